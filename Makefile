@@ -1,0 +1,139 @@
+# isthmus — GNU Makefile. `make help` lists the targets.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+V       ?= 0
+
+PKGS     := openssl libpcre2-8 yaml-0.1 liburing
+DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev liburing-dev \
+            libcmocka-dev clang curl wrk nginx haproxy python3 openssl socat procps
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -I. -MMD -MP \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ifeq ($(V),0)
+Q = @
+quiet = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q =
+quiet =
+endif
+
+LIB_SRCS  := $(sort $(wildcard lib/*.c shm/*.c conf/*.c health/*.c worker/*.c)) \
+             $(filter-out master/main.c,$(sort $(wildcard master/*.c)))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(BUILD)/master/main.o
+TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+UPSTREAM  := $(BUILD)/tests/upstream
+FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all deps check unit integration asan fuzz fuzz-run run bench install clean help format
+
+all: $(BUILD)/isthmus $(UPSTREAM)
+
+help:
+	@echo 'make            build the isthmus binary and the test upstream (into $(BUILD)/)'
+	@echo 'make deps       install the missing Debian build and test packages (apt-get, as root)'
+	@echo 'make run        deps, build, start the gateway on conf/isthmus.yaml with demo upstreams'
+	@echo 'make check      deps, build, run every test: unit, integration, ASan+UBSan, fuzzers'
+	@echo 'make unit       run the cmocka unit tests'
+	@echo 'make integration  run the integration tests (real master, workers, upstreams, clients)'
+	@echo 'make asan       build with ASan+UBSan into build-asan/ and run the whole test suite'
+	@echo 'make fuzz       build the libFuzzer harnesses (clang); fuzz-run runs each FUZZ_SECONDS'
+	@echo 'make bench      isthmus beside HAProxy and nginx, interleaved rounds, ratios'
+	@echo 'make install    install under DESTDIR/PREFIX'
+	@echo 'make format     clang-format every source file'
+	@echo 'make clean      remove build outputs'
+	@echo 'Variables: V=1 shows commands; BUILD=dir; CFLAGS; PREFIX; DESTDIR'
+
+deps:
+	@missing=""; for p in $(DEB_DEPS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get) or install:$$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libisthmus.a: $(LIB_OBJS)
+	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/isthmus: $(MAIN_OBJ) $(BUILD)/libisthmus.a
+	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libisthmus.a
+	@mkdir -p $(dir $@)
+	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL) $(TEST_LIBS)
+
+$(BUILD)/tests/upstream.o: tests/upstream/upstream.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
+	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+unit: $(TEST_BINS)
+	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
+
+integration: all
+	python3 tests/integration/run.py --build $(BUILD)
+
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS))
+# Each harness links only the modules it exercises.
+FUZZ_SRCS_fuzz_http1 := worker/http1.c lib/log.c
+FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard conf/*.c worker/*.c shm/*.c lib/*.c)
+	@mkdir -p $(dir $@)
+	$(call quiet,FUZZ,$@)clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_fuzz_$*) $(LDLIBS_ALL)
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS) s)"; \
+		mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$n fuzz/corpus/$$n 2>&1 | tail -n 3; done
+
+asan:
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' all unit integration
+
+check: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) asan
+	$(MAKE) fuzz-run
+	@echo 'make check: all tests passed'
+
+run: deps all
+	sh tests/demo/run.sh $(BUILD)
+
+bench: deps all
+	sh bench/bench.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/isthmus
+	install -m 0755 $(BUILD)/isthmus $(DESTDIR)$(PREFIX)/sbin/isthmus
+	install -m 0644 conf/isthmus.yaml $(DESTDIR)/etc/isthmus/isthmus.yaml.example
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)

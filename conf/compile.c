@@ -1,0 +1,637 @@
+/* Phase 3: the model becomes an immutable struct ism_table inside an arena.
+ *
+ * Every string and array is copied into the arena, regexes included (PCRE2
+ * with an allocator over the arena), so the table is self-contained and valid
+ * in every process that maps the arena at the same address. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "conf/model.h"
+
+/* The allocator PCRE2 sees. It lives in the arena because every compiled
+ * pattern keeps a pointer to it (pcre2_match_data_create_from_pattern(code,
+ * NULL) and pcre2_match without a match context allocate through it). While
+ * compiling it hands out arena memory; once the table is finished it is sealed
+ * and falls back to malloc/free, so a worker that allocates match data from a
+ * pattern never writes into the published generation. */
+struct re_alloc {
+	struct ism_arena *arena; /* the compiler's arena; not used once sealed */
+	const unsigned char *lo, *hi;
+	int sealed;
+};
+
+static void *re_malloc(PCRE2_SIZE size, void *data)
+{
+	struct re_alloc *ra = data;
+
+	if (ra->sealed)
+		return malloc(size);
+	return ism_arena_alloc(ra->arena, size, 16);
+}
+
+static void re_free(void *p, void *data)
+{
+	struct re_alloc *ra = data;
+	const unsigned char *u = p;
+
+	/* Arena memory is never freed one by one. */
+	if (p == NULL || (u >= ra->lo && u < ra->hi))
+		return;
+	free(p);
+}
+
+struct ckey {
+	const char *host;
+	const char *subset; /* "" when none */
+	uint16_t port;
+	const struct ism_cm_se *se;
+};
+
+struct lgroup {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	uint16_t port;
+	const char *name;
+	size_t n_srv, cap_srv;
+	const struct ism_cm_gw **gw;
+	const struct ism_cm_server **srv;
+};
+
+struct cbuild {
+	const struct ism_conf *c;
+	struct ism_arena *a;
+	ism_conf_ep_id_cb ep_id;
+	void *ctx;
+	struct ism_diags *d;
+	struct ism_table *t;
+	struct ckey *keys;
+	size_t n_keys, cap_keys;
+	struct lgroup *groups;
+	size_t n_groups, cap_groups;
+	const struct ism_route **vs_routes; /* per VirtualService, compiled once */
+	const struct ism_hc **hcs;	    /* per health check, compiled once */
+	struct re_alloc *ra;
+	pcre2_compile_context *cctx;
+	int rc;
+};
+
+static void *aalloc(struct cbuild *b, size_t n, size_t size, size_t align)
+{
+	void *p;
+
+	if (n == 0)
+		n = 1;
+	if (size != 0 && n > SIZE_MAX / size)
+		p = NULL;
+	else
+		p = ism_arena_alloc(b->a, n * size, align);
+	if (p == NULL && b->rc == 0)
+		b->rc = -ENOMEM;
+	return p;
+}
+
+#define ANEW(b, n, type) ((type *)aalloc((b), (n), sizeof(type), _Alignof(type)))
+
+static struct ism_str astr(struct cbuild *b, const char *s)
+{
+	struct ism_str r = {.p = "", .len = 0};
+	size_t len = s ? strlen(s) : 0;
+	char *p;
+
+	p = ism_arena_strndup(b->a, s ? s : "", len);
+	if (p == NULL) {
+		if (b->rc == 0)
+			b->rc = -ENOMEM;
+		return r;
+	}
+	r.p = p;
+	r.len = (uint32_t)len;
+	return r;
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static bool parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		*len = sizeof(struct sockaddr_in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, s, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		*len = sizeof(struct sockaddr_in6);
+		return true;
+	}
+	return false;
+}
+
+/* --- regexes and matches --- */
+
+static const void *compile_re(struct cbuild *b, const char *src)
+{
+	PCRE2_SIZE off;
+	pcre2_code *re;
+	int err;
+
+	re = pcre2_compile((PCRE2_SPTR)src, strlen(src),
+			   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &err, &off, b->cctx);
+	if (re == NULL && b->rc == 0) {
+		/* Validation compiled it already: only the arena can fail here. */
+		b->rc = -ENOMEM;
+	}
+	return re;
+}
+
+static void conv_sm(struct cbuild *b, const struct ism_cm_sm *in, bool icase,
+		    struct ism_strmatch *out)
+{
+	out->kind = (uint8_t)in->kind;
+	out->s = astr(b, in->s);
+	if (in->kind == ISM_SM_REGEX)
+		out->re = compile_re(b, in->s);
+	else
+		out->ignore_case = icase && (in->kind == ISM_SM_EXACT || in->kind == ISM_SM_PREFIX);
+}
+
+static const struct ism_kvmatch *conv_kv(struct cbuild *b, const struct ism_cm_kv *in, size_t n)
+{
+	struct ism_kvmatch *out = ANEW(b, n, struct ism_kvmatch);
+
+	for (size_t i = 0; out != NULL && i < n; i++) {
+		out[i].name = astr(b, in[i].name);
+		conv_sm(b, &in[i].m, false, &out[i].m);
+	}
+	return out;
+}
+
+static void conv_match(struct cbuild *b, const struct ism_cm_match *in, struct ism_match *out)
+{
+	conv_sm(b, &in->uri, in->ignore_uri_case, &out->uri);
+	conv_sm(b, &in->scheme, false, &out->scheme);
+	conv_sm(b, &in->method, false, &out->method);
+	conv_sm(b, &in->authority, false, &out->authority);
+	out->port = in->port;
+	out->n_headers = (uint32_t)in->n_headers;
+	out->headers = conv_kv(b, in->headers, in->n_headers);
+	out->n_without_headers = (uint32_t)in->n_without;
+	out->without_headers = conv_kv(b, in->without, in->n_without);
+	out->n_query = (uint32_t)in->n_query;
+	out->query = conv_kv(b, in->query, in->n_query);
+}
+
+/* --- clusters --- */
+
+static uint32_t cluster_index(struct cbuild *b, const struct ism_cm_dest *d)
+{
+	const char *subset = d->subset ? d->subset : "";
+
+	for (size_t i = 0; i < b->n_keys; i++) {
+		const struct ckey *k = &b->keys[i];
+
+		if (k->port == d->svc_port && strcmp(k->host, d->host) == 0 &&
+		    strcmp(k->subset, subset) == 0)
+			return (uint32_t)i;
+	}
+	if (ism_grow(&b->keys, &b->cap_keys, b->n_keys, sizeof(*b->keys)) < 0) {
+		b->rc = -ENOMEM;
+		return 0;
+	}
+	b->keys[b->n_keys] = (struct ckey){d->host, subset, d->svc_port, d->se};
+	return (uint32_t)b->n_keys++;
+}
+
+static bool labels_include(const struct ism_cm_se_ep *e, const struct ism_cm_subset *s)
+{
+	for (size_t i = 0; s != NULL && i < s->n_labels; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < e->n_labels && !found; j++)
+			found = strcmp(e->labels[j].key, s->labels[i].key) == 0 &&
+				strcmp(e->labels[j].value, s->labels[i].value) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static uint8_t priority_of(const struct ism_conf *c, const char *loc)
+{
+	size_t rl = strlen(c->app.region), zl = strlen(c->app.zone);
+
+	/* Same region and zone: priority 0; anything else, or no locality: 1. */
+	if (strncmp(loc, c->app.region, rl) == 0 && loc[rl] == '/' &&
+	    strncmp(loc + rl + 1, c->app.zone, zl) == 0 &&
+	    (loc[rl + 1 + zl] == '\0' || loc[rl + 1 + zl] == '/'))
+		return 0;
+	return 1;
+}
+
+static uint16_t endpoint_port(const struct ism_cm_se_ep *e, const struct ism_cm_se_port *sp)
+{
+	for (size_t i = 0; i < e->n_ports; i++)
+		if (strcmp(e->ports[i].name, sp->name) == 0)
+			return (uint16_t)e->ports[i].number;
+	return (uint16_t)(sp->target ? sp->target : sp->number);
+}
+
+static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
+			   struct ism_cluster *cl)
+{
+	const struct ism_cm_se_port *sp = NULL;
+	struct ism_endpoint *eps;
+	size_t n = 0;
+
+	if (k->se == NULL)
+		return;
+	for (size_t i = 0; i < k->se->n_ports; i++)
+		if (k->se->ports[i].number == k->port)
+			sp = &k->se->ports[i];
+	if (sp == NULL)
+		return;
+	eps = ANEW(b, k->se->n_eps, struct ism_endpoint);
+	for (size_t i = 0; eps != NULL && i < k->se->n_eps && b->rc == 0; i++) {
+		const struct ism_cm_se_ep *e = &k->se->eps[i];
+		struct ism_endpoint *o = &eps[n];
+		uint16_t port = endpoint_port(e, sp);
+		char text[80], key[600];
+		int rc;
+
+		if (!labels_include(e, s))
+			continue;
+		o->addr = e->addr;
+		o->addrlen = e->addrlen;
+		set_port(&o->addr, port);
+		snprintf(text, sizeof(text), e->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+			 e->address, port);
+		o->addr_text = astr(b, text);
+		o->locality = astr(b, e->locality);
+		o->weight = e->weight;
+		o->priority = priority_of(b->c, e->locality);
+		snprintf(key, sizeof(key), "%s|%s", k->host, text);
+		rc = b->ep_id(b->ctx, key, cl->hc != NULL, &o->id);
+		if (rc < 0) {
+			ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
+				     "cannot assign an id to endpoint %s: %s", key, strerror(-rc));
+			b->rc = rc;
+			return;
+		}
+		n++;
+	}
+	cl->endpoints = eps;
+	cl->n_endpoints = (uint32_t)n;
+}
+
+static const struct ism_hc *compile_hc(struct cbuild *b, size_t i, const char *svc_host)
+{
+	const struct ism_cm_hc *h = &b->c->app.hcs[i];
+	struct ism_hc *o;
+	uint16_t(*st)[2];
+
+	if (b->hcs[i] != NULL)
+		return b->hcs[i];
+	o = ANEW(b, 1, struct ism_hc);
+	st = aalloc(b, h->n_ranges, sizeof(*st), _Alignof(uint16_t));
+	if (o == NULL || st == NULL)
+		return NULL;
+	o->path = astr(b, h->path);
+	o->host = astr(b, h->host_header ? h->host_header : svc_host);
+	o->interval_ms = h->interval_ms;
+	o->timeout_ms = h->timeout_ms;
+	o->healthy_threshold = h->healthy;
+	o->unhealthy_threshold = h->unhealthy;
+	memcpy(st, h->ranges, h->n_ranges * sizeof(*st));
+	o->statuses = (const uint16_t(*)[2])st;
+	o->n_statuses = (uint32_t)h->n_ranges;
+	b->hcs[i] = o;
+	return o;
+}
+
+static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_cluster *cl)
+{
+	const struct ism_conf *c = b->c;
+	const struct ism_cm_dr *dr = ism_model_find_dr(c, k->host);
+	const struct ism_cm_subset *s = k->subset[0] ? ism_model_find_subset(dr, k->subset) : NULL;
+	const struct ism_cm_policy none = {0};
+	const struct ism_cm_policy *top = dr ? &dr->policy : &none;
+	const struct ism_cm_policy *sub = s ? &s->policy : &none;
+	char name[600];
+
+	snprintf(name, sizeof(name), "outbound|%u|%s|%s", k->port, k->subset, k->host);
+	cl->name = astr(b, name);
+	cl->host = astr(b, k->host);
+	cl->subset = astr(b, k->subset);
+	cl->port = k->port;
+	/* A subset's policy overrides the DestinationRule's, field by field. */
+	cl->lb = sub->has_lb ? sub->lb : top->has_lb ? top->lb : ISM_LB_LEAST_REQUEST;
+	cl->connect_timeout_ms = sub->has_connect   ? sub->connect_ms
+				 : top->has_connect ? top->connect_ms
+						    : c->app.timeouts.upstream_connect_ms;
+	cl->idle_timeout_ms = sub->has_idle ? sub->idle_ms : top->has_idle ? top->idle_ms : 60000;
+	for (size_t i = 0; i < c->app.n_hcs; i++) {
+		const struct ism_cm_hc *h = &c->app.hcs[i];
+
+		if (strcmp(h->host, k->host) == 0 && (h->port == 0 || h->port == k->port)) {
+			cl->hc = compile_hc(b, i, k->host);
+			break;
+		}
+	}
+	fill_endpoints(b, k, s, cl);
+}
+
+/* --- routes --- */
+
+static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
+{
+	const struct ism_cm_vs *vs = b->c->vss[vi];
+	struct ism_route *routes;
+
+	if (b->vs_routes[vi] != NULL)
+		return b->vs_routes[vi];
+	routes = ANEW(b, vs->n_routes, struct ism_route);
+	for (size_t i = 0; routes != NULL && i < vs->n_routes; i++) {
+		const struct ism_cm_route *r = &vs->routes[i];
+		struct ism_route *o = &routes[i];
+		struct ism_match *m = ANEW(b, r->n_match, struct ism_match);
+		struct ism_dest *d = ANEW(b, r->n_dest, struct ism_dest);
+		uint64_t total = 0;
+		char name[512];
+
+		if (m == NULL || d == NULL)
+			return NULL;
+		if (r->name != NULL)
+			snprintf(name, sizeof(name), "%s", r->name);
+		else
+			snprintf(name, sizeof(name), "%s/%s#%zu", vs->r.ns, vs->r.name, i);
+		o->name = astr(b, name);
+		for (size_t j = 0; j < r->n_match; j++)
+			conv_match(b, &r->match[j], &m[j]);
+		for (size_t j = 0; j < r->n_dest; j++) {
+			d[j].cluster = cluster_index(b, &r->dest[j]);
+			d[j].weight = r->dest[j].weight;
+			total += d[j].weight;
+		}
+		o->n_match = (uint32_t)r->n_match;
+		o->match = m;
+		o->n_dest = (uint32_t)r->n_dest;
+		o->dest = d;
+		o->total_weight = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+		o->timeout_ms = r->timeout_ms;
+	}
+	b->vs_routes[vi] = routes;
+	return routes;
+}
+
+/* --- listeners --- */
+
+static void group_servers(struct cbuild *b)
+{
+	const struct ism_conf *c = b->c;
+
+	for (size_t g = 0; g < c->n_gws; g++) {
+		for (size_t s = 0; s < c->gws[g]->n_servers; s++) {
+			const struct ism_cm_server *srv = &c->gws[g]->servers[s];
+			struct sockaddr_storage ss;
+			struct lgroup *lg = NULL;
+			socklen_t len;
+
+			if (!parse_ip(srv->bind ? srv->bind : c->app.listen, &ss, &len))
+				continue; /* validated already */
+			set_port(&ss, srv->port);
+			for (size_t i = 0; i < b->n_groups && lg == NULL; i++)
+				if (b->groups[i].addrlen == len &&
+				    memcmp(&b->groups[i].addr, &ss, len) == 0)
+					lg = &b->groups[i];
+			if (lg == NULL) {
+				if (ism_grow(&b->groups, &b->cap_groups, b->n_groups, sizeof(*lg)) <
+				    0)
+					goto nomem;
+				lg = &b->groups[b->n_groups++];
+				memset(lg, 0, sizeof(*lg));
+				lg->addr = ss;
+				lg->addrlen = len;
+				lg->port = srv->port;
+				lg->name = srv->port_name;
+			}
+			if (lg->n_srv == lg->cap_srv) {
+				size_t cap = lg->cap_srv;
+
+				if (ism_grow(&lg->gw, &cap, lg->n_srv, sizeof(*lg->gw)) < 0)
+					goto nomem;
+				cap = lg->cap_srv;
+				if (ism_grow(&lg->srv, &cap, lg->n_srv, sizeof(*lg->srv)) < 0)
+					goto nomem;
+				lg->cap_srv = cap;
+			}
+			lg->gw[lg->n_srv] = c->gws[g];
+			lg->srv[lg->n_srv++] = srv;
+		}
+	}
+	return;
+nomem:
+	b->rc = -ENOMEM;
+}
+
+static bool vs_uses_gw(const struct ism_cm_vs *vs, const struct ism_cm_gw *gw)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s/%s", gw->r.ns, gw->r.name);
+	for (size_t i = 0; i < vs->n_gateways; i++)
+		if (strcmp(vs->gateways[i], buf) == 0)
+			return true;
+	return false;
+}
+
+/* The domains VirtualService vs serves on listener group lg; count returned. */
+static size_t vs_domains(const struct lgroup *lg, const struct ism_cm_vs *vs, const char **out,
+			 size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t s = 0; s < lg->n_srv; s++) {
+		if (!vs_uses_gw(vs, lg->gw[s]))
+			continue;
+		for (size_t h = 0; h < vs->n_hosts; h++) {
+			for (size_t p = 0; p < lg->srv[s]->n_hosts; p++) {
+				const char *dom;
+				bool dup = false;
+
+				if (!ism_model_bind_host(&lg->srv[s]->hosts[p], lg->gw[s]->r.ns,
+							 vs->hosts[h], vs->r.ns, &dom))
+					continue;
+				for (size_t i = 0; i < n && !dup; i++)
+					dup = strcmp(out[i], dom) == 0;
+				if (!dup && n < cap)
+					out[n++] = dom;
+			}
+		}
+	}
+	return n;
+}
+
+static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism_listener *l)
+{
+	const struct ism_conf *c = b->c;
+	struct ism_vhost *vh = ANEW(b, c->n_vss, struct ism_vhost);
+	char name[16];
+
+	if (vh == NULL)
+		return;
+	snprintf(name, sizeof(name), "%u", lg->port);
+	l->name = astr(b, lg->name ? lg->name : name);
+	l->addr = lg->addr;
+	l->addrlen = lg->addrlen;
+	l->port = lg->port;
+	l->vhosts = vh;
+	for (size_t i = 0; i < c->n_vss && b->rc == 0; i++) {
+		const struct ism_cm_vs *vs = c->vss[i];
+		size_t cap = 0, n;
+		const char **doms;
+		struct ism_str *ds;
+		char vname[512];
+
+		for (size_t s = 0; s < lg->n_srv; s++)
+			cap += vs->n_hosts * lg->srv[s]->n_hosts;
+		if (cap == 0)
+			continue;
+		doms = calloc(cap, sizeof(*doms));
+		if (doms == NULL) {
+			b->rc = -ENOMEM;
+			return;
+		}
+		n = vs_domains(lg, vs, doms, cap);
+		ds = n ? ANEW(b, n, struct ism_str) : NULL;
+		for (size_t j = 0; ds != NULL && j < n; j++)
+			ds[j] = astr(b, doms[j]);
+		free(doms);
+		if (n == 0 || ds == NULL)
+			continue;
+		snprintf(vname, sizeof(vname), "%s/%s", vs->r.ns, vs->r.name);
+		vh[l->n_vhosts].name = astr(b, vname);
+		vh[l->n_vhosts].n_domains = (uint32_t)n;
+		vh[l->n_vhosts].domains = ds;
+		vh[l->n_vhosts].n_routes = (uint32_t)vs->n_routes;
+		vh[l->n_vhosts].routes = compile_routes(b, i);
+		l->n_vhosts++;
+	}
+}
+
+/* --- the table --- */
+
+static void fill_appliance(struct cbuild *b, struct ism_table *t)
+{
+	const struct ism_cm_appliance *a = &b->c->app;
+
+	t->magic = ISM_TABLE_MAGIC;
+	t->gen = 0;
+	t->name = astr(b, a->r.name);
+	t->region = astr(b, a->region);
+	t->zone = astr(b, a->zone);
+	t->subzone = astr(b, a->subzone);
+	t->workers = a->workers;
+	t->user = astr(b, a->user);
+	t->group = astr(b, a->group);
+	t->control_socket = astr(b, a->control_socket);
+	t->admin_addr = a->admin;
+	t->admin_addrlen = a->admin_len;
+	t->limits = a->limits;
+	t->timeouts = a->timeouts;
+}
+
+static int setup_re(struct cbuild *b)
+{
+	pcre2_general_context *g;
+
+	b->ra = ANEW(b, 1, struct re_alloc);
+	if (b->ra == NULL)
+		return -ENOMEM;
+	b->ra->arena = b->a;
+	b->ra->lo = b->a->base;
+	b->ra->hi = b->a->base + b->a->size;
+	/* Both contexts are allocated from the arena too (a few hundred bytes). */
+	g = pcre2_general_context_create(re_malloc, re_free, b->ra);
+	if (g == NULL)
+		return -ENOMEM;
+	b->cctx = pcre2_compile_context_create(g);
+	if (b->cctx == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+static void build(struct cbuild *b)
+{
+	const struct ism_conf *c = b->c;
+	struct ism_listener *ls;
+	struct ism_cluster *cls;
+
+	b->t = ANEW(b, 1, struct ism_table);
+	if (b->t == NULL)
+		return;
+	fill_appliance(b, b->t);
+	group_servers(b);
+	if (b->rc < 0)
+		return;
+	ls = ANEW(b, b->n_groups, struct ism_listener);
+	for (size_t i = 0; ls != NULL && i < b->n_groups && b->rc == 0; i++)
+		build_listener(b, &b->groups[i], &ls[i]);
+	if (b->rc < 0)
+		return;
+	b->t->listeners = ls;
+	b->t->n_listeners = (uint32_t)b->n_groups;
+	cls = ANEW(b, b->n_keys, struct ism_cluster);
+	for (size_t i = 0; cls != NULL && i < b->n_keys && b->rc == 0; i++)
+		fill_cluster(b, &b->keys[i], &cls[i]);
+	b->t->clusters = cls;
+	b->t->n_clusters = (uint32_t)b->n_keys;
+	(void)c;
+}
+
+int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_conf_ep_id_cb ep_id,
+		     void *ctx, const struct ism_table **out, struct ism_diags *d)
+{
+	struct cbuild b = {.c = conf, .a = arena, .ep_id = ep_id, .ctx = ctx, .d = d};
+
+	*out = NULL;
+	b.vs_routes = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.vs_routes));
+	b.hcs = calloc(conf->app.n_hcs ? conf->app.n_hcs : 1, sizeof(*b.hcs));
+	if (b.vs_routes == NULL || b.hcs == NULL) {
+		b.rc = -ENOMEM;
+		goto out_free;
+	}
+	b.rc = setup_re(&b);
+	if (b.rc == 0)
+		build(&b);
+	if (b.ra != NULL)
+		b.ra->sealed = 1;
+out_free:
+	for (size_t i = 0; i < b.n_groups; i++) {
+		free(b.groups[i].gw);
+		free(b.groups[i].srv);
+	}
+	free(b.groups);
+	free(b.keys);
+	free(b.hcs);
+	free(b.vs_routes);
+	if (b.rc == -ENOMEM)
+		ism_diag_add(d, ISM_DIAG_ERROR, conf->file, 0, 0, "",
+			     "the route table does not fit in its arena (%zu bytes)", arena->size);
+	if (b.rc < 0)
+		return b.rc;
+	*out = b.t;
+	return 0;
+}

@@ -1,0 +1,68 @@
+/* The appliance file: loading, validation with positions, compilation.
+ *
+ * Phase 1: YAML (libyaml, several documents) becomes a tree whose nodes keep
+ * their line and column. Phase 2: typed, per-field validation produces the model
+ * (struct ism_conf, opaque, heap). Phase 3: compilation writes an immutable
+ * struct ism_table into an arena (see shm/table-t.h). Loading is all or nothing:
+ * on any error no model is returned and the diagnostics say why. */
+#ifndef ISM_CONF_CONF_H
+#define ISM_CONF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shm/shm.h"
+
+enum ism_diag_severity {
+	ISM_DIAG_ERROR = 0,
+	ISM_DIAG_WARNING = 1,
+};
+
+/* One diagnostic: "<file>:<line>:<col>: error: <field>: <msg>". */
+struct ism_diag {
+	enum ism_diag_severity severity;
+	char file[256];
+	int line;	 /* 1-based; 0 when not tied to a position */
+	int col;	 /* 1-based */
+	char field[256]; /* field path, e.g. "VirtualService default/reviews:
+			    spec.http[0].route[1].weight" */
+	char msg[512];
+};
+
+struct ism_diags {
+	size_t n;
+	size_t n_errors;
+	struct ism_diag items[64]; /* the first 64 are kept; n counts all */
+};
+
+void ism_diags_init(struct ism_diags *d);
+/* Prints every diagnostic, one per line, in the form above. */
+void ism_diags_print(FILE *out, const struct ism_diags *d);
+/* Formats them into buf (NUL-terminated, truncated to len); returns bytes written. */
+size_t ism_diags_format(char *buf, size_t len, const struct ism_diags *d);
+
+struct ism_conf;
+
+/* Loads and validates the file at path. 0 and *out on success (warnings may be
+ * in d); -EINVAL with errors in d; -errno when the file cannot be read (also
+ * reported in d). */
+int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d);
+/* Same, from memory; name is used in diagnostics. */
+int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_conf **out,
+		      struct ism_diags *d);
+void ism_conf_free(struct ism_conf *conf);
+
+/* Maps an endpoint key ("<service-host>|<address>:<port>") to a stable id.
+ * has_hc says whether the endpoint's service has an active health check.
+ * Returns 0 or -errno (-ENOSPC when the endpoint table is full). */
+typedef int (*ism_conf_ep_id_cb)(void *ctx, const char *key, bool has_hc, uint32_t *id);
+
+/* Compiles the model into arena. Regexes are compiled with PCRE2 into the arena
+ * too, so the table is self-contained. Returns 0 and *out, or -ENOMEM when the
+ * arena is full / -errno from ep_id, with a diagnostic in d. */
+int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_conf_ep_id_cb ep_id,
+		     void *ctx, const struct ism_table **out, struct ism_diags *d);
+
+#endif

@@ -1,0 +1,377 @@
+/* Typed, per-field validation helpers: path bookkeeping, diagnostics with the
+ * field path, scalar conversions (integers, durations, booleans). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf/model.h"
+
+size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...)
+{
+	size_t old = v->plen;
+	va_list ap;
+	int w;
+
+	va_start(ap, fmt);
+	w = vsnprintf(v->path + v->plen, sizeof(v->path) - v->plen, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		v->plen += (size_t)w < sizeof(v->path) - v->plen ? (size_t)w
+								 : sizeof(v->path) - v->plen - 1;
+	return old;
+}
+
+void ism_v_pop(struct ism_vctx *v, size_t old)
+{
+	v->plen = old;
+	v->path[old] = '\0';
+}
+
+static void v_report(struct ism_vctx *v, enum ism_diag_severity sev, const struct ism_node *at,
+		     const char *fmt, va_list ap)
+{
+	char field[600];
+	const char *p = v->path[0] == '.' ? v->path + 1 : v->path;
+
+	if (v->res[0] && p[0])
+		snprintf(field, sizeof(field), "%s: %s", v->res, p);
+	else
+		snprintf(field, sizeof(field), "%s%s", v->res, p);
+	ism_diag_addv(v->d, sev, v->file, at ? at->line : 0, at ? at->col : 0, field, fmt, ap);
+}
+
+void ism_v_err(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	v_report(v, ISM_DIAG_ERROR, at, fmt, ap);
+	va_end(ap);
+}
+
+void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	v_report(v, ISM_DIAG_WARNING, at, fmt, ap);
+	va_end(ap);
+}
+
+void *ism_v_alloc(struct ism_vctx *v, size_t n, size_t size)
+{
+	void *p;
+
+	if (n == 0)
+		n = 1;
+	if (size != 0 && n > SIZE_MAX / size) {
+		v->nomem = 1;
+		return NULL;
+	}
+	p = ism_pool_alloc(&v->conf->pool, n * size);
+	if (p == NULL)
+		v->nomem = 1;
+	return p;
+}
+
+char *ism_v_strdup(struct ism_vctx *v, const char *s)
+{
+	char *p = ism_pool_strndup(&v->conf->pool, s, strlen(s));
+
+	if (p == NULL)
+		v->nomem = 1;
+	return p;
+}
+
+bool ism_v_expect(struct ism_vctx *v, const struct ism_node *n, enum ism_node_kind k)
+{
+	if (n->kind == k)
+		return true;
+	if (ism_node_is_null(n))
+		ism_v_err(v, n, "expected %s, got nothing", ism_node_kind_name(k));
+	else
+		ism_v_err(v, n, "expected %s, got %s", ism_node_kind_name(k),
+			  ism_node_kind_name(n->kind));
+	return false;
+}
+
+static bool in_list(const char *const *list, const char *s)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
+}
+
+bool ism_v_keys(struct ism_vctx *v, const struct ism_node *map, const char *const *known,
+		const char *const *unimpl)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ism_node *k = map->pairs[i].key;
+		size_t old;
+
+		if (in_list(known, k->str))
+			continue;
+		old = ism_v_push(v, ".%s", k->str);
+		if (in_list(unimpl, k->str))
+			ism_v_err(v, k, "not implemented yet");
+		else
+			ism_v_err(v, k, "unknown field");
+		ism_v_pop(v, old);
+		ok = false;
+	}
+	return ok;
+}
+
+/* Looks key up; reports a missing required one. Pushes the path on success. */
+static const struct ism_node *lookup(struct ism_vctx *v, const struct ism_node *map,
+				     const char *key, bool required, size_t *old)
+{
+	const struct ism_node *n = ism_node_get(map, key, NULL);
+
+	*old = ism_v_push(v, ".%s", key);
+	if (n == NULL && required)
+		ism_v_err(v, map, "required field missing");
+	if (n == NULL)
+		ism_v_pop(v, *old);
+	return n;
+}
+
+int ism_v_str(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
+	      const char **out)
+{
+	const struct ism_node *n;
+	size_t old;
+	int rc = 1;
+
+	n = lookup(v, map, key, required, &old);
+	if (n == NULL)
+		return 0;
+	if (!ism_v_expect(v, n, ISM_NODE_SCALAR)) {
+		rc = -1;
+	} else if (n->len == 0 || ism_node_is_null(n)) {
+		ism_v_err(v, n, "must not be empty");
+		rc = -1;
+	} else {
+		*out = n->str;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}
+
+int ism_parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t r = 0;
+
+	if (*s == '\0')
+		return -EINVAL;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		if (r > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -ERANGE;
+		r = r * 10 + (uint64_t)(*s - '0');
+	}
+	*out = r;
+	return 0;
+}
+
+int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, uint64_t lo,
+	      uint64_t hi, uint64_t *out)
+{
+	const struct ism_node *n;
+	uint64_t x;
+	size_t old;
+	int rc = 1;
+
+	n = lookup(v, map, key, false, &old);
+	if (n == NULL)
+		return 0;
+	if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo || x > hi) {
+		ism_v_err(v, n, "must be an integer between %llu and %llu", (unsigned long long)lo,
+			  (unsigned long long)hi);
+		rc = -1;
+	} else {
+		*out = x;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}
+
+int ism_v_u32(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
+	      uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	const struct ism_node *n;
+	uint64_t x;
+	size_t old;
+	int rc = 1;
+
+	n = lookup(v, map, key, required, &old);
+	if (n == NULL)
+		return 0;
+	if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo || x > hi) {
+		ism_v_err(v, n, "must be an integer between %u and %u", lo, hi);
+		rc = -1;
+	} else {
+		*out = (uint32_t)x;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}
+
+int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, bool *out)
+{
+	const struct ism_node *n;
+	size_t old;
+	int rc = 1;
+
+	n = lookup(v, map, key, false, &old);
+	if (n == NULL)
+		return 0;
+	if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "true") == 0) {
+		*out = true;
+	} else if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "false") == 0) {
+		*out = false;
+	} else {
+		ism_v_err(v, n, "must be true or false");
+		rc = -1;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}
+
+/* One unit of a duration, in nanoseconds. */
+static uint64_t unit_ns(const char **s)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {
+	    {"ns", 1ull},
+	    {"us", 1000ull},
+	    {"\xc2\xb5s", 1000ull},
+	    {"ms", 1000000ull},
+	    {"s", 1000000000ull},
+	    {"m", 60000000000ull},
+	    {"h", 3600000000000ull},
+	};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		size_t l = strlen(units[i].name);
+
+		/* "ms" is listed before "m" and "s", so the longest name wins. */
+		if (strncmp(*s, units[i].name, l) == 0) {
+			*s += l;
+			return units[i].ns;
+		}
+	}
+	return 0;
+}
+
+int ism_parse_duration_ms(const char *s, uint32_t *out)
+{
+	/* Go/Istio form: one or more <decimal><unit>, e.g. "1m30s", "1.5s". The sum
+	 * is kept in nanoseconds with overflow checks, then rounded up to ms. */
+	const uint64_t max_ns = (uint64_t)UINT32_MAX * 1000000ull;
+	uint64_t total = 0;
+
+	if (*s == '\0')
+		return -EINVAL;
+	if (strcmp(s, "0") == 0) {
+		*out = 0;
+		return 0;
+	}
+	while (*s) {
+		uint64_t ip = 0, frac = 0, scale = 1, u, part;
+		bool digits = false;
+
+		for (; *s >= '0' && *s <= '9'; s++, digits = true) {
+			if (ip > 1000000000000ull)
+				return -ERANGE;
+			ip = ip * 10 + (uint64_t)(*s - '0');
+		}
+		if (*s == '.') {
+			for (s++; *s >= '0' && *s <= '9'; s++, digits = true) {
+				if (scale < 1000000000ull) {
+					frac = frac * 10 + (uint64_t)(*s - '0');
+					scale *= 10;
+				}
+			}
+		}
+		if (!digits)
+			return -EINVAL;
+		u = unit_ns(&s);
+		if (u == 0)
+			return -EINVAL;
+		if (ip > max_ns / u)
+			return -ERANGE;
+		part = ip * u + (frac * u) / scale;
+		if (part > max_ns - total)
+			return -ERANGE;
+		total += part;
+	}
+	*out = (uint32_t)((total + 999999) / 1000000);
+	return 0;
+}
+
+int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
+	      uint32_t *out)
+{
+	const struct ism_node *n;
+	uint32_t ms;
+	size_t old;
+	int rc = 1;
+
+	n = lookup(v, map, key, false, &old);
+	if (n == NULL)
+		return 0;
+	if (n->kind != ISM_NODE_SCALAR || ism_parse_duration_ms(n->str, &ms) < 0) {
+		ism_v_err(v, n,
+			  "must be a duration such as \"10s\", \"250ms\", \"1.5s\" or \"2m\"");
+		rc = -1;
+	} else if (ms < min_ms) {
+		ism_v_err(v, n, "must be at least %ums", min_ms);
+		rc = -1;
+	} else {
+		*out = ms;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}
+
+const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map, const char *key,
+				  bool required, enum ism_node_kind k)
+{
+	const struct ism_node *n;
+	size_t old;
+
+	n = lookup(v, map, key, required, &old);
+	if (n == NULL)
+		return NULL;
+	if (!ism_v_expect(v, n, k))
+		n = NULL;
+	ism_v_pop(v, old);
+	return n;
+}
+
+bool ism_locality_valid(const char *s)
+{
+	int parts = 1;
+	size_t seg = 0;
+
+	for (; *s; s++) {
+		if (*s == '/') {
+			if (seg == 0)
+				return false;
+			parts++;
+			seg = 0;
+		} else {
+			seg++;
+		}
+	}
+	return seg > 0 && parts >= 2 && parts <= 3;
+}

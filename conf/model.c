@@ -1,0 +1,1453 @@
+/* Phase 2: per-resource validation of the YAML tree into the model.
+ *
+ * Each mapping is checked against the fields Istio's API (or the Appliance
+ * kind) defines: a field isthmus implements is validated and stored; a field
+ * Istio defines that isthmus does not implement yet is an error naming it, so
+ * nothing a user wrote is silently ignored; anything else is "unknown field". */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "conf/model.h"
+
+#define NOT_IMPL "not implemented yet"
+
+/* --- small shared pieces --- */
+
+static char *lower_dup(struct ism_vctx *v, const char *s)
+{
+	char *p = ism_v_strdup(v, s);
+
+	if (p != NULL)
+		for (char *q = p; *q; q++)
+			*q = (char)tolower((unsigned char)*q);
+	return p;
+}
+
+const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
+{
+	char buf[512];
+
+	if (strchr(host, '.') != NULL || strcmp(host, "*") == 0)
+		return lower_dup(v, host);
+	snprintf(buf, sizeof(buf), "%s.%s.svc.cluster.local", host, ns);
+	return lower_dup(v, buf);
+}
+
+/* DNS name, optionally with a leftmost "*" label, or "*" alone. */
+static bool host_syntax_ok(const char *s)
+{
+	size_t label = 0;
+
+	if (strcmp(s, "*") == 0)
+		return true;
+	if (s[0] == '*') {
+		if (s[1] != '.')
+			return false;
+		s += 2;
+	}
+	if (*s == '\0' || strlen(s) > 253)
+		return false;
+	for (; *s; s++) {
+		if (*s == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (isalnum((unsigned char)*s) || *s == '-' || *s == '_') {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+static bool parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		*len = sizeof(*a4);
+		return true;
+	}
+	if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		*len = sizeof(*a6);
+		return true;
+	}
+	return false;
+}
+
+/* "host:port" or "[v6]:port" with an IP literal host. */
+static bool parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon, *hs = s;
+	size_t hl;
+	uint64_t port;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != ':')
+			return false;
+		hs = s + 1;
+		hl = (size_t)(end - hs);
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return false;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return false;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	if (ism_parse_u64(colon + 1, &port) < 0 || port == 0 || port > 65535)
+		return false;
+	if (!parse_ip(host, ss, len))
+		return false;
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+	return true;
+}
+
+/* A mapping of strings to strings (labels). */
+static size_t parse_labels(struct ism_vctx *v, const struct ism_node *map,
+			   struct ism_cm_label **out)
+{
+	struct ism_cm_label *l = ism_v_alloc(v, map->n, sizeof(*l));
+	size_t n = 0;
+
+	*out = l;
+	if (l == NULL)
+		return 0;
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ism_node *val = map->pairs[i].value;
+		size_t old = ism_v_push(v, ".%s", map->pairs[i].key->str);
+
+		if (ism_v_expect(v, val, ISM_NODE_SCALAR)) {
+			l[n].key = map->pairs[i].key->str;
+			l[n].value = val->str;
+			n++;
+		}
+		ism_v_pop(v, old);
+	}
+	return n;
+}
+
+static const struct ism_node *labels_field(struct ism_vctx *v, const struct ism_node *map,
+					   const char *key, struct ism_cm_label **out, size_t *n)
+{
+	const struct ism_node *l = ism_v_node(v, map, key, false, ISM_NODE_MAP);
+	size_t old;
+
+	*n = 0;
+	*out = NULL;
+	if (l == NULL)
+		return NULL;
+	old = ism_v_push(v, ".%s", key);
+	*n = parse_labels(v, l, out);
+	ism_v_pop(v, old);
+	return l;
+}
+
+/* A required or optional list of non-empty strings. */
+static const char **string_list(struct ism_vctx *v, const struct ism_node *map, const char *key,
+				bool required, size_t *n, const struct ism_node **listp)
+{
+	const struct ism_node *l = ism_v_node(v, map, key, required, ISM_NODE_SEQ);
+	const char **out;
+	size_t old;
+
+	*n = 0;
+	if (listp)
+		*listp = l;
+	if (l == NULL)
+		return NULL;
+	old = ism_v_push(v, ".%s", key);
+	if (l->n == 0 && required)
+		ism_v_err(v, l, "must not be empty");
+	out = ism_v_alloc(v, l->n, sizeof(*out));
+	for (size_t i = 0; out != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (ism_v_expect(v, it, ISM_NODE_SCALAR)) {
+			if (it->len == 0)
+				ism_v_err(v, it, "must not be empty");
+			else
+				out[(*n)++] = it->str;
+		}
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+	return out;
+}
+
+/* Reports an enum value that is not one of ok[] (nor of unimpl[]). */
+static int enum_field(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		      const char *const *ok, const char *const *unimpl, const char **out)
+{
+	const char *s = NULL;
+	const struct ism_node *n = ism_node_get(map, key, NULL);
+	int rc = ism_v_str(v, map, key, false, &s);
+	size_t old;
+
+	if (rc <= 0)
+		return rc;
+	old = ism_v_push(v, ".%s", key);
+	rc = -1;
+	for (const char *const *p = ok; *p; p++)
+		if (strcmp(*p, s) == 0)
+			rc = 1;
+	for (const char *const *p = unimpl; rc < 0 && p && *p; p++) {
+		if (strcmp(*p, s) == 0) {
+			ism_v_err(v, n, "%s is " NOT_IMPL, s);
+			rc = -2;
+		}
+	}
+	if (rc == -1)
+		ism_v_err(v, n, "unknown value \"%s\"", s);
+	if (rc == -2)
+		rc = -1;
+	ism_v_pop(v, old);
+	if (rc == 1)
+		*out = s;
+	return rc;
+}
+
+/* --- Appliance --- */
+
+static void parse_statuses(struct ism_vctx *v, const struct ism_node *hc, struct ism_cm_hc *h)
+{
+	const struct ism_node *l = ism_v_node(v, hc, "expectedStatuses", false, ISM_NODE_SEQ);
+	size_t old;
+
+	h->ranges = ism_v_alloc(v, l ? l->n : 1, sizeof(*h->ranges));
+	if (h->ranges == NULL)
+		return;
+	if (l == NULL || l->n == 0) {
+		h->ranges[0][0] = 200;
+		h->ranges[0][1] = 201;
+		h->n_ranges = 1;
+		return;
+	}
+	old = ism_v_push(v, ".expectedStatuses");
+	for (size_t i = 0; i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+		uint64_t lo, hi;
+		char buf[32];
+		char *dash;
+
+		if (!ism_v_expect(v, it, ISM_NODE_SCALAR))
+			goto next;
+		snprintf(buf, sizeof(buf), "%s", it->str);
+		dash = strchr(buf, '-');
+		if (dash != NULL)
+			*dash = '\0';
+		if (strlen(it->str) >= sizeof(buf) || ism_parse_u64(buf, &lo) < 0 ||
+		    (dash != NULL && ism_parse_u64(dash + 1, &hi) < 0)) {
+			ism_v_err(v, it, "must be a status code (100..599) or a range \"200-299\"");
+			goto next;
+		}
+		if (dash == NULL)
+			hi = lo;
+		if (lo < 100 || hi > 599 || lo > hi) {
+			ism_v_err(v, it, "must be a status code (100..599) or a range \"200-299\"");
+			goto next;
+		}
+		h->ranges[h->n_ranges][0] = (uint16_t)lo;
+		h->ranges[h->n_ranges][1] = (uint16_t)(hi + 1);
+		h->n_ranges++;
+	next:
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_hc *h,
+		     const char *ns)
+{
+	static const char *const keys[] = {"host",
+					   "port",
+					   "path",
+					   "hostHeader",
+					   "interval",
+					   "timeout",
+					   "healthyThreshold",
+					   "unhealthyThreshold",
+					   "expectedStatuses",
+					   NULL};
+	const char *host = NULL;
+
+	h->at = n;
+	h->path = "/";
+	h->interval_ms = 5000;
+	h->timeout_ms = 1000;
+	h->healthy = 2;
+	h->unhealthy = 3;
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_str(v, n, "host", true, &host) > 0) {
+		if (!host_syntax_ok(host) || host[0] == '*') {
+			size_t old = ism_v_push(v, ".host");
+
+			ism_v_err(v, ism_node_get(n, "host", NULL), "invalid host name \"%s\"",
+				  host);
+			ism_v_pop(v, old);
+		}
+		h->host = ism_model_host(v, host, ns);
+	}
+	ism_v_u32(v, n, "port", false, 1, 65535, &h->port);
+	if (ism_v_str(v, n, "path", false, &h->path) > 0 && h->path[0] != '/') {
+		size_t old = ism_v_push(v, ".path");
+
+		ism_v_err(v, ism_node_get(n, "path", NULL), "must start with \"/\"");
+		ism_v_pop(v, old);
+	}
+	ism_v_str(v, n, "hostHeader", false, &h->host_header);
+	ism_v_dur(v, n, "interval", 1, &h->interval_ms);
+	ism_v_dur(v, n, "timeout", 1, &h->timeout_ms);
+	ism_v_u32(v, n, "healthyThreshold", false, 1, 1000, &h->healthy);
+	ism_v_u32(v, n, "unhealthyThreshold", false, 1, 1000, &h->unhealthy);
+	parse_statuses(v, n, h);
+}
+
+static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct ism_limits *l)
+{
+	static const char *const keys[] = {"maxRequestHeaderBytes",
+					   "maxRequestHeaders",
+					   "maxUriBytes",
+					   "maxRequestBodyBytes",
+					   "maxConnectionsPerWorker",
+					   "maxResponseHeaderBytes",
+					   NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "limits", false, ISM_NODE_MAP);
+	size_t old;
+
+	l->max_request_header_bytes = 32768;
+	l->max_request_headers = 100;
+	l->max_uri_bytes = 8192;
+	l->max_request_body_bytes = 0;
+	l->max_connections = 16384;
+	l->max_response_header_bytes = 65536;
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".limits");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_u32(v, n, "maxRequestHeaderBytes", false, 1024, 1048576,
+		  &l->max_request_header_bytes);
+	ism_v_u32(v, n, "maxRequestHeaders", false, 1, 1000, &l->max_request_headers);
+	ism_v_u32(v, n, "maxUriBytes", false, 16, 1048576, &l->max_uri_bytes);
+	ism_v_u64(v, n, "maxRequestBodyBytes", 0, (uint64_t)1 << 62, &l->max_request_body_bytes);
+	ism_v_u32(v, n, "maxConnectionsPerWorker", false, 1, 1048576, &l->max_connections);
+	ism_v_u32(v, n, "maxResponseHeaderBytes", false, 1024, 1048576,
+		  &l->max_response_header_bytes);
+	ism_v_pop(v, old);
+}
+
+static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, struct ism_timeouts *t)
+{
+	static const char *const keys[] = {"requestHeader",    "idle",	"upstreamConnect",
+					   "upstreamResponse", "drain", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "timeouts", false, ISM_NODE_MAP);
+	size_t old;
+
+	t->request_header_ms = 10000;
+	t->idle_ms = 60000;
+	t->upstream_connect_ms = 10000;
+	t->upstream_response_ms = 60000;
+	t->drain_ms = 30000;
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".timeouts");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_dur(v, n, "requestHeader", 1, &t->request_header_ms);
+	ism_v_dur(v, n, "idle", 1, &t->idle_ms);
+	ism_v_dur(v, n, "upstreamConnect", 1, &t->upstream_connect_ms);
+	ism_v_dur(v, n, "upstreamResponse", 1, &t->upstream_response_ms);
+	ism_v_dur(v, n, "drain", 1, &t->drain_ms);
+	ism_v_pop(v, old);
+}
+
+static void parse_locality(struct ism_vctx *v, const struct ism_node *spec,
+			   struct ism_cm_appliance *a)
+{
+	const char *loc = NULL;
+	char *copy, *slash;
+
+	a->region = a->zone = a->subzone = "";
+	if (ism_v_str(v, spec, "locality", true, &loc) <= 0)
+		return;
+	if (!ism_locality_valid(loc)) {
+		size_t old = ism_v_push(v, ".locality");
+
+		ism_v_err(
+		    v, ism_node_get(spec, "locality", NULL),
+		    "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts");
+		ism_v_pop(v, old);
+		return;
+	}
+	copy = ism_v_strdup(v, loc);
+	if (copy == NULL)
+		return;
+	a->region = copy;
+	slash = strchr(copy, '/');
+	*slash = '\0';
+	a->zone = slash + 1;
+	slash = strchr(slash + 1, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		a->subzone = slash + 1;
+	}
+}
+
+static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,
+			  struct ism_cm_appliance *a)
+{
+	const struct ism_node *n = ism_node_get(spec, "workers", NULL);
+	uint64_t x;
+	size_t old;
+
+	a->workers = 0;
+	if (n == NULL || (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "auto") == 0))
+		return;
+	if (n->kind == ISM_NODE_SCALAR && ism_parse_u64(n->str, &x) == 0 && x >= 1 && x <= 64) {
+		a->workers = (uint32_t)x;
+		return;
+	}
+	old = ism_v_push(v, ".workers");
+	ism_v_err(v, n, "must be an integer between 1 and 64, or \"auto\" (one per CPU)");
+	ism_v_pop(v, old);
+}
+
+static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
+{
+	static const char *const keys[] = {
+	    "locality", "namespace",	 "workers", "user",	"group",	"controlSocket",
+	    "admin",	"listenAddress", "limits",  "timeouts", "healthChecks", NULL};
+	static const char *const unimpl[] = {"logging", "credentials", NULL};
+	struct ism_cm_appliance *a = &v->conf->app;
+	const struct ism_node *n;
+	size_t old;
+
+	a->ns = "default";
+	a->control_socket = "/run/isthmus/isthmus.sock";
+	a->listen = "0.0.0.0";
+	a->user = a->group = "";
+	ism_v_keys(v, spec, keys, unimpl);
+	parse_locality(v, spec, a);
+	ism_v_str(v, spec, "namespace", false, &a->ns);
+	parse_workers(v, spec, a);
+	ism_v_str(v, spec, "user", false, &a->user);
+	ism_v_str(v, spec, "group", false, &a->group);
+	ism_v_str(v, spec, "controlSocket", false, &a->control_socket);
+	if (ism_v_str(v, spec, "listenAddress", false, &a->listen) > 0) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		if (!parse_ip(a->listen, &ss, &len)) {
+			old = ism_v_push(v, ".listenAddress");
+			ism_v_err(v, ism_node_get(spec, "listenAddress", NULL),
+				  "must be an IPv4 or IPv6 address");
+			ism_v_pop(v, old);
+		}
+	}
+	n = ism_v_node(v, spec, "admin", false, ISM_NODE_MAP);
+	if (n != NULL) {
+		static const char *const akeys[] = {"address", NULL};
+		const char *addr = NULL;
+
+		old = ism_v_push(v, ".admin");
+		ism_v_keys(v, n, akeys, NULL);
+		if (ism_v_str(v, n, "address", false, &addr) > 0 &&
+		    !parse_hostport(addr, &a->admin, &a->admin_len)) {
+			size_t o2 = ism_v_push(v, ".address");
+
+			ism_v_err(v, ism_node_get(n, "address", NULL),
+				  "must be \"IP:port\" or \"[IPv6]:port\"");
+			ism_v_pop(v, o2);
+		}
+		ism_v_pop(v, old);
+	}
+	parse_limits(v, spec, &a->limits);
+	parse_timeouts(v, spec, &a->timeouts);
+	n = ism_v_node(v, spec, "healthChecks", false, ISM_NODE_SEQ);
+	if (n != NULL) {
+		old = ism_v_push(v, ".healthChecks");
+		a->hcs = ism_v_alloc(v, n->n, sizeof(*a->hcs));
+		for (size_t i = 0; a->hcs != NULL && i < n->n; i++) {
+			size_t o2 = ism_v_push(v, "[%zu]", i);
+
+			parse_hc(v, n->items[i], &a->hcs[a->n_hcs++], a->ns);
+			ism_v_pop(v, o2);
+		}
+		ism_v_pop(v, old);
+	}
+}
+
+/* --- Gateway --- */
+
+static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
+			      struct ism_cm_server *s)
+{
+	static const char *const keys[] = {"number", "name", "protocol", NULL};
+	static const char *const unimpl[] = {"targetPort", NULL};
+	static const char *const ok[] = {"HTTP", NULL};
+	static const char *const later[] = {"HTTPS", "HTTP2", "GRPC", "GRPC-WEB",
+					    "MONGO", "TCP",   "TLS",  NULL};
+	const struct ism_node *p = ism_v_node(v, srv, "port", true, ISM_NODE_MAP);
+	const char *proto;
+	uint32_t num = 0;
+	size_t old;
+
+	if (p == NULL)
+		return;
+	old = ism_v_push(v, ".port");
+	ism_v_keys(v, p, keys, unimpl);
+	if (ism_v_u32(v, p, "number", true, 1, 65535, &num) > 0)
+		s->port = (uint16_t)num;
+	ism_v_str(v, p, "name", false, &s->port_name);
+	enum_field(v, p, "protocol", ok, later, &proto);
+	ism_v_pop(v, old);
+}
+
+static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_server *s)
+{
+	static const char *const keys[] = {"port", "hosts", "bind", "name", NULL};
+	static const char *const unimpl[] = {"tls", "defaultEndpoint", NULL};
+	const struct ism_node *hl;
+	const char **hosts;
+	const char *name;
+	size_t nh, old;
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, unimpl);
+	parse_server_port(v, n, s);
+	ism_v_str(v, n, "name", false, &name);
+	if (ism_v_str(v, n, "bind", false, &s->bind) > 0) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		if (!parse_ip(s->bind, &ss, &len)) {
+			old = ism_v_push(v, ".bind");
+			ism_v_err(v, ism_node_get(n, "bind", NULL),
+				  "must be an IPv4 or IPv6 address (unix:// is " NOT_IMPL ")");
+			ism_v_pop(v, old);
+		}
+	}
+	hosts = string_list(v, n, "hosts", true, &nh, &hl);
+	s->hosts = ism_v_alloc(v, nh, sizeof(*s->hosts));
+	if (hosts == NULL || s->hosts == NULL)
+		return;
+	old = ism_v_push(v, ".hosts");
+	for (size_t i = 0; i < nh; i++) {
+		const char *h = hosts[i];
+		const char *slash = strchr(h, '/');
+		struct ism_cm_srvhost *sh = &s->hosts[s->n_hosts];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (slash != NULL) {
+			char *ns = ism_v_strdup(v, h);
+
+			if (ns == NULL)
+				break;
+			ns[slash - h] = '\0';
+			sh->ns = ns;
+			h = slash + 1;
+		}
+		if ((sh->ns != NULL && sh->ns[0] == '\0') || !host_syntax_ok(h)) {
+			ism_v_err(v, hl->items[i], "invalid host \"%s\"", hosts[i]);
+		} else {
+			sh->dns = lower_dup(v, h);
+			s->n_hosts++;
+		}
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_gateway(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_gw *g)
+{
+	static const char *const keys[] = {"selector", "servers", NULL};
+	const struct ism_node *l;
+	size_t old;
+
+	ism_v_keys(v, spec, keys, NULL);
+	ism_v_node(v, spec, "selector", false, ISM_NODE_MAP);
+	l = ism_v_node(v, spec, "servers", true, ISM_NODE_SEQ);
+	if (l == NULL)
+		return;
+	g->servers = ism_v_alloc(v, l->n, sizeof(*g->servers));
+	if (g->servers == NULL)
+		return;
+	old = ism_v_push(v, ".servers");
+	for (size_t i = 0; i < l->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		parse_server(v, l->items[i], &g->servers[g->n_servers++]);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+/* --- VirtualService --- */
+
+static void check_regex(struct ism_vctx *v, const struct ism_node *n)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *re;
+
+	re = pcre2_compile((PCRE2_SPTR)n->str, n->len,
+			   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &err, &off, NULL);
+	if (re == NULL) {
+		PCRE2_UCHAR msg[256];
+
+		if (err == PCRE2_ERROR_NOMEMORY) {
+			v->nomem = 1;
+			return;
+		}
+		pcre2_get_error_message(err, msg, sizeof(msg));
+		ism_v_err(v, n, "invalid regular expression at offset %zu: %s", (size_t)off,
+			  (const char *)msg);
+		return;
+	}
+	pcre2_code_free(re);
+}
+
+/* Istio StringMatch: exactly one of exact, prefix, regex. `{}` means "present"
+ * where allow_present (headers, query parameters). */
+static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_present,
+		     struct ism_cm_sm *m)
+{
+	static const char *const keys[] = {"exact", "prefix", "regex", NULL};
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	if (!ism_v_keys(v, n, keys, NULL))
+		return;
+	if (n->n == 0) {
+		if (allow_present)
+			m->kind = ISM_SM_PRESENT;
+		else
+			ism_v_err(v, n, "must set one of exact, prefix, regex");
+		return;
+	}
+	if (n->n > 1) {
+		size_t old = ism_v_push(v, ".%s", n->pairs[1].key->str);
+
+		ism_v_err(v, n->pairs[1].key, "only one of exact, prefix, regex may be set");
+		ism_v_pop(v, old);
+		return;
+	}
+	{
+		const struct ism_node *k = n->pairs[0].key, *val = n->pairs[0].value;
+		size_t old = ism_v_push(v, ".%s", k->str);
+
+		if (ism_v_expect(v, val, ISM_NODE_SCALAR)) {
+			m->s = val->str;
+			if (strcmp(k->str, "exact") == 0) {
+				m->kind = ISM_SM_EXACT;
+			} else if (strcmp(k->str, "prefix") == 0) {
+				m->kind = ISM_SM_PREFIX;
+			} else {
+				m->kind = ISM_SM_REGEX;
+				check_regex(v, val);
+			}
+		}
+		ism_v_pop(v, old);
+	}
+}
+
+static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const char *key,
+		       bool lower, struct ism_cm_kv **out)
+{
+	const struct ism_node *n = ism_v_node(v, match, key, false, ISM_NODE_MAP);
+	size_t count = 0, old;
+
+	*out = NULL;
+	if (n == NULL)
+		return 0;
+	*out = ism_v_alloc(v, n->n, sizeof(**out));
+	if (*out == NULL)
+		return 0;
+	old = ism_v_push(v, ".%s", key);
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ism_node *k = n->pairs[i].key;
+		size_t o2 = ism_v_push(v, ".%s", k->str);
+		struct ism_cm_kv *kv = &(*out)[count++];
+
+		if (k->len == 0)
+			ism_v_err(v, k, "name must not be empty");
+		kv->name = lower ? lower_dup(v, k->str) : k->str;
+		parse_sm(v, n->pairs[i].value, true, &kv->m);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+	return count;
+}
+
+static void parse_match(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_match *m)
+{
+	static const char *const keys[] = {
+	    "name",	     "uri",	"scheme",      "method",
+	    "authority",     "headers", "queryParams", "withoutHeaders",
+	    "ignoreUriCase", "port",	NULL};
+	static const char *const unimpl[] = {"sourceLabels", "sourceNamespace", "gateways",
+					     "statPrefix", NULL};
+	static const char *const sms[] = {"uri", "scheme", "method", "authority"};
+	struct ism_cm_sm *dst[] = {&m->uri, &m->scheme, &m->method, &m->authority};
+	const char *name;
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, unimpl);
+	ism_v_str(v, n, "name", false, &name);
+	for (size_t i = 0; i < 4; i++) {
+		const struct ism_node *s = ism_node_get(n, sms[i], NULL);
+		size_t old;
+
+		if (s == NULL)
+			continue;
+		old = ism_v_push(v, ".%s", sms[i]);
+		parse_sm(v, s, false, dst[i]);
+		ism_v_pop(v, old);
+	}
+	m->n_headers = parse_kv(v, n, "headers", true, &m->headers);
+	m->n_without = parse_kv(v, n, "withoutHeaders", true, &m->without);
+	m->n_query = parse_kv(v, n, "queryParams", false, &m->query);
+	ism_v_bool(v, n, "ignoreUriCase", &m->ignore_uri_case);
+	ism_v_u32(v, n, "port", false, 1, 65535, &m->port);
+}
+
+static void parse_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			      struct ism_cm_dest *d)
+{
+	static const char *const keys[] = {"host", "subset", "port", NULL};
+	static const char *const pkeys[] = {"number", NULL};
+	const struct ism_node *p;
+	const char *host;
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_str(v, n, "host", true, &host) > 0) {
+		d->host_at = ism_node_get(n, "host", NULL);
+		if (!host_syntax_ok(host) || host[0] == '*') {
+			size_t old = ism_v_push(v, ".host");
+
+			ism_v_err(v, d->host_at, "invalid host name \"%s\"", host);
+			ism_v_pop(v, old);
+		}
+		d->host = ism_model_host(v, host, ns);
+	}
+	if (ism_v_str(v, n, "subset", false, &d->subset) > 0)
+		d->subset_at = ism_node_get(n, "subset", NULL);
+	p = ism_v_node(v, n, "port", false, ISM_NODE_MAP);
+	if (p != NULL) {
+		size_t old = ism_v_push(v, ".port");
+
+		d->port_at = p;
+		ism_v_keys(v, p, pkeys, NULL);
+		ism_v_u32(v, p, "number", true, 1, 65535, &d->port);
+		ism_v_pop(v, old);
+	}
+}
+
+static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			struct ism_cm_route *r)
+{
+	static const char *const keys[] = {"name", "match", "route", "timeout", NULL};
+	static const char *const unimpl[] = {"redirect",
+					     "directResponse",
+					     "delegate",
+					     "rewrite",
+					     "retries",
+					     "fault",
+					     "mirror",
+					     "mirrorPercentage",
+					     "mirrorPercent",
+					     "mirror_percent",
+					     "mirrors",
+					     "corsPolicy",
+					     "headers",
+					     "appendHeaders",
+					     "removeResponseHeaders",
+					     "appendResponseHeaders",
+					     "removeRequestHeaders",
+					     "appendRequestHeaders",
+					     NULL};
+	static const char *const dkeys[] = {"destination", "weight", NULL};
+	static const char *const dunimpl[] = {"headers", NULL};
+	const struct ism_node *l;
+	size_t old;
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, unimpl);
+	ism_v_str(v, n, "name", false, &r->name);
+	ism_v_dur(v, n, "timeout", 0, &r->timeout_ms);
+	l = ism_v_node(v, n, "match", false, ISM_NODE_SEQ);
+	if (l != NULL) {
+		r->match = ism_v_alloc(v, l->n, sizeof(*r->match));
+		old = ism_v_push(v, ".match");
+		for (size_t i = 0; r->match != NULL && i < l->n; i++) {
+			size_t o2 = ism_v_push(v, "[%zu]", i);
+
+			parse_match(v, l->items[i], &r->match[r->n_match++]);
+			ism_v_pop(v, o2);
+		}
+		ism_v_pop(v, old);
+	}
+	l = ism_v_node(v, n, "route", true, ISM_NODE_SEQ);
+	if (l == NULL)
+		return;
+	old = ism_v_push(v, ".route");
+	if (l->n == 0)
+		ism_v_err(v, l, "must not be empty");
+	r->dest = ism_v_alloc(v, l->n, sizeof(*r->dest));
+	for (size_t i = 0; r->dest != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		struct ism_cm_dest *d = &r->dest[r->n_dest++];
+		const struct ism_node *dn;
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		d->at = it;
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, dkeys, dunimpl);
+		dn = ism_v_node(v, it, "destination", true, ISM_NODE_MAP);
+		if (dn != NULL) {
+			size_t o3 = ism_v_push(v, ".destination");
+
+			parse_destination(v, dn, ns, d);
+			ism_v_pop(v, o3);
+		}
+		ism_v_u32(v, it, "weight", false, 0, 100000, &d->weight);
+	next:
+		ism_v_pop(v, o2);
+	}
+	/* Istio: a single destination takes all traffic whatever its weight. */
+	if (r->n_dest == 1)
+		r->dest[0].weight = 100;
+	ism_v_pop(v, old);
+}
+
+static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
+{
+	static const char *const keys[] = {"hosts", "gateways", "http", NULL};
+	static const char *const unimpl[] = {"tls", "tcp", "exportTo", NULL};
+	const struct ism_node *gl, *l;
+	const char **hosts, **gws;
+	size_t nh, ng, old;
+
+	ism_v_keys(v, spec, keys, unimpl);
+	hosts = string_list(v, spec, "hosts", true, &nh, &l);
+	vs->hosts = ism_v_alloc(v, nh, sizeof(*vs->hosts));
+	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && i < nh; i++) {
+		if (!host_syntax_ok(hosts[i])) {
+			old = ism_v_push(v, ".hosts[%zu]", i);
+			ism_v_err(v, l->items[i], "invalid host \"%s\"", hosts[i]);
+			ism_v_pop(v, old);
+			continue;
+		}
+		vs->hosts[vs->n_hosts++] = ism_model_host(v, hosts[i], vs->r.ns);
+	}
+	gws = string_list(v, spec, "gateways", false, &ng, &gl);
+	vs->mesh = gl == NULL;
+	vs->gateways = ism_v_alloc(v, ng, sizeof(*vs->gateways));
+	vs->gateway_at = ism_v_alloc(v, ng, sizeof(*vs->gateway_at));
+	for (size_t i = 0; gws != NULL && vs->gateways && vs->gateway_at && i < ng; i++) {
+		char buf[512];
+
+		if (strcmp(gws[i], "mesh") == 0) {
+			vs->mesh = true;
+			continue;
+		}
+		if (strchr(gws[i], '/') != NULL)
+			snprintf(buf, sizeof(buf), "%s", gws[i]);
+		else
+			snprintf(buf, sizeof(buf), "%s/%s", vs->r.ns, gws[i]);
+		vs->gateway_at[vs->n_gateways] = gl->items[i];
+		vs->gateways[vs->n_gateways++] = lower_dup(v, buf);
+	}
+	l = ism_v_node(v, spec, "http", true, ISM_NODE_SEQ);
+	if (l == NULL)
+		return;
+	vs->routes = ism_v_alloc(v, l->n, sizeof(*vs->routes));
+	old = ism_v_push(v, ".http");
+	for (size_t i = 0; vs->routes != NULL && i < l->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes++]);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+/* --- DestinationRule --- */
+
+static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_policy *p)
+{
+	static const char *const keys[] = {"simple", NULL};
+	static const char *const unimpl[] = {"consistentHash", "localityLbSetting",
+					     "warmupDurationSecs", "warmup", NULL};
+	static const char *const ok[] = {"ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN",
+					 "RANDOM",	"UNSPECIFIED",	 NULL};
+	static const char *const later[] = {"PASSTHROUGH", NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "loadBalancer", false, ISM_NODE_MAP);
+	const char *s = NULL;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".loadBalancer");
+	ism_v_keys(v, n, keys, unimpl);
+	if (enum_field(v, n, "simple", ok, later, &s) > 0) {
+		p->has_lb = true;
+		if (strcmp(s, "ROUND_ROBIN") == 0)
+			p->lb = ISM_LB_ROUND_ROBIN;
+		else if (strcmp(s, "RANDOM") == 0)
+			p->lb = ISM_LB_RANDOM;
+		else
+			p->lb = ISM_LB_LEAST_REQUEST; /* Istio's default for UNSPECIFIED */
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_policy *p)
+{
+	static const char *const keys[] = {"tcp", "http", NULL};
+	static const char *const tkeys[] = {"connectTimeout", NULL};
+	static const char *const tunimpl[] = {"maxConnections", "tcpKeepalive",
+					      "maxConnectionDuration", "idleTimeout", NULL};
+	static const char *const hkeys[] = {"idleTimeout", NULL};
+	static const char *const hunimpl[] = {"http1MaxPendingRequests",
+					      "http2MaxRequests",
+					      "maxRequestsPerConnection",
+					      "maxRetries",
+					      "h2UpgradePolicy",
+					      "useClientProtocol",
+					      "maxConcurrentStreams",
+					      "http2KeepAlive",
+					      NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "connectionPool", false, ISM_NODE_MAP);
+	const struct ism_node *t, *h;
+	size_t old, o2;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".connectionPool");
+	ism_v_keys(v, n, keys, NULL);
+	t = ism_v_node(v, n, "tcp", false, ISM_NODE_MAP);
+	if (t != NULL) {
+		o2 = ism_v_push(v, ".tcp");
+		ism_v_keys(v, t, tkeys, tunimpl);
+		p->has_connect = ism_v_dur(v, t, "connectTimeout", 1, &p->connect_ms) > 0;
+		ism_v_pop(v, o2);
+	}
+	h = ism_v_node(v, n, "http", false, ISM_NODE_MAP);
+	if (h != NULL) {
+		o2 = ism_v_push(v, ".http");
+		ism_v_keys(v, h, hkeys, hunimpl);
+		p->has_idle = ism_v_dur(v, h, "idleTimeout", 1, &p->idle_ms) > 0;
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_policy *p)
+{
+	static const char *const keys[] = {"loadBalancer", "connectionPool", NULL};
+	static const char *const unimpl[] = {
+	    "outlierDetection", "tls", "portLevelSettings", "tunnel", "proxyProtocol",
+	    "retryBudget",	NULL};
+	const struct ism_node *tp = ism_v_node(v, map, "trafficPolicy", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (tp == NULL)
+		return;
+	old = ism_v_push(v, ".trafficPolicy");
+	ism_v_keys(v, tp, keys, unimpl);
+	parse_lb(v, tp, p);
+	parse_pool(v, tp, p);
+	ism_v_pop(v, old);
+}
+
+static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
+{
+	static const char *const keys[] = {"host", "trafficPolicy", "subsets", "exportTo", NULL};
+	static const char *const unimpl[] = {"workloadSelector", NULL};
+	static const char *const skeys[] = {"name", "labels", "trafficPolicy", NULL};
+	const struct ism_node *l;
+	const char *host;
+	size_t old;
+
+	ism_v_keys(v, spec, keys, unimpl);
+	if (ism_v_str(v, spec, "host", true, &host) > 0) {
+		dr->host_at = ism_node_get(spec, "host", NULL);
+		if (!host_syntax_ok(host) || host[0] == '*') {
+			old = ism_v_push(v, ".host");
+			ism_v_err(v, dr->host_at, "invalid host name \"%s\"", host);
+			ism_v_pop(v, old);
+		}
+		dr->host = ism_model_host(v, host, dr->r.ns);
+	}
+	parse_policy(v, spec, &dr->policy);
+	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
+	l = ism_v_node(v, spec, "subsets", false, ISM_NODE_SEQ);
+	if (l == NULL)
+		return;
+	dr->subsets = ism_v_alloc(v, l->n, sizeof(*dr->subsets));
+	old = ism_v_push(v, ".subsets");
+	for (size_t i = 0; dr->subsets != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		struct ism_cm_subset *s = &dr->subsets[dr->n_subsets];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, skeys, NULL);
+		if (ism_v_str(v, it, "name", true, &s->name) <= 0)
+			goto next;
+		for (size_t j = 0; j < dr->n_subsets; j++) {
+			if (strcmp(dr->subsets[j].name, s->name) == 0) {
+				size_t o3 = ism_v_push(v, ".name");
+
+				ism_v_err(v, ism_node_get(it, "name", NULL),
+					  "duplicate subset name \"%s\"", s->name);
+				ism_v_pop(v, o3);
+			}
+		}
+		labels_field(v, it, "labels", &s->labels, &s->n_labels);
+		parse_policy(v, it, &s->policy);
+		dr->n_subsets++;
+	next:
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+/* --- ServiceEntry --- */
+
+static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
+	const struct ism_node *l = ism_v_node(v, spec, "ports", true, ISM_NODE_SEQ);
+	size_t old;
+
+	if (l == NULL)
+		return;
+	old = ism_v_push(v, ".ports");
+	if (l->n == 0)
+		ism_v_err(v, l, "must not be empty");
+	se->ports = ism_v_alloc(v, l->n, sizeof(*se->ports));
+	for (size_t i = 0; se->ports != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		struct ism_cm_se_port *p = &se->ports[se->n_ports];
+		const char *proto;
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, keys, NULL);
+		if (ism_v_u32(v, it, "number", true, 1, 65535, &p->number) <= 0)
+			goto next;
+		if (ism_v_str(v, it, "name", true, &p->name) <= 0)
+			goto next;
+		ism_v_str(v, it, "protocol", false, &proto);
+		ism_v_u32(v, it, "targetPort", false, 1, 65535, &p->target);
+		for (size_t j = 0; j < se->n_ports; j++) {
+			if (se->ports[j].number == p->number ||
+			    strcmp(se->ports[j].name, p->name) == 0) {
+				ism_v_err(v, it, "duplicate port (number %u or name \"%s\")",
+					  p->number, p->name);
+				goto next;
+			}
+		}
+		se->n_ports++;
+	next:
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_se *se,
+			   struct ism_cm_se_ep *e)
+{
+	static const char *const keys[] = {"address", "ports",	 "labels", "locality",
+					   "weight",  "network", NULL};
+	static const char *const unimpl[] = {"serviceAccount", NULL};
+	const struct ism_node *pm;
+	size_t old;
+
+	e->weight = 1;
+	e->locality = "";
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, unimpl);
+	if (ism_v_str(v, n, "address", true, &e->address) > 0 &&
+	    !parse_ip(e->address, &e->addr, &e->addrlen)) {
+		old = ism_v_push(v, ".address");
+		ism_v_err(v, ism_node_get(n, "address", NULL),
+			  "must be an IPv4 or IPv6 address (DNS names and unix:// are " NOT_IMPL
+			  ")");
+		ism_v_pop(v, old);
+	}
+	labels_field(v, n, "labels", &e->labels, &e->n_labels);
+	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
+	    !ism_locality_valid(e->locality)) {
+		old = ism_v_push(v, ".locality");
+		ism_v_err(
+		    v, ism_node_get(n, "locality", NULL),
+		    "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts");
+		ism_v_pop(v, old);
+	}
+	ism_v_u32(v, n, "weight", false, 1, 1000000, &e->weight);
+	ism_v_str(v, n, "network", false, &(const char *){NULL});
+	pm = ism_v_node(v, n, "ports", false, ISM_NODE_MAP);
+	if (pm == NULL)
+		return;
+	e->ports = ism_v_alloc(v, pm->n, sizeof(*e->ports));
+	old = ism_v_push(v, ".ports");
+	for (size_t i = 0; e->ports != NULL && i < pm->n; i++) {
+		const char *name = pm->pairs[i].key->str;
+		struct ism_cm_named_port *np = &e->ports[e->n_ports];
+		bool known = false;
+
+		for (size_t j = 0; j < se->n_ports; j++)
+			known = known || strcmp(se->ports[j].name, name) == 0;
+		if (!known) {
+			size_t o2 = ism_v_push(v, ".%s", name);
+
+			ism_v_err(v, pm->pairs[i].key, "no port named \"%s\" in spec.ports", name);
+			ism_v_pop(v, o2);
+			continue;
+		}
+		if (ism_v_u32(v, pm, name, true, 1, 65535, &np->number) > 0) {
+			np->name = name;
+			e->n_ports++;
+		}
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const keys[] = {"hosts",	"ports",    "resolution", "location",
+					   "endpoints", "exportTo", "addresses",  NULL};
+	static const char *const unimpl[] = {"workloadSelector", "subjectAltNames", NULL};
+	static const char *const ok[] = {"STATIC", NULL};
+	static const char *const later[] = {"NONE", "DNS", "DNS_ROUND_ROBIN", NULL};
+	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
+	const struct ism_node *l;
+	const char **hosts, *s;
+	size_t nh, old;
+
+	ism_v_keys(v, spec, keys, unimpl);
+	hosts = string_list(v, spec, "hosts", true, &nh, &l);
+	se->hosts = ism_v_alloc(v, nh, sizeof(*se->hosts));
+	for (size_t i = 0; hosts != NULL && se->hosts != NULL && i < nh; i++) {
+		if (!host_syntax_ok(hosts[i]) || hosts[i][0] == '*') {
+			old = ism_v_push(v, ".hosts[%zu]", i);
+			ism_v_err(v, l->items[i],
+				  "invalid host \"%s\" (wildcards are " NOT_IMPL ")", hosts[i]);
+			ism_v_pop(v, old);
+			continue;
+		}
+		se->hosts[se->n_hosts++] = ism_model_host(v, hosts[i], se->r.ns);
+	}
+	parse_se_ports(v, spec, se);
+	if (ism_node_get(spec, "resolution", NULL) == NULL) {
+		old = ism_v_push(v, ".resolution");
+		ism_v_err(v, spec, "NONE (the default) is " NOT_IMPL "; set STATIC");
+		ism_v_pop(v, old);
+	}
+	enum_field(v, spec, "resolution", ok, later, &s);
+	enum_field(v, spec, "location", locs, NULL, &s);
+	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
+	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
+	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);
+	if (l == NULL)
+		return;
+	se->eps = ism_v_alloc(v, l->n, sizeof(*se->eps));
+	old = ism_v_push(v, ".endpoints");
+	for (size_t i = 0; se->eps != NULL && i < l->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		parse_endpoint(v, l->items[i], se, &se->eps[se->n_eps++]);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+/* --- PeerAuthentication --- */
+
+static void parse_pa(struct ism_vctx *v, const struct ism_node *spec)
+{
+	static const char *const keys[] = {"selector", "mtls", "portLevelMtls", NULL};
+	static const char *const mkeys[] = {"mode", NULL};
+	static const char *const skeys[] = {"matchLabels", NULL};
+	static const char *const modes[] = {"STRICT", "PERMISSIVE", "DISABLE", "UNSET", NULL};
+	const struct ism_node *n;
+	const char *s;
+	size_t old;
+
+	ism_v_keys(v, spec, keys, NULL);
+	n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP);
+	if (n != NULL) {
+		struct ism_cm_label *l;
+		size_t nl;
+
+		old = ism_v_push(v, ".selector");
+		ism_v_keys(v, n, skeys, NULL);
+		labels_field(v, n, "matchLabels", &l, &nl);
+		ism_v_pop(v, old);
+	}
+	n = ism_v_node(v, spec, "mtls", false, ISM_NODE_MAP);
+	if (n != NULL) {
+		old = ism_v_push(v, ".mtls");
+		ism_v_keys(v, n, mkeys, NULL);
+		enum_field(v, n, "mode", modes, NULL, &s);
+		ism_v_pop(v, old);
+	}
+	n = ism_v_node(v, spec, "portLevelMtls", false, ISM_NODE_MAP);
+	for (size_t i = 0; n != NULL && i < n->n; i++) {
+		const struct ism_node *k = n->pairs[i].key, *val = n->pairs[i].value;
+		uint64_t port;
+
+		old = ism_v_push(v, ".portLevelMtls.%s", k->str);
+		if (ism_parse_u64(k->str, &port) < 0 || port == 0 || port > 65535)
+			ism_v_err(v, k, "must be a port number (1..65535)");
+		if (ism_v_expect(v, val, ISM_NODE_MAP)) {
+			ism_v_keys(v, val, mkeys, NULL);
+			enum_field(v, val, "mode", modes, NULL, &s);
+		}
+		ism_v_pop(v, old);
+	}
+}
+
+/* --- documents --- */
+
+struct kind_info {
+	const char *kind;
+	const char *group; /* apiVersion before the '/' */
+	const char *const *versions;
+};
+
+static const char *const net_versions[] = {"v1alpha3", "v1beta1", "v1", NULL};
+static const char *const sec_versions[] = {"v1beta1", "v1", NULL};
+static const char *const app_versions[] = {"v1", NULL};
+
+static const struct kind_info kinds[] = {
+    {"Appliance", "isthmus.io", app_versions},
+    {"Gateway", "networking.istio.io", net_versions},
+    {"VirtualService", "networking.istio.io", net_versions},
+    {"DestinationRule", "networking.istio.io", net_versions},
+    {"ServiceEntry", "networking.istio.io", net_versions},
+    {"PeerAuthentication", "security.istio.io", sec_versions},
+};
+
+static const char *const later_kinds[] = {
+    "Sidecar",	 "EnvoyFilter",		"WorkloadEntry",	 "WorkloadGroup", "ProxyConfig",
+    "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin",	  NULL};
+
+static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
+{
+	const char *kind = NULL, *api = NULL;
+	const struct ism_node *kn = ism_node_get(doc, "kind", NULL);
+	const struct ism_node *an = ism_node_get(doc, "apiVersion", NULL);
+
+	if (ism_v_str(v, doc, "kind", true, &kind) <= 0)
+		return NULL;
+	ism_v_str(v, doc, "apiVersion", true, &api);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const struct kind_info *k = &kinds[i];
+		size_t gl = strlen(k->group);
+
+		if (strcmp(k->kind, kind) != 0)
+			continue;
+		if (api == NULL)
+			return NULL;
+		if (strncmp(api, k->group, gl) == 0 && api[gl] == '/')
+			for (const char *const *ver = k->versions; *ver; ver++)
+				if (strcmp(api + gl + 1, *ver) == 0)
+					return k;
+		v->path[0] = '\0';
+		ism_v_push(v, "apiVersion");
+		ism_v_err(v, an, "\"%s\" is not an apiVersion of %s (use %s/%s)", api, kind,
+			  k->group, k->versions[0]);
+		ism_v_pop(v, 0);
+		return NULL;
+	}
+	ism_v_push(v, "kind");
+	for (const char *const *p = later_kinds; *p; p++) {
+		if (strcmp(*p, kind) == 0) {
+			ism_v_err(v, kn, "%s is " NOT_IMPL, kind);
+			ism_v_pop(v, 0);
+			return NULL;
+		}
+	}
+	ism_v_err(v, kn, "unknown kind \"%s\"", kind);
+	ism_v_pop(v, 0);
+	return NULL;
+}
+
+static bool name_ok(const char *s)
+{
+	for (; *s; s++)
+		if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '-' ||
+		      *s == '.'))
+			return false;
+	return true;
+}
+
+static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struct ism_cm_res *r)
+{
+	static const char *const keys[] = {
+	    "name",	     "namespace",  "labels",	      "annotations",
+	    "uid",	     "generation", "resourceVersion", "creationTimestamp",
+	    "managedFields", "finalizers", "ownerReferences", NULL};
+	const struct ism_node *md = ism_v_node(v, doc, "metadata", true, ISM_NODE_MAP);
+	bool ok = true;
+	size_t old;
+
+	if (md == NULL)
+		return false;
+	old = ism_v_push(v, "metadata");
+	ism_v_keys(v, md, keys, NULL);
+	ism_v_node(v, md, "labels", false, ISM_NODE_MAP);
+	ism_v_node(v, md, "annotations", false, ISM_NODE_MAP);
+	if (ism_v_str(v, md, "name", true, &r->name) <= 0) {
+		ok = false;
+	} else if (!name_ok(r->name)) {
+		size_t o2 = ism_v_push(v, ".name");
+
+		ism_v_err(v, ism_node_get(md, "name", NULL),
+			  "must consist of lower case letters, digits, '-' and '.'");
+		ism_v_pop(v, o2);
+		ok = false;
+	}
+	if (ism_v_str(v, md, "namespace", false, &r->ns) > 0 && !name_ok(r->ns)) {
+		size_t o2 = ism_v_push(v, ".namespace");
+
+		ism_v_err(v, ism_node_get(md, "namespace", NULL),
+			  "must consist of lower case letters, digits, '-' and '.'");
+		ism_v_pop(v, o2);
+		ok = false;
+	}
+	ism_v_pop(v, old);
+	return ok;
+}
+
+static void *new_res(struct ism_vctx *v, size_t size, const char *kind, const struct ism_node *doc,
+		     const struct ism_cm_res *hdr)
+{
+	struct ism_cm_res *r = ism_v_alloc(v, 1, size);
+
+	if (r == NULL)
+		return NULL;
+	*r = *hdr;
+	r->kind = kind;
+	r->at = doc;
+	snprintf(r->label, sizeof(r->label), "%s %s/%s", kind, r->ns, r->name);
+	v->res = r->label;
+	return r;
+}
+
+void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
+{
+	static const char *const top[] = {"apiVersion", "kind", "metadata", "spec", "status", NULL};
+	struct ism_conf *c = v->conf;
+	const struct kind_info *k;
+	const struct ism_node *spec;
+	struct ism_cm_res hdr = {0};
+	size_t old;
+
+	v->res = "";
+	ism_v_pop(v, 0);
+	if (doc == NULL || ism_node_is_null(doc))
+		return;
+	if (!ism_v_expect(v, doc, ISM_NODE_MAP))
+		return;
+	k = check_kind(v, doc);
+	if (k == NULL)
+		return;
+	if (!parse_metadata(v, doc, &hdr))
+		return;
+	if (strcmp(k->kind, "Appliance") == 0) {
+		c->app.r = hdr;
+		c->app.r.kind = k->kind;
+		c->app.r.at = doc;
+		snprintf(c->app.r.label, sizeof(c->app.r.label), "Appliance %s", hdr.name);
+		v->res = c->app.r.label;
+	} else {
+		if (hdr.ns == NULL)
+			hdr.ns = c->app.ns;
+	}
+	ism_v_keys(v, doc, top, NULL);
+	spec = ism_v_node(v, doc, "spec", true, ISM_NODE_MAP);
+	if (spec == NULL)
+		return;
+	old = ism_v_push(v, "spec");
+	if (strcmp(k->kind, "Appliance") == 0) {
+		parse_appliance(v, spec);
+	} else if (strcmp(k->kind, "Gateway") == 0) {
+		struct ism_cm_gw *g = new_res(v, sizeof(*g), k->kind, doc, &hdr);
+
+		if (g != NULL) {
+			c->gws[c->n_gws++] = g;
+			parse_gateway(v, spec, g);
+		}
+	} else if (strcmp(k->kind, "VirtualService") == 0) {
+		struct ism_cm_vs *vs = new_res(v, sizeof(*vs), k->kind, doc, &hdr);
+
+		if (vs != NULL) {
+			c->vss[c->n_vss++] = vs;
+			parse_vs(v, spec, vs);
+		}
+	} else if (strcmp(k->kind, "DestinationRule") == 0) {
+		struct ism_cm_dr *dr = new_res(v, sizeof(*dr), k->kind, doc, &hdr);
+
+		if (dr != NULL) {
+			c->drs[c->n_drs++] = dr;
+			parse_dr(v, spec, dr);
+		}
+	} else if (strcmp(k->kind, "ServiceEntry") == 0) {
+		struct ism_cm_se *se = new_res(v, sizeof(*se), k->kind, doc, &hdr);
+
+		if (se != NULL) {
+			c->ses[c->n_ses++] = se;
+			parse_se(v, spec, se);
+		}
+	} else {
+		struct ism_cm_res *r = new_res(v, sizeof(*r), k->kind, doc, &hdr);
+
+		if (r != NULL) {
+			c->pas[c->n_pas++] = r;
+			parse_pa(v, spec);
+			ism_v_pop(v, old);
+			ism_v_warn(v, r->at,
+				   "validated but not enforced yet (mutual TLS comes "
+				   "with TLS support)");
+		}
+	}
+	ism_v_pop(v, old);
+}

@@ -1,0 +1,264 @@
+/* Private to conf/: the validated model (phase 2) and the validation helpers.
+ *
+ * Every string of the model points into the YAML tree or the pool of the
+ * struct ism_conf that owns it; the model is freed at once with the pool. */
+#ifndef ISM_CONF_MODEL_H
+#define ISM_CONF_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf/tree.h"
+#include "shm/table-t.h"
+
+struct ism_cm_res {
+	const char *kind;
+	const char *ns;
+	const char *name;
+	const struct ism_node *at; /* the document's root */
+	char label[200];	   /* "VirtualService default/reviews" */
+};
+
+struct ism_cm_sm {
+	enum ism_sm_kind kind;
+	const char *s;
+};
+
+struct ism_cm_kv {
+	const char *name;
+	struct ism_cm_sm m;
+};
+
+struct ism_cm_match {
+	struct ism_cm_sm uri, scheme, method, authority;
+	bool ignore_uri_case;
+	uint32_t port;
+	size_t n_headers, n_without, n_query;
+	struct ism_cm_kv *headers, *without, *query;
+};
+
+struct ism_cm_se;
+
+struct ism_cm_dest {
+	const char *host;   /* FQDN, lowercased */
+	const char *subset; /* NULL when none */
+	uint32_t port;	    /* as written; 0 when absent */
+	uint32_t weight;
+	const struct ism_node *at, *host_at, *subset_at, *port_at;
+	/* Resolved by the cross-reference pass. */
+	const struct ism_cm_se *se;
+	uint16_t svc_port; /* 0 when the host has no ServiceEntry and no port */
+};
+
+struct ism_cm_route {
+	const char *name; /* NULL: "<ns>/<vs>#<index>" is made at compilation */
+	size_t n_match;
+	struct ism_cm_match *match;
+	size_t n_dest;
+	struct ism_cm_dest *dest;
+	uint32_t timeout_ms;
+};
+
+struct ism_cm_vs {
+	struct ism_cm_res r;
+	size_t n_hosts;
+	const char **hosts;
+	size_t n_gateways;
+	const char **gateways; /* "<ns>/<name>" */
+	const struct ism_node **gateway_at;
+	bool mesh;
+	size_t n_routes;
+	struct ism_cm_route *routes;
+};
+
+struct ism_cm_srvhost {
+	const char *ns; /* NULL or "*": any; ".": the Gateway's namespace */
+	const char *dns;
+};
+
+struct ism_cm_server {
+	uint16_t port;
+	const char *port_name; /* NULL when absent */
+	const char *bind;      /* NULL: the appliance's listenAddress */
+	size_t n_hosts;
+	struct ism_cm_srvhost *hosts;
+};
+
+struct ism_cm_gw {
+	struct ism_cm_res r;
+	size_t n_servers;
+	struct ism_cm_server *servers;
+};
+
+struct ism_cm_policy {
+	bool has_lb, has_connect, has_idle;
+	uint8_t lb;
+	uint32_t connect_ms, idle_ms;
+};
+
+struct ism_cm_label {
+	const char *key;
+	const char *value;
+};
+
+struct ism_cm_subset {
+	const char *name;
+	size_t n_labels;
+	struct ism_cm_label *labels;
+	struct ism_cm_policy policy;
+};
+
+struct ism_cm_dr {
+	struct ism_cm_res r;
+	const char *host;
+	const struct ism_node *host_at;
+	struct ism_cm_policy policy;
+	size_t n_subsets;
+	struct ism_cm_subset *subsets;
+};
+
+struct ism_cm_se_port {
+	uint32_t number;
+	uint32_t target; /* 0: none */
+	const char *name;
+};
+
+struct ism_cm_named_port {
+	const char *name;
+	uint32_t number;
+};
+
+struct ism_cm_se_ep {
+	const char *address;
+	struct sockaddr_storage addr; /* port 0 */
+	socklen_t addrlen;
+	size_t n_ports;
+	struct ism_cm_named_port *ports;
+	size_t n_labels;
+	struct ism_cm_label *labels;
+	const char *locality; /* "" when absent */
+	uint32_t weight;
+};
+
+struct ism_cm_se {
+	struct ism_cm_res r;
+	size_t n_hosts;
+	const char **hosts;
+	size_t n_ports;
+	struct ism_cm_se_port *ports;
+	size_t n_eps;
+	struct ism_cm_se_ep *eps;
+};
+
+struct ism_cm_hc {
+	const char *host; /* FQDN */
+	uint32_t port;	  /* 0: every port */
+	const char *path;
+	const char *host_header; /* NULL: the service host */
+	uint32_t interval_ms, timeout_ms, healthy, unhealthy;
+	size_t n_ranges;
+	uint16_t (*ranges)[2];
+	const struct ism_node *at;
+};
+
+struct ism_cm_appliance {
+	struct ism_cm_res r;
+	const char *region, *zone, *subzone;
+	const char *ns;
+	uint32_t workers;
+	const char *user, *group, *control_socket;
+	struct sockaddr_storage admin;
+	socklen_t admin_len;
+	const char *listen;
+	struct ism_limits limits;
+	struct ism_timeouts timeouts;
+	size_t n_hcs;
+	struct ism_cm_hc *hcs;
+};
+
+struct ism_conf {
+	struct ism_pool pool;
+	const char *file;
+	struct ism_cm_appliance app;
+	size_t n_gws, n_vss, n_drs, n_ses, n_pas;
+	struct ism_cm_gw **gws;
+	struct ism_cm_vs **vss;
+	struct ism_cm_dr **drs;
+	struct ism_cm_se **ses;
+	struct ism_cm_res **pas;
+};
+
+/* --- validation context and field helpers (conf/fields.c) --- */
+
+struct ism_vctx {
+	struct ism_conf *conf;
+	struct ism_diags *d;
+	const char *file;
+	const char *res; /* resource label or "" */
+	char path[256];
+	size_t plen;
+	int nomem; /* set when an allocation failed */
+};
+
+/* Appends to the field path; returns the old length for ism_v_pop. */
+size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ism_v_pop(struct ism_vctx *v, size_t old);
+void ism_v_err(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void *ism_v_alloc(struct ism_vctx *v, size_t n, size_t size);
+char *ism_v_strdup(struct ism_vctx *v, const char *s);
+
+/* True when n is of kind k; otherwise reports "expected ..." at n. */
+bool ism_v_expect(struct ism_vctx *v, const struct ism_node *n, enum ism_node_kind k);
+/* Reports every key of map that is neither in known nor in unimpl (NULL-ended
+ * lists): "unknown field"; keys in unimpl: "not implemented yet". Returns false
+ * when any was reported. */
+bool ism_v_keys(struct ism_vctx *v, const struct ism_node *map, const char *const *known,
+		const char *const *unimpl);
+
+/* Field getters: look key up in map (a mapping). Return 1 when present and
+ * valid (*out set), 0 when absent (*out untouched; "required field missing"
+ * reported at map when required), -1 when invalid (reported). */
+int ism_v_str(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
+	      const char **out);
+int ism_v_u32(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
+	      uint32_t lo, uint32_t hi, uint32_t *out);
+int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, uint64_t lo,
+	      uint64_t hi, uint64_t *out);
+int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, bool *out);
+/* Durations: "10s", "250ms", "1.5s", "2m", "1h", "100us", "1m30s"; to
+ * milliseconds, a positive value under 1 ms rounding up to 1 ms. */
+int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
+	      uint32_t *out);
+/* The value node when present and of kind k; NULL when absent or wrong (reported). */
+const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map, const char *key,
+				  bool required, enum ism_node_kind k);
+
+/* Parsing helpers shared by model and tests of the model. */
+int ism_parse_duration_ms(const char *s, uint32_t *out);
+int ism_parse_u64(const char *s, uint64_t *out);
+/* "region/zone[/subzone]" with non-empty parts. */
+bool ism_locality_valid(const char *s);
+
+/* --- resources (conf/model.c) --- */
+
+/* Validates one document; adds it to v->conf. */
+void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc);
+/* Host name as Istio resolves it: lowercased; a short name (no dot, not a
+ * wildcard) becomes "<name>.<ns>.svc.cluster.local". NULL on allocation failure. */
+const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns);
+
+/* --- cross references (conf/xref.c) --- */
+void ism_model_xref(struct ism_vctx *v);
+const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
+const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host);
+const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, const char *name);
+/* True when gateway server host pattern s (with its namespace part) admits
+ * VirtualService host h of namespace vs_ns; *domain is the effective domain. */
+bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, const char *h,
+			 const char *vs_ns, const char **domain);
+
+#endif

@@ -1,0 +1,93 @@
+/* Private to conf/: the YAML tree whose nodes keep their positions, a pool
+ * allocator that owns everything the loader builds, and the diagnostic helpers.
+ *
+ * Phase 1 of DESIGN.md's "configuration in two phases": libyaml's event stream
+ * becomes one tree per document. Scalars keep their text; mappings keep their
+ * keys in file order (duplicate keys are rejected while building); every node
+ * keeps the 1-based line and column of its first character. */
+#ifndef ISM_CONF_TREE_H
+#define ISM_CONF_TREE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/conf.h"
+
+/* --- pool: a chain of blocks, freed at once --- */
+
+struct ism_pool_block;
+
+struct ism_pool {
+	struct ism_pool_block *head;
+	size_t avail; /* bytes left in head */
+};
+
+void ism_pool_init(struct ism_pool *p);
+/* Zeroed, 16-byte aligned memory; NULL when malloc fails. */
+void *ism_pool_alloc(struct ism_pool *p, size_t size);
+/* A NUL-terminated copy of len bytes of s; NULL when malloc fails. */
+char *ism_pool_strndup(struct ism_pool *p, const char *s, size_t len);
+void ism_pool_free(struct ism_pool *p);
+
+/* Makes room for element n of a malloc'd array *pv of *cap elements of elem
+ * bytes, doubling it (from 8) when full. 0 or -ENOMEM (the array is kept). */
+int ism_grow(void *pv, size_t *cap, size_t n, size_t elem);
+
+/* --- tree --- */
+
+enum ism_node_kind {
+	ISM_NODE_SCALAR = 0,
+	ISM_NODE_MAP,
+	ISM_NODE_SEQ,
+};
+
+struct ism_node;
+
+struct ism_pair {
+	struct ism_node *key; /* always a scalar */
+	struct ism_node *value;
+};
+
+struct ism_node {
+	enum ism_node_kind kind;
+	int line;
+	int col;
+	/* scalar */
+	const char *str;
+	size_t len;
+	bool plain; /* unquoted: "null", "~" and "" are null only when plain */
+	/* map: pairs; seq: items */
+	size_t n;
+	struct ism_pair *pairs;
+	struct ism_node **items;
+};
+
+struct ism_yaml_docs {
+	size_t n;
+	struct ism_node **docs; /* the root node of each document; NULL for an empty one */
+};
+
+/* Parses buf (len bytes) into trees allocated from pool. Returns 0, or -EINVAL
+ * with a syntax error (libyaml's position and problem) or duplicate-key errors
+ * in d, or -ENOMEM. */
+int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, size_t len,
+		   struct ism_yaml_docs *out, struct ism_diags *d);
+
+/* The value for key in map, or NULL. The pair's key node goes to *key when asked. */
+struct ism_node *ism_node_get(const struct ism_node *map, const char *key,
+			      const struct ism_node **keynode);
+/* True for a plain null scalar (``, `~`, `null`). */
+bool ism_node_is_null(const struct ism_node *n);
+const char *ism_node_kind_name(enum ism_node_kind k);
+
+/* --- diagnostics --- */
+
+void ism_diag_addv(struct ism_diags *d, enum ism_diag_severity sev, const char *file, int line,
+		   int col, const char *field, const char *fmt, va_list ap)
+    __attribute__((format(printf, 7, 0)));
+void ism_diag_add(struct ism_diags *d, enum ism_diag_severity sev, const char *file, int line,
+		  int col, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+#endif

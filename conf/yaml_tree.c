@@ -1,0 +1,387 @@
+/* YAML text to position-keeping trees (libyaml event API), and the pool. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "conf/tree.h"
+
+/* --- pool --- */
+
+struct ism_pool_block {
+	struct ism_pool_block *next;
+	size_t size;
+	_Alignas(16) unsigned char data[];
+};
+
+#define POOL_BLOCK 16384
+
+void ism_pool_init(struct ism_pool *p)
+{
+	p->head = NULL;
+	p->avail = 0;
+}
+
+void *ism_pool_alloc(struct ism_pool *p, size_t size)
+{
+	struct ism_pool_block *b;
+	size_t want = (size + 15) & ~(size_t)15;
+	unsigned char *ret;
+
+	if (want < size)
+		return NULL;
+	if (p->head == NULL || p->avail < want) {
+		size_t bsize = want > POOL_BLOCK ? want : POOL_BLOCK;
+
+		if (bsize > SIZE_MAX - sizeof(*b))
+			return NULL;
+		b = malloc(sizeof(*b) + bsize);
+		if (b == NULL)
+			return NULL;
+		b->size = bsize;
+		/* A large one-off request gets its own block behind the head, so the
+		 * rest of the current block stays usable. */
+		if (p->head != NULL && bsize == want && p->avail > 0) {
+			b->next = p->head->next;
+			p->head->next = b;
+			memset(b->data, 0, want);
+			return b->data;
+		}
+		b->next = p->head;
+		p->head = b;
+		p->avail = bsize;
+	}
+	ret = p->head->data + (p->head->size - p->avail);
+	p->avail -= want;
+	memset(ret, 0, want);
+	return ret;
+}
+
+char *ism_pool_strndup(struct ism_pool *p, const char *s, size_t len)
+{
+	char *r;
+
+	if (len == SIZE_MAX)
+		return NULL;
+	r = ism_pool_alloc(p, len + 1);
+	if (r == NULL)
+		return NULL;
+	memcpy(r, s, len);
+	r[len] = '\0';
+	return r;
+}
+
+void ism_pool_free(struct ism_pool *p)
+{
+	struct ism_pool_block *b = p->head;
+
+	while (b != NULL) {
+		struct ism_pool_block *next = b->next;
+
+		free(b);
+		b = next;
+	}
+	p->head = NULL;
+	p->avail = 0;
+}
+
+/* --- tree queries --- */
+
+struct ism_node *ism_node_get(const struct ism_node *map, const char *key,
+			      const struct ism_node **keynode)
+{
+	if (map == NULL || map->kind != ISM_NODE_MAP)
+		return NULL;
+	for (size_t i = 0; i < map->n; i++) {
+		if (strcmp(map->pairs[i].key->str, key) == 0) {
+			if (keynode != NULL)
+				*keynode = map->pairs[i].key;
+			return map->pairs[i].value;
+		}
+	}
+	return NULL;
+}
+
+bool ism_node_is_null(const struct ism_node *n)
+{
+	if (n == NULL || n->kind != ISM_NODE_SCALAR || !n->plain)
+		return false;
+	return n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
+	       strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
+}
+
+const char *ism_node_kind_name(enum ism_node_kind k)
+{
+	switch (k) {
+	case ISM_NODE_SCALAR:
+		return "a string";
+	case ISM_NODE_MAP:
+		return "a mapping";
+	case ISM_NODE_SEQ:
+		return "a list";
+	}
+	return "?";
+}
+
+/* --- building --- */
+
+/* Deep nesting has no use in an appliance file; the bound keeps every later
+ * walk over the tree cheap and keeps hostile input from growing the stack. */
+#define MAX_DEPTH 64
+
+struct frame {
+	struct ism_node *node;
+	struct ism_node **kids; /* map: key, value, key, value...; seq: items */
+	size_t n, cap;
+};
+
+struct builder {
+	struct ism_pool *pool;
+	const char *name;
+	struct ism_diags *d;
+	struct frame stack[MAX_DEPTH];
+	int depth;
+	struct ism_node **docs;
+	size_t n_docs, cap_docs;
+	int rc;
+};
+
+int ism_grow(void *pv, size_t *cap, size_t n, size_t elem)
+{
+	void **p = pv;
+	size_t ncap;
+	void *np;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 8;
+	np = realloc(*p, ncap * elem);
+	if (np == NULL)
+		return -ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+static struct ism_node *new_node(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m)
+{
+	struct ism_node *n = ism_pool_alloc(b->pool, sizeof(*n));
+
+	if (n == NULL)
+		return NULL;
+	n->kind = kind;
+	n->line = (int)m->line + 1;
+	n->col = (int)m->column + 1;
+	return n;
+}
+
+static int builder_error(struct builder *b, const struct ism_node *at, const char *msg)
+{
+	ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, at->line, at->col, "", "%s", msg);
+	b->rc = -EINVAL;
+	return 0;
+}
+
+/* Adds a finished node to the enclosing container or document. */
+static int attach(struct builder *b, struct ism_node *n)
+{
+	struct frame *f;
+
+	if (b->depth == 0) {
+		if (ism_grow(&b->docs, &b->cap_docs, b->n_docs, sizeof(*b->docs)) < 0)
+			return -ENOMEM;
+		b->docs[b->n_docs++] = n;
+		return 0;
+	}
+	f = &b->stack[b->depth - 1];
+	if (f->node->kind == ISM_NODE_MAP && f->n % 2 == 0) {
+		/* Errors here are reported and the node kept, so that the tree
+		 * stays well formed and parsing goes on to find more errors. */
+		if (n->kind != ISM_NODE_SCALAR) {
+			builder_error(b, n, "mapping keys must be strings");
+			n->str = "";
+		}
+		for (size_t i = 0; i < f->n; i += 2) {
+			if (strcmp(f->kids[i]->str, n->str) == 0) {
+				char msg[512];
+
+				snprintf(msg, sizeof(msg),
+					 "duplicate key \"%.200s\" (first at line %d, column %d)",
+					 n->str, f->kids[i]->line, f->kids[i]->col);
+				builder_error(b, n, msg);
+				break;
+			}
+		}
+	}
+	if (ism_grow(&f->kids, &f->cap, f->n, sizeof(*f->kids)) < 0)
+		return -ENOMEM;
+	f->kids[f->n++] = n;
+	return 0;
+}
+
+static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m)
+{
+	struct ism_node *n;
+	struct frame *f;
+
+	n = new_node(b, kind, m);
+	if (n == NULL)
+		return -ENOMEM;
+	if (b->depth == MAX_DEPTH) {
+		builder_error(b, n, "nesting too deep");
+		return -EINVAL;
+	}
+	f = &b->stack[b->depth++];
+	f->node = n;
+	f->kids = NULL;
+	f->n = 0;
+	f->cap = 0;
+	return 0;
+}
+
+static int pop(struct builder *b)
+{
+	struct frame *f = &b->stack[--b->depth];
+	struct ism_node *n = f->node;
+	int rc = 0;
+
+	if (n->kind == ISM_NODE_MAP) {
+		n->n = f->n / 2;
+		n->pairs = ism_pool_alloc(b->pool, (n->n ? n->n : 1) * sizeof(*n->pairs));
+		if (n->pairs == NULL) {
+			rc = -ENOMEM;
+			goto out_kids;
+		}
+		for (size_t i = 0; i < n->n; i++) {
+			n->pairs[i].key = f->kids[2 * i];
+			n->pairs[i].value = f->kids[2 * i + 1];
+		}
+	} else {
+		n->n = f->n;
+		n->items = ism_pool_alloc(b->pool, (n->n ? n->n : 1) * sizeof(*n->items));
+		if (n->items == NULL) {
+			rc = -ENOMEM;
+			goto out_kids;
+		}
+		if (n->n)
+			memcpy(n->items, f->kids, n->n * sizeof(*n->items));
+	}
+	rc = attach(b, n);
+out_kids:
+	free(f->kids);
+	f->kids = NULL;
+	return rc;
+}
+
+static int on_scalar(struct builder *b, const yaml_event_t *ev)
+{
+	struct ism_node *n = new_node(b, ISM_NODE_SCALAR, &ev->start_mark);
+	size_t len = ev->data.scalar.length;
+
+	if (n == NULL)
+		return -ENOMEM;
+	n->str = ism_pool_strndup(b->pool, (const char *)ev->data.scalar.value, len);
+	if (n->str == NULL)
+		return -ENOMEM;
+	/* An embedded NUL would make the C string lie about the value. */
+	if (strlen(n->str) != len)
+		builder_error(b, n, "NUL character in a string");
+	n->len = len;
+	n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	return attach(b, n);
+}
+
+static void syntax_error(struct builder *b, const yaml_parser_t *p)
+{
+	const yaml_mark_t *m = &p->problem_mark;
+
+	if (p->error == YAML_MEMORY_ERROR) {
+		b->rc = -ENOMEM;
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, 0, 0, "", "out of memory");
+		return;
+	}
+	if (p->context != NULL)
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, (int)m->line + 1, (int)m->column + 1,
+			     "", "YAML syntax error: %s %s (line %d, column %d)",
+			     p->problem ? p->problem : "error", p->context,
+			     (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+	else
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, (int)m->line + 1, (int)m->column + 1,
+			     "", "YAML syntax error: %s", p->problem ? p->problem : "error");
+	b->rc = -EINVAL;
+}
+
+static int step(struct builder *b, const yaml_event_t *ev)
+{
+	switch (ev->type) {
+	case YAML_MAPPING_START_EVENT:
+		return push(b, ISM_NODE_MAP, &ev->start_mark);
+	case YAML_SEQUENCE_START_EVENT:
+		return push(b, ISM_NODE_SEQ, &ev->start_mark);
+	case YAML_MAPPING_END_EVENT:
+	case YAML_SEQUENCE_END_EVENT:
+		return pop(b);
+	case YAML_SCALAR_EVENT:
+		return on_scalar(b, ev);
+	case YAML_ALIAS_EVENT: {
+		/* Aliases would let a few bytes expand into a huge tree, and no Istio
+		 * resource needs them. */
+		struct ism_node at = {.line = (int)ev->start_mark.line + 1,
+				      .col = (int)ev->start_mark.column + 1};
+
+		builder_error(b, &at, "YAML aliases (*name) are not supported");
+		return -EINVAL;
+	}
+	default:
+		return 0;
+	}
+}
+
+int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, size_t len,
+		   struct ism_yaml_docs *out, struct ism_diags *d)
+{
+	struct builder b = {.pool = pool, .name = name, .d = d};
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	bool done = false;
+	int rc = 0;
+
+	out->n = 0;
+	out->docs = NULL;
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	while (!done) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			syntax_error(&b, &parser);
+			rc = b.rc;
+			goto out_stack;
+		}
+		done = ev.type == YAML_STREAM_END_EVENT;
+		rc = step(&b, &ev);
+		yaml_event_delete(&ev);
+		if (rc < 0)
+			goto out_stack;
+	}
+	rc = b.rc;
+	if (rc < 0)
+		goto out_stack;
+	out->docs = ism_pool_alloc(pool, (b.n_docs ? b.n_docs : 1) * sizeof(*out->docs));
+	if (out->docs == NULL) {
+		rc = -ENOMEM;
+		goto out_stack;
+	}
+	if (b.n_docs)
+		memcpy(out->docs, b.docs, b.n_docs * sizeof(*out->docs));
+	out->n = b.n_docs;
+out_stack:
+	while (b.depth > 0)
+		free(b.stack[--b.depth].kids);
+	free(b.docs);
+	yaml_parser_delete(&parser);
+	if (rc == -ENOMEM && d->n_errors == 0)
+		ism_diag_add(d, ISM_DIAG_ERROR, name, 0, 0, "", "out of memory");
+	return rc;
+}

@@ -1,0 +1,627 @@
+
+#include "health/health.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+
+/* Times are ism_now_ms() milliseconds, the clock the master passes to
+ * ism_health_run; set_table reads it itself to schedule new endpoints. */
+
+#define HC_RESP_MAX 1024 /* bytes of a response read before giving up on it */
+#define HC_EVENTS   64
+
+enum hc_state {
+	HC_IDLE = 0,   /* waiting for next_ms */
+	HC_CONNECTING, /* non-blocking connect in progress */
+	HC_SENDING,    /* request partly written */
+	HC_READING,    /* waiting for the status line */
+};
+
+/* One checked endpoint, by shared endpoint id. Everything it needs is copied
+ * from the table, so a check in progress never reads a generation that the
+ * master may reclaim after the next set_table. */
+struct hc_ep {
+	uint32_t id;
+	uint32_t seq; /* bumped per check: tags epoll events, so a stale one is dropped */
+	uint8_t state;
+	bool seen;	  /* set_table bookkeeping */
+	bool ever_passed; /* Envoy: a host that never passed becomes healthy at its first pass */
+	int fd;
+	uint64_t next_ms;
+	uint64_t deadline_ms;
+	uint32_t succ, fail; /* consecutive results */
+
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	uint32_t interval_ms, timeout_ms, healthy_thr, unhealthy_thr;
+	uint32_t n_statuses;
+	uint16_t (*statuses)[2];
+	char *req;
+	size_t req_len, sent;
+	char label[ISM_EP_KEY_MAX]; /* "<service>|<address>:<port>" for logs */
+
+	size_t got;
+	char buf[HC_RESP_MAX];
+};
+
+struct ism_health {
+	struct ism_shm *shm;
+	int epfd;
+	struct hc_ep **by_id; /* ISM_MAX_ENDPOINTS entries */
+	struct hc_ep **list;  /* the checked endpoints, dense */
+	uint32_t n, cap;
+};
+
+int ism_health_create(struct ism_shm *shm, struct ism_health **out)
+{
+	struct ism_health *h;
+	int ret;
+
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	h->shm = shm;
+	h->by_id = calloc(ISM_MAX_ENDPOINTS, sizeof(*h->by_id));
+	if (!h->by_id) {
+		ret = -ENOMEM;
+		goto fail_h;
+	}
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (h->epfd < 0) {
+		ret = -errno;
+		goto fail_by_id;
+	}
+	*out = h;
+	return 0;
+
+fail_by_id:
+	free(h->by_id);
+fail_h:
+	free(h);
+fail:
+	return ret;
+}
+
+static void ep_close(struct hc_ep *e)
+{
+	if (e->fd >= 0) {
+		/* close() also drops the descriptor from the epoll set */
+		close(e->fd);
+		e->fd = -1;
+	}
+	e->state = HC_IDLE;
+	e->seq++;
+}
+
+static void ep_free(struct hc_ep *e)
+{
+	ep_close(e);
+	free(e->statuses);
+	free(e->req);
+	free(e);
+}
+
+void ism_health_destroy(struct ism_health *h)
+{
+	uint32_t i;
+
+	if (!h)
+		return;
+	for (i = 0; i < h->n; i++)
+		ep_free(h->list[i]);
+	free(h->list);
+	free(h->by_id);
+	close(h->epfd);
+	free(h);
+}
+
+int ism_health_fd(const struct ism_health *h)
+{
+	return h->epfd;
+}
+
+/* --- results --- */
+
+static struct ism_ep_state *ep_state(struct ism_health *h, uint32_t id)
+{
+	return &h->shm->hdr->eps[id];
+}
+
+static void set_health(struct ism_health *h, uint32_t id, uint32_t health)
+{
+	struct ism_ep_state *st = ep_state(h, id);
+
+	atomic_store(&st->health, health);
+	atomic_store(&st->health_changed_ms, ism_wall_ms());
+}
+
+/* Ends the check in progress (or the one that could not start) and applies its
+ * result: thresholds of consecutive results, except that an endpoint that never
+ * passed becomes healthy at its first pass. */
+static void ep_result(struct ism_health *h, struct hc_ep *e, bool ok, const char *reason,
+		      uint64_t now)
+{
+	struct ism_ep_state *st = ep_state(h, e->id);
+	uint32_t cur = atomic_load(&st->health);
+
+	ep_close(e);
+	e->next_ms = now + e->interval_ms;
+	atomic_fetch_add_explicit(&st->hc_checks, 1, memory_order_relaxed);
+	if (ok) {
+		e->fail = 0;
+		e->succ++;
+		if (cur != ISM_EP_HEALTHY && (!e->ever_passed || e->succ >= e->healthy_thr)) {
+			set_health(h, e->id, ISM_EP_HEALTHY);
+			ism_notice("endpoint %s is now healthy", e->label);
+		}
+		e->ever_passed = true;
+		return;
+	}
+	atomic_fetch_add_explicit(&st->hc_failures, 1, memory_order_relaxed);
+	e->succ = 0;
+	e->fail++;
+	ism_debug("health check of %s failed: %s", e->label, reason);
+	if (cur == ISM_EP_HEALTHY && e->fail >= e->unhealthy_thr) {
+		set_health(h, e->id, ISM_EP_UNHEALTHY);
+		ism_warn("endpoint %s is now unhealthy: %s", e->label, reason);
+	}
+}
+
+static void ep_fail_errno(struct ism_health *h, struct hc_ep *e, const char *what, int err,
+			  uint64_t now)
+{
+	char reason[96];
+
+	snprintf(reason, sizeof(reason), "%s: %s", what, strerror(err));
+	ep_result(h, e, false, reason, now);
+}
+
+/* --- the check --- */
+
+static uint64_t ep_tag(const struct hc_ep *e)
+{
+	return ((uint64_t)e->seq << 32) | e->id;
+}
+
+static int ep_watch(struct ism_health *h, struct hc_ep *e, uint32_t events, int op)
+{
+	struct epoll_event ev = {.events = events, .data.u64 = ep_tag(e)};
+
+	return epoll_ctl(h->epfd, op, e->fd, &ev) < 0 ? -errno : 0;
+}
+
+static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	int fd, err;
+
+	fd = socket(e->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		/* Out of descriptors or memory here says nothing about the endpoint:
+		 * try again next interval without counting a result. */
+		ism_err("health check of %s: socket: %s", e->label, strerror(errno));
+		e->next_ms = now + e->interval_ms;
+		return;
+	}
+	e->seq++;
+	e->fd = fd;
+	e->got = 0;
+	e->sent = 0;
+	e->deadline_ms = now + e->timeout_ms;
+	e->state = HC_CONNECTING;
+	if (connect(fd, (const struct sockaddr *)&e->addr, e->addrlen) < 0 &&
+	    errno != EINPROGRESS) {
+		ep_fail_errno(h, e, "connect", errno, now);
+		return;
+	}
+	err = ep_watch(h, e, EPOLLOUT, EPOLL_CTL_ADD);
+	if (err < 0) {
+		ism_err("health check of %s: epoll: %s", e->label, strerror(-err));
+		ep_close(e);
+		e->next_ms = now + e->interval_ms;
+	}
+}
+
+/* Parses "HTTP/1.x NNN" at the start of b. Returns the status, 0 when more bytes
+ * are needed, -1 when it is not an HTTP/1 status line. */
+static int parse_status(const char *b, size_t n, bool eof)
+{
+	static const char pfx[] = "HTTP/1.";
+	size_t k = n < 7 ? n : 7;
+	int i, status = 0;
+
+	if (memcmp(b, pfx, k) != 0)
+		return -1;
+	if (n < 12 || (n == 12 && !eof))
+		return eof || memchr(b, '\n', n) ? -1 : 0;
+	if (b[7] < '0' || b[7] > '9' || b[8] != ' ')
+		return -1;
+	for (i = 9; i < 12; i++) {
+		if (b[i] < '0' || b[i] > '9')
+			return -1;
+		status = status * 10 + (b[i] - '0');
+	}
+	if (n > 12 && b[12] != ' ' && b[12] != '\r' && b[12] != '\n')
+		return -1;
+	return status >= 100 && status <= 599 ? status : -1;
+}
+
+static bool status_expected(const struct hc_ep *e, int status)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->n_statuses; i++)
+		if (status >= e->statuses[i][0] && status < e->statuses[i][1])
+			return true;
+	return false;
+}
+
+static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	char reason[64];
+	bool eof = false;
+	ssize_t r;
+	int status;
+
+	for (;;) {
+		r = recv(e->fd, e->buf + e->got, sizeof(e->buf) - e->got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			ep_fail_errno(h, e, "recv", errno, now);
+			return;
+		}
+		eof = r == 0;
+		e->got += (size_t)r;
+		status = parse_status(e->buf, e->got, eof);
+		if (status == 0 && !eof && e->got < sizeof(e->buf))
+			continue;
+		if (status <= 0) {
+			ep_result(h, e, false,
+				  eof && e->got == 0 ? "connection closed without a response"
+						     : "bad response",
+				  now);
+			return;
+		}
+		if (status_expected(e, status)) {
+			ep_result(h, e, true, NULL, now);
+		} else {
+			snprintf(reason, sizeof(reason), "unexpected status %d", status);
+			ep_result(h, e, false, reason, now);
+		}
+		return;
+	}
+}
+
+static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	ssize_t r;
+	int err;
+
+	while (e->sent < e->req_len) {
+		r = send(e->fd, e->req + e->sent, e->req_len - e->sent, MSG_NOSIGNAL);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			ep_fail_errno(h, e, "send", errno, now);
+			return;
+		}
+		e->sent += (size_t)r;
+	}
+	e->state = HC_READING;
+	err = ep_watch(h, e, EPOLLIN, EPOLL_CTL_MOD);
+	if (err < 0)
+		ep_fail_errno(h, e, "epoll", -err, now);
+}
+
+static void ep_event(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	switch (e->state) {
+	case HC_CONNECTING:
+		if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			ep_fail_errno(h, e, "connect", err, now);
+			return;
+		}
+		e->state = HC_SENDING;
+		ep_send(h, e, now);
+		return;
+	case HC_SENDING:
+		ep_send(h, e, now);
+		return;
+	case HC_READING:
+		ep_read(h, e, now);
+		return;
+	case HC_IDLE:
+	default:
+		/* An idle endpoint has no descriptor in the set; the seq tag should
+		 * have dropped this event. */
+		ISM_BUG_ON(1);
+	}
+}
+
+static void run_events(struct ism_health *h, uint64_t now)
+{
+	struct epoll_event ev[HC_EVENTS];
+	uint32_t rounds = h->n / HC_EVENTS + 1;
+	int n, i;
+
+	/* Each endpoint has at most one descriptor, so n/HC_EVENTS+1 full batches
+	 * see every ready one; the bound keeps a busy set from starving timers. */
+	while (rounds--) {
+		n = epoll_wait(h->epfd, ev, HC_EVENTS, 0);
+		if (n <= 0)
+			return;
+		for (i = 0; i < n; i++) {
+			uint32_t id = (uint32_t)ev[i].data.u64;
+			uint32_t seq = (uint32_t)(ev[i].data.u64 >> 32);
+			struct hc_ep *e = id < ISM_MAX_ENDPOINTS ? h->by_id[id] : NULL;
+
+			if (!e || e->seq != seq || e->state == HC_IDLE)
+				continue;
+			ep_event(h, e, now);
+		}
+		if (n < HC_EVENTS)
+			return;
+	}
+}
+
+void ism_health_run(struct ism_health *h, uint64_t now_ms)
+{
+	char reason[48];
+	uint32_t i;
+
+	run_events(h, now_ms);
+	for (i = 0; i < h->n; i++) {
+		struct hc_ep *e = h->list[i];
+
+		if (e->state != HC_IDLE && e->deadline_ms <= now_ms) {
+			snprintf(reason, sizeof(reason), "timeout after %u ms", e->timeout_ms);
+			ep_result(h, e, false, reason, now_ms);
+		}
+		if (e->state == HC_IDLE && e->next_ms <= now_ms)
+			ep_start(h, e, now_ms);
+	}
+}
+
+int ism_health_timeout_ms(const struct ism_health *h, uint64_t now_ms)
+{
+	uint64_t due = UINT64_MAX;
+	uint32_t i;
+
+	for (i = 0; i < h->n; i++) {
+		const struct hc_ep *e = h->list[i];
+		uint64_t t = e->state == HC_IDLE ? e->next_ms : e->deadline_ms;
+
+		if (t < due)
+			due = t;
+	}
+	if (due == UINT64_MAX)
+		return -1;
+	if (due <= now_ms)
+		return 0;
+	return due - now_ms > INT_MAX ? INT_MAX : (int)(due - now_ms);
+}
+
+/* --- configuration --- */
+
+static int list_add(struct ism_health *h, struct hc_ep *e)
+{
+	if (h->n == h->cap) {
+		uint32_t cap = h->cap ? h->cap * 2 : 16;
+		struct hc_ep **l = realloc(h->list, cap * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		h->list = l;
+		h->cap = cap;
+	}
+	h->list[h->n++] = e;
+	return 0;
+}
+
+/* Copies the check of cluster cl for endpoint ep into e. A check in progress
+ * with another address or request is abandoned and restarted at once. */
+static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
+			const struct ism_endpoint *ep, uint64_t now)
+{
+	const struct ism_hc *hc = cl->hc;
+	const char *path = hc->path.len ? hc->path.p : "/";
+	const char *host = hc->host.len ? hc->host.p : cl->host.p;
+	uint16_t(*st)[2] = NULL;
+	char *req = NULL;
+	int len, ret = 0;
+	bool changed;
+
+	len = asprintf(&req,
+		       "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: isthmus-health\r\n"
+		       "Connection: close\r\n\r\n",
+		       path, host ? host : "");
+	if (len < 0) {
+		req = NULL;
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Envoy's default expected statuses: [200, 201). */
+	st = calloc(hc->n_statuses ? hc->n_statuses : 1, sizeof(*st));
+	if (!st) {
+		ret = -ENOMEM;
+		goto out_req;
+	}
+	if (hc->n_statuses) {
+		memcpy(st, hc->statuses, hc->n_statuses * sizeof(*st));
+	} else {
+		st[0][0] = 200;
+		st[0][1] = 201;
+	}
+	changed = !e->req || strcmp(e->req, req) != 0 || e->addrlen != ep->addrlen ||
+		  memcmp(&e->addr, &ep->addr, ep->addrlen) != 0;
+	if (changed && e->state != HC_IDLE) {
+		ep_close(e);
+		e->next_ms = now;
+	}
+	free(e->req);
+	free(e->statuses);
+	e->req = req;
+	e->req_len = (size_t)len;
+	e->statuses = st;
+	e->n_statuses = hc->n_statuses ? hc->n_statuses : 1;
+	memcpy(&e->addr, &ep->addr, sizeof(e->addr));
+	e->addrlen = ep->addrlen;
+	e->interval_ms = hc->interval_ms ? hc->interval_ms : 1;
+	e->timeout_ms = hc->timeout_ms ? hc->timeout_ms : 1;
+	e->healthy_thr = hc->healthy_threshold ? hc->healthy_threshold : 1;
+	e->unhealthy_thr = hc->unhealthy_threshold ? hc->unhealthy_threshold : 1;
+	snprintf(e->label, sizeof(e->label), "%.*s|%.*s", (int)cl->host.len,
+		 cl->host.p ? cl->host.p : "", (int)ep->addr_text.len,
+		 ep->addr_text.p ? ep->addr_text.p : "");
+	return 0;
+
+out_req:
+	free(req);
+out:
+	return ret;
+}
+
+/* A new checked endpoint. One that starts unhealthy (just added) is checked at
+ * once; one already healthy (its service just got a check) starts at a fixed
+ * per-endpoint offset into the interval, which spreads the checks. */
+static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const struct ism_endpoint *ep,
+		  uint64_t now)
+{
+	struct hc_ep *e;
+	int ret;
+
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	e->id = ep->id;
+	e->fd = -1;
+	ret = ep_configure(e, cl, ep, now);
+	if (ret < 0)
+		goto fail_e;
+	ret = list_add(h, e);
+	if (ret < 0)
+		goto fail_e;
+	h->by_id[e->id] = e;
+	e->seen = true;
+	e->ever_passed = atomic_load(&ep_state(h, e->id)->health) == ISM_EP_HEALTHY;
+	e->next_ms = e->ever_passed ? now + (uint32_t)(e->id * 2654435761u) % e->interval_ms : now;
+	return 0;
+
+fail_e:
+	free(e->statuses);
+	free(e->req);
+	free(e);
+fail:
+	return ret;
+}
+
+static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_t now)
+{
+	uint32_t c, i;
+	int ret;
+
+	for (c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+
+		if (!cl->hc)
+			continue;
+		for (i = 0; i < cl->n_endpoints; i++) {
+			const struct ism_endpoint *ep = &cl->endpoints[i];
+			struct hc_ep *e = ep->id < ISM_MAX_ENDPOINTS ? h->by_id[ep->id] : NULL;
+
+			if (ep->id >= ISM_MAX_ENDPOINTS)
+				continue;
+			/* subsets of one service share endpoint ids: the first
+			 * cluster with a check decides */
+			if (e && e->seen)
+				continue;
+			if (e) {
+				ret = ep_configure(e, cl, ep, now);
+				e->seen = true;
+			} else {
+				ret = ep_add(h, cl, ep, now);
+			}
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* "No check configured" reads as healthy: every endpoint of the table that is not
+ * checked any more (or never was) is set healthy. */
+static void release_unchecked(struct ism_health *h, const struct ism_table *t)
+{
+	uint32_t c, i;
+
+	for (c = 0; t && c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+
+		for (i = 0; i < cl->n_endpoints; i++) {
+			uint32_t id = cl->endpoints[i].id;
+
+			if (id >= ISM_MAX_ENDPOINTS || h->by_id[id])
+				continue;
+			if (atomic_load(&ep_state(h, id)->health) == ISM_EP_HEALTHY)
+				continue;
+			set_health(h, id, ISM_EP_HEALTHY);
+			ism_notice(
+			    "endpoint %.*s|%.*s is now healthy: no health check", (int)cl->host.len,
+			    cl->host.p ? cl->host.p : "", (int)cl->endpoints[i].addr_text.len,
+			    cl->endpoints[i].addr_text.p ? cl->endpoints[i].addr_text.p : "");
+		}
+	}
+}
+
+int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
+{
+	uint64_t now = ism_now_ms();
+	uint32_t i;
+	int ret = 0;
+
+	for (i = 0; i < h->n; i++)
+		h->list[i]->seen = false;
+	if (t)
+		ret = take_checked(h, t, now);
+	if (ret < 0) {
+		/* Every endpoint keeps a consistent (old or new) configuration; the
+		 * ones not reached yet keep being checked as before. */
+		return ret;
+	}
+	/* Endpoints no longer checked: abort what is in flight and forget them. */
+	for (i = 0; i < h->n;) {
+		struct hc_ep *e = h->list[i];
+
+		if (e->seen) {
+			i++;
+			continue;
+		}
+		h->by_id[e->id] = NULL;
+		h->list[i] = h->list[--h->n];
+		ep_free(e);
+	}
+	release_unchecked(h, t);
+	return 0;
+}

@@ -1,0 +1,93 @@
+#include "lib/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The one per-process logging context. */
+static struct {
+	enum ism_log_level level;
+	char role[32];
+} log_ctx = {ISM_LOG_INFO, "isthmus"};
+
+void ism_log_set_level(enum ism_log_level level)
+{
+	log_ctx.level = level;
+}
+
+void ism_log_set_role(const char *role)
+{
+	snprintf(log_ctx.role, sizeof(log_ctx.role), "%s", role);
+}
+
+static const char *level_name(enum ism_log_level level)
+{
+	switch (level) {
+	case ISM_LOG_ERR:
+		return "error";
+	case ISM_LOG_WARN:
+		return "warning";
+	case ISM_LOG_NOTICE:
+		return "notice";
+	case ISM_LOG_INFO:
+		return "info";
+	case ISM_LOG_DEBUG:
+		return "debug";
+	}
+	return "?";
+}
+
+void ism_log(enum ism_log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	va_list ap;
+
+	if (level > log_ctx.level)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(line + n, sizeof(line) - n,
+			      ".%03ldZ %s[%d] %s: ", ts.tv_nsec / 1000000, log_ctx.role,
+			      (int)getpid(), level_name(level));
+	va_start(ap, fmt);
+	if (n < sizeof(line))
+		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (n >= sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line, so lines of concurrent processes do not interleave. */
+	if (write(STDERR_FILENO, line, n) < 0)
+		return;
+}
+
+static uint64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t ism_now_ms(void)
+{
+	return clock_ms(CLOCK_MONOTONIC);
+}
+
+uint64_t ism_wall_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
+}
+
+void ism_bug(const char *file, int line, const char *expr)
+{
+	ism_log(ISM_LOG_ERR, "BUG at %s:%d: %s", file, line, expr);
+	abort();
+}

@@ -1,0 +1,45 @@
+/* Process-wide logging and clock helpers, used by every process of isthmus.
+ *
+ * Logging writes one line per call to stderr (which systemd's journal or the
+ * terminal collects): "<time> isthmus[pid] <level>: <message>". It never blocks on
+ * anything but the write(2) itself; stderr is a pipe or a tty. */
+#ifndef ISM_LIB_LOG_H
+#define ISM_LIB_LOG_H
+
+#include <stdint.h>
+
+enum ism_log_level {
+	ISM_LOG_ERR = 3,
+	ISM_LOG_WARN = 4,
+	ISM_LOG_NOTICE = 5,
+	ISM_LOG_INFO = 6,
+	ISM_LOG_DEBUG = 7,
+};
+
+/* Lines above this level are dropped. Default ISM_LOG_INFO. */
+void ism_log_set_level(enum ism_log_level level);
+/* A short role shown in each line ("master", "worker 3"); copied. */
+void ism_log_set_role(const char *role);
+void ism_log(enum ism_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define ism_err(...)	ism_log(ISM_LOG_ERR, __VA_ARGS__)
+#define ism_warn(...)	ism_log(ISM_LOG_WARN, __VA_ARGS__)
+#define ism_notice(...) ism_log(ISM_LOG_NOTICE, __VA_ARGS__)
+#define ism_info(...)	ism_log(ISM_LOG_INFO, __VA_ARGS__)
+#define ism_debug(...)	ism_log(ISM_LOG_DEBUG, __VA_ARGS__)
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC). */
+uint64_t ism_now_ms(void);
+/* Wall-clock milliseconds since the epoch (CLOCK_REALTIME). */
+uint64_t ism_wall_ms(void);
+
+/* Always-on invariant check: logs file, line and the expression, then aborts.
+ * For what must never happen, not for bad input. */
+#define ISM_BUG_ON(cond)                                                                           \
+	do {                                                                                       \
+		if (__builtin_expect(!!(cond), 0))                                                 \
+			ism_bug(__FILE__, __LINE__, #cond);                                        \
+	} while (0)
+void ism_bug(const char *file, int line, const char *expr) __attribute__((noreturn));
+
+#endif

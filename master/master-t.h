@@ -1,0 +1,46 @@
+/* Private to master/: the master's one per-process context. */
+#ifndef ISM_MASTER_MASTER_T_H
+#define ISM_MASTER_MASTER_T_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "conf/conf.h"
+#include "shm/shm.h"
+
+struct ism_health;
+struct ism_ctl;
+
+struct ism_wslot {
+	pid_t pid; /* 0: not running */
+	int fd;	   /* master's end of the socketpair */
+	uint64_t started_ms;
+	uint64_t respawn_at; /* monotonic ms; 0: none scheduled */
+	uint32_t restarts;   /* consecutive early deaths */
+};
+
+struct ism_master {
+	const char *conf_path;
+	struct ism_shm shm;
+	struct ism_health *health;
+	struct ism_ctl *ctl;
+	int sfd;
+	int *listen_fds;
+	int n_listen;
+	struct ism_wslot workers[ISM_MAX_WORKERS];
+	int n_workers;
+	uint64_t gen;
+	uint64_t loaded_ms; /* wall time of the last successful load */
+	int stopping;
+	uint64_t stop_deadline;
+};
+
+/* Loads, compiles and publishes the file as a new generation. 0, or -errno with
+ * the reasons in d; the running generation is untouched on failure. */
+int ism_master_load(struct ism_master *m, struct ism_diags *d);
+/* Reload with a human-readable report ("reload: generation N published" or the
+ * errors), also logged. */
+void ism_master_reload(struct ism_master *m, char *report, size_t len);
+
+#endif

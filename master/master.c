@@ -1,0 +1,578 @@
+/* The master: configuration generations, listeners, worker supervision, reload,
+ * graceful stop. One poll loop over a signalfd, the health checker's epoll
+ * descriptor and the control socket. */
+#include "master/master.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "health/health.h"
+#include "lib/log.h"
+#include "master/ctl.h"
+#include "master/master-t.h"
+#include "shm/shm.h"
+#include "worker/worker.h"
+
+#define GEN_ARENA_SIZE (16u << 20)
+#define RESPAWN_MIN_MS 100
+#define RESPAWN_MAX_MS 10000
+#define STOP_GRACE_MS  5000
+
+static int ep_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
+{
+	struct ism_master *m = ctx;
+
+	return ism_shm_ep_intern(&m->shm, key, has_hc ? ISM_EP_UNHEALTHY : ISM_EP_HEALTHY, id);
+}
+
+static int check_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
+{
+	uint32_t *next = ctx;
+
+	(void)key;
+	(void)has_hc;
+	if (*next >= ISM_MAX_ENDPOINTS)
+		return -ENOSPC;
+	*id = (*next)++;
+	return 0;
+}
+
+int ism_master_check(const char *conf_path)
+{
+	struct ism_diags *d = calloc(1, sizeof(*d));
+	struct ism_conf *conf = NULL;
+	const struct ism_table *t = NULL;
+	struct ism_arena arena;
+	void *block = NULL;
+	uint32_t next = 0;
+	int status = 1;
+
+	if (d == NULL)
+		return 1;
+	ism_diags_init(d);
+	if (ism_conf_load(conf_path, &conf, d) < 0)
+		goto out;
+	block = malloc(GEN_ARENA_SIZE);
+	if (block == NULL)
+		goto out;
+	ism_arena_init(&arena, block, GEN_ARENA_SIZE);
+	if (ism_conf_compile(conf, &arena, check_id_cb, &next, &t, d) < 0)
+		goto out;
+	status = 0;
+out:
+	ism_diags_print(stderr, d);
+	if (status == 0)
+		fprintf(stderr, "%s: configuration is valid (%u listeners, %u clusters)\n",
+			conf_path, t->n_listeners, t->n_clusters);
+	free(block);
+	ism_conf_free(conf);
+	free(d);
+	return status;
+}
+
+/* Same (address, port) set in the same order: the workers' inherited sockets
+ * stay right for the new table. */
+static int listeners_match(const struct ism_table *a, const struct ism_table *b)
+{
+	if (a->n_listeners != b->n_listeners)
+		return 0;
+	for (uint32_t i = 0; i < a->n_listeners; i++)
+		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
+		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
+			return 0;
+	return 1;
+}
+
+static int worker_count(const struct ism_table *t)
+{
+	long n = t->workers ? (long)t->workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	if (n > ISM_MAX_WORKERS)
+		n = ISM_MAX_WORKERS;
+	return (int)n;
+}
+
+int ism_master_load(struct ism_master *m, struct ism_diags *d)
+{
+	struct ism_conf *conf = NULL;
+	const struct ism_table *t = NULL;
+	const struct ism_table *cur = ism_shm_current(&m->shm);
+	struct ism_arena arena;
+	int slot, ret;
+
+	ret = ism_conf_load(m->conf_path, &conf, d);
+	if (ret < 0)
+		return ret;
+	slot = ism_shm_gen_begin(&m->shm, &arena);
+	if (slot == -ENOSPC) {
+		ism_shm_gen_reclaim(&m->shm);
+		slot = ism_shm_gen_begin(&m->shm, &arena);
+	}
+	if (slot < 0) {
+		ret = slot;
+		snprintf(d->items[0].msg, sizeof(d->items[0].msg),
+			 "every generation slot is still in use by a worker; try again later");
+		d->items[0].severity = ISM_DIAG_ERROR;
+		d->n = d->n_errors = 1;
+		goto out;
+	}
+	ret = ism_conf_compile(conf, &arena, ep_id_cb, m, &t, d);
+	if (ret < 0) {
+		ism_shm_gen_abort(&m->shm, slot);
+		goto out;
+	}
+	if (cur != NULL && (!listeners_match(cur, t) || worker_count(cur) != worker_count(t))) {
+		ism_shm_gen_abort(&m->shm, slot);
+		ret = -EINVAL;
+		if (d->n < sizeof(d->items) / sizeof(d->items[0])) {
+			struct ism_diag *e = &d->items[d->n];
+
+			memset(e, 0, sizeof(*e));
+			snprintf(e->file, sizeof(e->file), "%s", m->conf_path);
+			snprintf(e->msg, sizeof(e->msg),
+				 "listener or worker-count changes need a restart; reload applies "
+				 "route, endpoint and health-check changes");
+		}
+		d->n++;
+		d->n_errors++;
+		goto out;
+	}
+	m->gen++;
+	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
+	ret = ism_health_set_table(m->health, t);
+	if (ret < 0)
+		ism_warn("health checks not updated: %s", strerror(-ret));
+	m->loaded_ms = ism_wall_ms();
+	ret = 0;
+out:
+	ism_conf_free(conf);
+	return ret;
+}
+
+static int bind_listeners(struct ism_master *m, const struct ism_table *t)
+{
+	int one = 1;
+
+	m->listen_fds = calloc(t->n_listeners ? t->n_listeners : 1, sizeof(int));
+	if (m->listen_fds == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < t->n_listeners; i++) {
+		const struct ism_listener *l = &t->listeners[i];
+		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			return -errno;
+		m->listen_fds[m->n_listen++] = fd;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 ||
+		    listen(fd, 4096) < 0) {
+			int err = errno;
+
+			ism_err("listener %s (port %u): %s", l->name.p, l->port, strerror(err));
+			return -err;
+		}
+		ism_notice("listening on port %u (%s)", l->port, l->name.p);
+	}
+	return 0;
+}
+
+/* In the child: keep stdio, the listeners and our socketpair end. */
+static void close_inherited(const struct ism_master *m, int keep_fd)
+{
+	int max = keep_fd;
+
+	for (int i = 0; i < m->n_listen; i++)
+		if (m->listen_fds[i] > max)
+			max = m->listen_fds[i];
+	for (int fd = 3; fd <= max; fd++) {
+		int keep = fd == keep_fd;
+
+		for (int i = 0; i < m->n_listen && !keep; i++)
+			keep = fd == m->listen_fds[i];
+		if (!keep)
+			close(fd);
+	}
+	close_range((unsigned int)max + 1, ~0u, 0);
+}
+
+static int spawn_worker(struct ism_master *m, int i)
+{
+	struct ism_wslot *ws = &m->workers[i];
+	struct ism_worker_slot *ss = ism_shm_worker(&m->shm, i);
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	atomic_store(&ss->gen, 0);
+	atomic_store(&ss->draining, 0);
+	atomic_store(&ss->stats.conn_active, 0);
+	pid = fork();
+	if (pid < 0) {
+		int err = errno;
+
+		close(sv[0]);
+		close(sv[1]);
+		return -err;
+	}
+	if (pid == 0) {
+		struct ism_worker_args args = {
+		    .shm = &m->shm,
+		    .index = i,
+		    .listen_fds = m->listen_fds,
+		    .n_listen = m->n_listen,
+		    .master_fd = sv[1],
+		};
+
+		close_inherited(m, sv[1]);
+		_exit(ism_worker_main(&args));
+	}
+	close(sv[1]);
+	atomic_store(&ss->index, (uint32_t)i);
+	atomic_store(&ss->pid, pid);
+	ws->pid = pid;
+	ws->fd = sv[0];
+	ws->started_ms = ism_now_ms();
+	ws->respawn_at = 0;
+	return 0;
+}
+
+static void reap(struct ism_master *m)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < m->n_workers; i++) {
+			struct ism_wslot *ws = &m->workers[i];
+			struct ism_worker_slot *ss = ism_shm_worker(&m->shm, i);
+			uint64_t lived, delay = 0;
+
+			if (ws->pid != pid)
+				continue;
+			atomic_store(&ss->pid, 0);
+			atomic_store(&ss->gen, 0);
+			atomic_store(&ss->stats.conn_active, 0);
+			close(ws->fd);
+			ws->fd = -1;
+			ws->pid = 0;
+			if (m->stopping) {
+				ism_info("worker %d (pid %d) exited", i, (int)pid);
+				break;
+			}
+			/* A worker that dies young is restarted with a growing delay, so a
+			 * crash loop does not spin the machine. */
+			lived = ism_now_ms() - ws->started_ms;
+			if (lived < 1000) {
+				ws->restarts++;
+				delay = RESPAWN_MIN_MS << (ws->restarts < 7 ? ws->restarts : 7);
+				if (delay > RESPAWN_MAX_MS)
+					delay = RESPAWN_MAX_MS;
+			} else {
+				ws->restarts = 0;
+			}
+			if (WIFSIGNALED(status))
+				ism_warn(
+				    "worker %d (pid %d) killed by signal %d; restarting in %llu ms",
+				    i, (int)pid, WTERMSIG(status), (unsigned long long)delay);
+			else
+				ism_warn("worker %d (pid %d) exited with status %d; restarting in "
+					 "%llu ms",
+					 i, (int)pid, WEXITSTATUS(status),
+					 (unsigned long long)delay);
+			ws->respawn_at = ism_now_ms() + delay;
+			break;
+		}
+	}
+}
+
+static void respawn_due(struct ism_master *m, uint64_t now)
+{
+	for (int i = 0; i < m->n_workers; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+
+		if (ws->pid == 0 && ws->respawn_at && ws->respawn_at <= now) {
+			int ret = spawn_worker(m, i);
+
+			if (ret < 0) {
+				ism_err("worker %d: fork: %s", i, strerror(-ret));
+				ws->respawn_at = now + RESPAWN_MAX_MS;
+			} else {
+				ism_notice("worker %d restarted (pid %d)", i, (int)ws->pid);
+			}
+		}
+	}
+}
+
+void ism_master_reload(struct ism_master *m, char *report, size_t len)
+{
+	struct ism_diags *d = calloc(1, sizeof(*d));
+	int ret;
+
+	if (d == NULL) {
+		snprintf(report, len, "reload refused: out of memory\n");
+		return;
+	}
+	ism_diags_init(d);
+	ret = ism_master_load(m, d);
+	if (ret < 0) {
+		size_t n;
+
+		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
+		n = (size_t)snprintf(report, len,
+				     "reload refused; the running configuration "
+				     "(generation %llu) keeps serving:\n",
+				     (unsigned long long)m->gen);
+		if (n < len)
+			ism_diags_format(report + n, len - n, d);
+		ism_err("%s", report);
+	} else {
+		atomic_fetch_add(&m->shm.hdr->reloads, 1);
+		snprintf(report, len, "reload: generation %llu published\n",
+			 (unsigned long long)m->gen);
+		ism_notice("reload: generation %llu published", (unsigned long long)m->gen);
+		if (d->n) {
+			char warn[2048];
+
+			ism_diags_format(warn, sizeof(warn), d);
+			ism_warn("%s", warn);
+		}
+	}
+	free(d);
+}
+
+static void start_stop(struct ism_master *m, const char *why)
+{
+	uint32_t drain = 30000;
+	const struct ism_table *t = ism_shm_current(&m->shm);
+
+	if (m->stopping)
+		return;
+	if (t)
+		drain = t->timeouts.drain_ms;
+	m->stopping = 1;
+	m->stop_deadline = ism_now_ms() + drain + STOP_GRACE_MS;
+	atomic_store(&m->shm.hdr->stopping, 1);
+	ism_notice("stopping (%s): draining workers for up to %u ms", why, drain);
+	for (int i = 0; i < m->n_workers; i++)
+		if (m->workers[i].pid)
+			kill(m->workers[i].pid, SIGTERM);
+}
+
+static int live_workers(const struct ism_master *m)
+{
+	int n = 0;
+
+	for (int i = 0; i < m->n_workers; i++)
+		n += m->workers[i].pid != 0;
+	return n;
+}
+
+static void handle_signals(struct ism_master *m)
+{
+	struct signalfd_siginfo si;
+
+	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP: {
+			char report[4096];
+
+			ism_notice("SIGHUP: reloading %s", m->conf_path);
+			ism_master_reload(m, report, sizeof(report));
+			break;
+		}
+		case SIGTERM:
+		case SIGINT:
+			start_stop(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		case SIGCHLD:
+			reap(m);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int next_timeout(struct ism_master *m, uint64_t now)
+{
+	int t = 1000; /* generation reclaim and housekeeping */
+	int h = ism_health_timeout_ms(m->health, now);
+
+	if (h >= 0 && h < t)
+		t = h;
+	for (int i = 0; i < m->n_workers; i++) {
+		const struct ism_wslot *ws = &m->workers[i];
+
+		if (ws->pid == 0 && ws->respawn_at) {
+			uint64_t due = ws->respawn_at > now ? ws->respawn_at - now : 0;
+
+			if (due < (uint64_t)t)
+				t = (int)due;
+		}
+	}
+	return t;
+}
+
+static int master_loop(struct ism_master *m)
+{
+	uint64_t last_reclaim = 0;
+
+	for (;;) {
+		struct pollfd pfd[3 + ISM_CTL_MAX_CLIENTS];
+		nfds_t n = 0;
+		uint64_t now = ism_now_ms();
+		int ret;
+
+		if (m->stopping) {
+			if (live_workers(m) == 0)
+				return 0;
+			if (now >= m->stop_deadline) {
+				ism_warn("drain time over: killing %d workers", live_workers(m));
+				for (int i = 0; i < m->n_workers; i++)
+					if (m->workers[i].pid)
+						kill(m->workers[i].pid, SIGKILL);
+				m->stop_deadline = now + STOP_GRACE_MS;
+			}
+		}
+		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
+		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_MAX_CLIENTS + 1);
+		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
+		if (ret < 0 && errno != EINTR) {
+			ism_err("poll: %s", strerror(errno));
+			return 1;
+		}
+		now = ism_now_ms();
+		if (pfd[0].revents)
+			handle_signals(m);
+		ism_health_run(m->health, now);
+		ism_ctl_run(m->ctl, pfd + 2, n - 2);
+		if (!m->stopping)
+			respawn_due(m, now);
+		if (now - last_reclaim >= 1000) {
+			if (ism_shm_gen_reclaim(&m->shm))
+				ism_shm_ep_sweep(&m->shm);
+			last_reclaim = now;
+		}
+	}
+}
+
+static int setup_signals(struct ism_master *m)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	m->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return m->sfd < 0 ? -errno : 0;
+}
+
+/* Every connection costs a worker two descriptors (client and upstream). */
+static void raise_nofile(const struct ism_table *t, int workers)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)t->limits.max_connections * 2 + 1024;
+
+	(void)workers;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+		ism_warn(
+		    "open-file limit %llu is below the %llu that maxConnectionsPerWorker needs",
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+int ism_master_run(const struct ism_master_opts *opts)
+{
+	struct ism_master *m = calloc(1, sizeof(*m));
+	struct ism_diags *d = calloc(1, sizeof(*d));
+	const struct ism_table *t;
+	int ret, status = 1;
+
+	if (m == NULL || d == NULL)
+		goto out_free;
+	ism_log_set_role("master");
+	m->conf_path = opts->conf_path;
+	m->sfd = -1;
+	ism_diags_init(d);
+	ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);
+	if (ret < 0) {
+		ism_err("shared memory: %s", strerror(-ret));
+		goto out_free;
+	}
+	ret = ism_health_create(&m->shm, &m->health);
+	if (ret < 0) {
+		ism_err("health checker: %s", strerror(-ret));
+		goto out_shm;
+	}
+	ret = ism_master_load(m, d);
+	ism_diags_print(stderr, d);
+	if (ret < 0) {
+		ism_err("%s: not started", m->conf_path);
+		goto out_health;
+	}
+	t = ism_shm_current(&m->shm);
+	if (setup_signals(m) < 0) {
+		ism_err("signals: %s", strerror(errno));
+		goto out_health;
+	}
+	raise_nofile(t, worker_count(t));
+	if (bind_listeners(m, t) < 0)
+		goto out_listen;
+	ret = ism_ctl_create(m, t->control_socket.p, &m->ctl);
+	if (ret < 0)
+		goto out_listen;
+	m->n_workers = worker_count(t);
+	atomic_store(&m->shm.hdr->n_workers, (uint32_t)m->n_workers);
+	for (int i = 0; i < m->n_workers; i++) {
+		ret = spawn_worker(m, i);
+		if (ret < 0) {
+			ism_err("worker %d: fork: %s", i, strerror(-ret));
+			start_stop(m, "fork failed");
+			break;
+		}
+	}
+	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
+		   m->n_workers);
+	status = master_loop(m);
+	ism_notice("stopped");
+	ism_ctl_destroy(m->ctl);
+out_listen:
+	for (int i = 0; i < m->n_listen; i++)
+		close(m->listen_fds[i]);
+	free(m->listen_fds);
+	if (m->sfd >= 0)
+		close(m->sfd);
+out_health:
+	ism_health_destroy(m->health);
+out_shm:
+	ism_shm_destroy(&m->shm);
+out_free:
+	free(d);
+	free(m);
+	return status;
+}

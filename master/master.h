@@ -1,0 +1,19 @@
+/* The master process: compiles the configuration into shared memory, binds the
+ * listeners, forks and supervises the workers, runs the health checks, reloads
+ * on SIGHUP and stops gracefully on SIGTERM. It never proxies a request. */
+#ifndef ISM_MASTER_MASTER_H
+#define ISM_MASTER_MASTER_H
+
+struct ism_master_opts {
+	const char *conf_path;
+	int foreground; /* always true for now: systemd and tests run it in the foreground */
+};
+
+/* Runs the master until it stops. Returns the process exit status. */
+int ism_master_run(const struct ism_master_opts *opts);
+
+/* `isthmus -c`: loads and compiles the file, prints diagnostics to stderr.
+ * Returns 0 when the file is valid, 1 otherwise. */
+int ism_master_check(const char *conf_path);
+
+#endif

@@ -1,0 +1,97 @@
+/* The shared region's layout: types only, shared by the master and every worker.
+ *
+ * Writers: every field has one kind of writer, named beside it. Cross-process
+ * writes are C11 atomics; nothing here is ever locked. */
+#ifndef ISM_SHM_SHM_T_H
+#define ISM_SHM_SHM_T_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
+#define ISM_SHM_LAYOUT_VERSION 1u
+
+#define ISM_MAX_WORKERS	  64
+#define ISM_MAX_ENDPOINTS 8192
+#define ISM_GEN_SLOTS	  4
+#define ISM_EP_KEY_MAX	  160
+#define ISM_CACHELINE	  64
+
+enum ism_ep_health {
+	ISM_EP_HEALTHY = 0,   /* no check configured, or checks pass */
+	ISM_EP_UNHEALTHY = 1, /* active checks fail, or not passed yet */
+};
+
+enum ism_ep_admin {
+	ISM_EP_ADMIN_READY = 0,
+	ISM_EP_ADMIN_DRAIN = 1,
+	ISM_EP_ADMIN_MAINT = 2,
+};
+
+/* One upstream endpoint's live state, stable id across generations. */
+struct ism_ep_state {
+	_Atomic uint32_t in_use;      /* master: slot allocated */
+	_Atomic uint32_t health;      /* master (health checker): enum ism_ep_health */
+	_Atomic uint32_t admin;	      /* master (control socket): enum ism_ep_admin */
+	_Atomic uint32_t inflight;    /* workers: requests in flight, all workers */
+	_Atomic uint64_t requests;    /* workers: requests sent */
+	_Atomic uint64_t failures;    /* workers: connect failures, resets, 5xx from the endpoint */
+	_Atomic uint64_t hc_checks;   /* master: checks run */
+	_Atomic uint64_t hc_failures; /* master: checks failed */
+	_Atomic uint64_t health_changed_ms; /* master: wall time of the last health change */
+} __attribute__((aligned(ISM_CACHELINE)));
+_Static_assert(sizeof(struct ism_ep_state) == ISM_CACHELINE, "endpoint state is one cache line");
+
+/* Counters one worker writes (relaxed atomics, single writer); the master sums them. */
+struct ism_worker_stats {
+	_Atomic uint64_t conn_accepted;
+	_Atomic uint64_t conn_active;
+	_Atomic uint64_t conn_rejected; /* over max_connections */
+	_Atomic uint64_t requests;
+	_Atomic uint64_t resp_class[6]; /* [1..5] = 1xx..5xx */
+	_Atomic uint64_t bytes_in;	/* from clients */
+	_Atomic uint64_t bytes_out;	/* to clients */
+	_Atomic uint64_t upstream_connects;
+	_Atomic uint64_t upstream_connect_fail;
+	_Atomic uint64_t upstream_reused; /* requests sent on a pooled connection */
+	_Atomic uint64_t bad_requests;	  /* 4xx answered by the worker itself */
+};
+
+struct ism_worker_slot {
+	_Atomic int32_t pid;	       /* master at fork; 0 = free */
+	_Atomic uint32_t index;	       /* master */
+	_Atomic uint64_t gen;	       /* worker: generation in use (hazard); 0 = none */
+	_Atomic uint64_t heartbeat_ms; /* worker: monotonic time of its last loop turn */
+	_Atomic uint32_t draining;     /* worker: 1 once it stopped accepting */
+	struct ism_worker_stats stats;
+} __attribute__((aligned(ISM_CACHELINE)));
+
+/* One generation slot: a fixed arena holding one compiled ism_table. */
+struct ism_gen_slot {
+	_Atomic uint64_t gen;	       /* master: generation held; 0 = free */
+	_Atomic uint64_t published_ms; /* master */
+	size_t used;		       /* master, before publication */
+	void *table;		       /* master: struct ism_table * inside the arena */
+	unsigned char *base;	       /* start of the arena (fixed at region creation) */
+	size_t size;
+} __attribute__((aligned(ISM_CACHELINE)));
+
+struct ism_shm_hdr {
+	uint32_t magic;
+	uint32_t layout_version;
+	size_t region_size;
+	/* master: (generation << 8) | slot of the published table; 0 = none yet. */
+	_Atomic uint64_t current;
+	_Atomic uint64_t started_ms;	  /* master: wall time of start */
+	_Atomic uint32_t stopping;	  /* master: 1 once a graceful stop began */
+	_Atomic uint32_t n_workers;	  /* master */
+	_Atomic uint64_t reloads;	  /* master: successful reloads */
+	_Atomic uint64_t reload_failures; /* master */
+	struct ism_gen_slot gens[ISM_GEN_SLOTS];
+	struct ism_worker_slot workers[ISM_MAX_WORKERS];
+	struct ism_ep_state eps[ISM_MAX_ENDPOINTS];
+	char ep_keys[ISM_MAX_ENDPOINTS][ISM_EP_KEY_MAX]; /* master: "<service>|<address>:<port>" */
+};
+
+#endif

@@ -1,0 +1,283 @@
+#include "shm/shm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "lib/log.h"
+
+void ism_arena_init(struct ism_arena *a, void *base, size_t size)
+{
+	a->base = base;
+	a->size = size;
+	a->used = 0;
+}
+
+void *ism_arena_alloc(struct ism_arena *a, size_t size, size_t align)
+{
+	size_t off;
+
+	ISM_BUG_ON(align == 0 || (align & (align - 1)) != 0);
+	off = (a->used + align - 1) & ~(align - 1);
+	if (off > a->size || size > a->size - off)
+		return NULL;
+	a->used = off + size;
+	memset(a->base + off, 0, size);
+	return a->base + off;
+}
+
+char *ism_arena_strndup(struct ism_arena *a, const char *s, size_t len)
+{
+	char *p = ism_arena_alloc(a, len + 1, 1);
+
+	if (p == NULL)
+		return NULL;
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+static size_t round_page(size_t n)
+{
+	return (n + 4095) & ~(size_t)4095;
+}
+
+int ism_shm_create(struct ism_shm *shm, size_t gen_size)
+{
+	size_t hdr_size = round_page(sizeof(struct ism_shm_hdr));
+	size_t total;
+	unsigned char *base;
+	struct ism_shm_hdr *hdr;
+
+	gen_size = round_page(gen_size);
+	total = hdr_size + gen_size * ISM_GEN_SLOTS;
+	/* Anonymous and shared: inherited by fork() at the same address; pages are
+	 * only backed once touched, so large generation slots cost nothing idle. */
+	base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+		    -1, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	hdr = (struct ism_shm_hdr *)base;
+	hdr->magic = ISM_SHM_MAGIC;
+	hdr->layout_version = ISM_SHM_LAYOUT_VERSION;
+	hdr->region_size = total;
+	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
+		hdr->gens[i].base = base + hdr_size + (size_t)i * gen_size;
+		hdr->gens[i].size = gen_size;
+	}
+	atomic_store(&hdr->started_ms, ism_wall_ms());
+	shm->hdr = hdr;
+	shm->size = total;
+	return 0;
+}
+
+void ism_shm_destroy(struct ism_shm *shm)
+{
+	if (shm->hdr != NULL)
+		munmap(shm->hdr, shm->size);
+	shm->hdr = NULL;
+}
+
+static uint64_t current_word(const struct ism_shm *shm)
+{
+	return atomic_load(&shm->hdr->current);
+}
+
+int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena)
+{
+	uint64_t cur = current_word(shm);
+
+	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
+		struct ism_gen_slot *g = &shm->hdr->gens[i];
+
+		if (atomic_load(&g->gen) != 0)
+			continue;
+		if (cur != 0 && (int)(cur & 0xff) == i)
+			continue;
+		/* Mark the slot busy with a generation no worker can hold. */
+		atomic_store(&g->gen, UINT64_MAX);
+		g->table = NULL;
+		g->used = 0;
+		ism_arena_init(arena, g->base, g->size);
+		return i;
+	}
+	return -ENOSPC;
+}
+
+void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table, uint64_t gen)
+{
+	struct ism_gen_slot *g = &shm->hdr->gens[slot];
+
+	ISM_BUG_ON(slot < 0 || slot >= ISM_GEN_SLOTS || gen == 0 || gen >= (UINT64_MAX >> 8));
+	table->gen = gen;
+	g->table = table;
+	atomic_store(&g->published_ms, ism_wall_ms());
+	atomic_store(&g->gen, gen);
+	atomic_store(&shm->hdr->current, (gen << 8) | (uint64_t)slot);
+}
+
+void ism_shm_gen_abort(struct ism_shm *shm, int slot)
+{
+	struct ism_gen_slot *g = &shm->hdr->gens[slot];
+
+	g->table = NULL;
+	atomic_store(&g->gen, 0);
+}
+
+static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
+{
+	for (int w = 0; w < ISM_MAX_WORKERS; w++) {
+		const struct ism_worker_slot *ws = &shm->hdr->workers[w];
+
+		if (atomic_load(&ws->pid) != 0 && atomic_load(&ws->gen) == gen)
+			return 1;
+	}
+	return 0;
+}
+
+int ism_shm_gen_reclaim(struct ism_shm *shm)
+{
+	uint64_t cur = current_word(shm);
+	int freed = 0;
+
+	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
+		struct ism_gen_slot *g = &shm->hdr->gens[i];
+		uint64_t gen = atomic_load(&g->gen);
+
+		/* Free, being built (UINT64_MAX), or the published one: keep. */
+		if (gen == 0 || gen == UINT64_MAX || gen == cur >> 8)
+			continue;
+		if (gen_in_use(shm, gen))
+			continue;
+		g->table = NULL;
+		atomic_store(&g->gen, 0);
+		freed++;
+	}
+	return freed;
+}
+
+const struct ism_table *ism_shm_current(const struct ism_shm *shm)
+{
+	uint64_t cur = current_word(shm);
+
+	if (cur == 0)
+		return NULL;
+	return shm->hdr->gens[cur & 0xff].table;
+}
+
+uint64_t ism_shm_current_gen(const struct ism_shm *shm)
+{
+	return current_word(shm) >> 8;
+}
+
+const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w)
+{
+	struct ism_worker_slot *ws = &shm->hdr->workers[w];
+	uint64_t cur, again;
+
+	/* Hazard protocol: announce the generation, then confirm it is still the
+	 * published one. If the master published in between, it may already have
+	 * scanned past our slot, so we must not use what we announced. */
+	cur = current_word(shm);
+	for (;;) {
+		if (cur == 0) {
+			atomic_store(&ws->gen, 0);
+			return NULL;
+		}
+		atomic_store(&ws->gen, cur >> 8);
+		again = current_word(shm);
+		if (again == cur)
+			break;
+		cur = again;
+	}
+	return shm->hdr->gens[cur & 0xff].table;
+}
+
+int ism_shm_gen_changed(const struct ism_shm *shm, int w)
+{
+	return (atomic_load_explicit(&shm->hdr->current, memory_order_relaxed) >> 8) !=
+	       atomic_load_explicit(&shm->hdr->workers[w].gen, memory_order_relaxed);
+}
+
+void ism_shm_release(struct ism_shm *shm, int w)
+{
+	atomic_store(&shm->hdr->workers[w].gen, 0);
+}
+
+int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id)
+{
+	struct ism_shm_hdr *h = shm->hdr;
+	int free_slot = -1;
+
+	if (strlen(key) >= ISM_EP_KEY_MAX)
+		return -ENAMETOOLONG;
+	/* Linear: runs in the master at reload time only, over at most
+	 * ISM_MAX_ENDPOINTS short strings. */
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
+		if (atomic_load(&h->eps[i].in_use)) {
+			if (strcmp(h->ep_keys[i], key) == 0) {
+				*id = (uint32_t)i;
+				return 0;
+			}
+		} else if (free_slot < 0) {
+			free_slot = i;
+		}
+	}
+	if (free_slot < 0)
+		return -ENOSPC;
+	memset(&h->eps[free_slot], 0, sizeof(h->eps[free_slot]));
+	snprintf(h->ep_keys[free_slot], ISM_EP_KEY_MAX, "%s", key);
+	atomic_store(&h->eps[free_slot].health, initial_health);
+	atomic_store(&h->eps[free_slot].health_changed_ms, ism_wall_ms());
+	atomic_store(&h->eps[free_slot].in_use, 1);
+	*id = (uint32_t)free_slot;
+	return 0;
+}
+
+static void mark_table(const struct ism_table *t, unsigned char *used)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++)
+		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++)
+			used[t->clusters[c].endpoints[e].id] = 1;
+}
+
+void ism_shm_ep_sweep(struct ism_shm *shm)
+{
+	static unsigned char used[ISM_MAX_ENDPOINTS]; /* master-only scratch */
+
+	memset(used, 0, sizeof(used));
+	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
+		struct ism_gen_slot *g = &shm->hdr->gens[i];
+		uint64_t gen = atomic_load(&g->gen);
+
+		if (gen != 0 && gen != UINT64_MAX && g->table != NULL)
+			mark_table(g->table, used);
+	}
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
+		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use))
+			atomic_store(&shm->hdr->eps[i].in_use, 0);
+}
+
+struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w)
+{
+	ISM_BUG_ON(w < 0 || w >= ISM_MAX_WORKERS);
+	return &shm->hdr->workers[w];
+}
+
+void ism_shm_stats_sum(const struct ism_shm *shm, struct ism_worker_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int w = 0; w < ISM_MAX_WORKERS; w++) {
+		const struct ism_worker_stats *s = &shm->hdr->workers[w].stats;
+		_Atomic uint64_t *dst = (_Atomic uint64_t *)out;
+		const _Atomic uint64_t *src = (const _Atomic uint64_t *)s;
+
+		for (size_t i = 0; i < sizeof(*s) / sizeof(uint64_t); i++)
+			atomic_store_explicit(
+			    &dst[i],
+			    atomic_load_explicit(&dst[i], memory_order_relaxed) +
+				atomic_load_explicit(&src[i], memory_order_relaxed),
+			    memory_order_relaxed);
+	}
+}

@@ -1,0 +1,81 @@
+/* The shared region: creation, the arena allocator, generation publish/reclaim,
+ * endpoint-state ids.
+ *
+ * The master creates the region before fork(), so it sits at the same address in
+ * every process. Generation protocol (hazard-pointer style, all seq_cst):
+ *   worker:  g = current; store g in its slot; re-read current; retry until equal.
+ *   master:  publish = store current; reclaim a slot only when it is not current and
+ *            no live worker slot records its generation.
+ * A worker therefore never reads a generation after its memory was reused. */
+#ifndef ISM_SHM_SHM_H
+#define ISM_SHM_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm-t.h"
+#include "shm/table-t.h"
+
+/* A bump allocator over a fixed block. Nothing is freed one by one. */
+struct ism_arena {
+	unsigned char *base;
+	size_t size;
+	size_t used;
+};
+
+void ism_arena_init(struct ism_arena *a, void *base, size_t size);
+/* Zeroed memory aligned to align (a power of two); NULL when the arena is full. */
+void *ism_arena_alloc(struct ism_arena *a, size_t size, size_t align);
+/* Copies len bytes and a NUL into the arena; NULL when full. */
+char *ism_arena_strndup(struct ism_arena *a, const char *s, size_t len);
+
+struct ism_shm {
+	struct ism_shm_hdr *hdr;
+	size_t size;
+};
+
+/* Maps a new anonymous shared region with gen_size bytes per generation slot.
+ * Master only, before fork. Returns 0 or -errno. */
+int ism_shm_create(struct ism_shm *shm, size_t gen_size);
+void ism_shm_destroy(struct ism_shm *shm);
+
+/* --- generations (master) --- */
+
+/* Finds a free generation slot and prepares an empty arena in it.
+ * Returns the slot index or -ENOSPC when every slot is held by a live generation. */
+int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena);
+/* Publishes the table built in slot's arena as generation gen (> every earlier one). */
+void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table, uint64_t gen);
+/* Drops a slot that was begun but not published. */
+void ism_shm_gen_abort(struct ism_shm *shm, int slot);
+/* Frees every unpublished-or-superseded slot that no live worker records.
+ * Returns how many slots were freed. */
+int ism_shm_gen_reclaim(struct ism_shm *shm);
+/* The published table (master's view), or NULL. */
+const struct ism_table *ism_shm_current(const struct ism_shm *shm);
+uint64_t ism_shm_current_gen(const struct ism_shm *shm);
+
+/* --- generations (worker) --- */
+
+/* Acquires the current table for worker slot w: records its generation in the
+ * slot, then returns it. The returned table stays valid until the next acquire
+ * or release by the same worker. NULL when nothing is published. */
+const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w);
+/* True when a newer generation than the one w holds is published (cheap, one load). */
+int ism_shm_gen_changed(const struct ism_shm *shm, int w);
+void ism_shm_release(struct ism_shm *shm, int w);
+
+/* --- endpoint state (master) --- */
+
+/* Returns the id for key, allocating a slot the first time the key is seen.
+ * -ENOSPC when the table is full. The new slot starts with health `initial`. */
+int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id);
+/* Frees endpoint slots that neither the current nor any live generation references. */
+void ism_shm_ep_sweep(struct ism_shm *shm);
+
+/* --- workers (master) --- */
+struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w);
+/* Sums every worker's counters into out. */
+void ism_shm_stats_sum(const struct ism_shm *shm, struct ism_worker_stats *out);
+
+#endif

@@ -1,0 +1,518 @@
+"""Integration-test harness for isthmus: processes, ports, configuration, clients.
+
+Python standard library only. Every process is started in its own session
+(process group) and torn down by Env.close(), which the runner calls whatever
+the test's outcome. Every wait is a bounded poll.
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+class TestFailure(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def poll(cond, timeout, interval=0.05, what="condition"):
+    """Calls cond() until it returns a true value (returned) or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except (OSError, TestFailure) as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise TestFailure(f"timed out after {timeout}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that was free a moment ago (bound to port 0, then released)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (lowercased name, value)
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k == name]
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers!r} body={self.body[:200]!r}>"
+
+
+class Conn:
+    """A raw HTTP/1.1 client over one TCP connection: a real client that lets a
+    test send exactly the bytes it wants (pipelining, malformed requests)."""
+
+    def __init__(self, host, port, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.timeout = timeout
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError("connection closed by peer")
+        self.buf += d
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            check(len(self.buf) < 1 << 20, "response head over 1 MiB")
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        m = re.match(r"HTTP/1\.[01] (\d{3})(?: (.*))?$", lines[0])
+        check(m, f"bad status line {lines[0]!r}")
+        headers = []
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers.append((k.strip().lower(), v.strip()))
+        return int(m.group(1)), m.group(2) or "", headers, head
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+
+    def _read_line(self):
+        while b"\r\n" not in self.buf:
+            check(len(self.buf) < 65536, "chunk size line too long")
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_response(self, method="GET", allow_interim=False):
+        """Reads one response. Interim 1xx responses are skipped unless allow_interim."""
+        while True:
+            status, reason, headers, head = self.read_head()
+            if 100 <= status < 200 and not allow_interim:
+                continue
+            break
+        r = Response(status, reason, headers, b"", head)
+        if method == "HEAD" or status < 200 or status in (204, 304):
+            return r
+        te = r.header("transfer-encoding")
+        cl = r.header("content-length")
+        if te is not None and "chunked" in te.lower():
+            parts = []
+            while True:
+                size = int(self._read_line().split(b";")[0], 16)
+                if size == 0:
+                    while self._read_line() != b"":
+                        pass
+                    break
+                parts.append(self._read_exact(size))
+                check(self._read_exact(2) == b"\r\n", "bad chunk terminator")
+            r.body = b"".join(parts)
+        elif cl is not None:
+            r.body = self._read_exact(int(cl))
+        else:
+            parts = [self.buf]
+            self.buf = b""
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    break
+                parts.append(d)
+            r.body = b"".join(parts)
+        return r
+
+    def request(self, method, path, host="test.local", headers=None, body=None):
+        self.send(build_request(method, path, host, headers, body))
+        return self.read_response(method)
+
+    def closed_by_peer(self, timeout=3.0):
+        """True when the peer closes the connection (EOF or reset) within timeout,
+        after any bytes still in flight."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                return False
+            try:
+                d = self.sock.recv(65536)
+            except ConnectionResetError:
+                return True
+            if not d:
+                return True
+            self.buf += d
+        return False
+
+
+def build_request(method, path, host="test.local", headers=None, body=None):
+    lines = [f"{method} {path} HTTP/1.1"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    hdrs = list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
+    if body is not None and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
+        hdrs.append(("Content-Length", str(len(body))))
+    for k, v in hdrs:
+        lines.append(f"{k}: {v}")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if body is not None:
+        data += body if isinstance(body, bytes) else body.encode()
+    return data
+
+
+def http_get(port, path, host="test.local", headers=None, addr="127.0.0.1", timeout=10.0, method="GET"):
+    """One request on a fresh connection."""
+    with Conn(addr, port, timeout=timeout) as c:
+        return c.request(method, path, host, headers)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Proc:
+    def __init__(self, name, popen, log_path):
+        self.name = name
+        self.p = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class Env:
+    """One test's world: a temp dir, the processes it starts, and their teardown."""
+
+    def __init__(self, build, samples, name):
+        self.build = os.path.abspath(build)
+        self.samples = samples
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"itest-{name}-")
+        self.procs = []
+        self.gateway = None
+        self.gw_port = None
+
+    @property
+    def isthmus(self):
+        return os.path.join(self.build, "isthmus")
+
+    @property
+    def upstream_bin(self):
+        return os.path.join(self.build, "tests", "upstream")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, name, text):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def spawn(self, name, argv, stdout=None):
+        log_path = self.path(f"{name}.log")
+        logf = open(log_path, "wb")
+        p = subprocess.Popen(argv, stdout=stdout if stdout is not None else logf, stderr=logf,
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
+        logf.close()
+        proc = Proc(name, p, log_path)
+        self.procs.append(proc)
+        return proc
+
+    # ---- upstreams
+
+    def upstream(self, listens, name="up", zone=None):
+        """Starts one upstream process. listens: ["127.0.0.2:0=name", ...].
+        Returns {listener name: port} (ports chosen by the kernel, read back from
+        the "listening on" lines)."""
+        argv = [self.upstream_bin, "--name", name]
+        for l in listens:
+            argv += ["--listen", l]
+        if zone:
+            argv += ["--zone", zone]
+        proc = self.spawn(f"upstream-{name}", argv, stdout=subprocess.PIPE)
+        ports = []
+        deadline = time.monotonic() + 5
+        fd = proc.p.stdout.fileno()
+        pending = b""
+        while len(ports) < len(listens):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TestFailure(f"upstream {name} did not print 'listening on' within 5s: {proc.log()}")
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            d = os.read(fd, 4096)
+            if not d:
+                raise TestFailure(f"upstream {name} exited: {proc.log()}")
+            pending += d
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                m = re.match(r"listening on ([\d.]+):(\d+)", line.decode())
+                if m:
+                    ports.append(int(m.group(2)))
+        out = {}
+        for l, port in zip(listens, ports):
+            addr, _, lname = l.partition("=")
+            out[lname or name] = port
+        return out
+
+    @staticmethod
+    def ctl(addr, port, cmd):
+        r = http_get(port, f"/__ctl/{cmd}", addr=addr)
+        check(r.status == 200, f"upstream control {cmd} on {addr}:{port} answered {r.status}")
+        return r.body.decode()
+
+    # ---- the gateway
+
+    def check_config(self, path):
+        """Runs isthmus -c -f path; returns (exit code, combined output)."""
+        if not os.access(self.isthmus, os.X_OK):
+            raise TestFailure(f"{self.isthmus} is not built")
+        p = subprocess.run([self.isthmus, "-c", "-f", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=20, cwd=self.dir)
+        return p.returncode, p.stdout.decode("utf-8", "replace")
+
+    def start_gateway(self, conf_path, port, wait=10.0):
+        self.gw_port = port
+        if os.environ.get("ISM_STANDIN") == "nginx":
+            self.gateway = self.start_nginx_standin(port)
+        else:
+            if not os.access(self.isthmus, os.X_OK):
+                raise TestFailure(f"{self.isthmus} is not built")
+            self.gateway = self.spawn("isthmus", [self.isthmus, "-f", conf_path])
+        self.gw_port = port
+
+        def up():
+            if not self.gateway.alive():
+                raise TestFailure(f"isthmus exited with {self.gateway.p.returncode}")
+            s = socket.create_connection(("127.0.0.1", port), timeout=1)
+            s.close()
+            return True
+
+        try:
+            poll(up, wait, what=f"isthmus to listen on 127.0.0.1:{port}")
+        except TestFailure as e:
+            if not self.gateway.alive():
+                raise TestFailure(f"isthmus exited with {self.gateway.p.returncode}")
+            raise e
+        return self.gateway
+
+    def start_nginx_standin(self, port):
+        """Debugging the harness only (ISM_STANDIN=nginx): nginx in place of the
+        gateway, proxying /api to the "api" upstream and the rest to "v1", so the
+        HTTP-behaviour tests can be checked against a known-good proxy."""
+        ports = getattr(self, "ports", {})
+        api = ports.get("api", ("127.0.0.4", 1))
+        v1 = ports.get("v1", ("127.0.0.2", 1))
+        proxy = ("proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_request_buffering off; "
+                 "proxy_buffering off; proxy_set_header Host $http_host; "
+                 "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+                 "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Request-Id $request_id; ")
+        conf = self.write("nginx.conf", f"""
+worker_processes 2; daemon off; master_process on; pid {self.path('nginx.pid')};
+error_log stderr info;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; client_body_temp_path {self.dir}; client_max_body_size 0;
+  server {{ listen 127.0.0.1:{port}; large_client_header_buffers 4 64k;
+    location /api {{ proxy_pass http://{api[0]}:{api[1]}; {proxy} }}
+    location / {{ proxy_pass http://{v1[0]}:{v1[1]}; {proxy} }}
+  }}
+}}
+""")
+        return self.spawn("isthmus", ["nginx", "-c", conf, "-p", self.dir])
+
+    def workers(self):
+        """The master's live child processes (the workers)."""
+        pid = self.gateway.pid
+        kids = set()
+        try:
+            for t in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{t}/children") as f:
+                        kids.update(int(x) for x in f.read().split())
+                except OSError:
+                    pass
+        except OSError:
+            return []
+        return sorted(kids)
+
+    def get(self, path, host="test.local", headers=None, timeout=10.0, method="GET"):
+        return http_get(self.gw_port, path, host, headers, timeout=timeout, method=method)
+
+    def log_count(self, needle):
+        return self.gateway.log().count(needle)
+
+    def close(self):
+        for proc in reversed(self.procs):
+            if proc.alive():
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for proc in reversed(self.procs):
+            try:
+                proc.p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # The group, not just the leader: workers of a master that died first.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.p.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            if proc.p.stdout:
+                proc.p.stdout.close()
+
+    def cleanup_dir(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def vmrss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def appliance(env, locality="eu-west/eu-west-1a", workers=2, timeouts=None, health_checks=(), extra=""):
+    t = {"requestHeader": "2s", "idle": "5s", "upstreamConnect": "1s", "upstreamResponse": "3s"}
+    t.update(timeouts or {})
+    tl = ", ".join(f"{k}: {v}" for k, v in t.items())
+    hc = ""
+    if health_checks:
+        hc = "  healthChecks:\n"
+        for h in health_checks:
+            hc += (f"  - host: {h}\n    path: /healthz\n    interval: 200ms\n    timeout: 200ms\n"
+                   f"    healthyThreshold: 1\n    unhealthyThreshold: 2\n")
+    return (f"apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {{name: test}}\nspec:\n"
+            f"  locality: {locality}\n  workers: {workers}\n  listenAddress: 127.0.0.1\n"
+            f"  controlSocket: {env.path('ctl.sock')}\n  timeouts: {{{tl}}}\n{hc}{extra}")
+
+
+def gateway(port, name="gw", hosts=("*",)):
+    hl = ", ".join(f'"{h}"' for h in hosts)
+    return (f"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [{hl}]\n")
+
+
+def service_entry(name, host, endpoints, port=80):
+    """endpoints: list of dicts {address, port, labels?, locality?}."""
+    s = (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n"
+         f"  hosts: [{host}]\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n"
+         f"  resolution: STATIC\n  endpoints:\n")
+    for e in endpoints:
+        s += f"  - {{address: {e['address']}, ports: {{http: {e['port']}}}"
+        if e.get("labels"):
+            s += ", labels: {" + ", ".join(f"{k}: {v}" for k, v in e["labels"].items()) + "}"
+        if e.get("locality"):
+            s += f", locality: {e['locality']}"
+        s += "}\n"
+    return s
+
+
+def destination_rule(name, host, subsets):
+    s = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
+         f"spec:\n  host: {host}\n  subsets:\n")
+    for sub in subsets:
+        s += f"  - {{name: {sub}, labels: {{version: {sub}}}}}\n"
+    return s
+
+
+def virtual_service(name, hosts, http_yaml, gateways=("gw",)):
+    hl = ", ".join(f'"{h}"' for h in hosts)
+    gl = ", ".join(gateways)
+    return (f"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  hosts: [{hl}]\n  gateways: [{gl}]\n  http:\n{http_yaml}")
+
+
+def docs(*parts):
+    return "---\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+
+
+# --------------------------------------------------------------------------- external clients
+
+
+def curl(args, timeout=60):
+    p = subprocess.run(["curl", "-sS"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def have(tool):
+    return shutil.which(tool) is not None

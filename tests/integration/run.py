@@ -1,0 +1,930 @@
+#!/usr/bin/env python3
+"""isthmus integration tests: the real master and workers, real upstreams, real clients.
+
+usage: run.py [--build DIR] [--only NAME[,NAME...]] [--list] [--keep]
+
+Prints "ok NAME" or "FAIL NAME: reason" (with the tail of the gateway log) per
+test, then "N passed, M failed"; exits 1 when any test failed.
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (Conn, Env, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
+                     destination_rule, docs, free_port, gateway, have, poll, service_entry,
+                     virtual_service, vmrss_kib)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+# --------------------------------------------------------------------------- common setups
+
+WEB = "web.test.internal"
+API = "api.test.internal"
+
+
+def web_routes(w1=75, w2=25):
+    return (f"  - match: [{{uri: {{prefix: /api}}}}]\n"
+            f"    route: [{{destination: {{host: {API}, port: {{number: 80}}}}}}]\n"
+            f"  - route:\n"
+            f"    - {{destination: {{host: {WEB}, subset: v1}}, weight: {w1}}}\n"
+            f"    - {{destination: {{host: {WEB}, subset: v2}}, weight: {w2}}}\n")
+
+
+def standard(env, health=False, timeouts=None, w1=75, w2=25, start=True):
+    """The brief's example: /api → api (127.0.0.4), the rest 75/25 v1 (127.0.0.2) / v2 (127.0.0.3)."""
+    p1 = env.upstream(["127.0.0.2:0=v1"], name="v1")["v1"]
+    p2 = env.upstream(["127.0.0.3:0=v2"], name="v2")["v2"]
+    pa = env.upstream(["127.0.0.4:0=api"], name="api")["api"]
+    env.ports = {"v1": ("127.0.0.2", p1), "v2": ("127.0.0.3", p2), "api": ("127.0.0.4", pa)}
+    gw_port = free_port()
+
+    def make(a, b):
+        return docs(
+            appliance(env, timeouts=timeouts, health_checks=[WEB] if health else []),
+            gateway(gw_port),
+            virtual_service("web", ["*"], web_routes(a, b)),
+            destination_rule("web", WEB, ["v1", "v2"]),
+            service_entry("web", WEB, [
+                {"address": "127.0.0.2", "port": p1, "labels": {"version": "v1"}, "locality": "eu-west/eu-west-1a"},
+                {"address": "127.0.0.3", "port": p2, "labels": {"version": "v2"}, "locality": "eu-west/eu-west-1b"},
+            ]),
+            service_entry("api", API, [{"address": "127.0.0.4", "port": pa, "locality": "eu-west/eu-west-1a"}]),
+        )
+
+    env.make_conf = make
+    conf = env.write("isthmus.yaml", make(w1, w2))
+    if start:
+        env.start_gateway(conf, gw_port)
+        wait_serving(env, "/")
+    return conf
+
+
+def wait_serving(env, path, host="test.local", timeout=10.0):
+    """Polls until the gateway answers path with 200 (endpoints may start unhealthy
+    until their first health check passes)."""
+    return poll(lambda: env.get(path, host).status == 200, timeout, interval=0.1,
+                what=f"200 for {path} through the gateway")
+
+
+def who(resp):
+    return resp.header("x-upstream")
+
+
+def served(r, path, upstreams=("v1", "v2")):
+    """r is the default answer of one of upstreams to path."""
+    return r.status == 200 and who(r) in upstreams and r.body == f"{who(r)} {path}\n".encode()
+
+
+def tally(env, n, path="/", host="test.local", headers=None):
+    """n requests over keep-alive connections; returns {x-upstream: count}; every one must be 200."""
+    counts = {}
+    c = Conn("127.0.0.1", env.gw_port)
+    try:
+        for i in range(n):
+            if i % 100 == 0 and i:
+                c.close()
+                c = Conn("127.0.0.1", env.gw_port)
+            r = c.request("GET", path, host, headers)
+            check(r.status == 200, f"request {i} to {path} answered {r.status}: {r.body[:200]!r}")
+            counts[who(r)] = counts.get(who(r), 0) + 1
+            if (r.header("connection") or "").lower() == "close":
+                c.close()
+                c = Conn("127.0.0.1", env.gw_port)
+    finally:
+        c.close()
+    return counts
+
+
+# --------------------------------------------------------------------------- configuration checks
+
+
+@test
+def check_bad_file(env):
+    good = env.write("good.yaml", docs(appliance(env), gateway(free_port()),
+                                       virtual_service("v", ["*"], "  - route: [{destination: {host: x.test}}]\n"),
+                                       service_entry("x", "x.test", [{"address": "127.0.0.2", "port": 1}])))
+    rc, out = env.check_config(good)
+    check(rc == 0, f"isthmus -c on a valid file exited {rc}: {out}")
+    bad = env.write("bad.yaml", docs(appliance(env), gateway(free_port()),
+                                     virtual_service("v", ["*"], "  - route: [{destination: {host: x.test}, weight: lots}]\n"),
+                                     service_entry("x", "x.test", [{"address": "127.0.0.2", "port": 1}])))
+    rc, out = env.check_config(bad)
+    check(rc == 1, f"isthmus -c on a bad file exited {rc} (want 1): {out}")
+    m = re.search(re.escape(bad) + r":(\d+):(\d+): error: ", out)
+    check(m, f"no '{bad}:LINE:COL: error:' in output: {out!r}")
+    # The bad weight is on the VirtualService's route line; the line must point into that document.
+    lines = open(bad).read().split("\n")
+    line = int(m.group(1))
+    check(1 <= line <= len(lines) and "lots" in lines[line - 1],
+          f"error points at line {line} ({lines[line - 1] if 1 <= line <= len(lines) else '?'!r}), not at the bad weight")
+    bad2 = env.write("bad2.yaml", docs(appliance(env), "apiVersion: networking.istio.io/v1\nkind: Gateway\n"
+                                       "metadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 99999, name: http, protocol: HTTP}\n"
+                                       "    hosts: ['*']\n  unknownField: 1\n"))
+    rc, out = env.check_config(bad2)
+    check(rc == 1 and re.search(re.escape(bad2) + r":\d+:\d+: error: ", out),
+          f"out-of-range port / unknown field not reported as file:line:col (rc {rc}): {out!r}")
+
+
+SAMPLE_NEEDS = {
+    # sample file -> ServiceEntry hosts (short name, port) it refers to
+    "bookinfo-gateway.yaml": [("productpage", 9080)],
+    "destination-rule-all.yaml": [("productpage", 9080), ("reviews", 9080), ("ratings", 9080), ("details", 9080)],
+    "helloworld-gateway.yaml": [("helloworld", 5000)],
+    "virtual-service-reviews-80-20.yaml": [("reviews", 9080)],
+    "virtual-service-reviews-jason-v2-v3.yaml": [("reviews", 9080)],
+    "testdata-rule-weighted-route.yaml": [],
+    "testdata-peer-authn-strict.yaml": [],
+}
+
+
+def samples_dir():
+    d = os.environ.get("ISM_SAMPLES_DIR") or os.path.join(ROOT, "..", "shared", "istio-samples")
+    if not os.path.isdir(d):
+        raise TestFailure(f"Istio samples not found at {d} (set ISM_SAMPLES_DIR)")
+    return d
+
+
+def sample_ses(needs, port_map=None):
+    out = []
+    for name, port in needs:
+        eps = []
+        for i, v in enumerate(["v1", "v2", "v3", "v2-mysql", "v2-mysql-vm"]):
+            up = (port_map or {}).get(name, 9000 + i)
+            eps.append({"address": f"127.0.0.{2 + i % 3}", "port": up, "labels": {"version": v},
+                        "locality": "eu-west/eu-west-1a"})
+        out.append(service_entry(name, f"{name}.default.svc.cluster.local", eps, port=port))
+    return out
+
+
+@test
+def istio_samples_load(env):
+    d = samples_dir()
+    files = sorted(f for f in os.listdir(d) if f.endswith(".yaml"))
+    check(set(files) >= set(SAMPLE_NEEDS), f"missing samples: {set(SAMPLE_NEEDS) - set(files)}")
+    failures = []
+    for f in files:
+        text = open(os.path.join(d, f)).read()
+        parts = [appliance(env)] + sample_ses(SAMPLE_NEEDS.get(f, []))
+        if "kind: Gateway" not in text:
+            parts.append(gateway(free_port()))
+        # The reviews VirtualServices name subsets: Istio's docs apply them after
+        # destination-rule-all.yaml, and so does this test.
+        if f.startswith("virtual-service-reviews"):
+            text = open(os.path.join(d, "destination-rule-all.yaml")).read() + "---\n" + text
+        path = env.write(f, docs(*parts) + "---\n" + text)
+        rc, out = env.check_config(path)
+        if rc != 0:
+            failures.append(f"{f}: exit {rc}: {out.strip()[:600]}")
+    check(not failures, "samples refused by isthmus -c:\n  " + "\n  ".join(failures))
+
+
+@test
+def helloworld_served(env):
+    port = env.upstream(["127.0.0.2:0=helloworld"], name="helloworld")["helloworld"]
+    gw_port = free_port()
+    text = open(os.path.join(samples_dir(), "helloworld-gateway.yaml")).read()
+    # The sample's Gateway listens on port 80; the test moves it to a free port.
+    text, n = re.subn(r"(\n\s+number:\s*)80\n", rf"\g<1>{gw_port}\n", text)
+    check(n == 1, "could not find the Gateway port in the helloworld sample")
+    ses = [service_entry("helloworld", "helloworld.default.svc.cluster.local",
+                         [{"address": "127.0.0.2", "port": port, "locality": "eu-west/eu-west-1a"}], port=5000)]
+    conf = env.write("isthmus.yaml", docs(appliance(env), *ses) + "---\n" + text)
+    env.start_gateway(conf, gw_port)
+    r = wait_serving(env, "/hello")
+    r = env.get("/hello")
+    check(r.status == 200 and who(r) == "helloworld" and r.body == b"helloworld /hello\n",
+          f"/hello: {r}")
+    for p in ["/hello/", "/helloX", "/", "/hello/world"]:
+        r = env.get(p)
+        check(r.status == 404, f"{p} answered {r.status}, want 404 (exact match only): {r}")
+    rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{gw_port}/hello"])
+    check(rc == 0 and out == "200", f"curl /hello: rc {rc} code {out} {err}")
+
+
+# --------------------------------------------------------------------------- routing
+
+
+@test
+def route_by_host(env):
+    pa = env.upstream(["127.0.0.2:0=alpha"], name="alpha")["alpha"]
+    pb = env.upstream(["127.0.0.3:0=beta"], name="beta")["beta"]
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port),
+        virtual_service("a", ["a.example.com"], "  - route: [{destination: {host: a.svc.internal}}]\n"),
+        virtual_service("b", ["b.example.com", "*.wild.example.com"], "  - route: [{destination: {host: b.svc.internal}}]\n"),
+        service_entry("a", "a.svc.internal", [{"address": "127.0.0.2", "port": pa}]),
+        service_entry("b", "b.svc.internal", [{"address": "127.0.0.3", "port": pb}]),
+    ))
+    env.start_gateway(conf, gw_port)
+    wait_serving(env, "/", host="a.example.com")
+    for host, want in [("a.example.com", "alpha"), ("b.example.com", "beta"), ("A.Example.COM", "alpha"),
+                       (f"a.example.com:{gw_port}", "alpha"), ("x.wild.example.com", "beta")]:
+        r = env.get("/p", host=host)
+        check(r.status == 200 and who(r) == want, f"Host {host}: want {want}, got {r}")
+    r = env.get("/p", host="c.example.com")
+    check(r.status == 404, f"unknown host answered {r.status}, want 404")
+
+
+@test
+def route_by_path(env):
+    pa = env.upstream(["127.0.0.2:0=prefix", "127.0.0.3:0=exact", "127.0.0.4:0=default"], name="paths")
+    gw_port = free_port()
+    routes = (f"  - match: [{{uri: {{prefix: /api}}}}]\n    route: [{{destination: {{host: prefix.internal}}}}]\n"
+              f"  - match: [{{uri: {{exact: /login}}}}, {{uri: {{exact: /logout}}}}]\n"
+              f"    route: [{{destination: {{host: exact.internal}}}}]\n"
+              f"  - route: [{{destination: {{host: default.internal}}}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port), virtual_service("p", ["*"], routes),
+        service_entry("p", "prefix.internal", [{"address": "127.0.0.2", "port": pa["prefix"]}]),
+        service_entry("e", "exact.internal", [{"address": "127.0.0.3", "port": pa["exact"]}]),
+        service_entry("d", "default.internal", [{"address": "127.0.0.4", "port": pa["default"]}]),
+    ))
+    env.start_gateway(conf, gw_port)
+    wait_serving(env, "/")
+    cases = [("/api", "prefix"), ("/api/v1/x?q=1", "prefix"), ("/apiary", "prefix"), ("/login", "exact"),
+             ("/logout", "exact"), ("/login?next=/", "exact"), ("/login/", "default"), ("/loginx", "default"),
+             ("/", "default"), ("/ap", "default")]
+    for path, want in cases:
+        r = env.get(path)
+        check(r.status == 200 and who(r) == want, f"{path}: want {want}, got {r}")
+        check(r.body.decode().split(" ", 1)[1] == path + "\n", f"{path}: upstream saw {r.body!r}")
+
+
+@test
+def route_by_header(env):
+    # The semantics of the jason sample, bound to this appliance's Gateway.
+    ports = env.upstream(["127.0.0.2:0=v2", "127.0.0.3:0=v3"], name="reviews")
+    gw_port = free_port()
+    routes = ("  - match: [{headers: {end-user: {exact: jason}}}]\n"
+              "    route: [{destination: {host: reviews.internal, subset: v2}}]\n"
+              "  - route: [{destination: {host: reviews.internal, subset: v3}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port), virtual_service("reviews", ["*"], routes),
+        destination_rule("reviews", "reviews.internal", ["v2", "v3"]),
+        service_entry("reviews", "reviews.internal", [
+            {"address": "127.0.0.2", "port": ports["v2"], "labels": {"version": "v2"}},
+            {"address": "127.0.0.3", "port": ports["v3"], "labels": {"version": "v3"}}]),
+    ))
+    env.start_gateway(conf, gw_port)
+    wait_serving(env, "/")
+    for headers, want in [({"end-user": "jason"}, "v2"), ({"End-User": "jason"}, "v2"), ({}, "v3"),
+                          ({"end-user": "Jason"}, "v3"), ({"end-user": "jason2"}, "v3"), ({"end-user": "jaso"}, "v3")]:
+        for _ in range(3):
+            r = env.get("/reviews/1", headers=headers)
+            check(r.status == 200 and who(r) == want, f"headers {headers}: want {want}, got {r}")
+
+
+@test
+def weighted_split(env):
+    standard(env)
+    counts = tally(env, 1000)
+    check(set(counts) <= {"v1", "v2"}, f"unexpected upstreams {counts}")
+    share = 100.0 * counts.get("v1", 0) / 1000
+    check(70 <= share <= 80, f"v1 share {share:.1f}% of 1000, want 75 ± 5 ({counts})")
+    r = env.get("/api/x")
+    check(r.status == 200 and who(r) == "api", f"/api/x went to {r}")
+
+
+# --------------------------------------------------------------------------- HTTP/1.1 behaviour
+
+
+@test
+def keepalive_curl(env):
+    standard(env)
+    urls = [f"http://127.0.0.1:{env.gw_port}/ka{i}" for i in range(5)]
+    rc, out, err = curl(urls + ["-w", "\n%{http_code} %{num_connects}\n"])
+    check(rc == 0, f"curl failed: {err}")
+    stats = [tuple(map(int, m)) for m in re.findall(r"^(\d{3}) (\d+)$", out, re.M)]
+    check(len(stats) == 5 and all(code == 200 for code, _ in stats), f"curl results {stats}: {out}")
+    check(sum(n for _, n in stats) == 1, f"curl opened {sum(n for _, n in stats)} connections for 5 URLs, want 1")
+
+
+@test
+def pipelining(env):
+    standard(env)
+    with Conn("127.0.0.1", env.gw_port) as c:
+        c.send(b"".join(build_request("GET", f"/p{i}") for i in range(3)) +
+               build_request("POST", "/echo", body=b"pipelined-body") +
+               build_request("GET", "/api/p3"))
+        for i in range(3):
+            r = c.read_response()
+            check(served(r, f"/p{i}"), f"pipelined response {i}: {r}")
+        r = c.read_response()
+        check(r.status == 200 and r.body == b"pipelined-body", f"pipelined POST /echo: {r}")
+        r = c.read_response()
+        check(r.status == 200 and r.body == b"api /api/p3\n", f"pipelined response after POST: {r}")
+
+
+@test
+def no_body_responses(env):
+    standard(env)
+    with Conn("127.0.0.1", env.gw_port) as c:
+        r = c.request("HEAD", "/bytes/100")
+        check(r.status == 200 and r.header("content-length") == "100", f"HEAD /bytes/100: {r}")
+        for code in (204, 304):
+            r = c.request("GET", f"/status/{code}")
+            check(r.status == code, f"/status/{code} answered {r}")
+            check(r.header("content-length") in (None, "0") and r.header("transfer-encoding") is None,
+                  f"{code} carries body framing: {r.headers}")
+        r = c.request("HEAD", "/status/404")
+        check(r.status == 404, f"HEAD /status/404: {r}")
+        r = c.request("GET", "/after")
+        check(served(r, "/after"), f"request after HEAD/204/304 on the same "
+              f"connection read {r} (stray body bytes?)")
+        check(c.buf == b"", f"stray bytes after the last response: {c.buf[:100]!r}")
+        check(not c.closed_by_peer(0.3) and c.buf == b"", f"stray bytes or close: {c.buf[:100]!r}")
+
+
+@test
+def body_integrity(env):
+    standard(env)
+    pattern = bytes(ord("a") + i % 26 for i in range(300000))
+    c = Conn("127.0.0.1", env.gw_port)
+
+    def req(*args, **kw):
+        # A gateway may close after a response it streamed before the request
+        # body ended (it says so with Connection: close); follow it.
+        nonlocal c
+        r = c.request(*args, **kw)
+        if "close" in (r.header("connection") or "").lower():
+            c.close()
+            c = Conn("127.0.0.1", env.gw_port)
+        return r
+
+    try:
+        for path in ("/bytes/300000", "/chunked/300000"):
+            r = req("GET", path)
+            check(r.status == 200 and r.body == pattern, f"{path}: {r.status}, {len(r.body)} bytes, equal={r.body == pattern}")
+        body = os.urandom(1 << 20)
+        r = req("POST", "/echo", body=body)
+        check(r.status == 200 and r.body == body, f"echo of 1 MiB: {r.status}, {len(r.body)} bytes")
+        chunked = b"".join(b"%x\r\n" % len(body[i:i + 70000]) + body[i:i + 70000] + b"\r\n"
+                           for i in range(0, len(body), 70000)) + b"0\r\n\r\n"
+        r = req("POST", "/echo", headers={"Transfer-Encoding": "chunked"}, body=chunked)
+        check(r.status == 200 and r.body == body, f"chunked echo of 1 MiB: {r.status}, {len(r.body)} bytes")
+        r = req("POST", "/echo/count", headers={"Transfer-Encoding": "chunked"}, body=chunked)
+        check(r.status == 200 and r.body == b"%d\n" % len(body), f"chunked count: {r}")
+    finally:
+        c.close()
+
+
+@test
+def expect_continue(env):
+    standard(env)
+    with Conn("127.0.0.1", env.gw_port, timeout=3) as c:
+        c.send(build_request("POST", "/echo/count", headers={"Expect": "100-continue", "Content-Length": "5"}))
+        try:
+            r = c.read_response(allow_interim=True)
+        except OSError as e:
+            raise TestFailure(f"no 100 Continue within 3 s before the body was sent ({e})")
+        check(r.status == 100, f"want 100 Continue before the body, got {r}")
+        c.send(b"hello")
+        r = c.read_response()
+        check(r.status == 200 and r.body == b"5\n", f"after the body: {r}")
+    rc, out, err = curl(["-H", "Expect: 100-continue", "--data-binary", "x" * 2048, "-w", " %{http_code}",
+                         f"http://127.0.0.1:{env.gw_port}/echo/count"])
+    check(rc == 0 and out == "2048\n 200", f"curl with Expect: rc {rc} out {out!r} {err}")
+
+
+@test
+def connection_close(env):
+    standard(env)
+    with Conn("127.0.0.1", env.gw_port) as c:
+        r = c.request("GET", "/api/x", headers={"Connection": "close"})
+        check(r.status == 200, f"status {r.status}")
+        check("close" in (r.header("connection") or "").lower(), f"no Connection: close in {r.headers}")
+        check(c.closed_by_peer(3.0), "gateway did not close the connection after Connection: close")
+    with Conn("127.0.0.1", env.gw_port) as c:
+        c.send(b"GET /api/y HTTP/1.0\r\nHost: test.local\r\n\r\n")
+        r = c.read_response()
+        check(r.status == 200 and r.body == b"api /api/y\n", f"HTTP/1.0: {r}")
+        check(c.closed_by_peer(3.0), "gateway did not close an HTTP/1.0 connection without keep-alive")
+    # The upstream closing its connection must not break the client's keep-alive connection.
+    with Conn("127.0.0.1", env.gw_port) as c:
+        for i in range(3):
+            r = c.request("GET", "/close")
+            check(r.status == 200, f"/close #{i}: {r}")
+            if "close" in (r.header("connection") or "").lower():
+                break
+        else:
+            r = c.request("GET", "/api/after")
+            check(r.status == 200, f"after upstream closes: {r}")
+
+
+@test
+def forwarded_headers(env):
+    standard(env)
+    hdrs = [("Connection", "keep-alive, X-Hop-Custom"), ("X-Hop-Custom", "secret"), ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"), ("X-Keep-Me", "yes")]
+    r = env.get("/headers", host="svc.example.com", headers=hdrs)
+    check(r.status == 200, f"/headers: {r}")
+    head = r.body.decode("latin-1")
+    lines = head.split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        fields.setdefault(k.strip().lower(), []).append(v.strip())
+    check(lines[0] == "GET /headers HTTP/1.1", f"request line seen upstream: {lines[0]!r}")
+    for h in ("x-hop-custom", "keep-alive", "proxy-connection"):
+        check(h not in fields, f"hop-by-hop header {h} forwarded: {head!r}")
+    check("keep-alive" not in ",".join(fields.get("connection", [])).lower()
+          and "x-hop-custom" not in ",".join(fields.get("connection", [])).lower(),
+          f"client's Connection header forwarded: {fields.get('connection')}")
+    check(fields.get("x-keep-me") == ["yes"], f"end-to-end header lost: {head!r}")
+    check(fields.get("host") == ["svc.example.com"], f"Host seen upstream: {fields.get('host')}")
+    xff = fields.get("x-forwarded-for", [])
+    check(len(xff) == 1 and xff[0].split(",")[-1].strip() == "127.0.0.1", f"X-Forwarded-For: {xff}")
+    check(fields.get("x-forwarded-proto") == ["http"], f"X-Forwarded-Proto: {fields.get('x-forwarded-proto')}")
+    rid = fields.get("x-request-id", [])
+    check(len(rid) == 1 and len(rid[0]) >= 8, f"X-Request-Id: {rid}")
+    r2 = env.get("/headers", headers=[("X-Forwarded-For", "10.0.0.1")])
+    xff2 = [l for l in r2.body.decode("latin-1").split("\r\n") if l.lower().startswith("x-forwarded-for:")]
+    check(len(xff2) == 1 and xff2[0].split(":", 1)[1].replace(" ", "") == "10.0.0.1,127.0.0.1",
+          f"X-Forwarded-For not appended to: {xff2}")
+    r3 = env.get("/headers")
+    rid3 = [l for l in r3.body.decode("latin-1").split("\r\n") if l.lower().startswith("x-request-id:")]
+    check(len(rid3) == 1 and rid3[0] != "x-request-id: " + rid[0], f"X-Request-Id repeated: {rid3} vs {rid}")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def expect_error(env, raw, want, what, closed=True, timeout=5.0):
+    with Conn("127.0.0.1", env.gw_port, timeout=timeout) as c:
+        c.send(raw)
+        try:
+            r = c.read_response()
+        except (OSError, EOFError) as e:
+            raise TestFailure(f"{what}: no response (want {want}): {e}")
+        check(r.status in (want if isinstance(want, tuple) else (want,)),
+              f"{what}: status {r.status}, want {want}: {r}")
+        if closed:
+            check(c.closed_by_peer(3.0), f"{what}: connection left open after {want}")
+        return r
+
+
+@test
+def error_400_malformed(env):
+    standard(env)
+    before = Env.ctl(*env.ports["api"], "count")
+    expect_error(env, b"GARBAGE\r\n\r\n", 400, "garbage request line")
+    expect_error(env, b"GET /api/x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", 400, "header without colon")
+    expect_error(env, b"GET /api/x HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n", 400, "space before colon")
+    expect_error(env, b"GET /api/x HTTP/1.1\r\n\r\n", 400, "HTTP/1.1 without Host")
+    expect_error(env, b"GET /api/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "two Host headers")
+    check(Env.ctl(*env.ports["api"], "count") == before, "a malformed request reached the upstream")
+
+
+@test
+def error_404_no_route(env):
+    p = env.upstream(["127.0.0.4:0=api"], name="api")["api"]
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port),
+        virtual_service("api", ["*"], f"  - match: [{{uri: {{prefix: /api}}}}]\n    route: [{{destination: {{host: {API}}}}}]\n"),
+        service_entry("api", API, [{"address": "127.0.0.4", "port": p}])))
+    env.start_gateway(conf, gw_port)
+    wait_serving(env, "/api")
+    r = env.get("/other")
+    check(r.status == 404, f"/other answered {r}, want 404")
+    r = env.get("/ap")
+    check(r.status == 404, f"/ap answered {r}, want 404")
+    check(Env.ctl("127.0.0.4", p, "count").strip() == "1", "404 requests reached the upstream")
+
+
+@test
+def error_408_slow_header(env):
+    standard(env, timeouts={"requestHeader": "1s"})
+    t0 = time.monotonic()
+    r = expect_error(env, b"GET /api/slow HTTP/1.1\r\nHost: a\r\nX-Partial: ", 408, "partial head", timeout=6)
+    el = time.monotonic() - t0
+    check(0.8 <= el <= 4.0, f"408 after {el:.2f}s, requestHeader is 1s")
+    # Dribbling bytes does not extend the deadline (first byte to end of head).
+    with Conn("127.0.0.1", env.gw_port, timeout=6) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /api/slow HTTP/1.1\r\n")
+        got = None
+        for i in range(40):
+            try:
+                c.send(b"X-D%d: 1\r\n" % i)
+            except OSError:
+                break
+            if c.closed_by_peer(0.1) or c.buf:
+                break
+        try:
+            got = c.read_response()
+        except (OSError, EOFError):
+            pass
+        el = time.monotonic() - t0
+        check(el <= 4.0, f"dribbled head kept the connection {el:.1f}s past a 1s requestHeader timeout")
+        check(got is None or got.status == 408, f"dribbled head answered {got}")
+
+
+@test
+def error_414_431(env):
+    standard(env)
+    expect_error(env, build_request("GET", "/api/" + "u" * 70000), 414, "70 KB URI")
+    expect_error(env, build_request("GET", "/api/x", headers={"X-Big": "h" * 200000}), 431, "200 KB header")
+    expect_error(env, build_request("GET", "/api/x", headers=[(f"X-N{i}", "v") for i in range(2000)]), 431,
+                 "2000 headers")
+    r = env.get("/api/after")
+    check(r.status == 200, f"gateway broken after big heads: {r}")
+
+
+@test
+def error_501_te(env):
+    standard(env)
+    expect_error(env, b"POST /api/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "TE gzip")
+
+
+@test
+def smuggling_rejected(env):
+    standard(env)
+    before = Env.ctl(*env.ports["api"], "count")
+    expect_error(env, b"POST /api/echo/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+                 400, "CL + TE")
+    expect_error(env, b"POST /api/echo/count HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                 b"Content-Length: 6\r\n\r\nhello!", 400, "two Content-Lengths")
+    expect_error(env, b"POST /api/echo/count HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+                 400, "signed Content-Length")
+    expect_error(env, b"POST /api/echo/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n"
+                 b"0\r\n\r\n", (400, 501), "a coding besides chunked")
+    check(Env.ctl(*env.ports["api"], "count") == before, "an ambiguous request reached the upstream")
+
+
+@test
+def upstream_down(env):
+    dead = free_port("127.0.0.2")
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port),
+        virtual_service("d", ["*"], "  - route: [{destination: {host: dead.internal}}]\n"),
+        service_entry("d", "dead.internal", [{"address": "127.0.0.2", "port": dead}])))
+    env.start_gateway(conf, gw_port)
+    t0 = time.monotonic()
+    r = env.get("/x")
+    check(r.status in (502, 503), f"connect refused answered {r}, want 502 or 503")
+    check(time.monotonic() - t0 < 5, "took more than 5 s to answer a refused connection")
+    r = env.get("/y")
+    check(r.status in (502, 503), f"second request: {r}")
+
+
+@test
+def upstream_timeout(env):
+    standard(env, timeouts={"upstreamResponse": "1s"})
+    t0 = time.monotonic()
+    r = env.get("/delay/5000", timeout=10)
+    el = time.monotonic() - t0
+    check(r.status == 504, f"/delay/5000 with upstreamResponse 1s answered {r}")
+    check(el < 4, f"504 after {el:.1f}s")
+    r = env.get("/delay/100")
+    check(r.status == 200, f"short delay: {r}")
+
+
+@test
+def upstream_reset_502(env):
+    standard(env)
+    Env.ctl(*env.ports["api"], "reset")
+    r = env.get("/api/x")
+    check(r.status == 502, f"upstream closing without an answer gave {r}, want 502")
+    Env.ctl(*env.ports["api"], "ok")
+    r = env.get("/api/x")
+    check(r.status == 200, f"after the upstream recovered: {r}")
+
+
+# --------------------------------------------------------------------------- big bodies
+
+
+def rss_sampler(env, stop, peak):
+    while not stop.is_set():
+        for pid in env.workers():
+            kib = vmrss_kib(pid)
+            if kib > peak.get(pid, 0):
+                peak[pid] = kib
+        time.sleep(0.05)
+
+
+def with_rss(env, fn):
+    stop = threading.Event()
+    peak = {}
+    t = threading.Thread(target=rss_sampler, args=(env, stop, peak), daemon=True)
+    t.start()
+    try:
+        return fn(), peak
+    finally:
+        stop.set()
+        t.join(5)
+
+
+GIB = 1 << 30
+RSS_LIMIT_KIB = 64 * 1024
+
+
+@test
+def big_upload(env):
+    standard(env)
+    check(env.workers(), "no worker processes found")
+
+    def upload(chunked):
+        gen = subprocess.Popen(["head", "-c", str(GIB), "/dev/zero"], stdout=subprocess.PIPE)
+        args = ["curl", "-sS", "-T", "-", "-X", "POST", "-w", " %{http_code}", "--max-time", "120",
+                f"http://127.0.0.1:{env.gw_port}/echo/count"]
+        if not chunked:
+            # curl would add Transfer-Encoding: chunked for stdin; the empty header removes it.
+            args[2:2] = ["-H", "Transfer-Encoding:", "-H", f"Content-Length: {GIB}"]
+        p = subprocess.run(args, stdin=gen.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=150)
+        gen.stdout.close()
+        gen.wait()
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    for chunked in (False, True):
+        (rc, out, err), peak = with_rss(env, lambda: upload(chunked))
+        kind = "chunked" if chunked else "Content-Length"
+        check(rc == 0 and out == f"{GIB}\n 200", f"1 GiB {kind} upload: rc {rc} out {out!r} {err}")
+        check(peak and max(peak.values()) < RSS_LIMIT_KIB, f"worker RSS peaked at {peak} KiB during {kind} upload")
+
+
+@test
+def big_download(env):
+    standard(env)
+    check(env.workers(), "no worker processes found")
+    for path in ("/bytes/%d" % GIB, "/chunked/%d" % GIB):
+        (rc, out, err), peak = with_rss(env, lambda: curl(
+            ["-o", "/dev/null", "-w", "%{http_code} %{size_download}", "--max-time", "120",
+             f"http://127.0.0.1:{env.gw_port}{path}"], timeout=150))
+        check(rc == 0 and out == f"200 {GIB}", f"download {path}: rc {rc} out {out!r} {err}")
+        check(peak and max(peak.values()) < RSS_LIMIT_KIB, f"worker RSS peaked at {peak} KiB during {path}")
+
+
+# --------------------------------------------------------------------------- processes, reload, stop
+
+
+@test
+def worker_respawn(env):
+    standard(env)
+    before = env.workers()
+    check(len(before) == 2, f"want 2 workers (workers: 2), found {before}")
+    victim = before[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    failures = []
+    n = 0
+    while time.monotonic() < deadline:
+        try:
+            r = env.get(f"/api/during{n}", timeout=3)
+            if r.status != 200:
+                failures.append(f"#{n}: {r.status}")
+        except (OSError, EOFError, TestFailure) as e:
+            failures.append(f"#{n}: {e!r}")
+        n += 1
+        now = env.workers()
+        if victim not in now and len(now) == 2:
+            break
+    now = env.workers()
+    check(victim not in now and len(now) == 2, f"killed worker {victim} not replaced within 10 s: {before} -> {now}")
+    check(env.gateway.alive(), "master died")
+    for i in range(20):
+        r = env.get(f"/api/after{i}")
+        check(r.status == 200, f"after respawn #{i}: {r}")
+    check(not failures, f"{len(failures)} of {n} requests failed while the worker was replaced: {failures[:5]}")
+
+
+def wait_reloads(env, n, timeout=5.0):
+    poll(lambda: env.log_count("reload: generation") >= n, timeout,
+         what=f"{n} 'reload: generation' lines in the log")
+
+
+@test
+def reload_under_load(env):
+    if not have("wrk"):
+        raise Skip("wrk not installed")
+    conf = standard(env)
+    a, b = env.make_conf(75, 25), env.make_conf(25, 75)
+    wrk = subprocess.Popen(["wrk", "-t1", "-c16", "-d8s", f"http://127.0.0.1:{env.gw_port}/"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(0.5)  # let wrk open its connections: reloads must not disturb established ones
+        base = env.log_count("reload: generation")
+        for i in range(20):
+            tmp = conf + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(b if i % 2 == 0 else a)
+            os.replace(tmp, conf)
+            os.kill(env.gateway.pid, signal.SIGHUP)
+            wait_reloads(env, base + i + 1)
+            check(env.gateway.alive(), f"master died at reload {i}")
+        out, _ = wrk.communicate(timeout=20)
+    finally:
+        if wrk.poll() is None:
+            os.killpg(wrk.pid, signal.SIGKILL)
+            wrk.wait()
+    out = out.decode()
+    m = re.search(r"(\d+) requests in", out)
+    check(m and int(m.group(1)) > 100, f"wrk made too few requests: {out}")
+    check("Non-2xx or 3xx responses" not in out, f"non-2xx responses during reloads: {out}")
+    check("Socket errors" not in out, f"socket errors during reloads: {out}")
+    check(len(env.workers()) == 2, f"workers after reloads: {env.workers()}")
+    # The last file (a: 75/25) is in force.
+    counts = tally(env, 400)
+    share = 100.0 * counts.get("v1", 0) / 400
+    check(65 <= share <= 85, f"after reloads, v1 share {share:.0f}% (want ≈75): {counts}")
+
+
+@test
+def reload_bad_refused(env):
+    conf = standard(env)
+    good = open(conf).read()
+    r = env.get("/api/x")
+    check(r.status == 200 and who(r) == "api", f"before: {r}")
+    with open(conf, "w") as f:
+        f.write(good.replace("weight: 75", "weight: -3"))
+    os.kill(env.gateway.pid, signal.SIGHUP)
+    poll(lambda: "reload refused" in env.gateway.log(), 5, what="'reload refused' in the log")
+    check(env.gateway.alive(), "master died on a bad reload")
+    for i in range(10):
+        r = env.get(f"/api/x{i}")
+        check(r.status == 200 and who(r) == "api", f"old routes after a refused reload: {r}")
+    # A good file after the bad one is taken.
+    routes2 = good.replace("prefix: /api", "prefix: /v2api")
+    with open(conf, "w") as f:
+        f.write(routes2)
+    base = env.log_count("reload: generation")
+    os.kill(env.gateway.pid, signal.SIGHUP)
+    wait_reloads(env, base + 1)
+    poll(lambda: who(env.get("/v2api/x")) == "api", 3, what="the new route /v2api")
+    r = env.get("/api/x")
+    check(who(r) in ("v1", "v2"), f"old /api route still in force after a good reload: {r}")
+
+
+@test
+def graceful_stop(env):
+    standard(env)
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = env.get("/delay/1000", timeout=10)
+        except Exception as e:  # reported below
+            result["e"] = e
+
+    def served_count():
+        return sum(int(Env.ctl(*env.ports[u], "count")) for u in ("v1", "v2"))
+
+    before = served_count()
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    poll(lambda: served_count() > before, 3, what="the slow request to reach the upstream")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    t.join(10)
+    check(not t.is_alive(), "slow request still running 10 s after SIGTERM")
+    check("r" in result, f"slow request failed during graceful stop: {result.get('e')!r}")
+    r = result["r"]
+    check(served(r, "/delay/1000"), f"slow request answered {r}")
+    try:
+        env.gateway.p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("master still running 10 s after SIGTERM")
+    check(env.gateway.p.returncode == 0, f"master exited with {env.gateway.p.returncode}")
+
+
+# --------------------------------------------------------------------------- health and locality
+
+
+@test
+def health_ejection(env):
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    ports.update(env.upstream(["127.0.0.3:0=b"], name="b"))
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, health_checks=[WEB]), gateway(gw_port),
+        virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+        service_entry("web", WEB, [
+            {"address": "127.0.0.2", "port": ports["a"], "locality": "eu-west/eu-west-1a"},
+            {"address": "127.0.0.3", "port": ports["b"], "locality": "eu-west/eu-west-1a"}])))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: set(tally(env, 20)) == {"a", "b"}, 10, what="both endpoints to get traffic")
+    Env.ctl("127.0.0.2", ports["a"], "health/fail")
+    poll(lambda: set(tally(env, 20)) == {"b"}, 5, what="traffic to stop going to the failing endpoint")
+    counts = tally(env, 100)
+    check(counts == {"b": 100}, f"failing endpoint still picked: {counts}")
+    Env.ctl("127.0.0.2", ports["a"], "health/ok")
+    poll(lambda: "a" in tally(env, 20), 5, what="the recovered endpoint to get traffic again")
+
+
+@test
+def zone_preference(env):
+    ports = env.upstream(["127.0.0.2:0=local"], name="local")
+    ports.update(env.upstream(["127.0.0.3:0=remote-b", "127.0.0.4:0=remote-c"], name="remote"))
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, locality="eu-west/eu-west-1a", health_checks=[WEB]), gateway(gw_port),
+        virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+        service_entry("web", WEB, [
+            {"address": "127.0.0.2", "port": ports["local"], "locality": "eu-west/eu-west-1a"},
+            {"address": "127.0.0.3", "port": ports["remote-b"], "locality": "eu-west/eu-west-1b"},
+            {"address": "127.0.0.4", "port": ports["remote-c"], "locality": "eu-west/eu-west-1c"}])))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: tally(env, 20) == {"local": 20}, 10, what="all traffic to the local-zone endpoint")
+    counts = tally(env, 200)
+    check(counts == {"local": 200}, f"with the local endpoint healthy, traffic went {counts}")
+    Env.ctl("127.0.0.2", ports["local"], "health/fail")
+    poll(lambda: "local" not in tally(env, 20), 5, what="traffic to leave the failing local endpoint")
+    counts = tally(env, 100)
+    check(set(counts) == {"remote-b", "remote-c"}, f"with local failing, traffic went {counts} (want both remotes)")
+    Env.ctl("127.0.0.2", ports["local"], "health/ok")
+    poll(lambda: tally(env, 20) == {"local": 20}, 5, what="traffic to return to the local endpoint")
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def tail(text, n=25):
+    return "\n".join("    | " + l for l in text.rstrip().split("\n")[-n:])
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "AddressSanitizer:DEADLYSIGNAL")
+
+
+def check_sanitizers(env):
+    """A sanitizer report in any process's log fails the test (ASan/UBSan builds)."""
+    for proc in env.procs:
+        text = proc.log()
+        for mark in SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                raise TestFailure(f"sanitizer report in {proc.name}'s log ({proc.log_path}):\n"
+                                  + text[max(0, i - 200):i + 1500])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--only", default=None, help="comma-separated test names")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep temp dirs")
+    args = ap.parse_args()
+    if args.list:
+        for t in TESTS:
+            print(t.__name__)
+        return 0
+    build = os.path.abspath(args.build)
+    selected = TESTS
+    if args.only:
+        names = args.only.split(",")
+        unknown = set(names) - {t.__name__ for t in TESTS}
+        if unknown:
+            print(f"unknown tests: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        selected = [t for t in TESTS if t.__name__ in names]
+    passed = failed = skipped = 0
+    for t in selected:
+        env = Env(build, None, t.__name__)
+        t0 = time.monotonic()
+        ok = False
+        try:
+            t(env)
+            env.close()
+            check_sanitizers(env)
+            print(f"ok {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+            passed += 1
+            ok = True
+        except Skip as e:
+            print(f"SKIP {t.__name__}: {e}", flush=True)
+            skipped += 1
+            ok = True
+        except Exception as e:
+            failed += 1
+            reason = str(e) if isinstance(e, TestFailure) else traceback.format_exc().rstrip()
+            print(f"FAIL {t.__name__}: {reason}", flush=True)
+            if env.gateway is not None:
+                print(f"  isthmus log ({env.gateway.log_path}):\n{tail(env.gateway.log())}", flush=True)
+        finally:
+            env.close()
+            if not args.keep and ok:
+                env.cleanup_dir()
+    if skipped:
+        print(f"{skipped} skipped (each SKIP above says why)")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+/* Balancer unit tests: smooth weighted round robin, eligibility, priority
+ * (own zone first, spill-over, return), retry exclusion, least request, random. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "worker/balancer.h"
+
+#define EP(i, w, p)                                                                                \
+	{                                                                                          \
+		.id = (i), .weight = (w), .priority = (p)                                          \
+	}
+
+static const struct ism_endpoint c0_eps[] = {EP(0, 1, 0), EP(1, 2, 0), EP(2, 3, 0)};
+static const struct ism_endpoint c1_eps[] = {EP(10, 1, 0), EP(11, 1, 0), EP(12, 1, 1),
+					     EP(13, 1, 1)};
+static const struct ism_endpoint c2_eps[] = {EP(20, 1, 0), EP(21, 1, 0), EP(22, 1, 0)};
+static const struct ism_endpoint c3_eps[] = {EP(30, 1, 0), EP(31, 3, 0)};
+static const struct ism_endpoint c5_eps[] = {EP(40, 1, 0), EP(41, 1, 0)};
+
+static const struct ism_cluster clusters[] = {
+    {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
+    {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 4, .endpoints = c1_eps},
+    {.lb = ISM_LB_LEAST_REQUEST, .n_endpoints = 3, .endpoints = c2_eps},
+    {.lb = ISM_LB_RANDOM, .n_endpoints = 2, .endpoints = c3_eps},
+    {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 0, .endpoints = NULL},
+    {.lb = ISM_LB_LEAST_REQUEST, .n_endpoints = 2, .endpoints = c5_eps},
+};
+
+static const struct ism_table table = {
+    .magic = ISM_TABLE_MAGIC,
+    .n_clusters = 6,
+    .clusters = clusters,
+};
+
+struct fixture {
+	struct ism_lb *lb;
+	struct ism_ep_state *eps;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	f->eps = aligned_alloc(ISM_CACHELINE, ISM_MAX_ENDPOINTS * sizeof(*f->eps));
+	if (!f->eps)
+		return -1;
+	/* all zero: healthy, admin ready, nothing in flight */
+	memset(f->eps, 0, ISM_MAX_ENDPOINTS * sizeof(*f->eps));
+	f->lb = ism_lb_new(&table);
+	if (!f->lb)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	ism_lb_free(f->lb);
+	free(f->eps);
+	free(f);
+	return 0;
+}
+
+/* The id of the endpoint picked in cluster c. */
+static int pick_id(struct fixture *f, uint32_t c, uint32_t excl, uint32_t rnd)
+{
+	int i = ism_lb_pick(f->lb, c, f->eps, excl, rnd);
+
+	if (i < 0)
+		return i;
+	assert_true((uint32_t)i < clusters[c].n_endpoints);
+	return (int)clusters[c].endpoints[i].id;
+}
+
+static void set_health(struct fixture *f, uint32_t id, uint32_t h)
+{
+	atomic_store(&f->eps[id].health, h);
+}
+
+static void test_wrr_smooth_exact(void **state)
+{
+	struct fixture *f = *state;
+	int prev = -1, cycle, k;
+
+	for (cycle = 0; cycle < 10; cycle++) {
+		unsigned n[3] = {0};
+
+		for (k = 0; k < 6; k++) {
+			int id = pick_id(f, 0, UINT32_MAX, 0);
+
+			assert_true(id >= 0 && id <= 2);
+			n[id]++;
+			/* smooth: the weight-1 peer never twice in a row */
+			assert_false(id == 0 && prev == 0);
+			prev = id;
+		}
+		assert_int_equal(n[0], 1);
+		assert_int_equal(n[1], 2);
+		assert_int_equal(n[2], 3);
+	}
+}
+
+static void test_ineligible_never_picked(void **state)
+{
+	struct fixture *f = *state;
+	int k;
+
+	set_health(f, 2, ISM_EP_UNHEALTHY);
+	atomic_store(&f->eps[1].admin, ISM_EP_ADMIN_DRAIN);
+	for (k = 0; k < 50; k++)
+		assert_int_equal(pick_id(f, 0, UINT32_MAX, (uint32_t)k * 77777u), 0);
+	atomic_store(&f->eps[1].admin, ISM_EP_ADMIN_READY);
+	atomic_store(&f->eps[0].admin, ISM_EP_ADMIN_MAINT);
+	for (k = 0; k < 50; k++)
+		assert_int_equal(pick_id(f, 0, UINT32_MAX, 0), 1);
+	set_health(f, 1, ISM_EP_UNHEALTHY);
+	assert_int_equal(ism_lb_pick(f->lb, 0, f->eps, UINT32_MAX, 0), -ENOENT);
+	/* drained and in-maintenance also count as none for least-request */
+	atomic_store(&f->eps[20].admin, ISM_EP_ADMIN_DRAIN);
+	atomic_store(&f->eps[21].admin, ISM_EP_ADMIN_MAINT);
+	set_health(f, 22, ISM_EP_UNHEALTHY);
+	assert_int_equal(ism_lb_pick(f->lb, 2, f->eps, UINT32_MAX, 12345), -ENOENT);
+}
+
+static void test_locality_failover_and_back(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n[4] = {0};
+	int k;
+
+	for (k = 0; k < 40; k++) {
+		int id = pick_id(f, 1, UINT32_MAX, 0);
+
+		assert_true(id == 10 || id == 11);
+		n[id - 10]++;
+	}
+	assert_int_equal(n[0], 20);
+	assert_int_equal(n[1], 20);
+
+	/* one local left: it takes everything */
+	set_health(f, 10, ISM_EP_UNHEALTHY);
+	for (k = 0; k < 10; k++)
+		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 11);
+
+	/* no local: the other zones share the load */
+	set_health(f, 11, ISM_EP_UNHEALTHY);
+	memset(n, 0, sizeof(n));
+	for (k = 0; k < 40; k++) {
+		int id = pick_id(f, 1, UINT32_MAX, 0);
+
+		assert_true(id == 12 || id == 13);
+		n[id - 10]++;
+	}
+	assert_int_equal(n[2], 20);
+	assert_int_equal(n[3], 20);
+
+	/* a local endpoint healthy again: traffic comes back to the own zone */
+	set_health(f, 10, ISM_EP_HEALTHY);
+	for (k = 0; k < 10; k++)
+		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 10);
+
+	/* a drained local does not count as available */
+	atomic_store(&f->eps[10].admin, ISM_EP_ADMIN_DRAIN);
+	for (k = 0; k < 10; k++) {
+		int id = pick_id(f, 1, UINT32_MAX, 0);
+		assert_true(id == 12 || id == 13);
+	}
+
+	set_health(f, 12, ISM_EP_UNHEALTHY);
+	set_health(f, 13, ISM_EP_UNHEALTHY);
+	assert_int_equal(ism_lb_pick(f->lb, 1, f->eps, UINT32_MAX, 0), -ENOENT);
+}
+
+static void test_enoent_and_range(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(ism_lb_pick(f->lb, 4, f->eps, UINT32_MAX, 0), -ENOENT);
+	assert_int_equal(ism_lb_pick(f->lb, 6, f->eps, UINT32_MAX, 0), -EINVAL);
+}
+
+static void test_exclude(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t r;
+	int k;
+
+	for (k = 0; k < 20; k++)
+		assert_int_equal(pick_id(f, 1, 10, 0), 11);
+	for (k = 0; k < 20; k++)
+		assert_int_equal(pick_id(f, 0, 2, 0) == 2, 0);
+	for (r = 0; r < 65536; r += 97) {
+		assert_int_not_equal(pick_id(f, 2, 21, r * 65537u), 21);
+		assert_int_equal(pick_id(f, 3, 31, r * 65537u), 30);
+	}
+	/* the excluded host is reused when it is the only one of its priority */
+	set_health(f, 11, ISM_EP_UNHEALTHY);
+	for (k = 0; k < 5; k++)
+		assert_int_equal(pick_id(f, 1, 10, 0), 10);
+	set_health(f, 10, ISM_EP_UNHEALTHY);
+	set_health(f, 12, ISM_EP_UNHEALTHY);
+	assert_int_equal(pick_id(f, 1, 13, 0), 13);
+}
+
+static void test_least_request(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n[3] = {0};
+	uint32_t r;
+
+	/* two endpoints: p2c always compares both, so the idle one always wins */
+	atomic_store(&f->eps[40].inflight, 3);
+	for (r = 0; r < 65536; r += 13)
+		assert_int_equal(pick_id(f, 5, UINT32_MAX, r * 65537u + r), 41);
+	atomic_store(&f->eps[40].inflight, 0);
+	atomic_store(&f->eps[41].inflight, 7);
+	for (r = 0; r < 65536; r += 13)
+		assert_int_equal(pick_id(f, 5, UINT32_MAX, r * 65537u + r), 40);
+
+	/* three endpoints: the busiest loses every comparison, so is never picked,
+	 * and the idlest wins every pair it is in (2/3 of pairs) */
+	atomic_store(&f->eps[20].inflight, 9);
+	atomic_store(&f->eps[21].inflight, 0);
+	atomic_store(&f->eps[22].inflight, 4);
+	for (r = 0; r < 65536; r += 7) {
+		int id = pick_id(f, 2, UINT32_MAX, r * 2654435761u);
+
+		assert_true(id >= 20 && id <= 22);
+		n[id - 20]++;
+	}
+	assert_int_equal(n[0], 0);
+	assert_true(n[1] > n[2]);
+	assert_true(n[2] > 0);
+}
+
+static void test_random_by_weight(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n[2] = {0};
+	uint32_t i;
+
+	for (i = 0; i < 4096; i++) {
+		int id = pick_id(f, 3, UINT32_MAX, i << 20);
+
+		assert_true(id == 30 || id == 31);
+		n[id - 30]++;
+	}
+	assert_int_equal(n[0], 1024);
+	assert_int_equal(n[1], 3072);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_wrr_smooth_exact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ineligible_never_picked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_locality_failover_and_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_enoent_and_range, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_exclude, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_least_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_random_by_weight, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

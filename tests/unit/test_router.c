@@ -1,0 +1,426 @@
+/* Router unit tests: virtual-host choice, Istio HTTPMatchRequest semantics and the
+ * weighted destination split, over tables built by hand. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include <pcre2.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "worker/router.h"
+
+#define S(lit)                                                                                     \
+	{                                                                                          \
+		(lit), sizeof(lit) - 1                                                             \
+	}
+#define SM(k, lit)                                                                                 \
+	{                                                                                          \
+		.kind = (k), .s = S(lit)                                                           \
+	}
+
+static struct ism_router_scratch *scratch;
+
+/* A request built from a target ("/path?query"), a method, a Host and headers
+ * given as "name", "value" pairs. */
+struct treq {
+	struct ism_http_req req;
+	struct ism_http_header hdrs[8];
+};
+
+static const struct ism_http_req *mkreq(struct treq *t, const char *method, const char *target,
+					const char *host, ...)
+{
+	const char *q = strchr(target, '?');
+	const char *name;
+	va_list ap;
+
+	memset(t, 0, sizeof(*t));
+	t->req.method = method;
+	t->req.method_len = strlen(method);
+	t->req.target = target;
+	t->req.target_len = strlen(target);
+	t->req.path = target;
+	t->req.path_len = q ? (size_t)(q - target) : strlen(target);
+	t->req.query = q ? q + 1 : NULL;
+	t->req.query_len = q ? strlen(q + 1) : 0;
+	t->req.host = host;
+	t->req.host_len = host ? strlen(host) : 0;
+	t->req.minor_version = 1;
+	t->req.headers = t->hdrs;
+	if (host) {
+		t->hdrs[0] = (struct ism_http_header){"Host", 4, host, strlen(host)};
+		t->req.n_headers = 1;
+	}
+	va_start(ap, host);
+	while ((name = va_arg(ap, const char *)) != NULL) {
+		const char *value = va_arg(ap, const char *);
+
+		assert_true(t->req.n_headers < 8);
+		t->hdrs[t->req.n_headers++] =
+		    (struct ism_http_header){name, strlen(name), value, strlen(value)};
+	}
+	va_end(ap);
+	return &t->req;
+}
+
+static const void *re(const char *pattern)
+{
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *c = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+				      PCRE2_ANCHORED | PCRE2_ENDANCHORED, &err, &off, NULL);
+
+	assert_non_null(c);
+	return c;
+}
+
+/* The index of the matched route in vh, or -1. */
+static int route_idx(const struct ism_vhost *vh, const struct ism_http_req *req, const char *scheme,
+		     uint16_t port)
+{
+	const struct ism_route *r = ism_router_route(vh, req, scheme, port, scratch);
+
+	return r ? (int)(r - vh->routes) : -1;
+}
+
+/* One route per match, plus nothing else: route_idx tells which matched. */
+static int one(const struct ism_match *m, const struct ism_http_req *req)
+{
+	struct ism_route r = {.n_match = 1, .match = m};
+	struct ism_vhost vh = {.n_routes = 1, .routes = &r};
+
+	return route_idx(&vh, req, "http", 80) == 0;
+}
+
+static void test_vhost_order(void **state)
+{
+	(void)state;
+	static const struct ism_str d_any[] = {S("*")};
+	static const struct ism_str d_wide[] = {S("*.example.com")};
+	static const struct ism_str d_narrow[] = {S("*.api.example.com")};
+	static const struct ism_str d_exact[] = {S("www.example.com"), S("foo.test")};
+	const struct ism_vhost vhs[] = {
+	    {.name = S("any"), .n_domains = 1, .domains = d_any},
+	    {.name = S("wide"), .n_domains = 1, .domains = d_wide},
+	    {.name = S("narrow"), .n_domains = 1, .domains = d_narrow},
+	    {.name = S("exact"), .n_domains = 2, .domains = d_exact},
+	};
+	const struct ism_listener l = {.n_vhosts = 4, .vhosts = vhs};
+
+#define VH(h) ism_router_vhost(&l, (h), strlen(h))
+	assert_ptr_equal(VH("www.example.com"), &vhs[3]);
+	assert_ptr_equal(VH("WWW.Example.COM:8080"), &vhs[3]);
+	assert_ptr_equal(VH("foo.test"), &vhs[3]);
+	assert_ptr_equal(VH("a.example.com"), &vhs[1]);
+	assert_ptr_equal(VH("a.b.example.com:443"), &vhs[1]);
+	assert_ptr_equal(VH("x.api.example.com"), &vhs[2]);
+	assert_ptr_equal(VH("y.x.api.example.com"), &vhs[2]);
+	/* the wildcard needs at least one label before the suffix */
+	assert_ptr_equal(VH("example.com"), &vhs[0]);
+	assert_ptr_equal(VH("api.example.com"), &vhs[1]);
+	assert_ptr_equal(VH("other.org"), &vhs[0]);
+	assert_ptr_equal(VH("[::1]:80"), &vhs[0]);
+	assert_ptr_equal(ism_router_vhost(&l, NULL, 0), &vhs[0]);
+	/* without "*", an unknown host has no virtual host */
+	const struct ism_listener l2 = {.n_vhosts = 3, .vhosts = vhs + 1};
+	assert_null(ism_router_vhost(&l2, "other.org", 9));
+	assert_ptr_equal(ism_router_vhost(&l2, "b.example.com", 13), &vhs[1]);
+#undef VH
+}
+
+static void test_first_match_wins(void **state)
+{
+	(void)state;
+	struct treq t;
+	const struct ism_match m_api = {.uri = SM(ISM_SM_PREFIX, "/api")};
+	const struct ism_match m_api_v2 = {.uri = SM(ISM_SM_PREFIX, "/api/v2")};
+	const struct ism_route routes[] = {
+	    {.name = S("r0"), .n_match = 1, .match = &m_api},
+	    {.name = S("r1"), .n_match = 1, .match = &m_api_v2},
+	    {.name = S("catch-all"), .n_match = 0},
+	};
+	const struct ism_vhost vh = {.n_routes = 3, .routes = routes};
+
+	/* /api/v2 also matches r0, which comes first */
+	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/api/v2/x", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/apix", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/other", "h", NULL), "http", 80), 2);
+
+	const struct ism_vhost vh2 = {.n_routes = 2, .routes = routes};
+	assert_int_equal(route_idx(&vh2, mkreq(&t, "GET", "/other", "h", NULL), "http", 80), -1);
+}
+
+static void test_and_or(void **state)
+{
+	(void)state;
+	struct treq t;
+	/* (uri prefix /a AND method POST) OR (uri exact /b) */
+	const struct ism_match ms[] = {
+	    {.uri = SM(ISM_SM_PREFIX, "/a"), .method = SM(ISM_SM_EXACT, "POST")},
+	    {.uri = SM(ISM_SM_EXACT, "/b")},
+	};
+	const struct ism_route r = {.n_match = 2, .match = ms};
+	const struct ism_vhost vh = {.n_routes = 1, .routes = &r};
+
+	assert_int_equal(route_idx(&vh, mkreq(&t, "POST", "/a/1", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/a/1", "h", NULL), "http", 80), -1);
+	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/b", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&vh, mkreq(&t, "POST", "/b", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&vh, mkreq(&t, "POST", "/c", "h", NULL), "http", 80), -1);
+}
+
+static void test_string_match_kinds(void **state)
+{
+	(void)state;
+	struct treq t;
+	const struct ism_match exact = {.uri = SM(ISM_SM_EXACT, "/x/y")};
+	const struct ism_match prefix = {.uri = SM(ISM_SM_PREFIX, "/x")};
+	struct ism_match regex = {.uri = {.kind = ISM_SM_REGEX, .s = S("/v[0-9]+/.*")}};
+	struct ism_match unanchored = {.uri = {.kind = ISM_SM_REGEX, .s = S("v1")}};
+	const struct ism_match scheme = {.scheme = SM(ISM_SM_EXACT, "https")};
+	const struct ism_match auth = {.authority = SM(ISM_SM_EXACT, "api.test:8080")};
+	const struct ism_match auth_pfx = {.authority = SM(ISM_SM_PREFIX, "api.")};
+	const struct ism_match port = {.port = 8443};
+
+	regex.uri.re = re("/v[0-9]+/.*");
+	assert_true(one(&exact, mkreq(&t, "GET", "/x/y", "h", NULL)));
+	assert_true(one(&exact, mkreq(&t, "GET", "/x/y?q=1", "h", NULL)));
+	assert_false(one(&exact, mkreq(&t, "GET", "/x/y/", "h", NULL)));
+	assert_false(one(&exact, mkreq(&t, "GET", "/X/Y", "h", NULL)));
+	assert_true(one(&prefix, mkreq(&t, "GET", "/x", "h", NULL)));
+	assert_true(one(&prefix, mkreq(&t, "GET", "/xyz", "h", NULL)));
+	assert_false(one(&prefix, mkreq(&t, "GET", "/", "h", NULL)));
+	assert_true(one(&regex, mkreq(&t, "GET", "/v12/abc", "h", NULL)));
+	assert_true(one(&regex, mkreq(&t, "GET", "/v1/?a=b", "h", NULL)));
+	assert_false(one(&regex, mkreq(&t, "GET", "/vx/abc", "h", NULL)));
+	assert_false(one(&regex, mkreq(&t, "GET", "/p/v1/abc", "h", NULL)));
+	/* even a pattern compiled without anchors must match the whole path */
+	{
+		int err;
+		PCRE2_SIZE off;
+		unanchored.uri.re = pcre2_compile((PCRE2_SPTR) "v1", 2, 0, &err, &off, NULL);
+		assert_non_null(unanchored.uri.re);
+	}
+	assert_false(one(&unanchored, mkreq(&t, "GET", "/v1", "h", NULL)));
+	assert_true(one(&scheme, mkreq(&t, "GET", "/", "h", NULL)) == 0);
+	{
+		struct ism_route r = {.n_match = 1, .match = &scheme};
+		struct ism_vhost vh = {.n_routes = 1, .routes = &r};
+		assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/", "h", NULL), "https", 443), 0);
+		assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/", "h", NULL), "http", 443), -1);
+		r.match = &port;
+		assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/", "h", NULL), "https", 8443),
+				 0);
+		assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/", "h", NULL), "https", 443),
+				 -1);
+	}
+	/* authority is the raw Host value, port included */
+	assert_true(one(&auth, mkreq(&t, "GET", "/", "api.test:8080", NULL)));
+	assert_false(one(&auth, mkreq(&t, "GET", "/", "api.test", NULL)));
+	assert_true(one(&auth_pfx, mkreq(&t, "GET", "/", "api.test", NULL)));
+	assert_false(one(&auth_pfx, mkreq(&t, "GET", "/", NULL, NULL)));
+	pcre2_code_free((pcre2_code *)regex.uri.re);
+	pcre2_code_free((pcre2_code *)unanchored.uri.re);
+}
+
+static void test_ignore_uri_case(void **state)
+{
+	(void)state;
+	struct treq t;
+	const struct ism_match exact = {
+	    .uri = {.kind = ISM_SM_EXACT, .ignore_case = 1, .s = S("/Login")}};
+	const struct ism_match prefix = {
+	    .uri = {.kind = ISM_SM_PREFIX, .ignore_case = 1, .s = S("/Static/")}};
+
+	assert_true(one(&exact, mkreq(&t, "GET", "/LOGIN", "h", NULL)));
+	assert_true(one(&exact, mkreq(&t, "GET", "/login", "h", NULL)));
+	assert_false(one(&exact, mkreq(&t, "GET", "/login2", "h", NULL)));
+	assert_true(one(&prefix, mkreq(&t, "GET", "/static/app.js", "h", NULL)));
+	assert_false(one(&prefix, mkreq(&t, "GET", "/stat", "h", NULL)));
+}
+
+static void test_headers(void **state)
+{
+	(void)state;
+	struct treq t;
+	const struct ism_kvmatch h_user[] = {{S("end-user"), SM(ISM_SM_EXACT, "jason")}};
+	const struct ism_kvmatch h_present[] = {{S("x-canary"), {.kind = ISM_SM_PRESENT}}};
+	struct ism_kvmatch h_re[] = {
+	    {S("user-agent"), {.kind = ISM_SM_REGEX, .s = S(".*Firefox.*")}}};
+	const struct ism_kvmatch h_pfx[] = {{S("x-version"), SM(ISM_SM_PREFIX, "v2")}};
+	const struct ism_match m_user = {.n_headers = 1, .headers = h_user};
+	const struct ism_match m_present = {.n_headers = 1, .headers = h_present};
+	const struct ism_match m_re = {.n_headers = 1, .headers = h_re};
+	const struct ism_match m_two = {.n_headers = 1,
+					.headers = h_user,
+					.n_without_headers = 1,
+					.without_headers = h_present};
+	const struct ism_match m_without = {.n_without_headers = 1, .without_headers = h_pfx};
+	const struct ism_match m_without_present = {.n_without_headers = 1,
+						    .without_headers = h_present};
+
+	h_re[0].m.re = re(".*Firefox.*");
+	/* names compare case-insensitively, values as parsed */
+	assert_true(one(&m_user, mkreq(&t, "GET", "/", "h", "End-User", "jason", NULL)));
+	assert_false(one(&m_user, mkreq(&t, "GET", "/", "h", "end-user", "Jason", NULL)));
+	assert_false(one(&m_user, mkreq(&t, "GET", "/", "h", NULL)));
+	/* {} tests presence, whatever the value, even empty */
+	assert_true(one(&m_present, mkreq(&t, "GET", "/", "h", "X-Canary", "", NULL)));
+	assert_true(one(&m_present, mkreq(&t, "GET", "/", "h", "x-canary", "1", NULL)));
+	assert_false(one(&m_present, mkreq(&t, "GET", "/", "h", "x-canary-2", "1", NULL)));
+	assert_true(
+	    one(&m_re, mkreq(&t, "GET", "/", "h", "User-Agent", "Mozilla Firefox/1", NULL)));
+	assert_false(one(&m_re, mkreq(&t, "GET", "/", "h", "User-Agent", "curl/8", NULL)));
+	/* withoutHeaders: a request matching one of them does not match */
+	assert_true(one(&m_two, mkreq(&t, "GET", "/", "h", "end-user", "jason", NULL)));
+	assert_false(
+	    one(&m_two, mkreq(&t, "GET", "/", "h", "end-user", "jason", "x-canary", "y", NULL)));
+	assert_true(one(&m_without, mkreq(&t, "GET", "/", "h", NULL)));
+	assert_true(one(&m_without, mkreq(&t, "GET", "/", "h", "x-version", "v1", NULL)));
+	assert_false(one(&m_without, mkreq(&t, "GET", "/", "h", "x-version", "v2.1", NULL)));
+	assert_true(one(&m_without_present, mkreq(&t, "GET", "/", "h", NULL)));
+	assert_false(one(&m_without_present, mkreq(&t, "GET", "/", "h", "x-canary", "", NULL)));
+	/* repeated headers are joined with "," before matching (Envoy) */
+	{
+		const struct ism_kvmatch h_join[] = {{S("x-a"), SM(ISM_SM_EXACT, "1,2")}};
+		const struct ism_match m_join = {.n_headers = 1, .headers = h_join};
+		assert_true(one(&m_join, mkreq(&t, "GET", "/", "h", "x-a", "1", "X-A", "2", NULL)));
+		assert_false(one(&m_join, mkreq(&t, "GET", "/", "h", "x-a", "1", NULL)));
+	}
+	pcre2_code_free((pcre2_code *)h_re[0].m.re);
+}
+
+static void test_query_params(void **state)
+{
+	(void)state;
+	struct treq t;
+	const struct ism_kvmatch q_empty[] = {{S("b"), SM(ISM_SM_EXACT, "")}};
+	const struct ism_kvmatch q_a[] = {{S("a"), SM(ISM_SM_EXACT, "1")}};
+	struct ism_kvmatch q_re[] = {{S("id"), {.kind = ISM_SM_REGEX, .s = S("[0-9]+")}}};
+	const struct ism_kvmatch q_pfx[] = {{S("p"), SM(ISM_SM_PREFIX, "ab")}};
+	const struct ism_match m_empty = {.n_query = 1, .query = q_empty};
+	const struct ism_match m_a = {.n_query = 1, .query = q_a};
+	const struct ism_match m_re = {.n_query = 1, .query = q_re};
+	const struct ism_match m_pfx = {.n_query = 1, .query = q_pfx};
+
+	q_re[0].m.re = re("[0-9]+");
+	assert_true(one(&m_empty, mkreq(&t, "GET", "/?b", "h", NULL)));
+	assert_true(one(&m_empty, mkreq(&t, "GET", "/?a=1&b", "h", NULL)));
+	assert_true(one(&m_empty, mkreq(&t, "GET", "/?a=1&b=&c", "h", NULL)));
+	assert_false(one(&m_empty, mkreq(&t, "GET", "/?b=1", "h", NULL)));
+	assert_false(one(&m_empty, mkreq(&t, "GET", "/?bb", "h", NULL)));
+	assert_false(one(&m_empty, mkreq(&t, "GET", "/", "h", NULL)));
+	assert_true(one(&m_a, mkreq(&t, "GET", "/?a=1&b&c=", "h", NULL)));
+	assert_true(one(&m_a, mkreq(&t, "GET", "/?b&a=1", "h", NULL)));
+	assert_false(one(&m_a, mkreq(&t, "GET", "/?a=12", "h", NULL)));
+	assert_false(one(&m_a, mkreq(&t, "GET", "/?xa=1", "h", NULL)));
+	assert_true(one(&m_re, mkreq(&t, "GET", "/?id=123", "h", NULL)));
+	assert_false(one(&m_re, mkreq(&t, "GET", "/?id=123x", "h", NULL)));
+	assert_false(one(&m_re, mkreq(&t, "GET", "/?id=", "h", NULL)));
+	assert_true(one(&m_pfx, mkreq(&t, "GET", "/x?p=abc", "h", NULL)));
+	assert_false(one(&m_pfx, mkreq(&t, "GET", "/x?p=a", "h", NULL)));
+	/* the query never takes part in the uri match */
+	{
+		const struct ism_match u = {.uri = SM(ISM_SM_EXACT, "/q")};
+		assert_true(one(&u, mkreq(&t, "GET", "/q?x=/y", "h", NULL)));
+	}
+	pcre2_code_free((pcre2_code *)q_re[0].m.re);
+}
+
+static void test_weights(void **state)
+{
+	(void)state;
+	const struct ism_dest d[] = {{7, 75}, {9, 25}};
+	const struct ism_route r = {.n_dest = 2, .dest = d, .total_weight = 100};
+	const struct ism_dest d3[] = {{0, 0}, {1, 1}, {2, 3}};
+	const struct ism_route r3 = {.n_dest = 3, .dest = d3, .total_weight = 4};
+	const struct ism_dest dz[] = {{0, 0}};
+	const struct ism_route rz = {.n_dest = 1, .dest = dz, .total_weight = 0};
+	unsigned n7 = 0, n9 = 0, c[3] = {0};
+	uint32_t i;
+
+	for (i = 0; i < 4096; i++) {
+		int k = ism_router_pick_dest(&r, i << 20);
+
+		assert_true(k == 7 || k == 9);
+		if (k == 7)
+			n7++;
+		else
+			n9++;
+		k = ism_router_pick_dest(&r3, i << 20);
+		assert_true(k >= 0 && k < 3);
+		c[k]++;
+	}
+	assert_int_equal(n7, 3072);
+	assert_int_equal(n9, 1024);
+	assert_int_equal(c[0], 0);
+	assert_int_equal(c[1], 1024);
+	assert_int_equal(c[2], 3072);
+	assert_int_equal(ism_router_pick_dest(&r, 0), 7);
+	assert_int_equal(ism_router_pick_dest(&r, UINT32_MAX), 9);
+	assert_int_equal(ism_router_pick_dest(&rz, 12345), -1);
+}
+
+/* istio samples: helloworld's gateway VS (exact /hello) and bookinfo's
+ * (exact /productpage, prefixes /static and /api/v1/products, exact /login). */
+static void test_istio_samples(void **state)
+{
+	(void)state;
+	struct treq t;
+	const struct ism_match hello[] = {{.uri = SM(ISM_SM_EXACT, "/hello")}};
+	const struct ism_route hroutes[] = {{.n_match = 1, .match = hello}};
+	const struct ism_vhost hvh = {.n_routes = 1, .routes = hroutes};
+	const struct ism_match book[] = {
+	    {.uri = SM(ISM_SM_EXACT, "/productpage")},
+	    {.uri = SM(ISM_SM_PREFIX, "/static")},
+	    {.uri = SM(ISM_SM_EXACT, "/login")},
+	    {.uri = SM(ISM_SM_EXACT, "/logout")},
+	    {.uri = SM(ISM_SM_PREFIX, "/api/v1/products")},
+	};
+	const struct ism_route broutes[] = {{.n_match = 5, .match = book}};
+	const struct ism_vhost bvh = {.n_routes = 1, .routes = broutes};
+
+	assert_int_equal(route_idx(&hvh, mkreq(&t, "GET", "/hello", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&hvh, mkreq(&t, "GET", "/hello/", "h", NULL), "http", 80), -1);
+	assert_int_equal(route_idx(&hvh, mkreq(&t, "GET", "/helloX", "h", NULL), "http", 80), -1);
+	assert_int_equal(route_idx(&bvh, mkreq(&t, "GET", "/static/x", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&bvh, mkreq(&t, "GET", "/productpage", "h", NULL), "http", 80),
+			 0);
+	assert_int_equal(
+	    route_idx(&bvh, mkreq(&t, "GET", "/api/v1/products/0", "h", NULL), "http", 80), 0);
+	assert_int_equal(route_idx(&bvh, mkreq(&t, "GET", "/productpage/x", "h", NULL), "http", 80),
+			 -1);
+	assert_int_equal(route_idx(&bvh, mkreq(&t, "GET", "/", "h", NULL), "http", 80), -1);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	scratch = ism_router_scratch_new();
+	return scratch ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ism_router_scratch_free(scratch);
+	scratch = NULL;
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_vhost_order),	    cmocka_unit_test(test_first_match_wins),
+	    cmocka_unit_test(test_and_or),	    cmocka_unit_test(test_string_match_kinds),
+	    cmocka_unit_test(test_ignore_uri_case), cmocka_unit_test(test_headers),
+	    cmocka_unit_test(test_query_params),    cmocka_unit_test(test_weights),
+	    cmocka_unit_test(test_istio_samples),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

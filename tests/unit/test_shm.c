@@ -1,0 +1,232 @@
+/* Shared region: arena, generation publish/acquire/reclaim, endpoint ids, and a
+ * multi-process stress of the reclaim protocol. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "shm/shm.h"
+
+#define GEN_SIZE (64u << 10)
+
+static struct ism_table *build(struct ism_arena *a, uint32_t tag)
+{
+	struct ism_table *t = ism_arena_alloc(a, sizeof(*t), 8);
+	uint32_t *payload;
+
+	assert_non_null(t);
+	t->magic = ISM_TABLE_MAGIC;
+	t->n_clusters = 0;
+	/* A payload the readers verify: every word equals the tag. */
+	payload = ism_arena_alloc(a, 4096 * sizeof(uint32_t), 8);
+	assert_non_null(payload);
+	for (int i = 0; i < 4096; i++)
+		payload[i] = tag;
+	t->workers = tag;
+	t->name.p = (const char *)payload;
+	return t;
+}
+
+static void test_arena(void **state)
+{
+	unsigned char block[256];
+	struct ism_arena a;
+	char *s;
+	void *p;
+
+	(void)state;
+	ism_arena_init(&a, block, sizeof(block));
+	p = ism_arena_alloc(&a, 3, 1);
+	assert_ptr_equal(p, block);
+	p = ism_arena_alloc(&a, 8, 8);
+	assert_ptr_equal(p, block + 8);
+	s = ism_arena_strndup(&a, "hello world", 5);
+	assert_string_equal(s, "hello");
+	assert_null(ism_arena_alloc(&a, 1024, 8));
+	assert_non_null(ism_arena_alloc(&a, 256 - a.used, 1));
+	assert_null(ism_arena_alloc(&a, 1, 1));
+}
+
+static void test_publish_acquire_reclaim(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	const struct ism_table *seen;
+	int slot1, slot2, slot3;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	assert_null(ism_shm_current(&shm));
+	assert_null(ism_shm_acquire(&shm, 0));
+
+	slot1 = ism_shm_gen_begin(&shm, &a);
+	assert_true(slot1 >= 0);
+	ism_shm_gen_publish(&shm, slot1, build(&a, 1), 1);
+	atomic_store(&shm.hdr->workers[0].pid, 1234);
+	seen = ism_shm_acquire(&shm, 0);
+	assert_non_null(seen);
+	assert_int_equal(seen->gen, 1);
+	assert_false(ism_shm_gen_changed(&shm, 0));
+
+	slot2 = ism_shm_gen_begin(&shm, &a);
+	assert_true(slot2 >= 0 && slot2 != slot1);
+	ism_shm_gen_publish(&shm, slot2, build(&a, 2), 2);
+	assert_true(ism_shm_gen_changed(&shm, 0));
+	/* Worker 0 still records generation 1: its slot must survive. */
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 0);
+	assert_int_equal(atomic_load(&shm.hdr->gens[slot1].gen), 1);
+	seen = ism_shm_acquire(&shm, 0);
+	assert_int_equal(seen->gen, 2);
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 1);
+	assert_int_equal(atomic_load(&shm.hdr->gens[slot1].gen), 0);
+
+	/* A dead worker (pid 0) does not pin a generation. */
+	slot3 = ism_shm_gen_begin(&shm, &a);
+	ism_shm_gen_publish(&shm, slot3, build(&a, 3), 3);
+	atomic_store(&shm.hdr->workers[0].pid, 0);
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 1);
+	assert_ptr_equal(ism_shm_current(&shm), shm.hdr->gens[slot3].table);
+
+	/* Every slot busy: begin refuses instead of overwriting. */
+	atomic_store(&shm.hdr->workers[0].pid, 1);
+	for (int i = 0, g = 4; i < ISM_GEN_SLOTS - 1; i++, g++) {
+		int s = ism_shm_gen_begin(&shm, &a);
+
+		assert_true(s >= 0);
+		ism_shm_gen_publish(&shm, s, build(&a, (uint32_t)g), (uint64_t)g);
+		atomic_store(&shm.hdr->workers[i + 1].pid, 1);
+		atomic_store(&shm.hdr->workers[i + 1].gen, (uint64_t)g);
+	}
+	atomic_store(&shm.hdr->workers[0].gen, 3);
+	assert_int_equal(ism_shm_gen_begin(&shm, &a), -ENOSPC);
+	ism_shm_destroy(&shm);
+}
+
+static void test_abort(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	int s;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	s = ism_shm_gen_begin(&shm, &a);
+	assert_true(s >= 0);
+	/* A slot being built is not reclaimed and not current. */
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 0);
+	assert_null(ism_shm_current(&shm));
+	ism_shm_gen_abort(&shm, s);
+	assert_int_equal(ism_shm_gen_begin(&shm, &a), s);
+	ism_shm_destroy(&shm);
+}
+
+static void test_ep_intern(void **state)
+{
+	struct ism_shm shm;
+	uint32_t a, b, c;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	assert_int_equal(ism_shm_ep_intern(&shm, "svc|127.0.0.2:80", ISM_EP_HEALTHY, &a), 0);
+	assert_int_equal(ism_shm_ep_intern(&shm, "svc|127.0.0.3:80", ISM_EP_UNHEALTHY, &b), 0);
+	assert_int_not_equal(a, b);
+	assert_int_equal(ism_shm_ep_intern(&shm, "svc|127.0.0.2:80", ISM_EP_UNHEALTHY, &c), 0);
+	assert_int_equal(a, c); /* stable id, state kept */
+	assert_int_equal(atomic_load(&shm.hdr->eps[a].health), ISM_EP_HEALTHY);
+	assert_int_equal(atomic_load(&shm.hdr->eps[b].health), ISM_EP_UNHEALTHY);
+	/* No generation references them: the sweep frees both. */
+	ism_shm_ep_sweep(&shm);
+	assert_int_equal(atomic_load(&shm.hdr->eps[a].in_use), 0);
+	assert_int_equal(atomic_load(&shm.hdr->eps[b].in_use), 0);
+	ism_shm_destroy(&shm);
+}
+
+/* Readers in child processes acquire and verify tables while the parent
+ * publishes hundreds of generations and poisons every slot it reclaims. A reader
+ * that ever sees poison or a torn table exits non-zero. */
+static int reader(struct ism_shm *shm, int w, uint64_t last_gen)
+{
+	uint64_t reads = 0;
+
+	for (;;) {
+		const struct ism_table *t = ism_shm_acquire(shm, w);
+		const uint32_t *payload;
+
+		if (t == NULL)
+			continue;
+		if (t->magic != ISM_TABLE_MAGIC)
+			return 2;
+		payload = (const uint32_t *)t->name.p;
+		for (int i = 0; i < 4096; i += 97)
+			if (payload[i] != t->workers)
+				return 3;
+		if (t->workers != (uint32_t)t->gen)
+			return 4;
+		reads++;
+		if (t->gen >= last_gen)
+			return reads > 0 ? 0 : 5;
+	}
+}
+
+static void test_stress_reclaim(void **state)
+{
+	enum { READERS = 3, GENERATIONS = 600 };
+	struct ism_shm shm;
+	struct ism_arena a;
+	pid_t pids[READERS];
+	int s;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	s = ism_shm_gen_begin(&shm, &a);
+	ism_shm_gen_publish(&shm, s, build(&a, 1), 1);
+	for (int r = 0; r < READERS; r++) {
+		atomic_store(&shm.hdr->workers[r].pid, 1);
+		pids[r] = fork();
+		assert_true(pids[r] >= 0);
+		if (pids[r] == 0)
+			_exit(reader(&shm, r, GENERATIONS));
+	}
+	for (uint32_t g = 2; g <= GENERATIONS; g++) {
+		int tries = 0;
+
+		while ((s = ism_shm_gen_begin(&shm, &a)) < 0) {
+			if (ism_shm_gen_reclaim(&shm) == 0)
+				usleep(100);
+			assert_true(++tries < 100000);
+		}
+		/* Poison what we reuse: a reader still inside it would notice. */
+		memset(a.base, 0xdb, a.size);
+		ism_shm_gen_publish(&shm, s, build(&a, g), g);
+		ism_shm_gen_reclaim(&shm);
+	}
+	for (int r = 0; r < READERS; r++) {
+		int status;
+
+		assert_int_equal(waitpid(pids[r], &status, 0), pids[r]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	ism_shm_destroy(&shm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_arena),	   cmocka_unit_test(test_publish_acquire_reclaim),
+	    cmocka_unit_test(test_abort),	   cmocka_unit_test(test_ep_intern),
+	    cmocka_unit_test(test_stress_reclaim),
+	};
+
+	ism_log_set_level(ISM_LOG_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,998 @@
+/* HTTP/1.1 head parser and chunked-body scanner (RFC 9112, RFC 9110).
+ *
+ * The head parsers are stateless: every call re-parses from the start of the
+ * buffer, as picohttpparser does. A head is a few hundred bytes and arrives in
+ * one read nearly always, so re-parsing costs less than carrying state, and it
+ * keeps the parser a pure function that is easy to test at every split point.
+ *
+ * Strictness: anything a proxy and an upstream could read differently (framing,
+ * line endings, field syntax) is refused rather than repaired. The only leniency
+ * is the bare LF line ending, which nginx and most servers accept too, and which
+ * cannot be read two ways since a bare CR is always an error. */
+#include "worker/http1.h"
+
+#include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+enum {
+	C_TCHAR = 1,  /* token (RFC 9110 5.6.2) */
+	C_TARGET = 2, /* request-target: visible ASCII except '#' (no fragment on the wire) */
+	C_VALUE = 4,  /* field value and reason phrase: HTAB, SP, VCHAR, obs-text */
+	C_HOST = 8,   /* Host: reg-name / IP-literal characters, ':' for the port */
+	C_HEX = 16,
+};
+
+/* Generated once from the RFC sets above; a table keeps the inner loops to one
+ * load and one test per byte. */
+/* clang-format off */
+static const uint8_t ism_ctab[256] = {
+	 0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0, /* 0x00 */
+	 0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, /* 0x10 */
+	 4, 15,  6,  5, 15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15,  6, /* 0x20 */
+	31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 14, 14,  6, 14,  6,  6, /* 0x30 */
+	 6, 31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x40 */
+	15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14,  6, 14,  7, 15, /* 0x50 */
+	 7, 31, 31, 31, 31, 31, 31, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 0x60 */
+	15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,  6,  7,  6, 15,  0, /* 0x70 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0x80 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0x90 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xa0 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xb0 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xc0 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xd0 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xe0 */
+	 4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, /* 0xf0 */
+};
+/* clang-format on */
+
+#define ISM_HTTP_LEN_MAX   ((uint64_t)1 << 62) /* Content-Length and chunk-size bound */
+#define ISM_CHUNK_LINE_MAX 4096u	       /* size line or trailer line, CRLF excluded */
+
+static inline int has(unsigned char c, int cls)
+{
+	return ism_ctab[c] & cls;
+}
+
+static inline unsigned char lower(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+/* Case-insensitive comparison with a lowercase literal of the same length. */
+static int eq_lower(const char *s, size_t n, const char *lit, size_t lit_len)
+{
+	if (n != lit_len)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (lower((unsigned char)s[i]) != (unsigned char)lit[i])
+			return 0;
+	return 1;
+}
+
+#define EQ_LIT(s, n, lit) eq_lower((s), (n), (lit), sizeof(lit) - 1)
+
+/* First byte in [p, end) that cannot appear in a field value; end when none.
+ * Field values (cookies, user agents) are the bulk of a head, hence SSE2. */
+static const char *skip_value(const char *p, const char *end)
+{
+#ifdef __SSE2__
+	const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f);
+	const __m128i tab = _mm_set1_epi8(0x09);
+
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i ok = _mm_cmpeq_epi8(_mm_max_epu8(v, sp), v); /* v >= 0x20 */
+		ok = _mm_or_si128(ok, _mm_cmpeq_epi8(v, tab));
+		ok = _mm_andnot_si128(_mm_cmpeq_epi8(v, del), ok);
+		unsigned m = ~(unsigned)_mm_movemask_epi8(ok) & 0xffffu;
+		if (m)
+			return p + __builtin_ctz(m);
+		p += 16;
+	}
+#endif
+	while (p < end && has((unsigned char)*p, C_VALUE))
+		p++;
+	return p;
+}
+
+/* First byte in [p, end) that cannot appear in a request-target. */
+static const char *skip_target(const char *p, const char *end)
+{
+#ifdef __SSE2__
+	const __m128i lo = _mm_set1_epi8(0x21), hi = _mm_set1_epi8(0x7e);
+	const __m128i hash = _mm_set1_epi8('#');
+
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i ok = _mm_and_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, lo), v),
+					   _mm_cmpeq_epi8(_mm_min_epu8(v, hi), v));
+		ok = _mm_andnot_si128(_mm_cmpeq_epi8(v, hash), ok);
+		unsigned m = ~(unsigned)_mm_movemask_epi8(ok) & 0xffffu;
+		if (m)
+			return p + __builtin_ctz(m);
+		p += 16;
+	}
+#endif
+	while (p < end && has((unsigned char)*p, C_TARGET))
+		p++;
+	return p;
+}
+
+/* *pp points at a CR or LF before end: consumes CRLF or a bare LF. A CR not
+ * followed by LF is an error, whatever follows. */
+static int eat_eol(const char **pp, const char *end)
+{
+	const char *p = *pp;
+
+	if (*p == '\n') {
+		*pp = p + 1;
+		return 1;
+	}
+	if (*p != '\r')
+		return ISM_HTTP_EBAD;
+	if (p + 1 == end)
+		return ISM_HTTP_INCOMPLETE;
+	if (p[1] != '\n')
+		return ISM_HTTP_EBAD;
+	*pp = p + 2;
+	return 1;
+}
+
+/* "HTTP/d.d" at p. Checks what is there already, so that garbage is refused
+ * before the line is complete. */
+static int parse_version(const char *p, const char *end, int *minor)
+{
+	static const char pfx[] = "HTTP/";
+	size_t avail = (size_t)(end - p);
+
+	for (size_t i = 0; i < 5 && i < avail; i++)
+		if (p[i] != pfx[i])
+			return ISM_HTTP_EBAD;
+	if ((avail > 5 && (p[5] < '0' || p[5] > '9')) || (avail > 6 && p[6] != '.') ||
+	    (avail > 7 && (p[7] < '0' || p[7] > '9')))
+		return ISM_HTTP_EBAD;
+	if (avail < 8)
+		return ISM_HTTP_INCOMPLETE;
+	if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
+		return ISM_HTTP_EVERSION;
+	*minor = p[7] - '0';
+	return 1;
+}
+
+/* Header lines up to and including the empty line that ends the head. */
+static int parse_headers(const char **pp, const char *end, struct ism_http_header *hdrs, size_t max,
+			 size_t *n)
+{
+	const char *p = *pp;
+
+	for (;;) {
+		if (p == end)
+			return ISM_HTTP_INCOMPLETE;
+		if (*p == '\r' || *p == '\n') {
+			int r = eat_eol(&p, end);
+			if (r <= 0)
+				return r;
+			*pp = p;
+			return 1;
+		}
+		if (*n == max)
+			return ISM_HTTP_EHEAD_TOO_BIG;
+
+		/* A line starting with SP or HTAB (obs-fold) has an empty name and
+		 * fails here like any other non-token byte before the colon. */
+		const char *name = p;
+		while (p < end && has((unsigned char)*p, C_TCHAR))
+			p++;
+		if (p == end)
+			return ISM_HTTP_INCOMPLETE;
+		if (*p != ':' || p == name)
+			return ISM_HTTP_EBAD;
+		const char *name_end = p++;
+
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		const char *value = p;
+		p = skip_value(p, end);
+		if (p == end)
+			return ISM_HTTP_INCOMPLETE;
+		if (*p != '\r' && *p != '\n')
+			return ISM_HTTP_EBAD;
+		const char *vend = p;
+		while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
+			vend--;
+		int r = eat_eol(&p, end);
+		if (r <= 0)
+			return r;
+
+		struct ism_http_header *h = &hdrs[(*n)++];
+		h->name = name;
+		h->name_len = (size_t)(name_end - name);
+		h->value = value;
+		h->value_len = (size_t)(vend - value);
+	}
+}
+
+/* Iterates over the elements of a comma-separated list (RFC 9110 5.6.1), each
+ * trimmed of OWS. *pp starts at the value. Returns 0 when the list is
+ * exhausted, 1 with an element (possibly empty) otherwise. */
+static int next_elem(const char **pp, const char *end, const char **e, size_t *elen)
+{
+	const char *p = *pp;
+
+	if (!p)
+		return 0;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	const char *s = p;
+	while (p < end && *p != ',')
+		p++;
+	const char *t = p;
+	while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
+		t--;
+	*e = s;
+	*elen = (size_t)(t - s);
+	/* NULL once the last element was given. */
+	*pp = p < end ? p + 1 : NULL;
+	return 1;
+}
+
+/* What the second pass learns from the fields. */
+struct hdr_scan {
+	int64_t cl; /* -1 when none */
+	unsigned hosts;
+	const char *host;
+	size_t host_len;
+	uint8_t te;	       /* a Transfer-Encoding field is present */
+	uint8_t te_bad;	       /* syntax error in a coding list */
+	uint8_t te_other;      /* a coding other than plain chunked */
+	uint8_t te_chunked;    /* count of "chunked" codings */
+	uint8_t te_last_chunk; /* the final coding is plain chunked */
+	uint8_t conn_close, conn_keep, expect, upgrade;
+};
+
+/* Content-Length: 1*DIGIT, or a list of identical such values. */
+static int scan_content_length(struct hdr_scan *s, const char *v, size_t n)
+{
+	const char *p = v, *end = v + n, *e;
+	size_t elen;
+
+	while (next_elem(&p, end, &e, &elen)) {
+		uint64_t x = 0;
+		if (elen == 0)
+			return ISM_HTTP_EBAD;
+		for (size_t i = 0; i < elen; i++) {
+			unsigned d = (unsigned char)e[i] - '0';
+			if (d > 9 || x > (ISM_HTTP_LEN_MAX - d) / 10)
+				return ISM_HTTP_EBAD;
+			x = x * 10 + d;
+		}
+		if (s->cl >= 0 && (uint64_t)s->cl != x)
+			return ISM_HTTP_EBAD;
+		s->cl = (int64_t)x;
+	}
+	return 0;
+}
+
+/* Transfer-Encoding: records what the codings are; the verdict depends on the
+ * message kind and is given by the caller. Several fields form one list. */
+static void scan_transfer_encoding(struct hdr_scan *s, const char *v, size_t n)
+{
+	const char *p = v, *end = v + n, *e;
+	size_t elen;
+
+	s->te = 1;
+	while (next_elem(&p, end, &e, &elen)) {
+		size_t tok = 0;
+		while (tok < elen && has((unsigned char)e[tok], C_TCHAR))
+			tok++;
+		if (tok == 0) {
+			s->te_bad = 1;
+			return;
+		}
+		int params = 0;
+		if (tok < elen) {
+			size_t i = tok;
+			while (i < elen && (e[i] == ' ' || e[i] == '\t'))
+				i++;
+			if (i == elen || e[i] != ';') {
+				s->te_bad = 1;
+				return;
+			}
+			params = 1;
+		}
+		/* "chunked;x" is an unknown variant of chunked, not chunked. */
+		int chunked = EQ_LIT(e, tok, "chunked") && !params;
+		s->te_chunked += chunked && s->te_chunked < 255;
+		s->te_last_chunk = (uint8_t)chunked;
+		if (!chunked)
+			s->te_other = 1;
+	}
+}
+
+static void scan_connection(struct hdr_scan *s, const char *v, size_t n)
+{
+	const char *p = v, *end = v + n, *e;
+	size_t elen;
+
+	while (next_elem(&p, end, &e, &elen)) {
+		if (EQ_LIT(e, elen, "close"))
+			s->conn_close = 1;
+		else if (EQ_LIT(e, elen, "keep-alive"))
+			s->conn_keep = 1;
+	}
+}
+
+static int valid_host(const char *h, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!has((unsigned char)h[i], C_HOST))
+			return 0;
+	return 1;
+}
+
+/* Second pass over the fields of a complete head: framing and the fields the
+ * proxy acts on. Dispatch on the name's length first: most fields are none of
+ * these and cost one switch. */
+static int scan_fields(const struct ism_http_header *h, size_t n, struct hdr_scan *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->cl = -1;
+	for (size_t i = 0; i < n; i++, h++) {
+		int r;
+		switch (h->name_len) {
+		case 4:
+			if (EQ_LIT(h->name, 4, "host")) {
+				s->hosts++;
+				s->host = h->value;
+				s->host_len = h->value_len;
+			}
+			break;
+		case 6:
+			if (EQ_LIT(h->name, 6, "expect") &&
+			    EQ_LIT(h->value, h->value_len, "100-continue"))
+				s->expect = 1;
+			break;
+		case 7:
+			if (EQ_LIT(h->name, 7, "upgrade"))
+				s->upgrade = 1;
+			break;
+		case 10:
+			if (EQ_LIT(h->name, 10, "connection"))
+				scan_connection(s, h->value, h->value_len);
+			break;
+		case 14:
+			if (EQ_LIT(h->name, 14, "content-length")) {
+				r = scan_content_length(s, h->value, h->value_len);
+				if (r < 0)
+					return r;
+			}
+			break;
+		case 17:
+			if (EQ_LIT(h->name, 17, "transfer-encoding"))
+				scan_transfer_encoding(s, h->value, h->value_len);
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+static void fill_framing(const struct hdr_scan *s, struct ism_http_framing *f)
+{
+	f->content_length = s->cl;
+	f->conn = s->conn_close	 ? ISM_HTTP_CONN_CLOSE
+		  : s->conn_keep ? ISM_HTTP_CONN_KEEPALIVE
+				 : ISM_HTTP_CONN_DEFAULT;
+	f->expect_continue = s->expect;
+	f->upgrade = s->upgrade;
+}
+
+/* The framing rules common to requests and responses (RFC 9112 6.1, 6.3): a
+ * 1.0 message with Transfer-Encoding has faulty framing, and a message with both
+ * Transfer-Encoding and Content-Length is the classic smuggling vector, so both
+ * are refused instead of letting Transfer-Encoding win. */
+static int te_common(const struct hdr_scan *s, int minor)
+{
+	if (!s->te)
+		return 0;
+	if (s->te_bad || minor == 0 || s->cl >= 0 || s->te_chunked > 1)
+		return ISM_HTTP_EBAD;
+	if (s->te_chunked && !s->te_last_chunk)
+		return ISM_HTTP_EBAD; /* chunked, then something: cannot find the end */
+	return 0;
+}
+
+static int method_is(const struct ism_http_req *req, const char *m, size_t n)
+{
+	return req->method_len == n && memcmp(req->method, m, n) == 0;
+}
+
+static void split_query(struct ism_http_req *req, const char *p, size_t n)
+{
+	const char *q = memchr(p, '?', n);
+
+	req->path = p;
+	req->path_len = q ? (size_t)(q - p) : n;
+	if (q) {
+		req->query = q + 1;
+		req->query_len = n - req->path_len - 1;
+	}
+}
+
+/* Classifies the request-target (RFC 9112 3.2). Its bytes are already known to
+ * be visible ASCII. */
+static int parse_target(struct ism_http_req *req)
+{
+	static const char root[] = "/";
+	const char *t = req->target;
+	size_t n = req->target_len;
+
+	if (method_is(req, "CONNECT", 7)) {
+		/* authority-form, and only for CONNECT; the router refuses it. */
+		if (!valid_host(t, n))
+			return ISM_HTTP_EBAD;
+		req->host = t;
+		req->host_len = n;
+		req->path = t;
+		req->path_len = n;
+		return 0;
+	}
+	if (t[0] == '/') {
+		split_query(req, t, n);
+		return 0;
+	}
+	if (n == 1 && t[0] == '*') {
+		if (!method_is(req, "OPTIONS", 7))
+			return ISM_HTTP_EBAD;
+		req->path = t;
+		req->path_len = 1;
+		return 0;
+	}
+
+	size_t skip;
+	if (n >= 7 && EQ_LIT(t, 7, "http://"))
+		skip = 7;
+	else if (n >= 8 && EQ_LIT(t, 8, "https://"))
+		skip = 8;
+	else
+		return ISM_HTTP_EBAD;
+
+	const char *a = t + skip, *end = t + n, *r = a;
+	while (r < end && *r != '/' && *r != '?')
+		r++;
+	/* No userinfo: '@' is not a host character, so "http://u@h/" fails here. */
+	if (!valid_host(a, (size_t)(r - a)))
+		return ISM_HTTP_EBAD;
+	req->host = a;
+	req->host_len = (size_t)(r - a);
+	if (r < end && *r == '/') {
+		split_query(req, r, (size_t)(end - r));
+	} else {
+		/* "http://h" or "http://h?q": the path is "/" (RFC 9110 4.2.3). */
+		req->path = root;
+		req->path_len = 1;
+		if (r < end) {
+			req->query = r + 1;
+			req->query_len = (size_t)(end - r - 1);
+		}
+	}
+	return 0;
+}
+
+static int parse_request_line(const char **pp, const char *end, size_t max_uri,
+			      struct ism_http_req *req)
+{
+	const char *p = *pp;
+	int r;
+
+	/* RFC 9112 2.2: empty lines before the request line may be ignored. */
+	for (;;) {
+		if (p == end)
+			return ISM_HTTP_INCOMPLETE;
+		if (*p != '\r' && *p != '\n')
+			break;
+		r = eat_eol(&p, end);
+		if (r <= 0)
+			return r;
+	}
+
+	const char *m = p;
+	while (p < end && has((unsigned char)*p, C_TCHAR))
+		p++;
+	if (p == end)
+		return ISM_HTTP_INCOMPLETE;
+	if (*p != ' ' || p == m)
+		return ISM_HTTP_EBAD;
+	req->method = m;
+	req->method_len = (size_t)(p - m);
+
+	/* Scan at most max_uri + 1 bytes so a long target is refused at once,
+	 * whether or not its end has arrived. */
+	const char *t = ++p;
+	const char *cap = (size_t)(end - t) > max_uri ? t + max_uri + 1 : end;
+	p = skip_target(t, cap);
+	if ((size_t)(p - t) > max_uri)
+		return ISM_HTTP_EURI_TOO_LONG;
+	if (p == end)
+		return ISM_HTTP_INCOMPLETE;
+	if (*p != ' ' || p == t)
+		return ISM_HTTP_EBAD;
+	req->target = t;
+	req->target_len = (size_t)(p - t);
+
+	p++;
+	r = parse_version(p, end, &req->minor_version);
+	if (r <= 0)
+		return r;
+	p += 8;
+	if (p == end)
+		return ISM_HTTP_INCOMPLETE;
+	if (*p != '\r' && *p != '\n')
+		return ISM_HTTP_EBAD;
+	r = eat_eol(&p, end);
+	if (r <= 0)
+		return r;
+	r = parse_target(req);
+	if (r < 0)
+		return r;
+	*pp = p;
+	return 1;
+}
+
+static int request_semantics(struct ism_http_req *req)
+{
+	struct hdr_scan s;
+	int r = scan_fields(req->headers, req->n_headers, &s);
+
+	if (r < 0)
+		return r;
+	if (s.hosts > 1 || (s.hosts == 0 && req->minor_version == 1))
+		return ISM_HTTP_EBAD;
+	if (s.hosts && !valid_host(s.host, s.host_len))
+		return ISM_HTTP_EBAD;
+	/* With an absolute-form target the authority wins over Host (RFC 9112 3.2.2). */
+	if (!req->host && s.hosts) {
+		req->host = s.host;
+		req->host_len = s.host_len;
+	}
+	r = te_common(&s, req->minor_version);
+	if (r < 0)
+		return r;
+	/* A request must end in chunked and name nothing else: any other coding
+	 * would have to be decoded to find the end, which a gateway does not do. */
+	if (s.te && s.te_other)
+		return ISM_HTTP_ETE_UNSUPPORTED;
+	fill_framing(&s, &req->framing);
+	req->framing.chunked = s.te;
+	return 0;
+}
+
+ssize_t ism_http_parse_request(const char *buf, size_t len, const struct ism_http_limits *lim,
+			       struct ism_http_req *req)
+{
+	/* Never look past the head limit: a head that does not end within it is
+	 * refused, so the work per call is bounded by the limit, not by len. */
+	size_t cap = len < lim->max_head_bytes ? len : lim->max_head_bytes;
+	const char *p = buf, *end = buf + cap;
+	struct ism_http_header *hdrs = req->headers;
+	int r;
+
+	memset(req, 0, sizeof(*req));
+	req->headers = hdrs;
+	req->minor_version = -1;
+	req->framing.content_length = -1;
+
+	r = parse_request_line(&p, end, lim->max_uri_bytes, req);
+	if (r > 0)
+		r = parse_headers(&p, end, hdrs, lim->max_headers, &req->n_headers);
+	if (r == ISM_HTTP_INCOMPLETE)
+		return len > lim->max_head_bytes ? ISM_HTTP_EHEAD_TOO_BIG : ISM_HTTP_INCOMPLETE;
+	if (r < 0)
+		return r;
+	r = request_semantics(req);
+	if (r < 0)
+		return r;
+	return p - buf;
+}
+
+static int parse_status_line(const char **pp, const char *end, struct ism_http_resp *resp)
+{
+	const char *p = *pp;
+	int r = parse_version(p, end, &resp->minor_version);
+
+	if (r <= 0)
+		return r;
+	p += 8;
+	if (p == end)
+		return ISM_HTTP_INCOMPLETE;
+	if (*p++ != ' ')
+		return ISM_HTTP_EBAD;
+
+	int status = 0;
+	for (int i = 0; i < 3; i++, p++) {
+		if (p == end)
+			return ISM_HTTP_INCOMPLETE;
+		if (*p < '0' || *p > '9' || (i == 0 && *p == '0'))
+			return ISM_HTTP_EBAD;
+		status = status * 10 + (*p - '0');
+	}
+	if (p == end)
+		return ISM_HTTP_INCOMPLETE;
+	resp->status = status;
+	if (*p == ' ') {
+		const char *reason = ++p;
+		p = skip_value(p, end);
+		if (p == end)
+			return ISM_HTTP_INCOMPLETE;
+		resp->reason = reason;
+		resp->reason_len = (size_t)(p - reason);
+	} else {
+		resp->reason = p;
+		resp->reason_len = 0;
+	}
+	if (*p != '\r' && *p != '\n')
+		return ISM_HTTP_EBAD;
+	r = eat_eol(&p, end);
+	if (r <= 0)
+		return r;
+	*pp = p;
+	return 1;
+}
+
+static int response_semantics(struct ism_http_resp *resp)
+{
+	struct hdr_scan s;
+	int r = scan_fields(resp->headers, resp->n_headers, &s);
+
+	if (r < 0)
+		return r;
+	r = te_common(&s, resp->minor_version);
+	if (r < 0)
+		return r;
+	/* A response may carry other codings before chunked (the proxy forwards
+	 * them); one not ending in chunked would be delimited by the close, which
+	 * this gateway does not relay. */
+	if (s.te && !s.te_last_chunk)
+		return ISM_HTTP_ETE_UNSUPPORTED;
+	fill_framing(&s, &resp->framing);
+	resp->framing.chunked = s.te;
+	return 0;
+}
+
+ssize_t ism_http_parse_response(const char *buf, size_t len, const struct ism_http_limits *lim,
+				struct ism_http_resp *resp)
+{
+	size_t cap = len < lim->max_head_bytes ? len : lim->max_head_bytes;
+	const char *p = buf, *end = buf + cap;
+	struct ism_http_header *hdrs = resp->headers;
+	int r;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->headers = hdrs;
+	resp->minor_version = -1;
+	resp->framing.content_length = -1;
+
+	r = parse_status_line(&p, end, resp);
+	if (r > 0)
+		r = parse_headers(&p, end, hdrs, lim->max_headers, &resp->n_headers);
+	if (r == ISM_HTTP_INCOMPLETE)
+		return len > lim->max_head_bytes ? ISM_HTTP_EHEAD_TOO_BIG : ISM_HTTP_INCOMPLETE;
+	if (r < 0)
+		return r;
+	r = response_semantics(resp);
+	if (r < 0)
+		return r;
+	return p - buf;
+}
+
+int ism_http_resp_has_body(int status, const char *method, size_t method_len)
+{
+	if (method_len == 4 && memcmp(method, "HEAD", 4) == 0)
+		return 0;
+	/* A 2xx to CONNECT turns the connection into a tunnel (RFC 9110 9.3.6). */
+	if (method_len == 7 && memcmp(method, "CONNECT", 7) == 0 && status >= 200 && status < 300)
+		return 0;
+	return !(status < 200 || status == 204 || status == 304);
+}
+
+int ism_http_error_status(ssize_t err)
+{
+	switch (err) {
+	case ISM_HTTP_EURI_TOO_LONG:
+		return 414;
+	case ISM_HTTP_EHEAD_TOO_BIG:
+		return 431;
+	case ISM_HTTP_ETE_UNSUPPORTED:
+		return 501;
+	case ISM_HTTP_EVERSION:
+		return 505;
+	default:
+		return 400;
+	}
+}
+
+int ism_http_is_hop_by_hop(const char *name, size_t len)
+{
+	switch (len) {
+	case 2:
+		return EQ_LIT(name, len, "te");
+	case 7:
+		return EQ_LIT(name, len, "trailer") || EQ_LIT(name, len, "upgrade");
+	case 10:
+		return EQ_LIT(name, len, "connection") || EQ_LIT(name, len, "keep-alive");
+	case 16:
+		return EQ_LIT(name, len, "proxy-connection");
+	case 17:
+		return EQ_LIT(name, len, "transfer-encoding");
+	default:
+		return 0;
+	}
+}
+
+int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
+				 size_t len)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *p, *end, *e;
+		size_t elen;
+
+		if (!EQ_LIT(hdrs[i].name, hdrs[i].name_len, "connection"))
+			continue;
+		p = hdrs[i].value;
+		end = p + hdrs[i].value_len;
+		while (next_elem(&p, end, &e, &elen)) {
+			if (elen != len || elen == 0)
+				continue;
+			size_t j = 0;
+			while (j < len &&
+			       lower((unsigned char)e[j]) == lower((unsigned char)name[j]))
+				j++;
+			if (j == len)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Chunked scanner states. */
+enum {
+	CH_SIZE = 0, /* chunk-size hex digits */
+	CH_EXT,	     /* chunk extensions, skipped */
+	CH_SIZE_LF,  /* CR seen at the end of the size line */
+	CH_DATA,     /* chunk data */
+	CH_DATA_CR,  /* CRLF after the data */
+	CH_DATA_LF,
+	CH_TRAILER_START, /* at the start of a trailer line or of the final empty line */
+	CH_TRAILER,
+	CH_TRAILER_LF,
+	CH_END_LF,
+	CH_DONE,
+	CH_ERROR,
+};
+
+void ism_chunked_init(struct ism_chunked *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->state = CH_SIZE;
+}
+
+static void size_line_done(struct ism_chunked *c)
+{
+	c->state = c->remaining ? CH_DATA : CH_TRAILER_START;
+	c->digits = 0;
+	c->line_len = 0;
+}
+
+/* Skips the rest of an extension or trailer line, bounded to what is left of
+ * the line budget. Returns the first byte that is not a value byte, or end. */
+static const char *skip_line(struct ism_chunked *c, const char *p, const char *end, int *over)
+{
+	size_t budget = ISM_CHUNK_LINE_MAX - c->line_len + 1;
+	const char *cap = (size_t)(end - p) > budget ? p + budget : end;
+	const char *q = skip_value(p, cap);
+
+	c->line_len += (uint32_t)(q - p);
+	*over = c->line_len > ISM_CHUNK_LINE_MAX;
+	return q;
+}
+
+int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed)
+{
+	const char *p = buf, *end = buf + len;
+	int over;
+
+	while (p < end) {
+		unsigned char ch = (unsigned char)*p;
+
+		switch (c->state) {
+		case CH_SIZE:
+			if (has(ch, C_HEX)) {
+				unsigned d = ch <= '9' ? ch - '0' : lower(ch) - 'a' + 10;
+				if (c->digits == 16 || c->remaining > (ISM_HTTP_LEN_MAX >> 4))
+					goto bad;
+				c->remaining = c->remaining << 4 | d;
+				if (c->remaining > ISM_HTTP_LEN_MAX)
+					goto bad;
+				c->digits++;
+				c->line_len++;
+				p++;
+				break;
+			}
+			/* No whitespace after the size: the grammar's BWS is where
+			 * implementations disagree, so it is refused. */
+			if (c->digits == 0)
+				goto bad;
+			if (ch == ';') {
+				c->state = CH_EXT;
+				c->line_len++;
+				p++;
+			} else if (ch == '\r') {
+				c->state = CH_SIZE_LF;
+				p++;
+			} else if (ch == '\n') {
+				p++;
+				size_line_done(c);
+			} else {
+				goto bad;
+			}
+			break;
+		case CH_EXT:
+			p = skip_line(c, p, end, &over);
+			if (over)
+				goto bad;
+			if (p == end)
+				break;
+			if (*p == '\r') {
+				c->state = CH_SIZE_LF;
+			} else if (*p == '\n') {
+				size_line_done(c);
+			} else {
+				goto bad;
+			}
+			p++;
+			break;
+		case CH_SIZE_LF:
+			if (ch != '\n')
+				goto bad;
+			p++;
+			size_line_done(c);
+			break;
+		case CH_DATA: {
+			size_t avail = (size_t)(end - p);
+			size_t n = c->remaining < avail ? (size_t)c->remaining : avail;
+			p += n;
+			c->remaining -= n;
+			if (c->remaining == 0)
+				c->state = CH_DATA_CR;
+			break;
+		}
+		case CH_DATA_CR:
+			if (ch == '\r')
+				c->state = CH_DATA_LF;
+			else if (ch == '\n')
+				c->state = CH_SIZE;
+			else
+				goto bad;
+			p++;
+			break;
+		case CH_DATA_LF:
+			if (ch != '\n')
+				goto bad;
+			c->state = CH_SIZE;
+			p++;
+			break;
+		case CH_TRAILER_START:
+			c->line_len = 0;
+			if (ch == '\r') {
+				c->state = CH_END_LF;
+				p++;
+			} else if (ch == '\n') {
+				p++;
+				goto done;
+			} else {
+				c->state = CH_TRAILER;
+			}
+			break;
+		case CH_TRAILER:
+			p = skip_line(c, p, end, &over);
+			if (over)
+				goto bad;
+			if (p == end)
+				break;
+			if (*p == '\r')
+				c->state = CH_TRAILER_LF;
+			else if (*p == '\n')
+				c->state = CH_TRAILER_START;
+			else
+				goto bad;
+			p++;
+			break;
+		case CH_TRAILER_LF:
+			if (ch != '\n')
+				goto bad;
+			c->state = CH_TRAILER_START;
+			p++;
+			break;
+		case CH_END_LF:
+			if (ch != '\n')
+				goto bad;
+			p++;
+			goto done;
+		case CH_DONE:
+			*consumed = 0;
+			return 1;
+		default:
+			goto bad;
+		}
+	}
+	*consumed = len;
+	if (c->state == CH_DONE) {
+		*consumed = 0;
+		return 1;
+	}
+	if (c->state == CH_ERROR)
+		return ISM_HTTP_EBAD;
+	return 0;
+done:
+	c->state = CH_DONE;
+	*consumed = (size_t)(p - buf);
+	return 1;
+bad:
+	c->state = CH_ERROR;
+	*consumed = (size_t)(p - buf);
+	return ISM_HTTP_EBAD;
+}
+
+const char *ism_http_reason(int status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 301:
+		return "Moved Permanently";
+	case 302:
+		return "Found";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Unknown";
+	}
+}

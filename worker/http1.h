@@ -1,0 +1,127 @@
+/* HTTP/1.1 message heads and chunked bodies: pure, incremental parsers.
+ *
+ * Contract (picohttpparser's): given the bytes received so far, a parser returns
+ * the number of bytes of the complete head (> 0), ISM_HTTP_INCOMPLETE when more
+ * bytes are needed (the caller calls again with the same start and more bytes),
+ * or a negative ISM_HTTP_E* error. They allocate nothing, never read past len,
+ * and keep pointers into the caller's buffer. Safe in any process. */
+#ifndef ISM_WORKER_HTTP1_H
+#define ISM_WORKER_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ISM_HTTP_INCOMPLETE 0
+
+/* Errors, each mapping to the status the client gets (ism_http_error_status). */
+enum ism_http_err {
+	ISM_HTTP_EBAD = -1,	       /* malformed or ambiguous: 400 */
+	ISM_HTTP_EURI_TOO_LONG = -2,   /* 414 */
+	ISM_HTTP_EHEAD_TOO_BIG = -3,   /* head over the byte or count limit: 431 */
+	ISM_HTTP_ETE_UNSUPPORTED = -4, /* transfer coding other than chunked: 501 */
+	ISM_HTTP_EVERSION = -5,	       /* not HTTP/1.0 or 1.1: 505 */
+};
+
+struct ism_http_header {
+	const char *name;
+	size_t name_len;
+	const char *value; /* leading and trailing whitespace trimmed */
+	size_t value_len;
+};
+
+enum ism_http_conn {
+	ISM_HTTP_CONN_DEFAULT = 0, /* no Connection token: keep-alive in 1.1, close in 1.0 */
+	ISM_HTTP_CONN_CLOSE,
+	ISM_HTTP_CONN_KEEPALIVE,
+};
+
+/* Body framing, derived from the headers after the smuggling checks. */
+struct ism_http_framing {
+	int64_t content_length;	 /* -1: no Content-Length */
+	uint8_t chunked;	 /* Transfer-Encoding: chunked (the only coding accepted) */
+	uint8_t conn;		 /* enum ism_http_conn */
+	uint8_t expect_continue; /* Expect: 100-continue (requests) */
+	uint8_t upgrade;	 /* Upgrade header present */
+};
+
+struct ism_http_req {
+	const char *method;
+	size_t method_len;
+	const char *target; /* request-target as sent (origin-form or absolute-form) */
+	size_t target_len;
+	const char *path; /* origin-form path, query excluded */
+	size_t path_len;
+	const char *query; /* after '?', excluded; NULL when none */
+	size_t query_len;
+	const char *host; /* Host header value (or the absolute-form authority); NULL if none */
+	size_t host_len;
+	int minor_version; /* 0 or 1 */
+	size_t n_headers;
+	struct ism_http_header *headers; /* caller's array, capacity given to the parser */
+	struct ism_http_framing framing;
+};
+
+struct ism_http_limits {
+	size_t max_head_bytes; /* request line + headers + final CRLF */
+	size_t max_headers;    /* must not exceed the headers array's capacity */
+	size_t max_uri_bytes;
+};
+
+/* Parses a request head. Smuggling defences: Content-Length together with
+ * Transfer-Encoding, differing or malformed Content-Length values, a transfer
+ * coding list not ending in chunked or naming anything else, obsolete line
+ * folding, whitespace between a field name and the colon, invalid characters in
+ * names, values, method or target, bare CR, a missing Host in HTTP/1.1 or
+ * several Host headers: all ISM_HTTP_EBAD. */
+ssize_t ism_http_parse_request(const char *buf, size_t len, const struct ism_http_limits *lim,
+			       struct ism_http_req *req);
+
+struct ism_http_resp {
+	int status;
+	int minor_version;
+	const char *reason;
+	size_t reason_len;
+	size_t n_headers;
+	struct ism_http_header *headers;
+	struct ism_http_framing framing;
+};
+
+/* Parses a response head with the same rules (max_uri_bytes unused). */
+ssize_t ism_http_parse_response(const char *buf, size_t len, const struct ism_http_limits *lim,
+				struct ism_http_resp *resp);
+
+/* Whether a response to this request method with this status carries a body
+ * (not for HEAD, 1xx, 204, 304). */
+int ism_http_resp_has_body(int status, const char *method, size_t method_len);
+
+/* The reason phrase of a status ("Not Found"), or "Unknown" for one not listed. */
+const char *ism_http_reason(int status);
+
+/* The HTTP status a parse error is answered with. */
+int ism_http_error_status(ssize_t err);
+
+/* Hop-by-hop headers that a proxy must not forward (Connection, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization? no:
+ * only the RFC 9110 7.6.1 set) plus every header named in a Connection header. */
+int ism_http_is_hop_by_hop(const char *name, size_t len);
+int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
+				 size_t len);
+
+/* Chunked-body scanner: walks a chunked body without decoding it, so the proxy can
+ * forward it verbatim while finding its end and rejecting malformed framing. */
+struct ism_chunked {
+	uint8_t state;
+	uint8_t digits;
+	uint64_t remaining; /* bytes left in the current chunk's data */
+	uint32_t line_len;  /* bytes of the current size/trailer line (bounded) */
+};
+
+void ism_chunked_init(struct ism_chunked *c);
+/* Consumes up to len bytes. Returns 1 when the body (last chunk and trailers) ended,
+ * with *consumed the bytes that belong to it; 0 when all len bytes were consumed and
+ * more are needed; ISM_HTTP_EBAD on malformed framing (bad hex, overflow, a size
+ * line or trailer line over 4 KiB, missing CRLF after data). */
+int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed);
+
+#endif

@@ -1,0 +1,1318 @@
+/* The proxy state machines: a client connection (struct ism_conn) carries one
+ * exchange at a time; during it, an upstream connection (struct ism_upconn) is
+ * attached. Flow control is by construction: each direction has at most one
+ * receive or one send in flight, and a side is read again only once what was
+ * read from it has been written to the other, so memory per exchange is bounded
+ * by one ring buffer per direction plus the heads. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "worker/proxy.h"
+
+#define HEAD_INITIAL 2048u
+
+static void conn_close(struct ism_wctx *w, struct ism_conn *c);
+static void up_close(struct ism_wctx *w, struct ism_upconn *u);
+static void try_request(struct ism_wctx *w, struct ism_conn *c);
+static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
+			   int close_after);
+static void up_send_out(struct ism_wctx *w, struct ism_upconn *u);
+static void finish_exchange(struct ism_wctx *w, struct ism_conn *c);
+static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct ism_upconn *u);
+
+/* ---------- buffers ---------- */
+
+static int buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
+{
+	uint32_t need = b->len + extra;
+	uint32_t cap;
+	char *p;
+
+	if (need <= b->cap)
+		return 0;
+	if (need > limit)
+		return -E2BIG;
+	cap = b->cap ? b->cap : HEAD_INITIAL;
+	while (cap < need)
+		cap *= 2;
+	if (cap > limit)
+		cap = limit;
+	p = realloc(b->p, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit)
+{
+	int ret = buf_reserve(b, len, limit);
+
+	if (ret < 0)
+		return ret;
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static int buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || buf_reserve(b, (uint32_t)n + 1, limit) < 0)
+		return -ENOMEM;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (uint32_t)n;
+	return 0;
+}
+
+static void buf_consume(struct ism_buf *b, uint32_t n)
+{
+	ISM_BUG_ON(n > b->len);
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+}
+
+static void buf_free(struct ism_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Releases a head buffer that grew large, so idle connections stay small. */
+static void buf_trim(struct ism_buf *b)
+{
+	if (b->len == 0)
+		buf_free(b);
+}
+
+/* ---------- slabs ---------- */
+
+/* Appends a new zeroed object of sz bytes to a growable pointer array. */
+static void *slab_new(void ***arr, uint32_t *n, uint32_t *cap, size_t sz)
+{
+	void *obj;
+
+	if (*n == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 256;
+		void **p = realloc(*arr, ncap * sizeof(*p));
+
+		if (p == NULL)
+			return NULL;
+		*arr = p;
+		*cap = ncap;
+	}
+	obj = calloc(1, sz);
+	if (obj != NULL)
+		(*arr)[(*n)++] = obj;
+	return obj;
+}
+
+/* Objects are recycled, never freed; the generation tells a recycled slot's
+ * completions from its earlier life's. */
+static struct ism_conn *conn_alloc(struct ism_wctx *w)
+{
+	struct ism_conn *c = w->free_conns;
+	uint32_t idx, gen;
+
+	if (c != NULL) {
+		w->free_conns = c->next_free;
+		idx = c->idx;
+		gen = c->gen + 1;
+	} else {
+		c = slab_new((void ***)&w->conns, &w->n_conns, &w->cap_conns, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		idx = w->n_conns - 1;
+		gen = 1;
+	}
+	memset(c, 0, sizeof(*c));
+	c->idx = idx;
+	c->gen = gen;
+	c->fd = -1;
+	return c;
+}
+
+static struct ism_upconn *up_alloc(struct ism_wctx *w)
+{
+	struct ism_upconn *u = w->free_ups;
+	uint32_t idx, gen;
+
+	if (u != NULL) {
+		w->free_ups = u->next_free;
+		idx = u->idx;
+		gen = u->gen + 1;
+	} else {
+		u = slab_new((void ***)&w->ups, &w->n_ups, &w->cap_ups, sizeof(*u));
+		if (u == NULL)
+			return NULL;
+		idx = w->n_ups - 1;
+		gen = 1;
+	}
+	memset(u, 0, sizeof(*u));
+	u->idx = idx;
+	u->gen = gen;
+	u->fd = -1;
+	return u;
+}
+
+/* ---------- submissions ---------- */
+
+static void c_recv(struct ism_wctx *w, struct ism_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_armed || c->closing)
+		return;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_recv(sqe, c->fd, NULL, ISM_BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = ISM_BGID;
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CRECV, c->idx, c->gen));
+	c->recv_armed = 1;
+	c->inflight++;
+}
+
+static void c_send(struct ism_wctx *w, struct ism_conn *c, const char *p, uint32_t len, int bid)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	ISM_BUG_ON(c->send_armed);
+	c->send.p = p;
+	c->send.len = len;
+	c->send.bid = bid;
+	io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CSEND, c->idx, c->gen));
+	c->send_armed = 1;
+	c->inflight++;
+	/* A client that does not read cannot hold us forever. */
+	c->deadline_kind = ISM_DL_SEND;
+	c->deadline = w->now + w->table->timeouts.idle_ms;
+}
+
+static void u_recv(struct ism_wctx *w, struct ism_upconn *u)
+{
+	struct io_uring_sqe *sqe;
+
+	if (u->recv_armed || u->closing)
+		return;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_recv(sqe, u->fd, NULL, ISM_BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = ISM_BGID;
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_URECV, u->idx, u->gen));
+	u->recv_armed = 1;
+	u->inflight++;
+}
+
+static void u_send(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	ISM_BUG_ON(u->send_armed);
+	u->send.p = p;
+	u->send.len = len;
+	u->send.bid = bid;
+	io_uring_prep_send(sqe, u->fd, p, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_USEND, u->idx, u->gen));
+	u->send_armed = 1;
+	u->inflight++;
+}
+
+static void set_deadline(struct ism_wctx *w, struct ism_conn *c, enum ism_deadline kind,
+			 uint32_t ms)
+{
+	c->deadline_kind = (uint8_t)kind;
+	c->deadline = ms ? w->now + ms : 0;
+}
+
+/* ---------- lifecycle ---------- */
+
+static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
+{
+	close(c->fd);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	c->state = ISM_C_FREE;
+	c->next_free = w->free_conns;
+	w->free_conns = c;
+	w->n_active--;
+	atomic_fetch_sub_explicit(&w->st->conn_active, 1, memory_order_relaxed);
+}
+
+static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
+{
+	close(u->fd);
+	buf_free(&u->in);
+	buf_free(&u->out);
+	u->state = ISM_U_FREE;
+	u->next_free = w->free_ups;
+	w->free_ups = u;
+}
+
+static void pool_remove(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->pool_prev)
+		u->pool_prev->pool_next = u->pool_next;
+	else
+		w->pool[u->ep_id] = u->pool_next;
+	if (u->pool_next)
+		u->pool_next->pool_prev = u->pool_prev;
+	u->pool_next = u->pool_prev = NULL;
+}
+
+static void ep_done(struct ism_wctx *w, struct ism_conn *c, int failed)
+{
+	struct ism_ep_state *es;
+
+	if (c->ep_id == UINT32_MAX)
+		return;
+	es = &w->shm->hdr->eps[c->ep_id];
+	atomic_fetch_sub_explicit(&es->inflight, 1, memory_order_relaxed);
+	if (failed)
+		atomic_fetch_add_explicit(&es->failures, 1, memory_order_relaxed);
+	c->ep_id = UINT32_MAX;
+}
+
+static void up_close(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->closing)
+		return;
+	if (u->state == ISM_U_IDLE)
+		pool_remove(w, u);
+	u->closing = 1;
+	if (u->conn) {
+		u->conn->up = NULL;
+		u->conn = NULL;
+	}
+	/* shutdown() wakes the receive still pending on the socket; the slot is
+	 * only reused once every operation on it has completed. */
+	shutdown(u->fd, SHUT_RDWR);
+	if (u->inflight == 0)
+		up_finalize(w, u);
+}
+
+static void conn_close(struct ism_wctx *w, struct ism_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (c->up) {
+		struct ism_upconn *u = c->up;
+
+		ep_done(w, c, !c->resp_done);
+		up_close(w, u);
+	}
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->inflight == 0)
+		conn_finalize(w, c);
+}
+
+/* ---------- accept ---------- */
+
+void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ism_conn *c;
+	int one = 1;
+
+	atomic_fetch_add_explicit(&w->st->conn_accepted, 1, memory_order_relaxed);
+	if (w->n_active >= w->table->limits.max_connections || (c = conn_alloc(w)) == NULL) {
+		atomic_fetch_add_explicit(&w->st->conn_rejected, 1, memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->listener = (uint16_t)listener;
+	c->state = ISM_C_IDLE;
+	c->ep_id = UINT32_MAX;
+	w->n_active++;
+	atomic_fetch_add_explicit(&w->st->conn_active, 1, memory_order_relaxed);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
+				  sizeof(c->peer));
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
+				  sizeof(c->peer));
+	}
+	/* A connection that never sends a complete request is bounded by the
+	 * request-header timeout, counted from the accept. */
+	set_deadline(w, c, ISM_DL_HEADER, w->table->timeouts.request_header_ms);
+	c_recv(w, c);
+}
+
+/* ---------- local responses ---------- */
+
+static void count_status(struct ism_wctx *w, int status)
+{
+	int cls = status / 100;
+
+	if (cls >= 1 && cls <= 5)
+		atomic_fetch_add_explicit(&w->st->resp_class[cls], 1, memory_order_relaxed);
+}
+
+static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
+			   int close_after)
+{
+	if (c->up) {
+		ep_done(w, c, status >= 500);
+		up_close(w, c->up);
+	}
+	if (c->send_armed || c->resp_started) {
+		/* Part of a response is already on the wire: all we can do is close. */
+		conn_close(w, c);
+		return;
+	}
+	/* A request whose body was not read leaves the stream unparseable. */
+	if (!c->req_done || w->draining)
+		close_after = 1;
+	c->out.len = 0;
+	if (buf_printf(&c->out, 4096,
+		       "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s"
+		       "\r\n%s\n",
+		       status, ism_http_reason(status), strlen(why) + 1,
+		       close_after ? "connection: close\r\n" : "", why) < 0) {
+		conn_close(w, c);
+		return;
+	}
+	count_status(w, status);
+	if (status >= 400 && status < 500)
+		atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
+	ism_debug("%s %d %s", c->peer, status, why);
+	c->status = (uint16_t)status;
+	c->state = ISM_C_LOCAL;
+	c->close_after = (uint8_t)close_after;
+	c->resp_started = 1;
+	c->resp_done = 1;
+	c_send(w, c, c->out.p, c->out.len, -1);
+}
+
+/* ---------- request ---------- */
+
+static int hdr_is(const struct ism_http_header *h, const char *name)
+{
+	size_t n = strlen(name);
+
+	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+static void request_id(struct ism_wctx *w, char out[37])
+{
+	uint32_t r[4];
+
+	for (int i = 0; i < 4; i++)
+		r[i] = ism_w_rand(w);
+	r[1] = (r[1] & 0xffff0fffu) | 0x00004000u;
+	r[2] = (r[2] & 0x3fffffffu) | 0x80000000u;
+	snprintf(out, 37, "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16, r[1] & 0xffff,
+		 r[2] >> 16, r[2] & 0xffff, r[3]);
+}
+
+/* Writes the request head the upstream gets: origin-form target, the client's
+ * end-to-end headers, and the proxy's own X-Forwarded-* and X-Request-Id. */
+static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
+			       const struct ism_http_req *req, const struct ism_cluster *cl,
+			       struct ism_buf *out)
+{
+	const uint32_t limit = w->table->limits.max_request_header_bytes + 4096;
+	const char *xff = NULL;
+	size_t xff_len = 0;
+	int have_rid = 0, ret = 0;
+
+	out->len = 0;
+	ret |= buf_printf(out, limit, "%.*s %.*s%s%.*s HTTP/1.1\r\n", (int)req->method_len,
+			  req->method, (int)req->path_len, req->path, req->query ? "?" : "",
+			  (int)req->query_len, req->query ? req->query : "");
+	if (req->host)
+		ret |= buf_printf(out, limit, "host: %.*s\r\n", (int)req->host_len, req->host);
+	else
+		ret |= buf_printf(out, limit, "host: %s\r\n", cl->host.p);
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		if (hdr_is(h, "host") || hdr_is(h, "x-forwarded-proto"))
+			continue;
+		if (hdr_is(h, "x-forwarded-for")) {
+			xff = h->value;
+			xff_len = h->value_len;
+			continue;
+		}
+		if (hdr_is(h, "transfer-encoding")) {
+			/* The body is forwarded verbatim, chunk framing included. */
+			ret |= buf_printf(out, limit, "transfer-encoding: chunked\r\n");
+			continue;
+		}
+		if (ism_http_is_hop_by_hop(h->name, h->name_len) ||
+		    ism_http_named_in_connection(req->headers, req->n_headers, h->name,
+						 h->name_len))
+			continue;
+		if (hdr_is(h, "x-request-id"))
+			have_rid = 1;
+		ret |= buf_append(out, h->name, (uint32_t)h->name_len, limit);
+		ret |= buf_append(out, ": ", 2, limit);
+		ret |= buf_append(out, h->value, (uint32_t)h->value_len, limit);
+		ret |= buf_append(out, "\r\n", 2, limit);
+	}
+	if (xff)
+		ret |= buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len, xff,
+				  c->peer);
+	else
+		ret |= buf_printf(out, limit, "x-forwarded-for: %s\r\n", c->peer);
+	ret |= buf_printf(out, limit, "x-forwarded-proto: http\r\n");
+	if (!have_rid) {
+		char rid[37];
+
+		request_id(w, rid);
+		ret |= buf_printf(out, limit, "x-request-id: %s\r\n", rid);
+	}
+	ret |= buf_append(out, "\r\n", 2, limit);
+	return ret ? -ENOMEM : 0;
+}
+
+/* How many of the len bytes at p belong to the message body still expected;
+ * sets *done when the body ends within them. Negative on malformed chunking. */
+static ssize_t body_take(uint8_t mode, uint64_t *remaining, struct ism_chunked *ch, const char *p,
+			 uint32_t len, uint8_t *done)
+{
+	size_t used = 0;
+	int ret;
+
+	switch (mode) {
+	case ISM_BODY_NONE:
+		*done = 1;
+		return 0;
+	case ISM_BODY_CL:
+		used = *remaining < len ? (size_t)*remaining : len;
+		*remaining -= used;
+		*done = *remaining == 0;
+		return (ssize_t)used;
+	case ISM_BODY_CHUNKED:
+		ret = ism_chunked_scan(ch, p, len, &used);
+		if (ret < 0)
+			return ret;
+		*done = ret == 1;
+		return (ssize_t)used;
+	case ISM_BODY_CLOSE:
+		*done = 0;
+		return len;
+	}
+	ISM_BUG_ON(1);
+	return -1;
+}
+
+static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
+				     const struct ism_endpoint *ep)
+{
+	struct ism_upconn *u = up_alloc(w);
+	struct io_uring_sqe *sqe;
+	int one = 1;
+
+	if (u == NULL)
+		return NULL;
+	u->fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		u->state = ISM_U_FREE;
+		u->next_free = w->free_ups;
+		w->free_ups = u;
+		return NULL;
+	}
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u->state = ISM_U_CONNECTING;
+	u->ep_id = ep->id;
+	memcpy(&u->addr, &ep->addr, ep->addrlen);
+	u->addrlen = ep->addrlen;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_connect(sqe, u->fd, (struct sockaddr *)&u->addr, u->addrlen);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_UCONNECT, u->idx, u->gen));
+	u->inflight++;
+	atomic_fetch_add_explicit(&w->st->upstream_connects, 1, memory_order_relaxed);
+	set_deadline(w, c, ISM_DL_CONNECT, c->connect_timeout_ms);
+	return u;
+}
+
+static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id)
+{
+	struct ism_upconn *u = w->pool[ep_id];
+
+	if (u == NULL)
+		return NULL;
+	pool_remove(w, u);
+	u->state = ISM_U_BUSY;
+	u->reused = 1;
+	atomic_fetch_add_explicit(&w->st->upstream_reused, 1, memory_order_relaxed);
+	return u;
+}
+
+/* Sends the request head (and the body bytes that came with it) once the
+ * upstream connection is usable. */
+static void up_send_out(struct ism_wctx *w, struct ism_upconn *u)
+{
+	struct ism_conn *c = u->conn;
+
+	u_recv(w, u);
+	set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
+	u_send(w, u, u->out.p, u->out.len, -1);
+}
+
+static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_endpoint *ep,
+		     struct ism_buf *head)
+{
+	struct ism_upconn *u = pool_take(w, ep->id);
+	struct ism_buf tmp;
+
+	c->ep_id = ep->id;
+	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
+	if (u == NULL)
+		u = up_connect(w, c, ep);
+	if (u == NULL) {
+		local_response(w, c, 503, "upstream connect error", 0);
+		return;
+	}
+	u->conn = c;
+	u->got_bytes = 0;
+	u->reusable = 1;
+	c->up = u;
+	tmp = u->out;
+	u->out = *head;
+	*head = tmp;
+	head->len = 0;
+	c->state = ISM_C_PROXY;
+	if (u->state == ISM_U_BUSY)
+		up_send_out(w, u);
+}
+
+/* Parses what the client sent; when a head is complete, routes it and starts
+ * the exchange. */
+static void try_request(struct ism_wctx *w, struct ism_conn *c)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_listener *l;
+	const struct ism_vhost *vh;
+	const struct ism_route *r;
+	const struct ism_cluster *cl;
+	struct ism_http_limits lim = {
+	    .max_head_bytes = t->limits.max_request_header_bytes,
+	    .max_headers = t->limits.max_request_headers < ISM_MAX_HDRS
+			       ? t->limits.max_request_headers
+			       : ISM_MAX_HDRS,
+	    .max_uri_bytes = t->limits.max_uri_bytes,
+	};
+	struct ism_http_req req = {.headers = w->hdrs};
+	struct ism_buf head = {0};
+	ssize_t n;
+	int ci, ei;
+	uint8_t done = 0;
+	ssize_t body;
+
+	if (c->listener >= t->n_listeners) {
+		local_response(w, c, 503, "listener not configured", 1);
+		return;
+	}
+	l = &t->listeners[c->listener];
+	n = ism_http_parse_request(c->in.p, c->in.len, &lim, &req);
+	if (n == ISM_HTTP_INCOMPLETE) {
+		if (c->state == ISM_C_IDLE) {
+			c->state = ISM_C_HEAD;
+			set_deadline(w, c, ISM_DL_HEADER, t->timeouts.request_header_ms);
+		}
+		c_recv(w, c);
+		return;
+	}
+	c->req_done = 0;
+	if (n < 0) {
+		c->req_done = 1;
+		local_response(w, c, ism_http_error_status(n), "bad request", 1);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
+	c->http10 = req.minor_version == 0;
+	c->keepalive = c->http10 ? req.framing.conn == ISM_HTTP_CONN_KEEPALIVE
+				 : req.framing.conn != ISM_HTTP_CONN_CLOSE;
+	c->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+	c->resp_body = ISM_BODY_NONE;
+	c->resp_head_done = c->resp_started = c->resp_done = 0;
+	c->req_streamed = 0;
+	c->status = 0;
+	if (req.framing.chunked) {
+		c->req_body = ISM_BODY_CHUNKED;
+		ism_chunked_init(&c->req_chunk);
+	} else if (req.framing.content_length > 0) {
+		c->req_body = ISM_BODY_CL;
+		c->req_remaining = (uint64_t)req.framing.content_length;
+		if (t->limits.max_request_body_bytes &&
+		    c->req_remaining > t->limits.max_request_body_bytes) {
+			local_response(w, c, 413, "request body too large", 1);
+			return;
+		}
+	} else {
+		c->req_body = ISM_BODY_NONE;
+	}
+	c->req_done = c->req_body == ISM_BODY_NONE;
+	/* Upgrade is hop-by-hop and is dropped (h2c offers are common and harmless);
+	 * tunnels are not proxied. */
+	if (req.method_len == 7 && memcmp(req.method, "CONNECT", 7) == 0) {
+		local_response(w, c, 501, "CONNECT is not supported", 1);
+		return;
+	}
+	vh = ism_router_vhost(l, req.host ? req.host : "", req.host ? req.host_len : 0);
+	r = vh ? ism_router_route(vh, &req, "http", l->port, w->rs) : NULL;
+	if (r == NULL) {
+		local_response(w, c, 404, "no route", 0);
+		goto consume;
+	}
+	ci = ism_router_pick_dest(r, ism_w_rand(w));
+	if (ci < 0 || (uint32_t)ci >= t->n_clusters) {
+		local_response(w, c, 503, "no destination", 0);
+		goto consume;
+	}
+	cl = &t->clusters[ci];
+	ei = ism_lb_pick(w->lb, (uint32_t)ci, w->shm->hdr->eps, UINT32_MAX, ism_w_rand(w));
+	if (ei < 0) {
+		local_response(w, c, 503, "no healthy upstream", 0);
+		goto consume;
+	}
+	c->connect_timeout_ms = cl->connect_timeout_ms;
+	c->pool_idle_ms = cl->idle_timeout_ms;
+	c->response_timeout_ms = r->timeout_ms ? r->timeout_ms : t->timeouts.upstream_response_ms;
+	if (build_upstream_head(w, c, &req, cl, &head) < 0) {
+		buf_free(&head);
+		local_response(w, c, 431, "request head too large", 1);
+		return;
+	}
+	/* Body bytes that arrived with the head travel with it. */
+	body = body_take(c->req_body, &c->req_remaining, &c->req_chunk, c->in.p + n,
+			 c->in.len - (uint32_t)n, &done);
+	if (body < 0) {
+		buf_free(&head);
+		local_response(w, c, 400, "malformed chunked body", 1);
+		return;
+	}
+	if (buf_append(&head, c->in.p + n, (uint32_t)body, UINT32_MAX) < 0) {
+		buf_free(&head);
+		local_response(w, c, 503, "out of memory", 1);
+		return;
+	}
+	c->req_done = done;
+	buf_consume(&c->in, (uint32_t)n + (uint32_t)body);
+	dispatch(w, c, &cl->endpoints[ei], &head);
+	buf_free(&head);
+	return;
+consume:
+	/* Answered here: drop the head; a body, if any, is not read (close). */
+	buf_consume(&c->in, (uint32_t)n);
+}
+
+/* ---------- response ---------- */
+
+static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
+			     const struct ism_http_resp *resp, int final)
+{
+	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
+	int ret = 0;
+
+	ret |= buf_printf(&c->out, limit, "HTTP/1.1 %d %.*s\r\n", resp->status,
+			  (int)resp->reason_len, resp->reason ? resp->reason : "");
+	for (size_t i = 0; i < resp->n_headers; i++) {
+		const struct ism_http_header *h = &resp->headers[i];
+
+		if (hdr_is(h, "transfer-encoding")) {
+			/* Forwarded as sent (codings before chunked included): the
+			 * body goes through verbatim. */
+			if (final && c->resp_body == ISM_BODY_CHUNKED)
+				ret |= buf_printf(&c->out, limit, "transfer-encoding: %.*s\r\n",
+						  (int)h->value_len, h->value);
+			continue;
+		}
+		if (ism_http_is_hop_by_hop(h->name, h->name_len) ||
+		    ism_http_named_in_connection(resp->headers, resp->n_headers, h->name,
+						 h->name_len))
+			continue;
+		ret |= buf_append(&c->out, h->name, (uint32_t)h->name_len, limit);
+		ret |= buf_append(&c->out, ": ", 2, limit);
+		ret |= buf_append(&c->out, h->value, (uint32_t)h->value_len, limit);
+		ret |= buf_append(&c->out, "\r\n", 2, limit);
+	}
+	if (final && !c->keepalive)
+		ret |= buf_printf(&c->out, limit, "connection: close\r\n");
+	else if (final && c->http10)
+		ret |= buf_printf(&c->out, limit, "connection: keep-alive\r\n");
+	ret |= buf_append(&c->out, "\r\n", 2, limit);
+	return ret ? -ENOMEM : 0;
+}
+
+/* Parses the upstream's response head(s) in u->in. Interim 1xx heads are passed
+ * on; the final one decides the body framing and the fate of both connections. */
+static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct ism_upconn *u)
+{
+	struct ism_http_limits lim = {
+	    .max_head_bytes = w->table->limits.max_response_header_bytes,
+	    .max_headers = ISM_MAX_HDRS,
+	    .max_uri_bytes = 0,
+	};
+	c->out.len = 0;
+	for (;;) {
+		struct ism_http_resp resp = {.headers = w->uhdrs};
+		ssize_t n = ism_http_parse_response(u->in.p, u->in.len, &lim, &resp);
+		uint8_t done = 0;
+		ssize_t body;
+
+		if (n == ISM_HTTP_INCOMPLETE) {
+			if (c->out.len) /* interim responses ready */
+				c_send(w, c, c->out.p, c->out.len, -1);
+			else
+				u_recv(w, u);
+			return;
+		}
+		if (n < 0 || resp.status == 101) {
+			u->reusable = 0;
+			local_response(w, c, 502, "invalid upstream response", 1);
+			return;
+		}
+		if (resp.status < 200) {
+			if (build_client_head(w, c, &resp, 0) < 0) {
+				conn_close(w, c);
+				return;
+			}
+			buf_consume(&u->in, (uint32_t)n);
+			continue;
+		}
+		c->status = (uint16_t)resp.status;
+		if (!ism_http_resp_has_body(resp.status, c->is_head ? "HEAD" : "GET",
+					    c->is_head ? 4 : 3))
+			c->resp_body = ISM_BODY_NONE;
+		else if (resp.framing.chunked)
+			c->resp_body = ISM_BODY_CHUNKED;
+		else if (resp.framing.content_length >= 0)
+			c->resp_body = resp.framing.content_length ? ISM_BODY_CL : ISM_BODY_NONE;
+		else
+			c->resp_body = ISM_BODY_CLOSE;
+		c->resp_remaining =
+		    (uint64_t)(resp.framing.content_length > 0 ? resp.framing.content_length : 0);
+		ism_chunked_init(&c->resp_chunk);
+		if (resp.framing.conn == ISM_HTTP_CONN_CLOSE ||
+		    (resp.minor_version == 0 && resp.framing.conn != ISM_HTTP_CONN_KEEPALIVE) ||
+		    c->resp_body == ISM_BODY_CLOSE)
+			u->reusable = 0;
+		if (c->resp_body == ISM_BODY_CLOSE || w->draining || !c->req_done)
+			c->keepalive = 0;
+		if (build_client_head(w, c, &resp, 1) < 0) {
+			local_response(w, c, 502, "upstream response head too large", 1);
+			return;
+		}
+		buf_consume(&u->in, (uint32_t)n);
+		body = body_take(c->resp_body, &c->resp_remaining, &c->resp_chunk, u->in.p,
+				 u->in.len, &done);
+		if (body < 0) {
+			u->reusable = 0;
+			local_response(w, c, 502, "malformed upstream body", 1);
+			return;
+		}
+		if (buf_append(&c->out, u->in.p, (uint32_t)body, UINT32_MAX) < 0) {
+			conn_close(w, c);
+			return;
+		}
+		if ((uint32_t)body < u->in.len)
+			u->reusable = 0; /* bytes after the response: not a clean stream */
+		u->in.len = 0;
+		buf_trim(&u->in);
+		buf_free(&u->out); /* the response started: no replay any more */
+		c->resp_head_done = 1;
+		c->resp_started = 1;
+		c->resp_done = done || c->resp_body == ISM_BODY_NONE;
+		count_status(w, resp.status);
+		c_send(w, c, c->out.p, c->out.len, -1);
+		return;
+	}
+}
+
+static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
+{
+	u->state = ISM_U_IDLE;
+	u->conn = NULL;
+	u->reused = 0;
+	u->idle_deadline = w->now + idle_ms;
+	u->pool_prev = NULL;
+	u->pool_next = w->pool[u->ep_id];
+	if (u->pool_next)
+		u->pool_next->pool_prev = u;
+	w->pool[u->ep_id] = u;
+	/* An idle pooled connection keeps a receive armed: the upstream closing
+	 * it (or sending anything unexpected) shows up at once. */
+	u_recv(w, u);
+}
+
+static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
+{
+	struct ism_upconn *u = c->up;
+
+	if (u) {
+		ep_done(w, c, c->status >= 500);
+		c->up = NULL;
+		u->conn = NULL;
+		if (u->reusable && c->req_done && !u->send_armed && !w->draining &&
+		    w->shm->hdr->eps[u->ep_id].in_use)
+			pool_put(w, u, c->pool_idle_ms);
+		else
+			up_close(w, u);
+	}
+	if (!c->keepalive || !c->req_done || c->close_after) {
+		conn_close(w, c);
+		return;
+	}
+	buf_trim(&c->out);
+	c->out.len = 0;
+	c->state = ISM_C_IDLE;
+	c->resp_started = c->resp_done = 0;
+	if (c->in.len) {
+		try_request(w, c);
+	} else {
+		buf_trim(&c->in);
+		set_deadline(w, c, ISM_DL_IDLE, w->table->timeouts.idle_ms);
+		c_recv(w, c);
+	}
+}
+
+/* ---------- completions ---------- */
+
+static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
+{
+	char *data = bid >= 0 ? ism_w_buf_addr(w, bid) : NULL;
+
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (res == -ENOBUFS) {
+			/* The ring is empty for a moment: try again next turn. */
+			c_recv(w, c);
+			return;
+		}
+		conn_close(w, c);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	if (c->state == ISM_C_IDLE || c->state == ISM_C_HEAD) {
+		int ret = buf_append(&c->in, data, (uint32_t)res,
+				     w->table->limits.max_request_header_bytes + ISM_BUF_SIZE);
+
+		ism_w_buf_recycle(w, bid);
+		if (ret < 0) {
+			c->req_done = 1;
+			local_response(w, c, 431, "request head too large", 1);
+			return;
+		}
+		try_request(w, c);
+		return;
+	}
+	if (c->state == ISM_C_PROXY && c->up && !c->req_done) {
+		uint8_t done = 0;
+		ssize_t n = body_take(c->req_body, &c->req_remaining, &c->req_chunk, data,
+				      (uint32_t)res, &done);
+
+		if (n < 0) {
+			ism_w_buf_recycle(w, bid);
+			local_response(w, c, 400, "malformed chunked body", 1);
+			return;
+		}
+		if (n < res &&
+		    buf_append(&c->in, data + n, (uint32_t)(res - n),
+			       w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
+			c->keepalive = 0;
+		c->req_done = done;
+		c->req_streamed = 1;
+		set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
+		if (n > 0) {
+			u_send(w, c->up, data, (uint32_t)n, bid);
+			return;
+		}
+		ism_w_buf_recycle(w, bid);
+		if (!done)
+			c_recv(w, c);
+		return;
+	}
+	/* Bytes while a response is in progress and the request is complete: a
+	 * pipelined request; keep them for later. */
+	if (buf_append(&c->in, data, (uint32_t)res,
+		       w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
+		c->keepalive = 0;
+	ism_w_buf_recycle(w, bid);
+}
+
+static void on_csend(struct ism_wctx *w, struct ism_conn *c, int res)
+{
+	struct ism_upconn *u = c->up;
+
+	if (res < 0) {
+		if (c->send.bid >= 0)
+			ism_w_buf_recycle(w, c->send.bid);
+		conn_close(w, c);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->bytes_out, (uint64_t)res, memory_order_relaxed);
+	if ((uint32_t)res < c->send.len) {
+		/* Short send: push the rest. */
+		c_send(w, c, c->send.p + res, c->send.len - (uint32_t)res, c->send.bid);
+		return;
+	}
+	if (c->send.bid >= 0)
+		ism_w_buf_recycle(w, c->send.bid);
+	c->send.bid = -1;
+	set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
+	if (c->state == ISM_C_LOCAL) {
+		finish_exchange(w, c);
+		return;
+	}
+	if (c->state != ISM_C_PROXY || u == NULL) {
+		conn_close(w, c);
+		return;
+	}
+	if (!c->resp_head_done) {
+		/* Interim (1xx) responses went out; go on with what follows them. */
+		resp_from_upstream(w, c, u);
+		return;
+	}
+	if (c->resp_done) {
+		finish_exchange(w, c);
+		return;
+	}
+	u_recv(w, u);
+}
+
+static void on_uconnect(struct ism_wctx *w, struct ism_upconn *u, int res)
+{
+	struct ism_conn *c = u->conn;
+
+	if (c == NULL) {
+		up_close(w, u);
+		return;
+	}
+	if (res < 0) {
+		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
+		ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-res));
+		local_response(w, c, 503, "upstream connect error", 0);
+		return;
+	}
+	u->state = ISM_U_BUSY;
+	up_send_out(w, u);
+}
+
+static void on_usend(struct ism_wctx *w, struct ism_upconn *u, int res)
+{
+	struct ism_conn *c = u->conn;
+	int bid = u->send.bid;
+
+	if (res >= 0 && (uint32_t)res < u->send.len && c) {
+		u_send(w, u, u->send.p + res, u->send.len - (uint32_t)res, bid);
+		return;
+	}
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	u->send.bid = -1;
+	if (c == NULL) {
+		up_close(w, u);
+		return;
+	}
+	if (res < 0) {
+		/* The receive side reports what the upstream did, if anything. */
+		u->reusable = 0;
+		if (!u->got_bytes && !c->resp_started)
+			return;
+		conn_close(w, c);
+		return;
+	}
+	if (!c->req_done)
+		c_recv(w, c);
+	if (c->resp_done && c->req_done && !c->send_armed)
+		finish_exchange(w, c);
+}
+
+/* The upstream closed or failed before the response ended. */
+static void upstream_eof(struct ism_wctx *w, struct ism_upconn *u, struct ism_conn *c, int res)
+{
+	if (c->resp_head_done && c->resp_body == ISM_BODY_CLOSE) {
+		c->resp_done = 1;
+		c->keepalive = 0;
+		u->reusable = 0;
+		if (!c->send_armed)
+			finish_exchange(w, c);
+		return;
+	}
+	if (!c->resp_head_done && !u->got_bytes && u->reused && !c->req_streamed && c->req_done &&
+	    u->out.len) {
+		/* A pooled connection the upstream had closed: replay once on a
+		 * fresh connection; nothing reached the upstream application. */
+		struct ism_endpoint ep = {.id = u->ep_id, .addrlen = u->addrlen};
+		struct ism_buf head = u->out;
+		struct ism_upconn *nu;
+
+		memcpy(&ep.addr, &u->addr, u->addrlen);
+		u->out = (struct ism_buf){0};
+		c->up = NULL;
+		u->conn = NULL;
+		up_close(w, u);
+		nu = up_connect(w, c, &ep);
+		if (nu == NULL) {
+			buf_free(&head);
+			local_response(w, c, 503, "upstream connect error", 0);
+			return;
+		}
+		nu->conn = c;
+		nu->reusable = 1;
+		nu->out = head;
+		c->up = nu;
+		return;
+	}
+	ism_debug("upstream endpoint %u closed: %s", u->ep_id, res < 0 ? strerror(-res) : "EOF");
+	local_response(w, c, 502, "upstream connection closed", 1);
+}
+
+static void on_urecv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
+{
+	struct ism_conn *c = u->conn;
+	char *data = bid >= 0 ? ism_w_buf_addr(w, bid) : NULL;
+
+	if (c == NULL || u->state != ISM_U_BUSY) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (res == -ENOBUFS && u->state == ISM_U_IDLE) {
+			u_recv(w, u);
+			return;
+		}
+		/* Idle in the pool: a close or stray bytes end the connection. */
+		up_close(w, u);
+		return;
+	}
+	if (res == -ENOBUFS) {
+		u_recv(w, u);
+		return;
+	}
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		upstream_eof(w, u, c, res);
+		return;
+	}
+	u->got_bytes = 1;
+	set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
+	if (!c->resp_head_done) {
+		int ret = buf_append(&u->in, data, (uint32_t)res,
+				     w->table->limits.max_response_header_bytes + ISM_BUF_SIZE);
+
+		ism_w_buf_recycle(w, bid);
+		if (ret < 0) {
+			u->reusable = 0;
+			local_response(w, c, 502, "upstream response head too large", 1);
+			return;
+		}
+		if (c->send_armed) /* interim response still going out */
+			return;
+		resp_from_upstream(w, c, u);
+		return;
+	}
+	uint8_t done = 0;
+	ssize_t n =
+	    body_take(c->resp_body, &c->resp_remaining, &c->resp_chunk, data, (uint32_t)res, &done);
+
+	if (n < 0) {
+		ism_w_buf_recycle(w, bid);
+		conn_close(w, c);
+		return;
+	}
+	if (n < res)
+		u->reusable = 0;
+	c->resp_done = done;
+	if (n == 0) {
+		ism_w_buf_recycle(w, bid);
+		if (done && !c->send_armed)
+			finish_exchange(w, c);
+		else
+			u_recv(w, u);
+		return;
+	}
+	c_send(w, c, data, (uint32_t)n, bid);
+}
+
+void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+			uint32_t flags)
+{
+	int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+
+	if (op == ISM_OP_CRECV || op == ISM_OP_CSEND) {
+		struct ism_conn *c;
+
+		ISM_BUG_ON(idx >= w->n_conns);
+		c = w->conns[idx];
+		ISM_BUG_ON(c->gen != gen || c->inflight == 0);
+		c->inflight--;
+		if (op == ISM_OP_CRECV)
+			c->recv_armed = 0;
+		else
+			c->send_armed = 0;
+		if (c->closing) {
+			if (bid >= 0)
+				ism_w_buf_recycle(w, bid);
+			if (op == ISM_OP_CSEND && c->send.bid >= 0)
+				ism_w_buf_recycle(w, c->send.bid);
+			c->send.bid = op == ISM_OP_CSEND ? -1 : c->send.bid;
+			if (c->inflight == 0)
+				conn_finalize(w, c);
+			return;
+		}
+		if (op == ISM_OP_CRECV)
+			on_crecv(w, c, res, bid);
+		else
+			on_csend(w, c, res);
+		return;
+	}
+	if (op == ISM_OP_UCONNECT || op == ISM_OP_URECV || op == ISM_OP_USEND) {
+		struct ism_upconn *u;
+
+		ISM_BUG_ON(idx >= w->n_ups);
+		u = w->ups[idx];
+		ISM_BUG_ON(u->gen != gen || u->inflight == 0);
+		u->inflight--;
+		if (op == ISM_OP_URECV)
+			u->recv_armed = 0;
+		else if (op == ISM_OP_USEND)
+			u->send_armed = 0;
+		if (u->closing) {
+			if (bid >= 0)
+				ism_w_buf_recycle(w, bid);
+			if (op == ISM_OP_USEND && u->send.bid >= 0)
+				ism_w_buf_recycle(w, u->send.bid);
+			u->send.bid = op == ISM_OP_USEND ? -1 : u->send.bid;
+			if (u->inflight == 0)
+				up_finalize(w, u);
+			return;
+		}
+		if (op == ISM_OP_UCONNECT)
+			on_uconnect(w, u, res);
+		else if (op == ISM_OP_URECV)
+			on_urecv(w, u, res, bid);
+		else
+			on_usend(w, u, res);
+		return;
+	}
+	ISM_BUG_ON(1);
+}
+
+/* ---------- timers, drain, generations ---------- */
+
+static void expire(struct ism_wctx *w, struct ism_conn *c)
+{
+	switch (c->deadline_kind) {
+	case ISM_DL_HEADER:
+		if (c->in.len == 0 && c->state == ISM_C_IDLE) {
+			conn_close(w, c);
+			return;
+		}
+		c->req_done = 1;
+		local_response(w, c, 408, "request timeout", 1);
+		return;
+	case ISM_DL_CONNECT:
+		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
+		local_response(w, c, 503, "upstream connect timeout", 0);
+		return;
+	case ISM_DL_RESPONSE:
+		if (c->state == ISM_C_PROXY && !c->resp_started) {
+			local_response(w, c, 504, "upstream timeout", 1);
+			return;
+		}
+		conn_close(w, c);
+		return;
+	default:
+		conn_close(w, c);
+		return;
+	}
+}
+
+void ism_proxy_tick(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct ism_conn *c = w->conns[i];
+
+		if (c->state == ISM_C_FREE || c->closing || c->deadline == 0)
+			continue;
+		if (c->deadline <= w->now)
+			expire(w, c);
+	}
+	for (uint32_t i = 0; i < w->n_ups; i++) {
+		struct ism_upconn *u = w->ups[i];
+
+		if (u->state == ISM_U_IDLE && !u->closing && u->idle_deadline <= w->now)
+			up_close(w, u);
+	}
+}
+
+void ism_proxy_drain(struct ism_wctx *w)
+{
+	/* Idle keep-alive connections go now; busy ones end after their current
+	 * response, which carries "connection: close". */
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct ism_conn *c = w->conns[i];
+
+		if (c->state == ISM_C_IDLE && !c->closing && c->in.len == 0)
+			conn_close(w, c);
+		else if (c->state != ISM_C_FREE && !c->resp_head_done)
+			c->keepalive = 0;
+	}
+	for (uint32_t i = 0; i < w->n_ups; i++)
+		if (w->ups[i]->state == ISM_U_IDLE)
+			up_close(w, w->ups[i]);
+}
+
+void ism_proxy_table_changed(struct ism_wctx *w)
+{
+	/* Pooled connections to endpoints that left the configuration go. */
+	for (uint32_t i = 0; i < w->n_ups; i++) {
+		struct ism_upconn *u = w->ups[i];
+
+		if (u->state == ISM_U_IDLE && !atomic_load(&w->shm->hdr->eps[u->ep_id].in_use))
+			up_close(w, u);
+	}
+}
+
+void ism_proxy_free_all(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct ism_conn *c = w->conns[i];
+
+		if (c->state != ISM_C_FREE)
+			close(c->fd);
+		buf_free(&c->in);
+		buf_free(&c->out);
+		free(c);
+	}
+	for (uint32_t i = 0; i < w->n_ups; i++) {
+		struct ism_upconn *u = w->ups[i];
+
+		if (u->state != ISM_U_FREE)
+			close(u->fd);
+		buf_free(&u->in);
+		buf_free(&u->out);
+		free(u);
+	}
+	free(w->conns);
+	free(w->ups);
+}

@@ -1,0 +1,207 @@
+/* Private to worker/: the worker's per-process context, connection objects and
+ * the helpers shared by the event loop (worker.c) and the proxy logic (proxy.c). */
+#ifndef ISM_WORKER_PROXY_H
+#define ISM_WORKER_PROXY_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shm/shm.h"
+#include "worker/balancer.h"
+#include "worker/http1.h"
+#include "worker/router.h"
+
+#define ISM_BUF_SIZE  16384u
+#define ISM_BUF_COUNT 1024u /* power of two; one ring per worker */
+#define ISM_BGID      1
+#define ISM_MAX_HDRS  1000
+
+/* io_uring operations; the op travels in user_data with the object's slot and
+ * generation, so a completion for a recycled slot is recognised. */
+enum ism_op {
+	ISM_OP_ACCEPT = 1,
+	ISM_OP_CRECV,
+	ISM_OP_CSEND,
+	ISM_OP_UCONNECT,
+	ISM_OP_URECV,
+	ISM_OP_USEND,
+	ISM_OP_TICK,
+	ISM_OP_SIGNAL,
+	ISM_OP_MASTER,
+	ISM_OP_CANCEL,
+};
+
+/* A growable byte buffer for message heads and bytes waiting to be parsed. */
+struct ism_buf {
+	char *p;
+	uint32_t len;
+	uint32_t cap;
+};
+
+/* One send in progress: either from a ring buffer (bid >= 0), returned when the
+ * send completes, or from an ism_buf (bid < 0). */
+struct ism_span {
+	const char *p;
+	uint32_t len;
+	int32_t bid;
+};
+
+enum ism_body {
+	ISM_BODY_NONE = 0,
+	ISM_BODY_CL,
+	ISM_BODY_CHUNKED,
+	ISM_BODY_CLOSE, /* response delimited by the upstream closing */
+};
+
+enum ism_cstate {
+	ISM_C_FREE = 0,
+	ISM_C_IDLE,  /* keep-alive, waiting for a request's first byte */
+	ISM_C_HEAD,  /* reading a request head */
+	ISM_C_PROXY, /* request dispatched to an upstream */
+	ISM_C_LOCAL, /* sending a response made here (error, or no route) */
+};
+
+enum ism_deadline {
+	ISM_DL_NONE = 0,
+	ISM_DL_HEADER,	 /* 408 */
+	ISM_DL_IDLE,	 /* close quietly */
+	ISM_DL_CONNECT,	 /* 503 */
+	ISM_DL_RESPONSE, /* 504 */
+	ISM_DL_SEND,	 /* client not reading: close */
+	ISM_DL_DRAIN,
+};
+
+struct ism_upconn;
+
+struct ism_conn {
+	uint32_t idx;
+	uint32_t gen;
+	int fd;
+	uint8_t state; /* enum ism_cstate */
+	uint8_t closing;
+	uint8_t recv_armed;
+	uint8_t send_armed;
+	uint8_t keepalive; /* this exchange ends with the connection kept */
+	uint8_t http10;
+	uint8_t is_head;
+	uint8_t req_body;     /* enum ism_body */
+	uint8_t req_done;     /* request body fully read from the client */
+	uint8_t req_streamed; /* some body bytes went out after the head */
+	uint8_t resp_body;    /* enum ism_body */
+	uint8_t resp_head_done;
+	uint8_t resp_started; /* bytes of the final response sent to the client */
+	uint8_t resp_done;
+	uint8_t close_after; /* close once the send in progress completes */
+	uint8_t deadline_kind;
+	uint16_t listener;
+	uint16_t inflight;
+	uint64_t deadline;
+	uint64_t req_remaining;
+	uint64_t resp_remaining;
+	struct ism_chunked req_chunk;
+	struct ism_chunked resp_chunk;
+	struct ism_buf in;  /* client bytes not yet consumed */
+	struct ism_buf out; /* heads and local responses to the client */
+	struct ism_span send;
+	struct ism_upconn *up;
+	uint32_t ep_id;
+	uint32_t connect_timeout_ms;
+	uint32_t response_timeout_ms;
+	uint32_t pool_idle_ms;
+	uint16_t status;
+	char peer[INET6_ADDRSTRLEN];
+	struct ism_conn *next_free;
+};
+
+enum ism_ustate {
+	ISM_U_FREE = 0,
+	ISM_U_CONNECTING,
+	ISM_U_BUSY, /* serving an exchange */
+	ISM_U_IDLE, /* in the pool */
+};
+
+struct ism_upconn {
+	uint32_t idx;
+	uint32_t gen;
+	int fd;
+	uint8_t state; /* enum ism_ustate */
+	uint8_t closing;
+	uint8_t recv_armed;
+	uint8_t send_armed;
+	uint8_t reused;	   /* taken from the pool for this exchange */
+	uint8_t got_bytes; /* response bytes seen in this exchange */
+	uint8_t reusable;
+	uint16_t inflight;
+	uint32_t ep_id;
+	uint64_t idle_deadline;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct ism_conn *conn;
+	struct ism_buf in;  /* response head bytes */
+	struct ism_buf out; /* request head (kept until the response starts, for a replay) */
+	struct ism_span send;
+	struct ism_upconn *pool_next;
+	struct ism_upconn *pool_prev;
+	struct ism_upconn *next_free;
+};
+
+/* The one per-process context of a worker. */
+struct ism_wctx {
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	unsigned char *bufs;
+	uint32_t br_pending; /* buffers added but not yet published */
+	struct ism_shm *shm;
+	struct ism_worker_slot *slot;
+	struct ism_worker_stats *st;
+	int index;
+	const int *listen_fds;
+	int n_listen;
+	int master_fd;
+	int signal_fd;
+	const struct ism_table *table;
+	struct ism_lb *lb;
+	struct ism_router_scratch *rs;
+	uint64_t now;
+	uint64_t rng;
+	int draining;
+	uint64_t drain_deadline;
+	uint32_t n_active;
+	/* connection slabs */
+	struct ism_conn **conns;
+	uint32_t n_conns, cap_conns;
+	struct ism_conn *free_conns;
+	struct ism_upconn **ups;
+	uint32_t n_ups, cap_ups;
+	struct ism_upconn *free_ups;
+	struct ism_upconn *pool[ISM_MAX_ENDPOINTS];
+	struct ism_http_header hdrs[ISM_MAX_HDRS];
+	struct ism_http_header uhdrs[ISM_MAX_HDRS];
+	struct __kernel_timespec tick_ts;
+	char sigbuf[128];
+	char masterbuf[64];
+};
+
+static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
+}
+
+/* worker.c: submission helpers */
+struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
+void ism_w_buf_recycle(struct ism_wctx *w, int bid);
+char *ism_w_buf_addr(struct ism_wctx *w, int bid);
+uint32_t ism_w_rand(struct ism_wctx *w);
+
+/* proxy.c: the connection state machines */
+void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener);
+void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+			uint32_t flags);
+void ism_proxy_tick(struct ism_wctx *w);
+void ism_proxy_drain(struct ism_wctx *w);
+void ism_proxy_table_changed(struct ism_wctx *w);
+void ism_proxy_free_all(struct ism_wctx *w);
+
+#endif

@@ -1,0 +1,322 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include "worker/router.h"
+
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Envoy joins repeated headers with "," before matching; the joined value is
+ * built here, so the buffer only grows and is reused for every request. */
+struct ism_router_scratch {
+	pcre2_match_data *md;
+	char *join;
+	size_t join_cap;
+};
+
+struct ism_router_scratch *ism_router_scratch_new(void)
+{
+	struct ism_router_scratch *s;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto fail;
+	s->md = pcre2_match_data_create(32, NULL);
+	if (!s->md)
+		goto fail_scratch;
+	return s;
+
+fail_scratch:
+	free(s);
+fail:
+	return NULL;
+}
+
+void ism_router_scratch_free(struct ism_router_scratch *s)
+{
+	if (!s)
+		return;
+	pcre2_match_data_free(s->md);
+	free(s->join);
+	free(s);
+}
+
+/* --- virtual hosts --- */
+
+/* The host name without a port: "[v6]:port" keeps the brackets, "name:port" is cut
+ * at the first colon. */
+static size_t host_name_len(const char *host, size_t len)
+{
+	const char *end;
+
+	if (len > 0 && host[0] == '[') {
+		end = memchr(host, ']', len);
+		return end ? (size_t)(end - host) + 1 : len;
+	}
+	end = memchr(host, ':', len);
+	return end ? (size_t)(end - host) : len;
+}
+
+static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+	return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+const struct ism_vhost *ism_router_vhost(const struct ism_listener *l, const char *host,
+					 size_t host_len)
+{
+	const struct ism_vhost *wild = NULL, *any = NULL;
+	size_t wild_len = 0, n;
+	uint32_t i, j;
+
+	if (!host) {
+		host = "";
+		host_len = 0;
+	}
+	n = host_name_len(host, host_len);
+	for (i = 0; i < l->n_vhosts; i++) {
+		const struct ism_vhost *vh = &l->vhosts[i];
+
+		for (j = 0; j < vh->n_domains; j++) {
+			const struct ism_str *d = &vh->domains[j];
+
+			if (d->len == 1 && d->p[0] == '*') {
+				if (!any)
+					any = vh;
+			} else if (d->len > 1 && d->p[0] == '*') {
+				/* "*.suffix": the host must be longer than ".suffix",
+				 * so "*.example.com" never matches "example.com". */
+				size_t sl = d->len - 1;
+
+				if (n > sl && strncasecmp(host + n - sl, d->p + 1, sl) == 0 &&
+				    sl > wild_len) {
+					wild = vh;
+					wild_len = sl;
+				}
+			} else if (ieq(host, n, d->p, d->len)) {
+				return vh;
+			}
+		}
+	}
+	return wild ? wild : any;
+}
+
+/* --- string matches --- */
+
+static bool re_match(const struct ism_strmatch *m, const char *v, size_t len,
+		     struct ism_router_scratch *s)
+{
+	PCRE2_SIZE *ov;
+	int rc;
+
+	if (!m->re)
+		return false;
+	/* PCRE2 before 10.43 rejects a NULL subject even with length 0. */
+	rc = pcre2_match((const pcre2_code *)m->re, (PCRE2_SPTR)(v ? v : ""), len, 0, 0, s->md,
+			 NULL);
+	/* rc == 0 means the ovector was too small for every group, but pair 0 (the
+	 * whole match), the only one used here, is always filled. */
+	if (rc < 0)
+		return false;
+	ov = pcre2_get_ovector_pointer(s->md);
+	/* The pattern is compiled anchored at both ends; checked again so that a
+	 * table compiled without the flags cannot match a substring. */
+	return ov[0] == 0 && ov[1] == len;
+}
+
+/* Whether m holds for a value that is present (v, len). */
+static bool sm_match(const struct ism_strmatch *m, const char *v, size_t len,
+		     struct ism_router_scratch *s)
+{
+	switch (m->kind) {
+	case ISM_SM_ANY:
+	case ISM_SM_PRESENT:
+		return true;
+	case ISM_SM_EXACT:
+		if (len != m->s.len)
+			return false;
+		if (m->ignore_case)
+			return strncasecmp(v, m->s.p, len) == 0;
+		return len == 0 || memcmp(v, m->s.p, len) == 0;
+	case ISM_SM_PREFIX:
+		if (len < m->s.len)
+			return false;
+		if (m->ignore_case)
+			return strncasecmp(v, m->s.p, m->s.len) == 0;
+		return m->s.len == 0 || memcmp(v, m->s.p, m->s.len) == 0;
+	case ISM_SM_REGEX:
+		return re_match(m, v, len, s);
+	default:
+		/* An unknown kind is a compiler bug; matching nothing is the safe answer. */
+		return false;
+	}
+}
+
+/* For a value that may be absent (v == NULL): only "no condition" holds then. */
+static bool sm_match_opt(const struct ism_strmatch *m, const char *v, size_t len,
+			 struct ism_router_scratch *s)
+{
+	if (!v)
+		return m->kind == ISM_SM_ANY;
+	return sm_match(m, v, len, s);
+}
+
+/* Finds header name; with several occurrences, joins their values with ","
+ * into the scratch (Envoy's rule). Returns false when absent. */
+static bool header_value(const struct ism_http_req *req, const struct ism_str *name,
+			 struct ism_router_scratch *s, const char **v, size_t *len)
+{
+	const struct ism_http_header *first = NULL;
+	size_t i, n = 0, total = 0, off = 0;
+
+	for (i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		if (!ieq(h->name, h->name_len, name->p, name->len))
+			continue;
+		if (!first)
+			first = h;
+		n++;
+		total += h->value_len + 1;
+	}
+	if (!first)
+		return false;
+	if (n == 1) {
+		*v = first->value;
+		*len = first->value_len;
+		return true;
+	}
+	if (total > s->join_cap) {
+		char *p = realloc(s->join, total);
+
+		if (!p) {
+			/* Without memory, the first value is the best available answer. */
+			*v = first->value;
+			*len = first->value_len;
+			return true;
+		}
+		s->join = p;
+		s->join_cap = total;
+	}
+	for (i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		if (!ieq(h->name, h->name_len, name->p, name->len))
+			continue;
+		if (off)
+			s->join[off++] = ',';
+		memcpy(s->join + off, h->value, h->value_len);
+		off += h->value_len;
+	}
+	*v = s->join;
+	*len = off;
+	return true;
+}
+
+static bool header_holds(const struct ism_kvmatch *kv, const struct ism_http_req *req,
+			 struct ism_router_scratch *s)
+{
+	const char *v;
+	size_t len;
+
+	if (!header_value(req, &kv->name, s, &v, &len))
+		return false;
+	return sm_match(&kv->m, v, len, s);
+}
+
+/* The value of the first query parameter called name ("b" and "b=" give ""). */
+static bool query_value(const struct ism_http_req *req, const struct ism_str *name, const char **v,
+			size_t *len)
+{
+	const char *p = req->query, *end = req->query + req->query_len;
+
+	if (!p)
+		return false;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *pe = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(pe - p));
+		const char *ke = eq ? eq : pe;
+
+		if ((size_t)(ke - p) == name->len && memcmp(p, name->p, name->len) == 0) {
+			*v = eq ? eq + 1 : pe;
+			*len = eq ? (size_t)(pe - eq - 1) : 0;
+			return true;
+		}
+		p = pe + 1;
+	}
+	return false;
+}
+
+static bool match_holds(const struct ism_match *m, const struct ism_http_req *req,
+			const char *scheme, uint16_t port, struct ism_router_scratch *s)
+{
+	const char *v;
+	size_t len;
+	uint32_t i;
+
+	if (m->port && m->port != port)
+		return false;
+	if (!sm_match_opt(&m->uri, req->path, req->path_len, s))
+		return false;
+	if (!sm_match_opt(&m->method, req->method, req->method_len, s))
+		return false;
+	if (!sm_match_opt(&m->scheme, scheme, scheme ? strlen(scheme) : 0, s))
+		return false;
+	if (!sm_match_opt(&m->authority, req->host, req->host_len, s))
+		return false;
+	for (i = 0; i < m->n_headers; i++)
+		if (!header_holds(&m->headers[i], req, s))
+			return false;
+	for (i = 0; i < m->n_without_headers; i++)
+		if (header_holds(&m->without_headers[i], req, s))
+			return false;
+	for (i = 0; i < m->n_query; i++) {
+		if (!query_value(req, &m->query[i].name, &v, &len))
+			return false;
+		if (!sm_match(&m->query[i].m, v, len, s))
+			return false;
+	}
+	return true;
+}
+
+const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struct ism_http_req *req,
+					 const char *scheme, uint16_t port,
+					 struct ism_router_scratch *s)
+{
+	uint32_t i, j;
+
+	for (i = 0; i < vh->n_routes; i++) {
+		const struct ism_route *r = &vh->routes[i];
+
+		if (r->n_match == 0)
+			return r;
+		for (j = 0; j < r->n_match; j++)
+			if (match_holds(&r->match[j], req, scheme, port, s))
+				return r;
+	}
+	return NULL;
+}
+
+int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd)
+{
+	uint64_t target, cum = 0;
+	uint32_t i;
+
+	if (r->total_weight == 0)
+		return -1;
+	target = ((uint64_t)rnd * r->total_weight) >> 32;
+	for (i = 0; i < r->n_dest; i++) {
+		cum += r->dest[i].weight;
+		if (target < cum)
+			return (int)r->dest[i].cluster;
+	}
+	/* total_weight larger than the sum of the weights: a compiler bug; the last
+	 * destination with a weight is the least surprising answer. */
+	for (i = r->n_dest; i > 0; i--)
+		if (r->dest[i - 1].weight)
+			return (int)r->dest[i - 1].cluster;
+	return -1;
+}

@@ -1,0 +1,36 @@
+/* Routing: from a parsed request to a route and a weighted destination cluster.
+ * Pure functions over an immutable ism_table; a worker-private scratch holds the
+ * PCRE2 match data. */
+#ifndef ISM_WORKER_ROUTER_H
+#define ISM_WORKER_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/table-t.h"
+#include "worker/http1.h"
+
+struct ism_router_scratch;
+
+/* Per-process scratch for regex matching; NULL on allocation failure. */
+struct ism_router_scratch *ism_router_scratch_new(void);
+void ism_router_scratch_free(struct ism_router_scratch *s);
+
+/* The virtual host of listener l that serves host (a Host header value; any
+ * ":port" is ignored, case-insensitive): an exact domain first, then the longest
+ * "*.suffix" wildcard, then "*". NULL when none. */
+const struct ism_vhost *ism_router_vhost(const struct ism_listener *l, const char *host,
+					 size_t host_len);
+
+/* The first route of vh whose match holds for req (Istio: first match wins; the
+ * match blocks of a route are ORed, the conditions inside one are ANDed).
+ * scheme is "http" or "https". NULL when no route matches (404). */
+const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struct ism_http_req *req,
+					 const char *scheme, uint16_t port,
+					 struct ism_router_scratch *s);
+
+/* Picks a destination by weight: rnd is uniform in [0, 2^32). Returns the cluster
+ * index, or -1 when the route has no destination with weight > 0. */
+int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd);
+
+#endif

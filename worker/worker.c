@@ -1,0 +1,344 @@
+/* The worker's event loop: ring and buffer setup, accept, signals, the tick that
+ * drives timeouts, moving to new table generations, and the drain on stop. */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "worker/proxy.h"
+
+#define RING_ENTRIES 4096
+#define TICK_MS	     100
+
+struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (sqe == NULL) {
+		/* The submission queue is full: flush it and take a fresh entry. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	ISM_BUG_ON(sqe == NULL);
+	return sqe;
+}
+
+char *ism_w_buf_addr(struct ism_wctx *w, int bid)
+{
+	return (char *)w->bufs + (size_t)bid * ISM_BUF_SIZE;
+}
+
+void ism_w_buf_recycle(struct ism_wctx *w, int bid)
+{
+	ISM_BUG_ON(bid < 0 || (uint32_t)bid >= ISM_BUF_COUNT);
+	io_uring_buf_ring_add(w->br, ism_w_buf_addr(w, bid), ISM_BUF_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(ISM_BUF_COUNT), (int)w->br_pending);
+	w->br_pending++;
+}
+
+static void buf_publish(struct ism_wctx *w)
+{
+	if (w->br_pending) {
+		io_uring_buf_ring_advance(w->br, (int)w->br_pending);
+		w->br_pending = 0;
+	}
+}
+
+uint32_t ism_w_rand(struct ism_wctx *w)
+{
+	/* xorshift64*: fast, per process, seeded from getrandom. */
+	w->rng ^= w->rng >> 12;
+	w->rng ^= w->rng << 25;
+	w->rng ^= w->rng >> 27;
+	return (uint32_t)((w->rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+static int setup_buffers(struct ism_wctx *w)
+{
+	struct io_uring_buf_reg reg;
+	size_t ring_size = ISM_BUF_COUNT * sizeof(struct io_uring_buf);
+	int ret;
+
+	w->br = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (w->br == MAP_FAILED) {
+		w->br = NULL;
+		return -errno;
+	}
+	w->bufs = mmap(NULL, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (w->bufs == MAP_FAILED) {
+		w->bufs = NULL;
+		return -errno;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)w->br;
+	reg.ring_entries = ISM_BUF_COUNT;
+	reg.bgid = ISM_BGID;
+	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (ret < 0)
+		return ret;
+	io_uring_buf_ring_init(w->br);
+	for (uint32_t i = 0; i < ISM_BUF_COUNT; i++)
+		ism_w_buf_recycle(w, (int)i);
+	buf_publish(w);
+	return 0;
+}
+
+static void arm_accept(struct ism_wctx *w, int l)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_multishot_accept(sqe, w->listen_fds[l], NULL, NULL,
+				       SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0));
+}
+
+static void arm_tick(struct ism_wctx *w)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	w->tick_ts.tv_sec = 0;
+	w->tick_ts.tv_nsec = TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &w->tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_TICK, 0, 0));
+}
+
+static void arm_signal(struct ism_wctx *w)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_read(sqe, w->signal_fd, w->sigbuf, sizeof(struct signalfd_siginfo), 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_SIGNAL, 0, 0));
+}
+
+static void arm_master(struct ism_wctx *w)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_recv(sqe, w->master_fd, w->masterbuf, sizeof(w->masterbuf), 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_MASTER, 0, 0));
+}
+
+static void start_drain(struct ism_wctx *w, const char *why)
+{
+	if (w->draining)
+		return;
+	w->draining = 1;
+	w->drain_deadline = w->now + (w->table ? w->table->timeouts.drain_ms : 30000);
+	atomic_store(&w->slot->draining, 1);
+	ism_info("draining (%s): %u connections open", why, w->n_active);
+	for (int l = 0; l < w->n_listen; l++) {
+		struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+		io_uring_prep_cancel64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0), 0);
+		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CANCEL, 0, 0));
+	}
+	ism_proxy_drain(w);
+}
+
+/* Moves to the newest published generation. Requests in flight copied what they
+ * need from the old table when they were routed, so nothing refers to it once
+ * the new one is acquired. */
+static void switch_table(struct ism_wctx *w)
+{
+	const struct ism_table *t = ism_shm_acquire(w->shm, w->index);
+	struct ism_lb *lb;
+
+	if (t == NULL || t == w->table)
+		return;
+	lb = ism_lb_new(t);
+	if (lb == NULL) {
+		ism_err("out of memory building balancer state; staying on generation %llu",
+			(unsigned long long)(w->table ? w->table->gen : 0));
+		return;
+	}
+	ism_lb_free(w->lb);
+	w->lb = lb;
+	w->table = t;
+	ism_debug("using generation %llu", (unsigned long long)t->gen);
+	ism_proxy_table_changed(w);
+}
+
+static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum ism_op op = (enum ism_op)(ud >> 56);
+	uint32_t idx = (uint32_t)(ud >> 32) & 0xffffff;
+
+	switch (op) {
+	case ISM_OP_ACCEPT:
+		if (cqe->res >= 0) {
+			if (w->draining)
+				close(cqe->res);
+			else
+				ism_proxy_accepted(w, cqe->res, (int)idx);
+		} else if (cqe->res != -ECANCELED) {
+			ism_debug("accept: %s", strerror(-cqe->res));
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !w->draining)
+			arm_accept(w, (int)idx);
+		break;
+	case ISM_OP_TICK:
+		w->now = ism_now_ms();
+		atomic_store_explicit(&w->slot->heartbeat_ms, w->now, memory_order_relaxed);
+		ism_proxy_tick(w);
+		arm_tick(w);
+		break;
+	case ISM_OP_SIGNAL:
+		if (cqe->res == (int)sizeof(struct signalfd_siginfo)) {
+			struct signalfd_siginfo si;
+
+			memcpy(&si, w->sigbuf, sizeof(si));
+			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+				start_drain(w, "signal");
+		}
+		arm_signal(w);
+		break;
+	case ISM_OP_MASTER:
+		if (cqe->res <= 0)
+			start_drain(w, "master gone");
+		else
+			arm_master(w);
+		break;
+	case ISM_OP_CANCEL:
+		break;
+	default:
+		ism_proxy_complete(w, op, idx, (uint32_t)ud, cqe->res, cqe->flags);
+		break;
+	}
+}
+
+static int setup_signals(struct ism_wctx *w)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	w->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	return w->signal_fd < 0 ? -errno : 0;
+}
+
+static int loop(struct ism_wctx *w)
+{
+	struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int ret;
+
+		buf_publish(w);
+		if (w->draining && (w->n_active == 0 || w->now >= w->drain_deadline))
+			break;
+		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR) {
+			ism_err("io_uring wait: %s", strerror(-ret));
+			return 1;
+		}
+		w->now = ism_now_ms();
+		if (ism_shm_gen_changed(w->shm, w->index))
+			switch_table(w);
+		io_uring_for_each_cqe(&w->ring, head, cqe)
+		{
+			handle_cqe(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+	}
+	if (w->n_active)
+		ism_warn("drain time over: closing %u connections", w->n_active);
+	return 0;
+}
+
+int ism_worker_main(const struct ism_worker_args *args)
+{
+	struct ism_wctx *w;
+	struct io_uring_params p;
+	char role[32];
+	int ret, status = 1;
+
+	snprintf(role, sizeof(role), "worker %d", args->index);
+	ism_log_set_role(role);
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return 1;
+	w->shm = args->shm;
+	w->index = args->index;
+	w->slot = ism_shm_worker(args->shm, args->index);
+	w->st = &w->slot->stats;
+	w->listen_fds = args->listen_fds;
+	w->n_listen = args->n_listen;
+	w->master_fd = args->master_fd;
+	w->now = ism_now_ms();
+	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+		w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
+	if (setup_signals(w) < 0) {
+		ism_err("signalfd: %s", strerror(errno));
+		goto out_free;
+	}
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN;
+	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	if (ret < 0) {
+		/* Older kernels: fall back to a plain ring. */
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
+	if (ret < 0) {
+		ism_err("io_uring_queue_init: %s", strerror(-ret));
+		goto out_signal;
+	}
+	ret = setup_buffers(w);
+	if (ret < 0) {
+		ism_err("provided buffer ring: %s", strerror(-ret));
+		goto out_ring;
+	}
+	w->rs = ism_router_scratch_new();
+	if (w->rs == NULL)
+		goto out_ring;
+	switch_table(w);
+	if (w->table == NULL) {
+		ism_err("no published configuration");
+		goto out_router;
+	}
+	for (int l = 0; l < w->n_listen; l++)
+		arm_accept(w, l);
+	arm_tick(w);
+	arm_signal(w);
+	arm_master(w);
+	status = loop(w);
+	ism_proxy_free_all(w);
+out_router:
+	ism_shm_release(w->shm, w->index);
+	ism_lb_free(w->lb);
+	ism_router_scratch_free(w->rs);
+out_ring:
+	io_uring_queue_exit(&w->ring);
+	if (w->bufs)
+		munmap(w->bufs, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE);
+	if (w->br)
+		munmap(w->br, ISM_BUF_COUNT * sizeof(struct io_uring_buf));
+out_signal:
+	close(w->signal_fd);
+out_free:
+	free(w);
+	return status;
+}
