@@ -1,9 +1,14 @@
-/* Control socket server (master). Each connection carries one command line;
- * the master answers and closes. A client gets at most 1 s to send its line. */
+/* Control socket and admin listener (master).
+ *
+ * Both are served from the master's poll loop, one request per connection, with
+ * a bounded wait for the request (1 s): the unix control socket takes one command
+ * line, the admin TCP listener one HTTP/1.x request head. The master answers
+ * and closes. Answers are small and written without blocking the loop. */
 #include "master/ctl.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +20,13 @@
 #include "lib/log.h"
 #include "master/master-t.h"
 
-#define CTL_LINE_MAX  512
-#define CTL_REPLY_MAX 65536
+#define CTL_LINE_MAX  4096 /* a command line, or an admin request head */
+#define CTL_REPLY_MAX (1u << 20)
 #define CTL_CLIENT_MS 1000
 
 struct ism_ctl_client {
 	int fd;
+	int http; /* came in on the admin listener */
 	uint32_t len;
 	uint64_t deadline;
 	char line[CTL_LINE_MAX];
@@ -29,9 +35,32 @@ struct ism_ctl_client {
 struct ism_ctl {
 	struct ism_master *m;
 	int fd;
+	int admin_fd; /* -1: no admin listener */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ism_ctl_client clients[ISM_CTL_MAX_CLIENTS];
 };
+
+/* A reply being built: appends never overflow, the text is cut at the cap. */
+struct reply {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+static void say(struct reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct reply *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (r->len >= r->cap - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(r->p + r->len, r->cap - r->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n : r->cap - 1;
+}
 
 static int make_parent(const char *path)
 {
@@ -48,45 +77,79 @@ static int make_parent(const char *path)
 	return 0;
 }
 
-int ism_ctl_create(struct ism_master *m, const char *path, struct ism_ctl **out)
+static int bind_unix(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct ism_ctl *c;
-	int ret;
+	int fd, ret;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		ism_err("control socket path too long: %s", path);
+	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	}
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return -ENOMEM;
-	c->m = m;
-	for (int i = 0; i < ISM_CTL_MAX_CLIENTS; i++)
-		c->clients[i].fd = -1;
-	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	ret = make_parent(path);
 	if (ret < 0)
-		goto fail;
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
 	unlink(path); /* a stale socket of an earlier run */
-	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
-	    listen(c->fd, 16) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, 16) < 0) {
 		ret = -errno;
-		close(c->fd);
-		goto fail;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int bind_admin(const struct ism_table *t)
+{
+	int one = 1, fd, ret;
+
+	fd = socket(t->admin_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&t->admin_addr, t->admin_addrlen) < 0 ||
+	    listen(fd, 64) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_ctl **out)
+{
+	struct ism_ctl *c = calloc(1, sizeof(*c));
+	int ret;
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->m = m;
+	c->admin_fd = -1;
+	for (int i = 0; i < ISM_CTL_MAX_CLIENTS; i++)
+		c->clients[i].fd = -1;
+	snprintf(c->path, sizeof(c->path), "%s", t->control_socket.p);
+	c->fd = bind_unix(t->control_socket.p);
+	if (c->fd < 0) {
+		ret = c->fd;
+		ism_err("control socket %s: %s", t->control_socket.p, strerror(-ret));
+		free(c);
+		return ret;
+	}
+	if (t->admin_addr.ss_family != 0) {
+		c->admin_fd = bind_admin(t);
+		if (c->admin_fd < 0) {
+			ret = c->admin_fd;
+			ism_err("admin listener: %s", strerror(-ret));
+			close(c->fd);
+			unlink(c->path);
+			free(c);
+			return ret;
+		}
 	}
 	*out = c;
 	return 0;
-fail:
-	ism_err("control socket %s: %s", path, strerror(-ret));
-	free(c);
-	return ret;
 }
 
 void ism_ctl_destroy(struct ism_ctl *c)
@@ -97,6 +160,8 @@ void ism_ctl_destroy(struct ism_ctl *c)
 		if (c->clients[i].fd >= 0)
 			close(c->clients[i].fd);
 	close(c->fd);
+	if (c->admin_fd >= 0)
+		close(c->admin_fd);
 	unlink(c->path);
 	free(c);
 }
@@ -105,26 +170,44 @@ size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 {
 	size_t n = 0;
 
-	if (c == NULL || max == 0)
+	if (c == NULL || max < 2)
 		return 0;
 	pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+	pfd[n++] = (struct pollfd){.fd = c->admin_fd, .events = POLLIN};
 	for (int i = 0; i < ISM_CTL_MAX_CLIENTS && n < max; i++)
 		pfd[n++] = (struct pollfd){.fd = c->clients[i].fd, .events = POLLIN};
 	return n;
 }
 
-static size_t show_info(struct ism_master *m, char *out, size_t len)
+/* ---------- what the commands and pages say ---------- */
+
+/* Serving: not stopping, and every worker alive and on a published generation. */
+static int ready(const struct ism_master *m)
+{
+	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
+		return 0;
+	for (int i = 0; i < m->n_workers; i++) {
+		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
+
+		if (atomic_load(&ws->pid) == 0 || atomic_load(&ws->gen) == 0 ||
+		    atomic_load(&ws->draining))
+			return 0;
+	}
+	return 1;
+}
+
+static void show_info(struct ism_master *m, struct reply *r)
 {
 	struct ism_worker_stats st;
 	const struct ism_shm_hdr *h = m->shm.hdr;
 
 	ism_shm_stats_sum(&m->shm, &st);
-	return (size_t)snprintf(
-	    out, len,
-	    "generation: %llu\nconfig: %s\nworkers: %d\nreloads: %llu\nreload_failures: %llu\n"
-	    "uptime_s: %llu\nconnections_active: %llu\nconnections_accepted: %llu\n"
-	    "requests: %llu\nresponses_2xx: %llu\nresponses_4xx: %llu\nresponses_5xx: %llu\n",
-	    (unsigned long long)m->gen, m->conf_path, m->n_workers,
+	say(r,
+	    "generation: %llu\nconfig: %s\nworkers: %d\nready: %s\nreloads: %llu\n"
+	    "reload_failures: %llu\nuptime_s: %llu\nconnections_active: %llu\n"
+	    "connections_accepted: %llu\nrequests: %llu\nresponses_2xx: %llu\n"
+	    "responses_4xx: %llu\nresponses_5xx: %llu\n",
+	    (unsigned long long)m->gen, m->conf_path, m->n_workers, ready(m) ? "yes" : "no",
 	    (unsigned long long)atomic_load(&h->reloads),
 	    (unsigned long long)atomic_load(&h->reload_failures),
 	    (unsigned long long)((ism_wall_ms() - atomic_load(&h->started_ms)) / 1000),
@@ -133,57 +216,189 @@ static size_t show_info(struct ism_master *m, char *out, size_t len)
 	    (unsigned long long)st.resp_class[4], (unsigned long long)st.resp_class[5]);
 }
 
-static size_t show_endpoints(struct ism_master *m, char *out, size_t len)
+static const char *health_name(uint32_t h)
+{
+	return h == ISM_EP_HEALTHY ? "healthy" : "unhealthy";
+}
+
+static void show_endpoints(struct ism_master *m, struct reply *r)
 {
 	const struct ism_shm_hdr *h = m->shm.hdr;
-	size_t n = 0;
 
-	for (int i = 0; i < ISM_MAX_ENDPOINTS && n < len; i++) {
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 		const struct ism_ep_state *e = &h->eps[i];
 
 		if (!atomic_load(&e->in_use))
 			continue;
-		n += (size_t)snprintf(
-		    out + n, len - n,
-		    "%d %s health=%s inflight=%u requests=%llu failures=%llu "
-		    "checks=%llu check_failures=%llu\n",
-		    i, h->ep_keys[i],
-		    atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy",
+		say(r,
+		    "%d %s health=%s inflight=%u requests=%llu failures=%llu checks=%llu "
+		    "check_failures=%llu\n",
+		    i, h->ep_keys[i], health_name(atomic_load(&e->health)),
 		    atomic_load(&e->inflight), (unsigned long long)atomic_load(&e->requests),
 		    (unsigned long long)atomic_load(&e->failures),
 		    (unsigned long long)atomic_load(&e->hc_checks),
 		    (unsigned long long)atomic_load(&e->hc_failures));
 	}
-	return n < len ? n : len - 1;
 }
 
-static void execute(struct ism_ctl *c, const char *cmd, int fd)
+static void metric(struct reply *r, const char *name, const char *type, const char *help,
+		   unsigned long long v)
 {
-	char *out = malloc(CTL_REPLY_MAX);
-	size_t n;
-
-	if (out == NULL)
-		return;
-	if (strcmp(cmd, "reload") == 0) {
-		ism_master_reload(c->m, out, CTL_REPLY_MAX);
-		n = strlen(out);
-	} else if (strcmp(cmd, "show info") == 0) {
-		n = show_info(c->m, out, CTL_REPLY_MAX);
-	} else if (strcmp(cmd, "show endpoints") == 0) {
-		n = show_endpoints(c->m, out, CTL_REPLY_MAX);
-	} else if (strcmp(cmd, "help") == 0 || cmd[0] == '\0') {
-		n = (size_t)snprintf(out, CTL_REPLY_MAX,
-				     "commands: reload, show info, show endpoints, help\n");
-	} else {
-		n = (size_t)snprintf(out, CTL_REPLY_MAX, "error: unknown command '%s'\n", cmd);
-	}
-	if (n >= CTL_REPLY_MAX)
-		n = CTL_REPLY_MAX - 1;
-	/* The reply is small; a client that does not read it loses it. */
-	if (send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		ism_debug("control client: %s", strerror(errno));
-	free(out);
+	say(r, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
+
+/* One endpoint family: "<service>|<addr>:<port>" keys become labels. */
+static void endpoint_family(struct reply *r, const struct ism_shm_hdr *h, const char *name,
+			    const char *type, const char *help, int which)
+{
+	say(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
+		const struct ism_ep_state *e = &h->eps[i];
+		const char *key = h->ep_keys[i];
+		const char *bar = strchr(key, '|');
+		unsigned long long v;
+
+		if (!atomic_load(&e->in_use) || bar == NULL)
+			continue;
+		switch (which) {
+		case 0:
+			v = atomic_load(&e->health) == ISM_EP_HEALTHY;
+			break;
+		case 1:
+			v = atomic_load(&e->requests);
+			break;
+		case 2:
+			v = atomic_load(&e->failures);
+			break;
+		case 3:
+			v = atomic_load(&e->inflight);
+			break;
+		case 4:
+			v = atomic_load(&e->hc_checks);
+			break;
+		default:
+			v = atomic_load(&e->hc_failures);
+			break;
+		}
+		say(r, "%s{service=\"%.*s\",endpoint=\"%s\"} %llu\n", name, (int)(bar - key), key,
+		    bar + 1, v);
+	}
+}
+
+static void metrics(struct ism_master *m, struct reply *r)
+{
+	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	const struct ism_shm_hdr *h = m->shm.hdr;
+	struct ism_worker_stats st;
+
+	ism_shm_stats_sum(&m->shm, &st);
+	metric(r, "isthmus_requests_total", "counter", "Requests parsed by the workers.",
+	       (unsigned long long)st.requests);
+	say(r, "# HELP isthmus_responses_total Responses sent, by status class.\n"
+	       "# TYPE isthmus_responses_total counter\n");
+	for (int i = 1; i <= 5; i++)
+		say(r, "isthmus_responses_total{code_class=\"%s\"} %llu\n", classes[i],
+		    (unsigned long long)st.resp_class[i]);
+	metric(r, "isthmus_connections_active", "gauge", "Client connections open.",
+	       (unsigned long long)st.conn_active);
+	metric(r, "isthmus_connections_accepted_total", "counter", "Client connections accepted.",
+	       (unsigned long long)st.conn_accepted);
+	metric(r, "isthmus_connections_rejected_total", "counter",
+	       "Client connections closed at once: maxConnectionsPerWorker reached.",
+	       (unsigned long long)st.conn_rejected);
+	metric(r, "isthmus_received_bytes_total", "counter", "Bytes received from clients.",
+	       (unsigned long long)st.bytes_in);
+	metric(r, "isthmus_sent_bytes_total", "counter", "Bytes sent to clients.",
+	       (unsigned long long)st.bytes_out);
+	metric(r, "isthmus_upstream_connects_total", "counter", "Upstream connections opened.",
+	       (unsigned long long)st.upstream_connects);
+	metric(r, "isthmus_upstream_connect_failures_total", "counter",
+	       "Upstream connections that failed or timed out.",
+	       (unsigned long long)st.upstream_connect_fail);
+	metric(r, "isthmus_upstream_reused_total", "counter",
+	       "Requests sent on a pooled upstream connection.",
+	       (unsigned long long)st.upstream_reused);
+	metric(r, "isthmus_config_generation", "gauge", "Generation of the configuration in use.",
+	       (unsigned long long)m->gen);
+	metric(r, "isthmus_reloads_total", "counter", "Successful reloads.",
+	       (unsigned long long)atomic_load(&h->reloads));
+	metric(r, "isthmus_reload_failures_total", "counter", "Refused reloads.",
+	       (unsigned long long)atomic_load(&h->reload_failures));
+	metric(r, "isthmus_workers", "gauge", "Worker processes configured.",
+	       (unsigned long long)m->n_workers);
+	metric(r, "isthmus_ready", "gauge", "1 while serving (the readiness check answers 200).",
+	       (unsigned long long)ready(m));
+	endpoint_family(r, h, "isthmus_endpoint_healthy", "gauge",
+			"1 when the endpoint may be picked (active health).", 0);
+	endpoint_family(r, h, "isthmus_endpoint_requests_total", "counter",
+			"Requests sent to the endpoint.", 1);
+	endpoint_family(r, h, "isthmus_endpoint_failures_total", "counter",
+			"Connect failures, resets and 5xx responses from the endpoint.", 2);
+	endpoint_family(r, h, "isthmus_endpoint_requests_in_flight", "gauge",
+			"Requests in flight to the endpoint, all workers.", 3);
+	endpoint_family(r, h, "isthmus_health_checks_total", "counter",
+			"Active health checks run against the endpoint.", 4);
+	endpoint_family(r, h, "isthmus_health_check_failures_total", "counter",
+			"Active health checks that failed.", 5);
+}
+
+static void command(struct ism_ctl *c, const char *cmd, struct reply *r)
+{
+	if (strcmp(cmd, "reload") == 0) {
+		ism_master_reload(c->m, r->p, r->cap);
+		r->len = strlen(r->p);
+	} else if (strcmp(cmd, "show info") == 0) {
+		show_info(c->m, r);
+	} else if (strcmp(cmd, "show endpoints") == 0) {
+		show_endpoints(c->m, r);
+	} else if (strcmp(cmd, "help") == 0 || cmd[0] == '\0') {
+		say(r, "commands: reload, show info, show endpoints, help\n");
+	} else {
+		say(r, "error: unknown command '%.64s'\n", cmd);
+	}
+}
+
+/* The admin pages: readiness for the L4 balancer and Prometheus metrics. */
+static void admin_page(struct ism_ctl *c, const char *head, struct reply *r)
+{
+	struct reply body = {.cap = CTL_REPLY_MAX - 512};
+	const char *ctype = "text/plain";
+	int status = 200;
+
+	body.p = malloc(body.cap);
+	if (body.p == NULL)
+		return;
+	body.p[0] = '\0';
+	if (strncmp(head, "GET /healthz/ready ", 19) == 0 ||
+	    strncmp(head, "HEAD /healthz/ready ", 20) == 0) {
+		status = ready(c->m) ? 200 : 503;
+		say(&body, "%s\n", status == 200 ? "ready" : "not ready");
+	} else if (strncmp(head, "GET /metrics ", 13) == 0) {
+		ctype = "text/plain; version=0.0.4";
+		metrics(c->m, &body);
+	} else if (strncmp(head, "GET ", 4) != 0 && strncmp(head, "HEAD ", 5) != 0) {
+		status = 405;
+		say(&body, "method not allowed\n");
+	} else {
+		status = 404;
+		say(&body, "not found: /healthz/ready, /metrics\n");
+	}
+	say(r,
+	    "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+	    "connection: close\r\n\r\n",
+	    status,
+	    status == 200   ? "OK"
+	    : status == 503 ? "Service Unavailable"
+			    : "Error",
+	    ctype, body.len);
+	if (strncmp(head, "HEAD ", 5) != 0 && r->len + body.len < r->cap) {
+		memcpy(r->p + r->len, body.p, body.len);
+		r->len += body.len;
+	}
+	free(body.p);
+}
+
+/* ---------- clients ---------- */
 
 static void client_drop(struct ism_ctl_client *cl)
 {
@@ -192,59 +407,106 @@ static void client_drop(struct ism_ctl_client *cl)
 	cl->len = 0;
 }
 
+static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
+{
+	struct reply r = {.cap = CTL_REPLY_MAX};
+	size_t off = 0;
+
+	r.p = malloc(r.cap);
+	if (r.p == NULL)
+		return;
+	r.p[0] = '\0';
+	if (cl->http)
+		admin_page(c, cl->line, &r);
+	else
+		command(c, cl->line, &r);
+	/* Bounded: the reply goes out now or not at all (1 s at most). */
+	while (off < r.len) {
+		struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
+		ssize_t n = send(cl->fd, r.p + off, r.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		if (poll(&p, 1,
+			 (int)(cl->deadline > ism_now_ms() ? cl->deadline - ism_now_ms() : 0)) <= 0)
+			break;
+	}
+	free(r.p);
+}
+
+/* A command ends at a newline (or EOF); an admin request at its empty line. */
+static int complete(const struct ism_ctl_client *cl)
+{
+	if (cl->http)
+		return strstr(cl->line, "\r\n\r\n") != NULL || strstr(cl->line, "\n\n") != NULL;
+	return strchr(cl->line, '\n') != NULL;
+}
+
 static void client_read(struct ism_ctl *c, struct ism_ctl_client *cl)
 {
 	ssize_t r = recv(cl->fd, cl->line + cl->len, sizeof(cl->line) - 1 - cl->len, MSG_DONTWAIT);
-	char *nl;
 
 	if (r < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (r > 0)
-		cl->len += (uint32_t)r;
-	cl->line[cl->len] = '\0';
-	nl = strchr(cl->line, '\n');
-	if (nl == NULL && r > 0 && cl->len < sizeof(cl->line) - 1)
+	if (r < 0) {
+		client_drop(cl);
 		return;
-	if (nl)
-		*nl = '\0';
-	if (nl && nl > cl->line && nl[-1] == '\r')
-		nl[-1] = '\0';
-	if (r >= 0)
-		execute(c, cl->line, cl->fd);
+	}
+	cl->len += (uint32_t)r;
+	cl->line[cl->len] = '\0';
+	if (!complete(cl) && r > 0 && cl->len < sizeof(cl->line) - 1)
+		return;
+	if (!cl->http) {
+		char *end = cl->line + strcspn(cl->line, "\r\n");
+
+		*end = '\0';
+	}
+	answer(c, cl);
 	client_drop(cl);
+}
+
+static void accept_from(struct ism_ctl *c, int lfd, int http, uint64_t now)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int slot = -1;
+
+		if (fd < 0)
+			return;
+		for (int i = 0; i < ISM_CTL_MAX_CLIENTS && slot < 0; i++)
+			if (c->clients[i].fd < 0)
+				slot = i;
+		if (slot < 0) {
+			close(fd);
+			continue;
+		}
+		c->clients[slot].fd = fd;
+		c->clients[slot].http = http;
+		c->clients[slot].len = 0;
+		c->clients[slot].deadline = now + CTL_CLIENT_MS;
+	}
 }
 
 void ism_ctl_run(struct ism_ctl *c, const struct pollfd *pfd, size_t n)
 {
 	uint64_t now = ism_now_ms();
 
-	if (c == NULL || n == 0)
+	if (c == NULL || n < 2)
 		return;
-	for (size_t i = 1; i < n; i++) {
-		struct ism_ctl_client *cl = &c->clients[i - 1];
+	for (size_t i = 2; i < n; i++) {
+		struct ism_ctl_client *cl = &c->clients[i - 2];
 
 		if (cl->fd >= 0 && pfd[i].fd == cl->fd && pfd[i].revents)
 			client_read(c, cl);
 		else if (cl->fd >= 0 && cl->deadline <= now)
 			client_drop(cl);
 	}
-	if (pfd[0].revents & POLLIN) {
-		for (;;) {
-			int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			int slot = -1;
-
-			if (fd < 0)
-				break;
-			for (int i = 0; i < ISM_CTL_MAX_CLIENTS && slot < 0; i++)
-				if (c->clients[i].fd < 0)
-					slot = i;
-			if (slot < 0) {
-				close(fd);
-				continue;
-			}
-			c->clients[slot].fd = fd;
-			c->clients[slot].len = 0;
-			c->clients[slot].deadline = now + CTL_CLIENT_MS;
-		}
-	}
+	if (pfd[0].revents & POLLIN)
+		accept_from(c, c->fd, 0, now);
+	if (c->admin_fd >= 0 && (pfd[1].revents & POLLIN))
+		accept_from(c, c->admin_fd, 1, now);
 }

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -209,6 +211,55 @@ static void close_inherited(const struct ism_master *m, int keep_fd)
 	close_range((unsigned int)max + 1, ~0u, 0);
 }
 
+/* The user and group the workers run as; -1 where the file names none. */
+static int resolve_ids(const struct ism_table *t, uid_t *uid, gid_t *gid)
+{
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (t->group.len) {
+		struct group *gr = getgrnam(t->group.p);
+
+		if (gr == NULL) {
+			ism_err("group %s: not found", t->group.p);
+			return -ENOENT;
+		}
+		*gid = gr->gr_gid;
+	}
+	if (t->user.len) {
+		struct passwd *pw = getpwnam(t->user.p);
+
+		if (pw == NULL) {
+			ism_err("user %s: not found", t->user.p);
+			return -ENOENT;
+		}
+		*uid = pw->pw_uid;
+		if (*gid == (gid_t)-1)
+			*gid = pw->pw_gid;
+	}
+	return 0;
+}
+
+/* Workers give up root after the listeners are bound (the master keeps it for
+ * reloads and the control socket). Returns 0 or -errno. */
+static int drop_privileges(const struct ism_table *t)
+{
+	uid_t uid;
+	gid_t gid;
+	int ret = resolve_ids(t, &uid, &gid);
+
+	if (ret < 0)
+		return ret;
+	if (gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) {
+		ism_err("setgid(%u): %s", (unsigned)gid, strerror(errno));
+		return -errno;
+	}
+	if (uid != (uid_t)-1 && setuid(uid) < 0) {
+		ism_err("setuid(%u): %s", (unsigned)uid, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static int spawn_worker(struct ism_master *m, int i)
 {
 	struct ism_wslot *ws = &m->workers[i];
@@ -239,6 +290,8 @@ static int spawn_worker(struct ism_master *m, int i)
 		};
 
 		close_inherited(m, sv[1]);
+		if (drop_privileges(ism_shm_current(&m->shm)) < 0)
+			_exit(1);
 		_exit(ism_worker_main(&args));
 	}
 	close(sv[1]);
@@ -433,7 +486,7 @@ static int master_loop(struct ism_master *m)
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[3 + ISM_CTL_MAX_CLIENTS];
+		struct pollfd pfd[4 + ISM_CTL_MAX_CLIENTS];
 		nfds_t n = 0;
 		uint64_t now = ism_now_ms();
 		int ret;
@@ -451,7 +504,7 @@ static int master_loop(struct ism_master *m)
 		}
 		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
-		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_MAX_CLIENTS + 1);
+		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_MAX_CLIENTS + 2);
 		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
 			ism_err("poll: %s", strerror(errno));
@@ -536,6 +589,13 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_health;
 	}
 	t = ism_shm_current(&m->shm);
+	{
+		uid_t uid;
+		gid_t gid;
+
+		if (resolve_ids(t, &uid, &gid) < 0)
+			goto out_health;
+	}
 	if (setup_signals(m) < 0) {
 		ism_err("signals: %s", strerror(errno));
 		goto out_health;
@@ -543,7 +603,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	raise_nofile(t, worker_count(t));
 	if (bind_listeners(m, t) < 0)
 		goto out_listen;
-	ret = ism_ctl_create(m, t->control_socket.p, &m->ctl);
+	ret = ism_ctl_create(m, t, &m->ctl);
 	if (ret < 0)
 		goto out_listen;
 	m->n_workers = worker_count(t);

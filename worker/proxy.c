@@ -242,6 +242,13 @@ static void set_deadline(struct ism_wctx *w, struct ism_conn *c, enum ism_deadli
 {
 	c->deadline_kind = (uint8_t)kind;
 	c->deadline = ms ? w->now + ms : 0;
+	/* The route's timeout bounds the whole exchange, whatever the
+	 * per-read timeout says. */
+	if (c->route_deadline && (c->deadline == 0 || c->route_deadline < c->deadline) &&
+	    (kind == ISM_DL_RESPONSE || kind == ISM_DL_CONNECT)) {
+		c->deadline_kind = ISM_DL_RESPONSE;
+		c->deadline = c->route_deadline;
+	}
 }
 
 /* ---------- lifecycle ---------- */
@@ -441,9 +448,13 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 	int have_rid = 0, ret = 0;
 
 	out->len = 0;
-	ret |= buf_printf(out, limit, "%.*s %.*s%s%.*s HTTP/1.1\r\n", (int)req->method_len,
+	/* An HTTP/1.0 client is forwarded as HTTP/1.0, so the upstream answers in a
+	 * framing that client can read (no chunked coding). */
+	ret |= buf_printf(out, limit, "%.*s %.*s%s%.*s HTTP/1.%d\r\n", (int)req->method_len,
 			  req->method, (int)req->path_len, req->path, req->query ? "?" : "",
-			  (int)req->query_len, req->query ? req->query : "");
+			  (int)req->query_len, req->query ? req->query : "", c->http10 ? 0 : 1);
+	if (c->http10)
+		ret |= buf_printf(out, limit, "connection: keep-alive\r\n");
 	if (req->host)
 		ret |= buf_printf(out, limit, "host: %.*s\r\n", (int)req->host_len, req->host);
 	else
@@ -654,6 +665,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->resp_body = ISM_BODY_NONE;
 	c->resp_head_done = c->resp_started = c->resp_done = 0;
 	c->req_streamed = 0;
+	c->req_seen = 0;
 	c->status = 0;
 	if (req.framing.chunked) {
 		c->req_body = ISM_BODY_CHUNKED;
@@ -695,7 +707,8 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	}
 	c->connect_timeout_ms = cl->connect_timeout_ms;
 	c->pool_idle_ms = cl->idle_timeout_ms;
-	c->response_timeout_ms = r->timeout_ms ? r->timeout_ms : t->timeouts.upstream_response_ms;
+	c->response_timeout_ms = t->timeouts.upstream_response_ms;
+	c->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
 	if (build_upstream_head(w, c, &req, cl, &head) < 0) {
 		buf_free(&head);
 		local_response(w, c, 431, "request head too large", 1);
@@ -707,6 +720,13 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	if (body < 0) {
 		buf_free(&head);
 		local_response(w, c, 400, "malformed chunked body", 1);
+		return;
+	}
+	c->req_seen = (uint64_t)body;
+	if (t->limits.max_request_body_bytes && c->req_seen > t->limits.max_request_body_bytes) {
+		buf_free(&head);
+		c->req_done = 1;
+		local_response(w, c, 413, "request body too large", 1);
 		return;
 	}
 	if (buf_append(&head, c->in.p + n, (uint32_t)body, UINT32_MAX) < 0) {
@@ -881,8 +901,10 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 		conn_close(w, c);
 		return;
 	}
-	buf_trim(&c->out);
-	c->out.len = 0;
+	/* Idle keep-alive connections hold no buffer: the next request's bytes
+	 * land in a ring buffer first. */
+	buf_free(&c->out);
+	c->route_deadline = 0;
 	c->state = ISM_C_IDLE;
 	c->resp_started = c->resp_done = 0;
 	if (c->in.len) {
@@ -941,6 +963,15 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 			c->keepalive = 0;
 		c->req_done = done;
 		c->req_streamed = 1;
+		c->req_seen += (uint64_t)n;
+		if (w->table->limits.max_request_body_bytes &&
+		    c->req_seen > w->table->limits.max_request_body_bytes) {
+			/* A chunked body has no length up front: count it as it passes. */
+			ism_w_buf_recycle(w, bid);
+			c->req_done = 1;
+			local_response(w, c, 413, "request body too large", 1);
+			return;
+		}
 		set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
 		if (n > 0) {
 			u_send(w, c->up, data, (uint32_t)n, bid);

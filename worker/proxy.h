@@ -98,7 +98,9 @@ struct ism_conn {
 	uint16_t listener;
 	uint16_t inflight;
 	uint64_t deadline;
+	uint64_t route_deadline; /* VirtualService timeout of this exchange; 0: none */
 	uint64_t req_remaining;
+	uint64_t req_seen; /* request body bytes forwarded so far */
 	uint64_t resp_remaining;
 	struct ism_chunked req_chunk;
 	struct ism_chunked resp_chunk;

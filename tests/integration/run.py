@@ -11,6 +11,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (Conn, Env, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
+from harness import (Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
                      destination_rule, docs, free_port, gateway, have, poll, service_entry,
                      virtual_service, vmrss_kib)
 
@@ -46,7 +47,7 @@ def web_routes(w1=75, w2=25):
             f"    - {{destination: {{host: {WEB}, subset: v2}}, weight: {w2}}}\n")
 
 
-def standard(env, health=False, timeouts=None, w1=75, w2=25, start=True):
+def standard(env, health=False, timeouts=None, w1=75, w2=25, start=True, extra=""):
     """The brief's example: /api → api (127.0.0.4), the rest 75/25 v1 (127.0.0.2) / v2 (127.0.0.3)."""
     p1 = env.upstream(["127.0.0.2:0=v1"], name="v1")["v1"]
     p2 = env.upstream(["127.0.0.3:0=v2"], name="v2")["v2"]
@@ -56,7 +57,7 @@ def standard(env, health=False, timeouts=None, w1=75, w2=25, start=True):
 
     def make(a, b):
         return docs(
-            appliance(env, timeouts=timeouts, health_checks=[WEB] if health else []),
+            appliance(env, timeouts=timeouts, health_checks=[WEB] if health else [], extra=extra),
             gateway(gw_port),
             virtual_service("web", ["*"], web_routes(a, b)),
             destination_rule("web", WEB, ["v1", "v2"]),
@@ -774,15 +775,15 @@ def reload_bad_refused(env):
     check(who(r) in ("v1", "v2"), f"old /api route still in force after a good reload: {r}")
 
 
-@test
-def graceful_stop(env):
-    standard(env)
+def slow_request_in_flight(env, path):
+    """Starts a GET of path through the gateway in a thread and returns once the
+    upstream has received it: (thread, result dict with "r" or "e")."""
     result = {}
 
     def slow():
         try:
-            result["r"] = env.get("/delay/1000", timeout=10)
-        except Exception as e:  # reported below
+            result["r"] = env.get(path, timeout=10)
+        except Exception as e:  # reported by the caller
             result["e"] = e
 
     def served_count():
@@ -792,6 +793,13 @@ def graceful_stop(env):
     t = threading.Thread(target=slow, daemon=True)
     t.start()
     poll(lambda: served_count() > before, 3, what="the slow request to reach the upstream")
+    return t, result
+
+
+@test
+def graceful_stop(env):
+    standard(env)
+    t, result = slow_request_in_flight(env, "/delay/1000")
     os.kill(env.gateway.pid, signal.SIGTERM)
     t.join(10)
     check(not t.is_alive(), "slow request still running 10 s after SIGTERM")
@@ -851,6 +859,426 @@ def zone_preference(env):
     check(set(counts) == {"remote-b", "remote-c"}, f"with local failing, traffic went {counts} (want both remotes)")
     Env.ctl("127.0.0.2", ports["local"], "health/ok")
     poll(lambda: tally(env, 20) == {"local": 20}, 5, what="traffic to return to the local endpoint")
+
+
+# --------------------------------------------------------------------------- reload stress, control socket, admin
+
+
+class LogTail:
+    """Reads a process log incrementally (the log can grow large under load)."""
+
+    def __init__(self, proc):
+        self.path = proc.log_path
+        self.off = 0
+        self.pending = ""
+
+    def lines(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.off)
+            d = f.read()
+        self.off += len(d)
+        self.pending += d.decode("utf-8", "replace")
+        *done, self.pending = self.pending.split("\n")
+        return done
+
+
+def ctl_cmd(path, cmd, timeout=10.0):
+    """One control-socket command: connect, send the line, read the answer until the master closes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(cmd.encode() + b"\n")
+        parts = []
+        deadline = time.monotonic() + timeout
+        while True:
+            check(time.monotonic() < deadline, f"control socket answer to {cmd!r} not closed within {timeout}s")
+            d = s.recv(65536)
+            if not d:
+                break
+            parts.append(d)
+        return b"".join(parts).decode("utf-8", "replace")
+    finally:
+        s.close()
+
+
+def info_field(text, name):
+    m = re.search(rf"^{re.escape(name)}: *(\S+)$", text, re.M)
+    check(m, f"no '{name}:' line in 'show info' answer: {text!r}")
+    return m.group(1)
+
+
+def endpoint_health(text):
+    """'show endpoints' answer -> {key: "healthy"/"unhealthy"}; every line must carry a key and health=."""
+    out = {}
+    for line in text.strip().split("\n"):
+        m = re.search(r"(\S+\|\S+:\d+)\s.*\bhealth=(\w+)", line)
+        check(m, f"'show endpoints' line without '<service>|<addr>:<port> ... health=': {line!r} in {text!r}")
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+@test
+def reload_stress(env):
+    if not have("wrk"):
+        raise Skip("wrk not installed")
+    ups = env.upstream(["127.0.0.2:0=v1", "127.0.0.5:0=v1b"], name="v1")
+    p2 = env.upstream(["127.0.0.3:0=v2"], name="v2")["v2"]
+    pa = env.upstream(["127.0.0.4:0=api"], name="api")["api"]
+    gw_port = free_port()
+
+    def make(weights_swapped, extra_ep, extra_route, slow_hc):
+        w1, w2 = (25, 75) if weights_swapped else (75, 25)
+        hc = ("  healthChecks:\n"
+              f"  - {{host: {WEB}, path: /healthz, interval: {'300ms' if slow_hc else '200ms'}, timeout: 200ms,"
+              f" healthyThreshold: 1, unhealthyThreshold: 2}}\n")
+        routes = web_routes(w1, w2)
+        if extra_route:
+            routes = (f"  - match: [{{uri: {{prefix: /extra}}}}]\n"
+                      f"    route: [{{destination: {{host: {API}}}}}]\n") + routes
+        eps = [{"address": "127.0.0.2", "port": ups["v1"], "labels": {"version": "v1"}, "locality": "eu-west/eu-west-1a"},
+               {"address": "127.0.0.3", "port": p2, "labels": {"version": "v2"}, "locality": "eu-west/eu-west-1b"}]
+        if extra_ep:
+            eps.append({"address": "127.0.0.5", "port": ups["v1b"], "labels": {"version": "v1"},
+                        "locality": "eu-west/eu-west-1a"})
+        return docs(appliance(env, extra=hc), gateway(gw_port), virtual_service("web", ["*"], routes),
+                    destination_rule("web", WEB, ["v1", "v2"]), service_entry("web", WEB, eps),
+                    service_entry("api", API, [{"address": "127.0.0.4", "port": pa, "locality": "eu-west/eu-west-1a"}]))
+
+    state = [False, False, False, False]
+    conf = env.write("isthmus.yaml", make(*state))
+    env.start_gateway(conf, gw_port)
+    wait_serving(env, "/")
+    workers = env.workers()
+    check(len(workers) == 2, f"want 2 workers, found {workers}")
+    log = LogTail(env.gateway)
+    log.lines()
+    wrk = subprocess.Popen(["wrk", "-t1", "-c16", "-d60s", "--timeout", "3s", f"http://127.0.0.1:{gw_port}/"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    n_reloads = 200
+    t0 = time.monotonic()
+    try:
+        poll(lambda: int(Env.ctl("127.0.0.2", ups["v1"], "count")) > 0, 5,
+             what="wrk traffic to reach the upstreams")
+        refused = []
+        for i in range(n_reloads):
+            state[i % 4] = not state[i % 4]
+            tmp = conf + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(make(*state))
+            os.replace(tmp, conf)
+            os.kill(env.gateway.pid, signal.SIGHUP)
+            want = f"reload: generation {i + 2} published"
+            deadline = time.monotonic() + 10
+            while True:
+                lines = log.lines()
+                refused += [l for l in lines if "reload refused" in l or "error" in l]
+                if refused:
+                    raise TestFailure(f"reload {i + 1} (state {state}) refused or an error logged: {refused[:5]}")
+                if any(want in l for l in lines):
+                    break
+                check(env.gateway.alive(), f"master died at reload {i + 1}")
+                check(time.monotonic() < deadline, f"no '{want}' in the log within 10 s (reload {i + 1})")
+                time.sleep(0.002)
+            if wrk.poll() is not None:
+                raise TestFailure(f"wrk ended before reload {i + 1}: {wrk.communicate()[0].decode()}")
+        reload_s = time.monotonic() - t0
+        time.sleep(0.3)  # traffic on the last generation too; wrk is stopped below, not awaited
+        wrk.send_signal(signal.SIGINT)  # wrk stops and prints its summary
+        out, _ = wrk.communicate(timeout=10)
+    finally:
+        if wrk.poll() is None:
+            os.killpg(wrk.pid, signal.SIGKILL)
+            wrk.wait()
+    out = out.decode()
+    m = re.search(r"(\d+) requests in", out)
+    check(m and int(m.group(1)) > n_reloads, f"wrk made too few requests ({n_reloads} reloads in {reload_s:.1f}s): {out}")
+    check("Non-2xx or 3xx responses" not in out, f"non-2xx responses during {n_reloads} reloads: {out}")
+    check("Socket errors" not in out, f"socket errors during {n_reloads} reloads: {out}")
+    check(env.gateway.alive(), "master died")
+    check(env.workers() == workers, f"workers changed during reloads: {workers} -> {env.workers()}")
+    exits = [l for l in env.gateway.log().split("\n") if "exited" in l or "restarted" in l]
+    check(not exits, f"worker exits logged during reloads: {exits[:5]}")
+    info = ctl_cmd(env.path("ctl.sock"), "show info")
+    check(info_field(info, "generation") == str(n_reloads + 1), f"show info after {n_reloads} reloads: {info}")
+    # The last file is in force: /extra goes to api exactly when the last file has that route.
+    r = env.get("/extra/x")
+    if state[2]:
+        check(r.status == 200 and who(r) == "api", f"/extra/x with the extra route in force: {r}")
+    else:
+        check(r.status == 200 and who(r) in ("v1", "v1b", "v2"), f"/extra/x without the extra route: {r}")
+
+
+@test
+def control_socket(env):
+    standard(env, health=True)
+    sock = env.path("ctl.sock")
+    p1, p2, pa = env.ports["v1"][1], env.ports["v2"][1], env.ports["api"][1]
+
+    info = ctl_cmd(sock, "show info")
+    check(info_field(info, "generation") == "1", f"show info: {info!r}")
+    check(info_field(info, "workers") == "2", f"show info (workers: 2 configured): {info!r}")
+    before = int(info_field(info, "requests"))
+    for i in range(10):
+        r = env.get(f"/api/ctl{i}")
+        check(r.status == 200, f"request {i}: {r}")
+    poll(lambda: int(info_field(ctl_cmd(sock, "show info"), "requests")) >= before + 10, 3,
+         what=f"'requests:' to grow by 10 from {before}")
+
+    # A real client.
+    p = subprocess.run(["socat", "-t", "5", "-", f"UNIX-CONNECT:{sock}"], input=b"show info\n",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    out = p.stdout.decode()
+    check(p.returncode == 0 and re.search(r"^generation: 1$", out, re.M) and re.search(r"^workers: 2$", out, re.M),
+          f"socat 'show info': rc {p.returncode} {out!r} {p.stderr.decode()!r}")
+
+    k1, k2, ka = f"{WEB}|127.0.0.2:{p1}", f"{WEB}|127.0.0.3:{p2}", f"{API}|127.0.0.4:{pa}"
+    eps = poll(lambda: (lambda h: h if h.get(k1) == "healthy" and h.get(k2) == "healthy" else None)(
+        endpoint_health(ctl_cmd(sock, "show endpoints"))), 5, what="both web endpoints healthy in 'show endpoints'")
+    check(set(eps) == {k1, k2, ka}, f"'show endpoints' keys {sorted(eps)}, want {sorted([k1, k2, ka])}")
+    check(eps[ka] == "healthy", f"api endpoint (no health check) is {eps[ka]}")
+    Env.ctl("127.0.0.2", p1, "health/fail")
+    poll(lambda: endpoint_health(ctl_cmd(sock, "show endpoints")).get(k1) == "unhealthy", 5,
+         what=f"{k1} to become unhealthy in 'show endpoints'")
+    check(endpoint_health(ctl_cmd(sock, "show endpoints")).get(k2) == "healthy", "v2 went unhealthy too")
+    Env.ctl("127.0.0.2", p1, "health/ok")
+    poll(lambda: endpoint_health(ctl_cmd(sock, "show endpoints")).get(k1) == "healthy", 5,
+         what=f"{k1} to become healthy again")
+
+    # reload: a good file, then a bad one.
+    conf = env.path("isthmus.yaml")
+    good = open(conf).read().replace("prefix: /api", "prefix: /v2api")
+    with open(conf, "w") as f:
+        f.write(good)
+    ans = ctl_cmd(sock, "reload")
+    check("generation 2 published" in ans, f"reload of a good file answered {ans!r}")
+    r = env.get("/v2api/x")
+    check(r.status == 200 and who(r) == "api", f"/v2api after the reload: {r}")
+    bad = good.replace("weight: 25", "weight: lots")
+    with open(conf, "w") as f:
+        f.write(bad)
+    ans = ctl_cmd(sock, "reload")
+    check("reload refused" in ans, f"reload of a bad file answered {ans!r}")
+    m = re.search(re.escape(conf) + r":(\d+):(\d+): error", ans)
+    check(m, f"no '{conf}:LINE:COL: error' in the reload answer {ans!r}")
+    line = int(m.group(1))
+    lines = bad.split("\n")
+    check(1 <= line <= len(lines) and "lots" in lines[line - 1],
+          f"reload error points at line {line}, not at the bad weight: {ans!r}")
+    check(info_field(ctl_cmd(sock, "show info"), "generation") == "2", "generation changed by a refused reload")
+    for i in range(10):
+        r = env.get(f"/v2api/x{i}")
+        check(r.status == 200 and who(r) == "api", f"generation-2 route after a refused reload: {r}")
+        r = env.get(f"/api/x{i}")
+        check(r.status == 200 and who(r) in ("v1", "v2"), f"/api after a refused reload: {r}")
+
+    ans = ctl_cmd(sock, "frobnicate")
+    check(ans.startswith("error: unknown command"), f"unknown command answered {ans!r}")
+    check(env.gateway.alive(), "master died")
+
+
+def admin_get(port, path, timeout=5.0):
+    with Conn("127.0.0.1", port, timeout=timeout) as c:
+        c.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        return c.read_response()
+
+
+METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})?'
+                         r' ([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf))(?: -?\d+)?$')
+
+
+def scrape(port):
+    """GET /metrics: checks the Prometheus text format; returns {(name, frozenset(labels)): value}."""
+    r = admin_get(port, "/metrics")
+    check(r.status == 200, f"/metrics answered {r}")
+    ct = r.header("content-type") or ""
+    check(ct.replace(" ", "").startswith("text/plain;version=0.0.4"), f"/metrics Content-Type {ct!r}")
+    text = r.body.decode()
+    check(text.endswith("\n"), "metrics text does not end with a newline")
+    typed, out = {}, {}
+    for line in text.split("\n")[:-1]:
+        if line.startswith("#"):
+            m = re.match(r"# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*)(?: (.*))?$", line)
+            check(m, f"bad comment line {line!r}")
+            if m.group(1) == "TYPE":
+                check(m.group(3) in ("counter", "gauge", "histogram", "summary", "untyped"), f"bad TYPE {line!r}")
+                check(m.group(2) not in typed, f"second TYPE for {m.group(2)}")
+                typed[m.group(2)] = m.group(3)
+            continue
+        check(line != "", "empty line in the metrics text")
+        m = METRIC_LINE.match(line)
+        check(m, f"not a Prometheus sample line: {line!r}")
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        key = (m.group(1), labels)
+        check(key not in out, f"duplicate sample {line!r}")
+        out[key] = float(m.group(3))
+    for name, _ in out:
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        check(name in typed or base in typed, f"sample {name} has no # TYPE line")
+    return out
+
+
+def metric(ms, name, **labels):
+    """The value of the one sample of name whose labels include labels."""
+    want = set(labels.items())
+    vals = [v for (n, ls), v in ms.items() if n == name and want <= set(ls)]
+    check(len(vals) == 1, f"{len(vals)} samples of {name}{labels or ''} in /metrics "
+          f"(have: {sorted((n, sorted(ls)) for n, ls in ms if n == name)})")
+    return vals[0]
+
+
+@test
+def admin_listener(env):
+    aport = free_port()
+    standard(env, health=True, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n")
+    p1, p2, pa = env.ports["v1"][1], env.ports["v2"][1], env.ports["api"][1]
+    poll(lambda: admin_get(aport, "/healthz/ready").status == 200, 5, what="/healthz/ready to answer 200")
+    r = admin_get(aport, "/no/such/path")
+    check(r.status == 404, f"unknown admin path answered {r}")
+
+    ep1 = dict(service=WEB, endpoint=f"127.0.0.2:{p1}")
+    ep2 = dict(service=WEB, endpoint=f"127.0.0.3:{p2}")
+    epa = dict(service=API, endpoint=f"127.0.0.4:{pa}")
+    poll(lambda: metric(scrape(aport), "isthmus_endpoint_healthy", **ep1) == 1 and
+         metric(scrape(aport), "isthmus_endpoint_healthy", **ep2) == 1, 5, what="both web endpoints healthy in /metrics")
+    m0 = scrape(aport)
+    check(metric(m0, "isthmus_config_generation") == 1, "isthmus_config_generation is not 1 at start")
+    check(metric(m0, "isthmus_endpoint_healthy", **epa) == 1, "api endpoint (no health check) not healthy")
+    served_by = {}
+    for i in range(25):
+        path = f"/m{i}" if i % 5 else "/status/404"
+        r = env.get(path)
+        check(r.status == (404 if path == "/status/404" else 200), f"{path}: {r}")
+        served_by[who(r)] = served_by.get(who(r), 0) + 1
+    check(set(served_by) <= {"v1", "v2"}, f"served by {served_by}")
+
+    def delta(ms, name, **labels):
+        return metric(ms, name, **labels) - metric(m0, name, **labels)
+
+    m1 = poll(lambda: (lambda ms: ms if delta(ms, "isthmus_requests_total") >= 25 else None)(scrape(aport)), 3,
+              what="isthmus_requests_total to grow by 25")
+    time.sleep(0.2)  # nothing else runs: a later scrape must show the same counts
+    m1 = scrape(aport)
+    check(metric(m1, "isthmus_requests_total") >= 25, "isthmus_requests_total below the 25 requests sent")
+    check(delta(m1, "isthmus_requests_total") == 25,
+          f"isthmus_requests_total grew by {delta(m1, 'isthmus_requests_total')}, 25 requests were sent")
+    check(delta(m1, "isthmus_responses_total", code_class="2xx") == 20,
+          f"2xx responses grew by {delta(m1, 'isthmus_responses_total', code_class='2xx')}, want 20")
+    check(delta(m1, "isthmus_responses_total", code_class="4xx") == 5,
+          f"4xx responses grew by {delta(m1, 'isthmus_responses_total', code_class='4xx')}, want 5")
+    for name, ep, labels in (("v1", ep1, ep1), ("v2", ep2, ep2), ("api", epa, epa)):
+        d = delta(m1, "isthmus_endpoint_requests_total", **labels)
+        check(d == served_by.get(name, 0), f"isthmus_endpoint_requests_total{labels} grew by {d}, "
+              f"the upstream answered {served_by.get(name, 0)}")
+
+    # Connections: one open keep-alive connection is counted, then not.
+    with Conn("127.0.0.1", env.gw_port) as c:
+        check(c.request("GET", "/api/held").status == 200, "request on the held connection")
+        poll(lambda: metric(scrape(aport), "isthmus_connections_active") >= 1, 3,
+             what="isthmus_connections_active >= 1 with a connection open")
+    poll(lambda: metric(scrape(aport), "isthmus_connections_active") == 0, 3,
+         what="isthmus_connections_active back to 0 after the connection closed")
+
+    # Health follows the checks.
+    Env.ctl("127.0.0.2", p1, "health/fail")
+    poll(lambda: metric(scrape(aport), "isthmus_endpoint_healthy", **ep1) == 0, 5,
+         what="isthmus_endpoint_healthy of v1 to drop to 0")
+    check(metric(scrape(aport), "isthmus_endpoint_healthy", **ep2) == 1, "v2 went unhealthy too")
+    Env.ctl("127.0.0.2", p1, "health/ok")
+    poll(lambda: metric(scrape(aport), "isthmus_endpoint_healthy", **ep1) == 1, 5,
+         what="isthmus_endpoint_healthy of v1 back to 1")
+
+    # A reload.
+    reloads0 = metric(scrape(aport), "isthmus_reloads_total")
+    ans = ctl_cmd(env.path("ctl.sock"), "reload")
+    check("generation 2 published" in ans, f"reload answered {ans!r}")
+    m2 = scrape(aport)
+    check(metric(m2, "isthmus_config_generation") == 2, "isthmus_config_generation not 2 after a reload")
+    check(metric(m2, "isthmus_reloads_total") == reloads0 + 1, "isthmus_reloads_total did not grow by 1")
+
+    # Graceful stop: not ready while draining, before the master exits.
+    t, result = slow_request_in_flight(env, "/delay/1500")
+    check(admin_get(aport, "/healthz/ready").status == 200, "not ready before SIGTERM")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    poll(lambda: admin_get(aport, "/healthz/ready", timeout=1).status == 503, 1.2, interval=0.02,
+         what="/healthz/ready to answer 503 while draining")
+    check(env.gateway.alive(), "master exited before the slow request finished")
+    t.join(10)
+    check(not t.is_alive() and "r" in result and served(result["r"], "/delay/1500"),
+          f"slow request during the stop: {result}")
+    try:
+        env.gateway.p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("master still running 10 s after SIGTERM")
+    check(env.gateway.p.returncode == 0, f"master exited with {env.gateway.p.returncode}")
+
+
+# --------------------------------------------------------------------------- make run
+
+
+DEMO_PORTS = [("127.0.0.1", 8080), ("127.0.0.1", 9901)] + [
+    (f"127.0.0.{a}", p) for a in range(1, 5) for p in (18081, 18082)] + [("127.0.0.1", 18083)]
+
+
+def port_open(addr, port):
+    try:
+        socket.create_connection((addr, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@test
+def demo_make_run(env):
+    busy = [f"{a}:{p}" for a, p in DEMO_PORTS if port_open(a, p)]
+    check(not busy, f"the demo's fixed ports are taken by something else: {busy}; stop it and rerun")
+    log_path = env.path("demo.log")
+    with open(log_path, "wb") as logf:
+        p = subprocess.Popen(["sh", "tests/demo/run.sh", env.build], stdout=logf, stderr=logf,
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+    demo = Proc("demo", p, log_path)
+    env.procs.append(demo)
+    env.gateway = demo  # the failure report shows this log
+    env.gw_port = 8080
+
+    def up():
+        if not demo.alive():
+            raise TestFailure(f"tests/demo/run.sh exited with {p.returncode}")
+        return env.get("/", timeout=2).status == 200
+
+    poll(up, 20, interval=0.1, what="the demo to answer 200 on 127.0.0.1:8080/")
+    check("curl -i http://127.0.0.1:8080/" in demo.log(), "the demo did not print its instructions")
+    seen = set()
+    for i in range(20):
+        r = env.get("/")
+        check(r.status == 200 and re.match(r"web-v[12]-", who(r) or ""), f"/ answered {r}")
+        seen.add(who(r))
+    check(any(s.startswith("web-v1-") for s in seen), f"20 requests to / never reached web v1 (90 %): {seen}")
+    for i in range(5):
+        r = env.get("/", headers={"x-canary": "true"})
+        check(r.status == 200 and who(r) == "web-v2-1a", f"x-canary: true answered {r}")
+        r = env.get("/api/users")
+        check(r.status == 200 and who(r) == "api-1a", f"/api/users answered {r} (want the zone-local api-1a)")
+    out = ctl_cmd("/tmp/isthmus/isthmus.sock", "show endpoints")
+    check(endpoint_health(out).get("api.demo.internal|127.0.0.1:18081") == "healthy",
+          f"'show endpoints' on the demo: {out!r}")
+
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("tests/demo/run.sh still running 20 s after SIGINT")
+    poll(lambda: not [1 for a, pt in DEMO_PORTS if port_open(a, pt)], 5,
+         what="every demo port to close after SIGINT")
+
+    def group_gone():
+        try:
+            os.killpg(p.pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+    poll(group_gone, 5, what="every process of the demo to exit after SIGINT")
+    check(not os.path.exists("/tmp/isthmus/isthmus.sock"), "the demo's control socket was left behind")
 
 
 # --------------------------------------------------------------------------- runner
