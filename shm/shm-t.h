@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 1u
+#define ISM_SHM_LAYOUT_VERSION 2u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -40,8 +40,20 @@ struct ism_ep_state {
 	_Atomic uint64_t hc_checks;   /* master: checks run */
 	_Atomic uint64_t hc_failures; /* master: checks failed */
 	_Atomic uint64_t health_changed_ms; /* master: wall time of the last health change */
+	/* Outlier detection (health/outlier.h): counters written by workers with
+	 * atomics, ejection by whichever process decides it (a CAS on ejected). */
+	_Atomic uint32_t cons_5xx;	   /* workers */
+	_Atomic uint32_t cons_gateway;	   /* workers */
+	_Atomic uint32_t cons_local;	   /* workers */
+	_Atomic uint32_t ejected;	   /* workers eject (CAS 0->1), master returns (1->0) */
+	_Atomic uint64_t ejected_until_ms; /* monotonic; set with ejected */
+	_Atomic uint64_t ejected_at_ms;	   /* monotonic */
+	_Atomic uint64_t returned_at_ms;   /* master: last return from ejection */
+	_Atomic uint32_t eject_mult;	   /* ejection-time multiplier (Envoy's backoff k) */
+	_Atomic uint32_t connections;	   /* workers: upstream connections open, all workers */
+	_Atomic uint64_t ejections;	   /* total ejections */
 } __attribute__((aligned(ISM_CACHELINE)));
-_Static_assert(sizeof(struct ism_ep_state) == ISM_CACHELINE, "endpoint state is one cache line");
+_Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE, "endpoint state is two cache lines");
 
 /* Counters one worker writes (relaxed atomics, single writer); the master sums them. */
 struct ism_worker_stats {
@@ -88,6 +100,9 @@ struct ism_shm_hdr {
 	_Atomic uint32_t n_workers;	  /* master */
 	_Atomic uint64_t reloads;	  /* master: successful reloads */
 	_Atomic uint64_t reload_failures; /* master */
+	/* Any process: bumped on every change of endpoint health, ejection or
+	 * admin state; the master recomputes priority loads when it moves. */
+	_Atomic uint64_t health_epoch;
 	struct ism_gen_slot gens[ISM_GEN_SLOTS];
 	struct ism_worker_slot workers[ISM_MAX_WORKERS];
 	struct ism_ep_state eps[ISM_MAX_ENDPOINTS];

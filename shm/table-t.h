@@ -8,6 +8,7 @@
 #ifndef ISM_SHM_TABLE_T_H
 #define ISM_SHM_TABLE_T_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -56,6 +57,38 @@ struct ism_match {
 	const struct ism_kvmatch *query;
 };
 
+/* Envoy retry_on conditions (Istio retries.retryOn), as bits. */
+enum ism_retry_on {
+	ISM_RETRY_5XX = 1u << 0,		 /* any 5xx, connect failure, reset */
+	ISM_RETRY_GATEWAY_ERROR = 1u << 1,	 /* 502, 503, 504 */
+	ISM_RETRY_RESET = 1u << 2,		 /* connection reset / no response */
+	ISM_RETRY_CONNECT_FAILURE = 1u << 3,	 /* connect failure or timeout */
+	ISM_RETRY_RETRIABLE_4XX = 1u << 4,	 /* 409 */
+	ISM_RETRY_REFUSED_STREAM = 1u << 5,	 /* HTTP/2 REFUSED_STREAM: never seen over HTTP/1.1 */
+	ISM_RETRY_RETRIABLE_STATUS_CODES = 1u << 6, /* the codes in ism_retry.codes */
+	ISM_RETRY_RESET_BEFORE_REQUEST = 1u << 7,   /* reset before the request was sent */
+	ISM_RETRY_ENVOY_RATELIMITED = 1u << 8,	    /* never set by isthmus */
+	ISM_RETRY_RETRIABLE_HEADERS = 1u << 9,	    /* not supported: refused by the loader */
+	ISM_RETRY_GRPC_CANCELLED = 1u << 10,	    /* gRPC status in response headers */
+	ISM_RETRY_GRPC_DEADLINE_EXCEEDED = 1u << 11,
+	ISM_RETRY_GRPC_INTERNAL = 1u << 12,
+	ISM_RETRY_GRPC_RESOURCE_EXHAUSTED = 1u << 13,
+	ISM_RETRY_GRPC_UNAVAILABLE = 1u << 14,
+};
+
+/* Istio HTTPRetry, compiled. Istio's default policy when a route has none:
+ * attempts 2, retry_on connect-failure|refused-stream|unavailable|cancelled|
+ * retriable-status-codes with codes {503}. */
+struct ism_retry {
+	uint32_t attempts;	     /* retries after the first try; 0 = none */
+	uint32_t per_try_timeout_ms; /* 0 = bounded by the route timeout only */
+	uint32_t retry_on;	     /* enum ism_retry_on bits */
+	uint32_t n_codes;	     /* retriable status codes (numeric retryOn entries and 503 by default) */
+	const uint16_t *codes;
+	uint8_t ignore_previous_hosts; /* retryIgnorePreviousHosts, default 1 */
+	uint32_t backoff_base_ms;      /* 25 ms: retry N waits rand[0, (2^N-1)*base), at most 10*base */
+};
+
 /* A weighted destination: index into ism_table.clusters. */
 struct ism_dest {
 	uint32_t cluster;
@@ -71,6 +104,7 @@ struct ism_route {
 	const struct ism_dest *dest;
 	uint32_t total_weight; /* sum of dest[].weight; 0 means every weight is 0 (503) */
 	uint32_t timeout_ms;   /* VirtualService timeout; 0 = none (Istio's default) */
+	struct ism_retry retry;
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names
@@ -97,6 +131,29 @@ enum ism_lb_policy {
 	ISM_LB_ROUND_ROBIN = 0,
 	ISM_LB_LEAST_REQUEST,
 	ISM_LB_RANDOM,
+	ISM_LB_RING_HASH,
+	ISM_LB_MAGLEV,
+};
+
+/* What a consistent-hash policy hashes (Istio consistentHash). */
+enum ism_hash_on {
+	ISM_HASH_NONE = 0,
+	ISM_HASH_HEADER,	 /* httpHeaderName */
+	ISM_HASH_COOKIE,	 /* httpCookie */
+	ISM_HASH_SOURCE_IP,	 /* useSourceIp */
+	ISM_HASH_QUERY_PARAM,	 /* httpQueryParameterName */
+};
+
+struct ism_hash_policy {
+	uint8_t on;		/* enum ism_hash_on */
+	struct ism_str name;	/* header (lowercased), cookie or query parameter name */
+	struct ism_str cookie_path;
+	uint32_t cookie_ttl_ms; /* a cookie is issued when absent and ttl > 0 */
+	uint32_t ring_size;	/* ringHash.minimumRingSize, default 1024 */
+	uint32_t table_size;	/* maglev.tableSize, default 65537 (prime) */
+	const uint32_t *table;	/* ring or maglev table of endpoint indices, built at compile */
+	const uint64_t *ring_hashes; /* ring hash: the sorted point hashes (same length as table) */
+	uint32_t table_len;
 };
 
 /* An upstream endpoint as one cluster sees it. */
@@ -107,11 +164,68 @@ struct ism_endpoint {
 	struct ism_str addr_text; /* "127.0.0.2:8080", for logs */
 	struct ism_str locality;  /* "region/zone[/subzone]", may be empty */
 	uint32_t weight;	  /* ServiceEntry weight, default 1 */
-	uint8_t priority; /* 0: the appliance's own zone; 1: elsewhere (issue 2's first cut) */
+	uint8_t priority;	  /* Envoy priority (0 highest), compacted; see ism_lgroup */
+	uint32_t group;		  /* index of its ism_lgroup in the cluster */
 };
 
-/* Active HTTP health check of a service's endpoints, run by the master. */
+#define ISM_MAX_PRIORITIES 16
+
+/* Envoy's LocalityLbEndpoints: the endpoints of one locality at one priority.
+ * A cluster's groups are sorted by priority, and each group's endpoints are
+ * contiguous in the cluster's endpoint array. */
+struct ism_lgroup {
+	struct ism_str locality;
+	uint8_t priority;
+	uint32_t weight; /* locality LB weight: sum of endpoint weights, or as `distribute` says */
+	uint32_t first;	 /* endpoints[first .. first + count) */
+	uint32_t count;
+};
+
+/* Istio outlierDetection, compiled (Envoy field names in comments). */
+struct ism_outlier {
+	uint32_t consecutive_5xx;      /* consecutive_5xx; 0 = off. Istio default 5 */
+	uint32_t consecutive_gateway;  /* consecutive_gateway_failure; 0 = off (Istio default) */
+	uint8_t split_local;	       /* split_external_local_origin_errors */
+	uint32_t consecutive_local;    /* consecutive_local_origin_failure (split mode); default 5 */
+	uint32_t interval_ms;	       /* sweep period, default 10 s */
+	uint32_t base_ejection_ms;     /* default 30 s */
+	uint32_t max_ejection_ms;      /* max(300 s, base) */
+	uint32_t max_ejection_percent; /* default 10; at least one host may always be ejected */
+};
+
+/* Istio connectionPool limits (Envoy circuit breakers, per cluster). */
+struct ism_pool_limits {
+	uint32_t max_connections;	/* tcp.maxConnections; UINT32_MAX = unlimited */
+	uint32_t max_pending;		/* http.http1MaxPendingRequests; UINT32_MAX */
+	uint32_t max_requests_per_conn; /* http.maxRequestsPerConnection; 0 = unlimited */
+	uint32_t max_retries;		/* http.maxRetries: concurrent retries; UINT32_MAX */
+};
+
+/* The one part of a generation written after publication: per-cluster state in
+ * the generation's arena. Writers are named per field; the load fields are
+ * guarded by a sequence counter (odd while the master writes them). */
+struct ism_cluster_dyn {
+	_Atomic uint32_t seq;			  /* master */
+	uint8_t n_priorities;			  /* master */
+	uint8_t total_panic;			  /* master */
+	uint8_t healthy_load[ISM_MAX_PRIORITIES]; /* master: percent per priority, sums to 100 */
+	uint8_t panic[ISM_MAX_PRIORITIES];	  /* master: priority in panic */
+	uint32_t *eff_weight;			  /* master: per lgroup, effective locality weight */
+	_Atomic uint32_t pending;		  /* workers: requests waiting for a connection */
+	_Atomic uint32_t retries_active;	  /* workers */
+	_Atomic uint64_t overflow;		  /* workers: requests refused by a pool limit */
+	_Atomic uint64_t retries;		  /* workers: retries made */
+};
+
+enum ism_hc_type {
+	ISM_HC_HTTP = 0,
+	ISM_HC_TCP, /* connect only */
+};
+
+/* Active health check of a service's endpoints, run by the master (Envoy's
+ * HealthCheck; the interval fields default as Envoy's do). */
 struct ism_hc {
+	uint8_t type; /* enum ism_hc_type */
 	struct ism_str path; /* request path, default "/" */
 	struct ism_str host; /* Host header, default the service host */
 	uint32_t interval_ms;
@@ -120,6 +234,12 @@ struct ism_hc {
 	uint32_t unhealthy_threshold;
 	uint32_t n_statuses; /* expected statuses as half-open ranges [lo, hi) */
 	const uint16_t (*statuses)[2];
+	uint32_t unhealthy_interval_ms;	     /* default interval */
+	uint32_t unhealthy_edge_interval_ms; /* default unhealthy_interval */
+	uint32_t healthy_edge_interval_ms;   /* default interval */
+	uint32_t initial_jitter_ms;	     /* first check delayed by rand[0, it) */
+	uint32_t interval_jitter_ms;	     /* every wait += rand % it */
+	uint32_t interval_jitter_percent;    /* every wait += rand % (interval * it / 100) */
 };
 
 /* Istio's cluster: outbound|<port>|<subset>|<host>. */
@@ -133,7 +253,17 @@ struct ism_cluster {
 	uint32_t idle_timeout_ms; /* pooled upstream connection idle timeout */
 	uint32_t n_endpoints;
 	const struct ism_endpoint *endpoints;
-	const struct ism_hc *hc; /* NULL: no active health check */
+	uint32_t n_groups;
+	const struct ism_lgroup *groups;
+	uint8_t n_priorities;
+	uint8_t locality_weighted; /* Envoy locality_weighted_lb_config: pick a group by weight */
+	uint8_t panic_threshold;   /* percent; outlierDetection.minHealthPercent, default 0 */
+	uint32_t overprovisioning; /* percent, 140 */
+	const struct ism_outlier *od; /* NULL: no outlier detection (and no locality failover) */
+	struct ism_hash_policy hash;  /* lb is ISM_LB_RING_HASH or ISM_LB_MAGLEV */
+	struct ism_pool_limits pool;
+	struct ism_cluster_dyn *dyn;  /* mutable: see struct ism_cluster_dyn */
+	const struct ism_hc *hc;      /* NULL: no active health check */
 };
 
 struct ism_limits {
