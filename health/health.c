@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "health/outlier.h"
 #include "lib/log.h"
 
 /* Times are ism_now_ms() milliseconds, the clock the master passes to
@@ -26,6 +28,13 @@ enum hc_state {
 	HC_READING,    /* waiting for the status line */
 };
 
+/* What one check came to (Envoy's HealthCheckFailureType). */
+enum hc_verdict {
+	HC_PASS = 0,
+	HC_FAIL_NETWORK, /* connect failure, timeout, no or bad response: counted */
+	HC_FAIL_STATUS,	 /* a status outside the expected ranges: unhealthy at once */
+};
+
 /* One checked endpoint, by shared endpoint id. Everything it needs is copied
  * from the table, so a check in progress never reads a generation that the
  * master may reclaim after the next set_table. */
@@ -33,8 +42,10 @@ struct hc_ep {
 	uint32_t id;
 	uint32_t seq; /* bumped per check: tags epoll events, so a stale one is dropped */
 	uint8_t state;
-	bool seen;	  /* set_table bookkeeping */
-	bool ever_passed; /* Envoy: a host that never passed becomes healthy at its first pass */
+	uint8_t type;	 /* enum ism_hc_type */
+	bool seen;	 /* set_table bookkeeping */
+	bool checked;	 /* a result was recorded (Envoy's first_check_, inverted) */
+	bool spread_due; /* checked at once when added: its next wait takes its offset */
 	int fd;
 	uint64_t next_ms;
 	uint64_t deadline_ms;
@@ -43,6 +54,8 @@ struct hc_ep {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	uint32_t interval_ms, timeout_ms, healthy_thr, unhealthy_thr;
+	uint32_t unhealthy_interval_ms, unhealthy_edge_ms, healthy_edge_ms;
+	uint32_t initial_jitter_ms, jitter_ms, jitter_pct;
 	uint32_t n_statuses;
 	uint16_t (*statuses)[2];
 	char *req;
@@ -56,6 +69,7 @@ struct hc_ep {
 struct ism_health {
 	struct ism_shm *shm;
 	int epfd;
+	uint64_t rng;	      /* xorshift64* state, seeded from getrandom */
 	struct hc_ep **by_id; /* ISM_MAX_ENDPOINTS entries */
 	struct hc_ep **list;  /* the checked endpoints, dense */
 	uint32_t n, cap;
@@ -82,6 +96,9 @@ int ism_health_create(struct ism_shm *shm, struct ism_health **out)
 		ret = -errno;
 		goto fail_by_id;
 	}
+	/* Jitter only needs to differ between appliances and restarts. */
+	if (getrandom(&h->rng, sizeof(h->rng), GRND_NONBLOCK) != sizeof(h->rng) || h->rng == 0)
+		h->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ ism_now_ms();
 	*out = h;
 	return 0;
 
@@ -131,6 +148,53 @@ int ism_health_fd(const struct ism_health *h)
 	return h->epfd;
 }
 
+/* --- scheduling --- */
+
+static uint32_t hc_rand(struct ism_health *h)
+{
+	h->rng ^= h->rng >> 12;
+	h->rng ^= h->rng << 25;
+	h->rng ^= h->rng >> 27;
+	return (uint32_t)((h->rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* A fixed per-endpoint offset in [0, span): consecutive ids land far apart
+ * (Knuth's multiplicative hash), so a service's endpoints are spread evenly. */
+static uint32_t ep_offset(const struct hc_ep *e, uint32_t span)
+{
+	return span ? (uint32_t)(e->id * 2654435761u) % span : 0;
+}
+
+/* Envoy's intervalWithJitter: both jitters add to the base wait; the percent is
+ * of the wait chosen (which is `interval` for a steady healthy host). Never 0,
+ * so a host cannot be checked in a busy loop. */
+static uint64_t ep_wait(struct ism_health *h, const struct hc_ep *e, uint32_t base)
+{
+	uint64_t wait = base;
+	uint64_t pct_mod = (uint64_t)base * e->jitter_pct / 100;
+
+	if (pct_mod)
+		wait += hc_rand(h) % pct_mod;
+	if (e->jitter_ms)
+		wait += hc_rand(h) % e->jitter_ms;
+	return wait ? wait : 1;
+}
+
+/* Sets the next check after one ended, with the wait of Envoy's interval()
+ * (base chosen by the caller). An endpoint checked at once when it was added
+ * takes its spreading offset here, once: without it every endpoint of a
+ * master that just started would stay in one burst forever. */
+static void ep_schedule(struct ism_health *h, struct hc_ep *e, uint32_t base, uint64_t now)
+{
+	uint64_t wait = ep_wait(h, e, base);
+
+	if (e->spread_due) {
+		wait += ep_offset(e, base);
+		e->spread_due = false;
+	}
+	e->next_ms = now + wait;
+}
+
 /* --- results --- */
 
 static struct ism_ep_state *ep_state(struct ism_health *h, uint32_t id)
@@ -138,44 +202,79 @@ static struct ism_ep_state *ep_state(struct ism_health *h, uint32_t id)
 	return &h->shm->hdr->eps[id];
 }
 
+/* Every change of health moves the epoch, so the master recomputes the
+ * priority loads of the clusters. */
 static void set_health(struct ism_health *h, uint32_t id, uint32_t health)
 {
 	struct ism_ep_state *st = ep_state(h, id);
 
 	atomic_store(&st->health, health);
 	atomic_store(&st->health_changed_ms, ism_wall_ms());
+	atomic_fetch_add(&h->shm->hdr->health_epoch, 1);
+}
+
+/* A pass. Envoy's handleSuccess: an unhealthy host becomes healthy at its very
+ * first check, else after healthy_threshold consecutive passes; in between it
+ * is checked at healthy_edge_interval. A host healthy after the pass is
+ * returned from outlier ejection (successful_active_health_check_uneject_host). */
+static void ep_pass(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	struct ism_ep_state *st = ep_state(h, e->id);
+	uint32_t base = e->interval_ms;
+
+	e->fail = 0;
+	e->succ++;
+	if (atomic_load(&st->health) != ISM_EP_HEALTHY) {
+		if (!e->checked || e->succ >= e->healthy_thr) {
+			set_health(h, e->id, ISM_EP_HEALTHY);
+			ism_notice("endpoint %s is now healthy", e->label);
+		} else {
+			base = e->healthy_edge_ms;
+		}
+	}
+	if (atomic_load(&st->health) == ISM_EP_HEALTHY && ism_outlier_uneject(st, now)) {
+		atomic_fetch_add(&h->shm->hdr->health_epoch, 1);
+		ism_notice("endpoint %s returned from ejection by a passing health check",
+			   e->label);
+	}
+	ep_schedule(h, e, base, now);
+}
+
+/* A failure. Envoy's setUnhealthy: a status outside the expected ranges marks a
+ * healthy host unhealthy at once; network failures and timeouts need
+ * unhealthy_threshold in a row, checked at unhealthy_edge_interval meanwhile. */
+static void ep_fail(struct ism_health *h, struct hc_ep *e, enum hc_verdict v, const char *reason,
+		    uint64_t now)
+{
+	struct ism_ep_state *st = ep_state(h, e->id);
+	uint32_t base = e->unhealthy_interval_ms;
+
+	atomic_fetch_add_explicit(&st->hc_failures, 1, memory_order_relaxed);
+	e->succ = 0;
+	ism_debug("health check of %s failed: %s", e->label, reason);
+	if (atomic_load(&st->health) == ISM_EP_HEALTHY) {
+		if (v == HC_FAIL_STATUS || ++e->fail >= e->unhealthy_thr) {
+			set_health(h, e->id, ISM_EP_UNHEALTHY);
+			ism_warn("endpoint %s is now unhealthy: %s", e->label, reason);
+		} else {
+			base = e->unhealthy_edge_ms;
+		}
+	}
+	ep_schedule(h, e, base, now);
 }
 
 /* Ends the check in progress (or the one that could not start) and applies its
- * result: thresholds of consecutive results, except that an endpoint that never
- * passed becomes healthy at its first pass. */
-static void ep_result(struct ism_health *h, struct hc_ep *e, bool ok, const char *reason,
+ * result. */
+static void ep_result(struct ism_health *h, struct hc_ep *e, enum hc_verdict v, const char *reason,
 		      uint64_t now)
 {
-	struct ism_ep_state *st = ep_state(h, e->id);
-	uint32_t cur = atomic_load(&st->health);
-
 	ep_close(e);
-	e->next_ms = now + e->interval_ms;
-	atomic_fetch_add_explicit(&st->hc_checks, 1, memory_order_relaxed);
-	if (ok) {
-		e->fail = 0;
-		e->succ++;
-		if (cur != ISM_EP_HEALTHY && (!e->ever_passed || e->succ >= e->healthy_thr)) {
-			set_health(h, e->id, ISM_EP_HEALTHY);
-			ism_notice("endpoint %s is now healthy", e->label);
-		}
-		e->ever_passed = true;
-		return;
-	}
-	atomic_fetch_add_explicit(&st->hc_failures, 1, memory_order_relaxed);
-	e->succ = 0;
-	e->fail++;
-	ism_debug("health check of %s failed: %s", e->label, reason);
-	if (cur == ISM_EP_HEALTHY && e->fail >= e->unhealthy_thr) {
-		set_health(h, e->id, ISM_EP_UNHEALTHY);
-		ism_warn("endpoint %s is now unhealthy: %s", e->label, reason);
-	}
+	atomic_fetch_add_explicit(&ep_state(h, e->id)->hc_checks, 1, memory_order_relaxed);
+	if (v == HC_PASS)
+		ep_pass(h, e, now);
+	else
+		ep_fail(h, e, v, reason, now);
+	e->checked = true;
 }
 
 static void ep_fail_errno(struct ism_health *h, struct hc_ep *e, const char *what, int err,
@@ -184,7 +283,7 @@ static void ep_fail_errno(struct ism_health *h, struct hc_ep *e, const char *wha
 	char reason[96];
 
 	snprintf(reason, sizeof(reason), "%s: %s", what, strerror(err));
-	ep_result(h, e, false, reason, now);
+	ep_result(h, e, HC_FAIL_NETWORK, reason, now);
 }
 
 /* --- the check --- */
@@ -210,7 +309,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		/* Out of descriptors or memory here says nothing about the endpoint:
 		 * try again next interval without counting a result. */
 		ism_err("health check of %s: socket: %s", e->label, strerror(errno));
-		e->next_ms = now + e->interval_ms;
+		e->next_ms = now + ep_wait(h, e, e->interval_ms);
 		return;
 	}
 	e->seq++;
@@ -228,7 +327,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	if (err < 0) {
 		ism_err("health check of %s: epoll: %s", e->label, strerror(-err));
 		ep_close(e);
-		e->next_ms = now + e->interval_ms;
+		e->next_ms = now + ep_wait(h, e, e->interval_ms);
 	}
 }
 
@@ -289,17 +388,17 @@ static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		if (status == 0 && !eof && e->got < sizeof(e->buf))
 			continue;
 		if (status <= 0) {
-			ep_result(h, e, false,
+			ep_result(h, e, HC_FAIL_NETWORK,
 				  eof && e->got == 0 ? "connection closed without a response"
 						     : "bad response",
 				  now);
 			return;
 		}
 		if (status_expected(e, status)) {
-			ep_result(h, e, true, NULL, now);
+			ep_result(h, e, HC_PASS, NULL, now);
 		} else {
 			snprintf(reason, sizeof(reason), "unexpected status %d", status);
-			ep_result(h, e, false, reason, now);
+			ep_result(h, e, HC_FAIL_STATUS, reason, now);
 		}
 		return;
 	}
@@ -339,6 +438,11 @@ static void ep_event(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			err = errno;
 		if (err) {
 			ep_fail_errno(h, e, "connect", err, now);
+			return;
+		}
+		if (e->type == ISM_HC_TCP) {
+			/* Envoy's TCP check with no payload: the connect is the check */
+			ep_result(h, e, HC_PASS, NULL, now);
 			return;
 		}
 		e->state = HC_SENDING;
@@ -395,7 +499,7 @@ void ism_health_run(struct ism_health *h, uint64_t now_ms)
 
 		if (e->state != HC_IDLE && e->deadline_ms <= now_ms) {
 			snprintf(reason, sizeof(reason), "timeout after %u ms", e->timeout_ms);
-			ep_result(h, e, false, reason, now_ms);
+			ep_result(h, e, HC_FAIL_NETWORK, reason, now_ms);
 		}
 		if (e->state == HC_IDLE && e->next_ms <= now_ms)
 			ep_start(h, e, now_ms);
@@ -439,13 +543,15 @@ static int list_add(struct ism_health *h, struct hc_ep *e)
 }
 
 /* Copies the check of cluster cl for endpoint ep into e. A check in progress
- * with another address or request is abandoned and restarted at once. */
+ * with another type, address or request is abandoned and restarted at once.
+ * Interval fields left 0 default as Envoy's do. */
 static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
 			const struct ism_endpoint *ep, uint64_t now)
 {
 	const struct ism_hc *hc = cl->hc;
 	const char *path = hc->path.len ? hc->path.p : "/";
 	const char *host = hc->host.len ? hc->host.p : cl->host.p;
+	uint8_t type = hc->type == ISM_HC_TCP ? ISM_HC_TCP : ISM_HC_HTTP;
 	uint16_t(*st)[2] = NULL;
 	char *req = NULL;
 	int len, ret = 0;
@@ -472,8 +578,8 @@ static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
 		st[0][0] = 200;
 		st[0][1] = 201;
 	}
-	changed = !e->req || strcmp(e->req, req) != 0 || e->addrlen != ep->addrlen ||
-		  memcmp(&e->addr, &ep->addr, ep->addrlen) != 0;
+	changed = !e->req || strcmp(e->req, req) != 0 || e->type != type ||
+		  e->addrlen != ep->addrlen || memcmp(&e->addr, &ep->addr, ep->addrlen) != 0;
 	if (changed && e->state != HC_IDLE) {
 		ep_close(e);
 		e->next_ms = now;
@@ -486,7 +592,17 @@ static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
 	e->n_statuses = hc->n_statuses ? hc->n_statuses : 1;
 	memcpy(&e->addr, &ep->addr, sizeof(e->addr));
 	e->addrlen = ep->addrlen;
+	e->type = type;
 	e->interval_ms = hc->interval_ms ? hc->interval_ms : 1;
+	e->unhealthy_interval_ms =
+	    hc->unhealthy_interval_ms ? hc->unhealthy_interval_ms : e->interval_ms;
+	e->unhealthy_edge_ms = hc->unhealthy_edge_interval_ms ? hc->unhealthy_edge_interval_ms
+							      : e->unhealthy_interval_ms;
+	e->healthy_edge_ms =
+	    hc->healthy_edge_interval_ms ? hc->healthy_edge_interval_ms : e->interval_ms;
+	e->initial_jitter_ms = hc->initial_jitter_ms;
+	e->jitter_ms = hc->interval_jitter_ms;
+	e->jitter_pct = hc->interval_jitter_percent;
 	e->timeout_ms = hc->timeout_ms ? hc->timeout_ms : 1;
 	e->healthy_thr = hc->healthy_threshold ? hc->healthy_threshold : 1;
 	e->unhealthy_thr = hc->unhealthy_threshold ? hc->unhealthy_threshold : 1;
@@ -501,9 +617,11 @@ out:
 	return ret;
 }
 
-/* A new checked endpoint. One that starts unhealthy (just added) is checked at
- * once; one already healthy (its service just got a check) starts at a fixed
- * per-endpoint offset into the interval, which spreads the checks. */
+/* A new checked endpoint. One that starts unhealthy (the master interns new
+ * endpoints of a checked service so, as Envoy does) is checked at once and
+ * takes its offset after that check; one already healthy (its service just got
+ * a check) starts at its fixed offset into the interval, plus Envoy's
+ * initial_jitter. Either way the checks end up spread over the interval. */
 static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const struct ism_endpoint *ep,
 		  uint64_t now)
 {
@@ -525,8 +643,14 @@ static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const stru
 		goto fail_e;
 	h->by_id[e->id] = e;
 	e->seen = true;
-	e->ever_passed = atomic_load(&ep_state(h, e->id)->health) == ISM_EP_HEALTHY;
-	e->next_ms = e->ever_passed ? now + (uint32_t)(e->id * 2654435761u) % e->interval_ms : now;
+	if (atomic_load(&ep_state(h, e->id)->health) == ISM_EP_HEALTHY) {
+		e->next_ms = now + ep_offset(e, e->interval_ms);
+		if (e->initial_jitter_ms)
+			e->next_ms += hc_rand(h) % e->initial_jitter_ms;
+	} else {
+		e->next_ms = now;
+		e->spread_due = true;
+	}
 	return 0;
 
 fail_e:

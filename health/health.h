@@ -1,10 +1,19 @@
-/* Active health checks, run by the master.
+/* Active health checks, run by the master (Envoy's HealthCheck semantics).
+ *
+ * HTTP checks (a GET, success by expected status ranges; a status outside them
+ * fails the endpoint at once) and TCP checks (a completed connect). Timeouts and
+ * network failures count toward unhealthy_threshold; healthy_threshold passes
+ * bring an endpoint back; a new endpoint starts unhealthy and its first check
+ * decides. Waits follow Envoy's interval state machine (interval, unhealthy,
+ * unhealthy-edge and healthy-edge intervals) plus the configured jitter, and
+ * checks are spread over each interval, so many endpoints are not checked in
+ * one burst.
  *
  * Non-blocking: the checker owns an epoll descriptor that the master's poll loop
  * waits on, and timers the master honours through ism_health_timeout_ms. Results
- * are written into the shared endpoint-state table (ism_ep_state.health), so every
- * worker sees them on its next pick. Checks are spread over each interval (a
- * per-endpoint offset), so many endpoints are not checked in one burst. */
+ * are written into the shared endpoint-state table (ism_ep_state.health); every
+ * change, and every outlier ejection a passing check ends, bumps the region's
+ * health epoch, so the master recomputes the priority loads. */
 #ifndef ISM_HEALTH_HEALTH_H
 #define ISM_HEALTH_HEALTH_H
 

@@ -34,6 +34,11 @@ struct ism_master {
 	uint64_t loaded_ms; /* wall time of the last successful load */
 	int stopping;
 	uint64_t stop_deadline;
+	int notify_fd;	      /* eventfd: workers write when they eject an endpoint */
+	uint64_t epoch;	      /* health epoch the loads were last computed for */
+	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
+	uint32_t n_sweep;
+	uint64_t next_sweep_due; /* earliest of next_sweep */
 };
 
 /* Loads, compiles and publishes the file as a new generation. 0, or -errno with

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 
 #include "conf/conf.h"
 #include "health/health.h"
+#include "health/lbstate.h"
 #include "lib/log.h"
 #include "master/ctl.h"
 #include "master/master-t.h"
@@ -108,6 +110,40 @@ static int worker_count(const struct ism_table *t)
 	return (int)n;
 }
 
+/* A new table: every cluster's outlier sweep is due at once. */
+static int reset_sweeps(struct ism_master *m, const struct ism_table *t)
+{
+	uint64_t *p = calloc(t->n_clusters ? t->n_clusters : 1, sizeof(*p));
+
+	if (p == NULL)
+		return -ENOMEM;
+	free(m->next_sweep);
+	m->next_sweep = p;
+	m->n_sweep = t->n_clusters;
+	m->next_sweep_due = 0;
+	return 0;
+}
+
+/* Outlier sweeps that are due, and new priority loads whenever an endpoint's
+ * health, ejection or admin state changed (the health epoch moved). */
+static void update_lbstate(struct ism_master *m, uint64_t now)
+{
+	const struct ism_table *t = ism_shm_current(&m->shm);
+	struct ism_shm_hdr *h = m->shm.hdr;
+	uint64_t epoch;
+
+	if (t == NULL)
+		return;
+	if (now >= m->next_sweep_due &&
+	    ism_lbstate_sweep(t, h->eps, m->next_sweep, now, &m->next_sweep_due) > 0)
+		atomic_fetch_add(&h->health_epoch, 1);
+	epoch = atomic_load(&h->health_epoch);
+	if (epoch != m->epoch) {
+		m->epoch = epoch;
+		ism_lbstate_compute(t, h->eps);
+	}
+}
+
 int ism_master_load(struct ism_master *m, struct ism_diags *d)
 {
 	struct ism_conf *conf = NULL;
@@ -153,6 +189,13 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 		d->n_errors++;
 		goto out;
 	}
+	/* Workers read loads from their first request on: compute them first. */
+	ism_lbstate_compute(t, m->shm.hdr->eps);
+	ret = reset_sweeps(m, t);
+	if (ret < 0) {
+		ism_shm_gen_abort(&m->shm, slot);
+		goto out;
+	}
 	m->gen++;
 	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
 	ret = ism_health_set_table(m->health, t);
@@ -195,13 +238,13 @@ static int bind_listeners(struct ism_master *m, const struct ism_table *t)
 /* In the child: keep stdio, the listeners and our socketpair end. */
 static void close_inherited(const struct ism_master *m, int keep_fd)
 {
-	int max = keep_fd;
+	int max = keep_fd > m->notify_fd ? keep_fd : m->notify_fd;
 
 	for (int i = 0; i < m->n_listen; i++)
 		if (m->listen_fds[i] > max)
 			max = m->listen_fds[i];
 	for (int fd = 3; fd <= max; fd++) {
-		int keep = fd == keep_fd;
+		int keep = fd == keep_fd || fd == m->notify_fd;
 
 		for (int i = 0; i < m->n_listen && !keep; i++)
 			keep = fd == m->listen_fds[i];
@@ -287,6 +330,7 @@ static int spawn_worker(struct ism_master *m, int i)
 		    .listen_fds = m->listen_fds,
 		    .n_listen = m->n_listen,
 		    .master_fd = sv[1],
+		    .notify_fd = m->notify_fd,
 		};
 
 		close_inherited(m, sv[1]);
@@ -468,6 +512,12 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 
 	if (h >= 0 && h < t)
 		t = h;
+	if (m->next_sweep_due != UINT64_MAX) {
+		uint64_t due = m->next_sweep_due > now ? m->next_sweep_due - now : 0;
+
+		if (due < (uint64_t)t)
+			t = (int)due;
+	}
 	for (int i = 0; i < m->n_workers; i++) {
 		const struct ism_wslot *ws = &m->workers[i];
 
@@ -486,7 +536,7 @@ static int master_loop(struct ism_master *m)
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[4 + ISM_CTL_MAX_CLIENTS];
+		struct pollfd pfd[5 + ISM_CTL_MAX_CLIENTS];
 		nfds_t n = 0;
 		uint64_t now = ism_now_ms();
 		int ret;
@@ -504,6 +554,7 @@ static int master_loop(struct ism_master *m)
 		}
 		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = m->notify_fd, .events = POLLIN};
 		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_MAX_CLIENTS + 2);
 		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
@@ -514,7 +565,14 @@ static int master_loop(struct ism_master *m)
 		if (pfd[0].revents)
 			handle_signals(m);
 		ism_health_run(m->health, now);
-		ism_ctl_run(m->ctl, pfd + 2, n - 2);
+		if (pfd[2].revents) {
+			uint64_t v;
+
+			if (read(m->notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				ism_warn("notify: %s", strerror(errno));
+		}
+		update_lbstate(m, now);
+		ism_ctl_run(m->ctl, pfd + 3, n - 3);
 		if (!m->stopping)
 			respawn_due(m, now);
 		if (now - last_reclaim >= 1000) {
@@ -571,6 +629,11 @@ int ism_master_run(const struct ism_master_opts *opts)
 	ism_log_set_role("master");
 	m->conf_path = opts->conf_path;
 	m->sfd = -1;
+	m->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (m->notify_fd < 0) {
+		ism_err("eventfd: %s", strerror(errno));
+		goto out_free;
+	}
 	ism_diags_init(d);
 	ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);
 	if (ret < 0) {
@@ -632,6 +695,10 @@ out_health:
 out_shm:
 	ism_shm_destroy(&m->shm);
 out_free:
+	if (m && m->notify_fd >= 0)
+		close(m->notify_fd);
+	if (m)
+		free(m->next_sweep);
 	free(d);
 	free(m);
 	return status;

@@ -42,10 +42,11 @@ struct ism_ep_state {
 	_Atomic uint64_t health_changed_ms; /* master: wall time of the last health change */
 	/* Outlier detection (health/outlier.h): counters written by workers with
 	 * atomics, ejection by whichever process decides it (a CAS on ejected). */
-	_Atomic uint32_t cons_5xx;	   /* workers */
-	_Atomic uint32_t cons_gateway;	   /* workers */
-	_Atomic uint32_t cons_local;	   /* workers */
-	_Atomic uint32_t ejected;	   /* workers eject (CAS 0->1), master returns (1->0) */
+	_Atomic uint32_t cons_5xx;     /* workers */
+	_Atomic uint32_t cons_gateway; /* workers */
+	_Atomic uint32_t cons_local;   /* workers */
+	_Atomic uint32_t ejected; /* 0 no; 2 being ejected (CAS 0->2 by the ejecting process); 1
+				     ejected; master returns (1->0) */
 	_Atomic uint64_t ejected_until_ms; /* monotonic; set with ejected */
 	_Atomic uint64_t ejected_at_ms;	   /* monotonic */
 	_Atomic uint64_t returned_at_ms;   /* master: last return from ejection */
@@ -53,7 +54,8 @@ struct ism_ep_state {
 	_Atomic uint32_t connections;	   /* workers: upstream connections open, all workers */
 	_Atomic uint64_t ejections;	   /* total ejections */
 } __attribute__((aligned(ISM_CACHELINE)));
-_Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE, "endpoint state is two cache lines");
+_Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
+	       "endpoint state is two cache lines");
 
 /* Counters one worker writes (relaxed atomics, single writer); the master sums them. */
 struct ism_worker_stats {

@@ -3,6 +3,11 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "health/outlier.h"
+#include "health/priority.h"
+#include "worker/hash.h"
 
 /* Per-worker state: nginx's smooth weighted round robin keeps one "current
  * weight" per peer; all clusters' peers live in one array, each cluster starting
@@ -67,15 +72,44 @@ void ism_lb_free(struct ism_lb *lb)
 	free(lb);
 }
 
-static bool eligible(const struct ism_endpoint *ep, const struct ism_ep_state *eps)
+static bool eligible(const struct ism_endpoint *ep, const struct ism_ep_state *eps, bool panic)
 {
 	const struct ism_ep_state *st;
 
 	if (ep->id >= ISM_MAX_ENDPOINTS)
 		return false;
 	st = &eps[ep->id];
-	return atomic_load_explicit(&st->health, memory_order_relaxed) == ISM_EP_HEALTHY &&
-	       atomic_load_explicit(&st->admin, memory_order_relaxed) == ISM_EP_ADMIN_READY;
+	if (panic)
+		return atomic_load_explicit(&st->admin, memory_order_relaxed) == ISM_EP_ADMIN_READY;
+	return ism_ep_eligible(st);
+}
+
+/* The master's latest loads for the cluster, copied under its sequence counter.
+ * Before the first computation (n_priorities 0) everything goes to priority 0. */
+static void read_loads(const struct ism_cluster *cl, struct ism_cluster_dyn *out)
+{
+	const struct ism_cluster_dyn *d = cl->dyn;
+	uint32_t s1, s2;
+
+	memset(out, 0, sizeof(*out));
+	if (d == NULL) {
+		out->n_priorities = 1;
+		out->healthy_load[0] = 100;
+		return;
+	}
+	do {
+		s1 = atomic_load_explicit(&d->seq, memory_order_acquire);
+		out->n_priorities = d->n_priorities;
+		out->total_panic = d->total_panic;
+		memcpy(out->healthy_load, d->healthy_load, sizeof(out->healthy_load));
+		memcpy(out->panic, d->panic, sizeof(out->panic));
+		atomic_thread_fence(memory_order_acquire);
+		s2 = atomic_load_explicit(&d->seq, memory_order_relaxed);
+	} while ((s1 & 1) || s1 != s2);
+	if (out->n_priorities == 0) {
+		out->n_priorities = 1;
+		out->healthy_load[0] = 100;
+	}
 }
 
 /* Weight 0 would starve a peer forever in smooth WRR; the configuration never
@@ -98,37 +132,97 @@ static bool is_cand(const struct cand *k, uint32_t i)
 	return k->mark[i] != 0;
 }
 
-/* Marks the candidates: the eligible endpoints of priority 0 when there is one,
- * else those of every other priority; then leaves out exclude_id when another
- * candidate remains. Returns the number of candidates. */
-static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cluster *cl,
-			  const struct ism_ep_state *eps, uint32_t exclude_id)
+/* The priority for this request: h in [0, 100) walked against the loads. */
+static uint32_t choose_priority(const struct ism_cluster_dyn *ld, uint32_t h)
 {
-	uint32_t i, n = 0, others = 0;
-	bool p0 = false;
+	uint32_t cum = 0;
+
+	for (uint32_t p = 0; p < ld->n_priorities; p++) {
+		cum += ld->healthy_load[p];
+		if (h < cum)
+			return p;
+	}
+	return 0;
+}
+
+/* In a locality-weighted cluster: one group of priority p, chosen by effective
+ * weight (weighted random). Returns the group index, or -1 when every effective
+ * weight is 0 (then the whole priority is used). */
+static int choose_group(const struct ism_cluster *cl, uint32_t p, uint32_t rnd)
+{
+	uint64_t total = 0, target, cum = 0;
+
+	for (uint32_t g = 0; g < cl->n_groups; g++)
+		if (cl->groups[g].priority == p)
+			total += __atomic_load_n(&cl->dyn->eff_weight[g], __ATOMIC_RELAXED);
+	if (total == 0)
+		return -1;
+	target = ((uint64_t)rnd * total) >> 32;
+	for (uint32_t g = 0; g < cl->n_groups; g++) {
+		if (cl->groups[g].priority != p)
+			continue;
+		cum += __atomic_load_n(&cl->dyn->eff_weight[g], __ATOMIC_RELAXED);
+		if (target < cum)
+			return (int)g;
+	}
+	return -1;
+}
+
+/* Marks the eligible endpoints in [first, end) of priority p (all priorities
+ * when p < 0); returns how many. */
+static uint32_t mark_range(struct ism_lb *lb, const struct ism_cluster *cl,
+			   const struct ism_ep_state *eps, uint32_t first, uint32_t end, int p,
+			   bool panic)
+{
+	uint32_t n = 0;
+
+	memset(lb->mark, 0, cl->n_endpoints);
+	for (uint32_t i = first; i < end; i++) {
+		if (p >= 0 && cl->endpoints[i].priority != (uint32_t)p)
+			continue;
+		lb->mark[i] = eligible(&cl->endpoints[i], eps, panic);
+		n += lb->mark[i];
+	}
+	return n;
+}
+
+/* Marks the candidates of this pick (see balancer.h); then leaves out
+ * exclude_id when another candidate remains. Returns the number of candidates. */
+static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cluster *cl,
+			  const struct ism_ep_state *eps, const struct ism_lb_req *rq)
+{
+	struct ism_cluster_dyn ld;
+	uint32_t i, n = 0, others = 0, p;
+	bool panic;
+	int g = -1;
 
 	k->cl = cl;
 	k->eps = eps;
 	k->mark = lb->mark;
-	for (i = 0; i < cl->n_endpoints; i++) {
-		lb->mark[i] = eligible(&cl->endpoints[i], eps);
-		if (lb->mark[i] && cl->endpoints[i].priority == 0)
-			p0 = true;
-	}
-	for (i = 0; i < cl->n_endpoints; i++) {
-		if (lb->mark[i] && (cl->endpoints[i].priority == 0) != p0)
-			lb->mark[i] = 0;
-		if (!lb->mark[i])
-			continue;
-		n++;
-		if (cl->endpoints[i].id != exclude_id)
+	read_loads(cl, &ld);
+	p = choose_priority(&ld, rq->rnd % 100);
+	panic = ld.total_panic || ld.panic[p];
+	if (cl->locality_weighted && !panic && cl->dyn != NULL)
+		g = choose_group(cl, p, rq->rnd2);
+	if (g >= 0)
+		n = mark_range(lb, cl, eps, cl->groups[g].first,
+			       cl->groups[g].first + cl->groups[g].count, -1, false);
+	if (n == 0)
+		n = mark_range(lb, cl, eps, 0, cl->n_endpoints, (int)p, panic);
+	/* The loads lag health by one recomputation: fall back to the first
+	 * priority that has an eligible endpoint. */
+	for (uint32_t q = 0; n == 0 && q < ld.n_priorities; q++)
+		n = mark_range(lb, cl, eps, 0, cl->n_endpoints, (int)q, false);
+	if (n == 0 && ld.n_priorities <= 1)
+		n = mark_range(lb, cl, eps, 0, cl->n_endpoints, -1, false);
+	for (i = 0; i < cl->n_endpoints; i++)
+		if (lb->mark[i] && cl->endpoints[i].id != rq->exclude_id)
 			others++;
-	}
-	/* A retry avoids the previous host only inside the chosen priority, as
-	 * Envoy's previous_hosts predicate does; with no other host it reuses it. */
-	if (exclude_id != UINT32_MAX && others > 0 && others < n) {
+	/* A retry avoids the previous host only inside the chosen set, as Envoy's
+	 * previous_hosts predicate does; with no other host it reuses it. */
+	if (rq->exclude_id != UINT32_MAX && others > 0 && others < n) {
 		for (i = 0; i < cl->n_endpoints; i++)
-			if (cl->endpoints[i].id == exclude_id)
+			if (cl->endpoints[i].id == rq->exclude_id)
 				lb->mark[i] = 0;
 		n = others;
 	}
@@ -166,21 +260,50 @@ static int nth_cand(const struct cand *k, uint32_t nth)
 }
 
 /* Power of two choices: two distinct candidates drawn from the two halves of
- * rnd; the one with fewer requests in flight (across all workers) wins. */
+ * rnd; the one with the lower (in flight + 1) / weight wins (in flight counted
+ * across all workers), which is plain P2C when the weights are equal. */
 static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 {
 	uint32_t a = (uint32_t)(((uint64_t)(rnd & 0xffff) * n) >> 16);
 	uint32_t b = (uint32_t)(((uint64_t)(rnd >> 16) * n) >> 16);
+	uint64_t la, lb;
 	int ia, ib;
 
 	if (n > 1 && a == b)
 		b = (a + 1) % n;
 	ia = nth_cand(k, a);
 	ib = nth_cand(k, b);
-	if (atomic_load_explicit(&k->eps[k->cl->endpoints[ib].id].inflight, memory_order_relaxed) <
-	    atomic_load_explicit(&k->eps[k->cl->endpoints[ia].id].inflight, memory_order_relaxed))
-		return ib;
-	return ia;
+	la = (uint64_t)(atomic_load_explicit(&k->eps[k->cl->endpoints[ia].id].inflight,
+					     memory_order_relaxed) +
+			1) *
+	     (uint64_t)weight_of(&k->cl->endpoints[ib]);
+	lb = (uint64_t)(atomic_load_explicit(&k->eps[k->cl->endpoints[ib].id].inflight,
+					     memory_order_relaxed) +
+			1) *
+	     (uint64_t)weight_of(&k->cl->endpoints[ia]);
+	return lb < la ? ib : ia;
+}
+
+/* Consistent hash: the table position of the key, then on to the first
+ * candidate, so a key keeps its endpoint while that endpoint is eligible. */
+static int pick_hash(const struct cand *k, uint64_t hash)
+{
+	const struct ism_hash_policy *hp = &k->cl->hash;
+	uint32_t pos;
+
+	if (hp->table_len == 0)
+		return -1;
+	if (k->cl->lb == ISM_LB_RING_HASH)
+		pos = ism_ring_lookup(hp->ring_hashes, hp->table_len, hash);
+	else
+		pos = (uint32_t)(hash % hp->table_len);
+	for (uint32_t i = 0; i < hp->table_len; i++) {
+		uint32_t e = hp->table[(pos + i) % hp->table_len];
+
+		if (e < k->cl->n_endpoints && is_cand(k, e))
+			return (int)e;
+	}
+	return -1;
 }
 
 static int pick_random(const struct cand *k, uint32_t rnd)
@@ -204,24 +327,32 @@ static int pick_random(const struct cand *k, uint32_t rnd)
 	return last;
 }
 
-int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps, uint32_t exclude_id,
-		uint32_t rnd)
+int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
+		const struct ism_lb_req *rq)
 {
 	const struct ism_cluster *cl;
 	struct cand k;
 	uint32_t n;
+	int e;
 
 	if (c >= lb->table->n_clusters)
 		return -EINVAL;
 	cl = &lb->table->clusters[c];
-	n = cand_init(lb, &k, cl, eps, exclude_id);
+	if (cl->n_endpoints == 0)
+		return -ENOENT;
+	n = cand_init(lb, &k, cl, eps, rq);
 	if (n == 0)
 		return -ENOENT;
 	switch (cl->lb) {
 	case ISM_LB_LEAST_REQUEST:
-		return pick_least(&k, n, rnd);
+		return pick_least(&k, n, rq->rnd);
 	case ISM_LB_RANDOM:
-		return pick_random(&k, rnd);
+		return pick_random(&k, rq->rnd);
+	case ISM_LB_RING_HASH:
+	case ISM_LB_MAGLEV:
+		/* No key in the request: Envoy picks at random. */
+		e = rq->has_hash ? pick_hash(&k, rq->hash) : -1;
+		return e >= 0 ? e : pick_random(&k, rq->rnd);
 	case ISM_LB_ROUND_ROBIN:
 	default:
 		return pick_rr(lb, c, &k);

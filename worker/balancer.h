@@ -1,10 +1,20 @@
-/* Endpoint choice inside a cluster (worker side).
+/* Endpoint choice inside a cluster (worker side), as Envoy does it:
  *
- * Issue-2 semantics: weighted round robin (smooth, nginx-style) among the healthy,
- * admin-ready endpoints of priority 0 (the appliance's own zone) while there is
- * one; otherwise among the healthy endpoints of every other priority. Unhealthy,
- * drained and in-maintenance endpoints are never picked. The per-worker state is
- * sized for one table generation and rebuilt when the worker moves to a new one. */
+ *   1. a priority, by the cluster's priority loads (struct ism_cluster_dyn, which
+ *      the master recomputes whenever health, ejection or admin state change);
+ *   2. in that priority, when the cluster is locality-weighted and the priority is
+ *      not in panic, a locality group by its effective weight;
+ *   3. an endpoint of that set by the cluster's policy: smooth weighted round
+ *      robin, least request (power of two choices over the in-flight counts all
+ *      workers share, weighted by (in-flight + 1) / weight), weighted random, or
+ *      a consistent hash (ring hash or Maglev table, walking on to the next
+ *      eligible endpoint).
+ *
+ * Eligible: healthy, administratively ready and not ejected; in panic, every
+ * endpoint of the priority that is not drained or in maintenance. When the chosen
+ * set has nothing eligible (the loads lag a change by one recomputation), the
+ * priorities are tried in order. The per-worker state is sized for one table
+ * generation and rebuilt when the worker moves to a new one. */
 #ifndef ISM_WORKER_BALANCER_H
 #define ISM_WORKER_BALANCER_H
 
@@ -19,11 +29,20 @@ struct ism_lb;
 struct ism_lb *ism_lb_new(const struct ism_table *table);
 void ism_lb_free(struct ism_lb *lb);
 
+/* What one pick needs from the request. */
+struct ism_lb_req {
+	uint32_t exclude_id; /* endpoint id to avoid if another is eligible (retries); UINT32_MAX:
+				none */
+	uint32_t rnd;	     /* uniform random bits */
+	uint32_t rnd2;	     /* more of them */
+	uint64_t hash;	     /* consistent-hash key, when has_hash */
+	uint8_t has_hash;
+};
+
 /* Picks an endpoint of cluster c (index in table->clusters) and returns its index
- * in the cluster's endpoint array; -ENOENT when no endpoint is eligible.
- * eps is the shared endpoint-state table (ism_shm_hdr.eps). exclude_id, when not
- * UINT32_MAX, names an endpoint id to avoid if any other is eligible (retries). */
-int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps, uint32_t exclude_id,
-		uint32_t rnd);
+ * in the cluster's endpoint array; -ENOENT when no endpoint can be picked.
+ * eps is the shared endpoint-state table (ism_shm_hdr.eps). */
+int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
+		const struct ism_lb_req *rq);
 
 #endif

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "health/outlier.h"
+#include "worker/hash.h"
 #include "worker/proxy.h"
 
 #define HEAD_INITIAL 2048u
@@ -27,6 +29,8 @@ static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, c
 static void up_send_out(struct ism_wctx *w, struct ism_upconn *u);
 static void finish_exchange(struct ism_wctx *w, struct ism_conn *c);
 static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct ism_upconn *u);
+static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f);
+static void retry_done(struct ism_wctx *w, struct ism_conn *c);
 
 /* ---------- buffers ---------- */
 
@@ -258,6 +262,9 @@ static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
 	close(c->fd);
 	buf_free(&c->in);
 	buf_free(&c->out);
+	buf_free(&c->replay);
+	free(c->set_cookie);
+	c->set_cookie = NULL;
 	c->state = ISM_C_FREE;
 	c->next_free = w->free_conns;
 	w->free_conns = c;
@@ -267,6 +274,7 @@ static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
 
 static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 {
+	atomic_fetch_sub_explicit(&w->shm->hdr->eps[u->ep_id].connections, 1, memory_order_relaxed);
 	close(u->fd);
 	buf_free(&u->in);
 	buf_free(&u->out);
@@ -382,10 +390,11 @@ static void count_status(struct ism_wctx *w, int status)
 static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
 			   int close_after)
 {
-	if (c->up) {
-		ep_done(w, c, status >= 500);
+	retry_done(w, c);
+	buf_free(&c->replay);
+	ep_done(w, c, status >= 500);
+	if (c->up)
 		up_close(w, c->up);
-	}
 	if (c->send_armed || c->resp_started) {
 		/* Part of a response is already on the wire: all we can do is close. */
 		conn_close(w, c);
@@ -551,6 +560,7 @@ static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
 	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->state = ISM_U_CONNECTING;
 	u->ep_id = ep->id;
+	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].connections, 1, memory_order_relaxed);
 	memcpy(&u->addr, &ep->addr, ep->addrlen);
 	u->addrlen = ep->addrlen;
 	sqe = ism_w_sqe(w);
@@ -582,19 +592,46 @@ static void up_send_out(struct ism_wctx *w, struct ism_upconn *u)
 	struct ism_conn *c = u->conn;
 
 	u_recv(w, u);
-	set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
+	set_deadline(w, c, ISM_DL_RESPONSE,
+		     c->rs.per_try_ms && c->rs.per_try_ms < c->response_timeout_ms
+			 ? c->rs.per_try_ms
+			 : c->response_timeout_ms);
 	u_send(w, u, u->out.p, u->out.len, -1);
 }
 
-static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_endpoint *ep,
-		     struct ism_buf *head)
+/* Envoy's max_connections circuit breaker: the cluster's upstream connections,
+ * all workers together. */
+static int pool_full(struct ism_wctx *w, const struct ism_cluster *cl)
+{
+	uint64_t n = 0;
+
+	if (cl->pool.max_connections == UINT32_MAX || cl->pool.max_connections == 0)
+		return 0;
+	for (uint32_t i = 0; i < cl->n_endpoints; i++)
+		n += atomic_load_explicit(&w->shm->hdr->eps[cl->endpoints[i].id].connections,
+					  memory_order_relaxed);
+	return n >= cl->pool.max_connections;
+}
+
+/* Starts an attempt: the request head (and the body bytes that came with it)
+ * in head goes to endpoint ep of cluster cl, over a pooled connection or a new
+ * one. head is taken (swapped with the connection's old buffer). */
+static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_cluster *cl,
+		     const struct ism_endpoint *ep, struct ism_buf *head)
 {
 	struct ism_upconn *u = pool_take(w, ep->id);
 	struct ism_buf tmp;
 
 	c->ep_id = ep->id;
+	c->prev_ep = ep->id;
+	c->rs.tries++;
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
+	if (u == NULL && pool_full(w, cl)) {
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		local_response(w, c, 503, "upstream overflow (maxConnections)", 0);
+		return;
+	}
 	if (u == NULL)
 		u = up_connect(w, c, ep);
 	if (u == NULL) {
@@ -604,6 +641,8 @@ static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_en
 	u->conn = c;
 	u->got_bytes = 0;
 	u->reusable = 1;
+	if (++u->requests >= cl->pool.max_requests_per_conn && cl->pool.max_requests_per_conn)
+		u->reusable = 0;
 	c->up = u;
 	tmp = u->out;
 	u->out = *head;
@@ -612,6 +651,194 @@ static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_en
 	c->state = ISM_C_PROXY;
 	if (u->state == ISM_U_BUSY)
 		up_send_out(w, u);
+}
+
+/* The request's cluster, while the worker still uses the table it was routed
+ * with; NULL after a reload moved the worker on (its indices mean nothing now). */
+static const struct ism_cluster *req_cluster(struct ism_wctx *w, const struct ism_conn *c)
+{
+	if (w->table->gen != c->table_gen || c->cluster >= w->table->n_clusters)
+		return NULL;
+	return &w->table->clusters[c->cluster];
+}
+
+static int pick_endpoint(struct ism_wctx *w, struct ism_conn *c, uint32_t exclude)
+{
+	struct ism_lb_req rq = {
+	    .exclude_id = exclude,
+	    .rnd = ism_w_rand(w),
+	    .rnd2 = ism_w_rand(w),
+	    .hash = c->hash,
+	    .has_hash = c->has_hash,
+	};
+
+	return ism_lb_pick(w->lb, c->cluster, w->shm->hdr->eps, &rq);
+}
+
+/* Tells outlier detection how the attempt on c->prev_ep went; an ejection is
+ * announced to every process (health epoch) and the master woken to recompute
+ * the priority loads. */
+static void record_outcome(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f, int status)
+{
+	const struct ism_cluster *cl = req_cluster(w, c);
+	uint64_t one = 1;
+
+	if (cl == NULL || cl->od == NULL || c->prev_ep == UINT32_MAX)
+		return;
+	if (!ism_outlier_record(cl, w->shm->hdr->eps, c->prev_ep, ism_outcome_of(f, status),
+				w->now))
+		return;
+	atomic_fetch_add(&w->shm->hdr->health_epoch, 1);
+	if (write(w->notify_fd, &one, sizeof(one)) < 0)
+		ism_debug("notify master: %s", strerror(errno));
+	ism_warn("endpoint %s ejected by outlier detection (cluster %s, %s)",
+		 w->shm->hdr->ep_keys[c->prev_ep], cl->name.p,
+		 f == ISM_FAIL_CONNECT	 ? "connect failure"
+		 : f == ISM_FAIL_RESET	 ? "reset"
+		 : f == ISM_FAIL_TIMEOUT ? "timeout"
+					 : "5xx");
+}
+
+static void retry_done(struct ism_wctx *w, struct ism_conn *c)
+{
+	const struct ism_cluster *cl = req_cluster(w, c);
+
+	if (c->retry_counted && cl != NULL)
+		atomic_fetch_sub_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
+	c->retry_counted = 0;
+}
+
+/* Whether this failed attempt may be retried: attempts left, a request we can
+ * replay whole (its body went out with the head), time left, the retry policy
+ * wants it, and the cluster's maxRetries allows one more retry in flight. */
+static int retry_possible(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f, int status)
+{
+	const struct ism_cluster *cl = req_cluster(w, c);
+
+	if (cl == NULL || c->rs.retries_left == 0 || !c->req_done || c->req_streamed ||
+	    w->draining || c->resp_started)
+		return 0;
+	if (c->replay.len == 0 && (c->up == NULL || c->up->out.len == 0))
+		return 0;
+	if (c->route_deadline && w->now >= c->route_deadline)
+		return 0;
+	if (!ism_retry_wanted(&c->rs, f, status))
+		return 0;
+	if (!c->retry_counted &&
+	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >=
+		cl->pool.max_retries) {
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		return 0;
+	}
+	return 1;
+}
+
+/* Ends the attempt in progress: the upstream connection is closed and the
+ * request head kept in c->replay when it can be replayed. */
+static void end_attempt(struct ism_wctx *w, struct ism_conn *c)
+{
+	struct ism_upconn *u = c->up;
+
+	if (u == NULL)
+		return;
+	if (c->req_done && !c->req_streamed && u->out.len) {
+		buf_free(&c->replay);
+		c->replay = u->out;
+		u->out = (struct ism_buf){0};
+	}
+	ep_done(w, c, 1);
+	c->up = NULL;
+	u->conn = NULL;
+	up_close(w, u);
+}
+
+/* Schedules the next attempt after Envoy's jittered back-off. */
+static void schedule_retry(struct ism_wctx *w, struct ism_conn *c)
+{
+	const struct ism_cluster *cl = req_cluster(w, c);
+	struct io_uring_sqe *sqe;
+	uint32_t ms = ism_retry_backoff_ms(c->rs.backoff_base_ms, c->rs.tries, ism_w_rand(w));
+
+	c->rs.retries_left--;
+	atomic_fetch_add_explicit(&cl->dyn->retries, 1, memory_order_relaxed);
+	if (!c->retry_counted) {
+		atomic_fetch_add_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
+		c->retry_counted = 1;
+	}
+	c->retry_ts.tv_sec = ms / 1000;
+	c->retry_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_timeout(sqe, &c->retry_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_RETRY, c->idx, c->gen));
+	c->inflight++;
+	c->retry_pending = 1;
+	/* Only the route's timeout bounds the wait. */
+	set_deadline(w, c, ISM_DL_RESPONSE, 0);
+}
+
+static void do_retry(struct ism_wctx *w, struct ism_conn *c)
+{
+	const struct ism_cluster *cl = req_cluster(w, c);
+	struct ism_buf head;
+	int ei;
+
+	if (c->state != ISM_C_PROXY || c->up != NULL)
+		return; /* answered meanwhile (route timeout) */
+	if (cl == NULL) {
+		local_response(w, c, 503, "configuration changed during a retry", 0);
+		return;
+	}
+	ei = pick_endpoint(w, c, c->rs.ignore_previous ? c->prev_ep : UINT32_MAX);
+	if (ei < 0) {
+		local_response(w, c, 503, "no healthy upstream", 0);
+		return;
+	}
+	head = c->replay;
+	c->replay = (struct ism_buf){0};
+	dispatch(w, c, cl, &cl->endpoints[ei], &head);
+	buf_free(&head);
+}
+
+/* An attempt failed before a usable response: tell outlier detection, then
+ * retry if the policy allows, else answer 503 (connect), 504 (timeout) or 502. */
+static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f)
+{
+	if (c->up != NULL)
+		record_outcome(w, c, f, 0);
+	end_attempt(w, c);
+	if (retry_possible(w, c, f, 0)) {
+		schedule_retry(w, c);
+		return;
+	}
+	if (f == ISM_FAIL_CONNECT)
+		local_response(w, c, 503, "upstream connect error", 0);
+	else if (f == ISM_FAIL_TIMEOUT)
+		local_response(w, c, 504, "upstream timeout", 1);
+	else
+		local_response(w, c, 502, "upstream connection closed", 1);
+}
+
+/* httpCookie with a ttl: a request without the cookie gets one, so that its
+ * next requests hash to the same endpoint (Istio's consistentHash.httpCookie). */
+static void issue_cookie(struct ism_wctx *w, struct ism_conn *c, const struct ism_cluster *cl)
+{
+	const struct ism_hash_policy *hp = &cl->hash;
+	char value[17];
+	int n;
+
+	if (hp->on != ISM_HASH_COOKIE || hp->cookie_ttl_ms == 0)
+		return;
+	snprintf(value, sizeof(value), "%08x%08x", ism_w_rand(w), ism_w_rand(w));
+	free(c->set_cookie);
+	n = asprintf(&c->set_cookie, "%s=%s; Max-Age=%u; Path=%s; HttpOnly", hp->name.p, value,
+		     hp->cookie_ttl_ms / 1000 ? hp->cookie_ttl_ms / 1000 : 1,
+		     hp->cookie_path.len ? hp->cookie_path.p : "/");
+	if (n < 0) {
+		c->set_cookie = NULL;
+		return;
+	}
+	c->hash = ism_hash64(value, strlen(value), 0);
+	c->has_hash = 1;
 }
 
 /* Parses what the client sent; when a head is complete, routes it and starts
@@ -700,7 +927,17 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		goto consume;
 	}
 	cl = &t->clusters[ci];
-	ei = ism_lb_pick(w->lb, (uint32_t)ci, w->shm->hdr->eps, UINT32_MAX, ism_w_rand(w));
+	c->cluster = (uint32_t)ci;
+	c->table_gen = t->gen;
+	c->prev_ep = UINT32_MAX;
+	ism_retry_state_init(&c->rs, &r->retry);
+	c->has_hash = 0;
+	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
+		c->has_hash = (uint8_t)ism_hash_key(&cl->hash, &req, c->peer, &c->hash);
+		if (!c->has_hash)
+			issue_cookie(w, c, cl);
+	}
+	ei = pick_endpoint(w, c, UINT32_MAX);
 	if (ei < 0) {
 		local_response(w, c, 503, "no healthy upstream", 0);
 		goto consume;
@@ -736,7 +973,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	}
 	c->req_done = done;
 	buf_consume(&c->in, (uint32_t)n + (uint32_t)body);
-	dispatch(w, c, &cl->endpoints[ei], &head);
+	dispatch(w, c, cl, &cl->endpoints[ei], &head);
 	buf_free(&head);
 	return;
 consume:
@@ -774,6 +1011,8 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 		ret |= buf_append(&c->out, h->value, (uint32_t)h->value_len, limit);
 		ret |= buf_append(&c->out, "\r\n", 2, limit);
 	}
+	if (final && c->set_cookie)
+		ret |= buf_printf(&c->out, limit, "set-cookie: %s\r\n", c->set_cookie);
 	if (final && !c->keepalive)
 		ret |= buf_printf(&c->out, limit, "connection: close\r\n");
 	else if (final && c->http10)
@@ -807,7 +1046,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 		}
 		if (n < 0 || resp.status == 101) {
 			u->reusable = 0;
-			local_response(w, c, 502, "invalid upstream response", 1);
+			attempt_failed(w, c, ISM_FAIL_RESET);
 			return;
 		}
 		if (resp.status < 200) {
@@ -817,6 +1056,15 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 			}
 			buf_consume(&u->in, (uint32_t)n);
 			continue;
+		}
+		record_outcome(w, c, ISM_FAIL_NONE, resp.status);
+		if (retry_possible(w, c, ISM_FAIL_NONE, resp.status)) {
+			/* A retriable status: this response is dropped, its connection
+			 * too (its body was not read). */
+			c->out.len = 0;
+			end_attempt(w, c);
+			schedule_retry(w, c);
+			return;
 		}
 		c->status = (uint16_t)resp.status;
 		if (!ism_http_resp_has_body(resp.status, c->is_head ? "HEAD" : "GET",
@@ -887,6 +1135,10 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 {
 	struct ism_upconn *u = c->up;
 
+	retry_done(w, c);
+	buf_free(&c->replay);
+	free(c->set_cookie);
+	c->set_cookie = NULL;
 	if (u) {
 		ep_done(w, c, c->status >= 500);
 		c->up = NULL;
@@ -1041,7 +1293,7 @@ static void on_uconnect(struct ism_wctx *w, struct ism_upconn *u, int res)
 	if (res < 0) {
 		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
 		ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-res));
-		local_response(w, c, 503, "upstream connect error", 0);
+		attempt_failed(w, c, ISM_FAIL_CONNECT);
 		return;
 	}
 	u->state = ISM_U_BUSY;
@@ -1115,7 +1367,11 @@ static void upstream_eof(struct ism_wctx *w, struct ism_upconn *u, struct ism_co
 		return;
 	}
 	ism_debug("upstream endpoint %u closed: %s", u->ep_id, res < 0 ? strerror(-res) : "EOF");
-	local_response(w, c, 502, "upstream connection closed", 1);
+	if (c->resp_head_done) {
+		conn_close(w, c); /* part of the response is out: only a close tells */
+		return;
+	}
+	attempt_failed(w, c, ISM_FAIL_RESET);
 }
 
 static void on_urecv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
@@ -1189,7 +1445,7 @@ void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32
 {
 	int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
 
-	if (op == ISM_OP_CRECV || op == ISM_OP_CSEND) {
+	if (op == ISM_OP_CRECV || op == ISM_OP_CSEND || op == ISM_OP_RETRY) {
 		struct ism_conn *c;
 
 		ISM_BUG_ON(idx >= w->n_conns);
@@ -1198,8 +1454,10 @@ void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32
 		c->inflight--;
 		if (op == ISM_OP_CRECV)
 			c->recv_armed = 0;
-		else
+		else if (op == ISM_OP_CSEND)
 			c->send_armed = 0;
+		else
+			c->retry_pending = 0;
 		if (c->closing) {
 			if (bid >= 0)
 				ism_w_buf_recycle(w, bid);
@@ -1212,8 +1470,10 @@ void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32
 		}
 		if (op == ISM_OP_CRECV)
 			on_crecv(w, c, res, bid);
-		else
+		else if (op == ISM_OP_CSEND)
 			on_csend(w, c, res);
+		else
+			do_retry(w, c);
 		return;
 	}
 	if (op == ISM_OP_UCONNECT || op == ISM_OP_URECV || op == ISM_OP_USEND) {
@@ -1263,11 +1523,11 @@ static void expire(struct ism_wctx *w, struct ism_conn *c)
 		return;
 	case ISM_DL_CONNECT:
 		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
-		local_response(w, c, 503, "upstream connect timeout", 0);
+		attempt_failed(w, c, ISM_FAIL_CONNECT);
 		return;
 	case ISM_DL_RESPONSE:
 		if (c->state == ISM_C_PROXY && !c->resp_started) {
-			local_response(w, c, 504, "upstream timeout", 1);
+			attempt_failed(w, c, ISM_FAIL_TIMEOUT);
 			return;
 		}
 		conn_close(w, c);

@@ -11,6 +11,7 @@
 #include "shm/shm.h"
 #include "worker/balancer.h"
 #include "worker/http1.h"
+#include "worker/policy.h"
 #include "worker/router.h"
 
 #define ISM_BUF_SIZE  16384u
@@ -31,6 +32,7 @@ enum ism_op {
 	ISM_OP_SIGNAL,
 	ISM_OP_MASTER,
 	ISM_OP_CANCEL,
+	ISM_OP_RETRY, /* a retry's back-off timer */
 };
 
 /* A growable byte buffer for message heads and bytes waiting to be parsed. */
@@ -108,7 +110,18 @@ struct ism_conn {
 	struct ism_buf out; /* heads and local responses to the client */
 	struct ism_span send;
 	struct ism_upconn *up;
-	uint32_t ep_id;
+	uint32_t ep_id; /* endpoint of the attempt in progress (in-flight count held); UINT32_MAX */
+	uint32_t prev_ep; /* endpoint of the latest attempt */
+	uint32_t cluster; /* cluster index in the table of generation table_gen */
+	uint64_t table_gen;
+	struct ism_retry_state rs;
+	uint8_t retry_pending; /* a back-off timer is in flight */
+	uint8_t retry_counted; /* counted in the cluster's retries_active */
+	uint8_t has_hash;
+	uint64_t hash;	       /* consistent-hash key */
+	char *set_cookie;      /* issued hash cookie, added to the response */
+	struct ism_buf replay; /* the request head (whole request) kept for a retry */
+	struct __kernel_timespec retry_ts;
 	uint32_t connect_timeout_ms;
 	uint32_t response_timeout_ms;
 	uint32_t pool_idle_ms;
@@ -137,6 +150,7 @@ struct ism_upconn {
 	uint8_t reusable;
 	uint16_t inflight;
 	uint32_t ep_id;
+	uint32_t requests; /* requests sent on this connection */
 	uint64_t idle_deadline;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
@@ -162,6 +176,7 @@ struct ism_wctx {
 	const int *listen_fds;
 	int n_listen;
 	int master_fd;
+	int notify_fd;
 	int signal_fd;
 	const struct ism_table *table;
 	struct ism_lb *lb;

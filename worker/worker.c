@@ -286,6 +286,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 	w->listen_fds = args->listen_fds;
 	w->n_listen = args->n_listen;
 	w->master_fd = args->master_fd;
+	w->notify_fd = args->notify_fd;
 	w->now = ism_now_ms();
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();

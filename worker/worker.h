@@ -14,6 +14,7 @@ struct ism_worker_args {
 	const int *listen_fds; /* one per table listener, same order */
 	int n_listen;
 	int master_fd; /* our end of the socketpair with the master */
+	int notify_fd; /* eventfd: written to wake the master after an ejection */
 };
 
 /* Runs the worker loop. Returns the process exit status (0 after a clean drain). */

@@ -72,10 +72,17 @@ static int teardown(void **state)
 	return 0;
 }
 
+static int lbpick(struct fixture *f, uint32_t c, uint32_t excl, uint32_t rnd)
+{
+	struct ism_lb_req rq = {.exclude_id = excl, .rnd = rnd, .rnd2 = rnd};
+
+	return ism_lb_pick(f->lb, c, f->eps, &rq);
+}
+
 /* The id of the endpoint picked in cluster c. */
 static int pick_id(struct fixture *f, uint32_t c, uint32_t excl, uint32_t rnd)
 {
-	int i = ism_lb_pick(f->lb, c, f->eps, excl, rnd);
+	int i = lbpick(f, c, excl, rnd);
 
 	if (i < 0)
 		return i;
@@ -125,12 +132,12 @@ static void test_ineligible_never_picked(void **state)
 	for (k = 0; k < 50; k++)
 		assert_int_equal(pick_id(f, 0, UINT32_MAX, 0), 1);
 	set_health(f, 1, ISM_EP_UNHEALTHY);
-	assert_int_equal(ism_lb_pick(f->lb, 0, f->eps, UINT32_MAX, 0), -ENOENT);
+	assert_int_equal(lbpick(f, 0, UINT32_MAX, 0), -ENOENT);
 	/* drained and in-maintenance also count as none for least-request */
 	atomic_store(&f->eps[20].admin, ISM_EP_ADMIN_DRAIN);
 	atomic_store(&f->eps[21].admin, ISM_EP_ADMIN_MAINT);
 	set_health(f, 22, ISM_EP_UNHEALTHY);
-	assert_int_equal(ism_lb_pick(f->lb, 2, f->eps, UINT32_MAX, 12345), -ENOENT);
+	assert_int_equal(lbpick(f, 2, UINT32_MAX, 12345), -ENOENT);
 }
 
 static void test_locality_failover_and_back(void **state)
@@ -179,15 +186,15 @@ static void test_locality_failover_and_back(void **state)
 
 	set_health(f, 12, ISM_EP_UNHEALTHY);
 	set_health(f, 13, ISM_EP_UNHEALTHY);
-	assert_int_equal(ism_lb_pick(f->lb, 1, f->eps, UINT32_MAX, 0), -ENOENT);
+	assert_int_equal(lbpick(f, 1, UINT32_MAX, 0), -ENOENT);
 }
 
 static void test_enoent_and_range(void **state)
 {
 	struct fixture *f = *state;
 
-	assert_int_equal(ism_lb_pick(f->lb, 4, f->eps, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(ism_lb_pick(f->lb, 6, f->eps, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
+	assert_int_equal(lbpick(f, 6, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)

@@ -1,7 +1,9 @@
 /* Health checker unit tests against real loopback servers run by a thread of this
  * test: one answers 200, one 503 (switchable to 200), one accepts and never
- * answers, and a port where nothing listens. The loop waits on the checker's
- * descriptor exactly as the master does and is bounded in time. */
+ * answers, one accepts and closes (for TCP checks), and a port where nothing
+ * listens. The loop waits on the checker's descriptor exactly as the master does
+ * and is bounded in time; it records when each check ended, so the tests assert
+ * exact transitions and the waits between checks. */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,7 +33,7 @@
 		(lit), sizeof(lit) - 1                                                             \
 	}
 
-enum { SRV_OK, SRV_FLIP, SRV_HUNG, N_SRV };
+enum { SRV_OK, SRV_FLIP, SRV_HUNG, SRV_TCP, N_SRV };
 
 struct servers {
 	int lfd[N_SRV];
@@ -42,12 +44,13 @@ struct servers {
 	_Atomic unsigned good_reqs; /* well-formed check requests seen */
 	_Atomic unsigned bad_reqs;
 	_Atomic unsigned hung_accepted;
+	_Atomic unsigned tcp_accepted;
 	int held[64];
 	unsigned n_held;
 	pthread_t thr;
 };
 
-static int listen_lo(uint16_t *port)
+static int listen_lo(uint16_t *port, int backlog)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
@@ -55,7 +58,7 @@ static int listen_lo(uint16_t *port)
 
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 64), 0);
+	assert_int_equal(listen(fd, backlog), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
 	*port = ntohs(a.sin_port);
 	return fd;
@@ -118,6 +121,9 @@ static void *serve(void *arg)
 				answer(s, fd, 200);
 			} else if (i == SRV_FLIP) {
 				answer(s, fd, atomic_load(&s->flip_status));
+			} else if (i == SRV_TCP) {
+				atomic_fetch_add(&s->tcp_accepted, 1);
+				close(fd);
 			} else {
 				/* hold it open, say nothing */
 				atomic_fetch_add(&s->hung_accepted, 1);
@@ -139,10 +145,11 @@ static void servers_start(struct servers *s)
 
 	memset(s, 0, sizeof(*s));
 	atomic_store(&s->flip_status, 503);
+	/* room for 200 checks connecting at once (test_spread) */
 	for (i = 0; i < N_SRV; i++)
-		s->lfd[i] = listen_lo(&s->port[i]);
+		s->lfd[i] = listen_lo(&s->port[i], i == SRV_TCP ? 1024 : 64);
 	/* a port that was just bound and released: nothing listens there */
-	fd = listen_lo(&s->closed_port);
+	fd = listen_lo(&s->closed_port, 1);
 	close(fd);
 	assert_int_equal(pipe2(s->stop, O_CLOEXEC), 0);
 	assert_int_equal(pthread_create(&s->thr, NULL, serve, s), 0);
@@ -164,8 +171,9 @@ static void servers_stop(struct servers *s)
 }
 
 /* Endpoint ids: 1 = 200 (new, starts unhealthy), 2 = 503 then 200, 3 = hung,
- * 4 = closed port, 5 = 200 (already healthy). */
-#define N_EP 5
+ * 4 = closed port, 5 = 200 (already healthy), 6 = TCP listener (already healthy). */
+#define N_EP	  6
+#define MAX_TIMES 64
 
 struct fixture {
 	struct servers srv;
@@ -182,6 +190,12 @@ struct fixture {
 	uint64_t flip_checks[N_EP + 1], flip_failures[N_EP + 1];
 	uint32_t last_health[N_EP + 1];
 	unsigned flips[N_EP + 1];
+	unsigned total_flips;
+	bool epoch_is_flips; /* no ejections in play: health_epoch == total_flips */
+	/* per endpoint, the clock passed to the run that recorded each check */
+	uint64_t seen_checks[N_EP + 1];
+	uint64_t times[N_EP + 1][MAX_TIMES];
+	unsigned n_times[N_EP + 1];
 };
 
 static void set_ep(struct fixture *f, int i, uint32_t id, uint16_t port)
@@ -218,6 +232,7 @@ static int setup(void **state)
 	set_ep(f, 2, 3, f->srv.port[SRV_HUNG]);
 	set_ep(f, 3, 4, f->srv.closed_port);
 	set_ep(f, 4, 5, f->srv.port[SRV_OK]);
+	set_ep(f, 5, 6, f->srv.port[SRV_TCP]);
 	/* id 1 was just interned by a configuration with a check: unhealthy;
 	 * the others were healthy before */
 	atomic_store(&f->hdr->eps[1].health, ISM_EP_UNHEALTHY);
@@ -237,10 +252,11 @@ static int setup(void **state)
 	f->cl[0] = (struct ism_cluster){.name = S("outbound|80||svc.test"),
 					.host = S("svc.test"),
 					.port = 80,
-					.n_endpoints = N_EP,
+					.n_endpoints = 5, /* the HTTP ones */
 					.endpoints = f->eps,
 					.hc = &f->hc};
 	f->t = (struct ism_table){.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = f->cl};
+	f->epoch_is_flips = true;
 	if (ism_health_create(&f->shm, &f->h) != 0)
 		return -1;
 	*state = f;
@@ -263,22 +279,43 @@ static uint32_t health_of(struct fixture *f, uint32_t id)
 	return atomic_load(&f->hdr->eps[id].health);
 }
 
-/* Records, after each run, the counters at which an endpoint's health changed. */
-static void observe(struct fixture *f)
+static uint64_t checks_of(struct fixture *f, uint32_t id)
+{
+	return atomic_load(&f->hdr->eps[id].hc_checks);
+}
+
+static uint64_t epoch_of(struct fixture *f)
+{
+	return atomic_load(&f->hdr->health_epoch);
+}
+
+/* Records, after each run (clock now), when checks ended and the counters at
+ * which an endpoint's health changed. One run ends at most one check of an
+ * endpoint, so every change is seen. */
+static void observe(struct fixture *f, uint64_t now)
 {
 	uint32_t id;
 
 	for (id = 1; id <= N_EP; id++) {
+		uint64_t c = checks_of(f, id);
 		uint32_t hl = health_of(f, id);
 
+		assert_true(c <= f->seen_checks[id] + 1);
+		if (c != f->seen_checks[id] && f->n_times[id] < MAX_TIMES)
+			f->times[id][f->n_times[id]++] = now;
+		f->seen_checks[id] = c;
 		if (hl == f->last_health[id])
 			continue;
 		f->last_health[id] = hl;
 		f->flips[id]++;
-		f->flip_checks[id] = atomic_load(&f->hdr->eps[id].hc_checks);
+		f->total_flips++;
+		f->flip_checks[id] = c;
 		f->flip_failures[id] = atomic_load(&f->hdr->eps[id].hc_failures);
 		assert_true(atomic_load(&f->hdr->eps[id].health_changed_ms) > 0);
 	}
+	/* every change of health moved the epoch, once */
+	if (f->epoch_is_flips)
+		assert_int_equal(epoch_of(f), f->total_flips);
 }
 
 /* Runs the checker as the master would until done(f) or limit_ms passed. */
@@ -298,8 +335,9 @@ static bool drive(struct fixture *f, bool (*done)(struct fixture *), uint64_t li
 		if (t < 0 || (uint64_t)t > end - now)
 			t = (int)(end - now);
 		(void)poll(&p, 1, t);
-		ism_health_run(f->h, ism_now_ms());
-		observe(f);
+		now = ism_now_ms();
+		ism_health_run(f->h, now);
+		observe(f, now);
 	}
 	return true;
 }
@@ -333,8 +371,13 @@ static void test_transitions(void **state)
 	assert_int_equal(f->flips[1], 1);
 	assert_int_equal(f->flip_checks[1], 1);
 	assert_int_equal(f->flip_failures[1], 0);
-	/* 503, hung (timeout) and refused: unhealthy after exactly 3 failures */
-	for (id = 2; id <= 4; id++) {
+	/* 503: an unexpected status fails the host at once (Envoy's immediate
+	 * failure), although unhealthy_threshold is 3 */
+	assert_int_equal(f->flips[2], 1);
+	assert_int_equal(f->flip_failures[2], 1);
+	assert_int_equal(f->flip_checks[2], 1);
+	/* hung (timeouts) and refused (network failures): exactly 3 failures */
+	for (id = 3; id <= 4; id++) {
 		assert_int_equal(f->flips[id], 1);
 		assert_int_equal(f->flip_failures[id], 3);
 		assert_int_equal(f->flip_checks[id], 3);
@@ -397,13 +440,347 @@ static void test_set_table(void **state)
 	assert_true(atomic_load(&f->hdr->eps[4].hc_checks) > checks4);
 	assert_int_equal(f->flips[1] + f->flips[2] + f->flips[4], 0);
 
-	/* the service loses its check: every endpoint is healthy, nothing is due */
+	/* the service loses its check: every endpoint is healthy, nothing is due;
+	 * the two that were unhealthy moved the epoch */
 	f->cl[0].hc = NULL;
-	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	{
+		uint64_t epoch = epoch_of(f);
+
+		assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+		assert_int_equal(epoch_of(f), epoch + 2);
+	}
 	assert_int_equal(health_of(f, 1), ISM_EP_HEALTHY);
 	assert_int_equal(health_of(f, 2), ISM_EP_HEALTHY);
 	assert_int_equal(health_of(f, 4), ISM_EP_HEALTHY);
 	assert_int_equal(ism_health_timeout_ms(f->h, ism_now_ms()), -1);
+}
+
+/* Uses one cluster of the fixture's endpoints given by index. */
+static void use_eps(struct fixture *f, struct ism_endpoint *sel, const int *idx, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		sel[i] = f->eps[idx[i]];
+	f->cl[0].endpoints = sel;
+	f->cl[0].n_endpoints = n;
+}
+
+static bool tcp_done(struct fixture *f)
+{
+	return health_of(f, 1) == ISM_EP_HEALTHY && health_of(f, 4) == ISM_EP_UNHEALTHY &&
+	       checks_of(f, 6) >= 3;
+}
+
+/* TCP checks: the connect is the check. A listening port passes, a closed one
+ * fails with the threshold. */
+static void test_tcp(void **state)
+{
+	struct fixture *f = *state;
+	static const int idx[] = {0, 3, 5}; /* ids 1, 4, 6 */
+	struct ism_endpoint sel[3];
+	uint64_t want, end;
+
+	use_eps(f, sel, idx, 3);
+	sel[0].addr = f->eps[5].addr; /* id 1, new and unhealthy: the TCP listener */
+	f->hc.type = ISM_HC_TCP;
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	assert_true(drive(f, tcp_done, 5000));
+
+	assert_int_equal(f->flips[1], 1);
+	assert_int_equal(f->flip_checks[1], 1);
+	assert_int_equal(f->flip_failures[1], 0);
+	assert_int_equal(f->flips[4], 1);
+	assert_int_equal(f->flip_checks[4], 3);
+	assert_int_equal(f->flip_failures[4], 3);
+	assert_int_equal(f->flips[6], 0);
+	assert_int_equal(atomic_load(&f->hdr->eps[6].hc_failures), 0);
+	/* every pass was a connection to the listener, and no HTTP request went out */
+	want = checks_of(f, 1) + checks_of(f, 6);
+	end = ism_now_ms() + 2000;
+	while (atomic_load(&f->srv.tcp_accepted) < want && ism_now_ms() < end)
+		usleep(1000);
+	assert_true(atomic_load(&f->srv.tcp_accepted) >= want);
+	assert_int_equal(atomic_load(&f->srv.good_reqs) + atomic_load(&f->srv.bad_reqs), 0);
+}
+
+/* The wait before check k+1 (ms between the runs that ended checks k and k+1)
+ * is at least `ms` and at most `ms` plus scheduling slack. */
+#define SLACK_MS 40
+static void assert_gap(struct fixture *f, uint32_t id, unsigned k, uint64_t ms)
+{
+	uint64_t gap;
+
+	assert_true(f->n_times[id] > k + 1);
+	gap = f->times[id][k + 1] - f->times[id][k];
+	if (gap < ms || gap >= ms + SLACK_MS)
+		fail_msg("endpoint %u: wait after check %u is %llu ms, want %llu", id, k + 1,
+			 (unsigned long long)gap, (unsigned long long)ms);
+}
+
+static bool intervals_done(struct fixture *f)
+{
+	/* the 503 server recovers once it has failed its first check */
+	if (checks_of(f, 2) >= 1)
+		atomic_store(&f->srv.flip_status, 200);
+	return f->n_times[2] >= 5 && f->n_times[4] >= 5;
+}
+
+/* Envoy's interval state machine, observed as the waits between checks. */
+static void test_intervals(void **state)
+{
+	struct fixture *f = *state;
+	static const int idx[] = {1, 3}; /* ids 2 (503 then 200) and 4 (refused) */
+	struct ism_endpoint sel[2];
+
+	use_eps(f, sel, idx, 2);
+	f->hc.interval_ms = 300;
+	f->hc.unhealthy_interval_ms = 200;
+	f->hc.unhealthy_edge_interval_ms = 50;
+	f->hc.healthy_edge_interval_ms = 60;
+	f->hc.healthy_threshold = 3;
+	f->hc.unhealthy_threshold = 3;
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	assert_true(drive(f, intervals_done, 5000));
+
+	/* refused, healthy host going down: unhealthy_edge while below the
+	 * threshold, unhealthy_interval once unhealthy */
+	assert_int_equal(f->flip_checks[4], 3);
+	assert_gap(f, 4, 0, 50);
+	assert_gap(f, 4, 1, 50);
+	assert_gap(f, 4, 2, 200);
+	assert_gap(f, 4, 3, 200);
+	/* 503 then 200: unhealthy at once (unhealthy_interval next), then
+	 * healthy_edge while passes < healthy_threshold (this was not the host's
+	 * first check), interval once healthy */
+	assert_int_equal(f->flips[2], 2);
+	assert_int_equal(f->flip_checks[2], 4);
+	assert_gap(f, 2, 0, 200);
+	assert_gap(f, 2, 1, 60);
+	assert_gap(f, 2, 2, 60);
+	assert_gap(f, 2, 3, 300);
+	/* three changes of health, three epochs (observe checked each one) */
+	assert_int_equal(epoch_of(f), 3);
+}
+
+static bool jitter_done(struct fixture *f)
+{
+	return f->n_times[6] >= 9 && health_of(f, 1) == ISM_EP_HEALTHY;
+}
+
+/* interval_jitter and interval_jitter_percent add to every wait; a new
+ * unhealthy host is checked at once whatever initial_jitter says. */
+static void test_jitter(void **state)
+{
+	struct fixture *f = *state;
+	static const int idx[] = {0, 5}; /* ids 1 (new) and 6 (TCP listener) */
+	struct ism_endpoint sel[2];
+	uint64_t start, gap, longest = 0;
+	unsigned k;
+
+	use_eps(f, sel, idx, 2);
+	sel[0].addr = f->eps[5].addr;
+	f->hc.type = ISM_HC_TCP;
+	f->hc.interval_ms = 100;
+	f->hc.interval_jitter_ms = 40;
+	f->hc.interval_jitter_percent = 20; /* + rand % 20 */
+	f->hc.initial_jitter_ms = 60;
+	start = ism_now_ms();
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	assert_int_equal(ism_health_timeout_ms(f->h, ism_now_ms()), 0);
+	assert_true(drive(f, jitter_done, 5000));
+
+	/* id 1: checked at once, healthy at its first pass */
+	assert_true(f->times[1][0] - start < SLACK_MS);
+	assert_int_equal(f->flip_checks[1], 1);
+	/* id 6: first check within offset (< interval) + initial_jitter */
+	assert_true(f->times[6][0] - start < 100 + 60 + SLACK_MS);
+	for (k = 0; k + 1 < f->n_times[6]; k++) {
+		gap = f->times[6][k + 1] - f->times[6][k];
+		assert_true(gap >= 100);
+		assert_true(gap < 100 + 20 + 40 + SLACK_MS);
+		if (gap > longest)
+			longest = gap;
+	}
+	/* 8 waits that all drew less than 10 ms of jitter: p < 1e-9 */
+	assert_true(longest >= 110);
+}
+
+static bool uneject_first_done(struct fixture *f)
+{
+	return checks_of(f, 2) >= 1 && checks_of(f, 5) >= 1;
+}
+
+static uint64_t want_checks;
+
+static bool uneject_step_done(struct fixture *f)
+{
+	return checks_of(f, 2) >= want_checks;
+}
+
+/* A passing check returns an ejected endpoint once the endpoint is healthy
+ * (Envoy: an unhealthy one needs healthy_threshold passes first), and the
+ * return moves the epoch. */
+static void test_uneject(void **state)
+{
+	struct fixture *f = *state;
+	static const int idx[] = {1, 4}; /* ids 2 (503 then 200) and 5 (200) */
+	struct ism_endpoint sel[2];
+	struct ism_ep_state *e2 = &f->hdr->eps[2], *e5 = &f->hdr->eps[5];
+
+	use_eps(f, sel, idx, 2);
+	f->hc.healthy_threshold = 2;
+	f->epoch_is_flips = false;
+	atomic_store(&e5->ejected, 1);
+	atomic_store(&e5->cons_5xx, 4);
+	atomic_store(&e5->ejected_until_ms, UINT64_MAX);
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	assert_true(drive(f, uneject_first_done, 5000));
+	/* id 5 passed while healthy: returned, counters reset; id 2 failed (503) */
+	assert_int_equal(atomic_load(&e5->ejected), 0);
+	assert_int_equal(atomic_load(&e5->cons_5xx), 0);
+	assert_int_equal(health_of(f, 5), ISM_EP_HEALTHY);
+	assert_int_equal(health_of(f, 2), ISM_EP_UNHEALTHY);
+	assert_int_equal(f->total_flips, 1);
+	assert_int_equal(epoch_of(f), 2); /* one return, one change of health */
+
+	/* id 2, unhealthy and ejected, recovers: its first pass leaves it
+	 * unhealthy and ejected, the second makes it healthy and returns it */
+	atomic_store(&e2->ejected, 1);
+	atomic_store(&e2->ejected_until_ms, UINT64_MAX);
+	atomic_store(&f->srv.flip_status, 200);
+	want_checks = checks_of(f, 2) + 1;
+	assert_true(drive(f, uneject_step_done, 5000));
+	assert_int_equal(health_of(f, 2), ISM_EP_UNHEALTHY);
+	assert_int_equal(atomic_load(&e2->ejected), 1);
+	assert_int_equal(epoch_of(f), 2);
+	want_checks++;
+	assert_true(drive(f, uneject_step_done, 5000));
+	assert_int_equal(health_of(f, 2), ISM_EP_HEALTHY);
+	assert_int_equal(atomic_load(&e2->ejected), 0);
+	assert_int_equal(epoch_of(f), 4);
+}
+
+/* --- spreading: 200 endpoints, interval 1 s --- */
+
+#define N_SPREAD 200
+#define WINDOW	 50
+
+struct spread {
+	struct ism_endpoint eps[N_SPREAD];
+	uint64_t seen[N_SPREAD];
+	uint64_t times[4 * N_SPREAD]; /* when each check ended, in order */
+	unsigned n;
+};
+
+static uint64_t spread_checks(struct fixture *f, const struct spread *sp)
+{
+	uint64_t sum = 0;
+	unsigned i;
+
+	for (i = 0; i < N_SPREAD; i++)
+		sum += checks_of(f, sp->eps[i].id);
+	return sum;
+}
+
+/* Runs the checker until every endpoint ended `rounds` checks or limit_ms. */
+static bool spread_drive(struct fixture *f, struct spread *sp, uint64_t rounds, uint64_t limit_ms)
+{
+	struct pollfd p = {.fd = ism_health_fd(f->h), .events = POLLIN};
+	uint64_t end = ism_now_ms() + limit_ms;
+	unsigned i;
+
+	for (;;) {
+		uint64_t now = ism_now_ms(), least = UINT64_MAX;
+		int t;
+
+		for (i = 0; i < N_SPREAD; i++) {
+			uint64_t c = checks_of(f, sp->eps[i].id);
+
+			for (; sp->seen[i] < c; sp->seen[i]++)
+				if (sp->n < 4 * N_SPREAD)
+					sp->times[sp->n++] = now;
+			if (c < least)
+				least = c;
+		}
+		if (least >= rounds)
+			return true;
+		if (now >= end)
+			return false;
+		t = ism_health_timeout_ms(f->h, now);
+		if (t < 0 || (uint64_t)t > end - now)
+			t = (int)(end - now);
+		(void)poll(&p, 1, t);
+		ism_health_run(f->h, ism_now_ms());
+	}
+}
+
+/* The most checks that ended within WINDOW ms of each other, among times[from, to). */
+static unsigned busiest_window(const struct spread *sp, unsigned from, unsigned to)
+{
+	unsigned i, j = from, best = 0;
+
+	for (i = from; i < to; i++) {
+		while (j < to && sp->times[j] < sp->times[i] + WINDOW)
+			j++;
+		if (j - i > best)
+			best = j - i;
+	}
+	return best;
+}
+
+static void spread_table(struct fixture *f, struct spread *sp, uint32_t first_id, uint32_t health)
+{
+	unsigned i;
+
+	memset(sp, 0, sizeof(*sp));
+	for (i = 0; i < N_SPREAD; i++) {
+		sp->eps[i] = f->eps[5]; /* the TCP listener */
+		sp->eps[i].id = first_id + i;
+		atomic_store(&f->hdr->eps[first_id + i].health, health);
+	}
+	f->cl[0].endpoints = sp->eps;
+	f->cl[0].n_endpoints = N_SPREAD;
+	f->hc.type = ISM_HC_TCP;
+	f->hc.interval_ms = 1000;
+	f->hc.timeout_ms = 1000;
+}
+
+static void test_spread(void **state)
+{
+	struct fixture *f = *state;
+	struct spread *sp = calloc(1, sizeof(*sp));
+	unsigned first_round, busiest;
+
+	assert_non_null(sp);
+	/* endpoints already healthy (their service just got a check): the first
+	 * round is spread over the interval */
+	spread_table(f, sp, 100, ISM_EP_HEALTHY);
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	ism_log_set_level(ISM_LOG_WARN); /* 200 endpoints becoming healthy */
+	assert_true(spread_drive(f, sp, 1, 1000 + SLACK_MS));
+	/* (an endpoint with a small offset may already have had its second) */
+	assert_true(sp->n >= N_SPREAD);
+	busiest = busiest_window(sp, 0, sp->n);
+	print_message("healthy start: at most %u of %u checks in %u ms\n", busiest, sp->n, WINDOW);
+	assert_true(busiest <= N_SPREAD / 4);
+
+	/* brand-new endpoints (unhealthy): all checked at once, then spread */
+	spread_table(f, sp, 1000, ISM_EP_UNHEALTHY);
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	assert_true(spread_drive(f, sp, 1, 500));
+	first_round = sp->n;
+	assert_int_equal(first_round, N_SPREAD);
+	assert_int_equal(spread_checks(f, sp), N_SPREAD);
+	assert_true(spread_drive(f, sp, 2, 2000 + SLACK_MS));
+	assert_true(sp->n >= 2 * N_SPREAD);
+	busiest = busiest_window(sp, first_round, sp->n);
+	print_message("new endpoints, second round: at most %u of %u checks in %u ms\n", busiest,
+		      N_SPREAD, WINDOW);
+	assert_true(busiest <= N_SPREAD / 4);
+	assert_true(atomic_load(&f->hdr->eps[1000].health) == ISM_EP_HEALTHY);
+	ism_log_set_level(ISM_LOG_NOTICE);
+	free(sp);
 }
 
 int main(void)
@@ -411,6 +788,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_transitions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_set_table, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_intervals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_jitter, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_uneject, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_spread, setup, teardown),
 	};
 
 	ism_log_set_level(ISM_LOG_NOTICE);

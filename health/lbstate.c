@@ -1,0 +1,102 @@
+#include "health/lbstate.h"
+
+#include "health/outlier.h"
+#include "health/priority.h"
+
+/* Envoy's host counts per priority: an endpoint drained or in maintenance is
+ * excluded (out of the denominator), the rest count as hosts, eligible ones as
+ * healthy. */
+static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
+		  struct ism_prio_input *in)
+{
+	in->n_priorities = cl->n_priorities ? cl->n_priorities : 1;
+	if (in->n_priorities > ISM_MAX_PRIORITIES)
+		in->n_priorities = ISM_MAX_PRIORITIES;
+	in->overprovisioning = cl->overprovisioning ? cl->overprovisioning : 140;
+	in->panic_threshold = cl->panic_threshold;
+	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+		const struct ism_endpoint *e = &cl->endpoints[i];
+		const struct ism_ep_state *st = &eps[e->id];
+		uint32_t p = e->priority < in->n_priorities ? e->priority : in->n_priorities - 1;
+
+		in->hosts[p]++;
+		if (atomic_load(&st->admin) != ISM_EP_ADMIN_READY)
+			in->excluded[p]++;
+		else if (ism_ep_eligible(st))
+			in->healthy[p]++;
+	}
+}
+
+static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgroup *g,
+			     const struct ism_ep_state *eps)
+{
+	uint32_t eligible = 0, excluded = 0;
+
+	for (uint32_t i = g->first; i < g->first + g->count; i++) {
+		const struct ism_ep_state *st = &eps[cl->endpoints[i].id];
+
+		if (atomic_load(&st->admin) != ISM_EP_ADMIN_READY)
+			excluded++;
+		else if (ism_ep_eligible(st))
+			eligible++;
+	}
+	/* Scaled so that small weights keep their fraction: the effective weight
+	 * is rounded down, and 1 * 70 % would otherwise be 0. */
+	uint32_t w = (g->weight < 4000000 ? g->weight : 4000000) * 1000;
+
+	return ism_locality_effective_weight(w, eligible, g->count, excluded,
+					     cl->overprovisioning ? cl->overprovisioning : 140);
+}
+
+void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *eps)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+		struct ism_cluster_dyn *d = cl->dyn;
+		struct ism_prio_input in = {0};
+		struct ism_prio_load out = {0};
+		uint32_t s;
+
+		if (d == NULL)
+			continue;
+		count(cl, eps, &in);
+		ism_prio_compute(&in, &out);
+		/* Sequence counter: odd while writing, so a reader retries. */
+		s = atomic_load_explicit(&d->seq, memory_order_relaxed);
+		atomic_store_explicit(&d->seq, s + 1, memory_order_relaxed);
+		atomic_thread_fence(memory_order_release);
+		d->n_priorities = (uint8_t)out.n_priorities;
+		d->total_panic = out.total_panic;
+		for (uint32_t p = 0; p < ISM_MAX_PRIORITIES; p++) {
+			/* No degraded hosts in isthmus: the degraded loads stay 0. */
+			d->healthy_load[p] = p < out.n_priorities ? out.healthy_load[p] : 0;
+			d->panic[p] = p < out.n_priorities ? out.panic[p] : 0;
+		}
+		for (uint32_t g = 0; g < cl->n_groups && d->eff_weight; g++)
+			__atomic_store_n(&d->eff_weight[g], group_weight(cl, &cl->groups[g], eps),
+					 __ATOMIC_RELAXED);
+		atomic_store_explicit(&d->seq, s + 2, memory_order_release);
+	}
+}
+
+int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint64_t *next_sweep,
+		      uint64_t now_ms, uint64_t *next_due_ms)
+{
+	int changed = 0;
+
+	*next_due_ms = UINT64_MAX;
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+
+		if (cl->od == NULL)
+			continue;
+		if (next_sweep[c] <= now_ms) {
+			changed += ism_outlier_sweep(cl, eps, now_ms);
+			next_sweep[c] =
+			    now_ms + (cl->od->interval_ms ? cl->od->interval_ms : 10000);
+		}
+		if (next_sweep[c] < *next_due_ms)
+			*next_due_ms = next_sweep[c];
+	}
+	return changed;
+}

@@ -1,0 +1,206 @@
+/* Outlier detection over the shared endpoint-state table.
+ *
+ * Every worker counts into the same atomics, so "consecutive" means consecutive
+ * across the whole appliance, as one Envoy's host monitor sees all its workers.
+ *
+ * The ejection handshake: `ejected` goes 0 -> EJECTING by CAS, so exactly one
+ * process ejects; that process then writes the ejection time fields and
+ * publishes ejected = 1 with release order. The master returns an endpoint only
+ * from 1 (acquire), so it never reads an ejected_until_ms left from a previous
+ * ejection while a new one is half written. Everything else treats any nonzero
+ * value as ejected. */
+
+#include "health/outlier.h"
+
+#include <stdatomic.h>
+
+#define EJECTING 2u
+
+static void reset_counters(struct ism_ep_state *e)
+{
+	atomic_store_explicit(&e->cons_5xx, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->cons_gateway, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->cons_local, 0, memory_order_relaxed);
+}
+
+/* fetch_add and whether the new value reached the threshold (0 = off). >= and
+ * not ==, unlike Envoy's single-threaded monitor: a counter can pass its
+ * threshold between another process's increment and its reset, and must then
+ * still fire; the CAS on `ejected` keeps the ejection single. */
+static int bump(_Atomic uint32_t *c, uint32_t threshold)
+{
+	uint32_t v = atomic_fetch_add_explicit(c, 1, memory_order_relaxed) + 1;
+
+	return threshold != 0 && v >= threshold;
+}
+
+/* The max-ejection-percent check, over the whole cluster (Envoy counts the
+ * cluster, not a priority). At least one endpoint may always be ejected: our
+ * deliberate choice (DESIGN.md), Envoy's always_eject_one_host. */
+static int ejection_allowed(const struct ism_cluster *cl, const struct ism_ep_state *eps)
+{
+	uint64_t ejected = 0;
+	uint64_t n = cl->n_endpoints;
+
+	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+		if (atomic_load_explicit(&eps[cl->endpoints[i].id].ejected, memory_order_relaxed))
+			ejected++;
+	}
+	if (ejected == 0)
+		return 1;
+	return 100 * (ejected + 1) / n <= cl->od->max_ejection_percent;
+}
+
+/* Envoy's eject-time backoff: k grows while k * base < max + base, so it stops
+ * one step past the cap and decays from there at the sweeps. Only the process
+ * that won the CAS gets here, but the master may decrement concurrently, hence
+ * the CAS loop. Returns the new k. */
+static uint32_t bump_mult(const struct ism_outlier *od, _Atomic uint32_t *mult)
+{
+	uint32_t k = atomic_load_explicit(mult, memory_order_relaxed);
+	uint32_t next;
+
+	do {
+		uint64_t grown = (uint64_t)k * od->base_ejection_ms;
+
+		next = grown < (uint64_t)od->max_ejection_ms + od->base_ejection_ms ? k + 1 : k;
+	} while (next != k && !atomic_compare_exchange_weak_explicit(
+				  mult, &k, next, memory_order_relaxed, memory_order_relaxed));
+	return next;
+}
+
+static int try_eject(const struct ism_cluster *cl, struct ism_ep_state *e,
+		     const struct ism_ep_state *eps, uint64_t now_ms)
+{
+	uint32_t zero = 0;
+	uint32_t k;
+
+	if (atomic_load_explicit(&e->ejected, memory_order_relaxed) != 0 ||
+	    !ejection_allowed(cl, eps))
+		return 0;
+	if (!atomic_compare_exchange_strong_explicit(&e->ejected, &zero, EJECTING,
+						     memory_order_acq_rel, memory_order_relaxed))
+		return 0;
+	k = bump_mult(cl->od, &e->eject_mult);
+	atomic_store_explicit(&e->ejected_at_ms, now_ms, memory_order_relaxed);
+	atomic_store_explicit(&e->ejected_until_ms, now_ms + ism_outlier_ejection_ms(cl->od, k),
+			      memory_order_relaxed);
+	atomic_fetch_add_explicit(&e->ejections, 1, memory_order_relaxed);
+	reset_counters(e);
+	atomic_store_explicit(&e->ejected, 1, memory_order_release);
+	return 1;
+}
+
+int ism_outlier_record(const struct ism_cluster *cl, struct ism_ep_state *eps, uint32_t ep_id,
+		       enum ism_outcome outcome, uint64_t now_ms)
+{
+	const struct ism_outlier *od = cl->od;
+	struct ism_ep_state *e = &eps[ep_id];
+	int hit = 0;
+
+	/* Envoy maps a local-origin failure to 503 unless the modes are split. */
+	if (outcome == ISM_OUTCOME_LOCAL && !od->split_local)
+		outcome = ISM_OUTCOME_GATEWAY;
+
+	switch (outcome) {
+	case ISM_OUTCOME_SUCCESS:
+		reset_counters(e);
+		return 0;
+	case ISM_OUTCOME_GATEWAY:
+		/* Checked first, as Envoy does; 502/503/504 are 5xx as well. */
+		if (bump(&e->cons_gateway, od->consecutive_gateway)) {
+			atomic_store_explicit(&e->cons_gateway, 0, memory_order_relaxed);
+			hit = 1;
+		}
+		if (bump(&e->cons_5xx, od->consecutive_5xx)) {
+			atomic_store_explicit(&e->cons_5xx, 0, memory_order_relaxed);
+			hit = 1;
+		}
+		break;
+	case ISM_OUTCOME_5XX:
+		atomic_store_explicit(&e->cons_gateway, 0, memory_order_relaxed);
+		if (bump(&e->cons_5xx, od->consecutive_5xx)) {
+			atomic_store_explicit(&e->cons_5xx, 0, memory_order_relaxed);
+			hit = 1;
+		}
+		break;
+	case ISM_OUTCOME_LOCAL:
+		/* Split mode only (mapped above otherwise). */
+		if (bump(&e->cons_local, od->consecutive_local)) {
+			atomic_store_explicit(&e->cons_local, 0, memory_order_relaxed);
+			hit = 1;
+		}
+		return hit ? try_eject(cl, e, eps, now_ms) : 0;
+	}
+	/* An upstream response means the connection itself succeeded: Envoy
+	 * reports the local-origin success before the response code, which in
+	 * split mode resets the local-origin counter. */
+	if (od->split_local)
+		atomic_store_explicit(&e->cons_local, 0, memory_order_relaxed);
+	/* Envoy resets the counter that fired whether or not the ejection then
+	 * passes the max-ejection check, so that a new run of errors is needed. */
+	return hit ? try_eject(cl, e, eps, now_ms) : 0;
+}
+
+static int uneject(struct ism_ep_state *e, uint64_t now_ms)
+{
+	uint32_t one = 1;
+
+	if (!atomic_compare_exchange_strong_explicit(&e->ejected, &one, 0, memory_order_acq_rel,
+						     memory_order_acquire))
+		return 0;
+	atomic_store_explicit(&e->returned_at_ms, now_ms, memory_order_relaxed);
+	reset_counters(e);
+	return 1;
+}
+
+/* Only returns count as a change of state: a multiplier decrement changes no
+ * endpoint's eligibility, so it needs no recomputation of the loads. */
+int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_ep_state *eps, uint64_t now_ms)
+{
+	const struct ism_outlier *od = cl->od;
+	int changed = 0;
+
+	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+		struct ism_ep_state *e = &eps[cl->endpoints[i].id];
+		uint32_t ej = atomic_load_explicit(&e->ejected, memory_order_acquire);
+
+		if (ej == 1) {
+			if (now_ms >=
+			    atomic_load_explicit(&e->ejected_until_ms, memory_order_relaxed))
+				changed += uneject(e, now_ms);
+			continue;
+		}
+		if (ej != 0)
+			continue; /* being ejected right now */
+		/* Envoy decrements k at every sweep once the endpoint has been back
+		 * for an interval; the CAS loses only to a concurrent ejection,
+		 * which is then the fresher truth. */
+		uint32_t k = atomic_load_explicit(&e->eject_mult, memory_order_relaxed);
+		uint64_t back = atomic_load_explicit(&e->returned_at_ms, memory_order_relaxed);
+
+		if (k > 0 && now_ms >= back && now_ms - back >= od->interval_ms)
+			atomic_compare_exchange_strong_explicit(
+			    &e->eject_mult, &k, k - 1, memory_order_relaxed, memory_order_relaxed);
+	}
+	return changed;
+}
+
+int ism_outlier_uneject(struct ism_ep_state *e, uint64_t now_ms)
+{
+	return uneject(e, now_ms);
+}
+
+uint64_t ism_outlier_ejection_ms(const struct ism_outlier *od, uint32_t k)
+{
+	uint64_t t = (uint64_t)od->base_ejection_ms * k;
+
+	return t < od->max_ejection_ms ? t : od->max_ejection_ms;
+}
+
+int ism_ep_eligible(const struct ism_ep_state *e)
+{
+	return atomic_load_explicit(&e->health, memory_order_relaxed) == ISM_EP_HEALTHY &&
+	       atomic_load_explicit(&e->admin, memory_order_relaxed) == ISM_EP_ADMIN_READY &&
+	       atomic_load_explicit(&e->ejected, memory_order_relaxed) == 0;
+}

@@ -1,0 +1,49 @@
+/* Outlier detection (Envoy's outlier_detection_impl.cc under Istio's mapping):
+ * consecutive-error counting shared by every worker through the endpoint-state
+ * table, ejection with a growing ejection time, return at the sweep. Pure
+ * functions over shared-memory atomics: safe in every process. */
+#ifndef ISM_HEALTH_OUTLIER_H
+#define ISM_HEALTH_OUTLIER_H
+
+#include <stdint.h>
+
+#include "shm/shm-t.h"
+#include "shm/table-t.h"
+
+/* What one exchange with an endpoint came to. */
+enum ism_outcome {
+	ISM_OUTCOME_SUCCESS = 0, /* a response below 500 */
+	ISM_OUTCOME_5XX,	 /* 500, 501, 505, ... from the upstream */
+	ISM_OUTCOME_GATEWAY,	 /* 502, 503, 504 from the upstream */
+	ISM_OUTCOME_LOCAL,	 /* local origin: connect failure or timeout, reset, no response */
+};
+
+/* Records an outcome for endpoint eps[ep_id] of cluster cl (cl->od not NULL).
+ * Success resets the consecutive counters. In non-split mode a local-origin
+ * failure counts as a gateway error (Envoy maps it to 503); in split mode it
+ * counts toward consecutive_local only. When a counter reaches its threshold,
+ * the endpoint is ejected if the cluster allows it: at least one endpoint may
+ * always be ejected (DESIGN.md), further ones while 100 * (ejected + 1) / n <=
+ * max_ejection_percent. Ejection time: base * k, k the ejection multiplier
+ * incremented on each ejection, capped at max_ejection_ms.
+ * Returns 1 when this call ejected the endpoint (the caller bumps the health
+ * epoch and logs), 0 otherwise. now_ms is monotonic. */
+int ism_outlier_record(const struct ism_cluster *cl, struct ism_ep_state *eps, uint32_t ep_id,
+		       enum ism_outcome outcome, uint64_t now_ms);
+
+/* The master's sweep for cluster cl: returns ejected endpoints whose time is up
+ * (counters reset), and decrements the multiplier of endpoints that have stayed
+ * un-ejected for an interval. Returns how many endpoints changed state. */
+int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_ep_state *eps, uint64_t now_ms);
+
+/* A passing active health check returns an ejected endpoint at once (Envoy's
+ * successful_active_health_check_uneject_host). Returns 1 when it was ejected. */
+int ism_outlier_uneject(struct ism_ep_state *e, uint64_t now_ms);
+
+/* The ejection time for the k-th consecutive ejection. */
+uint64_t ism_outlier_ejection_ms(const struct ism_outlier *od, uint32_t k);
+
+/* Whether the endpoint may be picked: healthy, ready and not ejected. */
+int ism_ep_eligible(const struct ism_ep_state *e);
+
+#endif

@@ -1,0 +1,80 @@
+/* Envoy's priority and locality arithmetic, and Istio's assignment of
+ * priorities from localities: pure functions, no shared state, safe in any
+ * process. Semantics and worked examples: ../shared/reference/traffic-semantics.md
+ * sections 1 and 2. */
+#ifndef ISM_HEALTH_PRIORITY_H
+#define ISM_HEALTH_PRIORITY_H
+
+#include <stdint.h>
+
+#include "shm/table-t.h"
+
+/* Host counts of one cluster, per priority. */
+struct ism_prio_input {
+	uint32_t n_priorities; /* <= ISM_MAX_PRIORITIES */
+	uint32_t hosts[ISM_MAX_PRIORITIES];
+	uint32_t healthy[ISM_MAX_PRIORITIES];
+	uint32_t degraded[ISM_MAX_PRIORITIES];
+	uint32_t excluded[ISM_MAX_PRIORITIES];
+	uint32_t overprovisioning; /* percent: 140 */
+	uint32_t panic_threshold;  /* percent: 0 disables panic */
+};
+
+struct ism_prio_load {
+	uint32_t n_priorities;
+	uint8_t health[ISM_MAX_PRIORITIES];	   /* min(100, OF * healthy / (hosts - excluded)) */
+	uint8_t healthy_load[ISM_MAX_PRIORITIES];  /* percent; healthy + degraded loads sum to 100 */
+	uint8_t degraded_load[ISM_MAX_PRIORITIES];
+	uint8_t panic[ISM_MAX_PRIORITIES];	   /* priority in panic: pick among all its hosts */
+	uint8_t total_panic;			   /* every priority in panic: loads by host count */
+	uint8_t nta;				   /* normalized total availability, 0..100 */
+};
+
+/* Envoy's load_balancer_impl.cc: per-priority health with the overprovisioning
+ * factor, normalized total availability, loads spilled over with integer
+ * arithmetic (rounding remainder to the first priority with availability),
+ * the per-priority panic test (only when NTA < 100) and total panic. */
+void ism_prio_compute(const struct ism_prio_input *in, struct ism_prio_load *out);
+
+/* Envoy's effective locality weight: weight * min(1, OF/100 * eligible / (hosts -
+ * excluded)), in integer arithmetic (rounded down); 0 when the locality has no
+ * eligible host. */
+uint32_t ism_locality_effective_weight(uint32_t weight, uint32_t eligible, uint32_t hosts,
+				       uint32_t excluded, uint32_t overprovisioning);
+
+/* Picks a priority for a request: h is uniform in [0, 100) (Envoy: hash % 100 + 1
+ * walked against the cumulative healthy loads, then the degraded ones). Returns
+ * the priority; *degraded tells which load it came from. */
+uint32_t ism_prio_choose(const struct ism_prio_load *l, uint32_t h, int *degraded);
+
+/* A locality "region/zone/subzone" split in place into its three parts (any may
+ * be empty). Returns 0, or -EINVAL when it has more than three parts. */
+struct ism_locality {
+	char region[64];
+	char zone[64];
+	char subzone[64];
+};
+int ism_locality_parse(const char *s, struct ism_locality *out);
+
+/* Istio's LbPriority (pilot util.go) with `failover`: 0 same region+zone+subzone,
+ * 1 same region+zone, 2 same region, 3 other region (and, when a failover entry
+ * has from == the client's region, the endpoint's region equals its `to`), 4 a
+ * region other than that `to`. n_failover entries of {from, to} region pairs;
+ * the first entry whose from matches the client region is used. */
+struct ism_failover {
+	const char *from;
+	const char *to;
+};
+uint32_t ism_locality_priority(const struct ism_locality *client, const struct ism_locality *ep,
+			       const struct ism_failover *failover, uint32_t n_failover);
+
+/* Istio's failoverPriority (applyFailoverPriorityPerLocality): with N labels, an
+ * endpoint matching the client on all N labels gets 0; matching only the first
+ * j gets N - j. match[i] says whether label i matched (prefix order is applied
+ * here: a later label counts only if every earlier one matched). */
+uint32_t ism_failover_priority(const int *match, uint32_t n_labels);
+
+/* Compacts raw priorities in place to 0..K-1 keeping their order; returns K. */
+uint32_t ism_priority_compact(uint32_t *prio, uint32_t n);
+
+#endif

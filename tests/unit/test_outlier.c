@@ -1,0 +1,552 @@
+/* Outlier detection: consecutive-error counting, ejection limits, growing
+ * ejection time, return at the sweep, decay of the multiplier, and exactly one
+ * ejection when several processes race on the same shared endpoint state. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "health/outlier.h"
+
+#define N_EPS_MAX 8
+#define N_SLOTS	  64
+#define SEC	  1000u
+
+/* A cluster whose endpoints use scattered state slots (id = 5 + 7 * i), so a
+ * mix-up between endpoint index and state id shows. */
+struct fixture {
+	struct ism_outlier od;
+	struct ism_endpoint ep[N_EPS_MAX];
+	struct ism_cluster cl;
+	struct ism_ep_state *eps;
+};
+
+static uint32_t id_of(uint32_t i)
+{
+	return 5 + 7 * i;
+}
+
+static struct fixture *fixture_new(uint32_t n, struct ism_ep_state *shared)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->od.consecutive_5xx = 5;
+	f->od.consecutive_gateway = 0;
+	f->od.consecutive_local = 5;
+	f->od.interval_ms = 10 * SEC;
+	f->od.base_ejection_ms = 30 * SEC;
+	f->od.max_ejection_ms = 300 * SEC;
+	f->od.max_ejection_percent = 10;
+	for (uint32_t i = 0; i < n; i++)
+		f->ep[i].id = id_of(i);
+	f->cl.n_endpoints = n;
+	f->cl.endpoints = f->ep;
+	f->cl.od = &f->od;
+	if (shared != NULL) {
+		f->eps = shared;
+	} else {
+		/* The state is cache-line aligned; calloc would not honour that. */
+		f->eps = aligned_alloc(ISM_CACHELINE, N_SLOTS * sizeof(*f->eps));
+		assert_non_null(f->eps);
+		memset(f->eps, 0, N_SLOTS * sizeof(*f->eps));
+	}
+	return f;
+}
+
+static void fixture_free(struct fixture *f, int own_eps)
+{
+	if (own_eps)
+		free(f->eps);
+	free(f);
+}
+
+static struct ism_ep_state *st(struct fixture *f, uint32_t i)
+{
+	return &f->eps[id_of(i)];
+}
+
+static int rec(struct fixture *f, uint32_t i, enum ism_outcome o, uint64_t now)
+{
+	return ism_outlier_record(&f->cl, f->eps, id_of(i), o, now);
+}
+
+static uint32_t ld32(_Atomic uint32_t *p)
+{
+	return atomic_load(p);
+}
+
+static uint64_t ld64(_Atomic uint64_t *p)
+{
+	return atomic_load(p);
+}
+
+static void test_first_5xx_ejects_with_threshold_1(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	assert_int_equal(ism_ep_eligible(e), 1);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1000), 1);
+	assert_int_equal(ld32(&e->ejected), 1);
+	assert_int_equal(ld64(&e->ejections), 1);
+	assert_int_equal(ld32(&e->eject_mult), 1);
+	assert_int_equal(ld64(&e->ejected_at_ms), 1000);
+	assert_int_equal(ld64(&e->ejected_until_ms), 1000 + 30 * SEC);
+	assert_int_equal(ld32(&e->cons_5xx), 0);
+	assert_int_equal(ism_ep_eligible(e), 0);
+	/* Already ejected: not ejected again. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 2000), 0);
+	assert_int_equal(ld64(&e->ejections), 1);
+	assert_int_equal(ld32(&e->eject_mult), 1);
+	assert_int_equal(ld64(&e->ejected_until_ms), 1000 + 30 * SEC);
+	/* Other slots untouched. */
+	assert_int_equal(ld32(&f->eps[0].ejected), 0);
+	assert_int_equal(ld64(&f->eps[id_of(0) + 1].ejections), 0);
+	fixture_free(f, 1);
+}
+
+static void test_threshold_3_needs_a_run(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_5xx = 3;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 2), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 2);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_SUCCESS, 3), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 4), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 5), 0);
+	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 6), 1);
+	assert_int_equal(ld32(&e->ejected), 1);
+	assert_int_equal(ld64(&e->ejections), 1);
+	assert_int_equal(ld64(&e->ejected_at_ms), 6);
+	fixture_free(f, 1);
+}
+
+static void test_zero_thresholds_are_off(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_5xx = 0;
+	f->od.consecutive_gateway = 0;
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1), 0);
+		assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 1), 0);
+		assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 1), 0);
+	}
+	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 150);
+	f->od.split_local = 1;
+	f->od.consecutive_local = 0;
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 1), 0);
+	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(ld32(&e->cons_local), 50);
+	fixture_free(f, 1);
+}
+
+static void test_gateway_errors(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_gateway = 2;
+	f->od.consecutive_5xx = 5;
+	/* A gateway error is a 5xx as well; a plain 5xx breaks the gateway run. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 1), 0);
+	assert_int_equal(ld32(&e->cons_gateway), 1);
+	assert_int_equal(ld32(&e->cons_5xx), 1);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 2), 0);
+	assert_int_equal(ld32(&e->cons_gateway), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 2);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 3), 0);
+	assert_int_equal(ld32(&e->cons_gateway), 1);
+	assert_int_equal(ld32(&e->cons_5xx), 3);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 4), 1);
+	assert_int_equal(ld32(&e->ejected), 1);
+	assert_int_equal(ld32(&e->cons_gateway), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 0);
+	fixture_free(f, 1);
+
+	/* Gateway counting off: gateway errors still reach consecutive_5xx. */
+	f = fixture_new(1, NULL);
+	e = st(f, 0);
+	f->od.consecutive_5xx = 3;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 1), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 2), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 3), 1);
+	assert_int_equal(ld64(&e->ejections), 1);
+	fixture_free(f, 1);
+}
+
+/* Non-split mode: a local-origin failure counts as a 503. */
+static void test_local_non_split(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_gateway = 3;
+	f->od.consecutive_5xx = 10;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 1), 0);
+	assert_int_equal(ld32(&e->cons_gateway), 1);
+	assert_int_equal(ld32(&e->cons_5xx), 1);
+	assert_int_equal(ld32(&e->cons_local), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_GATEWAY, 2), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 3), 1);
+	assert_int_equal(ld32(&e->ejected), 1);
+	fixture_free(f, 1);
+}
+
+static void test_split_mode(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.split_local = 1;
+	f->od.consecutive_local = 2;
+	f->od.consecutive_5xx = 2;
+	f->od.consecutive_gateway = 1;
+	/* Local failures leave the 5xx and gateway counters alone. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 1), 0);
+	assert_int_equal(ld32(&e->cons_local), 1);
+	assert_int_equal(ld32(&e->cons_5xx), 0);
+	assert_int_equal(ld32(&e->cons_gateway), 0);
+	/* A success resets the local counter too. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_SUCCESS, 2), 0);
+	assert_int_equal(ld32(&e->cons_local), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 3), 0);
+	/* An upstream 5xx proves the connection worked: local run broken. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 4), 0);
+	assert_int_equal(ld32(&e->cons_local), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 1);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 5), 0);
+	assert_int_equal(ld32(&e->cons_5xx), 1);
+	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_LOCAL, 6), 1);
+	assert_int_equal(ld32(&e->ejected), 1);
+	assert_int_equal(ld64(&e->ejected_at_ms), 6);
+	fixture_free(f, 1);
+}
+
+/* Default 10 % with 4 endpoints: the first ejection is always allowed, a
+ * second would be 50 % and is refused (its counter reset, as Envoy does). */
+static void test_max_percent_10_of_4(void **state)
+{
+	struct fixture *f = fixture_new(4, NULL);
+
+	(void)state;
+	f->od.consecutive_5xx = 2;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1), 1);
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 2), 0);
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 2), 0);
+	assert_int_equal(ld32(&st(f, 1)->ejected), 0);
+	assert_int_equal(ld64(&st(f, 1)->ejections), 0);
+	assert_int_equal(ld32(&st(f, 1)->cons_5xx), 0);
+	assert_int_equal(rec(f, 2, ISM_OUTCOME_5XX, 3), 0);
+	assert_int_equal(rec(f, 2, ISM_OUTCOME_5XX, 3), 0);
+	assert_int_equal(ld32(&st(f, 2)->ejected), 0);
+	/* Once the first is back, another may go. */
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 1 + 30 * SEC), 1);
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 40 * SEC), 0);
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 40 * SEC), 1);
+	assert_int_equal(ld32(&st(f, 1)->ejected), 1);
+	fixture_free(f, 1);
+}
+
+/* 50 % with 4 endpoints: 1/4 and 2/4 are allowed, 3/4 is not. */
+static void test_max_percent_50_of_4(void **state)
+{
+	struct fixture *f = fixture_new(4, NULL);
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	f->od.max_ejection_percent = 50;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1), 1);
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 1), 1);
+	assert_int_equal(rec(f, 2, ISM_OUTCOME_5XX, 1), 0);
+	assert_int_equal(rec(f, 3, ISM_OUTCOME_5XX, 1), 0);
+	assert_int_equal(ld32(&st(f, 0)->ejected) + ld32(&st(f, 1)->ejected) +
+			     ld32(&st(f, 2)->ejected) + ld32(&st(f, 3)->ejected),
+			 2);
+	fixture_free(f, 1);
+}
+
+static void test_ejection_ms(void **state)
+{
+	struct ism_outlier od = {.base_ejection_ms = 30 * SEC, .max_ejection_ms = 300 * SEC};
+
+	(void)state;
+	assert_int_equal(ism_outlier_ejection_ms(&od, 0), 0);
+	assert_int_equal(ism_outlier_ejection_ms(&od, 1), 30 * SEC);
+	assert_int_equal(ism_outlier_ejection_ms(&od, 2), 60 * SEC);
+	assert_int_equal(ism_outlier_ejection_ms(&od, 9), 270 * SEC);
+	assert_int_equal(ism_outlier_ejection_ms(&od, 10), 300 * SEC);
+	assert_int_equal(ism_outlier_ejection_ms(&od, 11), 300 * SEC);
+	assert_int_equal(ism_outlier_ejection_ms(&od, 1000000), 300 * SEC);
+}
+
+/* Eject, return at the sweep, fail again at once: 30 s, 60 s, ... 300 s, and k
+ * stops at 11 (Envoy: grows while k * base < max + base). */
+static void test_ejection_time_grows(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+	uint64_t now = 5 * SEC;
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	for (uint32_t k = 1; k <= 13; k++) {
+		uint64_t want = k * 30 * SEC < 300 * SEC ? k * 30 * SEC : 300 * SEC;
+
+		assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, now), 1);
+		assert_int_equal(ld32(&e->eject_mult), k < 11 ? k : 11);
+		assert_int_equal(ld64(&e->ejected_until_ms) - ld64(&e->ejected_at_ms), want);
+		assert_int_equal(ld64(&e->ejections), k);
+		now = ld64(&e->ejected_until_ms);
+		assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, now), 1);
+	}
+	fixture_free(f, 1);
+}
+
+static void test_sweep_returns_on_time(void **state)
+{
+	struct fixture *f = fixture_new(2, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 100 * SEC), 1);
+	atomic_store(&e->cons_gateway, 3);
+	atomic_store(&e->cons_local, 4);
+	atomic_store(&e->cons_5xx, 2);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 100 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 130 * SEC - 1), 0);
+	assert_int_equal(ld32(&e->ejected), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 130 * SEC), 1);
+	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(ld64(&e->returned_at_ms), 130 * SEC);
+	assert_int_equal(ld32(&e->cons_5xx), 0);
+	assert_int_equal(ld32(&e->cons_gateway), 0);
+	assert_int_equal(ld32(&e->cons_local), 0);
+	assert_int_equal(ism_ep_eligible(e), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 131 * SEC), 0);
+
+	/* After the time too: a late sweep returns it as well. */
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 200 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 500 * SEC), 1);
+	assert_int_equal(ld32(&st(f, 1)->ejected), 0);
+	assert_int_equal(ld64(&st(f, 1)->returned_at_ms), 500 * SEC);
+	fixture_free(f, 1);
+}
+
+/* An ejection being written (ejected = 2, the time fields not yet stored) is
+ * never returned by the sweep on a stale ejected_until_ms. */
+static void test_sweep_skips_half_written_ejection(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	atomic_store(&e->ejected, 2);
+	atomic_store(&e->ejected_until_ms, 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 1000 * SEC), 0);
+	assert_int_equal(ld32(&e->ejected), 2);
+	assert_int_equal(ism_ep_eligible(e), 0);
+	assert_int_equal(ism_outlier_uneject(e, 1000 * SEC), 0);
+	fixture_free(f, 1);
+}
+
+/* k decays by one per sweep once the endpoint has been back an interval. */
+static void test_multiplier_decays(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+	uint64_t now = 0;
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, now), 1);
+		now = ld64(&e->ejected_until_ms);
+		assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, now), 1);
+	}
+	uint64_t back = now; /* returned at 30 + 60 + 90 = 180 s */
+	assert_int_equal(back, 180 * SEC);
+	assert_int_equal(ld32(&e->eject_mult), 3);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 10 * SEC - 1), 0);
+	assert_int_equal(ld32(&e->eject_mult), 3);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 10 * SEC), 0);
+	assert_int_equal(ld32(&e->eject_mult), 2);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 20 * SEC), 0);
+	assert_int_equal(ld32(&e->eject_mult), 1);
+	/* Ejected with k = 1 → k = 2: 60 s. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, back + 25 * SEC), 1);
+	assert_int_equal(ld32(&e->eject_mult), 2);
+	assert_int_equal(ld64(&e->ejected_until_ms), back + 85 * SEC);
+	/* No decay while ejected. */
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 84 * SEC), 0);
+	assert_int_equal(ld32(&e->eject_mult), 2);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 85 * SEC), 1);
+	for (int i = 1; i <= 4; i++)
+		ism_outlier_sweep(&f->cl, f->eps, back + 85 * SEC + (uint64_t)i * 10 * SEC);
+	assert_int_equal(ld32(&e->eject_mult), 0);
+	/* Back at the base time. */
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1000 * SEC), 1);
+	assert_int_equal(ld64(&e->ejected_until_ms), 1030 * SEC);
+	fixture_free(f, 1);
+}
+
+static void test_uneject_and_eligible(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	struct ism_ep_state *e = st(f, 0);
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	assert_int_equal(ism_outlier_uneject(e, 5), 0);
+	assert_int_equal(ld64(&e->returned_at_ms), 0);
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 10), 1);
+	atomic_store(&e->cons_5xx, 3);
+	assert_int_equal(ism_outlier_uneject(e, 20), 1);
+	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(ld64(&e->returned_at_ms), 20);
+	assert_int_equal(ld32(&e->cons_5xx), 0);
+	assert_int_equal(ld32(&e->eject_mult), 1); /* the backoff is kept */
+	assert_int_equal(ism_outlier_uneject(e, 30), 0);
+
+	assert_int_equal(ism_ep_eligible(e), 1);
+	atomic_store(&e->health, ISM_EP_UNHEALTHY);
+	assert_int_equal(ism_ep_eligible(e), 0);
+	atomic_store(&e->health, ISM_EP_HEALTHY);
+	atomic_store(&e->admin, ISM_EP_ADMIN_DRAIN);
+	assert_int_equal(ism_ep_eligible(e), 0);
+	atomic_store(&e->admin, ISM_EP_ADMIN_MAINT);
+	assert_int_equal(ism_ep_eligible(e), 0);
+	atomic_store(&e->admin, ISM_EP_ADMIN_READY);
+	atomic_store(&e->ejected, 1);
+	assert_int_equal(ism_ep_eligible(e), 0);
+	fixture_free(f, 1);
+}
+
+/* Children record on a MAP_SHARED endpoint-state array, started together on a
+ * shared flag; each exits with what ism_outlier_record returned. The cluster
+ * is large (RACE_EPS endpoints, every one of them scanned by the
+ * max-ejection-percent check before the CAS), which widens the window in which
+ * two processes have both seen the endpoint not ejected: without the CAS, two
+ * of them eject in most rounds even on two CPUs. */
+#define RACE_EPS 4096
+
+static void race(uint32_t threshold, int children, int rounds)
+{
+	size_t states = RACE_EPS * sizeof(struct ism_ep_state);
+	size_t sz = states + ISM_CACHELINE;
+	void *map = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct ism_endpoint *ep = calloc(RACE_EPS, sizeof(*ep));
+	struct ism_outlier od = {.consecutive_5xx = threshold,
+				 .interval_ms = 10 * SEC,
+				 .base_ejection_ms = 30 * SEC,
+				 .max_ejection_ms = 300 * SEC,
+				 .max_ejection_percent = 100};
+	struct ism_cluster cl = {.n_endpoints = RACE_EPS, .endpoints = ep, .od = &od};
+
+	assert_true(map != MAP_FAILED);
+	assert_non_null(ep);
+	struct ism_ep_state *eps = map;
+	_Atomic uint32_t *go = (_Atomic uint32_t *)((char *)map + states);
+	const uint32_t target = RACE_EPS - 1;
+
+	for (uint32_t i = 0; i < RACE_EPS; i++)
+		ep[i].id = i;
+	for (int r = 0; r < rounds; r++) {
+		pid_t pid[8];
+		int winners = 0;
+
+		memset(eps, 0, states);
+		atomic_store(go, 0);
+		for (int c = 0; c < children; c++) {
+			pid[c] = fork();
+			assert_true(pid[c] >= 0);
+			if (pid[c] == 0) {
+				while (atomic_load(go) == 0)
+					;
+				_exit(ism_outlier_record(&cl, eps, target, ISM_OUTCOME_5XX, 1000));
+			}
+		}
+		atomic_store(go, 1);
+		for (int c = 0; c < children; c++) {
+			int status;
+
+			assert_int_equal(waitpid(pid[c], &status, 0), pid[c]);
+			assert_true(WIFEXITED(status));
+			winners += WEXITSTATUS(status);
+		}
+		assert_int_equal(winners, 1);
+		assert_int_equal(ld64(&eps[target].ejections), 1);
+		assert_int_equal(ld32(&eps[target].ejected), 1);
+		assert_int_equal(ld32(&eps[target].eject_mult), 1);
+		assert_int_equal(ld64(&eps[target].ejected_until_ms), 1000 + 30 * SEC);
+		assert_int_equal(ld32(&eps[target].cons_5xx), 0);
+	}
+	free(ep);
+	munmap(map, sz);
+}
+
+/* 4 processes, one 5xx each, consecutive_5xx 4: exactly one ejection. */
+static void test_processes_threshold_4(void **state)
+{
+	(void)state;
+	race(4, 4, 20);
+}
+
+/* Every process reaches the threshold at once: the CAS lets one eject. */
+static void test_processes_threshold_1(void **state)
+{
+	(void)state;
+	race(1, 4, 50);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_first_5xx_ejects_with_threshold_1),
+	    cmocka_unit_test(test_threshold_3_needs_a_run),
+	    cmocka_unit_test(test_zero_thresholds_are_off),
+	    cmocka_unit_test(test_gateway_errors),
+	    cmocka_unit_test(test_local_non_split),
+	    cmocka_unit_test(test_split_mode),
+	    cmocka_unit_test(test_max_percent_10_of_4),
+	    cmocka_unit_test(test_max_percent_50_of_4),
+	    cmocka_unit_test(test_ejection_ms),
+	    cmocka_unit_test(test_ejection_time_grows),
+	    cmocka_unit_test(test_sweep_returns_on_time),
+	    cmocka_unit_test(test_sweep_skips_half_written_ejection),
+	    cmocka_unit_test(test_multiplier_decays),
+	    cmocka_unit_test(test_uneject_and_eligible),
+	    cmocka_unit_test(test_processes_threshold_4),
+	    cmocka_unit_test(test_processes_threshold_1),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,164 @@
+/* Per-request policy: retry decisions in Envoy's vocabulary, back-off bounds,
+ * outlier outcomes, consistent-hash keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "worker/hash.h"
+#include "worker/policy.h"
+
+static struct ism_retry_state state_for(uint32_t on, const uint16_t *codes, uint32_t n)
+{
+	struct ism_retry r = {
+	    .attempts = 2,
+	    .retry_on = on,
+	    .n_codes = n,
+	    .codes = codes,
+	    .ignore_previous_hosts = 1,
+	};
+	struct ism_retry_state rs;
+
+	ism_retry_state_init(&rs, &r);
+	return rs;
+}
+
+static void test_istio_default_policy(void **state)
+{
+	static const uint16_t c503[] = {503};
+	/* Istio's default: connect-failure, refused-stream, unavailable, cancelled,
+	 * retriable-status-codes with 503. */
+	struct ism_retry_state rs = state_for(
+	    ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_REFUSED_STREAM | ISM_RETRY_GRPC_UNAVAILABLE |
+		ISM_RETRY_GRPC_CANCELLED | ISM_RETRY_RETRIABLE_STATUS_CODES,
+	    c503, 1);
+
+	(void)state;
+	assert_int_equal(rs.retries_left, 2);
+	assert_int_equal(rs.backoff_base_ms, 25);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_CONNECT, 0));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 503));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 502));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 500));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 200));
+	/* A reset after the request went out is not a connect failure. */
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
+}
+
+static void test_vocabulary(void **state)
+{
+	static const uint16_t codes[] = {418, 429};
+	struct ism_retry_state rs;
+
+	(void)state;
+	rs = state_for(ISM_RETRY_5XX, NULL, 0);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 500));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 503));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_CONNECT, 0));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 409));
+	rs = state_for(ISM_RETRY_GATEWAY_ERROR, NULL, 0);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 502));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 504));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 500));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+	rs = state_for(ISM_RETRY_RETRIABLE_4XX, NULL, 0);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 409));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 404));
+	rs = state_for(ISM_RETRY_RETRIABLE_STATUS_CODES, codes, 2);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 429));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 418));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 503));
+	rs = state_for(ISM_RETRY_RESET, NULL, 0);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 503));
+	rs = state_for(0, NULL, 0);
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_CONNECT, 0));
+}
+
+static void test_backoff(void **state)
+{
+	(void)state;
+	/* Retry 1: [0, 25); retry 2: [0, 75); retry 3: [0, 175); later capped at 250. */
+	assert_int_equal(ism_retry_backoff_ms(25, 1, 0), 0);
+	assert_int_equal(ism_retry_backoff_ms(25, 1, UINT32_MAX), 24);
+	assert_int_equal(ism_retry_backoff_ms(25, 2, UINT32_MAX), 74);
+	assert_int_equal(ism_retry_backoff_ms(25, 3, UINT32_MAX), 174);
+	assert_int_equal(ism_retry_backoff_ms(25, 4, UINT32_MAX), 249);
+	assert_int_equal(ism_retry_backoff_ms(25, 30, UINT32_MAX), 249);
+	assert_int_equal(ism_retry_backoff_ms(25, 0, UINT32_MAX), 0);
+}
+
+static void test_outcomes(void **state)
+{
+	(void)state;
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 200), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 404), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 500), ISM_OUTCOME_5XX);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 502), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 503), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 504), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 505), ISM_OUTCOME_5XX);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_CONNECT, 0), ISM_OUTCOME_LOCAL);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_RESET, 0), ISM_OUTCOME_LOCAL);
+	assert_int_equal(ism_outcome_of(ISM_FAIL_TIMEOUT, 0), ISM_OUTCOME_LOCAL);
+}
+
+static void test_hash_keys(void **state)
+{
+	struct ism_http_header h[] = {
+	    {"X-User", 6, "alice", 5},
+	    {"Cookie", 6, "a=1; session=xyz; b=2", 21},
+	};
+	struct ism_http_req req = {
+	    .headers = h, .n_headers = 2, .query = "k=v&id=42&e", .query_len = 11};
+	struct ism_hash_policy hp = {0};
+	uint64_t hash = 0;
+
+	(void)state;
+	hp.on = ISM_HASH_HEADER;
+	hp.name = (struct ism_str){"x-user", 6};
+	assert_int_equal(ism_hash_key(&hp, &req, "10.0.0.1", &hash), 1);
+	assert_true(hash == ism_hash64("alice", 5, 0));
+	hp.name = (struct ism_str){"x-none", 6};
+	assert_int_equal(ism_hash_key(&hp, &req, "10.0.0.1", &hash), 0);
+
+	hp.on = ISM_HASH_COOKIE;
+	hp.name = (struct ism_str){"session", 7};
+	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 1);
+	assert_true(hash == ism_hash64("xyz", 3, 0));
+	hp.name = (struct ism_str){"sess", 4};
+	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 0);
+
+	hp.on = ISM_HASH_SOURCE_IP;
+	assert_int_equal(ism_hash_key(&hp, &req, "127.0.0.9", &hash), 1);
+	assert_true(hash == ism_hash64("127.0.0.9", 9, 0));
+
+	hp.on = ISM_HASH_QUERY_PARAM;
+	hp.name = (struct ism_str){"id", 2};
+	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 1);
+	assert_true(hash == ism_hash64("42", 2, 0));
+	hp.name = (struct ism_str){"e", 1};
+	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 1);
+	assert_true(hash == ism_hash64("", 0, 0));
+	hp.name = (struct ism_str){"i", 1};
+	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_istio_default_policy),
+	    cmocka_unit_test(test_vocabulary),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_outcomes),
+	    cmocka_unit_test(test_hash_keys),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

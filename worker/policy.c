@@ -1,0 +1,173 @@
+#include "worker/policy.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "worker/hash.h"
+
+void ism_retry_state_init(struct ism_retry_state *rs, const struct ism_retry *r)
+{
+	memset(rs, 0, sizeof(*rs));
+	rs->retry_on = r->retry_on;
+	rs->n_codes = (uint8_t)(r->n_codes < 8 ? r->n_codes : 8);
+	for (uint32_t i = 0; i < rs->n_codes; i++)
+		rs->codes[i] = r->codes[i];
+	rs->retries_left = (uint8_t)(r->attempts < 255 ? r->attempts : 255);
+	rs->ignore_previous = r->ignore_previous_hosts;
+	rs->per_try_ms = r->per_try_timeout_ms;
+	rs->backoff_base_ms = r->backoff_base_ms ? r->backoff_base_ms : 25;
+}
+
+static int code_listed(const struct ism_retry_state *rs, int status)
+{
+	for (uint32_t i = 0; i < rs->n_codes; i++)
+		if (rs->codes[i] == status)
+			return 1;
+	return 0;
+}
+
+int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int status)
+{
+	uint32_t on = rs->retry_on;
+
+	switch (f) {
+	case ISM_FAIL_CONNECT:
+		/* 5xx and gateway-error include connect failures in Envoy; a connect
+		 * failure is also a reset before the request was sent. */
+		return (on & (ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR |
+			      ISM_RETRY_RESET_BEFORE_REQUEST | ISM_RETRY_RESET)) != 0;
+	case ISM_FAIL_RESET:
+		return (on & (ISM_RETRY_RESET | ISM_RETRY_5XX)) != 0;
+	case ISM_FAIL_TIMEOUT:
+		/* Envoy retries a per-try timeout under 5xx, gateway-error and reset. */
+		return (on & (ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR | ISM_RETRY_RESET)) != 0;
+	case ISM_FAIL_NONE:
+		break;
+	}
+	if ((on & ISM_RETRY_5XX) && status >= 500)
+		return 1;
+	if ((on & ISM_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
+		return 1;
+	if ((on & ISM_RETRY_RETRIABLE_4XX) && status == 409)
+		return 1;
+	if ((on & ISM_RETRY_RETRIABLE_STATUS_CODES) && code_listed(rs, status))
+		return 1;
+	return 0;
+}
+
+uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)
+{
+	uint64_t span = ((1ull << (n < 20 ? n : 20)) - 1) * base_ms;
+
+	if (span > 10ull * base_ms)
+		span = 10ull * base_ms;
+	if (span == 0)
+		return 0;
+	return (uint32_t)(((uint64_t)rnd * span) >> 32);
+}
+
+enum ism_outcome ism_outcome_of(enum ism_failure f, int status)
+{
+	if (f != ISM_FAIL_NONE)
+		return ISM_OUTCOME_LOCAL;
+	if (status >= 502 && status <= 504)
+		return ISM_OUTCOME_GATEWAY;
+	if (status >= 500)
+		return ISM_OUTCOME_5XX;
+	return ISM_OUTCOME_SUCCESS;
+}
+
+/* The value of cookie name in a Cookie header ("a=1; b=2"). */
+static int cookie_value(const char *v, size_t len, const char *name, size_t nlen, const char **out,
+			size_t *out_len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t start, eq, end;
+
+		while (i < len && (v[i] == ' ' || v[i] == ';'))
+			i++;
+		start = i;
+		while (i < len && v[i] != ';')
+			i++;
+		end = i;
+		for (eq = start; eq < end && v[eq] != '='; eq++)
+			;
+		if (eq < end && eq - start == nlen && memcmp(v + start, name, nlen) == 0) {
+			*out = v + eq + 1;
+			*out_len = end - eq - 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The value of query parameter name in "a=1&b=2". */
+static int query_value(const char *q, size_t len, const char *name, size_t nlen, const char **out,
+		       size_t *out_len)
+{
+	size_t i = 0;
+
+	while (q != NULL && i < len) {
+		size_t start = i, eq;
+
+		while (i < len && q[i] != '&')
+			i++;
+		for (eq = start; eq < i && q[eq] != '='; eq++)
+			;
+		if (eq - start == nlen && memcmp(q + start, name, nlen) == 0) {
+			*out = eq < i ? q + eq + 1 : q + i;
+			*out_len = eq < i ? i - eq - 1 : 0;
+			return 1;
+		}
+		i++;
+	}
+	return 0;
+}
+
+int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *req, const char *peer,
+		 uint64_t *hash)
+{
+	const char *v = NULL;
+	size_t vlen = 0;
+	int found = 0;
+
+	switch (hp->on) {
+	case ISM_HASH_HEADER:
+		for (size_t i = 0; i < req->n_headers && !found; i++) {
+			const struct ism_http_header *h = &req->headers[i];
+
+			if (h->name_len == hp->name.len &&
+			    strncasecmp(h->name, hp->name.p, h->name_len) == 0) {
+				v = h->value;
+				vlen = h->value_len;
+				found = 1;
+			}
+		}
+		break;
+	case ISM_HASH_COOKIE:
+		for (size_t i = 0; i < req->n_headers && !found; i++) {
+			const struct ism_http_header *h = &req->headers[i];
+
+			if (h->name_len == 6 && strncasecmp(h->name, "cookie", 6) == 0)
+				found = cookie_value(h->value, h->value_len, hp->name.p,
+						     hp->name.len, &v, &vlen);
+		}
+		break;
+	case ISM_HASH_SOURCE_IP:
+		v = peer;
+		vlen = strlen(peer);
+		found = vlen > 0;
+		break;
+	case ISM_HASH_QUERY_PARAM:
+		found =
+		    query_value(req->query, req->query_len, hp->name.p, hp->name.len, &v, &vlen);
+		break;
+	default:
+		break;
+	}
+	if (found)
+		*hash = ism_hash64(v, vlen, 0);
+	return found;
+}

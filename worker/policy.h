@@ -1,0 +1,54 @@
+/* Per-request policy decisions of a worker, as pure functions: the hash key of
+ * a consistent-hash policy, which failures a retry policy retries, the retry
+ * back-off, and what an exchange's result means to outlier detection. */
+#ifndef ISM_WORKER_POLICY_H
+#define ISM_WORKER_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "health/outlier.h"
+#include "shm/table-t.h"
+#include "worker/http1.h"
+
+/* How an attempt failed, before or instead of a usable response. */
+enum ism_failure {
+	ISM_FAIL_NONE = 0, /* a response arrived: judge its status */
+	ISM_FAIL_CONNECT,  /* connect refused, failed or timed out */
+	ISM_FAIL_RESET,	   /* the connection closed or reset before a complete response head */
+	ISM_FAIL_TIMEOUT,  /* no response within the (per-try) timeout */
+};
+
+/* The retry policy of one request, copied from its route when it is routed. */
+struct ism_retry_state {
+	uint32_t retry_on; /* enum ism_retry_on bits */
+	uint16_t codes[8]; /* retriable status codes (the first 8) */
+	uint8_t n_codes;
+	uint8_t retries_left;
+	uint8_t tries; /* attempts made, the first included */
+	uint8_t ignore_previous;
+	uint32_t per_try_ms;
+	uint32_t backoff_base_ms;
+};
+
+void ism_retry_state_init(struct ism_retry_state *rs, const struct ism_retry *r);
+
+/* Whether an attempt that ended in failure f (or, for ISM_FAIL_NONE, in a
+ * response with this status) is retried under rs's retry_on, as Envoy's router
+ * reads its vocabulary. Attempts left and replayability are the caller's to check. */
+int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int status);
+
+/* Envoy's fully jittered exponential back-off before retry n (1-based):
+ * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */
+uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd);
+
+/* What the attempt means to outlier detection. */
+enum ism_outcome ism_outcome_of(enum ism_failure f, int status);
+
+/* The consistent-hash key of a request under hp: a header value, a cookie, the
+ * client address or a query parameter. Returns 1 and *hash when the request has
+ * the key, 0 when it has none (the caller may then issue a cookie). */
+int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *req, const char *peer,
+		 uint64_t *hash);
+
+#endif
