@@ -14,6 +14,8 @@
 #include <pcre2.h>
 
 #include "conf/model.h"
+#include "health/priority.h"
+#include "worker/hash.h"
 
 /* The allocator PCRE2 sees. It lives in the arena because every compiled
  * pattern keeps a pointer to it (pcre2_match_data_create_from_pattern(code,
@@ -229,18 +231,6 @@ static bool labels_include(const struct ism_cm_se_ep *e, const struct ism_cm_sub
 	return true;
 }
 
-static uint8_t priority_of(const struct ism_conf *c, const char *loc)
-{
-	size_t rl = strlen(c->app.region), zl = strlen(c->app.zone);
-
-	/* Same region and zone: priority 0; anything else, or no locality: 1. */
-	if (strncmp(loc, c->app.region, rl) == 0 && loc[rl] == '/' &&
-	    strncmp(loc + rl + 1, c->app.zone, zl) == 0 &&
-	    (loc[rl + 1 + zl] == '\0' || loc[rl + 1 + zl] == '/'))
-		return 0;
-	return 1;
-}
-
 static uint16_t endpoint_port(const struct ism_cm_se_ep *e, const struct ism_cm_se_port *sp)
 {
 	for (size_t i = 0; i < e->n_ports; i++)
@@ -249,51 +239,437 @@ static uint16_t endpoint_port(const struct ism_cm_se_ep *e, const struct ism_cm_
 	return (uint16_t)(sp->target ? sp->target : sp->number);
 }
 
-static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
-			   struct ism_cluster *cl)
+/* A cluster's endpoint while the cluster is built. */
+struct cep {
+	const struct ism_cm_se_ep *e;
+	uint16_t port;
+	size_t order; /* position in the ServiceEntry: ties keep it */
+	size_t loc;   /* index in the cluster's locality list */
+	uint32_t prio;
+	uint32_t id;
+	char text[80];
+};
+
+/* A distinct locality of a cluster (Envoy's LocalityLbEndpoints before
+ * priorities split it). */
+struct cloc {
+	const char *name;
+	struct ism_locality parsed;
+	uint64_t orig;	 /* sum of its endpoint weights */
+	uint32_t weight; /* as distribute says */
+	bool matched;	 /* by an earlier `to` pattern */
+	bool hit;	 /* by the pattern at hand */
+};
+
+struct cset {
+	struct cep *ep;
+	size_t n;
+	struct cloc *loc;
+	size_t n_loc;
+	bool distributed; /* group weights come from loc[].weight */
+	uint32_t n_prio;
+};
+
+static void appliance_locality(const struct ism_conf *c, struct ism_locality *l)
+{
+	snprintf(l->region, sizeof(l->region), "%s", c->app.region);
+	snprintf(l->zone, sizeof(l->zone), "%s", c->app.zone);
+	snprintf(l->subzone, sizeof(l->subzone), "%s", c->app.subzone);
+}
+
+/* Istio's LocalityMatch: each part of the pattern is "*", absent, or equal. */
+static bool locality_match(const struct ism_locality *l, const char *pattern)
+{
+	struct ism_locality p;
+
+	if (ism_locality_parse(pattern, &p) < 0)
+		return false;
+	return (strcmp(p.region, "*") == 0 || strcmp(p.region, l->region) == 0) &&
+	       (p.zone[0] == '\0' || strcmp(p.zone, "*") == 0 || strcmp(p.zone, l->zone) == 0) &&
+	       (p.subzone[0] == '\0' || strcmp(p.subzone, "*") == 0 ||
+		strcmp(p.subzone, l->subzone) == 0);
+}
+
+/* The endpoints of the ServiceEntry that the subset selects, with their
+ * localities. 0 or -ENOMEM. */
+static int collect(const struct ckey *k, const struct ism_cm_subset *s, struct cset *cs)
 {
 	const struct ism_cm_se_port *sp = NULL;
-	struct ism_endpoint *eps;
-	size_t n = 0;
+	size_t n_eps = k->se ? k->se->n_eps : 0;
 
-	if (k->se == NULL)
-		return;
-	for (size_t i = 0; i < k->se->n_ports; i++)
+	for (size_t i = 0; k->se != NULL && i < k->se->n_ports; i++)
 		if (k->se->ports[i].number == k->port)
 			sp = &k->se->ports[i];
 	if (sp == NULL)
-		return;
-	eps = ANEW(b, k->se->n_eps, struct ism_endpoint);
-	for (size_t i = 0; eps != NULL && i < k->se->n_eps && b->rc == 0; i++) {
+		return 0;
+	cs->ep = calloc(n_eps ? n_eps : 1, sizeof(*cs->ep));
+	cs->loc = calloc(n_eps ? n_eps : 1, sizeof(*cs->loc));
+	if (cs->ep == NULL || cs->loc == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_eps; i++) {
 		const struct ism_cm_se_ep *e = &k->se->eps[i];
-		struct ism_endpoint *o = &eps[n];
-		uint16_t port = endpoint_port(e, sp);
-		char text[80], key[600];
-		int rc;
+		struct cep *o = &cs->ep[cs->n];
+		size_t l;
 
 		if (!labels_include(e, s))
 			continue;
-		o->addr = e->addr;
-		o->addrlen = e->addrlen;
-		set_port(&o->addr, port);
-		snprintf(text, sizeof(text), e->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-			 e->address, port);
-		o->addr_text = astr(b, text);
-		o->locality = astr(b, e->locality);
-		o->weight = e->weight;
-		o->priority = priority_of(b->c, e->locality);
-		snprintf(key, sizeof(key), "%s|%s", k->host, text);
-		rc = b->ep_id(b->ctx, key, cl->hc != NULL, &o->id);
+		o->e = e;
+		o->port = endpoint_port(e, sp);
+		o->order = i;
+		snprintf(o->text, sizeof(o->text),
+			 e->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", e->address, o->port);
+		for (l = 0; l < cs->n_loc; l++)
+			if (strcmp(cs->loc[l].name, e->locality) == 0)
+				break;
+		if (l == cs->n_loc) {
+			cs->loc[l].name = e->locality;
+			ism_locality_parse(e->locality, &cs->loc[l].parsed); /* validated */
+			cs->n_loc++;
+		}
+		cs->loc[l].orig += e->weight;
+		o->loc = l;
+		cs->n++;
+	}
+	return 0;
+}
+
+/* Istio's applyLocalityWeights: the first entry whose `from` matches the
+ * appliance applies. Each `to` pattern's weight is split over the localities
+ * it matches (and no earlier pattern did) in proportion to their weights,
+ * rounded up; localities no pattern matches lose their endpoints. */
+static void apply_distribute(const struct ism_conf *c, const struct ism_cm_llb *l, struct cset *cs)
+{
+	const struct ism_cm_distribute *d = NULL;
+	struct ism_locality app;
+	size_t kept = 0;
+
+	appliance_locality(c, &app);
+	for (size_t i = 0; i < l->n_distribute && d == NULL; i++)
+		if (locality_match(&app, l->distribute[i].from))
+			d = &l->distribute[i];
+	if (d == NULL)
+		return;
+	cs->distributed = true;
+	for (size_t t = 0; t < d->n_to; t++) {
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < cs->n_loc; i++) {
+			struct cloc *lc = &cs->loc[i];
+
+			lc->hit = !lc->matched && locality_match(&lc->parsed, d->to[t]);
+			if (lc->hit)
+				total += lc->orig;
+		}
+		for (size_t i = 0; i < cs->n_loc; i++) {
+			if (!cs->loc[i].hit)
+				continue;
+			cs->loc[i].matched = true;
+			cs->loc[i].weight =
+			    (uint32_t)((cs->loc[i].orig * d->weight[t] + total - 1) / total);
+		}
+	}
+	for (size_t i = 0; i < cs->n; i++)
+		if (cs->loc[cs->ep[i].loc].matched)
+			cs->ep[kept++] = cs->ep[i];
+	cs->n = kept;
+}
+
+/* The part of a locality a topology label names; NULL for any other label. */
+static const char *topology_part(const struct ism_locality *l, const char *k, size_t kl)
+{
+	const struct {
+		const char *label;
+		const char *part;
+	} parts[] = {
+	    {"topology.kubernetes.io/region", l->region},
+	    {"topology.kubernetes.io/zone", l->zone},
+	    {"topology.istio.io/subzone", l->subzone},
+	};
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (strlen(parts[i].label) == kl && strncmp(k, parts[i].label, kl) == 0)
+			return parts[i].part;
+	return NULL;
+}
+
+/* A label's value; "" when absent, as Go's map lookup gives. */
+static const char *label_value(const struct ism_cm_label *l, size_t n, const char *k, size_t kl)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(l[i].key) == kl && strncmp(l[i].key, k, kl) == 0)
+			return l[i].value;
+	return "";
+}
+
+/* Istio's failoverPriority: does endpoint e agree with the appliance on entry s? */
+static bool fprio_match(const struct ism_conf *c, const struct ism_locality *app,
+			const struct ism_locality *el, const struct ism_cm_se_ep *e, const char *s)
+{
+	const char *eq = strchr(s, '=');
+	size_t kl = eq ? (size_t)(eq - s) : strlen(s);
+	const char *want = eq ? eq + 1 : topology_part(app, s, kl);
+	const char *have = topology_part(el, s, kl);
+
+	if (want == NULL)
+		want = label_value(c->app.labels, c->app.n_labels, s, kl);
+	if (have == NULL)
+		have = label_value(e->labels, e->n_labels, s, kl);
+	return strcmp(want, have) == 0;
+}
+
+/* Istio's applyFailoverPriorities and applyLocalityFailover, then compaction.
+ * l is NULL for the mesh default (locality failover, no failover list). */
+static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, struct cset *cs)
+{
+	size_t nfo = l ? l->n_failover : 0, nfp = l ? l->n_fprio : 0;
+	struct ism_failover *fo = calloc(nfo ? nfo : 1, sizeof(*fo));
+	uint32_t *raw = calloc(cs->n ? cs->n : 1, sizeof(*raw));
+	int *match = calloc(nfp ? nfp : 1, sizeof(*match));
+	struct ism_locality app;
+
+	if (fo == NULL || raw == NULL || match == NULL) {
+		b->rc = -ENOMEM;
+		goto out_free;
+	}
+	appliance_locality(b->c, &app);
+	for (size_t i = 0; i < nfo; i++)
+		fo[i] = (struct ism_failover){l->failover[i].from, l->failover[i].to};
+	for (size_t i = 0; i < cs->n; i++) {
+		const struct ism_locality *el = &cs->loc[cs->ep[i].loc].parsed;
+		uint32_t lp = ism_locality_priority(&app, el, fo, (uint32_t)nfo);
+		uint32_t fp;
+
+		if (nfp == 0) {
+			raw[i] = lp;
+			continue;
+		}
+		for (size_t j = 0; j < nfp; j++)
+			match[j] = fprio_match(b->c, &app, el, cs->ep[i].e, l->fprio[j]);
+		fp = ism_failover_priority(match, (uint32_t)nfp);
+		/* With failover as well, Istio applies it within each tier. */
+		raw[i] = nfo ? fp * 5 + lp : fp;
+	}
+	cs->n_prio = ism_priority_compact(raw, (uint32_t)cs->n);
+	if (cs->n_prio > ISM_MAX_PRIORITIES) {
+		const struct ism_node *at = l != NULL ? l->fo_at : NULL;
+
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, at ? at->line : 0, at ? at->col : 0,
+			     "",
+			     "the failover settings give %u priority levels; at most %u "
+			     "are supported",
+			     cs->n_prio, ISM_MAX_PRIORITIES);
+		b->rc = -EINVAL;
+		goto out_free;
+	}
+	for (size_t i = 0; i < cs->n; i++)
+		cs->ep[i].prio = raw[i];
+out_free:
+	free(match);
+	free(raw);
+	free(fo);
+}
+
+/* Envoy's order: by priority, then locality; ties keep the file's order. */
+static int cep_cmp(const void *pa, const void *pb, void *ctx)
+{
+	const struct cep *a = pa, *b = pb;
+	const struct cloc *locs = ctx;
+	int c;
+
+	if (a->prio != b->prio)
+		return a->prio < b->prio ? -1 : 1;
+	c = strcmp(locs[a->loc].name, locs[b->loc].name);
+	if (c != 0)
+		return c;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* Endpoint ids, asked in the ServiceEntry's order. */
+static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_cluster *cl,
+		       struct cset *cs)
+{
+	for (size_t i = 0; i < cs->n && b->rc == 0; i++) {
+		char key[600];
+		int rc;
+
+		snprintf(key, sizeof(key), "%s|%s", k->host, cs->ep[i].text);
+		rc = b->ep_id(b->ctx, key, cl->hc != NULL, &cs->ep[i].id);
 		if (rc < 0) {
 			ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
 				     "cannot assign an id to endpoint %s: %s", key, strerror(-rc));
 			b->rc = rc;
-			return;
 		}
-		n++;
+	}
+}
+
+/* The sorted endpoints and their groups (one per priority and locality) into
+ * the arena. */
+static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_cluster *cl)
+{
+	struct ism_endpoint *eps = ANEW(b, cs->n, struct ism_endpoint);
+	struct ism_lgroup *gs = ANEW(b, cs->n, struct ism_lgroup);
+	uint32_t ng = 0;
+
+	if (eps == NULL || gs == NULL)
+		return;
+	for (size_t i = 0; i < cs->n; i++) {
+		const struct cep *c = &cs->ep[i];
+		const struct cloc *lc = &cs->loc[c->loc];
+		struct ism_endpoint *o = &eps[i];
+		struct ism_lgroup *g = ng ? &gs[ng - 1] : NULL;
+
+		if (g == NULL || g->priority != c->prio || strcmp(g->locality.p, lc->name) != 0) {
+			g = &gs[ng++];
+			g->locality = astr(b, lc->name);
+			g->priority = (uint8_t)c->prio;
+			g->first = (uint32_t)i;
+			g->weight = cs->distributed ? lc->weight : 0;
+		}
+		g->count++;
+		if (!cs->distributed)
+			g->weight = g->weight > UINT32_MAX - c->e->weight
+					? UINT32_MAX
+					: g->weight + c->e->weight;
+		o->id = c->id;
+		o->addr = c->e->addr;
+		o->addrlen = c->e->addrlen;
+		set_port(&o->addr, c->port);
+		o->addr_text = astr(b, c->text);
+		o->locality = g->locality;
+		o->weight = c->e->weight;
+		o->priority = (uint8_t)c->prio;
+		o->group = ng - 1;
 	}
 	cl->endpoints = eps;
-	cl->n_endpoints = (uint32_t)n;
+	cl->n_endpoints = (uint32_t)cs->n;
+	cl->groups = gs;
+	cl->n_groups = ng;
+	cl->n_priorities = (uint8_t)(cs->n_prio ? cs->n_prio : 1);
+}
+
+/* Endpoints, priorities and locality groups of a cluster (traffic-semantics.md
+ * section 2). Failover needs outlier detection, as in Istio; distribute
+ * does not. */
+static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
+			   const struct ism_cm_tp *tp, struct ism_cluster *cl)
+{
+	const struct ism_cm_llb *l = tp->lb.set && tp->lb.llb.set ? &tp->lb.llb : NULL;
+	bool enabled = l == NULL || l->enabled;
+	bool failover = enabled && tp->od.set;
+	struct cset cs = {0};
+
+	if (collect(k, s, &cs) < 0) {
+		b->rc = -ENOMEM;
+		goto out_free;
+	}
+	if (enabled && l != NULL && l->n_distribute > 0)
+		apply_distribute(b->c, l, &cs);
+	else if (failover)
+		assign_priorities(b, l, &cs);
+	cl->locality_weighted =
+	    enabled && l != NULL &&
+	    (l->n_distribute > 0 || (failover && (l->n_failover > 0 || l->n_fprio > 0)));
+	if (b->rc == 0)
+		assign_ids(b, k, cl, &cs);
+	if (b->rc < 0)
+		goto out_free;
+	if (cs.n > 1)
+		qsort_r(cs.ep, cs.n, sizeof(*cs.ep), cep_cmp, cs.loc);
+	emit_endpoints(b, &cs, cl);
+out_free:
+	free(cs.loc);
+	free(cs.ep);
+}
+
+/* The consistent-hash table over the cluster's endpoints, keyed by
+ * "address:port" and weighted by the endpoint weights. */
+static int build_ring(struct cbuild *b, const char *const *keys, const uint32_t *w,
+		      struct ism_cluster *cl)
+{
+	uint32_t n = cl->n_endpoints, cap = cl->hash.ring_size + n;
+	uint64_t *points = NULL;
+	uint32_t *owners = NULL;
+	int rc;
+
+	/* The builder may place more points than the minimum: grow until they fit. */
+	for (;;) {
+		points = malloc((size_t)cap * sizeof(*points));
+		owners = malloc((size_t)cap * sizeof(*owners));
+		if (points == NULL || owners == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = ism_ring_build(keys, w, n, cl->hash.ring_size, points, owners, cap);
+		if (rc != -ENOSPC || cap >= (1u << 24))
+			break;
+		free(points);
+		free(owners);
+		cap *= 2;
+	}
+	if (rc > 0) {
+		uint64_t *ap = ANEW(b, (size_t)rc, uint64_t);
+		uint32_t *ao = ANEW(b, (size_t)rc, uint32_t);
+
+		if (ap != NULL && ao != NULL) {
+			memcpy(ap, points, (size_t)rc * sizeof(*ap));
+			memcpy(ao, owners, (size_t)rc * sizeof(*ao));
+			cl->hash.ring_hashes = ap;
+			cl->hash.table = ao;
+			cl->hash.table_len = (uint32_t)rc;
+		}
+		rc = 0;
+	}
+	free(points);
+	free(owners);
+	return rc;
+}
+
+static void build_hash(struct cbuild *b, const struct ism_cm_hash *h, struct ism_cluster *cl)
+{
+	uint32_t n = cl->n_endpoints;
+	const char **keys;
+	uint32_t *w;
+	int rc = 0;
+
+	cl->hash.on = h->on;
+	cl->hash.name = astr(b, h->name);
+	cl->hash.cookie_path = astr(b, h->cookie_path);
+	cl->hash.cookie_ttl_ms = h->cookie_ttl_ms;
+	cl->hash.ring_size = h->ring_size;
+	cl->hash.table_size = h->table_size;
+	if (n == 0 || b->rc < 0)
+		return;
+	keys = calloc(n, sizeof(*keys));
+	w = calloc(n, sizeof(*w));
+	if (keys == NULL || w == NULL) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		keys[i] = cl->endpoints[i].addr_text.p;
+		w[i] = cl->endpoints[i].weight;
+	}
+	if (h->lb == ISM_LB_MAGLEV) {
+		uint32_t *table = ANEW(b, h->table_size, uint32_t);
+
+		if (table == NULL)
+			goto out_free;
+		rc = ism_maglev_build(keys, w, n, h->table_size, table);
+		cl->hash.table = table;
+		cl->hash.table_len = h->table_size;
+	} else {
+		rc = build_ring(b, keys, w, cl);
+	}
+out_free:
+	if (rc < 0 && b->rc == 0) {
+		if (rc != -ENOMEM)
+			ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
+				     "%s: cannot build the consistent-hash table: %s", cl->name.p,
+				     strerror(-rc));
+		b->rc = rc;
+	}
+	free(w);
+	free(keys);
 }
 
 static const struct ism_hc *compile_hc(struct cbuild *b, size_t i, const char *svc_host)
@@ -308,6 +684,7 @@ static const struct ism_hc *compile_hc(struct cbuild *b, size_t i, const char *s
 	st = aalloc(b, h->n_ranges, sizeof(*st), _Alignof(uint16_t));
 	if (o == NULL || st == NULL)
 		return NULL;
+	o->type = h->type;
 	o->path = astr(b, h->path);
 	o->host = astr(b, h->host_header ? h->host_header : svc_host);
 	o->interval_ms = h->interval_ms;
@@ -317,8 +694,45 @@ static const struct ism_hc *compile_hc(struct cbuild *b, size_t i, const char *s
 	memcpy(st, h->ranges, h->n_ranges * sizeof(*st));
 	o->statuses = (const uint16_t(*)[2])st;
 	o->n_statuses = (uint32_t)h->n_ranges;
+	o->unhealthy_interval_ms = h->unhealthy_interval_ms;
+	o->unhealthy_edge_interval_ms = h->unhealthy_edge_interval_ms;
+	o->healthy_edge_interval_ms = h->healthy_edge_interval_ms;
+	o->initial_jitter_ms = h->initial_jitter_ms;
+	o->interval_jitter_ms = h->interval_jitter_ms;
+	o->interval_jitter_percent = h->interval_jitter_percent;
 	b->hcs[i] = o;
 	return o;
+}
+
+/* The merged TrafficPolicy's load balancer, pool and outlier detection. */
+static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct ism_cluster *cl)
+{
+	const struct ism_conf *c = b->c;
+
+	if (tp->lb.has_hash)
+		cl->lb = tp->lb.hash.lb;
+	else
+		cl->lb = tp->lb.has_simple ? tp->lb.simple : ISM_LB_LEAST_REQUEST;
+	cl->connect_timeout_ms =
+	    tp->pool.has_connect ? tp->pool.connect_ms : c->app.timeouts.upstream_connect_ms;
+	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : 60000;
+	if (tp->pool.set)
+		cl->pool = tp->pool.limits;
+	else
+		cl->pool = (struct ism_pool_limits){.max_connections = UINT32_MAX,
+						    .max_pending = UINT32_MAX,
+						    .max_requests_per_conn = 0,
+						    .max_retries = UINT32_MAX};
+	cl->overprovisioning = 140;
+	if (tp->od.set) {
+		struct ism_outlier *od = ANEW(b, 1, struct ism_outlier);
+
+		if (od != NULL)
+			*od = tp->od.od;
+		cl->od = od;
+		/* Istio: healthy_panic_threshold = minHealthPercent (default 0: no panic). */
+		cl->panic_threshold = (uint8_t)tp->od.min_health;
+	}
 }
 
 static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_cluster *cl)
@@ -326,22 +740,17 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	const struct ism_conf *c = b->c;
 	const struct ism_cm_dr *dr = ism_model_find_dr(c, k->host);
 	const struct ism_cm_subset *s = k->subset[0] ? ism_model_find_subset(dr, k->subset) : NULL;
-	const struct ism_cm_policy none = {0};
-	const struct ism_cm_policy *top = dr ? &dr->policy : &none;
-	const struct ism_cm_policy *sub = s ? &s->policy : &none;
+	struct ism_cluster_dyn *dyn;
+	struct ism_cm_tp tp;
 	char name[600];
 
+	ism_model_policy(dr, s, k->port, &tp);
 	snprintf(name, sizeof(name), "outbound|%u|%s|%s", k->port, k->subset, k->host);
 	cl->name = astr(b, name);
 	cl->host = astr(b, k->host);
 	cl->subset = astr(b, k->subset);
 	cl->port = k->port;
-	/* A subset's policy overrides the DestinationRule's, field by field. */
-	cl->lb = sub->has_lb ? sub->lb : top->has_lb ? top->lb : ISM_LB_LEAST_REQUEST;
-	cl->connect_timeout_ms = sub->has_connect   ? sub->connect_ms
-				 : top->has_connect ? top->connect_ms
-						    : c->app.timeouts.upstream_connect_ms;
-	cl->idle_timeout_ms = sub->has_idle ? sub->idle_ms : top->has_idle ? top->idle_ms : 60000;
+	apply_policy(b, &tp, cl);
 	for (size_t i = 0; i < c->app.n_hcs; i++) {
 		const struct ism_cm_hc *h = &c->app.hcs[i];
 
@@ -350,10 +759,32 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 			break;
 		}
 	}
-	fill_endpoints(b, k, s, cl);
+	fill_endpoints(b, k, s, &tp, cl);
+	if (tp.lb.has_hash)
+		build_hash(b, &tp.lb.hash, cl);
+	else
+		cl->hash.on = ISM_HASH_NONE;
+	dyn = ANEW(b, 1, struct ism_cluster_dyn);
+	if (dyn != NULL)
+		dyn->eff_weight = ANEW(b, cl->n_groups, uint32_t);
+	cl->dyn = dyn;
 }
 
 /* --- routes --- */
+
+static void compile_retry(struct cbuild *b, const struct ism_retry *in, struct ism_retry *out)
+{
+	uint16_t *codes = NULL;
+
+	*out = *in;
+	if (in->n_codes > 0) {
+		codes = ANEW(b, in->n_codes, uint16_t);
+		if (codes != NULL)
+			memcpy(codes, in->codes, in->n_codes * sizeof(*codes));
+	}
+	out->codes = codes;
+	out->backoff_base_ms = 25;
+}
 
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
@@ -391,6 +822,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->dest = d;
 		o->total_weight = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
 		o->timeout_ms = r->timeout_ms;
+		compile_retry(b, &r->retry, &o->retry);
 	}
 	b->vs_routes[vi] = routes;
 	return routes;

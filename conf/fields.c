@@ -363,14 +363,15 @@ bool ism_locality_valid(const char *s)
 	int parts = 1;
 	size_t seg = 0;
 
+	/* Parts of at most 63 bytes: struct ism_locality's fields hold them. */
 	for (; *s; s++) {
 		if (*s == '/') {
 			if (seg == 0)
 				return false;
 			parts++;
 			seg = 0;
-		} else {
-			seg++;
+		} else if (++seg > 63) {
+			return false;
 		}
 	}
 	return seg > 0 && parts >= 2 && parts <= 3;

@@ -38,6 +38,39 @@ const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, co
 	return NULL;
 }
 
+static const struct ism_cm_port_tp *port_tp(const struct ism_cm_policy *p, uint32_t port)
+{
+	for (size_t i = 0; port != 0 && i < p->n_ports; i++)
+		if (p->ports[i].port == port)
+			return &p->ports[i];
+	return NULL;
+}
+
+void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
+		      struct ism_cm_tp *out)
+{
+	const struct ism_cm_port_tp *pt;
+
+	memset(out, 0, sizeof(*out));
+	if (dr != NULL) {
+		*out = dr->policy.tp;
+		pt = port_tp(&dr->policy, port);
+		if (pt != NULL)
+			*out = pt->tp;
+	}
+	if (s == NULL)
+		return;
+	if (s->policy.tp.lb.set)
+		out->lb = s->policy.tp.lb;
+	if (s->policy.tp.pool.set)
+		out->pool = s->policy.tp.pool;
+	if (s->policy.tp.od.set)
+		out->od = s->policy.tp.od;
+	pt = port_tp(&s->policy, port);
+	if (pt != NULL)
+		*out = pt->tp;
+}
+
 /* "*.example.com" matches "a.example.com" and "*.a.example.com", not "example.com". */
 static bool wildcard_covers(const char *pat, const char *h)
 {
@@ -290,9 +323,65 @@ static void xref_hcs(struct ism_vctx *v)
 	}
 }
 
+/* Istio applies failover and failoverPriority only with outlierDetection:
+ * without it every endpoint stays at priority 0. Warns once per field, for
+ * the first (subset, port) whose merged policy has it without detection. */
+static void warn_failover(struct ism_vctx *v, const struct ism_cm_dr *dr,
+			  const struct ism_cm_subset *s, uint32_t port,
+			  const struct ism_node **done, size_t *n_done)
+{
+	struct ism_cm_tp tp;
+	const struct ism_cm_llb *l;
+
+	ism_model_policy(dr, s, port, &tp);
+	l = &tp.lb.llb;
+	if (!l->set || !l->enabled || l->fo_at == NULL || tp.od.set)
+		return;
+	for (size_t i = 0; i < *n_done; i++)
+		if (done[i] == l->fo_at)
+			return;
+	done[(*n_done)++] = l->fo_at;
+	ism_v_pop(v, 0);
+	ism_v_push(v, "%s", l->fo_path ? l->fo_path : "");
+	ism_v_warn(v, l->fo_at, "failover requires outlierDetection; it has no effect");
+	ism_v_pop(v, 0);
+}
+
+static void xref_dr(struct ism_vctx *v, const struct ism_cm_dr *dr)
+{
+	/* Every place a failover field can be written: the rule, its subsets, and
+	 * their port-level settings. */
+	size_t cap = 1 + dr->policy.n_ports, n_done = 0;
+	const struct ism_node **done;
+
+	for (size_t i = 0; i < dr->n_subsets; i++)
+		cap += 1 + dr->subsets[i].policy.n_ports;
+	done = calloc(cap, sizeof(*done));
+	if (done == NULL) {
+		v->nomem = 1;
+		return;
+	}
+	set_res(v, &dr->r);
+	warn_failover(v, dr, NULL, 0, done, &n_done);
+	for (size_t p = 0; p < dr->policy.n_ports; p++)
+		warn_failover(v, dr, NULL, dr->policy.ports[p].port, done, &n_done);
+	for (size_t i = 0; i < dr->n_subsets; i++) {
+		const struct ism_cm_subset *s = &dr->subsets[i];
+
+		warn_failover(v, dr, s, 0, done, &n_done);
+		for (size_t p = 0; p < dr->policy.n_ports; p++)
+			warn_failover(v, dr, s, dr->policy.ports[p].port, done, &n_done);
+		for (size_t p = 0; p < s->policy.n_ports; p++)
+			warn_failover(v, dr, s, s->policy.ports[p].port, done, &n_done);
+	}
+	free(done);
+}
+
 void ism_model_xref(struct ism_vctx *v)
 {
 	xref_unique(v);
+	for (size_t i = 0; i < v->conf->n_drs; i++)
+		xref_dr(v, v->conf->drs[i]);
 	for (size_t i = 0; i < v->conf->n_vss; i++)
 		xref_vs(v, v->conf->vss[i]);
 	xref_hcs(v);

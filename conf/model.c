@@ -229,6 +229,18 @@ static int enum_field(struct ism_vctx *v, const struct ism_node *map, const char
 	return rc;
 }
 
+/* An error at map.key (the key node), with the path pushed. */
+static void key_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		    const char *msg)
+{
+	const struct ism_node *k = NULL;
+	size_t old = ism_v_push(v, ".%s", key);
+
+	ism_node_get(map, key, &k);
+	ism_v_err(v, k, "%s", msg);
+	ism_v_pop(v, old);
+}
+
 /* --- Appliance --- */
 
 static void parse_statuses(struct ism_vctx *v, const struct ism_node *hc, struct ism_cm_hc *h)
@@ -279,11 +291,39 @@ static void parse_statuses(struct ism_vctx *v, const struct ism_node *hc, struct
 	ism_v_pop(v, old);
 }
 
+/* Fields an HTTP check has and a TCP (connect-only) check must not. */
+static void tcp_check_fields(struct ism_vctx *v, const struct ism_node *n)
+{
+	static const char *const http_only[] = {"path", "hostHeader", "expectedStatuses", NULL};
+
+	for (const char *const *k = http_only; *k; k++)
+		if (ism_node_get(n, *k, NULL) != NULL)
+			key_err(v, n, *k, "not allowed in a tcp check (it only connects)");
+}
+
+static void parse_hc_intervals(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_hc *h)
+{
+	/* Envoy's defaults: unhealthy = interval, unhealthy edge = unhealthy,
+	 * healthy edge = interval, no jitter. */
+	bool has_unhealthy = ism_v_dur(v, n, "unhealthyInterval", 1, &h->unhealthy_interval_ms) > 0;
+
+	if (!has_unhealthy)
+		h->unhealthy_interval_ms = h->interval_ms;
+	if (ism_v_dur(v, n, "unhealthyEdgeInterval", 1, &h->unhealthy_edge_interval_ms) <= 0)
+		h->unhealthy_edge_interval_ms = h->unhealthy_interval_ms;
+	if (ism_v_dur(v, n, "healthyEdgeInterval", 1, &h->healthy_edge_interval_ms) <= 0)
+		h->healthy_edge_interval_ms = h->interval_ms;
+	ism_v_dur(v, n, "initialJitter", 0, &h->initial_jitter_ms);
+	ism_v_dur(v, n, "intervalJitter", 0, &h->interval_jitter_ms);
+	ism_v_u32(v, n, "intervalJitterPercent", false, 0, 100, &h->interval_jitter_percent);
+}
+
 static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_hc *h,
 		     const char *ns)
 {
 	static const char *const keys[] = {"host",
 					   "port",
+					   "type",
 					   "path",
 					   "hostHeader",
 					   "interval",
@@ -291,8 +331,15 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 					   "healthyThreshold",
 					   "unhealthyThreshold",
 					   "expectedStatuses",
+					   "unhealthyInterval",
+					   "unhealthyEdgeInterval",
+					   "healthyEdgeInterval",
+					   "initialJitter",
+					   "intervalJitter",
+					   "intervalJitterPercent",
 					   NULL};
-	const char *host = NULL;
+	static const char *const types[] = {"http", "tcp", NULL};
+	const char *host = NULL, *type = "http";
 
 	h->at = n;
 	h->path = "/";
@@ -314,6 +361,10 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 		h->host = ism_model_host(v, host, ns);
 	}
 	ism_v_u32(v, n, "port", false, 1, 65535, &h->port);
+	enum_field(v, n, "type", types, NULL, &type);
+	h->type = strcmp(type, "tcp") == 0 ? ISM_HC_TCP : ISM_HC_HTTP;
+	if (h->type == ISM_HC_TCP)
+		tcp_check_fields(v, n);
 	if (ism_v_str(v, n, "path", false, &h->path) > 0 && h->path[0] != '/') {
 		size_t old = ism_v_push(v, ".path");
 
@@ -325,6 +376,7 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 	ism_v_dur(v, n, "timeout", 1, &h->timeout_ms);
 	ism_v_u32(v, n, "healthyThreshold", false, 1, 1000, &h->healthy);
 	ism_v_u32(v, n, "unhealthyThreshold", false, 1, 1000, &h->unhealthy);
+	parse_hc_intervals(v, n, h);
 	parse_statuses(v, n, h);
 }
 
@@ -397,9 +449,9 @@ static void parse_locality(struct ism_vctx *v, const struct ism_node *spec,
 	if (!ism_locality_valid(loc)) {
 		size_t old = ism_v_push(v, ".locality");
 
-		ism_v_err(
-		    v, ism_node_get(spec, "locality", NULL),
-		    "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts");
+		ism_v_err(v, ism_node_get(spec, "locality", NULL),
+			  "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts "
+			  "(at most 63 bytes each)");
 		ism_v_pop(v, old);
 		return;
 	}
@@ -440,7 +492,8 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
 	static const char *const keys[] = {
 	    "locality", "namespace",	 "workers", "user",	"group",	"controlSocket",
-	    "admin",	"listenAddress", "limits",  "timeouts", "healthChecks", NULL};
+	    "admin",	"listenAddress", "limits",  "timeouts", "healthChecks", "labels",
+	    NULL};
 	static const char *const unimpl[] = {"logging", "credentials", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;
@@ -452,6 +505,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->user = a->group = "";
 	ism_v_keys(v, spec, keys, unimpl);
 	parse_locality(v, spec, a);
+	labels_field(v, spec, "labels", &a->labels, &a->n_labels);
 	ism_v_str(v, spec, "namespace", false, &a->ns);
 	parse_workers(v, spec, a);
 	ism_v_str(v, spec, "user", false, &a->user);
@@ -771,15 +825,167 @@ static void parse_destination(struct ism_vctx *v, const struct ism_node *n, cons
 	}
 }
 
+/* Envoy's retry_on vocabulary (Istio retries.retryOn). */
+static const struct {
+	const char *name;
+	uint32_t bit;
+} retry_names[] = {
+    {"5xx", ISM_RETRY_5XX},
+    {"gateway-error", ISM_RETRY_GATEWAY_ERROR},
+    {"reset", ISM_RETRY_RESET},
+    {"reset-before-request", ISM_RETRY_RESET_BEFORE_REQUEST},
+    {"connect-failure", ISM_RETRY_CONNECT_FAILURE},
+    {"envoy-ratelimited", ISM_RETRY_ENVOY_RATELIMITED},
+    {"retriable-4xx", ISM_RETRY_RETRIABLE_4XX},
+    {"refused-stream", ISM_RETRY_REFUSED_STREAM},
+    {"retriable-status-codes", ISM_RETRY_RETRIABLE_STATUS_CODES},
+    {"cancelled", ISM_RETRY_GRPC_CANCELLED},
+    {"deadline-exceeded", ISM_RETRY_GRPC_DEADLINE_EXCEEDED},
+    {"internal", ISM_RETRY_GRPC_INTERNAL},
+    {"resource-exhausted", ISM_RETRY_GRPC_RESOURCE_EXHAUSTED},
+    {"unavailable", ISM_RETRY_GRPC_UNAVAILABLE},
+};
+
+/* One retryOn entry (spaces around it trimmed): a condition name or a status code. */
+static void retry_entry(struct ism_vctx *v, const struct ism_node *at, const char *s, size_t len,
+			struct ism_retry *r, uint16_t *codes)
+{
+	char buf[64];
+	uint64_t code;
+
+	if (len == 0) {
+		ism_v_err(v, at, "empty entry in the list");
+		return;
+	}
+	if (len >= sizeof(buf)) {
+		ism_v_err(v, at, "unknown retry condition \"%.*s\"", (int)len, s);
+		return;
+	}
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (strspn(buf, "0123456789") == len) {
+		if (ism_parse_u64(buf, &code) < 0 || code < 100 || code > 599) {
+			ism_v_err(v, at, "\"%s\" is not an HTTP status code (100..599)", buf);
+			return;
+		}
+		codes[r->n_codes++] = (uint16_t)code;
+		r->retry_on |= ISM_RETRY_RETRIABLE_STATUS_CODES;
+		return;
+	}
+	for (size_t i = 0; i < sizeof(retry_names) / sizeof(retry_names[0]); i++) {
+		if (strcmp(retry_names[i].name, buf) == 0) {
+			r->retry_on |= retry_names[i].bit;
+			return;
+		}
+	}
+	if (strcmp(buf, "retriable-headers") == 0 || strcmp(buf, "http3-post-connect-failure") == 0)
+		ism_v_err(v, at, "retry condition \"%s\" is " NOT_IMPL, buf);
+	else
+		ism_v_err(v, at, "unknown retry condition \"%s\"", buf);
+}
+
+static void parse_retry_on(struct ism_vctx *v, const struct ism_node *rt, struct ism_retry *r)
+{
+	const struct ism_node *n = ism_node_get(rt, "retryOn", NULL);
+	const char *s = NULL, *p;
+	uint16_t *codes;
+	size_t old, max = 1;
+
+	if (ism_v_str(v, rt, "retryOn", false, &s) <= 0)
+		return;
+	for (p = s; *p; p++)
+		max += *p == ',';
+	codes = ism_v_alloc(v, max, sizeof(*codes));
+	if (codes == NULL)
+		return;
+	r->retry_on = 0;
+	r->n_codes = 0;
+	r->codes = codes;
+	old = ism_v_push(v, ".retryOn");
+	for (p = s;;) {
+		size_t len = strcspn(p, ",");
+		const char *b = p, *e = p + len;
+
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		retry_entry(v, n, b, (size_t)(e - b), r, codes);
+		if (p[len] == '\0')
+			break;
+		p += len + 1;
+	}
+	ism_v_pop(v, old);
+}
+
+/* Istio's default policy, for routes without `retries`. */
+static const uint16_t default_retry_codes[] = {503};
+
+static void default_retry(struct ism_retry *r)
+{
+	*r = (struct ism_retry){.attempts = 2,
+				.retry_on = ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_REFUSED_STREAM |
+					    ISM_RETRY_GRPC_UNAVAILABLE | ISM_RETRY_GRPC_CANCELLED |
+					    ISM_RETRY_RETRIABLE_STATUS_CODES,
+				.n_codes = 1,
+				.codes = default_retry_codes,
+				.ignore_previous_hosts = 1,
+				.backoff_base_ms = 25};
+}
+
+static void parse_retries(struct ism_vctx *v, const struct ism_node *route, struct ism_cm_route *r)
+{
+	static const char *const keys[] = {"attempts",
+					   "perTryTimeout",
+					   "retryOn",
+					   "retryRemoteLocalities",
+					   "retryIgnorePreviousHosts",
+					   NULL};
+	static const char *const unimpl[] = {"backoff", NULL};
+	const struct ism_node *n = ism_v_node(v, route, "retries", false, ISM_NODE_MAP);
+	struct ism_retry *rt = &r->retry;
+	bool b;
+	size_t old;
+
+	default_retry(rt);
+	if (n == NULL)
+		return;
+	r->has_retry = true;
+	/* Istio starts from its default policy and overrides what is set; attempts
+	 * 0 (also when absent) disables retries. */
+	rt->attempts = 0;
+	old = ism_v_push(v, ".retries");
+	ism_v_keys(v, n, keys, unimpl);
+	if (ism_v_u32(v, n, "attempts", false, 0, 10000, &rt->attempts) == 0)
+		ism_v_warn(v, n, "attempts is not set: no retries (Istio's default is 0 here)");
+	ism_v_dur(v, n, "perTryTimeout", 1, &rt->per_try_timeout_ms);
+	parse_retry_on(v, n, rt);
+	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0)
+		rt->ignore_previous_hosts = b;
+	if (ism_v_bool(v, n, "retryRemoteLocalities", &b) > 0 && b) {
+		size_t o2 = ism_v_push(v, ".retryRemoteLocalities");
+
+		ism_v_warn(v, ism_node_get(n, "retryRemoteLocalities", NULL),
+			   "accepted, has no effect: a retry picks its priority as the first "
+			   "try does");
+		ism_v_pop(v, o2);
+	}
+	if (rt->attempts == 0) {
+		rt->retry_on = 0;
+		rt->n_codes = 0;
+		rt->codes = NULL;
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name", "match", "route", "timeout", NULL};
+	static const char *const keys[] = {"name", "match", "route", "timeout", "retries", NULL};
 	static const char *const unimpl[] = {"redirect",
 					     "directResponse",
 					     "delegate",
 					     "rewrite",
-					     "retries",
 					     "fault",
 					     "mirror",
 					     "mirrorPercentage",
@@ -804,6 +1010,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	ism_v_keys(v, n, keys, unimpl);
 	ism_v_str(v, n, "name", false, &r->name);
 	ism_v_dur(v, n, "timeout", 0, &r->timeout_ms);
+	parse_retries(v, n, r);
 	l = ism_v_node(v, n, "match", false, ISM_NODE_SEQ);
 	if (l != NULL) {
 		r->match = ism_v_alloc(v, l->n, sizeof(*r->match));
@@ -904,11 +1111,345 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 
 /* --- DestinationRule --- */
 
-static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_policy *p)
+static bool is_prime(uint32_t n)
 {
-	static const char *const keys[] = {"simple", NULL};
-	static const char *const unimpl[] = {"consistentHash", "localityLbSetting",
-					     "warmupDurationSecs", "warmup", NULL};
+	if (n < 2)
+		return false;
+	for (uint32_t d = 2; (uint64_t)d * d <= n; d++)
+		if (n % d == 0)
+			return false;
+	return true;
+}
+
+/* Reports the second (and later) of the keys in set[] present in map: only one
+ * of them may be set. Returns how many are present. */
+static size_t one_of(struct ism_vctx *v, const struct ism_node *map, const char *const *set,
+		     const char *what)
+{
+	size_t found = 0;
+
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ism_node *k = map->pairs[i].key;
+		bool in = false;
+
+		for (const char *const *p = set; *p && !in; p++)
+			in = strcmp(*p, k->str) == 0;
+		if (!in)
+			continue;
+		if (found++ > 0) {
+			size_t old = ism_v_push(v, ".%s", k->str);
+
+			ism_v_err(v, k, "only one of %s may be set", what);
+			ism_v_pop(v, old);
+		}
+	}
+	return found;
+}
+
+static void parse_cookie(struct ism_vctx *v, const struct ism_node *ch, struct ism_cm_hash *h)
+{
+	static const char *const keys[] = {"name", "path", "ttl", NULL};
+	static const char *const unimpl[] = {"attributes", NULL};
+	const struct ism_node *c = ism_v_node(v, ch, "httpCookie", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (c == NULL)
+		return;
+	old = ism_v_push(v, ".httpCookie");
+	ism_v_keys(v, c, keys, unimpl);
+	h->on = ISM_HASH_COOKIE;
+	ism_v_str(v, c, "name", true, &h->name);
+	ism_v_str(v, c, "path", false, &h->cookie_path);
+	ism_v_dur(v, c, "ttl", 0, &h->cookie_ttl_ms);
+	ism_v_pop(v, old);
+}
+
+/* ringHash / maglev / minimumRingSize: the table the worker looks keys up in. */
+static void parse_hash_algo(struct ism_vctx *v, const struct ism_node *ch, struct ism_cm_hash *h)
+{
+	static const char *const algos[] = {"ringHash", "maglev", NULL};
+	static const char *const rkeys[] = {"minimumRingSize", NULL};
+	static const char *const mkeys[] = {"tableSize", NULL};
+	const struct ism_node *r, *m;
+	uint64_t legacy;
+	size_t old;
+
+	one_of(v, ch, algos, "ringHash, maglev");
+	r = ism_v_node(v, ch, "ringHash", false, ISM_NODE_MAP);
+	m = ism_v_node(v, ch, "maglev", false, ISM_NODE_MAP);
+	if (r != NULL) {
+		old = ism_v_push(v, ".ringHash");
+		ism_v_keys(v, r, rkeys, NULL);
+		ism_v_u32(v, r, "minimumRingSize", false, 0, 8388608, &h->ring_size);
+		ism_v_pop(v, old);
+	} else if (m != NULL) {
+		const struct ism_node *ts = ism_node_get(m, "tableSize", NULL);
+
+		h->lb = ISM_LB_MAGLEV;
+		old = ism_v_push(v, ".maglev");
+		ism_v_keys(v, m, mkeys, NULL);
+		if (ism_v_u32(v, m, "tableSize", false, 0, UINT32_MAX, &h->table_size) > 0 &&
+		    h->table_size != 0 && (h->table_size >= 5000011 || !is_prime(h->table_size))) {
+			size_t o2 = ism_v_push(v, ".tableSize");
+
+			ism_v_err(v, ts, "must be a prime number below 5000011 (e.g. 65537)");
+			ism_v_pop(v, o2);
+		}
+		if (h->table_size == 0)
+			h->table_size = 65537;
+		ism_v_pop(v, old);
+	}
+	if (ism_v_u64(v, ch, "minimumRingSize", 0, 8388608, &legacy) > 0) {
+		if (r != NULL || m != NULL) {
+			old = ism_v_push(v, ".minimumRingSize");
+			ism_v_warn(v, ism_node_get(ch, "minimumRingSize", NULL),
+				   "deprecated, and ignored: %s is set", r ? "ringHash" : "maglev");
+			ism_v_pop(v, old);
+		} else {
+			h->ring_size = (uint32_t)legacy;
+		}
+	}
+	if (h->ring_size == 0)
+		h->ring_size = 1024;
+}
+
+static void parse_hash(struct ism_vctx *v, const struct ism_node *lb, struct ism_cm_lb *p)
+{
+	static const char *const keys[] = {"httpHeaderName",	     "httpCookie", "useSourceIp",
+					   "httpQueryParameterName", "ringHash",   "maglev",
+					   "minimumRingSize",	     NULL};
+	static const char *const hkeys[] = {"httpHeaderName", "httpCookie", "useSourceIp",
+					    "httpQueryParameterName", NULL};
+	const struct ism_node *ch = ism_v_node(v, lb, "consistentHash", false, ISM_NODE_MAP);
+	struct ism_cm_hash *h = &p->hash;
+	bool src = false;
+	const char *s;
+	size_t old;
+
+	if (ch == NULL)
+		return;
+	p->has_hash = true;
+	h->lb = ISM_LB_RING_HASH;
+	h->ring_size = 1024;
+	h->table_size = 65537;
+	h->cookie_path = "";
+	old = ism_v_push(v, ".consistentHash");
+	ism_v_keys(v, ch, keys, NULL);
+	one_of(v, ch, hkeys, "httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName");
+	if (ism_v_str(v, ch, "httpHeaderName", false, &s) > 0) {
+		h->on = ISM_HASH_HEADER;
+		h->name = lower_dup(v, s);
+	}
+	parse_cookie(v, ch, h);
+	if (ism_v_bool(v, ch, "useSourceIp", &src) > 0 && src)
+		h->on = ISM_HASH_SOURCE_IP;
+	if (ism_v_str(v, ch, "httpQueryParameterName", false, &s) > 0) {
+		h->on = ISM_HASH_QUERY_PARAM;
+		h->name = s;
+	}
+	if (h->on == ISM_HASH_NONE && ism_node_get(ch, "httpCookie", NULL) == NULL)
+		ism_v_err(v, ch,
+			  "one of httpHeaderName, httpCookie, useSourceIp: true, "
+			  "httpQueryParameterName is required");
+	parse_hash_algo(v, ch, h);
+	ism_v_pop(v, old);
+}
+
+/* A locality pattern of distribute: "region[/zone[/subzone]]" with non-empty
+ * parts of at most 63 bytes, where "*" may stand for the last part. */
+static bool locality_pattern_ok(const char *s)
+{
+	int parts = 0;
+
+	for (;;) {
+		const char *slash = strchr(s, '/');
+		size_t len = slash ? (size_t)(slash - s) : strlen(s);
+
+		parts++;
+		if (len == 0 || len > 63 || parts > 3)
+			return false;
+		if (memchr(s, '*', len) != NULL && !(len == 1 && slash == NULL))
+			return false;
+		if (slash == NULL)
+			return true;
+		s = slash + 1;
+	}
+}
+
+static void bad_pattern(struct ism_vctx *v, const struct ism_node *at, const char *s)
+{
+	ism_v_err(v, at,
+		  "\"%s\" is not a locality pattern: region[/zone[/subzone]] with non-empty "
+		  "parts, \"*\" only as the last part",
+		  s);
+}
+
+static void parse_distribute_entry(struct ism_vctx *v, const struct ism_node *it,
+				   struct ism_cm_distribute *d)
+{
+	static const char *const keys[] = {"from", "to", NULL};
+	const struct ism_node *to;
+	uint64_t sum = 0;
+	size_t old;
+
+	if (!ism_v_expect(v, it, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, it, keys, NULL);
+	if (ism_v_str(v, it, "from", true, &d->from) > 0 && !locality_pattern_ok(d->from)) {
+		old = ism_v_push(v, ".from");
+		bad_pattern(v, ism_node_get(it, "from", NULL), d->from);
+		ism_v_pop(v, old);
+	}
+	to = ism_v_node(v, it, "to", true, ISM_NODE_MAP);
+	if (to == NULL)
+		return;
+	d->to = ism_v_alloc(v, to->n, sizeof(*d->to));
+	d->weight = ism_v_alloc(v, to->n, sizeof(*d->weight));
+	if (d->to == NULL || d->weight == NULL)
+		return;
+	old = ism_v_push(v, ".to");
+	for (size_t i = 0; i < to->n; i++) {
+		const char *pat = to->pairs[i].key->str;
+		uint32_t w = 0;
+
+		if (!locality_pattern_ok(pat)) {
+			size_t o2 = ism_v_push(v, ".%s", pat);
+
+			bad_pattern(v, to->pairs[i].key, pat);
+			ism_v_pop(v, o2);
+			continue;
+		}
+		if (ism_v_u32(v, to, pat, true, 1, 100, &w) <= 0)
+			continue;
+		d->to[d->n_to] = pat;
+		d->weight[d->n_to++] = w;
+		sum += w;
+	}
+	if (d->n_to == to->n && sum != 100)
+		ism_v_err(v, to, "the weights must sum to 100 (they sum to %llu)",
+			  (unsigned long long)sum);
+	ism_v_pop(v, old);
+}
+
+static bool region_ok(const char *s)
+{
+	return strchr(s, '/') == NULL && strchr(s, '*') == NULL && strlen(s) <= 63;
+}
+
+static void parse_failover(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_llb *l)
+{
+	static const char *const keys[] = {"from", "to", NULL};
+	const struct ism_node *seq = ism_v_node(v, n, "failover", false, ISM_NODE_SEQ);
+	size_t old;
+
+	if (seq == NULL)
+		return;
+	l->failover = ism_v_alloc(v, seq->n, sizeof(*l->failover));
+	old = ism_v_push(v, ".failover");
+	for (size_t i = 0; l->failover != NULL && i < seq->n; i++) {
+		const struct ism_node *it = seq->items[i];
+		struct ism_cm_region_pair *p = &l->failover[l->n_failover];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+		int a, b;
+
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, keys, NULL);
+		a = ism_v_str(v, it, "from", true, &p->from);
+		b = ism_v_str(v, it, "to", true, &p->to);
+		if (a > 0 && !region_ok(p->from))
+			key_err(v, it, "from", "must be a region (no '/', no '*')");
+		else if (b > 0 && !region_ok(p->to))
+			key_err(v, it, "to", "must be a region (no '/', no '*')");
+		else if (a > 0 && b > 0 && strcmp(p->from, p->to) == 0)
+			key_err(v, it, "to", "must be a region other than from");
+		else if (a > 0 && b > 0)
+			l->n_failover++;
+	next:
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static bool topology_label(const char *s)
+{
+	static const char *const labels[] = {"topology.kubernetes.io/region",
+					     "topology.kubernetes.io/zone",
+					     "topology.istio.io/subzone", NULL};
+	size_t n = strcspn(s, "=");
+
+	for (const char *const *l = labels; *l; l++)
+		if (strlen(*l) == n && strncmp(s, *l, n) == 0)
+			return true;
+	return false;
+}
+
+static void parse_fprio(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_llb *l)
+{
+	const struct ism_node *seq;
+
+	l->fprio = string_list(v, n, "failoverPriority", false, &l->n_fprio, &seq);
+	for (size_t i = 0; l->fprio != NULL && i < l->n_fprio; i++) {
+		const char *s = l->fprio[i], *eq = strchr(s, '=');
+		size_t old = ism_v_push(v, ".failoverPriority[%zu]", i);
+
+		if (eq == s || (eq != NULL && strchr(eq + 1, '=') != NULL))
+			ism_v_err(v, seq->items[i], "must be a label name or \"key=value\"");
+		else if (l->n_failover > 0 && topology_label(s))
+			ism_v_err(
+			    v, seq->items[i],
+			    "a region, zone or subzone label cannot be combined with failover");
+		ism_v_pop(v, old);
+	}
+}
+
+static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, struct ism_cm_llb *l)
+{
+	static const char *const keys[] = {"enabled", "distribute", "failover", "failoverPriority",
+					   NULL};
+	const struct ism_node *n = ism_v_node(v, lb, "localityLbSetting", false, ISM_NODE_MAP);
+	const struct ism_node *seq, *k = NULL;
+	const char *fo_key;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	l->set = true;
+	l->enabled = true;
+	old = ism_v_push(v, ".localityLbSetting");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_bool(v, n, "enabled", &l->enabled);
+	seq = ism_v_node(v, n, "distribute", false, ISM_NODE_SEQ);
+	if (seq != NULL) {
+		l->distribute = ism_v_alloc(v, seq->n, sizeof(*l->distribute));
+		for (size_t i = 0; l->distribute != NULL && i < seq->n; i++) {
+			size_t o2 = ism_v_push(v, ".distribute[%zu]", i);
+
+			parse_distribute_entry(v, seq->items[i], &l->distribute[l->n_distribute++]);
+			ism_v_pop(v, o2);
+		}
+	}
+	parse_failover(v, n, l);
+	parse_fprio(v, n, l);
+	fo_key = ism_node_get(n, "failover", NULL) != NULL ? "failover" : "failoverPriority";
+	if (ism_node_get(n, fo_key, &k) != NULL) {
+		if (seq != NULL)
+			key_err(v, n, fo_key,
+				"distribute cannot be combined with failover or failoverPriority "
+				"(only one of them may be set)");
+		l->fo_at = k;
+		ism_v_push(v, ".%s", fo_key);
+		l->fo_path = ism_v_strdup(v, v->path);
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_lb *p)
+{
+	static const char *const keys[] = {"simple", "consistentHash", "localityLbSetting", NULL};
+	static const char *const unimpl[] = {"warmupDurationSecs", "warmup", "zoneAwareLbSetting",
+					     NULL};
+	static const char *const kinds[] = {"simple", "consistentHash", NULL};
 	static const char *const ok[] = {"ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN",
 					 "RANDOM",	"UNSPECIFIED",	 NULL};
 	static const char *const later[] = {"PASSTHROUGH", NULL};
@@ -918,42 +1459,55 @@ static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 
 	if (n == NULL)
 		return;
+	p->set = true;
 	old = ism_v_push(v, ".loadBalancer");
 	ism_v_keys(v, n, keys, unimpl);
+	one_of(v, n, kinds, "simple, consistentHash");
 	if (enum_field(v, n, "simple", ok, later, &s) > 0) {
-		p->has_lb = true;
+		p->has_simple = true;
 		if (strcmp(s, "ROUND_ROBIN") == 0)
-			p->lb = ISM_LB_ROUND_ROBIN;
+			p->simple = ISM_LB_ROUND_ROBIN;
 		else if (strcmp(s, "RANDOM") == 0)
-			p->lb = ISM_LB_RANDOM;
+			p->simple = ISM_LB_RANDOM;
 		else
-			p->lb = ISM_LB_LEAST_REQUEST; /* Istio's default for UNSPECIFIED */
+			p->simple = ISM_LB_LEAST_REQUEST; /* Istio's default for UNSPECIFIED */
 	}
+	parse_hash(v, n, p);
+	parse_llb(v, n, &p->llb);
 	ism_v_pop(v, old);
 }
 
-static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_policy *p)
+/* Istio's int32 circuit-breaker fields: 0 (or absent) means its default. */
+static void pool_max(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *out)
+{
+	uint32_t x = 0;
+
+	if (ism_v_u32(v, map, key, false, 0, INT32_MAX, &x) > 0 && x > 0)
+		*out = x;
+}
+
+static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_pool *p)
 {
 	static const char *const keys[] = {"tcp", "http", NULL};
-	static const char *const tkeys[] = {"connectTimeout", NULL};
-	static const char *const tunimpl[] = {"maxConnections", "tcpKeepalive",
-					      "maxConnectionDuration", "idleTimeout", NULL};
-	static const char *const hkeys[] = {"idleTimeout", NULL};
-	static const char *const hunimpl[] = {"http1MaxPendingRequests",
-					      "http2MaxRequests",
-					      "maxRequestsPerConnection",
-					      "maxRetries",
-					      "h2UpgradePolicy",
-					      "useClientProtocol",
-					      "maxConcurrentStreams",
-					      "http2KeepAlive",
-					      NULL};
+	static const char *const tkeys[] = {"connectTimeout", "maxConnections", NULL};
+	static const char *const tunimpl[] = {"tcpKeepalive", "maxConnectionDuration",
+					      "idleTimeout", NULL};
+	static const char *const hkeys[] = {"idleTimeout", "http1MaxPendingRequests",
+					    "maxRequestsPerConnection", "maxRetries", NULL};
+	static const char *const hunimpl[] = {"http2MaxRequests",  "h2UpgradePolicy",
+					      "useClientProtocol", "maxConcurrentStreams",
+					      "http2KeepAlive",	   NULL};
 	const struct ism_node *n = ism_v_node(v, tp, "connectionPool", false, ISM_NODE_MAP);
 	const struct ism_node *t, *h;
 	size_t old, o2;
 
 	if (n == NULL)
 		return;
+	p->set = true;
+	p->limits.max_connections = UINT32_MAX;
+	p->limits.max_pending = UINT32_MAX;
+	p->limits.max_requests_per_conn = 0;
+	p->limits.max_retries = UINT32_MAX;
 	old = ism_v_push(v, ".connectionPool");
 	ism_v_keys(v, n, keys, NULL);
 	t = ism_v_node(v, n, "tcp", false, ISM_NODE_MAP);
@@ -961,6 +1515,7 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 		o2 = ism_v_push(v, ".tcp");
 		ism_v_keys(v, t, tkeys, tunimpl);
 		p->has_connect = ism_v_dur(v, t, "connectTimeout", 1, &p->connect_ms) > 0;
+		pool_max(v, t, "maxConnections", &p->limits.max_connections);
 		ism_v_pop(v, o2);
 	}
 	h = ism_v_node(v, n, "http", false, ISM_NODE_MAP);
@@ -968,6 +1523,117 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 		o2 = ism_v_push(v, ".http");
 		ism_v_keys(v, h, hkeys, hunimpl);
 		p->has_idle = ism_v_dur(v, h, "idleTimeout", 1, &p->idle_ms) > 0;
+		pool_max(v, h, "http1MaxPendingRequests", &p->limits.max_pending);
+		ism_v_u32(v, h, "maxRequestsPerConnection", false, 0, INT32_MAX,
+			  &p->limits.max_requests_per_conn);
+		pool_max(v, h, "maxRetries", &p->limits.max_retries);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_od *p)
+{
+	static const char *const keys[] = {"consecutive5xxErrors",
+					   "consecutiveGatewayErrors",
+					   "consecutiveErrors",
+					   "interval",
+					   "baseEjectionTime",
+					   "maxEjectionPercent",
+					   "minHealthPercent",
+					   "splitExternalLocalOriginErrors",
+					   "consecutiveLocalOriginFailures",
+					   NULL};
+	static const char *const unimpl[] = {"outlierDetectionHttpErrorCodes", NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "outlierDetection", false, ISM_NODE_MAP);
+	struct ism_outlier *o = &p->od;
+	uint32_t legacy = 0;
+	bool split = false;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	p->set = true;
+	*o = (struct ism_outlier){.consecutive_5xx = 5,
+				  .consecutive_gateway = 0,
+				  .split_local = 0,
+				  .consecutive_local = 5,
+				  .interval_ms = 10000,
+				  .base_ejection_ms = 30000,
+				  .max_ejection_percent = 10};
+	old = ism_v_push(v, ".outlierDetection");
+	ism_v_keys(v, n, keys, unimpl);
+	/* Old Istio: consecutiveErrors ejected on gateway errors only (502, 503,
+	 * 504), with 5xx ejection off; the newer fields, when set, win. */
+	if (ism_v_u32(v, n, "consecutiveErrors", false, 0, INT32_MAX, &legacy) > 0 && legacy > 0) {
+		o->consecutive_gateway = legacy;
+		o->consecutive_5xx = 0;
+	}
+	ism_v_u32(v, n, "consecutive5xxErrors", false, 0, UINT32_MAX, &o->consecutive_5xx);
+	ism_v_u32(v, n, "consecutiveGatewayErrors", false, 0, UINT32_MAX, &o->consecutive_gateway);
+	ism_v_dur(v, n, "interval", 1, &o->interval_ms);
+	ism_v_dur(v, n, "baseEjectionTime", 1, &o->base_ejection_ms);
+	/* Istio passes maxEjectionPercent on only when > 0: 0 keeps Envoy's 10. */
+	if (ism_v_u32(v, n, "maxEjectionPercent", false, 0, 100, &o->max_ejection_percent) > 0 &&
+	    o->max_ejection_percent == 0)
+		o->max_ejection_percent = 10;
+	ism_v_u32(v, n, "minHealthPercent", false, 0, 100, &p->min_health);
+	if (ism_v_bool(v, n, "splitExternalLocalOriginErrors", &split) > 0)
+		o->split_local = split;
+	ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
+		  &o->consecutive_local);
+	o->max_ejection_ms = o->base_ejection_ms > 300000 ? o->base_ejection_ms : 300000;
+	ism_v_pop(v, old);
+}
+
+static void parse_tp(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_tp *tp)
+{
+	parse_lb(v, map, &tp->lb);
+	parse_pool(v, map, &tp->pool);
+	parse_od(v, map, &tp->od);
+}
+
+static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
+				struct ism_cm_policy *p)
+{
+	static const char *const keys[] = {"port", "loadBalancer", "connectionPool",
+					   "outlierDetection", NULL};
+	static const char *const unimpl[] = {"tls", NULL};
+	static const char *const pkeys[] = {"number", NULL};
+	const struct ism_node *seq = ism_v_node(v, tp, "portLevelSettings", false, ISM_NODE_SEQ);
+	size_t old;
+
+	if (seq == NULL)
+		return;
+	p->ports = ism_v_alloc(v, seq->n, sizeof(*p->ports));
+	old = ism_v_push(v, ".portLevelSettings");
+	for (size_t i = 0; p->ports != NULL && i < seq->n; i++) {
+		const struct ism_node *it = seq->items[i], *pn;
+		struct ism_cm_port_tp *pt = &p->ports[p->n_ports];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, keys, unimpl);
+		pn = ism_v_node(v, it, "port", true, ISM_NODE_MAP);
+		if (pn != NULL) {
+			size_t o3 = ism_v_push(v, ".port");
+
+			ism_v_keys(v, pn, pkeys, NULL);
+			ism_v_u32(v, pn, "number", true, 1, 65535, &pt->port);
+			ism_v_pop(v, o3);
+		}
+		for (size_t j = 0; pt->port != 0 && j < p->n_ports; j++) {
+			if (p->ports[j].port == pt->port) {
+				ism_v_err(v, it, "port %u already has settings (entry %zu)",
+					  pt->port, j);
+				pt->port = 0;
+			}
+		}
+		parse_tp(v, it, &pt->tp);
+		if (pt->port != 0)
+			p->n_ports++;
+	next:
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
@@ -975,10 +1641,9 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 
 static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_policy *p)
 {
-	static const char *const keys[] = {"loadBalancer", "connectionPool", NULL};
-	static const char *const unimpl[] = {
-	    "outlierDetection", "tls", "portLevelSettings", "tunnel", "proxyProtocol",
-	    "retryBudget",	NULL};
+	static const char *const keys[] = {"loadBalancer", "connectionPool", "outlierDetection",
+					   "portLevelSettings", NULL};
+	static const char *const unimpl[] = {"tls", "tunnel", "proxyProtocol", "retryBudget", NULL};
 	const struct ism_node *tp = ism_v_node(v, map, "trafficPolicy", false, ISM_NODE_MAP);
 	size_t old;
 
@@ -986,8 +1651,8 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 		return;
 	old = ism_v_push(v, ".trafficPolicy");
 	ism_v_keys(v, tp, keys, unimpl);
-	parse_lb(v, tp, p);
-	parse_pool(v, tp, p);
+	parse_tp(v, tp, &p->tp);
+	parse_port_settings(v, tp, p);
 	ism_v_pop(v, old);
 }
 
@@ -1115,9 +1780,9 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
 	    !ism_locality_valid(e->locality)) {
 		old = ism_v_push(v, ".locality");
-		ism_v_err(
-		    v, ism_node_get(n, "locality", NULL),
-		    "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts");
+		ism_v_err(v, ism_node_get(n, "locality", NULL),
+			  "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts "
+			  "(at most 63 bytes each)");
 		ism_v_pop(v, old);
 	}
 	ism_v_u32(v, n, "weight", false, 1, 1000000, &e->weight);

@@ -58,6 +58,8 @@ struct ism_cm_route {
 	size_t n_dest;
 	struct ism_cm_dest *dest;
 	uint32_t timeout_ms;
+	bool has_retry;		/* false: Istio's default policy */
+	struct ism_retry retry; /* codes point into the pool */
 };
 
 struct ism_cm_vs {
@@ -91,10 +93,80 @@ struct ism_cm_gw {
 	struct ism_cm_server *servers;
 };
 
-struct ism_cm_policy {
-	bool has_lb, has_connect, has_idle;
-	uint8_t lb;
+/* consistentHash */
+struct ism_cm_hash {
+	uint8_t on;		 /* enum ism_hash_on */
+	const char *name;	 /* header (lowercased), cookie or query parameter name */
+	const char *cookie_path; /* "" when none */
+	uint32_t cookie_ttl_ms;
+	uint8_t lb; /* ISM_LB_RING_HASH or ISM_LB_MAGLEV */
+	uint32_t ring_size, table_size;
+};
+
+/* localityLbSetting.distribute[] */
+struct ism_cm_distribute {
+	const char *from;
+	size_t n_to;
+	const char **to; /* locality patterns */
+	uint32_t *weight;
+};
+
+struct ism_cm_region_pair {
+	const char *from, *to;
+};
+
+/* localityLbSetting */
+struct ism_cm_llb {
+	bool set;
+	bool enabled; /* default true */
+	size_t n_distribute;
+	struct ism_cm_distribute *distribute;
+	size_t n_failover;
+	struct ism_cm_region_pair *failover;
+	size_t n_fprio;
+	const char **fprio; /* label names or "key=value" */
+	/* The failover or failoverPriority field, for the warning when it has no effect. */
+	const struct ism_node *fo_at;
+	const char *fo_path;
+};
+
+struct ism_cm_lb {
+	bool set; /* loadBalancer present */
+	bool has_simple, has_hash;
+	uint8_t simple; /* enum ism_lb_policy */
+	struct ism_cm_hash hash;
+	struct ism_cm_llb llb;
+};
+
+struct ism_cm_pool {
+	bool set; /* connectionPool present */
+	bool has_connect, has_idle;
 	uint32_t connect_ms, idle_ms;
+	struct ism_pool_limits limits; /* defaults filled in */
+};
+
+struct ism_cm_od {
+	bool set; /* outlierDetection present */
+	struct ism_outlier od;
+	uint32_t min_health; /* percent */
+};
+
+/* The blocks of one TrafficPolicy; a block replaces the inherited one whole. */
+struct ism_cm_tp {
+	struct ism_cm_lb lb;
+	struct ism_cm_pool pool;
+	struct ism_cm_od od;
+};
+
+struct ism_cm_port_tp {
+	uint32_t port;
+	struct ism_cm_tp tp;
+};
+
+struct ism_cm_policy {
+	struct ism_cm_tp tp;
+	size_t n_ports; /* portLevelSettings */
+	struct ism_cm_port_tp *ports;
 };
 
 struct ism_cm_label {
@@ -157,6 +229,9 @@ struct ism_cm_hc {
 	const char *path;
 	const char *host_header; /* NULL: the service host */
 	uint32_t interval_ms, timeout_ms, healthy, unhealthy;
+	uint8_t type; /* enum ism_hc_type */
+	uint32_t unhealthy_interval_ms, unhealthy_edge_interval_ms, healthy_edge_interval_ms;
+	uint32_t initial_jitter_ms, interval_jitter_ms, interval_jitter_percent;
 	size_t n_ranges;
 	uint16_t (*ranges)[2];
 	const struct ism_node *at;
@@ -175,6 +250,8 @@ struct ism_cm_appliance {
 	struct ism_timeouts timeouts;
 	size_t n_hcs;
 	struct ism_cm_hc *hcs;
+	size_t n_labels; /* spec.labels, for failoverPriority */
+	struct ism_cm_label *labels;
 };
 
 struct ism_conf {
@@ -240,7 +317,7 @@ const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map
 /* Parsing helpers shared by model and tests of the model. */
 int ism_parse_duration_ms(const char *s, uint32_t *out);
 int ism_parse_u64(const char *s, uint64_t *out);
-/* "region/zone[/subzone]" with non-empty parts. */
+/* "region/zone[/subzone]" with non-empty parts of at most 63 bytes. */
 bool ism_locality_valid(const char *s);
 
 /* --- resources (conf/model.c) --- */
@@ -256,6 +333,14 @@ void ism_model_xref(struct ism_vctx *v);
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
 const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host);
 const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, const char *name);
+/* The TrafficPolicy a cluster of dr (may be NULL), subset s (may be NULL) and
+ * service port gets, as Istio merges it: the rule's policy, replaced whole by
+ * its portLevelSettings entry for port; then each block the subset sets
+ * (loadBalancer, connectionPool, outlierDetection) replaces the inherited one;
+ * then the subset's portLevelSettings entry for port replaces all of them. A
+ * block absent from a port-level entry takes its defaults, not the rule's. */
+void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
+		      struct ism_cm_tp *out);
 /* True when gateway server host pattern s (with its namespace part) admits
  * VirtualService host h of namespace vs_ns; *domain is the effective domain. */
 bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, const char *h,

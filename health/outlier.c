@@ -34,19 +34,30 @@ static int bump(_Atomic uint32_t *c, uint32_t threshold)
 	return threshold != 0 && v >= threshold;
 }
 
-/* The max-ejection-percent check, over the whole cluster (Envoy counts the
- * cluster, not a priority). At least one endpoint may always be ejected: our
- * deliberate choice (DESIGN.md), Envoy's always_eject_one_host. */
-static int ejection_allowed(const struct ism_cluster *cl, const struct ism_ep_state *eps)
+/* The max-ejection-percent check, over the whole cluster (as Envoy counts it).
+ * Our deliberate choice (DESIGN.md), taken per priority level: an endpoint may
+ * always be ejected when no other endpoint of its priority is, so that a
+ * locality that fails whole is ejected and fails over level after level, as
+ * Istio's locality-failover task documents with a handful of endpoints and the
+ * default 10 %. A cluster with a single priority gets Envoy's
+ * always_eject_one_host. */
+static int ejection_allowed(const struct ism_cluster *cl, const struct ism_ep_state *eps,
+			    uint32_t id)
 {
-	uint64_t ejected = 0;
+	uint64_t ejected = 0, ejected_here = 0;
 	uint64_t n = cl->n_endpoints;
+	uint32_t prio = 0;
 
+	for (uint32_t i = 0; i < cl->n_endpoints; i++)
+		if (cl->endpoints[i].id == id)
+			prio = cl->endpoints[i].priority;
 	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
-		if (atomic_load_explicit(&eps[cl->endpoints[i].id].ejected, memory_order_relaxed))
+		if (atomic_load_explicit(&eps[cl->endpoints[i].id].ejected, memory_order_relaxed)) {
 			ejected++;
+			ejected_here += cl->endpoints[i].priority == prio;
+		}
 	}
-	if (ejected == 0)
+	if (ejected_here == 0)
 		return 1;
 	return 100 * (ejected + 1) / n <= cl->od->max_ejection_percent;
 }
@@ -76,7 +87,7 @@ static int try_eject(const struct ism_cluster *cl, struct ism_ep_state *e,
 	uint32_t k;
 
 	if (atomic_load_explicit(&e->ejected, memory_order_relaxed) != 0 ||
-	    !ejection_allowed(cl, eps))
+	    !ejection_allowed(cl, eps, (uint32_t)(e - eps)))
 		return 0;
 	if (!atomic_compare_exchange_strong_explicit(&e->ejected, &zero, EJECTING,
 						     memory_order_acq_rel, memory_order_relaxed))

@@ -231,10 +231,12 @@ static void show_endpoints(struct ism_master *m, struct reply *r)
 		if (!atomic_load(&e->in_use))
 			continue;
 		say(r,
-		    "%d %s health=%s inflight=%u requests=%llu failures=%llu checks=%llu "
-		    "check_failures=%llu\n",
+		    "%d %s health=%s ejected=%s ejections=%llu inflight=%u requests=%llu "
+		    "failures=%llu checks=%llu check_failures=%llu\n",
 		    i, h->ep_keys[i], health_name(atomic_load(&e->health)),
-		    atomic_load(&e->inflight), (unsigned long long)atomic_load(&e->requests),
+		    atomic_load(&e->ejected) ? "yes" : "no",
+		    (unsigned long long)atomic_load(&e->ejections), atomic_load(&e->inflight),
+		    (unsigned long long)atomic_load(&e->requests),
 		    (unsigned long long)atomic_load(&e->failures),
 		    (unsigned long long)atomic_load(&e->hc_checks),
 		    (unsigned long long)atomic_load(&e->hc_failures));

@@ -31,6 +31,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c);
 static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct ism_upconn *u);
 static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f);
 static void retry_done(struct ism_wctx *w, struct ism_conn *c);
+static void wait_remove(struct ism_wctx *w, struct ism_conn *c);
 
 /* ---------- buffers ---------- */
 
@@ -274,6 +275,7 @@ static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
 
 static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 {
+	w->wake_waiters = 1;
 	atomic_fetch_sub_explicit(&w->shm->hdr->eps[u->ep_id].connections, 1, memory_order_relaxed);
 	close(u->fd);
 	buf_free(&u->in);
@@ -330,6 +332,7 @@ static void conn_close(struct ism_wctx *w, struct ism_conn *c)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	wait_remove(w, c);
 	if (c->up) {
 		struct ism_upconn *u = c->up;
 
@@ -390,6 +393,7 @@ static void count_status(struct ism_wctx *w, int status)
 static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
 			   int close_after)
 {
+	wait_remove(w, c);
 	retry_done(w, c);
 	buf_free(&c->replay);
 	ep_done(w, c, status >= 500);
@@ -616,22 +620,80 @@ static int pool_full(struct ism_wctx *w, const struct ism_cluster *cl)
 /* Starts an attempt: the request head (and the body bytes that came with it)
  * in head goes to endpoint ep of cluster cl, over a pooled connection or a new
  * one. head is taken (swapped with the connection's old buffer). */
+/* maxConnections reached: the request waits for a connection of the cluster to
+ * be released, if http1MaxPendingRequests allows; else 503 (overflow). */
+static void wait_for_connection(struct ism_wctx *w, struct ism_conn *c,
+				const struct ism_cluster *cl, struct ism_buf *head)
+{
+	if (atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) >= cl->pool.max_pending) {
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		local_response(w, c, 503, "upstream overflow (maxConnections)", 0);
+		return;
+	}
+	atomic_fetch_add_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
+	buf_free(&c->replay);
+	c->replay = *head;
+	*head = (struct ism_buf){0};
+	c->waiting = 1;
+	c->wait_next = NULL;
+	c->wait_prev = w->wait_tail;
+	if (w->wait_tail)
+		w->wait_tail->wait_next = c;
+	else
+		w->wait_head = c;
+	w->wait_tail = c;
+	c->state = ISM_C_PROXY;
+	/* A wait is bounded like a connect, from the first time it queued: going
+	 * back to the queue after a wake-up does not extend it. */
+	if (c->wait_deadline == 0)
+		c->wait_deadline = w->now + c->connect_timeout_ms;
+	c->deadline_kind = ISM_DL_CONNECT;
+	c->deadline = c->route_deadline && c->route_deadline < c->wait_deadline ? c->route_deadline
+										: c->wait_deadline;
+}
+
+static void wait_remove(struct ism_wctx *w, struct ism_conn *c)
+{
+	const struct ism_cluster *cl;
+
+	if (!c->waiting)
+		return;
+	if (c->wait_prev)
+		c->wait_prev->wait_next = c->wait_next;
+	else
+		w->wait_head = c->wait_next;
+	if (c->wait_next)
+		c->wait_next->wait_prev = c->wait_prev;
+	else
+		w->wait_tail = c->wait_prev;
+	c->wait_next = c->wait_prev = NULL;
+	c->waiting = 0;
+	cl = w->table->gen == c->table_gen && c->cluster < w->table->n_clusters
+		 ? &w->table->clusters[c->cluster]
+		 : NULL;
+	if (cl != NULL)
+		atomic_fetch_sub_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
+}
+
+/* Starts an attempt: the request head (and the body bytes that came with it)
+ * in head goes to endpoint ep of cluster cl, over a pooled connection or a new
+ * one. head is taken (swapped with the connection's old buffer). */
 static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_cluster *cl,
 		     const struct ism_endpoint *ep, struct ism_buf *head)
 {
 	struct ism_upconn *u = pool_take(w, ep->id);
 	struct ism_buf tmp;
 
+	if (u == NULL && pool_full(w, cl)) {
+		wait_for_connection(w, c, cl, head);
+		return;
+	}
+	c->wait_deadline = 0;
 	c->ep_id = ep->id;
 	c->prev_ep = ep->id;
 	c->rs.tries++;
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
-	if (u == NULL && pool_full(w, cl)) {
-		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
-		local_response(w, c, 503, "upstream overflow (maxConnections)", 0);
-		return;
-	}
 	if (u == NULL)
 		u = up_connect(w, c, ep);
 	if (u == NULL) {
@@ -782,8 +844,8 @@ static void do_retry(struct ism_wctx *w, struct ism_conn *c)
 	struct ism_buf head;
 	int ei;
 
-	if (c->state != ISM_C_PROXY || c->up != NULL)
-		return; /* answered meanwhile (route timeout) */
+	if (c->state != ISM_C_PROXY || c->up != NULL || c->waiting)
+		return; /* answered meanwhile (route timeout), or queued */
 	if (cl == NULL) {
 		local_response(w, c, 503, "configuration changed during a retry", 0);
 		return;
@@ -930,6 +992,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->cluster = (uint32_t)ci;
 	c->table_gen = t->gen;
 	c->prev_ep = UINT32_MAX;
+	c->wait_deadline = 0;
 	ism_retry_state_init(&c->rs, &r->retry);
 	c->has_hash = 0;
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
@@ -1117,6 +1180,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 
 static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 {
+	w->wake_waiters = 1;
 	u->state = ISM_U_IDLE;
 	u->conn = NULL;
 	u->reused = 0;
@@ -1129,6 +1193,15 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	/* An idle pooled connection keeps a receive armed: the upstream closing
 	 * it (or sending anything unexpected) shows up at once. */
 	u_recv(w, u);
+}
+
+/* Requests of this cluster wait for a connection (in any worker): an idle
+ * pooled connection would hold capacity they cannot use, so it is closed. */
+static int others_wait(struct ism_wctx *w, const struct ism_conn *c)
+{
+	const struct ism_cluster *cl = req_cluster(w, c);
+
+	return cl != NULL && atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) > 0;
 }
 
 static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
@@ -1144,7 +1217,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 		c->up = NULL;
 		u->conn = NULL;
 		if (u->reusable && c->req_done && !u->send_armed && !w->draining &&
-		    w->shm->hdr->eps[u->ep_id].in_use)
+		    w->shm->hdr->eps[u->ep_id].in_use && !others_wait(w, c))
 			pool_put(w, u, c->pool_idle_ms);
 		else
 			up_close(w, u);
@@ -1522,6 +1595,10 @@ static void expire(struct ism_wctx *w, struct ism_conn *c)
 		local_response(w, c, 408, "request timeout", 1);
 		return;
 	case ISM_DL_CONNECT:
+		if (c->waiting) {
+			local_response(w, c, 503, "upstream overflow (no connection in time)", 0);
+			return;
+		}
 		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
 		attempt_failed(w, c, ISM_FAIL_CONNECT);
 		return;
@@ -1538,8 +1615,28 @@ static void expire(struct ism_wctx *w, struct ism_conn *c)
 	}
 }
 
+/* Idle pooled connections of clusters whose requests wait for a connection,
+ * in any worker, are closed: the capacity goes to the waiters. */
+static void release_to_waiters(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->table->n_clusters; i++) {
+		const struct ism_cluster *cl = &w->table->clusters[i];
+
+		if (cl->dyn == NULL ||
+		    atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) == 0)
+			continue;
+		for (uint32_t e = 0; e < cl->n_endpoints; e++)
+			while (w->pool[cl->endpoints[e].id] != NULL)
+				up_close(w, w->pool[cl->endpoints[e].id]);
+	}
+}
+
 void ism_proxy_tick(struct ism_wctx *w)
 {
+	release_to_waiters(w);
+	/* Connections released by other workers are not announced: look again. */
+	if (w->wait_head)
+		w->wake_waiters = 1;
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct ism_conn *c = w->conns[i];
 
@@ -1606,4 +1703,23 @@ void ism_proxy_free_all(struct ism_wctx *w)
 	}
 	free(w->conns);
 	free(w->ups);
+}
+
+void ism_proxy_after_batch(struct ism_wctx *w)
+{
+	uint32_t n = 0;
+
+	if (!w->wake_waiters)
+		return;
+	w->wake_waiters = 0;
+	for (struct ism_conn *c = w->wait_head; c != NULL; c = c->wait_next)
+		n++;
+	/* Each waiter gets one try per release; one that still finds the pool
+	 * full goes back to the end of the queue. */
+	while (n-- > 0 && w->wait_head != NULL) {
+		struct ism_conn *c = w->wait_head;
+
+		wait_remove(w, c);
+		do_retry(w, c);
+	}
 }

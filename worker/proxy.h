@@ -115,7 +115,11 @@ struct ism_conn {
 	uint32_t cluster; /* cluster index in the table of generation table_gen */
 	uint64_t table_gen;
 	struct ism_retry_state rs;
-	uint8_t retry_pending; /* a back-off timer is in flight */
+	uint8_t retry_pending;	/* a back-off timer is in flight */
+	uint8_t waiting;	/* queued for an upstream connection (maxConnections reached) */
+	uint64_t wait_deadline; /* when the wait for a connection ends (503); 0: not waiting */
+	struct ism_conn *wait_next;
+	struct ism_conn *wait_prev;
 	uint8_t retry_counted; /* counted in the cluster's retries_active */
 	uint8_t has_hash;
 	uint64_t hash;	       /* consistent-hash key */
@@ -186,6 +190,10 @@ struct ism_wctx {
 	int draining;
 	uint64_t drain_deadline;
 	uint32_t n_active;
+	/* requests waiting for an upstream connection (http1MaxPendingRequests), FIFO */
+	struct ism_conn *wait_head;
+	struct ism_conn *wait_tail;
+	int wake_waiters; /* a connection was released: retry the queue after this batch */
 	/* connection slabs */
 	struct ism_conn **conns;
 	uint32_t n_conns, cap_conns;
@@ -220,5 +228,7 @@ void ism_proxy_tick(struct ism_wctx *w);
 void ism_proxy_drain(struct ism_wctx *w);
 void ism_proxy_table_changed(struct ism_wctx *w);
 void ism_proxy_free_all(struct ism_wctx *w);
+/* After each batch of completions: serves queued requests if a connection was released. */
+void ism_proxy_after_batch(struct ism_wctx *w);
 
 #endif

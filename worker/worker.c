@@ -261,6 +261,7 @@ static int loop(struct ism_wctx *w)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
+		ism_proxy_after_batch(w);
 	}
 	if (w->n_active)
 		ism_warn("drain time over: closing %u connections", w->n_active);

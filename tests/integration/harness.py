@@ -516,3 +516,37 @@ def curl(args, timeout=60):
 
 def have(tool):
     return shutil.which(tool) is not None
+
+def ctl_cmd(path, cmd, timeout=10.0):
+    """One control-socket command: connect, send the line, read the answer until the master closes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(cmd.encode() + b"\n")
+        parts = []
+        deadline = time.monotonic() + timeout
+        while True:
+            check(time.monotonic() < deadline, f"control socket answer to {cmd!r} not closed within {timeout}s")
+            d = s.recv(65536)
+            if not d:
+                break
+            parts.append(d)
+        return b"".join(parts).decode("utf-8", "replace")
+    finally:
+        s.close()
+
+
+class Registry:
+    """Collects a module's tests; register(test) hands them to run.py's @test."""
+
+    def __init__(self):
+        self.tests = []
+
+    def __call__(self, fn):
+        self.tests.append(fn)
+        return fn
+
+    def register(self, test):
+        for fn in self.tests:
+            test(fn)

@@ -20,9 +20,11 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
+from harness import (ctl_cmd, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
                      destination_rule, docs, free_port, gateway, have, poll, service_entry,
                      virtual_service, vmrss_kib)
+import test_locality  # noqa: E402
+import test_policies  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -845,6 +847,9 @@ def zone_preference(env):
     conf = env.write("isthmus.yaml", docs(
         appliance(env, locality="eu-west/eu-west-1a", health_checks=[WEB]), gateway(gw_port),
         virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+        # Locality priorities apply with outlier detection, as in Istio.
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\n"
+        f"spec:\n  host: {WEB}\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 5}}\n",
         service_entry("web", WEB, [
             {"address": "127.0.0.2", "port": ports["local"], "locality": "eu-west/eu-west-1a"},
             {"address": "127.0.0.3", "port": ports["remote-b"], "locality": "eu-west/eu-west-1b"},
@@ -882,24 +887,6 @@ class LogTail:
         return done
 
 
-def ctl_cmd(path, cmd, timeout=10.0):
-    """One control-socket command: connect, send the line, read the answer until the master closes."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(cmd.encode() + b"\n")
-        parts = []
-        deadline = time.monotonic() + timeout
-        while True:
-            check(time.monotonic() < deadline, f"control socket answer to {cmd!r} not closed within {timeout}s")
-            d = s.recv(65536)
-            if not d:
-                break
-            parts.append(d)
-        return b"".join(parts).decode("utf-8", "replace")
-    finally:
-        s.close()
 
 
 def info_field(text, name):
@@ -1279,6 +1266,10 @@ def demo_make_run(env):
             return True
     poll(group_gone, 5, what="every process of the demo to exit after SIGINT")
     check(not os.path.exists("/tmp/isthmus/isthmus.sock"), "the demo's control socket was left behind")
+
+
+test_locality.register(test)
+test_policies.register(test)
 
 
 # --------------------------------------------------------------------------- runner

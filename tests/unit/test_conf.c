@@ -244,16 +244,36 @@ static void test_example_file(void **state)
 	for (uint32_t i = 0; i < 4; i++)
 		assert_int_equal(ep_port(&api->endpoints[i]), 18081); /* targetPort */
 	assert_string_equal(api->endpoints[0].addr_text.p, "127.0.0.1:18081");
+	/* outlierDetection turns locality failover on: zone, region, us-east. */
+	assert_non_null(api->od);
+	assert_int_equal(api->od->max_ejection_percent, 100);
+	assert_int_equal(api->n_priorities, 3);
 	assert_int_equal(api->endpoints[0].priority, 0);
 	assert_int_equal(api->endpoints[1].priority, 1);
 	assert_int_equal(api->endpoints[2].priority, 1);
-	assert_int_equal(api->endpoints[3].priority, 1);
+	assert_int_equal(api->endpoints[3].priority, 2);
 	assert_string_equal(api->endpoints[3].locality.p, "us-east/us-east-1a");
+	assert_int_equal(api->n_groups, 4);
+	assert_int_equal(api->locality_weighted, 1); /* failover is set */
+	assert_int_equal(api->panic_threshold, 0);
+	assert_int_equal(api->overprovisioning, 140);
+	assert_non_null(api->dyn);
+	assert_non_null(api->dyn->eff_weight);
 	assert_non_null(api->hc);
+	assert_int_equal(api->hc->type, ISM_HC_HTTP);
 	assert_string_equal(api->hc->path.p, "/healthz");
 	assert_string_equal(api->hc->host.p, "api.demo.internal");
 	assert_int_equal(api->hc->interval_ms, 2000);
+	assert_int_equal(api->hc->unhealthy_interval_ms, 1000);
+	assert_int_equal(api->hc->unhealthy_edge_interval_ms, 1000);
+	assert_int_equal(api->hc->healthy_edge_interval_ms, 2000);
 	assert_int_equal(api->hc->timeout_ms, 500);
+	assert_int_equal(vh->routes[0].retry.attempts, 2);
+	assert_int_equal(vh->routes[0].retry.per_try_timeout_ms, 2000);
+	assert_int_equal(vh->routes[0].retry.retry_on, ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_RESET |
+							   ISM_RETRY_RETRIABLE_STATUS_CODES);
+	assert_int_equal(vh->routes[0].retry.n_codes, 1);
+	assert_int_equal(vh->routes[0].retry.codes[0], 503);
 	assert_int_equal(api->hc->n_statuses, 1);
 	assert_int_equal(api->hc->statuses[0][0], 200);
 	assert_int_equal(api->hc->statuses[0][1], 201);
@@ -268,7 +288,10 @@ static void test_example_file(void **state)
 	assert_string_equal(v2->endpoints[0].addr_text.p, "127.0.0.1:18083");
 	assert_int_equal(v2->endpoints[0].priority, 0);
 	assert_string_equal(v1->endpoints[3].addr_text.p, "127.0.0.4:18082");
-	assert_int_equal(v1->endpoints[3].priority, 1);
+	assert_int_equal(v1->endpoints[3].priority, 2); /* Istio's default failover */
+	assert_int_equal(v1->locality_weighted, 0);	/* no failover list: Istio leaves it off */
+	assert_non_null(v2->od);			/* inherited from the rule */
+	assert_int_equal(v2->pool.max_connections, UINT32_MAX);
 	assert_int_equal(v1->hc->statuses[0][0], 200);
 	assert_int_equal(v1->hc->statuses[0][1], 300);
 	assert_ptr_equal(v1->hc, v2->hc); /* one check per service host */
@@ -437,12 +460,37 @@ static void test_matches_and_defaults(void **state)
 	assert_int_equal(c->connect_timeout_ms, 10000);
 	assert_null(c->hc);
 	assert_int_equal(c->n_endpoints, 2);
-	assert_int_equal(c->endpoints[0].addr.ss_family, AF_INET6);
-	assert_int_equal(c->endpoints[0].addrlen, sizeof(struct sockaddr_in6));
-	assert_string_equal(c->endpoints[0].addr_text.p, "[::1]:81");
-	assert_int_equal(c->endpoints[0].priority, 0); /* same region and zone */
-	assert_int_equal(c->endpoints[0].weight, 1);
-	assert_int_equal(c->endpoints[1].priority, 1); /* no locality */
+	/* No outlierDetection: no failover, every endpoint at priority 0, one
+	 * group per locality, sorted by locality ("" first). */
+	assert_null(c->od);
+	assert_int_equal(c->n_priorities, 1);
+	assert_int_equal(c->n_groups, 2);
+	assert_string_equal(c->endpoints[0].addr_text.p, "127.0.0.9:81");
+	assert_int_equal(c->endpoints[0].priority, 0);
+	assert_string_equal(c->endpoints[1].addr_text.p, "[::1]:81");
+	assert_int_equal(c->endpoints[1].priority, 0);
+	assert_int_equal(c->endpoints[1].group, 1);
+	assert_int_equal(c->endpoints[1].weight, 1);
+	assert_int_equal(c->endpoints[1].addr.ss_family, AF_INET6);
+	assert_int_equal(c->endpoints[1].addrlen, sizeof(struct sockaddr_in6));
+	assert_int_equal(c->locality_weighted, 0);
+	assert_int_equal(c->panic_threshold, 0);
+	assert_int_equal(c->hash.on, ISM_HASH_NONE);
+	assert_int_equal(c->pool.max_connections, UINT32_MAX);
+	assert_int_equal(c->pool.max_pending, UINT32_MAX);
+	assert_int_equal(c->pool.max_requests_per_conn, 0);
+	assert_int_equal(c->pool.max_retries, UINT32_MAX);
+	/* Istio's default retry policy for a route without retries. */
+	assert_int_equal(vh->routes[0].retry.attempts, 2);
+	assert_int_equal(vh->routes[0].retry.retry_on,
+			 ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_REFUSED_STREAM |
+			     ISM_RETRY_GRPC_UNAVAILABLE | ISM_RETRY_GRPC_CANCELLED |
+			     ISM_RETRY_RETRIABLE_STATUS_CODES);
+	assert_int_equal(vh->routes[0].retry.n_codes, 1);
+	assert_int_equal(vh->routes[0].retry.codes[0], 503);
+	assert_int_equal(vh->routes[0].retry.ignore_previous_hosts, 1);
+	assert_int_equal(vh->routes[0].retry.backoff_base_ms, 25);
+	assert_int_equal(vh->routes[0].retry.per_try_timeout_ms, 0);
 	assert_false(f->eps.hc[0]);
 
 	/* The table fits, and a too small arena is -ENOMEM with a diagnostic. */
@@ -728,6 +776,549 @@ static void test_sample_jason(void **state)
 				"no gateway of this appliance uses it"));
 }
 
+/* --- locality load balancing, retries, hashing, pools (issue 3) --- */
+
+/* The 1-based line and column of the first occurrence of needle in text. */
+static void pos_of(const char *text, const char *needle, int *line, int *col)
+{
+	const char *at = strstr(text, needle);
+
+	assert_non_null(at);
+	*line = 1;
+	*col = 1;
+	for (const char *p = text; p < at; p++) {
+		if (*p == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
+		}
+	}
+}
+
+static const struct ism_diag *find_diag(const struct ism_diags *d, enum ism_diag_severity sev,
+					const char *field, const char *msg_part)
+{
+	for (size_t i = 0; i < d->n && i < 64; i++)
+		if (d->items[i].severity == sev && strcmp(d->items[i].field, field) == 0 &&
+		    strstr(d->items[i].msg, msg_part) != NULL)
+			return &d->items[i];
+	return NULL;
+}
+
+/* The Istio locality-failover task: the client in region1/zone1, one
+ * helloworld endpoint in each of four localities (listed out of order). */
+#define TASK_HEAD                                                                                  \
+	"apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"                        \
+	"spec:\n  locality: region1/zone1\n  labels: {net: n1}\n"                                  \
+	"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"           \
+	"spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"               \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"    \
+	"spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"                                     \
+	"  - route: [{destination: {host: helloworld}}]\n"
+
+#define TASK_SE                                                                                    \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw}\n"      \
+	"spec:\n  hosts: [helloworld]\n  ports: [{number: 5000, name: http}]\n"                    \
+	"  resolution: STATIC\n  endpoints:\n"                                                     \
+	"  - {address: 10.0.0.4, locality: region3/zone4, labels: {net: n1}}\n"                    \
+	"  - {address: 10.0.0.2, locality: region1/zone2, labels: {net: n1}}\n"                    \
+	"  - {address: 10.0.0.1, locality: region1/zone1, labels: {net: n1}, weight: 3}\n"         \
+	"  - {address: 10.0.0.3, locality: region2/zone3, labels: {net: n2}}\n"
+
+#define TASK_DR(policy)                                                                            \
+	"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hw}\n"   \
+	"spec:\n  host: helloworld\n  trafficPolicy:\n" policy
+
+#define TASK_CLUSTER "outbound|5000||helloworld.default.svc.cluster.local"
+
+static void check_ep(const struct ism_cluster *c, uint32_t i, const char *addr, uint32_t prio,
+		     uint32_t group)
+{
+	assert_string_equal(c->endpoints[i].addr_text.p, addr);
+	assert_int_equal(c->endpoints[i].priority, prio);
+	assert_int_equal(c->endpoints[i].group, group);
+}
+
+static void check_group(const struct ism_cluster *c, uint32_t g, const char *loc, uint32_t prio,
+			uint32_t weight, uint32_t first, uint32_t count)
+{
+	assert_string_equal(c->groups[g].locality.p, loc);
+	assert_int_equal(c->groups[g].priority, prio);
+	assert_int_equal(c->groups[g].weight, weight);
+	assert_int_equal(c->groups[g].first, first);
+	assert_int_equal(c->groups[g].count, count);
+}
+
+static void test_failover_task(void **state)
+{
+	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      simple: ROUND_ROBIN\n      localityLbSetting:\n"
+	    "        enabled: true\n        failover:\n        - from: region1\n"
+	    "          to: region2\n"
+	    "    outlierDetection:\n      consecutive5xxErrors: 1\n      interval: 1s\n"
+	    "      baseEjectionTime: 1m\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+
+	/* P0 region1/zone1, P1 region1/zone2 (2 before compaction), P2 region2
+	 * (the failover target), P3 region3. */
+	assert_int_equal(c->n_endpoints, 4);
+	assert_int_equal(c->n_priorities, 4);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.2:5000", 1, 1);
+	check_ep(c, 2, "10.0.0.3:5000", 2, 2);
+	check_ep(c, 3, "10.0.0.4:5000", 3, 3);
+	assert_int_equal(c->n_groups, 4);
+	check_group(c, 0, "region1/zone1", 0, 3, 0, 1);
+	check_group(c, 1, "region1/zone2", 1, 1, 1, 1);
+	check_group(c, 2, "region2/zone3", 2, 1, 2, 1);
+	check_group(c, 3, "region3/zone4", 3, 1, 3, 1);
+	assert_int_equal(c->locality_weighted, 1);
+	assert_int_equal(c->lb, ISM_LB_ROUND_ROBIN);
+	assert_non_null(c->od);
+	assert_int_equal(c->od->consecutive_5xx, 1);
+	assert_int_equal(c->od->consecutive_gateway, 0);
+	assert_int_equal(c->od->interval_ms, 1000);
+	assert_int_equal(c->od->base_ejection_ms, 60000);
+	assert_int_equal(c->od->max_ejection_ms, 300000);
+	assert_int_equal(c->od->max_ejection_percent, 10);
+	assert_int_equal(c->od->split_local, 0);
+	assert_int_equal(c->od->consecutive_local, 5);
+	assert_int_equal(c->panic_threshold, 0);
+	assert_int_equal(c->overprovisioning, 140);
+	assert_non_null(c->dyn);
+	assert_non_null(c->dyn->eff_weight);
+	assert_int_equal(c->dyn->eff_weight[3], 0); /* zeroed: the master fills it */
+	/* Ids are asked in the ServiceEntry's order. */
+	assert_string_equal(f->eps.keys[0], "helloworld.default.svc.cluster.local|10.0.0.4:5000");
+	assert_int_equal(c->endpoints[3].id, 100);
+	assert_int_equal(f->d.n, 0);
+}
+
+static void test_failover_without_outlier(void **state)
+{
+	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      localityLbSetting:\n        failover:\n"
+	    "        - {from: region1, to: region2}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+	const struct ism_diag *w;
+	int line, col;
+
+	/* No failover: one priority, groups by locality only. */
+	assert_null(c->od);
+	assert_int_equal(c->n_priorities, 1);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_int_equal(c->endpoints[i].priority, 0);
+	assert_int_equal(c->n_groups, 4);
+	check_group(c, 0, "region1/zone1", 0, 3, 0, 1);
+	check_group(c, 3, "region3/zone4", 0, 1, 3, 1);
+	assert_int_equal(c->locality_weighted, 0);
+	assert_int_equal(c->lb, ISM_LB_LEAST_REQUEST);
+	w = find_diag(&f->d, ISM_DIAG_WARNING,
+		      "DestinationRule default/hw: "
+		      "spec.trafficPolicy.loadBalancer.localityLbSetting.failover",
+		      "failover requires outlierDetection; it has no effect");
+	assert_non_null(w);
+	pos_of(yaml, "failover:", &line, &col);
+	assert_int_equal(w->line, line);
+	assert_int_equal(w->col, col);
+	assert_string_equal(w->file, "t.yaml");
+	assert_int_equal(f->d.n, 1);
+}
+
+static void test_failover_disabled(void **state)
+{
+	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      localityLbSetting:\n        enabled: false\n"
+	    "    outlierDetection: {minHealthPercent: 60}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+
+	assert_non_null(c->od);
+	assert_int_equal(c->panic_threshold, 60);
+	assert_int_equal(c->n_priorities, 1);
+	assert_int_equal(c->endpoints[3].priority, 0);
+	assert_int_equal(f->d.n, 0);
+}
+
+/* failoverPriority alone: tiers by label agreement (net from the Appliance's
+ * labels, then the zone); with failover too: tier * 5 + locality priority. */
+static void test_failover_priority(void **state)
+{
+	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      localityLbSetting:\n        failoverPriority:\n"
+	    "        - net\n        - topology.kubernetes.io/zone\n"
+	    "    outlierDetection: {}\n");
+	static const char both[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      localityLbSetting:\n        failoverPriority: [net=n2]\n"
+	    "        failover: [{from: region1, to: region3}]\n"
+	    "    outlierDetection: {}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+
+	/* .1 n1 zone1: both match, 0; .2 n1 zone2 and .4 n1 zone4: net only, 1;
+	 * .3 n2: none, 2. */
+	assert_int_equal(c->n_priorities, 3);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.2:5000", 1, 1);
+	check_ep(c, 2, "10.0.0.4:5000", 1, 2);
+	check_ep(c, 3, "10.0.0.3:5000", 2, 3);
+	check_group(c, 1, "region1/zone2", 1, 1, 1, 1);
+	check_group(c, 2, "region3/zone4", 1, 1, 2, 1);
+	assert_int_equal(c->locality_weighted, 1);
+
+	ism_conf_free(f->conf);
+	f->conf = NULL;
+	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
+	t = load_compile(f, both);
+	c = cluster(t, TASK_CLUSTER);
+	/* net=n2: .3 tier 0 (raw 0*5+4 = 4: region2 is not the failover target); the others tier 1:
+	 * .1 5, .2 7, .4 (region3 is the failover target) 8. */
+	assert_int_equal(c->n_priorities, 4);
+	check_ep(c, 0, "10.0.0.3:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.1:5000", 1, 1);
+	check_ep(c, 2, "10.0.0.2:5000", 2, 2);
+	check_ep(c, 3, "10.0.0.4:5000", 3, 3);
+}
+
+/* distribute: the first matching `from` applies; weights split in proportion,
+ * rounded up; unmatched localities lose their endpoints. */
+static void test_distribute(void **state)
+{
+	static const char yaml[] = TASK_HEAD
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw}\n"
+	    "spec:\n  hosts: [helloworld]\n  ports: [{number: 5000, name: http}]\n"
+	    "  resolution: STATIC\n  endpoints:\n"
+	    "  - {address: 10.0.0.1, locality: region1/zone1}\n"
+	    "  - {address: 10.0.0.2, locality: region1/zone2}\n"
+	    "  - {address: 10.0.0.3, locality: region2/zone3, weight: 5}\n"
+	    "  - {address: 10.0.0.4, locality: region3/zone4}\n"
+	    "  - {address: 10.0.0.5, locality: region1/zone1}\n" TASK_DR(
+		"    loadBalancer:\n      localityLbSetting:\n        distribute:\n"
+		"        - from: region9/*\n          to: {\"region3/*\": 100}\n"
+		"        - from: region1/*\n"
+		"          to: {\"region1/*\": 80, region2/zone3: 20}\n"
+		"    outlierDetection: {}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+
+	/* region1/zone1 (2 of 3) gets ceil(2*80/3) = 54, zone2 ceil(80/3) = 27;
+	 * region2/zone3 20; region3 no endpoints. distribute wins over the
+	 * failover outlierDetection would bring: one priority. */
+	assert_int_equal(c->n_endpoints, 4);
+	assert_int_equal(c->n_priorities, 1);
+	assert_int_equal(c->n_groups, 3);
+	check_group(c, 0, "region1/zone1", 0, 54, 0, 2);
+	check_group(c, 1, "region1/zone2", 0, 27, 2, 1);
+	check_group(c, 2, "region2/zone3", 0, 20, 3, 1);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.5:5000", 0, 0);
+	check_ep(c, 3, "10.0.0.3:5000", 0, 2);
+	assert_int_equal(c->locality_weighted, 1);
+	assert_int_equal(f->eps.n, 4); /* no id for the removed endpoint */
+	assert_int_equal(c->dyn->eff_weight[2], 0);
+}
+
+static void test_retries(void **state)
+{
+	static const char yaml[] =
+	    TASK_HEAD "  - name: explicit\n"
+		      "    route: [{destination: {host: helloworld}}]\n"
+		      "    retries:\n      attempts: 3\n      perTryTimeout: 500ms\n"
+		      "      retryOn: \"5xx, 409,gateway-error,429\"\n"
+		      "      retryIgnorePreviousHosts: false\n"
+		      "      retryRemoteLocalities: true\n"
+		      "  - name: off\n"
+		      "    route: [{destination: {host: helloworld}}]\n"
+		      "    retries: {attempts: 0, retryOn: 5xx}\n"
+		      "  - name: names\n"
+		      "    route: [{destination: {host: helloworld}}]\n"
+		      "    retries: {attempts: 1}\n" TASK_SE;
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r = t->listeners[0].vhosts[0].routes;
+
+	assert_int_equal(t->listeners[0].vhosts[0].n_routes, 4);
+	/* Istio's default. */
+	assert_int_equal(r[0].retry.attempts, 2);
+	assert_int_equal(r[0].retry.n_codes, 1);
+	assert_int_equal(r[0].retry.codes[0], 503);
+	/* Numeric entries are status codes and imply retriable-status-codes. */
+	assert_int_equal(r[1].retry.attempts, 3);
+	assert_int_equal(r[1].retry.per_try_timeout_ms, 500);
+	assert_int_equal(r[1].retry.retry_on, ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR |
+						  ISM_RETRY_RETRIABLE_STATUS_CODES);
+	assert_int_equal(r[1].retry.n_codes, 2);
+	assert_int_equal(r[1].retry.codes[0], 409);
+	assert_int_equal(r[1].retry.codes[1], 429);
+	assert_int_equal(r[1].retry.ignore_previous_hosts, 0);
+	assert_int_equal(r[1].retry.backoff_base_ms, 25);
+	assert_true((const unsigned char *)r[1].retry.codes >= f->arena.base &&
+		    (const unsigned char *)r[1].retry.codes < f->arena.base + f->arena.used);
+	/* attempts: 0 disables. */
+	assert_int_equal(r[2].retry.attempts, 0);
+	assert_int_equal(r[2].retry.retry_on, 0);
+	assert_int_equal(r[2].retry.n_codes, 0);
+	/* No retryOn: Istio's default conditions, with the attempts given. */
+	assert_int_equal(r[3].retry.attempts, 1);
+	assert_int_equal(r[3].retry.retry_on, ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_REFUSED_STREAM |
+						  ISM_RETRY_GRPC_UNAVAILABLE |
+						  ISM_RETRY_GRPC_CANCELLED |
+						  ISM_RETRY_RETRIABLE_STATUS_CODES);
+	assert_int_equal(r[3].retry.codes[0], 503);
+	assert_true(has_warning(
+	    &f->d, "VirtualService default/vs: spec.http[1].retries.retryRemoteLocalities",
+	    "has no effect"));
+}
+
+/* The gRPC names and the rest of Envoy's vocabulary. */
+static void test_retry_names(void **state)
+{
+	static const char yaml[] = TASK_HEAD
+	    "    retries:\n      attempts: 2\n      retryOn: reset,reset-before-request,"
+	    "connect-failure,envoy-ratelimited,retriable-4xx,refused-stream,"
+	    "retriable-status-codes,cancelled,deadline-exceeded,internal,resource-exhausted,"
+	    "unavailable\n" TASK_SE;
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r = t->listeners[0].vhosts[0].routes;
+
+	assert_int_equal(r[0].retry.retry_on, 0x7fffu & ~(ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR |
+							  ISM_RETRY_RETRIABLE_HEADERS));
+	assert_int_equal(r[0].retry.n_codes, 0);
+}
+
+#define HASH_SE                                                                                    \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw}\n"      \
+	"spec:\n  hosts: [helloworld]\n  ports: [{number: 5000, name: http}]\n"                    \
+	"  resolution: STATIC\n  endpoints:\n"                                                     \
+	"  - {address: 10.0.0.1, locality: region1/zone1, labels: {v: a}}\n"                       \
+	"  - {address: 10.0.0.2, locality: region1/zone1, labels: {v: a}, weight: 2}\n"            \
+	"  - {address: 10.0.0.3, locality: region1/zone1, labels: {v: a}}\n"
+
+static void test_consistent_hash(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - route:\n"
+	    "    - {destination: {host: helloworld, subset: ring}, weight: 1}\n"
+	    "    - {destination: {host: helloworld, subset: maglev}, weight: 1}\n"
+	    "    - {destination: {host: helloworld, subset: cookie}, weight: 1}\n"
+	    "    - {destination: {host: helloworld, subset: legacy}, weight: 1}\n" HASH_SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hw}\n"
+	    "spec:\n  host: helloworld\n  subsets:\n"
+	    "  - name: ring\n    labels: {v: a}\n    trafficPolicy:\n      loadBalancer:\n"
+	    "        consistentHash:\n          httpHeaderName: X-User\n"
+	    "          ringHash: {minimumRingSize: 64}\n"
+	    "  - name: maglev\n    trafficPolicy:\n      loadBalancer:\n"
+	    "        consistentHash:\n          useSourceIp: true\n"
+	    "          maglev: {tableSize: 251}\n"
+	    "  - name: cookie\n    trafficPolicy:\n      loadBalancer:\n"
+	    "        consistentHash:\n          httpCookie: {name: sid, path: /, ttl: 1h}\n"
+	    "  - name: legacy\n    trafficPolicy:\n      loadBalancer:\n"
+	    "        consistentHash: {httpQueryParameterName: u, minimumRingSize: 32}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *ring =
+	    cluster(t, "outbound|5000|ring|helloworld.default.svc.cluster.local");
+	const struct ism_cluster *mag =
+	    cluster(t, "outbound|5000|maglev|helloworld.default.svc.cluster.local");
+	const struct ism_cluster *ck =
+	    cluster(t, "outbound|5000|cookie|helloworld.default.svc.cluster.local");
+	const struct ism_cluster *leg =
+	    cluster(t, "outbound|5000|legacy|helloworld.default.svc.cluster.local");
+	uint32_t seen[3] = {0};
+
+	assert_int_equal(ring->lb, ISM_LB_RING_HASH);
+	assert_int_equal(ring->hash.on, ISM_HASH_HEADER);
+	assert_string_equal(ring->hash.name.p, "x-user");
+	assert_int_equal(ring->hash.ring_size, 64);
+	assert_true(ring->hash.table_len >= 64);
+	assert_non_null(ring->hash.ring_hashes);
+	for (uint32_t i = 0; i < ring->hash.table_len; i++) {
+		assert_true(ring->hash.table[i] < 3);
+		seen[ring->hash.table[i]]++;
+		if (i > 0)
+			assert_true(ring->hash.ring_hashes[i - 1] <= ring->hash.ring_hashes[i]);
+	}
+	assert_true(seen[0] > 0 && seen[1] > seen[0] && seen[2] > 0); /* weight 2 gets more */
+
+	assert_int_equal(mag->lb, ISM_LB_MAGLEV);
+	assert_int_equal(mag->hash.on, ISM_HASH_SOURCE_IP);
+	assert_int_equal(mag->hash.table_size, 251);
+	assert_int_equal(mag->hash.table_len, 251);
+	assert_null(mag->hash.ring_hashes);
+	memset(seen, 0, sizeof(seen));
+	for (uint32_t i = 0; i < 251; i++) {
+		assert_true(mag->hash.table[i] < 3);
+		seen[mag->hash.table[i]]++;
+	}
+	assert_true(seen[0] > 0 && seen[1] > seen[0] && seen[2] > 0);
+
+	assert_int_equal(ck->lb, ISM_LB_RING_HASH);
+	assert_int_equal(ck->hash.on, ISM_HASH_COOKIE);
+	assert_string_equal(ck->hash.name.p, "sid");
+	assert_string_equal(ck->hash.cookie_path.p, "/");
+	assert_int_equal(ck->hash.cookie_ttl_ms, 3600000);
+	assert_int_equal(ck->hash.ring_size, 1024); /* the default */
+	assert_true(ck->hash.table_len >= 1024);
+
+	assert_int_equal(leg->hash.on, ISM_HASH_QUERY_PARAM);
+	assert_string_equal(leg->hash.name.p, "u");
+	assert_int_equal(leg->hash.ring_size, 32); /* deprecated alias */
+	assert_int_equal(f->d.n, 0);
+}
+
+/* Pool limits and outlier detection; portLevelSettings replace the whole
+ * policy for their port, without inheriting what they leave out. */
+static void test_pool_outlier_ports(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - route:\n"
+	    "    - {destination: {host: s, port: {number: 80}}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 80}, subset: a}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}, subset: a}, weight: 1}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	    "spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}, {number: 81, name: alt}]\n"
+	    "  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
+	    "spec:\n  host: s\n  trafficPolicy:\n"
+	    "    loadBalancer: {simple: RANDOM}\n"
+	    "    connectionPool:\n"
+	    "      tcp: {maxConnections: 100, connectTimeout: 2s}\n"
+	    "      http: {http1MaxPendingRequests: 10, maxRequestsPerConnection: 1,\n"
+	    "             maxRetries: 0, idleTimeout: 5s}\n"
+	    "    outlierDetection:\n"
+	    "      consecutiveErrors: 7\n      baseEjectionTime: 400s\n"
+	    "      maxEjectionPercent: 0\n      minHealthPercent: 50\n"
+	    "      splitExternalLocalOriginErrors: true\n"
+	    "      consecutiveLocalOriginFailures: 2\n"
+	    "    portLevelSettings:\n"
+	    "    - port: {number: 81}\n"
+	    "      connectionPool: {tcp: {maxConnections: 5}}\n"
+	    "  subsets:\n"
+	    "  - name: a\n    trafficPolicy:\n"
+	    "      outlierDetection: {consecutiveGatewayErrors: 3, consecutive5xxErrors: 0}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *p80 = cluster(t, "outbound|80||s.default.svc.cluster.local");
+	const struct ism_cluster *p81 = cluster(t, "outbound|81||s.default.svc.cluster.local");
+	const struct ism_cluster *a80 = cluster(t, "outbound|80|a|s.default.svc.cluster.local");
+	const struct ism_cluster *a81 = cluster(t, "outbound|81|a|s.default.svc.cluster.local");
+
+	assert_int_equal(p80->lb, ISM_LB_RANDOM);
+	assert_int_equal(p80->pool.max_connections, 100);
+	assert_int_equal(p80->pool.max_pending, 10);
+	assert_int_equal(p80->pool.max_requests_per_conn, 1);
+	assert_int_equal(p80->pool.max_retries, UINT32_MAX); /* 0: Istio's default */
+	assert_int_equal(p80->connect_timeout_ms, 2000);
+	assert_int_equal(p80->idle_timeout_ms, 5000);
+	assert_non_null(p80->od);
+	/* consecutiveErrors: gateway errors only, as old Istio. */
+	assert_int_equal(p80->od->consecutive_gateway, 7);
+	assert_int_equal(p80->od->consecutive_5xx, 0);
+	assert_int_equal(p80->od->base_ejection_ms, 400000);
+	assert_int_equal(p80->od->max_ejection_ms, 400000);
+	assert_int_equal(p80->od->max_ejection_percent, 10);
+	assert_int_equal(p80->od->interval_ms, 10000);
+	assert_int_equal(p80->od->split_local, 1);
+	assert_int_equal(p80->od->consecutive_local, 2);
+	assert_int_equal(p80->panic_threshold, 50);
+
+	/* Port 81: only its connectionPool; load balancer and detection default. */
+	assert_int_equal(p81->lb, ISM_LB_LEAST_REQUEST);
+	assert_int_equal(p81->pool.max_connections, 5);
+	assert_int_equal(p81->pool.max_pending, UINT32_MAX);
+	assert_int_equal(p81->connect_timeout_ms, 10000);
+	assert_null(p81->od);
+	assert_int_equal(p81->panic_threshold, 0);
+
+	/* The subset replaces outlierDetection whole and inherits the rest. */
+	assert_int_equal(a80->lb, ISM_LB_RANDOM);
+	assert_int_equal(a80->pool.max_connections, 100);
+	assert_int_equal(a80->od->consecutive_gateway, 3);
+	assert_int_equal(a80->od->consecutive_5xx, 0);
+	assert_int_equal(a80->od->base_ejection_ms, 30000);
+	assert_int_equal(a80->panic_threshold, 0);
+	/* Subset at port 81: the rule's port settings, then the subset's block. */
+	assert_int_equal(a81->pool.max_connections, 5);
+	assert_int_equal(a81->lb, ISM_LB_LEAST_REQUEST);
+	assert_non_null(a81->od);
+	assert_int_equal(a81->od->consecutive_gateway, 3);
+}
+
+static void test_hc_fields(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "  healthChecks:\n"
+	    "  - {host: s, port: 80, interval: 3s}\n"
+	    "  - {host: s, port: 81, type: tcp, interval: 4s, unhealthyInterval: 1s,\n"
+	    "     unhealthyEdgeInterval: 500ms, healthyEdgeInterval: 2s, initialJitter: 1s,\n"
+	    "     intervalJitter: 100ms, intervalJitterPercent: 10}\n"
+	    "  - {host: s, port: 82, unhealthyInterval: 7s}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - route:\n"
+	    "    - {destination: {host: s, port: {number: 80}}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 82}}, weight: 1}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	    "spec:\n  hosts: [s]\n"
+	    "  ports: [{number: 80, name: a}, {number: 81, name: b}, {number: 82, name: c}]\n"
+	    "  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_hc *h80 = cluster(t, "outbound|80||s.default.svc.cluster.local")->hc;
+	const struct ism_hc *h81 = cluster(t, "outbound|81||s.default.svc.cluster.local")->hc;
+	const struct ism_hc *h82 = cluster(t, "outbound|82||s.default.svc.cluster.local")->hc;
+
+	/* Envoy's defaults. */
+	assert_int_equal(h80->type, ISM_HC_HTTP);
+	assert_int_equal(h80->interval_ms, 3000);
+	assert_int_equal(h80->unhealthy_interval_ms, 3000);
+	assert_int_equal(h80->unhealthy_edge_interval_ms, 3000);
+	assert_int_equal(h80->healthy_edge_interval_ms, 3000);
+	assert_int_equal(h80->initial_jitter_ms, 0);
+	assert_int_equal(h80->interval_jitter_ms, 0);
+	assert_int_equal(h80->interval_jitter_percent, 0);
+	assert_int_equal(h81->type, ISM_HC_TCP);
+	assert_int_equal(h81->interval_ms, 4000);
+	assert_int_equal(h81->unhealthy_interval_ms, 1000);
+	assert_int_equal(h81->unhealthy_edge_interval_ms, 500);
+	assert_int_equal(h81->healthy_edge_interval_ms, 2000);
+	assert_int_equal(h81->initial_jitter_ms, 1000);
+	assert_int_equal(h81->interval_jitter_ms, 100);
+	assert_int_equal(h81->interval_jitter_percent, 10);
+	/* The unhealthy edge follows the unhealthy interval. */
+	assert_int_equal(h82->interval_ms, 5000);
+	assert_int_equal(h82->unhealthy_interval_ms, 7000);
+	assert_int_equal(h82->unhealthy_edge_interval_ms, 7000);
+	assert_int_equal(h82->healthy_edge_interval_ms, 5000);
+}
+
 /* --- invalid files: exact position, field path and message --- */
 
 struct bad {
@@ -760,6 +1351,13 @@ struct bad {
 		   "  - route:\n"
 
 #define VS_FIELD "VirtualService shop/vs: "
+
+/* APP is lines 1-6, the DestinationRule lines 7-13; its policy starts at line 14. */
+#define DR_HEAD                                                                                    \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
+	    "metadata: {name: d}\nspec:\n  host: a.b\n  trafficPolicy:\n"
+
+#define DR_FIELD "DestinationRule default/d: spec.trafficPolicy."
 
 static const struct bad bads[] = {
     {"syntax error", APP "  workers: [1, 2\n  user: x\n", 8, 7, "",
@@ -805,10 +1403,23 @@ static const struct bad bads[] = {
      13, 35, "Gateway default/gw: spec.servers[0].port.protocol", "HTTPS is not implemented yet"},
     {"unknown field", VS_HEAD "    - destination: {host: a.b}\n    foo: 1\n", 23, 5,
      VS_FIELD "spec.http[0].foo", "unknown field"},
-    {"retries not implemented",
+    {"bad retryOn entry",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
-	     "      attempts: 3\n",
-     23, 5, VS_FIELD "spec.http[0].retries", "not implemented yet"},
+	     "      attempts: 3\n      retryOn: 5xx,bogus\n",
+     25, 16, VS_FIELD "spec.http[0].retries.retryOn", "unknown retry condition \"bogus\""},
+    {"retriable-headers",
+     VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
+	     "      attempts: 3\n      retryOn: \"retriable-headers, 503\"\n",
+     25, 16, VS_FIELD "spec.http[0].retries.retryOn",
+     "retry condition \"retriable-headers\" is not implemented yet"},
+    {"retryOn status out of range",
+     VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
+	     "      attempts: 3\n      retryOn: 5xx,600\n",
+     25, 16, VS_FIELD "spec.http[0].retries.retryOn", "\"600\" is not an HTTP status code"},
+    {"retries backoff",
+     VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
+	     "      attempts: 3\n      backoff: 1s\n",
+     25, 7, VS_FIELD "spec.http[0].retries.backoff", "not implemented yet"},
     {"bad route timeout", VS_HEAD "    - destination: {host: a.b}\n    timeout: 1x\n", 23, 14,
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
@@ -853,12 +1464,84 @@ static const struct bad bads[] = {
 	 "    loadBalancer: {simple: PASSTHROUGH}\n",
      14, 28, "DestinationRule default/d: spec.trafficPolicy.loadBalancer.simple",
      "PASSTHROUGH is not implemented yet"},
-    {"outlier detection",
-     APP "---\napiVersion: networking.istio.io/v1\n"
-	 "kind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: a.b\n"
-	 "  trafficPolicy:\n    outlierDetection: {}\n",
-     14, 5, "DestinationRule default/d: spec.trafficPolicy.outlierDetection",
+    {"DestinationRule tls", DR_HEAD "    tls: {mode: SIMPLE}\n", 14, 5, DR_FIELD "tls",
      "not implemented yet"},
+    {"distribute with failover",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n"
+	     "        distribute: [{from: \"a/*\", to: {\"a/b\": 100}}]\n"
+	     "        failover: [{from: a, to: b}]\n",
+     17, 9, DR_FIELD "loadBalancer.localityLbSetting.failover",
+     "distribute cannot be combined with failover"},
+    {"distribute with failoverPriority",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n"
+	     "        failoverPriority: [x]\n"
+	     "        distribute: [{from: \"a/*\", to: {\"a/b\": 100}}]\n",
+     16, 9, DR_FIELD "loadBalancer.localityLbSetting.failoverPriority",
+     "distribute cannot be combined"},
+    {"distribute weights",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n        distribute:\n"
+	     "        - from: a/b\n          to: {\"a/b\": 60, \"c/*\": 30}\n",
+     18, 15, DR_FIELD "loadBalancer.localityLbSetting.distribute[0].to",
+     "the weights must sum to 100 (they sum to 90)"},
+    {"distribute pattern",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n"
+	     "        distribute: [{from: \"x*\", to: {\"a/b\": 100}}]\n",
+     16, 29, DR_FIELD "loadBalancer.localityLbSetting.distribute[0].from",
+     "\"x*\" is not a locality pattern"},
+    {"failover to itself",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n"
+	     "        failover: [{from: a, to: a}]\n",
+     16, 30, DR_FIELD "loadBalancer.localityLbSetting.failover[0].to",
+     "must be a region other than from"},
+    {"failover zone",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n"
+	     "        failover: [{from: a/b, to: c}]\n",
+     16, 21, DR_FIELD "loadBalancer.localityLbSetting.failover[0].from", "must be a region"},
+    {"topology label with failover",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting:\n"
+	     "        failover: [{from: a, to: b}]\n"
+	     "        failoverPriority: [topology.kubernetes.io/zone]\n",
+     17, 28, DR_FIELD "loadBalancer.localityLbSetting.failoverPriority[0]",
+     "cannot be combined with failover"},
+    {"simple with consistentHash",
+     DR_HEAD "    loadBalancer:\n      simple: RANDOM\n"
+	     "      consistentHash: {useSourceIp: true}\n",
+     16, 7, DR_FIELD "loadBalancer.consistentHash", "only one of simple, consistentHash"},
+    {"two hash keys",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        httpHeaderName: x\n"
+	     "        useSourceIp: true\n",
+     17, 9, DR_FIELD "loadBalancer.consistentHash.useSourceIp", "only one of httpHeaderName"},
+    {"no hash key",
+     DR_HEAD "    loadBalancer:\n      consistentHash: {ringHash: {minimumRingSize: 10}}\n", 15, 23,
+     DR_FIELD "loadBalancer.consistentHash", "one of httpHeaderName"},
+    {"maglev size not prime",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
+	     "        maglev: {tableSize: 1000}\n",
+     17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize",
+     "must be a prime number below 5000011"},
+    {"maglev size too large",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
+	     "        maglev: {tableSize: 5000011}\n",
+     17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize", "below 5000011"},
+    {"warmup", DR_HEAD "    loadBalancer: {simple: RANDOM, warmupDurationSecs: 10s}\n", 14, 36,
+     DR_FIELD "loadBalancer.warmupDurationSecs", "not implemented yet"},
+    {"tcpKeepalive", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}\n", 14, 28,
+     DR_FIELD "connectionPool.tcp.tcpKeepalive", "not implemented yet"},
+    {"http2MaxRequests", DR_HEAD "    connectionPool:\n      http: {http2MaxRequests: 5}\n", 15, 14,
+     DR_FIELD "connectionPool.http.http2MaxRequests", "not implemented yet"},
+    {"minHealthPercent over 100", DR_HEAD "    outlierDetection:\n      minHealthPercent: 101\n",
+     15, 25, DR_FIELD "outlierDetection.minHealthPercent", "between 0 and 100"},
+    {"port-level tls",
+     DR_HEAD "    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: SIMPLE}\n", 16, 7,
+     DR_FIELD "portLevelSettings[0].tls", "not implemented yet"},
+    {"port-level without port", DR_HEAD "    portLevelSettings:\n    - loadBalancer: {}\n", 15, 7,
+     DR_FIELD "portLevelSettings[0].port", "required field missing"},
+    {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
+     "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
+    {"check type", APP "  healthChecks:\n  - {host: a.b, type: grpc}\n", 8, 23,
+     "Appliance t: spec.healthChecks[0].type", "unknown value \"grpc\""},
+    {"jitter percent", APP "  healthChecks:\n  - {host: a.b, intervalJitterPercent: 101}\n", 8, 40,
+     "Appliance t: spec.healthChecks[0].intervalJitterPercent", "between 0 and 100"},
     {"ambiguous port",
      VS_HEAD "    - destination: {host: a.b}\n"
 	     "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
@@ -977,6 +1660,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sample_weighted, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_reviews, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_jason, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failover_task, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failover_without_outlier, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failover_priority, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_distribute, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_retries, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_retry_names, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),

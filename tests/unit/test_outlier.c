@@ -275,6 +275,29 @@ static void test_max_percent_10_of_4(void **state)
 	fixture_free(f, 1);
 }
 
+/* Istio's failover task: four localities, one endpoint each, each its own
+ * priority, default 10 %: each level's endpoint may be ejected while the levels
+ * before it are, so traffic fails over level after level. Within one level the
+ * percentage still holds. */
+static void test_one_per_priority_always(void **state)
+{
+	struct fixture *f = fixture_new(5, NULL);
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	for (uint32_t i = 0; i < 4; i++)
+		f->ep[i].priority = (uint8_t)i;
+	f->ep[4].priority = 3; /* a second endpoint at the last level */
+	for (uint32_t i = 0; i < 4; i++) {
+		assert_int_equal(rec(f, i, ISM_OUTCOME_5XX, 1 + i), 1);
+		assert_int_equal(ld32(&st(f, i)->ejected), 1);
+	}
+	/* Level 3 already has an ejected endpoint: 5 of 5 would be over 10 %. */
+	assert_int_equal(rec(f, 4, ISM_OUTCOME_5XX, 10), 0);
+	assert_int_equal(ld32(&st(f, 4)->ejected), 0);
+	fixture_free(f, 1);
+}
+
 /* 50 % with 4 endpoints: 1/4 and 2/4 are allowed, 3/4 is not. */
 static void test_max_percent_50_of_4(void **state)
 {
@@ -538,6 +561,7 @@ int main(void)
 	    cmocka_unit_test(test_split_mode),
 	    cmocka_unit_test(test_max_percent_10_of_4),
 	    cmocka_unit_test(test_max_percent_50_of_4),
+	    cmocka_unit_test(test_one_per_priority_always),
 	    cmocka_unit_test(test_ejection_ms),
 	    cmocka_unit_test(test_ejection_time_grows),
 	    cmocka_unit_test(test_sweep_returns_on_time),

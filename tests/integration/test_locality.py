@@ -1,0 +1,491 @@
+"""Integration tests of locality priorities, overprovisioned spill-over, region
+failover, outlier ejection and retries (Istio / Envoy semantics, see
+../shared/reference/traffic-semantics.md sections 1-3).
+
+Registered into run.py's list by register(test). Every endpoint is its own
+upstream process (health/fail and fail/N act on a whole process), and every
+endpoint's zone has its own loopback address:
+
+    127.0.0.1  the appliance's own zone        (P0)
+    127.0.0.2  another zone of its region      (P1 together with 127.0.0.3)
+    127.0.0.3  a third zone of its region
+    127.0.0.4  the `failover` region           (P2)
+    127.0.0.5  a region nobody fails over to   (P3)
+
+Splits are measured from the x-upstream header over 1000-2000 requests and
+compared with Envoy's priority load: health(P) = min(100, 140 * healthy / total),
+spilled over in priority order.
+"""
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+
+from harness import (Registry, ctl_cmd, Conn, Env, TestFailure, appliance, build_request, check, docs, free_port, gateway,
+                     poll, service_entry, virtual_service)
+
+_test = Registry()
+register = _test.register
+
+
+SVC = "web.test.internal"
+LOC_A = "eu-west/eu-west-1a"  # the appliance
+LOC_B = "eu-west/eu-west-1b"
+LOC_C = "eu-west/eu-west-1c"
+LOC_F = "us-east/us-east-1a"  # failover region
+LOC_X = "ap-south/ap-south-1a"  # another region
+ADDR = {LOC_A: "127.0.0.1", LOC_B: "127.0.0.2", LOC_C: "127.0.0.3", LOC_F: "127.0.0.4", LOC_X: "127.0.0.5"}
+OD_FAST = {"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "30s", "maxEjectionPercent": 100}
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def health_checks(host, interval="100ms", unhealthy=1, healthy=1, timeout="100ms"):
+    """Appliance `extra`: a fast active HTTP check of host on /healthz."""
+    return ("  healthChecks:\n"
+            f"  - {{host: {host}, path: /healthz, interval: {interval}, timeout: {timeout},"
+            f" healthyThreshold: {healthy}, unhealthyThreshold: {unhealthy}}}\n")
+
+
+def dest_rule(host, od=None, failover=None, simple=None, pool=None, name="web"):
+    """A DestinationRule with a trafficPolicy: od (outlierDetection mapping),
+    failover ([(from, to)]), simple (LB policy), pool (connectionPool YAML lines)."""
+    s = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
+         f"spec:\n  host: {host}\n  trafficPolicy:\n")
+    if pool:
+        s += "    connectionPool:\n" + "".join(f"      {l}\n" for l in pool)
+    if simple or failover is not None:
+        s += "    loadBalancer:\n"
+        if simple:
+            s += f"      simple: {simple}\n"
+        if failover is not None:
+            s += "      localityLbSetting:\n        enabled: true\n        failover:\n"
+            for f, t in failover:
+                s += f"        - from: {f}\n          to: {t}\n"
+    if od is not None:
+        s += "    outlierDetection:\n" + "".join(f"      {k}: {v}\n" for k, v in od.items())
+    return s
+
+
+class Ups:
+    """The test's endpoints: name -> (address, port, locality, process)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.eps = {}
+
+    def start(self, name, loc, addr=None):
+        addr = addr or ADDR[loc]
+        port = self.env.upstream([f"{addr}:0={name}"], name=name, zone=loc)[name]
+        self.eps[name] = (addr, port, loc, self.env.procs[-1])
+        return port
+
+    def key(self, name, host=SVC):
+        addr, port = self.eps[name][:2]
+        return f"{host}|{addr}:{port}"
+
+    def ctl(self, name, cmd):
+        addr, port = self.eps[name][:2]
+        return Env.ctl(addr, port, cmd)
+
+    def entries(self):
+        return [{"address": a, "port": p, "locality": loc} for a, p, loc, _ in self.eps.values()]
+
+    def loc_of(self, name):
+        return self.eps[name][2] if name in self.eps else None
+
+    def kill(self, name):
+        proc = self.eps[name][3]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.p.wait(timeout=5)
+
+
+def route_all(host, port=None):
+    p = f", port: {{number: {port}}}" if port else ""
+    return f"  - route: [{{destination: {{host: {host}{p}}}}}]\n"
+
+
+def start(env, ups, dr, extra="", locality=LOC_A, host=SVC, port=80, workers=2, http=None):
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, locality=locality, workers=workers, extra=extra), gateway(gw_port),
+        virtual_service("web", ["*"], http or route_all(host, port)),
+        service_entry("web", host, ups.entries(), port=port),
+        *([dr] if dr else [])))
+    env.start_gateway(conf, gw_port)
+    return conf
+
+
+# --------------------------------------------------------------------------- control socket
+
+
+
+
+def endpoints_view(env):
+    """'show endpoints' -> {"<service>|<addr>:<port>": {field: value}} (health=, and
+    whatever other key=value fields the line carries, e.g. ejected=)."""
+    out = {}
+    text = ctl_cmd(env.path("ctl.sock"), "show endpoints")
+    for line in text.strip().split("\n"):
+        m = re.search(r"(\S+\|\S+:\d+)\s(.*)$", line)
+        if not m:
+            continue
+        out[m.group(1)] = dict(re.findall(r"\b(\w+)=(\S+)", m.group(2)))
+    return out
+
+
+def not_healthy(fields):
+    """The endpoint counts as not healthy in the gateway's view: failed active
+    checks, or (if the line says so) ejected by outlier detection."""
+    if fields.get("health", "healthy") != "healthy":
+        return True
+    ej = fields.get("ejected")
+    return ej is not None and ej not in ("0", "no", "false")
+
+
+def wait_view(env, ups, unhealthy, timeout=5.0):
+    """Polls 'show endpoints' until exactly the endpoints named in unhealthy are not
+    healthy (the others healthy), then lets the master republish the loads."""
+    want = {ups.key(n) for n in unhealthy}
+    mine = {ups.key(n) for n in ups.eps}
+
+    def settled():
+        v = endpoints_view(env)
+        missing = mine - set(v)
+        check(not missing, f"'show endpoints' lacks {sorted(missing)}")
+        bad = {k for k in mine if not_healthy(v[k])}
+        return bad == want
+
+    poll(settled, timeout, interval=0.05,
+         what=f"'show endpoints' to show exactly {sorted(unhealthy)} not healthy")
+    time.sleep(0.2)  # the master recomputes the priority loads on the health change
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def sample(env, n, path="/", per_conn=250):
+    """n GETs over keep-alive connections (a new one every per_conn requests, so that
+    both workers take part). Returns ({x-upstream: count} of the 200s, {status: count})."""
+    ups, statuses = {}, {}
+    c = None
+    try:
+        for i in range(n):
+            if c is None or i % per_conn == 0:
+                if c is not None:
+                    c.close()
+                c = Conn("127.0.0.1", env.gw_port)
+            r = c.request("GET", path, "test.local")
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+            if r.status == 200:
+                u = r.header("x-upstream")
+                ups[u] = ups.get(u, 0) + 1
+            if (r.header("connection") or "").lower() == "close":
+                c.close()
+                c = None
+    finally:
+        if c is not None:
+            c.close()
+    return ups, statuses
+
+
+def tally_ok(env, n, **kw):
+    ups, statuses = sample(env, n, **kw)
+    check(statuses == {200: n}, f"{n} GETs: statuses {statuses}, want all 200 (upstreams {ups})")
+    return ups
+
+
+def share(counts, names):
+    total = sum(counts.values())
+    return 100.0 * sum(counts.get(n, 0) for n in names) / total if total else 0.0
+
+
+def check_share(counts, names, want, tol, what):
+    got = share(counts, names)
+    check(abs(got - want) <= tol, f"{what}: {got:.1f} %, want {want} ± {tol} (counts {counts})")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@_test
+def locality_all_local(env):
+    """Everything healthy: the appliance's zone (P0) takes all traffic."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("a2", LOC_A), ("b1", LOC_B), ("c1", LOC_C), ("f1", LOC_F)):
+        ups.start(n, loc)
+    start(env, ups, dest_rule(SVC, od=OD_FAST, failover=[("eu-west", "us-east")]), extra=health_checks(SVC))
+    wait_view(env, ups, [])
+    counts = tally_ok(env, 1000)
+    check(set(counts) <= {"a1", "a2"}, f"with every endpoint healthy, traffic left zone a: {counts}")
+    check(min(counts.get("a1", 0), counts.get("a2", 0)) >= 300,
+          f"the two zone-a endpoints did not share the traffic: {counts}")
+
+
+@_test
+def locality_spill(env):
+    """4 zone-a endpoints fail their health checks one by one; the zone-a share
+    follows min(100, 140 * healthy / 4): 100, 100, 70, 35, 0. The spill goes to
+    zones b and c (P1, shared by locality weight), never to the failover region."""
+    ups = Ups(env)
+    names_a = ["a1", "a2", "a3", "a4"]
+    for n in names_a:
+        ups.start(n, LOC_A)
+    for n, loc in (("b1", LOC_B), ("b2", LOC_B), ("c1", LOC_C), ("c2", LOC_C), ("f1", LOC_F), ("f2", LOC_F)):
+        ups.start(n, loc)
+    start(env, ups, dest_rule(SVC, od=OD_FAST, failover=[("eu-west", "us-east")]), extra=health_checks(SVC))
+    wait_view(env, ups, [])
+    zone_b, zone_c = ["b1", "b2"], ["c1", "c2"]
+    failed = []
+    for down, want_a in ((0, 100), (1, 100), (2, 70), (3, 35), (4, 0)):
+        while len(failed) < down:
+            n = names_a[len(failed)]
+            ups.ctl(n, "health/fail")
+            failed.append(n)
+        wait_view(env, ups, failed)
+        counts = tally_ok(env, 2000)
+        step = f"{down} of 4 zone-a endpoints failing"
+        check(not any(counts.get(n) for n in failed), f"{step}: a failing endpoint was picked: {counts}")
+        check(not counts.get("f1") and not counts.get("f2"),
+              f"{step}: the failover region got traffic while zones b and c are healthy: {counts}")
+        check_share(counts, names_a, want_a, 5, f"{step}: zone a share")
+        check_share(counts, zone_b + zone_c, 100 - want_a, 5, f"{step}: zones b+c share")
+        spilled = sum(counts.get(n, 0) for n in zone_b + zone_c)
+        if spilled >= 500:
+            b = 100.0 * sum(counts.get(n, 0) for n in zone_b) / spilled
+            check(35 <= b <= 65, f"{step}: zones b and c should share the spill about evenly, b got {b:.1f} % "
+                                 f"({counts})")
+    # Back: every zone-a endpoint healthy again -> all local.
+    for n in names_a:
+        ups.ctl(n, "health/ok")
+    wait_view(env, ups, [])
+    counts = tally_ok(env, 1000)
+    check_share(counts, names_a, 100, 1, "all zone-a endpoints healthy again: zone a share")
+
+
+@_test
+def locality_region_failover(env):
+    """The region's endpoints all fail: the `failover` region (us-east) takes
+    everything, another region (ap-south) nothing; the region returns -> zone a."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("b1", LOC_B), ("c1", LOC_C), ("f1", LOC_F), ("f2", LOC_F), ("x1", LOC_X)):
+        ups.start(n, loc)
+    start(env, ups, dest_rule(SVC, od=OD_FAST, failover=[("eu-west", "us-east")]), extra=health_checks(SVC))
+    wait_view(env, ups, [])
+    counts = tally_ok(env, 500)
+    check(counts == {"a1": 500}, f"everything healthy: traffic went {counts}, want all to a1")
+    ups.ctl("a1", "health/fail")
+    wait_view(env, ups, ["a1"])
+    counts = tally_ok(env, 1000)
+    check_share(counts, ["b1", "c1"], 100, 0, "zone a down: zones b+c share")
+    region = ["a1", "b1", "c1"]
+    for n in ("b1", "c1"):
+        ups.ctl(n, "health/fail")
+    wait_view(env, ups, region)
+    counts = tally_ok(env, 1000)
+    check(not counts.get("x1"), f"region eu-west down: ap-south got traffic while us-east is healthy: {counts}")
+    check_share(counts, ["f1", "f2"], 100, 0, "region eu-west down: failover region us-east share")
+    check(min(counts.get("f1", 0), counts.get("f2", 0)) >= 300, f"us-east endpoints did not share: {counts}")
+    for n in region:
+        ups.ctl(n, "health/ok")
+    wait_view(env, ups, [])
+
+    def local_again():
+        c = tally_ok(env, 200)
+        return share(c, ["a1"]) >= 99
+
+    poll(local_again, 10, interval=0.1, what="≥ 99 % of the traffic back on zone a")
+    counts = tally_ok(env, 1000)
+    check_share(counts, ["a1"], 100, 1, "region back: zone a share")
+
+
+TRUNCATED = "truncated response"
+
+
+def kill_under_load(env, retries=None, total=500, n_threads=4, kill_after=150):
+    """Zone a: a1, a2; zone b: b1, b2; outlier detection (consecutive5xxErrors 1).
+    total GETs from n_threads keep-alive clients; a1 is SIGKILLed once kill_after
+    requests have started. retries: the route's `retries` (flow YAML), or None for
+    Istio's default policy. Returns (results [(send time, status or error, x-upstream)],
+    kill time), times on time.monotonic()."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("a2", LOC_A), ("b1", LOC_B), ("b2", LOC_B)):
+        ups.start(n, loc)
+    http = None
+    if retries:
+        http = f"  - route: [{{destination: {{host: {SVC}}}}}]\n    retries: {retries}\n"
+    start(env, ups, dest_rule(SVC, od=OD_FAST, failover=[("eu-west", "us-east")]), http=http)
+    poll(lambda: set(tally_ok(env, 50)) == {"a1", "a2"}, 10, what="both zone-a endpoints to take the traffic")
+    lock = threading.Lock()
+    started = [0]
+    results = []
+    go_kill = threading.Event()
+
+    def client():
+        c = None
+        while True:
+            with lock:
+                if started[0] >= total:
+                    break
+                started[0] += 1
+                if started[0] == kill_after:
+                    go_kill.set()
+            t = time.monotonic()
+            head = None
+            try:
+                if c is None:
+                    c = Conn("127.0.0.1", env.gw_port, timeout=10)
+                c.send(build_request("GET", "/", "test.local"))
+                head = c.read_head()
+                status, _, headers, _ = head
+                hd = dict(headers)
+                c._read_exact(int(hd.get("content-length", "0")))
+                res = (t, status, hd.get("x-upstream"))
+                if hd.get("connection", "").lower() == "close":
+                    c.close()
+                    c = None
+            except (OSError, EOFError, TestFailure) as e:
+                # TRUNCATED: the response had begun (the upstream died between the
+                # head and the body); no proxy can take that back.
+                res = (t, TRUNCATED if head else f"{type(e).__name__}: {e}", None)
+                if c is not None:
+                    c.close()
+                c = None
+            with lock:
+                results.append(res)
+        if c is not None:
+            c.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(n_threads)]
+    for th in threads:
+        th.start()
+    check(go_kill.wait(10), f"the load did not reach {kill_after} requests within 10 s")
+    kill_at = time.monotonic()
+    ups.kill("a1")
+    for th in threads:
+        th.join(30)
+    check(not any(th.is_alive() for th in threads), "client threads still running 30 s after the kill")
+    check(len(results) == total, f"{len(results)} results, want {total}")
+    after = [r for r in results if r[0] >= kill_at]
+    check(len(after) >= 100, f"only {len(after)} requests were sent after the kill; the load ended too early")
+    late = [r for r in after if r[2] == "a1" and r[0] > kill_at + 0.05]
+    check(not late, f"answers from the killed endpoint after the kill: {late[:3]}")
+    return results, kill_at
+
+
+def describe(bad, kill_at):
+    return [(f"{(t - kill_at) * 1000:+.1f} ms", s, u) for t, s, u in bad[:5]]
+
+
+@_test
+def retries_hide_failures(env):
+    """One of two local endpoints is SIGKILLed while 500 GETs run from 4 threads,
+    under Istio's default retry policy (2 retries on connect-failure, refused-stream,
+    unavailable, cancelled, 503). Requests that start after the kill meet connect
+    failures (or a pooled connection the upstream closed), which are retried
+    elsewhere, and the dead endpoint is ejected: no error. Only a request that was
+    already at the upstream when it died may fail: the default policy does not
+    retry a reset (as in Envoy), and a response that had begun cannot be taken
+    back; so at most one per client thread, sent before the upstream was gone
+    (the kill plus 20 ms for the kernel to tear the process down)."""
+    results, kill_at = kill_under_load(env)
+    bad = [r for r in results if r[1] != 200]
+    late = [r for r in bad if r[0] > kill_at + 0.02]
+    check(not late, f"{len(late)} GETs sent after the kill failed (t relative to the kill): "
+                    f"{describe(late, kill_at)}; all failures: {describe(bad, kill_at)}")
+    check(len(bad) <= 4, f"{len(bad)} GETs in flight at the kill failed, more than one per client thread: "
+                         f"{describe(bad, kill_at)}")
+
+
+@_test
+def retries_reset_hides_inflight(env):
+    """As retries_hide_failures, with the route's retries {attempts: 2, retryOn:
+    connect-failure,reset,503}: a request in flight at the kill is retried too, so
+    the only failure left is a response the upstream had begun when it died
+    (the test upstream writes head and body separately)."""
+    results, kill_at = kill_under_load(env, retries="{attempts: 2, retryOn: \"connect-failure,reset,503\"}")
+    bad = [r for r in results if r[1] != 200]
+    hidden = [r for r in bad if r[1] != TRUNCATED or r[0] > kill_at + 0.02]
+    check(not hidden, f"{len(hidden)} of {len(results)} GETs failed around the kill of a1 with retryOn reset "
+                      f"(t relative to the kill): {describe(hidden, kill_at)}")
+    check(len(bad) <= 4, f"{len(bad)} responses cut by the kill, more than one per client thread: "
+                         f"{describe(bad, kill_at)}")
+
+
+HELLO = "helloworld.sample.svc.cluster.local"
+
+
+@_test
+def istio_failover_task(env):
+    """Istio's locality-failover task (tasks/traffic-management/locality-load-balancing/
+    failover): the client in region1/zone1; helloworld in region1/zone1, region1/zone2,
+    region2/zone3, region3/zone4; the task's DestinationRule. Each endpoint is made to
+    fail (503) in turn, and traffic moves zone1 -> zone2 -> zone3 -> zone4 as the task
+    shows (priorities 0, 2, 3, 4 with the empty level 1 compacted). The rule keeps
+    the default maxEjectionPercent (10 %): each step needs the ejection of the only
+    endpoint of its priority while the earlier ones stay ejected (DESIGN.md's
+    deliberate choice)."""
+    ups = Ups(env)
+    seq = [("region1.zone1", "region1/zone1", "127.0.0.1"), ("region1.zone2", "region1/zone2", "127.0.0.2"),
+           ("region2.zone3", "region2/zone3", "127.0.0.3"), ("region3.zone4", "region3/zone4", "127.0.0.4")]
+    for name, loc, addr in seq:
+        ups.start(name, loc, addr)
+    dr = dest_rule(HELLO, name="helloworld", simple="ROUND_ROBIN", failover=[("region1", "region2")],
+                   pool=["http:", "  maxRequestsPerConnection: 1"],
+                   od={"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "1m"})
+    start(env, ups, dr, locality="region1/zone1", host=HELLO, port=5000)
+    t_first_fail = None
+
+    def all_from(name, n):
+        got, statuses = sample(env, n)
+        return got == {name: n} and statuses == {200: n}
+
+    poll(lambda: all_from("region1.zone1", 20), 10, what="traffic to go to region1.zone1")
+    counts = tally_ok(env, 200)
+    check(counts == {"region1.zone1": 200}, f"before any failure: {counts}")
+    for i in range(3):
+        failing, nxt = seq[i][0], seq[i + 1][0]
+        ups.ctl(failing, "fail/503")
+        if t_first_fail is None:
+            t_first_fail = time.monotonic()
+        try:
+            poll(lambda: all_from(nxt, 20), 10, interval=0.1,
+                 what=f"traffic to move to {nxt} after {failing} fails (503)")
+        except TestFailure as e:
+            counts, statuses = sample(env, 20)
+            view = {k.split("|")[1]: v for k, v in endpoints_view(env).items()}
+            raise TestFailure(f"{e}; 20 more GETs: answered by {counts}, statuses {statuses}; "
+                              f"show endpoints: {view}")
+        counts, statuses = sample(env, 200)
+        check(statuses == {200: 200} and counts == {nxt: 200},
+              f"{failing} failing: want every request on {nxt}, got {counts} statuses {statuses}")
+    # The ejections (baseEjectionTime 1m) must all still be in force.
+    check(time.monotonic() - t_first_fail < 55, "the steps took too long: the first ejection may have ended")
+
+
+@_test
+def failover_needs_outlier_detection(env):
+    """`failover` without outlierDetection: isthmus -c accepts the file with a
+    warning naming the field, and (as in Istio) no locality priorities are set up:
+    all endpoints share priority 0."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("a2", LOC_A), ("b1", LOC_B), ("b2", LOC_B), ("f1", LOC_F)):
+        ups.start(n, loc)
+    conf = start(env, ups, dest_rule(SVC, simple="ROUND_ROBIN", failover=[("eu-west", "us-east")]))
+    rc, out = env.check_config(conf)
+    check(rc == 0, f"isthmus -c on failover without outlierDetection exited {rc}: {out}")
+    warn = [l for l in out.split("\n") if re.search(r":\d+:\d+: warning: ", l)]
+    check(any("failover" in l and "outlierDetection" in l for l in warn),
+          f"no warning naming localityLbSetting.failover and outlierDetection: {out!r}")
+    lines = open(conf).read().split("\n")
+    m = re.search(re.escape(conf) + r":(\d+):\d+: warning: [^\n]*failover", out)
+    check(m and "failover" in lines[int(m.group(1)) - 1],
+          f"the warning does not point at the failover line: {out!r}")
+    counts = tally_ok(env, 1000)
+    check_share(counts, ["a1", "a2"], 40, 5, "no priorities: zone a share (2 of 5 endpoints)")
+    check_share(counts, ["b1", "b2"], 40, 5, "no priorities: zone b share (2 of 5 endpoints)")
+    check_share(counts, ["f1"], 20, 5, "no priorities: us-east share (1 of 5 endpoints)")

@@ -1,0 +1,129 @@
+"""Integration tests of the DestinationRule policies beyond locality: consistent
+hashing (header, issued cookie) and the connection-pool limits (maxConnections
+with a pending queue, http1MaxPendingRequests overflow, maxRequestsPerConnection).
+
+Registered into run.py's list by register(test)."""
+
+import threading
+import time
+import urllib.request
+
+from harness import Registry, appliance, check, docs, free_port, gateway, service_entry, virtual_service
+
+SVC = "pol.test.internal"
+_test = Registry()
+register = _test.register
+
+
+def _setup(env, policy, n_endpoints=3, admin_port=None):
+    """n upstream processes on 127.0.0.1 named e0..e(n-1); a DestinationRule with
+    `policy` (YAML under trafficPolicy); the gateway routing everything there."""
+    eps = []
+    for i in range(n_endpoints):
+        ports = env.upstream([f"127.0.0.1:0=e{i}"], name=f"e{i}")
+        eps.append({"address": "127.0.0.1", "port": ports[f"e{i}"], "locality": "eu-west/eu-west-1a"})
+    gw_port = free_port()
+    extra = f"  admin: {{address: 127.0.0.1:{admin_port}}}\n" if admin_port else ""
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: pol}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n{policy}")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=extra), gateway(gw_port),
+        virtual_service("pol", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        dr, service_entry("pol", SVC, eps)))
+    env.start_gateway(conf, gw_port)
+
+
+@_test
+def consistent_hash_header(env):
+    _setup(env, "    loadBalancer:\n      consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 1024}}\n")
+    seen = set()
+    for u in range(20):
+        owners = {env.get("/", headers={"x-user": f"user-{u}"}).header("x-upstream") for _ in range(8)}
+        check(len(owners) == 1, f"user-{u} went to {owners}, want one endpoint")
+        seen |= owners
+    check(len(seen) >= 2, f"20 users all hashed to {seen}: the key is not spread")
+    # Without the header: a random endpoint (Envoy), still answered.
+    check(env.get("/").status == 200, "request without the hash header failed")
+
+
+@_test
+def consistent_hash_cookie_issued(env):
+    _setup(env, "    loadBalancer:\n      consistentHash:\n        httpCookie: {name: sticky, path: /, ttl: 60s}\n"
+                "        maglev: {tableSize: 65537}\n")
+    r = env.get("/")
+    sc = r.header("set-cookie") or ""
+    check(sc.startswith("sticky=") and "Max-Age=60" in sc, f"no sticky cookie issued: {sc!r}")
+    cookie = sc.split(";", 1)[0]
+    owners = {env.get("/", headers={"cookie": cookie}).header("x-upstream") for _ in range(15)}
+    check(owners == {r.header("x-upstream")}, f"with {cookie} requests went to {owners}, "
+          f"want only {r.header('x-upstream')}")
+    check(env.get("/", headers={"cookie": cookie}).header("set-cookie") is None,
+          "a cookie was issued although the request carried one")
+
+
+def _parallel(env, n, path):
+    out = []
+    lock = threading.Lock()
+
+    def one():
+        try:
+            st = env.get(path, timeout=15).status
+        except Exception as e:  # reported by the assertion below
+            st = repr(e)
+        with lock:
+            out.append(st)
+
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    return out, time.monotonic() - t0
+
+
+@_test
+def pool_max_connections_queues(env):
+    # One upstream connection for the whole cluster (all workers): five slow
+    # requests at once are queued and served one after the other.
+    _setup(env, "    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 5s}\n"
+                "      http: {http1MaxPendingRequests: 10}\n", n_endpoints=1)
+    out, elapsed = _parallel(env, 5, "/delay/300")
+    check(out == [200] * 5, f"queued requests answered {out}")
+    check(elapsed >= 1.2, f"5 requests of 300 ms over one connection took {elapsed:.2f}s: not serialized")
+
+
+@_test
+def pool_pending_overflow(env):
+    _setup(env, "    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 5s}\n"
+                "      http: {http1MaxPendingRequests: 1}\n", n_endpoints=1)
+    out, _ = _parallel(env, 6, "/delay/500")
+    ok = out.count(200)
+    over = out.count(503)
+    check(ok + over == 6, f"statuses {out}: want only 200 and 503")
+    check(over >= 1, f"no request overflowed with 1 connection and 1 pending slot: {out}")
+    # In flight at once: one per worker connection slot plus pending slots;
+    # both workers share the limits, so at most 1 + 1 (+1 racing) succeed.
+    check(ok <= 3, f"{ok} requests served with maxConnections 1, http1MaxPendingRequests 1: {out}")
+
+
+def _metric(port, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+@_test
+def max_requests_per_connection(env):
+    admin = free_port()
+    _setup(env, "    connectionPool:\n      http: {maxRequestsPerConnection: 1}\n", n_endpoints=1,
+           admin_port=admin)
+    before = _metric(admin, "isthmus_upstream_connects_total")
+    for _ in range(10):
+        check(env.get("/").status == 200, "request failed")
+    used = _metric(admin, "isthmus_upstream_connects_total") - before
+    check(used == 10, f"10 requests with maxRequestsPerConnection 1 opened {used} upstream connections")
+    reused = _metric(admin, "isthmus_upstream_reused_total")
+    check(reused == 0, f"{reused} requests reused a connection despite maxRequestsPerConnection 1")
