@@ -979,6 +979,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->user = astr(b, a->user);
 	t->group = astr(b, a->group);
 	t->control_socket = astr(b, a->control_socket);
+	t->access_log = astr(b, a->access_log);
 	t->admin_addr = a->admin;
 	t->admin_addrlen = a->admin_len;
 	t->limits = a->limits;

@@ -491,9 +491,9 @@ static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
 	static const char *const keys[] = {
-	    "locality", "namespace",	 "workers", "user",	"group",	"controlSocket",
-	    "admin",	"listenAddress", "limits",  "timeouts", "healthChecks", "labels",
-	    NULL};
+	    "locality",	     "namespace", "workers",	   "user",   "group",
+	    "controlSocket", "admin",	  "listenAddress", "limits", "timeouts",
+	    "healthChecks",  "labels",	  "accessLog",	   NULL};
 	static const char *const unimpl[] = {"logging", "credentials", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;
@@ -503,6 +503,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->control_socket = "/run/isthmus/isthmus.sock";
 	a->listen = "0.0.0.0";
 	a->user = a->group = "";
+	a->access_log = "";
 	ism_v_keys(v, spec, keys, unimpl);
 	parse_locality(v, spec, a);
 	labels_field(v, spec, "labels", &a->labels, &a->n_labels);
@@ -521,6 +522,23 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 				  "must be an IPv4 or IPv6 address");
 			ism_v_pop(v, old);
 		}
+	}
+	n = ism_v_node(v, spec, "accessLog", false, ISM_NODE_MAP);
+	if (n != NULL) {
+		static const char *const lkeys[] = {"path", "format", NULL};
+		const char *fmt = "json";
+
+		old = ism_v_push(v, ".accessLog");
+		ism_v_keys(v, n, lkeys, NULL);
+		ism_v_str(v, n, "path", true, &a->access_log);
+		if (ism_v_str(v, n, "format", false, &fmt) > 0 && strcmp(fmt, "json") != 0) {
+			size_t o2 = ism_v_push(v, ".format");
+
+			ism_v_err(v, ism_node_get(n, "format", NULL),
+				  "not implemented yet: only \"json\" is");
+			ism_v_pop(v, o2);
+		}
+		ism_v_pop(v, old);
 	}
 	n = ism_v_node(v, spec, "admin", false, ISM_NODE_MAP);
 	if (n != NULL) {

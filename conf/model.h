@@ -243,6 +243,7 @@ struct ism_cm_appliance {
 	const char *ns;
 	uint32_t workers;
 	const char *user, *group, *control_socket;
+	const char *access_log; /* "": none; "-": stdout; else a file path */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
 	const char *listen;

@@ -499,6 +499,12 @@ static void handle_signals(struct ism_master *m)
 		case SIGCHLD:
 			reap(m);
 			break;
+		case SIGUSR1:
+			/* logrotate moved the access log: every worker reopens it. */
+			for (int i = 0; i < m->n_workers; i++)
+				if (m->workers[i].pid)
+					kill(m->workers[i].pid, SIGUSR1);
+			break;
 		default:
 			break;
 		}
@@ -592,6 +598,7 @@ static int setup_signals(struct ism_master *m)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);

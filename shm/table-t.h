@@ -59,12 +59,12 @@ struct ism_match {
 
 /* Envoy retry_on conditions (Istio retries.retryOn), as bits. */
 enum ism_retry_on {
-	ISM_RETRY_5XX = 1u << 0,		 /* any 5xx, connect failure, reset */
-	ISM_RETRY_GATEWAY_ERROR = 1u << 1,	 /* 502, 503, 504 */
-	ISM_RETRY_RESET = 1u << 2,		 /* connection reset / no response */
-	ISM_RETRY_CONNECT_FAILURE = 1u << 3,	 /* connect failure or timeout */
-	ISM_RETRY_RETRIABLE_4XX = 1u << 4,	 /* 409 */
-	ISM_RETRY_REFUSED_STREAM = 1u << 5,	 /* HTTP/2 REFUSED_STREAM: never seen over HTTP/1.1 */
+	ISM_RETRY_5XX = 1u << 0,	     /* any 5xx, connect failure, reset */
+	ISM_RETRY_GATEWAY_ERROR = 1u << 1,   /* 502, 503, 504 */
+	ISM_RETRY_RESET = 1u << 2,	     /* connection reset / no response */
+	ISM_RETRY_CONNECT_FAILURE = 1u << 3, /* connect failure or timeout */
+	ISM_RETRY_RETRIABLE_4XX = 1u << 4,   /* 409 */
+	ISM_RETRY_REFUSED_STREAM = 1u << 5,  /* HTTP/2 REFUSED_STREAM: never seen over HTTP/1.1 */
 	ISM_RETRY_RETRIABLE_STATUS_CODES = 1u << 6, /* the codes in ism_retry.codes */
 	ISM_RETRY_RESET_BEFORE_REQUEST = 1u << 7,   /* reset before the request was sent */
 	ISM_RETRY_ENVOY_RATELIMITED = 1u << 8,	    /* never set by isthmus */
@@ -83,10 +83,10 @@ struct ism_retry {
 	uint32_t attempts;	     /* retries after the first try; 0 = none */
 	uint32_t per_try_timeout_ms; /* 0 = bounded by the route timeout only */
 	uint32_t retry_on;	     /* enum ism_retry_on bits */
-	uint32_t n_codes;	     /* retriable status codes (numeric retryOn entries and 503 by default) */
+	uint32_t n_codes; /* retriable status codes (numeric retryOn entries and 503 by default) */
 	const uint16_t *codes;
 	uint8_t ignore_previous_hosts; /* retryIgnorePreviousHosts, default 1 */
-	uint32_t backoff_base_ms;      /* 25 ms: retry N waits rand[0, (2^N-1)*base), at most 10*base */
+	uint32_t backoff_base_ms; /* 25 ms: retry N waits rand[0, (2^N-1)*base), at most 10*base */
 };
 
 /* A weighted destination: index into ism_table.clusters. */
@@ -138,15 +138,15 @@ enum ism_lb_policy {
 /* What a consistent-hash policy hashes (Istio consistentHash). */
 enum ism_hash_on {
 	ISM_HASH_NONE = 0,
-	ISM_HASH_HEADER,	 /* httpHeaderName */
-	ISM_HASH_COOKIE,	 /* httpCookie */
-	ISM_HASH_SOURCE_IP,	 /* useSourceIp */
-	ISM_HASH_QUERY_PARAM,	 /* httpQueryParameterName */
+	ISM_HASH_HEADER,      /* httpHeaderName */
+	ISM_HASH_COOKIE,      /* httpCookie */
+	ISM_HASH_SOURCE_IP,   /* useSourceIp */
+	ISM_HASH_QUERY_PARAM, /* httpQueryParameterName */
 };
 
 struct ism_hash_policy {
-	uint8_t on;		/* enum ism_hash_on */
-	struct ism_str name;	/* header (lowercased), cookie or query parameter name */
+	uint8_t on;	     /* enum ism_hash_on */
+	struct ism_str name; /* header (lowercased), cookie or query parameter name */
 	struct ism_str cookie_path;
 	uint32_t cookie_ttl_ms; /* a cookie is issued when absent and ttl > 0 */
 	uint32_t ring_size;	/* ringHash.minimumRingSize, default 1024 */
@@ -183,13 +183,13 @@ struct ism_lgroup {
 
 /* Istio outlierDetection, compiled (Envoy field names in comments). */
 struct ism_outlier {
-	uint32_t consecutive_5xx;      /* consecutive_5xx; 0 = off. Istio default 5 */
-	uint32_t consecutive_gateway;  /* consecutive_gateway_failure; 0 = off (Istio default) */
-	uint8_t split_local;	       /* split_external_local_origin_errors */
-	uint32_t consecutive_local;    /* consecutive_local_origin_failure (split mode); default 5 */
-	uint32_t interval_ms;	       /* sweep period, default 10 s */
-	uint32_t base_ejection_ms;     /* default 30 s */
-	uint32_t max_ejection_ms;      /* max(300 s, base) */
+	uint32_t consecutive_5xx;     /* consecutive_5xx; 0 = off. Istio default 5 */
+	uint32_t consecutive_gateway; /* consecutive_gateway_failure; 0 = off (Istio default) */
+	uint8_t split_local;	      /* split_external_local_origin_errors */
+	uint32_t consecutive_local;   /* consecutive_local_origin_failure (split mode); default 5 */
+	uint32_t interval_ms;	      /* sweep period, default 10 s */
+	uint32_t base_ejection_ms;    /* default 30 s */
+	uint32_t max_ejection_ms;     /* max(300 s, base) */
 	uint32_t max_ejection_percent; /* default 10; at least one host may always be ejected */
 };
 
@@ -210,11 +210,11 @@ struct ism_cluster_dyn {
 	uint8_t total_panic;			  /* master */
 	uint8_t healthy_load[ISM_MAX_PRIORITIES]; /* master: percent per priority, sums to 100 */
 	uint8_t panic[ISM_MAX_PRIORITIES];	  /* master: priority in panic */
-	uint32_t *eff_weight;			  /* master: per lgroup, effective locality weight */
-	_Atomic uint32_t pending;		  /* workers: requests waiting for a connection */
-	_Atomic uint32_t retries_active;	  /* workers */
-	_Atomic uint64_t overflow;		  /* workers: requests refused by a pool limit */
-	_Atomic uint64_t retries;		  /* workers: retries made */
+	uint32_t *eff_weight;		 /* master: per lgroup, effective locality weight */
+	_Atomic uint32_t pending;	 /* workers: requests waiting for a connection */
+	_Atomic uint32_t retries_active; /* workers */
+	_Atomic uint64_t overflow;	 /* workers: requests refused by a pool limit */
+	_Atomic uint64_t retries;	 /* workers: retries made */
 };
 
 enum ism_hc_type {
@@ -225,7 +225,7 @@ enum ism_hc_type {
 /* Active health check of a service's endpoints, run by the master (Envoy's
  * HealthCheck; the interval fields default as Envoy's do). */
 struct ism_hc {
-	uint8_t type; /* enum ism_hc_type */
+	uint8_t type;	     /* enum ism_hc_type */
 	struct ism_str path; /* request path, default "/" */
 	struct ism_str host; /* Host header, default the service host */
 	uint32_t interval_ms;
@@ -262,8 +262,8 @@ struct ism_cluster {
 	const struct ism_outlier *od; /* NULL: no outlier detection (and no locality failover) */
 	struct ism_hash_policy hash;  /* lb is ISM_LB_RING_HASH or ISM_LB_MAGLEV */
 	struct ism_pool_limits pool;
-	struct ism_cluster_dyn *dyn;  /* mutable: see struct ism_cluster_dyn */
-	const struct ism_hc *hc;      /* NULL: no active health check */
+	struct ism_cluster_dyn *dyn; /* mutable: see struct ism_cluster_dyn */
+	const struct ism_hc *hc;     /* NULL: no active health check */
 };
 
 struct ism_limits {
@@ -297,6 +297,7 @@ struct ism_table {
 	struct ism_str user; /* empty: do not change user */
 	struct ism_str group;
 	struct ism_str control_socket;
+	struct ism_str access_log;	    /* empty: none; "-": stdout; else a file path */
 	struct sockaddr_storage admin_addr; /* admin listener; ss_family 0 = none */
 	socklen_t admin_addrlen;
 	struct ism_limits limits;

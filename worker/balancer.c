@@ -17,6 +17,10 @@ struct ism_lb {
 	const struct ism_table *table;
 	uint32_t *off;
 	int64_t *cur;
+	/* weighted least request: Envoy's EDF schedule, one deadline per endpoint
+	 * and one virtual time per cluster */
+	double *deadline;
+	double *vtime;
 	/* candidates of the pick in progress, one flag per endpoint of the largest
 	 * cluster: health is read once per pick, so a change during the pick
 	 * (the master writes it concurrently) cannot make the set inconsistent */
@@ -50,8 +54,16 @@ struct ism_lb *ism_lb_new(const struct ism_table *table)
 	lb->mark = calloc(widest + 1, 1);
 	if (!lb->mark)
 		goto fail_cur;
+	lb->deadline = calloc(total + 1, sizeof(*lb->deadline));
+	lb->vtime = calloc(table->n_clusters + 1, sizeof(*lb->vtime));
+	if (!lb->deadline || !lb->vtime)
+		goto fail_edf;
 	return lb;
 
+fail_edf:
+	free(lb->deadline);
+	free(lb->vtime);
+	free(lb->mark);
 fail_cur:
 	free(lb->cur);
 fail_off:
@@ -66,6 +78,8 @@ void ism_lb_free(struct ism_lb *lb)
 {
 	if (!lb)
 		return;
+	free(lb->deadline);
+	free(lb->vtime);
 	free(lb->mark);
 	free(lb->cur);
 	free(lb->off);
@@ -284,6 +298,51 @@ static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 	return lb < la ? ib : ia;
 }
 
+static bool equal_weights(const struct cand *k)
+{
+	int64_t w = -1;
+
+	for (uint32_t i = 0; i < k->cl->n_endpoints; i++) {
+		if (!is_cand(k, i))
+			continue;
+		if (w >= 0 && weight_of(&k->cl->endpoints[i]) != w)
+			return false;
+		w = weight_of(&k->cl->endpoints[i]);
+	}
+	return true;
+}
+
+/* Envoy's weighted least request: an earliest-deadline-first schedule whose
+ * weights are weight / (in flight + 1) (active_request_bias 1.0), evaluated when
+ * an endpoint is (re)scheduled after being picked. */
+static int pick_least_edf(struct ism_lb *lb, uint32_t c, const struct cand *k)
+{
+	double *dl = lb->deadline + lb->off[c];
+	double *vt = &lb->vtime[c];
+	int best = -1;
+
+	for (uint32_t i = 0; i < k->cl->n_endpoints; i++) {
+		const struct ism_endpoint *ep = &k->cl->endpoints[i];
+
+		if (!is_cand(k, i))
+			continue;
+		/* New in the schedule, or back after a spell out of it. */
+		if (dl[i] < *vt)
+			dl[i] = *vt + (double)(atomic_load_explicit(&k->eps[ep->id].inflight,
+								    memory_order_relaxed) +
+					       1) /
+					  (double)weight_of(ep);
+		if (best < 0 || dl[i] < dl[best])
+			best = (int)i;
+	}
+	*vt = dl[best];
+	dl[best] = *vt + (double)(atomic_load_explicit(&k->eps[k->cl->endpoints[best].id].inflight,
+						       memory_order_relaxed) +
+				  1) /
+			     (double)weight_of(&k->cl->endpoints[best]);
+	return best;
+}
+
 /* Consistent hash: the table position of the key, then on to the first
  * candidate, so a key keeps its endpoint while that endpoint is eligible. */
 static int pick_hash(const struct cand *k, uint64_t hash)
@@ -345,7 +404,7 @@ int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
 		return -ENOENT;
 	switch (cl->lb) {
 	case ISM_LB_LEAST_REQUEST:
-		return pick_least(&k, n, rq->rnd);
+		return equal_weights(&k) ? pick_least(&k, n, rq->rnd) : pick_least_edf(lb, c, &k);
 	case ISM_LB_RANDOM:
 		return pick_random(&k, rq->rnd);
 	case ISM_LB_RING_HASH:

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -32,6 +33,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f);
 static void retry_done(struct ism_wctx *w, struct ism_conn *c);
 static void wait_remove(struct ism_wctx *w, struct ism_conn *c);
+static void log_exchange(struct ism_wctx *w, struct ism_conn *c);
 
 /* ---------- buffers ---------- */
 
@@ -266,6 +268,8 @@ static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
 	buf_free(&c->replay);
 	free(c->set_cookie);
 	c->set_cookie = NULL;
+	free(c->log_req);
+	c->log_req = NULL;
 	c->state = ISM_C_FREE;
 	c->next_free = w->free_conns;
 	w->free_conns = c;
@@ -333,6 +337,13 @@ static void conn_close(struct ism_wctx *w, struct ism_conn *c)
 		return;
 	c->closing = 1;
 	wait_remove(w, c);
+	if (c->log_req) {
+		/* An exchange cut short: by the upstream once its response began,
+		 * else by the client. */
+		if (c->flags == NULL)
+			c->flags = c->resp_started && !c->resp_done ? "UC" : "DC";
+		log_exchange(w, c);
+	}
 	if (c->up) {
 		struct ism_upconn *u = c->up;
 
@@ -363,6 +374,7 @@ void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener)
 	c->listener = (uint16_t)listener;
 	c->state = ISM_C_IDLE;
 	c->ep_id = UINT32_MAX;
+	c->prev_ep = UINT32_MAX;
 	w->n_active++;
 	atomic_fetch_add_explicit(&w->st->conn_active, 1, memory_order_relaxed);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -390,12 +402,39 @@ static void count_status(struct ism_wctx *w, int status)
 		atomic_fetch_add_explicit(&w->st->resp_class[cls], 1, memory_order_relaxed);
 }
 
+/* The access log's reason code for a response made here, in the manner of
+ * Envoy's response flags (README lists them). */
+static const char *flag_for(int status, const char *why)
+{
+	switch (status) {
+	case 404:
+		return "NR";
+	case 408:
+		return "DT";
+	case 504:
+		return "UT";
+	case 502:
+		return strstr(why, "invalid") || strstr(why, "malformed") ? "UPE" : "UC";
+	case 503:
+		if (strstr(why, "overflow"))
+			return "UO";
+		if (strstr(why, "no healthy"))
+			return "UH";
+		if (strstr(why, "connect"))
+			return "UF";
+		return "NC";
+	default:
+		return status >= 400 && status < 500 ? "DPE" : status >= 500 ? "DPE" : NULL;
+	}
+}
+
 static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
 			   int close_after)
 {
 	wait_remove(w, c);
 	retry_done(w, c);
 	buf_free(&c->replay);
+	c->flags = flag_for(status, why);
 	ep_done(w, c, status >= 500);
 	if (c->up)
 		up_close(w, c->up);
@@ -880,6 +919,64 @@ static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_fail
 		local_response(w, c, 502, "upstream connection closed", 1);
 }
 
+/* The access log's view of a request, captured while its head is in the buffer
+ * (req NULL: it could not be parsed). Only when the log is on. */
+static void log_begin(struct ism_wctx *w, struct ism_conn *c, const struct ism_http_req *req,
+		      const char *route)
+{
+	char method[32], host[256], path[1024], rname[256];
+	int n;
+
+	if (w->alog.fd < 0)
+		return;
+	if (c->log_req == NULL) {
+		c->req_start_ms = ism_wall_ms();
+		c->flags = NULL;
+	}
+	free(c->log_req);
+	c->log_req = NULL;
+	ism_json_escape(method, sizeof(method), req ? req->method : "-", req ? req->method_len : 1);
+	ism_json_escape(host, sizeof(host), req && req->host ? req->host : "-",
+			req && req->host ? req->host_len : 1);
+	ism_json_escape(path, sizeof(path), req ? req->target : "-", req ? req->target_len : 1);
+	ism_json_escape(rname, sizeof(rname), route ? route : "-", strlen(route ? route : "-"));
+	n = asprintf(&c->log_req,
+		     "\"client\":\"%s\",\"method\":\"%s\",\"authority\":\"%s\",\"path\":\"%s\","
+		     "\"route\":\"%s\"",
+		     c->peer, method, host, path, rname);
+	if (n < 0)
+		c->log_req = NULL;
+}
+
+/* One JSON line for the exchange that ends now. */
+static void log_exchange(struct ism_wctx *w, struct ism_conn *c)
+{
+	char line[2048], ts[40];
+	uint64_t now = ism_wall_ms();
+	time_t sec = (time_t)(c->req_start_ms / 1000);
+	struct tm tm;
+	int n;
+
+	if (c->log_req == NULL)
+		return;
+	gmtime_r(&sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line),
+		     "{\"time\":\"%s.%03uZ\",%s,\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+		     "\"duration_ms\":%llu,\"upstream\":\"%s\",\"attempts\":%u,\"flags\":\"%s\"}",
+		     ts, (unsigned)(c->req_start_ms % 1000), c->log_req, c->status,
+		     (unsigned long long)c->req_bytes_in, (unsigned long long)c->req_bytes_out,
+		     (unsigned long long)(now - c->req_start_ms),
+		     c->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[c->prev_ep] : "-", c->rs.tries,
+		     c->flags ? c->flags : "-");
+	if (n > 0)
+		ism_alog_append(w, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	free(c->log_req);
+	c->log_req = NULL;
+	c->req_bytes_in = c->req_bytes_out = 0;
+	c->flags = NULL;
+}
+
 /* httpCookie with a ttl: a request without the cookie gets one, so that its
  * next requests hash to the same endpoint (Istio's consistentHash.httpCookie). */
 static void issue_cookie(struct ism_wctx *w, struct ism_conn *c, const struct ism_cluster *cl)
@@ -943,10 +1040,14 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->req_done = 0;
 	if (n < 0) {
 		c->req_done = 1;
+		log_begin(w, c, NULL, NULL);
 		local_response(w, c, ism_http_error_status(n), "bad request", 1);
 		return;
 	}
 	atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
+	c->prev_ep = UINT32_MAX;
+	c->rs.tries = 0;
+	log_begin(w, c, &req, NULL);
 	c->http10 = req.minor_version == 0;
 	c->keepalive = c->http10 ? req.framing.conn == ISM_HTTP_CONN_KEEPALIVE
 				 : req.framing.conn != ISM_HTTP_CONN_CLOSE;
@@ -979,6 +1080,8 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	}
 	vh = ism_router_vhost(l, req.host ? req.host : "", req.host ? req.host_len : 0);
 	r = vh ? ism_router_route(vh, &req, "http", l->port, w->rs) : NULL;
+	if (r != NULL)
+		log_begin(w, c, &req, r->name.p);
 	if (r == NULL) {
 		local_response(w, c, 404, "no route", 0);
 		goto consume;
@@ -1208,6 +1311,9 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 {
 	struct ism_upconn *u = c->up;
 
+	log_exchange(w, c);
+	c->prev_ep = UINT32_MAX; /* the next exchange starts with no attempt */
+	c->rs.tries = 0;
 	retry_done(w, c);
 	buf_free(&c->replay);
 	free(c->set_cookie);
@@ -1259,6 +1365,7 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 		return;
 	}
 	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	c->req_bytes_in += (uint64_t)res;
 	if (c->state == ISM_C_IDLE || c->state == ISM_C_HEAD) {
 		int ret = buf_append(&c->in, data, (uint32_t)res,
 				     w->table->limits.max_request_header_bytes + ISM_BUF_SIZE);
@@ -1326,6 +1433,7 @@ static void on_csend(struct ism_wctx *w, struct ism_conn *c, int res)
 		return;
 	}
 	atomic_fetch_add_explicit(&w->st->bytes_out, (uint64_t)res, memory_order_relaxed);
+	c->req_bytes_out += (uint64_t)res;
 	if ((uint32_t)res < c->send.len) {
 		/* Short send: push the rest. */
 		c_send(w, c, c->send.p + res, c->send.len - (uint32_t)res, c->send.bid);

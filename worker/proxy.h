@@ -10,6 +10,7 @@
 
 #include "shm/shm.h"
 #include "worker/balancer.h"
+#include "worker/accesslog.h"
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
@@ -33,6 +34,7 @@ enum ism_op {
 	ISM_OP_MASTER,
 	ISM_OP_CANCEL,
 	ISM_OP_RETRY, /* a retry's back-off timer */
+	ISM_OP_LOGW,  /* an access-log write */
 };
 
 /* A growable byte buffer for message heads and bytes waiting to be parsed. */
@@ -126,6 +128,11 @@ struct ism_conn {
 	char *set_cookie;      /* issued hash cookie, added to the response */
 	struct ism_buf replay; /* the request head (whole request) kept for a retry */
 	struct __kernel_timespec retry_ts;
+	char *log_req;	   /* access log: the request's fields as JSON, while an exchange runs */
+	const char *flags; /* access log: reason code of a failure (Envoy-style), or NULL */
+	uint64_t req_start_ms;
+	uint64_t req_bytes_in;
+	uint64_t req_bytes_out;
 	uint32_t connect_timeout_ms;
 	uint32_t response_timeout_ms;
 	uint32_t pool_idle_ms;
@@ -205,6 +212,7 @@ struct ism_wctx {
 	struct ism_http_header hdrs[ISM_MAX_HDRS];
 	struct ism_http_header uhdrs[ISM_MAX_HDRS];
 	struct __kernel_timespec tick_ts;
+	struct ism_alog alog;
 	char sigbuf[128];
 	char masterbuf[64];
 };

@@ -190,6 +190,7 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 		w->now = ism_now_ms();
 		atomic_store_explicit(&w->slot->heartbeat_ms, w->now, memory_order_relaxed);
 		ism_proxy_tick(w);
+		ism_alog_flush(w);
 		arm_tick(w);
 		break;
 	case ISM_OP_SIGNAL:
@@ -199,6 +200,8 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 			memcpy(&si, w->sigbuf, sizeof(si));
 			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 				start_drain(w, "signal");
+			else if (si.ssi_signo == SIGUSR1)
+				ism_alog_reopen(&w->alog);
 		}
 		arm_signal(w);
 		break;
@@ -209,6 +212,9 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 			arm_master(w);
 		break;
 	case ISM_OP_CANCEL:
+		break;
+	case ISM_OP_LOGW:
+		ism_alog_written(w, cqe->res);
 		break;
 	default:
 		ism_proxy_complete(w, op, idx, (uint32_t)ud, cqe->res, cqe->flags);
@@ -231,8 +237,35 @@ static int setup_signals(struct ism_wctx *w)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	w->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
 	return w->signal_fd < 0 ? -errno : 0;
+}
+
+/* At exit: whatever the access log still holds is written, blocking (the loop
+ * is over). A write still in flight is waited for first. */
+static void final_log_flush(struct ism_wctx *w)
+{
+	struct ism_alog *l = &w->alog;
+
+	if (l->fd < 0)
+		return;
+	while (l->in_flight) {
+		struct io_uring_cqe *cqe;
+
+		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+			break;
+		handle_cqe(w, cqe);
+		io_uring_cqe_seen(&w->ring, cqe);
+	}
+	for (int b = 0; b < 2; b++) {
+		int i = b ? l->filling : !l->filling;
+
+		if (l->len[i] && write(l->fd, l->buf[i], l->len[i]) < 0)
+			l->dropped++;
+		l->len[i] = 0;
+	}
+	ism_alog_close(l);
 }
 
 static int loop(struct ism_wctx *w)
@@ -280,6 +313,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return 1;
+	w->alog.fd = -1;
 	w->shm = args->shm;
 	w->index = args->index;
 	w->slot = ism_shm_worker(args->shm, args->index);
@@ -321,12 +355,15 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("no published configuration");
 		goto out_router;
 	}
+	if (ism_alog_open(&w->alog, w->table->access_log.p) < 0)
+		goto out_router;
 	for (int l = 0; l < w->n_listen; l++)
 		arm_accept(w, l);
 	arm_tick(w);
 	arm_signal(w);
 	arm_master(w);
 	status = loop(w);
+	final_log_flush(w);
 	ism_proxy_free_all(w);
 out_router:
 	ism_shm_release(w->shm, w->index);

@@ -25,6 +25,7 @@ from harness import (ctl_cmd, Conn, Env, Proc, Skip, TestFailure, appliance, bui
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
 import test_policies  # noqa: E402
+import test_ops  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1270,6 +1271,7 @@ def demo_make_run(env):
 
 test_locality.register(test)
 test_policies.register(test)
+test_ops.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -23,6 +23,7 @@ static const struct ism_endpoint c1_eps[] = {EP(10, 1, 0), EP(11, 1, 0), EP(12, 
 static const struct ism_endpoint c2_eps[] = {EP(20, 1, 0), EP(21, 1, 0), EP(22, 1, 0)};
 static const struct ism_endpoint c3_eps[] = {EP(30, 1, 0), EP(31, 3, 0)};
 static const struct ism_endpoint c5_eps[] = {EP(40, 1, 0), EP(41, 1, 0)};
+static const struct ism_endpoint c6_eps[] = {EP(50, 1, 0), EP(51, 3, 0)};
 
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
@@ -31,11 +32,12 @@ static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_RANDOM, .n_endpoints = 2, .endpoints = c3_eps},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 0, .endpoints = NULL},
     {.lb = ISM_LB_LEAST_REQUEST, .n_endpoints = 2, .endpoints = c5_eps},
+    {.lb = ISM_LB_LEAST_REQUEST, .n_endpoints = 2, .endpoints = c6_eps},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 6,
+    .n_clusters = 7,
     .clusters = clusters,
 };
 
@@ -194,7 +196,7 @@ static void test_enoent_and_range(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 6, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 7, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -267,6 +269,37 @@ static void test_random_by_weight(void **state)
 	assert_int_equal(n[1], 3072);
 }
 
+/* Unequal weights: Envoy's EDF over weight / (in flight + 1). Idle endpoints
+ * share by weight exactly (1:3 in every 4 picks once the schedule is warm);
+ * with 2 requests in flight on the weight-3 endpoint, its weight counts as
+ * 3 / 3 = 1 and they share 1:1. */
+static void test_weighted_least_request(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n50 = 0, n51 = 0;
+
+	for (int k = 0; k < 4; k++)
+		(void)pick_id(f, 6, UINT32_MAX, 0);
+	for (int k = 0; k < 400; k++) {
+		int id = pick_id(f, 6, UINT32_MAX, (uint32_t)k);
+
+		n50 += id == 50;
+		n51 += id == 51;
+	}
+	assert_int_equal(n50, 100);
+	assert_int_equal(n51, 300);
+	atomic_store(&f->eps[51].inflight, 2);
+	n50 = n51 = 0;
+	for (int k = 0; k < 400; k++) {
+		int id = pick_id(f, 6, UINT32_MAX, (uint32_t)k);
+
+		n50 += id == 50;
+		n51 += id == 51;
+	}
+	assert_true(n50 >= 195 && n50 <= 205);
+	assert_true(n51 >= 195 && n51 <= 205);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +310,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exclude, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_least_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_by_weight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_weighted_least_request, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

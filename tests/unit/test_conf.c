@@ -1378,6 +1378,10 @@ static const struct bad bads[] = {
      "Appliance t: spec.timeouts.idle", "must be a duration"},
     {"negative duration", APP "  timeouts:\n    drain: -5s\n", 8, 12,
      "Appliance t: spec.timeouts.drain", "must be a duration"},
+    {"access log format", APP "  accessLog: {path: /tmp/a.log, format: text}\n", 7, 41,
+     "Appliance t: spec.accessLog.format", "not implemented yet"},
+    {"access log without path", APP "  accessLog: {format: json}\n", 7, 14,
+     "Appliance t: spec.accessLog.path", "required field missing"},
     {"bad status range",
      APP "  healthChecks:\n  - host: a.b\n    expectedStatuses: [200, "
 	 "\"300-200\"]\n",
