@@ -37,7 +37,7 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all deps check unit integration asan fuzz fuzz-run run bench install clean help format
 
-all: $(BUILD)/isthmus $(UPSTREAM)
+all: $(BUILD)/isthmus $(BUILD)/isthmusctl $(UPSTREAM)
 
 help:
 	@echo 'make            build the isthmus binary and the test upstream (into $(BUILD)/)'
@@ -73,6 +73,10 @@ $(BUILD)/libisthmus.a: $(LIB_OBJS)
 
 $(BUILD)/isthmus: $(MAIN_OBJ) $(BUILD)/libisthmus.a
 	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/isthmusctl: ctl/isthmusctl.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -o $@ $<
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libisthmus.a
 	@mkdir -p $(dir $@)
@@ -128,6 +132,7 @@ bench: deps all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/isthmus
 	install -m 0755 $(BUILD)/isthmus $(DESTDIR)$(PREFIX)/sbin/isthmus
+	install -m 0755 $(BUILD)/isthmusctl $(DESTDIR)$(PREFIX)/sbin/isthmusctl
 	install -m 0644 conf/isthmus.yaml $(DESTDIR)/etc/isthmus/isthmus.yaml.example
 
 format:

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "master/commands.h"
 #include "master/master-t.h"
 
 #define CTL_LINE_MAX  4096 /* a command line, or an admin request head */
@@ -39,28 +40,6 @@ struct ism_ctl {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ism_ctl_client clients[ISM_CTL_MAX_CLIENTS];
 };
-
-/* A reply being built: appends never overflow, the text is cut at the cap. */
-struct reply {
-	char *p;
-	size_t len;
-	size_t cap;
-};
-
-static void say(struct reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct reply *r, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (r->len >= r->cap - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(r->p + r->len, r->cap - r->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n : r->cap - 1;
-}
 
 static int make_parent(const char *path)
 {
@@ -179,81 +158,19 @@ size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 	return n;
 }
 
-/* ---------- what the commands and pages say ---------- */
+/* ---------- metrics ---------- */
 
-/* Serving: not stopping, and every worker alive and on a published generation. */
-static int ready(const struct ism_master *m)
-{
-	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
-		return 0;
-	for (int i = 0; i < m->n_workers; i++) {
-		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
-
-		if (atomic_load(&ws->pid) == 0 || atomic_load(&ws->gen) == 0 ||
-		    atomic_load(&ws->draining))
-			return 0;
-	}
-	return 1;
-}
-
-static void show_info(struct ism_master *m, struct reply *r)
-{
-	struct ism_worker_stats st;
-	const struct ism_shm_hdr *h = m->shm.hdr;
-
-	ism_shm_stats_sum(&m->shm, &st);
-	say(r,
-	    "generation: %llu\nconfig: %s\nworkers: %d\nready: %s\nreloads: %llu\n"
-	    "reload_failures: %llu\nuptime_s: %llu\nconnections_active: %llu\n"
-	    "connections_accepted: %llu\nrequests: %llu\nresponses_2xx: %llu\n"
-	    "responses_4xx: %llu\nresponses_5xx: %llu\n",
-	    (unsigned long long)m->gen, m->conf_path, m->n_workers, ready(m) ? "yes" : "no",
-	    (unsigned long long)atomic_load(&h->reloads),
-	    (unsigned long long)atomic_load(&h->reload_failures),
-	    (unsigned long long)((ism_wall_ms() - atomic_load(&h->started_ms)) / 1000),
-	    (unsigned long long)st.conn_active, (unsigned long long)st.conn_accepted,
-	    (unsigned long long)st.requests, (unsigned long long)st.resp_class[2],
-	    (unsigned long long)st.resp_class[4], (unsigned long long)st.resp_class[5]);
-}
-
-static const char *health_name(uint32_t h)
-{
-	return h == ISM_EP_HEALTHY ? "healthy" : "unhealthy";
-}
-
-static void show_endpoints(struct ism_master *m, struct reply *r)
-{
-	const struct ism_shm_hdr *h = m->shm.hdr;
-
-	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
-		const struct ism_ep_state *e = &h->eps[i];
-
-		if (!atomic_load(&e->in_use))
-			continue;
-		say(r,
-		    "%d %s health=%s ejected=%s ejections=%llu inflight=%u requests=%llu "
-		    "failures=%llu checks=%llu check_failures=%llu\n",
-		    i, h->ep_keys[i], health_name(atomic_load(&e->health)),
-		    atomic_load(&e->ejected) ? "yes" : "no",
-		    (unsigned long long)atomic_load(&e->ejections), atomic_load(&e->inflight),
-		    (unsigned long long)atomic_load(&e->requests),
-		    (unsigned long long)atomic_load(&e->failures),
-		    (unsigned long long)atomic_load(&e->hc_checks),
-		    (unsigned long long)atomic_load(&e->hc_failures));
-	}
-}
-
-static void metric(struct reply *r, const char *name, const char *type, const char *help,
+static void metric(struct ism_reply *r, const char *name, const char *type, const char *help,
 		   unsigned long long v)
 {
-	say(r, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+	ism_say(r, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
 /* One endpoint family: "<service>|<addr>:<port>" keys become labels. */
-static void endpoint_family(struct reply *r, const struct ism_shm_hdr *h, const char *name,
+static void endpoint_family(struct ism_reply *r, const struct ism_shm_hdr *h, const char *name,
 			    const char *type, const char *help, int which)
 {
-	say(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	ism_say(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 		const struct ism_ep_state *e = &h->eps[i];
 		const char *key = h->ep_keys[i];
@@ -282,12 +199,12 @@ static void endpoint_family(struct reply *r, const struct ism_shm_hdr *h, const 
 			v = atomic_load(&e->hc_failures);
 			break;
 		}
-		say(r, "%s{service=\"%.*s\",endpoint=\"%s\"} %llu\n", name, (int)(bar - key), key,
-		    bar + 1, v);
+		ism_say(r, "%s{service=\"%.*s\",endpoint=\"%s\"} %llu\n", name, (int)(bar - key),
+			key, bar + 1, v);
 	}
 }
 
-static void metrics(struct ism_master *m, struct reply *r)
+static void metrics(struct ism_master *m, struct ism_reply *r)
 {
 	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
 	const struct ism_shm_hdr *h = m->shm.hdr;
@@ -296,11 +213,11 @@ static void metrics(struct ism_master *m, struct reply *r)
 	ism_shm_stats_sum(&m->shm, &st);
 	metric(r, "isthmus_requests_total", "counter", "Requests parsed by the workers.",
 	       (unsigned long long)st.requests);
-	say(r, "# HELP isthmus_responses_total Responses sent, by status class.\n"
-	       "# TYPE isthmus_responses_total counter\n");
+	ism_say(r, "# HELP isthmus_responses_total Responses sent, by status class.\n"
+		   "# TYPE isthmus_responses_total counter\n");
 	for (int i = 1; i <= 5; i++)
-		say(r, "isthmus_responses_total{code_class=\"%s\"} %llu\n", classes[i],
-		    (unsigned long long)st.resp_class[i]);
+		ism_say(r, "isthmus_responses_total{code_class=\"%s\"} %llu\n", classes[i],
+			(unsigned long long)st.resp_class[i]);
 	metric(r, "isthmus_connections_active", "gauge", "Client connections open.",
 	       (unsigned long long)st.conn_active);
 	metric(r, "isthmus_connections_accepted_total", "counter", "Client connections accepted.",
@@ -329,7 +246,7 @@ static void metrics(struct ism_master *m, struct reply *r)
 	metric(r, "isthmus_workers", "gauge", "Worker processes configured.",
 	       (unsigned long long)m->n_workers);
 	metric(r, "isthmus_ready", "gauge", "1 while serving (the readiness check answers 200).",
-	       (unsigned long long)ready(m));
+	       (unsigned long long)ism_master_ready(m));
 	endpoint_family(r, h, "isthmus_endpoint_healthy", "gauge",
 			"1 when the endpoint may be picked (active health).", 0);
 	endpoint_family(r, h, "isthmus_endpoint_requests_total", "counter",
@@ -344,26 +261,10 @@ static void metrics(struct ism_master *m, struct reply *r)
 			"Active health checks that failed.", 5);
 }
 
-static void command(struct ism_ctl *c, const char *cmd, struct reply *r)
-{
-	if (strcmp(cmd, "reload") == 0) {
-		ism_master_reload(c->m, r->p, r->cap);
-		r->len = strlen(r->p);
-	} else if (strcmp(cmd, "show info") == 0) {
-		show_info(c->m, r);
-	} else if (strcmp(cmd, "show endpoints") == 0) {
-		show_endpoints(c->m, r);
-	} else if (strcmp(cmd, "help") == 0 || cmd[0] == '\0') {
-		say(r, "commands: reload, show info, show endpoints, help\n");
-	} else {
-		say(r, "error: unknown command '%.64s'\n", cmd);
-	}
-}
-
 /* The admin pages: readiness for the L4 balancer and Prometheus metrics. */
-static void admin_page(struct ism_ctl *c, const char *head, struct reply *r)
+static void admin_page(struct ism_ctl *c, const char *head, struct ism_reply *r)
 {
-	struct reply body = {.cap = CTL_REPLY_MAX - 512};
+	struct ism_reply body = {.cap = CTL_REPLY_MAX - 512};
 	const char *ctype = "text/plain";
 	int status = 200;
 
@@ -373,26 +274,26 @@ static void admin_page(struct ism_ctl *c, const char *head, struct reply *r)
 	body.p[0] = '\0';
 	if (strncmp(head, "GET /healthz/ready ", 19) == 0 ||
 	    strncmp(head, "HEAD /healthz/ready ", 20) == 0) {
-		status = ready(c->m) ? 200 : 503;
-		say(&body, "%s\n", status == 200 ? "ready" : "not ready");
+		status = ism_master_ready(c->m) ? 200 : 503;
+		ism_say(&body, "%s\n", status == 200 ? "ready" : "not ready");
 	} else if (strncmp(head, "GET /metrics ", 13) == 0) {
 		ctype = "text/plain; version=0.0.4";
 		metrics(c->m, &body);
 	} else if (strncmp(head, "GET ", 4) != 0 && strncmp(head, "HEAD ", 5) != 0) {
 		status = 405;
-		say(&body, "method not allowed\n");
+		ism_say(&body, "method not allowed\n");
 	} else {
 		status = 404;
-		say(&body, "not found: /healthz/ready, /metrics\n");
+		ism_say(&body, "not found: /healthz/ready, /metrics\n");
 	}
-	say(r,
-	    "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
-	    "connection: close\r\n\r\n",
-	    status,
-	    status == 200   ? "OK"
-	    : status == 503 ? "Service Unavailable"
-			    : "Error",
-	    ctype, body.len);
+	ism_say(r,
+		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+		"connection: close\r\n\r\n",
+		status,
+		status == 200	? "OK"
+		: status == 503 ? "Service Unavailable"
+				: "Error",
+		ctype, body.len);
 	if (strncmp(head, "HEAD ", 5) != 0 && r->len + body.len < r->cap) {
 		memcpy(r->p + r->len, body.p, body.len);
 		r->len += body.len;
@@ -411,7 +312,7 @@ static void client_drop(struct ism_ctl_client *cl)
 
 static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
 {
-	struct reply r = {.cap = CTL_REPLY_MAX};
+	struct ism_reply r = {.cap = CTL_REPLY_MAX};
 	size_t off = 0;
 
 	r.p = malloc(r.cap);
@@ -421,7 +322,7 @@ static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
 	if (cl->http)
 		admin_page(c, cl->line, &r);
 	else
-		command(c, cl->line, &r);
+		ism_cmd_run(c->m, cl->line, &r);
 	/* Bounded: the reply goes out now or not at all (1 s at most). */
 	while (off < r.len) {
 		struct pollfd p = {.fd = cl->fd, .events = POLLOUT};

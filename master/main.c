@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "master/master-t.h"
 #include "master/master.h"
 
-#define ISM_VERSION	 "0.1.0"
 #define ISM_DEFAULT_CONF "/etc/isthmus/isthmus.yaml"
 
 static void usage(FILE *out)

@@ -9,6 +9,8 @@
 #include "conf/conf.h"
 #include "shm/shm.h"
 
+#define ISM_VERSION "0.2.0"
+
 struct ism_health;
 struct ism_ctl;
 
@@ -32,6 +34,7 @@ struct ism_master {
 	int n_workers;
 	uint64_t gen;
 	uint64_t loaded_ms; /* wall time of the last successful load */
+	char conf_sum[17];  /* FNV-1a 64 of the file loaded, hex */
 	int stopping;
 	uint64_t stop_deadline;
 	int notify_fd;	      /* eventfd: workers write when they eject an endpoint */

@@ -110,6 +110,25 @@ static int worker_count(const struct ism_table *t)
 	return (int)n;
 }
 
+/* FNV-1a 64 of the file, for `show config` (tells which version is loaded). */
+static void file_sum(const char *path, char out[17])
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	unsigned char buf[4096];
+	size_t n;
+	FILE *f = fopen(path, "rb");
+
+	if (f == NULL) {
+		snprintf(out, 17, "%s", "-");
+		return;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ buf[i]) * 0x100000001b3ULL;
+	fclose(f);
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 /* A new table: every cluster's outlier sweep is due at once. */
 static int reset_sweeps(struct ism_master *m, const struct ism_table *t)
 {
@@ -202,6 +221,7 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 	if (ret < 0)
 		ism_warn("health checks not updated: %s", strerror(-ret));
 	m->loaded_ms = ism_wall_ms();
+	file_sum(m->conf_path, m->conf_sum);
 	ret = 0;
 out:
 	ism_conf_free(conf);

@@ -53,6 +53,7 @@ struct ism_ep_state {
 	_Atomic uint32_t eject_mult;	   /* ejection-time multiplier (Envoy's backoff k) */
 	_Atomic uint32_t connections;	   /* workers: upstream connections open, all workers */
 	_Atomic uint64_t ejections;	   /* total ejections */
+	_Atomic uint32_t weight; /* master (control socket): weight override; 0 = configured */
 } __attribute__((aligned(ISM_CACHELINE)));
 _Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
 	       "endpoint state is two cache lines");

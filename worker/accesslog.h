@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/json.h"
+
 #define ISM_ALOG_BUF (64u * 1024u)
 
 struct ism_alog {
@@ -36,8 +38,5 @@ void ism_alog_append(struct ism_wctx *w, const char *line, size_t len);
 void ism_alog_flush(struct ism_wctx *w);
 /* The completion of an access-log write. */
 void ism_alog_written(struct ism_wctx *w, int res);
-
-/* Appends s to out (capacity cap, NUL-terminated) as the inside of a JSON string. */
-size_t ism_json_escape(char *out, size_t cap, const char *s, size_t len);
 
 #endif

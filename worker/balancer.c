@@ -133,6 +133,14 @@ static int64_t weight_of(const struct ism_endpoint *ep)
 	return ep->weight ? ep->weight : 1;
 }
 
+/* The weight in force: the control socket's override, or the configured one. */
+static int64_t weight_now(const struct ism_endpoint *ep, const struct ism_ep_state *eps)
+{
+	uint32_t w = atomic_load_explicit(&eps[ep->id].weight, memory_order_relaxed);
+
+	return w ? w : weight_of(ep);
+}
+
 /* The candidate set of one pick: the eligible endpoints of the chosen priority
  * group, without the excluded id when anything else is left. */
 struct cand {
@@ -253,8 +261,8 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	for (i = 0; i < k->cl->n_endpoints; i++) {
 		if (!is_cand(k, i))
 			continue;
-		cur[i] += weight_of(&k->cl->endpoints[i]);
-		total += weight_of(&k->cl->endpoints[i]);
+		cur[i] += weight_now(&k->cl->endpoints[i], k->eps);
+		total += weight_now(&k->cl->endpoints[i], k->eps);
 		if (best < 0 || cur[i] > cur[best])
 			best = (int)i;
 	}
@@ -290,11 +298,11 @@ static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 	la = (uint64_t)(atomic_load_explicit(&k->eps[k->cl->endpoints[ia].id].inflight,
 					     memory_order_relaxed) +
 			1) *
-	     (uint64_t)weight_of(&k->cl->endpoints[ib]);
+	     (uint64_t)weight_now(&k->cl->endpoints[ib], k->eps);
 	lb = (uint64_t)(atomic_load_explicit(&k->eps[k->cl->endpoints[ib].id].inflight,
 					     memory_order_relaxed) +
 			1) *
-	     (uint64_t)weight_of(&k->cl->endpoints[ia]);
+	     (uint64_t)weight_now(&k->cl->endpoints[ia], k->eps);
 	return lb < la ? ib : ia;
 }
 
@@ -305,9 +313,9 @@ static bool equal_weights(const struct cand *k)
 	for (uint32_t i = 0; i < k->cl->n_endpoints; i++) {
 		if (!is_cand(k, i))
 			continue;
-		if (w >= 0 && weight_of(&k->cl->endpoints[i]) != w)
+		if (w >= 0 && weight_now(&k->cl->endpoints[i], k->eps) != w)
 			return false;
-		w = weight_of(&k->cl->endpoints[i]);
+		w = weight_now(&k->cl->endpoints[i], k->eps);
 	}
 	return true;
 }
@@ -331,7 +339,7 @@ static int pick_least_edf(struct ism_lb *lb, uint32_t c, const struct cand *k)
 			dl[i] = *vt + (double)(atomic_load_explicit(&k->eps[ep->id].inflight,
 								    memory_order_relaxed) +
 					       1) /
-					  (double)weight_of(ep);
+					  (double)weight_now(ep, k->eps);
 		if (best < 0 || dl[i] < dl[best])
 			best = (int)i;
 	}
@@ -339,7 +347,7 @@ static int pick_least_edf(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	dl[best] = *vt + (double)(atomic_load_explicit(&k->eps[k->cl->endpoints[best].id].inflight,
 						       memory_order_relaxed) +
 				  1) /
-			     (double)weight_of(&k->cl->endpoints[best]);
+			     (double)weight_now(&k->cl->endpoints[best], k->eps);
 	return best;
 }
 
@@ -373,12 +381,12 @@ static int pick_random(const struct cand *k, uint32_t rnd)
 
 	for (i = 0; i < k->cl->n_endpoints; i++)
 		if (is_cand(k, i))
-			total += (uint64_t)weight_of(&k->cl->endpoints[i]);
+			total += (uint64_t)weight_now(&k->cl->endpoints[i], k->eps);
 	target = ((uint64_t)rnd * total) >> 32;
 	for (i = 0; i < k->cl->n_endpoints; i++) {
 		if (!is_cand(k, i))
 			continue;
-		cum += (uint64_t)weight_of(&k->cl->endpoints[i]);
+		cum += (uint64_t)weight_now(&k->cl->endpoints[i], k->eps);
 		last = (int)i;
 		if (target < cum)
 			break;

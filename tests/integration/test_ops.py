@@ -54,3 +54,79 @@ def access_log(env):
     poll(lambda: env.get("/app/after").status == 200 and
          any(r["path"] == "/app/after" for r in _lines(log)), 5, what="lines in the reopened access log")
     check(all(r["path"] != "/app/after" for r in _lines(log + ".1")), "rotated file still written to")
+
+
+def _fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+@_test
+def isthmusctl_commands(env):
+    import subprocess
+    from collections import Counter
+
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    ports.update(env.upstream(["127.0.0.3:0=b"], name="b"))
+    gw_port = free_port()
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ops}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN}}}}\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port),
+        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"), dr,
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]},
+                                   {"address": "127.0.0.3", "port": ports["b"]}])))
+    env.start_gateway(conf, gw_port)
+    ctl = os.path.join(env.build, "isthmusctl")
+
+    def run(*args):
+        p = subprocess.run([ctl, "-s", env.path("ctl.sock"), *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30)
+        return p.returncode, p.stdout.decode()
+
+    rc, out = run("show", "info")
+    check(rc == 0 and "generation: 1" in out, f"show info: rc {rc} {out!r}")
+    rc, out = run("show", "info", "json")
+    info = json.loads(out)
+    check(rc == 0 and info["generation"] == 1 and info["workers"] == 2, f"show info json: {out!r}")
+    rc, out = run("show", "workers", "json")
+    workers = json.loads(out)
+    check(sorted(w["pid"] for w in workers) == env.workers(), f"show workers pids {workers} vs {env.workers()}")
+    rc, out = run("show", "config", "json")
+    cfg = json.loads(out)
+    with open(conf, "rb") as f:
+        want = _fnv1a64(f.read())
+    check(cfg["file"] == conf and cfg["checksum"] == want, f"show config {cfg}, want checksum {want}")
+    rc, out = run("show", "clusters", "json")
+    cl = [c for c in json.loads(out) if c["name"].endswith(SVC)]
+    check(len(cl) == 1 and cl[0]["endpoints"] == 2 and cl[0]["lb"] == "ROUND_ROBIN", f"show clusters {out!r}")
+    rc, out = run("show", "endpoints", cl[0]["name"], "json")
+    eps = json.loads(out)
+    check(rc == 0 and len(eps) == 2 and all(e["admin"] == "ready" for e in eps), f"show endpoints {out!r}")
+    key_a = f"{SVC}|127.0.0.2:{ports['a']}"
+
+    def split(n):
+        return Counter(env.get("/").header("x-upstream") for _ in range(n))
+
+    # drain: no new requests to a; ready: back.
+    rc, out = run("set", "endpoint", key_a, "state", "drain")
+    check(rc == 0 and out.startswith("ok:"), f"set state drain: {rc} {out!r}")
+    c = split(40)
+    check(c == Counter({"b": 40}), f"with a drained, traffic went {dict(c)}")
+    rc, _ = run("set", "endpoint", key_a, "state", "ready")
+    poll(lambda: split(20)["a"] > 0, 5, what="traffic back to a after state ready")
+    # weight 3 for a: round robin gives it three requests in four.
+    rc, out = run("set", "endpoint", key_a, "weight", "3")
+    check(rc == 0, f"set weight: {rc} {out!r}")
+    c = split(400)
+    check(280 <= c["a"] <= 320, f"weight 3:1 gave {dict(c)}")
+    # Errors: exit status 1 and an error line.
+    for args in (["frobnicate"], ["set", "endpoint", "nope", "state", "drain"],
+                 ["set", "endpoint", key_a, "state", "sleepy"], ["show", "endpoints", "no-such-cluster"]):
+        rc, out = run(*args)
+        check(rc == 1 and out.startswith("error:"), f"{args}: rc {rc} {out!r}")
+    env.write("isthmus.yaml", "kind: Nonsense\n")
+    rc, out = run("reload")
+    check(rc == 1 and "reload refused" in out, f"bad reload: rc {rc} {out!r}")

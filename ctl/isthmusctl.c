@@ -1,0 +1,142 @@
+/* isthmusctl: the control-socket client. Sends its arguments as one command line
+ * to the master's control socket and prints the answer.
+ *
+ * Exit status: 0 success; 1 the master answered with an error (or a refused
+ * reload); 2 usage error; 3 the socket could not be reached or timed out. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/isthmus/isthmus.sock"
+#define TIMEOUT_MS     30000 /* a reload with a large file may take a while */
+
+static void usage(FILE *out)
+{
+	fprintf(
+	    out,
+	    "usage: isthmusctl [-s SOCKET] COMMAND...\n"
+	    "  -s SOCKET  control socket (default " DEFAULT_SOCKET ", or $ISTHMUS_SOCKET)\n"
+	    "commands (append \"json\" to a show command for JSON):\n"
+	    "  show info | show config | show workers | show clusters\n"
+	    "  show endpoints [CLUSTER]\n"
+	    "  set endpoint ID|KEY state ready|drain|maint\n"
+	    "  set endpoint ID|KEY weight N\n"
+	    "  reload\n"
+	    "exit status: 0 ok, 1 error reported by isthmus, 2 usage, 3 cannot reach isthmus\n");
+}
+
+/* Reads the whole answer (the master closes after it), bounded in time. */
+static int read_answer(int fd, char **out, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+
+	if (buf == NULL)
+		return -ENOMEM;
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t r;
+
+		if (poll(&p, 1, TIMEOUT_MS) <= 0) {
+			free(buf);
+			return -ETIMEDOUT;
+		}
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (nb == NULL) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			free(buf);
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	const char *path = getenv("ISTHMUS_SOCKET");
+	char line[512];
+	size_t n = 0, alen = 0;
+	char *answer = NULL;
+	int opt, fd, ret;
+
+	if (path == NULL)
+		path = DEFAULT_SOCKET;
+	while ((opt = getopt(argc, argv, "+s:h")) != -1) {
+		switch (opt) {
+		case 's':
+			path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (int i = optind; i < argc; i++) {
+		int w =
+		    snprintf(line + n, sizeof(line) - n, "%s%s", i > optind ? " " : "", argv[i]);
+
+		if (w < 0 || (size_t)w >= sizeof(line) - n) {
+			fprintf(stderr, "isthmusctl: command too long\n");
+			return 2;
+		}
+		n += (size_t)w;
+	}
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "isthmusctl: socket path too long: %s\n", path);
+		return 2;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "isthmusctl: %s: %s (is isthmus running?)\n", path,
+			strerror(errno));
+		return 3;
+	}
+	line[n++] = '\n';
+	if (write(fd, line, n) != (ssize_t)n) {
+		fprintf(stderr, "isthmusctl: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return 3;
+	}
+	ret = read_answer(fd, &answer, &alen);
+	close(fd);
+	if (ret < 0) {
+		fprintf(stderr, "isthmusctl: %s: %s\n", path, strerror(-ret));
+		return 3;
+	}
+	fwrite(answer, 1, alen, stdout);
+	ret = (alen >= 6 && strncmp(answer, "error:", 6) == 0) ||
+	      (alen >= 14 && strncmp(answer, "reload refused", 14) == 0);
+	free(answer);
+	return ret ? 1 : 0;
+}

@@ -1,0 +1,391 @@
+/* Control-socket commands (master): show info, workers, config, clusters,
+ * endpoints; set endpoint state and weight; reload. Each in text and JSON. */
+#include "master/commands.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "health/outlier.h"
+#include "lib/json.h"
+#include "lib/log.h"
+#include "master/master-t.h"
+
+void ism_say(struct ism_reply *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (r->len >= r->cap - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(r->p + r->len, r->cap - r->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n : r->cap - 1;
+}
+
+int ism_master_ready(const struct ism_master *m)
+{
+	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
+		return 0;
+	for (int i = 0; i < m->n_workers; i++) {
+		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
+
+		if (atomic_load(&ws->pid) == 0 || atomic_load(&ws->gen) == 0 ||
+		    atomic_load(&ws->draining))
+			return 0;
+	}
+	return 1;
+}
+
+/* "key: value" lines, or one JSON object: the same fields either way. */
+struct kv {
+	struct ism_reply *r;
+	int json;
+	int n;
+};
+
+static void kv_begin(struct kv *k, struct ism_reply *r, int json)
+{
+	k->r = r;
+	k->json = json;
+	k->n = 0;
+	if (json)
+		ism_say(r, "{");
+}
+
+static void kv_num(struct kv *k, const char *key, unsigned long long v)
+{
+	if (k->json)
+		ism_say(k->r, "%s\"%s\":%llu", k->n++ ? "," : "", key, v);
+	else
+		ism_say(k->r, "%s: %llu\n", key, v);
+}
+
+static void kv_str(struct kv *k, const char *key, const char *v)
+{
+	char esc[1024];
+
+	if (k->json) {
+		ism_json_escape(esc, sizeof(esc), v, strlen(v));
+		ism_say(k->r, "%s\"%s\":\"%s\"", k->n++ ? "," : "", key, esc);
+	} else {
+		ism_say(k->r, "%s: %s\n", key, v);
+	}
+}
+
+static void kv_end(struct kv *k)
+{
+	if (k->json)
+		ism_say(k->r, "}\n");
+}
+
+static void show_info(struct ism_master *m, struct ism_reply *r, int json)
+{
+	struct ism_worker_stats st;
+	const struct ism_shm_hdr *h = m->shm.hdr;
+	struct kv k;
+
+	ism_shm_stats_sum(&m->shm, &st);
+	kv_begin(&k, r, json);
+	kv_str(&k, "version", ISM_VERSION);
+	kv_num(&k, "generation", m->gen);
+	kv_str(&k, "config", m->conf_path);
+	kv_num(&k, "workers", (unsigned long long)m->n_workers);
+	kv_str(&k, "ready", ism_master_ready(m) ? "yes" : "no");
+	kv_num(&k, "reloads", atomic_load(&h->reloads));
+	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));
+	kv_num(&k, "uptime_s", (ism_wall_ms() - atomic_load(&h->started_ms)) / 1000);
+	kv_num(&k, "connections_active", st.conn_active);
+	kv_num(&k, "connections_accepted", st.conn_accepted);
+	kv_num(&k, "requests", st.requests);
+	kv_num(&k, "responses_2xx", st.resp_class[2]);
+	kv_num(&k, "responses_4xx", st.resp_class[4]);
+	kv_num(&k, "responses_5xx", st.resp_class[5]);
+	kv_end(&k);
+}
+
+static void show_config(struct ism_master *m, struct ism_reply *r, int json)
+{
+	char when[40];
+	time_t sec = (time_t)(m->loaded_ms / 1000);
+	struct tm tm;
+	struct kv k;
+
+	gmtime_r(&sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	kv_begin(&k, r, json);
+	kv_str(&k, "file", m->conf_path);
+	kv_str(&k, "checksum", m->conf_sum);
+	kv_num(&k, "generation", m->gen);
+	kv_str(&k, "loaded", when);
+	kv_end(&k);
+}
+
+static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
+{
+	uint64_t now = ism_now_ms();
+
+	ism_say(r, json ? "[" : "");
+	for (int i = 0; i < m->n_workers; i++) {
+		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
+		uint64_t hb = atomic_load(&ws->heartbeat_ms);
+
+		if (json)
+			ism_say(r,
+				"%s{\"index\":%d,\"pid\":%d,\"generation\":%llu,\"draining\":%s,"
+				"\"heartbeat_age_ms\":%llu,\"connections\":%llu,\"requests\":%llu}",
+				i ? "," : "", i, (int)atomic_load(&ws->pid),
+				(unsigned long long)atomic_load(&ws->gen),
+				atomic_load(&ws->draining) ? "true" : "false",
+				(unsigned long long)(hb && now > hb ? now - hb : 0),
+				(unsigned long long)atomic_load(&ws->stats.conn_active),
+				(unsigned long long)atomic_load(&ws->stats.requests));
+		else
+			ism_say(r,
+				"%d pid=%d generation=%llu draining=%s heartbeat_age_ms=%llu "
+				"connections=%llu requests=%llu\n",
+				i, (int)atomic_load(&ws->pid),
+				(unsigned long long)atomic_load(&ws->gen),
+				atomic_load(&ws->draining) ? "yes" : "no",
+				(unsigned long long)(hb && now > hb ? now - hb : 0),
+				(unsigned long long)atomic_load(&ws->stats.conn_active),
+				(unsigned long long)atomic_load(&ws->stats.requests));
+	}
+	ism_say(r, json ? "]\n" : "");
+}
+
+static const char *lb_name(uint8_t lb)
+{
+	static const char *const names[] = {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH",
+					    "MAGLEV"};
+
+	return lb < sizeof(names) / sizeof(names[0]) ? names[lb] : "?";
+}
+
+static const char *admin_name(uint32_t a)
+{
+	return a == ISM_EP_ADMIN_DRAIN ? "drain" : a == ISM_EP_ADMIN_MAINT ? "maint" : "ready";
+}
+
+static void show_clusters(struct ism_master *m, struct ism_reply *r, int json)
+{
+	const struct ism_table *t = ism_shm_current(&m->shm);
+
+	ism_say(r, json ? "[" : "");
+	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+		const struct ism_cluster_dyn *d = cl->dyn;
+		char loads[128] = "";
+		size_t n = 0;
+		uint32_t healthy = 0;
+
+		for (uint32_t e = 0; e < cl->n_endpoints; e++)
+			healthy += ism_ep_eligible(&m->shm.hdr->eps[cl->endpoints[e].id]);
+		for (uint32_t p = 0; d && p < d->n_priorities && n < sizeof(loads) - 8; p++)
+			n += (size_t)snprintf(loads + n, sizeof(loads) - n, "%s%u%s", p ? "," : "",
+					      d->healthy_load[p], d->panic[p] ? "p" : "");
+		if (json)
+			ism_say(r,
+				"%s{\"name\":\"%s\",\"lb\":\"%s\",\"endpoints\":%u,\"eligible\":%u,"
+				"\"priorities\":%u,\"loads\":\"%s\",\"outlier_detection\":%s,"
+				"\"overflow\":%llu,\"retries\":%llu}",
+				c ? "," : "", cl->name.p, lb_name(cl->lb), cl->n_endpoints, healthy,
+				cl->n_priorities, loads, cl->od ? "true" : "false",
+				(unsigned long long)(d ? atomic_load(&d->overflow) : 0),
+				(unsigned long long)(d ? atomic_load(&d->retries) : 0));
+		else
+			ism_say(r,
+				"%s lb=%s endpoints=%u eligible=%u priorities=%u loads=%s "
+				"outlier_detection=%s overflow=%llu retries=%llu\n",
+				cl->name.p, lb_name(cl->lb), cl->n_endpoints, healthy,
+				cl->n_priorities, loads, cl->od ? "yes" : "no",
+				(unsigned long long)(d ? atomic_load(&d->overflow) : 0),
+				(unsigned long long)(d ? atomic_load(&d->retries) : 0));
+	}
+	ism_say(r, json ? "]\n" : "");
+}
+
+/* The endpoints of one cluster (with their priority there), or every endpoint. */
+static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char *cluster, int json)
+{
+	const struct ism_shm_hdr *h = m->shm.hdr;
+	const struct ism_table *t = ism_shm_current(&m->shm);
+	const struct ism_cluster *cl = NULL;
+	int first = 1;
+
+	for (uint32_t c = 0; cluster && t && c < t->n_clusters; c++)
+		if (strcmp(t->clusters[c].name.p, cluster) == 0)
+			cl = &t->clusters[c];
+	if (cluster && cl == NULL) {
+		ism_say(r, "error: no cluster '%.200s' (see: show clusters)\n", cluster);
+		return;
+	}
+	ism_say(r, json ? "[" : "");
+	for (uint32_t i = 0; i < (cl ? cl->n_endpoints : ISM_MAX_ENDPOINTS); i++) {
+		uint32_t id = cl ? cl->endpoints[i].id : i;
+		const struct ism_ep_state *e = &h->eps[id];
+		int prio = cl ? cl->endpoints[i].priority : -1;
+		const char *loc = cl ? cl->endpoints[i].locality.p : "";
+
+		if (!atomic_load(&e->in_use))
+			continue;
+		if (json) {
+			ism_say(
+			    r,
+			    "%s{\"id\":%u,\"key\":\"%s\",\"locality\":\"%s\",\"priority\":%d,"
+			    "\"health\":\"%s\",\"ejected\":%s,\"ejections\":%llu,\"admin\":\"%s\","
+			    "\"weight\":%u,\"inflight\":%u,\"requests\":%llu,\"failures\":%llu,"
+			    "\"checks\":%llu,\"check_failures\":%llu}",
+			    first ? "" : ",", id, h->ep_keys[id], loc, prio,
+			    atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy",
+			    atomic_load(&e->ejected) ? "true" : "false",
+			    (unsigned long long)atomic_load(&e->ejections),
+			    admin_name(atomic_load(&e->admin)), atomic_load(&e->weight),
+			    atomic_load(&e->inflight),
+			    (unsigned long long)atomic_load(&e->requests),
+			    (unsigned long long)atomic_load(&e->failures),
+			    (unsigned long long)atomic_load(&e->hc_checks),
+			    (unsigned long long)atomic_load(&e->hc_failures));
+		} else {
+			ism_say(r,
+				"%u %s health=%s ejected=%s ejections=%llu admin=%s weight=%u "
+				"inflight=%u requests=%llu failures=%llu checks=%llu "
+				"check_failures=%llu",
+				id, h->ep_keys[id],
+				atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy",
+				atomic_load(&e->ejected) ? "yes" : "no",
+				(unsigned long long)atomic_load(&e->ejections),
+				admin_name(atomic_load(&e->admin)), atomic_load(&e->weight),
+				atomic_load(&e->inflight),
+				(unsigned long long)atomic_load(&e->requests),
+				(unsigned long long)atomic_load(&e->failures),
+				(unsigned long long)atomic_load(&e->hc_checks),
+				(unsigned long long)atomic_load(&e->hc_failures));
+			if (cl)
+				ism_say(r, " locality=%s priority=%d", loc[0] ? loc : "-", prio);
+			ism_say(r, "\n");
+		}
+		first = 0;
+	}
+	ism_say(r, json ? "]\n" : "");
+}
+
+/* An endpoint by id or by key "<service>|<address>:<port>". */
+static int find_endpoint(struct ism_master *m, const char *what)
+{
+	char *end;
+	unsigned long id = strtoul(what, &end, 10);
+
+	if (*what && *end == '\0' && id < ISM_MAX_ENDPOINTS &&
+	    atomic_load(&m->shm.hdr->eps[id].in_use))
+		return (int)id;
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
+		if (atomic_load(&m->shm.hdr->eps[i].in_use) &&
+		    strcmp(m->shm.hdr->ep_keys[i], what) == 0)
+			return i;
+	return -1;
+}
+
+/* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight N
+ * (0: back to the configured weight). Workers see it on their next pick. */
+static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
+{
+	char *key = strtok(args, " ");
+	char *what = strtok(NULL, " ");
+	char *val = strtok(NULL, " ");
+	struct ism_ep_state *e;
+	int id;
+
+	if (key == NULL || what == NULL || val == NULL || strtok(NULL, " ") != NULL) {
+		ism_say(r,
+			"error: usage: set endpoint <id|service|addr:port> state ready|drain|maint"
+			" | weight N\n");
+		return;
+	}
+	id = find_endpoint(m, key);
+	if (id < 0) {
+		ism_say(r, "error: no endpoint '%.200s' (see: show endpoints)\n", key);
+		return;
+	}
+	e = &m->shm.hdr->eps[id];
+	if (strcmp(what, "state") == 0) {
+		uint32_t a = strcmp(val, "ready") == 0	 ? ISM_EP_ADMIN_READY
+			     : strcmp(val, "drain") == 0 ? ISM_EP_ADMIN_DRAIN
+			     : strcmp(val, "maint") == 0 ? ISM_EP_ADMIN_MAINT
+							 : UINT32_MAX;
+
+		if (a == UINT32_MAX) {
+			ism_say(r, "error: state must be ready, drain or maint\n");
+			return;
+		}
+		atomic_store(&e->admin, a);
+	} else if (strcmp(what, "weight") == 0) {
+		char *end;
+		unsigned long w = strtoul(val, &end, 10);
+
+		if (*val == '\0' || *end != '\0' || w > 1000000) {
+			ism_say(
+			    r, "error: weight must be an integer from 0 (configured) to 1000000\n");
+			return;
+		}
+		atomic_store(&e->weight, (uint32_t)w);
+	} else {
+		ism_say(r, "error: unknown setting '%.32s': state or weight\n", what);
+		return;
+	}
+	atomic_fetch_add(&m->shm.hdr->health_epoch, 1);
+	ism_notice("control socket: endpoint %s %s %s", m->shm.hdr->ep_keys[id], what, val);
+	ism_say(r, "ok: endpoint %s %s %s\n", m->shm.hdr->ep_keys[id], what, val);
+}
+
+static int strip_json(char *line)
+{
+	size_t n = strlen(line);
+
+	if (n >= 5 && strcmp(line + n - 5, " json") == 0) {
+		line[n - 5] = '\0';
+		return 1;
+	}
+	return strcmp(line, "json") == 0;
+}
+
+void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
+{
+	char line[512];
+	int json;
+
+	snprintf(line, sizeof(line), "%s", cmdline);
+	json = strip_json(line);
+	if (strcmp(line, "reload") == 0) {
+		ism_master_reload(m, r->p, r->cap);
+		r->len = strlen(r->p);
+	} else if (strcmp(line, "show info") == 0) {
+		show_info(m, r, json);
+	} else if (strcmp(line, "show config") == 0) {
+		show_config(m, r, json);
+	} else if (strcmp(line, "show workers") == 0) {
+		show_workers(m, r, json);
+	} else if (strcmp(line, "show clusters") == 0) {
+		show_clusters(m, r, json);
+	} else if (strcmp(line, "show endpoints") == 0) {
+		show_endpoints(m, r, NULL, json);
+	} else if (strncmp(line, "show endpoints ", 15) == 0) {
+		show_endpoints(m, r, line + 15, json);
+	} else if (strncmp(line, "set endpoint ", 13) == 0) {
+		set_endpoint(m, line + 13, r);
+	} else if (strcmp(line, "help") == 0 || line[0] == '\0') {
+		ism_say(r, "commands (append \"json\" to a show command for JSON):\n"
+			   "  show info | show config | show workers | show clusters\n"
+			   "  show endpoints [CLUSTER]\n"
+			   "  set endpoint ID|KEY state ready|drain|maint\n"
+			   "  set endpoint ID|KEY weight N        (0: the configured weight)\n"
+			   "  reload\n"
+			   "  help\n");
+	} else {
+		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
+	}
+}

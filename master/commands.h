@@ -1,0 +1,28 @@
+/* Private to master/: the control-socket commands and the reply buffer they
+ * write into. Every command has a text form and, with a trailing "json", a JSON
+ * form. Master only. */
+#ifndef ISM_MASTER_COMMANDS_H
+#define ISM_MASTER_COMMANDS_H
+
+#include <stddef.h>
+
+struct ism_master;
+
+/* A reply being built: appends never overflow, the text is cut at the cap. */
+struct ism_reply {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+void ism_say(struct ism_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Serving: not stopping, and every worker alive and on a published generation. */
+int ism_master_ready(const struct ism_master *m);
+
+/* Runs one command line and writes its answer. An answer that reports a failure
+ * starts with "error:" (or "reload refused"), which isthmusctl turns into its
+ * exit status. */
+void ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r);
+
+#endif
