@@ -41,46 +41,81 @@ int ism_master_ready(const struct ism_master *m)
 	return 1;
 }
 
-/* "key: value" lines, or one JSON object: the same fields either way. */
+/* The same fields in three shapes: "key: value" lines, one JSON object, or
+ * "key=value" pairs on one line (the text form of the listing commands). */
+enum kv_shape {
+	KV_LINES = 0,
+	KV_JSON,
+	KV_INLINE,
+};
+
 struct kv {
 	struct ism_reply *r;
-	int json;
+	enum kv_shape shape;
 	int n;
 };
 
-static void kv_begin(struct kv *k, struct ism_reply *r, int json)
+static void kv_begin(struct kv *k, struct ism_reply *r, enum kv_shape shape)
 {
 	k->r = r;
-	k->json = json;
+	k->shape = shape;
 	k->n = 0;
-	if (json)
+	if (shape == KV_JSON)
 		ism_say(r, "{");
 }
 
 static void kv_num(struct kv *k, const char *key, unsigned long long v)
 {
-	if (k->json)
-		ism_say(k->r, "%s\"%s\":%llu", k->n++ ? "," : "", key, v);
+	if (k->shape == KV_JSON)
+		ism_say(k->r, "%s\"%s\":%llu", k->n ? "," : "", key, v);
+	else if (k->shape == KV_INLINE)
+		ism_say(k->r, "%s%s=%llu", k->n ? " " : "", key, v);
 	else
 		ism_say(k->r, "%s: %llu\n", key, v);
+	k->n++;
 }
 
 static void kv_str(struct kv *k, const char *key, const char *v)
 {
 	char esc[1024];
 
-	if (k->json) {
+	if (k->shape == KV_JSON) {
 		ism_json_escape(esc, sizeof(esc), v, strlen(v));
-		ism_say(k->r, "%s\"%s\":\"%s\"", k->n++ ? "," : "", key, esc);
+		ism_say(k->r, "%s\"%s\":\"%s\"", k->n ? "," : "", key, esc);
+	} else if (k->shape == KV_INLINE) {
+		ism_say(k->r, "%s%s=%s", k->n ? " " : "", key, v);
 	} else {
 		ism_say(k->r, "%s: %s\n", key, v);
 	}
+	k->n++;
 }
 
+/* A yes/no flag: a JSON boolean, "yes"/"no" in text. */
+static void kv_bool(struct kv *k, const char *key, int v)
+{
+	if (k->shape == KV_JSON) {
+		ism_say(k->r, "%s\"%s\":%s", k->n ? "," : "", key, v ? "true" : "false");
+		k->n++;
+	} else {
+		kv_str(k, key, v ? "yes" : "no");
+	}
+}
+
+/* Closes an object (JSON) or a line (inline); "key: value" lines need nothing. */
 static void kv_end(struct kv *k)
 {
-	if (k->json)
-		ism_say(k->r, "}\n");
+	if (k->shape == KV_JSON)
+		ism_say(k->r, "}");
+	else if (k->shape == KV_INLINE)
+		ism_say(k->r, "\n");
+}
+
+/* One item of a listing: an object of a JSON array, or one text line. */
+static void list_item(struct kv *k, struct ism_reply *r, int json, int not_first)
+{
+	if (json && not_first)
+		ism_say(r, ",");
+	kv_begin(k, r, json ? KV_JSON : KV_INLINE);
 }
 
 static void show_info(struct ism_master *m, struct ism_reply *r, int json)
@@ -90,7 +125,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	struct kv k;
 
 	ism_shm_stats_sum(&m->shm, &st);
-	kv_begin(&k, r, json);
+	kv_begin(&k, r, json ? KV_JSON : KV_LINES);
 	kv_str(&k, "version", ISM_VERSION);
 	kv_num(&k, "generation", m->gen);
 	kv_str(&k, "config", m->conf_path);
@@ -106,6 +141,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "responses_4xx", st.resp_class[4]);
 	kv_num(&k, "responses_5xx", st.resp_class[5]);
 	kv_end(&k);
+	ism_say(r, json ? "\n" : "");
 }
 
 static void show_config(struct ism_master *m, struct ism_reply *r, int json)
@@ -117,43 +153,34 @@ static void show_config(struct ism_master *m, struct ism_reply *r, int json)
 
 	gmtime_r(&sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	kv_begin(&k, r, json);
+	kv_begin(&k, r, json ? KV_JSON : KV_LINES);
 	kv_str(&k, "file", m->conf_path);
 	kv_str(&k, "checksum", m->conf_sum);
 	kv_num(&k, "generation", m->gen);
 	kv_str(&k, "loaded", when);
 	kv_end(&k);
+	ism_say(r, json ? "\n" : "");
 }
 
 static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
 {
 	uint64_t now = ism_now_ms();
+	struct kv k;
 
 	ism_say(r, json ? "[" : "");
 	for (int i = 0; i < m->n_workers; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
 		uint64_t hb = atomic_load(&ws->heartbeat_ms);
 
-		if (json)
-			ism_say(r,
-				"%s{\"index\":%d,\"pid\":%d,\"generation\":%llu,\"draining\":%s,"
-				"\"heartbeat_age_ms\":%llu,\"connections\":%llu,\"requests\":%llu}",
-				i ? "," : "", i, (int)atomic_load(&ws->pid),
-				(unsigned long long)atomic_load(&ws->gen),
-				atomic_load(&ws->draining) ? "true" : "false",
-				(unsigned long long)(hb && now > hb ? now - hb : 0),
-				(unsigned long long)atomic_load(&ws->stats.conn_active),
-				(unsigned long long)atomic_load(&ws->stats.requests));
-		else
-			ism_say(r,
-				"%d pid=%d generation=%llu draining=%s heartbeat_age_ms=%llu "
-				"connections=%llu requests=%llu\n",
-				i, (int)atomic_load(&ws->pid),
-				(unsigned long long)atomic_load(&ws->gen),
-				atomic_load(&ws->draining) ? "yes" : "no",
-				(unsigned long long)(hb && now > hb ? now - hb : 0),
-				(unsigned long long)atomic_load(&ws->stats.conn_active),
-				(unsigned long long)atomic_load(&ws->stats.requests));
+		list_item(&k, r, json, i);
+		kv_num(&k, "index", (unsigned long long)i);
+		kv_num(&k, "pid", (unsigned long long)atomic_load(&ws->pid));
+		kv_num(&k, "generation", atomic_load(&ws->gen));
+		kv_bool(&k, "draining", atomic_load(&ws->draining) != 0);
+		kv_num(&k, "heartbeat_age_ms", hb && now > hb ? now - hb : 0);
+		kv_num(&k, "connections", atomic_load(&ws->stats.conn_active));
+		kv_num(&k, "requests", atomic_load(&ws->stats.requests));
+		kv_end(&k);
 	}
 	ism_say(r, json ? "]\n" : "");
 }
@@ -215,6 +242,7 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	const struct ism_table *t = ism_shm_current(&m->shm);
 	const struct ism_cluster *cl = NULL;
+	struct kv k;
 	int first = 1;
 
 	for (uint32_t c = 0; cluster && t && c < t->n_clusters; c++)
@@ -233,42 +261,29 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 
 		if (!atomic_load(&e->in_use))
 			continue;
+		list_item(&k, r, json, !first);
+		if (!json)
+			ism_say(r, "%u %s ", id, h->ep_keys[id]);
 		if (json) {
-			ism_say(
-			    r,
-			    "%s{\"id\":%u,\"key\":\"%s\",\"locality\":\"%s\",\"priority\":%d,"
-			    "\"health\":\"%s\",\"ejected\":%s,\"ejections\":%llu,\"admin\":\"%s\","
-			    "\"weight\":%u,\"inflight\":%u,\"requests\":%llu,\"failures\":%llu,"
-			    "\"checks\":%llu,\"check_failures\":%llu}",
-			    first ? "" : ",", id, h->ep_keys[id], loc, prio,
-			    atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy",
-			    atomic_load(&e->ejected) ? "true" : "false",
-			    (unsigned long long)atomic_load(&e->ejections),
-			    admin_name(atomic_load(&e->admin)), atomic_load(&e->weight),
-			    atomic_load(&e->inflight),
-			    (unsigned long long)atomic_load(&e->requests),
-			    (unsigned long long)atomic_load(&e->failures),
-			    (unsigned long long)atomic_load(&e->hc_checks),
-			    (unsigned long long)atomic_load(&e->hc_failures));
-		} else {
-			ism_say(r,
-				"%u %s health=%s ejected=%s ejections=%llu admin=%s weight=%u "
-				"inflight=%u requests=%llu failures=%llu checks=%llu "
-				"check_failures=%llu",
-				id, h->ep_keys[id],
-				atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy",
-				atomic_load(&e->ejected) ? "yes" : "no",
-				(unsigned long long)atomic_load(&e->ejections),
-				admin_name(atomic_load(&e->admin)), atomic_load(&e->weight),
-				atomic_load(&e->inflight),
-				(unsigned long long)atomic_load(&e->requests),
-				(unsigned long long)atomic_load(&e->failures),
-				(unsigned long long)atomic_load(&e->hc_checks),
-				(unsigned long long)atomic_load(&e->hc_failures));
-			if (cl)
-				ism_say(r, " locality=%s priority=%d", loc[0] ? loc : "-", prio);
-			ism_say(r, "\n");
+			kv_num(&k, "id", id);
+			kv_str(&k, "key", h->ep_keys[id]);
 		}
+		kv_str(&k, "health",
+		       atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
+		kv_bool(&k, "ejected", atomic_load(&e->ejected) != 0);
+		kv_num(&k, "ejections", atomic_load(&e->ejections));
+		kv_str(&k, "admin", admin_name(atomic_load(&e->admin)));
+		kv_num(&k, "weight", atomic_load(&e->weight));
+		kv_num(&k, "inflight", atomic_load(&e->inflight));
+		kv_num(&k, "requests", atomic_load(&e->requests));
+		kv_num(&k, "failures", atomic_load(&e->failures));
+		kv_num(&k, "checks", atomic_load(&e->hc_checks));
+		kv_num(&k, "check_failures", atomic_load(&e->hc_failures));
+		if (cl) {
+			kv_str(&k, "locality", loc[0] ? loc : "-");
+			kv_num(&k, "priority", (unsigned long long)prio);
+		}
+		kv_end(&k);
 		first = 0;
 	}
 	ism_say(r, json ? "]\n" : "");
