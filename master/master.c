@@ -18,6 +18,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -435,11 +437,29 @@ static void respawn_due(struct ism_master *m, uint64_t now)
 	}
 }
 
+/* systemd (Type=notify): RELOADING=1 before a reload, READY=1 after it. Without
+ * $NOTIFY_SOCKET these calls do nothing. */
+static void notify_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+		   (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+}
+
+static void notify_ready(const struct ism_master *m)
+{
+	sd_notifyf(0, "READY=1\nSTATUS=serving generation %llu with %d workers",
+		   (unsigned long long)m->gen, m->n_workers);
+}
+
 void ism_master_reload(struct ism_master *m, char *report, size_t len)
 {
 	struct ism_diags *d = calloc(1, sizeof(*d));
 	int ret;
 
+	notify_reloading();
 	if (d == NULL) {
 		snprintf(report, len, "reload refused: out of memory\n");
 		return;
@@ -470,6 +490,7 @@ void ism_master_reload(struct ism_master *m, char *report, size_t len)
 		}
 	}
 	free(d);
+	notify_ready(m);
 }
 
 static void start_stop(struct ism_master *m, const char *why)
@@ -485,6 +506,7 @@ static void start_stop(struct ism_master *m, const char *why)
 	m->stop_deadline = ism_now_ms() + drain + STOP_GRACE_MS;
 	atomic_store(&m->shm.hdr->stopping, 1);
 	ism_notice("stopping (%s): draining workers for up to %u ms", why, drain);
+	sd_notifyf(0, "STOPPING=1\nSTATUS=draining (%s)", why);
 	for (int i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid)
 			kill(m->workers[i].pid, SIGTERM);
@@ -708,6 +730,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	}
 	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
 		   m->n_workers);
+	notify_ready(m);
 	status = master_loop(m);
 	ism_notice("stopped");
 	ism_ctl_destroy(m->ctl);

@@ -130,3 +130,45 @@ def isthmusctl_commands(env):
     env.write("isthmus.yaml", "kind: Nonsense\n")
     rc, out = run("reload")
     check(rc == 1 and "reload refused" in out, f"bad reload: rc {rc} {out!r}")
+
+
+@_test
+def systemd_notify(env):
+    """Type=notify: READY=1 once serving, RELOADING=1 then READY=1 around a
+    reload, STOPPING=1 at a graceful stop, as sd_notify sends them to systemd."""
+    import socket
+
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    sock_path = env.path("notify.sock")
+    nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    nsock.bind(sock_path)
+    nsock.settimeout(5)
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port),
+        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    os.environ["NOTIFY_SOCKET"] = sock_path
+    try:
+        env.start_gateway(conf, gw_port)
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+
+    def next_msg():
+        return nsock.recv(4096).decode()
+
+    try:
+        m = next_msg()
+        check("READY=1" in m and "generation 1" in m, f"first notification {m!r}")
+        os.kill(env.gateway.pid, signal.SIGHUP)
+        m = next_msg()
+        check(m.startswith("RELOADING=1") and "MONOTONIC_USEC=" in m, f"at reload {m!r}")
+        m = next_msg()
+        check("READY=1" in m and "generation 2" in m, f"after reload {m!r}")
+        os.kill(env.gateway.pid, signal.SIGTERM)
+        m = next_msg()
+        check("STOPPING=1" in m, f"at stop {m!r}")
+    except socket.timeout:
+        raise AssertionError("no sd_notify message within 5 s")
+    finally:
+        nsock.close()
