@@ -289,6 +289,36 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 	ism_say(r, json ? "]\n" : "");
 }
 
+static void show_events(struct ism_master *m, struct ism_reply *r, int json)
+{
+	const struct ism_events *ev = &m->events;
+	uint64_t first = ev->n > ISM_EVENTS_MAX ? ev->n - ISM_EVENTS_MAX : 0;
+	struct kv k;
+
+	ism_say(r, json ? "[" : "");
+	for (uint64_t i = first; i < ev->n; i++) {
+		const struct ism_event *e = &ev->ring[i % ISM_EVENTS_MAX];
+		time_t sec = (time_t)(e->wall_ms / 1000);
+		char when[40];
+		struct tm tm;
+
+		gmtime_r(&sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03uZ",
+			 (unsigned)(e->wall_ms % 1000));
+		if (json) {
+			list_item(&k, r, json, i > first);
+			kv_str(&k, "time", when);
+			kv_str(&k, "kind", e->kind);
+			kv_str(&k, "event", e->text);
+			kv_end(&k);
+		} else {
+			ism_say(r, "%s %s %s\n", when, e->kind, e->text);
+		}
+	}
+	ism_say(r, json ? "]\n" : "");
+}
+
 /* An endpoint by id or by key "<service>|<address>:<port>". */
 static int find_endpoint(struct ism_master *m, const char *what)
 {
@@ -390,12 +420,14 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 		show_endpoints(m, r, NULL, json);
 	} else if (strncmp(line, "show endpoints ", 15) == 0) {
 		show_endpoints(m, r, line + 15, json);
+	} else if (strcmp(line, "show events") == 0) {
+		show_events(m, r, json);
 	} else if (strncmp(line, "set endpoint ", 13) == 0) {
 		set_endpoint(m, line + 13, r);
 	} else if (strcmp(line, "help") == 0 || line[0] == '\0') {
 		ism_say(r, "commands (append \"json\" to a show command for JSON):\n"
 			   "  show info | show config | show workers | show clusters\n"
-			   "  show endpoints [CLUSTER]\n"
+			   "  show endpoints [CLUSTER] | show events\n"
 			   "  set endpoint ID|KEY state ready|drain|maint\n"
 			   "  set endpoint ID|KEY weight N        (0: the configured weight)\n"
 			   "  reload\n"

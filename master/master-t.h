@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "conf/conf.h"
+#include "master/events.h"
 #include "shm/shm.h"
 
 #define ISM_VERSION "0.2.0"
@@ -42,6 +43,7 @@ struct ism_master {
 	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
+	struct ism_events events;
 };
 
 /* Loads, compiles and publishes the file as a new generation. 0, or -errno with

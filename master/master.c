@@ -162,6 +162,7 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	if (epoch != m->epoch) {
 		m->epoch = epoch;
 		ism_lbstate_compute(t, h->eps);
+		ism_events_observe(&m->events, t, h);
 	}
 }
 
@@ -219,6 +220,8 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 	}
 	m->gen++;
 	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
+	/* The baseline later changes are reported against. */
+	ism_events_observe(&m->events, t, m->shm.hdr);
 	ret = ism_health_set_table(m->health, t);
 	if (ret < 0)
 		ism_warn("health checks not updated: %s", strerror(-ret));
@@ -414,6 +417,11 @@ static void reap(struct ism_master *m)
 					 i, (int)pid, WEXITSTATUS(status),
 					 (unsigned long long)delay);
 			ws->respawn_at = ism_now_ms() + delay;
+			ism_event_add(&m->events, "worker",
+				      "worker %d (pid %d) %s %d; restart in %llu ms", i, (int)pid,
+				      WIFSIGNALED(status) ? "killed by signal" : "exited with",
+				      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+				      (unsigned long long)delay);
 			break;
 		}
 	}
@@ -445,7 +453,8 @@ static void notify_reloading(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-		   (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+		   (unsigned long long)ts.tv_sec * 1000000ULL +
+		       (unsigned long long)ts.tv_nsec / 1000);
 }
 
 static void notify_ready(const struct ism_master *m)
@@ -470,6 +479,9 @@ void ism_master_reload(struct ism_master *m, char *report, size_t len)
 		size_t n;
 
 		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
+		ism_event_add(&m->events, "reload",
+			      "refused (%zu errors); generation %llu keeps serving", d->n_errors,
+			      (unsigned long long)m->gen);
 		n = (size_t)snprintf(report, len,
 				     "reload refused; the running configuration "
 				     "(generation %llu) keeps serving:\n",
@@ -479,6 +491,8 @@ void ism_master_reload(struct ism_master *m, char *report, size_t len)
 		ism_err("%s", report);
 	} else {
 		atomic_fetch_add(&m->shm.hdr->reloads, 1);
+		ism_event_add(&m->events, "reload", "generation %llu published",
+			      (unsigned long long)m->gen);
 		snprintf(report, len, "reload: generation %llu published\n",
 			 (unsigned long long)m->gen);
 		ism_notice("reload: generation %llu published", (unsigned long long)m->gen);
@@ -747,8 +761,10 @@ out_shm:
 out_free:
 	if (m && m->notify_fd >= 0)
 		close(m->notify_fd);
-	if (m)
+	if (m) {
 		free(m->next_sweep);
+		ism_events_free(&m->events);
+	}
 	free(d);
 	free(m);
 	return status;

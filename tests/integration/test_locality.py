@@ -465,6 +465,13 @@ def istio_failover_task(env):
               f"{failing} failing: want every request on {nxt}, got {counts} statuses {statuses}")
     # The ejections (baseEjectionTime 1m) must all still be in force.
     check(time.monotonic() - t_first_fail < 55, "the steps took too long: the first ejection may have ended")
+    # The operator's view: three ejections and the failovers they caused, in order.
+    events = ctl_cmd(env.path("ctl.sock"), "show events")
+    ejections = [l for l in events.splitlines() if " ejection " in l and "ejected" in l]
+    failovers = [l for l in events.splitlines() if " failover " in l]
+    check(len(ejections) == 3, f"show events lists {len(ejections)} ejections:\n{events}")
+    check(len(failovers) >= 3 and failovers[-1].endswith("-> 0/0/0/100"),
+          f"show events lacks the failovers to the last level:\n{events}")
 
 
 @_test

@@ -130,6 +130,11 @@ def isthmusctl_commands(env):
     env.write("isthmus.yaml", "kind: Nonsense\n")
     rc, out = run("reload")
     check(rc == 1 and "reload refused" in out, f"bad reload: rc {rc} {out!r}")
+    rc, out = run("show", "events", "json")
+    kinds = [(e["kind"], e["event"]) for e in json.loads(out)]
+    check(("admin", f"{key_a} set to drain") in kinds and ("admin", f"{key_a} set to ready") in kinds,
+          f"show events lacks the admin changes: {kinds}")
+    check(any(k == "reload" and e.startswith("refused") for k, e in kinds), f"no refused reload in {kinds}")
 
 
 @_test

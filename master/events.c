@@ -1,0 +1,110 @@
+#include "master/events.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+
+void ism_event_add(struct ism_events *ev, const char *kind, const char *fmt, ...)
+{
+	struct ism_event *e = &ev->ring[ev->n % ISM_EVENTS_MAX];
+	va_list ap;
+
+	e->wall_ms = ism_wall_ms();
+	snprintf(e->kind, sizeof(e->kind), "%s", kind);
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof(e->text), fmt, ap);
+	va_end(ap);
+	ev->n++;
+}
+
+static const char *admin_word(uint8_t a)
+{
+	return a == ISM_EP_ADMIN_DRAIN ? "drain" : a == ISM_EP_ADMIN_MAINT ? "maint" : "ready";
+}
+
+static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h)
+{
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
+		const struct ism_ep_state *e = &h->eps[i];
+		uint8_t health, ejected, admin;
+
+		if (!atomic_load(&e->in_use)) {
+			ev->ep_seen[i] = 0;
+			continue;
+		}
+		health = (uint8_t)atomic_load(&e->health);
+		ejected = atomic_load(&e->ejected) != 0;
+		admin = (uint8_t)atomic_load(&e->admin);
+		if (ev->ep_seen[i]) {
+			if (health != ev->ep_health[i])
+				ism_event_add(ev, "health", "%s is now %s", h->ep_keys[i],
+					      health == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
+			if (ejected != ev->ep_ejected[i])
+				ism_event_add(ev, "ejection", "%s %s", h->ep_keys[i],
+					      ejected ? "ejected by outlier detection"
+						      : "returned from ejection");
+			if (admin != ev->ep_admin[i])
+				ism_event_add(ev, "admin", "%s set to %s", h->ep_keys[i],
+					      admin_word(admin));
+		}
+		ev->ep_seen[i] = 1;
+		ev->ep_health[i] = health;
+		ev->ep_ejected[i] = ejected;
+		ev->ep_admin[i] = admin;
+	}
+}
+
+static size_t fmt_loads(char *out, size_t cap, const uint8_t *loads, uint32_t n)
+{
+	size_t len = 0;
+
+	for (uint32_t p = 0; p < n && len < cap; p++)
+		len += (size_t)snprintf(out + len, cap - len, "%s%u", p ? "/" : "", loads[p]);
+	return len;
+}
+
+static void observe_loads(struct ism_events *ev, const struct ism_table *t)
+{
+	if (ev->loads_of != t) {
+		/* A new generation: take its loads as the new baseline. */
+		free(ev->loads);
+		ev->loads = calloc(t->n_clusters ? t->n_clusters : 1, ISM_MAX_PRIORITIES);
+		ev->loads_of = ev->loads ? t : NULL;
+		for (uint32_t c = 0; ev->loads && c < t->n_clusters; c++)
+			if (t->clusters[c].dyn)
+				memcpy(ev->loads + (size_t)c * ISM_MAX_PRIORITIES,
+				       t->clusters[c].dyn->healthy_load, ISM_MAX_PRIORITIES);
+		return;
+	}
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+		uint8_t *old = ev->loads + (size_t)c * ISM_MAX_PRIORITIES;
+		char a[96], b[96];
+
+		if (cl->dyn == NULL || cl->n_priorities < 2 ||
+		    memcmp(old, cl->dyn->healthy_load, ISM_MAX_PRIORITIES) == 0)
+			continue;
+		fmt_loads(a, sizeof(a), old, cl->n_priorities);
+		fmt_loads(b, sizeof(b), cl->dyn->healthy_load, cl->n_priorities);
+		ism_event_add(ev, "failover", "%s priority loads %s -> %s", cl->name.p, a, b);
+		memcpy(old, cl->dyn->healthy_load, ISM_MAX_PRIORITIES);
+	}
+}
+
+void ism_events_observe(struct ism_events *ev, const struct ism_table *t,
+			const struct ism_shm_hdr *h)
+{
+	observe_endpoints(ev, h);
+	if (t != NULL)
+		observe_loads(ev, t);
+}
+
+void ism_events_free(struct ism_events *ev)
+{
+	free(ev->loads);
+	ev->loads = NULL;
+	ev->loads_of = NULL;
+}
