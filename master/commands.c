@@ -289,6 +289,64 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 	ism_say(r, json ? "]\n" : "");
 }
 
+/* Listeners, their virtual hosts and routes in order, with destinations. */
+static void show_routes(struct ism_master *m, struct ism_reply *r, int json)
+{
+	const struct ism_table *t = ism_shm_current(&m->shm);
+
+	ism_say(r, json ? "[" : "");
+	for (uint32_t l = 0; t && l < t->n_listeners; l++) {
+		const struct ism_listener *li = &t->listeners[l];
+
+		if (json)
+			ism_say(r, "%s{\"listener\":\"%s\",\"port\":%u,\"vhosts\":[", l ? "," : "",
+				li->name.p, li->port);
+		else
+			ism_say(r, "listener %s port %u\n", li->name.p, li->port);
+		for (uint32_t v = 0; v < li->n_vhosts; v++) {
+			const struct ism_vhost *vh = &li->vhosts[v];
+
+			if (json)
+				ism_say(r, "%s{\"name\":\"%s\",\"domains\":[", v ? "," : "",
+					vh->name.p);
+			else
+				ism_say(r, "  vhost %s domains=", vh->name.p);
+			for (uint32_t d = 0; d < vh->n_domains; d++)
+				ism_say(r, json ? "%s\"%s\"" : "%s%s", d ? "," : "",
+					vh->domains[d].p);
+			ism_say(r, json ? "],\"routes\":[" : "\n");
+			for (uint32_t i = 0; i < vh->n_routes; i++) {
+				const struct ism_route *rt = &vh->routes[i];
+
+				if (json)
+					ism_say(
+					    r,
+					    "%s{\"name\":\"%s\",\"matches\":%u,\"timeout_ms\":%u,"
+					    "\"retries\":%u,\"destinations\":[",
+					    i ? "," : "", rt->name.p, rt->n_match, rt->timeout_ms,
+					    rt->retry.attempts);
+				else
+					ism_say(
+					    r,
+					    "    route %s matches=%u timeout_ms=%u retries=%u ->",
+					    rt->name.p, rt->n_match, rt->timeout_ms,
+					    rt->retry.attempts);
+				for (uint32_t d = 0; d < rt->n_dest; d++)
+					ism_say(r,
+						json ? "%s{\"cluster\":\"%s\",\"weight\":%u}"
+						     : "%s %s weight=%u",
+						json && d ? "," : "",
+						t->clusters[rt->dest[d].cluster].name.p,
+						rt->dest[d].weight);
+				ism_say(r, json ? "]}" : "\n");
+			}
+			ism_say(r, json ? "]}" : "");
+		}
+		ism_say(r, json ? "]}" : "");
+	}
+	ism_say(r, json ? "]\n" : "");
+}
+
 static void show_events(struct ism_master *m, struct ism_reply *r, int json)
 {
 	const struct ism_events *ev = &m->events;
@@ -420,18 +478,24 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 		show_endpoints(m, r, NULL, json);
 	} else if (strncmp(line, "show endpoints ", 15) == 0) {
 		show_endpoints(m, r, line + 15, json);
+	} else if (strncmp(line, "explain ", 8) == 0) {
+		ism_explain(m, line + 8, r);
+	} else if (strcmp(line, "show routes") == 0) {
+		show_routes(m, r, json);
 	} else if (strcmp(line, "show events") == 0) {
 		show_events(m, r, json);
 	} else if (strncmp(line, "set endpoint ", 13) == 0) {
 		set_endpoint(m, line + 13, r);
 	} else if (strcmp(line, "help") == 0 || line[0] == '\0') {
-		ism_say(r, "commands (append \"json\" to a show command for JSON):\n"
-			   "  show info | show config | show workers | show clusters\n"
-			   "  show endpoints [CLUSTER] | show events\n"
-			   "  set endpoint ID|KEY state ready|drain|maint\n"
-			   "  set endpoint ID|KEY weight N        (0: the configured weight)\n"
-			   "  reload\n"
-			   "  help\n");
+		ism_say(r,
+			"commands (append \"json\" to a show command for JSON):\n"
+			"  show info | show config | show workers | show clusters | show routes\n"
+			"  show endpoints [CLUSTER] | show events\n"
+			"  set endpoint ID|KEY state ready|drain|maint\n"
+			"  set endpoint ID|KEY weight N        (0: the configured weight)\n"
+			"  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
+			"  reload\n"
+			"  help\n");
 	} else {
 		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
 	}

@@ -25,4 +25,7 @@ int ism_master_ready(const struct ism_master *m);
  * exit status. */
 void ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r);
 
+/* explain METHOD URL [NAME=VALUE]... [from=IP] (args is modified). */
+void ism_explain(struct ism_master *m, char *args, struct ism_reply *r);
+
 #endif

@@ -177,3 +177,47 @@ def systemd_notify(env):
         raise AssertionError("no sd_notify message within 5 s")
     finally:
         nsock.close()
+
+
+@_test
+def explain_matches_behaviour(env):
+    """explain names the route, cluster and endpoint that real requests then get:
+    a header route to a consistent-hash cluster (a stable pick), the default
+    route, and a path that no route matches."""
+    import subprocess
+
+    ports = {}
+    for i, addr in enumerate(("127.0.0.2", "127.0.0.3", "127.0.0.4")):
+        ports.update(env.upstream([f"{addr}:0=e{i}"], name=f"e{i}"))
+    gw_port = free_port()
+    vs = (f"  - name: by-user\n    match: [{{headers: {{x-user: {{prefix: u}}}}}}]\n"
+          f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+          f"  - name: default\n    match: [{{uri: {{prefix: /app}}}}]\n"
+          f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ops}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    loadBalancer:\n"
+          "      consistentHash: {httpHeaderName: x-user}\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port), virtual_service("ops", ["*"], vs), dr,
+        service_entry("ops", SVC, [{"address": a, "port": ports[f"e{i}"]} for i, a in
+                                   enumerate(("127.0.0.2", "127.0.0.3", "127.0.0.4"))])))
+    env.start_gateway(conf, gw_port)
+    ctl = os.path.join(env.build, "isthmusctl")
+    name_of = {f"127.0.0.{i + 2}:{ports[f'e{i}']}": f"e{i}" for i in range(3)}
+
+    def explain(*args):
+        p = subprocess.run([ctl, "-s", env.path("ctl.sock"), "explain", *args], stdout=subprocess.PIPE,
+                           timeout=30)
+        return p.returncode, p.stdout.decode()
+
+    for user in ("u1", "u2", "u3", "u4"):
+        rc, out = explain("GET", f"http://shop.example:{gw_port}/app/x", f"x-user={user}")
+        check(rc == 0 and "route: by-user" in out and "present (the pick below is stable)" in out,
+              f"explain for {user}: {out}")
+        predicted = name_of[out.split("endpoint: ")[1].split()[0]]
+        got = {env.get("/app/x", headers={"x-user": user}).header("x-upstream") for _ in range(5)}
+        check(got == {predicted}, f"explain predicted {predicted} for {user}, requests went to {got}")
+    rc, out = explain("GET", f"http://shop.example:{gw_port}/app/y")
+    check("route: default" in out, f"explain without the header: {out}")
+    rc, out = explain("GET", f"http://shop.example:{gw_port}/elsewhere")
+    check("404 (NR)" in out and env.get("/elsewhere").status == 404, f"explain for no route: {out}")

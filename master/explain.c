@@ -1,0 +1,214 @@
+/* `explain`: what the appliance would do with a request, and why: the listener,
+ * virtual host, route, weighted destinations, and for the cluster the
+ * priority loads, the eligible endpoints and the endpoint a pick gives now.
+ * It runs the workers' own parser, router and balancer over the published
+ * table and the live endpoint states. Master only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "health/outlier.h"
+#include "master/commands.h"
+#include "master/master-t.h"
+#include "worker/balancer.h"
+#include "worker/http1.h"
+#include "worker/policy.h"
+#include "worker/router.h"
+
+#define EXPLAIN_HDRS 64
+
+static const char *usage =
+    "error: usage: explain METHOD URL [NAME=VALUE]... [from=CLIENT_IP]\n"
+    "  URL: http://host[:port]/path?query (port picks the listener; default the first)\n";
+
+/* Builds the request as a client would send it, so that the workers' parser
+ * reads it exactly as it would read the real one. */
+static int build(char *out, size_t cap, const char *method, const char *url, char **hdrs,
+		 int n_hdrs, uint16_t *port)
+{
+	char host[256] = "";
+	const char *path = "/";
+	size_t n;
+	int w;
+
+	if (strncmp(url, "http://", 7) == 0) {
+		const char *h = url + 7;
+		const char *slash = strchr(h, '/');
+		size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+		const char *colon = memchr(h, ':', hl);
+
+		if (hl == 0 || hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, h, hl);
+		host[hl] = '\0';
+		if (colon) {
+			char *end;
+			unsigned long p = strtoul(colon + 1, &end, 10);
+
+			if (end != h + hl || p == 0 || p > 65535)
+				return -EINVAL;
+			*port = (uint16_t)p;
+		}
+		path = slash ? slash : "/";
+	} else if (url[0] == '/') {
+		path = url;
+	} else {
+		return -EINVAL;
+	}
+	w = snprintf(out, cap, "%s %s HTTP/1.1\r\n", method, path);
+	if (w < 0 || (size_t)w >= cap)
+		return -E2BIG;
+	n = (size_t)w;
+	/* A path alone: the Host comes from a host=... argument, else "localhost". */
+	for (int i = 0; i < n_hdrs && !host[0]; i++)
+		if (strncasecmp(hdrs[i], "host=", 5) == 0)
+			snprintf(host, sizeof(host), "%s", "-");
+	if (host[0] != '-') {
+		w = snprintf(out + n, cap - n, "Host: %s\r\n", host[0] ? host : "localhost");
+		n += w > 0 ? (size_t)w : 0;
+	}
+	for (int i = 0; i < n_hdrs && n < cap; i++) {
+		char *eq = strchr(hdrs[i], '=');
+
+		if (eq == NULL)
+			return -EINVAL;
+		w = snprintf(out + n, cap - n, "%.*s: %s\r\n", (int)(eq - hdrs[i]), hdrs[i],
+			     eq + 1);
+		n += w > 0 ? (size_t)w : 0;
+	}
+	w = snprintf(out + n, cap - n, "\r\n");
+	if (w < 0 || (size_t)w >= cap - n)
+		return -E2BIG;
+	return (int)(n + (size_t)w);
+}
+
+static void explain_cluster(struct ism_master *m, const struct ism_table *t, uint32_t ci,
+			    const struct ism_http_req *req, const char *peer, struct ism_reply *r)
+{
+	const struct ism_cluster *cl = &t->clusters[ci];
+	const struct ism_ep_state *eps = m->shm.hdr->eps;
+	const struct ism_cluster_dyn *d = cl->dyn;
+	struct ism_lb_req rq = {.exclude_id = UINT32_MAX, .rnd = 0x5bd1e995u, .rnd2 = 0x9e3779b9u};
+	struct ism_lb *lb;
+	int e;
+
+	ism_say(r, "cluster %s: %u endpoints, %u priorities%s\n", cl->name.p, cl->n_endpoints,
+		cl->n_priorities,
+		cl->od ? "" : " (no outlierDetection: no locality failover, as in Istio)");
+	for (uint32_t p = 0; d && p < d->n_priorities; p++) {
+		uint32_t hosts = 0, eligible = 0;
+
+		for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+			if (cl->endpoints[i].priority != p)
+				continue;
+			hosts++;
+			eligible += ism_ep_eligible(&eps[cl->endpoints[i].id]);
+		}
+		ism_say(r, "  priority %u: load %u%%%s, %u of %u endpoints eligible\n", p,
+			d->healthy_load[p], d->panic[p] || d->total_panic ? " (panic)" : "",
+			eligible, hosts);
+		for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+			const struct ism_endpoint *ep = &cl->endpoints[i];
+			const struct ism_ep_state *st = &eps[ep->id];
+
+			if (ep->priority != p)
+				continue;
+			ism_say(r, "    %s locality=%s %s%s%s\n", ep->addr_text.p,
+				ep->locality.len ? ep->locality.p : "-",
+				atomic_load(&st->health) == ISM_EP_HEALTHY ? "healthy"
+									   : "unhealthy",
+				atomic_load(&st->ejected) ? ", ejected" : "",
+				atomic_load(&st->admin) != ISM_EP_ADMIN_READY ? ", admin out" : "");
+		}
+	}
+	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
+		rq.has_hash = (uint8_t)ism_hash_key(&cl->hash, req, peer, &rq.hash);
+		ism_say(r, "  hash key: %s\n",
+			rq.has_hash ? "present (the pick below is stable)"
+				    : "absent (a random endpoint)");
+	}
+	lb = ism_lb_new(t);
+	if (lb == NULL) {
+		ism_say(r, "error: out of memory\n");
+		return;
+	}
+	e = ism_lb_pick(lb, ci, eps, &rq);
+	if (e < 0)
+		ism_say(r, "endpoint: none eligible: the answer is 503 (no healthy upstream)\n");
+	else
+		ism_say(r, "endpoint: %s (priority %u)\n", cl->endpoints[e].addr_text.p,
+			cl->endpoints[e].priority);
+	ism_lb_free(lb);
+}
+
+void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
+{
+	const struct ism_table *t = ism_shm_current(&m->shm);
+	struct ism_http_header hdrs[EXPLAIN_HDRS];
+	struct ism_http_req req = {.headers = hdrs};
+	struct ism_http_limits lim = {
+	    .max_head_bytes = 65536, .max_headers = EXPLAIN_HDRS, .max_uri_bytes = 16384};
+	char *tok[EXPLAIN_HDRS + 3], *save = NULL, buf[8192];
+	const char *peer = "127.0.0.1";
+	char *hv[EXPLAIN_HDRS];
+	int n_tok = 0, n_h = 0, len;
+	uint16_t port = 0;
+	const struct ism_listener *l = NULL;
+	const struct ism_vhost *vh;
+	const struct ism_route *rt;
+	struct ism_router_scratch *rs;
+
+	for (char *p = strtok_r(args, " ", &save); p && n_tok < EXPLAIN_HDRS + 2;
+	     p = strtok_r(NULL, " ", &save))
+		tok[n_tok++] = p;
+	if (n_tok < 2 || t == NULL) {
+		ism_say(r, "%s", usage);
+		return;
+	}
+	for (int i = 2; i < n_tok; i++) {
+		if (strncmp(tok[i], "from=", 5) == 0)
+			peer = tok[i] + 5;
+		else
+			hv[n_h++] = tok[i];
+	}
+	len = build(buf, sizeof(buf), tok[0], tok[1], hv, n_h, &port);
+	if (len < 0 || ism_http_parse_request(buf, (size_t)len, &lim, &req) <= 0) {
+		ism_say(r, "error: not a valid request: %s %s\n%s", tok[0], tok[1], usage);
+		return;
+	}
+	for (uint32_t i = 0; i < t->n_listeners && l == NULL; i++)
+		if (port == 0 || t->listeners[i].port == port)
+			l = &t->listeners[i];
+	if (l == NULL) {
+		ism_say(r, "error: no listener on port %u\n", port);
+		return;
+	}
+	ism_say(r, "generation %llu, listener %s (port %u)\n", (unsigned long long)t->gen,
+		l->name.p, l->port);
+	vh = ism_router_vhost(l, req.host ? req.host : "", req.host ? req.host_len : 0);
+	if (vh == NULL) {
+		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
+		return;
+	}
+	ism_say(r, "virtual host: %s\n", vh->name.p);
+	rs = ism_router_scratch_new();
+	rt = rs ? ism_router_route(vh, &req, "http", l->port, rs) : NULL;
+	ism_router_scratch_free(rs);
+	if (rt == NULL) {
+		ism_say(
+		    r,
+		    "route: none matches (first match wins, in order): the answer is 404 (NR)\n");
+		return;
+	}
+	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries)\n", rt->name.p,
+		rt->n_match, rt->timeout_ms, rt->retry.attempts);
+	for (uint32_t i = 0; i < rt->n_dest; i++)
+		ism_say(r, "destination: %s weight %u of %u\n",
+			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
+			rt->total_weight);
+	for (uint32_t i = 0; i < rt->n_dest; i++)
+		if (rt->dest[i].weight > 0)
+			explain_cluster(m, t, rt->dest[i].cluster, &req, peer, r);
+}
