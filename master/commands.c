@@ -31,9 +31,11 @@ int ism_master_ready(const struct ism_master *m)
 {
 	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
 		return 0;
-	for (int i = 0; i < m->n_workers; i++) {
+	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
 
+		if (!m->workers[i].active)
+			continue;
 		if (atomic_load(&ws->pid) == 0 || atomic_load(&ws->gen) == 0 ||
 		    atomic_load(&ws->draining))
 			return 0;
@@ -168,7 +170,7 @@ static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
 	struct kv k;
 
 	ism_say(r, json ? "[" : "");
-	for (int i = 0; i < m->n_workers; i++) {
+	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
 		uint64_t hb = atomic_load(&ws->heartbeat_ms);
 
@@ -177,6 +179,7 @@ static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
 		kv_num(&k, "pid", (unsigned long long)atomic_load(&ws->pid));
 		kv_num(&k, "generation", atomic_load(&ws->gen));
 		kv_bool(&k, "draining", atomic_load(&ws->draining) != 0);
+		kv_bool(&k, "retiring", m->workers[i].retiring);
 		kv_num(&k, "heartbeat_age_ms", hb && now > hb ? now - hb : 0);
 		kv_num(&k, "connections", atomic_load(&ws->stats.conn_active));
 		kv_num(&k, "requests", atomic_load(&ws->stats.requests));

@@ -19,8 +19,11 @@ struct ism_wslot {
 	pid_t pid; /* 0: not running */
 	int fd;	   /* master's end of the socketpair */
 	uint64_t started_ms;
-	uint64_t respawn_at; /* monotonic ms; 0: none scheduled */
-	uint32_t restarts;   /* consecutive early deaths */
+	uint64_t respawn_at;	  /* monotonic ms; 0: none scheduled */
+	uint32_t restarts;	  /* consecutive early deaths */
+	uint8_t active;		  /* in the current set: restarted when it dies */
+	uint8_t retiring;	  /* of a set replaced by a reload: draining, not restarted */
+	uint64_t retire_deadline; /* monotonic: killed if still draining then */
 };
 
 struct ism_master {
@@ -32,7 +35,8 @@ struct ism_master {
 	int *listen_fds;
 	int n_listen;
 	struct ism_wslot workers[ISM_MAX_WORKERS];
-	int n_workers;
+	int n_workers; /* workers in the current set */
+	int n_slots;   /* slots ever used: loops over workers go to here */
 	uint64_t gen;
 	uint64_t loaded_ms; /* wall time of the last successful load */
 	char conf_sum[17];  /* FNV-1a 64 of the file loaded, hex */

@@ -36,6 +36,11 @@
 #define RESPAWN_MAX_MS 10000
 #define STOP_GRACE_MS  5000
 
+static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
+			   const int *cur_fds, int *err);
+static void replace_workers(struct ism_master *m, const struct ism_table *old,
+			    const struct ism_table *t, int *fds);
+
 static int ep_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
 {
 	struct ism_master *m = ctx;
@@ -172,6 +177,7 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 	const struct ism_table *t = NULL;
 	const struct ism_table *cur = ism_shm_current(&m->shm);
 	struct ism_arena arena;
+	int *new_fds = NULL;
 	int slot, ret;
 
 	ret = ism_conf_load(m->conf_path, &conf, d);
@@ -196,20 +202,24 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 		goto out;
 	}
 	if (cur != NULL && (!listeners_match(cur, t) || worker_count(cur) != worker_count(t))) {
-		ism_shm_gen_abort(&m->shm, slot);
-		ret = -EINVAL;
-		if (d->n < sizeof(d->items) / sizeof(d->items[0])) {
-			struct ism_diag *e = &d->items[d->n];
+		/* Listener or worker-count change: the new sockets are bound before
+		 * anything is published, so a port that cannot be bound refuses the
+		 * reload and the running set keeps serving. */
+		new_fds = listen_sockets(t, cur, m->listen_fds, &ret);
+		if (new_fds == NULL) {
+			ism_shm_gen_abort(&m->shm, slot);
+			if (d->n < sizeof(d->items) / sizeof(d->items[0])) {
+				struct ism_diag *e = &d->items[d->n];
 
-			memset(e, 0, sizeof(*e));
-			snprintf(e->file, sizeof(e->file), "%s", m->conf_path);
-			snprintf(e->msg, sizeof(e->msg),
-				 "listener or worker-count changes need a restart; reload applies "
-				 "route, endpoint and health-check changes");
+				memset(e, 0, sizeof(*e));
+				snprintf(e->file, sizeof(e->file), "%s", m->conf_path);
+				snprintf(e->msg, sizeof(e->msg),
+					 "a new listener cannot be bound: %s", strerror(-ret));
+			}
+			d->n++;
+			d->n_errors++;
+			goto out;
 		}
-		d->n++;
-		d->n_errors++;
-		goto out;
 	}
 	/* Workers read loads from their first request on: compute them first. */
 	ism_lbstate_compute(t, m->shm.hdr->eps);
@@ -220,6 +230,8 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 	}
 	m->gen++;
 	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
+	if (new_fds != NULL)
+		replace_workers(m, cur, t, new_fds);
 	/* The baseline later changes are reported against. */
 	ism_events_observe(&m->events, t, m->shm.hdr);
 	ret = ism_health_set_table(m->health, t);
@@ -233,31 +245,73 @@ out:
 	return ret;
 }
 
-static int bind_listeners(struct ism_master *m, const struct ism_table *t)
+static int bind_one(const struct ism_listener *l)
 {
-	int one = 1;
+	int one = 1, err;
+	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-	m->listen_fds = calloc(t->n_listeners ? t->n_listeners : 1, sizeof(int));
-	if (m->listen_fds == NULL)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < t->n_listeners; i++) {
-		const struct ism_listener *l = &t->listeners[i];
-		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			return -errno;
-		m->listen_fds[m->n_listen++] = fd;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 ||
-		    listen(fd, 4096) < 0) {
-			int err = errno;
-
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* A port a reload dropped a moment ago may still be held by the old
+	 * workers until they see their stop signal: wait a little for it. */
+	for (int tries = 0; bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0; tries++) {
+		if (errno != EADDRINUSE || tries >= 40) {
+			err = errno;
 			ism_err("listener %s (port %u): %s", l->name.p, l->port, strerror(err));
+			close(fd);
 			return -err;
 		}
-		ism_notice("listening on port %u (%s)", l->port, l->name.p);
+		usleep(50000);
 	}
-	return 0;
+	if (listen(fd, 4096) < 0) {
+		err = errno;
+		ism_err("listener %s (port %u): %s", l->name.p, l->port, strerror(err));
+		close(fd);
+		return -err;
+	}
+	ism_notice("listening on port %u (%s)", l->port, l->name.p);
+	return fd;
+}
+
+/* The sockets for t's listeners: those of cur (whose fds are cur_fds) that t
+ * keeps are reused as they are, so their queued connections are not lost; the
+ * others are bound. Returns a new array, or NULL with *err set (nothing bound
+ * stays open). */
+static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
+			   const int *cur_fds, int *err)
+{
+	int *fds = calloc(t->n_listeners ? t->n_listeners : 1, sizeof(int));
+
+	*err = -ENOMEM;
+	if (fds == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < t->n_listeners; i++) {
+		const struct ism_listener *l = &t->listeners[i];
+
+		fds[i] = -1;
+		for (uint32_t j = 0; cur && j < cur->n_listeners && fds[i] < 0; j++)
+			if (cur->listeners[j].addrlen == l->addrlen &&
+			    memcmp(&cur->listeners[j].addr, &l->addr, l->addrlen) == 0)
+				fds[i] = cur_fds[j];
+		if (fds[i] >= 0)
+			continue;
+		fds[i] = bind_one(l);
+		if (fds[i] < 0) {
+			*err = fds[i];
+			for (uint32_t k = 0; k < i; k++) {
+				int reused = 0;
+
+				for (uint32_t j = 0; cur && j < cur->n_listeners; j++)
+					reused |= cur_fds[j] == fds[k];
+				if (!reused)
+					close(fds[k]);
+			}
+			free(fds);
+			return NULL;
+		}
+	}
+	return fds;
 }
 
 /* In the child: keep stdio, the listeners and our socketpair end. */
@@ -379,7 +433,7 @@ static void reap(struct ism_master *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (int i = 0; i < m->n_workers; i++) {
+		for (int i = 0; i < m->n_slots; i++) {
 			struct ism_wslot *ws = &m->workers[i];
 			struct ism_worker_slot *ss = ism_shm_worker(&m->shm, i);
 			uint64_t lived, delay = 0;
@@ -392,8 +446,10 @@ static void reap(struct ism_master *m)
 			close(ws->fd);
 			ws->fd = -1;
 			ws->pid = 0;
-			if (m->stopping) {
-				ism_info("worker %d (pid %d) exited", i, (int)pid);
+			if (m->stopping || ws->retiring || !ws->active) {
+				ism_info("worker %d (pid %d) exited%s", i, (int)pid,
+					 ws->retiring ? " after draining" : "");
+				ws->retiring = 0;
 				break;
 			}
 			/* A worker that dies young is restarted with a growing delay, so a
@@ -429,10 +485,10 @@ static void reap(struct ism_master *m)
 
 static void respawn_due(struct ism_master *m, uint64_t now)
 {
-	for (int i = 0; i < m->n_workers; i++) {
+	for (int i = 0; i < m->n_slots; i++) {
 		struct ism_wslot *ws = &m->workers[i];
 
-		if (ws->pid == 0 && ws->respawn_at && ws->respawn_at <= now) {
+		if (ws->active && ws->pid == 0 && ws->respawn_at && ws->respawn_at <= now) {
 			int ret = spawn_worker(m, i);
 
 			if (ret < 0) {
@@ -441,6 +497,92 @@ static void respawn_due(struct ism_master *m, uint64_t now)
 			} else {
 				ism_notice("worker %d restarted (pid %d)", i, (int)ws->pid);
 			}
+		}
+	}
+}
+
+/* Starts n workers of the current set in free slots. Returns 0 or -errno. */
+static int start_workers(struct ism_master *m, int n)
+{
+	int started = 0;
+
+	for (int i = 0; i < ISM_MAX_WORKERS && started < n; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+		int ret;
+
+		if (ws->pid != 0 || ws->active || ws->retiring)
+			continue;
+		ws->restarts = 0;
+		ret = spawn_worker(m, i);
+		if (ret < 0) {
+			ism_err("worker %d: fork: %s", i, strerror(-ret));
+			return ret;
+		}
+		ws->active = 1;
+		started++;
+		if (i + 1 > m->n_slots)
+			m->n_slots = i + 1;
+	}
+	m->n_workers = started;
+	atomic_store(&m->shm.hdr->n_workers, (uint32_t)started);
+	return started == n ? 0 : -EAGAIN;
+}
+
+/* A reload that changes listeners or the worker count: a new set of workers
+ * starts on the new sockets, the old set stops accepting and drains its
+ * connections (a kept-alive one gets "connection: close" on its next
+ * response), bounded by the drain timeout. Sockets no listener uses any more
+ * are closed here; the old workers hold their own copies until they exit. */
+static void replace_workers(struct ism_master *m, const struct ism_table *old,
+			    const struct ism_table *t, int *fds)
+{
+	int retired = 0;
+
+	for (int i = 0; i < m->n_slots; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+
+		if (!ws->active)
+			continue;
+		ws->active = 0;
+		ws->respawn_at = 0;
+		if (ws->pid) {
+			ws->retiring = 1;
+			ws->retire_deadline = ism_now_ms() + old->timeouts.drain_ms + STOP_GRACE_MS;
+			kill(ws->pid, SIGTERM);
+			retired++;
+		}
+	}
+	for (int j = 0; j < m->n_listen; j++) {
+		int kept = 0;
+
+		for (uint32_t i = 0; i < t->n_listeners; i++)
+			kept |= fds[i] == m->listen_fds[j];
+		if (!kept)
+			close(m->listen_fds[j]);
+	}
+	free(m->listen_fds);
+	m->listen_fds = fds;
+	m->n_listen = (int)t->n_listeners;
+	if (start_workers(m, worker_count(t)) < 0)
+		ism_err("reload: not every new worker started");
+	ism_notice("reload: %d new workers on %u listeners; %d old workers draining", m->n_workers,
+		   t->n_listeners, retired);
+	ism_event_add(&m->events, "reload", "new worker set (%d) on %u listeners, %d draining",
+		      m->n_workers, t->n_listeners, retired);
+}
+
+/* Old workers past their drain time are killed. */
+static void retire_overdue(struct ism_master *m, uint64_t now)
+{
+	for (int i = 0; i < m->n_slots; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+
+		if (ws->retiring && ws->pid && ws->retire_deadline && now >= ws->retire_deadline) {
+			ism_warn(
+			    "old worker %d (pid %d) still draining after its drain time: killed", i,
+			    (int)ws->pid);
+			kill(ws->pid, SIGKILL);
+			ws->retire_deadline = 0;
 		}
 	}
 }
@@ -521,7 +663,7 @@ static void start_stop(struct ism_master *m, const char *why)
 	atomic_store(&m->shm.hdr->stopping, 1);
 	ism_notice("stopping (%s): draining workers for up to %u ms", why, drain);
 	sd_notifyf(0, "STOPPING=1\nSTATUS=draining (%s)", why);
-	for (int i = 0; i < m->n_workers; i++)
+	for (int i = 0; i < m->n_slots; i++)
 		if (m->workers[i].pid)
 			kill(m->workers[i].pid, SIGTERM);
 }
@@ -530,7 +672,7 @@ static int live_workers(const struct ism_master *m)
 {
 	int n = 0;
 
-	for (int i = 0; i < m->n_workers; i++)
+	for (int i = 0; i < m->n_slots; i++)
 		n += m->workers[i].pid != 0;
 	return n;
 }
@@ -557,7 +699,7 @@ static void handle_signals(struct ism_master *m)
 			break;
 		case SIGUSR1:
 			/* logrotate moved the access log: every worker reopens it. */
-			for (int i = 0; i < m->n_workers; i++)
+			for (int i = 0; i < m->n_slots; i++)
 				if (m->workers[i].pid)
 					kill(m->workers[i].pid, SIGUSR1);
 			break;
@@ -580,7 +722,7 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 		if (due < (uint64_t)t)
 			t = (int)due;
 	}
-	for (int i = 0; i < m->n_workers; i++) {
+	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_wslot *ws = &m->workers[i];
 
 		if (ws->pid == 0 && ws->respawn_at) {
@@ -608,7 +750,7 @@ static int master_loop(struct ism_master *m)
 				return 0;
 			if (now >= m->stop_deadline) {
 				ism_warn("drain time over: killing %d workers", live_workers(m));
-				for (int i = 0; i < m->n_workers; i++)
+				for (int i = 0; i < m->n_slots; i++)
 					if (m->workers[i].pid)
 						kill(m->workers[i].pid, SIGKILL);
 				m->stop_deadline = now + STOP_GRACE_MS;
@@ -637,6 +779,7 @@ static int master_loop(struct ism_master *m)
 		ism_ctl_run(m->ctl, pfd + 3, n - 3);
 		if (!m->stopping)
 			respawn_due(m, now);
+		retire_overdue(m, now);
 		if (now - last_reclaim >= 1000) {
 			if (ism_shm_gen_reclaim(&m->shm))
 				ism_shm_ep_sweep(&m->shm);
@@ -727,21 +870,15 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_health;
 	}
 	raise_nofile(t, worker_count(t));
-	if (bind_listeners(m, t) < 0)
+	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
+	if (m->listen_fds == NULL)
 		goto out_listen;
+	m->n_listen = (int)t->n_listeners;
 	ret = ism_ctl_create(m, t, &m->ctl);
 	if (ret < 0)
 		goto out_listen;
-	m->n_workers = worker_count(t);
-	atomic_store(&m->shm.hdr->n_workers, (uint32_t)m->n_workers);
-	for (int i = 0; i < m->n_workers; i++) {
-		ret = spawn_worker(m, i);
-		if (ret < 0) {
-			ism_err("worker %d: fork: %s", i, strerror(-ret));
-			start_stop(m, "fork failed");
-			break;
-		}
-	}
+	if (start_workers(m, worker_count(t)) < 0)
+		start_stop(m, "fork failed");
 	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
 		   m->n_workers);
 	notify_ready(m);

@@ -74,9 +74,11 @@ struct ism_worker_stats {
 };
 
 struct ism_worker_slot {
-	_Atomic int32_t pid;	       /* master at fork; 0 = free */
-	_Atomic uint32_t index;	       /* master */
-	_Atomic uint64_t gen;	       /* worker: generation in use (hazard); 0 = none */
+	_Atomic int32_t pid;	/* master at fork; 0 = free */
+	_Atomic uint32_t index; /* master */
+	_Atomic uint64_t gen;	/* worker: generation in use (hazard); 0 = none */
+	_Atomic uint64_t
+	    gen_next; /* worker: generation being looked at before moving to it (hazard) */
 	_Atomic uint64_t heartbeat_ms; /* worker: monotonic time of its last loop turn */
 	_Atomic uint32_t draining;     /* worker: 1 once it stopped accepting */
 	struct ism_worker_stats stats;

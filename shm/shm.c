@@ -130,7 +130,8 @@ static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
 	for (int w = 0; w < ISM_MAX_WORKERS; w++) {
 		const struct ism_worker_slot *ws = &shm->hdr->workers[w];
 
-		if (atomic_load(&ws->pid) != 0 && atomic_load(&ws->gen) == gen)
+		if (atomic_load(&ws->pid) != 0 &&
+		    (atomic_load(&ws->gen) == gen || atomic_load(&ws->gen_next) == gen))
 			return 1;
 	}
 	return 0;
@@ -192,6 +193,36 @@ const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w)
 		cur = again;
 	}
 	return shm->hdr->gens[cur & 0xff].table;
+}
+
+const struct ism_table *ism_shm_peek(struct ism_shm *shm, int w)
+{
+	struct ism_worker_slot *ws = &shm->hdr->workers[w];
+	uint64_t cur, again;
+
+	/* The same announce-then-confirm protocol as acquire, on gen_next. */
+	cur = current_word(shm);
+	for (;;) {
+		if (cur == 0) {
+			atomic_store(&ws->gen_next, 0);
+			return NULL;
+		}
+		atomic_store(&ws->gen_next, cur >> 8);
+		again = current_word(shm);
+		if (again == cur)
+			break;
+		cur = again;
+	}
+	return shm->hdr->gens[cur & 0xff].table;
+}
+
+void ism_shm_commit(struct ism_shm *shm, int w, int take)
+{
+	struct ism_worker_slot *ws = &shm->hdr->workers[w];
+
+	if (take)
+		atomic_store(&ws->gen, atomic_load(&ws->gen_next));
+	atomic_store(&ws->gen_next, 0);
 }
 
 int ism_shm_gen_changed(const struct ism_shm *shm, int w)

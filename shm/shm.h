@@ -61,6 +61,13 @@ uint64_t ism_shm_current_gen(const struct ism_shm *shm);
  * slot, then returns it. The returned table stays valid until the next acquire
  * or release by the same worker. NULL when nothing is published. */
 const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w);
+/* Two-step move, for a worker that must look at a new table before deciding to
+ * use it: peek announces the current generation in a second hazard (gen_next)
+ * and returns its table, which stays valid until commit; commit(take) then
+ * moves to it (take) or drops it, keeping the generation in use. */
+const struct ism_table *ism_shm_peek(struct ism_shm *shm, int w);
+void ism_shm_commit(struct ism_shm *shm, int w, int take);
+
 /* True when a newer generation than the one w holds is published (cheap, one load). */
 int ism_shm_gen_changed(const struct ism_shm *shm, int w);
 void ism_shm_release(struct ism_shm *shm, int w);

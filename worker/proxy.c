@@ -1342,7 +1342,10 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 		try_request(w, c);
 	} else {
 		buf_trim(&c->in);
-		set_deadline(w, c, ISM_DL_IDLE, w->table->timeouts.idle_ms);
+		set_deadline(w, c, ISM_DL_IDLE,
+			     w->draining && w->table->timeouts.idle_ms > 1000
+				 ? 1000
+				 : w->table->timeouts.idle_ms);
 		c_recv(w, c);
 	}
 }
@@ -1763,13 +1766,19 @@ void ism_proxy_tick(struct ism_wctx *w)
 
 void ism_proxy_drain(struct ism_wctx *w)
 {
-	/* Idle keep-alive connections go now; busy ones end after their current
-	 * response, which carries "connection: close". */
+	/* Busy connections end after their current response, which carries
+	 * "connection: close". */
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct ism_conn *c = w->conns[i];
 
+		/* An idle connection is closed once it has stayed idle for a moment:
+		 * closing it at once would race with a request the client is sending
+		 * (which would see a reset). A request that arrives is answered with
+		 * "connection: close". */
 		if (c->state == ISM_C_IDLE && !c->closing && c->in.len == 0)
-			conn_close(w, c);
+			set_deadline(w, c, ISM_DL_IDLE,
+				     w->table->timeouts.idle_ms < 1000 ? w->table->timeouts.idle_ms
+								       : 1000);
 		else if (c->state != ISM_C_FREE && !c->resp_head_done)
 			c->keepalive = 0;
 	}

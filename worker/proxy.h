@@ -195,6 +195,7 @@ struct ism_wctx {
 	uint64_t now;
 	uint64_t rng;
 	int draining;
+	int stale; /* a newer generation has other listeners: stay on ours until retired */
 	uint64_t drain_deadline;
 	uint32_t n_active;
 	/* requests waiting for an upstream connection (http1MaxPendingRequests), FIFO */

@@ -141,25 +141,54 @@ static void start_drain(struct ism_wctx *w, const char *why)
 		io_uring_prep_cancel64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0), 0);
 		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CANCEL, 0, 0));
 	}
+	/* Our copies of the listening sockets go too (the pending accepts hold
+	 * their own references until cancelled): a reload that dropped a port
+	 * must be able to bind it again soon after. */
+	io_uring_submit(&w->ring);
+	for (int l = 0; l < w->n_listen; l++)
+		close(w->listen_fds[l]);
 	ism_proxy_drain(w);
 }
 
 /* Moves to the newest published generation. Requests in flight copied what they
  * need from the old table when they were routed, so nothing refers to it once
  * the new one is acquired. */
+static int same_listeners(const struct ism_table *a, const struct ism_table *b)
+{
+	if (a->n_listeners != b->n_listeners)
+		return 0;
+	for (uint32_t i = 0; i < a->n_listeners; i++)
+		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
+		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
+			return 0;
+	return 1;
+}
+
 static void switch_table(struct ism_wctx *w)
 {
-	const struct ism_table *t = ism_shm_acquire(w->shm, w->index);
+	const struct ism_table *t = ism_shm_peek(w->shm, w->index);
 	struct ism_lb *lb;
 
-	if (t == NULL || t == w->table)
+	if (t == NULL || t == w->table) {
+		ism_shm_commit(w->shm, w->index, t != NULL);
 		return;
+	}
+	if (w->table != NULL && !same_listeners(w->table, t)) {
+		/* A reload that moved the listeners replaces this worker (it is
+		 * told to drain): its connections keep the generation their
+		 * listeners belong to. */
+		ism_shm_commit(w->shm, w->index, 0);
+		w->stale = 1;
+		return;
+	}
 	lb = ism_lb_new(t);
 	if (lb == NULL) {
+		ism_shm_commit(w->shm, w->index, 0);
 		ism_err("out of memory building balancer state; staying on generation %llu",
 			(unsigned long long)(w->table ? w->table->gen : 0));
 		return;
 	}
+	ism_shm_commit(w->shm, w->index, 1);
 	ism_lb_free(w->lb);
 	w->lb = lb;
 	w->table = t;
@@ -176,10 +205,10 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 	switch (op) {
 	case ISM_OP_ACCEPT:
 		if (cqe->res >= 0) {
-			if (w->draining)
-				close(cqe->res);
-			else
-				ism_proxy_accepted(w, cqe->res, (int)idx);
+			/* Accepted before the accept was cancelled: served all the
+			 * same (its response says "connection: close"); closing it
+			 * would fail a request the client already sent. */
+			ism_proxy_accepted(w, cqe->res, (int)idx);
 		} else if (cqe->res != -ECANCELED) {
 			ism_debug("accept: %s", strerror(-cqe->res));
 		}
@@ -286,7 +315,7 @@ static int loop(struct ism_wctx *w)
 			return 1;
 		}
 		w->now = ism_now_ms();
-		if (ism_shm_gen_changed(w->shm, w->index))
+		if (!w->stale && ism_shm_gen_changed(w->shm, w->index))
 			switch_table(w);
 		io_uring_for_each_cqe(&w->ring, head, cqe)
 		{

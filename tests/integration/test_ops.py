@@ -221,3 +221,96 @@ def explain_matches_behaviour(env):
     check("route: default" in out, f"explain without the header: {out}")
     rc, out = explain("GET", f"http://shop.example:{gw_port}/elsewhere")
     check("404 (NR)" in out and env.get("/elsewhere").status == 404, f"explain for no route: {out}")
+
+
+@_test
+def reload_listeners_under_load(env):
+    """50 reloads under wrk, alternating route, endpoint and listener/worker-count
+    changes: the latter start a new worker set on the new sockets while the old
+    one drains; no request fails, the added port answers, the removed one closes,
+    and the old workers exit."""
+    import re
+    import socket
+    import subprocess
+
+    from harness import ctl_cmd
+
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    ports.update(env.upstream(["127.0.0.3:0=b"], name="b"))
+    gw_port, extra_port = free_port(), free_port()
+
+    def make(weights_swapped, with_b, extra_listener):
+        wa, wb = (25, 75) if weights_swapped else (75, 25)
+        eps = [{"address": "127.0.0.2", "port": ports["a"], "labels": {"v": "a"}}]
+        if with_b:
+            eps.append({"address": "127.0.0.3", "port": ports["b"], "labels": {"v": "a"}})
+        gw = gateway(gw_port)
+        if extra_listener:
+            gw += (f"  - port: {{number: {extra_port}, name: extra, protocol: HTTP}}\n"
+                   "    hosts: [\"*\"]\n")
+        return docs(
+            appliance(env, workers=2 if extra_listener else 1,
+                      timeouts={"drain": "5s", "idle": "5s"}), gw,
+            virtual_service("ops", ["*"], f"  - route:\n"
+                                          f"    - {{destination: {{host: {SVC}}}, weight: {wa}}}\n"
+                                          f"    - {{destination: {{host: {SVC}}}, weight: {wb}}}\n"),
+            service_entry("ops", SVC, eps))
+
+    state = [False, True, False]
+    conf = env.write("isthmus.yaml", make(*state))
+    env.start_gateway(conf, gw_port)
+    sock = env.path("ctl.sock")
+    wrk = subprocess.Popen(["wrk", "-t1", "-c16", "-d60s", "--timeout", "3s", f"http://127.0.0.1:{gw_port}/"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    listener_changes = 0
+    try:
+        poll(lambda: int(ctl_cmd(sock, "show info").split("requests: ")[1].split()[0]) > 100, 5,
+             what="wrk traffic through the gateway")
+        for i in range(50):
+            kind = i % 3
+            state[kind] = not state[kind]
+            tmp = conf + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(make(*state))
+            os.replace(tmp, conf)
+            answer = ctl_cmd(sock, "reload")
+            check(f"generation {i + 2} published" in answer, f"reload {i + 1} ({state}): {answer}")
+            if kind == 2:
+                listener_changes += 1
+                if state[2]:
+                    poll(lambda: socket.create_connection(("127.0.0.1", extra_port), 1).close() is None,
+                         5, what="the added listener to accept")
+            check(wrk.poll() is None, "wrk ended early")
+        wrk.send_signal(signal.SIGINT)
+        out, _ = wrk.communicate(timeout=10)
+    finally:
+        if wrk.poll() is None:
+            os.killpg(wrk.pid, signal.SIGKILL)
+            wrk.wait()
+    out = out.decode()
+    m = re.search(r"(\d+) requests in", out)
+    check(m and int(m.group(1)) > 500, f"wrk made too few requests: {out}")
+    check("Non-2xx or 3xx responses" not in out, f"non-2xx responses during the reloads: {out}")
+    check("Socket errors" not in out, f"socket errors during the reloads: {out}")
+    # The last state: the extra listener answers exactly when it is configured.
+    if state[2]:
+        check(http_ok(extra_port), "the extra listener does not answer")
+    else:
+        try:
+            socket.create_connection(("127.0.0.1", extra_port), 1).close()
+            raise AssertionError(f"port {extra_port} still accepts after its listener was removed")
+        except OSError:
+            pass
+    # Old worker sets exit after draining: only the current set is left (bounded wait).
+    want = 2 if state[2] else 1
+    poll(lambda: len(env.workers()) == want, 12, what=f"the old workers to exit ({want} left)")
+    check(listener_changes >= 16, "too few listener changes")
+
+
+def http_ok(port):
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3).status == 200
+    except OSError:
+        return False

@@ -111,6 +111,42 @@ static void test_publish_acquire_reclaim(void **state)
 	ism_shm_destroy(&shm);
 }
 
+/* peek holds a second hazard: the peeked generation survives reclaim until
+ * commit; commit(0) keeps the one in use, commit(1) moves to the peeked one. */
+static void test_peek_commit(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	const struct ism_table *t;
+	int s1, s2, s3;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	atomic_store(&shm.hdr->workers[0].pid, 1);
+	s1 = ism_shm_gen_begin(&shm, &a);
+	ism_shm_gen_publish(&shm, s1, build(&a, 1), 1);
+	assert_int_equal(ism_shm_acquire(&shm, 0)->gen, 1);
+	s2 = ism_shm_gen_begin(&shm, &a);
+	ism_shm_gen_publish(&shm, s2, build(&a, 2), 2);
+	t = ism_shm_peek(&shm, 0);
+	assert_int_equal(t->gen, 2);
+	/* A third generation: 2 is peeked, 1 is in use; neither may go. */
+	s3 = ism_shm_gen_begin(&shm, &a);
+	ism_shm_gen_publish(&shm, s3, build(&a, 3), 3);
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 0);
+	ism_shm_commit(&shm, 0, 0);
+	assert_int_equal(atomic_load(&shm.hdr->workers[0].gen), 1);
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 1); /* 2 is free now */
+	assert_int_equal(atomic_load(&shm.hdr->gens[s2].gen), 0);
+	t = ism_shm_peek(&shm, 0);
+	assert_int_equal(t->gen, 3);
+	ism_shm_commit(&shm, 0, 1);
+	assert_int_equal(atomic_load(&shm.hdr->workers[0].gen), 3);
+	assert_int_equal(atomic_load(&shm.hdr->workers[0].gen_next), 0);
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 1); /* 1 is free now */
+	ism_shm_destroy(&shm);
+}
+
 static void test_abort(void **state)
 {
 	struct ism_shm shm;
@@ -222,9 +258,9 @@ static void test_stress_reclaim(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_arena),	   cmocka_unit_test(test_publish_acquire_reclaim),
-	    cmocka_unit_test(test_abort),	   cmocka_unit_test(test_ep_intern),
-	    cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_arena),     cmocka_unit_test(test_publish_acquire_reclaim),
+	    cmocka_unit_test(test_abort),     cmocka_unit_test(test_peek_commit),
+	    cmocka_unit_test(test_ep_intern), cmocka_unit_test(test_stress_reclaim),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
