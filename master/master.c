@@ -93,19 +93,6 @@ out:
 	return status;
 }
 
-/* Same (address, port) set in the same order: the workers' inherited sockets
- * stay right for the new table. */
-static int listeners_match(const struct ism_table *a, const struct ism_table *b)
-{
-	if (a->n_listeners != b->n_listeners)
-		return 0;
-	for (uint32_t i = 0; i < a->n_listeners; i++)
-		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
-		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
-			return 0;
-	return 1;
-}
-
 static int worker_count(const struct ism_table *t)
 {
 	long n = t->workers ? (long)t->workers : sysconf(_SC_NPROCESSORS_ONLN);
@@ -201,7 +188,8 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 		ism_shm_gen_abort(&m->shm, slot);
 		goto out;
 	}
-	if (cur != NULL && (!listeners_match(cur, t) || worker_count(cur) != worker_count(t))) {
+	if (cur != NULL &&
+	    (!ism_table_same_listeners(cur, t) || worker_count(cur) != worker_count(t))) {
 		/* Listener or worker-count change: the new sockets are bound before
 		 * anything is published, so a port that cannot be bound refuses the
 		 * reload and the running set keeps serving. */

@@ -172,48 +172,39 @@ uint64_t ism_shm_current_gen(const struct ism_shm *shm)
 	return current_word(shm) >> 8;
 }
 
-const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w)
+/* Hazard protocol: announce the generation in *hazard, then confirm it is still
+ * the published one. If the master published in between, it may already have
+ * scanned past our slot, so what we announced must not be used. Returns the
+ * confirmed current word (0: nothing published). */
+static uint64_t announce(struct ism_shm *shm, _Atomic uint64_t *hazard)
 {
-	struct ism_worker_slot *ws = &shm->hdr->workers[w];
-	uint64_t cur, again;
+	uint64_t cur = current_word(shm), again;
 
-	/* Hazard protocol: announce the generation, then confirm it is still the
-	 * published one. If the master published in between, it may already have
-	 * scanned past our slot, so we must not use what we announced. */
-	cur = current_word(shm);
 	for (;;) {
 		if (cur == 0) {
-			atomic_store(&ws->gen, 0);
-			return NULL;
+			atomic_store(hazard, 0);
+			return 0;
 		}
-		atomic_store(&ws->gen, cur >> 8);
+		atomic_store(hazard, cur >> 8);
 		again = current_word(shm);
 		if (again == cur)
-			break;
+			return cur;
 		cur = again;
 	}
-	return shm->hdr->gens[cur & 0xff].table;
+}
+
+const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w)
+{
+	uint64_t cur = announce(shm, &shm->hdr->workers[w].gen);
+
+	return cur ? shm->hdr->gens[cur & 0xff].table : NULL;
 }
 
 const struct ism_table *ism_shm_peek(struct ism_shm *shm, int w)
 {
-	struct ism_worker_slot *ws = &shm->hdr->workers[w];
-	uint64_t cur, again;
+	uint64_t cur = announce(shm, &shm->hdr->workers[w].gen_next);
 
-	/* The same announce-then-confirm protocol as acquire, on gen_next. */
-	cur = current_word(shm);
-	for (;;) {
-		if (cur == 0) {
-			atomic_store(&ws->gen_next, 0);
-			return NULL;
-		}
-		atomic_store(&ws->gen_next, cur >> 8);
-		again = current_word(shm);
-		if (again == cur)
-			break;
-		cur = again;
-	}
-	return shm->hdr->gens[cur & 0xff].table;
+	return cur ? shm->hdr->gens[cur & 0xff].table : NULL;
 }
 
 void ism_shm_commit(struct ism_shm *shm, int w, int take)
@@ -223,6 +214,17 @@ void ism_shm_commit(struct ism_shm *shm, int w, int take)
 	if (take)
 		atomic_store(&ws->gen, atomic_load(&ws->gen_next));
 	atomic_store(&ws->gen_next, 0);
+}
+
+int ism_table_same_listeners(const struct ism_table *a, const struct ism_table *b)
+{
+	if (a->n_listeners != b->n_listeners)
+		return 0;
+	for (uint32_t i = 0; i < a->n_listeners; i++)
+		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
+		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
+			return 0;
+	return 1;
 }
 
 int ism_shm_gen_changed(const struct ism_shm *shm, int w)

@@ -72,6 +72,10 @@ void ism_shm_commit(struct ism_shm *shm, int w, int take);
 int ism_shm_gen_changed(const struct ism_shm *shm, int w);
 void ism_shm_release(struct ism_shm *shm, int w);
 
+/* Whether two tables have the same listeners (address and port, in order): the
+ * listening sockets of one serve the other. */
+int ism_table_same_listeners(const struct ism_table *a, const struct ism_table *b);
+
 /* --- endpoint state (master) --- */
 
 /* Returns the id for key, allocating a slot the first time the key is seen.

@@ -153,17 +153,6 @@ static void start_drain(struct ism_wctx *w, const char *why)
 /* Moves to the newest published generation. Requests in flight copied what they
  * need from the old table when they were routed, so nothing refers to it once
  * the new one is acquired. */
-static int same_listeners(const struct ism_table *a, const struct ism_table *b)
-{
-	if (a->n_listeners != b->n_listeners)
-		return 0;
-	for (uint32_t i = 0; i < a->n_listeners; i++)
-		if (a->listeners[i].addrlen != b->listeners[i].addrlen ||
-		    memcmp(&a->listeners[i].addr, &b->listeners[i].addr, a->listeners[i].addrlen))
-			return 0;
-	return 1;
-}
-
 static void switch_table(struct ism_wctx *w)
 {
 	const struct ism_table *t = ism_shm_peek(w->shm, w->index);
@@ -173,7 +162,7 @@ static void switch_table(struct ism_wctx *w)
 		ism_shm_commit(w->shm, w->index, t != NULL);
 		return;
 	}
-	if (w->table != NULL && !same_listeners(w->table, t)) {
+	if (w->table != NULL && !ism_table_same_listeners(w->table, t)) {
 		/* A reload that moved the listeners replaces this worker (it is
 		 * told to drain): its connections keep the generation their
 		 * listeners belong to. */
