@@ -204,6 +204,58 @@ static void endpoint_family(struct ism_reply *r, const struct ism_shm_hdr *h, co
 	}
 }
 
+static void latency_histogram(struct ism_reply *r, const struct ism_worker_stats *st)
+{
+	static const uint32_t bounds[ISM_LAT_BUCKETS] = ISM_LAT_BOUNDS_MS;
+	uint64_t cum = 0;
+
+	ism_say(r, "# HELP isthmus_request_duration_seconds Time from a complete request head to "
+		   "the end of its response.\n# TYPE isthmus_request_duration_seconds histogram\n");
+	for (int b = 0; b < ISM_LAT_BUCKETS; b++) {
+		cum += st->latency_bucket[b];
+		if (bounds[b] == UINT32_MAX)
+			ism_say(r, "isthmus_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+				(unsigned long long)cum);
+		else
+			ism_say(r, "isthmus_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+				bounds[b] / 1000.0, (unsigned long long)cum);
+	}
+	ism_say(r,
+		"isthmus_request_duration_seconds_sum %.3f\nisthmus_request_duration_seconds_count "
+		"%llu\n",
+		st->latency_sum_ms / 1000.0, (unsigned long long)cum);
+}
+
+/* Per cluster, for the published generation (they start again at a reload, as
+ * Prometheus counters may). */
+static void cluster_families(struct ism_master *m, struct ism_reply *r)
+{
+	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	const struct ism_table *t = ism_shm_current(&m->shm);
+
+	ism_say(r, "# HELP isthmus_cluster_responses_total Responses by cluster and status class.\n"
+		   "# TYPE isthmus_cluster_responses_total counter\n");
+	for (uint32_t c = 0; t && c < t->n_clusters; c++)
+		for (int k = 1; k <= 5; k++)
+			ism_say(r,
+				"isthmus_cluster_responses_total{cluster=\"%s\",code_class=\"%s\"} "
+				"%llu\n",
+				t->clusters[c].name.p, classes[k],
+				(unsigned long long)atomic_load(&t->clusters[c].dyn->responses[k]));
+	ism_say(r, "# HELP isthmus_cluster_retries_total Retries made, by cluster.\n"
+		   "# TYPE isthmus_cluster_retries_total counter\n");
+	for (uint32_t c = 0; t && c < t->n_clusters; c++)
+		ism_say(r, "isthmus_cluster_retries_total{cluster=\"%s\"} %llu\n",
+			t->clusters[c].name.p,
+			(unsigned long long)atomic_load(&t->clusters[c].dyn->retries));
+	ism_say(r, "# HELP isthmus_cluster_overflow_total Requests refused by a connection-pool "
+		   "limit, by cluster.\n# TYPE isthmus_cluster_overflow_total counter\n");
+	for (uint32_t c = 0; t && c < t->n_clusters; c++)
+		ism_say(r, "isthmus_cluster_overflow_total{cluster=\"%s\"} %llu\n",
+			t->clusters[c].name.p,
+			(unsigned long long)atomic_load(&t->clusters[c].dyn->overflow));
+}
+
 static void metrics(struct ism_master *m, struct ism_reply *r)
 {
 	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -218,6 +270,8 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	for (int i = 1; i <= 5; i++)
 		ism_say(r, "isthmus_responses_total{code_class=\"%s\"} %llu\n", classes[i],
 			(unsigned long long)st.resp_class[i]);
+	latency_histogram(r, &st);
+	cluster_families(m, r);
 	metric(r, "isthmus_connections_active", "gauge", "Client connections open.",
 	       (unsigned long long)st.conn_active);
 	metric(r, "isthmus_connections_accepted_total", "counter", "Client connections accepted.",

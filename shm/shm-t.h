@@ -18,6 +18,13 @@
 #define ISM_EP_KEY_MAX	  160
 #define ISM_CACHELINE	  64
 
+/* Request-duration histogram: upper bounds in milliseconds, the last one +Inf. */
+#define ISM_LAT_BUCKETS 14
+#define ISM_LAT_BOUNDS_MS                                                                          \
+	{                                                                                          \
+		1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, UINT32_MAX            \
+	}
+
 enum ism_ep_health {
 	ISM_EP_HEALTHY = 0,   /* no check configured, or checks pass */
 	ISM_EP_UNHEALTHY = 1, /* active checks fail, or not passed yet */
@@ -71,6 +78,9 @@ struct ism_worker_stats {
 	_Atomic uint64_t upstream_connect_fail;
 	_Atomic uint64_t upstream_reused; /* requests sent on a pooled connection */
 	_Atomic uint64_t bad_requests;	  /* 4xx answered by the worker itself */
+	_Atomic uint64_t
+	    latency_bucket[ISM_LAT_BUCKETS]; /* exchanges by duration, see ISM_LAT_BOUNDS_MS */
+	_Atomic uint64_t latency_sum_ms;
 };
 
 struct ism_worker_slot {

@@ -215,6 +215,8 @@ struct ism_cluster_dyn {
 	_Atomic uint32_t retries_active; /* workers */
 	_Atomic uint64_t overflow;	 /* workers: requests refused by a pool limit */
 	_Atomic uint64_t retries;	 /* workers: retries made */
+	_Atomic uint64_t
+	    responses[6]; /* workers: responses by status class (1..5) for this generation */
 };
 
 enum ism_hc_type {

@@ -1045,6 +1045,8 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		return;
 	}
 	atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
+	c->t0_ms = w->now;
+	c->cluster = UINT32_MAX;
 	c->prev_ep = UINT32_MAX;
 	c->rs.tries = 0;
 	log_begin(w, c, &req, NULL);
@@ -1307,10 +1309,28 @@ static int others_wait(struct ism_wctx *w, const struct ism_conn *c)
 	return cl != NULL && atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) > 0;
 }
 
+/* The exchange's duration and status, in the worker's and the cluster's counters. */
+static void count_exchange(struct ism_wctx *w, const struct ism_conn *c)
+{
+	static const uint32_t bounds[ISM_LAT_BUCKETS] = ISM_LAT_BOUNDS_MS;
+	const struct ism_cluster *cl = req_cluster(w, c);
+	uint64_t ms = w->now - c->t0_ms;
+	int b = 0;
+
+	while (b < ISM_LAT_BUCKETS - 1 && ms > bounds[b])
+		b++;
+	atomic_fetch_add_explicit(&w->st->latency_bucket[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st->latency_sum_ms, ms, memory_order_relaxed);
+	if (cl != NULL && c->status >= 100 && c->status < 600)
+		atomic_fetch_add_explicit(&cl->dyn->responses[c->status / 100], 1,
+					  memory_order_relaxed);
+}
+
 static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 {
 	struct ism_upconn *u = c->up;
 
+	count_exchange(w, c);
 	log_exchange(w, c);
 	c->prev_ep = UINT32_MAX; /* the next exchange starts with no attempt */
 	c->rs.tries = 0;

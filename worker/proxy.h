@@ -131,6 +131,7 @@ struct ism_conn {
 	char *log_req;	   /* access log: the request's fields as JSON, while an exchange runs */
 	const char *flags; /* access log: reason code of a failure (Envoy-style), or NULL */
 	uint64_t req_start_ms;
+	uint64_t t0_ms; /* monotonic: when the request head was complete */
 	uint64_t req_bytes_in;
 	uint64_t req_bytes_out;
 	uint32_t connect_timeout_ms;

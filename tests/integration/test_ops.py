@@ -314,3 +314,46 @@ def http_ok(port):
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3).status == 200
     except OSError:
         return False
+
+
+@_test
+def metrics_latency_and_clusters(env):
+    """The request-duration histogram and the per-cluster counters follow the
+    traffic actually sent: 10 fast requests and 3 slow (/delay/300) ones."""
+    import urllib.request
+
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, admin = free_port(), free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"), gateway(gw_port),
+        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, gw_port)
+
+    def scrape():
+        body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in body.splitlines()
+                if l and not l.startswith("#")}
+
+    before = scrape()
+    for _ in range(10):
+        check(env.get("/").status == 200, "fast request failed")
+    for _ in range(3):
+        check(env.get("/delay/300").status == 200, "slow request failed")
+    for _ in range(2):
+        check(env.get("/status/404").status == 404, "404 not passed on")
+    after = scrape()
+
+    def delta(name):
+        return after.get(name, 0) - before.get(name, 0)
+
+    check(delta("isthmus_request_duration_seconds_count") == 15, f"histogram count moved by "
+          f"{delta('isthmus_request_duration_seconds_count')}, want 15")
+    check(delta('isthmus_request_duration_seconds_bucket{le="0.25"}') == 12,
+          "want 12 requests at or under 250 ms (10 fast, 2 404s)")
+    check(delta('isthmus_request_duration_seconds_bucket{le="0.5"}') == 15, "want all 15 under 500 ms")
+    check(delta("isthmus_request_duration_seconds_sum") >= 0.9, "3 x 300 ms missing from the sum")
+    cl = f"outbound|80||{SVC}"
+    ok2xx = delta(f'isthmus_cluster_responses_total{{cluster="{cl}",code_class="2xx"}}')
+    check(ok2xx == 13, f"cluster 2xx moved by {ok2xx}, want 13")
+    check(delta(f'isthmus_cluster_responses_total{{cluster="{cl}",code_class="4xx"}}') == 2, "cluster 4xx")
