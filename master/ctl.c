@@ -7,6 +7,7 @@
 #include "master/ctl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -226,6 +227,19 @@ static void latency_histogram(struct ism_reply *r, const struct ism_worker_stats
 		st->latency_sum_ms / 1000.0, (unsigned long long)cum);
 }
 
+/* One counter of struct ism_cluster_dyn (at offset off), per cluster. */
+static void cluster_counter(struct ism_reply *r, const struct ism_table *t, const char *name,
+			    const char *help, size_t off)
+{
+	ism_say(r, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
+		_Atomic uint64_t *v = (_Atomic uint64_t *)((char *)t->clusters[c].dyn + off);
+
+		ism_say(r, "%s{cluster=\"%s\"} %llu\n", name, t->clusters[c].name.p,
+			(unsigned long long)atomic_load(v));
+	}
+}
+
 /* Per cluster, for the published generation (they start again at a reload, as
  * Prometheus counters may). */
 static void cluster_families(struct ism_master *m, struct ism_reply *r)
@@ -242,18 +256,11 @@ static void cluster_families(struct ism_master *m, struct ism_reply *r)
 				"%llu\n",
 				t->clusters[c].name.p, classes[k],
 				(unsigned long long)atomic_load(&t->clusters[c].dyn->responses[k]));
-	ism_say(r, "# HELP isthmus_cluster_retries_total Retries made, by cluster.\n"
-		   "# TYPE isthmus_cluster_retries_total counter\n");
-	for (uint32_t c = 0; t && c < t->n_clusters; c++)
-		ism_say(r, "isthmus_cluster_retries_total{cluster=\"%s\"} %llu\n",
-			t->clusters[c].name.p,
-			(unsigned long long)atomic_load(&t->clusters[c].dyn->retries));
-	ism_say(r, "# HELP isthmus_cluster_overflow_total Requests refused by a connection-pool "
-		   "limit, by cluster.\n# TYPE isthmus_cluster_overflow_total counter\n");
-	for (uint32_t c = 0; t && c < t->n_clusters; c++)
-		ism_say(r, "isthmus_cluster_overflow_total{cluster=\"%s\"} %llu\n",
-			t->clusters[c].name.p,
-			(unsigned long long)atomic_load(&t->clusters[c].dyn->overflow));
+	cluster_counter(r, t, "isthmus_cluster_retries_total", "Retries made, by cluster.",
+			offsetof(struct ism_cluster_dyn, retries));
+	cluster_counter(r, t, "isthmus_cluster_overflow_total",
+			"Requests refused by a connection-pool limit, by cluster.",
+			offsetof(struct ism_cluster_dyn, overflow));
 }
 
 static void metrics(struct ism_master *m, struct ism_reply *r)
