@@ -8,7 +8,8 @@ V       ?= 0
 
 PKGS     := openssl libpcre2-8 yaml-0.1 liburing libsystemd
 DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev liburing-dev \
-            libcmocka-dev libsystemd-dev clang curl wrk nginx haproxy python3 openssl socat procps
+            libcmocka-dev libsystemd-dev clang curl wrk nginx haproxy python3 openssl socat procps \
+            dpkg-dev rpm lintian logrotate man-db adduser
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
@@ -35,7 +36,7 @@ UPSTREAM  := $(BUILD)/tests/upstream
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all deps check unit integration asan fuzz fuzz-run run bench install clean help format
+.PHONY: all deps check unit integration asan fuzz fuzz-run run bench install clean help format deb rpm package-test
 
 all: $(BUILD)/isthmus $(BUILD)/isthmusctl $(UPSTREAM)
 
@@ -50,6 +51,9 @@ help:
 	@echo 'make fuzz       build the libFuzzer harnesses (clang); fuzz-run runs each FUZZ_SECONDS'
 	@echo 'make bench      isthmus beside HAProxy and nginx, interleaved rounds, ratios'
 	@echo 'make install    install under DESTDIR/PREFIX'
+	@echo 'make deb        build $(BUILD)/isthmus_VERSION-1_ARCH.deb (dpkg-deb; packaging/)'
+	@echo 'make rpm        build $(BUILD)/isthmus-VERSION-1.ARCH.rpm (rpmbuild; packaging/rpm/isthmus.spec)'
+	@echo 'make package-test  as root: install, run, reload, stop and purge the .deb; check the .rpm'
 	@echo 'make format     clang-format every source file'
 	@echo 'make clean      remove build outputs'
 	@echo 'Variables: V=1 shows commands; BUILD=dir; CFLAGS; PREFIX; DESTDIR'
@@ -121,6 +125,9 @@ check: deps
 	$(MAKE) integration
 	$(MAKE) asan
 	$(MAKE) fuzz-run
+	@# Installs and purges the .deb on this machine: as root only (CI runs as root).
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) package-test; \
+	else echo 'make check: package-test not run: it installs the .deb and needs root'; fi
 	@echo 'make check: all tests passed'
 
 run: deps all
@@ -142,3 +149,14 @@ clean:
 	rm -rf build build-asan
 
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+
+# Packages (packaging/): binary packages of the built tree, and their test.
+deb: all
+	sh packaging/build-deb.sh $(BUILD)
+
+rpm: all
+	sh packaging/build-rpm.sh $(BUILD)
+
+package-test: deb rpm
+	lintian --fail-on error $(BUILD)/isthmus_*.deb
+	python3 tests/packaging/test_packages.py --build $(BUILD)

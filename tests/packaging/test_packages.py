@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""`make package-test`: install the .deb on this machine and run what it installed,
+then purge it; inspect the .rpm and install it into a scratch root.
+
+Run as root on Debian (dpkg, rpm). systemd need not be running: the installed
+binary is started by hand, as the unit would start it, on a copy of the installed
+configuration moved to loopback ports and the test upstream.
+
+    python3 tests/packaging/test_packages.py [--build build]
+
+Prints one line per check and a final `N passed, N failed`; exit status 1 when
+a check failed.
+"""
+
+import argparse
+import glob
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+PASSED = 0
+FAILED = 0
+
+
+def check(name, ok, detail=""):
+    global PASSED, FAILED
+    if ok:
+        PASSED += 1
+        print(f"ok    {name}")
+    else:
+        FAILED += 1
+        print(f"FAIL  {name}" + (f": {detail}" if detail else ""))
+    sys.stdout.flush()
+    return ok
+
+
+def run(cmd, timeout=60, **kw):
+    """Runs cmd (a list); returns (rc, stdout+stderr)."""
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout, text=True, **kw)
+        return p.returncode, p.stdout
+    except subprocess.TimeoutExpired as e:
+        return 124, f"timed out after {timeout} s: {e.output or ''}"
+    except OSError as e:
+        return 127, str(e)
+
+
+def free_port(addr="127.0.0.1"):
+    s = socket.socket()
+    s.bind((addr, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(url, timeout=2.0):
+    """Returns (status, headers, body) or (None, None, error text)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode(errors="replace")
+    except Exception as e:  # noqa: BLE001 - any failure is "not yet"
+        return None, None, str(e)
+
+
+def wait_for(pred, timeout, step=0.1):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= end:
+            return v
+        time.sleep(step)
+
+
+def mode_of(path):
+    st = os.lstat(path)
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def user_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def group_exists(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def children(pid):
+    rc, out = run(["ps", "-o", "pid=,user=", "--ppid", str(pid)])
+    rows = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            rows.append((int(parts[0]), parts[1]))
+    return rows
+
+
+DEB_FILES = {
+    # path: (mode, conffile)
+    "/usr/sbin/isthmus": (0o755, False),
+    "/usr/sbin/isthmusctl": (0o755, False),
+    "/lib/systemd/system/isthmus.service": (0o644, False),
+    "/etc/isthmus/isthmus.yaml": (0o644, True),
+    "/etc/default/isthmus": (0o644, True),
+    "/etc/logrotate.d/isthmus": (0o644, True),
+    "/usr/share/man/man8/isthmus.8.gz": (0o644, False),
+    "/usr/share/man/man8/isthmusctl.8.gz": (0o644, False),
+    "/usr/share/man/man5/isthmus.yaml.5.gz": (0o644, False),
+    "/usr/share/doc/isthmus/copyright": (0o644, False),
+    "/usr/share/doc/isthmus/changelog.Debian.gz": (0o644, False),
+}
+MANS = [p for p in DEB_FILES if "/man/" in p]
+WANTS = "/etc/systemd/system/multi-user.target.wants/isthmus.service"
+
+
+def test_config(src, tmp, port, admin_port, up_port):
+    """The installed configuration moved to loopback: each substitution must
+    apply exactly once, so that a change to the packaged file shows here."""
+    text = open(src).read()
+    subs = [
+        (r"(?m)^(  workers:) auto$", r"\1 2"),
+        (r"(?m)^(  controlSocket:) /run/isthmus/isthmus\.sock$", rf"\1 {tmp}/isthmus.sock"),
+        (r"(?m)^(    address:) 127\.0\.0\.1:9901$", rf"\1 127.0.0.1:{admin_port}"),
+        (r"(?m)^(  listenAddress:) 0\.0\.0\.0$", r"\1 127.0.0.1"),
+        (r"(?m)^(    drain:) 30s", r"\1 2s"),
+        (r"(?m)^(    interval:) 5s$", r"\1 200ms"),
+        (r"(?m)^(      number:) 80$", rf"\1 {port}"),
+        (r"(?m)^(    targetPort:) 8080$", rf"\1 {up_port}"),
+        (r"(?m)^(  - address:) 10\.0\.1\.10$", r"\1 127.0.0.1"),
+        (r"(?m)^(  - address:) 10\.0\.2\.10$", r"\1 127.0.0.2"),
+    ]
+    for pat, rep in subs:
+        text, n = re.subn(pat, rep, text)
+        if n != 1:
+            raise RuntimeError(f"test config: {pat!r} matched {n} times in {src}")
+    path = os.path.join(tmp, "isthmus.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def unit_sandbox():
+    """What of the installed unit's sandbox can be had without systemd: its
+    CapabilityBoundingSet and NoNewPrivileges, through setpriv(1)."""
+    unit = open("/lib/systemd/system/isthmus.service").read()
+    m = re.search(r"(?m)^CapabilityBoundingSet=(.*)$", unit)
+    if not shutil.which("setpriv") or not m:
+        print("note: setpriv or CapabilityBoundingSet missing: the master runs with every capability")
+        return []
+    caps = ",".join("+" + c.lower().removeprefix("cap_") for c in m.group(1).split())
+    cmd = ["setpriv", "--bounding-set", "-all," + caps]
+    if re.search(r"(?m)^NoNewPrivileges=yes$", unit):
+        cmd.append("--no-new-privs")
+    return cmd + ["--"]
+
+
+def run_installed(build, tmp):
+    """Starts /usr/sbin/isthmus on a loopback copy of the installed file, proxies,
+    reloads, reopens the access log, stops it."""
+    port, admin_port, up_port = free_port(), free_port(), free_port()
+    try:
+        cfg = test_config("/etc/isthmus/isthmus.yaml", tmp, port, admin_port, up_port)
+    except RuntimeError as e:
+        check("test copy of the installed configuration", False, str(e))
+        return
+    rc, out = run(["/usr/sbin/isthmus", "-c", "-f", cfg])
+    check("isthmus -c on the loopback copy", rc == 0, out.strip())
+
+    upstream = os.path.join(build, "tests", "upstream")
+    up = subprocess.Popen([upstream, "--listen", f"127.0.0.1:{up_port}", "--listen",
+                           f"127.0.0.2:{up_port}", "--name", "pkg-up"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    errlog = open(os.path.join(tmp, "isthmus.stderr"), "w+")
+    master = subprocess.Popen(unit_sandbox() + ["/usr/sbin/isthmus", "-f", cfg],
+                              stdout=subprocess.DEVNULL, stderr=errlog,
+                              preexec_fn=lambda: os.umask(0o027))
+    sock = os.path.join(tmp, "isthmus.sock")
+    ctl = ["/usr/sbin/isthmusctl", "-s", sock]
+    alog = "/var/log/isthmus/access.log"
+    try:
+        ready = wait_for(lambda: http_get(f"http://127.0.0.1:{admin_port}/healthz/ready")[0] == 200
+                         or master.poll() is not None, 15)
+        check("master started, /healthz/ready 200", ready and master.poll() is None,
+              f"exit {master.poll()}")
+        if master.poll() is not None:
+            return
+
+        def proxied():
+            st, _, body = http_get(f"http://127.0.0.1:{port}/echo")
+            return st == 200
+
+        check("request proxied to the test upstream (200)", wait_for(proxied, 15),
+              str(http_get(f"http://127.0.0.1:{port}/echo")[:1]))
+
+        kids = children(master.pid)
+        check("master runs as root", pwd.getpwuid(os.stat(f"/proc/{master.pid}").st_uid).pw_name
+              == "root")
+        status = open(f"/proc/{master.pid}/status").read()
+        bnd = re.search(r"CapBnd:\s*([0-9a-f]+)", status).group(1)
+        check("master under the unit's capability bounding set" if unit_sandbox()
+              else "master capability bounding set (not restricted here)",
+              not unit_sandbox() or int(bnd, 16) < (1 << 30), f"CapBnd {bnd}")
+        check("workers run as user isthmus", len(kids) == 2 and all(u == "isthmus" for _, u in kids),
+              str(kids))
+
+        has_line = wait_for(lambda: os.path.exists(alog) and os.path.getsize(alog) > 0, 5)
+        check("access log written by the workers into /var/log/isthmus", has_line)
+        if has_line:
+            m, uid, gid = mode_of(alog)
+            check("access log isthmus:adm 0640",
+                  (pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name, m)
+                  == ("isthmus", "adm", 0o640),
+                  f"{pwd.getpwuid(uid).pw_name}:{grp.getgrgid(gid).gr_name} {m:o}")
+
+        rc, out = run(ctl + ["show", "info"], timeout=10)
+        check("isthmusctl show info", rc == 0, out.strip())
+        rc, out = run(ctl + ["reload"], timeout=20)
+        check("isthmusctl reload publishes a generation", rc == 0 and "published" in out,
+              f"rc {rc}: {out.strip()}")
+
+        good = open(cfg).read()
+        with open(cfg, "w") as f:
+            f.write(good.replace("kind: Gateway", "kind: Gateway\nbogusField: 1", 1))
+        rc, out = run(ctl + ["reload"], timeout=20)
+        check("isthmusctl reload refuses a broken file (exit 1)", rc == 1 and "refused" in out,
+              f"rc {rc}: {out.strip()}")
+        rc, _ = run(["/usr/sbin/isthmus", "-c", "-f", cfg])
+        check("isthmus -c (ExecReload's check) refuses it too", rc == 1)
+        with open(cfg, "w") as f:
+            f.write(good)
+        check("still serving after the refused reload", wait_for(proxied, 5))
+
+        # Rotation: the installed logrotate policy (forced, own state file)
+        # where logrotate is installed, else a plain move; then SIGUSR1 (what
+        # its postrotate sends through systemd) and the workers write anew.
+        if has_line:
+            size_before = os.path.getsize(alog)
+            if shutil.which("logrotate"):
+                rc, out = run(["logrotate", "-f", "-s", os.path.join(tmp, "logrotate.state"),
+                               "/etc/logrotate.d/isthmus"])
+                check("logrotate -f /etc/logrotate.d/isthmus rotates access.log",
+                      rc == 0 and os.path.exists(alog + ".1")
+                      and os.path.getsize(alog + ".1") == size_before, out.strip())
+                if os.path.exists(alog):
+                    m, uid, gid = mode_of(alog)
+                    check("logrotate created the new file isthmus:adm 0640",
+                          (pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name, m)
+                          == ("isthmus", "adm", 0o640), f"{uid}:{gid} {m:o}")
+            else:
+                os.rename(alog, alog + ".1")
+            master.send_signal(signal.SIGUSR1)
+            time.sleep(0.3)
+            http_get(f"http://127.0.0.1:{port}/echo")
+            check("SIGUSR1: the workers reopen the access log",
+                  wait_for(lambda: os.path.exists(alog) and os.path.getsize(alog) > 0, 5))
+
+        master.send_signal(signal.SIGTERM)
+        try:
+            rc = master.wait(timeout=20)
+            check("SIGTERM: graceful stop, exit 0", rc == 0, f"exit {rc}")
+        except subprocess.TimeoutExpired:
+            check("SIGTERM: graceful stop within 20 s", False)
+        left = [p for p, _ in kids if os.path.exists(f"/proc/{p}")]
+        check("no worker left after the stop", not left, str(left))
+    finally:
+        for p in (master, up):
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        for pid, _ in children(master.pid) if master.poll() is None else []:
+            os.kill(pid, signal.SIGKILL)
+        errlog.seek(0)
+        tail = errlog.read()[-2000:]
+        errlog.close()
+        if FAILED:
+            print("---- isthmus stderr (tail) ----\n" + tail + "\n----")
+
+
+def test_deb(build, tmp):
+    debs = sorted(glob.glob(os.path.join(build, "isthmus_*.deb")))
+    if not check("a .deb in " + build, len(debs) == 1, str(debs)):
+        return
+    deb = debs[0]
+    if run(["dpkg-query", "-W", "isthmus"])[0] == 0:
+        run(["dpkg", "--purge", "isthmus"], timeout=120)
+    if user_exists("isthmus") or group_exists("isthmus"):
+        print("note: a user or group isthmus existed before the test; the purge removes it")
+
+    rc, out = run(["dpkg", "-i", deb], timeout=300)
+    if not check("dpkg -i " + os.path.basename(deb), rc == 0, out.strip()):
+        return
+    try:
+        rc, conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}\n", "isthmus"])
+        for path, (mode, conf) in DEB_FILES.items():
+            if not os.path.exists(path):
+                check(f"installed {path}", False, "missing")
+                continue
+            m, uid, gid = mode_of(path)
+            check(f"installed {path} root:root {mode:o}", (m, uid, gid) == (mode, 0, 0),
+                  f"{uid}:{gid} {m:o}")
+            if conf:
+                check(f"{path} is a conffile", f" {path} " in conffiles + " ", conffiles)
+        for b in ("/usr/sbin/isthmus", "/usr/sbin/isthmusctl"):
+            rc, out = run(["readelf", "-S", b])
+            check(f"{b} stripped (no .debug_info, no .symtab)",
+                  rc == 0 and ".debug_info" not in out and ".symtab" not in out)
+
+        check("system user isthmus", user_exists("isthmus"))
+        check("system group isthmus", group_exists("isthmus"))
+        if user_exists("isthmus"):
+            pw = pwd.getpwnam("isthmus")
+            check("user isthmus: system uid, /nonexistent, nologin, group isthmus",
+                  pw.pw_uid < 1000 and pw.pw_dir == "/nonexistent"
+                  and pw.pw_shell.endswith("/nologin")
+                  and grp.getgrgid(pw.pw_gid).gr_name == "isthmus",
+                  str(pw))
+        if os.path.isdir("/var/log/isthmus"):
+            m, uid, gid = mode_of("/var/log/isthmus")
+            check("/var/log/isthmus isthmus:adm 2750",
+                  (pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name, m)
+                  == ("isthmus", "adm", 0o2750), f"{uid}:{gid} {m:o}")
+        else:
+            check("/var/log/isthmus created", False)
+
+        rc, out = run(["/usr/sbin/isthmus", "-c", "-f", "/etc/isthmus/isthmus.yaml"])
+        check("isthmus -c -f /etc/isthmus/isthmus.yaml", rc == 0, out.strip())
+        rc, out = run(["/usr/sbin/isthmus", "-v"])
+        check("isthmus -v", rc == 0 and out.startswith("isthmus "), out.strip())
+
+        if shutil.which("systemd-analyze"):
+            rc, out = run(["systemd-analyze", "verify", "--man=no",
+                           "/lib/systemd/system/isthmus.service"])
+            check("systemd-analyze verify isthmus.service", rc == 0 and not out.strip(),
+                  out.strip())
+        if shutil.which("deb-systemd-helper"):
+            check("unit enabled (multi-user.target.wants link)", os.path.islink(WANTS))
+
+        for man in MANS:
+            rc, out = run(["gzip", "-t", man])
+            check(f"gzip -t {man}", rc == 0, out.strip())
+            # groff's warnings go to stderr; the page itself is discarded.
+            p = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", man],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               timeout=60, env=dict(os.environ, LC_ALL="C.UTF-8", MANWIDTH="80",
+                                                    MANPAGER="cat", PAGER="cat"))
+            check(f"man -l {os.path.basename(man)}: renders without warnings",
+                  p.returncode == 0 and not p.stderr.strip(), p.stderr.strip()[:300])
+
+        if shutil.which("logrotate"):
+            rc, out = run(["logrotate", "-d", "/etc/logrotate.d/isthmus"])
+            check("logrotate -d /etc/logrotate.d/isthmus", rc == 0 and "error" not in out.lower(),
+                  out.strip()[-500:])
+
+        run_installed(build, tmp)
+    finally:
+        rc, out = run(["dpkg", "--purge", "isthmus"], timeout=300)
+    check("dpkg --purge isthmus", rc == 0, out.strip())
+    check("package gone (dpkg-query)", run(["dpkg-query", "-W", "isthmus"])[0] != 0
+          or "not-installed" in run(["dpkg-query", "-W", "-f=${Status}", "isthmus"])[1])
+    left = [p for p in list(DEB_FILES) + ["/etc/isthmus", "/var/log/isthmus", WANTS]
+            if os.path.lexists(p)]
+    check("purge removed the files, /etc/isthmus, /var/log/isthmus and the unit link",
+          not left, str(left))
+    check("purge removed user isthmus", not user_exists("isthmus"))
+    check("purge removed group isthmus", not group_exists("isthmus"))
+
+
+RPM_FILES = {
+    "/usr/sbin/isthmus": 0o755,
+    "/usr/sbin/isthmusctl": 0o755,
+    "/usr/lib/systemd/system/isthmus.service": 0o644,
+    "/etc/isthmus/isthmus.yaml": 0o644,
+    "/etc/sysconfig/isthmus": 0o644,
+    "/etc/logrotate.d/isthmus": 0o644,
+    "/usr/share/man/man8/isthmus.8.gz": 0o644,
+    "/usr/share/man/man8/isthmusctl.8.gz": 0o644,
+    "/usr/share/man/man5/isthmus.yaml.5.gz": 0o644,
+    "/usr/share/doc/isthmus/copyright": 0o644,
+    "/var/log/isthmus": 0o2750,
+}
+RPM_CONFIG = {"/etc/isthmus/isthmus.yaml", "/etc/sysconfig/isthmus", "/etc/logrotate.d/isthmus"}
+
+
+def test_rpm(build, tmp):
+    rpms = sorted(glob.glob(os.path.join(build, "isthmus-*.rpm")))
+    if not check("an .rpm in " + build, len(rpms) == 1, str(rpms)):
+        return
+    pkg = rpms[0]
+    if not check("rpm is installed", shutil.which("rpm") is not None):
+        return
+    rc, out = run(["rpm", "-qlp", pkg])
+    listed = set(out.split())
+    check("rpm -qlp lists every file", rc == 0 and set(RPM_FILES) <= listed,
+          str(sorted(set(RPM_FILES) - listed)))
+    rc, out = run(["rpm", "-qcp", pkg])
+    check("rpm -qcp: exactly the three config files", rc == 0 and set(out.split()) == RPM_CONFIG,
+          out.strip())
+    rc, out = run(["rpm", "-qp", "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", pkg])
+    noreplace = {line.split()[1] for line in out.splitlines()
+                 if len(line.split()) == 2 and "c" in line.split()[0] and "n" in line.split()[0]}
+    check("config files are %config(noreplace)", RPM_CONFIG <= noreplace, out.strip())
+    rc, out = run(["rpm", "-qp", "--scripts", pkg])
+    check("%pre creates the group and user",
+          "groupadd -r isthmus" in out and "useradd -r" in out, out[:300])
+    check("%post/%preun/%postun scriptlets present",
+          all(s in out for s in ("postinstall", "preuninstall", "postuninstall")))
+
+    # The scratch root knows the users the package names (rpm resolves them
+    # there); without them rpm installs root-owned and drops the setgid bit.
+    root = os.path.join(tmp, "rpmroot")
+    os.makedirs(root + "/etc")
+    with open(root + "/etc/passwd", "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nisthmus:x:990:990::/nonexistent:/sbin/nologin\n")
+    with open(root + "/etc/group", "w") as f:
+        f.write("root:x:0:\nadm:x:4:\nisthmus:x:990:\n")
+    rc, out = run(["rpm", "--root", root, "--initdb"])
+    check("rpm --initdb in a scratch root", rc == 0, out.strip())
+    rc, out = run(["rpm", "--root", root, "-i", "--nodeps", "--noscripts", pkg], timeout=120)
+    check("rpm -i --nodeps --noscripts into the scratch root", rc == 0, out.strip())
+    for path, mode in RPM_FILES.items():
+        full = root + path
+        if not os.path.lexists(full):
+            check(f"rpm root: {path}", False, "missing")
+            continue
+        m, uid, gid = mode_of(full)
+        owner = (990, 4) if path == "/var/log/isthmus" else (0, 0)
+        check(f"rpm root: {path} mode {mode:o}, owner {owner[0]}:{owner[1]}",
+              (m, uid, gid) == (mode, *owner), f"{uid}:{gid} {m:o}")
+    rc, out = run(["rpm", "--root", root, "-qc", "isthmus"])
+    check("rpm --root -qc isthmus: the config files", rc == 0 and set(out.split()) == RPM_CONFIG,
+          out.strip())
+    rc, out = run([root + "/usr/sbin/isthmus", "-c", "-f", root + "/etc/isthmus/isthmus.yaml"])
+    check("the rpm's isthmus checks the rpm's config", rc == 0, out.strip())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--only", choices=["deb", "rpm"])
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("package-test: run as root (it installs and purges the .deb)")
+        print("0 passed, 1 failed")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="isthmus-pkgtest.")
+    os.chmod(tmp, 0o755)
+    try:
+        if args.only in (None, "deb"):
+            test_deb(args.build, tmp)
+        if args.only in (None, "rpm"):
+            test_rpm(args.build, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{PASSED} passed, {FAILED} failed")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
