@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,14 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 		c->clients[i].fd = -1;
 	snprintf(c->path, sizeof(c->path), "%s", t->control_socket.p);
 	c->fd = bind_unix(t->control_socket.p);
+	if (c->fd >= 0 && t->group.len) {
+		/* root:<group> 0660: the operators of the isthmus group may use it. */
+		struct group *gr = getgrnam(t->group.p);
+
+		if (gr == NULL || chown(t->control_socket.p, 0, gr->gr_gid) < 0)
+			ism_warn("control socket %s: cannot give it to group %s",
+				 t->control_socket.p, t->group.p);
+	}
 	if (c->fd < 0) {
 		ret = c->fd;
 		ism_err("control socket %s: %s", t->control_socket.p, strerror(-ret));

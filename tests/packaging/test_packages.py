@@ -235,6 +235,11 @@ def run_installed(build, tmp):
                   == ("isthmus", "adm", 0o640),
                   f"{pwd.getpwuid(uid).pw_name}:{grp.getgrgid(gid).gr_name} {m:o}")
 
+        m, uid, gid = mode_of(sock)
+        check("control socket root:isthmus 0660",
+              (pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name, m & 0o777)
+              == ("root", "isthmus", 0o660),
+              f"{pwd.getpwuid(uid).pw_name}:{grp.getgrgid(gid).gr_name} {m:o}")
         rc, out = run(ctl + ["show", "info"], timeout=10)
         check("isthmusctl show info", rc == 0, out.strip())
         rc, out = run(ctl + ["reload"], timeout=20)
