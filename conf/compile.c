@@ -1034,6 +1034,22 @@ static void build(struct cbuild *b)
 	(void)c;
 }
 
+/* The workers' response counters per listener and per route. */
+static void alloc_counters(struct cbuild *b)
+{
+	struct ism_table *t = b->t;
+
+	for (uint32_t l = 0; l < t->n_listeners && b->rc == 0; l++) {
+		struct ism_listener *li = (struct ism_listener *)&t->listeners[l];
+
+		li->stats = ANEW(b, 1, struct ism_counters);
+		for (uint32_t v = 0; v < li->n_vhosts && b->rc == 0; v++)
+			for (uint32_t r = 0; r < li->vhosts[v].n_routes && b->rc == 0; r++)
+				((struct ism_route *)&li->vhosts[v].routes[r])->stats =
+				    ANEW(b, 1, struct ism_counters);
+	}
+}
+
 int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_conf_ep_id_cb ep_id,
 		     void *ctx, const struct ism_table **out, struct ism_diags *d)
 {
@@ -1060,6 +1076,8 @@ out_free:
 	free(b.keys);
 	free(b.hcs);
 	free(b.vs_routes);
+	if (b.rc == 0)
+		alloc_counters(&b);
 	if (b.rc == -ENOMEM)
 		ism_diag_add(d, ISM_DIAG_ERROR, conf->file, 0, 0, "",
 			     "the route table does not fit in its arena (%zu bytes)", arena->size);

@@ -265,6 +265,32 @@ static void cluster_families(struct ism_master *m, struct ism_reply *r)
 				"%llu\n",
 				t->clusters[c].name.p, classes[k],
 				(unsigned long long)atomic_load(&t->clusters[c].dyn->responses[k]));
+	ism_say(r,
+		"# HELP isthmus_listener_responses_total Responses by listener and status class.\n"
+		"# TYPE isthmus_listener_responses_total counter\n");
+	for (uint32_t l = 0; t && l < t->n_listeners; l++)
+		for (int k = 1; k <= 5; k++)
+			ism_say(
+			    r,
+			    "isthmus_listener_responses_total{listener=\"%s\",code_class=\"%s\"} "
+			    "%llu\n",
+			    t->listeners[l].name.p, classes[k],
+			    (unsigned long long)atomic_load(&t->listeners[l].stats->responses[k]));
+	ism_say(r, "# HELP isthmus_route_responses_total Responses by route and status class.\n"
+		   "# TYPE isthmus_route_responses_total counter\n");
+	for (uint32_t l = 0; t && l < t->n_listeners; l++)
+		for (uint32_t v = 0; v < t->listeners[l].n_vhosts; v++)
+			for (uint32_t i = 0; i < t->listeners[l].vhosts[v].n_routes; i++) {
+				const struct ism_route *rt = &t->listeners[l].vhosts[v].routes[i];
+
+				for (int k = 1; k <= 5; k++)
+					ism_say(r,
+						"isthmus_route_responses_total{listener=\"%s\","
+						"route=\"%s\",code_class=\"%s\"} %llu\n",
+						t->listeners[l].name.p, rt->name.p, classes[k],
+						(unsigned long long)atomic_load(
+						    &rt->stats->responses[k]));
+			}
 	cluster_counter(r, t, "isthmus_cluster_retries_total", "Retries made, by cluster.",
 			offsetof(struct ism_cluster_dyn, retries));
 	cluster_counter(r, t, "isthmus_cluster_overflow_total",

@@ -89,6 +89,12 @@ struct ism_retry {
 	uint32_t backoff_base_ms; /* 25 ms: retry N waits rand[0, (2^N-1)*base), at most 10*base */
 };
 
+/* Response counters by status class (1..5), written by the workers after
+ * publication (in the arena, like struct ism_cluster_dyn). */
+struct ism_counters {
+	_Atomic uint64_t responses[6];
+};
+
 /* A weighted destination: index into ism_table.clusters. */
 struct ism_dest {
 	uint32_t cluster;
@@ -105,6 +111,7 @@ struct ism_route {
 	uint32_t total_weight; /* sum of dest[].weight; 0 means every weight is 0 (503) */
 	uint32_t timeout_ms;   /* VirtualService timeout; 0 = none (Istio's default) */
 	struct ism_retry retry;
+	struct ism_counters *stats; /* mutable: responses of this route */
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names
@@ -125,6 +132,7 @@ struct ism_listener {
 	uint16_t port;
 	uint32_t n_vhosts;
 	const struct ism_vhost *vhosts;
+	struct ism_counters *stats; /* mutable: responses on this listener */
 };
 
 enum ism_lb_policy {

@@ -1047,6 +1047,9 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
 	c->t0_ms = w->now;
 	c->cluster = UINT32_MAX;
+	c->table_gen = t->gen;
+	c->lis_stats = l->stats;
+	c->route_stats = NULL;
 	c->prev_ep = UINT32_MAX;
 	c->rs.tries = 0;
 	log_begin(w, c, &req, NULL);
@@ -1082,6 +1085,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	}
 	vh = ism_router_vhost(l, req.host ? req.host : "", req.host ? req.host_len : 0);
 	r = vh ? ism_router_route(vh, &req, "http", l->port, w->rs) : NULL;
+	c->route_stats = r ? r->stats : NULL;
 	if (r != NULL)
 		log_begin(w, c, &req, r->name.p);
 	if (r == NULL) {
@@ -1321,8 +1325,16 @@ static void count_exchange(struct ism_wctx *w, const struct ism_conn *c)
 		b++;
 	atomic_fetch_add_explicit(&w->st->latency_bucket[b], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st->latency_sum_ms, ms, memory_order_relaxed);
-	if (cl != NULL && c->status >= 100 && c->status < 600)
+	if (c->status < 100 || c->status >= 600 || w->table->gen != c->table_gen)
+		return;
+	if (cl != NULL)
 		atomic_fetch_add_explicit(&cl->dyn->responses[c->status / 100], 1,
+					  memory_order_relaxed);
+	if (c->lis_stats != NULL)
+		atomic_fetch_add_explicit(&c->lis_stats->responses[c->status / 100], 1,
+					  memory_order_relaxed);
+	if (c->route_stats != NULL)
+		atomic_fetch_add_explicit(&c->route_stats->responses[c->status / 100], 1,
 					  memory_order_relaxed);
 }
 

@@ -131,7 +131,9 @@ struct ism_conn {
 	char *log_req;	   /* access log: the request's fields as JSON, while an exchange runs */
 	const char *flags; /* access log: reason code of a failure (Envoy-style), or NULL */
 	uint64_t req_start_ms;
-	uint64_t t0_ms; /* monotonic: when the request head was complete */
+	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
+	struct ism_counters *lis_stats;	  /* of the table of table_gen */
+	struct ism_counters *route_stats; /* idem; NULL: no route */
 	uint64_t req_bytes_in;
 	uint64_t req_bytes_out;
 	uint32_t connect_timeout_ms;

@@ -357,3 +357,6 @@ def metrics_latency_and_clusters(env):
     ok2xx = delta(f'isthmus_cluster_responses_total{{cluster="{cl}",code_class="2xx"}}')
     check(ok2xx == 13, f"cluster 2xx moved by {ok2xx}, want 13")
     check(delta(f'isthmus_cluster_responses_total{{cluster="{cl}",code_class="4xx"}}') == 2, "cluster 4xx")
+    check(delta('isthmus_listener_responses_total{listener="http",code_class="2xx"}') == 13, "listener 2xx")
+    route = 'isthmus_route_responses_total{listener="http",route="default/ops#0",code_class="4xx"}'
+    check(delta(route) == 2, f"route 4xx moved by {delta(route)}")
