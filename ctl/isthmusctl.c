@@ -22,13 +22,23 @@ static void usage(FILE *out)
 	    out,
 	    "usage: isthmusctl [-s SOCKET] COMMAND...\n"
 	    "  -s SOCKET  control socket (default " DEFAULT_SOCKET ", or $ISTHMUS_SOCKET)\n"
-	    "commands (append \"json\" to a show command for JSON):\n"
+	    "commands (append \"json\" to any command for JSON):\n"
 	    "  show info | show config | show workers | show clusters\n"
 	    "  show endpoints [CLUSTER]\n"
 	    "  set endpoint ID|KEY state ready|drain|maint\n"
 	    "  set endpoint ID|KEY weight N\n"
+	    "  show routes | show events\n"
+	    "  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
 	    "  reload\n"
 	    "exit status: 0 ok, 1 error reported by isthmus, 2 usage, 3 cannot reach isthmus\n");
+}
+
+/* Whether the answer begins with prefix: how the master reports a failure. */
+static int starts(const char *answer, size_t len, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return len >= n && strncmp(answer, prefix, n) == 0;
 }
 
 /* Reads the whole answer (the master closes after it), bounded in time. */
@@ -135,8 +145,9 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	fwrite(answer, 1, alen, stdout);
-	ret = (alen >= 6 && strncmp(answer, "error:", 6) == 0) ||
-	      (alen >= 14 && strncmp(answer, "reload refused", 14) == 0);
+	ret = starts(answer, alen, "error:") || starts(answer, alen, "reload refused") ||
+	      starts(answer, alen, "{\"result\":\"error\"") ||
+	      starts(answer, alen, "{\"result\":\"refused\"");
 	free(answer);
 	return ret ? 1 : 0;
 }

@@ -459,16 +459,56 @@ static int strip_json(char *line)
 	return strcmp(line, "json") == 0;
 }
 
+/* The JSON form of a command whose answer is a report (reload, set, explain):
+ * {"result": "ok"|"error"|"refused", "lines": [...], "errors": [...]}, where
+ * errors are the report's "file:line:col: error: ..." lines. */
+static void report_as_json(struct ism_reply *r, const char *text)
+{
+	const char *result = strncmp(text, "error:", 6) == 0		? "error"
+			     : strncmp(text, "reload refused", 14) == 0 ? "refused"
+									: "ok";
+	struct ism_reply out = {.cap = r->cap};
+	int pass;
+
+	out.p = malloc(out.cap);
+	if (out.p == NULL)
+		return;
+	out.p[0] = '\0';
+	ism_say(&out, "{\"result\":\"%s\"", result);
+	for (pass = 0; pass < 2; pass++) {
+		const char *p = text;
+		int n = 0;
+
+		ism_say(&out, pass ? ",\"errors\":[" : ",\"lines\":[");
+		while (*p) {
+			size_t len = strcspn(p, "\n");
+			char esc[1200];
+
+			if (len && (!pass || memmem(p, len, ": error: ", 9) != NULL)) {
+				ism_json_escape(esc, sizeof(esc), p, len < 1000 ? len : 1000);
+				ism_say(&out, "%s\"%s\"", n++ ? "," : "", esc);
+			}
+			p += len + (p[len] == '\n');
+		}
+		ism_say(&out, "]");
+	}
+	ism_say(&out, "}\n");
+	memcpy(r->p, out.p, out.len + 1);
+	r->len = out.len;
+	free(out.p);
+}
+
 void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 {
 	char line[512];
-	int json;
+	int json, report = 0;
 
 	snprintf(line, sizeof(line), "%s", cmdline);
 	json = strip_json(line);
 	if (strcmp(line, "reload") == 0) {
 		ism_master_reload(m, r->p, r->cap);
 		r->len = strlen(r->p);
+		report = 1;
 	} else if (strcmp(line, "show info") == 0) {
 		show_info(m, r, json);
 	} else if (strcmp(line, "show config") == 0) {
@@ -483,15 +523,17 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 		show_endpoints(m, r, line + 15, json);
 	} else if (strncmp(line, "explain ", 8) == 0) {
 		ism_explain(m, line + 8, r);
+		report = 1;
 	} else if (strcmp(line, "show routes") == 0) {
 		show_routes(m, r, json);
 	} else if (strcmp(line, "show events") == 0) {
 		show_events(m, r, json);
 	} else if (strncmp(line, "set endpoint ", 13) == 0) {
 		set_endpoint(m, line + 13, r);
+		report = 1;
 	} else if (strcmp(line, "help") == 0 || line[0] == '\0') {
 		ism_say(r,
-			"commands (append \"json\" to a show command for JSON):\n"
+			"commands (append \"json\" to any command for JSON):\n"
 			"  show info | show config | show workers | show clusters | show routes\n"
 			"  show endpoints [CLUSTER] | show events\n"
 			"  set endpoint ID|KEY state ready|drain|maint\n"
@@ -501,5 +543,8 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 			"  help\n");
 	} else {
 		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
+		report = 1;
 	}
+	if (json && report)
+		report_as_json(r, r->p);
 }

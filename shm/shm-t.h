@@ -14,7 +14,7 @@
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
-#define ISM_GEN_SLOTS	  4
+#define ISM_GEN_SLOTS	  16
 #define ISM_EP_KEY_MAX	  160
 #define ISM_CACHELINE	  64
 

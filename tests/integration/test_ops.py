@@ -130,6 +130,17 @@ def isthmusctl_commands(env):
     env.write("isthmus.yaml", "kind: Nonsense\n")
     rc, out = run("reload")
     check(rc == 1 and "reload refused" in out, f"bad reload: rc {rc} {out!r}")
+    rc, out = run("reload", "json")
+    doc = json.loads(out)
+    check(rc == 1 and doc["result"] == "refused" and doc["errors"] and
+          all(e.startswith(conf + ":") for e in doc["errors"]), f"bad reload, json: rc {rc} {out!r}")
+    rc, out = run("set", "endpoint", key_a, "weight", "0", "json")
+    check(rc == 0 and json.loads(out)["result"] == "ok", f"set, json: rc {rc} {out!r}")
+    rc, out = run("set", "endpoint", "nope", "weight", "1", "json")
+    check(rc == 1 and json.loads(out)["result"] == "error", f"bad set, json: rc {rc} {out!r}")
+    rc, out = run("explain", "GET", "/x", "json")
+    doc = json.loads(out)
+    check(rc == 0 and any(l.startswith("route: ") for l in doc["lines"]), f"explain, json: {out!r}")
     rc, out = run("show", "events", "json")
     kinds = [(e["kind"], e["event"]) for e in json.loads(out)]
     check(("admin", f"{key_a} set to drain") in kinds and ("admin", f"{key_a} set to ready") in kinds,
