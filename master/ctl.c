@@ -205,6 +205,12 @@ static void endpoint_family(struct ism_reply *r, const struct ism_shm_hdr *h, co
 		case 4:
 			v = atomic_load(&e->hc_checks);
 			break;
+		case 6:
+			v = atomic_load(&e->ejections);
+			break;
+		case 7:
+			v = atomic_load(&e->ejected) != 0;
+			break;
 		default:
 			v = atomic_load(&e->hc_failures);
 			break;
@@ -355,6 +361,10 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 			"Active health checks run against the endpoint.", 4);
 	endpoint_family(r, h, "isthmus_health_check_failures_total", "counter",
 			"Active health checks that failed.", 5);
+	endpoint_family(r, h, "isthmus_endpoint_ejections_total", "counter",
+			"Outlier-detection ejections of the endpoint.", 6);
+	endpoint_family(r, h, "isthmus_endpoint_ejected", "gauge",
+			"1 while the endpoint is ejected by outlier detection.", 7);
 }
 
 /* The admin pages: readiness for the L4 balancer and Prometheus metrics. */

@@ -138,6 +138,13 @@ def isthmusctl_commands(env):
     check(rc == 0 and json.loads(out)["result"] == "ok", f"set, json: rc {rc} {out!r}")
     rc, out = run("set", "endpoint", "nope", "weight", "1", "json")
     check(rc == 1 and json.loads(out)["result"] == "error", f"bad set, json: rc {rc} {out!r}")
+    rc, out = run("show", "routes", "json")
+    routes = json.loads(out)
+    check(rc == 0 and routes[0]["port"] == gw_port and
+          routes[0]["vhosts"][0]["routes"][0]["destinations"][0]["cluster"] == cl[0]["name"],
+          f"show routes json: {out!r}")
+    rc, out = run("show", "routes")
+    check(rc == 0 and f"port {gw_port}" in out and cl[0]["name"] in out, f"show routes: {out!r}")
     rc, out = run("explain", "GET", "/x", "json")
     doc = json.loads(out)
     check(rc == 0 and any(l.startswith("route: ") for l in doc["lines"]), f"explain, json: {out!r}")
