@@ -550,3 +550,21 @@ class Registry:
     def register(self, test):
         for fn in self.tests:
             test(fn)
+
+
+def wrk_reap(wrk):
+    """Kills a wrk run still going (a test that failed half-way)."""
+    if wrk.poll() is None:
+        os.killpg(wrk.pid, signal.SIGKILL)
+        wrk.wait()
+
+
+def check_wrk_clean(out, min_requests, during):
+    """wrk's summary (bytes) shows more than min_requests requests, every one a
+    2xx/3xx, and no socket error of any kind. Returns the summary text."""
+    out = out.decode()
+    m = re.search(r"(\d+) requests in", out)
+    check(m and int(m.group(1)) > min_requests, f"wrk made too few requests {during}: {out}")
+    check("Non-2xx or 3xx responses" not in out, f"non-2xx responses {during}: {out}")
+    check("Socket errors" not in out, f"socket errors {during}: {out}")
+    return out
