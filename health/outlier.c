@@ -16,11 +16,19 @@
 
 #define EJECTING 2u
 
+/* Called on every successful response: a counter already at 0 is only read,
+ * so the shared line is not written by every worker for every request. */
+static void clear(_Atomic uint32_t *c)
+{
+	if (atomic_load_explicit(c, memory_order_relaxed) != 0)
+		atomic_store_explicit(c, 0, memory_order_relaxed);
+}
+
 static void reset_counters(struct ism_ep_state *e)
 {
-	atomic_store_explicit(&e->cons_5xx, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->cons_gateway, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->cons_local, 0, memory_order_relaxed);
+	clear(&e->cons_5xx);
+	clear(&e->cons_gateway);
+	clear(&e->cons_local);
 }
 
 /* fetch_add and whether the new value reached the threshold (0 = off). >= and
