@@ -118,6 +118,52 @@ static struct ism_str astr(struct cbuild *b, const char *s)
 	return r;
 }
 
+static struct ism_str acopy(struct cbuild *b, struct ism_str in, uint64_t *fp)
+{
+	*fp = ism_hash64(in.p ? in.p : "", in.len, *fp ^ in.len);
+	return in.len ? astr(b, in.p) : (struct ism_str){.p = "", .len = 0};
+}
+
+static struct ism_pem apem(struct cbuild *b, struct ism_pem in, uint64_t *fp)
+{
+	struct ism_pem out = {.path = acopy(b, in.path, fp)};
+
+	out.text = acopy(b, in.text, fp);
+	return out;
+}
+
+/* A TLS configuration copied into the arena, ISTIO_MUTUAL filled in with the
+ * mesh identity, and its fingerprint: what the workers key their contexts by. */
+static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, struct ism_tls_conf *out)
+{
+	const struct ism_tls_conf *mesh = &b->c->app.mesh;
+	const struct ism_tls_conf *src = in->mode == ISM_TLS_ISTIO_MUTUAL ? mesh : in;
+	uint64_t fp = in->mode | (uint64_t)in->min_ver << 8 | (uint64_t)in->max_ver << 24 |
+		      (uint64_t)in->skip_verify << 40;
+	struct ism_str *sans;
+
+	memset(out, 0, sizeof(*out));
+	out->mode = in->mode;
+	out->min_ver = in->min_ver;
+	out->max_ver = in->max_ver;
+	out->skip_verify = in->skip_verify;
+	out->n_certs = src->n_certs;
+	for (uint32_t i = 0; i < src->n_certs; i++) {
+		out->certs[i].cert = apem(b, src->certs[i].cert, &fp);
+		out->certs[i].key = apem(b, src->certs[i].key, &fp);
+	}
+	out->ca = apem(b, src->ca, &fp);
+	out->crl = apem(b, src->crl, &fp);
+	out->ciphers = acopy(b, in->ciphers, &fp);
+	out->sni = acopy(b, in->sni, &fp);
+	sans = in->n_sans ? ANEW(b, in->n_sans, struct ism_str) : NULL;
+	for (uint32_t i = 0; sans != NULL && i < in->n_sans; i++)
+		sans[i] = acopy(b, in->sans[i], &fp);
+	out->sans = sans;
+	out->n_sans = sans ? in->n_sans : 0;
+	out->fingerprint = fp;
+}
+
 static void set_port(struct sockaddr_storage *ss, uint16_t port)
 {
 	if (ss->ss_family == AF_INET)
@@ -751,6 +797,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->subset = astr(b, k->subset);
 	cl->port = k->port;
 	apply_policy(b, &tp, cl);
+	copy_tls(b, &tp.tls.c, &cl->tls);
 	for (size_t i = 0; i < c->app.n_hcs; i++) {
 		const struct ism_cm_hc *h = &c->app.hcs[i];
 
@@ -889,14 +936,26 @@ static bool vs_uses_gw(const struct ism_cm_vs *vs, const struct ism_cm_gw *gw)
 	return false;
 }
 
+/* Which servers of a listener group a set of vhosts is built from. */
+struct srv_filter {
+	size_t only;  /* this server only; SIZE_MAX: any */
+	int redirect; /* servers with (1) or without (0) httpsRedirect */
+};
+
+static bool srv_selected(const struct lgroup *lg, const struct srv_filter *f, size_t s)
+{
+	return (f->only == SIZE_MAX || f->only == s) &&
+	       (int)lg->srv[s]->tls.https_redirect == f->redirect;
+}
+
 /* The domains VirtualService vs serves on listener group lg; count returned. */
-static size_t vs_domains(const struct lgroup *lg, const struct ism_cm_vs *vs, const char **out,
-			 size_t cap)
+static size_t vs_domains(const struct lgroup *lg, const struct srv_filter *f,
+			 const struct ism_cm_vs *vs, const char **out, size_t cap)
 {
 	size_t n = 0;
 
 	for (size_t s = 0; s < lg->n_srv; s++) {
-		if (!vs_uses_gw(vs, lg->gw[s]))
+		if (!srv_selected(lg, f, s) || !vs_uses_gw(vs, lg->gw[s]))
 			continue;
 		for (size_t h = 0; h < vs->n_hosts; h++) {
 			for (size_t p = 0; p < lg->srv[s]->n_hosts; p++) {
@@ -916,20 +975,13 @@ static size_t vs_domains(const struct lgroup *lg, const struct ism_cm_vs *vs, co
 	return n;
 }
 
-static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism_listener *l)
+/* Appends to vh the vhosts the servers f selects give; returns their count. */
+static uint32_t build_vhosts(struct cbuild *b, const struct lgroup *lg, const struct srv_filter *f,
+			     struct ism_vhost *vh)
 {
 	const struct ism_conf *c = b->c;
-	struct ism_vhost *vh = ANEW(b, c->n_vss, struct ism_vhost);
-	char name[16];
+	uint32_t nv = 0;
 
-	if (vh == NULL)
-		return;
-	snprintf(name, sizeof(name), "%u", lg->port);
-	l->name = astr(b, lg->name ? lg->name : name);
-	l->addr = lg->addr;
-	l->addrlen = lg->addrlen;
-	l->port = lg->port;
-	l->vhosts = vh;
 	for (size_t i = 0; i < c->n_vss && b->rc == 0; i++) {
 		const struct ism_cm_vs *vs = c->vss[i];
 		size_t cap = 0, n;
@@ -944,9 +996,9 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 		doms = calloc(cap, sizeof(*doms));
 		if (doms == NULL) {
 			b->rc = -ENOMEM;
-			return;
+			return nv;
 		}
-		n = vs_domains(lg, vs, doms, cap);
+		n = vs_domains(lg, f, vs, doms, cap);
 		ds = n ? ANEW(b, n, struct ism_str) : NULL;
 		for (size_t j = 0; ds != NULL && j < n; j++)
 			ds[j] = astr(b, doms[j]);
@@ -954,12 +1006,77 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 		if (n == 0 || ds == NULL)
 			continue;
 		snprintf(vname, sizeof(vname), "%s/%s", vs->r.ns, vs->r.name);
-		vh[l->n_vhosts].name = astr(b, vname);
-		vh[l->n_vhosts].n_domains = (uint32_t)n;
-		vh[l->n_vhosts].domains = ds;
-		vh[l->n_vhosts].n_routes = (uint32_t)vs->n_routes;
-		vh[l->n_vhosts].routes = compile_routes(b, i);
-		l->n_vhosts++;
+		vh[nv].name = astr(b, vname);
+		vh[nv].https_redirect = (uint8_t)f->redirect;
+		vh[nv].n_domains = (uint32_t)n;
+		vh[nv].domains = ds;
+		vh[nv].n_routes = (uint32_t)vs->n_routes;
+		vh[nv].routes = compile_routes(b, i);
+		nv++;
+	}
+	return nv;
+}
+
+/* An HTTPS server of a listener: its SNI names, certificates and own routes. */
+static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s,
+			     struct ism_tls_server *ts)
+{
+	const struct ism_cm_server *srv = lg->srv[s];
+	const struct srv_filter f = {.only = s, .redirect = 0};
+	struct ism_str *sni = ANEW(b, srv->n_hosts, struct ism_str);
+	struct ism_vhost *vh = ANEW(b, b->c->n_vss, struct ism_vhost);
+	char name[600];
+
+	if (sni == NULL || vh == NULL)
+		return;
+	if (srv->name != NULL)
+		snprintf(name, sizeof(name), "%s", srv->name);
+	else
+		snprintf(name, sizeof(name), "%s/%s#%zu", lg->gw[s]->r.ns, lg->gw[s]->r.name,
+			 (size_t)(srv - lg->gw[s]->servers));
+	ts->name = astr(b, name);
+	for (size_t h = 0; h < srv->n_hosts; h++)
+		sni[h] = astr(b, srv->hosts[h].dns);
+	ts->sni = sni;
+	ts->n_sni = (uint32_t)srv->n_hosts;
+	copy_tls(b, &srv->tls.c, &ts->tls);
+	ts->vhosts = vh;
+	ts->n_vhosts = build_vhosts(b, lg, &f, vh);
+}
+
+static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism_listener *l)
+{
+	const struct ism_conf *c = b->c;
+	struct ism_vhost *vh;
+	char name[16];
+
+	snprintf(name, sizeof(name), "%u", lg->port);
+	l->name = astr(b, lg->name ? lg->name : name);
+	l->addr = lg->addr;
+	l->addrlen = lg->addrlen;
+	l->port = lg->port;
+	for (size_t i = 0; i < c->app.n_pp_ports; i++)
+		if (c->app.pp_ports[i] == lg->port)
+			l->proxy_protocol = 1;
+	if (lg->srv[0]->https) {
+		/* Every server of the port is HTTPS (the loader checked it). */
+		struct ism_tls_server *ts = ANEW(b, lg->n_srv, struct ism_tls_server);
+
+		for (size_t s = 0; ts != NULL && s < lg->n_srv && b->rc == 0; s++)
+			build_tls_server(b, lg, s, &ts[s]);
+		l->tls = ts;
+		l->n_tls = ts ? (uint32_t)lg->n_srv : 0;
+		return;
+	}
+	l->peer_mtls = ism_tls_peer_mtls(c, lg->port);
+	vh = ANEW(b, 2 * c->n_vss, struct ism_vhost);
+	if (vh == NULL)
+		return;
+	l->vhosts = vh;
+	for (int redirect = 0; redirect <= 1; redirect++) {
+		const struct srv_filter f = {.only = SIZE_MAX, .redirect = redirect};
+
+		l->n_vhosts += build_vhosts(b, lg, &f, vh + l->n_vhosts);
 	}
 }
 
@@ -984,6 +1101,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->admin_addrlen = a->admin_len;
 	t->limits = a->limits;
 	t->timeouts = a->timeouts;
+	copy_tls(b, &a->mesh, &t->mesh);
 }
 
 static int setup_re(struct cbuild *b)

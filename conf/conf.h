@@ -53,6 +53,10 @@ int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d);
 int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_conf **out,
 		      struct ism_diags *d);
 void ism_conf_free(struct ism_conf *conf);
+/* Reads a file of at most max bytes (NUL-terminated); 0 or -errno. */
+int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len);
+/* The certificate and key files the model was loaded with (for a watch). */
+size_t ism_conf_files(const struct ism_conf *conf, const char *const **files);
 
 /* Maps an endpoint key ("<service-host>|<address>:<port>") to a stable id.
  * has_hc says whether the endpoint's service has an active health check.

@@ -376,3 +376,68 @@ bool ism_locality_valid(const char *s)
 	}
 	return seg > 0 && parts >= 2 && parts <= 3;
 }
+
+/* A required or optional list of non-empty strings. */
+const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const char *key,
+			   bool required, size_t *n, const struct ism_node **listp)
+{
+	const struct ism_node *l = ism_v_node(v, map, key, required, ISM_NODE_SEQ);
+	const char **out;
+	size_t old;
+
+	*n = 0;
+	if (listp)
+		*listp = l;
+	if (l == NULL)
+		return NULL;
+	old = ism_v_push(v, ".%s", key);
+	if (l->n == 0 && required)
+		ism_v_err(v, l, "must not be empty");
+	out = ism_v_alloc(v, l->n, sizeof(*out));
+	for (size_t i = 0; out != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (ism_v_expect(v, it, ISM_NODE_SCALAR)) {
+			if (it->len == 0)
+				ism_v_err(v, it, "must not be empty");
+			else
+				out[(*n)++] = it->str;
+		}
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+	return out;
+}
+
+/* Reports an enum value that is not one of ok[] (nor of unimpl[]). */
+int ism_v_enum(struct ism_vctx *v, const struct ism_node *map, const char *key,
+	       const char *const *ok, const char *const *unimpl, const char **out)
+{
+	const char *s = NULL;
+	const struct ism_node *n = ism_node_get(map, key, NULL);
+	int rc = ism_v_str(v, map, key, false, &s);
+	size_t old;
+
+	if (rc <= 0)
+		return rc;
+	old = ism_v_push(v, ".%s", key);
+	rc = -1;
+	for (const char *const *p = ok; *p; p++)
+		if (strcmp(*p, s) == 0)
+			rc = 1;
+	for (const char *const *p = unimpl; rc < 0 && p && *p; p++) {
+		if (strcmp(*p, s) == 0) {
+			ism_v_err(v, n, "%s is not implemented yet", s);
+			rc = -2;
+		}
+	}
+	if (rc == -1)
+		ism_v_err(v, n, "unknown value \"%s\"", s);
+	if (rc == -2)
+		rc = -1;
+	ism_v_pop(v, old);
+	if (rc == 1)
+		*out = s;
+	return rc;
+}

@@ -66,6 +66,8 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		out->pool = s->policy.tp.pool;
 	if (s->policy.tp.od.set)
 		out->od = s->policy.tp.od;
+	if (s->policy.tp.tls.set)
+		out->tls = s->policy.tp.tls;
 	pt = port_tp(&s->policy, port);
 	if (pt != NULL)
 		*out = pt->tp;
@@ -228,7 +230,7 @@ static const struct ism_cm_res *res_of_kind(const struct ism_conf *c, int kind, 
 	case 3:
 		return &c->ses[i]->r;
 	default:
-		return c->pas[i];
+		return &c->pas[i]->r;
 	}
 }
 
@@ -385,6 +387,7 @@ void ism_model_xref(struct ism_vctx *v)
 	for (size_t i = 0; i < v->conf->n_vss; i++)
 		xref_vs(v, v->conf->vss[i]);
 	xref_hcs(v);
+	ism_tls_xref(v);
 	v->res = "";
 	ism_v_pop(v, 0);
 }
@@ -482,7 +485,7 @@ out_free:
 	return rc;
 }
 
-static int read_file(const char *path, char **buf, size_t *len)
+int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len)
 {
 	struct stat st;
 	size_t got = 0;
@@ -500,7 +503,7 @@ static int read_file(const char *path, char **buf, size_t *len)
 		rc = -EINVAL;
 		goto out_close;
 	}
-	if ((uint64_t)st.st_size > MAX_FILE) {
+	if ((uint64_t)st.st_size > max) {
 		rc = -EFBIG;
 		goto out_close;
 	}
@@ -538,7 +541,7 @@ int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d)
 	int rc;
 
 	*out = NULL;
-	rc = read_file(path, &buf, &len);
+	rc = ism_conf_read_file(path, MAX_FILE, &buf, &len);
 	if (rc < 0) {
 		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s", strerror(-rc));
 		return rc;
@@ -548,10 +551,17 @@ int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d)
 	return rc;
 }
 
+size_t ism_conf_files(const struct ism_conf *conf, const char *const **files)
+{
+	*files = conf->files;
+	return conf->n_files;
+}
+
 void ism_conf_free(struct ism_conf *conf)
 {
 	if (conf == NULL)
 		return;
 	ism_pool_free(&conf->pool);
+	free(conf->files);
 	free(conf);
 }

@@ -164,71 +164,6 @@ static const struct ism_node *labels_field(struct ism_vctx *v, const struct ism_
 	return l;
 }
 
-/* A required or optional list of non-empty strings. */
-static const char **string_list(struct ism_vctx *v, const struct ism_node *map, const char *key,
-				bool required, size_t *n, const struct ism_node **listp)
-{
-	const struct ism_node *l = ism_v_node(v, map, key, required, ISM_NODE_SEQ);
-	const char **out;
-	size_t old;
-
-	*n = 0;
-	if (listp)
-		*listp = l;
-	if (l == NULL)
-		return NULL;
-	old = ism_v_push(v, ".%s", key);
-	if (l->n == 0 && required)
-		ism_v_err(v, l, "must not be empty");
-	out = ism_v_alloc(v, l->n, sizeof(*out));
-	for (size_t i = 0; out != NULL && i < l->n; i++) {
-		const struct ism_node *it = l->items[i];
-		size_t o2 = ism_v_push(v, "[%zu]", i);
-
-		if (ism_v_expect(v, it, ISM_NODE_SCALAR)) {
-			if (it->len == 0)
-				ism_v_err(v, it, "must not be empty");
-			else
-				out[(*n)++] = it->str;
-		}
-		ism_v_pop(v, o2);
-	}
-	ism_v_pop(v, old);
-	return out;
-}
-
-/* Reports an enum value that is not one of ok[] (nor of unimpl[]). */
-static int enum_field(struct ism_vctx *v, const struct ism_node *map, const char *key,
-		      const char *const *ok, const char *const *unimpl, const char **out)
-{
-	const char *s = NULL;
-	const struct ism_node *n = ism_node_get(map, key, NULL);
-	int rc = ism_v_str(v, map, key, false, &s);
-	size_t old;
-
-	if (rc <= 0)
-		return rc;
-	old = ism_v_push(v, ".%s", key);
-	rc = -1;
-	for (const char *const *p = ok; *p; p++)
-		if (strcmp(*p, s) == 0)
-			rc = 1;
-	for (const char *const *p = unimpl; rc < 0 && p && *p; p++) {
-		if (strcmp(*p, s) == 0) {
-			ism_v_err(v, n, "%s is " NOT_IMPL, s);
-			rc = -2;
-		}
-	}
-	if (rc == -1)
-		ism_v_err(v, n, "unknown value \"%s\"", s);
-	if (rc == -2)
-		rc = -1;
-	ism_v_pop(v, old);
-	if (rc == 1)
-		*out = s;
-	return rc;
-}
-
 /* An error at map.key (the key node), with the path pushed. */
 static void key_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
 		    const char *msg)
@@ -361,7 +296,7 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 		h->host = ism_model_host(v, host, ns);
 	}
 	ism_v_u32(v, n, "port", false, 1, 65535, &h->port);
-	enum_field(v, n, "type", types, NULL, &type);
+	ism_v_enum(v, n, "type", types, NULL, &type);
 	h->type = strcmp(type, "tcp") == 0 ? ISM_HC_TCP : ISM_HC_HTTP;
 	if (h->type == ISM_HC_TCP)
 		tcp_check_fields(v, n);
@@ -488,13 +423,49 @@ static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,
 	ism_v_pop(v, old);
 }
 
+/* spec.proxyProtocol: {ports: [N, ...]}: listeners whose connections start
+ * with a PROXY protocol (v1 or v2) header, as an L4 balancer sends it. */
+static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec,
+				 struct ism_cm_appliance *a)
+{
+	static const char *const keys[] = {"ports", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "proxyProtocol", false, ISM_NODE_MAP);
+	const struct ism_node *l;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".proxyProtocol");
+	ism_v_keys(v, n, keys, NULL);
+	l = ism_v_node(v, n, "ports", true, ISM_NODE_SEQ);
+	a->pp_at = n;
+	a->pp_ports = l ? ism_v_alloc(v, l->n, sizeof(*a->pp_ports)) : NULL;
+	for (size_t i = 0; a->pp_ports != NULL && i < l->n; i++) {
+		uint64_t port;
+		size_t o2 = ism_v_push(v, ".ports[%zu]", i);
+
+		if (!ism_v_expect(v, l->items[i], ISM_NODE_SCALAR) ||
+		    ism_parse_u64(l->items[i]->str, &port) < 0 || port == 0 || port > 65535)
+			ism_v_err(v, l->items[i], "must be a port number (1..65535)");
+		else
+			a->pp_ports[a->n_pp_ports++] = (uint32_t)port;
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
-	static const char *const keys[] = {
-	    "locality",	     "namespace", "workers",	   "user",   "group",
-	    "controlSocket", "admin",	  "listenAddress", "limits", "timeouts",
-	    "healthChecks",  "labels",	  "accessLog",	   NULL};
-	static const char *const unimpl[] = {"logging", "credentials", NULL};
+	static const char *const keys[] = {"locality",	    "namespace",
+					   "workers",	    "user",
+					   "group",	    "controlSocket",
+					   "admin",	    "listenAddress",
+					   "limits",	    "timeouts",
+					   "healthChecks",  "labels",
+					   "accessLog",	    "credentials",
+					   "meshIdentity",  "meshRootNamespace",
+					   "proxyProtocol", NULL};
+	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;
 	size_t old;
@@ -504,7 +475,11 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->listen = "0.0.0.0";
 	a->user = a->group = "";
 	a->access_log = "";
+	a->root_ns = "istio-system";
 	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
+	ism_tls_parse_appliance(v, spec, a);
+	parse_proxy_protocol(v, spec, a);
 	parse_locality(v, spec, a);
 	labels_field(v, spec, "labels", &a->labels, &a->n_labels);
 	ism_v_str(v, spec, "namespace", false, &a->ns);
@@ -580,9 +555,9 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 {
 	static const char *const keys[] = {"number", "name", "protocol", NULL};
 	static const char *const unimpl[] = {"targetPort", NULL};
-	static const char *const ok[] = {"HTTP", NULL};
-	static const char *const later[] = {"HTTPS", "HTTP2", "GRPC", "GRPC-WEB",
-					    "MONGO", "TCP",   "TLS",  NULL};
+	static const char *const ok[] = {"HTTP", "HTTPS", NULL};
+	static const char *const later[] = {"HTTP2", "GRPC", "GRPC-WEB", "MONGO",
+					    "TCP",   "TLS",  NULL};
 	const struct ism_node *p = ism_v_node(v, srv, "port", true, ISM_NODE_MAP);
 	const char *proto;
 	uint32_t num = 0;
@@ -595,24 +570,26 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 	if (ism_v_u32(v, p, "number", true, 1, 65535, &num) > 0)
 		s->port = (uint16_t)num;
 	ism_v_str(v, p, "name", false, &s->port_name);
-	enum_field(v, p, "protocol", ok, later, &proto);
+	if (ism_v_enum(v, p, "protocol", ok, later, &proto) > 0)
+		s->https = strcmp(proto, "HTTPS") == 0;
 	ism_v_pop(v, old);
 }
 
 static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_server *s)
 {
-	static const char *const keys[] = {"port", "hosts", "bind", "name", NULL};
-	static const char *const unimpl[] = {"tls", "defaultEndpoint", NULL};
+	static const char *const keys[] = {"port", "hosts", "bind", "name", "tls", NULL};
+	static const char *const unimpl[] = {"defaultEndpoint", NULL};
 	const struct ism_node *hl;
 	const char **hosts;
-	const char *name;
 	size_t nh, old;
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
 	ism_v_keys(v, n, keys, unimpl);
+	s->at = n;
 	parse_server_port(v, n, s);
-	ism_v_str(v, n, "name", false, &name);
+	ism_v_str(v, n, "name", false, &s->name);
+	ism_tls_parse_server(v, n, s->https, &s->tls);
 	if (ism_v_str(v, n, "bind", false, &s->bind) > 0) {
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -624,7 +601,7 @@ static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct is
 			ism_v_pop(v, old);
 		}
 	}
-	hosts = string_list(v, n, "hosts", true, &nh, &hl);
+	hosts = ism_v_strlist(v, n, "hosts", true, &nh, &hl);
 	s->hosts = ism_v_alloc(v, nh, sizeof(*s->hosts));
 	if (hosts == NULL || s->hosts == NULL)
 		return;
@@ -1084,7 +1061,7 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	size_t nh, ng, old;
 
 	ism_v_keys(v, spec, keys, unimpl);
-	hosts = string_list(v, spec, "hosts", true, &nh, &l);
+	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
 	vs->hosts = ism_v_alloc(v, nh, sizeof(*vs->hosts));
 	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && i < nh; i++) {
 		if (!host_syntax_ok(hosts[i])) {
@@ -1095,7 +1072,7 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		}
 		vs->hosts[vs->n_hosts++] = ism_model_host(v, hosts[i], vs->r.ns);
 	}
-	gws = string_list(v, spec, "gateways", false, &ng, &gl);
+	gws = ism_v_strlist(v, spec, "gateways", false, &ng, &gl);
 	vs->mesh = gl == NULL;
 	vs->gateways = ism_v_alloc(v, ng, sizeof(*vs->gateways));
 	vs->gateway_at = ism_v_alloc(v, ng, sizeof(*vs->gateway_at));
@@ -1406,7 +1383,7 @@ static void parse_fprio(struct ism_vctx *v, const struct ism_node *n, struct ism
 {
 	const struct ism_node *seq;
 
-	l->fprio = string_list(v, n, "failoverPriority", false, &l->n_fprio, &seq);
+	l->fprio = ism_v_strlist(v, n, "failoverPriority", false, &l->n_fprio, &seq);
 	for (size_t i = 0; l->fprio != NULL && i < l->n_fprio; i++) {
 		const char *s = l->fprio[i], *eq = strchr(s, '=');
 		size_t old = ism_v_push(v, ".failoverPriority[%zu]", i);
@@ -1481,7 +1458,7 @@ static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 	old = ism_v_push(v, ".loadBalancer");
 	ism_v_keys(v, n, keys, unimpl);
 	one_of(v, n, kinds, "simple, consistentHash");
-	if (enum_field(v, n, "simple", ok, later, &s) > 0) {
+	if (ism_v_enum(v, n, "simple", ok, later, &s) > 0) {
 		p->has_simple = true;
 		if (strcmp(s, "ROUND_ROBIN") == 0)
 			p->simple = ISM_LB_ROUND_ROBIN;
@@ -1609,14 +1586,14 @@ static void parse_tp(struct ism_vctx *v, const struct ism_node *map, struct ism_
 	parse_lb(v, map, &tp->lb);
 	parse_pool(v, map, &tp->pool);
 	parse_od(v, map, &tp->od);
+	ism_tls_parse_client(v, map, &tp->tls);
 }
 
 static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 				struct ism_cm_policy *p)
 {
-	static const char *const keys[] = {"port", "loadBalancer", "connectionPool",
-					   "outlierDetection", NULL};
-	static const char *const unimpl[] = {"tls", NULL};
+	static const char *const keys[] = {
+	    "port", "loadBalancer", "connectionPool", "outlierDetection", "tls", NULL};
 	static const char *const pkeys[] = {"number", NULL};
 	const struct ism_node *seq = ism_v_node(v, tp, "portLevelSettings", false, ISM_NODE_SEQ);
 	size_t old;
@@ -1632,7 +1609,7 @@ static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 
 		if (!ism_v_expect(v, it, ISM_NODE_MAP))
 			goto next;
-		ism_v_keys(v, it, keys, unimpl);
+		ism_v_keys(v, it, keys, NULL);
 		pn = ism_v_node(v, it, "port", true, ISM_NODE_MAP);
 		if (pn != NULL) {
 			size_t o3 = ism_v_push(v, ".port");
@@ -1659,9 +1636,9 @@ static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 
 static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_policy *p)
 {
-	static const char *const keys[] = {"loadBalancer", "connectionPool", "outlierDetection",
-					   "portLevelSettings", NULL};
-	static const char *const unimpl[] = {"tls", "tunnel", "proxyProtocol", "retryBudget", NULL};
+	static const char *const keys[] = {
+	    "loadBalancer", "connectionPool", "outlierDetection", "portLevelSettings", "tls", NULL};
+	static const char *const unimpl[] = {"tunnel", "proxyProtocol", "retryBudget", NULL};
 	const struct ism_node *tp = ism_v_node(v, map, "trafficPolicy", false, ISM_NODE_MAP);
 	size_t old;
 
@@ -1845,7 +1822,7 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	size_t nh, old;
 
 	ism_v_keys(v, spec, keys, unimpl);
-	hosts = string_list(v, spec, "hosts", true, &nh, &l);
+	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
 	se->hosts = ism_v_alloc(v, nh, sizeof(*se->hosts));
 	for (size_t i = 0; hosts != NULL && se->hosts != NULL && i < nh; i++) {
 		if (!host_syntax_ok(hosts[i]) || hosts[i][0] == '*') {
@@ -1863,8 +1840,8 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		ism_v_err(v, spec, "NONE (the default) is " NOT_IMPL "; set STATIC");
 		ism_v_pop(v, old);
 	}
-	enum_field(v, spec, "resolution", ok, later, &s);
-	enum_field(v, spec, "location", locs, NULL, &s);
+	ism_v_enum(v, spec, "resolution", ok, later, &s);
+	ism_v_enum(v, spec, "location", locs, NULL, &s);
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
 	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);
@@ -1883,45 +1860,61 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 
 /* --- PeerAuthentication --- */
 
-static void parse_pa(struct ism_vctx *v, const struct ism_node *spec)
+static uint8_t pa_mode(struct ism_vctx *v, const struct ism_node *map)
+{
+	static const char *const mkeys[] = {"mode", NULL};
+	static const char *const modes[] = {"UNSET", "DISABLE", "PERMISSIVE", "STRICT", NULL};
+	const char *s = "UNSET";
+
+	ism_v_keys(v, map, mkeys, NULL);
+	ism_v_enum(v, map, "mode", modes, NULL, &s);
+	for (uint8_t i = 0; modes[i]; i++)
+		if (strcmp(modes[i], s) == 0)
+			return i;
+	return ISM_PA_UNSET;
+}
+
+static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_pa *pa)
 {
 	static const char *const keys[] = {"selector", "mtls", "portLevelMtls", NULL};
-	static const char *const mkeys[] = {"mode", NULL};
 	static const char *const skeys[] = {"matchLabels", NULL};
-	static const char *const modes[] = {"STRICT", "PERMISSIVE", "DISABLE", "UNSET", NULL};
 	const struct ism_node *n;
-	const char *s;
 	size_t old;
 
 	ism_v_keys(v, spec, keys, NULL);
 	n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP);
 	if (n != NULL) {
-		struct ism_cm_label *l;
-		size_t nl;
-
 		old = ism_v_push(v, ".selector");
 		ism_v_keys(v, n, skeys, NULL);
-		labels_field(v, n, "matchLabels", &l, &nl);
+		labels_field(v, n, "matchLabels", &pa->sel, &pa->n_sel);
+		pa->has_selector = true;
 		ism_v_pop(v, old);
 	}
 	n = ism_v_node(v, spec, "mtls", false, ISM_NODE_MAP);
 	if (n != NULL) {
 		old = ism_v_push(v, ".mtls");
-		ism_v_keys(v, n, mkeys, NULL);
-		enum_field(v, n, "mode", modes, NULL, &s);
+		pa->mode = pa_mode(v, n);
 		ism_v_pop(v, old);
 	}
 	n = ism_v_node(v, spec, "portLevelMtls", false, ISM_NODE_MAP);
-	for (size_t i = 0; n != NULL && i < n->n; i++) {
+	if (n == NULL)
+		return;
+	if (!pa->has_selector)
+		ism_v_err(v, n, "portLevelMtls needs a selector (as Istio validates it)");
+	pa->ports = ism_v_alloc(v, n->n, sizeof(*pa->ports));
+	for (size_t i = 0; pa->ports != NULL && i < n->n; i++) {
 		const struct ism_node *k = n->pairs[i].key, *val = n->pairs[i].value;
+		struct ism_cm_pa_port *pp = &pa->ports[pa->n_ports];
 		uint64_t port;
 
 		old = ism_v_push(v, ".portLevelMtls.%s", k->str);
-		if (ism_parse_u64(k->str, &port) < 0 || port == 0 || port > 65535)
+		if (ism_parse_u64(k->str, &port) < 0 || port == 0 || port > 65535) {
 			ism_v_err(v, k, "must be a port number (1..65535)");
-		if (ism_v_expect(v, val, ISM_NODE_MAP)) {
-			ism_v_keys(v, val, mkeys, NULL);
-			enum_field(v, val, "mode", modes, NULL, &s);
+		} else if (ism_v_expect(v, val, ISM_NODE_MAP)) {
+			pp->port = (uint32_t)port;
+			pp->mode = pa_mode(v, val);
+			pp->at = k;
+			pa->n_ports++;
 		}
 		ism_v_pop(v, old);
 	}
@@ -2121,15 +2114,11 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 			parse_se(v, spec, se);
 		}
 	} else {
-		struct ism_cm_res *r = new_res(v, sizeof(*r), k->kind, doc, &hdr);
+		struct ism_cm_pa *pa = new_res(v, sizeof(*pa), k->kind, doc, &hdr);
 
-		if (r != NULL) {
-			c->pas[c->n_pas++] = r;
-			parse_pa(v, spec);
-			ism_v_pop(v, old);
-			ism_v_warn(v, r->at,
-				   "validated but not enforced yet (mutual TLS comes "
-				   "with TLS support)");
+		if (pa != NULL) {
+			c->pas[c->n_pas++] = pa;
+			parse_pa(v, spec, pa);
 		}
 	}
 	ism_v_pop(v, old);

@@ -79,8 +79,25 @@ struct ism_cm_srvhost {
 	const char *dns;
 };
 
+/* TLS settings as written (conf/tls.c). The ism_str fields of c point into the
+ * pool; credentialName(s) are resolved against the Appliance's credentials by
+ * the cross-reference pass. */
+struct ism_cm_tls {
+	bool set;
+	bool https_redirect;
+	struct ism_tls_conf c;
+	size_t n_creds;
+	const char *creds[ISM_TLS_MAX_CERTS];
+	const struct ism_node *creds_at;
+	const char *path; /* field path of the tls block, for later errors */
+};
+
 struct ism_cm_server {
 	uint16_t port;
+	bool https; /* protocol HTTPS */
+	const char *name;
+	const struct ism_node *at;
+	struct ism_cm_tls tls;
 	const char *port_name; /* NULL when absent */
 	const char *bind;      /* NULL: the appliance's listenAddress */
 	size_t n_hosts;
@@ -156,6 +173,7 @@ struct ism_cm_tp {
 	struct ism_cm_lb lb;
 	struct ism_cm_pool pool;
 	struct ism_cm_od od;
+	struct ism_cm_tls tls;
 };
 
 struct ism_cm_port_tp {
@@ -237,6 +255,37 @@ struct ism_cm_hc {
 	const struct ism_node *at;
 };
 
+/* spec.credentials[]: what credentialName refers to. */
+struct ism_cm_cred {
+	const char *name;
+	struct ism_tls_cert cert; /* empty when the credential holds only a CA */
+	struct ism_pem ca, crl;
+	const struct ism_node *at;
+};
+
+enum ism_pa_mode {
+	ISM_PA_UNSET = 0,
+	ISM_PA_DISABLE,
+	ISM_PA_PERMISSIVE,
+	ISM_PA_STRICT,
+};
+
+struct ism_cm_pa_port {
+	uint32_t port;
+	uint8_t mode; /* enum ism_pa_mode */
+	const struct ism_node *at;
+};
+
+struct ism_cm_pa {
+	struct ism_cm_res r;
+	bool has_selector;
+	size_t n_sel;
+	struct ism_cm_label *sel;
+	uint8_t mode; /* enum ism_pa_mode */
+	size_t n_ports;
+	struct ism_cm_pa_port *ports;
+};
+
 struct ism_cm_appliance {
 	struct ism_cm_res r;
 	const char *region, *zone, *subzone;
@@ -253,6 +302,14 @@ struct ism_cm_appliance {
 	struct ism_cm_hc *hcs;
 	size_t n_labels; /* spec.labels, for failoverPriority */
 	struct ism_cm_label *labels;
+	size_t n_creds;
+	struct ism_cm_cred *creds;
+	bool has_mesh;		  /* spec.meshIdentity */
+	struct ism_tls_conf mesh; /* certs[0] and ca */
+	const char *root_ns;	  /* spec.meshRootNamespace, default istio-system */
+	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
+	uint32_t *pp_ports;
+	const struct ism_node *pp_at;
 };
 
 struct ism_conf {
@@ -264,7 +321,10 @@ struct ism_conf {
 	struct ism_cm_vs **vss;
 	struct ism_cm_dr **drs;
 	struct ism_cm_se **ses;
-	struct ism_cm_res **pas;
+	struct ism_cm_pa **pas;
+	size_t n_files; /* certificate files read, for the rotation watch */
+	const char **files;
+	size_t cap_files;
 };
 
 /* --- validation context and field helpers (conf/fields.c) --- */
@@ -311,6 +371,13 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
  * milliseconds, a positive value under 1 ms rounding up to 1 ms. */
 int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
 	      uint32_t *out);
+/* A list of non-empty strings; NULL when absent (*n = 0). *listp: the list node. */
+const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const char *key,
+			   bool required, size_t *n, const struct ism_node **listp);
+/* An enum: 1 and *out when one of ok[], -1 when in unimpl[] ("not implemented
+ * yet") or unknown (reported), 0 when absent. */
+int ism_v_enum(struct ism_vctx *v, const struct ism_node *map, const char *key,
+	       const char *const *ok, const char *const *unimpl, const char **out);
 /* The value node when present and of kind k; NULL when absent or wrong (reported). */
 const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map, const char *key,
 				  bool required, enum ism_node_kind k);
@@ -328,6 +395,22 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc);
 /* Host name as Istio resolves it: lowercased; a short name (no dot, not a
  * wildcard) becomes "<name>.<ns>.svc.cluster.local". NULL on allocation failure. */
 const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns);
+
+/* --- TLS (conf/tls.c) --- */
+
+/* Gateway server tls (https: protocol HTTPS). */
+void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, bool https,
+			  struct ism_cm_tls *t);
+/* DestinationRule trafficPolicy tls (ClientTLSSettings). */
+void ism_tls_parse_client(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_tls *t);
+/* Appliance spec.credentials and spec.meshIdentity. */
+void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
+			     struct ism_cm_appliance *a);
+/* Cross references: credentialName(s), ISTIO_MUTUAL's mesh identity. */
+void ism_tls_xref(struct ism_vctx *v);
+/* The mutual TLS PeerAuthentication asks of the plaintext listener on port
+ * (enum ism_tls_mode: NONE, MUTUAL for STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
+uint8_t ism_tls_peer_mtls(const struct ism_conf *c, uint32_t port);
 
 /* --- cross references (conf/xref.c) --- */
 void ism_model_xref(struct ism_vctx *v);

@@ -339,6 +339,19 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	metric(r, "isthmus_upstream_reused_total", "counter",
 	       "Requests sent on a pooled upstream connection.",
 	       (unsigned long long)st.upstream_reused);
+	metric(r, "isthmus_tls_handshakes_total", "counter",
+	       "TLS handshakes completed with clients (resumed ones included).",
+	       (unsigned long long)st.tls_handshakes);
+	metric(r, "isthmus_tls_resumed_total", "counter",
+	       "Client TLS handshakes that resumed a session (tickets shared by the workers).",
+	       (unsigned long long)st.tls_resumed);
+	metric(r, "isthmus_tls_handshake_failures_total", "counter",
+	       "TLS handshakes failed, with clients or upstreams (no SNI match, no or bad "
+	       "certificate, protocol).",
+	       (unsigned long long)st.tls_handshake_fail);
+	metric(r, "isthmus_proxy_protocol_errors_total", "counter",
+	       "Connections closed for a missing or malformed PROXY protocol header.",
+	       (unsigned long long)st.proxy_protocol_errors);
 	metric(r, "isthmus_config_generation", "gauge", "Generation of the configuration in use.",
 	       (unsigned long long)m->gen);
 	metric(r, "isthmus_reloads_total", "counter", "Successful reloads.",

@@ -16,6 +16,7 @@
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
+#include "worker/tls.h"
 
 #define EXPLAIN_HDRS 64
 
@@ -187,7 +188,27 @@ void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 	}
 	ism_say(r, "generation %llu, listener %s (port %u)\n", (unsigned long long)t->gen,
 		l->name.p, l->port);
-	vh = ism_router_vhost(l, req.host ? req.host : "", req.host ? req.host_len : 0);
+	if (l->n_tls) {
+		/* HTTPS: the server the SNI picks, taken to be the Host. */
+		char sni[256];
+		size_t n = req.host ? ism_router_host_len(req.host, req.host_len) : 0;
+		int s;
+
+		snprintf(sni, sizeof(sni), "%.*s", (int)n, req.host ? req.host : "");
+		s = ism_tls_pick_server(l, sni);
+		if (s < 0) {
+			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
+				sni);
+			return;
+		}
+		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
+			ism_tls_mode_name(l->tls[s].tls.mode));
+		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
+				      req.host ? req.host : "", req.host ? req.host_len : 0);
+	} else {
+		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req.host ? req.host : "",
+				      req.host ? req.host_len : 0);
+	}
 	if (vh == NULL) {
 		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
 		return;

@@ -26,6 +26,16 @@ struct ism_wslot {
 	uint64_t retire_deadline; /* monotonic: killed if still draining then */
 };
 
+/* A certificate or key file of the running configuration, as last seen. */
+struct ism_watch {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns;
+	int missing;
+};
+
 struct ism_master {
 	const char *conf_path;
 	struct ism_shm shm;
@@ -48,6 +58,11 @@ struct ism_master {
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
 	struct ism_events events;
+	char *conf_text; /* the file of the running generation, for certificate reloads */
+	size_t conf_len;
+	struct ism_watch *watch;
+	size_t n_watch;
+	uint64_t next_watch;
 };
 
 /* Loads, compiles and publishes the file as a new generation. 0, or -errno with

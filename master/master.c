@@ -16,13 +16,17 @@
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "conf/conf.h"
+#include "conf/tree.h"
 #include "health/health.h"
 #include "health/lbstate.h"
 #include "lib/log.h"
@@ -158,7 +162,142 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	}
 }
 
+static void watch_free(struct ism_master *m)
+{
+	for (size_t i = 0; i < m->n_watch; i++)
+		free(m->watch[i].path);
+	free(m->watch);
+	m->watch = NULL;
+	m->n_watch = 0;
+}
+
+static void watch_stat(struct ism_watch *wt)
+{
+	struct stat st;
+
+	if (stat(wt->path, &st) < 0) {
+		wt->missing = 1;
+		return;
+	}
+	wt->missing = 0;
+	wt->dev = st.st_dev;
+	wt->ino = st.st_ino;
+	wt->size = st.st_size;
+	wt->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+/* The certificate files of a configuration just published. */
+static void watch_set(struct ism_master *m, const struct ism_conf *conf)
+{
+	const char *const *files;
+	size_t n = ism_conf_files(conf, &files);
+
+	watch_free(m);
+	m->watch = calloc(n ? n : 1, sizeof(*m->watch));
+	for (size_t i = 0; m->watch != NULL && i < n; i++) {
+		m->watch[i].path = strdup(files[i]);
+		if (m->watch[i].path == NULL)
+			break;
+		watch_stat(&m->watch[i]);
+		m->n_watch++;
+	}
+}
+
+static int load_text(struct ism_master *m, struct ism_diags *d, const char *text, size_t len);
+
 int ism_master_load(struct ism_master *m, struct ism_diags *d)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int ret = ism_conf_read_file(m->conf_path, 16u << 20, &text, &len);
+
+	if (ret < 0) {
+		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "", "cannot read: %s",
+			     strerror(-ret));
+		return ret;
+	}
+	ret = load_text(m, d, text, len);
+	if (ret == 0) {
+		free(m->conf_text);
+		m->conf_text = text;
+		m->conf_len = len;
+		return 0;
+	}
+	free(text);
+	return ret;
+}
+
+/* Certificate rotation: a watched file changed (cert-manager renames new files
+ * into place). The running configuration is loaded again from its own text with
+ * the new files; a broken file is refused and the old certificates serve on. */
+static void watch_check(struct ism_master *m, uint64_t now)
+{
+	struct ism_diags *d;
+	int changed = 0, ret;
+
+	if (now < m->next_watch || m->conf_text == NULL || m->stopping)
+		return;
+	m->next_watch = now + 1000;
+	for (size_t i = 0; i < m->n_watch; i++) {
+		struct ism_watch old = m->watch[i];
+
+		watch_stat(&m->watch[i]);
+		if (old.missing != m->watch[i].missing || old.dev != m->watch[i].dev ||
+		    old.ino != m->watch[i].ino || old.size != m->watch[i].size ||
+		    old.mtime_ns != m->watch[i].mtime_ns) {
+			ism_notice("certificate file %s changed", m->watch[i].path);
+			changed = 1;
+		}
+	}
+	if (!changed)
+		return;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return;
+	ism_diags_init(d);
+	ret = load_text(m, d, m->conf_text, m->conf_len);
+	if (ret < 0) {
+		char buf[4096];
+
+		ism_diags_format(buf, sizeof(buf), d);
+		ism_err("certificate reload refused, the current certificates keep serving:\n%s",
+			buf);
+		ism_event_add(&m->events, "certificates", "reload refused: %s",
+			      d->n ? d->items[0].msg : "error");
+		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
+	} else {
+		ism_notice("certificates reloaded: generation %llu published",
+			   (unsigned long long)m->gen);
+		ism_event_add(&m->events, "certificates", "generation %llu published",
+			      (unsigned long long)m->gen);
+		atomic_fetch_add(&m->shm.hdr->reloads, 1);
+	}
+	free(d);
+}
+
+/* TLS session-ticket keys: three, rotated hourly, the newest encrypting. */
+#define TICKET_ROTATE_MS (3600u * 1000u)
+
+static void tickets_rotate(struct ism_master *m, uint64_t now)
+{
+	struct ism_ticket_keys *tk = &m->shm.hdr->tickets;
+	int fresh = tk->rotated_ms == 0;
+
+	if (!fresh && now - tk->rotated_ms < TICKET_ROTATE_MS)
+		return;
+	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_acq_rel); /* odd: writing */
+	atomic_thread_fence(memory_order_release);
+	for (int i = fresh ? 0 : ISM_TICKET_KEYS - 1; i >= 0; i--) {
+		if (i > 0 && !fresh)
+			tk->keys[i] = tk->keys[i - 1];
+		else if (RAND_bytes((unsigned char *)&tk->keys[i], sizeof(tk->keys[i])) != 1)
+			ism_warn("session-ticket keys: no randomness");
+	}
+	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_release);
+	tk->rotated_ms = now ? now : 1;
+}
+
+static int load_text(struct ism_master *m, struct ism_diags *d, const char *text, size_t len)
 {
 	struct ism_conf *conf = NULL;
 	const struct ism_table *t = NULL;
@@ -167,7 +306,7 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 	int *new_fds = NULL;
 	int slot, ret;
 
-	ret = ism_conf_load(m->conf_path, &conf, d);
+	ret = ism_conf_load_buf(m->conf_path, text, len, &conf, d);
 	if (ret < 0)
 		return ret;
 	slot = ism_shm_gen_begin(&m->shm, &arena);
@@ -227,6 +366,7 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 		ism_warn("health checks not updated: %s", strerror(-ret));
 	m->loaded_ms = ism_wall_ms();
 	file_sum(m->conf_path, m->conf_sum);
+	watch_set(m, conf);
 	ret = 0;
 out:
 	ism_conf_free(conf);
@@ -768,6 +908,8 @@ static int master_loop(struct ism_master *m)
 		if (!m->stopping)
 			respawn_due(m, now);
 		retire_overdue(m, now);
+		watch_check(m, now);
+		tickets_rotate(m, now);
 		if (now - last_reclaim >= 1000) {
 			if (ism_shm_gen_reclaim(&m->shm))
 				ism_shm_ep_sweep(&m->shm);
@@ -839,6 +981,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 		ism_err("health checker: %s", strerror(-ret));
 		goto out_shm;
 	}
+	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
 	ism_diags_print(stderr, d);
 	if (ret < 0) {
@@ -889,6 +1032,8 @@ out_free:
 	if (m) {
 		free(m->next_sweep);
 		ism_events_free(&m->events);
+		watch_free(m);
+		free(m->conf_text);
 	}
 	free(d);
 	free(m);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 2u
+#define ISM_SHM_LAYOUT_VERSION 3u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -81,6 +81,10 @@ struct ism_worker_stats {
 	_Atomic uint64_t
 	    latency_bucket[ISM_LAT_BUCKETS]; /* exchanges by duration, see ISM_LAT_BOUNDS_MS */
 	_Atomic uint64_t latency_sum_ms;
+	_Atomic uint64_t tls_handshakes;	/* client handshakes completed */
+	_Atomic uint64_t tls_resumed;		/* of which resumed sessions */
+	_Atomic uint64_t tls_handshake_fail;	/* client or upstream handshakes failed */
+	_Atomic uint64_t proxy_protocol_errors; /* connections closed for a bad PROXY header */
 };
 
 struct ism_worker_slot {
@@ -104,6 +108,23 @@ struct ism_gen_slot {
 	size_t size;
 } __attribute__((aligned(ISM_CACHELINE)));
 
+/* TLS session-ticket keys, shared by every worker so that a session resumes on
+ * whichever worker the connection lands. keys[0] encrypts new tickets; all
+ * three decrypt (a ticket made before a rotation still resumes). The master
+ * rotates them under the sequence counter (odd while it writes). */
+#define ISM_TICKET_KEYS 3
+struct ism_ticket_key {
+	uint8_t name[16];
+	uint8_t aes[32];
+	uint8_t hmac[32];
+};
+
+struct ism_ticket_keys {
+	_Atomic uint32_t seq;
+	struct ism_ticket_key keys[ISM_TICKET_KEYS];
+	uint64_t rotated_ms; /* master, monotonic */
+};
+
 struct ism_shm_hdr {
 	uint32_t magic;
 	uint32_t layout_version;
@@ -118,6 +139,7 @@ struct ism_shm_hdr {
 	/* Any process: bumped on every change of endpoint health, ejection or
 	 * admin state; the master recomputes priority loads when it moves. */
 	_Atomic uint64_t health_epoch;
+	struct ism_ticket_keys tickets;
 	struct ism_gen_slot gens[ISM_GEN_SLOTS];
 	struct ism_worker_slot workers[ISM_MAX_WORKERS];
 	struct ism_ep_state eps[ISM_MAX_ENDPOINTS];

@@ -117,11 +117,65 @@ struct ism_route {
 /* The routes one VirtualService contributes to one listener, and the host names
  * (domains) it serves there: "*", "*.suffix" or an exact name, lowercased, no port. */
 struct ism_vhost {
-	struct ism_str name; /* "<namespace>/<virtualservice>" */
+	struct ism_str name;	/* "<namespace>/<virtualservice>" */
+	uint8_t https_redirect; /* from a server with tls.httpsRedirect: 301 to https */
 	uint32_t n_domains;
 	const struct ism_str *domains;
 	uint32_t n_routes;
 	const struct ism_route *routes;
+};
+
+/* TLS modes: Gateway ServerTLSSettings.mode, DestinationRule ClientTLSSettings.mode
+ * and the mutual TLS PeerAuthentication asks of a plaintext listener. */
+enum ism_tls_mode {
+	ISM_TLS_NONE = 0,	 /* plaintext (DISABLE) */
+	ISM_TLS_SIMPLE,		 /* server authentication only */
+	ISM_TLS_MUTUAL,		 /* a valid client certificate is required */
+	ISM_TLS_OPTIONAL_MUTUAL, /* requested; verified when sent */
+	ISM_TLS_ISTIO_MUTUAL,	 /* mutual, with the appliance's mesh identity and CA */
+};
+
+/* PEM text read by the master when the generation was compiled (the workers
+ * cannot read key files once they dropped privileges). */
+struct ism_pem {
+	struct ism_str path; /* file it was read from; empty: none */
+	struct ism_str text; /* contents; empty: none */
+};
+
+struct ism_tls_cert {
+	struct ism_pem cert; /* certificate chain, leaf first */
+	struct ism_pem key;
+};
+
+#define ISM_TLS_MAX_CERTS 2 /* one RSA and one ECDSA, as Istio allows */
+
+/* One side of a TLS configuration, server (a Gateway server) or client (a
+ * DestinationRule towards a cluster). Workers build one OpenSSL context per
+ * distinct fingerprint and keep it while generations share it. */
+struct ism_tls_conf {
+	uint8_t mode;	   /* enum ism_tls_mode */
+	uint16_t min_ver;  /* TLS1_2_VERSION etc.; 0: default (TLS 1.2) */
+	uint16_t max_ver;  /* 0: the highest the library offers */
+	uint8_t skip_verify; /* client: insecureSkipVerify */
+	uint32_t n_certs;
+	struct ism_tls_cert certs[ISM_TLS_MAX_CERTS];
+	struct ism_pem ca;	/* client certificates (server) or the upstream's (client) */
+	struct ism_pem crl;	/* caCrl */
+	struct ism_str ciphers; /* OpenSSL cipher list for TLS <= 1.2; empty: default */
+	uint32_t n_sans;
+	const struct ism_str *sans; /* subjectAltNames the peer must present one of */
+	struct ism_str sni;	    /* client: server name sent; empty: the request's host */
+	uint64_t fingerprint;	    /* of everything above: equal means the same context */
+};
+
+/* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */
+struct ism_tls_server {
+	struct ism_str name; /* "<ns>/<gateway>#<index>" or the server's name */
+	uint32_t n_sni;
+	const struct ism_str *sni; /* the server's hosts: "*", "*.suffix" or exact, lowercased */
+	struct ism_tls_conf tls;
+	uint32_t n_vhosts;
+	const struct ism_vhost *vhosts;
 };
 
 /* One listening socket: a Gateway server port (servers sharing a port are merged). */
@@ -130,8 +184,16 @@ struct ism_listener {
 	struct sockaddr_storage addr; /* bind address and port */
 	socklen_t addrlen;
 	uint16_t port;
-	uint32_t n_vhosts;
+	uint32_t n_vhosts; /* plaintext HTTP servers */
 	const struct ism_vhost *vhosts;
+	uint32_t n_tls; /* HTTPS servers: the connection's server is chosen by SNI */
+	const struct ism_tls_server *tls;
+	/* Plaintext listeners: the mutual TLS PeerAuthentication asks for
+	 * (ISM_TLS_NONE: DISABLE; ISM_TLS_MUTUAL: STRICT; ISM_TLS_OPTIONAL_MUTUAL:
+	 * PERMISSIVE, TLS told from plaintext by the first bytes), served with
+	 * the table's mesh identity. */
+	uint8_t peer_mtls;
+	uint8_t proxy_protocol; /* a PROXY v1/v2 header starts every connection */
 	struct ism_counters *stats; /* mutable: responses on this listener */
 };
 
@@ -273,6 +335,7 @@ struct ism_cluster {
 	struct ism_hash_policy hash;  /* lb is ISM_LB_RING_HASH or ISM_LB_MAGLEV */
 	struct ism_pool_limits pool;
 	struct ism_cluster_dyn *dyn; /* mutable: see struct ism_cluster_dyn */
+	struct ism_tls_conf tls;     /* DestinationRule tls; mode ISM_TLS_NONE: plaintext */
 	const struct ism_hc *hc;     /* NULL: no active health check */
 };
 
@@ -312,6 +375,7 @@ struct ism_table {
 	socklen_t admin_addrlen;
 	struct ism_limits limits;
 	struct ism_timeouts timeouts;
+	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;
 	uint32_t n_clusters;

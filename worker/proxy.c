@@ -19,6 +19,9 @@
 #include "health/outlier.h"
 #include "worker/hash.h"
 #include "worker/proxy.h"
+#include "worker/proxyproto.h"
+#include "worker/sniff.h"
+#include "worker/tls.h"
 
 #define HEAD_INITIAL 2048u
 
@@ -37,7 +40,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_conn *c);
 
 /* ---------- buffers ---------- */
 
-static int buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
+int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
 {
 	uint32_t need = b->len + extra;
 	uint32_t cap;
@@ -60,9 +63,9 @@ static int buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
 	return 0;
 }
 
-static int buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit)
+int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit)
 {
-	int ret = buf_reserve(b, len, limit);
+	int ret = ism_buf_reserve(b, len, limit);
 
 	if (ret < 0)
 		return ret;
@@ -81,7 +84,7 @@ static int buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n < 0 || buf_reserve(b, (uint32_t)n + 1, limit) < 0)
+	if (n < 0 || ism_buf_reserve(b, (uint32_t)n + 1, limit) < 0)
 		return -ENOMEM;
 	va_start(ap, fmt);
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
@@ -90,14 +93,14 @@ static int buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
 	return 0;
 }
 
-static void buf_consume(struct ism_buf *b, uint32_t n)
+void ism_buf_consume(struct ism_buf *b, uint32_t n)
 {
 	ISM_BUG_ON(n > b->len);
 	memmove(b->p, b->p + n, b->len - n);
 	b->len -= n;
 }
 
-static void buf_free(struct ism_buf *b)
+void ism_buf_free(struct ism_buf *b)
 {
 	free(b->p);
 	b->p = NULL;
@@ -108,7 +111,7 @@ static void buf_free(struct ism_buf *b)
 static void buf_trim(struct ism_buf *b)
 {
 	if (b->len == 0)
-		buf_free(b);
+		ism_buf_free(b);
 }
 
 /* ---------- slabs ---------- */
@@ -183,12 +186,39 @@ static struct ism_upconn *up_alloc(struct ism_wctx *w)
 
 /* ---------- submissions ---------- */
 
+static struct ism_xio c_io(struct ism_conn *c)
+{
+	return (struct ism_xio){.x = &c->x,
+				.fd = c->fd,
+				.up = 0,
+				.idx = c->idx,
+				.gen = c->gen,
+				.inflight = &c->inflight};
+}
+
+static struct ism_xio u_io(struct ism_upconn *u)
+{
+	return (struct ism_xio){.x = &u->x,
+				.fd = u->fd,
+				.up = 1,
+				.idx = u->idx,
+				.gen = u->gen,
+				.inflight = &u->inflight};
+}
+
 static void c_recv(struct ism_wctx *w, struct ism_conn *c)
 {
 	struct io_uring_sqe *sqe;
 
 	if (c->recv_armed || c->closing)
 		return;
+	if (c->x.ssl != NULL) {
+		struct ism_xio io = c_io(c);
+
+		c->recv_armed = 1;
+		ism_xp_want_read(w, &io);
+		return;
+	}
 	sqe = ism_w_sqe(w);
 	io_uring_prep_recv(sqe, c->fd, NULL, ISM_BUF_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -200,16 +230,29 @@ static void c_recv(struct ism_wctx *w, struct ism_conn *c)
 
 static void c_send(struct ism_wctx *w, struct ism_conn *c, const char *p, uint32_t len, int bid)
 {
-	struct io_uring_sqe *sqe = ism_w_sqe(w);
-
 	ISM_BUG_ON(c->send_armed);
 	c->send.p = p;
 	c->send.len = len;
 	c->send.bid = bid;
-	io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CSEND, c->idx, c->gen));
 	c->send_armed = 1;
-	c->inflight++;
+	if (c->x.ssl != NULL) {
+		struct ism_xio io = c_io(c);
+
+		/* Encrypted at once: the plaintext buffer is free again. */
+		if (ism_xp_write(w, &io, p, len) < 0) {
+			shutdown(c->fd, SHUT_RDWR); /* the receive reports the end */
+			ism_xp_want_read(w, &io);
+		}
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		c->send.bid = -1;
+	} else {
+		struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+		io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CSEND, c->idx, c->gen));
+		c->inflight++;
+	}
 	/* A client that does not read cannot hold us forever. */
 	c->deadline_kind = ISM_DL_SEND;
 	c->deadline = w->now + w->table->timeouts.idle_ms;
@@ -221,6 +264,13 @@ static void u_recv(struct ism_wctx *w, struct ism_upconn *u)
 
 	if (u->recv_armed || u->closing)
 		return;
+	if (u->x.ssl != NULL) {
+		struct ism_xio io = u_io(u);
+
+		u->recv_armed = 1;
+		ism_xp_want_read(w, &io);
+		return;
+	}
 	sqe = ism_w_sqe(w);
 	io_uring_prep_recv(sqe, u->fd, NULL, ISM_BUF_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -232,16 +282,28 @@ static void u_recv(struct ism_wctx *w, struct ism_upconn *u)
 
 static void u_send(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid)
 {
-	struct io_uring_sqe *sqe = ism_w_sqe(w);
-
 	ISM_BUG_ON(u->send_armed);
 	u->send.p = p;
 	u->send.len = len;
 	u->send.bid = bid;
-	io_uring_prep_send(sqe, u->fd, p, len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_USEND, u->idx, u->gen));
 	u->send_armed = 1;
-	u->inflight++;
+	if (u->x.ssl != NULL) {
+		struct ism_xio io = u_io(u);
+
+		if (ism_xp_write(w, &io, p, len) < 0) {
+			shutdown(u->fd, SHUT_RDWR);
+			ism_xp_want_read(w, &io);
+		}
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		u->send.bid = -1;
+	} else {
+		struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+		io_uring_prep_send(sqe, u->fd, p, len, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_USEND, u->idx, u->gen));
+		u->inflight++;
+	}
 }
 
 static void set_deadline(struct ism_wctx *w, struct ism_conn *c, enum ism_deadline kind,
@@ -263,9 +325,12 @@ static void set_deadline(struct ism_wctx *w, struct ism_conn *c, enum ism_deadli
 static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
 {
 	close(c->fd);
-	buf_free(&c->in);
-	buf_free(&c->out);
-	buf_free(&c->replay);
+	ism_xp_free(&c->x);
+	free(c->sni);
+	c->sni = NULL;
+	ism_buf_free(&c->in);
+	ism_buf_free(&c->out);
+	ism_buf_free(&c->replay);
 	free(c->set_cookie);
 	c->set_cookie = NULL;
 	free(c->log_req);
@@ -282,8 +347,9 @@ static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 	w->wake_waiters = 1;
 	atomic_fetch_sub_explicit(&w->shm->hdr->eps[u->ep_id].connections, 1, memory_order_relaxed);
 	close(u->fd);
-	buf_free(&u->in);
-	buf_free(&u->out);
+	ism_xp_free(&u->x);
+	ism_buf_free(&u->in);
+	ism_buf_free(&u->out);
 	u->state = ISM_U_FREE;
 	u->next_free = w->free_ups;
 	w->free_ups = u;
@@ -350,6 +416,11 @@ static void conn_close(struct ism_wctx *w, struct ism_conn *c)
 		ep_done(w, c, !c->resp_done);
 		up_close(w, u);
 	}
+	if (c->x.ssl != NULL) {
+		struct ism_xio io = c_io(c);
+
+		ism_xp_close_notify(&io);
+	}
 	shutdown(c->fd, SHUT_RDWR);
 	if (c->inflight == 0)
 		conn_finalize(w, c);
@@ -375,6 +446,17 @@ void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener)
 	c->state = ISM_C_IDLE;
 	c->ep_id = UINT32_MAX;
 	c->prev_ep = UINT32_MAX;
+	c->tls_srv = -1;
+	c->tls = 0;
+	if (listener < (int)w->table->n_listeners) {
+		const struct ism_listener *l = &w->table->listeners[listener];
+
+		c->pre_pp = l->proxy_protocol;
+		c->pre = l->n_tls				   ? ISM_PRE_HELLO
+			 : l->peer_mtls == ISM_TLS_MUTUAL	   ? ISM_PRE_MESH
+			 : l->peer_mtls == ISM_TLS_OPTIONAL_MUTUAL ? ISM_PRE_SNIFF
+								   : ISM_PRE_NONE;
+	}
 	w->n_active++;
 	atomic_fetch_add_explicit(&w->st->conn_active, 1, memory_order_relaxed);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -428,12 +510,13 @@ static const char *flag_for(int status, const char *why)
 	}
 }
 
-static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
-			   int close_after)
+/* A response made here; extra: more header lines ("name: value\r\n"...). */
+static void local_response_ex(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
+			      int close_after, const char *extra)
 {
 	wait_remove(w, c);
 	retry_done(w, c);
-	buf_free(&c->replay);
+	ism_buf_free(&c->replay);
 	c->flags = flag_for(status, why);
 	ep_done(w, c, status >= 500);
 	if (c->up)
@@ -447,10 +530,10 @@ static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, c
 	if (!c->req_done || w->draining)
 		close_after = 1;
 	c->out.len = 0;
-	if (buf_printf(&c->out, 4096,
-		       "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s"
+	if (buf_printf(&c->out, 4096 + (uint32_t)strlen(extra),
+		       "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s%s"
 		       "\r\n%s\n",
-		       status, ism_http_reason(status), strlen(why) + 1,
+		       status, ism_http_reason(status), strlen(why) + 1, extra,
 		       close_after ? "connection: close\r\n" : "", why) < 0) {
 		conn_close(w, c);
 		return;
@@ -465,6 +548,12 @@ static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, c
 	c->resp_started = 1;
 	c->resp_done = 1;
 	c_send(w, c, c->out.p, c->out.len, -1);
+}
+
+static void local_response(struct ism_wctx *w, struct ism_conn *c, int status, const char *why,
+			   int close_after)
+{
+	local_response_ex(w, c, status, why, close_after, "");
 }
 
 /* ---------- request ---------- */
@@ -532,24 +621,24 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 			continue;
 		if (hdr_is(h, "x-request-id"))
 			have_rid = 1;
-		ret |= buf_append(out, h->name, (uint32_t)h->name_len, limit);
-		ret |= buf_append(out, ": ", 2, limit);
-		ret |= buf_append(out, h->value, (uint32_t)h->value_len, limit);
-		ret |= buf_append(out, "\r\n", 2, limit);
+		ret |= ism_buf_append(out, h->name, (uint32_t)h->name_len, limit);
+		ret |= ism_buf_append(out, ": ", 2, limit);
+		ret |= ism_buf_append(out, h->value, (uint32_t)h->value_len, limit);
+		ret |= ism_buf_append(out, "\r\n", 2, limit);
 	}
 	if (xff)
 		ret |= buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len, xff,
 				  c->peer);
 	else
 		ret |= buf_printf(out, limit, "x-forwarded-for: %s\r\n", c->peer);
-	ret |= buf_printf(out, limit, "x-forwarded-proto: http\r\n");
+	ret |= buf_printf(out, limit, "x-forwarded-proto: %s\r\n", c->tls ? "https" : "http");
 	if (!have_rid) {
 		char rid[37];
 
 		request_id(w, rid);
 		ret |= buf_printf(out, limit, "x-request-id: %s\r\n", rid);
 	}
-	ret |= buf_append(out, "\r\n", 2, limit);
+	ret |= ism_buf_append(out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
 }
 
@@ -584,9 +673,12 @@ static ssize_t body_take(uint8_t mode, uint64_t *remaining, struct ism_chunked *
 	return -1;
 }
 
+static const struct ism_cluster *req_cluster(struct ism_wctx *w, const struct ism_conn *c);
+
 static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
 				     const struct ism_endpoint *ep)
 {
+	const struct ism_cluster *cl = req_cluster(w, c);
 	struct ism_upconn *u = up_alloc(w);
 	struct io_uring_sqe *sqe;
 	int one = 1;
@@ -603,6 +695,19 @@ static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
 	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->state = ISM_U_CONNECTING;
 	u->ep_id = ep->id;
+	u->tls_fp = 0;
+	if (cl != NULL && cl->tls.mode != ISM_TLS_NONE) {
+		u->tls_fp = cl->tls.fingerprint;
+		u->x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id,
+					      cl->tls.sni.len ? cl->tls.sni.p : c->up_sni);
+		if (u->x.ssl == NULL) {
+			close(u->fd);
+			u->state = ISM_U_FREE;
+			u->next_free = w->free_ups;
+			w->free_ups = u;
+			return NULL;
+		}
+	}
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].connections, 1, memory_order_relaxed);
 	memcpy(&u->addr, &ep->addr, ep->addrlen);
 	u->addrlen = ep->addrlen;
@@ -615,10 +720,14 @@ static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
 	return u;
 }
 
-static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id)
+/* An idle connection to the endpoint, of the cluster's TLS settings (clusters
+ * of one service host share endpoints; a subset may use TLS, another not). */
+static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id, uint64_t tls_fp)
 {
 	struct ism_upconn *u = w->pool[ep_id];
 
+	while (u != NULL && u->tls_fp != tls_fp)
+		u = u->pool_next;
 	if (u == NULL)
 		return NULL;
 	pool_remove(w, u);
@@ -670,7 +779,7 @@ static void wait_for_connection(struct ism_wctx *w, struct ism_conn *c,
 		return;
 	}
 	atomic_fetch_add_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
-	buf_free(&c->replay);
+	ism_buf_free(&c->replay);
 	c->replay = *head;
 	*head = (struct ism_buf){0};
 	c->waiting = 1;
@@ -720,7 +829,8 @@ static void wait_remove(struct ism_wctx *w, struct ism_conn *c)
 static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_cluster *cl,
 		     const struct ism_endpoint *ep, struct ism_buf *head)
 {
-	struct ism_upconn *u = pool_take(w, ep->id);
+	struct ism_upconn *u =
+	    pool_take(w, ep->id, cl->tls.mode != ISM_TLS_NONE ? cl->tls.fingerprint : 0);
 	struct ism_buf tmp;
 
 	if (u == NULL && pool_full(w, cl)) {
@@ -843,7 +953,7 @@ static void end_attempt(struct ism_wctx *w, struct ism_conn *c)
 	if (u == NULL)
 		return;
 	if (c->req_done && !c->req_streamed && u->out.len) {
-		buf_free(&c->replay);
+		ism_buf_free(&c->replay);
 		c->replay = u->out;
 		u->out = (struct ism_buf){0};
 	}
@@ -897,7 +1007,7 @@ static void do_retry(struct ism_wctx *w, struct ism_conn *c)
 	head = c->replay;
 	c->replay = (struct ism_buf){0};
 	dispatch(w, c, cl, &cl->endpoints[ei], &head);
-	buf_free(&head);
+	ism_buf_free(&head);
 }
 
 /* An attempt failed before a usable response: tell outlier detection, then
@@ -1002,6 +1112,25 @@ static void issue_cookie(struct ism_wctx *w, struct ism_conn *c, const struct is
 
 /* Parses what the client sent; when a head is complete, routes it and starts
  * the exchange. */
+/* tls.httpsRedirect: 301 to the same URL over https (Envoy's require_tls). */
+static void https_redirect(struct ism_wctx *w, struct ism_conn *c, const struct ism_http_req *req)
+{
+	size_t hl = req->host ? ism_router_host_len(req->host, req->host_len) : 0;
+	char *loc = NULL;
+
+	if (req->host == NULL) {
+		local_response(w, c, 400, "no Host to redirect to", 1);
+		return;
+	}
+	if (asprintf(&loc, "location: https://%.*s%.*s\r\n", (int)hl, req->host,
+		     (int)req->target_len, req->target) < 0) {
+		conn_close(w, c);
+		return;
+	}
+	local_response_ex(w, c, 301, "use https", 0, loc);
+	free(loc);
+}
+
 static void try_request(struct ism_wctx *w, struct ism_conn *c)
 {
 	const struct ism_table *t = w->table;
@@ -1083,8 +1212,23 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		local_response(w, c, 501, "CONNECT is not supported", 1);
 		return;
 	}
-	vh = ism_router_vhost(l, req.host ? req.host : "", req.host ? req.host_len : 0);
-	r = vh ? ism_router_route(vh, &req, "http", l->port, w->rs) : NULL;
+	if (l->n_tls) {
+		/* The server the SNI chose (found again: a reload may reorder them). */
+		int s = ism_tls_pick_server(l, c->sni ? c->sni : "");
+
+		vh = s >= 0
+			 ? ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
+					    req.host ? req.host : "", req.host ? req.host_len : 0)
+			 : NULL;
+	} else {
+		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req.host ? req.host : "",
+				      req.host ? req.host_len : 0);
+	}
+	if (vh != NULL && vh->https_redirect && !c->tls) {
+		https_redirect(w, c, &req);
+		goto consume;
+	}
+	r = vh ? ism_router_route(vh, &req, c->tls ? "https" : "http", l->port, w->rs) : NULL;
 	c->route_stats = r ? r->stats : NULL;
 	if (r != NULL)
 		log_begin(w, c, &req, r->name.p);
@@ -1114,12 +1258,20 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		local_response(w, c, 503, "no healthy upstream", 0);
 		goto consume;
 	}
+	if (cl->tls.mode != ISM_TLS_NONE) {
+		/* Upstream SNI by default: the request's host, without its port. */
+		if (req.host != NULL)
+			snprintf(c->up_sni, sizeof(c->up_sni), "%.*s",
+				 (int)ism_router_host_len(req.host, req.host_len), req.host);
+		else
+			snprintf(c->up_sni, sizeof(c->up_sni), "%s", cl->host.p);
+	}
 	c->connect_timeout_ms = cl->connect_timeout_ms;
 	c->pool_idle_ms = cl->idle_timeout_ms;
 	c->response_timeout_ms = t->timeouts.upstream_response_ms;
 	c->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
 	if (build_upstream_head(w, c, &req, cl, &head) < 0) {
-		buf_free(&head);
+		ism_buf_free(&head);
 		local_response(w, c, 431, "request head too large", 1);
 		return;
 	}
@@ -1127,30 +1279,30 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	body = body_take(c->req_body, &c->req_remaining, &c->req_chunk, c->in.p + n,
 			 c->in.len - (uint32_t)n, &done);
 	if (body < 0) {
-		buf_free(&head);
+		ism_buf_free(&head);
 		local_response(w, c, 400, "malformed chunked body", 1);
 		return;
 	}
 	c->req_seen = (uint64_t)body;
 	if (t->limits.max_request_body_bytes && c->req_seen > t->limits.max_request_body_bytes) {
-		buf_free(&head);
+		ism_buf_free(&head);
 		c->req_done = 1;
 		local_response(w, c, 413, "request body too large", 1);
 		return;
 	}
-	if (buf_append(&head, c->in.p + n, (uint32_t)body, UINT32_MAX) < 0) {
-		buf_free(&head);
+	if (ism_buf_append(&head, c->in.p + n, (uint32_t)body, UINT32_MAX) < 0) {
+		ism_buf_free(&head);
 		local_response(w, c, 503, "out of memory", 1);
 		return;
 	}
 	c->req_done = done;
-	buf_consume(&c->in, (uint32_t)n + (uint32_t)body);
+	ism_buf_consume(&c->in, (uint32_t)n + (uint32_t)body);
 	dispatch(w, c, cl, &cl->endpoints[ei], &head);
-	buf_free(&head);
+	ism_buf_free(&head);
 	return;
 consume:
 	/* Answered here: drop the head; a body, if any, is not read (close). */
-	buf_consume(&c->in, (uint32_t)n);
+	ism_buf_consume(&c->in, (uint32_t)n);
 }
 
 /* ---------- response ---------- */
@@ -1178,10 +1330,10 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 		    ism_http_named_in_connection(resp->headers, resp->n_headers, h->name,
 						 h->name_len))
 			continue;
-		ret |= buf_append(&c->out, h->name, (uint32_t)h->name_len, limit);
-		ret |= buf_append(&c->out, ": ", 2, limit);
-		ret |= buf_append(&c->out, h->value, (uint32_t)h->value_len, limit);
-		ret |= buf_append(&c->out, "\r\n", 2, limit);
+		ret |= ism_buf_append(&c->out, h->name, (uint32_t)h->name_len, limit);
+		ret |= ism_buf_append(&c->out, ": ", 2, limit);
+		ret |= ism_buf_append(&c->out, h->value, (uint32_t)h->value_len, limit);
+		ret |= ism_buf_append(&c->out, "\r\n", 2, limit);
 	}
 	if (final && c->set_cookie)
 		ret |= buf_printf(&c->out, limit, "set-cookie: %s\r\n", c->set_cookie);
@@ -1189,7 +1341,7 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 		ret |= buf_printf(&c->out, limit, "connection: close\r\n");
 	else if (final && c->http10)
 		ret |= buf_printf(&c->out, limit, "connection: keep-alive\r\n");
-	ret |= buf_append(&c->out, "\r\n", 2, limit);
+	ret |= ism_buf_append(&c->out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
 }
 
@@ -1226,7 +1378,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 				conn_close(w, c);
 				return;
 			}
-			buf_consume(&u->in, (uint32_t)n);
+			ism_buf_consume(&u->in, (uint32_t)n);
 			continue;
 		}
 		record_outcome(w, c, ISM_FAIL_NONE, resp.status);
@@ -1261,7 +1413,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 			local_response(w, c, 502, "upstream response head too large", 1);
 			return;
 		}
-		buf_consume(&u->in, (uint32_t)n);
+		ism_buf_consume(&u->in, (uint32_t)n);
 		body = body_take(c->resp_body, &c->resp_remaining, &c->resp_chunk, u->in.p,
 				 u->in.len, &done);
 		if (body < 0) {
@@ -1269,7 +1421,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 			local_response(w, c, 502, "malformed upstream body", 1);
 			return;
 		}
-		if (buf_append(&c->out, u->in.p, (uint32_t)body, UINT32_MAX) < 0) {
+		if (ism_buf_append(&c->out, u->in.p, (uint32_t)body, UINT32_MAX) < 0) {
 			conn_close(w, c);
 			return;
 		}
@@ -1277,7 +1429,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 			u->reusable = 0; /* bytes after the response: not a clean stream */
 		u->in.len = 0;
 		buf_trim(&u->in);
-		buf_free(&u->out); /* the response started: no replay any more */
+		ism_buf_free(&u->out); /* the response started: no replay any more */
 		c->resp_head_done = 1;
 		c->resp_started = 1;
 		c->resp_done = done || c->resp_body == ISM_BODY_NONE;
@@ -1347,7 +1499,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 	c->prev_ep = UINT32_MAX; /* the next exchange starts with no attempt */
 	c->rs.tries = 0;
 	retry_done(w, c);
-	buf_free(&c->replay);
+	ism_buf_free(&c->replay);
 	free(c->set_cookie);
 	c->set_cookie = NULL;
 	if (u) {
@@ -1366,7 +1518,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 	}
 	/* Idle keep-alive connections hold no buffer: the next request's bytes
 	 * land in a ring buffer first. */
-	buf_free(&c->out);
+	ism_buf_free(&c->out);
 	c->route_deadline = 0;
 	c->state = ISM_C_IDLE;
 	c->resp_started = c->resp_done = 0;
@@ -1402,8 +1554,8 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
 	c->req_bytes_in += (uint64_t)res;
 	if (c->state == ISM_C_IDLE || c->state == ISM_C_HEAD) {
-		int ret = buf_append(&c->in, data, (uint32_t)res,
-				     w->table->limits.max_request_header_bytes + ISM_BUF_SIZE);
+		int ret = ism_buf_append(&c->in, data, (uint32_t)res,
+					 w->table->limits.max_request_header_bytes + ISM_BUF_SIZE);
 
 		ism_w_buf_recycle(w, bid);
 		if (ret < 0) {
@@ -1425,8 +1577,8 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 			return;
 		}
 		if (n < res &&
-		    buf_append(&c->in, data + n, (uint32_t)(res - n),
-			       w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
+		    ism_buf_append(&c->in, data + n, (uint32_t)(res - n),
+				   w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
 			c->keepalive = 0;
 		c->req_done = done;
 		c->req_streamed = 1;
@@ -1451,8 +1603,8 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 	}
 	/* Bytes while a response is in progress and the request is complete: a
 	 * pipelined request; keep them for later. */
-	if (buf_append(&c->in, data, (uint32_t)res,
-		       w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
+	if (ism_buf_append(&c->in, data, (uint32_t)res,
+			   w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
 		c->keepalive = 0;
 	ism_w_buf_recycle(w, bid);
 }
@@ -1510,6 +1662,18 @@ static void on_uconnect(struct ism_wctx *w, struct ism_upconn *u, int res)
 		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
 		ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-res));
 		attempt_failed(w, c, ISM_FAIL_CONNECT);
+		return;
+	}
+	if (u->x.ssl != NULL) {
+		/* The handshake first; the request goes once it completes. */
+		struct ism_xio io = u_io(u);
+		int pb = -1;
+
+		if (ism_xp_advance(w, &io, &pb) < 0) {
+			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
+						  memory_order_relaxed);
+			attempt_failed(w, c, ISM_FAIL_CONNECT);
+		}
 		return;
 	}
 	u->state = ISM_U_BUSY;
@@ -1572,7 +1736,7 @@ static void upstream_eof(struct ism_wctx *w, struct ism_upconn *u, struct ism_co
 		up_close(w, u);
 		nu = up_connect(w, c, &ep);
 		if (nu == NULL) {
-			buf_free(&head);
+			ism_buf_free(&head);
 			local_response(w, c, 503, "upstream connect error", 0);
 			return;
 		}
@@ -1619,8 +1783,8 @@ static void on_urecv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	u->got_bytes = 1;
 	set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
 	if (!c->resp_head_done) {
-		int ret = buf_append(&u->in, data, (uint32_t)res,
-				     w->table->limits.max_response_header_bytes + ISM_BUF_SIZE);
+		int ret = ism_buf_append(&u->in, data, (uint32_t)res,
+					 w->table->limits.max_response_header_bytes + ISM_BUF_SIZE);
 
 		ism_w_buf_recycle(w, bid);
 		if (ret < 0) {
@@ -1656,18 +1820,236 @@ static void on_urecv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	c_send(w, c, data, (uint32_t)n, bid);
 }
 
+/* Starts TLS on a client connection whose preamble is read: what was
+ * received so far goes to the session. */
+static int start_tls(struct ism_wctx *w, struct ism_conn *c, const struct ism_tls_conf *conf)
+{
+	struct ism_xio io = c_io(c);
+
+	c->x.ssl = ism_tls_server_ssl(w, conf);
+	if (c->x.ssl == NULL)
+		return -ENOMEM;
+	c->tls = 1;
+	c->pre = ISM_PRE_NONE;
+	if (c->in.len && ism_xp_feed(&io, c->in.p, c->in.len) < 0)
+		return -ENOMEM;
+	c->in.len = 0;
+	return 0;
+}
+
+/* What a client TLS session produced: plaintext for HTTP, progress, or the end. */
+static void client_tls_result(struct ism_wctx *w, struct ism_conn *c, int r, int pb)
+{
+	if (r == ISM_XP_HANDSHAKE) {
+		struct ism_xio io = c_io(c);
+
+		atomic_fetch_add_explicit(&w->st->tls_handshakes, 1, memory_order_relaxed);
+		if (SSL_session_reused(c->x.ssl))
+			atomic_fetch_add_explicit(&w->st->tls_resumed, 1, memory_order_relaxed);
+		r = ism_xp_advance(w, &io, &pb); /* the request may have come with it */
+	}
+	if (r == 0)
+		return;
+	if (r < 0 && !c->x.established) {
+		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		conn_close(w, c);
+		return;
+	}
+	c->recv_armed = 0;
+	on_crecv(w, c, r > 0 ? r : (r == ISM_XP_EOF ? 0 : r), r > 0 ? pb : -1);
+}
+
+/* A socket completion of a client TLS connection. */
+static void on_ctls(struct ism_wctx *w, struct ism_conn *c, enum ism_op op, int res, int bid)
+{
+	struct ism_xio io = c_io(c);
+	int pb = -1, r;
+	uint32_t len = 0;
+
+	if (op == ISM_OP_CSEND) {
+		r = ism_xp_on_send(w, &io, res, &len);
+		if (r != 0) {
+			c->send_armed = 0;
+			on_csend(w, c, r > 0 ? (int)len : r);
+		}
+		return;
+	}
+	r = ism_xp_on_recv(w, &io, res, bid, op == ISM_OP_CTLS, &pb);
+	client_tls_result(w, c, r, pb);
+}
+
+/* Before HTTP: the PROXY protocol header, then what decides TLS (the first
+ * bytes on a PERMISSIVE port, the ClientHello's SNI on an HTTPS one). The
+ * bytes gather in c->in; the request-header timeout bounds the whole. */
+static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_listener *l =
+	    c->listener < t->n_listeners ? &t->listeners[c->listener] : NULL;
+	int ret;
+
+	if (res <= 0 || l == NULL) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (res == -ENOBUFS) {
+			c_recv(w, c);
+			return;
+		}
+		conn_close(w, c);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	ret = ism_buf_append(&c->in, ism_w_buf_addr(w, bid), (uint32_t)res, 2 * ISM_BUF_SIZE + 64);
+	ism_w_buf_recycle(w, bid);
+	if (ret < 0) {
+		conn_close(w, c);
+		return;
+	}
+	if (c->pre_pp) {
+		struct ism_pp pp;
+		int n = ism_pp_parse((const uint8_t *)c->in.p, c->in.len, &pp);
+
+		if (n == 0) {
+			c_recv(w, c);
+			return;
+		}
+		if (n < 0) {
+			atomic_fetch_add_explicit(&w->st->proxy_protocol_errors, 1,
+						  memory_order_relaxed);
+			ism_debug("%s: malformed PROXY protocol header", c->peer);
+			conn_close(w, c);
+			return;
+		}
+		if (!pp.local && pp.src.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&pp.src)->sin_addr, c->peer,
+				  sizeof(c->peer));
+		else if (!pp.local && pp.src.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&pp.src)->sin6_addr, c->peer,
+				  sizeof(c->peer));
+		ism_buf_consume(&c->in, (uint32_t)n);
+		c->pre_pp = 0;
+	}
+	if (c->pre == ISM_PRE_SNIFF) {
+		enum ism_sniff k = ism_sniff_tls((const uint8_t *)c->in.p, c->in.len);
+
+		if (k == ISM_SNIFF_MORE) {
+			c_recv(w, c);
+			return;
+		}
+		c->pre = k == ISM_SNIFF_TLS ? ISM_PRE_MESH : ISM_PRE_NONE;
+	}
+	if (c->pre == ISM_PRE_HELLO) {
+		char name[256];
+		int n = c->in.len
+			    ? ism_sniff_sni((const uint8_t *)c->in.p, c->in.len, name, sizeof(name))
+			    : -EAGAIN;
+
+		if (n == -EAGAIN) {
+			c_recv(w, c);
+			return;
+		}
+		if (n < 0) {
+			/* Not TLS (plain HTTP to an HTTPS port, say): nothing to answer with. */
+			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
+						  memory_order_relaxed);
+			conn_close(w, c);
+			return;
+		}
+		if (n == 0)
+			name[0] = '\0';
+		c->tls_srv = (int16_t)ism_tls_pick_server(l, name);
+		if (c->tls_srv < 0) {
+			ism_debug("%s: no HTTPS server for SNI \"%s\"", c->peer, name);
+			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
+						  memory_order_relaxed);
+			conn_close(w, c);
+			return;
+		}
+		c->sni = n > 0 ? strdup(name) : NULL;
+		ret = start_tls(w, c, &l->tls[c->tls_srv].tls);
+	} else if (c->pre == ISM_PRE_MESH) {
+		ret = start_tls(w, c, &t->mesh);
+	} else {
+		try_request(w, c);
+		return;
+	}
+	if (ret < 0) {
+		conn_close(w, c);
+		return;
+	}
+	{
+		struct ism_xio io = c_io(c);
+		int pb = -1;
+
+		c->recv_armed = 1;
+		c->x.want = 1;
+		client_tls_result(w, c, ism_xp_advance(w, &io, &pb), pb);
+	}
+}
+
+/* A socket completion of an upstream TLS connection. */
+static void on_utls(struct ism_wctx *w, struct ism_upconn *u, enum ism_op op, int res, int bid)
+{
+	struct ism_xio io = u_io(u);
+	int pb = -1, r;
+	uint32_t len = 0;
+
+	if (op == ISM_OP_USEND) {
+		r = ism_xp_on_send(w, &io, res, &len);
+		if (r != 0) {
+			u->send_armed = 0;
+			on_usend(w, u, r > 0 ? (int)len : r);
+		}
+		return;
+	}
+	r = ism_xp_on_recv(w, &io, res, bid, op == ISM_OP_UTLS, &pb);
+	if (r == ISM_XP_HANDSHAKE) {
+		ism_tls_client_done(w, u->x.ssl, u->ep_id);
+		if (u->conn == NULL) {
+			up_close(w, u);
+			return;
+		}
+		u->state = ISM_U_BUSY;
+		up_send_out(w, u);
+		return;
+	}
+	if (r < 0 && u->state == ISM_U_CONNECTING) {
+		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		if (u->conn != NULL)
+			attempt_failed(w, u->conn, ISM_FAIL_CONNECT);
+		else
+			up_close(w, u);
+		return;
+	}
+	if (r == 0)
+		return;
+	u->recv_armed = 0;
+	on_urecv(w, u, r > 0 ? r : (r == ISM_XP_EOF ? 0 : r), r > 0 ? pb : -1);
+}
+
 void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
 			uint32_t flags)
 {
 	int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
 
-	if (op == ISM_OP_CRECV || op == ISM_OP_CSEND || op == ISM_OP_RETRY) {
+	if (op == ISM_OP_CRECV || op == ISM_OP_CSEND || op == ISM_OP_RETRY || op == ISM_OP_CTLS) {
 		struct ism_conn *c;
 
 		ISM_BUG_ON(idx >= w->n_conns);
 		c = w->conns[idx];
 		ISM_BUG_ON(c->gen != gen || c->inflight == 0);
 		c->inflight--;
+		if (c->x.ssl != NULL && op != ISM_OP_RETRY) {
+			if (c->closing) {
+				if (bid >= 0)
+					ism_w_buf_recycle(w, bid);
+				if (c->inflight == 0)
+					conn_finalize(w, c);
+				return;
+			}
+			on_ctls(w, c, op, res, bid);
+			return;
+		}
 		if (op == ISM_OP_CRECV)
 			c->recv_armed = 0;
 		else if (op == ISM_OP_CSEND)
@@ -1684,7 +2066,9 @@ void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32
 				conn_finalize(w, c);
 			return;
 		}
-		if (op == ISM_OP_CRECV)
+		if (op == ISM_OP_CRECV && (c->pre_pp || c->pre != ISM_PRE_NONE))
+			on_preamble(w, c, res, bid);
+		else if (op == ISM_OP_CRECV)
 			on_crecv(w, c, res, bid);
 		else if (op == ISM_OP_CSEND)
 			on_csend(w, c, res);
@@ -1692,13 +2076,25 @@ void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32
 			do_retry(w, c);
 		return;
 	}
-	if (op == ISM_OP_UCONNECT || op == ISM_OP_URECV || op == ISM_OP_USEND) {
+	if (op == ISM_OP_UCONNECT || op == ISM_OP_URECV || op == ISM_OP_USEND ||
+	    op == ISM_OP_UTLS) {
 		struct ism_upconn *u;
 
 		ISM_BUG_ON(idx >= w->n_ups);
 		u = w->ups[idx];
 		ISM_BUG_ON(u->gen != gen || u->inflight == 0);
 		u->inflight--;
+		if (u->x.ssl != NULL && op != ISM_OP_UCONNECT) {
+			if (u->closing) {
+				if (bid >= 0)
+					ism_w_buf_recycle(w, bid);
+				if (u->inflight == 0)
+					up_finalize(w, u);
+				return;
+			}
+			on_utls(w, u, op, res, bid);
+			return;
+		}
 		if (op == ISM_OP_URECV)
 			u->recv_armed = 0;
 		else if (op == ISM_OP_USEND)
@@ -1821,6 +2217,7 @@ void ism_proxy_drain(struct ism_wctx *w)
 
 void ism_proxy_table_changed(struct ism_wctx *w)
 {
+	ism_tls_table_changed(w);
 	/* Pooled connections to endpoints that left the configuration go. */
 	for (uint32_t i = 0; i < w->n_ups; i++) {
 		struct ism_upconn *u = w->ups[i];
@@ -1837,8 +2234,8 @@ void ism_proxy_free_all(struct ism_wctx *w)
 
 		if (c->state != ISM_C_FREE)
 			close(c->fd);
-		buf_free(&c->in);
-		buf_free(&c->out);
+		ism_buf_free(&c->in);
+		ism_buf_free(&c->out);
 		free(c);
 	}
 	for (uint32_t i = 0; i < w->n_ups; i++) {
@@ -1846,8 +2243,8 @@ void ism_proxy_free_all(struct ism_wctx *w)
 
 		if (u->state != ISM_U_FREE)
 			close(u->fd);
-		buf_free(&u->in);
-		buf_free(&u->out);
+		ism_buf_free(&u->in);
+		ism_buf_free(&u->out);
 		free(u);
 	}
 	free(w->conns);

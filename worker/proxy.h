@@ -35,6 +35,8 @@ enum ism_op {
 	ISM_OP_CANCEL,
 	ISM_OP_RETRY, /* a retry's back-off timer */
 	ISM_OP_LOGW,  /* an access-log write */
+	ISM_OP_CTLS,  /* client TLS: deliver plaintext already decrypted */
+	ISM_OP_UTLS,  /* upstream TLS: idem */
 };
 
 /* A growable byte buffer for message heads and bytes waiting to be parsed. */
@@ -43,6 +45,12 @@ struct ism_buf {
 	uint32_t len;
 	uint32_t cap;
 };
+
+/* Growth bounded by limit; 0 or -ENOMEM/-E2BIG. */
+int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit);
+int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit);
+void ism_buf_consume(struct ism_buf *b, uint32_t n);
+void ism_buf_free(struct ism_buf *b);
 
 /* One send in progress: either from a ring buffer (bid >= 0), returned when the
  * send completes, or from an ism_buf (bid < 0). */
@@ -75,6 +83,29 @@ enum ism_deadline {
 	ISM_DL_RESPONSE, /* 504 */
 	ISM_DL_SEND,	 /* client not reading: close */
 	ISM_DL_DRAIN,
+};
+
+/* The TLS layer of one side of a connection (worker/tls.c); ssl NULL: plaintext. */
+struct ism_xport {
+	struct ssl_st *ssl;
+	struct ism_buf tx;  /* ciphertext gathering */
+	struct ism_buf txs; /* ciphertext being sent */
+	uint32_t txs_off;
+	uint32_t plain_len;    /* the caller's send, complete once all is sent */
+	uint8_t raw_recv;      /* socket receive in flight */
+	uint8_t raw_send;      /* socket send in flight */
+	uint8_t want;	       /* the caller waits for plaintext */
+	uint8_t nop;	       /* a delivery NOP is in flight */
+	uint8_t plain_pending; /* the caller's send is not complete yet */
+	uint8_t established;   /* handshake done */
+};
+
+/* What a client connection still reads before HTTP (enum values of pre). */
+enum ism_pre {
+	ISM_PRE_NONE = 0,
+	ISM_PRE_SNIFF, /* PERMISSIVE: TLS or plaintext, told by the first bytes */
+	ISM_PRE_HELLO, /* HTTPS: the ClientHello, whose SNI picks the server */
+	ISM_PRE_MESH,  /* mutual TLS with the mesh identity (STRICT, or PERMISSIVE once TLS) */
 };
 
 struct ism_upconn;
@@ -141,6 +172,13 @@ struct ism_conn {
 	uint32_t pool_idle_ms;
 	uint16_t status;
 	char peer[INET6_ADDRSTRLEN];
+	struct ism_xport x;
+	uint8_t pre_pp;	  /* a PROXY protocol header is still expected */
+	uint8_t pre;	  /* enum ism_pre: what TLS work precedes HTTP */
+	uint8_t tls;	  /* the connection is TLS (scheme https) */
+	int16_t tls_srv;  /* HTTPS server of the listener; -1: none */
+	char *sni;	  /* the ClientHello's server name, NULL when none */
+	char up_sni[256]; /* server name for upstream TLS: the request's host */
 	struct ism_conn *next_free;
 };
 
@@ -172,6 +210,8 @@ struct ism_upconn {
 	struct ism_buf in;  /* response head bytes */
 	struct ism_buf out; /* request head (kept until the response starts, for a replay) */
 	struct ism_span send;
+	struct ism_xport x;
+	uint64_t tls_fp; /* TLS configuration it was made with; 0: plaintext */
 	struct ism_upconn *pool_next;
 	struct ism_upconn *pool_prev;
 	struct ism_upconn *next_free;
@@ -217,6 +257,11 @@ struct ism_wctx {
 	struct ism_http_header uhdrs[ISM_MAX_HDRS];
 	struct __kernel_timespec tick_ts;
 	struct ism_alog alog;
+	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT on) */
+	char **xbufs;
+	uint32_t *xfree;
+	uint32_t n_xbufs, n_xfree, cap_xbufs;
+	struct ism_tls *tls; /* TLS contexts (worker/tls.c) */
 	char sigbuf[128];
 	char masterbuf[64];
 };
@@ -229,6 +274,7 @@ static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
 /* worker.c: submission helpers */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
 void ism_w_buf_recycle(struct ism_wctx *w, int bid);
+int ism_w_xbuf_get(struct ism_wctx *w);
 char *ism_w_buf_addr(struct ism_wctx *w, int bid);
 uint32_t ism_w_rand(struct ism_wctx *w);
 

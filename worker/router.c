@@ -47,7 +47,7 @@ void ism_router_scratch_free(struct ism_router_scratch *s)
 
 /* The host name without a port: "[v6]:port" keeps the brackets, "name:port" is cut
  * at the first colon. */
-static size_t host_name_len(const char *host, size_t len)
+size_t ism_router_host_len(const char *host, size_t len)
 {
 	const char *end;
 
@@ -64,8 +64,8 @@ static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
 	return alen == blen && strncasecmp(a, b, alen) == 0;
 }
 
-const struct ism_vhost *ism_router_vhost(const struct ism_listener *l, const char *host,
-					 size_t host_len)
+const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
+					 const char *host, size_t host_len)
 {
 	const struct ism_vhost *wild = NULL, *any = NULL;
 	size_t wild_len = 0, n;
@@ -75,9 +75,9 @@ const struct ism_vhost *ism_router_vhost(const struct ism_listener *l, const cha
 		host = "";
 		host_len = 0;
 	}
-	n = host_name_len(host, host_len);
-	for (i = 0; i < l->n_vhosts; i++) {
-		const struct ism_vhost *vh = &l->vhosts[i];
+	n = ism_router_host_len(host, host_len);
+	for (i = 0; i < n_vhosts; i++) {
+		const struct ism_vhost *vh = &vhosts[i];
 
 		for (j = 0; j < vh->n_domains; j++) {
 			const struct ism_str *d = &vh->domains[j];

@@ -19,8 +19,11 @@ void ism_router_scratch_free(struct ism_router_scratch *s);
 /* The virtual host of listener l that serves host (a Host header value; any
  * ":port" is ignored, case-insensitive): an exact domain first, then the longest
  * "*.suffix" wildcard, then "*". NULL when none. */
-const struct ism_vhost *ism_router_vhost(const struct ism_listener *l, const char *host,
-					 size_t host_len);
+/* The host name without a port: "[v6]:port" keeps the brackets, "name:port" is
+ * cut at the first colon. */
+size_t ism_router_host_len(const char *host, size_t len);
+const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
+					 const char *host, size_t host_len);
 
 /* The first route of vh whose match holds for req (Istio: first match wins; the
  * match blocks of a route are ORed, the conditions inside one are ANDed).

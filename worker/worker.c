@@ -14,6 +14,7 @@
 
 #include "lib/log.h"
 #include "worker/proxy.h"
+#include "worker/tls.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MS	     100
@@ -33,12 +34,47 @@ struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w)
 
 char *ism_w_buf_addr(struct ism_wctx *w, int bid)
 {
+	if ((uint32_t)bid >= ISM_BUF_COUNT)
+		return w->xbufs[(uint32_t)bid - ISM_BUF_COUNT];
 	return (char *)w->bufs + (size_t)bid * ISM_BUF_SIZE;
+}
+
+/* A private buffer (decrypted TLS data), id >= ISM_BUF_COUNT; -1 when out of memory. */
+int ism_w_xbuf_get(struct ism_wctx *w)
+{
+	uint32_t i;
+
+	if (w->n_xfree > 0)
+		return (int)(w->xfree[--w->n_xfree] + ISM_BUF_COUNT);
+	if (w->n_xbufs == w->cap_xbufs) {
+		uint32_t cap = w->cap_xbufs ? w->cap_xbufs * 2 : 64;
+		char **b = realloc(w->xbufs, cap * sizeof(*b));
+		uint32_t *f = realloc(w->xfree, cap * sizeof(*f));
+
+		if (b != NULL)
+			w->xbufs = b;
+		if (f != NULL)
+			w->xfree = f;
+		if (b == NULL || f == NULL)
+			return -1;
+		w->cap_xbufs = cap;
+	}
+	i = w->n_xbufs;
+	w->xbufs[i] = malloc(ISM_BUF_SIZE);
+	if (w->xbufs[i] == NULL)
+		return -1;
+	w->n_xbufs++;
+	return (int)(i + ISM_BUF_COUNT);
 }
 
 void ism_w_buf_recycle(struct ism_wctx *w, int bid)
 {
-	ISM_BUG_ON(bid < 0 || (uint32_t)bid >= ISM_BUF_COUNT);
+	if ((uint32_t)bid >= ISM_BUF_COUNT) {
+		ISM_BUG_ON((uint32_t)bid - ISM_BUF_COUNT >= w->n_xbufs);
+		w->xfree[w->n_xfree++] = (uint32_t)bid - ISM_BUF_COUNT;
+		return;
+	}
+	ISM_BUG_ON(bid < 0);
 	io_uring_buf_ring_add(w->br, ism_w_buf_addr(w, bid), ISM_BUF_SIZE, (unsigned short)bid,
 			      io_uring_buf_ring_mask(ISM_BUF_COUNT), (int)w->br_pending);
 	w->br_pending++;
@@ -366,7 +402,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 		goto out_ring;
 	}
 	w->rs = ism_router_scratch_new();
-	if (w->rs == NULL)
+	if (w->rs == NULL || ism_tls_init(w) < 0)
 		goto out_ring;
 	switch_table(w);
 	if (w->table == NULL) {
@@ -388,6 +424,11 @@ out_router:
 	ism_lb_free(w->lb);
 	ism_router_scratch_free(w->rs);
 out_ring:
+	ism_tls_free(w);
+	for (uint32_t i = 0; i < w->n_xbufs; i++)
+		free(w->xbufs[i]);
+	free(w->xbufs);
+	free(w->xfree);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
 		munmap(w->bufs, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE);

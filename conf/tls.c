@@ -1,0 +1,795 @@
+/* TLS in the appliance file: Gateway server tls (ServerTLSSettings),
+ * DestinationRule tls (ClientTLSSettings), the Appliance's credentials (what
+ * credentialName names) and its mesh identity (ISTIO_MUTUAL, PeerAuthentication).
+ *
+ * The master reads every certificate and key file named here and checks it with
+ * OpenSSL, so that a bad file is a configuration error with its position, and
+ * the PEM text travels to the workers in the compiled table: they cannot read
+ * key files once they dropped privileges. Relative paths are taken from the
+ * directory of the appliance file. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "conf/model.h"
+
+#define PEM_MAX (1u << 20)
+
+enum pem_kind {
+	PEM_CHAIN, /* one or more certificates, leaf first */
+	PEM_KEY,
+	PEM_CA,
+	PEM_CRL,
+};
+
+static const char *ssl_reason(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	return r ? r : "not valid PEM";
+}
+
+/* Refuses encrypted keys instead of prompting on the terminal. */
+static int no_passphrase(char *buf, int size, int rw, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rw;
+	(void)u;
+	return -1;
+}
+
+/* Checks the PEM text; returns NULL or the reason it is refused. */
+static const char *pem_check(const char *text, size_t len, enum pem_kind k)
+{
+	BIO *bio = BIO_new_mem_buf(text, (int)len);
+	const char *why = NULL;
+	int n = 0;
+
+	if (bio == NULL)
+		return "out of memory";
+	switch (k) {
+	case PEM_CHAIN:
+	case PEM_CA: {
+		X509 *x;
+
+		while ((x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
+			X509_free(x);
+			n++;
+		}
+		if (n == 0)
+			why = ssl_reason();
+		ERR_clear_error(); /* the end of the file */
+		break;
+	}
+	case PEM_KEY: {
+		EVP_PKEY *pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+
+		if (pk == NULL)
+			why = ssl_reason();
+		EVP_PKEY_free(pk);
+		break;
+	}
+	case PEM_CRL: {
+		X509_CRL *crl;
+
+		while ((crl = PEM_read_bio_X509_CRL(bio, NULL, no_passphrase, NULL)) != NULL) {
+			X509_CRL_free(crl);
+			n++;
+		}
+		if (n == 0)
+			why = ssl_reason();
+		ERR_clear_error();
+		break;
+	}
+	}
+	BIO_free(bio);
+	return why;
+}
+
+static int note_file(struct ism_vctx *v, const char *path)
+{
+	struct ism_conf *c = v->conf;
+
+	for (size_t i = 0; i < c->n_files; i++)
+		if (strcmp(c->files[i], path) == 0)
+			return 0;
+	if (c->n_files == c->cap_files) {
+		size_t cap = c->cap_files ? c->cap_files * 2 : 8;
+		const char **f = realloc(c->files, cap * sizeof(*f));
+
+		if (f == NULL)
+			return -ENOMEM;
+		c->files = f;
+		c->cap_files = cap;
+	}
+	c->files[c->n_files++] = path;
+	return 0;
+}
+
+/* The file named by map[key]: read, checked, kept in the pool. 1 when read, 0
+ * when absent, -1 when refused (reported). */
+static int pem_field(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		     enum pem_kind k, struct ism_pem *out)
+{
+	const struct ism_node *n = ism_node_get(map, key, NULL);
+	const char *name, *why;
+	char path[PATH_MAX], *buf = NULL;
+	size_t len = 0, old;
+	int rc = ism_v_str(v, map, key, false, &name);
+
+	if (rc <= 0)
+		return rc;
+	old = ism_v_push(v, ".%s", key);
+	if (name[0] == '/' || strrchr(v->file, '/') == NULL) {
+		snprintf(path, sizeof(path), "%s", name);
+	} else {
+		int dir = (int)(strrchr(v->file, '/') - v->file);
+
+		snprintf(path, sizeof(path), "%.*s/%s", dir, v->file, name);
+	}
+	rc = ism_conf_read_file(path, PEM_MAX, &buf, &len);
+	if (rc < 0) {
+		ism_v_err(v, n, "%s: %s", path,
+			  rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		goto out;
+	}
+	why = pem_check(buf, len, k);
+	if (why != NULL) {
+		ism_v_err(v, n, "%s: %s", path, why);
+		rc = -1;
+		goto out;
+	}
+	out->path.p = ism_v_strdup(v, path);
+	out->text.p = ism_v_strdup(v, buf);
+	out->path.len = (uint32_t)strlen(path);
+	out->text.len = (uint32_t)len;
+	if (out->path.p == NULL || out->text.p == NULL || note_file(v, out->path.p) < 0)
+		v->nomem = 1;
+	rc = 1;
+out:
+	free(buf);
+	ism_v_pop(v, old);
+	return rc;
+}
+
+/* The private key must belong to the certificate. */
+static void check_pair(struct ism_vctx *v, const struct ism_node *map, const char *key_field,
+		       const struct ism_tls_cert *c)
+{
+	BIO *cb = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
+	BIO *kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+	EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+
+	if (x != NULL && pk != NULL && X509_check_private_key(x, pk) != 1) {
+		size_t old = ism_v_push(v, ".%s", key_field);
+
+		ism_v_err(v, ism_node_get(map, key_field, NULL),
+			  "%s: the key does not belong to the certificate %s", c->key.path.p,
+			  c->cert.path.p);
+		ism_v_pop(v, old);
+	}
+	ERR_clear_error();
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	BIO_free(cb);
+	BIO_free(kb);
+}
+
+/* A certificate and its key, both or neither; 1 when both were read. */
+static int cert_pair(struct ism_vctx *v, const struct ism_node *map, const char *cert_field,
+		     const char *key_field, struct ism_tls_cert *out)
+{
+	int c = pem_field(v, map, cert_field, PEM_CHAIN, &out->cert);
+	int k = pem_field(v, map, key_field, PEM_KEY, &out->key);
+
+	if (c == 0 && k > 0)
+		ism_v_err(v, map, "%s without %s", key_field, cert_field);
+	if (c > 0 && k == 0)
+		ism_v_err(v, map, "%s without %s", cert_field, key_field);
+	if (c > 0 && k > 0) {
+		check_pair(v, map, key_field, out);
+		return 1;
+	}
+	return 0;
+}
+
+static const char *const versions[] = {"TLS_AUTO", "TLSV1_0", "TLSV1_1",
+				       "TLSV1_2",  "TLSV1_3", NULL};
+
+static uint16_t version_of(const char *s)
+{
+	static const uint16_t v[] = {0, TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION,
+				     TLS1_3_VERSION};
+
+	for (size_t i = 0; versions[i]; i++)
+		if (strcmp(versions[i], s) == 0)
+			return v[i];
+	return 0;
+}
+
+static void parse_versions(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+{
+	const char *s;
+
+	if (ism_v_enum(v, n, "minProtocolVersion", versions, NULL, &s) > 0)
+		c->min_ver = version_of(s);
+	if (ism_v_enum(v, n, "maxProtocolVersion", versions, NULL, &s) > 0)
+		c->max_ver = version_of(s);
+	if (c->min_ver && c->max_ver && c->min_ver > c->max_ver)
+		ism_v_err(v, ism_node_get(n, "maxProtocolVersion", NULL),
+			  "maxProtocolVersion is below minProtocolVersion");
+}
+
+/* cipherSuites: names OpenSSL knows for TLS 1.2 and below, joined by ':'. */
+static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+{
+	const struct ism_node *l;
+	size_t nc, total = 1, old;
+	const char **cs = ism_v_strlist(v, n, "cipherSuites", false, &nc, &l);
+	SSL_CTX *ctx;
+	char *joined;
+
+	if (cs == NULL || nc == 0)
+		return;
+	ctx = SSL_CTX_new(TLS_method());
+	if (ctx == NULL) {
+		v->nomem = 1;
+		return;
+	}
+	old = ism_v_push(v, ".cipherSuites");
+	for (size_t i = 0; i < nc; i++) {
+		total += strlen(cs[i]) + 1;
+		if (strchr(cs[i], ':') != NULL || SSL_CTX_set_cipher_list(ctx, cs[i]) != 1) {
+			size_t o2 = ism_v_push(v, "[%zu]", i);
+
+			ism_v_err(v, l->items[i], "unknown cipher suite \"%s\"%s", cs[i],
+				  strncmp(cs[i], "TLS_", 4) == 0
+				      ? " (TLS 1.3 suites are not configurable, as in Envoy)"
+				      : "");
+			ism_v_pop(v, o2);
+		}
+	}
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	ism_v_pop(v, old);
+	joined = ism_v_alloc(v, 1, total);
+	if (joined == NULL)
+		return;
+	for (size_t i = 0; i < nc; i++) {
+		if (i)
+			strcat(joined, ":");
+		strcat(joined, cs[i]);
+	}
+	c->ciphers.p = joined;
+	c->ciphers.len = (uint32_t)strlen(joined);
+}
+
+static void parse_sans(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+{
+	size_t ns;
+	const char **s = ism_v_strlist(v, n, "subjectAltNames", false, &ns, NULL);
+	struct ism_str *out = ns ? ism_v_alloc(v, ns, sizeof(*out)) : NULL;
+
+	for (size_t i = 0; out != NULL && i < ns; i++)
+		out[i] = (struct ism_str){.p = s[i], .len = (uint32_t)strlen(s[i])};
+	c->sans = out;
+	c->n_sans = out ? (uint32_t)ns : 0;
+}
+
+static void remember_path(struct ism_vctx *v, struct ism_cm_tls *t, const struct ism_node *n)
+{
+	t->set = true;
+	t->path = ism_v_strdup(v, v->path);
+	t->creds_at = n;
+}
+
+static void parse_creds(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_tls *t)
+{
+	const char *one;
+	const char **many;
+	size_t nm;
+	const struct ism_node *l;
+
+	if (ism_v_str(v, n, "credentialName", false, &one) > 0) {
+		t->creds[t->n_creds++] = one;
+		t->creds_at = ism_node_get(n, "credentialName", NULL);
+	}
+	many = ism_v_strlist(v, n, "credentialNames", false, &nm, &l);
+	if (many != NULL && t->n_creds) {
+		ism_v_err(v, l, "credentialName and credentialNames are exclusive");
+		return;
+	}
+	if (nm > ISM_TLS_MAX_CERTS) {
+		ism_v_err(v, l, "at most %d credentials (one RSA, one ECDSA)", ISM_TLS_MAX_CERTS);
+		return;
+	}
+	for (size_t i = 0; many != NULL && i < nm; i++)
+		t->creds[t->n_creds++] = many[i];
+	if (many != NULL)
+		t->creds_at = l;
+}
+
+/* tlsCertificates[]: up to two {serverCertificate, privateKey, caCertificates}. */
+static void parse_tls_certs(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+{
+	static const char *const keys[] = {"serverCertificate", "privateKey", "caCertificates",
+					   NULL};
+	const struct ism_node *l = ism_v_node(v, n, "tlsCertificates", false, ISM_NODE_SEQ);
+	size_t old;
+
+	if (l == NULL)
+		return;
+	old = ism_v_push(v, ".tlsCertificates");
+	if (l->n > ISM_TLS_MAX_CERTS)
+		ism_v_err(v, l, "at most %d certificates (one RSA, one ECDSA)", ISM_TLS_MAX_CERTS);
+	for (size_t i = 0; i < l->n && i < ISM_TLS_MAX_CERTS; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (ism_v_expect(v, l->items[i], ISM_NODE_MAP) &&
+		    ism_v_keys(v, l->items[i], keys, NULL)) {
+			if (cert_pair(v, l->items[i], "serverCertificate", "privateKey",
+				      &c->certs[c->n_certs]) > 0)
+				c->n_certs++;
+			else
+				ism_v_err(v, l->items[i],
+					  "serverCertificate and privateKey are "
+					  "required");
+			if (c->ca.text.len == 0)
+				pem_field(v, l->items[i], "caCertificates", PEM_CA, &c->ca);
+		}
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static uint8_t mode_of(const char *s)
+{
+	static const char *const names[] = {"DISABLE",	       "SIMPLE",       "MUTUAL",
+					    "OPTIONAL_MUTUAL", "ISTIO_MUTUAL", NULL};
+
+	for (uint8_t i = 0; names[i]; i++)
+		if (strcmp(names[i], s) == 0)
+			return i;
+	return ISM_TLS_NONE;
+}
+
+void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, bool https,
+			  struct ism_cm_tls *t)
+{
+	static const char *const keys[] = {"mode",
+					   "httpsRedirect",
+					   "serverCertificate",
+					   "privateKey",
+					   "caCertificates",
+					   "caCrl",
+					   "credentialName",
+					   "credentialNames",
+					   "tlsCertificates",
+					   "subjectAltNames",
+					   "minProtocolVersion",
+					   "maxProtocolVersion",
+					   "cipherSuites",
+					   NULL};
+	static const char *const unimpl[] = {"verifyCertificateSpki", "verifyCertificateHash",
+					     "caCertCredentialName", NULL};
+	static const char *const modes[] = {"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL",
+					    NULL};
+	static const char *const later[] = {"PASSTHROUGH", "AUTO_PASSTHROUGH", NULL};
+	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
+	struct ism_tls_conf *c = &t->c;
+	const char *mode = NULL;
+	bool redirect = false;
+	size_t old, sources;
+
+	if (n == NULL) {
+		if (https)
+			ism_v_err(v, srv,
+				  "an HTTPS server needs tls (mode SIMPLE, MUTUAL, "
+				  "OPTIONAL_MUTUAL or ISTIO_MUTUAL)");
+		return;
+	}
+	old = ism_v_push(v, ".tls");
+	remember_path(v, t, n);
+	ism_v_keys(v, n, keys, unimpl);
+	ism_v_bool(v, n, "httpsRedirect", &redirect);
+	t->https_redirect = redirect;
+	if (!https) {
+		/* Plain HTTP: the only setting that applies is the redirect. */
+		for (size_t i = 0; i < n->n; i++)
+			if (strcmp(n->pairs[i].key->str, "httpsRedirect") != 0)
+				ism_v_err(v, n->pairs[i].key,
+					  "%s: applies to HTTPS servers only (this one is HTTP)",
+					  n->pairs[i].key->str);
+		ism_v_pop(v, old);
+		return;
+	}
+	if (redirect)
+		ism_v_err(v, ism_node_get(n, "httpsRedirect", NULL),
+			  "httpsRedirect applies to HTTP servers (this one is HTTPS)");
+	if (ism_v_enum(v, n, "mode", modes, later, &mode) == 0)
+		ism_v_err(v, n,
+			  "mode is required: Istio's default, PASSTHROUGH, is not "
+			  "implemented yet");
+	c->mode = mode ? mode_of(mode) : ISM_TLS_NONE;
+	if (cert_pair(v, n, "serverCertificate", "privateKey", &c->certs[0]) > 0)
+		c->n_certs = 1;
+	pem_field(v, n, "caCertificates", PEM_CA, &c->ca);
+	pem_field(v, n, "caCrl", PEM_CRL, &c->crl);
+	parse_creds(v, n, t);
+	parse_tls_certs(v, n, c);
+	parse_sans(v, n, c);
+	parse_versions(v, n, c);
+	parse_ciphers(v, n, c);
+	sources = (ism_node_get(n, "serverCertificate", NULL) != NULL) + (t->n_creds > 0) +
+		  (ism_node_get(n, "tlsCertificates", NULL) != NULL);
+	if (c->mode == ISM_TLS_ISTIO_MUTUAL) {
+		if (sources || c->ca.text.len || c->n_sans)
+			ism_v_err(v, n,
+				  "ISTIO_MUTUAL uses the appliance's meshIdentity: "
+				  "certificates, credentials and subjectAltNames must be "
+				  "empty");
+	} else if (c->mode != ISM_TLS_NONE) {
+		if (sources == 0)
+			ism_v_err(v, n,
+				  "a certificate is required: serverCertificate and "
+				  "privateKey, credentialName(s) or tlsCertificates");
+		else if (sources > 1)
+			ism_v_err(v, n,
+				  "use one of serverCertificate, credentialName(s), "
+				  "tlsCertificates");
+		if (c->n_sans && c->mode == ISM_TLS_SIMPLE)
+			ism_v_err(v, ism_node_get(n, "subjectAltNames", NULL),
+				  "subjectAltNames needs mode MUTUAL or OPTIONAL_MUTUAL");
+		/* caCertificates for MUTUAL may come from the credential: xref. */
+		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0)
+			ism_v_err(v, n, "caCertificates is required with mode %s", mode);
+	}
+	if (c->min_ver && c->min_ver < TLS1_2_VERSION && c->ciphers.len == 0)
+		ism_v_err(v, ism_node_get(n, "minProtocolVersion", NULL),
+			  "versions below TLS 1.2 need cipherSuites set explicitly");
+	ism_v_pop(v, old);
+}
+
+void ism_tls_parse_client(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_tls *t)
+{
+	static const char *const keys[] = {"mode",
+					   "clientCertificate",
+					   "privateKey",
+					   "caCertificates",
+					   "caCrl",
+					   "credentialName",
+					   "subjectAltNames",
+					   "insecureSkipVerify",
+					   "sni",
+					   NULL};
+	static const char *const modes[] = {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL", NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "tls", false, ISM_NODE_MAP);
+	struct ism_tls_conf *c = &t->c;
+	const char *mode = "DISABLE", *sni;
+	bool skip = false;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".tls");
+	remember_path(v, t, n);
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_enum(v, n, "mode", modes, NULL, &mode);
+	c->mode = mode_of(mode);
+	if (cert_pair(v, n, "clientCertificate", "privateKey", &c->certs[0]) > 0)
+		c->n_certs = 1;
+	pem_field(v, n, "caCertificates", PEM_CA, &c->ca);
+	pem_field(v, n, "caCrl", PEM_CRL, &c->crl);
+	parse_creds(v, n, t);
+	parse_sans(v, n, c);
+	if (ism_v_str(v, n, "sni", false, &sni) > 0)
+		c->sni = (struct ism_str){.p = sni, .len = (uint32_t)strlen(sni)};
+	ism_v_bool(v, n, "insecureSkipVerify", &skip);
+	c->skip_verify = skip;
+	if (c->mode == ISM_TLS_MUTUAL && c->n_certs == 0 && t->n_creds == 0)
+		ism_v_err(v, n, "MUTUAL needs clientCertificate and privateKey, or credentialName");
+	if (c->mode == ISM_TLS_ISTIO_MUTUAL && (c->n_certs || t->n_creds || c->ca.text.len))
+		ism_v_err(v, n,
+			  "ISTIO_MUTUAL uses the appliance's meshIdentity: certificates and "
+			  "credentials must be empty");
+	if (c->mode == ISM_TLS_NONE && n->n > (ism_node_get(n, "mode", NULL) != NULL))
+		ism_v_err(v, n, "settings without a TLS mode (DISABLE is plaintext)");
+	ism_v_pop(v, old);
+}
+
+static void parse_cred(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_cred *cr)
+{
+	static const char *const keys[] = {"name",	     "certificate", "privateKey",
+					   "caCertificates", "caCrl",	    NULL};
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP) || !ism_v_keys(v, n, keys, NULL))
+		return;
+	cr->at = n;
+	ism_v_str(v, n, "name", true, &cr->name);
+	cert_pair(v, n, "certificate", "privateKey", &cr->cert);
+	pem_field(v, n, "caCertificates", PEM_CA, &cr->ca);
+	pem_field(v, n, "caCrl", PEM_CRL, &cr->crl);
+	if (cr->cert.cert.text.len == 0 && cr->ca.text.len == 0)
+		ism_v_err(v, n,
+			  "a credential needs certificate and privateKey, or "
+			  "caCertificates");
+}
+
+void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
+			     struct ism_cm_appliance *a)
+{
+	static const char *const mkeys[] = {"certificate", "privateKey", "caCertificates", "caCrl",
+					    NULL};
+	const struct ism_node *l = ism_v_node(v, spec, "credentials", false, ISM_NODE_SEQ);
+	const struct ism_node *m;
+	size_t old;
+
+	if (l != NULL) {
+		old = ism_v_push(v, ".credentials");
+		a->creds = ism_v_alloc(v, l->n, sizeof(*a->creds));
+		for (size_t i = 0; a->creds != NULL && i < l->n; i++) {
+			size_t o2 = ism_v_push(v, "[%zu]", i);
+			struct ism_cm_cred *cr = &a->creds[a->n_creds];
+
+			parse_cred(v, l->items[i], cr);
+			for (size_t j = 0; cr->name && j < a->n_creds; j++)
+				if (strcmp(a->creds[j].name, cr->name) == 0)
+					ism_v_err(v, l->items[i],
+						  "credential \"%s\" is defined twice", cr->name);
+			if (cr->name != NULL)
+				a->n_creds++;
+			ism_v_pop(v, o2);
+		}
+		ism_v_pop(v, old);
+	}
+	m = ism_v_node(v, spec, "meshIdentity", false, ISM_NODE_MAP);
+	if (m == NULL)
+		return;
+	old = ism_v_push(v, ".meshIdentity");
+	if (ism_v_keys(v, m, mkeys, NULL)) {
+		if (cert_pair(v, m, "certificate", "privateKey", &a->mesh.certs[0]) > 0)
+			a->mesh.n_certs = 1;
+		else
+			ism_v_err(v, m, "certificate and privateKey are required");
+		if (pem_field(v, m, "caCertificates", PEM_CA, &a->mesh.ca) == 0)
+			ism_v_err(v, m, "caCertificates (the mesh CA) is required");
+		pem_field(v, m, "caCrl", PEM_CRL, &a->mesh.crl);
+		a->mesh.mode = ISM_TLS_MUTUAL;
+		a->has_mesh = true;
+	}
+	ism_v_pop(v, old);
+}
+
+static const struct ism_cm_cred *find_cred(const struct ism_cm_appliance *a, const char *name)
+{
+	for (size_t i = 0; i < a->n_creds; i++)
+		if (strcmp(a->creds[i].name, name) == 0)
+			return &a->creds[i];
+	return NULL;
+}
+
+/* credentialName(s) → certificates (and the CA, from the credential itself or
+ * from "<name>-cacert", as Istio looks them up). */
+static void xref_tls(struct ism_vctx *v, const struct ism_cm_res *r, struct ism_cm_tls *t,
+		     bool server)
+{
+	const struct ism_cm_appliance *a = &v->conf->app;
+	struct ism_tls_conf *c = &t->c;
+	size_t old;
+
+	if (!t->set)
+		return;
+	v->res = r->label;
+	ism_v_pop(v, 0);
+	old = ism_v_push(v, "%s", t->path ? t->path : "");
+	if (c->mode == ISM_TLS_ISTIO_MUTUAL && !a->has_mesh)
+		ism_v_err(v, t->creds_at,
+			  "ISTIO_MUTUAL needs the Appliance's spec.meshIdentity (certificate, "
+			  "privateKey, caCertificates)");
+	for (size_t i = 0; i < t->n_creds; i++) {
+		const struct ism_cm_cred *cr = find_cred(a, t->creds[i]);
+		const struct ism_cm_cred *ca;
+		char caname[300];
+
+		if (cr == NULL || cr->cert.cert.text.len == 0) {
+			ism_v_err(v, t->creds_at,
+				  "credential \"%s\" is not among the Appliance's spec.credentials "
+				  "(with certificate and privateKey)",
+				  t->creds[i]);
+			continue;
+		}
+		c->certs[c->n_certs++] = cr->cert;
+		snprintf(caname, sizeof(caname), "%s-cacert", t->creds[i]);
+		ca = cr->ca.text.len ? cr : find_cred(a, caname);
+		if (c->ca.text.len == 0 && ca != NULL && ca->ca.text.len) {
+			c->ca = ca->ca;
+			if (c->crl.text.len == 0)
+				c->crl = ca->crl;
+		}
+	}
+	if (server && t->n_creds && c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0)
+		ism_v_err(v, t->creds_at,
+			  "mode needs client CA certificates: none in the credential, nor in a "
+			  "\"<name>-cacert\" credential");
+	ism_v_pop(v, old);
+}
+
+static void xref_policy(struct ism_vctx *v, const struct ism_cm_res *r, struct ism_cm_policy *p)
+{
+	xref_tls(v, r, &p->tp.tls, false);
+	for (size_t i = 0; i < p->n_ports; i++)
+		xref_tls(v, r, &p->ports[i].tp.tls, false);
+}
+
+static void xref_pas(struct ism_vctx *v);
+static void xref_ports(struct ism_vctx *v);
+
+void ism_tls_xref(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+
+	xref_pas(v);
+	xref_ports(v);
+	for (size_t g = 0; g < c->n_gws; g++)
+		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
+			xref_tls(v, &c->gws[g]->r, &c->gws[g]->servers[s].tls, true);
+	for (size_t d = 0; d < c->n_drs; d++) {
+		struct ism_cm_dr *dr = c->drs[d];
+
+		xref_policy(v, &dr->r, &dr->policy);
+		for (size_t s = 0; s < dr->n_subsets; s++)
+			xref_policy(v, &dr->r, &dr->subsets[s].policy);
+	}
+}
+
+/* --- PeerAuthentication, as it applies to the appliance's plaintext listeners --- */
+
+static bool labels_match(const struct ism_cm_pa *pa, const struct ism_cm_appliance *a)
+{
+	for (size_t i = 0; i < pa->n_sel; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < a->n_labels && !found; j++)
+			found = strcmp(pa->sel[i].key, a->labels[j].key) == 0 &&
+				strcmp(pa->sel[i].value, a->labels[j].value) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+enum pa_level { PA_WORKLOAD, PA_NAMESPACE, PA_MESH, PA_LEVELS };
+
+/* The policies that apply, by level: the first of each level in the file wins
+ * (Istio keeps the oldest). */
+static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_LEVELS])
+{
+	const struct ism_cm_appliance *a = &c->app;
+
+	memset(out, 0, sizeof(*out) * PA_LEVELS);
+	for (size_t i = 0; i < c->n_pas; i++) {
+		const struct ism_cm_pa *pa = c->pas[i];
+		int level = -1;
+
+		if (strcmp(pa->r.ns, a->root_ns) == 0 && !pa->has_selector)
+			level = PA_MESH;
+		else if (strcmp(pa->r.ns, a->ns) == 0 && !pa->has_selector)
+			level = PA_NAMESPACE;
+		else if (strcmp(pa->r.ns, a->ns) == 0 && strcmp(pa->r.ns, a->root_ns) != 0 &&
+			 labels_match(pa, a))
+			level = PA_WORKLOAD;
+		if (level >= 0 && out[level] == NULL)
+			out[level] = pa;
+	}
+}
+
+static uint8_t pa_port_mode(const struct ism_cm_pa *pa, uint32_t port)
+{
+	for (size_t i = 0; i < pa->n_ports; i++)
+		if (pa->ports[i].port == port && pa->ports[i].mode != ISM_PA_UNSET)
+			return pa->ports[i].mode;
+	return pa->mode;
+}
+
+uint8_t ism_tls_peer_mtls(const struct ism_conf *c, uint32_t port)
+{
+	const struct ism_cm_pa *lv[PA_LEVELS];
+	uint8_t mode = ISM_PA_UNSET;
+
+	pa_levels(c, lv);
+	for (int i = 0; i < PA_LEVELS && mode == ISM_PA_UNSET; i++)
+		if (lv[i] != NULL)
+			mode = i == PA_WORKLOAD ? pa_port_mode(lv[i], port) : lv[i]->mode;
+	if (!c->app.has_mesh || mode == ISM_PA_DISABLE)
+		return ISM_TLS_NONE;
+	return mode == ISM_PA_STRICT ? ISM_TLS_MUTUAL : ISM_TLS_OPTIONAL_MUTUAL;
+}
+
+static const struct ism_cm_server *server_on(const struct ism_conf *c, uint32_t port)
+{
+	for (size_t g = 0; g < c->n_gws; g++)
+		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
+			if (c->gws[g]->servers[s].port == port)
+				return &c->gws[g]->servers[s];
+	return NULL;
+}
+
+static void xref_pas(struct ism_vctx *v)
+{
+	const struct ism_conf *c = v->conf;
+	const struct ism_cm_pa *lv[PA_LEVELS];
+
+	pa_levels(c, lv);
+	for (int i = 0; i < PA_LEVELS; i++) {
+		const struct ism_cm_pa *pa = lv[i];
+
+		if (pa == NULL)
+			continue;
+		v->res = pa->r.label;
+		ism_v_pop(v, 0);
+		if (!c->app.has_mesh &&
+		    (pa->mode == ISM_PA_STRICT ||
+		     (i == PA_WORKLOAD && pa_port_mode(pa, 0) == ISM_PA_STRICT)))
+			ism_v_err(v, pa->r.at, "STRICT needs the Appliance's spec.meshIdentity");
+		for (size_t p = 0; i == PA_WORKLOAD && p < pa->n_ports; p++) {
+			const struct ism_cm_server *srv = server_on(c, pa->ports[p].port);
+			size_t old = ism_v_push(v, "spec.portLevelMtls.%u", pa->ports[p].port);
+
+			if (!c->app.has_mesh && pa->ports[p].mode == ISM_PA_STRICT)
+				ism_v_err(v, pa->ports[p].at,
+					  "STRICT needs the Appliance's spec.meshIdentity");
+			if (srv == NULL)
+				ism_v_warn(v, pa->ports[p].at, "no Gateway server has port %u",
+					   pa->ports[p].port);
+			else if (srv->https)
+				ism_v_warn(v, pa->ports[p].at,
+					   "port %u is HTTPS: the Gateway's tls settings govern it",
+					   pa->ports[p].port);
+			ism_v_pop(v, old);
+		}
+	}
+}
+
+/* Servers sharing a listener must agree on the protocol; PROXY protocol ports
+ * must be listeners. */
+static void xref_ports(struct ism_vctx *v)
+{
+	const struct ism_conf *c = v->conf;
+
+	for (size_t g = 0; g < c->n_gws; g++) {
+		for (size_t s = 0; s < c->gws[g]->n_servers; s++) {
+			const struct ism_cm_server *srv = &c->gws[g]->servers[s];
+			const struct ism_cm_server *first = server_on(c, srv->port);
+			const char *b1 = first->bind ? first->bind : c->app.listen;
+			const char *b2 = srv->bind ? srv->bind : c->app.listen;
+
+			if (first->https == srv->https || strcmp(b1, b2) != 0)
+				continue;
+			v->res = c->gws[g]->r.label;
+			ism_v_pop(v, 0);
+			ism_v_push(v, "spec.servers[%zu].port.protocol", s);
+			ism_v_err(v, srv->at,
+				  "port %u has HTTP and HTTPS servers (one at line %d): a port "
+				  "serves one protocol",
+				  srv->port, first->at ? first->at->line : 0);
+		}
+	}
+	for (size_t i = 0; i < c->app.n_pp_ports; i++) {
+		if (server_on(c, c->app.pp_ports[i]) != NULL)
+			continue;
+		v->res = c->app.r.label;
+		ism_v_pop(v, 0);
+		ism_v_push(v, "spec.proxyProtocol.ports[%zu]", i);
+		ism_v_err(v, c->app.pp_at, "no Gateway server has port %u", c->app.pp_ports[i]);
+	}
+}

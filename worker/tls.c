@@ -1,0 +1,780 @@
+/* TLS in a worker (see worker/tls.h).
+ *
+ * Contexts are built from the PEM text of the table and kept by fingerprint,
+ * so a reload that does not touch a certificate reuses its context, and a
+ * connection keeps the context it started with (OpenSSL counts references)
+ * after a rotation replaced it. Session tickets are sealed with the keys of the
+ * shared region, so a session resumes on any worker. */
+#include "worker/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "lib/log.h"
+#include "worker/proxy.h"
+
+struct ctx_entry {
+	uint64_t fp;
+	uint8_t server;
+	uint8_t used;
+	SSL_CTX *ctx;
+};
+
+struct ism_tls {
+	struct ctx_entry *e;
+	uint32_t n, cap;
+	SSL_SESSION **sess; /* per endpoint: the last upstream session */
+	SSL_CTX **sess_ctx; /* the context it belongs to */
+};
+
+/* SAN lists hang off their contexts (ex data freed with the context). */
+struct san_list {
+	uint32_t n;
+	char *s[];
+};
+
+static int san_idx = -1;       /* SSL_CTX ex data: struct san_list * */
+static int ep_idx = -1;	       /* SSL ex data: upstream endpoint id + 1 */
+static struct ism_wctx *tls_w; /* the worker of this process */
+
+static void san_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (ptr != NULL) {
+		struct san_list *l = ptr;
+
+		for (uint32_t i = 0; i < l->n; i++)
+			free(l->s[i]);
+		free(l);
+	}
+}
+
+static void log_ssl(const char *what)
+{
+	unsigned long e;
+	char buf[256];
+
+	while ((e = ERR_get_error()) != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		ism_debug("%s: %s", what, buf);
+	}
+}
+
+/* ---------- certificate checks ---------- */
+
+static bool san_matches(X509 *x, const struct san_list *l)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	bool ok = false;
+
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names) && !ok; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		char text[512];
+		int len = -1;
+
+		if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_EMAIL) {
+			const ASN1_IA5STRING *s = g->d.ia5;
+
+			len = s->length < (int)sizeof(text) - 1 ? s->length : -1;
+			if (len >= 0)
+				memcpy(text, s->data, (size_t)len);
+		} else if (g->type == GEN_IPADD) {
+			const ASN1_OCTET_STRING *ip = g->d.ip;
+
+			if (inet_ntop(ip->length == 4 ? AF_INET : AF_INET6, ip->data, text,
+				      sizeof(text)) != NULL &&
+			    (ip->length == 4 || ip->length == 16))
+				len = (int)strlen(text);
+		}
+		if (len < 0)
+			continue;
+		text[len] = '\0';
+		for (uint32_t j = 0; j < l->n && !ok; j++)
+			ok = strcmp(l->s[j], text) == 0;
+	}
+	GENERAL_NAMES_free(names);
+	return ok;
+}
+
+/* subjectAltNames: the peer's certificate must carry one of them. */
+static int verify_cb(int ok, X509_STORE_CTX *st)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const struct san_list *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), san_idx);
+
+	if (!ok || X509_STORE_CTX_get_error_depth(st) != 0 || l == NULL || l->n == 0)
+		return ok;
+	if (san_matches(X509_STORE_CTX_get_current_cert(st), l))
+		return 1;
+	X509_STORE_CTX_set_error(st, X509_V_ERR_SUBJECT_ISSUER_MISMATCH);
+	ism_debug("peer certificate: no subjectAltName matches");
+	return 0;
+}
+
+/* ---------- session tickets ---------- */
+
+static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+		     EVP_MAC_CTX *hctx, int enc)
+{
+	struct ism_ticket_keys *tk = &tls_w->shm->hdr->tickets;
+	struct ism_ticket_key k;
+	OSSL_PARAM params[3];
+	uint32_t seq;
+	int found = -1;
+
+	(void)s;
+	do {
+		seq = atomic_load_explicit(&tk->seq, memory_order_acquire);
+		found = -1;
+		for (int i = 0; i < ISM_TICKET_KEYS && found < 0; i++) {
+			if (enc || memcmp(tk->keys[i].name, name, 16) == 0) {
+				memcpy(&k, &tk->keys[i], sizeof(k));
+				found = i;
+			}
+		}
+		atomic_thread_fence(memory_order_acquire);
+	} while ((seq & 1) || seq != atomic_load_explicit(&tk->seq, memory_order_relaxed));
+	if (found < 0)
+		return 0; /* unknown key: a full handshake */
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac));
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (enc) {
+		memcpy(name, k.name, 16);
+		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
+		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
+		    EVP_MAC_CTX_set_params(hctx, params) != 1)
+			return -1;
+		return 1;
+	}
+	if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
+	    EVP_MAC_CTX_set_params(hctx, params) != 1)
+		return -1;
+	return found == 0 ? 1 : 2; /* 2: renew the ticket under the current key */
+}
+
+/* ALPN: HTTP/1.1 is what is served (istio-http/1.1 from mesh clients too). */
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08http/1.1";
+
+	(void)s;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
+				  inlen) == OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	uintptr_t ep = (uintptr_t)SSL_get_ex_data(ssl, ep_idx);
+	struct ism_tls *t = tls_w->tls;
+
+	if (ep == 0 || ep > ISM_MAX_ENDPOINTS || t->sess == NULL)
+		return 0;
+	ep--;
+	if (t->sess[ep] != NULL)
+		SSL_SESSION_free(t->sess[ep]);
+	t->sess[ep] = sess;
+	t->sess_ctx[ep] = SSL_get_SSL_CTX(ssl);
+	return 1; /* we keep the reference */
+}
+
+/* ---------- contexts ---------- */
+
+static int load_certs(SSL_CTX *ctx, const struct ism_tls_cert *c)
+{
+	BIO *b = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
+	BIO *kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	int ret = -1;
+
+	if (x == NULL || pk == NULL || SSL_CTX_use_certificate(ctx, x) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, pk) != 1)
+		goto out;
+	for (;;) {
+		X509 *chain = PEM_read_bio_X509(b, NULL, NULL, NULL);
+
+		if (chain == NULL)
+			break;
+		if (SSL_CTX_add0_chain_cert(ctx, chain) != 1) {
+			X509_free(chain);
+			goto out;
+		}
+	}
+	ERR_clear_error();
+	ret = 0;
+out:
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	BIO_free(b);
+	BIO_free(kb);
+	return ret;
+}
+
+static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
+{
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	STACK_OF(X509_NAME) *names = server ? sk_X509_NAME_new_null() : NULL;
+	BIO *b;
+	X509 *x;
+
+	if (c->ca.text.len == 0)
+		return server ? 0 : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? 0 : -1);
+	b = BIO_new_mem_buf(c->ca.text.p, (int)c->ca.text.len);
+	while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		X509_STORE_add_cert(st, x);
+		if (names != NULL)
+			sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(x)));
+		X509_free(x);
+	}
+	BIO_free(b);
+	ERR_clear_error();
+	if (names != NULL)
+		SSL_CTX_set_client_CA_list(ctx, names);
+	if (c->crl.text.len) {
+		X509_CRL *crl;
+
+		b = BIO_new_mem_buf(c->crl.text.p, (int)c->crl.text.len);
+		while (b != NULL && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+			X509_STORE_add_crl(st, crl);
+			X509_CRL_free(crl);
+		}
+		BIO_free(b);
+		ERR_clear_error();
+		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+	}
+	return 0;
+}
+
+static int attach_sans(SSL_CTX *ctx, const struct ism_tls_conf *c)
+{
+	struct san_list *l;
+
+	if (c->n_sans == 0)
+		return 0;
+	l = calloc(1, sizeof(*l) + c->n_sans * sizeof(char *));
+	if (l == NULL)
+		return -1;
+	for (uint32_t i = 0; i < c->n_sans; i++) {
+		l->s[i] = strdup(c->sans[i].p);
+		if (l->s[i] == NULL) {
+			san_free(NULL, l, NULL, 0, 0, NULL);
+			return -1;
+		}
+		l->n++;
+	}
+	SSL_CTX_set_ex_data(ctx, san_idx, l);
+	return 0;
+}
+
+static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
+{
+	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	int verify = SSL_VERIFY_NONE;
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
+	if (c->max_ver)
+		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
+	if (c->ciphers.len && SSL_CTX_set_cipher_list(ctx, c->ciphers.p) != 1)
+		goto fail;
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	for (uint32_t i = 0; i < c->n_certs; i++)
+		if (load_certs(ctx, &c->certs[i]) < 0)
+			goto fail;
+	if (load_ca(ctx, c, server) < 0 || attach_sans(ctx, c) < 0)
+		goto fail;
+	if (server) {
+		static const unsigned char sid[] = "isthmus";
+
+		if (c->mode == ISM_TLS_MUTUAL || c->mode == ISM_TLS_ISTIO_MUTUAL)
+			verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+		else if (c->mode == ISM_TLS_OPTIONAL_MUTUAL)
+			verify = SSL_VERIFY_PEER;
+		/* Tickets only: they work across workers; a server-side cache
+		 * would not. The session context tells servers apart, so a session
+		 * of one never resumes on another with other client checks. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+		SSL_CTX_set_num_tickets(ctx, 1);
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+	} else {
+		static const unsigned char alpn[] = "\x08http/1.1";
+
+		if (!c->skip_verify)
+			verify = SSL_VERIFY_PEER;
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+							SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+		SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+	}
+	SSL_CTX_set_verify(ctx, verify, verify != SSL_VERIFY_NONE ? verify_cb : NULL);
+	return ctx;
+fail:
+	log_ssl("TLS context");
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static SSL_CTX *get_ctx(struct ism_wctx *w, const struct ism_tls_conf *c, int server)
+{
+	struct ism_tls *t = w->tls;
+	struct ctx_entry *e;
+	SSL_CTX *ctx;
+
+	for (uint32_t i = 0; i < t->n; i++)
+		if (t->e[i].fp == c->fingerprint && t->e[i].server == server)
+			return t->e[i].ctx;
+	ctx = build_ctx(c, server);
+	if (ctx == NULL)
+		return NULL;
+	if (t->n == t->cap) {
+		uint32_t cap = t->cap ? t->cap * 2 : 8;
+
+		e = realloc(t->e, cap * sizeof(*e));
+		if (e == NULL) {
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		t->e = e;
+		t->cap = cap;
+	}
+	t->e[t->n++] = (struct ctx_entry){
+	    .fp = c->fingerprint, .server = (uint8_t)server, .used = 1, .ctx = ctx};
+	return ctx;
+}
+
+int ism_tls_init(struct ism_wctx *w)
+{
+	tls_w = w;
+	if (san_idx < 0)
+		san_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, san_free);
+	if (ep_idx < 0)
+		ep_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	w->tls = calloc(1, sizeof(*w->tls));
+	return w->tls ? 0 : -ENOMEM;
+}
+
+void ism_tls_free(struct ism_wctx *w)
+{
+	struct ism_tls *t = w->tls;
+
+	if (t == NULL)
+		return;
+	for (uint32_t i = 0; i < t->n; i++)
+		SSL_CTX_free(t->e[i].ctx);
+	for (uint32_t i = 0; t->sess != NULL && i < ISM_MAX_ENDPOINTS; i++)
+		if (t->sess[i] != NULL)
+			SSL_SESSION_free(t->sess[i]);
+	free(t->sess);
+	free(t->sess_ctx);
+	free(t->e);
+	free(t);
+	w->tls = NULL;
+}
+
+static void mark_used(struct ism_tls *t, const struct ism_tls_conf *c, int server)
+{
+	for (uint32_t i = 0; i < t->n; i++)
+		if (t->e[i].fp == c->fingerprint && t->e[i].server == server)
+			t->e[i].used = 1;
+}
+
+void ism_tls_table_changed(struct ism_wctx *w)
+{
+	struct ism_tls *t = w->tls;
+	const struct ism_table *tb = w->table;
+	uint32_t keep = 0;
+
+	for (uint32_t i = 0; i < t->n; i++)
+		t->e[i].used = 0;
+	mark_used(t, &tb->mesh, 1);
+	for (uint32_t l = 0; l < tb->n_listeners; l++)
+		for (uint32_t s = 0; s < tb->listeners[l].n_tls; s++)
+			mark_used(t, &tb->listeners[l].tls[s].tls, 1);
+	for (uint32_t c = 0; c < tb->n_clusters; c++)
+		mark_used(t, &tb->clusters[c].tls, 0);
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (t->e[i].used) {
+			t->e[keep++] = t->e[i];
+			continue;
+		}
+		/* Connections using it hold their own reference. */
+		for (uint32_t s = 0; t->sess != NULL && s < ISM_MAX_ENDPOINTS; s++) {
+			if (t->sess_ctx[s] == t->e[i].ctx) {
+				SSL_SESSION_free(t->sess[s]);
+				t->sess[s] = NULL;
+				t->sess_ctx[s] = NULL;
+			}
+		}
+		SSL_CTX_free(t->e[i].ctx);
+	}
+	t->n = keep;
+}
+
+static SSL *new_ssl(SSL_CTX *ctx)
+{
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	BIO *r, *wb;
+
+	if (ssl == NULL)
+		return NULL;
+	r = BIO_new(BIO_s_mem());
+	wb = BIO_new(BIO_s_mem());
+	if (r == NULL || wb == NULL) {
+		BIO_free(r);
+		BIO_free(wb);
+		SSL_free(ssl);
+		return NULL;
+	}
+	BIO_set_mem_eof_return(r, -1); /* empty means "more later", not end of stream */
+	SSL_set_bio(ssl, r, wb);
+	return ssl;
+}
+
+SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c)
+{
+	SSL *ssl = new_ssl(get_ctx(w, c, 1));
+
+	if (ssl != NULL)
+		SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
+			const char *sni)
+{
+	struct ism_tls *t = w->tls;
+	SSL_CTX *ctx = get_ctx(w, c, 0);
+	SSL *ssl = new_ssl(ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	SSL_set_connect_state(ssl);
+	SSL_set_ex_data(ssl, ep_idx, (void *)(uintptr_t)(ep_id + 1));
+	if (sni[0] != '\0' && SSL_set_tlsext_host_name(ssl, sni) != 1)
+		log_ssl("SNI");
+	/* Without subjectAltNames, the certificate must name the server asked
+	 * for (the SNI), as Istio's automatic SAN validation does. */
+	if (c->n_sans == 0 && sni[0] != '\0' && !c->skip_verify && c->mode != ISM_TLS_ISTIO_MUTUAL)
+		SSL_set1_host(ssl, sni);
+	if (t->sess == NULL) {
+		t->sess = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess));
+		t->sess_ctx = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess_ctx));
+	}
+	if (t->sess != NULL && t->sess_ctx != NULL && ep_id < ISM_MAX_ENDPOINTS &&
+	    t->sess[ep_id] != NULL && t->sess_ctx[ep_id] == ctx)
+		SSL_set_session(ssl, t->sess[ep_id]);
+	return ssl;
+}
+
+void ism_tls_client_done(struct ism_wctx *w, SSL *ssl, uint32_t ep_id)
+{
+	(void)w;
+	(void)ep_id;
+	/* TLS 1.2 sessions are complete now; TLS 1.3 tickets arrive later and go
+	 * through new_session_cb. */
+	if (!SSL_session_reused(ssl) && SSL_version(ssl) < TLS1_3_VERSION) {
+		SSL_SESSION *s = SSL_get1_session(ssl);
+
+		if (s != NULL && new_session_cb(ssl, s) == 0)
+			SSL_SESSION_free(s);
+	}
+}
+
+const char *ism_tls_mode_name(uint8_t mode)
+{
+	static const char *const names[] = {"DISABLE", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL",
+					    "ISTIO_MUTUAL"};
+
+	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
+}
+
+static bool sni_wild(const char *pat, const char *sni)
+{
+	size_t pl = strlen(pat), sl = strlen(sni);
+
+	/* "*.example.com" covers "a.example.com" and "a.b.example.com". */
+	return pl > 2 && pat[0] == '*' && pat[1] == '.' && sl > pl - 1 &&
+	       strcmp(sni + sl - (pl - 1), pat + 1) == 0;
+}
+
+int ism_tls_pick_server(const struct ism_listener *l, const char *sni)
+{
+	int best = -1, any = -1;
+	size_t best_len = 0;
+
+	for (uint32_t s = 0; s < l->n_tls; s++) {
+		for (uint32_t h = 0; h < l->tls[s].n_sni; h++) {
+			const char *p = l->tls[s].sni[h].p;
+
+			if (strcmp(p, "*") == 0) {
+				if (any < 0)
+					any = (int)s;
+			} else if (sni[0] != '\0' && strcmp(p, sni) == 0) {
+				return (int)s;
+			} else if (sni[0] != '\0' && sni_wild(p, sni) && strlen(p) > best_len) {
+				best = (int)s;
+				best_len = strlen(p);
+			}
+		}
+	}
+	if (best >= 0)
+		return best;
+	if (any >= 0)
+		return any;
+	return sni[0] == '\0' && l->n_tls > 0 ? 0 : -1;
+}
+
+/* ---------- the transport ---------- */
+
+static enum ism_op op_recv(const struct ism_xio *io)
+{
+	return io->up ? ISM_OP_URECV : ISM_OP_CRECV;
+}
+
+static void submit_recv(struct ism_wctx *w, const struct ism_xio *io)
+{
+	struct io_uring_sqe *sqe;
+
+	if (io->x->raw_recv)
+		return;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_recv(sqe, io->fd, NULL, ISM_BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = ISM_BGID;
+	io_uring_sqe_set_data64(sqe, ism_ud(op_recv(io), io->idx, io->gen));
+	io->x->raw_recv = 1;
+	(*io->inflight)++;
+}
+
+/* Sends what remains of the buffer in flight (txs). */
+static void submit_send(struct ism_wctx *w, const struct ism_xio *io)
+{
+	struct ism_xport *x = io->x;
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_send(sqe, io->fd, x->txs.p + x->txs_off, x->txs.len - x->txs_off,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe,
+				ism_ud(io->up ? ISM_OP_USEND : ISM_OP_CSEND, io->idx, io->gen));
+	io->x->raw_send = 1;
+	(*io->inflight)++;
+}
+
+/* Moves what the session wrote to the send buffer, and sends it. */
+static int flush(struct ism_wctx *w, const struct ism_xio *io)
+{
+	struct ism_xport *x = io->x;
+	BIO *wb = SSL_get_wbio(x->ssl);
+	size_t pending;
+
+	while ((pending = BIO_ctrl_pending(wb)) > 0) {
+		int n;
+
+		if (ism_buf_reserve(&x->tx, (uint32_t)pending, UINT32_MAX) < 0)
+			return -ENOMEM;
+		n = BIO_read(wb, x->tx.p + x->tx.len, (int)pending);
+		if (n <= 0)
+			break;
+		x->tx.len += (uint32_t)n;
+	}
+	if (x->tx.len && !x->raw_send) {
+		/* The buffer being sent is never grown under the kernel's feet:
+		 * new bytes gather in tx while txs goes out. */
+		struct ism_buf t = x->txs;
+
+		x->txs = x->tx;
+		x->tx = t;
+		x->tx.len = 0;
+		x->txs_off = 0;
+		submit_send(w, io);
+	}
+	return 0;
+}
+
+void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io)
+{
+	struct ism_xport *x = io->x;
+
+	x->want = 1;
+	if (x->nop)
+		return;
+	if (x->established &&
+	    (SSL_pending(x->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(x->ssl)) > 0)) {
+		/* Plaintext is already here: deliver it on the next turn. */
+		struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data64(
+		    sqe, ism_ud(io->up ? ISM_OP_UTLS : ISM_OP_CTLS, io->idx, io->gen));
+		x->nop = 1;
+		(*io->inflight)++;
+		return;
+	}
+	submit_recv(w, io);
+}
+
+int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len)
+{
+	struct ism_xport *x = io->x;
+
+	ERR_clear_error();
+	if (SSL_write(x->ssl, p, (int)len) != (int)len) {
+		log_ssl("TLS write");
+		return -EPROTO;
+	}
+	x->plain_len = len;
+	x->plain_pending = 1;
+	return flush(w, io);
+}
+
+int ism_xp_feed(const struct ism_xio *io, const char *p, uint32_t len)
+{
+	return BIO_write(SSL_get_rbio(io->x->ssl), p, (int)len) == (int)len ? 0 : -ENOMEM;
+}
+
+int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid)
+{
+	struct ism_xport *x = io->x;
+	int n, err, xb;
+
+	ERR_clear_error();
+	if (!x->established) {
+		n = SSL_do_handshake(x->ssl);
+		if (flush(w, io) < 0)
+			return -ENOMEM;
+		if (n == 1) {
+			x->established = 1;
+			return ISM_XP_HANDSHAKE;
+		}
+		err = SSL_get_error(x->ssl, n);
+		if (err == SSL_ERROR_WANT_READ) {
+			submit_recv(w, io);
+			return 0;
+		}
+		log_ssl(io->up ? "TLS handshake with upstream" : "TLS handshake");
+		return -EPROTO;
+	}
+	if (!x->want)
+		return 0;
+	xb = ism_w_xbuf_get(w);
+	if (xb < 0)
+		return -ENOMEM;
+	n = SSL_read(x->ssl, ism_w_buf_addr(w, xb), ISM_BUF_SIZE);
+	err = n > 0 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
+	if (flush(w, io) < 0) {
+		ism_w_buf_recycle(w, xb);
+		return -ENOMEM;
+	}
+	if (n > 0) {
+		x->want = 0;
+		*pbid = xb;
+		return n;
+	}
+	ism_w_buf_recycle(w, xb);
+	if (err == SSL_ERROR_WANT_READ) {
+		submit_recv(w, io);
+		return 0;
+	}
+	if (err == SSL_ERROR_ZERO_RETURN)
+		return ISM_XP_EOF;
+	log_ssl("TLS read");
+	return -EPROTO;
+}
+
+int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bid, int nop,
+		   int *pbid)
+{
+	struct ism_xport *x = io->x;
+
+	if (nop) {
+		x->nop = 0;
+		return ism_xp_advance(w, io, pbid);
+	}
+	x->raw_recv = 0;
+	if (res == -ENOBUFS) {
+		if (x->want || !x->established)
+			submit_recv(w, io);
+		return 0;
+	}
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return res == 0 ? ISM_XP_EOF : res;
+	}
+	if (ism_xp_feed(io, ism_w_buf_addr(w, bid), (uint32_t)res) < 0) {
+		ism_w_buf_recycle(w, bid);
+		return -ENOMEM;
+	}
+	ism_w_buf_recycle(w, bid);
+	return ism_xp_advance(w, io, pbid);
+}
+
+int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32_t *len)
+{
+	struct ism_xport *x = io->x;
+
+	x->raw_send = 0;
+	if (res < 0)
+		return res;
+	x->txs_off += (uint32_t)res;
+	if (x->txs_off < x->txs.len) {
+		submit_send(w, io); /* short send: the rest */
+		return 0;
+	}
+	x->txs.len = x->txs_off = 0;
+	if (flush(w, io) < 0)
+		return -ENOMEM;
+	if (x->raw_send || !x->plain_pending)
+		return 0;
+	x->plain_pending = 0;
+	*len = x->plain_len;
+	return 1;
+}
+
+void ism_xp_close_notify(const struct ism_xio *io)
+{
+	struct ism_xport *x = io->x;
+	char buf[128];
+	int n;
+
+	if (x->ssl == NULL || !x->established || x->raw_send || x->tx.len || x->txs.len)
+		return;
+	ERR_clear_error();
+	SSL_shutdown(x->ssl);
+	n = BIO_read(SSL_get_wbio(x->ssl), buf, sizeof(buf));
+	if (n > 0 && send(io->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		ism_debug("close_notify: %s", strerror(errno));
+	ERR_clear_error();
+}
+
+void ism_xp_free(struct ism_xport *x)
+{
+	SSL_free(x->ssl);
+	x->ssl = NULL;
+	ism_buf_free(&x->tx);
+	ism_buf_free(&x->txs);
+	memset(x, 0, sizeof(*x));
+}

@@ -1,0 +1,68 @@
+/* TLS in a worker: OpenSSL over memory BIOs between the io_uring socket
+ * operations and HTTP, for client connections (termination) and upstream
+ * connections (origination). Private to worker/. */
+#ifndef ISM_WORKER_TLS_H
+#define ISM_WORKER_TLS_H
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "shm/table-t.h"
+
+struct ism_wctx;
+struct ism_xport;
+
+/* What ism_xp_on_recv and ism_xp_advance return besides a byte count (> 0),
+ * 0 (nothing for the caller yet) and -errno (the connection failed). */
+#define ISM_XP_EOF	 (-100000) /* the peer closed (close_notify or end of stream) */
+#define ISM_XP_HANDSHAKE (-100001) /* the handshake has just completed */
+
+/* The socket operations of one side of a connection. */
+struct ism_xio {
+	struct ism_xport *x;
+	int fd;
+	uint8_t up; /* upstream side */
+	uint32_t idx, gen;
+	uint16_t *inflight;
+};
+
+int ism_tls_init(struct ism_wctx *w);
+void ism_tls_free(struct ism_wctx *w);
+/* Drops the contexts no server or cluster of the new table uses. */
+void ism_tls_table_changed(struct ism_wctx *w);
+
+/* A server-side session for a Gateway server (or the mesh identity), or a
+ * client-side one towards endpoint ep_id with server name sni (may be ""). */
+SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c);
+SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
+			const char *sni);
+/* After a client handshake: keeps the session for the next connection to ep_id. */
+void ism_tls_client_done(struct ism_wctx *w, SSL *ssl, uint32_t ep_id);
+
+/* The HTTPS server of listener l for the SNI name (lowercase; "" when none):
+ * exact name, then the longest wildcard, then "*"; without SNI, the "*" server
+ * or the first. -1: no server has that name. */
+int ism_tls_pick_server(const struct ism_listener *l, const char *sni);
+
+const char *ism_tls_mode_name(uint8_t mode);
+
+/* The transport. */
+void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io);
+int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len);
+/* A socket receive (nop 0) or a delivery NOP (nop 1) completed; *pbid gets the
+ * private buffer holding plaintext when > 0 is returned. */
+int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bid, int nop,
+		   int *pbid);
+/* Feeds bytes already received (a preamble kept while sniffing) to the session. */
+int ism_xp_feed(const struct ism_xio *io, const char *p, uint32_t len);
+/* Runs the handshake or reads plaintext with what the session holds. */
+int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid);
+/* A socket send completed: 1 when the caller's plaintext send is now complete
+ * (*len: its length), 0 when not yet, -errno on failure. */
+int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32_t *len);
+/* Sends close_notify when nothing else is being sent (best effort). */
+void ism_xp_close_notify(const struct ism_xio *io);
+void ism_xp_free(struct ism_xport *x);
+
+#endif
