@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "conf/conf.h"
@@ -953,6 +954,31 @@ static void raise_nofile(const struct ism_table *t, int workers)
 		    (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
+/* TLS runs in user space. Says whether the kernel would offer kTLS (the "tls"
+ * upper-layer protocol), which this release does not use yet. */
+static void log_ktls(const struct ism_table *t)
+{
+	char ulp[256] = "";
+	FILE *f;
+	int tls = t->mesh.n_certs > 0;
+
+	for (uint32_t l = 0; l < t->n_listeners; l++)
+		tls |= t->listeners[l].n_tls > 0;
+	for (uint32_t c = 0; c < t->n_clusters; c++)
+		tls |= t->clusters[c].tls.mode != ISM_TLS_NONE;
+	if (!tls)
+		return;
+	f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+	if (f != NULL) {
+		if (fgets(ulp, sizeof(ulp), f) == NULL)
+			ulp[0] = '\0';
+		fclose(f);
+	}
+	ism_notice("TLS: OpenSSL %s in user space (kernel kTLS: %s)",
+		   OpenSSL_version(OPENSSL_VERSION_STRING),
+		   strstr(ulp, "tls") ? "offered, not used by this release" : "not offered");
+}
+
 int ism_master_run(const struct ism_master_opts *opts)
 {
 	struct ism_master *m = calloc(1, sizeof(*m));
@@ -1010,6 +1036,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_listen;
 	if (start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");
+	log_ktls(ism_shm_current(&m->shm));
 	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
 		   m->n_workers);
 	notify_ready(m);

@@ -2126,7 +2126,10 @@ static void expire(struct ism_wctx *w, struct ism_conn *c)
 {
 	switch (c->deadline_kind) {
 	case ISM_DL_HEADER:
-		if (c->in.len == 0 && c->state == ISM_C_IDLE) {
+		/* Still in the PROXY header or the TLS handshake: there is no HTTP
+		 * to answer in. */
+		if ((c->in.len == 0 && c->state == ISM_C_IDLE) || c->pre_pp ||
+		    c->pre != ISM_PRE_NONE || (c->x.ssl != NULL && !c->x.established)) {
 			conn_close(w, c);
 			return;
 		}

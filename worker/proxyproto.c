@@ -87,35 +87,38 @@ static int v1_split(const uint8_t *s, size_t len, struct span *f)
 	return k == V1_N_FIELDS ? 0 : -1;
 }
 
+/* Fills ss from an address of family af (4 or 16 bytes) and a port, both in network order;
+ * returns its length. */
+static socklen_t sockaddr_set(struct sockaddr_storage *ss, int af, const void *addr,
+			      const void *port)
+{
+	if (af == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, addr, 4);
+		memcpy(&sin->sin_port, port, 2);
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	sin6->sin6_family = AF_INET6;
+	memcpy(&sin6->sin6_addr, addr, 16);
+	memcpy(&sin6->sin6_port, port, 2);
+	return sizeof(*sin6);
+}
+
 static int v1_tcp(const uint8_t *s, size_t len, int af, struct ism_pp *out)
 {
 	struct span f[V1_N_FIELDS];
+	uint8_t src[16], dst[16];
 	in_port_t sport, dport;
 
-	if (v1_split(s, len, f) < 0 || v1_port(f[2], &sport) < 0 || v1_port(f[3], &dport) < 0)
+	if (v1_split(s, len, f) < 0 || v1_port(f[2], &sport) < 0 || v1_port(f[3], &dport) < 0 ||
+	    v1_addr(f[0], af, src) < 0 || v1_addr(f[1], af, dst) < 0)
 		return -1;
-	if (af == AF_INET) {
-		struct sockaddr_in *src = (struct sockaddr_in *)&out->src;
-		struct sockaddr_in *dst = (struct sockaddr_in *)&out->dst;
-
-		if (v1_addr(f[0], af, &src->sin_addr) < 0 || v1_addr(f[1], af, &dst->sin_addr) < 0)
-			return -1;
-		src->sin_family = dst->sin_family = AF_INET;
-		src->sin_port = sport;
-		dst->sin_port = dport;
-		out->addrlen = sizeof(struct sockaddr_in);
-	} else {
-		struct sockaddr_in6 *src = (struct sockaddr_in6 *)&out->src;
-		struct sockaddr_in6 *dst = (struct sockaddr_in6 *)&out->dst;
-
-		if (v1_addr(f[0], af, &src->sin6_addr) < 0 ||
-		    v1_addr(f[1], af, &dst->sin6_addr) < 0)
-			return -1;
-		src->sin6_family = dst->sin6_family = AF_INET6;
-		src->sin6_port = sport;
-		dst->sin6_port = dport;
-		out->addrlen = sizeof(struct sockaddr_in6);
-	}
+	sockaddr_set(&out->src, af, src, &sport);
+	out->addrlen = sockaddr_set(&out->dst, af, dst, &dport);
 	out->transport = SOCK_STREAM;
 	return 0;
 }
@@ -193,13 +196,17 @@ static int v1_prefix(const uint8_t *p, size_t n, struct ism_pp *out)
 			return 0;
 	if (p[n - 1] == '\r')
 		return v1_line(p, n - 1, out) < 0 ? -1 : 0;
-	if (memcmp(p, starts[0], V1_TCP_LEN) != 0 && memcmp(p, starts[1], V1_TCP_LEN) != 0)
+	if (n <= V1_TCP_LEN ||
+	    (memcmp(p, starts[0], V1_TCP_LEN) != 0 && memcmp(p, starts[1], V1_TCP_LEN) != 0))
 		return v1_line(p, n, out) < 0 ? -1 : 0;
 
 	v4 = p[9] == '4';
-	for (i = V1_TCP_LEN; i < n; i++)
-		if (p[i] == ' ')
-			field++, start = i + 1;
+	for (i = V1_TCP_LEN; i < n; i++) {
+		if (p[i] == ' ') {
+			field++;
+			start = i + 1;
+		}
+	}
 	if (field >= V1_N_FIELDS)
 		return -1;
 	v4_tail(p + start, n - start, tail);
@@ -409,6 +416,8 @@ static void v2_addresses(const uint8_t *p, struct ism_pp *out)
 {
 	const uint8_t *a = p + V2_HDR_LEN;
 	unsigned fam = p[13] >> 4, tr = p[13] & 0xF;
+	size_t alen;
+	int af;
 
 	out->version = 2;
 	out->transport = tr == 1 ? SOCK_STREAM : tr == 2 ? SOCK_DGRAM : 0;
@@ -416,27 +425,11 @@ static void v2_addresses(const uint8_t *p, struct ism_pp *out)
 		out->local = 1;
 		return;
 	}
-	if (fam == V2_FAM_INET) {
-		struct sockaddr_in *src = (struct sockaddr_in *)&out->src;
-		struct sockaddr_in *dst = (struct sockaddr_in *)&out->dst;
-
-		src->sin_family = dst->sin_family = AF_INET;
-		memcpy(&src->sin_addr, a, 4);
-		memcpy(&dst->sin_addr, a + 4, 4);
-		memcpy(&src->sin_port, a + 8, 2);
-		memcpy(&dst->sin_port, a + 10, 2);
-		out->addrlen = sizeof(struct sockaddr_in);
-	} else {
-		struct sockaddr_in6 *src = (struct sockaddr_in6 *)&out->src;
-		struct sockaddr_in6 *dst = (struct sockaddr_in6 *)&out->dst;
-
-		src->sin6_family = dst->sin6_family = AF_INET6;
-		memcpy(&src->sin6_addr, a, 16);
-		memcpy(&dst->sin6_addr, a + 16, 16);
-		memcpy(&src->sin6_port, a + 32, 2);
-		memcpy(&dst->sin6_port, a + 34, 2);
-		out->addrlen = sizeof(struct sockaddr_in6);
-	}
+	af = fam == V2_FAM_INET ? AF_INET : AF_INET6;
+	alen = af == AF_INET ? 4 : 16;
+	/* src address, dst address, src port, dst port */
+	sockaddr_set(&out->src, af, a, a + 2 * alen);
+	out->addrlen = sockaddr_set(&out->dst, af, a + alen, a + 2 * alen + 2);
 }
 
 static int v2_parse(const uint8_t *p, size_t n, struct ism_pp *out)

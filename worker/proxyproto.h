@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define ISM_PP_MAX_LEN                                                                             \
-	2048		    /* the longest header accepted (v2: 16 + payload); longer: malformed   \
-			     */
+/* the longest header accepted (v2: 16 + payload); longer: malformed */
+#define ISM_PP_MAX_LEN	2048
 #define ISM_PP_V1_MAX	107 /* the longest v1 line, CRLF included (the spec's limit) */
 #define ISM_PP_MAX_TLVS 64  /* TLVs walked per header, SSL sub-TLVs included; more: malformed */
 

@@ -112,6 +112,25 @@ static int rd_vec(struct hs_reader *r, size_t width, size_t end, size_t *len)
 	return *len > end - r->off ? -EINVAL : 0;
 }
 
+/* A length prefix whose vector must fill the structure, up to end (a list). */
+static int rd_list(struct hs_reader *r, size_t width, size_t end)
+{
+	size_t len;
+	int rc = rd_vec(r, width, end, &len);
+
+	if (rc < 0)
+		return rc;
+	return r->off + len == end ? 0 : -EINVAL;
+}
+
+/* An entry of a list: a type of type_width bytes, then a value with a 2-byte length prefix. */
+static int rd_entry(struct hs_reader *r, size_t type_width, size_t end, size_t *type, size_t *len)
+{
+	int rc = rd_uint(r, type_width, end, type);
+
+	return rc < 0 ? rc : rd_vec(r, 2, end, len);
+}
+
 struct sni {
 	uint8_t name[TLS_SNI_MAX];
 	size_t len; /* 0: none seen */
@@ -121,18 +140,16 @@ struct sni {
 /* The server_name extension (RFC 6066): a list, ending with the extension, of (type, name). */
 static int parse_server_name(struct hs_reader *r, size_t end, struct sni *s)
 {
-	size_t list, type, len, i;
+	size_t type, len, i;
 	int rc;
 
 	if (s->ext_seen)
 		return -EINVAL;
 	s->ext_seen = true;
-	if ((rc = rd_vec(r, 2, end, &list)) < 0)
+	if ((rc = rd_list(r, 2, end)) < 0)
 		return rc;
-	if (r->off + list != end)
-		return -EINVAL;
 	while (r->off < end) {
-		if ((rc = rd_uint(r, 1, end, &type)) < 0 || (rc = rd_vec(r, 2, end, &len)) < 0)
+		if ((rc = rd_entry(r, 1, end, &type, &len)) < 0)
 			return rc;
 		if (type != TLS_SNI_HOST_NAME) {
 			if ((rc = rd(r, len, end, NULL)) < 0)
@@ -141,11 +158,13 @@ static int parse_server_name(struct hs_reader *r, size_t end, struct sni *s)
 		}
 		if (s->len || len == 0 || len > TLS_SNI_MAX)
 			return -EINVAL;
-		if ((rc = rd(r, len, end, s->name)) < 0)
-			return rc;
-		for (i = 0; i < len; i++)
+		/* byte by byte, so that a bad one is refused as soon as it is there */
+		for (i = 0; i < len; i++) {
+			if ((rc = rd(r, 1, end, s->name + i)) < 0)
+				return rc;
 			if (s->name[i] <= 0x20 || s->name[i] >= 0x7F)
 				return -EINVAL;
+		}
 		s->len = len;
 	}
 	return 0;
@@ -178,12 +197,10 @@ static int parse_client_hello(struct hs_reader *r, size_t end, struct sni *s)
 		return rc;
 	if (r->off == end) /* no extensions (TLS 1.2 and older may omit them) */
 		return 0;
-	if ((rc = rd_vec(r, 2, end, &len)) < 0)
+	if ((rc = rd_list(r, 2, end)) < 0)
 		return rc;
-	if (r->off + len != end)
-		return -EINVAL;
 	while (r->off < end) {
-		if ((rc = rd_uint(r, 2, end, &type)) < 0 || (rc = rd_vec(r, 2, end, &len)) < 0)
+		if ((rc = rd_entry(r, 2, end, &type, &len)) < 0)
 			return rc;
 		if (type == TLS_EXT_SERVER_NAME)
 			rc = parse_server_name(r, r->off + len, s);

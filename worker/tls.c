@@ -304,7 +304,7 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 	if (load_ca(ctx, c, server) < 0 || attach_sans(ctx, c) < 0)
 		goto fail;
 	if (server) {
-		static const unsigned char sid[] = "isthmus";
+		unsigned char sid[8];
 
 		if (c->mode == ISM_TLS_MUTUAL || c->mode == ISM_TLS_ISTIO_MUTUAL)
 			verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -314,7 +314,8 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 		 * would not. The session context tells servers apart, so a session
 		 * of one never resumes on another with other client checks. */
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+		memcpy(sid, &c->fingerprint, sizeof(sid));
+		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 		SSL_CTX_set_num_tickets(ctx, 1);
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/check.h"
+
 #include "worker/http1.h"
 
 #define MAX_HDRS 64
@@ -21,17 +23,6 @@ static const struct ism_http_limits lim = {
     .max_headers = MAX_HDRS,
     .max_uri_bytes = 2048,
 };
-
-/* Fails the test with the case name, since cmocka's messages do not carry it. */
-#define CHECK(name, cond, ...)                                                                     \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			print_error("case \"%s\": ", (name));                                      \
-			print_error(__VA_ARGS__);                                                  \
-			print_error("\n");                                                         \
-			fail();                                                                    \
-		}                                                                                  \
-	} while (0)
 
 static char *copy(const char *s, size_t n)
 {

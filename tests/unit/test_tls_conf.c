@@ -1,0 +1,285 @@
+/* TLS in the appliance file: certificate files checked at load with positions,
+ * HTTPS servers compiled with their own routes, credentials, PeerAuthentication
+ * precedence, PROXY protocol ports, and the SNI choice of a server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "conf/conf.h"
+#include "worker/tls.h"
+
+static char dir[64];
+
+/* A self-signed EC certificate for name, written to <dir>/<file>.crt and .key. */
+static void make_cert(const char *file, const char *name)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	char path[160];
+	FILE *f;
+
+	assert_non_null(pk);
+	assert_non_null(x);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, pk);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)name, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	snprintf(path, sizeof(path), "%s/%s.crt", dir, file);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	PEM_write_X509(f, x);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s.key", dir, file);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/isthmus-tls-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	make_cert("a", "a.example.com");
+	make_cert("b", "b.example.com");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+struct loaded {
+	struct ism_diags d;
+	struct ism_conf *conf;
+	void *mem;
+	struct ism_arena arena;
+	const struct ism_table *t;
+};
+
+static int ep_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
+{
+	uint32_t *next = ctx;
+
+	(void)key;
+	(void)has_hc;
+	*id = (*next)++;
+	return 0;
+}
+
+/* Loads text as <dir>/t.yaml (relative certificate paths resolve in dir). */
+static int load(struct loaded *l, const char *text)
+{
+	char name[128];
+	uint32_t next = 0;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	ism_diags_init(&l->d);
+	snprintf(name, sizeof(name), "%s/t.yaml", dir);
+	rc = ism_conf_load_buf(name, text, strlen(text), &l->conf, &l->d);
+	if (rc < 0)
+		return rc;
+	l->mem = malloc(4u << 20);
+	assert_non_null(l->mem);
+	ism_arena_init(&l->arena, l->mem, 4u << 20);
+	rc = ism_conf_compile(l->conf, &l->arena, ep_cb, &next, &l->t, &l->d);
+	assert_int_equal(rc, 0);
+	return 0;
+}
+
+static void unload(struct loaded *l)
+{
+	ism_conf_free(l->conf);
+	free(l->mem);
+}
+
+static bool has_diag(const struct ism_diags *d, const char *field, const char *msg)
+{
+	for (size_t i = 0; i < d->n && i < 64; i++)
+		if (strstr(d->items[i].field, field) && strstr(d->items[i].msg, msg))
+			return true;
+	ism_diags_print(stderr, d);
+	return false;
+}
+
+#define APP                                                                                        \
+	"apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\nspec:\n"                 \
+	"  locality: r/z\n"
+#define SE                                                                                         \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: up}\n"      \
+	"spec:\n  hosts: [up.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"        \
+	"  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n"
+#define VS                                                                                         \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"    \
+	"spec:\n  hosts: [a.example.com, b.example.com]\n  gateways: [gw]\n"                       \
+	"  http: [{route: [{destination: {host: up.local}}]}]\n"
+#define GW "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n"
+
+static void test_https_servers(void **state)
+{
+	struct loaded l;
+	const struct ism_listener *li;
+
+	(void)state;
+	assert_int_equal(load(&l, APP
+			      "  credentials:\n  - {name: bcert, certificate: b.crt, "
+			      "privateKey: b.key}\n" GW "  servers:\n"
+			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+			      "    hosts: [a.example.com]\n"
+			      "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
+			      "a.key, minProtocolVersion: TLSV1_3}\n"
+			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+			      "    hosts: [\"*.example.com\"]\n"
+			      "    tls: {mode: SIMPLE, credentialName: bcert}\n"
+			      "  - port: {number: 80, protocol: HTTP}\n"
+			      "    hosts: [a.example.com]\n    tls: {httpsRedirect: true}\n" SE VS),
+			 0);
+	assert_int_equal(l.t->n_listeners, 2);
+	li = &l.t->listeners[0];
+	assert_int_equal(li->n_tls, 2);
+	assert_int_equal(li->n_vhosts, 0);
+	assert_int_equal(li->tls[0].tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(li->tls[0].tls.min_ver, 0x0304);
+	assert_int_equal(li->tls[0].tls.n_certs, 1);
+	assert_non_null(strstr(li->tls[0].tls.certs[0].cert.text.p, "BEGIN CERTIFICATE"));
+	assert_non_null(strstr(li->tls[1].tls.certs[0].cert.path.p, "/b.crt"));
+	assert_true(li->tls[0].tls.fingerprint != li->tls[1].tls.fingerprint);
+	/* Each server routes only its own hosts. */
+	assert_int_equal(li->tls[0].n_vhosts, 1);
+	assert_int_equal(li->tls[0].vhosts[0].n_domains, 1);
+	assert_string_equal(li->tls[0].vhosts[0].domains[0].p, "a.example.com");
+	assert_int_equal(li->tls[1].vhosts[0].n_domains, 2);
+	/* SNI: exact, then wildcard, none: the first; unknown: refused. */
+	assert_int_equal(ism_tls_pick_server(li, "a.example.com"), 0);
+	assert_int_equal(ism_tls_pick_server(li, "x.example.com"), 1);
+	assert_int_equal(ism_tls_pick_server(li, "x.y.example.com"), 1);
+	assert_int_equal(ism_tls_pick_server(li, "example.com"), -1);
+	assert_int_equal(ism_tls_pick_server(li, ""), 0);
+	/* The plain listener: vhosts marked for the redirect. */
+	assert_int_equal(l.t->listeners[1].n_tls, 0);
+	assert_int_equal(l.t->listeners[1].vhosts[0].https_redirect, 1);
+	unload(&l);
+}
+
+static void test_errors(void **state)
+{
+	static const struct {
+		const char *text, *field, *msg;
+	} cases[] = {
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: b.key}\n",
+	     "spec.servers[0].tls.privateKey", "the key does not belong to the certificate"},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: nope.crt, privateKey: a.key}\n",
+	     "spec.servers[0].tls.serverCertificate", "nope.crt: No such file"},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.key, privateKey: a.key}\n",
+	     "spec.servers[0].tls.serverCertificate", "a.key"},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: MUTUAL, serverCertificate: a.crt, privateKey: a.key}\n",
+	     "spec.servers[0].tls", "caCertificates is required"},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: missing}\n",
+	     "spec.servers[0].tls", "credential \"missing\""},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
+		"cipherSuites: [NOT-A-CIPHER]}\n",
+	     "spec.servers[0].tls.cipherSuites[0]", "unknown cipher suite"},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
+		"minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}\n",
+	     "spec.servers[0].tls", "below minProtocolVersion"},
+	    {GW "  servers:\n  - port: {number: 8443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n"
+		"  - port: {number: 8443, protocol: HTTP}\n    hosts: [\"*\"]\n",
+	     "spec.servers[1].port.protocol", "HTTP and HTTPS servers"},
+	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	     "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n",
+	     "PeerAuthentication default/default",
+	     "STRICT needs the Appliance's spec.meshIdentity"},
+	    {"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	     "spec:\n  host: up.local\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n",
+	     "spec.trafficPolicy.tls", "ISTIO_MUTUAL needs the Appliance's spec.meshIdentity"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct loaded l;
+		char text[2048];
+
+		snprintf(text, sizeof(text), APP "%s", cases[i].text);
+		if (load(&l, text) == 0) {
+			unload(&l);
+			fail_msg("case %zu loaded", i);
+		}
+		assert_true(has_diag(&l.d, cases[i].field, cases[i].msg));
+		assert_true(l.d.items[0].line > 0);
+	}
+}
+
+static void test_peer_authentication(void **state)
+{
+	static const char mesh[] = "  namespace: edge\n  labels: {app: gw}\n"
+				   "  meshIdentity: {certificate: a.crt, privateKey: a.key, "
+				   "caCertificates: b.crt}\n"
+				   "  proxyProtocol: {ports: [81]}\n";
+	static const char pa[] =
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: mesh, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: ns, namespace: edge}\nspec: {mtls: {mode: STRICT}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: wl, namespace: edge}\nspec:\n  selector: {matchLabels: {app: gw}}\n"
+	    "  mtls: {mode: UNSET}\n  portLevelMtls: {\"81\": {mode: PERMISSIVE}}\n";
+	struct loaded l;
+	char text[4096];
+
+	(void)state;
+	snprintf(text, sizeof(text),
+		 APP "%s" GW "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
+		     "  - port: {number: 81}\n    hosts: [\"*\"]\n%s",
+		 mesh, pa);
+	assert_int_equal(load(&l, text), 0);
+	/* 80: the workload policy is UNSET, the namespace's STRICT applies. */
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_MUTUAL);
+	assert_int_equal(l.t->listeners[0].proxy_protocol, 0);
+	/* 81: the workload's port-level PERMISSIVE. */
+	assert_int_equal(l.t->listeners[1].peer_mtls, ISM_TLS_OPTIONAL_MUTUAL);
+	assert_int_equal(l.t->listeners[1].proxy_protocol, 1);
+	assert_int_equal(l.t->mesh.n_certs, 1);
+	unload(&l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_https_servers),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_peer_authentication),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
