@@ -675,6 +675,28 @@ static ssize_t body_take(uint8_t mode, uint64_t *remaining, struct ism_chunked *
 
 static const struct ism_cluster *req_cluster(struct ism_wctx *w, const struct ism_conn *c);
 
+/* The server name upstream TLS sends: the DestinationRule's sni, else the
+ * request's host. */
+static const char *up_sni(const struct ism_conn *c, const struct ism_cluster *cl)
+{
+	return cl->tls.sni.len ? cl->tls.sni.p : c->up_sni;
+}
+
+/* What a pooled upstream connection must match to carry a request: plaintext
+ * (0), or the TLS settings and the server name its certificate was checked for
+ * (Envoy keeps one pool per SNI when the SNI comes from the request). */
+static uint64_t pool_key(const struct ism_conn *c, const struct ism_cluster *cl)
+{
+	const char *sni;
+	uint64_t k;
+
+	if (cl->tls.mode == ISM_TLS_NONE)
+		return 0;
+	sni = up_sni(c, cl);
+	k = ism_hash64(sni, strlen(sni), cl->tls.fingerprint);
+	return k ? k : 1;
+}
+
 static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
 				     const struct ism_endpoint *ep)
 {
@@ -695,11 +717,9 @@ static struct ism_upconn *up_connect(struct ism_wctx *w, struct ism_conn *c,
 	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->state = ISM_U_CONNECTING;
 	u->ep_id = ep->id;
-	u->tls_fp = 0;
-	if (cl != NULL && cl->tls.mode != ISM_TLS_NONE) {
-		u->tls_fp = cl->tls.fingerprint;
-		u->x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id,
-					      cl->tls.sni.len ? cl->tls.sni.p : c->up_sni);
+	u->tls_fp = cl != NULL ? pool_key(c, cl) : 0;
+	if (u->tls_fp != 0) {
+		u->x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id, up_sni(c, cl), u->tls_fp);
 		if (u->x.ssl == NULL) {
 			close(u->fd);
 			u->state = ISM_U_FREE;
@@ -829,8 +849,7 @@ static void wait_remove(struct ism_wctx *w, struct ism_conn *c)
 static void dispatch(struct ism_wctx *w, struct ism_conn *c, const struct ism_cluster *cl,
 		     const struct ism_endpoint *ep, struct ism_buf *head)
 {
-	struct ism_upconn *u =
-	    pool_take(w, ep->id, cl->tls.mode != ISM_TLS_NONE ? cl->tls.fingerprint : 0);
+	struct ism_upconn *u = pool_take(w, ep->id, pool_key(c, cl));
 	struct ism_buf tmp;
 
 	if (u == NULL && pool_full(w, cl)) {

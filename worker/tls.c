@@ -35,6 +35,7 @@ struct ism_tls {
 	uint32_t n, cap;
 	SSL_SESSION **sess; /* per endpoint: the last upstream session */
 	SSL_CTX **sess_ctx; /* the context it belongs to */
+	uint64_t *sess_key; /* and the pool key (settings and server name) it was made for */
 };
 
 /* SAN lists hang off their contexts (ex data freed with the context). */
@@ -45,6 +46,7 @@ struct san_list {
 
 static int san_idx = -1;       /* SSL_CTX ex data: struct san_list * */
 static int ep_idx = -1;	       /* SSL ex data: upstream endpoint id + 1 */
+static int key_idx = -1;       /* SSL ex data: the upstream connection's pool key */
 static struct ism_wctx *tls_w; /* the worker of this process */
 
 static void san_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -134,7 +136,7 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 	struct ism_ticket_key k;
 	OSSL_PARAM params[3];
 	uint32_t seq;
-	int found = -1;
+	int found;
 
 	(void)s;
 	do {
@@ -164,7 +166,9 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 	if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
 	    EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return -1;
-	return found == 0 ? 1 : 2; /* 2: renew the ticket under the current key */
+	/* 2: a new ticket is issued. TLS 1.3 clients use a ticket once (RFC 8446
+	 * §C.4), so a resumed session must get a fresh one to resume again. */
+	return 2;
 }
 
 /* ALPN: HTTP/1.1 is what is served (istio-http/1.1 from mesh clients too). */
@@ -186,13 +190,15 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	uintptr_t ep = (uintptr_t)SSL_get_ex_data(ssl, ep_idx);
 	struct ism_tls *t = tls_w->tls;
 
-	if (ep == 0 || ep > ISM_MAX_ENDPOINTS || t->sess == NULL)
+	if (ep == 0 || ep > ISM_MAX_ENDPOINTS || t->sess == NULL || t->sess_ctx == NULL ||
+	    t->sess_key == NULL)
 		return 0;
 	ep--;
 	if (t->sess[ep] != NULL)
 		SSL_SESSION_free(t->sess[ep]);
 	t->sess[ep] = sess;
 	t->sess_ctx[ep] = SSL_get_SSL_CTX(ssl);
+	t->sess_key[ep] = (uint64_t)(uintptr_t)SSL_get_ex_data(ssl, key_idx);
 	return 1; /* we keep the reference */
 }
 
@@ -373,6 +379,8 @@ int ism_tls_init(struct ism_wctx *w)
 		san_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, san_free);
 	if (ep_idx < 0)
 		ep_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (key_idx < 0)
+		key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	w->tls = calloc(1, sizeof(*w->tls));
 	return w->tls ? 0 : -ENOMEM;
 }
@@ -390,6 +398,7 @@ void ism_tls_free(struct ism_wctx *w)
 			SSL_SESSION_free(t->sess[i]);
 	free(t->sess);
 	free(t->sess_ctx);
+	free(t->sess_key);
 	free(t->e);
 	free(t);
 	w->tls = NULL;
@@ -464,7 +473,7 @@ SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c)
 }
 
 SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
-			const char *sni)
+			const char *sni, uint64_t key)
 {
 	struct ism_tls *t = w->tls;
 	SSL_CTX *ctx = get_ctx(w, c, 0);
@@ -474,6 +483,7 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32
 		return NULL;
 	SSL_set_connect_state(ssl);
 	SSL_set_ex_data(ssl, ep_idx, (void *)(uintptr_t)(ep_id + 1));
+	SSL_set_ex_data(ssl, key_idx, (void *)(uintptr_t)key);
 	if (sni[0] != '\0' && SSL_set_tlsext_host_name(ssl, sni) != 1)
 		log_ssl("SNI");
 	/* Without subjectAltNames, the certificate must name the server asked
@@ -483,9 +493,13 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32
 	if (t->sess == NULL) {
 		t->sess = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess));
 		t->sess_ctx = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess_ctx));
+		t->sess_key = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess_key));
 	}
-	if (t->sess != NULL && t->sess_ctx != NULL && ep_id < ISM_MAX_ENDPOINTS &&
-	    t->sess[ep_id] != NULL && t->sess_ctx[ep_id] == ctx)
+	/* A session is resumed only for the server name it was verified for:
+	 * resumption skips the certificate check. */
+	if (t->sess != NULL && t->sess_ctx != NULL && t->sess_key != NULL &&
+	    ep_id < ISM_MAX_ENDPOINTS && t->sess[ep_id] != NULL && t->sess_ctx[ep_id] == ctx &&
+	    t->sess_key[ep_id] == key)
 		SSL_set_session(ssl, t->sess[ep_id]);
 	return ssl;
 }

@@ -33,10 +33,11 @@ void ism_tls_free(struct ism_wctx *w);
 void ism_tls_table_changed(struct ism_wctx *w);
 
 /* A server-side session for a Gateway server (or the mesh identity), or a
- * client-side one towards endpoint ep_id with server name sni (may be ""). */
+ * client-side one towards endpoint ep_id with server name sni (may be ""); key
+ * names settings and server name: a kept session resumes for the same key only. */
 SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c);
 SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
-			const char *sni);
+			const char *sni, uint64_t key);
 /* After a client handshake: keeps the session for the next connection to ep_id. */
 void ism_tls_client_done(struct ism_wctx *w, SSL *ssl, uint32_t ep_id);
 

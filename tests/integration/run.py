@@ -26,6 +26,7 @@ from harness import (ctl_cmd, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, 
 import test_locality  # noqa: E402
 import test_policies  # noqa: E402
 import test_ops  # noqa: E402
+import test_tls  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1260,6 +1261,7 @@ def demo_make_run(env):
 test_locality.register(test)
 test_policies.register(test)
 test_ops.register(test)
+test_tls.register(test)
 
 
 # --------------------------------------------------------------------------- runner

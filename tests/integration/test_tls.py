@@ -1,0 +1,826 @@
+"""Integration tests of TLS: HTTPS servers chosen by SNI, client certificates,
+RSA and ECDSA on one server, protocol versions, session resumption across
+workers, httpsRedirect, PeerAuthentication on plaintext listeners, TLS to
+upstreams (nginx), the PROXY protocol, certificate rotation and configuration
+errors.
+
+Certificates are made per test with the openssl CLI in the test's temp dir.
+Registered into run.py's list by register(test)."""
+
+import json
+import os
+import re
+import socket
+import ssl
+import struct
+import subprocess
+
+from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
+                     free_port, gateway, have, poll, service_entry, virtual_service, wrk_reap)
+
+SVC = "tls.test.internal"
+_test = Registry()
+register = _test.register
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+class Pki:
+    """CAs and certificates signed by them, made with the openssl CLI in env.dir."""
+
+    def __init__(self, env):
+        self.env = env
+        self.serial = 1000
+        self.cas = {}
+
+    def _openssl(self, *args):
+        p = subprocess.run(["openssl", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           cwd=self.env.dir, timeout=60)
+        check(p.returncode == 0, f"openssl {' '.join(args)}: {p.stdout.decode(errors='replace')}")
+
+    def ca(self, name="ca"):
+        """The CA certificate's path (made on first use); its key is NAME.key."""
+        if name not in self.cas:
+            crt, key = self.env.path(f"{name}.crt"), self.env.path(f"{name}.key")
+            self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                          "-days", "30", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                          "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+            self.cas[name] = (crt, key)
+        return self.cas[name][0]
+
+    def leaf(self, name, sans, key="rsa", ca="ca", key_file=None, out=None):
+        """A certificate with CN=name and sans (["DNS:a.example.com", "URI:spiffe://..."]),
+        signed by ca, for server and client use. key: "rsa" or "ec" (P-256); key_file:
+        reuse that key instead; out: base name of the files (default name).
+        Returns (certificate path, key path)."""
+        self.ca(ca)
+        base = out or name
+        crt, csr, ext = (self.env.path(base + s) for s in (".crt", ".csr", ".ext"))
+        if key_file:
+            keyp, keyargs = key_file, ["-key", key_file]
+        else:
+            keyp = self.env.path(base + ".key")
+            alg = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key == "ec" else ["rsa:2048"]
+            keyargs = ["-newkey", *alg, "-nodes", "-keyout", keyp]
+        self._openssl("req", "-new", *keyargs, "-out", csr, "-subj", f"/CN={name}")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName={','.join(sans)}\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\n")
+        self.serial += 1
+        cacrt, cakey = self.cas[ca]
+        self._openssl("x509", "-req", "-in", csr, "-CA", cacrt, "-CAkey", cakey, "-set_serial", str(self.serial),
+                      "-days", "30", "-sha256", "-out", crt, "-extfile", ext)
+        return crt, keyp
+
+    def rotate(self, path_crt, path_key, name, sans, garbage=False):
+        """Replaces the pair on disk the way cert-manager does: new files beside the
+        old ones, renamed into place. garbage: the new certificate is not PEM.
+        Returns the new serial (decimal) or None."""
+        tmp = os.path.basename(path_crt) + ".next"
+        if garbage:
+            with open(self.env.path(tmp + ".crt"), "w") as f:
+                f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n")
+            os.replace(self.env.path(tmp + ".crt"), path_crt)
+            return None
+        crt, key = self.leaf(name, sans, out=tmp)
+        os.replace(key, path_key)
+        os.replace(crt, path_crt)
+        return self.serial
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def tls_simple(crt_key):
+    return f"mode: SIMPLE, serverCertificate: {crt_key[0]}, privateKey: {crt_key[1]}"
+
+
+def server(port, hosts, tls, protocol="HTTPS"):
+    """One Gateway server; tls: the inside of its tls flow map (None: no tls)."""
+    hl = ", ".join(f'"{h}"' for h in hosts)
+    s = f"  - port: {{number: {port}, name: {protocol.lower()}-{port}, protocol: {protocol}}}\n    hosts: [{hl}]\n"
+    return s + (f"    tls: {{{tls}}}\n" if tls is not None else "")
+
+
+def gateway_of(*servers, name="gw"):
+    return (f"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  servers:\n" + "".join(servers))
+
+
+def route_to(host):
+    return f"  - route: [{{destination: {{host: {host}}}}}]\n"
+
+
+def world(env, servers, vs_hosts=("*",), workers=2, app_extra="", extra_docs=(), start=True):
+    """An upstream "a" on 127.0.0.2, the Gateway of servers, one VirtualService per
+    host in vs_hosts routing to it; starts the gateway on the first server's port
+    unless start is false. Returns the config path."""
+    up = env.upstream(["127.0.0.2:0=a"], name="a")
+    vss = [virtual_service(f"vs{i}", [h], route_to(SVC)) for i, h in enumerate(vs_hosts)]
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=workers, extra=app_extra), gateway_of(*servers), *vss,
+        service_entry("tls", SVC, [{"address": "127.0.0.2", "port": up["a"]}]), *extra_docs))
+    if start:
+        env.start_gateway(conf, int(re.search(r"number: (\d+)", servers[0]).group(1)))
+    return conf
+
+
+def peer_auth(name, mode, namespace="default", selector=None, port_modes=None):
+    s = (f"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+         f"metadata: {{name: {name}, namespace: {namespace}}}\nspec:\n")
+    if selector:
+        s += "  selector: {matchLabels: {" + ", ".join(f"{k}: {v}" for k, v in selector.items()) + "}}\n"
+    s += f"  mtls: {{mode: {mode}}}\n"
+    if port_modes:
+        s += "  portLevelMtls:\n" + "".join(f'    "{p}": {{mode: {m}}}\n' for p, m in port_modes.items())
+    return s
+
+
+def mesh_identity(pki):
+    crt, key = pki.leaf("gw-mesh", ["URI:spiffe://cluster.local/ns/default/sa/gateway"])
+    return f"  meshIdentity: {{certificate: {crt}, privateKey: {key}, caCertificates: {pki.ca()}}}\n"
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def client_ctx(pki, ca="ca", cert=None, alpn=None, max_version=None, ciphers=None):
+    """A client context trusting ca (no hostname check: the tests look at the
+    certificate themselves), presenting cert (a (crt, key) pair) when given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(pki.ca(ca))
+    if cert:
+        ctx.load_cert_chain(*cert)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if max_version:
+        ctx.maximum_version = max_version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+class TlsConn(Conn):
+    """Conn over TLS. preamble: bytes sent in the clear before the ClientHello (a PROXY header)."""
+
+    def __init__(self, port, sni, ctx, preamble=b"", timeout=10.0):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if preamble:
+                raw.sendall(preamble)
+            self.sock = ctx.wrap_socket(raw, server_hostname=sni)
+        except BaseException:
+            raw.close()
+            raise
+        self.buf = b""
+        self.timeout = timeout
+
+
+def tls_get(port, sni, ctx, path="/", host=None, preamble=b""):
+    with TlsConn(port, sni, ctx, preamble) as c:
+        return c.request("GET", path, host or sni or "test.local")
+
+
+def served(port, sni, ctx):
+    """The certificate the gateway presents for sni: (CN, [SAN values], serial as int)."""
+    with TlsConn(port, sni, ctx) as c:
+        cert = c.sock.getpeercert()
+    cn = [v for rdn in cert["subject"] for k, v in rdn if k == "commonName"]
+    return cn[0], [v for _, v in cert.get("subjectAltName", ())], int(cert["serialNumber"], 16)
+
+
+def refused(port, sni, ctx, path="/", host=None, preamble=b""):
+    """Asserts the gateway ends the TLS connection (an alert, a reset or a close)
+    without an HTTP response; returns what the client saw."""
+    try:
+        r = tls_get(port, sni, ctx, path, host, preamble)
+    except socket.timeout:
+        raise TestFailure(f"port {port} sni {sni!r}: neither answered nor closed within 10 s")
+    except (ssl.SSLError, OSError, EOFError) as e:
+        return f"{type(e).__name__}: {e}"
+    raise TestFailure(f"port {port} sni {sni!r}: expected the connection refused, got HTTP {r.status}")
+
+
+def handshake_refused(port, sni, ctx):
+    """Asserts the handshake itself fails (nothing readable after it)."""
+    try:
+        with TlsConn(port, sni, ctx):
+            pass
+    except socket.timeout:
+        raise TestFailure(f"port {port} sni {sni!r}: handshake neither done nor refused within 10 s")
+    except (ssl.SSLError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+    raise TestFailure(f"port {port} sni {sni!r}: handshake succeeded, expected it refused")
+
+
+def plain_refused(port, data=b"GET / HTTP/1.1\r\nHost: test.local\r\n\r\n", addr="127.0.0.1"):
+    """Asserts the gateway closes a connection that sent data, with no HTTP response."""
+    with Conn(addr, port, timeout=5) as c:
+        c.send(data)
+        closed = c.closed_by_peer(5)
+        check(closed and b"HTTP/" not in c.buf,
+              f"port {port}: {data[:40]!r} should be closed without a response; closed={closed} got {c.buf[:200]!r}")
+
+
+def s_client(port, *args, sni=None, data=b"", timeout=20):
+    """openssl s_client's exit status and output; sni None: no SNI at all."""
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
+    argv += ["-servername", sni] if sni else ["-noservername"]
+    p = subprocess.run(argv + list(args), input=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def header_fields(body):
+    """The upstream's /headers echo as {lowercased name: [values]}."""
+    fields = {}
+    for line in body.decode("latin-1").split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        fields.setdefault(k.strip().lower(), []).append(v.strip())
+    return fields
+
+
+# --------------------------------------------------------------------------- SNI
+
+
+@_test
+def tls_sni_selects_server(env):
+    """One HTTPS port, four servers: the exact host, the wildcard and "*" each
+    present their own certificate; the routes are the server's own;
+    X-Forwarded-Proto is https; ALPN picks http/1.1."""
+    pki = Pki(env)
+    port = free_port()
+    a = pki.leaf("a", ["DNS:a.example.com"])
+    b = pki.leaf("b", ["DNS:b.example.com"], key="ec")
+    wild = pki.leaf("wild", ["DNS:*.example.com"])
+    anyc = pki.leaf("any", ["DNS:fallback.test"])
+    world(env, [server(port, ["a.example.com"], tls_simple(a)), server(port, ["b.example.com"], tls_simple(b)),
+                server(port, ["*.example.com"], tls_simple(wild)), server(port, ["*"], tls_simple(anyc))],
+          vs_hosts=("a.example.com", "b.example.com", "*.example.com", "fallback.test"))
+    ctx = client_ctx(pki)
+    for sni, want in (("a.example.com", "a"), ("b.example.com", "b"), ("x.example.com", "wild"),
+                      ("x.y.example.com", "wild"), ("other.org", "any"), (None, "any")):
+        cn, sans, _ = served(port, sni, ctx)
+        check(cn == want, f"SNI {sni!r}: served CN={cn} {sans}, want CN={want}")
+    r = tls_get(port, "a.example.com", client_ctx(pki, alpn=["h2", "http/1.1"]), "/headers")
+    check(r.status == 200 and r.header("x-upstream") == "a", f"GET via SNI a.example.com: {r}")
+    f = header_fields(r.body)
+    check(f.get("x-forwarded-proto") == ["https"], f"X-Forwarded-Proto upstream: {f.get('x-forwarded-proto')}")
+    with TlsConn(port, "a.example.com", client_ctx(pki, alpn=["h2", "http/1.1"])) as c:
+        check(c.sock.selected_alpn_protocol() == "http/1.1", f"ALPN chose {c.sock.selected_alpn_protocol()!r}")
+    r = tls_get(port, "a.example.com", ctx, host="b.example.com")
+    check(r.status == 404, f"Host of another server through a.example.com's server: {r.status}, want 404")
+    check(tls_get(port, "x.y.example.com", ctx).status == 200, "the wildcard server's route")
+    check(tls_get(port, "other.org", ctx, host="fallback.test").status == 200, "the \"*\" server's route")
+    # curl, verifying the chain and the name as a user would.
+    rc, out, err = curl(["--cacert", pki.ca(), "--resolve", f"b.example.com:{port}:127.0.0.1", "-o", "/dev/null",
+                         "-w", "%{http_code} %{scheme}", f"https://b.example.com:{port}/"])
+    check(rc == 0 and out == "200 HTTPS", f"curl https://b.example.com: rc {rc} {out!r} {err}")
+
+
+@_test
+def tls_sni_unknown_and_absent(env):
+    """No "*" server: the longest wildcard wins, no SNI gets the port's first
+    server, and an SNI that no server has is closed without a handshake."""
+    pki = Pki(env)
+    port = free_port()
+    first = pki.leaf("first", ["DNS:a.example.com"])
+    wild = pki.leaf("wild", ["DNS:*.example.com"])
+    deep = pki.leaf("deep", ["DNS:*.deep.example.com"])
+    world(env, [server(port, ["a.example.com"], tls_simple(first)),
+                server(port, ["*.example.com"], tls_simple(wild)),
+                server(port, ["*.deep.example.com"], tls_simple(deep))],
+          vs_hosts=("a.example.com", "*.example.com", "*.deep.example.com"))
+    ctx = client_ctx(pki)
+    for sni, want in (("x.deep.example.com", "deep"), ("x.y.deep.example.com", "deep"),
+                      ("deep.example.com", "wild"), ("x.example.com", "wild"), (None, "first")):
+        cn, _, _ = served(port, sni, ctx)
+        check(cn == want, f"SNI {sni!r}: served CN={cn}, want {want}")
+    for sni in ("other.org", "example.com"):
+        why = handshake_refused(port, sni, ctx)
+        check("certificate verify failed" not in why, f"SNI {sni}: a certificate was sent ({why})")
+    rc, out = s_client(port, sni="other.org")
+    check("Server certificate" not in out and "-----BEGIN CERTIFICATE" not in out,
+          f"s_client with an unknown SNI got a certificate: {out}")
+    check(tls_get(port, "x.deep.example.com", ctx).status == 200, "gateway broken after refusals")
+
+
+# --------------------------------------------------------------------------- client certificates
+
+
+@_test
+def tls_mutual(env):
+    """MUTUAL with subjectAltNames: no client certificate, one from another CA and
+    one with another SAN are refused; the right one is served. A second server
+    on the port takes its certificate and CA from Appliance credentials."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("m", ["DNS:m.example.com"])
+    good = pki.leaf("client", ["URI:spiffe://x/client"])
+    other_san = pki.leaf("client-other", ["URI:spiffe://x/other"])
+    foreign = pki.leaf("client-foreign", ["URI:spiffe://x/client"], ca="ca2")
+    cred = pki.leaf("creds", ["DNS:creds.example.com"])
+    creds = (f"  credentials:\n  - {{name: web, certificate: {cred[0]}, privateKey: {cred[1]}}}\n"
+             f"  - {{name: web-cacert, caCertificates: {pki.ca()}}}\n")
+    mutual = (f"{tls_simple(srv).replace('SIMPLE', 'MUTUAL')}, caCertificates: {pki.ca()}, "
+              'subjectAltNames: ["spiffe://x/client"]')
+    world(env, [server(port, ["m.example.com"], mutual),
+                server(port, ["creds.example.com"], "mode: MUTUAL, credentialName: web")],
+          vs_hosts=("m.example.com", "creds.example.com"), app_extra=creds)
+    for sni in ("m.example.com", "creds.example.com"):
+        refused(port, sni, client_ctx(pki))
+        refused(port, sni, client_ctx(pki, cert=foreign))
+        r = tls_get(port, sni, client_ctx(pki, cert=good), "/headers")
+        check(r.status == 200, f"{sni} with a good client certificate: {r}")
+    refused(port, "m.example.com", client_ctx(pki, cert=other_san))
+    r = tls_get(port, "creds.example.com", client_ctx(pki, cert=other_san))
+    check(r.status == 200, f"creds.example.com has no subjectAltNames, any SAN from the CA goes: {r}")
+    cn, _, _ = served(port, "creds.example.com", client_ctx(pki, cert=good))
+    check(cn == "creds", f"credentialName's certificate not served: CN={cn}")
+    rc, out, err = curl(["--cacert", pki.ca(), "--cert", good[0], "--key", good[1], "--resolve",
+                         f"m.example.com:{port}:127.0.0.1", "-o", "/dev/null", "-w", "%{http_code}",
+                         f"https://m.example.com:{port}/"])
+    check(rc == 0 and out == "200", f"curl with a client certificate: rc {rc} {out!r} {err}")
+    rc, out, err = curl(["--cacert", pki.ca(), "--resolve", f"m.example.com:{port}:127.0.0.1", "-o", "/dev/null",
+                         "-w", "%{http_code}", f"https://m.example.com:{port}/"])
+    check(rc != 0 and out in ("", "000"), f"curl without a client certificate: rc {rc} {out!r}")
+
+
+@_test
+def tls_optional_mutual(env):
+    """OPTIONAL_MUTUAL: no certificate is fine, a good one is fine, one the CA did
+    not sign is refused."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("o", ["DNS:o.example.com"])
+    world(env, [server(port, ["*"], f"{tls_simple(srv).replace('SIMPLE', 'OPTIONAL_MUTUAL')}, "
+                                     f"caCertificates: {pki.ca()}")])
+    check(tls_get(port, "o.example.com", client_ctx(pki)).status == 200, "no client certificate refused")
+    good = pki.leaf("client", ["URI:spiffe://x/client"])
+    check(tls_get(port, "o.example.com", client_ctx(pki, cert=good)).status == 200, "good certificate refused")
+    foreign = pki.leaf("client-foreign", ["URI:spiffe://x/client"], ca="ca2")
+    refused(port, "o.example.com", client_ctx(pki, cert=foreign))
+
+
+# --------------------------------------------------------------------------- algorithms and versions
+
+
+@_test
+def tls_rsa_and_ecdsa(env):
+    """tlsCertificates with an RSA and an ECDSA certificate on one server, and the
+    same from credentialNames: the client's signature algorithms (TLS 1.3) or
+    cipher suites (TLS 1.2) pick the certificate."""
+    pki = Pki(env)
+    port = free_port()
+    rsa = pki.leaf("dual-rsa", ["DNS:dual.example.com", "DNS:cred.example.com"])
+    ec = pki.leaf("dual-ec", ["DNS:dual.example.com", "DNS:cred.example.com"], key="ec")
+    creds = (f"  credentials:\n  - {{name: r, certificate: {rsa[0]}, privateKey: {rsa[1]}}}\n"
+             f"  - {{name: e, certificate: {ec[0]}, privateKey: {ec[1]}}}\n")
+    world(env, [server(port, ["dual.example.com"],
+                       f"mode: SIMPLE, tlsCertificates: [{{serverCertificate: {rsa[0]}, privateKey: {rsa[1]}}}, "
+                       f"{{serverCertificate: {ec[0]}, privateKey: {ec[1]}}}]"),
+                server(port, ["cred.example.com"], "mode: SIMPLE, credentialNames: [r, e]")],
+          vs_hosts=("dual.example.com", "cred.example.com"), app_extra=creds)
+    cases = ((["-tls1_3", "-sigalgs", "ECDSA+SHA256"], "dual-ec", "256 bit"),
+             (["-tls1_3", "-sigalgs", "RSA-PSS+SHA256:RSA+SHA256"], "dual-rsa", "2048 bit"),
+             (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], "dual-ec", "256 bit"),
+             (["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"], "dual-rsa", "2048 bit"))
+    for sni in ("dual.example.com", "cred.example.com"):
+        for args, cn, bits in cases:
+            rc, out = s_client(port, "-CAfile", pki.ca(), "-verify_return_error", *args, sni=sni)
+            check(rc == 0 and f"subject=CN = {cn}" in out and f"Server public key is {bits}" in out
+                  and "Verification: OK" in out, f"{sni} {args}: want CN={cn} ({bits}), rc {rc}:\n{out[-1500:]}")
+    rc, out, err = curl(["--cacert", pki.ca(), "--tlsv1.2", "--tls-max", "1.2", "--ciphers",
+                         "ECDHE-ECDSA-AES128-GCM-SHA256", "--resolve", f"dual.example.com:{port}:127.0.0.1",
+                         "-o", "/dev/null", "-w", "%{http_code}", f"https://dual.example.com:{port}/"])
+    check(rc == 0 and out == "200", f"curl over ECDSA: rc {rc} {out!r} {err}")
+
+
+@_test
+def tls_protocol_versions(env):
+    """Per server on one port: minProtocolVersion TLSV1_3 refuses a TLS 1.2
+    client; maxProtocolVersion TLSV1_2 with one cipher suite negotiates exactly
+    that and refuses a client without it."""
+    pki = Pki(env)
+    port = free_port()
+    c13 = pki.leaf("v13", ["DNS:v13.example.com"])
+    c12 = pki.leaf("v12", ["DNS:v12.example.com"])
+    world(env, [server(port, ["v13.example.com"], f"{tls_simple(c13)}, minProtocolVersion: TLSV1_3"),
+                server(port, ["v12.example.com"], f"{tls_simple(c12)}, maxProtocolVersion: TLSV1_2, "
+                                                   "cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256]")],
+          vs_hosts=("v13.example.com", "v12.example.com"))
+    with TlsConn(port, "v13.example.com", client_ctx(pki)) as c:
+        check(c.sock.version() == "TLSv1.3", f"v13 negotiated {c.sock.version()}")
+    handshake_refused(port, "v13.example.com", client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2))
+    rc, out = s_client(port, "-tls1_2", sni="v13.example.com")
+    check(rc != 0 and "Cipher is (NONE)" in out, f"s_client -tls1_2 to a TLS 1.3-only server: rc {rc}\n{out[-800:]}")
+    with TlsConn(port, "v12.example.com", client_ctx(pki)) as c:
+        check(c.sock.version() == "TLSv1.2" and c.sock.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256",
+              f"v12 negotiated {c.sock.version()} {c.sock.cipher()}")
+        c.send(b"GET / HTTP/1.1\r\nHost: v12.example.com\r\n\r\n")
+        check(c.read_response().status == 200, "request over TLS 1.2")
+    handshake_refused(port, "v12.example.com", client_ctx(pki, ciphers="ECDHE-RSA-AES256-GCM-SHA384",
+                                                           max_version=ssl.TLSVersion.TLSv1_2))
+
+
+# --------------------------------------------------------------------------- resumption
+
+
+@_test
+def tls_resumption_across_workers(env):
+    """Session tickets sealed with keys every worker shares: s_client resumes
+    (TLS 1.3 and 1.2) on each reconnect, also once the worker that issued the
+    ticket is gone (killed, then replaced by the master) and another worker
+    accepts."""
+    import signal
+    import urllib.request
+
+    pki = Pki(env)
+    port, admin = free_port(), free_port()
+    crt = pki.leaf("r", ["DNS:r.example.com"])
+    world(env, [server(port, ["*"], tls_simple(crt))], workers=2,
+          app_extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n")
+    sock = env.path("ctl.sock")
+
+    def per_worker():
+        return {w["pid"]: w["requests"] for w in json.loads(ctl_cmd(sock, "show workers json"))}
+
+    def connect(version, sess_arg, sess, want):
+        before = per_worker()
+        rc, out = s_client(port, version, "-ign_eof", sess_arg, sess, sni="r.example.com",
+                           data=b"GET / HTTP/1.1\r\nHost: r.example.com\r\nConnection: close\r\n\r\n")
+        check(rc == 0 and want in out and "HTTP/1.1 200" in out, f"{version} {sess_arg}: want {want!r}, rc {rc}:\n"
+                                                                  f"{out[-1500:]}")
+        now = per_worker()
+        return {pid for pid in now if now[pid] > before.get(pid, 0)}
+
+    def tls_metrics():
+        body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        return {l.split(" ")[0]: float(l.split(" ")[1]) for l in body.splitlines() if l.startswith("isthmus_tls_")}
+
+    for version in ("-tls1_3", "-tls1_2"):
+        sess = env.path(f"sess{version}")
+        issuer = connect(version, "-sess_out", sess, "New,")
+        check(len(issuer) == 1 and os.path.getsize(sess) > 0, f"{version}: issuing worker {issuer}")
+        for _ in range(4):
+            connect(version, "-sess_in", sess, "Reused,")
+        victim = issuer.pop()
+        os.kill(victim, signal.SIGKILL)
+        poll(lambda: victim not in env.workers() and len(env.workers()) == 2, 10,
+             what=f"worker {victim} to be replaced")
+        before = tls_metrics()
+        for _ in range(4):
+            by = connect(version, "-sess_in", sess, "Reused,")
+            check(victim not in by, f"served by the killed worker {victim}?")
+        after = tls_metrics()
+        # Optional: isthmus_tls_* metrics, where they exist, count these handshakes.
+        for name in ("isthmus_tls_resumed_total", "isthmus_tls_handshakes_total"):
+            if name in after:
+                check(after[name] - before.get(name, 0) == 4,
+                      f"{version}: {name} moved by {after[name] - before.get(name, 0)} over 4 resumed handshakes")
+
+
+# --------------------------------------------------------------------------- httpsRedirect
+
+
+@_test
+def tls_https_redirect(env):
+    """An HTTP server with httpsRedirect answers 301 to https://host/path?query;
+    the HTTPS server of that host serves."""
+    pki = Pki(env)
+    https, http = free_port(), free_port()
+    crt = pki.leaf("a", ["DNS:a.example.com"])
+    world(env, [server(https, ["a.example.com"], tls_simple(crt)),
+                server(http, ["a.example.com"], "httpsRedirect: true", protocol="HTTP")],
+          vs_hosts=("a.example.com",))
+    poll(lambda: socket.create_connection(("127.0.0.1", http), 1).close() is None, 5, what="the HTTP port")
+    with Conn("127.0.0.1", http) as c:
+        r = c.request("GET", "/p/x?q=1&r=2", host=f"a.example.com:{http}")
+    check(r.status == 301 and r.header("location") == "https://a.example.com/p/x?q=1&r=2",
+          f"redirect: {r.status} location {r.header('location')!r}")
+    check(r.header("x-upstream") is None, "the redirect went to the upstream")
+    rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", "Host: a.example.com",
+                         f"http://127.0.0.1:{http}/"])
+    check(out == "301 https://a.example.com/", f"curl: {out!r} {err}")
+    check(tls_get(https, "a.example.com", client_ctx(pki)).status == 200, "the HTTPS server")
+
+
+# --------------------------------------------------------------------------- PeerAuthentication
+
+
+@_test
+def tls_peer_auth_strict(env):
+    """A mesh-wide STRICT PeerAuthentication on a plaintext listener: plaintext is
+    closed without an answer; only mutual TLS with a mesh-CA client certificate is
+    served."""
+    pki = Pki(env)
+    port = free_port()
+    world(env, [server(port, ["*"], None, protocol="HTTP")], app_extra=mesh_identity(pki),
+          extra_docs=[peer_auth("mesh", "STRICT", namespace="istio-system")])
+    plain_refused(port)
+    peer = pki.leaf("peer", ["URI:spiffe://cluster.local/ns/default/sa/client"])
+    r = tls_get(port, "test.local", client_ctx(pki, cert=peer), "/headers")
+    check(r.status == 200, f"mutual TLS to a STRICT port: {r}")
+    refused(port, "test.local", client_ctx(pki))
+    refused(port, "test.local", client_ctx(pki, cert=pki.leaf("alien", ["URI:spiffe://x/y"], ca="ca2")))
+    cn, sans, _ = served(port, "test.local", client_ctx(pki, cert=peer))
+    check(cn == "gw-mesh" and "spiffe://cluster.local/ns/default/sa/gateway" in sans,
+          f"the gateway did not present its mesh identity: {cn} {sans}")
+
+
+@_test
+def tls_peer_auth_levels(env):
+    """Workload policy (selector on the Appliance's labels) over namespace and
+    mesh-wide: PERMISSIVE serves plaintext and mutual TLS on one port, a port
+    level DISABLE is plaintext only, a port level STRICT refuses plaintext; a
+    policy whose selector does not match is ignored."""
+    pki = Pki(env)
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    app = mesh_identity(pki) + "  labels: {app: edge, tier: front}\n"
+    world(env, [server(p, ["*"], None, protocol="HTTP") for p in (p1, p2, p3)], app_extra=app,
+          extra_docs=[peer_auth("mesh", "STRICT", namespace="istio-system"),
+                      peer_auth("ns", "STRICT"),
+                      peer_auth("other", "DISABLE", selector={"app": "other"}),
+                      peer_auth("edge", "PERMISSIVE", selector={"app": "edge"},
+                                port_modes={p2: "DISABLE", p3: "STRICT"})])
+    for p in (p2, p3):
+        poll(lambda: socket.create_connection(("127.0.0.1", p), 1).close() is None, 5, what=f"port {p}")
+    peer = client_ctx(pki, cert=pki.leaf("peer", ["URI:spiffe://cluster.local/ns/default/sa/client"]))
+    check(env.get("/").status == 200, "PERMISSIVE: plaintext")
+    check(tls_get(p1, "test.local", peer).status == 200, "PERMISSIVE: mutual TLS")
+    check(env.get("/", headers={"Connection": "close"}).status == 200, "PERMISSIVE: plaintext again")
+    with Conn("127.0.0.1", p2) as c:
+        check(c.request("GET", "/", "test.local").status == 200, "DISABLE: plaintext")
+    refused(p2, "test.local", peer)
+    plain_refused(p3)
+    check(tls_get(p3, "test.local", peer).status == 200, "STRICT port: mutual TLS")
+
+
+# --------------------------------------------------------------------------- TLS to upstreams
+
+
+def start_nginx(env, pki, addr):
+    """nginx on addr:port with TLS, requiring a client certificate from ca;
+    answers "tls-upstream <client DN> sni=<SNI>". Returns the port."""
+    if not have("nginx"):
+        raise Skip("nginx is not installed (Debian package nginx)")
+    port = free_port(addr)
+    crt, key = pki.leaf("nginx-up", ["DNS:tls-up.test.internal"])
+    conf = env.write("nginx.conf", f"""
+worker_processes 1; pid {env.path('nginx.pid')}; error_log {env.path('nginx-error.log')} info;
+events {{ worker_connections 256; }}
+http {{
+  access_log {env.path('nginx-access.log')};
+  client_body_temp_path {env.dir}; proxy_temp_path {env.dir}; fastcgi_temp_path {env.dir};
+  uwsgi_temp_path {env.dir}; scgi_temp_path {env.dir};
+  server {{
+    listen {addr}:{port} ssl;
+    ssl_certificate {crt}; ssl_certificate_key {key};
+    ssl_verify_client on; ssl_client_certificate {pki.ca()};
+    location / {{ default_type text/plain; return 200 "tls-upstream $ssl_client_s_dn sni=$ssl_server_name\\n"; }}
+  }}
+}}
+""")
+    proc = env.spawn("nginx", ["nginx", "-c", conf, "-p", env.dir, "-g", "daemon off;"])
+
+    def up():
+        check(proc.alive(), f"nginx exited: {proc.log()}")
+        socket.create_connection((addr, port), 1).close()
+        return True
+
+    poll(up, 5, what="nginx to listen")
+    return port
+
+
+def dr_tls(name, host, tls):
+    return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  host: {host}\n  trafficPolicy:\n    tls: {{{tls}}}\n")
+
+
+@_test
+def tls_upstream_nginx(env):
+    """DestinationRule tls to nginx (which requires a client certificate): MUTUAL
+    and ISTIO_MUTUAL are served; SIMPLE (no client certificate) is answered with
+    an error; a subjectAltNames that the server does not have and an SNI (taken
+    from Host) that its certificate does not name are refused as connect failures."""
+    pki = Pki(env)
+    nport = start_nginx(env, pki, "127.0.0.5")
+    port = free_port()
+    client = pki.leaf("gw-client", ["URI:spiffe://x/gw"])
+    ca = pki.ca()
+    mutual = f"mode: MUTUAL, clientCertificate: {client[0]}, privateKey: {client[1]}, caCertificates: {ca}"
+    cases = {  # request Host: (cluster host, tls settings)
+        "mtls.up": ("up-mtls.internal", f"{mutual}, sni: tls-up.test.internal"),
+        "nocert.up": ("up-nocert.internal", f"mode: SIMPLE, caCertificates: {ca}, sni: tls-up.test.internal"),
+        "badsan.up": ("up-badsan.internal", f"{mutual}, sni: tls-up.test.internal, "
+                                            "subjectAltNames: [spiffe://wrong/name]"),
+        "goodsan.up": ("up-goodsan.internal", f"{mutual}, subjectAltNames: [tls-up.test.internal]"),
+        "tls-up.test.internal": ("up-host.internal", mutual),
+        "wrong-name.up": ("up-host.internal", mutual),
+        "mesh.up": ("up-mesh.internal", "mode: ISTIO_MUTUAL"),
+    }
+    parts = [appliance(env, extra=mesh_identity(pki)), gateway(port)]
+    for i, (host, (cluster, tls)) in enumerate(cases.items()):
+        parts.append(virtual_service(f"vs{i}", [host], route_to(cluster)))
+    for cluster, tls in {c: t for c, t in cases.values()}.items():
+        parts.append(service_entry(cluster.split(".")[0], cluster, [{"address": "127.0.0.5", "port": nport}]))
+        parts.append(dr_tls(cluster.split(".")[0], cluster, tls))
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), port)
+
+    def get(host):
+        return env.get("/", host=host, timeout=15)
+
+    # A meshIdentity without PeerAuthentication: the plaintext port is PERMISSIVE.
+    peer = pki.leaf("peer", ["URI:spiffe://cluster.local/ns/default/sa/client"])
+    check(tls_get(port, "mtls.up", client_ctx(pki, cert=peer)).status == 200, "mutual TLS on a PERMISSIVE port")
+    # Fresh connections first: nothing pooled for up-host.internal yet.
+    for host in ("badsan.up", "wrong-name.up"):
+        r = get(host)
+        check(r.status == 503 and b"tls-upstream" not in r.body, f"{host}: want 503, got {r}")
+    r = get("mtls.up")
+    check(r.status == 200 and r.body == b"tls-upstream CN=gw-client sni=tls-up.test.internal\n", f"MUTUAL: {r}")
+    r = get("tls-up.test.internal")
+    check(r.status == 200 and b"sni=tls-up.test.internal" in r.body, f"SNI from Host: {r}")
+    r = get("goodsan.up")
+    check(r.status == 200 and b"CN=gw-client" in r.body, f"matching subjectAltNames: {r}")
+    r = get("mesh.up")
+    check(r.status == 200 and b"CN=gw-mesh" in r.body, f"ISTIO_MUTUAL: {r}")
+    r = get("nocert.up")
+    check(r.status >= 400 and b"tls-upstream" not in r.body, f"SIMPLE to an upstream requiring a certificate: {r}")
+    check(get("mtls.up").status == 200, "MUTUAL after the failures")
+    # A connection verified for one name must not carry a request whose SNI
+    # (its Host) is another: the pool is per SNI, as Envoy's auto SNI keeps it.
+    r = get("wrong-name.up")
+    check(r.status == 503, f"Host wrong-name.up after a pooled connection for tls-up.test.internal: want 503 "
+                           f"(the certificate does not name it), got {r.status} {r.body!r}")
+
+
+# --------------------------------------------------------------------------- PROXY protocol
+
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def pp2(src, dst, sport, dport, command=0x21, family=0x11):
+    addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return PP2_SIG + bytes([command, family]) + struct.pack("!H", len(addrs)) + addrs
+
+
+@_test
+def tls_proxy_protocol(env):
+    """proxyProtocol listeners: v1 and v2 headers give the client address that
+    X-Forwarded-For and the access log show, also before a TLS handshake; a
+    missing or malformed header closes the connection."""
+    pki = Pki(env)
+    http, https = free_port(), free_port()
+    log = env.path("access.log")
+    crt = pki.leaf("pp", ["DNS:pp.example.com"])
+    world(env, [server(http, ["*"], None, protocol="HTTP"), server(https, ["*"], tls_simple(crt))],
+          app_extra=f"  proxyProtocol: {{ports: [{http}, {https}]}}\n  accessLog: {{path: {log}, format: json}}\n")
+    poll(lambda: socket.create_connection(("127.0.0.1", https), 1).close() is None, 5, what="the HTTPS port")
+
+    def xff(r):
+        check(r.status == 200, f"request after a PROXY header: {r}")
+        return header_fields(r.body).get("x-forwarded-for", [""])[-1].split(",")[-1].strip()
+
+    def via(preamble, path):
+        with Conn("127.0.0.1", http) as c:
+            c.send(preamble)
+            return c.request("GET", path, "test.local")
+
+    got = xff(via(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n", "/headers?v1"))
+    check(got == "203.0.113.7", f"v1: X-Forwarded-For {got!r}")
+    got = xff(via(pp2("198.51.100.9", "127.0.0.1", 4444, 80), "/headers?v2"))
+    check(got == "198.51.100.9", f"v2: X-Forwarded-For {got!r}")
+    got = xff(via(b"PROXY TCP6 2001:db8::5 ::1 5555 80\r\n", "/headers?v1v6"))
+    check(got == "2001:db8::5", f"v1 TCP6: X-Forwarded-For {got!r}")
+    r = tls_get(https, "pp.example.com", client_ctx(pki), "/headers?tls",
+                preamble=b"PROXY TCP4 192.0.2.55 127.0.0.1 6000 443\r\n")
+    check(xff(r) == "192.0.2.55" and header_fields(r.body).get("x-forwarded-proto") == ["https"],
+          f"PROXY + TLS: {header_fields(r.body)}")
+    r = tls_get(https, "pp.example.com", client_ctx(pki), "/headers?tls2",
+                preamble=pp2("192.0.2.66", "127.0.0.1", 1, 443))
+    check(xff(r) == "192.0.2.66", "PROXY v2 + TLS")
+    for bad in (b"GET / HTTP/1.1\r\nHost: test.local\r\n\r\n",
+                b"PROXY TCP4 not-an-address 127.0.0.1 5555 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"PROXY TCP4 203.0.113.7 127.0.0.1 99999 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                pp2("198.51.100.9", "127.0.0.1", 1, 80, command=0x31) + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                PP2_SIG[:11] + b"X" + b"\x21\x11\x00\x0c" + b"\x00" * 12 + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+        plain_refused(http, bad)
+    refused(https, "pp.example.com", client_ctx(pki))
+    want = {"/headers?v1": "203.0.113.7", "/headers?v2": "198.51.100.9", "/headers?tls": "192.0.2.55"}
+
+    def logged():
+        try:
+            with open(log) as f:
+                recs = [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return None
+        seen = {r["path"]: r["client"] for r in recs if r["path"] in want}
+        return seen if len(seen) == len(want) else None
+
+    seen = poll(logged, 5, what="the PROXY requests in the access log")
+    for path, addr in want.items():
+        check(seen[path] == addr or seen[path].startswith(addr + ":"),
+              f"access log client for {path}: {seen[path]!r}, want {addr}")
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def rotation_world(env, pki, hosts=("*",), workers=2):
+    port = free_port()
+    crt = pki.leaf("rot", ["DNS:rot.example.com"])
+    world(env, [server(port, list(hosts), tls_simple(crt))], workers=workers)
+    return port, crt
+
+
+@_test
+def tls_cert_rotation(env):
+    """Files renamed into place are served within seconds, without a restart; a
+    broken new file is refused with a log line and the old certificate serves on;
+    a good file after it is taken again."""
+    pki = Pki(env)
+    port, (crt, key) = rotation_world(env, pki)
+    ctx = client_ctx(pki)
+    workers = env.workers()
+    _, _, first = served(port, "rot.example.com", ctx)
+    second = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
+    check(second != first, "the new certificate has the old serial")
+    poll(lambda: served(port, "rot.example.com", ctx)[2] == second, 5, what="the rotated certificate to be served")
+    refusals = env.log_count("certificate reload refused")
+    pki.rotate(crt, key, "rot", ["DNS:rot.example.com"], garbage=True)
+    poll(lambda: env.log_count("certificate reload refused") > refusals, 5,
+         what="'certificate reload refused' in the master's log")
+    for _ in range(5):
+        check(served(port, "rot.example.com", ctx)[2] == second, "a broken certificate file changed what is served")
+    third = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
+    poll(lambda: served(port, "rot.example.com", ctx)[2] == third, 5, what="a good certificate after a broken one")
+    check(env.gateway.alive() and len(env.workers()) == len(workers),
+          f"workers after the rotations: {workers} → {env.workers()}")
+
+
+@_test
+def tls_cert_rotation_under_load(env):
+    """Three rotations while wrk keeps 20 HTTPS clients busy, each request on a
+    new connection (a handshake each): every request succeeds and each new
+    certificate is served."""
+    if not have("wrk"):
+        raise Skip("wrk is not installed")
+    pki = Pki(env)
+    port, (crt, key) = rotation_world(env, pki)  # wrk sends SNI 127.0.0.1: the "*" server
+    ctx = client_ctx(pki)
+    wrk = subprocess.Popen(["wrk", "-t2", "-c20", "-d8s", "--timeout", "3s", f"https://127.0.0.1:{port}/",
+                            "-H", "Host: rot.example.com", "-H", "Connection: close"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for i in range(3):
+            serial = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
+            poll(lambda: served(port, "rot.example.com", ctx)[2] == serial, 5, what=f"rotation {i + 1} served")
+            check(wrk.poll() is None, f"wrk ended before rotation {i + 1} was served")
+        out, _ = wrk.communicate(timeout=20)
+    finally:
+        wrk_reap(wrk)
+    check_wrk_clean(out, 500, "during three certificate rotations")
+    check(env.log_count("certificates reloaded") >= 3, "the master logged fewer than 3 certificate reloads")
+
+
+# --------------------------------------------------------------------------- configuration errors
+
+
+@_test
+def tls_config_errors(env):
+    """isthmus -c names the file, line, column and field of each TLS mistake."""
+    pki = Pki(env)
+    port = free_port()
+    a = pki.leaf("a", ["DNS:a.example.com"])
+    b = pki.leaf("b", ["DNS:b.example.com"])
+    missing = env.path("nowhere.crt")
+    # (name, server, field path, message words, the text at which the error points)
+    cases = (
+        ("no-tls", server(port, ["*"], None), "spec.servers[0]: ", "an HTTPS server needs tls", "port: {"),
+        ("wrong-key", server(port, ["*"], tls_simple((a[0], b[1]))), "spec.servers[0].tls.privateKey",
+         "the key does not belong to the certificate", b[1]),
+        ("missing", server(port, ["*"], tls_simple((missing, a[1]))), "spec.servers[0].tls.serverCertificate",
+         f"{missing}: No such file", missing),
+        ("mutual-no-ca", server(port, ["*"], tls_simple(a).replace("SIMPLE", "MUTUAL")), "spec.servers[0].tls: ",
+         "caCertificates is required", "{mode"),
+    )
+    good = env.write("good.yaml", docs(appliance(env), gateway_of(server(port, ["*"], tls_simple(a)))))
+    rc, out = env.check_config(good)
+    check(rc == 0, f"the valid TLS configuration is refused: {out}")
+    for name, srv, field, words, anchor in cases:
+        text = docs(appliance(env), gateway_of(srv))
+        path = env.write(f"{name}.yaml", text)
+        line_no, col = next((i + 1, l.index(anchor) + 1) for i, l in enumerate(text.split("\n")) if anchor in l)
+        rc, out = env.check_config(path)
+        line = next((l for l in out.splitlines() if words in l), "")
+        check(rc != 0 and line.startswith(f"{path}:{line_no}:{col}: error: ") and field in line,
+              f"{name}: want '{path}:{line_no}:{col}: error: ... {field} ... {words}', rc {rc}:\n{out}")
+    path = env.write("strict.yaml", docs(appliance(env), gateway(port), peer_auth("p", "STRICT")))
+    rc, out = env.check_config(path)
+    check(rc != 0 and re.search(re.escape(path) + r":\d+:\d+", out) and "meshIdentity" in out,
+          f"STRICT without meshIdentity: rc {rc}:\n{out}")
