@@ -22,143 +22,34 @@ UP1=19081 UP2=19082
 declare -A PORT=([isthmus]=19180 [haproxy]=19280 [nginx]=19380)
 declare -A PID=()   # proxy -> pid of its top process (master)
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-NGINX=${NGINX:-/usr/sbin/nginx}
-HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
-WRK=${WRK:-/usr/bin/wrk}
-HZ=$(getconf CLK_TCK)
+BENCH_NAME=bench
+. "$BENCH_DIR/lib.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 case $ROUNDS$DURATION$CONNS$WARMUP$IDLE_CONNS$IDLE_TIMEOUT in *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP, IDLE_CONNS, IDLE_TIMEOUT must be integers";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
-for b in "$NGINX" "$HAPROXY" "$WRK" curl python3 ps; do
-	command -v "$b" >/dev/null 2>&1 || die "$b not found (make deps installs nginx haproxy wrk curl python3 procps)"
-done
+need_tools "$NGINX" "$HAPROXY" "$WRK" curl python3 ps
 
-TMP=$(mktemp -d /tmp/isthmus-bench.XXXXXX) || die "mktemp failed"
-STARTED=""          # every pid we started, for the teardown
-CLIENT_PID=""       # the idle-connection client while it runs
-CUR_PID=""          # the wrk run in progress
-
-# Every pid in the process tree under $1 (itself first).
-tree_pids() {
-	local p c
-	for p in "$@"; do
-		[ -d "/proc/$p" ] || continue
-		echo "$p"
-		for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree_pids "$c"; done
-	done
-}
-
-teardown() {
-	local p pids="" i
-	trap - EXIT INT TERM HUP
-	[ -n "$CLIENT_PID" ] && kill -TERM "$CLIENT_PID" 2>/dev/null
-	[ -n "$CUR_PID" ] && kill -TERM "$CUR_PID" 2>/dev/null
-	for p in $STARTED; do pids="$pids $(tree_pids "$p")"; done
-	for p in $STARTED; do kill -TERM "$p" 2>/dev/null; done
-	for i in 1 2 3 4 5 6 7 8 9 10; do
-		local alive=""
-		for p in $pids; do
-			[ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && alive="$alive $p"
-		done
-		[ -z "$alive" ] && break
-		sleep 0.3
-	done
-	for p in $pids; do
-		if [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ]; then
-			kill -KILL "$p" 2>/dev/null
-		fi
-	done
-	wait 2>/dev/null
-	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "bench: kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap teardown EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT TERM HUP
+bench_tmp
 
 # ---------------------------------------------------------------------------------------------
-mkdir -p "$BENCH_DIR/results"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS="$BENCH_DIR/results/bench-$STAMP.txt"
-: >"$RESULTS" || die "cannot write $RESULTS"
-say() { printf '%s\n' "$*" | tee -a "$RESULTS"; }
-raw() { printf '%s\n' "$*" >>"$RESULTS"; }
+results_open "$BENCH_DIR"
 
-# Raise the descriptor limit before starting anything: the proxies inherit it.
-ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
-NOFILE=$(ulimit -n)
+raise_nofile
 
 say "# isthmus bench $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS WARMUP=$WARMUP SKIP_IDLE=$SKIP_IDLE IDLE_CONNS=$IDLE_CONNS)"
 say "# host: $(uname -srm), $(nproc) CPUs, nofile=$NOFILE, CLK_TCK=$HZ"
-say "# $("$HAPROXY" -v 2>&1 | head -1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1 | sed 's/.*: //'); $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+say "# $(versions)"
 say "# results file: $RESULTS"
 [ "$NOFILE" -ge 30000 ] || say "# note: could not raise nofile to 30000 (hard limit $(ulimit -Hn)); using $NOFILE"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $UP1 $UP2 ${PORT[isthmus]} ${PORT[haproxy]} ${PORT[nginx]}; do
-	port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"
-done
-
-# HTTP status of GET / on port $1 (000 when nothing answers).
-http_status() { curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/" 2>/dev/null; }
-wait_http() { # port, tries of 0.2 s, [pid: give up as soon as it has exited]
-	local i
-	for i in $(seq 1 "$2"); do
-		[ "$(http_status "$1")" = 200 ] && return 0
-		[ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null && return 1
-		sleep 0.2
-	done
-	return 1
-}
+ports_free $UP1 $UP2 ${PORT[isthmus]} ${PORT[haproxy]} ${PORT[nginx]}
 
 # --- upstreams: one nginx, one worker, two ports, 1 KiB body ----------------------------------
-BODY=$(head -c 1023 /dev/zero | tr '\0' 'x')
-mkdir -p "$TMP/up"
-cat >"$TMP/up/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-user root root;
-pid $TMP/up/nginx.pid;
-error_log $TMP/up/error.log warn;
-events { worker_connections 8192; multi_accept on; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/up/body;
-    proxy_temp_path $TMP/up/proxy;
-    fastcgi_temp_path $TMP/up/fastcgi;
-    uwsgi_temp_path $TMP/up/uwsgi;
-    scgi_temp_path $TMP/up/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 600s;
-    default_type text/plain;
-    server {
-        listen 127.0.0.1:$UP1 backlog=4096;
-        listen 127.0.0.1:$UP2 backlog=4096;
-        location / {
-            add_header X-Upstream \$server_port;
-            return 200 "$BODY\n";
-        }
-    }
-}
-EOF
-"$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -g 'daemon off;' >"$TMP/up/stderr.log" 2>&1 &
-STARTED="$STARTED $!"
-wait_http $UP1 50 && wait_http $UP2 50 || { cat "$TMP/up/stderr.log" "$TMP/up/error.log" >&2; die "upstream nginx did not start"; }
+start_upstream $UP1 $UP2
 
 # --- proxies ----------------------------------------------------------------------------------
 ACTIVE=""
-SKIPPED=""
-skip_loudly() { # name, reason, [log file]
-	say ""
-	say "!!! ---------------------------------------------------------------------------"
-	say "!!! $1 SKIPPED: $2"
-	if [ -n "${3:-}" ] && [ -s "$3" ]; then
-		tail -n 15 "$3" | sed 's/^/!!!   /' | tee -a "$RESULTS"
-	fi
-	say "!!! ---------------------------------------------------------------------------"
-	SKIPPED="$SKIPPED $1"
-}
-
 start_isthmus() {
 	local bin="$BUILD/isthmus" d="$TMP/isthmus" pid
 	mkdir -p "$d"
@@ -240,9 +131,9 @@ EOF
 	"$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
 	pid=$!
 	STARTED="$STARTED $pid"
-	if ! wait_http "${PORT[isthmus]}" 50 "$pid"; then
+	if ! wait_http "http://127.0.0.1:${PORT[isthmus]}/" 50 "$pid"; then
 		if kill -0 "$pid" 2>/dev/null; then
-			skip_loudly isthmus "no 200 from 127.0.0.1:${PORT[isthmus]} within 10 s (status $(http_status "${PORT[isthmus]}"))" "$d/stderr.log"
+			skip_loudly isthmus "no 200 from 127.0.0.1:${PORT[isthmus]} within 10 s (status $(http_status "http://127.0.0.1:${PORT[isthmus]}/"))" "$d/stderr.log"
 		else
 			wait "$pid"
 			skip_loudly isthmus "'$bin -f $d/isthmus.yaml' exited with status $? before answering" "$d/stderr.log"
@@ -287,7 +178,7 @@ EOF
 	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
 	pid=$!
 	STARTED="$STARTED $pid"
-	if ! wait_http "${PORT[haproxy]}" 50 "$pid"; then
+	if ! wait_http "http://127.0.0.1:${PORT[haproxy]}/" 50 "$pid"; then
 		skip_loudly haproxy "did not answer on 127.0.0.1:${PORT[haproxy]}" "$d/stderr.log"
 		return
 	fi
@@ -333,7 +224,7 @@ EOF
 	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
 	pid=$!
 	STARTED="$STARTED $pid"
-	if ! wait_http "${PORT[nginx]}" 50 "$pid"; then
+	if ! wait_http "http://127.0.0.1:${PORT[nginx]}/" 50 "$pid"; then
 		skip_loudly nginx "did not answer on 127.0.0.1:${PORT[nginx]}" "$d/error.log"
 		return
 	fi
@@ -365,17 +256,6 @@ for p in $ACTIVE; do
 done
 
 # --- throughput rounds --------------------------------------------------------------------------
-# Summed utime+stime clock ticks (/proc/PID/stat fields 14, 15) over the proxy's process tree.
-cpu_ticks() {
-	local p s rest total=0
-	for p in $(tree_pids "$1"); do
-		s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-		rest=${s##*) }
-		set -- $rest
-		total=$((total + ${12} + ${13}))
-	done
-	echo "$total"
-}
 # Summed VmRSS (KiB) over the proxy's process tree.
 rss_kib() {
 	local p total=0 v
@@ -393,37 +273,8 @@ fd_count() {
 	echo "$total"
 }
 
-# wrk output -> "requests rps p99_ms errors non2xx"
-parse_wrk() {
-	awk '
-	function ms(v) {
-		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-		if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
-		if (v ~ /h$/) return substr(v, 1, length(v) - 1) * 3600000
-		if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-		return -1
-	}
-	$1 == "99%" { p99 = ms($2) }
-	$2 == "requests" && $3 == "in" { req = $1 }
-	$1 == "Requests/sec:" { rps = $2 }
-	$1 == "Socket" && $2 == "errors:" { gsub(",", ""); err = $4 + $6 + $8 + $10 }
-	$1 == "Non-2xx" { non2xx = $5 }
-	END { printf "%d %.1f %.3f %d %d\n", req, rps, (p99 == "" ? -1 : p99), err, non2xx }
-	' "$1"
-}
-
-# In the background and waited for, so that a signal to the script is acted on at once (bash
-# runs traps only between foreground commands, and not at all when the child exits normally).
-run_wrk() { # proxy seconds outfile
-	local rc
-	timeout $(($2 + 30)) "$WRK" -t1 -c"$CONNS" -d"$2"s --timeout 5s --latency \
-		"http://127.0.0.1:${PORT[$1]}/" >"$3" 2>&1 &
-	CUR_PID=$!
-	wait "$CUR_PID"
-	rc=$?
-	CUR_PID=""
-	return $rc
+run_wrk_http() { # proxy seconds outfile
+	run_wrk "$3" "$2" -t1 -c"$CONNS" --timeout 5s --latency "http://127.0.0.1:${PORT[$1]}/"
 }
 
 declare -A RPS=() P99=() CPU=() DEAD=()
@@ -432,7 +283,7 @@ N=${#ACTIVE_ARR[@]}
 
 say ""
 say "# warm-up: ${WARMUP}s per proxy"
-for p in $ACTIVE; do run_wrk "$p" "$WARMUP" "$TMP/warmup-$p.txt" || say "# WARNING: warm-up wrk for $p exited non-zero"; done
+for p in $ACTIVE; do run_wrk_http "$p" "$WARMUP" "$TMP/warmup-$p.txt" || say "# WARNING: warm-up wrk for $p exited non-zero"; done
 
 say "# rounds: $ROUNDS x ${DURATION}s per proxy, wrk -t1 -c$CONNS, order rotated every round"
 raw ""
@@ -442,16 +293,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	for i in $(seq 0 $((N - 1))); do order="$order ${ACTIVE_ARR[$(((i + r - 1) % N))]}"; done
 	for p in $order; do
 		out="$TMP/wrk-$r-$p.txt"
-		if [ ! -d "/proc/${PID[$p]}" ] || [ "$(awk '{print $3}' "/proc/${PID[$p]}/stat")" = Z ]; then
-			if [ -z "${DEAD[$p]:-}" ]; then
-				DEAD[$p]=1
-				say "!!! $p (pid ${PID[$p]}) is no longer running; its remaining runs are skipped"
-				[ -s "$TMP/$p/stderr.log" ] && tail -n 15 "$TMP/$p/stderr.log" | sed 's/^/!!!   /' | tee -a "$RESULTS"
-			fi
-			continue
-		fi
+		proxy_running "$p" || continue
 		t0=$(cpu_ticks "${PID[$p]}")
-		run_wrk "$p" "$DURATION" "$out"
+		run_wrk_http "$p" "$DURATION" "$out"
 		rc=$?
 		t1=$(cpu_ticks "${PID[$p]}")
 		read -r req rps p99 err non2xx < <(parse_wrk "$out")
@@ -460,7 +304,7 @@ for r in $(seq 1 "$ROUNDS"); do
 			sed 's/^/#   /' "$out" | tee -a "$RESULTS"
 			continue
 		fi
-		cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$req" 'BEGIN{printf "%.2f", d * 1e6 / hz / n}')
+		cpu=$(cpu_us_per_req $((t1 - t0)) "$req")
 		RPS[$p]="${RPS[$p]:-} $rps"
 		P99[$p]="${P99[$p]:-} $p99"
 		CPU[$p]="${CPU[$p]:-} $cpu"
@@ -471,11 +315,6 @@ for r in $(seq 1 "$ROUNDS"); do
 		[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $p: $err socket errors, $non2xx non-2xx responses"
 	done
 done
-
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{v[NR]=$1} END{if(NR==0){print "n/a";exit} if(NR%2) print v[(NR+1)/2]; else printf "%.6f\n", (v[NR/2]+v[NR/2+1])/2}'; }
-spread() { tr ' ' '\n' | awk 'NF' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END{if(NR) printf "%s..%s", lo, hi; else print "n/a"}'; }
-fmt_num() { awk -v d="$1" '{ if ($1 == "n/a") print; else printf "%.*f\n", d, $1 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a=="n/a" || b=="n/a" || b+0==0) print "n/a"; else printf "%.2f", a/b}'; }
 
 declare -A MR=() MP=() MC=()
 for p in $ACTIVE; do

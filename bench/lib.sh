@@ -1,0 +1,217 @@
+# bench/lib.sh — shared by bench/bench.sh and bench/tls.sh (sourced, bash only): temp dir and
+# teardown, results file, port and HTTP checks, the upstream nginx, process-tree CPU ticks, wrk
+# runs and their parsing, medians and ratios. The sourcing script sets BENCH_NAME (prefix of its
+# messages, its temp dir and its results file) and, before calling start_upstream, NOFILE.
+
+NGINX=${NGINX:-/usr/sbin/nginx}
+HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
+WRK=${WRK:-/usr/bin/wrk}
+HZ=$(getconf CLK_TCK)
+BENCH_NAME=${BENCH_NAME:-bench}
+
+STARTED=""          # every pid we started, for the teardown
+CLIENT_PID=""       # a background client (bench.sh's idle-connection client) while it runs
+CUR_PID=""          # the wrk run in progress
+
+die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+
+need_tools() { # binaries...
+	local b
+	for b in "$@"; do
+		command -v "$b" >/dev/null 2>&1 || die "$b not found (make deps installs nginx haproxy wrk curl python3 procps openssl)"
+	done
+}
+
+# Every pid in the process tree under $1 (itself first).
+tree_pids() {
+	local p c
+	for p in "$@"; do
+		[ -d "/proc/$p" ] || continue
+		echo "$p"
+		for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree_pids "$c"; done
+	done
+}
+
+# True while $1 exists and is not a zombie.
+alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+teardown() {
+	local p pids="" i alive_pids
+	trap - EXIT INT TERM HUP
+	[ -n "$CLIENT_PID" ] && kill -TERM "$CLIENT_PID" 2>/dev/null
+	[ -n "$CUR_PID" ] && kill -TERM "$CUR_PID" 2>/dev/null
+	for p in $STARTED; do pids="$pids $(tree_pids "$p")"; done
+	for p in $STARTED; do kill -TERM "$p" 2>/dev/null; done
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		alive_pids=""
+		for p in $pids; do alive "$p" && alive_pids="$alive_pids $p"; done
+		[ -z "$alive_pids" ] && break
+		sleep 0.3
+	done
+	for p in $pids; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "$BENCH_NAME: kept $TMP"; else rm -rf "$TMP"; fi
+}
+
+# Temp dir under /tmp, removed (and everything started stopped) on exit or signal.
+bench_tmp() {
+	TMP=$(mktemp -d "/tmp/isthmus-$BENCH_NAME.XXXXXX") || die "mktemp failed"
+	trap teardown EXIT
+	trap 'echo "$BENCH_NAME: interrupted" >&2; exit 130' INT TERM HUP
+}
+
+# bench/results/NAME-YYYYMMDD-HHMMSS.txt; say: to stdout and the file, raw: to the file only.
+results_open() { # bench dir
+	mkdir -p "$1/results"
+	RESULTS="$1/results/$BENCH_NAME-$(date +%Y%m%d-%H%M%S).txt"
+	: >"$RESULTS" || die "cannot write $RESULTS"
+}
+say() { printf '%s\n' "$*" | tee -a "$RESULTS"; }
+raw() { printf '%s\n' "$*" >>"$RESULTS"; }
+versions() {
+	echo "$("$HAPROXY" -v 2>&1 | head -1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1 | sed 's/.*: //'); $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+}
+
+# Raise the descriptor limit before starting anything: the proxies inherit it. Sets NOFILE.
+raise_nofile() {
+	ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+	NOFILE=$(ulimit -n)
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ports_free() { # ports...
+	local p
+	for p in "$@"; do port_busy "$p" && die "127.0.0.1:$p is already in use; stop whatever listens there"; done
+	return 0
+}
+
+# HTTP status of GET URL (000 when nothing answers); certificates are not verified (-k).
+http_status() { curl -sk -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null; }
+wait_http() { # URL, tries of 0.2 s, [pid: give up as soon as it has exited]
+	local i
+	for i in $(seq 1 "$2"); do
+		[ "$(http_status "$1")" = 200 ] && return 0
+		[ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null && return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+# The upstream: one nginx, one worker, listening on the given ports, 1 KiB body and an
+# X-Upstream header naming the port. Its files live in $TMP/up.
+start_upstream() { # ports...
+	local body d="$TMP/up" listen="" p
+	body=$(head -c 1023 /dev/zero | tr '\0' 'x')
+	mkdir -p "$d"
+	for p in "$@"; do listen="$listen        listen 127.0.0.1:$p backlog=4096;
+"; done
+	cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+user root root;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 8192; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 600s;
+    default_type text/plain;
+    server {
+$listen        location / {
+            add_header X-Upstream \$server_port;
+            return 200 "$body\n";
+        }
+    }
+}
+EOF
+	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
+	STARTED="$STARTED $!"
+	for p in "$@"; do
+		wait_http "http://127.0.0.1:$p/" 50 || { cat "$d/stderr.log" "$d/error.log" >&2; die "upstream nginx did not start"; }
+	done
+}
+
+# Summed utime+stime clock ticks (/proc/PID/stat fields 14, 15) over the proxy's process tree.
+cpu_ticks() {
+	local p s rest total=0
+	for p in $(tree_pids "$1"); do
+		s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		rest=${s##*) }
+		set -- $rest
+		total=$((total + ${12} + ${13}))
+	done
+	echo "$total"
+}
+
+# wrk output -> "requests rps p99_ms errors non2xx"
+parse_wrk() {
+	awk '
+	function ms(v) {
+		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+		if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
+		if (v ~ /h$/) return substr(v, 1, length(v) - 1) * 3600000
+		if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+		return -1
+	}
+	$1 == "99%" { p99 = ms($2) }
+	$2 == "requests" && $3 == "in" { req = $1 }
+	$1 == "Requests/sec:" { rps = $2 }
+	$1 == "Socket" && $2 == "errors:" { gsub(",", ""); err = $4 + $6 + $8 + $10 }
+	$1 == "Non-2xx" { non2xx = $5 }
+	END { printf "%d %.1f %.3f %d %d\n", req, rps, (p99 == "" ? -1 : p99), err, non2xx }
+	' "$1"
+}
+
+# wrk in the background and waited for, so that a signal to the script is acted on at once (bash
+# runs traps only between foreground commands, and not at all when the child exits normally).
+# Bounded: killed 30 s after its own duration.
+run_wrk() { # outfile seconds wrk-arguments... (-d is added)
+	local rc out=$1 secs=$2
+	shift 2
+	timeout $((secs + 30)) "$WRK" -d"$secs"s "$@" >"$out" 2>&1 &
+	CUR_PID=$!
+	wait "$CUR_PID"
+	rc=$?
+	CUR_PID=""
+	return $rc
+}
+
+# CPU microseconds per request from a tick delta and a request count.
+cpu_us_per_req() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN{ if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "n/a" }'; }
+
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{v[NR]=$1} END{if(NR==0){print "n/a";exit} if(NR%2) print v[(NR+1)/2]; else printf "%.6f\n", (v[NR/2]+v[NR/2+1])/2}'; }
+spread() { tr ' ' '\n' | awk 'NF' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END{if(NR) printf "%s..%s", lo, hi; else print "n/a"}'; }
+fmt_num() { awk -v d="$1" '{ if ($1 == "n/a") print; else printf "%.*f\n", d, $1 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a=="n/a" || b=="n/a" || b+0==0) print "n/a"; else printf "%.2f", a/b}'; }
+
+# A proxy that could not be started: said loudly, with the end of its log, and remembered.
+SKIPPED=""
+skip_loudly() { # name, reason, [log file]
+	say ""
+	say "!!! ---------------------------------------------------------------------------"
+	say "!!! $1 SKIPPED: $2"
+	if [ -n "${3:-}" ] && [ -s "$3" ]; then
+		tail -n 15 "$3" | sed 's/^/!!!   /' | tee -a "$RESULTS"
+	fi
+	say "!!! ---------------------------------------------------------------------------"
+	SKIPPED="$SKIPPED $1"
+}
+
+# True while proxy $1 (pid ${PID[$1]}) runs; the first time it is found gone, says so loudly
+# with the end of $TMP/$1/stderr.log. PID and DEAD are associative arrays of the caller.
+proxy_running() {
+	alive "${PID[$1]}" && return 0
+	if [ -z "${DEAD[$1]:-}" ]; then
+		DEAD[$1]=1
+		say "!!! $1 (pid ${PID[$1]}) is no longer running; its remaining runs are skipped"
+		[ -s "$TMP/$1/stderr.log" ] && tail -n 15 "$TMP/$1/stderr.log" | sed 's/^/!!!   /' | tee -a "$RESULTS"
+	fi
+	return 1
+}

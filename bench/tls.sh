@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# bench/tls.sh — isthmus beside HAProxy over TLS: interleaved wrk rounds of (1) new handshakes
+# per second (wrk -H 'Connection: close': one full handshake per request, no resumption) and
+# (2) requests per second on kept-alive TLS connections; req/s, p99 and proxy CPU µs per
+# request, medians and isthmus/HAProxy ratios. `make bench` runs it as `sh bench/tls.sh BUILD`,
+# so it re-executes itself under bash. See bench/README.md ("TLS"). Usage: bench/tls.sh [BUILD_DIR]
+# Environment: ROUNDS (5) DURATION (10, s) CONNS (64) WARMUP (2, s) KEY (rsa: RSA-2048; ecdsa: P-256)
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+BUILD=${1:-build}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+WARMUP=${WARMUP:-2}
+KEY=${KEY:-rsa}
+
+UP1=19083 UP2=19084 ADMIN=19901
+declare -A PORT=([isthmus]=19443 [haproxy]=19543)
+declare -A PID=() DEAD=()
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+BENCH_NAME=tls
+. "$BENCH_DIR/lib.sh"
+
+case $ROUNDS$DURATION$CONNS$WARMUP in *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP must be integers";; esac
+[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
+case $KEY in rsa) KEYDESC="RSA-2048" ;; ecdsa) KEYDESC="ECDSA P-256" ;; *) die "KEY must be rsa or ecdsa" ;; esac
+need_tools "$NGINX" "$HAPROXY" "$WRK" curl openssl python3 ps
+[ -x "$BUILD/isthmus" ] || die "$BUILD/isthmus not found (run make first)"
+
+bench_tmp
+results_open "$BENCH_DIR"
+raise_nofile
+
+say "# isthmus TLS bench $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS WARMUP=$WARMUP KEY=$KEY)"
+say "# host: $(uname -srm), $(nproc) CPUs, nofile=$NOFILE, CLK_TCK=$HZ"
+say "# $(versions); $(openssl version)"
+say "# results file: $RESULTS"
+ports_free $UP1 $UP2 $ADMIN ${PORT[isthmus]} ${PORT[haproxy]}
+
+# --- certificates: one CA, one server certificate (SAN 127.0.0.1, localhost) for both ---------
+C="$TMP/certs"
+mkdir -p "$C"
+newkey() { # file
+	if [ "$KEY" = rsa ]; then openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"
+	else openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; fi
+}
+{
+	newkey "$C/ca.key" &&
+	openssl req -x509 -new -key "$C/ca.key" -days 2 -subj "/CN=isthmus bench CA" -out "$C/ca.crt" &&
+	newkey "$C/server.key" &&
+	openssl req -new -key "$C/server.key" -subj "/CN=localhost" -out "$C/server.csr" &&
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$C/ext.cnf" &&
+	openssl x509 -req -in "$C/server.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -CAcreateserial \
+		-days 2 -extfile "$C/ext.cnf" -out "$C/server.crt" &&
+	cat "$C/server.crt" "$C/server.key" >"$C/combined.pem"
+} >"$C/openssl.log" 2>&1 || { cat "$C/openssl.log" >&2; die "openssl could not make the certificates"; }
+say "# certificate: $KEYDESC server certificate signed by a $KEYDESC CA, the same files for both proxies"
+
+start_upstream $UP1 $UP2
+
+# --- proxies ------------------------------------------------------------------------------------
+start_isthmus() {
+	local d="$TMP/isthmus" pid
+	mkdir -p "$d"
+	cat >"$d/isthmus.yaml" <<EOF
+apiVersion: isthmus.io/v1
+kind: Appliance
+metadata:
+  name: tlsbench
+spec:
+  locality: bench/bench-a
+  workers: 1
+  listenAddress: 127.0.0.1
+  controlSocket: $d/ctl.sock
+  admin: {address: 127.0.0.1:$ADMIN}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: bench-gw
+  namespace: bench
+spec:
+  servers:
+  - port: {number: ${PORT[isthmus]}, name: https, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, serverCertificate: $C/server.crt, privateKey: $C/server.key}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bench-vs
+  namespace: bench
+spec:
+  hosts: ["*"]
+  gateways: [bench-gw]
+  http:
+  - route:
+    - destination:
+        host: bench.internal
+        port:
+          number: 80
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: bench-se
+  namespace: bench
+spec:
+  hosts: [bench.internal]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {http: $UP1}
+    locality: bench/bench-a
+  - address: 127.0.0.1
+    ports: {http: $UP2}
+    locality: bench/bench-a
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: bench-dr
+  namespace: bench
+spec:
+  host: bench.internal
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+EOF
+	if ! "$BUILD/isthmus" -c -f "$d/isthmus.yaml" >"$d/check.log" 2>&1; then
+		skip_loudly isthmus "'$BUILD/isthmus -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
+		return
+	fi
+	"$BUILD/isthmus" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
+	pid=$!
+	STARTED="$STARTED $pid"
+	if ! wait_http "https://127.0.0.1:${PORT[isthmus]}/" 50 "$pid"; then
+		skip_loudly isthmus "no 200 from https://127.0.0.1:${PORT[isthmus]}/ within 10 s (status $(http_status "https://127.0.0.1:${PORT[isthmus]}/"))" "$d/stderr.log"
+		return
+	fi
+	PID[isthmus]=$pid
+	ACTIVE="$ACTIVE isthmus"
+}
+
+start_haproxy() {
+	local d="$TMP/haproxy" pid
+	mkdir -p "$d"
+	cat >"$d/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 20000
+    no strict-limits
+    stats socket $d/stats.sock mode 600 level admin
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 30s
+    timeout http-request 30s
+    timeout http-keep-alive 300s
+
+frontend fe
+    bind 127.0.0.1:${PORT[haproxy]} ssl crt $C/combined.pem alpn http/1.1 backlog 4096
+    use_backend be_res if { ssl_fc_is_resumed }
+    default_backend be
+
+backend be
+    balance roundrobin
+    server up1 127.0.0.1:$UP1
+    server up2 127.0.0.1:$UP2
+
+# the same servers, for requests on resumed TLS sessions: counted apart (see haproxy_tls_counters)
+backend be_res
+    balance roundrobin
+    server up1 127.0.0.1:$UP1
+    server up2 127.0.0.1:$UP2
+EOF
+	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
+	pid=$!
+	STARTED="$STARTED $pid"
+	if ! wait_http "https://127.0.0.1:${PORT[haproxy]}/" 50 "$pid"; then
+		skip_loudly haproxy "no 200 from https://127.0.0.1:${PORT[haproxy]}/" "$d/stderr.log"
+		return
+	fi
+	PID[haproxy]=$pid
+	ACTIVE="$ACTIVE haproxy"
+}
+
+ACTIVE=""
+start_isthmus
+start_haproxy
+[ -n "$ACTIVE" ] || die "no proxy started"
+
+# Sanity: 200, 1 KiB body, certificate verifies against the CA, negotiated protocol and cipher.
+for p in $ACTIVE; do
+	url="https://127.0.0.1:${PORT[$p]}/"
+	size=$(curl -s --cacert "$C/ca.crt" -m 2 "$url" | wc -c)
+	nego=$(openssl s_client -connect "127.0.0.1:${PORT[$p]}" -alpn http/1.1 -CAfile "$C/ca.crt" </dev/null 2>/dev/null |
+		awk '/^New,/{v=$2" "$5} /^ALPN protocol:/{a=$3} /Verify return code:/{r=$4} END{printf "%s, ALPN %s, verify %s", v, a, r}')
+	say "# $p: port ${PORT[$p]}, pids $(tree_pids "${PID[$p]}" | tr '\n' ' '), body ${size} B (verified with the CA), $nego"
+	[ "$size" = 1024 ] || say "# WARNING: $p returned a ${size}-byte body over verified TLS, expected 1024"
+done
+
+# isthmus's TLS counters from its admin /metrics: "handshakes resumed failures".
+tls_counters() {
+	curl -s -m 2 "http://127.0.0.1:$ADMIN/metrics" | awk '
+		$1 == "isthmus_tls_handshakes_total" { h = $2 }
+		$1 == "isthmus_tls_resumed_total" { r = $2 }
+		$1 == "isthmus_tls_handshake_failures_total" { f = $2 }
+		END { printf "%d %d %d\n", h, r, f }'
+}
+
+# HAProxy's resumed / all client TLS sessions: the frontend sends requests that arrived on a
+# resumed session (ssl_fc_is_resumed) to backend be_res, the same servers as be; "show stat" on
+# the stats socket gives each backend's total (stot). With Connection: close, one request is one
+# handshake. Prints "handshakes resumed".
+haproxy_tls_counters() {
+	python3 - "$TMP/haproxy/stats.sock" <<'PY' 2>/dev/null || echo "0 0"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1]); s.sendall(b"show stat\n")
+d = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    d += b
+lines = d.decode().splitlines()
+hdr = lines[0].lstrip("# ").split(",")
+tot = {}
+for l in lines[1:]:
+    f = dict(zip(hdr, l.split(",")))
+    if f.get("svname") == "BACKEND": tot[f["pxname"]] = int(f.get("stot") or 0)
+print(tot.get("be", 0) + tot.get("be_res", 0), tot.get("be_res", 0))
+PY
+}
+
+run_mode() { # mode proxy seconds outfile
+	local url="https://127.0.0.1:${PORT[$2]}/"
+	case $1 in
+	hs) run_wrk "$4" "$3" -t1 -c"$CONNS" --timeout 5s --latency -H 'Connection: close' "$url" ;;
+	ka) run_wrk "$4" "$3" -t1 -c"$CONNS" --timeout 5s --latency "$url" ;;
+	esac
+}
+
+MODES="hs ka"
+declare -A MODE_DESC=([hs]="a new TLS connection per request (wrk -H 'Connection: close')" [ka]="kept-alive TLS connections")
+declare -A RPS=() P99=() CPU=() RES=()
+read -r -a ACTIVE_ARR <<<"$ACTIVE"
+N=${#ACTIVE_ARR[@]}
+
+say ""
+say "# warm-up: ${WARMUP}s per proxy and mode"
+for m in $MODES; do for p in $ACTIVE; do
+	run_mode "$m" "$p" "$WARMUP" "$TMP/warmup-$m-$p.txt" || say "# WARNING: warm-up wrk ($m) for $p exited non-zero"
+done; done
+
+say "# rounds: $ROUNDS x ${DURATION}s per proxy and mode, wrk -t1 -c$CONNS, proxy order rotated every round"
+raw ""
+raw "round mode proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx TLS: isthmus: handshakes resumed handshake_failures; haproxy: requests requests_on_resumed_sessions"
+for r in $(seq 1 "$ROUNDS"); do
+	order=""
+	for i in $(seq 0 $((N - 1))); do order="$order ${ACTIVE_ARR[$(((i + r - 1) % N))]}"; done
+	for m in $MODES; do
+		for p in $order; do
+			proxy_running "$p" || continue
+			out="$TMP/wrk-$r-$m-$p.txt"
+			if [ "$p" = isthmus ]; then read -r h0 s0 f0 < <(tls_counters)
+			else read -r h0 s0 < <(haproxy_tls_counters); fi
+			t0=$(cpu_ticks "${PID[$p]}")
+			run_mode "$m" "$p" "$DURATION" "$out"
+			rc=$?
+			t1=$(cpu_ticks "${PID[$p]}")
+			tlsnote="" tlsraw=""
+			if [ "$p" = isthmus ]; then
+				read -r h1 s1 f1 < <(tls_counters)
+				tlsnote=$(printf ', TLS handshakes %d resumed %d failed %d' $((h1 - h0)) $((s1 - s0)) $((f1 - f0)))
+				tlsraw="$((h1 - h0)) $((s1 - s0)) $((f1 - f0))"
+			else
+				read -r h1 s1 < <(haproxy_tls_counters)
+				tlsnote=$(printf ', requests %d on resumed sessions %d' $((h1 - h0)) $((s1 - s0)))
+				tlsraw="$((h1 - h0)) $((s1 - s0))"
+			fi
+			read -r req rps p99 err non2xx < <(parse_wrk "$out")
+			if [ "$rc" != 0 ] || [ "${req:-0}" -le 0 ]; then
+				say "# WARNING: round $r $m $p: wrk rc=$rc, $req requests:"
+				sed 's/^/#   /' "$out" | tee -a "$RESULTS"
+				continue
+			fi
+			cpu=$(cpu_us_per_req $((t1 - t0)) "$req")
+			RPS[$m,$p]="${RPS[$m,$p]:-} $rps"
+			P99[$m,$p]="${P99[$m,$p]:-} $p99"
+			CPU[$m,$p]="${CPU[$m,$p]:-} $cpu"
+			printf 'round %d %s %-8s req/s %9s  p99 %8s ms  cpu %8s us/req  (%d ticks, %d requests, errors %d, non-2xx %d%s)\n' \
+				"$r" "$m" "$p" "$rps" "$p99" "$cpu" $((t1 - t0)) "$req" "$err" "$non2xx" "$tlsnote"
+			raw "$r $m $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $tlsraw"
+			if [ "$err" != 0 ] || [ "$non2xx" != 0 ]; then
+				say "# WARNING: round $r $m $p: $err socket errors, $non2xx non-2xx responses; wrk said:"
+				grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^/#   /' | tee -a "$RESULTS"
+			fi
+			[ "$m" = hs ] && RES[$p]="${RES[$p]:-} $(awk -v a=$((s1 - s0)) -v b=$((h1 - h0)) 'BEGIN{ if (b > 0) printf "%.1f", 100 * a / b }')"
+		done
+	done
+done
+
+for m in $MODES; do
+	declare -A MR=() MP=() MC=()
+	for p in $ACTIVE; do
+		MR[$p]=$(echo "${RPS[$m,$p]:-}" | median | fmt_num 0)
+		MP[$p]=$(echo "${P99[$m,$p]:-}" | median | fmt_num 3)
+		MC[$p]=$(echo "${CPU[$m,$p]:-}" | median | fmt_num 2)
+	done
+	say ""
+	say "## $m: ${MODE_DESC[$m]}: medians of $ROUNDS rounds (wrk -t1 -c$CONNS -d${DURATION}s); ratio = isthmus / HAProxy"
+	FMT='%-8s %10s %9s %11s   %8s %7s %7s'
+	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x')"
+	for p in haproxy isthmus; do
+		case " $ACTIVE " in *" $p "*) ;; *) say "$(printf '%-8s %10s' "$p" 'skipped')"; continue ;; esac
+		say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" \
+			"$(ratio "${MR[$p]}" "${MR[haproxy]:-n/a}")" \
+			"$(ratio "${MP[$p]}" "${MP[haproxy]:-n/a}")" \
+			"$(ratio "${MC[$p]}" "${MC[haproxy]:-n/a}")")"
+	done
+	say "spread (min..max over rounds):"
+	for p in $ACTIVE; do
+		say "$(printf '  %-8s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$m,$p]:-}" | spread)" \
+			"$(echo "${P99[$m,$p]:-}" | spread)" "$(echo "${CPU[$m,$p]:-}" | spread)")"
+	done
+	unset MR MP MC
+done
+say ""
+say "## share of resumed TLS sessions in the hs rounds, % (median, min..max) — wrk resumes a session when it reconnects"
+for p in $ACTIVE; do say "$(printf '  %-8s %s (%s)' "$p" "$(echo "${RES[$p]:-}" | median | fmt_num 1)" "$(echo "${RES[$p]:-}" | spread)")"; done
+case " $ACTIVE " in *" isthmus "*)
+	say ""
+	say "# isthmus TLS counters at the end (handshakes resumed failures): $(tls_counters)" ;;
+esac
+say ""
+say "# done; raw numbers in $RESULTS"
