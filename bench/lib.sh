@@ -39,7 +39,7 @@ teardown() {
 	local p pids="" i alive_pids
 	trap - EXIT INT TERM HUP
 	[ -n "$CLIENT_PID" ] && kill -TERM "$CLIENT_PID" 2>/dev/null
-	[ -n "$CUR_PID" ] && kill -TERM "$CUR_PID" 2>/dev/null
+	[ -n "$CUR_PID" ] && kill -TERM $CUR_PID 2>/dev/null
 	for p in $STARTED; do pids="$pids $(tree_pids "$p")"; done
 	for p in $STARTED; do kill -TERM "$p" 2>/dev/null; done
 	for i in 1 2 3 4 5 6 7 8 9 10; do

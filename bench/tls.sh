@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# bench/tls.sh — isthmus beside HAProxy over TLS: interleaved wrk rounds of (1) new handshakes
-# per second (wrk -H 'Connection: close': one full handshake per request, no resumption) and
+# bench/tls.sh — isthmus beside HAProxy over TLS: interleaved rounds of (1) full handshakes per
+# second without resumption (openssl s_time -new), (1b) a new connection per request as wrk makes
+# them (wrk -H 'Connection: close'; wrk resumes sessions) and
 # (2) requests per second on kept-alive TLS connections; req/s, p99 and proxy CPU µs per
 # request, medians and isthmus/HAProxy ratios. `make bench` runs it as `sh bench/tls.sh BUILD`,
 # so it re-executes itself under bash. See bench/README.md ("TLS"). Usage: bench/tls.sh [BUILD_DIR]
 # Environment: ROUNDS (5) DURATION (10, s) CONNS (64) WARMUP (2, s) KEY (rsa: RSA-2048; ecdsa: P-256)
+#              STIME_PROCS (2: parallel openssl s_time clients in the full-handshake rounds)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -14,6 +16,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-2}
 KEY=${KEY:-rsa}
+STIME_PROCS=${STIME_PROCS:-2}
 
 UP1=19083 UP2=19084 ADMIN=19901
 declare -A PORT=([isthmus]=19443 [haproxy]=19543)
@@ -242,16 +245,41 @@ print(tot.get("be", 0) + tot.get("be_res", 0), tot.get("be_res", 0))
 PY
 }
 
+# Full handshakes, no resumption: `openssl s_time -new` (a new session per connection, one
+# HTTP/1.0 GET each), STIME_PROCS clients side by side. Writes a wrk-style summary to outfile so
+# that parse_wrk reads it (no latency figures: p99 is reported as -1).
+run_stime() { # outfile seconds port
+	local i n=0 conns pids=""
+	for i in $(seq 1 "$STIME_PROCS"); do
+		timeout $(($2 + 30)) openssl s_time -connect "127.0.0.1:$3" -new -www / -time "$2" \
+			-CAfile "$C/ca.crt" >"$1.$i" 2>&1 &
+		pids="$pids $!"
+	done
+	CUR_PID=$pids
+	wait $pids
+	CUR_PID=""
+	for i in $(seq 1 "$STIME_PROCS"); do
+		conns=$(awk '/connections in .* real seconds/ { print $1 }' "$1.$i")
+		n=$((n + ${conns:-0}))
+	done
+	printf '  %d requests in %ds\nRequests/sec: %s\n' "$n" "$2" \
+		"$(awk -v n="$n" -v s="$2" 'BEGIN { printf "%.1f", n / s }')" >"$1"
+	[ "$n" -gt 0 ]
+}
+
 run_mode() { # mode proxy seconds outfile
 	local url="https://127.0.0.1:${PORT[$2]}/"
 	case $1 in
+	new) run_stime "$4" "$3" "${PORT[$2]}" ;;
 	hs) run_wrk "$4" "$3" -t1 -c"$CONNS" --timeout 5s --latency -H 'Connection: close' "$url" ;;
 	ka) run_wrk "$4" "$3" -t1 -c"$CONNS" --timeout 5s --latency "$url" ;;
 	esac
 }
 
-MODES="hs ka"
-declare -A MODE_DESC=([hs]="a new TLS connection per request (wrk -H 'Connection: close')" [ka]="kept-alive TLS connections")
+MODES="new hs ka"
+declare -A MODE_DESC=([new]="full handshakes, no resumption (openssl s_time -new, $STIME_PROCS clients; one GET per connection)"
+	[hs]="a new TLS connection per request, sessions resumed as wrk does (wrk -H 'Connection: close')"
+	[ka]="kept-alive TLS connections")
 declare -A RPS=() P99=() CPU=() RES=()
 read -r -a ACTIVE_ARR <<<"$ACTIVE"
 N=${#ACTIVE_ARR[@]}
@@ -318,7 +346,8 @@ for m in $MODES; do
 		MC[$p]=$(echo "${CPU[$m,$p]:-}" | median | fmt_num 2)
 	done
 	say ""
-	say "## $m: ${MODE_DESC[$m]}: medians of $ROUNDS rounds (wrk -t1 -c$CONNS -d${DURATION}s); ratio = isthmus / HAProxy"
+	say "## $m: ${MODE_DESC[$m]}: medians of $ROUNDS rounds of ${DURATION}s; ratio = isthmus / HAProxy"
+	[ "$m" = new ] && say "(no latency figures from s_time: p99 shows -1)"
 	FMT='%-8s %10s %9s %11s   %8s %7s %7s'
 	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x')"
 	for p in haproxy isthmus; do

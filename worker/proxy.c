@@ -1870,7 +1870,10 @@ static void client_tls_result(struct ism_wctx *w, struct ism_conn *c, int r, int
 	if (r == 0)
 		return;
 	if (r < 0 && !c->x.established) {
-		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		/* A client going away mid-handshake is not a failed handshake. */
+		if (r != ISM_XP_EOF && r != -ECONNRESET && r != -EPIPE)
+			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
+						  memory_order_relaxed);
 		conn_close(w, c);
 		return;
 	}
