@@ -339,6 +339,9 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	metric(r, "isthmus_upstream_reused_total", "counter",
 	       "Requests sent on a pooled upstream connection.",
 	       (unsigned long long)st.upstream_reused);
+	metric(r, "isthmus_access_log_dropped_total", "counter",
+	       "Access-log lines dropped: buffers full, a write or a syslog send failed.",
+	       (unsigned long long)st.access_log_dropped);
 	metric(r, "isthmus_config_generation", "gauge", "Generation of the configuration in use.",
 	       (unsigned long long)m->gen);
 	metric(r, "isthmus_reloads_total", "counter", "Successful reloads.",

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 2u
+#define ISM_SHM_LAYOUT_VERSION 3u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -81,6 +81,7 @@ struct ism_worker_stats {
 	_Atomic uint64_t
 	    latency_bucket[ISM_LAT_BUCKETS]; /* exchanges by duration, see ISM_LAT_BOUNDS_MS */
 	_Atomic uint64_t latency_sum_ms;
+	_Atomic uint64_t access_log_dropped; /* lines dropped: buffers full, write or send failed */
 };
 
 struct ism_worker_slot {

@@ -181,6 +181,7 @@ static void switch_table(struct ism_wctx *w)
 	ism_lb_free(w->lb);
 	w->lb = lb;
 	w->table = t;
+	ism_alog_use(&w->alog, &t->access_log);
 	ism_debug("using generation %llu", (unsigned long long)t->gen);
 	ism_proxy_table_changed(w);
 }
@@ -280,7 +281,7 @@ static void final_log_flush(struct ism_wctx *w)
 		int i = b ? l->filling : !l->filling;
 
 		if (l->len[i] && write(l->fd, l->buf[i], l->len[i]) < 0)
-			l->dropped++;
+			ism_alog_drop(l);
 		l->len[i] = 0;
 	}
 	ism_alog_close(l);
@@ -373,7 +374,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("no published configuration");
 		goto out_router;
 	}
-	if (ism_alog_open(&w->alog, w->table->access_log.p) < 0)
+	if (ism_alog_open(&w->alog, &w->table->access_log, &w->st->access_log_dropped) < 0)
 		goto out_router;
 	for (int l = 0; l < w->n_listen; l++)
 		arm_accept(w, l);

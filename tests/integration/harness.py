@@ -514,6 +514,17 @@ def curl(args, timeout=60):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
+def metric(port, name):
+    """The value of the unlabelled metric name on the admin listener at 127.0.0.1:port."""
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
 def have(tool):
     return shutil.which(tool) is not None
 
