@@ -53,9 +53,11 @@ static int make_parent(const char *path)
 	if (slash == NULL || slash == dir)
 		return 0;
 	*slash = '\0';
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	/* 0755 whatever the umask (the unit's is 0027): the socket's own mode
+	 * (0660, root:<group>) keeps others out, and its group must reach it. */
+	if (mkdir(dir, 0755) == 0)
+		return chmod(dir, 0755) < 0 ? -errno : 0;
+	return errno == EEXIST ? 0 : -errno;
 }
 
 static int bind_unix(const char *path)
