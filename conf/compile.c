@@ -101,27 +101,32 @@ static void *aalloc(struct cbuild *b, size_t n, size_t size, size_t align)
 
 #define ANEW(b, n, type) ((type *)aalloc((b), (n), sizeof(type), _Alignof(type)))
 
-static struct ism_str astr(struct cbuild *b, const char *s)
+/* Copies len bytes of s (NULL: none) into the arena, NUL-terminated. */
+static struct ism_str astrn(struct cbuild *b, const char *s, size_t len)
 {
 	struct ism_str r = {.p = "", .len = 0};
-	size_t len = s ? strlen(s) : 0;
 	char *p;
 
-	p = ism_arena_strndup(b->a, s ? s : "", len);
+	p = ism_arena_strndup(b->a, s ? s : "", s ? len : 0);
 	if (p == NULL) {
 		if (b->rc == 0)
 			b->rc = -ENOMEM;
 		return r;
 	}
 	r.p = p;
-	r.len = (uint32_t)len;
+	r.len = (uint32_t)(s ? len : 0);
 	return r;
+}
+
+static struct ism_str astr(struct cbuild *b, const char *s)
+{
+	return astrn(b, s, s ? strlen(s) : 0);
 }
 
 static struct ism_str acopy(struct cbuild *b, struct ism_str in, uint64_t *fp)
 {
 	*fp = ism_hash64(in.p ? in.p : "", in.len, *fp ^ in.len);
-	return in.len ? astr(b, in.p) : (struct ism_str){.p = "", .len = 0};
+	return in.len ? astrn(b, in.p, in.len) : (struct ism_str){.p = "", .len = 0};
 }
 
 static struct ism_pem apem(struct cbuild *b, struct ism_pem in, uint64_t *fp)
@@ -1082,6 +1087,23 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 
 /* --- the table --- */
 
+/* The access log's settings; the text template's operators were parsed at load. */
+static void fill_access_log(struct cbuild *b, struct ism_alog_conf *t,
+			    const struct ism_alog_conf *m)
+{
+	struct ism_alog_op *ops = ANEW(b, m->n_ops, struct ism_alog_op);
+
+	*t = *m;
+	t->path = astrn(b, m->path.p, m->path.len);
+	t->address = astrn(b, m->address.p, m->address.len);
+	t->tag = astrn(b, m->tag.p, m->tag.len);
+	for (uint32_t i = 0; ops != NULL && i < m->n_ops; i++) {
+		ops[i] = m->ops[i];
+		ops[i].lit = astrn(b, m->ops[i].lit.p, m->ops[i].lit.len);
+	}
+	t->ops = ops;
+}
+
 static void fill_appliance(struct cbuild *b, struct ism_table *t)
 {
 	const struct ism_cm_appliance *a = &b->c->app;
@@ -1096,7 +1118,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->user = astr(b, a->user);
 	t->group = astr(b, a->group);
 	t->control_socket = astr(b, a->control_socket);
-	t->access_log = astr(b, a->access_log);
+	fill_access_log(b, &t->access_log, &a->access_log);
 	t->admin_addr = a->admin;
 	t->admin_addrlen = a->admin_len;
 	t->limits = a->limits;

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "conf/alog.h"
 #include "conf/model.h"
 
 #define NOT_IMPL "not implemented yet"
@@ -454,6 +456,124 @@ static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec
 	ism_v_pop(v, old);
 }
 
+/* An error at the value of map.key, with the path pushed. */
+static void value_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		      const char *msg)
+{
+	size_t old = ism_v_push(v, ".%s", key);
+
+	ism_v_err(v, ism_node_get(map, key, NULL), "%s", msg);
+	ism_v_pop(v, old);
+}
+
+/* A string of the model as an ism_str (the compiler copies it into the arena). */
+static struct ism_str model_str(const char *s)
+{
+	return (struct ism_str){.p = s, .len = (uint32_t)strlen(s)};
+}
+
+/* spec.accessLog.syslog: where (a unix datagram socket or UDP), facility, tag. */
+static void parse_syslog(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_conf *l)
+{
+	static const char *const keys[] = {"address", "facility", "tag", NULL};
+	static const char *const facilities[24] = {
+	    "kern",   "user",	"mail",	    "daemon", "auth",	"syslog", "lpr",    "news",
+	    "uucp",   "cron",	"authpriv", "ftp",    NULL,	NULL,	  NULL,	    NULL,
+	    "local0", "local1", "local2",   "local3", "local4", "local5", "local6", "local7"};
+	const char *addr = "/dev/log", *fac = "local0", *tag = "isthmus";
+	struct sockaddr_un *un = (struct sockaddr_un *)&l->addr;
+	size_t old = ism_v_push(v, ".syslog");
+	int f;
+
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_str(v, n, "address", false, &addr);
+	if (addr[0] == '/' && strlen(addr) < sizeof(un->sun_path)) {
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, addr, strlen(addr) + 1);
+		l->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(addr) + 1);
+	} else if (!parse_hostport(addr, &l->addr, &l->addrlen)) {
+		value_err(v, n, "address",
+			  "must be a unix socket path (absolute, below 108 bytes), \"IP:port\" or "
+			  "\"[IPv6]:port\" (UDP)");
+	}
+	l->address = model_str(addr);
+	ism_v_str(v, n, "facility", false, &fac);
+	for (f = 0; f < 24 && (facilities[f] == NULL || strcmp(facilities[f], fac) != 0); f++)
+		;
+	if (f == 24) {
+		value_err(v, n, "facility",
+			  "must be a syslog facility: kern, user, mail, daemon, auth, syslog, lpr, "
+			  "news, uucp, cron, authpriv, ftp, local0 ... local7");
+		f = 16;
+	}
+	l->facility = (uint8_t)f;
+	if (ism_v_str(v, n, "tag", false, &tag) > 0 &&
+	    (strlen(tag) > 32 || strspn(tag, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					     "0123456789._-") != strlen(tag)))
+		value_err(v, n, "tag", "must be 1 to 32 letters, digits, '.', '_' or '-'");
+	l->tag = model_str(tag);
+	ism_v_pop(v, old);
+}
+
+/* spec.accessLog.format and textFormat: the template is parsed here, once. */
+static void parse_log_format(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_conf *l)
+{
+	static const char *const formats[] = {"json", "text", NULL};
+	const struct ism_node *tn = ism_node_get(n, "textFormat", NULL);
+	const char *fmt = "json", *text = ism_alog_default_text;
+	struct ism_alog_op *ops;
+	char err[256];
+	int count;
+
+	if (ism_v_enum(v, n, "format", formats, NULL, &fmt) < 0)
+		return;
+	l->format = strcmp(fmt, "text") == 0 ? ISM_ALOG_TEXT : ISM_ALOG_JSON;
+	if (tn != NULL && ism_v_str(v, n, "textFormat", false, &text) <= 0)
+		return;
+	if (tn != NULL && l->format != ISM_ALOG_TEXT) {
+		value_err(v, n, "textFormat", "needs format: text");
+		return;
+	}
+	if (l->format != ISM_ALOG_TEXT)
+		return;
+	count = ism_alog_parse(text, strlen(text), NULL, 0, err, sizeof(err));
+	if (count < 0) {
+		size_t old = ism_v_push(v, ".textFormat");
+
+		ism_v_err(v, tn, "%s", err);
+		ism_v_pop(v, old);
+		return;
+	}
+	ops = ism_v_alloc(v, (size_t)count, sizeof(*ops));
+	if (ops == NULL)
+		return;
+	l->n_ops =
+	    (uint32_t)ism_alog_parse(text, strlen(text), ops, (size_t)count, err, sizeof(err));
+	l->ops = ops;
+}
+
+/* spec.accessLog: a file (path, "-" for standard output) or syslog, and the format. */
+static void parse_access_log(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_conf *l)
+{
+	static const char *const keys[] = {"path", "syslog", "format", "textFormat", NULL};
+	const struct ism_node *sl;
+	const char *path = NULL;
+
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_node_get(n, "syslog", NULL) == NULL) {
+		if (ism_v_str(v, n, "path", true, &path) > 0) {
+			l->dest = strcmp(path, "-") == 0 ? ISM_ALOG_STDOUT : ISM_ALOG_FILE;
+			l->path = model_str(path);
+		}
+	} else if (ism_node_get(n, "path", NULL) != NULL) {
+		key_err(v, n, "syslog", "path and syslog exclude each other: one destination");
+	} else if ((sl = ism_v_node(v, n, "syslog", false, ISM_NODE_MAP)) != NULL) {
+		l->dest = ISM_ALOG_SYSLOG;
+		parse_syslog(v, sl, l);
+	}
+	parse_log_format(v, n, l);
+}
+
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
 	static const char *const keys[] = {"locality",	    "namespace",
@@ -474,7 +594,6 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->control_socket = "/run/isthmus/isthmus.sock";
 	a->listen = "0.0.0.0";
 	a->user = a->group = "";
-	a->access_log = "";
 	a->root_ns = "istio-system";
 	ism_v_keys(v, spec, keys, unimpl);
 	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
@@ -500,19 +619,8 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	}
 	n = ism_v_node(v, spec, "accessLog", false, ISM_NODE_MAP);
 	if (n != NULL) {
-		static const char *const lkeys[] = {"path", "format", NULL};
-		const char *fmt = "json";
-
 		old = ism_v_push(v, ".accessLog");
-		ism_v_keys(v, n, lkeys, NULL);
-		ism_v_str(v, n, "path", true, &a->access_log);
-		if (ism_v_str(v, n, "format", false, &fmt) > 0 && strcmp(fmt, "json") != 0) {
-			size_t o2 = ism_v_push(v, ".format");
-
-			ism_v_err(v, ism_node_get(n, "format", NULL),
-				  "not implemented yet: only \"json\" is");
-			ism_v_pop(v, o2);
-		}
+		parse_access_log(v, n, &a->access_log);
 		ism_v_pop(v, old);
 	}
 	n = ism_v_node(v, spec, "admin", false, ISM_NODE_MAP);

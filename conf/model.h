@@ -292,7 +292,7 @@ struct ism_cm_appliance {
 	const char *ns;
 	uint32_t workers;
 	const char *user, *group, *control_socket;
-	const char *access_log; /* "": none; "-": stdout; else a file path */
+	struct ism_alog_conf access_log; /* strings and ops point into the model */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
 	const char *listen;

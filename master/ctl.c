@@ -53,9 +53,11 @@ static int make_parent(const char *path)
 	if (slash == NULL || slash == dir)
 		return 0;
 	*slash = '\0';
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	/* 0755 whatever the umask (the unit's is 0027): the socket's own mode
+	 * (0660, root:<group>) keeps others out, and its group must reach it. */
+	if (mkdir(dir, 0755) == 0)
+		return chmod(dir, 0755) < 0 ? -errno : 0;
+	return errno == EEXIST ? 0 : -errno;
 }
 
 static int bind_unix(const char *path)
@@ -352,6 +354,9 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	metric(r, "isthmus_proxy_protocol_errors_total", "counter",
 	       "Connections closed for a missing or malformed PROXY protocol header.",
 	       (unsigned long long)st.proxy_protocol_errors);
+	metric(r, "isthmus_access_log_dropped_total", "counter",
+	       "Access-log lines dropped: buffers full, a write or a syslog send failed.",
+	       (unsigned long long)st.access_log_dropped);
 	metric(r, "isthmus_config_generation", "gauge", "Generation of the configuration in use.",
 	       (unsigned long long)m->gen);
 	metric(r, "isthmus_reloads_total", "counter", "Successful reloads.",

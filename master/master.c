@@ -98,6 +98,17 @@ out:
 	return status;
 }
 
+/* Whether two tables send the access log to the same place. A worker opens it
+ * when it starts, so a new destination takes a new set of workers. */
+static bool same_log_dest(const struct ism_table *a, const struct ism_table *b)
+{
+	const struct ism_alog_conf *x = &a->access_log, *y = &b->access_log;
+
+	return x->dest == y->dest && strcmp(x->path.p, y->path.p) == 0 &&
+	       x->addrlen == y->addrlen && memcmp(&x->addr, &y->addr, x->addrlen) == 0 &&
+	       x->facility == y->facility && strcmp(x->tag.p, y->tag.p) == 0;
+}
+
 static int worker_count(const struct ism_table *t)
 {
 	long n = t->workers ? (long)t->workers : sysconf(_SC_NPROCESSORS_ONLN);
@@ -328,11 +339,12 @@ static int load_text(struct ism_master *m, struct ism_diags *d, const char *text
 		ism_shm_gen_abort(&m->shm, slot);
 		goto out;
 	}
-	if (cur != NULL &&
-	    (!ism_table_same_listeners(cur, t) || worker_count(cur) != worker_count(t))) {
-		/* Listener or worker-count change: the new sockets are bound before
-		 * anything is published, so a port that cannot be bound refuses the
-		 * reload and the running set keeps serving. */
+	if (cur != NULL && (!ism_table_same_listeners(cur, t) ||
+			    worker_count(cur) != worker_count(t) || !same_log_dest(cur, t))) {
+		/* Listener, worker-count or access-log destination change: a new
+		 * set of workers. New sockets are bound before anything is
+		 * published, so a port that cannot be bound refuses the reload and
+		 * the running set keeps serving. */
 		new_fds = listen_sockets(t, cur, m->listen_fds, &ret);
 		if (new_fds == NULL) {
 			ism_shm_gen_abort(&m->shm, slot);

@@ -85,6 +85,7 @@ struct ism_worker_stats {
 	_Atomic uint64_t tls_resumed;		/* of which resumed sessions */
 	_Atomic uint64_t tls_handshake_fail;	/* client or upstream handshakes failed */
 	_Atomic uint64_t proxy_protocol_errors; /* connections closed for a bad PROXY header */
+	_Atomic uint64_t access_log_dropped; /* lines dropped: buffers full, write or send failed */
 };
 
 struct ism_worker_slot {

@@ -153,9 +153,9 @@ struct ism_tls_cert {
  * DestinationRule towards a cluster). Workers build one OpenSSL context per
  * distinct fingerprint and keep it while generations share it. */
 struct ism_tls_conf {
-	uint8_t mode;	   /* enum ism_tls_mode */
-	uint16_t min_ver;  /* TLS1_2_VERSION etc.; 0: default (TLS 1.2) */
-	uint16_t max_ver;  /* 0: the highest the library offers */
+	uint8_t mode;	     /* enum ism_tls_mode */
+	uint16_t min_ver;    /* TLS1_2_VERSION etc.; 0: default (TLS 1.2) */
+	uint16_t max_ver;    /* 0: the highest the library offers */
 	uint8_t skip_verify; /* client: insecureSkipVerify */
 	uint32_t n_certs;
 	struct ism_tls_cert certs[ISM_TLS_MAX_CERTS];
@@ -193,7 +193,7 @@ struct ism_listener {
 	 * PERMISSIVE, TLS told from plaintext by the first bytes), served with
 	 * the table's mesh identity. */
 	uint8_t peer_mtls;
-	uint8_t proxy_protocol; /* a PROXY v1/v2 header starts every connection */
+	uint8_t proxy_protocol;	    /* a PROXY v1/v2 header starts every connection */
 	struct ism_counters *stats; /* mutable: responses on this listener */
 };
 
@@ -358,6 +358,82 @@ struct ism_timeouts {
 	uint32_t drain_ms;	  /* graceful stop / old-generation drain bound */
 };
 
+/* --- the access log (spec.accessLog) --- */
+
+enum ism_alog_dest {
+	ISM_ALOG_OFF = 0,
+	ISM_ALOG_FILE,
+	ISM_ALOG_STDOUT,
+	ISM_ALOG_SYSLOG, /* RFC 3164 datagrams to a unix datagram socket or over UDP */
+};
+
+enum ism_alog_format {
+	ISM_ALOG_JSON = 0, /* the fixed JSON object of README's "Access log" */
+	ISM_ALOG_TEXT,	   /* an Envoy format string, compiled into ism_alog_op */
+};
+
+/* The request headers a line can show, as %REQ(NAME)% names them (lower case;
+ * the pseudo-headers come from the request line and Host). X-macro: the conf
+ * parser and the worker's capture expand it into their name tables. */
+#define ISM_ALOG_HEADERS(X)                                                                        \
+	X(METHOD, ":method")                                                                       \
+	X(PATH, ":path")                                                                           \
+	X(AUTHORITY, ":authority")                                                                 \
+	X(USER_AGENT, "user-agent")                                                                \
+	X(X_REQUEST_ID, "x-request-id")                                                            \
+	X(X_FORWARDED_FOR, "x-forwarded-for")                                                      \
+	X(REFERER, "referer")
+
+#define ISM_ALOG_HDR_ENUM(id, name) ISM_ALOG_H_##id,
+enum ism_alog_hdr {
+	ISM_ALOG_HEADERS(ISM_ALOG_HDR_ENUM) ISM_ALOG_H_COUNT,
+	ISM_ALOG_H_NONE = 0xff, /* never present */
+};
+#undef ISM_ALOG_HDR_ENUM
+
+/* What one operator of a line shows. */
+enum ism_alog_field {
+	ISM_ALOG_F_LITERAL = 0,	      /* text of the template */
+	ISM_ALOG_F_START_TIME,	      /* %START_TIME%: 2026-11-26T07:05:26.015Z */
+	ISM_ALOG_F_REQ,		      /* %REQ(H?ALT):N%: a request header */
+	ISM_ALOG_F_PROTOCOL,	      /* HTTP/1.1 */
+	ISM_ALOG_F_RESPONSE_CODE,     /* 0: no response */
+	ISM_ALOG_F_RESPONSE_FLAGS,    /* NR, UH, ... */
+	ISM_ALOG_F_BYTES_RECEIVED,    /* from the client, head included */
+	ISM_ALOG_F_BYTES_SENT,	      /* to the client, head included */
+	ISM_ALOG_F_DURATION,	      /* ms, complete request head to end of response */
+	ISM_ALOG_F_UPSTREAM_HOST,     /* address:port of the last attempt's endpoint */
+	ISM_ALOG_F_UPSTREAM_ENDPOINT, /* "<service>|<address>:<port>" (JSON "upstream") */
+	ISM_ALOG_F_UPSTREAM_CLUSTER,  /* outbound|<port>|<subset>|<host> */
+	ISM_ALOG_F_ATTEMPTS,	      /* %UPSTREAM_REQUEST_ATTEMPT_COUNT% */
+	ISM_ALOG_F_CLIENT,	      /* %DOWNSTREAM_REMOTE_ADDRESS%: address:port */
+	ISM_ALOG_F_CLIENT_IP,	      /* %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% */
+	ISM_ALOG_F_ROUTE_NAME,
+};
+
+struct ism_alog_op {
+	uint8_t field;	    /* enum ism_alog_field */
+	uint8_t hdr;	    /* ISM_ALOG_F_REQ: enum ism_alog_hdr, or ISM_ALOG_H_NONE */
+	uint8_t alt;	    /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
+	uint16_t max_len;   /* ISM_ALOG_F_REQ: at most this many bytes of the value; 0: all */
+	struct ism_str lit; /* ISM_ALOG_F_LITERAL */
+};
+
+struct ism_alog_conf {
+	uint8_t dest;	     /* enum ism_alog_dest */
+	uint8_t format;	     /* enum ism_alog_format */
+	struct ism_str path; /* ISM_ALOG_FILE */
+	/* ISM_ALOG_SYSLOG: the socket (AF_UNIX: datagram; AF_INET/AF_INET6: UDP), the
+	 * address as written, the facility number (local0 = 16) and the tag. */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct ism_str address;
+	uint8_t facility;
+	struct ism_str tag;
+	uint32_t n_ops; /* ISM_ALOG_TEXT: the template, parsed once at load */
+	const struct ism_alog_op *ops;
+};
+
 /* One compiled generation. */
 struct ism_table {
 	uint32_t magic;	       /* ISM_TABLE_MAGIC */
@@ -370,7 +446,7 @@ struct ism_table {
 	struct ism_str user; /* empty: do not change user */
 	struct ism_str group;
 	struct ism_str control_socket;
-	struct ism_str access_log;	    /* empty: none; "-": stdout; else a file path */
+	struct ism_alog_conf access_log;
 	struct sockaddr_storage admin_addr; /* admin listener; ss_family 0 = none */
 	socklen_t admin_addrlen;
 	struct ism_limits limits;

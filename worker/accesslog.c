@@ -2,35 +2,382 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "lib/json.h"
 #include "lib/log.h"
 #include "worker/proxy.h"
 
-int ism_alog_open(struct ism_alog *l, const char *path)
+/* A value's room: a captured header, plus what X-Forwarded-For appends. */
+#define VALUE_ROOM (ISM_ALOG_VALUE + 64u)
+
+/* ---------- rendering ---------- */
+
+/* The fields of the JSON line, in order: one operator each, rendered by the
+ * same value() as a text template's. */
+#define OP(f)                                                                                      \
+	{                                                                                          \
+		.field = ISM_ALOG_F_##f, .hdr = ISM_ALOG_H_NONE, .alt = ISM_ALOG_H_NONE            \
+	}
+#define REQ_OP(h)                                                                                  \
+	{                                                                                          \
+		.field = ISM_ALOG_F_REQ, .hdr = ISM_ALOG_H_##h, .alt = ISM_ALOG_H_NONE             \
+	}
+static const struct ism_alog_op json_ops[] = {
+    OP(START_TIME),	   OP(CLIENT_IP),     REQ_OP(METHOD),	  REQ_OP(AUTHORITY), REQ_OP(PATH),
+    OP(ROUTE_NAME),	   OP(RESPONSE_CODE), OP(BYTES_RECEIVED), OP(BYTES_SENT),    OP(DURATION),
+    OP(UPSTREAM_ENDPOINT), OP(ATTEMPTS),      OP(RESPONSE_FLAGS),
+};
+static const char *const json_keys[] = {
+    "time",	"client",    "method",	    "authority", "path",     "route", "status",
+    "bytes_in", "bytes_out", "duration_ms", "upstream",	 "attempts", "flags",
+};
+_Static_assert(sizeof(json_ops) / sizeof(json_ops[0]) == sizeof(json_keys) / sizeof(json_keys[0]),
+	       "one key per JSON field");
+#undef OP
+#undef REQ_OP
+
+/* An output buffer; what does not fit in cap is dropped (the line is cut). */
+struct out {
+	char *p;
+	size_t cap;
+	size_t len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
 {
+	if (n > o->cap - o->len)
+		n = o->cap - o->len;
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+/* Copies len bytes of s (NULL: absent) into v; returns the length copied. */
+static size_t copy(char *v, size_t cap, const char *s, size_t len)
+{
+	if (s == NULL)
+		return 0;
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(v, s, len);
+	v[len] = '\0';
+	return len;
+}
+
+static size_t copy_str(char *v, size_t cap, const char *s)
+{
+	return copy(v, cap, s, s ? strlen(s) : 0);
+}
+
+static size_t printed(int n, size_t cap)
+{
+	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* Header h of the request, as the upstream got it (Envoy logs it so): the
+ * X-Request-Id the proxy made when the client sent none, and X-Forwarded-For
+ * with the client's address appended. 0 when absent. */
+static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t cap)
+{
+	const struct ism_alog_req *q = r->req;
+
+	if (h >= ISM_ALOG_H_COUNT)
+		return 0;
+	if (h == ISM_ALOG_H_X_REQUEST_ID && q->val[h] == NULL)
+		return copy_str(v, cap, q->request_id);
+	if (h == ISM_ALOG_H_X_FORWARDED_FOR && q->http_minor >= 0 && r->client && r->client[0]) {
+		if (q->val[h] == NULL)
+			return copy_str(v, cap, r->client);
+		return printed(snprintf(v, cap, "%.*s, %s", (int)q->len[h], q->val[h], r->client),
+			       cap);
+	}
+	return copy(v, cap, q->val[h], q->len[h]);
+}
+
+static size_t start_time(uint64_t ms, char *v, size_t cap)
+{
+	time_t sec = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&sec, &tm);
+	n = strftime(v, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	return n + printed(snprintf(v + n, cap - n, ".%03uZ", (unsigned)(ms % 1000)), cap - n);
+}
+
+/* The value of op for r, written into v (VALUE_ROOM bytes): its length, 0 when
+ * absent (shown as "-"). *num: a number, which JSON writes bare. */
+static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v, size_t cap,
+		    bool *num)
+{
+	const struct ism_alog_req *q = r->req;
+	const char *bar;
+	size_t n;
+
+	*num = false;
+	switch (op->field) {
+	case ISM_ALOG_F_START_TIME:
+		return start_time(q->start_ms, v, cap);
+	case ISM_ALOG_F_REQ:
+		n = header(r, op->hdr, v, cap);
+		if (n == 0)
+			n = header(r, op->alt, v, cap);
+		if (op->max_len && n > op->max_len)
+			n = op->max_len;
+		return n;
+	case ISM_ALOG_F_PROTOCOL:
+		return q->http_minor < 0
+			   ? 0
+			   : printed(snprintf(v, cap, "HTTP/1.%d", q->http_minor), cap);
+	case ISM_ALOG_F_RESPONSE_FLAGS:
+		return copy_str(v, cap, r->flags);
+	case ISM_ALOG_F_UPSTREAM_HOST:
+		bar = r->upstream ? strchr(r->upstream, '|') : NULL;
+		return copy_str(v, cap, bar ? bar + 1 : r->upstream);
+	case ISM_ALOG_F_UPSTREAM_ENDPOINT:
+		return copy_str(v, cap, r->upstream);
+	case ISM_ALOG_F_UPSTREAM_CLUSTER:
+		return copy_str(v, cap, r->cluster);
+	case ISM_ALOG_F_CLIENT:
+		if (r->client == NULL || r->client[0] == '\0')
+			return 0;
+		return printed(snprintf(v, cap, strchr(r->client, ':') ? "[%s]:%u" : "%s:%u",
+					r->client, r->client_port),
+			       cap);
+	case ISM_ALOG_F_CLIENT_IP:
+		return copy_str(v, cap, r->client);
+	case ISM_ALOG_F_ROUTE_NAME:
+		return copy_str(v, cap, q->route[0] ? q->route : NULL);
+	case ISM_ALOG_F_LITERAL:
+		return copy(v, cap, op->lit.p, op->lit.len);
+	default:
+		break;
+	}
+	/* The numbers. */
+	*num = true;
+	switch (op->field) {
+	case ISM_ALOG_F_RESPONSE_CODE:
+		return printed(snprintf(v, cap, "%u", r->status), cap);
+	case ISM_ALOG_F_BYTES_RECEIVED:
+		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->bytes_in), cap);
+	case ISM_ALOG_F_BYTES_SENT:
+		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->bytes_out), cap);
+	case ISM_ALOG_F_DURATION:
+		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->duration_ms), cap);
+	case ISM_ALOG_F_ATTEMPTS:
+		return printed(snprintf(v, cap, "%u", r->attempts), cap);
+	default:
+		ISM_BUG_ON(1); /* an operator the parser does not make */
+		return 0;
+	}
+}
+
+static size_t render_json(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
+			  char *line, size_t cap)
+{
+	struct out o = {.p = line, .cap = cap};
+	char v[VALUE_ROOM], esc[ISM_ALOG_VALUE + 1];
+
+	(void)conf;
+	for (size_t i = 0; i < sizeof(json_ops) / sizeof(json_ops[0]); i++) {
+		bool num;
+		size_t n = value(&json_ops[i], r, v, sizeof(v), &num);
+
+		put(&o, i ? ",\"" : "{\"", 2);
+		put(&o, json_keys[i], strlen(json_keys[i]));
+		put(&o, "\":", 2);
+		if (num) {
+			put(&o, v, n);
+			continue;
+		}
+		n = n ? ism_json_escape(esc, sizeof(esc), v, n) : copy_str(esc, sizeof(esc), "-");
+		put(&o, "\"", 1);
+		put(&o, esc, n);
+		put(&o, "\"", 1);
+	}
+	put(&o, "}", 1);
+	return o.len;
+}
+
+static size_t render_text(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
+			  char *line, size_t cap)
+{
+	struct out o = {.p = line, .cap = cap};
+	char v[VALUE_ROOM];
+
+	for (uint32_t i = 0; i < conf->n_ops; i++) {
+		const struct ism_alog_op *op = &conf->ops[i];
+		bool num;
+		size_t n;
+
+		if (op->field == ISM_ALOG_F_LITERAL) {
+			put(&o, op->lit.p, op->lit.len);
+			continue;
+		}
+		n = value(op, r, v, sizeof(v), &num);
+		put(&o, n ? v : "-", n ? n : 1);
+	}
+	return o.len;
+}
+
+ism_alog_render_cb ism_alog_renderer(const struct ism_alog_conf *conf)
+{
+	return conf->format == ISM_ALOG_TEXT ? render_text : render_json;
+}
+
+uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
+{
+	const struct ism_alog_op *ops = json_ops;
+	size_t n = sizeof(json_ops) / sizeof(json_ops[0]);
+	uint32_t mask = 0;
+
+	if (conf->format == ISM_ALOG_TEXT) {
+		ops = conf->ops;
+		n = conf->n_ops;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i].field != ISM_ALOG_F_REQ)
+			continue;
+		if (ops[i].hdr < ISM_ALOG_H_COUNT)
+			mask |= 1u << ops[i].hdr;
+		if (ops[i].alt < ISM_ALOG_H_COUNT)
+			mask |= 1u << ops[i].alt;
+	}
+	return mask;
+}
+
+/* ---------- capture ---------- */
+
+#define HDR_NAME(id, name) name,
+static const char *const hdr_names[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
+#undef HDR_NAME
+
+struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
+				      uint64_t start_ms)
+{
+	const char *src[ISM_ALOG_H_COUNT] = {0};
+	size_t len[ISM_ALOG_H_COUNT] = {0}, total = 0;
+	struct ism_alog_req *q;
+	char *d;
+
+	if (req != NULL) {
+		src[ISM_ALOG_H_METHOD] = req->method;
+		len[ISM_ALOG_H_METHOD] = req->method_len;
+		src[ISM_ALOG_H_PATH] = req->target;
+		len[ISM_ALOG_H_PATH] = req->target_len;
+		src[ISM_ALOG_H_AUTHORITY] = req->host;
+		len[ISM_ALOG_H_AUTHORITY] = req->host_len;
+	}
+	/* The pseudo-headers' names start with ':', which no header name has. */
+	for (size_t i = 0; req != NULL && i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		for (int k = 0; k < ISM_ALOG_H_COUNT; k++)
+			if (src[k] == NULL && (mask >> k & 1) &&
+			    strlen(hdr_names[k]) == h->name_len &&
+			    strncasecmp(hdr_names[k], h->name, h->name_len) == 0) {
+				src[k] = h->value;
+				len[k] = h->value_len;
+			}
+	}
+	for (int k = 0; k < ISM_ALOG_H_COUNT; k++) {
+		if (!(mask >> k & 1))
+			src[k] = NULL;
+		if (len[k] > ISM_ALOG_VALUE)
+			len[k] = ISM_ALOG_VALUE;
+		total += src[k] ? len[k] : 0;
+	}
+	q = malloc(sizeof(*q) + total);
+	if (q == NULL)
+		return NULL;
+	memset(q, 0, sizeof(*q));
+	q->start_ms = start_ms;
+	q->http_minor = (int16_t)(req ? req->minor_version : -1);
+	d = q->data;
+	for (int k = 0; k < ISM_ALOG_H_COUNT; k++) {
+		if (src[k] == NULL)
+			continue;
+		memcpy(d, src[k], len[k]);
+		q->val[k] = d;
+		q->len[k] = (uint16_t)len[k];
+		d += len[k];
+	}
+	return q;
+}
+
+/* ---------- destinations ---------- */
+
+/* A new descriptor for l's destination, or -1 (errno set). */
+static int open_dest(const struct ism_alog *l)
+{
+	switch (l->dest) {
+	case ISM_ALOG_STDOUT:
+		return dup(STDOUT_FILENO);
+	case ISM_ALOG_FILE:
+		return open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	case ISM_ALOG_SYSLOG:
+		/* Not connected: each send names the address, so a syslog daemon
+		 * that restarts (a new socket at the same path) is found again. */
+		return socket(l->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	default:
+		errno = EINVAL;
+		return -1;
+	}
+}
+
+void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
+{
+	l->conf = conf;
+	l->render = ism_alog_renderer(conf);
+	l->headers = ism_alog_headers(conf);
+}
+
+static void syslog_setup(struct ism_alog *l, const struct ism_alog_conf *conf)
+{
+	snprintf(l->path, sizeof(l->path), "%s", conf->address.p);
+	memcpy(&l->addr, &conf->addr, conf->addrlen);
+	l->addrlen = conf->addrlen;
+	l->pri = (uint8_t)(conf->facility * 8 + 6);
+	snprintf(l->tag, sizeof(l->tag), "%s", conf->tag.p);
+	/* RFC 3164 puts the host name after the time; a local daemon adds it
+	 * itself and, like syslog(3), is not sent one. */
+	if (l->addr.ss_family != AF_UNIX && gethostname(l->host, sizeof(l->host)) < 0)
+		snprintf(l->host, sizeof(l->host), "-");
+	l->host[sizeof(l->host) - 1] = '\0';
+}
+
+int ism_alog_open(struct ism_alog *l, const struct ism_alog_conf *conf, _Atomic uint64_t *dropped)
+{
+	int err;
+
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
-	if (path == NULL || path[0] == '\0')
+	l->dropped = dropped;
+	ism_alog_use(l, conf);
+	if (conf->dest == ISM_ALOG_OFF)
 		return 0;
-	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->buf[0] = malloc(ISM_ALOG_BUF);
-	l->buf[1] = malloc(ISM_ALOG_BUF);
-	if (l->buf[0] == NULL || l->buf[1] == NULL) {
+	l->dest = conf->dest;
+	l->line = malloc(ISM_ALOG_SYSHEAD + ISM_ALOG_LINE);
+	if (l->dest == ISM_ALOG_SYSLOG) {
+		syslog_setup(l, conf);
+	} else {
+		snprintf(l->path, sizeof(l->path), "%s", conf->path.p);
+		l->buf[0] = malloc(ISM_ALOG_BUF);
+		l->buf[1] = malloc(ISM_ALOG_BUF);
+	}
+	if (l->line == NULL || (l->dest != ISM_ALOG_SYSLOG && (!l->buf[0] || !l->buf[1]))) {
 		ism_alog_close(l);
 		return -ENOMEM;
 	}
-	if (strcmp(path, "-") == 0)
-		l->fd = dup(STDOUT_FILENO);
-	else
-		l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	l->fd = open_dest(l);
 	if (l->fd < 0) {
-		int err = errno;
-
-		ism_err("access log %s: %s", path, strerror(err));
+		err = errno;
+		ism_err("access log %s: %s", l->path, strerror(err));
 		ism_alog_close(l);
 		return -err;
 	}
@@ -41,17 +388,18 @@ void ism_alog_reopen(struct ism_alog *l)
 {
 	int fd;
 
-	if (l->fd < 0 || strcmp(l->path, "-") == 0)
+	if (l->fd < 0 || l->dest == ISM_ALOG_STDOUT)
 		return;
-	fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	fd = open_dest(l);
 	if (fd < 0) {
-		ism_err("access log %s: reopen: %s (keeping the old file)", l->path,
+		ism_err("access log %s: reopen: %s (keeping the old one)", l->path,
 			strerror(errno));
 		return;
 	}
 	/* A write in flight keeps its own reference to the old file. */
 	close(l->fd);
 	l->fd = fd;
+	l->failing = 0;
 }
 
 void ism_alog_close(struct ism_alog *l)
@@ -60,9 +408,52 @@ void ism_alog_close(struct ism_alog *l)
 		close(l->fd);
 	free(l->buf[0]);
 	free(l->buf[1]);
-	l->buf[0] = l->buf[1] = NULL;
+	free(l->line);
+	l->buf[0] = l->buf[1] = l->line = NULL;
 	l->fd = -1;
 }
+
+/* ---------- syslog ---------- */
+
+/* The header of the second sec, as syslog(3) writes it: local time. */
+static void syslog_head(struct ism_alog *l, time_t sec)
+{
+	char ts[32];
+	struct tm tm;
+
+	if (l->head_len != 0 && sec == l->head_sec)
+		return;
+	localtime_r(&sec, &tm);
+	strftime(ts, sizeof(ts), "%b %e %H:%M:%S", &tm);
+	l->head_len =
+	    (uint32_t)printed(snprintf(l->head, sizeof(l->head), "<%u>%s %s%s%s[%ld]: ", l->pri, ts,
+				       l->host, l->host[0] ? " " : "", l->tag, (long)getpid()),
+			      sizeof(l->head));
+	l->head_sec = sec;
+}
+
+/* One datagram: the header, then the line rendered after ISM_ALOG_SYSHEAD. */
+static void syslog_send(struct ism_alog *l, size_t n, uint64_t now_ms)
+{
+	char *p;
+
+	syslog_head(l, (time_t)(now_ms / 1000));
+	p = l->line + ISM_ALOG_SYSHEAD - l->head_len;
+	memcpy(p, l->head, l->head_len);
+	if (sendto(l->fd, p, l->head_len + n, MSG_DONTWAIT | MSG_NOSIGNAL,
+		   (const struct sockaddr *)&l->addr, l->addrlen) >= 0) {
+		l->failing = 0;
+		return;
+	}
+	ism_alog_drop(l);
+	if (!l->failing)
+		ism_warn("access log: syslog %s: %s (lines are dropped and counted until it "
+			 "takes them again)",
+			 l->path, strerror(errno));
+	l->failing = 1;
+}
+
+/* ---------- file and standard output ---------- */
 
 static void submit(struct ism_wctx *w)
 {
@@ -99,25 +490,23 @@ void ism_alog_written(struct ism_wctx *w, int res)
 		return;
 	}
 	if (res < 0)
-		l->dropped += 1;
+		ism_alog_drop(l);
 	l->len[b] = 0;
 	if (l->len[l->filling] >= ISM_ALOG_BUF / 2)
 		ism_alog_flush(w);
 }
 
-void ism_alog_append(struct ism_wctx *w, const char *line, size_t len)
+/* Appends one line and its newline. */
+static void append(struct ism_wctx *w, const char *line, size_t len)
 {
 	struct ism_alog *l = &w->alog;
-	uint32_t *fill;
+	uint32_t *fill = &l->len[l->filling];
 
-	if (l->fd < 0)
-		return;
-	fill = &l->len[l->filling];
 	if (*fill + len + 1 > ISM_ALOG_BUF) {
 		ism_alog_flush(w);
 		fill = &l->len[l->filling];
 		if (*fill + len + 1 > ISM_ALOG_BUF) {
-			l->dropped++; /* both buffers full: the disk is behind */
+			ism_alog_drop(l); /* both buffers full: the disk is behind */
 			return;
 		}
 	}
@@ -126,4 +515,20 @@ void ism_alog_append(struct ism_wctx *w, const char *line, size_t len)
 	l->buf[l->filling][(*fill)++] = '\n';
 	if (*fill >= ISM_ALOG_BUF / 2)
 		ism_alog_flush(w);
+}
+
+void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r)
+{
+	struct ism_alog *l = &w->alog;
+	char *line;
+	size_t n;
+
+	if (l->fd < 0)
+		return;
+	line = l->line + ISM_ALOG_SYSHEAD;
+	n = l->render(l->conf, r, line, ISM_ALOG_LINE);
+	if (l->dest == ISM_ALOG_SYSLOG)
+		syslog_send(l, n, r->req->start_ms + r->duration_ms);
+	else
+		append(w, line, n);
 }

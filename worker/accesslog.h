@@ -1,39 +1,121 @@
-/* Private to worker/: the access log. One JSON line per exchange, appended to a
- * per-worker buffer and written by io_uring, so logging never blocks the loop:
- * two 64 KiB buffers, one being written while the other fills; when both are
- * full, lines are dropped and counted. Reopened on SIGUSR1 (logrotate). */
+/* Private to worker/: the access log. One line per exchange, rendered as JSON
+ * or from the generation's compiled text template, to a file or standard
+ * output or to syslog, so that logging never blocks the loop:
+ *  - file, stdout: appended to a per-worker buffer and written by io_uring; two
+ *    64 KiB buffers, one being written while the other fills; when both are
+ *    full, lines are dropped and counted. Reopened on SIGUSR1 (logrotate).
+ *  - syslog: one RFC 3164 datagram per line, sent with MSG_DONTWAIT on a
+ *    non-blocking socket; a full or absent receiver drops the line (counted).
+ *    The socket is made anew on SIGUSR1.
+ * Dropped lines are counted in the worker's shared stats (access_log_dropped). */
 #ifndef ISM_WORKER_ACCESSLOG_H
 #define ISM_WORKER_ACCESSLOG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
 
-#include "lib/json.h"
+#include "shm/table-t.h"
+#include "worker/http1.h"
 
-#define ISM_ALOG_BUF (64u * 1024u)
+#define ISM_ALOG_BUF	 (64u * 1024u)
+#define ISM_ALOG_LINE	 (16u * 1024u) /* a longer line is cut */
+#define ISM_ALOG_VALUE	 1024u	       /* a longer value (header, route) is cut */
+#define ISM_ALOG_SYSHEAD 128u	       /* room for the syslog header before a line */
+
+/* What a request gives its line, captured when its head is parsed (the head's
+ * bytes are gone by the end of the exchange). One allocation. */
+struct ism_alog_req {
+	uint64_t start_ms;		   /* wall clock, the complete request head */
+	int16_t http_minor;		   /* 0 or 1; -1: the request could not be parsed */
+	char request_id[37];		   /* made by the proxy when the client sent none; "" */
+	char route[256];		   /* route name; "" before routing or without a route */
+	const char *val[ISM_ALOG_H_COUNT]; /* into data; NULL: absent or not captured */
+	uint16_t len[ISM_ALOG_H_COUNT];
+	char data[];
+};
+
+/* One exchange as the renderers see it. */
+struct ism_alog_rec {
+	const struct ism_alog_req *req;
+	uint64_t duration_ms;
+	uint64_t bytes_in; /* from the client, heads included */
+	uint64_t bytes_out;
+	uint32_t status; /* 0: no response */
+	uint32_t attempts;
+	const char *flags;    /* Envoy-style response flags; NULL: none */
+	const char *client;   /* client IP address */
+	uint16_t client_port; /* 0: unknown */
+	const char *upstream; /* "<service>|<address>:<port>" of the last attempt, or NULL */
+	const char *cluster;  /* cluster name, or NULL */
+};
+
+/* Writes the line of r (no newline) into out (cap > 0 bytes); returns its length
+ * (cut at cap). */
+typedef size_t (*ism_alog_render_cb)(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
+				     char *out, size_t cap);
 
 struct ism_alog {
-	int fd; /* -1: no access log */
+	int fd;	      /* file, stdout or syslog socket; -1: no access log */
+	uint8_t dest; /* enum ism_alog_dest */
 	char path[256];
+	_Atomic uint64_t *dropped; /* the worker's shared counter */
+	/* the generation's format, chosen once per generation */
+	const struct ism_alog_conf *conf;
+	ism_alog_render_cb render;
+	uint32_t headers; /* (1 << enum ism_alog_hdr) the format shows */
+	char *line;	  /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
+	/* file and stdout */
 	char *buf[2];
 	uint32_t len[2];
 	uint32_t off;  /* bytes of the buffer in flight already written */
 	int filling;   /* buffer lines go into */
 	int in_flight; /* a write of buf[!filling] is in progress */
-	uint64_t dropped;
+	/* syslog */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	uint8_t pri; /* facility * 8 + 6 (info) */
+	char tag[33];
+	char host[64]; /* sent over UDP only: a local socket's receiver knows it */
+	int failing;   /* sends fail (reported once until one succeeds) */
+	time_t head_sec;
+	uint32_t head_len;
+	char head[ISM_ALOG_SYSHEAD]; /* "<PRI>Mmm dd hh:mm:ss [host ]tag[pid]: ", for head_sec */
 };
 
 struct ism_wctx;
 
-/* Opens path ("-" is standard output). Returns 0 or -errno; an empty path leaves
- * the log off. */
-int ism_alog_open(struct ism_alog *l, const char *path);
-/* Reopens the file (after logrotate moved it); standard output is kept. */
+/* Opens the destination conf names (nothing when it is ISM_ALOG_OFF) and takes
+ * conf's format. dropped counts the lines lost. Returns 0 or -errno. */
+int ism_alog_open(struct ism_alog *l, const struct ism_alog_conf *conf, _Atomic uint64_t *dropped);
+/* Takes the format of a new generation (conf stays valid while it is in use):
+ * its renderer and the headers to capture. The destination is kept (a change
+ * of destination starts new workers). */
+void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf);
+/* Reopens the file (after logrotate moved it) or makes a new syslog socket;
+ * standard output is kept. */
 void ism_alog_reopen(struct ism_alog *l);
 void ism_alog_close(struct ism_alog *l);
 
-/* Appends one line (without its newline; one is added). */
-void ism_alog_append(struct ism_wctx *w, const char *line, size_t len);
+static inline void ism_alog_drop(struct ism_alog *l)
+{
+	atomic_fetch_add_explicit(l->dropped, 1, memory_order_relaxed);
+}
+
+/* The renderer of conf's format: JSON, or conf's text template. */
+ism_alog_render_cb ism_alog_renderer(const struct ism_alog_conf *conf);
+/* The headers (1 << enum ism_alog_hdr) that conf's format shows. */
+uint32_t ism_alog_headers(const struct ism_alog_conf *conf);
+/* Copies what the line will show of req (NULL: it could not be parsed): the
+ * headers in mask, each cut at ISM_ALOG_VALUE bytes. NULL when out of memory;
+ * the caller frees it. */
+struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
+				      uint64_t start_ms);
+
+/* Renders r and hands the line to the destination. */
+void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r);
 /* Starts writing what has accumulated, if no write is in flight. */
 void ism_alog_flush(struct ism_wctx *w);
 /* The completion of an access-log write. */

@@ -428,6 +428,20 @@ static void conn_close(struct ism_wctx *w, struct ism_conn *c)
 
 /* ---------- accept ---------- */
 
+/* The client's address: the socket's peer, or what a PROXY header says. */
+static void set_peer(struct ism_conn *c, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, c->peer,
+			  sizeof(c->peer));
+		c->peer_port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, c->peer,
+			  sizeof(c->peer));
+		c->peer_port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	}
+}
+
 void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener)
 {
 	struct sockaddr_storage ss;
@@ -460,14 +474,8 @@ void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener)
 	w->n_active++;
 	atomic_fetch_add_explicit(&w->st->conn_active, 1, memory_order_relaxed);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer,
-				  sizeof(c->peer));
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer,
-				  sizeof(c->peer));
-	}
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		set_peer(c, &ss);
 	/* A connection that never sends a complete request is bounded by the
 	 * request-header timeout, counted from the accept. */
 	set_deadline(w, c, ISM_DL_HEADER, w->table->timeouts.request_header_ms);
@@ -637,6 +645,8 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 
 		request_id(w, rid);
 		ret |= buf_printf(out, limit, "x-request-id: %s\r\n", rid);
+		if (c->log_req != NULL)
+			memcpy(c->log_req->request_id, rid, sizeof(rid));
 	}
 	ret |= ism_buf_append(out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
@@ -1050,56 +1060,38 @@ static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_fail
 
 /* The access log's view of a request, captured while its head is in the buffer
  * (req NULL: it could not be parsed). Only when the log is on. */
-static void log_begin(struct ism_wctx *w, struct ism_conn *c, const struct ism_http_req *req,
-		      const char *route)
+static void log_begin(struct ism_wctx *w, struct ism_conn *c, const struct ism_http_req *req)
 {
-	char method[32], host[256], path[1024], rname[256];
-	int n;
-
 	if (w->alog.fd < 0)
 		return;
-	if (c->log_req == NULL) {
-		c->req_start_ms = ism_wall_ms();
-		c->flags = NULL;
-	}
 	free(c->log_req);
-	c->log_req = NULL;
-	ism_json_escape(method, sizeof(method), req ? req->method : "-", req ? req->method_len : 1);
-	ism_json_escape(host, sizeof(host), req && req->host ? req->host : "-",
-			req && req->host ? req->host_len : 1);
-	ism_json_escape(path, sizeof(path), req ? req->target : "-", req ? req->target_len : 1);
-	ism_json_escape(rname, sizeof(rname), route ? route : "-", strlen(route ? route : "-"));
-	n = asprintf(&c->log_req,
-		     "\"client\":\"%s\",\"method\":\"%s\",\"authority\":\"%s\",\"path\":\"%s\","
-		     "\"route\":\"%s\"",
-		     c->peer, method, host, path, rname);
-	if (n < 0)
-		c->log_req = NULL;
+	c->log_req = ism_alog_capture(w->alog.headers, req, ism_wall_ms());
+	c->flags = NULL;
 }
 
-/* One JSON line for the exchange that ends now. */
+/* The line of the exchange that ends now. */
 static void log_exchange(struct ism_wctx *w, struct ism_conn *c)
 {
-	char line[2048], ts[40];
-	uint64_t now = ism_wall_ms();
-	time_t sec = (time_t)(c->req_start_ms / 1000);
-	struct tm tm;
-	int n;
+	const struct ism_cluster *cl;
+	struct ism_alog_rec r;
 
 	if (c->log_req == NULL)
 		return;
-	gmtime_r(&sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line),
-		     "{\"time\":\"%s.%03uZ\",%s,\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-		     "\"duration_ms\":%llu,\"upstream\":\"%s\",\"attempts\":%u,\"flags\":\"%s\"}",
-		     ts, (unsigned)(c->req_start_ms % 1000), c->log_req, c->status,
-		     (unsigned long long)c->req_bytes_in, (unsigned long long)c->req_bytes_out,
-		     (unsigned long long)(now - c->req_start_ms),
-		     c->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[c->prev_ep] : "-", c->rs.tries,
-		     c->flags ? c->flags : "-");
-	if (n > 0)
-		ism_alog_append(w, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	cl = req_cluster(w, c);
+	r = (struct ism_alog_rec){
+	    .req = c->log_req,
+	    .duration_ms = ism_wall_ms() - c->log_req->start_ms,
+	    .bytes_in = c->req_bytes_in,
+	    .bytes_out = c->req_bytes_out,
+	    .status = c->status,
+	    .attempts = c->rs.tries,
+	    .flags = c->flags,
+	    .client = c->peer,
+	    .client_port = c->peer_port,
+	    .upstream = c->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[c->prev_ep] : NULL,
+	    .cluster = cl ? cl->name.p : NULL,
+	};
+	ism_alog_log(w, &r);
 	free(c->log_req);
 	c->log_req = NULL;
 	c->req_bytes_in = c->req_bytes_out = 0;
@@ -1188,7 +1180,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->req_done = 0;
 	if (n < 0) {
 		c->req_done = 1;
-		log_begin(w, c, NULL, NULL);
+		log_begin(w, c, NULL);
 		local_response(w, c, ism_http_error_status(n), "bad request", 1);
 		return;
 	}
@@ -1200,7 +1192,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->route_stats = NULL;
 	c->prev_ep = UINT32_MAX;
 	c->rs.tries = 0;
-	log_begin(w, c, &req, NULL);
+	log_begin(w, c, &req);
 	c->http10 = req.minor_version == 0;
 	c->keepalive = c->http10 ? req.framing.conn == ISM_HTTP_CONN_KEEPALIVE
 				 : req.framing.conn != ISM_HTTP_CONN_CLOSE;
@@ -1249,8 +1241,8 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	}
 	r = vh ? ism_router_route(vh, &req, c->tls ? "https" : "http", l->port, w->rs) : NULL;
 	c->route_stats = r ? r->stats : NULL;
-	if (r != NULL)
-		log_begin(w, c, &req, r->name.p);
+	if (r != NULL && c->log_req != NULL)
+		snprintf(c->log_req->route, sizeof(c->log_req->route), "%s", r->name.p);
 	if (r == NULL) {
 		local_response(w, c, 404, "no route", 0);
 		goto consume;
@@ -1942,12 +1934,8 @@ static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid
 			conn_close(w, c);
 			return;
 		}
-		if (!pp.local && pp.src.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&pp.src)->sin_addr, c->peer,
-				  sizeof(c->peer));
-		else if (!pp.local && pp.src.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&pp.src)->sin6_addr, c->peer,
-				  sizeof(c->peer));
+		if (!pp.local)
+			set_peer(c, &pp.src);
 		ism_buf_consume(&c->in, (uint32_t)n);
 		c->pre_pp = 0;
 	}

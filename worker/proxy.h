@@ -159,10 +159,9 @@ struct ism_conn {
 	char *set_cookie;      /* issued hash cookie, added to the response */
 	struct ism_buf replay; /* the request head (whole request) kept for a retry */
 	struct __kernel_timespec retry_ts;
-	char *log_req;	   /* access log: the request's fields as JSON, while an exchange runs */
+	struct ism_alog_req *log_req; /* access log: the request's part, while an exchange runs */
 	const char *flags; /* access log: reason code of a failure (Envoy-style), or NULL */
-	uint64_t req_start_ms;
-	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
+	uint64_t t0_ms;	   /* monotonic: when the request head was complete */
 	struct ism_counters *lis_stats;	  /* of the table of table_gen */
 	struct ism_counters *route_stats; /* idem; NULL: no route */
 	uint64_t req_bytes_in;
@@ -179,6 +178,7 @@ struct ism_conn {
 	int16_t tls_srv;  /* HTTPS server of the listener; -1: none */
 	char *sni;	  /* the ClientHello's server name, NULL when none */
 	char up_sni[256]; /* server name for upstream TLS: the request's host */
+	uint16_t peer_port;
 	struct ism_conn *next_free;
 };
 

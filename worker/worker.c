@@ -128,12 +128,15 @@ static int setup_buffers(struct ism_wctx *w)
 	return 0;
 }
 
+/* One accept at a time, re-armed when it completes: the re-armed request joins
+ * the end of the socket's queue of waiters, so the workers sharing a listener
+ * take turns. A multishot accept stays first in that queue: one worker took
+ * every connection, and a stopped worker held them all. */
 static void arm_accept(struct ism_wctx *w, int l)
 {
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
-	io_uring_prep_multishot_accept(sqe, w->listen_fds[l], NULL, NULL,
-				       SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_prep_accept(sqe, w->listen_fds[l], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0));
 }
 
@@ -217,6 +220,7 @@ static void switch_table(struct ism_wctx *w)
 	ism_lb_free(w->lb);
 	w->lb = lb;
 	w->table = t;
+	ism_alog_use(&w->alog, &t->access_log);
 	ism_debug("using generation %llu", (unsigned long long)t->gen);
 	ism_proxy_table_changed(w);
 }
@@ -316,7 +320,7 @@ static void final_log_flush(struct ism_wctx *w)
 		int i = b ? l->filling : !l->filling;
 
 		if (l->len[i] && write(l->fd, l->buf[i], l->len[i]) < 0)
-			l->dropped++;
+			ism_alog_drop(l);
 		l->len[i] = 0;
 	}
 	ism_alog_close(l);
@@ -409,7 +413,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("no published configuration");
 		goto out_router;
 	}
-	if (ism_alog_open(&w->alog, w->table->access_log.p) < 0)
+	if (ism_alog_open(&w->alog, &w->table->access_log, &w->st->access_log_dropped) < 0)
 		goto out_router;
 	for (int l = 0; l < w->n_listen; l++)
 		arm_accept(w, l);

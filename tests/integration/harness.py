@@ -46,14 +46,24 @@ def poll(cond, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bound to port 0, then released)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A TCP port that was free a moment ago (bound to port 0, then released), and
+    not handed out before in this run: the kernel may offer a just-released port
+    again, and a test asking for two ports must get two."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise TestFailure("no free port that was not handed out already")
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -512,6 +522,17 @@ def curl(args, timeout=60):
     p = subprocess.run(["curl", "-sS"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def metric(port, name):
+    """The value of the unlabelled metric name on the admin listener at 127.0.0.1:port."""
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
 
 
 def have(tool):

@@ -8,6 +8,7 @@ test, then "N passed, M failed"; exits 1 when any test failed.
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (ctl_cmd, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
+from harness import (ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
                      destination_rule, docs, free_port, gateway, have, poll, service_entry,
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
@@ -710,6 +711,40 @@ def worker_respawn(env):
         r = env.get(f"/api/after{i}")
         check(r.status == 200, f"after respawn #{i}: {r}")
     check(not failures, f"{len(failures)} of {n} requests failed while the worker was replaced: {failures[:5]}")
+
+
+@test
+def accept_spreads_over_workers(env):
+    """Every worker takes new connections from the shared listening socket (a
+    one-shot accept re-armed after each connection joins the end of the queue),
+    and a stopped worker holds up at most the one connection it was woken for."""
+    standard(env)
+    sock = env.path("ctl.sock")
+
+    def per_worker():
+        return {w["pid"]: w["requests"] for w in json.loads(ctl_cmd(sock, "show workers json"))}
+
+    before = per_worker()
+    for i in range(200):
+        r = http_get(env.gw_port, f"/api/spread{i}", headers={"Connection": "close"})
+        check(r.status == 200, f"#{i}: {r}")
+    after = per_worker()
+    served = {pid: after[pid] - before.get(pid, 0) for pid in after}
+    check(len(served) == 2 and min(served.values()) >= 40,
+          f"200 new connections over 2 workers: {served} (one worker takes them all?)")
+    stopped = env.workers()[0]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        ok = 0
+        for i in range(20):
+            try:
+                ok += http_get(env.gw_port, f"/api/stopped{i}", headers={"Connection": "close"},
+                               timeout=1.0).status == 200
+            except (OSError, EOFError, TestFailure):
+                pass
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    check(ok >= 15, f"with one of 2 workers stopped, {ok} of 20 new connections were served")
 
 
 def wait_reloads(env, n, timeout=5.0):

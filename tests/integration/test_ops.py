@@ -1,13 +1,15 @@
-"""Integration tests of operating features: the access log (JSON lines, reason
-codes, reopening on SIGUSR1 for logrotate).
+"""Integration tests of operating features: the access log (JSON lines, the
+text format, syslog, reason codes, reopening on SIGUSR1 for logrotate).
 
 Registered into run.py's list by register(test)."""
 
 import json
 import os
+import re
 import signal
 
-from harness import Registry, appliance, check_wrk_clean, wrk_reap, check, docs, free_port, gateway, poll, service_entry, virtual_service
+from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, curl, docs, free_port,
+                     gateway, metric, poll, service_entry, virtual_service)
 
 SVC = "ops.test.internal"
 _test = Registry()
@@ -37,7 +39,10 @@ def access_log(env):
     check(env.get("/nowhere").status == 404, "no 404 for an unrouted path")
     check(env.get("/status/503").status == 503, "upstream 503 not passed on")
     poll(lambda: len(_lines(log)) >= 3, 5, what="three access-log lines")
-    ok, nr, up503 = _lines(log)[:3]
+    # Each worker writes its own lines: find them by path, not by position.
+    by_path = {r["path"]: r for r in _lines(log)}
+    ok, nr, up503 = by_path.get("/app/x?q=1"), by_path.get("/nowhere"), by_path.get("/status/503")
+    check(ok and nr and up503, f"a line is missing: {sorted(by_path)}")
     for rec in (ok, nr, up503):
         for field in ("time", "client", "method", "authority", "path", "route", "status", "bytes_in",
                       "bytes_out", "duration_ms", "upstream", "attempts", "flags"):
@@ -54,6 +59,208 @@ def access_log(env):
     poll(lambda: env.get("/app/after").status == 200 and
          any(r["path"] == "/app/after" for r in _lines(log)), 5, what="lines in the reopened access log")
     check(all(r["path"] != "/app/after" for r in _lines(log + ".1")), "rotated file still written to")
+
+
+DOWN = "down.test.internal"
+# Istio's default proxy format as isthmus adapts it (conf/alog.c), as a regex.
+DEFAULT_TEXT = re.compile(r'^\[(\S+)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\d+) (\d+) (\d+) "([^"]*)" "([^"]*)" '
+                          r'"([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+)$')
+DEFAULT_FIELDS = ("start", "method", "path", "protocol", "code", "flags", "bytes_in", "bytes_out", "duration",
+                  "xff", "ua", "rid", "authority", "upstream", "cluster", "client", "route")
+
+
+def _text_lines(path):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _default_fields(line):
+    m = DEFAULT_TEXT.match(line)
+    check(m, f"access-log line not in the default text format: {line!r}")
+    return dict(zip(DEFAULT_FIELDS, m.groups()))
+
+
+def _two_services(env, extra, up_name="a"):
+    """/app (route "app") to an upstream, /down to an endpoint that refuses
+    connections; returns (config text, gateway port, upstream port, refused port)."""
+    ports = env.upstream([f"127.0.0.2:0={up_name}"], name=up_name)
+    gw_port, refused = free_port(), free_port("127.0.0.5")
+    routes = (f"  - name: app\n    match: [{{uri: {{prefix: /app}}}}]\n"
+              f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+              f"  - match: [{{uri: {{prefix: /down}}}}]\n"
+              f"    route: [{{destination: {{host: {DOWN}}}}}]\n")
+    text = docs(appliance(env, extra=extra), gateway(gw_port), virtual_service("ops", ["*"], routes),
+                service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports[up_name]}]),
+                service_entry("down", DOWN, [{"address": "127.0.0.5", "port": refused}]))
+    return text, gw_port, ports[up_name], refused
+
+
+@_test
+def access_log_text(env):
+    """format: text with Istio's default template: the fields of a proxied
+    request (curl's own byte counts), of a connect failure (503 UF after the
+    retries), of a 404 (NR) and of a request that cannot be parsed (400 DPE)."""
+    import datetime
+
+    log = env.path("access.log")
+    text, gw_port, up, refused = _two_services(env, f"  accessLog: {{path: {log}, format: text}}\n")
+    env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+    rc, out, err = curl(["-A", "itest-agent/1.0", "-H", "X-Request-Id: rid-42", "-H", "X-Forwarded-For: 192.0.2.7",
+                         "-o", "/dev/null", "-w", "%{http_code} %{size_request} %{size_header} %{size_download}",
+                         f"http://127.0.0.1:{gw_port}/app/x?q=1"])
+    code, size_req, size_head, size_body = (int(x) for x in out.split())
+    check(rc == 0 and code == 200, f"curl: rc {rc} {out} {err}")
+    check(env.get("/down/y").status == 503, "no 503 for a refused endpoint")
+    check(env.get("/nowhere").status == 404, "no 404 for an unrouted path")
+    with Conn("127.0.0.1", gw_port) as c:
+        c.send(b"GET / HTTP/1.1\r\n\r\n")  # no Host: 400
+        check(c.read_response().status == 400, "no 400 for a request without Host")
+    poll(lambda: len(_text_lines(log)) >= 4, 5, what="four access-log lines")
+    # Each worker writes its own lines: the order in the file is not the order of the requests.
+    by_path = {f["path"]: f for f in (_default_fields(l) for l in _text_lines(log))}
+    ok, down, nr, bad = (by_path.get(p, {}) for p in ("/app/x?q=1", "/down/y", "/nowhere", "-"))
+    check(ok and down and nr and bad, f"a line is missing: {_text_lines(log)}")
+
+    start = datetime.datetime.strptime(ok["start"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    age = abs((datetime.datetime.now(datetime.timezone.utc) - start).total_seconds())
+    check(age < 60, f"START_TIME {ok['start']} is not now")
+    want = {"method": "GET", "path": "/app/x?q=1", "protocol": "HTTP/1.1", "code": "200", "flags": "-",
+            "bytes_in": str(size_req), "bytes_out": str(size_head + size_body), "xff": "192.0.2.7, 127.0.0.1",
+            "ua": "itest-agent/1.0", "rid": "rid-42", "authority": f"127.0.0.1:{gw_port}",
+            "upstream": f"127.0.0.2:{up}", "cluster": f"outbound|80||{SVC}", "route": "app"}
+    check({k: ok[k] for k in want} == want, f"200 line {ok}, want {want}")
+    check(re.fullmatch(r"127\.0\.0\.1:\d+", ok["client"]) and int(ok["duration"]) < 5000, f"200 line {ok}")
+    # The endpoint refuses: Istio's default retry policy tries it three times, then 503 UF.
+    check(down["code"] == "503" and down["flags"] == "UF" and down["upstream"] == f"127.0.0.5:{refused}" and
+          down["cluster"] == f"outbound|80||{DOWN}" and down["route"] == "default/ops#1", f"503 line {down}")
+    check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", down["rid"]) and
+          down["xff"] == "127.0.0.1", f"the request id made by the proxy, the client address: {down}")
+    check(nr["code"] == "404" and nr["flags"] == "NR" and nr["path"] == "/nowhere" and
+          (nr["upstream"], nr["cluster"], nr["route"], nr["rid"]) == ("-", "-", "-", "-"), f"404 line {nr}")
+    check((bad["method"], bad["path"], bad["protocol"], bad["code"], bad["flags"], bad["ua"]) ==
+          ("-", "-", "-", "400", "DPE", "-"), f"400 line {bad}")
+
+
+@_test
+def access_log_reload(env):
+    """A reload that changes the format applies to the next line, in the same
+    workers; one that changes the destination starts new workers, which write
+    to the new file."""
+    from harness import ctl_cmd
+
+    log, log2 = env.path("access.log"), env.path("access2.log")
+    text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}}}\n")
+    conf = env.write("isthmus.yaml", text)
+    env.start_gateway(conf, gw_port)
+    pids = poll(lambda: len(env.workers()) == 2 and env.workers(), 5, what="the two workers")
+    check(env.get("/app/1").status == 200, "request failed")
+    poll(lambda: _text_lines(log), 5, what="a JSON line")
+    check(json.loads(_text_lines(log)[0])["path"] == "/app/1", f"not a JSON line: {_text_lines(log)}")
+    env.write("isthmus.yaml", text.replace(f"path: {log}}}", f"path: {log}, format: text, "
+                                           "textFormat: \"%REQ(:PATH)% %RESPONSE_CODE%\"}"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to format text refused")
+    poll(lambda: env.get("/app/2").status == 200 and "/app/2 200" in _text_lines(log), 5,
+         what="a text line after the reload")
+    check(env.workers() == pids, f"a format change replaced the workers: {pids} -> {env.workers()}")
+    env.write("isthmus.yaml", text.replace(f"path: {log}}}", f"path: {log2}}}"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to another file refused")
+    poll(lambda: env.get("/app/3").status == 200 and
+         any(json.loads(l)["path"] == "/app/3" for l in _text_lines(log2)), 5, what="lines in the new file")
+    poll(lambda: not set(env.workers()) & set(pids), 10, what="the old workers to exit")
+
+
+@_test
+def access_log_syslog(env):
+    """syslog over a unix datagram socket the test owns: one RFC 3164 message
+    per line, with the facility, the tag and the worker's pid. Without the
+    socket, proxying goes on and the lines are dropped and counted; once it is
+    back, lines arrive again (and after SIGUSR1). A reload to UDP starts new
+    workers that send there, with the host name."""
+    import socket
+
+    from harness import ctl_cmd
+
+    sock_path, admin = env.path("syslog.sock"), free_port()
+    fmt = ('%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_REQUEST_ATTEMPT_COUNT% '
+           '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% \\"%REQ(REFERER)%\\" 100%%')
+    extra = (f"  admin: {{address: 127.0.0.1:{admin}}}\n  accessLog:\n"
+             f"    syslog: {{address: {sock_path}, facility: local3, tag: edge}}\n"
+             f"    format: text\n    textFormat: \"{fmt}\"\n")
+    text, gw_port, _, _ = _two_services(env, extra)
+
+    def bind():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(sock_path)
+        s.settimeout(5)
+        return s
+
+    rx = bind()
+    try:
+        env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+        syslog_re = re.compile(r"^<158>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d edge\[(\d+)\]: (.*)$")
+
+        def next_line(s):
+            try:
+                msg = s.recv(65536).decode()
+            except socket.timeout:
+                raise TestFailure("no syslog message within 5 s")
+            m = syslog_re.match(msg)
+            check(m, f"not an RFC 3164 message with facility local3, severity info, tag edge: {msg!r}")
+            check(int(m.group(1)) in env.workers(), f"pid {m.group(1)} is not a worker's: {env.workers()}")
+            return m.group(2)
+
+        check(env.get("/app/s", headers={"Referer": "http://r.example/"}).status == 200, "request failed")
+        line = next_line(rx)
+        check(line == 'GET /app/s 200 - 1 127.0.0.1 "http://r.example/" 100%', f"line {line!r}")
+        check(env.get("/nowhere").status == 404, "no 404")
+        line = next_line(rx)
+        check(line == 'GET /nowhere 404 NR 0 127.0.0.1 "-" 100%', f"line {line!r}")
+
+        # No receiver: proxying goes on, the lines are counted as dropped.
+        rx.close()
+        os.unlink(sock_path)
+        before = metric(admin, "isthmus_access_log_dropped_total")
+        for i in range(5):
+            check(env.get(f"/app/gone{i}").status == 200, "a request failed without the syslog socket")
+        poll(lambda: metric(admin, "isthmus_access_log_dropped_total") >= before + 5, 5,
+             what="five dropped lines counted")
+        check(env.gateway.alive() and env.log_count("access log: syslog") >= 1,
+              "no warning about the syslog socket in the log")
+
+        # The receiver is back: the next sends find it (no reconnection needed).
+        rx = bind()
+        check(env.get("/app/back").status == 200, "request failed")
+        check(next_line(rx).startswith("GET /app/back 200"), "no line once the socket is back")
+        os.kill(env.gateway.pid, signal.SIGUSR1)
+        poll(lambda: env.get("/app/usr1").status == 200 and next_line(rx).startswith("GET /app/usr1 200"), 5,
+             what="lines after SIGUSR1")
+    finally:
+        rx.close()
+
+    # A new destination: UDP, with the host name after the time.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.5)
+    try:
+        env.write("isthmus.yaml", text.replace(f"address: {sock_path}", f"address: 127.0.0.1:{udp.getsockname()[1]}"))
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to UDP refused")
+        host = socket.gethostname()
+
+        def udp_line():
+            check(env.get("/app/udp").status == 200, "request failed")
+            try:
+                return udp.recv(65536).decode()
+            except socket.timeout:
+                return None
+
+        msg = poll(udp_line, 10, what="a syslog message over UDP")
+        check(re.match(rf"^<158>[A-Z][a-z]{{2}} [ \d]\d \d\d:\d\d:\d\d {re.escape(host)} edge\[\d+\]: "
+                       r"GET /app/udp 200 - 1 127\.0\.0\.1 \"-\" 100%$", msg), f"UDP message {msg!r}")
+    finally:
+        udp.close()
 
 
 def _fnv1a64(data):

@@ -6,9 +6,8 @@ Registered into run.py's list by register(test)."""
 
 import threading
 import time
-import urllib.request
 
-from harness import Registry, appliance, check, docs, free_port, gateway, service_entry, virtual_service
+from harness import Registry, appliance, check, docs, free_port, gateway, metric, service_entry, virtual_service
 
 SVC = "pol.test.internal"
 _test = Registry()
@@ -107,23 +106,15 @@ def pool_pending_overflow(env):
     check(ok <= 3, f"{ok} requests served with maxConnections 1, http1MaxPendingRequests 1: {out}")
 
 
-def _metric(port, name):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return int(line.split()[1])
-    raise AssertionError(f"{name} missing from /metrics")
-
-
 @_test
 def max_requests_per_connection(env):
     admin = free_port()
     _setup(env, "    connectionPool:\n      http: {maxRequestsPerConnection: 1}\n", n_endpoints=1,
            admin_port=admin)
-    before = _metric(admin, "isthmus_upstream_connects_total")
+    before = metric(admin, "isthmus_upstream_connects_total")
     for _ in range(10):
         check(env.get("/").status == 200, "request failed")
-    used = _metric(admin, "isthmus_upstream_connects_total") - before
+    used = metric(admin, "isthmus_upstream_connects_total") - before
     check(used == 10, f"10 requests with maxRequestsPerConnection 1 opened {used} upstream connections")
-    reused = _metric(admin, "isthmus_upstream_reused_total")
+    reused = metric(admin, "isthmus_upstream_reused_total")
     check(reused == 0, f"{reused} requests reused a connection despite maxRequestsPerConnection 1")

@@ -73,6 +73,25 @@ class Pki:
                       "-days", "30", "-sha256", "-out", crt, "-extfile", ext)
         return crt, keyp
 
+    def crl(self, revoked, ca="ca"):
+        """A CRL of ca revoking the certificates at the paths in revoked; its path."""
+        self.ca(ca)
+        d = self.env.path(f"{ca}-crl.d")
+        os.makedirs(d, exist_ok=True)
+        for f, text in (("index.txt", ""), ("crlnumber", "01\n")):
+            with open(os.path.join(d, f), "w") as fh:
+                fh.write(text)
+        cnf = os.path.join(d, "ca.cnf")
+        with open(cnf, "w") as fh:
+            fh.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {d}/index.txt\ncrlnumber = {d}/crlnumber\n"
+                     "default_md = sha256\ndefault_crl_days = 1\n")
+        cacrt, cakey = self.cas[ca]
+        for crt in revoked:
+            self._openssl("ca", "-config", cnf, "-keyfile", cakey, "-cert", cacrt, "-revoke", crt)
+        out = self.env.path(f"{ca}.crl")
+        self._openssl("ca", "-config", cnf, "-keyfile", cakey, "-cert", cacrt, "-gencrl", "-out", out)
+        return out
+
     def rotate(self, path_crt, path_key, name, sans, garbage=False):
         """Replaces the pair on disk the way cert-manager does: new files beside the
         old ones, renamed into place. garbage: the new certificate is not PEM.
@@ -347,6 +366,23 @@ def tls_mutual(env):
     rc, out, err = curl(["--cacert", pki.ca(), "--resolve", f"m.example.com:{port}:127.0.0.1", "-o", "/dev/null",
                          "-w", "%{http_code}", f"https://m.example.com:{port}/"])
     check(rc != 0 and out in ("", "000"), f"curl without a client certificate: rc {rc} {out!r}")
+
+
+@_test
+def tls_mutual_crl(env):
+    """caCrl: a client certificate the CA revoked is refused; another one of the
+    same CA is served."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("r", ["DNS:r.example.com"])
+    good = pki.leaf("client", ["URI:spiffe://x/client"])
+    revoked = pki.leaf("client-revoked", ["URI:spiffe://x/client"])
+    crl = pki.crl([revoked[0]])
+    world(env, [server(port, ["*"], f"{tls_simple(srv).replace('SIMPLE', 'MUTUAL')}, "
+                                     f"caCertificates: {pki.ca()}, caCrl: {crl}")])
+    r = tls_get(port, "r.example.com", client_ctx(pki, cert=good))
+    check(r.status == 200, f"a certificate the CRL does not list: {r}")
+    refused(port, "r.example.com", client_ctx(pki, cert=revoked))
 
 
 @_test

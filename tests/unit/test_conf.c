@@ -1320,6 +1320,57 @@ static void test_hc_fields(void **state)
 	assert_int_equal(h82->healthy_edge_interval_ms, 5000);
 }
 
+/* spec.accessLog: the destination, and the text template parsed at load into
+ * operators in the table; the defaults. */
+static void test_access_log(void **state)
+{
+	static const char udp[] = APP
+	    "  accessLog:\n    syslog: {address: \"127.0.0.1:514\", facility: local3, tag: edge}\n"
+	    "    format: text\n    textFormat: \"%REQ(:METHOD)% %% %DURATION%\\n\"\n";
+	static const char local[] = APP "  accessLog:\n    syslog: {}\n";
+	static const char out[] = APP "  accessLog: {path: \"-\", format: text}\n";
+	struct fx *f = *state;
+	const struct ism_alog_conf *l = &load_compile(f, udp)->access_log;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&l->addr;
+
+	assert_int_equal(l->dest, ISM_ALOG_SYSLOG);
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 514);
+	assert_int_equal(l->addrlen, sizeof(*sin));
+	assert_string_equal(l->address.p, "127.0.0.1:514");
+	assert_int_equal(l->facility, 19);
+	assert_string_equal(l->tag.p, "edge");
+	assert_int_equal(l->format, ISM_ALOG_TEXT);
+	assert_int_equal(l->n_ops, 4);
+	assert_int_equal(l->ops[0].field, ISM_ALOG_F_REQ);
+	assert_int_equal(l->ops[0].hdr, ISM_ALOG_H_METHOD);
+	assert_int_equal(l->ops[1].field, ISM_ALOG_F_LITERAL);
+	assert_string_equal(l->ops[1].lit.p, " %"); /* copied into the arena, NUL-terminated */
+	assert_string_equal(l->ops[2].lit.p, " ");
+	assert_int_equal(l->ops[3].field, ISM_ALOG_F_DURATION);
+
+	ism_conf_free(f->conf);
+	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
+	l = &load_compile(f, local)->access_log;
+	assert_int_equal(l->dest, ISM_ALOG_SYSLOG);
+	assert_int_equal(l->addr.ss_family, AF_UNIX);
+	assert_string_equal(l->address.p, "/dev/log");
+	assert_int_equal(l->facility, 16);
+	assert_string_equal(l->tag.p, "isthmus");
+	assert_int_equal(l->format, ISM_ALOG_JSON);
+	assert_int_equal(l->n_ops, 0);
+
+	ism_conf_free(f->conf);
+	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
+	l = &load_compile(f, out)->access_log;
+	assert_int_equal(l->dest, ISM_ALOG_STDOUT);
+	assert_int_equal(l->format, ISM_ALOG_TEXT);
+	assert_true(l->n_ops > 20); /* Istio's default template */
+	assert_int_equal(l->ops[0].field, ISM_ALOG_F_LITERAL);
+	assert_string_equal(l->ops[0].lit.p, "[");
+	assert_int_equal(l->ops[1].field, ISM_ALOG_F_START_TIME);
+}
+
 /* --- invalid files: exact position, field path and message --- */
 
 struct bad {
@@ -1379,8 +1430,30 @@ static const struct bad bads[] = {
      "Appliance t: spec.timeouts.idle", "must be a duration"},
     {"negative duration", APP "  timeouts:\n    drain: -5s\n", 8, 12,
      "Appliance t: spec.timeouts.drain", "must be a duration"},
-    {"access log format", APP "  accessLog: {path: /tmp/a.log, format: text}\n", 7, 41,
-     "Appliance t: spec.accessLog.format", "not implemented yet"},
+    {"access log format", APP "  accessLog: {path: /tmp/a.log, format: xml}\n", 7, 41,
+     "Appliance t: spec.accessLog.format", "unknown value \"xml\""},
+    {"unknown log operator",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: text\n"
+	 "    textFormat: \"%START_TIME% %UPSTREAM_PEER%\"\n",
+     10, 17, "Appliance t: spec.accessLog.textFormat",
+     "unknown command operator: \"%UPSTREAM_PEER%\" at offset 13"},
+    {"log header not captured",
+     APP "  accessLog: {path: /tmp/a.log, format: text, textFormat: \"%REQ(COOKIE)%\"}\n", 7, 59,
+     "Appliance t: spec.accessLog.textFormat", "header not captured"},
+    {"unterminated log operator",
+     APP "  accessLog: {path: /tmp/a.log, format: text, textFormat: \"[%DURATION\"}\n", 7, 59,
+     "Appliance t: spec.accessLog.textFormat",
+     "unterminated command operator (no closing '%'): \"%DURATION\" at offset 1"},
+    {"textFormat with json", APP "  accessLog: {path: /tmp/a.log, textFormat: \"%DURATION%\"}\n", 7,
+     45, "Appliance t: spec.accessLog.textFormat", "needs format: text"},
+    {"path and syslog", APP "  accessLog: {path: /tmp/a.log, syslog: {address: /dev/log}}\n", 7, 33,
+     "Appliance t: spec.accessLog.syslog", "exclude each other"},
+    {"syslog address", APP "  accessLog:\n    syslog: {address: \"loghost:514\"}\n", 8, 23,
+     "Appliance t: spec.accessLog.syslog.address", "must be a unix socket path"},
+    {"syslog facility", APP "  accessLog:\n    syslog: {facility: local9}\n", 8, 24,
+     "Appliance t: spec.accessLog.syslog.facility", "must be a syslog facility"},
+    {"syslog tag", APP "  accessLog:\n    syslog: {tag: \"is thmus\"}\n", 8, 19,
+     "Appliance t: spec.accessLog.syslog.tag", "must be 1 to 32 letters"},
     {"access log without path", APP "  accessLog: {format: json}\n", 7, 14,
      "Appliance t: spec.accessLog.path", "required field missing"},
     {"bad status range",
@@ -1675,6 +1748,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),

@@ -1,0 +1,412 @@
+/* Unit tests of the access log: the text-template parser (conf/alog.c), the
+ * request capture and the JSON and text renderers (worker/accesslog.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "conf/alog.h"
+#include "worker/accesslog.h"
+#include "worker/http1.h"
+
+#define MAX_OPS 64
+
+/* Parses s from a heap copy of exactly its length (no NUL after it: ASan sees
+ * a read past the end). Returns the count or -1; err gets the message. */
+static int parse(const char *s, struct ism_alog_op *ops, char *err, size_t errlen)
+{
+	size_t len = strlen(s);
+	char *copy = malloc(len ? len : 1);
+	int n;
+
+	assert_non_null(copy);
+	memcpy(copy, s, len);
+	n = ism_alog_parse(copy, len, ops, MAX_OPS, err, errlen);
+	/* Literals point into the template: keep them valid for the caller. */
+	if (n > 0)
+		for (int i = 0; i < n && i < MAX_OPS; i++)
+			if (ops[i].field == ISM_ALOG_F_LITERAL)
+				ops[i].lit.p = s + (ops[i].lit.p - copy);
+	free(copy);
+	return n;
+}
+
+/* --- the parser --- */
+
+static void test_parse_every_operator(void **state)
+{
+	static const struct {
+		const char *op;
+		uint8_t field;
+	} cases[] = {
+	    {"%START_TIME%", ISM_ALOG_F_START_TIME},
+	    {"%PROTOCOL%", ISM_ALOG_F_PROTOCOL},
+	    {"%RESPONSE_CODE%", ISM_ALOG_F_RESPONSE_CODE},
+	    {"%RESPONSE_FLAGS%", ISM_ALOG_F_RESPONSE_FLAGS},
+	    {"%BYTES_RECEIVED%", ISM_ALOG_F_BYTES_RECEIVED},
+	    {"%BYTES_SENT%", ISM_ALOG_F_BYTES_SENT},
+	    {"%DURATION%", ISM_ALOG_F_DURATION},
+	    {"%UPSTREAM_HOST%", ISM_ALOG_F_UPSTREAM_HOST},
+	    {"%UPSTREAM_CLUSTER%", ISM_ALOG_F_UPSTREAM_CLUSTER},
+	    {"%UPSTREAM_REQUEST_ATTEMPT_COUNT%", ISM_ALOG_F_ATTEMPTS},
+	    {"%DOWNSTREAM_REMOTE_ADDRESS%", ISM_ALOG_F_CLIENT},
+	    {"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", ISM_ALOG_F_CLIENT_IP},
+	    {"%ROUTE_NAME%", ISM_ALOG_F_ROUTE_NAME},
+	};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].op, ops, err, sizeof(err)), 1);
+		assert_int_equal(ops[0].field, cases[i].field);
+		assert_int_equal(ops[0].max_len, 0);
+	}
+}
+
+static void test_parse_req(void **state)
+{
+	static const struct {
+		const char *op;
+		uint8_t hdr, alt;
+		uint16_t max_len;
+	} cases[] = {
+	    {"%REQ(:METHOD)%", ISM_ALOG_H_METHOD, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(:PATH)%", ISM_ALOG_H_PATH, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(:AUTHORITY)%", ISM_ALOG_H_AUTHORITY, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(USER-AGENT)%", ISM_ALOG_H_USER_AGENT, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(user-agent)%", ISM_ALOG_H_USER_AGENT, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(X-REQUEST-ID)%", ISM_ALOG_H_X_REQUEST_ID, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(X-FORWARDED-FOR)%", ISM_ALOG_H_X_FORWARDED_FOR, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(REFERER)%", ISM_ALOG_H_REFERER, ISM_ALOG_H_NONE, 0},
+	    {"%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", ISM_ALOG_H_NONE, ISM_ALOG_H_PATH, 0},
+	    {"%REQ(REFERER?:AUTHORITY):12%", ISM_ALOG_H_REFERER, ISM_ALOG_H_AUTHORITY, 12},
+	    {"%REQ(USER-AGENT):65535%", ISM_ALOG_H_USER_AGENT, ISM_ALOG_H_NONE, 65535},
+	};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].op, ops, err, sizeof(err)), 1);
+		assert_int_equal(ops[0].field, ISM_ALOG_F_REQ);
+		assert_int_equal(ops[0].hdr, cases[i].hdr);
+		assert_int_equal(ops[0].alt, cases[i].alt);
+		assert_int_equal(ops[0].max_len, cases[i].max_len);
+	}
+}
+
+/* Literals around operators, %% as a percent sign, the final newline dropped. */
+static void test_parse_literals(void **state)
+{
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse("[%DURATION%] 100%% done\n", ops, err, sizeof(err)), 4);
+	assert_int_equal(ops[0].field, ISM_ALOG_F_LITERAL);
+	assert_int_equal(ops[0].lit.len, 1);
+	assert_memory_equal(ops[0].lit.p, "[", 1);
+	assert_int_equal(ops[1].field, ISM_ALOG_F_DURATION);
+	assert_int_equal(ops[2].lit.len, 6);
+	assert_memory_equal(ops[2].lit.p, "] 100%", 6);
+	assert_int_equal(ops[3].lit.len, 5);
+	assert_memory_equal(ops[3].lit.p, " done", 5);
+	assert_int_equal(parse("%%", ops, err, sizeof(err)), 1);
+	assert_int_equal(ops[0].lit.len, 1);
+	assert_memory_equal(ops[0].lit.p, "%", 1);
+	assert_int_equal(parse("%%%%", ops, err, sizeof(err)), 2);
+	assert_int_equal(parse("", ops, err, sizeof(err)), 0);
+	assert_int_equal(parse("\n", ops, err, sizeof(err)), 0);
+	assert_int_equal(parse("a\tb", ops, err, sizeof(err)), 1);
+	/* With no room, the count alone (the caller allocates, then parses again). */
+	assert_int_equal(ism_alog_parse("x%DURATION%y", 12, NULL, 0, err, sizeof(err)), 3);
+}
+
+static void test_parse_default(void **state)
+{
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+	int n;
+
+	(void)state;
+	n = parse(ism_alog_default_text, ops, err, sizeof(err));
+	assert_true(n > 0);
+	assert_int_equal(ops[1].field, ISM_ALOG_F_START_TIME);
+	assert_int_equal(ops[n - 1].field, ISM_ALOG_F_ROUTE_NAME);
+}
+
+static void test_parse_errors(void **state)
+{
+	static const struct {
+		const char *s;
+		const char *msg; /* exact */
+	} cases[] = {
+	    {"%FOO%", "unknown command operator: \"%FOO%\" at offset 0"},
+	    {"a %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% b",
+	     "unknown command operator: \"%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%\" at offset 2"},
+	    {"%start_time%", "a lone '%' (write %% for a percent sign): \"%\" at offset 0"},
+	    {"100% done", "a lone '%' (write %% for a percent sign): \"%\" at offset 3"},
+	    {"x %", "a lone '%' (write %% for a percent sign): \"%\" at offset 2"},
+	    {"[%DURATION",
+	     "unterminated command operator (no closing '%'): \"%DURATION\" at offset 1"},
+	    {"%REQ(USER-AGENT", "unterminated command operator (no ')'): \"%REQ(USER-AGENT\" at "
+				"offset 0"},
+	    {"%REQ(USER-AGENT)", "unterminated command operator (no closing '%'): "
+				 "\"%REQ(USER-AGENT)\" at offset 0"},
+	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
+	    {"%REQ%",
+	     "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ%\" at offset 0"},
+	    {"%REQ()%", "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ()%\" at "
+			"offset 0"},
+	    {"%START_TIME(%s)%", "this command operator takes no argument: \"%START_TIME(%s)%\" at "
+				 "offset 0"},
+	    {"%DURATION(x)%", "this command operator takes no argument: \"%DURATION(x)%\" at "
+			      "offset 0"},
+	    {"%DURATION:3%",
+	     "a length (':N') applies to %REQ()% only: \"%DURATION:3%\" at offset 0"},
+	    {"%REQ(USER-AGENT):0%", "the length after ':' must be between 1 and 65535: "
+				    "\"%REQ(USER-AGENT):0%\" at offset 0"},
+	    {"%REQ(USER-AGENT):65536%", "the length after ':' must be between 1 and 65535: "
+					"\"%REQ(USER-AGENT):65536%\" at offset 0"},
+	    {"%REQ(USER-AGENT):%", "the length after ':' must be between 1 and 65535: "
+				   "\"%REQ(USER-AGENT):%\" at offset 0"},
+	    {"%REQ(USER-AGENT):99999999999999999999%",
+	     "the length after ':' must be between 1 and "
+	     "65535: \"%REQ(USER-AGENT):99999999999999999999%\" at offset 0"},
+	    {"a\nb", "control character 0x0a at offset 1 (a line is one line)"},
+	};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		if (parse(cases[i].s, ops, err, sizeof(err)) != -1 ||
+		    strcmp(err, cases[i].msg) != 0)
+			fail_msg("%s: got \"%s\", wanted \"%s\"", cases[i].s, err, cases[i].msg);
+	}
+	err[0] = '\0';
+	assert_int_equal(parse("%REQ(COOKIE)%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "header not captured (%REQ()% takes :METHOD, :PATH"));
+	assert_non_null(strstr(err, "\"%REQ(COOKIE)%\" at offset 0"));
+	assert_int_equal(parse("%REQ(USER-AGENT?COOKIE)%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "header not captured"));
+}
+
+/* --- capture and rendering --- */
+
+#define START_MS 1795676726015ull /* 2026-11-26T07:05:26.015Z */
+#define RID	 "0a1b2c3d-0000-4000-8000-00000000abcd"
+
+struct fx {
+	struct ism_http_header hdrs[16];
+	struct ism_http_req req;
+	struct ism_alog_req *q;
+	struct ism_alog_rec rec;
+	struct ism_alog_op ops[MAX_OPS];
+	struct ism_alog_conf conf;
+	char line[ISM_ALOG_LINE];
+};
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+
+	free(f->q);
+	free(f);
+	return 0;
+}
+
+/* The request raw (NULL: it could not be parsed) is captured for fmt (NULL:
+ * JSON), as a proxied exchange: 200 from an endpoint after one attempt. */
+static struct fx *exchange(void **state, const char *raw, const char *fmt)
+{
+	struct ism_http_limits lim = {
+	    .max_head_bytes = 65536, .max_headers = 16, .max_uri_bytes = 8192};
+	struct fx *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	assert_non_null(f);
+	*state = f;
+	f->conf.format = fmt ? ISM_ALOG_TEXT : ISM_ALOG_JSON;
+	if (fmt != NULL) {
+		int n = parse(fmt, f->ops, err, sizeof(err));
+
+		assert_true(n >= 0);
+		f->conf.ops = f->ops;
+		f->conf.n_ops = (uint32_t)n;
+	}
+	f->req.headers = f->hdrs;
+	if (raw != NULL)
+		assert_int_equal(ism_http_parse_request(raw, strlen(raw), &lim, &f->req),
+				 (ssize_t)strlen(raw));
+	f->q = ism_alog_capture(ism_alog_headers(&f->conf), raw ? &f->req : NULL, START_MS);
+	assert_non_null(f->q);
+	f->rec = (struct ism_alog_rec){
+	    .req = f->q,
+	    .duration_ms = 4,
+	    .bytes_in = 84,
+	    .bytes_out = 137,
+	    .status = 200,
+	    .attempts = 1,
+	    .client = "127.0.0.1",
+	    .client_port = 40001,
+	    .upstream = "web.demo.internal|127.0.0.2:18091",
+	    .cluster = "outbound|80||web.demo.internal",
+	};
+	snprintf(f->q->route, sizeof(f->q->route), "default/web#1");
+	return f;
+}
+
+static const char *render(struct fx *f)
+{
+	size_t n = ism_alog_renderer(&f->conf)(&f->conf, &f->rec, f->line, sizeof(f->line) - 1);
+
+	f->line[n] = '\0';
+	return f->line;
+}
+
+#define GET                                                                                        \
+	"GET /app/x?q=1 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.1\r\n"                \
+	"x-forwarded-for: 10.0.0.9\r\n\r\n"
+
+/* JSON: the fields README documents, in order, as before the text format. */
+static void test_render_json(void **state)
+{
+	struct fx *f = exchange(state, GET, NULL);
+
+	assert_string_equal(
+	    render(f), "{\"time\":\"2026-11-26T07:05:26.015Z\",\"client\":\"127.0.0.1\","
+		       "\"method\":\"GET\",\"authority\":\"shop.example\",\"path\":\"/app/x?q=1\","
+		       "\"route\":\"default/web#1\",\"status\":200,\"bytes_in\":84,"
+		       "\"bytes_out\":137,\"duration_ms\":4,"
+		       "\"upstream\":\"web.demo.internal|127.0.0.2:18091\",\"attempts\":1,"
+		       "\"flags\":\"-\"}");
+	/* JSON captures only the headers it shows. */
+	assert_null(f->q->val[ISM_ALOG_H_USER_AGENT]);
+}
+
+/* JSON: a request that could not be parsed, no route, no upstream; a string
+ * is escaped. */
+static void test_render_json_failure(void **state)
+{
+	struct fx *f = exchange(state, NULL, NULL);
+
+	f->rec.status = 400;
+	f->rec.flags = "DPE";
+	f->rec.upstream = NULL;
+	f->rec.attempts = 0;
+	snprintf(f->q->route, sizeof(f->q->route), "a\"b");
+	assert_string_equal(
+	    render(f), "{\"time\":\"2026-11-26T07:05:26.015Z\",\"client\":\"127.0.0.1\","
+		       "\"method\":\"-\",\"authority\":\"-\",\"path\":\"-\",\"route\":\"a\\\"b\","
+		       "\"status\":400,\"bytes_in\":84,\"bytes_out\":137,\"duration_ms\":4,"
+		       "\"upstream\":\"-\",\"attempts\":0,\"flags\":\"DPE\"}");
+}
+
+/* Istio's default template, adapted: every operator it keeps, with values. */
+static void test_render_default_text(void **state)
+{
+	struct fx *f = exchange(state, GET, ism_alog_default_text);
+
+	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
+	assert_string_equal(render(f),
+			    "[2026-11-26T07:05:26.015Z] \"GET /app/x?q=1 HTTP/1.1\" 200 - 84 "
+			    "137 4 \"10.0.0.9, 127.0.0.1\" \"curl/8.1\" \"" RID "\" "
+			    "\"shop.example\" \"127.0.0.2:18091\" "
+			    "outbound|80||web.demo.internal 127.0.0.1:40001 default/web#1");
+}
+
+/* Missing values print "-", as Envoy does: no route, no upstream, no cluster,
+ * headers the client did not send, an HTTP/1.0 request without Host. */
+static void test_render_text_missing(void **state)
+{
+	struct fx *f = exchange(state, "HEAD / HTTP/1.0\r\n\r\n",
+				"%PROTOCOL% %REQ(:AUTHORITY)% %REQ(USER-AGENT)% %REQ(REFERER)% "
+				"%REQ(X-REQUEST-ID)% %ROUTE_NAME% %UPSTREAM_HOST% "
+				"%UPSTREAM_CLUSTER% %RESPONSE_FLAGS% %RESPONSE_CODE% "
+				"%UPSTREAM_REQUEST_ATTEMPT_COUNT% %REQ(X-FORWARDED-FOR)%");
+
+	f->q->route[0] = '\0';
+	f->rec.upstream = f->rec.cluster = NULL;
+	f->rec.status = 404;
+	f->rec.flags = "NR";
+	f->rec.attempts = 0;
+	assert_string_equal(render(f), "HTTP/1.0 - - - - - - - NR 404 0 127.0.0.1");
+}
+
+/* A request that could not be parsed: only what the connection knows. */
+static void test_render_text_unparsed(void **state)
+{
+	struct fx *f = exchange(state, NULL,
+				"\"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
+				"%RESPONSE_CODE% %RESPONSE_FLAGS% \"%REQ(X-FORWARDED-FOR)%\" "
+				"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%");
+
+	f->rec.status = 431;
+	f->rec.flags = "DPE";
+	assert_string_equal(render(f), "\"- - -\" 431 DPE \"-\" 127.0.0.1");
+}
+
+/* Alternatives, lengths, %%, IPv6 client addresses, the client's own request id. */
+static void test_render_text_operators(void **state)
+{
+	struct fx *f = exchange(state,
+				"POST /p HTTP/1.1\r\nhost: h\r\nX-Request-Id: client-id\r\n"
+				"Referer: http://example.com/from/here\r\n\r\n",
+				"%REQ(REFERER):18% %REQ(USER-AGENT?:AUTHORITY)% 100%% "
+				"%REQ(X-REQUEST-ID)% %DOWNSTREAM_REMOTE_ADDRESS% "
+				"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %BYTES_RECEIVED% "
+				"%BYTES_SENT% %DURATION% %REQ(:METHOD)%");
+
+	snprintf(f->q->request_id, sizeof(f->q->request_id), RID); /* not used: the client's */
+	f->rec.client = "2001:db8::1";
+	assert_string_equal(render(f), "http://example.com h 100% client-id [2001:db8::1]:40001 "
+				       "2001:db8::1 84 137 4 POST");
+}
+
+/* A long value is cut at ISM_ALOG_VALUE when captured; the line at its room. */
+static void test_capture_limits(void **state)
+{
+	static char raw[4096];
+	char ua[2000];
+	struct fx *f;
+	size_t n;
+
+	memset(ua, 'u', sizeof(ua) - 1);
+	ua[sizeof(ua) - 1] = '\0';
+	snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: %s\r\n\r\n", ua);
+	f = exchange(state, raw, "%REQ(USER-AGENT)%%REQ(USER-AGENT)%");
+	assert_int_equal(f->q->len[ISM_ALOG_H_USER_AGENT], ISM_ALOG_VALUE);
+	assert_null(f->q->val[ISM_ALOG_H_REFERER]); /* not in the format: not captured */
+	assert_int_equal(strlen(render(f)), 2 * ISM_ALOG_VALUE);
+	n = ism_alog_renderer(&f->conf)(&f->conf, &f->rec, f->line, 100);
+	assert_int_equal(n, 100);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse_every_operator),
+	    cmocka_unit_test(test_parse_req),
+	    cmocka_unit_test(test_parse_literals),
+	    cmocka_unit_test(test_parse_default),
+	    cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test_teardown(test_render_json, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_json_failure, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_text_unparsed, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_text_operators, fx_teardown),
+	    cmocka_unit_test_teardown(test_capture_limits, fx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
