@@ -1183,10 +1183,18 @@ static void alloc_counters(struct cbuild *b)
 		struct ism_listener *li = (struct ism_listener *)&t->listeners[l];
 
 		li->stats = ANEW(b, 1, struct ism_counters);
-		for (uint32_t v = 0; v < li->n_vhosts && b->rc == 0; v++)
-			for (uint32_t r = 0; r < li->vhosts[v].n_routes && b->rc == 0; r++)
-				((struct ism_route *)&li->vhosts[v].routes[r])->stats =
-				    ANEW(b, 1, struct ism_counters);
+		for (uint32_t set = 0; set < ism_listener_sets(li) && b->rc == 0; set++) {
+			uint32_t nv;
+			const struct ism_vhost *vh = ism_listener_set(li, set, &nv);
+
+			/* A VirtualService's routes are shared by every vhost it
+			 * makes: one counter set each. */
+			for (uint32_t v = 0; v < nv && b->rc == 0; v++)
+				for (uint32_t r = 0; r < vh[v].n_routes && b->rc == 0; r++)
+					if (vh[v].routes[r].stats == NULL)
+						((struct ism_route *)&vh[v].routes[r])->stats =
+						    ANEW(b, 1, struct ism_counters);
+		}
 	}
 }
 

@@ -306,44 +306,56 @@ static void show_routes(struct ism_master *m, struct ism_reply *r, int json)
 				li->name.p, li->port);
 		else
 			ism_say(r, "listener %s port %u\n", li->name.p, li->port);
-		for (uint32_t v = 0; v < li->n_vhosts; v++) {
-			const struct ism_vhost *vh = &li->vhosts[v];
+		for (uint32_t set = 0, nth = 0; set < ism_listener_sets(li); set++) {
+			uint32_t nv;
+			const struct ism_vhost *vhs = ism_listener_set(li, set, &nv);
+			const char *srv = set ? li->tls[set - 1].name.p : "";
 
-			if (json)
-				ism_say(r, "%s{\"name\":\"%s\",\"domains\":[", v ? "," : "",
-					vh->name.p);
-			else
-				ism_say(r, "  vhost %s domains=", vh->name.p);
-			for (uint32_t d = 0; d < vh->n_domains; d++)
-				ism_say(r, json ? "%s\"%s\"" : "%s%s", d ? "," : "",
-					vh->domains[d].p);
-			ism_say(r, json ? "],\"routes\":[" : "\n");
-			for (uint32_t i = 0; i < vh->n_routes; i++) {
-				const struct ism_route *rt = &vh->routes[i];
+			for (uint32_t v = 0; v < nv; v++, nth++) {
+				const struct ism_vhost *vh = &vhs[v];
 
 				if (json)
-					ism_say(
-					    r,
-					    "%s{\"name\":\"%s\",\"matches\":%u,\"timeout_ms\":%u,"
-					    "\"retries\":%u,\"destinations\":[",
-					    i ? "," : "", rt->name.p, rt->n_match, rt->timeout_ms,
-					    rt->retry.attempts);
-				else
-					ism_say(
-					    r,
-					    "    route %s matches=%u timeout_ms=%u retries=%u ->",
-					    rt->name.p, rt->n_match, rt->timeout_ms,
-					    rt->retry.attempts);
-				for (uint32_t d = 0; d < rt->n_dest; d++)
 					ism_say(r,
-						json ? "%s{\"cluster\":\"%s\",\"weight\":%u}"
-						     : "%s %s weight=%u",
-						json && d ? "," : "",
-						t->clusters[rt->dest[d].cluster].name.p,
-						rt->dest[d].weight);
-				ism_say(r, json ? "]}" : "\n");
+						"%s{\"name\":\"%s\",\"https_server\":\"%s\","
+						"\"https_redirect\":%s,\"domains\":[",
+						nth ? "," : "", vh->name.p, srv,
+						vh->https_redirect ? "true" : "false");
+				else
+					ism_say(r, "  vhost %s%s%s%s domains=", vh->name.p,
+						set ? " https_server=" : "", srv,
+						vh->https_redirect ? " https_redirect" : "");
+				for (uint32_t d = 0; d < vh->n_domains; d++)
+					ism_say(r, json ? "%s\"%s\"" : "%s%s", d ? "," : "",
+						vh->domains[d].p);
+				ism_say(r, json ? "],\"routes\":[" : "\n");
+				for (uint32_t i = 0; i < vh->n_routes; i++) {
+					const struct ism_route *rt = &vh->routes[i];
+
+					if (json)
+						ism_say(r,
+							"%s{\"name\":\"%s\",\"matches\":%u,"
+							"\"timeout_ms\":%u,"
+							"\"retries\":%u,\"destinations\":[",
+							i ? "," : "", rt->name.p, rt->n_match,
+							rt->timeout_ms, rt->retry.attempts);
+					else
+						ism_say(r,
+							"    route %s matches=%u timeout_ms=%u "
+							"retries=%u ->",
+							rt->name.p, rt->n_match, rt->timeout_ms,
+							rt->retry.attempts);
+					for (uint32_t d = 0; d < rt->n_dest; d++)
+						ism_say(r,
+							json
+							    ? "%s{\"cluster\":\"%s\",\"weight\":%u}"
+							    : "%s %s weight=%u",
+							json && d ? "," : "",
+							t->clusters[rt->dest[d].cluster].name.p,
+							rt->dest[d].weight);
+					ism_say(r, json ? "]}" : "\n");
+				}
+				ism_say(r, json ? "]}" : "");
 			}
-			ism_say(r, json ? "]}" : "");
 		}
 		ism_say(r, json ? "]}" : "");
 	}

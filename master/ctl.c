@@ -259,6 +259,22 @@ static void cluster_counter(struct ism_reply *r, const struct ism_table *t, cons
 
 /* Per cluster, for the published generation (they start again at a reload, as
  * Prometheus counters may). */
+/* Whether route rt already appeared in an earlier vhost of listener l (before
+ * vhost v of set): a VirtualService's routes are one object for all its vhosts. */
+static bool route_listed(const struct ism_listener *l, uint32_t set, uint32_t v,
+			 const struct ism_route *rt)
+{
+	for (uint32_t s = 0; s <= set; s++) {
+		uint32_t nv;
+		const struct ism_vhost *vh = ism_listener_set(l, s, &nv);
+
+		for (uint32_t j = 0; j < (s == set ? v : nv); j++)
+			if (rt >= vh[j].routes && rt < vh[j].routes + vh[j].n_routes)
+				return true;
+	}
+	return false;
+}
+
 static void cluster_families(struct ism_master *m, struct ism_reply *r)
 {
 	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -287,18 +303,27 @@ static void cluster_families(struct ism_master *m, struct ism_reply *r)
 	ism_say(r, "# HELP isthmus_route_responses_total Responses by route and status class.\n"
 		   "# TYPE isthmus_route_responses_total counter\n");
 	for (uint32_t l = 0; t && l < t->n_listeners; l++)
-		for (uint32_t v = 0; v < t->listeners[l].n_vhosts; v++)
-			for (uint32_t i = 0; i < t->listeners[l].vhosts[v].n_routes; i++) {
-				const struct ism_route *rt = &t->listeners[l].vhosts[v].routes[i];
+		for (uint32_t set = 0; set < ism_listener_sets(&t->listeners[l]); set++) {
+			uint32_t nv;
+			const struct ism_vhost *vh = ism_listener_set(&t->listeners[l], set, &nv);
 
-				for (int k = 1; k <= 5; k++)
-					ism_say(r,
-						"isthmus_route_responses_total{listener=\"%s\","
-						"route=\"%s\",code_class=\"%s\"} %llu\n",
-						t->listeners[l].name.p, rt->name.p, classes[k],
-						(unsigned long long)atomic_load(
-						    &rt->stats->responses[k]));
-			}
+			for (uint32_t v = 0; v < nv; v++)
+				for (uint32_t i = 0; i < vh[v].n_routes; i++) {
+					const struct ism_route *rt = &vh[v].routes[i];
+
+					/* Shared by the vhosts of one VirtualService: once. */
+					if (route_listed(&t->listeners[l], set, v, rt))
+						continue;
+					for (int k = 1; k <= 5; k++)
+						ism_say(
+						    r,
+						    "isthmus_route_responses_total{listener=\"%s\","
+						    "route=\"%s\",code_class=\"%s\"} %llu\n",
+						    t->listeners[l].name.p, rt->name.p, classes[k],
+						    (unsigned long long)atomic_load(
+							&rt->stats->responses[k]));
+				}
+		}
 	cluster_counter(r, t, "isthmus_cluster_retries_total", "Retries made, by cluster.",
 			offsetof(struct ism_cluster_dyn, retries));
 	cluster_counter(r, t, "isthmus_cluster_overflow_total",

@@ -197,6 +197,20 @@ struct ism_listener {
 	struct ism_counters *stats; /* mutable: responses on this listener */
 };
 
+/* A listener's virtual hosts come in sets: set 0 is its plaintext servers',
+ * set 1 + i its HTTPS server i's. */
+static inline uint32_t ism_listener_sets(const struct ism_listener *l)
+{
+	return 1 + l->n_tls;
+}
+
+static inline const struct ism_vhost *ism_listener_set(const struct ism_listener *l, uint32_t set,
+						       uint32_t *n)
+{
+	*n = set == 0 ? l->n_vhosts : l->tls[set - 1].n_vhosts;
+	return set == 0 ? l->vhosts : l->tls[set - 1].vhosts;
+}
+
 enum ism_lb_policy {
 	ISM_LB_ROUND_ROBIN = 0,
 	ISM_LB_LEAST_REQUEST,

@@ -298,6 +298,12 @@ def tls_sni_selects_server(env):
     rc, out, err = curl(["--cacert", pki.ca(), "--resolve", f"b.example.com:{port}:127.0.0.1", "-o", "/dev/null",
                          "-w", "%{http_code} %{scheme}", f"https://b.example.com:{port}/"])
     check(rc == 0 and out == "200 HTTPS", f"curl https://b.example.com: rc {rc} {out!r} {err}")
+    # The control socket lists each HTTPS server's vhosts, and the routes count responses.
+    routes = json.loads(ctl_cmd(env.path("ctl.sock"), "show routes json"))
+    servers = {vh["https_server"] for li in routes for vh in li["vhosts"]}
+    check(len(servers) == 4 and "" not in servers, f"show routes: HTTPS servers {servers}")
+    text = ctl_cmd(env.path("ctl.sock"), "show routes")
+    check("https_server=" in text, f"show routes (text) does not name the HTTPS servers:\n{text}")
 
 
 @_test
@@ -493,9 +499,9 @@ def tls_resumption_across_workers(env):
         now = per_worker()
         return {pid for pid in now if now[pid] > before.get(pid, 0)}
 
-    def tls_metrics():
+    def tls_metrics(prefix="isthmus_tls_"):
         body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
-        return {l.split(" ")[0]: float(l.split(" ")[1]) for l in body.splitlines() if l.startswith("isthmus_tls_")}
+        return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in body.splitlines() if l.startswith(prefix)}
 
     for version in ("-tls1_3", "-tls1_2"):
         sess = env.path(f"sess{version}")
@@ -514,9 +520,12 @@ def tls_resumption_across_workers(env):
         after = tls_metrics()
         # Optional: isthmus_tls_* metrics, where they exist, count these handshakes.
         for name in ("isthmus_tls_resumed_total", "isthmus_tls_handshakes_total"):
-            if name in after:
-                check(after[name] - before.get(name, 0) == 4,
-                      f"{version}: {name} moved by {after[name] - before.get(name, 0)} over 4 resumed handshakes")
+            check(after[name] - before.get(name, 0) == 4,
+                  f"{version}: {name} moved by {after[name] - before.get(name, 0)} over 4 resumed handshakes")
+    # The HTTPS server's route counts its responses, once per route.
+    routes = tls_metrics("isthmus_route_responses_total{")
+    ok = [k for k in routes if 'code_class="2xx"' in k]
+    check(len(ok) == 1 and routes[ok[0]] >= 18, f"2xx route series over HTTPS: { {k: routes[k] for k in ok} }")
 
 
 # --------------------------------------------------------------------------- httpsRedirect
