@@ -423,6 +423,7 @@ enum ism_alog_field {
 	ISM_ALOG_F_CLIENT,	      /* %DOWNSTREAM_REMOTE_ADDRESS%: address:port */
 	ISM_ALOG_F_CLIENT_IP,	      /* %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% */
 	ISM_ALOG_F_ROUTE_NAME,
+	ISM_ALOG_F_SNI, /* %REQUESTED_SERVER_NAME%: the TLS ClientHello's SNI */
 };
 
 struct ism_alog_op {

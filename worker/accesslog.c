@@ -153,6 +153,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return copy_str(v, cap, r->client);
 	case ISM_ALOG_F_ROUTE_NAME:
 		return copy_str(v, cap, q->route[0] ? q->route : NULL);
+	case ISM_ALOG_F_SNI:
+		return copy_str(v, cap, r->sni);
 	case ISM_ALOG_F_LITERAL:
 		return copy(v, cap, op->lit.p, op->lit.len);
 	default:

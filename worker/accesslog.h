@@ -50,6 +50,7 @@ struct ism_alog_rec {
 	uint16_t client_port; /* 0: unknown */
 	const char *upstream; /* "<service>|<address>:<port>" of the last attempt, or NULL */
 	const char *cluster;  /* cluster name, or NULL */
+	const char *sni;      /* the TLS client's server name, or NULL */
 };
 
 /* Writes the line of r (no newline) into out (cap > 0 bytes); returns its length

@@ -1090,6 +1090,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_conn *c)
 	    .client_port = c->peer_port,
 	    .upstream = c->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[c->prev_ep] : NULL,
 	    .cluster = cl ? cl->name.p : NULL,
+	    .sni = c->sni,
 	};
 	ism_alog_log(w, &r);
 	free(c->log_req);

@@ -64,9 +64,9 @@ def access_log(env):
 DOWN = "down.test.internal"
 # Istio's default proxy format as isthmus adapts it (conf/alog.c), as a regex.
 DEFAULT_TEXT = re.compile(r'^\[(\S+)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\d+) (\d+) (\d+) "([^"]*)" "([^"]*)" '
-                          r'"([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+)$')
+                          r'"([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+) (\S+)$')
 DEFAULT_FIELDS = ("start", "method", "path", "protocol", "code", "flags", "bytes_in", "bytes_out", "duration",
-                  "xff", "ua", "rid", "authority", "upstream", "cluster", "client", "route")
+                  "xff", "ua", "rid", "authority", "upstream", "cluster", "client", "sni", "route")
 
 
 def _text_lines(path):
@@ -139,7 +139,7 @@ def access_log_text(env):
     check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", down["rid"]) and
           down["xff"] == "127.0.0.1", f"the request id made by the proxy, the client address: {down}")
     check(nr["code"] == "404" and nr["flags"] == "NR" and nr["path"] == "/nowhere" and
-          (nr["upstream"], nr["cluster"], nr["route"], nr["rid"]) == ("-", "-", "-", "-"), f"404 line {nr}")
+          (nr["upstream"], nr["cluster"], nr["route"], nr["rid"], nr["sni"]) == ("-", "-", "-", "-", "-"), f"404 line {nr}")
     check((bad["method"], bad["path"], bad["protocol"], bad["code"], bad["flags"], bad["ua"]) ==
           ("-", "-", "-", "400", "DPE", "-"), f"400 line {bad}")
 

@@ -321,7 +321,9 @@ static void test_render_default_text(void **state)
 			    "[2026-11-26T07:05:26.015Z] \"GET /app/x?q=1 HTTP/1.1\" 200 - 84 "
 			    "137 4 \"10.0.0.9, 127.0.0.1\" \"curl/8.1\" \"" RID "\" "
 			    "\"shop.example\" \"127.0.0.2:18091\" "
-			    "outbound|80||web.demo.internal 127.0.0.1:40001 default/web#1");
+			    "outbound|80||web.demo.internal 127.0.0.1:40001 - default/web#1");
+	f->rec.sni = "shop.example";
+	assert_non_null(strstr(render(f), " 127.0.0.1:40001 shop.example default/web#1"));
 }
 
 /* Missing values print "-", as Envoy does: no route, no upstream, no cluster,
