@@ -116,7 +116,10 @@ fuzz: $(FUZZ_BINS)
 fuzz-run: fuzz
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS) s)"; \
 		mkdir -p $(BUILD)/fuzz/corpus-$$n; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$n fuzz/corpus/$$n 2>&1 | tail -n 3; done
+		rc=0; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+			-artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n fuzz/corpus/$$n \
+			>$(BUILD)/fuzz/$$n.log 2>&1 || rc=$$?; tail -n 3 $(BUILD)/fuzz/$$n.log; \
+		if [ $$rc != 0 ]; then echo "$$n failed (exit $$rc): see $(BUILD)/fuzz/$$n.log" >&2; exit 1; fi; done
 
 asan:
 	$(MAKE) BUILD=build-asan EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' all unit integration

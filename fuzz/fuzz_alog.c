@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (op->field == ISM_ALOG_F_LITERAL &&
 		    (op->lit.p < s || op->lit.len == 0 || op->lit.p + op->lit.len > s + size))
 			abort();
-		if (op->field > ISM_ALOG_F_ROUTE_NAME || op->field == ISM_ALOG_F_UPSTREAM_ENDPOINT)
+		if (op->field >= ISM_ALOG_F_COUNT || op->field == ISM_ALOG_F_UPSTREAM_ENDPOINT)
 			abort();
 		if (op->field == ISM_ALOG_F_REQ &&
 		    ((op->hdr >= ISM_ALOG_H_COUNT && op->hdr != ISM_ALOG_H_NONE) ||

@@ -424,6 +424,7 @@ enum ism_alog_field {
 	ISM_ALOG_F_CLIENT_IP,	      /* %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% */
 	ISM_ALOG_F_ROUTE_NAME,
 	ISM_ALOG_F_SNI, /* %REQUESTED_SERVER_NAME%: the TLS ClientHello's SNI */
+	ISM_ALOG_F_COUNT,
 };
 
 struct ism_alog_op {
