@@ -690,6 +690,17 @@ def worker_respawn(env):
     check(len(before) == 2, f"want 2 workers (workers: 2), found {before}")
     victim = before[0]
     os.kill(victim, signal.SIGKILL)
+
+    def dead():
+        try:
+            with open(f"/proc/{victim}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    # A connection the worker accepted in the instant it was killed dies with it
+    # (as with any proxy); what must not fail is what comes once it is gone.
+    poll(dead, 5, what=f"worker {victim} to die")
     deadline = time.monotonic() + 10
     failures = []
     n = 0
