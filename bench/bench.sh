@@ -50,144 +50,8 @@ start_upstream $UP1 $UP2
 
 # --- proxies ----------------------------------------------------------------------------------
 ACTIVE=""
-start_isthmus() {
-	local bin="$BUILD/isthmus" d="$TMP/isthmus" pid
-	mkdir -p "$d"
-	if [ ! -x "$bin" ]; then skip_loudly isthmus "$bin not found (run make first)"; return; fi
-	cat >"$d/isthmus.yaml" <<EOF
-apiVersion: isthmus.io/v1
-kind: Appliance
-metadata:
-  name: bench
-spec:
-  locality: bench/bench-a
-  workers: 1
-  listenAddress: 127.0.0.1
-  controlSocket: $d/ctl.sock
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: bench-gw
-  namespace: bench
-spec:
-  servers:
-  - port:
-      number: ${PORT[isthmus]}
-      name: http
-      protocol: HTTP
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: bench-vs
-  namespace: bench
-spec:
-  hosts: ["*"]
-  gateways: [bench-gw]
-  http:
-  - route:
-    - destination:
-        host: bench.internal
-        port:
-          number: 80
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: bench-se
-  namespace: bench
-spec:
-  hosts: [bench.internal]
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports: {http: $UP1}
-    locality: bench/bench-a
-  - address: 127.0.0.1
-    ports: {http: $UP2}
-    locality: bench/bench-a
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: bench-dr
-  namespace: bench
-spec:
-  host: bench.internal
-  trafficPolicy:
-    loadBalancer:
-      simple: ROUND_ROBIN
-EOF
-	if ! "$bin" -c -f "$d/isthmus.yaml" >"$d/check.log" 2>&1; then
-		skip_loudly isthmus "'$bin -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
-		return
-	fi
-	"$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
-	pid=$!
-	STARTED="$STARTED $pid"
-	if ! wait_http "http://127.0.0.1:${PORT[isthmus]}/" 50 "$pid"; then
-		if kill -0 "$pid" 2>/dev/null; then
-			skip_loudly isthmus "no 200 from 127.0.0.1:${PORT[isthmus]} within 10 s (status $(http_status "http://127.0.0.1:${PORT[isthmus]}/"))" "$d/stderr.log"
-		else
-			wait "$pid"
-			skip_loudly isthmus "'$bin -f $d/isthmus.yaml' exited with status $? before answering" "$d/stderr.log"
-		fi
-		kill -TERM "$pid" 2>/dev/null
-		return
-	fi
-	PID[isthmus]=$pid
-	ACTIVE="$ACTIVE isthmus"
-}
-
-start_haproxy() {
-	local d="$TMP/haproxy" pid
-	mkdir -p "$d"
-	cat >"$d/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 20000
-    # maxconn 20000 asks for ~40000 descriptors; where the hard limit is lower, run anyway
-    # (a warning, not a failure): the idle phase needs IDLE_CONNS client fds plus a few.
-    no strict-limits
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 300s
-    timeout server 30s
-    timeout http-request 30s
-    timeout http-keep-alive 300s
-
-frontend fe
-    bind 127.0.0.1:${PORT[haproxy]} backlog 4096
-    default_backend be
-
-backend be
-    balance roundrobin
-    server up1 127.0.0.1:$UP1
-    server up2 127.0.0.1:$UP2
-EOF
-	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
-	pid=$!
-	STARTED="$STARTED $pid"
-	if ! wait_http "http://127.0.0.1:${PORT[haproxy]}/" 50 "$pid"; then
-		skip_loudly haproxy "did not answer on 127.0.0.1:${PORT[haproxy]}" "$d/stderr.log"
-		return
-	fi
-	PID[haproxy]=$pid
-	ACTIVE="$ACTIVE haproxy"
-}
-
 start_nginx() {
-	local d="$TMP/nginx" pid
+	local d="$TMP/nginx"
 	mkdir -p "$d"
 	cat >"$d/nginx.conf" <<EOF
 worker_processes 1;
@@ -222,20 +86,14 @@ http {
 }
 EOF
 	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
-	pid=$!
-	STARTED="$STARTED $pid"
-	if ! wait_http "http://127.0.0.1:${PORT[nginx]}/" 50 "$pid"; then
-		skip_loudly nginx "did not answer on 127.0.0.1:${PORT[nginx]}" "$d/error.log"
-		return
-	fi
-	PID[nginx]=$pid
-	ACTIVE="$ACTIVE nginx"
+	STARTED="$STARTED $!"
+	proxy_up nginx $! "http://127.0.0.1:${PORT[nginx]}/" "$d/error.log"
 }
 
 for p in $PROXIES; do
 	case $p in
-	isthmus) start_isthmus ;;
-	haproxy) start_haproxy ;;
+	isthmus) start_isthmus HTTP "" "" ;;
+	haproxy) start_haproxy http "" "" "" "" ;;
 	nginx) start_nginx ;;
 	*) die "unknown proxy '$p' in PROXIES" ;;
 	esac

@@ -215,3 +215,147 @@ proxy_running() {
 	fi
 	return 1
 }
+
+# A proxy started in the background ($2: its pid) answers 200 on URL $3 within 10 s: then it is
+# recorded (PID, ACTIVE); else it is skipped loudly with its log $4, and stopped.
+proxy_up() { # name pid url log
+	if ! wait_http "$3" 50 "$2"; then
+		if kill -0 "$2" 2>/dev/null; then
+			skip_loudly "$1" "no 200 from $3 within 10 s (status $(http_status "$3"))" "$4"
+		else
+			wait "$2"
+			skip_loudly "$1" "exited with status $? before answering on $3" "$4"
+		fi
+		kill -TERM "$2" 2>/dev/null
+		return 1
+	fi
+	PID[$1]=$2
+	ACTIVE="$ACTIVE $1"
+}
+
+# isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports $UP1 and
+# $UP2 (round robin): one Gateway server of protocol $1 (HTTP or HTTPS) whose tls block is $2
+# (a "tls: {...}" line, or empty); $3: more Appliance spec lines (indented two spaces), or empty.
+start_isthmus() { # protocol tls-line appliance-lines
+	local bin="$BUILD/isthmus" d="$TMP/isthmus" scheme
+	scheme=$(printf '%s' "$1" | tr 'A-Z' 'a-z')
+	mkdir -p "$d"
+	if [ ! -x "$bin" ]; then skip_loudly isthmus "$bin not found (run make first)"; return; fi
+	cat >"$d/isthmus.yaml" <<EOF
+apiVersion: isthmus.io/v1
+kind: Appliance
+metadata:
+  name: $BENCH_NAME
+spec:
+  locality: bench/bench-a
+  workers: 1
+  listenAddress: 127.0.0.1
+  controlSocket: $d/ctl.sock
+$3
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: bench-gw
+  namespace: bench
+spec:
+  servers:
+  - port: {number: ${PORT[isthmus]}, name: $scheme, protocol: $1}
+    hosts: ["*"]
+    $2
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bench-vs
+  namespace: bench
+spec:
+  hosts: ["*"]
+  gateways: [bench-gw]
+  http:
+  - route:
+    - destination:
+        host: bench.internal
+        port:
+          number: 80
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: bench-se
+  namespace: bench
+spec:
+  hosts: [bench.internal]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {http: $UP1}
+    locality: bench/bench-a
+  - address: 127.0.0.1
+    ports: {http: $UP2}
+    locality: bench/bench-a
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: bench-dr
+  namespace: bench
+spec:
+  host: bench.internal
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+EOF
+	if ! "$bin" -c -f "$d/isthmus.yaml" >"$d/check.log" 2>&1; then
+		skip_loudly isthmus "'$bin -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
+		return
+	fi
+	"$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
+	STARTED="$STARTED $!"
+	proxy_up isthmus $! "$scheme://127.0.0.1:${PORT[isthmus]}/" "$d/stderr.log"
+}
+
+# HAProxy, one thread, on 127.0.0.1:${PORT[haproxy]} in front of $UP1 and $UP2 (round robin,
+# keep-alive both sides): $1 "http" or "https"; $2 more options of its bind line; $3 more global
+# lines; $4 more frontend lines; $5 more sections (each may be several lines, or empty).
+start_haproxy() { # scheme bind-options global-lines frontend-lines sections
+	local d="$TMP/haproxy"
+	mkdir -p "$d"
+	cat >"$d/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 20000
+    # maxconn 20000 asks for ~40000 descriptors; where the hard limit is lower, run anyway
+    # (a warning, not a failure): bench.sh's idle phase needs IDLE_CONNS client fds plus a few.
+    no strict-limits
+$3
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 30s
+    timeout http-request 30s
+    timeout http-keep-alive 300s
+
+frontend fe
+    bind 127.0.0.1:${PORT[haproxy]} $2 backlog 4096
+$4
+    default_backend be
+
+backend be
+    balance roundrobin
+    server up1 127.0.0.1:$UP1
+    server up2 127.0.0.1:$UP2
+$5
+EOF
+	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
+	STARTED="$STARTED $!"
+	proxy_up haproxy $! "$1://127.0.0.1:${PORT[haproxy]}/" "$d/stderr.log"
+}

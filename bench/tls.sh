@@ -64,143 +64,18 @@ say "# certificate: $KEYDESC server certificate signed by a $KEYDESC CA, the sam
 start_upstream $UP1 $UP2
 
 # --- proxies ------------------------------------------------------------------------------------
-start_isthmus() {
-	local d="$TMP/isthmus" pid
-	mkdir -p "$d"
-	cat >"$d/isthmus.yaml" <<EOF
-apiVersion: isthmus.io/v1
-kind: Appliance
-metadata:
-  name: tlsbench
-spec:
-  locality: bench/bench-a
-  workers: 1
-  listenAddress: 127.0.0.1
-  controlSocket: $d/ctl.sock
-  admin: {address: 127.0.0.1:$ADMIN}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: bench-gw
-  namespace: bench
-spec:
-  servers:
-  - port: {number: ${PORT[isthmus]}, name: https, protocol: HTTPS}
-    hosts: ["*"]
-    tls: {mode: SIMPLE, serverCertificate: $C/server.crt, privateKey: $C/server.key}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: bench-vs
-  namespace: bench
-spec:
-  hosts: ["*"]
-  gateways: [bench-gw]
-  http:
-  - route:
-    - destination:
-        host: bench.internal
-        port:
-          number: 80
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: bench-se
-  namespace: bench
-spec:
-  hosts: [bench.internal]
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports: {http: $UP1}
-    locality: bench/bench-a
-  - address: 127.0.0.1
-    ports: {http: $UP2}
-    locality: bench/bench-a
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: bench-dr
-  namespace: bench
-spec:
-  host: bench.internal
-  trafficPolicy:
-    loadBalancer:
-      simple: ROUND_ROBIN
-EOF
-	if ! "$BUILD/isthmus" -c -f "$d/isthmus.yaml" >"$d/check.log" 2>&1; then
-		skip_loudly isthmus "'$BUILD/isthmus -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
-		return
-	fi
-	"$BUILD/isthmus" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
-	pid=$!
-	STARTED="$STARTED $pid"
-	if ! wait_http "https://127.0.0.1:${PORT[isthmus]}/" 50 "$pid"; then
-		skip_loudly isthmus "no 200 from https://127.0.0.1:${PORT[isthmus]}/ within 10 s (status $(http_status "https://127.0.0.1:${PORT[isthmus]}/"))" "$d/stderr.log"
-		return
-	fi
-	PID[isthmus]=$pid
-	ACTIVE="$ACTIVE isthmus"
-}
-
-start_haproxy() {
-	local d="$TMP/haproxy" pid
-	mkdir -p "$d"
-	cat >"$d/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 20000
-    no strict-limits
-    stats socket $d/stats.sock mode 600 level admin
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 300s
-    timeout server 30s
-    timeout http-request 30s
-    timeout http-keep-alive 300s
-
-frontend fe
-    bind 127.0.0.1:${PORT[haproxy]} ssl crt $C/combined.pem alpn http/1.1 backlog 4096
-    use_backend be_res if { ssl_fc_is_resumed }
-    default_backend be
-
-backend be
-    balance roundrobin
-    server up1 127.0.0.1:$UP1
-    server up2 127.0.0.1:$UP2
-
-# the same servers, for requests on resumed TLS sessions: counted apart (see haproxy_tls_counters)
-backend be_res
-    balance roundrobin
-    server up1 127.0.0.1:$UP1
-    server up2 127.0.0.1:$UP2
-EOF
-	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
-	pid=$!
-	STARTED="$STARTED $pid"
-	if ! wait_http "https://127.0.0.1:${PORT[haproxy]}/" 50 "$pid"; then
-		skip_loudly haproxy "no 200 from https://127.0.0.1:${PORT[haproxy]}/" "$d/stderr.log"
-		return
-	fi
-	PID[haproxy]=$pid
-	ACTIVE="$ACTIVE haproxy"
-}
-
 ACTIVE=""
-start_isthmus
-start_haproxy
+start_isthmus HTTPS "tls: {mode: SIMPLE, serverCertificate: $C/server.crt, privateKey: $C/server.key}" \
+	"  admin: {address: 127.0.0.1:$ADMIN}"
+# Requests on resumed TLS sessions go to be_res, the same servers, counted apart (see
+# haproxy_tls_counters).
+start_haproxy https "ssl crt $C/combined.pem alpn http/1.1" \
+	"    stats socket $TMP/haproxy/stats.sock mode 600 level admin" \
+	"    use_backend be_res if { ssl_fc_is_resumed }" \
+	"backend be_res
+    balance roundrobin
+    server up1 127.0.0.1:$UP1
+    server up2 127.0.0.1:$UP2"
 [ -n "$ACTIVE" ] || die "no proxy started"
 
 # Sanity: 200, 1 KiB body, certificate verifies against the CA, negotiated protocol and cipher.
