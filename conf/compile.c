@@ -268,20 +268,6 @@ static uint32_t cluster_index(struct cbuild *b, const struct ism_cm_dest *d)
 	return (uint32_t)b->n_keys++;
 }
 
-static bool labels_include(const struct ism_cm_se_ep *e, const struct ism_cm_subset *s)
-{
-	for (size_t i = 0; s != NULL && i < s->n_labels; i++) {
-		bool found = false;
-
-		for (size_t j = 0; j < e->n_labels && !found; j++)
-			found = strcmp(e->labels[j].key, s->labels[i].key) == 0 &&
-				strcmp(e->labels[j].value, s->labels[i].value) == 0;
-		if (!found)
-			return false;
-	}
-	return true;
-}
-
 static uint16_t endpoint_port(const struct ism_cm_se_ep *e, const struct ism_cm_se_port *sp)
 {
 	for (size_t i = 0; i < e->n_ports; i++)
@@ -362,7 +348,8 @@ static int collect(const struct ckey *k, const struct ism_cm_subset *s, struct c
 		struct cep *o = &cs->ep[cs->n];
 		size_t l;
 
-		if (!labels_include(e, s))
+		if (s != NULL &&
+		    !ism_model_labels_include(e->labels, e->n_labels, s->labels, s->n_labels))
 			continue;
 		o->e = e;
 		o->port = endpoint_port(e, sp);

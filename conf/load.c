@@ -73,6 +73,21 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		*out = pt->tp;
 }
 
+bool ism_model_labels_include(const struct ism_cm_label *have, size_t n_have,
+			      const struct ism_cm_label *want, size_t n_want)
+{
+	for (size_t i = 0; i < n_want; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < n_have && !found; j++)
+			found = strcmp(have[j].key, want[i].key) == 0 &&
+				strcmp(have[j].value, want[i].value) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
 /* "*.example.com" matches "a.example.com" and "*.a.example.com", not "example.com". */
 static bool wildcard_covers(const char *pat, const char *h)
 {

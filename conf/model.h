@@ -425,6 +425,10 @@ const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, co
  * block absent from a port-level entry takes its defaults, not the rule's. */
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
 		      struct ism_cm_tp *out);
+/* True when every label of want (key and value) is among have: a subset's
+ * labels on an endpoint, a selector's on the appliance. */
+bool ism_model_labels_include(const struct ism_cm_label *have, size_t n_have,
+			      const struct ism_cm_label *want, size_t n_want);
 /* True when gateway server host pattern s (with its namespace part) admits
  * VirtualService host h of namespace vs_ns; *domain is the effective domain. */
 bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, const char *h,

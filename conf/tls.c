@@ -654,20 +654,6 @@ void ism_tls_xref(struct ism_vctx *v)
 
 /* --- PeerAuthentication, as it applies to the appliance's plaintext listeners --- */
 
-static bool labels_match(const struct ism_cm_pa *pa, const struct ism_cm_appliance *a)
-{
-	for (size_t i = 0; i < pa->n_sel; i++) {
-		bool found = false;
-
-		for (size_t j = 0; j < a->n_labels && !found; j++)
-			found = strcmp(pa->sel[i].key, a->labels[j].key) == 0 &&
-				strcmp(pa->sel[i].value, a->labels[j].value) == 0;
-		if (!found)
-			return false;
-	}
-	return true;
-}
-
 enum pa_level { PA_WORKLOAD, PA_NAMESPACE, PA_MESH, PA_LEVELS };
 
 /* The policies that apply, by level: the first of each level in the file wins
@@ -686,7 +672,7 @@ static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_L
 		else if (strcmp(pa->r.ns, a->ns) == 0 && !pa->has_selector)
 			level = PA_NAMESPACE;
 		else if (strcmp(pa->r.ns, a->ns) == 0 && strcmp(pa->r.ns, a->root_ns) != 0 &&
-			 labels_match(pa, a))
+			 ism_model_labels_include(a->labels, a->n_labels, pa->sel, pa->n_sel))
 			level = PA_WORKLOAD;
 		if (level >= 0 && out[level] == NULL)
 			out[level] = pa;
@@ -737,9 +723,7 @@ static void xref_pas(struct ism_vctx *v)
 			continue;
 		v->res = pa->r.label;
 		ism_v_pop(v, 0);
-		if (!c->app.has_mesh &&
-		    (pa->mode == ISM_PA_STRICT ||
-		     (i == PA_WORKLOAD && pa_port_mode(pa, 0) == ISM_PA_STRICT)))
+		if (!c->app.has_mesh && pa->mode == ISM_PA_STRICT)
 			ism_v_err(v, pa->r.at, "STRICT needs the Appliance's spec.meshIdentity");
 		for (size_t p = 0; i == PA_WORKLOAD && p < pa->n_ports; p++) {
 			const struct ism_cm_server *srv = server_on(c, pa->ports[p].port);

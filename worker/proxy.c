@@ -206,53 +206,52 @@ static struct ism_xio u_io(struct ism_upconn *u)
 				.inflight = &u->inflight};
 }
 
-static void c_recv(struct ism_wctx *w, struct ism_conn *c)
+/* The caller waits for data on one side: under TLS, plaintext (at once when
+ * some is decrypted already), else a socket receive. */
+static void io_recv(struct ism_wctx *w, const struct ism_xio *io, uint8_t *armed)
 {
-	struct io_uring_sqe *sqe;
+	*armed = 1;
+	if (io->x->ssl != NULL)
+		ism_xp_want_read(w, io);
+	else
+		ism_xp_sock_recv(w, io);
+}
 
-	if (c->recv_armed || c->closing)
-		return;
-	if (c->x.ssl != NULL) {
-		struct ism_xio io = c_io(c);
-
-		c->recv_armed = 1;
-		ism_xp_want_read(w, &io);
+/* Sends len bytes at p (from ring buffer bid, or -1) on one side; its completion
+ * reports them all sent. */
+static void io_send(struct ism_wctx *w, const struct ism_xio *io, struct ism_span *span,
+		    uint8_t *armed, const char *p, uint32_t len, int bid)
+{
+	ISM_BUG_ON(*armed);
+	*span = (struct ism_span){.p = p, .len = len, .bid = bid};
+	*armed = 1;
+	if (io->x->ssl == NULL) {
+		ism_xp_sock_send(w, io, p, len);
 		return;
 	}
-	sqe = ism_w_sqe(w);
-	io_uring_prep_recv(sqe, c->fd, NULL, ISM_BUF_SIZE, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = ISM_BGID;
-	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CRECV, c->idx, c->gen));
-	c->recv_armed = 1;
-	c->inflight++;
+	/* Encrypted at once: the plaintext buffer is free again. */
+	if (ism_xp_write(w, io, p, len) < 0) {
+		shutdown(io->fd, SHUT_RDWR); /* the receive reports the end */
+		ism_xp_want_read(w, io);
+	}
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	span->bid = -1;
+}
+
+static void c_recv(struct ism_wctx *w, struct ism_conn *c)
+{
+	struct ism_xio io = c_io(c);
+
+	if (!c->recv_armed && !c->closing)
+		io_recv(w, &io, &c->recv_armed);
 }
 
 static void c_send(struct ism_wctx *w, struct ism_conn *c, const char *p, uint32_t len, int bid)
 {
-	ISM_BUG_ON(c->send_armed);
-	c->send.p = p;
-	c->send.len = len;
-	c->send.bid = bid;
-	c->send_armed = 1;
-	if (c->x.ssl != NULL) {
-		struct ism_xio io = c_io(c);
+	struct ism_xio io = c_io(c);
 
-		/* Encrypted at once: the plaintext buffer is free again. */
-		if (ism_xp_write(w, &io, p, len) < 0) {
-			shutdown(c->fd, SHUT_RDWR); /* the receive reports the end */
-			ism_xp_want_read(w, &io);
-		}
-		if (bid >= 0)
-			ism_w_buf_recycle(w, bid);
-		c->send.bid = -1;
-	} else {
-		struct io_uring_sqe *sqe = ism_w_sqe(w);
-
-		io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
-		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CSEND, c->idx, c->gen));
-		c->inflight++;
-	}
+	io_send(w, &io, &c->send, &c->send_armed, p, len, bid);
 	/* A client that does not read cannot hold us forever. */
 	c->deadline_kind = ISM_DL_SEND;
 	c->deadline = w->now + w->table->timeouts.idle_ms;
@@ -260,50 +259,17 @@ static void c_send(struct ism_wctx *w, struct ism_conn *c, const char *p, uint32
 
 static void u_recv(struct ism_wctx *w, struct ism_upconn *u)
 {
-	struct io_uring_sqe *sqe;
+	struct ism_xio io = u_io(u);
 
-	if (u->recv_armed || u->closing)
-		return;
-	if (u->x.ssl != NULL) {
-		struct ism_xio io = u_io(u);
-
-		u->recv_armed = 1;
-		ism_xp_want_read(w, &io);
-		return;
-	}
-	sqe = ism_w_sqe(w);
-	io_uring_prep_recv(sqe, u->fd, NULL, ISM_BUF_SIZE, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = ISM_BGID;
-	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_URECV, u->idx, u->gen));
-	u->recv_armed = 1;
-	u->inflight++;
+	if (!u->recv_armed && !u->closing)
+		io_recv(w, &io, &u->recv_armed);
 }
 
 static void u_send(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid)
 {
-	ISM_BUG_ON(u->send_armed);
-	u->send.p = p;
-	u->send.len = len;
-	u->send.bid = bid;
-	u->send_armed = 1;
-	if (u->x.ssl != NULL) {
-		struct ism_xio io = u_io(u);
+	struct ism_xio io = u_io(u);
 
-		if (ism_xp_write(w, &io, p, len) < 0) {
-			shutdown(u->fd, SHUT_RDWR);
-			ism_xp_want_read(w, &io);
-		}
-		if (bid >= 0)
-			ism_w_buf_recycle(w, bid);
-		u->send.bid = -1;
-	} else {
-		struct io_uring_sqe *sqe = ism_w_sqe(w);
-
-		io_uring_prep_send(sqe, u->fd, p, len, MSG_NOSIGNAL);
-		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_USEND, u->idx, u->gen));
-		u->inflight++;
-	}
+	io_send(w, &io, &u->send, &u->send_armed, p, len, bid);
 }
 
 static void set_deadline(struct ism_wctx *w, struct ism_conn *c, enum ism_deadline kind,
@@ -460,8 +426,6 @@ void ism_proxy_accepted(struct ism_wctx *w, int fd, int listener)
 	c->state = ISM_C_IDLE;
 	c->ep_id = UINT32_MAX;
 	c->prev_ep = UINT32_MAX;
-	c->tls_srv = -1;
-	c->tls = 0;
 	if (listener < (int)w->table->n_listeners) {
 		const struct ism_listener *l = &w->table->listeners[listener];
 
@@ -639,7 +603,7 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 				  c->peer);
 	else
 		ret |= buf_printf(out, limit, "x-forwarded-for: %s\r\n", c->peer);
-	ret |= buf_printf(out, limit, "x-forwarded-proto: %s\r\n", c->tls ? "https" : "http");
+	ret |= buf_printf(out, limit, "x-forwarded-proto: %s\r\n", c->x.ssl ? "https" : "http");
 	if (!have_rid) {
 		char rid[37];
 
@@ -1236,11 +1200,11 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req.host ? req.host : "",
 				      req.host ? req.host_len : 0);
 	}
-	if (vh != NULL && vh->https_redirect && !c->tls) {
+	if (vh != NULL && vh->https_redirect && c->x.ssl == NULL) {
 		https_redirect(w, c, &req);
 		goto consume;
 	}
-	r = vh ? ism_router_route(vh, &req, c->tls ? "https" : "http", l->port, w->rs) : NULL;
+	r = vh ? ism_router_route(vh, &req, c->x.ssl ? "https" : "http", l->port, w->rs) : NULL;
 	c->route_stats = r ? r->stats : NULL;
 	if (r != NULL && c->log_req != NULL)
 		snprintf(c->log_req->route, sizeof(c->log_req->route), "%s", r->name.p);
@@ -1841,7 +1805,6 @@ static int start_tls(struct ism_wctx *w, struct ism_conn *c, const struct ism_tl
 	c->x.ssl = ism_tls_server_ssl(w, conf);
 	if (c->x.ssl == NULL)
 		return -ENOMEM;
-	c->tls = 1;
 	c->pre = ISM_PRE_NONE;
 	if (c->in.len && ism_xp_feed(&io, c->in.p, c->in.len) < 0)
 		return -ENOMEM;
@@ -1951,6 +1914,7 @@ static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid
 	}
 	if (c->pre == ISM_PRE_HELLO) {
 		char name[256];
+		int srv;
 		int n = c->in.len
 			    ? ism_sniff_sni((const uint8_t *)c->in.p, c->in.len, name, sizeof(name))
 			    : -EAGAIN;
@@ -1968,8 +1932,8 @@ static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid
 		}
 		if (n == 0)
 			name[0] = '\0';
-		c->tls_srv = (int16_t)ism_tls_pick_server(l, name);
-		if (c->tls_srv < 0) {
+		srv = ism_tls_pick_server(l, name);
+		if (srv < 0) {
 			ism_debug("%s: no HTTPS server for SNI \"%s\"", c->peer, name);
 			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
 						  memory_order_relaxed);
@@ -1977,7 +1941,7 @@ static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid
 			return;
 		}
 		c->sni = n > 0 ? strdup(name) : NULL;
-		ret = start_tls(w, c, &l->tls[c->tls_srv].tls);
+		ret = start_tls(w, c, &l->tls[srv].tls);
 	} else if (c->pre == ISM_PRE_MESH) {
 		ret = start_tls(w, c, &t->mesh);
 	} else {
@@ -2015,7 +1979,7 @@ static void on_utls(struct ism_wctx *w, struct ism_upconn *u, enum ism_op op, in
 	}
 	r = ism_xp_on_recv(w, &io, res, bid, op == ISM_OP_UTLS, &pb);
 	if (r == ISM_XP_HANDSHAKE) {
-		ism_tls_client_done(w, u->x.ssl, u->ep_id);
+		ism_tls_client_done(u->x.ssl);
 		if (u->conn == NULL) {
 			up_close(w, u);
 			return;

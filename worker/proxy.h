@@ -174,8 +174,6 @@ struct ism_conn {
 	struct ism_xport x;
 	uint8_t pre_pp;	  /* a PROXY protocol header is still expected */
 	uint8_t pre;	  /* enum ism_pre: what TLS work precedes HTTP */
-	uint8_t tls;	  /* the connection is TLS (scheme https) */
-	int16_t tls_srv;  /* HTTPS server of the listener; -1: none */
 	char *sni;	  /* the ClientHello's server name, NULL when none */
 	char up_sni[256]; /* server name for upstream TLS: the request's host */
 	uint16_t peer_port;

@@ -2,6 +2,7 @@
 
 #include "worker/router.h"
 
+#include <limits.h>
 #include <pcre2.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -64,43 +65,42 @@ static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
 	return alen == blen && strncasecmp(a, b, alen) == 0;
 }
 
+int ism_router_domain_rank(const struct ism_str *d, const char *host, size_t n)
+{
+	size_t sl = d->len - 1; /* "*.suffix": the length of ".suffix" */
+
+	if (d->len == 1 && d->p[0] == '*')
+		return 0;
+	/* The host must be longer than ".suffix", so "*.example.com" never
+	 * matches "example.com". */
+	if (d->len > 1 && d->p[0] == '*')
+		return n > sl && strncasecmp(host + n - sl, d->p + 1, sl) == 0 ? (int)sl : -1;
+	return ieq(host, n, d->p, d->len) ? INT_MAX : -1;
+}
+
 const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
 					 const char *host, size_t host_len)
 {
-	const struct ism_vhost *wild = NULL, *any = NULL;
-	size_t wild_len = 0, n;
-	uint32_t i, j;
+	const struct ism_vhost *best = NULL;
+	int best_rank = -1;
+	size_t n;
 
 	if (!host) {
 		host = "";
 		host_len = 0;
 	}
 	n = ism_router_host_len(host, host_len);
-	for (i = 0; i < n_vhosts; i++) {
-		const struct ism_vhost *vh = &vhosts[i];
+	for (uint32_t i = 0; i < n_vhosts && best_rank < INT_MAX; i++) {
+		for (uint32_t j = 0; j < vhosts[i].n_domains; j++) {
+			int rank = ism_router_domain_rank(&vhosts[i].domains[j], host, n);
 
-		for (j = 0; j < vh->n_domains; j++) {
-			const struct ism_str *d = &vh->domains[j];
-
-			if (d->len == 1 && d->p[0] == '*') {
-				if (!any)
-					any = vh;
-			} else if (d->len > 1 && d->p[0] == '*') {
-				/* "*.suffix": the host must be longer than ".suffix",
-				 * so "*.example.com" never matches "example.com". */
-				size_t sl = d->len - 1;
-
-				if (n > sl && strncasecmp(host + n - sl, d->p + 1, sl) == 0 &&
-				    sl > wild_len) {
-					wild = vh;
-					wild_len = sl;
-				}
-			} else if (ieq(host, n, d->p, d->len)) {
-				return vh;
+			if (rank > best_rank) {
+				best = &vhosts[i];
+				best_rank = rank;
 			}
 		}
 	}
-	return wild ? wild : any;
+	return best;
 }
 
 /* --- string matches --- */

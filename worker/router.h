@@ -22,6 +22,10 @@ void ism_router_scratch_free(struct ism_router_scratch *s);
 /* The host name without a port: "[v6]:port" keeps the brackets, "name:port" is
  * cut at the first colon. */
 size_t ism_router_host_len(const char *host, size_t len);
+/* How well domain d ("*", "*.suffix" or an exact name) matches host[0..n)
+ * (no port): -1 not at all, 0 "*", the suffix length for a wildcard, INT_MAX
+ * exactly. The best rank wins, the first among equals. */
+int ism_router_domain_rank(const struct ism_str *d, const char *host, size_t n);
 const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
 					 const char *host, size_t host_len);
 

@@ -22,6 +22,7 @@
 
 #include "lib/log.h"
 #include "worker/proxy.h"
+#include "worker/router.h"
 
 struct ctx_entry {
 	uint64_t fp;
@@ -504,10 +505,8 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32
 	return ssl;
 }
 
-void ism_tls_client_done(struct ism_wctx *w, SSL *ssl, uint32_t ep_id)
+void ism_tls_client_done(SSL *ssl)
 {
-	(void)w;
-	(void)ep_id;
 	/* TLS 1.2 sessions are complete now; TLS 1.3 tickets arrive later and go
 	 * through new_session_cb. */
 	if (!SSL_session_reused(ssl) && SSL_version(ssl) < TLS1_3_VERSION) {
@@ -526,40 +525,25 @@ const char *ism_tls_mode_name(uint8_t mode)
 	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
 }
 
-static bool sni_wild(const char *pat, const char *sni)
-{
-	size_t pl = strlen(pat), sl = strlen(sni);
-
-	/* "*.example.com" covers "a.example.com" and "a.b.example.com". */
-	return pl > 2 && pat[0] == '*' && pat[1] == '.' && sl > pl - 1 &&
-	       strcmp(sni + sl - (pl - 1), pat + 1) == 0;
-}
-
 int ism_tls_pick_server(const struct ism_listener *l, const char *sni)
 {
-	int best = -1, any = -1;
-	size_t best_len = 0;
+	int best = -1, best_rank = -1;
+	size_t n = strlen(sni);
 
+	/* As a Host picks a vhost: exact, then the longest wildcard, then "*". */
 	for (uint32_t s = 0; s < l->n_tls; s++) {
 		for (uint32_t h = 0; h < l->tls[s].n_sni; h++) {
-			const char *p = l->tls[s].sni[h].p;
+			int rank = ism_router_domain_rank(&l->tls[s].sni[h], sni, n);
 
-			if (strcmp(p, "*") == 0) {
-				if (any < 0)
-					any = (int)s;
-			} else if (sni[0] != '\0' && strcmp(p, sni) == 0) {
-				return (int)s;
-			} else if (sni[0] != '\0' && sni_wild(p, sni) && strlen(p) > best_len) {
+			if (rank > best_rank) {
 				best = (int)s;
-				best_len = strlen(p);
+				best_rank = rank;
 			}
 		}
 	}
-	if (best >= 0)
-		return best;
-	if (any >= 0)
-		return any;
-	return sni[0] == '\0' && l->n_tls > 0 ? 0 : -1;
+	if (best < 0 && n == 0 && l->n_tls > 0)
+		return 0; /* no SNI and no "*" server: the first */
+	return best;
 }
 
 /* ---------- the transport ---------- */
@@ -569,33 +553,42 @@ static enum ism_op op_recv(const struct ism_xio *io)
 	return io->up ? ISM_OP_URECV : ISM_OP_CRECV;
 }
 
-static void submit_recv(struct ism_wctx *w, const struct ism_xio *io)
+void ism_xp_sock_recv(struct ism_wctx *w, const struct ism_xio *io)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
-	if (io->x->raw_recv)
-		return;
-	sqe = ism_w_sqe(w);
 	io_uring_prep_recv(sqe, io->fd, NULL, ISM_BUF_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ISM_BGID;
 	io_uring_sqe_set_data64(sqe, ism_ud(op_recv(io), io->idx, io->gen));
-	io->x->raw_recv = 1;
 	(*io->inflight)++;
+}
+
+void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_send(sqe, io->fd, p, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe,
+				ism_ud(io->up ? ISM_OP_USEND : ISM_OP_CSEND, io->idx, io->gen));
+	(*io->inflight)++;
+}
+
+static void submit_recv(struct ism_wctx *w, const struct ism_xio *io)
+{
+	if (io->x->raw_recv)
+		return;
+	ism_xp_sock_recv(w, io);
+	io->x->raw_recv = 1;
 }
 
 /* Sends what remains of the buffer in flight (txs). */
 static void submit_send(struct ism_wctx *w, const struct ism_xio *io)
 {
 	struct ism_xport *x = io->x;
-	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
-	io_uring_prep_send(sqe, io->fd, x->txs.p + x->txs_off, x->txs.len - x->txs_off,
-			   MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe,
-				ism_ud(io->up ? ISM_OP_USEND : ISM_OP_CSEND, io->idx, io->gen));
-	io->x->raw_send = 1;
-	(*io->inflight)++;
+	ism_xp_sock_send(w, io, x->txs.p + x->txs_off, x->txs.len - x->txs_off);
+	x->raw_send = 1;
 }
 
 /* Moves what the session wrote to the send buffer, and sends it. */

@@ -38,8 +38,9 @@ void ism_tls_table_changed(struct ism_wctx *w);
 SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c);
 SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
 			const char *sni, uint64_t key);
-/* After a client handshake: keeps the session for the next connection to ep_id. */
-void ism_tls_client_done(struct ism_wctx *w, SSL *ssl, uint32_t ep_id);
+/* After a client handshake: keeps the session for the next connection to its
+ * endpoint (TLS 1.2; TLS 1.3 tickets come later, kept as they arrive). */
+void ism_tls_client_done(SSL *ssl);
 
 /* The HTTPS server of listener l for the SNI name (lowercase; "" when none):
  * exact name, then the longest wildcard, then "*"; without SNI, the "*" server
@@ -49,6 +50,11 @@ int ism_tls_pick_server(const struct ism_listener *l, const char *sni);
 const char *ism_tls_mode_name(uint8_t mode);
 
 /* The transport. */
+
+/* The socket operations themselves: a receive into a ring buffer, a send; what
+ * they carry is plaintext or, under TLS, ciphertext. */
+void ism_xp_sock_recv(struct ism_wctx *w, const struct ism_xio *io);
+void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len);
 void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io);
 int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len);
 /* A socket receive (nop 0) or a delivery NOP (nop 1) completed; *pbid gets the
