@@ -331,6 +331,44 @@ static void cluster_families(struct ism_master *m, struct ism_reply *r)
 			offsetof(struct ism_cluster_dyn, overflow));
 }
 
+/* The counters the workers keep in their shared slots, summed over workers. */
+struct worker_metric {
+	const char *name, *type, *help;
+	size_t off; /* in struct ism_worker_stats */
+};
+
+#define WM(field, name, type, help)                                                                \
+	{                                                                                          \
+		name, type, help, offsetof(struct ism_worker_stats, field)                         \
+	}
+static const struct worker_metric worker_metrics[] = {
+    WM(conn_active, "isthmus_connections_active", "gauge", "Client connections open."),
+    WM(conn_accepted, "isthmus_connections_accepted_total", "counter",
+       "Client connections accepted."),
+    WM(conn_rejected, "isthmus_connections_rejected_total", "counter",
+       "Client connections closed at once: maxConnectionsPerWorker reached."),
+    WM(bytes_in, "isthmus_received_bytes_total", "counter", "Bytes received from clients."),
+    WM(bytes_out, "isthmus_sent_bytes_total", "counter", "Bytes sent to clients."),
+    WM(upstream_connects, "isthmus_upstream_connects_total", "counter",
+       "Upstream connections opened."),
+    WM(upstream_connect_fail, "isthmus_upstream_connect_failures_total", "counter",
+       "Upstream connections that failed or timed out."),
+    WM(upstream_reused, "isthmus_upstream_reused_total", "counter",
+       "Requests sent on a pooled upstream connection."),
+    WM(tls_handshakes, "isthmus_tls_handshakes_total", "counter",
+       "TLS handshakes completed with clients (resumed ones included)."),
+    WM(tls_resumed, "isthmus_tls_resumed_total", "counter",
+       "Client TLS handshakes that resumed a session (tickets shared by the workers)."),
+    WM(tls_handshake_fail, "isthmus_tls_handshake_failures_total", "counter",
+       "TLS handshakes failed, with clients or upstreams (no SNI match, no or bad "
+       "certificate, protocol)."),
+    WM(proxy_protocol_errors, "isthmus_proxy_protocol_errors_total", "counter",
+       "Connections closed for a missing or malformed PROXY protocol header."),
+    WM(access_log_dropped, "isthmus_access_log_dropped_total", "counter",
+       "Access-log lines dropped: buffers full, a write or a syslog send failed."),
+};
+#undef WM
+
 static void metrics(struct ism_master *m, struct ism_reply *r)
 {
 	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -347,41 +385,13 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 			(unsigned long long)st.resp_class[i]);
 	latency_histogram(r, &st);
 	cluster_families(m, r);
-	metric(r, "isthmus_connections_active", "gauge", "Client connections open.",
-	       (unsigned long long)st.conn_active);
-	metric(r, "isthmus_connections_accepted_total", "counter", "Client connections accepted.",
-	       (unsigned long long)st.conn_accepted);
-	metric(r, "isthmus_connections_rejected_total", "counter",
-	       "Client connections closed at once: maxConnectionsPerWorker reached.",
-	       (unsigned long long)st.conn_rejected);
-	metric(r, "isthmus_received_bytes_total", "counter", "Bytes received from clients.",
-	       (unsigned long long)st.bytes_in);
-	metric(r, "isthmus_sent_bytes_total", "counter", "Bytes sent to clients.",
-	       (unsigned long long)st.bytes_out);
-	metric(r, "isthmus_upstream_connects_total", "counter", "Upstream connections opened.",
-	       (unsigned long long)st.upstream_connects);
-	metric(r, "isthmus_upstream_connect_failures_total", "counter",
-	       "Upstream connections that failed or timed out.",
-	       (unsigned long long)st.upstream_connect_fail);
-	metric(r, "isthmus_upstream_reused_total", "counter",
-	       "Requests sent on a pooled upstream connection.",
-	       (unsigned long long)st.upstream_reused);
-	metric(r, "isthmus_tls_handshakes_total", "counter",
-	       "TLS handshakes completed with clients (resumed ones included).",
-	       (unsigned long long)st.tls_handshakes);
-	metric(r, "isthmus_tls_resumed_total", "counter",
-	       "Client TLS handshakes that resumed a session (tickets shared by the workers).",
-	       (unsigned long long)st.tls_resumed);
-	metric(r, "isthmus_tls_handshake_failures_total", "counter",
-	       "TLS handshakes failed, with clients or upstreams (no SNI match, no or bad "
-	       "certificate, protocol).",
-	       (unsigned long long)st.tls_handshake_fail);
-	metric(r, "isthmus_proxy_protocol_errors_total", "counter",
-	       "Connections closed for a missing or malformed PROXY protocol header.",
-	       (unsigned long long)st.proxy_protocol_errors);
-	metric(r, "isthmus_access_log_dropped_total", "counter",
-	       "Access-log lines dropped: buffers full, a write or a syslog send failed.",
-	       (unsigned long long)st.access_log_dropped);
+	for (size_t i = 0; i < sizeof(worker_metrics) / sizeof(worker_metrics[0]); i++) {
+		const struct worker_metric *wm = &worker_metrics[i];
+
+		metric(r, wm->name, wm->type, wm->help,
+		       (unsigned long long)atomic_load(
+			   (const _Atomic uint64_t *)((const char *)&st + wm->off)));
+	}
 	metric(r, "isthmus_config_generation", "gauge", "Generation of the configuration in use.",
 	       (unsigned long long)m->gen);
 	metric(r, "isthmus_reloads_total", "counter", "Successful reloads.",
