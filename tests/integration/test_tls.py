@@ -111,8 +111,9 @@ class Pki:
 # --------------------------------------------------------------------------- configuration
 
 
-def tls_simple(crt_key):
-    return f"mode: SIMPLE, serverCertificate: {crt_key[0]}, privateKey: {crt_key[1]}"
+def tls_simple(crt_key, mode="SIMPLE"):
+    """A server tls block's inside: mode and the certificate pair."""
+    return f"mode: {mode}, serverCertificate: {crt_key[0]}, privateKey: {crt_key[1]}"
 
 
 def server(port, hosts, tls, protocol="HTTPS"):
@@ -350,7 +351,7 @@ def tls_mutual(env):
     cred = pki.leaf("creds", ["DNS:creds.example.com"])
     creds = (f"  credentials:\n  - {{name: web, certificate: {cred[0]}, privateKey: {cred[1]}}}\n"
              f"  - {{name: web-cacert, caCertificates: {pki.ca()}}}\n")
-    mutual = (f"{tls_simple(srv).replace('SIMPLE', 'MUTUAL')}, caCertificates: {pki.ca()}, "
+    mutual = (f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {pki.ca()}, "
               'subjectAltNames: ["spiffe://x/client"]')
     world(env, [server(port, ["m.example.com"], mutual),
                 server(port, ["creds.example.com"], "mode: MUTUAL, credentialName: web")],
@@ -384,7 +385,7 @@ def tls_mutual_crl(env):
     good = pki.leaf("client", ["URI:spiffe://x/client"])
     revoked = pki.leaf("client-revoked", ["URI:spiffe://x/client"])
     crl = pki.crl([revoked[0]])
-    world(env, [server(port, ["*"], f"{tls_simple(srv).replace('SIMPLE', 'MUTUAL')}, "
+    world(env, [server(port, ["*"], f"{tls_simple(srv, 'MUTUAL')}, "
                                      f"caCertificates: {pki.ca()}, caCrl: {crl}")])
     r = tls_get(port, "r.example.com", client_ctx(pki, cert=good))
     check(r.status == 200, f"a certificate the CRL does not list: {r}")
@@ -398,7 +399,7 @@ def tls_optional_mutual(env):
     pki = Pki(env)
     port = free_port()
     srv = pki.leaf("o", ["DNS:o.example.com"])
-    world(env, [server(port, ["*"], f"{tls_simple(srv).replace('SIMPLE', 'OPTIONAL_MUTUAL')}, "
+    world(env, [server(port, ["*"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, "
                                      f"caCertificates: {pki.ca()}")])
     check(tls_get(port, "o.example.com", client_ctx(pki)).status == 200, "no client certificate refused")
     good = pki.leaf("client", ["URI:spiffe://x/client"])
@@ -853,7 +854,7 @@ def tls_config_errors(env):
          "the key does not belong to the certificate", b[1]),
         ("missing", server(port, ["*"], tls_simple((missing, a[1]))), "spec.servers[0].tls.serverCertificate",
          f"{missing}: No such file", missing),
-        ("mutual-no-ca", server(port, ["*"], tls_simple(a).replace("SIMPLE", "MUTUAL")), "spec.servers[0].tls: ",
+        ("mutual-no-ca", server(port, ["*"], tls_simple(a, "MUTUAL")), "spec.servers[0].tls: ",
          "caCertificates is required", "{mode"),
     )
     good = env.write("good.yaml", docs(appliance(env), gateway_of(server(port, ["*"], tls_simple(a)))))
