@@ -141,13 +141,44 @@ static int scan(struct ism_chunked *c, const char *buf, size_t len, size_t *used
 	return r;
 }
 
+/* Decodes buf[0, len) from state c, appending the chunk data to out (len bytes
+ * at most); returns the decoder's verdict and adds the bytes used to *total. */
+static int decode(struct ism_chunked *c, const char *buf, size_t len, char *out, size_t *olen,
+		  size_t *total)
+{
+	size_t off = 0, used, dlen;
+	const char *data;
+	int r;
+
+	do {
+		r = ism_chunked_next(c, buf + off, len - off, &used, &data, &dlen);
+		check(r == ISM_CHUNK_MORE || r == ISM_CHUNK_END || r == ISM_HTTP_EBAD, "next ret");
+		check(used <= len - off, "next consumed past len");
+		check(dlen == 0 || (data >= buf + off && data + dlen <= buf + off + used),
+		      "data outside the consumed bytes");
+		if (dlen)
+			memcpy(out + *olen, data, dlen);
+		*olen += dlen;
+		off += used;
+	} while (r == ISM_CHUNK_MORE && off < len);
+	*total += off;
+	return r;
+}
+
 static void fuzz_chunked(const char *buf, size_t len)
 {
 	struct ism_chunked c;
-	size_t whole, used, total;
+	size_t whole, used, total, wlen = 0, olen;
+	char *want = malloc(len + 1), *out = malloc(len + 1);
 
+	if (want == NULL || out == NULL)
+		goto out;
 	ism_chunked_init(&c);
 	int rw = scan(&c, buf, len, &whole);
+	ism_chunked_init(&c);
+	total = 0;
+	check(decode(&c, buf, len, want, &wlen, &total) == rw, "decode and scan disagree");
+	check(rw != 1 || total == whole, "decode and scan end differently");
 	for (size_t k = 0; k <= len; k += (len <= 2048 ? 1 : len / 1024)) {
 		ism_chunked_init(&c);
 		int r = scan(&c, buf, k, &used);
@@ -158,7 +189,19 @@ static void fuzz_chunked(const char *buf, size_t len)
 		}
 		check(r == rw, "split changes the verdict");
 		check(r != 1 || total == whole, "split changes the body length");
+
+		ism_chunked_init(&c);
+		olen = total = 0;
+		r = decode(&c, buf, k, out, &olen, &total);
+		if (r == ISM_CHUNK_MORE)
+			r = decode(&c, buf + k, len - k, out, &olen, &total);
+		check(r == rw, "split changes the decoder's verdict");
+		check(r != 1 || (olen == wlen && memcmp(out, want, olen) == 0),
+		      "split changes the decoded data");
 	}
+out:
+	free(want);
+	free(out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 3u
+#define ISM_SHM_LAYOUT_VERSION 4u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -86,6 +86,10 @@ struct ism_worker_stats {
 	_Atomic uint64_t tls_handshake_fail;	/* client or upstream handshakes failed */
 	_Atomic uint64_t proxy_protocol_errors; /* connections closed for a bad PROXY header */
 	_Atomic uint64_t access_log_dropped; /* lines dropped: buffers full, write or send failed */
+	_Atomic uint64_t accept_errors;	     /* accepts failed for lack of descriptors or memory */
+	_Atomic uint64_t
+	    send_parked; /* sends the peer could not take at once, moved to private memory */
+	_Atomic uint64_t recv_buffer_waits; /* receives that waited for a free ring buffer */
 };
 
 struct ism_worker_slot {

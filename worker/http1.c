@@ -48,8 +48,9 @@ static const uint8_t ism_ctab[256] = {
 };
 /* clang-format on */
 
-#define ISM_HTTP_LEN_MAX   ((uint64_t)1 << 62) /* Content-Length and chunk-size bound */
-#define ISM_CHUNK_LINE_MAX 4096u	       /* size line or trailer line, CRLF excluded */
+#define ISM_HTTP_LEN_MAX      ((uint64_t)1 << 62) /* Content-Length and chunk-size bound */
+#define ISM_CHUNK_LINE_MAX    1024u  /* a size line with its extensions, CRLF excluded */
+#define ISM_CHUNK_TRAILER_MAX 16384u /* the trailer section */
 
 static inline int has(unsigned char c, int cls)
 {
@@ -325,14 +326,54 @@ static void scan_connection(struct hdr_scan *s, const char *v, size_t n)
 	}
 }
 
+/* An optional ":port" after a host: digits only, at most 65535 (RFC 3986 allows
+ * an empty port, which means the default). */
+static int valid_port(const char *p, size_t n)
+{
+	uint32_t v = 0;
+
+	if (n > 5)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+		v = v * 10 + (uint32_t)(p[i] - '0');
+	}
+	return v <= 65535;
+}
+
+/* uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): a reg-name or IPv4
+ * address, or an IP-literal in brackets, then an optional port. Anything else
+ * ("a:80x", "a:80:90", "[::1") is refused rather than forwarded: an upstream
+ * could read it another way than the router did. */
 static int valid_host(const char *h, size_t n)
 {
+	size_t i = 0;
+
 	if (n == 0)
 		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!has((unsigned char)h[i], C_HOST))
+	if (h[0] == '[') {
+		int colons = 0;
+
+		for (i = 1; i < n && h[i] != ']'; i++) {
+			if (h[i] == ':')
+				colons++;
+			else if (!has((unsigned char)h[i], C_HEX) && h[i] != '.')
+				return 0;
+		}
+		if (i == n || colons < 2)
 			return 0;
-	return 1;
+		i++;
+	} else {
+		while (i < n && h[i] != ':' && h[i] != '[' && h[i] != ']' &&
+		       has((unsigned char)h[i], C_HOST))
+			i++;
+		if (i == 0)
+			return 0;
+	}
+	if (i == n)
+		return 1;
+	return h[i] == ':' && valid_port(h + i + 1, n - i - 1);
 }
 
 /* Second pass over the fields of a complete head: framing and the fields the
@@ -735,6 +776,15 @@ int ism_http_is_hop_by_hop(const char *name, size_t len)
 	}
 }
 
+int ism_http_end_to_end(const struct ism_http_header *hdrs, size_t n,
+			const struct ism_http_header *h)
+{
+	if (EQ_LIT(h->name, h->name_len, "content-length") ||
+	    ism_http_is_hop_by_hop(h->name, h->name_len))
+		return 0;
+	return !ism_http_named_in_connection(hdrs, n, h->name, h->name_len);
+}
+
 int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
 				 size_t len)
 {
@@ -760,16 +810,26 @@ int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, c
 	return 0;
 }
 
-/* Chunked scanner states. */
+/* Chunked decoder states (RFC 9112 7.1). Every line ends in CRLF: a bare LF is
+ * where a lenient upstream and this gateway could split a body differently. */
 enum {
-	CH_SIZE = 0, /* chunk-size hex digits */
-	CH_EXT,	     /* chunk extensions, skipped */
-	CH_SIZE_LF,  /* CR seen at the end of the size line */
-	CH_DATA,     /* chunk data */
-	CH_DATA_CR,  /* CRLF after the data */
+	CH_SIZE = 0,	/* chunk-size hex digits */
+	CH_EXT_SEMI,	/* after ';': BWS, then an extension name */
+	CH_EXT_NAME,	/* chunk-ext-name (token) */
+	CH_EXT_NAME_WS, /* BWS after the name: '=' or ';' must follow */
+	CH_EXT_EQ,	/* after '=': BWS, then a token or a quoted-string */
+	CH_EXT_VAL,	/* token value */
+	CH_EXT_VAL_WS,	/* BWS after a value: ';' must follow */
+	CH_EXT_QS,	/* inside a quoted-string */
+	CH_EXT_QP,	/* after a backslash in a quoted-string */
+	CH_EXT_QEND,	/* after the closing quote */
+	CH_SIZE_LF,	/* CR seen at the end of the size line */
+	CH_DATA,	/* chunk data */
+	CH_DATA_CR,	/* CRLF after the data */
 	CH_DATA_LF,
-	CH_TRAILER_START, /* at the start of a trailer line or of the final empty line */
-	CH_TRAILER,
+	CH_TRAILER_START, /* at the start of a trailer field or of the final CRLF */
+	CH_TRAILER_NAME,
+	CH_TRAILER_VALUE,
 	CH_TRAILER_LF,
 	CH_END_LF,
 	CH_DONE,
@@ -782,6 +842,58 @@ void ism_chunked_init(struct ism_chunked *c)
 	c->state = CH_SIZE;
 }
 
+static inline int is_ws(unsigned char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* One byte of the size line after the digits: the extension grammar
+ * chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ).
+ * Returns the next state, or CH_ERROR. */
+static uint8_t ext_step(uint8_t st, unsigned char ch)
+{
+	switch (st) {
+	case CH_EXT_SEMI:
+		return is_ws(ch) ? CH_EXT_SEMI : has(ch, C_TCHAR) ? CH_EXT_NAME : CH_ERROR;
+	case CH_EXT_NAME:
+		if (has(ch, C_TCHAR))
+			return CH_EXT_NAME;
+		/* fall through */
+	case CH_EXT_NAME_WS:
+		return is_ws(ch)			 ? CH_EXT_NAME_WS
+		       : ch == '='			 ? CH_EXT_EQ
+		       : ch == ';'			 ? CH_EXT_SEMI
+		       : ch == '\r' && st == CH_EXT_NAME ? CH_SIZE_LF
+							 : CH_ERROR;
+	case CH_EXT_EQ:
+		return is_ws(ch)	  ? CH_EXT_EQ
+		       : ch == '"'	  ? CH_EXT_QS
+		       : has(ch, C_TCHAR) ? CH_EXT_VAL
+					  : CH_ERROR;
+	case CH_EXT_VAL:
+		if (has(ch, C_TCHAR))
+			return CH_EXT_VAL;
+		/* fall through */
+	case CH_EXT_QEND:
+	case CH_EXT_VAL_WS:
+		return is_ws(ch)			   ? CH_EXT_VAL_WS
+		       : ch == ';'			   ? CH_EXT_SEMI
+		       : ch == '\r' && st != CH_EXT_VAL_WS ? CH_SIZE_LF
+							   : CH_ERROR;
+	case CH_EXT_QS:
+		/* qdtext: HTAB, SP, VCHAR except '"' and '\', obs-text. */
+		if (ch == '"')
+			return CH_EXT_QEND;
+		if (ch == '\\')
+			return CH_EXT_QP;
+		return has(ch, C_VALUE) && ch != 0x7f ? CH_EXT_QS : CH_ERROR;
+	case CH_EXT_QP:
+		return has(ch, C_VALUE) && ch != 0x7f ? CH_EXT_QS : CH_ERROR;
+	default:
+		return CH_ERROR;
+	}
+}
+
 static void size_line_done(struct ism_chunked *c)
 {
 	c->state = c->remaining ? CH_DATA : CH_TRAILER_START;
@@ -789,24 +901,13 @@ static void size_line_done(struct ism_chunked *c)
 	c->line_len = 0;
 }
 
-/* Skips the rest of an extension or trailer line, bounded to what is left of
- * the line budget. Returns the first byte that is not a value byte, or end. */
-static const char *skip_line(struct ism_chunked *c, const char *p, const char *end, int *over)
-{
-	size_t budget = ISM_CHUNK_LINE_MAX - c->line_len + 1;
-	const char *cap = (size_t)(end - p) > budget ? p + budget : end;
-	const char *q = skip_value(p, cap);
-
-	c->line_len += (uint32_t)(q - p);
-	*over = c->line_len > ISM_CHUNK_LINE_MAX;
-	return q;
-}
-
-int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed)
+int ism_chunked_next(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed,
+		     const char **data, size_t *data_len)
 {
 	const char *p = buf, *end = buf + len;
-	int over;
 
+	*data = NULL;
+	*data_len = 0;
 	while (p < end) {
 		unsigned char ch = (unsigned char)*p;
 
@@ -824,37 +925,27 @@ int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t 
 				p++;
 				break;
 			}
-			/* No whitespace after the size: the grammar's BWS is where
-			 * implementations disagree, so it is refused. */
-			if (c->digits == 0)
+			/* No whitespace between the size and what follows: BWS
+			 * there is where implementations disagree. */
+			if (c->digits == 0 || (ch != ';' && ch != '\r'))
 				goto bad;
-			if (ch == ';') {
-				c->state = CH_EXT;
-				c->line_len++;
-				p++;
-			} else if (ch == '\r') {
-				c->state = CH_SIZE_LF;
-				p++;
-			} else if (ch == '\n') {
-				p++;
-				size_line_done(c);
-			} else {
-				goto bad;
-			}
+			c->state = ch == ';' ? CH_EXT_SEMI : CH_SIZE_LF;
+			c->line_len++;
+			p++;
 			break;
-		case CH_EXT:
-			p = skip_line(c, p, end, &over);
-			if (over)
+		case CH_EXT_SEMI:
+		case CH_EXT_NAME:
+		case CH_EXT_NAME_WS:
+		case CH_EXT_EQ:
+		case CH_EXT_VAL:
+		case CH_EXT_VAL_WS:
+		case CH_EXT_QS:
+		case CH_EXT_QP:
+		case CH_EXT_QEND:
+			c->state = ext_step(c->state, ch);
+			if (c->state == CH_ERROR ||
+			    (c->state != CH_SIZE_LF && ++c->line_len > ISM_CHUNK_LINE_MAX))
 				goto bad;
-			if (p == end)
-				break;
-			if (*p == '\r') {
-				c->state = CH_SIZE_LF;
-			} else if (*p == '\n') {
-				size_line_done(c);
-			} else {
-				goto bad;
-			}
 			p++;
 			break;
 		case CH_SIZE_LF:
@@ -866,67 +957,78 @@ int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t 
 		case CH_DATA: {
 			size_t avail = (size_t)(end - p);
 			size_t n = c->remaining < avail ? (size_t)c->remaining : avail;
+
+			*data = p;
+			*data_len = n;
 			p += n;
 			c->remaining -= n;
 			if (c->remaining == 0)
 				c->state = CH_DATA_CR;
-			break;
+			*consumed = (size_t)(p - buf);
+			return ISM_CHUNK_MORE;
 		}
 		case CH_DATA_CR:
-			if (ch == '\r')
-				c->state = CH_DATA_LF;
-			else if (ch == '\n')
-				c->state = CH_SIZE;
-			else
-				goto bad;
-			p++;
-			break;
 		case CH_DATA_LF:
-			if (ch != '\n')
+			if (ch != (c->state == CH_DATA_CR ? '\r' : '\n'))
 				goto bad;
-			c->state = CH_SIZE;
+			c->state = c->state == CH_DATA_CR ? CH_DATA_LF : CH_SIZE;
 			p++;
 			break;
 		case CH_TRAILER_START:
-			c->line_len = 0;
 			if (ch == '\r') {
 				c->state = CH_END_LF;
-				p++;
-			} else if (ch == '\n') {
-				p++;
-				goto done;
+			} else if (has(ch, C_TCHAR)) {
+				c->state = CH_TRAILER_NAME;
 			} else {
-				c->state = CH_TRAILER;
+				goto bad;
 			}
-			break;
-		case CH_TRAILER:
-			p = skip_line(c, p, end, &over);
-			if (over)
-				goto bad;
-			if (p == end)
-				break;
-			if (*p == '\r')
-				c->state = CH_TRAILER_LF;
-			else if (*p == '\n')
-				c->state = CH_TRAILER_START;
-			else
+			if (++c->trailer_len > ISM_CHUNK_TRAILER_MAX)
 				goto bad;
 			p++;
 			break;
+		case CH_TRAILER_NAME:
+		case CH_TRAILER_VALUE: {
+			const char *q = p;
+
+			if (c->state == CH_TRAILER_NAME) {
+				while (q < end && has((unsigned char)*q, C_TCHAR))
+					q++;
+				if (q < end && *q != ':')
+					goto bad;
+				if (q < end) {
+					c->state = CH_TRAILER_VALUE;
+					q++;
+				}
+			} else {
+				q = skip_value(q, end);
+				if (q < end && *q != '\r')
+					goto bad;
+				if (q < end) {
+					c->state = CH_TRAILER_LF;
+					q++;
+				}
+			}
+			c->trailer_len += (uint32_t)(q - p);
+			if (c->trailer_len > ISM_CHUNK_TRAILER_MAX)
+				goto bad;
+			p = q;
+			break;
+		}
 		case CH_TRAILER_LF:
-			if (ch != '\n')
-				goto bad;
-			c->state = CH_TRAILER_START;
-			p++;
-			break;
 		case CH_END_LF:
-			if (ch != '\n')
+			if (ch != '\n' || ++c->trailer_len > ISM_CHUNK_TRAILER_MAX)
 				goto bad;
 			p++;
-			goto done;
+			if (c->state == CH_END_LF) {
+				c->state = CH_DONE;
+				*consumed = (size_t)(p - buf);
+				return ISM_CHUNK_END;
+			}
+			c->state = CH_TRAILER_START;
+			break;
 		case CH_DONE:
 			*consumed = 0;
-			return 1;
+			return ISM_CHUNK_END;
 		default:
 			goto bad;
 		}
@@ -934,19 +1036,29 @@ int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t 
 	*consumed = len;
 	if (c->state == CH_DONE) {
 		*consumed = 0;
-		return 1;
+		return ISM_CHUNK_END;
 	}
 	if (c->state == CH_ERROR)
 		return ISM_HTTP_EBAD;
-	return 0;
-done:
-	c->state = CH_DONE;
-	*consumed = (size_t)(p - buf);
-	return 1;
+	return ISM_CHUNK_MORE;
 bad:
 	c->state = CH_ERROR;
 	*consumed = (size_t)(p - buf);
 	return ISM_HTTP_EBAD;
+}
+
+int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed)
+{
+	size_t off = 0, used, dlen;
+	const char *data;
+	int r;
+
+	do {
+		r = ism_chunked_next(c, buf + off, len - off, &used, &data, &dlen);
+		off += used;
+	} while (r == ISM_CHUNK_MORE && off < len);
+	*consumed = off;
+	return r;
 }
 
 const char *ism_http_reason(int status)

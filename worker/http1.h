@@ -107,21 +107,44 @@ int ism_http_error_status(ssize_t err);
 int ism_http_is_hop_by_hop(const char *name, size_t len);
 int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
 				 size_t len);
+/* Whether a proxy forwards field h of a message (hdrs, n) as it is: not
+ * hop-by-hop, not named in a Connection field, and not Content-Length: the
+ * framing a proxy sends is the one it parsed, never the sender's fields (a
+ * Connection field naming Content-Length must not unframe the body). */
+int ism_http_end_to_end(const struct ism_http_header *hdrs, size_t n,
+			const struct ism_http_header *h);
 
-/* Chunked-body scanner: walks a chunked body without decoding it, so the proxy can
- * forward it verbatim while finding its end and rejecting malformed framing. */
+/* Chunked-body decoder (RFC 9112 7.1), strict: every line ends in CRLF, chunk
+ * extensions must follow the grammar (they are validated and dropped), a size
+ * line with its extensions is at most 1 KiB, the trailer section at most 16 KiB
+ * (trailer fields are validated and dropped, as Envoy does by default). The
+ * proxy re-frames what it forwards from the data this yields, so a peer never
+ * sees the sender's framing. */
 struct ism_chunked {
 	uint8_t state;
 	uint8_t digits;
-	uint64_t remaining; /* bytes left in the current chunk's data */
-	uint32_t line_len;  /* bytes of the current size/trailer line (bounded) */
+	uint32_t line_len;    /* bytes of the current size line (bounded) */
+	uint32_t trailer_len; /* bytes of the trailer section so far (bounded) */
+	uint64_t remaining;   /* bytes left in the current chunk's data */
+};
+
+enum {
+	ISM_CHUNK_MORE = 0, /* the body goes on */
+	ISM_CHUNK_END = 1,  /* the last chunk and the trailer section were read */
 };
 
 void ism_chunked_init(struct ism_chunked *c);
-/* Consumes up to len bytes. Returns 1 when the body (last chunk and trailers) ended,
- * with *consumed the bytes that belong to it; 0 when all len bytes were consumed and
- * more are needed; ISM_HTTP_EBAD on malformed framing (bad hex, overflow, a size
- * line or trailer line over 4 KiB, missing CRLF after data). */
+/* Consumes buf[0, len) up to and including the next run of chunk data, and stops
+ * there: *data and *data_len give that run (inside the consumed bytes; *data_len 0
+ * when the call found none). Returns ISM_CHUNK_MORE with *consumed the bytes used
+ * (all len when no data run stopped it), ISM_CHUNK_END when the body ended within
+ * them (*consumed the bytes that belong to it; later calls consume nothing), or
+ * ISM_HTTP_EBAD on malformed framing (sticky). */
+int ism_chunked_next(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed,
+		     const char **data, size_t *data_len);
+/* The same without the data: consumes up to len bytes; 1 when the body ended
+ * (*consumed the bytes that belong to it), 0 when all len bytes were consumed and
+ * more are needed, ISM_HTTP_EBAD on malformed framing. */
 int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed);
 
 #endif

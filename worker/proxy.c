@@ -35,6 +35,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c);
 static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct ism_upconn *u);
 static void attempt_failed(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f);
 static void retry_done(struct ism_wctx *w, struct ism_conn *c);
+static void od_settle(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f);
 static void wait_remove(struct ism_wctx *w, struct ism_conn *c);
 static void log_exchange(struct ism_wctx *w, struct ism_conn *c);
 
@@ -226,7 +227,10 @@ static void io_send(struct ism_wctx *w, const struct ism_xio *io, struct ism_spa
 	*span = (struct ism_span){.p = p, .len = len, .bid = bid};
 	*armed = 1;
 	if (io->x->ssl == NULL) {
-		ism_xp_sock_send(w, io, p, len);
+		/* From a shared ring buffer, a send never waits in the kernel:
+		 * one the socket cannot take at once comes back (-EAGAIN or
+		 * short) and moves to private memory (park). */
+		ism_xp_sock_send(w, io, p, len, ism_w_buf_shared(bid) ? MSG_DONTWAIT : 0);
 		return;
 	}
 	/* Encrypted at once: the plaintext buffer is free again. */
@@ -296,6 +300,7 @@ static void conn_finalize(struct ism_wctx *w, struct ism_conn *c)
 	c->sni = NULL;
 	ism_buf_free(&c->in);
 	ism_buf_free(&c->out);
+	ism_buf_free(&c->tx);
 	ism_buf_free(&c->replay);
 	free(c->set_cookie);
 	c->set_cookie = NULL;
@@ -316,6 +321,7 @@ static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 	ism_xp_free(&u->x);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
+	ism_buf_free(&u->tx);
 	u->state = ISM_U_FREE;
 	u->next_free = w->free_ups;
 	w->free_ups = u;
@@ -368,6 +374,7 @@ static void conn_close(struct ism_wctx *w, struct ism_conn *c)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	c->od_pending = 0; /* cut short by the client, or told already */
 	wait_remove(w, c);
 	if (c->log_req) {
 		/* An exchange cut short: by the upstream once its response began,
@@ -489,6 +496,9 @@ static void local_response_ex(struct ism_wctx *w, struct ism_conn *c, int status
 	wait_remove(w, c);
 	retry_done(w, c);
 	ism_buf_free(&c->replay);
+	if (status >= 500)
+		od_settle(w, c, ISM_FAIL_RESET);
+	c->od_pending = 0;
 	c->flags = flag_for(status, why);
 	ep_done(w, c, status >= 500);
 	if (c->up)
@@ -537,6 +547,16 @@ static int hdr_is(const struct ism_http_header *h, const char *name)
 	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
 }
 
+static int put_header(struct ism_buf *out, const struct ism_http_header *h, uint32_t limit)
+{
+	int ret = ism_buf_append(out, h->name, (uint32_t)h->name_len, limit);
+
+	ret |= ism_buf_append(out, ": ", 2, limit);
+	ret |= ism_buf_append(out, h->value, (uint32_t)h->value_len, limit);
+	ret |= ism_buf_append(out, "\r\n", 2, limit);
+	return ret;
+}
+
 static void request_id(struct ism_wctx *w, char out[37])
 {
 	uint32_t r[4];
@@ -582,22 +602,19 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 			xff_len = h->value_len;
 			continue;
 		}
-		if (hdr_is(h, "transfer-encoding")) {
-			/* The body is forwarded verbatim, chunk framing included. */
-			ret |= buf_printf(out, limit, "transfer-encoding: chunked\r\n");
-			continue;
-		}
-		if (ism_http_is_hop_by_hop(h->name, h->name_len) ||
-		    ism_http_named_in_connection(req->headers, req->n_headers, h->name,
-						 h->name_len))
+		if (!ism_http_end_to_end(req->headers, req->n_headers, h))
 			continue;
 		if (hdr_is(h, "x-request-id"))
 			have_rid = 1;
-		ret |= ism_buf_append(out, h->name, (uint32_t)h->name_len, limit);
-		ret |= ism_buf_append(out, ": ", 2, limit);
-		ret |= ism_buf_append(out, h->value, (uint32_t)h->value_len, limit);
-		ret |= ism_buf_append(out, "\r\n", 2, limit);
+		ret |= put_header(out, h, limit);
 	}
+	/* The framing that was parsed, whatever the fields said (a Connection
+	 * field naming Content-Length must not unframe the body). */
+	if (req->framing.chunked)
+		ret |= buf_printf(out, limit, "transfer-encoding: chunked\r\n");
+	else if (req->framing.content_length >= 0)
+		ret |= buf_printf(out, limit, "content-length: %lld\r\n",
+				  (long long)req->framing.content_length);
 	if (xff)
 		ret |= buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len, xff,
 				  c->peer);
@@ -616,35 +633,124 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 	return ret ? -ENOMEM : 0;
 }
 
-/* How many of the len bytes at p belong to the message body still expected;
- * sets *done when the body ends within them. Negative on malformed chunking. */
-static ssize_t body_take(uint8_t mode, uint64_t *remaining, struct ism_chunked *ch, const char *p,
-			 uint32_t len, uint8_t *done)
+/* Appends "SIZE\r\n" (hex) to b. */
+static int chunk_line(struct ism_buf *b, size_t size)
 {
-	size_t used = 0;
-	int ret;
+	char line[20];
+	int i = (int)sizeof(line);
 
-	switch (mode) {
+	line[--i] = '\n';
+	line[--i] = '\r';
+	do {
+		line[--i] = "0123456789abcdef"[size & 15];
+		size >>= 4;
+	} while (size);
+	return ism_buf_append(b, line + i, (uint32_t)(sizeof(line) - (size_t)i), UINT32_MAX);
+}
+
+/* Takes the body bytes among the len bytes at p (the rest belongs to the next
+ * message): returns how many, ISM_HTTP_EBAD on malformed chunking or -ENOMEM;
+ * *done when the body ended within them. A body delimited by its length or by
+ * the close goes on as it is (the caller sends p itself); a chunked one is
+ * re-framed, appended to tx: each run of data as a chunk of its own, then the
+ * last chunk (extensions and trailers dropped, as Envoy and HAProxy do), or
+ * the data alone for an HTTP/1.0 client. */
+static ssize_t body_take(struct ism_body *b, const char *p, uint32_t len, struct ism_buf *tx,
+			 uint8_t *done)
+{
+	size_t used, off = 0, dlen, n;
+	const char *data;
+	int r = ISM_CHUNK_MORE, ret = 0;
+
+	*done = 0;
+	switch (b->mode) {
 	case ISM_BODY_NONE:
 		*done = 1;
 		return 0;
 	case ISM_BODY_CL:
-		used = *remaining < len ? (size_t)*remaining : len;
-		*remaining -= used;
-		*done = *remaining == 0;
-		return (ssize_t)used;
-	case ISM_BODY_CHUNKED:
-		ret = ism_chunked_scan(ch, p, len, &used);
-		if (ret < 0)
-			return ret;
-		*done = ret == 1;
-		return (ssize_t)used;
+		n = b->remaining < len ? (size_t)b->remaining : len;
+		b->remaining -= n;
+		*done = b->remaining == 0;
+		return (ssize_t)n;
 	case ISM_BODY_CLOSE:
-		*done = 0;
 		return len;
+	case ISM_BODY_CHUNKED:
+		while (r == ISM_CHUNK_MORE && off < len && ret == 0) {
+			r = ism_chunked_next(&b->ch, p + off, len - off, &used, &data, &dlen);
+			if (r < 0)
+				return r;
+			off += used;
+			if (dlen == 0)
+				continue;
+			if (!b->bare)
+				ret |= chunk_line(tx, dlen);
+			ret |= ism_buf_append(tx, data, (uint32_t)dlen, UINT32_MAX);
+			if (!b->bare)
+				ret |= ism_buf_append(tx, "\r\n", 2, UINT32_MAX);
+		}
+		if (r == ISM_CHUNK_END) {
+			*done = 1;
+			if (!b->bare)
+				ret |= ism_buf_append(tx, "0\r\n\r\n", 5, UINT32_MAX);
+		}
+		return ret ? -ENOMEM : (ssize_t)off;
 	}
 	ISM_BUG_ON(1);
 	return -1;
+}
+
+/* body_take for the bytes that came with a head: they go out in the same send,
+ * appended to out after the head. */
+static ssize_t body_take_into(struct ism_body *b, const char *p, uint32_t len, struct ism_buf *out,
+			      uint8_t *done)
+{
+	ssize_t n = body_take(b, p, len, out, done);
+
+	if (n > 0 && b->mode != ISM_BODY_CHUNKED &&
+	    ism_buf_append(out, p, (uint32_t)n, UINT32_MAX) < 0)
+		return -ENOMEM;
+	return n;
+}
+
+/* The body bytes of one later read (ring buffer bid) on their way to the other
+ * side: *out is what to send, the bytes themselves (with bid) or the chunks
+ * re-framed in tx (bid -1: the caller returns the buffer). Returns as body_take. */
+static ssize_t body_relay(struct ism_body *b, char *data, uint32_t len, int bid, struct ism_buf *tx,
+			  struct ism_span *out, uint8_t *done)
+{
+	ssize_t n;
+
+	tx->len = 0;
+	n = body_take(b, data, len, tx, done);
+	if (b->mode == ISM_BODY_CHUNKED)
+		*out = (struct ism_span){.p = tx->p, .len = tx->len, .bid = -1};
+	else
+		*out = (struct ism_span){.p = data, .len = n > 0 ? (uint32_t)n : 0, .bid = bid};
+	return n;
+}
+
+/* A send from a ring buffer found the socket full (-EAGAIN) or took part of the
+ * bytes: the rest moves to the side's private buffer tx and the ring buffer goes
+ * back, so a peer that does not read holds no shared receive buffer, only this
+ * copy (ISM_BUF_SIZE at most). The caller sends *span again. 0, or -ENOMEM. */
+static int park(struct ism_wctx *w, struct ism_span *span, struct ism_buf *tx, int res)
+{
+	uint32_t sent = res > 0 ? (uint32_t)res : 0;
+
+	tx->len = 0;
+	if (ism_buf_append(tx, span->p + sent, span->len - sent, UINT32_MAX) < 0)
+		return -ENOMEM;
+	ism_w_buf_recycle(w, span->bid);
+	*span = (struct ism_span){.p = tx->p, .len = tx->len, .bid = -1};
+	atomic_fetch_add_explicit(&w->st->send_parked, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* Whether a send completion is one that park() handles. */
+static bool must_park(const struct ism_span *span, int res)
+{
+	return ism_w_buf_shared(span->bid) &&
+	       (res == -EAGAIN || (res >= 0 && (uint32_t)res < span->len));
 }
 
 static const struct ism_cluster *req_cluster(struct ism_wctx *w, const struct ism_conn *c);
@@ -901,6 +1007,16 @@ static void record_outcome(struct ism_wctx *w, struct ism_conn *c, enum ism_fail
 		 : f == ISM_FAIL_RESET	 ? "reset"
 		 : f == ISM_FAIL_TIMEOUT ? "timeout"
 					 : "5xx");
+}
+
+/* The outcome of a response that streamed (od_pending), told to outlier
+ * detection once it is known: success when it ended as framed, else f. */
+static void od_settle(struct ism_wctx *w, struct ism_conn *c, enum ism_failure f)
+{
+	if (!c->od_pending)
+		return;
+	c->od_pending = 0;
+	record_outcome(w, c, f, f == ISM_FAIL_NONE ? c->status : 0);
 }
 
 static void retry_done(struct ism_wctx *w, struct ism_conn *c)
@@ -1162,26 +1278,26 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->keepalive = c->http10 ? req.framing.conn == ISM_HTTP_CONN_KEEPALIVE
 				 : req.framing.conn != ISM_HTTP_CONN_CLOSE;
 	c->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
-	c->resp_body = ISM_BODY_NONE;
+	c->resp.mode = ISM_BODY_NONE;
 	c->resp_head_done = c->resp_started = c->resp_done = 0;
+	c->od_pending = 0;
 	c->req_streamed = 0;
 	c->req_seen = 0;
 	c->status = 0;
+	c->req = (struct ism_body){.mode = ISM_BODY_NONE};
 	if (req.framing.chunked) {
-		c->req_body = ISM_BODY_CHUNKED;
-		ism_chunked_init(&c->req_chunk);
+		c->req.mode = ISM_BODY_CHUNKED;
+		ism_chunked_init(&c->req.ch);
 	} else if (req.framing.content_length > 0) {
-		c->req_body = ISM_BODY_CL;
-		c->req_remaining = (uint64_t)req.framing.content_length;
+		c->req.mode = ISM_BODY_CL;
+		c->req.remaining = (uint64_t)req.framing.content_length;
 		if (t->limits.max_request_body_bytes &&
-		    c->req_remaining > t->limits.max_request_body_bytes) {
+		    c->req.remaining > t->limits.max_request_body_bytes) {
 			local_response(w, c, 413, "request body too large", 1);
 			return;
 		}
-	} else {
-		c->req_body = ISM_BODY_NONE;
 	}
-	c->req_done = c->req_body == ISM_BODY_NONE;
+	c->req_done = c->req.mode == ISM_BODY_NONE;
 	/* Upgrade is hop-by-hop and is dropped (h2c offers are common and harmless);
 	 * tunnels are not proxied. */
 	if (req.method_len == 7 && memcmp(req.method, "CONNECT", 7) == 0) {
@@ -1252,11 +1368,13 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		return;
 	}
 	/* Body bytes that arrived with the head travel with it. */
-	body = body_take(c->req_body, &c->req_remaining, &c->req_chunk, c->in.p + n,
-			 c->in.len - (uint32_t)n, &done);
+	body = body_take_into(&c->req, c->in.p + n, c->in.len - (uint32_t)n, &head, &done);
 	if (body < 0) {
 		ism_buf_free(&head);
-		local_response(w, c, 400, "malformed chunked body", 1);
+		if (body == -ENOMEM)
+			local_response(w, c, 503, "out of memory", 1);
+		else
+			local_response(w, c, 400, "malformed chunked body", 1);
 		return;
 	}
 	c->req_seen = (uint64_t)body;
@@ -1264,11 +1382,6 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		ism_buf_free(&head);
 		c->req_done = 1;
 		local_response(w, c, 413, "request body too large", 1);
-		return;
-	}
-	if (ism_buf_append(&head, c->in.p + n, (uint32_t)body, UINT32_MAX) < 0) {
-		ism_buf_free(&head);
-		local_response(w, c, 503, "out of memory", 1);
 		return;
 	}
 	c->req_done = done;
@@ -1283,10 +1396,16 @@ consume:
 
 /* ---------- response ---------- */
 
+/* The head the client gets for a response head of the upstream: its
+ * end-to-end fields, then (final head) the framing of what is relayed: the
+ * upstream's transfer codings for a re-chunked body, the parsed length, or for
+ * a response without a body the length it announces (HEAD, 304), never one on
+ * a 1xx or a 204 (RFC 9110 8.6). */
 static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 			     const struct ism_http_resp *resp, int final)
 {
 	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
+	int64_t cl = resp->framing.content_length;
 	int ret = 0;
 
 	ret |= buf_printf(&c->out, limit, "HTTP/1.1 %d %.*s\r\n", resp->status,
@@ -1294,23 +1413,15 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *h = &resp->headers[i];
 
-		if (hdr_is(h, "transfer-encoding")) {
-			/* Forwarded as sent (codings before chunked included): the
-			 * body goes through verbatim. */
-			if (final && c->resp_body == ISM_BODY_CHUNKED)
-				ret |= buf_printf(&c->out, limit, "transfer-encoding: %.*s\r\n",
-						  (int)h->value_len, h->value);
-			continue;
-		}
-		if (ism_http_is_hop_by_hop(h->name, h->name_len) ||
-		    ism_http_named_in_connection(resp->headers, resp->n_headers, h->name,
-						 h->name_len))
-			continue;
-		ret |= ism_buf_append(&c->out, h->name, (uint32_t)h->name_len, limit);
-		ret |= ism_buf_append(&c->out, ": ", 2, limit);
-		ret |= ism_buf_append(&c->out, h->value, (uint32_t)h->value_len, limit);
-		ret |= ism_buf_append(&c->out, "\r\n", 2, limit);
+		if (ism_http_end_to_end(resp->headers, resp->n_headers, h))
+			ret |= put_header(&c->out, h, limit);
+		else if (final && c->resp.mode == ISM_BODY_CHUNKED && !c->resp.bare &&
+			 hdr_is(h, "transfer-encoding"))
+			ret |= put_header(&c->out, h, limit);
 	}
+	if (final && c->resp.mode != ISM_BODY_CHUNKED && c->resp.mode != ISM_BODY_CLOSE &&
+	    cl >= 0 && resp->status != 204)
+		ret |= buf_printf(&c->out, limit, "content-length: %lld\r\n", (long long)cl);
 	if (final && c->set_cookie)
 		ret |= buf_printf(&c->out, limit, "set-cookie: %s\r\n", c->set_cookie);
 	if (final && !c->keepalive)
@@ -1319,6 +1430,26 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 		ret |= buf_printf(&c->out, limit, "connection: keep-alive\r\n");
 	ret |= ism_buf_append(&c->out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
+}
+
+/* How the response body is delimited, and how it is relayed. */
+static void resp_framing(struct ism_conn *c, const struct ism_http_resp *resp)
+{
+	c->resp = (struct ism_body){.mode = ISM_BODY_NONE};
+	if (!ism_http_resp_has_body(resp->status, c->is_head ? "HEAD" : "GET", c->is_head ? 4 : 3))
+		return;
+	if (resp->framing.chunked) {
+		c->resp.mode = ISM_BODY_CHUNKED;
+		/* An HTTP/1.0 client cannot read chunks: it gets the data, then
+		 * the close. */
+		c->resp.bare = c->http10;
+		ism_chunked_init(&c->resp.ch);
+	} else if (resp->framing.content_length > 0) {
+		c->resp.mode = ISM_BODY_CL;
+		c->resp.remaining = (uint64_t)resp->framing.content_length;
+	} else if (resp->framing.content_length < 0) {
+		c->resp.mode = ISM_BODY_CLOSE;
+	}
 }
 
 /* Parses the upstream's response head(s) in u->in. Interim 1xx heads are passed
@@ -1336,6 +1467,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 		ssize_t n = ism_http_parse_response(u->in.p, u->in.len, &lim, &resp);
 		uint8_t done = 0;
 		ssize_t body;
+		int retry;
 
 		if (n == ISM_HTTP_INCOMPLETE) {
 			if (c->out.len) /* interim responses ready */
@@ -1357,8 +1489,14 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 			ism_buf_consume(&u->in, (uint32_t)n);
 			continue;
 		}
-		record_outcome(w, c, ISM_FAIL_NONE, resp.status);
-		if (retry_possible(w, c, ISM_FAIL_NONE, resp.status)) {
+		retry = retry_possible(w, c, ISM_FAIL_NONE, resp.status);
+		/* A response that streams tells outlier detection how it ended
+		 * (od_settle): one cut short by the upstream is a failure. */
+		if (retry || ism_outcome_of(ISM_FAIL_NONE, resp.status) != ISM_OUTCOME_SUCCESS)
+			record_outcome(w, c, ISM_FAIL_NONE, resp.status);
+		else
+			c->od_pending = 1;
+		if (retry) {
 			/* A retriable status: this response is dropped, its connection
 			 * too (its body was not read). */
 			c->out.len = 0;
@@ -1367,38 +1505,26 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 			return;
 		}
 		c->status = (uint16_t)resp.status;
-		if (!ism_http_resp_has_body(resp.status, c->is_head ? "HEAD" : "GET",
-					    c->is_head ? 4 : 3))
-			c->resp_body = ISM_BODY_NONE;
-		else if (resp.framing.chunked)
-			c->resp_body = ISM_BODY_CHUNKED;
-		else if (resp.framing.content_length >= 0)
-			c->resp_body = resp.framing.content_length ? ISM_BODY_CL : ISM_BODY_NONE;
-		else
-			c->resp_body = ISM_BODY_CLOSE;
-		c->resp_remaining =
-		    (uint64_t)(resp.framing.content_length > 0 ? resp.framing.content_length : 0);
-		ism_chunked_init(&c->resp_chunk);
+		resp_framing(c, &resp);
 		if (resp.framing.conn == ISM_HTTP_CONN_CLOSE ||
 		    (resp.minor_version == 0 && resp.framing.conn != ISM_HTTP_CONN_KEEPALIVE) ||
-		    c->resp_body == ISM_BODY_CLOSE)
+		    c->resp.mode == ISM_BODY_CLOSE)
 			u->reusable = 0;
-		if (c->resp_body == ISM_BODY_CLOSE || w->draining || !c->req_done)
+		if (c->resp.mode == ISM_BODY_CLOSE || c->resp.bare || w->draining || !c->req_done)
 			c->keepalive = 0;
 		if (build_client_head(w, c, &resp, 1) < 0) {
 			local_response(w, c, 502, "upstream response head too large", 1);
 			return;
 		}
 		ism_buf_consume(&u->in, (uint32_t)n);
-		body = body_take(c->resp_body, &c->resp_remaining, &c->resp_chunk, u->in.p,
-				 u->in.len, &done);
+		body = body_take_into(&c->resp, u->in.p, u->in.len, &c->out, &done);
+		if (body == -ENOMEM) {
+			conn_close(w, c);
+			return;
+		}
 		if (body < 0) {
 			u->reusable = 0;
 			local_response(w, c, 502, "malformed upstream body", 1);
-			return;
-		}
-		if (ism_buf_append(&c->out, u->in.p, (uint32_t)body, UINT32_MAX) < 0) {
-			conn_close(w, c);
 			return;
 		}
 		if ((uint32_t)body < u->in.len)
@@ -1408,7 +1534,7 @@ static void resp_from_upstream(struct ism_wctx *w, struct ism_conn *c, struct is
 		ism_buf_free(&u->out); /* the response started: no replay any more */
 		c->resp_head_done = 1;
 		c->resp_started = 1;
-		c->resp_done = done || c->resp_body == ISM_BODY_NONE;
+		c->resp_done = done || c->resp.mode == ISM_BODY_NONE;
 		count_status(w, resp.status);
 		c_send(w, c, c->out.p, c->out.len, -1);
 		return;
@@ -1421,6 +1547,7 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	u->state = ISM_U_IDLE;
 	u->conn = NULL;
 	u->reused = 0;
+	ism_buf_free(&u->tx);
 	u->idle_deadline = w->now + idle_ms;
 	u->pool_prev = NULL;
 	u->pool_next = w->pool[u->ep_id];
@@ -1470,6 +1597,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 {
 	struct ism_upconn *u = c->up;
 
+	od_settle(w, c, ISM_FAIL_NONE);
 	count_exchange(w, c);
 	log_exchange(w, c);
 	c->prev_ep = UINT32_MAX; /* the next exchange starts with no attempt */
@@ -1495,6 +1623,7 @@ static void finish_exchange(struct ism_wctx *w, struct ism_conn *c)
 	/* Idle keep-alive connections hold no buffer: the next request's bytes
 	 * land in a ring buffer first. */
 	ism_buf_free(&c->out);
+	ism_buf_free(&c->tx);
 	c->route_deadline = 0;
 	c->state = ISM_C_IDLE;
 	c->resp_started = c->resp_done = 0;
@@ -1519,11 +1648,6 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 	if (res <= 0) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		if (res == -ENOBUFS) {
-			/* The ring is empty for a moment: try again next turn. */
-			c_recv(w, c);
-			return;
-		}
 		conn_close(w, c);
 		return;
 	}
@@ -1543,13 +1667,15 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 		return;
 	}
 	if (c->state == ISM_C_PROXY && c->up && !c->req_done) {
+		struct ism_span out;
 		uint8_t done = 0;
-		ssize_t n = body_take(c->req_body, &c->req_remaining, &c->req_chunk, data,
-				      (uint32_t)res, &done);
+		ssize_t n = body_relay(&c->req, data, (uint32_t)res, bid, &c->up->tx, &out, &done);
 
 		if (n < 0) {
 			ism_w_buf_recycle(w, bid);
-			local_response(w, c, 400, "malformed chunked body", 1);
+			local_response(w, c, n == -ENOMEM ? 503 : 400,
+				       n == -ENOMEM ? "out of memory" : "malformed chunked body",
+				       1);
 			return;
 		}
 		if (n < res &&
@@ -1568,11 +1694,14 @@ static void on_crecv(struct ism_wctx *w, struct ism_conn *c, int res, int bid)
 			return;
 		}
 		set_deadline(w, c, ISM_DL_RESPONSE, c->response_timeout_ms);
-		if (n > 0) {
-			u_send(w, c->up, data, (uint32_t)n, bid);
+		if (out.bid < 0)
+			ism_w_buf_recycle(w, bid);
+		if (out.len > 0) {
+			u_send(w, c->up, out.p, out.len, out.bid);
 			return;
 		}
-		ism_w_buf_recycle(w, bid);
+		if (out.bid >= 0)
+			ism_w_buf_recycle(w, bid);
 		if (!done)
 			c_recv(w, c);
 		return;
@@ -1589,14 +1718,24 @@ static void on_csend(struct ism_wctx *w, struct ism_conn *c, int res)
 {
 	struct ism_upconn *u = c->up;
 
+	if (res > 0) {
+		atomic_fetch_add_explicit(&w->st->bytes_out, (uint64_t)res, memory_order_relaxed);
+		c->req_bytes_out += (uint64_t)res;
+	}
+	if (must_park(&c->send, res)) {
+		if (park(w, &c->send, &c->tx, res) < 0) {
+			conn_close(w, c);
+			return;
+		}
+		c_send(w, c, c->send.p, c->send.len, -1);
+		return;
+	}
 	if (res < 0) {
 		if (c->send.bid >= 0)
 			ism_w_buf_recycle(w, c->send.bid);
 		conn_close(w, c);
 		return;
 	}
-	atomic_fetch_add_explicit(&w->st->bytes_out, (uint64_t)res, memory_order_relaxed);
-	c->req_bytes_out += (uint64_t)res;
 	if ((uint32_t)res < c->send.len) {
 		/* Short send: push the rest. */
 		c_send(w, c, c->send.p + res, c->send.len - (uint32_t)res, c->send.bid);
@@ -1661,6 +1800,14 @@ static void on_usend(struct ism_wctx *w, struct ism_upconn *u, int res)
 	struct ism_conn *c = u->conn;
 	int bid = u->send.bid;
 
+	if (c && must_park(&u->send, res)) {
+		if (park(w, &u->send, &u->tx, res) < 0) {
+			conn_close(w, c);
+			return;
+		}
+		u_send(w, u, u->send.p, u->send.len, -1);
+		return;
+	}
 	if (res >= 0 && (uint32_t)res < u->send.len && c) {
 		u_send(w, u, u->send.p + res, u->send.len - (uint32_t)res, bid);
 		return;
@@ -1689,7 +1836,7 @@ static void on_usend(struct ism_wctx *w, struct ism_upconn *u, int res)
 /* The upstream closed or failed before the response ended. */
 static void upstream_eof(struct ism_wctx *w, struct ism_upconn *u, struct ism_conn *c, int res)
 {
-	if (c->resp_head_done && c->resp_body == ISM_BODY_CLOSE) {
+	if (c->resp_head_done && c->resp.mode == ISM_BODY_CLOSE) {
 		c->resp_done = 1;
 		c->keepalive = 0;
 		u->reusable = 0;
@@ -1724,6 +1871,7 @@ static void upstream_eof(struct ism_wctx *w, struct ism_upconn *u, struct ism_co
 	}
 	ism_debug("upstream endpoint %u closed: %s", u->ep_id, res < 0 ? strerror(-res) : "EOF");
 	if (c->resp_head_done) {
+		od_settle(w, c, ISM_FAIL_RESET); /* as Envoy: a reset after the head */
 		conn_close(w, c); /* part of the response is out: only a close tells */
 		return;
 	}
@@ -1738,16 +1886,8 @@ static void on_urecv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	if (c == NULL || u->state != ISM_U_BUSY) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		if (res == -ENOBUFS && u->state == ISM_U_IDLE) {
-			u_recv(w, u);
-			return;
-		}
 		/* Idle in the pool: a close or stray bytes end the connection. */
 		up_close(w, u);
-		return;
-	}
-	if (res == -ENOBUFS) {
-		u_recv(w, u);
 		return;
 	}
 	if (res <= 0) {
@@ -1773,27 +1913,29 @@ static void on_urecv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 		resp_from_upstream(w, c, u);
 		return;
 	}
+	struct ism_span out;
 	uint8_t done = 0;
-	ssize_t n =
-	    body_take(c->resp_body, &c->resp_remaining, &c->resp_chunk, data, (uint32_t)res, &done);
+	ssize_t n = body_relay(&c->resp, data, (uint32_t)res, bid, &c->tx, &out, &done);
 
-	if (n < 0) {
+	if (out.bid < 0 || out.len == 0)
 		ism_w_buf_recycle(w, bid);
+	if (n < 0) {
+		if (n != -ENOMEM)
+			od_settle(w, c, ISM_FAIL_RESET); /* a malformed body */
 		conn_close(w, c);
 		return;
 	}
 	if (n < res)
 		u->reusable = 0;
 	c->resp_done = done;
-	if (n == 0) {
-		ism_w_buf_recycle(w, bid);
+	if (out.len == 0) {
 		if (done && !c->send_armed)
 			finish_exchange(w, c);
 		else
 			u_recv(w, u);
 		return;
 	}
-	c_send(w, c, data, (uint32_t)n, bid);
+	c_send(w, c, out.p, out.len, out.bid);
 }
 
 /* Starts TLS on a client connection whose preamble is read: what was
@@ -1869,10 +2011,6 @@ static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid
 	if (res <= 0 || l == NULL) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		if (res == -ENOBUFS) {
-			c_recv(w, c);
-			return;
-		}
 		conn_close(w, c);
 		return;
 	}
@@ -2002,10 +2140,66 @@ static void on_utls(struct ism_wctx *w, struct ism_upconn *u, enum ism_op op, in
 	on_urecv(w, u, r > 0 ? r : (r == ISM_XP_EOF ? 0 : r), r > 0 ? pb : -1);
 }
 
+/* A receive that found the ring empty waits (still counted in flight) until
+ * buffers come back: running out of buffers delays these connections, and
+ * never turns into a loop of failing receives. */
+static void bufwait_push(struct ism_wctx *w, uint64_t ud)
+{
+	if (w->n_bufwait == w->cap_bufwait) {
+		uint32_t cap = w->cap_bufwait ? w->cap_bufwait * 2 : 64;
+		uint64_t *p = realloc(w->bufwait, cap * sizeof(*p));
+
+		ISM_BUG_ON(p == NULL); /* bounded by the connection slabs, which did grow */
+		w->bufwait = p;
+		w->cap_bufwait = cap;
+	}
+	w->bufwait[w->n_bufwait++] = ud;
+	atomic_fetch_add_explicit(&w->st->recv_buffer_waits, 1, memory_order_relaxed);
+}
+
+/* The fd of the object a receive's user_data names, or -1 when it is closing. */
+static int recv_fd(struct ism_wctx *w, enum ism_op op, uint32_t idx)
+{
+	if (op == ISM_OP_CRECV)
+		return w->conns[idx]->closing ? -1 : w->conns[idx]->fd;
+	return w->ups[idx]->closing ? -1 : w->ups[idx]->fd;
+}
+
+void ism_proxy_resume_recvs(struct ism_wctx *w)
+{
+	uint32_t n = w->n_bufwait, kept = 0, budget = w->buf_avail;
+
+	if (n == 0)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t ud = w->bufwait[i];
+		enum ism_op op = (enum ism_op)(ud >> 56);
+		uint32_t idx = (uint32_t)(ud >> 32) & 0xffffff;
+		int fd = recv_fd(w, op, idx);
+
+		if (fd < 0) { /* closed meanwhile: the receive ends here */
+			ism_proxy_complete(w, op, idx, (uint32_t)ud, -ECANCELED, 0);
+		} else if (budget > 0) {
+			budget--;
+			ism_w_recv(w, fd, ud);
+		} else {
+			w->bufwait[kept++] = ud;
+		}
+	}
+	/* Receives queued while this ran (none today) stay behind the kept ones. */
+	memmove(w->bufwait + kept, w->bufwait + n, (w->n_bufwait - n) * sizeof(*w->bufwait));
+	w->n_bufwait = kept + (w->n_bufwait - n);
+}
+
 void ism_proxy_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
 			uint32_t flags)
 {
 	int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+
+	if (res == -ENOBUFS && (op == ISM_OP_CRECV || op == ISM_OP_URECV)) {
+		bufwait_push(w, ism_ud(op, idx, gen));
+		return;
+	}
 
 	if (op == ISM_OP_CRECV || op == ISM_OP_CSEND || op == ISM_OP_RETRY || op == ISM_OP_CTLS) {
 		struct ism_conn *c;
@@ -2124,6 +2318,7 @@ static void expire(struct ism_wctx *w, struct ism_conn *c)
 			attempt_failed(w, c, ISM_FAIL_TIMEOUT);
 			return;
 		}
+		od_settle(w, c, ISM_FAIL_TIMEOUT); /* the upstream stalled mid-body */
 		conn_close(w, c);
 		return;
 	default:
@@ -2214,6 +2409,7 @@ void ism_proxy_free_all(struct ism_wctx *w)
 			close(c->fd);
 		ism_buf_free(&c->in);
 		ism_buf_free(&c->out);
+		ism_buf_free(&c->tx);
 		free(c);
 	}
 	for (uint32_t i = 0; i < w->n_ups; i++) {
@@ -2223,6 +2419,7 @@ void ism_proxy_free_all(struct ism_wctx *w)
 			close(u->fd);
 		ism_buf_free(&u->in);
 		ism_buf_free(&u->out);
+		ism_buf_free(&u->tx);
 		free(u);
 	}
 	free(w->conns);

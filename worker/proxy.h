@@ -60,11 +60,23 @@ struct ism_span {
 	int32_t bid;
 };
 
-enum ism_body {
+enum ism_body_mode {
 	ISM_BODY_NONE = 0,
 	ISM_BODY_CL,
 	ISM_BODY_CHUNKED,
 	ISM_BODY_CLOSE, /* response delimited by the upstream closing */
+};
+
+/* A message body being relayed, by how it is delimited where it comes from.
+ * What the next hop gets is re-framed from what was parsed: a length-delimited
+ * body goes as it is (its length was sent in the head), a chunked one is
+ * decoded and re-chunked (or sent bare to an HTTP/1.0 client, which then sees
+ * the end by the close), so the sender's framing never reaches the receiver. */
+struct ism_body {
+	uint8_t mode;	       /* enum ism_body_mode */
+	uint8_t bare;	       /* chunked in, data only out (HTTP/1.0 client) */
+	uint64_t remaining;    /* ISM_BODY_CL: bytes still expected */
+	struct ism_chunked ch; /* ISM_BODY_CHUNKED */
 };
 
 enum ism_cstate {
@@ -121,10 +133,8 @@ struct ism_conn {
 	uint8_t keepalive; /* this exchange ends with the connection kept */
 	uint8_t http10;
 	uint8_t is_head;
-	uint8_t req_body;     /* enum ism_body */
 	uint8_t req_done;     /* request body fully read from the client */
 	uint8_t req_streamed; /* some body bytes went out after the head */
-	uint8_t resp_body;    /* enum ism_body */
 	uint8_t resp_head_done;
 	uint8_t resp_started; /* bytes of the final response sent to the client */
 	uint8_t resp_done;
@@ -134,13 +144,12 @@ struct ism_conn {
 	uint16_t inflight;
 	uint64_t deadline;
 	uint64_t route_deadline; /* VirtualService timeout of this exchange; 0: none */
-	uint64_t req_remaining;
-	uint64_t req_seen; /* request body bytes forwarded so far */
-	uint64_t resp_remaining;
-	struct ism_chunked req_chunk;
-	struct ism_chunked resp_chunk;
+	uint64_t req_seen;	 /* request body bytes forwarded so far */
+	struct ism_body req;
+	struct ism_body resp;
 	struct ism_buf in;  /* client bytes not yet consumed */
 	struct ism_buf out; /* heads and local responses to the client */
+	struct ism_buf tx;  /* response body bytes re-framed, or parked (see ism_park) */
 	struct ism_span send;
 	struct ism_upconn *up;
 	uint32_t ep_id; /* endpoint of the attempt in progress (in-flight count held); UINT32_MAX */
@@ -154,6 +163,7 @@ struct ism_conn {
 	struct ism_conn *wait_next;
 	struct ism_conn *wait_prev;
 	uint8_t retry_counted; /* counted in the cluster's retries_active */
+	uint8_t od_pending;    /* a 2xx-4xx response streams: outlier outcome told at its end */
 	uint8_t has_hash;
 	uint64_t hash;	       /* consistent-hash key */
 	char *set_cookie;      /* issued hash cookie, added to the response */
@@ -207,6 +217,7 @@ struct ism_upconn {
 	struct ism_conn *conn;
 	struct ism_buf in;  /* response head bytes */
 	struct ism_buf out; /* request head (kept until the response starts, for a replay) */
+	struct ism_buf tx;  /* request body bytes re-framed, or parked */
 	struct ism_span send;
 	struct ism_xport x;
 	uint64_t tls_fp; /* TLS configuration it was made with; 0: plaintext */
@@ -221,6 +232,15 @@ struct ism_wctx {
 	struct io_uring_buf_ring *br;
 	unsigned char *bufs;
 	uint32_t br_pending; /* buffers added but not yet published */
+	uint32_t buf_avail;  /* ring buffers free (published or about to be) */
+	/* receives that found the ring empty, waiting for buffers (user_data) */
+	uint64_t *bufwait;
+	uint32_t n_bufwait, cap_bufwait;
+	/* per listener: 1 while its accepts pause after EMFILE/ENFILE */
+	uint8_t *accept_paused;
+	uint64_t accept_pause_ms; /* when the current episode began; 0: none */
+	uint64_t accept_fail_ms;  /* the episode's latest failure */
+	uint64_t accept_refused;  /* accept failures in the current episode */
 	struct ism_shm *shm;
 	struct ism_worker_slot *slot;
 	struct ism_worker_stats *st;
@@ -269,8 +289,16 @@ static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
 	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
 }
 
+/* Whether buffer id bid is one of the shared ring's (not a private one). */
+static inline bool ism_w_buf_shared(int bid)
+{
+	return bid >= 0 && (uint32_t)bid < ISM_BUF_COUNT;
+}
+
 /* worker.c: submission helpers */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
+/* A receive into a ring buffer on fd, completing with user_data ud. */
+void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud);
 void ism_w_buf_recycle(struct ism_wctx *w, int bid);
 int ism_w_xbuf_get(struct ism_wctx *w);
 char *ism_w_buf_addr(struct ism_wctx *w, int bid);
@@ -286,5 +314,8 @@ void ism_proxy_table_changed(struct ism_wctx *w);
 void ism_proxy_free_all(struct ism_wctx *w);
 /* After each batch of completions: serves queued requests if a connection was released. */
 void ism_proxy_after_batch(struct ism_wctx *w);
+/* Receives waiting for a ring buffer (ENOBUFS) go again, as many as there are
+ * free buffers; those of connections closed meanwhile end. */
+void ism_proxy_resume_recvs(struct ism_wctx *w);
 
 #endif

@@ -555,20 +555,16 @@ static enum ism_op op_recv(const struct ism_xio *io)
 
 void ism_xp_sock_recv(struct ism_wctx *w, const struct ism_xio *io)
 {
-	struct io_uring_sqe *sqe = ism_w_sqe(w);
-
-	io_uring_prep_recv(sqe, io->fd, NULL, ISM_BUF_SIZE, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = ISM_BGID;
-	io_uring_sqe_set_data64(sqe, ism_ud(op_recv(io), io->idx, io->gen));
+	ism_w_recv(w, io->fd, ism_ud(op_recv(io), io->idx, io->gen));
 	(*io->inflight)++;
 }
 
-void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len)
+void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len,
+		      int flags)
 {
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
-	io_uring_prep_send(sqe, io->fd, p, len, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, io->fd, p, len, MSG_NOSIGNAL | flags);
 	io_uring_sqe_set_data64(sqe,
 				ism_ud(io->up ? ISM_OP_USEND : ISM_OP_CSEND, io->idx, io->gen));
 	(*io->inflight)++;
@@ -587,7 +583,7 @@ static void submit_send(struct ism_wctx *w, const struct ism_xio *io)
 {
 	struct ism_xport *x = io->x;
 
-	ism_xp_sock_send(w, io, x->txs.p + x->txs_off, x->txs.len - x->txs_off);
+	ism_xp_sock_send(w, io, x->txs.p + x->txs_off, x->txs.len - x->txs_off, 0);
 	x->raw_send = 1;
 }
 
@@ -722,11 +718,6 @@ int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bi
 		return ism_xp_advance(w, io, pbid);
 	}
 	x->raw_recv = 0;
-	if (res == -ENOBUFS) {
-		if (x->want || !x->established)
-			submit_recv(w, io);
-		return 0;
-	}
 	if (res <= 0) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);

@@ -51,10 +51,11 @@ const char *ism_tls_mode_name(uint8_t mode);
 
 /* The transport. */
 
-/* The socket operations themselves: a receive into a ring buffer, a send; what
- * they carry is plaintext or, under TLS, ciphertext. */
+/* The socket operations themselves: a receive into a ring buffer, a send (flags
+ * added to MSG_NOSIGNAL); what they carry is plaintext or, under TLS, ciphertext. */
 void ism_xp_sock_recv(struct ism_wctx *w, const struct ism_xio *io);
-void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len);
+void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len,
+		      int flags);
 void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io);
 int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len);
 /* A socket receive (nop 0) or a delivery NOP (nop 1) completed; *pbid gets the

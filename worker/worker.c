@@ -32,6 +32,16 @@ struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w)
 	return sqe;
 }
 
+void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_recv(sqe, fd, NULL, ISM_BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = ISM_BGID;
+	io_uring_sqe_set_data64(sqe, ud);
+}
+
 char *ism_w_buf_addr(struct ism_wctx *w, int bid)
 {
 	if ((uint32_t)bid >= ISM_BUF_COUNT)
@@ -78,6 +88,7 @@ void ism_w_buf_recycle(struct ism_wctx *w, int bid)
 	io_uring_buf_ring_add(w->br, ism_w_buf_addr(w, bid), ISM_BUF_SIZE, (unsigned short)bid,
 			      io_uring_buf_ring_mask(ISM_BUF_COUNT), (int)w->br_pending);
 	w->br_pending++;
+	w->buf_avail++;
 }
 
 static void buf_publish(struct ism_wctx *w)
@@ -138,6 +149,51 @@ static void arm_accept(struct ism_wctx *w, int l)
 
 	io_uring_prep_accept(sqe, w->listen_fds[l], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0));
+}
+
+/* EMFILE, ENFILE and their kin leave the connection in the listen queue: an
+ * accept re-armed at once would fail again at once, a loop at full CPU. The
+ * listener pauses instead and the tick tries it again (TICK_MS later). An
+ * episode (failures less than a second apart) is logged when it begins and
+ * when it is over. */
+#define ACCEPT_EPISODE_MS 1000
+
+static bool accept_resource_error(int res)
+{
+	return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
+}
+
+static void accept_failed(struct ism_wctx *w, int l, int res)
+{
+	atomic_fetch_add_explicit(&w->st->accept_errors, 1, memory_order_relaxed);
+	if (w->accept_pause_ms == 0) {
+		w->accept_pause_ms = w->now ? w->now : 1;
+		w->accept_refused = 0;
+		ism_warn("accept: %s: pausing new connections (retried every %d ms)",
+			 strerror(-res), TICK_MS);
+	}
+	w->accept_refused++;
+	w->accept_fail_ms = w->now;
+	w->accept_paused[l] = 1;
+}
+
+/* At the tick: paused listeners accept again; an episode without a failure
+ * for a while is over. */
+static void accept_resume(struct ism_wctx *w)
+{
+	for (int l = 0; l < w->n_listen; l++) {
+		if (!w->accept_paused[l])
+			continue;
+		w->accept_paused[l] = 0;
+		if (!w->draining)
+			arm_accept(w, l);
+	}
+	if (w->accept_pause_ms && w->now - w->accept_fail_ms >= ACCEPT_EPISODE_MS) {
+		ism_notice("accept: accepting again; %llu accepts failed over %llu ms",
+			   (unsigned long long)w->accept_refused,
+			   (unsigned long long)(w->accept_fail_ms - w->accept_pause_ms));
+		w->accept_pause_ms = 0;
+	}
 }
 
 static void arm_tick(struct ism_wctx *w)
@@ -231,6 +287,8 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 	enum ism_op op = (enum ism_op)(ud >> 56);
 	uint32_t idx = (uint32_t)(ud >> 32) & 0xffffff;
 
+	if (cqe->flags & IORING_CQE_F_BUFFER)
+		w->buf_avail--;
 	switch (op) {
 	case ISM_OP_ACCEPT:
 		if (cqe->res >= 0) {
@@ -238,6 +296,9 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 			 * same (its response says "connection: close"); closing it
 			 * would fail a request the client already sent. */
 			ism_proxy_accepted(w, cqe->res, (int)idx);
+		} else if (accept_resource_error(cqe->res)) {
+			accept_failed(w, (int)idx, cqe->res);
+			break;
 		} else if (cqe->res != -ECANCELED) {
 			ism_debug("accept: %s", strerror(-cqe->res));
 		}
@@ -247,7 +308,9 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 	case ISM_OP_TICK:
 		w->now = ism_now_ms();
 		atomic_store_explicit(&w->slot->heartbeat_ms, w->now, memory_order_relaxed);
+		accept_resume(w);
 		ism_proxy_tick(w);
+		ism_proxy_resume_recvs(w);
 		ism_alog_flush(w);
 		arm_tick(w);
 		break;
@@ -353,6 +416,8 @@ static int loop(struct ism_wctx *w)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		ism_proxy_after_batch(w);
+		if (w->n_bufwait)
+			ism_proxy_resume_recvs(w);
 	}
 	if (w->n_active)
 		ism_warn("drain time over: closing %u connections", w->n_active);
@@ -381,6 +446,9 @@ int ism_worker_main(const struct ism_worker_args *args)
 	w->master_fd = args->master_fd;
 	w->notify_fd = args->notify_fd;
 	w->now = ism_now_ms();
+	w->accept_paused = calloc((size_t)w->n_listen + 1, 1);
+	if (w->accept_paused == NULL)
+		goto out_free;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
 	if (setup_signals(w) < 0) {
@@ -433,6 +501,7 @@ out_ring:
 		free(w->xbufs[i]);
 	free(w->xbufs);
 	free(w->xfree);
+	free(w->bufwait);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
 		munmap(w->bufs, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE);
@@ -441,6 +510,7 @@ out_ring:
 out_signal:
 	close(w->signal_fd);
 out_free:
+	free(w->accept_paused);
 	free(w);
 	return status;
 }

@@ -5,6 +5,8 @@ Python standard library only. Every process is started in its own session
 the test's outcome. Every wait is a bounded poll.
 """
 
+import ctypes
+import contextlib
 import os
 import re
 import select
@@ -264,6 +266,8 @@ class Env:
         self.procs = []
         self.gateway = None
         self.gw_port = None
+        self.netns = None  # processes spawned start in this network namespace
+        self.cleanups = []
 
     @property
     def isthmus(self):
@@ -285,6 +289,8 @@ class Env:
     def spawn(self, name, argv, stdout=None):
         log_path = self.path(f"{name}.log")
         logf = open(log_path, "wb")
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns] + list(argv)
         p = subprocess.Popen(argv, stdout=stdout if stdout is not None else logf, stderr=logf,
                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
         logf.close()
@@ -441,9 +447,56 @@ http {{
                 pass
             if proc.p.stdout:
                 proc.p.stdout.close()
+        while self.cleanups:
+            self.cleanups.pop()()
 
     def cleanup_dir(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def make_netns(env, sysctls=None):
+    """A network namespace of the test's own, loopback up (127.0.0.0/8), with
+    per-namespace sysctls set (e.g. small TCP buffers); deleted by env.close().
+    Needs root: skips otherwise (CI runs as root)."""
+    if os.geteuid() != 0 or not have("ip"):
+        raise Skip("a network namespace needs root and iproute2")
+    name = f"ism-{os.getpid()}-{env.name[:24]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    env.cleanups.append(lambda: subprocess.run(["ip", "netns", "del", name], timeout=10))
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+    for k, v in (sysctls or {}).items():
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-q", "-w", f"{k}={v}"], check=True,
+                       timeout=10)
+    return name
+
+
+@contextlib.contextmanager
+def in_netns(env, name):
+    """For the with-block, this thread's sockets and the processes env spawns live
+    in network namespace name."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        _setns(target)
+        env.netns = name
+        try:
+            yield
+        finally:
+            env.netns = None
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
 
 
 def vmrss_kib(pid):

@@ -183,6 +183,12 @@ static const struct req_case req_cases[] = {
      "h.example:443", "h.example:443", NOQ, "h.example:443", 1, 1, -1, 0, 0, 0, 0, -1, NULL, NULL},
     {"IPv6 host", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0, "GET", "/", "/", NOQ,
      "[::1]:8080", 1, 1, -1, 0, 0, 0, 0, -1, NULL, NULL},
+    {"IPv6 host no port", "GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n", 0, "GET", "/", "/", NOQ,
+     "[2001:db8::1]", 1, 1, -1, 0, 0, 0, 0, -1, NULL, NULL},
+    {"host empty port", "GET / HTTP/1.1\r\nHost: h:\r\n\r\n", 0, "GET", "/", "/", NOQ, "h:", 1, 1,
+     -1, 0, 0, 0, 0, -1, NULL, NULL},
+    {"host port 65535", "GET / HTTP/1.1\r\nHost: h:65535\r\n\r\n", 0, "GET", "/", "/", NOQ,
+     "h:65535", 1, 1, -1, 0, 0, 0, 0, -1, NULL, NULL},
     {"extension method", "PROPFIND /d HTTP/1.1\r\nHost: h\r\n\r\n", 0, "PROPFIND", "/d", "/d", NOQ,
      "h", 1, 1, -1, 0, 0, 0, 0, -1, NULL, NULL},
     {"long target SSE",
@@ -355,6 +361,17 @@ static const struct bad_case bad_reqs[] = {
     {"Host space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 0, BAD},
     {"Host slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 0, BAD},
     {"Host userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 0, BAD},
+    {"Host bad port", "GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 0, BAD},
+    {"Host two ports", "GET / HTTP/1.1\r\nHost: a:80:90\r\n\r\n", 0, BAD},
+    {"Host port too big", "GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", 0, BAD},
+    {"Host port too long", "GET / HTTP/1.1\r\nHost: a:000080\r\n\r\n", 0, BAD},
+    {"Host only port", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 0, BAD},
+    {"Host unclosed IPv6", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 0, BAD},
+    {"Host IPv6 junk after", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 0, BAD},
+    {"Host IPv6 bad char", "GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n", 0, BAD},
+    {"Host IPv6 not v6", "GET / HTTP/1.1\r\nHost: [1.2.3.4]\r\n\r\n", 0, BAD},
+    {"Host bracket inside", "GET / HTTP/1.1\r\nHost: a[b]\r\n\r\n", 0, BAD},
+    {"absolute-form bad port", "GET http://a:8x/ HTTP/1.1\r\nHost: a\r\n\r\n", 0, BAD},
     {"method paren", "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 0, BAD},
     {"method ctl", "GE\x01T / HTTP/1.1\r\nHost: h\r\n\r\n", 0, BAD},
     {"method empty", " / HTTP/1.1\r\nHost: h\r\n\r\n", 0, BAD},
@@ -560,8 +577,9 @@ static const struct chunk_case good_chunks[] = {
      53},
     {"upper hex", "1F\r\n0123456789abcdef0123456789abcde\r\n0\r\n\r\n", 0, 42},
     {"extensions", "5;name=val;flag\r\nhello\r\n0;last=\"q s\"\r\n\r\n", 0, 40},
+    {"extensions with BWS", "5; a = b ;c\t;d=\"x\\\"y\" ;e\r\nhello\r\n0\r\n\r\n", 0, 38},
+    {"quoted ext with obs-text", "1;q=\"\x80\xff\"\r\nx\r\n0\r\n\r\n", 0, 18},
     {"trailers", "3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Other:\tv\r\n\r\n", 0, 35},
-    {"bare LF", "3\nabc\n0\nT: v\n\n", 0, 14},
     {"leading zeros", "0000000000000003\r\nabc\r\n0\r\n\r\n", 0, 28},
     {"data with CRLF inside", "4\r\n\r\n\r\n\r\n0\r\n\r\n", 0, 14},
     {"binary data", "3\r\n\0\r\x01\r\n0\r\n\r\n", 13, 13},
@@ -661,12 +679,31 @@ static const struct chunk_case bad_chunks[] = {
     {"ctl in ext", "5;a\x01\r\nhello\r\n0\r\n\r\n", 0, 0},
     {"bare CR trailer", "0\r\nX: a\rb\r\n\r\n", 0, 0},
     {"bare CR end", "0\r\n\rX", 0, 0},
+    {"bare LF after size", "3\nabc\r\n0\r\n\r\n", 0, 0},
+    {"bare LF after data", "3\r\nabc\n0\r\n\r\n", 0, 0},
+    {"bare LF after ext", "3;a=b\nabc\r\n0\r\n\r\n", 0, 0},
+    {"bare LF last chunk", "0\n\r\n", 0, 0},
+    {"bare LF trailer", "0\r\nT: v\n\r\n", 0, 0},
+    {"bare LF end", "0\r\n\n", 0, 0},
+    {"empty ext", "2;\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext without name", "2;=v\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext missing value", "2;a=\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext value with space", "2;a=b c\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext unterminated quote", "2;a=\"b\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext text after quote", "2;a=\"b\"c\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext quoted name", "2;\"a\"\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext non-token", "2;a@b\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext trailing space", "2;a \r\nab\r\n0\r\n\r\n", 0, 0},
+    {"ext DEL in quotes", "2;a=\"\x7f\"\r\nab\r\n0\r\n\r\n", 0, 0},
+    {"trailer without colon", "0\r\nT v\r\n\r\n", 0, 0},
+    {"trailer space before colon", "0\r\nT : v\r\n\r\n", 0, 0},
+    {"trailer obs-fold", "0\r\nT: v\r\n w\r\n\r\n", 0, 0},
     {"NUL in trailer", "0\r\nX: a\0b\r\n\r\n", 14, 0},
 };
 
 static void test_chunked_invalid(void **state)
 {
-	static char buf[10000];
+	static char buf[20000];
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(bad_chunks) / sizeof(bad_chunks[0]); i++) {
@@ -674,25 +711,25 @@ static void test_chunked_invalid(void **state)
 		run_chunk_split(c->name, c->in, c->len ? c->len : strlen(c->in), ISM_HTTP_EBAD, 0);
 	}
 
-	/* Size line of exactly 4096 bytes passes, one more byte fails. */
+	/* A size line of exactly 1024 bytes passes, one more byte fails. */
 	size_t n = 0;
 	buf[n++] = '1';
 	buf[n++] = ';';
-	memset(buf + n, 'e', 4094);
-	n += 4094;
+	memset(buf + n, 'e', 1022);
+	n += 1022;
 	memcpy(buf + n, "\r\nx\r\n0\r\n\r\n", 10);
-	run_chunk_split("ext 4096", buf, n + 10, 1, n + 10);
+	run_chunk_split("ext 1024", buf, n + 10, 1, n + 10);
 	memmove(buf + n + 1, buf + n, 10);
 	buf[n] = 'e';
-	run_chunk_split("ext 4097", buf, n + 11, ISM_HTTP_EBAD, 0);
+	run_chunk_split("ext 1025", buf, n + 11, ISM_HTTP_EBAD, 0);
 
-	/* Same for a trailer line. */
+	/* A trailer section of 16384 bytes (its final CRLF included) passes. */
 	memcpy(buf, "0\r\nX:", 5);
-	memset(buf + 5, 'v', 4094);
-	memcpy(buf + 4099, "\r\n\r\n", 4);
-	run_chunk_split("trailer 4096", buf, 4103, 1, 4103);
-	memcpy(buf + 4099, "v\r\n\r\n", 5);
-	run_chunk_split("trailer 4097", buf, 4104, ISM_HTTP_EBAD, 0);
+	memset(buf + 5, 'v', 16378);
+	memcpy(buf + 16383, "\r\n\r\n", 4);
+	run_chunk_split("trailers 16384", buf, 16387, 1, 16387);
+	memcpy(buf + 16383, "v\r\n\r\n", 5);
+	run_chunk_split("trailers 16385", buf, 16388, ISM_HTTP_EBAD, 0);
 
 	/* An error is sticky. */
 	struct ism_chunked c;
@@ -702,6 +739,50 @@ static void test_chunked_invalid(void **state)
 	assert_int_equal(feed(&c, "0\r\n\r\n", 5, &used), ISM_HTTP_EBAD);
 }
 
+/* The data ism_chunked_next yields, at every split point: the body decoded. */
+static void decode_split(const char *in, size_t n, const char *want, size_t want_len)
+{
+	char out[256];
+
+	for (size_t k = 0; k <= n; k++) {
+		struct ism_chunked c;
+		size_t off = 0, olen = 0, used, dlen;
+		const char *data;
+		int r = ISM_CHUNK_MORE;
+
+		ism_chunked_init(&c);
+		for (int part = 0; part < 2 && r == ISM_CHUNK_MORE; part++) {
+			size_t stop = part == 0 ? k : n;
+
+			while (r == ISM_CHUNK_MORE && off < stop) {
+				r = ism_chunked_next(&c, in + off, stop - off, &used, &data, &dlen);
+				assert_true(r >= 0);
+				assert_true(used <= stop - off);
+				if (dlen) {
+					assert_true(data >= in + off &&
+						    data + dlen <= in + off + used);
+					assert_true(olen + dlen <= sizeof(out));
+					memcpy(out + olen, data, dlen);
+					olen += dlen;
+				}
+				off += used;
+			}
+		}
+		assert_int_equal(r, ISM_CHUNK_END);
+		assert_int_equal(olen, want_len);
+		assert_memory_equal(out, want, want_len);
+	}
+}
+
+static void test_chunked_decode(void **state)
+{
+	static const char body[] = "5;a=b\r\nhello\r\n1\r\n \r\n10\r\n0123456789abcdef\r\n"
+				   "0\r\nT: x\r\n\r\nGET / HTTP/1.1\r\n";
+	(void)state;
+	decode_split(body, sizeof(body) - 1, "hello 0123456789abcdef", 22);
+	decode_split("0\r\n\r\n", 5, "", 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -709,7 +790,7 @@ int main(void)
 	    cmocka_unit_test(test_valid_responses),   cmocka_unit_test(test_invalid_requests),
 	    cmocka_unit_test(test_invalid_responses), cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
-	    cmocka_unit_test(test_chunked_invalid),
+	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,6 +71,9 @@ struct up_conn {
 	bool close;	  /* close after this response */
 	bool keepalive10; /* HTTP/1.0 with Connection: keep-alive */
 	int minor;
+	/* /raw: the response to send verbatim, hex-decoded from x-respond. */
+	char respond[8192];
+	ssize_t respond_len; /* -1: no (valid) x-respond header */
 };
 
 enum up_body_kind {
@@ -79,23 +82,11 @@ enum up_body_kind {
 	UP_BODY_CHUNKED,
 };
 
-/* Decodes only enough of a chunked body to count its data bytes; the gateway's
- * scanner finds the end and rejects bad framing. */
-enum up_dc_state {
-	UP_DC_SIZE = 0,
-	UP_DC_LINE, /* rest of the size line (extensions) */
-	UP_DC_DATA,
-	UP_DC_DATA_END, /* CRLF after data */
-	UP_DC_DONE,
-};
-
 struct up_body {
 	enum up_body_kind kind;
 	uint64_t left; /* UP_BODY_LENGTH */
 	struct ism_chunked ck;
 	bool done;
-	enum up_dc_state dc;
-	uint64_t dc_size;
 	uint64_t data_bytes; /* decoded body bytes seen so far */
 };
 
@@ -141,53 +132,6 @@ static ssize_t conn_fill(struct up_conn *c)
 	return n;
 }
 
-static void dc_feed(struct up_body *b, const char *p, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && b->dc != UP_DC_DONE) {
-		char ch = p[i];
-
-		switch (b->dc) {
-		case UP_DC_SIZE:
-			if (ch >= '0' && ch <= '9')
-				b->dc_size = b->dc_size * 16 + (uint64_t)(ch - '0');
-			else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
-				b->dc_size = b->dc_size * 16 + (uint64_t)((ch | 0x20) - 'a' + 10);
-			else
-				b->dc = UP_DC_LINE;
-			if (b->dc == UP_DC_LINE && ch == '\n')
-				b->dc = b->dc_size ? UP_DC_DATA : UP_DC_DONE;
-			i++;
-			break;
-		case UP_DC_LINE:
-			if (ch == '\n')
-				b->dc = b->dc_size ? UP_DC_DATA : UP_DC_DONE;
-			i++;
-			break;
-		case UP_DC_DATA: {
-			size_t n = len - i;
-
-			if (n > b->dc_size)
-				n = (size_t)b->dc_size;
-			b->dc_size -= n;
-			b->data_bytes += n;
-			i += n;
-			if (b->dc_size == 0)
-				b->dc = UP_DC_DATA_END;
-			break;
-		}
-		case UP_DC_DATA_END:
-			if (ch == '\n')
-				b->dc = UP_DC_SIZE;
-			i++;
-			break;
-		case UP_DC_DONE:
-			break;
-		}
-	}
-}
-
 /* The next piece of the raw request body, consumed from the connection buffer.
  * Returns its length with *out pointing at it, 0 at the end of the body, or -errno
  * (-EBADMSG for bad chunked framing, -EPIPE when the peer closed mid-body). */
@@ -214,15 +158,21 @@ static ssize_t body_next(struct up_conn *c, struct up_body *b, const char **out)
 		if (b->left == 0)
 			b->done = true;
 	} else {
-		size_t used = 0;
-		int r = ism_chunked_scan(&b->ck, c->buf + c->start, avail, &used);
+		size_t used, dlen;
+		const char *data;
+		int r;
 
-		if (r < 0)
-			return -EBADMSG;
-		n = r == 1 ? used : avail;
-		if (r == 1)
+		n = 0;
+		do {
+			r = ism_chunked_next(&b->ck, c->buf + c->start + n, avail - n, &used, &data,
+					     &dlen);
+			if (r < 0)
+				return -EBADMSG;
+			n += used;
+			b->data_bytes += dlen;
+		} while (r == ISM_CHUNK_MORE && n < avail);
+		if (r == ISM_CHUNK_END)
 			b->done = true;
-		dc_feed(b, c->buf + c->start, n);
 	}
 	c->start += n;
 	if (n == 0 && b->done)
@@ -405,6 +355,61 @@ static int handle_echo(struct up_conn *c, struct up_body *b, int64_t content_len
 	return (int)n;
 }
 
+/* /rawecho: the request as it came on the wire, head and body with its
+ * framing, as the body of a 200 (at most 64 KiB of body). */
+static int handle_rawecho(struct up_conn *c, struct up_body *b)
+{
+	static char out[2 * UP_BUF];
+	size_t len = c->head_len;
+	const char *p;
+	ssize_t n;
+
+	memcpy(out, c->head, c->head_len);
+	while ((n = body_next(c, b, &p)) > 0) {
+		if (len + (size_t)n > sizeof(out)) {
+			c->close = true;
+			return send_simple(c, 413, "too large\n", 10);
+		}
+		memcpy(out + len, p, (size_t)n);
+		len += (size_t)n;
+	}
+	if (n < 0)
+		return (int)n;
+	return send_simple(c, 200, out, len);
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = (char)(ch | 0x20);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* The x-respond header's value, hex-decoded into c->respond. */
+static void take_respond(struct up_conn *c, const struct ism_http_req *req)
+{
+	c->respond_len = -1;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+		size_t n = h->value_len / 2;
+
+		if (h->name_len != 9 || strncasecmp(h->name, "x-respond", 9) != 0)
+			continue;
+		if (h->value_len % 2 || n > sizeof(c->respond))
+			return;
+		for (size_t j = 0; j < n; j++) {
+			int hi = hexval(h->value[2 * j]), lo = hexval(h->value[2 * j + 1]);
+
+			if (hi < 0 || lo < 0)
+				return;
+			c->respond[j] = (char)(hi << 4 | lo);
+		}
+		c->respond_len = (ssize_t)n;
+		return;
+	}
+}
+
 static int handle_ctl(struct up_conn *c, const char *cmd)
 {
 	const char *arg;
@@ -461,11 +466,20 @@ static int handle(struct up_conn *c, struct up_body *b, int64_t content_length, 
 		if (strcmp(arg, "/count") != 0 && atomic_load(&ctx.fail_status) == 0)
 			return handle_echo(c, b, content_length);
 	}
+	if (strcmp(path, "/rawecho") == 0)
+		return handle_rawecho(c, b);
 	r = body_drain(c, b);
 	if (r < 0)
 		return r;
 	if (ctl)
 		return handle_ctl(c, arg);
+	if (strcmp(path, "/raw") == 0) {
+		/* Whatever the test wants sent, then the connection closes. */
+		c->close = true;
+		if (c->respond_len < 0)
+			return send_simple(c, 400, "bad x-respond\n", 14);
+		return write_all(c->fd, c->respond, (size_t)c->respond_len);
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		if (atomic_load(&ctx.health_failing))
 			return send_simple(c, 503, "failing\n", 8);
@@ -576,6 +590,7 @@ static void serve(struct up_conn *c)
 		copy_str(c->method, sizeof(c->method), req.method, req.method_len);
 		copy_str(c->target, sizeof(c->target), req.target, req.target_len);
 		copy_str(c->path, sizeof(c->path), req.path, req.path_len);
+		take_respond(c, &req);
 		c->is_head = strcmp(c->method, "HEAD") == 0;
 		c->minor = req.minor_version;
 		c->keepalive10 =
@@ -688,6 +703,8 @@ static void usage(void)
 {
 	fputs("usage: upstream --listen ADDR:PORT[=NAME] [--listen ...] --name NAME [--zone ZONE]\n"
 	      "paths: /status/N /delay/MS /echo /echo/count /bytes/N /chunked/N /headers /close\n"
+	      "       /rawecho (the request as received) /raw (sends the hex of header x-respond,\n"
+	      "       then closes)\n"
 	      "       /healthz /__ctl/{health/fail,health/ok,fail/N,ok,reset,count}\n",
 	      stderr);
 }

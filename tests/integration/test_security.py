@@ -1,0 +1,326 @@
+"""Integration tests of the HTTP/1.1 defences: framing that a Connection field
+cannot undo, chunked bodies checked strictly and re-chunked, one Content-Length,
+Host syntax, outlier detection told of responses cut short, clients that do not
+read, and the descriptor limit.
+
+Registered into run.py's list by register(test)."""
+
+import os
+import resource
+import socket
+import subprocess
+import time
+
+from harness import (Conn, Registry, appliance, check, docs, free_port, gateway, in_netns,
+                     make_netns, metric, poll, service_entry, virtual_service)
+from test_locality import endpoints_view
+
+SVC = "sec.test.internal"
+_test = Registry()
+register = _test.register
+
+
+def one_upstream(env, workers=1, extra="", dr="", timeouts=None):
+    """The gateway with every path routed to one test upstream (127.0.0.2)."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    parts = [appliance(env, workers=workers, extra=extra, timeouts=timeouts), gateway(gw_port),
+             virtual_service("sec", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+             service_entry("sec", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])]
+    if dr:
+        parts.append(dr)
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw_port)
+    poll(lambda: env.get("/ready").status == 200, 10, what="the upstream to answer through the gateway")
+    return ports["a"]
+
+
+def raw_response(text):
+    """The x-respond header that makes the test upstream's /raw send text verbatim."""
+    return {"x-respond": text.encode("latin-1").hex()}
+
+
+def read_raw(c, timeout=5.0):
+    """Every byte the peer sends until it closes (or timeout)."""
+    c.sock.settimeout(timeout)
+    data = c.buf
+    c.buf = b""
+    try:
+        while True:
+            d = c.sock.recv(65536)
+            if not d:
+                break
+            data += d
+    except socket.timeout:
+        pass
+    return data
+
+
+def upstream_view(r):
+    """The /rawecho body: (head, body) of the request as the upstream received it."""
+    head, _, body = r.body.partition(b"\r\n\r\n")
+    return head.decode("latin-1").lower(), body
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_over(pid, seconds):
+    """CPU seconds the process used during the next `seconds` of wall time."""
+    c0 = cpu_seconds(pid)
+    time.sleep(seconds)  # a measurement window, not a synchronisation
+    return cpu_seconds(pid) - c0
+
+
+@_test
+def smuggling_connection_content_length(env):
+    """A Connection field naming Content-Length does not unframe the body: the
+    upstream gets the length, so the body is not read as a second request, and
+    the next request on the pooled connection gets its own answer."""
+    one_upstream(env)
+    smuggled = b"GET /delay/400 HTTP/1.1\r\nHost: x\r\n\r\n"
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        r = c.request("POST", "/a", headers={"Connection": "Content-Length",
+                                             "Content-Length": str(len(smuggled))}, body=smuggled)
+        check(r.status == 200 and r.body == b"a /a\n", f"POST /a answered {r}")
+    # One worker: this request goes out on the pooled connection /a used.
+    r = env.get("/b", timeout=5)
+    check(r.status == 200 and r.body == b"a /b\n", f"the next client got {r.body!r}: the body of /a "
+          "was read by the upstream as a request of its own")
+
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        r = c.request("POST", "/rawecho", headers={"Connection": "content-length, x-drop",
+                                                   "X-Drop": "1", "Content-Length": "5"}, body=b"hello")
+        head, body = upstream_view(r)
+        check(r.status == 200 and "\r\ncontent-length: 5" in head and body == b"hello",
+              f"the upstream received {r.body!r}")
+        check("x-drop" not in head, "a field named in Connection was forwarded")
+
+
+@_test
+def smuggling_response_connection_content_length(env):
+    """The same on the response side: the client gets the length it needs to
+    frame the body, and the connection stays usable."""
+    one_upstream(env)
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        r = c.request("GET", "/raw", headers=raw_response(
+            "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello"))
+        check(r.status == 200 and r.header("content-length") == "5" and r.body == b"hello",
+              f"response with 'Connection: Content-Length' relayed as {r}")
+        r = c.request("GET", "/after")
+        check(r.status == 200 and r.body == b"a /after\n", f"kept-alive connection then gave {r}")
+
+
+@_test
+def framing_one_content_length(env):
+    """A list or a repetition of one Content-Length reaches the upstream as one
+    value; a 204 carries no Content-Length."""
+    one_upstream(env)
+    for name, hdrs in (("list", [("Content-Length", "5, 5")]),
+                       ("twice", [("Content-Length", "5"), ("Content-Length", "5")])):
+        with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+            r = c.request("POST", "/rawecho", headers=hdrs, body=b"hello")
+            head, body = upstream_view(r)
+            check(r.status == 200 and head.count("content-length") == 1 and
+                  "\r\ncontent-length: 5\r" in head + "\r" and body == b"hello",
+                  f"Content-Length {name} reached the upstream as {head!r}")
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        r = c.request("GET", "/raw", headers=raw_response(
+            "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n"))
+        check(r.status == 204 and r.header("content-length") is None and r.header("x-a") == "1",
+              f"204 relayed as {r.raw_head!r}")
+        r = c.request("HEAD", "/raw", headers=raw_response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"))
+        check(r.status == 200 and r.header("content-length") == "1234",
+              f"a HEAD response lost its Content-Length: {r.raw_head!r}")
+
+
+@_test
+def chunked_strict_and_rechunked(env):
+    """Chunked request bodies: CRLF everywhere, extensions by the grammar and
+    bounded, all else 400; what the upstream gets is re-chunked, without the
+    extensions and trailers."""
+    one_upstream(env)
+    body = b'3;ext=1\r\nabc\r\n2; a = "q \\" s" ;b\r\nde\r\n0;last\r\nX-Trailer: t\r\n\r\n'
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        r = c.request("POST", "/rawecho", headers={"Transfer-Encoding": "chunked"}, body=body)
+        head, got = upstream_view(r)
+        check(r.status == 200 and got == b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+              f"the upstream received the chunked body as {got!r} ({r.status})")
+        check(head.count("transfer-encoding: chunked") == 1 and "content-length" not in head,
+              f"upstream head {head!r}")
+        r = c.request("GET", "/after")
+        check(r.status == 200, f"after a chunked body: {r}")
+    bad = {
+        "bare LF after the size": b"3\nabc\r\n0\r\n\r\n",
+        "bare LF after the data": b"3\r\nabc\n0\r\n\r\n",
+        "bare LF at the end": b"0\r\n\n",
+        "empty extension": b"2;\r\nab\r\n0\r\n\r\n",
+        "unterminated quote": b'2;a="b\r\nab\r\n0\r\n\r\n',
+        "non-token extension": b"2;a@b\r\nab\r\n0\r\n\r\n",
+        "4 KiB extension": b"2;" + b"e" * 4096 + b"\r\nab\r\n0\r\n\r\n",
+        "smuggled after a bare LF": b"5\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    }
+    for name, b in bad.items():
+        with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+            c.send(b"POST /echo/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + b)
+            try:
+                r = c.read_response()
+            except (EOFError, ConnectionResetError):
+                r = None
+            check(r is not None and r.status == 400, f"{name}: answered {r}, want 400")
+
+
+@_test
+def chunked_response_rechunked(env):
+    """Chunked responses reach the client re-chunked (extensions and trailers
+    dropped), bare for an HTTP/1.0 client; a malformed one is a 502."""
+    one_upstream(env)
+    resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;e=\"v\"\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        c.send(b"GET /raw HTTP/1.1\r\nHost: a\r\nConnection: close\r\nx-respond: " +
+               resp.encode().hex().encode() + b"\r\n\r\n")
+        raw = read_raw(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    check(b"200 OK" in head and b"transfer-encoding: chunked" in head.lower(), f"head {head!r}")
+    check(body == b"3\r\nabc\r\n0\r\n\r\n", f"the client got the chunked body as {body!r}")
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        c.send(b"GET /raw HTTP/1.0\r\nHost: a\r\nx-respond: " + resp.encode().hex().encode() + b"\r\n\r\n")
+        raw = read_raw(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    check(b"transfer-encoding" not in head.lower() and body == b"abc",
+          f"an HTTP/1.0 client got {raw!r}")
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        r = c.request("GET", "/raw", headers=raw_response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n"))
+        check(r.status == 502, f"a malformed chunked response was relayed as {r}")
+
+
+@_test
+def host_with_bad_port(env):
+    one_upstream(env)
+    for host in ("a:80x", "a:80:90", "[::1", "[::1]x", ":80", "a:99999"):
+        with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+            c.send(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            r = c.read_response()
+            check(r.status == 400 and r.header("x-upstream") is None,
+                  f"Host {host!r} answered {r.status} ({r.header('x-upstream') or 'isthmus'}), "
+                  "want 400 from the gateway")
+    check(env.get("/ok", host="a:8080").status == 200, "a good Host with a port was refused")
+
+
+@_test
+def truncated_response_ejects(env):
+    """An upstream that closes in the middle of bodies is ejected by outlier
+    detection (a reset after the head is a failure, as in Envoy)."""
+    dr = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: od}}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 3, "
+          f"interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
+    port = one_upstream(env, dr=dr)
+    key = f"{SVC}|127.0.0.2:{port}"
+    cut = raw_response("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc")
+    for i in range(3):
+        with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+            try:
+                r = c.request("GET", "/raw", headers=cut)
+                check(False, f"a truncated response came through whole: {r}")
+            except (EOFError, ConnectionResetError):
+                pass
+    poll(lambda: endpoints_view(env)[key].get("ejected", "no") not in ("0", "no", "false"), 5,
+         what="the endpoint that cut 3 responses short to be ejected")
+
+
+def listen_queue(port):
+    """Connections waiting in the accept queue of the listening socket on port."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], stdout=subprocess.PIPE, text=True,
+                         timeout=10).stdout
+    return sum(int(line.split()[1]) for line in out.splitlines() if line.strip())
+
+
+def raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+    check(resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= n,
+          f"this test needs {n} descriptors; the hard limit is {hard}")
+
+
+@_test
+def slow_readers_hold_no_shared_buffer(env):
+    """1,100 clients that stop reading a response (more than the 1,024 shared
+    receive buffers of a worker) hold private memory only: the worker does not
+    spin, and other clients are served. In a network namespace with small TCP
+    buffers, so that the kernel cannot absorb the responses and the test stays
+    small in memory."""
+    n = 1100
+    raise_nofile(4 * n + 256)
+    ns = make_netns(env, {"net.ipv4.tcp_wmem": "4096 16384 16384",
+                          "net.ipv4.tcp_rmem": "4096 16384 16384"})
+    with in_netns(env, ns):
+        aport = free_port()
+        one_upstream(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n",
+                     timeouts={"idle": "60s"})
+        worker = env.workers()[0]
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.settimeout(5)
+                s.connect(("127.0.0.1", env.gw_port))
+                s.sendall(b"GET /bytes/1000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+                socks.append(s)
+            poll(lambda: metric(aport, "isthmus_connections_active") >= n, 30,
+                 what=f"{n} slow clients connected")
+            r = env.get("/fresh", timeout=10)
+            check(r.status == 200 and r.body == b"a /fresh\n",
+                  f"a new client beside the slow ones got {r}")
+            poll(lambda: metric(aport, "isthmus_send_parked_total") >= n // 2, 30,
+                 what="the stalled sends to move to private memory")
+            used = cpu_over(worker, 2.0)
+            check(used < 1.0, f"the worker used {used:.2f} s of CPU in 2 s with only stalled clients")
+            r = env.get("/fresh2", timeout=10)
+            check(r.status == 200, f"a second new client got {r}")
+        finally:
+            for s in socks:
+                s.close()
+
+
+@_test
+def accept_backs_off_at_descriptor_limit(env):
+    """A worker out of descriptors pauses accepting (no busy loop, one log line
+    per episode) and accepts the waiting connections once descriptors free up."""
+    aport = free_port()
+    one_upstream(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n")
+    worker = env.workers()[0]
+    soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+    # Below the descriptors it holds: no new one can be made (an accept armed
+    # before this may still take one connection, which then gets a 503).
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (3, hard))
+    conns = []
+    try:
+        for i in range(20):
+            c = Conn("127.0.0.1", env.gw_port, timeout=15)
+            c.send(b"GET /late HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            conns.append(c)
+        poll(lambda: listen_queue(env.gw_port) >= 15, 10,
+             what="the connections to wait in the listen queue")
+        used = cpu_over(worker, 1.5)
+        check(used < 0.5, f"the worker used {used:.2f} s of CPU in 1.5 s while out of descriptors")
+        check(metric(aport, "isthmus_accept_errors_total") > 0, "no accept failure counted")
+        check(env.log_count("pausing new connections") == 1,
+              "the pause was not logged exactly once: " + str(env.log_count("pausing new connections")))
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, (soft, hard))
+        ok = 0
+        for i, c in enumerate(conns):
+            r = c.read_response()
+            check(r.status in (200, 503), f"waiting connection {i} got {r}")
+            ok += r.status == 200
+        check(ok >= 15, f"only {ok} of the 20 waiting connections were served once descriptors came back")
+        poll(lambda: env.log_count("accepting again") == 1, 10, what="the end of the pause to be logged")
+        r = env.get("/after")
+        check(r.status == 200, f"after the descriptors came back: {r}")
+    finally:
+        for c in conns:
+            c.close()
