@@ -622,6 +622,31 @@ static int flush(struct ism_wctx *w, const struct ism_xio *io)
 	return 0;
 }
 
+/* What the session wrote last before the caller closes the socket (an alert,
+ * close_notify): sent at once with a non-blocking send(), since a ring send
+ * would complete after the close. A few bytes; the socket's send buffer holds
+ * nothing else unless a ring send is still in flight, and then these bytes
+ * would overtake it: they are dropped instead, and the close goes without them. */
+static void send_now(const struct ism_xio *io)
+{
+	struct ism_xport *x = io->x;
+	BIO *wb = SSL_get_wbio(x->ssl);
+	char buf[512];
+	int n;
+
+	if (x->raw_send || x->tx.len || x->txs.len)
+		return;
+	while ((n = BIO_read(wb, buf, sizeof(buf))) > 0) {
+		ssize_t sent = send(io->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (sent != n) {
+			ism_debug("TLS alert or close_notify: %s",
+				  sent < 0 ? strerror(errno) : "not all sent");
+			break;
+		}
+	}
+}
+
 void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io)
 {
 	struct ism_xport *x = io->x;
@@ -671,19 +696,22 @@ int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid)
 	ERR_clear_error();
 	if (!x->established) {
 		n = SSL_do_handshake(x->ssl);
+		err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
+		if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) {
+			log_ssl(io->up ? "TLS handshake with upstream" : "TLS handshake");
+			/* The alert says why (certificate required, protocol
+			 * version, unknown CA); the caller closes next. */
+			send_now(io);
+			return -EPROTO;
+		}
 		if (flush(w, io) < 0)
 			return -ENOMEM;
 		if (n == 1) {
 			x->established = 1;
 			return ISM_XP_HANDSHAKE;
 		}
-		err = SSL_get_error(x->ssl, n);
-		if (err == SSL_ERROR_WANT_READ) {
-			submit_recv(w, io);
-			return 0;
-		}
-		log_ssl(io->up ? "TLS handshake with upstream" : "TLS handshake");
-		return -EPROTO;
+		submit_recv(w, io);
+		return 0;
 	}
 	if (!x->want)
 		return 0;
@@ -765,16 +793,12 @@ int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32
 void ism_xp_close_notify(const struct ism_xio *io)
 {
 	struct ism_xport *x = io->x;
-	char buf[128];
-	int n;
 
-	if (x->ssl == NULL || !x->established || x->raw_send || x->tx.len || x->txs.len)
+	if (x->ssl == NULL || !x->established)
 		return;
 	ERR_clear_error();
 	SSL_shutdown(x->ssl);
-	n = BIO_read(SSL_get_wbio(x->ssl), buf, sizeof(buf));
-	if (n > 0 && send(io->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		ism_debug("close_notify: %s", strerror(errno));
+	send_now(io);
 	ERR_clear_error();
 }
 

@@ -408,6 +408,53 @@ def tls_optional_mutual(env):
     refused(port, "o.example.com", client_ctx(pki, cert=foreign))
 
 
+def alert_of(port, sni, ctx):
+    """The SSLError reason the client gets when the gateway ends the handshake
+    (Python names the alert: TLSV13_ALERT_CERTIFICATE_REQUIRED, ...); after a
+    TLS 1.3 handshake the client thinks complete, the first read reports it."""
+    try:
+        with TlsConn(port, sni, ctx) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.read_response()
+    except ssl.SSLError as e:
+        return e.reason or str(e)
+    except (OSError, EOFError, TestFailure) as e:
+        return f"no alert: {type(e).__name__}: {e}"
+    return "no alert: an HTTP response"
+
+
+@_test
+def tls_handshake_alerts(env):
+    """A refused handshake ends with its TLS alert, not a bare close: no client
+    certificate on a MUTUAL server gets "certificate required" (TLS 1.3) or
+    "handshake failure" (TLS 1.2), one the CA did not sign "unknown ca"; a
+    protocol version the server refuses gets "protocol version". curl and openssl s_client show it as Istio documents."""
+    pki = Pki(env)
+    port = free_port()
+    m = pki.leaf("m", ["DNS:m.example.com"])
+    v13 = pki.leaf("v13", ["DNS:v13.example.com"])
+    world(env, [server(port, ["m.example.com"], f"{tls_simple(m, 'MUTUAL')}, caCertificates: {pki.ca()}"),
+                server(port, ["v13.example.com"], f"{tls_simple(v13)}, minProtocolVersion: TLSV1_3")],
+          vs_hosts=("m.example.com", "v13.example.com"))
+    cases = (("m.example.com", client_ctx(pki), "TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+             ("m.example.com", client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2), "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+             ("m.example.com", client_ctx(pki, cert=pki.leaf("alien", ["URI:spiffe://x/a"], ca="ca2")),
+              "TLSV1_ALERT_UNKNOWN_CA"),
+             ("v13.example.com", client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2), "TLSV1_ALERT_PROTOCOL_VERSION"))
+    for sni, ctx, want in cases:
+        for _ in range(3):  # every time, not by luck of scheduling
+            got = alert_of(port, sni, ctx)
+            check(got == want, f"{sni} ({ctx.maximum_version.name}): the client saw {got!r}, want {want}")
+    rc, out, err = curl(["--cacert", pki.ca(), "--resolve", f"m.example.com:{port}:127.0.0.1",
+                         f"https://m.example.com:{port}/"])
+    check(rc == 56 and "alert certificate required" in err, f"curl without a client certificate: rc {rc} {err!r}")
+    rc, out = s_client(port, "-tls1_2", sni="v13.example.com")
+    check(rc != 0 and "alert protocol version" in out and "SSL alert number 70" in out,
+          f"s_client -tls1_2 to a TLS 1.3-only server: rc {rc}\n{out[-800:]}")
+    r = tls_get(port, "m.example.com", client_ctx(pki, cert=pki.leaf("c", ["URI:spiffe://x/c"])))
+    check(r.status == 200, f"a client with a certificate after the refusals: {r}")
+
+
 # --------------------------------------------------------------------------- algorithms and versions
 
 
