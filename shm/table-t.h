@@ -115,9 +115,10 @@ struct ism_route {
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names
- * (domains) it serves there: "*", "*.suffix" or an exact name, lowercased, no port. */
+ * (domains) it serves there: "*", "*.suffix" or an exact name, lowercased, no port.
+ * A server with httpsRedirect adds one for all its hosts, without routes. */
 struct ism_vhost {
-	struct ism_str name;	/* "<namespace>/<virtualservice>" */
+	struct ism_str name;	/* "<namespace>/<virtualservice>", or the server's */
 	uint8_t https_redirect; /* from a server with tls.httpsRedirect: 301 to https */
 	uint32_t n_domains;
 	const struct ism_str *domains;

@@ -601,6 +601,35 @@ def tls_https_redirect(env):
     check(tls_get(https, "a.example.com", client_ctx(pki)).status == 200, "the HTTPS server")
 
 
+@_test
+def tls_https_redirect_every_host(env):
+    """httpsRedirect redirects every host its server names, as Istio's gateway
+    does, whether a VirtualService binds the host or not; a host that a server
+    without the redirect names exactly, through another Gateway, is served; one
+    that both servers name is redirected; a host no server names is 404."""
+    http = free_port()
+    up = env.upstream(["127.0.0.2:0=a"], name="a")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env),
+        gateway_of(server(http, ["*.example.com", "b.other.org", "tie.example.net"], "httpsRedirect: true",
+                          protocol="HTTP"), name="gw"),
+        gateway_of(server(http, ["plain.example.com", "tie.example.net", "c.test"], None, protocol="HTTP"),
+                   name="gw2"),
+        virtual_service("bound", ["a.example.com"], route_to(SVC), gateways=("gw",)),
+        virtual_service("plain", ["plain.example.com", "tie.example.net"], route_to(SVC), gateways=("gw2",)),
+        service_entry("tls", SVC, [{"address": "127.0.0.2", "port": up["a"]}])))
+    env.start_gateway(conf, http)
+    for host, want in (("x.example.com", 301), ("y.z.example.com", 301), (f"b.other.org:{http}", 301),
+                       ("a.example.com", 301), ("tie.example.net", 301), ("plain.example.com", 200),
+                       ("c.test", 404), ("example.com", 404), ("nothing.org", 404)):
+        with Conn("127.0.0.1", http) as c:
+            r = c.request("GET", "/p/x?q=1", host=host)
+        loc = f"https://{host.split(':')[0]}/p/x?q=1" if want == 301 else None
+        check(r.status == want and r.header("location") == loc,
+              f"Host {host}: {r.status} location {r.header('location')!r}, want {want} {loc}")
+        check((r.header("x-upstream") == "a") == (want == 200), f"Host {host}: x-upstream {r.header('x-upstream')}")
+
+
 # --------------------------------------------------------------------------- PeerAuthentication
 
 

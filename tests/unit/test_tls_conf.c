@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "conf/conf.h"
+#include "worker/router.h"
 #include "worker/tls.h"
 
 static char dir[64];
@@ -184,6 +185,41 @@ static void test_https_servers(void **state)
 	unload(&l);
 }
 
+/* httpsRedirect covers every host of its server, bound by a VirtualService or
+ * not; the redirecting vhosts come first, so a host that a server without the
+ * redirect also names is redirected. */
+static void test_https_redirect_hosts(void **state)
+{
+	struct loaded l;
+	const struct ism_listener *li;
+	const struct ism_vhost *vh;
+
+	(void)state;
+	assert_int_equal(load(&l, APP GW "  servers:\n"
+					 "  - port: {number: 80, protocol: HTTP}\n"
+					 "    hosts: [\"*.example.com\", b.example.com]\n"
+					 "    tls: {httpsRedirect: true}\n"
+					 "  - port: {number: 80, protocol: HTTP}\n"
+					 "    hosts: [b.example.com, c.example.org]\n" SE VS),
+			 0);
+	li = &l.t->listeners[0];
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "x.example.com", 13);
+	assert_non_null(vh);
+	assert_int_equal(vh->https_redirect, 1);
+	assert_int_equal(vh->n_routes, 0);
+	assert_string_equal(vh->name.p, "default/gw#0");
+	assert_string_equal(vh->domains[0].p, "*.example.com");
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "b.example.com", 13);
+	assert_non_null(vh);
+	assert_int_equal(vh->https_redirect, 1);
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "a.example.com", 13);
+	assert_non_null(vh);
+	assert_int_equal(vh->https_redirect, 1);
+	assert_null(ism_router_vhost(li->vhosts, li->n_vhosts, "c.example.org", 13));
+	assert_null(ism_router_vhost(li->vhosts, li->n_vhosts, "example.com", 11));
+	unload(&l);
+}
+
 static void test_errors(void **state)
 {
 	static const struct {
@@ -277,6 +313,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_https_servers),
+	    cmocka_unit_test(test_https_redirect_hosts),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_peer_authentication),
 	};
