@@ -256,6 +256,14 @@ static void test_errors(void **state)
 	     "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n",
 	     "PeerAuthentication default/default",
 	     "STRICT needs the Appliance's spec.meshIdentity"},
+	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	     "metadata: {name: wl}\nspec:\n  selector: {matchLabels: {app: gw}}\n"
+	     "  portLevelMtls: {}\n",
+	     "PeerAuthentication default/wl: spec.portLevelMtls", "must have at least one port"},
+	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	     "metadata: {name: wl}\nspec:\n  selector: {matchLabels: {}}\n"
+	     "  portLevelMtls: {\"80\": {mode: STRICT}}\n",
+	     "PeerAuthentication default/wl: spec.portLevelMtls", "cannot have port-level mTLS"},
 	    {"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
 	     "spec:\n  host: up.local\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n",
 	     "spec.trafficPolicy.tls", "ISTIO_MUTUAL needs the Appliance's spec.meshIdentity"},
@@ -306,6 +314,20 @@ static void test_peer_authentication(void **state)
 	assert_int_equal(l.t->listeners[1].peer_mtls, ISM_TLS_OPTIONAL_MUTUAL);
 	assert_int_equal(l.t->listeners[1].proxy_protocol, 1);
 	assert_int_equal(l.t->mesh.n_certs, 1);
+	unload(&l);
+	/* A selector without labels is a namespace policy, as in Istio: the
+	 * first namespace policy of the file applies, not this one. */
+	snprintf(text, sizeof(text),
+		 APP "%s" GW "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
+		     "  - port: {number: 81}\n    hosts: [\"*\"]\n"
+		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		     "metadata: {name: ns, namespace: edge}\nspec: {mtls: {mode: DISABLE}}\n"
+		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		     "metadata: {name: empty, namespace: edge}\n"
+		     "spec: {selector: {matchLabels: {}}, mtls: {mode: STRICT}}\n",
+		 mesh);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_NONE);
 	unload(&l);
 }
 
