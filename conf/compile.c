@@ -790,6 +790,13 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->port = k->port;
 	apply_policy(b, &tp, cl);
 	copy_tls(b, &tp.tls.c, &cl->tls);
+	if (cl->tls.mode == ISM_TLS_ISTIO_MUTUAL && cl->tls.sni.len == 0) {
+		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),
+		 * which sidecars and east-west gateways expect; a DestinationRule sni
+		 * wins. Not in the fingerprint: the context is the same for all. */
+		snprintf(name, sizeof(name), "outbound_.%u_.%s_.%s", k->port, k->subset, k->host);
+		cl->tls.sni = astr(b, name);
+	}
 	for (size_t i = 0; i < c->app.n_hcs; i++) {
 		const struct ism_cm_hc *h = &c->app.hcs[i];
 

@@ -165,8 +165,10 @@ struct ism_tls_conf {
 	struct ism_str ciphers; /* OpenSSL cipher list for TLS <= 1.2; empty: default */
 	uint32_t n_sans;
 	const struct ism_str *sans; /* subjectAltNames the peer must present one of */
-	struct ism_str sni;	    /* client: server name sent; empty: the request's host */
-	uint64_t fingerprint;	    /* of everything above: equal means the same context */
+	/* client: the server name sent; empty: the request's host. ISTIO_MUTUAL
+	 * without one: "outbound_.<port>_.<subset>_.<host>", not in the fingerprint. */
+	struct ism_str sni;
+	uint64_t fingerprint; /* of everything above: equal means the same context */
 };
 
 /* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */

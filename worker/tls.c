@@ -329,13 +329,19 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
 	} else {
 		static const unsigned char alpn[] = "\x08http/1.1";
+		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its
+		 * istio.alpn filter): a sidecar takes the connection for mesh mTLS
+		 * only with an istio-* value, else for plain application TLS. */
+		static const unsigned char mesh_alpn[] = "\x0eistio-http/1.1\x05istio\x08http/1.1";
+		bool mesh = c->mode == ISM_TLS_ISTIO_MUTUAL;
 
 		if (!c->skip_verify)
 			verify = SSL_VERIFY_PEER;
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
 							SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
-		SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+		SSL_CTX_set_alpn_protos(ctx, mesh ? mesh_alpn : alpn,
+					mesh ? sizeof(mesh_alpn) - 1 : sizeof(alpn) - 1);
 	}
 	SSL_CTX_set_verify(ctx, verify, verify != SSL_VERIFY_NONE ? verify_cb : NULL);
 	return ctx;

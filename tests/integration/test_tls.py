@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
                      free_port, gateway, have, poll, service_entry, virtual_service, wrk_reap)
@@ -778,6 +779,102 @@ def tls_upstream_nginx(env):
     r = get("wrong-name.up")
     check(r.status == 503, f"Host wrong-name.up after a pooled connection for tls-up.test.internal: want 503 "
                            f"(the certificate does not name it), got {r.status} {r.body!r}")
+
+
+def start_sidecar(env, pki, addr, snis=(), ca="ca", any_hello=False, name="sidecar"):
+    """mesh_sidecar.py (an Istio sidecar's inbound stand-in) on addr, with a
+    workload certificate signed by ca, taking clients of the mesh CA "ca";
+    snis: the server names it accepts (any when empty). Returns (port, a
+    function giving its log records so far)."""
+    port = free_port(addr)
+    crt, key = pki.leaf(name, ["URI:spiffe://cluster.local/ns/default/sa/reviews"], ca=ca)
+    log = env.path(f"{name}.jsonl")
+    argv = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mesh_sidecar.py"),
+            "--listen", f"{addr}:{port}", "--cert", crt, "--key", key, "--ca", pki.ca(), "--log", log]
+    argv += [a for sni in snis for a in ("--sni", sni)] + (["--any-hello"] if any_hello else [])
+    proc = env.spawn(name, argv)
+
+    def up():
+        check(proc.alive(), f"{name} exited: {proc.log()}")
+        socket.create_connection((addr, port), 1).close()
+        return True
+
+    def records():
+        try:
+            with open(log) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    poll(up, 5, what=f"{name} to listen")
+    poll(lambda: records(), 5, what=f"{name}'s first log record (the readiness probe)")
+    return port, records
+
+
+REVIEWS = "reviews.default.svc.cluster.local"
+ISTIO_HTTP11_ALPN = ["istio-http/1.1", "istio", "http/1.1"]
+
+
+@_test
+def tls_upstream_istio_mutual_sidecar(env):
+    """ISTIO_MUTUAL towards a sidecar that, as Envoy's inbound listener, takes
+    a connection for mesh mTLS only when the ClientHello offers an istio-http
+    ALPN value and the SNI is the cluster's outbound_.PORT_.SUBSET_.HOST name:
+    the gateway sends exactly what Istio's gateway sends (ALPN istio-http/1.1,
+    istio, http/1.1; that SNI per subset; a DestinationRule sni instead when
+    set), presents its mesh identity, and pooled connections keep their SNI."""
+    pki = Pki(env)
+    port = free_port()
+    v1_sni, all_sni = f"outbound_.9080_.v1_.{REVIEWS}", f"outbound_.9080_._.{REVIEWS}"
+    sport, records = start_sidecar(env, pki, "127.0.0.6", snis=(v1_sni, all_sni, "ratings.custom.sni"))
+    sep = [{"address": "127.0.0.6", "port": sport, "labels": {"version": "v1"}}]
+    dr_reviews = dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL") + "  subsets: [{name: v1, labels: {version: v1}}]\n"
+
+    def dest(host, subset=None):
+        sub = f", subset: {subset}" if subset else ""
+        return f"  - route: [{{destination: {{host: {host}{sub}, port: {{number: 9080}}}}}}]\n"
+
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=mesh_identity(pki)), gateway(port),
+        virtual_service("v1", ["v1.test"], dest(REVIEWS, "v1")),
+        virtual_service("all", ["all.test"], dest(REVIEWS)),
+        virtual_service("custom", ["custom.test"], dest("ratings.default.svc.cluster.local")),
+        service_entry("reviews", REVIEWS, sep, port=9080), dr_reviews,
+        service_entry("ratings", "ratings.default.svc.cluster.local", sep, port=9080),
+        dr_tls("ratings", "ratings.default.svc.cluster.local", "mode: ISTIO_MUTUAL, sni: ratings.custom.sni"))), port)
+    want = {"v1.test": v1_sni, "all.test": all_sni, "custom.test": "ratings.custom.sni"}
+    with Conn("127.0.0.1", port, timeout=15) as c:
+        for _ in range(3):  # one client connection, alternating clusters: each keeps its own SNI
+            for host, sni in want.items():
+                r = c.request("GET", "/", host)
+                check(r.status == 200 and r.body.decode() == f"sidecar sni={sni} alpn=http/1.1 "
+                                                               "peer=spiffe://cluster.local/ns/default/sa/gateway\n",
+                      f"{host}: want the sidecar's mesh answer for SNI {sni}, got {r.status} {r.body!r}; "
+                      f"sidecar saw {records()[-3:]}")
+    hellos = [rec for rec in records()[1:] if "sni" in rec]
+    check(len(hellos) >= 3 and all(h["alpn"] == ISTIO_HTTP11_ALPN and h["mesh"] for h in hellos),
+          f"ClientHellos the sidecar saw: {hellos}")
+    check({h["sni"] for h in hellos} == set(want.values()), f"SNIs the sidecar saw: {hellos}")
+    check(len(hellos) <= 6, f"{len(hellos)} handshakes for 9 requests to 3 clusters: the pool is not used")
+
+
+@_test
+def tls_upstream_handshake_alert(env):
+    """An upstream whose certificate the mesh CA did not sign is refused (503)
+    with the alert that says why: the upstream sees "unknown ca", not an EOF."""
+    pki = Pki(env)
+    port = free_port()
+    sport, records = start_sidecar(env, pki, "127.0.0.6", ca="ca2", any_hello=True)
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=mesh_identity(pki)), gateway(port), virtual_service("vs", ["*"], route_to(REVIEWS)),
+        service_entry("reviews", REVIEWS, [{"address": "127.0.0.6", "port": sport}]),
+        dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL"))), port)
+    r = env.get("/", timeout=15)
+    check(r.status == 503 and b"sidecar" not in r.body, f"an upstream of a foreign CA: {r}")
+    # records()[0] is start_sidecar's readiness probe.
+    errors = poll(lambda: [rec["error"] for rec in records()[1:] if "error" in rec] or None, 5,
+                  what="the upstream's handshake error")
+    check(all(e == "TLSV1_ALERT_UNKNOWN_CA" for e in errors), f"the upstream saw {errors}, want the unknown ca alert")
 
 
 # --------------------------------------------------------------------------- PROXY protocol

@@ -220,6 +220,50 @@ static void test_https_redirect_hosts(void **state)
 	unload(&l);
 }
 
+/* ISTIO_MUTUAL sends Istio's mesh SNI, outbound_.<port>_.<subset>_.<host>, in
+ * the clusters' TLS settings without making them other contexts; a
+ * DestinationRule sni wins. */
+static void test_istio_mutual_sni(void **state)
+{
+	static const char mesh[] = "  meshIdentity: {certificate: a.crt, privateKey: a.key, "
+				   "caCertificates: b.crt}\n";
+	static const char rest[] = GW
+	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [a.example.com, b.example.com]\n  gateways: [gw]\n  http:\n"
+	    "  - match: [{uri: {prefix: /v1}}]\n    route: [{destination: {host: up.local, subset: "
+	    "v1}}]\n  - match: [{uri: {prefix: /own}}]\n    route: [{destination: {host: "
+	    "up.local, subset: own}}]\n  - route: [{destination: {host: up.local}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	    "spec:\n  host: up.local\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n  subsets:\n"
+	    "  - {name: v1, labels: {}}\n  - name: own\n    labels: {}\n"
+	    "    trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: own.example}}\n";
+	const char *want[][2] = {{"v1", "outbound_.80_.v1_.up.local"},
+				 {"", "outbound_.80_._.up.local"},
+				 {"own", "own.example"}};
+	const struct ism_cluster *by[3] = {NULL, NULL, NULL};
+	struct loaded l;
+	char text[4096];
+
+	(void)state;
+	snprintf(text, sizeof(text), APP "%s%s", mesh, rest);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->n_clusters, 3);
+	for (uint32_t i = 0; i < l.t->n_clusters; i++)
+		for (size_t j = 0; j < 3; j++)
+			if (strcmp(l.t->clusters[i].subset.p, want[j][0]) == 0)
+				by[j] = &l.t->clusters[i];
+	for (size_t j = 0; j < 3; j++) {
+		assert_non_null(by[j]);
+		assert_int_equal(by[j]->tls.mode, ISM_TLS_ISTIO_MUTUAL);
+		assert_string_equal(by[j]->tls.sni.p, want[j][1]);
+	}
+	/* One context for the derived names; an explicit sni is another. */
+	assert_true(by[0]->tls.fingerprint == by[1]->tls.fingerprint);
+	assert_true(by[0]->tls.fingerprint != by[2]->tls.fingerprint);
+	unload(&l);
+}
+
 static void test_errors(void **state)
 {
 	static const struct {
@@ -334,9 +378,8 @@ static void test_peer_authentication(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_https_servers),
-	    cmocka_unit_test(test_https_redirect_hosts),
-	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_https_servers),	cmocka_unit_test(test_https_redirect_hosts),
+	    cmocka_unit_test(test_istio_mutual_sni),	cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_peer_authentication),
 	};
 
