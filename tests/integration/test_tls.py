@@ -967,7 +967,8 @@ def tls_cert_rotation(env):
     pki = Pki(env)
     port, (crt, key) = rotation_world(env, pki)
     ctx = client_ctx(pki)
-    workers = env.workers()
+    # Both workers forked (the port listens before they are; slow under ASan).
+    workers = poll(lambda: env.workers() if len(env.workers()) == 2 else None, 10, what="the 2 workers")
     _, _, first = served(port, "rot.example.com", ctx)
     second = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
     check(second != first, "the new certificate has the old serial")
