@@ -790,6 +790,13 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->port = k->port;
 	apply_policy(b, &tp, cl);
 	copy_tls(b, &tp.tls.c, &cl->tls);
+	if (cl->tls.mode == ISM_TLS_ISTIO_MUTUAL && cl->tls.sni.len == 0) {
+		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),
+		 * which sidecars and east-west gateways expect; a DestinationRule sni
+		 * wins. Not in the fingerprint: the context is the same for all. */
+		snprintf(name, sizeof(name), "outbound_.%u_.%s_.%s", k->port, k->subset, k->host);
+		cl->tls.sni = astr(b, name);
+	}
 	for (size_t i = 0; i < c->app.n_hcs; i++) {
 		const struct ism_cm_hc *h = &c->app.hcs[i];
 
@@ -1009,6 +1016,47 @@ static uint32_t build_vhosts(struct cbuild *b, const struct lgroup *lg, const st
 	return nv;
 }
 
+/* A Gateway server's name in the table: its own, else "<ns>/<gateway>#<index>". */
+static struct ism_str server_name(struct cbuild *b, const struct lgroup *lg, size_t s)
+{
+	const struct ism_cm_server *srv = lg->srv[s];
+	char name[600];
+
+	if (srv->name != NULL)
+		return astr(b, srv->name);
+	snprintf(name, sizeof(name), "%s/%s#%zu", lg->gw[s]->r.ns, lg->gw[s]->r.name,
+		 (size_t)(srv - lg->gw[s]->servers));
+	return astr(b, name);
+}
+
+/* One vhost per server with httpsRedirect, for all its hosts: every host the
+ * server names is redirected, whether a VirtualService binds it or not (Istio
+ * adds a virtual host with require_tls for each such host). Returns the count. */
+static uint32_t build_redirect_vhosts(struct cbuild *b, const struct lgroup *lg,
+				      struct ism_vhost *vh)
+{
+	uint32_t nv = 0;
+
+	for (size_t s = 0; s < lg->n_srv && b->rc == 0; s++) {
+		const struct ism_cm_server *srv = lg->srv[s];
+		struct ism_str *ds;
+
+		if (!srv->tls.https_redirect || srv->n_hosts == 0)
+			continue;
+		ds = ANEW(b, srv->n_hosts, struct ism_str);
+		if (ds == NULL)
+			return nv;
+		for (size_t h = 0; h < srv->n_hosts; h++)
+			ds[h] = astr(b, srv->hosts[h].dns);
+		vh[nv] = (struct ism_vhost){.name = server_name(b, lg, s),
+					    .https_redirect = 1,
+					    .n_domains = (uint32_t)srv->n_hosts,
+					    .domains = ds};
+		nv++;
+	}
+	return nv;
+}
+
 /* An HTTPS server of a listener: its SNI names, certificates and own routes. */
 static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s,
 			     struct ism_tls_server *ts)
@@ -1017,16 +1065,10 @@ static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s
 	const struct srv_filter f = {.only = s, .redirect = 0};
 	struct ism_str *sni = ANEW(b, srv->n_hosts, struct ism_str);
 	struct ism_vhost *vh = ANEW(b, b->c->n_vss, struct ism_vhost);
-	char name[600];
 
 	if (sni == NULL || vh == NULL)
 		return;
-	if (srv->name != NULL)
-		snprintf(name, sizeof(name), "%s", srv->name);
-	else
-		snprintf(name, sizeof(name), "%s/%s#%zu", lg->gw[s]->r.ns, lg->gw[s]->r.name,
-			 (size_t)(srv - lg->gw[s]->servers));
-	ts->name = astr(b, name);
+	ts->name = server_name(b, lg, s);
 	for (size_t h = 0; h < srv->n_hosts; h++)
 		sni[h] = astr(b, srv->hosts[h].dns);
 	ts->sni = sni;
@@ -1061,14 +1103,19 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 		return;
 	}
 	l->peer_mtls = ism_tls_peer_mtls(c, lg->port);
-	vh = ANEW(b, 2 * c->n_vss, struct ism_vhost);
+	vh = ANEW(b, 2 * c->n_vss + lg->n_srv, struct ism_vhost);
 	if (vh == NULL)
 		return;
 	l->vhosts = vh;
-	for (int redirect = 0; redirect <= 1; redirect++) {
+	/* The redirecting vhosts first: a domain that a server with httpsRedirect
+	 * and one without both serve is redirected (the first of equal rank wins),
+	 * as Istio sets require_tls on the virtual host they share. */
+	for (int redirect = 1; redirect >= 0; redirect--) {
 		const struct srv_filter f = {.only = SIZE_MAX, .redirect = redirect};
 
 		l->n_vhosts += build_vhosts(b, lg, &f, vh + l->n_vhosts);
+		if (redirect)
+			l->n_vhosts += build_redirect_vhosts(b, lg, vh + l->n_vhosts);
 	}
 }
 

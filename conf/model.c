@@ -1995,7 +1995,8 @@ static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		old = ism_v_push(v, ".selector");
 		ism_v_keys(v, n, skeys, NULL);
 		labels_field(v, n, "matchLabels", &pa->sel, &pa->n_sel);
-		pa->has_selector = true;
+		/* Istio: without labels, a namespace or mesh policy. */
+		pa->has_selector = pa->n_sel > 0;
 		ism_v_pop(v, old);
 	}
 	n = ism_v_node(v, spec, "mtls", false, ISM_NODE_MAP);
@@ -2007,8 +2008,18 @@ static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	n = ism_v_node(v, spec, "portLevelMtls", false, ISM_NODE_MAP);
 	if (n == NULL)
 		return;
+	/* Istio's validation: port-level modes belong to a workload policy, and
+	 * an empty map is refused rather than taken for none. */
+	old = ism_v_push(v, ".portLevelMtls");
 	if (!pa->has_selector)
-		ism_v_err(v, n, "portLevelMtls needs a selector (as Istio validates it)");
+		ism_v_err(v, n,
+			  "a mesh or namespace policy (no selector.matchLabels) cannot have "
+			  "port-level mTLS (as Istio validates it)");
+	if (n->n == 0)
+		ism_v_err(v, n,
+			  "port-level mTLS, if defined, must have at least one port (as Istio "
+			  "validates it)");
+	ism_v_pop(v, old);
 	pa->ports = ism_v_alloc(v, n->n, sizeof(*pa->ports));
 	for (size_t i = 0; pa->ports != NULL && i < n->n; i++) {
 		const struct ism_node *k = n->pairs[i].key, *val = n->pairs[i].value;

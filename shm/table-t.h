@@ -115,9 +115,10 @@ struct ism_route {
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names
- * (domains) it serves there: "*", "*.suffix" or an exact name, lowercased, no port. */
+ * (domains) it serves there: "*", "*.suffix" or an exact name, lowercased, no port.
+ * A server with httpsRedirect adds one for all its hosts, without routes. */
 struct ism_vhost {
-	struct ism_str name;	/* "<namespace>/<virtualservice>" */
+	struct ism_str name;	/* "<namespace>/<virtualservice>", or the server's */
 	uint8_t https_redirect; /* from a server with tls.httpsRedirect: 301 to https */
 	uint32_t n_domains;
 	const struct ism_str *domains;
@@ -164,8 +165,10 @@ struct ism_tls_conf {
 	struct ism_str ciphers; /* OpenSSL cipher list for TLS <= 1.2; empty: default */
 	uint32_t n_sans;
 	const struct ism_str *sans; /* subjectAltNames the peer must present one of */
-	struct ism_str sni;	    /* client: server name sent; empty: the request's host */
-	uint64_t fingerprint;	    /* of everything above: equal means the same context */
+	/* client: the server name sent; empty: the request's host. ISTIO_MUTUAL
+	 * without one: "outbound_.<port>_.<subset>_.<host>", not in the fingerprint. */
+	struct ism_str sni;
+	uint64_t fingerprint; /* of everything above: equal means the same context */
 };
 
 /* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */

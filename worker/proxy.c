@@ -755,8 +755,8 @@ static bool must_park(const struct ism_span *span, int res)
 
 static const struct ism_cluster *req_cluster(struct ism_wctx *w, const struct ism_conn *c);
 
-/* The server name upstream TLS sends: the DestinationRule's sni, else the
- * request's host. */
+/* The server name upstream TLS sends: the cluster's (the DestinationRule's sni,
+ * or ISTIO_MUTUAL's outbound_ name), else the request's host. */
 static const char *up_sni(const struct ism_conn *c, const struct ism_cluster *cl)
 {
 	return cl->tls.sni.len ? cl->tls.sni.p : c->up_sni;

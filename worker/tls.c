@@ -329,13 +329,19 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
 	} else {
 		static const unsigned char alpn[] = "\x08http/1.1";
+		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its
+		 * istio.alpn filter): a sidecar takes the connection for mesh mTLS
+		 * only with an istio-* value, else for plain application TLS. */
+		static const unsigned char mesh_alpn[] = "\x0eistio-http/1.1\x05istio\x08http/1.1";
+		bool mesh = c->mode == ISM_TLS_ISTIO_MUTUAL;
 
 		if (!c->skip_verify)
 			verify = SSL_VERIFY_PEER;
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
 							SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
-		SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+		SSL_CTX_set_alpn_protos(ctx, mesh ? mesh_alpn : alpn,
+					mesh ? sizeof(mesh_alpn) - 1 : sizeof(alpn) - 1);
 	}
 	SSL_CTX_set_verify(ctx, verify, verify != SSL_VERIFY_NONE ? verify_cb : NULL);
 	return ctx;
@@ -618,6 +624,31 @@ static int flush(struct ism_wctx *w, const struct ism_xio *io)
 	return 0;
 }
 
+/* What the session wrote last before the caller closes the socket (an alert,
+ * close_notify): sent at once with a non-blocking send(), since a ring send
+ * would complete after the close. A few bytes; the socket's send buffer holds
+ * nothing else unless a ring send is still in flight, and then these bytes
+ * would overtake it: they are dropped instead, and the close goes without them. */
+static void send_now(const struct ism_xio *io)
+{
+	struct ism_xport *x = io->x;
+	BIO *wb = SSL_get_wbio(x->ssl);
+	char buf[512];
+	int n;
+
+	if (x->raw_send || x->tx.len || x->txs.len)
+		return;
+	while ((n = BIO_read(wb, buf, sizeof(buf))) > 0) {
+		ssize_t sent = send(io->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (sent != n) {
+			ism_debug("TLS alert or close_notify: %s",
+				  sent < 0 ? strerror(errno) : "not all sent");
+			break;
+		}
+	}
+}
+
 void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io)
 {
 	struct ism_xport *x = io->x;
@@ -667,19 +698,22 @@ int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid)
 	ERR_clear_error();
 	if (!x->established) {
 		n = SSL_do_handshake(x->ssl);
+		err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
+		if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) {
+			log_ssl(io->up ? "TLS handshake with upstream" : "TLS handshake");
+			/* The alert says why (certificate required, protocol
+			 * version, unknown CA); the caller closes next. */
+			send_now(io);
+			return -EPROTO;
+		}
 		if (flush(w, io) < 0)
 			return -ENOMEM;
 		if (n == 1) {
 			x->established = 1;
 			return ISM_XP_HANDSHAKE;
 		}
-		err = SSL_get_error(x->ssl, n);
-		if (err == SSL_ERROR_WANT_READ) {
-			submit_recv(w, io);
-			return 0;
-		}
-		log_ssl(io->up ? "TLS handshake with upstream" : "TLS handshake");
-		return -EPROTO;
+		submit_recv(w, io);
+		return 0;
 	}
 	if (!x->want)
 		return 0;
@@ -756,16 +790,12 @@ int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32
 void ism_xp_close_notify(const struct ism_xio *io)
 {
 	struct ism_xport *x = io->x;
-	char buf[128];
-	int n;
 
-	if (x->ssl == NULL || !x->established || x->raw_send || x->tx.len || x->txs.len)
+	if (x->ssl == NULL || !x->established)
 		return;
 	ERR_clear_error();
 	SSL_shutdown(x->ssl);
-	n = BIO_read(SSL_get_wbio(x->ssl), buf, sizeof(buf));
-	if (n > 0 && send(io->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		ism_debug("close_notify: %s", strerror(errno));
+	send_now(io);
 	ERR_clear_error();
 }
 

@@ -64,7 +64,9 @@ int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bi
 		   int *pbid);
 /* Feeds bytes already received (a preamble kept while sniffing) to the session. */
 int ism_xp_feed(const struct ism_xio *io, const char *p, uint32_t len);
-/* Runs the handshake or reads plaintext with what the session holds. */
+/* Runs the handshake or reads plaintext with what the session holds. A failed
+ * handshake returns -EPROTO once its alert is sent (unless a send is still in
+ * flight): the caller only closes. */
 int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid);
 /* A socket send completed: 1 when the caller's plaintext send is now complete
  * (*len: its length), 0 when not yet, -errno on failure. */

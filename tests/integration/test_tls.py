@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
                      free_port, gateway, have, poll, service_entry, virtual_service, wrk_reap)
@@ -408,6 +409,53 @@ def tls_optional_mutual(env):
     refused(port, "o.example.com", client_ctx(pki, cert=foreign))
 
 
+def alert_of(port, sni, ctx):
+    """The SSLError reason the client gets when the gateway ends the handshake
+    (Python names the alert: TLSV13_ALERT_CERTIFICATE_REQUIRED, ...); after a
+    TLS 1.3 handshake the client thinks complete, the first read reports it."""
+    try:
+        with TlsConn(port, sni, ctx) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.read_response()
+    except ssl.SSLError as e:
+        return e.reason or str(e)
+    except (OSError, EOFError, TestFailure) as e:
+        return f"no alert: {type(e).__name__}: {e}"
+    return "no alert: an HTTP response"
+
+
+@_test
+def tls_handshake_alerts(env):
+    """A refused handshake ends with its TLS alert, not a bare close: no client
+    certificate on a MUTUAL server gets "certificate required" (TLS 1.3) or
+    "handshake failure" (TLS 1.2), one the CA did not sign "unknown ca"; a
+    protocol version the server refuses gets "protocol version". curl and openssl s_client show it as Istio documents."""
+    pki = Pki(env)
+    port = free_port()
+    m = pki.leaf("m", ["DNS:m.example.com"])
+    v13 = pki.leaf("v13", ["DNS:v13.example.com"])
+    world(env, [server(port, ["m.example.com"], f"{tls_simple(m, 'MUTUAL')}, caCertificates: {pki.ca()}"),
+                server(port, ["v13.example.com"], f"{tls_simple(v13)}, minProtocolVersion: TLSV1_3")],
+          vs_hosts=("m.example.com", "v13.example.com"))
+    cases = (("m.example.com", client_ctx(pki), "TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+             ("m.example.com", client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2), "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+             ("m.example.com", client_ctx(pki, cert=pki.leaf("alien", ["URI:spiffe://x/a"], ca="ca2")),
+              "TLSV1_ALERT_UNKNOWN_CA"),
+             ("v13.example.com", client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2), "TLSV1_ALERT_PROTOCOL_VERSION"))
+    for sni, ctx, want in cases:
+        for _ in range(3):  # every time, not by luck of scheduling
+            got = alert_of(port, sni, ctx)
+            check(got == want, f"{sni} ({ctx.maximum_version.name}): the client saw {got!r}, want {want}")
+    rc, out, err = curl(["--cacert", pki.ca(), "--resolve", f"m.example.com:{port}:127.0.0.1",
+                         f"https://m.example.com:{port}/"])
+    check(rc == 56 and "alert certificate required" in err, f"curl without a client certificate: rc {rc} {err!r}")
+    rc, out = s_client(port, "-tls1_2", sni="v13.example.com")
+    check(rc != 0 and "alert protocol version" in out and "SSL alert number 70" in out,
+          f"s_client -tls1_2 to a TLS 1.3-only server: rc {rc}\n{out[-800:]}")
+    r = tls_get(port, "m.example.com", client_ctx(pki, cert=pki.leaf("c", ["URI:spiffe://x/c"])))
+    check(r.status == 200, f"a client with a certificate after the refusals: {r}")
+
+
 # --------------------------------------------------------------------------- algorithms and versions
 
 
@@ -552,6 +600,35 @@ def tls_https_redirect(env):
                          f"http://127.0.0.1:{http}/"])
     check(out == "301 https://a.example.com/", f"curl: {out!r} {err}")
     check(tls_get(https, "a.example.com", client_ctx(pki)).status == 200, "the HTTPS server")
+
+
+@_test
+def tls_https_redirect_every_host(env):
+    """httpsRedirect redirects every host its server names, as Istio's gateway
+    does, whether a VirtualService binds the host or not; a host that a server
+    without the redirect names exactly, through another Gateway, is served; one
+    that both servers name is redirected; a host no server names is 404."""
+    http = free_port()
+    up = env.upstream(["127.0.0.2:0=a"], name="a")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env),
+        gateway_of(server(http, ["*.example.com", "b.other.org", "tie.example.net"], "httpsRedirect: true",
+                          protocol="HTTP"), name="gw"),
+        gateway_of(server(http, ["plain.example.com", "tie.example.net", "c.test"], None, protocol="HTTP"),
+                   name="gw2"),
+        virtual_service("bound", ["a.example.com"], route_to(SVC), gateways=("gw",)),
+        virtual_service("plain", ["plain.example.com", "tie.example.net"], route_to(SVC), gateways=("gw2",)),
+        service_entry("tls", SVC, [{"address": "127.0.0.2", "port": up["a"]}])))
+    env.start_gateway(conf, http)
+    for host, want in (("x.example.com", 301), ("y.z.example.com", 301), (f"b.other.org:{http}", 301),
+                       ("a.example.com", 301), ("tie.example.net", 301), ("plain.example.com", 200),
+                       ("c.test", 404), ("example.com", 404), ("nothing.org", 404)):
+        with Conn("127.0.0.1", http) as c:
+            r = c.request("GET", "/p/x?q=1", host=host)
+        loc = f"https://{host.split(':')[0]}/p/x?q=1" if want == 301 else None
+        check(r.status == want and r.header("location") == loc,
+              f"Host {host}: {r.status} location {r.header('location')!r}, want {want} {loc}")
+        check((r.header("x-upstream") == "a") == (want == 200), f"Host {host}: x-upstream {r.header('x-upstream')}")
 
 
 # --------------------------------------------------------------------------- PeerAuthentication
@@ -704,6 +781,102 @@ def tls_upstream_nginx(env):
                            f"(the certificate does not name it), got {r.status} {r.body!r}")
 
 
+def start_sidecar(env, pki, addr, snis=(), ca="ca", any_hello=False, name="sidecar"):
+    """mesh_sidecar.py (an Istio sidecar's inbound stand-in) on addr, with a
+    workload certificate signed by ca, taking clients of the mesh CA "ca";
+    snis: the server names it accepts (any when empty). Returns (port, a
+    function giving its log records so far)."""
+    port = free_port(addr)
+    crt, key = pki.leaf(name, ["URI:spiffe://cluster.local/ns/default/sa/reviews"], ca=ca)
+    log = env.path(f"{name}.jsonl")
+    argv = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mesh_sidecar.py"),
+            "--listen", f"{addr}:{port}", "--cert", crt, "--key", key, "--ca", pki.ca(), "--log", log]
+    argv += [a for sni in snis for a in ("--sni", sni)] + (["--any-hello"] if any_hello else [])
+    proc = env.spawn(name, argv)
+
+    def up():
+        check(proc.alive(), f"{name} exited: {proc.log()}")
+        socket.create_connection((addr, port), 1).close()
+        return True
+
+    def records():
+        try:
+            with open(log) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    poll(up, 5, what=f"{name} to listen")
+    poll(lambda: records(), 5, what=f"{name}'s first log record (the readiness probe)")
+    return port, records
+
+
+REVIEWS = "reviews.default.svc.cluster.local"
+ISTIO_HTTP11_ALPN = ["istio-http/1.1", "istio", "http/1.1"]
+
+
+@_test
+def tls_upstream_istio_mutual_sidecar(env):
+    """ISTIO_MUTUAL towards a sidecar that, as Envoy's inbound listener, takes
+    a connection for mesh mTLS only when the ClientHello offers an istio-http
+    ALPN value and the SNI is the cluster's outbound_.PORT_.SUBSET_.HOST name:
+    the gateway sends exactly what Istio's gateway sends (ALPN istio-http/1.1,
+    istio, http/1.1; that SNI per subset; a DestinationRule sni instead when
+    set), presents its mesh identity, and pooled connections keep their SNI."""
+    pki = Pki(env)
+    port = free_port()
+    v1_sni, all_sni = f"outbound_.9080_.v1_.{REVIEWS}", f"outbound_.9080_._.{REVIEWS}"
+    sport, records = start_sidecar(env, pki, "127.0.0.6", snis=(v1_sni, all_sni, "ratings.custom.sni"))
+    sep = [{"address": "127.0.0.6", "port": sport, "labels": {"version": "v1"}}]
+    dr_reviews = dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL") + "  subsets: [{name: v1, labels: {version: v1}}]\n"
+
+    def dest(host, subset=None):
+        sub = f", subset: {subset}" if subset else ""
+        return f"  - route: [{{destination: {{host: {host}{sub}, port: {{number: 9080}}}}}}]\n"
+
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=mesh_identity(pki)), gateway(port),
+        virtual_service("v1", ["v1.test"], dest(REVIEWS, "v1")),
+        virtual_service("all", ["all.test"], dest(REVIEWS)),
+        virtual_service("custom", ["custom.test"], dest("ratings.default.svc.cluster.local")),
+        service_entry("reviews", REVIEWS, sep, port=9080), dr_reviews,
+        service_entry("ratings", "ratings.default.svc.cluster.local", sep, port=9080),
+        dr_tls("ratings", "ratings.default.svc.cluster.local", "mode: ISTIO_MUTUAL, sni: ratings.custom.sni"))), port)
+    want = {"v1.test": v1_sni, "all.test": all_sni, "custom.test": "ratings.custom.sni"}
+    with Conn("127.0.0.1", port, timeout=15) as c:
+        for _ in range(3):  # one client connection, alternating clusters: each keeps its own SNI
+            for host, sni in want.items():
+                r = c.request("GET", "/", host)
+                check(r.status == 200 and r.body.decode() == f"sidecar sni={sni} alpn=http/1.1 "
+                                                               "peer=spiffe://cluster.local/ns/default/sa/gateway\n",
+                      f"{host}: want the sidecar's mesh answer for SNI {sni}, got {r.status} {r.body!r}; "
+                      f"sidecar saw {records()[-3:]}")
+    hellos = [rec for rec in records()[1:] if "sni" in rec]
+    check(len(hellos) >= 3 and all(h["alpn"] == ISTIO_HTTP11_ALPN and h["mesh"] for h in hellos),
+          f"ClientHellos the sidecar saw: {hellos}")
+    check({h["sni"] for h in hellos} == set(want.values()), f"SNIs the sidecar saw: {hellos}")
+    check(len(hellos) <= 6, f"{len(hellos)} handshakes for 9 requests to 3 clusters: the pool is not used")
+
+
+@_test
+def tls_upstream_handshake_alert(env):
+    """An upstream whose certificate the mesh CA did not sign is refused (503)
+    with the alert that says why: the upstream sees "unknown ca", not an EOF."""
+    pki = Pki(env)
+    port = free_port()
+    sport, records = start_sidecar(env, pki, "127.0.0.6", ca="ca2", any_hello=True)
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=mesh_identity(pki)), gateway(port), virtual_service("vs", ["*"], route_to(REVIEWS)),
+        service_entry("reviews", REVIEWS, [{"address": "127.0.0.6", "port": sport}]),
+        dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL"))), port)
+    r = env.get("/", timeout=15)
+    check(r.status == 503 and b"sidecar" not in r.body, f"an upstream of a foreign CA: {r}")
+    # records()[0] is start_sidecar's readiness probe.
+    errors = poll(lambda: [rec["error"] for rec in records()[1:] if "error" in rec] or None, 5,
+                  what="the upstream's handshake error")
+    check(all(e == "TLSV1_ALERT_UNKNOWN_CA" for e in errors), f"the upstream saw {errors}, want the unknown ca alert")
+
+
 # --------------------------------------------------------------------------- PROXY protocol
 
 
@@ -794,7 +967,8 @@ def tls_cert_rotation(env):
     pki = Pki(env)
     port, (crt, key) = rotation_world(env, pki)
     ctx = client_ctx(pki)
-    workers = env.workers()
+    # Both workers forked (the port listens before they are; slow under ASan).
+    workers = poll(lambda: env.workers() if len(env.workers()) == 2 else None, 10, what="the 2 workers")
     _, _, first = served(port, "rot.example.com", ctx)
     second = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
     check(second != first, "the new certificate has the old serial")

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "conf/conf.h"
+#include "worker/router.h"
 #include "worker/tls.h"
 
 static char dir[64];
@@ -184,6 +185,85 @@ static void test_https_servers(void **state)
 	unload(&l);
 }
 
+/* httpsRedirect covers every host of its server, bound by a VirtualService or
+ * not; the redirecting vhosts come first, so a host that a server without the
+ * redirect also names is redirected. */
+static void test_https_redirect_hosts(void **state)
+{
+	struct loaded l;
+	const struct ism_listener *li;
+	const struct ism_vhost *vh;
+
+	(void)state;
+	assert_int_equal(load(&l, APP GW "  servers:\n"
+					 "  - port: {number: 80, protocol: HTTP}\n"
+					 "    hosts: [\"*.example.com\", b.example.com]\n"
+					 "    tls: {httpsRedirect: true}\n"
+					 "  - port: {number: 80, protocol: HTTP}\n"
+					 "    hosts: [b.example.com, c.example.org]\n" SE VS),
+			 0);
+	li = &l.t->listeners[0];
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "x.example.com", 13);
+	assert_non_null(vh);
+	assert_int_equal(vh->https_redirect, 1);
+	assert_int_equal(vh->n_routes, 0);
+	assert_string_equal(vh->name.p, "default/gw#0");
+	assert_string_equal(vh->domains[0].p, "*.example.com");
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "b.example.com", 13);
+	assert_non_null(vh);
+	assert_int_equal(vh->https_redirect, 1);
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "a.example.com", 13);
+	assert_non_null(vh);
+	assert_int_equal(vh->https_redirect, 1);
+	assert_null(ism_router_vhost(li->vhosts, li->n_vhosts, "c.example.org", 13));
+	assert_null(ism_router_vhost(li->vhosts, li->n_vhosts, "example.com", 11));
+	unload(&l);
+}
+
+/* ISTIO_MUTUAL sends Istio's mesh SNI, outbound_.<port>_.<subset>_.<host>, in
+ * the clusters' TLS settings without making them other contexts; a
+ * DestinationRule sni wins. */
+static void test_istio_mutual_sni(void **state)
+{
+	static const char mesh[] = "  meshIdentity: {certificate: a.crt, privateKey: a.key, "
+				   "caCertificates: b.crt}\n";
+	static const char rest[] = GW
+	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [a.example.com, b.example.com]\n  gateways: [gw]\n  http:\n"
+	    "  - match: [{uri: {prefix: /v1}}]\n    route: [{destination: {host: up.local, subset: "
+	    "v1}}]\n  - match: [{uri: {prefix: /own}}]\n    route: [{destination: {host: "
+	    "up.local, subset: own}}]\n  - route: [{destination: {host: up.local}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	    "spec:\n  host: up.local\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n  subsets:\n"
+	    "  - {name: v1, labels: {}}\n  - name: own\n    labels: {}\n"
+	    "    trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: own.example}}\n";
+	const char *want[][2] = {{"v1", "outbound_.80_.v1_.up.local"},
+				 {"", "outbound_.80_._.up.local"},
+				 {"own", "own.example"}};
+	const struct ism_cluster *by[3] = {NULL, NULL, NULL};
+	struct loaded l;
+	char text[4096];
+
+	(void)state;
+	snprintf(text, sizeof(text), APP "%s%s", mesh, rest);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->n_clusters, 3);
+	for (uint32_t i = 0; i < l.t->n_clusters; i++)
+		for (size_t j = 0; j < 3; j++)
+			if (strcmp(l.t->clusters[i].subset.p, want[j][0]) == 0)
+				by[j] = &l.t->clusters[i];
+	for (size_t j = 0; j < 3; j++) {
+		assert_non_null(by[j]);
+		assert_int_equal(by[j]->tls.mode, ISM_TLS_ISTIO_MUTUAL);
+		assert_string_equal(by[j]->tls.sni.p, want[j][1]);
+	}
+	/* One context for the derived names; an explicit sni is another. */
+	assert_true(by[0]->tls.fingerprint == by[1]->tls.fingerprint);
+	assert_true(by[0]->tls.fingerprint != by[2]->tls.fingerprint);
+	unload(&l);
+}
+
 static void test_errors(void **state)
 {
 	static const struct {
@@ -220,6 +300,14 @@ static void test_errors(void **state)
 	     "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n",
 	     "PeerAuthentication default/default",
 	     "STRICT needs the Appliance's spec.meshIdentity"},
+	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	     "metadata: {name: wl}\nspec:\n  selector: {matchLabels: {app: gw}}\n"
+	     "  portLevelMtls: {}\n",
+	     "PeerAuthentication default/wl: spec.portLevelMtls", "must have at least one port"},
+	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	     "metadata: {name: wl}\nspec:\n  selector: {matchLabels: {}}\n"
+	     "  portLevelMtls: {\"80\": {mode: STRICT}}\n",
+	     "PeerAuthentication default/wl: spec.portLevelMtls", "cannot have port-level mTLS"},
 	    {"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
 	     "spec:\n  host: up.local\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n",
 	     "spec.trafficPolicy.tls", "ISTIO_MUTUAL needs the Appliance's spec.meshIdentity"},
@@ -271,13 +359,27 @@ static void test_peer_authentication(void **state)
 	assert_int_equal(l.t->listeners[1].proxy_protocol, 1);
 	assert_int_equal(l.t->mesh.n_certs, 1);
 	unload(&l);
+	/* A selector without labels is a namespace policy, as in Istio: the
+	 * first namespace policy of the file applies, not this one. */
+	snprintf(text, sizeof(text),
+		 APP "%s" GW "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
+		     "  - port: {number: 81}\n    hosts: [\"*\"]\n"
+		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		     "metadata: {name: ns, namespace: edge}\nspec: {mtls: {mode: DISABLE}}\n"
+		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		     "metadata: {name: empty, namespace: edge}\n"
+		     "spec: {selector: {matchLabels: {}}, mtls: {mode: STRICT}}\n",
+		 mesh);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_NONE);
+	unload(&l);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_https_servers),
-	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_https_servers),	cmocka_unit_test(test_https_redirect_hosts),
+	    cmocka_unit_test(test_istio_mutual_sni),	cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_peer_authentication),
 	};
 
