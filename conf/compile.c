@@ -1157,6 +1157,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->admin_addrlen = a->admin_len;
 	t->limits = a->limits;
 	t->timeouts = a->timeouts;
+	t->path_norm = a->path_norm;
 	copy_tls(b, &a->mesh, &t->mesh);
 }
 

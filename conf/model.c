@@ -17,6 +17,7 @@
 
 #include "conf/alog.h"
 #include "conf/model.h"
+#include "worker/pathnorm.h"
 
 #define NOT_IMPL "not implemented yet"
 
@@ -317,6 +318,29 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 	parse_statuses(v, n, h);
 }
 
+/* spec.pathNormalization, as Istio's meshConfig.pathNormalization:
+ * {normalization: NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES | DEFAULT}; DEFAULT and
+ * absence mean BASE, Istio's default. */
+static void parse_path_normalization(struct ism_vctx *v, const struct ism_node *spec,
+				     struct ism_cm_appliance *a)
+{
+	static const char *const keys[] = {"normalization", NULL};
+	static const char *const names[] = {"NONE",			"BASE", "MERGE_SLASHES",
+					    "DECODE_AND_MERGE_SLASHES", "DEFAULT", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "pathNormalization", false, ISM_NODE_MAP);
+	const char *s = "BASE";
+	size_t old;
+
+	a->path_norm = ISM_PATHNORM_BASE;
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".pathNormalization");
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_enum(v, n, "normalization", names, NULL, &s) > 0 && strcmp(s, "DEFAULT") != 0)
+		a->path_norm = (uint8_t)ism_pathnorm_mode_parse(s);
+	ism_v_pop(v, old);
+}
+
 static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct ism_limits *l)
 {
 	static const char *const keys[] = {"maxRequestHeaderBytes",
@@ -584,7 +608,8 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "healthChecks",  "labels",
 					   "accessLog",	    "credentials",
 					   "meshIdentity",  "meshRootNamespace",
-					   "proxyProtocol", NULL};
+					   "proxyProtocol", "pathNormalization",
+					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;
@@ -642,6 +667,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	}
 	parse_limits(v, spec, &a->limits);
 	parse_timeouts(v, spec, &a->timeouts);
+	parse_path_normalization(v, spec, a);
 	n = ism_v_node(v, spec, "healthChecks", false, ISM_NODE_SEQ);
 	if (n != NULL) {
 		old = ism_v_push(v, ".healthChecks");

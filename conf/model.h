@@ -310,6 +310,7 @@ struct ism_cm_appliance {
 	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
 	uint32_t *pp_ports;
 	const struct ism_node *pp_at;
+	uint8_t path_norm; /* spec.pathNormalization: enum ism_pathnorm_mode */
 };
 
 struct ism_conf {

@@ -470,6 +470,7 @@ struct ism_table {
 	socklen_t admin_addrlen;
 	struct ism_limits limits;
 	struct ism_timeouts timeouts;
+	uint8_t path_norm;	  /* enum ism_pathnorm_mode (worker/pathnorm.h) */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;
