@@ -107,6 +107,7 @@ FUZZ_SRCS_fuzz_alog  := conf/alog.c
 FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c health/priority.c worker/hash.c worker/pathnorm.c
 FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c
 FUZZ_SRCS_fuzz_pathnorm := worker/pathnorm.c lib/log.c
+FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c
 
 $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard conf/*.c worker/*.c shm/*.c lib/*.c)
 	@mkdir -p $(dir $@)
