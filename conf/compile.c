@@ -14,6 +14,7 @@
 #include <pcre2.h>
 
 #include "conf/model.h"
+#include "conf/re2syntax.h"
 #include "health/priority.h"
 #include "worker/hash.h"
 
@@ -197,12 +198,11 @@ static bool parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 
 static const void *compile_re(struct cbuild *b, const char *src)
 {
-	PCRE2_SIZE off;
+	size_t off;
 	pcre2_code *re;
 	int err;
 
-	re = pcre2_compile((PCRE2_SPTR)src, strlen(src),
-			   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &err, &off, b->cctx);
+	re = ism_re2_compile(src, strlen(src), b->cctx, &err, &off);
 	if (re == NULL && b->rc == 0) {
 		/* Validation compiled it already: only the arena can fail here. */
 		b->rc = -ENOMEM;
@@ -215,9 +215,10 @@ static void conv_sm(struct cbuild *b, const struct ism_cm_sm *in, bool icase,
 {
 	out->kind = (uint8_t)in->kind;
 	out->s = astr(b, in->s);
-	if (in->kind == ISM_SM_REGEX)
+	if (in->kind == ISM_SM_REGEX) {
 		out->re = compile_re(b, in->s);
-	else
+		out->re_idx = b->t->n_regexes++;
+	} else
 		out->ignore_case = icase && (in->kind == ISM_SM_EXACT || in->kind == ISM_SM_PREFIX);
 }
 

@@ -17,6 +17,7 @@
 
 #include "conf/alog.h"
 #include "conf/model.h"
+#include "conf/re2syntax.h"
 #include "worker/pathnorm.h"
 
 #define NOT_IMPL "not implemented yet"
@@ -325,8 +326,8 @@ static void parse_path_normalization(struct ism_vctx *v, const struct ism_node *
 				     struct ism_cm_appliance *a)
 {
 	static const char *const keys[] = {"normalization", NULL};
-	static const char *const names[] = {"NONE",			"BASE", "MERGE_SLASHES",
-					    "DECODE_AND_MERGE_SLASHES", "DEFAULT", NULL};
+	static const char *const names[] = {
+	    "NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES", "DEFAULT", NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "pathNormalization", false, ISM_NODE_MAP);
 	const char *s = "BASE";
 	size_t old;
@@ -600,15 +601,24 @@ static void parse_access_log(struct ism_vctx *v, const struct ism_node *n, struc
 
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
-	static const char *const keys[] = {"locality",	    "namespace",
-					   "workers",	    "user",
-					   "group",	    "controlSocket",
-					   "admin",	    "listenAddress",
-					   "limits",	    "timeouts",
-					   "healthChecks",  "labels",
-					   "accessLog",	    "credentials",
-					   "meshIdentity",  "meshRootNamespace",
-					   "proxyProtocol", "pathNormalization",
+	static const char *const keys[] = {"locality",
+					   "namespace",
+					   "workers",
+					   "user",
+					   "group",
+					   "controlSocket",
+					   "admin",
+					   "listenAddress",
+					   "limits",
+					   "timeouts",
+					   "healthChecks",
+					   "labels",
+					   "accessLog",
+					   "credentials",
+					   "meshIdentity",
+					   "meshRootNamespace",
+					   "proxyProtocol",
+					   "pathNormalization",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
@@ -792,14 +802,27 @@ static void parse_gateway(struct ism_vctx *v, const struct ism_node *spec, struc
 
 /* --- VirtualService --- */
 
+/* A route regex is what Istio and Envoy accept (RE2: linear time, no
+ * back-references or look-arounds), read by PCRE2 as RE2 reads it. */
 static void check_regex(struct ism_vctx *v, const struct ism_node *n)
 {
-	int err;
-	PCRE2_SIZE off;
+	pcre2_compile_context *cctx;
+	const char *why;
+	size_t off;
 	pcre2_code *re;
+	int err;
 
-	re = pcre2_compile((PCRE2_SPTR)n->str, n->len,
-			   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &err, &off, NULL);
+	if (ism_re2_check(n->str, n->len, &off, &why) < 0) {
+		ism_v_err(v, n, "regular expression refused at offset %zu: %s", off, why);
+		return;
+	}
+	cctx = pcre2_compile_context_create(NULL);
+	if (cctx == NULL) {
+		v->nomem = 1;
+		return;
+	}
+	re = ism_re2_compile(n->str, n->len, cctx, &err, &off);
+	pcre2_compile_context_free(cctx);
 	if (re == NULL) {
 		PCRE2_UCHAR msg[256];
 

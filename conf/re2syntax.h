@@ -57,6 +57,11 @@
 
 #include <stddef.h>
 
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include <pcre2.h>
+
 /* Istio refuses a regex longer than this (pkg/config/validation). */
 #define ISM_RE2_MAX_LEN 1024
 /* RE2's largest count in {n,m}, and the largest product of nested counts. */
@@ -71,5 +76,12 @@
  * construct and *why a short static English reason. err_off and why may be
  * NULL. */
 int ism_re2_check(const char *pat, size_t len, size_t *err_off, const char **why);
+
+/* Compiles a pattern ism_re2_check accepted the way RE2 reads it (the options
+ * above), anchored at both ends as Envoy's full match, allocated through cctx's
+ * general context (whose newline is set to LF). NULL with *err and *off as
+ * pcre2_compile gives them. */
+pcre2_code *ism_re2_compile(const char *pat, size_t len, pcre2_compile_context *cctx, int *err,
+			    size_t *off);
 
 #endif

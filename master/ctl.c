@@ -373,6 +373,8 @@ static const struct worker_metric worker_metrics[] = {
        "connection's own memory."),
     WM(recv_buffer_waits, "isthmus_receive_buffer_waits_total", "counter",
        "Receives that found no free shared receive buffer and waited for one."),
+    WM(regex_limit, "isthmus_route_regex_limit_total", "counter",
+       "Requests answered 500 because a route regex reached its match limit."),
 };
 #undef WM
 

@@ -90,6 +90,7 @@ struct ism_worker_stats {
 	_Atomic uint64_t
 	    send_parked; /* sends the peer could not take at once, moved to private memory */
 	_Atomic uint64_t recv_buffer_waits; /* receives that waited for a free ring buffer */
+	_Atomic uint64_t regex_limit; /* requests answered 500: a route regex hit its match limit */
 };
 
 struct ism_worker_slot {

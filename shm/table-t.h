@@ -34,6 +34,7 @@ struct ism_strmatch {
 	uint8_t ignore_case; /* exact/prefix compare case-insensitively (ignoreUriCase) */
 	struct ism_str s;    /* exact value, prefix, or the regex source */
 	const void *re;	     /* pcre2_code_8 *, compiled into the arena, for ISM_SM_REGEX */
+	uint32_t re_idx;     /* ISM_SM_REGEX: 0..ism_table.n_regexes-1 (a worker's JIT copy) */
 };
 
 /* A named condition: header (name lowercased) or query parameter (name as written). */
@@ -471,6 +472,7 @@ struct ism_table {
 	struct ism_limits limits;
 	struct ism_timeouts timeouts;
 	uint8_t path_norm;	  /* enum ism_pathnorm_mode (worker/pathnorm.h) */
+	uint32_t n_regexes;	  /* regex string matches, numbered by ism_strmatch.re_idx */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

@@ -1358,6 +1358,12 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	c->route_stats = r ? r->stats : NULL;
 	if (r != NULL && c->log_req != NULL)
 		snprintf(c->log_req->route, sizeof(c->log_req->route), "%s", r->name.p);
+	if (r == NULL && ism_router_limit_hit(w->rs)) {
+		/* Not "no route": a regex could not decide within its bound. */
+		atomic_fetch_add_explicit(&w->st->regex_limit, 1, memory_order_relaxed);
+		local_response(w, c, 500, "route regex reached its match limit", 0);
+		goto consume;
+	}
 	if (r == NULL) {
 		local_response(w, c, 404, "no route", 0);
 		goto consume;

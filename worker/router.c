@@ -2,6 +2,7 @@
 
 #include "worker/router.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pcre2.h>
 #include <stdbool.h>
@@ -9,10 +10,36 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/re2syntax.h"
+
+/* What one regex evaluation may cost. PCRE2 backtracks, so a pattern RE2
+ * runs in linear time ("/(a|aa)+") can take exponential time here: the match
+ * limit bounds the steps (about 1 ms with the JIT at 10,000; the interpreter,
+ * used where the JIT is unavailable, counts smaller steps), the heap limit
+ * what the interpreter's backtracking may allocate. */
+#define RE_MATCH_LIMIT_JIT    10000u
+#define RE_MATCH_LIMIT_INTERP 100000u
+#define RE_HEAP_LIMIT_KIB     16384u
+#define RE_JIT_STACK_MAX      (1u << 20)
+
+/* JIT compilation failed for a regex: it is interpreted. */
+#define JIT_NONE ((pcre2_code *)&jit_none_mark)
+static const char jit_none_mark;
+
 /* Envoy joins repeated headers with "," before matching; the joined value is
- * built here, so the buffer only grows and is reused for every request. */
+ * built here, so the buffer only grows and is reused for every request. The
+ * regexes of the table in use are JIT-compiled by each worker for itself,
+ * when first used: JIT code lives in the compiling process's memory, so the
+ * master's compiled patterns (in the shared region) are only interpreted. */
 struct ism_router_scratch {
 	pcre2_match_data *md;
+	pcre2_compile_context *cctx;
+	pcre2_match_context *mjit;    /* match limit, the JIT stack */
+	pcre2_match_context *minterp; /* match and heap limits */
+	pcre2_jit_stack *jstack;
+	pcre2_code **jit; /* by ism_strmatch.re_idx: NULL not compiled yet, JIT_NONE */
+	uint32_t n_jit;
+	bool limit_hit; /* the last ism_router_route stopped at a match limit */
 	char *join;
 	size_t join_cap;
 };
@@ -23,25 +50,62 @@ struct ism_router_scratch *ism_router_scratch_new(void)
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		goto fail;
+		return NULL;
 	s->md = pcre2_match_data_create(32, NULL);
-	if (!s->md)
-		goto fail_scratch;
+	s->cctx = pcre2_compile_context_create(NULL);
+	s->mjit = pcre2_match_context_create(NULL);
+	s->minterp = pcre2_match_context_create(NULL);
+	s->jstack = pcre2_jit_stack_create(32u << 10, RE_JIT_STACK_MAX, NULL);
+	if (!s->md || !s->cctx || !s->mjit || !s->minterp || !s->jstack) {
+		ism_router_scratch_free(s);
+		return NULL;
+	}
+	pcre2_set_match_limit(s->mjit, RE_MATCH_LIMIT_JIT);
+	pcre2_jit_stack_assign(s->mjit, NULL, s->jstack);
+	pcre2_set_match_limit(s->minterp, RE_MATCH_LIMIT_INTERP);
+	pcre2_set_heap_limit(s->minterp, RE_HEAP_LIMIT_KIB);
 	return s;
+}
 
-fail_scratch:
-	free(s);
-fail:
-	return NULL;
+static void jit_drop(struct ism_router_scratch *s)
+{
+	for (uint32_t i = 0; i < s->n_jit; i++)
+		if (s->jit[i] != JIT_NONE)
+			pcre2_code_free(s->jit[i]);
+	free(s->jit);
+	s->jit = NULL;
+	s->n_jit = 0;
+}
+
+int ism_router_use_table(struct ism_router_scratch *s, const struct ism_table *t)
+{
+	jit_drop(s);
+	if (t->n_regexes == 0)
+		return 0;
+	s->jit = calloc(t->n_regexes, sizeof(*s->jit));
+	if (s->jit == NULL)
+		return -ENOMEM;
+	s->n_jit = t->n_regexes;
+	return 0;
 }
 
 void ism_router_scratch_free(struct ism_router_scratch *s)
 {
 	if (!s)
 		return;
+	jit_drop(s);
 	pcre2_match_data_free(s->md);
+	pcre2_compile_context_free(s->cctx);
+	pcre2_match_context_free(s->mjit);
+	pcre2_match_context_free(s->minterp);
+	pcre2_jit_stack_free(s->jstack);
 	free(s->join);
 	free(s);
+}
+
+bool ism_router_limit_hit(const struct ism_router_scratch *s)
+{
+	return s->limit_hit;
 }
 
 /* --- virtual hosts --- */
@@ -105,19 +169,52 @@ const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_
 
 /* --- string matches --- */
 
+/* This worker's JIT-compiled copy of regex m, compiled from its source the
+ * first time; NULL when it must be interpreted. */
+static const pcre2_code *re_jit(const struct ism_strmatch *m, struct ism_router_scratch *s)
+{
+	pcre2_code **slot;
+	size_t off;
+	int err;
+
+	if (m->re_idx >= s->n_jit)
+		return NULL;
+	slot = &s->jit[m->re_idx];
+	if (*slot == NULL) {
+		*slot = ism_re2_compile(m->s.p, m->s.len, s->cctx, &err, &off);
+		if (*slot != NULL && pcre2_jit_compile(*slot, PCRE2_JIT_COMPLETE) != 0) {
+			pcre2_code_free(*slot);
+			*slot = NULL;
+		}
+		if (*slot == NULL)
+			*slot = JIT_NONE;
+	}
+	return *slot == JIT_NONE ? NULL : *slot;
+}
+
 static bool re_match(const struct ism_strmatch *m, const char *v, size_t len,
 		     struct ism_router_scratch *s)
 {
+	const pcre2_code *jit;
 	PCRE2_SIZE *ov;
 	int rc;
 
-	if (!m->re)
+	if (!m->re || s->limit_hit)
 		return false;
+	jit = re_jit(m, s);
 	/* PCRE2 before 10.43 rejects a NULL subject even with length 0. */
-	rc = pcre2_match((const pcre2_code *)m->re, (PCRE2_SPTR)(v ? v : ""), len, 0, 0, s->md,
-			 NULL);
+	if (jit != NULL)
+		rc = pcre2_match(jit, (PCRE2_SPTR)(v ? v : ""), len, 0, 0, s->md, s->mjit);
+	else
+		rc = pcre2_match((const pcre2_code *)m->re, (PCRE2_SPTR)(v ? v : ""), len, 0, 0,
+				 s->md, s->minterp);
 	/* rc == 0 means the ovector was too small for every group, but pair 0 (the
 	 * whole match), the only one used here, is always filled. */
+	if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT ||
+	    rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+		s->limit_hit = true;
+		return false;
+	}
 	if (rc < 0)
 		return false;
 	ov = pcre2_get_ovector_pointer(s->md);
@@ -288,14 +385,19 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 {
 	uint32_t i, j;
 
+	s->limit_hit = false;
 	for (i = 0; i < vh->n_routes; i++) {
 		const struct ism_route *r = &vh->routes[i];
 
 		if (r->n_match == 0)
 			return r;
-		for (j = 0; j < r->n_match; j++)
+		for (j = 0; j < r->n_match; j++) {
 			if (match_holds(&r->match[j], req, scheme, port, s))
 				return r;
+			/* No answer is better than the wrong route. */
+			if (s->limit_hit)
+				return NULL;
+		}
 	}
 	return NULL;
 }

@@ -4,6 +4,7 @@
 #ifndef ISM_WORKER_ROUTER_H
 #define ISM_WORKER_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,13 @@ struct ism_router_scratch;
 /* Per-process scratch for regex matching; NULL on allocation failure. */
 struct ism_router_scratch *ism_router_scratch_new(void);
 void ism_router_scratch_free(struct ism_router_scratch *s);
+/* Moves the scratch to table t (its regexes are JIT-compiled for this process
+ * as they are first used), dropping what it held for the previous one: call it
+ * before the previous table is released. 0 or -ENOMEM. */
+int ism_router_use_table(struct ism_router_scratch *s, const struct ism_table *t);
+/* Whether the last ism_router_route gave up because a regex reached its match
+ * limit (its NULL then means "could not decide", not "no route"). */
+bool ism_router_limit_hit(const struct ism_router_scratch *s);
 
 /* The virtual host of listener l that serves host (a Host header value; any
  * ":port" is ignored, case-insensitive): an exact domain first, then the longest

@@ -272,6 +272,15 @@ static void switch_table(struct ism_wctx *w)
 			(unsigned long long)(w->table ? w->table->gen : 0));
 		return;
 	}
+	/* Before the old table is released: the router drops what it compiled
+	 * from it. */
+	if (ism_router_use_table(w->rs, t) < 0) {
+		ism_lb_free(lb);
+		ism_shm_commit(w->shm, w->index, 0);
+		ism_err("out of memory for the route regexes; staying on generation %llu",
+			(unsigned long long)(w->table ? w->table->gen : 0));
+		return;
+	}
 	ism_shm_commit(w->shm, w->index, 1);
 	ism_lb_free(w->lb);
 	w->lb = lb;

@@ -400,3 +400,46 @@ def path_normalization_modes(env):
     rc, out = env.check_config(bad)
     check(rc != 0 and re.search(r"bad\.yaml:\d+:\d+: .*spec\.pathNormalization\.normalization: "
                                 r"unknown value \"BOGUS\"", out), f"isthmus -c said: {out}")
+
+
+@_test
+def regex_bounded(env):
+    """A route regex that PCRE2 would backtrack on for ages (RE2 runs it in linear
+    time) costs the worker a bounded time: the request is answered 500, visibly,
+    instead of stalling the worker or skipping to the next route; a regex RE2
+    refuses is refused at load."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, aport = free_port(), free_port()
+    routes = ("  - match: [{uri: {regex: \"/(a|aa)+\"}}]\n"
+              f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+              "  - match: [{headers: {x-id: {regex: \"(x|xx)+\"}}}]\n"
+              f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+              "  - route: [{destination: {host: " + SVC + "}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n"),
+        gateway(gw_port), virtual_service("re", ["*"], routes),
+        service_entry("sec", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, gw_port)
+    check(env.get("/aaaa").status == 200, "the regex route does not match /aaaa")
+    worker = env.workers()[0]
+    c0 = cpu_seconds(worker)
+    n = 100
+    with Conn("127.0.0.1", env.gw_port, timeout=30) as c:
+        for i in range(n):
+            r = c.request("GET", "/" + "a" * 30 + "b")
+            check(r.status == 500 and r.header("x-upstream") is None,
+                  f"the pathological path was answered {r.status} ({r.body!r}), not 500")
+            r = c.request("GET", "/x", headers={"x-id": "x" * 4000 + "y"})
+            check(r.status == 500, f"the pathological header was answered {r.status}")
+    used = cpu_seconds(worker) - c0
+    check(used < 2.0, f"{2 * n} pathological requests cost the worker {used:.2f} s of CPU")
+    check(metric(aport, "isthmus_route_regex_limit_total") == 2 * n, "limit hits not counted")
+    check(env.get("/x").status == 200, "a plain request after them failed")
+
+    bad = env.write("bad.yaml", docs(appliance(env), gateway(free_port()), virtual_service(
+        "re", ["*"], "  - match: [{uri: {regex: \"/(a)\\\\1\"}}]\n"
+                     f"    route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("sec", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    rc, out = env.check_config(bad)
+    check(rc != 0 and re.search(r"bad\.yaml:\d+:\d+: .*uri\.regex: regular expression refused at "
+                                r"offset 4: back-reference", out), f"isthmus -c said: {out}")

@@ -1507,7 +1507,16 @@ static const struct bad bads[] = {
     {"bad regex",
      VS_HEAD "    - destination: {host: a.b}\n    match:\n    - uri:\n"
 	     "        regex: \"a(b\"\n",
-     25, 16, VS_FIELD "spec.http[0].match[0].uri.regex", "invalid regular expression at offset 3"},
+     25, 16, VS_FIELD "spec.http[0].match[0].uri.regex",
+     "regular expression refused at offset 1: "},
+    {"regex back-reference",
+     VS_HEAD "    - destination: {host: a.b}\n    match:\n    - uri:\n"
+	     "        regex: \"/(a)\\\\1\"\n",
+     25, 16, VS_FIELD "spec.http[0].match[0].uri.regex", "refused at offset 4: back-reference"},
+    {"regex look-ahead",
+     VS_HEAD "    - destination: {host: a.b}\n    match:\n    - uri:\n"
+	     "        regex: \"/a(?=b)\"\n",
+     25, 16, VS_FIELD "spec.http[0].match[0].uri.regex", "refused at offset 2: look-ahead"},
     {"two StringMatch kinds",
      VS_HEAD "    - destination: {host: a.b}\n    match:\n"
 	     "    - uri: {exact: /a, prefix: /b}\n",

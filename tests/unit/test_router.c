@@ -412,6 +412,50 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A regex that backtracks exponentially in PCRE2 stops at its match limit: the
+ * router says so instead of "no route", and quickly; interpreted (the master's
+ * shared code) and JIT-compiled (the worker's copy) alike. */
+static void test_regex_match_limit(void **state)
+{
+	(void)state;
+	static const char evil[] = "/(a|aa)+";
+	struct ism_match m = {.uri = {.kind = ISM_SM_REGEX, .s = S(evil), .re_idx = 0}};
+	struct ism_match next = {.uri = SM(ISM_SM_PREFIX, "/")};
+	struct ism_match ms[2];
+	struct ism_route routes[2];
+	struct ism_vhost vh = {.n_routes = 2, .routes = routes};
+	const struct ism_table t = {.n_regexes = 1};
+	char path[64];
+	struct treq tr;
+
+	memset(path, 'a', sizeof(path));
+	path[0] = '/';
+	path[sizeof(path) - 2] = 'b';
+	path[sizeof(path) - 1] = '\0';
+	m.uri.re = re(evil);
+	ms[0] = m;
+	ms[1] = next;
+	routes[0] = (struct ism_route){.n_match = 1, .match = &ms[0]};
+	routes[1] = (struct ism_route){.n_match = 1, .match = &ms[1]};
+	for (int jit = 0; jit < 2; jit++) {
+		if (jit)
+			assert_int_equal(ism_router_use_table(scratch, &t), 0);
+		/* A path the pattern matches is matched. */
+		assert_int_equal(route_idx(&vh, mkreq(&tr, "GET", "/aaaa", "h", NULL), "http", 80),
+				 0);
+		assert_false(ism_router_limit_hit(scratch));
+		/* The pathological one: no answer rather than the next route. */
+		assert_int_equal(route_idx(&vh, mkreq(&tr, "GET", path, "h", NULL), "http", 80),
+				 -1);
+		assert_true(ism_router_limit_hit(scratch));
+		/* The flag is per request. */
+		assert_int_equal(route_idx(&vh, mkreq(&tr, "GET", "/x", "h", NULL), "http", 80), 1);
+		assert_false(ism_router_limit_hit(scratch));
+	}
+	assert_int_equal(ism_router_use_table(scratch, &(const struct ism_table){0}), 0);
+	pcre2_code_free((pcre2_code *)m.uri.re);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,7 +463,7 @@ int main(void)
 	    cmocka_unit_test(test_and_or),	    cmocka_unit_test(test_string_match_kinds),
 	    cmocka_unit_test(test_ignore_uri_case), cmocka_unit_test(test_headers),
 	    cmocka_unit_test(test_query_params),    cmocka_unit_test(test_weights),
-	    cmocka_unit_test(test_istio_samples),
+	    cmocka_unit_test(test_istio_samples),   cmocka_unit_test(test_regex_match_limit),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
