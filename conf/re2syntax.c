@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "conf/re2syntax.h"
+#include "lib/ascii.h"
 
 /* Named groups a pattern of ISM_RE2_MAX_LEN bytes can hold: "(?<a>)" is 6. */
 #define MAX_NAMES (ISM_RE2_MAX_LEN / 6 + 1)
@@ -286,17 +287,6 @@ static bool is_alnum(unsigned char c)
 	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static int hex_value(unsigned char c)
-{
-	if (is_digit(c))
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool in_list(const char *const *list, size_t n, const unsigned char *name, size_t len)
 {
 	for (size_t k = 0; k < n; k++)
@@ -418,8 +408,8 @@ static int parse_hex(struct re2_scan *s, uint32_t *cp)
 	if (at(s, j, '{')) {
 		size_t digits = 0;
 
-		for (j++; j < s->len && hex_value(s->p[j]) >= 0; j++, digits++) {
-			v = v * 16 + (uint32_t)hex_value(s->p[j]);
+		for (j++; j < s->len && ism_hexval(s->p[j]) >= 0; j++, digits++) {
+			v = v * 16 + (uint32_t)ism_hexval(s->p[j]);
 			if (v > 0x10FFFF)
 				return fail(s, start, "\\x{...} above U+10FFFF");
 		}
@@ -427,9 +417,9 @@ static int parse_hex(struct re2_scan *s, uint32_t *cp)
 			return fail(s, start, "\\x{...} needs hex digits and a closing }");
 		j++;
 	} else {
-		if (j + 1 >= s->len || hex_value(s->p[j]) < 0 || hex_value(s->p[j + 1]) < 0)
+		if (j + 1 >= s->len || ism_hexval(s->p[j]) < 0 || ism_hexval(s->p[j + 1]) < 0)
 			return fail(s, start, "\\x needs exactly two hex digits or \\x{...} (RE2)");
-		v = (uint32_t)(hex_value(s->p[j]) * 16 + hex_value(s->p[j + 1]));
+		v = (uint32_t)(ism_hexval(s->p[j]) * 16 + ism_hexval(s->p[j + 1]));
 		j += 2;
 	}
 	if (v >= 0xD800 && v <= 0xDFFF)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "lib/ascii.h"
 #include "lib/log.h"
 #include "worker/pathnorm.h"
 
@@ -54,16 +55,6 @@ struct tok {
 	uint8_t n; /* input bytes */
 };
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* RFC 3986 unreserved, the dot excepted (a token of its own). */
 static bool unreserved(unsigned char c)
 {
@@ -92,8 +83,8 @@ static struct tok tok_at(const char *in, size_t len, size_t i, bool dec_slashes)
 	default: /* R_PCT */
 		break;
 	}
-	if (len - i < 3 || (hi = hexval((unsigned char)in[i + 1])) < 0 ||
-	    (lo = hexval((unsigned char)in[i + 2])) < 0)
+	if (len - i < 3 || (hi = ism_hexval((unsigned char)in[i + 1])) < 0 ||
+	    (lo = ism_hexval((unsigned char)in[i + 2])) < 0)
 		return (struct tok){T_BAD, 0, 1};
 	const unsigned char v = (unsigned char)(hi << 4 | lo);
 	if (v == 0)

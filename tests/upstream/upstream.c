@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/ascii.h"
 #include "worker/http1.h"
 
 #define UP_MAX_LISTENERS 16
@@ -378,14 +379,6 @@ static int handle_rawecho(struct up_conn *c, struct up_body *b)
 	return send_simple(c, 200, out, len);
 }
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = (char)(ch | 0x20);
-	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 /* The x-respond header's value, hex-decoded into c->respond. */
 static void take_respond(struct up_conn *c, const struct ism_http_req *req)
 {
@@ -399,7 +392,8 @@ static void take_respond(struct up_conn *c, const struct ism_http_req *req)
 		if (h->value_len % 2 || n > sizeof(c->respond))
 			return;
 		for (size_t j = 0; j < n; j++) {
-			int hi = hexval(h->value[2 * j]), lo = hexval(h->value[2 * j + 1]);
+			int hi = ism_hexval((unsigned char)h->value[2 * j]);
+			int lo = ism_hexval((unsigned char)h->value[2 * j + 1]);
 
 			if (hi < 0 || lo < 0)
 				return;

@@ -1,0 +1,16 @@
+/* Small ASCII helpers shared by the parsers. Header-only, pure. */
+#ifndef ISM_LIB_ASCII_H
+#define ISM_LIB_ASCII_H
+
+/* The value of hex digit c (either case), or -1. */
+static inline int ism_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+#endif
