@@ -161,9 +161,9 @@ SAMPLE_NEEDS = {
 
 
 def samples_dir():
-    d = os.environ.get("ISM_SAMPLES_DIR") or os.path.join(ROOT, "..", "shared", "istio-samples")
+    d = os.path.join(ROOT, "tests", "fixtures", "istio-samples")
     if not os.path.isdir(d):
-        raise TestFailure(f"Istio samples not found at {d} (set ISM_SAMPLES_DIR)")
+        raise TestFailure(f"Istio samples not found at {d}")
     return d
 
 

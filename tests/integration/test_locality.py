@@ -1,6 +1,6 @@
 """Integration tests of locality priorities, overprovisioned spill-over, region
-failover, outlier ejection and retries (Istio / Envoy semantics, see
-../shared/reference/traffic-semantics.md sections 1-3).
+failover, outlier ejection and retries (Istio / Envoy semantics: Envoy's
+priority levels, overprovisioning, panic and locality-weight documentation).
 
 Registered into run.py's list by register(test). Every endpoint is its own
 upstream process (health/fail and fail/N act on a whole process), and every

@@ -1,6 +1,6 @@
-/* Priority and locality arithmetic: every worked example of
- * ../shared/reference/traffic-semantics.md sections 1 and 2, with the code's
- * rounding where the documentation's tables differ. */
+/* Priority and locality arithmetic: every worked example of Envoy's priority,
+ * panic and locality-weight documentation, with the code's rounding where the
+ * documentation's tables differ. */
 
 #include <errno.h>
 #include <setjmp.h>
