@@ -251,7 +251,7 @@ struct hdr_scan {
 	uint8_t te_other;      /* a coding other than plain chunked */
 	uint8_t te_chunked;    /* count of "chunked" codings */
 	uint8_t te_last_chunk; /* the final coding is plain chunked */
-	uint8_t conn_close, conn_keep, expect, upgrade;
+	uint8_t conn_close, conn_keep, conn_other, expect, upgrade;
 };
 
 /* Content-Length: 1*DIGIT, or a list of identical such values. */
@@ -323,6 +323,8 @@ static void scan_connection(struct hdr_scan *s, const char *v, size_t n)
 			s->conn_close = 1;
 		else if (EQ_LIT(e, elen, "keep-alive"))
 			s->conn_keep = 1;
+		else if (elen)
+			s->conn_other = 1;
 	}
 }
 
@@ -432,6 +434,7 @@ static void fill_framing(const struct hdr_scan *s, struct ism_http_framing *f)
 				 : ISM_HTTP_CONN_DEFAULT;
 	f->expect_continue = s->expect;
 	f->upgrade = s->upgrade;
+	f->conn_names = s->conn_other;
 }
 
 /* The framing rules common to requests and responses (RFC 9112 6.1, 6.3): a
@@ -776,13 +779,13 @@ int ism_http_is_hop_by_hop(const char *name, size_t len)
 	}
 }
 
-int ism_http_end_to_end(const struct ism_http_header *hdrs, size_t n,
-			const struct ism_http_header *h)
+int ism_http_end_to_end(const struct ism_http_framing *f, const struct ism_http_header *hdrs,
+			size_t n, const struct ism_http_header *h)
 {
 	if (EQ_LIT(h->name, h->name_len, "content-length") ||
 	    ism_http_is_hop_by_hop(h->name, h->name_len))
 		return 0;
-	return !ism_http_named_in_connection(hdrs, n, h->name, h->name_len);
+	return !f->conn_names || !ism_http_named_in_connection(hdrs, n, h->name, h->name_len);
 }
 
 int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,

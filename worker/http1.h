@@ -43,6 +43,7 @@ struct ism_http_framing {
 	uint8_t conn;		 /* enum ism_http_conn */
 	uint8_t expect_continue; /* Expect: 100-continue (requests) */
 	uint8_t upgrade;	 /* Upgrade header present */
+	uint8_t conn_names;	 /* a Connection field names a field (besides close, keep-alive) */
 };
 
 struct ism_http_req {
@@ -107,12 +108,12 @@ int ism_http_error_status(ssize_t err);
 int ism_http_is_hop_by_hop(const char *name, size_t len);
 int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
 				 size_t len);
-/* Whether a proxy forwards field h of a message (hdrs, n) as it is: not
+/* Whether a proxy forwards field h of a message (hdrs, n; f its framing) as it is: not
  * hop-by-hop, not named in a Connection field, and not Content-Length: the
  * framing a proxy sends is the one it parsed, never the sender's fields (a
  * Connection field naming Content-Length must not unframe the body). */
-int ism_http_end_to_end(const struct ism_http_header *hdrs, size_t n,
-			const struct ism_http_header *h);
+int ism_http_end_to_end(const struct ism_http_framing *f, const struct ism_http_header *hdrs,
+			size_t n, const struct ism_http_header *h);
 
 /* Chunked-body decoder (RFC 9112 7.1), strict: every line ends in CRLF, chunk
  * extensions must follow the grammar (they are validated and dropped), a size

@@ -603,7 +603,7 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 			xff_len = h->value_len;
 			continue;
 		}
-		if (!ism_http_end_to_end(req->headers, req->n_headers, h))
+		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
 		if (hdr_is(h, "x-request-id"))
 			have_rid = 1;
@@ -1453,7 +1453,7 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *h = &resp->headers[i];
 
-		if (ism_http_end_to_end(resp->headers, resp->n_headers, h))
+		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, h))
 			ret |= put_header(&c->out, h, limit);
 		else if (final && c->resp.mode == ISM_BODY_CHUNKED && !c->resp.bare &&
 			 hdr_is(h, "transfer-encoding"))

@@ -556,6 +556,21 @@ static void test_helpers(void **state)
 	assert_false(ism_http_named_in_connection(hdrs, req.n_headers, "host", 4));
 	assert_false(ism_http_named_in_connection(hdrs, req.n_headers, "", 0));
 	assert_false(ism_http_named_in_connection(hdrs, 0, "x-foo", 5));
+	/* What a proxy forwards: never the framing, the hop-by-hop fields or
+	 * those named in Connection. */
+	assert_true(req.framing.conn_names);
+	assert_false(ism_http_end_to_end(&req.framing, hdrs, req.n_headers, &hdrs[3])); /* X-Foo */
+	assert_true(ism_http_end_to_end(&req.framing, hdrs, req.n_headers, &hdrs[0]));	/* Host */
+	assert_false(ism_http_end_to_end(&req.framing, hdrs, req.n_headers, &hdrs[1]));
+	free(b);
+
+	in = "POST / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 2\r\n"
+	     "X-Foo: 1\r\n\r\n";
+	b = copy(in, strlen(in));
+	assert_int_equal(ism_http_parse_request(b, strlen(in), &lim, &req), (ssize_t)strlen(in));
+	assert_false(req.framing.conn_names);
+	assert_false(ism_http_end_to_end(&req.framing, hdrs, req.n_headers, &hdrs[2]));
+	assert_true(ism_http_end_to_end(&req.framing, hdrs, req.n_headers, &hdrs[3]));
 	free(b);
 }
 
