@@ -248,13 +248,12 @@ def raise_nofile(n):
           f"this test needs {n} descriptors; the hard limit is {hard}")
 
 
-@_test
-def slow_readers_hold_no_shared_buffer(env):
-    """1,100 clients that stop reading a response (more than the 1,024 shared
-    receive buffers of a worker) hold private memory only: the worker does not
-    spin, and other clients are served. In a network namespace with small TCP
-    buffers, so that the kernel cannot absorb the responses and the test stays
-    small in memory."""
+def stalled_peers(env, stall):
+    """1,100 connections whose peer stops reading (more than the 1,024 shared
+    receive buffers of a worker): stall(sock) makes one. They must hold private
+    memory only: the worker does not spin, and other clients are served. In a
+    network namespace with small TCP buffers, so that the kernel cannot absorb
+    what is sent and the test stays small in memory."""
     n = 1100
     raise_nofile(4 * n + 256)
     ns = make_netns(env, {"net.ipv4.tcp_wmem": "4096 16384 16384",
@@ -262,7 +261,7 @@ def slow_readers_hold_no_shared_buffer(env):
     with in_netns(env, ns):
         aport = free_port()
         one_upstream(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n",
-                     timeouts={"idle": "60s"})
+                     timeouts={"idle": "60s", "upstreamResponse": "60s"})
         worker = env.workers()[0]
         socks = []
         try:
@@ -270,22 +269,51 @@ def slow_readers_hold_no_shared_buffer(env):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.settimeout(5)
                 s.connect(("127.0.0.1", env.gw_port))
-                s.sendall(b"GET /bytes/1000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+                stall(s)
                 socks.append(s)
             poll(lambda: metric(aport, "isthmus_connections_active") >= n, 30,
-                 what=f"{n} slow clients connected")
+                 what=f"{n} stalled connections open")
             r = env.get("/fresh", timeout=10)
             check(r.status == 200 and r.body == b"a /fresh\n",
-                  f"a new client beside the slow ones got {r}")
+                  f"a new client beside the stalled ones got {r}")
             poll(lambda: metric(aport, "isthmus_send_parked_total") >= n // 2, 30,
                  what="the stalled sends to move to private memory")
             used = cpu_over(worker, 2.0)
-            check(used < 1.0, f"the worker used {used:.2f} s of CPU in 2 s with only stalled clients")
+            check(used < 1.0, f"the worker used {used:.2f} s of CPU in 2 s with only stalled peers")
             r = env.get("/fresh2", timeout=10)
             check(r.status == 200, f"a second new client got {r}")
         finally:
             for s in socks:
                 s.close()
+
+
+@_test
+def slow_readers_hold_no_shared_buffer(env):
+    """Clients that stop reading a large response."""
+    stalled_peers(env, lambda s: s.sendall(b"GET /bytes/1000000 HTTP/1.1\r\nHost: a\r\n\r\n"))
+
+
+def upload_until_full(s):
+    """A large upload to an upstream that never reads it, sent as far as the
+    socket takes without blocking."""
+    # The client's own send buffer holds far more than the namespace's small
+    # TCP buffers on the way: the gateway always has more to read.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    s.sendall(b"POST /stall/60000 HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n")
+    s.setblocking(False)
+    chunk = b"u" * 65536
+    try:
+        for _ in range(16):
+            s.send(chunk)
+    except BlockingIOError:
+        pass
+    s.setblocking(True)
+
+
+@_test
+def stalled_upstreams_hold_no_shared_buffer(env):
+    """Uploads to an upstream that does not read them."""
+    stalled_peers(env, upload_until_full)
 
 
 @_test

@@ -462,6 +462,20 @@ static int handle(struct up_conn *c, struct up_body *b, int64_t content_length, 
 	}
 	if (strcmp(path, "/rawecho") == 0)
 		return handle_rawecho(c, b);
+	if (path_arg(path, "/stall/", &arg)) {
+		/* An upstream that never reads the body: holds the connection, then
+		 * closes it. */
+		struct timespec ts;
+
+		if (parse_u64(arg, strlen(arg), UP_DELAY_CAP_MS, &v) < 0)
+			return send_simple(c, 400, "bad stall\n", 10);
+		ts.tv_sec = (time_t)(v / 1000);
+		ts.tv_nsec = (long)(v % 1000) * 1000000L;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		c->close = true;
+		return 0;
+	}
 	r = body_drain(c, b);
 	if (r < 0)
 		return r;
@@ -698,7 +712,7 @@ static void usage(void)
 	fputs("usage: upstream --listen ADDR:PORT[=NAME] [--listen ...] --name NAME [--zone ZONE]\n"
 	      "paths: /status/N /delay/MS /echo /echo/count /bytes/N /chunked/N /headers /close\n"
 	      "       /rawecho (the request as received) /raw (sends the hex of header x-respond,\n"
-	      "       then closes)\n"
+	      "       then closes) /stall/MS (reads no body, closes after MS)\n"
 	      "       /healthz /__ctl/{health/fail,health/ok,fail/N,ok,reset,count}\n",
 	      stderr);
 }
