@@ -2,7 +2,8 @@
  * to the master's control socket and prints the answer.
  *
  * Exit status: 0 success; 1 the master answered with an error (or a refused
- * reload); 2 usage error; 3 the socket could not be reached or timed out. */
+ * reload); 2 usage error; 3 the socket could not be reached, the answer timed out,
+ * or the master closed the connection. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -39,6 +40,23 @@ static int starts(const char *answer, size_t len, const char *prefix)
 	size_t n = strlen(prefix);
 
 	return len >= n && strncmp(answer, prefix, n) == 0;
+}
+
+/* Sends the command line. MSG_NOSIGNAL: a master that dropped the connection
+ * is reported (exit 3), not a death by SIGPIPE. */
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }
 
 /* Reads the whole answer (the master closes after it), bounded in time. */
@@ -133,8 +151,10 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	line[n++] = '\n';
-	if (write(fd, line, n) != (ssize_t)n) {
-		fprintf(stderr, "isthmusctl: %s: %s\n", path, strerror(errno));
+	ret = send_all(fd, line, n);
+	if (ret < 0) {
+		fprintf(stderr, "isthmusctl: %s: %s (the master closed the connection)\n", path,
+			strerror(-ret));
 		close(fd);
 		return 3;
 	}

@@ -469,7 +469,26 @@ static void client_drop(struct ism_ctl_client *cl)
 	cl->len = 0;
 }
 
-static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
+/* A command ends at a newline (or EOF); an admin request at its empty line. */
+static int complete(const struct ism_ctl_client *cl)
+{
+	if (cl->http)
+		return memmem(cl->line, cl->len, "\r\n\r\n", 4) != NULL ||
+		       memmem(cl->line, cl->len, "\n\n", 2) != NULL;
+	return memchr(cl->line, '\n', cl->len) != NULL;
+}
+
+/* A NUL byte in a command line or a request head: the string functions that
+ * read it would see a shorter text than was sent ("reload\0..." must not be
+ * a reload), so it is refused instead. */
+static int has_nul(const struct ism_ctl_client *cl)
+{
+	const char *nl = cl->http ? NULL : memchr(cl->line, '\n', cl->len);
+
+	return memchr(cl->line, '\0', nl ? (size_t)(nl - cl->line) : cl->len) != NULL;
+}
+
+static void answer(struct ism_ctl *c, struct ism_ctl_client *cl, int nul)
 {
 	struct ism_reply r = {.cap = CTL_REPLY_MAX};
 	size_t off = 0;
@@ -478,7 +497,13 @@ static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
 	if (r.p == NULL)
 		return;
 	r.p[0] = '\0';
-	if (cl->http)
+	if (nul && cl->http)
+		ism_say(&r, "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n"
+			    "content-length: 32\r\nconnection: close\r\n\r\n"
+			    "NUL byte in the request refused\n");
+	else if (nul)
+		ism_say(&r, "error: the command contains a NUL byte: refused\n");
+	else if (cl->http)
 		admin_page(c, cl->line, &r);
 	else
 		ism_cmd_run(c->m, cl->line, &r);
@@ -500,17 +525,10 @@ static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
 	free(r.p);
 }
 
-/* A command ends at a newline (or EOF); an admin request at its empty line. */
-static int complete(const struct ism_ctl_client *cl)
-{
-	if (cl->http)
-		return strstr(cl->line, "\r\n\r\n") != NULL || strstr(cl->line, "\n\n") != NULL;
-	return strchr(cl->line, '\n') != NULL;
-}
-
 static void client_read(struct ism_ctl *c, struct ism_ctl_client *cl)
 {
 	ssize_t r = recv(cl->fd, cl->line + cl->len, sizeof(cl->line) - 1 - cl->len, MSG_DONTWAIT);
+	int nul;
 
 	if (r < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -520,14 +538,15 @@ static void client_read(struct ism_ctl *c, struct ism_ctl_client *cl)
 	}
 	cl->len += (uint32_t)r;
 	cl->line[cl->len] = '\0';
-	if (!complete(cl) && r > 0 && cl->len < sizeof(cl->line) - 1)
+	nul = has_nul(cl);
+	if (!complete(cl) && !nul && r > 0 && cl->len < sizeof(cl->line) - 1)
 		return;
-	if (!cl->http) {
+	if (!cl->http && !nul) {
 		char *end = cl->line + strcspn(cl->line, "\r\n");
 
 		*end = '\0';
 	}
-	answer(c, cl);
+	answer(c, cl, nul);
 	client_drop(cl);
 }
 

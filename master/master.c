@@ -614,8 +614,9 @@ static void reap(struct ism_master *m)
 					 i, (int)pid, WEXITSTATUS(status),
 					 (unsigned long long)delay);
 			ws->respawn_at = ism_now_ms() + delay;
-			ism_event_add(&m->events, "worker",
-				      "worker %d (pid %d) %s %d; restart in %llu ms", i, (int)pid,
+			/* The kind is the subject: "worker 0 (pid ...) ..." in show events. */
+			ism_event_add(&m->events, "worker", "%d (pid %d) %s %d; restart in %llu ms",
+				      i, (int)pid,
 				      WIFSIGNALED(status) ? "killed by signal" : "exited with",
 				      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
 				      (unsigned long long)delay);

@@ -28,6 +28,7 @@ import test_locality  # noqa: E402
 import test_policies  # noqa: E402
 import test_ops  # noqa: E402
 import test_tls  # noqa: E402
+import test_control  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1308,6 +1309,7 @@ test_locality.register(test)
 test_policies.register(test)
 test_ops.register(test)
 test_tls.register(test)
+test_control.register(test)
 
 
 # --------------------------------------------------------------------------- runner
