@@ -853,7 +853,7 @@ static void handle_signals(struct ism_master *m)
 
 static int next_timeout(struct ism_master *m, uint64_t now)
 {
-	int t = 1000; /* generation reclaim and housekeeping */
+	int t = ism_ctl_timeout_ms(m->ctl, now, 1000); /* 1 s: reclaim and housekeeping */
 	int h = ism_health_timeout_ms(m->health, now);
 
 	if (h >= 0 && h < t)
@@ -882,7 +882,7 @@ static int master_loop(struct ism_master *m)
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[5 + ISM_CTL_MAX_CLIENTS];
+		struct pollfd pfd[3 + ISM_CTL_POLLFDS];
 		nfds_t n = 0;
 		uint64_t now = ism_now_ms();
 		int ret;
@@ -901,7 +901,7 @@ static int master_loop(struct ism_master *m)
 		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = m->notify_fd, .events = POLLIN};
-		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_MAX_CLIENTS + 2);
+		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_POLLFDS);
 		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
 			ism_err("poll: %s", strerror(errno));

@@ -129,3 +129,151 @@ def events_worker_subject(env):
     doc = json.loads(ctl_cmd(sock, "show events json"))
     check(any(e["kind"] == "worker" and e["event"].startswith(f"{victim['index']} (pid {victim['pid']})")
               for e in doc), f"'show events json' lacks the worker's exit: {doc}")
+
+
+# --------------------------------------------------------------------------- admin listener and control socket pools
+
+
+def _ready_ms(aport, timeout=5.0):
+    """GET /healthz/ready on a fresh connection: (status or the error, milliseconds)."""
+    t0 = time.monotonic()
+    try:
+        status = http_get(aport, "/healthz/ready", addr="127.0.0.1", timeout=timeout).status
+    except (OSError, EOFError, TestFailure) as e:
+        status = repr(e)
+    return status, (time.monotonic() - t0) * 1000
+
+
+def _closed(s):
+    """True when the peer has closed s (EOF or reset); s is non-blocking."""
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@_test
+def admin_idle_flood(env):
+    """300 idle TCP connections to the admin listener, then 40 to the control
+    socket: /healthz/ready still answers 200 at once, isthmusctl still works
+    (each has its own pool; a new client takes the slot of the oldest idle one),
+    and the idle connections are closed after ISM_CTL_REQUEST_MS (2 s)."""
+    aport = _start(env)
+    admin, ctl = [], []
+    try:
+        for _ in range(300):
+            admin.append(socket.create_connection(("127.0.0.1", aport), timeout=5))
+        t_admin = time.monotonic()
+        probes = []
+        for _ in range(10):
+            probes.append(_ready_ms(aport))
+            rc, out, err = _isthmusctl(env, "show", "info", timeout=10)
+            check(rc == 0 and "generation: 1" in out,
+                  f"isthmusctl with 300 idle admin connections: rc {rc} {out!r} {err!r}")
+        bad = [p for p in probes if p[0] != 200 or p[1] > 1000]
+        check(not bad, f"/healthz/ready with 300 idle admin connections: {len(bad)} of {len(probes)} probes "
+              f"failed or took over 1 s: {bad[:5]}")
+        for _ in range(40):
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            u.settimeout(5)
+            u.connect(env.path("ctl.sock"))
+            ctl.append(u)
+        for _ in range(5):
+            rc, out, err = _isthmusctl(env, "show", "info", timeout=10)
+            check(rc == 0 and "generation: 1" in out,
+                  f"isthmusctl with 40 idle control connections: rc {rc} {out!r} {err!r}")
+            status, ms = _ready_ms(aport)
+            check(status == 200 and ms < 1000, f"/healthz/ready with idle control connections: {status} {ms:.0f} ms")
+        # Idle connections are closed at their request deadline, not before: the
+        # newest admin one is still open a second after it was opened...
+        for s in admin + ctl:
+            s.setblocking(False)
+        wait = t_admin + 1.0 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # not a synchronisation: the timeout must not have struck yet
+        check(not _closed(admin[-1]), "the newest idle admin connection was closed within 1 s")
+        # ...and all of them within the 2 s deadline and generous slack.
+        poll(lambda: all(_closed(s) for s in admin + ctl), 8, interval=0.1,
+             what="the master to close every idle connection")
+    finally:
+        for s in admin + ctl:
+            s.close()
+    check(env.gateway.alive(), "master died")
+
+
+def _start_many(env, services=65, per=100):
+    """services ServiceEntries of per endpoints each (127.1.S.E port 9: never
+    connected to, no health checks), one route each, and the real upstream on
+    the rest; returns (admin port, [endpoint keys])."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, aport = free_port(), free_port()
+    routes = "".join(f"  - match: [{{uri: {{prefix: /s{i}/}}}}]\n"
+                     f"    route: [{{destination: {{host: s{i}.many.internal}}}}]\n" for i in range(services))
+    routes += f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+    ses = [service_entry(f"s{i}", f"s{i}.many.internal",
+                         [{"address": f"127.1.{i}.{j + 1}", "port": 9} for j in range(per)])
+           for i in range(services)]
+    keys = [f"s{i}.many.internal|127.1.{i}.{j + 1}:9" for i in range(services) for j in range(per)]
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n"), gateway(gw_port),
+        virtual_service("many", ["*"], routes),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]), *ses))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: env.get("/").status == 200, 10, what="200 through the gateway")
+    poll(lambda: _ready_ms(aport)[0] == 200, 10, what="/healthz/ready to answer 200")
+    return aport, keys
+
+
+@_test
+def admin_slow_scraper(env):
+    """Clients that ask for /metrics (several MB here) or for `show endpoints
+    json` and never read the answer do not delay /healthz/ready or the control
+    socket: an answer is written as its client reads it, the master's loop never
+    waits on one client. (Loopback TCP takes about 3 MB before a send blocks; the
+    unix socket about 200 kB: the control-socket readers are the ones that
+    blocked the loop before.)"""
+    aport, _ = _start_many(env)
+    stalled, lat = [], []
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if len(stalled) < 16:
+                if len(stalled) % 2:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    s.settimeout(5)
+                    s.connect(env.path("ctl.sock"))
+                    s.sendall(b"show endpoints json\n")
+                else:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    s.settimeout(5)
+                    s.connect(("127.0.0.1", aport))
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                stalled.append(s)
+            lat.append(("ready",) + _ready_ms(aport))
+            t0 = time.monotonic()
+            rc, out, _ = _isthmusctl(env, "show", "info", timeout=10)
+            lat.append(("isthmusctl", rc, (time.monotonic() - t0) * 1000))
+            time.sleep(0.05)  # pacing of the probe loop, not a synchronisation
+        slow = [x for x in lat if x[1] not in (200, 0) or x[2] > 500]
+        check(not slow, f"with {len(stalled)} clients that do not read their answer, {len(slow)} of {len(lat)} "
+              f"probes failed or took over 500 ms: {[(k, v, round(ms)) for k, v, ms in slow[:6]]}")
+        # A scraper that reads late still gets its whole answer (within the 10 s answer deadline).
+        buf = b""
+        stalled[0].settimeout(10)
+        while True:
+            d = stalled[0].recv(1 << 16)
+            if not d:
+                break
+            buf += d
+        head, _, body = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"content-length: (\d+)", head)
+        check(head.startswith(b"HTTP/1.1 200") and m and int(m.group(1)) == len(body),
+              f"a late reader got {head[:120]!r} and {len(body)} body bytes")
+    finally:
+        for s in stalled:
+            s.close()
+    check(env.gateway.alive(), "master died")
