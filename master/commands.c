@@ -13,20 +13,6 @@
 #include "lib/log.h"
 #include "master/master-t.h"
 
-void ism_say(struct ism_reply *r, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (r->len >= r->cap - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(r->p + r->len, r->cap - r->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n : r->cap - 1;
-}
-
 int ism_master_ready(const struct ism_master *m)
 {
 	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
@@ -474,18 +460,16 @@ static int strip_json(char *line)
 /* The JSON form of a command whose answer is a report (reload, set, explain):
  * {"result": "ok"|"error"|"refused", "lines": [...], "errors": [...]}, where
  * errors are the report's "file:line:col: error: ..." lines. */
-static void report_as_json(struct ism_reply *r, const char *text)
+static void report_as_json(struct ism_reply *r)
 {
+	const char *text = r->p ? r->p : "";
 	const char *result = strncmp(text, "error:", 6) == 0		? "error"
 			     : strncmp(text, "reload refused", 14) == 0 ? "refused"
 									: "ok";
-	struct ism_reply out = {.cap = r->cap};
+	struct ism_reply out;
 	int pass;
 
-	out.p = malloc(out.cap);
-	if (out.p == NULL)
-		return;
-	out.p[0] = '\0';
+	ism_reply_init(&out, r->max);
 	ism_say(&out, "{\"result\":\"%s\"", result);
 	for (pass = 0; pass < 2; pass++) {
 		const char *p = text;
@@ -505,21 +489,24 @@ static void report_as_json(struct ism_reply *r, const char *text)
 		ism_say(&out, "]");
 	}
 	ism_say(&out, "}\n");
-	memcpy(r->p, out.p, out.len + 1);
-	r->len = out.len;
-	free(out.p);
+	out.incomplete |= r->incomplete;
+	ism_reply_free(r);
+	*r = out;
 }
 
 void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 {
-	char line[512];
+	char line[4096]; /* the control socket's line limit */
 	int json, report = 0;
 
+	if (strlen(cmdline) >= sizeof(line)) {
+		ism_say(r, "error: the command line is too long: refused\n");
+		return;
+	}
 	snprintf(line, sizeof(line), "%s", cmdline);
 	json = strip_json(line);
 	if (strcmp(line, "reload") == 0) {
-		ism_master_reload(m, r->p, r->cap);
-		r->len = strlen(r->p);
+		ism_master_reload(m, r);
 		report = 1;
 	} else if (strcmp(line, "show info") == 0) {
 		show_info(m, r, json);
@@ -558,5 +545,5 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 		report = 1;
 	}
 	if (json && report)
-		report_as_json(r, r->p);
+		report_as_json(r);
 }

@@ -6,16 +6,9 @@
 
 #include <stddef.h>
 
+#include "master/reply.h"
+
 struct ism_master;
-
-/* A reply being built: appends never overflow, the text is cut at the cap. */
-struct ism_reply {
-	char *p;
-	size_t len;
-	size_t cap;
-};
-
-void ism_say(struct ism_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Serving: not stopping, and every worker alive and on a published generation. */
 int ism_master_ready(const struct ism_master *m);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,8 +25,9 @@
 #include "master/commands.h"
 #include "master/master-t.h"
 
-#define CTL_LINE_MAX  4096 /* a command line, or an admin request head */
-#define CTL_REPLY_MAX (1u << 20)
+#define CTL_LINE_MAX	 4096	      /* a command line, or an admin request head */
+#define CTL_REPLY_MAX	 (64u << 20)  /* one answer; more is an error, never a cut text */
+#define CTL_REPLY_BUDGET (256u << 20) /* all the answers being written */
 
 enum ctl_state {
 	CTL_FREE = 0,
@@ -39,8 +41,9 @@ struct ctl_client {
 	uint64_t since;	   /* accepted at: the oldest is dropped first */
 	uint64_t deadline; /* of the current state */
 	uint32_t len;
-	struct ism_reply out;
-	size_t sent;
+	struct ism_reply head; /* the admin answer's status line and header */
+	struct ism_reply body; /* the page, or the command's answer */
+	size_t sent;	       /* of head, then body */
 	char line[CTL_LINE_MAX];
 };
 
@@ -53,7 +56,15 @@ enum ctl_pool_id {
 enum ctl_drop_reason {
 	CTL_DROP_FULL = 0, /* its slot went to a new client */
 	CTL_DROP_TIMEOUT,
+	CTL_DROP_MEMORY, /* its answer went over CTL_REPLY_BUDGET with the others' */
 	CTL_DROP_REASONS,
+};
+
+/* A request refused before it is read as a command or a page. */
+enum ctl_bad {
+	CTL_BAD_NONE = 0,
+	CTL_BAD_NUL,  /* a NUL byte in it */
+	CTL_BAD_LONG, /* no end within CTL_LINE_MAX */
 };
 
 struct ctl_pool {
@@ -66,6 +77,7 @@ struct ctl_pool {
 struct ism_ctl {
 	struct ism_master *m;
 	struct ctl_pool pool[CTL_POOLS];
+	size_t metrics_len; /* of the last /metrics page: the next one is allocated at once */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -505,12 +517,13 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 /* The control socket's and the admin listener's own clients. */
 static void ctl_metrics(const struct ism_ctl *c, struct ism_reply *r)
 {
-	static const char *const reasons[CTL_DROP_REASONS] = {"pool_full", "timeout"};
+	static const char *const reasons[CTL_DROP_REASONS] = {"pool_full", "timeout", "memory"};
 
 	ism_say(r, "# HELP isthmus_ctl_clients_dropped_total Control-socket and admin-listener "
 		   "clients closed before their answer was sent: their slot went to a new client "
 		   "(pool_full), or they were too slow to send the request or read the answer "
-		   "(timeout).\n# TYPE isthmus_ctl_clients_dropped_total counter\n");
+		   "(timeout), or their answers with the others' went over the memory budget "
+		   "(memory).\n# TYPE isthmus_ctl_clients_dropped_total counter\n");
 	for (int p = 0; p < CTL_POOLS; p++)
 		for (int k = 0; k < CTL_DROP_REASONS; k++)
 			ism_say(r,
@@ -520,45 +533,68 @@ static void ctl_metrics(const struct ism_ctl *c, struct ism_reply *r)
 				(unsigned long long)c->pool[p].dropped[k]);
 }
 
-/* The admin pages: readiness for the L4 balancer and Prometheus metrics. */
-static void admin_page(struct ism_ctl *c, const char *head, struct ism_reply *r)
+/* The status line and header of an admin answer whose body is body. */
+static void http_head(struct ism_reply *head, int status, const char *ctype,
+		      const struct ism_reply *body)
 {
-	struct ism_reply body = {.cap = CTL_REPLY_MAX - 512};
+	const char *reason = status == 200   ? "OK"
+			     : status == 400 ? "Bad Request"
+			     : status == 404 ? "Not Found"
+			     : status == 405 ? "Method Not Allowed"
+			     : status == 431 ? "Request Header Fields Too Large"
+			     : status == 503 ? "Service Unavailable"
+					     : "Internal Server Error";
+
+	ism_say(head,
+		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+		"connection: close\r\n\r\n",
+		status, reason, ctype, body->len);
+}
+
+static void metrics_page(struct ism_ctl *c, struct ism_reply *body)
+{
+	/* Sized at once from the last page: a page of megabytes is not copied
+	 * at each doubling. */
+	ism_reply_reserve(body, c->metrics_len + c->metrics_len / 8);
+	metrics(c->m, body);
+	ctl_metrics(c, body);
+	c->metrics_len = body->len;
+}
+
+/* The admin pages: readiness for the L4 balancer and Prometheus metrics. A
+ * page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
+static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *head,
+		       struct ism_reply *body)
+{
 	const char *ctype = "text/plain";
 	int status = 200;
 
-	body.p = malloc(body.cap);
-	if (body.p == NULL)
-		return;
-	body.p[0] = '\0';
-	if (strncmp(head, "GET /healthz/ready ", 19) == 0 ||
-	    strncmp(head, "HEAD /healthz/ready ", 20) == 0) {
+	if (strncmp(req, "GET /healthz/ready ", 19) == 0 ||
+	    strncmp(req, "HEAD /healthz/ready ", 20) == 0) {
 		status = ism_master_ready(c->m) ? 200 : 503;
-		ism_say(&body, "%s\n", status == 200 ? "ready" : "not ready");
-	} else if (strncmp(head, "GET /metrics ", 13) == 0) {
+		ism_say(body, "%s\n", status == 200 ? "ready" : "not ready");
+	} else if (strncmp(req, "GET /metrics ", 13) == 0) {
 		ctype = "text/plain; version=0.0.4";
-		metrics(c->m, &body);
-		ctl_metrics(c, &body);
-	} else if (strncmp(head, "GET ", 4) != 0 && strncmp(head, "HEAD ", 5) != 0) {
+		metrics_page(c, body);
+	} else if (strncmp(req, "GET ", 4) != 0 && strncmp(req, "HEAD ", 5) != 0) {
 		status = 405;
-		ism_say(&body, "method not allowed\n");
+		ism_say(body, "method not allowed\n");
 	} else {
 		status = 404;
-		ism_say(&body, "not found: /healthz/ready, /metrics\n");
+		ism_say(body, "not found: /healthz/ready, /metrics\n");
 	}
-	ism_say(r,
-		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
-		"connection: close\r\n\r\n",
-		status,
-		status == 200	? "OK"
-		: status == 503 ? "Service Unavailable"
-				: "Error",
-		ctype, body.len);
-	if (strncmp(head, "HEAD ", 5) != 0 && r->len + body.len < r->cap) {
-		memcpy(r->p + r->len, body.p, body.len);
-		r->len += body.len;
+	if (body->incomplete) {
+		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",
+			 CTL_REPLY_MAX >> 20);
+		ism_reply_free(body);
+		status = 500;
+		ctype = "text/plain";
+		ism_say(body, "the page is larger than the %u MiB limit: not sent\n",
+			CTL_REPLY_MAX >> 20);
 	}
-	free(body.p);
+	http_head(head, status, ctype, body);
+	if (strncmp(req, "HEAD ", 5) == 0)
+		ism_reply_free(body);
 }
 
 /* ---------- clients ---------- */
@@ -567,17 +603,34 @@ static void client_drop(struct ctl_client *cl)
 {
 	if (cl->fd >= 0)
 		close(cl->fd);
-	free(cl->out.p);
+	ism_reply_free(&cl->head);
+	ism_reply_free(&cl->body);
 	*cl = (struct ctl_client){.state = CTL_FREE, .fd = -1};
 }
 
-/* Writes what the socket takes now; the rest when poll says POLLOUT. */
+/* Writes what the socket takes now (head, then body); the rest when poll says
+ * POLLOUT. The client is dropped when all is sent or it went away. */
 static void client_send(struct ctl_client *cl)
 {
-	while (cl->sent < cl->out.len) {
-		ssize_t n = send(cl->fd, cl->out.p + cl->sent, cl->out.len - cl->sent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	size_t total = cl->head.len + cl->body.len;
 
+	while (cl->sent < total) {
+		struct iovec iov[2];
+		struct msghdr msg = {.msg_iov = iov};
+		ssize_t n;
+
+		if (cl->sent < cl->head.len) {
+			iov[msg.msg_iovlen++] =
+			    (struct iovec){cl->head.p + cl->sent, cl->head.len - cl->sent};
+			if (cl->body.len)
+				iov[msg.msg_iovlen++] = (struct iovec){cl->body.p, cl->body.len};
+		} else {
+			size_t off = cl->sent - cl->head.len;
+
+			iov[msg.msg_iovlen++] =
+			    (struct iovec){cl->body.p + off, cl->body.len - off};
+		}
+		n = sendmsg(cl->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			cl->sent += (size_t)n;
 			continue;
@@ -610,38 +663,74 @@ static int has_nul(const struct ctl_client *cl, int http)
 	return memchr(cl->line, '\0', nl ? (size_t)(nl - cl->line) : cl->len) != NULL;
 }
 
-/* The request is in: the answer is built now and goes out as the client reads. */
-static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, int nul)
+/* The answers being written hold at most CTL_REPLY_BUDGET bytes: past it the
+ * oldest of them (other than keep, the newest) are dropped. */
+static void enforce_budget(struct ism_ctl *c, const struct ctl_client *keep)
 {
-	struct ism_reply *r = &cl->out;
+	for (;;) {
+		struct ctl_client *oldest = NULL;
+		struct ctl_pool *op = NULL;
+		size_t held = 0;
 
-	r->cap = CTL_REPLY_MAX;
-	r->p = malloc(r->cap);
-	if (r->p == NULL) {
+		for (int id = 0; id < CTL_POOLS; id++)
+			for (uint32_t i = 0; i < c->pool[id].size; i++) {
+				struct ctl_client *cl = &c->pool[id].cl[i];
+
+				if (cl->state != CTL_WRITING)
+					continue;
+				held += cl->head.cap + cl->body.cap;
+				if (cl != keep && (oldest == NULL || cl->since < oldest->since)) {
+					oldest = cl;
+					op = &c->pool[id];
+				}
+			}
+		if (held <= CTL_REPLY_BUDGET || oldest == NULL)
+			return;
+		op->dropped[CTL_DROP_MEMORY]++;
+		client_drop(oldest);
+	}
+}
+
+/* The request is in (or refused: nul, too long): the answer is built now and
+ * goes out as the client reads it. */
+static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, enum ctl_bad bad)
+{
+	static const char *const why[] = {"", "contains a NUL byte", "is too long"};
+	struct ism_reply *r = &cl->body;
+
+	ism_reply_init(&cl->head, 1024);
+	ism_reply_init(r, CTL_REPLY_MAX);
+	if (bad != CTL_BAD_NONE && http) {
+		ism_say(r, "the request %s: refused\n", why[bad]);
+		http_head(&cl->head, bad == CTL_BAD_NUL ? 400 : 431, "text/plain", r);
+	} else if (bad != CTL_BAD_NONE) {
+		ism_say(r, "error: the command line %s: refused\n", why[bad]);
+	} else if (http) {
+		admin_page(c, cl->line, &cl->head, r);
+	} else {
+		ism_cmd_run(c->m, cl->line, r);
+		if (r->incomplete) {
+			ism_reply_free(r);
+			ism_say(r, "error: the answer is larger than the %u MiB limit: not sent\n",
+				CTL_REPLY_MAX >> 20);
+		}
+	}
+	if (r->incomplete || cl->head.incomplete) { /* no memory even for the error */
 		client_drop(cl);
 		return;
 	}
-	r->p[0] = '\0';
-	if (nul && http)
-		ism_say(r, "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n"
-			   "content-length: 32\r\nconnection: close\r\n\r\n"
-			   "NUL byte in the request refused\n");
-	else if (nul)
-		ism_say(r, "error: the command contains a NUL byte: refused\n");
-	else if (http)
-		admin_page(c, cl->line, r);
-	else
-		ism_cmd_run(c->m, cl->line, r);
 	cl->state = CTL_WRITING;
 	cl->sent = 0;
 	cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
+	enforce_budget(c, cl);
 	client_send(cl);
 }
 
 static void client_read(struct ism_ctl *c, struct ctl_client *cl, int http)
 {
 	ssize_t r = recv(cl->fd, cl->line + cl->len, sizeof(cl->line) - 1 - cl->len, MSG_DONTWAIT);
-	int nul;
+	enum ctl_bad bad = CTL_BAD_NONE;
+	int done;
 
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
@@ -651,16 +740,20 @@ static void client_read(struct ism_ctl *c, struct ctl_client *cl, int http)
 	}
 	cl->len += (uint32_t)r;
 	cl->line[cl->len] = '\0';
-	nul = has_nul(cl, http);
-	if (!complete(cl, http) && !nul && r > 0 && cl->len < sizeof(cl->line) - 1)
+	done = complete(cl, http);
+	if (has_nul(cl, http))
+		bad = CTL_BAD_NUL;
+	else if (!done && cl->len == sizeof(cl->line) - 1)
+		bad = CTL_BAD_LONG;
+	if (!done && bad == CTL_BAD_NONE && r > 0)
 		return;
 	if (r == 0 && cl->len == 0) {
 		client_drop(cl); /* connected and left */
 		return;
 	}
-	if (!http && !nul)
+	if (!http && bad == CTL_BAD_NONE)
 		cl->line[strcspn(cl->line, "\r\n")] = '\0';
-	client_answer(c, cl, http, nul);
+	client_answer(c, cl, http, bad);
 }
 
 static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, short revents)

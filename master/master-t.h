@@ -8,6 +8,7 @@
 
 #include "conf/conf.h"
 #include "master/events.h"
+#include "master/reply.h"
 #include "shm/shm.h"
 
 #define ISM_VERSION "0.2.0"
@@ -69,7 +70,7 @@ struct ism_master {
  * the reasons in d; the running generation is untouched on failure. */
 int ism_master_load(struct ism_master *m, struct ism_diags *d);
 /* Reload with a human-readable report ("reload: generation N published" or the
- * errors), also logged. */
-void ism_master_reload(struct ism_master *m, char *report, size_t len);
+ * errors) appended to r, also logged. */
+void ism_master_reload(struct ism_master *m, struct ism_reply *r);
 
 #endif

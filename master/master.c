@@ -747,38 +747,49 @@ static void notify_ready(const struct ism_master *m)
 		   (unsigned long long)m->gen, m->n_workers);
 }
 
-void ism_master_reload(struct ism_master *m, char *report, size_t len)
+/* Every diagnostic of d, one per line (64 kept, about 1.3 kB each at most). */
+static void say_diags(struct ism_reply *r, const struct ism_diags *d)
+{
+	size_t len = sizeof(d->items) / sizeof(d->items[0]) * 1400;
+	char *buf = malloc(len);
+
+	if (buf == NULL) {
+		ism_say(r, "(out of memory formatting the diagnostics)\n");
+		return;
+	}
+	ism_diags_format(buf, len, d);
+	ism_say(r, "%s", buf);
+	free(buf);
+}
+
+void ism_master_reload(struct ism_master *m, struct ism_reply *r)
 {
 	struct ism_diags *d = calloc(1, sizeof(*d));
 	int ret;
 
 	notify_reloading();
 	if (d == NULL) {
-		snprintf(report, len, "reload refused: out of memory\n");
+		ism_say(r, "reload refused: out of memory\n");
 		return;
 	}
 	ism_diags_init(d);
 	ret = ism_master_load(m, d);
 	if (ret < 0) {
-		size_t n;
-
 		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
 		ism_event_add(&m->events, "reload",
 			      "refused (%zu errors); generation %llu keeps serving", d->n_errors,
 			      (unsigned long long)m->gen);
-		n = (size_t)snprintf(report, len,
-				     "reload refused; the running configuration "
-				     "(generation %llu) keeps serving:\n",
-				     (unsigned long long)m->gen);
-		if (n < len)
-			ism_diags_format(report + n, len - n, d);
-		ism_err("%s", report);
+		ism_say(r,
+			"reload refused; the running configuration (generation %llu) keeps "
+			"serving:\n",
+			(unsigned long long)m->gen);
+		say_diags(r, d);
+		ism_err("%s", r->p ? r->p : "reload refused");
 	} else {
 		atomic_fetch_add(&m->shm.hdr->reloads, 1);
 		ism_event_add(&m->events, "reload", "generation %llu published",
 			      (unsigned long long)m->gen);
-		snprintf(report, len, "reload: generation %llu published\n",
-			 (unsigned long long)m->gen);
+		ism_say(r, "reload: generation %llu published\n", (unsigned long long)m->gen);
 		ism_notice("reload: generation %llu published", (unsigned long long)m->gen);
 		if (d->n) {
 			char warn[2048];
@@ -826,10 +837,12 @@ static void handle_signals(struct ism_master *m)
 	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP: {
-			char report[4096];
+			struct ism_reply report;
 
 			ism_notice("SIGHUP: reloading %s", m->conf_path);
-			ism_master_reload(m, report, sizeof(report));
+			ism_reply_init(&report, 1u << 20);
+			ism_master_reload(m, &report);
+			ism_reply_free(&report);
 			break;
 		}
 		case SIGTERM:

@@ -203,7 +203,7 @@ def admin_idle_flood(env):
     check(env.gateway.alive(), "master died")
 
 
-def _start_many(env, services=65, per=100):
+def _start_many(env, services=75, per=100):
     """services ServiceEntries of per endpoints each (127.1.S.E port 9: never
     connected to, no health checks), one route each, and the real upstream on
     the rest; returns (admin port, [endpoint keys])."""
@@ -248,7 +248,8 @@ def admin_slow_scraper(env):
                     s.sendall(b"show endpoints json\n")
                 else:
                     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    if stalled:  # the first one reads its answer at the end: a normal window
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                     s.settimeout(5)
                     s.connect(("127.0.0.1", aport))
                     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -277,3 +278,51 @@ def admin_slow_scraper(env):
         for s in stalled:
             s.close()
     check(env.gateway.alive(), "master died")
+
+
+# --------------------------------------------------------------------------- large answers
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+                    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? [-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf)$')
+COMMENT = re.compile(r"^# (?:HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* "
+                     r"(?:counter|gauge|histogram|summary|untyped))$")
+
+
+@_test
+def large_answers(env):
+    """7,500 endpoints: /metrics (about 6 MB) comes whole, every line in the
+    Prometheus text format, its content-length right; `show endpoints` (text and
+    JSON, over 1 MiB each) lists every endpoint. Before, both were cut at 1 MiB,
+    /metrics mid-line with status 200."""
+    aport, keys = _start_many(env)
+    with socket.create_connection(("127.0.0.1", aport), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    m = re.search(rb"\r\ncontent-length: (\d+)\r\n", head)
+    check(head.startswith(b"HTTP/1.1 200 ") and m, f"/metrics answered {head[:200]!r}")
+    check(int(m.group(1)) == len(body), f"content-length {m.group(1).decode()}, {len(body)} body bytes")
+    text = body.decode()
+    check(text.endswith("\n"), f"/metrics does not end with a newline: ...{text[-80:]!r}")
+    bad = [l for l in text.split("\n")[:-1] if not (COMMENT.match(l) or SAMPLE.match(l))]
+    check(not bad, f"{len(bad)} lines of /metrics are not in the text format: {bad[:3]}")
+    for family in ("isthmus_endpoint_healthy", "isthmus_endpoint_requests_total", "isthmus_endpoint_ejected"):
+        n = sum(1 for l in text.split("\n") if l.startswith(family + "{"))
+        check(n == len(keys) + 1, f"{n} samples of {family}, want {len(keys) + 1} (every endpoint)")
+    check(len(body) > 4 << 20, f"/metrics of {len(body)} bytes: the test wants more than 4 MiB")
+
+    sock = env.path("ctl.sock")
+    out = ctl_cmd(sock, "show endpoints", timeout=20)
+    listed = {l.split()[1] for l in out.strip().split("\n") if len(l.split()) > 1}
+    check(len(out) > 1 << 20 and set(keys) <= listed and len(listed) == len(keys) + 1,
+          f"'show endpoints' ({len(out)} bytes) lists {len(listed)} endpoints, want {len(keys) + 1}")
+    rc, out, err = _isthmusctl(env, "show", "endpoints", "json")
+    check(rc == 0, f"isthmusctl show endpoints json: rc {rc} {err!r}")
+    doc = json.loads(out)
+    check({e["key"] for e in doc} >= set(keys) and len(doc) == len(keys) + 1,
+          f"'show endpoints json' holds {len(doc)} endpoints, want {len(keys) + 1}")
