@@ -118,6 +118,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "generation", m->gen);
 	kv_str(&k, "config", m->conf_path);
 	kv_num(&k, "workers", (unsigned long long)m->n_workers);
+	kv_num(&k, "worker_hangs", m->worker_hangs);
 	kv_str(&k, "ready", ism_master_ready(m) ? "yes" : "no");
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));

@@ -494,6 +494,9 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	       (unsigned long long)atomic_load(&h->reload_failures));
 	metric(r, "isthmus_workers", "gauge", "Worker processes configured.",
 	       (unsigned long long)m->n_workers);
+	metric(r, "isthmus_worker_hangs_total", "counter",
+	       "Workers killed (and restarted) for a heartbeat older than 5 s.",
+	       (unsigned long long)m->worker_hangs);
 	metric(r, "isthmus_ready", "gauge", "1 while serving (the readiness check answers 200).",
 	       (unsigned long long)ism_master_ready(m));
 	endpoint_family(r, h, "isthmus_endpoint_healthy", "gauge",

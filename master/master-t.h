@@ -24,6 +24,7 @@ struct ism_wslot {
 	uint32_t restarts;	  /* consecutive early deaths */
 	uint8_t active;		  /* in the current set: restarted when it dies */
 	uint8_t retiring;	  /* of a set replaced by a reload: draining, not restarted */
+	uint8_t hung;		  /* killed for a stale heartbeat, not reaped yet */
 	uint64_t retire_deadline; /* monotonic: killed if still draining then */
 };
 
@@ -53,9 +54,12 @@ struct ism_master {
 	char conf_sum[17];  /* FNV-1a 64 of the file loaded, hex */
 	int stopping;
 	uint64_t stop_deadline;
-	int notify_fd;	      /* eventfd: workers write when they eject an endpoint */
-	uint64_t epoch;	      /* health epoch the loads were last computed for */
-	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
+	uint64_t last_turn;    /* monotonic: the loop's previous turn */
+	uint64_t awake_since;  /* monotonic: the loop has turned without a stall since */
+	uint64_t worker_hangs; /* workers killed for a stale heartbeat */
+	int notify_fd;	       /* eventfd: workers write when they eject an endpoint */
+	uint64_t epoch;	       /* health epoch the loads were last computed for */
+	uint64_t *next_sweep;  /* per cluster of the current table: next outlier sweep */
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
 	struct ism_events events;

@@ -40,6 +40,15 @@
 #define RESPAWN_MIN_MS 100
 #define RESPAWN_MAX_MS 10000
 #define STOP_GRACE_MS  5000
+/* A worker writes its heartbeat at each 100 ms tick of its loop. One that has
+ * not for HANG_MS is hung (stopped, spinning, blocked): it is killed and
+ * restarted. Before its first heartbeat a worker has HANG_START_MS (its TLS
+ * contexts and buffers are set up then). A loop turn of the master's later
+ * than MASTER_STALL_MS after the previous one means the master itself was held
+ * up: the workers then get a whole HANG_MS before they are judged. */
+#define HANG_MS		5000
+#define HANG_START_MS	30000
+#define MASTER_STALL_MS 2000
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
 			   const int *cur_fds, int *err);
@@ -535,6 +544,7 @@ static int spawn_worker(struct ism_master *m, int i)
 	atomic_store(&ss->gen, 0);
 	atomic_store(&ss->draining, 0);
 	atomic_store(&ss->stats.conn_active, 0);
+	atomic_store(&ss->heartbeat_ms, 0); /* none yet from this worker */
 	pid = fork();
 	if (pid < 0) {
 		int err = errno;
@@ -565,7 +575,51 @@ static int spawn_worker(struct ism_master *m, int i)
 	ws->fd = sv[0];
 	ws->started_ms = ism_now_ms();
 	ws->respawn_at = 0;
+	ws->hung = 0;
 	return 0;
+}
+
+/* How long worker i has gone without a heartbeat, when that is longer than it
+ * may; 0 while it is alive enough. */
+static uint64_t hang_age(const struct ism_master *m, int i, uint64_t now)
+{
+	const struct ism_wslot *ws = &m->workers[i];
+	uint64_t hb = atomic_load(&m->shm.hdr->workers[i].heartbeat_ms);
+
+	if (ws->pid == 0 || ws->hung)
+		return 0;
+	if (hb == 0)
+		return now - ws->started_ms > HANG_START_MS ? now - ws->started_ms : 0;
+	return now > hb && now - hb > HANG_MS ? now - hb : 0;
+}
+
+/* A hung worker is killed; reap() restarts it as any worker that died. */
+static void kill_hung(struct ism_master *m, uint64_t now)
+{
+	if (now - m->last_turn > MASTER_STALL_MS)
+		m->awake_since = now;
+	m->last_turn = now;
+	if (now - m->awake_since < HANG_MS)
+		return;
+	for (int i = 0; i < m->n_slots; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+		uint64_t age = hang_age(m, i, now);
+		char why[64];
+
+		if (age == 0)
+			continue;
+		snprintf(why, sizeof(why),
+			 atomic_load(&m->shm.hdr->workers[i].heartbeat_ms)
+			     ? "heartbeat %llu ms old"
+			     : "no heartbeat %llu ms after its start",
+			 (unsigned long long)age);
+		ism_err("worker %d (pid %d) hung: %s; killing it", i, (int)ws->pid, why);
+		ism_event_add(&m->events, "worker", "%d (pid %d) hung: %s, killed", i, (int)ws->pid,
+			      why);
+		kill(ws->pid, SIGKILL);
+		ws->hung = 1;
+		m->worker_hangs++;
+	}
 }
 
 static void reap(struct ism_master *m)
@@ -931,6 +985,7 @@ static int master_loop(struct ism_master *m)
 				ism_warn("notify: %s", strerror(errno));
 		}
 		update_lbstate(m, now);
+		kill_hung(m, now);
 		ism_ctl_run(m->ctl, pfd + 3, n - 3);
 		if (!m->stopping)
 			respawn_due(m, now);

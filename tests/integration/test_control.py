@@ -326,3 +326,69 @@ def large_answers(env):
     doc = json.loads(out)
     check({e["key"] for e in doc} >= set(keys) and len(doc) == len(keys) + 1,
           f"'show endpoints json' holds {len(doc)} endpoints, want {len(keys) + 1}")
+
+
+# --------------------------------------------------------------------------- worker supervision
+
+
+def _admin_metric(aport, name):
+    body = http_get(aport, "/metrics", addr="127.0.0.1", timeout=10).body.decode()
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+    check(m, f"{name} missing from /metrics")
+    return float(m.group(1))
+
+
+@_test
+def worker_hang(env):
+    """A worker stopped (SIGSTOP) is noticed by its heartbeat, 5 s old: killed,
+    replaced by a new process, an event and a metric say so, and traffic is
+    served by the new one."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    # Both workers past their start (a worker without a first heartbeat has 30 s).
+    victim = poll(lambda: (lambda w: w[0] if all(x["heartbeat_age_ms"] > 0 for x in w) else None)(
+        json.loads(ctl_cmd(sock, "show workers json"))), 10, what="a heartbeat from every worker")
+    t0 = time.monotonic()
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        def replaced():
+            w = json.loads(ctl_cmd(sock, "show workers json"))[victim["index"]]
+            return w if w["pid"] not in (0, victim["pid"]) and w["generation"] > 0 else None
+        new = poll(replaced, 15, interval=0.2, what=f"worker {victim['index']} (pid {victim['pid']}, stopped) "
+                   "to be replaced")
+    finally:
+        try:
+            os.kill(victim["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    took = time.monotonic() - t0
+    check(took >= 4.0, f"the stopped worker was replaced after {took:.1f} s, before its 5 s bound")
+    check(not os.path.exists(f"/proc/{victim['pid']}"), f"the hung worker {victim['pid']} still exists")
+    events = ctl_cmd(sock, "show events")
+    check(re.search(rf" worker {victim['index']} \(pid {victim['pid']}\) hung: heartbeat \d+ ms old, killed$",
+                    events, re.M), f"no hang event in 'show events':\n{events}")
+    check(_admin_metric(aport, "isthmus_worker_hangs_total") == 1, "isthmus_worker_hangs_total is not 1")
+    check(_info(env)["worker_hangs"] == 1, f"show info: {_info(env)}")
+    for i in range(20):
+        r = env.get(f"/after-hang/{i}")
+        check(r.status == 200, f"request {i} after the replacement: {r}")
+    check(new["pid"] in env.workers(), f"the new worker {new['pid']} is not a child of the master")
+
+
+@_test
+def master_stall_spares_workers(env):
+    """The master itself stopped for longer than the heartbeat bound does not
+    take its (healthy) workers for hung when it resumes."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    before = [w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))]
+    os.kill(env.gateway.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6.5)  # the stall under test, not a synchronisation
+    finally:
+        os.kill(env.gateway.pid, signal.SIGCONT)
+    # An answer comes from a loop turn after the resume: the hang check ran in it.
+    after = [w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))]
+    check(after == before, f"workers replaced after a master stall: {before} -> {after}")
+    check(_admin_metric(aport, "isthmus_worker_hangs_total") == 0, "a worker counted as hung")
+    check(env.get("/").status == 200, "no service after the stall")
