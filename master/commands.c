@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "health/outlier.h"
@@ -108,7 +109,9 @@ static void list_item(struct kv *k, struct ism_reply *r, int json, int not_first
 
 static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 {
+	const struct ism_table *t = ism_shm_current(&m->shm);
 	struct ism_worker_stats st;
+	struct rlimit rl;
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	struct kv k;
 
@@ -119,6 +122,8 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_str(&k, "config", m->conf_path);
 	kv_num(&k, "workers", (unsigned long long)m->n_workers);
 	kv_num(&k, "worker_hangs", m->worker_hangs);
+	kv_num(&k, "max_connections_per_worker", t ? t->limits.max_connections : 0);
+	kv_num(&k, "open_files_limit", getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0);
 	kv_str(&k, "ready", ism_master_ready(m) ? "yes" : "no");
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -465,6 +466,8 @@ static const struct worker_metric worker_metrics[] = {
 
 static void metrics(struct ism_master *m, struct ism_reply *r)
 {
+	const struct ism_table *t = ism_shm_current(&m->shm);
+	struct rlimit rl;
 	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	struct ism_worker_stats st;
@@ -494,6 +497,13 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	       (unsigned long long)atomic_load(&h->reload_failures));
 	metric(r, "isthmus_workers", "gauge", "Worker processes configured.",
 	       (unsigned long long)m->n_workers);
+	metric(r, "isthmus_max_connections_per_worker", "gauge",
+	       "Client connections a worker takes (spec.limits.maxConnectionsPerWorker, or the "
+	       "default derived from the open-file limit).",
+	       (unsigned long long)(t ? t->limits.max_connections : 0));
+	metric(r, "isthmus_open_files_limit", "gauge",
+	       "The open-file limit (RLIMIT_NOFILE) the workers run with.",
+	       (unsigned long long)(getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0));
 	metric(r, "isthmus_worker_hangs_total", "counter",
 	       "Workers killed (and restarted) for a heartbeat older than 5 s.",
 	       (unsigned long long)m->worker_hangs);

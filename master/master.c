@@ -32,6 +32,7 @@
 #include "health/lbstate.h"
 #include "lib/log.h"
 #include "master/ctl.h"
+#include "master/fds.h"
 #include "master/master-t.h"
 #include "shm/shm.h"
 #include "worker/worker.h"
@@ -74,6 +75,55 @@ static int check_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
 	return 0;
 }
 
+/* The open-file limit for t: maxConnectionsPerWorker as the file sets it, or
+ * the default derived from the limit (written into t, not yet published), and
+ * RLIMIT_NOFILE raised when raise allows. 0, or -EMFILE with the reason in d
+ * (at the field's position when the file sets it). */
+static int fds_apply(const char *file, const struct ism_conf *conf, struct ism_table *t,
+		     enum ism_fds_raise raise, struct ism_diags *d)
+{
+	struct ism_fds_plan p;
+	struct rlimit rl;
+	const char *res = "";
+	int line = 0, col = 0, ret;
+	uint32_t want = ism_conf_max_connections(conf, &line, &col, &res);
+	char field[256];
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	ret = ism_fds_plan(want, t->n_listeners, rl.rlim_cur, rl.rlim_max, raise, &p);
+	if (ret == 0 && (p.soft != rl.rlim_cur || p.hard != rl.rlim_max)) {
+		struct rlimit to = {.rlim_cur = p.soft, .rlim_max = p.hard};
+
+		ret = setrlimit(RLIMIT_NOFILE, &to) < 0 ? -EMFILE : 0;
+	}
+	if (ret == 0) {
+		t->limits.max_connections = p.max_conn;
+		return 0;
+	}
+	snprintf(field, sizeof(field), "%s%sspec.limits.maxConnectionsPerWorker", res,
+		 res[0] ? ": " : "");
+	if (want == 0)
+		ism_diag_add(
+		    d, ISM_DIAG_ERROR, file, 0, 0, field,
+		    "the open-file limit (%llu, hard %llu) leaves no room for a connection "
+		    "(each takes %d, and a worker %llu besides): raise it (LimitNOFILE=)",
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+		    ISM_FDS_PER_CONN, (unsigned long long)ism_fds_need(0, t->n_listeners));
+	else
+		ism_diag_add(
+		    d, ISM_DIAG_ERROR, file, line, col, field,
+		    "%u connections need %llu open files per worker (%d each, %llu "
+		    "besides); the open-file limit is %llu (hard %llu)%s: lower the value, "
+		    "or raise the limit (LimitNOFILE=)%s",
+		    want, (unsigned long long)p.need, ISM_FDS_PER_CONN,
+		    (unsigned long long)ism_fds_need(0, t->n_listeners),
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+		    raise == ISM_FDS_RAISE ? " and cannot be raised to it" : "",
+		    raise == ISM_FDS_RAISE ? "" : " and restart: running workers keep theirs");
+	return -EMFILE;
+}
+
 int ism_master_check(const char *conf_path)
 {
 	struct ism_diags *d = calloc(1, sizeof(*d));
@@ -95,12 +145,18 @@ int ism_master_check(const char *conf_path)
 	ism_arena_init(&arena, block, GEN_ARENA_SIZE);
 	if (ism_conf_compile(conf, &arena, check_id_cb, &next, &t, d) < 0)
 		goto out;
+	/* What the master would do at its start: this process's limit is the
+	 * one a master started the same way gets. */
+	if (fds_apply(conf_path, conf, (struct ism_table *)t, ISM_FDS_RAISE, d) < 0)
+		goto out;
 	status = 0;
 out:
 	ism_diags_print(stderr, d);
 	if (status == 0)
-		fprintf(stderr, "%s: configuration is valid (%u listeners, %u clusters)\n",
-			conf_path, t->n_listeners, t->n_clusters);
+		fprintf(stderr,
+			"%s: configuration is valid (%u listeners, %u clusters, %u connections "
+			"per worker)\n",
+			conf_path, t->n_listeners, t->n_clusters, t->limits.max_connections);
 	free(block);
 	ism_conf_free(conf);
 	free(d);
@@ -344,6 +400,9 @@ static int load_text(struct ism_master *m, struct ism_diags *d, const char *text
 		goto out;
 	}
 	ret = ism_conf_compile(conf, &arena, ep_id_cb, m, &t, d);
+	if (ret == 0)
+		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
+				cur == NULL ? ISM_FDS_RAISE : ISM_FDS_KEEP, d);
 	if (ret < 0) {
 		ism_shm_gen_abort(&m->shm, slot);
 		goto out;
@@ -1017,24 +1076,6 @@ static int setup_signals(struct ism_master *m)
 	return m->sfd < 0 ? -errno : 0;
 }
 
-/* Every connection costs a worker two descriptors (client and upstream). */
-static void raise_nofile(const struct ism_table *t, int workers)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)t->limits.max_connections * 2 + 1024;
-
-	(void)workers;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
-	if (rl.rlim_cur >= want)
-		return;
-	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-		ism_warn(
-		    "open-file limit %llu is below the %llu that maxConnectionsPerWorker needs",
-		    (unsigned long long)rl.rlim_cur, (unsigned long long)want);
-}
-
 /* TLS runs in user space. Says whether the kernel would offer kTLS (the "tls"
  * upper-layer protocol), which this release does not use yet. */
 static void log_ktls(const struct ism_table *t)
@@ -1107,7 +1148,6 @@ int ism_master_run(const struct ism_master_opts *opts)
 		ism_err("signals: %s", strerror(errno));
 		goto out_health;
 	}
-	raise_nofile(t, worker_count(t));
 	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
 	if (m->listen_fds == NULL)
 		goto out_listen;

@@ -392,3 +392,106 @@ def master_stall_spares_workers(env):
     check(after == before, f"workers replaced after a master stall: {before} -> {after}")
     check(_admin_metric(aport, "isthmus_worker_hangs_total") == 0, "a worker counted as hung")
     check(env.get("/").status == 200, "no service after the stall")
+
+
+# --------------------------------------------------------------------------- open-file limit
+
+
+def _start_limited(env, conf, port, soft, hard):
+    """The master under RLIMIT_NOFILE soft:hard (prlimit execs it: same pid)."""
+    env.gw_port = port
+    env.gateway = env.spawn("isthmus", ["prlimit", f"--nofile={soft}:{hard}", env.isthmus, "-f", conf])
+
+    def up():
+        if not env.gateway.alive():
+            raise TestFailure(f"isthmus exited with {env.gateway.p.returncode}")
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    poll(up, 10, what=f"isthmus to listen on 127.0.0.1:{port}")
+
+
+def _limited_conf(env, max_conn=None):
+    ports = getattr(env, "up_ports", None) or env.upstream(["127.0.0.2:0=a"], name="a")
+    env.up_ports = ports
+    gw_port = getattr(env, "gw_port_fixed", None) or free_port()
+    env.gw_port_fixed = gw_port
+    extra = f"  limits:\n    maxConnectionsPerWorker: {max_conn}\n" if max_conn else ""
+    text = docs(appliance(env, extra=extra), gateway(gw_port),
+                virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+                service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]))
+    return env.write("isthmus.yaml", text), gw_port, text
+
+
+def _field_error(out, conf, text):
+    """The error line for maxConnectionsPerWorker, checked to point at its line."""
+    m = re.search(re.escape(conf) + r":(\d+):(\d+): error: Appliance test: "
+                  r"spec\.limits\.maxConnectionsPerWorker: (.*)", out)
+    check(m, f"no '{conf}:LINE:COL: error: Appliance test: spec.limits.maxConnectionsPerWorker:' in {out!r}")
+    line = text.split("\n")[int(m.group(1)) - 1]
+    check("maxConnectionsPerWorker" in line, f"the error points at line {m.group(1)}: {line!r}")
+    return m.group(3)
+
+
+@_test
+def nofile_explicit(env):
+    """An explicit maxConnectionsPerWorker the open-file limit cannot honour is
+    refused, with its position: by `isthmus -c`, at the start, and at a reload
+    (which cannot raise the limit of the running workers); one that fits after
+    raising the soft limit starts with the limit raised."""
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    if nr_open >= 2 * 1048576 + 65:
+        raise Skip(f"fs.nr_open is {nr_open}: a privileged master can honour any value")
+    conf, gw_port, text = _limited_conf(env, 1048576)
+    p = subprocess.run(["prlimit", "--nofile=4096:4096", env.isthmus, "-c", "-f", conf], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=20)
+    out = p.stdout.decode()
+    check(p.returncode == 1, f"isthmus -c of 1048576 connections under 4096 files: rc {p.returncode} {out!r}")
+    msg = _field_error(out, conf, text)
+    check("1048576 connections need 2097217 open files" in msg, f"the message: {msg!r}")
+    env.gateway = env.spawn("isthmus", ["prlimit", "--nofile=4096:4096", env.isthmus, "-f", conf])
+    try:
+        env.gateway.p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("isthmus started with 1048576 connections under a 4096-file limit")
+    check(env.gateway.p.returncode != 0, "isthmus exited with 0 on a refused start")
+    _field_error(env.gateway.log(), conf, text)
+    check("not started" in env.gateway.log(), "no 'not started' in the log")
+
+    # 3000 connections need 6065: the soft limit is raised to it (the hard one allows).
+    conf, gw_port, text = _limited_conf(env, 3000)
+    _start_limited(env, conf, gw_port, 1024, 8192)
+    info = _info(env)
+    check(info["max_connections_per_worker"] == 3000 and info["open_files_limit"] == 6065,
+          f"3000 connections under 1024:8192: {info}")
+    check(env.get("/").status == 200, "no service")
+    # A reload cannot raise it: 5000 (10065 files) is refused where it is written.
+    conf, _, text = _limited_conf(env, 5000)
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 1 and out.startswith("reload refused"), f"reload to 5000 connections: rc {rc} {out!r}")
+    msg = _field_error(out, conf, text)
+    check("5000 connections need 10065 open files" in msg and "restart" in msg, f"the message: {msg!r}")
+    check(_info(env)["generation"] == 1, "a refused reload changed the generation")
+
+
+@_test
+def nofile_default_derived(env):
+    """Without maxConnectionsPerWorker, the default (16384) is lowered to what
+    the open-file limit allows, instead of a warning and workers that run out
+    of descriptors: shown by `show info` and /metrics."""
+    aport = free_port()
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n"), gateway(gw_port),
+        virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    _start_limited(env, conf, gw_port, 4096, 4096)
+    want = (4096 - 64 - 1) // 2  # 2 per connection; 64 and the listener besides
+    info = _info(env)
+    check(info.get("max_connections_per_worker") == want and info.get("open_files_limit") == 4096,
+          f"show info under a 4096-file limit: {info}")
+    check(_admin_metric(aport, "isthmus_max_connections_per_worker") == want,
+          "isthmus_max_connections_per_worker is not the derived default")
+    check("below the" not in env.gateway.log(), "the old warning is still logged")
+    check(env.get("/").status == 200, "no service")
