@@ -14,8 +14,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/run/isthmus/isthmus.sock"
-#define TIMEOUT_MS     30000 /* a reload with a large file may take a while */
+#define DEFAULT_SOCKET	  "/run/isthmus/isthmus.sock"
+#define TIMEOUT_MS	  30000	 /* an answer (silence allowed between its parts) */
+#define RELOAD_TIMEOUT_MS 300000 /* a reload may wait behind another, each of a large file */
 
 static void usage(FILE *out)
 {
@@ -60,7 +61,7 @@ static int send_all(int fd, const char *p, size_t n)
 }
 
 /* Reads the whole answer (the master closes after it), bounded in time. */
-static int read_answer(int fd, char **out, size_t *len)
+static int read_answer(int fd, int timeout_ms, char **out, size_t *len)
 {
 	size_t cap = 65536, n = 0;
 	char *buf = malloc(cap);
@@ -71,7 +72,7 @@ static int read_answer(int fd, char **out, size_t *len)
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t r;
 
-		if (poll(&p, 1, TIMEOUT_MS) <= 0) {
+		if (poll(&p, 1, timeout_ms) <= 0) {
 			free(buf);
 			return -ETIMEDOUT;
 		}
@@ -158,7 +159,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 3;
 	}
-	ret = read_answer(fd, &answer, &alen);
+	ret = read_answer(fd, strcmp(argv[optind], "reload") == 0 ? RELOAD_TIMEOUT_MS : TIMEOUT_MS,
+			  &answer, &alen);
 	close(fd);
 	if (ret < 0) {
 		fprintf(stderr, "isthmusctl: %s: %s\n", path, strerror(-ret));

@@ -13,6 +13,7 @@
 #include "lib/json.h"
 #include "lib/log.h"
 #include "master/master-t.h"
+#include "master/reload.h"
 
 int ism_master_ready(const struct ism_master *m)
 {
@@ -125,6 +126,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "max_connections_per_worker", t ? t->limits.max_connections : 0);
 	kv_num(&k, "open_files_limit", getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0);
 	kv_str(&k, "ready", ism_master_ready(m) ? "yes" : "no");
+	kv_bool(&k, "reloading", ism_reload_busy(m));
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));
 	kv_num(&k, "uptime_s", (ism_wall_ms() - atomic_load(&h->started_ms)) / 1000);
@@ -500,19 +502,30 @@ static void report_as_json(struct ism_reply *r)
 	*r = out;
 }
 
-void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
+void ism_cmd_reload_answer(const char *report, int json, struct ism_reply *r)
+{
+	ism_say(r, "%s", report);
+	if (json)
+		report_as_json(r);
+}
+
+uint64_t ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r, int *json_out)
 {
 	char line[4096]; /* the control socket's line limit */
 	int json, report = 0;
 
 	if (strlen(cmdline) >= sizeof(line)) {
 		ism_say(r, "error: the command line is too long: refused\n");
-		return;
+		return 0;
 	}
 	snprintf(line, sizeof(line), "%s", cmdline);
 	json = strip_json(line);
+	*json_out = json;
 	if (strcmp(line, "reload") == 0) {
-		ism_master_reload(m, r);
+		uint64_t ticket = ism_reload_request(m, ISM_LOAD_FILE, r);
+
+		if (ticket != 0)
+			return ticket;
 		report = 1;
 	} else if (strcmp(line, "show info") == 0) {
 		show_info(m, r, json);
@@ -544,7 +557,7 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 			"  set endpoint ID|KEY state ready|drain|maint\n"
 			"  set endpoint ID|KEY weight N        (0: the configured weight)\n"
 			"  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
-			"  reload\n"
+			"  reload               (answers when the reload is over)\n"
 			"  help\n");
 	} else {
 		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
@@ -552,4 +565,5 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 	}
 	if (json && report)
 		report_as_json(r);
+	return 0;
 }

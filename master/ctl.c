@@ -34,6 +34,7 @@ enum ctl_state {
 	CTL_FREE = 0,
 	CTL_READING, /* until the request is complete: POLLIN */
 	CTL_WRITING, /* until the answer is sent: POLLOUT */
+	CTL_WAITING, /* for the reload of its ticket to be over: only hang-ups polled */
 };
 
 struct ctl_client {
@@ -42,6 +43,8 @@ struct ctl_client {
 	uint64_t since;	   /* accepted at: the oldest is dropped first */
 	uint64_t deadline; /* of the current state */
 	uint32_t len;
+	uint64_t ticket;       /* CTL_WAITING: the reload's */
+	int json;	       /* CTL_WAITING: the answer in JSON */
 	struct ism_reply head; /* the admin answer's status line and header */
 	struct ism_reply body; /* the page, or the command's answer */
 	size_t sent;	       /* of head, then body */
@@ -721,7 +724,12 @@ static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, en
 	} else if (http) {
 		admin_page(c, cl->line, &cl->head, r);
 	} else {
-		ism_cmd_run(c->m, cl->line, r);
+		cl->ticket = ism_cmd_run(c->m, cl->line, r, &cl->json);
+		if (cl->ticket != 0) {
+			cl->state = CTL_WAITING;
+			cl->deadline = 0;
+			return;
+		}
 		if (r->incomplete) {
 			ism_reply_free(r);
 			ism_say(r, "error: the answer is larger than the %u MiB limit: not sent\n",
@@ -781,6 +789,10 @@ static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, sho
 		else
 			client_send(cl);
 		break;
+	case CTL_WAITING:
+		if (revents & (POLLERR | POLLHUP | POLLNVAL))
+			client_drop(cl); /* gone: the reload goes on */
+		break;
 	case CTL_FREE:
 	default:
 		ISM_BUG_ON(1);
@@ -799,6 +811,8 @@ static struct ctl_client *pool_slot(struct ctl_pool *p)
 
 		if (cl->state == CTL_FREE)
 			return cl;
+		if (cl->state == CTL_WAITING)
+			continue;
 		if (oldest[cl->state] == NULL || cl->since < oldest[cl->state]->since)
 			oldest[cl->state] = cl;
 	}
@@ -861,4 +875,28 @@ void ism_ctl_run(struct ism_ctl *c, const struct pollfd *pfd, size_t n)
 	for (int id = 0; id < CTL_POOLS; id++)
 		if (c->pool[id].lfd >= 0 && (pfd[id].revents & POLLIN))
 			accept_from(c, id, now);
+}
+
+void ism_ctl_reload_done(struct ism_ctl *c, uint64_t ticket, const char *report)
+{
+	struct ctl_pool *p;
+
+	if (c == NULL)
+		return;
+	p = &c->pool[CTL_CONTROL];
+	for (uint32_t i = 0; i < p->size; i++) {
+		struct ctl_client *cl = &p->cl[i];
+
+		if (cl->state != CTL_WAITING || cl->ticket != ticket)
+			continue;
+		ism_cmd_reload_answer(report, cl->json, &cl->body);
+		if (cl->body.incomplete) {
+			client_drop(cl);
+			continue;
+		}
+		cl->state = CTL_WRITING;
+		cl->sent = 0;
+		cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
+		client_send(cl);
+	}
 }

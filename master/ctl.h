@@ -11,9 +11,11 @@
  * Each has its own pool of clients (ISM_CTL_CONTROL_CLIENTS, ISM_CTL_ADMIN_CLIENTS):
  * a flood on one never locks the other out. A client has ISM_CTL_REQUEST_MS from
  * its connection to send its request, and ISM_CTL_ANSWER_MS to read the answer,
- * which is written as the client reads it, never blocking the master. When a
- * pool is full, a new client takes the slot of the oldest one still sending its
- * request, else of the oldest one still reading its answer. Master only. */
+ * which is written as the client reads it, never blocking the master. A
+ * `reload` client waits, without a deadline, for the reload to be over (it runs
+ * off the loop). When a pool is full, a new client takes the slot of the
+ * oldest one still sending its request, else of the oldest one still reading
+ * its answer; a waiting one keeps its slot. Master only. */
 #ifndef ISM_MASTER_CTL_H
 #define ISM_MASTER_CTL_H
 
@@ -44,5 +46,8 @@ int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap);
 /* Serves what poll reported on the descriptors ism_ctl_pollfds filled, and
  * closes the clients past their deadline. */
 void ism_ctl_run(struct ism_ctl *c, const struct pollfd *pfd, size_t n);
+/* The reload with this ticket is over: the clients waiting for it get the
+ * answer made from report (master/commands.h). */
+void ism_ctl_reload_done(struct ism_ctl *c, uint64_t ticket, const char *report);
 
 #endif

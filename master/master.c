@@ -34,6 +34,7 @@
 #include "master/ctl.h"
 #include "master/fds.h"
 #include "master/master-t.h"
+#include "master/reload.h"
 #include "shm/shm.h"
 #include "worker/worker.h"
 
@@ -280,39 +281,48 @@ static void watch_set(struct ism_master *m, const struct ism_conf *conf)
 	}
 }
 
-static int load_text(struct ism_master *m, struct ism_diags *d, const char *text, size_t len);
+int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d)
+{
+	int ret = ism_conf_read_file(path, ISM_CONF_FILE_MAX, text, len);
+
+	if (ret < 0)
+		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s",
+			     ret == -EFBIG ? "larger than the 16 MiB limit" : strerror(-ret));
+	return ret;
+}
 
 int ism_master_load(struct ism_master *m, struct ism_diags *d)
 {
+	struct ism_conf *conf = NULL;
 	char *text = NULL;
 	size_t len = 0;
-	int ret = ism_conf_read_file(m->conf_path, 16u << 20, &text, &len);
+	int ret = ism_master_read_file(m->conf_path, &text, &len, d);
 
+	if (ret < 0)
+		return ret;
+	ret = ism_conf_load_buf(m->conf_path, text, len, &conf, d);
+	if (ret == 0)
+		ret = ism_master_publish(m, conf, d);
 	if (ret < 0) {
-		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "", "cannot read: %s",
-			     strerror(-ret));
+		free(text);
 		return ret;
 	}
-	ret = load_text(m, d, text, len);
-	if (ret == 0) {
-		free(m->conf_text);
-		m->conf_text = text;
-		m->conf_len = len;
-		return 0;
-	}
-	free(text);
-	return ret;
+	free(m->conf_text);
+	m->conf_text = text;
+	m->conf_len = len;
+	return 0;
 }
 
 /* Certificate rotation: a watched file changed (cert-manager renames new files
  * into place). The running configuration is loaded again from its own text with
- * the new files; a broken file is refused and the old certificates serve on. */
+ * the new files, off the loop like a reload; a broken file is refused and the
+ * old certificates serve on. While a load runs the files are not looked at: a
+ * change is seen when it is over. */
 static void watch_check(struct ism_master *m, uint64_t now)
 {
-	struct ism_diags *d;
-	int changed = 0, ret;
+	int changed = 0;
 
-	if (now < m->next_watch || m->conf_text == NULL || m->stopping)
+	if (now < m->next_watch || m->conf_text == NULL || m->stopping || ism_reload_busy(m))
 		return;
 	m->next_watch = now + 1000;
 	for (size_t i = 0; i < m->n_watch; i++) {
@@ -326,30 +336,8 @@ static void watch_check(struct ism_master *m, uint64_t now)
 			changed = 1;
 		}
 	}
-	if (!changed)
-		return;
-	d = calloc(1, sizeof(*d));
-	if (d == NULL)
-		return;
-	ism_diags_init(d);
-	ret = load_text(m, d, m->conf_text, m->conf_len);
-	if (ret < 0) {
-		char buf[4096];
-
-		ism_diags_format(buf, sizeof(buf), d);
-		ism_err("certificate reload refused, the current certificates keep serving:\n%s",
-			buf);
-		ism_event_add(&m->events, "certificates", "reload refused: %s",
-			      d->n ? d->items[0].msg : "error");
-		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
-	} else {
-		ism_notice("certificates reloaded: generation %llu published",
-			   (unsigned long long)m->gen);
-		ism_event_add(&m->events, "certificates", "generation %llu published",
-			      (unsigned long long)m->gen);
-		atomic_fetch_add(&m->shm.hdr->reloads, 1);
-	}
-	free(d);
+	if (changed)
+		ism_reload_request(m, ISM_LOAD_TEXT, NULL);
 }
 
 /* TLS session-ticket keys: three, rotated hourly, the newest encrypting. */
@@ -374,18 +362,14 @@ static void tickets_rotate(struct ism_master *m, uint64_t now)
 	tk->rotated_ms = now ? now : 1;
 }
 
-static int load_text(struct ism_master *m, struct ism_diags *d, const char *text, size_t len)
+int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
 {
-	struct ism_conf *conf = NULL;
 	const struct ism_table *t = NULL;
 	const struct ism_table *cur = ism_shm_current(&m->shm);
 	struct ism_arena arena;
 	int *new_fds = NULL;
 	int slot, ret;
 
-	ret = ism_conf_load_buf(m->conf_path, text, len, &conf, d);
-	if (ret < 0)
-		return ret;
 	slot = ism_shm_gen_begin(&m->shm, &arena);
 	if (slot == -ENOSPC) {
 		ism_shm_gen_reclaim(&m->shm);
@@ -842,9 +826,8 @@ static void retire_overdue(struct ism_master *m, uint64_t now)
 	}
 }
 
-/* systemd (Type=notify): RELOADING=1 before a reload, READY=1 after it. Without
- * $NOTIFY_SOCKET these calls do nothing. */
-static void notify_reloading(void)
+/* systemd (Type=notify): without $NOTIFY_SOCKET these calls do nothing. */
+void ism_master_notify_reloading(void)
 {
 	struct timespec ts;
 
@@ -854,65 +837,10 @@ static void notify_reloading(void)
 		       (unsigned long long)ts.tv_nsec / 1000);
 }
 
-static void notify_ready(const struct ism_master *m)
+void ism_master_notify_ready(const struct ism_master *m)
 {
 	sd_notifyf(0, "READY=1\nSTATUS=serving generation %llu with %d workers",
 		   (unsigned long long)m->gen, m->n_workers);
-}
-
-/* Every diagnostic of d, one per line (64 kept, about 1.3 kB each at most). */
-static void say_diags(struct ism_reply *r, const struct ism_diags *d)
-{
-	size_t len = sizeof(d->items) / sizeof(d->items[0]) * 1400;
-	char *buf = malloc(len);
-
-	if (buf == NULL) {
-		ism_say(r, "(out of memory formatting the diagnostics)\n");
-		return;
-	}
-	ism_diags_format(buf, len, d);
-	ism_say(r, "%s", buf);
-	free(buf);
-}
-
-void ism_master_reload(struct ism_master *m, struct ism_reply *r)
-{
-	struct ism_diags *d = calloc(1, sizeof(*d));
-	int ret;
-
-	notify_reloading();
-	if (d == NULL) {
-		ism_say(r, "reload refused: out of memory\n");
-		return;
-	}
-	ism_diags_init(d);
-	ret = ism_master_load(m, d);
-	if (ret < 0) {
-		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
-		ism_event_add(&m->events, "reload",
-			      "refused (%zu errors); generation %llu keeps serving", d->n_errors,
-			      (unsigned long long)m->gen);
-		ism_say(r,
-			"reload refused; the running configuration (generation %llu) keeps "
-			"serving:\n",
-			(unsigned long long)m->gen);
-		say_diags(r, d);
-		ism_err("%s", r->p ? r->p : "reload refused");
-	} else {
-		atomic_fetch_add(&m->shm.hdr->reloads, 1);
-		ism_event_add(&m->events, "reload", "generation %llu published",
-			      (unsigned long long)m->gen);
-		ism_say(r, "reload: generation %llu published\n", (unsigned long long)m->gen);
-		ism_notice("reload: generation %llu published", (unsigned long long)m->gen);
-		if (d->n) {
-			char warn[2048];
-
-			ism_diags_format(warn, sizeof(warn), d);
-			ism_warn("%s", warn);
-		}
-	}
-	free(d);
-	notify_ready(m);
 }
 
 static void start_stop(struct ism_master *m, const char *why)
@@ -949,15 +877,10 @@ static void handle_signals(struct ism_master *m)
 
 	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
-		case SIGHUP: {
-			struct ism_reply report;
-
+		case SIGHUP:
 			ism_notice("SIGHUP: reloading %s", m->conf_path);
-			ism_reply_init(&report, 1u << 20);
-			ism_master_reload(m, &report);
-			ism_reply_free(&report);
+			ism_reload_request(m, ISM_LOAD_FILE, NULL);
 			break;
-		}
 		case SIGTERM:
 		case SIGINT:
 			start_stop(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -1008,13 +931,15 @@ static int master_loop(struct ism_master *m)
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[3 + ISM_CTL_POLLFDS];
+		struct pollfd pfd[4 + ISM_CTL_POLLFDS];
 		nfds_t n = 0;
 		uint64_t now = ism_now_ms();
 		int ret;
 
 		if (m->stopping) {
-			if (live_workers(m) == 0)
+			/* A load running then is waited for: its thread uses what the
+			 * master frees on the way out, and its callers get an answer. */
+			if (live_workers(m) == 0 && !ism_reload_busy(m))
 				return 0;
 			if (now >= m->stop_deadline) {
 				ism_warn("drain time over: killing %d workers", live_workers(m));
@@ -1027,6 +952,7 @@ static int master_loop(struct ism_master *m)
 		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = m->notify_fd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = ism_reload_fd(m), .events = POLLIN};
 		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_POLLFDS);
 		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
@@ -1036,6 +962,8 @@ static int master_loop(struct ism_master *m)
 		now = ism_now_ms();
 		if (pfd[0].revents)
 			handle_signals(m);
+		if (pfd[3].revents)
+			ism_reload_run(m);
 		ism_health_run(m->health, now);
 		if (pfd[2].revents) {
 			uint64_t v;
@@ -1045,7 +973,7 @@ static int master_loop(struct ism_master *m)
 		}
 		update_lbstate(m, now);
 		kill_hung(m, now);
-		ism_ctl_run(m->ctl, pfd + 3, n - 3);
+		ism_ctl_run(m->ctl, pfd + 4, n - 4);
 		if (!m->stopping)
 			respawn_due(m, now);
 		retire_overdue(m, now);
@@ -1114,8 +1042,9 @@ int ism_master_run(const struct ism_master_opts *opts)
 	m->conf_path = opts->conf_path;
 	m->sfd = -1;
 	m->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (m->notify_fd < 0) {
-		ism_err("eventfd: %s", strerror(errno));
+	ret = ism_reload_init(m);
+	if (m->notify_fd < 0 || ret < 0) {
+		ism_err("eventfd: %s", strerror(m->notify_fd < 0 ? errno : -ret));
 		goto out_free;
 	}
 	ism_diags_init(d);
@@ -1160,7 +1089,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	log_ktls(ism_shm_current(&m->shm));
 	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
 		   m->n_workers);
-	notify_ready(m);
+	ism_master_notify_ready(m);
 	status = master_loop(m);
 	ism_notice("stopped");
 	ism_ctl_destroy(m->ctl);
@@ -1178,6 +1107,7 @@ out_free:
 	if (m && m->notify_fd >= 0)
 		close(m->notify_fd);
 	if (m) {
+		ism_reload_fini(m);
 		free(m->next_sweep);
 		ism_events_free(&m->events);
 		watch_free(m);

@@ -495,3 +495,117 @@ def nofile_default_derived(env):
           "isthmus_max_connections_per_worker is not the derived default")
     check("below the" not in env.gateway.log(), "the old warning is still logged")
     check(env.get("/").status == 200, "no service")
+
+
+# --------------------------------------------------------------------------- reloads off the loop
+
+
+def _reload_conf(env, gw_port, up_port, prefix, creds=None):
+    """One route (prefix) to the upstream; with creds=(n, crt, key), n credentials
+    naming the same pair: each is read and checked with OpenSSL at load time
+    (milliseconds each), which makes a load that takes seconds whatever the
+    parser's speed."""
+    extra = f"  admin:\n    address: 127.0.0.1:{env.aport}\n"
+    if creds:
+        n, crt, key = creds
+        extra += "  credentials:\n" + "".join(f"  - {{name: c{i}, certificate: {crt}, privateKey: {key}}}\n"
+                                              for i in range(n))
+    return docs(appliance(env, extra=extra), gateway(gw_port),
+                virtual_service("ctl", ["*"], f"  - match: [{{uri: {{prefix: {prefix}}}}}]\n"
+                                              f"    route: [{{destination: {{host: {SVC}}}}}]\n"),
+                service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": up_port}]))
+
+
+@_test
+def reload_off_the_loop(env):
+    """A reload whose load takes seconds (1,200 credentials) runs off the loop:
+    meanwhile /healthz/ready and `isthmusctl show info` answer within 1 s and a
+    killed worker is restarted; `isthmusctl reload` still answers when the
+    reload is over. A reload and a SIGHUP asked during it are queued as one
+    (generation 3, not 4), and that one reads the file as it is then."""
+    from test_tls import Pki
+
+    pki = Pki(env)
+    crt = pki.ca("cred")
+    key = env.path("cred.key")
+    up = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+    gw_port, env.aport = free_port(), free_port()
+    conf = env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/a"))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: env.get("/a/x").status == 200, 10, what="200 for /a")
+    sock = env.path("ctl.sock")
+    env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/a", creds=(1200, crt, key)))
+
+    answers = {}
+
+    def reload(name):
+        answers[name] = _isthmusctl(env, "reload", timeout=120)
+
+    slow = threading.Thread(target=reload, args=("slow",))
+    queued = threading.Thread(target=reload, args=("queued",))
+    t0 = time.monotonic()
+    slow.start()
+    lat, victim, respawned, ready_after, asked = [], None, None, False, None
+    try:
+        # Probes all along the slow reload; meanwhile a worker is killed, and once
+        # it is back, a reload and a SIGHUP are asked.
+        while slow.is_alive() and time.monotonic() - t0 < 60:
+            status, ms = _ready_ms(env.aport)
+            lat.append(("ready", status, ms))
+            t1 = time.monotonic()
+            info = _info(env)
+            workers = json.loads(ctl_cmd(sock, "show workers json"))
+            lat.append(("show info+workers", info["generation"], (time.monotonic() - t1) * 1000))
+            busy = info.get("reloading") and info["generation"] == 1
+            if busy and victim is None:
+                victim = workers[0]
+                os.kill(victim["pid"], signal.SIGKILL)
+            elif busy and victim is not None and respawned is None:
+                w = workers[victim["index"]]
+                respawned = w["pid"] if w["pid"] not in (0, victim["pid"]) else None
+            elif busy and respawned and not ready_after:
+                ready_after = status == 200
+            elif busy and ready_after and asked is None:
+                env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/b"))
+                queued.start()
+                os.kill(env.gateway.pid, signal.SIGHUP)
+                asked = _info(env)
+            time.sleep(0.05)  # pacing of the probes, not a synchronisation
+    finally:
+        slow.join(120)
+        if queued.is_alive() or asked is not None:
+            queued.join(120)
+    # 503 is right while the killed worker is down; slow or failed is not.
+    slow_probes = [x for x in lat if (x[0] == "ready" and x[1] not in (200, 503)) or x[2] > 1000]
+    check(not slow_probes, f"during a reload, {len(slow_probes)} of {len(lat)} probes failed or took over 1 s: "
+          f"{[(k, v, round(ms)) for k, v, ms in slow_probes[:6]]}")
+    check(victim and respawned, f"the killed worker {victim} was not restarted while the reload ran")
+    check(ready_after, "/healthz/ready did not answer 200 again while the reload ran")
+    check(asked and asked["reloading"] and asked["generation"] == 1,
+          f"the slow reload ended after {time.monotonic() - t0:.1f} s, before the test asked again: {asked}")
+    rc, out, err = answers.get("slow", (None, "", ""))
+    check(rc == 0 and out == "reload: generation 2 published\n", f"the slow reload answered rc {rc} {out!r} {err!r}")
+    rc, out, err = answers.get("queued", (None, "", ""))
+    check(rc == 0 and out == "reload: generation 3 published\n",
+          f"the reload asked during it answered rc {rc} {out!r} {err!r}")
+    info = _info(env)
+    check(info["generation"] == 3 and info["reloads"] == 2 and not info["reloading"],
+          f"after a reload and a reload + SIGHUP queued behind it: {info}")
+    check(env.get("/b/x").status == 200 and env.get("/a/x").status == 404, "the last file is not in force")
+
+
+@_test
+def reload_file_too_large(env):
+    """The file may be at most 16 MiB: a larger one is refused with that reason."""
+    _start(env)
+    conf = env.path("isthmus.yaml")
+    text = open(conf).read()
+    with open(conf, "a") as f:
+        f.write(("#" * 1023 + "\n") * (17 * 1024))
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 1 and out.startswith("reload refused") and "larger than the 16 MiB limit" in out,
+          f"reload of a 17 MiB file: rc {rc} {out!r} {err!r}")
+    with open(conf, "w") as f:
+        f.write(text)
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 0 and "generation 2 published" in out, f"reload of the file again: rc {rc} {out!r} {err!r}")
