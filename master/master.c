@@ -264,21 +264,37 @@ static void watch_stat(struct ism_watch *wt)
 	wt->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-/* The certificate files of a configuration just published. */
+/* The certificate files of a configuration just published. A file watched
+ * already keeps the stamp it had when the load began (no look at the files
+ * is taken while a load runs): a change while the load ran, which the load may
+ * have read or not, is then seen by the next look and loaded again, never
+ * missed. A new file is stamped now. */
 static void watch_set(struct ism_master *m, const struct ism_conf *conf)
 {
 	const char *const *files;
-	size_t n = ism_conf_files(conf, &files);
+	size_t n = ism_conf_files(conf, &files), kept = 0;
+	struct ism_watch *w = calloc(n ? n : 1, sizeof(*w));
 
-	watch_free(m);
-	m->watch = calloc(n ? n : 1, sizeof(*m->watch));
-	for (size_t i = 0; m->watch != NULL && i < n; i++) {
-		m->watch[i].path = strdup(files[i]);
-		if (m->watch[i].path == NULL)
+	for (size_t i = 0; w != NULL && i < n; i++) {
+		size_t j = 0;
+
+		while (j < m->n_watch && strcmp(m->watch[j].path, files[i]) != 0)
+			j++;
+		if (j < m->n_watch) {
+			w[kept] = m->watch[j];
+			w[kept].path = strdup(files[i]);
+		} else {
+			w[kept].path = strdup(files[i]);
+			if (w[kept].path != NULL)
+				watch_stat(&w[kept]);
+		}
+		if (w[kept].path == NULL)
 			break;
-		watch_stat(&m->watch[i]);
-		m->n_watch++;
+		kept++;
 	}
+	watch_free(m);
+	m->watch = w;
+	m->n_watch = kept;
 }
 
 int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d)
@@ -1077,13 +1093,15 @@ int ism_master_run(const struct ism_master_opts *opts)
 		ism_err("signals: %s", strerror(errno));
 		goto out_health;
 	}
+	/* The control socket and the admin listener first: once traffic is
+	 * accepted, readiness and metrics answer too. */
+	ret = ism_ctl_create(m, t, &m->ctl);
+	if (ret < 0)
+		goto out_listen;
 	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
 	if (m->listen_fds == NULL)
 		goto out_listen;
 	m->n_listen = (int)t->n_listeners;
-	ret = ism_ctl_create(m, t, &m->ctl);
-	if (ret < 0)
-		goto out_listen;
 	if (start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");
 	log_ktls(ism_shm_current(&m->shm));
@@ -1092,8 +1110,8 @@ int ism_master_run(const struct ism_master_opts *opts)
 	ism_master_notify_ready(m);
 	status = master_loop(m);
 	ism_notice("stopped");
-	ism_ctl_destroy(m->ctl);
 out_listen:
+	ism_ctl_destroy(m->ctl);
 	for (int i = 0; i < m->n_listen; i++)
 		close(m->listen_fds[i]);
 	free(m->listen_fds);
