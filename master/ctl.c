@@ -150,7 +150,7 @@ static int pool_init(struct ctl_pool *p, uint32_t size)
 {
 	p->lfd = -1;
 	p->size = size;
-	p->cl = calloc(size, sizeof(*p->cl));
+	p->cl = calloc(size ? size : 1, sizeof(*p->cl));
 	if (p->cl == NULL)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < size; i++)
@@ -567,11 +567,13 @@ static void http_head(struct ism_reply *head, int status, const char *ctype,
 		status, reason, ctype, body->len);
 }
 
+/* Allocated at once at the size of the last page (and an eighth): a page of
+ * megabytes is not copied at each doubling. */
 static void metrics_page(struct ism_ctl *c, struct ism_reply *body)
 {
-	/* Sized at once from the last page: a page of megabytes is not copied
-	 * at each doubling. */
-	ism_reply_reserve(body, c->metrics_len + c->metrics_len / 8);
+	size_t hint = c->metrics_len + c->metrics_len / 8;
+
+	ism_reply_reserve(body, hint < CTL_REPLY_MAX ? hint : CTL_REPLY_MAX);
 	metrics(c->m, body);
 	ctl_metrics(c, body);
 	c->metrics_len = body->len;
