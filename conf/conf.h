@@ -57,6 +57,12 @@ void ism_conf_free(struct ism_conf *conf);
 int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len);
 /* The certificate and key files the model was loaded with (for a watch). */
 size_t ism_conf_files(const struct ism_conf *conf, const char *const **files);
+/* spec.limits.maxConnectionsPerWorker as the file sets it: the value, with its
+ * position and its resource's label ("Appliance edge-1") for a diagnostic; 0
+ * when the file does not set it (the default applies, which the master derives
+ * from its open-file limit). */
+uint32_t ism_conf_max_connections(const struct ism_conf *conf, int *line, int *col,
+				  const char **res);
 
 /* Maps an endpoint key ("<service-host>|<address>:<port>") to a stable id.
  * has_hc says whether the endpoint's service has an active health check.

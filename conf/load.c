@@ -572,6 +572,22 @@ size_t ism_conf_files(const struct ism_conf *conf, const char *const **files)
 	return conf->n_files;
 }
 
+uint32_t ism_conf_max_connections(const struct ism_conf *conf, int *line, int *col,
+				  const char **res)
+{
+	static const char *const path[] = {"spec", "limits", "maxConnectionsPerWorker"};
+	const struct ism_node *n = conf->app.r.at;
+
+	for (size_t i = 0; i < sizeof(path) / sizeof(path[0]) && n != NULL; i++)
+		n = n->kind == ISM_NODE_MAP ? ism_node_get(n, path[i], NULL) : NULL;
+	if (n == NULL)
+		return 0;
+	*line = n->line;
+	*col = n->col;
+	*res = conf->app.r.label;
+	return conf->app.limits.max_connections;
+}
+
 void ism_conf_free(struct ism_conf *conf)
 {
 	if (conf == NULL)

@@ -9,6 +9,7 @@
  * directory of the appliance file. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,28 @@ enum pem_kind {
 	PEM_CA,
 	PEM_CRL,
 };
+
+/* The master loads the file on a thread of its own (master/reload.h) while its
+ * loop may fork a worker. A lock OpenSSL held on that thread at the fork would
+ * stay held in the worker, which would then hang in its own TLS setup: fork()
+ * waits until no OpenSSL call made here is under way (pthread_atfork, set up
+ * before main, while the process has one thread). */
+static pthread_mutex_t ssl_gate = PTHREAD_MUTEX_INITIALIZER;
+
+static void ssl_enter(void)
+{
+	pthread_mutex_lock(&ssl_gate);
+}
+
+static void ssl_leave(void)
+{
+	pthread_mutex_unlock(&ssl_gate);
+}
+
+__attribute__((constructor)) static void ssl_gate_init(void)
+{
+	pthread_atfork(ssl_enter, ssl_leave, ssl_leave);
+}
 
 static const char *ssl_reason(void)
 {
@@ -50,12 +73,16 @@ static int no_passphrase(char *buf, int size, int rw, void *u)
 /* Checks the PEM text; returns NULL or the reason it is refused. */
 static const char *pem_check(const char *text, size_t len, enum pem_kind k)
 {
-	BIO *bio = BIO_new_mem_buf(text, (int)len);
+	BIO *bio;
 	const char *why = NULL;
 	int n = 0;
 
-	if (bio == NULL)
+	ssl_enter();
+	bio = BIO_new_mem_buf(text, (int)len);
+	if (bio == NULL) {
+		ssl_leave();
 		return "out of memory";
+	}
 	switch (k) {
 	case PEM_CHAIN:
 	case PEM_CA: {
@@ -92,6 +119,7 @@ static const char *pem_check(const char *text, size_t len, enum pem_kind k)
 	}
 	}
 	BIO_free(bio);
+	ssl_leave();
 	return why;
 }
 
@@ -165,11 +193,15 @@ out:
 static void check_pair(struct ism_vctx *v, const struct ism_node *map, const char *key_field,
 		       const struct ism_tls_cert *c)
 {
-	BIO *cb = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
-	BIO *kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
-	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
-	EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+	BIO *cb, *kb;
+	X509 *x;
+	EVP_PKEY *pk;
 
+	ssl_enter();
+	cb = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
+	kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
+	x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+	pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
 	if (x != NULL && pk != NULL && X509_check_private_key(x, pk) != 1) {
 		size_t old = ism_v_push(v, ".%s", key_field);
 
@@ -183,6 +215,7 @@ static void check_pair(struct ism_vctx *v, const struct ism_node *map, const cha
 	EVP_PKEY_free(pk);
 	BIO_free(cb);
 	BIO_free(kb);
+	ssl_leave();
 }
 
 /* A certificate and its key, both or neither; 1 when both were read. */
@@ -241,8 +274,10 @@ static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct i
 
 	if (cs == NULL || nc == 0)
 		return;
+	ssl_enter();
 	ctx = SSL_CTX_new(TLS_method());
 	if (ctx == NULL) {
+		ssl_leave();
 		v->nomem = 1;
 		return;
 	}
@@ -261,6 +296,7 @@ static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct i
 	}
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
+	ssl_leave();
 	ism_v_pop(v, old);
 	joined = ism_v_alloc(v, 1, total);
 	if (joined == NULL)

@@ -2,7 +2,8 @@
  * to the master's control socket and prints the answer.
  *
  * Exit status: 0 success; 1 the master answered with an error (or a refused
- * reload); 2 usage error; 3 the socket could not be reached or timed out. */
+ * reload); 2 usage error; 3 the socket could not be reached, the answer timed out,
+ * or the master closed the connection. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -13,8 +14,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/run/isthmus/isthmus.sock"
-#define TIMEOUT_MS     30000 /* a reload with a large file may take a while */
+#define DEFAULT_SOCKET	  "/run/isthmus/isthmus.sock"
+#define TIMEOUT_MS	  30000	 /* an answer (silence allowed between its parts) */
+#define RELOAD_TIMEOUT_MS 300000 /* a reload may wait behind another, each of a large file */
 
 static void usage(FILE *out)
 {
@@ -41,8 +43,25 @@ static int starts(const char *answer, size_t len, const char *prefix)
 	return len >= n && strncmp(answer, prefix, n) == 0;
 }
 
+/* Sends the command line. MSG_NOSIGNAL: a master that dropped the connection
+ * is reported (exit 3), not a death by SIGPIPE. */
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 /* Reads the whole answer (the master closes after it), bounded in time. */
-static int read_answer(int fd, char **out, size_t *len)
+static int read_answer(int fd, int timeout_ms, char **out, size_t *len)
 {
 	size_t cap = 65536, n = 0;
 	char *buf = malloc(cap);
@@ -53,7 +72,7 @@ static int read_answer(int fd, char **out, size_t *len)
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t r;
 
-		if (poll(&p, 1, TIMEOUT_MS) <= 0) {
+		if (poll(&p, 1, timeout_ms) <= 0) {
 			free(buf);
 			return -ETIMEDOUT;
 		}
@@ -133,12 +152,15 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	line[n++] = '\n';
-	if (write(fd, line, n) != (ssize_t)n) {
-		fprintf(stderr, "isthmusctl: %s: %s\n", path, strerror(errno));
+	ret = send_all(fd, line, n);
+	if (ret < 0) {
+		fprintf(stderr, "isthmusctl: %s: %s (the master closed the connection)\n", path,
+			strerror(-ret));
 		close(fd);
 		return 3;
 	}
-	ret = read_answer(fd, &answer, &alen);
+	ret = read_answer(fd, strcmp(argv[optind], "reload") == 0 ? RELOAD_TIMEOUT_MS : TIMEOUT_MS,
+			  &answer, &alen);
 	close(fd);
 	if (ret < 0) {
 		fprintf(stderr, "isthmusctl: %s: %s\n", path, strerror(-ret));

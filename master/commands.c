@@ -6,26 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "health/outlier.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "master/master-t.h"
-
-void ism_say(struct ism_reply *r, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (r->len >= r->cap - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(r->p + r->len, r->cap - r->len, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len = r->len + (size_t)n < r->cap ? r->len + (size_t)n : r->cap - 1;
-}
+#include "master/reload.h"
 
 int ism_master_ready(const struct ism_master *m)
 {
@@ -122,7 +110,9 @@ static void list_item(struct kv *k, struct ism_reply *r, int json, int not_first
 
 static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 {
+	const struct ism_table *t = ism_shm_current(&m->shm);
 	struct ism_worker_stats st;
+	struct rlimit rl;
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	struct kv k;
 
@@ -132,7 +122,11 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "generation", m->gen);
 	kv_str(&k, "config", m->conf_path);
 	kv_num(&k, "workers", (unsigned long long)m->n_workers);
+	kv_num(&k, "worker_hangs", m->worker_hangs);
+	kv_num(&k, "max_connections_per_worker", t ? t->limits.max_connections : 0);
+	kv_num(&k, "open_files_limit", getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0);
 	kv_str(&k, "ready", ism_master_ready(m) ? "yes" : "no");
+	kv_bool(&k, "reloading", ism_reload_busy(m));
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));
 	kv_num(&k, "uptime_s", (ism_wall_ms() - atomic_load(&h->started_ms)) / 1000);
@@ -474,18 +468,16 @@ static int strip_json(char *line)
 /* The JSON form of a command whose answer is a report (reload, set, explain):
  * {"result": "ok"|"error"|"refused", "lines": [...], "errors": [...]}, where
  * errors are the report's "file:line:col: error: ..." lines. */
-static void report_as_json(struct ism_reply *r, const char *text)
+static void report_as_json(struct ism_reply *r)
 {
+	const char *text = r->p ? r->p : "";
 	const char *result = strncmp(text, "error:", 6) == 0		? "error"
 			     : strncmp(text, "reload refused", 14) == 0 ? "refused"
 									: "ok";
-	struct ism_reply out = {.cap = r->cap};
+	struct ism_reply out;
 	int pass;
 
-	out.p = malloc(out.cap);
-	if (out.p == NULL)
-		return;
-	out.p[0] = '\0';
+	ism_reply_init(&out, r->max);
 	ism_say(&out, "{\"result\":\"%s\"", result);
 	for (pass = 0; pass < 2; pass++) {
 		const char *p = text;
@@ -505,21 +497,35 @@ static void report_as_json(struct ism_reply *r, const char *text)
 		ism_say(&out, "]");
 	}
 	ism_say(&out, "}\n");
-	memcpy(r->p, out.p, out.len + 1);
-	r->len = out.len;
-	free(out.p);
+	out.incomplete |= r->incomplete;
+	ism_reply_free(r);
+	*r = out;
 }
 
-void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
+void ism_cmd_reload_answer(const char *report, int json, struct ism_reply *r)
 {
-	char line[512];
+	ism_say(r, "%s", report);
+	if (json)
+		report_as_json(r);
+}
+
+uint64_t ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r, int *json_out)
+{
+	char line[4096]; /* the control socket's line limit */
 	int json, report = 0;
 
+	if (strlen(cmdline) >= sizeof(line)) {
+		ism_say(r, "error: the command line is too long: refused\n");
+		return 0;
+	}
 	snprintf(line, sizeof(line), "%s", cmdline);
 	json = strip_json(line);
+	*json_out = json;
 	if (strcmp(line, "reload") == 0) {
-		ism_master_reload(m, r->p, r->cap);
-		r->len = strlen(r->p);
+		uint64_t ticket = ism_reload_request(m, ISM_LOAD_FILE, r);
+
+		if (ticket != 0)
+			return ticket;
 		report = 1;
 	} else if (strcmp(line, "show info") == 0) {
 		show_info(m, r, json);
@@ -551,12 +557,13 @@ void ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r)
 			"  set endpoint ID|KEY state ready|drain|maint\n"
 			"  set endpoint ID|KEY weight N        (0: the configured weight)\n"
 			"  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
-			"  reload\n"
+			"  reload               (answers when the reload is over)\n"
 			"  help\n");
 	} else {
 		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
 		report = 1;
 	}
 	if (json && report)
-		report_as_json(r, r->p);
+		report_as_json(r);
+	return 0;
 }

@@ -5,25 +5,23 @@
 #define ISM_MASTER_COMMANDS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "master/reply.h"
 
 struct ism_master;
-
-/* A reply being built: appends never overflow, the text is cut at the cap. */
-struct ism_reply {
-	char *p;
-	size_t len;
-	size_t cap;
-};
-
-void ism_say(struct ism_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Serving: not stopping, and every worker alive and on a published generation. */
 int ism_master_ready(const struct ism_master *m);
 
 /* Runs one command line and writes its answer. An answer that reports a failure
  * starts with "error:" (or "reload refused"), which isthmusctl turns into its
- * exit status. */
-void ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r);
+ * exit status. Returns 0, or for a reload, which runs off the loop, the ticket
+ * its report will carry (master/reload.h): the answer is then
+ * ism_cmd_reload_answer(report, *json), and r is left empty. */
+uint64_t ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r, int *json);
+/* The answer to "reload" (json: "reload json") from the reload's report. */
+void ism_cmd_reload_answer(const char *report, int json, struct ism_reply *r);
 
 /* explain METHOD URL [NAME=VALUE]... [from=IP] (args is modified). */
 void ism_explain(struct ism_master *m, char *args, struct ism_reply *r);

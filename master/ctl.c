@@ -1,9 +1,10 @@
 /* Control socket and admin listener (master).
  *
- * Both are served from the master's poll loop, one request per connection, with
- * a bounded wait for the request (1 s): the unix control socket takes one command
- * line, the admin TCP listener one HTTP/1.x request head. The master answers
- * and closes. Answers are small and written without blocking the loop. */
+ * Both are served from the master's poll loop, one request per connection. A
+ * client is a small state machine: it reads its request (bounded by a deadline),
+ * then its answer is built at once and written as the socket takes it (POLLOUT),
+ * bounded by another deadline, so a client that stops reading costs a slot and
+ * its buffer, never the loop's time. */
 #include "master/ctl.h"
 
 #include <errno.h>
@@ -14,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -23,25 +26,66 @@
 #include "master/commands.h"
 #include "master/master-t.h"
 
-#define CTL_LINE_MAX  4096 /* a command line, or an admin request head */
-#define CTL_REPLY_MAX (1u << 20)
-#define CTL_CLIENT_MS 1000
+#define CTL_LINE_MAX	 4096	      /* a command line, or an admin request head */
+#define CTL_REPLY_MAX	 (64u << 20)  /* one answer; more is an error, never a cut text */
+#define CTL_REPLY_BUDGET (256u << 20) /* all the answers being written */
 
-struct ism_ctl_client {
+enum ctl_state {
+	CTL_FREE = 0,
+	CTL_READING, /* until the request is complete: POLLIN */
+	CTL_WRITING, /* until the answer is sent: POLLOUT */
+	CTL_WAITING, /* for the reload of its ticket to be over: only hang-ups polled */
+};
+
+struct ctl_client {
+	enum ctl_state state;
 	int fd;
-	int http; /* came in on the admin listener */
+	uint64_t since;	   /* accepted at: the oldest is dropped first */
+	uint64_t deadline; /* of the current state */
 	uint32_t len;
-	uint64_t deadline;
+	uint64_t ticket;       /* CTL_WAITING: the reload's */
+	int json;	       /* CTL_WAITING: the answer in JSON */
+	struct ism_reply head; /* the admin answer's status line and header */
+	struct ism_reply body; /* the page, or the command's answer */
+	size_t sent;	       /* of head, then body */
 	char line[CTL_LINE_MAX];
+};
+
+enum ctl_pool_id {
+	CTL_CONTROL = 0, /* the unix control socket */
+	CTL_ADMIN,	 /* the admin HTTP listener */
+	CTL_POOLS,
+};
+
+enum ctl_drop_reason {
+	CTL_DROP_FULL = 0, /* its slot went to a new client */
+	CTL_DROP_TIMEOUT,
+	CTL_DROP_MEMORY, /* its answer went over CTL_REPLY_BUDGET with the others' */
+	CTL_DROP_REASONS,
+};
+
+/* A request refused before it is read as a command or a page. */
+enum ctl_bad {
+	CTL_BAD_NONE = 0,
+	CTL_BAD_NUL,  /* a NUL byte in it */
+	CTL_BAD_LONG, /* no end within CTL_LINE_MAX */
+};
+
+struct ctl_pool {
+	int lfd; /* -1: none (no admin listener) */
+	uint32_t size;
+	struct ctl_client *cl;
+	uint64_t dropped[CTL_DROP_REASONS];
 };
 
 struct ism_ctl {
 	struct ism_master *m;
-	int fd;
-	int admin_fd; /* -1: no admin listener */
+	struct ctl_pool pool[CTL_POOLS];
+	size_t metrics_len; /* of the last /metrics page: the next one is allocated at once */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	struct ism_ctl_client clients[ISM_CTL_MAX_CLIENTS];
 };
+
+static const char *const pool_names[CTL_POOLS] = {"control", "admin"};
 
 static int make_parent(const char *path)
 {
@@ -76,7 +120,7 @@ static int bind_unix(const char *path)
 		return -errno;
 	unlink(path); /* a stale socket of an earlier run */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
-	    listen(fd, 16) < 0) {
+	    listen(fd, 64) < 0) {
 		ret = -errno;
 		close(fd);
 		return ret;
@@ -92,8 +136,9 @@ static int bind_admin(const struct ism_table *t)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* The backlog holds a burst of probes and scrapes beyond the pool. */
 	if (bind(fd, (const struct sockaddr *)&t->admin_addr, t->admin_addrlen) < 0 ||
-	    listen(fd, 64) < 0) {
+	    listen(fd, 1024) < 0) {
 		ret = -errno;
 		close(fd);
 		return ret;
@@ -101,20 +146,56 @@ static int bind_admin(const struct ism_table *t)
 	return fd;
 }
 
+static int pool_init(struct ctl_pool *p, uint32_t size)
+{
+	p->lfd = -1;
+	p->size = size;
+	p->cl = calloc(size ? size : 1, sizeof(*p->cl));
+	if (p->cl == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < size; i++)
+		p->cl[i].fd = -1;
+	return 0;
+}
+
+static void client_drop(struct ctl_client *cl);
+
+static void pool_fini(struct ctl_pool *p)
+{
+	for (uint32_t i = 0; p->cl != NULL && i < p->size; i++)
+		if (p->cl[i].state != CTL_FREE)
+			client_drop(&p->cl[i]);
+	free(p->cl);
+	p->cl = NULL;
+	if (p->lfd >= 0)
+		close(p->lfd);
+	p->lfd = -1;
+}
+
 int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_ctl **out)
 {
 	struct ism_ctl *c = calloc(1, sizeof(*c));
+	struct ctl_pool *cp, *ap;
 	int ret;
 
 	if (c == NULL)
 		return -ENOMEM;
 	c->m = m;
-	c->admin_fd = -1;
-	for (int i = 0; i < ISM_CTL_MAX_CLIENTS; i++)
-		c->clients[i].fd = -1;
+	cp = &c->pool[CTL_CONTROL];
+	ap = &c->pool[CTL_ADMIN];
+	if (pool_init(cp, ISM_CTL_CONTROL_CLIENTS) < 0 ||
+	    pool_init(ap, t->admin_addr.ss_family != 0 ? ISM_CTL_ADMIN_CLIENTS : 0) < 0) {
+		ret = -ENOMEM;
+		goto out_pools;
+	}
 	snprintf(c->path, sizeof(c->path), "%s", t->control_socket.p);
-	c->fd = bind_unix(t->control_socket.p);
-	if (c->fd >= 0 && t->group.len) {
+	cp->lfd = bind_unix(t->control_socket.p);
+	if (cp->lfd < 0) {
+		ret = cp->lfd;
+		ism_err("control socket %s: %s", t->control_socket.p, strerror(-ret));
+		goto out_pools;
+	}
+	if (t->group.len) {
 		/* root:<group> 0660: the operators of the isthmus group may use it. */
 		struct group *gr = getgrnam(t->group.p);
 
@@ -122,37 +203,31 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 			ism_warn("control socket %s: cannot give it to group %s",
 				 t->control_socket.p, t->group.p);
 	}
-	if (c->fd < 0) {
-		ret = c->fd;
-		ism_err("control socket %s: %s", t->control_socket.p, strerror(-ret));
-		free(c);
-		return ret;
-	}
 	if (t->admin_addr.ss_family != 0) {
-		c->admin_fd = bind_admin(t);
-		if (c->admin_fd < 0) {
-			ret = c->admin_fd;
+		ap->lfd = bind_admin(t);
+		if (ap->lfd < 0) {
+			ret = ap->lfd;
 			ism_err("admin listener: %s", strerror(-ret));
-			close(c->fd);
-			unlink(c->path);
-			free(c);
-			return ret;
+			goto out_unlink;
 		}
 	}
 	*out = c;
 	return 0;
+out_unlink:
+	unlink(c->path);
+out_pools:
+	pool_fini(cp);
+	pool_fini(ap);
+	free(c);
+	return ret;
 }
 
 void ism_ctl_destroy(struct ism_ctl *c)
 {
 	if (c == NULL)
 		return;
-	for (int i = 0; i < ISM_CTL_MAX_CLIENTS; i++)
-		if (c->clients[i].fd >= 0)
-			close(c->clients[i].fd);
-	close(c->fd);
-	if (c->admin_fd >= 0)
-		close(c->admin_fd);
+	for (int p = 0; p < CTL_POOLS; p++)
+		pool_fini(&c->pool[p]);
 	unlink(c->path);
 	free(c);
 }
@@ -161,13 +236,36 @@ size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 {
 	size_t n = 0;
 
-	if (c == NULL || max < 2)
+	if (c == NULL || max < CTL_POOLS)
 		return 0;
-	pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLIN};
-	pfd[n++] = (struct pollfd){.fd = c->admin_fd, .events = POLLIN};
-	for (int i = 0; i < ISM_CTL_MAX_CLIENTS && n < max; i++)
-		pfd[n++] = (struct pollfd){.fd = c->clients[i].fd, .events = POLLIN};
+	for (int p = 0; p < CTL_POOLS; p++)
+		pfd[n++] = (struct pollfd){.fd = c->pool[p].lfd, .events = POLLIN};
+	for (int p = 0; p < CTL_POOLS; p++)
+		for (uint32_t i = 0; i < c->pool[p].size && n < max; i++) {
+			const struct ctl_client *cl = &c->pool[p].cl[i];
+			short ev = cl->state == CTL_READING   ? POLLIN
+				   : cl->state == CTL_WRITING ? POLLOUT
+							      : 0;
+
+			pfd[n++] = (struct pollfd){.fd = cl->fd, .events = ev};
+		}
 	return n;
+}
+
+int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap)
+{
+	uint64_t t = cap > 0 ? (uint64_t)cap : 0;
+
+	for (int p = 0; c != NULL && p < CTL_POOLS; p++)
+		for (uint32_t i = 0; i < c->pool[p].size; i++) {
+			const struct ctl_client *cl = &c->pool[p].cl[i];
+
+			if (cl->state != CTL_FREE && cl->deadline)
+				t = cl->deadline <= now	     ? 0
+				    : cl->deadline - now < t ? cl->deadline - now
+							     : t;
+		}
+	return (int)t;
 }
 
 /* ---------- metrics ---------- */
@@ -380,6 +478,8 @@ static const struct worker_metric worker_metrics[] = {
 
 static void metrics(struct ism_master *m, struct ism_reply *r)
 {
+	const struct ism_table *t = ism_shm_current(&m->shm);
+	struct rlimit rl;
 	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	struct ism_worker_stats st;
@@ -409,6 +509,16 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 	       (unsigned long long)atomic_load(&h->reload_failures));
 	metric(r, "isthmus_workers", "gauge", "Worker processes configured.",
 	       (unsigned long long)m->n_workers);
+	metric(r, "isthmus_max_connections_per_worker", "gauge",
+	       "Client connections a worker takes (spec.limits.maxConnectionsPerWorker, or the "
+	       "default derived from the open-file limit).",
+	       (unsigned long long)(t ? t->limits.max_connections : 0));
+	metric(r, "isthmus_open_files_limit", "gauge",
+	       "The open-file limit (RLIMIT_NOFILE) the workers run with.",
+	       (unsigned long long)(getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0));
+	metric(r, "isthmus_worker_hangs_total", "counter",
+	       "Workers killed (and restarted) for a heartbeat older than 5 s.",
+	       (unsigned long long)m->worker_hangs);
 	metric(r, "isthmus_ready", "gauge", "1 while serving (the readiness check answers 200).",
 	       (unsigned long long)ism_master_ready(m));
 	endpoint_family(r, h, "isthmus_endpoint_healthy", "gauge",
@@ -429,99 +539,232 @@ static void metrics(struct ism_master *m, struct ism_reply *r)
 			"1 while the endpoint is ejected by outlier detection.", 7);
 }
 
-/* The admin pages: readiness for the L4 balancer and Prometheus metrics. */
-static void admin_page(struct ism_ctl *c, const char *head, struct ism_reply *r)
+/* The control socket's and the admin listener's own clients. */
+static void ctl_metrics(const struct ism_ctl *c, struct ism_reply *r)
 {
-	struct ism_reply body = {.cap = CTL_REPLY_MAX - 512};
+	static const char *const reasons[CTL_DROP_REASONS] = {"pool_full", "timeout", "memory"};
+
+	ism_say(r, "# HELP isthmus_ctl_clients_dropped_total Control-socket and admin-listener "
+		   "clients closed before their answer was sent: their slot went to a new client "
+		   "(pool_full), or they were too slow to send the request or read the answer "
+		   "(timeout), or their answers with the others' went over the memory budget "
+		   "(memory).\n# TYPE isthmus_ctl_clients_dropped_total counter\n");
+	for (int p = 0; p < CTL_POOLS; p++)
+		for (int k = 0; k < CTL_DROP_REASONS; k++)
+			ism_say(r,
+				"isthmus_ctl_clients_dropped_total{listener=\"%s\",reason=\"%s\"} "
+				"%llu\n",
+				pool_names[p], reasons[k],
+				(unsigned long long)c->pool[p].dropped[k]);
+}
+
+/* The status line and header of an admin answer whose body is body. */
+static void http_head(struct ism_reply *head, int status, const char *ctype,
+		      const struct ism_reply *body)
+{
+	const char *reason = status == 200   ? "OK"
+			     : status == 400 ? "Bad Request"
+			     : status == 404 ? "Not Found"
+			     : status == 405 ? "Method Not Allowed"
+			     : status == 431 ? "Request Header Fields Too Large"
+			     : status == 503 ? "Service Unavailable"
+					     : "Internal Server Error";
+
+	ism_say(head,
+		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+		"connection: close\r\n\r\n",
+		status, reason, ctype, body->len);
+}
+
+/* Allocated at once at the size of the last page (and an eighth): a page of
+ * megabytes is not copied at each doubling. */
+static void metrics_page(struct ism_ctl *c, struct ism_reply *body)
+{
+	size_t hint = c->metrics_len + c->metrics_len / 8;
+
+	ism_reply_reserve(body, hint < CTL_REPLY_MAX ? hint : CTL_REPLY_MAX);
+	metrics(c->m, body);
+	ctl_metrics(c, body);
+	c->metrics_len = body->len;
+}
+
+/* The admin pages: readiness for the L4 balancer and Prometheus metrics. A
+ * page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
+static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *head,
+		       struct ism_reply *body)
+{
 	const char *ctype = "text/plain";
 	int status = 200;
 
-	body.p = malloc(body.cap);
-	if (body.p == NULL)
-		return;
-	body.p[0] = '\0';
-	if (strncmp(head, "GET /healthz/ready ", 19) == 0 ||
-	    strncmp(head, "HEAD /healthz/ready ", 20) == 0) {
+	if (strncmp(req, "GET /healthz/ready ", 19) == 0 ||
+	    strncmp(req, "HEAD /healthz/ready ", 20) == 0) {
 		status = ism_master_ready(c->m) ? 200 : 503;
-		ism_say(&body, "%s\n", status == 200 ? "ready" : "not ready");
-	} else if (strncmp(head, "GET /metrics ", 13) == 0) {
+		ism_say(body, "%s\n", status == 200 ? "ready" : "not ready");
+	} else if (strncmp(req, "GET /metrics ", 13) == 0) {
 		ctype = "text/plain; version=0.0.4";
-		metrics(c->m, &body);
-	} else if (strncmp(head, "GET ", 4) != 0 && strncmp(head, "HEAD ", 5) != 0) {
+		metrics_page(c, body);
+	} else if (strncmp(req, "GET ", 4) != 0 && strncmp(req, "HEAD ", 5) != 0) {
 		status = 405;
-		ism_say(&body, "method not allowed\n");
+		ism_say(body, "method not allowed\n");
 	} else {
 		status = 404;
-		ism_say(&body, "not found: /healthz/ready, /metrics\n");
+		ism_say(body, "not found: /healthz/ready, /metrics\n");
 	}
-	ism_say(r,
-		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
-		"connection: close\r\n\r\n",
-		status,
-		status == 200	? "OK"
-		: status == 503 ? "Service Unavailable"
-				: "Error",
-		ctype, body.len);
-	if (strncmp(head, "HEAD ", 5) != 0 && r->len + body.len < r->cap) {
-		memcpy(r->p + r->len, body.p, body.len);
-		r->len += body.len;
+	if (body->incomplete) {
+		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",
+			 CTL_REPLY_MAX >> 20);
+		ism_reply_free(body);
+		status = 500;
+		ctype = "text/plain";
+		ism_say(body, "the page is larger than the %u MiB limit: not sent\n",
+			CTL_REPLY_MAX >> 20);
 	}
-	free(body.p);
+	http_head(head, status, ctype, body);
+	if (strncmp(req, "HEAD ", 5) == 0)
+		ism_reply_free(body);
 }
 
 /* ---------- clients ---------- */
 
-static void client_drop(struct ism_ctl_client *cl)
+static void client_drop(struct ctl_client *cl)
 {
-	close(cl->fd);
-	cl->fd = -1;
-	cl->len = 0;
+	if (cl->fd >= 0)
+		close(cl->fd);
+	ism_reply_free(&cl->head);
+	ism_reply_free(&cl->body);
+	*cl = (struct ctl_client){.state = CTL_FREE, .fd = -1};
 }
 
-static void answer(struct ism_ctl *c, struct ism_ctl_client *cl)
+/* Writes what the socket takes now (head, then body); the rest when poll says
+ * POLLOUT. The client is dropped when all is sent or it went away. */
+static void client_send(struct ctl_client *cl)
 {
-	struct ism_reply r = {.cap = CTL_REPLY_MAX};
-	size_t off = 0;
+	size_t total = cl->head.len + cl->body.len;
 
-	r.p = malloc(r.cap);
-	if (r.p == NULL)
-		return;
-	r.p[0] = '\0';
-	if (cl->http)
-		admin_page(c, cl->line, &r);
-	else
-		ism_cmd_run(c->m, cl->line, &r);
-	/* Bounded: the reply goes out now or not at all (1 s at most). */
-	while (off < r.len) {
-		struct pollfd p = {.fd = cl->fd, .events = POLLOUT};
-		ssize_t n = send(cl->fd, r.p + off, r.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (cl->sent < total) {
+		struct iovec iov[2];
+		struct msghdr msg = {.msg_iov = iov};
+		ssize_t n;
 
+		if (cl->sent < cl->head.len) {
+			iov[msg.msg_iovlen++] =
+			    (struct iovec){cl->head.p + cl->sent, cl->head.len - cl->sent};
+			if (cl->body.len)
+				iov[msg.msg_iovlen++] = (struct iovec){cl->body.p, cl->body.len};
+		} else {
+			size_t off = cl->sent - cl->head.len;
+
+			iov[msg.msg_iovlen++] =
+			    (struct iovec){cl->body.p + off, cl->body.len - off};
+		}
+		n = sendmsg(cl->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
-			off += (size_t)n;
+			cl->sent += (size_t)n;
 			continue;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			break;
-		if (poll(&p, 1,
-			 (int)(cl->deadline > ism_now_ms() ? cl->deadline - ism_now_ms() : 0)) <= 0)
-			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		break; /* the client went away */
 	}
-	free(r.p);
+	client_drop(cl);
 }
 
 /* A command ends at a newline (or EOF); an admin request at its empty line. */
-static int complete(const struct ism_ctl_client *cl)
+static int complete(const struct ctl_client *cl, int http)
 {
-	if (cl->http)
-		return strstr(cl->line, "\r\n\r\n") != NULL || strstr(cl->line, "\n\n") != NULL;
-	return strchr(cl->line, '\n') != NULL;
+	if (http)
+		return memmem(cl->line, cl->len, "\r\n\r\n", 4) != NULL ||
+		       memmem(cl->line, cl->len, "\n\n", 2) != NULL;
+	return memchr(cl->line, '\n', cl->len) != NULL;
 }
 
-static void client_read(struct ism_ctl *c, struct ism_ctl_client *cl)
+/* A NUL byte in a command line or a request head: the string functions that
+ * read it would see a shorter text than was sent ("reload\0..." must not be
+ * a reload), so it is refused instead. */
+static int has_nul(const struct ctl_client *cl, int http)
+{
+	const char *nl = http ? NULL : memchr(cl->line, '\n', cl->len);
+
+	return memchr(cl->line, '\0', nl ? (size_t)(nl - cl->line) : cl->len) != NULL;
+}
+
+/* The answers being written hold at most CTL_REPLY_BUDGET bytes: past it the
+ * oldest of them (other than keep, the newest) are dropped. */
+static void enforce_budget(struct ism_ctl *c, const struct ctl_client *keep)
+{
+	for (;;) {
+		struct ctl_client *oldest = NULL;
+		struct ctl_pool *op = NULL;
+		size_t held = 0;
+
+		for (int id = 0; id < CTL_POOLS; id++)
+			for (uint32_t i = 0; i < c->pool[id].size; i++) {
+				struct ctl_client *cl = &c->pool[id].cl[i];
+
+				if (cl->state != CTL_WRITING)
+					continue;
+				held += cl->head.cap + cl->body.cap;
+				if (cl != keep && (oldest == NULL || cl->since < oldest->since)) {
+					oldest = cl;
+					op = &c->pool[id];
+				}
+			}
+		if (held <= CTL_REPLY_BUDGET || oldest == NULL)
+			return;
+		op->dropped[CTL_DROP_MEMORY]++;
+		client_drop(oldest);
+	}
+}
+
+/* The request is in (or refused: nul, too long): the answer is built now and
+ * goes out as the client reads it. */
+static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, enum ctl_bad bad)
+{
+	static const char *const why[] = {"", "contains a NUL byte", "is too long"};
+	struct ism_reply *r = &cl->body;
+
+	ism_reply_init(&cl->head, 1024);
+	ism_reply_init(r, CTL_REPLY_MAX);
+	if (bad != CTL_BAD_NONE && http) {
+		ism_say(r, "the request %s: refused\n", why[bad]);
+		http_head(&cl->head, bad == CTL_BAD_NUL ? 400 : 431, "text/plain", r);
+	} else if (bad != CTL_BAD_NONE) {
+		ism_say(r, "error: the command line %s: refused\n", why[bad]);
+	} else if (http) {
+		admin_page(c, cl->line, &cl->head, r);
+	} else {
+		cl->ticket = ism_cmd_run(c->m, cl->line, r, &cl->json);
+		if (cl->ticket != 0) {
+			cl->state = CTL_WAITING;
+			cl->deadline = 0;
+			return;
+		}
+		if (r->incomplete) {
+			ism_reply_free(r);
+			ism_say(r, "error: the answer is larger than the %u MiB limit: not sent\n",
+				CTL_REPLY_MAX >> 20);
+		}
+	}
+	if (r->incomplete || cl->head.incomplete) { /* no memory even for the error */
+		client_drop(cl);
+		return;
+	}
+	cl->state = CTL_WRITING;
+	cl->sent = 0;
+	cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
+	enforce_budget(c, cl);
+	client_send(cl);
+}
+
+static void client_read(struct ism_ctl *c, struct ctl_client *cl, int http)
 {
 	ssize_t r = recv(cl->fd, cl->line + cl->len, sizeof(cl->line) - 1 - cl->len, MSG_DONTWAIT);
+	enum ctl_bad bad = CTL_BAD_NONE;
+	int done;
 
-	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (r < 0) {
 		client_drop(cl);
@@ -529,55 +772,142 @@ static void client_read(struct ism_ctl *c, struct ism_ctl_client *cl)
 	}
 	cl->len += (uint32_t)r;
 	cl->line[cl->len] = '\0';
-	if (!complete(cl) && r > 0 && cl->len < sizeof(cl->line) - 1)
+	done = complete(cl, http);
+	if (has_nul(cl, http))
+		bad = CTL_BAD_NUL;
+	else if (!done && cl->len == sizeof(cl->line) - 1)
+		bad = CTL_BAD_LONG;
+	if (!done && bad == CTL_BAD_NONE && r > 0)
 		return;
-	if (!cl->http) {
-		char *end = cl->line + strcspn(cl->line, "\r\n");
-
-		*end = '\0';
+	if (r == 0 && cl->len == 0) {
+		client_drop(cl); /* connected and left */
+		return;
 	}
-	answer(c, cl);
-	client_drop(cl);
+	if (!http && bad == CTL_BAD_NONE)
+		cl->line[strcspn(cl->line, "\r\n")] = '\0';
+	client_answer(c, cl, http, bad);
 }
 
-static void accept_from(struct ism_ctl *c, int lfd, int http, uint64_t now)
+static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, short revents)
 {
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		int slot = -1;
+	switch (cl->state) {
+	case CTL_READING:
+		client_read(c, cl, http);
+		break;
+	case CTL_WRITING:
+		if (revents & (POLLERR | POLLHUP | POLLNVAL))
+			client_drop(cl);
+		else
+			client_send(cl);
+		break;
+	case CTL_WAITING:
+		if (revents & (POLLERR | POLLHUP | POLLNVAL))
+			client_drop(cl); /* gone: the reload goes on */
+		break;
+	case CTL_FREE:
+	default:
+		ISM_BUG_ON(1);
+	}
+}
+
+/* A slot for a new client: a free one, else that of the oldest client still
+ * sending its request (an idle connection), else that of the oldest one still
+ * reading its answer (the slowest reader). */
+static struct ctl_client *pool_slot(struct ctl_pool *p)
+{
+	struct ctl_client *oldest[CTL_WRITING + 1] = {NULL};
+
+	for (uint32_t i = 0; i < p->size; i++) {
+		struct ctl_client *cl = &p->cl[i];
+
+		if (cl->state == CTL_FREE)
+			return cl;
+		if (cl->state == CTL_WAITING)
+			continue;
+		if (oldest[cl->state] == NULL || cl->since < oldest[cl->state]->since)
+			oldest[cl->state] = cl;
+	}
+	for (int s = CTL_READING; s <= CTL_WRITING; s++)
+		if (oldest[s] != NULL) {
+			p->dropped[CTL_DROP_FULL]++;
+			client_drop(oldest[s]);
+			return oldest[s];
+		}
+	return NULL;
+}
+
+/* At most a pool's worth of connections per turn, so a flood of connections
+ * cannot keep the loop accepting. */
+static void accept_from(struct ism_ctl *c, int id, uint64_t now)
+{
+	struct ctl_pool *p = &c->pool[id];
+
+	for (uint32_t k = 0; k < p->size; k++) {
+		int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ctl_client *cl;
 
 		if (fd < 0)
 			return;
-		for (int i = 0; i < ISM_CTL_MAX_CLIENTS && slot < 0; i++)
-			if (c->clients[i].fd < 0)
-				slot = i;
-		if (slot < 0) {
+		cl = pool_slot(p);
+		if (cl == NULL) {
 			close(fd);
 			continue;
 		}
-		c->clients[slot].fd = fd;
-		c->clients[slot].http = http;
-		c->clients[slot].len = 0;
-		c->clients[slot].deadline = now + CTL_CLIENT_MS;
+		*cl = (struct ctl_client){.state = CTL_READING,
+					  .fd = fd,
+					  .since = now,
+					  .deadline = now + ISM_CTL_REQUEST_MS};
+		/* The request usually came with the connection. */
+		client_read(c, cl, id == CTL_ADMIN);
 	}
 }
 
 void ism_ctl_run(struct ism_ctl *c, const struct pollfd *pfd, size_t n)
 {
 	uint64_t now = ism_now_ms();
+	size_t k = CTL_POOLS;
 
-	if (c == NULL || n < 2)
+	if (c == NULL || n < CTL_POOLS)
 		return;
-	for (size_t i = 2; i < n; i++) {
-		struct ism_ctl_client *cl = &c->clients[i - 2];
+	for (int id = 0; id < CTL_POOLS; id++) {
+		struct ctl_pool *p = &c->pool[id];
 
-		if (cl->fd >= 0 && pfd[i].fd == cl->fd && pfd[i].revents)
-			client_read(c, cl);
-		else if (cl->fd >= 0 && cl->deadline <= now)
-			client_drop(cl);
+		for (uint32_t i = 0; i < p->size && k < n; i++, k++) {
+			struct ctl_client *cl = &p->cl[i];
+
+			if (cl->state != CTL_FREE && pfd[k].fd == cl->fd && pfd[k].revents)
+				client_event(c, cl, id == CTL_ADMIN, pfd[k].revents);
+			if (cl->state != CTL_FREE && cl->deadline && cl->deadline <= now) {
+				p->dropped[CTL_DROP_TIMEOUT]++;
+				client_drop(cl);
+			}
+		}
 	}
-	if (pfd[0].revents & POLLIN)
-		accept_from(c, c->fd, 0, now);
-	if (c->admin_fd >= 0 && (pfd[1].revents & POLLIN))
-		accept_from(c, c->admin_fd, 1, now);
+	for (int id = 0; id < CTL_POOLS; id++)
+		if (c->pool[id].lfd >= 0 && (pfd[id].revents & POLLIN))
+			accept_from(c, id, now);
+}
+
+void ism_ctl_reload_done(struct ism_ctl *c, uint64_t ticket, const char *report)
+{
+	struct ctl_pool *p;
+
+	if (c == NULL)
+		return;
+	p = &c->pool[CTL_CONTROL];
+	for (uint32_t i = 0; i < p->size; i++) {
+		struct ctl_client *cl = &p->cl[i];
+
+		if (cl->state != CTL_WAITING || cl->ticket != ticket)
+			continue;
+		ism_cmd_reload_answer(report, cl->json, &cl->body);
+		if (cl->body.incomplete) {
+			client_drop(cl);
+			continue;
+		}
+		cl->state = CTL_WRITING;
+		cl->sent = 0;
+		cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
+		client_send(cl);
+	}
 }

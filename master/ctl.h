@@ -3,17 +3,32 @@
  * Control socket: a unix stream socket with a line protocol (one command per
  * connection; the answer, then the master closes), usable from socat:
  *   echo reload | socat - UNIX-CONNECT:/run/isthmus/isthmus.sock
- * Commands: "reload", "show info", "show endpoints", "help".
+ * Commands: see master/commands.h.
  * Admin listener (Appliance spec.admin.address): HTTP/1.x, one request per
  * connection: GET /healthz/ready (200 serving, 503 starting or stopping) and
- * GET /metrics (Prometheus text format). Master only. */
+ * GET /metrics (Prometheus text format).
+ *
+ * Each has its own pool of clients (ISM_CTL_CONTROL_CLIENTS, ISM_CTL_ADMIN_CLIENTS):
+ * a flood on one never locks the other out. A client has ISM_CTL_REQUEST_MS from
+ * its connection to send its request, and ISM_CTL_ANSWER_MS to read the answer,
+ * which is written as the client reads it, never blocking the master. A
+ * `reload` client waits, without a deadline, for the reload to be over (it runs
+ * off the loop). When a pool is full, a new client takes the slot of the
+ * oldest one still sending its request, else of the oldest one still reading
+ * its answer; a waiting one keeps its slot. Master only. */
 #ifndef ISM_MASTER_CTL_H
 #define ISM_MASTER_CTL_H
 
 #include <poll.h>
 #include <stddef.h>
+#include <stdint.h>
 
-#define ISM_CTL_MAX_CLIENTS 16
+#define ISM_CTL_CONTROL_CLIENTS 32
+#define ISM_CTL_ADMIN_CLIENTS	256 /* L4 balancer probes and Prometheus scrapes */
+#define ISM_CTL_REQUEST_MS	2000
+#define ISM_CTL_ANSWER_MS	10000
+/* The most pollfds ism_ctl_pollfds fills. */
+#define ISM_CTL_POLLFDS (2 + ISM_CTL_CONTROL_CLIENTS + ISM_CTL_ADMIN_CLIENTS)
 
 struct ism_master;
 struct ism_ctl;
@@ -26,7 +41,13 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 void ism_ctl_destroy(struct ism_ctl *c);
 /* Fills up to max pollfds (the two listeners, then the clients); returns how many. */
 size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max);
-/* Serves what poll reported on the descriptors ism_ctl_pollfds filled. */
+/* Milliseconds until the earliest client deadline (for poll), at most cap. */
+int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap);
+/* Serves what poll reported on the descriptors ism_ctl_pollfds filled, and
+ * closes the clients past their deadline. */
 void ism_ctl_run(struct ism_ctl *c, const struct pollfd *pfd, size_t n);
+/* The reload with this ticket is over: the clients waiting for it get the
+ * answer made from report (master/commands.h). */
+void ism_ctl_reload_done(struct ism_ctl *c, uint64_t ticket, const char *report);
 
 #endif

@@ -2,18 +2,23 @@
 #ifndef ISM_MASTER_MASTER_T_H
 #define ISM_MASTER_MASTER_T_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "conf/conf.h"
 #include "master/events.h"
+#include "master/reply.h"
 #include "shm/shm.h"
 
 #define ISM_VERSION "0.2.0"
 
 struct ism_health;
 struct ism_ctl;
+
+/* The largest appliance file loaded (ism_conf_read_file's bound). */
+#define ISM_CONF_FILE_MAX (16u << 20)
 
 struct ism_wslot {
 	pid_t pid; /* 0: not running */
@@ -23,7 +28,36 @@ struct ism_wslot {
 	uint32_t restarts;	  /* consecutive early deaths */
 	uint8_t active;		  /* in the current set: restarted when it dies */
 	uint8_t retiring;	  /* of a set replaced by a reload: draining, not restarted */
+	uint8_t hung;		  /* killed for a stale heartbeat, not reaped yet */
 	uint64_t retire_deadline; /* monotonic: killed if still draining then */
+};
+
+enum ism_loader_state {
+	ISM_LOADER_IDLE = 0,
+	ISM_LOADER_RUNNING, /* its thread reads, parses and validates */
+};
+
+/* Loads off the loop (master/reload.c). The thread owns what it fills until
+ * it signals efd; the loop reads it after joining the thread. */
+struct ism_loader {
+	enum ism_loader_state state;
+	int efd; /* eventfd: the thread is done */
+	pthread_t thread;
+	uint8_t source;	      /* enum ism_load_source of the running load */
+	uint64_t ticket;      /* of the running load */
+	uint64_t queued;      /* ticket of the file reload to run next; 0: none */
+	uint64_t last_ticket; /* tickets handed out */
+	uint64_t started_ms;
+	/* in (ISM_LOAD_TEXT: the master's conf_text, unchanged while a load runs) */
+	const char *path;
+	const char *text;
+	size_t len;
+	/* out */
+	char *file_text; /* ISM_LOAD_FILE: the file as read, then the running text */
+	size_t file_len;
+	struct ism_conf *conf;
+	struct ism_diags *d;
+	int ret;
 };
 
 /* A certificate or key file of the running configuration, as last seen. */
@@ -52,9 +86,12 @@ struct ism_master {
 	char conf_sum[17];  /* FNV-1a 64 of the file loaded, hex */
 	int stopping;
 	uint64_t stop_deadline;
-	int notify_fd;	      /* eventfd: workers write when they eject an endpoint */
-	uint64_t epoch;	      /* health epoch the loads were last computed for */
-	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
+	uint64_t last_turn;    /* monotonic: the loop's previous turn */
+	uint64_t awake_since;  /* monotonic: the loop has turned without a stall since */
+	uint64_t worker_hangs; /* workers killed for a stale heartbeat */
+	int notify_fd;	       /* eventfd: workers write when they eject an endpoint */
+	uint64_t epoch;	       /* health epoch the loads were last computed for */
+	uint64_t *next_sweep;  /* per cluster of the current table: next outlier sweep */
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
 	struct ism_events events;
@@ -63,13 +100,23 @@ struct ism_master {
 	struct ism_watch *watch;
 	size_t n_watch;
 	uint64_t next_watch;
+	struct ism_loader loader;
 };
 
-/* Loads, compiles and publishes the file as a new generation. 0, or -errno with
- * the reasons in d; the running generation is untouched on failure. */
+/* Reads the appliance file (at most ISM_CONF_FILE_MAX bytes, NUL-terminated)
+ * into *text; 0, or -errno with the reason in d. Any thread. */
+int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d);
+/* Reads, loads, compiles and publishes the file as a new generation, on the
+ * loop (the start: nothing to serve yet). 0, or -errno with the reasons in d. */
 int ism_master_load(struct ism_master *m, struct ism_diags *d);
-/* Reload with a human-readable report ("reload: generation N published" or the
- * errors), also logged. */
-void ism_master_reload(struct ism_master *m, char *report, size_t len);
+/* Compiles a loaded model (freed here) and publishes it as a new generation:
+ * new workers where listeners, worker count or log destination change, health
+ * checks, the certificate watch. 0, or -errno with the reasons in d; the
+ * running generation is untouched on failure. On the loop only. */
+int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d);
+/* systemd: RELOADING=1 when a reload begins, READY=1 (with the generation)
+ * when it is over and at the start. */
+void ism_master_notify_reloading(void);
+void ism_master_notify_ready(const struct ism_master *m);
 
 #endif

@@ -32,7 +32,9 @@
 #include "health/lbstate.h"
 #include "lib/log.h"
 #include "master/ctl.h"
+#include "master/fds.h"
 #include "master/master-t.h"
+#include "master/reload.h"
 #include "shm/shm.h"
 #include "worker/worker.h"
 
@@ -40,6 +42,15 @@
 #define RESPAWN_MIN_MS 100
 #define RESPAWN_MAX_MS 10000
 #define STOP_GRACE_MS  5000
+/* A worker writes its heartbeat at each 100 ms tick of its loop. One that has
+ * not for HANG_MS is hung (stopped, spinning, blocked): it is killed and
+ * restarted. Before its first heartbeat a worker has HANG_START_MS (its TLS
+ * contexts and buffers are set up then). A loop turn of the master's later
+ * than MASTER_STALL_MS after the previous one means the master itself was held
+ * up: the workers then get a whole HANG_MS before they are judged. */
+#define HANG_MS		5000
+#define HANG_START_MS	30000
+#define MASTER_STALL_MS 2000
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
 			   const int *cur_fds, int *err);
@@ -65,6 +76,55 @@ static int check_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
 	return 0;
 }
 
+/* The open-file limit for t: maxConnectionsPerWorker as the file sets it, or
+ * the default derived from the limit (written into t, not yet published), and
+ * RLIMIT_NOFILE raised when raise allows. 0, or -EMFILE with the reason in d
+ * (at the field's position when the file sets it). */
+static int fds_apply(const char *file, const struct ism_conf *conf, struct ism_table *t,
+		     enum ism_fds_raise raise, struct ism_diags *d)
+{
+	struct ism_fds_plan p;
+	struct rlimit rl;
+	const char *res = "";
+	int line = 0, col = 0, ret;
+	uint32_t want = ism_conf_max_connections(conf, &line, &col, &res);
+	char field[256];
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	ret = ism_fds_plan(want, t->n_listeners, rl.rlim_cur, rl.rlim_max, raise, &p);
+	if (ret == 0 && (p.soft != rl.rlim_cur || p.hard != rl.rlim_max)) {
+		struct rlimit to = {.rlim_cur = p.soft, .rlim_max = p.hard};
+
+		ret = setrlimit(RLIMIT_NOFILE, &to) < 0 ? -EMFILE : 0;
+	}
+	if (ret == 0) {
+		t->limits.max_connections = p.max_conn;
+		return 0;
+	}
+	snprintf(field, sizeof(field), "%s%sspec.limits.maxConnectionsPerWorker", res,
+		 res[0] ? ": " : "");
+	if (want == 0)
+		ism_diag_add(
+		    d, ISM_DIAG_ERROR, file, 0, 0, field,
+		    "the open-file limit (%llu, hard %llu) leaves no room for a connection "
+		    "(each takes %d, and a worker %llu besides): raise it (LimitNOFILE=)",
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+		    ISM_FDS_PER_CONN, (unsigned long long)ism_fds_need(0, t->n_listeners));
+	else
+		ism_diag_add(
+		    d, ISM_DIAG_ERROR, file, line, col, field,
+		    "%u connections need %llu open files per worker (%d each, %llu "
+		    "besides); the open-file limit is %llu (hard %llu)%s: lower the value, "
+		    "or raise the limit (LimitNOFILE=)%s",
+		    want, (unsigned long long)p.need, ISM_FDS_PER_CONN,
+		    (unsigned long long)ism_fds_need(0, t->n_listeners),
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+		    raise == ISM_FDS_RAISE ? " and cannot be raised to it" : "",
+		    raise == ISM_FDS_RAISE ? "" : " and restart: running workers keep theirs");
+	return -EMFILE;
+}
+
 int ism_master_check(const char *conf_path)
 {
 	struct ism_diags *d = calloc(1, sizeof(*d));
@@ -86,12 +146,18 @@ int ism_master_check(const char *conf_path)
 	ism_arena_init(&arena, block, GEN_ARENA_SIZE);
 	if (ism_conf_compile(conf, &arena, check_id_cb, &next, &t, d) < 0)
 		goto out;
+	/* What the master would do at its start: this process's limit is the
+	 * one a master started the same way gets. */
+	if (fds_apply(conf_path, conf, (struct ism_table *)t, ISM_FDS_RAISE, d) < 0)
+		goto out;
 	status = 0;
 out:
 	ism_diags_print(stderr, d);
 	if (status == 0)
-		fprintf(stderr, "%s: configuration is valid (%u listeners, %u clusters)\n",
-			conf_path, t->n_listeners, t->n_clusters);
+		fprintf(stderr,
+			"%s: configuration is valid (%u listeners, %u clusters, %u connections "
+			"per worker)\n",
+			conf_path, t->n_listeners, t->n_clusters, t->limits.max_connections);
 	free(block);
 	ism_conf_free(conf);
 	free(d);
@@ -198,56 +264,81 @@ static void watch_stat(struct ism_watch *wt)
 	wt->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-/* The certificate files of a configuration just published. */
+/* The certificate files of a configuration just published. A file watched
+ * already keeps the stamp it had when the load began (no look at the files
+ * is taken while a load runs): a change while the load ran, which the load may
+ * have read or not, is then seen by the next look and loaded again, never
+ * missed. A new file is stamped now. */
 static void watch_set(struct ism_master *m, const struct ism_conf *conf)
 {
 	const char *const *files;
-	size_t n = ism_conf_files(conf, &files);
+	size_t n = ism_conf_files(conf, &files), kept = 0;
+	struct ism_watch *w = calloc(n ? n : 1, sizeof(*w));
 
-	watch_free(m);
-	m->watch = calloc(n ? n : 1, sizeof(*m->watch));
-	for (size_t i = 0; m->watch != NULL && i < n; i++) {
-		m->watch[i].path = strdup(files[i]);
-		if (m->watch[i].path == NULL)
+	for (size_t i = 0; w != NULL && i < n; i++) {
+		size_t j = 0;
+
+		while (j < m->n_watch && strcmp(m->watch[j].path, files[i]) != 0)
+			j++;
+		if (j < m->n_watch) {
+			w[kept] = m->watch[j];
+			w[kept].path = strdup(files[i]);
+		} else {
+			w[kept].path = strdup(files[i]);
+			if (w[kept].path != NULL)
+				watch_stat(&w[kept]);
+		}
+		if (w[kept].path == NULL)
 			break;
-		watch_stat(&m->watch[i]);
-		m->n_watch++;
+		kept++;
 	}
+	watch_free(m);
+	m->watch = w;
+	m->n_watch = kept;
 }
 
-static int load_text(struct ism_master *m, struct ism_diags *d, const char *text, size_t len);
+int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d)
+{
+	int ret = ism_conf_read_file(path, ISM_CONF_FILE_MAX, text, len);
+
+	if (ret < 0)
+		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s",
+			     ret == -EFBIG ? "larger than the 16 MiB limit" : strerror(-ret));
+	return ret;
+}
 
 int ism_master_load(struct ism_master *m, struct ism_diags *d)
 {
+	struct ism_conf *conf = NULL;
 	char *text = NULL;
 	size_t len = 0;
-	int ret = ism_conf_read_file(m->conf_path, 16u << 20, &text, &len);
+	int ret = ism_master_read_file(m->conf_path, &text, &len, d);
 
+	if (ret < 0)
+		return ret;
+	ret = ism_conf_load_buf(m->conf_path, text, len, &conf, d);
+	if (ret == 0)
+		ret = ism_master_publish(m, conf, d);
 	if (ret < 0) {
-		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "", "cannot read: %s",
-			     strerror(-ret));
+		free(text);
 		return ret;
 	}
-	ret = load_text(m, d, text, len);
-	if (ret == 0) {
-		free(m->conf_text);
-		m->conf_text = text;
-		m->conf_len = len;
-		return 0;
-	}
-	free(text);
-	return ret;
+	free(m->conf_text);
+	m->conf_text = text;
+	m->conf_len = len;
+	return 0;
 }
 
 /* Certificate rotation: a watched file changed (cert-manager renames new files
  * into place). The running configuration is loaded again from its own text with
- * the new files; a broken file is refused and the old certificates serve on. */
+ * the new files, off the loop like a reload; a broken file is refused and the
+ * old certificates serve on. While a load runs the files are not looked at: a
+ * change is seen when it is over. */
 static void watch_check(struct ism_master *m, uint64_t now)
 {
-	struct ism_diags *d;
-	int changed = 0, ret;
+	int changed = 0;
 
-	if (now < m->next_watch || m->conf_text == NULL || m->stopping)
+	if (now < m->next_watch || m->conf_text == NULL || m->stopping || ism_reload_busy(m))
 		return;
 	m->next_watch = now + 1000;
 	for (size_t i = 0; i < m->n_watch; i++) {
@@ -261,30 +352,8 @@ static void watch_check(struct ism_master *m, uint64_t now)
 			changed = 1;
 		}
 	}
-	if (!changed)
-		return;
-	d = calloc(1, sizeof(*d));
-	if (d == NULL)
-		return;
-	ism_diags_init(d);
-	ret = load_text(m, d, m->conf_text, m->conf_len);
-	if (ret < 0) {
-		char buf[4096];
-
-		ism_diags_format(buf, sizeof(buf), d);
-		ism_err("certificate reload refused, the current certificates keep serving:\n%s",
-			buf);
-		ism_event_add(&m->events, "certificates", "reload refused: %s",
-			      d->n ? d->items[0].msg : "error");
-		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
-	} else {
-		ism_notice("certificates reloaded: generation %llu published",
-			   (unsigned long long)m->gen);
-		ism_event_add(&m->events, "certificates", "generation %llu published",
-			      (unsigned long long)m->gen);
-		atomic_fetch_add(&m->shm.hdr->reloads, 1);
-	}
-	free(d);
+	if (changed)
+		ism_reload_request(m, ISM_LOAD_TEXT, NULL);
 }
 
 /* TLS session-ticket keys: three, rotated hourly, the newest encrypting. */
@@ -309,18 +378,14 @@ static void tickets_rotate(struct ism_master *m, uint64_t now)
 	tk->rotated_ms = now ? now : 1;
 }
 
-static int load_text(struct ism_master *m, struct ism_diags *d, const char *text, size_t len)
+int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
 {
-	struct ism_conf *conf = NULL;
 	const struct ism_table *t = NULL;
 	const struct ism_table *cur = ism_shm_current(&m->shm);
 	struct ism_arena arena;
 	int *new_fds = NULL;
 	int slot, ret;
 
-	ret = ism_conf_load_buf(m->conf_path, text, len, &conf, d);
-	if (ret < 0)
-		return ret;
 	slot = ism_shm_gen_begin(&m->shm, &arena);
 	if (slot == -ENOSPC) {
 		ism_shm_gen_reclaim(&m->shm);
@@ -335,6 +400,9 @@ static int load_text(struct ism_master *m, struct ism_diags *d, const char *text
 		goto out;
 	}
 	ret = ism_conf_compile(conf, &arena, ep_id_cb, m, &t, d);
+	if (ret == 0)
+		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
+				cur == NULL ? ISM_FDS_RAISE : ISM_FDS_KEEP, d);
 	if (ret < 0) {
 		ism_shm_gen_abort(&m->shm, slot);
 		goto out;
@@ -535,6 +603,7 @@ static int spawn_worker(struct ism_master *m, int i)
 	atomic_store(&ss->gen, 0);
 	atomic_store(&ss->draining, 0);
 	atomic_store(&ss->stats.conn_active, 0);
+	atomic_store(&ss->heartbeat_ms, 0); /* none yet from this worker */
 	pid = fork();
 	if (pid < 0) {
 		int err = errno;
@@ -565,7 +634,51 @@ static int spawn_worker(struct ism_master *m, int i)
 	ws->fd = sv[0];
 	ws->started_ms = ism_now_ms();
 	ws->respawn_at = 0;
+	ws->hung = 0;
 	return 0;
+}
+
+/* How long worker i has gone without a heartbeat, when that is longer than it
+ * may; 0 while it is alive enough. */
+static uint64_t hang_age(const struct ism_master *m, int i, uint64_t now)
+{
+	const struct ism_wslot *ws = &m->workers[i];
+	uint64_t hb = atomic_load(&m->shm.hdr->workers[i].heartbeat_ms);
+
+	if (ws->pid == 0 || ws->hung)
+		return 0;
+	if (hb == 0)
+		return now - ws->started_ms > HANG_START_MS ? now - ws->started_ms : 0;
+	return now > hb && now - hb > HANG_MS ? now - hb : 0;
+}
+
+/* A hung worker is killed; reap() restarts it as any worker that died. */
+static void kill_hung(struct ism_master *m, uint64_t now)
+{
+	if (now - m->last_turn > MASTER_STALL_MS)
+		m->awake_since = now;
+	m->last_turn = now;
+	if (now - m->awake_since < HANG_MS)
+		return;
+	for (int i = 0; i < m->n_slots; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+		uint64_t age = hang_age(m, i, now);
+		char why[64];
+
+		if (age == 0)
+			continue;
+		snprintf(why, sizeof(why),
+			 atomic_load(&m->shm.hdr->workers[i].heartbeat_ms)
+			     ? "heartbeat %llu ms old"
+			     : "no heartbeat %llu ms after its start",
+			 (unsigned long long)age);
+		ism_err("worker %d (pid %d) hung: %s; killing it", i, (int)ws->pid, why);
+		ism_event_add(&m->events, "worker", "%d (pid %d) hung: %s, killed", i, (int)ws->pid,
+			      why);
+		kill(ws->pid, SIGKILL);
+		ws->hung = 1;
+		m->worker_hangs++;
+	}
 }
 
 static void reap(struct ism_master *m)
@@ -614,8 +727,9 @@ static void reap(struct ism_master *m)
 					 i, (int)pid, WEXITSTATUS(status),
 					 (unsigned long long)delay);
 			ws->respawn_at = ism_now_ms() + delay;
-			ism_event_add(&m->events, "worker",
-				      "worker %d (pid %d) %s %d; restart in %llu ms", i, (int)pid,
+			/* The kind is the subject: "worker 0 (pid ...) ..." in show events. */
+			ism_event_add(&m->events, "worker", "%d (pid %d) %s %d; restart in %llu ms",
+				      i, (int)pid,
 				      WIFSIGNALED(status) ? "killed by signal" : "exited with",
 				      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
 				      (unsigned long long)delay);
@@ -728,9 +842,8 @@ static void retire_overdue(struct ism_master *m, uint64_t now)
 	}
 }
 
-/* systemd (Type=notify): RELOADING=1 before a reload, READY=1 after it. Without
- * $NOTIFY_SOCKET these calls do nothing. */
-static void notify_reloading(void)
+/* systemd (Type=notify): without $NOTIFY_SOCKET these calls do nothing. */
+void ism_master_notify_reloading(void)
 {
 	struct timespec ts;
 
@@ -740,54 +853,10 @@ static void notify_reloading(void)
 		       (unsigned long long)ts.tv_nsec / 1000);
 }
 
-static void notify_ready(const struct ism_master *m)
+void ism_master_notify_ready(const struct ism_master *m)
 {
 	sd_notifyf(0, "READY=1\nSTATUS=serving generation %llu with %d workers",
 		   (unsigned long long)m->gen, m->n_workers);
-}
-
-void ism_master_reload(struct ism_master *m, char *report, size_t len)
-{
-	struct ism_diags *d = calloc(1, sizeof(*d));
-	int ret;
-
-	notify_reloading();
-	if (d == NULL) {
-		snprintf(report, len, "reload refused: out of memory\n");
-		return;
-	}
-	ism_diags_init(d);
-	ret = ism_master_load(m, d);
-	if (ret < 0) {
-		size_t n;
-
-		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
-		ism_event_add(&m->events, "reload",
-			      "refused (%zu errors); generation %llu keeps serving", d->n_errors,
-			      (unsigned long long)m->gen);
-		n = (size_t)snprintf(report, len,
-				     "reload refused; the running configuration "
-				     "(generation %llu) keeps serving:\n",
-				     (unsigned long long)m->gen);
-		if (n < len)
-			ism_diags_format(report + n, len - n, d);
-		ism_err("%s", report);
-	} else {
-		atomic_fetch_add(&m->shm.hdr->reloads, 1);
-		ism_event_add(&m->events, "reload", "generation %llu published",
-			      (unsigned long long)m->gen);
-		snprintf(report, len, "reload: generation %llu published\n",
-			 (unsigned long long)m->gen);
-		ism_notice("reload: generation %llu published", (unsigned long long)m->gen);
-		if (d->n) {
-			char warn[2048];
-
-			ism_diags_format(warn, sizeof(warn), d);
-			ism_warn("%s", warn);
-		}
-	}
-	free(d);
-	notify_ready(m);
 }
 
 static void start_stop(struct ism_master *m, const char *why)
@@ -824,13 +893,10 @@ static void handle_signals(struct ism_master *m)
 
 	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
-		case SIGHUP: {
-			char report[4096];
-
+		case SIGHUP:
 			ism_notice("SIGHUP: reloading %s", m->conf_path);
-			ism_master_reload(m, report, sizeof(report));
+			ism_reload_request(m, ISM_LOAD_FILE, NULL);
 			break;
-		}
 		case SIGTERM:
 		case SIGINT:
 			start_stop(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -852,7 +918,7 @@ static void handle_signals(struct ism_master *m)
 
 static int next_timeout(struct ism_master *m, uint64_t now)
 {
-	int t = 1000; /* generation reclaim and housekeeping */
+	int t = ism_ctl_timeout_ms(m->ctl, now, 1000); /* 1 s: reclaim and housekeeping */
 	int h = ism_health_timeout_ms(m->health, now);
 
 	if (h >= 0 && h < t)
@@ -881,13 +947,15 @@ static int master_loop(struct ism_master *m)
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[5 + ISM_CTL_MAX_CLIENTS];
+		struct pollfd pfd[4 + ISM_CTL_POLLFDS];
 		nfds_t n = 0;
 		uint64_t now = ism_now_ms();
 		int ret;
 
 		if (m->stopping) {
-			if (live_workers(m) == 0)
+			/* A load running then is waited for: its thread uses what the
+			 * master frees on the way out, and its callers get an answer. */
+			if (live_workers(m) == 0 && !ism_reload_busy(m))
 				return 0;
 			if (now >= m->stop_deadline) {
 				ism_warn("drain time over: killing %d workers", live_workers(m));
@@ -900,7 +968,8 @@ static int master_loop(struct ism_master *m)
 		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = m->notify_fd, .events = POLLIN};
-		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_MAX_CLIENTS + 2);
+		pfd[n++] = (struct pollfd){.fd = ism_reload_fd(m), .events = POLLIN};
+		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_POLLFDS);
 		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
 			ism_err("poll: %s", strerror(errno));
@@ -909,6 +978,8 @@ static int master_loop(struct ism_master *m)
 		now = ism_now_ms();
 		if (pfd[0].revents)
 			handle_signals(m);
+		if (pfd[3].revents)
+			ism_reload_run(m);
 		ism_health_run(m->health, now);
 		if (pfd[2].revents) {
 			uint64_t v;
@@ -917,7 +988,8 @@ static int master_loop(struct ism_master *m)
 				ism_warn("notify: %s", strerror(errno));
 		}
 		update_lbstate(m, now);
-		ism_ctl_run(m->ctl, pfd + 3, n - 3);
+		kill_hung(m, now);
+		ism_ctl_run(m->ctl, pfd + 4, n - 4);
 		if (!m->stopping)
 			respawn_due(m, now);
 		retire_overdue(m, now);
@@ -946,24 +1018,6 @@ static int setup_signals(struct ism_master *m)
 	signal(SIGPIPE, SIG_IGN);
 	m->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	return m->sfd < 0 ? -errno : 0;
-}
-
-/* Every connection costs a worker two descriptors (client and upstream). */
-static void raise_nofile(const struct ism_table *t, int workers)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)t->limits.max_connections * 2 + 1024;
-
-	(void)workers;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
-	if (rl.rlim_cur >= want)
-		return;
-	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-		ism_warn(
-		    "open-file limit %llu is below the %llu that maxConnectionsPerWorker needs",
-		    (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 /* TLS runs in user space. Says whether the kernel would offer kTLS (the "tls"
@@ -1004,8 +1058,9 @@ int ism_master_run(const struct ism_master_opts *opts)
 	m->conf_path = opts->conf_path;
 	m->sfd = -1;
 	m->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (m->notify_fd < 0) {
-		ism_err("eventfd: %s", strerror(errno));
+	ret = ism_reload_init(m);
+	if (m->notify_fd < 0 || ret < 0) {
+		ism_err("eventfd: %s", strerror(m->notify_fd < 0 ? errno : -ret));
 		goto out_free;
 	}
 	ism_diags_init(d);
@@ -1038,24 +1093,25 @@ int ism_master_run(const struct ism_master_opts *opts)
 		ism_err("signals: %s", strerror(errno));
 		goto out_health;
 	}
-	raise_nofile(t, worker_count(t));
+	/* The control socket and the admin listener first: once traffic is
+	 * accepted, readiness and metrics answer too. */
+	ret = ism_ctl_create(m, t, &m->ctl);
+	if (ret < 0)
+		goto out_listen;
 	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
 	if (m->listen_fds == NULL)
 		goto out_listen;
 	m->n_listen = (int)t->n_listeners;
-	ret = ism_ctl_create(m, t, &m->ctl);
-	if (ret < 0)
-		goto out_listen;
 	if (start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");
 	log_ktls(ism_shm_current(&m->shm));
 	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
 		   m->n_workers);
-	notify_ready(m);
+	ism_master_notify_ready(m);
 	status = master_loop(m);
 	ism_notice("stopped");
-	ism_ctl_destroy(m->ctl);
 out_listen:
+	ism_ctl_destroy(m->ctl);
 	for (int i = 0; i < m->n_listen; i++)
 		close(m->listen_fds[i]);
 	free(m->listen_fds);
@@ -1069,6 +1125,7 @@ out_free:
 	if (m && m->notify_fd >= 0)
 		close(m->notify_fd);
 	if (m) {
+		ism_reload_fini(m);
 		free(m->next_sweep);
 		ism_events_free(&m->events);
 		watch_free(m);

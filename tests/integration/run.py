@@ -29,6 +29,7 @@ import test_policies  # noqa: E402
 import test_ops  # noqa: E402
 import test_tls  # noqa: E402
 import test_security  # noqa: E402
+import test_control  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1310,6 +1311,7 @@ test_policies.register(test)
 test_ops.register(test)
 test_tls.register(test)
 test_security.register(test)
+test_control.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -1,0 +1,268 @@
+/* Reloads off the loop: see master/reload.h. */
+#include "master/reload.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "conf/tree.h"
+#include "lib/log.h"
+#include "master/commands.h"
+#include "master/ctl.h"
+#include "master/master-t.h"
+
+int ism_reload_init(struct ism_master *m)
+{
+	struct ism_loader *l = &m->loader;
+
+	*l = (struct ism_loader){.state = ISM_LOADER_IDLE};
+	l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	return l->efd < 0 ? -errno : 0;
+}
+
+int ism_reload_fd(const struct ism_master *m)
+{
+	return m->loader.efd;
+}
+
+bool ism_reload_busy(const struct ism_master *m)
+{
+	return m->loader.state == ISM_LOADER_RUNNING;
+}
+
+/* The thread: the file (or the running text) to a model, nothing else. */
+static void *loader_main(void *arg)
+{
+	struct ism_loader *l = arg;
+	const char *text = l->text;
+	size_t len = l->len;
+	uint64_t one = 1;
+
+	l->ret = 0;
+	if (l->source == ISM_LOAD_FILE) {
+		l->ret = ism_master_read_file(l->path, &l->file_text, &l->file_len, l->d);
+		text = l->file_text;
+		len = l->file_len;
+	}
+	if (l->ret == 0)
+		l->ret = ism_conf_load_buf(l->path, text, len, &l->conf, l->d);
+	if (write(l->efd, &one, sizeof(one)) < 0)
+		ism_err("reload: cannot wake the master: %s", strerror(errno));
+	return NULL;
+}
+
+static int start(struct ism_master *m, enum ism_load_source src, uint64_t ticket)
+{
+	struct ism_loader *l = &m->loader;
+	sigset_t all, old;
+	int ret;
+
+	l->d = calloc(1, sizeof(*l->d));
+	if (l->d == NULL)
+		return -ENOMEM;
+	ism_diags_init(l->d);
+	l->source = (uint8_t)src;
+	l->ticket = ticket;
+	l->path = m->conf_path;
+	l->text = m->conf_text;
+	l->len = m->conf_len;
+	l->file_text = NULL;
+	l->conf = NULL;
+	l->started_ms = ism_now_ms();
+	if (src == ISM_LOAD_FILE)
+		ism_master_notify_reloading();
+	/* The signals go to the loop's signalfd, never to this thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&l->thread, NULL, loader_main, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret != 0) {
+		free(l->d);
+		l->d = NULL;
+		return -ret;
+	}
+	l->state = ISM_LOADER_RUNNING;
+	return 0;
+}
+
+uint64_t ism_reload_request(struct ism_master *m, enum ism_load_source src, struct ism_reply *why)
+{
+	struct ism_loader *l = &m->loader;
+	uint64_t ticket;
+	int ret;
+
+	if (m->stopping) {
+		ism_warn("reload refused: isthmus is stopping");
+		if (why != NULL)
+			ism_say(why, "reload refused: isthmus is stopping\n");
+		return 0;
+	}
+	if (l->state == ISM_LOADER_RUNNING) {
+		if (src != ISM_LOAD_FILE)
+			return 0;
+		if (l->queued == 0)
+			l->queued = ++l->last_ticket;
+		ism_info("reload: one is running; this one runs next");
+		return l->queued;
+	}
+	ticket = ++l->last_ticket;
+	ret = start(m, src, ticket);
+	if (ret < 0) {
+		ism_err("reload refused: cannot start loading: %s", strerror(-ret));
+		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
+		if (why != NULL)
+			ism_say(why, "reload refused: cannot start loading: %s\n", strerror(-ret));
+		return 0;
+	}
+	return ticket;
+}
+
+/* Every diagnostic of d, one per line (64 kept, about 1.3 kB each at most). */
+static void say_diags(struct ism_reply *r, const struct ism_diags *d)
+{
+	size_t len = sizeof(d->items) / sizeof(d->items[0]) * 1400;
+	char *buf = malloc(len);
+
+	if (buf == NULL) {
+		ism_say(r, "(out of memory formatting the diagnostics)\n");
+		return;
+	}
+	ism_diags_format(buf, len, d);
+	ism_say(r, "%s", buf);
+	free(buf);
+}
+
+/* A reload's outcome: counted, in the events and the log, and to the clients
+ * that wait for ticket. */
+static void report_reload(struct ism_master *m, uint64_t ticket, int ret, const struct ism_diags *d,
+			  uint64_t ms)
+{
+	struct ism_reply r;
+
+	ism_reply_init(&r, 1u << 20);
+	if (ret < 0) {
+		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
+		ism_event_add(&m->events, "reload",
+			      "refused (%zu errors); generation %llu keeps serving", d->n_errors,
+			      (unsigned long long)m->gen);
+		ism_say(&r,
+			"reload refused; the running configuration (generation %llu) keeps "
+			"serving:\n",
+			(unsigned long long)m->gen);
+		say_diags(&r, d);
+		ism_err("%s", r.p ? r.p : "reload refused");
+	} else {
+		atomic_fetch_add(&m->shm.hdr->reloads, 1);
+		ism_event_add(&m->events, "reload", "generation %llu published",
+			      (unsigned long long)m->gen);
+		ism_say(&r, "reload: generation %llu published\n", (unsigned long long)m->gen);
+		ism_notice("reload: generation %llu published (%llu ms)",
+			   (unsigned long long)m->gen, (unsigned long long)ms);
+		if (d->n) {
+			char warn[2048];
+
+			ism_diags_format(warn, sizeof(warn), d);
+			ism_warn("%s", warn);
+		}
+	}
+	ism_ctl_reload_done(m->ctl, ticket, r.p ? r.p : "reload refused: out of memory\n");
+	ism_reply_free(&r);
+}
+
+/* A certificate rotation's outcome. */
+static void report_rotation(struct ism_master *m, int ret, const struct ism_diags *d)
+{
+	if (ret < 0) {
+		char buf[4096];
+
+		ism_diags_format(buf, sizeof(buf), d);
+		ism_err("certificate reload refused, the current certificates keep serving:\n%s",
+			buf);
+		ism_event_add(&m->events, "certificates", "reload refused: %s",
+			      d->n ? d->items[0].msg : "error");
+		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
+	} else {
+		ism_notice("certificates reloaded: generation %llu published",
+			   (unsigned long long)m->gen);
+		ism_event_add(&m->events, "certificates", "generation %llu published",
+			      (unsigned long long)m->gen);
+		atomic_fetch_add(&m->shm.hdr->reloads, 1);
+	}
+}
+
+void ism_reload_run(struct ism_master *m)
+{
+	struct ism_loader *l = &m->loader;
+	uint64_t v, ticket = l->ticket;
+	enum ism_load_source src = l->source;
+	int ret;
+
+	if (read(l->efd, &v, sizeof(v)) < 0 || l->state != ISM_LOADER_RUNNING)
+		return;
+	pthread_join(l->thread, NULL);
+	l->state = ISM_LOADER_IDLE;
+	ret = l->ret;
+	if (ret == 0 && m->stopping) {
+		ism_conf_free(l->conf);
+		ism_diag_add(l->d, ISM_DIAG_ERROR, l->path, 0, 0, "", "isthmus is stopping");
+		ret = -ECANCELED;
+	} else if (ret == 0) {
+		ret = ism_master_publish(m, l->conf, l->d); /* frees the model */
+	}
+	l->conf = NULL;
+	if (src == ISM_LOAD_FILE && ret == 0) {
+		free(m->conf_text);
+		m->conf_text = l->file_text;
+		m->conf_len = l->file_len;
+		l->file_text = NULL;
+	}
+	free(l->file_text);
+	l->file_text = NULL;
+	if (src == ISM_LOAD_FILE)
+		report_reload(m, ticket, ret, l->d, ism_now_ms() - l->started_ms);
+	else
+		report_rotation(m, ret, l->d);
+	free(l->d);
+	l->d = NULL;
+	ticket = l->queued;
+	l->queued = 0;
+	if (ticket != 0 && !m->stopping && start(m, ISM_LOAD_FILE, ticket) == 0)
+		return;
+	if (ticket != 0) {
+		struct ism_diags *d = calloc(1, sizeof(*d));
+
+		if (d != NULL) {
+			ism_diags_init(d);
+			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "", "%s",
+				     m->stopping ? "isthmus is stopping" : "cannot start loading");
+		}
+		if (d != NULL)
+			report_reload(m, ticket, -ECANCELED, d, 0);
+		free(d);
+	}
+	if (src == ISM_LOAD_FILE || ticket != 0)
+		ism_master_notify_ready(m);
+}
+
+void ism_reload_fini(struct ism_master *m)
+{
+	struct ism_loader *l = &m->loader;
+
+	if (l->state == ISM_LOADER_RUNNING) {
+		pthread_join(l->thread, NULL);
+		l->state = ISM_LOADER_IDLE;
+		ism_conf_free(l->conf);
+		free(l->file_text);
+		free(l->d);
+		l->conf = NULL;
+		l->file_text = NULL;
+		l->d = NULL;
+	}
+	if (l->efd >= 0)
+		close(l->efd);
+	l->efd = -1;
+}

@@ -1,0 +1,53 @@
+/* Private to master/: reloads off the loop.
+ *
+ * A reload (SIGHUP, `isthmusctl reload`) or a certificate rotation reads,
+ * parses and validates the file (ism_conf_load_buf: YAML tree and model, no
+ * state shared with the loop) on a thread of its own, while the loop goes on
+ * answering readiness probes, scrapes and the control socket, running health
+ * checks and restarting workers. When the thread is done the loop compiles and
+ * publishes the result (ism_master_publish) as at the start.
+ *
+ * A thread, not a child process: the model it builds is a graph of pointers
+ * that a child could not hand back without serialising it, and a parse in the
+ * child to validate, then again on the loop to publish, would block the loop
+ * as long as before. What the thread calls touches no global state (conf/
+ * keeps none; libyaml and PCRE2 keep their state in the objects they are
+ * given; OpenSSL is thread-safe, and conf/tls.c makes fork() wait for its
+ * checks, so that a worker forked meanwhile cannot inherit a held lock; the
+ * log writes each line with one write(2)).
+ *
+ * One load runs at a time. A reload of the file asked while one runs is queued
+ * to run next, because the file may have changed since the running one read
+ * it; one is queued at most: later asks join it and get its report. Master
+ * only, on the loop. */
+#ifndef ISM_MASTER_RELOAD_H
+#define ISM_MASTER_RELOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "master/reply.h"
+
+struct ism_master;
+
+enum ism_load_source {
+	ISM_LOAD_FILE = 0, /* the file, read again: SIGHUP, `isthmusctl reload` */
+	ISM_LOAD_TEXT,	   /* the running text again, because certificate files changed */
+};
+
+/* 0 or -errno (the eventfd). */
+int ism_reload_init(struct ism_master *m);
+/* Waits for a running load and frees what it made. */
+void ism_reload_fini(struct ism_master *m);
+/* Asks for a load. Returns the ticket the report of the load that serves it
+ * will carry (ism_ctl_reload_done), or 0 when it is refused at once (the
+ * master is stopping, or a rotation while a load runs: looked at again after
+ * it): the reason is logged and, for a reload, appended to why (may be NULL). */
+uint64_t ism_reload_request(struct ism_master *m, enum ism_load_source src, struct ism_reply *why);
+/* The descriptor the loop polls for POLLIN; then it calls ism_reload_run, which
+ * publishes the load that finished, reports it and starts the queued one. */
+int ism_reload_fd(const struct ism_master *m);
+void ism_reload_run(struct ism_master *m);
+bool ism_reload_busy(const struct ism_master *m);
+
+#endif

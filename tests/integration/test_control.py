@@ -1,0 +1,613 @@
+"""Integration tests of the master's control surfaces under stress and misuse:
+the control socket and isthmusctl, the admin listener (readiness, metrics),
+worker supervision, descriptor limits and reloads that take long.
+
+Registered into run.py's list by register(test)."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (Registry, Skip, TestFailure, appliance, check, ctl_cmd, docs, free_port, gateway,
+                     http_get, poll, service_entry, virtual_service)
+
+SVC = "ctl.test.internal"
+_test = Registry()
+register = _test.register
+
+
+def _isthmusctl(env, *args, timeout=20):
+    p = subprocess.run([os.path.join(env.build, "isthmusctl"), "-s", env.path("ctl.sock"), *args],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def _socat(path, data, timeout=10):
+    """data as it is, through socat (which ends its sending side after its input)."""
+    p = subprocess.run(["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"], input=data,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.stdout.decode("utf-8", "replace")
+
+
+def _start(env, extra="", workers=2, admin=True):
+    """One upstream behind one route; returns the admin port (or None)."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    aport = free_port() if admin else None
+    if admin:
+        extra = f"  admin:\n    address: 127.0.0.1:{aport}\n" + extra
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=workers, extra=extra), gateway(gw_port),
+        virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: env.get("/").status == 200, 10, what="200 through the gateway")
+    return aport
+
+
+def _info(env):
+    out = ctl_cmd(env.path("ctl.sock"), "show info json")
+    return json.loads(out)
+
+
+# --------------------------------------------------------------------------- isthmusctl and the socket
+
+
+@_test
+def isthmusctl_dropped_connection(env):
+    """A master that closes the connection before isthmusctl sent its command
+    (a full pool, a stop) gives exit status 3 and a message, not a death by
+    SIGPIPE (141). strace delays isthmusctl's send until the server has closed."""
+    if shutil.which("strace") is None:
+        raise Skip("strace not installed (make deps installs it)")
+    path = env.path("dropper.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+    srv.settimeout(10)
+
+    def drop():
+        try:
+            c, _ = srv.accept()
+            c.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=drop, daemon=True)
+    t.start()
+    try:
+        p = subprocess.run(["strace", "-qq", "-o", "/dev/null", "-e", "trace=write,sendto,sendmsg",
+                            "-e", "inject=write,sendto,sendmsg:delay_enter=500000",
+                            os.path.join(env.build, "isthmusctl"), "-s", path, "show", "info"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20,
+                           # LeakSanitizer cannot run under ptrace (ASan builds).
+                           env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    finally:
+        t.join(10)
+        srv.close()
+    err = p.stderr.decode("utf-8", "replace")
+    check(p.returncode == 3, f"isthmusctl on a dropped connection exited with {p.returncode} "
+          f"(want 3; -13/141 is SIGPIPE): {err!r}")
+    check(path in err and err.startswith("isthmusctl: "), f"no message naming the socket: {err!r}")
+
+
+@_test
+def control_nul_byte(env):
+    """A command with a NUL byte is refused, not run as the text before the NUL."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    ans = _socat(sock, b"reload\x00 of nothing\n")
+    check(ans.startswith("error:") and "NUL" in ans, f"'reload\\0...' answered {ans!r}")
+    check(_info(env)["generation"] == 1, f"a command with a NUL byte ran a reload: {_info(env)}")
+    ans = _socat(sock, b"show info\x00\n")
+    check(ans.startswith("error:"), f"'show info\\0' answered {ans!r}")
+    rc, out, err = _isthmusctl(env, "show", "info")
+    check(rc == 0 and "generation: 1" in out, f"isthmusctl after the refusals: rc {rc} {out!r} {err!r}")
+    with socket.create_connection(("127.0.0.1", aport), timeout=5) as s:
+        s.sendall(b"GET /healthz/ready\x00 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = s.recv(4096).decode("latin-1")
+    check(head.startswith("HTTP/1.1 400 "), f"admin request with a NUL byte answered {head[:80]!r}")
+
+
+@_test
+def events_worker_subject(env):
+    """`show events` names a worker once: "worker 0 (pid N) killed by signal 9"."""
+    _start(env)
+    sock = env.path("ctl.sock")
+    workers = json.loads(ctl_cmd(sock, "show workers json"))
+    victim = workers[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    pat = re.compile(rf" worker {victim['index']} \(pid {victim['pid']}\) killed by signal 9; restart in \d+ ms$",
+                     re.M)
+    events = poll(lambda: (lambda e: e if pat.search(e) else None)(ctl_cmd(sock, "show events")), 5,
+                  what="the worker's exit in 'show events'")
+    check("worker worker" not in events, f"'show events' doubles the subject:\n{events}")
+    doc = json.loads(ctl_cmd(sock, "show events json"))
+    check(any(e["kind"] == "worker" and e["event"].startswith(f"{victim['index']} (pid {victim['pid']})")
+              for e in doc), f"'show events json' lacks the worker's exit: {doc}")
+
+
+# --------------------------------------------------------------------------- admin listener and control socket pools
+
+
+def _ready_ms(aport, timeout=5.0):
+    """GET /healthz/ready on a fresh connection: (status or the error, milliseconds)."""
+    t0 = time.monotonic()
+    try:
+        status = http_get(aport, "/healthz/ready", addr="127.0.0.1", timeout=timeout).status
+    except (OSError, EOFError, TestFailure) as e:
+        status = repr(e)
+    return status, (time.monotonic() - t0) * 1000
+
+
+def _closed(s):
+    """True when the peer has closed s (EOF or reset); s is non-blocking."""
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@_test
+def admin_idle_flood(env):
+    """300 idle TCP connections to the admin listener, then 40 to the control
+    socket: /healthz/ready still answers 200 at once, isthmusctl still works
+    (each has its own pool; a new client takes the slot of the oldest idle one),
+    and the idle connections are closed after ISM_CTL_REQUEST_MS (2 s)."""
+    aport = _start(env)
+    admin, ctl = [], []
+    try:
+        for _ in range(300):
+            admin.append(socket.create_connection(("127.0.0.1", aport), timeout=5))
+        t_admin = time.monotonic()
+        probes = []
+        for _ in range(10):
+            probes.append(_ready_ms(aport))
+            rc, out, err = _isthmusctl(env, "show", "info", timeout=10)
+            check(rc == 0 and "generation: 1" in out,
+                  f"isthmusctl with 300 idle admin connections: rc {rc} {out!r} {err!r}")
+        bad = [p for p in probes if p[0] != 200 or p[1] > 1000]
+        check(not bad, f"/healthz/ready with 300 idle admin connections: {len(bad)} of {len(probes)} probes "
+              f"failed or took over 1 s: {bad[:5]}")
+        for _ in range(40):
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            u.settimeout(5)
+            u.connect(env.path("ctl.sock"))
+            ctl.append(u)
+        for _ in range(5):
+            rc, out, err = _isthmusctl(env, "show", "info", timeout=10)
+            check(rc == 0 and "generation: 1" in out,
+                  f"isthmusctl with 40 idle control connections: rc {rc} {out!r} {err!r}")
+            status, ms = _ready_ms(aport)
+            check(status == 200 and ms < 1000, f"/healthz/ready with idle control connections: {status} {ms:.0f} ms")
+        # Idle connections are closed at their request deadline, not before: the
+        # newest admin one is still open a second after it was opened...
+        for s in admin + ctl:
+            s.setblocking(False)
+        wait = t_admin + 1.0 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # not a synchronisation: the timeout must not have struck yet
+        check(not _closed(admin[-1]), "the newest idle admin connection was closed within 1 s")
+        # ...and all of them within the 2 s deadline and generous slack.
+        poll(lambda: all(_closed(s) for s in admin + ctl), 8, interval=0.1,
+             what="the master to close every idle connection")
+    finally:
+        for s in admin + ctl:
+            s.close()
+    check(env.gateway.alive(), "master died")
+
+
+def _start_many(env, services=75, per=100):
+    """services ServiceEntries of per endpoints each (127.1.S.E port 9: never
+    connected to, no health checks), one route each, and the real upstream on
+    the rest; returns (admin port, [endpoint keys])."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, aport = free_port(), free_port()
+    routes = "".join(f"  - match: [{{uri: {{prefix: /s{i}/}}}}]\n"
+                     f"    route: [{{destination: {{host: s{i}.many.internal}}}}]\n" for i in range(services))
+    routes += f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+    ses = [service_entry(f"s{i}", f"s{i}.many.internal",
+                         [{"address": f"127.1.{i}.{j + 1}", "port": 9} for j in range(per)])
+           for i in range(services)]
+    keys = [f"s{i}.many.internal|127.1.{i}.{j + 1}:9" for i in range(services) for j in range(per)]
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n"), gateway(gw_port),
+        virtual_service("many", ["*"], routes),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]), *ses))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: env.get("/").status == 200, 10, what="200 through the gateway")
+    poll(lambda: _ready_ms(aport)[0] == 200, 10, what="/healthz/ready to answer 200")
+    return aport, keys
+
+
+@_test
+def admin_slow_scraper(env):
+    """Clients that ask for /metrics (several MB here) or for `show endpoints
+    json` and never read the answer do not delay /healthz/ready or the control
+    socket: an answer is written as its client reads it, the master's loop never
+    waits on one client. (Loopback TCP takes about 3 MB before a send blocks; the
+    unix socket about 200 kB: the control-socket readers are the ones that
+    blocked the loop before.)"""
+    aport, _ = _start_many(env)
+    stalled, lat = [], []
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if len(stalled) < 16:
+                if len(stalled) % 2:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    s.settimeout(5)
+                    s.connect(env.path("ctl.sock"))
+                    s.sendall(b"show endpoints json\n")
+                else:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    if stalled:  # the first one reads its answer at the end: a normal window
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    s.settimeout(5)
+                    s.connect(("127.0.0.1", aport))
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                stalled.append(s)
+            lat.append(("ready",) + _ready_ms(aport))
+            t0 = time.monotonic()
+            rc, out, _ = _isthmusctl(env, "show", "info", timeout=10)
+            lat.append(("isthmusctl", rc, (time.monotonic() - t0) * 1000))
+            time.sleep(0.05)  # pacing of the probe loop, not a synchronisation
+        slow = [x for x in lat if x[1] not in (200, 0) or x[2] > 500]
+        check(not slow, f"with {len(stalled)} clients that do not read their answer, {len(slow)} of {len(lat)} "
+              f"probes failed or took over 500 ms: {[(k, v, round(ms)) for k, v, ms in slow[:6]]}")
+        # A scraper that reads late still gets its whole answer (within the 10 s answer deadline).
+        buf = b""
+        stalled[0].settimeout(10)
+        while True:
+            d = stalled[0].recv(1 << 16)
+            if not d:
+                break
+            buf += d
+        head, _, body = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"content-length: (\d+)", head)
+        check(head.startswith(b"HTTP/1.1 200") and m and int(m.group(1)) == len(body),
+              f"a late reader got {head[:120]!r} and {len(body)} body bytes")
+    finally:
+        for s in stalled:
+            s.close()
+    check(env.gateway.alive(), "master died")
+
+
+# --------------------------------------------------------------------------- large answers
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+                    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? [-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf)$')
+COMMENT = re.compile(r"^# (?:HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* "
+                     r"(?:counter|gauge|histogram|summary|untyped))$")
+
+
+@_test
+def large_answers(env):
+    """7,500 endpoints: /metrics (about 6 MB) comes whole, every line in the
+    Prometheus text format, its content-length right; `show endpoints` (text and
+    JSON, over 1 MiB each) lists every endpoint. Before, both were cut at 1 MiB,
+    /metrics mid-line with status 200."""
+    aport, keys = _start_many(env)
+    with socket.create_connection(("127.0.0.1", aport), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    m = re.search(rb"\r\ncontent-length: (\d+)\r\n", head)
+    check(head.startswith(b"HTTP/1.1 200 ") and m, f"/metrics answered {head[:200]!r}")
+    check(int(m.group(1)) == len(body), f"content-length {m.group(1).decode()}, {len(body)} body bytes")
+    text = body.decode()
+    check(text.endswith("\n"), f"/metrics does not end with a newline: ...{text[-80:]!r}")
+    bad = [l for l in text.split("\n")[:-1] if not (COMMENT.match(l) or SAMPLE.match(l))]
+    check(not bad, f"{len(bad)} lines of /metrics are not in the text format: {bad[:3]}")
+    for family in ("isthmus_endpoint_healthy", "isthmus_endpoint_requests_total", "isthmus_endpoint_ejected"):
+        n = sum(1 for l in text.split("\n") if l.startswith(family + "{"))
+        check(n == len(keys) + 1, f"{n} samples of {family}, want {len(keys) + 1} (every endpoint)")
+    check(len(body) > 4 << 20, f"/metrics of {len(body)} bytes: the test wants more than 4 MiB")
+
+    sock = env.path("ctl.sock")
+    out = ctl_cmd(sock, "show endpoints", timeout=20)
+    listed = {l.split()[1] for l in out.strip().split("\n") if len(l.split()) > 1}
+    check(len(out) > 1 << 20 and set(keys) <= listed and len(listed) == len(keys) + 1,
+          f"'show endpoints' ({len(out)} bytes) lists {len(listed)} endpoints, want {len(keys) + 1}")
+    rc, out, err = _isthmusctl(env, "show", "endpoints", "json")
+    check(rc == 0, f"isthmusctl show endpoints json: rc {rc} {err!r}")
+    doc = json.loads(out)
+    check({e["key"] for e in doc} >= set(keys) and len(doc) == len(keys) + 1,
+          f"'show endpoints json' holds {len(doc)} endpoints, want {len(keys) + 1}")
+
+
+# --------------------------------------------------------------------------- worker supervision
+
+
+def _admin_metric(aport, name):
+    body = http_get(aport, "/metrics", addr="127.0.0.1", timeout=10).body.decode()
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+    check(m, f"{name} missing from /metrics")
+    return float(m.group(1))
+
+
+@_test
+def worker_hang(env):
+    """A worker stopped (SIGSTOP) is noticed by its heartbeat, 5 s old: killed,
+    replaced by a new process, an event and a metric say so, and traffic is
+    served by the new one."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    # Both workers past their start (a worker without a first heartbeat has 30 s).
+    victim = poll(lambda: (lambda w: w[0] if all(x["heartbeat_age_ms"] > 0 for x in w) else None)(
+        json.loads(ctl_cmd(sock, "show workers json"))), 10, what="a heartbeat from every worker")
+    t0 = time.monotonic()
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        def replaced():
+            w = json.loads(ctl_cmd(sock, "show workers json"))[victim["index"]]
+            return w if w["pid"] not in (0, victim["pid"]) and w["generation"] > 0 else None
+        new = poll(replaced, 15, interval=0.2, what=f"worker {victim['index']} (pid {victim['pid']}, stopped) "
+                   "to be replaced")
+    finally:
+        try:
+            os.kill(victim["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    took = time.monotonic() - t0
+    check(took >= 4.0, f"the stopped worker was replaced after {took:.1f} s, before its 5 s bound")
+    check(not os.path.exists(f"/proc/{victim['pid']}"), f"the hung worker {victim['pid']} still exists")
+    events = ctl_cmd(sock, "show events")
+    check(re.search(rf" worker {victim['index']} \(pid {victim['pid']}\) hung: heartbeat \d+ ms old, killed$",
+                    events, re.M), f"no hang event in 'show events':\n{events}")
+    check(_admin_metric(aport, "isthmus_worker_hangs_total") == 1, "isthmus_worker_hangs_total is not 1")
+    check(_info(env)["worker_hangs"] == 1, f"show info: {_info(env)}")
+    for i in range(20):
+        r = env.get(f"/after-hang/{i}")
+        check(r.status == 200, f"request {i} after the replacement: {r}")
+    check(new["pid"] in env.workers(), f"the new worker {new['pid']} is not a child of the master")
+
+
+@_test
+def master_stall_spares_workers(env):
+    """The master itself stopped for longer than the heartbeat bound does not
+    take its (healthy) workers for hung when it resumes."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    before = [w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))]
+    os.kill(env.gateway.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6.5)  # the stall under test, not a synchronisation
+    finally:
+        os.kill(env.gateway.pid, signal.SIGCONT)
+    # An answer comes from a loop turn after the resume: the hang check ran in it.
+    after = [w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))]
+    check(after == before, f"workers replaced after a master stall: {before} -> {after}")
+    check(_admin_metric(aport, "isthmus_worker_hangs_total") == 0, "a worker counted as hung")
+    check(env.get("/").status == 200, "no service after the stall")
+
+
+# --------------------------------------------------------------------------- open-file limit
+
+
+def _start_limited(env, conf, port, soft, hard):
+    """The master under RLIMIT_NOFILE soft:hard (prlimit execs it: same pid)."""
+    env.gw_port = port
+    env.gateway = env.spawn("isthmus", ["prlimit", f"--nofile={soft}:{hard}", env.isthmus, "-f", conf])
+
+    def up():
+        if not env.gateway.alive():
+            raise TestFailure(f"isthmus exited with {env.gateway.p.returncode}")
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    poll(up, 10, what=f"isthmus to listen on 127.0.0.1:{port}")
+
+
+def _limited_conf(env, max_conn=None):
+    ports = getattr(env, "up_ports", None) or env.upstream(["127.0.0.2:0=a"], name="a")
+    env.up_ports = ports
+    gw_port = getattr(env, "gw_port_fixed", None) or free_port()
+    env.gw_port_fixed = gw_port
+    extra = f"  limits:\n    maxConnectionsPerWorker: {max_conn}\n" if max_conn else ""
+    text = docs(appliance(env, extra=extra), gateway(gw_port),
+                virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+                service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]))
+    return env.write("isthmus.yaml", text), gw_port, text
+
+
+def _field_error(out, conf, text):
+    """The error line for maxConnectionsPerWorker, checked to point at its line."""
+    m = re.search(re.escape(conf) + r":(\d+):(\d+): error: Appliance test: "
+                  r"spec\.limits\.maxConnectionsPerWorker: (.*)", out)
+    check(m, f"no '{conf}:LINE:COL: error: Appliance test: spec.limits.maxConnectionsPerWorker:' in {out!r}")
+    line = text.split("\n")[int(m.group(1)) - 1]
+    check("maxConnectionsPerWorker" in line, f"the error points at line {m.group(1)}: {line!r}")
+    return m.group(3)
+
+
+@_test
+def nofile_explicit(env):
+    """An explicit maxConnectionsPerWorker the open-file limit cannot honour is
+    refused, with its position: by `isthmus -c`, at the start, and at a reload
+    (which cannot raise the limit of the running workers); one that fits after
+    raising the soft limit starts with the limit raised."""
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    if nr_open >= 2 * 1048576 + 65:
+        raise Skip(f"fs.nr_open is {nr_open}: a privileged master can honour any value")
+    conf, gw_port, text = _limited_conf(env, 1048576)
+    p = subprocess.run(["prlimit", "--nofile=4096:4096", env.isthmus, "-c", "-f", conf], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=20)
+    out = p.stdout.decode()
+    check(p.returncode == 1, f"isthmus -c of 1048576 connections under 4096 files: rc {p.returncode} {out!r}")
+    msg = _field_error(out, conf, text)
+    check("1048576 connections need 2097217 open files" in msg, f"the message: {msg!r}")
+    env.gateway = env.spawn("isthmus", ["prlimit", "--nofile=4096:4096", env.isthmus, "-f", conf])
+    try:
+        env.gateway.p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("isthmus started with 1048576 connections under a 4096-file limit")
+    check(env.gateway.p.returncode != 0, "isthmus exited with 0 on a refused start")
+    _field_error(env.gateway.log(), conf, text)
+    check("not started" in env.gateway.log(), "no 'not started' in the log")
+
+    # 3000 connections need 6065: the soft limit is raised to it (the hard one allows).
+    conf, gw_port, text = _limited_conf(env, 3000)
+    _start_limited(env, conf, gw_port, 1024, 8192)
+    info = _info(env)
+    check(info["max_connections_per_worker"] == 3000 and info["open_files_limit"] == 6065,
+          f"3000 connections under 1024:8192: {info}")
+    check(env.get("/").status == 200, "no service")
+    # A reload cannot raise it: 5000 (10065 files) is refused where it is written.
+    conf, _, text = _limited_conf(env, 5000)
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 1 and out.startswith("reload refused"), f"reload to 5000 connections: rc {rc} {out!r}")
+    msg = _field_error(out, conf, text)
+    check("5000 connections need 10065 open files" in msg and "restart" in msg, f"the message: {msg!r}")
+    check(_info(env)["generation"] == 1, "a refused reload changed the generation")
+
+
+@_test
+def nofile_default_derived(env):
+    """Without maxConnectionsPerWorker, the default (16384) is lowered to what
+    the open-file limit allows, instead of a warning and workers that run out
+    of descriptors: shown by `show info` and /metrics."""
+    aport = free_port()
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n"), gateway(gw_port),
+        virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    _start_limited(env, conf, gw_port, 4096, 4096)
+    want = (4096 - 64 - 1) // 2  # 2 per connection; 64 and the listener besides
+    info = _info(env)
+    check(info.get("max_connections_per_worker") == want and info.get("open_files_limit") == 4096,
+          f"show info under a 4096-file limit: {info}")
+    check(_admin_metric(aport, "isthmus_max_connections_per_worker") == want,
+          "isthmus_max_connections_per_worker is not the derived default")
+    check("below the" not in env.gateway.log(), "the old warning is still logged")
+    check(env.get("/").status == 200, "no service")
+
+
+# --------------------------------------------------------------------------- reloads off the loop
+
+
+def _reload_conf(env, gw_port, up_port, prefix, creds=None):
+    """One route (prefix) to the upstream; with creds=(n, crt, key), n credentials
+    naming the same pair: each is read and checked with OpenSSL at load time
+    (milliseconds each), which makes a load that takes seconds whatever the
+    parser's speed."""
+    extra = f"  admin:\n    address: 127.0.0.1:{env.aport}\n"
+    if creds:
+        n, crt, key = creds
+        extra += "  credentials:\n" + "".join(f"  - {{name: c{i}, certificate: {crt}, privateKey: {key}}}\n"
+                                              for i in range(n))
+    return docs(appliance(env, extra=extra), gateway(gw_port),
+                virtual_service("ctl", ["*"], f"  - match: [{{uri: {{prefix: {prefix}}}}}]\n"
+                                              f"    route: [{{destination: {{host: {SVC}}}}}]\n"),
+                service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": up_port}]))
+
+
+@_test
+def reload_off_the_loop(env):
+    """A reload whose load takes seconds (1,200 credentials) runs off the loop:
+    meanwhile /healthz/ready and `isthmusctl show info` answer within 1 s and a
+    killed worker is restarted; `isthmusctl reload` still answers when the
+    reload is over. A reload and a SIGHUP asked during it are queued as one
+    (generation 3, not 4), and that one reads the file as it is then."""
+    from test_tls import Pki
+
+    pki = Pki(env)
+    crt = pki.ca("cred")
+    key = env.path("cred.key")
+    up = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+    gw_port, env.aport = free_port(), free_port()
+    conf = env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/a"))
+    env.start_gateway(conf, gw_port)
+    poll(lambda: env.get("/a/x").status == 200, 10, what="200 for /a")
+    sock = env.path("ctl.sock")
+    env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/a", creds=(1200, crt, key)))
+
+    answers = {}
+
+    def reload(name):
+        answers[name] = _isthmusctl(env, "reload", timeout=120)
+
+    slow = threading.Thread(target=reload, args=("slow",))
+    queued = threading.Thread(target=reload, args=("queued",))
+    t0 = time.monotonic()
+    slow.start()
+    lat, victim, respawned, ready_after, asked = [], None, None, False, None
+    try:
+        # Probes all along the slow reload; meanwhile a worker is killed, and once
+        # it is back, a reload and a SIGHUP are asked.
+        while slow.is_alive() and time.monotonic() - t0 < 60:
+            status, ms = _ready_ms(env.aport)
+            lat.append(("ready", status, ms))
+            t1 = time.monotonic()
+            info = _info(env)
+            workers = json.loads(ctl_cmd(sock, "show workers json"))
+            lat.append(("show info+workers", info["generation"], (time.monotonic() - t1) * 1000))
+            busy = info.get("reloading") and info["generation"] == 1
+            if busy and victim is None:
+                victim = workers[0]
+                os.kill(victim["pid"], signal.SIGKILL)
+            elif busy and victim is not None and respawned is None:
+                w = workers[victim["index"]]
+                respawned = w["pid"] if w["pid"] not in (0, victim["pid"]) else None
+            elif busy and respawned and not ready_after:
+                ready_after = status == 200
+            elif busy and ready_after and asked is None:
+                env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/b"))
+                queued.start()
+                os.kill(env.gateway.pid, signal.SIGHUP)
+                asked = _info(env)
+            time.sleep(0.05)  # pacing of the probes, not a synchronisation
+    finally:
+        slow.join(120)
+        if queued.is_alive() or asked is not None:
+            queued.join(120)
+    # 503 is right while the killed worker is down; slow or failed is not.
+    slow_probes = [x for x in lat if (x[0] == "ready" and x[1] not in (200, 503)) or x[2] > 1000]
+    check(not slow_probes, f"during a reload, {len(slow_probes)} of {len(lat)} probes failed or took over 1 s: "
+          f"{[(k, v, round(ms)) for k, v, ms in slow_probes[:6]]}")
+    check(victim and respawned, f"the killed worker {victim} was not restarted while the reload ran")
+    check(ready_after, "/healthz/ready did not answer 200 again while the reload ran")
+    check(asked and asked["reloading"] and asked["generation"] == 1,
+          f"the slow reload ended after {time.monotonic() - t0:.1f} s, before the test asked again: {asked}")
+    rc, out, err = answers.get("slow", (None, "", ""))
+    check(rc == 0 and out == "reload: generation 2 published\n", f"the slow reload answered rc {rc} {out!r} {err!r}")
+    rc, out, err = answers.get("queued", (None, "", ""))
+    check(rc == 0 and out == "reload: generation 3 published\n",
+          f"the reload asked during it answered rc {rc} {out!r} {err!r}")
+    info = _info(env)
+    check(info["generation"] == 3 and info["reloads"] == 2 and not info["reloading"],
+          f"after a reload and a reload + SIGHUP queued behind it: {info}")
+    check(env.get("/b/x").status == 200 and env.get("/a/x").status == 404, "the last file is not in force")
+
+
+@_test
+def reload_file_too_large(env):
+    """The file may be at most 16 MiB: a larger one is refused with that reason."""
+    _start(env)
+    conf = env.path("isthmus.yaml")
+    text = open(conf).read()
+    with open(conf, "a") as f:
+        f.write(("#" * 1023 + "\n") * (17 * 1024))
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 1 and out.startswith("reload refused") and "larger than the 16 MiB limit" in out,
+          f"reload of a 17 MiB file: rc {rc} {out!r} {err!r}")
+    with open(conf, "w") as f:
+        f.write(text)
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 0 and "generation 2 published" in out, f"reload of the file again: rc {rc} {out!r} {err!r}")
