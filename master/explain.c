@@ -144,6 +144,78 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 	ism_lb_free(lb);
 }
 
+/* From the listener on: path normalisation, HTTPS server, virtual host,
+ * route, destinations. */
+static void explain_route(struct ism_master *m, const struct ism_table *t,
+			  const struct ism_listener *l, struct ism_http_req *req, const char *peer,
+			  struct ism_router_scratch *rs, struct ism_reply *r)
+{
+	const struct ism_vhost *vh;
+	const struct ism_route *rt;
+	const char *raw = req->path;
+	size_t raw_len = req->path_len;
+	int ret = ism_router_normalize(rs, t->path_norm, req);
+
+	if (ret < 0) {
+		ism_say(r, "path: refused by pathNormalization: the answer is %s\n",
+			ret == -ENOMEM ? "503 (out of memory)" : "400");
+		return;
+	}
+	if (req->path != raw)
+		ism_say(r, "path: %.*s normalised to %.*s\n", (int)raw_len, raw, (int)req->path_len,
+			req->path);
+	if (l->n_tls) {
+		/* HTTPS: the server the SNI picks, taken to be the Host. */
+		char sni[256];
+		size_t n = req->host ? ism_router_host_len(req->host, req->host_len) : 0;
+		int s;
+
+		snprintf(sni, sizeof(sni), "%.*s", (int)n, req->host ? req->host : "");
+		s = ism_tls_pick_server(l, sni);
+		if (s < 0) {
+			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
+				sni);
+			return;
+		}
+		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
+			ism_tls_mode_name(l->tls[s].tls.mode));
+		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
+				      req->host ? req->host : "", req->host ? req->host_len : 0);
+	} else {
+		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req->host ? req->host : "",
+				      req->host ? req->host_len : 0);
+	}
+	if (vh == NULL) {
+		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
+		return;
+	}
+	ism_say(r, "virtual host: %s\n", vh->name.p);
+	if (vh->https_redirect && l->n_tls == 0) {
+		ism_say(r, "tls.httpsRedirect: the answer is 301 to https://\n");
+		return;
+	}
+	rt = ism_router_route(vh, req, "http", l->port, rs);
+	if (rt == NULL && ism_router_limit_hit(rs)) {
+		ism_say(r, "route: a regex reached its match limit: the answer is 500\n");
+		return;
+	}
+	if (rt == NULL) {
+		ism_say(
+		    r,
+		    "route: none matches (first match wins, in order): the answer is 404 (NR)\n");
+		return;
+	}
+	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries)\n", rt->name.p,
+		rt->n_match, rt->timeout_ms, rt->retry.attempts);
+	for (uint32_t i = 0; i < rt->n_dest; i++)
+		ism_say(r, "destination: %s weight %u of %u\n",
+			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
+			rt->total_weight);
+	for (uint32_t i = 0; i < rt->n_dest; i++)
+		if (rt->dest[i].weight > 0)
+			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);
+}
+
 void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
@@ -157,8 +229,6 @@ void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 	int n_tok = 0, n_h = 0, len;
 	uint16_t port = 0;
 	const struct ism_listener *l = NULL;
-	const struct ism_vhost *vh;
-	const struct ism_route *rt;
 	struct ism_router_scratch *rs;
 
 	for (char *p = strtok_r(args, " ", &save); p && n_tok < EXPLAIN_HDRS + 2;
@@ -188,48 +258,11 @@ void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 	}
 	ism_say(r, "generation %llu, listener %s (port %u)\n", (unsigned long long)t->gen,
 		l->name.p, l->port);
-	if (l->n_tls) {
-		/* HTTPS: the server the SNI picks, taken to be the Host. */
-		char sni[256];
-		size_t n = req.host ? ism_router_host_len(req.host, req.host_len) : 0;
-		int s;
-
-		snprintf(sni, sizeof(sni), "%.*s", (int)n, req.host ? req.host : "");
-		s = ism_tls_pick_server(l, sni);
-		if (s < 0) {
-			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
-				sni);
-			return;
-		}
-		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
-			ism_tls_mode_name(l->tls[s].tls.mode));
-		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
-				      req.host ? req.host : "", req.host ? req.host_len : 0);
-	} else {
-		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req.host ? req.host : "",
-				      req.host ? req.host_len : 0);
-	}
-	if (vh == NULL) {
-		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
-		return;
-	}
-	ism_say(r, "virtual host: %s\n", vh->name.p);
 	rs = ism_router_scratch_new();
-	rt = rs ? ism_router_route(vh, &req, "http", l->port, rs) : NULL;
-	ism_router_scratch_free(rs);
-	if (rt == NULL) {
-		ism_say(
-		    r,
-		    "route: none matches (first match wins, in order): the answer is 404 (NR)\n");
+	if (rs == NULL) {
+		ism_say(r, "error: out of memory\n");
 		return;
 	}
-	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries)\n", rt->name.p,
-		rt->n_match, rt->timeout_ms, rt->retry.attempts);
-	for (uint32_t i = 0; i < rt->n_dest; i++)
-		ism_say(r, "destination: %s weight %u of %u\n",
-			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
-			rt->total_weight);
-	for (uint32_t i = 0; i < rt->n_dest; i++)
-		if (rt->dest[i].weight > 0)
-			explain_cluster(m, t, rt->dest[i].cluster, &req, peer, r);
+	explain_route(m, t, l, &req, peer, rs, r);
+	ism_router_scratch_free(rs);
 }

@@ -19,7 +19,6 @@
 #include "health/outlier.h"
 #include "worker/hash.h"
 #include "worker/proxy.h"
-#include "worker/pathnorm.h"
 #include "worker/proxyproto.h"
 #include "worker/sniff.h"
 #include "worker/tls.h"
@@ -1203,31 +1202,6 @@ static void issue_cookie(struct ism_wctx *w, struct ism_conn *c, const struct is
 	c->has_hash = 1;
 }
 
-/* The path as the appliance's pathNormalization has it (Istio's default BASE:
- * RFC 3986 dot segments and unreserved escapes, '\' as '/'), before routing:
- * routes match it and the upstream gets it. A path already normal costs one
- * scan; another is written to the worker's scratch buffer. -EINVAL: refused
- * (400), -ENOMEM. */
-static int normalize_path(struct ism_wctx *w, const struct ism_table *t, struct ism_http_req *req)
-{
-	enum ism_pathnorm_mode mode = (enum ism_pathnorm_mode)t->path_norm;
-	size_t cap = ISM_PATHNORM_MAX_OUT(req->path_len);
-	ssize_t n;
-
-	if (req->path_len == 0 || req->path[0] != '/' ||
-	    ism_pathnorm_is_normal(mode, req->path, req->path_len))
-		return 0;
-	w->path.len = 0;
-	if (ism_buf_reserve(&w->path, (uint32_t)cap, UINT32_MAX) < 0)
-		return -ENOMEM;
-	n = ism_pathnorm(mode, req->path, req->path_len, w->path.p, cap);
-	if (n < 0)
-		return (int)n;
-	req->path = w->path.p;
-	req->path_len = (size_t)n;
-	return 0;
-}
-
 /* Parses what the client sent; when a head is complete, routes it and starts
  * the exchange. */
 /* tls.httpsRedirect: 301 to the same URL over https (Envoy's require_tls). */
@@ -1292,7 +1266,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 		return;
 	}
 	atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
-	ret = normalize_path(w, t, &req);
+	ret = ism_router_normalize(w->rs, t->path_norm, &req);
 	if (ret < 0) {
 		c->req_done = 1;
 		log_begin(w, c, &req);
@@ -2464,7 +2438,6 @@ void ism_proxy_free_all(struct ism_wctx *w)
 	}
 	free(w->conns);
 	free(w->ups);
-	ism_buf_free(&w->path);
 }
 
 void ism_proxy_after_batch(struct ism_wctx *w)

@@ -273,7 +273,6 @@ struct ism_wctx {
 	struct ism_upconn *pool[ISM_MAX_ENDPOINTS];
 	struct ism_http_header hdrs[ISM_MAX_HDRS];
 	struct ism_http_header uhdrs[ISM_MAX_HDRS];
-	struct ism_buf path; /* a normalised request path (worker/pathnorm.h) */
 	struct __kernel_timespec tick_ts;
 	struct ism_alog alog;
 	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT on) */

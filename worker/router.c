@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "conf/re2syntax.h"
+#include "worker/pathnorm.h"
 
 /* What one regex evaluation may cost. PCRE2 backtracks, so a pattern RE2
  * runs in linear time ("/(a|aa)+") can take exponential time here: the match
@@ -42,6 +43,8 @@ struct ism_router_scratch {
 	bool limit_hit; /* the last ism_router_route stopped at a match limit */
 	char *join;
 	size_t join_cap;
+	char *path; /* a normalised path */
+	size_t path_cap;
 };
 
 struct ism_router_scratch *ism_router_scratch_new(void)
@@ -100,12 +103,39 @@ void ism_router_scratch_free(struct ism_router_scratch *s)
 	pcre2_match_context_free(s->minterp);
 	pcre2_jit_stack_free(s->jstack);
 	free(s->join);
+	free(s->path);
 	free(s);
 }
 
 bool ism_router_limit_hit(const struct ism_router_scratch *s)
 {
 	return s->limit_hit;
+}
+
+/* --- the path --- */
+
+int ism_router_normalize(struct ism_router_scratch *s, uint8_t mode, struct ism_http_req *req)
+{
+	size_t cap = ISM_PATHNORM_MAX_OUT(req->path_len);
+	ssize_t n;
+
+	if (req->path_len == 0 || req->path[0] != '/' ||
+	    ism_pathnorm_is_normal((enum ism_pathnorm_mode)mode, req->path, req->path_len))
+		return 0;
+	if (cap > s->path_cap) {
+		char *p = realloc(s->path, cap);
+
+		if (p == NULL)
+			return -ENOMEM;
+		s->path = p;
+		s->path_cap = cap;
+	}
+	n = ism_pathnorm((enum ism_pathnorm_mode)mode, req->path, req->path_len, s->path, cap);
+	if (n < 0)
+		return (int)n;
+	req->path = s->path;
+	req->path_len = (size_t)n;
+	return 0;
 }
 
 /* --- virtual hosts --- */

@@ -24,6 +24,13 @@ int ism_router_use_table(struct ism_router_scratch *s, const struct ism_table *t
  * limit (its NULL then means "could not decide", not "no route"). */
 bool ism_router_limit_hit(const struct ism_router_scratch *s);
 
+/* The request's path as pathNormalization mode (enum ism_pathnorm_mode) has it,
+ * before routing: routes match it and the upstream gets it. A path already
+ * normal is left where it is (one scan); another is written to the scratch and
+ * req->path points there until the next call. 0, -EINVAL (the path is refused:
+ * 400) or -ENOMEM. */
+int ism_router_normalize(struct ism_router_scratch *s, uint8_t mode, struct ism_http_req *req);
+
 /* The virtual host of listener l that serves host (a Host header value; any
  * ":port" is ignored, case-insensitive): an exact domain first, then the longest
  * "*.suffix" wildcard, then "*". NULL when none. */

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 
-from harness import (Conn, Registry, appliance, check, docs, free_port, gateway, in_netns,
+from harness import (Conn, Registry, appliance, check, ctl_cmd, docs, free_port, gateway, in_netns,
                      make_netns, metric, poll, service_entry, virtual_service)
 from test_locality import endpoints_view
 
@@ -404,6 +404,11 @@ def path_normalized_before_routing(env):
     for path, want in cases.items():
         got = path_answer(env, path)
         check(got == want, f"{path!r}: got {got}, want {want}")
+    out = ctl_cmd(env.path("ctl.sock"), "explain GET /x/../hello")
+    check("path: /x/../hello normalised to /hello" in out and "destination: outbound|80||h.internal" in out,
+          f"explain does not normalise: {out}")
+    out = ctl_cmd(env.path("ctl.sock"), "explain GET /a%00")
+    check("answer is 400" in out, f"explain of a refused path: {out}")
 
 
 @_test
@@ -463,6 +468,8 @@ def regex_bounded(env):
     check(used < 2.0, f"{2 * n} pathological requests cost the worker {used:.2f} s of CPU")
     check(metric(aport, "isthmus_route_regex_limit_total") == 2 * n, "limit hits not counted")
     check(env.get("/x").status == 200, "a plain request after them failed")
+    out = ctl_cmd(env.path("ctl.sock"), "explain GET /" + "a" * 30 + "b")
+    check("match limit: the answer is 500" in out, f"explain of the pathological path: {out}")
 
     bad = env.write("bad.yaml", docs(appliance(env), gateway(free_port()), virtual_service(
         "re", ["*"], "  - match: [{uri: {regex: \"/(a)\\\\1\"}}]\n"
