@@ -509,7 +509,7 @@ def reload_listeners_under_load(env):
         out, _ = wrk.communicate(timeout=10)
     finally:
         wrk_reap(wrk)
-    check_wrk_clean(out, 500, "during the reloads")
+    check_wrk_clean(out, 100, "during the reloads")  # enough to span them; the check is "no error"
     # The last state: the extra listener answers exactly when it is configured.
     if state[2]:
         check(http_ok(extra_port), "the extra listener does not answer")

@@ -1006,7 +1006,7 @@ def tls_cert_rotation_under_load(env):
         out, _ = wrk.communicate(timeout=20)
     finally:
         wrk_reap(wrk)
-    check_wrk_clean(out, 500, "during three certificate rotations")
+    check_wrk_clean(out, 30, "during three certificate rotations")  # traffic through each; the check is "no error"
     check(env.log_count("certificates reloaded") >= 3, "the master logged fewer than 3 certificate reloads")
 
 

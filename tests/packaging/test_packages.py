@@ -335,10 +335,18 @@ def test_deb(build, tmp):
     if not check("a .deb in " + build, len(debs) == 1, str(debs)):
         return
     deb = debs[0]
-    if run(["dpkg-query", "-W", "isthmus"])[0] == 0:
-        run(["dpkg", "--purge", "isthmus"], timeout=120)
+    # Never touch an existing installation: the test installs and purges the
+    # package, which would take its configuration (/etc/isthmus) and its user.
+    rc, out = run(["dpkg-query", "-W", "-f=${Status}", "isthmus"])
+    if rc == 0 and "not-installed" not in out:
+        print("SKIP  .deb install test: an isthmus package is installed on this machine "
+              f"({out.strip()}); installing and purging the test package would replace it and "
+              "its /etc/isthmus. Run make package-test where isthmus is not installed.")
+        return
     if user_exists("isthmus") or group_exists("isthmus"):
-        print("note: a user or group isthmus existed before the test; the purge removes it")
+        print("SKIP  .deb install test: a user or group isthmus exists on this machine; the "
+              "test package's purge would remove it. Run make package-test where it does not.")
+        return
 
     rc, out = run(["dpkg", "-i", deb], timeout=300)
     if not check("dpkg -i " + os.path.basename(deb), rc == 0, out.strip()):
