@@ -29,13 +29,31 @@
 		.field = ISM_ALOG_F_REQ, .hdr = ISM_ALOG_H_##h, .alt = ISM_ALOG_H_NONE             \
 	}
 static const struct ism_alog_op json_ops[] = {
-    OP(START_TIME),	   OP(CLIENT_IP),     REQ_OP(METHOD),	  REQ_OP(AUTHORITY), REQ_OP(PATH),
-    OP(ROUTE_NAME),	   OP(RESPONSE_CODE), OP(BYTES_RECEIVED), OP(BYTES_SENT),    OP(DURATION),
-    OP(UPSTREAM_ENDPOINT), OP(ATTEMPTS),      OP(RESPONSE_FLAGS),
+    OP(START_TIME),
+    OP(CLIENT_IP),
+    REQ_OP(METHOD),
+    REQ_OP(AUTHORITY),
+    REQ_OP(PATH),
+    OP(PROTOCOL),
+    OP(ROUTE_NAME),
+    OP(RESPONSE_CODE),
+    OP(BYTES_RECEIVED),
+    OP(BYTES_SENT),
+    OP(DURATION),
+    OP(UPSTREAM_ENDPOINT),
+    OP(UPSTREAM_CLUSTER),
+    OP(ATTEMPTS),
+    OP(RESPONSE_FLAGS),
+    REQ_OP(X_REQUEST_ID),
+    REQ_OP(USER_AGENT),
+    REQ_OP(X_FORWARDED_FOR),
+    OP(SNI),
 };
 static const char *const json_keys[] = {
-    "time",	"client",    "method",	    "authority", "path",     "route", "status",
-    "bytes_in", "bytes_out", "duration_ms", "upstream",	 "attempts", "flags",
+    "time",	   "client",	 "method",	     "authority", "path",
+    "protocol",	   "route",	 "status",	     "bytes_in",  "bytes_out",
+    "duration_ms", "upstream",	 "upstream_cluster", "attempts",  "flags",
+    "request_id",  "user_agent", "x_forwarded_for",  "sni",
 };
 _Static_assert(sizeof(json_ops) / sizeof(json_ops[0]) == sizeof(json_keys) / sizeof(json_keys[0]),
 	       "one key per JSON field");

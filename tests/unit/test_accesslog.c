@@ -285,12 +285,17 @@ static void test_render_json(void **state)
 	assert_string_equal(
 	    render(f), "{\"time\":\"2026-11-26T07:05:26.015Z\",\"client\":\"127.0.0.1\","
 		       "\"method\":\"GET\",\"authority\":\"shop.example\",\"path\":\"/app/x?q=1\","
-		       "\"route\":\"default/web#1\",\"status\":200,\"bytes_in\":84,"
-		       "\"bytes_out\":137,\"duration_ms\":4,"
-		       "\"upstream\":\"web.demo.internal|127.0.0.2:18091\",\"attempts\":1,"
-		       "\"flags\":\"-\"}");
+		       "\"protocol\":\"HTTP/1.1\",\"route\":\"default/web#1\",\"status\":200,"
+		       "\"bytes_in\":84,\"bytes_out\":137,\"duration_ms\":4,"
+		       "\"upstream\":\"web.demo.internal|127.0.0.2:18091\","
+		       "\"upstream_cluster\":\"outbound|80||web.demo.internal\",\"attempts\":1,"
+		       "\"flags\":\"-\",\"request_id\":\"-\",\"user_agent\":\"curl/8.1\","
+		       "\"x_forwarded_for\":\"10.0.0.9, 127.0.0.1\",\"sni\":\"-\"}");
+	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
+	assert_non_null(strstr(render(f), "\"request_id\":\"" RID "\""));
 	/* JSON captures only the headers it shows. */
-	assert_null(f->q->val[ISM_ALOG_H_USER_AGENT]);
+	assert_non_null(f->q->val[ISM_ALOG_H_USER_AGENT]);
+	assert_null(f->q->val[ISM_ALOG_H_REFERER]);
 }
 
 /* JSON: a request that could not be parsed, no route, no upstream; a string
@@ -306,9 +311,12 @@ static void test_render_json_failure(void **state)
 	snprintf(f->q->route, sizeof(f->q->route), "a\"b");
 	assert_string_equal(
 	    render(f), "{\"time\":\"2026-11-26T07:05:26.015Z\",\"client\":\"127.0.0.1\","
-		       "\"method\":\"-\",\"authority\":\"-\",\"path\":\"-\",\"route\":\"a\\\"b\","
-		       "\"status\":400,\"bytes_in\":84,\"bytes_out\":137,\"duration_ms\":4,"
-		       "\"upstream\":\"-\",\"attempts\":0,\"flags\":\"DPE\"}");
+		       "\"method\":\"-\",\"authority\":\"-\",\"path\":\"-\",\"protocol\":\"-\","
+		       "\"route\":\"a\\\"b\",\"status\":400,\"bytes_in\":84,\"bytes_out\":137,"
+		       "\"duration_ms\":4,\"upstream\":\"-\","
+		       "\"upstream_cluster\":\"outbound|80||web.demo.internal\",\"attempts\":0,"
+		       "\"flags\":\"DPE\",\"request_id\":\"-\",\"user_agent\":\"-\","
+		       "\"x_forwarded_for\":\"-\",\"sni\":\"-\"}");
 }
 
 /* Istio's default template, adapted: every operator it keeps, with values. */
