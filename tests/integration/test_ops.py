@@ -35,7 +35,8 @@ def access_log(env):
                                       f"    route: [{{destination: {{host: {SVC}}}}}]\n"),
         service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
     env.start_gateway(conf, gw_port)
-    check(env.get("/app/x?q=1", headers={"x-a": "1"}).status == 200, "request failed")
+    r = env.get("/app/x?q=1", headers={"x-a": "1", "User-Agent": "itest/1", "X-Forwarded-For": "10.9.8.7"})
+    check(r.status == 200, "request failed")
     check(env.get("/nowhere").status == 404, "no 404 for an unrouted path")
     check(env.get("/status/503").status == 503, "upstream 503 not passed on")
     poll(lambda: len(_lines(log)) >= 3, 5, what="three access-log lines")
@@ -44,9 +45,13 @@ def access_log(env):
     ok, nr, up503 = by_path.get("/app/x?q=1"), by_path.get("/nowhere"), by_path.get("/status/503")
     check(ok and nr and up503, f"a line is missing: {sorted(by_path)}")
     for rec in (ok, nr, up503):
-        for field in ("time", "client", "method", "authority", "path", "route", "status", "bytes_in",
-                      "bytes_out", "duration_ms", "upstream", "attempts", "flags"):
+        for field in ("time", "client", "method", "authority", "path", "protocol", "route", "status",
+                      "bytes_in", "bytes_out", "duration_ms", "upstream", "upstream_cluster", "attempts",
+                      "flags", "request_id", "user_agent", "x_forwarded_for", "sni"):
             check(field in rec, f"access-log line lacks {field}: {rec}")
+    check(ok["user_agent"] == "itest/1" and ok["x_forwarded_for"] == "10.9.8.7, 127.0.0.1" and
+          ok["protocol"] == "HTTP/1.1" and ok["upstream_cluster"] == f"outbound|80||{SVC}" and
+          re.fullmatch(r"[0-9a-f-]{36}", ok["request_id"]), f"bad line {ok}")
     check(ok["status"] == 200 and ok["path"] == "/app/x?q=1" and ok["method"] == "GET", f"bad line {ok}")
     check(ok["upstream"].endswith(f"127.0.0.2:{ports['a']}") and ok["flags"] == "-", f"bad line {ok}")
     check(ok["bytes_out"] > 0 and ok["bytes_in"] > 0 and ok["client"] == "127.0.0.1", f"bad line {ok}")
