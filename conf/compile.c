@@ -1159,6 +1159,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->limits = a->limits;
 	t->timeouts = a->timeouts;
 	t->path_norm = a->path_norm;
+	t->trusted_proxies = a->trusted_proxies;
 	copy_tls(b, &a->mesh, &t->mesh);
 }
 

@@ -481,6 +481,25 @@ static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec
 	ism_v_pop(v, old);
 }
 
+/* spec.gatewayTopology, as Istio's (meshConfig.defaultConfig.gatewayTopology):
+ * numTrustedProxies, the proxies in front of the appliance whose
+ * X-Forwarded-For entries are trusted. */
+static void parse_gateway_topology(struct ism_vctx *v, const struct ism_node *spec,
+				   struct ism_cm_appliance *a)
+{
+	static const char *const keys[] = {"numTrustedProxies", NULL};
+	static const char *const unimpl[] = {"forwardClientCertDetails", "proxyProtocol", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "gatewayTopology", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".gatewayTopology");
+	ism_v_keys(v, n, keys, unimpl);
+	ism_v_u32(v, n, "numTrustedProxies", false, 0, 64, &a->trusted_proxies);
+	ism_v_pop(v, old);
+}
+
 /* An error at the value of map.key, with the path pushed. */
 static void value_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
 		      const char *msg)
@@ -619,6 +638,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "meshRootNamespace",
 					   "proxyProtocol",
 					   "pathNormalization",
+					   "gatewayTopology",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
@@ -678,6 +698,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	parse_limits(v, spec, &a->limits);
 	parse_timeouts(v, spec, &a->timeouts);
 	parse_path_normalization(v, spec, a);
+	parse_gateway_topology(v, spec, a);
 	n = ism_v_node(v, spec, "healthChecks", false, ISM_NODE_SEQ);
 	if (n != NULL) {
 		old = ism_v_push(v, ".healthChecks");

@@ -311,6 +311,7 @@ struct ism_cm_appliance {
 	uint32_t *pp_ports;
 	const struct ism_node *pp_at;
 	uint8_t path_norm; /* spec.pathNormalization: enum ism_pathnorm_mode */
+	uint32_t trusted_proxies; /* spec.gatewayTopology.numTrustedProxies */
 };
 
 struct ism_conf {

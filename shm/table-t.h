@@ -473,6 +473,7 @@ struct ism_table {
 	struct ism_timeouts timeouts;
 	uint8_t path_norm;	  /* enum ism_pathnorm_mode (worker/pathnorm.h) */
 	uint32_t n_regexes;	  /* regex string matches, numbered by ism_strmatch.re_idx */
+	uint32_t trusted_proxies; /* gatewayTopology.numTrustedProxies: X-Forwarded-For hops */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

@@ -99,20 +99,20 @@ static size_t printed(int n, size_t cap)
 
 /* Header h of the request, as the upstream got it (Envoy logs it so): the
  * X-Request-Id the proxy made when the client sent none, and X-Forwarded-For
- * with the client's address appended. 0 when absent. */
+ * with the peer's address appended. 0 when absent. */
 static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t cap)
 {
 	const struct ism_alog_req *q = r->req;
+	const char *peer = r->peer ? r->peer : r->client;
 
 	if (h >= ISM_ALOG_H_COUNT)
 		return 0;
 	if (h == ISM_ALOG_H_X_REQUEST_ID && q->val[h] == NULL)
 		return copy_str(v, cap, q->request_id);
-	if (h == ISM_ALOG_H_X_FORWARDED_FOR && q->http_minor >= 0 && r->client && r->client[0]) {
+	if (h == ISM_ALOG_H_X_FORWARDED_FOR && q->http_minor >= 0 && peer && peer[0]) {
 		if (q->val[h] == NULL)
-			return copy_str(v, cap, r->client);
-		return printed(snprintf(v, cap, "%.*s, %s", (int)q->len[h], q->val[h], r->client),
-			       cap);
+			return copy_str(v, cap, peer);
+		return printed(snprintf(v, cap, "%.*s, %s", (int)q->len[h], q->val[h], peer), cap);
 	}
 	return copy(v, cap, q->val[h], q->len[h]);
 }

@@ -46,7 +46,8 @@ struct ism_alog_rec {
 	uint32_t status; /* 0: no response */
 	uint32_t attempts;
 	const char *flags;    /* Envoy-style response flags; NULL: none */
-	const char *client;   /* client IP address */
+	const char *client;   /* client IP address (by numTrustedProxies, else the peer) */
+	const char *peer;     /* the connection's peer, appended to X-Forwarded-For; NULL: client */
 	uint16_t client_port; /* 0: unknown */
 	const char *upstream; /* "<service>|<address>:<port>" of the last attempt, or NULL */
 	const char *cluster;  /* cluster name, or NULL */

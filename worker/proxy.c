@@ -557,6 +557,57 @@ static int put_header(struct ism_buf *out, const struct ism_http_header *h, uint
 	return ret;
 }
 
+/* Envoy's xff_num_trusted_hops (Istio's gatewayTopology.numTrustedProxies N):
+ * the client is the Nth address from the right of the X-Forwarded-For the
+ * client sent (the last such field, the one forwarded), when it has that many
+ * and that one is an IP address; else the connection's peer. */
+static void trusted_client(const struct ism_table *t, const struct ism_http_req *req,
+			   struct ism_conn *c)
+{
+	const struct ism_http_header *xff = NULL;
+	const char *p, *e, *s;
+	uint32_t k = 0;
+
+	c->xff_client[0] = '\0';
+	if (t->trusted_proxies == 0)
+		return;
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (hdr_is(&req->headers[i], "x-forwarded-for"))
+			xff = &req->headers[i];
+	if (xff == NULL)
+		return;
+	for (e = xff->value + xff->value_len;; e = s - 1) {
+		/* [s, e) is an element, right to left. */
+		for (s = e; s > xff->value && s[-1] != ','; s--)
+			;
+		if (++k < t->trusted_proxies) {
+			if (s == xff->value)
+				return; /* fewer addresses than trusted hops */
+			continue;
+		}
+		for (p = s; p < e && (*p == ' ' || *p == '\t'); p++)
+			;
+		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if ((size_t)(e - p) < sizeof(c->xff_client)) {
+			unsigned char addr[sizeof(struct in6_addr)];
+
+			memcpy(c->xff_client, p, (size_t)(e - p));
+			c->xff_client[e - p] = '\0';
+			if (inet_pton(AF_INET, c->xff_client, addr) != 1 &&
+			    inet_pton(AF_INET6, c->xff_client, addr) != 1)
+				c->xff_client[0] = '\0';
+		}
+		return;
+	}
+}
+
+/* The exchange's client address: by numTrustedProxies, else the peer. */
+static const char *client_addr(const struct ism_conn *c)
+{
+	return c->xff_client[0] ? c->xff_client : c->peer;
+}
+
 static void request_id(struct ism_wctx *w, char out[37])
 {
 	uint32_t r[4];
@@ -1166,13 +1217,15 @@ static void log_exchange(struct ism_wctx *w, struct ism_conn *c)
 	    .status = c->status,
 	    .attempts = c->rs.tries,
 	    .flags = c->flags,
-	    .client = c->peer,
-	    .client_port = c->peer_port,
+	    .client = client_addr(c),
+	    .peer = c->peer,
+	    .client_port = c->xff_client[0] ? 0 : c->peer_port,
 	    .upstream = c->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[c->prev_ep] : NULL,
 	    .cluster = cl ? cl->name.p : NULL,
 	    .sni = c->sni,
 	};
 	ism_alog_log(w, &r);
+	c->xff_client[0] = '\0';
 	free(c->log_req);
 	c->log_req = NULL;
 	c->req_bytes_in = c->req_bytes_out = 0;
@@ -1274,6 +1327,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 			       ret == -ENOMEM ? "out of memory" : "bad request path", 1);
 		return;
 	}
+	trusted_client(t, &req, c);
 	c->t0_ms = w->now;
 	c->cluster = UINT32_MAX;
 	c->table_gen = t->gen;
@@ -1355,7 +1409,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	ism_retry_state_init(&c->rs, &r->retry);
 	c->has_hash = 0;
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
-		c->has_hash = (uint8_t)ism_hash_key(&cl->hash, &req, c->peer, &c->hash);
+		c->has_hash = (uint8_t)ism_hash_key(&cl->hash, &req, client_addr(c), &c->hash);
 		if (!c->has_hash)
 			issue_cookie(w, c, cl);
 	}

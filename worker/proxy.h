@@ -181,6 +181,9 @@ struct ism_conn {
 	uint32_t pool_idle_ms;
 	uint16_t status;
 	char peer[INET6_ADDRSTRLEN];
+	/* The exchange's client by gatewayTopology.numTrustedProxies, when the
+	 * X-Forwarded-For the client sent names it; "" otherwise (the peer). */
+	char xff_client[INET6_ADDRSTRLEN];
 	struct ism_xport x;
 	uint8_t pre_pp;	  /* a PROXY protocol header is still expected */
 	uint8_t pre;	  /* enum ism_pre: what TLS work precedes HTTP */

@@ -583,3 +583,34 @@ def metrics_latency_and_clusters(env):
     check(delta('isthmus_listener_responses_total{listener="http",code_class="2xx"}') == 13, "listener 2xx")
     route = 'isthmus_route_responses_total{listener="http",route="default/ops#0",code_class="4xx"}'
     check(delta(route) == 2, f"route 4xx moved by {delta(route)}")
+
+
+@_test
+def trusted_proxies_client_address(env):
+    """gatewayTopology.numTrustedProxies N: the client is the Nth address from the
+    right of X-Forwarded-For (Envoy's xff_num_trusted_hops), else the peer; the
+    upstream still gets the peer appended."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    log = env.path("access.log")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  accessLog: {{path: {log}, format: json}}\n"
+                             "  gatewayTopology: {numTrustedProxies: 2}\n"), gateway(gw_port),
+        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, gw_port)
+    cases = {"/two": ("203.0.113.7, 10.0.0.1", "203.0.113.7"),
+             "/three": ("198.51.100.1, 2001:db8::5 , 10.0.0.1", "2001:db8::5"),
+             "/one": ("10.0.0.1", "127.0.0.1"),
+             "/bogus": ("not-an-ip, 10.0.0.1", "127.0.0.1"),
+             "/none": (None, "127.0.0.1")}
+    for path, (xff, _) in cases.items():
+        r = env.get(path, headers={"X-Forwarded-For": xff} if xff else None)
+        check(r.status == 200, f"{path}: {r}")
+    poll(lambda: len(_lines(log)) >= len(cases), 5, what="the access-log lines")
+    by_path = {r["path"]: r for r in _lines(log)}
+    for path, (xff, want) in cases.items():
+        got = by_path[path]
+        check(got["client"] == want, f"{path} with X-Forwarded-For {xff!r}: client {got['client']}, want {want}")
+        check(got["x_forwarded_for"] == (f"{xff}, 127.0.0.1" if xff else "127.0.0.1"),
+              f"{path}: X-Forwarded-For sent upstream {got['x_forwarded_for']!r}")
