@@ -34,7 +34,9 @@ struct ism_diag {
 struct ism_diags {
 	size_t n;
 	size_t n_errors;
-	struct ism_diag items[64]; /* the first 64 are kept; n counts all */
+	/* The first 64 are kept (an error displaces the last warning kept when
+	 * full); n counts all. */
+	struct ism_diag items[64];
 };
 
 void ism_diags_init(struct ism_diags *d);
