@@ -16,6 +16,8 @@
 #include "conf/model.h"
 #include "conf/re2syntax.h"
 #include "health/priority.h"
+#include "lib/log.h"
+#include "lib/strmap.h"
 #include "worker/hash.h"
 
 /* The allocator PCRE2 sees. It lives in the arena because every compiled
@@ -55,6 +57,7 @@ struct ckey {
 	const char *subset; /* "" when none */
 	uint16_t port;
 	const struct ism_cm_se *se;
+	char *id; /* port, subset and host, NUL-separated: the key of key_ix (malloc'd) */
 };
 
 struct lgroup {
@@ -64,7 +67,19 @@ struct lgroup {
 	const char *name;
 	size_t n_srv, cap_srv;
 	const struct ism_cm_gw **gw;
+	size_t *gwi; /* index of gw[] in conf->gws */
 	const struct ism_cm_server **srv;
+};
+
+/* The endpoints of a ServiceEntry by label, built the first time a subset of
+ * it is collected: label l ("<key>\0<value>" in ix) is on the endpoints
+ * eps[at[l] .. at[l + 1]), in file order. */
+struct se_labels {
+	bool built;
+	struct ism_strmap ix;
+	char *keys; /* the keys of ix */
+	size_t *at;
+	uint32_t *eps;
 };
 
 struct cbuild {
@@ -74,12 +89,23 @@ struct cbuild {
 	void *ctx;
 	struct ism_diags *d;
 	struct ism_table *t;
+	uint64_t seed; /* of the maps below */
 	struct ckey *keys;
 	size_t n_keys, cap_keys;
+	struct ism_strmap key_ix; /* ckey.id -> index in keys */
 	struct lgroup *groups;
 	size_t n_groups, cap_groups;
 	const struct ism_route **vs_routes; /* per VirtualService, compiled once */
 	const struct ism_hc **hcs;	    /* per health check, compiled once */
+	/* The VirtualServices bound to each Gateway, in file order:
+	 * vs_of_gw[vs_at[g] .. vs_at[g + 1]) for Gateway g. */
+	size_t *vs_at;
+	uint32_t *vs_of_gw;
+	uint8_t *peer_mtls;	     /* per port: ism_tls_peer_mtls */
+	uint8_t *proxy_protocol;     /* per port: 1 when in spec.proxyProtocol.ports */
+	struct se_labels *se_labels; /* per ServiceEntry */
+	char *scratch;		     /* label_key */
+	size_t cap_scratch;
 	struct re_alloc *ra;
 	pcre2_compile_context *cctx;
 	int rc;
@@ -250,30 +276,48 @@ static void conv_match(struct cbuild *b, const struct ism_cm_match *in, struct i
 
 /* --- clusters --- */
 
+/* The cluster of a destination: the first one with its host, subset and
+ * service port, or a new one. */
 static uint32_t cluster_index(struct cbuild *b, const struct ism_cm_dest *d)
 {
 	const char *subset = d->subset ? d->subset : "";
+	size_t hl = strlen(d->host), sl = strlen(subset), pl, len;
+	char port[8], *id;
+	uint32_t at;
+	int rc;
 
-	for (size_t i = 0; i < b->n_keys; i++) {
-		const struct ckey *k = &b->keys[i];
-
-		if (k->port == d->svc_port && strcmp(k->host, d->host) == 0 &&
-		    strcmp(k->subset, subset) == 0)
-			return (uint32_t)i;
-	}
-	if (ism_grow(&b->keys, &b->cap_keys, b->n_keys, sizeof(*b->keys)) < 0) {
+	pl = (size_t)snprintf(port, sizeof(port), "%u", d->svc_port);
+	len = pl + 1 + sl + 1 + hl;
+	id = malloc(len);
+	if (id == NULL || ism_grow(&b->keys, &b->cap_keys, b->n_keys, sizeof(*b->keys)) < 0) {
+		free(id);
 		b->rc = -ENOMEM;
 		return 0;
 	}
-	b->keys[b->n_keys] = (struct ckey){d->host, subset, d->svc_port, d->se};
+	memcpy(id, port, pl + 1);
+	memcpy(id + pl + 1, subset, sl + 1);
+	memcpy(id + pl + 1 + sl + 1, d->host, hl);
+	rc = ism_strmap_add(&b->key_ix, id, len, (uint32_t)b->n_keys, &at);
+	if (rc <= 0) {
+		free(id);
+		if (rc < 0)
+			b->rc = -ENOMEM;
+		return rc < 0 ? 0 : at;
+	}
+	b->keys[b->n_keys] = (struct ckey){d->host, subset, d->svc_port, d->se, id};
 	return (uint32_t)b->n_keys++;
 }
 
+/* The endpoint's own number for service port sp (its ports mapping names it),
+ * else the port's targetPort or number. */
 static uint16_t endpoint_port(const struct ism_cm_se_ep *e, const struct ism_cm_se_port *sp)
 {
-	for (size_t i = 0; i < e->n_ports; i++)
-		if (strcmp(e->ports[i].name, sp->name) == 0)
-			return (uint16_t)e->ports[i].number;
+	const struct ism_node *n = ism_node_get(e->ports_at, sp->name, NULL);
+	uint64_t port;
+
+	/* The loader validated every number of the mapping. */
+	if (n != NULL && n->kind == ISM_NODE_SCALAR && ism_parse_u64(n->str, &port) == 0)
+		return (uint16_t)port;
 	return (uint16_t)(sp->target ? sp->target : sp->number);
 }
 
@@ -328,39 +372,168 @@ static bool locality_match(const struct ism_locality *l, const char *pattern)
 		strcmp(p.subzone, l->subzone) == 0);
 }
 
+/* "<key>\0<value>" of a label into b->scratch; its length, or 0 (b->rc set)
+ * when memory runs out. */
+static size_t label_key(struct cbuild *b, const struct ism_cm_label *l)
+{
+	size_t kl = strlen(l->key), vl = strlen(l->value);
+
+	if (kl + vl + 2 > b->cap_scratch) {
+		char *p = realloc(b->scratch, kl + vl + 2);
+
+		if (p == NULL) {
+			b->rc = -ENOMEM;
+			return 0;
+		}
+		b->scratch = p;
+		b->cap_scratch = kl + vl + 2;
+	}
+	memcpy(b->scratch, l->key, kl + 1);
+	memcpy(b->scratch + kl + 1, l->value, vl);
+	return kl + 1 + vl;
+}
+
+/* The index of a ServiceEntry's endpoints by label (struct se_labels). */
+static int index_labels(struct cbuild *b, const struct ism_cm_se *se, struct se_labels *x)
+{
+	size_t n_occ = 0, bytes = 0, k = 0, n_lab = 0;
+	uint32_t *occ = NULL; /* per (endpoint, label): the label's number */
+	char *p;
+	int rc = -ENOMEM;
+
+	x->built = true;
+	ism_strmap_init(&x->ix, b->seed);
+	for (size_t i = 0; i < se->n_eps; i++)
+		for (size_t j = 0; j < se->eps[i].n_labels; j++) {
+			n_occ++;
+			bytes += strlen(se->eps[i].labels[j].key) +
+				 strlen(se->eps[i].labels[j].value) + 2;
+		}
+	x->keys = p = malloc(bytes ? bytes : 1);
+	occ = malloc((n_occ ? n_occ : 1) * sizeof(*occ));
+	x->eps = malloc((n_occ ? n_occ : 1) * sizeof(*x->eps));
+	x->at = calloc(n_occ + 2, sizeof(*x->at));
+	if (x->keys == NULL || occ == NULL || x->eps == NULL || x->at == NULL)
+		goto out;
+	for (size_t i = 0; i < se->n_eps; i++) {
+		for (size_t j = 0; j < se->eps[i].n_labels; j++) {
+			size_t len = label_key(b, &se->eps[i].labels[j]);
+			uint32_t l;
+			int added;
+
+			if (len == 0)
+				goto out;
+			memcpy(p, b->scratch, len);
+			added = ism_strmap_add(&x->ix, p, len, (uint32_t)n_lab, &l);
+			if (added < 0)
+				goto out;
+			if (added > 0) {
+				l = (uint32_t)n_lab++;
+				p += len + 1;
+			}
+			occ[k++] = l;
+			x->at[l + 2]++;
+		}
+	}
+	/* Counts to starts (at[l + 1] is where label l's postings go next),
+	 * then the postings, in endpoint order. */
+	for (size_t l = 0; l < n_lab; l++)
+		x->at[l + 2] += x->at[l + 1];
+	k = 0;
+	for (size_t i = 0; i < se->n_eps; i++)
+		for (size_t j = 0; j < se->eps[i].n_labels; j++)
+			x->eps[x->at[occ[k++] + 1]++] = (uint32_t)i;
+	rc = 0;
+out:
+	free(occ);
+	return rc;
+}
+
+static void free_labels(struct se_labels *x)
+{
+	ism_strmap_free(&x->ix);
+	free(x->keys);
+	free(x->at);
+	free(x->eps);
+}
+
+/* The endpoints of se that may carry every label of subset s: in *eps (n of
+ * them, in file order), or all of them (*eps NULL). 0 or -ENOMEM. */
+static int candidates(struct cbuild *b, const struct ism_cm_se *se, const struct ism_cm_subset *s,
+		      const uint32_t **eps, size_t *n)
+{
+	struct se_labels *x = &b->se_labels[se->idx];
+
+	*eps = NULL;
+	*n = se->n_eps;
+	if (s == NULL || s->n_labels == 0)
+		return 0;
+	if (!x->built && index_labels(b, se, x) < 0)
+		return -ENOMEM;
+	/* The shortest of the postings of the subset's labels. */
+	for (size_t i = 0; i < s->n_labels; i++) {
+		size_t len = label_key(b, &s->labels[i]);
+		uint32_t l;
+
+		if (len == 0)
+			return -ENOMEM;
+		if (!ism_strmap_get(&x->ix, b->scratch, len, &l)) {
+			*eps = x->eps;
+			*n = 0;
+			return 0;
+		}
+		if (*eps == NULL || x->at[l + 1] - x->at[l] < *n) {
+			*eps = x->eps + x->at[l];
+			*n = x->at[l + 1] - x->at[l];
+		}
+	}
+	return 0;
+}
+
 /* The endpoints of the ServiceEntry that the subset selects, with their
  * localities. 0 or -ENOMEM. */
-static int collect(const struct ckey *k, const struct ism_cm_subset *s, struct cset *cs)
+static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
+		   struct cset *cs)
 {
 	const struct ism_cm_se_port *sp = NULL;
-	size_t n_eps = k->se ? k->se->n_eps : 0;
+	struct ism_strmap locs; /* locality -> index in cs->loc */
+	const uint32_t *cand;
+	size_t n_cand;
+	uint32_t at;
+	int rc = 0;
 
-	for (size_t i = 0; k->se != NULL && i < k->se->n_ports; i++)
-		if (k->se->ports[i].number == k->port)
-			sp = &k->se->ports[i];
+	if (k->se != NULL && k->se->port_by_number != NULL &&
+	    ism_strmap_get(k->se->port_by_number, (const char *)&(uint32_t){k->port},
+			   sizeof(uint32_t), &at))
+		sp = &k->se->ports[at];
 	if (sp == NULL)
 		return 0;
-	cs->ep = calloc(n_eps ? n_eps : 1, sizeof(*cs->ep));
-	cs->loc = calloc(n_eps ? n_eps : 1, sizeof(*cs->loc));
+	if (candidates(b, k->se, s, &cand, &n_cand) < 0)
+		return -ENOMEM;
+	cs->ep = calloc(n_cand ? n_cand : 1, sizeof(*cs->ep));
+	cs->loc = calloc(n_cand ? n_cand : 1, sizeof(*cs->loc));
 	if (cs->ep == NULL || cs->loc == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < n_eps; i++) {
+	ism_strmap_init(&locs, b->seed);
+	for (size_t c = 0; c < n_cand; c++) {
+		size_t i = cand != NULL ? cand[c] : c;
 		const struct ism_cm_se_ep *e = &k->se->eps[i];
 		struct cep *o = &cs->ep[cs->n];
-		size_t l;
+		size_t l = cs->n_loc;
 
-		if (s != NULL &&
-		    !ism_model_labels_include(e->labels, e->n_labels, s->labels, s->n_labels))
+		if (s != NULL && !ism_model_labels_include(e->labels_at, s->labels, s->n_labels))
 			continue;
 		o->e = e;
 		o->port = endpoint_port(e, sp);
 		o->order = i;
 		snprintf(o->text, sizeof(o->text),
 			 e->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", e->address, o->port);
-		for (l = 0; l < cs->n_loc; l++)
-			if (strcmp(cs->loc[l].name, e->locality) == 0)
-				break;
-		if (l == cs->n_loc) {
+		rc = ism_strmap_add(&locs, e->locality, strlen(e->locality), (uint32_t)l, &at);
+		if (rc < 0)
+			break;
+		if (rc == 0) {
+			l = at;
+		} else {
 			cs->loc[l].name = e->locality;
 			ism_locality_parse(e->locality, &cs->loc[l].parsed); /* validated */
 			cs->n_loc++;
@@ -369,7 +542,8 @@ static int collect(const struct ckey *k, const struct ism_cm_subset *s, struct c
 		o->loc = l;
 		cs->n++;
 	}
-	return 0;
+	ism_strmap_free(&locs);
+	return rc < 0 ? rc : 0;
 }
 
 /* Istio's applyLocalityWeights: the first entry whose `from` matches the
@@ -413,99 +587,136 @@ static void apply_distribute(const struct ism_conf *c, const struct ism_cm_llb *
 	cs->n = kept;
 }
 
-/* The part of a locality a topology label names; NULL for any other label. */
-static const char *topology_part(const struct ism_locality *l, const char *k, size_t kl)
+/* The first failoverPriority entry of label name k that an endpoint whose value
+ * for it is x disagrees with (SIZE_MAX: none). */
+static size_t fkey_fail(const struct ism_cm_fkey *k, const char *x)
 {
-	const struct {
-		const char *label;
-		const char *part;
-	} parts[] = {
-	    {"topology.kubernetes.io/region", l->region},
-	    {"topology.kubernetes.io/zone", l->zone},
-	    {"topology.istio.io/subzone", l->subzone},
-	};
-
-	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-		if (strlen(parts[i].label) == kl && strncmp(k, parts[i].label, kl) == 0)
-			return parts[i].part;
-	return NULL;
+	return strcmp(x, k->want) != 0 ? k->first : k->next_diff;
 }
 
-/* A label's value; "" when absent, as Go's map lookup gives. */
-static const char *label_value(const struct ism_cm_label *l, size_t n, const char *k, size_t kl)
+/* How many leading failoverPriority entries endpoint e (in locality el) agrees
+ * with, the count ism_failover_priority takes, found through the label names
+ * the endpoint has rather than by trying every entry. */
+static size_t fprio_agree(const struct ism_cm_llb *l, const struct ism_locality *el,
+			  const struct ism_cm_se_ep *e)
 {
+	const char *parts[] = {"", el->region, el->zone, el->subzone};
+	size_t j = SIZE_MAX, f;
+
+	for (int t = ISM_FPRIO_REGION; t <= ISM_FPRIO_SUBZONE; t++) {
+		if (l->topo_fkey[t] == SIZE_MAX)
+			continue;
+		f = fkey_fail(&l->fkeys[l->topo_fkey[t]], parts[t]);
+		j = f < j ? f : j;
+	}
+	for (size_t i = 0; i < e->n_labels; i++) {
+		const char *key = e->labels[i].key;
+		uint32_t at;
+
+		if (!ism_strmap_get(l->fkey_ix, key, strlen(key), &at) ||
+		    l->fkeys[at].topo != ISM_FPRIO_LABEL)
+			continue;
+		f = fkey_fail(&l->fkeys[at], e->labels[i].value);
+		j = f < j ? f : j;
+	}
+	/* The label names it lacks (a missing label is the empty value): the
+	 * first of them to fail. Names it has are skipped, at most one each. */
+	for (size_t i = 0; i < l->n_absent; i++) {
+		const struct ism_cm_fkey *k = &l->fkeys[l->absent_order[i]];
+
+		if (k->absent_fail >= j)
+			break;
+		if (ism_node_get(e->labels_at, k->key, NULL) == NULL) {
+			j = k->absent_fail;
+			break;
+		}
+	}
+	return j < l->n_fprio ? j : l->n_fprio;
+}
+
+static int u32_cmp(const void *pa, const void *pb)
+{
+	uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+
+	return a < b ? -1 : a > b;
+}
+
+/* How many distinct values raw[n] holds: the levels ism_priority_compact
+ * would give, counted in n log n. -ENOMEM when memory runs out. */
+static long count_levels(const uint32_t *raw, size_t n)
+{
+	uint32_t *v = malloc((n ? n : 1) * sizeof(*v));
+	long count = 0;
+
+	if (v == NULL)
+		return -ENOMEM;
+	memcpy(v, raw, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), u32_cmp);
 	for (size_t i = 0; i < n; i++)
-		if (strlen(l[i].key) == kl && strncmp(l[i].key, k, kl) == 0)
-			return l[i].value;
-	return "";
-}
-
-/* Istio's failoverPriority: does endpoint e agree with the appliance on entry s? */
-static bool fprio_match(const struct ism_conf *c, const struct ism_locality *app,
-			const struct ism_locality *el, const struct ism_cm_se_ep *e, const char *s)
-{
-	const char *eq = strchr(s, '=');
-	size_t kl = eq ? (size_t)(eq - s) : strlen(s);
-	const char *want = eq ? eq + 1 : topology_part(app, s, kl);
-	const char *have = topology_part(el, s, kl);
-
-	if (want == NULL)
-		want = label_value(c->app.labels, c->app.n_labels, s, kl);
-	if (have == NULL)
-		have = label_value(e->labels, e->n_labels, s, kl);
-	return strcmp(want, have) == 0;
+		count += i == 0 || v[i] != v[i - 1];
+	free(v);
+	return count;
 }
 
 /* Istio's applyFailoverPriorities and applyLocalityFailover, then compaction.
  * l is NULL for the mesh default (locality failover, no failover list). */
 static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, struct cset *cs)
 {
-	size_t nfo = l ? l->n_failover : 0, nfp = l ? l->n_fprio : 0;
-	struct ism_failover *fo = calloc(nfo ? nfo : 1, sizeof(*fo));
+	size_t nfp = l ? l->n_fprio : 0;
+	struct ism_failover fo = {0};
+	uint32_t nfo = 0;
 	uint32_t *raw = calloc(cs->n ? cs->n : 1, sizeof(*raw));
-	int *match = calloc(nfp ? nfp : 1, sizeof(*match));
 	struct ism_locality app;
+	long levels;
 
-	if (fo == NULL || raw == NULL || match == NULL) {
+	if (raw == NULL) {
 		b->rc = -ENOMEM;
 		goto out_free;
 	}
 	appliance_locality(b->c, &app);
-	for (size_t i = 0; i < nfo; i++)
-		fo[i] = (struct ism_failover){l->failover[i].from, l->failover[i].to};
+	/* Only the first failover entry from the appliance's region applies
+	 * (ism_locality_priority skips the others): it alone is passed on. */
+	for (size_t i = 0; l != NULL && i < l->n_failover && nfo == 0; i++) {
+		if (strcmp(l->failover[i].from, app.region) != 0)
+			continue;
+		fo = (struct ism_failover){l->failover[i].from, l->failover[i].to};
+		nfo = 1;
+	}
 	for (size_t i = 0; i < cs->n; i++) {
 		const struct ism_locality *el = &cs->loc[cs->ep[i].loc].parsed;
-		uint32_t lp = ism_locality_priority(&app, el, fo, (uint32_t)nfo);
+		uint32_t lp = ism_locality_priority(&app, el, &fo, nfo);
 		uint32_t fp;
 
 		if (nfp == 0) {
 			raw[i] = lp;
 			continue;
 		}
-		for (size_t j = 0; j < nfp; j++)
-			match[j] = fprio_match(b->c, &app, el, cs->ep[i].e, l->fprio[j]);
-		fp = ism_failover_priority(match, (uint32_t)nfp);
+		fp = (uint32_t)(nfp - fprio_agree(l, el, cs->ep[i].e));
 		/* With failover as well, Istio applies it within each tier. */
-		raw[i] = nfo ? fp * 5 + lp : fp;
+		raw[i] = l->n_failover ? fp * 5 + lp : fp;
 	}
-	cs->n_prio = ism_priority_compact(raw, (uint32_t)cs->n);
-	if (cs->n_prio > ISM_MAX_PRIORITIES) {
+	/* Compaction takes a pass per level: count them first. */
+	levels = count_levels(raw, cs->n);
+	if (levels < 0) {
+		b->rc = -ENOMEM;
+		goto out_free;
+	}
+	if (levels > ISM_MAX_PRIORITIES) {
 		const struct ism_node *at = l != NULL ? l->fo_at : NULL;
 
 		ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, at ? at->line : 0, at ? at->col : 0,
 			     "",
-			     "the failover settings give %u priority levels; at most %u "
+			     "the failover settings give %ld priority levels; at most %u "
 			     "are supported",
-			     cs->n_prio, ISM_MAX_PRIORITIES);
+			     levels, ISM_MAX_PRIORITIES);
 		b->rc = -EINVAL;
 		goto out_free;
 	}
+	cs->n_prio = ism_priority_compact(raw, (uint32_t)cs->n);
 	for (size_t i = 0; i < cs->n; i++)
 		cs->ep[i].prio = raw[i];
 out_free:
-	free(match);
 	free(raw);
-	free(fo);
 }
 
 /* Envoy's order: by priority, then locality; ties keep the file's order. */
@@ -597,7 +808,7 @@ static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct 
 	bool failover = enabled && tp->od.set;
 	struct cset cs = {0};
 
-	if (collect(k, s, &cs) < 0) {
+	if (collect(b, k, s, &cs) < 0) {
 		b->rc = -ENOMEM;
 		goto out_free;
 	}
@@ -782,6 +993,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	struct ism_cluster_dyn *dyn;
 	struct ism_cm_tp tp;
 	char name[600];
+	size_t hc;
 
 	ism_model_policy(dr, s, k->port, &tp);
 	snprintf(name, sizeof(name), "outbound|%u|%s|%s", k->port, k->subset, k->host);
@@ -798,14 +1010,9 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 		snprintf(name, sizeof(name), "outbound_.%u_.%s_.%s", k->port, k->subset, k->host);
 		cl->tls.sni = astr(b, name);
 	}
-	for (size_t i = 0; i < c->app.n_hcs; i++) {
-		const struct ism_cm_hc *h = &c->app.hcs[i];
-
-		if (strcmp(h->host, k->host) == 0 && (h->port == 0 || h->port == k->port)) {
-			cl->hc = compile_hc(b, i, k->host);
-			break;
-		}
-	}
+	hc = ism_model_find_hc(c, k->host, k->port);
+	if (hc != SIZE_MAX)
+		cl->hc = compile_hc(b, hc, k->host);
 	fill_endpoints(b, k, s, &tp, cl);
 	if (tp.lb.has_hash)
 		build_hash(b, &tp.lb.hash, cl);
@@ -877,31 +1084,45 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 
 /* --- listeners --- */
 
+/* The servers of every Gateway, grouped by listening address and port. */
 static void group_servers(struct cbuild *b)
 {
 	const struct ism_conf *c = b->c;
+	struct sockaddr_storage *addrs; /* per server: its address, a key of by_addr */
+	struct ism_strmap by_addr;	/* address -> index in groups */
+	size_t n = 0, k = 0;
 
+	ism_strmap_init(&by_addr, b->seed);
+	for (size_t g = 0; g < c->n_gws; g++)
+		n += c->gws[g]->n_servers;
+	addrs = calloc(n ? n : 1, sizeof(*addrs));
+	if (addrs == NULL)
+		goto nomem;
 	for (size_t g = 0; g < c->n_gws; g++) {
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++) {
 			const struct ism_cm_server *srv = &c->gws[g]->servers[s];
-			struct sockaddr_storage ss;
-			struct lgroup *lg = NULL;
+			struct sockaddr_storage *ss = &addrs[k++];
+			struct lgroup *lg;
 			socklen_t len;
+			uint32_t at;
+			int rc;
 
-			if (!parse_ip(srv->bind ? srv->bind : c->app.listen, &ss, &len))
+			if (!parse_ip(srv->bind ? srv->bind : c->app.listen, ss, &len))
 				continue; /* validated already */
-			set_port(&ss, srv->port);
-			for (size_t i = 0; i < b->n_groups && lg == NULL; i++)
-				if (b->groups[i].addrlen == len &&
-				    memcmp(&b->groups[i].addr, &ss, len) == 0)
-					lg = &b->groups[i];
-			if (lg == NULL) {
+			set_port(ss, srv->port);
+			rc = ism_strmap_add(&by_addr, (const char *)ss, len, (uint32_t)b->n_groups,
+					    &at);
+			if (rc < 0)
+				goto nomem;
+			if (rc == 0) {
+				lg = &b->groups[at];
+			} else {
 				if (ism_grow(&b->groups, &b->cap_groups, b->n_groups, sizeof(*lg)) <
 				    0)
 					goto nomem;
 				lg = &b->groups[b->n_groups++];
 				memset(lg, 0, sizeof(*lg));
-				lg->addr = ss;
+				lg->addr = *ss;
 				lg->addrlen = len;
 				lg->port = srv->port;
 				lg->name = srv->port_name;
@@ -912,107 +1133,402 @@ static void group_servers(struct cbuild *b)
 				if (ism_grow(&lg->gw, &cap, lg->n_srv, sizeof(*lg->gw)) < 0)
 					goto nomem;
 				cap = lg->cap_srv;
+				if (ism_grow(&lg->gwi, &cap, lg->n_srv, sizeof(*lg->gwi)) < 0)
+					goto nomem;
+				cap = lg->cap_srv;
 				if (ism_grow(&lg->srv, &cap, lg->n_srv, sizeof(*lg->srv)) < 0)
 					goto nomem;
 				lg->cap_srv = cap;
 			}
 			lg->gw[lg->n_srv] = c->gws[g];
+			lg->gwi[lg->n_srv] = g;
 			lg->srv[lg->n_srv++] = srv;
 		}
 	}
+out:
+	ism_strmap_free(&by_addr);
+	free(addrs);
 	return;
 nomem:
 	b->rc = -ENOMEM;
+	goto out;
 }
 
-static bool vs_uses_gw(const struct ism_cm_vs *vs, const struct ism_cm_gw *gw)
-{
-	char buf[512];
-
-	snprintf(buf, sizeof(buf), "%s/%s", gw->r.ns, gw->r.name);
-	for (size_t i = 0; i < vs->n_gateways; i++)
-		if (strcmp(vs->gateways[i], buf) == 0)
-			return true;
-	return false;
-}
-
-/* Which servers of a listener group a set of vhosts is built from. */
-struct srv_filter {
-	size_t only;  /* this server only; SIZE_MAX: any */
-	int redirect; /* servers with (1) or without (0) httpsRedirect */
-};
-
-static bool srv_selected(const struct lgroup *lg, const struct srv_filter *f, size_t s)
-{
-	return (f->only == SIZE_MAX || f->only == s) &&
-	       (int)lg->srv[s]->tls.https_redirect == f->redirect;
-}
-
-/* The domains VirtualService vs serves on listener group lg; count returned. */
-static size_t vs_domains(const struct lgroup *lg, const struct srv_filter *f,
-			 const struct ism_cm_vs *vs, const char **out, size_t cap)
-{
-	size_t n = 0;
-
-	for (size_t s = 0; s < lg->n_srv; s++) {
-		if (!srv_selected(lg, f, s) || !vs_uses_gw(vs, lg->gw[s]))
-			continue;
-		for (size_t h = 0; h < vs->n_hosts; h++) {
-			for (size_t p = 0; p < lg->srv[s]->n_hosts; p++) {
-				const char *dom;
-				bool dup = false;
-
-				if (!ism_model_bind_host(&lg->srv[s]->hosts[p], lg->gw[s]->r.ns,
-							 vs->hosts[h], vs->r.ns, &dom))
-					continue;
-				for (size_t i = 0; i < n && !dup; i++)
-					dup = strcmp(out[i], dom) == 0;
-				if (!dup && n < cap)
-					out[n++] = dom;
-			}
-		}
-	}
-	return n;
-}
-
-/* Appends to vh the vhosts the servers f selects give; returns their count. */
-static uint32_t build_vhosts(struct cbuild *b, const struct lgroup *lg, const struct srv_filter *f,
-			     struct ism_vhost *vh)
+/* vs_at and vs_of_gw: the VirtualServices of each Gateway (resolved by the
+ * cross-reference pass), each once, in file order. */
+static void index_vs_by_gw(struct cbuild *b)
 {
 	const struct ism_conf *c = b->c;
+	size_t *pos = calloc(c->n_gws + 1, sizeof(*pos));
+
+	b->vs_at = calloc(c->n_gws + 1, sizeof(*b->vs_at));
+	if (pos == NULL || b->vs_at == NULL)
+		goto nomem;
+	/* Two passes (count, then place); pos[g] - 1 is the last VirtualService
+	 * counted for g, so that one naming a Gateway twice counts once. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < c->n_vss; i++) {
+			const struct ism_cm_vs *vs = c->vss[i];
+
+			for (size_t j = 0; vs->gateway_idx != NULL && j < vs->n_gateways; j++) {
+				size_t g = vs->gateway_idx[j];
+
+				if (g == SIZE_MAX)
+					continue;
+				if (pass == 0 && pos[g] != i + 1) {
+					pos[g] = i + 1;
+					b->vs_at[g + 1]++;
+				} else if (pass == 1 && (pos[g] == b->vs_at[g] ||
+							 b->vs_of_gw[pos[g] - 1] != i)) {
+					b->vs_of_gw[pos[g]++] = (uint32_t)i;
+				}
+			}
+		}
+		if (pass == 1)
+			break;
+		for (size_t g = 0; g < c->n_gws; g++)
+			b->vs_at[g + 1] += b->vs_at[g];
+		memcpy(pos, b->vs_at, c->n_gws * sizeof(*pos));
+		b->vs_of_gw =
+		    malloc((b->vs_at[c->n_gws] ? b->vs_at[c->n_gws] : 1) * sizeof(*b->vs_of_gw));
+		if (b->vs_of_gw == NULL)
+			goto nomem;
+	}
+	free(pos);
+	return;
+nomem:
+	free(pos);
+	b->rc = -ENOMEM;
+}
+
+/* Which VirtualService hosts the servers of a listener group serve, found
+ * through an index of the servers' host patterns rather than by trying every
+ * (VirtualService host, server host) pair, so that a Gateway with many hosts
+ * and many VirtualServices compile in n log n. ism_model_bind_host stays the
+ * rule: the index only finds the candidates it is asked about. */
+
+enum bind_class {
+	BIND_ANY = 0, /* "*" / or no namespace: any VirtualService namespace */
+	BIND_DOT,     /* "./": the Gateway's namespace */
+	BIND_NS,      /* "<ns>/": that namespace */
+};
+
+/* One host pattern of one server of the group. */
+struct bind_entry {
+	uint32_t g;	  /* Gateway index */
+	uint32_t cls;	  /* enum bind_class */
+	const char *ns;	  /* BIND_NS: the namespace; else "" */
+	const char *rdns; /* the dns part, reversed: suffixes become prefixes */
+	uint32_t s, p;	  /* server in the group, host of the server */
+};
+
+/* A (VirtualService host, server host) pair that binds, and the domain. */
+struct bind_event {
+	uint32_t vs, s, h, p;
+	const char *dom;
+};
+
+struct binder {
+	struct bind_entry *e; /* sorted by (g, cls, ns, rdns, s, p) */
+	size_t n;
+	char *rbuf; /* the reversed strings */
+	struct bind_event *ev;
+	size_t n_ev, cap_ev;
+};
+
+static void reverse(char *out, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		out[i] = s[len - 1 - i];
+	out[len] = '\0';
+}
+
+static int entry_key_cmp(const struct bind_entry *a, uint32_t g, uint32_t cls, const char *ns,
+			 const char *rdns)
+{
+	int c;
+
+	if (a->g != g)
+		return a->g < g ? -1 : 1;
+	if (a->cls != cls)
+		return a->cls < cls ? -1 : 1;
+	c = strcmp(a->ns, ns);
+	return c != 0 ? c : strcmp(a->rdns, rdns);
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+	const struct bind_entry *a = pa, *b = pb;
+	int c = entry_key_cmp(a, b->g, b->cls, b->ns, b->rdns);
+
+	if (c != 0)
+		return c;
+	if (a->s != b->s)
+		return a->s < b->s ? -1 : 1;
+	return a->p < b->p ? -1 : a->p > b->p;
+}
+
+static int binder_index(struct binder *x, const struct lgroup *lg)
+{
+	size_t total = 0, k = 0;
+	char *r;
+
+	x->n = 0;
+	for (size_t s = 0; s < lg->n_srv; s++)
+		for (size_t p = 0; p < lg->srv[s]->n_hosts; p++) {
+			total += strlen(lg->srv[s]->hosts[p].dns) + 1;
+			x->n++;
+		}
+	x->e = calloc(x->n ? x->n : 1, sizeof(*x->e));
+	x->rbuf = r = malloc(total ? total : 1);
+	if (x->e == NULL || x->rbuf == NULL)
+		return -ENOMEM;
+	for (size_t s = 0; s < lg->n_srv; s++) {
+		for (size_t p = 0; p < lg->srv[s]->n_hosts; p++) {
+			const struct ism_cm_srvhost *h = &lg->srv[s]->hosts[p];
+			struct bind_entry *e = &x->e[k++];
+			size_t len = strlen(h->dns);
+
+			e->g = (uint32_t)lg->gwi[s];
+			e->ns = "";
+			if (h->ns == NULL || strcmp(h->ns, "*") == 0) {
+				e->cls = BIND_ANY;
+			} else if (strcmp(h->ns, ".") == 0) {
+				e->cls = BIND_DOT;
+			} else {
+				e->cls = BIND_NS;
+				e->ns = h->ns;
+			}
+			reverse(r, h->dns, len);
+			e->rdns = r;
+			r += len + 1;
+			e->s = (uint32_t)s;
+			e->p = (uint32_t)p;
+		}
+	}
+	qsort(x->e, x->n, sizeof(*x->e), entry_cmp);
+	return 0;
+}
+
+/* Adds an event for every entry of class (g, cls, ns) whose reversed pattern
+ * is rdns (prefix false) or starts with it (prefix true) and that binds. */
+static int binder_probe(struct binder *x, const struct lgroup *lg, uint32_t vi,
+			const struct ism_cm_vs *vs, uint32_t hi, uint32_t g, uint32_t cls,
+			const char *ns, const char *rdns, bool prefix)
+{
+	size_t lo = 0, hi_ = x->n, rl = strlen(rdns);
+
+	while (lo < hi_) {
+		size_t mid = lo + (hi_ - lo) / 2;
+
+		if (entry_key_cmp(&x->e[mid], g, cls, ns, rdns) < 0)
+			lo = mid + 1;
+		else
+			hi_ = mid;
+	}
+	for (size_t i = lo; i < x->n; i++) {
+		const struct bind_entry *e = &x->e[i];
+		const char *dom;
+
+		if (e->g != g || e->cls != cls || strcmp(e->ns, ns) != 0 ||
+		    (prefix ? strncmp(e->rdns, rdns, rl) : strcmp(e->rdns, rdns)) != 0)
+			break;
+		if (!ism_model_bind_host(&lg->srv[e->s]->hosts[e->p], lg->gw[e->s]->r.ns,
+					 vs->hosts[hi], vs->r.ns, &dom))
+			continue;
+		if (ism_grow(&x->ev, &x->cap_ev, x->n_ev, sizeof(*x->ev)) < 0)
+			return -ENOMEM;
+		x->ev[x->n_ev++] = (struct bind_event){vi, e->s, hi, e->p, dom};
+	}
+	return 0;
+}
+
+/* The events of host hi of VirtualService vi on the servers of Gateway g in
+ * class (cls, ns): the patterns that cover the host ("*", the host itself,
+ * "*.<suffix>" for each suffix after a dot) and, for a wildcard host, the
+ * patterns it covers (every one for "*", those ending in ".<suffix>" for
+ * "*.<suffix>"). */
+static int binder_host(struct binder *x, const struct lgroup *lg, uint32_t vi,
+		       const struct ism_cm_vs *vs, uint32_t hi, uint32_t g, uint32_t cls,
+		       const char *ns)
+{
+	const char *h = vs->hosts[hi];
+	size_t hl = strlen(h);
+	char r[600];
+	int rc;
+
+	/* Hosts are names of at most 253 bytes, or short names made into
+	 * "<name>.<ns>.svc.cluster.local" in 512 (conf/model.c). */
+	ISM_BUG_ON(hl + 2 > sizeof(r));
+	rc = binder_probe(x, lg, vi, vs, hi, g, cls, ns, "*", false);
+	if (rc == 0 && h[0] != '*') {
+		reverse(r, h, hl);
+		rc = binder_probe(x, lg, vi, vs, hi, g, cls, ns, r, false);
+	}
+	for (size_t k = 1; rc == 0 && k < hl; k++) {
+		if (h[k] != '.')
+			continue;
+		reverse(r, h + k, hl - k);
+		r[hl - k] = '*';
+		r[hl - k + 1] = '\0';
+		rc = binder_probe(x, lg, vi, vs, hi, g, cls, ns, r, false);
+	}
+	if (rc == 0 && h[0] == '*') {
+		reverse(r, h + 1, hl - 1);
+		rc = binder_probe(x, lg, vi, vs, hi, g, cls, ns, r, true);
+	}
+	return rc;
+}
+
+/* Every event of VirtualService vi on the servers of Gateway g, for the
+ * server host patterns whose namespace part admits the VirtualService's. */
+static int binder_vs(struct binder *x, const struct cbuild *b, const struct lgroup *lg, uint32_t vi,
+		     uint32_t g)
+{
+	const struct ism_cm_vs *vs = b->c->vss[vi];
+	bool own_ns = strcmp(b->c->gws[g]->r.ns, vs->r.ns) == 0;
+	int rc = 0;
+
+	for (uint32_t hi = 0; rc == 0 && hi < vs->n_hosts; hi++) {
+		rc = binder_host(x, lg, vi, vs, hi, g, BIND_ANY, "");
+		if (rc == 0 && own_ns)
+			rc = binder_host(x, lg, vi, vs, hi, g, BIND_DOT, "");
+		if (rc == 0)
+			rc = binder_host(x, lg, vi, vs, hi, g, BIND_NS, vs->r.ns);
+	}
+	return rc;
+}
+
+/* The events of every VirtualService bound to a Gateway of the group. */
+static int binder_events(struct binder *x, const struct cbuild *b, const struct lgroup *lg)
+{
+	/* Never NULL, even without events: the sorts and runs take it as is. */
+	int rc = ism_grow(&x->ev, &x->cap_ev, 0, sizeof(*x->ev));
+
+	if (rc == 0)
+		rc = binder_index(x, lg);
+
+	/* A Gateway's servers are next to each other in the group. */
+	for (size_t s = 0; rc == 0 && s < lg->n_srv; s++) {
+		size_t g = lg->gwi[s];
+
+		if (s > 0 && lg->gwi[s - 1] == g)
+			continue;
+		for (size_t i = b->vs_at[g]; rc == 0 && i < b->vs_at[g + 1]; i++)
+			rc = binder_vs(x, b, lg, b->vs_of_gw[i], (uint32_t)g);
+	}
+	return rc;
+}
+
+static void binder_free(struct binder *x)
+{
+	free(x->e);
+	free(x->rbuf);
+	free(x->ev);
+}
+
+/* Events of plaintext listeners: by VirtualService, then server, host of the
+ * VirtualService, host of the server (the order domains are listed in). */
+static int event_cmp_vs(const void *pa, const void *pb)
+{
+	const struct bind_event *a = pa, *b = pb;
+
+	if (a->vs != b->vs)
+		return a->vs < b->vs ? -1 : 1;
+	if (a->s != b->s)
+		return a->s < b->s ? -1 : 1;
+	if (a->h != b->h)
+		return a->h < b->h ? -1 : 1;
+	return a->p < b->p ? -1 : a->p > b->p;
+}
+
+/* Events of HTTPS listeners: by server first (each has its own vhosts). */
+static int event_cmp_srv(const void *pa, const void *pb)
+{
+	const struct bind_event *a = pa, *b = pb;
+
+	if (a->s != b->s)
+		return a->s < b->s ? -1 : 1;
+	return event_cmp_vs(pa, pb);
+}
+
+/* The length of the run of events from ev[0] with its VirtualService. */
+static size_t event_run(const struct bind_event *ev, size_t n)
+{
+	size_t i = 1;
+
+	while (i < n && ev[i].vs == ev[0].vs)
+		i++;
+	return i;
+}
+
+/* Which servers of a listener group a vhost is built from: those with (1) or
+ * without (0) httpsRedirect. */
+static bool srv_selected(const struct lgroup *lg, int redirect, size_t s)
+{
+	return (int)lg->srv[s]->tls.https_redirect == redirect;
+}
+
+/* The vhost of one VirtualService from its events (one run), in vh; 1 when
+ * made, 0 when none of its domains are served. */
+static int emit_vhost(struct cbuild *b, const struct lgroup *lg, const struct bind_event *ev,
+		      size_t n, int redirect, struct ism_vhost *vh)
+{
+	const struct ism_cm_vs *vs = b->c->vss[ev[0].vs];
+	const char **doms = calloc(n, sizeof(*doms));
+	struct ism_strmap seen;
+	struct ism_str *ds;
+	size_t nd = 0;
+	char vname[512];
+	int rc = 0;
+
+	ism_strmap_init(&seen, b->seed);
+	if (doms == NULL || ism_strmap_reserve(&seen, n) < 0) {
+		free(doms);
+		b->rc = -ENOMEM;
+		return 0;
+	}
+	for (size_t i = 0; rc >= 0 && i < n; i++) {
+		if (!srv_selected(lg, redirect, ev[i].s))
+			continue;
+		rc = ism_strmap_add(&seen, ev[i].dom, strlen(ev[i].dom), 0, NULL);
+		if (rc > 0)
+			doms[nd++] = ev[i].dom;
+	}
+	ism_strmap_free(&seen);
+	if (rc < 0) {
+		free(doms);
+		b->rc = -ENOMEM;
+		return 0;
+	}
+	ds = nd ? ANEW(b, nd, struct ism_str) : NULL;
+	for (size_t j = 0; ds != NULL && j < nd; j++)
+		ds[j] = astr(b, doms[j]);
+	free(doms);
+	if (nd == 0 || ds == NULL)
+		return 0;
+	snprintf(vname, sizeof(vname), "%s/%s", vs->r.ns, vs->r.name);
+	vh->name = astr(b, vname);
+	vh->https_redirect = (uint8_t)redirect;
+	vh->n_domains = (uint32_t)nd;
+	vh->domains = ds;
+	vh->n_routes = (uint32_t)vs->n_routes;
+	vh->routes = compile_routes(b, ev[0].vs);
+	return 1;
+}
+
+/* The vhosts of the runs of n events (one run per VirtualService), appended
+ * to vh; their count. */
+static uint32_t emit_vhosts(struct cbuild *b, const struct lgroup *lg, const struct bind_event *ev,
+			    size_t n, int redirect, struct ism_vhost *vh)
+{
 	uint32_t nv = 0;
 
-	for (size_t i = 0; i < c->n_vss && b->rc == 0; i++) {
-		const struct ism_cm_vs *vs = c->vss[i];
-		size_t cap = 0, n;
-		const char **doms;
-		struct ism_str *ds;
-		char vname[512];
+	for (size_t i = 0; i < n && b->rc == 0;) {
+		size_t run = event_run(ev + i, n - i);
 
-		for (size_t s = 0; s < lg->n_srv; s++)
-			cap += vs->n_hosts * lg->srv[s]->n_hosts;
-		if (cap == 0)
-			continue;
-		doms = calloc(cap, sizeof(*doms));
-		if (doms == NULL) {
-			b->rc = -ENOMEM;
-			return nv;
-		}
-		n = vs_domains(lg, f, vs, doms, cap);
-		ds = n ? ANEW(b, n, struct ism_str) : NULL;
-		for (size_t j = 0; ds != NULL && j < n; j++)
-			ds[j] = astr(b, doms[j]);
-		free(doms);
-		if (n == 0 || ds == NULL)
-			continue;
-		snprintf(vname, sizeof(vname), "%s/%s", vs->r.ns, vs->r.name);
-		vh[nv].name = astr(b, vname);
-		vh[nv].https_redirect = (uint8_t)f->redirect;
-		vh[nv].n_domains = (uint32_t)n;
-		vh[nv].domains = ds;
-		vh[nv].n_routes = (uint32_t)vs->n_routes;
-		vh[nv].routes = compile_routes(b, i);
-		nv++;
+		nv += (uint32_t)emit_vhost(b, lg, ev + i, run, redirect, &vh[nv]);
+		i += run;
 	}
 	return nv;
 }
@@ -1058,14 +1574,24 @@ static uint32_t build_redirect_vhosts(struct cbuild *b, const struct lgroup *lg,
 	return nv;
 }
 
-/* An HTTPS server of a listener: its SNI names, certificates and own routes. */
+/* How many VirtualServices n events (sorted) are of. */
+static size_t count_vs(const struct bind_event *ev, size_t n)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < n; i += event_run(ev + i, n - i))
+		count++;
+	return count;
+}
+
+/* An HTTPS server of a listener: its SNI names, certificates and own routes,
+ * from its n events. */
 static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s,
-			     struct ism_tls_server *ts)
+			     const struct bind_event *ev, size_t n, struct ism_tls_server *ts)
 {
 	const struct ism_cm_server *srv = lg->srv[s];
-	const struct srv_filter f = {.only = s, .redirect = 0};
 	struct ism_str *sni = ANEW(b, srv->n_hosts, struct ism_str);
-	struct ism_vhost *vh = ANEW(b, b->c->n_vss, struct ism_vhost);
+	struct ism_vhost *vh = ANEW(b, count_vs(ev, n), struct ism_vhost);
 
 	if (sni == NULL || vh == NULL)
 		return;
@@ -1076,12 +1602,12 @@ static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s
 	ts->n_sni = (uint32_t)srv->n_hosts;
 	copy_tls(b, &srv->tls.c, &ts->tls);
 	ts->vhosts = vh;
-	ts->n_vhosts = build_vhosts(b, lg, &f, vh);
+	ts->n_vhosts = emit_vhosts(b, lg, ev, n, 0, vh);
 }
 
 static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism_listener *l)
 {
-	const struct ism_conf *c = b->c;
+	struct binder x = {0};
 	struct ism_vhost *vh;
 	char name[16];
 
@@ -1090,34 +1616,47 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 	l->addr = lg->addr;
 	l->addrlen = lg->addrlen;
 	l->port = lg->port;
-	for (size_t i = 0; i < c->app.n_pp_ports; i++)
-		if (c->app.pp_ports[i] == lg->port)
-			l->proxy_protocol = 1;
+	l->proxy_protocol = b->proxy_protocol[lg->port];
+	if (binder_events(&x, b, lg) < 0) {
+		b->rc = -ENOMEM;
+		goto out;
+	}
 	if (lg->srv[0]->https) {
 		/* Every server of the port is HTTPS (the loader checked it). */
 		struct ism_tls_server *ts = ANEW(b, lg->n_srv, struct ism_tls_server);
+		size_t i = 0;
 
-		for (size_t s = 0; ts != NULL && s < lg->n_srv && b->rc == 0; s++)
-			build_tls_server(b, lg, s, &ts[s]);
+		qsort(x.ev, x.n_ev, sizeof(*x.ev), event_cmp_srv);
+		for (size_t s = 0; ts != NULL && s < lg->n_srv && b->rc == 0; s++) {
+			size_t n = 0;
+
+			while (i + n < x.n_ev && x.ev[i + n].s == s)
+				n++;
+			build_tls_server(b, lg, s, x.ev + i, n, &ts[s]);
+			i += n;
+		}
 		l->tls = ts;
 		l->n_tls = ts ? (uint32_t)lg->n_srv : 0;
-		return;
+		goto out;
 	}
-	l->peer_mtls = ism_tls_peer_mtls(c, lg->port);
-	vh = ANEW(b, 2 * c->n_vss + lg->n_srv, struct ism_vhost);
+	l->peer_mtls = b->peer_mtls[lg->port];
+	qsort(x.ev, x.n_ev, sizeof(*x.ev), event_cmp_vs);
+	/* Two per VirtualService at most (redirecting servers and the others),
+	 * and one per server with httpsRedirect. */
+	vh = ANEW(b, 2 * count_vs(x.ev, x.n_ev) + lg->n_srv, struct ism_vhost);
 	if (vh == NULL)
-		return;
+		goto out;
 	l->vhosts = vh;
 	/* The redirecting vhosts first: a domain that a server with httpsRedirect
 	 * and one without both serve is redirected (the first of equal rank wins),
 	 * as Istio sets require_tls on the virtual host they share. */
 	for (int redirect = 1; redirect >= 0; redirect--) {
-		const struct srv_filter f = {.only = SIZE_MAX, .redirect = redirect};
-
-		l->n_vhosts += build_vhosts(b, lg, &f, vh + l->n_vhosts);
+		l->n_vhosts += emit_vhosts(b, lg, x.ev, x.n_ev, redirect, vh + l->n_vhosts);
 		if (redirect)
 			l->n_vhosts += build_redirect_vhosts(b, lg, vh + l->n_vhosts);
 	}
+out:
+	binder_free(&x);
 }
 
 /* --- the table --- */
@@ -1194,8 +1733,16 @@ static void build(struct cbuild *b)
 		return;
 	fill_appliance(b, b->t);
 	group_servers(b);
+	index_vs_by_gw(b);
+	b->peer_mtls = malloc(65536);
+	b->proxy_protocol = calloc(65536, 1);
+	if (b->peer_mtls == NULL || b->proxy_protocol == NULL)
+		b->rc = -ENOMEM;
 	if (b->rc < 0)
 		return;
+	ism_tls_peer_mtls(c, b->peer_mtls);
+	for (size_t i = 0; i < c->app.n_pp_ports; i++)
+		b->proxy_protocol[c->app.pp_ports[i]] = 1;
 	ls = ANEW(b, b->n_groups, struct ism_listener);
 	for (size_t i = 0; ls != NULL && i < b->n_groups && b->rc == 0; i++)
 		build_listener(b, &b->groups[i], &ls[i]);
@@ -1208,7 +1755,6 @@ static void build(struct cbuild *b)
 		fill_cluster(b, &b->keys[i], &cls[i]);
 	b->t->clusters = cls;
 	b->t->n_clusters = (uint32_t)b->n_keys;
-	(void)c;
 }
 
 /* The workers' response counters per listener and per route. */
@@ -1225,12 +1771,14 @@ static void alloc_counters(struct cbuild *b)
 			const struct ism_vhost *vh = ism_listener_set(li, set, &nv);
 
 			/* A VirtualService's routes are shared by every vhost it
-			 * makes: one counter set each. */
-			for (uint32_t v = 0; v < nv && b->rc == 0; v++)
+			 * makes: one counter set each, given at its first vhost. */
+			for (uint32_t v = 0; v < nv && b->rc == 0; v++) {
+				if (vh[v].n_routes == 0 || vh[v].routes[0].stats != NULL)
+					continue;
 				for (uint32_t r = 0; r < vh[v].n_routes && b->rc == 0; r++)
-					if (vh[v].routes[r].stats == NULL)
-						((struct ism_route *)&vh[v].routes[r])->stats =
-						    ANEW(b, 1, struct ism_counters);
+					((struct ism_route *)&vh[v].routes[r])->stats =
+					    ANEW(b, 1, struct ism_counters);
+			}
 		}
 	}
 }
@@ -1241,9 +1789,12 @@ int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_c
 	struct cbuild b = {.c = conf, .a = arena, .ep_id = ep_id, .ctx = ctx, .d = d};
 
 	*out = NULL;
+	b.seed = ism_strmap_seed();
+	ism_strmap_init(&b.key_ix, b.seed);
 	b.vs_routes = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.vs_routes));
 	b.hcs = calloc(conf->app.n_hcs ? conf->app.n_hcs : 1, sizeof(*b.hcs));
-	if (b.vs_routes == NULL || b.hcs == NULL) {
+	b.se_labels = calloc(conf->n_ses ? conf->n_ses : 1, sizeof(*b.se_labels));
+	if (b.vs_routes == NULL || b.hcs == NULL || b.se_labels == NULL) {
 		b.rc = -ENOMEM;
 		goto out_free;
 	}
@@ -1255,10 +1806,23 @@ int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_c
 out_free:
 	for (size_t i = 0; i < b.n_groups; i++) {
 		free(b.groups[i].gw);
+		free(b.groups[i].gwi);
 		free(b.groups[i].srv);
 	}
 	free(b.groups);
+	for (size_t i = 0; i < b.n_keys; i++)
+		free(b.keys[i].id);
+	ism_strmap_free(&b.key_ix);
 	free(b.keys);
+	free(b.vs_at);
+	free(b.vs_of_gw);
+	free(b.peer_mtls);
+	free(b.proxy_protocol);
+	for (size_t i = 0; b.se_labels != NULL && i < conf->n_ses; i++)
+		if (b.se_labels[i].built)
+			free_labels(&b.se_labels[i]);
+	free(b.se_labels);
+	free(b.scratch);
 	free(b.hcs);
 	free(b.vs_routes);
 	if (b.rc == 0)

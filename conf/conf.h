@@ -34,7 +34,9 @@ struct ism_diag {
 struct ism_diags {
 	size_t n;
 	size_t n_errors;
-	struct ism_diag items[64]; /* the first 64 are kept; n counts all */
+	/* The first 64 are kept (an error displaces the last warning kept when
+	 * full); n counts all. */
+	struct ism_diag items[64];
 };
 
 void ism_diags_init(struct ism_diags *d);
@@ -44,6 +46,14 @@ void ism_diags_print(FILE *out, const struct ism_diags *d);
 size_t ism_diags_format(char *buf, size_t len, const struct ism_diags *d);
 
 struct ism_conf;
+
+/* Bounds on what the loader reads; each is an error naming it when exceeded.
+ * A configuration loads in time and memory linear in its size (about 100
+ * bytes of memory per YAML node while loading). The file bound also keeps a
+ * wrong path (a device, a huge log) from being read whole. */
+#define ISM_CONF_MAX_FILE  (16u << 20) /* bytes of the appliance file */
+#define ISM_CONF_MAX_DEPTH 64	       /* nested mappings and lists */
+#define ISM_CONF_MAX_NODES (1u << 21)  /* YAML nodes: keys, values, list items */
 
 /* Loads and validates the file at path. 0 and *out on success (warnings may be
  * in d); -EINVAL with errors in d; -errno when the file cannot be read (also

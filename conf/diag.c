@@ -18,10 +18,23 @@ void ism_diag_addv(struct ism_diags *d, enum ism_diag_severity sev, const char *
 
 	if (sev == ISM_DIAG_ERROR)
 		d->n_errors++;
-	/* n counts everything; only the first ones are kept. */
-	if (d->n++ >= cap)
-		return;
-	g = &d->items[d->n - 1];
+	/* n counts everything; only the first ones are kept, except that once
+	 * full an error displaces the last warning kept: a file with many
+	 * warnings still shows why it was refused (a route table too big for its
+	 * arena comes last of all). */
+	if (d->n++ < cap) {
+		g = &d->items[d->n - 1];
+	} else {
+		size_t w = cap;
+
+		while (sev == ISM_DIAG_ERROR && w > 0 &&
+		       d->items[w - 1].severity != ISM_DIAG_WARNING)
+			w--;
+		if (sev != ISM_DIAG_ERROR || w == 0)
+			return;
+		memmove(&d->items[w - 1], &d->items[w], (cap - w) * sizeof(d->items[0]));
+		g = &d->items[cap - 1];
+	}
 	g->severity = sev;
 	snprintf(g->file, sizeof(g->file), "%s", file ? file : "");
 	g->line = line;

@@ -85,6 +85,32 @@ char *ism_v_strdup(struct ism_vctx *v, const char *s)
 	return p;
 }
 
+struct ism_strmap *ism_v_map(struct ism_vctx *v, size_t n)
+{
+	size_t cap = ism_strmap_fixed_cap(n);
+	struct ism_strmap *m = ism_v_alloc(v, 1, sizeof(*m));
+	struct ism_strmap_slot *slots = cap ? ism_v_alloc(v, cap, sizeof(*slots)) : NULL;
+
+	if (m == NULL || slots == NULL) {
+		v->nomem = 1;
+		return NULL;
+	}
+	ism_strmap_init_fixed(m, v->conf->seed, slots, cap);
+	return m;
+}
+
+int ism_v_map_add(struct ism_vctx *v, struct ism_strmap *m, const char *key, size_t len,
+		  uint32_t value, uint32_t *found)
+{
+	/* Sized for every key it gets, so it never fills up; were it to, the
+	 * load fails (as out of memory) rather than losing a key. */
+	int rc = ism_strmap_add(m, key, len, value, found);
+
+	if (rc < 0)
+		v->nomem = 1;
+	return rc;
+}
+
 bool ism_v_expect(struct ism_vctx *v, const struct ism_node *n, enum ism_node_kind k)
 {
 	if (n->kind == k)

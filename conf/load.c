@@ -9,41 +9,44 @@
 
 #include "conf/model.h"
 
-/* The appliance file is small; the bound keeps a wrong path (a device, a huge
- * log) from being read whole. */
-#define MAX_FILE (16u << 20)
+/* Lookups by name: the maps the cross-reference pass builds, first one wins. */
 
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host)
 {
-	for (size_t i = 0; i < c->n_ses; i++)
-		for (size_t j = 0; j < c->ses[i]->n_hosts; j++)
-			if (strcmp(c->ses[i]->hosts[j], host) == 0)
-				return c->ses[i];
-	return NULL;
+	uint32_t i;
+
+	if (c->se_by_host == NULL || !ism_strmap_get(c->se_by_host, host, strlen(host), &i))
+		return NULL;
+	return c->ses[i];
 }
 
 const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host)
 {
-	for (size_t i = 0; i < c->n_drs; i++)
-		if (c->drs[i]->host != NULL && strcmp(c->drs[i]->host, host) == 0)
-			return c->drs[i];
-	return NULL;
+	uint32_t i;
+
+	if (c->dr_by_host == NULL || !ism_strmap_get(c->dr_by_host, host, strlen(host), &i))
+		return NULL;
+	return c->drs[i];
 }
 
 const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, const char *name)
 {
-	for (size_t i = 0; dr != NULL && i < dr->n_subsets; i++)
-		if (strcmp(dr->subsets[i].name, name) == 0)
-			return &dr->subsets[i];
-	return NULL;
+	uint32_t i;
+
+	if (dr == NULL || dr->subset_ix == NULL ||
+	    !ism_strmap_get(dr->subset_ix, name, strlen(name), &i))
+		return NULL;
+	return &dr->subsets[i];
 }
 
 static const struct ism_cm_port_tp *port_tp(const struct ism_cm_policy *p, uint32_t port)
 {
-	for (size_t i = 0; port != 0 && i < p->n_ports; i++)
-		if (p->ports[i].port == port)
-			return &p->ports[i];
-	return NULL;
+	uint32_t i;
+
+	if (port == 0 || p->port_ix == NULL ||
+	    !ism_strmap_get(p->port_ix, (const char *)&port, sizeof(port), &i))
+		return NULL;
+	return &p->ports[i];
 }
 
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
@@ -73,16 +76,21 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		*out = pt->tp;
 }
 
-bool ism_model_labels_include(const struct ism_cm_label *have, size_t n_have,
-			      const struct ism_cm_label *want, size_t n_want)
+const char *ism_model_label(const struct ism_node *have, const char *key)
+{
+	const struct ism_node *n = ism_node_get(have, key, NULL);
+
+	/* A loaded model's labels are all strings: the loader refused others. */
+	return n != NULL && n->kind == ISM_NODE_SCALAR ? n->str : "";
+}
+
+bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_label *want,
+			      size_t n_want)
 {
 	for (size_t i = 0; i < n_want; i++) {
-		bool found = false;
+		const struct ism_node *n = ism_node_get(have, want[i].key, NULL);
 
-		for (size_t j = 0; j < n_have && !found; j++)
-			found = strcmp(have[j].key, want[i].key) == 0 &&
-				strcmp(have[j].value, want[i].value) == 0;
-		if (!found)
+		if (n == NULL || n->kind != ISM_NODE_SCALAR || strcmp(n->str, want[i].value) != 0)
 			return false;
 	}
 	return true;
@@ -124,16 +132,54 @@ bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, cons
 	return false;
 }
 
-static const struct ism_cm_gw *find_gw(const struct ism_conf *c, const char *nsname)
+size_t ism_model_find_hc(const struct ism_conf *c, const char *host, uint32_t port)
 {
-	char buf[512];
+	const struct ism_cm_appliance *a = &c->app;
+	uint32_t any = UINT32_MAX, one = UINT32_MAX;
+	char key[600];
 
+	if (a->hc_any_port == NULL || a->hc_by_port == NULL)
+		return SIZE_MAX;
+	ism_strmap_get(a->hc_any_port, host, strlen(host), &any);
+	snprintf(key, sizeof(key), "%u|%s", port, host);
+	ism_strmap_get(a->hc_by_port, key, strlen(key), &one);
+	if (any == UINT32_MAX && one == UINT32_MAX)
+		return SIZE_MAX;
+	return any < one ? any : one;
+}
+
+/* The lookups by name, before any cross reference uses them. */
+static void build_maps(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	size_t n_hosts = 0;
+
+	for (size_t i = 0; i < c->n_ses; i++)
+		n_hosts += c->ses[i]->n_hosts;
+	c->se_by_host = ism_v_map(v, n_hosts);
+	c->dr_by_host = ism_v_map(v, c->n_drs);
+	c->gw_by_name = ism_v_map(v, c->n_gws);
+	if (v->nomem)
+		return;
+	for (size_t i = 0; i < c->n_ses; i++)
+		for (size_t j = 0; j < c->ses[i]->n_hosts; j++)
+			ism_v_map_add(v, c->se_by_host, c->ses[i]->hosts[j],
+				      strlen(c->ses[i]->hosts[j]), (uint32_t)i, NULL);
+	for (size_t i = 0; i < c->n_drs; i++)
+		if (c->drs[i]->host != NULL)
+			ism_v_map_add(v, c->dr_by_host, c->drs[i]->host, strlen(c->drs[i]->host),
+				      (uint32_t)i, NULL);
 	for (size_t i = 0; i < c->n_gws; i++) {
+		char buf[512];
+		const char *name;
+
+		/* As a VirtualService names it (conf/model.c parse_vs). */
 		snprintf(buf, sizeof(buf), "%s/%s", c->gws[i]->r.ns, c->gws[i]->r.name);
-		if (strcmp(buf, nsname) == 0)
-			return c->gws[i];
+		name = ism_v_strdup(v, buf);
+		if (name == NULL)
+			return;
+		ism_v_map_add(v, c->gw_by_name, name, strlen(name), (uint32_t)i, NULL);
 	}
-	return NULL;
 }
 
 static void set_res(struct ism_vctx *v, const struct ism_cm_res *r)
@@ -176,9 +222,10 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 		return;
 	}
 	if (d->port != 0) {
-		for (size_t i = 0; i < se->n_ports; i++)
-			if (se->ports[i].number == d->port)
-				return;
+		if (se->port_by_number != NULL &&
+		    ism_strmap_get(se->port_by_number, (const char *)&d->port, sizeof(d->port),
+				   NULL))
+			return;
 		old = ism_v_push(v, ".destination.port.number");
 		ism_v_err(v, d->port_at, "port %u is not a port of %s", d->port, se->r.label);
 		ism_v_pop(v, old);
@@ -198,13 +245,19 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 	}
 }
 
-static void xref_vs(struct ism_vctx *v, const struct ism_cm_vs *vs)
+static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 {
 	size_t bound = 0, old;
 
 	set_res(v, &vs->r);
-	for (size_t i = 0; i < vs->n_gateways; i++) {
-		if (find_gw(v->conf, vs->gateways[i]) != NULL) {
+	vs->gateway_idx = ism_v_alloc(v, vs->n_gateways, sizeof(*vs->gateway_idx));
+	for (size_t i = 0; vs->gateway_idx != NULL && i < vs->n_gateways; i++) {
+		uint32_t g;
+
+		vs->gateway_idx[i] = SIZE_MAX;
+		if (ism_strmap_get(v->conf->gw_by_name, vs->gateways[i], strlen(vs->gateways[i]),
+				   &g)) {
+			vs->gateway_idx[i] = g;
 			bound++;
 			continue;
 		}
@@ -256,36 +309,34 @@ static void xref_unique(struct ism_vctx *v)
 	/* Resources of one kind must have distinct namespace/name; the label
 	 * "<Kind> <ns>/<name>" says exactly that. */
 	for (int kind = 0; kind < 5; kind++) {
-		for (size_t i = 0; i < n_of_kind(c, kind); i++) {
+		struct ism_strmap *labels = ism_v_map(v, n_of_kind(c, kind));
+
+		for (size_t i = 0; labels != NULL && i < n_of_kind(c, kind); i++) {
 			const struct ism_cm_res *a = res_of_kind(c, kind, i);
+			uint32_t first;
 
-			for (size_t j = 0; j < i; j++) {
-				const struct ism_cm_res *b = res_of_kind(c, kind, j);
-
-				if (strcmp(a->label, b->label) != 0)
-					continue;
-				set_res(v, a);
-				ism_v_push(v, "metadata.name");
-				ism_v_err(v, a->at, "defined twice (first at line %d)",
-					  b->at->line);
-				break;
-			}
+			if (ism_v_map_add(v, labels, a->label, strlen(a->label), (uint32_t)i,
+					  &first) != 0)
+				continue;
+			set_res(v, a);
+			ism_v_push(v, "metadata.name");
+			ism_v_err(v, a->at, "defined twice (first at line %d)",
+				  res_of_kind(c, kind, first)->at->line);
 		}
 	}
 	for (size_t i = 0; i < c->n_drs; i++) {
 		const struct ism_cm_dr *dr = c->drs[i];
+		const struct ism_cm_dr *first;
 
 		if (dr->host == NULL)
 			continue;
-		for (size_t j = 0; j < i; j++) {
-			if (c->drs[j]->host == NULL || strcmp(c->drs[j]->host, dr->host) != 0)
-				continue;
-			set_res(v, &dr->r);
-			ism_v_push(v, "spec.host");
-			ism_v_err(v, dr->host_at, "%s already applies to host %s",
-				  c->drs[j]->r.label, dr->host);
-			break;
-		}
+		first = ism_model_find_dr(c, dr->host);
+		if (first == dr)
+			continue;
+		set_res(v, &dr->r);
+		ism_v_push(v, "spec.host");
+		ism_v_err(v, dr->host_at, "%s already applies to host %s", first->r.label,
+			  dr->host);
 	}
 	for (size_t i = 0; i < c->n_ses; i++) {
 		for (size_t h = 0; h < c->ses[i]->n_hosts; h++) {
@@ -301,51 +352,84 @@ static void xref_unique(struct ism_vctx *v)
 	}
 }
 
+/* Health check i joins the lookups: the first check of a host covers its port
+ * (every port for port 0), and later ones of the same host and port clash. */
+static void add_hc(struct ism_vctx *v, struct ism_strmap *any, size_t i)
+{
+	struct ism_cm_appliance *a = &v->conf->app;
+	const struct ism_cm_hc *h = &a->hcs[i];
+	char key[600];
+	const char *k;
+
+	ism_v_map_add(v, any, h->host, strlen(h->host), (uint32_t)i, NULL);
+	if (h->port == 0) {
+		ism_v_map_add(v, a->hc_any_port, h->host, strlen(h->host), (uint32_t)i, NULL);
+		return;
+	}
+	snprintf(key, sizeof(key), "%u|%s", h->port, h->host);
+	k = ism_v_strdup(v, key);
+	if (k != NULL)
+		ism_v_map_add(v, a->hc_by_port, k, strlen(k), (uint32_t)i, NULL);
+}
+
 static void xref_hcs(struct ism_vctx *v)
 {
-	const struct ism_cm_appliance *a = &v->conf->app;
+	struct ism_cm_appliance *a = &v->conf->app;
+	struct ism_strmap *any = ism_v_map(v, a->n_hcs); /* host -> first check */
 
 	set_res(v, &a->r);
-	for (size_t i = 0; i < a->n_hcs; i++) {
+	a->hc_any_port = ism_v_map(v, a->n_hcs);
+	a->hc_by_port = ism_v_map(v, a->n_hcs);
+	for (size_t i = 0; !v->nomem && i < a->n_hcs; i++) {
 		const struct ism_cm_hc *h = &a->hcs[i];
 		const struct ism_cm_se *se;
 		size_t old = ism_v_push(v, "spec.healthChecks[%zu]", i);
+		size_t j = SIZE_MAX;
+		uint32_t first;
 
 		if (h->host == NULL)
 			goto next;
-		for (size_t j = 0; j < i; j++) {
-			const struct ism_cm_hc *o = &a->hcs[j];
-
-			if (o->host != NULL && strcmp(o->host, h->host) == 0 &&
-			    (o->port == h->port || o->port == 0 || h->port == 0)) {
-				ism_v_err(v, h->at, "healthChecks[%zu] already covers host %s", j,
-					  h->host);
-				goto next;
-			}
+		/* The first earlier check of the host that has its port, or any
+		 * port, or (for port 0) any earlier check of the host. */
+		if (h->port != 0)
+			j = ism_model_find_hc(v->conf, h->host, h->port);
+		else if (ism_strmap_get(any, h->host, strlen(h->host), &first))
+			j = first;
+		if (j != SIZE_MAX) {
+			ism_v_err(v, h->at, "healthChecks[%zu] already covers host %s", j, h->host);
+			goto next;
 		}
 		se = ism_model_find_se(v->conf, h->host);
 		if (se == NULL) {
 			ism_v_warn(v, h->at, "no ServiceEntry for host %s", h->host);
 		} else if (h->port != 0) {
-			bool found = false;
+			bool found = se->port_by_number != NULL &&
+				     ism_strmap_get(se->port_by_number, (const char *)&h->port,
+						    sizeof(h->port), NULL);
 
-			for (size_t p = 0; p < se->n_ports; p++)
-				found = found || se->ports[p].number == h->port;
 			if (!found)
 				ism_v_err(v, h->at, "port %u is not a port of %s", h->port,
 					  se->r.label);
 		}
 	next:
+		if (h->host != NULL)
+			add_hc(v, any, i);
 		ism_v_pop(v, old);
 	}
 }
+
+/* The failover fields warned about so far, each once. */
+struct fo_done {
+	const struct ism_node **at; /* the keys of set: pointer values */
+	size_t n;
+	struct ism_strmap set;
+};
 
 /* Istio applies failover and failoverPriority only with outlierDetection:
  * without it every endpoint stays at priority 0. Warns once per field, for
  * the first (subset, port) whose merged policy has it without detection. */
 static void warn_failover(struct ism_vctx *v, const struct ism_cm_dr *dr,
-			  const struct ism_cm_subset *s, uint32_t port,
-			  const struct ism_node **done, size_t *n_done)
+			  const struct ism_cm_subset *s, uint32_t port, struct fo_done *done)
 {
 	struct ism_cm_tp tp;
 	const struct ism_cm_llb *l;
@@ -354,48 +438,114 @@ static void warn_failover(struct ism_vctx *v, const struct ism_cm_dr *dr,
 	l = &tp.lb.llb;
 	if (!l->set || !l->enabled || l->fo_at == NULL || tp.od.set)
 		return;
-	for (size_t i = 0; i < *n_done; i++)
-		if (done[i] == l->fo_at)
-			return;
-	done[(*n_done)++] = l->fo_at;
+	if (ism_strmap_get(&done->set, (const char *)&l->fo_at, sizeof(l->fo_at), NULL))
+		return;
+	done->at[done->n] = l->fo_at;
+	if (ism_strmap_add(&done->set, (const char *)&done->at[done->n], sizeof(l->fo_at),
+			   (uint32_t)done->n, NULL) < 0) {
+		v->nomem = 1;
+		return;
+	}
+	done->n++;
 	ism_v_pop(v, 0);
 	ism_v_push(v, "%s", l->fo_path ? l->fo_path : "");
 	ism_v_warn(v, l->fo_at, "failover requires outlierDetection; it has no effect");
 	ism_v_pop(v, 0);
 }
 
+static int size_cmp(const void *pa, const void *pb)
+{
+	size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+
+	return a < b ? -1 : a > b;
+}
+
+/* The positions in the rule's portLevelSettings where subset s's merged
+ * policy can warn about a field not warned about yet, ascending, into pos;
+ * their count. At the others it cannot: with no entry of the subset for the
+ * port, the merged loadBalancer and outlierDetection are the subset's where it
+ * sets them, else the rule's entry's. outlierDetection set warns of nothing;
+ * neither set is the rule's entry alone, seen before the subsets; the
+ * subset's loadBalancer without its outlierDetection warns at the first port
+ * whose entry lacks outlierDetection, if anywhere. So: the ports the subset
+ * has entries for, and that first port (no_od: the entries without
+ * outlierDetection, in order). */
+static size_t subset_ports(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
+			   const size_t *no_od, size_t n_no_od, size_t *pos)
+{
+	const struct ism_cm_policy *sp = &s->policy;
+	size_t n = 0;
+	uint32_t at;
+
+	for (size_t i = 0; dr->policy.port_ix != NULL && i < sp->n_ports; i++)
+		if (ism_strmap_get(dr->policy.port_ix, (const char *)&sp->ports[i].port,
+				   sizeof(sp->ports[i].port), &at))
+			pos[n++] = at;
+	for (size_t i = 0; sp->tp.lb.set && !sp->tp.od.set && i < n_no_od; i++) {
+		uint32_t port = dr->policy.ports[no_od[i]].port;
+
+		if (sp->port_ix == NULL ||
+		    !ism_strmap_get(sp->port_ix, (const char *)&port, sizeof(port), NULL)) {
+			pos[n++] = no_od[i];
+			break;
+		}
+	}
+	qsort(pos, n, sizeof(*pos), size_cmp);
+	return n;
+}
+
 static void xref_dr(struct ism_vctx *v, const struct ism_cm_dr *dr)
 {
 	/* Every place a failover field can be written: the rule, its subsets, and
 	 * their port-level settings. */
-	size_t cap = 1 + dr->policy.n_ports, n_done = 0;
-	const struct ism_node **done;
+	size_t cap = 1 + dr->policy.n_ports, max_sp = 0, n_no_od = 0;
+	struct fo_done done = {0};
+	size_t *no_od, *pos;
 
-	for (size_t i = 0; i < dr->n_subsets; i++)
+	for (size_t i = 0; i < dr->n_subsets; i++) {
 		cap += 1 + dr->subsets[i].policy.n_ports;
-	done = calloc(cap, sizeof(*done));
-	if (done == NULL) {
+		if (dr->subsets[i].policy.n_ports > max_sp)
+			max_sp = dr->subsets[i].policy.n_ports;
+	}
+	ism_strmap_init(&done.set, v->conf->seed);
+	done.at = calloc(cap, sizeof(*done.at));
+	no_od = calloc(dr->policy.n_ports + 1, sizeof(*no_od));
+	pos = calloc(max_sp + 1, sizeof(*pos));
+	if (done.at == NULL || no_od == NULL || pos == NULL) {
 		v->nomem = 1;
-		return;
+		goto out_free;
 	}
 	set_res(v, &dr->r);
-	warn_failover(v, dr, NULL, 0, done, &n_done);
-	for (size_t p = 0; p < dr->policy.n_ports; p++)
-		warn_failover(v, dr, NULL, dr->policy.ports[p].port, done, &n_done);
+	warn_failover(v, dr, NULL, 0, &done);
+	for (size_t p = 0; p < dr->policy.n_ports; p++) {
+		warn_failover(v, dr, NULL, dr->policy.ports[p].port, &done);
+		if (!dr->policy.ports[p].tp.od.set)
+			no_od[n_no_od++] = p;
+	}
 	for (size_t i = 0; i < dr->n_subsets; i++) {
 		const struct ism_cm_subset *s = &dr->subsets[i];
+		size_t n = subset_ports(dr, s, no_od, n_no_od, pos);
 
-		warn_failover(v, dr, s, 0, done, &n_done);
-		for (size_t p = 0; p < dr->policy.n_ports; p++)
-			warn_failover(v, dr, s, dr->policy.ports[p].port, done, &n_done);
+		warn_failover(v, dr, s, 0, &done);
+		/* As if for every port of the rule's portLevelSettings, in order:
+		 * the others would warn of nothing new (subset_ports). */
+		for (size_t p = 0; p < n; p++)
+			warn_failover(v, dr, s, dr->policy.ports[pos[p]].port, &done);
 		for (size_t p = 0; p < s->policy.n_ports; p++)
-			warn_failover(v, dr, s, s->policy.ports[p].port, done, &n_done);
+			warn_failover(v, dr, s, s->policy.ports[p].port, &done);
 	}
-	free(done);
+out_free:
+	ism_strmap_free(&done.set);
+	free(done.at);
+	free(no_od);
+	free(pos);
 }
 
 void ism_model_xref(struct ism_vctx *v)
 {
+	build_maps(v);
+	if (v->nomem)
+		return;
 	xref_unique(v);
 	for (size_t i = 0; i < v->conf->n_drs; i++)
 		xref_dr(v, v->conf->drs[i]);
@@ -462,6 +612,8 @@ int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_
 		return -ENOMEM;
 	}
 	ism_pool_init(&c->pool);
+	c->seed = ism_strmap_seed();
+	ism_strmap_init(&c->files_ix, c->seed);
 	v.conf = c;
 	c->file = ism_pool_strndup(&c->pool, name, strlen(name));
 	if (c->file == NULL) {
@@ -556,7 +708,7 @@ int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d)
 	int rc;
 
 	*out = NULL;
-	rc = ism_conf_read_file(path, MAX_FILE, &buf, &len);
+	rc = ism_conf_read_file(path, ISM_CONF_MAX_FILE, &buf, &len);
 	if (rc < 0) {
 		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s", strerror(-rc));
 		return rc;
@@ -593,6 +745,7 @@ void ism_conf_free(struct ism_conf *conf)
 	if (conf == NULL)
 		return;
 	ism_pool_free(&conf->pool);
+	ism_strmap_free(&conf->files_ix);
 	free(conf->files);
 	free(conf);
 }

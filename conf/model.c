@@ -655,7 +655,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	ism_tls_parse_appliance(v, spec, a);
 	parse_proxy_protocol(v, spec, a);
 	parse_locality(v, spec, a);
-	labels_field(v, spec, "labels", &a->labels, &a->n_labels);
+	a->labels_at = labels_field(v, spec, "labels", &a->labels, &a->n_labels);
 	ism_v_str(v, spec, "namespace", false, &a->ns);
 	parse_workers(v, spec, a);
 	ism_v_str(v, spec, "user", false, &a->user);
@@ -1544,17 +1544,80 @@ static void parse_failover(struct ism_vctx *v, const struct ism_node *n, struct 
 	ism_v_pop(v, old);
 }
 
-static bool topology_label(const char *s)
+/* The locality part (enum ism_fprio_topo) a label name (up to any '=') stands for. */
+static uint8_t topology_label(const char *s)
 {
 	static const char *const labels[] = {"topology.kubernetes.io/region",
 					     "topology.kubernetes.io/zone",
-					     "topology.istio.io/subzone", NULL};
+					     "topology.istio.io/subzone"};
 	size_t n = strcspn(s, "=");
 
-	for (const char *const *l = labels; *l; l++)
-		if (strlen(*l) == n && strncmp(s, *l, n) == 0)
-			return true;
-	return false;
+	for (uint8_t i = 0; i < 3; i++)
+		if (strlen(labels[i]) == n && strncmp(s, labels[i], n) == 0)
+			return (uint8_t)(ISM_FPRIO_REGION + i);
+	return ISM_FPRIO_LABEL;
+}
+
+static int fkey_cmp(const void *pa, const void *pb, void *ctx)
+{
+	const struct ism_cm_fkey *k = ctx;
+	size_t a = k[*(const size_t *)pa].absent_fail, b = k[*(const size_t *)pb].absent_fail;
+
+	return a < b ? -1 : a > b;
+}
+
+/* failoverPriority by label name (struct ism_cm_fkey), so that ranking an
+ * endpoint looks at its own labels, not at every entry. */
+static void plan_fprio(struct ism_vctx *v, struct ism_cm_llb *l)
+{
+	const struct ism_cm_appliance *a = &v->conf->app;
+	const char *parts[] = {"", a->region, a->zone, a->subzone};
+
+	for (int t = 0; t < 4; t++)
+		l->topo_fkey[t] = SIZE_MAX;
+	l->fkeys = ism_v_alloc(v, l->n_fprio, sizeof(*l->fkeys));
+	l->fkey_ix = ism_v_map(v, l->n_fprio);
+	l->absent_order = ism_v_alloc(v, l->n_fprio, sizeof(*l->absent_order));
+	if (v->nomem)
+		return;
+	for (size_t j = 0; j < l->n_fprio; j++) {
+		const char *key = l->fprio_key[j], *eq = strchr(l->fprio[j], '=');
+		uint8_t topo = topology_label(key);
+		const char *want;
+		struct ism_cm_fkey *k;
+		uint32_t at;
+
+		/* What the endpoint must have: the value written, else the
+		 * appliance's locality part or label ("" when it has none). */
+		if (eq != NULL)
+			want = eq + 1;
+		else if (topo != ISM_FPRIO_LABEL)
+			want = parts[topo];
+		else
+			want = ism_model_label(a->labels_at, key);
+		if (ism_v_map_add(v, l->fkey_ix, key, strlen(key), (uint32_t)l->n_fkeys, &at) !=
+		    0) {
+			if (topo != ISM_FPRIO_LABEL)
+				l->topo_fkey[topo] = l->n_fkeys;
+			l->fkeys[l->n_fkeys++] = (struct ism_cm_fkey){.key = key,
+								      .topo = topo,
+								      .first = j,
+								      .want = want,
+								      .next_diff = SIZE_MAX};
+			continue;
+		}
+		k = &l->fkeys[at];
+		if (k->next_diff == SIZE_MAX && strcmp(want, k->want) != 0)
+			k->next_diff = j;
+	}
+	for (size_t i = 0; i < l->n_fkeys; i++) {
+		struct ism_cm_fkey *k = &l->fkeys[i];
+
+		k->absent_fail = k->want[0] != '\0' ? k->first : k->next_diff;
+		if (k->topo == ISM_FPRIO_LABEL)
+			l->absent_order[l->n_absent++] = i;
+	}
+	qsort_r(l->absent_order, l->n_absent, sizeof(*l->absent_order), fkey_cmp, l->fkeys);
 }
 
 static void parse_fprio(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_llb *l)
@@ -1562,18 +1625,26 @@ static void parse_fprio(struct ism_vctx *v, const struct ism_node *n, struct ism
 	const struct ism_node *seq;
 
 	l->fprio = ism_v_strlist(v, n, "failoverPriority", false, &l->n_fprio, &seq);
-	for (size_t i = 0; l->fprio != NULL && i < l->n_fprio; i++) {
+	l->fprio_key = l->fprio ? ism_v_alloc(v, l->n_fprio, sizeof(*l->fprio_key)) : NULL;
+	for (size_t i = 0; l->fprio_key != NULL && i < l->n_fprio; i++) {
 		const char *s = l->fprio[i], *eq = strchr(s, '=');
 		size_t old = ism_v_push(v, ".failoverPriority[%zu]", i);
+		char *key = ism_v_strdup(v, s);
+
+		if (key != NULL && eq != NULL)
+			key[eq - s] = '\0';
+		l->fprio_key[i] = key != NULL ? key : "";
 
 		if (eq == s || (eq != NULL && strchr(eq + 1, '=') != NULL))
 			ism_v_err(v, seq->items[i], "must be a label name or \"key=value\"");
-		else if (l->n_failover > 0 && topology_label(s))
+		else if (l->n_failover > 0 && topology_label(s) != ISM_FPRIO_LABEL)
 			ism_v_err(
 			    v, seq->items[i],
 			    "a region, zone or subzone label cannot be combined with failover");
 		ism_v_pop(v, old);
 	}
+	if (l->fprio_key != NULL)
+		plan_fprio(v, l);
 }
 
 static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, struct ism_cm_llb *l)
@@ -1779,11 +1850,13 @@ static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 	if (seq == NULL)
 		return;
 	p->ports = ism_v_alloc(v, seq->n, sizeof(*p->ports));
+	p->port_ix = ism_v_map(v, seq->n);
 	old = ism_v_push(v, ".portLevelSettings");
-	for (size_t i = 0; p->ports != NULL && i < seq->n; i++) {
+	for (size_t i = 0; p->ports != NULL && p->port_ix != NULL && i < seq->n; i++) {
 		const struct ism_node *it = seq->items[i], *pn;
 		struct ism_cm_port_tp *pt = &p->ports[p->n_ports];
 		size_t o2 = ism_v_push(v, "[%zu]", i);
+		uint32_t first;
 
 		if (!ism_v_expect(v, it, ISM_NODE_MAP))
 			goto next;
@@ -1796,16 +1869,18 @@ static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 			ism_v_u32(v, pn, "number", true, 1, 65535, &pt->port);
 			ism_v_pop(v, o3);
 		}
-		for (size_t j = 0; pt->port != 0 && j < p->n_ports; j++) {
-			if (p->ports[j].port == pt->port) {
-				ism_v_err(v, it, "port %u already has settings (entry %zu)",
-					  pt->port, j);
-				pt->port = 0;
-			}
+		if (pt->port != 0 &&
+		    ism_strmap_get(p->port_ix, (const char *)&pt->port, sizeof(pt->port), &first)) {
+			ism_v_err(v, it, "port %u already has settings (entry %u)", pt->port,
+				  first);
+			pt->port = 0;
 		}
 		parse_tp(v, it, &pt->tp);
-		if (pt->port != 0)
+		if (pt->port != 0) {
+			ism_v_map_add(v, p->port_ix, (const char *)&pt->port, sizeof(pt->port),
+				      (uint32_t)p->n_ports, NULL);
 			p->n_ports++;
+		}
 	next:
 		ism_v_pop(v, o2);
 	}
@@ -1836,6 +1911,7 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	static const char *const skeys[] = {"name", "labels", "trafficPolicy", NULL};
 	const struct ism_node *l;
 	const char *host;
+	uint32_t *seen;
 	size_t old;
 
 	ism_v_keys(v, spec, keys, unimpl);
@@ -1854,25 +1930,35 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	if (l == NULL)
 		return;
 	dr->subsets = ism_v_alloc(v, l->n, sizeof(*dr->subsets));
+	dr->subset_ix = ism_v_map(v, l->n);
+	/* Per subset: how many subsets before it have its name. */
+	seen = ism_v_alloc(v, l->n, sizeof(*seen));
 	old = ism_v_push(v, ".subsets");
-	for (size_t i = 0; dr->subsets != NULL && i < l->n; i++) {
+	for (size_t i = 0; dr->subsets != NULL && dr->subset_ix != NULL && seen != NULL && i < l->n;
+	     i++) {
 		const struct ism_node *it = l->items[i];
 		struct ism_cm_subset *s = &dr->subsets[dr->n_subsets];
 		size_t o2 = ism_v_push(v, "[%zu]", i);
+		uint32_t first;
 
 		if (!ism_v_expect(v, it, ISM_NODE_MAP))
 			goto next;
 		ism_v_keys(v, it, skeys, NULL);
 		if (ism_v_str(v, it, "name", true, &s->name) <= 0)
 			goto next;
-		for (size_t j = 0; j < dr->n_subsets; j++) {
-			if (strcmp(dr->subsets[j].name, s->name) == 0) {
+		/* Reported once for each earlier subset of that name. */
+		if (ism_v_map_add(v, dr->subset_ix, s->name, strlen(s->name),
+				  (uint32_t)dr->n_subsets, &first) == 0) {
+			for (uint32_t j = 0; j < seen[first]; j++) {
 				size_t o3 = ism_v_push(v, ".name");
 
 				ism_v_err(v, ism_node_get(it, "name", NULL),
 					  "duplicate subset name \"%s\"", s->name);
 				ism_v_pop(v, o3);
 			}
+			seen[first]++;
+		} else {
+			seen[dr->n_subsets] = 1;
 		}
 		labels_field(v, it, "labels", &s->labels, &s->n_labels);
 		parse_policy(v, it, &s->policy);
@@ -1897,7 +1983,11 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 	if (l->n == 0)
 		ism_v_err(v, l, "must not be empty");
 	se->ports = ism_v_alloc(v, l->n, sizeof(*se->ports));
-	for (size_t i = 0; se->ports != NULL && i < l->n; i++) {
+	se->port_by_number = ism_v_map(v, l->n);
+	se->port_by_name = ism_v_map(v, l->n);
+	for (size_t i = 0; se->ports != NULL && se->port_by_number != NULL &&
+			   se->port_by_name != NULL && i < l->n;
+	     i++) {
 		const struct ism_node *it = l->items[i];
 		struct ism_cm_se_port *p = &se->ports[se->n_ports];
 		const char *proto;
@@ -1912,14 +2002,17 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 			goto next;
 		ism_v_str(v, it, "protocol", false, &proto);
 		ism_v_u32(v, it, "targetPort", false, 1, 65535, &p->target);
-		for (size_t j = 0; j < se->n_ports; j++) {
-			if (se->ports[j].number == p->number ||
-			    strcmp(se->ports[j].name, p->name) == 0) {
-				ism_v_err(v, it, "duplicate port (number %u or name \"%s\")",
-					  p->number, p->name);
-				goto next;
-			}
+		if (ism_strmap_get(se->port_by_number, (const char *)&p->number, sizeof(p->number),
+				   NULL) ||
+		    ism_strmap_get(se->port_by_name, p->name, strlen(p->name), NULL)) {
+			ism_v_err(v, it, "duplicate port (number %u or name \"%s\")", p->number,
+				  p->name);
+			goto next;
 		}
+		ism_v_map_add(v, se->port_by_number, (const char *)&p->number, sizeof(p->number),
+			      (uint32_t)se->n_ports, NULL);
+		ism_v_map_add(v, se->port_by_name, p->name, strlen(p->name), (uint32_t)se->n_ports,
+			      NULL);
 		se->n_ports++;
 	next:
 		ism_v_pop(v, o2);
@@ -1949,7 +2042,7 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 			  ")");
 		ism_v_pop(v, old);
 	}
-	labels_field(v, n, "labels", &e->labels, &e->n_labels);
+	e->labels_at = labels_field(v, n, "labels", &e->labels, &e->n_labels);
 	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
 	    !ism_locality_valid(e->locality)) {
 		old = ism_v_push(v, ".locality");
@@ -1963,15 +2056,15 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 	pm = ism_v_node(v, n, "ports", false, ISM_NODE_MAP);
 	if (pm == NULL)
 		return;
+	e->ports_at = pm;
 	e->ports = ism_v_alloc(v, pm->n, sizeof(*e->ports));
 	old = ism_v_push(v, ".ports");
 	for (size_t i = 0; e->ports != NULL && i < pm->n; i++) {
 		const char *name = pm->pairs[i].key->str;
 		struct ism_cm_named_port *np = &e->ports[e->n_ports];
-		bool known = false;
+		bool known = se->port_by_name != NULL &&
+			     ism_strmap_get(se->port_by_name, name, strlen(name), NULL);
 
-		for (size_t j = 0; j < se->n_ports; j++)
-			known = known || strcmp(se->ports[j].name, name) == 0;
 		if (!known) {
 			size_t o2 = ism_v_push(v, ".%s", name);
 
@@ -2299,6 +2392,7 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 		struct ism_cm_se *se = new_res(v, sizeof(*se), k->kind, doc, &hdr);
 
 		if (se != NULL) {
+			se->idx = c->n_ses;
 			c->ses[c->n_ses++] = se;
 			parse_se(v, spec, se);
 		}

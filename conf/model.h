@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "conf/tree.h"
+#include "lib/strmap.h"
 #include "shm/table-t.h"
 
 struct ism_cm_res {
@@ -69,6 +70,7 @@ struct ism_cm_vs {
 	size_t n_gateways;
 	const char **gateways; /* "<ns>/<name>" */
 	const struct ism_node **gateway_at;
+	size_t *gateway_idx; /* index in conf->gws, SIZE_MAX when none (cross-reference pass) */
 	bool mesh;
 	size_t n_routes;
 	struct ism_cm_route *routes;
@@ -132,6 +134,27 @@ struct ism_cm_region_pair {
 	const char *from, *to;
 };
 
+/* What a failoverPriority label name stands for. */
+enum ism_fprio_topo {
+	ISM_FPRIO_LABEL = 0, /* a label of the endpoint */
+	ISM_FPRIO_REGION,    /* topology.kubernetes.io/region: the locality's region */
+	ISM_FPRIO_ZONE,	     /* topology.kubernetes.io/zone */
+	ISM_FPRIO_SUBZONE,   /* topology.istio.io/subzone */
+};
+
+/* The failoverPriority entries of one label name. An endpoint agrees with an
+ * entry when its value for the name is the entry's; where it has value x, the
+ * first entry of the name it disagrees with is first when x differs from want,
+ * else next_diff (SIZE_MAX: none). */
+struct ism_cm_fkey {
+	const char *key;
+	uint8_t topo;	    /* enum ism_fprio_topo */
+	size_t first;	    /* its first entry */
+	const char *want;   /* the value the first entry asks for */
+	size_t next_diff;   /* its first entry asking for another value */
+	size_t absent_fail; /* the first entry an endpoint without the label disagrees with */
+};
+
 /* localityLbSetting */
 struct ism_cm_llb {
 	bool set;
@@ -141,7 +164,14 @@ struct ism_cm_llb {
 	size_t n_failover;
 	struct ism_cm_region_pair *failover;
 	size_t n_fprio;
-	const char **fprio; /* label names or "key=value" */
+	const char **fprio;	/* label names or "key=value" */
+	const char **fprio_key; /* per entry: the label name (the part before '=') */
+	size_t n_fkeys;		/* the label names of fprio, in order of first entry */
+	struct ism_cm_fkey *fkeys;
+	struct ism_strmap *fkey_ix; /* label name -> index in fkeys */
+	size_t n_absent;	    /* the ISM_FPRIO_LABEL ones by absent_fail */
+	size_t *absent_order;
+	size_t topo_fkey[4]; /* by enum ism_fprio_topo: index in fkeys, SIZE_MAX when none */
 	/* The failover or failoverPriority field, for the warning when it has no effect. */
 	const struct ism_node *fo_at;
 	const char *fo_path;
@@ -185,6 +215,7 @@ struct ism_cm_policy {
 	struct ism_cm_tp tp;
 	size_t n_ports; /* portLevelSettings */
 	struct ism_cm_port_tp *ports;
+	struct ism_strmap *port_ix; /* port number (4 bytes) -> index in ports; NULL when none */
 };
 
 struct ism_cm_label {
@@ -206,6 +237,7 @@ struct ism_cm_dr {
 	struct ism_cm_policy policy;
 	size_t n_subsets;
 	struct ism_cm_subset *subsets;
+	struct ism_strmap *subset_ix; /* name -> index of the first subset; NULL when none */
 };
 
 struct ism_cm_se_port {
@@ -225,18 +257,23 @@ struct ism_cm_se_ep {
 	socklen_t addrlen;
 	size_t n_ports;
 	struct ism_cm_named_port *ports;
+	const struct ism_node *ports_at; /* the ports mapping (NULL when absent) */
 	size_t n_labels;
 	struct ism_cm_label *labels;
-	const char *locality; /* "" when absent */
+	const struct ism_node *labels_at; /* the labels mapping (NULL when absent) */
+	const char *locality;		  /* "" when absent */
 	uint32_t weight;
 };
 
 struct ism_cm_se {
 	struct ism_cm_res r;
+	size_t idx; /* in conf->ses */
 	size_t n_hosts;
 	const char **hosts;
 	size_t n_ports;
 	struct ism_cm_se_port *ports;
+	/* port number (4 bytes) and port name -> index in ports */
+	struct ism_strmap *port_by_number, *port_by_name;
 	size_t n_eps;
 	struct ism_cm_se_ep *eps;
 };
@@ -302,8 +339,13 @@ struct ism_cm_appliance {
 	struct ism_cm_hc *hcs;
 	size_t n_labels; /* spec.labels, for failoverPriority */
 	struct ism_cm_label *labels;
+	const struct ism_node *labels_at;
 	size_t n_creds;
 	struct ism_cm_cred *creds;
+	struct ism_strmap *cred_ix; /* name -> index of the first credential; NULL when none */
+	/* health checks by service (cross-reference pass): "<port>|<host>" -> the
+	 * first check of that port, and host -> the first check of every port */
+	struct ism_strmap *hc_by_port, *hc_any_port;
 	bool has_mesh;		  /* spec.meshIdentity */
 	struct ism_tls_conf mesh; /* certs[0] and ca */
 	const char *root_ns;	  /* spec.meshRootNamespace, default istio-system */
@@ -327,6 +369,12 @@ struct ism_conf {
 	size_t n_files; /* certificate files read, for the rotation watch */
 	const char **files;
 	size_t cap_files;
+	struct ism_strmap files_ix; /* path -> index in files (malloc'd) */
+	uint64_t seed;		    /* of every map of this model */
+	/* Lookups by name, built by the cross-reference pass (first one wins). */
+	struct ism_strmap *se_by_host; /* -> index in ses */
+	struct ism_strmap *dr_by_host; /* -> index in drs */
+	struct ism_strmap *gw_by_name; /* "<ns>/<name>" -> index in gws */
 };
 
 /* --- validation context and field helpers (conf/fields.c) --- */
@@ -350,6 +398,13 @@ void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 void *ism_v_alloc(struct ism_vctx *v, size_t n, size_t size);
 char *ism_v_strdup(struct ism_vctx *v, const char *s);
+/* An empty map for up to n keys, in the model's pool (never freed on its own);
+ * NULL (and v->nomem) when memory runs out. */
+struct ism_strmap *ism_v_map(struct ism_vctx *v, size_t n);
+/* ism_strmap_add for a map from ism_v_map: 1 added, 0 present (*found), -1
+ * (v->nomem) when it does not fit. */
+int ism_v_map_add(struct ism_vctx *v, struct ism_strmap *m, const char *key, size_t len,
+		  uint32_t value, uint32_t *found);
 
 /* True when n is of kind k; otherwise reports "expected ..." at n. */
 bool ism_v_expect(struct ism_vctx *v, const struct ism_node *n, enum ism_node_kind k);
@@ -410,15 +465,19 @@ void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
 			     struct ism_cm_appliance *a);
 /* Cross references: credentialName(s), ISTIO_MUTUAL's mesh identity. */
 void ism_tls_xref(struct ism_vctx *v);
-/* The mutual TLS PeerAuthentication asks of the plaintext listener on port
- * (enum ism_tls_mode: NONE, MUTUAL for STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
-uint8_t ism_tls_peer_mtls(const struct ism_conf *c, uint32_t port);
+/* The mutual TLS PeerAuthentication asks of the plaintext listener on each port:
+ * modes[port] for every port 0..65535 (enum ism_tls_mode: NONE, MUTUAL for
+ * STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
+void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes);
 
 /* --- cross references (conf/xref.c) --- */
 void ism_model_xref(struct ism_vctx *v);
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
 const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host);
 const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, const char *name);
+/* The index in app.hcs of the first health check of host whose port is port or
+ * 0 (every port); SIZE_MAX when none. */
+size_t ism_model_find_hc(const struct ism_conf *c, const char *host, uint32_t port);
 /* The TrafficPolicy a cluster of dr (may be NULL), subset s (may be NULL) and
  * service port gets, as Istio merges it: the rule's policy, replaced whole by
  * its portLevelSettings entry for port; then each block the subset sets
@@ -427,10 +486,13 @@ const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, co
  * block absent from a port-level entry takes its defaults, not the rule's. */
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
 		      struct ism_cm_tp *out);
-/* True when every label of want (key and value) is among have: a subset's
- * labels on an endpoint, a selector's on the appliance. */
-bool ism_model_labels_include(const struct ism_cm_label *have, size_t n_have,
-			      const struct ism_cm_label *want, size_t n_want);
+/* True when every label of want (key and value) is among have (a labels
+ * mapping, NULL when absent): a subset's labels on an endpoint, a selector's on
+ * the appliance. */
+bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_label *want,
+			      size_t n_want);
+/* The value of label key in have (a labels mapping, may be NULL); "" when absent. */
+const char *ism_model_label(const struct ism_node *have, const char *key);
 /* True when gateway server host pattern s (with its namespace part) admits
  * VirtualService host h of namespace vs_ns; *domain is the effective domain. */
 bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, const char *h,

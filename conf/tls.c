@@ -127,9 +127,8 @@ static int note_file(struct ism_vctx *v, const char *path)
 {
 	struct ism_conf *c = v->conf;
 
-	for (size_t i = 0; i < c->n_files; i++)
-		if (strcmp(c->files[i], path) == 0)
-			return 0;
+	if (ism_strmap_get(&c->files_ix, path, strlen(path), NULL))
+		return 0;
 	if (c->n_files == c->cap_files) {
 		size_t cap = c->cap_files ? c->cap_files * 2 : 8;
 		const char **f = realloc(c->files, cap * sizeof(*f));
@@ -139,6 +138,8 @@ static int note_file(struct ism_vctx *v, const char *path)
 		c->files = f;
 		c->cap_files = cap;
 	}
+	if (ism_strmap_add(&c->files_ix, path, strlen(path), (uint32_t)c->n_files, NULL) < 0)
+		return -ENOMEM;
 	c->files[c->n_files++] = path;
 	return 0;
 }
@@ -301,13 +302,18 @@ static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct i
 	joined = ism_v_alloc(v, 1, total);
 	if (joined == NULL)
 		return;
+	total = 0;
 	for (size_t i = 0; i < nc; i++) {
+		size_t len = strlen(cs[i]);
+
 		if (i)
-			strcat(joined, ":");
-		strcat(joined, cs[i]);
+			joined[total++] = ':';
+		memcpy(joined + total, cs[i], len);
+		total += len;
 	}
+	joined[total] = '\0';
 	c->ciphers.p = joined;
-	c->ciphers.len = (uint32_t)strlen(joined);
+	c->ciphers.len = (uint32_t)total;
 }
 
 static void parse_sans(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
@@ -571,17 +577,30 @@ void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
 	size_t old;
 
 	if (l != NULL) {
+		/* Per credential: how many credentials before it have its name. */
+		uint32_t *seen = ism_v_alloc(v, l->n, sizeof(*seen));
+
 		old = ism_v_push(v, ".credentials");
 		a->creds = ism_v_alloc(v, l->n, sizeof(*a->creds));
-		for (size_t i = 0; a->creds != NULL && i < l->n; i++) {
+		a->cred_ix = ism_v_map(v, l->n);
+		for (size_t i = 0;
+		     a->creds != NULL && a->cred_ix != NULL && seen != NULL && i < l->n; i++) {
 			size_t o2 = ism_v_push(v, "[%zu]", i);
 			struct ism_cm_cred *cr = &a->creds[a->n_creds];
+			uint32_t first;
 
 			parse_cred(v, l->items[i], cr);
-			for (size_t j = 0; cr->name && j < a->n_creds; j++)
-				if (strcmp(a->creds[j].name, cr->name) == 0)
+			/* Reported once for each earlier credential of that name. */
+			if (cr->name != NULL &&
+			    ism_v_map_add(v, a->cred_ix, cr->name, strlen(cr->name),
+					  (uint32_t)a->n_creds, &first) == 0) {
+				for (uint32_t j = 0; j < seen[first]; j++)
 					ism_v_err(v, l->items[i],
 						  "credential \"%s\" is defined twice", cr->name);
+				seen[first]++;
+			} else if (cr->name != NULL) {
+				seen[a->n_creds] = 1;
+			}
 			if (cr->name != NULL)
 				a->n_creds++;
 			ism_v_pop(v, o2);
@@ -608,10 +627,11 @@ void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
 
 static const struct ism_cm_cred *find_cred(const struct ism_cm_appliance *a, const char *name)
 {
-	for (size_t i = 0; i < a->n_creds; i++)
-		if (strcmp(a->creds[i].name, name) == 0)
-			return &a->creds[i];
-	return NULL;
+	uint32_t i;
+
+	if (a->cred_ix == NULL || !ism_strmap_get(a->cred_ix, name, strlen(name), &i))
+		return NULL;
+	return &a->creds[i];
 }
 
 /* credentialName(s) → certificates (and the CA, from the credential itself or
@@ -667,15 +687,25 @@ static void xref_policy(struct ism_vctx *v, const struct ism_cm_res *r, struct i
 		xref_tls(v, r, &p->ports[i].tp.tls, false);
 }
 
-static void xref_pas(struct ism_vctx *v);
-static void xref_ports(struct ism_vctx *v);
+static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_port);
+static void xref_ports(struct ism_vctx *v, const struct ism_cm_server *const *on_port);
 
 void ism_tls_xref(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
+	/* Per port, the first server of the file on it. */
+	const struct ism_cm_server **on_port = calloc(65536, sizeof(*on_port));
 
-	xref_pas(v);
-	xref_ports(v);
+	if (on_port == NULL) {
+		v->nomem = 1;
+		return;
+	}
+	for (size_t g = c->n_gws; g-- > 0;)
+		for (size_t s = c->gws[g]->n_servers; s-- > 0;)
+			on_port[c->gws[g]->servers[s].port] = &c->gws[g]->servers[s];
+	xref_pas(v, on_port);
+	xref_ports(v, on_port);
+	free(on_port);
 	for (size_t g = 0; g < c->n_gws; g++)
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
 			xref_tls(v, &c->gws[g]->r, &c->gws[g]->servers[s].tls, true);
@@ -708,45 +738,42 @@ static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_L
 		else if (strcmp(pa->r.ns, a->ns) == 0 && !pa->has_selector)
 			level = PA_NAMESPACE;
 		else if (strcmp(pa->r.ns, a->ns) == 0 && strcmp(pa->r.ns, a->root_ns) != 0 &&
-			 ism_model_labels_include(a->labels, a->n_labels, pa->sel, pa->n_sel))
+			 ism_model_labels_include(a->labels_at, pa->sel, pa->n_sel))
 			level = PA_WORKLOAD;
 		if (level >= 0 && out[level] == NULL)
 			out[level] = pa;
 	}
 }
 
-static uint8_t pa_port_mode(const struct ism_cm_pa *pa, uint32_t port)
-{
-	for (size_t i = 0; i < pa->n_ports; i++)
-		if (pa->ports[i].port == port && pa->ports[i].mode != ISM_PA_UNSET)
-			return pa->ports[i].mode;
-	return pa->mode;
-}
-
-uint8_t ism_tls_peer_mtls(const struct ism_conf *c, uint32_t port)
+void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes)
 {
 	const struct ism_cm_pa *lv[PA_LEVELS];
+	const struct ism_cm_pa *w;
 	uint8_t mode = ISM_PA_UNSET;
 
+	/* The first level (workload, namespace, mesh) with a mode set... */
 	pa_levels(c, lv);
+	w = lv[PA_WORKLOAD];
 	for (int i = 0; i < PA_LEVELS && mode == ISM_PA_UNSET; i++)
 		if (lv[i] != NULL)
-			mode = i == PA_WORKLOAD ? pa_port_mode(lv[i], port) : lv[i]->mode;
-	if (!c->app.has_mesh || mode == ISM_PA_DISABLE)
-		return ISM_TLS_NONE;
-	return mode == ISM_PA_STRICT ? ISM_TLS_MUTUAL : ISM_TLS_OPTIONAL_MUTUAL;
+			mode = lv[i]->mode;
+	memset(modes, mode, 65536);
+	/* ...unless the workload policy's first setting for the port is not
+	 * UNSET: walked backwards, the first one is written last. */
+	for (size_t i = w != NULL ? w->n_ports : 0; i-- > 0;)
+		if (w->ports[i].mode != ISM_PA_UNSET)
+			modes[w->ports[i].port] = w->ports[i].mode;
+	for (uint32_t port = 0; port < 65536; port++) {
+		if (!c->app.has_mesh || modes[port] == ISM_PA_DISABLE)
+			modes[port] = ISM_TLS_NONE;
+		else if (modes[port] == ISM_PA_STRICT)
+			modes[port] = ISM_TLS_MUTUAL;
+		else
+			modes[port] = ISM_TLS_OPTIONAL_MUTUAL;
+	}
 }
 
-static const struct ism_cm_server *server_on(const struct ism_conf *c, uint32_t port)
-{
-	for (size_t g = 0; g < c->n_gws; g++)
-		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
-			if (c->gws[g]->servers[s].port == port)
-				return &c->gws[g]->servers[s];
-	return NULL;
-}
-
-static void xref_pas(struct ism_vctx *v)
+static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_port)
 {
 	const struct ism_conf *c = v->conf;
 	const struct ism_cm_pa *lv[PA_LEVELS];
@@ -762,7 +789,7 @@ static void xref_pas(struct ism_vctx *v)
 		if (!c->app.has_mesh && pa->mode == ISM_PA_STRICT)
 			ism_v_err(v, pa->r.at, "STRICT needs the Appliance's spec.meshIdentity");
 		for (size_t p = 0; i == PA_WORKLOAD && p < pa->n_ports; p++) {
-			const struct ism_cm_server *srv = server_on(c, pa->ports[p].port);
+			const struct ism_cm_server *srv = on_port[pa->ports[p].port];
 			size_t old = ism_v_push(v, "spec.portLevelMtls.%u", pa->ports[p].port);
 
 			if (!c->app.has_mesh && pa->ports[p].mode == ISM_PA_STRICT)
@@ -782,14 +809,14 @@ static void xref_pas(struct ism_vctx *v)
 
 /* Servers sharing a listener must agree on the protocol; PROXY protocol ports
  * must be listeners. */
-static void xref_ports(struct ism_vctx *v)
+static void xref_ports(struct ism_vctx *v, const struct ism_cm_server *const *on_port)
 {
 	const struct ism_conf *c = v->conf;
 
 	for (size_t g = 0; g < c->n_gws; g++) {
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++) {
 			const struct ism_cm_server *srv = &c->gws[g]->servers[s];
-			const struct ism_cm_server *first = server_on(c, srv->port);
+			const struct ism_cm_server *first = on_port[srv->port];
 			const char *b1 = first->bind ? first->bind : c->app.listen;
 			const char *b2 = srv->bind ? srv->bind : c->app.listen;
 
@@ -805,7 +832,7 @@ static void xref_ports(struct ism_vctx *v)
 		}
 	}
 	for (size_t i = 0; i < c->app.n_pp_ports; i++) {
-		if (server_on(c, c->app.pp_ports[i]) != NULL)
+		if (on_port[c->app.pp_ports[i]] != NULL)
 			continue;
 		v->res = c->app.r.label;
 		ism_v_pop(v, 0);

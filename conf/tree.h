@@ -14,13 +14,17 @@
 
 #include "conf/conf.h"
 
+struct ism_strmap;
+
 /* --- pool: a chain of blocks, freed at once --- */
 
 struct ism_pool_block;
 
 struct ism_pool {
 	struct ism_pool_block *head;
-	size_t avail; /* bytes left in head */
+	/* head's free bytes are [lo, hi): aligned objects are taken upwards from
+	 * lo, strings (unaligned) downwards from hi */
+	size_t lo, hi;
 };
 
 void ism_pool_init(struct ism_pool *p);
@@ -49,18 +53,21 @@ struct ism_pair {
 	struct ism_node *value;
 };
 
+/* 64 bytes: a file can hold millions of nodes. */
 struct ism_node {
 	enum ism_node_kind kind;
 	int line;
 	int col;
 	/* scalar */
+	bool plain; /* unquoted: "null", "~" and "" are null only when plain */
 	const char *str;
 	size_t len;
-	bool plain; /* unquoted: "null", "~" and "" are null only when plain */
 	/* map: pairs; seq: items */
 	size_t n;
 	struct ism_pair *pairs;
 	struct ism_node **items;
+	/* map with many keys: key -> index in pairs, for ism_node_get; else NULL */
+	const struct ism_strmap *index;
 };
 
 struct ism_yaml_docs {
@@ -74,7 +81,9 @@ struct ism_yaml_docs {
 int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, size_t len,
 		   struct ism_yaml_docs *out, struct ism_diags *d);
 
-/* The value for key in map, or NULL. The pair's key node goes to *key when asked. */
+/* The value for key in map, or NULL. The pair's key node goes to *key when asked.
+ * Constant time on average for a mapping with many keys (hashed), so a caller
+ * may look up every key of a mapping. */
 struct ism_node *ism_node_get(const struct ism_node *map, const char *key,
 			      const struct ism_node **keynode);
 /* True for a plain null scalar (``, `~`, `null`). */

@@ -7,6 +7,7 @@
 #include <yaml.h>
 
 #include "conf/tree.h"
+#include "lib/strmap.h"
 
 /* --- pool --- */
 
@@ -21,18 +22,20 @@ struct ism_pool_block {
 void ism_pool_init(struct ism_pool *p)
 {
 	p->head = NULL;
-	p->avail = 0;
+	p->lo = p->hi = 0;
 }
 
-void *ism_pool_alloc(struct ism_pool *p, size_t size)
+/* size bytes at the bottom (aligned: a multiple of 16) or at the top of the
+ * head's free bytes; NULL when malloc fails. */
+static void *pool_take(struct ism_pool *p, size_t size, bool aligned)
 {
 	struct ism_pool_block *b;
-	size_t want = (size + 15) & ~(size_t)15;
+	size_t want = aligned ? (size + 15) & ~(size_t)15 : size;
 	unsigned char *ret;
 
 	if (want < size)
 		return NULL;
-	if (p->head == NULL || p->avail < want) {
+	if (p->head == NULL || p->hi - p->lo < want) {
 		size_t bsize = want > POOL_BLOCK ? want : POOL_BLOCK;
 
 		if (bsize > SIZE_MAX - sizeof(*b))
@@ -43,7 +46,7 @@ void *ism_pool_alloc(struct ism_pool *p, size_t size)
 		b->size = bsize;
 		/* A large one-off request gets its own block behind the head, so the
 		 * rest of the current block stays usable. */
-		if (p->head != NULL && bsize == want && p->avail > 0) {
+		if (p->head != NULL && bsize == want && p->hi > p->lo) {
 			b->next = p->head->next;
 			p->head->next = b;
 			memset(b->data, 0, want);
@@ -51,12 +54,23 @@ void *ism_pool_alloc(struct ism_pool *p, size_t size)
 		}
 		b->next = p->head;
 		p->head = b;
-		p->avail = bsize;
+		p->lo = 0;
+		p->hi = bsize;
 	}
-	ret = p->head->data + (p->head->size - p->avail);
-	p->avail -= want;
+	if (aligned) {
+		ret = p->head->data + p->lo;
+		p->lo += want;
+	} else {
+		p->hi -= want;
+		ret = p->head->data + p->hi;
+	}
 	memset(ret, 0, want);
 	return ret;
+}
+
+void *ism_pool_alloc(struct ism_pool *p, size_t size)
+{
+	return pool_take(p, size, true);
 }
 
 char *ism_pool_strndup(struct ism_pool *p, const char *s, size_t len)
@@ -65,7 +79,8 @@ char *ism_pool_strndup(struct ism_pool *p, const char *s, size_t len)
 
 	if (len == SIZE_MAX)
 		return NULL;
-	r = ism_pool_alloc(p, len + 1);
+	/* Strings need no alignment: packed, a short one costs its bytes only. */
+	r = pool_take(p, len + 1, false);
 	if (r == NULL)
 		return NULL;
 	memcpy(r, s, len);
@@ -84,7 +99,7 @@ void ism_pool_free(struct ism_pool *p)
 		b = next;
 	}
 	p->head = NULL;
-	p->avail = 0;
+	p->lo = p->hi = 0;
 }
 
 /* --- tree queries --- */
@@ -92,16 +107,25 @@ void ism_pool_free(struct ism_pool *p)
 struct ism_node *ism_node_get(const struct ism_node *map, const char *key,
 			      const struct ism_node **keynode)
 {
+	size_t i = 0;
+
 	if (map == NULL || map->kind != ISM_NODE_MAP)
 		return NULL;
-	for (size_t i = 0; i < map->n; i++) {
-		if (strcmp(map->pairs[i].key->str, key) == 0) {
-			if (keynode != NULL)
-				*keynode = map->pairs[i].key;
-			return map->pairs[i].value;
-		}
+	if (map->index != NULL) {
+		uint32_t at;
+
+		if (!ism_strmap_get(map->index, key, strlen(key), &at))
+			return NULL;
+		i = at;
+	} else {
+		while (i < map->n && strcmp(map->pairs[i].key->str, key) != 0)
+			i++;
+		if (i == map->n)
+			return NULL;
 	}
-	return NULL;
+	if (keynode != NULL)
+		*keynode = map->pairs[i].key;
+	return map->pairs[i].value;
 }
 
 bool ism_node_is_null(const struct ism_node *n)
@@ -127,24 +151,31 @@ const char *ism_node_kind_name(enum ism_node_kind k)
 
 /* --- building --- */
 
-/* Deep nesting has no use in an appliance file; the bound keeps every later
- * walk over the tree cheap and keeps hostile input from growing the stack. */
-#define MAX_DEPTH 64
+/* Deep nesting (ISM_CONF_MAX_DEPTH) has no use in an appliance file; the
+ * bound keeps every later walk over the tree cheap and keeps hostile input
+ * from growing the stack. The node bound (ISM_CONF_MAX_NODES) keeps the
+ * memory a file of ISM_CONF_MAX_FILE bytes can take to a few hundred MB. */
+/* A mapping with this many keys or more finds them by hash, while it is built
+ * (duplicate keys) and afterwards (ism_node_get); below, a scan is cheaper. */
+#define INDEX_MIN 8
 
 struct frame {
 	struct ism_node *node;
 	struct ism_node **kids; /* map: key, value, key, value...; seq: items */
 	size_t n, cap;
+	struct ism_strmap keys; /* map of INDEX_MIN keys or more: key -> key index */
 };
 
 struct builder {
 	struct ism_pool *pool;
 	const char *name;
 	struct ism_diags *d;
-	struct frame stack[MAX_DEPTH];
+	struct frame stack[ISM_CONF_MAX_DEPTH];
 	int depth;
 	struct ism_node **docs;
 	size_t n_docs, cap_docs;
+	uint64_t seed; /* for the maps of this parse */
+	size_t n_nodes;
 	int rc;
 };
 
@@ -165,22 +196,66 @@ int ism_grow(void *pv, size_t *cap, size_t n, size_t elem)
 	return 0;
 }
 
-static struct ism_node *new_node(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m)
-{
-	struct ism_node *n = ism_pool_alloc(b->pool, sizeof(*n));
-
-	if (n == NULL)
-		return NULL;
-	n->kind = kind;
-	n->line = (int)m->line + 1;
-	n->col = (int)m->column + 1;
-	return n;
-}
-
 static int builder_error(struct builder *b, const struct ism_node *at, const char *msg)
 {
 	ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, at->line, at->col, "", "%s", msg);
 	b->rc = -EINVAL;
+	return 0;
+}
+
+/* A node at m in *out: 0, -ENOMEM, or -EINVAL past ISM_CONF_MAX_NODES. */
+static int new_node(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m,
+		    struct ism_node **out)
+{
+	struct ism_node *n = ism_pool_alloc(b->pool, sizeof(*n));
+
+	*out = n;
+	if (n == NULL)
+		return -ENOMEM;
+	n->kind = kind;
+	n->line = (int)m->line + 1;
+	n->col = (int)m->column + 1;
+	if (++b->n_nodes > ISM_CONF_MAX_NODES) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg),
+			 "more than %u YAML nodes (keys, values and list items): too big to load",
+			 ISM_CONF_MAX_NODES);
+		builder_error(b, n, msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The first key of the mapping being built that equals key k (about to be
+ * added), in *first; NULL when none. 0 or -ENOMEM. */
+static int find_key(struct builder *b, struct frame *f, const struct ism_node *k,
+		    const struct ism_node **first)
+{
+	size_t nk = f->n / 2;
+	uint32_t at;
+	int rc;
+
+	*first = NULL;
+	if (nk < INDEX_MIN) {
+		for (size_t i = 0; i < f->n && *first == NULL; i += 2)
+			if (strcmp(f->kids[i]->str, k->str) == 0)
+				*first = f->kids[i];
+		return 0;
+	}
+	if (f->keys.n == 0) {
+		ism_strmap_init(&f->keys, b->seed);
+		/* A key seen twice already was reported: the first one stays. */
+		for (size_t i = 0; i < nk; i++)
+			if (ism_strmap_add(&f->keys, f->kids[2 * i]->str,
+					   strlen(f->kids[2 * i]->str), (uint32_t)i, NULL) < 0)
+				return -ENOMEM;
+	}
+	rc = ism_strmap_add(&f->keys, k->str, strlen(k->str), (uint32_t)nk, &at);
+	if (rc < 0)
+		return -ENOMEM;
+	if (rc == 0)
+		*first = f->kids[2 * at];
 	return 0;
 }
 
@@ -197,22 +272,23 @@ static int attach(struct builder *b, struct ism_node *n)
 	}
 	f = &b->stack[b->depth - 1];
 	if (f->node->kind == ISM_NODE_MAP && f->n % 2 == 0) {
+		const struct ism_node *first;
+
 		/* Errors here are reported and the node kept, so that the tree
 		 * stays well formed and parsing goes on to find more errors. */
 		if (n->kind != ISM_NODE_SCALAR) {
 			builder_error(b, n, "mapping keys must be strings");
 			n->str = "";
 		}
-		for (size_t i = 0; i < f->n; i += 2) {
-			if (strcmp(f->kids[i]->str, n->str) == 0) {
-				char msg[512];
+		if (find_key(b, f, n, &first) < 0)
+			return -ENOMEM;
+		if (first != NULL) {
+			char msg[512];
 
-				snprintf(msg, sizeof(msg),
-					 "duplicate key \"%.200s\" (first at line %d, column %d)",
-					 n->str, f->kids[i]->line, f->kids[i]->col);
-				builder_error(b, n, msg);
-				break;
-			}
+			snprintf(msg, sizeof(msg),
+				 "duplicate key \"%.200s\" (first at line %d, column %d)", n->str,
+				 first->line, first->col);
+			builder_error(b, n, msg);
 		}
 	}
 	if (ism_grow(&f->kids, &f->cap, f->n, sizeof(*f->kids)) < 0)
@@ -225,11 +301,11 @@ static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m
 {
 	struct ism_node *n;
 	struct frame *f;
+	int rc = new_node(b, kind, m, &n);
 
-	n = new_node(b, kind, m);
-	if (n == NULL)
-		return -ENOMEM;
-	if (b->depth == MAX_DEPTH) {
+	if (rc < 0)
+		return rc;
+	if (b->depth == ISM_CONF_MAX_DEPTH) {
 		builder_error(b, n, "nesting too deep");
 		return -EINVAL;
 	}
@@ -238,7 +314,29 @@ static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m
 	f->kids = NULL;
 	f->n = 0;
 	f->cap = 0;
+	ism_strmap_init(&f->keys, b->seed);
 	return 0;
+}
+
+/* The index ism_node_get uses for a mapping of INDEX_MIN keys or more, in the
+ * pool with the tree. NULL when malloc fails. */
+static struct ism_strmap *index_map(struct builder *b, const struct ism_node *n)
+{
+	size_t cap = ism_strmap_fixed_cap(n->n);
+	struct ism_strmap *ix = ism_pool_alloc(b->pool, sizeof(*ix));
+	struct ism_strmap_slot *slots;
+
+	if (ix == NULL || cap == 0)
+		return NULL;
+	slots = ism_pool_alloc(b->pool, cap * sizeof(*slots));
+	if (slots == NULL)
+		return NULL;
+	ism_strmap_init_fixed(ix, b->seed, slots, cap);
+	/* Duplicates (reported) keep the first, as the scan would find it. */
+	for (size_t i = 0; i < n->n; i++)
+		ism_strmap_add(ix, n->pairs[i].key->str, strlen(n->pairs[i].key->str), (uint32_t)i,
+			       NULL);
+	return ix;
 }
 
 static int pop(struct builder *b)
@@ -258,6 +356,13 @@ static int pop(struct builder *b)
 			n->pairs[i].key = f->kids[2 * i];
 			n->pairs[i].value = f->kids[2 * i + 1];
 		}
+		if (n->n >= INDEX_MIN) {
+			n->index = index_map(b, n);
+			if (n->index == NULL) {
+				rc = -ENOMEM;
+				goto out_kids;
+			}
+		}
 	} else {
 		n->n = f->n;
 		n->items = ism_pool_alloc(b->pool, (n->n ? n->n : 1) * sizeof(*n->items));
@@ -272,16 +377,18 @@ static int pop(struct builder *b)
 out_kids:
 	free(f->kids);
 	f->kids = NULL;
+	ism_strmap_free(&f->keys);
 	return rc;
 }
 
 static int on_scalar(struct builder *b, const yaml_event_t *ev)
 {
-	struct ism_node *n = new_node(b, ISM_NODE_SCALAR, &ev->start_mark);
 	size_t len = ev->data.scalar.length;
+	struct ism_node *n;
+	int rc = new_node(b, ISM_NODE_SCALAR, &ev->start_mark, &n);
 
-	if (n == NULL)
-		return -ENOMEM;
+	if (rc < 0)
+		return rc;
 	n->str = ism_pool_strndup(b->pool, (const char *)ev->data.scalar.value, len);
 	if (n->str == NULL)
 		return -ENOMEM;
@@ -342,7 +449,7 @@ static int step(struct builder *b, const yaml_event_t *ev)
 int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, size_t len,
 		   struct ism_yaml_docs *out, struct ism_diags *d)
 {
-	struct builder b = {.pool = pool, .name = name, .d = d};
+	struct builder b = {.pool = pool, .name = name, .d = d, .seed = ism_strmap_seed()};
 	yaml_parser_t parser;
 	yaml_event_t ev;
 	bool done = false;
@@ -377,8 +484,11 @@ int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, siz
 		memcpy(out->docs, b.docs, b.n_docs * sizeof(*out->docs));
 	out->n = b.n_docs;
 out_stack:
-	while (b.depth > 0)
-		free(b.stack[--b.depth].kids);
+	while (b.depth > 0) {
+		b.depth--;
+		free(b.stack[b.depth].kids);
+		ism_strmap_free(&b.stack[b.depth].keys);
+	}
 	free(b.docs);
 	yaml_parser_delete(&parser);
 	if (rc == -ENOMEM && d->n_errors == 0)

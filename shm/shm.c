@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -52,12 +53,24 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 
 	gen_size = round_page(gen_size);
 	total = hdr_size + gen_size * ISM_GEN_SLOTS;
+	/* Room for every endpoint slot's key, so that adding one never fails. */
+	shm->ep_slots = malloc(ism_strmap_fixed_cap(ISM_MAX_ENDPOINTS) * sizeof(*shm->ep_slots));
+	if (shm->ep_slots == NULL)
+		return -ENOMEM;
+	ism_strmap_init_fixed(&shm->ep_ix, ism_strmap_seed(), shm->ep_slots,
+			      ism_strmap_fixed_cap(ISM_MAX_ENDPOINTS));
+	shm->ep_free = 0;
 	/* Anonymous and shared: inherited by fork() at the same address; pages are
 	 * only backed once touched, so large generation slots cost nothing idle. */
 	base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
 		    -1, 0);
-	if (base == MAP_FAILED)
-		return -errno;
+	if (base == MAP_FAILED) {
+		int err = -errno;
+
+		free(shm->ep_slots);
+		shm->ep_slots = NULL;
+		return err;
+	}
 	hdr = (struct ism_shm_hdr *)base;
 	hdr->magic = ISM_SHM_MAGIC;
 	hdr->layout_version = ISM_SHM_LAYOUT_VERSION;
@@ -77,6 +90,8 @@ void ism_shm_destroy(struct ism_shm *shm)
 	if (shm->hdr != NULL)
 		munmap(shm->hdr, shm->size);
 	shm->hdr = NULL;
+	free(shm->ep_slots);
+	shm->ep_slots = NULL;
 }
 
 static uint64_t current_word(const struct ism_shm *shm)
@@ -241,30 +256,29 @@ void ism_shm_release(struct ism_shm *shm, int w)
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id)
 {
 	struct ism_shm_hdr *h = shm->hdr;
-	int free_slot = -1;
+	uint32_t free_slot = shm->ep_free;
 
 	if (strlen(key) >= ISM_EP_KEY_MAX)
 		return -ENAMETOOLONG;
-	/* Linear: runs in the master at reload time only, over at most
-	 * ISM_MAX_ENDPOINTS short strings. */
-	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
-		if (atomic_load(&h->eps[i].in_use)) {
-			if (strcmp(h->ep_keys[i], key) == 0) {
-				*id = (uint32_t)i;
-				return 0;
-			}
-		} else if (free_slot < 0) {
-			free_slot = i;
-		}
-	}
-	if (free_slot < 0)
+	/* A reload interns every endpoint of the file: by hash, not by a scan
+	 * of the table per endpoint. Slots are taken here only and freed by the
+	 * sweep only, which rebuilds the index. */
+	if (ism_strmap_get(&shm->ep_ix, key, strlen(key), id))
+		return 0;
+	while (free_slot < ISM_MAX_ENDPOINTS && atomic_load(&h->eps[free_slot].in_use))
+		free_slot++;
+	if (free_slot == ISM_MAX_ENDPOINTS)
 		return -ENOSPC;
+	shm->ep_free = free_slot + 1;
 	memset(&h->eps[free_slot], 0, sizeof(h->eps[free_slot]));
 	snprintf(h->ep_keys[free_slot], ISM_EP_KEY_MAX, "%s", key);
 	atomic_store(&h->eps[free_slot].health, initial_health);
 	atomic_store(&h->eps[free_slot].health_changed_ms, ism_wall_ms());
 	atomic_store(&h->eps[free_slot].in_use, 1);
-	*id = (uint32_t)free_slot;
+	/* Cannot fail: the index has room for every slot. */
+	ism_strmap_add(&shm->ep_ix, h->ep_keys[free_slot], strlen(h->ep_keys[free_slot]), free_slot,
+		       NULL);
+	*id = free_slot;
 	return 0;
 }
 
@@ -290,6 +304,12 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
 		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use))
 			atomic_store(&shm->hdr->eps[i].in_use, 0);
+	ism_strmap_init_fixed(&shm->ep_ix, shm->ep_ix.seed, shm->ep_slots, shm->ep_ix.cap);
+	for (uint32_t i = 0; i < ISM_MAX_ENDPOINTS; i++)
+		if (atomic_load(&shm->hdr->eps[i].in_use))
+			ism_strmap_add(&shm->ep_ix, shm->hdr->ep_keys[i],
+				       strlen(shm->hdr->ep_keys[i]), i, NULL);
+	shm->ep_free = 0;
 }
 
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/strmap.h"
 #include "shm/shm-t.h"
 #include "shm/table-t.h"
 
@@ -32,10 +33,16 @@ char *ism_arena_strndup(struct ism_arena *a, const char *s, size_t len);
 struct ism_shm {
 	struct ism_shm_hdr *hdr;
 	size_t size;
+	/* Master, process-local: the endpoint slots in use by key (-> id), and
+	 * the lowest id that may be free (every one below is in use). */
+	struct ism_strmap ep_ix;
+	struct ism_strmap_slot *ep_slots;
+	uint32_t ep_free;
 };
 
-/* Maps a new anonymous shared region with gen_size bytes per generation slot.
- * Master only, before fork. Returns 0 or -errno. */
+/* Maps a new anonymous shared region with gen_size bytes per generation slot,
+ * and allocates the master's endpoint index. Master only, before fork.
+ * Returns 0 or -errno. */
 int ism_shm_create(struct ism_shm *shm, size_t gen_size);
 void ism_shm_destroy(struct ism_shm *shm);
 
@@ -78,8 +85,9 @@ int ism_table_same_listeners(const struct ism_table *a, const struct ism_table *
 
 /* --- endpoint state (master) --- */
 
-/* Returns the id for key, allocating a slot the first time the key is seen.
- * -ENOSPC when the table is full. The new slot starts with health `initial`. */
+/* Returns the id for key, allocating a slot the first time the key is seen
+ * (the lowest free one). -ENOSPC when the table is full. The new slot starts
+ * with health `initial`. Constant time on average. */
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id);
 /* Frees endpoint slots that neither the current nor any live generation references. */
 void ism_shm_ep_sweep(struct ism_shm *shm);

@@ -8,11 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/strmap.h" /* ism_hash64 */
 #include "shm/table-t.h"
-
-/* A 64-bit hash of bytes (our own: no third-party code), stable across
- * processes and runs. */
-uint64_t ism_hash64(const void *data, size_t len, uint64_t seed);
 
 /* Builds a ring for n endpoints with weights w[i] (> 0) keyed by key[i] (e.g.
  * "address:port"), at least min_size points, as Envoy does: each endpoint gets

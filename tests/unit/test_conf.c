@@ -1731,6 +1731,47 @@ static void test_many_errors(void **state)
 	free(yaml);
 }
 
+/* Past the kept 64, an error takes the place of the last warning kept: 70
+ * warnings (routes to hosts without a ServiceEntry), then the route table does
+ * not fit a small arena, and that error is shown. */
+static void test_error_after_many_warnings(void **state)
+{
+	struct fx *f = *state;
+	size_t cap = 70 * 64 + 1024;
+	char *yaml = malloc(cap);
+	unsigned char small[4096];
+	struct ism_arena arena;
+	const struct ism_diag *last;
+	size_t len;
+
+	assert_non_null(yaml);
+	len = (size_t)snprintf(yaml, cap,
+			       "%s---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+			       "metadata: {name: gw}\nspec:\n  servers:\n"
+			       "  - port: {number: 8080, name: http, protocol: HTTP}\n"
+			       "    hosts: ['*']\n---\napiVersion: networking.istio.io/v1\n"
+			       "kind: VirtualService\nmetadata: {name: v}\nspec:\n"
+			       "  hosts: [a.example.com]\n  gateways: [gw]\n  http:\n",
+			       APP);
+	for (int i = 0; i < 70; i++)
+		len += (size_t)snprintf(yaml + len, cap - len,
+					"  - route: [{destination: {host: s%d.example.com}}]\n", i);
+	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, len, &f->conf, &f->d), 0);
+	assert_int_equal(f->d.n, 70);
+	ism_arena_init(&arena, small, sizeof(small));
+	assert_int_equal(ism_conf_compile(f->conf, &arena, test_ep_id, &f->eps, &f->t, &f->d),
+			 -ENOMEM);
+	assert_int_equal(f->d.n, 71);
+	assert_int_equal(f->d.n_errors, 1);
+	last = &f->d.items[63];
+	assert_int_equal(last->severity, ISM_DIAG_ERROR);
+	assert_string_equal(last->msg, "the route table does not fit in its arena (4096 bytes)");
+	/* The warnings before it stay, in order. */
+	assert_int_equal(f->d.items[62].severity, ISM_DIAG_WARNING);
+	assert_non_null(strstr(f->d.items[62].msg, "s62.example.com"));
+	free(yaml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1761,6 +1802,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,9 +8,11 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -186,6 +188,69 @@ static void test_ep_intern(void **state)
 	ism_shm_destroy(&shm);
 }
 
+static double cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds to intern n endpoint keys, then to find each again three times;
+ * the sweep frees them after. */
+static double intern_time(struct ism_shm *shm, uint32_t n)
+{
+	char key[64];
+	double t0 = cpu_now(), t1;
+	uint32_t id;
+
+	for (int pass = 0; pass < 4; pass++) {
+		for (uint32_t i = 0; i < n; i++) {
+			snprintf(key, sizeof(key), "svc.example.com|10.0.%u.%u:8080", i >> 8,
+				 i & 255);
+			assert_int_equal(ism_shm_ep_intern(shm, key, ISM_EP_HEALTHY, &id), 0);
+			/* The lowest free slot: in order, from an empty table. */
+			assert_int_equal(id, i);
+		}
+	}
+	t1 = cpu_now();
+	ism_shm_ep_sweep(shm);
+	return t1 - t0;
+}
+
+/* A reload interns every endpoint of the file: 8 times the endpoints must not
+ * take 64 times as long (a scan of the table per key did). Best of five, under
+ * 24 times. Then the table is full: one more key is refused, known ones found. */
+static void test_ep_intern_scale(void **state)
+{
+	struct ism_shm shm;
+	double small = 1e9, big = 1e9;
+	uint32_t id;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	for (int i = 0; i < 5; i++) {
+		double ts = intern_time(&shm, ISM_MAX_ENDPOINTS / 8);
+		double tb = intern_time(&shm, ISM_MAX_ENDPOINTS);
+
+		small = ts < small ? ts : small;
+		big = tb < big ? tb : big;
+	}
+	print_message("interning %u endpoints: %.5f s, %u: %.5f s, ratio %.1f\n",
+		      ISM_MAX_ENDPOINTS / 8, small, ISM_MAX_ENDPOINTS, big, big / small);
+	assert_true(big < 24 * small);
+	for (uint32_t i = 0; i < ISM_MAX_ENDPOINTS; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "k%u", i);
+		assert_int_equal(ism_shm_ep_intern(&shm, key, ISM_EP_HEALTHY, &id), 0);
+	}
+	assert_int_equal(ism_shm_ep_intern(&shm, "one too many", ISM_EP_HEALTHY, &id), -ENOSPC);
+	assert_int_equal(ism_shm_ep_intern(&shm, "k4242", ISM_EP_HEALTHY, &id), 0);
+	assert_int_equal(id, 4242);
+	ism_shm_destroy(&shm);
+}
+
 /* Readers in child processes acquire and verify tables while the parent
  * publishes hundreds of generations and poisons every slot it reclaims. A reader
  * that ever sees poison or a torn table exits non-zero. */
@@ -258,9 +323,10 @@ static void test_stress_reclaim(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_arena),     cmocka_unit_test(test_publish_acquire_reclaim),
-	    cmocka_unit_test(test_abort),     cmocka_unit_test(test_peek_commit),
-	    cmocka_unit_test(test_ep_intern), cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_arena),	   cmocka_unit_test(test_publish_acquire_reclaim),
+	    cmocka_unit_test(test_abort),	   cmocka_unit_test(test_peek_commit),
+	    cmocka_unit_test(test_ep_intern),	   cmocka_unit_test(test_ep_intern_scale),
+	    cmocka_unit_test(test_stress_reclaim),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
