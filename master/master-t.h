@@ -17,9 +17,6 @@
 struct ism_health;
 struct ism_ctl;
 
-/* The largest appliance file loaded (ism_conf_read_file's bound). */
-#define ISM_CONF_FILE_MAX (16u << 20)
-
 struct ism_wslot {
 	pid_t pid; /* 0: not running */
 	int fd;	   /* master's end of the socketpair */
@@ -103,7 +100,7 @@ struct ism_master {
 	struct ism_loader loader;
 };
 
-/* Reads the appliance file (at most ISM_CONF_FILE_MAX bytes, NUL-terminated)
+/* Reads the appliance file (at most ISM_CONF_MAX_FILE bytes, NUL-terminated)
  * into *text; 0, or -errno with the reason in d. Any thread. */
 int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d);
 /* Reads, loads, compiles and publishes the file as a new generation, on the

@@ -299,7 +299,7 @@ static void watch_set(struct ism_master *m, const struct ism_conf *conf)
 
 int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d)
 {
-	int ret = ism_conf_read_file(path, ISM_CONF_FILE_MAX, text, len);
+	int ret = ism_conf_read_file(path, ISM_CONF_MAX_FILE, text, len);
 
 	if (ret < 0)
 		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s",
