@@ -18,7 +18,7 @@
 #include "health/priority.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
-#include "worker/hash.h"
+#include "conf/hashring.h"
 
 /* The allocator PCRE2 sees. It lives in the arena because every compiled
  * pattern keeps a pointer to it (pcre2_match_data_create_from_pattern(code,

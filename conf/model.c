@@ -18,7 +18,6 @@
 #include "conf/alog.h"
 #include "conf/model.h"
 #include "conf/re2syntax.h"
-#include "worker/pathnorm.h"
 
 #define NOT_IMPL "not implemented yet"
 
@@ -326,6 +325,7 @@ static void parse_path_normalization(struct ism_vctx *v, const struct ism_node *
 				     struct ism_cm_appliance *a)
 {
 	static const char *const keys[] = {"normalization", NULL};
+	/* In the order of enum ism_pathnorm_mode, then Istio's DEFAULT (BASE). */
 	static const char *const names[] = {
 	    "NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES", "DEFAULT", NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "pathNormalization", false, ISM_NODE_MAP);
@@ -337,8 +337,10 @@ static void parse_path_normalization(struct ism_vctx *v, const struct ism_node *
 		return;
 	old = ism_v_push(v, ".pathNormalization");
 	ism_v_keys(v, n, keys, NULL);
-	if (ism_v_enum(v, n, "normalization", names, NULL, &s) > 0 && strcmp(s, "DEFAULT") != 0)
-		a->path_norm = (uint8_t)ism_pathnorm_mode_parse(s);
+	if (ism_v_enum(v, n, "normalization", names, NULL, &s) > 0)
+		for (uint8_t i = ISM_PATHNORM_NONE; i <= ISM_PATHNORM_DECODE_AND_MERGE_SLASHES; i++)
+			if (strcmp(s, names[i]) == 0)
+				a->path_norm = i;
 	ism_v_pop(v, old);
 }
 
@@ -620,26 +622,12 @@ static void parse_access_log(struct ism_vctx *v, const struct ism_node *n, struc
 
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
-	static const char *const keys[] = {"locality",
-					   "namespace",
-					   "workers",
-					   "user",
-					   "group",
-					   "controlSocket",
-					   "admin",
-					   "listenAddress",
-					   "limits",
-					   "timeouts",
-					   "healthChecks",
-					   "labels",
-					   "accessLog",
-					   "credentials",
-					   "meshIdentity",
-					   "meshRootNamespace",
-					   "proxyProtocol",
-					   "pathNormalization",
-					   "gatewayTopology",
-					   NULL};
+	static const char *const keys[] = {
+	    "locality",	     "namespace",	  "workers",	     "user",
+	    "group",	     "controlSocket",	  "admin",	     "listenAddress",
+	    "limits",	     "timeouts",	  "healthChecks",    "labels",
+	    "accessLog",     "credentials",	  "meshIdentity",    "meshRootNamespace",
+	    "proxyProtocol", "pathNormalization", "gatewayTopology", NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;

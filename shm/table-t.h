@@ -357,6 +357,15 @@ struct ism_cluster {
 	const struct ism_hc *hc;     /* NULL: no active health check */
 };
 
+/* Istio's meshConfig.pathNormalization, in the order of its names (worker/pathnorm.h
+ * does the work). Istio's default is BASE. */
+enum ism_pathnorm_mode {
+	ISM_PATHNORM_NONE = 0,
+	ISM_PATHNORM_BASE,
+	ISM_PATHNORM_MERGE_SLASHES,
+	ISM_PATHNORM_DECODE_AND_MERGE_SLASHES,
+};
+
 struct ism_limits {
 	uint32_t
 	    max_request_header_bytes; /* request line + headers; over it: 431 (414 for the URI) */

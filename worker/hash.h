@@ -1,7 +1,5 @@
-/* Consistent hashing for ism_cluster.hash: the ring hash (Envoy's ketama-style
- * ring of minimumRingSize points spread by endpoint weight) and Maglev (a
- * lookup table of a prime size). Tables are built once, at compile time, into
- * the generation's arena; lookups are pure. */
+/* Consistent hashing for ism_cluster.hash, the lookup side: the tables are
+ * built at compile time (conf/hashring.h); lookups are pure. */
 #ifndef ISM_WORKER_HASH_H
 #define ISM_WORKER_HASH_H
 
@@ -11,20 +9,7 @@
 #include "lib/strmap.h" /* ism_hash64 */
 #include "shm/table-t.h"
 
-/* Builds a ring for n endpoints with weights w[i] (> 0) keyed by key[i] (e.g.
- * "address:port"), at least min_size points, as Envoy does: each endpoint gets
- * points in proportion to its weight. Writes at most cap entries into points
- * (sorted hash values) and owners (endpoint index per point); returns the number
- * of points, or -ENOSPC when cap is too small. */
-int ism_ring_build(const char *const *key, const uint32_t *w, uint32_t n, uint32_t min_size,
-		   uint64_t *points, uint32_t *owners, uint32_t cap);
 /* The ring position for hash h: the first point >= h, wrapping. */
 uint32_t ism_ring_lookup(const uint64_t *points, uint32_t n_points, uint64_t h);
-
-/* Builds a Maglev table of size m (prime) for n endpoints keyed by key[i] with
- * weights w[i] (Envoy's weighted Maglev). table[m] receives endpoint indices.
- * Returns 0 or -EINVAL. */
-int ism_maglev_build(const char *const *key, const uint32_t *w, uint32_t n, uint32_t m,
-		     uint32_t *table);
 
 #endif

@@ -39,13 +39,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* In the order of Istio's names. Istio's default is BASE. */
-enum ism_pathnorm_mode {
-	ISM_PATHNORM_NONE = 0,
-	ISM_PATHNORM_BASE,
-	ISM_PATHNORM_MERGE_SLASHES,
-	ISM_PATHNORM_DECODE_AND_MERGE_SLASHES,
-};
+#include "shm/table-t.h" /* enum ism_pathnorm_mode */
 
 /* Istio's names of the modes, indexed by the enum, NULL-terminated (for the config loader's
  * lists of accepted values). */

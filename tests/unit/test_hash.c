@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "conf/hashring.h"
 #include "worker/hash.h"
 
 #define RING_CAP 8192
