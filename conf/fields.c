@@ -1,5 +1,6 @@
 /* Typed, per-field validation helpers: path bookkeeping, diagnostics with the
  * field path, scalar conversions (integers, durations, booleans). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -131,6 +132,59 @@ static bool in_list(const char *const *list, const char *s)
 	return false;
 }
 
+/* The edit distance between a and b (insertions, deletions, substitutions and
+ * swaps of neighbours, case-insensitive), or max + 1 once it is over max. */
+static size_t distance(const char *a, const char *b, size_t max)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t d[3][65];
+
+	if (la > 64 || lb > 64 || (la > lb ? la - lb : lb - la) > max)
+		return max + 1;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t *row = d[i % 3], *up = d[(i + 2) % 3], *up2 = d[(i + 1) % 3];
+
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost =
+			    tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			size_t best = up[j - 1] + cost;
+
+			if (up[j] + 1 < best)
+				best = up[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			if (i > 1 && j > 1 &&
+			    tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) &&
+			    up2[j - 2] + 1 < best)
+				best = up2[j - 2] + 1;
+			row[j] = best;
+		}
+	}
+	return d[la % 3][lb] > max ? max + 1 : d[la % 3][lb];
+}
+
+/* The known field nearest to s, when one is near enough to be a typo (a third
+ * of its length, at least one edit); NULL otherwise. */
+static const char *nearest(const char *const *known, const char *s)
+{
+	size_t max = strlen(s) / 3 ? strlen(s) / 3 : 1, best_d = max + 1;
+	const char *best = NULL;
+
+	for (; known != NULL && *known != NULL; known++) {
+		size_t dd = distance(s, *known, max);
+
+		if (dd < best_d) {
+			best_d = dd;
+			best = *known;
+		}
+	}
+	return best;
+}
+
 bool ism_v_keys(struct ism_vctx *v, const struct ism_node *map, const char *const *known,
 		const char *const *unimpl)
 {
@@ -145,6 +199,9 @@ bool ism_v_keys(struct ism_vctx *v, const struct ism_node *map, const char *cons
 		old = ism_v_push(v, ".%s", k->str);
 		if (in_list(unimpl, k->str))
 			ism_v_err(v, k, "not implemented yet");
+		else if (nearest(known, k->str) != NULL)
+			ism_v_err(v, k, "unknown field; did you mean '%s'?",
+				  nearest(known, k->str));
 		else
 			ism_v_err(v, k, "unknown field");
 		ism_v_pop(v, old);

@@ -176,6 +176,8 @@ struct builder {
 	size_t n_docs, cap_docs;
 	uint64_t seed; /* for the maps of this parse */
 	size_t n_nodes;
+	const char *buf; /* the text, for what an error points at */
+	size_t len;
 	int rc;
 };
 
@@ -409,7 +411,13 @@ static void syntax_error(struct builder *b, const yaml_parser_t *p)
 		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, 0, 0, "", "out of memory");
 		return;
 	}
-	if (p->context != NULL)
+	if (m->index < b->len && b->buf[m->index] == '\t')
+		/* libyaml's words for it ("cannot start any token") do not say
+		 * what is wrong. */
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, (int)m->line + 1, (int)m->column + 1,
+			     "",
+			     "YAML syntax error: a tab character; YAML indents with spaces only");
+	else if (p->context != NULL)
 		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, (int)m->line + 1, (int)m->column + 1,
 			     "", "YAML syntax error: %s %s (line %d, column %d)",
 			     p->problem ? p->problem : "error", p->context,
@@ -449,7 +457,8 @@ static int step(struct builder *b, const yaml_event_t *ev)
 int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, size_t len,
 		   struct ism_yaml_docs *out, struct ism_diags *d)
 {
-	struct builder b = {.pool = pool, .name = name, .d = d, .seed = ism_strmap_seed()};
+	struct builder b = {
+	    .pool = pool, .name = name, .d = d, .seed = ism_strmap_seed(), .buf = buf, .len = len};
 	yaml_parser_t parser;
 	yaml_event_t ev;
 	bool done = false;

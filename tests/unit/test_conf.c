@@ -1413,7 +1413,12 @@ struct bad {
 static const struct bad bads[] = {
     {"syntax error", APP "  workers: [1, 2\n  user: x\n", 8, 7, "",
      "YAML syntax error: did not find expected ',' or ']'"},
-    {"tab indentation", APP "\tuser: x\n", 7, 1, "", "YAML syntax error"},
+    {"tab indentation", APP "\tuser: x\n", 7, 1, "",
+     "YAML syntax error: a tab character; YAML indents with spaces only"},
+    {"misspelt field", APP "  workerz: 2\n", 7, 3, "Appliance t: spec.workerz",
+     "unknown field; did you mean 'workers'?"},
+    {"misspelt field, transposed", APP "  lmiits: {}\n", 7, 3, "Appliance t: spec.lmiits",
+     "unknown field; did you mean 'limits'?"},
     {"duplicate key", APP "  workers: 2\n  locality: a/b\n", 8, 3, "",
      "duplicate key \"locality\" (first at line 6, column 3)"},
     {"missing Appliance", GW_DOC, 0, 0, "", "no Appliance document"},
@@ -1480,6 +1485,7 @@ static const struct bad bads[] = {
      13, 5, "Gateway default/gw: spec.servers[0]", "an HTTPS server needs tls"},
     {"unknown field", VS_HEAD "    - destination: {host: a.b}\n    foo: 1\n", 23, 5,
      VS_FIELD "spec.http[0].foo", "unknown field"},
+
     {"bad retryOn entry",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
 	     "      attempts: 3\n      retryOn: 5xx,bogus\n",
@@ -1702,6 +1708,19 @@ static void test_several_errors_and_format(void **state)
 	assert_int_equal(strlen(buf), 19);
 }
 
+/* A field name far from every known one gets no suggestion. */
+static void test_unknown_field_no_guess(void **state)
+{
+	static const char yaml[] = APP "  zzz: 1\n";
+	struct fx *f = *state;
+	char buf[2048];
+
+	assert_int_equal(ism_conf_load_buf("conf/x.yaml", yaml, strlen(yaml), &f->conf, &f->d),
+			 -EINVAL);
+	ism_diags_format(buf, sizeof(buf), &f->d);
+	assert_string_equal(buf, "conf/x.yaml:7:3: error: Appliance t: spec.zzz: unknown field\n");
+}
+
 static void test_unreadable_file(void **state)
 {
 	struct fx *f = *state;
@@ -1801,6 +1820,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
 	};
