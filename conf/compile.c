@@ -754,7 +754,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 		cl->lb = tp->lb.has_simple ? tp->lb.simple : ISM_LB_LEAST_REQUEST;
 	cl->connect_timeout_ms =
 	    tp->pool.has_connect ? tp->pool.connect_ms : c->app.timeouts.upstream_connect_ms;
-	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : 60000;
+	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : ISM_DEFAULT_POOL_IDLE_MS;
 	if (tp->pool.set)
 		cl->pool = tp->pool.limits;
 	else
@@ -762,7 +762,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 						    .max_pending = UINT32_MAX,
 						    .max_requests_per_conn = 0,
 						    .max_retries = UINT32_MAX};
-	cl->overprovisioning = 140;
+	cl->overprovisioning = ISM_DEFAULT_OVERPROVISIONING;
 	if (tp->od.set) {
 		struct ism_outlier *od = ANEW(b, 1, struct ism_outlier);
 

@@ -386,7 +386,7 @@ static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, stru
 	t->idle_ms = 60000;
 	t->upstream_connect_ms = 10000;
 	t->upstream_response_ms = 60000;
-	t->drain_ms = 30000;
+	t->drain_ms = ISM_DEFAULT_DRAIN_MS;
 	if (n == NULL)
 		return;
 	old = ism_v_push(v, ".timeouts");
@@ -1734,7 +1734,9 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 		o->split_local = split;
 	ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
 		  &o->consecutive_local);
-	o->max_ejection_ms = o->base_ejection_ms > 300000 ? o->base_ejection_ms : 300000;
+	o->max_ejection_ms = o->base_ejection_ms > ISM_DEFAULT_MAX_EJECTION_MS
+				 ? o->base_ejection_ms
+				 : ISM_DEFAULT_MAX_EJECTION_MS;
 	ism_v_pop(v, old);
 }
 

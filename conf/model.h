@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conf/defaults.h"
 #include "conf/tree.h"
 #include "shm/table-t.h"
 
@@ -413,7 +414,7 @@ void ism_tls_xref(struct ism_vctx *v);
  * (enum ism_tls_mode: NONE, MUTUAL for STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
 uint8_t ism_tls_peer_mtls(const struct ism_conf *c, uint32_t port);
 
-/* --- cross references (conf/xref.c) --- */
+/* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
 const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host);

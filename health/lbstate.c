@@ -1,5 +1,6 @@
 #include "health/lbstate.h"
 
+#include "conf/defaults.h"
 #include "health/outlier.h"
 #include "health/priority.h"
 
@@ -12,7 +13,8 @@ static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
 	in->n_priorities = cl->n_priorities ? cl->n_priorities : 1;
 	if (in->n_priorities > ISM_MAX_PRIORITIES)
 		in->n_priorities = ISM_MAX_PRIORITIES;
-	in->overprovisioning = cl->overprovisioning ? cl->overprovisioning : 140;
+	in->overprovisioning =
+	    cl->overprovisioning ? cl->overprovisioning : ISM_DEFAULT_OVERPROVISIONING;
 	in->panic_threshold = cl->panic_threshold;
 	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
 		const struct ism_endpoint *e = &cl->endpoints[i];
@@ -45,7 +47,8 @@ static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgro
 	uint32_t w = (g->weight < 4000000 ? g->weight : 4000000) * 1000;
 
 	return ism_locality_effective_weight(w, eligible, g->count, excluded,
-					     cl->overprovisioning ? cl->overprovisioning : 140);
+					     cl->overprovisioning ? cl->overprovisioning
+								  : ISM_DEFAULT_OVERPROVISIONING);
 }
 
 void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *eps)

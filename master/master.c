@@ -26,8 +26,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "conf/defaults.h"
 #include "conf/conf.h"
-#include "conf/tree.h"
 #include "health/health.h"
 #include "health/lbstate.h"
 #include "lib/log.h"
@@ -393,10 +393,8 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	}
 	if (slot < 0) {
 		ret = slot;
-		snprintf(d->items[0].msg, sizeof(d->items[0].msg),
-			 "every generation slot is still in use by a worker; try again later");
-		d->items[0].severity = ISM_DIAG_ERROR;
-		d->n = d->n_errors = 1;
+		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
+			     "every generation slot is still in use by a worker; try again later");
 		goto out;
 	}
 	ret = ism_conf_compile(conf, &arena, ep_id_cb, m, &t, d);
@@ -416,16 +414,8 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		new_fds = listen_sockets(t, cur, m->listen_fds, &ret);
 		if (new_fds == NULL) {
 			ism_shm_gen_abort(&m->shm, slot);
-			if (d->n < sizeof(d->items) / sizeof(d->items[0])) {
-				struct ism_diag *e = &d->items[d->n];
-
-				memset(e, 0, sizeof(*e));
-				snprintf(e->file, sizeof(e->file), "%s", m->conf_path);
-				snprintf(e->msg, sizeof(e->msg),
-					 "a new listener cannot be bound: %s", strerror(-ret));
-			}
-			d->n++;
-			d->n_errors++;
+			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
+				     "a new listener cannot be bound: %s", strerror(-ret));
 			goto out;
 		}
 	}
@@ -861,7 +851,7 @@ void ism_master_notify_ready(const struct ism_master *m)
 
 static void start_stop(struct ism_master *m, const char *why)
 {
-	uint32_t drain = 30000;
+	uint32_t drain = ISM_DEFAULT_DRAIN_MS;
 	const struct ism_table *t = ism_shm_current(&m->shm);
 
 	if (m->stopping)
@@ -1052,8 +1042,14 @@ int ism_master_run(const struct ism_master_opts *opts)
 	const struct ism_table *t;
 	int ret, status = 1;
 
-	if (m == NULL || d == NULL)
-		goto out_free;
+	/* Nothing to undo yet: the descriptors below are not set (0 would be
+	 * closed on the way out). */
+	if (m == NULL || d == NULL) {
+		ism_err("out of memory");
+		free(d);
+		free(m);
+		return 1;
+	}
 	ism_log_set_role("master");
 	m->conf_path = opts->conf_path;
 	m->sfd = -1;
@@ -1122,15 +1118,13 @@ out_health:
 out_shm:
 	ism_shm_destroy(&m->shm);
 out_free:
-	if (m && m->notify_fd >= 0)
+	if (m->notify_fd >= 0)
 		close(m->notify_fd);
-	if (m) {
-		ism_reload_fini(m);
-		free(m->next_sweep);
-		ism_events_free(&m->events);
-		watch_free(m);
-		free(m->conf_text);
-	}
+	ism_reload_fini(m);
+	free(m->next_sweep);
+	ism_events_free(&m->events);
+	watch_free(m);
+	free(m->conf_text);
 	free(d);
 	free(m);
 	return status;

@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "conf/defaults.h"
 #include "lib/log.h"
 #include "worker/proxy.h"
 #include "worker/tls.h"
@@ -227,7 +228,8 @@ static void start_drain(struct ism_wctx *w, const char *why)
 	if (w->draining)
 		return;
 	w->draining = 1;
-	w->drain_deadline = w->now + (w->table ? w->table->timeouts.drain_ms : 30000);
+	w->drain_deadline =
+	    w->now + (w->table ? w->table->timeouts.drain_ms : ISM_DEFAULT_DRAIN_MS);
 	atomic_store(&w->slot->draining, 1);
 	ism_info("draining (%s): %u connections open", why, w->n_active);
 	for (int l = 0; l < w->n_listen; l++) {
