@@ -155,7 +155,7 @@ format:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/isthmusctl.d $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # Packages (packaging/): binary packages of the built tree, and their test.
 deb: all

@@ -12,6 +12,7 @@
 #include "health/outlier.h"
 #include "lib/json.h"
 #include "lib/log.h"
+#include "master/cmdlist.h"
 #include "master/master-t.h"
 #include "master/reload.h"
 
@@ -108,7 +109,7 @@ static void list_item(struct kv *k, struct ism_reply *r, int json, int not_first
 	kv_begin(k, r, json ? KV_JSON : KV_INLINE);
 }
 
-static void show_info(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
 	struct ism_worker_stats st;
@@ -116,6 +117,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	struct kv k;
 
+	(void)args;
 	ism_shm_stats_sum(&m->shm, &st);
 	kv_begin(&k, r, json ? KV_JSON : KV_LINES);
 	kv_str(&k, "version", ISM_VERSION);
@@ -138,15 +140,17 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "responses_5xx", st.resp_class[5]);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");
+	return 0;
 }
 
-static void show_config(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_config(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	char when[40];
 	time_t sec = (time_t)(m->loaded_ms / 1000);
 	struct tm tm;
 	struct kv k;
 
+	(void)args;
 	gmtime_r(&sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	kv_begin(&k, r, json ? KV_JSON : KV_LINES);
@@ -156,13 +160,15 @@ static void show_config(struct ism_master *m, struct ism_reply *r, int json)
 	kv_str(&k, "loaded", when);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");
+	return 0;
 }
 
-static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_workers(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	uint64_t now = ism_now_ms();
 	struct kv k;
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
@@ -180,6 +186,7 @@ static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
 		kv_end(&k);
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
 
 static const char *lb_name(uint8_t lb)
@@ -195,10 +202,11 @@ static const char *admin_name(uint32_t a)
 	return a == ISM_EP_ADMIN_DRAIN ? "drain" : a == ISM_EP_ADMIN_MAINT ? "maint" : "ready";
 }
 
-static void show_clusters(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
@@ -231,10 +239,12 @@ static void show_clusters(struct ism_master *m, struct ism_reply *r, int json)
 				(unsigned long long)(d ? atomic_load(&d->retries) : 0));
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
 
 /* The endpoints of one cluster (with their priority there), or every endpoint. */
-static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char *cluster, int json)
+static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct ism_reply *r,
+				   int json)
 {
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	const struct ism_table *t = ism_shm_current(&m->shm);
@@ -247,7 +257,7 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 			cl = &t->clusters[c];
 	if (cluster && cl == NULL) {
 		ism_say(r, "error: no cluster '%.200s' (see: show clusters)\n", cluster);
-		return;
+		return 0;
 	}
 	ism_say(r, json ? "[" : "");
 	for (uint32_t i = 0; i < (cl ? cl->n_endpoints : ISM_MAX_ENDPOINTS); i++) {
@@ -284,13 +294,15 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 		first = 0;
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
 
 /* Listeners, their virtual hosts and routes in order, with destinations. */
-static void show_routes(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_routes(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (uint32_t l = 0; t && l < t->n_listeners; l++) {
 		const struct ism_listener *li = &t->listeners[l];
@@ -354,14 +366,16 @@ static void show_routes(struct ism_master *m, struct ism_reply *r, int json)
 		ism_say(r, json ? "]}" : "");
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
 
-static void show_events(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_events(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_events *ev = &m->events;
 	uint64_t first = ev->n > ISM_EVENTS_MAX ? ev->n - ISM_EVENTS_MAX : 0;
 	struct kv k;
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (uint64_t i = first; i < ev->n; i++) {
 		const struct ism_event *e = &ev->ring[i % ISM_EVENTS_MAX];
@@ -384,7 +398,10 @@ static void show_events(struct ism_master *m, struct ism_reply *r, int json)
 		}
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
+
+static void usage_of(struct ism_reply *r, const char *words);
 
 /* An endpoint by id or by key "<service>|<address>:<port>". */
 static int find_endpoint(struct ism_master *m, const char *what)
@@ -404,7 +421,7 @@ static int find_endpoint(struct ism_master *m, const char *what)
 
 /* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight N
  * (0: back to the configured weight). Workers see it on their next pick. */
-static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
+static uint64_t cmd_set_endpoint(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	char *key = strtok(args, " ");
 	char *what = strtok(NULL, " ");
@@ -412,16 +429,15 @@ static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
 	struct ism_ep_state *e;
 	int id;
 
+	(void)json;
 	if (key == NULL || what == NULL || val == NULL || strtok(NULL, " ") != NULL) {
-		ism_say(r,
-			"error: usage: set endpoint <id|service|addr:port> state ready|drain|maint"
-			" | weight N\n");
-		return;
+		usage_of(r, "set endpoint");
+		return 0;
 	}
 	id = find_endpoint(m, key);
 	if (id < 0) {
 		ism_say(r, "error: no endpoint '%.200s' (see: show endpoints)\n", key);
-		return;
+		return 0;
 	}
 	e = &m->shm.hdr->eps[id];
 	if (strcmp(what, "state") == 0) {
@@ -432,7 +448,7 @@ static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
 
 		if (a == UINT32_MAX) {
 			ism_say(r, "error: state must be ready, drain or maint\n");
-			return;
+			return 0;
 		}
 		atomic_store(&e->admin, a);
 	} else if (strcmp(what, "weight") == 0) {
@@ -442,16 +458,17 @@ static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
 		if (*val == '\0' || *end != '\0' || w > 1000000) {
 			ism_say(
 			    r, "error: weight must be an integer from 0 (configured) to 1000000\n");
-			return;
+			return 0;
 		}
 		atomic_store(&e->weight, (uint32_t)w);
 	} else {
 		ism_say(r, "error: unknown setting '%.32s': state or weight\n", what);
-		return;
+		return 0;
 	}
 	atomic_fetch_add(&m->shm.hdr->health_epoch, 1);
 	ism_notice("control socket: endpoint %s %s %s", m->shm.hdr->ep_keys[id], what, val);
 	ism_say(r, "ok: endpoint %s %s %s\n", m->shm.hdr->ep_keys[id], what, val);
+	return 0;
 }
 
 static int strip_json(char *line)
@@ -509,10 +526,98 @@ void ism_cmd_reload_answer(const char *report, int json, struct ism_reply *r)
 		report_as_json(r);
 }
 
+static uint64_t cmd_explain(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	(void)json;
+	ism_explain(m, args, r);
+	return 0;
+}
+
+static uint64_t cmd_reload(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	(void)args;
+	(void)json;
+	return ism_reload_request(m, ISM_LOAD_FILE, r);
+}
+
+static uint64_t cmd_help(struct ism_master *m, char *args, struct ism_reply *r, int json);
+
+struct cmd {
+	const char *words;
+	enum ism_cmd_args args;
+	enum ism_cmd_form form;
+	const char *syntax;
+	const char *help;
+	/* Writes the answer into r; returns 0, or a reload's ticket (the answer
+	 * comes when it is over). args is NULL when none were given. */
+	uint64_t (*run)(struct ism_master *m, char *args, struct ism_reply *r, int json);
+};
+
+#define CMD_ENTRY(name, words, args, form, syntax, help)                                           \
+	{words, args, form, syntax, help, cmd_##name},
+static const struct cmd cmds[] = {ISM_CMD_LIST(CMD_ENTRY)};
+#undef CMD_ENTRY
+
+static void say_usage(struct ism_reply *r, const struct cmd *c)
+{
+	ism_say(r, "error: usage: %s%s%s\n", c->words, c->syntax[0] ? " " : "", c->syntax);
+}
+
+/* The command line starts with: its words, then the end or a space. */
+static const struct cmd *cmd_find(const char *line, char **args)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		size_t n = strlen(cmds[i].words);
+
+		if (strncmp(line, cmds[i].words, n) != 0 || (line[n] != '\0' && line[n] != ' '))
+			continue;
+		*args = (char *)line + n + strspn(line + n, " ");
+		if (**args == '\0')
+			*args = NULL;
+		return &cmds[i];
+	}
+	return NULL;
+}
+
+static void usage_of(struct ism_reply *r, const char *words)
+{
+	char *args;
+	const struct cmd *c = cmd_find(words, &args);
+
+	ISM_BUG_ON(c == NULL);
+	say_usage(r, c);
+}
+
+static uint64_t cmd_help(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	struct kv k;
+
+	(void)m;
+	(void)args;
+	ism_say(r, json ? "[" : "commands (append \"json\" to any command for JSON):\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!json) {
+			ism_say(r, "  %s%s%s\n      %s\n", cmds[i].words,
+				cmds[i].syntax[0] ? " " : "", cmds[i].syntax, cmds[i].help);
+			continue;
+		}
+		list_item(&k, r, json, i > 0);
+		kv_str(&k, "command", cmds[i].words);
+		kv_str(&k, "syntax", cmds[i].syntax);
+		kv_str(&k, "help", cmds[i].help);
+		kv_end(&k);
+	}
+	ism_say(r, json ? "]\n" : "");
+	return 0;
+}
+
 uint64_t ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r, int *json_out)
 {
 	char line[4096]; /* the control socket's line limit */
-	int json, report = 0;
+	const struct cmd *c;
+	char *args = NULL;
+	uint64_t ticket;
+	int json;
 
 	if (strlen(cmdline) >= sizeof(line)) {
 		ism_say(r, "error: the command line is too long: refused\n");
@@ -521,49 +626,20 @@ uint64_t ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply
 	snprintf(line, sizeof(line), "%s", cmdline);
 	json = strip_json(line);
 	*json_out = json;
-	if (strcmp(line, "reload") == 0) {
-		uint64_t ticket = ism_reload_request(m, ISM_LOAD_FILE, r);
-
+	c = cmd_find(line[0] ? line : "help", &args);
+	if (c == NULL) {
+		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
+	} else if ((c->args == ISM_CMD_ARGS_NONE && args != NULL) ||
+		   (c->args == ISM_CMD_ARGS_REQUIRED && args == NULL)) {
+		say_usage(r, c);
+	} else {
+		ticket = c->run(m, args, r, json);
 		if (ticket != 0)
 			return ticket;
-		report = 1;
-	} else if (strcmp(line, "show info") == 0) {
-		show_info(m, r, json);
-	} else if (strcmp(line, "show config") == 0) {
-		show_config(m, r, json);
-	} else if (strcmp(line, "show workers") == 0) {
-		show_workers(m, r, json);
-	} else if (strcmp(line, "show clusters") == 0) {
-		show_clusters(m, r, json);
-	} else if (strcmp(line, "show endpoints") == 0) {
-		show_endpoints(m, r, NULL, json);
-	} else if (strncmp(line, "show endpoints ", 15) == 0) {
-		show_endpoints(m, r, line + 15, json);
-	} else if (strncmp(line, "explain ", 8) == 0) {
-		ism_explain(m, line + 8, r);
-		report = 1;
-	} else if (strcmp(line, "show routes") == 0) {
-		show_routes(m, r, json);
-	} else if (strcmp(line, "show events") == 0) {
-		show_events(m, r, json);
-	} else if (strncmp(line, "set endpoint ", 13) == 0) {
-		set_endpoint(m, line + 13, r);
-		report = 1;
-	} else if (strcmp(line, "help") == 0 || line[0] == '\0') {
-		ism_say(r,
-			"commands (append \"json\" to any command for JSON):\n"
-			"  show info | show config | show workers | show clusters | show routes\n"
-			"  show endpoints [CLUSTER] | show events\n"
-			"  set endpoint ID|KEY state ready|drain|maint\n"
-			"  set endpoint ID|KEY weight N        (0: the configured weight)\n"
-			"  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
-			"  reload               (answers when the reload is over)\n"
-			"  help\n");
-	} else {
-		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
-		report = 1;
 	}
-	if (json && report)
+	/* In JSON, a failure is a report whatever the command. */
+	if (json && (c == NULL || c->form == ISM_CMD_REPORT ||
+		     (r->p != NULL && strncmp(r->p, "error:", 6) == 0)))
 		report_as_json(r);
 	return 0;
 }

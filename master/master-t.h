@@ -8,11 +8,10 @@
 #include <sys/types.h>
 
 #include "conf/conf.h"
+#include "lib/version.h"
 #include "master/events.h"
 #include "master/reply.h"
 #include "shm/shm.h"
-
-#define ISM_VERSION "0.2.0"
 
 struct ism_health;
 struct ism_ctl;

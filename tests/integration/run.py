@@ -30,6 +30,7 @@ import test_ops  # noqa: E402
 import test_tls  # noqa: E402
 import test_security  # noqa: E402
 import test_control  # noqa: E402
+import test_operator  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1312,6 +1313,7 @@ test_ops.register(test)
 test_tls.register(test)
 test_security.register(test)
 test_control.register(test)
+test_operator.register(test)
 
 
 # --------------------------------------------------------------------------- runner
