@@ -72,6 +72,12 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# `isthmus -vv` and isthmus_build_info: the libraries' versions pkg-config gives
+# and the flags, as built.
+$(BUILD)/master/buildinfo.o: ALL_CFLAGS += \
+	-DISM_BUILD_PKGS='"$(strip $(foreach p,$(PKGS),$(p)=$(shell pkg-config --modversion $(p) 2>/dev/null)))"' \
+	-DISM_BUILD_CFLAGS='"$(strip $(CFLAGS) $(EXTRA_CFLAGS))"'
+
 $(BUILD)/libisthmus.a: $(LIB_OBJS)
 	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
 

@@ -4,9 +4,9 @@
 #include "health/outlier.h"
 #include "health/priority.h"
 
-/* Envoy's host counts per priority: an endpoint drained or in maintenance is
- * excluded (out of the denominator), the rest count as hosts, eligible ones as
- * healthy. */
+/* Envoy's host counts per priority: an endpoint the operator keeps out
+ * (drain, maint, weight 0) is excluded (out of the denominator), the rest count
+ * as hosts, eligible ones as healthy. */
 static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
 		  struct ism_prio_input *in)
 {
@@ -22,7 +22,7 @@ static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
 		uint32_t p = e->priority < in->n_priorities ? e->priority : in->n_priorities - 1;
 
 		in->hosts[p]++;
-		if (atomic_load(&st->admin) != ISM_EP_ADMIN_READY)
+		if (ism_ep_admin_out(st))
 			in->excluded[p]++;
 		else if (ism_ep_eligible(st))
 			in->healthy[p]++;
@@ -37,7 +37,7 @@ static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgro
 	for (uint32_t i = g->first; i < g->first + g->count; i++) {
 		const struct ism_ep_state *st = &eps[cl->endpoints[i].id];
 
-		if (atomic_load(&st->admin) != ISM_EP_ADMIN_READY)
+		if (ism_ep_admin_out(st))
 			excluded++;
 		else if (ism_ep_eligible(st))
 			eligible++;

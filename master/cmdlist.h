@@ -41,8 +41,8 @@ enum ism_cmd_form {
 	X(show_events, "show events", ISM_CMD_ARGS_NONE, ISM_CMD_SHOW, "",                         \
 	  "the last 256 events, newest last")                                                      \
 	X(set_endpoint, "set endpoint", ISM_CMD_ARGS_REQUIRED, ISM_CMD_REPORT,                     \
-	  "ID|KEY state ready|drain|maint | weight N",                                             \
-	  "admin state, or weight (0: the configured one)")                                        \
+	  "ID|KEY state ready|drain|maint | weight N|configured",                                  \
+	  "admin state, or weight (0: no new requests)")                                           \
 	X(explain, "explain", ISM_CMD_ARGS_REQUIRED, ISM_CMD_REPORT,                               \
 	  "METHOD URL [NAME=VALUE]... [from=IP]",                                                  \
 	  "what isthmus would do with that request, and why")                                      \

@@ -316,8 +316,8 @@ static void metrics_page(struct ism_ctl *c, struct ism_reply *body)
 	c->metrics_len = body->len;
 }
 
-/* The admin pages: readiness for the L4 balancer and Prometheus metrics. A
- * page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
+/* The admin pages: liveness, readiness for the L4 balancer and Prometheus
+ * metrics. A page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
 static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *head,
 		       struct ism_reply *body)
 {
@@ -328,6 +328,10 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 	    strncmp(req, "HEAD /healthz/ready ", 20) == 0) {
 		status = ism_master_ready(c->m) ? 200 : 503;
 		ism_say(body, "%s\n", status == 200 ? "ready" : "not ready");
+	} else if (strncmp(req, "GET /healthz/live ", 18) == 0 ||
+		   strncmp(req, "HEAD /healthz/live ", 19) == 0) {
+		/* The master's loop answered: it is alive, starting and stopping too. */
+		ism_say(body, "live\n");
 	} else if (strncmp(req, "GET /metrics ", 13) == 0) {
 		ctype = "text/plain; version=0.0.4";
 		metrics_page(c, body);
@@ -336,7 +340,7 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 		ism_say(body, "method not allowed\n");
 	} else {
 		status = 404;
-		ism_say(body, "not found: /healthz/ready, /metrics\n");
+		ism_say(body, "not found: /healthz/live, /healthz/ready, /metrics\n");
 	}
 	if (body->incomplete) {
 		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",

@@ -121,15 +121,18 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 		for (uint32_t i = 0; i < cl->n_endpoints; i++) {
 			const struct ism_endpoint *ep = &cl->endpoints[i];
 			const struct ism_ep_state *st = &eps[ep->id];
+			uint32_t admin = atomic_load(&st->admin);
 
 			if (ep->priority != p)
 				continue;
-			ism_say(r, "    %s locality=%s %s%s%s\n", ep->addr_text.p,
+			ism_say(r, "    %s locality=%s %s%s%s%s%s\n", ep->addr_text.p,
 				ep->locality.len ? ep->locality.p : "-",
 				atomic_load(&st->health) == ISM_EP_HEALTHY ? "healthy"
 									   : "unhealthy",
 				atomic_load(&st->ejected) ? ", ejected" : "",
-				atomic_load(&st->admin) != ISM_EP_ADMIN_READY ? ", admin out" : "");
+				admin != ISM_EP_ADMIN_READY ? ", admin " : "",
+				admin != ISM_EP_ADMIN_READY ? ism_events_admin_name(admin) : "",
+				atomic_load(&st->weight) == ISM_EP_WEIGHT_SET ? ", weight 0" : "");
 		}
 	}
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {

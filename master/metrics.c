@@ -11,8 +11,11 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "health/outlier.h"
+#include "master/buildinfo.h"
 #include "master/commands.h"
 #include "master/master-t.h"
+#include "master/procstat.h"
 
 void ism_prom_family(struct ism_reply *r, const struct ism_metric *m)
 {
@@ -279,6 +282,26 @@ static unsigned long long ep_ejected(const struct ism_ep_state *e)
 	return atomic_load(&e->ejected) != 0;
 }
 
+static unsigned long long ep_eligible(const struct ism_ep_state *e)
+{
+	return (unsigned long long)ism_ep_eligible(e);
+}
+
+static unsigned long long ep_ready(const struct ism_ep_state *e)
+{
+	return atomic_load(&e->admin) == ISM_EP_ADMIN_READY;
+}
+
+static unsigned long long ep_drain(const struct ism_ep_state *e)
+{
+	return atomic_load(&e->admin) == ISM_EP_ADMIN_DRAIN;
+}
+
+static unsigned long long ep_maint(const struct ism_ep_state *e)
+{
+	return atomic_load(&e->admin) == ISM_EP_ADMIN_MAINT;
+}
+
 /* The counters read as they are. */
 #define EP_FIELD(field)                                                                            \
 	static unsigned long long ep_##field(const struct ism_ep_state *e)                         \
@@ -293,30 +316,58 @@ EP_FIELD(hc_failures)
 EP_FIELD(ejections)
 #undef EP_FIELD
 
+/* A family of one sample per endpoint; one with a state label (an enum as
+ * labels, one sample per value) takes one entry per value, in a row. */
 struct endpoint_metric {
 	struct ism_metric m;
 	unsigned long long (*value)(const struct ism_ep_state *e);
+	const char *state; /* the label state's value, or NULL */
 };
 
+#define ADMIN_STATE                                                                                \
+	{                                                                                          \
+		"isthmus_endpoint_admin_state", "gauge",                                           \
+		    "1 for the admin state the control socket set (state=\"ready\", \"drain\" or " \
+		    "\"maint\"), 0 for the others."                                                \
+	}
 static const struct endpoint_metric endpoint_metrics[] = {
-    {{"isthmus_endpoint_healthy", "gauge", "1 when the endpoint may be picked (active health)."},
-     ep_healthy},
-    {{"isthmus_endpoint_requests_total", "counter", "Requests sent to the endpoint."}, ep_requests},
+    {{"isthmus_endpoint_healthy", "gauge",
+      "1 when the endpoint's active health check passes, or it has none (0 in maint, whose "
+      "checks stop)."},
+     ep_healthy,
+     NULL},
+    {{"isthmus_endpoint_eligible", "gauge",
+      "1 when the endpoint may take a new request: healthy, not ejected, admin state ready "
+      "and weight not 0."},
+     ep_eligible,
+     NULL},
+    {ADMIN_STATE, ep_ready, "ready"},
+    {ADMIN_STATE, ep_drain, "drain"},
+    {ADMIN_STATE, ep_maint, "maint"},
+    {{"isthmus_endpoint_requests_total", "counter", "Requests sent to the endpoint."},
+     ep_requests,
+     NULL},
     {{"isthmus_endpoint_failures_total", "counter",
       "Connect failures, resets and 5xx responses from the endpoint."},
-     ep_failures},
+     ep_failures,
+     NULL},
     {{"isthmus_endpoint_requests_in_flight", "gauge",
       "Requests in flight to the endpoint, all workers."},
-     ep_inflight},
+     ep_inflight,
+     NULL},
     {{"isthmus_health_checks_total", "counter", "Active health checks run against the endpoint."},
-     ep_hc_checks},
+     ep_hc_checks,
+     NULL},
     {{"isthmus_health_check_failures_total", "counter", "Active health checks that failed."},
-     ep_hc_failures},
+     ep_hc_failures,
+     NULL},
     {{"isthmus_endpoint_ejections_total", "counter",
       "Outlier-detection ejections of the endpoint."},
-     ep_ejections},
+     ep_ejections,
+     NULL},
     {{"isthmus_endpoint_ejected", "gauge", "1 while the endpoint is ejected by outlier detection."},
-     ep_ejected},
+     ep_ejected,
+     NULL},
 };
 
 /* The "<service>|<addr>:<port>" keys become the labels service and endpoint. */
@@ -325,7 +376,8 @@ static void endpoint_families(struct ism_reply *r, const struct ism_shm_hdr *h)
 	for (size_t k = 0; k < sizeof(endpoint_metrics) / sizeof(endpoint_metrics[0]); k++) {
 		const struct endpoint_metric *em = &endpoint_metrics[k];
 
-		ism_prom_family(r, &em->m);
+		if (k == 0 || strcmp(em->m.name, endpoint_metrics[k - 1].m.name) != 0)
+			ism_prom_family(r, &em->m);
 		for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 			const char *key = h->ep_keys[i];
 			const char *bar = strchr(key, '|');
@@ -335,7 +387,8 @@ static void endpoint_families(struct ism_reply *r, const struct ism_shm_hdr *h)
 				continue;
 			snprintf(svc, sizeof(svc), "%.*s", (int)(bar - key), key);
 			ism_prom_u64(r, em->m.name, em->value(&h->eps[i]), "service", svc,
-				     "endpoint", bar + 1, NULL);
+				     "endpoint", bar + 1, em->state ? "state" : NULL, em->state,
+				     NULL);
 		}
 	}
 }
@@ -378,6 +431,91 @@ static void master_families(struct ism_master *m, struct ism_reply *r)
 	scalar(r, &ready, (unsigned long long)ism_master_ready(m));
 }
 
+/* ---------- the processes ---------- */
+
+static void build_info(struct ism_reply *r)
+{
+	static const struct ism_metric m = {
+	    "isthmus_build_info", "gauge",
+	    "Always 1: the release and the libraries' versions it runs with (isthmus -vv)."};
+	struct ism_build_versions v;
+
+	ism_build_versions(&v);
+	ism_prom_family(r, &m);
+	ism_prom_u64(r, m.name, 1, "version", ISM_VERSION, "openssl", v.openssl, "pcre2", v.pcre2,
+		     "libyaml", v.libyaml, "liburing", v.liburing, NULL);
+}
+
+/* The master's own, named as the Prometheus client libraries name them, so
+ * that their dashboards and alerts work; the workers' come per worker below. */
+static void process_families(struct ism_master *m, struct ism_reply *r)
+{
+	static const struct ism_metric start = {
+	    "process_start_time_seconds", "gauge",
+	    "Start time of the master process since the epoch, in seconds."};
+	static const struct ism_metric cpu = {
+	    "process_cpu_seconds_total", "counter",
+	    "User and system CPU time of the master process (the workers': "
+	    "isthmus_worker_cpu_seconds_total), in seconds."};
+	static const struct ism_metric rss = {
+	    "process_resident_memory_bytes", "gauge",
+	    "Resident memory of the master process (the workers': "
+	    "isthmus_worker_resident_memory_bytes), in bytes."};
+	static const struct ism_metric vsize = {"process_virtual_memory_bytes", "gauge",
+						"Virtual memory of the master process, in bytes."};
+	static const struct ism_metric fds = {"process_open_fds", "gauge",
+					      "Open descriptors of the master process."};
+	static const struct ism_metric max_fds = {
+	    "process_max_fds", "gauge",
+	    "The open-file limit of the master process (the workers inherit it)."};
+	struct ism_procstat ps;
+	struct rlimit rl;
+	int n;
+
+	ism_prom_family(r, &start);
+	ism_prom_f64(r, start.name, (double)atomic_load(&m->shm.hdr->started_ms) / 1000.0, NULL);
+	if (ism_procstat_read(0, &ps) == 0) {
+		ism_prom_family(r, &cpu);
+		ism_prom_f64(r, cpu.name, ps.cpu_s, NULL);
+		scalar(r, &rss, ps.rss_bytes);
+		scalar(r, &vsize, ps.vsize_bytes);
+	}
+	n = ism_procstat_open_fds();
+	if (n >= 0)
+		scalar(r, &fds, (unsigned long long)n);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		scalar(r, &max_fds, rl.rlim_cur);
+}
+
+/* Per running worker (label worker, its slot), from /proc/PID/stat. */
+static void worker_processes(struct ism_master *m, struct ism_reply *r)
+{
+	static const struct ism_metric cpu = {
+	    "isthmus_worker_cpu_seconds_total", "counter",
+	    "User and system CPU time of each running worker process, in seconds."};
+	static const struct ism_metric rss = {
+	    "isthmus_worker_resident_memory_bytes", "gauge",
+	    "Resident memory of each running worker process, in bytes (the shared region "
+	    "counted in each)."};
+	struct ism_procstat ps[ISM_MAX_WORKERS];
+	bool got[ISM_MAX_WORKERS] = {false};
+	char idx[ISM_MAX_WORKERS][12];
+
+	for (int i = 0; i < m->n_slots; i++) {
+		got[i] =
+		    m->workers[i].pid != 0 && ism_procstat_read(m->workers[i].pid, &ps[i]) == 0;
+		snprintf(idx[i], sizeof(idx[i]), "%d", i);
+	}
+	ism_prom_family(r, &cpu);
+	for (int i = 0; i < m->n_slots; i++)
+		if (got[i])
+			ism_prom_f64(r, cpu.name, ps[i].cpu_s, "worker", idx[i], NULL);
+	ism_prom_family(r, &rss);
+	for (int i = 0; i < m->n_slots; i++)
+		if (got[i])
+			ism_prom_u64(r, rss.name, ps[i].rss_bytes, "worker", idx[i], NULL);
+}
+
 void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 {
 	struct ism_worker_stats st;
@@ -387,5 +525,8 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 	table_families(r, ism_shm_current(&m->shm));
 	worker_counters(r, &st);
 	master_families(m, r);
+	build_info(r);
+	process_families(m, r);
+	worker_processes(m, r);
 	endpoint_families(r, m->shm.hdr);
 }
