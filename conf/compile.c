@@ -1153,6 +1153,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->user = astr(b, a->user);
 	t->group = astr(b, a->group);
 	t->control_socket = astr(b, a->control_socket);
+	t->pid_file = astr(b, a->pid_file);
 	fill_access_log(b, &t->access_log, &a->access_log);
 	t->admin_addr = a->admin;
 	t->admin_addrlen = a->admin_len;

@@ -607,6 +607,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "user",
 					   "group",
 					   "controlSocket",
+					   "pidFile",
 					   "admin",
 					   "listenAddress",
 					   "limits",
@@ -627,6 +628,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 
 	a->ns = "default";
 	a->control_socket = "/run/isthmus/isthmus.sock";
+	a->pid_file = "";
 	a->listen = "0.0.0.0";
 	a->user = a->group = "";
 	a->root_ns = "istio-system";
@@ -641,6 +643,11 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	ism_v_str(v, spec, "user", false, &a->user);
 	ism_v_str(v, spec, "group", false, &a->group);
 	ism_v_str(v, spec, "controlSocket", false, &a->control_socket);
+	if (ism_v_str(v, spec, "pidFile", false, &a->pid_file) > 0 && a->pid_file[0] != '/') {
+		old = ism_v_push(v, ".pidFile");
+		ism_v_err(v, ism_node_get(spec, "pidFile", NULL), "must be an absolute path");
+		ism_v_pop(v, old);
+	}
 	if (ism_v_str(v, spec, "listenAddress", false, &a->listen) > 0) {
 		struct sockaddr_storage ss;
 		socklen_t len;

@@ -292,7 +292,7 @@ struct ism_cm_appliance {
 	const char *region, *zone, *subzone;
 	const char *ns;
 	uint32_t workers;
-	const char *user, *group, *control_socket;
+	const char *user, *group, *control_socket, *pid_file;
 	struct ism_alog_conf access_log; /* strings and ops point into the model */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <liburing.h>
@@ -10,10 +11,16 @@
 #include <pcre2.h>
 #include <yaml.h>
 
+#include "lib/version.h"
+#include "worker/worker.h"
+
 /* "pkg=version ..." of the libraries built against, from pkg-config (the
  * Makefile defines it for this file). */
 #ifndef ISM_BUILD_PKGS
 #define ISM_BUILD_PKGS ""
+#endif
+#ifndef ISM_BUILD_CFLAGS
+#define ISM_BUILD_CFLAGS ""
 #endif
 
 /* The version pkg-config gave at build time for pkg, or "?". */
@@ -50,4 +57,84 @@ void ism_build_versions(struct ism_build_versions *v)
 #else
 	built_version("liburing", v->liburing, sizeof(v->liburing));
 #endif
+}
+
+bool ism_build_ktls_offered(void)
+{
+	char ulp[256] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+
+	if (f == NULL)
+		return false;
+	if (fgets(ulp, sizeof(ulp), f) == NULL)
+		ulp[0] = '\0';
+	fclose(f);
+	/* A space-separated list: "tls" as a word, not inside another. */
+	for (char *w = strtok(ulp, " \n"); w != NULL; w = strtok(NULL, " \n"))
+		if (strcmp(w, "tls") == 0)
+			return true;
+	return false;
+}
+
+static void print_kernel(FILE *out)
+{
+	struct ism_ring_probe p;
+	struct utsname u;
+
+	if (uname(&u) == 0)
+		fprintf(out, "Kernel: %s %s %s\n", u.sysname, u.release, u.machine);
+	ism_worker_ring_probe(&p);
+	if (p.ring < 0) {
+		fprintf(out, "  io_uring: not available (%s): workers cannot run\n",
+			strerror(-p.ring));
+	} else {
+		fprintf(out, "  io_uring: available, features 0x%x\n", p.features);
+		fprintf(out,
+			"  io_uring setup flags SUBMIT_ALL COOP_TASKRUN SINGLE_ISSUER "
+			"DEFER_TASKRUN: %s\n",
+			p.flags ? "taken" : "refused (workers use a plain ring)");
+		if (p.buf_ring < 0)
+			fprintf(out,
+				"  io_uring provided buffer rings: refused (%s): workers cannot "
+				"run\n",
+				strerror(-p.buf_ring));
+		else
+			fprintf(out, "  io_uring provided buffer rings: yes\n");
+	}
+	fprintf(out, "  kTLS (the \"tls\" upper-layer protocol): %s\n",
+		ism_build_ktls_offered()
+		    ? "offered (not used by this release: TLS runs in user space)"
+		    : "not offered (this release does not use it)");
+}
+
+void ism_build_print(FILE *out)
+{
+	struct ism_build_versions v;
+	char built[32];
+	int jit = 0;
+
+	ism_build_versions(&v);
+	fprintf(out, "isthmus " ISM_VERSION "\n");
+	fprintf(out, "Build: %s %s, flags: %s\n",
+#ifdef __clang__
+		"clang",
+#else
+		"gcc",
+#endif
+		__VERSION__, ISM_BUILD_CFLAGS);
+	fprintf(out, "Built with: %s\n", ISM_BUILD_PKGS[0] ? ISM_BUILD_PKGS : "(not recorded)");
+	fprintf(out, "Running with:\n");
+	fprintf(out, "  %s\n", OpenSSL_version(OPENSSL_VERSION));
+	pcre2_config(PCRE2_CONFIG_JIT, &jit);
+	fprintf(out, "  PCRE2 %s, JIT %s\n", v.pcre2, jit ? "available" : "not available");
+	fprintf(out, "  libyaml %s\n", v.libyaml);
+#ifdef IO_URING_VERSION_MAJOR
+	(void)built;
+	fprintf(out, "  liburing %s\n", v.liburing);
+#else
+	built_version("liburing", built, sizeof(built));
+	fprintf(out, "  liburing %s (as built: this liburing tells no version at run time)\n",
+		built);
+#endif
+	print_kernel(out);
 }

@@ -4,6 +4,7 @@
 #define ISM_MASTER_BUILDINFO_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* The libraries' versions as this process runs with them; where a library
  * tells none at run time (liburing before 2.4), the version it was built
@@ -16,5 +17,13 @@ struct ism_build_versions {
 };
 
 void ism_build_versions(struct ism_build_versions *v);
+
+/* Whether the kernel offers kTLS (the "tls" upper-layer protocol). */
+bool ism_build_ktls_offered(void);
+
+/* isthmus -vv: the release, the compiler and flags, each library's version as
+ * built and as run, and what the kernel offers (io_uring ring flags and
+ * provided buffer rings, kTLS), probed now. */
+void ism_build_print(FILE *out);
 
 #endif

@@ -23,6 +23,7 @@
 #include "master/commands.h"
 #include "master/master-t.h"
 #include "master/metrics.h"
+#include "master/runfile.h"
 
 #define CTL_LINE_MAX	 4096	      /* a command line, or an admin request head */
 #define CTL_REPLY_MAX	 (64u << 20)  /* one answer; more is an error, never a cut text */
@@ -85,23 +86,6 @@ struct ism_ctl {
 
 static const char *const pool_names[CTL_POOLS] = {"control", "admin"};
 
-static int make_parent(const char *path)
-{
-	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir)
-		return 0;
-	*slash = '\0';
-	/* 0755 whatever the umask (the unit's is 0027): the socket's own mode
-	 * (0660, root:<group>) keeps others out, and its group must reach it. */
-	if (mkdir(dir, 0755) == 0)
-		return chmod(dir, 0755) < 0 ? -errno : 0;
-	return errno == EEXIST ? 0 : -errno;
-}
-
 static int bind_unix(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -110,7 +94,7 @@ static int bind_unix(const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ret = make_parent(path);
+	ret = ism_runfile_make_parent(path);
 	if (ret < 0)
 		return ret;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

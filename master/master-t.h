@@ -100,6 +100,7 @@ struct ism_master {
 	size_t n_watch;
 	uint64_t next_watch;
 	struct ism_loader loader;
+	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
 };
 
 /* Reads the appliance file (at most ISM_CONF_FILE_MAX bytes, NUL-terminated)

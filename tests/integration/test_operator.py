@@ -410,3 +410,72 @@ def json_answers_typed(env):
         doc = ask(cmd)
         _typed(cmd, doc, _REPORT)
         check(doc["result"] == result, f"{cmd} json: {doc}")
+
+
+# --------------------------------------------------------------------------- the binaries, the pid file
+
+
+@_test
+def isthmus_cli_options(env):
+    """isthmus --help and -h (exit 0), --version and -v (the release), -vv (the
+    build, each library's version, what the kernel offers), a bad option
+    (exit 2 and the usage)."""
+    for args in (["--help"], ["-h"]):
+        rc, out, err = _run([env.isthmus, *args])
+        check(rc == 0 and out.startswith("usage: isthmus") and "-vv" in out, f"isthmus {args}: {rc} {out!r} {err!r}")
+    rc, v1, _ = _run([env.isthmus, "-v"])
+    rc2, v2, _ = _run([env.isthmus, "--version"])
+    check(rc == rc2 == 0 and v1 == v2 and re.fullmatch(r"isthmus \d+\.\d+\.\d+\n", v1), f"-v {v1!r}, --version {v2!r}")
+    rc, out, err = _run([env.isthmus, "-vv"])
+    check(rc == 0 and out.startswith(v1), f"-vv: {rc} {out!r} {err!r}")
+    for want in (r"^Build: \S+ \S+", r"^Built with: .*openssl=\d", r"^  OpenSSL \d+\.\d+", r"^  PCRE2 \d+\.\d+, JIT",
+                 r"^  libyaml \d+\.\d+", r"^  liburing \d+\.\d+", r"^Kernel: Linux ",
+                 r"^  io_uring: (available|not available)", r"^  kTLS .*: (offered|not offered)"):
+        check(re.search(want, out, re.M), f"-vv lacks {want!r}:\n{out}")
+    if os.path.exists("/proc/sys/net/ipv4/tcp_available_ulp"):
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            offered = "tls" in f.read().split()
+        check(("kTLS (the \"tls\" upper-layer protocol): offered" in out) == offered,
+              f"-vv's kTLS line vs tcp_available_ulp ({offered}):\n{out}")
+    rc, out, err = _run([env.isthmus, "--bogus"])
+    check(rc == 2 and "usage: isthmus" in err, f"a bad option: {rc} {err!r}")
+
+
+@_test
+def pid_file(env):
+    """spec.pidFile: written (its directory made) once the master serves,
+    holding its pid; a second isthmus on the same pid file refuses to start and
+    leaves the first one's control socket alone; a stale file (a dead pid) is
+    overwritten; the file goes at the stop."""
+    pidf = env.path("run/isthmus.pid")
+    aport, _ = _start(env, extra=f"  pidFile: {pidf}\n")
+    poll(lambda: os.path.exists(pidf), 5, what="the pid file")
+    with open(pidf) as f:
+        check(f.read() == f"{env.gateway.pid}\n", "the pid file does not hold the master's pid")
+    check(oct(os.stat(pidf).st_mode & 0o777) == "0o644", f"pid file mode {oct(os.stat(pidf).st_mode)}")
+    # A second master, own ports and socket, the same pid file.
+    other = env.write("other.yaml", open(env.conf).read()
+                      .replace(env.path("ctl.sock"), env.path("other.sock"))
+                      .replace(f"127.0.0.1:{aport}", f"127.0.0.1:{free_port()}")
+                      .replace(f"number: {env.gw_port}", f"number: {free_port()}"))
+    p = subprocess.run([env.isthmus, "-f", other], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    out = p.stdout.decode()
+    check(p.returncode == 1 and f"isthmus already runs as pid {env.gateway.pid}" in out,
+          f"the second master: exit {p.returncode}: {out}")
+    check(not os.path.exists(env.path("other.sock")), "the second master bound its control socket")
+    check(ctl_cmd(env.path("ctl.sock"), "show info").startswith("version"), "the first master's socket is gone")
+    with open(pidf) as f:
+        check(f.read() == f"{env.gateway.pid}\n", "the second master touched the pid file")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    env.gateway.p.wait(timeout=20)
+    check(not os.path.exists(pidf), "the pid file outlived the master")
+    # Stale: the pid of the master just stopped.
+    with open(pidf, "w") as f:
+        f.write(f"{env.gateway.pid}\n")
+    g = env.start_gateway(env.conf, env.gw_port)
+    poll(lambda: open(pidf).read() == f"{g.pid}\n", 5, what="the stale pid file overwritten")
+    rc, out = env.check_config(env.write("bad.yaml", open(env.conf).read()
+                                         .replace(f"pidFile: {pidf}", "pidFile: run/isthmus.pid")))
+    check(rc == 1 and re.search(r"bad\.yaml:\d+:\d+: error: .*spec\.pidFile: must be an absolute path", out),
+          f"a relative pidFile: {out}")
