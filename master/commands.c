@@ -66,20 +66,20 @@ static void kv_num(struct kv *k, const char *key, unsigned long long v)
 	k->n++;
 }
 
-/* s as a JSON string, quotes included, escaped whatever its length. */
+/* s as a JSON string, quotes included, escaped whatever its length: in pieces
+ * of 128 bytes, a short one in one append. */
 static void say_json_str(struct ism_reply *r, const char *s)
 {
-	size_t len = strlen(s);
+	size_t len = strlen(s), off = 0;
 
-	ism_say(r, "\"");
-	for (size_t off = 0; off < len; off += 128) {
+	do {
 		char esc[128 * 6 + 8]; /* \u00XX per byte at most, and the room the escaper keeps */
 		size_t n = len - off < 128 ? len - off : 128;
 
 		ism_json_escape(esc, sizeof(esc), s + off, n);
-		ism_say(r, "%s", esc);
-	}
-	ism_say(r, "\"");
+		ism_say(r, "%s%s%s", off == 0 ? "\"" : "", esc, off + n == len ? "\"" : "");
+		off += n;
+	} while (off < len);
 }
 
 static void kv_str(struct kv *k, const char *key, const char *v)

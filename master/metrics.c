@@ -22,52 +22,91 @@ void ism_prom_family(struct ism_reply *r, const struct ism_metric *m)
 	ism_say(r, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
 }
 
-/* "{k="v",...}" for the pairs of ap, or nothing; backslash, quote and newline
- * escaped in the values. */
-static void say_labels(struct ism_reply *r, va_list ap)
+/* A sample line gathered on the stack and appended to the reply in one go
+ * (a page holds tens of thousands); a longer one is appended in pieces. */
+struct line {
+	struct ism_reply *r;
+	size_t n;
+	char buf[512];
+};
+
+static void line_flush(struct line *l)
+{
+	if (l->n)
+		ism_say(l->r, "%.*s", (int)l->n, l->buf);
+	l->n = 0;
+}
+
+static void line_put(struct line *l, const char *s, size_t len)
+{
+	if (l->n + len > sizeof(l->buf))
+		line_flush(l);
+	if (len > sizeof(l->buf)) {
+		ism_say(l->r, "%.*s", (int)len, s);
+		return;
+	}
+	memcpy(l->buf + l->n, s, len);
+	l->n += len;
+}
+
+static void line_str(struct line *l, const char *s)
+{
+	line_put(l, s, strlen(s));
+}
+
+/* name{k="v",...} for the pairs of ap (nothing without pairs); backslash,
+ * quote and newline escaped in the values. */
+static void line_head(struct line *l, const char *name, va_list ap)
 {
 	const char *key;
 	int n = 0;
 
+	line_str(l, name);
 	while ((key = va_arg(ap, const char *)) != NULL) {
 		const char *v = va_arg(ap, const char *);
 
-		ism_say(r, "%s%s=\"", n++ ? "," : "{", key);
+		line_str(l, n++ ? "," : "{");
+		line_str(l, key);
+		line_str(l, "=\"");
 		for (size_t run; *v; v += run) {
 			run = strcspn(v, "\\\"\n");
 			if (run) {
-				ism_say(r, "%.*s", (int)run, v);
+				line_put(l, v, run);
 				continue;
 			}
-			ism_say(r, "\\%c", *v == '\n' ? 'n' : *v);
+			line_put(l, *v == '\n' ? "\\n" : *v == '"' ? "\\\"" : "\\\\", 2);
 			run = 1;
 		}
-		ism_say(r, "\"");
+		line_str(l, "\"");
 	}
 	if (n)
-		ism_say(r, "}");
+		line_str(l, "}");
 }
 
 void ism_prom_u64(struct ism_reply *r, const char *name, unsigned long long v, ...)
 {
+	struct line l = {.r = r};
+	char num[32];
 	va_list ap;
 
-	ism_say(r, "%s", name);
 	va_start(ap, v);
-	say_labels(r, ap);
+	line_head(&l, name, ap);
 	va_end(ap);
-	ism_say(r, " %llu\n", v);
+	line_put(&l, num, (size_t)snprintf(num, sizeof(num), " %llu\n", v));
+	line_flush(&l);
 }
 
 void ism_prom_f64(struct ism_reply *r, const char *name, double v, ...)
 {
+	struct line l = {.r = r};
+	char num[48];
 	va_list ap;
 
-	ism_say(r, "%s", name);
 	va_start(ap, v);
-	say_labels(r, ap);
+	line_head(&l, name, ap);
 	va_end(ap);
-	ism_say(r, " %.15g\n", v);
+	line_put(&l, num, (size_t)snprintf(num, sizeof(num), " %.15g\n", v));
+	line_flush(&l);
 }
 
 /* A family of one sample without labels. */
