@@ -72,6 +72,12 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# `isthmus -vv` and isthmus_build_info: the libraries' versions pkg-config gives
+# and the flags, as built.
+$(BUILD)/master/buildinfo.o: ALL_CFLAGS += \
+	-DISM_BUILD_PKGS='"$(strip $(foreach p,$(PKGS),$(p)=$(shell pkg-config --modversion $(p) 2>/dev/null)))"' \
+	-DISM_BUILD_CFLAGS='"$(strip $(CFLAGS) $(EXTRA_CFLAGS))"'
+
 $(BUILD)/libisthmus.a: $(LIB_OBJS)
 	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
 
@@ -155,7 +161,7 @@ format:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/isthmusctl.d $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # Packages (packaging/): binary packages of the built tree, and their test.
 deb: all

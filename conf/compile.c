@@ -965,7 +965,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 		cl->lb = tp->lb.has_simple ? tp->lb.simple : ISM_LB_LEAST_REQUEST;
 	cl->connect_timeout_ms =
 	    tp->pool.has_connect ? tp->pool.connect_ms : c->app.timeouts.upstream_connect_ms;
-	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : 60000;
+	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : ISM_DEFAULT_POOL_IDLE_MS;
 	if (tp->pool.set)
 		cl->pool = tp->pool.limits;
 	else
@@ -973,7 +973,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 						    .max_pending = UINT32_MAX,
 						    .max_requests_per_conn = 0,
 						    .max_retries = UINT32_MAX};
-	cl->overprovisioning = 140;
+	cl->overprovisioning = ISM_DEFAULT_OVERPROVISIONING;
 	if (tp->od.set) {
 		struct ism_outlier *od = ANEW(b, 1, struct ism_outlier);
 
@@ -1692,6 +1692,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->user = astr(b, a->user);
 	t->group = astr(b, a->group);
 	t->control_socket = astr(b, a->control_socket);
+	t->pid_file = astr(b, a->pid_file);
 	fill_access_log(b, &t->access_log, &a->access_log);
 	t->admin_addr = a->admin;
 	t->admin_addrlen = a->admin_len;

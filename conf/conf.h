@@ -40,6 +40,11 @@ struct ism_diags {
 };
 
 void ism_diags_init(struct ism_diags *d);
+/* Adds one diagnostic (counted in n_errors when sev is an error); past the 64
+ * kept, only counted. */
+void ism_diag_add(struct ism_diags *d, enum ism_diag_severity sev, const char *file, int line,
+		  int col, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 /* Prints every diagnostic, one per line, in the form above. */
 void ism_diags_print(FILE *out, const struct ism_diags *d);
 /* Formats them into buf (NUL-terminated, truncated to len); returns bytes written. */

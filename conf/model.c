@@ -388,7 +388,7 @@ static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, stru
 	t->idle_ms = 60000;
 	t->upstream_connect_ms = 10000;
 	t->upstream_response_ms = 60000;
-	t->drain_ms = 30000;
+	t->drain_ms = ISM_DEFAULT_DRAIN_MS;
 	if (n == NULL)
 		return;
 	old = ism_v_push(v, ".timeouts");
@@ -622,12 +622,27 @@ static void parse_access_log(struct ism_vctx *v, const struct ism_node *n, struc
 
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
-	static const char *const keys[] = {
-	    "locality",	     "namespace",	  "workers",	     "user",
-	    "group",	     "controlSocket",	  "admin",	     "listenAddress",
-	    "limits",	     "timeouts",	  "healthChecks",    "labels",
-	    "accessLog",     "credentials",	  "meshIdentity",    "meshRootNamespace",
-	    "proxyProtocol", "pathNormalization", "gatewayTopology", NULL};
+	static const char *const keys[] = {"locality",
+					   "namespace",
+					   "workers",
+					   "user",
+					   "group",
+					   "controlSocket",
+					   "pidFile",
+					   "admin",
+					   "listenAddress",
+					   "limits",
+					   "timeouts",
+					   "healthChecks",
+					   "labels",
+					   "accessLog",
+					   "credentials",
+					   "meshIdentity",
+					   "meshRootNamespace",
+					   "proxyProtocol",
+					   "pathNormalization",
+					   "gatewayTopology",
+					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;
@@ -635,6 +650,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 
 	a->ns = "default";
 	a->control_socket = "/run/isthmus/isthmus.sock";
+	a->pid_file = "";
 	a->listen = "0.0.0.0";
 	a->user = a->group = "";
 	a->root_ns = "istio-system";
@@ -649,6 +665,11 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	ism_v_str(v, spec, "user", false, &a->user);
 	ism_v_str(v, spec, "group", false, &a->group);
 	ism_v_str(v, spec, "controlSocket", false, &a->control_socket);
+	if (ism_v_str(v, spec, "pidFile", false, &a->pid_file) > 0 && a->pid_file[0] != '/') {
+		old = ism_v_push(v, ".pidFile");
+		ism_v_err(v, ism_node_get(spec, "pidFile", NULL), "must be an absolute path");
+		ism_v_pop(v, old);
+	}
 	if (ism_v_str(v, spec, "listenAddress", false, &a->listen) > 0) {
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -1814,7 +1835,9 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 		o->split_local = split;
 	ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
 		  &o->consecutive_local);
-	o->max_ejection_ms = o->base_ejection_ms > 300000 ? o->base_ejection_ms : 300000;
+	o->max_ejection_ms = o->base_ejection_ms > ISM_DEFAULT_MAX_EJECTION_MS
+				 ? o->base_ejection_ms
+				 : ISM_DEFAULT_MAX_EJECTION_MS;
 	ism_v_pop(v, old);
 }
 

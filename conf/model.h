@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conf/defaults.h"
 #include "conf/tree.h"
 #include "lib/strmap.h"
 #include "shm/table-t.h"
@@ -328,7 +329,7 @@ struct ism_cm_appliance {
 	const char *region, *zone, *subzone;
 	const char *ns;
 	uint32_t workers;
-	const char *user, *group, *control_socket;
+	const char *user, *group, *control_socket, *pid_file;
 	struct ism_alog_conf access_log; /* strings and ops point into the model */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
@@ -470,7 +471,7 @@ void ism_tls_xref(struct ism_vctx *v);
  * STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
 void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes);
 
-/* --- cross references (conf/xref.c) --- */
+/* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
 const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host);

@@ -95,8 +95,5 @@ const char *ism_node_kind_name(enum ism_node_kind k);
 void ism_diag_addv(struct ism_diags *d, enum ism_diag_severity sev, const char *file, int line,
 		   int col, const char *field, const char *fmt, va_list ap)
     __attribute__((format(printf, 7, 0)));
-void ism_diag_add(struct ism_diags *d, enum ism_diag_severity sev, const char *file, int line,
-		  int col, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
 
 #endif

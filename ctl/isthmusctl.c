@@ -1,5 +1,6 @@
 /* isthmusctl: the control-socket client. Sends its arguments as one command line
- * to the master's control socket and prints the answer.
+ * to the master's control socket and prints the answer. The commands it lists
+ * (--help, help) are the master's own list, master/cmdlist.h.
  *
  * Exit status: 0 success; 1 the master answered with an error (or a refused
  * reload); 2 usage error; 3 the socket could not be reached, the answer timed out,
@@ -14,25 +15,32 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/version.h"
+#include "master/cmdlist.h"
+
 #define DEFAULT_SOCKET	  "/run/isthmus/isthmus.sock"
 #define TIMEOUT_MS	  30000	 /* an answer (silence allowed between its parts) */
 #define RELOAD_TIMEOUT_MS 300000 /* a reload may wait behind another, each of a large file */
 
+static void synopsis(FILE *out)
+{
+	fprintf(out, "usage: isthmusctl [-s SOCKET] COMMAND... [json]\n"
+		     "       isthmusctl -h | --help | help       the commands\n"
+		     "       isthmusctl -v | --version           the version\n");
+}
+
 static void usage(FILE *out)
 {
-	fprintf(
-	    out,
-	    "usage: isthmusctl [-s SOCKET] COMMAND...\n"
-	    "  -s SOCKET  control socket (default " DEFAULT_SOCKET ", or $ISTHMUS_SOCKET)\n"
-	    "commands (append \"json\" to any command for JSON):\n"
-	    "  show info | show config | show workers | show clusters\n"
-	    "  show endpoints [CLUSTER]\n"
-	    "  set endpoint ID|KEY state ready|drain|maint\n"
-	    "  set endpoint ID|KEY weight N\n"
-	    "  show routes | show events\n"
-	    "  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
-	    "  reload\n"
-	    "exit status: 0 ok, 1 error reported by isthmus, 2 usage, 3 cannot reach isthmus\n");
+	synopsis(out);
+	fprintf(out, "  -s, --socket SOCKET  the master's control socket (default " DEFAULT_SOCKET
+		     ", or $ISTHMUS_SOCKET)\n"
+		     "commands (append \"json\" to any command for JSON):\n");
+#define CMD_USAGE(name, words, args, form, syntax, help)                                           \
+	fprintf(out, "  %s%s%s\n      %s\n", words, syntax[0] ? " " : "", syntax, help);
+	ISM_CMD_LIST(CMD_USAGE)
+#undef CMD_USAGE
+	fprintf(out, "exit status: 0 ok, 1 error reported by isthmus, 2 usage, 3 cannot reach "
+		     "isthmus\n");
 }
 
 /* Whether the answer begins with prefix: how the master reports a failure. */
@@ -102,6 +110,13 @@ static int read_answer(int fd, int timeout_ms, char **out, size_t *len)
 	return 0;
 }
 
+static const struct option options[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0},
+};
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -113,7 +128,7 @@ int main(int argc, char **argv)
 
 	if (path == NULL)
 		path = DEFAULT_SOCKET;
-	while ((opt = getopt(argc, argv, "+s:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:hv", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			path = optarg;
@@ -121,14 +136,22 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'v':
+			printf("isthmusctl " ISM_VERSION "\n");
+			return 0;
 		default:
-			usage(stderr);
+			synopsis(stderr);
 			return 2;
 		}
 	}
 	if (optind >= argc) {
-		usage(stderr);
+		synopsis(stderr);
 		return 2;
+	}
+	/* The list is this program's own: no master is needed to read it. */
+	if (optind + 1 == argc && strcmp(argv[optind], "help") == 0) {
+		usage(stdout);
+		return 0;
 	}
 	for (int i = optind; i < argc; i++) {
 		int w =

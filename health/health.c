@@ -46,6 +46,7 @@ struct hc_ep {
 	bool seen;	 /* set_table bookkeeping */
 	bool checked;	 /* a result was recorded (Envoy's first_check_, inverted) */
 	bool spread_due; /* checked at once when added: its next wait takes its offset */
+	bool suspended;	 /* in maintenance (admin maint): not checked */
 	int fd;
 	uint64_t next_ms;
 	uint64_t deadline_ms;
@@ -488,6 +489,27 @@ static void run_events(struct ism_health *h, uint64_t now)
 	}
 }
 
+/* An endpoint in maintenance is not checked: nothing is known of it, so it
+ * counts as unhealthy. Back from maintenance it is checked at once, and that
+ * first check decides, as a new endpoint's does. A check in progress when
+ * maintenance begins ends first. */
+static void ep_suspend(struct ism_health *h, struct hc_ep *e)
+{
+	e->suspended = true;
+	e->succ = e->fail = 0;
+	if (atomic_load(&ep_state(h, e->id)->health) == ISM_EP_HEALTHY)
+		set_health(h, e->id, ISM_EP_UNHEALTHY);
+	ism_notice("endpoint %s in maintenance: health checks suspended", e->label);
+}
+
+static void ep_resume(struct hc_ep *e, uint64_t now)
+{
+	e->suspended = false;
+	e->checked = false;
+	e->next_ms = now;
+	ism_notice("endpoint %s out of maintenance: health checks resumed", e->label);
+}
+
 void ism_health_run(struct ism_health *h, uint64_t now_ms)
 {
 	char reason[48];
@@ -496,12 +518,20 @@ void ism_health_run(struct ism_health *h, uint64_t now_ms)
 	run_events(h, now_ms);
 	for (i = 0; i < h->n; i++) {
 		struct hc_ep *e = h->list[i];
+		bool maint;
 
 		if (e->state != HC_IDLE && e->deadline_ms <= now_ms) {
 			snprintf(reason, sizeof(reason), "timeout after %u ms", e->timeout_ms);
 			ep_result(h, e, HC_FAIL_NETWORK, reason, now_ms);
 		}
-		if (e->state == HC_IDLE && e->next_ms <= now_ms)
+		if (e->state != HC_IDLE)
+			continue;
+		maint = atomic_load(&ep_state(h, e->id)->admin) == ISM_EP_ADMIN_MAINT;
+		if (maint && !e->suspended)
+			ep_suspend(h, e);
+		else if (!maint && e->suspended)
+			ep_resume(e, now_ms);
+		if (!e->suspended && e->next_ms <= now_ms)
 			ep_start(h, e, now_ms);
 	}
 }
@@ -515,6 +545,8 @@ int ism_health_timeout_ms(const struct ism_health *h, uint64_t now_ms)
 		const struct hc_ep *e = h->list[i];
 		uint64_t t = e->state == HC_IDLE ? e->next_ms : e->deadline_ms;
 
+		if (e->state == HC_IDLE && e->suspended)
+			continue; /* the master's loop looks at least once a second */
 		if (t < due)
 			due = t;
 	}

@@ -7,7 +7,9 @@
  * decides. Waits follow Envoy's interval state machine (interval, unhealthy,
  * unhealthy-edge and healthy-edge intervals) plus the configured jitter, and
  * checks are spread over each interval, so many endpoints are not checked in
- * one burst.
+ * one burst. An endpoint in maintenance (admin state maint) is not checked and
+ * counts as unhealthy; out of it, it is checked at once and its first check
+ * decides.
  *
  * Non-blocking: the checker owns an epoll descriptor that the master's poll loop
  * waits on, and timers the master honours through ism_health_timeout_ms. Results

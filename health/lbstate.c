@@ -1,18 +1,20 @@
 #include "health/lbstate.h"
 
+#include "conf/defaults.h"
 #include "health/outlier.h"
 #include "health/priority.h"
 
-/* Envoy's host counts per priority: an endpoint drained or in maintenance is
- * excluded (out of the denominator), the rest count as hosts, eligible ones as
- * healthy. */
+/* Envoy's host counts per priority: an endpoint the operator keeps out
+ * (drain, maint, weight 0) is excluded (out of the denominator), the rest count
+ * as hosts, eligible ones as healthy. */
 static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
 		  struct ism_prio_input *in)
 {
 	in->n_priorities = cl->n_priorities ? cl->n_priorities : 1;
 	if (in->n_priorities > ISM_MAX_PRIORITIES)
 		in->n_priorities = ISM_MAX_PRIORITIES;
-	in->overprovisioning = cl->overprovisioning ? cl->overprovisioning : 140;
+	in->overprovisioning =
+	    cl->overprovisioning ? cl->overprovisioning : ISM_DEFAULT_OVERPROVISIONING;
 	in->panic_threshold = cl->panic_threshold;
 	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
 		const struct ism_endpoint *e = &cl->endpoints[i];
@@ -20,7 +22,7 @@ static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
 		uint32_t p = e->priority < in->n_priorities ? e->priority : in->n_priorities - 1;
 
 		in->hosts[p]++;
-		if (atomic_load(&st->admin) != ISM_EP_ADMIN_READY)
+		if (ism_ep_admin_out(st))
 			in->excluded[p]++;
 		else if (ism_ep_eligible(st))
 			in->healthy[p]++;
@@ -35,7 +37,7 @@ static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgro
 	for (uint32_t i = g->first; i < g->first + g->count; i++) {
 		const struct ism_ep_state *st = &eps[cl->endpoints[i].id];
 
-		if (atomic_load(&st->admin) != ISM_EP_ADMIN_READY)
+		if (ism_ep_admin_out(st))
 			excluded++;
 		else if (ism_ep_eligible(st))
 			eligible++;
@@ -45,7 +47,8 @@ static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgro
 	uint32_t w = (g->weight < 4000000 ? g->weight : 4000000) * 1000;
 
 	return ism_locality_effective_weight(w, eligible, g->count, excluded,
-					     cl->overprovisioning ? cl->overprovisioning : 140);
+					     cl->overprovisioning ? cl->overprovisioning
+								  : ISM_DEFAULT_OVERPROVISIONING);
 }
 
 void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *eps)

@@ -217,9 +217,14 @@ uint64_t ism_outlier_ejection_ms(const struct ism_outlier *od, uint32_t k)
 	return t < od->max_ejection_ms ? t : od->max_ejection_ms;
 }
 
+int ism_ep_admin_out(const struct ism_ep_state *e)
+{
+	return atomic_load_explicit(&e->admin, memory_order_relaxed) != ISM_EP_ADMIN_READY ||
+	       atomic_load_explicit(&e->weight, memory_order_relaxed) == ISM_EP_WEIGHT_SET;
+}
+
 int ism_ep_eligible(const struct ism_ep_state *e)
 {
 	return atomic_load_explicit(&e->health, memory_order_relaxed) == ISM_EP_HEALTHY &&
-	       atomic_load_explicit(&e->admin, memory_order_relaxed) == ISM_EP_ADMIN_READY &&
-	       atomic_load_explicit(&e->ejected, memory_order_relaxed) == 0;
+	       !ism_ep_admin_out(e) && atomic_load_explicit(&e->ejected, memory_order_relaxed) == 0;
 }

@@ -43,7 +43,13 @@ int ism_outlier_uneject(struct ism_ep_state *e, uint64_t now_ms);
 /* The ejection time for the k-th consecutive ejection. */
 uint64_t ism_outlier_ejection_ms(const struct ism_outlier *od, uint32_t k);
 
-/* Whether the endpoint may be picked: healthy, ready and not ejected. */
+/* Whether the operator keeps new requests from the endpoint: drained, in
+ * maintenance, or weight 0 through the control socket. Such an endpoint is
+ * excluded from its priority's host count, as Envoy's excluded hosts are. */
+int ism_ep_admin_out(const struct ism_ep_state *e);
+
+/* Whether the endpoint may be picked: healthy, not ejected and not kept out by
+ * the operator. */
 int ism_ep_eligible(const struct ism_ep_state *e);
 
 #endif

@@ -12,6 +12,7 @@
 #include "health/outlier.h"
 #include "lib/json.h"
 #include "lib/log.h"
+#include "master/cmdlist.h"
 #include "master/master-t.h"
 #include "master/reload.h"
 
@@ -65,13 +66,27 @@ static void kv_num(struct kv *k, const char *key, unsigned long long v)
 	k->n++;
 }
 
+/* s as a JSON string, quotes included, escaped whatever its length: in pieces
+ * of 128 bytes, a short one in one append. */
+static void say_json_str(struct ism_reply *r, const char *s)
+{
+	size_t len = strlen(s), off = 0;
+
+	do {
+		char esc[128 * 6 + 8]; /* \u00XX per byte at most, and the room the escaper keeps */
+		size_t n = len - off < 128 ? len - off : 128;
+
+		ism_json_escape(esc, sizeof(esc), s + off, n);
+		ism_say(r, "%s%s%s", off == 0 ? "\"" : "", esc, off + n == len ? "\"" : "");
+		off += n;
+	} while (off < len);
+}
+
 static void kv_str(struct kv *k, const char *key, const char *v)
 {
-	char esc[1024];
-
 	if (k->shape == KV_JSON) {
-		ism_json_escape(esc, sizeof(esc), v, strlen(v));
-		ism_say(k->r, "%s\"%s\":\"%s\"", k->n ? "," : "", key, esc);
+		ism_say(k->r, "%s\"%s\":", k->n ? "," : "", key);
+		say_json_str(k->r, v);
 	} else if (k->shape == KV_INLINE) {
 		ism_say(k->r, "%s%s=%s", k->n ? " " : "", key, v);
 	} else {
@@ -108,7 +123,7 @@ static void list_item(struct kv *k, struct ism_reply *r, int json, int not_first
 	kv_begin(k, r, json ? KV_JSON : KV_INLINE);
 }
 
-static void show_info(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
 	struct ism_worker_stats st;
@@ -116,6 +131,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	struct kv k;
 
+	(void)args;
 	ism_shm_stats_sum(&m->shm, &st);
 	kv_begin(&k, r, json ? KV_JSON : KV_LINES);
 	kv_str(&k, "version", ISM_VERSION);
@@ -125,7 +141,7 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "worker_hangs", m->worker_hangs);
 	kv_num(&k, "max_connections_per_worker", t ? t->limits.max_connections : 0);
 	kv_num(&k, "open_files_limit", getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0);
-	kv_str(&k, "ready", ism_master_ready(m) ? "yes" : "no");
+	kv_bool(&k, "ready", ism_master_ready(m));
 	kv_bool(&k, "reloading", ism_reload_busy(m));
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));
@@ -138,15 +154,17 @@ static void show_info(struct ism_master *m, struct ism_reply *r, int json)
 	kv_num(&k, "responses_5xx", st.resp_class[5]);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");
+	return 0;
 }
 
-static void show_config(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_config(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	char when[40];
 	time_t sec = (time_t)(m->loaded_ms / 1000);
 	struct tm tm;
 	struct kv k;
 
+	(void)args;
 	gmtime_r(&sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	kv_begin(&k, r, json ? KV_JSON : KV_LINES);
@@ -156,19 +174,26 @@ static void show_config(struct ism_master *m, struct ism_reply *r, int json)
 	kv_str(&k, "loaded", when);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");
+	return 0;
 }
 
-static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_workers(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	uint64_t now = ism_now_ms();
 	struct kv k;
+	int n = 0;
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
+	/* The running workers: a slot whose worker exited (replaced by a
+	 * reload, or waiting for its restart) is not listed. */
 	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
 		uint64_t hb = atomic_load(&ws->heartbeat_ms);
 
-		list_item(&k, r, json, i);
+		if (m->workers[i].pid == 0)
+			continue;
+		list_item(&k, r, json, n++);
 		kv_num(&k, "index", (unsigned long long)i);
 		kv_num(&k, "pid", (unsigned long long)atomic_load(&ws->pid));
 		kv_num(&k, "generation", atomic_load(&ws->gen));
@@ -180,6 +205,7 @@ static void show_workers(struct ism_master *m, struct ism_reply *r, int json)
 		kv_end(&k);
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
 
 static const char *lb_name(uint8_t lb)
@@ -190,55 +216,78 @@ static const char *lb_name(uint8_t lb)
 	return lb < sizeof(names) / sizeof(names[0]) ? names[lb] : "?";
 }
 
-static const char *admin_name(uint32_t a)
-{
-	return a == ISM_EP_ADMIN_DRAIN ? "drain" : a == ISM_EP_ADMIN_MAINT ? "maint" : "ready";
-}
-
-static void show_clusters(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
 
+	struct kv k;
+
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
 		const struct ism_cluster_dyn *d = cl->dyn;
-		char loads[128] = "";
-		size_t n = 0;
+		uint32_t n_prio = d ? d->n_priorities : 0;
 		uint32_t healthy = 0;
 
 		for (uint32_t e = 0; e < cl->n_endpoints; e++)
 			healthy += ism_ep_eligible(&m->shm.hdr->eps[cl->endpoints[e].id]);
-		for (uint32_t p = 0; d && p < d->n_priorities && n < sizeof(loads) - 8; p++)
-			n += (size_t)snprintf(loads + n, sizeof(loads) - n, "%s%u%s", p ? "," : "",
-					      d->healthy_load[p], d->panic[p] ? "p" : "");
+		list_item(&k, r, json, c > 0);
 		if (json)
-			ism_say(r,
-				"%s{\"name\":\"%s\",\"lb\":\"%s\",\"endpoints\":%u,\"eligible\":%u,"
-				"\"priorities\":%u,\"loads\":\"%s\",\"outlier_detection\":%s,"
-				"\"overflow\":%llu,\"retries\":%llu}",
-				c ? "," : "", cl->name.p, lb_name(cl->lb), cl->n_endpoints, healthy,
-				cl->n_priorities, loads, cl->od ? "true" : "false",
-				(unsigned long long)(d ? atomic_load(&d->overflow) : 0),
-				(unsigned long long)(d ? atomic_load(&d->retries) : 0));
+			kv_str(&k, "name", cl->name.p);
 		else
-			ism_say(r,
-				"%s lb=%s endpoints=%u eligible=%u priorities=%u loads=%s "
-				"outlier_detection=%s overflow=%llu retries=%llu\n",
-				cl->name.p, lb_name(cl->lb), cl->n_endpoints, healthy,
-				cl->n_priorities, loads, cl->od ? "yes" : "no",
-				(unsigned long long)(d ? atomic_load(&d->overflow) : 0),
-				(unsigned long long)(d ? atomic_load(&d->retries) : 0));
+			ism_say(r, "%s ", cl->name.p);
+		kv_str(&k, "lb", lb_name(cl->lb));
+		kv_num(&k, "endpoints", cl->n_endpoints);
+		kv_num(&k, "eligible", healthy);
+		kv_num(&k, "priorities", cl->n_priorities);
+		/* The loads per priority: a list of numbers and one of panic flags in
+		 * JSON, "100,0p" in text (p: in panic). */
+		ism_say(r, json ? ",\"loads\":[" : " loads=");
+		for (uint32_t p = 0; p < n_prio; p++)
+			ism_say(r, "%s%u%s", p ? "," : "", d->healthy_load[p],
+				!json && d->panic[p] ? "p" : "");
+		if (json) {
+			ism_say(r, "],\"panic\":[");
+			for (uint32_t p = 0; p < n_prio; p++)
+				ism_say(r, "%s%s", p ? "," : "", d->panic[p] ? "true" : "false");
+			ism_say(r, "]");
+		}
+		kv_bool(&k, "outlier_detection", cl->od != NULL);
+		kv_num(&k, "overflow", d ? atomic_load(&d->overflow) : 0);
+		kv_num(&k, "retries", d ? atomic_load(&d->retries) : 0);
+		kv_end(&k);
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
+}
+
+/* The configured weight of every endpoint of t, by id (1 where t has none, as
+ * the balancer counts it). NULL when there is no memory. */
+static uint32_t *configured_weights(const struct ism_table *t)
+{
+	uint32_t *w = malloc(ISM_MAX_ENDPOINTS * sizeof(*w));
+
+	for (uint32_t i = 0; w != NULL && i < ISM_MAX_ENDPOINTS; i++)
+		w[i] = 1;
+	for (uint32_t c = 0; w != NULL && t && c < t->n_clusters; c++)
+		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++) {
+			const struct ism_endpoint *ep = &t->clusters[c].endpoints[e];
+
+			if (ep->id < ISM_MAX_ENDPOINTS && ep->weight)
+				w[ep->id] = ep->weight;
+		}
+	return w;
 }
 
 /* The endpoints of one cluster (with their priority there), or every endpoint. */
-static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char *cluster, int json)
+static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct ism_reply *r,
+				   int json)
 {
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	const struct ism_table *t = ism_shm_current(&m->shm);
 	const struct ism_cluster *cl = NULL;
+	uint32_t *weights;
 	struct kv k;
 	int first = 1;
 
@@ -247,7 +296,12 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 			cl = &t->clusters[c];
 	if (cluster && cl == NULL) {
 		ism_say(r, "error: no cluster '%.200s' (see: show clusters)\n", cluster);
-		return;
+		return 0;
+	}
+	weights = configured_weights(t);
+	if (weights == NULL) {
+		ism_say(r, "error: out of memory\n");
+		return 0;
 	}
 	ism_say(r, json ? "[" : "");
 	for (uint32_t i = 0; i < (cl ? cl->n_endpoints : ISM_MAX_ENDPOINTS); i++) {
@@ -255,6 +309,7 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 		const struct ism_ep_state *e = &h->eps[id];
 		int prio = cl ? cl->endpoints[i].priority : -1;
 		const char *loc = cl ? cl->endpoints[i].locality.p : "";
+		uint32_t w = atomic_load(&e->weight);
 
 		if (!atomic_load(&e->in_use))
 			continue;
@@ -269,8 +324,9 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 		       atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
 		kv_bool(&k, "ejected", atomic_load(&e->ejected) != 0);
 		kv_num(&k, "ejections", atomic_load(&e->ejections));
-		kv_str(&k, "admin", admin_name(atomic_load(&e->admin)));
-		kv_num(&k, "weight", atomic_load(&e->weight));
+		kv_str(&k, "admin", ism_events_admin_name(atomic_load(&e->admin)));
+		kv_num(&k, "weight", w & ISM_EP_WEIGHT_SET ? w & ~ISM_EP_WEIGHT_SET : weights[id]);
+		kv_bool(&k, "weight_set", (w & ISM_EP_WEIGHT_SET) != 0);
 		kv_num(&k, "inflight", atomic_load(&e->inflight));
 		kv_num(&k, "requests", atomic_load(&e->requests));
 		kv_num(&k, "failures", atomic_load(&e->failures));
@@ -284,84 +340,103 @@ static void show_endpoints(struct ism_master *m, struct ism_reply *r, const char
 		first = 0;
 	}
 	ism_say(r, json ? "]\n" : "");
+	free(weights);
+	return 0;
+}
+
+/* One route of show routes: its matches, timeout, retries and destinations. */
+static void route_line(struct ism_reply *r, const struct ism_table *t, const struct ism_route *rt,
+		       int json, int not_first)
+{
+	if (json) {
+		ism_say(r, "%s{\"name\":", not_first ? "," : "");
+		say_json_str(r, rt->name.p);
+		ism_say(r, ",\"matches\":%u,\"timeout_ms\":%u,\"retries\":%u,\"destinations\":[",
+			rt->n_match, rt->timeout_ms, rt->retry.attempts);
+	} else {
+		ism_say(r, "    route %s matches=%u timeout_ms=%u retries=%u ->", rt->name.p,
+			rt->n_match, rt->timeout_ms, rt->retry.attempts);
+	}
+	for (uint32_t d = 0; d < rt->n_dest; d++) {
+		const char *cluster = t->clusters[rt->dest[d].cluster].name.p;
+
+		if (json) {
+			ism_say(r, "%s{\"cluster\":", d ? "," : "");
+			say_json_str(r, cluster);
+			ism_say(r, ",\"weight\":%u}", rt->dest[d].weight);
+		} else {
+			ism_say(r, " %s weight=%u", cluster, rt->dest[d].weight);
+		}
+	}
+	ism_say(r, json ? "]}" : "\n");
+}
+
+/* One virtual host of show routes (srv: its HTTPS server's name, or ""). */
+static void vhost_lines(struct ism_reply *r, const struct ism_table *t, const struct ism_vhost *vh,
+			const char *srv, int json, int not_first)
+{
+	if (json) {
+		ism_say(r, "%s{\"name\":", not_first ? "," : "");
+		say_json_str(r, vh->name.p);
+		ism_say(r, ",\"https_server\":");
+		say_json_str(r, srv);
+		ism_say(r, ",\"https_redirect\":%s,\"domains\":[",
+			vh->https_redirect ? "true" : "false");
+	} else {
+		ism_say(r, "  vhost %s%s%s%s domains=", vh->name.p, srv[0] ? " https_server=" : "",
+			srv, vh->https_redirect ? " https_redirect" : "");
+	}
+	for (uint32_t d = 0; d < vh->n_domains; d++) {
+		ism_say(r, "%s", d ? "," : "");
+		if (json)
+			say_json_str(r, vh->domains[d].p);
+		else
+			ism_say(r, "%s", vh->domains[d].p);
+	}
+	ism_say(r, json ? "],\"routes\":[" : "\n");
+	for (uint32_t i = 0; i < vh->n_routes; i++)
+		route_line(r, t, &vh->routes[i], json, i > 0);
+	ism_say(r, json ? "]}" : "");
 }
 
 /* Listeners, their virtual hosts and routes in order, with destinations. */
-static void show_routes(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_routes(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (uint32_t l = 0; t && l < t->n_listeners; l++) {
 		const struct ism_listener *li = &t->listeners[l];
 
-		if (json)
-			ism_say(r, "%s{\"listener\":\"%s\",\"port\":%u,\"vhosts\":[", l ? "," : "",
-				li->name.p, li->port);
-		else
+		if (json) {
+			ism_say(r, "%s{\"listener\":", l ? "," : "");
+			say_json_str(r, li->name.p);
+			ism_say(r, ",\"port\":%u,\"vhosts\":[", li->port);
+		} else {
 			ism_say(r, "listener %s port %u\n", li->name.p, li->port);
+		}
 		for (uint32_t set = 0, nth = 0; set < ism_listener_sets(li); set++) {
 			uint32_t nv;
 			const struct ism_vhost *vhs = ism_listener_set(li, set, &nv);
 			const char *srv = set ? li->tls[set - 1].name.p : "";
 
-			for (uint32_t v = 0; v < nv; v++, nth++) {
-				const struct ism_vhost *vh = &vhs[v];
-
-				if (json)
-					ism_say(r,
-						"%s{\"name\":\"%s\",\"https_server\":\"%s\","
-						"\"https_redirect\":%s,\"domains\":[",
-						nth ? "," : "", vh->name.p, srv,
-						vh->https_redirect ? "true" : "false");
-				else
-					ism_say(r, "  vhost %s%s%s%s domains=", vh->name.p,
-						set ? " https_server=" : "", srv,
-						vh->https_redirect ? " https_redirect" : "");
-				for (uint32_t d = 0; d < vh->n_domains; d++)
-					ism_say(r, json ? "%s\"%s\"" : "%s%s", d ? "," : "",
-						vh->domains[d].p);
-				ism_say(r, json ? "],\"routes\":[" : "\n");
-				for (uint32_t i = 0; i < vh->n_routes; i++) {
-					const struct ism_route *rt = &vh->routes[i];
-
-					if (json)
-						ism_say(r,
-							"%s{\"name\":\"%s\",\"matches\":%u,"
-							"\"timeout_ms\":%u,"
-							"\"retries\":%u,\"destinations\":[",
-							i ? "," : "", rt->name.p, rt->n_match,
-							rt->timeout_ms, rt->retry.attempts);
-					else
-						ism_say(r,
-							"    route %s matches=%u timeout_ms=%u "
-							"retries=%u ->",
-							rt->name.p, rt->n_match, rt->timeout_ms,
-							rt->retry.attempts);
-					for (uint32_t d = 0; d < rt->n_dest; d++)
-						ism_say(r,
-							json
-							    ? "%s{\"cluster\":\"%s\",\"weight\":%u}"
-							    : "%s %s weight=%u",
-							json && d ? "," : "",
-							t->clusters[rt->dest[d].cluster].name.p,
-							rt->dest[d].weight);
-					ism_say(r, json ? "]}" : "\n");
-				}
-				ism_say(r, json ? "]}" : "");
-			}
+			for (uint32_t v = 0; v < nv; v++, nth++)
+				vhost_lines(r, t, &vhs[v], srv, json, nth > 0);
 		}
 		ism_say(r, json ? "]}" : "");
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
 
-static void show_events(struct ism_master *m, struct ism_reply *r, int json)
+static uint64_t cmd_show_events(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	const struct ism_events *ev = &m->events;
 	uint64_t first = ev->n > ISM_EVENTS_MAX ? ev->n - ISM_EVENTS_MAX : 0;
 	struct kv k;
 
+	(void)args;
 	ism_say(r, json ? "[" : "");
 	for (uint64_t i = first; i < ev->n; i++) {
 		const struct ism_event *e = &ev->ring[i % ISM_EVENTS_MAX];
@@ -384,7 +459,10 @@ static void show_events(struct ism_master *m, struct ism_reply *r, int json)
 		}
 	}
 	ism_say(r, json ? "]\n" : "");
+	return 0;
 }
+
+static void usage_of(struct ism_reply *r, const char *words);
 
 /* An endpoint by id or by key "<service>|<address>:<port>". */
 static int find_endpoint(struct ism_master *m, const char *what)
@@ -402,9 +480,10 @@ static int find_endpoint(struct ism_master *m, const char *what)
 	return -1;
 }
 
-/* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight N
- * (0: back to the configured weight). Workers see it on their next pick. */
-static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
+/* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight
+ * N|configured (0: no new requests, as in HAProxy). Workers see it on their
+ * next pick. */
+static uint64_t cmd_set_endpoint(struct ism_master *m, char *args, struct ism_reply *r, int json)
 {
 	char *key = strtok(args, " ");
 	char *what = strtok(NULL, " ");
@@ -412,16 +491,15 @@ static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
 	struct ism_ep_state *e;
 	int id;
 
+	(void)json;
 	if (key == NULL || what == NULL || val == NULL || strtok(NULL, " ") != NULL) {
-		ism_say(r,
-			"error: usage: set endpoint <id|service|addr:port> state ready|drain|maint"
-			" | weight N\n");
-		return;
+		usage_of(r, "set endpoint");
+		return 0;
 	}
 	id = find_endpoint(m, key);
 	if (id < 0) {
 		ism_say(r, "error: no endpoint '%.200s' (see: show endpoints)\n", key);
-		return;
+		return 0;
 	}
 	e = &m->shm.hdr->eps[id];
 	if (strcmp(what, "state") == 0) {
@@ -432,26 +510,31 @@ static void set_endpoint(struct ism_master *m, char *args, struct ism_reply *r)
 
 		if (a == UINT32_MAX) {
 			ism_say(r, "error: state must be ready, drain or maint\n");
-			return;
+			return 0;
 		}
 		atomic_store(&e->admin, a);
+	} else if (strcmp(what, "weight") == 0 && strcmp(val, "configured") == 0) {
+		atomic_store(&e->weight, 0);
 	} else if (strcmp(what, "weight") == 0) {
 		char *end;
 		unsigned long w = strtoul(val, &end, 10);
 
-		if (*val == '\0' || *end != '\0' || w > 1000000) {
-			ism_say(
-			    r, "error: weight must be an integer from 0 (configured) to 1000000\n");
-			return;
+		if (*val < '0' || *val > '9' || *end != '\0' || w > ISM_EP_WEIGHT_MAX) {
+			ism_say(r,
+				"error: weight must be an integer from 0 (no new requests) to %u, "
+				"or configured\n",
+				ISM_EP_WEIGHT_MAX);
+			return 0;
 		}
-		atomic_store(&e->weight, (uint32_t)w);
+		atomic_store(&e->weight, ISM_EP_WEIGHT_SET | (uint32_t)w);
 	} else {
 		ism_say(r, "error: unknown setting '%.32s': state or weight\n", what);
-		return;
+		return 0;
 	}
 	atomic_fetch_add(&m->shm.hdr->health_epoch, 1);
 	ism_notice("control socket: endpoint %s %s %s", m->shm.hdr->ep_keys[id], what, val);
 	ism_say(r, "ok: endpoint %s %s %s\n", m->shm.hdr->ep_keys[id], what, val);
+	return 0;
 }
 
 static int strip_json(char *line)
@@ -509,10 +592,98 @@ void ism_cmd_reload_answer(const char *report, int json, struct ism_reply *r)
 		report_as_json(r);
 }
 
+static uint64_t cmd_explain(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	(void)json;
+	ism_explain(m, args, r);
+	return 0;
+}
+
+static uint64_t cmd_reload(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	(void)args;
+	(void)json;
+	return ism_reload_request(m, ISM_LOAD_FILE, r);
+}
+
+static uint64_t cmd_help(struct ism_master *m, char *args, struct ism_reply *r, int json);
+
+struct cmd {
+	const char *words;
+	enum ism_cmd_args args;
+	enum ism_cmd_form form;
+	const char *syntax;
+	const char *help;
+	/* Writes the answer into r; returns 0, or a reload's ticket (the answer
+	 * comes when it is over). args is NULL when none were given. */
+	uint64_t (*run)(struct ism_master *m, char *args, struct ism_reply *r, int json);
+};
+
+#define CMD_ENTRY(name, words, args, form, syntax, help)                                           \
+	{words, args, form, syntax, help, cmd_##name},
+static const struct cmd cmds[] = {ISM_CMD_LIST(CMD_ENTRY)};
+#undef CMD_ENTRY
+
+static void say_usage(struct ism_reply *r, const struct cmd *c)
+{
+	ism_say(r, "error: usage: %s%s%s\n", c->words, c->syntax[0] ? " " : "", c->syntax);
+}
+
+/* The command line starts with: its words, then the end or a space. */
+static const struct cmd *cmd_find(const char *line, char **args)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		size_t n = strlen(cmds[i].words);
+
+		if (strncmp(line, cmds[i].words, n) != 0 || (line[n] != '\0' && line[n] != ' '))
+			continue;
+		*args = (char *)line + n + strspn(line + n, " ");
+		if (**args == '\0')
+			*args = NULL;
+		return &cmds[i];
+	}
+	return NULL;
+}
+
+static void usage_of(struct ism_reply *r, const char *words)
+{
+	char *args;
+	const struct cmd *c = cmd_find(words, &args);
+
+	ISM_BUG_ON(c == NULL);
+	say_usage(r, c);
+}
+
+static uint64_t cmd_help(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	struct kv k;
+
+	(void)m;
+	(void)args;
+	ism_say(r, json ? "[" : "commands (append \"json\" to any command for JSON):\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!json) {
+			ism_say(r, "  %s%s%s\n      %s\n", cmds[i].words,
+				cmds[i].syntax[0] ? " " : "", cmds[i].syntax, cmds[i].help);
+			continue;
+		}
+		list_item(&k, r, json, i > 0);
+		kv_str(&k, "command", cmds[i].words);
+		kv_str(&k, "syntax", cmds[i].syntax);
+		kv_str(&k, "help", cmds[i].help);
+		kv_end(&k);
+	}
+	ism_say(r, json ? "]\n" : "");
+	return 0;
+}
+
 uint64_t ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply *r, int *json_out)
 {
 	char line[4096]; /* the control socket's line limit */
-	int json, report = 0;
+	const struct cmd *c;
+	char *args = NULL;
+	uint64_t ticket;
+	int json;
 
 	if (strlen(cmdline) >= sizeof(line)) {
 		ism_say(r, "error: the command line is too long: refused\n");
@@ -521,49 +692,20 @@ uint64_t ism_cmd_run(struct ism_master *m, const char *cmdline, struct ism_reply
 	snprintf(line, sizeof(line), "%s", cmdline);
 	json = strip_json(line);
 	*json_out = json;
-	if (strcmp(line, "reload") == 0) {
-		uint64_t ticket = ism_reload_request(m, ISM_LOAD_FILE, r);
-
+	c = cmd_find(line[0] ? line : "help", &args);
+	if (c == NULL) {
+		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
+	} else if ((c->args == ISM_CMD_ARGS_NONE && args != NULL) ||
+		   (c->args == ISM_CMD_ARGS_REQUIRED && args == NULL)) {
+		say_usage(r, c);
+	} else {
+		ticket = c->run(m, args, r, json);
 		if (ticket != 0)
 			return ticket;
-		report = 1;
-	} else if (strcmp(line, "show info") == 0) {
-		show_info(m, r, json);
-	} else if (strcmp(line, "show config") == 0) {
-		show_config(m, r, json);
-	} else if (strcmp(line, "show workers") == 0) {
-		show_workers(m, r, json);
-	} else if (strcmp(line, "show clusters") == 0) {
-		show_clusters(m, r, json);
-	} else if (strcmp(line, "show endpoints") == 0) {
-		show_endpoints(m, r, NULL, json);
-	} else if (strncmp(line, "show endpoints ", 15) == 0) {
-		show_endpoints(m, r, line + 15, json);
-	} else if (strncmp(line, "explain ", 8) == 0) {
-		ism_explain(m, line + 8, r);
-		report = 1;
-	} else if (strcmp(line, "show routes") == 0) {
-		show_routes(m, r, json);
-	} else if (strcmp(line, "show events") == 0) {
-		show_events(m, r, json);
-	} else if (strncmp(line, "set endpoint ", 13) == 0) {
-		set_endpoint(m, line + 13, r);
-		report = 1;
-	} else if (strcmp(line, "help") == 0 || line[0] == '\0') {
-		ism_say(r,
-			"commands (append \"json\" to any command for JSON):\n"
-			"  show info | show config | show workers | show clusters | show routes\n"
-			"  show endpoints [CLUSTER] | show events\n"
-			"  set endpoint ID|KEY state ready|drain|maint\n"
-			"  set endpoint ID|KEY weight N        (0: the configured weight)\n"
-			"  explain METHOD URL [NAME=VALUE]... [from=IP]\n"
-			"  reload               (answers when the reload is over)\n"
-			"  help\n");
-	} else {
-		ism_say(r, "error: unknown command '%.64s' (try: help)\n", line);
-		report = 1;
 	}
-	if (json && report)
+	/* In JSON, a failure is a report whatever the command. */
+	if (json && (c == NULL || c->form == ISM_CMD_REPORT ||
+		     (r->p != NULL && strncmp(r->p, "error:", 6) == 0)))
 		report_as_json(r);
 	return 0;
 }

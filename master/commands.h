@@ -1,6 +1,6 @@
-/* Private to master/: the control-socket commands and the reply buffer they
- * write into. Every command has a text form and, with a trailing "json", a JSON
- * form. Master only. */
+/* Private to master/: the control-socket commands (the list is
+ * master/cmdlist.h) and the reply buffer they write into. Every command has a
+ * text form and, with a trailing "json", a JSON form. Master only. */
 #ifndef ISM_MASTER_COMMANDS_H
 #define ISM_MASTER_COMMANDS_H
 
@@ -15,8 +15,8 @@ struct ism_master;
 int ism_master_ready(const struct ism_master *m);
 
 /* Runs one command line and writes its answer. An answer that reports a failure
- * starts with "error:" (or "reload refused"), which isthmusctl turns into its
- * exit status. Returns 0, or for a reload, which runs off the loop, the ticket
+ * starts with "error:" (or "reload refused"; in JSON, a result other than
+ * "ok"), which isthmusctl turns into its exit status. Returns 0, or for a reload, which runs off the loop, the ticket
  * its report will carry (master/reload.h): the answer is then
  * ism_cmd_reload_answer(report, *json), and r is left empty. */
 uint64_t ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r, int *json);

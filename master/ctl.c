@@ -8,14 +8,11 @@
 #include "master/ctl.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -25,6 +22,8 @@
 #include "lib/log.h"
 #include "master/commands.h"
 #include "master/master-t.h"
+#include "master/metrics.h"
+#include "master/runfile.h"
 
 #define CTL_LINE_MAX	 4096	      /* a command line, or an admin request head */
 #define CTL_REPLY_MAX	 (64u << 20)  /* one answer; more is an error, never a cut text */
@@ -87,23 +86,6 @@ struct ism_ctl {
 
 static const char *const pool_names[CTL_POOLS] = {"control", "admin"};
 
-static int make_parent(const char *path)
-{
-	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir)
-		return 0;
-	*slash = '\0';
-	/* 0755 whatever the umask (the unit's is 0027): the socket's own mode
-	 * (0660, root:<group>) keeps others out, and its group must reach it. */
-	if (mkdir(dir, 0755) == 0)
-		return chmod(dir, 0755) < 0 ? -errno : 0;
-	return errno == EEXIST ? 0 : -errno;
-}
-
 static int bind_unix(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -112,7 +94,7 @@ static int bind_unix(const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ret = make_parent(path);
+	ret = ism_runfile_make_parent(path);
 	if (ret < 0)
 		return ret;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -268,294 +250,24 @@ int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap)
 	return (int)t;
 }
 
-/* ---------- metrics ---------- */
-
-static void metric(struct ism_reply *r, const char *name, const char *type, const char *help,
-		   unsigned long long v)
-{
-	ism_say(r, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
-}
-
-/* One endpoint family: "<service>|<addr>:<port>" keys become labels. */
-static void endpoint_family(struct ism_reply *r, const struct ism_shm_hdr *h, const char *name,
-			    const char *type, const char *help, int which)
-{
-	ism_say(r, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
-		const struct ism_ep_state *e = &h->eps[i];
-		const char *key = h->ep_keys[i];
-		const char *bar = strchr(key, '|');
-		unsigned long long v;
-
-		if (!atomic_load(&e->in_use) || bar == NULL)
-			continue;
-		switch (which) {
-		case 0:
-			v = atomic_load(&e->health) == ISM_EP_HEALTHY;
-			break;
-		case 1:
-			v = atomic_load(&e->requests);
-			break;
-		case 2:
-			v = atomic_load(&e->failures);
-			break;
-		case 3:
-			v = atomic_load(&e->inflight);
-			break;
-		case 4:
-			v = atomic_load(&e->hc_checks);
-			break;
-		case 6:
-			v = atomic_load(&e->ejections);
-			break;
-		case 7:
-			v = atomic_load(&e->ejected) != 0;
-			break;
-		default:
-			v = atomic_load(&e->hc_failures);
-			break;
-		}
-		ism_say(r, "%s{service=\"%.*s\",endpoint=\"%s\"} %llu\n", name, (int)(bar - key),
-			key, bar + 1, v);
-	}
-}
-
-static void latency_histogram(struct ism_reply *r, const struct ism_worker_stats *st)
-{
-	static const uint32_t bounds[ISM_LAT_BUCKETS] = ISM_LAT_BOUNDS_MS;
-	uint64_t cum = 0;
-
-	ism_say(r, "# HELP isthmus_request_duration_seconds Time from a complete request head to "
-		   "the end of its response.\n# TYPE isthmus_request_duration_seconds histogram\n");
-	for (int b = 0; b < ISM_LAT_BUCKETS; b++) {
-		cum += st->latency_bucket[b];
-		if (bounds[b] == UINT32_MAX)
-			ism_say(r, "isthmus_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-				(unsigned long long)cum);
-		else
-			ism_say(r, "isthmus_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-				bounds[b] / 1000.0, (unsigned long long)cum);
-	}
-	ism_say(r,
-		"isthmus_request_duration_seconds_sum %.3f\nisthmus_request_duration_seconds_count "
-		"%llu\n",
-		st->latency_sum_ms / 1000.0, (unsigned long long)cum);
-}
-
-/* One counter of struct ism_cluster_dyn (at offset off), per cluster. */
-static void cluster_counter(struct ism_reply *r, const struct ism_table *t, const char *name,
-			    const char *help, size_t off)
-{
-	ism_say(r, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
-		_Atomic uint64_t *v = (_Atomic uint64_t *)((char *)t->clusters[c].dyn + off);
-
-		ism_say(r, "%s{cluster=\"%s\"} %llu\n", name, t->clusters[c].name.p,
-			(unsigned long long)atomic_load(v));
-	}
-}
-
-/* Per cluster, for the published generation (they start again at a reload, as
- * Prometheus counters may). */
-/* Whether route rt already appeared in an earlier vhost of listener l (before
- * vhost v of set): a VirtualService's routes are one object for all its vhosts. */
-static bool route_listed(const struct ism_listener *l, uint32_t set, uint32_t v,
-			 const struct ism_route *rt)
-{
-	for (uint32_t s = 0; s <= set; s++) {
-		uint32_t nv;
-		const struct ism_vhost *vh = ism_listener_set(l, s, &nv);
-
-		for (uint32_t j = 0; j < (s == set ? v : nv); j++)
-			if (rt >= vh[j].routes && rt < vh[j].routes + vh[j].n_routes)
-				return true;
-	}
-	return false;
-}
-
-static void cluster_families(struct ism_master *m, struct ism_reply *r)
-{
-	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
-	const struct ism_table *t = ism_shm_current(&m->shm);
-
-	ism_say(r, "# HELP isthmus_cluster_responses_total Responses by cluster and status class.\n"
-		   "# TYPE isthmus_cluster_responses_total counter\n");
-	for (uint32_t c = 0; t && c < t->n_clusters; c++)
-		for (int k = 1; k <= 5; k++)
-			ism_say(r,
-				"isthmus_cluster_responses_total{cluster=\"%s\",code_class=\"%s\"} "
-				"%llu\n",
-				t->clusters[c].name.p, classes[k],
-				(unsigned long long)atomic_load(&t->clusters[c].dyn->responses[k]));
-	ism_say(r,
-		"# HELP isthmus_listener_responses_total Responses by listener and status class.\n"
-		"# TYPE isthmus_listener_responses_total counter\n");
-	for (uint32_t l = 0; t && l < t->n_listeners; l++)
-		for (int k = 1; k <= 5; k++)
-			ism_say(
-			    r,
-			    "isthmus_listener_responses_total{listener=\"%s\",code_class=\"%s\"} "
-			    "%llu\n",
-			    t->listeners[l].name.p, classes[k],
-			    (unsigned long long)atomic_load(&t->listeners[l].stats->responses[k]));
-	ism_say(r, "# HELP isthmus_route_responses_total Responses by route and status class.\n"
-		   "# TYPE isthmus_route_responses_total counter\n");
-	for (uint32_t l = 0; t && l < t->n_listeners; l++)
-		for (uint32_t set = 0; set < ism_listener_sets(&t->listeners[l]); set++) {
-			uint32_t nv;
-			const struct ism_vhost *vh = ism_listener_set(&t->listeners[l], set, &nv);
-
-			for (uint32_t v = 0; v < nv; v++)
-				for (uint32_t i = 0; i < vh[v].n_routes; i++) {
-					const struct ism_route *rt = &vh[v].routes[i];
-
-					/* Shared by the vhosts of one VirtualService: once. */
-					if (route_listed(&t->listeners[l], set, v, rt))
-						continue;
-					for (int k = 1; k <= 5; k++)
-						ism_say(
-						    r,
-						    "isthmus_route_responses_total{listener=\"%s\","
-						    "route=\"%s\",code_class=\"%s\"} %llu\n",
-						    t->listeners[l].name.p, rt->name.p, classes[k],
-						    (unsigned long long)atomic_load(
-							&rt->stats->responses[k]));
-				}
-		}
-	cluster_counter(r, t, "isthmus_cluster_retries_total", "Retries made, by cluster.",
-			offsetof(struct ism_cluster_dyn, retries));
-	cluster_counter(r, t, "isthmus_cluster_overflow_total",
-			"Requests refused by a connection-pool limit, by cluster.",
-			offsetof(struct ism_cluster_dyn, overflow));
-}
-
-/* The counters the workers keep in their shared slots, summed over workers. */
-struct worker_metric {
-	const char *name, *type, *help;
-	size_t off; /* in struct ism_worker_stats */
-};
-
-#define WM(field, name, type, help)                                                                \
-	{                                                                                          \
-		name, type, help, offsetof(struct ism_worker_stats, field)                         \
-	}
-static const struct worker_metric worker_metrics[] = {
-    WM(conn_active, "isthmus_connections_active", "gauge", "Client connections open."),
-    WM(conn_accepted, "isthmus_connections_accepted_total", "counter",
-       "Client connections accepted."),
-    WM(conn_rejected, "isthmus_connections_rejected_total", "counter",
-       "Client connections closed at once: maxConnectionsPerWorker reached."),
-    WM(bytes_in, "isthmus_received_bytes_total", "counter", "Bytes received from clients."),
-    WM(bytes_out, "isthmus_sent_bytes_total", "counter", "Bytes sent to clients."),
-    WM(upstream_connects, "isthmus_upstream_connects_total", "counter",
-       "Upstream connections opened."),
-    WM(upstream_connect_fail, "isthmus_upstream_connect_failures_total", "counter",
-       "Upstream connections that failed or timed out."),
-    WM(upstream_reused, "isthmus_upstream_reused_total", "counter",
-       "Requests sent on a pooled upstream connection."),
-    WM(tls_handshakes, "isthmus_tls_handshakes_total", "counter",
-       "TLS handshakes completed with clients (resumed ones included)."),
-    WM(tls_resumed, "isthmus_tls_resumed_total", "counter",
-       "Client TLS handshakes that resumed a session (tickets shared by the workers)."),
-    WM(tls_handshake_fail, "isthmus_tls_handshake_failures_total", "counter",
-       "TLS handshakes failed, with clients or upstreams (no SNI match, no or bad "
-       "certificate, protocol)."),
-    WM(proxy_protocol_errors, "isthmus_proxy_protocol_errors_total", "counter",
-       "Connections closed for a missing or malformed PROXY protocol header."),
-    WM(access_log_dropped, "isthmus_access_log_dropped_total", "counter",
-       "Access-log lines dropped: buffers full, a write or a syslog send failed."),
-    WM(accept_errors, "isthmus_accept_errors_total", "counter",
-       "Accepts that failed for lack of descriptors or memory (accepting pauses, then retries)."),
-    WM(send_parked, "isthmus_send_parked_total", "counter",
-       "Sends a peer could not take at once, moved from the shared receive buffers to the "
-       "connection's own memory."),
-    WM(recv_buffer_waits, "isthmus_receive_buffer_waits_total", "counter",
-       "Receives that found no free shared receive buffer and waited for one."),
-    WM(regex_limit, "isthmus_route_regex_limit_total", "counter",
-       "Requests answered 500 because a route regex reached its match limit."),
-};
-#undef WM
-
-static void metrics(struct ism_master *m, struct ism_reply *r)
-{
-	const struct ism_table *t = ism_shm_current(&m->shm);
-	struct rlimit rl;
-	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
-	const struct ism_shm_hdr *h = m->shm.hdr;
-	struct ism_worker_stats st;
-
-	ism_shm_stats_sum(&m->shm, &st);
-	metric(r, "isthmus_requests_total", "counter", "Requests parsed by the workers.",
-	       (unsigned long long)st.requests);
-	ism_say(r, "# HELP isthmus_responses_total Responses sent, by status class.\n"
-		   "# TYPE isthmus_responses_total counter\n");
-	for (int i = 1; i <= 5; i++)
-		ism_say(r, "isthmus_responses_total{code_class=\"%s\"} %llu\n", classes[i],
-			(unsigned long long)st.resp_class[i]);
-	latency_histogram(r, &st);
-	cluster_families(m, r);
-	for (size_t i = 0; i < sizeof(worker_metrics) / sizeof(worker_metrics[0]); i++) {
-		const struct worker_metric *wm = &worker_metrics[i];
-
-		metric(r, wm->name, wm->type, wm->help,
-		       (unsigned long long)atomic_load(
-			   (const _Atomic uint64_t *)((const char *)&st + wm->off)));
-	}
-	metric(r, "isthmus_config_generation", "gauge", "Generation of the configuration in use.",
-	       (unsigned long long)m->gen);
-	metric(r, "isthmus_reloads_total", "counter", "Successful reloads.",
-	       (unsigned long long)atomic_load(&h->reloads));
-	metric(r, "isthmus_reload_failures_total", "counter", "Refused reloads.",
-	       (unsigned long long)atomic_load(&h->reload_failures));
-	metric(r, "isthmus_workers", "gauge", "Worker processes configured.",
-	       (unsigned long long)m->n_workers);
-	metric(r, "isthmus_max_connections_per_worker", "gauge",
-	       "Client connections a worker takes (spec.limits.maxConnectionsPerWorker, or the "
-	       "default derived from the open-file limit).",
-	       (unsigned long long)(t ? t->limits.max_connections : 0));
-	metric(r, "isthmus_open_files_limit", "gauge",
-	       "The open-file limit (RLIMIT_NOFILE) the workers run with.",
-	       (unsigned long long)(getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0));
-	metric(r, "isthmus_worker_hangs_total", "counter",
-	       "Workers killed (and restarted) for a heartbeat older than 5 s.",
-	       (unsigned long long)m->worker_hangs);
-	metric(r, "isthmus_ready", "gauge", "1 while serving (the readiness check answers 200).",
-	       (unsigned long long)ism_master_ready(m));
-	endpoint_family(r, h, "isthmus_endpoint_healthy", "gauge",
-			"1 when the endpoint may be picked (active health).", 0);
-	endpoint_family(r, h, "isthmus_endpoint_requests_total", "counter",
-			"Requests sent to the endpoint.", 1);
-	endpoint_family(r, h, "isthmus_endpoint_failures_total", "counter",
-			"Connect failures, resets and 5xx responses from the endpoint.", 2);
-	endpoint_family(r, h, "isthmus_endpoint_requests_in_flight", "gauge",
-			"Requests in flight to the endpoint, all workers.", 3);
-	endpoint_family(r, h, "isthmus_health_checks_total", "counter",
-			"Active health checks run against the endpoint.", 4);
-	endpoint_family(r, h, "isthmus_health_check_failures_total", "counter",
-			"Active health checks that failed.", 5);
-	endpoint_family(r, h, "isthmus_endpoint_ejections_total", "counter",
-			"Outlier-detection ejections of the endpoint.", 6);
-	endpoint_family(r, h, "isthmus_endpoint_ejected", "gauge",
-			"1 while the endpoint is ejected by outlier detection.", 7);
-}
+/* ---------- the admin pages ---------- */
 
 /* The control socket's and the admin listener's own clients. */
 static void ctl_metrics(const struct ism_ctl *c, struct ism_reply *r)
 {
 	static const char *const reasons[CTL_DROP_REASONS] = {"pool_full", "timeout", "memory"};
+	static const struct ism_metric dropped = {
+	    "isthmus_ctl_clients_dropped_total", "counter",
+	    "Control-socket and admin-listener clients closed before their answer was sent: "
+	    "their slot went to a new client (pool_full), or they were too slow to send the "
+	    "request or read the answer (timeout), or their answers with the others' went over "
+	    "the memory budget (memory)."};
 
-	ism_say(r, "# HELP isthmus_ctl_clients_dropped_total Control-socket and admin-listener "
-		   "clients closed before their answer was sent: their slot went to a new client "
-		   "(pool_full), or they were too slow to send the request or read the answer "
-		   "(timeout), or their answers with the others' went over the memory budget "
-		   "(memory).\n# TYPE isthmus_ctl_clients_dropped_total counter\n");
+	ism_prom_family(r, &dropped);
 	for (int p = 0; p < CTL_POOLS; p++)
 		for (int k = 0; k < CTL_DROP_REASONS; k++)
-			ism_say(r,
-				"isthmus_ctl_clients_dropped_total{listener=\"%s\",reason=\"%s\"} "
-				"%llu\n",
-				pool_names[p], reasons[k],
-				(unsigned long long)c->pool[p].dropped[k]);
+			ism_prom_u64(r, dropped.name, c->pool[p].dropped[k], "listener",
+				     pool_names[p], "reason", reasons[k], NULL);
 }
 
 /* The status line and header of an admin answer whose body is body. */
@@ -583,13 +295,13 @@ static void metrics_page(struct ism_ctl *c, struct ism_reply *body)
 	size_t hint = c->metrics_len + c->metrics_len / 8;
 
 	ism_reply_reserve(body, hint < CTL_REPLY_MAX ? hint : CTL_REPLY_MAX);
-	metrics(c->m, body);
+	ism_metrics_write(c->m, body);
 	ctl_metrics(c, body);
 	c->metrics_len = body->len;
 }
 
-/* The admin pages: readiness for the L4 balancer and Prometheus metrics. A
- * page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
+/* The admin pages: liveness, readiness for the L4 balancer and Prometheus
+ * metrics. A page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
 static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *head,
 		       struct ism_reply *body)
 {
@@ -600,6 +312,10 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 	    strncmp(req, "HEAD /healthz/ready ", 20) == 0) {
 		status = ism_master_ready(c->m) ? 200 : 503;
 		ism_say(body, "%s\n", status == 200 ? "ready" : "not ready");
+	} else if (strncmp(req, "GET /healthz/live ", 18) == 0 ||
+		   strncmp(req, "HEAD /healthz/live ", 19) == 0) {
+		/* The master's loop answered: it is alive, starting and stopping too. */
+		ism_say(body, "live\n");
 	} else if (strncmp(req, "GET /metrics ", 13) == 0) {
 		ctype = "text/plain; version=0.0.4";
 		metrics_page(c, body);
@@ -608,7 +324,7 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 		ism_say(body, "method not allowed\n");
 	} else {
 		status = 404;
-		ism_say(body, "not found: /healthz/ready, /metrics\n");
+		ism_say(body, "not found: /healthz/live, /healthz/ready, /metrics\n");
 	}
 	if (body->incomplete) {
 		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",

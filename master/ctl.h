@@ -5,8 +5,9 @@
  *   echo reload | socat - UNIX-CONNECT:/run/isthmus/isthmus.sock
  * Commands: see master/commands.h.
  * Admin listener (Appliance spec.admin.address): HTTP/1.x, one request per
- * connection: GET /healthz/ready (200 serving, 503 starting or stopping) and
- * GET /metrics (Prometheus text format).
+ * connection: GET /healthz/live (200 while the master's loop answers),
+ * GET /healthz/ready (200 serving, 503 starting or stopping) and GET /metrics
+ * (Prometheus text format).
  *
  * Each has its own pool of clients (ISM_CTL_CONTROL_CLIENTS, ISM_CTL_ADMIN_CLIENTS):
  * a flood on one never locks the other out. A client has ISM_CTL_REQUEST_MS from

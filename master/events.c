@@ -20,9 +20,11 @@ void ism_event_add(struct ism_events *ev, const char *kind, const char *fmt, ...
 	ev->n++;
 }
 
-static const char *admin_word(uint8_t a)
+const char *ism_events_admin_name(uint32_t admin)
 {
-	return a == ISM_EP_ADMIN_DRAIN ? "drain" : a == ISM_EP_ADMIN_MAINT ? "maint" : "ready";
+	return admin == ISM_EP_ADMIN_DRAIN   ? "drain"
+	       : admin == ISM_EP_ADMIN_MAINT ? "maint"
+					     : "ready";
 }
 
 static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h)
@@ -48,7 +50,7 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h
 						      : "returned from ejection");
 			if (admin != ev->ep_admin[i])
 				ism_event_add(ev, "admin", "%s set to %s", h->ep_keys[i],
-					      admin_word(admin));
+					      ism_events_admin_name(admin));
 		}
 		ev->ep_seen[i] = 1;
 		ev->ep_health[i] = health;

@@ -40,4 +40,7 @@ void ism_events_observe(struct ism_events *ev, const struct ism_table *t,
 
 void ism_events_free(struct ism_events *ev);
 
+/* An enum ism_ep_admin as the operator writes it: "ready", "drain", "maint". */
+const char *ism_events_admin_name(uint32_t admin);
+
 #endif

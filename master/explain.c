@@ -16,13 +16,21 @@
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
-#include "worker/tls.h"
 
 #define EXPLAIN_HDRS 64
 
 static const char *usage =
     "error: usage: explain METHOD URL [NAME=VALUE]... [from=CLIENT_IP]\n"
     "  URL: http://host[:port]/path?query (port picks the listener; default the first)\n";
+
+/* enum ism_tls_mode as Istio's TLS settings name it. */
+static const char *tls_mode_name(uint8_t mode)
+{
+	static const char *const names[] = {"DISABLE", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL",
+					    "ISTIO_MUTUAL"};
+
+	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
+}
 
 /* Builds the request as a client would send it, so that the workers' parser
  * reads it exactly as it would read the real one. */
@@ -113,15 +121,18 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 		for (uint32_t i = 0; i < cl->n_endpoints; i++) {
 			const struct ism_endpoint *ep = &cl->endpoints[i];
 			const struct ism_ep_state *st = &eps[ep->id];
+			uint32_t admin = atomic_load(&st->admin);
 
 			if (ep->priority != p)
 				continue;
-			ism_say(r, "    %s locality=%s %s%s%s\n", ep->addr_text.p,
+			ism_say(r, "    %s locality=%s %s%s%s%s%s\n", ep->addr_text.p,
 				ep->locality.len ? ep->locality.p : "-",
 				atomic_load(&st->health) == ISM_EP_HEALTHY ? "healthy"
 									   : "unhealthy",
 				atomic_load(&st->ejected) ? ", ejected" : "",
-				atomic_load(&st->admin) != ISM_EP_ADMIN_READY ? ", admin out" : "");
+				admin != ISM_EP_ADMIN_READY ? ", admin " : "",
+				admin != ISM_EP_ADMIN_READY ? ism_events_admin_name(admin) : "",
+				atomic_load(&st->weight) == ISM_EP_WEIGHT_SET ? ", weight 0" : "");
 		}
 	}
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
@@ -171,14 +182,14 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 		int s;
 
 		snprintf(sni, sizeof(sni), "%.*s", (int)n, req->host ? req->host : "");
-		s = ism_tls_pick_server(l, sni);
+		s = ism_router_pick_server(l, sni);
 		if (s < 0) {
 			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
 				sni);
 			return;
 		}
 		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
-			ism_tls_mode_name(l->tls[s].tls.mode));
+			tls_mode_name(l->tls[s].tls.mode));
 		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
 				      req->host ? req->host : "", req->host ? req->host_len : 0);
 	} else {

@@ -4,28 +4,39 @@
 #include <string.h>
 
 #include "lib/log.h"
-#include "master/master-t.h"
+#include "lib/version.h"
+#include "master/buildinfo.h"
 #include "master/master.h"
 
 #define ISM_DEFAULT_CONF "/etc/isthmus/isthmus.yaml"
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: isthmus [-c] [-f FILE] [-d]\n"
-		     "  -f FILE   appliance file (default " ISM_DEFAULT_CONF ")\n"
-		     "  -c        check the file and exit: 0 when valid, 1 otherwise\n"
-		     "  -d        debug logging\n"
-		     "  -v        print the version\n"
-		     "  -h        this help\n"
-		     "Signals: HUP reloads the file, TERM/INT stop gracefully.\n");
+	fprintf(out, "usage: isthmus [-d] [-f FILE]\n"
+		     "       isthmus -c [-f FILE]\n"
+		     "       isthmus -v | -vv | --version | -h | --help\n"
+		     "  -f FILE        appliance file (default " ISM_DEFAULT_CONF ")\n"
+		     "  -c             check the file and exit: 0 when valid, 1 otherwise\n"
+		     "  -d             debug logging\n"
+		     "  -v, --version  print the version; -vv: also the build, the libraries'\n"
+		     "                 versions and what the kernel offers (io_uring, kTLS)\n"
+		     "  -h, --help     this help\n"
+		     "Signals: HUP reloads the file, USR1 reopens the access log, TERM/INT stop\n"
+		     "gracefully. The control socket's commands: isthmusctl --help.\n");
 }
+
+static const struct option options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0},
+};
 
 int main(int argc, char **argv)
 {
 	struct ism_master_opts opts = {.conf_path = ISM_DEFAULT_CONF, .foreground = 1};
-	int check = 0, opt;
+	int check = 0, version = 0, opt;
 
-	while ((opt = getopt(argc, argv, "cf:dvh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "cf:dvh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			check = 1;
@@ -37,8 +48,8 @@ int main(int argc, char **argv)
 			ism_log_set_level(ISM_LOG_DEBUG);
 			break;
 		case 'v':
-			printf("isthmus " ISM_VERSION "\n");
-			return 0;
+			version++;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -51,6 +62,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (version == 1)
+		printf("isthmus " ISM_VERSION "\n");
+	if (version > 1)
+		ism_build_print(stdout);
+	if (version)
+		return 0;
 	if (check)
 		return ism_master_check(opts.conf_path);
 	return ism_master_run(&opts);

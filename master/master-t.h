@@ -8,11 +8,10 @@
 #include <sys/types.h>
 
 #include "conf/conf.h"
+#include "lib/version.h"
 #include "master/events.h"
 #include "master/reply.h"
 #include "shm/shm.h"
-
-#define ISM_VERSION "0.2.0"
 
 struct ism_health;
 struct ism_ctl;
@@ -98,6 +97,7 @@ struct ism_master {
 	size_t n_watch;
 	uint64_t next_watch;
 	struct ism_loader loader;
+	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
 };
 
 /* Reads the appliance file (at most ISM_CONF_MAX_FILE bytes, NUL-terminated)

@@ -26,15 +26,17 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "conf/defaults.h"
 #include "conf/conf.h"
-#include "conf/tree.h"
 #include "health/health.h"
 #include "health/lbstate.h"
 #include "lib/log.h"
+#include "master/buildinfo.h"
 #include "master/ctl.h"
 #include "master/fds.h"
 #include "master/master-t.h"
 #include "master/reload.h"
+#include "master/runfile.h"
 #include "shm/shm.h"
 #include "worker/worker.h"
 
@@ -393,10 +395,8 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	}
 	if (slot < 0) {
 		ret = slot;
-		snprintf(d->items[0].msg, sizeof(d->items[0].msg),
-			 "every generation slot is still in use by a worker; try again later");
-		d->items[0].severity = ISM_DIAG_ERROR;
-		d->n = d->n_errors = 1;
+		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
+			     "every generation slot is still in use by a worker; try again later");
 		goto out;
 	}
 	ret = ism_conf_compile(conf, &arena, ep_id_cb, m, &t, d);
@@ -416,16 +416,8 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		new_fds = listen_sockets(t, cur, m->listen_fds, &ret);
 		if (new_fds == NULL) {
 			ism_shm_gen_abort(&m->shm, slot);
-			if (d->n < sizeof(d->items) / sizeof(d->items[0])) {
-				struct ism_diag *e = &d->items[d->n];
-
-				memset(e, 0, sizeof(*e));
-				snprintf(e->file, sizeof(e->file), "%s", m->conf_path);
-				snprintf(e->msg, sizeof(e->msg),
-					 "a new listener cannot be bound: %s", strerror(-ret));
-			}
-			d->n++;
-			d->n_errors++;
+			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
+				     "a new listener cannot be bound: %s", strerror(-ret));
 			goto out;
 		}
 	}
@@ -861,7 +853,7 @@ void ism_master_notify_ready(const struct ism_master *m)
 
 static void start_stop(struct ism_master *m, const char *why)
 {
-	uint32_t drain = 30000;
+	uint32_t drain = ISM_DEFAULT_DRAIN_MS;
 	const struct ism_table *t = ism_shm_current(&m->shm);
 
 	if (m->stopping)
@@ -1024,8 +1016,6 @@ static int setup_signals(struct ism_master *m)
  * upper-layer protocol), which this release does not use yet. */
 static void log_ktls(const struct ism_table *t)
 {
-	char ulp[256] = "";
-	FILE *f;
 	int tls = t->mesh.n_certs > 0;
 
 	for (uint32_t l = 0; l < t->n_listeners; l++)
@@ -1034,15 +1024,30 @@ static void log_ktls(const struct ism_table *t)
 		tls |= t->clusters[c].tls.mode != ISM_TLS_NONE;
 	if (!tls)
 		return;
-	f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
-	if (f != NULL) {
-		if (fgets(ulp, sizeof(ulp), f) == NULL)
-			ulp[0] = '\0';
-		fclose(f);
-	}
 	ism_notice("TLS: OpenSSL %s in user space (kernel kTLS: %s)",
 		   OpenSSL_version(OPENSSL_VERSION_STRING),
-		   strstr(ulp, "tls") ? "offered, not used by this release" : "not offered");
+		   ism_build_ktls_offered() ? "offered, not used by this release" : "not offered");
+}
+
+/* spec.pidFile, when set, is kept for the master's life; another live isthmus
+ * naming itself in it refuses the start. 0 or -errno (logged). */
+static int pid_file_claim(struct ism_master *m, const struct ism_table *t)
+{
+	pid_t other;
+
+	if (t->pid_file.len == 0)
+		return 0;
+	if (ism_runfile_pid_check(t->pid_file.p, &other) < 0) {
+		ism_err("pid file %s: isthmus already runs as pid %d; not started", t->pid_file.p,
+			(int)other);
+		return -EEXIST;
+	}
+	m->pid_file = strdup(t->pid_file.p);
+	if (m->pid_file == NULL) {
+		ism_err("out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int ism_master_run(const struct ism_master_opts *opts)
@@ -1052,8 +1057,14 @@ int ism_master_run(const struct ism_master_opts *opts)
 	const struct ism_table *t;
 	int ret, status = 1;
 
-	if (m == NULL || d == NULL)
-		goto out_free;
+	/* Nothing to undo yet: the descriptors below are not set (0 would be
+	 * closed on the way out). */
+	if (m == NULL || d == NULL) {
+		ism_err("out of memory");
+		free(d);
+		free(m);
+		return 1;
+	}
 	ism_log_set_role("master");
 	m->conf_path = opts->conf_path;
 	m->sfd = -1;
@@ -1089,6 +1100,10 @@ int ism_master_run(const struct ism_master_opts *opts)
 		if (resolve_ids(t, &uid, &gid) < 0)
 			goto out_health;
 	}
+	/* Before anything is bound: a second isthmus on the same file must not
+	 * take the control socket of the first away. */
+	if (pid_file_claim(m, t) < 0)
+		goto out_health;
 	if (setup_signals(m) < 0) {
 		ism_err("signals: %s", strerror(errno));
 		goto out_health;
@@ -1102,6 +1117,14 @@ int ism_master_run(const struct ism_master_opts *opts)
 	if (m->listen_fds == NULL)
 		goto out_listen;
 	m->n_listen = (int)t->n_listeners;
+	/* Written once everything is bound: the file names a master that serves. */
+	if (m->pid_file != NULL) {
+		ret = ism_runfile_pid_write(m->pid_file);
+		if (ret < 0) {
+			ism_err("pid file %s: %s; not started", m->pid_file, strerror(-ret));
+			goto out_listen;
+		}
+	}
 	if (start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");
 	log_ktls(ism_shm_current(&m->shm));
@@ -1111,6 +1134,8 @@ int ism_master_run(const struct ism_master_opts *opts)
 	status = master_loop(m);
 	ism_notice("stopped");
 out_listen:
+	if (m->pid_file != NULL)
+		ism_runfile_pid_remove(m->pid_file);
 	ism_ctl_destroy(m->ctl);
 	for (int i = 0; i < m->n_listen; i++)
 		close(m->listen_fds[i]);
@@ -1122,15 +1147,14 @@ out_health:
 out_shm:
 	ism_shm_destroy(&m->shm);
 out_free:
-	if (m && m->notify_fd >= 0)
+	if (m->notify_fd >= 0)
 		close(m->notify_fd);
-	if (m) {
-		ism_reload_fini(m);
-		free(m->next_sweep);
-		ism_events_free(&m->events);
-		watch_free(m);
-		free(m->conf_text);
-	}
+	ism_reload_fini(m);
+	free(m->next_sweep);
+	ism_events_free(&m->events);
+	watch_free(m);
+	free(m->conf_text);
+	free(m->pid_file);
 	free(d);
 	free(m);
 	return status;

@@ -9,7 +9,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "conf/tree.h"
 #include "lib/log.h"
 #include "master/commands.h"
 #include "master/ctl.h"

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 4u
+#define ISM_SHM_LAYOUT_VERSION 5u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -30,11 +30,19 @@ enum ism_ep_health {
 	ISM_EP_UNHEALTHY = 1, /* active checks fail, or not passed yet */
 };
 
+/* What the operator set (README "Control socket"): drain and maint take no new
+ * requests; maint also suspends the endpoint's active health checks. */
 enum ism_ep_admin {
 	ISM_EP_ADMIN_READY = 0,
 	ISM_EP_ADMIN_DRAIN = 1,
 	ISM_EP_ADMIN_MAINT = 2,
 };
+
+/* ism_ep_state.weight: the control socket's weight, ISM_EP_WEIGHT_SET | w, w
+ * from 0 (no new requests, as HAProxy's weight 0) to ISM_EP_WEIGHT_MAX; 0: none
+ * set, the configured weight applies. */
+#define ISM_EP_WEIGHT_SET (1u << 31)
+#define ISM_EP_WEIGHT_MAX 1000000u
 
 /* One upstream endpoint's live state, stable id across generations. */
 struct ism_ep_state {
@@ -60,7 +68,7 @@ struct ism_ep_state {
 	_Atomic uint32_t eject_mult;	   /* ejection-time multiplier (Envoy's backoff k) */
 	_Atomic uint32_t connections;	   /* workers: upstream connections open, all workers */
 	_Atomic uint64_t ejections;	   /* total ejections */
-	_Atomic uint32_t weight; /* master (control socket): weight override; 0 = configured */
+	_Atomic uint32_t weight; /* master (control socket): ISM_EP_WEIGHT_SET | w, or 0 */
 } __attribute__((aligned(ISM_CACHELINE)));
 _Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
 	       "endpoint state is two cache lines");

@@ -475,6 +475,7 @@ struct ism_table {
 	struct ism_str user; /* empty: do not change user */
 	struct ism_str group;
 	struct ism_str control_socket;
+	struct ism_str pid_file; /* empty: none */
 	struct ism_alog_conf access_log;
 	struct sockaddr_storage admin_addr; /* admin listener; ss_family 0 = none */
 	socklen_t admin_addrlen;

@@ -94,7 +94,7 @@ static bool eligible(const struct ism_endpoint *ep, const struct ism_ep_state *e
 		return false;
 	st = &eps[ep->id];
 	if (panic)
-		return atomic_load_explicit(&st->admin, memory_order_relaxed) == ISM_EP_ADMIN_READY;
+		return !ism_ep_admin_out(st);
 	return ism_ep_eligible(st);
 }
 
@@ -133,12 +133,17 @@ static int64_t weight_of(const struct ism_endpoint *ep)
 	return ep->weight ? ep->weight : 1;
 }
 
-/* The weight in force: the control socket's override, or the configured one. */
+/* The weight in force: the control socket's, or the configured one. A weight
+ * 0 set there never gets here: such an endpoint is no candidate (see
+ * ism_ep_admin_out), and it would read 1 if it raced in. */
 static int64_t weight_now(const struct ism_endpoint *ep, const struct ism_ep_state *eps)
 {
 	uint32_t w = atomic_load_explicit(&eps[ep->id].weight, memory_order_relaxed);
 
-	return w ? w : weight_of(ep);
+	if (!(w & ISM_EP_WEIGHT_SET))
+		return weight_of(ep);
+	w &= ~ISM_EP_WEIGHT_SET;
+	return w ? w : 1;
 }
 
 /* The candidate set of one pick: the eligible endpoints of the chosen priority

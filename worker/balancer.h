@@ -10,8 +10,9 @@
  *      a consistent hash (ring hash or Maglev table, walking on to the next
  *      eligible endpoint).
  *
- * Eligible: healthy, administratively ready and not ejected; in panic, every
- * endpoint of the priority that is not drained or in maintenance. When the chosen
+ * Eligible: healthy, not ejected and not kept out by the operator (drain, maint,
+ * weight 0: ism_ep_admin_out); in panic, every endpoint of the priority that is
+ * not kept out. When the chosen
  * set has nothing eligible (the loads lag a change by one recomputation), the
  * priorities are tried in order. The per-worker state is sized for one table
  * generation and rebuilt when the worker moves to a new one. */

@@ -1368,7 +1368,7 @@ static void try_request(struct ism_wctx *w, struct ism_conn *c)
 	}
 	if (l->n_tls) {
 		/* The server the SNI chose (found again: a reload may reorder them). */
-		int s = ism_tls_pick_server(l, c->sni ? c->sni : "");
+		int s = ism_router_pick_server(l, c->sni ? c->sni : "");
 
 		vh = s >= 0
 			 ? ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
@@ -2138,7 +2138,7 @@ static void on_preamble(struct ism_wctx *w, struct ism_conn *c, int res, int bid
 		}
 		if (n == 0)
 			name[0] = '\0';
-		srv = ism_tls_pick_server(l, name);
+		srv = ism_router_pick_server(l, name);
 		if (srv < 0) {
 			ism_debug("%s: no HTTPS server for SNI \"%s\"", c->peer, name);
 			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,

@@ -197,6 +197,27 @@ const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_
 	return best;
 }
 
+int ism_router_pick_server(const struct ism_listener *l, const char *sni)
+{
+	int best = -1, best_rank = -1;
+	size_t n = strlen(sni);
+
+	/* As a Host picks a vhost: exact, then the longest wildcard, then "*". */
+	for (uint32_t s = 0; s < l->n_tls; s++) {
+		for (uint32_t h = 0; h < l->tls[s].n_sni; h++) {
+			int rank = ism_router_domain_rank(&l->tls[s].sni[h], sni, n);
+
+			if (rank > best_rank) {
+				best = (int)s;
+				best_rank = rank;
+			}
+		}
+	}
+	if (best < 0 && n == 0 && l->n_tls > 0)
+		return 0; /* no SNI and no "*" server: the first */
+	return best;
+}
+
 /* --- string matches --- */
 
 /* This worker's JIT-compiled copy of regex m, compiled from its source the

@@ -44,6 +44,11 @@ int ism_router_domain_rank(const struct ism_str *d, const char *host, size_t n);
 const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
 					 const char *host, size_t host_len);
 
+/* The HTTPS server (Gateway server with tls) of listener l for the SNI name
+ * (lowercase; "" when none): exact name, then the longest wildcard, then "*";
+ * without SNI, the "*" server or the first. -1: no server has that name. */
+int ism_router_pick_server(const struct ism_listener *l, const char *sni);
+
 /* The first route of vh whose match holds for req (Istio: first match wins; the
  * match blocks of a route are ORed, the conditions inside one are ANDed).
  * scheme is "http" or "https". NULL when no route matches (404). */

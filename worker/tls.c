@@ -523,35 +523,6 @@ void ism_tls_client_done(SSL *ssl)
 	}
 }
 
-const char *ism_tls_mode_name(uint8_t mode)
-{
-	static const char *const names[] = {"DISABLE", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL",
-					    "ISTIO_MUTUAL"};
-
-	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
-}
-
-int ism_tls_pick_server(const struct ism_listener *l, const char *sni)
-{
-	int best = -1, best_rank = -1;
-	size_t n = strlen(sni);
-
-	/* As a Host picks a vhost: exact, then the longest wildcard, then "*". */
-	for (uint32_t s = 0; s < l->n_tls; s++) {
-		for (uint32_t h = 0; h < l->tls[s].n_sni; h++) {
-			int rank = ism_router_domain_rank(&l->tls[s].sni[h], sni, n);
-
-			if (rank > best_rank) {
-				best = (int)s;
-				best_rank = rank;
-			}
-		}
-	}
-	if (best < 0 && n == 0 && l->n_tls > 0)
-		return 0; /* no SNI and no "*" server: the first */
-	return best;
-}
-
 /* ---------- the transport ---------- */
 
 static enum ism_op op_recv(const struct ism_xio *io)

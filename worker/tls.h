@@ -42,13 +42,6 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32
  * endpoint (TLS 1.2; TLS 1.3 tickets come later, kept as they arrive). */
 void ism_tls_client_done(SSL *ssl);
 
-/* The HTTPS server of listener l for the SNI name (lowercase; "" when none):
- * exact name, then the longest wildcard, then "*"; without SNI, the "*" server
- * or the first. -1: no server has that name. */
-int ism_tls_pick_server(const struct ism_listener *l, const char *sni);
-
-const char *ism_tls_mode_name(uint8_t mode);
-
 /* The transport. */
 
 /* The socket operations themselves: a receive into a ring buffer, a send (flags

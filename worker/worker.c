@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "conf/defaults.h"
 #include "lib/log.h"
 #include "worker/proxy.h"
 #include "worker/tls.h"
@@ -227,7 +228,8 @@ static void start_drain(struct ism_wctx *w, const char *why)
 	if (w->draining)
 		return;
 	w->draining = 1;
-	w->drain_deadline = w->now + (w->table ? w->table->timeouts.drain_ms : 30000);
+	w->drain_deadline =
+	    w->now + (w->table ? w->table->timeouts.drain_ms : ISM_DEFAULT_DRAIN_MS);
 	atomic_store(&w->slot->draining, 1);
 	ism_info("draining (%s): %u connections open", why, w->n_active);
 	for (int l = 0; l < w->n_listen; l++) {
@@ -433,11 +435,60 @@ static int loop(struct ism_wctx *w)
 	return 0;
 }
 
+/* The flags a worker asks for first: one issuer, completions run when it
+ * waits. */
+#define RING_FLAGS                                                                                 \
+	(IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |        \
+	 IORING_SETUP_DEFER_TASKRUN)
+
+/* A ring with RING_FLAGS, or on older kernels a plain one (*flags says which).
+ * 0 or -errno. */
+static int ring_init(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		     bool *flags)
+{
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	p->flags = RING_FLAGS;
+	ret = io_uring_queue_init_params(entries, ring, p);
+	*flags = ret == 0;
+	if (ret < 0) {
+		memset(p, 0, sizeof(*p));
+		ret = io_uring_queue_init_params(entries, ring, p);
+	}
+	return ret;
+}
+
+void ism_worker_ring_probe(struct ism_ring_probe *pr)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	struct io_uring_buf_reg reg = {.ring_entries = 8, .bgid = ISM_BGID};
+	long page = sysconf(_SC_PAGESIZE);
+	void *br;
+
+	*pr = (struct ism_ring_probe){.buf_ring = -ENOSYS};
+	pr->ring = ring_init(8, &ring, &p, &pr->flags);
+	if (pr->ring < 0)
+		return;
+	pr->features = p.features;
+	br = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (br == MAP_FAILED) {
+		pr->buf_ring = -errno;
+	} else {
+		reg.ring_addr = (unsigned long)br;
+		pr->buf_ring = io_uring_register_buf_ring(&ring, &reg, 0);
+		munmap(br, (size_t)page);
+	}
+	io_uring_queue_exit(&ring);
+}
+
 int ism_worker_main(const struct ism_worker_args *args)
 {
 	struct ism_wctx *w;
 	struct io_uring_params p;
 	char role[32];
+	bool flags;
 	int ret, status = 1;
 
 	snprintf(role, sizeof(role), "worker %d", args->index);
@@ -464,15 +515,10 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("signalfd: %s", strerror(errno));
 		goto out_free;
 	}
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-		  IORING_SETUP_DEFER_TASKRUN;
-	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
-	if (ret < 0) {
-		/* Older kernels: fall back to a plain ring. */
-		memset(&p, 0, sizeof(p));
-		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
-	}
+	ret = ring_init(RING_ENTRIES, &w->ring, &p, &flags);
+	if (ret == 0 && !flags)
+		ism_info(
+		    "io_uring: the kernel refuses SINGLE_ISSUER and DEFER_TASKRUN: a plain ring");
 	if (ret < 0) {
 		ism_err("io_uring_queue_init: %s", strerror(-ret));
 		goto out_signal;

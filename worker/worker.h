@@ -6,6 +6,9 @@
 #ifndef ISM_WORKER_WORKER_H
 #define ISM_WORKER_WORKER_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "shm/shm.h"
 
 struct ism_worker_args {
@@ -19,5 +22,17 @@ struct ism_worker_args {
 
 /* Runs the worker loop. Returns the process exit status (0 after a clean drain). */
 int ism_worker_main(const struct ism_worker_args *args);
+
+/* What the kernel offers a worker's ring, tried on a small ring made for the
+ * purpose (isthmus -vv). Any process. */
+struct ism_ring_probe {
+	int ring;	   /* 0, or -errno: no io_uring at all */
+	bool flags;	   /* the flags a worker asks for first are taken: SUBMIT_ALL,
+			      COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN (else a plain ring) */
+	int buf_ring;	   /* 0, or -errno: no provided buffer ring, which workers need */
+	uint32_t features; /* the IORING_FEAT_* the kernel reports */
+};
+
+void ism_worker_ring_probe(struct ism_ring_probe *p);
 
 #endif

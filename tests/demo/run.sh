@@ -32,21 +32,34 @@ start web-v1-1c eu-west-1c 127.0.0.3:18082
 start web-v1-us us-east-1a 127.0.0.4:18082
 
 "$BUILD/isthmus" -c -f conf/isthmus.yaml
-cat <<'TXT'
+# The control socket, admin listener and pid file as the file sets them.
+conf=conf/isthmus.yaml
+sock=$(sed -n 's/^  controlSocket: *//p' "$conf")
+admin=$(sed -n '/^  admin:/{n;s/^    address: *//p;}' "$conf")
+pidfile=$(sed -n 's/^  pidFile: *//p' "$conf")
+: "${sock:?no controlSocket in $conf}" "${admin:?no admin.address in $conf}" "${pidfile:?no pidFile in $conf}"
+ctl="$BUILD/isthmusctl -s $sock"
+cat <<TXT
 
-isthmus is starting on 127.0.0.1:8080 (conf/isthmus.yaml). Try, in another terminal:
+isthmus is starting on 127.0.0.1:8080 ($conf). Try, in another terminal:
 
   curl -i http://127.0.0.1:8080/                          # web: 90 % v1, 10 % v2 (see x-upstream)
   curl -i -H 'x-canary: true' http://127.0.0.1:8080/      # web v2 only
   curl -i http://127.0.0.1:8080/api/users                 # api, same zone (api-1a)
-  for i in $(seq 20); do curl -s http://127.0.0.1:8080/; done | sort | uniq -c
+  for i in \$(seq 20); do curl -s http://127.0.0.1:8080/; done | sort | uniq -c
 
   # take the zone-local api endpoint out: its health check fails, traffic moves to the other zones
   curl -s http://127.0.0.1:18081/__ctl/health/fail; sleep 7; curl -s http://127.0.0.1:8080/api/x
   curl -s http://127.0.0.1:18081/__ctl/health/ok
 
-  echo 'show endpoints' | socat - UNIX-CONNECT:/tmp/isthmus/isthmus.sock
-  kill -HUP $(pgrep -o -f 'isthmus -f conf/isthmus.yaml')      # reload after editing the file
+  # the control socket (every command: $BUILD/isthmusctl --help)
+  $ctl show info
+  $ctl show endpoints
+  $ctl reload                                # after editing the file; or: kill -HUP \$(cat $pidfile)
+
+  # the admin listener: Prometheus metrics, readiness (/healthz/live: liveness)
+  curl -s http://$admin/metrics
+  curl -s http://$admin/healthz/ready
 
 Ctrl-C stops the gateway and the demo upstreams.
 

@@ -30,6 +30,7 @@ import test_ops  # noqa: E402
 import test_tls  # noqa: E402
 import test_security  # noqa: E402
 import test_control  # noqa: E402
+import test_operator  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1287,6 +1288,26 @@ def demo_make_run(env):
     out = ctl_cmd("/tmp/isthmus/isthmus.sock", "show endpoints")
     check(endpoint_health(out).get("api.demo.internal|127.0.0.1:18081") == "healthy",
           f"'show endpoints' on the demo: {out!r}")
+    # The banner's commands work as printed: isthmusctl on the demo's socket,
+    # the admin URLs, the pid file in place of pgrep.
+    banner = demo.log()
+    check("pgrep" not in banner, "the banner still finds the master with pgrep")
+    cmds = re.findall(r"^  (\S*isthmusctl -s \S+ show info)$", banner, re.M)
+    check(len(cmds) == 1, f"no isthmusctl show info line in the banner:\n{banner}")
+    p2 = subprocess.run(cmds[0].split(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, timeout=20)
+    check(p2.returncode == 0 and b"generation: 1" in p2.stdout, f"{cmds[0]}: {p2.returncode} {p2.stdout!r}")
+    urls = re.findall(r"^  curl -s (http://127\.0\.0\.1:9901/\S+)$", banner, re.M)
+    check("http://127.0.0.1:9901/metrics" in urls, f"no metrics URL in the banner: {urls}")
+    for url in urls:
+        st = http_get(9901, url.split(":9901", 1)[1]).status
+        check(st == 200, f"{url} answered {st}")
+    m = re.search(r"kill -HUP \$\(cat (\S+)\)", banner)
+    check(m is not None, f"no reload through the pid file in the banner:\n{banner}")
+    pidf = m.group(1)
+    with open(pidf) as f:
+        master = int(f.read())
+    check(os.path.exists(f"/proc/{master}") and os.getpgid(master) == p.pid,
+          f"the pid file {pidf} names {master}, not the demo's master")
 
     os.killpg(p.pid, signal.SIGINT)
     try:
@@ -1304,6 +1325,7 @@ def demo_make_run(env):
             return True
     poll(group_gone, 5, what="every process of the demo to exit after SIGINT")
     check(not os.path.exists("/tmp/isthmus/isthmus.sock"), "the demo's control socket was left behind")
+    check(not os.path.exists(pidf), "the demo's pid file was left behind")
 
 
 test_locality.register(test)
@@ -1312,6 +1334,7 @@ test_ops.register(test)
 test_tls.register(test)
 test_security.register(test)
 test_control.register(test)
+test_operator.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -354,8 +354,10 @@ def worker_hang(env):
     os.kill(victim["pid"], signal.SIGSTOP)
     try:
         def replaced():
-            w = json.loads(ctl_cmd(sock, "show workers json"))[victim["index"]]
-            return w if w["pid"] not in (0, victim["pid"]) and w["generation"] > 0 else None
+            # By slot: a slot whose worker exited is not listed until it is restarted.
+            w = next((w for w in json.loads(ctl_cmd(sock, "show workers json"))
+                      if w["index"] == victim["index"]), None)
+            return w if w and w["pid"] != victim["pid"] and w["generation"] > 0 else None
         new = poll(replaced, 15, interval=0.2, what=f"worker {victim['index']} (pid {victim['pid']}, stopped) "
                    "to be replaced")
     finally:

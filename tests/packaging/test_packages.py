@@ -143,6 +143,7 @@ def test_config(src, tmp, port, admin_port, up_port):
     subs = [
         (r"(?m)^(  workers:) auto$", r"\1 2"),
         (r"(?m)^(  controlSocket:) /run/isthmus/isthmus\.sock$", rf"\1 {tmp}/run/isthmus/isthmus.sock"),
+        (r"(?m)^(  pidFile:) /run/isthmus/isthmus\.pid$", rf"\1 {tmp}/run/isthmus/isthmus.pid"),
         (r"(?m)^(    address:) 127\.0\.0\.1:9901$", rf"\1 127.0.0.1:{admin_port}"),
         (r"(?m)^(  listenAddress:) 0\.0\.0\.0$", r"\1 127.0.0.1"),
         (r"(?m)^(    drain:) 30s", r"\1 2s"),
@@ -283,14 +284,28 @@ def run_installed(build, tmp):
             f.write(good)
         check("still serving after the refused reload", wait_for(proxied, 5))
 
-        # Rotation: the installed logrotate policy (forced, own state file)
-        # where logrotate is installed, else a plain move; then SIGUSR1 (what
-        # its postrotate sends through systemd) and the workers write anew.
+        pidf = os.path.join(rundir, "isthmus.pid")
+        check("pid file (spec.pidFile) holds the master's pid",
+              os.path.exists(pidf) and open(pidf).read() == f"{master.pid}\n",
+              open(pidf).read() if os.path.exists(pidf) else "missing")
+
+        # Rotation: the installed logrotate policy (forced, own state file, its
+        # pid file moved as the configuration is) where logrotate is installed,
+        # else a plain move and SIGUSR1 by hand. Without systemd running the
+        # unit, the policy's postrotate signals the master through the pid
+        # file, and the workers write anew.
+        through_systemd = os.path.isdir("/run/systemd/system") and run(
+            ["systemctl", "--quiet", "is-active", "isthmus.service"])[0] == 0
         if has_line:
             size_before = os.path.getsize(alog)
             if shutil.which("logrotate"):
+                policy = open("/etc/logrotate.d/isthmus").read()
+                policy, n = re.subn(r"(?m)^(\s*pidfile=)/run/isthmus/isthmus\.pid$", rf"\g<1>{pidf}", policy)
+                check("the logrotate policy names the packaged pid file once", n == 1, str(n))
+                with open(os.path.join(tmp, "logrotate.conf"), "w") as f:
+                    f.write(policy)
                 rc, out = run(["logrotate", "-f", "-s", os.path.join(tmp, "logrotate.state"),
-                               "/etc/logrotate.d/isthmus"])
+                               os.path.join(tmp, "logrotate.conf")])
                 check("logrotate -f /etc/logrotate.d/isthmus rotates access.log",
                       rc == 0 and os.path.exists(alog + ".1")
                       # >=: a worker may still flush a buffered line before the move
@@ -302,11 +317,16 @@ def run_installed(build, tmp):
                           == ("isthmus", "adm", 0o640), f"{uid}:{gid} {m:o}")
             else:
                 os.rename(alog, alog + ".1")
-            master.send_signal(signal.SIGUSR1)
-            time.sleep(0.3)
-            http_get(f"http://127.0.0.1:{port}/echo")
-            check("SIGUSR1: the workers reopen the access log",
-                  wait_for(lambda: os.path.exists(alog) and os.path.getsize(alog) > 0, 5))
+            if through_systemd or not shutil.which("logrotate"):
+                master.send_signal(signal.SIGUSR1)
+                what = "SIGUSR1 by hand"
+            else:
+                what = "postrotate's SIGUSR1 through the pid file"
+
+            def reopened():
+                http_get(f"http://127.0.0.1:{port}/echo")
+                return os.path.exists(alog) and os.path.getsize(alog) > 0
+            check(f"{what}: the workers reopen the access log", wait_for(reopened, 5))
 
         master.send_signal(signal.SIGTERM)
         try:
@@ -316,6 +336,7 @@ def run_installed(build, tmp):
             check("SIGTERM: graceful stop within 20 s", False)
         left = [p for p, _ in kids if os.path.exists(f"/proc/{p}")]
         check("no worker left after the stop", not left, str(left))
+        check("the pid file is removed at the stop", not os.path.exists(pidf))
     finally:
         for p in (master, up):
             if p.poll() is None:

@@ -174,11 +174,11 @@ static void test_https_servers(void **state)
 	assert_string_equal(li->tls[0].vhosts[0].domains[0].p, "a.example.com");
 	assert_int_equal(li->tls[1].vhosts[0].n_domains, 2);
 	/* SNI: exact, then wildcard, none: the first; unknown: refused. */
-	assert_int_equal(ism_tls_pick_server(li, "a.example.com"), 0);
-	assert_int_equal(ism_tls_pick_server(li, "x.example.com"), 1);
-	assert_int_equal(ism_tls_pick_server(li, "x.y.example.com"), 1);
-	assert_int_equal(ism_tls_pick_server(li, "example.com"), -1);
-	assert_int_equal(ism_tls_pick_server(li, ""), 0);
+	assert_int_equal(ism_router_pick_server(li, "a.example.com"), 0);
+	assert_int_equal(ism_router_pick_server(li, "x.example.com"), 1);
+	assert_int_equal(ism_router_pick_server(li, "x.y.example.com"), 1);
+	assert_int_equal(ism_router_pick_server(li, "example.com"), -1);
+	assert_int_equal(ism_router_pick_server(li, ""), 0);
 	/* The plain listener: vhosts marked for the redirect. */
 	assert_int_equal(l.t->listeners[1].n_tls, 0);
 	assert_int_equal(l.t->listeners[1].vhosts[0].https_redirect, 1);

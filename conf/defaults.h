@@ -1,0 +1,21 @@
+/* Istio's and Envoy's defaults that more than one component relies on, in one
+ * place: what the loader writes into a table when the file says nothing, and
+ * what a reader assumes when it has no table (yet). Header only; any process. */
+#ifndef ISM_CONF_DEFAULTS_H
+#define ISM_CONF_DEFAULTS_H
+
+/* Envoy's overprovisioning factor 1.4, in percent: a priority level counts as
+ * wholly healthy while 1/1.4 (about 71 %) of its hosts are. */
+#define ISM_DEFAULT_OVERPROVISIONING 140
+/* Envoy's connection-pool idle timeout (Istio's connectionPool.http.idleTimeout
+ * unset): an upstream connection unused this long is closed. */
+#define ISM_DEFAULT_POOL_IDLE_MS 60000u
+/* Envoy's outlier_detection.max_ejection_time: the ejection time of an
+ * endpoint ejected again and again stops growing here (or at the base time,
+ * when that is longer). */
+#define ISM_DEFAULT_MAX_EJECTION_MS 300000u
+/* spec.timeouts.drain unset: the bound on a graceful stop's drain, as Istio's
+ * terminationDrainDuration. */
+#define ISM_DEFAULT_DRAIN_MS 30000u
+
+#endif

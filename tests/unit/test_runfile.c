@@ -1,0 +1,129 @@
+/* The master's run-time files (master/runfile.c): the pid file is written
+ * whole (mode 0644 whatever the umask, its directory made), removed only while
+ * it names this process, and a file naming another live isthmus is told from
+ * a stale one (a dead pid, a pid reused by another program, garbage). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "master/runfile.h"
+#include "tests/unit/check.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/ism-runfile-XXXXXX");
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void put(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_write_and_remove(void **state)
+{
+	char path[128], want[32], got[32] = "";
+	struct stat st;
+	mode_t old = umask(077);
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/run/isthmus.pid", dir);
+	CHECK("write", ism_runfile_pid_write(path) == 0, "cannot write %s", path);
+	umask(old);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(got, sizeof(got), f));
+	fclose(f);
+	snprintf(want, sizeof(want), "%d\n", (int)getpid());
+	CHECK("content", strcmp(got, want) == 0, "holds %s", got);
+	CHECK("mode", stat(path, &st) == 0 && (st.st_mode & 0777) == 0644, "mode %o",
+	      st.st_mode & 0777);
+	ism_runfile_pid_remove(path);
+	CHECK("removed", access(path, F_OK) < 0, "still there");
+	put(path, "1\n");
+	ism_runfile_pid_remove(path);
+	CHECK("kept", access(path, F_OK) == 0, "another's pid file was removed");
+}
+
+static void test_check(void **state)
+{
+	char path[128], text[32];
+	pid_t other = 0, dead, child;
+	int status;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/isthmus.pid", dir);
+	CHECK("missing", ism_runfile_pid_check(path, &other) == 0, "a missing file refused");
+	put(path, "garbage\n");
+	CHECK("garbage", ism_runfile_pid_check(path, &other) == 0, "garbage refused");
+	snprintf(text, sizeof(text), "%d\n", (int)getpid());
+	put(path, text);
+	CHECK("self", ism_runfile_pid_check(path, &other) == 0, "its own pid refused");
+	snprintf(text, sizeof(text), "%d\n", (int)getppid());
+	put(path, text);
+	CHECK("not isthmus", ism_runfile_pid_check(path, &other) == 0, "another program refused");
+	dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(0);
+	waitpid(dead, &status, 0);
+	snprintf(text, sizeof(text), "%d\n", (int)dead);
+	put(path, text);
+	CHECK("dead", ism_runfile_pid_check(path, &other) == 0, "a dead pid refused");
+	/* A live process named isthmus. */
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		prctl(PR_SET_NAME, "isthmus");
+		pause();
+		_exit(0);
+	}
+	snprintf(text, sizeof(text), "%d\n", (int)child);
+	put(path, text);
+	for (int i = 0; i < 200 && ism_runfile_pid_check(path, &other) == 0; i++)
+		usleep(10000); /* until the child has named itself */
+	CHECK("live isthmus", ism_runfile_pid_check(path, &other) == -EEXIST && other == child,
+	      "a live isthmus not seen (other %d)", (int)other);
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_write_and_remove),
+	    cmocka_unit_test(test_check),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
