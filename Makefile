@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # isthmus — GNU Makefile. `make help` lists the targets.
 
 PREFIX  ?= /usr/local

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/bench.sh — isthmus beside HAProxy and nginx: interleaved wrk rounds (req/s, p99,
 # proxy CPU µs per request) and idle keep-alive connection memory. A bash script; `make bench`
 # runs it as `sh bench/bench.sh BUILD_DIR`, so it re-executes itself under bash.

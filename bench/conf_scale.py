@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Configuration-loading scale check: generates appliance files of one shape at
 sizes n and k*n, times `isthmus -c -f FILE` on each, and prints the ratio (k for
 linear work, k*k for quadratic).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Open many keep-alive HTTP/1.1 connections to one proxy and keep them idle.
 
 Used by bench/bench.sh for the idle-connection memory measurement:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bench/lib.sh — shared by bench/bench.sh and bench/tls.sh (sourced, bash only): temp dir and
 # teardown, results file, port and HTTP checks, the upstream nginx, process-tree CPU ticks, wrk
 # runs and their parsing, medians and ratios. The sourcing script sets BENCH_NAME (prefix of its

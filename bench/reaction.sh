@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/reaction.sh — how fast isthmus stops sending traffic to an upstream that dies
 # (SIGKILL), by passive ejection (outlier detection) and by active health checks alone,
 # and how many client requests fail meanwhile. See bench/README.md, section "Reaction".

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/reaction_client.py — load for bench/reaction.sh: how fast the gateway stops
 sending traffic to an upstream that dies.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What one route regex costs a worker per request under PCRE2's limits: the
  * issue's pathological patterns and ordinary route regexes, against subjects
  * of 32 B, 1 KiB, 8 KiB (the default maxUriBytes) and 32 KiB (the default

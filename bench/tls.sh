@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/tls.sh — isthmus beside HAProxy over TLS: interleaved rounds of (1) full handshakes per
 # second without resumption (openssl s_time -new), (1b) a new connection per request as wrk makes
 # them (wrk -H 'Connection: close'; wrk resumes sessions) and

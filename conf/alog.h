@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The access log's text format: Envoy's format strings (Istio's
  * meshConfig.accessLogFormat), parsed once at load into the ism_alog_op list
  * that shm/table-t.h describes and the workers render. Pure: the parser

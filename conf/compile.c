@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Phase 3: the model becomes an immutable struct ism_table inside an arena.
  *
  * Every string and array is copied into the arena, regexes included (PCRE2

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The appliance file: loading, validation with positions, compilation.
  *
  * Phase 1: YAML (libyaml, several documents) becomes a tree whose nodes keep

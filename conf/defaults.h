@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Istio's and Envoy's defaults that more than one component relies on, in one
  * place: what the loader writes into a table when the file says nothing, and
  * what a reader assumes when it has no table (yet). Header only; any process. */

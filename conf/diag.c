@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Diagnostics: collection and formatting. */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Typed, per-field validation helpers: path bookkeeping, diagnostics with the
  * field path, scalar conversions (integers, durations, booleans). */
 #include <ctype.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Ring-hash and Maglev tables, built at compile time into the generation's
  * arena (conf/hashring.h). */
 #include "conf/hashring.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Consistent hashing for ism_cluster.hash: the ring hash (Envoy's ketama-style
  * ring of minimumRingSize points spread by endpoint weight) and Maglev (a
  * lookup table of a prime size), built once, at compile time, into the

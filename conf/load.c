@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Loading: file to tree to model, then the cross-reference checks between
  * resources (gateways named by VirtualServices, subsets, service ports). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Phase 2: per-resource validation of the YAML tree into the model.
  *
  * Each mapping is checked against the fields Istio's API (or the Appliance

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to conf/: the validated model (phase 2) and the validation helpers.
  *
  * Every string of the model points into the YAML tree or the pool of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The RE2 syntax check: one pass over the pattern that follows RE2's own
  * parser (re2/parse.cc: Regexp::Parse, ParsePerlFlags, ParseEscape,
  * ParseCharClass, MaybeParseRepetition, PushRepetition) closely enough to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Whether a route regular expression is one that Istio and Envoy accept (RE2
  * syntax, checked by Istio with Go's regexp and compiled by Envoy with RE2) and
  * that PCRE2, which isthmus compiles it with, reads the same way. Pure: it

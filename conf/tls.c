@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS in the appliance file: Gateway server tls (ServerTLSSettings),
  * DestinationRule tls (ClientTLSSettings), the Appliance's credentials (what
  * credentialName names) and its mesh identity (ISTIO_MUTUAL, PeerAuthentication).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to conf/: the YAML tree whose nodes keep their positions, a pool
  * allocator that owns everything the loader builds, and the diagnostic helpers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* YAML text to position-keeping trees (libyaml event API), and the pool. */
 #include <errno.h>
 #include <stdint.h>

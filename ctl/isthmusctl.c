@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* isthmusctl: the control-socket client. Sends its arguments as one command line
  * to the master's control socket and prints the answer. The commands it lists
  * (--help, help) are the master's own list, master/cmdlist.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the access log's format-string parser: arbitrary bytes
  * go to ism_alog_parse, twice (count, then fill), and what it returns must
  * hold: the same count, literals inside the input, operators and headers in

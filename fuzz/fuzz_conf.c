@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the appliance-file loader and compiler: arbitrary
  * bytes go to ism_conf_load_buf; what loads is compiled into a heap arena. */
 #include <errno.h>

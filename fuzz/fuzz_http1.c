@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for worker/http1.c: request heads, response heads and the
  * chunked scanner on the same input. Besides memory safety (ASan, UBSan) it
  * checks the contract: results stay inside the input, a complete head parses the

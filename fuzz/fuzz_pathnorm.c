@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for worker/pathnorm.c. The input is a path (and, when it does not start
  * with '/', also "/" followed by it), normalised under every mode. Besides memory safety (ASan,
  * UBSan, exact-sized buffers) it checks the contract: the result agrees with a reference built

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for worker/proxyproto.c and worker/sniff.c: the PROXY header parser, then,
  * on what follows a valid header (or on the whole input), the TLS sniffer and the SNI
  * extractor, as a listener would run them. Besides memory safety (ASan, UBSan) it checks the

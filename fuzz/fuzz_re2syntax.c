@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the RE2 syntax check: arbitrary bytes go to
  * ism_re2_check. A refusal must carry a reason and an offset inside the
  * pattern; an acceptance must be a pattern PCRE2 compiles with the options

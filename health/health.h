@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Active health checks, run by the master (Envoy's HealthCheck semantics).
  *
  * HTTP checks (a GET, success by expected status ranges; a status outside them

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "health/lbstate.h"
 
 #include "conf/defaults.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-cluster balancing state the master keeps in shared memory: priority
  * loads and effective locality weights (struct ism_cluster_dyn), recomputed from
  * the endpoint states whenever the health epoch moves, and the outlier-detection

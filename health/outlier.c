@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Outlier detection over the shared endpoint-state table.
  *
  * Every worker counts into the same atomics, so "consecutive" means consecutive

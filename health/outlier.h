@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Outlier detection (Envoy's outlier_detection_impl.cc under Istio's mapping):
  * consecutive-error counting shared by every worker through the endpoint-state
  * table, ejection with a growing ejection time, return at the sweep. Pure

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Envoy's priority arithmetic (load_balancer_impl.cc: recalculatePerPriorityState,
  * distributeLoad, recalculatePerPriorityPanic, isHostSetInPanic,
  * recalculateLoadInTotalPanic, choosePriority), Envoy's effective locality weight

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Envoy's priority and locality arithmetic, and Istio's assignment of
  * priorities from localities: pure functions, no shared state, safe in any
  * process. Semantics and worked examples: ../shared/reference/traffic-semantics.md

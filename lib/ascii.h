@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Small ASCII helpers shared by the parsers. Header-only, pure. */
 #ifndef ISM_LIB_ASCII_H
 #define ISM_LIB_ASCII_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "lib/json.h"
 
 size_t ism_json_escape(char *out, size_t cap, const char *s, size_t len)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* JSON string escaping, for the access log and the control socket's JSON forms. */
 #ifndef ISM_LIB_JSON_H
 #define ISM_LIB_JSON_H

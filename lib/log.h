@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Process-wide logging and clock helpers, used by every process of isthmus.
  *
  * Logging writes one line per call to stderr (which systemd's journal or the

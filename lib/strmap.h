@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A 64-bit byte hash, and a hash map from byte strings to uint32_t values on it.
  *
  * The map is what the configuration loader and compiler look names up in

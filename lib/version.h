@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The release, for isthmus -v, isthmusctl --version, show info and the
  * packages (packaging/package.conf reads it from `isthmus -v`). */
 #ifndef ISM_LIB_VERSION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What this build is made of: see master/buildinfo.h. */
 #include "master/buildinfo.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: what this build is made of, and what it runs on, for
  * `isthmus -vv` and the isthmus_build_info metric. Any process. */
 #ifndef ISM_MASTER_BUILDINFO_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The control-socket commands: the one list, which the master dispatches on
  * and answers `help` from (master/commands.c), and isthmusctl prints as its
  * usage. Header only, without dependencies: isthmusctl is built from its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Control-socket commands (master): show info, workers, config, clusters,
  * endpoints; set endpoint state and weight; reload. Each in text and JSON. */
 #include "master/commands.h"

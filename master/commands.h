@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: the control-socket commands (the list is
  * master/cmdlist.h) and the reply buffer they write into. Every command has a
  * text form and, with a trailing "json", a JSON form. Master only. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Control socket and admin listener (master).
  *
  * Both are served from the master's poll loop, one request per connection. A

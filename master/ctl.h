@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The control socket and the admin listener, served by the master.
  *
  * Control socket: a unix stream socket with a line protocol (one command per

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: the recent events an operator asks about with
  * `show events`: reloads, worker exits, endpoint health, ejection and admin
  * changes, and priority-load (failover) changes, newest last. A fixed ring in

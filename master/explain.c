@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `explain`: what the appliance would do with a request, and why: the listener,
  * virtual host, route, weighted destinations, and for the cluster the
  * priority loads, the eligible endpoints and the endpoint a pick gives now.

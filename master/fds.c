@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Open-file planning: see master/fds.h. */
 #include "master/fds.h"
 

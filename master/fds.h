@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: open files. A worker needs two descriptors per client
  * connection (the client's and its upstream's, as HAProxy counts its maxsock)
  * and ISM_FDS_RESERVE plus one per listener besides (stdio, the ring, the

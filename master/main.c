@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* isthmus: command line. */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: the master's one per-process context. */
 #ifndef ISM_MASTER_MASTER_T_H
 #define ISM_MASTER_MASTER_T_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The master: configuration generations, listeners, worker supervision, reload,
  * graceful stop. One poll loop over a signalfd, the health checker's epoll
  * descriptor and the control socket. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The master process: compiles the configuration into shared memory, binds the
  * listeners, forks and supervises the workers, runs the health checks, reloads
  * on SIGHUP and stops gracefully on SIGTERM. It never proxies a request. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The /metrics page (master/metrics.h). Every family goes through
  * ism_prom_family and ism_prom_u64/f64; the families that read one field per
  * worker, per endpoint or per cluster are tables of (metric, field). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: the admin listener's /metrics page, in the Prometheus
  * text format (0.0.4), and the writer every family goes through. Master only. */
 #ifndef ISM_MASTER_METRICS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* /proc readings: see master/procstat.h. */
 #include "master/procstat.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: a process's CPU time and memory as Linux's /proc tells
  * them, for the process_* metrics (the master) and the per-worker ones. */
 #ifndef ISM_MASTER_PROCSTAT_H

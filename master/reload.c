@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reloads off the loop: see master/reload.h. */
 #include "master/reload.h"
 

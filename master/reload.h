@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: reloads off the loop.
  *
  * A reload (SIGHUP, `isthmusctl reload`) or a certificate rotation reads,

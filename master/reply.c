@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Answers that grow: see master/reply.h. */
 #include "master/reply.h"
 

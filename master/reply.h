@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: the text of an answer being built (a control-socket
  * command's, an admin page's). It grows as it is appended to, up to a bound
  * set when it is started; an append that would pass the bound (or find no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Run-time files: see master/runfile.h. */
 #include "master/runfile.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to master/: the files the master keeps at run time beside its
  * control socket: their directory, and the pid file (Appliance spec.pidFile)
  * that logrotate and scripts signal the master through. Master only. */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # `make deb`: a binary .deb from the already built tree, with dpkg-deb (no
 # debhelper). Usage: packaging/build-deb.sh [BUILD]   (default: build)
 # Writes BUILD/isthmus_VERSION-REVISION_ARCH.deb and prints its path.

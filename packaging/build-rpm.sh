@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # `make rpm`: a binary rpm from the already built tree with rpmbuild and
 # packaging/rpm/isthmus.spec. Usage: packaging/build-rpm.sh [BUILD]
 # Writes BUILD/isthmus-VERSION-RELEASE.ARCH.rpm and prints its path.

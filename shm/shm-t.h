@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The shared region's layout: types only, shared by the master and every worker.
  *
  * Writers: every field has one kind of writer, named beside it. Cross-process

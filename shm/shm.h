@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The shared region: creation, the arena allocator, generation publish/reclaim,
  * endpoint-state ids.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The compiled route table: one immutable generation of the configuration.
  *
  * Types only. conf/ compiles the model into these structures inside an arena

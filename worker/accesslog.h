@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to worker/: the access log. One line per exchange, rendered as JSON
  * or from the generation's compiled text template, to a file or standard
  * output or to syslog, so that logging never blocks the loop:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Endpoint choice inside a cluster (worker side), as Envoy does it:
  *
  *   1. a priority, by the cluster's priority loads (struct ism_cluster_dyn, which

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Ring-hash lookup (worker/hash.h). */
 #include "worker/hash.h"
 

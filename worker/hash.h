@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Consistent hashing for ism_cluster.hash, the lookup side: the tables are
  * built at compile time (conf/hashring.h); lookups are pure. */
 #ifndef ISM_WORKER_HASH_H

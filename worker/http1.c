@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP/1.1 head parser and chunked-body scanner (RFC 9112, RFC 9110).
  *
  * The head parsers are stateless: every call re-parses from the start of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP/1.1 message heads and chunked bodies: pure, incremental parsers.
  *
  * Contract (picohttpparser's): given the bytes received so far, a parser returns

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Request-path normalisation (worker/pathnorm.h).
  *
  * Envoy runs three passes over a copy of the path: the textual decoding of %2F/%5C (when

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Request-path normalisation as Istio's meshConfig.pathNormalization does it with Envoy (route
  * matching and the path forwarded upstream both use the result). Pure, allocation-free, never
  * reads past len; safe in any process.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Per-request policy decisions of a worker, as pure functions: the hash key of
  * a consistent-hash policy, which failures a retry policy retries, the retry
  * back-off, and what an exchange's result means to outlier detection. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The proxy state machines: a client connection (struct ism_conn) carries one
  * exchange at a time; during it, an upstream connection (struct ism_upconn) is
  * attached. Flow control is by construction: each direction has at most one

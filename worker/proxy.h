@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Private to worker/: the worker's per-process context, connection objects and
  * the helpers shared by the event loop (worker.c) and the proxy logic (proxy.c). */
 #ifndef ISM_WORKER_PROXY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol v1 (text) and v2 (binary) headers, as HAProxy's
  * proxy-protocol.txt specifies them: a pure, incremental, allocation-free
  * parser. Safe in any process; a worker calls it on the first bytes of a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Routing: from a parsed request to a route and a weighted destination cluster.
  * Pure functions over an immutable ism_table; a worker-private scratch holds the
  * PCRE2 match data. */

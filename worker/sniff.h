@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* First-bytes detection for a listener that takes TLS and plaintext on the same port, and the
  * SNI of a TLS ClientHello (for logs, explain and tests of SNI routing; OpenSSL does the real
  * handshake). Pure, allocation-free, never read past n. Safe in any process. */

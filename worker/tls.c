@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS in a worker (see worker/tls.h).
  *
  * Contexts are built from the PEM text of the table and kept by fingerprint,

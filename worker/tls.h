@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS in a worker: OpenSSL over memory BIOs between the io_uring socket
  * operations and HTTP, for client connections (termination) and upstream
  * connections (origination). Private to worker/. */

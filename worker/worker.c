@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The worker's event loop: ring and buffer setup, accept, signals, the tick that
  * drives timeouts, moving to new table generations, and the drain on stop. */
 #include "worker/worker.h"

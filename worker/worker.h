@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A worker process: one io_uring loop that accepts, parses, routes and proxies.
  *
  * Called in the child right after fork(). Single-threaded; shares nothing with

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # `make run`: demo upstreams on loopback standing for the appliance's zone
 # (127.0.0.1), two other zones of its region (127.0.0.2, 127.0.0.3) and a
 # failover region (127.0.0.4), then the gateway on conf/isthmus.yaml in the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration-test harness for isthmus: processes, ports, configuration, clients.
 
 Python standard library only. Every process is started in its own session

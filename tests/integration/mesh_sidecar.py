@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """A stand-in for an Istio sidecar's inbound listener, for the ISTIO_MUTUAL tests.
 
 usage: mesh_sidecar.py --listen ADDR:PORT --cert CRT --key KEY --ca CA --log FILE [--sni NAME]... [--any-hello]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """isthmus integration tests: the real master and workers, real upstreams, real clients.
 
 usage: run.py [--build DIR] [--only NAME[,NAME...]] [--list] [--keep]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of the master's control surfaces under stress and misuse:
 the control socket and isthmusctl, the admin listener (readiness, metrics),
 worker supervision, descriptor limits and reloads that take long.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of locality priorities, overprovisioned spill-over, region
 failover, outlier ejection and retries (Istio / Envoy semantics: Envoy's
 priority levels, overprovisioning, panic and locality-weight documentation).

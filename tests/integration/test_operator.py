@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of what a first-time operator meets: the two binaries'
 options, the control socket's command list and JSON answers, the admin
 listener's probes and metrics, the endpoint settings, the pid file.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of operating features: the access log (JSON lines, the
 text format, syslog, reason codes, reopening on SIGUSR1 for logrotate).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of the DestinationRule policies beyond locality: consistent
 hashing (header, issued cookie) and the connection-pool limits (maxConnections
 with a pending queue, http1MaxPendingRequests overflow, maxRequestsPerConnection).

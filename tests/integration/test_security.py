@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of the HTTP/1.1 defences: framing that a Connection field
 cannot undo, chunked bodies checked strictly and re-chunked, one Content-Length,
 Host syntax, outlier detection told of responses cut short, clients that do not

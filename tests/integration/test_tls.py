@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration tests of TLS: HTTPS servers chosen by SNI, client certificates,
 RSA and ECDSA on one server, protocol versions, session resumption across
 workers, httpsRedirect, PeerAuthentication on plaintext listeners, TLS to

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """`make package-test`: install the .deb on this machine and run what it installed,
 then purge it; inspect the .rpm and install it into a scratch root.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the cmocka unit tests share. Include it after <cmocka.h>. */
 #ifndef ISM_TESTS_UNIT_CHECK_H
 #define ISM_TESTS_UNIT_CHECK_H

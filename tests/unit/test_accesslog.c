@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the access log: the text-template parser (conf/alog.c), the
  * request capture and the JSON and text renderers (worker/accesslog.c). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Balancer unit tests: smooth weighted round robin, eligibility, priority
  * (own zone first, spill-over, return), retry exclusion, least request, random. */
 #include <errno.h>

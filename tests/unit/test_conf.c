@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of conf/: loading, validation with positions, compilation. */
 #include <errno.h>
 #include <setjmp.h>

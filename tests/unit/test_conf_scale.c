@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Loading scales: each shape a big deployment (or a hostile file) can take is
  * generated in memory at size n and 8n, loaded and compiled through the conf
  * interface, and the CPU time of the big one must stay well below 64 times the

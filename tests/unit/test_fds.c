@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Open-file planning (master/fds.c): the derived default, explicit values that
  * fit, need a raise of the soft or the hard limit, or cannot be honoured, at
  * the start and at a reload. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Consistent hashing unit tests: ism_hash64 (pinned values, avalanche), the
  * ring hash (point counts, order, wrap-around, spread, weights, disruption) and
  * Maglev (spread, weights, disruption), and their error paths. */

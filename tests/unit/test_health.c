@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Health checker unit tests against real loopback servers run by a thread of this
  * test: one answers 200, one 503 (switchable to 200), one accepts and never
  * answers, one accepts and closes (for TCP checks), and a port where nothing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the HTTP/1.1 parser (worker/http1.h): valid heads parsed whole,
  * at every split point and byte by byte; smuggling and malformed inputs with the
  * exact error; the chunked scanner at every split point. Every parse runs on an

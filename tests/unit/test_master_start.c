@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The master's start when memory runs out (master/master.c): it gives up with
  * status 1 and leaves the descriptors it did not open alone (standard input
  * stays open). This binary defines calloc, which the library's calls resolve to:

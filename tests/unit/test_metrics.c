@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The Prometheus writer (master/metrics.c): a family's header, samples with
  * and without labels, label values escaped as the text format wants
  * (backslash, double quote, newline), and float samples. */

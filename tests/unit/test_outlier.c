@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Outlier detection: consecutive-error counting, ejection limits, growing
  * ejection time, return at the sweep, decay of the multiplier, and exactly one
  * ejection when several processes race on the same shared endpoint state. */

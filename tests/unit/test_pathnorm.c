@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of request-path normalisation (worker/pathnorm.h). A table gives the expected
  * result of each path under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES (NONE is always
  * the identity): the issue's examples, Istio's documented ones, Envoy's own path_utility and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Per-request policy: retry decisions in Envoy's vocabulary, back-off bounds,
  * outlier outcomes, consistent-hash keys. */
 #include <setjmp.h>

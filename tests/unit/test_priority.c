@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Priority and locality arithmetic: every worked example of Envoy's priority,
  * panic and locality-weight documentation, with the code's rounding where the
  * documentation's tables differ. */

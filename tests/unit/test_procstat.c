@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* /proc/PID/stat parsing (master/procstat.c): CPU time from utime and stime,
  * memory from vsize and rss, a command name holding spaces and parentheses,
  * negative fields, and text that is not such a line. */

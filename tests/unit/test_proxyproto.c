@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the PROXY protocol parser (worker/proxyproto.h): valid v1 and v2 headers at
  * every split point and with payload after them; each malformed case returns -1 exactly from
  * the byte that makes it malformed on, and 0 for every shorter prefix. v2 headers are built by

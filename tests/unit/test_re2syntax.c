@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* RE2 syntax check unit tests: patterns RE2 (and Istio) accept, among them the
  * regexes of the repository's tests and examples and of Istio's documentation,
  * each of which must also compile with PCRE2 under the options the header

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Answers that grow (master/reply.c): appends past the first allocation, the
  * exact text, the bound (an append that does not fit marks the reply
  * incomplete and leaves the text as it was), and appends after that. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Router unit tests: virtual-host choice, Istio HTTPMatchRequest semantics and the
  * weighted destination split, over tables built by hand. */
 #define PCRE2_CODE_UNIT_WIDTH 8

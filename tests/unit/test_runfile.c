@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The master's run-time files (master/runfile.c): the pid file is written
  * whole (mode 0644 whatever the umask, its directory made), removed only while
  * it names this process, and a file naming another live isthmus is told from

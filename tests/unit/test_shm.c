@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared region: arena, generation publish/acquire/reclaim, endpoint ids, and a
  * multi-process stress of the reclaim protocol. */
 #include <setjmp.h>

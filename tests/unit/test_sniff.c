@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of first-bytes detection and SNI extraction (worker/sniff.h). Real ClientHellos
  * come from OpenSSL clients (TLS 1.2, TLS 1.3, both; with and without SNI) writing into a memory
  * BIO; the malformed ones from a small builder or by corrupting a real one. Every split point of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS in the appliance file: certificate files checked at load with positions,
  * HTTPS servers compiled with their own routes, credentials, PeerAuthentication
  * precedence, PROXY protocol ports, and the SNI choice of a server. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A test origin server: real HTTP/1.1, misbehaving on command.
  *
  * One detached thread per connection (bounded), blocking I/O, bodies streamed
