@@ -150,11 +150,28 @@ run: deps all
 bench: deps all
 	sh bench/bench.sh $(BUILD) && sh bench/tls.sh $(BUILD)
 
+# What the packages install, under PREFIX (the unit's and the logrotate
+# policy's paths follow it); the configuration stays the administrator's: the
+# example goes beside it, never over it.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/isthmus
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/isthmus $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)/etc/logrotate.d $(DESTDIR)/etc/default \
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/doc/isthmus/docs
 	install -m 0755 $(BUILD)/isthmus $(DESTDIR)$(PREFIX)/sbin/isthmus
 	install -m 0755 $(BUILD)/isthmusctl $(DESTDIR)$(PREFIX)/sbin/isthmusctl
 	install -m 0644 conf/isthmus.yaml $(DESTDIR)/etc/isthmus/isthmus.yaml.example
+	sed 's|/usr/sbin/|$(PREFIX)/sbin/|g' packaging/isthmus.service \
+		>$(DESTDIR)$(UNITDIR)/isthmus.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/isthmus.service
+	install -m 0644 packaging/logrotate/isthmus $(DESTDIR)/etc/logrotate.d/isthmus
+	test -e $(DESTDIR)/etc/default/isthmus || \
+		install -m 0644 packaging/default/isthmus $(DESTDIR)/etc/default/isthmus
+	install -m 0644 packaging/man/isthmus.8 packaging/man/isthmusctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 packaging/man/isthmus.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 README.md LICENSE $(DESTDIR)$(PREFIX)/share/doc/isthmus/
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/isthmus/docs/
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -46,6 +46,8 @@ doc="$stage/usr/share/doc/isthmus"
 install -d "$doc/examples"
 install -m 0644 "$here/copyright" "$doc/copyright"
 gzip -9nc README.md >"$doc/README.md.gz"
+install -d "$doc/docs"
+for d in docs/*.md; do gzip -9nc "$d" >"$doc/docs/$(basename "$d").gz"; done
 install -m 0644 conf/isthmus.yaml "$doc/examples/isthmus.yaml"
 
 # changelog.Debian: one entry for this build, dated by the last commit so

@@ -40,6 +40,7 @@ for m in isthmus.8 isthmusctl.8 isthmus.yaml.5; do
 	gzip -9nc "$here/man/$m" >"$stage/usr/share/man/man$sec/$m.gz"
 done
 inst 0644 README.md /usr/share/doc/isthmus/README.md
+for d in docs/*.md; do inst 0644 "$d" "/usr/share/doc/isthmus/docs/$(basename "$d")"; done
 inst 0644 conf/isthmus.yaml /usr/share/doc/isthmus/examples/isthmus.yaml
 inst 0644 "$here/copyright" /usr/share/doc/isthmus/copyright
 

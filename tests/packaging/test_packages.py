@@ -517,6 +517,29 @@ def test_rpm(build, tmp):
     check("the rpm's isthmus checks the rpm's config", rc == 0, out.strip())
 
 
+def test_install(build, tmp):
+    """make install puts what the packages install under DESTDIR/PREFIX, the
+    unit pointing at PREFIX's binaries."""
+    root = os.path.join(tmp, "inst")
+    rc, out = run(["make", "-s", "install", f"BUILD={build}", f"DESTDIR={root}",
+                   "PREFIX=/usr/local"], timeout=300)
+    if not check("make install DESTDIR=... PREFIX=/usr/local", rc == 0, out.strip()):
+        return
+    for path in ("usr/local/sbin/isthmus", "usr/local/sbin/isthmusctl",
+                 "usr/local/lib/systemd/system/isthmus.service", "etc/logrotate.d/isthmus",
+                 "etc/default/isthmus", "etc/isthmus/isthmus.yaml.example",
+                 "usr/local/share/man/man8/isthmus.8", "usr/local/share/man/man8/isthmusctl.8",
+                 "usr/local/share/man/man5/isthmus.yaml.5", "usr/local/share/doc/isthmus/LICENSE",
+                 "usr/local/share/doc/isthmus/docs/configuration.md"):
+        check(f"make install: {path}", os.path.isfile(os.path.join(root, path)))
+    with open(os.path.join(root, "usr/local/lib/systemd/system/isthmus.service")) as f:
+        unit = f.read()
+    check("make install: the unit starts PREFIX's isthmus",
+          "ExecStart=/usr/local/sbin/isthmus " in unit and "/usr/sbin/" not in unit)
+    check("make install: no isthmus.yaml over the administrator's",
+          not os.path.exists(os.path.join(root, "etc/isthmus/isthmus.yaml")))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -529,6 +552,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="isthmus-pkgtest.")
     os.chmod(tmp, 0o755)
     try:
+        if args.only is None:
+            test_install(args.build, tmp)
         if args.only in (None, "deb"):
             test_deb(args.build, tmp)
         if args.only in (None, "rpm"):
