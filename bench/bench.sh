@@ -6,6 +6,8 @@
 # See bench/README.md for the method. Usage: bench/bench.sh [BUILD_DIR]
 # Environment: ROUNDS (5) DURATION (10, s) CONNS (64) WARMUP (2, s) SKIP_IDLE (0)
 #              IDLE_CONNS (10000) IDLE_TIMEOUT (120, s per proxy) PROXIES ("isthmus haproxy nginx")
+#              BASE_BUILD (unset): another build of isthmus (say, of the previous commit), run as
+#              the proxy "isthmus-base" in the same interleaved rounds, to see what a change moved
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -18,9 +20,11 @@ SKIP_IDLE=${SKIP_IDLE:-0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_TIMEOUT=${IDLE_TIMEOUT:-120}
 PROXIES=${PROXIES:-isthmus haproxy nginx}
+BASE_BUILD=${BASE_BUILD:-}
+[ -z "$BASE_BUILD" ] || PROXIES="$PROXIES isthmus-base"
 
 UP1=19081 UP2=19082
-declare -A PORT=([isthmus]=19180 [haproxy]=19280 [nginx]=19380)
+declare -A PORT=([isthmus]=19180 [haproxy]=19280 [nginx]=19380 [isthmus-base]=19480)
 declare -A PID=()   # proxy -> pid of its top process (master)
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_NAME=bench
@@ -44,7 +48,7 @@ say "# $(versions)"
 say "# results file: $RESULTS"
 [ "$NOFILE" -ge 30000 ] || say "# note: could not raise nofile to 30000 (hard limit $(ulimit -Hn)); using $NOFILE"
 
-ports_free $UP1 $UP2 ${PORT[isthmus]} ${PORT[haproxy]} ${PORT[nginx]}
+ports_free $UP1 $UP2 ${PORT[isthmus]} ${PORT[haproxy]} ${PORT[nginx]} ${PORT[isthmus-base]}
 
 # --- upstreams: one nginx, one worker, two ports, 1 KiB body ----------------------------------
 start_upstream $UP1 $UP2
@@ -94,6 +98,7 @@ EOF
 for p in $PROXIES; do
 	case $p in
 	isthmus) start_isthmus HTTP "" "" ;;
+	isthmus-base) start_isthmus HTTP "" "" isthmus-base "$BASE_BUILD" ;;
 	haproxy) start_haproxy http "" "" "" "" ;;
 	nginx) start_nginx ;;
 	*) die "unknown proxy '$p' in PROXIES" ;;
@@ -167,7 +172,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		RPS[$p]="${RPS[$p]:-} $rps"
 		P99[$p]="${P99[$p]:-} $p99"
 		CPU[$p]="${CPU[$p]:-} $cpu"
-		line=$(printf 'round %d %-8s req/s %10s  p99 %8s ms  cpu %7s us/req  (%d ticks, %d requests, errors %d, non-2xx %d)' \
+		line=$(printf 'round %d %-12s req/s %10s  p99 %8s ms  cpu %7s us/req  (%d ticks, %d requests, errors %d, non-2xx %d)' \
 			"$r" "$p" "$rps" "$p99" "$cpu" $((t1 - t0)) "$req" "$err" "$non2xx")
 		echo "$line"
 		raw "$r $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx"
@@ -185,10 +190,10 @@ base() { if [ -n "${PID[haproxy]:-}" ]; then echo "$1"; else echo "n/a"; fi; }
 
 say ""
 say "## throughput: medians of $ROUNDS rounds (wrk -t1 -c$CONNS -d${DURATION}s); ratio = proxy / HAProxy"
-FMT='%-8s %10s %9s %11s   %8s %7s %7s'
+FMT='%-12s %10s %9s %11s   %8s %7s %7s'
 say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x')"
-for p in haproxy isthmus nginx; do
-	case " $ACTIVE " in *" $p "*) ;; *) say "$(printf '%-8s %10s' "$p" 'skipped')"; continue ;; esac
+for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
+	case " $ACTIVE " in *" $p "*) ;; *) say "$(printf '%-12s %10s' "$p" 'skipped')"; continue ;; esac
 	say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" \
 		"$(ratio "${MR[$p]}" "$(base "${MR[haproxy]:-n/a}")")" \
 		"$(ratio "${MP[$p]}" "$(base "${MP[haproxy]:-n/a}")")" \
@@ -196,7 +201,7 @@ for p in haproxy isthmus nginx; do
 done
 say "spread (min..max over rounds):"
 for p in $ACTIVE; do
-	say "$(printf '  %-8s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$p]:-}" | spread)" \
+	say "$(printf '  %-12s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$p]:-}" | spread)" \
 		"$(echo "${P99[$p]:-}" | spread)" "$(echo "${CPU[$p]:-}" | spread)")"
 done
 
@@ -210,10 +215,10 @@ fi
 declare -A IDLE_KIB=()
 say ""
 say "## idle keep-alive connections: $IDLE_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes"
-say "$(printf '%-8s %8s %10s %10s %10s %8s %12s %9s' proxy 'held' 'RSS0 KiB' 'RSS1 KiB' 'delta KiB' 'fds' 'KiB/conn' 'ratio')"
-for p in haproxy isthmus nginx; do
+say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' proxy 'held' 'RSS0 KiB' 'RSS1 KiB' 'delta KiB' 'fds' 'KiB/conn' 'ratio')"
+for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 	case " $ACTIVE " in *" $p "*) ;; *) continue ;; esac
-	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-8s %8s' "$p" 'not running')"; continue; fi
+	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-12s %8s' "$p" 'not running')"; continue; fi
 	sleep 1
 	rss0=$(rss_kib "${PID[$p]}")
 	out="$TMP/idle-$p.txt"
@@ -245,7 +250,7 @@ for p in haproxy isthmus nginx; do
 	per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN{ if (n > 0) printf "%.2f", (b - a) / n; else print "n/a" }')
 	IDLE_KIB[$p]=$per
 	raw "idle $p ok=$ok failed=$failed closed_by_peer=${closed:-?} rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_conn=$per"
-	say "$(printf '%-8s %8s %10s %10s %10s %8s %12s %9s' "$p" "$held" "$rss0" "$rss1" $((rss1 - rss0)) "$fds" "$per" \
+	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' "$p" "$held" "$rss0" "$rss1" $((rss1 - rss0)) "$fds" "$per" \
 		"$(ratio "$per" "$(base "${IDLE_KIB[haproxy]:-n/a}")")")"
 	[ "${failed:-1}" = 0 ] || { say "# WARNING: $p: $failed connections failed:"; grep '^FAIL' "$out" | sed 's/^/#   /' | tee -a "$RESULTS"; }
 	[ "${closed:-0}" = 0 ] || say "# WARNING: $p closed $closed idle connections while they were held"

@@ -237,11 +237,12 @@ proxy_up() { # name pid url log
 # isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports $UP1 and
 # $UP2 (round robin): one Gateway server of protocol $1 (HTTP or HTTPS) whose tls block is $2
 # (a "tls: {...}" line, or empty); $3: more Appliance spec lines (indented two spaces), or empty.
-start_isthmus() { # protocol tls-line appliance-lines
-	local bin="$BUILD/isthmus" d="$TMP/isthmus" scheme
+start_isthmus() { # protocol tls-line appliance-lines [name [build]]
+	local name=${4:-isthmus} build=${5:-$BUILD}
+	local bin="$build/isthmus" d="$TMP/$name" scheme
 	scheme=$(printf '%s' "$1" | tr 'A-Z' 'a-z')
 	mkdir -p "$d"
-	if [ ! -x "$bin" ]; then skip_loudly isthmus "$bin not found (run make first)"; return; fi
+	if [ ! -x "$bin" ]; then skip_loudly "$name" "$bin not found (run make first)"; return; fi
 	cat >"$d/isthmus.yaml" <<EOF
 apiVersion: isthmus.io/v1
 kind: Appliance
@@ -261,7 +262,7 @@ metadata:
   namespace: bench
 spec:
   servers:
-  - port: {number: ${PORT[isthmus]}, name: $scheme, protocol: $1}
+  - port: {number: ${PORT[$name]}, name: $scheme, protocol: $1}
     hosts: ["*"]
     $2
 ---
@@ -312,12 +313,12 @@ spec:
       simple: ROUND_ROBIN
 EOF
 	if ! "$bin" -c -f "$d/isthmus.yaml" >"$d/check.log" 2>&1; then
-		skip_loudly isthmus "'$bin -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
+		skip_loudly "$name" "'$bin -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
 		return
 	fi
 	"$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
-	proxy_up isthmus $! "$scheme://127.0.0.1:${PORT[isthmus]}/" "$d/stderr.log"
+	proxy_up "$name" $! "$scheme://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
 }
 
 # HAProxy, one thread, on 127.0.0.1:${PORT[haproxy]} in front of $UP1 and $UP2 (round robin,

@@ -609,6 +609,31 @@ static const char *client_addr(const struct ism_conn *c)
 	return c->xff_client[0] ? c->xff_client : c->peer;
 }
 
+/* Appends prefix, n in base 10 or 16, CRLF: a content-length field or a chunk
+ * size line, on the hot path, without printf. */
+static int put_num_line(struct ism_buf *out, const char *prefix, uint64_t n, unsigned base,
+			uint32_t limit)
+{
+	char line[32 + 20 + 2];
+	size_t i = sizeof(line), plen = strlen(prefix);
+
+	ISM_BUG_ON(plen > 32);
+	line[--i] = '\n';
+	line[--i] = '\r';
+	do {
+		line[--i] = "0123456789abcdef"[n % base];
+		n /= base;
+	} while (n);
+	i -= plen;
+	memcpy(line + i, prefix, plen);
+	return ism_buf_append(out, line + i, (uint32_t)(sizeof(line) - i), limit);
+}
+
+static int put_content_length(struct ism_buf *out, uint64_t n, uint32_t limit)
+{
+	return put_num_line(out, "content-length: ", n, 10, limit);
+}
+
 static void request_id(struct ism_wctx *w, char out[37])
 {
 	uint32_t r[4];
@@ -665,8 +690,7 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 	if (req->framing.chunked)
 		ret |= buf_printf(out, limit, "transfer-encoding: chunked\r\n");
 	else if (req->framing.content_length >= 0)
-		ret |= buf_printf(out, limit, "content-length: %lld\r\n",
-				  (long long)req->framing.content_length);
+		ret |= put_content_length(out, (uint64_t)req->framing.content_length, limit);
 	if (xff)
 		ret |= buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len, xff,
 				  c->peer);
@@ -683,21 +707,6 @@ static int build_upstream_head(struct ism_wctx *w, struct ism_conn *c,
 	}
 	ret |= ism_buf_append(out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
-}
-
-/* Appends "SIZE\r\n" (hex) to b. */
-static int chunk_line(struct ism_buf *b, size_t size)
-{
-	char line[20];
-	int i = (int)sizeof(line);
-
-	line[--i] = '\n';
-	line[--i] = '\r';
-	do {
-		line[--i] = "0123456789abcdef"[size & 15];
-		size >>= 4;
-	} while (size);
-	return ism_buf_append(b, line + i, (uint32_t)(sizeof(line) - (size_t)i), UINT32_MAX);
 }
 
 /* Takes the body bytes among the len bytes at p (the rest belongs to the next
@@ -735,7 +744,7 @@ static ssize_t body_take(struct ism_body *b, const char *p, uint32_t len, struct
 			if (dlen == 0)
 				continue;
 			if (!b->bare)
-				ret |= chunk_line(tx, dlen);
+				ret |= put_num_line(tx, "", dlen, 16, UINT32_MAX);
 			ret |= ism_buf_append(tx, data, (uint32_t)dlen, UINT32_MAX);
 			if (!b->bare)
 				ret |= ism_buf_append(tx, "\r\n", 2, UINT32_MAX);
@@ -1490,7 +1499,7 @@ static int build_client_head(struct ism_wctx *w, struct ism_conn *c,
 	}
 	if (final && c->resp.mode != ISM_BODY_CHUNKED && c->resp.mode != ISM_BODY_CLOSE &&
 	    cl >= 0 && resp->status != 204)
-		ret |= buf_printf(&c->out, limit, "content-length: %lld\r\n", (long long)cl);
+		ret |= put_content_length(&c->out, (uint64_t)cl, limit);
 	if (final && c->set_cookie)
 		ret |= buf_printf(&c->out, limit, "set-cookie: %s\r\n", c->set_cookie);
 	if (final && !c->keepalive)
