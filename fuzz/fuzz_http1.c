@@ -3,7 +3,8 @@
  * chunked scanner on the same input. Besides memory safety (ASan, UBSan) it
  * checks the contract: results stay inside the input, a complete head parses the
  * same on its own, every shorter prefix of a head is INCOMPLETE, and the chunked
- * scanner gives the same answer whatever the split of its input. */
+ * scanner gives the same answer whatever the split of its input, as does the
+ * in-place body decoder. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -180,6 +181,21 @@ static void fuzz_chunked(const char *buf, size_t len)
 	total = 0;
 	check(decode(&c, buf, len, want, &wlen, &total) == rw, "decode and scan disagree");
 	check(rw != 1 || total == whole, "decode and scan end differently");
+	{
+		/* In place (ism_body_take): the same data, moved to the start. */
+		struct ism_body b = {.mode = ISM_BODY_CHUNKED};
+		size_t dl = 0;
+		bool done = false;
+		ssize_t n;
+
+		ism_chunked_init(&b.ch);
+		memcpy(out, buf, len);
+		n = ism_body_take(&b, out, len, &dl, &done);
+		check(rw == ISM_HTTP_EBAD ? n == ISM_HTTP_EBAD : n >= 0, "take's verdict");
+		check(n < 0 || done == (rw == 1), "take's end");
+		check(n < 0 || (size_t)n == (rw == 1 ? whole : len), "take's length");
+		check(n < 0 || (dl == wlen && memcmp(out, want, dl) == 0), "take's data");
+	}
 	for (size_t k = 0; k <= len; k += (len <= 2048 ? 1 : len / 1024)) {
 		ism_chunked_init(&c);
 		int r = scan(&c, buf, k, &used);

@@ -12,7 +12,7 @@
 
 #include "lib/json.h"
 #include "lib/log.h"
-#include "worker/proxy.h"
+#include "worker/ring.h"
 
 /* A value's room: a captured header, plus what X-Forwarded-For appends. */
 #define VALUE_ROOM (ISM_ALOG_VALUE + 64u)
@@ -150,6 +150,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 			n = op->max_len;
 		return n;
 	case ISM_ALOG_F_PROTOCOL:
+		if (q->http_minor >= 0 && q->http2)
+			return copy_str(v, cap, "HTTP/2");
 		return q->http_minor < 0
 			   ? 0
 			   : printed(snprintf(v, cap, "HTTP/1.%d", q->http_minor), cap);
@@ -319,6 +321,7 @@ struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *
 	memset(q, 0, sizeof(*q));
 	q->start_ms = start_ms;
 	q->http_minor = (int16_t)(req ? req->minor_version : -1);
+	q->http2 = req ? req->h2 : 0;
 	d = q->data;
 	for (int k = 0; k < ISM_ALOG_H_COUNT; k++) {
 		if (src[k] == NULL)

@@ -31,6 +31,7 @@
 struct ism_alog_req {
 	uint64_t start_ms;		   /* wall clock, the complete request head */
 	int16_t http_minor;		   /* 0 or 1; -1: the request could not be parsed */
+	uint8_t http2;			   /* HTTP/2 (http_minor is 1 then) */
 	char request_id[37];		   /* made by the proxy when the client sent none; "" */
 	char route[256];		   /* route name; "" before routing or without a route */
 	const char *val[ISM_ALOG_H_COUNT]; /* into data; NULL: absent or not captured */

@@ -1112,3 +1112,43 @@ const char *ism_http_reason(int status)
 		return "Unknown";
 	}
 }
+
+ssize_t ism_body_take(struct ism_body *b, char *p, size_t len, size_t *data_len, bool *done)
+{
+	size_t used, off = 0, dlen, n, out = 0;
+	const char *data;
+	int r = ISM_CHUNK_MORE;
+
+	*done = false;
+	*data_len = 0;
+	switch (b->mode) {
+	case ISM_BODY_NONE:
+		*done = true;
+		return 0;
+	case ISM_BODY_CL:
+		n = b->remaining < len ? (size_t)b->remaining : len;
+		b->remaining -= n;
+		*done = b->remaining == 0;
+		*data_len = n;
+		return (ssize_t)n;
+	case ISM_BODY_CLOSE:
+		*data_len = len;
+		return (ssize_t)len;
+	case ISM_BODY_CHUNKED:
+		while (r == ISM_CHUNK_MORE && off < len) {
+			r = ism_chunked_next(&b->ch, p + off, len - off, &used, &data, &dlen);
+			if (r < 0)
+				return r;
+			off += used;
+			/* The data moves down over framing already read: never
+			 * past what was consumed. */
+			if (dlen)
+				memmove(p + out, data, dlen);
+			out += dlen;
+		}
+		*done = r == ISM_CHUNK_END;
+		*data_len = out;
+		return (ssize_t)off;
+	}
+	return ISM_HTTP_EBAD;
+}

@@ -9,8 +9,11 @@
 #ifndef ISM_WORKER_HTTP1_H
 #define ISM_WORKER_HTTP1_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #define ISM_HTTP_INCOMPLETE 0
@@ -30,6 +33,14 @@ struct ism_http_header {
 	const char *value; /* leading and trailing whitespace trimmed */
 	size_t value_len;
 };
+
+/* Whether h is the field name (a lowercase literal), case aside. */
+static inline bool ism_http_header_is(const struct ism_http_header *h, const char *name)
+{
+	size_t n = strlen(name);
+
+	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
 
 enum ism_http_conn {
 	ISM_HTTP_CONN_DEFAULT = 0, /* no Connection token: keep-alive in 1.1, close in 1.0 */
@@ -59,6 +70,7 @@ struct ism_http_req {
 	const char *host; /* Host header value (or the absolute-form authority); NULL if none */
 	size_t host_len;
 	int minor_version; /* 0 or 1 */
+	uint8_t h2;	   /* an HTTP/2 request (worker/h2.c), minor_version 1 */
 	size_t n_headers;
 	struct ism_http_header *headers; /* caller's array, capacity given to the parser */
 	struct ism_http_framing framing;
@@ -148,5 +160,26 @@ int ism_chunked_next(struct ism_chunked *c, const char *buf, size_t len, size_t 
  * (*consumed the bytes that belong to it), 0 when all len bytes were consumed and
  * more are needed, ISM_HTTP_EBAD on malformed framing. */
 int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t *consumed);
+
+/* A message body being read, by how it is delimited on the wire. */
+enum ism_body_mode {
+	ISM_BODY_NONE = 0,
+	ISM_BODY_CL,
+	ISM_BODY_CHUNKED,
+	ISM_BODY_CLOSE, /* a response delimited by the sender closing */
+};
+
+struct ism_body {
+	uint8_t mode;	       /* enum ism_body_mode */
+	uint64_t remaining;    /* ISM_BODY_CL: bytes still expected */
+	struct ism_chunked ch; /* ISM_BODY_CHUNKED */
+};
+
+/* Takes the body bytes among the len bytes at p (the rest belongs to the next
+ * message) and decodes them in place: the body's data is moved to the start of
+ * p (for a chunked body; a length- or close-delimited body is its own data),
+ * *data_len its length. Returns the bytes taken, or ISM_HTTP_EBAD on malformed
+ * chunking; *done when the body ended within them. */
+ssize_t ism_body_take(struct ism_body *b, char *p, size_t len, size_t *data_len, bool *done);
 
 #endif

@@ -22,7 +22,8 @@
 #include <openssl/x509v3.h>
 
 #include "lib/log.h"
-#include "worker/proxy.h"
+#include "worker/ring.h"
+#include "worker/sock.h"
 #include "worker/router.h"
 
 struct ctx_entry {
@@ -173,11 +174,13 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 	return 2;
 }
 
-/* ALPN: HTTP/1.1 is what is served (istio-http/1.1 from mesh clients too). */
+/* ALPN: h2 when the client offers it, else HTTP/1.1, as Istio's gateway
+ * servers offer them (the session tells the protocols apart by the HTTP/2
+ * preface, whatever ALPN said). */
 static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
-	static const unsigned char ours[] = "\x08http/1.1";
+	static const unsigned char ours[] = "\x02h2\x08http/1.1";
 
 	(void)s;
 	(void)arg;
@@ -526,18 +529,18 @@ void ism_tls_client_done(SSL *ssl)
 
 /* ---------- the transport ---------- */
 
-static enum ism_op op_recv(const struct ism_xio *io)
+static enum ism_op op_recv(struct ism_sock *io)
 {
 	return io->up ? ISM_OP_URECV : ISM_OP_CRECV;
 }
 
-void ism_xp_sock_recv(struct ism_wctx *w, const struct ism_xio *io)
+void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io)
 {
 	ism_w_recv(w, io->fd, ism_ud(op_recv(io), io->idx, io->gen));
-	(*io->inflight)++;
+	io->inflight++;
 }
 
-void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len,
+void ism_xp_sock_send(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len,
 		      int flags)
 {
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
@@ -545,30 +548,30 @@ void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *
 	io_uring_prep_send(sqe, io->fd, p, len, MSG_NOSIGNAL | flags);
 	io_uring_sqe_set_data64(sqe,
 				ism_ud(io->up ? ISM_OP_USEND : ISM_OP_CSEND, io->idx, io->gen));
-	(*io->inflight)++;
+	io->inflight++;
 }
 
-static void submit_recv(struct ism_wctx *w, const struct ism_xio *io)
+static void submit_recv(struct ism_wctx *w, struct ism_sock *io)
 {
-	if (io->x->raw_recv)
+	if (io->x.raw_recv)
 		return;
 	ism_xp_sock_recv(w, io);
-	io->x->raw_recv = 1;
+	io->x.raw_recv = 1;
 }
 
 /* Sends what remains of the buffer in flight (txs). */
-static void submit_send(struct ism_wctx *w, const struct ism_xio *io)
+static void submit_send(struct ism_wctx *w, struct ism_sock *io)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 
 	ism_xp_sock_send(w, io, x->txs.p + x->txs_off, x->txs.len - x->txs_off, 0);
 	x->raw_send = 1;
 }
 
 /* Moves what the session wrote to the send buffer, and sends it. */
-static int flush(struct ism_wctx *w, const struct ism_xio *io)
+static int flush(struct ism_wctx *w, struct ism_sock *io)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 	BIO *wb = SSL_get_wbio(x->ssl);
 	size_t pending;
 
@@ -601,9 +604,9 @@ static int flush(struct ism_wctx *w, const struct ism_xio *io)
  * would complete after the close. A few bytes; the socket's send buffer holds
  * nothing else unless a ring send is still in flight, and then these bytes
  * would overtake it: they are dropped instead, and the close goes without them. */
-static void send_now(const struct ism_xio *io)
+static void send_now(struct ism_sock *io)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 	BIO *wb = SSL_get_wbio(x->ssl);
 	char buf[512];
 	int n;
@@ -621,9 +624,9 @@ static void send_now(const struct ism_xio *io)
 	}
 }
 
-void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io)
+void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 
 	x->want = 1;
 	if (x->nop)
@@ -637,15 +640,15 @@ void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io)
 		io_uring_sqe_set_data64(
 		    sqe, ism_ud(io->up ? ISM_OP_UTLS : ISM_OP_CTLS, io->idx, io->gen));
 		x->nop = 1;
-		(*io->inflight)++;
+		io->inflight++;
 		return;
 	}
 	submit_recv(w, io);
 }
 
-int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len)
+int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 
 	ERR_clear_error();
 	if (SSL_write(x->ssl, p, (int)len) != (int)len) {
@@ -657,14 +660,14 @@ int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, ui
 	return flush(w, io);
 }
 
-int ism_xp_feed(const struct ism_xio *io, const char *p, uint32_t len)
+int ism_xp_feed(struct ism_sock *io, const char *p, uint32_t len)
 {
-	return BIO_write(SSL_get_rbio(io->x->ssl), p, (int)len) == (int)len ? 0 : -ENOMEM;
+	return BIO_write(SSL_get_rbio(io->x.ssl), p, (int)len) == (int)len ? 0 : -ENOMEM;
 }
 
-int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid)
+int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 	int n, err, xb;
 
 	ERR_clear_error();
@@ -714,10 +717,9 @@ int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid)
 	return -EPROTO;
 }
 
-int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bid, int nop,
-		   int *pbid)
+int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, int nop, int *pbid)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 
 	if (nop) {
 		x->nop = 0;
@@ -737,9 +739,9 @@ int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bi
 	return ism_xp_advance(w, io, pbid);
 }
 
-int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32_t *len)
+int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *len)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 
 	x->raw_send = 0;
 	if (res < 0)
@@ -759,9 +761,9 @@ int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32
 	return 1;
 }
 
-void ism_xp_close_notify(const struct ism_xio *io)
+void ism_xp_close_notify(struct ism_sock *io)
 {
-	struct ism_xport *x = io->x;
+	struct ism_xport *x = &io->x;
 
 	if (x->ssl == NULL || !x->established)
 		return;

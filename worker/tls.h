@@ -11,22 +11,12 @@
 
 #include "shm/table-t.h"
 
-struct ism_wctx;
-struct ism_xport;
+#include "worker/worker-t.h"
 
 /* What ism_xp_on_recv and ism_xp_advance return besides a byte count (> 0),
  * 0 (nothing for the caller yet) and -errno (the connection failed). */
 #define ISM_XP_EOF	 (-100000) /* the peer closed (close_notify or end of stream) */
 #define ISM_XP_HANDSHAKE (-100001) /* the handshake has just completed */
-
-/* The socket operations of one side of a connection. */
-struct ism_xio {
-	struct ism_xport *x;
-	int fd;
-	uint8_t up; /* upstream side */
-	uint32_t idx, gen;
-	uint16_t *inflight;
-};
 
 int ism_tls_init(struct ism_wctx *w);
 void ism_tls_free(struct ism_wctx *w);
@@ -45,28 +35,28 @@ void ism_tls_client_done(SSL *ssl);
 
 /* The transport. */
 
-/* The socket operations themselves: a receive into a ring buffer, a send (flags
- * added to MSG_NOSIGNAL); what they carry is plaintext or, under TLS, ciphertext. */
-void ism_xp_sock_recv(struct ism_wctx *w, const struct ism_xio *io);
-void ism_xp_sock_send(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len,
+/* The socket operations themselves (io: the socket; its x is the TLS layer): a receive into a ring
+ * buffer, a send (flags added to MSG_NOSIGNAL); what they carry is plaintext or, under TLS,
+ * ciphertext. */
+void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io);
+void ism_xp_sock_send(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len,
 		      int flags);
-void ism_xp_want_read(struct ism_wctx *w, const struct ism_xio *io);
-int ism_xp_write(struct ism_wctx *w, const struct ism_xio *io, const char *p, uint32_t len);
+void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io);
+int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len);
 /* A socket receive (nop 0) or a delivery NOP (nop 1) completed; *pbid gets the
  * private buffer holding plaintext when > 0 is returned. */
-int ism_xp_on_recv(struct ism_wctx *w, const struct ism_xio *io, int res, int bid, int nop,
-		   int *pbid);
+int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, int nop, int *pbid);
 /* Feeds bytes already received (a preamble kept while sniffing) to the session. */
-int ism_xp_feed(const struct ism_xio *io, const char *p, uint32_t len);
+int ism_xp_feed(struct ism_sock *io, const char *p, uint32_t len);
 /* Runs the handshake or reads plaintext with what the session holds. A failed
  * handshake returns -EPROTO once its alert is sent (unless a send is still in
  * flight): the caller only closes. */
-int ism_xp_advance(struct ism_wctx *w, const struct ism_xio *io, int *pbid);
+int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid);
 /* A socket send completed: 1 when the caller's plaintext send is now complete
  * (*len: its length), 0 when not yet, -errno on failure. */
-int ism_xp_on_send(struct ism_wctx *w, const struct ism_xio *io, int res, uint32_t *len);
+int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *len);
 /* Sends close_notify when nothing else is being sent (best effort). */
-void ism_xp_close_notify(const struct ism_xio *io);
+void ism_xp_close_notify(struct ism_sock *io);
 void ism_xp_free(struct ism_xport *x);
 
 #endif

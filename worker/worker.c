@@ -15,7 +15,13 @@
 
 #include "conf/defaults.h"
 #include "lib/log.h"
-#include "worker/proxy.h"
+#include "worker/balancer.h"
+#include "worker/ring.h"
+#include "worker/router.h"
+#include "worker/session.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+#include "worker/upstream.h"
 #include "worker/tls.h"
 
 #define RING_ENTRIES 4096
@@ -245,7 +251,8 @@ static void start_drain(struct ism_wctx *w, const char *why)
 	io_uring_submit(&w->ring);
 	for (int l = 0; l < w->n_listen; l++)
 		close(w->listen_fds[l]);
-	ism_proxy_drain(w);
+	ism_sess_drain(w);
+	ism_up_drain(w);
 }
 
 /* Moves to the newest published generation. Requests in flight copied what they
@@ -290,7 +297,43 @@ static void switch_table(struct ism_wctx *w)
 	w->table = t;
 	ism_alog_use(&w->alog, &t->access_log);
 	ism_debug("using generation %llu", (unsigned long long)t->gen);
-	ism_proxy_table_changed(w);
+	ism_tls_table_changed(w);
+	ism_up_table_changed(w);
+}
+
+void ism_w_dispatch(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+		    uint32_t flags)
+{
+	int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+
+	if (res == -ENOBUFS && (op == ISM_OP_CRECV || op == ISM_OP_URECV)) {
+		ism_sock_bufwait(w, ism_ud(op, idx, gen));
+		return;
+	}
+	switch (op) {
+	case ISM_OP_CRECV:
+	case ISM_OP_CSEND:
+	case ISM_OP_CTLS:
+		ism_sess_complete(w, op, idx, gen, res, bid);
+		return;
+	case ISM_OP_UCONNECT:
+	case ISM_OP_URECV:
+	case ISM_OP_USEND:
+	case ISM_OP_UTLS:
+		ism_up_complete(w, op, idx, gen, res, bid);
+		return;
+	case ISM_OP_RETRY:
+		ism_stream_timer(w, idx, gen);
+		return;
+	case ISM_OP_ACCEPT:
+	case ISM_OP_TICK:
+	case ISM_OP_SIGNAL:
+	case ISM_OP_MASTER:
+	case ISM_OP_CANCEL:
+	case ISM_OP_LOGW:
+		break;
+	}
+	ISM_BUG_ON(1);
 }
 
 static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
@@ -307,7 +350,7 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 			/* Accepted before the accept was cancelled: served all the
 			 * same (its response says "connection: close"); closing it
 			 * would fail a request the client already sent. */
-			ism_proxy_accepted(w, cqe->res, (int)idx);
+			ism_sess_accepted(w, cqe->res, (int)idx);
 		} else if (accept_resource_error(cqe->res)) {
 			accept_failed(w, (int)idx, cqe->res);
 			break;
@@ -321,8 +364,10 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 		w->now = ism_now_ms();
 		atomic_store_explicit(&w->slot->heartbeat_ms, w->now, memory_order_relaxed);
 		accept_resume(w);
-		ism_proxy_tick(w);
-		ism_proxy_resume_recvs(w);
+		ism_up_tick(w);
+		ism_sess_tick(w);
+		ism_stream_tick(w);
+		ism_sock_resume_recvs(w);
 		ism_alog_flush(w);
 		arm_tick(w);
 		break;
@@ -350,7 +395,7 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 		ism_alog_written(w, cqe->res);
 		break;
 	default:
-		ism_proxy_complete(w, op, idx, (uint32_t)ud, cqe->res, cqe->flags);
+		ism_w_dispatch(w, op, idx, (uint32_t)ud, cqe->res, cqe->flags);
 		break;
 	}
 }
@@ -427,9 +472,9 @@ static int loop(struct ism_wctx *w)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
-		ism_proxy_after_batch(w);
+		ism_stream_after_batch(w);
 		if (w->n_bufwait)
-			ism_proxy_resume_recvs(w);
+			ism_sock_resume_recvs(w);
 	}
 	if (w->n_active)
 		ism_warn("drain time over: closing %u connections", w->n_active);
@@ -546,7 +591,9 @@ int ism_worker_main(const struct ism_worker_args *args)
 	arm_master(w);
 	status = loop(w);
 	final_log_flush(w);
-	ism_proxy_free_all(w);
+	ism_sess_free_all(w);
+	ism_stream_free_all(w);
+	ism_up_free_all(w);
 out_router:
 	ism_shm_release(w->shm, w->index);
 	ism_lb_free(w->lb);

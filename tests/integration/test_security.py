@@ -139,6 +139,25 @@ def framing_one_content_length(env):
               f"a HEAD response lost its Content-Length: {r.raw_head!r}")
 
 
+def plain_chunks(raw):
+    """The data of a chunked body made of bare size lines (hex, no extension)
+    and an empty trailer section; None when it is anything else."""
+    data, pos = b"", 0
+    while True:
+        end = raw.find(b"\r\n", pos)
+        size = raw[pos:end]
+        if end < 0 or not size or any(ch not in b"0123456789abcdef" for ch in size):
+            return None
+        n = int(size, 16)
+        if n == 0:
+            return data if raw[end:] == b"\r\n\r\n" else None
+        chunk = raw[end + 2:end + 2 + n]
+        if len(chunk) != n or raw[end + 2 + n:end + 4 + n] != b"\r\n":
+            return None
+        data += chunk
+        pos = end + 4 + n
+
+
 @_test
 def chunked_strict_and_rechunked(env):
     """Chunked request bodies: CRLF everywhere, extensions by the grammar and
@@ -149,7 +168,7 @@ def chunked_strict_and_rechunked(env):
     with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
         r = c.request("POST", "/rawecho", headers={"Transfer-Encoding": "chunked"}, body=body)
         head, got = upstream_view(r)
-        check(r.status == 200 and got == b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        check(r.status == 200 and plain_chunks(got) == b"abcde",
               f"the upstream received the chunked body as {got!r} ({r.status})")
         check(head.count("transfer-encoding: chunked") == 1 and "content-length" not in head,
               f"upstream head {head!r}")

@@ -799,6 +799,66 @@ static void test_chunked_decode(void **state)
 	decode_split("0\r\n\r\n", 5, "", 0);
 }
 
+/* ism_body_take over a copy of in cut in two at every point: the data it
+ * leaves at the start of each part, the bytes it takes, and done. */
+static void take_split(struct ism_body init, const char *in, size_t n, const char *want,
+		       size_t want_len, size_t want_taken, bool want_done)
+{
+	char buf[256], out[256];
+
+	assert_true(n <= sizeof(buf));
+	for (size_t k = 0; k <= n; k++) {
+		struct ism_body b = init;
+		size_t taken = 0, olen = 0, dlen = 99;
+		bool done = false;
+		ssize_t r;
+
+		memcpy(buf, in, n);
+		r = ism_body_take(&b, buf, k, &dlen, &done);
+		assert_true(r >= 0 && (size_t)r <= k && dlen <= (size_t)r);
+		memcpy(out, buf, dlen);
+		olen = dlen;
+		taken = (size_t)r;
+		if (!done) {
+			/* The second part: what the first did not take, then the rest. */
+			r = ism_body_take(&b, buf + taken, n - taken, &dlen, &done);
+			assert_true(r >= 0 && dlen <= (size_t)r);
+			memcpy(out + olen, buf + taken, dlen);
+			olen += dlen;
+			taken += (size_t)r;
+		}
+		assert_int_equal(done, want_done);
+		assert_int_equal(taken, want_taken);
+		assert_int_equal(olen, want_len);
+		assert_memory_equal(out, want, want_len);
+	}
+}
+
+static void test_body_take(void **state)
+{
+	static const char chunked[] = "5;a=b\r\nhello\r\n1\r\n \r\n10\r\n0123456789abcdef\r\n"
+				      "0\r\nT: x\r\n\r\nGET / HTTP/1.1\r\n";
+	struct ism_body b = {.mode = ISM_BODY_CHUNKED};
+	char bad[] = "5\r\nhelloX";
+	size_t dlen;
+	bool done;
+	(void)state;
+
+	ism_chunked_init(&b.ch);
+	take_split(b, chunked, sizeof(chunked) - 1, "hello 0123456789abcdef", 22,
+		   sizeof(chunked) - 1 - 16, true);
+	/* A length: the bytes up to it are the data, the rest is left. */
+	take_split((struct ism_body){.mode = ISM_BODY_CL, .remaining = 5}, "helloGET", 8, "hello",
+		   5, 5, true);
+	take_split((struct ism_body){.mode = ISM_BODY_CL, .remaining = 9}, "hello", 5, "hello", 5,
+		   5, false);
+	/* Delimited by the close: all of it, never done. */
+	take_split((struct ism_body){.mode = ISM_BODY_CLOSE}, "hello", 5, "hello", 5, 5, false);
+	take_split((struct ism_body){.mode = ISM_BODY_NONE}, "GET", 3, "", 0, 0, true);
+	/* Malformed chunking is refused. */
+	assert_int_equal(ism_body_take(&b, bad, sizeof(bad) - 1, &dlen, &done), ISM_HTTP_EBAD);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -807,6 +867,7 @@ int main(void)
 	    cmocka_unit_test(test_invalid_responses), cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
 	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
+	    cmocka_unit_test(test_body_take),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

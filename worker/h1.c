@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP/1.1 on a client session (worker/session.c): request heads parsed and
+ * request bodies decoded for the stream, responses written in HTTP/1.1,
+ * keep-alive and pipelining. One stream at a time; a pipelined request waits
+ * in the session's buffer until the stream before it has ended. A first
+ * request that is the HTTP/2 preface hands the session to worker/h2.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/log.h"
+#include "worker/h1.h"
+#include "worker/h2.h"
+#include "worker/ring.h"
+#include "worker/session.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+
+static void try_request(struct ism_wctx *w, struct ism_sess *s);
+
+/* ---------- writing responses ---------- */
+
+/* The head the client gets for a response head of the upstream: its
+ * end-to-end fields, then (final head) the framing of what is relayed: the
+ * upstream's transfer codings for a body chunked again here, the parsed
+ * length, or for a response without a body the length it announces (HEAD,
+ * 304), never one on a 1xx or a 204 (RFC 9110 8.6). */
+static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_http_resp *resp,
+		       uint8_t mode, bool final)
+{
+	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
+	int64_t cl = resp->framing.content_length;
+	bool chunked = final && s->resp_out == ISM_H1_OUT_CHUNKED;
+	int ret = 0;
+
+	ret |= ism_buf_printf(&s->out, limit, "HTTP/1.1 %d %.*s\r\n", resp->status,
+			      (int)resp->reason_len, resp->reason ? resp->reason : "");
+	for (size_t i = 0; i < resp->n_headers; i++) {
+		const struct ism_http_header *h = &resp->headers[i];
+
+		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, h))
+			ret |= ism_buf_put_header(&s->out, h, limit);
+		else if (chunked && ism_http_header_is(h, "transfer-encoding"))
+			ret |= ism_buf_put_header(&s->out, h, limit);
+	}
+	if (final && mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 &&
+	    resp->status != 204)
+		ret |= ism_put_num_line(&s->out, "content-length: ", (uint64_t)cl, 10, limit);
+	if (final && s->st != NULL && s->st->set_cookie)
+		ret |= ism_buf_printf(&s->out, limit, "set-cookie: %s\r\n", s->st->set_cookie);
+	if (final && !s->keepalive)
+		ret |= ism_buf_append(&s->out, "connection: close\r\n", 19, limit);
+	else if (final && s->http10)
+		ret |= ism_buf_append(&s->out, "connection: keep-alive\r\n", 24, limit);
+	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
+	return ret ? -ENOMEM : 0;
+}
+
+static int h1_interim(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp)
+{
+	struct ism_sess *s = st->sess;
+
+	return client_head(w, s, resp, ISM_BODY_NONE, false);
+}
+
+static bool h1_flush(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_sess *s = st->sess;
+
+	if (s->out.len == 0)
+		return false;
+	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	return true;
+}
+
+/* Body data as the client gets it, appended to out: as it is, or as a chunk of
+ * its own (and the last chunk when done). */
+static int body_into(struct ism_sess *s, struct ism_buf *out, const char *p, uint32_t len,
+		     bool done)
+{
+	return ism_buf_put_body(out, p, len, s->resp_out == ISM_H1_OUT_CHUNKED, done);
+}
+
+static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		   uint8_t mode, const char *body, uint32_t len, bool done)
+{
+	struct ism_sess *s = st->sess;
+	uint32_t queued = s->out.len;
+
+	/* A chunked body is chunked again by isthmus (its extensions and
+	 * trailers dropped); an HTTP/1.0 client cannot read chunks: it gets the
+	 * data, then the close. */
+	s->resp_out = mode == ISM_BODY_CHUNKED && !s->http10 ? ISM_H1_OUT_CHUNKED : ISM_H1_OUT_RAW;
+	if (mode == ISM_BODY_CLOSE || (mode == ISM_BODY_CHUNKED && s->http10) || w->draining ||
+	    s->req.mode != ISM_BODY_NONE)
+		s->keepalive = 0;
+	if (client_head(w, s, resp, mode, true) < 0 || body_into(s, &s->out, body, len, done) < 0) {
+		s->out.len = queued;
+		return -ENOMEM;
+	}
+	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	return 0;
+}
+
+static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
+		   bool done)
+{
+	struct ism_sess *s = st->sess;
+	int ret;
+
+	if (s->resp_out == ISM_H1_OUT_RAW && len) {
+		ism_sess_send(w, s, p, len, bid);
+		return 1;
+	}
+	/* Chunked again: the data is copied with its framing into the socket's
+	 * private buffer, and the ring buffer goes back at once. */
+	s->s.tx.len = 0;
+	ret = body_into(s, &s->s.tx, p, len, done);
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	if (ret < 0)
+		return ret;
+	if (s->s.tx.len == 0)
+		return 0;
+	ism_sess_send(w, s, s->s.tx.p, s->s.tx.len, -1);
+	return 1;
+}
+
+static int h1_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+		    bool close, const char *extra)
+{
+	struct ism_sess *s = st->sess;
+
+	/* A request whose body was not read leaves the stream unparseable. */
+	if (close || w->draining || s->req.mode != ISM_BODY_NONE)
+		s->close_after = 1;
+	s->out.len = 0;
+	if (ism_buf_printf(
+		&s->out, 4096 + (uint32_t)strlen(extra),
+		"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s%s"
+		"\r\n%s\n",
+		status, ism_http_reason(status), strlen(why) + 1, extra,
+		s->close_after ? "connection: close\r\n" : "", why) < 0)
+		return -ENOMEM;
+	ism_debug("%s %d %s", s->peer, status, why);
+	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	return 0;
+}
+
+static void h1_want_body(struct ism_wctx *w, struct ism_stream *st)
+{
+	ism_sock_recv(w, &st->sess->s);
+}
+
+static void h1_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)
+{
+	(void)sp;
+	s->st = NULL; /* it has ended */
+	ism_sess_close(w, s);
+}
+
+static void h1_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
+{
+	(void)sp;
+	bool req_done = s->req.mode == ISM_BODY_NONE;
+
+	s->st = NULL;
+	if (!s->keepalive || !req_done || s->close_after) {
+		ism_sess_close(w, s);
+		return;
+	}
+	/* Idle keep-alive connections hold no buffer: the next request's bytes
+	 * land in a ring buffer first. */
+	ism_buf_free(&s->out);
+	ism_buf_free(&s->s.tx);
+	s->state = ISM_SESS_IDLE;
+	if (s->in.len) {
+		try_request(w, s);
+		return;
+	}
+	ism_buf_trim(&s->in);
+	ism_sess_set_deadline(
+	    w, s, ISM_DL_IDLE,
+	    w->draining && w->table->timeouts.idle_ms > 1000 ? 1000 : w->table->timeouts.idle_ms);
+	ism_sock_recv(w, &s->s);
+}
+
+const struct ism_sess_ops ism_h1_ops = {
+    .interim = h1_interim,
+    .flush = h1_flush,
+    .head = h1_head,
+    .data = h1_data,
+    .local = h1_local,
+    .want_body = h1_want_body,
+    .stream_done = h1_stream_done,
+    .abort = h1_abort,
+};
+
+/* ---------- reading requests ---------- */
+
+void ism_h1_begin(struct ism_wctx *w, struct ism_sess *s)
+{
+	try_request(w, s);
+}
+
+/* The body framing of request req, for the session to decode. */
+static void request_body(struct ism_sess *s, const struct ism_http_req *req)
+{
+	s->req = (struct ism_body){.mode = ISM_BODY_NONE};
+	if (req->framing.chunked) {
+		s->req.mode = ISM_BODY_CHUNKED;
+		ism_chunked_init(&s->req.ch);
+	} else if (req->framing.content_length > 0) {
+		s->req.mode = ISM_BODY_CL;
+		s->req.remaining = (uint64_t)req->framing.content_length;
+	}
+}
+
+/* A request the stream cannot be given (a parse error): its stream answers. */
+static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req, int status,
+		   const char *why)
+{
+	struct ism_stream *st = ism_stream_new(w, s);
+
+	if (st == NULL) {
+		ism_sess_close(w, s);
+		return;
+	}
+	s->st = st;
+	s->state = ISM_SESS_STREAM;
+	s->close_after = 1;
+	ism_stream_refuse(w, st, req, status, why);
+}
+
+/* Parses what the client sent; when a head is complete, starts its stream. */
+static void try_request(struct ism_wctx *w, struct ism_sess *s)
+{
+	const struct ism_table *t = w->table;
+	struct ism_http_limits lim = {
+	    .max_head_bytes = t->limits.max_request_header_bytes,
+	    .max_headers = t->limits.max_request_headers < ISM_MAX_HDRS
+			       ? t->limits.max_request_headers
+			       : ISM_MAX_HDRS,
+	    .max_uri_bytes = t->limits.max_uri_bytes,
+	};
+	struct ism_http_req req = {.headers = w->hdrs};
+	struct ism_stream *st;
+	size_t data_len = 0;
+	ssize_t n, body;
+	bool done = true;
+
+	if (s->listener >= t->n_listeners) {
+		s->req = (struct ism_body){.mode = ISM_BODY_NONE};
+		refuse(w, s, NULL, 503, "listener not configured");
+		return;
+	}
+	/* The HTTP/2 preface as a connection's first bytes: prior knowledge in
+	 * plaintext, or after ALPN h2 (Envoy's codec AUTO, as Istio's gateway). */
+	if (!s->served && s->in.len &&
+	    memcmp(s->in.p, ISM_H2_PREFACE,
+		   s->in.len < ISM_H2_PREFACE_LEN ? s->in.len : ISM_H2_PREFACE_LEN) == 0) {
+		if (s->in.len < ISM_H2_PREFACE_LEN) {
+			ism_sock_recv(w, &s->s);
+			return;
+		}
+		if (ism_h2_start(w, s) < 0)
+			ism_sess_close(w, s);
+		return;
+	}
+	n = ism_http_parse_request(s->in.p, s->in.len, &lim, &req);
+	if (n == ISM_HTTP_INCOMPLETE) {
+		if (s->state == ISM_SESS_IDLE) {
+			s->state = ISM_SESS_HEAD;
+			ism_sess_set_deadline(w, s, ISM_DL_HEADER, t->timeouts.request_header_ms);
+		}
+		ism_sock_recv(w, &s->s);
+		return;
+	}
+	s->req = (struct ism_body){.mode = ISM_BODY_NONE};
+	if (n < 0) {
+		refuse(w, s, NULL, ism_http_error_status(n), "bad request");
+		return;
+	}
+	s->http10 = req.minor_version == 0;
+	s->keepalive = s->http10 ? req.framing.conn == ISM_HTTP_CONN_KEEPALIVE
+				 : req.framing.conn != ISM_HTTP_CONN_CLOSE;
+	s->close_after = 0;
+	request_body(s, &req);
+	if (s->req.mode == ISM_BODY_CL && t->limits.max_request_body_bytes &&
+	    s->req.remaining > t->limits.max_request_body_bytes) {
+		refuse(w, s, &req, 413, "request body too large");
+		return;
+	}
+	if (req.method_len == 7 && memcmp(req.method, "CONNECT", 7) == 0) {
+		refuse(w, s, &req, 501, "CONNECT is not supported");
+		return;
+	}
+	/* Body bytes that came with the head: decoded in place, they go with
+	 * the head to the upstream. */
+	body = ism_body_take(&s->req, s->in.p + n, s->in.len - (size_t)n, &data_len, &done);
+	if (body < 0) {
+		refuse(w, s, &req, 400, "malformed chunked body");
+		return;
+	}
+	if (t->limits.max_request_body_bytes && (uint64_t)body > t->limits.max_request_body_bytes) {
+		refuse(w, s, &req, 413, "request body too large");
+		return;
+	}
+	if (done)
+		s->req.mode = ISM_BODY_NONE;
+	st = ism_stream_new(w, s);
+	if (st == NULL) {
+		ism_sess_close(w, s);
+		return;
+	}
+	s->st = st;
+	s->state = ISM_SESS_STREAM;
+	s->served = 1;
+	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+	st->req_seen = (uint64_t)body;
+	st->bytes_in = (uint64_t)n + (uint64_t)body;
+	ism_stream_request(w, st, &req, s->in.p + n, (uint32_t)data_len, done);
+	/* The head and its body bytes are consumed, answered or sent on. */
+	if (s->state != ISM_SESS_FREE && s->state != ISM_SESS_CLOSING)
+		ism_buf_consume(&s->in, (uint32_t)n + (uint32_t)body);
+}
+
+/* Request body bytes read after the head (ring buffer bid). */
+static void body_read(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t res, int bid)
+{
+	struct ism_stream *st = s->st;
+	size_t data_len = 0;
+	bool done = false;
+	ssize_t n = ism_body_take(&s->req, data, res, &data_len, &done);
+
+	if (n < 0) {
+		ism_w_buf_recycle(w, bid);
+		s->req.mode = ISM_BODY_NONE;
+		ism_stream_refuse(w, st, NULL, 400, "malformed chunked body");
+		return;
+	}
+	/* Bytes after the body: the next request of a pipeline. */
+	if ((uint32_t)n < res &&
+	    ism_buf_append(&s->in, data + n, res - (uint32_t)n,
+			   w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
+		s->keepalive = 0;
+	st->req_seen += (uint64_t)n;
+	if (w->table->limits.max_request_body_bytes &&
+	    st->req_seen > w->table->limits.max_request_body_bytes) {
+		/* A chunked body has no length up front: counted as it passes. */
+		ism_w_buf_recycle(w, bid);
+		s->req.mode = ISM_BODY_NONE;
+		s->close_after = 1;
+		ism_stream_refuse(w, st, NULL, 413, "request body too large");
+		return;
+	}
+	if (done)
+		s->req.mode = ISM_BODY_NONE;
+	ism_stream_req_data(w, st, data, (uint32_t)data_len, bid, done);
+}
+
+void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t res, int bid)
+{
+	const uint32_t limit = w->table->limits.max_request_header_bytes + ISM_BUF_SIZE;
+
+	switch ((enum ism_sess_state)s->state) {
+	case ISM_SESS_IDLE:
+	case ISM_SESS_HEAD: {
+		int ret = ism_buf_append(&s->in, data, res, limit);
+
+		ism_w_buf_recycle(w, bid);
+		if (ret < 0) {
+			refuse(w, s, NULL, 431, "request head too large");
+			return;
+		}
+		try_request(w, s);
+		return;
+	}
+	case ISM_SESS_STREAM:
+		s->st->bytes_in += (uint64_t)res;
+		if (s->req.mode != ISM_BODY_NONE) {
+			body_read(w, s, data, res, bid);
+			return;
+		}
+		/* Bytes while a response is in progress and the request is
+		 * complete: a pipelined request; kept for later. */
+		if (ism_buf_append(&s->in, data, res, limit) < 0)
+			s->keepalive = 0;
+		ism_w_buf_recycle(w, bid);
+		return;
+	case ISM_SESS_H2:
+	case ISM_SESS_PREAMBLE:
+	case ISM_SESS_CLOSING:
+	case ISM_SESS_FREE:
+		break;
+	}
+	ISM_BUG_ON(1);
+}
+
+/* ---------- sends, deadlines, drain ---------- */
+
+void ism_h1_sent(struct ism_wctx *w, struct ism_sess *s, int res)
+{
+	s->out.len = 0;
+	if (s->st == NULL) {
+		ism_sess_close(w, s);
+		return;
+	}
+	s->st->bytes_out += (uint64_t)res;
+	ism_stream_resp_sent(w, s->st);
+}
+
+void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
+{
+	switch ((enum ism_sess_deadline)s->deadline_kind) {
+	case ISM_DL_HEADER:
+		/* Still in the PROXY header or the TLS handshake, or nothing sent:
+		 * there is no HTTP to answer in. */
+		if ((s->in.len == 0 && s->state == ISM_SESS_IDLE) ||
+		    s->state == ISM_SESS_PREAMBLE || (s->s.x.ssl != NULL && !s->s.x.established)) {
+			ism_sess_close(w, s);
+			return;
+		}
+		if (s->state == ISM_SESS_HEAD) {
+			refuse(w, s, NULL, 408, "request timeout");
+			return;
+		}
+		ism_sess_close(w, s);
+		return;
+	case ISM_DL_IDLE:
+	case ISM_DL_SEND:
+	case ISM_DL_NONE:
+		ism_sess_close(w, s);
+		return;
+	}
+	ISM_BUG_ON(1);
+}
+
+void ism_h1_drain(struct ism_wctx *w, struct ism_sess *s)
+{
+	/* An idle connection is closed once it has stayed idle for a moment:
+	 * closing it at once would race with a request the client is sending
+	 * (which would see a reset). A request that arrives is answered with
+	 * "connection: close"; a busy connection ends after its response. */
+	if (s->state == ISM_SESS_IDLE && s->in.len == 0)
+		ism_sess_set_deadline(w, s, ISM_DL_IDLE,
+				      w->table->timeouts.idle_ms < 1000 ? w->table->timeouts.idle_ms
+									: 1000);
+	else if (s->state == ISM_SESS_STREAM && s->st != NULL && !s->st->resp_head_done)
+		s->keepalive = 0;
+}

@@ -1,0 +1,916 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP/2 client sessions: nghttp2 parses and writes frames; requests become
+ * streams, responses become HEADERS and DATA within the peer's flow-control
+ * windows, and the request bodies are given back to the client's windows only
+ * once they went to the upstream, so a connection holds at most its windows. */
+#include "worker/h2.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "worker/ring.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+
+/* Output gathered while a send is in flight, at most (then nghttp2 waits). */
+#define H2_GATHER_MAX (64u * 1024u)
+/* Until the Appliance limits carry them. */
+#define H2_MAX_STREAMS	 100u
+#define H2_STREAM_WINDOW 65535u
+#define H2_CONN_WINDOW	 (1024u * 1024u)
+
+enum ism_h2_state {
+	ISM_H2_OPEN = 0,
+	ISM_H2_GOAWAY, /* GOAWAY sent (stop, reload, idle): open streams finish */
+	ISM_H2_FAILED, /* a connection error: the GOAWAY goes out, then the close */
+};
+
+enum ism_h2s_state {
+	ISM_H2S_HEAD = 0, /* the request's header block is arriving */
+	ISM_H2S_ACTIVE,	  /* its stream (worker/stream.h) runs */
+	ISM_H2S_ENDED,	  /* its stream ended; nghttp2 has yet to close it */
+};
+
+/* One HTTP/2 stream of a session. */
+struct ism_h2s {
+	int32_t id;
+	uint8_t state;	   /* enum ism_h2s_state */
+	uint8_t ng_closed; /* nghttp2 closed it (both ends done, or reset) */
+	uint8_t hdr_over;  /* the header list went past the limits */
+	uint8_t req_end;   /* the client's END_STREAM came */
+	uint8_t end_given; /* the stream was told that the body ended */
+	uint8_t want;	   /* the stream waits for request body bytes */
+	uint8_t resp_end;  /* the response ends with what resp holds */
+	uint8_t deferred;  /* the data source said DEFERRED: resume it */
+	uint8_t notify;	   /* the stream waits to hear its bytes are out */
+	uint8_t end_sent;  /* our END_STREAM went out */
+	uint32_t n_hdr;
+	uint32_t hdr_bytes;
+	uint64_t notify_batch; /* the output batch carrying its last bytes; 0: none yet */
+	uint64_t unconsumed;   /* body bytes received, not yet given back to the windows */
+	struct ism_stream *st;
+	struct ism_buf hdr;  /* the request head: name NUL value NUL ... */
+	struct ism_buf rq;   /* request body gathered */
+	struct ism_buf fly;  /* request body handed to the stream, until it is sent */
+	struct ism_buf resp; /* response body for DATA frames */
+	uint32_t resp_off;
+	struct ism_h2s *next;
+	struct ism_h2s *prev;
+};
+
+struct ism_h2 {
+	nghttp2_session *ng;
+	struct ism_wctx *w;
+	struct ism_sess *s;
+	uint8_t state;	 /* enum ism_h2_state */
+	uint8_t sending; /* a socket send is in flight */
+	uint16_t busy;	 /* inside nghttp2 or a notification walk: flush afterwards */
+	uint32_t n_streams;
+	uint64_t batch;	     /* the output batch being gathered */
+	uint64_t fly_batch;  /* the batch being sent */
+	uint64_t sent_batch; /* the latest batch whose send completed */
+	struct ism_buf gather;
+	struct ism_buf wire;
+	struct ism_h2s *streams;
+};
+
+static nghttp2_session_callbacks *h2_cbs;
+static nghttp2_option *h2_opt;
+static nghttp2_nv h2_nv[ISM_MAX_HDRS + 8];
+
+static void h2_flush(struct ism_wctx *w, struct ism_sess *s);
+
+/* ---------- streams ---------- */
+
+static struct ism_h2s *h2s_of(struct ism_h2 *h, int32_t id)
+{
+	return nghttp2_session_get_stream_user_data(h->ng, id);
+}
+
+static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		h->streams = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	if (!x->ng_closed)
+		nghttp2_session_set_stream_user_data(h->ng, x->id, NULL);
+	ism_buf_free(&x->hdr);
+	ism_buf_free(&x->rq);
+	ism_buf_free(&x->fly);
+	ism_buf_free(&x->resp);
+	free(x);
+	h->n_streams--;
+}
+
+/* Body bytes the stream will not take go back to the windows at once. */
+static void give_back(struct ism_h2 *h, struct ism_h2s *x)
+{
+	if (x->unconsumed && !x->ng_closed)
+		nghttp2_session_consume(h->ng, x->id, x->unconsumed);
+	else if (x->unconsumed)
+		nghttp2_session_consume_connection(h->ng, x->unconsumed);
+	x->unconsumed = 0;
+	x->rq.len = 0;
+	x->fly.len = 0;
+}
+
+/* The stream waits for body bytes and some are gathered (or the end came):
+ * they go to it. */
+static void deliver(struct ism_wctx *w, struct ism_h2s *x)
+{
+	struct ism_buf t;
+	bool done;
+
+	if (!x->want || x->fly.len || x->st == NULL || (x->rq.len == 0 && !x->req_end) ||
+	    x->end_given)
+		return;
+	t = x->fly;
+	x->fly = x->rq;
+	x->rq = t;
+	x->rq.len = 0;
+	x->want = 0;
+	done = x->req_end;
+	x->end_given = done;
+	ism_stream_req_data(w, x->st, x->fly.p, x->fly.len, -1, done);
+}
+
+/* ---------- the request ---------- */
+
+static bool name_is(const char *n, size_t len, const char *lit)
+{
+	return strlen(lit) == len && memcmp(n, lit, len) == 0;
+}
+
+/* A stream for x (NULL without memory: x is reset). */
+static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s *x)
+{
+	struct ism_stream *st = ism_stream_new(w, s);
+
+	if (st == NULL) {
+		nghttp2_submit_rst_stream(s->h2->ng, NGHTTP2_FLAG_NONE, x->id,
+					  NGHTTP2_INTERNAL_ERROR);
+		return NULL;
+	}
+	st->sp = x;
+	x->st = st;
+	x->state = ISM_H2S_ACTIVE;
+	st->bytes_in = x->hdr_bytes;
+	return st;
+}
+
+/* The request of x's header block into req (its fields point into x->hdr and
+ * cookie, where crumbs are joined). 0, or the status it is refused with. */
+static int parse_head(struct ism_wctx *w, struct ism_h2s *x, struct ism_http_req *req,
+		      struct ism_buf *cookie, bool end, const char **why)
+{
+	const struct ism_limits *lim = &w->table->limits;
+	const char *p = x->hdr.p, *end_p = x->hdr.p + x->hdr.len;
+	int64_t cl = -1;
+
+	*why = "request headers too large";
+	if (x->hdr_over)
+		return 431;
+	while (p < end_p) {
+		const char *n = p, *v;
+		size_t nl = strlen(n), vl;
+
+		v = n + nl + 1;
+		vl = strlen(v);
+		p = v + vl + 1;
+		if (name_is(n, nl, ":method")) {
+			req->method = v;
+			req->method_len = vl;
+		} else if (name_is(n, nl, ":path")) {
+			const char *q = memchr(v, '?', vl);
+
+			req->target = req->path = v;
+			req->target_len = vl;
+			req->path_len = q ? (size_t)(q - v) : vl;
+			req->query = q ? q + 1 : NULL;
+			req->query_len = q ? vl - req->path_len - 1 : 0;
+		} else if (name_is(n, nl, ":authority") ||
+			   (name_is(n, nl, "host") && req->host == NULL)) {
+			req->host = v;
+			req->host_len = vl;
+		}
+		if (n[0] == ':')
+			continue;
+		if (name_is(n, nl, "cookie")) {
+			/* Crumbs are joined for an HTTP/1.1 upstream (RFC 9113 8.2.3). */
+			*why = "out of memory";
+			if ((cookie->len && ism_buf_append(cookie, "; ", 2, UINT32_MAX) < 0) ||
+			    ism_buf_append(cookie, v, (uint32_t)vl, UINT32_MAX) < 0)
+				return 503;
+			continue;
+		}
+		if (name_is(n, nl, "content-length")) {
+			char *e;
+
+			cl = (int64_t)strtoull(v, &e, 10);
+			*why = "bad content-length";
+			if (vl == 0 || *e != '\0' || !isdigit((unsigned char)v[0]))
+				return 400;
+		}
+		if (req->n_headers < ISM_MAX_HDRS - 1)
+			req->headers[req->n_headers++] = (struct ism_http_header){n, nl, v, vl};
+	}
+	if (cookie->len)
+		req->headers[req->n_headers++] =
+		    (struct ism_http_header){"cookie", 6, cookie->p, cookie->len};
+	req->framing = (struct ism_http_framing){.content_length = cl, .chunked = !end && cl < 0};
+	*why = "CONNECT is not supported";
+	if (req->method == NULL || req->path == NULL)
+		return 501;
+	*why = "request body too large";
+	if (cl > 0 && lim->max_request_body_bytes && (uint64_t)cl > lim->max_request_body_bytes)
+		return 413;
+	return 0;
+}
+
+/* The request's header block is complete: its stream starts, or answers. */
+static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s *x, bool end)
+{
+	struct ism_http_req req = {.headers = w->hdrs, .minor_version = 1, .h2 = 1};
+	struct ism_buf cookie = {0};
+	const char *why = "listener not configured";
+	int status =
+	    s->listener >= w->table->n_listeners ? 503 : parse_head(w, x, &req, &cookie, end, &why);
+	struct ism_stream *st = attach(w, s, x);
+
+	x->req_end = x->end_given = end;
+	if (st != NULL && status) {
+		ism_stream_refuse(w, st, NULL, status, why);
+	} else if (st != NULL) {
+		ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+		ism_stream_request(w, st, &req, NULL, 0, end);
+	}
+	ism_buf_free(&cookie);
+	ism_buf_free(&x->hdr);
+}
+
+/* ---------- nghttp2's callbacks ---------- */
+
+static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
+{
+	struct ism_h2 *h = ud;
+
+	(void)ng;
+	(void)flags;
+	if (h->gather.len >= H2_GATHER_MAX && h->sending)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (ism_buf_append(&h->gather, data, (uint32_t)len, UINT32_MAX) < 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return (ssize_t)len;
+}
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct ism_h2 *h = ud;
+	struct ism_h2s *x;
+
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	x->id = f->hd.stream_id;
+	x->next = h->streams;
+	if (h->streams)
+		h->streams->prev = x;
+	h->streams = x;
+	h->n_streams++;
+	nghttp2_session_set_stream_user_data(ng, x->id, x);
+	return 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+	struct ism_h2 *h = ud;
+	const struct ism_limits *lim = &h->w->table->limits;
+	struct ism_h2s *x = h2s_of(h, f->hd.stream_id);
+	int ret = 0;
+
+	(void)ng;
+	(void)flags;
+	/* Trailers of a request are read and dropped, as HTTP/1.1 ones are. */
+	if (x == NULL || x->state != ISM_H2S_HEAD || x->hdr_over)
+		return 0;
+	x->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
+	if (x->hdr_bytes > lim->max_request_header_bytes || ++x->n_hdr > lim->max_request_headers ||
+	    memchr(value, '\0', valuelen) != NULL) {
+		x->hdr_over = 1;
+		ism_buf_free(&x->hdr);
+		return 0;
+	}
+	ret |= ism_buf_append(&x->hdr, name, (uint32_t)namelen, UINT32_MAX);
+	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
+	ret |= ism_buf_append(&x->hdr, value, (uint32_t)valuelen, UINT32_MAX);
+	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
+	return ret < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct ism_h2 *h = ud;
+	struct ism_h2s *x = h2s_of(h, f->hd.stream_id);
+	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+	(void)ng;
+	if (x == NULL || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
+		return 0;
+	if (x->state == ISM_H2S_HEAD && f->hd.type == NGHTTP2_HEADERS) {
+		request_head(h->w, h->s, x, end);
+		return 0;
+	}
+	if (end && !x->req_end) {
+		x->req_end = 1;
+		deliver(h->w, x);
+	}
+	return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		   void *ud)
+{
+	struct ism_h2 *h = ud;
+	struct ism_h2s *x = h2s_of(h, id);
+	const struct ism_limits *lim = &h->w->table->limits;
+	struct ism_stream *st;
+
+	(void)flags;
+	if (x == NULL || x->st == NULL || x->state != ISM_H2S_ACTIVE || x->end_given) {
+		/* Answered already: the bytes are dropped and the window opens. */
+		nghttp2_session_consume(ng, id, len);
+		return 0;
+	}
+	st = x->st;
+	st->bytes_in += len;
+	st->req_seen += len;
+	if (lim->max_request_body_bytes && st->req_seen > lim->max_request_body_bytes) {
+		nghttp2_session_consume(ng, id, len);
+		give_back(h, x);
+		x->end_given = 1;
+		ism_stream_refuse(h->w, st, NULL, 413, "request body too large");
+		return 0;
+	}
+	if (ism_buf_append(&x->rq, data, (uint32_t)len, UINT32_MAX) < 0)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	x->unconsumed += len;
+	deliver(h->w, x);
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct ism_h2 *h = ud;
+	struct ism_h2s *x;
+
+	(void)ng;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	x = h2s_of(h, f->hd.stream_id);
+	if (x == NULL)
+		return 0;
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		x->end_sent = 1;
+	if (x->st != NULL)
+		x->st->bytes_out += f->hd.length + 9; /* with the frame header */
+	/* All the stream gave is framed: it hears so once this batch is sent. */
+	if (x->notify && x->resp_off >= x->resp.len)
+		x->notify_batch = h->batch;
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
+{
+	struct ism_h2 *h = ud;
+	struct ism_h2s *x = h2s_of(h, id);
+
+	(void)ng;
+	(void)code;
+	if (x == NULL)
+		return 0;
+	x->ng_closed = 1;
+	nghttp2_session_set_stream_user_data(ng, id, NULL);
+	switch ((enum ism_h2s_state)x->state) {
+	case ISM_H2S_ACTIVE:
+		/* Our END_STREAM went: the stream ends when the bytes are out. */
+		if (x->end_sent && x->st != NULL)
+			return 0;
+		/* Reset by the client (or for an error): the stream ends now. */
+		if (x->st != NULL) {
+			struct ism_stream *st = x->st;
+
+			x->st = NULL;
+			ism_stream_abort(h->w, st);
+		}
+		break;
+	case ISM_H2S_HEAD:
+	case ISM_H2S_ENDED:
+		break;
+	}
+	if (x->unconsumed)
+		give_back(h, x);
+	h2s_free(h, x);
+	return 0;
+}
+
+static ssize_t on_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
+			    uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct ism_h2s *x = src->ptr;
+	uint32_t avail = x->resp.len - x->resp_off;
+	size_t n = avail < len ? avail : len;
+
+	(void)ng;
+	(void)id;
+	(void)ud;
+	if (n) {
+		memcpy(buf, x->resp.p + x->resp_off, n);
+		x->resp_off += (uint32_t)n;
+	}
+	if (x->resp_off == x->resp.len)
+		x->resp_off = x->resp.len = 0;
+	if (x->resp.len == 0 && x->resp_end) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		return (ssize_t)n;
+	}
+	if (n == 0) {
+		x->deferred = 1;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+/* ---------- writing ---------- */
+
+/* Streams whose bytes the completed send carried hear that they are out. */
+static void notify_sent(struct ism_wctx *w, struct ism_h2 *h)
+{
+	struct ism_h2s *x, *next;
+
+	h->busy++;
+	for (x = h->streams; x != NULL; x = next) {
+		next = x->next;
+		if (!x->notify || x->notify_batch == 0 || x->notify_batch > h->sent_batch)
+			continue;
+		x->notify = 0;
+		x->notify_batch = 0;
+		if (x->st != NULL)
+			ism_stream_resp_sent(w, x->st);
+	}
+	h->busy--;
+}
+
+/* Whether the connection is done: nothing to read or write, no stream left. */
+static bool finished(const struct ism_h2 *h)
+{
+	switch ((enum ism_h2_state)h->state) {
+	case ISM_H2_OPEN:
+	case ISM_H2_GOAWAY:
+		return !h->sending && h->n_streams == 0 && !nghttp2_session_want_read(h->ng) &&
+		       !nghttp2_session_want_write(h->ng);
+	case ISM_H2_FAILED:
+		return !h->sending && !nghttp2_session_want_write(h->ng);
+	}
+	return true;
+}
+
+/* Frames what nghttp2 has and sends them when no send is in flight; closes a
+ * finished connection. */
+static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
+{
+	struct ism_h2 *h = s->h2;
+	struct ism_buf t;
+
+	if (h->busy)
+		return;
+	if (nghttp2_session_send(h->ng) < 0) {
+		ism_sess_close(w, s);
+		return;
+	}
+	if (!h->sending && h->gather.len) {
+		t = h->wire;
+		h->wire = h->gather;
+		h->gather = t;
+		h->gather.len = 0;
+		h->sending = 1;
+		h->fly_batch = h->batch++;
+		ism_sess_send(w, s, h->wire.p, h->wire.len, -1);
+		return;
+	}
+	if (finished(h)) {
+		ism_sess_close(w, s);
+		return;
+	}
+	if (!h->sending && h->n_streams == 0)
+		ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
+}
+
+/* After a call from a stream: flush, unless nghttp2 or a walk runs (they do). */
+static void kick(struct ism_wctx *w, struct ism_sess *s)
+{
+	if (!s->h2->busy)
+		h2_flush(w, s);
+}
+
+/* ---------- the operations of streams ---------- */
+
+static struct ism_h2s *sp_of(const struct ism_stream *st)
+{
+	return st->sp;
+}
+
+/* Appends a header field, its name lowercased into scratch (which must have
+ * room: the caller reserves it), to nv. */
+static void nv_add(size_t *n, struct ism_buf *scratch, const char *name, size_t nl,
+		   const char *value, size_t vl)
+{
+	char *lc = scratch->p + scratch->len;
+
+	for (size_t i = 0; i < nl; i++)
+		lc[i] = (char)tolower((unsigned char)name[i]);
+	scratch->len += (uint32_t)nl;
+	h2_nv[*n] =
+	    (nghttp2_nv){(uint8_t *)lc, (uint8_t *)(uintptr_t)value, nl, vl, NGHTTP2_NV_FLAG_NONE};
+	(*n)++;
+}
+
+/* Submits a response of n fields in h2_nv; body: whether DATA follows. */
+static int submit(struct ism_wctx *w, struct ism_stream *st, size_t n, bool body)
+{
+	struct ism_sess *s = st->sess;
+	struct ism_h2s *x = sp_of(st);
+	nghttp2_data_provider dp = {.source.ptr = x, .read_callback = on_read_body};
+	int rv;
+
+	(void)w;
+	rv = nghttp2_submit_response(s->h2->ng, x->id, h2_nv, n, body ? &dp : NULL);
+	if (rv < 0)
+		return -ENOMEM;
+	x->notify = 1;
+	return 0;
+}
+
+static int h2_interim(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp)
+{
+	/* 1xx heads are not relayed to HTTP/2 clients (100-continue is
+	 * answered by the upstream's final response). */
+	(void)w;
+	(void)st;
+	(void)resp;
+	return 0;
+}
+
+static bool h2_flush_interim(struct ism_wctx *w, struct ism_stream *st)
+{
+	(void)w;
+	(void)st;
+	return false;
+}
+
+static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		   uint8_t mode, const char *body, uint32_t len, bool done)
+{
+	struct ism_h2s *x = sp_of(st);
+	struct ism_buf scratch = {0};
+	char status[8], clen[24];
+	int64_t cl = resp->framing.content_length;
+	size_t n = 0, names = 64;
+	bool has_body = mode != ISM_BODY_NONE && !(done && len == 0);
+	int ret;
+
+	for (size_t i = 0; i < resp->n_headers; i++)
+		names += resp->headers[i].name_len;
+	if (resp->n_headers > ISM_MAX_HDRS ||
+	    ism_buf_reserve(&scratch, (uint32_t)names, UINT32_MAX) < 0)
+		return -ENOMEM;
+	snprintf(status, sizeof(status), "%d", resp->status);
+	nv_add(&n, &scratch, ":status", 7, status, strlen(status));
+	for (size_t i = 0; i < resp->n_headers; i++) {
+		const struct ism_http_header *hd = &resp->headers[i];
+
+		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, hd))
+			nv_add(&n, &scratch, hd->name, hd->name_len, hd->value, hd->value_len);
+	}
+	if (mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 && resp->status != 204) {
+		snprintf(clen, sizeof(clen), "%lld", (long long)cl);
+		nv_add(&n, &scratch, "content-length", 14, clen, strlen(clen));
+	}
+	if (st->set_cookie)
+		nv_add(&n, &scratch, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
+	x->resp.len = x->resp_off = 0;
+	if (len && ism_buf_append(&x->resp, body, len, UINT32_MAX) < 0) {
+		ism_buf_free(&scratch);
+		return -ENOMEM;
+	}
+	x->resp_end = done;
+	ret = submit(w, st, n, has_body);
+	ism_buf_free(&scratch);
+	if (ret == 0)
+		kick(w, st->sess);
+	return ret;
+}
+
+static int h2_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
+		   bool done)
+{
+	struct ism_h2s *x = sp_of(st);
+	int ret = 0;
+
+	if (len)
+		ret = ism_buf_append(&x->resp, p, len, UINT32_MAX);
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	if (ret < 0)
+		return -ENOMEM;
+	if (len == 0 && !done)
+		return 0;
+	x->resp_end = done;
+	x->notify = 1;
+	if (x->deferred) {
+		x->deferred = 0;
+		nghttp2_session_resume_data(st->sess->h2->ng, x->id);
+	}
+	kick(w, st->sess);
+	return 1;
+}
+
+static int h2_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+		    bool close, const char *extra)
+{
+	struct ism_h2s *x = sp_of(st);
+	struct ism_buf scratch = {0};
+	char sts[8], clen[24];
+	size_t n = 0;
+	const char *p = extra;
+	int ret;
+
+	(void)close;
+	if (ism_buf_reserve(&scratch, (uint32_t)strlen(extra) + 64, UINT32_MAX) < 0)
+		return -ENOMEM;
+	snprintf(sts, sizeof(sts), "%d", status);
+	snprintf(clen, sizeof(clen), "%zu", strlen(why) + 1);
+	nv_add(&n, &scratch, ":status", 7, sts, strlen(sts));
+	nv_add(&n, &scratch, "content-type", 12, "text/plain", 10);
+	nv_add(&n, &scratch, "content-length", 14, clen, strlen(clen));
+	/* extra: "name: value\r\n" lines */
+	while (*p && n < ISM_MAX_HDRS) {
+		const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n"), *v;
+
+		if (colon == NULL || eol == NULL || colon > eol)
+			break;
+		v = colon + 1;
+		while (*v == ' ')
+			v++;
+		nv_add(&n, &scratch, p, (size_t)(colon - p), v, (size_t)(eol - v));
+		p = eol + 2;
+	}
+	x->resp.len = x->resp_off = 0;
+	ret = ism_buf_append(&x->resp, why, (uint32_t)strlen(why), UINT32_MAX);
+	ret |= ism_buf_append(&x->resp, "\n", 1, UINT32_MAX);
+	x->resp_end = 1;
+	if (ret == 0)
+		ret = submit(w, st, n, true);
+	ism_buf_free(&scratch);
+	if (ret < 0)
+		return -ENOMEM;
+	ism_debug("%s %d %s (HTTP/2 stream %d)", st->sess->peer, status, why, x->id);
+	kick(w, st->sess);
+	return 0;
+}
+
+static void h2_want_body(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_h2s *x = sp_of(st);
+	struct ism_h2 *h = st->sess->h2;
+
+	/* What was handed over went to the upstream: the client may send more. */
+	if (x->fly.len) {
+		nghttp2_session_consume(h->ng, x->id, x->fly.len);
+		x->unconsumed -= x->fly.len;
+		x->fly.len = 0;
+	}
+	x->want = 1;
+	deliver(w, x);
+	kick(w, st->sess);
+}
+
+/* The stream let go of x (ended or cut): the h2 stream follows. */
+static void detach(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s *x, uint32_t code,
+		   bool reset)
+{
+	struct ism_h2 *h = s->h2;
+
+	x->st = NULL;
+	x->state = ISM_H2S_ENDED;
+	x->notify = 0;
+	give_back(h, x);
+	if (x->ng_closed) {
+		h2s_free(h, x);
+	} else if (reset) {
+		/* The client's unread body is not wanted (RFC 9113 8.1), or the
+		 * response cannot be finished. */
+		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, x->id, code);
+	}
+	kick(w, s);
+}
+
+static void h2_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
+{
+	struct ism_h2s *x = sp;
+
+	detach(w, s, x, NGHTTP2_NO_ERROR, !x->req_end);
+}
+
+static void h2_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)
+{
+	detach(w, s, sp, NGHTTP2_INTERNAL_ERROR, true);
+}
+
+const struct ism_sess_ops ism_h2_ops = {
+    .interim = h2_interim,
+    .flush = h2_flush_interim,
+    .head = h2_head,
+    .data = h2_data,
+    .local = h2_local,
+    .want_body = h2_want_body,
+    .stream_done = h2_stream_done,
+    .abort = h2_abort,
+};
+
+/* ---------- the connection ---------- */
+
+static int h2_init_once(void)
+{
+	if (h2_cbs != NULL)
+		return 0;
+	if (nghttp2_session_callbacks_new(&h2_cbs) != 0 || nghttp2_option_new(&h2_opt) != 0)
+		return -ENOMEM;
+	nghttp2_session_callbacks_set_send_callback(h2_cbs, on_send);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(h2_cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(h2_cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(h2_cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2_cbs, on_data);
+	nghttp2_session_callbacks_set_on_frame_send_callback(h2_cbs, on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(h2_cbs, on_stream_close);
+	/* Windows open as the upstream takes the bytes, not as they arrive. */
+	nghttp2_option_set_no_auto_window_update(h2_opt, 1);
+	return 0;
+}
+
+int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
+{
+	const struct ism_limits *lim = &w->table->limits;
+	nghttp2_settings_entry iv[] = {
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->max_request_header_bytes},
+	};
+	struct ism_h2 *h;
+
+	if (h2_init_once() < 0)
+		return -ENOMEM;
+	h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return -ENOMEM;
+	h->w = w;
+	h->s = s;
+	h->batch = 1;
+	if (nghttp2_session_server_new2(&h->ng, h2_cbs, h, h2_opt) != 0) {
+		free(h);
+		return -ENOMEM;
+	}
+	s->h2 = h;
+	s->ops = &ism_h2_ops;
+	s->state = ISM_SESS_H2;
+	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
+	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0,
+						  (int32_t)H2_CONN_WINDOW))
+		return -ENOMEM;
+	ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
+	if (s->in.len) {
+		struct ism_buf in = s->in;
+
+		s->in = (struct ism_buf){0};
+		ism_h2_recv(w, s, in.p, in.len);
+		ism_buf_free(&in);
+		return 0;
+	}
+	ism_buf_free(&s->in);
+	h2_flush(w, s);
+	ism_sock_recv(w, &s->s);
+	return 0;
+}
+
+void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t len)
+{
+	struct ism_h2 *h = s->h2;
+	ssize_t n;
+
+	h->busy++;
+	n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)p, len);
+	h->busy--;
+	if (n < 0) {
+		/* A connection error: nghttp2 has queued the GOAWAY (not for a
+		 * bad preface, which is not HTTP/2 at all). */
+		ism_debug("%s: HTTP/2: %s", s->peer, nghttp2_strerror((int)n));
+		if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+			ism_sess_close(w, s);
+			return;
+		}
+		h->state = ISM_H2_FAILED;
+	}
+	h2_flush(w, s);
+	if (s->state == ISM_SESS_H2 && h->state != ISM_H2_FAILED)
+		ism_sock_recv(w, &s->s);
+}
+
+void ism_h2_sent(struct ism_wctx *w, struct ism_sess *s, int res)
+{
+	struct ism_h2 *h = s->h2;
+
+	(void)res;
+	h->sending = 0;
+	h->wire.len = 0;
+	h->sent_batch = h->fly_batch;
+	notify_sent(w, h);
+	if (s->state == ISM_SESS_H2)
+		h2_flush(w, s);
+}
+
+void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s)
+{
+	struct ism_h2 *h = s->h2;
+
+	switch ((enum ism_sess_deadline)s->deadline_kind) {
+	case ISM_DL_IDLE:
+		/* No stream for the idle time: GOAWAY, then the close. */
+		if (h->n_streams == 0 && h->state == ISM_H2_OPEN) {
+			nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(h->ng),
+					      NGHTTP2_NO_ERROR, NULL, 0);
+			h->state = ISM_H2_GOAWAY;
+			ism_sess_set_deadline(w, s, ISM_DL_SEND, w->table->timeouts.idle_ms);
+			h2_flush(w, s);
+			return;
+		}
+		ism_sess_close(w, s);
+		return;
+	case ISM_DL_HEADER:
+	case ISM_DL_SEND:
+	case ISM_DL_NONE:
+		ism_sess_close(w, s);
+		return;
+	}
+	ISM_BUG_ON(1);
+}
+
+void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s)
+{
+	struct ism_h2 *h = s->h2;
+
+	if (h->state != ISM_H2_OPEN)
+		return;
+	h->state = ISM_H2_GOAWAY;
+	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+			      NULL, 0);
+	kick(w, s);
+}
+
+void ism_h2_free(struct ism_wctx *w, struct ism_sess *s, bool abort)
+{
+	struct ism_h2 *h = s->h2;
+
+	if (h == NULL)
+		return;
+	h->busy++; /* nothing is sent any more */
+	while (h->streams != NULL) {
+		struct ism_h2s *x = h->streams;
+
+		if (x->st != NULL && abort) {
+			struct ism_stream *st = x->st;
+
+			x->st = NULL;
+			ism_stream_abort(w, st);
+		}
+		x->ng_closed = 1;
+		h2s_free(h, x);
+	}
+	nghttp2_session_del(h->ng);
+	ism_buf_free(&h->gather);
+	ism_buf_free(&h->wire);
+	free(h);
+	s->h2 = NULL;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The worker's ring (worker/worker.c): submission entries, the shared receive
+ * buffers and the private ones, and the per-process random numbers. Private to
+ * worker/. */
+#ifndef ISM_WORKER_RING_H
+#define ISM_WORKER_RING_H
+
+#include <stdint.h>
+
+#include "worker/worker-t.h"
+
+/* A submission entry; the queue is flushed to make room when full. */
+struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
+/* A receive into a ring buffer on fd, completing with user_data ud. */
+void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud);
+/* Gives buffer bid back: to the shared ring, or to the private free list. */
+void ism_w_buf_recycle(struct ism_wctx *w, int bid);
+/* A private buffer (id >= ISM_BUF_COUNT) of ISM_BUF_SIZE bytes, or -1. */
+int ism_w_xbuf_get(struct ism_wctx *w);
+char *ism_w_buf_addr(struct ism_wctx *w, int bid);
+uint32_t ism_w_rand(struct ism_wctx *w);
+/* Hands a completion (op, slot idx and gen, res, the CQE's flags) to the
+ * object it belongs to: a session, a stream or an upstream connection. */
+void ism_w_dispatch(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+		    uint32_t flags);
+
+#endif

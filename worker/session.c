@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Client sessions (worker/session.h): the accepted connection, what precedes
+ * HTTP on it (PROXY protocol header, TLS), its deadline, and the socket's
+ * events handed to the protocol it speaks: HTTP/1.1 (worker/h1.c) until the
+ * HTTP/2 preface says HTTP/2 (worker/h2.c). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "lib/log.h"
+#include "worker/h1.h"
+#include "worker/h2.h"
+#include "worker/proxyproto.h"
+#include "worker/ring.h"
+#include "worker/router.h"
+#include "worker/session.h"
+#include "worker/sniff.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+#include "worker/tls.h"
+
+/* ---------- lifecycle ---------- */
+
+static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
+{
+	ism_sock_release(&s->s);
+	free(s->sni);
+	s->sni = NULL;
+	ism_buf_free(&s->in);
+	ism_buf_free(&s->out);
+	s->state = ISM_SESS_FREE;
+	ism_slab_put(&w->sess, s->s.idx);
+	w->n_active--;
+	atomic_fetch_sub_explicit(&w->st->conn_active, 1, memory_order_relaxed);
+}
+
+/* Closes the connection; a stream still running ends with it. */
+void ism_sess_close(struct ism_wctx *w, struct ism_sess *s)
+{
+	struct ism_stream *st = s->st;
+
+	if (s->state == ISM_SESS_CLOSING || s->state == ISM_SESS_FREE)
+		return;
+	s->state = ISM_SESS_CLOSING;
+	s->st = NULL;
+	if (st != NULL)
+		ism_stream_abort(w, st);
+	ism_h2_free(w, s, true);
+	ism_sock_close(&s->s);
+	if (s->s.inflight == 0)
+		sess_finalize(w, s);
+}
+
+void ism_sess_set_deadline(struct ism_wctx *w, struct ism_sess *s, enum ism_sess_deadline kind,
+			   uint32_t ms)
+{
+	s->deadline_kind = (uint8_t)kind;
+	s->deadline = kind != ISM_DL_NONE && ms ? w->now + ms : 0;
+}
+
+/* Sends to the client; one that does not read cannot hold us forever. */
+void ism_sess_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t len, int bid)
+{
+	ism_sock_send(w, &s->s, p, len, bid);
+	ism_sess_set_deadline(w, s, ISM_DL_SEND, w->table->timeouts.idle_ms);
+}
+
+bool ism_sess_tls(const struct ism_sess *s)
+{
+	return s->s.x.ssl != NULL;
+}
+
+/* ---------- accept ---------- */
+
+/* The client's address: the socket's peer, or what a PROXY header says. */
+static void set_peer(struct ism_sess *s, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, s->peer,
+			  sizeof(s->peer));
+		s->peer_port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, s->peer,
+			  sizeof(s->peer));
+		s->peer_port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	}
+}
+
+void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ism_sess *s;
+	int one = 1;
+
+	atomic_fetch_add_explicit(&w->st->conn_accepted, 1, memory_order_relaxed);
+	if (w->n_active >= w->table->limits.max_connections ||
+	    (s = (struct ism_sess *)ism_sock_new(&w->sess, sizeof(struct ism_sess))) == NULL) {
+		atomic_fetch_add_explicit(&w->st->conn_rejected, 1, memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	ism_sock_open(&s->s, fd, false, s->s.idx, s->s.gen);
+	s->ops = &ism_h1_ops;
+	s->listener = (uint16_t)listener;
+	s->state = ISM_SESS_IDLE;
+	if (listener < (int)w->table->n_listeners) {
+		const struct ism_listener *l = &w->table->listeners[listener];
+
+		s->pre_pp = l->proxy_protocol;
+		s->pre = l->n_tls				   ? ISM_PRE_HELLO
+			 : l->peer_mtls == ISM_TLS_MUTUAL	   ? ISM_PRE_MESH
+			 : l->peer_mtls == ISM_TLS_OPTIONAL_MUTUAL ? ISM_PRE_SNIFF
+								   : ISM_PRE_NONE;
+		if (s->pre_pp || s->pre != ISM_PRE_NONE)
+			s->state = ISM_SESS_PREAMBLE;
+	}
+	w->n_active++;
+	atomic_fetch_add_explicit(&w->st->conn_active, 1, memory_order_relaxed);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		set_peer(s, &ss);
+	/* A connection that never sends a complete request is bounded by the
+	 * request-header timeout, counted from the accept. */
+	ism_sess_set_deadline(w, s, ISM_DL_HEADER, w->table->timeouts.request_header_ms);
+	ism_sock_recv(w, &s->s);
+}
+
+/* ---------- before HTTP: PROXY protocol and TLS ---------- */
+
+/* Starts TLS on a client connection whose preamble is read: what was
+ * received so far goes to the session. */
+static int start_tls(struct ism_wctx *w, struct ism_sess *s, const struct ism_tls_conf *conf)
+{
+	s->s.x.ssl = ism_tls_server_ssl(w, conf);
+	if (s->s.x.ssl == NULL)
+		return -ENOMEM;
+	s->pre = ISM_PRE_NONE;
+	if (s->in.len && ism_xp_feed(&s->s, s->in.p, s->in.len) < 0)
+		return -ENOMEM;
+	s->in.len = 0;
+	return 0;
+}
+
+/* The ClientHello's SNI picks the HTTPS server; TLS starts with its settings.
+ * 1: started, 0: more bytes needed, < 0: the connection goes. */
+static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listener *l)
+{
+	char name[256];
+	int srv, n;
+
+	n = s->in.len ? ism_sniff_sni((const uint8_t *)s->in.p, s->in.len, name, sizeof(name))
+		      : -EAGAIN;
+	if (n == -EAGAIN)
+		return 0;
+	if (n < 0) {
+		/* Not TLS (plain HTTP to an HTTPS port, say): nothing to answer with. */
+		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		return n;
+	}
+	if (n == 0)
+		name[0] = '\0';
+	srv = ism_router_pick_server(l, name);
+	if (srv < 0) {
+		ism_debug("%s: no HTTPS server for SNI \"%s\"", s->peer, name);
+		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		return -ENOENT;
+	}
+	s->sni = n > 0 ? strdup(name) : NULL;
+	return start_tls(w, s, &l->tls[srv].tls) < 0 ? -ENOMEM : 1;
+}
+
+/* TLS started: the handshake goes on with what the socket has. */
+static void tls_started(struct ism_wctx *w, struct ism_sess *s);
+
+/* Before HTTP: the PROXY protocol header, then what decides TLS (the first
+ * bytes on a PERMISSIVE port, the ClientHello's SNI on an HTTPS one). The
+ * bytes gather in s->in; the request-header timeout bounds the whole. */
+static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_listener *l =
+	    s->listener < t->n_listeners ? &t->listeners[s->listener] : NULL;
+	int ret;
+
+	if (res <= 0 || l == NULL) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		ism_sess_close(w, s);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	ret = ism_buf_append(&s->in, ism_w_buf_addr(w, bid), (uint32_t)res, 2 * ISM_BUF_SIZE + 64);
+	ism_w_buf_recycle(w, bid);
+	if (ret < 0) {
+		ism_sess_close(w, s);
+		return;
+	}
+	if (s->pre_pp) {
+		struct ism_pp pp;
+		int n = ism_pp_parse((const uint8_t *)s->in.p, s->in.len, &pp);
+
+		if (n == 0) {
+			ism_sock_recv(w, &s->s);
+			return;
+		}
+		if (n < 0) {
+			atomic_fetch_add_explicit(&w->st->proxy_protocol_errors, 1,
+						  memory_order_relaxed);
+			ism_debug("%s: malformed PROXY protocol header", s->peer);
+			ism_sess_close(w, s);
+			return;
+		}
+		if (!pp.local)
+			set_peer(s, &pp.src);
+		ism_buf_consume(&s->in, (uint32_t)n);
+		s->pre_pp = 0;
+	}
+	if (s->pre == ISM_PRE_SNIFF) {
+		enum ism_sniff k = ism_sniff_tls((const uint8_t *)s->in.p, s->in.len);
+
+		if (k == ISM_SNIFF_MORE) {
+			ism_sock_recv(w, &s->s);
+			return;
+		}
+		s->pre = k == ISM_SNIFF_TLS ? ISM_PRE_MESH : ISM_PRE_NONE;
+	}
+	switch ((enum ism_pre)s->pre) {
+	case ISM_PRE_HELLO:
+		ret = hello(w, s, l);
+		if (ret == 0) {
+			ism_sock_recv(w, &s->s);
+			return;
+		}
+		break;
+	case ISM_PRE_MESH:
+		ret = start_tls(w, s, &t->mesh);
+		break;
+	case ISM_PRE_NONE:
+	case ISM_PRE_SNIFF:
+		s->state = ISM_SESS_IDLE;
+		ism_h1_begin(w, s);
+		return;
+	}
+	if (ret < 0) {
+		ism_sess_close(w, s);
+		return;
+	}
+	tls_started(w, s);
+}
+
+static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev ev);
+
+static void tls_started(struct ism_wctx *w, struct ism_sess *s)
+{
+	s->state = ISM_SESS_IDLE;
+	s->s.recv_armed = 1;
+	s->s.x.want = 1;
+	on_event(w, s, ism_sock_tls_read(w, &s->s));
+}
+
+/* What a read of the client brought (res bytes in buffer bid, or the end). */
+static void on_read(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
+{
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		ism_sess_close(w, s);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	if (s->state == ISM_SESS_H2) {
+		ism_h2_recv(w, s, ism_w_buf_addr(w, bid), (uint32_t)res);
+		ism_w_buf_recycle(w, bid);
+		return;
+	}
+	ism_h1_recv(w, s, ism_w_buf_addr(w, bid), (uint32_t)res, bid);
+}
+
+/* ---------- completions ---------- */
+
+/* The client's send went out. */
+static void on_sent(struct ism_wctx *w, struct ism_sess *s, int res)
+{
+	if (res < 0) {
+		ism_sess_close(w, s);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st->bytes_out, (uint64_t)res, memory_order_relaxed);
+	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+	if (s->state == ISM_SESS_H2)
+		ism_h2_sent(w, s, res);
+	else
+		ism_h1_sent(w, s, res);
+}
+
+static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev ev)
+{
+	switch ((enum ism_sock_evkind)ev.kind) {
+	case ISM_SEV_NONE:
+		return;
+	case ISM_SEV_FREE:
+		sess_finalize(w, s);
+		return;
+	case ISM_SEV_RECV:
+		if (s->state == ISM_SESS_PREAMBLE)
+			on_preamble(w, s, ev.res, ev.bid);
+		else
+			on_read(w, s, ev.res, ev.bid);
+		return;
+	case ISM_SEV_SENT:
+		on_sent(w, s, ev.res);
+		return;
+	case ISM_SEV_HANDSHAKE:
+		atomic_fetch_add_explicit(&w->st->tls_handshakes, 1, memory_order_relaxed);
+		if (SSL_session_reused(s->s.x.ssl))
+			atomic_fetch_add_explicit(&w->st->tls_resumed, 1, memory_order_relaxed);
+		/* The request may have come with it. */
+		on_event(w, s, ism_sock_tls_read(w, &s->s));
+		return;
+	case ISM_SEV_TLS_FAIL:
+		/* A client going away mid-handshake is not a failed handshake. */
+		if (ev.res != ISM_XP_EOF && ev.res != -ECONNRESET && ev.res != -EPIPE)
+			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
+						  memory_order_relaxed);
+		ism_sess_close(w, s);
+		return;
+	case ISM_SEV_CONNECTED:
+		break;
+	}
+	ISM_BUG_ON(1);
+}
+
+void ism_sess_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+		       int bid)
+{
+	struct ism_sess *s;
+
+	s = ism_slab_at(&w->sess, idx, gen);
+	on_event(w, s, ism_sock_complete(w, &s->s, op, res, bid));
+}
+
+/* ---------- timers, drain ---------- */
+
+void ism_sess_tick(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->sess.n; i++) {
+		struct ism_sess *s = w->sess.obj[i];
+
+		if (s->state == ISM_SESS_FREE || s->state == ISM_SESS_CLOSING || s->deadline == 0)
+			continue;
+		if (s->deadline > w->now)
+			continue;
+		if (s->state == ISM_SESS_H2)
+			ism_h2_expire(w, s);
+		else
+			ism_h1_expire(w, s);
+	}
+}
+
+/* Graceful stop: HTTP/1.1 closes idle connections after a moment and busy
+ * ones after the response in progress; HTTP/2 sends GOAWAY. */
+void ism_sess_drain(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->sess.n; i++) {
+		struct ism_sess *s = w->sess.obj[i];
+
+		if (s->state == ISM_SESS_H2)
+			ism_h2_drain(w, s);
+		else
+			ism_h1_drain(w, s);
+	}
+}
+
+void ism_sess_free_all(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->sess.n; i++) {
+		struct ism_sess *s = w->sess.obj[i];
+
+		if (s->state != ISM_SESS_FREE)
+			ism_sock_release(&s->s);
+		ism_h2_free(w, s, false);
+		ism_buf_free(&s->in);
+		ism_buf_free(&s->out);
+		free(s->sni);
+	}
+	ism_slab_free(&w->sess);
+}

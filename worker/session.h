@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A client session: an accepted connection, what it reads before HTTP (the
+ * PROXY protocol header, the TLS ClientHello), and the protocol it speaks to
+ * the client. HTTP/1.1 (worker/h1.c) carries one stream at a time, later
+ * requests of a pipeline waiting in its buffer. The session creates the
+ * streams (worker/stream.h), feeds them the requests, and writes their
+ * responses in its protocol. Private to worker/. */
+#ifndef ISM_WORKER_SESSION_H
+#define ISM_WORKER_SESSION_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/http1.h"
+#include "worker/worker-t.h"
+
+enum ism_sess_state {
+	ISM_SESS_FREE = 0,
+	ISM_SESS_PREAMBLE, /* the PROXY header, the TLS sniff or the ClientHello */
+	ISM_SESS_IDLE,	   /* no request begun (a new or kept-alive connection) */
+	ISM_SESS_HEAD,	   /* reading a request head */
+	ISM_SESS_STREAM,   /* a stream runs: its request body or response is in flight */
+	ISM_SESS_H2,	   /* HTTP/2: streams run on it (worker/h2.c) */
+	ISM_SESS_CLOSING,  /* closed; the slot is freed when the socket's operations end */
+};
+
+/* What the session reads before HTTP (enum values of pre). */
+enum ism_pre {
+	ISM_PRE_NONE = 0,
+	ISM_PRE_SNIFF, /* PERMISSIVE: TLS or plaintext, told by the first bytes */
+	ISM_PRE_HELLO, /* HTTPS: the ClientHello, whose SNI picks the server */
+	ISM_PRE_MESH,  /* mutual TLS with the mesh identity (STRICT, or PERMISSIVE once TLS) */
+};
+
+/* What the session's deadline bounds (enum values of deadline_kind). */
+enum ism_sess_deadline {
+	ISM_DL_NONE = 0,
+	ISM_DL_HEADER, /* the preamble and the request head: 408 (or a quiet close) */
+	ISM_DL_IDLE,   /* a kept-alive connection without a request: close quietly */
+	ISM_DL_SEND,   /* the client does not take what is sent: close */
+};
+
+/* How the response body goes to an HTTP/1.1 client (enum values of resp_out). */
+enum ism_h1_out {
+	ISM_H1_OUT_RAW = 0, /* as the data comes: the length was sent, or the close ends it */
+	ISM_H1_OUT_CHUNKED, /* chunked by isthmus */
+};
+
+struct ism_sess {
+	struct ism_sock s; /* first: the socket base (worker/sock.h) */
+	uint8_t state;	   /* enum ism_sess_state */
+	uint8_t pre_pp;	   /* a PROXY protocol header is still expected */
+	uint8_t pre;	   /* enum ism_pre */
+	uint8_t deadline_kind;
+	uint8_t keepalive;   /* the exchange ends with the connection kept */
+	uint8_t http10;	     /* the request is HTTP/1.0 */
+	uint8_t close_after; /* close once the response in progress is sent */
+	uint8_t resp_out;    /* enum ism_h1_out */
+	uint8_t served;	     /* a request was read: HTTP/1.1 it is */
+	uint16_t listener;
+	const struct ism_sess_ops *ops; /* HTTP/1.1 (h1.c) or HTTP/2 (h2.c) */
+	struct ism_h2 *h2;		/* HTTP/2: the connection's state (h2.c) */
+	uint64_t deadline;
+	struct ism_body req; /* how the request body is delimited */
+	struct ism_buf in;   /* client bytes not yet consumed */
+	struct ism_buf out;  /* response heads, local responses */
+	struct ism_stream *st;
+	char peer[INET6_ADDRSTRLEN];
+	uint16_t peer_port;
+	char *sni; /* the ClientHello's server name, NULL when none */
+};
+
+_Static_assert(offsetof(struct ism_sess, s) == 0, "the socket base comes first");
+
+/* An accepted connection on listener l. */
+void ism_sess_accepted(struct ism_wctx *w, int fd, int listener);
+/* A completion on the session's socket (slot idx, gen). */
+void ism_sess_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+		       int bid);
+/* Deadlines past due. */
+void ism_sess_tick(struct ism_wctx *w);
+/* Graceful stop: idle connections close after a moment, busy ones after the
+ * response in progress. */
+void ism_sess_drain(struct ism_wctx *w);
+void ism_sess_free_all(struct ism_wctx *w);
+
+/* Whether the client is TLS (X-Forwarded-Proto, upstream SNI). */
+bool ism_sess_tls(const struct ism_sess *s);
+
+/* ---- for the protocols ---- */
+
+/* Closes the connection; the streams on it end with it. */
+void ism_sess_close(struct ism_wctx *w, struct ism_sess *s);
+/* The session's one deadline: kind after ms (0 ms or ISM_DL_NONE: none). */
+void ism_sess_set_deadline(struct ism_wctx *w, struct ism_sess *s, enum ism_sess_deadline kind,
+			   uint32_t ms);
+/* Sends to the client (see ism_sock_send); a client that does not read is
+ * closed after the idle timeout. */
+void ism_sess_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t len, int bid);
+
+/* ---- for the streams of the session: what they ask of its protocol ---- */
+
+struct ism_sess_ops {
+	/* An interim (1xx) response head, queued until flush or the final head. */
+	int (*interim)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp);
+	/* Sends what is queued (interim heads); false when nothing was. */
+	bool (*flush)(struct ism_wctx *w, struct ism_stream *st);
+	/* The final response head of the upstream (mode: how the upstream
+	 * delimits its body), with the body bytes that came with it; done: the
+	 * body ended. 0, or -ENOMEM / -E2BIG (the head does not fit: nothing was
+	 * sent). ism_stream_resp_sent follows once it is out. */
+	int (*head)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		    uint8_t mode, const char *body, uint32_t len, bool done);
+	/* Response body bytes (from ring buffer bid, or -1); done: the body
+	 * ended. 1: a send started (ism_stream_resp_sent follows); 0: nothing
+	 * to send; or -ENOMEM. The buffer is the session's in every case. */
+	int (*data)(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
+		    bool done);
+	/* A response made here: status, why as the text body, extra header
+	 * lines ("name: value\r\n"...); close: the connection closes after it
+	 * (HTTP/1.1). 0, or -ENOMEM (nothing was sent). */
+	int (*local)(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+		     bool close, const char *extra);
+	/* Reads more of the request body (for ism_stream_req_data). */
+	void (*want_body)(struct ism_wctx *w, struct ism_stream *st);
+	/* The stream ended whole (answered, its request read or not); sp was
+	 * its st->sp. The session goes on with the next request, or closes. */
+	void (*stream_done)(struct ism_wctx *w, struct ism_sess *s, void *sp);
+	/* The stream (its st->sp: sp) cannot end well (part of a response is
+	 * out): HTTP/1.1 closes the connection, HTTP/2 resets the stream. */
+	void (*abort)(struct ism_wctx *w, struct ism_sess *s, void *sp);
+};
+
+extern const struct ism_sess_ops ism_h1_ops;
+extern const struct ism_sess_ops ism_h2_ops;
+
+#endif

@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The socket base (worker/sock.h): the one place that puts socket operations
+ * on the ring, for client and upstream sides alike, and the buffers and slabs
+ * the worker's roles share. */
+#include "worker/sock.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "worker/ring.h"
+#include "worker/tls.h"
+
+#define HEAD_INITIAL 2048u
+
+/* ---------- buffers ---------- */
+
+int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
+{
+	uint32_t need = b->len + extra;
+	uint32_t cap;
+	char *p;
+
+	if (need <= b->cap)
+		return 0;
+	if (need > limit)
+		return -E2BIG;
+	cap = b->cap ? b->cap : HEAD_INITIAL;
+	while (cap < need)
+		cap *= 2;
+	if (cap > limit)
+		cap = limit;
+	p = realloc(b->p, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit)
+{
+	int ret = ism_buf_reserve(b, len, limit);
+
+	if (ret < 0 || len == 0)
+		return ret;
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+int ism_put_num_line(struct ism_buf *out, const char *prefix, uint64_t n, unsigned base,
+		     uint32_t limit)
+{
+	char line[32 + 20 + 2];
+	size_t i = sizeof(line), plen = strlen(prefix);
+
+	ISM_BUG_ON(plen > 32);
+	line[--i] = '\n';
+	line[--i] = '\r';
+	do {
+		line[--i] = "0123456789abcdef"[n % base];
+		n /= base;
+	} while (n);
+	i -= plen;
+	memcpy(line + i, prefix, plen);
+	return ism_buf_append(out, line + i, (uint32_t)(sizeof(line) - i), limit);
+}
+
+int ism_buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || ism_buf_reserve(b, (uint32_t)n + 1, limit) < 0)
+		return -ENOMEM;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (uint32_t)n;
+	return 0;
+}
+
+int ism_buf_put_header(struct ism_buf *out, const struct ism_http_header *h, uint32_t limit)
+{
+	int ret = ism_buf_append(out, h->name, (uint32_t)h->name_len, limit);
+
+	ret |= ism_buf_append(out, ": ", 2, limit);
+	ret |= ism_buf_append(out, h->value, (uint32_t)h->value_len, limit);
+	ret |= ism_buf_append(out, "\r\n", 2, limit);
+	return ret;
+}
+
+int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chunked, bool done)
+{
+	int ret = 0;
+
+	if (!chunked)
+		return len ? ism_buf_append(out, p, len, UINT32_MAX) : 0;
+	if (len) {
+		ret |= ism_put_num_line(out, "", len, 16, UINT32_MAX);
+		ret |= ism_buf_append(out, p, len, UINT32_MAX);
+		ret |= ism_buf_append(out, "\r\n", 2, UINT32_MAX);
+	}
+	if (done)
+		ret |= ism_buf_append(out, "0\r\n\r\n", 5, UINT32_MAX);
+	return ret ? -ENOMEM : 0;
+}
+
+void ism_buf_consume(struct ism_buf *b, uint32_t n)
+{
+	ISM_BUG_ON(n > b->len);
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+}
+
+void ism_buf_free(struct ism_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+void ism_buf_trim(struct ism_buf *b)
+{
+	if (b->len == 0)
+		ism_buf_free(b);
+}
+
+void *ism_slab_get(struct ism_slab *sl, size_t sz, uint32_t *idx, uint32_t *gen)
+{
+	uint32_t i;
+
+	if (sl->n_free) {
+		i = sl->free[--sl->n_free];
+		memset(sl->obj[i], 0, sz);
+	} else {
+		void *obj;
+
+		if (sl->n == sl->cap) {
+			uint32_t ncap = sl->cap ? sl->cap * 2 : 256;
+			void **o = realloc(sl->obj, ncap * sizeof(*o));
+
+			if (o == NULL)
+				return NULL;
+			sl->obj = o;
+			uint32_t *g = realloc(sl->gen, ncap * sizeof(*g));
+
+			if (g == NULL)
+				return NULL;
+			sl->gen = g;
+			uint32_t *f = realloc(sl->free, ncap * sizeof(*f));
+
+			if (f == NULL)
+				return NULL;
+			sl->free = f;
+			sl->cap = ncap;
+		}
+		obj = calloc(1, sz);
+		if (obj == NULL)
+			return NULL;
+		i = sl->n++;
+		sl->obj[i] = obj;
+		sl->gen[i] = 0;
+	}
+	*idx = i;
+	*gen = ++sl->gen[i];
+	return sl->obj[i];
+}
+
+void ism_slab_put(struct ism_slab *sl, uint32_t idx)
+{
+	ISM_BUG_ON(sl->n_free >= sl->n);
+	sl->free[sl->n_free++] = idx;
+}
+
+void *ism_slab_at(const struct ism_slab *sl, uint32_t idx, uint32_t gen)
+{
+	ISM_BUG_ON(idx >= sl->n || sl->gen[idx] != gen);
+	return sl->obj[idx];
+}
+
+void ism_slab_free(struct ism_slab *sl)
+{
+	for (uint32_t i = 0; i < sl->n; i++)
+		free(sl->obj[i]);
+	free(sl->obj);
+	free(sl->gen);
+	free(sl->free);
+	*sl = (struct ism_slab){0};
+}
+
+/* ---------- the socket ---------- */
+
+struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz)
+{
+	uint32_t idx, gen;
+	struct ism_sock *s = ism_slab_get(sl, sz, &idx, &gen);
+
+	if (s == NULL)
+		return NULL;
+	s->idx = idx;
+	s->gen = gen;
+	s->fd = -1;
+	return s;
+}
+
+void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t gen)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->up = up;
+	s->idx = idx;
+	s->gen = gen;
+	s->state = ISM_SOCK_OPEN;
+	s->send.bid = -1;
+}
+
+void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s)
+{
+	if (s->recv_armed || s->state != ISM_SOCK_OPEN)
+		return;
+	s->recv_armed = 1;
+	if (s->x.ssl != NULL)
+		ism_xp_want_read(w, s);
+	else
+		ism_xp_sock_recv(w, s);
+}
+
+/* Puts the rest of the send in flight (plaintext) on the ring. From the shared
+ * ring, MSG_DONTWAIT: one the socket cannot take at once comes back (-EAGAIN or
+ * short) and moves to private memory (park). */
+static void send_rest(struct ism_wctx *w, struct ism_sock *s)
+{
+	ism_xp_sock_send(w, s, s->send.p + s->sent, s->send.len - s->sent,
+			 ism_w_buf_shared(s->send.bid) ? MSG_DONTWAIT : 0);
+}
+
+void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32_t len, int bid)
+{
+	ISM_BUG_ON(s->send_armed);
+	s->send = (struct ism_span){.p = p, .len = len, .bid = bid};
+	s->sent = 0;
+	s->send_len = len;
+	s->send_armed = 1;
+	if (s->x.ssl == NULL) {
+		send_rest(w, s);
+		return;
+	}
+	/* Encrypted at once: the plaintext buffer is free again. */
+	if (ism_xp_write(w, s, p, len) < 0) {
+		shutdown(s->fd, SHUT_RDWR); /* the receive reports the end */
+		ism_xp_want_read(w, s);
+	}
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	s->send.bid = -1;
+}
+
+/* A send from a ring buffer found the socket full (-EAGAIN) or took part of the
+ * bytes: the rest moves to s->tx and the ring buffer goes back, so a peer that
+ * does not read holds no shared receive buffer, only this copy (ISM_BUF_SIZE at
+ * most). 0, or -ENOMEM. */
+static int park(struct ism_wctx *w, struct ism_sock *s)
+{
+	struct ism_span *span = &s->send;
+
+	s->tx.len = 0;
+	if (ism_buf_append(&s->tx, span->p + s->sent, span->len - s->sent, UINT32_MAX) < 0)
+		return -ENOMEM;
+	ism_w_buf_recycle(w, span->bid);
+	*span = (struct ism_span){.p = s->tx.p, .len = s->tx.len, .bid = -1};
+	s->sent = 0;
+	atomic_fetch_add_explicit(&w->st->send_parked, 1, memory_order_relaxed);
+	return 0;
+}
+
+static struct ism_sock_ev ev_of(int kind, int res, int bid)
+{
+	return (struct ism_sock_ev){.kind = (uint8_t)kind, .res = res, .bid = bid};
+}
+
+/* A plaintext send completed with res. */
+static struct ism_sock_ev plain_sent(struct ism_wctx *w, struct ism_sock *s, int res)
+{
+	struct ism_span *span = &s->send;
+
+	s->send_armed = 0;
+	if (ism_w_buf_shared(span->bid) &&
+	    (res == -EAGAIN || (res >= 0 && s->sent + (uint32_t)res < span->len))) {
+		s->sent += res > 0 ? (uint32_t)res : 0;
+		if (park(w, s) < 0) {
+			ism_w_buf_recycle(w, span->bid);
+			span->bid = -1;
+			return ev_of(ISM_SEV_SENT, -ENOMEM, -1);
+		}
+		s->send_armed = 1;
+		send_rest(w, s);
+		return ev_of(ISM_SEV_NONE, 0, -1);
+	}
+	if (res >= 0 && s->sent + (uint32_t)res < span->len) {
+		/* Short send from private memory: push the rest. */
+		s->sent += (uint32_t)res;
+		s->send_armed = 1;
+		send_rest(w, s);
+		return ev_of(ISM_SEV_NONE, 0, -1);
+	}
+	if (span->bid >= 0)
+		ism_w_buf_recycle(w, span->bid);
+	span->bid = -1;
+	return ev_of(ISM_SEV_SENT, res < 0 ? res : (int)s->send_len, -1);
+}
+
+/* What a TLS read or handshake step came to, for the owner. */
+static struct ism_sock_ev tls_result(struct ism_sock *s, int r, int pb)
+{
+	if (r == ISM_XP_HANDSHAKE)
+		return ev_of(ISM_SEV_HANDSHAKE, 0, -1);
+	if (r == 0)
+		return ev_of(ISM_SEV_NONE, 0, -1);
+	if (r < 0 && !s->x.established)
+		return ev_of(ISM_SEV_TLS_FAIL, r, -1);
+	s->recv_armed = 0;
+	if (r > 0)
+		return ev_of(ISM_SEV_RECV, r, pb);
+	return ev_of(ISM_SEV_RECV, r == ISM_XP_EOF ? 0 : r, -1);
+}
+
+struct ism_sock_ev ism_sock_tls_read(struct ism_wctx *w, struct ism_sock *s)
+{
+	int pb = -1;
+	int r = ism_xp_advance(w, s, &pb); /* before pb is read */
+
+	return tls_result(s, r, pb);
+}
+
+struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enum ism_op op,
+				     int res, int bid)
+{
+	bool is_send = op == ISM_OP_CSEND || op == ISM_OP_USEND;
+	bool is_recv = op == ISM_OP_CRECV || op == ISM_OP_URECV;
+	int pb = -1, r;
+	uint32_t len = 0;
+
+	ISM_BUG_ON(s->inflight == 0);
+	s->inflight--;
+	if (s->x.ssl == NULL && is_recv)
+		s->recv_armed = 0;
+	if (s->state == ISM_SOCK_CLOSING) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (is_send && s->x.ssl == NULL) {
+			s->send_armed = 0;
+			if (s->send.bid >= 0)
+				ism_w_buf_recycle(w, s->send.bid);
+			s->send.bid = -1;
+		}
+		return ev_of(s->inflight == 0 ? ISM_SEV_FREE : ISM_SEV_NONE, 0, -1);
+	}
+	if (op == ISM_OP_UCONNECT)
+		return ev_of(ISM_SEV_CONNECTED, res, -1);
+	if (is_send && s->x.ssl == NULL)
+		return plain_sent(w, s, res);
+	if (is_send) {
+		r = ism_xp_on_send(w, s, res, &len);
+		if (r == 0)
+			return ev_of(ISM_SEV_NONE, 0, -1);
+		s->send_armed = 0;
+		return ev_of(ISM_SEV_SENT, r > 0 ? (int)len : r, -1);
+	}
+	if (s->x.ssl == NULL)
+		return ev_of(ISM_SEV_RECV, res, bid);
+	r = ism_xp_on_recv(w, s, res, bid, op == ISM_OP_CTLS || op == ISM_OP_UTLS, &pb);
+	return tls_result(s, r, pb);
+}
+
+void ism_sock_close(struct ism_sock *s)
+{
+	if (s->state != ISM_SOCK_OPEN)
+		return;
+	s->state = ISM_SOCK_CLOSING;
+	if (s->x.ssl != NULL)
+		ism_xp_close_notify(s);
+	/* shutdown() wakes the receive still pending on the socket; the slot is
+	 * only reused once every operation on it has completed. */
+	shutdown(s->fd, SHUT_RDWR);
+}
+
+void ism_sock_release(struct ism_sock *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	ism_xp_free(&s->x);
+	ism_buf_free(&s->tx);
+	s->state = ISM_SOCK_FREE;
+}
+
+/* ---------- receives waiting for a ring buffer ---------- */
+
+void ism_sock_bufwait(struct ism_wctx *w, uint64_t ud)
+{
+	if (w->n_bufwait == w->cap_bufwait) {
+		uint32_t cap = w->cap_bufwait ? w->cap_bufwait * 2 : 64;
+		uint64_t *p = realloc(w->bufwait, cap * sizeof(*p));
+
+		ISM_BUG_ON(p == NULL); /* bounded by the connection slabs, which did grow */
+		w->bufwait = p;
+		w->cap_bufwait = cap;
+	}
+	w->bufwait[w->n_bufwait++] = ud;
+	atomic_fetch_add_explicit(&w->st->recv_buffer_waits, 1, memory_order_relaxed);
+}
+
+/* The socket a receive's user_data names: the owners embed it first. */
+static struct ism_sock *sock_of(struct ism_wctx *w, enum ism_op op, uint32_t idx)
+{
+	return (struct ism_sock *)(op == ISM_OP_CRECV ? w->sess.obj[idx] : w->ups.obj[idx]);
+}
+
+void ism_sock_resume_recvs(struct ism_wctx *w)
+{
+	uint32_t n = w->n_bufwait, kept = 0, budget = w->buf_avail;
+
+	if (n == 0)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t ud = w->bufwait[i];
+		enum ism_op op = (enum ism_op)(ud >> 56);
+		uint32_t idx = (uint32_t)(ud >> 32) & 0xffffff;
+		struct ism_sock *s = sock_of(w, op, idx);
+
+		if (s->state != ISM_SOCK_OPEN) { /* closed meanwhile: the receive ends here */
+			ism_w_dispatch(w, op, idx, (uint32_t)ud, -ECANCELED, 0);
+		} else if (budget > 0) {
+			budget--;
+			ism_w_recv(w, s->fd, ud);
+		} else {
+			w->bufwait[kept++] = ud;
+		}
+	}
+	/* Receives queued while this ran (none today) stay behind the kept ones. */
+	memmove(w->bufwait + kept, w->bufwait + n, (w->n_bufwait - n) * sizeof(*w->bufwait));
+	w->n_bufwait = kept + (w->n_bufwait - n);
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The socket base (struct ism_sock, worker/worker-t.h) of client and upstream
+ * connections alike: receives into the shared ring, sends, the TLS transport
+ * between them, stalled sends moved out of the shared ring, and the queue of
+ * receives waiting for a ring buffer; plus the byte buffers and slabs the roles
+ * use. The owner of a socket (a session or an upstream connection) embeds it
+ * as its first member and reacts to the events ism_sock_complete returns.
+ * Private to worker/; the worker's process only. */
+#ifndef ISM_WORKER_SOCK_H
+#define ISM_WORKER_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/worker-t.h"
+
+/* ---- byte buffers ---- */
+
+/* Growth bounded by limit; 0 or -ENOMEM/-E2BIG. */
+int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit);
+int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit);
+int ism_buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Appends prefix, n in base 10 or 16, CRLF: a content-length field or a chunk
+ * size line, on the hot path, without printf. */
+int ism_put_num_line(struct ism_buf *out, const char *prefix, uint64_t n, unsigned base,
+		     uint32_t limit);
+/* Appends a header field line "name: value\r\n". */
+int ism_buf_put_header(struct ism_buf *out, const struct ism_http_header *h, uint32_t limit);
+/* Appends body data as it is, or (chunked) as a chunk of its own; done adds
+ * the last chunk. 0 or -ENOMEM. */
+int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chunked, bool done);
+void ism_buf_consume(struct ism_buf *b, uint32_t n);
+void ism_buf_free(struct ism_buf *b);
+/* Frees b when it is empty, so that idle objects hold no buffer. */
+void ism_buf_trim(struct ism_buf *b);
+
+/* A zeroed object of sz bytes: a free slot again, or a new one; its slot and
+ * generation in *idx and *gen. NULL without memory. */
+void *ism_slab_get(struct ism_slab *sl, size_t sz, uint32_t *idx, uint32_t *gen);
+/* Slot idx is free (its object stays, for the next life). */
+void ism_slab_put(struct ism_slab *sl, uint32_t idx);
+/* The object of slot idx, which must be in its life gen. */
+void *ism_slab_at(const struct ism_slab *sl, uint32_t idx, uint32_t gen);
+/* Frees every object (their owners have let go of what they hold). */
+void ism_slab_free(struct ism_slab *sl);
+
+/* ---- the socket ---- */
+
+/* A new zeroed owner of sz bytes from slab sl, its socket base first, not open. */
+struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz);
+/* Makes s an open socket on fd, the slot (idx, gen) of its owner. */
+void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t gen);
+/* Arms a receive unless one is armed or the socket closes: under TLS, for
+ * plaintext (at once when some is decrypted already), else a ring receive. */
+void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s);
+/* Sends len bytes at p, from ring buffer bid or (bid < 0) the caller's memory,
+ * which must stay until the SENT event. A send from the shared ring never waits
+ * in the kernel: what the peer cannot take at once moves to s->tx (the ring
+ * buffer goes back), so a peer that does not read holds no shared buffer. */
+void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32_t len, int bid);
+/* Shuts the socket down (after a TLS close_notify when it may); its slot is
+ * free once inflight is 0: at once (check it), or at the FREE event. */
+void ism_sock_close(struct ism_sock *s);
+/* Gives back what an open or closed socket holds (descriptor, TLS, buffers). */
+void ism_sock_release(struct ism_sock *s);
+
+enum ism_sock_evkind {
+	ISM_SEV_NONE = 0,  /* handled here; nothing for the owner */
+	ISM_SEV_FREE,	   /* the socket was closing and its last operation ended */
+	ISM_SEV_CONNECTED, /* a connect ended: res 0 or -errno */
+	ISM_SEV_RECV,	   /* res bytes in buffer bid (res > 0), the end (0) or -errno */
+	ISM_SEV_SENT,	   /* the send ended: res its whole length, or -errno */
+	ISM_SEV_HANDSHAKE, /* the TLS handshake has just completed */
+	ISM_SEV_TLS_FAIL,  /* the TLS handshake failed: res -errno or ISM_XP_EOF */
+};
+
+struct ism_sock_ev {
+	uint8_t kind; /* enum ism_sock_evkind */
+	int res;
+	int bid;
+};
+
+/* The completion of op on s (res and the buffer id as the ring gave them). */
+struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enum ism_op op,
+				     int res, int bid);
+/* After a HANDSHAKE event: the handshake's first plaintext, or what else the
+ * session has for the owner, as an event (NONE: nothing yet). */
+struct ism_sock_ev ism_sock_tls_read(struct ism_wctx *w, struct ism_sock *s);
+
+/* A receive that found the ring empty waits, still counted in flight, until
+ * buffers come back: running out of buffers delays these sockets and never
+ * turns into a loop of failing receives. */
+void ism_sock_bufwait(struct ism_wctx *w, uint64_t ud);
+/* Receives waiting for a ring buffer go again, as many as there are free
+ * buffers; those of sockets closed meanwhile end (their owners see -ECANCELED). */
+void ism_sock_resume_recvs(struct ism_wctx *w);
+
+#endif

@@ -1,0 +1,1095 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Streams (worker/stream.h): one request and its response. The request is
+ * routed here, its cluster and endpoint picked, its attempts made, retried and
+ * timed; the response goes from the upstream connection to the session; the
+ * exchange ends in the counters and the access log. A stream never outlives its
+ * session except as ABANDONED, while its retry timer is still on the ring. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "health/outlier.h"
+#include "lib/log.h"
+#include "worker/balancer.h"
+#include "worker/hash.h"
+#include "worker/ring.h"
+#include "worker/router.h"
+#include "worker/session.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+#include "worker/upstream.h"
+
+static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+			 bool close, const char *extra);
+static void do_retry(struct ism_wctx *w, struct ism_stream *st);
+
+/* ---------- lifecycle ---------- */
+
+struct ism_stream *ism_stream_new(struct ism_wctx *w, struct ism_sess *s)
+{
+	uint32_t idx, gen;
+	struct ism_stream *st = ism_slab_get(&w->streams, sizeof(*st), &idx, &gen);
+
+	if (st == NULL)
+		return NULL;
+	st->idx = idx;
+	st->gen = gen;
+	st->state = ISM_ST_NEW;
+	st->sess = s;
+	st->cluster = UINT32_MAX;
+	st->ep_id = UINT32_MAX;
+	st->prev_ep = UINT32_MAX;
+	st->t0_ms = w->now;
+	st->table_gen = w->table->gen;
+	return st;
+}
+
+/* The stream's slot goes back, or (its timer still on the ring) waits for it. */
+static void stream_free(struct ism_wctx *w, struct ism_stream *st)
+{
+	free(st->log_req);
+	st->log_req = NULL;
+	free(st->set_cookie);
+	st->set_cookie = NULL;
+	ism_buf_free(&st->replay);
+	st->sess = NULL;
+	st->up = NULL;
+	st->deadline = 0;
+	if (st->inflight) {
+		st->state = ISM_ST_ABANDONED;
+		return;
+	}
+	st->state = ISM_ST_FREE;
+	ism_slab_put(&w->streams, st->idx);
+}
+
+const char *ism_stream_client(const struct ism_stream *st)
+{
+	return st->xff_client[0] || st->sess == NULL ? st->xff_client : st->sess->peer;
+}
+
+/* The request's cluster, while the worker still uses the table it was routed
+ * with; NULL after a reload moved the worker on (its indices mean nothing now). */
+static const struct ism_cluster *st_cluster(struct ism_wctx *w, const struct ism_stream *st)
+{
+	if (w->table->gen != st->table_gen || st->cluster >= w->table->n_clusters)
+		return NULL;
+	return &w->table->clusters[st->cluster];
+}
+
+static void set_deadline(struct ism_wctx *w, struct ism_stream *st, enum ism_stream_deadline kind,
+			 uint32_t ms)
+{
+	st->deadline_kind = (uint8_t)kind;
+	st->deadline = kind != ISM_SDL_NONE && ms ? w->now + ms : 0;
+	/* The route's timeout bounds the whole exchange, whatever the per-read
+	 * timeout says. */
+	if (kind != ISM_SDL_NONE && st->route_deadline &&
+	    (st->deadline == 0 || st->route_deadline < st->deadline)) {
+		st->deadline_kind = ISM_SDL_RESPONSE;
+		st->deadline = st->route_deadline;
+	}
+}
+
+/* The attempt in progress ends: the endpoint's in-flight count goes back. */
+static void ep_done(struct ism_wctx *w, struct ism_stream *st, bool failed)
+{
+	struct ism_ep_state *es;
+
+	if (st->ep_id == UINT32_MAX)
+		return;
+	es = &w->shm->hdr->eps[st->ep_id];
+	atomic_fetch_sub_explicit(&es->inflight, 1, memory_order_relaxed);
+	if (failed)
+		atomic_fetch_add_explicit(&es->failures, 1, memory_order_relaxed);
+	st->ep_id = UINT32_MAX;
+}
+
+/* ---------- the queue for a connection (maxConnections) ---------- */
+
+static void wait_remove(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl;
+
+	if (!st->waiting)
+		return;
+	if (st->wait_prev)
+		st->wait_prev->wait_next = st->wait_next;
+	else
+		w->wait_head = st->wait_next;
+	if (st->wait_next)
+		st->wait_next->wait_prev = st->wait_prev;
+	else
+		w->wait_tail = st->wait_prev;
+	st->wait_next = st->wait_prev = NULL;
+	st->waiting = 0;
+	cl = st_cluster(w, st);
+	if (cl != NULL)
+		atomic_fetch_sub_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
+}
+
+/* maxConnections reached: the request waits for a connection of the cluster to
+ * be released, if http1MaxPendingRequests allows; else 503 (overflow). */
+static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
+				const struct ism_cluster *cl, struct ism_buf *head)
+{
+	if (atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) >= cl->pool.max_pending) {
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		stream_local(w, st, 503, "upstream overflow (maxConnections)", false, "");
+		return;
+	}
+	atomic_fetch_add_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
+	ism_buf_free(&st->replay);
+	st->replay = *head;
+	*head = (struct ism_buf){0};
+	st->waiting = 1;
+	st->wait_next = NULL;
+	st->wait_prev = w->wait_tail;
+	if (w->wait_tail)
+		w->wait_tail->wait_next = st;
+	else
+		w->wait_head = st;
+	w->wait_tail = st;
+	st->state = ISM_ST_WAITING;
+	/* A wait is bounded like a connect, from the first time it queued: going
+	 * back to the queue after a wake-up does not extend it. */
+	if (st->wait_deadline == 0)
+		st->wait_deadline = w->now + st->connect_timeout_ms;
+	st->deadline_kind = ISM_SDL_CONNECT;
+	st->deadline = st->route_deadline && st->route_deadline < st->wait_deadline
+			   ? st->route_deadline
+			   : st->wait_deadline;
+}
+
+void ism_stream_after_batch(struct ism_wctx *w)
+{
+	uint32_t n = 0;
+
+	if (!w->wake_waiters)
+		return;
+	w->wake_waiters = 0;
+	for (struct ism_stream *st = w->wait_head; st != NULL; st = st->wait_next)
+		n++;
+	/* Each waiter gets one try per release; one that still finds the pool
+	 * full goes back to the end of the queue. */
+	while (n-- > 0 && w->wait_head != NULL) {
+		struct ism_stream *st = w->wait_head;
+
+		wait_remove(w, st);
+		do_retry(w, st);
+	}
+}
+
+/* ---------- outcomes, retries ---------- */
+
+/* Tells outlier detection how the attempt on st->prev_ep went; an ejection is
+ * announced to every process (health epoch) and the master woken to recompute
+ * the priority loads. */
+static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
+			   int status)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+	uint64_t one = 1;
+
+	if (cl == NULL || cl->od == NULL || st->prev_ep == UINT32_MAX)
+		return;
+	if (!ism_outlier_record(cl, w->shm->hdr->eps, st->prev_ep, ism_outcome_of(f, status),
+				w->now))
+		return;
+	atomic_fetch_add(&w->shm->hdr->health_epoch, 1);
+	if (write(w->notify_fd, &one, sizeof(one)) < 0)
+		ism_debug("notify master: %s", strerror(errno));
+	ism_warn("endpoint %s ejected by outlier detection (cluster %s, %s)",
+		 w->shm->hdr->ep_keys[st->prev_ep], cl->name.p,
+		 f == ISM_FAIL_CONNECT	 ? "connect failure"
+		 : f == ISM_FAIL_RESET	 ? "reset"
+		 : f == ISM_FAIL_TIMEOUT ? "timeout"
+					 : "5xx");
+}
+
+/* The outcome of a response that streamed (od_pending), told to outlier
+ * detection once it is known: success when it ended as framed, else f. */
+static void od_settle(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f)
+{
+	if (!st->od_pending)
+		return;
+	st->od_pending = 0;
+	record_outcome(w, st, f, f == ISM_FAIL_NONE ? st->status : 0);
+}
+
+static void retry_done(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+
+	if (st->retry_counted && cl != NULL)
+		atomic_fetch_sub_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
+	st->retry_counted = 0;
+}
+
+/* Whether this failed attempt may be retried: attempts left, a request we can
+ * replay whole (its body went out with the head), time left, the retry policy
+ * wants it, and the cluster's maxRetries allows one more retry in flight. */
+static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
+			   int status)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+
+	if (cl == NULL || st->rs.retries_left == 0 || !st->req_done || st->req_streamed ||
+	    w->draining || st->resp_started)
+		return false;
+	if (st->replay.len == 0 && (st->up == NULL || st->up->out.len == 0))
+		return false;
+	if (st->route_deadline && w->now >= st->route_deadline)
+		return false;
+	if (!ism_retry_wanted(&st->rs, f, status))
+		return false;
+	if (!st->retry_counted &&
+	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >=
+		cl->pool.max_retries) {
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+/* Ends the attempt in progress: its connection closes, the request kept in
+ * st->replay when it can be replayed. */
+static void end_attempt(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_upconn *u = st->up;
+
+	if (u == NULL)
+		return;
+	st->up = NULL;
+	ism_up_detach(w, u, st->req_done && !st->req_streamed ? &st->replay : NULL);
+	ep_done(w, st, true);
+}
+
+/* The next attempt, after Envoy's jittered back-off. */
+static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+	struct io_uring_sqe *sqe;
+	uint32_t ms = ism_retry_backoff_ms(st->rs.backoff_base_ms, st->rs.tries, ism_w_rand(w));
+
+	st->rs.retries_left--;
+	atomic_fetch_add_explicit(&cl->dyn->retries, 1, memory_order_relaxed);
+	if (!st->retry_counted) {
+		atomic_fetch_add_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
+		st->retry_counted = 1;
+	}
+	st->retry_ts.tv_sec = ms / 1000;
+	st->retry_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_timeout(sqe, &st->retry_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_RETRY, st->idx, st->gen));
+	st->inflight++;
+	st->state = ISM_ST_BACKOFF;
+	/* Only the route's timeout bounds the wait. */
+	set_deadline(w, st, ISM_SDL_RESPONSE, 0);
+}
+
+static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exclude)
+{
+	struct ism_lb_req rq = {
+	    .exclude_id = exclude,
+	    .rnd = ism_w_rand(w),
+	    .rnd2 = ism_w_rand(w),
+	    .hash = st->hash,
+	    .has_hash = st->has_hash,
+	};
+
+	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr->eps, &rq);
+}
+
+/* The response timeout of an attempt: the retry policy's per-try timeout when
+ * shorter. */
+static uint32_t attempt_timeout(const struct ism_stream *st)
+{
+	return st->rs.per_try_ms && st->rs.per_try_ms < st->response_timeout_ms
+		   ? st->rs.per_try_ms
+		   : st->response_timeout_ms;
+}
+
+/* Starts an attempt: the request in head goes to endpoint ep of cluster cl,
+ * over a pooled connection or a new one. head is taken. */
+static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl,
+		     const struct ism_endpoint *ep, struct ism_buf *head)
+{
+	bool full = false;
+	struct ism_upconn *u = ism_up_start(w, st, cl, ep, head, false, &full);
+
+	if (u == NULL && full) {
+		wait_for_connection(w, st, cl, head);
+		return;
+	}
+	st->wait_deadline = 0;
+	st->ep_id = ep->id;
+	st->prev_ep = ep->id;
+	st->ep = ep;
+	st->rs.tries++;
+	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
+	if (u == NULL) {
+		stream_local(w, st, 503, "upstream connect error", false, "");
+		return;
+	}
+	st->up = u;
+	st->state = ISM_ST_ATTEMPT;
+	if (u->state == ISM_UP_CONNECTING)
+		set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
+	else
+		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+}
+
+/* The next attempt: after a retry's back-off, or a wait for a connection. */
+static void do_retry(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+	struct ism_buf head;
+	int ei;
+
+	if ((st->state != ISM_ST_BACKOFF && st->state != ISM_ST_WAITING) || st->waiting)
+		return;
+	if (cl == NULL) {
+		stream_local(w, st, 503, "configuration changed during a retry", false, "");
+		return;
+	}
+	ei = pick_endpoint(w, st, st->rs.ignore_previous ? st->prev_ep : UINT32_MAX);
+	if (ei < 0) {
+		stream_local(w, st, 503, "no healthy upstream", false, "");
+		return;
+	}
+	head = st->replay;
+	st->replay = (struct ism_buf){0};
+	dispatch(w, st, cl, &cl->endpoints[ei], &head);
+	ism_buf_free(&head);
+}
+
+/* An attempt failed before a usable response: tell outlier detection, then
+ * retry if the policy allows, else answer 503 (connect), 504 (timeout) or 502. */
+static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f)
+{
+	bool retry;
+
+	if (st->up != NULL)
+		record_outcome(w, st, f, 0);
+	retry = retry_possible(w, st, f, 0);
+	end_attempt(w, st);
+	if (retry)
+		schedule_retry(w, st);
+	else if (f == ISM_FAIL_CONNECT)
+		stream_local(w, st, 503, "upstream connect error", false, "");
+	else if (f == ISM_FAIL_TIMEOUT)
+		stream_local(w, st, 504, "upstream timeout", true, "");
+	else
+		stream_local(w, st, 502, "upstream connection closed", true, "");
+}
+
+/* ---------- the end of an exchange ---------- */
+
+static void count_status(struct ism_wctx *w, int status)
+{
+	int cls = status / 100;
+
+	if (cls >= 1 && cls <= 5)
+		atomic_fetch_add_explicit(&w->st->resp_class[cls], 1, memory_order_relaxed);
+}
+
+/* The access log's reason code for a response made here, in the manner of
+ * Envoy's response flags (docs/operations.md lists them). */
+static const char *flag_for(int status, const char *why)
+{
+	switch (status) {
+	case 404:
+		return "NR";
+	case 408:
+		return "DT";
+	case 504:
+		return "UT";
+	case 502:
+		return strstr(why, "invalid") || strstr(why, "malformed") ? "UPE" : "UC";
+	case 503:
+		if (strstr(why, "overflow"))
+			return "UO";
+		if (strstr(why, "no healthy"))
+			return "UH";
+		if (strstr(why, "connect"))
+			return "UF";
+		return "NC";
+	default:
+		return status >= 400 ? "DPE" : NULL;
+	}
+}
+
+/* The access log's view of a request, captured while its head is in the
+ * session's buffer (req NULL: it could not be parsed). Only when the log is on. */
+static void log_begin(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
+{
+	if (w->alog.fd < 0)
+		return;
+	free(st->log_req);
+	st->log_req = ism_alog_capture(w->alog.headers, req, ism_wall_ms());
+	st->flags = NULL;
+}
+
+/* The line of the exchange that ends now. */
+static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl;
+	struct ism_alog_rec r;
+
+	if (st->log_req == NULL)
+		return;
+	cl = st_cluster(w, st);
+	r = (struct ism_alog_rec){
+	    .req = st->log_req,
+	    .duration_ms = ism_wall_ms() - st->log_req->start_ms,
+	    .bytes_in = st->bytes_in,
+	    .bytes_out = st->bytes_out,
+	    .status = st->status,
+	    .attempts = st->rs.tries,
+	    .flags = st->flags,
+	    .client = ism_stream_client(st),
+	    .peer = st->sess->peer,
+	    .client_port = st->xff_client[0] ? 0 : st->sess->peer_port,
+	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[st->prev_ep] : NULL,
+	    .cluster = cl ? cl->name.p : NULL,
+	    .sni = st->sess->sni,
+	};
+	ism_alog_log(w, &r);
+	free(st->log_req);
+	st->log_req = NULL;
+}
+
+/* The exchange's duration and status, in the worker's and the cluster's counters. */
+static void count_exchange(struct ism_wctx *w, struct ism_stream *st)
+{
+	static const uint32_t bounds[ISM_LAT_BUCKETS] = ISM_LAT_BOUNDS_MS;
+	const struct ism_cluster *cl = st_cluster(w, st);
+	uint64_t ms = w->now - st->t0_ms;
+	int b = 0;
+
+	/* Counted once, as soon as the last of the response goes to the
+	 * session: a client that has its answer sees it in the counters. */
+	if (st->counted)
+		return;
+	st->counted = 1;
+
+	while (b < ISM_LAT_BUCKETS - 1 && ms > bounds[b])
+		b++;
+	atomic_fetch_add_explicit(&w->st->latency_bucket[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st->latency_sum_ms, ms, memory_order_relaxed);
+	if (st->status < 100 || st->status >= 600 || w->table->gen != st->table_gen)
+		return;
+	if (cl != NULL)
+		atomic_fetch_add_explicit(&cl->dyn->responses[st->status / 100], 1,
+					  memory_order_relaxed);
+	if (st->lis_stats != NULL)
+		atomic_fetch_add_explicit(&st->lis_stats->responses[st->status / 100], 1,
+					  memory_order_relaxed);
+	if (st->route_stats != NULL)
+		atomic_fetch_add_explicit(&st->route_stats->responses[st->status / 100], 1,
+					  memory_order_relaxed);
+}
+
+/* Requests of the stream's cluster wait for a connection (in any worker): an
+ * idle pooled connection would hold capacity they cannot use. */
+static bool others_wait(struct ism_wctx *w, const struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+
+	return cl != NULL && atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) > 0;
+}
+
+/* The response is all sent: the exchange ends whole, the session goes on. */
+static void stream_finish(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_upconn *u = st->up;
+	struct ism_sess *s = st->sess;
+	void *sp = st->sp;
+
+	od_settle(w, st, ISM_FAIL_NONE);
+	count_exchange(w, st);
+	log_exchange(w, st);
+	retry_done(w, st);
+	wait_remove(w, st);
+	if (u != NULL) {
+		ep_done(w, st, st->status >= 500);
+		st->up = NULL;
+		ism_up_release(w, u, st->req_done && !others_wait(w, st), st->pool_idle_ms);
+	}
+	stream_free(w, st);
+	s->ops->stream_done(w, s, sp);
+}
+
+void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st)
+{
+	if (st->state == ISM_ST_FREE || st->state == ISM_ST_ABANDONED)
+		return;
+	st->od_pending = 0; /* cut short by the client, or told already */
+	wait_remove(w, st);
+	retry_done(w, st);
+	if (st->log_req != NULL) {
+		/* An exchange cut short: by the upstream once its response began,
+		 * else by the client. */
+		if (st->flags == NULL)
+			st->flags = st->resp_started && !st->resp_done ? "UC" : "DC";
+		log_exchange(w, st);
+	}
+	if (st->up != NULL) {
+		struct ism_upconn *u = st->up;
+
+		st->up = NULL;
+		ep_done(w, st, !st->resp_done);
+		ism_up_close(w, u);
+	}
+	stream_free(w, st);
+}
+
+/* Part of the response is out and the exchange cannot end well: the stream
+ * ends, and its session with it (only a close tells the client). */
+static void stream_cut(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_sess *s = st->sess;
+	void *sp = st->sp;
+
+	ism_stream_abort(w, st);
+	s->ops->abort(w, s, sp);
+}
+
+/* A response made here; extra: more header lines ("name: value\r\n"...). */
+static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+			 bool close, const char *extra)
+{
+	wait_remove(w, st);
+	retry_done(w, st);
+	ism_buf_free(&st->replay);
+	if (status >= 500)
+		od_settle(w, st, ISM_FAIL_RESET);
+	st->od_pending = 0;
+	st->flags = flag_for(status, why);
+	ep_done(w, st, status >= 500);
+	if (st->up != NULL) {
+		struct ism_upconn *u = st->up;
+
+		st->up = NULL;
+		ism_up_close(w, u);
+	}
+	if (st->sending || st->resp_started) {
+		/* Part of a response is already on the wire: all we can do is close. */
+		stream_cut(w, st);
+		return;
+	}
+	count_status(w, status);
+	if (status >= 400 && status < 500)
+		atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
+	st->status = (uint16_t)status;
+	st->state = ISM_ST_LOCAL;
+	st->resp_started = 1;
+	st->resp_done = 1;
+	set_deadline(w, st, ISM_SDL_NONE, 0);
+	if (st->sess->ops->local(w, st, status, why, close, extra) < 0) {
+		stream_cut(w, st);
+		return;
+	}
+	count_exchange(w, st);
+	st->sending = 1;
+}
+
+/* ---------- the request ---------- */
+
+/* Envoy's xff_num_trusted_hops (Istio's gatewayTopology.numTrustedProxies N):
+ * the client is the Nth address from the right of the X-Forwarded-For the
+ * client sent (the last such field, the one forwarded), when it has that many
+ * and that one is an IP address; else the connection's peer. */
+static void trusted_client(const struct ism_table *t, const struct ism_http_req *req,
+			   struct ism_stream *st)
+{
+	const struct ism_http_header *xff = NULL;
+	const char *p, *e, *s;
+	uint32_t k = 0;
+
+	st->xff_client[0] = '\0';
+	if (t->trusted_proxies == 0)
+		return;
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (req->headers[i].name_len == 15 &&
+		    strncasecmp(req->headers[i].name, "x-forwarded-for", 15) == 0)
+			xff = &req->headers[i];
+	if (xff == NULL)
+		return;
+	for (e = xff->value + xff->value_len;; e = s - 1) {
+		/* [s, e) is an element, right to left. */
+		for (s = e; s > xff->value && s[-1] != ','; s--)
+			;
+		if (++k < t->trusted_proxies) {
+			if (s == xff->value)
+				return; /* fewer addresses than trusted hops */
+			continue;
+		}
+		for (p = s; p < e && (*p == ' ' || *p == '\t'); p++)
+			;
+		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if ((size_t)(e - p) < sizeof(st->xff_client)) {
+			unsigned char addr[sizeof(struct in6_addr)];
+
+			memcpy(st->xff_client, p, (size_t)(e - p));
+			st->xff_client[e - p] = '\0';
+			if (inet_pton(AF_INET, st->xff_client, addr) != 1 &&
+			    inet_pton(AF_INET6, st->xff_client, addr) != 1)
+				st->xff_client[0] = '\0';
+		}
+		return;
+	}
+}
+
+/* httpCookie with a ttl: a request without the cookie gets one, so that its
+ * next requests hash to the same endpoint (Istio's consistentHash.httpCookie). */
+static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl)
+{
+	const struct ism_hash_policy *hp = &cl->hash;
+	char value[17];
+	int n;
+
+	if (hp->on != ISM_HASH_COOKIE || hp->cookie_ttl_ms == 0)
+		return;
+	snprintf(value, sizeof(value), "%08x%08x", ism_w_rand(w), ism_w_rand(w));
+	free(st->set_cookie);
+	n = asprintf(&st->set_cookie, "%s=%s; Max-Age=%u; Path=%s; HttpOnly", hp->name.p, value,
+		     hp->cookie_ttl_ms / 1000 ? hp->cookie_ttl_ms / 1000 : 1,
+		     hp->cookie_path.len ? hp->cookie_path.p : "/");
+	if (n < 0) {
+		st->set_cookie = NULL;
+		return;
+	}
+	st->hash = ism_hash64(value, strlen(value), 0);
+	st->has_hash = 1;
+}
+
+/* tls.httpsRedirect: 301 to the same URL over https (Envoy's require_tls). */
+static void https_redirect(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_req *req)
+{
+	size_t hl = req->host ? ism_router_host_len(req->host, req->host_len) : 0;
+	char *loc = NULL;
+
+	if (req->host == NULL) {
+		stream_local(w, st, 400, "no Host to redirect to", true, "");
+		return;
+	}
+	if (asprintf(&loc, "location: https://%.*s%.*s\r\n", (int)hl, req->host,
+		     (int)req->target_len, req->target) < 0) {
+		stream_local(w, st, 503, "out of memory", true, "");
+		return;
+	}
+	stream_local(w, st, 301, "use https", false, loc);
+	free(loc);
+}
+
+/* What the request's head and the session say about it, for the stream and
+ * its log line. */
+static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
+{
+	const struct ism_table *t = w->table;
+	uint16_t l = st->sess->listener;
+
+	st->table_gen = t->gen;
+	st->lis_stats = l < t->n_listeners ? t->listeners[l].stats : NULL;
+	if (req != NULL) {
+		atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
+		trusted_client(t, req, st);
+	}
+	log_begin(w, st, req);
+}
+
+void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+		       int status, const char *why)
+{
+	if (st->state == ISM_ST_NEW)
+		request_begin(w, st, req);
+	stream_local(w, st, status, why, true, "");
+}
+
+/* The virtual host of the request: on an HTTPS port, among those of the server
+ * the SNI chose (found again: a reload may reorder them). */
+static const struct ism_vhost *request_vhost(const struct ism_listener *l, const struct ism_sess *s,
+					     const struct ism_http_req *req)
+{
+	const char *host = req->host ? req->host : "";
+	size_t host_len = req->host ? req->host_len : 0;
+
+	if (l->n_tls) {
+		int i = ism_router_pick_server(l, s->sni ? s->sni : "");
+
+		return i >= 0
+			   ? ism_router_vhost(l->tls[i].vhosts, l->tls[i].n_vhosts, host, host_len)
+			   : NULL;
+	}
+	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
+}
+
+void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+			const char *body, uint32_t len, bool req_done)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_listener *l = &t->listeners[st->sess->listener];
+	bool tls = ism_sess_tls(st->sess);
+	const struct ism_vhost *vh;
+	const struct ism_route *r;
+	const struct ism_cluster *cl;
+	struct ism_buf head = {0};
+	int ci, ei, ret;
+
+	ret = ism_router_normalize(w->rs, t->path_norm, req);
+	if (ret < 0) {
+		ism_stream_refuse(w, st, req, ret == -ENOMEM ? 503 : 400,
+				  ret == -ENOMEM ? "out of memory" : "bad request path");
+		return;
+	}
+	request_begin(w, st, req);
+	st->http10 = req->minor_version == 0;
+	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	st->req_done = req_done;
+	st->req_chunked = req->framing.chunked;
+	vh = request_vhost(l, st->sess, req);
+	if (vh != NULL && vh->https_redirect && !tls) {
+		https_redirect(w, st, req);
+		return;
+	}
+	r = vh ? ism_router_route(vh, req, tls ? "https" : "http", l->port, w->rs) : NULL;
+	st->route_stats = r ? r->stats : NULL;
+	if (r != NULL && st->log_req != NULL)
+		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
+	if (r == NULL && ism_router_limit_hit(w->rs)) {
+		/* Not "no route": a regex could not decide within its bound. */
+		atomic_fetch_add_explicit(&w->st->regex_limit, 1, memory_order_relaxed);
+		stream_local(w, st, 500, "route regex reached its match limit", false, "");
+		return;
+	}
+	if (r == NULL) {
+		stream_local(w, st, 404, "no route", false, "");
+		return;
+	}
+	ci = ism_router_pick_dest(r, ism_w_rand(w));
+	if (ci < 0 || (uint32_t)ci >= t->n_clusters) {
+		stream_local(w, st, 503, "no destination", false, "");
+		return;
+	}
+	cl = &t->clusters[ci];
+	st->cluster = (uint32_t)ci;
+	ism_retry_state_init(&st->rs, &r->retry);
+	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
+		st->has_hash =
+		    (uint8_t)ism_hash_key(&cl->hash, req, ism_stream_client(st), &st->hash);
+		if (!st->has_hash)
+			issue_cookie(w, st, cl);
+	}
+	ei = pick_endpoint(w, st, UINT32_MAX);
+	if (ei < 0) {
+		stream_local(w, st, 503, "no healthy upstream", false, "");
+		return;
+	}
+	if (cl->tls.mode != ISM_TLS_NONE) {
+		/* Upstream SNI by default: the request's host, without its port. */
+		if (req->host != NULL)
+			snprintf(st->up_sni, sizeof(st->up_sni), "%.*s",
+				 (int)ism_router_host_len(req->host, req->host_len), req->host);
+		else
+			snprintf(st->up_sni, sizeof(st->up_sni), "%s", cl->host.p);
+	}
+	st->connect_timeout_ms = cl->connect_timeout_ms;
+	st->pool_idle_ms = cl->idle_timeout_ms;
+	st->response_timeout_ms = t->timeouts.upstream_response_ms;
+	st->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
+	/* Body bytes that arrived with the head travel with it. */
+	if (ism_up_request(w, st, req, cl, &head) < 0 ||
+	    ism_up_body_into(st, &head, body, len, req_done) < 0) {
+		ism_buf_free(&head);
+		stream_local(w, st, 431, "request head too large", true, "");
+		return;
+	}
+	dispatch(w, st, cl, &cl->endpoints[ei], &head);
+	ism_buf_free(&head);
+}
+
+void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
+			 int bid, bool done)
+{
+	int ret;
+
+	if (st->up == NULL || (st->state != ISM_ST_ATTEMPT && st->state != ISM_ST_RESPONSE)) {
+		/* Answered already (the session closes after the response). */
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return;
+	}
+	st->req_done = done;
+	st->req_streamed = 1;
+	if (!st->resp_started)
+		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
+	ret = ism_up_req_data(w, st->up, p, len, bid, done);
+	if (ret < 0) {
+		stream_local(w, st, 503, "out of memory", true, "");
+		return;
+	}
+	if (ret == 0 && !done)
+		st->sess->ops->want_body(w, st);
+}
+
+/* ---------- the response ---------- */
+
+void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
+{
+	set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+}
+
+void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)
+{
+	if (!st->sending)
+		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
+}
+
+void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st)
+{
+	if (!st->req_done) {
+		st->sess->ops->want_body(w, st);
+		return;
+	}
+	if (st->state == ISM_ST_RESPONSE && st->resp_done && !st->sending)
+		stream_finish(w, st);
+}
+
+bool ism_stream_up_interim(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_resp *resp)
+{
+	if (st->sess->ops->interim(w, st, resp) < 0) {
+		stream_cut(w, st);
+		return false;
+	}
+	return true;
+}
+
+bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st)
+{
+	if (!st->sess->ops->flush(w, st))
+		return false;
+	st->sending = 1;
+	set_deadline(w, st, ISM_SDL_NONE, 0);
+	return true;
+}
+
+void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+			uint8_t mode, const char *body, uint32_t len, bool done)
+{
+	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status);
+
+	/* A response that streams tells outlier detection how it ended
+	 * (od_settle): one cut short by the upstream is a failure. */
+	if (retry || ism_outcome_of(ISM_FAIL_NONE, resp->status) != ISM_OUTCOME_SUCCESS)
+		record_outcome(w, st, ISM_FAIL_NONE, resp->status);
+	else
+		st->od_pending = 1;
+	if (retry) {
+		/* A retriable status: this response is dropped, its connection
+		 * too (its body was not read). */
+		end_attempt(w, st);
+		schedule_retry(w, st);
+		return;
+	}
+	st->status = (uint16_t)resp->status;
+	if (st->sess->ops->head(w, st, resp, mode, body, len, done) < 0) {
+		st->od_pending = 0;
+		stream_local(w, st, 502, "upstream response head too large", true, "");
+		return;
+	}
+	count_status(w, resp->status);
+	st->state = ISM_ST_RESPONSE;
+	st->resp_head_done = 1;
+	st->resp_started = 1;
+	st->resp_done = done;
+	if (done)
+		count_exchange(w, st);
+	st->sending = 1;
+	set_deadline(w, st, ISM_SDL_NONE, 0);
+}
+
+void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
+			int bid, bool done)
+{
+	int ret = st->sess->ops->data(w, st, p, len, bid, done);
+
+	st->resp_done = done;
+	if (ret < 0) {
+		stream_cut(w, st);
+		return;
+	}
+	if (done)
+		count_exchange(w, st);
+	if (ret > 0) {
+		st->sending = 1;
+		set_deadline(w, st, ISM_SDL_NONE, 0);
+		return;
+	}
+	if (done)
+		stream_finish(w, st);
+	else
+		ism_up_resume(w, st->up);
+}
+
+void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
+{
+	st->sending = 0;
+	switch ((enum ism_stream_state)st->state) {
+	case ISM_ST_LOCAL:
+		stream_finish(w, st);
+		return;
+	case ISM_ST_RESPONSE:
+	case ISM_ST_ATTEMPT: /* interim heads went out: what follows them */
+		if (st->resp_done) {
+			stream_finish(w, st);
+			return;
+		}
+		if (st->up == NULL) {
+			stream_cut(w, st);
+			return;
+		}
+		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
+		ism_up_resume(w, st->up);
+		return;
+	case ISM_ST_NEW:
+	case ISM_ST_WAITING:
+	case ISM_ST_BACKOFF:
+	case ISM_ST_ABANDONED:
+	case ISM_ST_FREE:
+		break;
+	}
+	ISM_BUG_ON(1);
+}
+
+/* A pooled connection the upstream had closed before this request reached it:
+ * replayed once on a fresh connection (nothing reached the upstream
+ * application, so this is not a retry). true when it was. */
+static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+	struct ism_upconn *u = st->up, *nu;
+	struct ism_buf head = {0};
+	bool full;
+
+	if (cl == NULL || st->ep == NULL || !u->reused || u->got_bytes || !st->req_done ||
+	    st->req_streamed || u->out.len == 0)
+		return false;
+	st->up = NULL;
+	ism_up_detach(w, u, &head);
+	nu = ism_up_start(w, st, cl, st->ep, &head, true, &full);
+	ism_buf_free(&head);
+	if (nu == NULL) {
+		stream_local(w, st, 503, "upstream connect error", false, "");
+		return true;
+	}
+	st->up = nu;
+	set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
+	return true;
+}
+
+void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f)
+{
+	if (st->state == ISM_ST_RESPONSE) {
+		/* The upstream cut the response short (as Envoy: a reset after the
+		 * head); part of it is out: only a close tells the client. */
+		od_settle(w, st, f == ISM_FAIL_NONE ? ISM_FAIL_RESET : f);
+		stream_cut(w, st);
+		return;
+	}
+	if (f == ISM_FAIL_RESET && replay_stale(w, st))
+		return;
+	attempt_failed(w, st, f);
+}
+
+void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why)
+{
+	if (st->state == ISM_ST_RESPONSE) {
+		od_settle(w, st, ISM_FAIL_RESET);
+		stream_cut(w, st);
+		return;
+	}
+	stream_local(w, st, 502, why, true, "");
+}
+
+/* ---------- timers ---------- */
+
+void ism_stream_timer(struct ism_wctx *w, uint32_t idx, uint32_t gen)
+{
+	struct ism_stream *st;
+
+	st = ism_slab_at(&w->streams, idx, gen);
+	ISM_BUG_ON(st->inflight == 0);
+	st->inflight--;
+	if (st->state == ISM_ST_ABANDONED) {
+		if (st->inflight == 0)
+			stream_free(w, st);
+		return;
+	}
+	if (st->state == ISM_ST_BACKOFF)
+		do_retry(w, st);
+}
+
+static void expire(struct ism_wctx *w, struct ism_stream *st)
+{
+	switch ((enum ism_stream_deadline)st->deadline_kind) {
+	case ISM_SDL_CONNECT:
+		if (st->waiting) {
+			stream_local(w, st, 503, "upstream overflow (no connection in time)", false,
+				     "");
+			return;
+		}
+		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
+		attempt_failed(w, st, ISM_FAIL_CONNECT);
+		return;
+	case ISM_SDL_RESPONSE:
+		if (!st->resp_started) {
+			attempt_failed(w, st, ISM_FAIL_TIMEOUT);
+			return;
+		}
+		od_settle(w, st, ISM_FAIL_TIMEOUT); /* the upstream stalled mid-body */
+		stream_cut(w, st);
+		return;
+	case ISM_SDL_NONE:
+		break;
+	}
+	ISM_BUG_ON(1);
+}
+
+void ism_stream_tick(struct ism_wctx *w)
+{
+	/* Connections released by other workers are not announced: look again. */
+	if (w->wait_head)
+		w->wake_waiters = 1;
+	for (uint32_t i = 0; i < w->streams.n; i++) {
+		struct ism_stream *st = w->streams.obj[i];
+
+		if (st->state == ISM_ST_FREE || st->state == ISM_ST_ABANDONED ||
+		    st->deadline == 0 || st->deadline > w->now)
+			continue;
+		st->deadline = 0;
+		expire(w, st);
+	}
+}
+
+void ism_stream_free_all(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->streams.n; i++) {
+		struct ism_stream *st = w->streams.obj[i];
+
+		free(st->log_req);
+		free(st->set_cookie);
+		ism_buf_free(&st->replay);
+	}
+	ism_slab_free(&w->streams);
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A stream: one request and its response, whatever the client session speaks.
+ * It routes the request, picks the cluster and the endpoint, attaches to an
+ * upstream connection, retries, keeps the timeouts of the exchange, tells
+ * outlier detection how attempts went, and writes the access-log line and the
+ * counters. Sessions (worker/session.h) create streams and feed them the
+ * request; upstream connections (worker/upstream.h) feed them the response.
+ * Private to worker/. */
+#ifndef ISM_WORKER_STREAM_H
+#define ISM_WORKER_STREAM_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "worker/http1.h"
+#include "worker/policy.h"
+#include "worker/worker-t.h"
+
+enum ism_stream_state {
+	ISM_ST_FREE = 0,
+	ISM_ST_NEW,	  /* created by its session, request not routed yet */
+	ISM_ST_WAITING,	  /* queued for an upstream connection (maxConnections reached) */
+	ISM_ST_BACKOFF,	  /* a retry's back-off timer runs */
+	ISM_ST_ATTEMPT,	  /* an upstream attempt: connecting, sending, awaiting the response head */
+	ISM_ST_RESPONSE,  /* the upstream's response goes to the client */
+	ISM_ST_LOCAL,	  /* a response made here goes to the client */
+	ISM_ST_ABANDONED, /* its session went away; freed once its timer is back */
+};
+
+/* What a stream's deadline bounds (enum values of deadline_kind). */
+enum ism_stream_deadline {
+	ISM_SDL_NONE = 0,
+	ISM_SDL_CONNECT,  /* the connect, or the wait for a pooled connection: 503 */
+	ISM_SDL_RESPONSE, /* bytes from the upstream, and the route's timeout: 504 */
+};
+
+struct ism_stream {
+	uint32_t idx;
+	uint32_t gen;
+	uint8_t state; /* enum ism_stream_state */
+	uint8_t deadline_kind;
+	uint16_t inflight; /* its timer on the ring */
+	uint8_t sending;   /* the session sends what this stream gave it */
+	struct ism_sess *sess;
+	void *sp; /* the session's own state for it (HTTP/2: its stream), or NULL */
+	struct ism_upconn *up;
+	uint64_t deadline;
+	uint64_t route_deadline; /* VirtualService timeout of the exchange; 0: none */
+	/* the request */
+	uint8_t is_head;
+	uint8_t http10;	      /* forwarded as HTTP/1.0, so the answer suits the client */
+	uint8_t req_done;     /* the request body is all read from the client */
+	uint8_t req_streamed; /* body bytes went out after the head: no replay */
+	int8_t req_chunked;   /* the body has no length: the upstream gets it chunked */
+	uint64_t req_seen;    /* request body bytes taken from the client so far */
+	/* the response */
+	uint8_t resp_head_done; /* the final head came (interim ones are passed on) */
+	uint8_t resp_started;	/* bytes of the final response went to the client */
+	uint8_t resp_done;	/* the upstream's response is all read */
+	uint8_t counted;	/* the exchange is in the counters */
+	uint16_t status;
+	/* the route, the cluster and the attempts */
+	uint32_t cluster; /* index in the table of generation table_gen */
+	uint64_t table_gen;
+	uint32_t ep_id; /* endpoint of the attempt in progress (in-flight count held); UINT32_MAX */
+	uint32_t prev_ep;	       /* endpoint of the latest attempt */
+	const struct ism_endpoint *ep; /* idem, in the table of table_gen */
+	struct ism_retry_state rs;
+	uint8_t retry_counted; /* counted in the cluster's retries_active */
+	uint8_t od_pending;    /* a 2xx-4xx response streams: outlier outcome told at its end */
+	uint8_t waiting;       /* in the worker's queue for a connection */
+	uint8_t has_hash;
+	uint64_t hash;		/* consistent-hash key */
+	uint64_t wait_deadline; /* when the wait for a connection ends (503); 0: not waiting */
+	struct ism_stream *wait_next;
+	struct ism_stream *wait_prev;
+	char *set_cookie;      /* issued hash cookie, added to the response */
+	struct ism_buf replay; /* the request (head, and body when whole) kept for a retry */
+	struct __kernel_timespec retry_ts;
+	uint32_t connect_timeout_ms;
+	uint32_t response_timeout_ms;
+	uint32_t pool_idle_ms;
+	char up_sni[256]; /* server name for upstream TLS: the request's host */
+	/* the access log and the counters */
+	struct ism_alog_req *log_req;	  /* the request's part of the line; NULL: log off */
+	const char *flags;		  /* reason code of a failure (Envoy-style), or NULL */
+	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
+	struct ism_counters *lis_stats;	  /* of the table of table_gen */
+	struct ism_counters *route_stats; /* idem; NULL: no route */
+	uint64_t bytes_in;		  /* from the client, heads included */
+	uint64_t bytes_out;
+	/* The client by gatewayTopology.numTrustedProxies, when the X-Forwarded-For
+	 * the client sent names it; "" otherwise (the session's peer). */
+	char xff_client[INET6_ADDRSTRLEN];
+};
+
+/* ---- from the session ---- */
+
+/* A new stream of session s for one request (NULL without memory). */
+struct ism_stream *ism_stream_new(struct ism_wctx *w, struct ism_sess *s);
+/* The request head req (its fields point into the session's buffer, valid
+ * during the call only): normalise the path, route, pick an endpoint, build
+ * what the upstream gets, and start the attempt. body (len bytes, the body's
+ * decoded bytes that came with the head) travels with the head; req_done says
+ * whether the body ended within them. Answers locally when it cannot proceed. */
+void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+			const char *body, uint32_t len, bool req_done);
+/* More request body, decoded (from ring buffer bid, or -1), taken by the
+ * session after ism_sess_want_body; done when it ended. */
+void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
+			 int bid, bool done);
+/* A request the session could not read (status: 400, 408, 413, 431, 501 ...):
+ * answered here, with why as the body and the access log's reason. */
+void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+		       int status, const char *why);
+/* What the session was given to send (a head, body bytes) went out. */
+void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st);
+/* The session ends (the client went, or it could not send): the stream ends
+ * too, its access-log line says why. */
+void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st);
+
+/* ---- from the upstream connection ---- */
+
+/* The connection is usable: the request goes out. */
+void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st);
+/* Bytes came from the upstream: its response timeout starts again. */
+void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st);
+/* The request bytes handed to the upstream went out. */
+void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st);
+/* Response heads: interim (1xx) ones first (false: the stream ended, stop),
+ * then the final one, with the body bytes (decoded) that came with it, done
+ * when the body ended within them. */
+bool ism_stream_up_interim(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_resp *resp);
+/* The interim heads queued go to the client: true when they do, and the
+ * upstream connection waits for ism_up_resume. */
+bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st);
+void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+			uint8_t mode, const char *body, uint32_t len, bool done);
+/* Response body bytes (decoded; ring buffer bid or -1), done when it ended. */
+void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
+			int bid, bool done);
+/* The attempt failed before a usable response head (f: connect, reset,
+ * timeout), or the upstream cut the response short after its head. */
+void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f);
+/* The upstream sent a head it must not (malformed, too large): 502. */
+void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);
+
+/* ---- the worker ---- */
+
+/* A stream's timer (the retry back-off) completed. */
+void ism_stream_timer(struct ism_wctx *w, uint32_t idx, uint32_t gen);
+/* Deadlines past due; streams waiting for a connection get their try after a
+ * connection was released (after each batch, and at the tick). */
+void ism_stream_tick(struct ism_wctx *w);
+void ism_stream_after_batch(struct ism_wctx *w);
+void ism_stream_free_all(struct ism_wctx *w);
+/* The client address of stream st: by numTrustedProxies, else the peer. */
+const char *ism_stream_client(const struct ism_stream *st);
+
+#endif

@@ -1,0 +1,666 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Upstream connections and their pool (worker/upstream.h), in HTTP/1.1: the
+ * request head written for the upstream, the request body framed again, the
+ * response head parsed and its body decoded for the stream. A connection
+ * serves one stream at a time and waits in its endpoint's pool between them. */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "worker/hash.h"
+#include "worker/ring.h"
+#include "worker/session.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+#include "worker/tls.h"
+#include "worker/upstream.h"
+
+/* ---------- lifecycle ---------- */
+
+static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)
+{
+	ism_sock_release(&u->s);
+	u->state = ISM_UP_FREE;
+	ism_slab_put(&w->ups, u->s.idx);
+}
+
+static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
+{
+	w->wake_waiters = 1;
+	atomic_fetch_sub_explicit(&w->shm->hdr->eps[u->ep_id].connections, 1, memory_order_relaxed);
+	ism_buf_free(&u->in);
+	ism_buf_free(&u->out);
+	up_unalloc(w, u);
+}
+
+static void pool_remove(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->pool_prev)
+		u->pool_prev->pool_next = u->pool_next;
+	else
+		w->pool[u->ep_id] = u->pool_next;
+	if (u->pool_next)
+		u->pool_next->pool_prev = u->pool_prev;
+	u->pool_next = u->pool_prev = NULL;
+}
+
+void ism_up_close(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->state == ISM_UP_CLOSING || u->state == ISM_UP_FREE)
+		return;
+	if (u->state == ISM_UP_IDLE)
+		pool_remove(w, u);
+	u->state = ISM_UP_CLOSING;
+	u->st = NULL;
+	ism_sock_close(&u->s);
+	if (u->s.inflight == 0)
+		up_finalize(w, u);
+}
+
+void ism_up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_buf *replay)
+{
+	if (replay != NULL && u->out.len) {
+		ism_buf_free(replay);
+		*replay = u->out;
+		u->out = (struct ism_buf){0};
+	}
+	ism_up_close(w, u);
+}
+
+static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
+{
+	w->wake_waiters = 1;
+	u->state = ISM_UP_IDLE;
+	u->st = NULL;
+	u->reused = 0;
+	u->paused = 0;
+	ism_buf_free(&u->s.tx);
+	ism_buf_free(&u->in);
+	ism_buf_free(&u->out);
+	u->idle_deadline = w->now + idle_ms;
+	u->pool_prev = NULL;
+	u->pool_next = w->pool[u->ep_id];
+	if (u->pool_next)
+		u->pool_next->pool_prev = u;
+	w->pool[u->ep_id] = u;
+	/* An idle pooled connection keeps a receive armed: the upstream closing
+	 * it (or sending anything unexpected) shows up at once. */
+	ism_sock_recv(w, &u->s);
+}
+
+void ism_up_release(struct ism_wctx *w, struct ism_upconn *u, bool pool, uint32_t idle_ms)
+{
+	u->st = NULL;
+	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed && !w->draining &&
+	    w->shm->hdr->eps[u->ep_id].in_use)
+		pool_put(w, u, idle_ms);
+	else
+		ism_up_close(w, u);
+}
+
+/* ---------- starting an attempt ---------- */
+
+/* The server name upstream TLS sends: the cluster's (the DestinationRule's sni,
+ * or ISTIO_MUTUAL's outbound_ name), else the request's host. */
+static const char *up_sni(const struct ism_stream *st, const struct ism_cluster *cl)
+{
+	return cl->tls.sni.len ? cl->tls.sni.p : st->up_sni;
+}
+
+/* What a pooled upstream connection must match to carry a request: plaintext
+ * (0), or the TLS settings and the server name its certificate was checked for
+ * (Envoy keeps one pool per SNI when the SNI comes from the request). */
+static uint64_t pool_key(const struct ism_stream *st, const struct ism_cluster *cl)
+{
+	const char *sni;
+	uint64_t k;
+
+	if (cl->tls.mode == ISM_TLS_NONE)
+		return 0;
+	sni = up_sni(st, cl);
+	k = ism_hash64(sni, strlen(sni), cl->tls.fingerprint);
+	return k ? k : 1;
+}
+
+static struct ism_upconn *up_connect(struct ism_wctx *w, const struct ism_stream *st,
+				     const struct ism_cluster *cl, const struct ism_endpoint *ep)
+{
+	struct ism_upconn *u =
+	    (struct ism_upconn *)ism_sock_new(&w->ups, sizeof(struct ism_upconn));
+	struct io_uring_sqe *sqe;
+	int one = 1, fd;
+
+	if (u == NULL)
+		return NULL;
+	fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		up_unalloc(w, u);
+		return NULL;
+	}
+	ism_sock_open(&u->s, fd, true, u->s.idx, u->s.gen);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u->ep_id = ep->id;
+	u->tls_fp = pool_key(st, cl);
+	if (u->tls_fp != 0) {
+		u->s.x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id, up_sni(st, cl), u->tls_fp);
+		if (u->s.x.ssl == NULL) {
+			up_unalloc(w, u);
+			return NULL;
+		}
+	}
+	u->state = ISM_UP_CONNECTING;
+	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].connections, 1, memory_order_relaxed);
+	memcpy(&u->addr, &ep->addr, ep->addrlen);
+	u->addrlen = ep->addrlen;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&u->addr, u->addrlen);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_UCONNECT, u->s.idx, u->s.gen));
+	u->s.inflight++;
+	atomic_fetch_add_explicit(&w->st->upstream_connects, 1, memory_order_relaxed);
+	return u;
+}
+
+/* An idle connection to the endpoint, of the cluster's TLS settings (clusters
+ * of one service host share endpoints; a subset may use TLS, another not). */
+static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id, uint64_t tls_fp)
+{
+	struct ism_upconn *u = w->pool[ep_id];
+
+	while (u != NULL && u->tls_fp != tls_fp)
+		u = u->pool_next;
+	if (u == NULL)
+		return NULL;
+	pool_remove(w, u);
+	u->state = ISM_UP_BUSY;
+	u->reused = 1;
+	atomic_fetch_add_explicit(&w->st->upstream_reused, 1, memory_order_relaxed);
+	return u;
+}
+
+/* Envoy's max_connections circuit breaker: the cluster's upstream connections,
+ * all workers together. */
+static bool pool_full(struct ism_wctx *w, const struct ism_cluster *cl)
+{
+	uint64_t n = 0;
+
+	if (cl->pool.max_connections == UINT32_MAX || cl->pool.max_connections == 0)
+		return false;
+	for (uint32_t i = 0; i < cl->n_endpoints; i++)
+		n += atomic_load_explicit(&w->shm->hdr->eps[cl->endpoints[i].id].connections,
+					  memory_order_relaxed);
+	return n >= cl->pool.max_connections;
+}
+
+/* The request goes out on a usable connection; the response is read from now. */
+static void send_request(struct ism_wctx *w, struct ism_upconn *u)
+{
+	ism_sock_recv(w, &u->s);
+	ism_sock_send(w, &u->s, u->out.p, u->out.len, -1);
+}
+
+struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
+				const struct ism_cluster *cl, const struct ism_endpoint *ep,
+				struct ism_buf *head, bool fresh, bool *full)
+{
+	struct ism_upconn *u = fresh ? NULL : pool_take(w, ep->id, pool_key(st, cl));
+	struct ism_buf tmp;
+
+	*full = false;
+	if (u == NULL && !fresh && pool_full(w, cl)) {
+		*full = true;
+		return NULL;
+	}
+	if (u == NULL)
+		u = up_connect(w, st, cl, ep);
+	if (u == NULL)
+		return NULL;
+	u->st = st;
+	u->got_bytes = 0;
+	u->head_sent = 0;
+	u->head_done = 0;
+	u->paused = 0;
+	u->reusable = 1;
+	if (++u->requests >= cl->pool.max_requests_per_conn && cl->pool.max_requests_per_conn)
+		u->reusable = 0;
+	tmp = u->out;
+	u->out = *head;
+	*head = tmp;
+	head->len = 0;
+	if (u->state == ISM_UP_BUSY)
+		send_request(w, u);
+	return u;
+}
+
+/* ---------- the request ---------- */
+
+static void request_id(struct ism_wctx *w, char out[37])
+{
+	uint32_t r[4];
+
+	for (int i = 0; i < 4; i++)
+		r[i] = ism_w_rand(w);
+	r[1] = (r[1] & 0xffff0fffu) | 0x00004000u;
+	r[2] = (r[2] & 0x3fffffffu) | 0x80000000u;
+	snprintf(out, 37, "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16, r[1] & 0xffff,
+		 r[2] >> 16, r[2] & 0xffff, r[3]);
+}
+
+int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
+		   const struct ism_cluster *cl, struct ism_buf *out)
+{
+	const uint32_t limit = w->table->limits.max_request_header_bytes + 4096;
+	const char *peer = st->sess->peer;
+	const char *xff = NULL;
+	size_t xff_len = 0;
+	int have_rid = 0, ret = 0;
+
+	out->len = 0;
+	/* An HTTP/1.0 client is forwarded as HTTP/1.0, so the upstream answers in a
+	 * framing that client can read (no chunked coding). */
+	ret |=
+	    ism_buf_printf(out, limit, "%.*s %.*s%s%.*s HTTP/1.%d\r\n", (int)req->method_len,
+			   req->method, (int)req->path_len, req->path, req->query ? "?" : "",
+			   (int)req->query_len, req->query ? req->query : "", st->http10 ? 0 : 1);
+	if (st->http10)
+		ret |= ism_buf_append(out, "connection: keep-alive\r\n", 24, limit);
+	if (req->host)
+		ret |= ism_buf_printf(out, limit, "host: %.*s\r\n", (int)req->host_len, req->host);
+	else
+		ret |= ism_buf_printf(out, limit, "host: %s\r\n", cl->host.p);
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		if (ism_http_header_is(h, "host") || ism_http_header_is(h, "x-forwarded-proto"))
+			continue;
+		if (ism_http_header_is(h, "x-forwarded-for")) {
+			xff = h->value;
+			xff_len = h->value_len;
+			continue;
+		}
+		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
+			continue;
+		if (ism_http_header_is(h, "x-request-id"))
+			have_rid = 1;
+		ret |= ism_buf_put_header(out, h, limit);
+	}
+	/* The framing that was parsed, whatever the fields said (a Connection
+	 * field naming Content-Length must not unframe the body). */
+	if (req->framing.chunked)
+		ret |= ism_buf_append(out, "transfer-encoding: chunked\r\n", 28, limit);
+	else if (req->framing.content_length >= 0)
+		ret |= ism_put_num_line(
+		    out, "content-length: ", (uint64_t)req->framing.content_length, 10, limit);
+	if (xff)
+		ret |= ism_buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len,
+				      xff, peer);
+	else
+		ret |= ism_buf_printf(out, limit, "x-forwarded-for: %s\r\n", peer);
+	ret |= ism_buf_printf(out, limit, "x-forwarded-proto: %s\r\n",
+			      ism_sess_tls(st->sess) ? "https" : "http");
+	if (!have_rid) {
+		char rid[37];
+
+		request_id(w, rid);
+		ret |= ism_buf_printf(out, limit, "x-request-id: %s\r\n", rid);
+		if (st->log_req != NULL)
+			memcpy(st->log_req->request_id, rid, sizeof(rid));
+	}
+	ret |= ism_buf_append(out, "\r\n", 2, limit);
+	return ret ? -ENOMEM : 0;
+}
+
+int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,
+		     bool done)
+{
+	/* A body without a length goes chunked (the client's extensions and
+	 * trailers dropped, as Envoy and HAProxy do). */
+	return ism_buf_put_body(out, p, len, st->req_chunked, done);
+}
+
+int ism_up_req_data(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid,
+		    bool done)
+{
+	int ret;
+
+	if (!u->st->req_chunked) {
+		if (len == 0) {
+			if (bid >= 0)
+				ism_w_buf_recycle(w, bid);
+			return 0;
+		}
+		ism_sock_send(w, &u->s, p, len, bid);
+		return 1;
+	}
+	u->s.tx.len = 0;
+	ret = ism_up_body_into(u->st, &u->s.tx, p, len, done);
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	if (ret < 0)
+		return ret;
+	if (u->s.tx.len == 0)
+		return 0;
+	ism_sock_send(w, &u->s, u->s.tx.p, u->s.tx.len, -1);
+	return 1;
+}
+
+/* ---------- the response ---------- */
+
+/* How the response body is delimited (RFC 9112 6.3). */
+static uint8_t resp_mode(const struct ism_stream *st, const struct ism_http_resp *resp)
+{
+	if (!ism_http_resp_has_body(resp->status, st->is_head ? "HEAD" : "GET",
+				    st->is_head ? 4 : 3))
+		return ISM_BODY_NONE;
+	if (resp->framing.chunked)
+		return ISM_BODY_CHUNKED;
+	if (resp->framing.content_length > 0)
+		return ISM_BODY_CL;
+	return resp->framing.content_length < 0 ? ISM_BODY_CLOSE : ISM_BODY_NONE;
+}
+
+/* Parses the response head(s) in u->in. Interim 1xx heads go to the stream;
+ * the final one decides the body framing and whether the connection can carry
+ * another request. */
+static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
+{
+	struct ism_stream *st = u->st;
+	struct ism_http_limits lim = {
+	    .max_head_bytes = w->table->limits.max_response_header_bytes,
+	    .max_headers = ISM_MAX_HDRS,
+	    .max_uri_bytes = 0,
+	};
+
+	for (;;) {
+		struct ism_http_resp resp = {.headers = w->uhdrs};
+		ssize_t n = ism_http_parse_response(u->in.p, u->in.len, &lim, &resp);
+		size_t data_len = 0;
+		bool done = false;
+		ssize_t body;
+
+		if (n == ISM_HTTP_INCOMPLETE) {
+			if (ism_stream_up_flush(w, st))
+				u->paused = 1; /* interim heads go out first */
+			else
+				ism_sock_recv(w, &u->s);
+			return;
+		}
+		if (n < 0 || resp.status == 101) {
+			u->reusable = 0;
+			ism_stream_up_failed(w, st, ISM_FAIL_RESET);
+			return;
+		}
+		if (resp.status < 200) {
+			if (!ism_stream_up_interim(w, st, &resp))
+				return;
+			ism_buf_consume(&u->in, (uint32_t)n);
+			continue;
+		}
+		u->head_done = 1;
+		u->resp = (struct ism_body){.mode = resp_mode(st, &resp)};
+		if (u->resp.mode == ISM_BODY_CHUNKED)
+			ism_chunked_init(&u->resp.ch);
+		else if (u->resp.mode == ISM_BODY_CL)
+			u->resp.remaining = (uint64_t)resp.framing.content_length;
+		if (resp.framing.conn == ISM_HTTP_CONN_CLOSE ||
+		    (resp.minor_version == 0 && resp.framing.conn != ISM_HTTP_CONN_KEEPALIVE) ||
+		    u->resp.mode == ISM_BODY_CLOSE)
+			u->reusable = 0;
+		/* Body bytes that came with the head: decoded in place, they go
+		 * with the head. */
+		body =
+		    ism_body_take(&u->resp, u->in.p + n, u->in.len - (size_t)n, &data_len, &done);
+		if (body < 0) {
+			u->reusable = 0;
+			ism_stream_up_bad(w, st, "malformed upstream body");
+			return;
+		}
+		if ((size_t)n + (size_t)body < u->in.len)
+			u->reusable = 0; /* bytes after the response: not a clean stream */
+		ism_stream_up_head(w, st, &resp, u->resp.mode, u->in.p + n, (uint32_t)data_len,
+				   done);
+		return;
+	}
+}
+
+void ism_up_resume(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->state != ISM_UP_BUSY || u->st == NULL)
+		return;
+	if (!u->head_done) {
+		u->paused = 0;
+		parse_head(w, u);
+		return;
+	}
+	/* The response started: the head's bytes went to the client and the
+	 * request is not replayed any more. */
+	u->in.len = 0;
+	ism_buf_trim(&u->in);
+	ism_buf_free(&u->out);
+	ism_sock_recv(w, &u->s);
+}
+
+/* The upstream closed or failed before the response ended. */
+static void on_eof(struct ism_wctx *w, struct ism_upconn *u, int res)
+{
+	u->reusable = 0;
+	if (u->head_done && u->resp.mode == ISM_BODY_CLOSE) {
+		ism_stream_up_data(w, u->st, NULL, 0, -1, true);
+		return;
+	}
+	ism_debug("upstream endpoint %u closed: %s", u->ep_id, res < 0 ? strerror(-res) : "EOF");
+	ism_stream_up_failed(w, u->st, ISM_FAIL_RESET);
+}
+
+static void on_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
+{
+	struct ism_stream *st = u->st;
+	char *data = bid >= 0 ? ism_w_buf_addr(w, bid) : NULL;
+	size_t data_len = 0;
+	bool done = false;
+	ssize_t n;
+
+	if (st == NULL || u->state != ISM_UP_BUSY) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		/* Idle in the pool: a close or stray bytes end the connection. */
+		ism_up_close(w, u);
+		return;
+	}
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		on_eof(w, u, res);
+		return;
+	}
+	u->got_bytes = 1;
+	ism_stream_up_bytes(w, st);
+	if (!u->head_done) {
+		int ret = ism_buf_append(&u->in, data, (uint32_t)res,
+					 w->table->limits.max_response_header_bytes + ISM_BUF_SIZE);
+
+		ism_w_buf_recycle(w, bid);
+		if (ret < 0) {
+			u->reusable = 0;
+			ism_stream_up_bad(w, st, "upstream response head too large");
+			return;
+		}
+		if (!u->paused)
+			parse_head(w, u);
+		return;
+	}
+	n = ism_body_take(&u->resp, data, (size_t)res, &data_len, &done);
+	if (n < 0) {
+		ism_w_buf_recycle(w, bid);
+		u->reusable = 0;
+		ism_stream_up_bad(w, st, "malformed upstream body");
+		return;
+	}
+	if (n < res)
+		u->reusable = 0; /* bytes after the response */
+	if (data_len == 0) {
+		ism_w_buf_recycle(w, bid);
+		bid = -1;
+	}
+	ism_stream_up_data(w, st, data, (uint32_t)data_len, bid, done);
+}
+
+/* ---------- completions ---------- */
+
+static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
+{
+	if (u->st == NULL) {
+		ism_up_close(w, u);
+		return;
+	}
+	if (res < 0) {
+		/* The receive side reports what the upstream did; the rest of the
+		 * request is not sent (the session closes after the response). */
+		u->reusable = 0;
+		return;
+	}
+	u->head_sent = 1;
+	ism_stream_up_sent(w, u->st);
+}
+
+/* The connection (and its TLS handshake) is up: the request goes. */
+static void on_ready(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->st == NULL) {
+		ism_up_close(w, u);
+		return;
+	}
+	u->state = ISM_UP_BUSY;
+	send_request(w, u);
+	ism_stream_up_ready(w, u->st);
+}
+
+static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_ev ev);
+
+static void on_connected(struct ism_wctx *w, struct ism_upconn *u, int res)
+{
+	if (u->st == NULL) {
+		ism_up_close(w, u);
+		return;
+	}
+	if (res < 0) {
+		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
+		ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-res));
+		ism_stream_up_failed(w, u->st, ISM_FAIL_CONNECT);
+		return;
+	}
+	if (u->s.x.ssl == NULL) {
+		on_ready(w, u);
+		return;
+	}
+	/* The handshake first; the request goes once it completes. */
+	on_event(w, u, ism_sock_tls_read(w, &u->s));
+}
+
+static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_ev ev)
+{
+	switch ((enum ism_sock_evkind)ev.kind) {
+	case ISM_SEV_NONE:
+		return;
+	case ISM_SEV_FREE:
+		up_finalize(w, u);
+		return;
+	case ISM_SEV_CONNECTED:
+		on_connected(w, u, ev.res);
+		return;
+	case ISM_SEV_RECV:
+		on_recv(w, u, ev.res, ev.bid);
+		return;
+	case ISM_SEV_SENT:
+		on_sent(w, u, ev.res);
+		return;
+	case ISM_SEV_HANDSHAKE:
+		ism_tls_client_done(u->s.x.ssl);
+		on_ready(w, u);
+		return;
+	case ISM_SEV_TLS_FAIL:
+		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		if (u->st != NULL && u->state == ISM_UP_CONNECTING)
+			ism_stream_up_failed(w, u->st, ISM_FAIL_CONNECT);
+		else
+			ism_up_close(w, u);
+		return;
+	}
+	ISM_BUG_ON(1);
+}
+
+void ism_up_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+		     int bid)
+{
+	struct ism_upconn *u;
+
+	u = ism_slab_at(&w->ups, idx, gen);
+	on_event(w, u, ism_sock_complete(w, &u->s, op, res, bid));
+}
+
+/* ---------- timers, drain, generations ---------- */
+
+/* Idle pooled connections of clusters whose requests wait for a connection,
+ * in any worker, are closed: the capacity goes to the waiters. */
+static void release_to_waiters(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->table->n_clusters; i++) {
+		const struct ism_cluster *cl = &w->table->clusters[i];
+
+		if (cl->dyn == NULL ||
+		    atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) == 0)
+			continue;
+		for (uint32_t e = 0; e < cl->n_endpoints; e++)
+			while (w->pool[cl->endpoints[e].id] != NULL)
+				ism_up_close(w, w->pool[cl->endpoints[e].id]);
+	}
+}
+
+void ism_up_tick(struct ism_wctx *w)
+{
+	release_to_waiters(w);
+	for (uint32_t i = 0; i < w->ups.n; i++) {
+		struct ism_upconn *u = w->ups.obj[i];
+
+		if (u->state == ISM_UP_IDLE && u->idle_deadline <= w->now)
+			ism_up_close(w, u);
+	}
+}
+
+void ism_up_drain(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->ups.n; i++) {
+		struct ism_upconn *u = w->ups.obj[i];
+
+		if (u->state == ISM_UP_IDLE)
+			ism_up_close(w, u);
+	}
+}
+
+void ism_up_table_changed(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->ups.n; i++) {
+		struct ism_upconn *u = w->ups.obj[i];
+
+		if (u->state == ISM_UP_IDLE && !atomic_load(&w->shm->hdr->eps[u->ep_id].in_use))
+			ism_up_close(w, u);
+	}
+}
+
+void ism_up_free_all(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->ups.n; i++) {
+		struct ism_upconn *u = w->ups.obj[i];
+
+		if (u->state != ISM_UP_FREE)
+			ism_sock_release(&u->s);
+		ism_buf_free(&u->in);
+		ism_buf_free(&u->out);
+	}
+	ism_slab_free(&w->ups);
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Upstream connections and their pool: one connection carries one stream at a
+ * time (HTTP/1.1), is kept idle in its endpoint's pool between streams, and
+ * speaks HTTP/1.1 to the upstream: the request head and body out, the
+ * response head parsed and its body decoded for the stream (worker/stream.h).
+ * Private to worker/. */
+#ifndef ISM_WORKER_UPSTREAM_H
+#define ISM_WORKER_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "shm/table-t.h"
+#include "worker/http1.h"
+#include "worker/worker-t.h"
+
+enum ism_upstate {
+	ISM_UP_FREE = 0,
+	ISM_UP_CONNECTING, /* connect, then the TLS handshake */
+	ISM_UP_BUSY,	   /* carrying a stream */
+	ISM_UP_IDLE,	   /* in the pool */
+	ISM_UP_CLOSING,	   /* closed; the slot is freed when the socket's operations end */
+};
+
+struct ism_upconn {
+	struct ism_sock s; /* first: the socket base (worker/sock.h) */
+	uint8_t state;	   /* enum ism_upstate */
+	uint8_t reused;	   /* taken from the pool for this stream */
+	uint8_t got_bytes; /* response bytes seen for this stream */
+	uint8_t reusable;  /* may go back to the pool after this stream */
+	uint8_t head_sent; /* the request head went out */
+	uint8_t head_done; /* the final response head was parsed */
+	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
+	uint32_t ep_id;
+	uint32_t requests; /* requests sent on this connection */
+	uint64_t idle_deadline;
+	uint64_t tls_fp; /* TLS settings and server name it was made with; 0: plaintext */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct ism_stream *st;
+	struct ism_body resp; /* how the response body is delimited */
+	struct ism_buf in;    /* response head bytes */
+	struct ism_buf out;   /* the request head (and body when whole), kept for a replay */
+	struct ism_upconn *pool_next;
+	struct ism_upconn *pool_prev;
+};
+
+_Static_assert(offsetof(struct ism_upconn, s) == 0, "the socket base comes first");
+
+/* Starts an attempt of stream st on endpoint ep of cluster cl: an idle pooled
+ * connection of the same TLS settings and server name (unless fresh), or a new
+ * one; a pooled one sends at once, a new one once connected. head (the request
+ * to send, built by ism_up_request) is taken. Returns the connection, NULL when
+ * none could be made (nothing was taken then); when the pool is full
+ * (maxConnections), NULL with *full set. */
+struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
+				const struct ism_cluster *cl, const struct ism_endpoint *ep,
+				struct ism_buf *head, bool fresh, bool *full);
+/* Writes the request head the upstream gets into out: origin-form target, the
+ * client's end-to-end fields, the framing isthmus parsed, X-Forwarded-* and
+ * X-Request-Id (the one made goes to the access log when the client sent none). */
+int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
+		   const struct ism_cluster *cl, struct ism_buf *out);
+/* Appends request body data to the request being built (before ism_up_start):
+ * as it is, or as a chunk when the body has no length; done adds the end. */
+int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,
+		     bool done);
+/* Request body data for the attached stream (ring buffer bid or -1, which is
+ * the connection's from now on): 1 when a send started (ism_stream_up_sent
+ * follows), 0 when there was nothing to send, -ENOMEM. */
+int ism_up_req_data(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid,
+		    bool done);
+/* The stream wants more of the response (what was given went to the client). */
+void ism_up_resume(struct ism_wctx *w, struct ism_upconn *u);
+/* The stream is done with u: back to the pool when pool says it may and the
+ * connection can carry another request, else closed. */
+void ism_up_release(struct ism_wctx *w, struct ism_upconn *u, bool pool, uint32_t idle_ms);
+/* Ends the attempt: the stream detaches, the connection closes; the request
+ * kept for a replay moves to replay (when the stream may still replay it). */
+void ism_up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_buf *replay);
+void ism_up_close(struct ism_wctx *w, struct ism_upconn *u);
+
+/* A completion on the connection's socket (slot idx, gen). */
+void ism_up_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
+		     int bid);
+/* Idle connections past their idle time, and those of clusters whose streams
+ * wait for a connection (their capacity goes to the waiters). */
+void ism_up_tick(struct ism_wctx *w);
+void ism_up_drain(struct ism_wctx *w);
+/* Pooled connections to endpoints that left the configuration go. */
+void ism_up_table_changed(struct ism_wctx *w);
+void ism_up_free_all(struct ism_wctx *w);
+
+#endif

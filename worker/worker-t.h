@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Types shared by the worker's files, and nothing else: the per-process
+ * context, the socket base, buffers and io_uring operation codes. The roles
+ * have headers of their own: sock.h (the socket base), session.h (client
+ * connections), stream.h (one request and its response), upstream.h (upstream
+ * connections and their pool). Private to worker/. */
+#ifndef ISM_WORKER_WORKER_T_H
+#define ISM_WORKER_WORKER_T_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shm/shm.h"
+#include "worker/accesslog.h"
+#include "worker/http1.h"
+
+#define ISM_BUF_SIZE  16384u
+#define ISM_BUF_COUNT 1024u /* power of two; one ring per worker */
+#define ISM_BGID      1
+#define ISM_MAX_HDRS  1000
+
+/* io_uring operations; the op travels in user_data with the object's slot and
+ * generation, so a completion for a recycled slot is recognised. */
+enum ism_op {
+	ISM_OP_ACCEPT = 1,
+	ISM_OP_CRECV, /* client socket: receive */
+	ISM_OP_CSEND,
+	ISM_OP_UCONNECT,
+	ISM_OP_URECV, /* upstream socket: receive */
+	ISM_OP_USEND,
+	ISM_OP_TICK,
+	ISM_OP_SIGNAL,
+	ISM_OP_MASTER,
+	ISM_OP_CANCEL,
+	ISM_OP_RETRY, /* a stream's retry back-off timer */
+	ISM_OP_LOGW,  /* an access-log write */
+	ISM_OP_CTLS,  /* client TLS: deliver plaintext already decrypted */
+	ISM_OP_UTLS,  /* upstream TLS: idem */
+};
+
+static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
+}
+
+/* Objects of one kind (sessions, streams, upstream connections), recycled and
+ * never freed while the worker runs: a slot's index and generation, which
+ * user_data carries, tell its lives apart (worker/sock.c). */
+struct ism_slab {
+	void **obj;
+	uint32_t *gen;	/* the current life of each slot */
+	uint32_t *free; /* free slots, a stack */
+	uint32_t n, cap, n_free;
+};
+
+/* A growable byte buffer for message heads and bytes waiting to be parsed. */
+struct ism_buf {
+	char *p;
+	uint32_t len;
+	uint32_t cap;
+};
+
+/* One send in progress: either from a ring buffer (bid >= 0), returned when the
+ * send completes, or from memory of the sender's (bid < 0). */
+struct ism_span {
+	const char *p;
+	uint32_t len;
+	int32_t bid;
+};
+
+/* Whether buffer id bid is one of the shared ring's (not a private one). */
+static inline bool ism_w_buf_shared(int bid)
+{
+	return bid >= 0 && (uint32_t)bid < ISM_BUF_COUNT;
+}
+
+/* The TLS layer of a socket (worker/tls.c); ssl NULL: plaintext. */
+struct ism_xport {
+	struct ssl_st *ssl;
+	struct ism_buf tx;  /* ciphertext gathering */
+	struct ism_buf txs; /* ciphertext being sent */
+	uint32_t txs_off;
+	uint32_t plain_len;    /* the caller's send, complete once all is sent */
+	uint8_t raw_recv;      /* socket receive in flight */
+	uint8_t raw_send;      /* socket send in flight */
+	uint8_t want;	       /* the caller waits for plaintext */
+	uint8_t nop;	       /* a delivery NOP is in flight */
+	uint8_t plain_pending; /* the caller's send is not complete yet */
+	uint8_t established;   /* handshake done */
+};
+
+enum ism_sock_state {
+	ISM_SOCK_FREE = 0,
+	ISM_SOCK_OPEN,
+	ISM_SOCK_CLOSING, /* shut down; the slot is reused once inflight is 0 */
+};
+
+/* The socket base of both sides of a proxied exchange: the descriptor, its
+ * transport, what is armed on the ring and the send in flight. At most one
+ * receive and one send are in flight at a time (flow control by construction:
+ * a side is read again only once what was read from it has been written to
+ * the other). Only worker/sock.c touches the ring for it. */
+struct ism_sock {
+	int fd;
+	uint32_t idx; /* slot in its slab: user_data carries it, with gen */
+	uint32_t gen;
+	uint8_t up;    /* upstream side (URECV/USEND/UTLS), else client side */
+	uint8_t state; /* enum ism_sock_state */
+	uint8_t recv_armed;
+	uint8_t send_armed;
+	uint16_t inflight; /* operations of the ring on this slot */
+	struct ism_xport x;
+	struct ism_span send; /* the send in flight */
+	uint32_t sent;	      /* bytes of it already sent */
+	uint32_t send_len;    /* the whole send, as its owner asked for it */
+	struct ism_buf tx;    /* private bytes being sent: re-framed bodies, parked sends */
+};
+
+struct ism_sess;
+struct ism_stream;
+struct ism_upconn;
+struct ism_lb;
+struct ism_router_scratch;
+struct ism_tls;
+
+/* The one per-process context of a worker. */
+struct ism_wctx {
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	unsigned char *bufs;
+	uint32_t br_pending; /* buffers added but not yet published */
+	uint32_t buf_avail;  /* ring buffers free (published or about to be) */
+	/* receives that found the ring empty, waiting for buffers (user_data) */
+	uint64_t *bufwait;
+	uint32_t n_bufwait, cap_bufwait;
+	/* per listener: 1 while its accepts pause after EMFILE/ENFILE */
+	uint8_t *accept_paused;
+	uint64_t accept_pause_ms; /* when the current episode began; 0: none */
+	uint64_t accept_fail_ms;  /* the episode's latest failure */
+	uint64_t accept_refused;  /* accept failures in the current episode */
+	struct ism_shm *shm;
+	struct ism_worker_slot *slot;
+	struct ism_worker_stats *st;
+	int index;
+	const int *listen_fds;
+	int n_listen;
+	int master_fd;
+	int notify_fd;
+	int signal_fd;
+	const struct ism_table *table;
+	struct ism_lb *lb;
+	struct ism_router_scratch *rs;
+	uint64_t now;
+	uint64_t rng;
+	int draining;
+	int stale; /* a newer generation has other listeners: stay on ours until retired */
+	uint64_t drain_deadline;
+	uint32_t n_active; /* client connections open */
+	/* streams waiting for an upstream connection (http1MaxPendingRequests), FIFO */
+	struct ism_stream *wait_head;
+	struct ism_stream *wait_tail;
+	int wake_waiters; /* a connection was released: retry the queue after this batch */
+	/* slabs: objects are recycled, never freed; a slot's gen tells its lives apart */
+	struct ism_slab sess;	 /* struct ism_sess */
+	struct ism_slab streams; /* struct ism_stream */
+	struct ism_slab ups;	 /* struct ism_upconn */
+	struct ism_upconn *pool[ISM_MAX_ENDPOINTS];
+	struct ism_http_header hdrs[ISM_MAX_HDRS];
+	struct ism_http_header uhdrs[ISM_MAX_HDRS];
+	struct __kernel_timespec tick_ts;
+	struct ism_alog alog;
+	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT on) */
+	char **xbufs;
+	uint32_t *xfree;
+	uint32_t n_xbufs, n_xfree, cap_xbufs;
+	struct ism_tls *tls; /* TLS contexts (worker/tls.c) */
+	char sigbuf[128];
+	char masterbuf[64];
+};
+
+#endif
