@@ -166,17 +166,20 @@ static struct ism_pem apem(struct cbuild *b, struct ism_pem in, uint64_t *fp)
 }
 
 /* A TLS configuration copied into the arena, ISTIO_MUTUAL filled in with the
- * mesh identity, and its fingerprint: what the workers key their contexts by. */
-static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, struct ism_tls_conf *out)
+ * mesh identity, with the application protocols alpn (enum ism_alpn bits), and
+ * its fingerprint: what the workers key their contexts by. */
+static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t alpn,
+		     struct ism_tls_conf *out)
 {
 	const struct ism_tls_conf *mesh = &b->c->app.mesh;
 	const struct ism_tls_conf *src = in->mode == ISM_TLS_ISTIO_MUTUAL ? mesh : in;
 	uint64_t fp = in->mode | (uint64_t)in->min_ver << 8 | (uint64_t)in->max_ver << 24 |
-		      (uint64_t)in->skip_verify << 40;
+		      (uint64_t)in->skip_verify << 40 | (uint64_t)alpn << 48;
 	struct ism_str *sans;
 
 	memset(out, 0, sizeof(*out));
 	out->mode = in->mode;
+	out->alpn = alpn;
 	out->min_ver = in->min_ver;
 	out->max_ver = in->max_ver;
 	out->skip_verify = in->skip_verify;
@@ -491,22 +494,31 @@ static int candidates(struct cbuild *b, const struct ism_cm_se *se, const struct
 	return 0;
 }
 
+/* The ServiceEntry port of the cluster; NULL when the host has no ServiceEntry
+ * or it has no such port. */
+static const struct ism_cm_se_port *se_port(const struct ckey *k)
+{
+	uint32_t at;
+
+	if (k->se != NULL && k->se->port_by_number != NULL &&
+	    ism_strmap_get(k->se->port_by_number, (const char *)&(uint32_t){k->port},
+			   sizeof(uint32_t), &at))
+		return &k->se->ports[at];
+	return NULL;
+}
+
 /* The endpoints of the ServiceEntry that the subset selects, with their
  * localities. 0 or -ENOMEM. */
 static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
 		   struct cset *cs)
 {
-	const struct ism_cm_se_port *sp = NULL;
+	const struct ism_cm_se_port *sp = se_port(k);
 	struct ism_strmap locs; /* locality -> index in cs->loc */
 	const uint32_t *cand;
 	size_t n_cand;
 	uint32_t at;
 	int rc = 0;
 
-	if (k->se != NULL && k->se->port_by_number != NULL &&
-	    ism_strmap_get(k->se->port_by_number, (const char *)&(uint32_t){k->port},
-			   sizeof(uint32_t), &at))
-		sp = &k->se->ports[at];
 	if (sp == NULL)
 		return 0;
 	if (candidates(b, k->se, s, &cand, &n_cand) < 0)
@@ -970,10 +982,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 	if (tp->pool.set)
 		cl->pool = tp->pool.limits;
 	else
-		cl->pool = (struct ism_pool_limits){.max_connections = UINT32_MAX,
-						    .max_pending = UINT32_MAX,
-						    .max_requests_per_conn = 0,
-						    .max_retries = UINT32_MAX};
+		ism_model_pool_defaults(&cl->pool);
 	cl->overprovisioning = ISM_DEFAULT_OVERPROVISIONING;
 	if (tp->od.set) {
 		struct ism_outlier *od = ANEW(b, 1, struct ism_outlier);
@@ -984,6 +993,50 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 		/* Istio: healthy_panic_threshold = minHealthPercent (default 0: no panic). */
 		cl->panic_threshold = (uint8_t)tp->od.min_health;
 	}
+}
+
+/* What the cluster's connections speak, as Istio's cluster builder decides it:
+ * the service port's protocol (setUpstreamProtocol), upgraded by
+ * h2UpgradePolicy UPGRADE (shouldH2Upgrade; DO_NOT_UPGRADE does not downgrade an
+ * HTTP2 port, and DEFAULT is the mesh default, DO_NOT_UPGRADE), and replaced by
+ * useClientProtocol (setUseDownstreamProtocol, applied last). */
+static uint8_t upstream_proto(const struct ckey *k, const struct ism_cm_pool *pool)
+{
+	const struct ism_cm_se_port *sp = se_port(k);
+
+	if (pool->use_client)
+		return ISM_UP_AS_CLIENT;
+	if (pool->h2_upgrade == ISM_H2UP_UPGRADE)
+		return ISM_UP_HTTP2;
+	return sp != NULL ? sp->proto : ISM_UP_HTTP1;
+}
+
+/* The HTTP/2 settings of the cluster's connections. Istio writes
+ * maxConcurrentStreams and http2KeepAlive into the explicit HTTP/2 options only:
+ * a useClientProtocol cluster has Envoy's defaults. */
+static void apply_h2(const struct ism_cm_pool *pool, struct ism_cluster *cl)
+{
+	cl->h2_max_streams = ISM_H2_MAX_STREAMS;
+	if (cl->proto != ISM_UP_HTTP2)
+		return;
+	if (pool->max_streams != 0 && pool->max_streams < ISM_H2_MAX_STREAMS)
+		cl->h2_max_streams = pool->max_streams;
+	cl->h2_ping_interval_ms = pool->ping_interval_ms;
+	cl->h2_ping_timeout_ms = pool->ping_timeout_ms;
+}
+
+/* What the cluster's ClientHello offers (see enum ism_alpn). */
+static uint8_t upstream_alpn(const struct ism_cluster *cl, uint8_t mode)
+{
+	static const uint8_t by_proto[] = {
+	    [ISM_UP_HTTP1] = ISM_ALPN_HTTP11,
+	    [ISM_UP_HTTP2] = ISM_ALPN_H2,
+	    [ISM_UP_AS_CLIENT] = ISM_ALPN_H2 | ISM_ALPN_HTTP11,
+	};
+
+	if (mode == ISM_TLS_NONE)
+		return 0;
+	return by_proto[cl->proto] | (mode == ISM_TLS_ISTIO_MUTUAL ? ISM_ALPN_ISTIO : 0);
 }
 
 static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_cluster *cl)
@@ -1003,7 +1056,9 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->subset = astr(b, k->subset);
 	cl->port = k->port;
 	apply_policy(b, &tp, cl);
-	copy_tls(b, &tp.tls.c, &cl->tls);
+	cl->proto = upstream_proto(k, &tp.pool);
+	apply_h2(&tp.pool, cl);
+	copy_tls(b, &tp.tls.c, upstream_alpn(cl, tp.tls.c.mode), &cl->tls);
 	if (cl->tls.mode == ISM_TLS_ISTIO_MUTUAL && cl->tls.sni.len == 0) {
 		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),
 		 * which sidecars and east-west gateways expect; a DestinationRule sni
@@ -1601,7 +1656,7 @@ static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s
 		sni[h] = astr(b, srv->hosts[h].dns);
 	ts->sni = sni;
 	ts->n_sni = (uint32_t)srv->n_hosts;
-	copy_tls(b, &srv->tls.c, &ts->tls);
+	copy_tls(b, &srv->tls.c, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &ts->tls);
 	ts->vhosts = vh;
 	ts->n_vhosts = emit_vhosts(b, lg, ev, n, 0, vh);
 }
@@ -1641,6 +1696,7 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 		goto out;
 	}
 	l->peer_mtls = b->peer_mtls[lg->port];
+	l->h2c = 1;
 	qsort(x.ev, x.n_ev, sizeof(*x.ev), event_cmp_vs);
 	/* Two per VirtualService at most (redirecting servers and the others),
 	 * and one per server with httpsRedirect. */
@@ -1701,7 +1757,8 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->timeouts = a->timeouts;
 	t->path_norm = a->path_norm;
 	t->trusted_proxies = a->trusted_proxies;
-	copy_tls(b, &a->mesh, &t->mesh);
+	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
+	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);
 }
 
 static int setup_re(struct cbuild *b)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf/model.h"
 
@@ -494,34 +495,70 @@ const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const
 	return out;
 }
 
-/* Reports an enum value that is not one of ok[] (nor of unimpl[]). */
-int ism_v_enum(struct ism_vctx *v, const struct ism_node *map, const char *key,
-	       const char *const *ok, const char *const *unimpl, const char **out)
+/* "A, B or C": the values of list, for a message (truncated to len). */
+static const char *list_text(const char *const *list, char *buf, size_t len)
 {
-	const char *s = NULL;
+	size_t n = 0, used = 0;
+
+	while (list[n] != NULL)
+		n++;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && used < len; i++) {
+		int w = snprintf(buf + used, len - used, "%s%s",
+				 i == 0	     ? ""
+				 : i + 1 < n ? ", "
+					     : " or ",
+				 list[i]);
+
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+	return buf;
+}
+
+/* The entry of list equal to s (ignoring case when icase), or NULL. */
+static const char *find_value(const char *const *list, const char *s, bool icase)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if ((icase ? strcasecmp(*list, s) : strcmp(*list, s)) == 0)
+			return *list;
+	return NULL;
+}
+
+/* Reports an enum value that is not one of ok[] (nor of unimpl[]). */
+static int v_enum(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		  const char *const *ok, const char *const *unimpl, bool icase, const char **out)
+{
+	const char *s = NULL, *hit;
 	const struct ism_node *n = ism_node_get(map, key, NULL);
 	int rc = ism_v_str(v, map, key, false, &s);
+	char values[256];
 	size_t old;
 
 	if (rc <= 0)
 		return rc;
 	old = ism_v_push(v, ".%s", key);
-	rc = -1;
-	for (const char *const *p = ok; *p; p++)
-		if (strcmp(*p, s) == 0)
-			rc = 1;
-	for (const char *const *p = unimpl; rc < 0 && p && *p; p++) {
-		if (strcmp(*p, s) == 0) {
-			ism_v_err(v, n, "%s is not implemented yet", s);
-			rc = -2;
-		}
-	}
-	if (rc == -1)
-		ism_v_err(v, n, "unknown value \"%s\"", s);
-	if (rc == -2)
-		rc = -1;
+	hit = find_value(ok, s, icase);
+	if (hit != NULL)
+		*out = hit;
+	else if (find_value(unimpl, s, icase) != NULL)
+		ism_v_err(v, n, "%s is not implemented yet", s);
+	else
+		ism_v_err(v, n, "unknown value \"%s\"; expected %s", s,
+			  list_text(ok, values, sizeof(values)));
 	ism_v_pop(v, old);
-	if (rc == 1)
-		*out = s;
-	return rc;
+	return hit != NULL ? 1 : -1;
+}
+
+int ism_v_enum(struct ism_vctx *v, const struct ism_node *map, const char *key,
+	       const char *const *ok, const char *const *unimpl, const char **out)
+{
+	return v_enum(v, map, key, ok, unimpl, false, out);
+}
+
+int ism_v_enum_nocase(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		      const char *const *ok, const char *const *unimpl, const char **out)
+{
+	return v_enum(v, map, key, ok, unimpl, true, out);
 }

@@ -77,6 +77,15 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		*out = pt->tp;
 }
 
+void ism_model_pool_defaults(struct ism_pool_limits *l)
+{
+	*l = (struct ism_pool_limits){.max_connections = UINT32_MAX,
+				      .max_pending = UINT32_MAX,
+				      .max_requests_per_conn = 0,
+				      .max_retries = UINT32_MAX,
+				      .max_requests = UINT32_MAX};
+}
+
 const char *ism_model_label(const struct ism_node *have, const char *key)
 {
 	const struct ism_node *n = ism_node_get(have, key, NULL);

@@ -353,6 +353,10 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 					   "maxRequestBodyBytes",
 					   "maxConnectionsPerWorker",
 					   "maxResponseHeaderBytes",
+					   "http2MaxConcurrentStreams",
+					   "http2InitialStreamWindowSize",
+					   "http2InitialConnectionWindowSize",
+					   "http2MaxHeaderListSize",
 					   NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "limits", false, ISM_NODE_MAP);
 	size_t old;
@@ -363,8 +367,12 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 	l->max_request_body_bytes = 0;
 	l->max_connections = 16384;
 	l->max_response_header_bytes = 65536;
+	l->h2_max_concurrent_streams = 100;
+	l->h2_initial_stream_window = 65536;
+	l->h2_initial_conn_window = 1048576;
+	l->h2_max_header_list = 0; /* below: maxRequestHeaderBytes unless set */
 	if (n == NULL)
-		return;
+		goto out;
 	old = ism_v_push(v, ".limits");
 	ism_v_keys(v, n, keys, NULL);
 	ism_v_u32(v, n, "maxRequestHeaderBytes", false, 1024, 1048576,
@@ -375,7 +383,20 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 	ism_v_u32(v, n, "maxConnectionsPerWorker", false, 1, 1048576, &l->max_connections);
 	ism_v_u32(v, n, "maxResponseHeaderBytes", false, 1024, 1048576,
 		  &l->max_response_header_bytes);
+	ism_v_u32(v, n, "http2MaxConcurrentStreams", false, 1, ISM_H2_MAX_STREAMS,
+		  &l->h2_max_concurrent_streams);
+	/* RFC 9113 §6.5.2: a window is at most 2^31-1; below 65535, the initial
+	 * value, a client could not send a default-sized frame at once. */
+	ism_v_u32(v, n, "http2InitialStreamWindowSize", false, 65535, INT32_MAX,
+		  &l->h2_initial_stream_window);
+	ism_v_u32(v, n, "http2InitialConnectionWindowSize", false, 65535, INT32_MAX,
+		  &l->h2_initial_conn_window);
+	ism_v_u32(v, n, "http2MaxHeaderListSize", false, 1024, 1048576, &l->h2_max_header_list);
 	ism_v_pop(v, old);
+out:
+	/* One budget for a request head whatever the protocol, unless set apart. */
+	if (l->h2_max_header_list == 0)
+		l->h2_max_header_list = l->max_request_header_bytes;
 }
 
 static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, struct ism_timeouts *t)
@@ -725,19 +746,26 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 
 /* --- Gateway --- */
 
+/* Port protocols as Istio names them (protocol.Parse, any case), by what isthmus
+ * does with them. */
+#define PROTOS_LATER "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP", "HTTP_PROXY"
+
 static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 			      struct ism_cm_server *s)
 {
 	static const char *const keys[] = {"number", "name", "protocol", NULL};
 	static const char *const unimpl[] = {"targetPort", NULL};
-	static const char *const ok[] = {"HTTP", "HTTPS", NULL};
-	static const char *const later[] = {"HTTP2", "GRPC", "GRPC-WEB", "MONGO",
-					    "TCP",   "TLS",  NULL};
+	/* HTTP2 and GRPC servers are plaintext HTTP servers, as in Istio (its
+	 * validation refuses TLS on them); every plaintext listener takes HTTP/2
+	 * with prior knowledge, and HTTPS ones offer h2 by ALPN. GRPC-WEB needs
+	 * Envoy's grpc_web translation, which isthmus does not do. */
+	static const char *const ok[] = {"HTTP", "HTTPS", "HTTP2", "GRPC", NULL};
+	static const char *const later[] = {"GRPC-WEB", PROTOS_LATER, NULL};
 	const struct ism_node *p = ism_v_node(v, srv, "port", true, ISM_NODE_MAP);
-	const char *proto;
 	uint32_t num = 0;
 	size_t old;
 
+	s->protocol = "HTTP";
 	if (p == NULL)
 		return;
 	old = ism_v_push(v, ".port");
@@ -745,8 +773,8 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 	if (ism_v_u32(v, p, "number", true, 1, 65535, &num) > 0)
 		s->port = (uint16_t)num;
 	ism_v_str(v, p, "name", false, &s->port_name);
-	if (ism_v_enum(v, p, "protocol", ok, later, &proto) > 0)
-		s->https = strcmp(proto, "HTTPS") == 0;
+	ism_v_enum_nocase(v, p, "protocol", ok, later, &s->protocol);
+	s->https = strcmp(s->protocol, "HTTPS") == 0;
 	ism_v_pop(v, old);
 }
 
@@ -764,7 +792,7 @@ static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct is
 	s->at = n;
 	parse_server_port(v, n, s);
 	ism_v_str(v, n, "name", false, &s->name);
-	ism_tls_parse_server(v, n, s->https, &s->tls);
+	ism_tls_parse_server(v, n, s->protocol, &s->tls);
 	if (ism_v_str(v, n, "bind", false, &s->bind) > 0) {
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -1740,17 +1768,72 @@ static void pool_max(struct ism_vctx *v, const struct ism_node *map, const char 
 		*out = x;
 }
 
+/* connectionPool.http.http2KeepAlive: HTTP/2 PINGs towards the upstream; both
+ * durations are required, as Istio validates them. */
+static void parse_h2_keepalive(struct ism_vctx *v, const struct ism_node *h, struct ism_cm_pool *p)
+{
+	static const char *const keys[] = {"interval", "timeout", NULL};
+	const struct ism_node *n = ism_v_node(v, h, "http2KeepAlive", false, ISM_NODE_MAP);
+	uint32_t interval = 0, timeout = 0;
+	int ri = 0, rt = 0;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".http2KeepAlive");
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_node(v, n, "interval", true, ISM_NODE_SCALAR) != NULL)
+		ri = ism_v_dur(v, n, "interval", 1, &interval);
+	if (ism_v_node(v, n, "timeout", true, ISM_NODE_SCALAR) != NULL)
+		rt = ism_v_dur(v, n, "timeout", 1, &timeout);
+	if (ri > 0 && rt > 0) {
+		p->ping_interval_ms = interval;
+		p->ping_timeout_ms = timeout;
+	}
+	ism_v_pop(v, old);
+}
+
+static void parse_pool_http(struct ism_vctx *v, const struct ism_node *h, struct ism_cm_pool *p)
+{
+	static const char *const keys[] = {"idleTimeout",	"http1MaxPendingRequests",
+					   "http2MaxRequests",	"maxRequestsPerConnection",
+					   "maxRetries",	"h2UpgradePolicy",
+					   "useClientProtocol", "maxConcurrentStreams",
+					   "http2KeepAlive",	NULL};
+	static const char *const policies[] = {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE", NULL};
+	const char *policy = NULL;
+	size_t old = ism_v_push(v, ".http");
+
+	ism_v_keys(v, h, keys, NULL);
+	p->has_idle = ism_v_dur(v, h, "idleTimeout", 1, &p->idle_ms) > 0;
+	pool_max(v, h, "http1MaxPendingRequests", &p->limits.max_pending);
+	pool_max(v, h, "http2MaxRequests", &p->limits.max_requests);
+	ism_v_u32(v, h, "maxRequestsPerConnection", false, 0, INT32_MAX,
+		  &p->limits.max_requests_per_conn);
+	pool_max(v, h, "maxRetries", &p->limits.max_retries);
+	if (ism_v_enum(v, h, "h2UpgradePolicy", policies, NULL, &policy) > 0)
+		for (uint8_t i = ISM_H2UP_DEFAULT; i <= ISM_H2UP_UPGRADE; i++)
+			if (strcmp(policy, policies[i]) == 0)
+				p->h2_upgrade = i;
+	ism_v_bool(v, h, "useClientProtocol", &p->use_client);
+	if (p->use_client && p->h2_upgrade == ISM_H2UP_UPGRADE) {
+		size_t o2 = ism_v_push(v, ".useClientProtocol");
+
+		ism_v_err(v, ism_node_get(h, "useClientProtocol", NULL),
+			  "must not be true when h2UpgradePolicy is UPGRADE");
+		ism_v_pop(v, o2);
+	}
+	ism_v_u32(v, h, "maxConcurrentStreams", false, 0, INT32_MAX, &p->max_streams);
+	parse_h2_keepalive(v, h, p);
+	ism_v_pop(v, old);
+}
+
 static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_pool *p)
 {
 	static const char *const keys[] = {"tcp", "http", NULL};
 	static const char *const tkeys[] = {"connectTimeout", "maxConnections", NULL};
 	static const char *const tunimpl[] = {"tcpKeepalive", "maxConnectionDuration",
 					      "idleTimeout", NULL};
-	static const char *const hkeys[] = {"idleTimeout", "http1MaxPendingRequests",
-					    "maxRequestsPerConnection", "maxRetries", NULL};
-	static const char *const hunimpl[] = {"http2MaxRequests",  "h2UpgradePolicy",
-					      "useClientProtocol", "maxConcurrentStreams",
-					      "http2KeepAlive",	   NULL};
 	const struct ism_node *n = ism_v_node(v, tp, "connectionPool", false, ISM_NODE_MAP);
 	const struct ism_node *t, *h;
 	size_t old, o2;
@@ -1758,10 +1841,7 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 	if (n == NULL)
 		return;
 	p->set = true;
-	p->limits.max_connections = UINT32_MAX;
-	p->limits.max_pending = UINT32_MAX;
-	p->limits.max_requests_per_conn = 0;
-	p->limits.max_retries = UINT32_MAX;
+	ism_model_pool_defaults(&p->limits);
 	old = ism_v_push(v, ".connectionPool");
 	ism_v_keys(v, n, keys, NULL);
 	t = ism_v_node(v, n, "tcp", false, ISM_NODE_MAP);
@@ -1773,16 +1853,8 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 		ism_v_pop(v, o2);
 	}
 	h = ism_v_node(v, n, "http", false, ISM_NODE_MAP);
-	if (h != NULL) {
-		o2 = ism_v_push(v, ".http");
-		ism_v_keys(v, h, hkeys, hunimpl);
-		p->has_idle = ism_v_dur(v, h, "idleTimeout", 1, &p->idle_ms) > 0;
-		pool_max(v, h, "http1MaxPendingRequests", &p->limits.max_pending);
-		ism_v_u32(v, h, "maxRequestsPerConnection", false, 0, INT32_MAX,
-			  &p->limits.max_requests_per_conn);
-		pool_max(v, h, "maxRetries", &p->limits.max_retries);
-		ism_v_pop(v, o2);
-	}
+	if (h != NULL)
+		parse_pool_http(v, h, p);
 	ism_v_pop(v, old);
 }
 
@@ -1983,9 +2055,25 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 
 /* --- ServiceEntry --- */
 
+/* What a ServiceEntry port's protocol asks the upstream connections to speak:
+ * HTTP/2 for HTTP2, GRPC and GRPC-WEB (Istio's IsHTTP2: the gRPC-Web
+ * translation happens at the gateway, the upstream gets HTTP/2); HTTP/1.1 for
+ * the others (HTTPS too: TLS towards it is the DestinationRule's). */
+static uint8_t se_port_proto(const char *proto)
+{
+	static const char *const h2[] = {"HTTP2", "GRPC", "GRPC-WEB", NULL};
+
+	for (size_t i = 0; h2[i] != NULL; i++)
+		if (strcmp(h2[i], proto) == 0)
+			return ISM_UP_HTTP2;
+	return ISM_UP_HTTP1;
+}
+
 static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
 	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
+	static const char *const protos[] = {"HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", NULL};
+	static const char *const later[] = {PROTOS_LATER, NULL};
 	const struct ism_node *l = ism_v_node(v, spec, "ports", true, ISM_NODE_SEQ);
 	size_t old;
 
@@ -2012,7 +2100,8 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 			goto next;
 		if (ism_v_str(v, it, "name", true, &p->name) <= 0)
 			goto next;
-		ism_v_str(v, it, "protocol", false, &proto);
+		if (ism_v_enum_nocase(v, it, "protocol", protos, later, &proto) > 0)
+			p->proto = se_port_proto(proto);
 		ism_v_u32(v, it, "targetPort", false, 1, 65535, &p->target);
 		if (ism_strmap_get(se->port_by_number, (const char *)&p->number, sizeof(p->number),
 				   NULL) ||

@@ -98,7 +98,8 @@ struct ism_cm_tls {
 
 struct ism_cm_server {
 	uint16_t port;
-	bool https; /* protocol HTTPS */
+	bool https;	      /* protocol HTTPS */
+	const char *protocol; /* as Istio names it (HTTP, HTTPS, HTTP2, GRPC); default HTTP */
 	const char *name;
 	const struct ism_node *at;
 	struct ism_cm_tls tls;
@@ -187,11 +188,23 @@ struct ism_cm_lb {
 	struct ism_cm_llb llb;
 };
 
+/* connectionPool.http.h2UpgradePolicy */
+enum ism_h2_upgrade {
+	ISM_H2UP_DEFAULT = 0, /* the mesh default: Istio's is DO_NOT_UPGRADE */
+	ISM_H2UP_DO_NOT_UPGRADE,
+	ISM_H2UP_UPGRADE,
+};
+
 struct ism_cm_pool {
 	bool set; /* connectionPool present */
 	bool has_connect, has_idle;
 	uint32_t connect_ms, idle_ms;
 	struct ism_pool_limits limits; /* defaults filled in */
+	uint8_t h2_upgrade;	       /* enum ism_h2_upgrade */
+	bool use_client;	       /* useClientProtocol */
+	uint32_t max_streams;	       /* maxConcurrentStreams; 0: the default */
+	uint32_t ping_interval_ms;     /* http2KeepAlive; 0: none */
+	uint32_t ping_timeout_ms;
 };
 
 struct ism_cm_od {
@@ -246,6 +259,7 @@ struct ism_cm_se_port {
 	uint32_t number;
 	uint32_t target; /* 0: none */
 	const char *name;
+	uint8_t proto; /* enum ism_upstream_proto its protocol asks for */
 };
 
 struct ism_cm_named_port {
@@ -354,7 +368,7 @@ struct ism_cm_appliance {
 	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
 	uint32_t *pp_ports;
 	const struct ism_node *pp_at;
-	uint8_t path_norm; /* spec.pathNormalization: enum ism_pathnorm_mode */
+	uint8_t path_norm;	  /* spec.pathNormalization: enum ism_pathnorm_mode */
 	uint32_t trusted_proxies; /* spec.gatewayTopology.numTrustedProxies */
 };
 
@@ -434,9 +448,13 @@ int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const char *key,
 			   bool required, size_t *n, const struct ism_node **listp);
 /* An enum: 1 and *out when one of ok[], -1 when in unimpl[] ("not implemented
- * yet") or unknown (reported), 0 when absent. */
+ * yet") or unknown (reported with the values of ok[]), 0 when absent. */
 int ism_v_enum(struct ism_vctx *v, const struct ism_node *map, const char *key,
 	       const char *const *ok, const char *const *unimpl, const char **out);
+/* The same, the value compared without regard to case (Istio's port protocols);
+ * *out is the entry of ok[] it matched. */
+int ism_v_enum_nocase(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		      const char *const *ok, const char *const *unimpl, const char **out);
 /* The value node when present and of kind k; NULL when absent or wrong (reported). */
 const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map, const char *key,
 				  bool required, enum ism_node_kind k);
@@ -457,8 +475,9 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 
 /* --- TLS (conf/tls.c) --- */
 
-/* Gateway server tls (https: protocol HTTPS). */
-void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, bool https,
+/* Gateway server tls; protocol: the server's port protocol (HTTPS terminates
+ * TLS; the others are plaintext, where only httpsRedirect applies). */
+void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const char *protocol,
 			  struct ism_cm_tls *t);
 /* DestinationRule trafficPolicy tls (ClientTLSSettings). */
 void ism_tls_parse_client(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_tls *t);
@@ -488,6 +507,8 @@ size_t ism_model_find_hc(const struct ism_conf *c, const char *host, uint32_t po
  * block absent from a port-level entry takes its defaults, not the rule's. */
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
 		      struct ism_cm_tp *out);
+/* Istio's circuit-breaker defaults (connectionPool absent, or a field 0). */
+void ism_model_pool_defaults(struct ism_pool_limits *l);
 /* True when every label of want (key and value) is among have (a labels
  * mapping, NULL when absent): a subset's labels on an endpoint, a selector's on
  * the appliance. */

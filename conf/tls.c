@@ -406,7 +406,7 @@ static uint8_t mode_of(const char *s)
 	return ISM_TLS_NONE;
 }
 
-void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, bool https,
+void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const char *protocol,
 			  struct ism_cm_tls *t)
 {
 	static const char *const keys[] = {"mode",
@@ -431,7 +431,7 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, bool h
 	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
 	struct ism_tls_conf *c = &t->c;
 	const char *mode = NULL;
-	bool redirect = false;
+	bool https = strcmp(protocol, "HTTPS") == 0, redirect = false;
 	size_t old, sources;
 
 	if (n == NULL) {
@@ -451,8 +451,8 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, bool h
 		for (size_t i = 0; i < n->n; i++)
 			if (strcmp(n->pairs[i].key->str, "httpsRedirect") != 0)
 				ism_v_err(v, n->pairs[i].key,
-					  "%s: applies to HTTPS servers only (this one is HTTP)",
-					  n->pairs[i].key->str);
+					  "%s: applies to HTTPS servers only (this one is %s)",
+					  n->pairs[i].key->str, protocol);
 		ism_v_pop(v, old);
 		return;
 	}

@@ -152,6 +152,28 @@ struct ism_tls_cert {
 
 #define ISM_TLS_MAX_CERTS 2 /* one RSA and one ECDSA, as Istio allows */
 
+/* The application protocols (ALPN) of a TLS context, as bits.
+ *
+ * Server side (Gateway HTTPS servers, the mesh identity on plaintext
+ * listeners): ISM_ALPN_H2 | ISM_ALPN_HTTP11, as Istio's gateway (its ALPNHttp):
+ * the first of "h2", "http/1.1" the client offers is selected, in that order;
+ * a client offering neither gets no ALPN (and HTTP/1.1).
+ *
+ * Client side (a cluster's DestinationRule tls), what the ClientHello offers:
+ *   ISM_ALPN_HTTP11                   "http/1.1"
+ *   ISM_ALPN_H2                       "h2" (Istio's ALPNH2Only)
+ *   ISM_ALPN_ISTIO | ISM_ALPN_HTTP11  "istio-http/1.1", "istio", "http/1.1"
+ *   ISM_ALPN_ISTIO | ISM_ALPN_H2      "istio-h2", "istio", "h2"
+ * (the ISTIO_MUTUAL lists are those of Istio's istio.alpn filter). Both H2 and
+ * HTTP11 set (a cluster of ISM_UP_AS_CLIENT): each connection offers the list of
+ * the protocol of the stream it is opened for, set on the SSL object. 0: no
+ * ALPN (a plaintext cluster). */
+enum ism_alpn {
+	ISM_ALPN_HTTP11 = 1u << 0,
+	ISM_ALPN_H2 = 1u << 1,
+	ISM_ALPN_ISTIO = 1u << 2, /* client only: the istio-* values first */
+};
+
 /* One side of a TLS configuration, server (a Gateway server) or client (a
  * DestinationRule towards a cluster). Workers build one OpenSSL context per
  * distinct fingerprint and keep it while generations share it. */
@@ -170,6 +192,7 @@ struct ism_tls_conf {
 	/* client: the server name sent; empty: the request's host. ISTIO_MUTUAL
 	 * without one: "outbound_.<port>_.<subset>_.<host>", not in the fingerprint. */
 	struct ism_str sni;
+	uint8_t alpn;	      /* enum ism_alpn bits */
 	uint64_t fingerprint; /* of everything above: equal means the same context */
 };
 
@@ -198,7 +221,13 @@ struct ism_listener {
 	 * PERMISSIVE, TLS told from plaintext by the first bytes), served with
 	 * the table's mesh identity. */
 	uint8_t peer_mtls;
-	uint8_t proxy_protocol;	    /* a PROXY v1/v2 header starts every connection */
+	uint8_t proxy_protocol; /* a PROXY v1/v2 header starts every connection */
+	/* Plaintext listeners: a connection that starts with the HTTP/2 connection
+	 * preface (prior knowledge, RFC 9113 §3.3) is served as HTTP/2; any other
+	 * as HTTP/1.1. Set for every plaintext listener (Gateway servers HTTP,
+	 * HTTP2 and GRPC alike), as Envoy's codec AUTO behind Istio's gateway.
+	 * `Upgrade: h2c` is not this. HTTPS listeners: 0 (ALPN decides, tls.alpn). */
+	uint8_t h2c;
 	struct ism_counters *stats; /* mutable: responses on this listener */
 };
 
@@ -288,7 +317,26 @@ struct ism_pool_limits {
 	uint32_t max_pending;		/* http.http1MaxPendingRequests; UINT32_MAX */
 	uint32_t max_requests_per_conn; /* http.maxRequestsPerConnection; 0 = unlimited */
 	uint32_t max_retries;		/* http.maxRetries: concurrent retries; UINT32_MAX */
+	/* http.http2MaxRequests (Envoy's max_requests): requests in flight to the
+	 * cluster, HTTP/1.1 and HTTP/2 alike; one more is answered 503 UO.
+	 * UINT32_MAX = unlimited (Istio's default). */
+	uint32_t max_requests;
 };
+
+/* What the connections to a cluster's endpoints speak: the ServiceEntry port's
+ * protocol (HTTP2, GRPC, GRPC-WEB: HTTP/2, as Istio's IsHTTP2), unless the
+ * DestinationRule's connectionPool.http says otherwise (h2UpgradePolicy
+ * UPGRADE: HTTP/2; useClientProtocol: the client's). */
+enum ism_upstream_proto {
+	ISM_UP_HTTP1 = 0, /* HTTP/1.1 */
+	ISM_UP_HTTP2,	  /* HTTP/2: prior knowledge in plaintext; ALPN "h2" over TLS */
+	ISM_UP_AS_CLIENT, /* an HTTP/2 stream over HTTP/2, an HTTP/1.1 one over HTTP/1.1 */
+};
+
+/* The most streams isthmus runs at once on one HTTP/2 connection: the bound of
+ * spec.limits.http2MaxConcurrentStreams (client side) and the cap on a
+ * DestinationRule's maxConcurrentStreams (upstream side). */
+#define ISM_H2_MAX_STREAMS 1000u
 
 /* The one part of a generation written after publication: per-cluster state in
  * the generation's arena. Writers are named per field; the load fields are
@@ -302,6 +350,7 @@ struct ism_cluster_dyn {
 	uint32_t *eff_weight;		 /* master: per lgroup, effective locality weight */
 	_Atomic uint32_t pending;	 /* workers: requests waiting for a connection */
 	_Atomic uint32_t retries_active; /* workers */
+	_Atomic uint32_t in_flight;	 /* workers: requests, for pool.max_requests */
 	_Atomic uint64_t overflow;	 /* workers: requests refused by a pool limit */
 	_Atomic uint64_t retries;	 /* workers: retries made */
 	_Atomic uint64_t
@@ -356,6 +405,16 @@ struct ism_cluster {
 	struct ism_cluster_dyn *dyn; /* mutable: see struct ism_cluster_dyn */
 	struct ism_tls_conf tls;     /* DestinationRule tls; mode ISM_TLS_NONE: plaintext */
 	const struct ism_hc *hc;     /* NULL: no active health check */
+	uint8_t proto;		     /* enum ism_upstream_proto */
+	/* proto ISM_UP_HTTP2 (Istio applies them to explicit HTTP/2 clusters only;
+	 * ISM_UP_AS_CLIENT gets the defaults): streams at once on one upstream
+	 * connection (maxConcurrentStreams, default and cap ISM_H2_MAX_STREAMS;
+	 * the upstream's SETTINGS_MAX_CONCURRENT_STREAMS may lower it), and
+	 * http2KeepAlive: a PING every interval, the connection closed when one
+	 * is not answered within timeout (0: no PINGs). */
+	uint32_t h2_max_streams;
+	uint32_t h2_ping_interval_ms;
+	uint32_t h2_ping_timeout_ms;
 };
 
 /* Istio's meshConfig.pathNormalization, in the order of its names (worker/pathnorm.h
@@ -375,6 +434,18 @@ struct ism_limits {
 	uint64_t max_request_body_bytes;    /* 0 = unlimited; over it: 413 */
 	uint32_t max_connections;	    /* per worker; beyond it new connections are closed */
 	uint32_t max_response_header_bytes; /* upstream response head; over it: 502 */
+	/* HTTP/2 client connections: SETTINGS_MAX_CONCURRENT_STREAMS (a stream
+	 * past it is refused, RST_STREAM REFUSED_STREAM); SETTINGS_INITIAL_WINDOW_SIZE
+	 * (bytes a stream may send before a WINDOW_UPDATE); the connection's receive
+	 * window (raised from 65535 by a WINDOW_UPDATE on stream 0 at the start:
+	 * what bounds the request bodies buffered per connection); and
+	 * SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 size: name + value + 32 per
+	 * field; over it: 431). The windows are also what isthmus advertises to
+	 * HTTP/2 upstreams. */
+	uint32_t h2_max_concurrent_streams;
+	uint32_t h2_initial_stream_window;
+	uint32_t h2_initial_conn_window;
+	uint32_t h2_max_header_list;
 };
 
 struct ism_timeouts {

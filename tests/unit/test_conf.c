@@ -128,6 +128,16 @@ static const struct ism_cluster *cluster(const struct ism_table *t, const char *
 	return NULL;
 }
 
+/* The cluster of service s (namespace default) for port and subset. */
+static const struct ism_cluster *s_cluster(const struct ism_table *t, unsigned port,
+					   const char *subset)
+{
+	char name[128];
+
+	snprintf(name, sizeof(name), "outbound|%u|%s|s.default.svc.cluster.local", port, subset);
+	return cluster(t, name);
+}
+
 static uint16_t ep_port(const struct ism_endpoint *e)
 {
 	return ntohs(((const struct sockaddr_in *)&e->addr)->sin_port);
@@ -403,6 +413,10 @@ static void test_matches_and_defaults(void **state)
 	assert_int_equal(t->limits.max_request_body_bytes, 0);
 	assert_int_equal(t->limits.max_connections, 16384);
 	assert_int_equal(t->limits.max_response_header_bytes, 65536);
+	assert_int_equal(t->limits.h2_max_concurrent_streams, 100);
+	assert_int_equal(t->limits.h2_initial_stream_window, 65536);
+	assert_int_equal(t->limits.h2_initial_conn_window, 1048576);
+	assert_int_equal(t->limits.h2_max_header_list, 32768); /* maxRequestHeaderBytes */
 	assert_int_equal(t->timeouts.request_header_ms, 10000);
 	assert_int_equal(t->timeouts.idle_ms, 60000);
 	assert_int_equal(t->timeouts.upstream_connect_ms, 10000);
@@ -1221,10 +1235,10 @@ static void test_pool_outlier_ports(void **state)
 	    "      outlierDetection: {consecutiveGatewayErrors: 3, consecutive5xxErrors: 0}\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_cluster *p80 = cluster(t, "outbound|80||s.default.svc.cluster.local");
-	const struct ism_cluster *p81 = cluster(t, "outbound|81||s.default.svc.cluster.local");
-	const struct ism_cluster *a80 = cluster(t, "outbound|80|a|s.default.svc.cluster.local");
-	const struct ism_cluster *a81 = cluster(t, "outbound|81|a|s.default.svc.cluster.local");
+	const struct ism_cluster *p80 = s_cluster(t, 80, "");
+	const struct ism_cluster *p81 = s_cluster(t, 81, "");
+	const struct ism_cluster *a80 = s_cluster(t, 80, "a");
+	const struct ism_cluster *a81 = s_cluster(t, 81, "a");
 
 	assert_int_equal(p80->lb, ISM_LB_RANDOM);
 	assert_int_equal(p80->pool.max_connections, 100);
@@ -1265,6 +1279,189 @@ static void test_pool_outlier_ports(void **state)
 	assert_int_equal(a81->lb, ISM_LB_LEAST_REQUEST);
 	assert_non_null(a81->od);
 	assert_int_equal(a81->od->consecutive_gateway, 3);
+}
+
+/* --- HTTP/2 and gRPC --- */
+
+/* Gateway servers HTTP, HTTP2 and GRPC (any case, as Istio parses protocols)
+ * are plaintext HTTP servers and may share a port; every plaintext listener
+ * takes HTTP/2 with prior knowledge. ServiceEntry ports HTTP2, GRPC and
+ * GRPC-WEB make HTTP/2 clusters; HTTP, HTTPS and no protocol HTTP/1.1 ones. */
+static void test_h2_protocols(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+		"spec:\n  servers:\n"
+		"  - {port: {number: 80, name: web, protocol: HTTP}, hosts: [a.example.com]}\n"
+		"  - {port: {number: 80, name: web, protocol: grpc}, hosts: [b.example.com]}\n"
+		"  - {port: {number: 81, name: h2, protocol: Http2}, hosts: [\"*\"],\n"
+		"     tls: {httpsRedirect: true}}\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		"metadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+		"  - route:\n"
+		"    - {destination: {host: s, port: {number: 1}}, weight: 1}\n"
+		"    - {destination: {host: s, port: {number: 2}}, weight: 1}\n"
+		"    - {destination: {host: s, port: {number: 3}}, weight: 1}\n"
+		"    - {destination: {host: s, port: {number: 4}}, weight: 1}\n"
+		"    - {destination: {host: s, port: {number: 5}}, weight: 1}\n"
+		"    - {destination: {host: s, port: {number: 6}}, weight: 1}\n"
+		"    - {destination: {host: t}, weight: 1}\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+		"spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+		"  ports:\n  - {number: 1, name: a, protocol: HTTP}\n"
+		"  - {number: 2, name: b, protocol: HTTP2}\n"
+		"  - {number: 3, name: c, protocol: GRPC}\n"
+		"  - {number: 4, name: d, protocol: grpc-web}\n"
+		"  - {number: 5, name: e, protocol: HTTPS}\n"
+		"  - {number: 6, name: f}\n";
+	/* Service s's ports 1..6, then host t (no ServiceEntry). */
+	static const uint8_t want[] = {ISM_UP_HTTP1, ISM_UP_HTTP2, ISM_UP_HTTP2, ISM_UP_HTTP2,
+				       ISM_UP_HTTP1, ISM_UP_HTTP1, ISM_UP_HTTP1};
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	assert_int_equal(t->n_listeners, 2);
+	for (uint32_t i = 0; i < t->n_listeners; i++) {
+		assert_int_equal(t->listeners[i].h2c, 1);
+		assert_int_equal(t->listeners[i].n_tls, 0);
+	}
+	assert_int_equal(t->listeners[0].port, 80);
+	assert_int_equal(t->listeners[0].n_vhosts, 1);
+	assert_int_equal(t->listeners[0].vhosts[0].n_domains, 2);
+	/* The HTTP2 server keeps what a plaintext server may have: the redirect. */
+	assert_int_equal(t->listeners[1].vhosts[0].https_redirect, 1);
+	for (unsigned i = 0; i < sizeof(want); i++) {
+		const struct ism_cluster *c =
+		    i < 6 ? s_cluster(t, i + 1, "")
+			  : cluster(t, "outbound|0||t.default.svc.cluster.local");
+
+		assert_int_equal(c->proto, want[i]);
+		assert_int_equal(c->h2_max_streams, ISM_H2_MAX_STREAMS);
+		assert_int_equal(c->h2_ping_interval_ms, 0);
+		assert_int_equal(c->pool.max_requests, UINT32_MAX);
+		assert_int_equal(c->tls.alpn, 0); /* plaintext */
+	}
+}
+
+/* connectionPool.http's HTTP/2 fields, merged as the other connectionPool
+ * fields (a block replaces the inherited one whole), and the protocol they
+ * decide with the port's: UPGRADE makes HTTP/2, DO_NOT_UPGRADE leaves an HTTP2
+ * port HTTP/2, useClientProtocol wins and gets Envoy's HTTP/2 defaults. The
+ * ClientHello of a TLS cluster offers what its protocol needs. */
+static void test_h2_pool(void **state)
+{
+	static const char yaml[] = APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - route:\n"
+	    "    - {destination: {host: s, port: {number: 80}}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 80}, subset: c}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}, subset: c}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 80}, subset: n}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}, subset: n}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 82}}, weight: 1}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	    "spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+	    "  ports:\n  - {number: 80, name: http, protocol: HTTP}\n"
+	    "  - {number: 81, name: grpc, protocol: GRPC}\n"
+	    "  - {number: 82, name: h2, protocol: HTTP2}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
+	    "spec:\n  host: s\n  trafficPolicy:\n"
+	    "    tls: {mode: SIMPLE}\n"
+	    "    connectionPool:\n"
+	    "      http:\n"
+	    "        http2MaxRequests: 500\n"
+	    "        h2UpgradePolicy: UPGRADE\n"
+	    "        maxConcurrentStreams: 5000\n"
+	    "        http2KeepAlive: {interval: 30s, timeout: 1500ms}\n"
+	    "    portLevelSettings:\n"
+	    "    - port: {number: 82}\n"
+	    "      connectionPool:\n"
+	    "        http: {h2UpgradePolicy: DO_NOT_UPGRADE, maxConcurrentStreams: 0,\n"
+	    "               http2MaxRequests: 0}\n"
+	    "  subsets:\n"
+	    "  - name: c\n    trafficPolicy:\n"
+	    "      connectionPool:\n"
+	    "        http: {useClientProtocol: true, maxConcurrentStreams: 10,\n"
+	    "               http2KeepAlive: {interval: 1s, timeout: 1s}}\n"
+	    "  - name: n\n    trafficPolicy:\n"
+	    "      connectionPool:\n"
+	    "        http: {h2UpgradePolicy: DEFAULT, maxConcurrentStreams: 7}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *p80 = s_cluster(t, 80, "");
+	const struct ism_cluster *p81 = s_cluster(t, 81, "");
+	const struct ism_cluster *p82 = s_cluster(t, 82, "");
+	const struct ism_cluster *c80 = s_cluster(t, 80, "c");
+	const struct ism_cluster *c81 = s_cluster(t, 81, "c");
+	const struct ism_cluster *n80 = s_cluster(t, 80, "n");
+	const struct ism_cluster *n81 = s_cluster(t, 81, "n");
+
+	/* The rule: an HTTP port upgraded; streams capped; PINGs. */
+	assert_int_equal(p80->proto, ISM_UP_HTTP2);
+	assert_int_equal(p80->pool.max_requests, 500);
+	assert_int_equal(p80->h2_max_streams, ISM_H2_MAX_STREAMS);
+	assert_int_equal(p80->h2_ping_interval_ms, 30000);
+	assert_int_equal(p80->h2_ping_timeout_ms, 1500);
+	assert_int_equal(p80->tls.alpn, ISM_ALPN_H2);
+	assert_int_equal(p81->proto, ISM_UP_HTTP2);
+	/* Port 82's own policy: DO_NOT_UPGRADE keeps an HTTP2 port HTTP/2; 0 is the
+	 * default for both counts; no PINGs: the rule's blocks do not apply. */
+	assert_int_equal(p82->proto, ISM_UP_HTTP2);
+	assert_int_equal(p82->pool.max_requests, UINT32_MAX);
+	assert_int_equal(p82->h2_max_streams, ISM_H2_MAX_STREAMS);
+	assert_int_equal(p82->h2_ping_interval_ms, 0);
+	assert_int_equal(p82->tls.mode, ISM_TLS_NONE); /* the entry has no tls block */
+	assert_int_equal(p82->tls.alpn, 0);
+	/* Subset c: the client's protocol, whatever the port; Envoy's HTTP/2
+	 * defaults (Istio sets the streams and PINGs on explicit HTTP/2 only);
+	 * the ClientHello offers both (narrowed per connection by the worker). */
+	assert_int_equal(c80->proto, ISM_UP_AS_CLIENT);
+	assert_int_equal(c81->proto, ISM_UP_AS_CLIENT);
+	assert_int_equal(c80->h2_max_streams, ISM_H2_MAX_STREAMS);
+	assert_int_equal(c80->h2_ping_interval_ms, 0);
+	assert_int_equal(c80->pool.max_requests, UINT32_MAX); /* the block, replaced */
+	assert_int_equal(c80->tls.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
+	/* Subset n: DEFAULT is the mesh's, no upgrade: the port decides. */
+	assert_int_equal(n80->proto, ISM_UP_HTTP1);
+	assert_int_equal(n80->h2_max_streams, ISM_H2_MAX_STREAMS);
+	assert_int_equal(n80->tls.alpn, ISM_ALPN_HTTP11);
+	assert_int_equal(n81->proto, ISM_UP_HTTP2);
+	assert_int_equal(n81->h2_max_streams, 7);
+	assert_int_equal(n81->tls.alpn, ISM_ALPN_H2);
+	/* The offered protocols are part of the context. */
+	assert_true(n80->tls.fingerprint != n81->tls.fingerprint);
+	assert_true(n81->tls.fingerprint == p80->tls.fingerprint);
+	assert_true(c80->tls.fingerprint != n80->tls.fingerprint);
+}
+
+/* spec.limits' HTTP/2 settings, as set; the header list follows
+ * maxRequestHeaderBytes unless set apart. */
+static void test_h2_limits(void **state)
+{
+	static const char set[] = APP "  limits:\n"
+				      "    http2MaxConcurrentStreams: 1000\n"
+				      "    http2InitialStreamWindowSize: 65535\n"
+				      "    http2InitialConnectionWindowSize: 2147483647\n"
+				      "    http2MaxHeaderListSize: 1024\n";
+	static const char follow[] = APP "  limits: {maxRequestHeaderBytes: 8192}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, set);
+
+	assert_int_equal(t->limits.h2_max_concurrent_streams, 1000);
+	assert_int_equal(t->limits.h2_initial_stream_window, 65535);
+	assert_int_equal(t->limits.h2_initial_conn_window, 2147483647u);
+	assert_int_equal(t->limits.h2_max_header_list, 1024);
+	assert_int_equal(t->limits.max_request_header_bytes, 32768);
+	ism_conf_free(f->conf);
+	f->conf = NULL;
+	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
+	t = load_compile(f, follow);
+	assert_int_equal(t->limits.h2_max_header_list, 8192);
+	assert_int_equal(t->limits.h2_max_concurrent_streams, 100);
 }
 
 static void test_hc_fields(void **state)
@@ -1410,6 +1607,18 @@ struct bad {
 	    "metadata: {name: d}\nspec:\n  host: a.b\n  trafficPolicy:\n"
 
 #define DR_FIELD "DestinationRule default/d: spec.trafficPolicy."
+
+/* APP is lines 1-6, the Gateway lines 7-12; its first server is line 13. */
+#define GW_SERVERS                                                                                 \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"                             \
+	    "metadata: {name: gw}\nspec:\n  servers:\n"
+
+#define GW_FIELD "Gateway default/gw: spec.servers[0]."
+
+/* APP is lines 1-6, the ServiceEntry lines 7-13; its ports are line 14. */
+#define SE_HEAD                                                                                    \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"                        \
+	    "metadata: {name: se}\nspec:\n  hosts: [a.b]\n  resolution: STATIC\n"
 
 static const struct bad bads[] = {
     {"syntax error", APP "  workers: [1, 2\n  user: x\n", 8, 7, "",
@@ -1620,8 +1829,9 @@ static const struct bad bads[] = {
      DR_FIELD "loadBalancer.warmupDurationSecs", "not implemented yet"},
     {"tcpKeepalive", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}\n", 14, 28,
      DR_FIELD "connectionPool.tcp.tcpKeepalive", "not implemented yet"},
-    {"http2MaxRequests", DR_HEAD "    connectionPool:\n      http: {http2MaxRequests: 5}\n", 15, 14,
-     DR_FIELD "connectionPool.http.http2MaxRequests", "not implemented yet"},
+    {"maxConnectionDuration",
+     DR_HEAD "    connectionPool:\n      tcp: {maxConnectionDuration: 5s}\n", 15, 13,
+     DR_FIELD "connectionPool.tcp.maxConnectionDuration", "not implemented yet"},
     {"minHealthPercent over 100", DR_HEAD "    outlierDetection:\n      minHealthPercent: 101\n",
      15, 25, DR_FIELD "outlierDetection.minHealthPercent", "between 0 and 100"},
     {"port-level tls",
@@ -1629,6 +1839,51 @@ static const struct bad bads[] = {
      16, 19, DR_FIELD "portLevelSettings[0].tls.mode", "unknown value"},
     {"port-level without port", DR_HEAD "    portLevelSettings:\n    - loadBalancer: {}\n", 15, 7,
      DR_FIELD "portLevelSettings[0].port", "required field missing"},
+    {"gateway protocol TCP", GW_SERVERS "  - port: {number: 80, protocol: TCP}\n    hosts: [a]\n",
+     13, 34, GW_FIELD "port.protocol", "TCP is not implemented yet"},
+    {"gateway protocol tls", GW_SERVERS "  - port: {number: 80, protocol: tls}\n    hosts: [a]\n",
+     13, 34, GW_FIELD "port.protocol", "tls is not implemented yet"},
+    {"gateway protocol GRPC-WEB",
+     GW_SERVERS "  - port: {number: 80, protocol: GRPC-WEB}\n    hosts: [a]\n", 13, 34,
+     GW_FIELD "port.protocol", "GRPC-WEB is not implemented yet"},
+    {"gateway protocol unknown",
+     GW_SERVERS "  - port: {number: 80, protocol: BOGUS}\n    hosts: [a]\n", 13, 34,
+     GW_FIELD "port.protocol", "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2 or GRPC"},
+    {"GRPC server with tls",
+     GW_SERVERS "  - port: {number: 80, protocol: GRPC}\n    hosts: [a]\n    tls: {mode: SIMPLE}\n",
+     15, 11, GW_FIELD "tls", "mode: applies to HTTPS servers only (this one is GRPC)"},
+    {"service port MONGO", SE_HEAD "  ports: [{number: 80, name: http, protocol: MONGO}]\n", 14, 46,
+     "ServiceEntry default/se: spec.ports[0].protocol", "MONGO is not implemented yet"},
+    {"service port unknown", SE_HEAD "  ports: [{number: 80, name: http, protocol: BOGUS}]\n", 14,
+     46, "ServiceEntry default/se: spec.ports[0].protocol",
+     "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2, GRPC or GRPC-WEB"},
+    {"h2UpgradePolicy", DR_HEAD "    connectionPool:\n      http: {h2UpgradePolicy: SOMETIMES}\n",
+     15, 31, DR_FIELD "connectionPool.http.h2UpgradePolicy",
+     "unknown value \"SOMETIMES\"; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE"},
+    {"UPGRADE with useClientProtocol",
+     DR_HEAD "    connectionPool:\n      http:\n        h2UpgradePolicy: UPGRADE\n"
+	     "        useClientProtocol: true\n",
+     17, 28, DR_FIELD "connectionPool.http.useClientProtocol",
+     "must not be true when h2UpgradePolicy is UPGRADE"},
+    {"http2KeepAlive without timeout",
+     DR_HEAD "    connectionPool:\n      http:\n        http2KeepAlive: {interval: 10s}\n", 16, 25,
+     DR_FIELD "connectionPool.http.http2KeepAlive.timeout", "required field missing"},
+    {"http2KeepAlive interval 0",
+     DR_HEAD "    connectionPool:\n      http:\n"
+	     "        http2KeepAlive: {interval: 0s, timeout: 1s}\n",
+     16, 36, DR_FIELD "connectionPool.http.http2KeepAlive.interval", "must be at least 1ms"},
+    {"maxConcurrentStreams negative",
+     DR_HEAD "    connectionPool:\n      http: {maxConcurrentStreams: -1}\n", 15, 36,
+     DR_FIELD "connectionPool.http.maxConcurrentStreams", "between 0 and 2147483647"},
+    {"http2MaxConcurrentStreams", APP "  limits: {http2MaxConcurrentStreams: 1001}\n", 7, 39,
+     "Appliance t: spec.limits.http2MaxConcurrentStreams", "between 1 and 1000"},
+    {"http2InitialStreamWindowSize", APP "  limits: {http2InitialStreamWindowSize: 65534}\n", 7, 42,
+     "Appliance t: spec.limits.http2InitialStreamWindowSize", "between 65535 and 2147483647"},
+    {"http2InitialConnectionWindowSize",
+     APP "  limits: {http2InitialConnectionWindowSize: 2147483648}\n", 7, 46,
+     "Appliance t: spec.limits.http2InitialConnectionWindowSize", "between 65535 and 2147483647"},
+    {"http2MaxHeaderListSize", APP "  limits: {http2MaxHeaderListSize: 100}\n", 7, 36,
+     "Appliance t: spec.limits.http2MaxHeaderListSize", "between 1024 and 1048576"},
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
     {"check type", APP "  healthChecks:\n  - {host: a.b, type: grpc}\n", 8, 23,
@@ -1816,6 +2071,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_retry_names, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),

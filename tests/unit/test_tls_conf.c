@@ -169,6 +169,12 @@ static void test_https_servers(void **state)
 	assert_non_null(strstr(li->tls[0].tls.certs[0].cert.text.p, "BEGIN CERTIFICATE"));
 	assert_non_null(strstr(li->tls[1].tls.certs[0].cert.path.p, "/b.crt"));
 	assert_true(li->tls[0].tls.fingerprint != li->tls[1].tls.fingerprint);
+	/* HTTPS servers offer h2 and http/1.1 by ALPN, as Istio's gateway; the
+	 * TLS listener takes no prior-knowledge HTTP/2, the plaintext one does. */
+	assert_int_equal(li->tls[0].tls.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
+	assert_int_equal(li->tls[1].tls.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
+	assert_int_equal(li->h2c, 0);
+	assert_int_equal(l.t->listeners[1].h2c, 1);
 	/* Each server routes only its own hosts. */
 	assert_int_equal(li->tls[0].n_vhosts, 1);
 	assert_int_equal(li->tls[0].vhosts[0].n_domains, 1);
@@ -262,6 +268,58 @@ static void test_istio_mutual_sni(void **state)
 	/* One context for the derived names; an explicit sni is another. */
 	assert_true(by[0]->tls.fingerprint == by[1]->tls.fingerprint);
 	assert_true(by[0]->tls.fingerprint != by[2]->tls.fingerprint);
+	unload(&l);
+}
+
+/* ISTIO_MUTUAL offers Istio's mesh ALPN for the cluster's protocol: the
+ * istio-h2 list towards an HTTP/2 (GRPC) port, the istio-http/1.1 one towards
+ * an HTTP one; SIMPLE offers h2 alone to an HTTP/2 port. The mesh identity,
+ * served on plaintext listeners, takes h2 and http/1.1. */
+static void test_upstream_alpn(void **state)
+{
+	static const char text[] = APP
+	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n" GW
+	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: up}\n"
+	    "spec:\n  hosts: [up.local]\n  resolution: STATIC\n  endpoints: [{address: "
+	    "127.0.0.1}]\n"
+	    "  ports: [{number: 80, name: http, protocol: HTTP}, {number: 81, name: grpc, "
+	    "protocol: GRPC}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route:\n"
+	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
+	    "    - {destination: {host: up.local, port: {number: 81}}}\n"
+	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	    "spec:\n  host: up.local\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n"
+	    "  subsets: [{name: s, labels: {}, trafficPolicy: {tls: {mode: SIMPLE}}}]\n";
+	const struct ism_cluster *h1 = NULL, *h2 = NULL, *simple = NULL;
+	struct loaded l;
+
+	(void)state;
+	assert_int_equal(load(&l, text), 0);
+	for (uint32_t i = 0; i < l.t->n_clusters; i++) {
+		const struct ism_cluster *c = &l.t->clusters[i];
+
+		if (c->subset.len != 0)
+			simple = c;
+		else if (c->port == 80)
+			h1 = c;
+		else
+			h2 = c;
+	}
+	assert_non_null(h1);
+	assert_non_null(h2);
+	assert_non_null(simple);
+	assert_int_equal(h1->proto, ISM_UP_HTTP1);
+	assert_int_equal(h1->tls.alpn, ISM_ALPN_ISTIO | ISM_ALPN_HTTP11);
+	assert_int_equal(h2->proto, ISM_UP_HTTP2);
+	assert_int_equal(h2->tls.alpn, ISM_ALPN_ISTIO | ISM_ALPN_H2);
+	assert_true(h1->tls.fingerprint != h2->tls.fingerprint);
+	assert_int_equal(simple->tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(simple->tls.alpn, ISM_ALPN_H2);
+	assert_int_equal(l.t->mesh.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
+	assert_int_equal(l.t->listeners[0].h2c, 1);
 	unload(&l);
 }
 
@@ -379,9 +437,9 @@ static void test_peer_authentication(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_https_servers),	cmocka_unit_test(test_https_redirect_hosts),
-	    cmocka_unit_test(test_istio_mutual_sni),	cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_peer_authentication),
+	    cmocka_unit_test(test_https_servers),    cmocka_unit_test(test_https_redirect_hosts),
+	    cmocka_unit_test(test_istio_mutual_sni), cmocka_unit_test(test_upstream_alpn),
+	    cmocka_unit_test(test_errors),	     cmocka_unit_test(test_peer_authentication),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
