@@ -10,7 +10,8 @@ V       ?= 0
 PKGS     := openssl libpcre2-8 yaml-0.1 liburing libsystemd libnghttp2
 DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev liburing-dev libnghttp2-dev \
             libcmocka-dev libsystemd-dev clang curl wrk nginx haproxy python3 openssl socat strace procps \
-            dpkg-dev rpm lintian logrotate man-db adduser iproute2 libclang-rt-14-dev
+            dpkg-dev rpm lintian logrotate man-db adduser iproute2 libclang-rt-14-dev \
+            libnghttp2-dev nghttp2-client python3-h2 python3-grpcio
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
@@ -103,8 +104,11 @@ $(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
 
+# The HTTP/2 and gRPC test tools (tests/upstream/*.py) need Debian's python3-h2
+# and python3-grpcio: they run under DEBIAN_PYTHON, whichever python3 runs run.py.
+DEBIAN_PYTHON ?= /usr/bin/python3
 integration: all
-	python3 tests/integration/run.py --build $(BUILD)
+	ISM_DEBIAN_PYTHON=$(DEBIAN_PYTHON) python3 tests/integration/run.py --build $(BUILD)
 
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS))

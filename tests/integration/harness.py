@@ -643,3 +643,52 @@ def check_wrk_clean(out, min_requests, during):
     check("Non-2xx or 3xx responses" not in out, f"non-2xx responses {during}: {out}")
     check("Socket errors" not in out, f"socket errors {during}: {out}")
     return out
+
+
+# --------------------------------------------------------------------------- HTTP/2 and gRPC helpers
+
+# Debian's python: the test upstreams and clients that need the `h2` and `grpc`
+# packages (python3-h2, python3-grpcio) run under it, whatever python runs the
+# tests (a pyenv python lacks Debian's modules).
+DEBIAN_PYTHON = os.environ.get("ISM_DEBIAN_PYTHON", "/usr/bin/python3")
+_PY_MODULES = {}
+
+
+def debian_python_has(*modules):
+    """Whether DEBIAN_PYTHON imports every one of modules (answers cached)."""
+    key = tuple(sorted(modules))
+    if key not in _PY_MODULES:
+        try:
+            p = subprocess.run([DEBIAN_PYTHON, "-c", "import " + ", ".join(key)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=30)
+            _PY_MODULES[key] = p.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _PY_MODULES[key] = False
+    return _PY_MODULES[key]
+
+
+def service_entry_protocol(name, host, endpoints, protocol, port=80):
+    """service_entry() with its port's protocol set (HTTP2, GRPC, ...)."""
+    return service_entry(name, host, endpoints, port).replace("protocol: HTTP}", f"protocol: {protocol}}}", 1)
+
+
+def spawn_listening(env, name, argv, addr, port, timeout=10.0):
+    """env.spawn(name, argv) and waits (bounded) until addr:port takes connections."""
+    proc = env.spawn(name, argv)
+
+    def up():
+        check(proc.alive(), f"{name} exited: {proc.log()}")
+        socket.create_connection((addr, port), 1).close()
+        return True
+
+    poll(up, timeout, what=f"{name} to listen on {addr}:{port}")
+    return proc
+
+
+def wait_master_exit(env, timeout=10.0):
+    """After a SIGTERM: the master exits within timeout, with status 0."""
+    try:
+        env.gateway.p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TestFailure(f"master still running {timeout:g} s after SIGTERM")
+    check(env.gateway.p.returncode == 0, f"master exited with {env.gateway.p.returncode}")

@@ -1,0 +1,996 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of HTTP/2 and gRPC (issue 11): HTTP/2 from clients (prior
+knowledge h2c, ALPN h2 over TLS), streams routed, balanced, retried, timed out
+and logged one by one, flow control both ways, the connection limits, GOAWAY at
+reload and stop; HTTP/2 to upstreams (ServiceEntry protocol HTTP2 / GRPC,
+h2UpgradePolicy, ALPN h2 over TLS), multiplexed within maxConcurrentStreams;
+gRPC end to end with a real grpcio client and server, the gRPC errors isthmus
+answers itself, http2MaxRequests and gRPC retryOn.
+
+The clients and upstreams that need the `h2` and `grpc` packages run under
+Debian's python (harness.DEBIAN_PYTHON): tests/upstream/h2_upstream.py,
+h2_client.py, grpc_upstream.py, grpc_client.py. The *_selftest tests check
+those tools alone, without isthmus.
+
+Registered into run.py's list by register(test)."""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+from harness import (DEBIAN_PYTHON, Conn, Env, Registry, Skip, TestFailure, appliance, check, curl,
+                     debian_python_has, docs, free_port, gateway, have, http_get, poll, service_entry,
+                     service_entry_protocol, spawn_listening, virtual_service, wait_master_exit)
+from test_tls import Pki, gateway_of, server, tls_simple
+
+_test = Registry()
+register = _test.register
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.join(os.path.dirname(HERE), "upstream")
+SVC = "h2.test.internal"
+GSVC = "grpc.test.internal"
+PATTERN = bytes(ord("a") + i % 26 for i in range(26))
+MIB8 = 8 * 1024 * 1024
+
+# gRPC status codes.
+OK, CANCELLED, DEADLINE_EXCEEDED, NOT_FOUND, RESOURCE_EXHAUSTED = 0, 1, 4, 5, 8
+UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 12, 13, 14
+# What isthmus answers a gRPC request with when it answers itself, as Envoy does:
+# HTTP 200, content-type application/grpc, and grpc-status from the HTTP status
+# it would have sent, mapped by Envoy's Grpc::Utility::httpToGrpcStatus
+# (source/common/grpc/status.cc, after grpc's doc/http-grpc-status-mapping.md):
+# 400 → 13, 401 → 16, 403 → 7, 404 → 12, 429/502/503/504 → 14, else 2. So an
+# upstream timeout (504 UT) is UNAVAILABLE, not DEADLINE_EXCEEDED: Envoy's router
+# passes no gRPC status of its own for it (onUpstreamTimeoutAbort). A client
+# whose own deadline passes reports DEADLINE_EXCEEDED itself.
+GRPC_FOR_HTTP = {400: INTERNAL, 401: 16, 403: 7, 404: UNIMPLEMENTED, 429: UNAVAILABLE, 502: UNAVAILABLE,
+                 503: UNAVAILABLE, 504: UNAVAILABLE}
+RETRY_ON = {"cancelled": CANCELLED, "deadline-exceeded": DEADLINE_EXCEEDED,
+            "resource-exhausted": RESOURCE_EXHAUSTED, "unavailable": UNAVAILABLE, "internal": INTERNAL}
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def need_tools(*what):
+    """Skips unless Debian's python has the packages and the CLI tools exist."""
+    mods = {"h2": ("h2",), "grpc": ("grpc",)}
+    for w in what:
+        if w in mods and not debian_python_has(*mods[w]):
+            raise Skip(f"{DEBIAN_PYTHON} lacks {w} (Debian package python3-{'grpcio' if w == 'grpc' else w})")
+        if w in ("curl", "h2load", "nghttp") and not have(w):
+            raise Skip(f"{w} is not installed (Debian package {'nghttp2-client' if w != 'curl' else 'curl'})")
+
+
+def run_tool(script, args, timeout):
+    """Runs tests/upstream/SCRIPT under Debian's python; its JSON output."""
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, script)] + [str(a) for a in args]
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TestFailure(f"{script} still running after {timeout}s: {argv[2:]}")
+    return parse_tool(script, p.returncode, p.stdout, p.stderr)
+
+
+def parse_tool(script, rc, out, err):
+    try:
+        return json.loads(out.decode())
+    except ValueError:
+        raise TestFailure(f"{script} exited {rc} without JSON: {out[-500:]!r} {err[-1500:]!r}")
+
+
+def peer_args(ca, sni, authority):
+    """The options h2_client.py and grpc_client.py share: TLS trusting ca, with sni; authority."""
+    return [x for opt, v in (("--ca", ca), ("--sni", sni), ("--authority", authority)) if v for x in (opt, v)]
+
+
+def h2_args(port, requests, after=(), burst=False, ca=None, sni=None, authority=None, timeout=30,
+            addr="127.0.0.1"):
+    a = ["--connect", f"{addr}:{port}", "--timeout", timeout] + peer_args(ca, sni, authority)
+    if burst:
+        a.append("--burst")
+    return a + [json.dumps(list(requests)), json.dumps(list(after))]
+
+
+def h2_client(port, requests, after=(), burst=False, ca=None, sni=None, authority=None, timeout=30,
+              addr="127.0.0.1"):
+    """One HTTP/2 connection carrying requests (then after); h2_client.py's report."""
+    rep = run_tool("h2_client.py", h2_args(port, requests, after, burst, ca, sni, authority, timeout, addr),
+                   timeout + 15)
+    check(not (rep["error"] or "").startswith(("connect:", "TLS:")), f"HTTP/2 client to {addr}:{port}: {rep['error']}")
+    return rep
+
+
+class Background:
+    """h2_client.py or grpc_client.py running while the test does something else."""
+
+    def __init__(self, script, args, timeout):
+        self.script = script
+        self.timeout = timeout
+        self.p = subprocess.Popen([DEBIAN_PYTHON, os.path.join(TOOLS, script)] + [str(a) for a in args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+    def result(self):
+        try:
+            out, err = self.p.communicate(timeout=self.timeout + 15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TestFailure(f"{self.script} still running after {self.timeout + 15}s")
+        return parse_tool(self.script, self.p.returncode, out, err)
+
+    def kill(self):
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.communicate()
+
+
+def background(env, script, args, timeout):
+    b = Background(script, args, timeout)
+    env.cleanups.append(b.kill)
+    return b
+
+
+def grpc_args(port, calls, ca=None, sni=None, authority=None, parallel=False):
+    a = ["--target", f"127.0.0.1:{port}"] + peer_args(ca, sni, authority)
+    if parallel:
+        a.append("--parallel")
+    return a + [json.dumps(calls)]
+
+
+def grpc(port, calls, ca=None, sni=None, authority=None, parallel=False, timeout=60):
+    """gRPC calls over one channel; grpc_client.py's results, one per call."""
+    return run_tool("grpc_client.py", grpc_args(port, calls, ca, sni, authority, parallel), timeout)
+
+
+def start_h2_upstream(env, addr, name, cert=None, max_streams=None, zone=None):
+    """h2_upstream.py on addr (a port of its own); returns the port."""
+    port = free_port(addr)
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "h2_upstream.py"), "--listen", f"{addr}:{port}", "--name", name]
+    if cert:
+        argv += ["--cert", cert[0], "--key", cert[1]]
+    if max_streams:
+        argv += ["--max-streams", str(max_streams)]
+    if zone:
+        argv += ["--zone", zone]
+    spawn_listening(env, f"h2up-{name}", argv, addr, port)
+    return port
+
+
+def start_grpc_upstream(env, addr, name, cert=None):
+    port = free_port(addr)
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "grpc_upstream.py"), "--listen", f"{addr}:{port}", "--name", name]
+    if cert:
+        argv += ["--cert", cert[0], "--key", cert[1]]
+    spawn_listening(env, f"grpcup-{name}", argv, addr, port)
+    return port
+
+
+def h2up_stats(addr, port):
+    """h2_upstream.py's counters (asked over HTTP/1.1)."""
+    r = http_get(port, "/__ctl/stats", addr=addr)
+    check(r.status == 200, f"h2 upstream stats on {addr}:{port}: {r}")
+    return json.loads(r.body)
+
+
+def grpcup_stats(port):
+    """grpc_upstream.py's counters (the upstream on 127.0.0.1:port, asked directly)."""
+    res = grpc(port, [{"method": "Stats"}], timeout=30)
+    check(res[0]["code"] == "OK", f"grpc upstream stats on port {port}: {res[0]}")
+    return json.loads(res[0]["responses"][0])
+
+
+def pattern_sha(n):
+    h = hashlib.sha256()
+    block = PATTERN * 4096
+    left = n
+    while left:
+        piece = min(left, len(block))
+        h.update(block[:piece])
+        left -= piece
+    return h.hexdigest()
+
+
+def hdr(stream, name):
+    for k, v in stream["headers"]:
+        if k == name:
+            return v
+    return None
+
+
+def info(stream):
+    """The JSON request report of h2_upstream.py in a response body."""
+    try:
+        return json.loads(stream["body"] if isinstance(stream, dict) else stream)
+    except ValueError:
+        raise TestFailure(f"not an h2_upstream report: {stream!r:.300}")
+
+
+def statuses(streams):
+    return [s["status"] if s["status"] is not None else f"reset {s['reset']}" if s["reset"] is not None
+            else f"not sent: {s['not_sent']}" for s in streams]
+
+
+def curl_h2(args, timeout=60):
+    """curl with -sS; (rc, stdout, stderr)."""
+    return curl(args + ["--max-time", str(timeout - 5)], timeout=timeout)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def alog(env, fmt="json"):
+    """The Appliance extra for an access log in env's dir, and its path."""
+    path = env.path("access.log")
+    if fmt == "json":
+        return f"  accessLog: {{path: {path}, format: json}}\n", path
+    return (f"  accessLog: {{path: {path}, format: text, "
+            f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\"}}\n"), path
+
+
+def log_lines(path):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def log_records(path):
+    return [json.loads(l) for l in log_lines(path)]
+
+
+def wait_log(path, pred, what, timeout=5.0):
+    """Polls the access log until pred(lines or records) holds; returns it."""
+    def get():
+        try:
+            recs = log_records(path)
+        except ValueError:
+            recs = log_lines(path)
+        return recs if pred(recs) else None
+    try:
+        return poll(get, timeout, what=what)
+    except TestFailure as e:
+        raise TestFailure(f"{e}; the access log has: {log_lines(path)[-10:]}")
+
+
+def limits(**kv):
+    return "  limits: {" + ", ".join(f"{k}: {v}" for k, v in kv.items()) + "}\n"
+
+
+def dest_rule(name, host, http=None, tls=None, subsets=()):
+    """A DestinationRule with connectionPool.http {http}, tls {tls} and subsets by version."""
+    s = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
+         f"spec:\n  host: {host}\n")
+    if http or tls:
+        s += "  trafficPolicy:\n"
+    if http:
+        s += f"    connectionPool:\n      http: {{{http}}}\n"
+    if tls:
+        s += f"    tls: {{{tls}}}\n"
+    if subsets:
+        s += "  subsets:\n" + "".join(f"  - {{name: {v}, labels: {{version: {v}}}}}\n" for v in subsets)
+    return s
+
+
+def route(host, extra=""):
+    return f"  - route: [{{destination: {{host: {host}}}}}]\n{extra}"
+
+
+def one_service(env, upstream_port, protocol="HTTP", addr="127.0.0.2", host=SVC, app_extra="", workers=2,
+                timeouts=None, routes=None, extra_docs=(), start=True):
+    """The gateway (plaintext HTTP) routing everything to host, whose one endpoint is
+    addr:upstream_port spoken to with protocol. Returns the gateway port."""
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=workers, timeouts=timeouts, extra=app_extra), gateway(gw_port),
+        virtual_service("vs", ["*"], routes or route(host)),
+        service_entry_protocol("svc", host, [{"address": addr, "port": upstream_port}], protocol),
+        *extra_docs))
+    if start:
+        env.start_gateway(conf, gw_port)
+    return gw_port
+
+
+def h1_upstream(env, addr="127.0.0.2", name="a"):
+    return env.upstream([f"{addr}:0={name}"], name=name)[name]
+
+
+# --------------------------------------------------------------------------- the tools alone
+
+
+@_test
+def h2_upstream_selftest(env):
+    """h2_upstream.py and h2_client.py, without isthmus: prior knowledge and ALPN,
+    HTTP/1.1 on the same port, flow-controlled bodies, refused streams over its
+    limit, RST_STREAM, GOAWAY with the open streams finishing, trailers."""
+    need_tools("h2", "curl", "h2load")
+    pki = Pki(env)
+    port = start_h2_upstream(env, "127.0.0.2", "u1", max_streams=4)
+    url = f"http://127.0.0.2:{port}"
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-w", "\n%{http_version}", f"{url}/x?y=1"])
+    body, _, ver = out.rpartition("\n")
+    check(rc == 0 and ver == "2", f"prior knowledge: rc {rc} version {ver!r} {err}")
+    i = info(body)
+    check(i["protocol"] == "HTTP/2" and i["path"] == "/x?y=1" and i["upstream"] == "u1", f"report {i}")
+    r = http_get(port, "/x", addr="127.0.0.2")
+    check(r.status == 200 and info(r.body)["protocol"] == "HTTP/1.1" and r.header("x-upstream") == "u1",
+          f"HTTP/1.1 on the same port: {r}")
+    # Bodies both ways, bigger than every window.
+    src = env.path("up.bin")
+    with open(src, "wb") as f:
+        f.write(os.urandom(MIB8))
+    want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "--data-binary", f"@{src}", f"{url}/sha256"])
+    check(rc == 0 and json.loads(out) == {"bytes": MIB8, "sha256": want}, f"8 MiB upload: {rc} {out} {err}")
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-o", env.path("down.bin"), "-w", "%{http_code}",
+                            f"{url}/big/{MIB8}"])
+    got = hashlib.sha256(open(env.path("down.bin"), "rb").read()).hexdigest()
+    check(rc == 0 and out == "200" and got == pattern_sha(MIB8), f"8 MiB download: {rc} {out} {err}")
+    # Six streams at once against a limit of 4 sent before the SETTINGS: two refused.
+    rep = h2_client(port, [{"path": "/delay/400"}] * 6, after=[{"path": "/after"}], burst=True, addr="127.0.0.2")
+    st = statuses(rep["streams"])
+    check(st.count(200) == 4 and st.count("reset 7") == 2, f"burst of 6 over a limit of 4: {st}")
+    check(rep["settings"]["MAX_CONCURRENT_STREAMS"] == 4, f"settings {rep['settings']}")
+    check(statuses(rep["after"]) == [200] and not rep["closed"] and rep["goaway"] is None,
+          f"connection after refusals: {rep}")
+    rep = h2_client(port, [{"path": "/delay/300"}] * 6, addr="127.0.0.2")
+    check(statuses(rep["streams"]) == [200] * 6, f"6 streams within the limit: {statuses(rep['streams'])}")
+    rep = h2_client(port, [{"path": "/reset/7"}, {"path": "/status/418"},
+                           {"path": "/echo", "body": "ping", "trailers": [["x-t", "1"]],
+                            "headers": [["x-send-trailer-grpc-status", "0"]]}], addr="127.0.0.2")
+    a, b, c = rep["streams"]
+    check(a["reset"] == 7 and a["status"] is None, f"/reset/7: {a}")
+    check(b["status"] == 418, f"/status/418: {b}")
+    check(c["status"] == 200 and c["body"] == "ping" and ["x-t", "1"] in c["trailers"]
+          and ["grpc-status", "0"] in c["trailers"], f"/echo with trailers: {c}")
+    rep = h2_client(port, [{"path": "/delay/600"}, {"path": "/goaway"}], after=[{"path": "/late"}],
+                    addr="127.0.0.2")
+    check(rep["goaway"] and rep["goaway"]["error_code"] == 0, f"no GOAWAY: {rep}")
+    slow = rep["streams"][0]
+    check(slow["status"] == 200 and slow["done_at"] > rep["goaway"]["at"],
+          f"the open stream did not finish after the GOAWAY: {rep}")
+    check(rep["after"][0]["not_sent"] == "goaway", f"a stream opened after GOAWAY: {rep['after']}")
+    p = subprocess.run(["h2load", "-n", "500", "-c", "2", "-m", "4", url + "/"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    check("500 succeeded" in p.stdout.decode() and "500 2xx" in p.stdout.decode(), f"h2load: {p.stdout[-600:]}")
+    stats = h2up_stats("127.0.0.2", port)
+    check(stats["max_streams_per_conn"] == 4 and stats["refused"] == 2 and stats["protocol_errors"] == 0,
+          f"stats {stats}")
+    # TLS: ALPN h2 and http/1.1.
+    cert = pki.leaf("h2up", ["DNS:h2up.test.internal"])
+    tport = start_h2_upstream(env, "127.0.0.3", "t1", cert=cert)
+    base = ["--cacert", pki.ca(), "--resolve", f"h2up.test.internal:{tport}:127.0.0.3"]
+    for flag, ver, alpn in (("--http2", "2", "h2"), ("--http1.1", "1.1", "http/1.1")):
+        rc, out, err = curl_h2(base + [flag, "-w", "\n%{http_version}", f"https://h2up.test.internal:{tport}/t"])
+        body, _, got = out.rpartition("\n")
+        check(rc == 0 and got == ver and info(body)["alpn"] == alpn and info(body)["tls"],
+              f"TLS {flag}: rc {rc} {out!r} {err}")
+
+
+@_test
+def grpc_upstream_selftest(env):
+    """grpc_upstream.py and grpc_client.py, without isthmus: every method, in
+    plaintext and over TLS; errors are trailers-only; a deadline cancels."""
+    need_tools("grpc", "h2")
+    pki = Pki(env)
+    port = start_grpc_upstream(env, "127.0.0.1", "g1")
+    res = grpc(port, [
+        {"method": "Unary", "request": "x", "repeat": 1 << 20},
+        {"method": "ServerStream", "request": json.dumps({"n": 50, "code": NOT_FOUND, "message": "end"})},
+        {"method": "ClientStream", "requests": [str(i) for i in range(100)]},
+        {"method": "Bidi", "requests": ["a", "b", "c"]},
+        {"method": "Status", "request": json.dumps({"code": NOT_FOUND, "message": "no such thing"})},
+        {"method": "Sleep", "request": json.dumps({"ms": 5000}), "timeout": 0.4},
+    ])
+    u, ss, cs, bi, stt, sl = res
+    check(u["code"] == "OK" and u["bytes"] == 1 << 20 and u["sha256"] == hashlib.sha256(b"x" * (1 << 20)).hexdigest()
+          and ["x-upstream", "g1"] in u["initial_metadata"], f"Unary: {u}")
+    check(ss["code_value"] == NOT_FOUND and ss["details"] == "end" and ss["count"] == 50, f"ServerStream {ss}")
+    check(cs["code"] == "OK" and json.loads(cs["responses"][0]) == {"count": 100, "sum": 4950}, f"ClientStream {cs}")
+    check(bi["code"] == "OK" and bi["responses"] == ["a", "b", "c"], f"Bidi {bi}")
+    check(stt["code_value"] == NOT_FOUND and stt["details"] == "no such thing"
+          and ["x-upstream", "g1"] in stt["trailing_metadata"], f"Status {stt}")
+    check(sl["code_value"] == DEADLINE_EXCEEDED and sl["elapsed"] < 2, f"Sleep past the deadline: {sl}")
+    poll(lambda: grpcup_stats(port)["cancelled"] >= 1, 5, what="the server to see the cancel")
+    # The wire form of an error: one HEADERS frame with END_STREAM (trailers-only).
+    rep = h2_client(port, [{"path": "/isthmus.test.Echo/Status", "grpc": json.dumps({"code": 5, "message": "m"})},
+                           {"path": "/isthmus.test.Echo/Unary", "grpc": "hi"}])
+    e, ok = rep["streams"]
+    check(e["status"] == 200 and e["trailers_only"] and hdr(e, "grpc-status") == "5", f"trailers-only error: {e}")
+    check(ok["grpc_messages"] == ["hi"] and ["grpc-status", "0"] in ok["trailers"], f"unary on the wire: {ok}")
+    cert = pki.leaf("grpcup", ["DNS:grpc.test.internal"])
+    tport = start_grpc_upstream(env, "127.0.0.1", "g2", cert=cert)
+    res = grpc(tport, [{"method": "Unary", "request": "tls"}], ca=pki.ca(), sni="grpc.test.internal")
+    check(res[0]["code"] == "OK" and res[0]["responses"] == ["tls"], f"gRPC over TLS: {res[0]}")
+
+
+# --------------------------------------------------------------------------- HTTP/2 from clients
+
+
+@_test
+def h2c_prior_knowledge(env):
+    """curl --http2-prior-knowledge through a plaintext server to an HTTP/1.1
+    upstream; %PROTOCOL% logs HTTP/2 for it and HTTP/1.1 for an HTTP/1.1 request."""
+    need_tools("curl")
+    extra, log = alog(env, "text")
+    gw = one_service(env, h1_upstream(env), app_extra=extra)
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-D", "-", "-w", "%{http_version} %{http_code}",
+                            f"http://127.0.0.1:{gw}/hello/h2"], timeout=20)
+    check(rc == 0, f"curl --http2-prior-knowledge: rc {rc} {err}")
+    check(out.endswith("a /hello/h2\n2 200"), f"want the upstream's answer over HTTP/2, got {out!r}")
+    check(re.search(r"(?mi)^x-upstream: a\r?$", out), f"no x-upstream header: {out!r}")
+    rc, out, err = curl_h2(["--http1.1", "-w", "%{http_version}", f"http://127.0.0.1:{gw}/hello/h1"], timeout=20)
+    check(rc == 0 and out.endswith("1.1"), f"HTTP/1.1 beside it: rc {rc} {out!r} {err}")
+    lines = wait_log(log, lambda ls: len(ls) >= 2, "two access-log lines")
+    check("HTTP/2 200 - /hello/h2" in lines, f"no 'HTTP/2 200 - /hello/h2' line: {lines}")
+    check("HTTP/1.1 200 - /hello/h1" in lines, f"no 'HTTP/1.1 200 - /hello/h1' line: {lines}")
+
+
+@_test
+def h2_alpn_tls(env):
+    """An HTTPS server offers h2 and http/1.1 by ALPN: curl --http2 gets HTTP/2,
+    curl --http1.1 HTTP/1.1, a client offering only http/1.1 gets it."""
+    need_tools("curl")
+    pki = Pki(env)
+    up = h1_upstream(env)
+    port = free_port()
+    crt = pki.leaf("gw", ["DNS:h2.example.com"])
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway_of(server(port, ["h2.example.com"], tls_simple(crt))),
+        virtual_service("vs", ["h2.example.com"], route(SVC)),
+        service_entry("svc", SVC, [{"address": "127.0.0.2", "port": up}])))
+    env.start_gateway(conf, port)
+    base = ["--cacert", pki.ca(), "--resolve", f"h2.example.com:{port}:127.0.0.1"]
+    for flag, want in (("--http2", "2"), ("--http1.1", "1.1")):
+        rc, out, err = curl_h2(base + [flag, "-w", " %{http_version}", f"https://h2.example.com:{port}/tls"],
+                               timeout=20)
+        check(rc == 0 and out == f"a /tls\n {want}", f"curl {flag}: rc {rc} {out!r} {err}")
+    p = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "h2.example.com",
+                        "-alpn", "h2,http/1.1"], input=b"", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=20)
+    check("ALPN protocol: h2" in p.stdout.decode(errors="replace"),
+          f"s_client offering h2,http/1.1: {p.stdout[-800:]!r}")
+
+
+@_test
+def h2c_upgrade_stays_http1(env):
+    """An HTTP/1.1 request with Upgrade: h2c is answered as HTTP/1.1 (no 101),
+    and the connection stays HTTP/1.1."""
+    up = h1_upstream(env)
+    gw = one_service(env, up)
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("GET", "/up1", headers=[("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                                              ("HTTP2-Settings", "AAMAAABkAAQAAP__")])
+        check(r.status == 200 and r.body == b"a /up1\n", f"Upgrade: h2c answered {r}")
+        check(b" 101 " not in r.raw_head, f"101 for h2c: {r.raw_head!r}")
+        r = c.request("GET", "/up2")
+        check(r.status == 200 and r.body == b"a /up2\n", f"the next request on the connection: {r}")
+
+
+@_test
+def h2_many_streams(env):
+    """h2load: 2000 requests over 4 connections, 32 streams each at once, all 2xx."""
+    need_tools("h2load")
+    gw = one_service(env, h1_upstream(env))
+    t0 = time.monotonic()
+    p = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "32", f"http://127.0.0.1:{gw}/many"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=90)
+    out = p.stdout.decode(errors="replace")
+    check(re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed", out)
+          and "status codes: 2000 2xx" in out, f"h2load through isthmus: {out[-1200:]}")
+    check("Application protocol: h2c" in out, f"h2load did not speak h2c: {out[-1200:]}")
+    check(time.monotonic() - t0 < 60, f"2000 requests took {time.monotonic() - t0:.0f}s")
+
+
+@_test
+def h2_big_bodies(env):
+    """8 MiB up and down over HTTP/2, windows far smaller than the bodies: curl
+    (echo and download checked by sha256), then both at once on one connection."""
+    need_tools("curl", "h2")
+    gw = one_service(env, h1_upstream(env), app_extra=limits(
+        http2InitialStreamWindowSize=65535, http2InitialConnectionWindowSize=1048576))
+    src = env.path("up.bin")
+    with open(src, "wb") as f:
+        f.write(os.urandom(MIB8))
+    want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "--data-binary", f"@{src}", "-o", env.path("echo.bin"),
+                            "-w", "%{http_code} %{http_version}", f"http://127.0.0.1:{gw}/echo"], timeout=120)
+    got = hashlib.sha256(open(env.path("echo.bin"), "rb").read()).hexdigest() if rc == 0 else None
+    check(rc == 0 and out == "200 2" and got == want, f"8 MiB echo: rc {rc} {out!r} sha ok {got == want} {err}")
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-o", env.path("down.bin"),
+                            "-w", "%{http_code} %{size_download}", f"http://127.0.0.1:{gw}/bytes/{MIB8}"], timeout=120)
+    got = hashlib.sha256(open(env.path("down.bin"), "rb").read()).hexdigest() if rc == 0 else None
+    check(rc == 0 and out == f"200 {MIB8}" and got == pattern_sha(MIB8), f"8 MiB download: rc {rc} {out!r} {err}")
+    rep = h2_client(gw, [{"method": "POST", "path": "/echo", "body_size": MIB8},
+                         {"path": f"/bytes/{MIB8}"}, {"path": f"/chunked/{MIB8 // 2}"}], timeout=120)
+    e, d, c = rep["streams"]
+    check(e["status"] == 200 and e["body_len"] == MIB8 and e["sha256"] == e["sent_sha256"],
+          f"echo on a shared connection: {e['status']} {e['body_len']} {rep['error']}")
+    check(d["status"] == 200 and d["sha256"] == pattern_sha(MIB8), f"download beside it: {d['status']} {d['body_len']}")
+    check(c["status"] == 200 and c["sha256"] == pattern_sha(MIB8 // 2), f"chunked beside it: {c['status']}")
+
+
+@_test
+def h2_streams_routed_and_weighted(env):
+    """Each stream is routed and balanced on its own: on one HTTP/2 connection,
+    a header match picks its destination, and the rest splits 75/25."""
+    need_tools("h2")
+    p1 = h1_upstream(env, "127.0.0.2", "v1")
+    p2 = h1_upstream(env, "127.0.0.3", "v2")
+    routes = (f"  - match: [{{headers: {{x-pick: {{exact: v2}}}}}}]\n"
+              f"    route: [{{destination: {{host: {SVC}, subset: v2}}}}]\n"
+              f"  - route:\n    - {{destination: {{host: {SVC}, subset: v1}}, weight: 75}}\n"
+              f"    - {{destination: {{host: {SVC}, subset: v2}}, weight: 25}}\n")
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port), virtual_service("vs", ["*"], routes),
+        dest_rule("dr", SVC, subsets=("v1", "v2")),
+        service_entry("svc", SVC, [{"address": "127.0.0.2", "port": p1, "labels": {"version": "v1"}},
+                                   {"address": "127.0.0.3", "port": p2, "labels": {"version": "v2"}}])))
+    env.start_gateway(conf, gw_port)
+    reqs = [{"path": f"/w{i}"} for i in range(400)] + [{"path": "/pick", "headers": [["x-pick", "v2"]]}] * 20
+    rep = h2_client(gw_port, reqs, timeout=60)
+    st = rep["streams"]
+    bad = [s for s in st if s["status"] != 200]
+    check(not bad, f"{len(bad)} of {len(st)} streams not 200: {statuses(bad)[:5]} {rep['error']}")
+    picked = {hdr(s, "x-upstream") for s in st[400:]}
+    check(picked == {"v2"}, f"header-matched streams went to {picked}")
+    v1 = sum(1 for s in st[:400] if hdr(s, "x-upstream") == "v1")
+    check(65 <= 100 * v1 / 400 <= 85, f"v1 got {v1} of 400 weighted streams (want ≈75 %)")
+
+
+@_test
+def h2_stream_timeout_and_retry(env):
+    """Timeouts and retries are per stream: on one connection, a stream past the
+    route timeout gets 504 while its neighbours get 200; a stream whose first
+    endpoint answers 503 is retried on the other; the connection lives on."""
+    need_tools("h2")
+    pa = h1_upstream(env, "127.0.0.2", "a")
+    pb = h1_upstream(env, "127.0.0.3", "b")
+    extra, log = alog(env)
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=extra), gateway(gw_port),
+        virtual_service("vs", ["*"], route(SVC, "    timeout: 1s\n")),
+        service_entry("svc", SVC, [{"address": "127.0.0.2", "port": pa}, {"address": "127.0.0.3", "port": pb}])))
+    env.start_gateway(conf, gw_port)
+    Env.ctl("127.0.0.2", pa, "fail/503")
+    reqs = [{"path": "/delay/3000"}] + [{"path": f"/delay/{50 + 10 * i}"} for i in range(10)]
+    t0 = time.monotonic()
+    rep = h2_client(gw_port, reqs, after=[{"path": "/after"}], timeout=20)
+    st = statuses(rep["streams"])
+    check(st[0] == 504, f"the stream past the 1 s route timeout: {st[0]} (want 504)")
+    check(rep["streams"][0]["done_at"] < 2.5, f"504 after {rep['streams'][0]['done_at']}s")
+    check(st[1:] == [200] * 10, f"its neighbours: {st[1:]}")
+    check(all(hdr(s, "x-upstream") == "b" for s in rep["streams"][1:]),
+          f"503 from a not retried on b: {[hdr(s, 'x-upstream') for s in rep['streams'][1:]]}")
+    check(statuses(rep["after"]) == [200] and not rep["closed"], f"the connection after: {rep['after']} {rep['error']}")
+    check(time.monotonic() - t0 < 15, "took too long")
+    recs = wait_log(log, lambda rs: len(rs) >= 12, "12 access-log lines")
+    slow = [r for r in recs if r["path"] == "/delay/3000"]
+    check(slow and slow[0]["status"] == 504 and slow[0]["flags"] == "UT" and slow[0]["protocol"] == "HTTP/2",
+          f"log of the timed-out stream: {slow}")
+    retried = [r for r in recs if r["path"] != "/delay/3000" and r["attempts"] > 1]
+    check(retried, f"no stream logged more than one attempt: {recs}")
+
+
+@_test
+def h2_max_concurrent_streams(env):
+    """limits.http2MaxConcurrentStreams: 8 is announced in SETTINGS; a client that
+    opens 12 before reading it gets 4 refused (RST_STREAM REFUSED_STREAM) and 8
+    answered, and the connection goes on."""
+    need_tools("h2")
+    up = h1_upstream(env)
+    gw = one_service(env, up, app_extra=limits(http2MaxConcurrentStreams=8))
+    rep = h2_client(gw, [{"path": "/delay/800"}] * 12, after=[{"path": "/after"}] * 3, burst=True, timeout=20)
+    check((rep["settings"] or {}).get("MAX_CONCURRENT_STREAMS") == 8, f"server SETTINGS: {rep['settings']}")
+    st = statuses(rep["streams"])
+    check(st.count(200) == 8 and st.count("reset 7") == 4, f"12 streams over a limit of 8: {st}")
+    check(rep["goaway"] is None and not rep["closed"], f"the connection ended: {rep['goaway']} {rep['error']}")
+    check(statuses(rep["after"]) == [200] * 3, f"streams after the refusals: {statuses(rep['after'])}")
+    # A client that reads the SETTINGS first stays within it and is served whole.
+    rep = h2_client(gw, [{"path": "/delay/200"}] * 20, timeout=20)
+    check(statuses(rep["streams"]) == [200] * 20, f"20 streams within the limit: {statuses(rep['streams'])}")
+
+
+def slow_streams_in_flight(env, gw, upstream_port, n, delay_ms):
+    """Starts an HTTP/2 client with n streams of /delay/delay_ms and returns once
+    the upstream got all of them."""
+    before = int(Env.ctl("127.0.0.2", upstream_port, "count"))
+    b = background(env, "h2_client.py", h2_args(gw, [{"path": f"/delay/{delay_ms}"}] * n, timeout=20), 20)
+    poll(lambda: int(Env.ctl("127.0.0.2", upstream_port, "count")) >= before + n, 5,
+         what=f"{n} slow streams to reach the upstream")
+    return b
+
+
+def check_goaway_drain(rep, n, what):
+    check(rep["goaway"] is not None, f"{what}: no GOAWAY: {rep}")
+    st = statuses(rep["streams"])
+    check(st == [200] * n, f"{what}: in-flight streams answered {st}")
+    first_done = min(s["done_at"] for s in rep["streams"])
+    check(rep["goaway"]["at"] <= first_done, f"{what}: GOAWAY at {rep['goaway']['at']}s came after the streams "
+                                             f"ended ({first_done}s): not a graceful drain")
+    check(rep["goaway"]["last_stream_id"] >= max(s["id"] for s in rep["streams"]),
+          f"{what}: GOAWAY last_stream_id {rep['goaway']['last_stream_id']} drops open streams")
+
+
+@_test
+def h2_graceful_stop_goaway(env):
+    """SIGTERM with streams in flight: the client gets GOAWAY first, the streams
+    finish, the master exits 0."""
+    need_tools("h2")
+    up = h1_upstream(env)
+    gw = one_service(env, up)
+    b = slow_streams_in_flight(env, gw, up, 3, 1500)
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    check_goaway_drain(b.result(), 3, "graceful stop")
+    wait_master_exit(env)
+
+
+@_test
+def h2_graceful_reload_goaway(env):
+    """A reload that replaces the workers (2 → 1): their HTTP/2 connections get
+    GOAWAY, their streams finish, and new connections are served."""
+    need_tools("h2", "curl")
+    up = h1_upstream(env)
+    gw = one_service(env, up)
+    conf = env.path("isthmus.yaml")
+    b = slow_streams_in_flight(env, gw, up, 3, 1500)
+    text = open(conf).read()
+    check("workers: 2" in text, "config without 'workers: 2'")
+    with open(conf + ".tmp", "w") as f:
+        f.write(text.replace("workers: 2", "workers: 1"))
+    os.replace(conf + ".tmp", conf)
+    base = env.log_count("old workers draining")
+    os.kill(env.gateway.pid, signal.SIGHUP)
+    poll(lambda: env.log_count("old workers draining") > base, 5, what="the reload to replace the workers")
+    check_goaway_drain(b.result(), 3, "reload")
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-w", " %{http_code}", f"http://127.0.0.1:{gw}/new"],
+                           timeout=20)
+    check(rc == 0 and out == "a /new\n 200", f"a new connection after the reload: rc {rc} {out!r} {err}")
+    check(env.gateway.alive(), "master died")
+
+
+# --------------------------------------------------------------------------- HTTP/2 to upstreams
+
+
+@_test
+def h2_upstream_protocols(env):
+    """Which protocol the upstream is spoken to: ServiceEntry protocol HTTP2 and
+    GRPC, and HTTP with h2UpgradePolicy UPGRADE, give HTTP/2; HTTP gives
+    HTTP/1.1; useClientProtocol follows the client."""
+    need_tools("h2", "curl")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    ep = [{"address": "127.0.0.2", "port": port}]
+    gw_port = free_port()
+    hosts = {"h2.svc": ("HTTP2", None), "grpc.svc": ("GRPC", None), "plain.svc": ("HTTP", None),
+             "upgrade.svc": ("HTTP", "h2UpgradePolicy: UPGRADE"), "client.svc": ("HTTP", "useClientProtocol: true")}
+    parts = [appliance(env), gateway(gw_port)]
+    for i, (h, (proto, http)) in enumerate(hosts.items()):
+        cluster = h.replace(".svc", ".internal")
+        parts.append(virtual_service(f"vs{i}", [h], route(cluster)))
+        parts.append(service_entry_protocol(f"se{i}", cluster, ep, proto))
+        if http:
+            parts.append(dest_rule(f"dr{i}", cluster, http=http))
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw_port)
+    for h, want in (("h2.svc", "HTTP/2"), ("grpc.svc", "HTTP/2"), ("plain.svc", "HTTP/1.1"),
+                    ("upgrade.svc", "HTTP/2"), ("client.svc", "HTTP/1.1")):
+        r = env.get("/which", host=h)
+        check(r.status == 200, f"{h}: {r}")
+        got = info(r.body)["protocol"]
+        check(got == want, f"{h}: the upstream saw {got}, want {want}")
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-H", "Host: client.svc", f"http://127.0.0.1:{gw_port}/c"],
+                           timeout=20)
+    check(rc == 0 and info(out)["protocol"] == "HTTP/2", f"useClientProtocol with an HTTP/2 client: {rc} {out!r} {err}")
+
+
+def parallel_get(env, n, path, host="test.local", timeout=15):
+    """n HTTP/1.1 requests at once, each on its own connection; their statuses."""
+    out = [None] * n
+
+    def one(i):
+        try:
+            out[i] = env.get(path, host=host, timeout=timeout).status
+        except Exception as e:  # reported by the callers' checks
+            out[i] = repr(e)
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout + 5)
+    return out
+
+
+@_test
+def h2_upstream_multiplexed(env):
+    """16 requests at once to an HTTP/2 upstream with maxConcurrentStreams: 4 (one
+    worker): they share connections, never more than 4 streams on one."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    one_service(env, port, protocol="HTTP2", workers=1,
+                extra_docs=[dest_rule("dr", SVC, http="maxConcurrentStreams: 4")])
+    st = parallel_get(env, 16, "/delay/500")
+    check(st == [200] * 16, f"statuses {st}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["by_protocol"].get("HTTP/1.1", 0) == 0, f"the upstream got HTTP/1.1: {s}")
+    check(2 <= s["max_streams_per_conn"] <= 4, f"streams on one connection at once: {s['max_streams_per_conn']} "
+                                               f"(want 2..4): {s}")
+    check(s["h2_connections"] < 16, f"{s['h2_connections']} connections for 16 requests: not multiplexed: {s}")
+    check(s["refused"] == 0 and s["protocol_errors"] == 0, f"refused or protocol errors: {s}")
+
+
+@_test
+def h2_upstream_peer_settings(env):
+    """An upstream announcing SETTINGS_MAX_CONCURRENT_STREAMS 3: 12 requests at
+    once are all served (streams refused before the SETTINGS arrive are retried),
+    and its GOAWAY sends later requests to a new connection."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u", max_streams=3)
+    one_service(env, port, protocol="HTTP2", workers=1)
+    r = env.get("/first")
+    check(r.status == 200 and info(r.body)["protocol"] == "HTTP/2", f"not HTTP/2 to the upstream: {r}")
+    st = parallel_get(env, 12, "/delay/300")
+    check(st == [200] * 12, f"12 requests to an upstream taking 3 streams at once: {st}")
+    before = h2up_stats("127.0.0.2", port)["h2_connections"]
+    r = env.get("/goaway")
+    check(r.status == 200, f"/goaway: {r}")
+    for i in range(10):
+        r = env.get(f"/after{i}")
+        check(r.status == 200 and info(r.body)["protocol"] == "HTTP/2", f"request {i} after GOAWAY: {r}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["h2_connections"] > before, f"no new HTTP/2 connection after the upstream's GOAWAY: {s}")
+
+
+@_test
+def h2_upstream_alpn_tls(env):
+    """SIMPLE TLS to an HTTP/2 ServiceEntry negotiates h2 by ALPN."""
+    need_tools("h2")
+    pki = Pki(env)
+    host = "h2up.test.internal"
+    port = start_h2_upstream(env, "127.0.0.2", "t", cert=pki.leaf("h2up", [f"DNS:{host}"]))
+    one_service(env, port, protocol="HTTP2", host=host,
+                extra_docs=[dest_rule("dr", host, tls=f"mode: SIMPLE, caCertificates: {pki.ca()}, sni: {host}")])
+    r = env.get("/tls")
+    check(r.status == 200, f"through TLS: {r}")
+    i = info(r.body)
+    check(i["tls"] and i["alpn"] == "h2" and i["protocol"] == "HTTP/2", f"the upstream saw {i}")
+
+
+@_test
+def h2_trailers_end_to_end(env):
+    """HTTP/2 on both sides: request trailers reach the upstream, response
+    trailers reach the client."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    gw = one_service(env, port, protocol="HTTP2")
+    rep = h2_client(gw, [{"method": "POST", "path": "/echo", "body": "data", "trailers": [["x-req-trailer", "1"]],
+                          "headers": [["te", "trailers"], ["x-send-trailer-x-resp-trailer", "2"]]}])
+    s = rep["streams"][0]
+    check(s["status"] == 200 and s["body"] == "data", f"/echo: {s} {rep['error']}")
+    check(["x-req-trailer", "1"] in s["trailers"], f"request trailer not echoed back: {s['trailers']}")
+    check(["x-resp-trailer", "2"] in s["trailers"], f"response trailer lost: {s['trailers']}")
+
+
+# --------------------------------------------------------------------------- gRPC
+
+
+def grpc_world(env, n=1, tls_up=None, app_extra="", routes=None, extra_docs=(), workers=2, timeouts=None,
+               gateway_doc=None):
+    """n grpc_upstream.py on 127.0.0.1 (g0..), ServiceEntry protocol GRPC, the gateway
+    routing everything there. Returns (gateway port, upstream ports)."""
+    ports = [start_grpc_upstream(env, "127.0.0.1", f"g{i}", cert=tls_up) for i in range(n)]
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=workers, timeouts=timeouts, extra=app_extra), gateway_doc or gateway(gw_port),
+        virtual_service("vs", ["*"], routes or route(GSVC)),
+        service_entry_protocol("grpc", GSVC, [{"address": "127.0.0.1", "port": p} for p in ports], "GRPC"),
+        *extra_docs))
+    port = int(re.search(r"number: (\d+)", gateway_doc).group(1)) if gateway_doc else gw_port
+    env.start_gateway(conf, port)
+    return port, ports
+
+
+def grpc_calls_e2e():
+    return [
+        {"method": "Unary", "request": "u", "repeat": 1 << 20},
+        {"method": "ServerStream", "request": json.dumps({"n": 100, "size": 1000})},
+        {"method": "ServerStream", "request": json.dumps({"n": 3, "code": NOT_FOUND, "message": "after three"})},
+        {"method": "ClientStream", "requests": [str(i) for i in range(1, 201)]},
+        {"method": "Bidi", "requests": [f"m{i}" for i in range(50)]},
+        {"method": "Status", "request": json.dumps({"code": NOT_FOUND, "message": "no such thing"})},
+    ]
+
+
+def check_grpc_e2e(res, what):
+    u, ss, se, cs, bi, stt = res
+    check(u["code"] == "OK" and u["bytes"] == 1 << 20 and u["sha256"] == hashlib.sha256(b"u" * (1 << 20)).hexdigest(),
+          f"{what} Unary of 1 MiB: {u['code']} {u['details']} {u['bytes']}")
+    check(["x-upstream", "g0"] in u["initial_metadata"], f"{what}: initial metadata lost: {u['initial_metadata']}")
+    check(ss["code"] == "OK" and ss["count"] == 100 and ss["bytes"] == 100 * 1000, f"{what} ServerStream: {ss}")
+    check(se["code_value"] == NOT_FOUND and se["details"] == "after three" and se["count"] == 3,
+          f"{what} ServerStream ending NOT_FOUND: {se}")
+    check(cs["code"] == "OK" and json.loads(cs["responses"][0]) == {"count": 200, "sum": 20100},
+          f"{what} ClientStream: {cs}")
+    check(bi["code"] == "OK" and bi["responses"] == [f"m{i}" for i in range(50)], f"{what} Bidi: {bi}")
+    check(stt["code_value"] == NOT_FOUND and stt["details"] == "no such thing", f"{what} Status: {stt}")
+    check(["x-upstream", "g0"] in stt["trailing_metadata"], f"{what}: trailing metadata lost: {stt}")
+
+
+@_test
+def grpc_end_to_end(env):
+    """A grpcio client through isthmus (h2c) to a grpcio server (ServiceEntry
+    protocol GRPC): unary, server and client streaming, bidi, statuses and
+    metadata as the server sent them."""
+    need_tools("grpc")
+    gw, _ = grpc_world(env)
+    check_grpc_e2e(grpc(gw, grpc_calls_e2e()), "h2c")
+
+
+@_test
+def grpc_tls(env):
+    """gRPC over TLS on both sides: an HTTPS server (ALPN h2) and SIMPLE TLS with
+    ALPN h2 to a TLS grpcio server."""
+    need_tools("grpc")
+    pki = Pki(env)
+    port = free_port()
+    gw_doc = gateway_of(server(port, ["grpc.example.com"], tls_simple(pki.leaf("gw", ["DNS:grpc.example.com"]))))
+    up_cert = pki.leaf("grpcup", [f"DNS:{GSVC}"])
+    gw, _ = grpc_world(env, tls_up=up_cert, gateway_doc=gw_doc, extra_docs=[
+        dest_rule("dr", GSVC, tls=f"mode: SIMPLE, caCertificates: {pki.ca()}, sni: {GSVC}")])
+    res = grpc(gw, grpc_calls_e2e(), ca=pki.ca(), sni="grpc.example.com", authority="grpc.example.com")
+    check_grpc_e2e(res, "TLS")
+
+
+@_test
+def grpc_deadline(env):
+    """A client deadline: the client gets DEADLINE_EXCEEDED on time, and isthmus
+    cancels the upstream stream (the server sees its call end early)."""
+    need_tools("grpc")
+    gw, ports = grpc_world(env, timeouts={"upstreamResponse": "30s"})
+    res = grpc(gw, [{"method": "Sleep", "request": json.dumps({"ms": 10000}), "timeout": 0.5},
+                    {"method": "Unary", "request": "after"}])
+    check(res[0]["code_value"] == DEADLINE_EXCEEDED and res[0]["elapsed"] < 2.5, f"deadline: {res[0]}")
+    check(res[1]["code"] == "OK" and res[1]["responses"] == ["after"], f"the next call: {res[1]}")
+    poll(lambda: grpcup_stats(ports[0])["cancelled"] >= 1, 5,
+         what="the upstream to see the call cancelled (isthmus resetting the upstream stream)")
+
+
+def grpc_raw(port, path, message, authority=None, timeout=20):
+    """One raw gRPC request over HTTP/2 (h2_client.py); its stream report."""
+    rep = h2_client(port, [{"path": path, "grpc": message}], authority=authority, timeout=timeout)
+    return rep["streams"][0]
+
+
+def check_grpc_local_error(s, want, what):
+    """s is an error isthmus answered itself, as Envoy answers a gRPC request:
+    :status 200, content-type application/grpc, grpc-status want, trailers-only."""
+    check(s["status"] == 200, f"{what}: HTTP status {s['status']} (want 200): {s}")
+    check((hdr(s, "content-type") or "").startswith("application/grpc"), f"{what}: content-type: {s['headers']}")
+    check(s["trailers_only"] and hdr(s, "grpc-status") == str(want),
+          f"{what}: want a trailers-only grpc-status {want}: headers {s['headers']} trailers {s['trailers']} "
+          f"trailers_only {s['trailers_only']}")
+
+
+@_test
+def grpc_local_errors(env):
+    """gRPC errors isthmus answers itself (Envoy's mapping): no route → 12
+    UNIMPLEMENTED, no healthy upstream → 14, upstream timeout → 14 (504 maps to
+    UNAVAILABLE), overflow (http2MaxRequests) → 14; the grpcio client agrees."""
+    need_tools("grpc", "h2")
+    dead = free_port("127.0.0.3")
+    extra, log = alog(env)
+    routes = (f"  - match: [{{authority: {{exact: grpc.test}}}}]\n"
+              f"    route: [{{destination: {{host: {GSVC}}}}}]\n    timeout: 1s\n"
+              f"  - match: [{{authority: {{exact: dead.test}}}}]\n"
+              f"    route: [{{destination: {{host: dead.internal}}}}]\n")
+    gw, ports = grpc_world(env, routes=routes, app_extra=extra, extra_docs=[
+        service_entry_protocol("dead", "dead.internal", [{"address": "127.0.0.3", "port": dead}], "GRPC"),
+        dest_rule("dr", GSVC, http="http2MaxRequests: 1")])
+    unary, sleep = "/isthmus.test.Echo/Unary", "/isthmus.test.Echo/Sleep"
+    s = grpc_raw(gw, unary, "x", authority="grpc.test")
+    check(s["status"] == 200 and s["grpc_messages"] == ["x"], f"the routed call: {s}")
+    check_grpc_local_error(grpc_raw(gw, unary, "x", authority="nowhere.test"), UNIMPLEMENTED, "no route")
+    check_grpc_local_error(grpc_raw(gw, unary, "x", authority="dead.test"), UNAVAILABLE, "dead upstream")
+    t0 = time.monotonic()
+    check_grpc_local_error(grpc_raw(gw, sleep, json.dumps({"ms": 5000}), authority="grpc.test"), UNAVAILABLE,
+                           "upstream timeout (route timeout 1s)")
+    check(time.monotonic() - t0 < 4, f"the timeout answer took {time.monotonic() - t0:.1f}s")
+    # Two calls at once with http2MaxRequests 1: one overflows.
+    rep = h2_client(gw, [{"path": sleep, "grpc": json.dumps({"ms": 1500})}] * 2, authority="grpc.test")
+    a, b = sorted(rep["streams"], key=lambda s: hdr(s, "grpc-status") or "0")
+    check(a["grpc_messages"] == ["slept"], f"the call within http2MaxRequests: {a}")
+    check_grpc_local_error(b, UNAVAILABLE, "overflow of http2MaxRequests 1")
+    res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="nowhere.test")
+    check(res[0]["code_value"] == UNIMPLEMENTED, f"grpcio client, no route: {res[0]}")
+    res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="dead.test")
+    check(res[0]["code_value"] == UNAVAILABLE, f"grpcio client, dead upstream: {res[0]}")
+    res = grpc(gw, [{"method": "Sleep", "request": json.dumps({"ms": 5000})}], authority="grpc.test")
+    check(res[0]["code_value"] == UNAVAILABLE, f"grpcio client, route timeout: {res[0]}")
+    recs = wait_log(log, lambda rs: any(r["flags"] == "UO" for r in rs), "a UO line")
+    check(any(r["flags"] == "NR" and r["protocol"] == "HTTP/2" for r in recs), f"no NR line: {recs}")
+    check(any(r["flags"] == "UT" for r in recs), f"no UT line: {recs}")
+
+
+@_test
+def max_requests_overflow(env):
+    """http2MaxRequests: 1 (Envoy's max_requests, for HTTP/1.1 too): of two slow
+    requests at once one is answered 503 with flag UO, from HTTP/1.1 and from
+    HTTP/2 clients alike."""
+    need_tools("h2")
+    up = h1_upstream(env)
+    extra, log = alog(env)
+    gw = one_service(env, up, app_extra=extra, extra_docs=[dest_rule("dr", SVC, http="http2MaxRequests: 1")])
+    st = sorted(parallel_get(env, 2, "/delay/1000"), key=str)
+    check(st == [200, 503], f"HTTP/1.1, two at once: {st} (want one 200, one 503)")
+    rep = h2_client(gw, [{"path": "/delay/1000"}] * 2, timeout=20)
+    st = sorted(statuses(rep["streams"]), key=str)
+    check(st == [200, 503], f"HTTP/2, two streams at once: {st}")
+    recs = wait_log(log, lambda rs: len(rs) >= 4, "4 access-log lines")
+    uo = sorted(r["protocol"] for r in recs if r["status"] == 503 and r["flags"] == "UO")
+    check(uo == ["HTTP/1.1", "HTTP/2"], f"503 UO lines by protocol: {uo}: {recs}")
+    check(env.get("/after").status == 200, "a request once the others are done")
+
+
+@_test
+def grpc_retry_on(env):
+    """retryOn with gRPC names retries on the grpc-status of the answer: each of
+    cancelled, deadline-exceeded, resource-exhausted, unavailable, internal;
+    another status is not retried; without retries, Istio's default retries
+    unavailable and cancelled."""
+    need_tools("grpc")
+    routes = ""
+    for name in RETRY_ON:
+        routes += (f"  - match: [{{headers: {{x-case: {{exact: {name}}}}}}}]\n"
+                   f"    route: [{{destination: {{host: {GSVC}}}}}]\n"
+                   f"    retries: {{attempts: 2, retryOn: {name}, retryIgnorePreviousHosts: false}}\n")
+    routes += route(GSVC)
+    gw, ports = grpc_world(env, routes=routes)
+    calls, want = [], []
+    for name, code in RETRY_ON.items():
+        calls.append({"method": "Flaky", "request": json.dumps({"key": f"r-{name}", "fail": 1, "code": code}),
+                      "metadata": [["x-case", name]]})
+        want.append(("OK", 2))
+    other = {"cancelled": INTERNAL, "deadline-exceeded": UNAVAILABLE, "resource-exhausted": INTERNAL,
+             "unavailable": INTERNAL, "internal": UNAVAILABLE}
+    for name, code in other.items():
+        calls.append({"method": "Flaky", "request": json.dumps({"key": f"n-{name}", "fail": 1, "code": code}),
+                      "metadata": [["x-case", name]]})
+        want.append((code, 1))
+    for code, retried in ((UNAVAILABLE, True), (CANCELLED, True), (DEADLINE_EXCEEDED, False)):
+        calls.append({"method": "Flaky", "request": json.dumps({"key": f"d-{code}", "fail": 1, "code": code})})
+        want.append(("OK", 2) if retried else (code, 1))
+    res = grpc(gw, calls)
+    flaky = grpcup_stats(ports[0])["flaky"]
+    for c, r, (w, attempts) in zip(calls, res, want):
+        key = json.loads(c["request"])["key"]
+        case = dict(c.get("metadata", [])).get("x-case", "default policy")
+        if w == "OK":
+            check(r["code"] == "OK" and json.loads(r["responses"][0]) == {"attempt": 2},
+                  f"{case}, first answer grpc-status {json.loads(c['request'])['code']}: want a retry, got {r}")
+        else:
+            check(r["code_value"] == w, f"{case}, grpc-status {w} not in retryOn: got {r['code']} {r['details']}")
+        check(flaky.get(key) == attempts,
+              f"{case} ({key}): {flaky.get(key)} attempts reached the server, want {attempts}")
+
+
+@_test
+def grpc_dead_endpoint(env):
+    """One of two gRPC endpoints dies: every call is still answered, by the other
+    (connect failures are retried, as for HTTP/1.1 endpoints)."""
+    need_tools("grpc")
+    gw, ports = grpc_world(env, n=2)
+    res = grpc(gw, [{"method": "Unary", "request": f"{i}"} for i in range(10)])
+    check(all(r["code"] == "OK" for r in res), f"before: {[r['code'] for r in res]}")
+    victim = next(p for p in env.procs if p.name == "grpcup-g0")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.p.wait(5)
+    res = grpc(gw, [{"method": "Unary", "request": f"{i}"} for i in range(20)])
+    check(all(r["code"] == "OK" and ["x-upstream", "g1"] in r["initial_metadata"] for r in res),
+          f"after g0 died: {[(r['code'], r['details']) for r in res if r['code'] != 'OK'][:5]}")
