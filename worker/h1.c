@@ -110,7 +110,9 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 	struct ism_sess *s = st->sess;
 	int ret;
 
-	if (s->resp_out == ISM_H1_OUT_RAW && len) {
+	/* A ring buffer goes out as it is; the memory of others (an HTTP/2
+	 * upstream's stream, which may go while the send is in flight) is copied. */
+	if (s->resp_out == ISM_H1_OUT_RAW && len && bid >= 0) {
 		ism_sess_send(w, s, p, len, bid);
 		return 1;
 	}
@@ -146,6 +148,17 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, int status, const
 		return -ENOMEM;
 	ism_debug("%s %d %s", s->peer, status, why);
 	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	return 0;
+}
+
+static int h1_trailers(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
+		       size_t n)
+{
+	/* Dropped, as the trailers of a chunked body are (Envoy's default). */
+	(void)w;
+	(void)st;
+	(void)h;
+	(void)n;
 	return 0;
 }
 
@@ -192,6 +205,7 @@ const struct ism_sess_ops ism_h1_ops = {
     .flush = h1_flush,
     .head = h1_head,
     .data = h1_data,
+    .trailers = h1_trailers,
     .local = h1_local,
     .want_body = h1_want_body,
     .stream_done = h1_stream_done,
@@ -256,9 +270,10 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 		refuse(w, s, NULL, 503, "listener not configured");
 		return;
 	}
-	/* The HTTP/2 preface as a connection's first bytes: prior knowledge in
-	 * plaintext, or after ALPN h2 (Envoy's codec AUTO, as Istio's gateway). */
-	if (!s->served && s->in.len &&
+	/* The HTTP/2 preface as a connection's first bytes: prior knowledge on
+	 * a plaintext listener that takes it (h2c), or over TLS (after ALPN h2;
+	 * Envoy's codec AUTO, as Istio's gateway). */
+	if (!s->served && s->in.len && (t->listeners[s->listener].h2c || ism_sess_tls(s)) &&
 	    memcmp(s->in.p, ISM_H2_PREFACE,
 		   s->in.len < ISM_H2_PREFACE_LEN ? s->in.len : ISM_H2_PREFACE_LEN) == 0) {
 		if (s->in.len < ISM_H2_PREFACE_LEN) {

@@ -14,16 +14,10 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "worker/h2io.h"
 #include "worker/ring.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
-
-/* Output gathered while a send is in flight, at most (then nghttp2 waits). */
-#define H2_GATHER_MAX (64u * 1024u)
-/* Until the Appliance limits carry them. */
-#define H2_MAX_STREAMS	 100u
-#define H2_STREAM_WINDOW 65535u
-#define H2_CONN_WINDOW	 (1024u * 1024u)
 
 enum ism_h2_state {
 	ISM_H2_OPEN = 0,
@@ -43,46 +37,31 @@ struct ism_h2s {
 	uint8_t state;	   /* enum ism_h2s_state */
 	uint8_t ng_closed; /* nghttp2 closed it (both ends done, or reset) */
 	uint8_t hdr_over;  /* the header list went past the limits */
-	uint8_t req_end;   /* the client's END_STREAM came */
-	uint8_t end_given; /* the stream was told that the body ended */
-	uint8_t want;	   /* the stream waits for request body bytes */
-	uint8_t resp_end;  /* the response ends with what resp holds */
-	uint8_t deferred;  /* the data source said DEFERRED: resume it */
 	uint8_t notify;	   /* the stream waits to hear its bytes are out */
 	uint8_t end_sent;  /* our END_STREAM went out */
 	uint32_t n_hdr;
 	uint32_t hdr_bytes;
 	uint64_t notify_batch; /* the output batch carrying its last bytes; 0: none yet */
-	uint64_t unconsumed;   /* body bytes received, not yet given back to the windows */
 	struct ism_stream *st;
-	struct ism_buf hdr;  /* the request head: name NUL value NUL ... */
-	struct ism_buf rq;   /* request body gathered */
-	struct ism_buf fly;  /* request body handed to the stream, until it is sent */
-	struct ism_buf resp; /* response body for DATA frames */
-	uint32_t resp_off;
+	struct ism_buf hdr;	/* the request head: name NUL value NUL ... */
+	struct ism_h2in rq;	/* the request body, for the stream */
+	struct ism_h2body resp; /* the response body, for DATA frames */
+	struct ism_buf trl;	/* response trailers: name NUL value NUL ... */
 	struct ism_h2s *next;
 	struct ism_h2s *prev;
 };
 
 struct ism_h2 {
-	nghttp2_session *ng;
+	struct ism_h2io io;
 	struct ism_wctx *w;
 	struct ism_sess *s;
-	uint8_t state;	 /* enum ism_h2_state */
-	uint8_t sending; /* a socket send is in flight */
-	uint16_t busy;	 /* inside nghttp2 or a notification walk: flush afterwards */
+	uint8_t state; /* enum ism_h2_state */
 	uint32_t n_streams;
-	uint64_t batch;	     /* the output batch being gathered */
-	uint64_t fly_batch;  /* the batch being sent */
-	uint64_t sent_batch; /* the latest batch whose send completed */
-	struct ism_buf gather;
-	struct ism_buf wire;
 	struct ism_h2s *streams;
 };
 
 static nghttp2_session_callbacks *h2_cbs;
 static nghttp2_option *h2_opt;
-static nghttp2_nv h2_nv[ISM_MAX_HDRS + 8];
 
 static void h2_flush(struct ism_wctx *w, struct ism_sess *s);
 
@@ -90,7 +69,7 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s);
 
 static struct ism_h2s *h2s_of(struct ism_h2 *h, int32_t id)
 {
-	return nghttp2_session_get_stream_user_data(h->ng, id);
+	return nghttp2_session_get_stream_user_data(h->io.ng, id);
 }
 
 static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
@@ -102,45 +81,25 @@ static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
 	if (x->next)
 		x->next->prev = x->prev;
 	if (!x->ng_closed)
-		nghttp2_session_set_stream_user_data(h->ng, x->id, NULL);
+		nghttp2_session_set_stream_user_data(h->io.ng, x->id, NULL);
 	ism_buf_free(&x->hdr);
-	ism_buf_free(&x->rq);
-	ism_buf_free(&x->fly);
-	ism_buf_free(&x->resp);
+	ism_h2in_free(&x->rq);
+	ism_buf_free(&x->resp.b);
+	ism_buf_free(&x->trl);
 	free(x);
 	h->n_streams--;
-}
-
-/* Body bytes the stream will not take go back to the windows at once. */
-static void give_back(struct ism_h2 *h, struct ism_h2s *x)
-{
-	if (x->unconsumed && !x->ng_closed)
-		nghttp2_session_consume(h->ng, x->id, x->unconsumed);
-	else if (x->unconsumed)
-		nghttp2_session_consume_connection(h->ng, x->unconsumed);
-	x->unconsumed = 0;
-	x->rq.len = 0;
-	x->fly.len = 0;
 }
 
 /* The stream waits for body bytes and some are gathered (or the end came):
  * they go to it. */
 static void deliver(struct ism_wctx *w, struct ism_h2s *x)
 {
-	struct ism_buf t;
+	const char *p;
+	uint32_t len;
 	bool done;
 
-	if (!x->want || x->fly.len || x->st == NULL || (x->rq.len == 0 && !x->req_end) ||
-	    x->end_given)
-		return;
-	t = x->fly;
-	x->fly = x->rq;
-	x->rq = t;
-	x->rq.len = 0;
-	x->want = 0;
-	done = x->req_end;
-	x->end_given = done;
-	ism_stream_req_data(w, x->st, x->fly.p, x->fly.len, -1, done);
+	if (x->st != NULL && ism_h2in_take(&x->rq, &p, &len, &done))
+		ism_stream_req_data(w, x->st, p, len, -1, done);
 }
 
 /* ---------- the request ---------- */
@@ -156,7 +115,7 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 	struct ism_stream *st = ism_stream_new(w, s);
 
 	if (st == NULL) {
-		nghttp2_submit_rst_stream(s->h2->ng, NGHTTP2_FLAG_NONE, x->id,
+		nghttp2_submit_rst_stream(s->h2->io.ng, NGHTTP2_FLAG_NONE, x->id,
 					  NGHTTP2_INTERNAL_ERROR);
 		return NULL;
 	}
@@ -246,7 +205,7 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 	    s->listener >= w->table->n_listeners ? 503 : parse_head(w, x, &req, &cookie, end, &why);
 	struct ism_stream *st = attach(w, s, x);
 
-	x->req_end = x->end_given = end;
+	x->rq.end = x->rq.end_given = end;
 	if (st != NULL && status) {
 		ism_stream_refuse(w, st, NULL, status, why);
 	} else if (st != NULL) {
@@ -254,6 +213,23 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 		ism_stream_request(w, st, &req, NULL, 0, end);
 	}
 	ism_buf_free(&cookie);
+	ism_buf_free(&x->hdr);
+}
+
+/* The request's trailers: to the stream, which passes them to an HTTP/2
+ * upstream (too large ones are dropped, as HTTP/1.1 drops them). */
+static void request_trailers(struct ism_wctx *w, struct ism_h2s *x)
+{
+	const char *p = x->hdr.p, *end = x->hdr.p + x->hdr.len;
+	size_t n = 0;
+
+	while (p < end && n < ISM_MAX_HDRS) {
+		size_t nl = strlen(p), vl = strlen(p + nl + 1);
+
+		w->hdrs[n++] = (struct ism_http_header){p, nl, p + nl + 1, vl};
+		p += nl + vl + 2;
+	}
+	ism_stream_req_trailers(w, x->st, w->hdrs, n);
 	ism_buf_free(&x->hdr);
 }
 
@@ -265,11 +241,7 @@ static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len, int
 
 	(void)ng;
 	(void)flags;
-	if (h->gather.len >= H2_GATHER_MAX && h->sending)
-		return NGHTTP2_ERR_WOULDBLOCK;
-	if (ism_buf_append(&h->gather, data, (uint32_t)len, UINT32_MAX) < 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	return (ssize_t)len;
+	return ism_h2io_gather(&h->io, data, len);
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
@@ -302,11 +274,11 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 
 	(void)ng;
 	(void)flags;
-	/* Trailers of a request are read and dropped, as HTTP/1.1 ones are. */
-	if (x == NULL || x->state != ISM_H2S_HEAD || x->hdr_over)
+	/* The request head, or its trailers (for an HTTP/2 upstream). */
+	if (x == NULL || x->state == ISM_H2S_ENDED || x->hdr_over)
 		return 0;
 	x->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
-	if (x->hdr_bytes > lim->max_request_header_bytes || ++x->n_hdr > lim->max_request_headers ||
+	if (x->hdr_bytes > lim->h2_max_header_list || ++x->n_hdr > lim->max_request_headers ||
 	    memchr(value, '\0', valuelen) != NULL) {
 		x->hdr_over = 1;
 		ism_buf_free(&x->hdr);
@@ -332,8 +304,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		request_head(h->w, h->s, x, end);
 		return 0;
 	}
-	if (end && !x->req_end) {
-		x->req_end = 1;
+	if (f->hd.type == NGHTTP2_HEADERS && x->st != NULL && !x->hdr_over)
+		request_trailers(h->w, x);
+	if (end && !x->rq.end) {
+		x->rq.end = 1;
 		deliver(h->w, x);
 	}
 	return 0;
@@ -348,7 +322,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	struct ism_stream *st;
 
 	(void)flags;
-	if (x == NULL || x->st == NULL || x->state != ISM_H2S_ACTIVE || x->end_given) {
+	if (x == NULL || x->st == NULL || x->state != ISM_H2S_ACTIVE || x->rq.end_given) {
 		/* Answered already: the bytes are dropped and the window opens. */
 		nghttp2_session_consume(ng, id, len);
 		return 0;
@@ -358,14 +332,12 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	st->req_seen += len;
 	if (lim->max_request_body_bytes && st->req_seen > lim->max_request_body_bytes) {
 		nghttp2_session_consume(ng, id, len);
-		give_back(h, x);
-		x->end_given = 1;
+		ism_h2in_drop(&h->io, x->id, &x->rq);
 		ism_stream_refuse(h->w, st, NULL, 413, "request body too large");
 		return 0;
 	}
-	if (ism_buf_append(&x->rq, data, (uint32_t)len, UINT32_MAX) < 0)
+	if (ism_h2in_add(&x->rq, data, len) < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	x->unconsumed += len;
 	deliver(h->w, x);
 	return 0;
 }
@@ -386,8 +358,8 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	if (x->st != NULL)
 		x->st->bytes_out += f->hd.length + 9; /* with the frame header */
 	/* All the stream gave is framed: it hears so once this batch is sent. */
-	if (x->notify && x->resp_off >= x->resp.len)
-		x->notify_batch = h->batch;
+	if (x->notify && ism_h2body_drained(&x->resp))
+		x->notify_batch = h->io.batch;
 	return 0;
 }
 
@@ -419,8 +391,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	case ISM_H2S_ENDED:
 		break;
 	}
-	if (x->unconsumed)
-		give_back(h, x);
+	ism_h2in_drop(&h->io, x->id, &x->rq);
 	h2s_free(h, x);
 	return 0;
 }
@@ -429,27 +400,14 @@ static ssize_t on_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
 			    uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
 	struct ism_h2s *x = src->ptr;
-	uint32_t avail = x->resp.len - x->resp_off;
-	size_t n = avail < len ? avail : len;
+	ssize_t n = ism_h2body_read(&x->resp, buf, len, flags);
 
 	(void)ng;
 	(void)id;
-	(void)ud;
-	if (n) {
-		memcpy(buf, x->resp.p + x->resp_off, n);
-		x->resp_off += (uint32_t)n;
-	}
-	if (x->resp_off == x->resp.len)
-		x->resp_off = x->resp.len = 0;
-	if (x->resp.len == 0 && x->resp_end) {
-		*flags |= NGHTTP2_DATA_FLAG_EOF;
-		return (ssize_t)n;
-	}
-	if (n == 0) {
-		x->deferred = 1;
-		return NGHTTP2_ERR_DEFERRED;
-	}
-	return (ssize_t)n;
+	/* Response trailers, once the body is all framed (gRPC's status). */
+	if (*flags & NGHTTP2_DATA_FLAG_NO_END_STREAM)
+		ism_h2_submit_trailers(&((struct ism_h2 *)ud)->io, x->id, &x->trl);
+	return n;
 }
 
 /* ---------- writing ---------- */
@@ -459,17 +417,17 @@ static void notify_sent(struct ism_wctx *w, struct ism_h2 *h)
 {
 	struct ism_h2s *x, *next;
 
-	h->busy++;
+	h->io.busy++;
 	for (x = h->streams; x != NULL; x = next) {
 		next = x->next;
-		if (!x->notify || x->notify_batch == 0 || x->notify_batch > h->sent_batch)
+		if (!x->notify || !ism_h2io_out(&h->io, x->notify_batch))
 			continue;
 		x->notify = 0;
 		x->notify_batch = 0;
 		if (x->st != NULL)
 			ism_stream_resp_sent(w, x->st);
 	}
-	h->busy--;
+	h->io.busy--;
 }
 
 /* Whether the connection is done: nothing to read or write, no stream left. */
@@ -478,10 +436,11 @@ static bool finished(const struct ism_h2 *h)
 	switch ((enum ism_h2_state)h->state) {
 	case ISM_H2_OPEN:
 	case ISM_H2_GOAWAY:
-		return !h->sending && h->n_streams == 0 && !nghttp2_session_want_read(h->ng) &&
-		       !nghttp2_session_want_write(h->ng);
+		return !h->io.sending && h->n_streams == 0 &&
+		       !nghttp2_session_want_read(h->io.ng) &&
+		       !nghttp2_session_want_write(h->io.ng);
 	case ISM_H2_FAILED:
-		return !h->sending && !nghttp2_session_want_write(h->ng);
+		return !h->io.sending && !nghttp2_session_want_write(h->io.ng);
 	}
 	return true;
 }
@@ -491,36 +450,27 @@ static bool finished(const struct ism_h2 *h)
 static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 {
 	struct ism_h2 *h = s->h2;
-	struct ism_buf t;
+	const char *p;
+	uint32_t len;
+	int ret;
 
-	if (h->busy)
+	if (h->io.busy)
 		return;
-	if (nghttp2_session_send(h->ng) < 0) {
+	ret = ism_h2io_frame(&h->io, &p, &len);
+	if (ret < 0 || (ret == 0 && finished(h))) {
 		ism_sess_close(w, s);
 		return;
 	}
-	if (!h->sending && h->gather.len) {
-		t = h->wire;
-		h->wire = h->gather;
-		h->gather = t;
-		h->gather.len = 0;
-		h->sending = 1;
-		h->fly_batch = h->batch++;
-		ism_sess_send(w, s, h->wire.p, h->wire.len, -1);
-		return;
-	}
-	if (finished(h)) {
-		ism_sess_close(w, s);
-		return;
-	}
-	if (!h->sending && h->n_streams == 0)
+	if (ret > 0)
+		ism_sess_send(w, s, p, len, -1);
+	else if (!h->io.sending && h->n_streams == 0)
 		ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
 }
 
 /* After a call from a stream: flush, unless nghttp2 or a walk runs (they do). */
 static void kick(struct ism_wctx *w, struct ism_sess *s)
 {
-	if (!s->h2->busy)
+	if (!s->h2->io.busy)
 		h2_flush(w, s);
 }
 
@@ -531,34 +481,19 @@ static struct ism_h2s *sp_of(const struct ism_stream *st)
 	return st->sp;
 }
 
-/* Appends a header field, its name lowercased into scratch (which must have
- * room: the caller reserves it), to nv. */
-static void nv_add(size_t *n, struct ism_buf *scratch, const char *name, size_t nl,
-		   const char *value, size_t vl)
+/* Submits the response whose fields nv holds; body: DATA follows. */
+static int submit(struct ism_wctx *w, struct ism_stream *st, struct ism_h2nv *nv, bool body)
 {
-	char *lc = scratch->p + scratch->len;
-
-	for (size_t i = 0; i < nl; i++)
-		lc[i] = (char)tolower((unsigned char)name[i]);
-	scratch->len += (uint32_t)nl;
-	h2_nv[*n] =
-	    (nghttp2_nv){(uint8_t *)lc, (uint8_t *)(uintptr_t)value, nl, vl, NGHTTP2_NV_FLAG_NONE};
-	(*n)++;
-}
-
-/* Submits a response of n fields in h2_nv; body: whether DATA follows. */
-static int submit(struct ism_wctx *w, struct ism_stream *st, size_t n, bool body)
-{
-	struct ism_sess *s = st->sess;
 	struct ism_h2s *x = sp_of(st);
 	nghttp2_data_provider dp = {.source.ptr = x, .read_callback = on_read_body};
-	int rv;
+	int rv =
+	    nghttp2_submit_response(st->sess->h2->io.ng, x->id, nv->nv, nv->n, body ? &dp : NULL);
 
-	(void)w;
-	rv = nghttp2_submit_response(s->h2->ng, x->id, h2_nv, n, body ? &dp : NULL);
+	ism_h2nv_free(nv);
 	if (rv < 0)
 		return -ENOMEM;
 	x->notify = 1;
+	kick(w, st->sess);
 	return 0;
 }
 
@@ -583,89 +518,117 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		   uint8_t mode, const char *body, uint32_t len, bool done)
 {
 	struct ism_h2s *x = sp_of(st);
-	struct ism_buf scratch = {0};
+	struct ism_h2nv nv;
 	char status[8], clen[24];
 	int64_t cl = resp->framing.content_length;
-	size_t n = 0, names = 64;
-	bool has_body = mode != ISM_BODY_NONE && !(done && len == 0);
-	int ret;
+	uint32_t names = 64;
+	bool has_body = mode != ISM_BODY_NONE && !(done && len == 0 && !x->resp.trailers);
 
 	for (size_t i = 0; i < resp->n_headers; i++)
-		names += resp->headers[i].name_len;
-	if (resp->n_headers > ISM_MAX_HDRS ||
-	    ism_buf_reserve(&scratch, (uint32_t)names, UINT32_MAX) < 0)
+		names += (uint32_t)resp->headers[i].name_len;
+	if (ism_h2nv_init(&nv, resp->n_headers + 4, names) < 0)
 		return -ENOMEM;
 	snprintf(status, sizeof(status), "%d", resp->status);
-	nv_add(&n, &scratch, ":status", 7, status, strlen(status));
+	ism_h2nv_add(&nv, ":status", 7, status, strlen(status));
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *hd = &resp->headers[i];
 
 		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, hd))
-			nv_add(&n, &scratch, hd->name, hd->name_len, hd->value, hd->value_len);
+			ism_h2nv_add(&nv, hd->name, hd->name_len, hd->value, hd->value_len);
 	}
 	if (mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 && resp->status != 204) {
 		snprintf(clen, sizeof(clen), "%lld", (long long)cl);
-		nv_add(&n, &scratch, "content-length", 14, clen, strlen(clen));
+		ism_h2nv_add(&nv, "content-length", 14, clen, strlen(clen));
 	}
 	if (st->set_cookie)
-		nv_add(&n, &scratch, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
-	x->resp.len = x->resp_off = 0;
-	if (len && ism_buf_append(&x->resp, body, len, UINT32_MAX) < 0) {
-		ism_buf_free(&scratch);
+		ism_h2nv_add(&nv, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
+	x->resp.b.len = x->resp.off = 0;
+	if (ism_h2body_add(&st->sess->h2->io, 0, &x->resp, body, len, done) < 0) {
+		ism_h2nv_free(&nv);
 		return -ENOMEM;
 	}
-	x->resp_end = done;
-	ret = submit(w, st, n, has_body);
-	ism_buf_free(&scratch);
-	if (ret == 0)
-		kick(w, st->sess);
-	return ret;
+	return submit(w, st, &nv, has_body);
 }
 
 static int h2_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
 		   bool done)
 {
 	struct ism_h2s *x = sp_of(st);
-	int ret = 0;
+	int ret = ism_h2body_add(&st->sess->h2->io, x->id, &x->resp, p, len, done);
 
-	if (len)
-		ret = ism_buf_append(&x->resp, p, len, UINT32_MAX);
 	if (bid >= 0)
 		ism_w_buf_recycle(w, bid);
 	if (ret < 0)
 		return -ENOMEM;
 	if (len == 0 && !done)
 		return 0;
-	x->resp_end = done;
 	x->notify = 1;
-	if (x->deferred) {
-		x->deferred = 0;
-		nghttp2_session_resume_data(st->sess->h2->ng, x->id);
-	}
 	kick(w, st->sess);
 	return 1;
+}
+
+static int h2_trailers(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
+		       size_t n)
+{
+	struct ism_h2s *x = sp_of(st);
+
+	(void)w;
+	x->resp.trailers = x->resp.trailers || n > 0;
+	return ism_buf_put_pairs(&x->trl, h, n);
+}
+
+/* gRPC's status for an HTTP status isthmus answers with (Envoy's
+ * Grpc::Utility::httpToGrpcStatus). */
+static int grpc_status_of(int status)
+{
+	switch (status) {
+	case 400:
+		return 13; /* INTERNAL */
+	case 401:
+		return 16; /* UNAUTHENTICATED */
+	case 403:
+		return 7; /* PERMISSION_DENIED */
+	case 404:
+		return 12; /* UNIMPLEMENTED */
+	case 429:
+	case 502:
+	case 503:
+	case 504:
+		return 14; /* UNAVAILABLE */
+	default:
+		return 2; /* UNKNOWN */
+	}
 }
 
 static int h2_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
 		    bool close, const char *extra)
 {
 	struct ism_h2s *x = sp_of(st);
-	struct ism_buf scratch = {0};
-	char sts[8], clen[24];
-	size_t n = 0;
+	struct ism_h2nv nv;
+	char sts[8], clen[24], gs[8];
 	const char *p = extra;
-	int ret;
 
 	(void)close;
-	if (ism_buf_reserve(&scratch, (uint32_t)strlen(extra) + 64, UINT32_MAX) < 0)
+	if (ism_h2nv_init(&nv, 64, (uint32_t)strlen(extra) + 64) < 0)
 		return -ENOMEM;
+	x->resp.b.len = x->resp.off = 0;
+	if (st->grpc) {
+		/* A gRPC client gets a gRPC error, trailers-only, as from Envoy. */
+		snprintf(gs, sizeof(gs), "%d", grpc_status_of(status));
+		ism_h2nv_add(&nv, ":status", 7, "200", 3);
+		ism_h2nv_add(&nv, "content-type", 12, "application/grpc", 16);
+		ism_h2nv_add(&nv, "grpc-status", 11, gs, strlen(gs));
+		ism_h2nv_add(&nv, "grpc-message", 12, why, strlen(why));
+		ism_debug("%s gRPC %s %s (HTTP/2 stream %d)", st->sess->peer, gs, why, x->id);
+		return submit(w, st, &nv, false);
+	}
 	snprintf(sts, sizeof(sts), "%d", status);
 	snprintf(clen, sizeof(clen), "%zu", strlen(why) + 1);
-	nv_add(&n, &scratch, ":status", 7, sts, strlen(sts));
-	nv_add(&n, &scratch, "content-type", 12, "text/plain", 10);
-	nv_add(&n, &scratch, "content-length", 14, clen, strlen(clen));
+	ism_h2nv_add(&nv, ":status", 7, sts, strlen(sts));
+	ism_h2nv_add(&nv, "content-type", 12, "text/plain", 10);
+	ism_h2nv_add(&nv, "content-length", 14, clen, strlen(clen));
 	/* extra: "name: value\r\n" lines */
-	while (*p && n < ISM_MAX_HDRS) {
+	while (*p) {
 		const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n"), *v;
 
 		if (colon == NULL || eol == NULL || colon > eol)
@@ -673,35 +636,25 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, int status, const
 		v = colon + 1;
 		while (*v == ' ')
 			v++;
-		nv_add(&n, &scratch, p, (size_t)(colon - p), v, (size_t)(eol - v));
+		ism_h2nv_add(&nv, p, (size_t)(colon - p), v, (size_t)(eol - v));
 		p = eol + 2;
 	}
-	x->resp.len = x->resp_off = 0;
-	ret = ism_buf_append(&x->resp, why, (uint32_t)strlen(why), UINT32_MAX);
-	ret |= ism_buf_append(&x->resp, "\n", 1, UINT32_MAX);
-	x->resp_end = 1;
-	if (ret == 0)
-		ret = submit(w, st, n, true);
-	ism_buf_free(&scratch);
-	if (ret < 0)
+	if (ism_buf_append(&x->resp.b, why, (uint32_t)strlen(why), UINT32_MAX) < 0 ||
+	    ism_buf_append(&x->resp.b, "\n", 1, UINT32_MAX) < 0) {
+		ism_h2nv_free(&nv);
 		return -ENOMEM;
+	}
+	x->resp.end = 1;
 	ism_debug("%s %d %s (HTTP/2 stream %d)", st->sess->peer, status, why, x->id);
-	kick(w, st->sess);
-	return 0;
+	return submit(w, st, &nv, true);
 }
 
 static void h2_want_body(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_h2s *x = sp_of(st);
-	struct ism_h2 *h = st->sess->h2;
 
 	/* What was handed over went to the upstream: the client may send more. */
-	if (x->fly.len) {
-		nghttp2_session_consume(h->ng, x->id, x->fly.len);
-		x->unconsumed -= x->fly.len;
-		x->fly.len = 0;
-	}
-	x->want = 1;
+	ism_h2in_want(&st->sess->h2->io, x->id, &x->rq);
 	deliver(w, x);
 	kick(w, st->sess);
 }
@@ -715,13 +668,13 @@ static void detach(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s *x, ui
 	x->st = NULL;
 	x->state = ISM_H2S_ENDED;
 	x->notify = 0;
-	give_back(h, x);
+	ism_h2in_drop(&h->io, x->id, &x->rq);
 	if (x->ng_closed) {
 		h2s_free(h, x);
 	} else if (reset) {
 		/* The client's unread body is not wanted (RFC 9113 8.1), or the
 		 * response cannot be finished. */
-		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, x->id, code);
+		nghttp2_submit_rst_stream(h->io.ng, NGHTTP2_FLAG_NONE, x->id, code);
 	}
 	kick(w, s);
 }
@@ -730,7 +683,7 @@ static void h2_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
 {
 	struct ism_h2s *x = sp;
 
-	detach(w, s, x, NGHTTP2_NO_ERROR, !x->req_end);
+	detach(w, s, x, NGHTTP2_NO_ERROR, !x->rq.end);
 }
 
 static void h2_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)
@@ -743,6 +696,7 @@ const struct ism_sess_ops ism_h2_ops = {
     .flush = h2_flush_interim,
     .head = h2_head,
     .data = h2_data,
+    .trailers = h2_trailers,
     .local = h2_local,
     .want_body = h2_want_body,
     .stream_done = h2_stream_done,
@@ -773,9 +727,9 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 {
 	const struct ism_limits *lim = &w->table->limits;
 	nghttp2_settings_entry iv[] = {
-	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
-	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
-	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->max_request_header_bytes},
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->h2_max_concurrent_streams},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->h2_initial_stream_window},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->h2_max_header_list},
 	};
 	struct ism_h2 *h;
 
@@ -786,17 +740,17 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 		return -ENOMEM;
 	h->w = w;
 	h->s = s;
-	h->batch = 1;
-	if (nghttp2_session_server_new2(&h->ng, h2_cbs, h, h2_opt) != 0) {
+	h->io.batch = 1;
+	if (nghttp2_session_server_new2(&h->io.ng, h2_cbs, h, h2_opt) != 0) {
 		free(h);
 		return -ENOMEM;
 	}
 	s->h2 = h;
 	s->ops = &ism_h2_ops;
 	s->state = ISM_SESS_H2;
-	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
-	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0,
-						  (int32_t)H2_CONN_WINDOW))
+	if (nghttp2_submit_settings(h->io.ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
+	    nghttp2_session_set_local_window_size(h->io.ng, NGHTTP2_FLAG_NONE, 0,
+						  (int32_t)lim->h2_initial_conn_window))
 		return -ENOMEM;
 	ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
 	if (s->in.len) {
@@ -818,9 +772,9 @@ void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t
 	struct ism_h2 *h = s->h2;
 	ssize_t n;
 
-	h->busy++;
-	n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)p, len);
-	h->busy--;
+	h->io.busy++;
+	n = nghttp2_session_mem_recv(h->io.ng, (const uint8_t *)p, len);
+	h->io.busy--;
 	if (n < 0) {
 		/* A connection error: nghttp2 has queued the GOAWAY (not for a
 		 * bad preface, which is not HTTP/2 at all). */
@@ -841,9 +795,7 @@ void ism_h2_sent(struct ism_wctx *w, struct ism_sess *s, int res)
 	struct ism_h2 *h = s->h2;
 
 	(void)res;
-	h->sending = 0;
-	h->wire.len = 0;
-	h->sent_batch = h->fly_batch;
+	ism_h2io_sent(&h->io);
 	notify_sent(w, h);
 	if (s->state == ISM_SESS_H2)
 		h2_flush(w, s);
@@ -857,8 +809,8 @@ void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s)
 	case ISM_DL_IDLE:
 		/* No stream for the idle time: GOAWAY, then the close. */
 		if (h->n_streams == 0 && h->state == ISM_H2_OPEN) {
-			nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-					      nghttp2_session_get_last_proc_stream_id(h->ng),
+			nghttp2_submit_goaway(h->io.ng, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(h->io.ng),
 					      NGHTTP2_NO_ERROR, NULL, 0);
 			h->state = ISM_H2_GOAWAY;
 			ism_sess_set_deadline(w, s, ISM_DL_SEND, w->table->timeouts.idle_ms);
@@ -883,23 +835,23 @@ void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s)
 	if (h->state != ISM_H2_OPEN)
 		return;
 	h->state = ISM_H2_GOAWAY;
-	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+	nghttp2_submit_goaway(h->io.ng, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(h->io.ng), NGHTTP2_NO_ERROR,
 			      NULL, 0);
 	kick(w, s);
 }
 
-void ism_h2_free(struct ism_wctx *w, struct ism_sess *s, bool abort)
+void ism_h2_close(struct ism_wctx *w, struct ism_sess *s)
 {
 	struct ism_h2 *h = s->h2;
 
 	if (h == NULL)
 		return;
-	h->busy++; /* nothing is sent any more */
+	h->io.busy++; /* nothing is sent any more */
 	while (h->streams != NULL) {
 		struct ism_h2s *x = h->streams;
 
-		if (x->st != NULL && abort) {
+		if (x->st != NULL) {
 			struct ism_stream *st = x->st;
 
 			x->st = NULL;
@@ -908,9 +860,19 @@ void ism_h2_free(struct ism_wctx *w, struct ism_sess *s, bool abort)
 		x->ng_closed = 1;
 		h2s_free(h, x);
 	}
-	nghttp2_session_del(h->ng);
-	ism_buf_free(&h->gather);
-	ism_buf_free(&h->wire);
+}
+
+void ism_h2_free(struct ism_sess *s)
+{
+	struct ism_h2 *h = s->h2;
+
+	if (h == NULL)
+		return;
+	while (h->streams != NULL) {
+		h->streams->ng_closed = 1;
+		h2s_free(h, h->streams);
+	}
+	ism_h2io_free(&h->io);
 	free(h);
 	s->h2 = NULL;
 }

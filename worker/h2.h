@@ -27,8 +27,10 @@ void ism_h2_sent(struct ism_wctx *w, struct ism_sess *s, int res);
 void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s);
 /* Graceful stop or reload: GOAWAY; open streams finish, new ones are refused. */
 void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s);
-/* The connection goes: its streams end with it (abort; else, at exit, they
- * are dropped), the codec's state is freed. Nothing when s is not HTTP/2. */
-void ism_h2_free(struct ism_wctx *w, struct ism_sess *s, bool abort);
+/* The connection goes: its streams end with it. Nothing when s is not HTTP/2. */
+void ism_h2_close(struct ism_wctx *w, struct ism_sess *s);
+/* Its socket's last operation ended (or the worker exits): the codec's state
+ * and the buffers a send may have used are freed. */
+void ism_h2_free(struct ism_sess *s);
 
 #endif

@@ -39,6 +39,9 @@ int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int s
 			      ISM_RETRY_RESET_BEFORE_REQUEST | ISM_RETRY_RESET)) != 0;
 	case ISM_FAIL_RESET:
 		return (on & (ISM_RETRY_RESET | ISM_RETRY_5XX)) != 0;
+	case ISM_FAIL_REFUSED:
+		/* Envoy: refused-stream, and the resets of reset and 5xx. */
+		return (on & (ISM_RETRY_REFUSED_STREAM | ISM_RETRY_RESET | ISM_RETRY_5XX)) != 0;
 	case ISM_FAIL_TIMEOUT:
 		/* Envoy retries a per-try timeout under 5xx, gateway-error and reset. */
 		return (on & (ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR | ISM_RETRY_RESET)) != 0;
@@ -54,6 +57,24 @@ int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int s
 	if ((on & ISM_RETRY_RETRIABLE_STATUS_CODES) && code_listed(rs, status))
 		return 1;
 	return 0;
+}
+
+int ism_retry_wanted_grpc(const struct ism_retry_state *rs, int grpc)
+{
+	switch (grpc) {
+	case 1:
+		return (rs->retry_on & ISM_RETRY_GRPC_CANCELLED) != 0;
+	case 4:
+		return (rs->retry_on & ISM_RETRY_GRPC_DEADLINE_EXCEEDED) != 0;
+	case 8:
+		return (rs->retry_on & ISM_RETRY_GRPC_RESOURCE_EXHAUSTED) != 0;
+	case 13:
+		return (rs->retry_on & ISM_RETRY_GRPC_INTERNAL) != 0;
+	case 14:
+		return (rs->retry_on & ISM_RETRY_GRPC_UNAVAILABLE) != 0;
+	default:
+		return 0;
+	}
 }
 
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)

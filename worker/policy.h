@@ -18,6 +18,7 @@ enum ism_failure {
 	ISM_FAIL_CONNECT,  /* connect refused, failed or timed out */
 	ISM_FAIL_RESET,	   /* the connection closed or reset before a complete response head */
 	ISM_FAIL_TIMEOUT,  /* no response within the (per-try) timeout */
+	ISM_FAIL_REFUSED,  /* HTTP/2 REFUSED_STREAM (or past a GOAWAY): not processed at all */
 };
 
 /* The retry policy of one request, copied from its route when it is routed. */
@@ -38,6 +39,11 @@ void ism_retry_state_init(struct ism_retry_state *rs, const struct ism_retry *r)
  * response with this status) is retried under rs's retry_on, as Envoy's router
  * reads its vocabulary. Attempts left and replayability are the caller's to check. */
 int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int status);
+
+/* Whether a response whose grpc-status is grpc (trailers-only: in its head)
+ * is retried under rs's gRPC conditions (cancelled, deadline-exceeded,
+ * internal, resource-exhausted, unavailable). */
+int ism_retry_wanted_grpc(const struct ism_retry_state *rs, int grpc);
 
 /* Envoy's fully jittered exponential back-off before retry n (1-based):
  * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */

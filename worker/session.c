@@ -28,6 +28,7 @@
 static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
 {
 	ism_sock_release(&s->s);
+	ism_h2_free(s);
 	free(s->sni);
 	s->sni = NULL;
 	ism_buf_free(&s->in);
@@ -49,7 +50,7 @@ void ism_sess_close(struct ism_wctx *w, struct ism_sess *s)
 	s->st = NULL;
 	if (st != NULL)
 		ism_stream_abort(w, st);
-	ism_h2_free(w, s, true);
+	ism_h2_close(w, s);
 	ism_sock_close(&s->s);
 	if (s->s.inflight == 0)
 		sess_finalize(w, s);
@@ -383,7 +384,7 @@ void ism_sess_free_all(struct ism_wctx *w)
 
 		if (s->state != ISM_SESS_FREE)
 			ism_sock_release(&s->s);
-		ism_h2_free(w, s, false);
+		ism_h2_free(s);
 		ism_buf_free(&s->in);
 		ism_buf_free(&s->out);
 		free(s->sni);

@@ -117,6 +117,10 @@ struct ism_sess_ops {
 	 * to send; or -ENOMEM. The buffer is the session's in every case. */
 	int (*data)(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
 		    bool done);
+	/* Trailer fields of the response (before its last data): HTTP/2
+	 * sends them, HTTP/1.1 drops them. 0 or -ENOMEM. */
+	int (*trailers)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
+			size_t n);
 	/* A response made here: status, why as the text body, extra header
 	 * lines ("name: value\r\n"...); close: the connection closes after it
 	 * (HTTP/1.1). 0, or -ENOMEM (nothing was sent). */

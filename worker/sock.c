@@ -115,6 +115,26 @@ int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chun
 	return ret ? -ENOMEM : 0;
 }
 
+int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t n)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		ret |= ism_buf_append(b, h[i].name, (uint32_t)h[i].name_len, UINT32_MAX);
+		ret |= ism_buf_append(b, "", 1, UINT32_MAX);
+		ret |= ism_buf_append(b, h[i].value, (uint32_t)h[i].value_len, UINT32_MAX);
+		ret |= ism_buf_append(b, "", 1, UINT32_MAX);
+	}
+	return ret < 0 ? -ENOMEM : 0;
+}
+
+void ism_buf_keep(struct ism_buf *b, const char *p, uint32_t len, uint32_t max)
+{
+	if (b->len == 0 || b->len + (uint64_t)len > max ||
+	    ism_buf_append(b, p, len, UINT32_MAX) < 0)
+		ism_buf_free(b);
+}
+
 void ism_buf_consume(struct ism_buf *b, uint32_t n)
 {
 	ISM_BUG_ON(n > b->len);

@@ -31,6 +31,12 @@ int ism_buf_put_header(struct ism_buf *out, const struct ism_http_header *h, uin
 /* Appends body data as it is, or (chunked) as a chunk of its own; done adds
  * the last chunk. 0 or -ENOMEM. */
 int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chunked, bool done);
+/* Appends header fields as "name NUL value NUL" pairs (kept trailers). */
+int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t n);
+/* A request kept for a replay grows by len bytes while it stays within max
+ * (Envoy buffers a request for retries likewise); beyond, or empty already, it
+ * is dropped (the request cannot be replayed). */
+void ism_buf_keep(struct ism_buf *b, const char *p, uint32_t len, uint32_t max);
 void ism_buf_consume(struct ism_buf *b, uint32_t n);
 void ism_buf_free(struct ism_buf *b);
 /* Frees b when it is empty, so that idle objects hold no buffer. */

@@ -56,8 +56,11 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	free(st->set_cookie);
 	st->set_cookie = NULL;
 	ism_buf_free(&st->replay);
+	ism_buf_free(&st->req_trl);
 	st->sess = NULL;
 	st->up = NULL;
+	st->usp = NULL;
+	st->sp = NULL;
 	st->deadline = 0;
 	if (st->inflight) {
 		st->state = ISM_ST_ABANDONED;
@@ -207,6 +210,7 @@ static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 		 w->shm->hdr->ep_keys[st->prev_ep], cl->name.p,
 		 f == ISM_FAIL_CONNECT	 ? "connect failure"
 		 : f == ISM_FAIL_RESET	 ? "reset"
+		 : f == ISM_FAIL_REFUSED ? "refused stream"
 		 : f == ISM_FAIL_TIMEOUT ? "timeout"
 					 : "5xx");
 }
@@ -221,31 +225,54 @@ static void od_settle(struct ism_wctx *w, struct ism_stream *st, enum ism_failur
 	record_outcome(w, st, f, f == ISM_FAIL_NONE ? st->status : 0);
 }
 
+/* The stream holds none of its cluster's counted capacity any more (a retry
+ * in flight, a request in flight); those of an older generation stay there. */
 static void retry_done(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl = st_cluster(w, st);
 
 	if (st->retry_counted && cl != NULL)
 		atomic_fetch_sub_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
+	if (st->rq_counted && cl != NULL)
+		atomic_fetch_sub_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
 	st->retry_counted = 0;
+	st->rq_counted = 0;
 }
 
-/* Whether this failed attempt may be retried: attempts left, a request we can
- * replay whole (its body went out with the head), time left, the retry policy
+/* http2MaxRequests (Envoy's max_requests): requests in flight to the cluster,
+ * from every worker and either protocol; false when the cap is reached. */
+static bool request_admitted(struct ism_stream *st, const struct ism_cluster *cl)
+{
+	uint32_t n = atomic_fetch_add_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
+
+	if (n >= cl->pool.max_requests) {
+		atomic_fetch_sub_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		return false;
+	}
+	st->rq_counted = 1;
+	return true;
+}
+
+/* Whether this failed attempt may be retried: attempts left, what went out of
+ * the request kept (within ISM_REPLAY_MAX), time left, the retry policy
  * wants it, and the cluster's maxRetries allows one more retry in flight. */
 static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
-			   int status)
+			   int status, int grpc)
 {
 	const struct ism_cluster *cl = st_cluster(w, st);
 
-	if (cl == NULL || st->rs.retries_left == 0 || !st->req_done || st->req_streamed ||
-	    w->draining || st->resp_started)
+	/* What went out is kept (the rest of the body, if any, is still with
+	 * the client session and follows the replay). */
+	if (cl == NULL || st->rs.retries_left == 0 || st->req_streamed || w->draining ||
+	    st->resp_started)
 		return false;
-	if (st->replay.len == 0 && (st->up == NULL || st->up->out.len == 0))
+	if (st->replay.len == 0 && !ism_up_replayable(st))
 		return false;
 	if (st->route_deadline && w->now >= st->route_deadline)
 		return false;
-	if (!ism_retry_wanted(&st->rs, f, status))
+	if (!ism_retry_wanted(&st->rs, f, status) &&
+	    (grpc < 0 || !ism_retry_wanted_grpc(&st->rs, grpc)))
 		return false;
 	if (!st->retry_counted &&
 	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >=
@@ -256,16 +283,26 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	return true;
 }
 
+/* The grpc-status of a gRPC response's head (a trailers-only response), or
+ * -1: not gRPC, or the status comes in the trailers. */
+static int grpc_status(const struct ism_stream *st, const struct ism_http_resp *resp)
+{
+	if (!st->grpc)
+		return -1;
+	for (size_t i = 0; i < resp->n_headers; i++)
+		if (ism_http_header_is(&resp->headers[i], "grpc-status") &&
+		    resp->headers[i].value_len > 0 && resp->headers[i].value_len < 4)
+			return atoi(resp->headers[i].value);
+	return -1;
+}
+
 /* Ends the attempt in progress: its connection closes, the request kept in
  * st->replay when it can be replayed. */
 static void end_attempt(struct ism_wctx *w, struct ism_stream *st)
 {
-	struct ism_upconn *u = st->up;
-
-	if (u == NULL)
+	if (st->up == NULL)
 		return;
-	st->up = NULL;
-	ism_up_detach(w, u, st->req_done && !st->req_streamed ? &st->replay : NULL);
+	ism_up_detach(w, st, !st->req_streamed ? &st->replay : NULL);
 	ep_done(w, st, true);
 }
 
@@ -378,7 +415,7 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 
 	if (st->up != NULL)
 		record_outcome(w, st, f, 0);
-	retry = retry_possible(w, st, f, 0);
+	retry = retry_possible(w, st, f, 0, -1);
 	end_attempt(w, st);
 	if (retry)
 		schedule_retry(w, st);
@@ -520,8 +557,7 @@ static void stream_finish(struct ism_wctx *w, struct ism_stream *st)
 	wait_remove(w, st);
 	if (u != NULL) {
 		ep_done(w, st, st->status >= 500);
-		st->up = NULL;
-		ism_up_release(w, u, st->req_done && !others_wait(w, st), st->pool_idle_ms);
+		ism_up_release(w, st, st->req_done && !others_wait(w, st), st->pool_idle_ms);
 	}
 	stream_free(w, st);
 	s->ops->stream_done(w, s, sp);
@@ -542,11 +578,8 @@ void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st)
 		log_exchange(w, st);
 	}
 	if (st->up != NULL) {
-		struct ism_upconn *u = st->up;
-
-		st->up = NULL;
 		ep_done(w, st, !st->resp_done);
-		ism_up_close(w, u);
+		ism_up_abort(w, st);
 	}
 	stream_free(w, st);
 }
@@ -574,12 +607,8 @@ static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, 
 	st->od_pending = 0;
 	st->flags = flag_for(status, why);
 	ep_done(w, st, status >= 500);
-	if (st->up != NULL) {
-		struct ism_upconn *u = st->up;
-
-		st->up = NULL;
-		ism_up_close(w, u);
-	}
+	if (st->up != NULL)
+		ism_up_abort(w, st);
 	if (st->sending || st->resp_started) {
 		/* Part of a response is already on the wire: all we can do is close. */
 		stream_cut(w, st);
@@ -755,6 +784,11 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	request_begin(w, st, req);
 	st->http10 = req->minor_version == 0;
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "content-type") &&
+		    req->headers[i].value_len >= 16 &&
+		    strncasecmp(req->headers[i].value, "application/grpc", 16) == 0)
+			st->grpc = 1;
 	st->req_done = req_done;
 	st->req_chunked = req->framing.chunked;
 	vh = request_vhost(l, st->sess, req);
@@ -783,6 +817,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	}
 	cl = &t->clusters[ci];
 	st->cluster = (uint32_t)ci;
+	if (!request_admitted(st, cl)) {
+		stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false, "");
+		return;
+	}
 	ism_retry_state_init(&st->rs, &r->retry);
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
 		st->has_hash =
@@ -818,6 +856,14 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ism_buf_free(&head);
 }
 
+void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
+			     const struct ism_http_header *h, size_t n)
+{
+	(void)w;
+	if (ism_buf_put_pairs(&st->req_trl, h, n) < 0)
+		ism_buf_free(&st->req_trl); /* dropped, as HTTP/1.1 drops them */
+}
+
 void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			 int bid, bool done)
 {
@@ -830,10 +876,10 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 		return;
 	}
 	st->req_done = done;
-	st->req_streamed = 1;
 	if (!st->resp_started)
 		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
-	ret = ism_up_req_data(w, st->up, p, len, bid, done);
+	ret = ism_up_req_data(w, st, p, len, bid, done);
+	st->req_streamed = !ism_up_replayable(st);
 	if (ret < 0) {
 		stream_local(w, st, 503, "out of memory", true, "");
 		return;
@@ -887,7 +933,7 @@ bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st)
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
-	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status);
+	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc_status(st, resp));
 
 	/* A response that streams tells outlier detection how it ended
 	 * (od_settle): one cut short by the upstream is a failure. */
@@ -919,6 +965,13 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	set_deadline(w, st, ISM_SDL_NONE, 0);
 }
 
+void ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
+			    const struct ism_http_header *h, size_t n)
+{
+	if (st->sess->ops->trailers(w, st, h, n) < 0)
+		stream_cut(w, st);
+}
+
 void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			int bid, bool done)
 {
@@ -939,7 +992,7 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 	if (done)
 		stream_finish(w, st);
 	else
-		ism_up_resume(w, st->up);
+		ism_up_resume(w, st);
 }
 
 void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
@@ -960,7 +1013,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 			return;
 		}
 		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
-		ism_up_resume(w, st->up);
+		ism_up_resume(w, st);
 		return;
 	case ISM_ST_NEW:
 	case ISM_ST_WAITING:
@@ -982,11 +1035,10 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 	struct ism_buf head = {0};
 	bool full;
 
-	if (cl == NULL || st->ep == NULL || !u->reused || u->got_bytes || !st->req_done ||
+	if (cl == NULL || st->ep == NULL || st->usp != NULL || !u->reused || u->got_bytes ||
 	    st->req_streamed || u->out.len == 0)
 		return false;
-	st->up = NULL;
-	ism_up_detach(w, u, &head);
+	ism_up_detach(w, st, &head);
 	nu = ism_up_start(w, st, cl, st->ep, &head, true, &full);
 	ism_buf_free(&head);
 	if (nu == NULL) {
@@ -1090,6 +1142,7 @@ void ism_stream_free_all(struct ism_wctx *w)
 		free(st->log_req);
 		free(st->set_cookie);
 		ism_buf_free(&st->replay);
+		ism_buf_free(&st->req_trl);
 	}
 	ism_slab_free(&w->streams);
 }

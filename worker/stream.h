@@ -45,13 +45,15 @@ struct ism_stream {
 	struct ism_sess *sess;
 	void *sp; /* the session's own state for it (HTTP/2: its stream), or NULL */
 	struct ism_upconn *up;
+	void *usp; /* the upstream connection's own state for it (HTTP/2: its stream) */
 	uint64_t deadline;
 	uint64_t route_deadline; /* VirtualService timeout of the exchange; 0: none */
 	/* the request */
 	uint8_t is_head;
+	uint8_t grpc;	      /* content-type application/grpc: errors made here are gRPC ones */
 	uint8_t http10;	      /* forwarded as HTTP/1.0, so the answer suits the client */
 	uint8_t req_done;     /* the request body is all read from the client */
-	uint8_t req_streamed; /* body bytes went out after the head: no replay */
+	uint8_t req_streamed; /* body bytes went out after the head, not kept: no replay */
 	int8_t req_chunked;   /* the body has no length: the upstream gets it chunked */
 	uint64_t req_seen;    /* request body bytes taken from the client so far */
 	/* the response */
@@ -68,6 +70,7 @@ struct ism_stream {
 	const struct ism_endpoint *ep; /* idem, in the table of table_gen */
 	struct ism_retry_state rs;
 	uint8_t retry_counted; /* counted in the cluster's retries_active */
+	uint8_t rq_counted;    /* counted in the cluster's in_flight (http2MaxRequests) */
 	uint8_t od_pending;    /* a 2xx-4xx response streams: outlier outcome told at its end */
 	uint8_t waiting;       /* in the worker's queue for a connection */
 	uint8_t has_hash;
@@ -75,8 +78,9 @@ struct ism_stream {
 	uint64_t wait_deadline; /* when the wait for a connection ends (503); 0: not waiting */
 	struct ism_stream *wait_next;
 	struct ism_stream *wait_prev;
-	char *set_cookie;      /* issued hash cookie, added to the response */
-	struct ism_buf replay; /* the request (head, and body when whole) kept for a retry */
+	char *set_cookie;	/* issued hash cookie, added to the response */
+	struct ism_buf replay;	/* the request (head, and body when whole) kept for a retry */
+	struct ism_buf req_trl; /* request trailers (HTTP/2 clients): name NUL value NUL ... */
 	struct __kernel_timespec retry_ts;
 	uint32_t connect_timeout_ms;
 	uint32_t response_timeout_ms;
@@ -110,6 +114,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
  * session after ism_sess_want_body; done when it ended. */
 void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			 int bid, bool done);
+/* Trailer fields of the request, before its body's end: an HTTP/2 upstream
+ * gets them, an HTTP/1.1 one does not. */
+void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
+			     const struct ism_http_header *h, size_t n);
 /* A request the session could not read (status: 400, 408, 413, 431, 501 ...):
  * answered here, with why as the body and the access log's reason. */
 void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
@@ -138,6 +146,9 @@ bool ism_stream_up_interim(struct ism_wctx *w, struct ism_stream *st,
 bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st);
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done);
+/* Trailer fields of the response, before its last data (HTTP/2 upstreams). */
+void ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
+			    const struct ism_http_header *h, size_t n);
 /* Response body bytes (decoded; ring buffer bid or -1), done when it ended. */
 void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			int bid, bool done);

@@ -174,18 +174,20 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 	return 2;
 }
 
-/* ALPN: h2 when the client offers it, else HTTP/1.1, as Istio's gateway
- * servers offer them (the session tells the protocols apart by the HTTP/2
- * preface, whatever ALPN said). */
+/* ALPN: h2 when the server has it (tls.alpn) and the client offers it, else
+ * HTTP/1.1, as Istio's gateway servers offer them (the session tells the
+ * protocols apart by the HTTP/2 preface, whatever ALPN said). */
 static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
-	static const unsigned char ours[] = "\x02h2\x08http/1.1";
+	static const unsigned char both[] = "\x02h2\x08http/1.1";
+	bool h2 = (uintptr_t)arg & ISM_ALPN_H2;
+	const unsigned char *ours = h2 ? both : both + 3;
+	unsigned int n = h2 ? sizeof(both) - 1 : sizeof(both) - 4;
 
 	(void)s;
-	(void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
-				  inlen) == OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto((unsigned char **)out, outlen, ours, n, in, inlen) ==
+	    OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	return SSL_TLSEXT_ERR_NOACK;
 }
@@ -329,7 +331,7 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 		SSL_CTX_set_num_tickets(ctx, 1);
-		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)(uintptr_t)c->alpn);
 		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
 	} else {
 		static const unsigned char alpn[] = "\x08http/1.1";
@@ -484,8 +486,12 @@ SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c)
 }
 
 SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
-			const char *sni, uint64_t key)
+			const char *sni, uint64_t key, bool h2)
 {
+	/* What Istio's gateway offers: for HTTP/2, istio-h2, istio, h2 towards
+	 * the mesh (its istio.alpn filter), h2 otherwise. */
+	static const unsigned char h2_alpn[] = "\x02h2";
+	static const unsigned char mesh_h2_alpn[] = "\x08istio-h2\x05istio\x02h2";
 	struct ism_tls *t = w->tls;
 	SSL_CTX *ctx = get_ctx(w, c, 0);
 	SSL *ssl = new_ssl(ctx);
@@ -493,6 +499,10 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32
 	if (ssl == NULL)
 		return NULL;
 	SSL_set_connect_state(ssl);
+	if (h2 && c->mode == ISM_TLS_ISTIO_MUTUAL)
+		SSL_set_alpn_protos(ssl, mesh_h2_alpn, sizeof(mesh_h2_alpn) - 1);
+	else if (h2)
+		SSL_set_alpn_protos(ssl, h2_alpn, sizeof(h2_alpn) - 1);
 	SSL_set_ex_data(ssl, ep_idx, (void *)(uintptr_t)(ep_id + 1));
 	SSL_set_ex_data(ssl, key_idx, (void *)(uintptr_t)key);
 	if (sni[0] != '\0' && SSL_set_tlsext_host_name(ssl, sni) != 1)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/ring.h"
 #include "worker/session.h"
@@ -30,13 +31,20 @@ static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)
 	ism_slab_put(&w->ups, u->s.idx);
 }
 
-static void up_finalize(struct ism_wctx *w, struct ism_upconn *u)
+void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 {
 	w->wake_waiters = 1;
 	atomic_fetch_sub_explicit(&w->shm->hdr->eps[u->ep_id].connections, 1, memory_order_relaxed);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
+	ism_h2up_free(u);
 	up_unalloc(w, u);
+}
+
+/* The endpoint's list u is in: idle HTTP/1.1 connections, or HTTP/2 ones. */
+static struct ism_upconn **list_of(struct ism_wctx *w, const struct ism_upconn *u)
+{
+	return u->mux != NULL ? &w->mux[u->ep_id] : &w->pool[u->ep_id];
 }
 
 static void pool_remove(struct ism_wctx *w, struct ism_upconn *u)
@@ -44,33 +52,74 @@ static void pool_remove(struct ism_wctx *w, struct ism_upconn *u)
 	if (u->pool_prev)
 		u->pool_prev->pool_next = u->pool_next;
 	else
-		w->pool[u->ep_id] = u->pool_next;
+		*list_of(w, u) = u->pool_next;
 	if (u->pool_next)
 		u->pool_next->pool_prev = u->pool_prev;
 	u->pool_next = u->pool_prev = NULL;
 }
 
+static void pool_push(struct ism_wctx *w, struct ism_upconn *u)
+{
+	struct ism_upconn **head = list_of(w, u);
+
+	u->pool_prev = NULL;
+	u->pool_next = *head;
+	if (u->pool_next)
+		u->pool_next->pool_prev = u;
+	*head = u;
+}
+
+void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u)
+{
+	pool_push(w, u);
+}
+
 void ism_up_close(struct ism_wctx *w, struct ism_upconn *u)
 {
-	if (u->state == ISM_UP_CLOSING || u->state == ISM_UP_FREE)
+	enum ism_upstate was = (enum ism_upstate)u->state;
+
+	if (was == ISM_UP_CLOSING || was == ISM_UP_FREE)
 		return;
-	if (u->state == ISM_UP_IDLE)
+	if (was == ISM_UP_IDLE || u->mux != NULL)
 		pool_remove(w, u);
 	u->state = ISM_UP_CLOSING;
 	u->st = NULL;
+	/* The streams it carried fail (HTTP/2; HTTP/1.1's stream let go). */
+	if (u->mux != NULL)
+		ism_h2up_closing(w, u,
+				 was == ISM_UP_CONNECTING ? ISM_FAIL_CONNECT : ISM_FAIL_RESET);
 	ism_sock_close(&u->s);
 	if (u->s.inflight == 0)
-		up_finalize(w, u);
+		ism_up_finalize(w, u);
 }
 
-void ism_up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_buf *replay)
+void ism_up_detach(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *replay)
 {
+	struct ism_upconn *u = st->up;
+
+	st->up = NULL;
+	if (st->usp != NULL) {
+		ism_h2up_detach(w, u, st, replay);
+		return;
+	}
 	if (replay != NULL && u->out.len) {
 		ism_buf_free(replay);
 		*replay = u->out;
 		u->out = (struct ism_buf){0};
 	}
 	ism_up_close(w, u);
+}
+
+void ism_up_abort(struct ism_wctx *w, struct ism_stream *st)
+{
+	ism_up_detach(w, st, NULL);
+}
+
+bool ism_up_replayable(const struct ism_stream *st)
+{
+	if (st->up == NULL)
+		return false;
+	return st->usp != NULL ? ism_h2up_replayable(st) : st->up->out.len > 0;
 }
 
 static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
@@ -84,18 +133,21 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
 	u->idle_deadline = w->now + idle_ms;
-	u->pool_prev = NULL;
-	u->pool_next = w->pool[u->ep_id];
-	if (u->pool_next)
-		u->pool_next->pool_prev = u;
-	w->pool[u->ep_id] = u;
+	pool_push(w, u);
 	/* An idle pooled connection keeps a receive armed: the upstream closing
 	 * it (or sending anything unexpected) shows up at once. */
 	ism_sock_recv(w, &u->s);
 }
 
-void ism_up_release(struct ism_wctx *w, struct ism_upconn *u, bool pool, uint32_t idle_ms)
+void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32_t idle_ms)
 {
+	struct ism_upconn *u = st->up;
+
+	if (st->usp != NULL) {
+		ism_up_detach(w, st, NULL);
+		return;
+	}
+	st->up = NULL;
 	u->st = NULL;
 	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed && !w->draining &&
 	    w->shm->hdr->eps[u->ep_id].in_use)
@@ -116,7 +168,7 @@ static const char *up_sni(const struct ism_stream *st, const struct ism_cluster 
 /* What a pooled upstream connection must match to carry a request: plaintext
  * (0), or the TLS settings and the server name its certificate was checked for
  * (Envoy keeps one pool per SNI when the SNI comes from the request). */
-static uint64_t pool_key(const struct ism_stream *st, const struct ism_cluster *cl)
+uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl)
 {
 	const char *sni;
 	uint64_t k;
@@ -128,8 +180,9 @@ static uint64_t pool_key(const struct ism_stream *st, const struct ism_cluster *
 	return k ? k : 1;
 }
 
-static struct ism_upconn *up_connect(struct ism_wctx *w, const struct ism_stream *st,
-				     const struct ism_cluster *cl, const struct ism_endpoint *ep)
+struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *st,
+				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
+				  bool h2)
 {
 	struct ism_upconn *u =
 	    (struct ism_upconn *)ism_sock_new(&w->ups, sizeof(struct ism_upconn));
@@ -146,9 +199,9 @@ static struct ism_upconn *up_connect(struct ism_wctx *w, const struct ism_stream
 	ism_sock_open(&u->s, fd, true, u->s.idx, u->s.gen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->ep_id = ep->id;
-	u->tls_fp = pool_key(st, cl);
+	u->tls_fp = ism_up_pool_key(st, cl);
 	if (u->tls_fp != 0) {
-		u->s.x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id, up_sni(st, cl), u->tls_fp);
+		u->s.x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id, up_sni(st, cl), u->tls_fp, h2);
 		if (u->s.x.ssl == NULL) {
 			up_unalloc(w, u);
 			return NULL;
@@ -185,7 +238,7 @@ static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id, uint64_t
 
 /* Envoy's max_connections circuit breaker: the cluster's upstream connections,
  * all workers together. */
-static bool pool_full(struct ism_wctx *w, const struct ism_cluster *cl)
+bool ism_up_pool_full(struct ism_wctx *w, const struct ism_cluster *cl)
 {
 	uint64_t n = 0;
 
@@ -208,16 +261,19 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				struct ism_buf *head, bool fresh, bool *full)
 {
-	struct ism_upconn *u = fresh ? NULL : pool_take(w, ep->id, pool_key(st, cl));
+	struct ism_upconn *u;
 	struct ism_buf tmp;
 
+	if (ism_h2up_wanted(st, cl))
+		return ism_h2up_start(w, st, cl, ep, head, full);
+	u = fresh ? NULL : pool_take(w, ep->id, ism_up_pool_key(st, cl));
 	*full = false;
-	if (u == NULL && !fresh && pool_full(w, cl)) {
+	if (u == NULL && !fresh && ism_up_pool_full(w, cl)) {
 		*full = true;
 		return NULL;
 	}
 	if (u == NULL)
-		u = up_connect(w, st, cl, ep);
+		u = ism_up_connect(w, st, cl, ep, false);
 	if (u == NULL)
 		return NULL;
 	u->st = st;
@@ -323,17 +379,23 @@ int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const cha
 	return ism_buf_put_body(out, p, len, st->req_chunked, done);
 }
 
-int ism_up_req_data(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid,
+int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
 		    bool done)
 {
+	struct ism_upconn *u = st->up;
 	int ret;
 
-	if (!u->st->req_chunked) {
-		if (len == 0) {
-			if (bid >= 0)
-				ism_w_buf_recycle(w, bid);
-			return 0;
-		}
+	if (st->usp != NULL)
+		return ism_h2up_req_data(w, st, p, len, bid, done);
+	if (!u->st->req_chunked && len == 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return 0;
+	}
+	/* A ring buffer goes out as it is; the memory of others (an HTTP/2
+	 * client's stream, which may go while the send is in flight) is copied. */
+	if (!u->st->req_chunked && bid >= 0) {
+		ism_buf_keep(&u->out, p, len, ISM_REPLAY_MAX);
 		ism_sock_send(w, &u->s, p, len, bid);
 		return 1;
 	}
@@ -345,6 +407,7 @@ int ism_up_req_data(struct ism_wctx *w, struct ism_upconn *u, const char *p, uin
 		return ret;
 	if (u->s.tx.len == 0)
 		return 0;
+	ism_buf_keep(&u->out, u->s.tx.p, u->s.tx.len, ISM_REPLAY_MAX);
 	ism_sock_send(w, &u->s, u->s.tx.p, u->s.tx.len, -1);
 	return 1;
 }
@@ -428,8 +491,14 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 	}
 }
 
-void ism_up_resume(struct ism_wctx *w, struct ism_upconn *u)
+void ism_up_resume(struct ism_wctx *w, struct ism_stream *st)
 {
+	struct ism_upconn *u = st->up;
+
+	if (st->usp != NULL) {
+		ism_h2up_resume(w, st);
+		return;
+	}
 	if (u->state != ISM_UP_BUSY || u->st == NULL)
 		return;
 	if (!u->head_done) {
@@ -540,26 +609,24 @@ static void on_ready(struct ism_wctx *w, struct ism_upconn *u)
 	ism_stream_up_ready(w, u->st);
 }
 
-static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_ev ev);
-
-static void on_connected(struct ism_wctx *w, struct ism_upconn *u, int res)
+/* The connection could not be made (connect or TLS handshake failed). */
+static void connect_failed(struct ism_wctx *w, struct ism_upconn *u)
 {
-	if (u->st == NULL) {
-		ism_up_close(w, u);
-		return;
-	}
-	if (res < 0) {
-		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
-		ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-res));
+	if (u->mux != NULL)
+		ism_up_close(w, u); /* its streams fail with it */
+	else if (u->st != NULL && u->state == ISM_UP_CONNECTING)
 		ism_stream_up_failed(w, u->st, ISM_FAIL_CONNECT);
-		return;
-	}
-	if (u->s.x.ssl == NULL) {
+	else
+		ism_up_close(w, u);
+}
+
+/* The connection (and its TLS handshake) is up. */
+static void ready(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->mux != NULL)
+		ism_h2up_ready(w, u);
+	else
 		on_ready(w, u);
-		return;
-	}
-	/* The handshake first; the request goes once it completes. */
-	on_event(w, u, ism_sock_tls_read(w, &u->s));
 }
 
 static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_ev ev)
@@ -568,27 +635,42 @@ static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_e
 	case ISM_SEV_NONE:
 		return;
 	case ISM_SEV_FREE:
-		up_finalize(w, u);
+		ism_up_finalize(w, u);
 		return;
 	case ISM_SEV_CONNECTED:
-		on_connected(w, u, ev.res);
+		if (u->mux == NULL && u->st == NULL) {
+			ism_up_close(w, u);
+		} else if (ev.res < 0) {
+			atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1,
+						  memory_order_relaxed);
+			ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-ev.res));
+			connect_failed(w, u);
+		} else if (u->s.x.ssl == NULL) {
+			ready(w, u);
+		} else {
+			/* The handshake first; the request goes once it completes. */
+			on_event(w, u, ism_sock_tls_read(w, &u->s));
+		}
 		return;
 	case ISM_SEV_RECV:
-		on_recv(w, u, ev.res, ev.bid);
+		if (u->mux != NULL)
+			ism_h2up_recv(w, u, ev.res, ev.bid);
+		else
+			on_recv(w, u, ev.res, ev.bid);
 		return;
 	case ISM_SEV_SENT:
-		on_sent(w, u, ev.res);
+		if (u->mux != NULL)
+			ism_h2up_sent(w, u, ev.res);
+		else
+			on_sent(w, u, ev.res);
 		return;
 	case ISM_SEV_HANDSHAKE:
 		ism_tls_client_done(u->s.x.ssl);
-		on_ready(w, u);
+		ready(w, u);
 		return;
 	case ISM_SEV_TLS_FAIL:
 		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
-		if (u->st != NULL && u->state == ISM_UP_CONNECTING)
-			ism_stream_up_failed(w, u->st, ISM_FAIL_CONNECT);
-		else
-			ism_up_close(w, u);
+		connect_failed(w, u);
 		return;
 	}
 	ISM_BUG_ON(1);
@@ -627,7 +709,9 @@ void ism_up_tick(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->ups.n; i++) {
 		struct ism_upconn *u = w->ups.obj[i];
 
-		if (u->state == ISM_UP_IDLE && u->idle_deadline <= w->now)
+		if (u->mux != NULL)
+			ism_h2up_tick(w, u);
+		else if (u->state == ISM_UP_IDLE && u->idle_deadline <= w->now)
 			ism_up_close(w, u);
 	}
 }
@@ -637,7 +721,9 @@ void ism_up_drain(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->ups.n; i++) {
 		struct ism_upconn *u = w->ups.obj[i];
 
-		if (u->state == ISM_UP_IDLE)
+		if (u->mux != NULL && u->state != ISM_UP_CLOSING)
+			ism_h2up_drain(w, u);
+		else if (u->state == ISM_UP_IDLE)
 			ism_up_close(w, u);
 	}
 }
@@ -647,7 +733,8 @@ void ism_up_table_changed(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->ups.n; i++) {
 		struct ism_upconn *u = w->ups.obj[i];
 
-		if (u->state == ISM_UP_IDLE && !atomic_load(&w->shm->hdr->eps[u->ep_id].in_use))
+		if ((u->state == ISM_UP_IDLE || (u->state == ISM_UP_MUX && ism_h2up_idle(u))) &&
+		    !atomic_load(&w->shm->hdr->eps[u->ep_id].in_use))
 			ism_up_close(w, u);
 	}
 }
@@ -661,6 +748,7 @@ void ism_up_free_all(struct ism_wctx *w)
 			ism_sock_release(&u->s);
 		ism_buf_free(&u->in);
 		ism_buf_free(&u->out);
+		ism_h2up_free(u);
 	}
 	ism_slab_free(&w->ups);
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Upstream connections and their pool: one connection carries one stream at a
- * time (HTTP/1.1), is kept idle in its endpoint's pool between streams, and
+/* Upstream connections and their pool. An HTTP/1.1 connection carries one
+ * stream at a time, is kept idle in its endpoint's pool between streams, and
  * speaks HTTP/1.1 to the upstream: the request head and body out, the
  * response head parsed and its body decoded for the stream (worker/stream.h).
+ * An HTTP/2 connection (worker/h2up.c) carries up to its stream limit at once
+ * and stays in its endpoint's list of such connections while it lives.
  * Private to worker/. */
 #ifndef ISM_WORKER_UPSTREAM_H
 #define ISM_WORKER_UPSTREAM_H
@@ -21,6 +23,7 @@ enum ism_upstate {
 	ISM_UP_CONNECTING, /* connect, then the TLS handshake */
 	ISM_UP_BUSY,	   /* carrying a stream */
 	ISM_UP_IDLE,	   /* in the pool */
+	ISM_UP_MUX,	   /* HTTP/2: ready, carrying streams (or none, until its idle time) */
 	ISM_UP_CLOSING,	   /* closed; the slot is freed when the socket's operations end */
 };
 
@@ -35,6 +38,7 @@ struct ism_upconn {
 	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
 	uint32_t ep_id;
 	uint32_t requests; /* requests sent on this connection */
+	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */
 	uint64_t idle_deadline;
 	uint64_t tls_fp; /* TLS settings and server name it was made with; 0: plaintext */
 	struct sockaddr_storage addr;
@@ -43,7 +47,8 @@ struct ism_upconn {
 	struct ism_body resp; /* how the response body is delimited */
 	struct ism_buf in;    /* response head bytes */
 	struct ism_buf out;   /* the request head (and body when whole), kept for a replay */
-	struct ism_upconn *pool_next;
+	struct ism_h2c *mux;  /* HTTP/2: its state (worker/h2up.c); NULL: HTTP/1.1 */
+	struct ism_upconn *pool_next; /* the endpoint's idle (HTTP/1.1) or HTTP/2 connections */
 	struct ism_upconn *pool_prev;
 };
 
@@ -67,20 +72,41 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
  * as it is, or as a chunk when the body has no length; done adds the end. */
 int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,
 		     bool done);
-/* Request body data for the attached stream (ring buffer bid or -1, which is
- * the connection's from now on): 1 when a send started (ism_stream_up_sent
+/* Request body data for stream st (ring buffer bid or -1, which is the
+ * connection's from now on): 1 when a send started (ism_stream_up_sent
  * follows), 0 when there was nothing to send, -ENOMEM. */
-int ism_up_req_data(struct ism_wctx *w, struct ism_upconn *u, const char *p, uint32_t len, int bid,
+int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
 		    bool done);
-/* The stream wants more of the response (what was given went to the client). */
-void ism_up_resume(struct ism_wctx *w, struct ism_upconn *u);
-/* The stream is done with u: back to the pool when pool says it may and the
- * connection can carry another request, else closed. */
-void ism_up_release(struct ism_wctx *w, struct ism_upconn *u, bool pool, uint32_t idle_ms);
-/* Ends the attempt: the stream detaches, the connection closes; the request
- * kept for a replay moves to replay (when the stream may still replay it). */
-void ism_up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_buf *replay);
+/* Stream st wants more of the response (what was given went to the client). */
+void ism_up_resume(struct ism_wctx *w, struct ism_stream *st);
+/* Whether the request of st's attempt is kept whole, for a retry. */
+bool ism_up_replayable(const struct ism_stream *st);
+/* Stream st is done with its connection (st->up becomes NULL): an HTTP/1.1
+ * one goes back to the pool when pool says it may and it can carry another
+ * request, else it closes; an HTTP/2 one goes on with its other streams. */
+void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32_t idle_ms);
+/* Ends st's attempt before its end: the request kept for a replay moves to
+ * replay (when the stream may still replay it); HTTP/1.1 closes the
+ * connection, HTTP/2 resets the stream. */
+void ism_up_detach(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *replay);
+/* The same without a replay (the stream answers or goes away). */
+void ism_up_abort(struct ism_wctx *w, struct ism_stream *st);
 void ism_up_close(struct ism_wctx *w, struct ism_upconn *u);
+
+/* ---- for worker/h2up.c ---- */
+
+/* A new connection to ep (TLS as cl says; h2: its ALPN offers HTTP/2). */
+struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *st,
+				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
+				  bool h2);
+/* The TLS settings and server name a connection must match to carry st. */
+uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl);
+/* Envoy's max_connections: the cluster's connections, all workers together. */
+bool ism_up_pool_full(struct ism_wctx *w, const struct ism_cluster *cl);
+/* An HTTP/2 connection joins its endpoint's list (until it closes). */
+void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u);
+/* The connection's last operation ended: its slot is free. */
+void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u);
 
 /* A completion on the connection's socket (slot idx, gen). */
 void ism_up_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,

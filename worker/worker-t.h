@@ -15,10 +15,11 @@
 #include "worker/accesslog.h"
 #include "worker/http1.h"
 
-#define ISM_BUF_SIZE  16384u
-#define ISM_BUF_COUNT 1024u /* power of two; one ring per worker */
-#define ISM_BGID      1
-#define ISM_MAX_HDRS  1000
+#define ISM_BUF_SIZE   16384u
+#define ISM_BUF_COUNT  1024u /* power of two; one ring per worker */
+#define ISM_BGID       1
+#define ISM_MAX_HDRS   1000
+#define ISM_REPLAY_MAX (64u * 1024u) /* a request kept whole for a retry, at most */
 
 /* io_uring operations; the op travels in user_data with the object's slot and
  * generation, so a completion for a recycled slot is recognised. */
@@ -162,10 +163,11 @@ struct ism_wctx {
 	struct ism_stream *wait_tail;
 	int wake_waiters; /* a connection was released: retry the queue after this batch */
 	/* slabs: objects are recycled, never freed; a slot's gen tells its lives apart */
-	struct ism_slab sess;	 /* struct ism_sess */
-	struct ism_slab streams; /* struct ism_stream */
-	struct ism_slab ups;	 /* struct ism_upconn */
-	struct ism_upconn *pool[ISM_MAX_ENDPOINTS];
+	struct ism_slab sess;			    /* struct ism_sess */
+	struct ism_slab streams;		    /* struct ism_stream */
+	struct ism_slab ups;			    /* struct ism_upconn */
+	struct ism_upconn *pool[ISM_MAX_ENDPOINTS]; /* idle HTTP/1.1 connections */
+	struct ism_upconn *mux[ISM_MAX_ENDPOINTS];  /* HTTP/2 connections */
 	struct ism_http_header hdrs[ISM_MAX_HDRS];
 	struct ism_http_header uhdrs[ISM_MAX_HDRS];
 	struct __kernel_timespec tick_ts;

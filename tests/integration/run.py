@@ -32,6 +32,7 @@ import test_tls  # noqa: E402
 import test_security  # noqa: E402
 import test_control  # noqa: E402
 import test_operator  # noqa: E402
+import test_h2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1336,6 +1337,7 @@ test_tls.register(test)
 test_security.register(test)
 test_control.register(test)
 test_operator.register(test)
+test_h2.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -738,14 +738,18 @@ def h2_upstream_peer_settings(env):
     check(r.status == 200 and info(r.body)["protocol"] == "HTTP/2", f"not HTTP/2 to the upstream: {r}")
     st = parallel_get(env, 12, "/delay/300")
     check(st == [200] * 12, f"12 requests to an upstream taking 3 streams at once: {st}")
+    # The 12 took several connections (3 streams each): each /goaway closes one
+    # of them, the one a new stream goes to; once all went, a new one is made.
     before = h2up_stats("127.0.0.2", port)["h2_connections"]
-    r = env.get("/goaway")
-    check(r.status == 200, f"/goaway: {r}")
-    for i in range(10):
+    for i in range(12):
+        r = env.get("/goaway")
+        check(r.status == 200, f"/goaway {i}: {r}")
         r = env.get(f"/after{i}")
         check(r.status == 200 and info(r.body)["protocol"] == "HTTP/2", f"request {i} after GOAWAY: {r}")
-    s = h2up_stats("127.0.0.2", port)
-    check(s["h2_connections"] > before, f"no new HTTP/2 connection after the upstream's GOAWAY: {s}")
+        s = h2up_stats("127.0.0.2", port)
+        if s["h2_connections"] > before:
+            break
+    check(s["h2_connections"] > before, f"no new HTTP/2 connection after the upstream's GOAWAYs: {s}")
 
 
 @_test
@@ -903,7 +907,7 @@ def grpc_local_errors(env):
                            "upstream timeout (route timeout 1s)")
     check(time.monotonic() - t0 < 4, f"the timeout answer took {time.monotonic() - t0:.1f}s")
     # Two calls at once with http2MaxRequests 1: one overflows.
-    rep = h2_client(gw, [{"path": sleep, "grpc": json.dumps({"ms": 1500})}] * 2, authority="grpc.test")
+    rep = h2_client(gw, [{"path": sleep, "grpc": json.dumps({"ms": 600})}] * 2, authority="grpc.test")
     a, b = sorted(rep["streams"], key=lambda s: hdr(s, "grpc-status") or "0")
     check(a["grpc_messages"] == ["slept"], f"the call within http2MaxRequests: {a}")
     check_grpc_local_error(b, UNAVAILABLE, "overflow of http2MaxRequests 1")

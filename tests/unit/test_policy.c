@@ -48,6 +48,13 @@ static void test_istio_default_policy(void **state)
 	/* A reset after the request went out is not a connect failure. */
 	assert_false(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
 	assert_false(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
+	/* Istio's default: refused streams, gRPC unavailable and cancelled. */
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_REFUSED, 0));
+	assert_true(ism_retry_wanted_grpc(&rs, 14));
+	assert_true(ism_retry_wanted_grpc(&rs, 1));
+	assert_false(ism_retry_wanted_grpc(&rs, 4));
+	assert_false(ism_retry_wanted_grpc(&rs, 13));
+	assert_false(ism_retry_wanted_grpc(&rs, 0));
 }
 
 static void test_vocabulary(void **state)
@@ -63,6 +70,15 @@ static void test_vocabulary(void **state)
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
 	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 409));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_REFUSED, 0));
+	rs = state_for(ISM_RETRY_GRPC_DEADLINE_EXCEEDED | ISM_RETRY_GRPC_INTERNAL |
+			   ISM_RETRY_GRPC_RESOURCE_EXHAUSTED,
+		       NULL, 0);
+	assert_true(ism_retry_wanted_grpc(&rs, 4));
+	assert_true(ism_retry_wanted_grpc(&rs, 13));
+	assert_true(ism_retry_wanted_grpc(&rs, 8));
+	assert_false(ism_retry_wanted_grpc(&rs, 14));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_REFUSED, 0));
 	rs = state_for(ISM_RETRY_GATEWAY_ERROR, NULL, 0);
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 502));
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 504));

@@ -1,0 +1,778 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP/2 towards upstreams: the request (built as HTTP/1.1 by ism_up_request,
+ * so both protocols forward the same fields) becomes a HEADERS frame, its body
+ * DATA frames within the upstream's windows; the response's HEADERS, DATA and
+ * trailers go to the stream, and its bytes are given back to the upstream's
+ * windows only once the client took them. */
+#include "worker/h2up.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/log.h"
+#include "worker/h2io.h"
+#include "worker/ring.h"
+#include "worker/session.h"
+#include "worker/stream.h"
+#include "worker/tls.h"
+
+/* Streams on a connection when neither the DestinationRule nor the upstream
+ * says less (Envoy's default is unbounded; the upstream's SETTINGS cap it). */
+#define H2UP_STREAMS_DEFAULT 1000u
+
+enum ism_h2us_state {
+	ISM_H2US_QUEUED = 0, /* waiting for its connection to be ready */
+	ISM_H2US_OPEN,	     /* the request is submitted; the response head is awaited */
+	ISM_H2US_RESPONSE,   /* the response head came; its body and trailers follow */
+};
+
+/* One stream of an HTTP/2 upstream connection, owned by its isthmus stream. */
+struct ism_h2us {
+	int32_t id;	   /* 0 until submitted */
+	uint8_t state;	   /* enum ism_h2us_state */
+	uint8_t notify;	   /* the stream waits to hear that its request bytes are out */
+	uint8_t ng_closed; /* nghttp2 closed it */
+	uint32_t n_hdr;
+	uint32_t hdr_bytes;
+	uint64_t notify_batch;
+	struct ism_stream *st;
+	struct ism_h2c *c;    /* NULL once its connection went */
+	struct ism_buf head;  /* the request as built (head, and body when whole), for a replay */
+	struct ism_h2body rq; /* request body for DATA frames */
+	struct ism_h2in resp; /* response body for the stream */
+	struct ism_buf hdr;   /* a header block being received: name NUL value NUL ... */
+	struct ism_h2us *next;
+	struct ism_h2us *prev;
+};
+
+/* The HTTP/2 state of an upstream connection. */
+struct ism_h2c {
+	struct ism_h2io io;
+	struct ism_wctx *w;
+	struct ism_upconn *u;
+	uint8_t goaway; /* no new streams (GOAWAY came or went, drain) */
+	uint32_t n_streams;
+	uint32_t max_streams;	/* the DestinationRule's cap */
+	uint32_t ping_interval; /* ms; 0: no PINGs */
+	uint32_t ping_timeout;
+	uint64_t last_rx;	/* when bytes last came */
+	uint64_t ping_deadline; /* a PING awaits its ACK until then; 0: none */
+	struct ism_h2us *streams;
+};
+
+static nghttp2_session_callbacks *up_cbs;
+static nghttp2_option *up_opt;
+
+static void up_flush(struct ism_wctx *w, struct ism_h2c *c);
+
+/* ---------- streams ---------- */
+
+static void link_stream(struct ism_h2c *c, struct ism_h2us *x)
+{
+	x->c = c;
+	x->prev = NULL;
+	x->next = c->streams;
+	if (c->streams)
+		c->streams->prev = x;
+	c->streams = x;
+	c->n_streams++;
+}
+
+static void unlink_stream(struct ism_h2us *x)
+{
+	struct ism_h2c *c = x->c;
+
+	if (c == NULL)
+		return;
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		c->streams = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	if (x->id > 0 && !x->ng_closed)
+		nghttp2_session_set_stream_user_data(c->io.ng, x->id, NULL);
+	c->n_streams--;
+	x->c = NULL;
+	c->w->wake_waiters = 1;
+	if (c->n_streams == 0)
+		c->u->idle_deadline = c->w->now + c->u->idle_ms;
+}
+
+static void free_stream(struct ism_h2us *x)
+{
+	unlink_stream(x);
+	ism_buf_free(&x->head);
+	ism_buf_free(&x->rq.b);
+	ism_h2in_free(&x->resp);
+	ism_buf_free(&x->hdr);
+	free(x);
+}
+
+static struct ism_h2us *us_of(struct ism_h2c *c, int32_t id)
+{
+	return nghttp2_session_get_stream_user_data(c->io.ng, id);
+}
+
+/* The room a connection has for another stream. */
+static bool has_room(const struct ism_h2c *c)
+{
+	uint32_t peer =
+	    nghttp2_session_get_remote_settings(c->io.ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	uint32_t cap = c->max_streams < peer ? c->max_streams : peer;
+
+	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING;
+}
+
+bool ism_h2up_wanted(const struct ism_stream *st, const struct ism_cluster *cl)
+{
+	switch ((enum ism_upstream_proto)cl->proto) {
+	case ISM_UP_HTTP2:
+		return true;
+	case ISM_UP_AS_CLIENT:
+		return st->sess != NULL && st->sess->h2 != NULL;
+	case ISM_UP_HTTP1:
+		break;
+	}
+	return false;
+}
+
+static ssize_t on_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
+			    uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct ism_h2us *x = src->ptr;
+
+	ssize_t n = ism_h2body_read(&x->rq, buf, len, flags);
+
+	(void)ng;
+	/* The client's trailers (gRPC's, say) once the body is all framed. */
+	if ((*flags & NGHTTP2_DATA_FLAG_NO_END_STREAM) && x->st != NULL)
+		ism_h2_submit_trailers(&((struct ism_h2c *)ud)->io, id, &x->st->req_trl);
+	return n;
+}
+
+/* Submits x's request: its head as HEADERS, its body as DATA. 0, or the
+ * failure the stream is to be told. */
+static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us *x)
+{
+	struct ism_http_limits lim = {.max_head_bytes = x->head.len,
+				      .max_headers = ISM_MAX_HDRS,
+				      .max_uri_bytes = x->head.len};
+	struct ism_http_req req = {.headers = w->uhdrs};
+	nghttp2_data_provider dp = {.source.ptr = x};
+	ssize_t n = ism_http_parse_request(x->head.p, x->head.len, &lim, &req);
+	struct ism_h2nv nv;
+	int32_t id;
+
+	if (n < 0 || ism_h2nv_init(&nv, req.n_headers + 6, x->head.len) < 0)
+		return ISM_FAIL_RESET;
+	ism_h2nv_add(&nv, ":method", 7, req.method, req.method_len);
+	ism_h2nv_add(&nv, ":scheme", 7, c->u->s.x.ssl ? "https" : "http", c->u->s.x.ssl ? 5 : 4);
+	ism_h2nv_add(&nv, ":authority", 10, req.host ? req.host : "", req.host ? req.host_len : 0);
+	ism_h2nv_add(&nv, ":path", 5, req.target, req.target_len);
+	for (size_t i = 0; i < req.n_headers; i++) {
+		const struct ism_http_header *h = &req.headers[i];
+
+		/* HTTP/2 has no connection-specific fields (RFC 9113 8.2.2). */
+		if (ism_http_header_is(h, "host") || ism_http_header_is(h, "transfer-encoding") ||
+		    ism_http_is_hop_by_hop(h->name, h->name_len))
+			continue;
+		ism_h2nv_add(&nv, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (x->st->grpc)
+		ism_h2nv_add(&nv, "te", 2, "trailers", 8);
+	/* Body bytes that came with the head go first. */
+	x->rq.b.len = x->rq.off = 0;
+	x->rq.trailers = x->st->req_done && x->st->req_trl.len > 0;
+	if (ism_h2body_add(&c->io, 0, &x->rq, x->head.p + n, x->head.len - (uint32_t)n,
+			   x->st->req_done) < 0) {
+		ism_h2nv_free(&nv);
+		return ISM_FAIL_RESET;
+	}
+	dp.read_callback = on_read_body;
+	id = nghttp2_submit_request(c->io.ng, NULL, nv.nv, nv.n,
+				    x->rq.b.len || !x->rq.end ? &dp : NULL, x);
+	ism_h2nv_free(&nv);
+	if (id < 0)
+		return id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? ISM_FAIL_REFUSED
+								 : ISM_FAIL_RESET;
+	x->id = id;
+	x->state = ISM_H2US_OPEN;
+	x->notify = 1;
+	return 0;
+}
+
+/* ---------- nghttp2's callbacks ---------- */
+
+static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
+{
+	struct ism_h2c *c = ud;
+
+	(void)ng;
+	(void)flags;
+	return ism_h2io_gather(&c->io, data, len);
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+	struct ism_h2c *c = ud;
+	struct ism_h2us *x = us_of(c, f->hd.stream_id);
+	int ret = 0;
+
+	(void)ng;
+	(void)flags;
+	if (x == NULL || f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	x->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
+	if (x->hdr_bytes > c->w->table->limits.max_response_header_bytes ||
+	    ++x->n_hdr >= ISM_MAX_HDRS || memchr(value, '\0', valuelen) != NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+	ret |= ism_buf_append(&x->hdr, name, (uint32_t)namelen, UINT32_MAX);
+	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
+	ret |= ism_buf_append(&x->hdr, value, (uint32_t)valuelen, UINT32_MAX);
+	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
+	return ret < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+}
+
+/* The header block x gathered, as fields (pseudo-headers apart); *status the
+ * :status, *cl the content-length (-1: none). */
+static size_t fields_of(struct ism_wctx *w, struct ism_h2us *x, int *status, int64_t *cl)
+{
+	const char *p = x->hdr.p, *end = x->hdr.p + x->hdr.len;
+	size_t n = 0;
+
+	*status = 0;
+	*cl = -1;
+	while (p < end) {
+		size_t nl = strlen(p), vl = strlen(p + nl + 1);
+		const char *v = p + nl + 1;
+
+		if (nl == 7 && memcmp(p, ":status", 7) == 0)
+			*status = atoi(v);
+		else if (p[0] != ':' && n < ISM_MAX_HDRS - 1)
+			w->uhdrs[n++] = (struct ism_http_header){p, nl, v, vl};
+		if (nl == 14 && memcmp(p, "content-length", 14) == 0)
+			*cl = strtoll(v, NULL, 10);
+		p = v + vl + 1;
+	}
+	return n;
+}
+
+/* The response head: to the stream (interim ones are dropped). */
+static void response_head(struct ism_wctx *w, struct ism_h2us *x, bool end)
+{
+	struct ism_stream *st = x->st;
+	struct ism_http_resp resp = {.headers = w->uhdrs, .minor_version = 1};
+	int64_t cl;
+	uint8_t mode;
+
+	resp.n_headers = fields_of(w, x, &resp.status, &cl);
+	x->hdr.len = 0;
+	x->n_hdr = x->hdr_bytes = 0;
+	if (resp.status < 200) {
+		if (resp.status < 100) {
+			ism_stream_up_bad(w, st, "malformed upstream response head");
+			return;
+		}
+		return; /* 1xx: not relayed */
+	}
+	x->state = ISM_H2US_RESPONSE;
+	resp.framing.content_length = cl;
+	/* Without a length, an HTTP/1.1 client gets the body chunked. */
+	if (end || st->is_head || resp.status == 204 || resp.status == 304) {
+		mode = ISM_BODY_NONE;
+	} else if (cl >= 0) {
+		mode = ISM_BODY_CL;
+	} else {
+		mode = ISM_BODY_CHUNKED;
+		resp.framing.chunked = 1;
+		w->uhdrs[resp.n_headers++] =
+		    (struct ism_http_header){"transfer-encoding", 17, "chunked", 7};
+	}
+	x->resp.end = end;
+	x->resp.end_given = end;
+	ism_stream_up_head(w, st, &resp, mode, NULL, 0, end);
+}
+
+/* Trailers: to the stream, then the end of the body. */
+static void response_trailers(struct ism_wctx *w, struct ism_h2us *x)
+{
+	int status;
+	int64_t cl;
+	size_t n = fields_of(w, x, &status, &cl);
+
+	x->hdr.len = 0;
+	ism_stream_up_trailers(w, x->st, w->uhdrs, n);
+}
+
+/* What gathered goes to the stream when it waits for it. */
+static void deliver(struct ism_wctx *w, struct ism_h2us *x)
+{
+	const char *p;
+	uint32_t len;
+	bool done;
+
+	if (x->st != NULL && x->state == ISM_H2US_RESPONSE &&
+	    ism_h2in_take(&x->resp, &p, &len, &done))
+		ism_stream_up_data(w, x->st, p, len, -1, done);
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct ism_h2c *c = ud;
+	struct ism_h2us *x;
+	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+	(void)ng;
+	switch (f->hd.type) {
+	case NGHTTP2_GOAWAY:
+		c->goaway = 1;
+		return 0;
+	case NGHTTP2_PING:
+		if (f->hd.flags & NGHTTP2_FLAG_ACK)
+			c->ping_deadline = 0;
+		return 0;
+	case NGHTTP2_HEADERS:
+	case NGHTTP2_DATA:
+		break;
+	default:
+		return 0;
+	}
+	x = us_of(c, f->hd.stream_id);
+	if (x == NULL || x->st == NULL)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS && x->state == ISM_H2US_OPEN) {
+		response_head(c->w, x, end);
+		return 0;
+	}
+	if (f->hd.type == NGHTTP2_HEADERS)
+		response_trailers(c->w, x);
+	if (end && x->st != NULL) {
+		x->resp.end = 1;
+		deliver(c->w, x);
+	}
+	return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+		   void *ud)
+{
+	struct ism_h2c *c = ud;
+	struct ism_h2us *x = us_of(c, id);
+
+	(void)flags;
+	if (x == NULL || x->st == NULL) {
+		nghttp2_session_consume(ng, id, len);
+		return 0;
+	}
+	if (ism_h2in_add(&x->resp, data, len) < 0)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	deliver(c->w, x);
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct ism_h2c *c = ud;
+	struct ism_h2us *x;
+
+	(void)ng;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	x = us_of(c, f->hd.stream_id);
+	if (x != NULL && x->notify && ism_h2body_drained(&x->rq))
+		x->notify_batch = c->io.batch;
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
+{
+	struct ism_h2c *c = ud;
+	struct ism_h2us *x = us_of(c, id);
+	struct ism_stream *st;
+
+	if (x == NULL)
+		return 0;
+	x->ng_closed = 1;
+	nghttp2_session_set_stream_user_data(ng, id, NULL);
+	st = x->st;
+	if (st == NULL)
+		return 0;
+	switch ((enum ism_h2us_state)x->state) {
+	case ISM_H2US_RESPONSE:
+		/* The whole response came: the stream takes it at its pace. */
+		if (x->resp.end && code == NGHTTP2_NO_ERROR)
+			return 0;
+		break;
+	case ISM_H2US_QUEUED:
+	case ISM_H2US_OPEN:
+		break;
+	}
+	ism_debug("upstream endpoint %u: stream %d reset (%s)", c->u->ep_id, id,
+		  nghttp2_http2_strerror(code));
+	ism_stream_up_failed(c->w, st,
+			     code == NGHTTP2_REFUSED_STREAM ? ISM_FAIL_REFUSED : ISM_FAIL_RESET);
+	return 0;
+}
+
+/* ---------- the connection ---------- */
+
+static int init_once(void)
+{
+	if (up_cbs != NULL)
+		return 0;
+	if (nghttp2_session_callbacks_new(&up_cbs) != 0 || nghttp2_option_new(&up_opt) != 0)
+		return -ENOMEM;
+	nghttp2_session_callbacks_set_send_callback(up_cbs, on_send);
+	nghttp2_session_callbacks_set_on_header_callback(up_cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(up_cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(up_cbs, on_data);
+	nghttp2_session_callbacks_set_on_frame_send_callback(up_cbs, on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(up_cbs, on_stream_close);
+	/* Windows open as the client takes the bytes, not as they arrive. */
+	nghttp2_option_set_no_auto_window_update(up_opt, 1);
+	return 0;
+}
+
+/* Streams whose request bytes the completed send carried hear so. */
+static void notify_sent(struct ism_wctx *w, struct ism_h2c *c)
+{
+	struct ism_h2us *x, *next;
+
+	c->io.busy++;
+	for (x = c->streams; x != NULL; x = next) {
+		next = x->next;
+		if (!x->notify || !ism_h2io_out(&c->io, x->notify_batch))
+			continue;
+		x->notify = 0;
+		x->notify_batch = 0;
+		if (x->st != NULL)
+			ism_stream_up_sent(w, x->st);
+	}
+	c->io.busy--;
+}
+
+static void up_flush(struct ism_wctx *w, struct ism_h2c *c)
+{
+	const char *p;
+	uint32_t len;
+	int ret;
+
+	if (c->io.busy || c->u->state == ISM_UP_CONNECTING || c->u->state == ISM_UP_CLOSING)
+		return;
+	ret = ism_h2io_frame(&c->io, &p, &len);
+	if (ret < 0 || (ret == 0 && !c->io.sending && !nghttp2_session_want_read(c->io.ng) &&
+			!nghttp2_session_want_write(c->io.ng))) {
+		ism_up_close(w, c->u);
+		return;
+	}
+	if (ret > 0)
+		ism_sock_send(w, &c->u->s, p, len, -1);
+}
+
+static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
+				const struct ism_cluster *cl)
+{
+	const struct ism_limits *lim = &w->table->limits;
+	nghttp2_settings_entry iv[] = {
+	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->h2_initial_stream_window},
+	};
+	struct ism_h2c *c;
+
+	if (init_once() < 0)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->w = w;
+	c->u = u;
+	c->io.batch = 1;
+	c->max_streams = cl->h2_max_streams ? cl->h2_max_streams : H2UP_STREAMS_DEFAULT;
+	c->ping_interval = cl->h2_ping_interval_ms;
+	c->ping_timeout = cl->h2_ping_timeout_ms;
+	c->last_rx = w->now;
+	if (nghttp2_session_client_new2(&c->io.ng, up_cbs, c, up_opt) != 0) {
+		free(c);
+		return NULL;
+	}
+	nghttp2_submit_settings(c->io.ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+	nghttp2_session_set_local_window_size(c->io.ng, NGHTTP2_FLAG_NONE, 0,
+					      (int32_t)lim->h2_initial_conn_window);
+	return c;
+}
+
+/* An HTTP/2 connection to ep of st's TLS settings with room for a stream. */
+static struct ism_upconn *find_conn(struct ism_wctx *w, uint32_t ep_id, uint64_t key)
+{
+	for (struct ism_upconn *u = w->mux[ep_id]; u != NULL; u = u->pool_next)
+		if (u->tls_fp == key && has_room(u->mux))
+			return u;
+	return NULL;
+}
+
+struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
+				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
+				  struct ism_buf *head, bool *full)
+{
+	struct ism_upconn *u = find_conn(w, ep->id, ism_up_pool_key(st, cl));
+	struct ism_h2us *x;
+
+	*full = false;
+	if (u == NULL && ism_up_pool_full(w, cl)) {
+		*full = true;
+		return NULL;
+	}
+	if (u == NULL) {
+		u = ism_up_connect(w, st, cl, ep, true);
+		if (u == NULL)
+			return NULL;
+		u->mux = new_conn(w, u, cl);
+		if (u->mux == NULL) {
+			ism_up_close(w, u);
+			return NULL;
+		}
+		u->idle_ms = st->pool_idle_ms;
+		ism_up_mux_add(w, u);
+	} else {
+		u->reused = 1;
+		atomic_fetch_add_explicit(&w->st->upstream_reused, 1, memory_order_relaxed);
+	}
+	x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return NULL;
+	x->st = st;
+	x->head = *head;
+	*head = (struct ism_buf){0};
+	link_stream(u->mux, x);
+	if (u->state == ISM_UP_MUX && submit_request(w, u->mux, x) != 0) {
+		/* Nothing was taken: the stream answers. */
+		*head = x->head;
+		x->head = (struct ism_buf){0};
+		free_stream(x);
+		return NULL;
+	}
+	st->usp = x;
+	u->requests++;
+	up_flush(w, u->mux);
+	return u;
+}
+
+int ism_h2up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
+		      int bid, bool done)
+{
+	struct ism_h2us *x = st->usp;
+	int ret = 0;
+
+	ism_buf_keep(&x->head, p, len, ISM_REPLAY_MAX);
+	x->rq.trailers = done && st->req_trl.len > 0;
+	if (x->c != NULL)
+		ret = ism_h2body_add(&x->c->io, x->id, &x->rq, p, len, done);
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	if (ret < 0)
+		return -ENOMEM;
+	if ((len == 0 && !done) || x->c == NULL)
+		return 0;
+	x->notify = 1;
+	up_flush(w, x->c);
+	return 1;
+}
+
+void ism_h2up_resume(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_h2us *x = st->usp;
+
+	/* What was given went to the client: the upstream may send more (a
+	 * connection gone after the whole response came has nothing to open). */
+	if (x->c != NULL) {
+		ism_h2in_want(&x->c->io, x->id, &x->resp);
+	} else {
+		x->resp.fly.len = 0;
+		x->resp.want = 1;
+	}
+	ism_buf_free(&x->head);
+	deliver(w, x);
+	if (st->usp == x && x->c != NULL)
+		up_flush(w, x->c);
+}
+
+bool ism_h2up_replayable(const struct ism_stream *st)
+{
+	const struct ism_h2us *x = st->usp;
+
+	return x != NULL && x->head.len > 0;
+}
+
+void ism_h2up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_stream *st,
+		     struct ism_buf *replay)
+{
+	struct ism_h2us *x = st->usp;
+	struct ism_h2c *c = x->c;
+
+	(void)u;
+	st->usp = NULL;
+	x->st = NULL;
+	if (replay != NULL && x->head.len) {
+		ism_buf_free(replay);
+		*replay = x->head;
+		x->head = (struct ism_buf){0};
+	}
+	if (c != NULL && x->id > 0 && !x->ng_closed) {
+		ism_h2in_drop(&c->io, x->id, &x->resp);
+		nghttp2_submit_rst_stream(c->io.ng, NGHTTP2_FLAG_NONE, x->id, NGHTTP2_CANCEL);
+	}
+	free_stream(x);
+	if (c != NULL)
+		up_flush(w, c);
+}
+
+/* The connection (and its TLS handshake) is up: the queued requests go. */
+void ism_h2up_ready(struct ism_wctx *w, struct ism_upconn *u)
+{
+	struct ism_h2c *c = u->mux;
+	struct ism_h2us *x, *next;
+
+	u->state = ISM_UP_MUX;
+	c->last_rx = w->now;
+	c->io.busy++;
+	for (x = c->streams; x != NULL; x = next) {
+		next = x->next;
+		if (x->state == ISM_H2US_QUEUED && x->st != NULL) {
+			struct ism_stream *st = x->st;
+			int f = submit_request(w, c, x);
+
+			if (f != 0)
+				ism_stream_up_failed(w, st, (enum ism_failure)f);
+			else
+				ism_stream_up_ready(w, st);
+		}
+	}
+	c->io.busy--;
+	ism_sock_recv(w, &u->s);
+	up_flush(w, c);
+}
+
+void ism_h2up_closing(struct ism_wctx *w, struct ism_upconn *u, enum ism_failure f)
+{
+	struct ism_h2c *c = u->mux;
+
+	c->io.busy++;
+	while (c->streams != NULL) {
+		struct ism_h2us *x = c->streams;
+		struct ism_stream *st = x->st;
+
+		unlink_stream(x);
+		/* A response that came whole goes on to the client from x. */
+		if (st != NULL && x->state == ISM_H2US_RESPONSE && x->resp.end)
+			continue;
+		if (st != NULL)
+			ism_stream_up_failed(w, st, f);
+		else
+			free_stream(x);
+	}
+	c->io.busy--;
+}
+
+void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
+{
+	struct ism_h2c *c = u->mux;
+	ssize_t n;
+
+	if (u->state != ISM_UP_MUX) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return;
+	}
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		ism_debug("upstream endpoint %u closed: %s", u->ep_id,
+			  res < 0 ? strerror(-res) : "EOF");
+		ism_up_close(w, u);
+		return;
+	}
+	c->last_rx = w->now;
+	for (struct ism_h2us *x = c->streams; x != NULL; x = x->next)
+		if (x->st != NULL)
+			ism_stream_up_bytes(w, x->st);
+	c->io.busy++;
+	n = nghttp2_session_mem_recv(c->io.ng, (const uint8_t *)ism_w_buf_addr(w, bid),
+				     (size_t)res);
+	c->io.busy--;
+	ism_w_buf_recycle(w, bid);
+	if (n < 0) {
+		ism_debug("upstream endpoint %u: HTTP/2: %s", u->ep_id, nghttp2_strerror((int)n));
+		ism_up_close(w, u);
+		return;
+	}
+	up_flush(w, c);
+	if (u->state == ISM_UP_MUX)
+		ism_sock_recv(w, &u->s);
+}
+
+void ism_h2up_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
+{
+	if (res < 0) {
+		ism_up_close(w, u);
+		return;
+	}
+	ism_h2io_sent(&u->mux->io);
+	notify_sent(w, u->mux);
+	up_flush(w, u->mux);
+}
+
+void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)
+{
+	struct ism_h2c *c = u->mux;
+
+	if (u->state != ISM_UP_MUX)
+		return;
+	if (c->n_streams == 0 && (c->goaway || u->idle_deadline <= w->now)) {
+		ism_up_close(w, u);
+		return;
+	}
+	/* http2KeepAlive: a PING after interval of silence; no ACK within the
+	 * timeout closes the connection (its streams fail). */
+	if (c->ping_deadline && c->ping_deadline <= w->now) {
+		ism_debug("upstream endpoint %u: no PING ACK in %u ms", u->ep_id, c->ping_timeout);
+		ism_up_close(w, u);
+		return;
+	}
+	if (c->ping_interval && !c->ping_deadline && c->last_rx + c->ping_interval <= w->now) {
+		nghttp2_submit_ping(c->io.ng, NGHTTP2_FLAG_NONE, NULL);
+		c->ping_deadline = w->now + c->ping_timeout;
+		up_flush(w, c);
+	}
+}
+
+void ism_h2up_drain(struct ism_wctx *w, struct ism_upconn *u)
+{
+	u->mux->goaway = 1;
+	if (u->mux->n_streams == 0)
+		ism_up_close(w, u);
+}
+
+bool ism_h2up_idle(const struct ism_upconn *u)
+{
+	return u->mux->n_streams == 0;
+}
+
+void ism_h2up_free(struct ism_upconn *u)
+{
+	struct ism_h2c *c = u->mux;
+
+	if (c == NULL)
+		return;
+	while (c->streams != NULL) {
+		free_stream(c->streams);
+	}
+	ism_h2io_free(&c->io);
+	free(c);
+	u->mux = NULL;
+}
