@@ -77,6 +77,31 @@ int ism_retry_wanted_grpc(const struct ism_retry_state *rs, int grpc)
 	}
 }
 
+int ism_grpc_to_http(int grpc)
+{
+	static const int map[17] = {
+	    200, /* OK */
+	    499, /* CANCELLED */
+	    500, /* UNKNOWN */
+	    400, /* INVALID_ARGUMENT */
+	    504, /* DEADLINE_EXCEEDED */
+	    404, /* NOT_FOUND */
+	    409, /* ALREADY_EXISTS */
+	    403, /* PERMISSION_DENIED */
+	    429, /* RESOURCE_EXHAUSTED */
+	    400, /* FAILED_PRECONDITION */
+	    409, /* ABORTED */
+	    400, /* OUT_OF_RANGE */
+	    501, /* UNIMPLEMENTED */
+	    500, /* INTERNAL */
+	    503, /* UNAVAILABLE */
+	    500, /* DATA_LOSS */
+	    401, /* UNAUTHENTICATED */
+	};
+
+	return grpc >= 0 && grpc < 17 ? map[grpc] : 500;
+}
+
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)
 {
 	uint64_t span = ((1ull << (n < 20 ? n : 20)) - 1) * base_ms;

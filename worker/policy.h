@@ -45,6 +45,10 @@ int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int s
  * internal, resource-exhausted, unavailable). */
 int ism_retry_wanted_grpc(const struct ism_retry_state *rs, int grpc);
 
+/* The HTTP status Envoy reads a gRPC status as (Grpc::Utility::grpcToHttpStatus),
+ * for outlier detection. */
+int ism_grpc_to_http(int grpc);
+
 /* Envoy's fully jittered exponential back-off before retry n (1-based):
  * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd);

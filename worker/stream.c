@@ -933,12 +933,16 @@ bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st)
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
-	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc_status(st, resp));
+	int grpc = grpc_status(st, resp);
+	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc);
+	/* Outlier detection sees a trailers-only gRPC answer's status as the
+	 * HTTP status Envoy maps it to (UNAVAILABLE: 503). */
+	int od_status = grpc >= 0 ? ism_grpc_to_http(grpc) : resp->status;
 
 	/* A response that streams tells outlier detection how it ended
 	 * (od_settle): one cut short by the upstream is a failure. */
-	if (retry || ism_outcome_of(ISM_FAIL_NONE, resp->status) != ISM_OUTCOME_SUCCESS)
-		record_outcome(w, st, ISM_FAIL_NONE, resp->status);
+	if (retry || ism_outcome_of(ISM_FAIL_NONE, od_status) != ISM_OUTCOME_SUCCESS)
+		record_outcome(w, st, ISM_FAIL_NONE, od_status);
 	else
 		st->od_pending = 1;
 	if (retry) {

@@ -162,11 +162,13 @@ def start_h2_upstream(env, addr, name, cert=None, max_streams=None, zone=None):
     return port
 
 
-def start_grpc_upstream(env, addr, name, cert=None):
-    port = free_port(addr)
+def start_grpc_upstream(env, addr, name, cert=None, fail=None, port=None):
+    port = port or free_port(addr)
     argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "grpc_upstream.py"), "--listen", f"{addr}:{port}", "--name", name]
     if cert:
         argv += ["--cert", cert[0], "--key", cert[1]]
+    if fail:
+        argv += ["--fail", str(fail)]
     spawn_listening(env, f"grpcup-{name}", argv, addr, port)
     return port
 
@@ -998,3 +1000,74 @@ def grpc_dead_endpoint(env):
     res = grpc(gw, [{"method": "Unary", "request": f"{i}"} for i in range(20)])
     check(all(r["code"] == "OK" and ["x-upstream", "g1"] in r["initial_metadata"] for r in res),
           f"after g0 died: {[(r['code'], r['details']) for r in res if r['code'] != 'OK'][:5]}")
+
+
+def served_by(res):
+    """The x-upstream of each call (initial metadata, else trailing)."""
+    out = []
+    for r in res:
+        md = dict(map(tuple, r["initial_metadata"] + r["trailing_metadata"]))
+        out.append(md.get("x-upstream"))
+    return out
+
+
+def zoned_grpc_world(env, near_fail=None):
+    """Two gRPC upstreams, "near" in the appliance's zone and "far" in another
+    of its region, with outlier detection (which Istio's locality balancing
+    needs). Returns (gateway port, near's port)."""
+    local = start_grpc_upstream(env, "127.0.0.1", "near", fail=near_fail)
+    far = start_grpc_upstream(env, "127.0.0.2", "far")
+    gw = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(gw),
+        virtual_service("vs", ["*"], route(GSVC)),
+        service_entry_protocol("grpc", GSVC, [
+            {"address": "127.0.0.1", "port": local, "locality": "eu-west/eu-west-1a"},
+            {"address": "127.0.0.2", "port": far, "locality": "eu-west/eu-west-1b"}], "GRPC"),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: od}\n"
+        f"spec:\n  host: {GSVC}\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 2, "
+        "interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}\n"))
+    env.start_gateway(conf, gw)
+    return gw, local
+
+
+UNARY_CALLS = [{"method": "Unary", "request": f"{i}"} for i in range(10)]
+
+
+@_test
+def grpc_locality_failover(env):
+    """gRPC endpoints get locality priorities as HTTP/1.1 ones do: the local
+    zone's endpoint serves while it is up; when it dies the other zone of the
+    region takes every call (connect failures retried)."""
+    need_tools("grpc")
+    gw, _ = zoned_grpc_world(env)
+    res = grpc(gw, UNARY_CALLS)
+    check(all(r["code"] == "OK" for r in res) and set(served_by(res)) == {"near"},
+          f"the local zone first: {[(r['code'], u) for r, u in zip(res, served_by(res))]}")
+    victim = next(p for p in env.procs if p.name == "grpcup-near")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.p.wait(5)
+    res = grpc(gw, UNARY_CALLS)
+    check(all(r["code"] == "OK" for r in res), f"failover: {[(r['code'], r['details']) for r in res]}")
+    check(served_by(res)[-5:] == ["far"] * 5, f"not failed over to the other zone: {served_by(res)}")
+
+
+@_test
+def grpc_outlier_ejection(env):
+    """A broken local gRPC endpoint (every call UNAVAILABLE: HTTP 200,
+    trailers-only) is ejected after two such answers, which outlier detection
+    reads as 503 as Envoy does; the calls it failed are retried (Istio's
+    default retries unavailable) and every later call is served by the other
+    zone."""
+    need_tools("grpc")
+    gw, local = zoned_grpc_world(env, near_fail=14)
+
+    def far_only():
+        r = grpc(gw, UNARY_CALLS)
+        return all(x["code"] == "OK" for x in r) and set(served_by(r)) == {"far"} and r
+    poll(far_only, 15, what="every call served by the other zone once the broken one is ejected")
+    s = grpcup_stats(local)
+    check(s["calls"].get("Unary", 0) >= 2, f"the broken endpoint was not tried: {s}")
+    res = grpc(gw, UNARY_CALLS)
+    check(set(served_by(res)) == {"far"} and grpcup_stats(local)["calls"].get("Unary", 0) <= 4,
+          f"the ejected endpoint still gets calls: {grpcup_stats(local)}")

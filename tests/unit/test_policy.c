@@ -55,6 +55,12 @@ static void test_istio_default_policy(void **state)
 	assert_false(ism_retry_wanted_grpc(&rs, 4));
 	assert_false(ism_retry_wanted_grpc(&rs, 13));
 	assert_false(ism_retry_wanted_grpc(&rs, 0));
+	/* Outlier detection reads gRPC statuses as Envoy does. */
+	assert_int_equal(ism_grpc_to_http(14), 503);
+	assert_int_equal(ism_grpc_to_http(4), 504);
+	assert_int_equal(ism_grpc_to_http(0), 200);
+	assert_int_equal(ism_grpc_to_http(12), 501);
+	assert_int_equal(ism_grpc_to_http(99), 500);
 }
 
 static void test_vocabulary(void **state)

@@ -4,7 +4,7 @@
 
 Run it with Debian's python (/usr/bin/python3: python3-grpcio).
 
-usage: grpc_upstream.py --listen ADDR:PORT [--name NAME] [--cert CRT --key KEY]
+usage: grpc_upstream.py --listen ADDR:PORT [--name NAME] [--cert CRT --key KEY] [--fail CODE]
 
 Prints "listening on ADDR:PORT" once it serves (PORT 0: the kernel's choice).
 Service isthmus.test.Echo; requests and responses are raw bytes, JSON where a
@@ -23,7 +23,9 @@ method takes parameters:
   Stats          JSON counters: calls per method, cancelled, in flight, flaky attempts
 Every answer carries the metadata `x-upstream: NAME` (initial metadata when the
 call sends a message, trailing metadata otherwise, so that an error stays
-trailers-only). Bounded: 64 threads, 256 calls at once, messages of 4 MiB.
+trailers-only). With --fail CODE, every call but Stats ends with status CODE
+(trailers-only): a broken instance. Bounded: 64 threads, 256 calls at once,
+messages of 4 MiB.
 """
 
 import argparse
@@ -53,6 +55,7 @@ class State:
         self.in_flight = 0
         self.max_in_flight = 0
         self.flaky = {}
+        self.fail = 0  # --fail
 
     def as_json(self):
         with self.lock:
@@ -94,6 +97,9 @@ def methods(st):
         function, and as a generator for the methods that stream responses."""
         def run(req, ctx):
             with call(name):
+                if st.fail and name != "Stats":
+                    ctx.set_trailing_metadata(up)
+                    ctx.abort(code_of(st.fail), "failing on command (--fail)")
                 return fn(req, ctx)
 
         def run_gen(req, ctx):
@@ -198,10 +204,12 @@ def main():
     ap.add_argument("--name", default="grpcup")
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--fail", type=int, default=0, help="end every call with this status")
     args = ap.parse_args()
     if bool(args.cert) != bool(args.key):
         ap.error("--cert and --key go together")
     st = State(args.name)
+    st.fail = args.fail
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64),
         handlers=[grpc.method_handlers_generic_handler(SERVICE, methods(st))],
