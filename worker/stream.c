@@ -15,6 +15,7 @@
 #include "health/outlier.h"
 #include "lib/log.h"
 #include "worker/balancer.h"
+#include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/ring.h"
 #include "worker/router.h"
@@ -821,6 +822,9 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false, "");
 		return;
 	}
+	/* HTTP/2 frames the body itself: it goes as it came, never chunked. */
+	if (ism_h2up_wanted(st, cl))
+		st->req_chunked = 0;
 	ism_retry_state_init(&st->rs, &r->retry);
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
 		st->has_hash =
