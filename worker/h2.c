@@ -461,10 +461,13 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 		ism_sess_close(w, s);
 		return;
 	}
-	if (ret > 0)
+	if (ret > 0) {
 		ism_sess_send(w, s, p, len, -1);
-	else if (!h->io.sending && h->n_streams == 0)
+	} else if (!h->io.sending && h->n_streams == 0) {
+		/* Idle: the connection holds no output buffer. */
+		ism_h2io_trim(&h->io);
 		ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
+	}
 }
 
 /* After a call from a stream: flush, unless nghttp2 or a walk runs (they do). */

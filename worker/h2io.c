@@ -43,6 +43,14 @@ void ism_h2io_sent(struct ism_h2io *io)
 	io->sent_batch = io->fly_batch;
 }
 
+void ism_h2io_trim(struct ism_h2io *io)
+{
+	if (io->sending || io->gather.len)
+		return;
+	ism_buf_free(&io->gather);
+	ism_buf_free(&io->wire);
+}
+
 void ism_h2io_free(struct ism_h2io *io)
 {
 	if (io->ng != NULL)

@@ -42,6 +42,8 @@ static inline bool ism_h2io_out(const struct ism_h2io *io, uint64_t batch)
 {
 	return batch != 0 && batch <= io->sent_batch;
 }
+/* Gives back the output buffers when nothing is gathered or in flight. */
+void ism_h2io_trim(struct ism_h2io *io);
 void ism_h2io_free(struct ism_h2io *io);
 
 /* A body nghttp2 reads (DATA frames) from a buffer that fills as data comes. */

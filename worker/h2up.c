@@ -737,6 +737,8 @@ void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)
 		ism_up_close(w, u);
 		return;
 	}
+	if (c->n_streams == 0)
+		ism_h2io_trim(&c->io);
 	/* http2KeepAlive: a PING after interval of silence; no ACK within the
 	 * timeout closes the connection (its streams fail). */
 	if (c->ping_deadline && c->ping_deadline <= w->now) {
