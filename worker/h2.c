@@ -903,8 +903,9 @@ void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t
 			ism_sess_close(w, s);
 			return;
 		}
-		/* Past max_outbound_ack: the client does not read its ACKs. */
-		if (n == NGHTTP2_ERR_FLOODED)
+		/* Past max_outbound_ack (a client that does not read its ACKs)
+		 * or max_continuations: nghttp2 queues no GOAWAY itself. */
+		if (n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)
 			nghttp2_session_terminate_session(h->io.ng, NGHTTP2_ENHANCE_YOUR_CALM);
 		h->state = ISM_H2_FAILED;
 	} else if (!nghttp2_session_want_read(h->io.ng) && h->n_streams > 0) {

@@ -69,7 +69,8 @@ class Peer:
         self.wlock = threading.Lock()  # the reader's SETTINGS ACK and the floods interleave whole
         self.cond = threading.Condition(self.lock)
         self.reader = threading.Thread(target=self.read_loop, daemon=True)
-        self.sock.sendall(PREFACE)
+        # The preface and its SETTINGS in one write, before the reader can ACK.
+        self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
         self.reader.start()
 
     def now(self):
@@ -150,7 +151,8 @@ class Peer:
         return self.enc.encode([(k.encode(), v.encode()) for k, v in headers])
 
     def settings(self, **kv):
-        self.send(SettingsFrame(0, settings={getattr(SettingsFrame, k): v for k, v in kv.items()}))
+        if kv:
+            self.send(SettingsFrame(0, settings={getattr(SettingsFrame, k): v for k, v in kv.items()}))
 
 
 def get_headers(path="/", method="GET"):
