@@ -119,6 +119,8 @@ FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c lib/strmap.c he
 FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c
 FUZZ_SRCS_fuzz_pathnorm := worker/pathnorm.c lib/log.c
 FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c
+# worker/h2.c's pure parts need the worker linked, as the binary links it.
+FUZZ_SRCS_fuzz_h2 := $(LIB_SRCS)
 
 $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard conf/*.c worker/*.c shm/*.c lib/*.c)
 	@mkdir -p $(dir $@)

@@ -34,16 +34,14 @@ enum ism_h2s_state {
 /* One HTTP/2 stream of a session. */
 struct ism_h2s {
 	int32_t id;
-	uint8_t state;	   /* enum ism_h2s_state */
-	uint8_t ng_closed; /* nghttp2 closed it (both ends done, or reset) */
-	uint8_t hdr_over;  /* the header list went past the limits */
-	uint8_t notify;	   /* the stream waits to hear its bytes are out */
-	uint8_t end_sent;  /* our END_STREAM went out */
-	uint32_t n_hdr;
-	uint32_t hdr_bytes;
+	uint8_t state;	       /* enum ism_h2s_state */
+	uint8_t ng_closed;     /* nghttp2 closed it (both ends done, or reset) */
+	uint8_t notify;	       /* the stream waits to hear its bytes are out */
+	uint8_t end_sent;      /* our END_STREAM went out */
 	uint64_t notify_batch; /* the output batch carrying its last bytes; 0: none yet */
+	uint64_t moved_ms;     /* when its response last went out (or was submitted) */
 	struct ism_stream *st;
-	struct ism_buf hdr;	/* the request head: name NUL value NUL ... */
+	struct ism_h2head hdr;	/* the request head (then its trailers) */
 	struct ism_h2in rq;	/* the request body, for the stream */
 	struct ism_h2body resp; /* the response body, for DATA frames */
 	struct ism_buf trl;	/* response trailers: name NUL value NUL ... */
@@ -58,7 +56,22 @@ struct ism_h2 {
 	uint8_t state; /* enum ism_h2_state */
 	uint32_t n_streams;
 	struct ism_h2s *streams;
+	uint64_t send_ms;     /* when the send in flight started */
+	uint64_t budget_ms;   /* when the frame budget was last refilled */
+	uint32_t budget;      /* frames that carry no request the client may still send */
+	uint64_t data_sent;   /* DATA frames sent */
+	uint64_t wu_received; /* WINDOW_UPDATE frames received */
 };
+
+/* Frames that carry no request (PING, SETTINGS, PRIORITY, empty DATA, HEADERS
+ * or CONTINUATION, and the RST_STREAMs we send) come out of a per-connection
+ * budget of ISM_H2_BUDGET refilled at ISM_H2_BUDGET_PER_S; WINDOW_UPDATEs may
+ * number ISM_H2_WU_BASE plus ISM_H2_WU_PER_DATA per DATA frame sent. Past
+ * either: GOAWAY ENHANCE_YOUR_CALM (CVE-2019-9512, 9515, 9518, 2025-8671). */
+#define ISM_H2_BUDGET	    500u
+#define ISM_H2_BUDGET_PER_S 100u
+#define ISM_H2_WU_BASE	    1000u
+#define ISM_H2_WU_PER_DATA  10u
 
 static nghttp2_session_callbacks *h2_cbs;
 static nghttp2_option *h2_opt;
@@ -82,7 +95,7 @@ static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
 		x->next->prev = x->prev;
 	if (!x->ng_closed)
 		nghttp2_session_set_stream_user_data(h->io.ng, x->id, NULL);
-	ism_buf_free(&x->hdr);
+	ism_buf_free(&x->hdr.b);
 	ism_h2in_free(&x->rq);
 	ism_buf_free(&x->resp.b);
 	ism_buf_free(&x->trl);
@@ -122,21 +135,42 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 	st->sp = x;
 	x->st = st;
 	x->state = ISM_H2S_ACTIVE;
-	st->bytes_in = x->hdr_bytes;
+	st->bytes_in = x->hdr.bytes;
 	return st;
 }
 
-/* The request of x's header block into req (its fields point into x->hdr and
- * cookie, where crumbs are joined). 0, or the status it is refused with. */
-static int parse_head(struct ism_wctx *w, struct ism_h2s *x, struct ism_http_req *req,
-		      struct ism_buf *cookie, bool end, const char **why)
+int ism_h2_head_add(const struct ism_limits *lim, struct ism_h2head *hd, const uint8_t *name,
+		    size_t nl, const uint8_t *value, size_t vl)
 {
-	const struct ism_limits *lim = &w->table->limits;
-	const char *p = x->hdr.p, *end_p = x->hdr.p + x->hdr.len;
+	int ret = 0;
+
+	if (hd->over)
+		return 0;
+	/* An HPACK bomb (small on the wire, huge decoded) stops here. */
+	hd->bytes += (uint32_t)(nl + vl + 32);
+	if (hd->bytes > lim->h2_max_header_list || ++hd->n > lim->max_request_headers ||
+	    memchr(value, '\0', vl) != NULL || memchr(name, '\0', nl) != NULL) {
+		hd->over = 1;
+		ism_buf_free(&hd->b);
+		return 0;
+	}
+	ret |= ism_buf_append(&hd->b, name, (uint32_t)nl, UINT32_MAX);
+	ret |= ism_buf_append(&hd->b, "", 1, UINT32_MAX);
+	ret |= ism_buf_append(&hd->b, value, (uint32_t)vl, UINT32_MAX);
+	ret |= ism_buf_append(&hd->b, "", 1, UINT32_MAX);
+	return ret < 0 ? -ENOMEM : 0;
+}
+
+int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
+		      struct ism_http_req *req, struct ism_buf *cookie, bool end, const char **why)
+{
+	const char *p = hd->b.p, *end_p = hd->b.p + hd->b.len;
 	int64_t cl = -1;
+	bool authority = false;
+	unsigned hosts = 0;
 
 	*why = "request headers too large";
-	if (x->hdr_over)
+	if (hd->over)
 		return 431;
 	while (p < end_p) {
 		const char *n = p, *v;
@@ -156,8 +190,13 @@ static int parse_head(struct ism_wctx *w, struct ism_h2s *x, struct ism_http_req
 			req->path_len = q ? (size_t)(q - v) : vl;
 			req->query = q ? q + 1 : NULL;
 			req->query_len = q ? vl - req->path_len - 1 : 0;
-		} else if (name_is(n, nl, ":authority") ||
-			   (name_is(n, nl, "host") && req->host == NULL)) {
+		} else if (name_is(n, nl, ":authority")) {
+			/* :authority wins over host (RFC 9113 8.3.1); the
+			 * upstream gets one Host (worker/upstream.c). */
+			req->host = v;
+			req->host_len = vl;
+			authority = true;
+		} else if (name_is(n, nl, "host") && hosts++ == 0 && !authority) {
 			req->host = v;
 			req->host_len = vl;
 		}
@@ -186,6 +225,9 @@ static int parse_head(struct ism_wctx *w, struct ism_h2s *x, struct ism_http_req
 		req->headers[req->n_headers++] =
 		    (struct ism_http_header){"cookie", 6, cookie->p, cookie->len};
 	req->framing = (struct ism_http_framing){.content_length = cl, .chunked = !end && cl < 0};
+	*why = "more than one host";
+	if (hosts > 1 && !authority)
+		return 400;
 	*why = "CONNECT is not supported";
 	if (req->method == NULL || req->path == NULL)
 		return 501;
@@ -201,8 +243,9 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 	struct ism_http_req req = {.headers = w->hdrs, .minor_version = 1, .h2 = 1};
 	struct ism_buf cookie = {0};
 	const char *why = "listener not configured";
-	int status =
-	    s->listener >= w->table->n_listeners ? 503 : parse_head(w, x, &req, &cookie, end, &why);
+	int status = s->listener >= w->table->n_listeners
+			 ? 503
+			 : ism_h2_parse_head(&w->table->limits, &x->hdr, &req, &cookie, end, &why);
 	struct ism_stream *st = attach(w, s, x);
 
 	x->rq.end = x->rq.end_given = end;
@@ -213,14 +256,15 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 		ism_stream_request(w, st, &req, NULL, 0, end);
 	}
 	ism_buf_free(&cookie);
-	ism_buf_free(&x->hdr);
+	ism_buf_free(&x->hdr.b);
+	x->hdr = (struct ism_h2head){0};
 }
 
 /* The request's trailers: to the stream, which passes them to an HTTP/2
  * upstream (too large ones are dropped, as HTTP/1.1 drops them). */
 static void request_trailers(struct ism_wctx *w, struct ism_h2s *x)
 {
-	const char *p = x->hdr.p, *end = x->hdr.p + x->hdr.len;
+	const char *p = x->hdr.b.p, *end = x->hdr.b.p + x->hdr.b.len;
 	size_t n = 0;
 
 	while (p < end && n < ISM_MAX_HDRS) {
@@ -230,7 +274,7 @@ static void request_trailers(struct ism_wctx *w, struct ism_h2s *x)
 		p += nl + vl + 2;
 	}
 	ism_stream_req_trailers(w, x->st, w->hdrs, n);
-	ism_buf_free(&x->hdr);
+	ism_buf_free(&x->hdr.b);
 }
 
 /* ---------- nghttp2's callbacks ---------- */
@@ -268,27 +312,73 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
 	struct ism_h2 *h = ud;
-	const struct ism_limits *lim = &h->w->table->limits;
 	struct ism_h2s *x = h2s_of(h, f->hd.stream_id);
-	int ret = 0;
 
 	(void)ng;
 	(void)flags;
 	/* The request head, or its trailers (for an HTTP/2 upstream). */
-	if (x == NULL || x->state == ISM_H2S_ENDED || x->hdr_over)
+	if (x == NULL || x->state == ISM_H2S_ENDED)
 		return 0;
-	x->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
-	if (x->hdr_bytes > lim->h2_max_header_list || ++x->n_hdr > lim->max_request_headers ||
-	    memchr(value, '\0', valuelen) != NULL) {
-		x->hdr_over = 1;
-		ism_buf_free(&x->hdr);
-		return 0;
+	return ism_h2_head_add(&h->w->table->limits, &x->hdr, name, namelen, value, valuelen) < 0
+		   ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+		   : 0;
+}
+
+/* Whether a frame the client sent carries no request (counts in the budget). */
+static bool idle_frame(const nghttp2_frame_hd *hd)
+{
+	switch (hd->type) {
+	case NGHTTP2_DATA:
+		return hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
+	case NGHTTP2_HEADERS:
+	case NGHTTP2_CONTINUATION:
+		return hd->length == 0;
+	case NGHTTP2_PING:
+	case NGHTTP2_SETTINGS:
+	case NGHTTP2_PRIORITY:
+		return true;
+	default:
+		/* RST_STREAM: nghttp2's own rate limit (CVE-2023-44487). */
+		return false;
 	}
-	ret |= ism_buf_append(&x->hdr, name, (uint32_t)namelen, UINT32_MAX);
-	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
-	ret |= ism_buf_append(&x->hdr, value, (uint32_t)valuelen, UINT32_MAX);
-	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
-	return ret < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+}
+
+/* One frame out of the budget; false once it is spent (the connection goes). */
+static bool budget_take(struct ism_wctx *w, struct ism_h2 *h)
+{
+	uint64_t refill = (w->now - h->budget_ms) * ISM_H2_BUDGET_PER_S / 1000;
+
+	if (refill) {
+		h->budget = (uint32_t)(h->budget + refill > ISM_H2_BUDGET ? ISM_H2_BUDGET
+									  : h->budget + refill);
+		h->budget_ms = w->now;
+	}
+	if (h->budget == 0)
+		return false;
+	h->budget--;
+	return true;
+}
+
+/* The client floods: GOAWAY ENHANCE_YOUR_CALM, and nothing more is read. */
+static int calm(struct ism_h2 *h, const char *what)
+{
+	ism_debug("%s: HTTP/2: %s flood: GOAWAY", h->s->peer, what);
+	nghttp2_session_terminate_session(h->io.ng, NGHTTP2_ENHANCE_YOUR_CALM);
+	h->state = ISM_H2_FAILED;
+	return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
+{
+	struct ism_h2 *h = ud;
+
+	(void)ng;
+	if (hd->type == NGHTTP2_WINDOW_UPDATE &&
+	    ++h->wu_received > ISM_H2_WU_BASE + ISM_H2_WU_PER_DATA * h->data_sent)
+		return calm(h, "WINDOW_UPDATE");
+	if (idle_frame(hd) && !budget_take(h->w, h))
+		return calm(h, "empty or control frame");
+	return 0;
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
@@ -304,7 +394,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		request_head(h->w, h->s, x, end);
 		return 0;
 	}
-	if (f->hd.type == NGHTTP2_HEADERS && x->st != NULL && !x->hdr_over)
+	if (f->hd.type == NGHTTP2_HEADERS && x->st != NULL && !x->hdr.over)
 		request_trailers(h->w, x);
 	if (end && !x->rq.end) {
 		x->rq.end = 1;
@@ -348,11 +438,16 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	struct ism_h2s *x;
 
 	(void)ng;
+	/* Our resets count too: requests that make us reset them are a flood. */
+	if (f->hd.type == NGHTTP2_RST_STREAM && h->state == ISM_H2_OPEN && !budget_take(h->w, h))
+		calm(h, "reset stream");
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
+	h->data_sent += f->hd.type == NGHTTP2_DATA;
 	x = h2s_of(h, f->hd.stream_id);
 	if (x == NULL)
 		return 0;
+	x->moved_ms = h->w->now;
 	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		x->end_sent = 1;
 	if (x->st != NULL)
@@ -462,6 +557,7 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 		return;
 	}
 	if (ret > 0) {
+		h->send_ms = w->now;
 		ism_sess_send(w, s, p, len, -1);
 	} else if (!h->io.sending && h->n_streams == 0) {
 		/* Idle: the connection holds no output buffer. */
@@ -496,6 +592,7 @@ static int submit(struct ism_wctx *w, struct ism_stream *st, struct ism_h2nv *nv
 	if (rv < 0)
 		return -ENOMEM;
 	x->notify = 1;
+	x->moved_ms = w->now;
 	kick(w, st->sess);
 	return 0;
 }
@@ -721,19 +818,40 @@ static int h2_init_once(void)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2_cbs, on_data);
 	nghttp2_session_callbacks_set_on_frame_send_callback(h2_cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(h2_cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(h2_cbs, on_begin_frame);
 	/* Windows open as the upstream takes the bytes, not as they arrive. */
 	nghttp2_option_set_no_auto_window_update(h2_opt, 1);
+	/* nghttp2's defaults, named: rapid reset (CVE-2023-44487) sends GOAWAY
+	 * past 1000 RST_STREAMs at 33 a second; CONTINUATION flood
+	 * (CVE-2024-28182, 2024-27316) past 8 after a HEADERS; PING and
+	 * SETTINGS ACKs queued past 1000 (a client that does not read). */
+	nghttp2_option_set_stream_reset_rate_limit(h2_opt, 1000, 33);
+	nghttp2_option_set_max_continuations(h2_opt, 8);
+	nghttp2_option_set_max_outbound_ack(h2_opt, 1000);
 	return 0;
+}
+
+const nghttp2_option *ism_h2_option(void)
+{
+	return h2_init_once() < 0 ? NULL : h2_opt;
+}
+
+size_t ism_h2_settings(const struct ism_limits *lim, nghttp2_settings_entry *iv)
+{
+	iv[0] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+					 lim->h2_max_concurrent_streams};
+	iv[1] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+					 lim->h2_initial_stream_window};
+	iv[2] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+					 lim->h2_max_header_list};
+	return ISM_H2_N_SETTINGS;
 }
 
 int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 {
 	const struct ism_limits *lim = &w->table->limits;
-	nghttp2_settings_entry iv[] = {
-	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->h2_max_concurrent_streams},
-	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->h2_initial_stream_window},
-	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->h2_max_header_list},
-	};
+	nghttp2_settings_entry iv[ISM_H2_N_SETTINGS];
+	size_t n_iv = ism_h2_settings(lim, iv);
 	struct ism_h2 *h;
 
 	if (h2_init_once() < 0)
@@ -744,6 +862,8 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	h->w = w;
 	h->s = s;
 	h->io.batch = 1;
+	h->budget = ISM_H2_BUDGET;
+	h->budget_ms = w->now;
 	if (nghttp2_session_server_new2(&h->io.ng, h2_cbs, h, h2_opt) != 0) {
 		free(h);
 		return -ENOMEM;
@@ -751,7 +871,7 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	s->h2 = h;
 	s->ops = &ism_h2_ops;
 	s->state = ISM_SESS_H2;
-	if (nghttp2_submit_settings(h->io.ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
+	if (nghttp2_submit_settings(h->io.ng, NGHTTP2_FLAG_NONE, iv, n_iv) ||
 	    nghttp2_session_set_local_window_size(h->io.ng, NGHTTP2_FLAG_NONE, 0,
 						  (int32_t)lim->h2_initial_conn_window))
 		return -ENOMEM;
@@ -786,6 +906,14 @@ void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t
 			ism_sess_close(w, s);
 			return;
 		}
+		/* Past max_outbound_ack (a client that does not read its ACKs)
+		 * or max_continuations: nghttp2 queues no GOAWAY itself. */
+		if (n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)
+			nghttp2_session_terminate_session(h->io.ng, NGHTTP2_ENHANCE_YOUR_CALM);
+		h->state = ISM_H2_FAILED;
+	} else if (!nghttp2_session_want_read(h->io.ng) && h->n_streams > 0) {
+		/* nghttp2 found a connection error itself (too many streams):
+		 * its GOAWAY goes out, then the close; the streams end with it. */
 		h->state = ISM_H2_FAILED;
 	}
 	h2_flush(w, s);
@@ -829,6 +957,43 @@ void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s)
 		return;
 	}
 	ISM_BUG_ON(1);
+}
+
+void ism_h2_tick(struct ism_wctx *w, struct ism_sess *s)
+{
+	struct ism_h2 *h = s->h2;
+	uint64_t idle = w->table->timeouts.idle_ms;
+	struct ism_h2s *x, *next;
+
+	if (h->io.sending && w->now - h->send_ms >= idle) {
+		/* The client reads nothing: its connection holds no more. */
+		ism_debug("%s: HTTP/2: no send progress for %llu ms", s->peer,
+			  (unsigned long long)idle);
+		ism_sess_close(w, s);
+		return;
+	}
+	h->io.busy++;
+	for (x = h->streams; x != NULL; x = next) {
+		struct ism_stream *st = x->st;
+
+		next = x->next;
+		/* A response waiting on a window the client keeps shut: the
+		 * stream is reset and its upstream let go (a timeout, not a leak). */
+		if (x->state != ISM_H2S_ACTIVE || st == NULL || ism_h2body_drained(&x->resp) ||
+		    w->now - x->moved_ms < idle)
+			continue;
+		ism_debug("%s: HTTP/2 stream %d: no window for %llu ms", s->peer, x->id,
+			  (unsigned long long)idle);
+		if (st->flags == NULL)
+			st->flags = "SI";
+		x->st = NULL;
+		ism_stream_abort(w, st);
+		ism_buf_free(&x->resp.b);
+		x->resp.off = 0;
+		detach(w, s, x, NGHTTP2_CANCEL, true);
+	}
+	h->io.busy--;
+	h2_flush(w, s);
 }
 
 void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s)

@@ -352,6 +352,8 @@ void ism_sess_tick(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->sess.n; i++) {
 		struct ism_sess *s = w->sess.obj[i];
 
+		if (s->state == ISM_SESS_H2)
+			ism_h2_tick(w, s);
 		if (s->state == ISM_SESS_FREE || s->state == ISM_SESS_CLOSING || s->deadline == 0)
 			continue;
 		if (s->deadline > w->now)

