@@ -55,52 +55,13 @@ start_upstream $UP1 $UP2
 
 # --- proxies ----------------------------------------------------------------------------------
 ACTIVE=""
-start_nginx() {
-	local d="$TMP/nginx"
-	mkdir -p "$d"
-	cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-user root root;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    upstream be {
-        server 127.0.0.1:$UP1;
-        server 127.0.0.1:$UP2;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:${PORT[nginx]} backlog=4096;
-        location / {
-            proxy_pass http://be;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
-	STARTED="$STARTED $!"
-	proxy_up nginx $! "http://127.0.0.1:${PORT[nginx]}/" "$d/error.log"
-}
 
 for p in $PROXIES; do
 	case $p in
 	isthmus) start_isthmus HTTP "" "" ;;
 	isthmus-base) start_isthmus HTTP "" "" isthmus-base "$BASE_BUILD" ;;
 	haproxy) start_haproxy http "" "" "" "" ;;
-	nginx) start_nginx ;;
+	nginx) start_nginx "listen 127.0.0.1:${PORT[nginx]} backlog=4096;" "" "http://127.0.0.1:${PORT[nginx]}/" ;;
 	*) die "unknown proxy '$p' in PROXIES" ;;
 	esac
 done

@@ -234,13 +234,22 @@ proxy_up() { # name pid url log
 	ACTIVE="$ACTIVE $1"
 }
 
-# isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports $UP1 and
-# $UP2 (round robin): one Gateway server of protocol $1 (HTTP or HTTPS) whose tls block is $2
-# (a "tls: {...}" line, or empty); $3: more Appliance spec lines (indented two spaces), or empty.
-start_isthmus() { # protocol tls-line appliance-lines [name [build]]
+# The upstream ports the proxies balance over (round robin): $UPS when set, else $UP1 and $UP2.
+upstream_ports() { echo "${UPS:-$UP1 $UP2}"; }
+
+# isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports (see
+# upstream_ports; ServiceEntry port protocol $SE_PROTOCOL, default HTTP): one Gateway server of
+# protocol $1 (HTTP or HTTPS) whose tls block is $2 (a "tls: {...}" line, or empty); $3: more
+# Appliance spec lines (indented two spaces), or empty; $6: more Gateway servers (YAML list items
+# indented two spaces), or empty.
+start_isthmus() { # protocol tls-line appliance-lines [name [build [servers]]]
 	local name=${4:-isthmus} build=${5:-$BUILD}
-	local bin="$build/isthmus" d="$TMP/$name" scheme
+	local bin="$build/isthmus" d="$TMP/$name" scheme up eps=""
 	scheme=$(printf '%s' "$1" | tr 'A-Z' 'a-z')
+	for up in $(upstream_ports); do eps="$eps  - address: 127.0.0.1
+    ports: {http: $up}
+    locality: bench/bench-a
+"; done
 	mkdir -p "$d"
 	if [ ! -x "$bin" ]; then skip_loudly "$name" "$bin not found (run make first)"; return; fi
 	cat >"$d/isthmus.yaml" <<EOF
@@ -265,6 +274,7 @@ spec:
   - port: {number: ${PORT[$name]}, name: $scheme, protocol: $1}
     hosts: ["*"]
     $2
+${6:-}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -291,16 +301,10 @@ spec:
   ports:
   - number: 80
     name: http
-    protocol: HTTP
+    protocol: ${SE_PROTOCOL:-HTTP}
   resolution: STATIC
   endpoints:
-  - address: 127.0.0.1
-    ports: {http: $UP1}
-    locality: bench/bench-a
-  - address: 127.0.0.1
-    ports: {http: $UP2}
-    locality: bench/bench-a
----
+$eps---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -321,11 +325,19 @@ EOF
 	proxy_up "$name" $! "$scheme://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
 }
 
-# HAProxy, one thread, on 127.0.0.1:${PORT[haproxy]} in front of $UP1 and $UP2 (round robin,
-# keep-alive both sides): $1 "http" or "https"; $2 more options of its bind line; $3 more global
-# lines; $4 more frontend lines; $5 more sections (each may be several lines, or empty).
-start_haproxy() { # scheme bind-options global-lines frontend-lines sections
-	local d="$TMP/haproxy"
+# HAProxy, one thread, on 127.0.0.1:${PORT[NAME]} in front of the upstream ports (see
+# upstream_ports; round robin, keep-alive both sides): $1 "http" or "https"; $2 more options of
+# its bind line; $3 more global lines; $4 more frontend lines (another bind line, say); $5 more
+# sections (each may be several lines, or empty); $6 NAME (default haproxy); $7 more options of
+# each server line ("proto h2", say).
+start_haproxy() { # scheme bind-options global-lines frontend-lines sections [name [server-options]]
+	local name=${6:-haproxy} up n=0 servers=""
+	local d="$TMP/$name"
+	for up in $(upstream_ports); do
+		n=$((n + 1))
+		servers="$servers    server up$n 127.0.0.1:$up ${7:-}
+"
+	done
 	mkdir -p "$d"
 	cat >"$d/haproxy.cfg" <<EOF
 global
@@ -347,17 +359,82 @@ defaults
     timeout http-keep-alive 300s
 
 frontend fe
-    bind 127.0.0.1:${PORT[haproxy]} $2 backlog 4096
+    bind 127.0.0.1:${PORT[$name]} $2 backlog 4096
 $4
     default_backend be
 
 backend be
     balance roundrobin
-    server up1 127.0.0.1:$UP1
-    server up2 127.0.0.1:$UP2
-$5
+$servers$5
 EOF
 	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
-	proxy_up haproxy $! "$1://127.0.0.1:${PORT[haproxy]}/" "$d/stderr.log"
+	proxy_up "$name" $! "$1://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
+}
+
+# nginx, one worker, in front of the upstream ports (see upstream_ports; round robin, upstream
+# keep-alive as bench.sh describes): $1 its listen lines ("listen ADDR:PORT ...;", several may
+# be given), $2 more lines of its server block (certificates, say), $3 a URL that must answer 200.
+start_nginx() { # listen-lines server-lines check-url
+	local d="$TMP/nginx" up servers=""
+	for up in $(upstream_ports); do servers="$servers        server 127.0.0.1:$up;
+"; done
+	mkdir -p "$d"
+	cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+user root root;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    upstream be {
+$servers        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    server {
+        $1
+        $2
+        location / {
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
+	STARTED="$STARTED $!"
+	proxy_up nginx $! "$3" "$d/error.log"
+}
+
+# A CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) in $TMP/certs, which CERTS
+# names: ca.crt, server.crt, server.key, combined.pem (certificate + key, for HAProxy). $1: rsa
+# (RSA-2048) or ecdsa (P-256).
+make_certs() { # rsa|ecdsa
+	local c="$TMP/certs"
+	mkdir -p "$c"
+	newkey() { # file
+		if [ "$1" = rsa ]; then openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2"
+		else openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2"; fi
+	}
+	{
+		newkey "$1" "$c/ca.key" &&
+		openssl req -x509 -new -key "$c/ca.key" -days 2 -subj "/CN=isthmus bench CA" -out "$c/ca.crt" &&
+		newkey "$1" "$c/server.key" &&
+		openssl req -new -key "$c/server.key" -subj "/CN=localhost" -out "$c/server.csr" &&
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$c/ext.cnf" &&
+		openssl x509 -req -in "$c/server.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+			-days 2 -extfile "$c/ext.cnf" -out "$c/server.crt" &&
+		cat "$c/server.crt" "$c/server.key" >"$c/combined.pem"
+	} >"$c/openssl.log" 2>&1 || { cat "$c/openssl.log" >&2; die "openssl could not make the certificates"; }
+	CERTS=$c
 }
