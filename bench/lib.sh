@@ -7,6 +7,7 @@
 NGINX=${NGINX:-/usr/sbin/nginx}
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 WRK=${WRK:-/usr/bin/wrk}
+H2LOAD=${H2LOAD:-/usr/bin/h2load}
 HZ=$(getconf CLK_TCK)
 BENCH_NAME=${BENCH_NAME:-bench}
 
@@ -87,7 +88,9 @@ ports_free() { # ports...
 }
 
 # HTTP status of GET URL (000 when nothing answers); certificates are not verified (-k).
-http_status() { curl -sk -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null; }
+# CURL_EXTRA: more curl options (--http2-prior-knowledge for a listener that speaks only h2c).
+CURL_EXTRA=""
+http_status() { curl -sk $CURL_EXTRA -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null; }
 wait_http() { # URL, tries of 0.2 s, [pid: give up as soon as it has exited]
 	local i
 	for i in $(seq 1 "$2"); do
@@ -170,18 +173,41 @@ parse_wrk() {
 	' "$1"
 }
 
-# wrk in the background and waited for, so that a signal to the script is acted on at once (bash
-# runs traps only between foreground commands, and not at all when the child exits normally).
-# Bounded: killed 30 s after its own duration.
-run_wrk() { # outfile seconds wrk-arguments... (-d is added)
+# A load client in the background and waited for, so that a signal to the script is acted on at
+# once (bash runs traps only between foreground commands, and not at all when the child exits
+# normally). Bounded: killed 30 s after its own duration.
+run_client() { # outfile seconds command...
 	local rc out=$1 secs=$2
 	shift 2
-	timeout $((secs + 30)) "$WRK" -d"$secs"s "$@" >"$out" 2>&1 &
+	timeout $((secs + 30)) "$@" >"$out" 2>&1 &
 	CUR_PID=$!
 	wait "$CUR_PID"
 	rc=$?
 	CUR_PID=""
 	return $rc
+}
+run_wrk() { # outfile seconds wrk-arguments... (-d is added)
+	run_client "$1" "$2" "$WRK" -d"$2"s "${@:3}"
+}
+# h2load for a duration, one thread, writing its per-request log (for the p99) to outfile.log.
+run_h2load() { # outfile seconds h2load-arguments... (-t1 -D --log-file are added)
+	run_client "$1" "$2" "$H2LOAD" -t1 -D "$2" --log-file="$1.log" "${@:3}"
+}
+
+# h2load output (and its --log-file, $1.log) -> "requests rps p99_ms errors non2xx". h2load prints
+# no percentiles; the p99 is taken from its per-request log (third column: microseconds from the
+# request's start to the end of its response). errors: h2load's "errored" (requests that failed
+# other than by their status) plus "timeout".
+parse_h2load() {
+	local p99
+	p99=$(awk -F'\t' '{print $3}' "$1.log" 2>/dev/null | sort -n |
+		awk '{v[NR]=$1} END{ if (NR == 0) { print -1; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')
+	awk -v p99="$p99" '
+	$1 == "finished" && $2 == "in" { rps = $4 }
+	$1 == "requests:" { req = $6; err = $12 + $14 }
+	$1 == "status" && $2 == "codes:" { non2xx = $5 + $7 + $9 }
+	END { printf "%d %.1f %s %d %d\n", req, rps, p99, err, non2xx }
+	' "$1"
 }
 
 # CPU microseconds per request from a tick delta and a request count.
@@ -437,4 +463,69 @@ make_certs() { # rsa|ecdsa
 		cat "$c/server.crt" "$c/server.key" >"$c/combined.pem"
 	} >"$c/openssl.log" 2>&1 || { cat "$c/openssl.log" >&2; die "openssl could not make the certificates"; }
 	CERTS=$c
+}
+
+# Summed VmRSS (KiB) over the proxy's process tree.
+rss_kib() {
+	local p total=0 v
+	for p in $(tree_pids "$1"); do
+		v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+fd_count() {
+	local p total=0
+	for p in $(tree_pids "$1"); do
+		total=$((total + $(ls "/proc/$p/fd" 2>/dev/null | wc -l)))
+	done
+	echo "$total"
+}
+
+# Idle connection memory of one proxy (bench/README.md, "Idle keep-alive connection memory"):
+# RSS before, bench/idle_conns.py opens CONNS connections on PORT (one request each) and holds
+# them, RSS after; prints the table row (ratio to IDLE_KIB[$4], the reference proxy measured
+# before, or itself), records IDLE_KIB[proxy]
+# (an associative array of the caller) and a raw line. $5...: more idle_conns.py options (--h2).
+# Uses IDLE_TIMEOUT.
+idle_measure() { # proxy port conns reference-proxy [idle_conns options...]
+	local p=$1 port=$2 conns=$3 ref=$4 out rss0 rss1 fds waited ok failed closed held per
+	shift 4
+	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-12s %8s' "$p" 'not running')"; return; fi
+	sleep 1
+	rss0=$(rss_kib "${PID[$p]}")
+	out="$TMP/idle-$p.txt"
+	timeout -s KILL $((IDLE_TIMEOUT + 30)) python3 "$BENCH_DIR/idle_conns.py" --port "$port" \
+		--conns "$conns" --sources 9 --window 64 --timeout "$IDLE_TIMEOUT" \
+		--hold-max "$IDLE_TIMEOUT" "$@" >"$out" 2>&1 &
+	CLIENT_PID=$!
+	waited=0
+	while ! grep -q '^READY' "$out" 2>/dev/null && kill -0 "$CLIENT_PID" 2>/dev/null && [ "$waited" -lt $((IDLE_TIMEOUT * 5 + 25)) ]; do
+		sleep 0.2
+		waited=$((waited + 1))
+	done
+	if ! grep -q '^READY' "$out"; then
+		say "# WARNING: $p: idle client did not get ready:"
+		sed 's/^/#   /' "$out" | tee -a "$RESULTS"
+		kill -TERM "$CLIENT_PID" 2>/dev/null; wait "$CLIENT_PID" 2>/dev/null; CLIENT_PID=""
+		return
+	fi
+	sleep 2 # let the proxy settle (lazy frees, timers)
+	rss1=$(rss_kib "${PID[$p]}")
+	fds=$(fd_count "${PID[$p]}")
+	kill -TERM "$CLIENT_PID" 2>/dev/null
+	wait "$CLIENT_PID" 2>/dev/null
+	CLIENT_PID=""
+	ok=$(sed -n 's/^READY .*ok=\([0-9]*\).*/\1/p' "$out")
+	failed=$(sed -n 's/^READY .*failed=\([0-9]*\).*/\1/p' "$out")
+	closed=$(sed -n 's/^HOLD closed_by_peer=\([0-9]*\).*/\1/p' "$out")
+	held=$((ok - ${closed:-0}))
+	per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN{ if (n > 0) printf "%.2f", (b - a) / n; else print "n/a" }')
+	IDLE_KIB[$p]=$per
+	raw "idle $p ok=$ok failed=$failed closed_by_peer=${closed:-?} rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_conn=$per"
+	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' "$p" "$held" "$rss0" "$rss1" $((rss1 - rss0)) "$fds" "$per" \
+		"$(ratio "$per" "${IDLE_KIB[$ref]:-n/a}")")"
+	[ "${failed:-1}" = 0 ] || { say "# WARNING: $p: $failed connections failed:"; grep '^FAIL' "$out" | sed 's/^/#   /' | tee -a "$RESULTS"; }
+	[ "${closed:-0}" = 0 ] || say "# WARNING: $p closed $closed idle connections while they were held"
+	sleep 2 # let the proxy release the closed connections before the next one
 }
