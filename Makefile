@@ -51,7 +51,7 @@ help:
 	@echo 'make integration  run the integration tests (real master, workers, upstreams, clients)'
 	@echo 'make asan       build with ASan+UBSan into build-asan/ and run the whole test suite'
 	@echo 'make fuzz       build the libFuzzer harnesses (clang); fuzz-run runs each FUZZ_SECONDS'
-	@echo 'make bench      isthmus beside HAProxy and nginx (and HAProxy over TLS), interleaved rounds, ratios'
+	@echo 'make bench      isthmus beside HAProxy and nginx (HTTP/1.1, TLS, HTTP/2, gRPC), interleaved rounds, ratios'
 	@echo 'make install    install under DESTDIR/PREFIX'
 	@echo 'make deb        build $(BUILD)/isthmus_VERSION-1_ARCH.deb (dpkg-deb; packaging/)'
 	@echo 'make rpm        build $(BUILD)/isthmus-VERSION-1.ARCH.rpm (rpmbuild; packaging/rpm/isthmus.spec)'
@@ -154,7 +154,7 @@ run: deps all
 	sh tests/demo/run.sh $(BUILD)
 
 bench: deps all
-	sh bench/bench.sh $(BUILD) && sh bench/tls.sh $(BUILD)
+	sh bench/bench.sh $(BUILD) && sh bench/tls.sh $(BUILD) && sh bench/h2.sh $(BUILD)
 
 # What the packages install, under PREFIX (the unit's and the logrotate
 # policy's paths follow it); the configuration stays the administrator's: the

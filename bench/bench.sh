@@ -55,52 +55,13 @@ start_upstream $UP1 $UP2
 
 # --- proxies ----------------------------------------------------------------------------------
 ACTIVE=""
-start_nginx() {
-	local d="$TMP/nginx"
-	mkdir -p "$d"
-	cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-user root root;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    upstream be {
-        server 127.0.0.1:$UP1;
-        server 127.0.0.1:$UP2;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:${PORT[nginx]} backlog=4096;
-        location / {
-            proxy_pass http://be;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
-	STARTED="$STARTED $!"
-	proxy_up nginx $! "http://127.0.0.1:${PORT[nginx]}/" "$d/error.log"
-}
 
 for p in $PROXIES; do
 	case $p in
 	isthmus) start_isthmus HTTP "" "" ;;
 	isthmus-base) start_isthmus HTTP "" "" isthmus-base "$BASE_BUILD" ;;
 	haproxy) start_haproxy http "" "" "" "" ;;
-	nginx) start_nginx ;;
+	nginx) start_nginx "listen 127.0.0.1:${PORT[nginx]} backlog=4096;" "" "http://127.0.0.1:${PORT[nginx]}/" ;;
 	*) die "unknown proxy '$p' in PROXIES" ;;
 	esac
 done
@@ -120,23 +81,6 @@ for p in $ACTIVE; do
 done
 
 # --- throughput rounds --------------------------------------------------------------------------
-# Summed VmRSS (KiB) over the proxy's process tree.
-rss_kib() {
-	local p total=0 v
-	for p in $(tree_pids "$1"); do
-		v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null)
-		total=$((total + ${v:-0}))
-	done
-	echo "$total"
-}
-fd_count() {
-	local p total=0
-	for p in $(tree_pids "$1"); do
-		total=$((total + $(ls "/proc/$p/fd" 2>/dev/null | wc -l)))
-	done
-	echo "$total"
-}
-
 run_wrk_http() { # proxy seconds outfile
 	run_wrk "$3" "$2" -t1 -c"$CONNS" --timeout 5s --latency "http://127.0.0.1:${PORT[$1]}/"
 }
@@ -218,43 +162,7 @@ say "## idle keep-alive connections: $IDLE_CONNS per proxy, one GET each, then h
 say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' proxy 'held' 'RSS0 KiB' 'RSS1 KiB' 'delta KiB' 'fds' 'KiB/conn' 'ratio')"
 for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 	case " $ACTIVE " in *" $p "*) ;; *) continue ;; esac
-	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-12s %8s' "$p" 'not running')"; continue; fi
-	sleep 1
-	rss0=$(rss_kib "${PID[$p]}")
-	out="$TMP/idle-$p.txt"
-	timeout -s KILL $((IDLE_TIMEOUT + 30)) python3 "$BENCH_DIR/idle_conns.py" --port "${PORT[$p]}" \
-		--conns "$IDLE_CONNS" --sources 9 --window 64 --timeout "$IDLE_TIMEOUT" \
-		--hold-max "$IDLE_TIMEOUT" >"$out" 2>&1 &
-	CLIENT_PID=$!
-	waited=0
-	while ! grep -q '^READY' "$out" 2>/dev/null && kill -0 "$CLIENT_PID" 2>/dev/null && [ "$waited" -lt $((IDLE_TIMEOUT * 5 + 25)) ]; do
-		sleep 0.2
-		waited=$((waited + 1))
-	done
-	if ! grep -q '^READY' "$out"; then
-		say "# WARNING: $p: idle client did not get ready:"
-		sed 's/^/#   /' "$out" | tee -a "$RESULTS"
-		kill -TERM "$CLIENT_PID" 2>/dev/null; wait "$CLIENT_PID" 2>/dev/null; CLIENT_PID=""
-		continue
-	fi
-	sleep 2 # let the proxy settle (lazy frees, timers)
-	rss1=$(rss_kib "${PID[$p]}")
-	fds=$(fd_count "${PID[$p]}")
-	kill -TERM "$CLIENT_PID" 2>/dev/null
-	wait "$CLIENT_PID" 2>/dev/null
-	CLIENT_PID=""
-	ok=$(sed -n 's/^READY .*ok=\([0-9]*\).*/\1/p' "$out")
-	failed=$(sed -n 's/^READY .*failed=\([0-9]*\).*/\1/p' "$out")
-	closed=$(sed -n 's/^HOLD closed_by_peer=\([0-9]*\).*/\1/p' "$out")
-	held=$((ok - ${closed:-0}))
-	per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN{ if (n > 0) printf "%.2f", (b - a) / n; else print "n/a" }')
-	IDLE_KIB[$p]=$per
-	raw "idle $p ok=$ok failed=$failed closed_by_peer=${closed:-?} rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_conn=$per"
-	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' "$p" "$held" "$rss0" "$rss1" $((rss1 - rss0)) "$fds" "$per" \
-		"$(ratio "$per" "$(base "${IDLE_KIB[haproxy]:-n/a}")")")"
-	[ "${failed:-1}" = 0 ] || { say "# WARNING: $p: $failed connections failed:"; grep '^FAIL' "$out" | sed 's/^/#   /' | tee -a "$RESULTS"; }
-	[ "${closed:-0}" = 0 ] || say "# WARNING: $p closed $closed idle connections while they were held"
-	sleep 2 # let the proxy release the closed connections before the next one
+	idle_measure "$p" "${PORT[$p]}" "$IDLE_CONNS" haproxy
 done
 say ""
 say "# done; raw numbers in $RESULTS"

@@ -2,14 +2,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Open many keep-alive HTTP/1.1 connections to one proxy and keep them idle.
 
-Used by bench/bench.sh for the idle-connection memory measurement:
+Used by bench/bench.sh (HTTP/1.1) and bench/h2.sh (--h2: HTTP/2 with prior knowledge) for the
+idle-connection memory measurement:
 
   1. open --conns connections to --host:--port, spreading the source
      addresses over 127.0.0.1 .. 127.0.0.<--sources> (bind with
      IP_BIND_ADDRESS_NO_PORT, so each source address has its own ephemeral
      port range), at most --window connections in progress at a time;
   2. on each one send one "GET / HTTP/1.1" and read the whole response
-     (Content-Length or chunked), keeping the connection open;
+     (Content-Length or chunked), keeping the connection open; with --h2, send
+     the HTTP/2 preface, an empty SETTINGS frame and one GET on stream 1,
+     acknowledge the server's SETTINGS and read until stream 1 ends;
   3. print one line "READY opened=N ok=N failed=N elapsed_s=T" (and write
      --ready-file if given), then hold every connection idle until SIGTERM or
      SIGINT arrives or --hold-max seconds have passed;
@@ -75,6 +78,60 @@ def response_complete(c):
     return len(c.buf) >= c.need
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_DATA, H2_HEADERS, H2_SETTINGS, H2_GOAWAY = 0, 1, 4, 7
+H2_END_STREAM, H2_ACK, H2_PADDED, H2_PRIORITY = 0x1, 0x1, 0x8, 0x20
+# HPACK static table entries for :status (RFC 7541 appendix A)
+H2_STATUS = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
+
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return (len(payload).to_bytes(3, "big") + bytes([ftype, flags])
+            + stream.to_bytes(4, "big") + payload)
+
+
+def h2_request(authority):
+    """Preface, empty SETTINGS, HEADERS of GET / on stream 1 (HPACK without Huffman)."""
+    a = authority.encode()
+    block = bytes([0x82, 0x86, 0x84, 0x41, len(a)]) + a  # GET, http, /, :authority (indexed name)
+    return H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0) + h2_frame(H2_HEADERS, 0x5, 1, block)
+
+
+def h2_status(block):
+    """:status from the first field of a response header block (servers send it first)."""
+    b = block[0] if block else 0
+    if b & 0x80:
+        return H2_STATUS.get(b & 0x7F, -1)
+    if b in (0x48, 0x08, 0x18) and len(block) >= 5 and block[1] == 3:  # literal, name :status
+        return int(block[2:5])
+    return -1
+
+
+def h2_response_complete(c):
+    """Consumes the whole frames in c.buf: queues a SETTINGS ACK in c.out for the server's
+    SETTINGS, sets c.status from stream 1's HEADERS; True once stream 1 has ended."""
+    while len(c.buf) >= 9:
+        n = int.from_bytes(c.buf[:3], "big")
+        if len(c.buf) < 9 + n:
+            return False
+        ftype, flags = c.buf[3], c.buf[4]
+        stream = int.from_bytes(c.buf[5:9], "big") & 0x7FFFFFFF
+        payload, c.buf = c.buf[9:9 + n], c.buf[9 + n:]
+        if ftype == H2_SETTINGS and not flags & H2_ACK:
+            c.out += h2_frame(H2_SETTINGS, H2_ACK, 0)
+        elif ftype == H2_GOAWAY:
+            c.status = -2
+            return True
+        elif stream == 1 and ftype in (H2_HEADERS, H2_DATA):
+            if ftype == H2_HEADERS and c.status == 0:
+                pad = payload[0] if flags & H2_PADDED else 0
+                start = (1 if flags & H2_PADDED else 0) + (5 if flags & H2_PRIORITY else 0)
+                c.status = h2_status(payload[start:len(payload) - pad])
+            if flags & H2_END_STREAM:
+                return True
+    return False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
@@ -85,6 +142,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=90.0, help="limit for the open phase, s")
     ap.add_argument("--hold-max", type=float, default=60.0, help="limit for the hold phase, s")
     ap.add_argument("--ready-file", default=None)
+    ap.add_argument("--h2", action="store_true", help="HTTP/2 with prior knowledge (h2c)")
     args = ap.parse_args()
     if args.conns < 1 or not 1 <= args.sources <= 254 or args.window < 1:
         ap.error("bad --conns/--sources/--window")
@@ -97,8 +155,12 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    request = ("GET / HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: isthmus-bench-idle\r\n\r\n"
-               % (args.host, args.port)).encode()
+    if args.h2:
+        request = h2_request("%s:%d" % (args.host, args.port))
+    else:
+        request = ("GET / HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: isthmus-bench-idle\r\n\r\n"
+                   % (args.host, args.port)).encode()
+    complete = h2_response_complete if args.h2 else response_complete
     ep = select.epoll()
     conns = {}  # fd -> Conn
     opened = ok = failed = 0
@@ -179,7 +241,15 @@ def main():
                     fail(c, "closed before response end")
                     continue
                 c.buf += data
-                if response_complete(c):
+                done = complete(c)
+                if c.out:  # the SETTINGS ACK (9 bytes: a fresh socket's buffer takes it)
+                    try:
+                        c.sock.send(c.out)
+                    except OSError as e:
+                        fail(c, "send: " + errno.errorcode.get(e.errno, str(e.errno)))
+                        continue
+                    c.out = b""
+                if done:
                     if c.status != 200:
                         fail(c, "status %d" % c.status)
                         continue

@@ -7,6 +7,7 @@
 NGINX=${NGINX:-/usr/sbin/nginx}
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 WRK=${WRK:-/usr/bin/wrk}
+H2LOAD=${H2LOAD:-/usr/bin/h2load}
 HZ=$(getconf CLK_TCK)
 BENCH_NAME=${BENCH_NAME:-bench}
 
@@ -87,7 +88,9 @@ ports_free() { # ports...
 }
 
 # HTTP status of GET URL (000 when nothing answers); certificates are not verified (-k).
-http_status() { curl -sk -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null; }
+# CURL_EXTRA: more curl options (--http2-prior-knowledge for a listener that speaks only h2c).
+CURL_EXTRA=""
+http_status() { curl -sk $CURL_EXTRA -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null; }
 wait_http() { # URL, tries of 0.2 s, [pid: give up as soon as it has exited]
 	local i
 	for i in $(seq 1 "$2"); do
@@ -170,18 +173,41 @@ parse_wrk() {
 	' "$1"
 }
 
-# wrk in the background and waited for, so that a signal to the script is acted on at once (bash
-# runs traps only between foreground commands, and not at all when the child exits normally).
-# Bounded: killed 30 s after its own duration.
-run_wrk() { # outfile seconds wrk-arguments... (-d is added)
+# A load client in the background and waited for, so that a signal to the script is acted on at
+# once (bash runs traps only between foreground commands, and not at all when the child exits
+# normally). Bounded: killed 30 s after its own duration.
+run_client() { # outfile seconds command...
 	local rc out=$1 secs=$2
 	shift 2
-	timeout $((secs + 30)) "$WRK" -d"$secs"s "$@" >"$out" 2>&1 &
+	timeout $((secs + 30)) "$@" >"$out" 2>&1 &
 	CUR_PID=$!
 	wait "$CUR_PID"
 	rc=$?
 	CUR_PID=""
 	return $rc
+}
+run_wrk() { # outfile seconds wrk-arguments... (-d is added)
+	run_client "$1" "$2" "$WRK" -d"$2"s "${@:3}"
+}
+# h2load for a duration, one thread, writing its per-request log (for the p99) to outfile.log.
+run_h2load() { # outfile seconds h2load-arguments... (-t1 -D --log-file are added)
+	run_client "$1" "$2" "$H2LOAD" -t1 -D "$2" --log-file="$1.log" "${@:3}"
+}
+
+# h2load output (and its --log-file, $1.log) -> "requests rps p99_ms errors non2xx". h2load prints
+# no percentiles; the p99 is taken from its per-request log (third column: microseconds from the
+# request's start to the end of its response). errors: h2load's "errored" (requests that failed
+# other than by their status) plus "timeout".
+parse_h2load() {
+	local p99
+	p99=$(awk -F'\t' '{print $3}' "$1.log" 2>/dev/null | sort -n |
+		awk '{v[NR]=$1} END{ if (NR == 0) { print -1; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')
+	awk -v p99="$p99" '
+	$1 == "finished" && $2 == "in" { rps = $4 }
+	$1 == "requests:" { req = $6; err = $12 + $14 }
+	$1 == "status" && $2 == "codes:" { non2xx = $5 + $7 + $9 }
+	END { printf "%d %.1f %s %d %d\n", req, rps, p99, err, non2xx }
+	' "$1"
 }
 
 # CPU microseconds per request from a tick delta and a request count.
@@ -234,13 +260,22 @@ proxy_up() { # name pid url log
 	ACTIVE="$ACTIVE $1"
 }
 
-# isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports $UP1 and
-# $UP2 (round robin): one Gateway server of protocol $1 (HTTP or HTTPS) whose tls block is $2
-# (a "tls: {...}" line, or empty); $3: more Appliance spec lines (indented two spaces), or empty.
-start_isthmus() { # protocol tls-line appliance-lines [name [build]]
+# The upstream ports the proxies balance over (round robin): $UPS when set, else $UP1 and $UP2.
+upstream_ports() { echo "${UPS:-$UP1 $UP2}"; }
+
+# isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports (see
+# upstream_ports; ServiceEntry port protocol $SE_PROTOCOL, default HTTP): one Gateway server of
+# protocol $1 (HTTP or HTTPS) whose tls block is $2 (a "tls: {...}" line, or empty); $3: more
+# Appliance spec lines (indented two spaces), or empty; $6: more Gateway servers (YAML list items
+# indented two spaces), or empty.
+start_isthmus() { # protocol tls-line appliance-lines [name [build [servers]]]
 	local name=${4:-isthmus} build=${5:-$BUILD}
-	local bin="$build/isthmus" d="$TMP/$name" scheme
+	local bin="$build/isthmus" d="$TMP/$name" scheme up eps=""
 	scheme=$(printf '%s' "$1" | tr 'A-Z' 'a-z')
+	for up in $(upstream_ports); do eps="$eps  - address: 127.0.0.1
+    ports: {http: $up}
+    locality: bench/bench-a
+"; done
 	mkdir -p "$d"
 	if [ ! -x "$bin" ]; then skip_loudly "$name" "$bin not found (run make first)"; return; fi
 	cat >"$d/isthmus.yaml" <<EOF
@@ -265,6 +300,7 @@ spec:
   - port: {number: ${PORT[$name]}, name: $scheme, protocol: $1}
     hosts: ["*"]
     $2
+${6:-}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -291,16 +327,10 @@ spec:
   ports:
   - number: 80
     name: http
-    protocol: HTTP
+    protocol: ${SE_PROTOCOL:-HTTP}
   resolution: STATIC
   endpoints:
-  - address: 127.0.0.1
-    ports: {http: $UP1}
-    locality: bench/bench-a
-  - address: 127.0.0.1
-    ports: {http: $UP2}
-    locality: bench/bench-a
----
+$eps---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -321,11 +351,19 @@ EOF
 	proxy_up "$name" $! "$scheme://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
 }
 
-# HAProxy, one thread, on 127.0.0.1:${PORT[haproxy]} in front of $UP1 and $UP2 (round robin,
-# keep-alive both sides): $1 "http" or "https"; $2 more options of its bind line; $3 more global
-# lines; $4 more frontend lines; $5 more sections (each may be several lines, or empty).
-start_haproxy() { # scheme bind-options global-lines frontend-lines sections
-	local d="$TMP/haproxy"
+# HAProxy, one thread, on 127.0.0.1:${PORT[NAME]} in front of the upstream ports (see
+# upstream_ports; round robin, keep-alive both sides): $1 "http" or "https"; $2 more options of
+# its bind line; $3 more global lines; $4 more frontend lines (another bind line, say); $5 more
+# sections (each may be several lines, or empty); $6 NAME (default haproxy); $7 more options of
+# each server line ("proto h2", say).
+start_haproxy() { # scheme bind-options global-lines frontend-lines sections [name [server-options]]
+	local name=${6:-haproxy} up n=0 servers=""
+	local d="$TMP/$name"
+	for up in $(upstream_ports); do
+		n=$((n + 1))
+		servers="$servers    server up$n 127.0.0.1:$up ${7:-}
+"
+	done
 	mkdir -p "$d"
 	cat >"$d/haproxy.cfg" <<EOF
 global
@@ -347,17 +385,147 @@ defaults
     timeout http-keep-alive 300s
 
 frontend fe
-    bind 127.0.0.1:${PORT[haproxy]} $2 backlog 4096
+    bind 127.0.0.1:${PORT[$name]} $2 backlog 4096
 $4
     default_backend be
 
 backend be
     balance roundrobin
-    server up1 127.0.0.1:$UP1
-    server up2 127.0.0.1:$UP2
-$5
+$servers$5
 EOF
 	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
-	proxy_up haproxy $! "$1://127.0.0.1:${PORT[haproxy]}/" "$d/stderr.log"
+	proxy_up "$name" $! "$1://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
+}
+
+# nginx, one worker, in front of the upstream ports (see upstream_ports; round robin, upstream
+# keep-alive as bench.sh describes): $1 its listen lines ("listen ADDR:PORT ...;", several may
+# be given), $2 more lines of its server block (certificates, say), $3 a URL that must answer 200.
+start_nginx() { # listen-lines server-lines check-url
+	local d="$TMP/nginx" up servers=""
+	for up in $(upstream_ports); do servers="$servers        server 127.0.0.1:$up;
+"; done
+	mkdir -p "$d"
+	cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+user root root;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    upstream be {
+$servers        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    server {
+        $1
+        $2
+        location / {
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
+	STARTED="$STARTED $!"
+	proxy_up nginx $! "$3" "$d/error.log"
+}
+
+# A CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) in $TMP/certs, which CERTS
+# names: ca.crt, server.crt, server.key, combined.pem (certificate + key, for HAProxy). $1: rsa
+# (RSA-2048) or ecdsa (P-256).
+make_certs() { # rsa|ecdsa
+	local c="$TMP/certs"
+	mkdir -p "$c"
+	newkey() { # file
+		if [ "$1" = rsa ]; then openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2"
+		else openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$2"; fi
+	}
+	{
+		newkey "$1" "$c/ca.key" &&
+		openssl req -x509 -new -key "$c/ca.key" -days 2 -subj "/CN=isthmus bench CA" -out "$c/ca.crt" &&
+		newkey "$1" "$c/server.key" &&
+		openssl req -new -key "$c/server.key" -subj "/CN=localhost" -out "$c/server.csr" &&
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$c/ext.cnf" &&
+		openssl x509 -req -in "$c/server.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+			-days 2 -extfile "$c/ext.cnf" -out "$c/server.crt" &&
+		cat "$c/server.crt" "$c/server.key" >"$c/combined.pem"
+	} >"$c/openssl.log" 2>&1 || { cat "$c/openssl.log" >&2; die "openssl could not make the certificates"; }
+	CERTS=$c
+}
+
+# Summed VmRSS (KiB) over the proxy's process tree.
+rss_kib() {
+	local p total=0 v
+	for p in $(tree_pids "$1"); do
+		v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+fd_count() {
+	local p total=0
+	for p in $(tree_pids "$1"); do
+		total=$((total + $(ls "/proc/$p/fd" 2>/dev/null | wc -l)))
+	done
+	echo "$total"
+}
+
+# Idle connection memory of one proxy (bench/README.md, "Idle keep-alive connection memory"):
+# RSS before, bench/idle_conns.py opens CONNS connections on PORT (one request each) and holds
+# them, RSS after; prints the table row (ratio to IDLE_KIB[$4], the reference proxy measured
+# before, or itself), records IDLE_KIB[proxy]
+# (an associative array of the caller) and a raw line. $5...: more idle_conns.py options (--h2).
+# Uses IDLE_TIMEOUT.
+idle_measure() { # proxy port conns reference-proxy [idle_conns options...]
+	local p=$1 port=$2 conns=$3 ref=$4 out rss0 rss1 fds waited ok failed closed held per
+	shift 4
+	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-12s %8s' "$p" 'not running')"; return; fi
+	sleep 1
+	rss0=$(rss_kib "${PID[$p]}")
+	out="$TMP/idle-$p.txt"
+	timeout -s KILL $((IDLE_TIMEOUT + 30)) python3 "$BENCH_DIR/idle_conns.py" --port "$port" \
+		--conns "$conns" --sources 9 --window 64 --timeout "$IDLE_TIMEOUT" \
+		--hold-max "$IDLE_TIMEOUT" "$@" >"$out" 2>&1 &
+	CLIENT_PID=$!
+	waited=0
+	while ! grep -q '^READY' "$out" 2>/dev/null && kill -0 "$CLIENT_PID" 2>/dev/null && [ "$waited" -lt $((IDLE_TIMEOUT * 5 + 25)) ]; do
+		sleep 0.2
+		waited=$((waited + 1))
+	done
+	if ! grep -q '^READY' "$out"; then
+		say "# WARNING: $p: idle client did not get ready:"
+		sed 's/^/#   /' "$out" | tee -a "$RESULTS"
+		kill -TERM "$CLIENT_PID" 2>/dev/null; wait "$CLIENT_PID" 2>/dev/null; CLIENT_PID=""
+		return
+	fi
+	sleep 2 # let the proxy settle (lazy frees, timers)
+	rss1=$(rss_kib "${PID[$p]}")
+	fds=$(fd_count "${PID[$p]}")
+	kill -TERM "$CLIENT_PID" 2>/dev/null
+	wait "$CLIENT_PID" 2>/dev/null
+	CLIENT_PID=""
+	ok=$(sed -n 's/^READY .*ok=\([0-9]*\).*/\1/p' "$out")
+	failed=$(sed -n 's/^READY .*failed=\([0-9]*\).*/\1/p' "$out")
+	closed=$(sed -n 's/^HOLD closed_by_peer=\([0-9]*\).*/\1/p' "$out")
+	held=$((ok - ${closed:-0}))
+	per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN{ if (n > 0) printf "%.2f", (b - a) / n; else print "n/a" }')
+	IDLE_KIB[$p]=$per
+	raw "idle $p ok=$ok failed=$failed closed_by_peer=${closed:-?} rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_conn=$per"
+	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' "$p" "$held" "$rss0" "$rss1" $((rss1 - rss0)) "$fds" "$per" \
+		"$(ratio "$per" "${IDLE_KIB[$ref]:-n/a}")")"
+	[ "${failed:-1}" = 0 ] || { say "# WARNING: $p: $failed connections failed:"; grep '^FAIL' "$out" | sed 's/^/#   /' | tee -a "$RESULTS"; }
+	[ "${closed:-0}" = 0 ] || say "# WARNING: $p closed $closed idle connections while they were held"
+	sleep 2 # let the proxy release the closed connections before the next one
 }

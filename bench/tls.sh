@@ -44,22 +44,8 @@ say "# results file: $RESULTS"
 ports_free $UP1 $UP2 $ADMIN ${PORT[isthmus]} ${PORT[haproxy]}
 
 # --- certificates: one CA, one server certificate (SAN 127.0.0.1, localhost) for both ---------
-C="$TMP/certs"
-mkdir -p "$C"
-newkey() { # file
-	if [ "$KEY" = rsa ]; then openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"
-	else openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; fi
-}
-{
-	newkey "$C/ca.key" &&
-	openssl req -x509 -new -key "$C/ca.key" -days 2 -subj "/CN=isthmus bench CA" -out "$C/ca.crt" &&
-	newkey "$C/server.key" &&
-	openssl req -new -key "$C/server.key" -subj "/CN=localhost" -out "$C/server.csr" &&
-	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$C/ext.cnf" &&
-	openssl x509 -req -in "$C/server.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -CAcreateserial \
-		-days 2 -extfile "$C/ext.cnf" -out "$C/server.crt" &&
-	cat "$C/server.crt" "$C/server.key" >"$C/combined.pem"
-} >"$C/openssl.log" 2>&1 || { cat "$C/openssl.log" >&2; die "openssl could not make the certificates"; }
+make_certs "$KEY"
+C=$CERTS
 say "# certificate: $KEYDESC server certificate signed by a $KEYDESC CA, the same files for both proxies"
 
 start_upstream $UP1 $UP2

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/h2.sh — isthmus beside HAProxy and nginx over HTTP/2: interleaved h2load rounds (64
+# connections, 1 and 10 streams each, h2 over TLS and h2c with prior knowledge) in front of the
+# same HTTP/1.1 upstream; a gRPC unary round (isthmus vs HAProxy) in front of
+# bench/grpc_responder.c; memory per idle HTTP/2 connection. req/s, p99 and proxy CPU µs per
+# request, medians, ratios to the better of HAProxy and nginx. `make bench` runs it as
+# `sh bench/h2.sh BUILD`. See bench/README.md ("HTTP/2 and gRPC"). Usage: bench/h2.sh [BUILD_DIR]
+# Environment: SKIP_H2 (0; 1: do nothing) ROUNDS (5) DURATION (10, s) CONNS (64) STREAMS ("1 10")
+#              WARMUP (2, s) GRPC_STREAMS (10) GRPC_BYTES (32) SKIP_GRPC (0) SKIP_IDLE (0)
+#              IDLE_H2_CONNS (2000) IDLE_TIMEOUT (120, s) PROXIES ("isthmus haproxy nginx")
+#              BASE_BUILD (unset: another isthmus build run as isthmus-base in the same rounds)
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+if [ "${SKIP_H2:-0}" = 1 ]; then
+	echo "h2: skipped (SKIP_H2=1)"
+	exit 0
+fi
+
+BUILD=${1:-build}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+STREAMS=${STREAMS:-1 10}
+WARMUP=${WARMUP:-2}
+GRPC_STREAMS=${GRPC_STREAMS:-10}
+GRPC_BYTES=${GRPC_BYTES:-32}
+SKIP_GRPC=${SKIP_GRPC:-0}
+SKIP_IDLE=${SKIP_IDLE:-0}
+IDLE_H2_CONNS=${IDLE_H2_CONNS:-2000}
+IDLE_TIMEOUT=${IDLE_TIMEOUT:-120}
+PROXIES=${PROXIES:-isthmus haproxy nginx}
+BASE_BUILD=${BASE_BUILD:-}
+[ -z "$BASE_BUILD" ] || PROXIES="$PROXIES isthmus-base"
+
+UP1=19085 UP2=19086 GRPC_UP=19087
+# PORT: h2 over TLS (and the h2c gRPC listeners of the -grpc proxies); H2C: h2c prior knowledge
+declare -A PORT=([isthmus]=19643 [haproxy]=19743 [nginx]=19843 [isthmus-base]=19943
+	[isthmus-grpc]=19690 [haproxy-grpc]=19790 [isthmus-base-grpc]=19990)
+declare -A H2C=([isthmus]=19680 [haproxy]=19780 [nginx]=19880 [isthmus-base]=19980)
+declare -A PID=() DEAD=()
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+BENCH_NAME=h2
+. "$BENCH_DIR/lib.sh"
+
+case $ROUNDS$DURATION$CONNS$WARMUP$GRPC_STREAMS$GRPC_BYTES$IDLE_H2_CONNS$IDLE_TIMEOUT${STREAMS// /} in
+*[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP, STREAMS, GRPC_STREAMS, GRPC_BYTES, IDLE_H2_CONNS, IDLE_TIMEOUT must be integers" ;;
+esac
+[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] && [ "$GRPC_STREAMS" -ge 1 ] ||
+	die "ROUNDS, DURATION, CONNS, GRPC_STREAMS must be >= 1"
+need_tools "$NGINX" "$HAPROXY" "$H2LOAD" curl openssl python3 ps cc pkg-config
+[ -x "$BUILD/isthmus" ] || die "$BUILD/isthmus not found (run make first)"
+
+bench_tmp
+results_open "$BENCH_DIR"
+raise_nofile
+
+say "# isthmus HTTP/2 bench $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS STREAMS='$STREAMS' WARMUP=$WARMUP GRPC_STREAMS=$GRPC_STREAMS GRPC_BYTES=$GRPC_BYTES IDLE_H2_CONNS=$IDLE_H2_CONNS)"
+say "# host: $(uname -srm), $(nproc) CPUs, nofile=$NOFILE, CLK_TCK=$HZ"
+say "# $("$HAPROXY" -v 2>&1 | head -1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1 | sed 's/.*: //'); $("$H2LOAD" --version | head -1); $(openssl version)"
+say "# results file: $RESULTS"
+ALLPORTS="$UP1 $UP2 $GRPC_UP"
+for p in "${PORT[@]}" "${H2C[@]}"; do ALLPORTS="$ALLPORTS $p"; done
+ports_free $ALLPORTS
+
+make_certs rsa
+C=$CERTS
+start_upstream $UP1 $UP2
+
+# --- proxies: h2 over TLS on PORT, h2c on H2C, one process each -----------------------------------
+ACTIVE=""
+isthmus_h2() { # name build
+	start_isthmus HTTPS "tls: {mode: SIMPLE, serverCertificate: $C/server.crt, privateKey: $C/server.key}" "" "$1" "$2" \
+		"  - port: {number: ${H2C[$1]}, name: h2c, protocol: HTTP}
+    hosts: [\"*\"]"
+}
+for p in $PROXIES; do
+	case $p in
+	isthmus) isthmus_h2 isthmus "$BUILD" ;;
+	isthmus-base) isthmus_h2 isthmus-base "$BASE_BUILD" ;;
+	haproxy) start_haproxy https "ssl crt $C/combined.pem alpn h2,http/1.1" "" \
+		"    bind 127.0.0.1:${H2C[haproxy]} proto h2 backlog 4096" "" ;;
+	nginx) start_nginx "listen 127.0.0.1:${PORT[nginx]} ssl http2 backlog=4096; listen 127.0.0.1:${H2C[nginx]} http2 backlog=4096;" \
+		"ssl_certificate $C/server.crt; ssl_certificate_key $C/server.key;" "https://127.0.0.1:${PORT[nginx]}/" ;;
+	*) die "unknown proxy '$p' in PROXIES" ;;
+	esac
+done
+[ -n "$ACTIVE" ] || die "no proxy started"
+H2_ACTIVE=$ACTIVE
+
+# Sanity: over TLS (ALPN h2, certificate verified) and over h2c, HTTP/2 is spoken, 200, 1 KiB body.
+for p in $H2_ACTIVE; do
+	for u in "--http2 --cacert $C/ca.crt https://127.0.0.1:${PORT[$p]}/" "--http2-prior-knowledge http://127.0.0.1:${H2C[$p]}/"; do
+		got=$(curl -s -m 2 -o /dev/null -w '%{http_version} %{http_code} %{size_download}' $u)
+		say "# $p: ${u##* } -> HTTP/$got"
+		[ "$got" = "2 200 1024" ] || say "# WARNING: $p: expected HTTP/2, 200 and a 1024-byte body from ${u##* }"
+	done
+done
+
+# --- gRPC: one responder, isthmus (ServiceEntry protocol GRPC) and HAProxy (server proto h2) -------
+GRPC_ACTIVE=""
+if [ "$SKIP_GRPC" != 1 ]; then
+	cc -O2 -o "$TMP/grpc_responder" "$BENCH_DIR/grpc_responder.c" $(pkg-config --cflags --libs libnghttp2) \
+		>"$TMP/cc.log" 2>&1 || { cat "$TMP/cc.log" >&2; die "cannot build bench/grpc_responder.c (libnghttp2-dev)"; }
+	"$TMP/grpc_responder" "$GRPC_UP" "$GRPC_BYTES" >"$TMP/grpc_responder.log" 2>&1 &
+	STARTED="$STARTED $!"
+	GRPC_UP_PID=$!
+	CURL_EXTRA=--http2-prior-knowledge
+	wait_http "http://127.0.0.1:$GRPC_UP/" 50 "$GRPC_UP_PID" || { cat "$TMP/grpc_responder.log" >&2; die "grpc_responder did not start"; }
+	ACTIVE=""
+	for p in $PROXIES; do
+		case $p in
+		isthmus | isthmus-base) UPS=$GRPC_UP SE_PROTOCOL=GRPC start_isthmus HTTP "" "" "$p-grpc" \
+			"$([ "$p" = isthmus ] && echo "$BUILD" || echo "$BASE_BUILD")" ;;
+		haproxy) UPS=$GRPC_UP start_haproxy http "proto h2" "" "" "" haproxy-grpc "proto h2" ;;
+		esac
+	done
+	CURL_EXTRA=""
+	GRPC_ACTIVE=$ACTIVE
+	# One length-prefixed gRPC message (uncompressed, GRPC_BYTES bytes) as the request body.
+	printf '\0' >"$TMP/grpc-req.bin"
+	python3 -c 'import sys; n = int(sys.argv[1]); sys.stdout.buffer.write(n.to_bytes(4, "big") + b"r" * n)' \
+		"$GRPC_BYTES" >>"$TMP/grpc-req.bin"
+	for p in $GRPC_ACTIVE; do
+		hdr=$(curl -s -m 2 --http2-prior-knowledge -D - -o "$TMP/grpc-resp.bin" --data-binary @"$TMP/grpc-req.bin" \
+			-H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:${PORT[$p]}/bench.Bench/Unary" | tr -d '\r')
+		st=$(echo "$hdr" | awk -F': ' '$1 == "grpc-status" { print $2 }')
+		say "# $p: gRPC unary on port ${PORT[$p]}: $(echo "$hdr" | awk 'NR == 1 { print $1, $2 }'), $(wc -c <"$TMP/grpc-resp.bin") B message, grpc-status ${st:-none}"
+		[ "$st" = 0 ] || say "# WARNING: $p: no grpc-status 0 in the trailers"
+	done
+fi
+
+# --- rounds ---------------------------------------------------------------------------------------
+# A run: mode (tls or h2c, or grpc), streams per connection, proxy.
+run_mode() { # mode streams proxy seconds outfile
+	case $1 in
+	tls) run_h2load "$5" "$4" -c"$CONNS" -m"$2" "https://127.0.0.1:${PORT[$3]}/" ;;
+	h2c) run_h2load "$5" "$4" -c"$CONNS" -m"$2" "http://127.0.0.1:${H2C[$3]}/" ;;
+	grpc) run_h2load "$5" "$4" -c"$CONNS" -m"$2" -d "$TMP/grpc-req.bin" -H 'content-type: application/grpc' \
+		-H 'te: trailers' "http://127.0.0.1:${PORT[$3]}/bench.Bench/Unary" ;;
+	esac
+}
+KINDS=""
+for m in tls h2c; do for s in $STREAMS; do KINDS="$KINDS $m:$s"; done; done
+[ -n "$GRPC_ACTIVE" ] && KINDS="$KINDS grpc:$GRPC_STREAMS"
+kind_proxies() { case $1 in grpc:*) echo "$GRPC_ACTIVE" ;; *) echo "$H2_ACTIVE" ;; esac; }
+
+declare -A RPS=() P99=() CPU=()
+say ""
+say "# warm-up: ${WARMUP}s per proxy and kind"
+for k in $KINDS; do for p in $(kind_proxies "$k"); do
+	run_mode "${k%%:*}" "${k##*:}" "$p" "$WARMUP" "$TMP/warmup-$k-$p.txt" || say "# WARNING: warm-up h2load ($k) for $p exited non-zero"
+done; done
+
+say "# rounds: $ROUNDS x ${DURATION}s per proxy and kind, h2load -t1 -c$CONNS -m STREAMS, proxy order rotated every round"
+raw ""
+raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx"
+for r in $(seq 1 "$ROUNDS"); do
+	for k in $KINDS; do
+		read -r -a arr <<<"$(kind_proxies "$k")"
+		n=${#arr[@]}
+		for i in $(seq 0 $((n - 1))); do
+			p=${arr[$(((i + r - 1) % n))]}
+			proxy_running "$p" || continue
+			out="$TMP/h2load-$r-$k-$p.txt"
+			t0=$(cpu_ticks "${PID[$p]}")
+			run_mode "${k%%:*}" "${k##*:}" "$p" "$DURATION" "$out"
+			rc=$?
+			t1=$(cpu_ticks "${PID[$p]}")
+			read -r req rps p99 err non2xx < <(parse_h2load "$out")
+			if [ "$rc" != 0 ] || [ "${req:-0}" -le 0 ]; then
+				say "# WARNING: round $r $k $p: h2load rc=$rc, $req requests:"
+				tail -n 12 "$out" | sed 's/^/#   /' | tee -a "$RESULTS"
+				continue
+			fi
+			cpu=$(cpu_us_per_req $((t1 - t0)) "$req")
+			RPS[$k,$p]="${RPS[$k,$p]:-} $rps"
+			P99[$k,$p]="${P99[$k,$p]:-} $p99"
+			CPU[$k,$p]="${CPU[$k,$p]:-} $cpu"
+			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
+				"$r" "$k" "$p" "$rps" "$p99" "$cpu" $((t1 - t0)) "$req" "$err" "$non2xx"
+			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx"
+			[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $k $p: $err errored or timed-out requests, $non2xx non-2xx responses"
+		done
+	done
+done
+
+# The better peer per metric: the highest req/s, the lowest p99 and CPU of HAProxy and nginx.
+best() { # high|low values...
+	local dir=$1
+	shift
+	printf '%s\n' "$@" | awk -v d="$dir" '$1 != "n/a" && $1 != "" { if (!n++ || (d == "high" ? $1 > b : $1 < b)) b = $1 } END { print n ? b : "n/a" }'
+}
+declare -A KIND_DESC=([tls]="h2 over TLS (ALPN h2)" [h2c]="h2c, prior knowledge" [grpc]="gRPC unary over h2c, $GRPC_BYTES-byte messages")
+for k in $KINDS; do
+	declare -A MR=() MP=() MC=()
+	for p in $(kind_proxies "$k"); do
+		MR[$p]=$(echo "${RPS[$k,$p]:-}" | median | fmt_num 0)
+		MP[$p]=$(echo "${P99[$k,$p]:-}" | median | fmt_num 3)
+		MC[$p]=$(echo "${CPU[$k,$p]:-}" | median | fmt_num 2)
+	done
+	peers="haproxy nginx"
+	[ "${k%%:*}" = grpc ] && peers=haproxy-grpc
+	br=n/a bp=n/a bc=n/a rr="" rp="" rc=""
+	for q in $peers; do rr="$rr ${MR[$q]:-n/a}" rp="$rp ${MP[$q]:-n/a}" rc="$rc ${MC[$q]:-n/a}"; done
+	br=$(best high $rr) bp=$(best low $rp) bc=$(best low $rc)
+	say ""
+	say "## $k: ${KIND_DESC[${k%%:*}]}, h2load -c$CONNS -m${k##*:}: medians of $ROUNDS rounds of ${DURATION}s; ratio = proxy / the better of ${peers// / and } for each metric"
+	FMT='%-17s %10s %9s %11s   %8s %7s %7s'
+	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x')"
+	for p in $(kind_proxies "$k"); do
+		say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" "$(ratio "${MR[$p]}" "$br")" \
+			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")")"
+	done
+	say "spread (min..max over rounds):"
+	for p in $(kind_proxies "$k"); do
+		say "$(printf '  %-17s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$k,$p]:-}" | spread)" \
+			"$(echo "${P99[$k,$p]:-}" | spread)" "$(echo "${CPU[$k,$p]:-}" | spread)")"
+	done
+	unset MR MP MC
+done
+
+# --- idle HTTP/2 connections ----------------------------------------------------------------------
+say ""
+if [ "$SKIP_IDLE" = 1 ]; then
+	say "## idle HTTP/2 connections: skipped (SKIP_IDLE=1)"
+else
+	declare -A IDLE_KIB=()
+	say "## idle HTTP/2 connections (h2c): $IDLE_H2_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes; ratio = proxy / HAProxy"
+	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' proxy 'held' 'RSS0 KiB' 'RSS1 KiB' 'delta KiB' 'fds' 'KiB/conn' 'ratio')"
+	for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
+		case " $H2_ACTIVE " in *" $p "*) idle_measure "$p" "${H2C[$p]}" "$IDLE_H2_CONNS" haproxy --h2 ;; esac
+	done
+fi
+say ""
+say "# done; raw numbers in $RESULTS"
