@@ -8,6 +8,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <liburing.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/crypto.h>
 #include <pcre2.h>
 #include <yaml.h>
@@ -58,6 +59,7 @@ void ism_build_versions(struct ism_build_versions *v)
 #else
 	built_version("liburing", v->liburing, sizeof(v->liburing));
 #endif
+	snprintf(v->nghttp2, sizeof(v->nghttp2), "%s", nghttp2_version(0)->version_str);
 }
 
 bool ism_build_ktls_offered(void)
@@ -137,5 +139,6 @@ void ism_build_print(FILE *out)
 	fprintf(out, "  liburing %s (as built: this liburing tells no version at run time)\n",
 		built);
 #endif
+	fprintf(out, "  libnghttp2 %s\n", v.nghttp2);
 	print_kernel(out);
 }

@@ -15,6 +15,7 @@ struct ism_build_versions {
 	char pcre2[32];
 	char libyaml[32];
 	char liburing[32];
+	char nghttp2[32];
 };
 
 void ism_build_versions(struct ism_build_versions *v);

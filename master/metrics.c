@@ -483,7 +483,7 @@ static void build_info(struct ism_reply *r)
 	ism_build_versions(&v);
 	ism_prom_family(r, &m);
 	ism_prom_u64(r, m.name, 1, "version", ISM_VERSION, "openssl", v.openssl, "pcre2", v.pcre2,
-		     "libyaml", v.libyaml, "liburing", v.liburing, NULL);
+		     "libyaml", v.libyaml, "liburing", v.liburing, "nghttp2", v.nghttp2, NULL);
 }
 
 /* The master's own, named as the Prometheus client libraries name them, so

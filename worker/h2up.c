@@ -623,10 +623,12 @@ void ism_h2up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_stream
 		*replay = x->head;
 		x->head = (struct ism_buf){0};
 	}
-	if (c != NULL && x->id > 0 && !x->ng_closed) {
+	/* What the upstream sent and the client did not take (or took last)
+	 * goes back to the connection's window, even of a closed stream. */
+	if (c != NULL && x->id > 0)
 		ism_h2in_drop(&c->io, x->id, &x->resp);
+	if (c != NULL && x->id > 0 && !x->ng_closed)
 		nghttp2_submit_rst_stream(c->io.ng, NGHTTP2_FLAG_NONE, x->id, NGHTTP2_CANCEL);
-	}
 	free_stream(x);
 	if (c != NULL)
 		up_flush(w, c);

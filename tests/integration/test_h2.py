@@ -1110,3 +1110,22 @@ def h2_upstream_chunked_body(env):
         rest = data
     check(rest == b"".join(body), f"the upstream echoed {len(rest)} bytes, want {len(b''.join(body))}: "
           f"{rest[:60]!r}")
+
+
+@_test
+def h2_upstream_window_given_back(env):
+    """6,000 requests one after another (10 at a time) over one HTTP/2 upstream
+    connection, answers of about 600 bytes: several times the connection's
+    1 MiB window in all. Every byte the upstream sent goes back to its window
+    when the exchange ends, whether or not the client took it before, so none
+    stalls."""
+    need_tools("h2", "h2load")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    gw = one_service(env, port, protocol="HTTP2", workers=1)
+    p = subprocess.run(["h2load", "-n", "6000", "-c", "1", "-m", "10", "-T", "5",
+                        f"http://127.0.0.1:{gw}/window"], capture_output=True, text=True, timeout=120)
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", p.stdout)
+    check(m is not None and m.group(3) == "6000" and "6000 2xx" in p.stdout,
+          f"h2load: {p.stdout[-400:]} {p.stderr[-200:]}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["h2_connections"] == 1, f"not one upstream connection: {s}")

@@ -241,7 +241,7 @@ def metrics_process_and_build(env):
     (labels, v), = samples["isthmus_build_info"]
     _, out, _ = _run([env.isthmus, "-v"])
     check(v == 1 and labels["version"] == out.split()[1], f"build_info {labels} vs isthmus -v {out!r}")
-    check(all(re.match(r"^\d+\.\d+", labels[k]) for k in ("openssl", "pcre2", "libyaml", "liburing")),
+    check(all(re.match(r"^\d+\.\d+", labels[k]) for k in ("openssl", "pcre2", "libyaml", "liburing", "nghttp2")),
           f"build_info versions {labels}")
 
 
@@ -430,7 +430,7 @@ def isthmus_cli_options(env):
     rc, out, err = _run([env.isthmus, "-vv"])
     check(rc == 0 and out.startswith(v1), f"-vv: {rc} {out!r} {err!r}")
     for want in (r"^Build: \S+ \S+", r"^Built with: .*openssl=\d", r"^  OpenSSL \d+\.\d+", r"^  PCRE2 \d+\.\d+, JIT",
-                 r"^  libyaml \d+\.\d+", r"^  liburing \d+\.\d+", r"^Kernel: Linux ",
+                 r"^  libyaml \d+\.\d+", r"^  liburing \d+\.\d+", r"^  libnghttp2 \d+\.\d+", r"^Kernel: Linux ",
                  r"^  io_uring: (available|not available)", r"^  kTLS .*: (offered|not offered)"):
         check(re.search(want, out, re.M), f"-vv lacks {want!r}:\n{out}")
     if os.path.exists("/proc/sys/net/ipv4/tcp_available_ulp"):
