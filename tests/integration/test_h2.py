@@ -1129,3 +1129,21 @@ def h2_upstream_window_given_back(env):
           f"h2load: {p.stdout[-400:]} {p.stderr[-200:]}")
     s = h2up_stats("127.0.0.2", port)
     check(s["h2_connections"] == 1, f"not one upstream connection: {s}")
+
+
+@_test
+def h2_upstream_keepalive_pings(env):
+    """http2KeepAlive: an idle HTTP/2 upstream connection gets PINGs every
+    interval (the upstream counts them) and stays in use; without the field,
+    none."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    gw = one_service(env, port, protocol="HTTP2", workers=1, extra_docs=[
+        dest_rule("dr", SVC, http="http2KeepAlive: {interval: 200ms, timeout: 2s}")])
+    check(env.get("/one").status == 200, "first request")
+    poll(lambda: h2up_stats("127.0.0.2", port)["pings"] >= 3, 10, what="3 PINGs on the idle connection")
+    r = env.get("/two")
+    check(r.status == 200 and info(r.body)["conn"] == info(env.get("/three").body)["conn"],
+          f"the pinged connection is not the one in use: {r.body[:200]!r}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["h2_connections"] == 1, f"PINGs cost a connection: {s}")
