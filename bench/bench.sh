@@ -145,8 +145,7 @@ for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 done
 say "spread (min..max over rounds):"
 for p in $ACTIVE; do
-	say "$(printf '  %-12s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$p]:-}" | spread)" \
-		"$(echo "${P99[$p]:-}" | spread)" "$(echo "${CPU[$p]:-}" | spread)")"
+	say_spread 12 "$p" "${RPS[$p]:-}" "${P99[$p]:-}" "${CPU[$p]:-}"
 done
 
 # --- idle connection memory ---------------------------------------------------------------------

@@ -216,8 +216,7 @@ for k in $KINDS; do
 	done
 	say "spread (min..max over rounds):"
 	for p in $(kind_proxies "$k"); do
-		say "$(printf '  %-17s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$k,$p]:-}" | spread)" \
-			"$(echo "${P99[$k,$p]:-}" | spread)" "$(echo "${CPU[$k,$p]:-}" | spread)")"
+		say_spread 17 "$p" "${RPS[$k,$p]:-}" "${P99[$k,$p]:-}" "${CPU[$k,$p]:-}"
 	done
 	unset MR MP MC
 done

@@ -101,6 +101,27 @@ wait_http() { # URL, tries of 0.2 s, [pid: give up as soon as it has exited]
 	return 1
 }
 
+# The start of an nginx configuration in directory $1, one worker, its events block $2: up to
+# the http block's keep-alive settings (what follows is the caller's).
+nginx_head() { # dir events
+	cat <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+user root root;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { $2 }
+http {
+    access_log off;
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    keepalive_requests 10000000;
+EOF
+}
+
 # The upstream: one nginx, one worker, listening on the given ports, 1 KiB body and an
 # X-Upstream header naming the port. Its files live in $TMP/up.
 start_upstream() { # ports...
@@ -110,20 +131,7 @@ start_upstream() { # ports...
 	for p in "$@"; do listen="$listen        listen 127.0.0.1:$p backlog=4096;
 "; done
 	cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-user root root;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 8192; multi_accept on; }
-http {
-    access_log off;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 10000000;
+$(nginx_head "$d" "worker_connections 8192; multi_accept on;")
     keepalive_timeout 600s;
     default_type text/plain;
     server {
@@ -215,6 +223,13 @@ cpu_us_per_req() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN{ if (n > 0) printf
 
 median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{v[NR]=$1} END{if(NR==0){print "n/a";exit} if(NR%2) print v[(NR+1)/2]; else printf "%.6f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 spread() { tr ' ' '\n' | awk 'NF' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END{if(NR) printf "%s..%s", lo, hi; else print "n/a"}'; }
+
+# One line of a "spread (min..max over rounds)" list: the proxy's req/s, p99 and CPU figures of
+# every round (space-separated lists), in a name column of the given width.
+say_spread() { # width proxy rps-list p99-list cpu-list
+	say "$(printf "  %-${1}s req/s %s  p99 ms %s  CPU us/req %s" "$2" "$(echo "$3" | spread)" \
+		"$(echo "$4" | spread)" "$(echo "$5" | spread)")"
+}
 fmt_num() { awk -v d="$1" '{ if ($1 == "n/a") print; else printf "%.*f\n", d, $1 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a=="n/a" || b=="n/a" || b+0==0) print "n/a"; else printf "%.2f", a/b}'; }
 
@@ -407,20 +422,7 @@ start_nginx() { # listen-lines server-lines check-url
 "; done
 	mkdir -p "$d"
 	cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-user root root;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 10000000;
+$(nginx_head "$d" "worker_connections 20000;")
     keepalive_timeout 300s;
     upstream be {
 $servers        keepalive 64;

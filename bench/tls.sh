@@ -221,8 +221,7 @@ for m in $MODES; do
 	done
 	say "spread (min..max over rounds):"
 	for p in $ACTIVE; do
-		say "$(printf '  %-8s req/s %s  p99 ms %s  CPU us/req %s' "$p" "$(echo "${RPS[$m,$p]:-}" | spread)" \
-			"$(echo "${P99[$m,$p]:-}" | spread)" "$(echo "${CPU[$m,$p]:-}" | spread)")"
+		say_spread 8 "$p" "${RPS[$m,$p]:-}" "${P99[$m,$p]:-}" "${CPU[$m,$p]:-}"
 	done
 	unset MR MP MC
 done
