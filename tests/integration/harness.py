@@ -654,6 +654,15 @@ DEBIAN_PYTHON = os.environ.get("ISM_DEBIAN_PYTHON", "/usr/bin/python3")
 _PY_MODULES = {}
 
 
+def file_lines(path):
+    """The non-empty lines of a file (an access log, say); [] while it does not exist."""
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
 def debian_python_has(*modules):
     """Whether DEBIAN_PYTHON imports every one of modules (answers cached)."""
     key = tuple(sorted(modules))

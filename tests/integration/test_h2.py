@@ -25,7 +25,7 @@ import threading
 import time
 
 from harness import (DEBIAN_PYTHON, Conn, Env, Registry, Skip, TestFailure, appliance, check, curl,
-                     debian_python_has, docs, free_port, gateway, have, http_get, poll, service_entry,
+                     debian_python_has, docs, file_lines, free_port, gateway, have, http_get, poll, service_entry,
                      service_entry_protocol, spawn_listening, virtual_service, wait_master_exit)
 from test_tls import Pki, gateway_of, server, tls_simple
 
@@ -236,16 +236,8 @@ def alog(env, fmt="json"):
             f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\"}}\n"), path
 
 
-def log_lines(path):
-    try:
-        with open(path) as f:
-            return [l.rstrip("\n") for l in f if l.strip()]
-    except FileNotFoundError:
-        return []
-
-
 def log_records(path):
-    return [json.loads(l) for l in log_lines(path)]
+    return [json.loads(l) for l in file_lines(path)]
 
 
 def wait_log(path, pred, what, timeout=5.0):
@@ -254,12 +246,12 @@ def wait_log(path, pred, what, timeout=5.0):
         try:
             recs = log_records(path)
         except ValueError:
-            recs = log_lines(path)
+            recs = file_lines(path)
         return recs if pred(recs) else None
     try:
         return poll(get, timeout, what=what)
     except TestFailure as e:
-        raise TestFailure(f"{e}; the access log has: {log_lines(path)[-10:]}")
+        raise TestFailure(f"{e}; the access log has: {file_lines(path)[-10:]}")
 
 
 def limits(**kv):

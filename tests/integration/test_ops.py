@@ -10,7 +10,7 @@ import re
 import signal
 
 from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, curl, docs, free_port,
-                     gateway, metric, poll, service_entry, virtual_service)
+                     file_lines, gateway, metric, poll, service_entry, virtual_service)
 
 SVC = "ops.test.internal"
 _test = Registry()
@@ -75,14 +75,6 @@ DEFAULT_FIELDS = ("start", "method", "path", "protocol", "code", "flags", "bytes
                   "xff", "ua", "rid", "authority", "upstream", "cluster", "client", "sni", "route")
 
 
-def _text_lines(path):
-    try:
-        with open(path) as f:
-            return [l.rstrip("\n") for l in f if l.strip()]
-    except FileNotFoundError:
-        return []
-
-
 def _default_fields(line):
     m = DEFAULT_TEXT.match(line)
     check(m, f"access-log line not in the default text format: {line!r}")
@@ -124,11 +116,11 @@ def access_log_text(env):
     with Conn("127.0.0.1", gw_port) as c:
         c.send(b"GET / HTTP/1.1\r\n\r\n")  # no Host: 400
         check(c.read_response().status == 400, "no 400 for a request without Host")
-    poll(lambda: len(_text_lines(log)) >= 4, 5, what="four access-log lines")
+    poll(lambda: len(file_lines(log)) >= 4, 5, what="four access-log lines")
     # Each worker writes its own lines: the order in the file is not the order of the requests.
-    by_path = {f["path"]: f for f in (_default_fields(l) for l in _text_lines(log))}
+    by_path = {f["path"]: f for f in (_default_fields(l) for l in file_lines(log))}
     ok, down, nr, bad = (by_path.get(p, {}) for p in ("/app/x?q=1", "/down/y", "/nowhere", "-"))
-    check(ok and down and nr and bad, f"a line is missing: {_text_lines(log)}")
+    check(ok and down and nr and bad, f"a line is missing: {file_lines(log)}")
 
     start = datetime.datetime.strptime(ok["start"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
     age = abs((datetime.datetime.now(datetime.timezone.utc) - start).total_seconds())
@@ -163,18 +155,18 @@ def access_log_reload(env):
     env.start_gateway(conf, gw_port)
     pids = poll(lambda: len(env.workers()) == 2 and env.workers(), 5, what="the two workers")
     check(env.get("/app/1").status == 200, "request failed")
-    poll(lambda: _text_lines(log), 5, what="a JSON line")
-    check(json.loads(_text_lines(log)[0])["path"] == "/app/1", f"not a JSON line: {_text_lines(log)}")
+    poll(lambda: file_lines(log), 5, what="a JSON line")
+    check(json.loads(file_lines(log)[0])["path"] == "/app/1", f"not a JSON line: {file_lines(log)}")
     env.write("isthmus.yaml", text.replace(f"path: {log}}}", f"path: {log}, format: text, "
                                            "textFormat: \"%REQ(:PATH)% %RESPONSE_CODE%\"}"))
     check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to format text refused")
-    poll(lambda: env.get("/app/2").status == 200 and "/app/2 200" in _text_lines(log), 5,
+    poll(lambda: env.get("/app/2").status == 200 and "/app/2 200" in file_lines(log), 5,
          what="a text line after the reload")
     check(env.workers() == pids, f"a format change replaced the workers: {pids} -> {env.workers()}")
     env.write("isthmus.yaml", text.replace(f"path: {log}}}", f"path: {log2}}}"))
     check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to another file refused")
     poll(lambda: env.get("/app/3").status == 200 and
-         any(json.loads(l)["path"] == "/app/3" for l in _text_lines(log2)), 5, what="lines in the new file")
+         any(json.loads(l)["path"] == "/app/3" for l in file_lines(log2)), 5, what="lines in the new file")
     poll(lambda: not set(env.workers()) & set(pids), 10, what="the old workers to exit")
 
 
