@@ -28,7 +28,8 @@ ATTACK:
                     "end": true}: one stream exactly so (N ignored)
 
 Prints one JSON object: {"sent": frames written before the connection
-failed, "goaway": error code of the first GOAWAY or null, "goaway_at",
+failed, "goaway": error code of the first GOAWAY or null, "goaway_last": the
+last stream id it names, "goaway_at",
 "closed": whether the server closed, "rst": {stream: code}, "status":
 {stream: status}, "body": {stream: text (first 64 KiB)}, "end_at": when the
 watched stream ended (zero-window), "error": text or null}; times in seconds
@@ -120,6 +121,7 @@ class Peer:
         elif isinstance(f, GoAwayFrame):
             if self.rep["goaway"] is None:
                 self.rep["goaway"] = f.error_code
+                self.rep["goaway_last"] = f.last_stream_id
                 self.rep["goaway_at"] = self.now()
         elif isinstance(f, RstStreamFrame):
             self.rep["rst"][sid] = f.error_code
