@@ -66,6 +66,7 @@ class Peer:
         self.rep = {"sent": 0, "goaway": None, "goaway_at": None, "closed": False, "rst": {},
                     "status": {}, "body": {}, "end_at": None, "error": None}
         self.ended = {}
+        self.acked = False  # our ACK of the server's SETTINGS went out
         self.lock = threading.Lock()
         self.wlock = threading.Lock()  # the reader's SETTINGS ACK and the floods interleave whole
         self.cond = threading.Condition(self.lock)
@@ -117,7 +118,7 @@ class Peer:
     def on_frame(self, f):
         sid = str(f.stream_id)
         if isinstance(f, SettingsFrame) and "ACK" not in f.flags and self.ack:
-            threading.Thread(target=self.send, args=(SettingsFrame(0, flags=["ACK"]),), daemon=True).start()
+            threading.Thread(target=self.ack_settings, daemon=True).start()
         elif isinstance(f, GoAwayFrame):
             if self.rep["goaway"] is None:
                 self.rep["goaway"] = f.error_code
@@ -137,6 +138,12 @@ class Peer:
                 self.rep["body"][sid] = b + f.data.decode("latin-1")[:KEEP - len(b)]
         if isinstance(f, (HeadersFrame, DataFrame)) and "END_STREAM" in f.flags:
             self.ended[sid] = self.now()
+
+    def ack_settings(self):
+        self.send(SettingsFrame(0, flags=["ACK"]))
+        with self.cond:
+            self.acked = True
+            self.cond.notify_all()
 
     def wait(self, pred, timeout):
         """Waits (bounded) until pred() holds or the server closed."""
@@ -215,6 +222,10 @@ def run(p, attack, n, arg):
         flood(p, lambda i: DataFrame(1, b""), n)
     elif attack == "streams":
         p.settings()
+        # Acknowledging the server's limit first makes going past it a
+        # connection error (RFC 9113 5.1.2); without --no-ack the flood waits.
+        if p.ack:
+            p.wait(lambda: p.acked, 5)
         flood(p, lambda i: HeadersFrame(1 + 2 * i, p.block(get_headers(arg or "/")),
                                         flags=["END_HEADERS", "END_STREAM"]), n)
     elif attack == "zero-window":
