@@ -350,7 +350,7 @@ struct ism_cluster_dyn {
 	uint32_t *eff_weight;		 /* master: per lgroup, effective locality weight */
 	_Atomic uint32_t pending;	 /* workers: requests waiting for a connection */
 	_Atomic uint32_t retries_active; /* workers */
-	_Atomic uint32_t in_flight;	 /* workers: requests, for pool.max_requests */
+	_Atomic uint32_t in_flight;	 /* workers: requests, for pool.max_requests (when set) */
 	_Atomic uint64_t overflow;	 /* workers: requests refused by a pool limit */
 	_Atomic uint64_t retries;	 /* workers: retries made */
 	_Atomic uint64_t

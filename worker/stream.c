@@ -244,8 +244,13 @@ static void retry_done(struct ism_wctx *w, struct ism_stream *st)
  * from every worker and either protocol; false when the cap is reached. */
 static bool request_admitted(struct ism_stream *st, const struct ism_cluster *cl)
 {
-	uint32_t n = atomic_fetch_add_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
+	uint32_t n;
 
+	/* Unlimited (the default): nothing to count, and no cache line that
+	 * every worker's every request would write. */
+	if (cl->pool.max_requests == UINT32_MAX)
+		return true;
+	n = atomic_fetch_add_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
 	if (n >= cl->pool.max_requests) {
 		atomic_fetch_sub_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
