@@ -1189,6 +1189,15 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	ism_v_pop(v, old);
 }
 
+/* Whether HTTP route n answers without destinations: it redirects, answers
+ * directly or delegates. */
+static bool answers_itself(const struct ism_node *n)
+{
+	return ism_node_get(n, "redirect", NULL) != NULL ||
+	       ism_node_get(n, "directResponse", NULL) != NULL ||
+	       ism_node_get(n, "delegate", NULL) != NULL;
+}
+
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
@@ -1234,7 +1243,9 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		}
 		ism_v_pop(v, old);
 	}
-	l = ism_v_node(v, n, "route", true, ISM_NODE_SEQ);
+	/* Istio: a route forwards (route), redirects, answers (directResponse)
+	 * or delegates; only the first needs destinations. */
+	l = ism_v_node(v, n, "route", !answers_itself(n), ISM_NODE_SEQ);
 	if (l == NULL)
 		return;
 	old = ism_v_push(v, ".route");
@@ -2187,7 +2198,7 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 					   "endpoints", "exportTo", "addresses",  NULL};
 	static const char *const unimpl[] = {"workloadSelector", "subjectAltNames", NULL};
 	static const char *const ok[] = {"STATIC", NULL};
-	static const char *const later[] = {"NONE", "DNS", "DNS_ROUND_ROBIN", NULL};
+	static const char *const later[] = {"NONE", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS", NULL};
 	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
 	const struct ism_node *l;
 	const char **hosts, *s;

@@ -1760,6 +1760,15 @@ static const struct bad bads[] = {
 	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
 	 "  ports: [{number: 80, name: http}]\n  resolution: DNS\n",
      14, 15, "ServiceEntry default/se: spec.resolution", "DNS is not implemented yet"},
+    {"DYNAMIC_DNS resolution",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
+	 "  ports: [{number: 80, name: http}]\n  resolution: DYNAMIC_DNS\n",
+     14, 15, "ServiceEntry default/se: spec.resolution", "DYNAMIC_DNS is not implemented yet"},
+    {"gateway insecureSkipVerify",
+     GW_SERVERS "  - port: {number: 443, protocol: HTTPS}\n    hosts: [a]\n"
+		"    tls: {mode: SIMPLE, insecureSkipVerify: true}\n",
+     15, 25, GW_FIELD "tls.insecureSkipVerify", "not implemented yet"},
     {"passthrough lb",
      APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	 "metadata: {name: d}\nspec:\n  host: a.b\n  trafficPolicy:\n"
@@ -1940,6 +1949,29 @@ static void test_invalid(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* A route that delegates gets its one error, not a follow-on "route: required
+ * field missing" too. */
+static void test_one_error_per_mistake(void **state)
+{
+	static const char yaml[] = APP GW_DOC "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: vs, namespace: shop}\n"
+					      "spec:\n"
+					      "  hosts: [\"*\"]\n"
+					      "  gateways: [default/gw]\n"
+					      "  http:\n"
+					      "  - delegate: {name: other}\n";
+	struct fx *f = *state;
+
+	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &f->conf, &f->d), -EINVAL);
+	if (f->d.n_errors != 1)
+		dump(&f->d);
+	assert_int_equal(f->d.n_errors, 1);
+	assert_string_equal(f->d.items[0].field, VS_FIELD "spec.http[0].delegate");
+	assert_non_null(strstr(f->d.items[0].msg, "not implemented yet"));
+}
+
 /* Several errors in one file are all reported, and formatted as documented. */
 static void test_several_errors_and_format(void **state)
 {
@@ -2077,6 +2109,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
