@@ -43,10 +43,6 @@ static const struct {
 static const char *const headers[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
 #undef HDR_NAME
 
-/* Envoy sets it only when a route rewrites the path, which isthmus does not
- * do: never present, so %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% shows :PATH. */
-#define ORIGINAL_PATH "x-envoy-original-path"
-
 struct parser {
 	const char *s;
 	size_t len;
@@ -78,8 +74,6 @@ static int header_id(const char *s, size_t len)
 	for (int i = 0; i < ISM_ALOG_H_COUNT; i++)
 		if (strlen(headers[i]) == len && strncasecmp(headers[i], s, len) == 0)
 			return i;
-	if (len == strlen(ORIGINAL_PATH) && strncasecmp(ORIGINAL_PATH, s, len) == 0)
-		return ISM_ALOG_H_NONE;
 	return -1;
 }
 

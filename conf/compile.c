@@ -226,13 +226,13 @@ static bool parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 
 /* --- regexes and matches --- */
 
-static const void *compile_re(struct cbuild *b, const char *src)
+static const void *compile_re(struct cbuild *b, const char *src, bool anchored)
 {
 	size_t off;
 	pcre2_code *re;
 	int err;
 
-	re = ism_re2_compile(src, strlen(src), b->cctx, &err, &off);
+	re = ism_re2_compile(src, strlen(src), anchored, b->cctx, &err, &off);
 	if (re == NULL && b->rc == 0) {
 		/* Validation compiled it already: only the arena can fail here. */
 		b->rc = -ENOMEM;
@@ -246,7 +246,7 @@ static void conv_sm(struct cbuild *b, const struct ism_cm_sm *in, bool icase,
 	out->kind = (uint8_t)in->kind;
 	out->s = astr(b, in->s);
 	if (in->kind == ISM_SM_REGEX) {
-		out->re = compile_re(b, in->s);
+		out->re = compile_re(b, in->s, true);
 		out->re_idx = b->t->n_regexes++;
 	} else
 		out->ignore_case = icase && (in->kind == ISM_SM_EXACT || in->kind == ISM_SM_PREFIX);
@@ -1096,6 +1096,47 @@ static void compile_retry(struct cbuild *b, const struct ism_retry *in, struct i
 	out->backoff_base_ms = 25;
 }
 
+/* The route's actions beyond its destinations; NULL when it has none. */
+static const struct ism_route_actions *compile_actions(struct cbuild *b,
+						       const struct ism_cm_route *r)
+{
+	const struct ism_cm_rewrite *rw = &r->rewrite;
+	struct ism_route_actions *a;
+
+	if (rw->uri == NULL && rw->re == NULL)
+		return NULL;
+	a = ANEW(b, 1, struct ism_route_actions);
+	if (a == NULL)
+		return NULL;
+	if (rw->uri != NULL) {
+		a->path.kind = ISM_PATH_PREFIX;
+		a->path.value = astr(b, rw->uri);
+	} else {
+		a->path.kind = ISM_PATH_REGEX;
+		a->path.value = astr(b, rw->sub);
+		a->path.re = (struct ism_strmatch){.kind = ISM_SM_REGEX,
+						   .search = 1,
+						   .s = astr(b, rw->re),
+						   .re = compile_re(b, rw->re, false),
+						   .re_idx = b->t->n_regexes++};
+	}
+	return a;
+}
+
+/* What the requests route r sends to its destinations change; NULL when nothing. */
+static const struct ism_dest_actions *compile_dest_actions(struct cbuild *b,
+							   const struct ism_cm_route *r)
+{
+	struct ism_dest_actions *a;
+
+	if (r->rewrite.authority == NULL)
+		return NULL;
+	a = ANEW(b, 1, struct ism_dest_actions);
+	if (a != NULL)
+		a->authority = astr(b, r->rewrite.authority);
+	return a;
+}
+
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
@@ -1109,6 +1150,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		struct ism_route *o = &routes[i];
 		struct ism_match *m = ANEW(b, r->n_match, struct ism_match);
 		struct ism_dest *d = ANEW(b, r->n_dest, struct ism_dest);
+		const struct ism_dest_actions *da;
 		uint64_t total = 0;
 		char name[512];
 
@@ -1121,9 +1163,11 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->name = astr(b, name);
 		for (size_t j = 0; j < r->n_match; j++)
 			conv_match(b, &r->match[j], &m[j]);
+		da = compile_dest_actions(b, r);
 		for (size_t j = 0; j < r->n_dest; j++) {
 			d[j].cluster = cluster_index(b, &r->dest[j]);
 			d[j].weight = r->dest[j].weight;
+			d[j].act = da;
 			total += d[j].weight;
 		}
 		o->n_match = (uint32_t)r->n_match;
@@ -1133,6 +1177,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->total_weight = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
 		o->timeout_ms = r->timeout_ms;
 		compile_retry(b, &r->retry, &o->retry);
+		o->act = compile_actions(b, r);
 	}
 	b->vs_routes[vi] = routes;
 	return routes;

@@ -180,6 +180,31 @@ static void key_err(struct ism_vctx *v, const struct ism_node *map, const char *
 	ism_v_pop(v, old);
 }
 
+/* Reports the second (and later) of the keys in set[] present in map: only one
+ * of them may be set. Returns how many are present. */
+static size_t one_of(struct ism_vctx *v, const struct ism_node *map, const char *const *set,
+		     const char *what)
+{
+	size_t found = 0;
+
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ism_node *k = map->pairs[i].key;
+		bool in = false;
+
+		for (const char *const *p = set; *p && !in; p++)
+			in = strcmp(*p, k->str) == 0;
+		if (!in)
+			continue;
+		if (found++ > 0) {
+			size_t old = ism_v_push(v, ".%s", k->str);
+
+			ism_v_err(v, k, "only one of %s may be set", what);
+			ism_v_pop(v, old);
+		}
+	}
+	return found;
+}
+
 /* --- Appliance --- */
 
 static void parse_statuses(struct ism_vctx *v, const struct ism_node *hc, struct ism_cm_hc *h)
@@ -862,39 +887,44 @@ static void parse_gateway(struct ism_vctx *v, const struct ism_node *spec, struc
 /* --- VirtualService --- */
 
 /* A route regex is what Istio and Envoy accept (RE2: linear time, no
- * back-references or look-arounds), read by PCRE2 as RE2 reads it. */
-static void check_regex(struct ism_vctx *v, const struct ism_node *n)
+ * back-references or look-arounds), read by PCRE2 as RE2 reads it: anchored
+ * (a condition) or searched for (a rewrite's). Its number of groups, or -1
+ * when it is refused (reported). */
+static int check_regex(struct ism_vctx *v, const struct ism_node *n, bool anchored)
 {
 	pcre2_compile_context *cctx;
 	const char *why;
 	size_t off;
 	pcre2_code *re;
+	uint32_t groups = 0;
 	int err;
 
 	if (ism_re2_check(n->str, n->len, &off, &why) < 0) {
 		ism_v_err(v, n, "regular expression refused at offset %zu: %s", off, why);
-		return;
+		return -1;
 	}
 	cctx = pcre2_compile_context_create(NULL);
 	if (cctx == NULL) {
 		v->nomem = 1;
-		return;
+		return -1;
 	}
-	re = ism_re2_compile(n->str, n->len, cctx, &err, &off);
+	re = ism_re2_compile(n->str, n->len, anchored, cctx, &err, &off);
 	pcre2_compile_context_free(cctx);
 	if (re == NULL) {
 		PCRE2_UCHAR msg[256];
 
 		if (err == PCRE2_ERROR_NOMEMORY) {
 			v->nomem = 1;
-			return;
+			return -1;
 		}
 		pcre2_get_error_message(err, msg, sizeof(msg));
 		ism_v_err(v, n, "invalid regular expression at offset %zu: %s", (size_t)off,
 			  (const char *)msg);
-		return;
+		return -1;
 	}
+	pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups);
 	pcre2_code_free(re);
+	return (int)groups;
 }
 
 /* Istio StringMatch: exactly one of exact, prefix, regex. `{}` means "present"
@@ -934,7 +964,7 @@ static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_pr
 				m->kind = ISM_SM_PREFIX;
 			} else {
 				m->kind = ISM_SM_REGEX;
-				check_regex(v, val);
+				check_regex(v, val, true);
 			}
 		}
 		ism_v_pop(v, old);
@@ -1189,6 +1219,138 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	ism_v_pop(v, old);
 }
 
+/* What may go into a request line as a path: no space, control character or
+ * '#' (a fragment is the client's own), starting with "/". */
+static bool path_ok(const char *s)
+{
+	if (s[0] != '/')
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '#')
+			return false;
+	return true;
+}
+
+/* An authority as a Host header carries it: a host name or an IP address
+ * (IPv6 in brackets), and an optional port (RFC 3986 reg-name, IP-literal). */
+static bool authority_ok(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && strchr("-._~%!$&'()*+,;=:[]", *s) == NULL)
+			return false;
+	return true;
+}
+
+/* A value checked by ok, reported with what it must be. */
+static void check_value(struct ism_vctx *v, const struct ism_node *map, const char *key,
+			bool (*ok)(const char *), const char *what)
+{
+	const struct ism_node *n = ism_node_get(map, key, NULL);
+	size_t old;
+
+	if (n == NULL || n->kind != ISM_NODE_SCALAR || ok(n->str))
+		return;
+	old = ism_v_push(v, ".%s", key);
+	ism_v_err(v, n, "must be %s", what);
+	ism_v_pop(v, old);
+}
+
+/* RE2's rewrite string: \0..\9 name a group of the pattern (which has
+ * groups of them), \\ is a backslash, any other backslash is an error. */
+static void check_substitution(struct ism_vctx *v, const struct ism_node *n, int groups)
+{
+	for (size_t i = 0; i < n->len; i++) {
+		char c = i + 1 < n->len ? n->str[i + 1] : '\0';
+
+		if ((unsigned char)n->str[i] < ' ' || n->str[i] == 0x7f || n->str[i] == ' ' ||
+		    n->str[i] == '#') {
+			ism_v_err(v, n,
+				  "must not hold a space, a control character or '#' (offset %zu)",
+				  i);
+			return;
+		}
+		if (n->str[i] != '\\')
+			continue;
+		if (c == '\\') {
+			i++;
+		} else if (c >= '0' && c <= '9') {
+			if (groups >= 0 && c - '0' > groups) {
+				ism_v_err(
+				    v, n,
+				    "\\%c at offset %zu names a group the pattern does not have "
+				    "(it has %d)",
+				    c, i, groups);
+				return;
+			}
+			i++;
+		} else {
+			ism_v_err(
+			    v, n,
+			    "invalid escape at offset %zu: a backslash is followed by a digit "
+			    "(a group) or another backslash",
+			    i);
+			return;
+		}
+	}
+}
+
+static void parse_regex_rewrite(struct ism_vctx *v, const struct ism_node *rw,
+				struct ism_cm_rewrite *r)
+{
+	static const char *const keys[] = {"match", "rewrite", NULL};
+	const struct ism_node *n = ism_v_node(v, rw, "uriRegexRewrite", false, ISM_NODE_MAP);
+	const struct ism_node *mn, *sn;
+	int groups = -1;
+	size_t old, o2;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".uriRegexRewrite");
+	ism_v_keys(v, n, keys, NULL);
+	/* Istio: both are required and not empty. */
+	if (ism_v_str(v, n, "match", true, &r->re) > 0) {
+		mn = ism_node_get(n, "match", NULL);
+		o2 = ism_v_push(v, ".match");
+		groups = check_regex(v, mn, false);
+		ism_v_pop(v, o2);
+	}
+	if (ism_v_str(v, n, "rewrite", true, &r->sub) > 0) {
+		sn = ism_node_get(n, "rewrite", NULL);
+		o2 = ism_v_push(v, ".rewrite");
+		check_substitution(v, sn, groups);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+/* HTTPRewrite: uri or uriRegexRewrite, and authority. */
+static void parse_rewrite(struct ism_vctx *v, const struct ism_node *route,
+			  struct ism_cm_rewrite *r)
+{
+	static const char *const keys[] = {"uri", "authority", "uriRegexRewrite", NULL};
+	static const char *const paths[] = {"uri", "uriRegexRewrite", NULL};
+	const struct ism_node *n = ism_v_node(v, route, "rewrite", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".rewrite");
+	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
+		ism_v_err(v, n, "must set uri, uriRegexRewrite or authority");
+	one_of(v, n, paths, "uri, uriRegexRewrite");
+	if (ism_v_str(v, n, "uri", false, &r->uri) > 0)
+		check_value(
+		    v, n, "uri", path_ok,
+		    "a path: starting with \"/\", without spaces, control characters or '#'");
+	parse_regex_rewrite(v, n, r);
+	if (ism_v_str(v, n, "authority", false, &r->authority) > 0)
+		check_value(v, n, "authority", authority_ok,
+			    "a host name or address, with an optional port");
+	ism_v_pop(v, old);
+}
+
 /* Whether HTTP route n answers without destinations: it redirects, answers
  * directly or delegates. */
 static bool answers_itself(const struct ism_node *n)
@@ -1201,11 +1363,11 @@ static bool answers_itself(const struct ism_node *n)
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name", "match", "route", "timeout", "retries", NULL};
+	static const char *const keys[] = {"name",    "match",	 "route", "timeout",
+					   "retries", "rewrite", NULL};
 	static const char *const unimpl[] = {"redirect",
 					     "directResponse",
 					     "delegate",
-					     "rewrite",
 					     "fault",
 					     "mirror",
 					     "mirrorPercentage",
@@ -1231,6 +1393,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	ism_v_str(v, n, "name", false, &r->name);
 	ism_v_dur(v, n, "timeout", 0, &r->timeout_ms);
 	parse_retries(v, n, r);
+	parse_rewrite(v, n, &r->rewrite);
 	l = ism_v_node(v, n, "match", false, ISM_NODE_SEQ);
 	if (l != NULL) {
 		r->match = ism_v_alloc(v, l->n, sizeof(*r->match));
@@ -1341,31 +1504,6 @@ static bool is_prime(uint32_t n)
 		if (n % d == 0)
 			return false;
 	return true;
-}
-
-/* Reports the second (and later) of the keys in set[] present in map: only one
- * of them may be set. Returns how many are present. */
-static size_t one_of(struct ism_vctx *v, const struct ism_node *map, const char *const *set,
-		     const char *what)
-{
-	size_t found = 0;
-
-	for (size_t i = 0; i < map->n; i++) {
-		const struct ism_node *k = map->pairs[i].key;
-		bool in = false;
-
-		for (const char *const *p = set; *p && !in; p++)
-			in = strcmp(*p, k->str) == 0;
-		if (!in)
-			continue;
-		if (found++ > 0) {
-			size_t old = ism_v_push(v, ".%s", k->str);
-
-			ism_v_err(v, k, "only one of %s may be set", what);
-			ism_v_pop(v, old);
-		}
-	}
-	return found;
 }
 
 static void parse_cookie(struct ism_vctx *v, const struct ism_node *ch, struct ism_cm_hash *h)

@@ -54,6 +54,13 @@ struct ism_cm_dest {
 	uint16_t svc_port; /* 0 when the host has no ServiceEntry and no port */
 };
 
+/* HTTPRewrite; NULL strings: not set. */
+struct ism_cm_rewrite {
+	const char *uri;
+	const char *re, *sub; /* uriRegexRewrite match and rewrite */
+	const char *authority;
+};
+
 struct ism_cm_route {
 	const char *name; /* NULL: "<ns>/<vs>#<index>" is made at compilation */
 	size_t n_match;
@@ -63,6 +70,7 @@ struct ism_cm_route {
 	uint32_t timeout_ms;
 	bool has_retry;		/* false: Istio's default policy */
 	struct ism_retry retry; /* codes point into the pool */
+	struct ism_cm_rewrite rewrite;
 };
 
 struct ism_cm_vs {

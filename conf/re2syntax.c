@@ -1118,17 +1118,18 @@ int ism_re2_check(const char *pat, size_t len, size_t *err_off, const char **why
 	return rc;
 }
 
-pcre2_code *ism_re2_compile(const char *pat, size_t len, pcre2_compile_context *cctx, int *err,
-			    size_t *off)
+pcre2_code *ism_re2_compile(const char *pat, size_t len, bool anchored, pcre2_compile_context *cctx,
+			    int *err, size_t *off)
 {
 	PCRE2_SIZE o = 0;
 	pcre2_code *re;
 
 	pcre2_set_newline(cctx, PCRE2_NEWLINE_LF);
-	re = pcre2_compile((PCRE2_SPTR)pat, len,
-			   PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF | PCRE2_DOLLAR_ENDONLY |
-			       PCRE2_ALT_CIRCUMFLEX | PCRE2_NEVER_BACKSLASH_C,
-			   err, &o, cctx);
+	re =
+	    pcre2_compile((PCRE2_SPTR)pat, len,
+			  (anchored ? PCRE2_ANCHORED | PCRE2_ENDANCHORED : 0) | PCRE2_UTF |
+			      PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_CIRCUMFLEX | PCRE2_NEVER_BACKSLASH_C,
+			  err, &o, cctx);
 	*off = (size_t)o;
 	return re;
 }

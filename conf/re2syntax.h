@@ -56,6 +56,7 @@
 #ifndef ISM_CONF_RE2SYNTAX_H
 #define ISM_CONF_RE2SYNTAX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifndef PCRE2_CODE_UNIT_WIDTH
@@ -79,10 +80,11 @@
 int ism_re2_check(const char *pat, size_t len, size_t *err_off, const char **why);
 
 /* Compiles a pattern ism_re2_check accepted the way RE2 reads it (the options
- * above), anchored at both ends as Envoy's full match, allocated through cctx's
- * general context (whose newline is set to LF). NULL with *err and *off as
- * pcre2_compile gives them. */
-pcre2_code *ism_re2_compile(const char *pat, size_t len, pcre2_compile_context *cctx, int *err,
-			    size_t *off);
+ * above), allocated through cctx's general context (whose newline is set to
+ * LF): anchored at both ends, as Envoy's full match of a route's condition, or
+ * not, to be searched for, as Envoy's regex_rewrite does. NULL with *err and
+ * *off as pcre2_compile gives them. */
+pcre2_code *ism_re2_compile(const char *pat, size_t len, bool anchored, pcre2_compile_context *cctx,
+			    int *err, size_t *off);
 
 #endif

@@ -34,6 +34,7 @@ struct ism_strmatch {
 	uint8_t kind;	     /* enum ism_sm_kind */
 	uint8_t ignore_case; /* exact/prefix compare case-insensitively (ignoreUriCase) */
 	struct ism_str s;    /* exact value, prefix, or the regex source */
+	uint8_t search;	     /* ISM_SM_REGEX: found anywhere, not anchored (a rewrite's pattern) */
 	const void *re;	     /* pcre2_code_8 *, compiled into the arena, for ISM_SM_REGEX */
 	uint32_t re_idx;     /* ISM_SM_REGEX: 0..ism_table.n_regexes-1 (a worker's JIT copy) */
 };
@@ -97,10 +98,43 @@ struct ism_counters {
 	_Atomic uint64_t responses[6];
 };
 
+/* What a route does to the path the upstream gets (enum values of
+ * ism_path_rewrite.kind). */
+enum ism_path_rw {
+	ISM_PATH_KEEP = 0,
+	/* rewrite.uri (Envoy's prefix_rewrite): value replaces the part of the
+	 * path the route's match matched: the prefix of a prefix match ("/" when
+	 * the match has no uri), the whole path of an exact or regex match */
+	ISM_PATH_PREFIX,
+	/* uriRegexRewrite (Envoy's regex_rewrite): every match of re in the path
+	 * is replaced by value, in which \0..\9 are its groups and \\ a backslash */
+	ISM_PATH_REGEX,
+};
+
+/* A path rewrite; the query string is kept. */
+struct ism_path_rewrite {
+	uint8_t kind; /* enum ism_path_rw */
+	struct ism_str value;
+	struct ism_strmatch re; /* ISM_PATH_REGEX: searched (re.search) */
+};
+
+/* The actions of a route beyond choosing a destination; NULL in a route that
+ * has none, so a plain route pays one test for them. */
+struct ism_route_actions {
+	struct ism_path_rewrite path;
+};
+
+/* What the request the upstream gets changes per destination: the route's
+ * actions and the destination's own, composed as Istio and Envoy compose them. */
+struct ism_dest_actions {
+	struct ism_str authority; /* the Host (:authority) sent; empty: the client's */
+};
+
 /* A weighted destination: index into ism_table.clusters. */
 struct ism_dest {
 	uint32_t cluster;
 	uint32_t weight;
+	const struct ism_dest_actions *act; /* NULL: none */
 };
 
 /* One Istio HTTPRoute. */
@@ -113,7 +147,8 @@ struct ism_route {
 	uint32_t total_weight; /* sum of dest[].weight; 0 means every weight is 0 (503) */
 	uint32_t timeout_ms;   /* VirtualService timeout; 0 = none (Istio's default) */
 	struct ism_retry retry;
-	struct ism_counters *stats; /* mutable: responses of this route */
+	const struct ism_route_actions *act; /* NULL: none */
+	struct ism_counters *stats;	     /* mutable: responses of this route */
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names
@@ -481,7 +516,8 @@ enum ism_alog_format {
 	X(USER_AGENT, "user-agent")                                                                \
 	X(X_REQUEST_ID, "x-request-id")                                                            \
 	X(X_FORWARDED_FOR, "x-forwarded-for")                                                      \
-	X(REFERER, "referer")
+	X(REFERER, "referer")                                                                      \
+	X(X_ENVOY_ORIGINAL_PATH, "x-envoy-original-path")
 
 #define ISM_ALOG_HDR_ENUM(id, name) ISM_ALOG_H_##id,
 enum ism_alog_hdr {

@@ -280,8 +280,10 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
 static const char *const hdr_names[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
 #undef HDR_NAME
 
-struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
-				      uint64_t start_ms)
+/* As ism_alog_capture; orig (NULL: none): the path before a rewrite, which
+ * x-envoy-original-path shows whatever the client sent. */
+static struct ism_alog_req *capture(uint32_t mask, const struct ism_http_req *req, const char *orig,
+				    size_t orig_len, uint64_t start_ms)
 {
 	const char *src[ISM_ALOG_H_COUNT] = {0};
 	size_t len[ISM_ALOG_H_COUNT] = {0}, total = 0;
@@ -295,6 +297,8 @@ struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *
 		len[ISM_ALOG_H_PATH] = req->target_len;
 		src[ISM_ALOG_H_AUTHORITY] = req->host;
 		len[ISM_ALOG_H_AUTHORITY] = req->host_len;
+		src[ISM_ALOG_H_X_ENVOY_ORIGINAL_PATH] = orig;
+		len[ISM_ALOG_H_X_ENVOY_ORIGINAL_PATH] = orig_len;
 	}
 	/* The pseudo-headers' names start with ':', which no header name has. */
 	for (size_t i = 0; req != NULL && i < req->n_headers; i++) {
@@ -332,6 +336,26 @@ struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *
 		d += len[k];
 	}
 	return q;
+}
+
+struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
+				      uint64_t start_ms)
+{
+	return capture(mask, req, NULL, 0, start_ms);
+}
+
+int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_http_req *req,
+		       const char *orig, size_t orig_len)
+{
+	struct ism_alog_req *n = capture(mask, req, orig, orig_len, (*q)->start_ms);
+
+	if (n == NULL)
+		return -ENOMEM;
+	memcpy(n->request_id, (*q)->request_id, sizeof(n->request_id));
+	memcpy(n->route, (*q)->route, sizeof(n->route));
+	free(*q);
+	*q = n;
+	return 0;
 }
 
 /* ---------- destinations ---------- */

@@ -117,6 +117,12 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf);
  * the caller frees it. */
 struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
 				      uint64_t start_ms);
+/* Captures *q again from req as a route's actions changed it (its :path and
+ * :authority are what the upstream gets) and with orig (NULL: none) as
+ * x-envoy-original-path, keeping its start, request id and route. 0, or
+ * -ENOMEM (*q is kept as it was). */
+int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_http_req *req,
+		       const char *orig, size_t orig_len);
 
 /* Renders r and hands the line to the destination. */
 void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r);

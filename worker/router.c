@@ -41,7 +41,8 @@ struct ism_router_scratch {
 	pcre2_jit_stack *jstack;
 	pcre2_code **jit; /* by ism_strmatch.re_idx: NULL not compiled yet, JIT_NONE */
 	uint32_t n_jit;
-	bool limit_hit; /* the last ism_router_route stopped at a match limit */
+	bool limit_hit;			 /* the last ism_router_route stopped at a match limit */
+	const struct ism_match *matched; /* the match block that chose the last route */
 	char *join;
 	size_t join_cap;
 	char *path; /* a normalised path */
@@ -233,7 +234,7 @@ static const pcre2_code *re_jit(const struct ism_strmatch *m, struct ism_router_
 		return NULL;
 	slot = &s->jit[m->re_idx];
 	if (*slot == NULL) {
-		*slot = ism_re2_compile(m->s.p, m->s.len, s->cctx, &err, &off);
+		*slot = ism_re2_compile(m->s.p, m->s.len, !m->search, s->cctx, &err, &off);
 		if (*slot != NULL && pcre2_jit_compile(*slot, PCRE2_JIT_COMPLETE) != 0) {
 			pcre2_code_free(*slot);
 			*slot = NULL;
@@ -244,30 +245,52 @@ static const pcre2_code *re_jit(const struct ism_strmatch *m, struct ism_router_
 	return *slot == JIT_NONE ? NULL : *slot;
 }
 
-static bool re_match(const struct ism_strmatch *m, const char *v, size_t len,
-		     struct ism_router_scratch *s)
+/* Runs regex m on v[0..len) from start: the pairs of the ovector filled (at
+ * least 1: rc 0 means the ovector was too small for every group, but pair 0,
+ * the whole match, is always filled), 0 when it does not match, -1 when it
+ * stopped at a limit (s->limit_hit set). */
+static int re_run(const struct ism_strmatch *m, const char *v, size_t len, size_t start,
+		  struct ism_router_scratch *s)
 {
 	const pcre2_code *jit;
-	PCRE2_SIZE *ov;
 	int rc;
 
 	if (!m->re || s->limit_hit)
-		return false;
+		return 0;
 	jit = re_jit(m, s);
 	/* PCRE2 before 10.43 rejects a NULL subject even with length 0. */
 	if (jit != NULL)
-		rc = pcre2_match(jit, (PCRE2_SPTR)(v ? v : ""), len, 0, 0, s->md, s->mjit);
+		rc = pcre2_match(jit, (PCRE2_SPTR)(v ? v : ""), len, start, 0, s->md, s->mjit);
 	else
-		rc = pcre2_match((const pcre2_code *)m->re, (PCRE2_SPTR)(v ? v : ""), len, 0, 0,
+		rc = pcre2_match((const pcre2_code *)m->re, (PCRE2_SPTR)(v ? v : ""), len, start, 0,
 				 s->md, s->minterp);
-	/* rc == 0 means the ovector was too small for every group, but pair 0 (the
-	 * whole match), the only one used here, is always filled. */
 	if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT ||
 	    rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT) {
 		s->limit_hit = true;
-		return false;
+		return -1;
 	}
 	if (rc < 0)
+		return 0;
+	return rc == 0 ? (int)pcre2_get_ovector_count(s->md) : rc;
+}
+
+int ism_router_find(struct ism_router_scratch *s, const struct ism_strmatch *m, const char *v,
+		    size_t len, size_t start, const size_t **ov)
+{
+	int rc;
+
+	s->limit_hit = false;
+	rc = re_run(m, v, len, start, s);
+	*ov = pcre2_get_ovector_pointer(s->md);
+	return rc;
+}
+
+static bool re_match(const struct ism_strmatch *m, const char *v, size_t len,
+		     struct ism_router_scratch *s)
+{
+	PCRE2_SIZE *ov;
+
+	if (re_run(m, v, len, 0, s) <= 0)
 		return false;
 	ov = pcre2_get_ovector_pointer(s->md);
 	/* The pattern is compiled anchored at both ends; checked again so that a
@@ -438,14 +461,17 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 	uint32_t i, j;
 
 	s->limit_hit = false;
+	s->matched = NULL;
 	for (i = 0; i < vh->n_routes; i++) {
 		const struct ism_route *r = &vh->routes[i];
 
 		if (r->n_match == 0)
 			return r;
 		for (j = 0; j < r->n_match; j++) {
-			if (match_holds(&r->match[j], req, scheme, port, s))
+			if (match_holds(&r->match[j], req, scheme, port, s)) {
+				s->matched = &r->match[j];
 				return r;
+			}
 			/* No answer is better than the wrong route. */
 			if (s->limit_hit)
 				return NULL;
@@ -454,23 +480,35 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 	return NULL;
 }
 
-int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd)
+const struct ism_dest *ism_router_pick(const struct ism_route *r, uint32_t rnd)
 {
 	uint64_t target, cum = 0;
 	uint32_t i;
 
 	if (r->total_weight == 0)
-		return -1;
+		return NULL;
 	target = ((uint64_t)rnd * r->total_weight) >> 32;
 	for (i = 0; i < r->n_dest; i++) {
 		cum += r->dest[i].weight;
 		if (target < cum)
-			return (int)r->dest[i].cluster;
+			return &r->dest[i];
 	}
 	/* total_weight larger than the sum of the weights: a compiler bug; the last
 	 * destination with a weight is the least surprising answer. */
 	for (i = r->n_dest; i > 0; i--)
 		if (r->dest[i - 1].weight)
-			return (int)r->dest[i - 1].cluster;
-	return -1;
+			return &r->dest[i - 1];
+	return NULL;
+}
+
+int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd)
+{
+	const struct ism_dest *d = ism_router_pick(r, rnd);
+
+	return d != NULL ? (int)d->cluster : -1;
+}
+
+const struct ism_match *ism_router_matched(const struct ism_router_scratch *s)
+{
+	return s->matched;
 }

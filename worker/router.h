@@ -57,8 +57,22 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 					 const char *scheme, uint16_t port,
 					 struct ism_router_scratch *s);
 
-/* Picks a destination by weight: rnd is uniform in [0, 2^32). Returns the cluster
- * index, or -1 when the route has no destination with weight > 0. */
+/* The match block of the route the last ism_router_route returned that held
+ * (the first of them); NULL when that route has none. */
+const struct ism_match *ism_router_matched(const struct ism_router_scratch *s);
+
+/* Picks a destination by weight: rnd is uniform in [0, 2^32). NULL when the
+ * route has no destination with weight > 0. */
+const struct ism_dest *ism_router_pick(const struct ism_route *r, uint32_t rnd);
+/* The same, as the index of the destination's cluster, or -1. */
 int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd);
+
+/* Searches regex m (a rewrite's: m->search) in v[0..len) from offset start.
+ * Returns the pairs of *ov filled (>= 1; unset groups are PCRE2_UNSET, which
+ * is SIZE_MAX) on a match, 0 when there is none, -1 when the search stopped at
+ * its match limit (ism_router_limit_hit is then true). *ov stays valid until
+ * the next use of s. */
+int ism_router_find(struct ism_router_scratch *s, const struct ism_strmatch *m, const char *v,
+		    size_t len, size_t start, const size_t **ov);
 
 #endif

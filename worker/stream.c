@@ -14,6 +14,7 @@
 
 #include "health/outlier.h"
 #include "lib/log.h"
+#include "worker/actions.h"
 #include "worker/balancer.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
@@ -769,6 +770,66 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
 }
 
+/* The path rewrite of route action a: req's path becomes the one the upstream
+ * gets, ed the original. false when the stream was answered instead. */
+static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
+			 const struct ism_route_actions *a, struct ism_http_req *req,
+			 struct ism_req_edits *ed)
+{
+	const uint32_t limit = w->table->limits.max_request_header_bytes;
+	struct ism_buf *orig = &w->act_orig, *np = &w->act_path;
+	int n;
+
+	orig->len = 0;
+	if (ism_buf_append(orig, req->path, (uint32_t)req->path_len, limit) < 0 ||
+	    (req->query != NULL &&
+	     (ism_buf_append(orig, "?", 1, limit) < 0 ||
+	      ism_buf_append(orig, req->query, (uint32_t)req->query_len, limit) < 0))) {
+		stream_local(w, st, 500, "path too long to rewrite", false, "");
+		return false;
+	}
+	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
+				 req->path_len, req->query, req->query_len, limit, np);
+	if (n == -EAGAIN)
+		atomic_fetch_add_explicit(&w->st->regex_limit, 1, memory_order_relaxed);
+	if (n < 0) {
+		stream_local(w, st, 500,
+			     n == -EAGAIN ? "rewrite regex reached its match limit"
+					  : "rewritten path too long",
+			     false, "");
+		return false;
+	}
+	ed->orig_path = orig->p;
+	ed->orig_len = orig->len;
+	req->path = req->target = np->p;
+	req->path_len = (size_t)n;
+	req->target_len = np->len;
+	return true;
+}
+
+/* What route r and its destination d change in the request (req changed in
+ * place, ed what the head adds), as Envoy's router does before the request
+ * goes; the access log shows the request so changed. false when the stream
+ * was answered instead. */
+static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
+			    const struct ism_dest *d, struct ism_http_req *req,
+			    struct ism_req_edits *ed)
+{
+	const struct ism_dest_actions *da = d->act;
+
+	if (r->act != NULL && r->act->path.kind != ISM_PATH_KEEP &&
+	    !rewrite_path(w, st, r->act, req, ed))
+		return false;
+	if (da != NULL && da->authority.len > 0) {
+		req->host = da->authority.p;
+		req->host_len = da->authority.len;
+	}
+	/* Without memory, the line shows the request as it came. */
+	if (st->log_req != NULL)
+		ism_alog_rewritten(&st->log_req, w->alog.headers, req, ed->orig_path, ed->orig_len);
+	return true;
+}
+
 void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			const char *body, uint32_t len, bool req_done)
 {
@@ -777,9 +838,11 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	bool tls = ism_sess_tls(st->sess);
 	const struct ism_vhost *vh;
 	const struct ism_route *r;
+	const struct ism_dest *d;
 	const struct ism_cluster *cl;
+	struct ism_req_edits ed = {0};
 	struct ism_buf head = {0};
-	int ci, ei, ret;
+	int ei, ret;
 
 	ret = ism_router_normalize(w->rs, t->path_norm, req);
 	if (ret < 0) {
@@ -816,13 +879,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		stream_local(w, st, 404, "no route", false, "");
 		return;
 	}
-	ci = ism_router_pick_dest(r, ism_w_rand(w));
-	if (ci < 0 || (uint32_t)ci >= t->n_clusters) {
+	d = ism_router_pick(r, ism_w_rand(w));
+	if (d == NULL || d->cluster >= t->n_clusters) {
 		stream_local(w, st, 503, "no destination", false, "");
 		return;
 	}
-	cl = &t->clusters[ci];
-	st->cluster = (uint32_t)ci;
+	cl = &t->clusters[d->cluster];
+	st->cluster = d->cluster;
 	if (!request_admitted(st, cl)) {
 		stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false, "");
 		return;
@@ -854,8 +917,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->pool_idle_ms = cl->idle_timeout_ms;
 	st->response_timeout_ms = t->timeouts.upstream_response_ms;
 	st->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
+	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed))
+		return;
 	/* Body bytes that arrived with the head travel with it. */
-	if (ism_up_request(w, st, req, cl, &head) < 0 ||
+	if (ism_up_request(w, st, req, cl, &ed, &head) < 0 ||
 	    ism_up_body_into(st, &head, body, len, req_done) < 0) {
 		ism_buf_free(&head);
 		stream_local(w, st, 431, "request head too large", true, "");
@@ -1158,4 +1223,6 @@ void ism_stream_free_all(struct ism_wctx *w)
 		ism_buf_free(&st->req_trl);
 	}
 	ism_slab_free(&w->streams);
+	ism_buf_free(&w->act_path);
+	ism_buf_free(&w->act_orig);
 }

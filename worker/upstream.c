@@ -308,7 +308,8 @@ static void request_id(struct ism_wctx *w, char out[37])
 }
 
 int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
-		   const struct ism_cluster *cl, struct ism_buf *out)
+		   const struct ism_cluster *cl, const struct ism_req_edits *ed,
+		   struct ism_buf *out)
 {
 	const uint32_t limit = w->table->limits.max_request_header_bytes + 4096;
 	const char *peer = st->sess->peer;
@@ -333,6 +334,9 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		const struct ism_http_header *h = &req->headers[i];
 
 		if (ism_http_header_is(h, "host") || ism_http_header_is(h, "x-forwarded-proto"))
+			continue;
+		if (ed != NULL && ed->orig_path != NULL &&
+		    ism_http_header_is(h, "x-envoy-original-path"))
 			continue;
 		if (ism_http_header_is(h, "x-forwarded-for")) {
 			xff = h->value;
@@ -367,6 +371,9 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		if (st->log_req != NULL)
 			memcpy(st->log_req->request_id, rid, sizeof(rid));
 	}
+	if (ed != NULL && ed->orig_path != NULL)
+		ret |= ism_buf_printf(out, limit, "x-envoy-original-path: %.*s\r\n",
+				      (int)ed->orig_len, ed->orig_path);
 	ret |= ism_buf_append(out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
 }

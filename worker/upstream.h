@@ -63,11 +63,22 @@ _Static_assert(offsetof(struct ism_upconn, s) == 0, "the socket base comes first
 struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				struct ism_buf *head, bool fresh, bool *full);
+/* What a route's actions add to the request head beyond req, whose path and
+ * host the stream rewrote in req itself. */
+struct ism_req_edits {
+	/* x-envoy-original-path, in place of any the client sent: the path and
+	 * query before a rewrite; NULL: none */
+	const char *orig_path;
+	size_t orig_len;
+};
+
 /* Writes the request head the upstream gets into out: origin-form target, the
  * client's end-to-end fields, the framing isthmus parsed, X-Forwarded-* and
- * X-Request-Id (the one made goes to the access log when the client sent none). */
+ * X-Request-Id (the one made goes to the access log when the client sent
+ * none), and what ed (NULL: nothing) adds. */
 int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
-		   const struct ism_cluster *cl, struct ism_buf *out);
+		   const struct ism_cluster *cl, const struct ism_req_edits *ed,
+		   struct ism_buf *out);
 /* Appends request body data to the request being built (before ism_up_start):
  * as it is, or as a chunk when the body has no length; done adds the end. */
 int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,

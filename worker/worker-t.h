@@ -170,6 +170,10 @@ struct ism_wctx {
 	struct ism_upconn *mux[ISM_MAX_ENDPOINTS];  /* HTTP/2 connections */
 	struct ism_http_header hdrs[ISM_MAX_HDRS];
 	struct ism_http_header uhdrs[ISM_MAX_HDRS];
+	/* a route's actions on the request in hand (worker/stream.c): the
+	 * rewritten path and query, the original ones */
+	struct ism_buf act_path;
+	struct ism_buf act_orig;
 	struct __kernel_timespec tick_ts;
 	struct ism_alog alog;
 	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT on) */

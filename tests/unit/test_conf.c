@@ -1713,6 +1713,36 @@ static const struct bad bads[] = {
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
 	     "      attempts: 3\n      backoff: 1s\n",
      25, 7, VS_FIELD "spec.http[0].retries.backoff", "not implemented yet"},
+    {"rewrite uri and regex",
+     VS_HEAD "    - destination: {host: a.b}\n"
+	     "    rewrite: {uri: /a, uriRegexRewrite: {match: a, rewrite: b}}\n",
+     23, 24, VS_FIELD "spec.http[0].rewrite.uriRegexRewrite",
+     "only one of uri, uriRegexRewrite may be set"},
+    {"empty rewrite", VS_HEAD "    - destination: {host: a.b}\n    rewrite: {}\n", 23, 14,
+     VS_FIELD "spec.http[0].rewrite", "must set uri, uriRegexRewrite or authority"},
+    {"rewrite uri not a path", VS_HEAD "    - destination: {host: a.b}\n    rewrite: {uri: v2}\n",
+     23, 20, VS_FIELD "spec.http[0].rewrite.uri", "must be a path: starting with \"/\""},
+    {"rewrite authority",
+     VS_HEAD "    - destination: {host: a.b}\n    rewrite: {authority: \"a b\"}\n", 23, 26,
+     VS_FIELD "spec.http[0].rewrite.authority", "must be a host name or address"},
+    {"regex rewrite without rewrite",
+     VS_HEAD "    - destination: {host: a.b}\n    rewrite:\n"
+	     "      uriRegexRewrite: {match: \"^/(a)\"}\n",
+     24, 24, VS_FIELD "spec.http[0].rewrite.uriRegexRewrite.rewrite", "required field missing"},
+    {"regex rewrite group",
+     VS_HEAD "    - destination: {host: a.b}\n    rewrite:\n"
+	     "      uriRegexRewrite: {match: \"^/(a)\", rewrite: \"/\\\\2\"}\n",
+     24, 50, VS_FIELD "spec.http[0].rewrite.uriRegexRewrite.rewrite",
+     "\\2 at offset 1 names a group the pattern does not have (it has 1)"},
+    {"regex rewrite escape",
+     VS_HEAD "    - destination: {host: a.b}\n    rewrite:\n"
+	     "      uriRegexRewrite: {match: \"^/(a)\", rewrite: \"/\\\\d\"}\n",
+     24, 50, VS_FIELD "spec.http[0].rewrite.uriRegexRewrite.rewrite", "invalid escape at offset 1"},
+    {"regex rewrite look-ahead",
+     VS_HEAD "    - destination: {host: a.b}\n    rewrite:\n"
+	     "      uriRegexRewrite: {match: \"a(?=b)\", rewrite: /}\n",
+     24, 32, VS_FIELD "spec.http[0].rewrite.uriRegexRewrite.match",
+     "refused at offset 1: look-ahead"},
     {"bad route timeout", VS_HEAD "    - destination: {host: a.b}\n    timeout: 1x\n", 23, 14,
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
@@ -1919,6 +1949,49 @@ static const struct bad bads[] = {
      "defined twice (first at line 8)"},
 };
 
+/* rewrite: compiled into the route (the path) and into each destination (the
+ * authority); a route without actions has none. */
+static void test_rewrite(void **state)
+{
+	static const char yaml[] =
+	    VS_HEAD "    - destination: {host: a.b}\n"
+		    "    - destination: {host: c.d}\n"
+		    "    match: [{uri: {prefix: /api/}}]\n"
+		    "    rewrite: {uri: /, authority: \"backend.internal:8080\"}\n"
+		    "  - route: [{destination: {host: a.b}}]\n"
+		    "    match: [{uri: {regex: \"/old/.*\"}}]\n"
+		    "    rewrite:\n"
+		    "      uriRegexRewrite: {match: \"^/old/(.*)\", rewrite: \"/new/\\\\1\"}\n"
+		    "  - route: [{destination: {host: a.b}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
+	const struct ism_route *r = vh->routes;
+
+	assert_int_equal(vh->n_routes, 3);
+	assert_non_null(r[0].act);
+	assert_int_equal(r[0].act->path.kind, ISM_PATH_PREFIX);
+	assert_string_equal(r[0].act->path.value.p, "/");
+	/* The route's authority goes with each of its destinations. */
+	assert_non_null(r[0].dest[0].act);
+	assert_string_equal(r[0].dest[0].act->authority.p, "backend.internal:8080");
+	assert_ptr_equal(r[0].dest[1].act, r[0].dest[0].act);
+
+	assert_int_equal(r[1].act->path.kind, ISM_PATH_REGEX);
+	assert_string_equal(r[1].act->path.value.p, "/new/\\1");
+	assert_int_equal(r[1].act->path.re.kind, ISM_SM_REGEX);
+	assert_int_equal(r[1].act->path.re.search, 1);
+	assert_non_null(r[1].act->path.re.re);
+	/* Numbered after the match's regex, for the workers' JIT copies. */
+	assert_int_equal(r[1].match[0].uri.re_idx, 0);
+	assert_int_equal(r[1].act->path.re.re_idx, 1);
+	assert_int_equal(t->n_regexes, 2);
+	assert_null(r[1].dest[0].act);
+
+	assert_null(r[2].act);
+	assert_null(r[2].dest[0].act);
+}
+
 static void test_invalid(void **state)
 {
 	struct fx *f = *state;
@@ -2108,6 +2181,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),

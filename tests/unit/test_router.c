@@ -168,8 +168,11 @@ static void test_and_or(void **state)
 	const struct ism_vhost vh = {.n_routes = 1, .routes = &r};
 
 	assert_int_equal(route_idx(&vh, mkreq(&t, "POST", "/a/1", "h", NULL), "http", 80), 0);
+	assert_ptr_equal(ism_router_matched(scratch), &ms[0]);
 	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/a/1", "h", NULL), "http", 80), -1);
 	assert_int_equal(route_idx(&vh, mkreq(&t, "GET", "/b", "h", NULL), "http", 80), 0);
+	/* The block that held: the rewrite of a prefix depends on it. */
+	assert_ptr_equal(ism_router_matched(scratch), &ms[1]);
 	assert_int_equal(route_idx(&vh, mkreq(&t, "POST", "/b", "h", NULL), "http", 80), 0);
 	assert_int_equal(route_idx(&vh, mkreq(&t, "POST", "/c", "h", NULL), "http", 80), -1);
 }
@@ -335,11 +338,12 @@ static void test_query_params(void **state)
 static void test_weights(void **state)
 {
 	(void)state;
-	const struct ism_dest d[] = {{7, 75}, {9, 25}};
+	const struct ism_dest d[] = {{.cluster = 7, .weight = 75}, {.cluster = 9, .weight = 25}};
 	const struct ism_route r = {.n_dest = 2, .dest = d, .total_weight = 100};
-	const struct ism_dest d3[] = {{0, 0}, {1, 1}, {2, 3}};
+	const struct ism_dest d3[] = {
+	    {.cluster = 0, .weight = 0}, {.cluster = 1, .weight = 1}, {.cluster = 2, .weight = 3}};
 	const struct ism_route r3 = {.n_dest = 3, .dest = d3, .total_weight = 4};
-	const struct ism_dest dz[] = {{0, 0}};
+	const struct ism_dest dz[] = {{.cluster = 0, .weight = 0}};
 	const struct ism_route rz = {.n_dest = 1, .dest = dz, .total_weight = 0};
 	unsigned n7 = 0, n9 = 0, c[3] = {0};
 	uint32_t i;
@@ -364,6 +368,10 @@ static void test_weights(void **state)
 	assert_int_equal(ism_router_pick_dest(&r, 0), 7);
 	assert_int_equal(ism_router_pick_dest(&r, UINT32_MAX), 9);
 	assert_int_equal(ism_router_pick_dest(&rz, 12345), -1);
+	/* The destination itself, for its actions. */
+	assert_ptr_equal(ism_router_pick(&r, UINT32_MAX), &d[1]);
+	assert_ptr_equal(ism_router_pick(&r3, 0), &d3[1]);
+	assert_null(ism_router_pick(&rz, 12345));
 }
 
 /* istio samples: helloworld's gateway VS (exact /hello) and bookinfo's

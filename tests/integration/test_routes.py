@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of the VirtualService route actions (issue 12): rewrite
+(uri after a prefix, exact or regex match, uriRegexRewrite, authority, and
+x-envoy-original-path upstream and in the access log), with HTTP/1.1 and
+HTTP/2 clients and HTTP/1.1 and HTTP/2 upstreams.
+
+The C test upstream answers "NAME TARGET" by default and sends the request head
+it received back on /headers; h2_upstream.py reports the request it got as JSON.
+
+Registered into run.py's list by register(test)."""
+
+import os
+import re
+
+from harness import (Conn, Registry, appliance, check, curl, docs, file_lines, free_port, gateway, poll,
+                     service_entry, service_entry_protocol, virtual_service)
+from test_h2 import curl_h2, info, need_tools, start_h2_upstream
+
+_test = Registry()
+register = _test.register
+
+SVC = "routes.test.internal"
+H2SVC = "routes-h2.test.internal"
+
+
+def dest(host=SVC):
+    return f"    route: [{{destination: {{host: {host}}}}}]\n"
+
+
+def setup(env, http_yaml, app_extra="", h2_port=None):
+    """The C upstream "up" behind SVC (and h2_upstream.py behind H2SVC when
+    h2_port is given); the gateway with the VirtualService routes http_yaml.
+    Returns the gateway port."""
+    up = env.upstream(["127.0.0.2:0=up"], name="up")["up"]
+    gw = free_port()
+    parts = [appliance(env, extra=app_extra), gateway(gw), virtual_service("vs", ["*"], http_yaml),
+             service_entry("svc", SVC, [{"address": "127.0.0.2", "port": up}])]
+    if h2_port:
+        parts.append(service_entry_protocol("h2svc", H2SVC, [{"address": "127.0.0.3", "port": h2_port}], "HTTP2"))
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw)
+    return gw
+
+
+def head_lines(body):
+    """The request head the C upstream got (its /headers answer): lowercased lines."""
+    return [l.lower() for l in body.decode("latin-1").split("\r\n") if l]
+
+
+REWRITES = (
+    # the matched prefix replaced; the query kept
+    "  - match: [{uri: {prefix: /api/}}]\n    rewrite: {uri: /}\n" + dest() +
+    # an exact match: the whole path replaced
+    "  - match: [{uri: {exact: /old}}]\n    rewrite: {uri: /new}\n" + dest() +
+    # uriRegexRewrite with groups
+    "  - match: [{uri: {prefix: /svc/}}]\n"
+    "    rewrite: {uriRegexRewrite: {match: \"^/svc/([^/]+)/(.*)$\", rewrite: \"/\\\\2/\\\\1\"}}\n" + dest() +
+    # the authority, with a prefix rewrite to the upstream's /headers
+    "  - match: [{uri: {prefix: /h/}}]\n    rewrite: {uri: /, authority: \"backend.internal:8080\"}\n" + dest() +
+    "  - match: [{uri: {prefix: /h2/}}]\n    rewrite: {uri: /, authority: h2.backend}\n" + dest(H2SVC) +
+    "  - " + dest()[4:])
+
+
+@_test
+def rewrite_uri(env):
+    """GET /api/x arrives as /x, /old as /new, /svc/users/list as /list/users
+    (uriRegexRewrite), each with its query; the rest unchanged."""
+    gw = setup(env, REWRITES)
+    for path, want in (("/api/x?q=1&r", "up /x?q=1&r"), ("/api/", "up /"), ("/old?z", "up /new?z"),
+                       ("/svc/users/list", "up /list/users"), ("/svc/a/b/c?d=/e", "up /b/c/a?d=/e"),
+                       ("/plain/x?y", "up /plain/x?y")):
+        r = env.get(path)
+        check(r.status == 200 and r.body.decode().strip() == want,
+              f"GET {path}: want {want!r} from the upstream, got {r.status} {r.body!r}")
+
+
+@_test
+def rewrite_authority_original_path(env):
+    """rewrite.authority replaces Host; the rewritten request carries the
+    original path (query included) as x-envoy-original-path, in place of one the
+    client sent; the access log shows :path and :authority as the upstream got
+    them and %REQ(X-ENVOY-ORIGINAL-PATH)% the original."""
+    log = env.path("access.log")
+    fmt = "%REQ(X-ENVOY-ORIGINAL-PATH)% %REQ(:PATH)% %REQ(:AUTHORITY)% %RESPONSE_CODE%"
+    gw = setup(env, REWRITES, app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    r = env.get("/h/headers?k=v", headers={"x-envoy-original-path": "/forged"})
+    check(r.status == 200, f"GET /h/headers: {r}")
+    lines = head_lines(r.body)
+    check(lines[0] == "get /headers?k=v http/1.1", f"request line upstream: {lines[0]!r}")
+    hosts = [l for l in lines if l.startswith("host:")]
+    check(hosts == ["host: backend.internal:8080"], f"Host upstream: {hosts}")
+    orig = [l for l in lines if l.startswith("x-envoy-original-path:")]
+    check(orig == ["x-envoy-original-path: /h/headers?k=v"], f"x-envoy-original-path upstream: {orig}")
+    # Without a rewrite, nothing is added.
+    r = env.get("/headers")
+    check(not any(l.startswith("x-envoy-original-path") for l in head_lines(r.body)),
+          f"x-envoy-original-path on a route without rewrite: {r.body!r}")
+    want = ["/h/headers?k=v /headers?k=v backend.internal:8080 200", "- /headers test.local 200"]
+    got = poll(lambda: file_lines(log) if len(file_lines(log)) >= 2 else None, 5, what="two log lines")
+    check(got == want, f"access log {got}, want {want}")
+
+
+@_test
+def rewrite_h2(env):
+    """The same rewrite whatever the protocols: an HTTP/2 client to the HTTP/1.1
+    upstream, an HTTP/1.1 client to an HTTP/2 upstream, HTTP/2 on both sides."""
+    need_tools("h2", "curl")
+    h2 = start_h2_upstream(env, "127.0.0.3", "h2up")
+    gw = setup(env, REWRITES, h2_port=h2)
+    rc, out, err = curl_h2(["--http2-prior-knowledge", f"http://127.0.0.1:{gw}/h/headers?k=v"], timeout=20)
+    check(rc == 0, f"curl h2: rc {rc} {err}")
+    lines = head_lines(out.encode("latin-1"))
+    check(lines[0] == "get /headers?k=v http/1.1", f"h2 client, request line upstream: {lines[0]!r}")
+    check("host: backend.internal:8080" in lines and "x-envoy-original-path: /h/headers?k=v" in lines,
+          f"h2 client, head upstream: {lines}")
+    for client in (["--http1.1"], ["--http2-prior-knowledge"]):
+        rc, out, err = curl_h2(client + [f"http://127.0.0.1:{gw}/h2/x/y?z=1"], timeout=20)
+        check(rc == 0, f"curl {client}: rc {rc} {err}")
+        rep = info(out)
+        check(rep["protocol"] == "HTTP/2" and rep["path"] == "/x/y?z=1" and rep["authority"] == "h2.backend",
+              f"{client} to the HTTP/2 upstream: {rep}")
+        hdrs = {k: v for k, v in rep["headers"]}
+        check(hdrs.get("x-envoy-original-path") == "/h2/x/y?z=1", f"{client}: headers upstream {rep['headers']}")

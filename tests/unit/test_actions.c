@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of a route's actions on a request (worker/actions.h): the path
+ * rewrites, as Envoy's prefix_rewrite and regex_rewrite do them. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include <errno.h>
+#include <pcre2.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "conf/re2syntax.h"
+#include "worker/actions.h"
+#include "worker/router.h"
+#include "worker/sock.h"
+
+#define S(lit)                                                                                     \
+	{                                                                                          \
+		(lit), sizeof(lit) - 1                                                             \
+	}
+
+static struct ism_router_scratch *scratch;
+static struct ism_buf out;
+
+static int setup(void **state)
+{
+	(void)state;
+	scratch = ism_router_scratch_new();
+	return scratch == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ism_router_scratch_free(scratch);
+	ism_buf_free(&out);
+	return 0;
+}
+
+/* Rewrites target ("/path?query") with pr after match m; the result as a
+ * string (the path part's length checked against it). */
+static const char *rewrite(const struct ism_path_rewrite *pr, const struct ism_match *m,
+			   const char *target)
+{
+	const char *q = strchr(target, '?');
+	size_t plen = q ? (size_t)(q - target) : strlen(target);
+	int n = ism_act_rewrite_path(scratch, pr, m, target, plen, q ? q + 1 : NULL,
+				     q ? strlen(q + 1) : 0, 65536, &out);
+	static char buf[1024];
+
+	assert_true(n >= 0);
+	assert_true((uint32_t)n <= out.len);
+	snprintf(buf, sizeof(buf), "%.*s", (int)out.len, out.p);
+	assert_true(memchr(buf, '?', (size_t)n) == NULL);
+	assert_true(n == (int)out.len || buf[n] == '?');
+	return buf;
+}
+
+static struct ism_path_rewrite prefix_rw(const char *value)
+{
+	return (struct ism_path_rewrite){.kind = ISM_PATH_PREFIX,
+					 .value = {value, (uint32_t)strlen(value)}};
+}
+
+/* A regex rewrite, compiled as the table compiles it (searched, RE2 options). */
+static struct ism_path_rewrite regex_rw(const char *pattern, const char *sub)
+{
+	pcre2_compile_context *cctx = pcre2_compile_context_create(NULL);
+	size_t off;
+	int err;
+	struct ism_path_rewrite pr = {
+	    .kind = ISM_PATH_REGEX,
+	    .value = {sub, (uint32_t)strlen(sub)},
+	    .re = {.kind = ISM_SM_REGEX, .search = 1, .s = {pattern, (uint32_t)strlen(pattern)}}};
+
+	assert_non_null(cctx);
+	pr.re.re = ism_re2_compile(pattern, strlen(pattern), false, cctx, &err, &off);
+	assert_non_null(pr.re.re);
+	pcre2_compile_context_free(cctx);
+	return pr;
+}
+
+static void free_rw(struct ism_path_rewrite *pr)
+{
+	pcre2_code_free((pcre2_code *)pr->re.re);
+}
+
+/* rewrite.uri replaces what the match matched: a prefix, the whole path of an
+ * exact or regex match, "/" without a uri condition; the query stays. */
+static void test_prefix_rewrite(void **state)
+{
+	struct ism_path_rewrite slash = prefix_rw("/"), v1 = prefix_rw("/v1/bookRatings");
+	struct ism_match pfx = {.uri = {.kind = ISM_SM_PREFIX, .s = S("/api/")}};
+	struct ism_match bare = {.uri = {.kind = ISM_SM_PREFIX, .s = S("/api")}};
+	struct ism_match exact = {.uri = {.kind = ISM_SM_EXACT, .s = S("/ratings")}};
+	struct ism_match regex = {.uri = {.kind = ISM_SM_REGEX, .s = S("/r.*")}};
+	struct ism_match hdr_only = {.n_headers = 1};
+
+	(void)state;
+	assert_string_equal(rewrite(&slash, &pfx, "/api/x"), "/x");
+	assert_string_equal(rewrite(&slash, &pfx, "/api/x?a=1&b"), "/x?a=1&b");
+	/* Envoy's (and Istio's) "//": the prefix did not hold the slash. */
+	assert_string_equal(rewrite(&slash, &bare, "/api/x"), "//x");
+	assert_string_equal(rewrite(&slash, &bare, "/api"), "/");
+	assert_string_equal(rewrite(&v1, &bare, "/api/x"), "/v1/bookRatings/x");
+	assert_string_equal(rewrite(&v1, &exact, "/ratings?id=3"), "/v1/bookRatings?id=3");
+	assert_string_equal(rewrite(&v1, &regex, "/ratings/7"), "/v1/bookRatings");
+	assert_string_equal(rewrite(&v1, &hdr_only, "/x/y"), "/v1/bookRatingsx/y");
+	assert_string_equal(rewrite(&v1, NULL, "/"), "/v1/bookRatings");
+	assert_string_equal(rewrite(&v1, NULL, "/?q"), "/v1/bookRatings?q");
+}
+
+/* uriRegexRewrite: RE2's GlobalReplace over the path, the query kept. */
+static void test_regex_rewrite(void **state)
+{
+	static const struct {
+		const char *pattern, *sub, *in, *want;
+	} cases[] = {
+	    /* Envoy's examples (istio/api's first one gives "//v1" as well) */
+	    {"^/service/([^/]+)(/.*)$", "\\2/instance/\\1", "/service/foo/v1/api",
+	     "/v1/api/instance/foo"},
+	    {"^/service/([^/]+)(/.*)$", "/customprefix/\\2/\\1", "/service/update/v1/api",
+	     "/customprefix//v1/api/update"},
+	    {"(?i)/xxx/", "/yyy/", "/aaa/XxX/bbb", "/aaa/yyy/bbb"},
+	    /* every match is replaced */
+	    {"one", "two", "/xxx/one/yyy/one/zzz?one", "/xxx/two/yyy/two/zzz?one"},
+	    {"^/api/(.*)", "/\\1", "/api/x?q=1", "/x?q=1"},
+	    {"^/api/(.*)", "/\\1", "/other", "/other"},
+	    /* \0 the whole match, \\ a backslash, an unset group is empty */
+	    {"b+", "[\\0\\\\]", "/abbc", "/a[bb\\]c"},
+	    {"/(x)?(y)", "/\\1-\\2", "/y", "/-y"},
+	    /* empty matches: one at each place, none right after a match (RE2's
+	     * rule: Python's re.sub would give "-/--b-"); the result gets its '/' */
+	    {"x*", "-", "/ab", "/-/-a-b-"},
+	    {"a|", "-", "/ab", "/-/-b-"},
+	    /* a result without a leading '/' gets one */
+	    {"^/", "", "/a/b", "/a/b"},
+	    {"^.*$", "", "/a", "/"},
+	    /* multi-byte characters are skipped whole after an empty match */
+	    {"", "-", "/\xc3\xa9", "/-/-\xc3\xa9-"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ism_path_rewrite pr = regex_rw(cases[i].pattern, cases[i].sub);
+
+		assert_string_equal(rewrite(&pr, NULL, cases[i].in), cases[i].want);
+		/* The same with this process's JIT copy, compiled from the source. */
+		assert_int_equal(
+		    ism_router_use_table(scratch, &(const struct ism_table){.n_regexes = 1}), 0);
+		assert_string_equal(rewrite(&pr, NULL, cases[i].in), cases[i].want);
+		assert_int_equal(ism_router_use_table(scratch, &(const struct ism_table){0}), 0);
+		free_rw(&pr);
+	}
+}
+
+/* The rewrite's bounds: the limit on the result, the regex's match limit. */
+static void test_rewrite_limits(void **state)
+{
+	struct ism_path_rewrite grow = regex_rw("a", "aaaaaaaa");
+	struct ism_path_rewrite slow = regex_rw("(a|aa)+$", "x");
+	char path[200];
+
+	(void)state;
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	assert_int_equal(
+	    ism_act_rewrite_path(scratch, &grow, NULL, path, strlen(path), NULL, 0, 1000, &out),
+	    -E2BIG);
+	assert_true(ism_act_rewrite_path(scratch, &grow, NULL, path, strlen(path), NULL, 0, 2000,
+					 &out) > 0);
+	memset(path + 1, 'a', 60);
+	path[61] = 'b';
+	path[62] = '\0';
+	assert_int_equal(
+	    ism_act_rewrite_path(scratch, &slow, NULL, path, strlen(path), NULL, 0, 65536, &out),
+	    -EAGAIN);
+	assert_true(ism_router_limit_hit(scratch));
+	free_rw(&grow);
+	free_rw(&slow);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_prefix_rewrite),
+	    cmocka_unit_test(test_regex_rewrite),
+	    cmocka_unit_test(test_rewrite_limits),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A route's actions on one request (worker/actions.h). */
+#include "worker/actions.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "worker/router.h"
+#include "worker/sock.h"
+
+/* Appends n bytes of p to out, which must stay within limit bytes (its
+ * capacity may be larger: a scratch buffer keeps what it grew to). */
+static int put(struct ism_buf *out, const char *p, size_t n, uint32_t limit)
+{
+	if (n > limit || out->len > limit - n)
+		return -E2BIG;
+	return ism_buf_append(out, p, (uint32_t)n, limit);
+}
+
+/* ---------- the path ---------- */
+
+/* How much of path the route's match matched, which Envoy's prefix_rewrite
+ * replaces: a prefix's length, the whole path after an exact or regex match,
+ * and "/" when the match has no uri condition (Istio's default match). */
+static size_t matched_len(const struct ism_match *m, const char *path, size_t path_len)
+{
+	switch (m != NULL ? m->uri.kind : ISM_SM_ANY) {
+	case ISM_SM_PREFIX:
+		return m->uri.s.len <= path_len ? m->uri.s.len : path_len;
+	case ISM_SM_EXACT:
+	case ISM_SM_REGEX:
+		return path_len;
+	default:
+		return path_len > 0 && path[0] == '/' ? 1 : 0;
+	}
+}
+
+/* The bytes of the UTF-8 sequence that starts at p (at most n, at least 1). */
+static size_t rune_len(const char *p, size_t n)
+{
+	unsigned char c = (unsigned char)p[0];
+	size_t k = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf8 ? 4 : 1;
+
+	return k < n ? k : n;
+}
+
+/* Appends RE2's rewrite string sub for the match whose ovector is ov (n
+ * pairs) in s: \0..\9 the groups (an unset one is empty), \\ a backslash. */
+static int expand(struct ism_buf *out, const struct ism_str *sub, const char *s, const size_t *ov,
+		  int n, uint32_t limit)
+{
+	int ret = 0;
+
+	for (uint32_t i = 0; i < sub->len && ret == 0; i++) {
+		char c = sub->p[i], next = i + 1 < sub->len ? sub->p[i + 1] : '\0';
+
+		if (c == '\\' && next >= '0' && next <= '9') {
+			int g = next - '0';
+
+			i++;
+			if (g < n && ov[2 * g] != (size_t)-1)
+				ret = put(out, s + ov[2 * g], ov[2 * g + 1] - ov[2 * g], limit);
+			continue;
+		}
+		if (c == '\\' && next == '\\')
+			i++;
+		ret = put(out, &c, 1, limit);
+	}
+	return ret;
+}
+
+/* RE2's GlobalReplace, which Envoy's regex_rewrite is: every match of the
+ * pattern, left to right, replaced; an empty match right where the last one
+ * ended is skipped by one character. */
+static int replace_all(struct ism_router_scratch *rs, const struct ism_path_rewrite *pr,
+		       const char *s, size_t len, uint32_t limit, struct ism_buf *out)
+{
+	size_t p = 0, lastend = (size_t)-1;
+	int ret = 0;
+
+	while (p <= len && ret == 0) {
+		const size_t *ov;
+		int n = ism_router_find(rs, &pr->re, s, len, p, &ov);
+
+		if (n < 0)
+			return -EAGAIN;
+		if (n == 0)
+			break;
+		if (ov[0] > p)
+			ret = put(out, s + p, ov[0] - p, limit);
+		if (ov[0] == ov[1] && ov[0] == lastend) {
+			size_t k = p < len ? rune_len(s + p, len - p) : 1;
+
+			if (p < len && ret == 0)
+				ret = put(out, s + p, k, limit);
+			p += k;
+			continue;
+		}
+		if (ret == 0)
+			ret = expand(out, &pr->value, s, ov, n, limit);
+		p = lastend = ov[1];
+	}
+	if (ret == 0 && p < len)
+		ret = put(out, s + p, len - p, limit);
+	return ret;
+}
+
+int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_rewrite *pr,
+			 const struct ism_match *m, const char *path, size_t path_len,
+			 const char *query, size_t query_len, uint32_t limit, struct ism_buf *out)
+{
+	size_t k;
+	int ret = 0;
+
+	out->len = 0;
+	if (pr->kind == ISM_PATH_REGEX) {
+		ret = replace_all(rs, pr, path, path_len, limit, out);
+	} else {
+		k = matched_len(m, path, path_len);
+		ret = put(out, pr->value.p, pr->value.len, limit);
+		if (ret == 0)
+			ret = put(out, path + k, path_len - k, limit);
+	}
+	if (ret == 0 && (out->len == 0 || out->p[0] != '/')) {
+		ret = put(out, "/", 1, limit);
+		if (ret == 0) {
+			memmove(out->p + 1, out->p, out->len - 1);
+			out->p[0] = '/';
+		}
+	}
+	k = out->len;
+	if (ret == 0 && query != NULL) {
+		ret = put(out, "?", 1, limit);
+		if (ret == 0)
+			ret = put(out, query, query_len, limit);
+	}
+	return ret < 0 ? ret : (int)k;
+}
