@@ -1123,17 +1123,154 @@ static const struct ism_route_actions *compile_actions(struct cbuild *b,
 	return a;
 }
 
-/* What the requests route r sends to its destinations change; NULL when nothing. */
-static const struct ism_dest_actions *compile_dest_actions(struct cbuild *b,
-							   const struct ism_cm_route *r)
+/* --- header operations --- */
+
+/* One field while header operations are composed (struct ism_hdr_edit). */
+struct hedit {
+	const char *name;
+	bool drop;
+	size_t n, cap;
+	const char **values;
+};
+
+struct hstate {
+	struct hedit *e;
+	size_t n, cap;
+};
+
+static struct hedit *hstate_field(struct cbuild *b, struct hstate *h, const char *name)
 {
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->e[i].name, name) == 0)
+			return &h->e[i];
+	if (ism_grow(&h->e, &h->cap, h->n, sizeof(*h->e)) < 0) {
+		b->rc = -ENOMEM;
+		return NULL;
+	}
+	h->e[h->n] = (struct hedit){.name = name};
+	return &h->e[h->n++];
+}
+
+/* value is sent after the field's values so far; set: instead of them, and
+ * of the message's own. Envoy sends no empty value. */
+static void hstate_put(struct cbuild *b, struct hstate *h, const char *name, const char *value,
+		       bool set)
+{
+	struct hedit *e;
+
+	if (value[0] == '\0' || (e = hstate_field(b, h, name)) == NULL)
+		return;
+	if (set) {
+		e->drop = true;
+		e->n = 0;
+	}
+	if (ism_grow(&e->values, &e->cap, e->n, sizeof(*e->values)) < 0) {
+		b->rc = -ENOMEM;
+		return;
+	}
+	e->values[e->n++] = value;
+}
+
+/* Envoy's HeaderParser::evaluateHeaders over the operations ops[0..n) (one
+ * parser when n > 1: Istio appends a single destination's operations to its
+ * route's): every remove, then every set (the last of a name wins), then
+ * every add. */
+static void hstate_apply(struct cbuild *b, struct hstate *h, const struct ism_cm_hdrops *const *ops,
+			 size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < ops[i]->n_remove; j++) {
+			struct hedit *e = hstate_field(b, h, ops[i]->remove[j]);
+
+			if (e != NULL) {
+				e->drop = true;
+				e->n = 0;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < ops[i]->n_set; j++)
+			hstate_put(b, h, ops[i]->set[j].name, ops[i]->set[j].value, true);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < ops[i]->n_add; j++)
+			hstate_put(b, h, ops[i]->add[j].name, ops[i]->add[j].value, false);
+}
+
+/* The composed edits into the arena; h is freed. */
+static struct ism_hdr_edits emit_edits(struct cbuild *b, struct hstate *h)
+{
+	struct ism_hdr_edits out = {0};
+	struct ism_hdr_edit *e = h->n ? ANEW(b, h->n, struct ism_hdr_edit) : NULL;
+
+	for (size_t i = 0; e != NULL && i < h->n; i++) {
+		struct ism_str *v = h->e[i].n ? ANEW(b, h->e[i].n, struct ism_str) : NULL;
+
+		for (size_t j = 0; v != NULL && j < h->e[i].n; j++)
+			v[j] = astr(b, h->e[i].values[j]);
+		e[i] = (struct ism_hdr_edit){.name = astr(b, h->e[i].name),
+					     .drop = h->e[i].drop,
+					     .n_values = v ? (uint32_t)h->e[i].n : 0,
+					     .values = v};
+	}
+	if (e != NULL)
+		out = (struct ism_hdr_edits){.n = (uint32_t)h->n, .e = e};
+	for (size_t i = 0; i < h->n; i++)
+		free(h->e[i].values);
+	free(h->e);
+	*h = (struct hstate){0};
+	return out;
+}
+
+/* The edits of one direction of a destination: its operations (d, NULL:
+ * none) and its route's (r), composed as Istio has Envoy do it: one parser
+ * for a route of a single destination (the destination's operations after
+ * the route's), else the weighted cluster's parser before the route's. */
+static struct ism_hdr_edits compose_edits(struct cbuild *b, const struct ism_cm_hdrops *r,
+					  const struct ism_cm_hdrops *d, bool single)
+{
+	struct hstate h = {0};
+	const struct ism_cm_hdrops *both[] = {r, d};
+
+	if (d == NULL) {
+		hstate_apply(b, &h, &r, 1);
+	} else if (single) {
+		hstate_apply(b, &h, both, 2);
+	} else {
+		hstate_apply(b, &h, &d, 1);
+		hstate_apply(b, &h, &r, 1);
+	}
+	return emit_edits(b, &h);
+}
+
+static bool has_ops(const struct ism_cm_headers *h)
+{
+	return h->req.n_set + h->req.n_add + h->req.n_remove + h->resp.n_set + h->resp.n_add +
+		   h->resp.n_remove >
+	       0;
+}
+
+/* What the requests of route r to destination d (NULL: a destination without
+ * headers of its own) and their responses change; NULL when nothing. The
+ * authority of the route (rewrite.authority, or its headers' host) wins over
+ * the destination's, as Istio has it. */
+static const struct ism_dest_actions *
+compile_dest_actions(struct cbuild *b, const struct ism_cm_route *r, const struct ism_cm_dest *d)
+{
+	const char *auth = r->rewrite.authority ? r->rewrite.authority : r->headers.authority;
+	const struct ism_cm_headers *dh = d != NULL ? &d->headers : NULL;
+	bool single = r->n_dest == 1;
 	struct ism_dest_actions *a;
 
-	if (r->rewrite.authority == NULL)
+	if (auth == NULL && dh != NULL)
+		auth = dh->authority;
+	if (auth == NULL && !has_ops(&r->headers) && (dh == NULL || !has_ops(dh)))
 		return NULL;
 	a = ANEW(b, 1, struct ism_dest_actions);
-	if (a != NULL)
-		a->authority = astr(b, r->rewrite.authority);
+	if (a == NULL)
+		return NULL;
+	a->authority = auth ? astr(b, auth) : (struct ism_str){.p = "", .len = 0};
+	a->req = compose_edits(b, &r->headers.req, dh ? &dh->req : NULL, single);
+	a->resp = compose_edits(b, &r->headers.resp, dh ? &dh->resp : NULL, single);
 	return a;
 }
 
@@ -1163,11 +1300,16 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->name = astr(b, name);
 		for (size_t j = 0; j < r->n_match; j++)
 			conv_match(b, &r->match[j], &m[j]);
-		da = compile_dest_actions(b, r);
+		/* Destinations without headers of their own share their route's. */
+		da = compile_dest_actions(b, r, NULL);
 		for (size_t j = 0; j < r->n_dest; j++) {
-			d[j].cluster = cluster_index(b, &r->dest[j]);
-			d[j].weight = r->dest[j].weight;
-			d[j].act = da;
+			const struct ism_cm_dest *cd = &r->dest[j];
+
+			d[j].cluster = cluster_index(b, cd);
+			d[j].weight = cd->weight;
+			d[j].act = has_ops(&cd->headers) || cd->headers.authority
+				       ? compile_dest_actions(b, r, cd)
+				       : da;
 			total += d[j].weight;
 		}
 		o->n_match = (uint32_t)r->n_match;

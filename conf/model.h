@@ -43,12 +43,34 @@ struct ism_cm_match {
 
 struct ism_cm_se;
 
+struct ism_cm_kvs {
+	const char *name;
+	const char *value;
+};
+
+/* Headers.HeaderOperations: names lowercased, values as sent ("%%" read as
+ * "%"); set and add sorted by the name as written, as Istio sorts them. */
+struct ism_cm_hdrops {
+	size_t n_set, n_add, n_remove;
+	struct ism_cm_kvs *set, *add;
+	const char **remove;
+};
+
+/* Headers, of a route or of one of its destinations. */
+struct ism_cm_headers {
+	struct ism_cm_hdrops req, resp;
+	/* request.set (else request.add) of host or :authority: Istio's way of
+	 * writing an authority rewrite; NULL: none */
+	const char *authority;
+};
+
 struct ism_cm_dest {
 	const char *host;   /* FQDN, lowercased */
 	const char *subset; /* NULL when none */
 	uint32_t port;	    /* as written; 0 when absent */
 	uint32_t weight;
 	const struct ism_node *at, *host_at, *subset_at, *port_at;
+	struct ism_cm_headers headers;
 	/* Resolved by the cross-reference pass. */
 	const struct ism_cm_se *se;
 	uint16_t svc_port; /* 0 when the host has no ServiceEntry and no port */
@@ -71,6 +93,7 @@ struct ism_cm_route {
 	bool has_retry;		/* false: Istio's default policy */
 	struct ism_retry retry; /* codes point into the pool */
 	struct ism_cm_rewrite rewrite;
+	struct ism_cm_headers headers;
 };
 
 struct ism_cm_vs {

@@ -118,16 +118,35 @@ struct ism_path_rewrite {
 	struct ism_strmatch re; /* ISM_PATH_REGEX: searched (re.search) */
 };
 
+/* One header field as a route's header operations (Istio's headers: set, add,
+ * remove) leave it, whatever order they came in: the message's own fields of
+ * that name dropped (set, remove) or kept, then values sent after them. */
+struct ism_hdr_edit {
+	struct ism_str name; /* lowercase */
+	uint8_t drop;
+	uint32_t n_values;
+	const struct ism_str *values;
+};
+
+/* The header edits of one message; n 0: none. */
+struct ism_hdr_edits {
+	uint32_t n;
+	const struct ism_hdr_edit *e;
+};
+
 /* The actions of a route beyond choosing a destination; NULL in a route that
  * has none, so a plain route pays one test for them. */
 struct ism_route_actions {
 	struct ism_path_rewrite path;
 };
 
-/* What the request the upstream gets changes per destination: the route's
- * actions and the destination's own, composed as Istio and Envoy compose them. */
+/* What the request the upstream gets and its response change per destination:
+ * the route's actions and the destination's own, composed as Istio and Envoy
+ * compose them. */
 struct ism_dest_actions {
-	struct ism_str authority; /* the Host (:authority) sent; empty: the client's */
+	struct ism_str authority;  /* the Host (:authority) sent; empty: the client's */
+	struct ism_hdr_edits req;  /* on the request the upstream gets */
+	struct ism_hdr_edits resp; /* on the upstream's response */
 };
 
 /* A weighted destination: index into ism_table.clusters. */

@@ -3,7 +3,9 @@
 #include "worker/actions.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "worker/router.h"
 #include "worker/sock.h"
@@ -135,4 +137,83 @@ int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_re
 			ret = put(out, query, query_len, limit);
 	}
 	return ret < 0 ? ret : (int)k;
+}
+
+/* ---------- header fields ---------- */
+
+const struct ism_hdr_edit *ism_act_edit(const struct ism_hdr_edits *e, const char *name, size_t len)
+{
+	for (uint32_t i = 0; i < e->n; i++)
+		if (e->e[i].name.len == len && strncasecmp(e->e[i].name.p, name, len) == 0)
+			return &e->e[i];
+	return NULL;
+}
+
+size_t ism_act_n_values(const struct ism_hdr_edits *e)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < e->n; i++)
+		n += e->e[i].n_values;
+	return n;
+}
+
+size_t ism_act_apply(const struct ism_hdr_edits *e, const struct ism_http_header *in, size_t n,
+		     struct ism_http_header *out, size_t cap)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < cap; i++)
+		if (!ism_act_drops(e, in[i].name, in[i].name_len))
+			out[k++] = in[i];
+	for (uint32_t i = 0; i < e->n; i++) {
+		const struct ism_hdr_edit *x = &e->e[i];
+
+		for (uint32_t j = 0; j < x->n_values && k < cap; j++)
+			out[k++] = (struct ism_http_header){x->name.p, x->name.len, x->values[j].p,
+							    x->values[j].len};
+	}
+	return k;
+}
+
+/* Copies s into the bytes at *d, NUL-terminated. */
+static struct ism_str str_to(char **d, struct ism_str s)
+{
+	struct ism_str r = {.p = *d, .len = s.len};
+
+	memcpy(*d, s.p, s.len);
+	(*d)[s.len] = '\0';
+	*d += s.len + 1;
+	return r;
+}
+
+struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e)
+{
+	size_t nv = ism_act_n_values(e), bytes = 0;
+	struct ism_hdr_edits *c;
+	struct ism_hdr_edit *x;
+	struct ism_str *v;
+	char *d;
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		bytes += e->e[i].name.len + 1;
+		for (uint32_t j = 0; j < e->e[i].n_values; j++)
+			bytes += e->e[i].values[j].len + 1;
+	}
+	c = malloc(sizeof(*c) + e->n * sizeof(*x) + nv * sizeof(*v) + bytes);
+	if (c == NULL)
+		return NULL;
+	x = (struct ism_hdr_edit *)(c + 1);
+	v = (struct ism_str *)(x + e->n);
+	d = (char *)(v + nv);
+	*c = (struct ism_hdr_edits){.n = e->n, .e = x};
+	for (uint32_t i = 0; i < e->n; i++) {
+		x[i] = (struct ism_hdr_edit){.name = str_to(&d, e->e[i].name),
+					     .drop = e->e[i].drop,
+					     .n_values = e->e[i].n_values,
+					     .values = v};
+		for (uint32_t j = 0; j < e->e[i].n_values; j++)
+			*v++ = str_to(&d, e->e[i].values[j]);
+	}
+	return c;
 }

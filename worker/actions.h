@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A route's actions on one request, as the route table compiled them
  * (shm/table-t.h: struct ism_route_actions, struct ism_dest_actions): the
- * path the upstream gets (rewrite). The stream (worker/stream.c) applies them,
+ * path the upstream gets (rewrite), the header fields of the request and the
+ * response (headers). The stream (worker/stream.c) applies them,
  * so they are the same whatever the client and the upstream speak. Pure but
  * for the regex search, which runs on the router's scratch. Private to worker/;
  * the worker's process only. */
 #ifndef ISM_WORKER_ACTIONS_H
 #define ISM_WORKER_ACTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,5 +28,31 @@ struct ism_router_scratch;
 int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_rewrite *pr,
 			 const struct ism_match *m, const char *path, size_t path_len,
 			 const char *query, size_t query_len, uint32_t limit, struct ism_buf *out);
+
+/* The edit of field name (len bytes, any case) in e; NULL: none. */
+const struct ism_hdr_edit *ism_act_edit(const struct ism_hdr_edits *e, const char *name,
+					size_t len);
+
+/* Whether e drops the message's own fields called name. */
+static inline bool ism_act_drops(const struct ism_hdr_edits *e, const char *name, size_t len)
+{
+	const struct ism_hdr_edit *x = ism_act_edit(e, name, len);
+
+	return x != NULL && x->drop;
+}
+
+/* How many values e sends. */
+size_t ism_act_n_values(const struct ism_hdr_edits *e);
+
+/* The fields in[0..n) as e leaves them: those it does not drop, in order,
+ * then its values, written to out (cap fields: n + ism_act_n_values(e) is
+ * enough). Returns how many; they point into in and e. */
+size_t ism_act_apply(const struct ism_hdr_edits *e, const struct ism_http_header *in, size_t n,
+		     struct ism_http_header *out, size_t cap);
+
+/* A copy of e in one allocation, for a stream (a reload may release the
+ * route table before the response comes); free() frees it. NULL without
+ * memory. */
+struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e);
 
 #endif

@@ -57,6 +57,8 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->log_req = NULL;
 	free(st->set_cookie);
 	st->set_cookie = NULL;
+	free(st->resp_edits);
+	st->resp_edits = NULL;
 	ism_buf_free(&st->replay);
 	ism_buf_free(&st->req_trl);
 	st->sess = NULL;
@@ -824,6 +826,15 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 		req->host = da->authority.p;
 		req->host_len = da->authority.len;
 	}
+	if (da != NULL && da->req.n > 0)
+		ed->hdrs = &da->req;
+	if (da != NULL && da->resp.n > 0) {
+		st->resp_edits = ism_act_edits_dup(&da->resp);
+		if (st->resp_edits == NULL) {
+			stream_local(w, st, 503, "out of memory", false, "");
+			return false;
+		}
+	}
 	/* Without memory, the line shows the request as it came. */
 	if (st->log_req != NULL)
 		ism_alog_rewritten(&st->log_req, w->alog.headers, req, ed->orig_path, ed->orig_len);
@@ -920,7 +931,8 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed))
 		return;
 	/* Body bytes that arrived with the head travel with it. */
-	if (ism_up_request(w, st, req, cl, &ed, &head) < 0 ||
+	if (ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head) <
+		0 ||
 	    ism_up_body_into(st, &head, body, len, req_done) < 0) {
 		ism_buf_free(&head);
 		stream_local(w, st, 431, "request head too large", true, "");
@@ -1004,9 +1016,32 @@ bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st)
 	return true;
 }
 
+/* Response head resp with the route's header edits e applied, in *copy (its
+ * fields in the worker's scratch); NULL without memory. */
+static const struct ism_http_resp *edited(struct ism_wctx *w, const struct ism_hdr_edits *e,
+					  const struct ism_http_resp *resp,
+					  struct ism_http_resp *copy)
+{
+	size_t need = resp->n_headers + ism_act_n_values(e);
+
+	if (need > w->act_cap) {
+		struct ism_http_header *h = realloc(w->act_hdrs, need * sizeof(*h));
+
+		if (h == NULL)
+			return NULL;
+		w->act_hdrs = h;
+		w->act_cap = need;
+	}
+	*copy = *resp;
+	copy->headers = w->act_hdrs;
+	copy->n_headers = ism_act_apply(e, resp->headers, resp->n_headers, w->act_hdrs, need);
+	return copy;
+}
+
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
+	struct ism_http_resp copy;
 	int grpc = grpc_status(st, resp);
 	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc);
 	/* Outlier detection sees a trailers-only gRPC answer's status as the
@@ -1027,6 +1062,10 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		return;
 	}
 	st->status = (uint16_t)resp->status;
+	if (st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) {
+		stream_local(w, st, 503, "out of memory", true, "");
+		return;
+	}
 	if (st->sess->ops->head(w, st, resp, mode, body, len, done) < 0) {
 		st->od_pending = 0;
 		stream_local(w, st, 502, "upstream response head too large", true, "");
@@ -1219,10 +1258,13 @@ void ism_stream_free_all(struct ism_wctx *w)
 
 		free(st->log_req);
 		free(st->set_cookie);
+		free(st->resp_edits);
 		ism_buf_free(&st->replay);
 		ism_buf_free(&st->req_trl);
 	}
 	ism_slab_free(&w->streams);
 	ism_buf_free(&w->act_path);
 	ism_buf_free(&w->act_orig);
+	free(w->act_hdrs);
+	w->act_hdrs = NULL;
 }

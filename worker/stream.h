@@ -78,7 +78,8 @@ struct ism_stream {
 	uint64_t wait_deadline; /* when the wait for a connection ends (503); 0: not waiting */
 	struct ism_stream *wait_next;
 	struct ism_stream *wait_prev;
-	char *set_cookie;	/* issued hash cookie, added to the response */
+	char *set_cookie;		  /* issued hash cookie, added to the response */
+	struct ism_hdr_edits *resp_edits; /* the route's edits of the response; NULL: none */
 	struct ism_buf replay;	/* the request (head, and body when whole) kept for a retry */
 	struct ism_buf req_trl; /* request trailers (HTTP/2 clients): name NUL value NUL ... */
 	struct __kernel_timespec retry_ts;

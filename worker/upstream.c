@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "worker/actions.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/ring.h"
@@ -307,6 +308,39 @@ static void request_id(struct ism_wctx *w, char out[37])
 		 r[2] >> 16, r[2] & 0xffff, r[3]);
 }
 
+/* Whether the route's header edits drop field name (a literal): the client's
+ * and the one isthmus makes alike, as Envoy's router edits the request after
+ * its connection manager added its own. */
+static bool edit_drops(const struct ism_req_edits *ed, const char *name)
+{
+	return ed != NULL && ed->hdrs != NULL && ism_act_drops(ed->hdrs, name, strlen(name));
+}
+
+/* The values of the route's header edits, and x-envoy-original-path (set
+ * after them by Envoy, so it wins over one they send). */
+static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32_t limit)
+{
+	int ret = 0;
+
+	for (uint32_t i = 0; ed->hdrs != NULL && i < ed->hdrs->n; i++) {
+		const struct ism_hdr_edit *x = &ed->hdrs->e[i];
+
+		if (ed->orig_path != NULL && x->name.len == 21 &&
+		    memcmp(x->name.p, "x-envoy-original-path", 21) == 0)
+			continue;
+		for (uint32_t j = 0; j < x->n_values; j++)
+			ret |= ism_buf_put_header(out,
+						  &(struct ism_http_header){x->name.p, x->name.len,
+									    x->values[j].p,
+									    x->values[j].len},
+						  limit);
+	}
+	if (ed->orig_path != NULL)
+		ret |= ism_buf_printf(out, limit, "x-envoy-original-path: %.*s\r\n",
+				      (int)ed->orig_len, ed->orig_path);
+	return ret;
+}
+
 int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
 		   const struct ism_cluster *cl, const struct ism_req_edits *ed,
 		   struct ism_buf *out)
@@ -315,7 +349,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	const char *peer = st->sess->peer;
 	const char *xff = NULL;
 	size_t xff_len = 0;
-	int have_rid = 0, ret = 0;
+	int have_rid = edit_drops(ed, "x-request-id"), ret = 0;
 
 	out->len = 0;
 	/* An HTTP/1.0 client is forwarded as HTTP/1.0, so the upstream answers in a
@@ -335,8 +369,9 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 
 		if (ism_http_header_is(h, "host") || ism_http_header_is(h, "x-forwarded-proto"))
 			continue;
-		if (ed != NULL && ed->orig_path != NULL &&
-		    ism_http_header_is(h, "x-envoy-original-path"))
+		if (ed != NULL &&
+		    ((ed->orig_path != NULL && ism_http_header_is(h, "x-envoy-original-path")) ||
+		     (ed->hdrs != NULL && ism_act_drops(ed->hdrs, h->name, h->name_len))))
 			continue;
 		if (ism_http_header_is(h, "x-forwarded-for")) {
 			xff = h->value;
@@ -359,10 +394,11 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	if (xff)
 		ret |= ism_buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len,
 				      xff, peer);
-	else
+	else if (!edit_drops(ed, "x-forwarded-for"))
 		ret |= ism_buf_printf(out, limit, "x-forwarded-for: %s\r\n", peer);
-	ret |= ism_buf_printf(out, limit, "x-forwarded-proto: %s\r\n",
-			      ism_sess_tls(st->sess) ? "https" : "http");
+	if (!edit_drops(ed, "x-forwarded-proto"))
+		ret |= ism_buf_printf(out, limit, "x-forwarded-proto: %s\r\n",
+				      ism_sess_tls(st->sess) ? "https" : "http");
 	if (!have_rid) {
 		char rid[37];
 
@@ -371,9 +407,8 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		if (st->log_req != NULL)
 			memcpy(st->log_req->request_id, rid, sizeof(rid));
 	}
-	if (ed != NULL && ed->orig_path != NULL)
-		ret |= ism_buf_printf(out, limit, "x-envoy-original-path: %.*s\r\n",
-				      (int)ed->orig_len, ed->orig_path);
+	if (ed != NULL)
+		ret |= put_edits(out, ed, limit);
 	ret |= ism_buf_append(out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
 }

@@ -70,6 +70,7 @@ struct ism_req_edits {
 	 * query before a rewrite; NULL: none */
 	const char *orig_path;
 	size_t orig_len;
+	const struct ism_hdr_edits *hdrs; /* the route's header edits; NULL: none */
 };
 
 /* Writes the request head the upstream gets into out: origin-form target, the

@@ -174,6 +174,9 @@ struct ism_wctx {
 	 * rewritten path and query, the original ones */
 	struct ism_buf act_path;
 	struct ism_buf act_orig;
+	/* the fields of a response head the route's actions edited */
+	struct ism_http_header *act_hdrs;
+	size_t act_cap;
 	struct __kernel_timespec tick_ts;
 	struct ism_alog alog;
 	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT on) */

@@ -187,12 +187,66 @@ static void test_rewrite_limits(void **state)
 	free_rw(&slow);
 }
 
+#define H(n, v)                                                                                    \
+	{                                                                                          \
+		(n), sizeof(n) - 1, (v), sizeof(v) - 1                                             \
+	}
+
+/* Header edits: the fields they drop go (any case), the kept ones stay in
+ * order, the values follow; a stream's copy is the same. */
+static void test_header_edits(void **state)
+{
+	static const struct ism_str one[] = {S("1")}, two[] = {S("a"), S("b")};
+	static const struct ism_hdr_edit ev[] = {
+	    {.name = S("x-set"), .drop = 1, .n_values = 1, .values = one},
+	    {.name = S("server"), .drop = 1},
+	    {.name = S("x-add"), .drop = 0, .n_values = 2, .values = two},
+	};
+	const struct ism_hdr_edits e = {.n = 3, .e = ev};
+	const struct ism_http_header in[] = {H("Server", "nginx"), H("X-Set", "old"),
+					     H("x-add", "0"), H("date", "today"),
+					     H("x-set", "older")};
+	struct ism_http_header got[8];
+	struct ism_hdr_edits *c;
+	const struct ism_hdr_edits *both[2];
+	static const char *const want[][2] = {
+	    {"x-add", "0"}, {"date", "today"}, {"x-set", "1"}, {"x-add", "a"}, {"x-add", "b"}};
+
+	(void)state;
+	assert_true(ism_act_drops(&e, "SERVER", 6));
+	assert_false(ism_act_drops(&e, "x-add", 5));
+	assert_false(ism_act_drops(&e, "x-other", 7));
+	assert_null(ism_act_edit(&e, "x-se", 4));
+	assert_int_equal(ism_act_n_values(&e), 3);
+	c = ism_act_edits_dup(&e);
+	assert_non_null(c);
+	both[0] = &e;
+	both[1] = c;
+	for (int k = 0; k < 2; k++) {
+		size_t n = ism_act_apply(both[k], in, 5, got, 8);
+
+		assert_int_equal(n, 5);
+		for (size_t i = 0; i < n; i++) {
+			assert_int_equal(got[i].name_len, strlen(want[i][0]));
+			assert_memory_equal(got[i].name, want[i][0], got[i].name_len);
+			assert_int_equal(got[i].value_len, strlen(want[i][1]));
+			assert_memory_equal(got[i].value, want[i][1], got[i].value_len);
+		}
+		/* Never past the room given. */
+		assert_int_equal(ism_act_apply(both[k], in, 5, got, 3), 3);
+	}
+	assert_ptr_not_equal(c->e[0].name.p, ev[0].name.p);
+	assert_string_equal(c->e[2].values[1].p, "b");
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_prefix_rewrite),
 	    cmocka_unit_test(test_regex_rewrite),
 	    cmocka_unit_test(test_rewrite_limits),
+	    cmocka_unit_test(test_header_edits),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1743,6 +1743,46 @@ static const struct bad bads[] = {
 	     "      uriRegexRewrite: {match: \"a(?=b)\", rewrite: /}\n",
      24, 32, VS_FIELD "spec.http[0].rewrite.uriRegexRewrite.match",
      "refused at offset 1: look-ahead"},
+    {"remove content-length",
+     VS_HEAD "    - destination: {host: a.b}\n"
+	     "    headers: {request: {remove: [x-a, Content-Length]}}\n",
+     23, 39, VS_FIELD "spec.http[0].headers.request.remove[1]",
+     "invalid header \"Content-Length\": a hop-by-hop or framing field"},
+    {"set transfer-encoding",
+     VS_HEAD "    - destination: {host: a.b}\n"
+	     "      headers: {response: {set: {transfer-encoding: identity}}}\n",
+     23, 34, VS_FIELD "spec.http[0].route[0].headers.response.set.transfer-encoding",
+     "a hop-by-hop or framing field"},
+    {"add connection",
+     VS_HEAD "    - destination: {host: a.b}\n    headers: {request: {add: {connection: close}}}\n",
+     23, 31, VS_FIELD "spec.http[0].headers.request.add.connection",
+     "a hop-by-hop or framing field"},
+    {"set pseudo-header",
+     VS_HEAD "    - destination: {host: a.b}\n    headers: {request: {set: {\":path\": /x}}}\n", 23,
+     31, VS_FIELD "spec.http[0].headers.request.set.:path", "header cannot have \":\" prefix"},
+    {"remove host",
+     VS_HEAD "    - destination: {host: a.b}\n    headers: {request: {remove: [host]}}\n", 23, 34,
+     VS_FIELD "spec.http[0].headers.request.remove[0]", "cannot set or remove Host"},
+    {"response host",
+     VS_HEAD "    - destination: {host: a.b}\n    headers: {response: {set: {host: x}}}\n", 23, 32,
+     VS_FIELD "spec.http[0].headers.response.set.host", "cannot set or remove Host"},
+    {"two authorities",
+     VS_HEAD "    - destination: {host: a.b}\n    rewrite: {authority: a.example}\n"
+	     "    headers: {request: {set: {host: b.example}}}\n",
+     24, 37, VS_FIELD "spec.http[0].headers.request.set.host",
+     "authority header cannot be set multiple times: have \"a.example\""},
+    {"header value operator",
+     VS_HEAD "    - destination: {host: a.b}\n"
+	     "    headers: {request: {set: {x-ip: \"%DOWNSTREAM_REMOTE_ADDRESS%\"}}}\n",
+     23, 37, VS_FIELD "spec.http[0].headers.request.set.x-ip",
+     "%VARIABLE% operators in header values are not implemented yet"},
+    {"header value control",
+     VS_HEAD "    - destination: {host: a.b}\n"
+	     "    headers: {request: {set: {x-a: \"a\\r\\nb: c\"}}}\n",
+     23, 36, VS_FIELD "spec.http[0].headers.request.set.x-a", "must not hold control characters"},
+    {"header name",
+     VS_HEAD "    - destination: {host: a.b}\n    headers: {response: {add: {\"x a\": b}}}\n", 23,
+     32, VS_FIELD "spec.http[0].headers.response.add.x a", "not a field name"},
     {"bad route timeout", VS_HEAD "    - destination: {host: a.b}\n    timeout: 1x\n", 23, 14,
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
@@ -1992,6 +2032,105 @@ static void test_rewrite(void **state)
 	assert_null(r[2].dest[0].act);
 }
 
+/* The edit of name in e, checked: drop, and its values joined by "|". */
+static void check_edit(const struct ism_hdr_edits *e, const char *name, bool drop,
+		       const char *values)
+{
+	char got[256] = "";
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		if (strcmp(e->e[i].name.p, name) != 0)
+			continue;
+		for (uint32_t j = 0; j < e->e[i].n_values; j++)
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", j ? "|" : "",
+				 e->e[i].values[j].p);
+		if (e->e[i].drop != drop || strcmp(got, values) != 0)
+			fail_msg("%s: drop %d values \"%s\", want drop %d \"%s\"", name,
+				 e->e[i].drop, got, drop, values);
+		return;
+	}
+	fail_msg("no edit of %s", name);
+}
+
+/* headers on a route and on its destinations, composed as Istio has Envoy
+ * apply them: one parser when the route has a single destination (the
+ * destination's operations after the route's: removes, then sets, then adds),
+ * else the weighted cluster's before the route's. */
+static void test_headers(void **state)
+{
+	static const char yaml[] =
+	    VS_HEAD "    - destination: {host: a.b}\n"
+		    "      headers:\n"
+		    "        request:\n"
+		    "          set: {x-b: \"2\", host: dest.internal}\n"
+		    "          add: {x-c: \"2\"}\n"
+		    "        response: {set: {x-a: dest}}\n"
+		    "    headers:\n"
+		    "      request:\n"
+		    "        set: {x-b: \"1\", X-Up: \"1\", x-up: \"2\", x-pct: \"100%%\"}\n"
+		    "        add: {x-c: \"1\"}\n"
+		    "        remove: [X-Gone]\n"
+		    "      response:\n"
+		    "        remove: [server, x-a]\n"
+		    "        add: {x-d: \"\"}\n"
+		    "  - route:\n"
+		    "    - destination: {host: a.b}\n"
+		    "      weight: 50\n"
+		    "      headers:\n"
+		    "        request: {set: {x-b: \"2\", host: dest.internal}, add: {x-c: \"2\"}}\n"
+		    "        response: {set: {x-a: dest}}\n"
+		    "    - destination: {host: c.d}\n"
+		    "      weight: 50\n"
+		    "    match: [{uri: {prefix: /two}}]\n"
+		    "    headers:\n"
+		    "      request:\n"
+		    "        set: {x-b: \"1\", host: route.internal}\n"
+		    "        add: {x-c: \"1\"}\n"
+		    "      response:\n"
+		    "        remove: [x-a]\n"
+		    "  - route: [{destination: {host: a.b}}]\n"
+		    "    match: [{uri: {prefix: /three}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
+	const struct ism_route *r = vh->routes;
+	const struct ism_dest_actions *a;
+
+	/* A single destination: one parser, the destination's after the route's. */
+	a = r[0].dest[0].act;
+	assert_non_null(a);
+	assert_string_equal(a->authority.p, "dest.internal");
+	check_edit(&a->req, "x-b", true, "2");	  /* the last set wins */
+	check_edit(&a->req, "x-c", false, "1|2"); /* adds, in order */
+	check_edit(&a->req, "x-up", true, "2");	  /* "X-Up" sorts before "x-up" */
+	check_edit(&a->req, "x-pct", true, "100%");
+	check_edit(&a->req, "x-gone", true, "");
+	assert_int_equal(a->req.n, 5);
+	check_edit(&a->resp, "server", true, "");
+	check_edit(&a->resp, "x-a", true, "dest"); /* removed, then set */
+	assert_int_equal(a->resp.n, 2);		   /* the empty value is not sent */
+	assert_true(has_warning(&f->d, "x-d", "not sent"));
+
+	/* Weighted: the destination's parser, then the route's. */
+	a = r[1].dest[0].act;
+	assert_non_null(a);
+	assert_string_equal(a->authority.p, "route.internal"); /* the route's wins */
+	check_edit(&a->req, "x-b", true, "1");
+	check_edit(&a->req, "x-c", false, "2|1");
+	check_edit(&a->resp, "x-a", true, ""); /* set, then removed */
+	/* A destination without headers gets the route's alone. */
+	a = r[1].dest[1].act;
+	assert_non_null(a);
+	assert_ptr_not_equal(a, r[1].dest[0].act);
+	check_edit(&a->req, "x-b", true, "1");
+	check_edit(&a->req, "x-c", false, "1");
+	assert_int_equal(a->req.n, 2);
+	check_edit(&a->resp, "x-a", true, "");
+
+	assert_null(r[2].dest[0].act);
+	assert_null(r[2].act);
+}
+
 static void test_invalid(void **state)
 {
 	struct fx *f = *state;
@@ -2182,6 +2321,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
