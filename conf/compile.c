@@ -1096,31 +1096,27 @@ static void compile_retry(struct cbuild *b, const struct ism_retry *in, struct i
 	out->backoff_base_ms = 25;
 }
 
-/* The route's actions beyond its destinations; NULL when it has none. */
-static const struct ism_route_actions *compile_actions(struct cbuild *b,
-						       const struct ism_cm_route *r)
+/* The path rewrite of a forwarding route, or the path of a redirect. */
+static void compile_path(struct cbuild *b, const struct ism_cm_route *r, struct ism_path_rewrite *p)
 {
 	const struct ism_cm_rewrite *rw = &r->rewrite;
-	struct ism_route_actions *a;
+	const struct ism_cm_redirect *rd = &r->redirect;
 
-	if (rw->uri == NULL && rw->re == NULL)
-		return NULL;
-	a = ANEW(b, 1, struct ism_route_actions);
-	if (a == NULL)
-		return NULL;
-	if (rw->uri != NULL) {
-		a->path.kind = ISM_PATH_PREFIX;
-		a->path.value = astr(b, rw->uri);
-	} else {
-		a->path.kind = ISM_PATH_REGEX;
-		a->path.value = astr(b, rw->sub);
-		a->path.re = (struct ism_strmatch){.kind = ISM_SM_REGEX,
-						   .search = 1,
-						   .s = astr(b, rw->re),
-						   .re = compile_re(b, rw->re, false),
-						   .re_idx = b->t->n_regexes++};
+	if (rd->uri != NULL || rd->prefix_rewrite != NULL) {
+		p->kind = rd->uri != NULL ? ISM_PATH_REPLACE : ISM_PATH_PREFIX;
+		p->value = astr(b, rd->uri != NULL ? rd->uri : rd->prefix_rewrite);
+	} else if (rw->uri != NULL) {
+		p->kind = ISM_PATH_PREFIX;
+		p->value = astr(b, rw->uri);
+	} else if (rw->re != NULL) {
+		p->kind = ISM_PATH_REGEX;
+		p->value = astr(b, rw->sub);
+		p->re = (struct ism_strmatch){.kind = ISM_SM_REGEX,
+					      .search = 1,
+					      .s = astr(b, rw->re),
+					      .re = compile_re(b, rw->re, false),
+					      .re_idx = b->t->n_regexes++};
 	}
-	return a;
 }
 
 /* --- header operations --- */
@@ -1247,6 +1243,32 @@ static bool has_ops(const struct ism_cm_headers *h)
 	return h->req.n_set + h->req.n_add + h->req.n_remove + h->resp.n_set + h->resp.n_add +
 		   h->resp.n_remove >
 	       0;
+}
+
+/* The route's actions beyond its destinations; NULL when it has none. */
+static const struct ism_route_actions *compile_actions(struct cbuild *b,
+						       const struct ism_cm_route *r)
+{
+	const struct ism_cm_redirect *rd = &r->redirect;
+	struct ism_route_actions *a;
+
+	if (r->rewrite.uri == NULL && r->rewrite.re == NULL && !rd->set)
+		return NULL;
+	a = ANEW(b, 1, struct ism_route_actions);
+	if (a == NULL)
+		return NULL;
+	compile_path(b, r, &a->path);
+	if (rd->set) {
+		a->kind = ISM_ROUTE_REDIRECT;
+		a->redirect = (struct ism_redirect){
+		    .code = (uint16_t)rd->code,
+		    .port = (uint16_t)rd->port,
+		    .port_from_request = rd->port_from_request,
+		    .scheme = rd->scheme ? astr(b, rd->scheme) : (struct ism_str){"", 0},
+		    .authority = rd->authority ? astr(b, rd->authority) : (struct ism_str){"", 0}};
+		a->resp = compose_edits(b, &r->headers.resp, NULL, true);
+	}
+	return a;
 }
 
 /* What the requests of route r to destination d (NULL: a destination without

@@ -1248,13 +1248,12 @@ static void check_value(struct ism_vctx *v, const struct ism_node *map, const ch
 			bool (*ok)(const char *), const char *what)
 {
 	const struct ism_node *n = ism_node_get(map, key, NULL);
-	size_t old;
+	char msg[160];
 
 	if (n == NULL || n->kind != ISM_NODE_SCALAR || ok(n->str))
 		return;
-	old = ism_v_push(v, ".%s", key);
-	ism_v_err(v, n, "must be %s", what);
-	ism_v_pop(v, old);
+	snprintf(msg, sizeof(msg), "must be %s", what);
+	value_err(v, map, key, msg);
 }
 
 /* RE2's rewrite string: \0..\9 name a group of the pattern (which has
@@ -1561,6 +1560,102 @@ static void parse_headers(struct ism_vctx *v, const struct ism_node *map, struct
 	ism_v_pop(v, old);
 }
 
+/* --- redirect --- */
+
+/* redirect.prefixRewrite replaces the prefix the route's match matched: Istio
+ * refuses it when a match has a uri that is not a prefix. */
+static void check_prefix_matches(struct ism_vctx *v, const struct ism_node *rd,
+				 const struct ism_cm_route *r)
+{
+	char msg[128];
+
+	for (size_t i = 0; i < r->n_match; i++) {
+		uint8_t k = (uint8_t)r->match[i].uri.kind;
+
+		if (k == ISM_SM_ANY || k == ISM_SM_PREFIX)
+			continue;
+		snprintf(msg, sizeof(msg),
+			 "needs every uri match to be a prefix match (match[%zu].uri is not)", i);
+		key_err(v, rd, "prefixRewrite", msg);
+		return;
+	}
+}
+
+/* redirectCode: a 3xx (Istio's validation), and one of the five Envoy sends
+ * (Istio drops the route with another). */
+static void parse_redirect_code(struct ism_vctx *v, const struct ism_node *rd,
+				struct ism_cm_redirect *r)
+{
+	static const uint32_t codes[] = {301, 302, 303, 307, 308};
+
+	r->code = 301;
+	if (ism_v_u32(v, rd, "redirectCode", false, 300, 399, &r->code) <= 0)
+		return;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (codes[i] == r->code)
+			return;
+	value_err(v, rd, "redirectCode",
+		  "must be 301, 302, 303, 307 or 308: the codes Envoy redirects with (Istio drops "
+		  "a route with another)");
+}
+
+/* HTTPRedirect of route r (its matches parsed). */
+static void parse_redirect(struct ism_vctx *v, const struct ism_node *route, struct ism_cm_route *r)
+{
+	static const char *const keys[] = {"uri",    "authority",    "port",	      "derivePort",
+					   "scheme", "redirectCode", "prefixRewrite", NULL};
+	static const char *const paths[] = {"uri", "prefixRewrite", NULL};
+	static const char *const ports[] = {"port", "derivePort", NULL};
+	static const char *const schemes[] = {"http", "https", NULL};
+	static const char *const derive[] = {"FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT", NULL};
+	static const char *const path_what =
+	    "a path: starting with \"/\", without spaces, control characters or '#'";
+	const struct ism_node *n = ism_v_node(v, route, "redirect", false, ISM_NODE_MAP);
+	struct ism_cm_redirect *rd = &r->redirect;
+	const char *s = NULL;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	rd->set = true;
+	old = ism_v_push(v, ".redirect");
+	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
+		ism_v_err(v, n,
+			  "must set uri, prefixRewrite, authority, scheme, port or derivePort");
+	one_of(v, n, paths, "uri, prefixRewrite");
+	one_of(v, n, ports, "port, derivePort");
+	if (ism_v_str(v, n, "uri", false, &rd->uri) > 0)
+		check_value(v, n, "uri", path_ok, path_what);
+	if (ism_v_str(v, n, "prefixRewrite", false, &rd->prefix_rewrite) > 0) {
+		check_value(v, n, "prefixRewrite", path_ok, path_what);
+		check_prefix_matches(v, n, r);
+	}
+	if (ism_v_str(v, n, "authority", false, &rd->authority) > 0)
+		check_value(v, n, "authority", authority_ok,
+			    "a host name or address, with an optional port");
+	ism_v_enum(v, n, "scheme", schemes, NULL, &rd->scheme);
+	ism_v_u32(v, n, "port", false, 1, 65535, &rd->port);
+	if (ism_v_enum(v, n, "derivePort", derive, NULL, &s) > 0)
+		rd->port_from_request = strcmp(s, "FROM_REQUEST_PORT") == 0;
+	parse_redirect_code(v, n, rd);
+	ism_v_pop(v, old);
+}
+
+/* Istio's rules between a route's ways of answering: one of route, redirect,
+ * directResponse and delegate; no rewrite with an answer made here. */
+static void route_conflicts(struct ism_vctx *v, const struct ism_node *n)
+{
+	static const char *const ways[] = {"route", "redirect", "directResponse", "delegate", NULL};
+
+	one_of(v, n, ways, "route, redirect, directResponse, delegate");
+	if (ism_node_get(n, "rewrite", NULL) != NULL &&
+	    (ism_node_get(n, "redirect", NULL) != NULL ||
+	     ism_node_get(n, "directResponse", NULL) != NULL))
+		key_err(
+		    v, n, "rewrite",
+		    "cannot be combined with redirect or directResponse (nothing is forwarded)");
+}
+
 /* Whether HTTP route n answers without destinations: it redirects, answers
  * directly or delegates. */
 static bool answers_itself(const struct ism_node *n)
@@ -1573,10 +1668,9 @@ static bool answers_itself(const struct ism_node *n)
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name",    "match",	 "route",   "timeout",
-					   "retries", "rewrite", "headers", NULL};
-	static const char *const unimpl[] = {"redirect",
-					     "directResponse",
+	static const char *const keys[] = {"name",    "match",	 "route",    "timeout", "retries",
+					   "rewrite", "headers", "redirect", NULL};
+	static const char *const unimpl[] = {"directResponse",
 					     "delegate",
 					     "fault",
 					     "mirror",
@@ -1615,6 +1709,8 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		}
 		ism_v_pop(v, old);
 	}
+	parse_redirect(v, n, r);
+	route_conflicts(v, n);
 	/* Istio: a route forwards (route), redirects, answers (directResponse)
 	 * or delegates; only the first needs destinations. */
 	l = ism_v_node(v, n, "route", !answers_itself(n), ISM_NODE_SEQ);

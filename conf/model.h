@@ -83,6 +83,15 @@ struct ism_cm_rewrite {
 	const char *authority;
 };
 
+/* HTTPRedirect; NULL strings: not set. */
+struct ism_cm_redirect {
+	bool set;
+	const char *uri, *prefix_rewrite, *authority, *scheme;
+	uint32_t port;		/* 0: none */
+	bool port_from_request; /* derivePort FROM_REQUEST_PORT */
+	uint32_t code;		/* 301 by default */
+};
+
 struct ism_cm_route {
 	const char *name; /* NULL: "<ns>/<vs>#<index>" is made at compilation */
 	size_t n_match;
@@ -94,6 +103,7 @@ struct ism_cm_route {
 	struct ism_retry retry; /* codes point into the pool */
 	struct ism_cm_rewrite rewrite;
 	struct ism_cm_headers headers;
+	struct ism_cm_redirect redirect;
 };
 
 struct ism_cm_vs {

@@ -109,6 +109,9 @@ enum ism_path_rw {
 	/* uriRegexRewrite (Envoy's regex_rewrite): every match of re in the path
 	 * is replaced by value, in which \0..\9 are its groups and \\ a backslash */
 	ISM_PATH_REGEX,
+	/* redirect.uri (Envoy's path_redirect): value replaces the whole path; the
+	 * query is kept unless value has one */
+	ISM_PATH_REPLACE,
 };
 
 /* A path rewrite; the query string is kept. */
@@ -134,10 +137,31 @@ struct ism_hdr_edits {
 	const struct ism_hdr_edit *e;
 };
 
+/* What a route does with a request (enum values of ism_route_actions.kind). */
+enum ism_route_kind {
+	ISM_ROUTE_FORWARD = 0, /* to its destinations */
+	ISM_ROUTE_REDIRECT,    /* answered with a redirect */
+};
+
+/* Istio HTTPRedirect, as Istio has Envoy send it: Location is scheme "://"
+ * host port path (path: ism_route_actions.path). */
+struct ism_redirect {
+	uint16_t code; /* 301 (the default), 302, 303, 307, 308 */
+	uint16_t port; /* port (80 over http and 443 over https are left out); 0: none */
+	uint8_t port_from_request; /* derivePort FROM_REQUEST_PORT: the listener's port */
+	struct ism_str scheme;	   /* "http" or "https"; empty: the request's */
+	struct ism_str authority;  /* the host; empty: the request's */
+};
+
 /* The actions of a route beyond choosing a destination; NULL in a route that
  * has none, so a plain route pays one test for them. */
 struct ism_route_actions {
+	uint8_t kind; /* enum ism_route_kind */
+	/* forward: the rewrite; redirect: the path of Location (uri,
+	 * prefixRewrite; ISM_PATH_KEEP: the request's) */
 	struct ism_path_rewrite path;
+	struct ism_redirect redirect;
+	struct ism_hdr_edits resp; /* the route's response edits, on the answers made here */
 };
 
 /* What the request the upstream gets and its response change per destination:

@@ -3,6 +3,7 @@
 #include "worker/actions.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -115,13 +116,25 @@ int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_re
 	int ret = 0;
 
 	out->len = 0;
-	if (pr->kind == ISM_PATH_REGEX) {
+	switch ((enum ism_path_rw)pr->kind) {
+	case ISM_PATH_REGEX:
 		ret = replace_all(rs, pr, path, path_len, limit, out);
-	} else {
+		break;
+	case ISM_PATH_PREFIX:
 		k = matched_len(m, path, path_len);
 		ret = put(out, pr->value.p, pr->value.len, limit);
 		if (ret == 0)
 			ret = put(out, path + k, path_len - k, limit);
+		break;
+	case ISM_PATH_REPLACE:
+		/* Envoy: a path_redirect with a query takes the place of the request's. */
+		ret = put(out, pr->value.p, pr->value.len, limit);
+		if (memchr(pr->value.p, '?', pr->value.len) != NULL)
+			query = NULL;
+		break;
+	case ISM_PATH_KEEP:
+		ret = put(out, path, path_len, limit);
+		break;
 	}
 	if (ret == 0 && (out->len == 0 || out->p[0] != '/')) {
 		ret = put(out, "/", 1, limit);
@@ -131,12 +144,77 @@ int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_re
 		}
 	}
 	k = out->len;
+	if (ret == 0 && memchr(out->p, '?', out->len) != NULL)
+		k = (size_t)((const char *)memchr(out->p, '?', out->len) - out->p);
 	if (ret == 0 && query != NULL) {
 		ret = put(out, "?", 1, limit);
 		if (ret == 0)
 			ret = put(out, query, query_len, limit);
 	}
 	return ret < 0 ? ret : (int)k;
+}
+
+/* ---------- redirects ---------- */
+
+/* Envoy's processRequestHost: the request's host, its port dropped when the
+ * redirect gives a port, or when the scheme changes and the port is the
+ * default one of the request's scheme. The length kept. */
+static size_t redirect_host(const char *host, size_t len, const char *scheme,
+			    const char *req_scheme, bool new_port)
+{
+	const char *colon = NULL;
+	size_t plen;
+	bool drop = new_port;
+
+	if (len > 0 && host[0] == '[') {
+		for (size_t i = len; i > 1 && colon == NULL; i--)
+			if (host[i - 2] == ']' && host[i - 1] == ':')
+				colon = host + i - 1;
+	} else {
+		colon = memrchr(host, ':', len);
+	}
+	if (colon == NULL)
+		return len;
+	plen = len - (size_t)(colon - host);
+	if (strcmp(scheme, req_scheme) != 0)
+		drop =
+		    drop ||
+		    (strcmp(req_scheme, "https") == 0 && plen == 4 &&
+		     memcmp(colon, ":443", 4) == 0) ||
+		    (strcmp(req_scheme, "http") == 0 && plen == 3 && memcmp(colon, ":80", 3) == 0);
+	return drop ? (size_t)(colon - host) : len;
+}
+
+int ism_act_location(const struct ism_redirect *rd, uint16_t listener_port, bool tls,
+		     const char *host, size_t host_len, const char *path, size_t path_len,
+		     uint32_t limit, struct ism_buf *out)
+{
+	const char *req_scheme = tls ? "https" : "http";
+	const char *scheme = rd != NULL && rd->scheme.len ? rd->scheme.p : req_scheme;
+	unsigned port = rd == NULL ? 0 : rd->port_from_request ? listener_port : rd->port;
+	char ps[8] = "";
+	int ret;
+
+	/* Istio writes no :80 over http nor :443 over https. */
+	if ((port == 80 && strcmp(scheme, "http") == 0) ||
+	    (port == 443 && strcmp(scheme, "https") == 0))
+		port = 0;
+	if (port != 0)
+		snprintf(ps, sizeof(ps), ":%u", port);
+	out->len = 0;
+	ret = put(out, scheme, strlen(scheme), limit);
+	if (ret == 0)
+		ret = put(out, "://", 3, limit);
+	if (ret == 0 && rd != NULL && rd->authority.len > 0)
+		ret = put(out, rd->authority.p, rd->authority.len, limit);
+	else if (ret == 0)
+		ret = put(out, host, redirect_host(host, host_len, scheme, req_scheme, port != 0),
+			  limit);
+	if (ret == 0)
+		ret = put(out, ps, strlen(ps), limit);
+	if (ret == 0)
+		ret = put(out, path, path_len, limit);
+	return ret;
 }
 
 /* ---------- header fields ---------- */

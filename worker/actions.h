@@ -2,7 +2,7 @@
 /* A route's actions on one request, as the route table compiled them
  * (shm/table-t.h: struct ism_route_actions, struct ism_dest_actions): the
  * path the upstream gets (rewrite), the header fields of the request and the
- * response (headers). The stream (worker/stream.c) applies them,
+ * response (headers), the Location of a redirect. The stream (worker/stream.c) applies them,
  * so they are the same whatever the client and the upstream speak. Pure but
  * for the regex search, which runs on the router's scratch. Private to worker/;
  * the worker's process only. */
@@ -20,14 +20,29 @@ struct ism_router_scratch;
 
 /* The path the upstream gets after rewrite pr of path (path_len bytes, the
  * query excluded) when match block m chose the route (NULL: the route has
- * none, which Istio reads as the prefix "/"), as Envoy rewrites it: written
- * to out (emptied first), the query (query_len bytes after '?'; NULL: none)
- * appended, a '/' put first when the result would not start with one.
+ * none, which Istio reads as the prefix "/"), as Envoy rewrites it, or the
+ * path of a redirect (ISM_PATH_REPLACE: a value with a query replaces the
+ * request's; ISM_PATH_KEEP: the request's): written to out (emptied first),
+ * the query (query_len bytes after '?'; NULL: none) appended, a '/' put first
+ * when the result would not start with one.
  * Returns the length of the path part of out; -E2BIG when out would pass
  * limit bytes, -EAGAIN when the pattern stopped at its match limit, -ENOMEM. */
 int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_rewrite *pr,
 			 const struct ism_match *m, const char *path, size_t path_len,
 			 const char *query, size_t query_len, uint32_t limit, struct ism_buf *out);
+
+/* The Location of redirect rd (NULL: none, the request's own URL, which
+ * Envoy gives a direct 201 or 3xx answer), as Envoy's newUri writes it: the
+ * scheme (rd's, else the request's: https on a TLS connection), "://", the
+ * host (rd's authority, else the request's host, its port dropped when a port
+ * is written or when the scheme changes away from the one its port is the
+ * default of), ":port" (rd's, or with port_from_request the listener's;
+ * Istio leaves out 80 over http and 443 over https), then path (path and
+ * query). Written to out (emptied first); 0, -E2BIG past limit bytes, or
+ * -ENOMEM. */
+int ism_act_location(const struct ism_redirect *rd, uint16_t listener_port, bool tls,
+		     const char *host, size_t host_len, const char *path, size_t path_len,
+		     uint32_t limit, struct ism_buf *out);
 
 /* The edit of field name (len bytes, any case) in e; NULL: none. */
 const struct ism_hdr_edit *ism_act_edit(const struct ism_hdr_edits *e, const char *name,

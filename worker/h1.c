@@ -130,23 +130,33 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 	return 1;
 }
 
-static int h1_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-		    bool close, const char *extra)
+static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
 {
 	struct ism_sess *s = st->sess;
+	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
+	uint32_t limit = 4096 + lr->body_len;
+	int ret = 0;
 
 	/* A request whose body was not read leaves the stream unparseable. */
-	if (close || w->draining || s->req.mode != ISM_BODY_NONE)
+	if (lr->close || w->draining || s->req.mode != ISM_BODY_NONE)
 		s->close_after = 1;
+	for (size_t i = 0; i < lr->n_hdrs; i++)
+		limit += (uint32_t)(lr->hdrs[i].name_len + lr->hdrs[i].value_len + 4);
 	s->out.len = 0;
-	if (ism_buf_printf(
-		&s->out, 4096 + (uint32_t)strlen(extra),
-		"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s%s"
-		"\r\n%s\n",
-		status, ism_http_reason(status), strlen(why) + 1, extra,
-		s->close_after ? "connection: close\r\n" : "", why) < 0)
+	ret |= ism_buf_printf(&s->out, limit, "HTTP/1.1 %d %s\r\n", lr->status,
+			      ism_http_reason(lr->status));
+	for (size_t i = 0; i < lr->n_hdrs; i++)
+		ret |= ism_buf_put_header(&s->out, &lr->hdrs[i], limit);
+	if (body)
+		ret |= ism_put_num_line(&s->out, "content-length: ", lr->body_len, 10, limit);
+	if (s->close_after)
+		ret |= ism_buf_append(&s->out, "connection: close\r\n", 19, limit);
+	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
+	if (body && !st->is_head)
+		ret |= ism_buf_append(&s->out, lr->body, lr->body_len, limit);
+	if (ret)
 		return -ENOMEM;
-	ism_debug("%s %d %s", s->peer, status, why);
+	ism_debug("%s %d %s", s->peer, lr->status, lr->why);
 	ism_sess_send(w, s, s->out.p, s->out.len, -1);
 	return 0;
 }

@@ -700,53 +700,46 @@ static int grpc_status_of(int status)
 	}
 }
 
-static int h2_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-		    bool close, const char *extra)
+static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
 {
 	struct ism_h2s *x = sp_of(st);
 	struct ism_h2nv nv;
 	char sts[8], clen[24], gs[8];
-	const char *p = extra;
+	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
+	uint32_t names = 64;
 
-	(void)close;
-	if (ism_h2nv_init(&nv, 64, (uint32_t)strlen(extra) + 64) < 0)
+	for (size_t i = 0; i < lr->n_hdrs; i++)
+		names += (uint32_t)lr->hdrs[i].name_len;
+	if (ism_h2nv_init(&nv, lr->n_hdrs + 4, names) < 0)
 		return -ENOMEM;
 	x->resp.b.len = x->resp.off = 0;
 	if (st->grpc) {
 		/* A gRPC client gets a gRPC error, trailers-only, as from Envoy. */
-		snprintf(gs, sizeof(gs), "%d", grpc_status_of(status));
+		snprintf(gs, sizeof(gs), "%d", grpc_status_of(lr->status));
 		ism_h2nv_add(&nv, ":status", 7, "200", 3);
 		ism_h2nv_add(&nv, "content-type", 12, "application/grpc", 16);
 		ism_h2nv_add(&nv, "grpc-status", 11, gs, strlen(gs));
-		ism_h2nv_add(&nv, "grpc-message", 12, why, strlen(why));
-		ism_debug("%s gRPC %s %s (HTTP/2 stream %d)", st->sess->peer, gs, why, x->id);
+		ism_h2nv_add(&nv, "grpc-message", 12, lr->why, strlen(lr->why));
+		ism_debug("%s gRPC %s %s (HTTP/2 stream %d)", st->sess->peer, gs, lr->why, x->id);
 		return submit(w, st, &nv, false);
 	}
-	snprintf(sts, sizeof(sts), "%d", status);
-	snprintf(clen, sizeof(clen), "%zu", strlen(why) + 1);
+	snprintf(sts, sizeof(sts), "%d", lr->status);
 	ism_h2nv_add(&nv, ":status", 7, sts, strlen(sts));
-	ism_h2nv_add(&nv, "content-type", 12, "text/plain", 10);
-	ism_h2nv_add(&nv, "content-length", 14, clen, strlen(clen));
-	/* extra: "name: value\r\n" lines */
-	while (*p) {
-		const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n"), *v;
-
-		if (colon == NULL || eol == NULL || colon > eol)
-			break;
-		v = colon + 1;
-		while (*v == ' ')
-			v++;
-		ism_h2nv_add(&nv, p, (size_t)(colon - p), v, (size_t)(eol - v));
-		p = eol + 2;
+	for (size_t i = 0; i < lr->n_hdrs; i++)
+		ism_h2nv_add(&nv, lr->hdrs[i].name, lr->hdrs[i].name_len, lr->hdrs[i].value,
+			     lr->hdrs[i].value_len);
+	if (body) {
+		snprintf(clen, sizeof(clen), "%u", lr->body_len);
+		ism_h2nv_add(&nv, "content-length", 14, clen, strlen(clen));
 	}
-	if (ism_buf_append(&x->resp.b, why, (uint32_t)strlen(why), UINT32_MAX) < 0 ||
-	    ism_buf_append(&x->resp.b, "\n", 1, UINT32_MAX) < 0) {
+	body = body && !st->is_head && lr->body_len > 0;
+	if (body && ism_buf_append(&x->resp.b, lr->body, lr->body_len, UINT32_MAX) < 0) {
 		ism_h2nv_free(&nv);
 		return -ENOMEM;
 	}
 	x->resp.end = 1;
-	ism_debug("%s %d %s (HTTP/2 stream %d)", st->sess->peer, status, why, x->id);
-	return submit(w, st, &nv, true);
+	ism_debug("%s %d %s (HTTP/2 stream %d)", st->sess->peer, lr->status, lr->why, x->id);
+	return submit(w, st, &nv, body);
 }
 
 static void h2_want_body(struct ism_wctx *w, struct ism_stream *st)

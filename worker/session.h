@@ -101,6 +101,18 @@ void ism_sess_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32
 
 /* ---- for the streams of the session: what they ask of its protocol ---- */
 
+/* A response made here: an error, a redirect, a route's direct response. */
+struct ism_local {
+	int status;
+	const char *why;  /* the reason, for the debug log (and a gRPC client's grpc-message) */
+	const char *body; /* sent as it is, with its content-length; not to a HEAD request,
+			     nor for a status without a body (204, 304) */
+	uint32_t body_len;
+	const struct ism_http_header *hdrs; /* the other fields (content-type, location ...) */
+	size_t n_hdrs;
+	bool close; /* HTTP/1.1: the connection closes after it */
+};
+
 struct ism_sess_ops {
 	/* An interim (1xx) response head, queued until flush or the final head. */
 	int (*interim)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp);
@@ -121,11 +133,9 @@ struct ism_sess_ops {
 	 * sends them, HTTP/1.1 drops them. 0 or -ENOMEM. */
 	int (*trailers)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
 			size_t n);
-	/* A response made here: status, why as the text body, extra header
-	 * lines ("name: value\r\n"...); close: the connection closes after it
-	 * (HTTP/1.1). 0, or -ENOMEM (nothing was sent). */
-	int (*local)(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-		     bool close, const char *extra);
+	/* A response made here (struct ism_local). 0, or -ENOMEM (nothing was
+	 * sent). */
+	int (*local)(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr);
 	/* Reads more of the request body (for ism_stream_req_data). */
 	void (*want_body)(struct ism_wctx *w, struct ism_stream *st);
 	/* The stream ended whole (answered, its request read or not); sp was

@@ -26,7 +26,7 @@
 #include "worker/upstream.h"
 
 static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-			 bool close, const char *extra);
+			 bool close);
 static void do_retry(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---------- lifecycle ---------- */
@@ -146,7 +146,7 @@ static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 {
 	if (atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) >= cl->pool.max_pending) {
 		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
-		stream_local(w, st, 503, "upstream overflow (maxConnections)", false, "");
+		stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
 		return;
 	}
 	atomic_fetch_add_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
@@ -381,7 +381,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
 	if (u == NULL) {
-		stream_local(w, st, 503, "upstream connect error", false, "");
+		stream_local(w, st, 503, "upstream connect error", false);
 		return;
 	}
 	st->up = u;
@@ -402,12 +402,12 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	if ((st->state != ISM_ST_BACKOFF && st->state != ISM_ST_WAITING) || st->waiting)
 		return;
 	if (cl == NULL) {
-		stream_local(w, st, 503, "configuration changed during a retry", false, "");
+		stream_local(w, st, 503, "configuration changed during a retry", false);
 		return;
 	}
 	ei = pick_endpoint(w, st, st->rs.ignore_previous ? st->prev_ep : UINT32_MAX);
 	if (ei < 0) {
-		stream_local(w, st, 503, "no healthy upstream", false, "");
+		stream_local(w, st, 503, "no healthy upstream", false);
 		return;
 	}
 	head = st->replay;
@@ -429,11 +429,11 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	if (retry)
 		schedule_retry(w, st);
 	else if (f == ISM_FAIL_CONNECT)
-		stream_local(w, st, 503, "upstream connect error", false, "");
+		stream_local(w, st, 503, "upstream connect error", false);
 	else if (f == ISM_FAIL_TIMEOUT)
-		stream_local(w, st, 504, "upstream timeout", true, "");
+		stream_local(w, st, 504, "upstream timeout", true);
 	else
-		stream_local(w, st, 502, "upstream connection closed", true, "");
+		stream_local(w, st, 502, "upstream connection closed", true);
 }
 
 /* ---------- the end of an exchange ---------- */
@@ -604,18 +604,19 @@ static void stream_cut(struct ism_wctx *w, struct ism_stream *st)
 	s->ops->abort(w, s, sp);
 }
 
-/* A response made here; extra: more header lines ("name: value\r\n"...). */
-static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-			 bool close, const char *extra)
+/* A response made here, lr; flags: the access log's reason code (NULL: none,
+ * a route's own answer). */
+static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr,
+			  const char *flags)
 {
 	wait_remove(w, st);
 	retry_done(w, st);
 	ism_buf_free(&st->replay);
-	if (status >= 500)
+	if (lr->status >= 500)
 		od_settle(w, st, ISM_FAIL_RESET);
 	st->od_pending = 0;
-	st->flags = flag_for(status, why);
-	ep_done(w, st, status >= 500);
+	st->flags = flags;
+	ep_done(w, st, lr->status >= 500);
 	if (st->up != NULL)
 		ism_up_abort(w, st);
 	if (st->sending || st->resp_started) {
@@ -623,20 +624,52 @@ static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, 
 		stream_cut(w, st);
 		return;
 	}
-	count_status(w, status);
-	if (status >= 400 && status < 500)
+	count_status(w, lr->status);
+	if (flags != NULL && lr->status >= 400 && lr->status < 500)
 		atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
-	st->status = (uint16_t)status;
+	st->status = (uint16_t)lr->status;
 	st->state = ISM_ST_LOCAL;
 	st->resp_started = 1;
 	st->resp_done = 1;
 	set_deadline(w, st, ISM_SDL_NONE, 0);
-	if (st->sess->ops->local(w, st, status, why, close, extra) < 0) {
+	if (st->sess->ops->local(w, st, lr) < 0) {
 		stream_cut(w, st);
 		return;
 	}
 	count_exchange(w, st);
 	st->sending = 1;
+}
+
+static const struct ism_http_header text_plain = {"content-type", 12, "text/plain", 10};
+
+/* An error answered here: why, a line of text, is its body; hdrs (n, may be
+ * 0): more fields. */
+static void stream_error(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+			 bool close, const struct ism_http_header *hdrs, size_t n)
+{
+	struct ism_http_header h[4] = {text_plain};
+	char body[256];
+	int len = snprintf(body, sizeof(body), "%s\n", why);
+
+	ISM_BUG_ON(n > 3);
+	for (size_t i = 0; i < n; i++)
+		h[1 + i] = hdrs[i];
+	stream_answer(w, st,
+		      &(struct ism_local){.status = status,
+					  .why = why,
+					  .body = body,
+					  .body_len = len < (int)sizeof(body) ? (uint32_t)len
+									      : sizeof(body) - 1,
+					  .hdrs = h,
+					  .n_hdrs = n + 1,
+					  .close = close},
+		      flag_for(status, why));
+}
+
+static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
+			 bool close)
+{
+	stream_error(w, st, status, why, close, NULL, 0);
 }
 
 /* ---------- the request ---------- */
@@ -718,15 +751,16 @@ static void https_redirect(struct ism_wctx *w, struct ism_stream *st,
 	char *loc = NULL;
 
 	if (req->host == NULL) {
-		stream_local(w, st, 400, "no Host to redirect to", true, "");
+		stream_local(w, st, 400, "no Host to redirect to", true);
 		return;
 	}
-	if (asprintf(&loc, "location: https://%.*s%.*s\r\n", (int)hl, req->host,
-		     (int)req->target_len, req->target) < 0) {
-		stream_local(w, st, 503, "out of memory", true, "");
+	if (asprintf(&loc, "https://%.*s%.*s", (int)hl, req->host, (int)req->target_len,
+		     req->target) < 0) {
+		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
-	stream_local(w, st, 301, "use https", false, loc);
+	stream_error(w, st, 301, "use https", false,
+		     &(struct ism_http_header){"location", 8, loc, strlen(loc)}, 1);
 	free(loc);
 }
 
@@ -751,7 +785,7 @@ void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_htt
 {
 	if (st->state == ISM_ST_NEW)
 		request_begin(w, st, req);
-	stream_local(w, st, status, why, true, "");
+	stream_local(w, st, status, why, true);
 }
 
 /* The virtual host of the request: on an HTTPS port, among those of the server
@@ -772,6 +806,66 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
 }
 
+/* The fields in[0..n) with edits e applied, in the worker's scratch (valid
+ * until its next use), *n_out of them; NULL without memory. */
+static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_hdr_edits *e,
+					   const struct ism_http_header *in, size_t n,
+					   size_t *n_out)
+{
+	size_t need = n + ism_act_n_values(e);
+
+	if (need > w->act_cap) {
+		struct ism_http_header *h = realloc(w->act_hdrs, need * sizeof(*h));
+
+		if (h == NULL)
+			return NULL;
+		w->act_hdrs = h;
+		w->act_cap = need;
+	}
+	*n_out = ism_act_apply(e, in, n, w->act_hdrs, need);
+	return w->act_hdrs;
+}
+
+/* A route's own answer: status, body (len bytes; NULL: none), the fields it
+ * makes (hdrs, n), then the route's response edits; no reason code. */
+static void route_answer(struct ism_wctx *w, struct ism_stream *st,
+			 const struct ism_route_actions *a, int status, const char *why,
+			 const char *body, uint32_t len, const struct ism_http_header *hdrs,
+			 size_t n)
+{
+	struct ism_local lr = {.status = status, .why = why, .body = body, .body_len = len};
+
+	lr.hdrs = edit_fields(w, &a->resp, hdrs, n, &lr.n_hdrs);
+	if (lr.hdrs == NULL) {
+		stream_local(w, st, 503, "out of memory", false);
+		return;
+	}
+	stream_answer(w, st, &lr, NULL);
+}
+
+/* A route's redirect: Location as Envoy writes it, no body. */
+static void redirect(struct ism_wctx *w, struct ism_stream *st, const struct ism_route_actions *a,
+		     const struct ism_http_req *req, uint16_t port, bool tls)
+{
+	const uint32_t limit = w->table->limits.max_request_header_bytes;
+	struct ism_buf *path = &w->act_path, *loc = &w->act_orig;
+	int n;
+
+	if (req->host == NULL && a->redirect.authority.len == 0) {
+		stream_local(w, st, 400, "no Host to redirect to", true);
+		return;
+	}
+	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
+				 req->path_len, req->query, req->query_len, limit, path);
+	if (n < 0 || ism_act_location(&a->redirect, port, tls, req->host, req->host_len, path->p,
+				      path->len, limit, loc) < 0) {
+		stream_local(w, st, 500, "redirect location too long", false);
+		return;
+	}
+	route_answer(w, st, a, a->redirect.code, "redirect", NULL, 0,
+		     &(struct ism_http_header){"location", 8, loc->p, loc->len}, 1);
+}
+
 /* The path rewrite of route action a: req's path becomes the one the upstream
  * gets, ed the original. false when the stream was answered instead. */
 static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
@@ -787,7 +881,7 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 	    (req->query != NULL &&
 	     (ism_buf_append(orig, "?", 1, limit) < 0 ||
 	      ism_buf_append(orig, req->query, (uint32_t)req->query_len, limit) < 0))) {
-		stream_local(w, st, 500, "path too long to rewrite", false, "");
+		stream_local(w, st, 500, "path too long to rewrite", false);
 		return false;
 	}
 	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
@@ -798,7 +892,7 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 		stream_local(w, st, 500,
 			     n == -EAGAIN ? "rewrite regex reached its match limit"
 					  : "rewritten path too long",
-			     false, "");
+			     false);
 		return false;
 	}
 	ed->orig_path = orig->p;
@@ -831,7 +925,7 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	if (da != NULL && da->resp.n > 0) {
 		st->resp_edits = ism_act_edits_dup(&da->resp);
 		if (st->resp_edits == NULL) {
-			stream_local(w, st, 503, "out of memory", false, "");
+			stream_local(w, st, 503, "out of memory", false);
 			return false;
 		}
 	}
@@ -883,22 +977,26 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	if (r == NULL && ism_router_limit_hit(w->rs)) {
 		/* Not "no route": a regex could not decide within its bound. */
 		atomic_fetch_add_explicit(&w->st->regex_limit, 1, memory_order_relaxed);
-		stream_local(w, st, 500, "route regex reached its match limit", false, "");
+		stream_local(w, st, 500, "route regex reached its match limit", false);
 		return;
 	}
 	if (r == NULL) {
-		stream_local(w, st, 404, "no route", false, "");
+		stream_local(w, st, 404, "no route", false);
+		return;
+	}
+	if (r->act != NULL && r->act->kind == ISM_ROUTE_REDIRECT) {
+		redirect(w, st, r->act, req, l->port, tls);
 		return;
 	}
 	d = ism_router_pick(r, ism_w_rand(w));
 	if (d == NULL || d->cluster >= t->n_clusters) {
-		stream_local(w, st, 503, "no destination", false, "");
+		stream_local(w, st, 503, "no destination", false);
 		return;
 	}
 	cl = &t->clusters[d->cluster];
 	st->cluster = d->cluster;
 	if (!request_admitted(st, cl)) {
-		stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false, "");
+		stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false);
 		return;
 	}
 	/* HTTP/2 frames the body itself: it goes as it came, never chunked. */
@@ -913,7 +1011,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	}
 	ei = pick_endpoint(w, st, UINT32_MAX);
 	if (ei < 0) {
-		stream_local(w, st, 503, "no healthy upstream", false, "");
+		stream_local(w, st, 503, "no healthy upstream", false);
 		return;
 	}
 	if (cl->tls.mode != ISM_TLS_NONE) {
@@ -935,7 +1033,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		0 ||
 	    ism_up_body_into(st, &head, body, len, req_done) < 0) {
 		ism_buf_free(&head);
-		stream_local(w, st, 431, "request head too large", true, "");
+		stream_local(w, st, 431, "request head too large", true);
 		return;
 	}
 	dispatch(w, st, cl, &cl->endpoints[ei], &head);
@@ -967,7 +1065,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	ret = ism_up_req_data(w, st, p, len, bid, done);
 	st->req_streamed = !ism_up_replayable(st);
 	if (ret < 0) {
-		stream_local(w, st, 503, "out of memory", true, "");
+		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
 	if (ret == 0 && !done)
@@ -1022,20 +1120,9 @@ static const struct ism_http_resp *edited(struct ism_wctx *w, const struct ism_h
 					  const struct ism_http_resp *resp,
 					  struct ism_http_resp *copy)
 {
-	size_t need = resp->n_headers + ism_act_n_values(e);
-
-	if (need > w->act_cap) {
-		struct ism_http_header *h = realloc(w->act_hdrs, need * sizeof(*h));
-
-		if (h == NULL)
-			return NULL;
-		w->act_hdrs = h;
-		w->act_cap = need;
-	}
 	*copy = *resp;
-	copy->headers = w->act_hdrs;
-	copy->n_headers = ism_act_apply(e, resp->headers, resp->n_headers, w->act_hdrs, need);
-	return copy;
+	copy->headers = edit_fields(w, e, resp->headers, resp->n_headers, &copy->n_headers);
+	return copy->headers != NULL ? copy : NULL;
 }
 
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
@@ -1063,12 +1150,12 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	}
 	st->status = (uint16_t)resp->status;
 	if (st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) {
-		stream_local(w, st, 503, "out of memory", true, "");
+		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
 	if (st->sess->ops->head(w, st, resp, mode, body, len, done) < 0) {
 		st->od_pending = 0;
-		stream_local(w, st, 502, "upstream response head too large", true, "");
+		stream_local(w, st, 502, "upstream response head too large", true);
 		return;
 	}
 	count_status(w, resp->status);
@@ -1159,7 +1246,7 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 	nu = ism_up_start(w, st, cl, st->ep, &head, true, &full);
 	ism_buf_free(&head);
 	if (nu == NULL) {
-		stream_local(w, st, 503, "upstream connect error", false, "");
+		stream_local(w, st, 503, "upstream connect error", false);
 		return true;
 	}
 	st->up = nu;
@@ -1188,7 +1275,7 @@ void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *wh
 		stream_cut(w, st);
 		return;
 	}
-	stream_local(w, st, 502, why, true, "");
+	stream_local(w, st, 502, why, true);
 }
 
 /* ---------- timers ---------- */
@@ -1214,8 +1301,8 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 	switch ((enum ism_stream_deadline)st->deadline_kind) {
 	case ISM_SDL_CONNECT:
 		if (st->waiting) {
-			stream_local(w, st, 503, "upstream overflow (no connection in time)", false,
-				     "");
+			stream_local(w, st, 503, "upstream overflow (no connection in time)",
+				     false);
 			return;
 		}
 		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Integration tests of the VirtualService route actions (issue 12): rewrite
 (uri after a prefix, exact or regex match, uriRegexRewrite, authority, and
-x-envoy-original-path upstream and in the access log), with HTTP/1.1 and
-HTTP/2 clients and HTTP/1.1 and HTTP/2 upstreams.
+x-envoy-original-path upstream and in the access log), headers (set, add,
+remove on requests and responses, route and destination), redirect (answered
+by isthmus, Location as Envoy writes it), with HTTP/1.1 and HTTP/2 clients and
+HTTP/1.1 and HTTP/2 upstreams.
 
 The C test upstream answers "NAME TARGET" by default and sends the request head
 it received back on /headers; h2_upstream.py reports the request it got as JSON.
@@ -30,8 +32,8 @@ def dest(host=SVC):
 def setup(env, http_yaml, app_extra="", h2_port=None):
     """The C upstream "up" behind SVC (and h2_upstream.py behind H2SVC when
     h2_port is given); the gateway with the VirtualService routes http_yaml.
-    Returns the gateway port."""
-    up = env.upstream(["127.0.0.2:0=up"], name="up")["up"]
+    Returns the gateway port; env.up_port is the upstream's."""
+    up = env.up_port = env.upstream(["127.0.0.2:0=up"], name="up")["up"]
     gw = free_port()
     parts = [appliance(env, extra=app_extra), gateway(gw), virtual_service("vs", ["*"], http_yaml),
              service_entry("svc", SVC, [{"address": "127.0.0.2", "port": up}])]
@@ -229,3 +231,66 @@ def headers_h2(env):
         rep = info(body)
         check([v for k, v in rep["headers"] if k == "x-a"] == ["1"], f"{client} to the HTTP/2 upstream: {rep}")
         check("\nx-extra: 1" in head.lower(), f"{client}: response head from the HTTP/2 upstream: {head!r}")
+
+
+# --------------------------------------------------------------------------- redirect
+
+REDIRECTS = (
+    "  - match: [{uri: {prefix: /old/}}]\n"
+    "    redirect: {uri: /new, redirectCode: 308}\n"
+    "    headers: {response: {set: {x-r: \"1\"}}}\n"
+    "  - match: [{uri: {prefix: /pre/}}]\n    redirect: {prefixRewrite: /post/}\n"
+    "  - match: [{uri: {prefix: /secure/}}]\n    redirect: {scheme: https, derivePort: FROM_PROTOCOL_DEFAULT}\n"
+    "  - match: [{uri: {prefix: /moved/}}]\n"
+    "    redirect: {authority: new.example, derivePort: FROM_REQUEST_PORT, redirectCode: 302}\n"
+    "  - " + dest()[4:])
+
+
+def upstream_count(env):
+    return int(env.ctl("127.0.0.2", env.up_port, "count"))
+
+
+@_test
+def redirect(env):
+    """A 308 with Location http://host/new?query (uri replaces the whole path,
+    the query kept), no body, the route's response headers, and no upstream
+    request; prefixRewrite, scheme with derivePort FROM_PROTOCOL_DEFAULT (Envoy's
+    port rules: :80 goes with the scheme change, :8080 stays), authority with
+    FROM_REQUEST_PORT (the listener's port) and redirectCode 302; a HEAD gets the
+    same head and the connection stays usable; the access log has the line."""
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_HOST% %REQ(:PATH)%"
+    gw = setup(env, REDIRECTS, app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    for path, host, status, loc in (
+            ("/old/x?q=1", "test.local", 308, "http://test.local/new?q=1"),
+            ("/pre/a/b?c", "test.local", 301, "http://test.local/post/a/b?c"),
+            ("/secure/x", "shop.example:80", 301, "https://shop.example/secure/x"),
+            ("/secure/x", "shop.example:8080", 301, "https://shop.example:8080/secure/x"),
+            ("/moved/x", "test.local", 302, f"http://new.example:{gw}/moved/x")):
+        r = env.get(path, host=host)
+        check(r.status == status and r.header("location") == loc and r.body == b"" and
+              r.header("content-length") == "0",
+              f"GET {path} (Host {host}): want {status} to {loc}, got {r}")
+    check(r.header("x-r") is None, f"another route's response headers: {r.headers}")
+    r = env.get("/old/x")
+    check(r.header_all("x-r") == ["1"], f"the redirect's response headers: {r.headers}")
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("HEAD", "/old/x")
+        check(r.status == 308 and r.header("location") == "http://test.local/new", f"HEAD: {r}")
+        r = c.request("GET", "/plain")
+        check(r.status == 200 and r.body.decode().strip() == "up /plain", f"GET after the HEAD: {r}")
+    check(upstream_count(env) == 1, f"the upstream got {upstream_count(env)} requests, want 1 (/plain)")
+    got = poll(lambda: file_lines(log) if len(file_lines(log)) >= 8 else None, 5, what="eight log lines")
+    check("308 - - /old/x?q=1" in got and "302 - - /moved/x" in got, f"access log: {got}")
+
+
+@_test
+def redirect_h2(env):
+    """The redirect to an HTTP/2 client: the same status and Location."""
+    need_tools("curl")
+    gw = setup(env, REDIRECTS)
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                            f"http://127.0.0.1:{gw}/old/x?q=1"], timeout=20)
+    head = out.lower()
+    check(rc == 0 and head.startswith("http/2 308") and f"\nlocation: http://127.0.0.1:{gw}/new?q=1" in head
+          and "\nx-r: 1" in head, f"h2 redirect: rc {rc} {out!r} {err}")

@@ -187,6 +187,82 @@ static void test_rewrite_limits(void **state)
 	free_rw(&slow);
 }
 
+/* Envoy's newUri with Istio's port rules, for a request to host over tls. */
+static const char *location(const struct ism_redirect *rd, uint16_t port, bool tls,
+			    const char *host, const char *path)
+{
+	static char buf[512];
+
+	assert_int_equal(
+	    ism_act_location(rd, port, tls, host, strlen(host), path, strlen(path), 4096, &out), 0);
+	snprintf(buf, sizeof(buf), "%.*s", (int)out.len, out.p);
+	return buf;
+}
+
+static void test_location(void **state)
+{
+	struct ism_redirect none = {.code = 301};
+	struct ism_redirect https = {.code = 301, .scheme = S("https")};
+	struct ism_redirect https443 = {.code = 301, .scheme = S("https"), .port = 443};
+	struct ism_redirect http = {.code = 301, .scheme = S("http")};
+	struct ism_redirect port = {.code = 301, .port = 8443};
+	struct ism_redirect port80 = {.code = 301, .port = 80};
+	struct ism_redirect from_req = {
+	    .code = 301, .authority = S("b.example"), .port_from_request = 1};
+	struct ism_redirect auth = {.code = 301, .authority = S("b.example")};
+
+	(void)state;
+	assert_string_equal(location(&none, 80, false, "a.example:8080", "/x?q"),
+			    "http://a.example:8080/x?q");
+	assert_string_equal(location(&none, 443, true, "a.example", "/x"), "https://a.example/x");
+	/* Another scheme: the port the old one implies goes, another stays. */
+	assert_string_equal(location(&https, 80, false, "a.example:80", "/x"),
+			    "https://a.example/x");
+	assert_string_equal(location(&https, 80, false, "a.example:8080", "/x"),
+			    "https://a.example:8080/x");
+	assert_string_equal(location(&http, 443, true, "a.example:443", "/x"),
+			    "http://a.example/x");
+	assert_string_equal(location(&http, 443, true, "a.example:80", "/x"),
+			    "http://a.example:80/x");
+	/* A port replaces the request's; Istio leaves out :443 over https and :80
+	 * over http (and the request's port then stays, as Envoy keeps it). */
+	assert_string_equal(location(&port, 80, false, "a.example:8080", "/x"),
+			    "http://a.example:8443/x");
+	assert_string_equal(location(&https443, 80, false, "a.example:8080", "/x"),
+			    "https://a.example:8080/x");
+	assert_string_equal(location(&https443, 80, false, "a.example:80", "/x"),
+			    "https://a.example/x");
+	assert_string_equal(location(&port80, 80, false, "a.example", "/x"), "http://a.example/x");
+	assert_string_equal(location(&port, 80, false, "[::1]:8080", "/x"), "http://[::1]:8443/x");
+	assert_string_equal(location(&port, 80, false, "[::1]", "/x"), "http://[::1]:8443/x");
+	/* The authority replaces the host and its port. */
+	assert_string_equal(location(&auth, 8080, false, "a.example:8080", "/x"),
+			    "http://b.example/x");
+	assert_string_equal(location(&from_req, 8080, false, "a.example", "/x"),
+			    "http://b.example:8080/x");
+	/* No redirect: the request's own URL (a direct 3xx answer). */
+	assert_string_equal(location(NULL, 80, false, "a.example:81", "/p?q"),
+			    "http://a.example:81/p?q");
+}
+
+/* The path of a redirect: uri replaces the path (its own query replaces the
+ * request's), prefixRewrite the matched prefix, none keeps it. */
+static void test_redirect_path(void **state)
+{
+	struct ism_path_rewrite repl = {.kind = ISM_PATH_REPLACE, .value = S("/new")};
+	struct ism_path_rewrite repl_q = {.kind = ISM_PATH_REPLACE, .value = S("/new?a=1")};
+	struct ism_path_rewrite keep = {.kind = ISM_PATH_KEEP};
+	struct ism_path_rewrite pre = prefix_rw("/post/");
+	struct ism_match m = {.uri = {.kind = ISM_SM_PREFIX, .s = S("/pre/")}};
+
+	(void)state;
+	assert_string_equal(rewrite(&repl, &m, "/pre/x?q=1"), "/new?q=1");
+	assert_string_equal(rewrite(&repl_q, &m, "/pre/x?q=1"), "/new?a=1");
+	assert_string_equal(rewrite(&repl_q, &m, "/pre/x"), "/new?a=1");
+	assert_string_equal(rewrite(&keep, &m, "/pre/x?q=1"), "/pre/x?q=1");
+	assert_string_equal(rewrite(&pre, &m, "/pre/x?q=1"), "/post/x?q=1");
+}
+
 #define H(n, v)                                                                                    \
 	{                                                                                          \
 		(n), sizeof(n) - 1, (v), sizeof(v) - 1                                             \
@@ -243,10 +319,9 @@ static void test_header_edits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_prefix_rewrite),
-	    cmocka_unit_test(test_regex_rewrite),
-	    cmocka_unit_test(test_rewrite_limits),
-	    cmocka_unit_test(test_header_edits),
+	    cmocka_unit_test(test_prefix_rewrite), cmocka_unit_test(test_regex_rewrite),
+	    cmocka_unit_test(test_rewrite_limits), cmocka_unit_test(test_header_edits),
+	    cmocka_unit_test(test_location),	   cmocka_unit_test(test_redirect_path),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1588,7 +1588,7 @@ struct bad {
 
 /* APP is lines 1-6, GW_DOC lines 7-12, the VirtualService lines 13-21; its first
  * route entry is line 22. */
-#define VS_HEAD                                                                                    \
+#define VS_HTTP                                                                                    \
 	APP GW_DOC "---\n"                                                                         \
 		   "apiVersion: networking.istio.io/v1\n"                                          \
 		   "kind: VirtualService\n"                                                        \
@@ -1596,8 +1596,8 @@ struct bad {
 		   "spec:\n"                                                                       \
 		   "  hosts: [\"*\"]\n"                                                            \
 		   "  gateways: [default/gw]\n"                                                    \
-		   "  http:\n"                                                                     \
-		   "  - route:\n"
+		   "  http:\n"
+#define VS_HEAD VS_HTTP "  - route:\n"
 
 #define VS_FIELD "VirtualService shop/vs: "
 
@@ -1783,6 +1783,29 @@ static const struct bad bads[] = {
     {"header name",
      VS_HEAD "    - destination: {host: a.b}\n    headers: {response: {add: {\"x a\": b}}}\n", 23,
      32, VS_FIELD "spec.http[0].headers.response.add.x a", "not a field name"},
+    {"route and redirect", VS_HEAD "    - destination: {host: a.b}\n    redirect: {uri: /x}\n", 23,
+     5, VS_FIELD "spec.http[0].redirect",
+     "only one of route, redirect, directResponse, delegate may be set"},
+    {"rewrite and redirect", VS_HTTP "  - redirect: {uri: /x}\n    rewrite: {uri: /y}\n", 22, 5,
+     VS_FIELD "spec.http[0].rewrite", "cannot be combined with redirect or directResponse"},
+    {"empty redirect", VS_HTTP "  - redirect: {}\n", 21, 15, VS_FIELD "spec.http[0].redirect",
+     "must set uri, prefixRewrite, authority, scheme, port or derivePort"},
+    {"redirect code 300", VS_HTTP "  - redirect: {uri: /x, redirectCode: 300}\n", 21, 39,
+     VS_FIELD "spec.http[0].redirect.redirectCode", "must be 301, 302, 303, 307 or 308"},
+    {"redirect code 200", VS_HTTP "  - redirect: {uri: /x, redirectCode: 200}\n", 21, 39,
+     VS_FIELD "spec.http[0].redirect.redirectCode", "between 300 and 399"},
+    {"redirect scheme", VS_HTTP "  - redirect: {scheme: ftp}\n", 21, 24,
+     VS_FIELD "spec.http[0].redirect.scheme", "unknown value \"ftp\"; expected http or https"},
+    {"redirect port and derivePort",
+     VS_HTTP "  - redirect: {port: 81, derivePort: FROM_REQUEST_PORT}\n", 21, 26,
+     VS_FIELD "spec.http[0].redirect.derivePort", "only one of port, derivePort may be set"},
+    {"redirect uri and prefixRewrite", VS_HTTP "  - redirect: {uri: /a, prefixRewrite: /b}\n", 21,
+     25, VS_FIELD "spec.http[0].redirect.prefixRewrite", "only one of uri, prefixRewrite"},
+    {"prefixRewrite after exact",
+     VS_HTTP "  - match: [{uri: {prefix: /a}}, {uri: {exact: /b}}]\n"
+	     "    redirect: {prefixRewrite: /c}\n",
+     22, 16, VS_FIELD "spec.http[0].redirect.prefixRewrite",
+     "needs every uri match to be a prefix match (match[1].uri is not)"},
     {"bad route timeout", VS_HEAD "    - destination: {host: a.b}\n    timeout: 1x\n", 23, 14,
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
@@ -2131,6 +2154,47 @@ static void test_headers(void **state)
 	assert_null(r[2].act);
 }
 
+/* redirect: an answer made here, compiled into the route (no destination). */
+static void test_redirect(void **state)
+{
+	static const char yaml[] =
+	    VS_HTTP "  - match: [{uri: {prefix: /old/}}]\n"
+		    "    redirect: {uri: /new, redirectCode: 308}\n"
+		    "    headers: {response: {set: {x-r: \"1\"}}, request: {set: {x-q: \"1\"}}}\n"
+		    "  - match: [{uri: {prefix: /pre/}}]\n"
+		    "    redirect:\n"
+		    "      prefixRewrite: /post/\n"
+		    "      scheme: https\n"
+		    "      port: 8443\n"
+		    "  - redirect: {authority: b.example, derivePort: FROM_REQUEST_PORT}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r = t->listeners[0].vhosts[0].routes;
+	const struct ism_route_actions *a;
+
+	a = r[0].act;
+	assert_non_null(a);
+	assert_int_equal(r[0].n_dest, 0);
+	assert_int_equal(a->kind, ISM_ROUTE_REDIRECT);
+	assert_int_equal(a->redirect.code, 308);
+	assert_int_equal(a->path.kind, ISM_PATH_REPLACE);
+	assert_string_equal(a->path.value.p, "/new");
+	assert_int_equal(a->resp.n, 1);
+	assert_string_equal(a->resp.e[0].name.p, "x-r");
+	a = r[1].act;
+	assert_int_equal(a->redirect.code, 301);
+	assert_int_equal(a->path.kind, ISM_PATH_PREFIX);
+	assert_string_equal(a->redirect.scheme.p, "https");
+	assert_int_equal(a->redirect.port, 8443);
+	assert_int_equal(a->redirect.port_from_request, 0);
+	assert_int_equal(a->resp.n, 0);
+	a = r[2].act;
+	assert_int_equal(a->path.kind, ISM_PATH_KEEP);
+	assert_string_equal(a->redirect.authority.p, "b.example");
+	assert_int_equal(a->redirect.scheme.len, 0);
+	assert_int_equal(a->redirect.port_from_request, 1);
+}
+
 static void test_invalid(void **state)
 {
 	struct fx *f = *state;
@@ -2322,6 +2386,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_redirect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
