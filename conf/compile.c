@@ -1252,7 +1252,7 @@ static const struct ism_route_actions *compile_actions(struct cbuild *b,
 	const struct ism_cm_redirect *rd = &r->redirect;
 	struct ism_route_actions *a;
 
-	if (r->rewrite.uri == NULL && r->rewrite.re == NULL && !rd->set)
+	if (r->rewrite.uri == NULL && r->rewrite.re == NULL && !rd->set && !r->direct.set)
 		return NULL;
 	a = ANEW(b, 1, struct ism_route_actions);
 	if (a == NULL)
@@ -1266,8 +1266,15 @@ static const struct ism_route_actions *compile_actions(struct cbuild *b,
 		    .port_from_request = rd->port_from_request,
 		    .scheme = rd->scheme ? astr(b, rd->scheme) : (struct ism_str){"", 0},
 		    .authority = rd->authority ? astr(b, rd->authority) : (struct ism_str){"", 0}};
-		a->resp = compose_edits(b, &r->headers.resp, NULL, true);
 	}
+	if (r->direct.set) {
+		a->kind = ISM_ROUTE_DIRECT;
+		a->direct =
+		    (struct ism_direct){.status = (uint16_t)r->direct.status,
+					.body = astrn(b, r->direct.body, r->direct.body_len)};
+	}
+	if (a->kind != ISM_ROUTE_FORWARD)
+		a->resp = compose_edits(b, &r->headers.resp, NULL, true);
 	return a;
 }
 

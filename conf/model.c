@@ -1641,6 +1641,120 @@ static void parse_redirect(struct ism_vctx *v, const struct ism_node *route, str
 	ism_v_pop(v, old);
 }
 
+/* --- directResponse --- */
+
+/* Istio's limits on a direct response's body (pkg/config/validation). */
+#define DIRECT_BODY_MAX	 (1u << 20)
+#define DIRECT_BODY_WARN (100u << 10)
+
+/* The value of base64 digit c (standard or URL-safe alphabet), or -1. */
+static int b64_digit(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes base64 s (len bytes; padding optional, as protobuf's JSON reads
+ * bytes) into out (room for len / 4 * 3 + 3 bytes). The decoded length, or
+ * -1 when s is not base64. */
+static ssize_t b64_decode(const char *s, size_t len, unsigned char *out)
+{
+	size_t n = 0, pad = 0;
+	uint32_t acc = 0;
+
+	while (len > 0 && s[len - 1] == '=' && pad < 2) {
+		len--;
+		pad++;
+	}
+	if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0))
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		int d = b64_digit(s[i]);
+
+		if (d < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)d;
+		if (i % 4 == 3) {
+			out[n++] = (unsigned char)(acc >> 16);
+			out[n++] = (unsigned char)(acc >> 8);
+			out[n++] = (unsigned char)acc;
+			acc = 0;
+		}
+	}
+	if (len % 4 == 2) {
+		out[n++] = (unsigned char)(acc >> 4);
+	} else if (len % 4 == 3) {
+		out[n++] = (unsigned char)(acc >> 10);
+		out[n++] = (unsigned char)(acc >> 2);
+	}
+	return (ssize_t)n;
+}
+
+/* body: string (as written) or bytes (base64). */
+static void parse_direct_body(struct ism_vctx *v, const struct ism_node *dr,
+			      struct ism_cm_direct *d)
+{
+	static const char *const keys[] = {"string", "bytes", NULL};
+	const struct ism_node *n = ism_v_node(v, dr, "body", false, ISM_NODE_MAP);
+	const struct ism_node *s, *b;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".body");
+	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
+		ism_v_err(v, n, "must set string or bytes");
+	one_of(v, n, keys, "string, bytes");
+	s = ism_v_node(v, n, "string", false, ISM_NODE_SCALAR);
+	b = ism_v_node(v, n, "bytes", false, ISM_NODE_SCALAR);
+	if (s != NULL) {
+		d->body = s->str;
+		d->body_len = s->len;
+	} else if (b != NULL) {
+		unsigned char *out = ism_v_alloc(v, b->len / 4 * 3 + 3, 1);
+		ssize_t len = out != NULL ? b64_decode(b->str, b->len, out) : 0;
+
+		if (len < 0) {
+			value_err(v, n, "bytes", "must be base64 (RFC 4648, padding optional)");
+			len = 0;
+		}
+		d->body = (const char *)out;
+		d->body_len = (size_t)len;
+	}
+	if (d->body_len > DIRECT_BODY_MAX)
+		ism_v_err(v, n, "must be at most 1 MiB (it has %zu bytes), as Istio validates it",
+			  d->body_len);
+	else if (d->body_len > DIRECT_BODY_WARN)
+		ism_v_warn(v, n, "a body over 100 KiB (%zu bytes): Istio warns the same",
+			   d->body_len);
+	ism_v_pop(v, old);
+}
+
+static void parse_direct(struct ism_vctx *v, const struct ism_node *route, struct ism_cm_direct *d)
+{
+	static const char *const keys[] = {"status", "body", NULL};
+	const struct ism_node *n = ism_v_node(v, route, "directResponse", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	d->set = true;
+	old = ism_v_push(v, ".directResponse");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_u32(v, n, "status", true, 200, 599, &d->status);
+	parse_direct_body(v, n, d);
+	ism_v_pop(v, old);
+}
+
 /* Istio's rules between a route's ways of answering: one of route, redirect,
  * directResponse and delegate; no rewrite with an answer made here. */
 static void route_conflicts(struct ism_vctx *v, const struct ism_node *n)
@@ -1668,10 +1782,10 @@ static bool answers_itself(const struct ism_node *n)
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name",    "match",	 "route",    "timeout", "retries",
-					   "rewrite", "headers", "redirect", NULL};
-	static const char *const unimpl[] = {"directResponse",
-					     "delegate",
+	static const char *const keys[] = {"name",	     "match",	"route",   "timeout",
+					   "retries",	     "rewrite", "headers", "redirect",
+					   "directResponse", NULL};
+	static const char *const unimpl[] = {"delegate",
 					     "fault",
 					     "mirror",
 					     "mirrorPercentage",
@@ -1710,6 +1824,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		ism_v_pop(v, old);
 	}
 	parse_redirect(v, n, r);
+	parse_direct(v, n, &r->direct);
 	route_conflicts(v, n);
 	/* Istio: a route forwards (route), redirects, answers (directResponse)
 	 * or delegates; only the first needs destinations. */

@@ -92,6 +92,14 @@ struct ism_cm_redirect {
 	uint32_t code;		/* 301 by default */
 };
 
+/* HTTPDirectResponse. */
+struct ism_cm_direct {
+	bool set;
+	uint32_t status;
+	const char *body; /* body.string, or body.bytes decoded; NULL: none */
+	size_t body_len;
+};
+
 struct ism_cm_route {
 	const char *name; /* NULL: "<ns>/<vs>#<index>" is made at compilation */
 	size_t n_match;
@@ -104,6 +112,7 @@ struct ism_cm_route {
 	struct ism_cm_rewrite rewrite;
 	struct ism_cm_headers headers;
 	struct ism_cm_redirect redirect;
+	struct ism_cm_direct direct;
 };
 
 struct ism_cm_vs {

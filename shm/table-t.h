@@ -141,6 +141,13 @@ struct ism_hdr_edits {
 enum ism_route_kind {
 	ISM_ROUTE_FORWARD = 0, /* to its destinations */
 	ISM_ROUTE_REDIRECT,    /* answered with a redirect */
+	ISM_ROUTE_DIRECT,      /* answered with its direct response */
+};
+
+/* Istio HTTPDirectResponse. */
+struct ism_direct {
+	uint16_t status;     /* 200..599 */
+	struct ism_str body; /* any bytes; len 0: no body */
 };
 
 /* Istio HTTPRedirect, as Istio has Envoy send it: Location is scheme "://"
@@ -161,6 +168,7 @@ struct ism_route_actions {
 	 * prefixRewrite; ISM_PATH_KEEP: the request's) */
 	struct ism_path_rewrite path;
 	struct ism_redirect redirect;
+	struct ism_direct direct;
 	struct ism_hdr_edits resp; /* the route's response edits, on the answers made here */
 };
 

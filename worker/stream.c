@@ -866,6 +866,31 @@ static void redirect(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		     &(struct ism_http_header){"location", 8, loc->p, loc->len}, 1);
 }
 
+/* A route's direct response: its status and body (text/plain when it has
+ * one, as Envoy's local replies), and, as Envoy gives a direct 201 or 3xx
+ * answer, the request's own URL as Location. */
+static void direct_response(struct ism_wctx *w, struct ism_stream *st,
+			    const struct ism_route_actions *a, const struct ism_http_req *req,
+			    uint16_t port, bool tls)
+{
+	static const struct ism_path_rewrite keep = {.kind = ISM_PATH_KEEP};
+	const uint32_t limit = w->table->limits.max_request_header_bytes;
+	const struct ism_direct *dr = &a->direct;
+	struct ism_buf *path = &w->act_path, *loc = &w->act_orig;
+	struct ism_http_header h[2];
+	size_t n = 0;
+
+	if (dr->body.len > 0)
+		h[n++] = text_plain;
+	if ((dr->status == 201 || dr->status / 100 == 3) && req->host != NULL &&
+	    ism_act_rewrite_path(w->rs, &keep, NULL, req->path, req->path_len, req->query,
+				 req->query_len, limit, path) >= 0 &&
+	    ism_act_location(NULL, port, tls, req->host, req->host_len, path->p, path->len, limit,
+			     loc) == 0)
+		h[n++] = (struct ism_http_header){"location", 8, loc->p, loc->len};
+	route_answer(w, st, a, dr->status, "direct response", dr->body.p, dr->body.len, h, n);
+}
+
 /* The path rewrite of route action a: req's path becomes the one the upstream
  * gets, ed the original. false when the stream was answered instead. */
 static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
@@ -984,9 +1009,15 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		stream_local(w, st, 404, "no route", false);
 		return;
 	}
-	if (r->act != NULL && r->act->kind == ISM_ROUTE_REDIRECT) {
+	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
+	case ISM_ROUTE_REDIRECT:
 		redirect(w, st, r->act, req, l->port, tls);
 		return;
+	case ISM_ROUTE_DIRECT:
+		direct_response(w, st, r->act, req, l->port, tls);
+		return;
+	case ISM_ROUTE_FORWARD:
+		break;
 	}
 	d = ism_router_pick(r, ism_w_rand(w));
 	if (d == NULL || d->cluster >= t->n_clusters) {

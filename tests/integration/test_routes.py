@@ -3,8 +3,9 @@
 (uri after a prefix, exact or regex match, uriRegexRewrite, authority, and
 x-envoy-original-path upstream and in the access log), headers (set, add,
 remove on requests and responses, route and destination), redirect (answered
-by isthmus, Location as Envoy writes it), with HTTP/1.1 and HTTP/2 clients and
-HTTP/1.1 and HTTP/2 upstreams.
+by isthmus, Location as Envoy writes it), directResponse (status, body, its
+length, HEAD), with HTTP/1.1 and HTTP/2 clients and HTTP/1.1 and HTTP/2
+upstreams; and the examples of Istio's VirtualService reference.
 
 The C test upstream answers "NAME TARGET" by default and sends the request head
 it received back on /headers; h2_upstream.py reports the request it got as JSON.
@@ -294,3 +295,135 @@ def redirect_h2(env):
     head = out.lower()
     check(rc == 0 and head.startswith("http/2 308") and f"\nlocation: http://127.0.0.1:{gw}/new?q=1" in head
           and "\nx-r: 1" in head, f"h2 redirect: rc {rc} {out!r} {err}")
+
+
+# --------------------------------------------------------------------------- directResponse
+
+DIRECT = (
+    "  - match: [{uri: {exact: /v1/getProductRatings}}]\n"
+    "    directResponse: {status: 503, body: {string: \"unknown error\"}}\n"
+    "  - match: [{uri: {exact: /json}}]\n"
+    "    directResponse: {status: 200, body: {string: \"{\\\"error\\\": \\\"unknown error\\\"}\"}}\n"
+    "    headers: {response: {set: {content-type: application/json}, add: {x-d: \"1\"}}}\n"
+    "  - match: [{uri: {exact: /bytes}}]\n"
+    "    directResponse: {status: 200, body: {bytes: \"dW5rbm93bgBlcnJvcg==\"}}\n"
+    "  - match: [{uri: {exact: /empty}}]\n    directResponse: {status: 204}\n"
+    "  - match: [{uri: {exact: /created}}]\n    directResponse: {status: 201}\n"
+    "  - " + dest()[4:])
+
+
+@_test
+def direct_response(env):
+    """A direct 503 with its body, text/plain and its length, no upstream
+    request; the route's response headers (content-type replaced, one more
+    field); a binary body from base64; 204 without a length or body; 201 with
+    the request's URL as Location (Envoy's rule); HEAD: the length, no body, the
+    connection reusable; the access log line without reason code."""
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_HOST% %BYTES_SENT% %REQ(:PATH)%"
+    gw = setup(env, DIRECT, app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    r = env.get("/v1/getProductRatings")
+    check(r.status == 503 and r.body == b"unknown error" and r.header("content-length") == "13" and
+          r.header_all("content-type") == ["text/plain"], f"GET /v1/getProductRatings: {r}")
+    r = env.get("/json")
+    check(r.status == 200 and r.body == b'{"error": "unknown error"}' and
+          r.header_all("content-type") == ["application/json"] and r.header_all("x-d") == ["1"],
+          f"GET /json: {r}")
+    r = env.get("/bytes")
+    check(r.status == 200 and r.body == b"unknown\x00error" and r.header("content-length") == "13",
+          f"GET /bytes: {r}")
+    r = env.get("/created")
+    check(r.status == 201 and r.header("location") == "http://test.local/created" and r.body == b"" and
+          r.header("content-length") == "0" and r.header("content-type") is None, f"GET /created: {r}")
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("GET", "/empty")
+        check(r.status == 204 and r.header("content-length") is None, f"GET /empty: {r}")
+        r = c.request("HEAD", "/v1/getProductRatings")
+        check(r.status == 503 and r.header("content-length") == "13" and r.body == b"", f"HEAD: {r}")
+        r = c.request("GET", "/plain")
+        check(r.status == 200 and r.body.decode().strip() == "up /plain",
+              f"GET after the HEAD on the same connection: {r}")
+    check(upstream_count(env) == 1, f"the upstream got {upstream_count(env)} requests, want 1 (/plain)")
+    got = poll(lambda: file_lines(log) if len(file_lines(log)) >= 7 else None, 5, what="seven log lines")
+    check(any(re.fullmatch(r"503 - - \d+ /v1/getProductRatings", l) for l in got), f"access log: {got}")
+
+
+@_test
+def direct_response_h2(env):
+    """The direct response to an HTTP/2 client: status, body, content-length;
+    HEAD gets the length and no body."""
+    need_tools("curl")
+    gw = setup(env, DIRECT)
+    url = f"http://127.0.0.1:{gw}/v1/getProductRatings"
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-D", "-", url], timeout=20)
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    check(rc == 0 and head.lower().startswith("http/2 503") and "\ncontent-length: 13" in head.lower() and
+          body == "unknown error", f"h2 direct response: rc {rc} {out!r} {err}")
+    rc, out, err = curl_h2(["--http2-prior-knowledge", "-I", url], timeout=20)
+    check(rc == 0 and out.lower().startswith("http/2 503") and "content-length: 13" in out.lower(),
+          f"h2 HEAD: rc {rc} {out!r} {err}")
+
+
+# --------------------------------------------------------------------------- Istio's reference
+
+ISTIO_EXAMPLES = """\
+  - match:
+    - uri:
+        prefix: /ratings
+    rewrite:
+      uri: /v1/bookRatings
+""" + dest() + """\
+  - match:
+    - uri:
+        exact: /v1/getProductRatings
+    redirect:
+      uri: /v1/bookRatings
+      authority: newratings.default.svc.cluster.local
+  - match:
+    - uri:
+        exact: /v1/getProductRatings/direct
+    directResponse:
+      status: 503
+      body:
+        string: "{\\"error\\": \\"unknown error\\"}"
+    headers:
+      response:
+        set:
+          content-type: "text/plain"
+  - headers:
+      request:
+        set:
+          test: "true"
+    route:
+    - destination:
+        host: """ + SVC + """
+      weight: 25
+    - destination:
+        host: """ + SVC + """
+      headers:
+        response:
+          remove:
+          - foo
+      weight: 75
+"""
+
+
+@_test
+def istio_reference_examples(env):
+    """The examples of Istio's VirtualService reference behave as it says:
+    /ratings rewritten to /v1/bookRatings, the redirect to
+    newratings.default.svc.cluster.local/v1/bookRatings, the direct 503 with
+    its body and the content-type the route sets, and the request header
+    `test: true` on every request of the weighted route."""
+    gw = setup(env, ISTIO_EXAMPLES)
+    r = env.get("/ratings/7")
+    check(r.body.decode().strip() == "up /v1/bookRatings/7", f"rewrite: {r}")
+    r = env.get("/v1/getProductRatings")
+    check(r.status == 301 and r.header("location") ==
+          "http://newratings.default.svc.cluster.local/v1/bookRatings", f"redirect: {r}")
+    r = env.get("/v1/getProductRatings/direct")
+    check(r.status == 503 and r.body == b'{"error": "unknown error"}' and
+          r.header_all("content-type") == ["text/plain"], f"direct response: {r}")
+    for _ in range(8):
+        lines = head_lines(env.get("/headers").body)
+        check(named(lines, "test") == ["test: true"], f"headers.request.set test: {lines}")

@@ -1806,6 +1806,18 @@ static const struct bad bads[] = {
 	     "    redirect: {prefixRewrite: /c}\n",
      22, 16, VS_FIELD "spec.http[0].redirect.prefixRewrite",
      "needs every uri match to be a prefix match (match[1].uri is not)"},
+    {"direct status", VS_HTTP "  - directResponse: {status: 600}\n", 21, 30,
+     VS_FIELD "spec.http[0].directResponse.status", "between 200 and 599"},
+    {"direct without status", VS_HTTP "  - directResponse: {body: {string: x}}\n", 21, 21,
+     VS_FIELD "spec.http[0].directResponse.status", "required field missing"},
+    {"direct string and bytes",
+     VS_HTTP "  - directResponse: {status: 200, body: {string: a, bytes: YQ==}}\n", 21, 53,
+     VS_FIELD "spec.http[0].directResponse.body.bytes", "only one of string, bytes"},
+    {"direct bytes", VS_HTTP "  - directResponse: {status: 200, body: {bytes: \"a*b=\"}}\n", 21, 49,
+     VS_FIELD "spec.http[0].directResponse.body.bytes", "must be base64"},
+    {"route and directResponse",
+     VS_HEAD "    - destination: {host: a.b}\n    directResponse: {status: 200}\n", 23, 5,
+     VS_FIELD "spec.http[0].directResponse", "only one of route, redirect, directResponse"},
     {"bad route timeout", VS_HEAD "    - destination: {host: a.b}\n    timeout: 1x\n", 23, 14,
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
@@ -2195,6 +2207,62 @@ static void test_redirect(void **state)
 	assert_int_equal(a->redirect.port_from_request, 1);
 }
 
+/* directResponse: status and body (string as written, bytes decoded from
+ * base64, binary included), the route's response headers. */
+static void test_direct_response(void **state)
+{
+	static const char yaml[] =
+	    VS_HTTP "  - match: [{uri: {exact: /v1/getProductRatings}}]\n"
+		    "    directResponse: {status: 503, body: {string: \"unknown error\"}}\n"
+		    "    headers: {response: {set: {content-type: application/json}}}\n"
+		    "  - match: [{uri: {exact: /b}}]\n"
+		    "    directResponse: {status: 200, body: {bytes: \"dW5rbm93bgBlcnJvcg==\"}}\n"
+		    "  - match: [{uri: {exact: /u}}]\n"
+		    "    directResponse: {status: 200, body: {bytes: \"_-8\"}}\n"
+		    "  - directResponse: {status: 204}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r = t->listeners[0].vhosts[0].routes;
+
+	assert_int_equal(r[0].act->kind, ISM_ROUTE_DIRECT);
+	assert_int_equal(r[0].n_dest, 0);
+	assert_int_equal(r[0].act->direct.status, 503);
+	assert_int_equal(r[0].act->direct.body.len, 13);
+	assert_string_equal(r[0].act->direct.body.p, "unknown error");
+	assert_int_equal(r[0].act->resp.n, 1);
+	assert_string_equal(r[0].act->resp.e[0].values[0].p, "application/json");
+	assert_int_equal(r[1].act->direct.body.len, 13);
+	assert_memory_equal(r[1].act->direct.body.p, "unknown\0error", 13);
+	/* URL-safe digits, no padding. */
+	assert_int_equal(r[2].act->direct.body.len, 2);
+	assert_memory_equal(r[2].act->direct.body.p, "\xff\xef", 2);
+	assert_int_equal(r[3].act->direct.status, 204);
+	assert_int_equal(r[3].act->direct.body.len, 0);
+}
+
+/* A body over 100 KiB is a warning, over 1 MiB an error, as Istio has them. */
+static void test_direct_response_size(void **state)
+{
+	static const char head[] = VS_HTTP "  - directResponse: {status: 200, body: {string: \"";
+	size_t n = sizeof(head) - 1, big = (1u << 20) + 1;
+	struct fx *f = *state;
+	char *yaml = malloc(n + big + 8);
+
+	assert_non_null(yaml);
+	memcpy(yaml, head, n);
+	memset(yaml + n, 'a', big);
+	strcpy(yaml + n + big, "\"}}\n");
+	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &f->conf, &f->d), -EINVAL);
+	assert_non_null(strstr(f->d.items[0].msg, "must be at most 1 MiB"));
+	assert_string_equal(f->d.items[0].field, VS_FIELD "spec.http[0].directResponse.body");
+	yaml[n + (200u << 10)] = '\0';
+	strcat(yaml, "\"}}\n");
+	ism_diags_init(&f->d);
+	load_compile(f, yaml);
+	assert_true(has_warning(&f->d, "directResponse.body", "over 100 KiB"));
+	free(yaml);
+}
+
 static void test_invalid(void **state)
 {
 	struct fx *f = *state;
@@ -2387,6 +2455,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_redirect, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_direct_response, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_direct_response_size, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
