@@ -13,10 +13,12 @@
 #include "health/outlier.h"
 #include "master/commands.h"
 #include "master/master-t.h"
+#include "worker/actions.h"
 #include "worker/balancer.h"
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
+#include "worker/sock.h"
 
 #define EXPLAIN_HDRS 64
 
@@ -156,6 +158,58 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 	ism_lb_free(lb);
 }
 
+/* What route rt's actions do with req on listener l, with the workers' own
+ * functions: the answer a redirect or a direct response makes, or the path a
+ * rewrite gives the upstream. false when the route answers itself. */
+static bool explain_actions(const struct ism_table *t, const struct ism_listener *l,
+			    const struct ism_route *rt, const struct ism_http_req *req,
+			    struct ism_router_scratch *rs, struct ism_reply *r)
+{
+	const struct ism_route_actions *a = rt->act;
+	const uint32_t limit = t->limits.max_request_header_bytes;
+	struct ism_buf path = {0}, loc = {0};
+	bool forward = true;
+	int n;
+
+	if (a == NULL)
+		return true;
+	n = ism_act_rewrite_path(rs, &a->path, ism_router_matched(rs), req->path, req->path_len,
+				 req->query, req->query_len, limit, &path);
+	switch ((enum ism_route_kind)a->kind) {
+	case ISM_ROUTE_REDIRECT:
+		forward = false;
+		if (req->host == NULL && a->redirect.authority.len == 0)
+			ism_say(r, "redirect: no Host to redirect to: the answer is 400\n");
+		else if (n < 0 ||
+			 ism_act_location(&a->redirect, l->port, l->n_tls > 0, req->host,
+					  req->host_len, path.p, path.len, limit, &loc) < 0)
+			ism_say(r, "redirect: the location is too long: the answer is 500\n");
+		else
+			ism_say(r, "redirect: the answer is %u to %.*s\n", a->redirect.code,
+				(int)loc.len, loc.p);
+		break;
+	case ISM_ROUTE_DIRECT:
+		forward = false;
+		ism_say(r, "directResponse: the answer is %u with %u bytes of body\n",
+			a->direct.status, a->direct.body.len);
+		break;
+	case ISM_ROUTE_FORWARD:
+		if (a->path.kind == ISM_PATH_KEEP)
+			break;
+		if (n < 0)
+			ism_say(r, "rewrite: %s: the answer is 500\n",
+				n == -EAGAIN ? "the regex reached its match limit"
+					     : "the path is too long");
+		else
+			ism_say(r, "rewrite: the upstream gets %.*s\n", (int)path.len, path.p);
+		forward = n >= 0;
+		break;
+	}
+	ism_buf_free(&path);
+	ism_buf_free(&loc);
+	return forward;
+}
+
 /* From the listener on: path normalisation, HTTPS server, virtual host,
  * route, destinations. */
 static void explain_route(struct ism_master *m, const struct ism_table *t,
@@ -219,10 +273,17 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	}
 	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries)\n", rt->name.p,
 		rt->n_match, rt->timeout_ms, rt->retry.attempts);
-	for (uint32_t i = 0; i < rt->n_dest; i++)
-		ism_say(r, "destination: %s weight %u of %u\n",
+	if (!explain_actions(t, l, rt, req, rs, r))
+		return;
+	for (uint32_t i = 0; i < rt->n_dest; i++) {
+		const struct ism_dest_actions *da = rt->dest[i].act;
+
+		ism_say(r, "destination: %s weight %u of %u%s%s%s\n",
 			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
-			rt->total_weight);
+			rt->total_weight, da && da->authority.len ? " (Host rewritten to " : "",
+			da && da->authority.len ? da->authority.p : "",
+			da && da->authority.len ? ")" : "");
+	}
 	for (uint32_t i = 0; i < rt->n_dest; i++)
 		if (rt->dest[i].weight > 0)
 			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);

@@ -14,6 +14,7 @@ Registered into run.py's list by register(test)."""
 
 import os
 import re
+import subprocess
 
 from harness import (Conn, Registry, appliance, check, curl, docs, file_lines, free_port, gateway, poll,
                      service_entry, service_entry_protocol, virtual_service)
@@ -427,3 +428,37 @@ def istio_reference_examples(env):
     for _ in range(8):
         lines = head_lines(env.get("/headers").body)
         check(named(lines, "test") == ["test: true"], f"headers.request.set test: {lines}")
+
+
+# --------------------------------------------------------------------------- explain
+
+
+@_test
+def explain_route_actions(env):
+    """isthmusctl explain says what the route's actions do, and real requests
+    get exactly that: the rewritten path, the redirect's Location, the direct
+    response."""
+    routes = ("  - match: [{uri: {prefix: /api/}}]\n    rewrite: {uri: /, authority: backend.internal}\n" + dest() +
+              "  - match: [{uri: {prefix: /old/}}]\n    redirect: {uri: /new, redirectCode: 308}\n"
+              "  - match: [{uri: {exact: /gone}}]\n    directResponse: {status: 410, body: {string: gone}}\n")
+    gw = setup(env, routes)
+
+    def explain(path):
+        p = subprocess.run([os.path.join(env.build, "isthmusctl"), "-s", env.path("ctl.sock"), "explain",
+                            "GET", f"http://test.local:{gw}{path}"], stdout=subprocess.PIPE, timeout=30)
+        check(p.returncode == 0, f"explain {path}: rc {p.returncode} {p.stdout!r}")
+        return p.stdout.decode()
+
+    out = explain("/api/x?q=1")
+    check("rewrite: the upstream gets /x?q=1\n" in out and "(Host rewritten to backend.internal)" in out,
+          f"explain /api/x: {out}")
+    check(env.get("/api/x?q=1").body.decode().strip() == "up /x?q=1", "the request did not go as explained")
+    out = explain("/old/a?b")
+    check(f"redirect: the answer is 308 to http://test.local:{gw}/new?b\n" in out and "destination" not in out,
+          f"explain /old/a: {out}")
+    r = env.get("/old/a?b", host=f"test.local:{gw}")
+    check(r.status == 308 and r.header("location") == f"http://test.local:{gw}/new?b", f"redirect: {r}")
+    out = explain("/gone")
+    check("directResponse: the answer is 410 with 4 bytes of body\n" in out, f"explain /gone: {out}")
+    r = env.get("/gone")
+    check(r.status == 410 and r.body == b"gone", f"direct response: {r}")
