@@ -465,7 +465,9 @@ def forwarded_headers(env):
     check(len(xff) == 1 and xff[0].split(",")[-1].strip() == "127.0.0.1", f"X-Forwarded-For: {xff}")
     check(fields.get("x-forwarded-proto") == ["http"], f"X-Forwarded-Proto: {fields.get('x-forwarded-proto')}")
     rid = fields.get("x-request-id", [])
-    check(len(rid) == 1 and len(rid[0]) >= 8, f"X-Request-Id: {rid}")
+    check(len(rid) == 1 and re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", rid[0]) is not None,
+        f"X-Request-Id is not a version 4 UUID: {rid}")
     r2 = env.get("/headers", headers=[("X-Forwarded-For", "10.0.0.1")])
     xff2 = [l for l in r2.body.decode("latin-1").split("\r\n") if l.lower().startswith("x-forwarded-for:")]
     check(len(xff2) == 1 and xff2[0].split(":", 1)[1].replace(" ", "") == "10.0.0.1,127.0.0.1",
