@@ -1093,7 +1093,6 @@ static void compile_retry(struct cbuild *b, const struct ism_retry *in, struct i
 			memcpy(codes, in->codes, in->n_codes * sizeof(*codes));
 	}
 	out->codes = codes;
-	out->backoff_base_ms = 25;
 }
 
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)

@@ -1151,8 +1151,8 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 					   "retryOn",
 					   "retryRemoteLocalities",
 					   "retryIgnorePreviousHosts",
+					   "backoff",
 					   NULL};
-	static const char *const unimpl[] = {"backoff", NULL};
 	const struct ism_node *n = ism_v_node(v, route, "retries", false, ISM_NODE_MAP);
 	struct ism_retry *rt = &r->retry;
 	bool b;
@@ -1166,10 +1166,13 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	 * 0 (also when absent) disables retries. */
 	rt->attempts = 0;
 	old = ism_v_push(v, ".retries");
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_u32(v, n, "attempts", false, 0, 10000, &rt->attempts) == 0)
 		ism_v_warn(v, n, "attempts is not set: no retries (Istio's default is 0 here)");
 	ism_v_dur(v, n, "perTryTimeout", 1, &rt->per_try_timeout_ms);
+	/* Envoy's base interval: retry N waits below (2^N - 1) x backoff, at most
+	 * ten times it. */
+	ism_v_dur(v, n, "backoff", 1, &rt->backoff_base_ms);
 	parse_retry_on(v, n, rt);
 	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0)
 		rt->ignore_previous_hosts = b;

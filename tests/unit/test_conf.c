@@ -1050,6 +1050,7 @@ static void test_retries(void **state)
 		      "      retryOn: \"5xx, 409,gateway-error,429\"\n"
 		      "      retryIgnorePreviousHosts: false\n"
 		      "      retryRemoteLocalities: true\n"
+		      "      backoff: 100ms\n"
 		      "  - name: off\n"
 		      "    route: [{destination: {host: helloworld}}]\n"
 		      "    retries: {attempts: 0, retryOn: 5xx}\n"
@@ -1074,7 +1075,8 @@ static void test_retries(void **state)
 	assert_int_equal(r[1].retry.codes[0], 409);
 	assert_int_equal(r[1].retry.codes[1], 429);
 	assert_int_equal(r[1].retry.ignore_previous_hosts, 0);
-	assert_int_equal(r[1].retry.backoff_base_ms, 25);
+	assert_int_equal(r[1].retry.backoff_base_ms, 100);
+	assert_int_equal(r[0].retry.backoff_base_ms, 25); /* Envoy's default base */
 	assert_true((const unsigned char *)r[1].retry.codes >= f->arena.base &&
 		    (const unsigned char *)r[1].retry.codes < f->arena.base + f->arena.used);
 	/* attempts: 0 disables. */
@@ -1711,8 +1713,8 @@ static const struct bad bads[] = {
      25, 16, VS_FIELD "spec.http[0].retries.retryOn", "\"600\" is not an HTTP status code"},
     {"retries backoff",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
-	     "      attempts: 3\n      backoff: 1s\n",
-     25, 7, VS_FIELD "spec.http[0].retries.backoff", "not implemented yet"},
+	     "      attempts: 3\n      backoff: 0s\n",
+     25, 16, VS_FIELD "spec.http[0].retries.backoff", "must be at least 1ms"},
     {"bad route timeout", VS_HEAD "    - destination: {host: a.b}\n    timeout: 1x\n", 23, 14,
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
