@@ -44,6 +44,29 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 	return lower_dup(v, buf);
 }
 
+/* A gateway reference as Istio resolves one (resolveGatewayName), lowercased:
+ * "ns/name" as it is, "./name" and a short name in namespace ns, the legacy
+ * "name.ns.svc.cluster.local" as "ns/name". */
+static const char *gateway_ref(struct ism_vctx *v, const char *name, const char *ns)
+{
+	const char *slash = strchr(name, '/'), *dot = strchr(name, '.');
+	char buf[512];
+
+	if (slash != NULL && !(slash == name + 1 && name[0] == '.'))
+		return lower_dup(v, name);
+	if (slash != NULL) {
+		snprintf(buf, sizeof(buf), "%s/%s", ns, slash + 1);
+	} else if (dot == NULL) {
+		snprintf(buf, sizeof(buf), "%s/%s", ns, name);
+	} else {
+		const char *end = strchr(dot + 1, '.');
+		size_t nl = end ? (size_t)(end - dot - 1) : strlen(dot + 1);
+
+		snprintf(buf, sizeof(buf), "%.*s/%.*s", (int)nl, dot + 1, (int)(dot - name), name);
+	}
+	return lower_dup(v, buf);
+}
+
 /* DNS name, optionally with a leftmost "*" label, or "*" alone. */
 static bool host_syntax_ok(const char *s)
 {
@@ -969,22 +992,45 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 	return count;
 }
 
-static void parse_match(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_match *m)
+static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			struct ism_cm_match *m)
 {
-	static const char *const keys[] = {
-	    "name",	     "uri",	"scheme",      "method",
-	    "authority",     "headers", "queryParams", "withoutHeaders",
-	    "ignoreUriCase", "port",	NULL};
-	static const char *const unimpl[] = {"sourceLabels", "sourceNamespace", "gateways",
-					     "statPrefix", NULL};
+	static const char *const keys[] = {"name",
+					   "uri",
+					   "scheme",
+					   "method",
+					   "authority",
+					   "headers",
+					   "queryParams",
+					   "withoutHeaders",
+					   "ignoreUriCase",
+					   "port",
+					   "gateways",
+					   "statPrefix",
+					   NULL};
+	static const char *const unimpl[] = {"sourceLabels", "sourceNamespace", NULL};
 	static const char *const sms[] = {"uri", "scheme", "method", "authority"};
 	struct ism_cm_sm *dst[] = {&m->uri, &m->scheme, &m->method, &m->authority};
-	const char *name;
+	const char *name, **gws;
+	size_t ng;
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
 	ism_v_keys(v, n, keys, unimpl);
 	ism_v_str(v, n, "name", false, &name);
+	if (ism_v_str(v, n, "statPrefix", false, &name) > 0) {
+		size_t old = ism_v_push(v, ".statPrefix");
+
+		ism_v_warn(v, ism_node_get(n, "statPrefix", NULL),
+			   "accepted, has no effect: every route is counted under its name "
+			   "(isthmus_route_responses_total)");
+		ism_v_pop(v, old);
+	}
+	gws = ism_v_strlist(v, n, "gateways", false, &ng, &m->gateways_at);
+	m->gateways = ism_v_alloc(v, ng, sizeof(*m->gateways));
+	for (size_t i = 0; gws != NULL && m->gateways != NULL && i < ng; i++)
+		m->gateways[m->n_gateways++] =
+		    strcmp(gws[i], "mesh") == 0 ? "mesh" : gateway_ref(v, gws[i], ns);
 	for (size_t i = 0; i < 4; i++) {
 		const struct ism_node *s = ism_node_get(n, sms[i], NULL);
 		size_t old;
@@ -1232,7 +1278,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		for (size_t i = 0; r->match != NULL && i < l->n; i++) {
 			size_t o2 = ism_v_push(v, "[%zu]", i);
 
-			parse_match(v, l->items[i], &r->match[r->n_match++]);
+			parse_match(v, l->items[i], ns, &r->match[r->n_match++]);
 			ism_v_pop(v, o2);
 		}
 		ism_v_pop(v, old);
@@ -1296,18 +1342,12 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	vs->gateways = ism_v_alloc(v, ng, sizeof(*vs->gateways));
 	vs->gateway_at = ism_v_alloc(v, ng, sizeof(*vs->gateway_at));
 	for (size_t i = 0; gws != NULL && vs->gateways && vs->gateway_at && i < ng; i++) {
-		char buf[512];
-
 		if (strcmp(gws[i], "mesh") == 0) {
 			vs->mesh = true;
 			continue;
 		}
-		if (strchr(gws[i], '/') != NULL)
-			snprintf(buf, sizeof(buf), "%s", gws[i]);
-		else
-			snprintf(buf, sizeof(buf), "%s/%s", vs->r.ns, gws[i]);
 		vs->gateway_at[vs->n_gateways] = gl->items[i];
-		vs->gateways[vs->n_gateways++] = lower_dup(v, buf);
+		vs->gateways[vs->n_gateways++] = gateway_ref(v, gws[i], vs->r.ns);
 	}
 	l = ism_v_node(v, spec, "http", true, ISM_NODE_SEQ);
 	if (l == NULL)
@@ -1317,7 +1357,11 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	for (size_t i = 0; vs->routes != NULL && i < l->n; i++) {
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
-		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes++]);
+		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes]);
+		for (size_t j = 0; j < vs->routes[vs->n_routes].n_match; j++)
+			if (vs->routes[vs->n_routes].match[j].n_gateways > 0)
+				vs->match_gateways = true;
+		vs->n_routes++;
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

@@ -39,6 +39,11 @@ struct ism_cm_match {
 	uint32_t port;
 	size_t n_headers, n_without, n_query;
 	struct ism_cm_kv *headers, *without, *query;
+	/* match.gateways: "<ns>/<name>" or "mesh"; none: every gateway the
+	 * VirtualService is bound to. */
+	size_t n_gateways;
+	const char **gateways;
+	const struct ism_node *gateways_at;
 };
 
 struct ism_cm_se;
@@ -74,6 +79,7 @@ struct ism_cm_vs {
 	const struct ism_node **gateway_at;
 	size_t *gateway_idx; /* index in conf->gws, SIZE_MAX when none (cross-reference pass) */
 	bool mesh;
+	bool match_gateways; /* some match names gateways: routes differ per gateway */
 	size_t n_routes;
 	struct ism_cm_route *routes;
 };

@@ -304,6 +304,36 @@ def route_by_header(env):
 
 
 @test
+def route_by_gateway(env):
+    """match.gateways: one VirtualService bound to a public and an internal
+    Gateway (two ports) sends /admin to v2 only through the internal one; through
+    the public one /admin falls to the next route (v3), as Istio builds each
+    gateway's routes; a route for sidecars only (gateways: [mesh]) is left out."""
+    ports = env.upstream(["127.0.0.2:0=v2", "127.0.0.3:0=v3"], name="adm")
+    pub, internal = free_port(), free_port()
+    routes = ("  - match: [{uri: {prefix: /admin}, gateways: [internal]}]\n"
+              "    route: [{destination: {host: adm.internal, subset: v2}}]\n"
+              "  - match: [{gateways: [mesh]}]\n"
+              "    route: [{destination: {host: adm.internal, subset: v2}}]\n"
+              "  - route: [{destination: {host: adm.internal, subset: v3}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(pub, name="public"), gateway(internal, name="internal"),
+        virtual_service("adm", ["*"], routes, gateways=("public", "internal")),
+        destination_rule("adm", "adm.internal", ["v2", "v3"]),
+        service_entry("adm", "adm.internal", [
+            {"address": "127.0.0.2", "port": ports["v2"], "labels": {"version": "v2"}},
+            {"address": "127.0.0.3", "port": ports["v3"], "labels": {"version": "v3"}}]),
+    ))
+    env.start_gateway(conf, pub)
+    for port, path, want in ((internal, "/admin/x", "v2"), (pub, "/admin/x", "v3"),
+                             (internal, "/other", "v3"), (pub, "/other", "v3")):
+        for _ in range(3):
+            r = http_get(port, path)
+            check(r.status == 200 and who(r) == want,
+                  f"{path} through port {'internal' if port == internal else 'public'}: want {want}, got {r}")
+
+
+@test
 def weighted_split(env):
     standard(env)
     counts = tally(env, 1000)

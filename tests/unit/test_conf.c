@@ -611,6 +611,89 @@ static void test_binding(void **state)
 	assert_false(has_warning(&f->d, "", "no gateway of this appliance"));
 }
 
+/* match.gateways: a match applies only through the gateways it names, a route
+ * whose every match is left out is left out (Istio's sourceMatchHTTP), and the
+ * routes of one VirtualService differ per gateway even on one port; gateway
+ * references resolve as Istio resolves them. */
+static void test_match_gateways(void **state)
+{
+	static const char yaml[] =
+	    APP "  namespace: front\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: pub}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, protocol: HTTP}\n"
+		"    hosts: [\"*/pub.example.com\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: int, namespace: edge}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, protocol: HTTP}\n"
+		"    hosts: [\"*/int.example.com\"]\n"
+		"  - port: {number: 81, protocol: HTTP}\n"
+		"    hosts: [\"*\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata: {name: v}\n"
+		"spec:\n"
+		"  hosts: [pub.example.com, int.example.com]\n"
+		"  gateways: [./pub, int.edge.svc.cluster.local]\n"
+		"  http:\n"
+		"  - name: public-only\n"
+		"    match: [{uri: {prefix: /a}, gateways: [pub]}, {uri: {prefix: /b}}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: internal-only\n"
+		"    match: [{uri: {prefix: /c}, gateways: [edge/int], statPrefix: c}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: sidecars\n"
+		"    match: [{gateways: [mesh]}, {gateways: [other]}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: all\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_listener *l80, *l81;
+	const struct ism_vhost *pub, *in;
+
+	assert_non_null(t);
+	assert_int_equal(t->n_listeners, 2);
+	l80 = &t->listeners[0];
+	l81 = &t->listeners[1];
+	/* One port, two gateways: a vhost each, with their own routes. */
+	assert_int_equal(l80->n_vhosts, 2);
+	pub = &l80->vhosts[0];
+	in = &l80->vhosts[1];
+	assert_int_equal(pub->n_domains, 1);
+	assert_string_equal(pub->domains[0].p, "pub.example.com");
+	assert_int_equal(pub->n_routes, 2);
+	assert_string_equal(pub->routes[0].name.p, "public-only");
+	assert_int_equal(pub->routes[0].n_match, 2);
+	assert_string_equal(pub->routes[1].name.p, "all");
+	assert_int_equal(in->n_domains, 1);
+	assert_string_equal(in->domains[0].p, "int.example.com");
+	assert_int_equal(in->n_routes, 3);
+	assert_string_equal(in->routes[0].name.p, "public-only");
+	assert_int_equal(in->routes[0].n_match, 1); /* /b only */
+	assert_string_equal(in->routes[1].name.p, "internal-only");
+	assert_string_equal(in->routes[2].name.p, "all");
+	/* The copies share their counters with the routes they filter. */
+	assert_ptr_equal(pub->routes[0].stats, in->routes[0].stats);
+	assert_ptr_equal(pub->routes[1].stats, in->routes[2].stats);
+	/* Gateway int's other port, its hosts "*" bound to both names. */
+	assert_int_equal(l81->n_vhosts, 1);
+	assert_int_equal(l81->vhosts[0].n_routes, 3);
+	assert_true(has_warning(&f->d, "spec.http[2].match[1].gateways[0]",
+				"not bound to Gateway front/other"));
+	assert_false(has_warning(&f->d, "spec.http[2].match[0].gateways[0]", ""));
+	assert_true(has_warning(&f->d, "spec.http[1].match[0].statPrefix", "has no effect"));
+}
+
 /* Durations in Istio's (Go's) form, kept in milliseconds. */
 static void test_durations(void **state)
 {
@@ -2084,6 +2167,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
