@@ -298,7 +298,7 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		ism_v_err(v, vs->gateway_at[i], "no Gateway %s in this file", vs->gateways[i]);
 		ism_v_pop(v, old);
 	}
-	if (bound == 0 && vs->n_gateways == 0)
+	if (bound == 0 && vs->n_gateways == 0 && !vs->delegate_only)
 		ism_v_warn(v, vs->r.at,
 			   "bound to the mesh only: no gateway of this appliance uses it");
 	for (size_t i = 0; i < vs->n_routes; i++) {
@@ -586,6 +586,7 @@ void ism_model_xref(struct ism_vctx *v)
 		xref_dr(v, v->conf->drs[i]);
 	for (size_t i = 0; i < v->conf->n_vss; i++)
 		xref_vs(v, v->conf->vss[i]);
+	ism_model_delegate(v);
 	xref_hcs(v);
 	ism_tls_xref(v);
 	v->res = "";

@@ -1238,13 +1238,37 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	ism_v_pop(v, old);
 }
 
+/* delegate: {name, namespace (default: the VirtualService's)}. */
+static void parse_delegate(struct ism_vctx *v, const struct ism_node *route, const char *ns,
+			   struct ism_cm_route *r)
+{
+	static const char *const keys[] = {"name", "namespace", NULL};
+	const struct ism_node *n = ism_v_node(v, route, "delegate", false, ISM_NODE_MAP);
+	const char *name = NULL, *dns = NULL;
+	char buf[512];
+	size_t old;
+
+	if (n == NULL)
+		return;
+	r->delegate_at = n;
+	old = ism_v_push(v, ".delegate");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_str(v, n, "name", true, &name);
+	ism_v_str(v, n, "namespace", false, &dns);
+	ism_v_pop(v, old);
+	if (name == NULL)
+		return;
+	snprintf(buf, sizeof(buf), "%s/%s", dns ? dns : ns, name);
+	r->delegate = lower_dup(v, buf);
+}
+
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name", "match", "route", "timeout", "retries", NULL};
+	static const char *const keys[] = {"name",    "match",	  "route", "timeout",
+					   "retries", "delegate", NULL};
 	static const char *const unimpl[] = {"redirect",
 					     "directResponse",
-					     "delegate",
 					     "rewrite",
 					     "fault",
 					     "mirror",
@@ -1283,7 +1307,16 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		}
 		ism_v_pop(v, old);
 	}
-	l = ism_v_node(v, n, "route", true, ISM_NODE_SEQ);
+	parse_delegate(v, n, ns, r);
+	l = ism_v_node(v, n, "route", r->delegate_at == NULL, ISM_NODE_SEQ);
+	if (l != NULL && r->delegate_at != NULL) {
+		old = ism_v_push(v, ".route");
+		ism_v_err(v, l,
+			  "a route that delegates must not have route (Istio: root HTTP "
+			  "route must not specify route)");
+		ism_v_pop(v, old);
+		return;
+	}
 	if (l == NULL)
 		return;
 	old = ism_v_push(v, ".route");
@@ -1326,7 +1359,10 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	size_t nh, ng, old;
 
 	ism_v_keys(v, spec, keys, unimpl);
-	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
+	/* Without hosts: a delegate, whose routes serve only through another
+	 * VirtualService's delegate (Istio). */
+	hosts = ism_v_strlist(v, spec, "hosts", false, &nh, &l);
+	vs->delegate_only = nh == 0;
 	vs->hosts = ism_v_alloc(v, nh, sizeof(*vs->hosts));
 	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && i < nh; i++) {
 		if (!host_syntax_ok(hosts[i])) {
@@ -1338,6 +1374,14 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		vs->hosts[vs->n_hosts++] = ism_model_host(v, hosts[i], vs->r.ns);
 	}
 	gws = ism_v_strlist(v, spec, "gateways", false, &ng, &gl);
+	if (vs->delegate_only && gl != NULL) {
+		old = ism_v_push(v, ".gateways");
+		ism_v_err(v, gl,
+			  "a VirtualService without hosts is a delegate (its routes serve through "
+			  "another's http[].delegate) and must have no gateways");
+		ism_v_pop(v, old);
+		gws = NULL;
+	}
 	vs->mesh = gl == NULL;
 	vs->gateways = ism_v_alloc(v, ng, sizeof(*vs->gateways));
 	vs->gateway_at = ism_v_alloc(v, ng, sizeof(*vs->gateway_at));

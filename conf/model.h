@@ -68,6 +68,10 @@ struct ism_cm_route {
 	uint32_t timeout_ms;
 	bool has_retry;		/* false: Istio's default policy */
 	struct ism_retry retry; /* codes point into the pool */
+	/* delegate: "<ns>/<name>" of the VirtualService (one without hosts) whose
+	 * routes take this one's place (conf/delegate.c); NULL when none. */
+	const char *delegate;
+	const struct ism_node *delegate_at;
 };
 
 struct ism_cm_vs {
@@ -80,6 +84,7 @@ struct ism_cm_vs {
 	size_t *gateway_idx; /* index in conf->gws, SIZE_MAX when none (cross-reference pass) */
 	bool mesh;
 	bool match_gateways; /* some match names gateways: routes differ per gateway */
+	bool delegate_only;  /* no hosts: its routes serve through other's delegate */
 	size_t n_routes;
 	struct ism_cm_route *routes;
 };
@@ -414,6 +419,11 @@ struct ism_vctx {
 /* Appends to the field path; returns the old length for ism_v_pop. */
 size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ism_v_pop(struct ism_vctx *v, size_t old);
+/* conf/delegate.c: the routes that delegate replaced by those of their
+ * delegate VirtualService, merged as Istio merges them. After the cross
+ * references. */
+void ism_model_delegate(struct ism_vctx *v);
+
 void ism_v_err(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)

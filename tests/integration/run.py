@@ -334,6 +334,37 @@ def route_by_gateway(env):
 
 
 @test
+def route_delegate(env):
+    """delegate: /shop is handed to a VirtualService without hosts (the shop
+    team's), whose routes are merged with the root route as Istio merges them:
+    /shop/cart → v3 by the delegate's first route, the rest of /shop → v2 by its
+    catch-all (which keeps the root's /shop condition), /other → v3 by the root's
+    own next route."""
+    ports = env.upstream(["127.0.0.2:0=v2", "127.0.0.3:0=v3"], name="shop")
+    gw_port = free_port()
+    root = ("  - match: [{uri: {prefix: /shop}}]\n"
+            "    delegate: {name: shop-routes}\n"
+            "  - route: [{destination: {host: shop.internal, subset: v3}}]\n")
+    delegate = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop-routes}\n"
+                "spec:\n  http:\n"
+                "  - match: [{uri: {prefix: /shop/cart}}]\n"
+                "    route: [{destination: {host: shop.internal, subset: v3}}]\n"
+                "  - route: [{destination: {host: shop.internal, subset: v2}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port), virtual_service("root", ["*"], root), delegate,
+        destination_rule("shop", "shop.internal", ["v2", "v3"]),
+        service_entry("shop", "shop.internal", [
+            {"address": "127.0.0.2", "port": ports["v2"], "labels": {"version": "v2"}},
+            {"address": "127.0.0.3", "port": ports["v3"], "labels": {"version": "v3"}}]),
+    ))
+    env.start_gateway(conf, gw_port)
+    for path, want in (("/shop/cart/1", "v3"), ("/shop/x", "v2"), ("/other", "v3")):
+        for _ in range(3):
+            r = env.get(path)
+            check(r.status == 200 and who(r) == want, f"{path}: want {want}, got {r}")
+
+
+@test
 def weighted_split(env):
     standard(env)
     counts = tally(env, 1000)

@@ -109,14 +109,20 @@ static const struct ism_table *load_compile(struct fx *f, const char *text)
 	return f->t;
 }
 
-static bool has_warning(const struct ism_diags *d, const char *field_part, const char *msg_part)
+static bool has_diag(const struct ism_diags *d, int severity, const char *field_part,
+		     const char *msg_part)
 {
 	for (size_t i = 0; i < d->n && i < 64; i++)
-		if (d->items[i].severity == ISM_DIAG_WARNING &&
+		if ((int)d->items[i].severity == severity &&
 		    strstr(d->items[i].field, field_part) != NULL &&
 		    strstr(d->items[i].msg, msg_part) != NULL)
 			return true;
 	return false;
+}
+
+static bool has_warning(const struct ism_diags *d, const char *field_part, const char *msg_part)
+{
+	return has_diag(d, ISM_DIAG_WARNING, field_part, msg_part);
 }
 
 static const struct ism_cluster *cluster(const struct ism_table *t, const char *name)
@@ -1686,6 +1692,126 @@ struct bad {
 
 #define VS_FIELD "VirtualService shop/vs: "
 
+#define DELEGATE_VS(extra)                                                                         \
+	"---\n"                                                                                    \
+	"apiVersion: networking.istio.io/v1\n"                                                     \
+	"kind: VirtualService\n"                                                                   \
+	"metadata: {name: shop-routes, namespace: shop}\n"                                         \
+	"spec:\n" extra "  http:\n"                                                                \
+	"  - name: cart\n"                                                                         \
+	"    match: [{uri: {prefix: /shop/cart}, headers: {x-b: {exact: \"1\"}}}]\n"               \
+	"    route: [{destination: {host: cart, port: {number: 80}}}]\n"                           \
+	"  - name: elsewhere\n"                                                                    \
+	"    match: [{uri: {prefix: /other}}]\n"                                                   \
+	"    route: [{destination: {host: cart, port: {number: 80}}}]\n"                           \
+	"  - name: rest\n"                                                                         \
+	"    retries: {attempts: 5}\n"                                                             \
+	"    route: [{destination: {host: catalog, port: {number: 80}}}]\n"
+
+/* delegate: the routes of a VirtualService without hosts take the delegating
+ * route's place, merged as Istio merges them (virtualservice.go
+ * mergeHTTPRoute): conditions combined, a conflicting route left out with a
+ * warning, names joined, timeout and retries inherited where unset. */
+static void test_delegate(void **state)
+{
+	static const char yaml[] = APP GW_DOC
+	    "---\n"
+	    "apiVersion: networking.istio.io/v1\n"
+	    "kind: VirtualService\n"
+	    "metadata: {name: root}\n"
+	    "spec:\n"
+	    "  hosts: [\"*\"]\n"
+	    "  gateways: [gw]\n"
+	    "  http:\n"
+	    "  - name: shop\n"
+	    "    match: [{uri: {prefix: /shop}, headers: {x-a: {exact: \"1\"}}}]\n"
+	    "    timeout: 3s\n"
+	    "    delegate: {name: shop-routes, namespace: shop}\n"
+	    "  - route: [{destination: {host: front, port: {number: 80}}}]\n" DELEGATE_VS("");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
+	const struct ism_match *m;
+
+	assert_int_equal(vh->n_routes, 3);
+	assert_string_equal(vh->routes[0].name.p, "shop-cart");
+	assert_int_equal(vh->routes[0].n_match, 1);
+	m = &vh->routes[0].match[0];
+	assert_int_equal(m->uri.kind, ISM_SM_PREFIX);
+	assert_string_equal(m->uri.s.p, "/shop/cart");
+	assert_int_equal(m->n_headers, 2); /* the root's x-a and the delegate's x-b */
+	assert_int_equal(vh->routes[0].timeout_ms, 3000);
+	assert_int_equal(vh->routes[0].retry.attempts, 2); /* Istio's default, as the root */
+	/* /other conflicts with /shop: left out, with a warning. */
+	assert_true(
+	    has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
+			"route http[1] of delegate shop/shop-routes conflicts with the match"));
+	assert_string_equal(vh->routes[1].name.p, "shop-rest");
+	assert_int_equal(vh->routes[1].n_match, 1); /* the root's */
+	assert_string_equal(vh->routes[1].match[0].uri.s.p, "/shop");
+	assert_int_equal(vh->routes[1].retry.attempts, 5);
+	assert_int_equal(vh->routes[1].timeout_ms, 3000);
+	assert_int_equal(vh->routes[2].n_match, 0);
+	/* The delegate itself binds nowhere and is not "mesh only". */
+	assert_int_equal(t->listeners[0].n_vhosts, 1);
+	assert_false(has_warning(&f->d, "shop-routes", "mesh only"));
+}
+
+/* Mistakes in delegation, each named where it is: those of one document
+ * first, then those between documents (the loader's second pass). */
+static void test_delegate_errors(void **state)
+{
+	static const char syntax[] = APP GW_DOC
+	    "---\n"
+	    "apiVersion: networking.istio.io/v1\n"
+	    "kind: VirtualService\n"
+	    "metadata: {name: root}\n"
+	    "spec:\n"
+	    "  hosts: [\"*\"]\n"
+	    "  gateways: [gw]\n"
+	    "  http:\n"
+	    "  - delegate: {name: shop-routes, namespace: shop}\n"
+	    "    route: [{destination: {host: front, port: {number: 80}}}]\n"
+	    "  - delegate: {namespace: shop}\n" DELEGATE_VS("  gateways: [default/gw]\n");
+	static const char refs[] = APP GW_DOC "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: root}\n"
+					      "spec:\n"
+					      "  hosts: [\"*\"]\n"
+					      "  gateways: [gw]\n"
+					      "  http:\n"
+					      "  - delegate: {name: missing}\n"
+					      "  - delegate: {name: root}\n"
+					      "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: nested}\n"
+					      "spec:\n"
+					      "  http:\n"
+					      "  - delegate: {name: root}\n";
+	struct fx *f = *state;
+	struct ism_conf *c = NULL;
+
+	assert_int_equal(ism_conf_load_buf("t.yaml", syntax, strlen(syntax), &c, &f->d), -EINVAL);
+	assert_null(c);
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[0].route",
+			     "a route that delegates must not have route"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[1].delegate.name",
+			     "required"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "shop/shop-routes: spec.gateways",
+			     "must have no gateways"));
+	ism_diags_init(&f->d);
+	assert_int_equal(ism_conf_load_buf("t.yaml", refs, strlen(refs), &c, &f->d), -EINVAL);
+	assert_null(c);
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[0].delegate",
+			     "no VirtualService default/missing in this file"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[1].delegate",
+			     "has hosts: only one without hosts can be a delegate"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/nested: spec.http[0].delegate",
+			     "cannot delegate again"));
+}
+
 /* APP is lines 1-6, the DestinationRule lines 7-13; its policy starts at line 14. */
 #define DR_HEAD                                                                                    \
 	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
@@ -2168,6 +2294,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
