@@ -1140,12 +1140,27 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 	return routes;
 }
 
-static bool names_gateway(const struct ism_cm_match *m, const char *gw)
+/* Istio's sourceMatchHTTP for a gateway proxy: a match naming gateways
+ * applies through those; else its sourceLabels must all be the appliance's
+ * labels and its sourceNamespace the appliance's namespace. */
+static bool match_applies(const struct ism_conf *c, const struct ism_cm_match *m, const char *gw)
 {
-	for (size_t k = 0; k < m->n_gateways; k++)
+	for (size_t k = 0; gw != NULL && k < m->n_gateways; k++)
 		if (strcmp(m->gateways[k], gw) == 0)
 			return true;
-	return false;
+	if (m->n_gateways > 0)
+		return false;
+	for (size_t k = 0; k < m->n_source_labels; k++) {
+		size_t a = 0;
+
+		while (a < c->app.n_labels &&
+		       (strcmp(c->app.labels[a].key, m->source_labels[k].key) != 0 ||
+			strcmp(c->app.labels[a].value, m->source_labels[k].value) != 0))
+			a++;
+		if (a == c->app.n_labels)
+			return false;
+	}
+	return m->source_ns == NULL || (c->app.ns != NULL && strcmp(m->source_ns, c->app.ns) == 0);
 }
 
 /* The routes of VirtualService vi for requests that came through Gateway gw
@@ -1161,7 +1176,7 @@ static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, c
 	uint32_t k = 0;
 
 	*n = (uint32_t)vs->n_routes;
-	if (!vs->match_gateways || all == NULL)
+	if (!vs->match_source || all == NULL)
 		return all;
 	out = ANEW(b, vs->n_routes, struct ism_route);
 	for (size_t i = 0; out != NULL && i < vs->n_routes; i++) {
@@ -1170,7 +1185,7 @@ static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, c
 		uint32_t nm = 0;
 
 		for (size_t j = 0; m != NULL && j < r->n_match; j++)
-			if (r->match[j].n_gateways == 0 || names_gateway(&r->match[j], gw))
+			if (match_applies(b->c, &r->match[j], gw))
 				m[nm++] = all[i].match[j];
 		if (r->n_match > 0 && nm == 0)
 			continue;
@@ -1636,7 +1651,7 @@ static uint32_t emit_vhosts(struct cbuild *b, const struct lgroup *lg, const str
 	for (size_t i = 0; i < n && b->rc == 0;) {
 		size_t run = event_run(ev + i, n - i);
 
-		if (!b->c->vss[ev[i].vs]->match_gateways) {
+		if (!b->c->vss[ev[i].vs]->match_source) {
 			nv += (uint32_t)emit_vhost(b, lg, ev + i, run, redirect, SIZE_MAX, &vh[nv]);
 			i += run;
 			continue;

@@ -58,6 +58,15 @@ static bool kv_conflict(const struct ism_cm_kv *root, size_t nr, const struct is
 	return false;
 }
 
+static const struct ism_cm_label *label_find(const struct ism_cm_label *l, size_t n,
+					     const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(l[i].key, key) == 0)
+			return &l[i];
+	return NULL;
+}
+
 static bool has_gateway(const struct ism_cm_match *m, const char *gw)
 {
 	for (size_t i = 0; i < m->n_gateways; i++)
@@ -83,6 +92,16 @@ static bool match_conflict(const struct ism_cm_match *root, const struct ism_cm_
 		return true;
 	if (root->port && leaf->port && root->port != leaf->port)
 		return true;
+	if (root->source_ns != NULL &&
+	    (leaf->source_ns == NULL || strcmp(leaf->source_ns, root->source_ns) != 0))
+		return true;
+	for (size_t i = 0; i < leaf->n_source_labels; i++) {
+		const struct ism_cm_label *rl = label_find(
+		    root->source_labels, root->n_source_labels, leaf->source_labels[i].key);
+
+		if (rl != NULL && strcmp(rl->value, leaf->source_labels[i].value) != 0)
+			return true;
+	}
 	/* The root's gateways must include the leaf's. */
 	for (size_t i = 0; root->n_gateways && i < leaf->n_gateways; i++)
 		if (!has_gateway(root, leaf->gateways[i]))
@@ -130,6 +149,17 @@ static void match_merge(struct ism_vctx *v, const struct ism_cm_match *root,
 	    kv_merge(v, root->query, root->n_query, leaf->query, leaf->n_query, &out->n_query);
 	if (out->port == 0)
 		out->port = root->port;
+	if (out->source_ns == NULL)
+		out->source_ns = root->source_ns;
+	out->source_labels = ism_v_alloc(v, root->n_source_labels + leaf->n_source_labels,
+					 sizeof(*out->source_labels));
+	out->n_source_labels = 0;
+	for (size_t i = 0; out->source_labels != NULL && i < root->n_source_labels; i++)
+		if (label_find(leaf->source_labels, leaf->n_source_labels,
+			       root->source_labels[i].key) == NULL)
+			out->source_labels[out->n_source_labels++] = root->source_labels[i];
+	for (size_t i = 0; out->source_labels != NULL && i < leaf->n_source_labels; i++)
+		out->source_labels[out->n_source_labels++] = leaf->source_labels[i];
 	if (out->n_gateways == 0) {
 		out->n_gateways = root->n_gateways;
 		out->gateways = root->gateways;
@@ -264,10 +294,10 @@ static void delegate_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		return;
 	vs->routes = out;
 	vs->n_routes = k;
-	vs->match_gateways = false;
+	vs->match_source = false;
 	for (size_t i = 0; i < k; i++)
 		for (size_t j = 0; j < out[i].n_match; j++)
-			vs->match_gateways |= out[i].match[j].n_gateways > 0;
+			vs->match_source |= ism_model_match_source(&out[i].match[j]);
 }
 
 void ism_model_delegate(struct ism_vctx *v)

@@ -67,6 +67,11 @@ static const char *gateway_ref(struct ism_vctx *v, const char *name, const char 
 	return lower_dup(v, buf);
 }
 
+bool ism_model_match_source(const struct ism_cm_match *m)
+{
+	return m->n_gateways > 0 || m->n_source_labels > 0 || m->source_ns != NULL;
+}
+
 /* DNS name, optionally with a leftmost "*" label, or "*" alone. */
 static bool host_syntax_ok(const char *s)
 {
@@ -995,20 +1000,10 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_match *m)
 {
-	static const char *const keys[] = {"name",
-					   "uri",
-					   "scheme",
-					   "method",
-					   "authority",
-					   "headers",
-					   "queryParams",
-					   "withoutHeaders",
-					   "ignoreUriCase",
-					   "port",
-					   "gateways",
-					   "statPrefix",
-					   NULL};
-	static const char *const unimpl[] = {"sourceLabels", "sourceNamespace", NULL};
+	static const char *const keys[] = {
+	    "name",	"uri",	       "scheme",	 "method",	    "authority",
+	    "headers",	"queryParams", "withoutHeaders", "ignoreUriCase",   "port",
+	    "gateways", "statPrefix",  "sourceLabels",	 "sourceNamespace", NULL};
 	static const char *const sms[] = {"uri", "scheme", "method", "authority"};
 	struct ism_cm_sm *dst[] = {&m->uri, &m->scheme, &m->method, &m->authority};
 	const char *name, **gws;
@@ -1016,8 +1011,10 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	ism_v_str(v, n, "name", false, &name);
+	labels_field(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
+	ism_v_str(v, n, "sourceNamespace", false, &m->source_ns);
 	if (ism_v_str(v, n, "statPrefix", false, &name) > 0) {
 		size_t old = ism_v_push(v, ".statPrefix");
 
@@ -1352,13 +1349,14 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 
 static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
 {
-	static const char *const keys[] = {"hosts", "gateways", "http", NULL};
-	static const char *const unimpl[] = {"tls", "tcp", "exportTo", NULL};
+	static const char *const keys[] = {"hosts", "gateways", "http", "exportTo", NULL};
+	static const char *const unimpl[] = {"tls", "tcp", NULL};
 	const struct ism_node *gl, *l;
 	const char **hosts, **gws;
 	size_t nh, ng, old;
 
 	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ); /* accepted, ignored */
 	/* Without hosts: a delegate, whose routes serve only through another
 	 * VirtualService's delegate (Istio). */
 	hosts = ism_v_strlist(v, spec, "hosts", false, &nh, &l);
@@ -1403,8 +1401,8 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 
 		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes]);
 		for (size_t j = 0; j < vs->routes[vs->n_routes].n_match; j++)
-			if (vs->routes[vs->n_routes].match[j].n_gateways > 0)
-				vs->match_gateways = true;
+			vs->match_source |=
+			    ism_model_match_source(&vs->routes[vs->n_routes].match[j]);
 		vs->n_routes++;
 		ism_v_pop(v, o2);
 	}

@@ -33,6 +33,8 @@ struct ism_cm_kv {
 	struct ism_cm_sm m;
 };
 
+struct ism_cm_label;
+
 struct ism_cm_match {
 	struct ism_cm_sm uri, scheme, method, authority;
 	bool ignore_uri_case;
@@ -44,6 +46,11 @@ struct ism_cm_match {
 	size_t n_gateways;
 	const char **gateways;
 	const struct ism_node *gateways_at;
+	/* sourceLabels / sourceNamespace: compared with the appliance's own
+	 * labels and namespace, as Istio compares them with the proxy's. */
+	size_t n_source_labels;
+	struct ism_cm_label *source_labels;
+	const char *source_ns;
 };
 
 struct ism_cm_se;
@@ -83,8 +90,8 @@ struct ism_cm_vs {
 	const struct ism_node **gateway_at;
 	size_t *gateway_idx; /* index in conf->gws, SIZE_MAX when none (cross-reference pass) */
 	bool mesh;
-	bool match_gateways; /* some match names gateways: routes differ per gateway */
-	bool delegate_only;  /* no hosts: its routes serve through other's delegate */
+	bool match_source;  /* some match has gateways or source conditions */
+	bool delegate_only; /* no hosts: its routes serve through other's delegate */
 	size_t n_routes;
 	struct ism_cm_route *routes;
 };
@@ -419,6 +426,10 @@ struct ism_vctx {
 /* Appends to the field path; returns the old length for ism_v_pop. */
 size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ism_v_pop(struct ism_vctx *v, size_t old);
+/* Whether a match has conditions on where the request comes from (gateways,
+ * sourceLabels, sourceNamespace), decided per gateway at compilation. */
+bool ism_model_match_source(const struct ism_cm_match *m);
+
 /* conf/delegate.c: the routes that delegate replaced by those of their
  * delegate VirtualService, merged as Istio merges them. After the cross
  * references. */

@@ -424,7 +424,7 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 					   "cipherSuites",
 					   NULL};
 	static const char *const unimpl[] = {"verifyCertificateSpki", "verifyCertificateHash",
-					     "caCertCredentialName", NULL};
+					     "caCertCredentialName", "insecureSkipVerify", NULL};
 	static const char *const modes[] = {"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL",
 					    NULL};
 	static const char *const later[] = {"PASSTHROUGH", "AUTO_PASSTHROUGH", NULL};

@@ -34,6 +34,7 @@ import test_control  # noqa: E402
 import test_operator  # noqa: E402
 import test_h2  # noqa: E402
 import test_h2safety  # noqa: E402
+import test_istio_api  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1403,6 +1404,7 @@ test_control.register(test)
 test_operator.register(test)
 test_h2.register(test)
 test_h2safety.register(test)
+test_istio_api.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -620,11 +620,14 @@ static void test_binding(void **state)
 /* match.gateways: a match applies only through the gateways it names, a route
  * whose every match is left out is left out (Istio's sourceMatchHTTP), and the
  * routes of one VirtualService differ per gateway even on one port; gateway
- * references resolve as Istio resolves them. */
+ * references resolve as Istio resolves them. sourceLabels and sourceNamespace
+ * are compared with the appliance's labels and namespace, as Istio compares
+ * them with the gateway proxy's. */
 static void test_match_gateways(void **state)
 {
 	static const char yaml[] =
 	    APP "  namespace: front\n"
+		"  labels: {tier: edge, team: net}\n"
 		"---\n"
 		"apiVersion: networking.istio.io/v1\n"
 		"kind: Gateway\n"
@@ -660,6 +663,12 @@ static void test_match_gateways(void **state)
 		"  - name: sidecars\n"
 		"    match: [{gateways: [mesh]}, {gateways: [other]}]\n"
 		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: ours\n"
+		"    match: [{sourceLabels: {tier: edge}, sourceNamespace: front}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: not-ours\n"
+		"    match: [{sourceLabels: {tier: core}}, {sourceNamespace: back}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
 		"  - name: all\n"
 		"    route: [{destination: {host: s, port: {number: 80}}}]\n";
 	struct fx *f = *state;
@@ -677,23 +686,26 @@ static void test_match_gateways(void **state)
 	in = &l80->vhosts[1];
 	assert_int_equal(pub->n_domains, 1);
 	assert_string_equal(pub->domains[0].p, "pub.example.com");
-	assert_int_equal(pub->n_routes, 2);
+	assert_int_equal(pub->n_routes, 3);
 	assert_string_equal(pub->routes[0].name.p, "public-only");
 	assert_int_equal(pub->routes[0].n_match, 2);
-	assert_string_equal(pub->routes[1].name.p, "all");
+	/* sourceLabels and sourceNamespace against the appliance's own. */
+	assert_string_equal(pub->routes[1].name.p, "ours");
+	assert_string_equal(pub->routes[2].name.p, "all");
 	assert_int_equal(in->n_domains, 1);
 	assert_string_equal(in->domains[0].p, "int.example.com");
-	assert_int_equal(in->n_routes, 3);
+	assert_int_equal(in->n_routes, 4);
 	assert_string_equal(in->routes[0].name.p, "public-only");
 	assert_int_equal(in->routes[0].n_match, 1); /* /b only */
 	assert_string_equal(in->routes[1].name.p, "internal-only");
-	assert_string_equal(in->routes[2].name.p, "all");
+	assert_string_equal(in->routes[2].name.p, "ours");
+	assert_string_equal(in->routes[3].name.p, "all");
 	/* The copies share their counters with the routes they filter. */
 	assert_ptr_equal(pub->routes[0].stats, in->routes[0].stats);
-	assert_ptr_equal(pub->routes[1].stats, in->routes[2].stats);
+	assert_ptr_equal(pub->routes[2].stats, in->routes[3].stats);
 	/* Gateway int's other port, its hosts "*" bound to both names. */
 	assert_int_equal(l81->n_vhosts, 1);
-	assert_int_equal(l81->vhosts[0].n_routes, 3);
+	assert_int_equal(l81->vhosts[0].n_routes, 4);
 	assert_true(has_warning(&f->d, "spec.http[2].match[1].gateways[0]",
 				"not bound to Gateway front/other"));
 	assert_false(has_warning(&f->d, "spec.http[2].match[0].gateways[0]", ""));
