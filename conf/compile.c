@@ -1093,7 +1093,6 @@ static void compile_retry(struct cbuild *b, const struct ism_retry *in, struct i
 			memcpy(codes, in->codes, in->n_codes * sizeof(*codes));
 	}
 	out->codes = codes;
-	out->backoff_base_ms = 25;
 }
 
 /* The path rewrite of a forwarding route, or the path of a redirect. */
@@ -1266,8 +1265,9 @@ static const struct ism_route_actions *compile_actions(struct cbuild *b,
 		    .port_from_request = rd->port_from_request,
 		    .scheme = rd->scheme ? astr(b, rd->scheme) : (struct ism_str){"", 0},
 		    .authority = rd->authority ? astr(b, rd->authority) : (struct ism_str){"", 0}};
-	}
-	if (r->direct.set) {
+	} else if (r->direct.set) {
+		/* Istio translates a redirect first: one a delegate route has wins
+		 * over the directResponse it takes from its root. */
 		a->kind = ISM_ROUTE_DIRECT;
 		a->direct =
 		    (struct ism_direct){.status = (uint16_t)r->direct.status,
@@ -1349,9 +1349,70 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->timeout_ms = r->timeout_ms;
 		compile_retry(b, &r->retry, &o->retry);
 		o->act = compile_actions(b, r);
+		/* One counter set per route, whichever vhosts and gateways
+		 * share it. */
+		o->stats = ANEW(b, 1, struct ism_counters);
 	}
 	b->vs_routes[vi] = routes;
 	return routes;
+}
+
+/* Istio's sourceMatchHTTP for a gateway proxy: a match naming gateways
+ * applies through those; else its sourceLabels must all be the appliance's
+ * labels and its sourceNamespace the appliance's namespace. */
+static bool match_applies(const struct ism_conf *c, const struct ism_cm_match *m, const char *gw)
+{
+	for (size_t k = 0; gw != NULL && k < m->n_gateways; k++)
+		if (strcmp(m->gateways[k], gw) == 0)
+			return true;
+	if (m->n_gateways > 0)
+		return false;
+	for (size_t k = 0; k < m->n_source_labels; k++) {
+		size_t a = 0;
+
+		while (a < c->app.n_labels &&
+		       (strcmp(c->app.labels[a].key, m->source_labels[k].key) != 0 ||
+			strcmp(c->app.labels[a].value, m->source_labels[k].value) != 0))
+			a++;
+		if (a == c->app.n_labels)
+			return false;
+	}
+	return m->source_ns == NULL || (c->app.ns != NULL && strcmp(m->source_ns, c->app.ns) == 0);
+}
+
+/* The routes of VirtualService vi for requests that came through Gateway gw
+ * ("<ns>/<name>"), their count in *n. A match naming gateways applies only
+ * through one of them, and a route whose every match is left out is left out
+ * (Istio: sourceMatchHTTP). Without match.gateways: the routes compiled once. */
+static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, const char *gw,
+						  uint32_t *n)
+{
+	const struct ism_cm_vs *vs = b->c->vss[vi];
+	const struct ism_route *all = compile_routes(b, vi);
+	struct ism_route *out;
+	uint32_t k = 0;
+
+	*n = (uint32_t)vs->n_routes;
+	if (!vs->match_source || all == NULL)
+		return all;
+	out = ANEW(b, vs->n_routes, struct ism_route);
+	for (size_t i = 0; out != NULL && i < vs->n_routes; i++) {
+		const struct ism_cm_route *r = &vs->routes[i];
+		struct ism_match *m = r->n_match ? ANEW(b, r->n_match, struct ism_match) : NULL;
+		uint32_t nm = 0;
+
+		for (size_t j = 0; m != NULL && j < r->n_match; j++)
+			if (match_applies(b->c, &r->match[j], gw))
+				m[nm++] = all[i].match[j];
+		if (r->n_match > 0 && nm == 0)
+			continue;
+		out[k] = all[i]; /* destinations, policies and counters shared */
+		out[k].match = m;
+		out[k].n_match = nm;
+		k++;
+	}
+	*n = k;
+	return out;
 }
 
 /* --- listeners --- */
@@ -1741,10 +1802,11 @@ static bool srv_selected(const struct lgroup *lg, int redirect, size_t s)
 	return (int)lg->srv[s]->tls.https_redirect == redirect;
 }
 
-/* The vhost of one VirtualService from its events (one run), in vh; 1 when
- * made, 0 when none of its domains are served. */
+/* The vhost of one VirtualService from its events (one run) through Gateway
+ * gwi (SIZE_MAX: every one), in vh; 1 when made, 0 when none of its domains are
+ * served. */
 static int emit_vhost(struct cbuild *b, const struct lgroup *lg, const struct bind_event *ev,
-		      size_t n, int redirect, struct ism_vhost *vh)
+		      size_t n, int redirect, size_t gwi, struct ism_vhost *vh)
 {
 	const struct ism_cm_vs *vs = b->c->vss[ev[0].vs];
 	const char **doms = calloc(n, sizeof(*doms));
@@ -1761,7 +1823,8 @@ static int emit_vhost(struct cbuild *b, const struct lgroup *lg, const struct bi
 		return 0;
 	}
 	for (size_t i = 0; rc >= 0 && i < n; i++) {
-		if (!srv_selected(lg, redirect, ev[i].s))
+		if (!srv_selected(lg, redirect, ev[i].s) ||
+		    (gwi != SIZE_MAX && lg->gwi[ev[i].s] != gwi))
 			continue;
 		rc = ism_strmap_add(&seen, ev[i].dom, strlen(ev[i].dom), 0, NULL);
 		if (rc > 0)
@@ -1784,8 +1847,14 @@ static int emit_vhost(struct cbuild *b, const struct lgroup *lg, const struct bi
 	vh->https_redirect = (uint8_t)redirect;
 	vh->n_domains = (uint32_t)nd;
 	vh->domains = ds;
-	vh->n_routes = (uint32_t)vs->n_routes;
-	vh->routes = compile_routes(b, ev[0].vs);
+	if (gwi == SIZE_MAX) {
+		vh->routes = routes_for_gateway(b, ev[0].vs, NULL, &vh->n_routes);
+	} else {
+		const struct ism_cm_gw *gw = b->c->gws[gwi];
+
+		snprintf(vname, sizeof(vname), "%s/%s", gw->r.ns, gw->r.name);
+		vh->routes = routes_for_gateway(b, ev[0].vs, vname, &vh->n_routes);
+	}
 	return 1;
 }
 
@@ -1799,7 +1868,22 @@ static uint32_t emit_vhosts(struct cbuild *b, const struct lgroup *lg, const str
 	for (size_t i = 0; i < n && b->rc == 0;) {
 		size_t run = event_run(ev + i, n - i);
 
-		nv += (uint32_t)emit_vhost(b, lg, ev + i, run, redirect, &vh[nv]);
+		if (!b->c->vss[ev[i].vs]->match_source) {
+			nv += (uint32_t)emit_vhost(b, lg, ev + i, run, redirect, SIZE_MAX, &vh[nv]);
+			i += run;
+			continue;
+		}
+		/* Routes that differ per gateway: a vhost per gateway, in the
+		 * order the events name them. */
+		for (size_t j = 0; j < run && b->rc == 0; j++) {
+			size_t g = lg->gwi[ev[i + j].s], k = 0;
+
+			while (k < j && lg->gwi[ev[i + k].s] != g)
+				k++;
+			if (k == j)
+				nv +=
+				    (uint32_t)emit_vhost(b, lg, ev + i, run, redirect, g, &vh[nv]);
+		}
 		i += run;
 	}
 	return nv;
@@ -1914,9 +1998,9 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 	l->peer_mtls = b->peer_mtls[lg->port];
 	l->h2c = 1;
 	qsort(x.ev, x.n_ev, sizeof(*x.ev), event_cmp_vs);
-	/* Two per VirtualService at most (redirecting servers and the others),
-	 * and one per server with httpsRedirect. */
-	vh = ANEW(b, 2 * count_vs(x.ev, x.n_ev) + lg->n_srv, struct ism_vhost);
+	/* Two per VirtualService and gateway at most (redirecting servers and
+	 * the others), and one per server with httpsRedirect. */
+	vh = ANEW(b, 2 * x.n_ev + lg->n_srv, struct ism_vhost);
 	if (vh == NULL)
 		goto out;
 	l->vhosts = vh;
@@ -2032,7 +2116,7 @@ static void build(struct cbuild *b)
 	b->t->n_clusters = (uint32_t)b->n_keys;
 }
 
-/* The workers' response counters per listener and per route. */
+/* The workers' response counters per listener (a route's are made with it). */
 static void alloc_counters(struct cbuild *b)
 {
 	struct ism_table *t = b->t;
@@ -2041,20 +2125,6 @@ static void alloc_counters(struct cbuild *b)
 		struct ism_listener *li = (struct ism_listener *)&t->listeners[l];
 
 		li->stats = ANEW(b, 1, struct ism_counters);
-		for (uint32_t set = 0; set < ism_listener_sets(li) && b->rc == 0; set++) {
-			uint32_t nv;
-			const struct ism_vhost *vh = ism_listener_set(li, set, &nv);
-
-			/* A VirtualService's routes are shared by every vhost it
-			 * makes: one counter set each, given at its first vhost. */
-			for (uint32_t v = 0; v < nv && b->rc == 0; v++) {
-				if (vh[v].n_routes == 0 || vh[v].routes[0].stats != NULL)
-					continue;
-				for (uint32_t r = 0; r < vh[v].n_routes && b->rc == 0; r++)
-					((struct ism_route *)&vh[v].routes[r])->stats =
-					    ANEW(b, 1, struct ism_counters);
-			}
-		}
 	}
 }
 

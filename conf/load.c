@@ -255,6 +255,29 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 	}
 }
 
+/* A match naming a gateway the VirtualService is not bound to never applies
+ * (Istio builds a gateway's routes from the VirtualServices bound to it): a
+ * warning, as "mesh" is not (a route for sidecars, which this appliance is not). */
+static void xref_match_gateways(struct ism_vctx *v, const struct ism_cm_vs *vs,
+				const struct ism_cm_match *m, size_t ri, size_t mi)
+{
+	for (size_t k = 0; k < m->n_gateways; k++) {
+		bool bound = strcmp(m->gateways[k], "mesh") == 0;
+		size_t old;
+
+		for (size_t g = 0; !bound && g < vs->n_gateways; g++)
+			bound = strcmp(vs->gateways[g], m->gateways[k]) == 0;
+		if (bound)
+			continue;
+		old = ism_v_push(v, "spec.http[%zu].match[%zu].gateways[%zu]", ri, mi, k);
+		ism_v_warn(v, m->gateways_at->items[k],
+			   "the VirtualService is not bound to Gateway %s (spec.gateways): this "
+			   "match never applies",
+			   m->gateways[k]);
+		ism_v_pop(v, old);
+	}
+}
+
 static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 {
 	size_t bound = 0, old;
@@ -275,12 +298,14 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		ism_v_err(v, vs->gateway_at[i], "no Gateway %s in this file", vs->gateways[i]);
 		ism_v_pop(v, old);
 	}
-	if (bound == 0 && vs->n_gateways == 0)
+	if (bound == 0 && vs->n_gateways == 0 && !vs->delegate_only)
 		ism_v_warn(v, vs->r.at,
 			   "bound to the mesh only: no gateway of this appliance uses it");
 	for (size_t i = 0; i < vs->n_routes; i++) {
 		const struct ism_cm_route *r = &vs->routes[i];
 
+		for (size_t j = 0; j < r->n_match; j++)
+			xref_match_gateways(v, vs, &r->match[j], i, j);
 		for (size_t j = 0; j < r->n_dest; j++) {
 			old = ism_v_push(v, "spec.http[%zu].route[%zu]", i, j);
 			xref_dest(v, &r->dest[j]);
@@ -561,6 +586,7 @@ void ism_model_xref(struct ism_vctx *v)
 		xref_dr(v, v->conf->drs[i]);
 	for (size_t i = 0; i < v->conf->n_vss; i++)
 		xref_vs(v, v->conf->vss[i]);
+	ism_model_delegate(v);
 	xref_hcs(v);
 	ism_tls_xref(v);
 	v->res = "";

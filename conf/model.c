@@ -44,6 +44,34 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 	return lower_dup(v, buf);
 }
 
+/* A gateway reference as Istio resolves one (resolveGatewayName), lowercased:
+ * "ns/name" as it is, "./name" and a short name in namespace ns, the legacy
+ * "name.ns.svc.cluster.local" as "ns/name". */
+static const char *gateway_ref(struct ism_vctx *v, const char *name, const char *ns)
+{
+	const char *slash = strchr(name, '/'), *dot = strchr(name, '.');
+	char buf[512];
+
+	if (slash != NULL && !(slash == name + 1 && name[0] == '.'))
+		return lower_dup(v, name);
+	if (slash != NULL) {
+		snprintf(buf, sizeof(buf), "%s/%s", ns, slash + 1);
+	} else if (dot == NULL) {
+		snprintf(buf, sizeof(buf), "%s/%s", ns, name);
+	} else {
+		const char *end = strchr(dot + 1, '.');
+		size_t nl = end ? (size_t)(end - dot - 1) : strlen(dot + 1);
+
+		snprintf(buf, sizeof(buf), "%.*s/%.*s", (int)nl, dot + 1, (int)(dot - name), name);
+	}
+	return lower_dup(v, buf);
+}
+
+bool ism_model_match_source(const struct ism_cm_match *m)
+{
+	return m->n_gateways > 0 || m->n_source_labels > 0 || m->source_ns != NULL;
+}
+
 /* DNS name, optionally with a leftmost "*" label, or "*" alone. */
 static bool host_syntax_ok(const char *s)
 {
@@ -999,22 +1027,37 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 	return count;
 }
 
-static void parse_match(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_match *m)
+static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			struct ism_cm_match *m)
 {
 	static const char *const keys[] = {
-	    "name",	     "uri",	"scheme",      "method",
-	    "authority",     "headers", "queryParams", "withoutHeaders",
-	    "ignoreUriCase", "port",	NULL};
-	static const char *const unimpl[] = {"sourceLabels", "sourceNamespace", "gateways",
-					     "statPrefix", NULL};
+	    "name",	"uri",	       "scheme",	 "method",	    "authority",
+	    "headers",	"queryParams", "withoutHeaders", "ignoreUriCase",   "port",
+	    "gateways", "statPrefix",  "sourceLabels",	 "sourceNamespace", NULL};
 	static const char *const sms[] = {"uri", "scheme", "method", "authority"};
 	struct ism_cm_sm *dst[] = {&m->uri, &m->scheme, &m->method, &m->authority};
-	const char *name;
+	const char *name, **gws;
+	size_t ng;
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	ism_v_str(v, n, "name", false, &name);
+	labels_field(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
+	ism_v_str(v, n, "sourceNamespace", false, &m->source_ns);
+	if (ism_v_str(v, n, "statPrefix", false, &name) > 0) {
+		size_t old = ism_v_push(v, ".statPrefix");
+
+		ism_v_warn(v, ism_node_get(n, "statPrefix", NULL),
+			   "accepted, has no effect: every route is counted under its name "
+			   "(isthmus_route_responses_total)");
+		ism_v_pop(v, old);
+	}
+	gws = ism_v_strlist(v, n, "gateways", false, &ng, &m->gateways_at);
+	m->gateways = ism_v_alloc(v, ng, sizeof(*m->gateways));
+	for (size_t i = 0; gws != NULL && m->gateways != NULL && i < ng; i++)
+		m->gateways[m->n_gateways++] =
+		    strcmp(gws[i], "mesh") == 0 ? "mesh" : gateway_ref(v, gws[i], ns);
 	for (size_t i = 0; i < 4; i++) {
 		const struct ism_node *s = ism_node_get(n, sms[i], NULL);
 		size_t old;
@@ -1181,8 +1224,8 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 					   "retryOn",
 					   "retryRemoteLocalities",
 					   "retryIgnorePreviousHosts",
+					   "backoff",
 					   NULL};
-	static const char *const unimpl[] = {"backoff", NULL};
 	const struct ism_node *n = ism_v_node(v, route, "retries", false, ISM_NODE_MAP);
 	struct ism_retry *rt = &r->retry;
 	bool b;
@@ -1196,10 +1239,13 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	 * 0 (also when absent) disables retries. */
 	rt->attempts = 0;
 	old = ism_v_push(v, ".retries");
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_u32(v, n, "attempts", false, 0, 10000, &rt->attempts) == 0)
 		ism_v_warn(v, n, "attempts is not set: no retries (Istio's default is 0 here)");
 	ism_v_dur(v, n, "perTryTimeout", 1, &rt->per_try_timeout_ms);
+	/* Envoy's base interval: retry N waits below (2^N - 1) x backoff, at most
+	 * ten times it. */
+	ism_v_dur(v, n, "backoff", 1, &rt->backoff_base_ms);
 	parse_retry_on(v, n, rt);
 	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0)
 		rt->ignore_previous_hosts = b;
@@ -1755,13 +1801,22 @@ static void parse_direct(struct ism_vctx *v, const struct ism_node *route, struc
 	ism_v_pop(v, old);
 }
 
-/* Istio's rules between a route's ways of answering: one of route, redirect,
- * directResponse and delegate; no rewrite with an answer made here. */
+/* Istio's rules between a route's ways of answering (validateHTTPRouteConflict):
+ * a route that delegates (a root route) may not redirect (nor have route:
+ * parse_route says it); another has one of route, redirect and
+ * directResponse, and no rewrite with an answer made here. */
 static void route_conflicts(struct ism_vctx *v, const struct ism_node *n)
 {
-	static const char *const ways[] = {"route", "redirect", "directResponse", "delegate", NULL};
+	static const char *const ways[] = {"route", "redirect", "directResponse", NULL};
 
-	one_of(v, n, ways, "route, redirect, directResponse, delegate");
+	if (ism_node_get(n, "delegate", NULL) != NULL) {
+		if (ism_node_get(n, "redirect", NULL) != NULL)
+			key_err(v, n, "redirect",
+				"a route that delegates must not redirect (Istio: root HTTP route "
+				"must not specify redirect)");
+		return;
+	}
+	one_of(v, n, ways, "route, redirect, directResponse");
 	if (ism_node_get(n, "rewrite", NULL) != NULL &&
 	    (ism_node_get(n, "redirect", NULL) != NULL ||
 	     ism_node_get(n, "directResponse", NULL) != NULL))
@@ -1779,14 +1834,37 @@ static bool answers_itself(const struct ism_node *n)
 	       ism_node_get(n, "delegate", NULL) != NULL;
 }
 
+/* delegate: {name, namespace (default: the VirtualService's)}. */
+static void parse_delegate(struct ism_vctx *v, const struct ism_node *route, const char *ns,
+			   struct ism_cm_route *r)
+{
+	static const char *const keys[] = {"name", "namespace", NULL};
+	const struct ism_node *n = ism_v_node(v, route, "delegate", false, ISM_NODE_MAP);
+	const char *name = NULL, *dns = NULL;
+	char buf[512];
+	size_t old;
+
+	if (n == NULL)
+		return;
+	r->delegate_at = n;
+	old = ism_v_push(v, ".delegate");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_str(v, n, "name", true, &name);
+	ism_v_str(v, n, "namespace", false, &dns);
+	ism_v_pop(v, old);
+	if (name == NULL)
+		return;
+	snprintf(buf, sizeof(buf), "%s/%s", dns ? dns : ns, name);
+	r->delegate = lower_dup(v, buf);
+}
+
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name",	     "match",	"route",   "timeout",
-					   "retries",	     "rewrite", "headers", "redirect",
-					   "directResponse", NULL};
-	static const char *const unimpl[] = {"delegate",
-					     "fault",
+	static const char *const keys[] = {"name",	     "match",	 "route",   "timeout",
+					   "retries",	     "rewrite",	 "headers", "redirect",
+					   "directResponse", "delegate", NULL};
+	static const char *const unimpl[] = {"fault",
 					     "mirror",
 					     "mirrorPercentage",
 					     "mirrorPercent",
@@ -1818,17 +1896,26 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		for (size_t i = 0; r->match != NULL && i < l->n; i++) {
 			size_t o2 = ism_v_push(v, "[%zu]", i);
 
-			parse_match(v, l->items[i], &r->match[r->n_match++]);
+			parse_match(v, l->items[i], ns, &r->match[r->n_match++]);
 			ism_v_pop(v, o2);
 		}
 		ism_v_pop(v, old);
 	}
 	parse_redirect(v, n, r);
 	parse_direct(v, n, &r->direct);
+	parse_delegate(v, n, ns, r);
 	route_conflicts(v, n);
 	/* Istio: a route forwards (route), redirects, answers (directResponse)
 	 * or delegates; only the first needs destinations. */
 	l = ism_v_node(v, n, "route", !answers_itself(n), ISM_NODE_SEQ);
+	if (l != NULL && r->delegate_at != NULL) {
+		old = ism_v_push(v, ".route");
+		ism_v_err(v, l,
+			  "a route that delegates must not have route (Istio: root HTTP "
+			  "route must not specify route)");
+		ism_v_pop(v, old);
+		return;
+	}
 	if (l == NULL)
 		return;
 	old = ism_v_push(v, ".route");
@@ -1865,14 +1952,18 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 
 static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
 {
-	static const char *const keys[] = {"hosts", "gateways", "http", NULL};
-	static const char *const unimpl[] = {"tls", "tcp", "exportTo", NULL};
+	static const char *const keys[] = {"hosts", "gateways", "http", "exportTo", NULL};
+	static const char *const unimpl[] = {"tls", "tcp", NULL};
 	const struct ism_node *gl, *l;
 	const char **hosts, **gws;
 	size_t nh, ng, old;
 
 	ism_v_keys(v, spec, keys, unimpl);
-	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
+	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ); /* accepted, ignored */
+	/* Without hosts: a delegate, whose routes serve only through another
+	 * VirtualService's delegate (Istio). */
+	hosts = ism_v_strlist(v, spec, "hosts", false, &nh, &l);
+	vs->delegate_only = nh == 0;
 	vs->hosts = ism_v_alloc(v, nh, sizeof(*vs->hosts));
 	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && i < nh; i++) {
 		if (!host_syntax_ok(hosts[i])) {
@@ -1884,22 +1975,24 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		vs->hosts[vs->n_hosts++] = ism_model_host(v, hosts[i], vs->r.ns);
 	}
 	gws = ism_v_strlist(v, spec, "gateways", false, &ng, &gl);
+	if (vs->delegate_only && gl != NULL) {
+		old = ism_v_push(v, ".gateways");
+		ism_v_err(v, gl,
+			  "a VirtualService without hosts is a delegate (its routes serve through "
+			  "another's http[].delegate) and must have no gateways");
+		ism_v_pop(v, old);
+		gws = NULL;
+	}
 	vs->mesh = gl == NULL;
 	vs->gateways = ism_v_alloc(v, ng, sizeof(*vs->gateways));
 	vs->gateway_at = ism_v_alloc(v, ng, sizeof(*vs->gateway_at));
 	for (size_t i = 0; gws != NULL && vs->gateways && vs->gateway_at && i < ng; i++) {
-		char buf[512];
-
 		if (strcmp(gws[i], "mesh") == 0) {
 			vs->mesh = true;
 			continue;
 		}
-		if (strchr(gws[i], '/') != NULL)
-			snprintf(buf, sizeof(buf), "%s", gws[i]);
-		else
-			snprintf(buf, sizeof(buf), "%s/%s", vs->r.ns, gws[i]);
 		vs->gateway_at[vs->n_gateways] = gl->items[i];
-		vs->gateways[vs->n_gateways++] = lower_dup(v, buf);
+		vs->gateways[vs->n_gateways++] = gateway_ref(v, gws[i], vs->r.ns);
 	}
 	l = ism_v_node(v, spec, "http", true, ISM_NODE_SEQ);
 	if (l == NULL)
@@ -1909,7 +2002,11 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	for (size_t i = 0; vs->routes != NULL && i < l->n; i++) {
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
-		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes++]);
+		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes]);
+		for (size_t j = 0; j < vs->routes[vs->n_routes].n_match; j++)
+			vs->match_source |=
+			    ism_model_match_source(&vs->routes[vs->n_routes].match[j]);
+		vs->n_routes++;
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

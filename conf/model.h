@@ -33,12 +33,24 @@ struct ism_cm_kv {
 	struct ism_cm_sm m;
 };
 
+struct ism_cm_label;
+
 struct ism_cm_match {
 	struct ism_cm_sm uri, scheme, method, authority;
 	bool ignore_uri_case;
 	uint32_t port;
 	size_t n_headers, n_without, n_query;
 	struct ism_cm_kv *headers, *without, *query;
+	/* match.gateways: "<ns>/<name>" or "mesh"; none: every gateway the
+	 * VirtualService is bound to. */
+	size_t n_gateways;
+	const char **gateways;
+	const struct ism_node *gateways_at;
+	/* sourceLabels / sourceNamespace: compared with the appliance's own
+	 * labels and namespace, as Istio compares them with the proxy's. */
+	size_t n_source_labels;
+	struct ism_cm_label *source_labels;
+	const char *source_ns;
 };
 
 struct ism_cm_se;
@@ -113,6 +125,10 @@ struct ism_cm_route {
 	struct ism_cm_headers headers;
 	struct ism_cm_redirect redirect;
 	struct ism_cm_direct direct;
+	/* delegate: "<ns>/<name>" of the VirtualService (one without hosts) whose
+	 * routes take this one's place (conf/delegate.c); NULL when none. */
+	const char *delegate;
+	const struct ism_node *delegate_at;
 };
 
 struct ism_cm_vs {
@@ -124,6 +140,8 @@ struct ism_cm_vs {
 	const struct ism_node **gateway_at;
 	size_t *gateway_idx; /* index in conf->gws, SIZE_MAX when none (cross-reference pass) */
 	bool mesh;
+	bool match_source;  /* some match has gateways or source conditions */
+	bool delegate_only; /* no hosts: its routes serve through other's delegate */
 	size_t n_routes;
 	struct ism_cm_route *routes;
 };
@@ -458,6 +476,15 @@ struct ism_vctx {
 /* Appends to the field path; returns the old length for ism_v_pop. */
 size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ism_v_pop(struct ism_vctx *v, size_t old);
+/* Whether a match has conditions on where the request comes from (gateways,
+ * sourceLabels, sourceNamespace), decided per gateway at compilation. */
+bool ism_model_match_source(const struct ism_cm_match *m);
+
+/* conf/delegate.c: the routes that delegate replaced by those of their
+ * delegate VirtualService, merged as Istio merges them. After the cross
+ * references. */
+void ism_model_delegate(struct ism_vctx *v);
+
 void ism_v_err(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
@@ -514,6 +541,20 @@ int ism_parse_duration_ms(const char *s, uint32_t *out);
 int ism_parse_u64(const char *s, uint64_t *out);
 /* "region/zone[/subzone]" with non-empty parts of at most 63 bytes. */
 bool ism_locality_valid(const char *s);
+
+/* Whether a route sets rewrite, headers (Istio's delegate merge takes the
+ * root route's when it does not). */
+static inline bool ism_model_rewrite_set(const struct ism_cm_rewrite *r)
+{
+	return r->uri != NULL || r->re != NULL || r->authority != NULL;
+}
+
+static inline bool ism_model_headers_set(const struct ism_cm_headers *h)
+{
+	return h->authority != NULL || h->req.n_set + h->req.n_add + h->req.n_remove +
+					       h->resp.n_set + h->resp.n_add + h->resp.n_remove >
+					   0;
+}
 
 /* --- resources (conf/model.c) --- */
 

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include "health/outlier.h"
+#include "lib/strmap.h"
 #include "master/buildinfo.h"
 #include "master/commands.h"
 #include "master/master-t.h"
@@ -216,29 +217,19 @@ static void worker_counters(struct ism_reply *r, const struct ism_worker_stats *
 
 /* ---------- per listener, route and cluster ---------- */
 
-/* Whether route rt already appeared in an earlier vhost of listener l (before
- * vhost v of set): a VirtualService's routes are one object for all its vhosts. */
-static bool route_listed(const struct ism_listener *l, uint32_t set, uint32_t v,
-			 const struct ism_route *rt)
-{
-	for (uint32_t s = 0; s <= set; s++) {
-		uint32_t nv;
-		const struct ism_vhost *vh = ism_listener_set(l, s, &nv);
-
-		for (uint32_t j = 0; j < (s == set ? v : nv); j++)
-			if (rt >= vh[j].routes && rt < vh[j].routes + vh[j].n_routes)
-				return true;
-	}
-	return false;
-}
-
 static void route_responses(struct ism_reply *r, const struct ism_table *t)
 {
 	static const struct ism_metric m = {"isthmus_route_responses_total", "counter",
 					    "Responses by route and status class."};
 
 	ism_prom_family(r, &m);
-	for (uint32_t l = 0; t && l < t->n_listeners; l++)
+	for (uint32_t l = 0; t && l < t->n_listeners; l++) {
+		/* A route's counters are one object for every vhost (and gateway)
+		 * its VirtualService makes: listed once per listener. The keys
+		 * are the counters' addresses, read in place. */
+		struct ism_strmap seen;
+
+		ism_strmap_init(&seen, 0x6973746875730001ull);
 		for (uint32_t set = 0; set < ism_listener_sets(&t->listeners[l]); set++) {
 			uint32_t nv;
 			const struct ism_vhost *vh = ism_listener_set(&t->listeners[l], set, &nv);
@@ -247,8 +238,9 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t)
 				for (uint32_t i = 0; i < vh[v].n_routes; i++) {
 					const struct ism_route *rt = &vh[v].routes[i];
 
-					/* Shared by the vhosts of one VirtualService: once. */
-					if (route_listed(&t->listeners[l], set, v, rt))
+					if (rt->stats == NULL ||
+					    ism_strmap_add(&seen, (const char *)&rt->stats,
+							   sizeof(rt->stats), 0, NULL) <= 0)
 						continue;
 					for (int k = 1; k <= 5; k++)
 						ism_prom_u64(r, m.name,
@@ -258,6 +250,8 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t)
 							     classes[k], NULL);
 				}
 		}
+		ism_strmap_free(&seen);
+	}
 }
 
 /* The counters of struct ism_cluster_dyn, per cluster. */

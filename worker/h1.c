@@ -33,10 +33,14 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
 	int64_t cl = resp->framing.content_length;
 	bool chunked = final && s->resp_out == ISM_H1_OUT_CHUNKED;
-	int ret = 0;
+	char line[] = "HTTP/1.1 000 ";
+	int code = resp->status, ret = 0;
 
-	ret |= ism_buf_printf(&s->out, limit, "HTTP/1.1 %d %.*s\r\n", resp->status,
-			      (int)resp->reason_len, resp->reason ? resp->reason : "");
+	for (int i = 11; i >= 9; i--, code /= 10) /* a status is three digits */
+		line[i] = (char)('0' + code % 10);
+	ret |= ism_buf_append(&s->out, line, sizeof(line) - 1, limit);
+	ret |= ism_buf_append(&s->out, resp->reason, (uint32_t)resp->reason_len, limit);
+	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *h = &resp->headers[i];
 
@@ -49,7 +53,8 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	    resp->status != 204)
 		ret |= ism_put_num_line(&s->out, "content-length: ", (uint64_t)cl, 10, limit);
 	if (final && s->st != NULL && s->st->set_cookie)
-		ret |= ism_buf_printf(&s->out, limit, "set-cookie: %s\r\n", s->st->set_cookie);
+		ret |= ism_buf_put_field(&s->out, "set-cookie", s->st->set_cookie,
+					 strlen(s->st->set_cookie), limit);
 	if (final && !s->keepalive)
 		ret |= ism_buf_append(&s->out, "connection: close\r\n", 19, limit);
 	else if (final && s->http10)

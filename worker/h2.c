@@ -619,7 +619,7 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 {
 	struct ism_h2s *x = sp_of(st);
 	struct ism_h2nv nv;
-	char status[8], clen[24];
+	char status[21], clen[21];
 	int64_t cl = resp->framing.content_length;
 	uint32_t names = 64;
 	bool has_body = mode != ISM_BODY_NONE && !(done && len == 0 && !x->resp.trailers);
@@ -628,8 +628,8 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		names += (uint32_t)resp->headers[i].name_len;
 	if (ism_h2nv_init(&nv, resp->n_headers + 4, names) < 0)
 		return -ENOMEM;
-	snprintf(status, sizeof(status), "%d", resp->status);
-	ism_h2nv_add(&nv, ":status", 7, status, strlen(status));
+	ism_h2nv_add(&nv, ":status", 7, status,
+		     ism_fmt_num(status, (uint64_t)(resp->status > 0 ? resp->status : 0), 10));
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *hd = &resp->headers[i];
 
@@ -637,8 +637,7 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 			ism_h2nv_add(&nv, hd->name, hd->name_len, hd->value, hd->value_len);
 	}
 	if (mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 && resp->status != 204) {
-		snprintf(clen, sizeof(clen), "%lld", (long long)cl);
-		ism_h2nv_add(&nv, "content-length", 14, clen, strlen(clen));
+		ism_h2nv_add(&nv, "content-length", 14, clen, ism_fmt_num(clen, (uint64_t)cl, 10));
 	}
 	if (st->set_cookie)
 		ism_h2nv_add(&nv, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));

@@ -108,8 +108,8 @@ uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)
 
 	if (span > 10ull * base_ms)
 		span = 10ull * base_ms;
-	if (span == 0)
-		return 0;
+	if (span > UINT32_MAX)
+		span = UINT32_MAX;
 	return (uint32_t)(((uint64_t)rnd * span) >> 32);
 }
 

@@ -54,22 +54,33 @@ int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t l
 	return 0;
 }
 
+uint32_t ism_fmt_num(char out[21], uint64_t n, unsigned base)
+{
+	char tmp[20];
+	uint32_t i = sizeof(tmp), len;
+
+	do {
+		tmp[--i] = "0123456789abcdef"[n % base];
+		n /= base;
+	} while (n);
+	len = (uint32_t)sizeof(tmp) - i;
+	memcpy(out, tmp + i, len);
+	out[len] = '\0';
+	return len;
+}
+
 int ism_put_num_line(struct ism_buf *out, const char *prefix, uint64_t n, unsigned base,
 		     uint32_t limit)
 {
-	char line[32 + 20 + 2];
-	size_t i = sizeof(line), plen = strlen(prefix);
+	size_t plen = strlen(prefix);
+	char line[32 + 21 + 2];
+	uint32_t len;
 
 	ISM_BUG_ON(plen > 32);
-	line[--i] = '\n';
-	line[--i] = '\r';
-	do {
-		line[--i] = "0123456789abcdef"[n % base];
-		n /= base;
-	} while (n);
-	i -= plen;
-	memcpy(line + i, prefix, plen);
-	return ism_buf_append(out, line + i, (uint32_t)(sizeof(line) - i), limit);
+	memcpy(line, prefix, plen);
+	len = ism_fmt_num(line + plen, n, base);
+	memcpy(line + plen + len, "\r\n", 2);
+	return ism_buf_append(out, line, (uint32_t)(plen + len + 2), limit);
 }
 
 int ism_buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
@@ -89,14 +100,39 @@ int ism_buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
 	return 0;
 }
 
+/* "name: value\r\n" in one reservation. */
+static int put_line(struct ism_buf *out, const char *name, size_t nl, const char *value, size_t vl,
+		    uint32_t limit)
+{
+	int ret = ism_buf_reserve(out, (uint32_t)(nl + vl + 4), limit);
+	char *p;
+
+	if (ret < 0)
+		return ret;
+	p = out->p + out->len;
+	memcpy(p, name, nl);
+	memcpy(p + nl, ": ", 2);
+	if (vl)
+		memcpy(p + nl + 2, value, vl);
+	memcpy(p + nl + 2 + vl, "\r\n", 2);
+	out->len += (uint32_t)(nl + vl + 4);
+	return 0;
+}
+
+int ism_buf_put_field(struct ism_buf *out, const char *name, const char *value, size_t value_len,
+		      uint32_t limit)
+{
+	return put_line(out, name, strlen(name), value, value_len, limit);
+}
+
 int ism_buf_put_header(struct ism_buf *out, const struct ism_http_header *h, uint32_t limit)
 {
-	int ret = ism_buf_append(out, h->name, (uint32_t)h->name_len, limit);
+	return put_line(out, h->name, h->name_len, h->value, h->value_len, limit);
+}
 
-	ret |= ism_buf_append(out, ": ", 2, limit);
-	ret |= ism_buf_append(out, h->value, (uint32_t)h->value_len, limit);
-	ret |= ism_buf_append(out, "\r\n", 2, limit);
-	return ret;
+int ism_buf_put_str(struct ism_buf *b, const char *s, uint32_t limit)
+{
+	return ism_buf_append(b, s, (uint32_t)strlen(s), limit);
 }
 
 int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chunked, bool done)

@@ -22,12 +22,20 @@ int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit);
 int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit);
 int ism_buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* n in base 10 or 16, NUL-terminated, without printf; its length. */
+uint32_t ism_fmt_num(char out[21], uint64_t n, unsigned base);
 /* Appends prefix, n in base 10 or 16, CRLF: a content-length field or a chunk
  * size line, on the hot path, without printf. */
 int ism_put_num_line(struct ism_buf *out, const char *prefix, uint64_t n, unsigned base,
 		     uint32_t limit);
 /* Appends a header field line "name: value\r\n". */
 int ism_buf_put_header(struct ism_buf *out, const struct ism_http_header *h, uint32_t limit);
+/* The same from a NUL-terminated name (a literal) and a value of value_len
+ * bytes, in one reservation: the fields isthmus writes on the hot path. */
+int ism_buf_put_field(struct ism_buf *out, const char *name, const char *value, size_t value_len,
+		      uint32_t limit);
+/* Appends the NUL-terminated s (without its NUL). */
+int ism_buf_put_str(struct ism_buf *b, const char *s, uint32_t limit);
 /* Appends body data as it is, or (chunked) as a chunk of its own; done adds
  * the last chunk. 0 or -ENOMEM. */
 int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chunked, bool done);

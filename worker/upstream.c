@@ -296,16 +296,23 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 
 /* ---------- the request ---------- */
 
+/* A random (version 4) UUID, written without printf (the hot path). */
 static void request_id(struct ism_wctx *w, char out[37])
 {
+	static const char hex[] = "0123456789abcdef";
 	uint32_t r[4];
+	int o = 0;
 
 	for (int i = 0; i < 4; i++)
 		r[i] = ism_w_rand(w);
 	r[1] = (r[1] & 0xffff0fffu) | 0x00004000u;
 	r[2] = (r[2] & 0x3fffffffu) | 0x80000000u;
-	snprintf(out, 37, "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16, r[1] & 0xffff,
-		 r[2] >> 16, r[2] & 0xffff, r[3]);
+	for (int i = 0; i < 32; i++) {
+		if (i == 8 || i == 12 || i == 16 || i == 20)
+			out[o++] = '-';
+		out[o++] = hex[(r[i / 8] >> (28 - 4 * (i % 8))) & 0xf];
+	}
+	out[o] = '\0';
 }
 
 /* Whether the route's header edits drop field name (a literal): the client's
@@ -336,8 +343,8 @@ static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32
 						  limit);
 	}
 	if (ed->orig_path != NULL)
-		ret |= ism_buf_printf(out, limit, "x-envoy-original-path: %.*s\r\n",
-				      (int)ed->orig_len, ed->orig_path);
+		ret |= ism_buf_put_field(out, "x-envoy-original-path", ed->orig_path, ed->orig_len,
+					 limit);
 	return ret;
 }
 
@@ -354,16 +361,20 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	out->len = 0;
 	/* An HTTP/1.0 client is forwarded as HTTP/1.0, so the upstream answers in a
 	 * framing that client can read (no chunked coding). */
-	ret |=
-	    ism_buf_printf(out, limit, "%.*s %.*s%s%.*s HTTP/1.%d\r\n", (int)req->method_len,
-			   req->method, (int)req->path_len, req->path, req->query ? "?" : "",
-			   (int)req->query_len, req->query ? req->query : "", st->http10 ? 0 : 1);
+	ret |= ism_buf_append(out, req->method, (uint32_t)req->method_len, limit);
+	ret |= ism_buf_append(out, " ", 1, limit);
+	ret |= ism_buf_append(out, req->path, (uint32_t)req->path_len, limit);
+	if (req->query) {
+		ret |= ism_buf_append(out, "?", 1, limit);
+		ret |= ism_buf_append(out, req->query, (uint32_t)req->query_len, limit);
+	}
+	ret |= ism_buf_put_str(out, st->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", limit);
 	if (st->http10)
 		ret |= ism_buf_append(out, "connection: keep-alive\r\n", 24, limit);
 	if (req->host)
-		ret |= ism_buf_printf(out, limit, "host: %.*s\r\n", (int)req->host_len, req->host);
+		ret |= ism_buf_put_field(out, "host", req->host, req->host_len, limit);
 	else
-		ret |= ism_buf_printf(out, limit, "host: %s\r\n", cl->host.p);
+		ret |= ism_buf_put_field(out, "host", cl->host.p, strlen(cl->host.p), limit);
 	for (size_t i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
@@ -391,19 +402,25 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	else if (req->framing.content_length >= 0)
 		ret |= ism_put_num_line(
 		    out, "content-length: ", (uint64_t)req->framing.content_length, 10, limit);
-	if (xff)
-		ret |= ism_buf_printf(out, limit, "x-forwarded-for: %.*s, %s\r\n", (int)xff_len,
-				      xff, peer);
-	else if (!edit_drops(ed, "x-forwarded-for"))
-		ret |= ism_buf_printf(out, limit, "x-forwarded-for: %s\r\n", peer);
+	if (xff) {
+		ret |= ism_buf_put_str(out, "x-forwarded-for: ", limit);
+		ret |= ism_buf_append(out, xff, (uint32_t)xff_len, limit);
+		ret |= ism_buf_append(out, ", ", 2, limit);
+		ret |= ism_buf_put_str(out, peer, limit);
+		ret |= ism_buf_append(out, "\r\n", 2, limit);
+	} else if (!edit_drops(ed, "x-forwarded-for")) {
+		ret |= ism_buf_put_field(out, "x-forwarded-for", peer, strlen(peer), limit);
+	}
 	if (!edit_drops(ed, "x-forwarded-proto"))
-		ret |= ism_buf_printf(out, limit, "x-forwarded-proto: %s\r\n",
-				      ism_sess_tls(st->sess) ? "https" : "http");
+		ret |= ism_buf_put_str(out,
+				       ism_sess_tls(st->sess) ? "x-forwarded-proto: https\r\n"
+							      : "x-forwarded-proto: http\r\n",
+				       limit);
 	if (!have_rid) {
 		char rid[37];
 
 		request_id(w, rid);
-		ret |= ism_buf_printf(out, limit, "x-request-id: %s\r\n", rid);
+		ret |= ism_buf_put_field(out, "x-request-id", rid, 36, limit);
 		if (st->log_req != NULL)
 			memcpy(st->log_req->request_id, rid, sizeof(rid));
 	}

@@ -34,6 +34,7 @@ import test_control  # noqa: E402
 import test_operator  # noqa: E402
 import test_h2  # noqa: E402
 import test_h2safety  # noqa: E402
+import test_istio_api  # noqa: E402
 import test_routes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -305,6 +306,67 @@ def route_by_header(env):
 
 
 @test
+def route_by_gateway(env):
+    """match.gateways: one VirtualService bound to a public and an internal
+    Gateway (two ports) sends /admin to v2 only through the internal one; through
+    the public one /admin falls to the next route (v3), as Istio builds each
+    gateway's routes; a route for sidecars only (gateways: [mesh]) is left out."""
+    ports = env.upstream(["127.0.0.2:0=v2", "127.0.0.3:0=v3"], name="adm")
+    pub, internal = free_port(), free_port()
+    routes = ("  - match: [{uri: {prefix: /admin}, gateways: [internal]}]\n"
+              "    route: [{destination: {host: adm.internal, subset: v2}}]\n"
+              "  - match: [{gateways: [mesh]}]\n"
+              "    route: [{destination: {host: adm.internal, subset: v2}}]\n"
+              "  - route: [{destination: {host: adm.internal, subset: v3}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(pub, name="public"), gateway(internal, name="internal"),
+        virtual_service("adm", ["*"], routes, gateways=("public", "internal")),
+        destination_rule("adm", "adm.internal", ["v2", "v3"]),
+        service_entry("adm", "adm.internal", [
+            {"address": "127.0.0.2", "port": ports["v2"], "labels": {"version": "v2"}},
+            {"address": "127.0.0.3", "port": ports["v3"], "labels": {"version": "v3"}}]),
+    ))
+    env.start_gateway(conf, pub)
+    for port, path, want in ((internal, "/admin/x", "v2"), (pub, "/admin/x", "v3"),
+                             (internal, "/other", "v3"), (pub, "/other", "v3")):
+        for _ in range(3):
+            r = http_get(port, path)
+            check(r.status == 200 and who(r) == want,
+                  f"{path} through port {'internal' if port == internal else 'public'}: want {want}, got {r}")
+
+
+@test
+def route_delegate(env):
+    """delegate: /shop is handed to a VirtualService without hosts (the shop
+    team's), whose routes are merged with the root route as Istio merges them:
+    /shop/cart → v3 by the delegate's first route, the rest of /shop → v2 by its
+    catch-all (which keeps the root's /shop condition), /other → v3 by the root's
+    own next route."""
+    ports = env.upstream(["127.0.0.2:0=v2", "127.0.0.3:0=v3"], name="shop")
+    gw_port = free_port()
+    root = ("  - match: [{uri: {prefix: /shop}}]\n"
+            "    delegate: {name: shop-routes}\n"
+            "  - route: [{destination: {host: shop.internal, subset: v3}}]\n")
+    delegate = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop-routes}\n"
+                "spec:\n  http:\n"
+                "  - match: [{uri: {prefix: /shop/cart}}]\n"
+                "    route: [{destination: {host: shop.internal, subset: v3}}]\n"
+                "  - route: [{destination: {host: shop.internal, subset: v2}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw_port), virtual_service("root", ["*"], root), delegate,
+        destination_rule("shop", "shop.internal", ["v2", "v3"]),
+        service_entry("shop", "shop.internal", [
+            {"address": "127.0.0.2", "port": ports["v2"], "labels": {"version": "v2"}},
+            {"address": "127.0.0.3", "port": ports["v3"], "labels": {"version": "v3"}}]),
+    ))
+    env.start_gateway(conf, gw_port)
+    for path, want in (("/shop/cart/1", "v3"), ("/shop/x", "v2"), ("/other", "v3")):
+        for _ in range(3):
+            r = env.get(path)
+            check(r.status == 200 and who(r) == want, f"{path}: want {want}, got {r}")
+
+
+@test
 def weighted_split(env):
     standard(env)
     counts = tally(env, 1000)
@@ -466,7 +528,9 @@ def forwarded_headers(env):
     check(len(xff) == 1 and xff[0].split(",")[-1].strip() == "127.0.0.1", f"X-Forwarded-For: {xff}")
     check(fields.get("x-forwarded-proto") == ["http"], f"X-Forwarded-Proto: {fields.get('x-forwarded-proto')}")
     rid = fields.get("x-request-id", [])
-    check(len(rid) == 1 and len(rid[0]) >= 8, f"X-Request-Id: {rid}")
+    check(len(rid) == 1 and re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", rid[0]) is not None,
+        f"X-Request-Id is not a version 4 UUID: {rid}")
     r2 = env.get("/headers", headers=[("X-Forwarded-For", "10.0.0.1")])
     xff2 = [l for l in r2.body.decode("latin-1").split("\r\n") if l.lower().startswith("x-forwarded-for:")]
     check(len(xff2) == 1 and xff2[0].split(":", 1)[1].replace(" ", "") == "10.0.0.1,127.0.0.1",
@@ -1341,6 +1405,7 @@ test_control.register(test)
 test_operator.register(test)
 test_h2.register(test)
 test_h2safety.register(test)
+test_istio_api.register(test)
 test_routes.register(test)
 
 

@@ -55,14 +55,15 @@ def gateway_1w(env, app_extra="", timeouts=None):
     return gw, up, env.workers()[0]
 
 
-def flood_bounded(env, port, worker, what, n, arg="", cpu=2.0, want=(ENHANCE_YOUR_CALM,), frames=None, ack=True,
+def flood_bounded(env, port, worker, what, n, arg="", cpu=2.0, want=(ENHANCE_YOUR_CALM,), ack=True,
                   last_below=None):
-    """The flood ends in GOAWAY (one of want) and the close, at a bounded CPU cost,
-    before the server took it all: either the client could not write all of its
-    frames, or (last_below, for floods that open streams) the GOAWAY names a last
-    stream below last_below — the kernel may take every frame the client writes
-    before the server reads one, so only the server's word tells what it took."""
-    frames = frames or n
+    """The flood ends in GOAWAY (one of want) and the close, at a bounded CPU
+    cost, before the server took it all — judged by what the server said, never
+    by how many frames the client managed to write (the kernel may take every
+    one of them before the server reads the first): for floods that open
+    streams, the GOAWAY names a last stream below last_below; for PING and
+    SETTINGS floods, the server acknowledged fewer than were sent; for the
+    others, ENHANCE_YOUR_CALM is the frame budget's own word."""
     c0 = cpu_seconds(worker)
     rep = attack(port, what, n, arg, ack=ack)
     used = cpu_seconds(worker) - c0
@@ -71,8 +72,9 @@ def flood_bounded(env, port, worker, what, n, arg="", cpu=2.0, want=(ENHANCE_YOU
     if last_below is not None:
         check(rep.get("goaway_last") is not None and rep["goaway_last"] < last_below,
               f"{what}: the GOAWAY names stream {rep.get('goaway_last')} as the last taken, want < {last_below}")
-    else:
-        check(rep["sent"] < frames, f"{what}: all {frames} frames were taken before the close")
+    if what in ("ping", "settings"):
+        # One SETTINGS ACK answers the client's opening SETTINGS.
+        check(rep["acks"] < n // 2, f"{what}: the server answered {rep['acks']} of {n} before the close")
     check(used < cpu, f"{what} x{n} cost the worker {used:.2f} s of CPU")
     st = served(port)
     check(st == 200, f"after the {what} flood another connection is answered {st}")
@@ -99,7 +101,6 @@ def h2_continuation_flood(env):
     grown = rss_kib(worker) - r0
     check(rep["goaway"] is not None and rep["goaway"] != NO_ERROR and rep["closed"],
           f"CONTINUATION flood: GOAWAY {rep['goaway']}, closed {rep['closed']}, {rep['sent']} frames sent")
-    check(rep["sent"] < 100000, "every CONTINUATION was taken")
     check(grown < 8 * 1024, f"the worker grew by {grown} KiB")
     check(served(gw) == 200, "after the flood another connection is not served")
 
@@ -144,8 +145,9 @@ def h2_stream_flood(env):
     acknowledges it: REFUSED_STREAM, then, as our resets pile up, GOAWAY
     ENHANCE_YOUR_CALM (isthmus's frame budget counts the resets it sends)."""
     gw, _, worker = gateway_1w(env, app_extra=limits(http2MaxConcurrentStreams=10))
-    flood_bounded(env, gw, worker, "streams", 5000, "/delay/2000", want=(PROTOCOL_ERROR,))
-    rep = flood_bounded(env, gw, worker, "streams", 5000, "/delay/2000", ack=False)
+    # 5,000 streams are ids 1 to 9,999: the server must stop before the last.
+    flood_bounded(env, gw, worker, "streams", 5000, "/delay/2000", want=(PROTOCOL_ERROR,), last_below=9999)
+    rep = flood_bounded(env, gw, worker, "streams", 5000, "/delay/2000", ack=False, last_below=9999)
     check(list(rep["rst"].values()).count(REFUSED_STREAM) > 400,
           f"REFUSED_STREAM {list(rep['rst'].values()).count(REFUSED_STREAM)} times")
 

@@ -109,14 +109,20 @@ static const struct ism_table *load_compile(struct fx *f, const char *text)
 	return f->t;
 }
 
-static bool has_warning(const struct ism_diags *d, const char *field_part, const char *msg_part)
+static bool has_diag(const struct ism_diags *d, int severity, const char *field_part,
+		     const char *msg_part)
 {
 	for (size_t i = 0; i < d->n && i < 64; i++)
-		if (d->items[i].severity == ISM_DIAG_WARNING &&
+		if ((int)d->items[i].severity == severity &&
 		    strstr(d->items[i].field, field_part) != NULL &&
 		    strstr(d->items[i].msg, msg_part) != NULL)
 			return true;
 	return false;
+}
+
+static bool has_warning(const struct ism_diags *d, const char *field_part, const char *msg_part)
+{
+	return has_diag(d, ISM_DIAG_WARNING, field_part, msg_part);
 }
 
 static const struct ism_cluster *cluster(const struct ism_table *t, const char *name)
@@ -611,6 +617,101 @@ static void test_binding(void **state)
 	assert_false(has_warning(&f->d, "", "no gateway of this appliance"));
 }
 
+/* match.gateways: a match applies only through the gateways it names, a route
+ * whose every match is left out is left out (Istio's sourceMatchHTTP), and the
+ * routes of one VirtualService differ per gateway even on one port; gateway
+ * references resolve as Istio resolves them. sourceLabels and sourceNamespace
+ * are compared with the appliance's labels and namespace, as Istio compares
+ * them with the gateway proxy's. */
+static void test_match_gateways(void **state)
+{
+	static const char yaml[] =
+	    APP "  namespace: front\n"
+		"  labels: {tier: edge, team: net}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: pub}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, protocol: HTTP}\n"
+		"    hosts: [\"*/pub.example.com\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: int, namespace: edge}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, protocol: HTTP}\n"
+		"    hosts: [\"*/int.example.com\"]\n"
+		"  - port: {number: 81, protocol: HTTP}\n"
+		"    hosts: [\"*\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata: {name: v}\n"
+		"spec:\n"
+		"  hosts: [pub.example.com, int.example.com]\n"
+		"  gateways: [./pub, int.edge.svc.cluster.local]\n"
+		"  http:\n"
+		"  - name: public-only\n"
+		"    match: [{uri: {prefix: /a}, gateways: [pub]}, {uri: {prefix: /b}}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: internal-only\n"
+		"    match: [{uri: {prefix: /c}, gateways: [edge/int], statPrefix: c}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: sidecars\n"
+		"    match: [{gateways: [mesh]}, {gateways: [other]}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: ours\n"
+		"    match: [{sourceLabels: {tier: edge}, sourceNamespace: front}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: not-ours\n"
+		"    match: [{sourceLabels: {tier: core}}, {sourceNamespace: back}]\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"  - name: all\n"
+		"    route: [{destination: {host: s, port: {number: 80}}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_listener *l80, *l81;
+	const struct ism_vhost *pub, *in;
+
+	assert_non_null(t);
+	assert_int_equal(t->n_listeners, 2);
+	l80 = &t->listeners[0];
+	l81 = &t->listeners[1];
+	/* One port, two gateways: a vhost each, with their own routes. */
+	assert_int_equal(l80->n_vhosts, 2);
+	pub = &l80->vhosts[0];
+	in = &l80->vhosts[1];
+	assert_int_equal(pub->n_domains, 1);
+	assert_string_equal(pub->domains[0].p, "pub.example.com");
+	assert_int_equal(pub->n_routes, 3);
+	assert_string_equal(pub->routes[0].name.p, "public-only");
+	assert_int_equal(pub->routes[0].n_match, 2);
+	/* sourceLabels and sourceNamespace against the appliance's own. */
+	assert_string_equal(pub->routes[1].name.p, "ours");
+	assert_string_equal(pub->routes[2].name.p, "all");
+	assert_int_equal(in->n_domains, 1);
+	assert_string_equal(in->domains[0].p, "int.example.com");
+	assert_int_equal(in->n_routes, 4);
+	assert_string_equal(in->routes[0].name.p, "public-only");
+	assert_int_equal(in->routes[0].n_match, 1); /* /b only */
+	assert_string_equal(in->routes[1].name.p, "internal-only");
+	assert_string_equal(in->routes[2].name.p, "ours");
+	assert_string_equal(in->routes[3].name.p, "all");
+	/* The copies share their counters with the routes they filter. */
+	assert_ptr_equal(pub->routes[0].stats, in->routes[0].stats);
+	assert_ptr_equal(pub->routes[2].stats, in->routes[3].stats);
+	/* Gateway int's other port, its hosts "*" bound to both names. */
+	assert_int_equal(l81->n_vhosts, 1);
+	assert_int_equal(l81->vhosts[0].n_routes, 4);
+	assert_true(has_warning(&f->d, "spec.http[2].match[1].gateways[0]",
+				"not bound to Gateway front/other"));
+	assert_false(has_warning(&f->d, "spec.http[2].match[0].gateways[0]", ""));
+	assert_true(has_warning(&f->d, "spec.http[1].match[0].statPrefix", "has no effect"));
+}
+
 /* Durations in Istio's (Go's) form, kept in milliseconds. */
 static void test_durations(void **state)
 {
@@ -1050,6 +1151,7 @@ static void test_retries(void **state)
 		      "      retryOn: \"5xx, 409,gateway-error,429\"\n"
 		      "      retryIgnorePreviousHosts: false\n"
 		      "      retryRemoteLocalities: true\n"
+		      "      backoff: 100ms\n"
 		      "  - name: off\n"
 		      "    route: [{destination: {host: helloworld}}]\n"
 		      "    retries: {attempts: 0, retryOn: 5xx}\n"
@@ -1074,7 +1176,8 @@ static void test_retries(void **state)
 	assert_int_equal(r[1].retry.codes[0], 409);
 	assert_int_equal(r[1].retry.codes[1], 429);
 	assert_int_equal(r[1].retry.ignore_previous_hosts, 0);
-	assert_int_equal(r[1].retry.backoff_base_ms, 25);
+	assert_int_equal(r[1].retry.backoff_base_ms, 100);
+	assert_int_equal(r[0].retry.backoff_base_ms, 25); /* Envoy's default base */
 	assert_true((const unsigned char *)r[1].retry.codes >= f->arena.base &&
 		    (const unsigned char *)r[1].retry.codes < f->arena.base + f->arena.used);
 	/* attempts: 0 disables. */
@@ -1601,6 +1704,126 @@ struct bad {
 
 #define VS_FIELD "VirtualService shop/vs: "
 
+#define DELEGATE_VS(extra)                                                                         \
+	"---\n"                                                                                    \
+	"apiVersion: networking.istio.io/v1\n"                                                     \
+	"kind: VirtualService\n"                                                                   \
+	"metadata: {name: shop-routes, namespace: shop}\n"                                         \
+	"spec:\n" extra "  http:\n"                                                                \
+	"  - name: cart\n"                                                                         \
+	"    match: [{uri: {prefix: /shop/cart}, headers: {x-b: {exact: \"1\"}}}]\n"               \
+	"    route: [{destination: {host: cart, port: {number: 80}}}]\n"                           \
+	"  - name: elsewhere\n"                                                                    \
+	"    match: [{uri: {prefix: /other}}]\n"                                                   \
+	"    route: [{destination: {host: cart, port: {number: 80}}}]\n"                           \
+	"  - name: rest\n"                                                                         \
+	"    retries: {attempts: 5}\n"                                                             \
+	"    route: [{destination: {host: catalog, port: {number: 80}}}]\n"
+
+/* delegate: the routes of a VirtualService without hosts take the delegating
+ * route's place, merged as Istio merges them (virtualservice.go
+ * mergeHTTPRoute): conditions combined, a conflicting route left out with a
+ * warning, names joined, timeout and retries inherited where unset. */
+static void test_delegate(void **state)
+{
+	static const char yaml[] = APP GW_DOC
+	    "---\n"
+	    "apiVersion: networking.istio.io/v1\n"
+	    "kind: VirtualService\n"
+	    "metadata: {name: root}\n"
+	    "spec:\n"
+	    "  hosts: [\"*\"]\n"
+	    "  gateways: [gw]\n"
+	    "  http:\n"
+	    "  - name: shop\n"
+	    "    match: [{uri: {prefix: /shop}, headers: {x-a: {exact: \"1\"}}}]\n"
+	    "    timeout: 3s\n"
+	    "    delegate: {name: shop-routes, namespace: shop}\n"
+	    "  - route: [{destination: {host: front, port: {number: 80}}}]\n" DELEGATE_VS("");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
+	const struct ism_match *m;
+
+	assert_int_equal(vh->n_routes, 3);
+	assert_string_equal(vh->routes[0].name.p, "shop-cart");
+	assert_int_equal(vh->routes[0].n_match, 1);
+	m = &vh->routes[0].match[0];
+	assert_int_equal(m->uri.kind, ISM_SM_PREFIX);
+	assert_string_equal(m->uri.s.p, "/shop/cart");
+	assert_int_equal(m->n_headers, 2); /* the root's x-a and the delegate's x-b */
+	assert_int_equal(vh->routes[0].timeout_ms, 3000);
+	assert_int_equal(vh->routes[0].retry.attempts, 2); /* Istio's default, as the root */
+	/* /other conflicts with /shop: left out, with a warning. */
+	assert_true(
+	    has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
+			"route http[1] of delegate shop/shop-routes conflicts with the match"));
+	assert_string_equal(vh->routes[1].name.p, "shop-rest");
+	assert_int_equal(vh->routes[1].n_match, 1); /* the root's */
+	assert_string_equal(vh->routes[1].match[0].uri.s.p, "/shop");
+	assert_int_equal(vh->routes[1].retry.attempts, 5);
+	assert_int_equal(vh->routes[1].timeout_ms, 3000);
+	assert_int_equal(vh->routes[2].n_match, 0);
+	/* The delegate itself binds nowhere and is not "mesh only". */
+	assert_int_equal(t->listeners[0].n_vhosts, 1);
+	assert_false(has_warning(&f->d, "shop-routes", "mesh only"));
+}
+
+/* Mistakes in delegation, each named where it is: those of one document
+ * first, then those between documents (the loader's second pass). */
+static void test_delegate_errors(void **state)
+{
+	static const char syntax[] = APP GW_DOC
+	    "---\n"
+	    "apiVersion: networking.istio.io/v1\n"
+	    "kind: VirtualService\n"
+	    "metadata: {name: root}\n"
+	    "spec:\n"
+	    "  hosts: [\"*\"]\n"
+	    "  gateways: [gw]\n"
+	    "  http:\n"
+	    "  - delegate: {name: shop-routes, namespace: shop}\n"
+	    "    route: [{destination: {host: front, port: {number: 80}}}]\n"
+	    "  - delegate: {namespace: shop}\n" DELEGATE_VS("  gateways: [default/gw]\n");
+	static const char refs[] = APP GW_DOC "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: root}\n"
+					      "spec:\n"
+					      "  hosts: [\"*\"]\n"
+					      "  gateways: [gw]\n"
+					      "  http:\n"
+					      "  - delegate: {name: missing}\n"
+					      "  - delegate: {name: root}\n"
+					      "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: nested}\n"
+					      "spec:\n"
+					      "  http:\n"
+					      "  - delegate: {name: root}\n";
+	struct fx *f = *state;
+	struct ism_conf *c = NULL;
+
+	assert_int_equal(ism_conf_load_buf("t.yaml", syntax, strlen(syntax), &c, &f->d), -EINVAL);
+	assert_null(c);
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[0].route",
+			     "a route that delegates must not have route"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[1].delegate.name",
+			     "required"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "shop/shop-routes: spec.gateways",
+			     "must have no gateways"));
+	ism_diags_init(&f->d);
+	assert_int_equal(ism_conf_load_buf("t.yaml", refs, strlen(refs), &c, &f->d), -EINVAL);
+	assert_null(c);
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[0].delegate",
+			     "no VirtualService default/missing in this file"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/root: spec.http[1].delegate",
+			     "has hosts: only one without hosts can be a delegate"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "default/nested: spec.http[0].delegate",
+			     "cannot delegate again"));
+}
+
 /* APP is lines 1-6, the DestinationRule lines 7-13; its policy starts at line 14. */
 #define DR_HEAD                                                                                    \
 	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
@@ -1711,8 +1934,8 @@ static const struct bad bads[] = {
      25, 16, VS_FIELD "spec.http[0].retries.retryOn", "\"600\" is not an HTTP status code"},
     {"retries backoff",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
-	     "      attempts: 3\n      backoff: 1s\n",
-     25, 7, VS_FIELD "spec.http[0].retries.backoff", "not implemented yet"},
+	     "      attempts: 3\n      backoff: 0s\n",
+     25, 16, VS_FIELD "spec.http[0].retries.backoff", "must be at least 1ms"},
     {"rewrite uri and regex",
      VS_HEAD "    - destination: {host: a.b}\n"
 	     "    rewrite: {uri: /a, uriRegexRewrite: {match: a, rewrite: b}}\n",
@@ -1784,8 +2007,9 @@ static const struct bad bads[] = {
      VS_HEAD "    - destination: {host: a.b}\n    headers: {response: {add: {\"x a\": b}}}\n", 23,
      32, VS_FIELD "spec.http[0].headers.response.add.x a", "not a field name"},
     {"route and redirect", VS_HEAD "    - destination: {host: a.b}\n    redirect: {uri: /x}\n", 23,
-     5, VS_FIELD "spec.http[0].redirect",
-     "only one of route, redirect, directResponse, delegate may be set"},
+     5, VS_FIELD "spec.http[0].redirect", "only one of route, redirect, directResponse may be set"},
+    {"delegate and redirect", VS_HTTP "  - delegate: {name: d}\n    redirect: {uri: /x}\n", 22, 5,
+     VS_FIELD "spec.http[0].redirect", "a route that delegates must not redirect"},
     {"rewrite and redirect", VS_HTTP "  - redirect: {uri: /x}\n    rewrite: {uri: /y}\n", 22, 5,
      VS_FIELD "spec.http[0].rewrite", "cannot be combined with redirect or directResponse"},
     {"empty redirect", VS_HTTP "  - redirect: {}\n", 21, 15, VS_FIELD "spec.http[0].redirect",
@@ -2263,6 +2487,64 @@ static void test_direct_response_size(void **state)
 	free(yaml);
 }
 
+/* A delegate route takes the delegating route's rewrite, headers and
+ * directResponse when it has none of its own (Istio's mergeHTTPRoute); a
+ * redirect of its own wins over a directResponse taken so. */
+static void test_delegate_actions(void **state)
+{
+	static const char yaml[] = APP GW_DOC "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: root}\n"
+					      "spec:\n"
+					      "  hosts: [\"*\"]\n"
+					      "  gateways: [gw]\n"
+					      "  http:\n"
+					      "  - match: [{uri: {prefix: /shop/}}]\n"
+					      "    rewrite: {uri: /}\n"
+					      "    headers: {request: {set: {x-root: \"1\"}}}\n"
+					      "    delegate: {name: d, namespace: shop}\n"
+					      "  - match: [{uri: {prefix: /gone/}}]\n"
+					      "    directResponse: {status: 410}\n"
+					      "    delegate: {name: e, namespace: shop}\n"
+					      "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: d, namespace: shop}\n"
+					      "spec:\n"
+					      "  http:\n"
+					      "  - match: [{uri: {prefix: /shop/cart}}]\n"
+					      "    route: [{destination: {host: a.b}}]\n"
+					      "  - match: [{uri: {prefix: /shop/own/}}]\n"
+					      "    rewrite: {uri: /own/}\n"
+					      "    headers: {request: {set: {x-leaf: \"1\"}}}\n"
+					      "    route: [{destination: {host: a.b}}]\n"
+					      "---\n"
+					      "apiVersion: networking.istio.io/v1\n"
+					      "kind: VirtualService\n"
+					      "metadata: {name: e, namespace: shop}\n"
+					      "spec:\n"
+					      "  http:\n"
+					      "  - match: [{uri: {prefix: /gone/x}}]\n"
+					      "    route: [{destination: {host: a.b}}]\n"
+					      "  - match: [{uri: {prefix: /gone/y}}]\n"
+					      "    redirect: {uri: /y}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r = t->listeners[0].vhosts[0].routes;
+
+	assert_int_equal(t->listeners[0].vhosts[0].n_routes, 4);
+	assert_int_equal(r[0].act->path.kind, ISM_PATH_PREFIX);
+	assert_string_equal(r[0].act->path.value.p, "/");
+	check_edit(&r[0].dest[0].act->req, "x-root", true, "1");
+	assert_string_equal(r[1].act->path.value.p, "/own/");
+	assert_int_equal(r[1].dest[0].act->req.n, 1);
+	check_edit(&r[1].dest[0].act->req, "x-leaf", true, "1");
+	assert_int_equal(r[2].act->kind, ISM_ROUTE_DIRECT);
+	assert_int_equal(r[2].act->direct.status, 410);
+	assert_int_equal(r[3].act->kind, ISM_ROUTE_REDIRECT);
+}
+
 static void test_invalid(void **state)
 {
 	struct fx *f = *state;
@@ -2293,27 +2575,36 @@ static void test_invalid(void **state)
 	assert_int_equal(failures, 0);
 }
 
-/* A route that delegates gets its one error, not a follow-on "route: required
- * field missing" too. */
+/* A route that redirects (or answers directly) needs no route: its one
+ * mistake (a field not implemented yet) gets one error, without a follow-on
+ * "route: required field missing"; so does one that delegates to nothing. */
 static void test_one_error_per_mistake(void **state)
 {
-	static const char yaml[] = APP GW_DOC "---\n"
-					      "apiVersion: networking.istio.io/v1\n"
-					      "kind: VirtualService\n"
-					      "metadata: {name: vs, namespace: shop}\n"
-					      "spec:\n"
-					      "  hosts: [\"*\"]\n"
-					      "  gateways: [default/gw]\n"
-					      "  http:\n"
-					      "  - delegate: {name: other}\n";
+	static const char *const yaml[] = {
+	    VS_HTTP "  - redirect: {uri: /x}\n    corsPolicy: {allowOrigins: [{exact: a}]}\n",
+	    VS_HTTP
+	    "  - directResponse: {status: 200}\n    corsPolicy: {allowOrigins: [{exact: a}]}\n",
+	    VS_HTTP "  - delegate: {name: other}\n",
+	};
+	static const char *const want[][2] = {
+	    {VS_FIELD "spec.http[0].corsPolicy", "not implemented yet"},
+	    {VS_FIELD "spec.http[0].corsPolicy", "not implemented yet"},
+	    {VS_FIELD "spec.http[0].delegate", "no VirtualService shop/other"},
+	};
 	struct fx *f = *state;
 
-	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &f->conf, &f->d), -EINVAL);
-	if (f->d.n_errors != 1)
-		dump(&f->d);
-	assert_int_equal(f->d.n_errors, 1);
-	assert_string_equal(f->d.items[0].field, VS_FIELD "spec.http[0].delegate");
-	assert_non_null(strstr(f->d.items[0].msg, "not implemented yet"));
+	for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
+		struct ism_conf *c = NULL;
+
+		ism_diags_init(&f->d);
+		assert_int_equal(ism_conf_load_buf("t.yaml", yaml[i], strlen(yaml[i]), &c, &f->d),
+				 -EINVAL);
+		if (f->d.n_errors != 1)
+			dump(&f->d);
+		assert_int_equal(f->d.n_errors, 1);
+		assert_string_equal(f->d.items[0].field, want[i][0]);
+		assert_non_null(strstr(f->d.items[0].msg, want[i][1]));
+	}
 }
 
 /* Several errors in one file are all reported, and formatted as documented. */
@@ -2455,6 +2746,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_redirect, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delegate_actions, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_direct_response, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_direct_response_size, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
@@ -2464,6 +2756,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -115,6 +115,10 @@ static void test_backoff(void **state)
 	assert_int_equal(ism_retry_backoff_ms(25, 4, UINT32_MAX), 249);
 	assert_int_equal(ism_retry_backoff_ms(25, 30, UINT32_MAX), 249);
 	assert_int_equal(ism_retry_backoff_ms(25, 0, UINT32_MAX), 0);
+	/* retries.backoff: 100 ms; a base so long that ten times it would not fit
+	 * 32 bits waits the longest that does. */
+	assert_int_equal(ism_retry_backoff_ms(100, 2, UINT32_MAX), 299);
+	assert_int_equal(ism_retry_backoff_ms(UINT32_MAX, 5, UINT32_MAX), UINT32_MAX - 1);
 }
 
 static void test_outcomes(void **state)

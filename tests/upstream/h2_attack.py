@@ -28,7 +28,7 @@ ATTACK:
                     "end": true}: one stream exactly so (N ignored)
 
 Prints one JSON object: {"sent": frames written before the connection
-failed, "goaway": error code of the first GOAWAY or null, "goaway_last": the
+failed, "acks": SETTINGS and PING acknowledgements the server sent, "goaway": error code of the first GOAWAY or null, "goaway_last": the
 last stream id it names, "goaway_at",
 "closed": whether the server closed, "rst": {stream: code}, "status":
 {stream: status}, "body": {stream: text (first 64 KiB)}, "end_at": when the
@@ -63,7 +63,7 @@ class Peer:
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.dec.max_allowed_table_size = 1 << 16
-        self.rep = {"sent": 0, "goaway": None, "goaway_at": None, "closed": False, "rst": {},
+        self.rep = {"sent": 0, "acks": 0, "goaway": None, "goaway_at": None, "closed": False, "rst": {},
                     "status": {}, "body": {}, "end_at": None, "error": None}
         self.ended = {}
         self.acked = False  # our ACK of the server's SETTINGS went out
@@ -117,7 +117,9 @@ class Peer:
 
     def on_frame(self, f):
         sid = str(f.stream_id)
-        if isinstance(f, SettingsFrame) and "ACK" not in f.flags and self.ack:
+        if isinstance(f, (SettingsFrame, PingFrame)) and "ACK" in f.flags:
+            self.rep["acks"] += 1
+        elif isinstance(f, SettingsFrame) and self.ack:
             threading.Thread(target=self.ack_settings, daemon=True).start()
         elif isinstance(f, GoAwayFrame):
             if self.rep["goaway"] is None:
