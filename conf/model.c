@@ -1370,20 +1370,35 @@ static void parse_regex_rewrite(struct ism_vctx *v, const struct ism_node *rw,
 	ism_v_pop(v, old);
 }
 
+/* The mapping map.key of a route action, NULL when absent; else its path is
+ * pushed (*old to pop), its fields checked against keys, and an empty one
+ * reported: it must set one of what. */
+static const struct ism_node *action_map(struct ism_vctx *v, const struct ism_node *map,
+					 const char *key, const char *const *keys, const char *what,
+					 size_t *old)
+{
+	const struct ism_node *n = ism_v_node(v, map, key, false, ISM_NODE_MAP);
+
+	if (n == NULL)
+		return NULL;
+	*old = ism_v_push(v, ".%s", key);
+	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
+		ism_v_err(v, n, "must set %s", what);
+	return n;
+}
+
 /* HTTPRewrite: uri or uriRegexRewrite, and authority. */
 static void parse_rewrite(struct ism_vctx *v, const struct ism_node *route,
 			  struct ism_cm_rewrite *r)
 {
 	static const char *const keys[] = {"uri", "authority", "uriRegexRewrite", NULL};
 	static const char *const paths[] = {"uri", "uriRegexRewrite", NULL};
-	const struct ism_node *n = ism_v_node(v, route, "rewrite", false, ISM_NODE_MAP);
 	size_t old;
+	const struct ism_node *n =
+	    action_map(v, route, "rewrite", keys, "uri, uriRegexRewrite or authority", &old);
 
 	if (n == NULL)
 		return;
-	old = ism_v_push(v, ".rewrite");
-	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
-		ism_v_err(v, n, "must set uri, uriRegexRewrite or authority");
 	one_of(v, n, paths, "uri, uriRegexRewrite");
 	if (ism_v_str(v, n, "uri", false, &r->uri) > 0)
 		check_value(
@@ -1656,18 +1671,16 @@ static void parse_redirect(struct ism_vctx *v, const struct ism_node *route, str
 	static const char *const derive[] = {"FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT", NULL};
 	static const char *const path_what =
 	    "a path: starting with \"/\", without spaces, control characters or '#'";
-	const struct ism_node *n = ism_v_node(v, route, "redirect", false, ISM_NODE_MAP);
 	struct ism_cm_redirect *rd = &r->redirect;
 	const char *s = NULL;
 	size_t old;
+	const struct ism_node *n =
+	    action_map(v, route, "redirect", keys,
+		       "uri, prefixRewrite, authority, scheme, port or derivePort", &old);
 
 	if (n == NULL)
 		return;
 	rd->set = true;
-	old = ism_v_push(v, ".redirect");
-	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
-		ism_v_err(v, n,
-			  "must set uri, prefixRewrite, authority, scheme, port or derivePort");
 	one_of(v, n, paths, "uri, prefixRewrite");
 	one_of(v, n, ports, "port, derivePort");
 	if (ism_v_str(v, n, "uri", false, &rd->uri) > 0)
@@ -1750,15 +1763,12 @@ static void parse_direct_body(struct ism_vctx *v, const struct ism_node *dr,
 			      struct ism_cm_direct *d)
 {
 	static const char *const keys[] = {"string", "bytes", NULL};
-	const struct ism_node *n = ism_v_node(v, dr, "body", false, ISM_NODE_MAP);
 	const struct ism_node *s, *b;
 	size_t old;
+	const struct ism_node *n = action_map(v, dr, "body", keys, "string or bytes", &old);
 
 	if (n == NULL)
 		return;
-	old = ism_v_push(v, ".body");
-	if (ism_v_keys(v, n, keys, NULL) && n->n == 0)
-		ism_v_err(v, n, "must set string or bytes");
 	one_of(v, n, keys, "string, bytes");
 	s = ism_v_node(v, n, "string", false, ISM_NODE_SCALAR);
 	b = ism_v_node(v, n, "bytes", false, ISM_NODE_SCALAR);
