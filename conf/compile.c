@@ -14,6 +14,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "conf/mirror.h"
 #include "conf/model.h"
 #include "conf/re2syntax.h"
 #include "health/priority.h"
@@ -1303,6 +1304,28 @@ compile_dest_actions(struct cbuild *b, const struct ism_cm_route *r, const struc
 	return a;
 }
 
+/* Route r's mirrors (Istio's mirror with its percentage, or mirrors[]), those
+ * with a share of 0 left out as Istio leaves them out; *n of them. A cluster
+ * that only a mirror names exists all the same. */
+static const struct ism_mirror *compile_mirrors(struct cbuild *b, const struct ism_cm_route *r,
+						uint32_t *n)
+{
+	size_t max = r->mirror != NULL ? 1 : r->n_mirrors;
+	struct ism_mirror *m;
+
+	*n = 0;
+	if (max == 0 || (m = ANEW(b, max, struct ism_mirror)) == NULL)
+		return NULL;
+	if (r->mirror != NULL && ism_model_mirror_pct(r) > 0)
+		m[(*n)++] =
+		    (struct ism_mirror){cluster_index(b, r->mirror), ism_model_mirror_pct(r)};
+	for (size_t i = 0; r->mirror == NULL && i < r->n_mirrors; i++)
+		if (r->mirrors[i].weight > 0)
+			m[(*n)++] = (struct ism_mirror){cluster_index(b, &r->mirrors[i]),
+							r->mirrors[i].weight};
+	return *n ? m : NULL;
+}
+
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
@@ -1348,6 +1371,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->total_weight = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
 		o->timeout_ms = r->timeout_ms;
 		compile_retry(b, &r->retry, &o->retry);
+		o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
 		o->act = compile_actions(b, r);
 		/* One counter set per route, whichever vhosts and gateways
 		 * share it. */

@@ -5,11 +5,13 @@
  * (pilot/pkg/model/virtualservice.go): match conditions combined, a delegate
  * route whose conditions conflict with the root's left out with a warning,
  * what the delegate route leaves unset (timeout, retries, rewrite,
- * directResponse, headers) taken from the root route. One level:
+ * directResponse, headers, mirror, mirrors and their percentages) taken from
+ * the root route. One level:
  * a delegate's route cannot delegate again. */
 #include <stdio.h>
 #include <string.h>
 
+#include "conf/mirror.h"
 #include "conf/model.h"
 
 static void set_res(struct ism_vctx *v, const struct ism_cm_vs *vs)
@@ -224,6 +226,7 @@ static bool route_merge(struct ism_vctx *v, const struct ism_cm_route *root,
 		out->direct = root->direct;
 	if (!ism_model_headers_set(&leaf->headers))
 		out->headers = root->headers;
+	ism_model_mirrors_merge(root, out);
 	return true;
 }
 

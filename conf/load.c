@@ -198,7 +198,9 @@ static void set_res(struct ism_vctx *v, const struct ism_cm_res *r)
 	ism_v_pop(v, 0);
 }
 
-static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
+/* A route's destination cd (the map that holds it is at "<path>" + what:
+ * ".destination" for route[] and mirrors[], "" for mirror). */
+static void xref_dest_at(struct ism_vctx *v, const struct ism_cm_dest *cd, const char *what)
 {
 	struct ism_cm_dest *d = (struct ism_cm_dest *)cd;
 	const struct ism_cm_se *se;
@@ -208,7 +210,7 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 		return;
 	if (d->subset != NULL &&
 	    ism_model_find_subset(ism_model_find_dr(v->conf, d->host), d->subset) == NULL) {
-		old = ism_v_push(v, ".destination.subset");
+		old = ism_v_push(v, "%s.subset", what);
 		if (ism_model_find_dr(v->conf, d->host) == NULL)
 			ism_v_err(v, d->subset_at,
 				  "unknown subset \"%s\": no DestinationRule for host %s",
@@ -224,7 +226,7 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 	d->se = se;
 	d->svc_port = (uint16_t)d->port;
 	if (se == NULL) {
-		old = ism_v_push(v, ".destination.host");
+		old = ism_v_push(v, "%s.host", what);
 		ism_v_warn(v, d->host_at,
 			   "no ServiceEntry for host %s: its cluster has no endpoints (503)",
 			   d->host);
@@ -236,7 +238,7 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 		    ism_strmap_get(se->port_by_number, (const char *)&d->port, sizeof(d->port),
 				   NULL))
 			return;
-		old = ism_v_push(v, ".destination.port.number");
+		old = ism_v_push(v, "%s.port.number", what);
 		ism_v_err(v, d->port_at, "port %u is not a port of %s", d->port, se->r.label);
 		ism_v_pop(v, old);
 		return;
@@ -246,13 +248,19 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 		return;
 	}
 	if (se->n_ports > 1) {
-		old = ism_v_push(v, ".destination");
+		old = ism_v_push(v, "%s", what);
 		ism_v_err(v,
-			  d->at->kind == ISM_NODE_MAP ? ism_node_get(d->at, "destination", NULL)
-						      : d->at,
+			  d->at->kind == ISM_NODE_MAP && what[0]
+			      ? ism_node_get(d->at, "destination", NULL)
+			      : d->at,
 			  "host %s has %zu ports: set port.number", d->host, se->n_ports);
 		ism_v_pop(v, old);
 	}
+}
+
+static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
+{
+	xref_dest_at(v, cd, ".destination");
 }
 
 /* A match naming a gateway the VirtualService is not bound to never applies
@@ -309,6 +317,16 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		for (size_t j = 0; j < r->n_dest; j++) {
 			old = ism_v_push(v, "spec.http[%zu].route[%zu]", i, j);
 			xref_dest(v, &r->dest[j]);
+			ism_v_pop(v, old);
+		}
+		if (r->mirror != NULL) {
+			old = ism_v_push(v, "spec.http[%zu].mirror", i);
+			xref_dest_at(v, r->mirror, "");
+			ism_v_pop(v, old);
+		}
+		for (size_t j = 0; j < r->n_mirrors; j++) {
+			old = ism_v_push(v, "spec.http[%zu].mirrors[%zu]", i, j);
+			xref_dest(v, &r->mirrors[j]);
 			ism_v_pop(v, old);
 		}
 	}

@@ -17,6 +17,7 @@
 #include <pcre2.h>
 
 #include "conf/alog.h"
+#include "conf/mirror.h"
 #include "conf/model.h"
 #include "conf/re2syntax.h"
 
@@ -410,6 +411,8 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 					   "http2InitialStreamWindowSize",
 					   "http2InitialConnectionWindowSize",
 					   "http2MaxHeaderListSize",
+					   "mirrorMaxInFlight",
+					   "mirrorMaxBodyBytes",
 					   NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "limits", false, ISM_NODE_MAP);
 	size_t old;
@@ -424,6 +427,8 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 	l->h2_initial_stream_window = 65536;
 	l->h2_initial_conn_window = 1048576;
 	l->h2_max_header_list = 0; /* below: maxRequestHeaderBytes unless set */
+	l->mirror_max_in_flight = 256;
+	l->mirror_max_body_bytes = 65536; /* what a request keeps for a retry */
 	if (n == NULL)
 		goto out;
 	old = ism_v_push(v, ".limits");
@@ -445,6 +450,8 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 	ism_v_u32(v, n, "http2InitialConnectionWindowSize", false, 65535, INT32_MAX,
 		  &l->h2_initial_conn_window);
 	ism_v_u32(v, n, "http2MaxHeaderListSize", false, 1024, 1048576, &l->h2_max_header_list);
+	ism_v_u32(v, n, "mirrorMaxInFlight", false, 1, 65536, &l->mirror_max_in_flight);
+	ism_v_u32(v, n, "mirrorMaxBodyBytes", false, 0, 16777216, &l->mirror_max_body_bytes);
 	ism_v_pop(v, old);
 out:
 	/* One budget for a request head whatever the protocol, unless set apart. */
@@ -1107,6 +1114,12 @@ static void parse_destination(struct ism_vctx *v, const struct ism_node *n, cons
 		ism_v_u32(v, p, "number", true, 1, 65535, &d->port);
 		ism_v_pop(v, old);
 	}
+}
+
+void ism_model_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			   struct ism_cm_dest *d)
+{
+	parse_destination(v, n, ns, d);
 }
 
 /* Envoy's retry_on vocabulary (Istio retries.retryOn). */
@@ -1871,15 +1884,12 @@ static void parse_delegate(struct ism_vctx *v, const struct ism_node *route, con
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name",	     "match",	 "route",   "timeout",
-					   "retries",	     "rewrite",	 "headers", "redirect",
-					   "directResponse", "delegate", NULL};
+	static const char *const keys[] = {
+	    "name",	      "match",		"route",   "timeout",
+	    "retries",	      "rewrite",	"headers", "redirect",
+	    "directResponse", "delegate",	"mirror",  "mirrorPercentage",
+	    "mirrorPercent",  "mirror_percent", "mirrors", NULL};
 	static const char *const unimpl[] = {"fault",
-					     "mirror",
-					     "mirrorPercentage",
-					     "mirrorPercent",
-					     "mirror_percent",
-					     "mirrors",
 					     "corsPolicy",
 					     "appendHeaders",
 					     "removeResponseHeaders",
@@ -1914,6 +1924,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	parse_redirect(v, n, r);
 	parse_direct(v, n, &r->direct);
 	parse_delegate(v, n, ns, r);
+	ism_model_mirrors(v, n, ns, r);
 	route_conflicts(v, n);
 	/* Istio: a route forwards (route), redirects, answers (directResponse)
 	 * or delegates; only the first needs destinations. */

@@ -125,6 +125,13 @@ struct ism_cm_route {
 	struct ism_cm_headers headers;
 	struct ism_cm_redirect redirect;
 	struct ism_cm_direct direct;
+	/* mirror (NULL: none) with mirrorPercentage and the deprecated
+	 * mirrorPercent, in millionths (-1: not set), or mirrors[] (their
+	 * weight: the percentage in millionths); conf/mirror.c */
+	struct ism_cm_dest *mirror;
+	int32_t mirror_pct, mirror_pct_old;
+	size_t n_mirrors;
+	struct ism_cm_dest *mirrors;
 	/* delegate: "<ns>/<name>" of the VirtualService (one without hosts) whose
 	 * routes take this one's place (conf/delegate.c); NULL when none. */
 	const char *delegate;
@@ -563,6 +570,9 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc);
 /* Host name as Istio resolves it: lowercased; a short name (no dot, not a
  * wildcard) becomes "<name>.<ns>.svc.cluster.local". NULL on allocation failure. */
 const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns);
+/* A Destination {host, subset, port.number} of namespace ns into d. */
+void ism_model_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			   struct ism_cm_dest *d);
 
 /* --- TLS (conf/tls.c) --- */
 

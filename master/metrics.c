@@ -205,6 +205,34 @@ static void worker_families(struct ism_reply *r, const struct ism_worker_stats *
 	latency_histogram(r, st);
 }
 
+/* Request mirroring (worker/mirror.c): copies sent, their responses, and
+ * the copies dropped by reason (enum ism_mirror_drop). */
+static void mirror_families(struct ism_reply *r, const struct ism_worker_stats *st)
+{
+	static const struct ism_metric sent = {
+	    "isthmus_mirror_requests_total", "counter",
+	    "Mirrored copies of requests sent to a mirror's endpoint."};
+	static const struct ism_metric responses = {
+	    "isthmus_mirror_responses_total", "counter",
+	    "Responses of mirrored copies (discarded), by status class."};
+	static const struct ism_metric dropped = {
+	    "isthmus_mirror_dropped_total", "counter",
+	    "Mirrored copies not sent or failed, by reason: in_flight_limit "
+	    "(limits.mirrorMaxInFlight), body_too_large (limits.mirrorMaxBodyBytes), "
+	    "no_healthy_upstream, failed (connect, reset, timeout, request not complete)."};
+	static const char *const reasons[ISM_MIRROR_DROP_N] = {"in_flight_limit", "body_too_large",
+							       "no_healthy_upstream", "failed"};
+
+	scalar(r, &sent, st->mirror_sent);
+	ism_prom_family(r, &responses);
+	for (int k = 1; k <= 5; k++)
+		ism_prom_u64(r, responses.name, st->mirror_resp_class[k], "code_class", classes[k],
+			     NULL);
+	ism_prom_family(r, &dropped);
+	for (int k = 0; k < ISM_MIRROR_DROP_N; k++)
+		ism_prom_u64(r, dropped.name, st->mirror_dropped[k], "reason", reasons[k], NULL);
+}
+
 static void worker_counters(struct ism_reply *r, const struct ism_worker_stats *st)
 {
 	for (size_t i = 0; i < sizeof(worker_metrics) / sizeof(worker_metrics[0]); i++) {
@@ -558,6 +586,7 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 	worker_families(r, &st);
 	table_families(r, ism_shm_current(&m->shm));
 	worker_counters(r, &st);
+	mirror_families(r, &st);
 	master_families(m, r);
 	build_info(r);
 	process_families(m, r);

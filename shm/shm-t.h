@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 5u
+#define ISM_SHM_LAYOUT_VERSION 6u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -74,6 +74,15 @@ struct ism_ep_state {
 _Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
 	       "endpoint state is two cache lines");
 
+/* Why a request's mirrored copy was not sent, or went wrong (worker/mirror.c). */
+enum ism_mirror_drop {
+	ISM_MIRROR_DROP_IN_FLIGHT = 0, /* limits.mirrorMaxInFlight copies already in flight */
+	ISM_MIRROR_DROP_BODY,	       /* the body is over limits.mirrorMaxBodyBytes */
+	ISM_MIRROR_DROP_NO_HEALTHY,    /* no healthy endpoint in the mirror cluster */
+	ISM_MIRROR_DROP_FAILED,	       /* connect failure, reset, timeout, request not complete */
+	ISM_MIRROR_DROP_N,
+};
+
 /* Counters one worker writes (relaxed atomics, single writer); the master sums them. */
 struct ism_worker_stats {
 	_Atomic uint64_t conn_accepted;
@@ -100,6 +109,9 @@ struct ism_worker_stats {
 	    send_parked; /* sends the peer could not take at once, moved to private memory */
 	_Atomic uint64_t recv_buffer_waits; /* receives that waited for a free ring buffer */
 	_Atomic uint64_t regex_limit; /* requests answered 500: a route regex hit its match limit */
+	_Atomic uint64_t mirror_sent; /* mirrored copies that went to a mirror's endpoint */
+	_Atomic uint64_t mirror_resp_class[6];		    /* their responses, [1..5] = 1xx..5xx */
+	_Atomic uint64_t mirror_dropped[ISM_MIRROR_DROP_N]; /* enum ism_mirror_drop */
 };
 
 struct ism_worker_slot {

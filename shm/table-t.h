@@ -188,6 +188,13 @@ struct ism_dest {
 	const struct ism_dest_actions *act; /* NULL: none */
 };
 
+/* A copy of a route's requests (Istio mirror, mirrors[]): to cluster, for
+ * per_million of the requests, its response discarded (worker/mirror.c). */
+struct ism_mirror {
+	uint32_t cluster; /* index into ism_table.clusters */
+	uint32_t per_million;
+};
+
 /* One Istio HTTPRoute. */
 struct ism_route {
 	struct ism_str name; /* route name, or "<vs-namespace>/<vs-name>#<index>" */
@@ -198,6 +205,8 @@ struct ism_route {
 	uint32_t total_weight; /* sum of dest[].weight; 0 means every weight is 0 (503) */
 	uint32_t timeout_ms;   /* VirtualService timeout; 0 = none (Istio's default) */
 	struct ism_retry retry;
+	uint32_t n_mirrors;
+	const struct ism_mirror *mirrors;    /* NULL: none */
 	const struct ism_route_actions *act; /* NULL: none */
 	struct ism_counters *stats;	     /* mutable: responses of this route */
 };
@@ -532,6 +541,11 @@ struct ism_limits {
 	uint32_t h2_initial_stream_window;
 	uint32_t h2_initial_conn_window;
 	uint32_t h2_max_header_list;
+	/* Request mirroring, per worker: copies in flight at most (more are
+	 * dropped), and the request body a copy carries at most (a larger
+	 * body: not mirrored). */
+	uint32_t mirror_max_in_flight;
+	uint32_t mirror_max_body_bytes;
 };
 
 struct ism_timeouts {

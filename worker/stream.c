@@ -18,6 +18,7 @@
 #include "worker/balancer.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
+#include "worker/mirror.h"
 #include "worker/ring.h"
 #include "worker/router.h"
 #include "worker/session.h"
@@ -53,6 +54,8 @@ struct ism_stream *ism_stream_new(struct ism_wctx *w, struct ism_sess *s)
 /* The stream's slot goes back, or (its timer still on the ring) waits for it. */
 static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 {
+	if (st->copies != NULL && !st->mirror)
+		ism_mirror_orphaned(w, st);
 	free(st->log_req);
 	st->log_req = NULL;
 	free(st->set_cookie);
@@ -624,8 +627,9 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 		stream_cut(w, st);
 		return;
 	}
-	count_status(w, lr->status);
-	if (flags != NULL && lr->status >= 400 && lr->status < 500)
+	if (!st->mirror)
+		count_status(w, lr->status);
+	if (flags != NULL && lr->status >= 400 && lr->status < 500 && !st->mirror)
 		atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
 	st->status = (uint16_t)lr->status;
 	st->state = ISM_ST_LOCAL;
@@ -1067,6 +1071,8 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		stream_local(w, st, 431, "request head too large", true);
 		return;
 	}
+	if (r->n_mirrors > 0)
+		ism_mirror_request(w, st, r, req, &head, body, len, req_done);
 	dispatch(w, st, cl, &cl->endpoints[ei], &head);
 	ism_buf_free(&head);
 }
@@ -1084,6 +1090,8 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 {
 	int ret;
 
+	if (st->copies != NULL)
+		ism_mirror_body(w, st, p, len, done);
 	if (st->up == NULL || (st->state != ISM_ST_ATTEMPT && st->state != ISM_ST_RESPONSE)) {
 		/* Answered already (the session closes after the response). */
 		if (bid >= 0)
@@ -1101,6 +1109,29 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	}
 	if (ret == 0 && !done)
 		st->sess->ops->want_body(w, st);
+}
+
+int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+	struct ism_buf head;
+	int ei;
+
+	if (cl == NULL)
+		return -ESTALE;
+	ei = pick_endpoint(w, st, UINT32_MAX);
+	if (ei < 0)
+		return -ENOENT;
+	if (!request_admitted(st, cl))
+		return -EBUSY;
+	st->connect_timeout_ms = cl->connect_timeout_ms;
+	st->pool_idle_ms = cl->idle_timeout_ms;
+	st->response_timeout_ms = w->table->timeouts.upstream_response_ms;
+	head = st->replay;
+	st->replay = (struct ism_buf){0};
+	dispatch(w, st, cl, &cl->endpoints[ei], &head);
+	ism_buf_free(&head);
+	return 0;
 }
 
 /* ---------- the response ---------- */
@@ -1189,7 +1220,8 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		stream_local(w, st, 502, "upstream response head too large", true);
 		return;
 	}
-	count_status(w, resp->status);
+	if (!st->mirror)
+		count_status(w, resp->status);
 	st->state = ISM_ST_RESPONSE;
 	st->resp_head_done = 1;
 	st->resp_started = 1;

@@ -95,6 +95,10 @@ struct ism_stream {
 	struct ism_counters *route_stats; /* idem; NULL: no route */
 	uint64_t bytes_in;		  /* from the client, heads included */
 	uint64_t bytes_out;
+	/* request mirroring (worker/mirror.c) */
+	uint8_t mirror; /* a mirrored copy: its sink session discards the response */
+	/* the original: its copies waiting for its body; a copy: the next one */
+	struct ism_stream *copies;
 	/* The client by gatewayTopology.numTrustedProxies, when the X-Forwarded-For
 	 * the client sent names it; "" otherwise (the session's peer). */
 	char xff_client[INET6_ADDRSTRLEN];
@@ -158,6 +162,15 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f);
 /* The upstream sent a head it must not (malformed, too large): 502. */
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);
+
+/* ---- for worker/mirror.c ---- */
+
+/* Starts mirrored copy st (st->mirror, its cluster, route_deadline and
+ * framing set): its request, head and whole body in st->replay, goes to an
+ * endpoint of st->cluster, without retries. 0: started (its session hears
+ * how it ends); -ENOENT: no healthy endpoint, -EBUSY: the cluster's
+ * http2MaxRequests reached, -ESTALE: the table changed (st is left as it was). */
+int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---- the worker ---- */
 

@@ -124,6 +124,7 @@ struct ism_upconn;
 struct ism_lb;
 struct ism_router_scratch;
 struct ism_tls;
+struct ism_mirror_ctx;
 
 /* The one per-process context of a worker. */
 struct ism_wctx {
@@ -183,7 +184,8 @@ struct ism_wctx {
 	char **xbufs;
 	uint32_t *xfree;
 	uint32_t n_xbufs, n_xfree, cap_xbufs;
-	struct ism_tls *tls; /* TLS contexts (worker/tls.c) */
+	struct ism_tls *tls;	       /* TLS contexts (worker/tls.c) */
+	struct ism_mirror_ctx *mirror; /* request mirroring (worker/mirror.c); NULL: unused */
 	char sigbuf[128];
 	char masterbuf[64];
 };

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The worker's event loop: ring and buffer setup, accept, signals, the tick that
  * drives timeouts, moving to new table generations, and the drain on stop. */
+#include "worker/mirror.h"
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -473,6 +474,7 @@ static int loop(struct ism_wctx *w)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		ism_stream_after_batch(w);
+		ism_mirror_after_batch(w);
 		if (w->n_bufwait)
 			ism_sock_resume_recvs(w);
 	}
@@ -593,6 +595,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 	final_log_flush(w);
 	ism_sess_free_all(w);
 	ism_stream_free_all(w);
+	ism_mirror_free(w);
 	ism_up_free_all(w);
 out_router:
 	ism_shm_release(w->shm, w->index);

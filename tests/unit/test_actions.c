@@ -17,6 +17,7 @@
 
 #include "conf/re2syntax.h"
 #include "worker/actions.h"
+#include "worker/mirror.h"
 #include "worker/router.h"
 #include "worker/sock.h"
 
@@ -316,12 +317,40 @@ static void test_header_edits(void **state)
 	free(c);
 }
 
+/* A mirrored copy's Host, as Envoy forms it: "-shadow" after the host, before
+ * any port, an IPv6 literal kept whole. */
+static void test_shadow_host(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"shop.example.com", "shop.example.com-shadow"},
+	    {"shop.example.com:8080", "shop.example.com-shadow:8080"},
+	    {"10.0.0.1:80", "10.0.0.1-shadow:80"},
+	    {"[::1]:8080", "[::1]-shadow:8080"},
+	    {"[::1]", "[::1]-shadow"},
+	    {"", "-shadow"},
+	};
+	char buf[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int n = ism_mirror_shadow_host(cases[i].in, strlen(cases[i].in), buf, sizeof(buf));
+
+		assert_int_equal(n, (int)strlen(cases[i].out));
+		assert_memory_equal(buf, cases[i].out, (size_t)n);
+	}
+	assert_int_equal(ism_mirror_shadow_host("abc", 3, buf, 9), -E2BIG);
+	assert_int_equal(ism_mirror_shadow_host("abc", 3, buf, 10), 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_prefix_rewrite), cmocka_unit_test(test_regex_rewrite),
-	    cmocka_unit_test(test_rewrite_limits), cmocka_unit_test(test_header_edits),
-	    cmocka_unit_test(test_location),	   cmocka_unit_test(test_redirect_path),
+	    cmocka_unit_test(test_prefix_rewrite), cmocka_unit_test(test_shadow_host),
+	    cmocka_unit_test(test_regex_rewrite),  cmocka_unit_test(test_rewrite_limits),
+	    cmocka_unit_test(test_header_edits),   cmocka_unit_test(test_location),
+	    cmocka_unit_test(test_redirect_path),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1824,6 +1824,118 @@ static void test_delegate_errors(void **state)
 			     "cannot delegate again"));
 }
 
+#define MIRROR_VS(http)                                                                            \
+	APP GW_DOC "---\n"                                                                         \
+		   "apiVersion: networking.istio.io/v1\n"                                          \
+		   "kind: VirtualService\n"                                                        \
+		   "metadata: {name: root}\n"                                                      \
+		   "spec:\n"                                                                       \
+		   "  hosts: [\"*\"]\n"                                                            \
+		   "  gateways: [gw]\n"                                                            \
+		   "  http:\n" http
+
+#define FRONT	   "    route: [{destination: {host: front, port: {number: 80}}}]\n"
+#define FRONT_LAST "  - route: [{destination: {host: front, port: {number: 80}}}]\n"
+
+/* The cluster index of service host (namespace default) on port 80. */
+static uint32_t mirror_cluster(const struct ism_table *t, const char *host)
+{
+	char name[128];
+
+	snprintf(name, sizeof(name), "outbound|80||%s.default.svc.cluster.local", host);
+	return (uint32_t)(cluster(t, name) - t->clusters);
+}
+
+/* mirror, mirrorPercentage, mirrorPercent, mirrors[]: compiled as Istio
+ * translates them (MirrorPercent, MirrorPercentByPolicy): 100 % by default,
+ * millionths of a percentage, an explicit 0 left out; clusters named only by
+ * a mirror exist; a delegate route takes the root's mirror. */
+static void test_mirror(void **state)
+{
+	static const char yaml[] = MIRROR_VS(
+	    "  - match: [{uri: {prefix: /a}}]\n" FRONT
+	    "    mirror: {host: m1, port: {number: 80}}\n"
+	    "    mirrorPercentage: {value: 12.5}\n"
+	    "  - match: [{uri: {prefix: /b}}]\n" FRONT
+	    "    mirror: {host: m1, port: {number: 80}}\n"
+	    "    mirrorPercent: 30\n"
+	    "  - match: [{uri: {prefix: /c}}]\n" FRONT "    mirrors:\n"
+	    "    - destination: {host: m2, port: {number: 80}}\n"
+	    "      percentage: {value: 0}\n"
+	    "    - destination: {host: m3, port: {number: 80}}\n"
+	    "  - match: [{uri: {prefix: /d}}]\n" FRONT
+	    "    mirror: {host: m1, port: {number: 80}}\n"
+	    "    mirrorPercentage: {value: 0}\n"
+	    "    mirror_percent: 50\n"
+	    "  - match: [{uri: {prefix: /shop}}]\n"
+	    "    mirror: {host: m1, port: {number: 80}}\n"
+	    "    delegate: {name: shop-routes, namespace: shop}\n" FRONT_LAST) DELEGATE_VS("");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
+	uint32_t m1 = mirror_cluster(t, "m1");
+
+	assert_int_equal(vh->routes[0].n_mirrors, 1);
+	assert_int_equal(vh->routes[0].mirrors[0].cluster, m1);
+	assert_int_equal(vh->routes[0].mirrors[0].per_million, 125000);
+	assert_int_equal(vh->routes[1].n_mirrors, 1);
+	assert_int_equal(vh->routes[1].mirrors[0].per_million, 300000);
+	assert_int_equal(vh->routes[2].n_mirrors, 1); /* m2's 0 % left out */
+	assert_int_equal(vh->routes[2].mirrors[0].cluster, mirror_cluster(t, "m3"));
+	assert_int_equal(vh->routes[2].mirrors[0].per_million, 1000000);
+	assert_int_equal(vh->routes[3].n_mirrors, 0); /* mirrorPercentage 0 wins */
+	assert_null(vh->routes[3].mirrors);
+	/* The delegate's routes: the root's mirror, at 100 %. */
+	assert_string_equal(vh->routes[4].name.p, "cart");
+	assert_int_equal(vh->routes[4].n_mirrors, 1);
+	assert_int_equal(vh->routes[4].mirrors[0].cluster, m1);
+	assert_int_equal(vh->routes[4].mirrors[0].per_million, 1000000);
+	assert_int_equal(vh->routes[5].n_mirrors, 1);
+	/* A route without any: nothing. */
+	assert_int_equal(vh->routes[6].n_mirrors, 0);
+	assert_int_equal(t->limits.mirror_max_in_flight, 256);
+	assert_int_equal(t->limits.mirror_max_body_bytes, 65536);
+}
+
+/* Mistakes in mirroring, each named where it is (Istio's validation). */
+static void test_mirror_errors(void **state)
+{
+	static const char yaml[] =
+	    MIRROR_VS("  - match: [{uri: {prefix: /a}}]\n" FRONT
+		      "    mirror: {host: m1, port: {number: 80}}\n"
+		      "    mirrors: [{destination: {host: m2}}]\n"
+		      "  - match: [{uri: {prefix: /b}}]\n" FRONT
+		      "    mirror: {host: m1, port: {number: 80}}\n"
+		      "    mirrorPercentage: {value: 100.5}\n"
+		      "    mirrorPercent: 101\n"
+		      "  - match: [{uri: {prefix: /c}}]\n" FRONT "    mirrors:\n"
+		      "    - percentage: {value: -1}\n"
+		      "  - match: [{uri: {prefix: /d}}]\n"
+		      "    redirect: {uri: /x}\n"
+		      "    mirror: {host: m1}\n"
+		      "  - match: [{uri: {prefix: /e}}]\n" FRONT "    mirror: {host: m1}\n"
+		      "    mirrorPercent: 5\n"
+		      "    mirror_percent: 5\n");
+	struct fx *f = *state;
+	struct ism_conf *c = NULL;
+
+	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &c, &f->d), -EINVAL);
+	assert_null(c);
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[0].mirrors",
+			     "cannot have both mirror and mirrors"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[1].mirrorPercentage.value",
+			     "between 0 and 100"));
+	assert_true(
+	    has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[1].mirrorPercent", "between 0 and 100"));
+	assert_true(
+	    has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[2].mirrors[0].destination", "required"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[2].mirrors[0].percentage.value",
+			     "between 0 and 100"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[3].mirror",
+			     "cannot be combined with redirect"));
+	assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.http[4].mirror_percent", "same field"));
+}
+
 /* APP is lines 1-6, the DestinationRule lines 7-13; its policy starts at line 14. */
 #define DR_HEAD                                                                                    \
 	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
@@ -2759,6 +2871,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_mirror, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_mirror_errors, fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
