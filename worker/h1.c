@@ -166,17 +166,6 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	return 0;
 }
 
-static int h1_trailers(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
-		       size_t n)
-{
-	/* Dropped, as the trailers of a chunked body are (Envoy's default). */
-	(void)w;
-	(void)st;
-	(void)h;
-	(void)n;
-	return 0;
-}
-
 static void h1_want_body(struct ism_wctx *w, struct ism_stream *st)
 {
 	ism_sock_recv(w, &st->sess->s);
@@ -220,7 +209,7 @@ const struct ism_sess_ops ism_h1_ops = {
     .flush = h1_flush,
     .head = h1_head,
     .data = h1_data,
-    .trailers = h1_trailers,
+    .trailers = ism_sess_drop_trailers, /* as a chunked body's are (Envoy's default) */
     .local = h1_local,
     .want_body = h1_want_body,
     .stream_done = h1_stream_done,

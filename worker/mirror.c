@@ -108,16 +108,6 @@ static int sink_data(struct ism_wctx *w, struct ism_stream *st, const char *p, u
 	return 0;
 }
 
-static int sink_trailers(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
-			 size_t n)
-{
-	(void)w;
-	(void)st;
-	(void)h;
-	(void)n;
-	return 0;
-}
-
 /* An answer made here for a copy: its attempt failed (connect, timeout,
  * reset, overflow of the mirror cluster). */
 static int sink_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
@@ -150,7 +140,7 @@ static const struct ism_sess_ops sink_ops = {
     .flush = sink_flush,
     .head = sink_head,
     .data = sink_data,
-    .trailers = sink_trailers,
+    .trailers = ism_sess_drop_trailers,
     .local = sink_local,
     .want_body = sink_want_body,
     .stream_done = sink_end,

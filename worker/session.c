@@ -393,3 +393,13 @@ void ism_sess_free_all(struct ism_wctx *w)
 	}
 	ism_slab_free(&w->sess);
 }
+
+int ism_sess_drop_trailers(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_header *h, size_t n)
+{
+	(void)w;
+	(void)st;
+	(void)h;
+	(void)n;
+	return 0;
+}

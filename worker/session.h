@@ -92,6 +92,9 @@ bool ism_sess_tls(const struct ism_sess *s);
 
 /* Closes the connection; the streams on it end with it. */
 void ism_sess_close(struct ism_wctx *w, struct ism_sess *s);
+/* The trailers op of a session that drops a response's trailers. */
+int ism_sess_drop_trailers(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_header *h, size_t n);
 /* The session's one deadline: kind after ms (0 ms or ISM_DL_NONE: none). */
 void ism_sess_set_deadline(struct ism_wctx *w, struct ism_sess *s, enum ism_sess_deadline kind,
 			   uint32_t ms);
