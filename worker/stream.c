@@ -818,6 +818,9 @@ static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_
 {
 	size_t need = n + ism_act_n_values(e);
 
+	/* An answer without a field has its scratch too: NULL means no memory. */
+	if (need == 0)
+		need = 1;
 	if (need > w->act_cap) {
 		struct ism_http_header *h = realloc(w->act_hdrs, need * sizeof(*h));
 

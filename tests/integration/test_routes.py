@@ -350,6 +350,17 @@ def direct_response(env):
 
 
 @_test
+def direct_response_first_answer(env):
+    """A direct response without body or field as the first answer of each
+    worker (its scratch for the fields never used yet): answered, not 503."""
+    gw = setup(env, DIRECT)
+    for i in range(4):  # fresh connections: both workers get some
+        with Conn("127.0.0.1", gw) as c:
+            r = c.request("GET", "/empty")
+        check(r.status == 204 and r.body == b"", f"GET /empty on connection {i}: {r}")
+
+
+@_test
 def direct_response_h2(env):
     """The direct response to an HTTP/2 client: status, body, content-length;
     HEAD gets the length and no body."""
