@@ -1326,6 +1326,32 @@ static const struct ism_mirror *compile_mirrors(struct cbuild *b, const struct i
 	return *n ? m : NULL;
 }
 
+/* corsPolicy: origins become string matches (their regexes numbered with the
+ * route matches'), the rest strings in the arena. */
+static const struct ism_cors *compile_cors(struct cbuild *b, const struct ism_cm_cors *in)
+{
+	struct ism_cors *c;
+	struct ism_strmatch *o;
+
+	if (in == NULL)
+		return NULL;
+	c = ANEW(b, 1, struct ism_cors);
+	o = ANEW(b, in->n_origins, struct ism_strmatch);
+	if (c == NULL || o == NULL)
+		return NULL;
+	for (size_t i = 0; i < in->n_origins; i++)
+		conv_sm(b, &in->origins[i], false, &o[i]);
+	c->n_origins = (uint32_t)in->n_origins;
+	c->origins = o;
+	c->credentials = in->credentials;
+	c->forward_unmatched = !in->ignore_unmatched;
+	c->methods = astr(b, in->methods);
+	c->headers = astr(b, in->headers);
+	c->expose = astr(b, in->expose);
+	c->max_age = astr(b, in->max_age);
+	return c;
+}
+
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
@@ -1373,6 +1399,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		compile_retry(b, &r->retry, &o->retry);
 		o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
 		o->act = compile_actions(b, r);
+		o->cors = compile_cors(b, r->cors);
 		/* One counter set per route, whichever vhosts and gateways
 		 * share it. */
 		o->stats = ANEW(b, 1, struct ism_counters);

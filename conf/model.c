@@ -1006,6 +1006,12 @@ static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_pr
 	}
 }
 
+void ism_model_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_present,
+		  struct ism_cm_sm *m)
+{
+	parse_sm(v, n, allow_present, m);
+}
+
 static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const char *key,
 		       bool lower, struct ism_cm_kv **out)
 {
@@ -1884,13 +1890,24 @@ static void parse_delegate(struct ism_vctx *v, const struct ism_node *route, con
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {
-	    "name",	      "match",		"route",   "timeout",
-	    "retries",	      "rewrite",	"headers", "redirect",
-	    "directResponse", "delegate",	"mirror",  "mirrorPercentage",
-	    "mirrorPercent",  "mirror_percent", "mirrors", NULL};
+	static const char *const keys[] = {"name",
+					   "match",
+					   "route",
+					   "timeout",
+					   "retries",
+					   "rewrite",
+					   "headers",
+					   "redirect",
+					   "directResponse",
+					   "delegate",
+					   "mirror",
+					   "mirrorPercentage",
+					   "mirrorPercent",
+					   "mirror_percent",
+					   "mirrors",
+					   "corsPolicy",
+					   NULL};
 	static const char *const unimpl[] = {"fault",
-					     "corsPolicy",
 					     "appendHeaders",
 					     "removeResponseHeaders",
 					     "appendResponseHeaders",
@@ -1909,6 +1926,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	parse_retries(v, n, r);
 	parse_rewrite(v, n, &r->rewrite);
 	parse_headers(v, n, &r->headers, r->rewrite.authority);
+	r->cors = ism_model_cors(v, n);
 	l = ism_v_node(v, n, "match", false, ISM_NODE_SEQ);
 	if (l != NULL) {
 		r->match = ism_v_alloc(v, l->n, sizeof(*r->match));

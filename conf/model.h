@@ -136,6 +136,17 @@ struct ism_cm_route {
 	 * routes take this one's place (conf/delegate.c); NULL when none. */
 	const char *delegate;
 	const struct ism_node *delegate_at;
+	struct ism_cm_cors *cors; /* NULL: none */
+};
+
+/* corsPolicy (conf/cors.c). */
+struct ism_cm_cors {
+	size_t n_origins;
+	struct ism_cm_sm *origins;
+	const char *methods, *headers, *expose; /* joined with ","; NULL: none */
+	const char *max_age;			/* whole seconds; NULL: none */
+	bool credentials;
+	bool ignore_unmatched; /* unmatchedPreflights: IGNORE */
 };
 
 struct ism_cm_vs {
@@ -573,6 +584,15 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 /* A Destination {host, subset, port.number} of namespace ns into d. */
 void ism_model_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			   struct ism_cm_dest *d);
+
+/* --- route actions: corsPolicy (conf/cors.c) --- */
+
+/* An Istio StringMatch at n (exactly one of exact, prefix, regex; `{}` means
+ * "present" where allow_present), reported where wrong. */
+void ism_model_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_present,
+		  struct ism_cm_sm *m);
+/* route.corsPolicy; NULL when absent. */
+struct ism_cm_cors *ism_model_cors(struct ism_vctx *v, const struct ism_node *route);
 
 /* --- TLS (conf/tls.c) --- */
 

@@ -209,6 +209,21 @@ struct ism_route {
 	const struct ism_mirror *mirrors;    /* NULL: none */
 	const struct ism_route_actions *act; /* NULL: none */
 	struct ism_counters *stats;	     /* mutable: responses of this route */
+	const struct ism_cors *cors;	     /* corsPolicy; NULL: none */
+};
+
+/* Istio CorsPolicy of a route, compiled: what Envoy's CORS filter gets from
+ * Istio. The Access-Control-* values are as Istio renders them (lists joined
+ * with ",", maxAge in seconds); "" when not set. */
+struct ism_cors {
+	uint32_t n_origins;
+	const struct ism_strmatch *origins; /* allowOrigins (allowOrigin: exact matches) */
+	uint8_t credentials;		    /* allowCredentials: true */
+	uint8_t forward_unmatched; /* unmatchedPreflights FORWARD (the default), not IGNORE */
+	struct ism_str methods;	   /* allowMethods; "*": the preflight's requested method */
+	struct ism_str headers;	   /* allowHeaders; "*": the preflight's requested headers */
+	struct ism_str expose;	   /* exposeHeaders */
+	struct ism_str max_age;	   /* maxAge, whole seconds */
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names

@@ -480,6 +480,13 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 	return NULL;
 }
 
+bool ism_router_strmatch(const struct ism_strmatch *m, const char *v, size_t len,
+			 struct ism_router_scratch *s)
+{
+	s->limit_hit = false;
+	return sm_match(m, v, len, s);
+}
+
 const struct ism_dest *ism_router_pick(const struct ism_route *r, uint32_t rnd)
 {
 	uint64_t target, cum = 0;

@@ -57,6 +57,11 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 					 const char *scheme, uint16_t port,
 					 struct ism_router_scratch *s);
 
+/* Whether string match m holds for the value v (len bytes), as in a route's
+ * match (a regex bounded as there; one that reaches its bound does not hold). */
+bool ism_router_strmatch(const struct ism_strmatch *m, const char *v, size_t len,
+			 struct ism_router_scratch *s);
+
 /* The match block of the route the last ism_router_route returned that held
  * (the first of them); NULL when that route has none. */
 const struct ism_match *ism_router_matched(const struct ism_router_scratch *s);

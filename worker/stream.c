@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "worker/actions.h"
 #include "worker/balancer.h"
+#include "worker/cors.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/mirror.h"
@@ -62,6 +63,8 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->set_cookie = NULL;
 	free(st->resp_edits);
 	st->resp_edits = NULL;
+	free(st->cors);
+	st->cors = NULL;
 	ism_buf_free(&st->replay);
 	ism_buf_free(&st->req_trl);
 	st->sess = NULL;
@@ -607,11 +610,38 @@ static void stream_cut(struct ism_wctx *w, struct ism_stream *st)
 	s->ops->abort(w, s, sp);
 }
 
+/* The fields in[0..n) with edits e applied, in the worker's scratch (valid
+ * until its next use), *n_out of them; NULL without memory. in may be the
+ * scratch itself (edits on edits: the route's, then CORS's). */
+static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_hdr_edits *e,
+					   const struct ism_http_header *in, size_t n,
+					   size_t *n_out)
+{
+	size_t need = n + ism_act_n_values(e);
+	bool there = in == w->act_hdrs;
+
+	/* An answer without a field has its scratch too: NULL means no memory. */
+	if (need == 0)
+		need = 1;
+	if (need > w->act_cap) {
+		struct ism_http_header *h = realloc(w->act_hdrs, need * sizeof(*h));
+
+		if (h == NULL)
+			return NULL;
+		w->act_hdrs = h;
+		w->act_cap = need;
+	}
+	*n_out = ism_act_apply(e, there ? w->act_hdrs : in, n, w->act_hdrs, need);
+	return w->act_hdrs;
+}
+
 /* A response made here, lr; flags: the access log's reason code (NULL: none,
  * a route's own answer). */
 static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr,
 			  const char *flags)
 {
+	struct ism_local with_cors;
+
 	wait_remove(w, st);
 	retry_done(w, st);
 	ism_buf_free(&st->replay);
@@ -636,6 +666,16 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 	st->resp_started = 1;
 	st->resp_done = 1;
 	set_deadline(w, st, ISM_SDL_NONE, 0);
+	/* An allowed origin's request gets the CORS fields on every answer
+	 * (Envoy's local replies pass its CORS filter too); without memory, it
+	 * goes without them. */
+	if (st->cors != NULL && !st->cors->preflight) {
+		with_cors = *lr;
+		with_cors.hdrs =
+		    edit_fields(w, &st->cors->edits, lr->hdrs, lr->n_hdrs, &with_cors.n_hdrs);
+		if (with_cors.hdrs != NULL)
+			lr = &with_cors;
+	}
 	if (st->sess->ops->local(w, st, lr) < 0) {
 		stream_cut(w, st);
 		return;
@@ -674,6 +714,31 @@ static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, 
 			 bool close)
 {
 	stream_error(w, st, status, why, close, NULL, 0);
+}
+
+/* ---------- CORS ---------- */
+
+/* The route's corsPolicy: a preflight is answered here, 200 with its fields
+ * and no body; an allowed origin's other requests go on, st->cors holding
+ * what their answers get. True when the request is answered. */
+static bool stream_cors(struct ism_wctx *w, struct ism_stream *st, const struct ism_cors *c,
+			const struct ism_http_req *req)
+{
+	struct ism_local lr = {.status = 200, .why = "cors preflight"};
+	int v = ism_cors_check(c, req, w->rs, &st->cors);
+
+	if (v < 0) {
+		stream_local(w, st, 503, "out of memory", false);
+		return true;
+	}
+	if (v != ISM_CORS_PREFLIGHT)
+		return false;
+	lr.hdrs = edit_fields(w, &st->cors->edits, NULL, 0, &lr.n_hdrs);
+	if (lr.hdrs == NULL)
+		stream_local(w, st, 503, "out of memory", false);
+	else
+		stream_answer(w, st, &lr, NULL);
+	return true;
 }
 
 /* ---------- the request ---------- */
@@ -808,29 +873,6 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 			   : NULL;
 	}
 	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
-}
-
-/* The fields in[0..n) with edits e applied, in the worker's scratch (valid
- * until its next use), *n_out of them; NULL without memory. */
-static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_hdr_edits *e,
-					   const struct ism_http_header *in, size_t n,
-					   size_t *n_out)
-{
-	size_t need = n + ism_act_n_values(e);
-
-	/* An answer without a field has its scratch too: NULL means no memory. */
-	if (need == 0)
-		need = 1;
-	if (need > w->act_cap) {
-		struct ism_http_header *h = realloc(w->act_hdrs, need * sizeof(*h));
-
-		if (h == NULL)
-			return NULL;
-		w->act_hdrs = h;
-		w->act_cap = need;
-	}
-	*n_out = ism_act_apply(e, in, n, w->act_hdrs, need);
-	return w->act_hdrs;
 }
 
 /* A route's own answer: status, body (len bytes; NULL: none), the fields it
@@ -1016,6 +1058,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		stream_local(w, st, 404, "no route", false);
 		return;
 	}
+	/* Envoy's order: the CORS filter, then the router (whose are the
+	 * redirects and direct responses). */
+	if (r->cors != NULL && stream_cors(w, st, r->cors, req))
+		return;
 	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
 	case ISM_ROUTE_REDIRECT:
 		redirect(w, st, r->act, req, l->port, tls);
@@ -1214,7 +1260,10 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		return;
 	}
 	st->status = (uint16_t)resp->status;
-	if (st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) {
+	/* The route's edits, then the CORS fields (Envoy's CORS filter sets them
+	 * on what the router gives it). */
+	if ((st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) ||
+	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL)) {
 		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
@@ -1412,6 +1461,7 @@ void ism_stream_free_all(struct ism_wctx *w)
 		free(st->log_req);
 		free(st->set_cookie);
 		free(st->resp_edits);
+		free(st->cors);
 		ism_buf_free(&st->replay);
 		ism_buf_free(&st->req_trl);
 	}

@@ -35,6 +35,8 @@ enum ism_stream_deadline {
 	ISM_SDL_RESPONSE, /* bytes from the upstream, and the route's timeout: 504 */
 };
 
+struct ism_cors_out;
+
 struct ism_stream {
 	uint32_t idx;
 	uint32_t gen;
@@ -102,6 +104,8 @@ struct ism_stream {
 	/* The client by gatewayTopology.numTrustedProxies, when the X-Forwarded-For
 	 * the client sent names it; "" otherwise (the session's peer). */
 	char xff_client[INET6_ADDRSTRLEN];
+	/* CORS (worker/cors.h) */
+	struct ism_cors_out *cors; /* Access-Control-* fields of the answer (malloc'd); NULL */
 };
 
 /* ---- from the session ---- */

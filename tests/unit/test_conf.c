@@ -2693,14 +2693,13 @@ static void test_invalid(void **state)
 static void test_one_error_per_mistake(void **state)
 {
 	static const char *const yaml[] = {
-	    VS_HTTP "  - redirect: {uri: /x}\n    corsPolicy: {allowOrigins: [{exact: a}]}\n",
-	    VS_HTTP
-	    "  - directResponse: {status: 200}\n    corsPolicy: {allowOrigins: [{exact: a}]}\n",
+	    VS_HTTP "  - redirect: {uri: /x}\n    appendHeaders: {a: b}\n",
+	    VS_HTTP "  - directResponse: {status: 200}\n    appendHeaders: {a: b}\n",
 	    VS_HTTP "  - delegate: {name: other}\n",
 	};
 	static const char *const want[][2] = {
-	    {VS_FIELD "spec.http[0].corsPolicy", "not implemented yet"},
-	    {VS_FIELD "spec.http[0].corsPolicy", "not implemented yet"},
+	    {VS_FIELD "spec.http[0].appendHeaders", "not implemented yet"},
+	    {VS_FIELD "spec.http[0].appendHeaders", "not implemented yet"},
 	    {VS_FIELD "spec.http[0].delegate", "no VirtualService shop/other"},
 	};
 	struct fx *f = *state;

@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "conf/conf.h"
+#include "loaded.h"
 #include "worker/router.h"
 #include "worker/tls.h"
 
@@ -73,49 +74,18 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-struct loaded {
-	struct ism_diags d;
-	struct ism_conf *conf;
-	void *mem;
-	struct ism_arena arena;
-	const struct ism_table *t;
-};
-
-static int ep_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
-{
-	uint32_t *next = ctx;
-
-	(void)key;
-	(void)has_hc;
-	*id = (*next)++;
-	return 0;
-}
-
 /* Loads text as <dir>/t.yaml (relative certificate paths resolve in dir). */
 static int load(struct loaded *l, const char *text)
 {
 	char name[128];
-	uint32_t next = 0;
-	int rc;
 
-	memset(l, 0, sizeof(*l));
-	ism_diags_init(&l->d);
 	snprintf(name, sizeof(name), "%s/t.yaml", dir);
-	rc = ism_conf_load_buf(name, text, strlen(text), &l->conf, &l->d);
-	if (rc < 0)
-		return rc;
-	l->mem = malloc(4u << 20);
-	assert_non_null(l->mem);
-	ism_arena_init(&l->arena, l->mem, 4u << 20);
-	rc = ism_conf_compile(l->conf, &l->arena, ep_cb, &next, &l->t, &l->d);
-	assert_int_equal(rc, 0);
-	return 0;
+	return loaded_load(l, name, text);
 }
 
 static void unload(struct loaded *l)
 {
-	ism_conf_free(l->conf);
-	free(l->mem);
+	loaded_free(l);
 }
 
 static bool has_diag(const struct ism_diags *d, const char *field, const char *msg)

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* An appliance file loaded from text and compiled into a heap arena, for the
+ * unit tests of what conf/ makes of a file. Include it after <cmocka.h>. */
+#ifndef ISM_TESTS_UNIT_LOADED_H
+#define ISM_TESTS_UNIT_LOADED_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+
+#define LOADED_ARENA_SIZE (4u << 20)
+
+struct loaded {
+	struct ism_diags d;
+	struct ism_conf *conf;
+	void *mem;
+	struct ism_arena arena;
+	const struct ism_table *t;
+};
+
+/* Endpoint ids 0, 1, 2... in the order asked. */
+static inline int loaded_ep_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+{
+	uint32_t *next = ctx;
+
+	(void)key;
+	(void)has_hc;
+	*id = (*next)++;
+	return 0;
+}
+
+/* Loads text as file name; when it loads, compiles it (which must succeed).
+ * The load's rc; the diagnostics are in l->d either way. */
+static inline int loaded_load(struct loaded *l, const char *name, const char *text)
+{
+	uint32_t next = 0;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	ism_diags_init(&l->d);
+	rc = ism_conf_load_buf(name, text, strlen(text), &l->conf, &l->d);
+	if (rc < 0)
+		return rc;
+	l->mem = malloc(LOADED_ARENA_SIZE);
+	assert_non_null(l->mem);
+	ism_arena_init(&l->arena, l->mem, LOADED_ARENA_SIZE);
+	rc = ism_conf_compile(l->conf, &l->arena, loaded_ep_id, &next, &l->t, &l->d);
+	assert_int_equal(rc, 0);
+	return 0;
+}
+
+static inline void loaded_free(struct loaded *l)
+{
+	ism_conf_free(l->conf);
+	free(l->mem);
+}
+
+#endif
