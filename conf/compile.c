@@ -1352,6 +1352,26 @@ static const struct ism_cors *compile_cors(struct cbuild *b, const struct ism_cm
 	return c;
 }
 
+/* fault; NULL when it can do nothing (no share, no delay, no status): such a
+ * route pays nothing for it. */
+static const struct ism_fault *compile_fault(struct cbuild *b, const struct ism_fault *in)
+{
+	bool delays = in != NULL && in->delay_ms > 0 && in->delay_ppm > 0;
+	bool aborts = in != NULL && in->abort_status > 0 && in->abort_ppm > 0;
+	struct ism_fault *f;
+
+	if (!delays && !aborts)
+		return NULL;
+	f = ANEW(b, 1, struct ism_fault);
+	if (f != NULL)
+		*f = (struct ism_fault){.delay_ms = delays ? in->delay_ms : 0,
+					.delay_ppm = delays ? in->delay_ppm : 0,
+					.abort_ppm = aborts ? in->abort_ppm : 0,
+					.abort_status = aborts ? in->abort_status : 0,
+					.abort_grpc = aborts ? in->abort_grpc : -1};
+	return f;
+}
+
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
@@ -1399,6 +1419,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		compile_retry(b, &r->retry, &o->retry);
 		o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
 		o->act = compile_actions(b, r);
+		o->fault = compile_fault(b, r->fault);
 		o->cors = compile_cors(b, r->cors);
 		/* One counter set per route, whichever vhosts and gateways
 		 * share it. */

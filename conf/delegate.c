@@ -5,9 +5,9 @@
  * (pilot/pkg/model/virtualservice.go): match conditions combined, a delegate
  * route whose conditions conflict with the root's left out with a warning,
  * what the delegate route leaves unset (timeout, retries, rewrite,
- * directResponse, headers, mirror, mirrors and their percentages, corsPolicy)
- * taken from the root route. One level: a delegate's route cannot delegate
- * again. */
+ * directResponse, headers, mirror, mirrors and their percentages, corsPolicy,
+ * fault) taken from the root route. One level: a delegate's route cannot
+ * delegate again. */
 #include <stdio.h>
 #include <string.h>
 
@@ -229,6 +229,8 @@ static bool route_merge(struct ism_vctx *v, const struct ism_cm_route *root,
 	ism_model_mirrors_merge(root, out);
 	if (leaf->cors == NULL)
 		out->cors = root->cors;
+	if (leaf->fault == NULL)
+		out->fault = root->fault;
 	return true;
 }
 

@@ -562,3 +562,65 @@ int ism_v_enum_nocase(struct ism_vctx *v, const struct ism_node *map, const char
 {
 	return v_enum(v, map, key, ok, unimpl, true, out);
 }
+
+/* An Istio Percent's value (a double 0..100, written in decimal) in
+ * millionths, truncated as Istio's uint32(value * 10000) truncates; false
+ * when not such a number. */
+static bool percent_millionths(const char *s, uint32_t *out)
+{
+	uint64_t whole = 0, frac = 0, scale = 10000;
+	const char *p = s;
+
+	if (*p == '+')
+		p++;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9') {
+		whole = whole * 10 + (uint64_t)(*p++ - '0');
+		if (whole > 100)
+			return false;
+	}
+	if (*p == '.') {
+		p++;
+		while (*p >= '0' && *p <= '9') {
+			if (scale > 1) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale /= 10;
+			}
+			p++;
+		}
+		frac *= scale;
+	}
+	if (*p != '\0' || whole * 10000 + frac > 1000000)
+		return false;
+	*out = (uint32_t)(whole * 10000 + frac);
+	return true;
+}
+
+int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *ppm)
+{
+	static const char *const keys[] = {"value", NULL};
+	const struct ism_node *n = ism_node_get(map, key, NULL), *val;
+	size_t old;
+	int rc = 1;
+
+	if (n == NULL)
+		return 0;
+	old = ism_v_push(v, ".%s", key);
+	if (!ism_v_expect(v, n, ISM_NODE_MAP) || !ism_v_keys(v, n, keys, NULL)) {
+		ism_v_pop(v, old);
+		return -1;
+	}
+	val = ism_node_get(n, "value", NULL);
+	if (val == NULL) {
+		*ppm = 0; /* Istio: an unset value is 0 */
+	} else if (val->kind != ISM_NODE_SCALAR || !percent_millionths(val->str, ppm)) {
+		size_t o2 = ism_v_push(v, ".value");
+
+		ism_v_err(v, val, "must be a number between 0 and 100");
+		ism_v_pop(v, o2);
+		rc = -1;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}

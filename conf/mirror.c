@@ -12,62 +12,15 @@
 
 #define MILLION 1000000
 
-/* An Istio Percent's value (a double 0..100) in millionths, truncated as
- * Istio's uint32(value * 10000) truncates; false when not such a number. */
-static bool percent_millionths(const char *s, int32_t *out)
-{
-	int64_t whole = 0, frac = 0, scale = 10000;
-	const char *p = s;
-
-	if (*p == '+')
-		p++;
-	if (*p < '0' || *p > '9')
-		return false;
-	while (*p >= '0' && *p <= '9') {
-		whole = whole * 10 + (*p++ - '0');
-		if (whole > 100)
-			return false;
-	}
-	if (*p == '.') {
-		p++;
-		while (*p >= '0' && *p <= '9') {
-			if (scale > 1) {
-				frac = frac * 10 + (*p - '0');
-				scale /= 10;
-			}
-			p++;
-		}
-		frac *= scale;
-	}
-	if (*p != '\0' || whole * 10000 + frac > MILLION)
-		return false;
-	*out = (int32_t)(whole * 10000 + frac);
-	return true;
-}
-
 /* key: {value: 0..100} (Istio's Percent) into *out in millionths; absent:
  * *out unchanged. */
 static void parse_percent(struct ism_vctx *v, const struct ism_node *map, const char *key,
 			  int32_t *out)
 {
-	static const char *const keys[] = {"value", NULL};
-	const struct ism_node *n = ism_v_node(v, map, key, false, ISM_NODE_MAP), *val;
-	size_t old;
+	uint32_t ppm;
 
-	if (n == NULL)
-		return;
-	old = ism_v_push(v, ".%s", key);
-	ism_v_keys(v, n, keys, NULL);
-	val = ism_node_get(n, "value", NULL);
-	if (val == NULL) {
-		*out = 0; /* Istio: an unset value is 0 */
-	} else if (val->kind != ISM_NODE_SCALAR || !percent_millionths(val->str, out)) {
-		size_t o2 = ism_v_push(v, ".value");
-
-		ism_v_err(v, val, "must be a number between 0 and 100");
-		ism_v_pop(v, o2);
-	}
-	ism_v_pop(v, old);
+	if (ism_v_percent(v, map, key, &ppm) > 0)
+		*out = (int32_t)ppm;
 }
 
 /* mirrors[]: {destination (required), percentage}. */

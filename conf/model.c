@@ -1846,12 +1846,14 @@ static void route_conflicts(struct ism_vctx *v, const struct ism_node *n)
 		return;
 	}
 	one_of(v, n, ways, "route, redirect, directResponse");
-	if (ism_node_get(n, "rewrite", NULL) != NULL &&
-	    (ism_node_get(n, "redirect", NULL) != NULL ||
-	     ism_node_get(n, "directResponse", NULL) != NULL))
-		key_err(
-		    v, n, "rewrite",
-		    "cannot be combined with redirect or directResponse (nothing is forwarded)");
+	/* Istio refuses a rewrite or a fault beside a redirect or a directResponse. */
+	for (const char *const *k = (const char *const[]){"rewrite", "fault", NULL}; *k; k++)
+		if (ism_node_get(n, *k, NULL) != NULL &&
+		    (ism_node_get(n, "redirect", NULL) != NULL ||
+		     ism_node_get(n, "directResponse", NULL) != NULL))
+			key_err(v, n, *k,
+				"cannot be combined with redirect or directResponse (nothing is "
+				"forwarded)");
 }
 
 /* Whether HTTP route n answers without destinations: it redirects, answers
@@ -1890,30 +1892,15 @@ static void parse_delegate(struct ism_vctx *v, const struct ism_node *route, con
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
-	static const char *const keys[] = {"name",
-					   "match",
-					   "route",
-					   "timeout",
-					   "retries",
-					   "rewrite",
-					   "headers",
-					   "redirect",
-					   "directResponse",
-					   "delegate",
-					   "mirror",
-					   "mirrorPercentage",
-					   "mirrorPercent",
-					   "mirror_percent",
-					   "mirrors",
-					   "corsPolicy",
-					   NULL};
-	static const char *const unimpl[] = {"fault",
-					     "appendHeaders",
-					     "removeResponseHeaders",
-					     "appendResponseHeaders",
-					     "removeRequestHeaders",
-					     "appendRequestHeaders",
-					     NULL};
+	static const char *const keys[] = {"name",	    "match",	      "route",
+					   "timeout",	    "retries",	      "rewrite",
+					   "headers",	    "redirect",	      "directResponse",
+					   "delegate",	    "mirror",	      "mirrorPercentage",
+					   "mirrorPercent", "mirror_percent", "mirrors",
+					   "corsPolicy",    "fault",	      NULL};
+	static const char *const unimpl[] = {"appendHeaders",	      "removeResponseHeaders",
+					     "appendResponseHeaders", "removeRequestHeaders",
+					     "appendRequestHeaders",  NULL};
 	static const char *const dkeys[] = {"destination", "weight", "headers", NULL};
 	const struct ism_node *l;
 	size_t old;
@@ -1926,6 +1913,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	parse_retries(v, n, r);
 	parse_rewrite(v, n, &r->rewrite);
 	parse_headers(v, n, &r->headers, r->rewrite.authority);
+	r->fault = ism_model_fault(v, n);
 	r->cors = ism_model_cors(v, n);
 	l = ism_v_node(v, n, "match", false, ISM_NODE_SEQ);
 	if (l != NULL) {

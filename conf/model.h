@@ -136,6 +136,7 @@ struct ism_cm_route {
 	 * routes take this one's place (conf/delegate.c); NULL when none. */
 	const char *delegate;
 	const struct ism_node *delegate_at;
+	struct ism_fault *fault;  /* NULL: none */
 	struct ism_cm_cors *cors; /* NULL: none */
 };
 
@@ -539,6 +540,11 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
  * milliseconds, a positive value under 1 ms rounding up to 1 ms. */
 int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
 	      uint32_t *out);
+/* An Istio Percent ({value: 0..100}, a double in decimal; {} is 0) at map.key,
+ * as the share per million Istio gives Envoy (value × 10000, truncated). 1
+ * when present and valid, 0 when absent (*ppm untouched), -1 when invalid
+ * (reported). */
+int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *ppm);
 /* A list of non-empty strings; NULL when absent (*n = 0). *listp: the list node. */
 const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const char *key,
 			   bool required, size_t *n, const struct ism_node **listp);
@@ -585,7 +591,7 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 void ism_model_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			   struct ism_cm_dest *d);
 
-/* --- route actions: corsPolicy (conf/cors.c) --- */
+/* --- route actions: corsPolicy (conf/cors.c) and fault (conf/fault.c) --- */
 
 /* An Istio StringMatch at n (exactly one of exact, prefix, regex; `{}` means
  * "present" where allow_present), reported where wrong. */
@@ -593,6 +599,9 @@ void ism_model_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_prese
 		  struct ism_cm_sm *m);
 /* route.corsPolicy; NULL when absent. */
 struct ism_cm_cors *ism_model_cors(struct ism_vctx *v, const struct ism_node *route);
+/* route.fault; NULL when absent (one that can do nothing is kept: a warning
+ * says why, and compilation drops it). */
+struct ism_fault *ism_model_fault(struct ism_vctx *v, const struct ism_node *route);
 
 /* --- TLS (conf/tls.c) --- */
 

@@ -210,6 +210,7 @@ struct ism_route {
 	const struct ism_route_actions *act; /* NULL: none */
 	struct ism_counters *stats;	     /* mutable: responses of this route */
 	const struct ism_cors *cors;	     /* corsPolicy; NULL: none */
+	const struct ism_fault *fault;	     /* fault injection; NULL: none */
 };
 
 /* Istio CorsPolicy of a route, compiled: what Envoy's CORS filter gets from
@@ -224,6 +225,17 @@ struct ism_cors {
 	struct ism_str headers;	   /* allowHeaders; "*": the preflight's requested headers */
 	struct ism_str expose;	   /* exposeHeaders */
 	struct ism_str max_age;	   /* maxAge, whole seconds */
+};
+
+/* Istio HTTPFaultInjection of a route, compiled (Envoy's fault filter): a
+ * delay before the request goes on, an abort answered in its place (after
+ * the delay when both happen), each with its own share of requests. */
+struct ism_fault {
+	uint32_t delay_ms;     /* fixedDelay; 0: no delay */
+	uint32_t delay_ppm;    /* requests delayed, per million */
+	uint32_t abort_ppm;    /* requests aborted, per million */
+	uint16_t abort_status; /* httpStatus, or 200 with abort_grpc; 0: no abort */
+	int16_t abort_grpc;    /* grpcStatus code (0..16); -1: none */
 };
 
 /* The routes one VirtualService contributes to one listener, and the host names

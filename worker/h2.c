@@ -714,7 +714,10 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	x->resp.b.len = x->resp.off = 0;
 	if (st->grpc) {
 		/* A gRPC client gets a gRPC error, trailers-only, as from Envoy. */
-		snprintf(gs, sizeof(gs), "%d", grpc_status_of(lr->status));
+		if (lr->grpc_status != NULL)
+			snprintf(gs, sizeof(gs), "%s", lr->grpc_status);
+		else
+			snprintf(gs, sizeof(gs), "%d", grpc_status_of(lr->status));
 		ism_h2nv_add(&nv, ":status", 7, "200", 3);
 		ism_h2nv_add(&nv, "content-type", 12, "application/grpc", 16);
 		ism_h2nv_add(&nv, "grpc-status", 11, gs, strlen(gs));

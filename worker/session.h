@@ -114,6 +114,8 @@ struct ism_local {
 	const struct ism_http_header *hdrs; /* the other fields (content-type, location ...) */
 	size_t n_hdrs;
 	bool close; /* HTTP/1.1: the connection closes after it */
+	/* A gRPC client's grpc-status (decimal); NULL: the one Envoy maps status to */
+	const char *grpc_status;
 };
 
 struct ism_sess_ops {

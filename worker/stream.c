@@ -17,6 +17,7 @@
 #include "worker/actions.h"
 #include "worker/balancer.h"
 #include "worker/cors.h"
+#include "worker/fault.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/mirror.h"
@@ -30,6 +31,7 @@
 static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
 			 bool close);
 static void do_retry(struct ism_wctx *w, struct ism_stream *st);
+static void delay_over(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---------- lifecycle ---------- */
 
@@ -65,6 +67,8 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->resp_edits = NULL;
 	free(st->cors);
 	st->cors = NULL;
+	free(st->deferred);
+	st->deferred = NULL;
 	ism_buf_free(&st->replay);
 	ism_buf_free(&st->req_trl);
 	st->sess = NULL;
@@ -321,11 +325,23 @@ static void end_attempt(struct ism_wctx *w, struct ism_stream *st)
 	ep_done(w, st, true);
 }
 
+/* The stream's timer (ism_stream_timer when it completes) in ms. */
+static void start_timer(struct ism_wctx *w, struct ism_stream *st, uint32_t ms)
+{
+	struct io_uring_sqe *sqe;
+
+	st->retry_ts.tv_sec = ms / 1000;
+	st->retry_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	sqe = ism_w_sqe(w);
+	io_uring_prep_timeout(sqe, &st->retry_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_RETRY, st->idx, st->gen));
+	st->inflight++;
+}
+
 /* The next attempt, after Envoy's jittered back-off. */
 static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl = st_cluster(w, st);
-	struct io_uring_sqe *sqe;
 	uint32_t ms = ism_retry_backoff_ms(st->rs.backoff_base_ms, st->rs.tries, ism_w_rand(w));
 
 	st->rs.retries_left--;
@@ -334,12 +350,7 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 		atomic_fetch_add_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
 		st->retry_counted = 1;
 	}
-	st->retry_ts.tv_sec = ms / 1000;
-	st->retry_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
-	sqe = ism_w_sqe(w);
-	io_uring_prep_timeout(sqe, &st->retry_ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_RETRY, st->idx, st->gen));
-	st->inflight++;
+	start_timer(w, st, ms);
 	st->state = ISM_ST_BACKOFF;
 	/* Only the route's timeout bounds the wait. */
 	set_deadline(w, st, ISM_SDL_RESPONSE, 0);
@@ -398,17 +409,20 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 }
 
-/* The next attempt: after a retry's back-off, or a wait for a connection. */
+/* The next attempt: after a retry's back-off, a wait for a connection, or a
+ * fault delay (the first attempt). */
 static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl = st_cluster(w, st);
 	struct ism_buf head;
 	int ei;
 
-	if ((st->state != ISM_ST_BACKOFF && st->state != ISM_ST_WAITING) || st->waiting)
+	if ((st->state != ISM_ST_BACKOFF && st->state != ISM_ST_WAITING &&
+	     st->state != ISM_ST_DELAY) ||
+	    st->waiting)
 		return;
 	if (cl == NULL) {
-		stream_local(w, st, 503, "configuration changed during a retry", false);
+		stream_local(w, st, 503, "configuration changed while the request waited", false);
 		return;
 	}
 	ei = pick_endpoint(w, st, st->rs.ignore_previous ? st->prev_ep : UINT32_MAX);
@@ -494,6 +508,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl;
 	struct ism_alog_rec r;
+	char flags[16];
 
 	if (st->log_req == NULL)
 		return;
@@ -505,7 +520,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .bytes_out = st->bytes_out,
 	    .status = st->status,
 	    .attempts = st->rs.tries,
-	    .flags = st->flags,
+	    .flags = ism_fault_flags(st->faults, st->flags, flags, sizeof(flags)),
 	    .client = ism_stream_client(st),
 	    .peer = st->sess->peer,
 	    .client_port = st->xff_client[0] ? 0 : st->sess->peer_port,
@@ -635,12 +650,67 @@ static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_
 	return w->act_hdrs;
 }
 
+/* An answer made while a fault delay runs, kept whole (its fields, strings
+ * and body in the same allocation) until the delay is over: Envoy's router,
+ * whose answer it would be, runs only then. */
+struct ism_deferred {
+	struct ism_local lr;
+	const char *flags; /* a literal (flag_for), or NULL */
+};
+
+/* Copies n bytes of p to *d (NUL-terminated); the copy. */
+static char *copy_to(char **d, const char *p, size_t n)
+{
+	char *r = *d;
+
+	if (n)
+		memcpy(r, p, n);
+	r[n] = '\0';
+	*d += n + 1;
+	return r;
+}
+
+static struct ism_deferred *defer_answer(const struct ism_local *lr, const char *flags)
+{
+	size_t bytes = sizeof(struct ism_deferred) + lr->n_hdrs * sizeof(struct ism_http_header) +
+		       strlen(lr->why) + 1 + lr->body_len + 1 +
+		       (lr->grpc_status ? strlen(lr->grpc_status) + 1 : 0);
+	struct ism_http_header *h;
+	struct ism_deferred *a;
+	char *d;
+
+	for (size_t i = 0; i < lr->n_hdrs; i++)
+		bytes += lr->hdrs[i].name_len + 1 + lr->hdrs[i].value_len + 1;
+	a = malloc(bytes);
+	if (a == NULL)
+		return NULL;
+	h = (struct ism_http_header *)(a + 1);
+	d = (char *)(h + lr->n_hdrs);
+	a->flags = flags;
+	a->lr = *lr;
+	a->lr.hdrs = h;
+	for (size_t i = 0; i < lr->n_hdrs; i++)
+		h[i] = (struct ism_http_header){
+		    copy_to(&d, lr->hdrs[i].name, lr->hdrs[i].name_len), lr->hdrs[i].name_len,
+		    copy_to(&d, lr->hdrs[i].value, lr->hdrs[i].value_len), lr->hdrs[i].value_len};
+	a->lr.why = copy_to(&d, lr->why, strlen(lr->why));
+	a->lr.body = lr->body ? copy_to(&d, lr->body, lr->body_len) : NULL;
+	if (lr->grpc_status)
+		a->lr.grpc_status = copy_to(&d, lr->grpc_status, strlen(lr->grpc_status));
+	return a;
+}
+
 /* A response made here, lr; flags: the access log's reason code (NULL: none,
- * a route's own answer). */
+ * a route's own answer). During a fault delay it waits for the delay's end
+ * (the first one made; without memory it goes at once). */
 static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr,
 			  const char *flags)
 {
 	struct ism_local with_cors;
+
+	if (st->state == ISM_ST_DELAY &&
+	    (st->deferred != NULL || (st->deferred = defer_answer(lr, flags)) != NULL))
+		return;
 
 	wait_remove(w, st);
 	retry_done(w, st);
@@ -716,7 +786,49 @@ static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, 
 	stream_error(w, st, status, why, close, NULL, 0);
 }
 
-/* ---------- CORS ---------- */
+/* ---------- fault injection and CORS ---------- */
+
+/* A fault's abort: its status and Envoy's text, or with a gRPC status (code;
+ * -1: none), 200 and that grpc-status for a gRPC client (trailers-only); its
+ * flag is FI alone (ism_fault_flags). */
+static void fault_abort(struct ism_wctx *w, struct ism_stream *st, int status, int code)
+{
+	static const char why[] = ISM_FAULT_ABORT_WHY;
+	char grpc[8];
+
+	snprintf(grpc, sizeof(grpc), "%d", code);
+	st->faults |= ISM_FAULT_ABORTED;
+	stream_answer(w, st,
+		      &(struct ism_local){.status = status,
+					  .why = why,
+					  .body = ISM_FAULT_ABORT_WHY "\n",
+					  .body_len = sizeof(ISM_FAULT_ABORT_WHY "\n") - 1,
+					  .hdrs = &text_plain,
+					  .n_hdrs = 1,
+					  .grpc_status = code >= 0 ? grpc : NULL},
+		      NULL);
+}
+
+/* The route's fault, drawn for this request (the delay and the abort each
+ * with its own roll): a delay starts the stream's timer, the request waiting
+ * in ISM_ST_DELAY, and whatever answers it meanwhile (the abort, drawn now
+ * rather than after the delay, which is the same) waits for the delay's end.
+ * True when the request is aborted. */
+static bool stream_fault(struct ism_wctx *w, struct ism_stream *st, const struct ism_fault *f)
+{
+	uint32_t ms = ism_fault_delay_ms(f, ism_w_rand(w));
+	bool aborts = ism_fault_aborts(f, ism_w_rand(w));
+
+	if (ms != 0) {
+		st->faults |= ISM_FAULT_DELAYED;
+		st->delay_ms = ms;
+		start_timer(w, st, ms);
+		st->state = ISM_ST_DELAY;
+	}
+	if (aborts)
+		fault_abort(w, st, f->abort_status, f->abort_grpc);
+	return aborts;
+}
 
 /* The route's corsPolicy: a preflight is answered here, 200 with its fields
  * and no body; an allowed origin's other requests go on, st->cors holding
@@ -739,6 +851,22 @@ static bool stream_cors(struct ism_wctx *w, struct ism_stream *st, const struct 
 	else
 		stream_answer(w, st, &lr, NULL);
 	return true;
+}
+
+/* A fault delay is over: the answer made meanwhile goes, or the request goes
+ * out (as after a retry's back-off, its route timeout counted from now). */
+static void delay_over(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_deferred *a = st->deferred;
+
+	if (a == NULL) {
+		do_retry(w, st);
+		return;
+	}
+	st->deferred = NULL;
+	st->state = ISM_ST_NEW; /* out of the delay: the answer goes now */
+	stream_answer(w, st, &a->lr, a->flags);
+	free(a);
 }
 
 /* ---------- the request ---------- */
@@ -1058,8 +1186,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		stream_local(w, st, 404, "no route", false);
 		return;
 	}
-	/* Envoy's order: the CORS filter, then the router (whose are the
-	 * redirects and direct responses). */
+	/* Envoy's order: the fault filter, the CORS filter, then the router
+	 * (whose are the redirects and direct responses). */
+	if (r->fault != NULL && stream_fault(w, st, r->fault))
+		return;
 	if (r->cors != NULL && stream_cors(w, st, r->cors, req))
 		return;
 	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
@@ -1122,6 +1252,15 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	}
 	if (r->n_mirrors > 0)
 		ism_mirror_request(w, st, r, req, &head, body, len, req_done);
+	if (st->state == ISM_ST_DELAY) {
+		/* It goes out when the fault delay ends; the route's timeout starts
+		 * then, as Envoy's router runs after the fault filter (its mirror
+		 * copies went already: only their timing differs from Envoy's). */
+		st->replay = head;
+		if (st->route_deadline)
+			st->route_deadline += st->delay_ms;
+		return;
+	}
 	dispatch(w, st, cl, &cl->endpoints[ei], &head);
 	ism_buf_free(&head);
 }
@@ -1337,6 +1476,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 	case ISM_ST_NEW:
 	case ISM_ST_WAITING:
 	case ISM_ST_BACKOFF:
+	case ISM_ST_DELAY:
 	case ISM_ST_ABANDONED:
 	case ISM_ST_FREE:
 		break;
@@ -1409,6 +1549,8 @@ void ism_stream_timer(struct ism_wctx *w, uint32_t idx, uint32_t gen)
 	}
 	if (st->state == ISM_ST_BACKOFF)
 		do_retry(w, st);
+	else if (st->state == ISM_ST_DELAY)
+		delay_over(w, st);
 }
 
 static void expire(struct ism_wctx *w, struct ism_stream *st)
@@ -1462,6 +1604,7 @@ void ism_stream_free_all(struct ism_wctx *w)
 		free(st->set_cookie);
 		free(st->resp_edits);
 		free(st->cors);
+		free(st->deferred);
 		ism_buf_free(&st->replay);
 		ism_buf_free(&st->req_trl);
 	}

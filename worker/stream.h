@@ -26,6 +26,7 @@ enum ism_stream_state {
 	ISM_ST_RESPONSE,  /* the upstream's response goes to the client */
 	ISM_ST_LOCAL,	  /* a response made here goes to the client */
 	ISM_ST_ABANDONED, /* its session went away; freed once its timer is back */
+	ISM_ST_DELAY,	  /* a fault delay runs; the request goes on, or is aborted, after it */
 };
 
 /* What a stream's deadline bounds (enum values of deadline_kind). */
@@ -36,6 +37,7 @@ enum ism_stream_deadline {
 };
 
 struct ism_cors_out;
+struct ism_deferred;
 
 struct ism_stream {
 	uint32_t idx;
@@ -104,8 +106,11 @@ struct ism_stream {
 	/* The client by gatewayTopology.numTrustedProxies, when the X-Forwarded-For
 	 * the client sent names it; "" otherwise (the session's peer). */
 	char xff_client[INET6_ADDRSTRLEN];
-	/* CORS (worker/cors.h) */
-	struct ism_cors_out *cors; /* Access-Control-* fields of the answer (malloc'd); NULL */
+	/* fault injection and CORS (worker/fault.h, worker/cors.h) */
+	uint8_t faults;		       /* enum ism_fault_done bits: what a fault did, for the log */
+	uint32_t delay_ms;	       /* ISM_ST_DELAY: the delay */
+	struct ism_deferred *deferred; /* ISM_ST_DELAY: an answer made meanwhile; NULL */
+	struct ism_cors_out *cors;     /* Access-Control-* fields of the answer (malloc'd); NULL */
 };
 
 /* ---- from the session ---- */
@@ -178,7 +183,7 @@ int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---- the worker ---- */
 
-/* A stream's timer (the retry back-off) completed. */
+/* A stream's timer (the retry back-off, a fault delay) completed. */
 void ism_stream_timer(struct ism_wctx *w, uint32_t idx, uint32_t gen);
 /* Deadlines past due; streams waiting for a connection get their try after a
  * connection was released (after each batch, and at the tick). */

@@ -1,16 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Integration tests of the HTTP route's corsPolicy (issue 12): a preflight
-from an allowed origin answered by isthmus without an upstream hit, the
-Access-Control-* fields of the actual response, nothing for a refused origin,
-unmatchedPreflights; over HTTP/1.1 and HTTP/2 clients alike; and the example of
-Istio's API reference.
+"""Integration tests of two HTTP route actions (issue 12): corsPolicy (a
+preflight from an allowed origin answered by isthmus without an upstream hit,
+the Access-Control-* fields of the actual response, nothing for a refused
+origin, unmatchedPreflights) and fault (abort and delay, their shares over
+10,000 requests, gRPC aborts in trailers-only form, the access log's DI and FI
+flags), over HTTP/1.1 and HTTP/2 clients alike; and Istio's own samples that
+use them.
 
 Registered into run.py's list by register(test)."""
 
 import os
 import re
+import subprocess
+import time
 
 from harness import Conn, Registry, appliance, check, curl, docs, free_port, gateway, service_entry, virtual_service
+from test_h2 import (GSVC, RESOURCE_EXHAUSTED, UNIMPLEMENTED, alog, check_grpc_local_error, grpc, grpc_raw,
+                     grpc_world, grpcup_stats, need_tools, wait_log)
 
 _test = Registry()
 register = _test.register
@@ -201,6 +207,165 @@ def cors_with_route_actions(env):
     check(upstream_count(up) - before == 2, "the direct-response route reached the upstream")
 
 
+def _fault_routes():
+    return (f"  - match: [{{uri: {{prefix: /abort}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+            "    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n"
+            f"  - match: [{{uri: {{prefix: /nocontent}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+            "    fault: {abort: {httpStatus: 204, percentage: {value: 100}}}\n"
+            f"  - match: [{{uri: {{prefix: /delay}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+            "    timeout: 1s\n"
+            "    fault: {delay: {fixedDelay: 800ms, percentage: {value: 100}}}\n"
+            f"  - match: [{{uri: {{prefix: /both}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+            "    fault:\n      delay: {fixedDelay: 300ms, percent: 100}\n"
+            "      abort: {httpStatus: 418, percentage: {value: 100}}\n"
+            f"  - match: [{{uri: {{prefix: /late}}}}]\n    route: [{{destination: {{host: nowhere.test.internal}}}}]\n"
+            "    fault: {delay: {fixedDelay: 300ms, percentage: {value: 100}}}\n" + CORS
+            + f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+
+
+@_test
+def fault_abort_and_delay(env):
+    """abort 100 %: the status and Envoy's "fault filter abort", no upstream
+    hit, FI in the access log; a 204 abort answers without a body on a kept
+    connection; delay 100 %: the request goes on after fixedDelay (DI), the
+    route's timeout counted from then; both: the abort after the delay (DI,FI).
+    HTTP/1.1 and HTTP/2."""
+    extra, log = alog(env, "text")
+    extra = extra.replace("%REQ(:PATH)%", "%DURATION% %REQ(:PATH)%")
+    up = _world(env, _fault_routes(), app_extra=extra)
+    before = upstream_count(up)
+    r = env.get("/abort")
+    check(r.status == 503 and r.body == b"fault filter abort\n", f"HTTP/1.1 abort: {r}")
+    st, _, body = curl_h2c(env.gw_port, "/abort")
+    check(st == 503 and body == "fault filter abort\n", f"HTTP/2 abort: {st} {body!r}")
+    with Conn("127.0.0.1", env.gw_port) as c:
+        for i in range(2):
+            r = c.request("GET", "/nocontent")
+            check(r.status == 204 and r.header("content-length") is None, f"204 abort {i}: {r}")
+        check(c.request("GET", "/").status == 200, "a request after two 204 aborts on the connection")
+    check(upstream_count(up) - before == 1, "aborted requests reached the upstream")
+    for proto in ("HTTP/1.1", "HTTP/2"):
+        # 800 ms of delay, then 500 ms at the upstream, within a route timeout
+        # of 1 s: the timeout starts once the delay is over.
+        t0 = time.monotonic()
+        if proto == "HTTP/1.1":
+            st = env.get("/delay/500").status
+        else:
+            st = curl_h2c(env.gw_port, "/delay/500")[0]
+        took = time.monotonic() - t0
+        check(st == 200 and 1.3 <= took < 3, f"{proto} delayed request: {st} after {took:.2f}s")
+        t0 = time.monotonic()
+        st = env.get("/both").status if proto == "HTTP/1.1" else curl_h2c(env.gw_port, "/both")[0]
+        took = time.monotonic() - t0
+        check(st == 418 and 0.3 <= took < 2, f"{proto} delay then abort: {st} after {took:.2f}s")
+    # What answers a delayed request before it goes out waits for the delay
+    # too, as Envoy's router runs after it: a CORS preflight, a 503 for a
+    # service without endpoints.
+    for path, hdrs, method, want in (("/late", PREFLIGHT, "OPTIONS", 200), ("/late", (), "GET", 503)):
+        t0 = time.monotonic()
+        r = env.get(path, headers=list(hdrs), method=method)
+        took = time.monotonic() - t0
+        check(r.status == want and 0.3 <= took < 2, f"{method} {path} after a delay: {r.status} in {took:.2f}s")
+    # A client that goes away during the delay: its stream ends when the timer does.
+    with Conn("127.0.0.1", env.gw_port) as c:
+        c.send(b"GET /delay/0 HTTP/1.1\r\nHost: test.local\r\n\r\n")
+    check(env.get("/").status == 200, "a request after a client left during a delay")
+    lines = wait_log(log, lambda ls: sum("/both" in l for l in ls) >= 2 and any("/delay/0" in l for l in ls)
+                     and sum("/late" in l for l in ls) >= 2,
+                     "the /both lines and that of the client that left")
+    flags = {}
+    for l in lines:
+        proto, status, fl, dur, path = l.split()
+        if path == "/delay/0":
+            check(fl.startswith("DI"), f"the line of the client that left: {l}")
+            continue
+        flags.setdefault(path, set()).add((proto, status, fl))
+        if fl.startswith("DI"):
+            check(int(dur) >= (1300 if path == "/delay/500" else 300), f"a DI line too short: {l}")
+    check(flags["/abort"] == {("HTTP/1.1", "503", "FI"), ("HTTP/2", "503", "FI")}, f"/abort lines: {flags}")
+    check(flags["/nocontent"] == {("HTTP/1.1", "204", "FI")}, f"/nocontent lines: {flags}")
+    check(flags["/delay/500"] == {("HTTP/1.1", "200", "DI"), ("HTTP/2", "200", "DI")}, f"/delay lines: {flags}")
+    check(flags["/both"] == {("HTTP/1.1", "418", "DI,FI"), ("HTTP/2", "418", "DI,FI")}, f"/both lines: {flags}")
+    check(flags["/"] == {("HTTP/1.1", "200", "-")}, f"an untouched request's line: {flags}")
+    check(flags["/late"] == {("HTTP/1.1", "200", "DI"), ("HTTP/1.1", "503", "UH,DI")}, f"/late lines: {flags}")
+
+
+def h2load(url, n, h1=False):
+    """h2load's summary of n requests to url (h2c, or HTTP/1.1 with h1)."""
+    args = ["h2load", "-n", str(n)] + (["--h1", "-c", "16"] if h1 else ["-c", "4", "-m", "16"]) + [url]
+    try:
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    except subprocess.TimeoutExpired:
+        check(False, f"h2load still running after 120 s: {args}")
+    out = p.stdout.decode()
+    # h2load counts a 5xx as "failed": every request done without an error is what matters.
+    check(re.search(rf"requests: {n} total, {n} started, {n} done, \d+ succeeded, \d+ failed, 0 errored, "
+                    r"0 timeout", out), f"h2load: not every request was answered: {out[-1200:]}")
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    check(m, f"h2load: no status code line: {out[-1200:]}")
+    return [int(x) for x in m.groups()]
+
+
+@_test
+def fault_percentages(env):
+    """abort 50 % over 10,000 HTTP/2 requests and delay 50 % over 10,000
+    HTTP/1.1 requests (h2load): each share within 3 points; the delayed ones
+    (DI in the access log) took at least the delay."""
+    need_tools("h2load")
+    extra, log = alog(env, "text")
+    extra = extra.replace("%REQ(:PATH)%", "%DURATION% %REQ(:PATH)%")
+    routes = (f"  - match: [{{uri: {{prefix: /abort50}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+              "    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}\n"
+              f"  - match: [{{uri: {{prefix: /delay50}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+              "    fault: {delay: {fixedDelay: 5ms, percentage: {value: 50.0}}}\n")
+    up = _world(env, routes, app_extra=extra)
+    n = 10000
+    before = upstream_count(up)
+    ok, _, _, aborted = h2load(f"http://127.0.0.1:{env.gw_port}/abort50", n)
+    check(ok + aborted == n and 4700 <= aborted <= 5300,
+          f"abort 50 %: {aborted} of {n} aborted (want 5000 ± 300)")
+    check(upstream_count(up) - before == ok, f"the upstream saw {upstream_count(up) - before}, want {ok}")
+    ok, _, _, _ = h2load(f"http://127.0.0.1:{env.gw_port}/delay50", n, h1=True)
+    check(ok == n, f"delay 50 %: {ok} of {n} answered 2xx")
+    lines = wait_log(log, lambda ls: sum("/delay50" in l for l in ls) >= n, f"{n} /delay50 lines", timeout=30)
+    delayed = [l.split() for l in lines if l.endswith("/delay50") and " DI " in l]
+    check(4700 <= len(delayed) <= 5300, f"delay 50 %: {len(delayed)} of {n} delayed (want 5000 ± 300)")
+    check(all(int(d[3]) >= 5 for d in delayed), f"a DI request took under 5 ms: "
+          f"{[d for d in delayed if int(d[3]) < 5][:5]}")
+    fi = sum(1 for l in lines if l.endswith("/abort50") and " 503 FI " in l)
+    check(fi == aborted, f"the access log has {fi} FI lines for /abort50, h2load saw {aborted} 503s")
+
+
+@_test
+def fault_grpc_abort(env):
+    """grpcStatus: a gRPC client gets that status trailers-only (HTTP 200,
+    grpc-message "fault filter abort"), never reaching the upstream; an
+    httpStatus abort reaches a gRPC client as Envoy maps it (404 → 12); a
+    request that is not gRPC gets HTTP 200 and Envoy's text."""
+    need_tools("grpc", "h2")
+    routes = (f"  - match: [{{authority: {{exact: grpc.abort}}}}]\n    route: [{{destination: {{host: {GSVC}}}}}]\n"
+              "    fault: {abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}}\n"
+              f"  - match: [{{authority: {{exact: http.abort}}}}]\n    route: [{{destination: {{host: {GSVC}}}}}]\n"
+              "    fault: {abort: {httpStatus: 404, percentage: {value: 100}}}\n"
+              f"  - route: [{{destination: {{host: {GSVC}}}}}]\n")
+    gw, ports = grpc_world(env, routes=routes)
+    unary = "/isthmus.test.Echo/Unary"
+    s = grpc_raw(gw, unary, "x", authority="grpc.abort")
+    check_grpc_local_error(s, RESOURCE_EXHAUSTED, "grpcStatus RESOURCE_EXHAUSTED")
+    check(dict(s["headers"]).get("grpc-message") == "fault filter abort", f"grpc-message: {s['headers']}")
+    check_grpc_local_error(grpc_raw(gw, unary, "x", authority="http.abort"), UNIMPLEMENTED, "httpStatus 404")
+    res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="grpc.abort")
+    check(res[0]["code_value"] == RESOURCE_EXHAUSTED and res[0]["details"] == "fault filter abort",
+          f"grpcio client, grpcStatus abort: {res[0]}")
+    res = grpc(gw, [{"method": "Unary", "request": "y"}])
+    check(res[0]["code"] == "OK" and res[0]["responses"] == ["y"], f"the route without a fault: {res[0]}")
+    calls = grpcup_stats(ports[0])["calls"]
+    check(calls.get("Unary", 0) == 1, f"aborted calls reached the upstream: {calls}")
+    st, _, body = curl_h2c(gw, "/plain", headers=[("Host", "grpc.abort")])
+    check(st == 200 and body == "fault filter abort\n", f"grpcStatus abort of a request that is not gRPC: "
+          f"{st} {body!r}")
+
+
 def _sample(name):
     with open(os.path.join(FIXTURES, "istio-cors-fault", name)) as f:
         text = f.read()
@@ -211,18 +376,45 @@ def _sample(name):
 
 
 @_test
-def istio_cors_sample(env):
-    """The CorsPolicy example of Istio's API reference."""
+def istio_fault_cors_samples(env):
+    """Istio's samples: Bookinfo's fault-injection task (jason's ratings
+    requests get HTTP 500, or wait 7 s; the others go through) and the
+    CorsPolicy example of Istio's API reference."""
     up = env.upstream(["127.0.0.1:0=v1"], name="v1")["v1"]
-    gw = free_port()
-    se = service_entry("ratings-prod", "ratings.prod.svc.cluster.local",
-                       [{"address": "127.0.0.1", "port": up, "labels": {"version": "v1"}}], port=9080)
-    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, "
-          "namespace: prod}\nspec:\n  host: ratings.prod.svc.cluster.local\n"
-          "  subsets: [{name: v1, labels: {version: v1}}]\n")
-    conf = env.write("isthmus.yaml", docs(appliance(env), gateway(gw), se, dr) + "---\n"
-                     + _sample("virtual-service-cors-ratings-route.yaml"))
-    env.start_gateway(conf, gw)
+    with open(os.path.join(FIXTURES, "istio-samples", "destination-rule-all.yaml")) as f:
+        rules = f.read()
+    ses = [service_entry(f"{h}-{ns}", f"{h}.{ns}.svc.cluster.local",
+                         [{"address": "127.0.0.1", "port": up, "labels": {"version": "v1"}}], port=9080)
+           for h, ns in (("ratings", "default"), ("ratings", "prod"))]
+    prod_dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, "
+               "namespace: prod}\nspec:\n  host: ratings.prod.svc.cluster.local\n"
+               "  subsets: [{name: v1, labels: {version: v1}}]\n")
+    jason = [("end-user", "jason")]
+    RATINGS = "ratings.default.svc.cluster.local"
+
+    def start(sample):
+        gw = free_port()
+        conf = env.write(f"{sample}.conf.yaml", docs(appliance(env), gateway(gw), *ses, prod_dr) + "---\n"
+                         + rules + "---\n" + _sample(sample))
+        if env.gateway is not None:
+            os.killpg(env.gateway.pid, 15)
+            env.gateway.p.wait(10)
+        env.start_gateway(conf, gw)
+
+    start("virtual-service-ratings-test-abort.yaml")
+    r = env.get("/ratings/0", host=RATINGS, headers=jason)
+    check(r.status == 500 and r.body == b"fault filter abort\n", f"jason, abort sample: {r}")
+    r = env.get("/ratings/0", host=RATINGS)
+    check(r.status == 200 and r.header("x-upstream") == "v1", f"another user, abort sample: {r}")
+    start("virtual-service-ratings-test-delay.yaml")
+    t0 = time.monotonic()
+    r = env.get("/ratings/0", host=RATINGS, headers=jason, timeout=15)
+    took = time.monotonic() - t0
+    check(r.status == 200 and 7.0 <= took < 10, f"jason, delay sample: {r.status} after {took:.1f}s (want 7 s)")
+    t0 = time.monotonic()
+    r = env.get("/ratings/0", host=RATINGS)
+    check(r.status == 200 and time.monotonic() - t0 < 2, f"another user, delay sample: {r}")
+    start("virtual-service-cors-ratings-route.yaml")
     r = env.get("/ratings/0", host="ratings.prod.svc.cluster.local", method="OPTIONS",
                 headers=[("Origin", "https://example.com"), ("Access-Control-Request-Method", "POST")])
     check(r.status == 200 and aca_fields(r.headers) == {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A route's corsPolicy: validated with positions (one error per mistake),
- * compiled into the route table as Istio hands it to Envoy, and applied
- * (worker/cors.h): the verdict and the fields of a CORS request. */
+/* A route's corsPolicy and fault: validated with positions (one error per
+ * mistake), compiled into the route table as Istio hands them to Envoy, and
+ * applied (worker/cors.h, worker/fault.h): the verdict and fields of a CORS
+ * request, the shares of a fault's rolls, the access log's flags. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "loaded.h"
 #include "worker/actions.h"
 #include "worker/cors.h"
+#include "worker/fault.h"
 #include "worker/router.h"
 
 #define HEAD                                                                                       \
@@ -107,6 +109,59 @@ static void test_cors_compiled(void **state)
 	assert_int_equal(c->forward_unmatched, 1); /* Istio's default: FORWARD */
 	/* A route without one pays nothing. */
 	assert_null(route(&l, 2)->cors);
+	assert_null(route(&l, 2)->fault);
+	unload(&l);
+}
+
+static void test_fault_compiled(void **state)
+{
+	struct loaded l;
+	const struct ism_fault *f;
+
+	(void)state;
+	assert_int_equal(
+	    load(&l, ROUTE
+		 "    fault:\n"
+		 "      delay: {fixedDelay: 5s, percentage: {value: 0.1}}\n"
+		 "      abort: {httpStatus: 555, percentage: {value: 100}}\n" ROUTE
+		 "    fault: {delay: {fixedDelay: 7ms, percent: 5}}\n" ROUTE
+		 "    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 50}}}\n" ROUTE
+		 "    fault: {abort: {httpStatus: 503, percentage: {value: 0}}}\n"),
+	    0);
+	assert_int_equal(l.d.n, 0);
+	f = route(&l, 0)->fault;
+	assert_non_null(f);
+	/* Istio: value × 10000 per million. */
+	assert_int_equal(f->delay_ms, 5000);
+	assert_int_equal(f->delay_ppm, 1000);
+	assert_int_equal(f->abort_status, 555);
+	assert_int_equal(f->abort_ppm, 1000000);
+	assert_int_equal(f->abort_grpc, -1);
+	f = route(&l, 1)->fault;
+	assert_int_equal(f->delay_ms, 7);
+	assert_int_equal(f->delay_ppm, 50000); /* the deprecated integer percent */
+	assert_int_equal(f->abort_status, 0);
+	f = route(&l, 2)->fault;
+	assert_int_equal(f->abort_status, 200); /* Envoy: HTTP 200 with the gRPC status */
+	assert_int_equal(f->abort_grpc, 14);
+	assert_int_equal(f->abort_ppm, 500000);
+	/* A fault that can do nothing costs its route nothing. */
+	assert_null(route(&l, 3)->fault);
+	unload(&l);
+}
+
+/* Without a percentage Istio gives Envoy 0 %: loaded, with a warning, and inert. */
+static void test_fault_without_percentage(void **state)
+{
+	struct loaded l;
+
+	(void)state;
+	assert_int_equal(load(&l, ROUTE "    fault: {abort: {httpStatus: 500}}\n"), 0);
+	assert_int_equal(l.d.n_errors, 0);
+	assert_int_equal(l.d.n, 1);
+	assert_non_null(strstr(l.d.items[0].msg, "no request is aborted"));
+	assert_int_equal(l.d.items[0].line, 30);
+	assert_null(route(&l, 0)->fault);
 	unload(&l);
 }
 
@@ -118,6 +173,34 @@ static void test_bad_input(void **state)
 		int line, col;
 		const char *field, *msg;
 	} cases[] = {
+	    {"    fault: {}\n", 30, 12, "http[0].fault", "must set delay, abort or both"},
+	    {"    fault: {delay: {fixedDelay: 1s, percentage: {value: 101}}}\n", 30, 57,
+	     "fault.delay.percentage.value", "between 0 and 100"},
+	    {"    fault: {delay: {fixedDelay: 1s, percentage: {value: -1}}}\n", 30, 57,
+	     "fault.delay.percentage.value", "between 0 and 100"},
+	    {"    fault: {delay: {fixedDelay: 1s, percentage: {value: 0.00001}}}\n", 30, 57,
+	     "fault.delay.percentage.value", "0.0001"},
+	    {"    fault: {delay: {fixedDelay: 1s, percentage: {value: 1x}}}\n", 30, 57,
+	     "fault.delay.percentage.value", "between 0 and 100"},
+	    {"    fault: {delay: {fixedDelay: 1s, percent: 101}}\n", 30, 46, "fault.delay.percent",
+	     "between 0 and 100"},
+	    {"    fault: {delay: {fixedDelay: 0s, percent: 1}}\n", 30, 33, "fault.delay.fixedDelay",
+	     "at least 1ms"},
+	    {"    fault: {delay: {fixedDelay: 5, percent: 1}}\n", 30, 33, "fault.delay.fixedDelay",
+	     "duration"},
+	    {"    fault: {delay: {exponentialDelay: 1s, percent: 1}}\n", 30, 21,
+	     "fault.delay.exponentialDelay", "not implemented yet"},
+	    {"    fault: {abort: {httpStatus: 500, percent: 1}}\n", 30, 38, "fault.abort.percent",
+	     "unknown field"},
+	    {"    fault: {abort: {httpStatus: 600, percentage: {value: 1}}}\n", 30, 33,
+	     "fault.abort.httpStatus", "between 200 and 599"},
+	    {"    fault: {abort: {grpcStatus: \"14\", percentage: {value: 1}}}\n", 30, 33,
+	     "fault.abort.grpcStatus", "unknown value \"14\""},
+	    {"    fault: {abort: {http2Error: x, percentage: {value: 1}}}\n", 30, 21,
+	     "fault.abort.http2Error", "not implemented yet"},
+	    {"    fault: {abort: {httpStatus: 500, grpcStatus: INTERNAL}}\n", 30, 50,
+	     "fault.abort.grpcStatus", "only one of"},
+	    {"    fault: {sideways: {}}\n", 30, 13, "fault.sideways", "unknown field"},
 	    {"    corsPolicy: {allowOrigins: [{}]}\n", 30, 33, "corsPolicy.allowOrigins[0]",
 	     "must set one of exact, prefix, regex"},
 	    {"    corsPolicy: {allowOrigins: [{exact: \"\"}]}\n", 30, 33,
@@ -161,26 +244,56 @@ static void test_bad_input(void **state)
 	}
 }
 
-/* A delegate route without corsPolicy takes its root route's, as Istio's
- * mergeHTTPRoute does; one with its own keeps it. */
+/* A fault beside a redirect or a directResponse is refused, as Istio refuses
+ * it: one error, at the fault. */
+static void test_fault_conflicts(void **state)
+{
+	static const char *const routes[] = {
+	    "  - redirect: {uri: /x}\n    fault: {abort: {httpStatus: 500}}\n",
+	    "  - directResponse: {status: 200}\n    fault: {abort: {httpStatus: 500}}\n",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		struct loaded l;
+
+		CHECK(routes[i], load(&l, routes[i]) < 0, "loaded");
+		CHECK(routes[i], l.d.n_errors == 1, "%zu errors", l.d.n_errors);
+		for (size_t j = 0; j < l.d.n; j++)
+			if (l.d.items[j].severity == ISM_DIAG_ERROR)
+				CHECK(routes[i],
+				      strstr(l.d.items[j].field, "http[0].fault") != NULL &&
+					  strstr(l.d.items[j].msg, "cannot be combined") != NULL,
+				      "%s: %s", l.d.items[j].field, l.d.items[j].msg);
+		unload(&l);
+	}
+}
+
+/* A delegate route without corsPolicy or fault takes its root route's, as
+ * Istio's mergeHTTPRoute does; one with its own keeps it. */
 static void test_cors_delegate(void **state)
 {
 	static const char routes[] =
 	    "  - match: [{uri: {prefix: /shop}}]\n"
 	    "    corsPolicy: {allowOrigins: [{exact: https://root.example}]}\n"
+	    "    fault: {abort: {httpStatus: 500, percentage: {value: 1}}}\n"
 	    "    delegate: {name: shop}\n" ROUTE "---\napiVersion: networking.istio.io/v1\nkind: "
-						 "VirtualService\nmetadata: {name: shop}\n"
+	    "VirtualService\nmetadata: {name: shop}\n"
 	    "spec:\n  http:\n"
 	    "  - match: [{uri: {prefix: /shop/a}}]\n"
 	    "    route: [{destination: {host: up.local}}]\n"
 	    "  - route: [{destination: {host: up.local}}]\n"
-	    "    corsPolicy: {allowOrigins: [{exact: https://leaf.example}]}\n";
+	    "    corsPolicy: {allowOrigins: [{exact: https://leaf.example}]}\n"
+	    "    fault: {delay: {fixedDelay: 1s, percentage: {value: 2}}}\n";
 	struct loaded l;
 
 	(void)state;
 	assert_int_equal(load(&l, routes), 0);
 	assert_string_equal(route(&l, 0)->cors->origins[0].s.p, "https://root.example");
 	assert_string_equal(route(&l, 1)->cors->origins[0].s.p, "https://leaf.example");
+	assert_int_equal(route(&l, 0)->fault->abort_status, 500);
+	assert_int_equal(route(&l, 1)->fault->abort_status, 0);
+	assert_int_equal(route(&l, 1)->fault->delay_ms, 1000);
 	assert_null(route(&l, 2)->cors);
 	unload(&l);
 }
@@ -373,12 +486,89 @@ static void test_cors_apply(void **state)
 	unload(&l);
 }
 
+/* --- fault at work --- */
+
+/* The rolls hit the configured share: exactly over evenly spread numbers, and
+ * within 0.5 point over 100,000 pseudo-random ones. */
+static void test_fault_shares(void **state)
+{
+	const struct ism_fault f = {.delay_ms = 5,
+				    .delay_ppm = 500000,
+				    .abort_status = 503,
+				    .abort_ppm = 250000,
+				    .abort_grpc = -1};
+	const struct ism_fault never = {.delay_ms = 5, .abort_status = 503, .abort_grpc = -1};
+	const struct ism_fault always = {.delay_ms = 5,
+					 .delay_ppm = 1000000,
+					 .abort_status = 503,
+					 .abort_ppm = 1000000,
+					 .abort_grpc = -1};
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	uint32_t delayed = 0, aborted = 0;
+
+	(void)state;
+	for (uint64_t i = 0; i < 1000; i++) {
+		uint32_t rnd = (uint32_t)((i << 32) / 1000);
+
+		delayed += ism_fault_delay_ms(&f, rnd) == 5;
+		aborted += ism_fault_aborts(&f, rnd);
+	}
+	assert_int_equal(delayed, 500);
+	assert_int_equal(aborted, 250);
+	assert_int_equal(ism_fault_delay_ms(&never, 0), 0);
+	assert_false(ism_fault_aborts(&never, 0));
+	assert_int_equal(ism_fault_delay_ms(&always, UINT32_MAX), 5);
+	assert_true(ism_fault_aborts(&always, UINT32_MAX));
+	delayed = aborted = 0;
+	for (int i = 0; i < 100000; i++) {
+		x ^= x >> 12;
+		x ^= x << 25;
+		x ^= x >> 27;
+		delayed +=
+		    ism_fault_delay_ms(&f, (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32)) != 0;
+		x ^= x >> 12;
+		x ^= x << 25;
+		x ^= x >> 27;
+		aborted += ism_fault_aborts(&f, (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32));
+	}
+	assert_in_range(delayed, 49500, 50500);
+	assert_in_range(aborted, 24500, 25500);
+}
+
+static void test_fault_flags(void **state)
+{
+	char buf[16];
+
+	(void)state;
+	assert_null(ism_fault_flags(0, NULL, buf, sizeof(buf)));
+	assert_string_equal(ism_fault_flags(0, "UF", buf, sizeof(buf)), "UF");
+	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, NULL, buf, sizeof(buf)), "DI");
+	assert_string_equal(ism_fault_flags(ISM_FAULT_ABORTED, NULL, buf, sizeof(buf)), "FI");
+	assert_string_equal(
+	    ism_fault_flags(ISM_FAULT_DELAYED | ISM_FAULT_ABORTED, NULL, buf, sizeof(buf)),
+	    "DI,FI");
+	/* Envoy's order: upstream and routing codes first, downstream ones after. */
+	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, "UF", buf, sizeof(buf)), "UF,DI");
+	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, "UT", buf, sizeof(buf)), "UT,DI");
+	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, "DC", buf, sizeof(buf)), "DI,DC");
+	assert_string_equal(
+	    ism_fault_flags(ISM_FAULT_DELAYED | ISM_FAULT_ABORTED, "DC", buf, sizeof(buf)),
+	    "DI,FI,DC");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cors_compiled), cmocka_unit_test(test_bad_input),
-	    cmocka_unit_test(test_cors_delegate), cmocka_unit_test(test_cors_check),
+	    cmocka_unit_test(test_cors_compiled),
+	    cmocka_unit_test(test_fault_compiled),
+	    cmocka_unit_test(test_fault_without_percentage),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_fault_conflicts),
+	    cmocka_unit_test(test_cors_delegate),
+	    cmocka_unit_test(test_cors_check),
 	    cmocka_unit_test(test_cors_apply),
+	    cmocka_unit_test(test_fault_shares),
+	    cmocka_unit_test(test_fault_flags),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
