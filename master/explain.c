@@ -15,6 +15,7 @@
 #include "master/master-t.h"
 #include "worker/actions.h"
 #include "worker/balancer.h"
+#include "worker/cors.h"
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
@@ -158,6 +159,40 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 	ism_lb_free(lb);
 }
 
+/* What the route's fault and corsPolicy do to the request (the fault's shares,
+ * drawn per request, as shares), which Envoy's filters do before its router;
+ * false when isthmus answers it itself. */
+static bool explain_fault_cors(const struct ism_route *rt, const struct ism_http_req *req,
+			       struct ism_router_scratch *rs, struct ism_reply *r)
+{
+	const struct ism_fault *f = rt->fault;
+	struct ism_cors_out *o = NULL;
+	int v;
+
+	if (f != NULL && f->delay_ms)
+		ism_say(r, "fault: a %u ms delay for %.4g %% of requests (DI)\n", f->delay_ms,
+			f->delay_ppm / 10000.0);
+	if (f != NULL && f->abort_status && f->abort_grpc >= 0)
+		ism_say(r, "fault: an abort with gRPC status %d for %.4g %% of requests (FI)\n",
+			f->abort_grpc, f->abort_ppm / 10000.0);
+	else if (f != NULL && f->abort_status)
+		ism_say(r, "fault: an abort with status %u for %.4g %% of requests (FI)\n",
+			f->abort_status, f->abort_ppm / 10000.0);
+	if (rt->cors == NULL)
+		return true;
+	v = ism_cors_check(rt->cors, req, rs, &o);
+	if (v == ISM_CORS_PREFLIGHT)
+		ism_say(r, "corsPolicy: a preflight from %s origin: the answer is 200, here\n",
+			o->edits.n ? "an allowed" : "a refused (unmatchedPreflights IGNORE)");
+	else if (v == ISM_CORS_ACTUAL)
+		ism_say(r,
+			"corsPolicy: an allowed origin: its answer gets Access-Control-* fields\n");
+	else if (v == ISM_CORS_PASS)
+		ism_say(r, "corsPolicy: no origin, or a refused one: no Access-Control-* field\n");
+	free(o);
+	return v != ISM_CORS_PREFLIGHT;
+}
+
 /* What route rt's actions do with req on listener l, with the workers' own
  * functions: the answer a redirect or a direct response makes, or the path a
  * rewrite gives the upstream. false when the route answers itself. */
@@ -273,6 +308,8 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	}
 	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries)\n", rt->name.p,
 		rt->n_match, rt->timeout_ms, rt->retry.attempts);
+	if ((rt->fault != NULL || rt->cors != NULL) && !explain_fault_cors(rt, req, rs, r))
+		return;
 	if (!explain_actions(t, l, rt, req, rs, r))
 		return;
 	for (uint32_t i = 0; i < rt->n_dest; i++) {

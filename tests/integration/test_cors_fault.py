@@ -424,3 +424,35 @@ def istio_fault_cors_samples(env):
     r = env.get("/ratings/0", host="ratings.prod.svc.cluster.local", headers=[("Origin", "https://example.org")])
     check(r.status == 200 and r.header("x-upstream") == "v1" and aca_fields(r.headers) == {},
           f"another origin, CORS example: {r}")
+
+
+@_test
+def explain_cors_fault(env):
+    """isthmusctl explain tells what a route's fault and corsPolicy do to a
+    request: the shares of its delay and abort, whether a preflight is answered
+    by isthmus (and then no destination), whether the answer gets CORS fields."""
+    routes = (f"  - match: [{{uri: {{prefix: /f}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+              "    fault:\n      delay: {fixedDelay: 5ms, percentage: {value: 12.5}}\n"
+              "      abort: {grpcStatus: UNAVAILABLE, percentage: {value: 0.5}}\n"
+              f"  - route: [{{destination: {{host: {SVC}}}}}]\n" + CORS)
+    _world(env, routes)
+    ctl = os.path.join(env.build, "isthmusctl")
+
+    def explain(*args):
+        p = subprocess.run([ctl, "-s", env.path("ctl.sock"), "explain", *args], stdout=subprocess.PIPE,
+                           timeout=30)
+        check(p.returncode == 0, f"explain {args}: exit {p.returncode}: {p.stdout!r}")
+        return p.stdout.decode()
+
+    url = f"http://x.example:{env.gw_port}"
+    out = explain("GET", url + "/f")
+    check("fault: a 5 ms delay for 12.5 % of requests (DI)" in out
+          and "fault: an abort with gRPC status 14 for 0.5 % of requests (FI)" in out
+          and f"destination: outbound|80||{SVC}" in out, f"explain, fault: {out}")
+    out = explain("OPTIONS", url + "/", "origin=https://app.example", "access-control-request-method=PUT")
+    check("corsPolicy: a preflight from an allowed origin: the answer is 200, here" in out
+          and "destination:" not in out, f"explain, an allowed preflight: {out}")
+    out = explain("GET", url + "/", "origin=https://app.example")
+    check("its answer gets Access-Control-* fields" in out and "destination:" in out, f"explain, CORS: {out}")
+    out = explain("OPTIONS", url + "/", "origin=https://evil.example", "access-control-request-method=PUT")
+    check("no Access-Control-* field" in out and "destination:" in out, f"explain, a refused preflight: {out}")
