@@ -1434,21 +1434,10 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
  * labels and its sourceNamespace the appliance's namespace. */
 static bool match_applies(const struct ism_conf *c, const struct ism_cm_match *m, const char *gw)
 {
-	for (size_t k = 0; gw != NULL && k < m->n_gateways; k++)
-		if (strcmp(m->gateways[k], gw) == 0)
-			return true;
 	if (m->n_gateways > 0)
+		return gw != NULL && ism_model_match_names_gateway(m, gw);
+	if (!ism_model_labels_include(c->app.labels_at, m->source_labels, m->n_source_labels))
 		return false;
-	for (size_t k = 0; k < m->n_source_labels; k++) {
-		size_t a = 0;
-
-		while (a < c->app.n_labels &&
-		       (strcmp(c->app.labels[a].key, m->source_labels[k].key) != 0 ||
-			strcmp(c->app.labels[a].value, m->source_labels[k].value) != 0))
-			a++;
-		if (a == c->app.n_labels)
-			return false;
-	}
 	return m->source_ns == NULL || (c->app.ns != NULL && strcmp(m->source_ns, c->app.ns) == 0);
 }
 

@@ -70,14 +70,6 @@ static const struct ism_cm_label *label_find(const struct ism_cm_label *l, size_
 	return NULL;
 }
 
-static bool has_gateway(const struct ism_cm_match *m, const char *gw)
-{
-	for (size_t i = 0; i < m->n_gateways; i++)
-		if (strcmp(m->gateways[i], gw) == 0)
-			return true;
-	return false;
-}
-
 /* Istio's hasConflict: whether leaf asks for something root excludes. */
 static bool match_conflict(const struct ism_cm_match *root, const struct ism_cm_match *leaf)
 {
@@ -107,7 +99,7 @@ static bool match_conflict(const struct ism_cm_match *root, const struct ism_cm_
 	}
 	/* The root's gateways must include the leaf's. */
 	for (size_t i = 0; root->n_gateways && i < leaf->n_gateways; i++)
-		if (!has_gateway(root, leaf->gateways[i]))
+		if (!ism_model_match_names_gateway(root, leaf->gateways[i]))
 			return true;
 	return false;
 }

@@ -73,6 +73,14 @@ bool ism_model_match_source(const struct ism_cm_match *m)
 	return m->n_gateways > 0 || m->n_source_labels > 0 || m->source_ns != NULL;
 }
 
+bool ism_model_match_names_gateway(const struct ism_cm_match *m, const char *gw)
+{
+	for (size_t i = 0; i < m->n_gateways; i++)
+		if (strcmp(m->gateways[i], gw) == 0)
+			return true;
+	return false;
+}
+
 /* DNS name, optionally with a leftmost "*" label, or "*" alone. */
 static bool host_syntax_ok(const char *s)
 {

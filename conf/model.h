@@ -498,6 +498,8 @@ void ism_v_pop(struct ism_vctx *v, size_t old);
 /* Whether a match has conditions on where the request comes from (gateways,
  * sourceLabels, sourceNamespace), decided per gateway at compilation. */
 bool ism_model_match_source(const struct ism_cm_match *m);
+/* Whether match.gateways names gw ("<ns>/<name>" or "mesh"). */
+bool ism_model_match_names_gateway(const struct ism_cm_match *m, const char *gw);
 
 /* conf/delegate.c: the routes that delegate replaced by those of their
  * delegate VirtualService, merged as Istio merges them. After the cross
