@@ -318,14 +318,58 @@ struct ism_tls_conf {
 	uint64_t fingerprint; /* of everything above: equal means the same context */
 };
 
+/* Counters of a TCP or TLS route (mutable, like ism_counters). */
+struct ism_l4counters {
+	_Atomic uint64_t connections; /* tunnels opened to the route's destinations */
+	_Atomic uint64_t bytes_in;    /* from clients */
+	_Atomic uint64_t bytes_out;   /* to clients */
+};
+
+/* An IPv4 or IPv6 prefix (Istio's destinationSubnets entries). */
+struct ism_subnet {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t prefix; /* bits */
+	uint8_t addr[16];
+};
+
+/* One match of an Istio TCPRoute or TLSRoute, compiled: a connection it takes
+ * goes to one of its weighted destinations, carried by the byte pump
+ * (worker/tunnel.c). A route with several matches is several entries sharing
+ * name, destinations and counters; a route without matches is one entry that
+ * takes every connection. Entries are in the order Istio evaluates them (the
+ * VirtualServices' order, then the routes', then the matches'): the first
+ * whose conditions all hold takes the connection. */
+struct ism_l4route {
+	struct ism_str name; /* "<ns>/<vs>#tcp<i>" / "#tls<i>" (i: the route's index) */
+	/* TLS routes: match.sniHosts ("*", "*.suffix" or exact, lowercased), the
+	 * ClientHello's server name must be one of; 0: any (TCP routes) */
+	uint32_t n_sni;
+	const struct ism_str *sni;
+	/* match.destinationSubnets: the address the client connected to must be
+	 * in one of them; 0: any */
+	uint32_t n_subnets;
+	const struct ism_subnet *subnets;
+	uint32_t n_dest;
+	const struct ism_dest *dest; /* act NULL: L4 routes edit nothing */
+	uint32_t total_weight;	     /* sum of dest[].weight; 0: every weight is 0 */
+	struct ism_l4counters *stats;
+};
+
 /* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */
 struct ism_tls_server {
 	struct ism_str name; /* "<ns>/<gateway>#<index>" or the server's name */
 	uint32_t n_sni;
 	const struct ism_str *sni; /* the server's hosts: "*", "*.suffix" or exact, lowercased */
-	struct ism_tls_conf tls;
+	struct ism_tls_conf tls; /* mode ISM_TLS_NONE when passthrough */
 	uint32_t n_vhosts;
 	const struct ism_vhost *vhosts;
+	/* Gateway protocol TLS with tls.mode PASSTHROUGH: TLS is not terminated;
+	 * the ClientHello's SNI picks this server and then the first of its TLS
+	 * routes (l4) whose match holds, and the connection's bytes, ClientHello
+	 * first, go to that route's destination untouched. */
+	uint8_t passthrough;
+	uint32_t n_l4;
+	const struct ism_l4route *l4;
 };
 
 /* One listening socket: a Gateway server port (servers sharing a port are merged). */
@@ -351,6 +395,12 @@ struct ism_listener {
 	 * `Upgrade: h2c` is not this. HTTPS listeners: 0 (ALPN decides, tls.alpn). */
 	uint8_t h2c;
 	struct ism_counters *stats; /* mutable: responses on this listener */
+	/* Gateway protocol TCP: no HTTP; every connection is carried to the first
+	 * of the port's TCP routes (tcp) whose match holds, or closed when none
+	 * does. A port is TCP or HTTP(S)/TLS, never both (refused at load). */
+	uint8_t tcp;
+	uint32_t n_tcp;
+	const struct ism_l4route *tcp_routes;
 };
 
 /* A listener's virtual hosts come in sets: set 0 is its plaintext servers',
@@ -537,6 +587,18 @@ struct ism_cluster {
 	uint32_t h2_max_streams;
 	uint32_t h2_ping_interval_ms;
 	uint32_t h2_ping_timeout_ms;
+	/* connectionPool.tcp, for tunnels (TCP and TLS routes; WebSocket
+	 * upgrades are bounded by timeouts.idle instead): idleTimeout (Istio's
+	 * default 1 h; 0: none) closes a tunnel without bytes either way;
+	 * maxConnectionDuration (0: none) closes it after that long. tcpKeepalive
+	 * (keepalive 1) on every upstream socket of the cluster: probes, time and
+	 * interval (0: the system's). */
+	uint32_t tcp_idle_ms;
+	uint32_t tcp_max_duration_ms;
+	uint8_t keepalive;
+	uint32_t keepalive_probes;
+	uint32_t keepalive_time_s;
+	uint32_t keepalive_interval_s;
 };
 
 /* Istio's meshConfig.pathNormalization, in the order of its names (worker/pathnorm.h
