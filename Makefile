@@ -11,7 +11,7 @@ PKGS     := openssl libpcre2-8 yaml-0.1 liburing libsystemd libnghttp2
 DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev liburing-dev \
             libcmocka-dev libsystemd-dev clang curl wrk nginx haproxy python3 openssl socat strace procps \
             dpkg-dev rpm lintian logrotate man-db adduser iproute2 libclang-rt-14-dev \
-            libnghttp2-dev nghttp2-client python3-h2 python3-grpcio
+            libnghttp2-dev nghttp2-client python3-h2 python3-grpcio python3-websockets
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
@@ -37,10 +37,12 @@ TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 UPSTREAM  := $(BUILD)/tests/upstream
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
+# bench/tunnel.sh's load client and echo server (standalone: libcrypto only).
+BENCH_BINS := $(BUILD)/bench/tunnel_load $(BUILD)/bench/tunnel_echo
 
 .PHONY: all deps check unit integration asan fuzz fuzz-run run bench install clean help format deb rpm package-test
 
-all: $(BUILD)/isthmus $(BUILD)/isthmusctl $(UPSTREAM)
+all: $(BUILD)/isthmus $(BUILD)/isthmusctl $(UPSTREAM) $(BENCH_BINS)
 
 help:
 	@echo 'make            build the isthmus binary and the test upstream (into $(BUILD)/)'
@@ -51,7 +53,7 @@ help:
 	@echo 'make integration  run the integration tests (real master, workers, upstreams, clients)'
 	@echo 'make asan       build with ASan+UBSan into build-asan/ and run the whole test suite'
 	@echo 'make fuzz       build the libFuzzer harnesses (clang); fuzz-run runs each FUZZ_SECONDS'
-	@echo 'make bench      isthmus beside HAProxy and nginx (HTTP/1.1, TLS, HTTP/2, gRPC), interleaved rounds, ratios'
+	@echo 'make bench      isthmus beside HAProxy and nginx (HTTP/1.1, TLS, HTTP/2, gRPC, tunnels), interleaved rounds, ratios'
 	@echo 'make install    install under DESTDIR/PREFIX'
 	@echo 'make deb        build $(BUILD)/isthmus_VERSION-1_ARCH.deb (dpkg-deb; packaging/)'
 	@echo 'make rpm        build $(BUILD)/isthmus-VERSION-1.ARCH.rpm (rpmbuild; packaging/rpm/isthmus.spec)'
@@ -100,6 +102,10 @@ $(BUILD)/tests/upstream.o: tests/upstream/upstream.c
 
 $(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
 	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs libcrypto 2>/dev/null)
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
@@ -154,7 +160,7 @@ run: deps all
 	sh tests/demo/run.sh $(BUILD)
 
 bench: deps all
-	sh bench/bench.sh $(BUILD) && sh bench/tls.sh $(BUILD) && sh bench/h2.sh $(BUILD)
+	sh bench/bench.sh $(BUILD) && sh bench/tls.sh $(BUILD) && sh bench/h2.sh $(BUILD) && sh bench/tunnel.sh $(BUILD)
 
 # What the packages install, under PREFIX (the unit's and the logrotate
 # policy's paths follow it); the configuration stays the administrator's: the
@@ -185,7 +191,7 @@ format:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/isthmusctl.d $(BUILD)/tests/upstream.d $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(BUILD)/isthmusctl.d $(BUILD)/tests/upstream.d $(BENCH_BINS:=.d) $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # Packages (packaging/): binary packages of the built tree, and their test.
 deb: all
