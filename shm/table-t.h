@@ -360,7 +360,7 @@ struct ism_tls_server {
 	struct ism_str name; /* "<ns>/<gateway>#<index>" or the server's name */
 	uint32_t n_sni;
 	const struct ism_str *sni; /* the server's hosts: "*", "*.suffix" or exact, lowercased */
-	struct ism_tls_conf tls; /* mode ISM_TLS_NONE when passthrough */
+	struct ism_tls_conf tls;   /* mode ISM_TLS_NONE when passthrough */
 	uint32_t n_vhosts;
 	const struct ism_vhost *vhosts;
 	/* Gateway protocol TLS with tls.mode PASSTHROUGH: TLS is not terminated;
