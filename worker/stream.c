@@ -1557,6 +1557,19 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 {
 	struct ism_http_resp copy;
 
+	/* Neither the route's timeout nor the response timeout cut a WebSocket:
+	 * timeouts.idle of silence does. */
+	st->route_deadline = 0;
+	if (st->sess->ops->upgrade == NULL) {
+		/* An HTTP/2 client's extended CONNECT (RFC 8441): a 200, then
+		 * the bytes both ways as the stream's request and response
+		 * bodies, until either side ends. */
+		copy = *resp;
+		copy.status = 200;
+		st->response_timeout_ms = w->table->timeouts.idle_ms;
+		ism_stream_up_head(w, st, &copy, ISM_BODY_CLOSE, p, len, false);
+		return;
+	}
 	record_outcome(w, st, ISM_FAIL_NONE, resp->status);
 	st->status = (uint16_t)resp->status;
 	if ((st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) ||

@@ -542,6 +542,8 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			 * tunnel's. */
 			u->head_done = 1;
 			u->reusable = 0;
+			/* An HTTP/2 client's WebSocket reads the rest as a body. */
+			u->resp = (struct ism_body){.mode = ISM_BODY_CLOSE};
 			ism_stream_up_upgrade(w, st, &resp, u->in.p + n, u->in.len - (uint32_t)n);
 			return;
 		}
