@@ -985,7 +985,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 	 * connections' too (0 there would close them at once: left out). */
 	if (!tp->pool.has_idle && tp->pool.has_tcp_idle && tp->pool.tcp_idle_ms > 0)
 		cl->idle_timeout_ms = tp->pool.tcp_idle_ms;
-	cl->tcp_idle_ms = tp->pool.set ? tp->pool.tcp_idle_ms : ISM_DEFAULT_TUNNEL_IDLE_MS;
+	cl->tcp_idle_ms = tp->pool.set ? tp->pool.tcp_idle_ms : ISM_DEFAULT_TCP_IDLE_MS;
 	cl->tcp_max_duration_ms = tp->pool.tcp_max_ms;
 	cl->keepalive = tp->pool.keepalive;
 	cl->keepalive_probes = tp->pool.ka_probes;

@@ -11,9 +11,6 @@
 /* Envoy's connection-pool idle timeout (Istio's connectionPool.http.idleTimeout
  * unset): an upstream connection unused this long is closed. */
 #define ISM_DEFAULT_POOL_IDLE_MS 60000u
-/* connectionPool.tcp.idleTimeout unset: Envoy's TCP proxy closes a tunnel
- * without bytes either way for an hour (Istio's documented default). */
-#define ISM_DEFAULT_TUNNEL_IDLE_MS 3600000u
 /* Envoy's outlier_detection.max_ejection_time: the ejection time of an
  * endpoint ejected again and again stops growing here (or at the base time,
  * when that is longer). */
@@ -21,5 +18,9 @@
 /* spec.timeouts.drain unset: the bound on a graceful stop's drain, as Istio's
  * terminationDrainDuration. */
 #define ISM_DEFAULT_DRAIN_MS 30000u
+/* Istio's connectionPool.tcp.idleTimeout unset: a TCP or TLS-passthrough
+ * tunnel without a byte either way for an hour is closed (Envoy's TCP proxy
+ * idle_timeout as Istio sets it). */
+#define ISM_DEFAULT_TCP_IDLE_MS 3600000u
 
 #endif

@@ -2852,7 +2852,7 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 		return;
 	p->set = true;
 	ism_model_pool_defaults(&p->limits);
-	p->tcp_idle_ms = ISM_DEFAULT_TUNNEL_IDLE_MS;
+	p->tcp_idle_ms = ISM_DEFAULT_TCP_IDLE_MS;
 	old = ism_v_push(v, ".connectionPool");
 	ism_v_keys(v, n, keys, NULL);
 	t = ism_v_node(v, n, "tcp", false, ISM_NODE_MAP);

@@ -153,6 +153,10 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "responses_2xx", st.resp_class[2]);
 	kv_num(&k, "responses_4xx", st.resp_class[4]);
 	kv_num(&k, "responses_5xx", st.resp_class[5]);
+	kv_num(&k, "tunnels_active", st.tunnels_active);
+	kv_num(&k, "tunnels_total", st.tunnels_total);
+	kv_num(&k, "tunnel_bytes_in", st.tunnel_bytes_in);
+	kv_num(&k, "tunnel_bytes_out", st.tunnel_bytes_out);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");
 	return 0;
