@@ -2248,18 +2248,37 @@ static void warn_sni_taken(struct cbuild *b, const struct ism_cm_vs *vs, size_t 
 		     vs->tls[r].match[j].sni[k]);
 }
 
-/* Whether every SNI host of match m is free on the listener (claimed: those
- * taken); when so they are taken. Else the first taken one, in *k. */
-static bool sni_claim(struct cbuild *b, struct ism_strmap *claimed, const struct ism_cm_l4match *m,
-		      size_t *k)
+/* The SNI hosts the tls matches of a listener took, and which match took
+ * each: a VirtualService bound to two passthrough servers of the port is
+ * taken through the first, its matches left alone through the second. */
+struct sni_claims {
+	struct ism_strmap by_name; /* SNI host -> index in owner */
+	const struct ism_cm_l4match **owner;
+	size_t n, cap;
+};
+
+/* 1 when every SNI host of match m was free and is now taken by it, 0 when m
+ * took them through an earlier server, -1 when another match took one (its
+ * index in *k). */
+static int sni_claim(struct cbuild *b, struct sni_claims *c, const struct ism_cm_l4match *m,
+		     size_t *k)
 {
+	uint32_t at;
+
 	for (*k = 0; *k < m->n_sni; (*k)++)
-		if (ism_strmap_get(claimed, m->sni[*k], strlen(m->sni[*k]), NULL))
-			return false;
+		if (ism_strmap_get(&c->by_name, m->sni[*k], strlen(m->sni[*k]), &at))
+			return c->owner[at] == m ? 0 : -1;
+	if (ism_grow(&c->owner, &c->cap, c->n, sizeof(*c->owner)) < 0) {
+		b->rc = -ENOMEM;
+		return 0;
+	}
+	c->owner[c->n] = m;
 	for (size_t i = 0; i < m->n_sni; i++)
-		if (ism_strmap_add(claimed, m->sni[i], strlen(m->sni[i]), 0, NULL) < 0)
+		if (ism_strmap_add(&c->by_name, m->sni[i], strlen(m->sni[i]), (uint32_t)c->n,
+				   NULL) < 0)
 			b->rc = -ENOMEM;
-	return true;
+	c->n++;
+	return 1;
 }
 
 /* Adds an entry per SNI host of match j of tls route mr (compiled: rc). */
@@ -2302,9 +2321,10 @@ static int sni_order_cmp(const void *pa, const void *pb, void *ctx)
  * Envoy's filter chains for it match (the server's own hosts only choose the
  * VirtualServices). claimed: the SNI hosts taken on the listener so far. */
 static void build_passthrough(struct cbuild *b, const struct lgroup *lg, size_t s,
-			      const struct bind_event *ev, size_t n, struct ism_strmap *claimed,
+			      const struct bind_event *ev, size_t n, struct sni_claims *claimed,
 			      struct ism_tls_server *ts)
 {
+	bool taken_here = false; /* by a match that another server of the port has */
 	struct l4list x = {0};
 	struct ism_l4route *e;
 	struct ism_str *sni;
@@ -2322,14 +2342,20 @@ static void build_passthrough(struct cbuild *b, const struct lgroup *lg, size_t 
 			for (size_t j = 0; j < vs->tls[r].n_match && b->rc == 0; j++) {
 				if (!l4_applies(b->c, &vs->tls[r].match[j].m, gw, lg->port))
 					continue;
-				if (sni_claim(b, claimed, &vs->tls[r].match[j], &k))
+				switch (sni_claim(b, claimed, &vs->tls[r].match[j], &k)) {
+				case 1:
 					add_tls_match(b, &x, &rc[r], &vs->tls[r], j);
-				else
+					break;
+				case 0:
+					taken_here = true;
+					break;
+				default:
 					warn_sni_taken(b, vs, r, j, k);
+				}
 			}
 		}
 	}
-	if (x.n == 0 && b->rc == 0)
+	if (x.n == 0 && !taken_here && b->rc == 0)
 		warn_no_l4(b, lg, s, "tls");
 	idx = malloc((x.n ? x.n : 1) * sizeof(*idx));
 	e = ANEW(b, x.n, struct ism_l4route);
@@ -2358,16 +2384,44 @@ out:
 	free(x.sni);
 }
 
+/* A VirtualService bound to a Gateway whose tcp (tls) routes no TCP
+ * (passthrough) server took: said at load, as nothing would otherwise tell. */
+static void warn_l4_unused(struct cbuild *b)
+{
+	static const char *const kinds[] = {"tcp", "tls"};
+	static const char *const servers[] = {"TCP server", "TLS passthrough server"};
+
+	for (size_t vi = 0; vi < b->c->n_vss; vi++) {
+		const struct ism_cm_vs *vs = b->c->vss[vi];
+
+		for (int tls = 0; tls < 2; tls++) {
+			const struct ism_node *at =
+			    ism_node_get(ism_node_get(vs->r.at, "spec", NULL), kinds[tls], NULL);
+			char field[600];
+
+			if ((tls ? vs->n_tls : vs->n_tcp) == 0 || vs->n_gateways == 0 ||
+			    b->l4[tls][vi] != NULL)
+				continue;
+			snprintf(field, sizeof(field), "%s: spec.%s", vs->r.label, kinds[tls]);
+			ism_diag_add(b->d, ISM_DIAG_WARNING, b->c->file, at ? at->line : 0,
+				     at ? at->col : 0, field,
+				     "no %s of its gateways binds its hosts: these routes take no "
+				     "connection",
+				     servers[tls]);
+		}
+	}
+}
+
 /* The servers of a TLS listener (HTTPS and passthrough), in the order of
  * the file, each from its events. */
 static void build_tls_servers(struct cbuild *b, const struct lgroup *lg, struct binder *x,
 			      struct ism_listener *l)
 {
 	struct ism_tls_server *ts = ANEW(b, lg->n_srv, struct ism_tls_server);
-	struct ism_strmap claimed; /* SNI hosts of tls matches taken so far */
+	struct sni_claims claimed = {0};
 	size_t i = 0;
 
-	ism_strmap_init(&claimed, b->seed);
+	ism_strmap_init(&claimed.by_name, b->seed);
 	qsort(x->ev, x->n_ev, sizeof(*x->ev), event_cmp_srv);
 	for (size_t s = 0; ts != NULL && s < lg->n_srv && b->rc == 0; s++) {
 		size_t n = 0;
@@ -2380,7 +2434,8 @@ static void build_tls_servers(struct cbuild *b, const struct lgroup *lg, struct 
 			build_tls_server(b, lg, s, x->ev + i, n, &ts[s]);
 		i += n;
 	}
-	ism_strmap_free(&claimed);
+	ism_strmap_free(&claimed.by_name);
+	free(claimed.owner);
 	l->tls = ts;
 	l->n_tls = ts ? (uint32_t)lg->n_srv : 0;
 }
@@ -2526,6 +2581,7 @@ static void build(struct cbuild *b)
 		build_listener(b, &b->groups[i], &ls[i]);
 	if (b->rc < 0)
 		return;
+	warn_l4_unused(b);
 	b->t->listeners = ls;
 	b->t->n_listeners = (uint32_t)b->n_groups;
 	cls = ANEW(b, b->n_keys, struct ism_cluster);

@@ -281,6 +281,13 @@ static void test_tcp_without_route(void **state)
 			     "no tcp route of a VirtualService bound to it applies on port 31400"));
 	assert_int_equal(listener(l.t, 31401)->n_tcp, 1);
 	loaded_free(&l);
+	/* tls routes where no passthrough server binds them: said. */
+	assert_int_equal(load(&l, TCP_GW VS_HEAD "  tls:\n  - match: [{sniHosts: [a.b]}]\n"
+						 "    route: [{destination: {host: my-nginx}}]\n"),
+			 0);
+	assert_true(has_diag(&l.d, ISM_DIAG_WARNING, "VirtualService default/vs: spec.tls",
+			     "no TLS passthrough server of its gateways binds its hosts"));
+	loaded_free(&l);
 }
 
 /* --- tls routes --- */
@@ -361,6 +368,30 @@ static void test_tls_routes(void **state)
 	assert_string_equal(ts->l4[1].sni[0].p, "a.example.com");
 	assert_string_equal(ts->l4[3].sni[0].p, "*.example.com");
 	assert_string_equal(ts->l4[4].sni[0].p, "*.example.org");
+	loaded_free(&l);
+}
+
+/* A VirtualService bound to two passthrough servers of one port: its matches
+ * are taken through the first (Envoy would have one filter chain per SNI
+ * host), without a warning, and the SNI finds them there. */
+static void test_tls_two_servers(void **state)
+{
+	const struct ism_listener *li;
+	struct loaded l;
+
+	(void)state;
+	assert_int_equal(load(&l, TLS_GW VS_GW "  tls:\n"
+					       "  - match: [{sniHosts: [a.example.com, "
+					       "\"*.example.org\"]}]\n"
+					       "    route: [{destination: {host: my-nginx}}]\n"),
+			 0);
+	assert_int_equal(l.d.n, 0);
+	li = listener(l.t, 443);
+	assert_int_equal(li->tls[0].n_l4, 2);
+	assert_int_equal(li->tls[1].n_l4, 0);
+	assert_int_equal(ism_router_pick_server(li, "x.example.org"), 0);
+	assert_ptr_equal(ism_router_l4(li->tls[0].l4, li->tls[0].n_l4, "x.example.org", NULL),
+			 &li->tls[0].l4[1]);
 	loaded_free(&l);
 }
 
@@ -602,8 +633,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sample_tcp_echo), cmocka_unit_test(test_sample_sni_passthrough),
 	    cmocka_unit_test(test_tcp_routes),	    cmocka_unit_test(test_tcp_without_route),
-	    cmocka_unit_test(test_tls_routes),	    cmocka_unit_test(test_tcp_pool),
-	    cmocka_unit_test(test_errors),	    cmocka_unit_test(test_warnings),
+	    cmocka_unit_test(test_tls_routes),	    cmocka_unit_test(test_tls_two_servers),
+	    cmocka_unit_test(test_tcp_pool),	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_warnings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
