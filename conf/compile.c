@@ -98,6 +98,7 @@ struct cbuild {
 	struct lgroup *groups;
 	size_t n_groups, cap_groups;
 	const struct ism_route **vs_routes; /* per VirtualService, compiled once */
+	struct l4comp **l4[2];		    /* per VirtualService: its tcp, tls routes */
 	const struct ism_hc **hcs;	    /* per health check, compiled once */
 	/* The VirtualServices bound to each Gateway, in file order:
 	 * vs_of_gw[vs_at[g] .. vs_at[g + 1]) for Gateway g. */
@@ -980,6 +981,16 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 	cl->connect_timeout_ms =
 	    tp->pool.has_connect ? tp->pool.connect_ms : c->app.timeouts.upstream_connect_ms;
 	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : ISM_DEFAULT_POOL_IDLE_MS;
+	/* Istio: without http.idleTimeout, tcp.idleTimeout is the pooled HTTP
+	 * connections' too (0 there would close them at once: left out). */
+	if (!tp->pool.has_idle && tp->pool.has_tcp_idle && tp->pool.tcp_idle_ms > 0)
+		cl->idle_timeout_ms = tp->pool.tcp_idle_ms;
+	cl->tcp_idle_ms = tp->pool.set ? tp->pool.tcp_idle_ms : ISM_DEFAULT_TCP_IDLE_MS;
+	cl->tcp_max_duration_ms = tp->pool.tcp_max_ms;
+	cl->keepalive = tp->pool.keepalive;
+	cl->keepalive_probes = tp->pool.ka_probes;
+	cl->keepalive_time_s = tp->pool.ka_time_s;
+	cl->keepalive_interval_s = tp->pool.ka_interval_s;
 	if (tp->pool.set)
 		cl->pool = tp->pool.limits;
 	else
@@ -1372,6 +1383,23 @@ static const struct ism_fault *compile_fault(struct cbuild *b, const struct ism_
 	return f;
 }
 
+/* A route's weighted destinations (their clusters and weights; no actions),
+ * *total the sum of the weights. */
+static struct ism_dest *compile_dests(struct cbuild *b, const struct ism_cm_dest *in, size_t n,
+				      uint32_t *total)
+{
+	struct ism_dest *d = ANEW(b, n, struct ism_dest);
+	uint64_t sum = 0;
+
+	for (size_t j = 0; d != NULL && j < n; j++) {
+		d[j].cluster = cluster_index(b, &in[j]);
+		d[j].weight = in[j].weight;
+		sum += in[j].weight;
+	}
+	*total = sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
+	return d;
+}
+
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
@@ -1384,9 +1412,9 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		const struct ism_cm_route *r = &vs->routes[i];
 		struct ism_route *o = &routes[i];
 		struct ism_match *m = ANEW(b, r->n_match, struct ism_match);
-		struct ism_dest *d = ANEW(b, r->n_dest, struct ism_dest);
+		uint32_t total;
+		struct ism_dest *d = compile_dests(b, r->dest, r->n_dest, &total);
 		const struct ism_dest_actions *da;
-		uint64_t total = 0;
 		char name[512];
 
 		if (m == NULL || d == NULL)
@@ -1403,18 +1431,15 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		for (size_t j = 0; j < r->n_dest; j++) {
 			const struct ism_cm_dest *cd = &r->dest[j];
 
-			d[j].cluster = cluster_index(b, cd);
-			d[j].weight = cd->weight;
 			d[j].act = has_ops(&cd->headers) || cd->headers.authority
 				       ? compile_dest_actions(b, r, cd)
 				       : da;
-			total += d[j].weight;
 		}
 		o->n_match = (uint32_t)r->n_match;
 		o->match = m;
 		o->n_dest = (uint32_t)r->n_dest;
 		o->dest = d;
-		o->total_weight = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+		o->total_weight = total;
 		o->timeout_ms = r->timeout_ms;
 		compile_retry(b, &r->retry, &o->retry);
 		o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
@@ -1929,6 +1954,12 @@ static uint32_t emit_vhosts(struct cbuild *b, const struct lgroup *lg, const str
 	for (size_t i = 0; i < n && b->rc == 0;) {
 		size_t run = event_run(ev + i, n - i);
 
+		/* A VirtualService of tcp or tls routes only has no virtual host
+		 * (nor has it in Istio: no HTTP route takes its domains). */
+		if (b->c->vss[ev[i].vs]->n_routes == 0) {
+			i += run;
+			continue;
+		}
 		if (!b->c->vss[ev[i].vs]->match_source) {
 			nv += (uint32_t)emit_vhost(b, lg, ev + i, run, redirect, SIZE_MAX, &vh[nv]);
 			i += run;
@@ -2022,6 +2053,393 @@ static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s
 	ts->n_vhosts = emit_vhosts(b, lg, ev, n, 0, vh);
 }
 
+/* --- tcp and tls routes --- */
+
+/* What of a tcp or tls route is the same wherever it is taken: compiled once
+ * (struct cbuild l4), its parts in the arena. */
+struct l4comp {
+	struct ism_str name;
+	const struct ism_dest *dest;
+	uint32_t n_dest, total;
+	struct ism_l4counters *stats;
+	const struct ism_subnet **subnets; /* per match (malloc'd array) */
+};
+
+/* The compiled routes of VirtualService vi's spec.tcp (tls 0) or spec.tls. */
+static const struct l4comp *l4_routes(struct cbuild *b, size_t vi, int tls)
+{
+	const struct ism_cm_vs *vs = b->c->vss[vi];
+	size_t n = tls ? vs->n_tls : vs->n_tcp;
+	const struct ism_cm_l4route *rs = tls ? vs->tls : vs->tcp;
+	struct l4comp *out;
+
+	if (b->l4[tls][vi] != NULL)
+		return b->l4[tls][vi];
+	out = calloc(n ? n : 1, sizeof(*out));
+	if (out == NULL) {
+		b->rc = -ENOMEM;
+		return NULL;
+	}
+	b->l4[tls][vi] = out;
+	for (size_t i = 0; i < n && b->rc == 0; i++) {
+		const struct ism_cm_l4route *r = &rs[i];
+		char name[600];
+
+		snprintf(name, sizeof(name), "%s/%s#%s%zu", vs->r.ns, vs->r.name,
+			 tls ? "tls" : "tcp", i);
+		out[i].name = astr(b, name);
+		out[i].dest = compile_dests(b, r->dest, r->n_dest, &out[i].total);
+		out[i].n_dest = (uint32_t)r->n_dest;
+		/* One counter set per route, whichever matches and listeners take it. */
+		out[i].stats = ANEW(b, 1, struct ism_l4counters);
+		out[i].subnets = calloc(r->n_match ? r->n_match : 1, sizeof(*out[i].subnets));
+		if (out[i].subnets == NULL) {
+			b->rc = -ENOMEM;
+			break;
+		}
+		for (size_t j = 0; j < r->n_match; j++) {
+			size_t ns = r->match[j].n_subnets;
+			struct ism_subnet *sn = ns ? ANEW(b, ns, struct ism_subnet) : NULL;
+
+			if (sn != NULL)
+				memcpy(sn, r->match[j].subnets,
+				       r->match[j].n_subnets * sizeof(*sn));
+			out[i].subnets[j] = sn;
+		}
+	}
+	return out;
+}
+
+static void free_l4(struct cbuild *b)
+{
+	for (int tls = 0; tls < 2; tls++) {
+		for (size_t vi = 0; b->l4[tls] != NULL && vi < b->c->n_vss; vi++) {
+			const struct ism_cm_vs *vs = b->c->vss[vi];
+			size_t n = tls ? vs->n_tls : vs->n_tcp;
+
+			for (size_t i = 0; b->l4[tls][vi] != NULL && i < n; i++)
+				free(b->l4[tls][vi][i].subnets);
+			free(b->l4[tls][vi]);
+		}
+		free(b->l4[tls]);
+	}
+}
+
+/* Entries of a listener or server while they are collected. */
+struct l4list {
+	struct ism_l4route *e;
+	size_t n, cap;
+	const char **sni; /* tls: per entry, its SNI host */
+	size_t cap_sni;
+};
+
+/* Appends an entry for match mi of route mr (compiled: r); mi past its
+ * matches: the entry of a route without any. */
+static void l4_add(struct cbuild *b, struct l4list *x, const struct l4comp *r, size_t mi,
+		   const struct ism_cm_l4route *mr)
+{
+	struct ism_l4route *e;
+
+	if (ism_grow(&x->e, &x->cap, x->n, sizeof(*x->e)) < 0) {
+		b->rc = -ENOMEM;
+		return;
+	}
+	e = &x->e[x->n++];
+	*e = (struct ism_l4route){.name = r->name,
+				  .n_dest = r->n_dest,
+				  .dest = r->dest,
+				  .total_weight = r->total,
+				  .stats = r->stats};
+	if (mi < mr->n_match) {
+		e->n_subnets = (uint32_t)mr->match[mi].n_subnets;
+		e->subnets = e->n_subnets ? r->subnets[mi] : NULL;
+	}
+}
+
+/* The gateway a server of a listener group came with, as routes name one. */
+static void gateway_name(const struct lgroup *lg, size_t s, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", lg->gw[s]->r.ns, lg->gw[s]->r.name);
+}
+
+/* Istio's l4SingleMatch at a gateway: the match's port, if it has one, is
+ * the listener's; its gateways and source conditions as an HTTP match's. */
+static bool l4_applies(const struct ism_conf *c, const struct ism_cm_match *m, const char *gw,
+		       uint16_t port)
+{
+	return (m->port == 0 || m->port == port) && match_applies(c, m, gw);
+}
+
+/* A server that takes no connection: said at load, as Envoy would close them. */
+static void warn_no_l4(struct cbuild *b, const struct lgroup *lg, size_t s, const char *kind)
+{
+	const struct ism_cm_server *srv = lg->srv[s];
+	char field[600];
+
+	snprintf(field, sizeof(field), "%s: spec.servers[%zu]", lg->gw[s]->r.label,
+		 (size_t)(srv - lg->gw[s]->servers));
+	ism_diag_add(b->d, ISM_DIAG_WARNING, b->c->file, srv->at ? srv->at->line : 0,
+		     srv->at ? srv->at->col : 0, field,
+		     "no %s route of a VirtualService bound to it applies on port %u: its "
+		     "connections are closed",
+		     kind, lg->port);
+}
+
+/* A TCP listener's routes, from the events of its one server (sorted by
+ * VirtualService): every tcp route whose match holds, in order. */
+static void build_tcp_routes(struct cbuild *b, const struct lgroup *lg, const struct bind_event *ev,
+			     size_t n, struct ism_listener *l)
+{
+	struct l4list x = {0};
+	char gw[600];
+
+	gateway_name(lg, 0, gw, sizeof(gw));
+	for (size_t i = 0; i < n && b->rc == 0; i += event_run(ev + i, n - i)) {
+		const struct ism_cm_vs *vs = b->c->vss[ev[i].vs];
+		const struct l4comp *rc = l4_routes(b, ev[i].vs, 0);
+
+		for (size_t r = 0; rc != NULL && r < vs->n_tcp && b->rc == 0; r++) {
+			const struct ism_cm_l4route *mr = &vs->tcp[r];
+
+			if (mr->n_match == 0)
+				l4_add(b, &x, &rc[r], 0, mr);
+			for (size_t j = 0; j < mr->n_match; j++)
+				if (l4_applies(b->c, &mr->match[j].m, gw, lg->port))
+					l4_add(b, &x, &rc[r], j, mr);
+		}
+	}
+	if (x.n > 0) {
+		struct ism_l4route *e = ANEW(b, x.n, struct ism_l4route);
+
+		if (e != NULL)
+			memcpy(e, x.e, x.n * sizeof(*e));
+		l->tcp_routes = e;
+		l->n_tcp = e != NULL ? (uint32_t)x.n : 0;
+	} else if (b->rc == 0) {
+		warn_no_l4(b, lg, 0, "tcp");
+	}
+	free(x.e);
+}
+
+/* How specific an SNI pattern is, as Envoy ranks server names: an exact name
+ * first, then wildcards by the length of their suffix, "*" last. */
+static uint32_t sni_rank(const char *p)
+{
+	if (p[0] != '*')
+		return UINT32_MAX;
+	return (uint32_t)strlen(p) - 1;
+}
+
+/* A tls match with an SNI host another match of the listener has already
+ * is left out, as Istio leaves it out (Envoy refuses two filter chains with
+ * the same server name): its position, in a warning. */
+static void warn_sni_taken(struct cbuild *b, const struct ism_cm_vs *vs, size_t r, size_t j,
+			   size_t k)
+{
+	const struct ism_node *at = vs->tls[r].match[j].sni_at;
+	char field[600];
+
+	at = at != NULL && k < at->n ? at->items[k] : at;
+	snprintf(field, sizeof(field), "%s: spec.tls[%zu].match[%zu].sniHosts[%zu]", vs->r.label, r,
+		 j, k);
+	ism_diag_add(b->d, ISM_DIAG_WARNING, b->c->file, at ? at->line : 0, at ? at->col : 0, field,
+		     "SNI host \"%s\" is taken by an earlier tls match on this port: this match "
+		     "is left out, as Istio leaves it out",
+		     vs->tls[r].match[j].sni[k]);
+}
+
+/* The SNI hosts the tls matches of a listener took, and which match took
+ * each: a VirtualService bound to two passthrough servers of the port is
+ * taken through the first, its matches left alone through the second. */
+struct sni_claims {
+	struct ism_strmap by_name; /* SNI host -> index in owner */
+	const struct ism_cm_l4match **owner;
+	size_t n, cap;
+};
+
+/* 1 when every SNI host of match m was free and is now taken by it, 0 when m
+ * took them through an earlier server, -1 when another match took one (its
+ * index in *k). */
+static int sni_claim(struct cbuild *b, struct sni_claims *c, const struct ism_cm_l4match *m,
+		     size_t *k)
+{
+	uint32_t at;
+
+	for (*k = 0; *k < m->n_sni; (*k)++)
+		if (ism_strmap_get(&c->by_name, m->sni[*k], strlen(m->sni[*k]), &at))
+			return c->owner[at] == m ? 0 : -1;
+	if (ism_grow(&c->owner, &c->cap, c->n, sizeof(*c->owner)) < 0) {
+		b->rc = -ENOMEM;
+		return 0;
+	}
+	c->owner[c->n] = m;
+	for (size_t i = 0; i < m->n_sni; i++)
+		if (ism_strmap_add(&c->by_name, m->sni[i], strlen(m->sni[i]), (uint32_t)c->n,
+				   NULL) < 0)
+			b->rc = -ENOMEM;
+	c->n++;
+	return 1;
+}
+
+/* Adds an entry per SNI host of match j of tls route mr (compiled: rc). */
+static void add_tls_match(struct cbuild *b, struct l4list *x, const struct l4comp *rc,
+			  const struct ism_cm_l4route *mr, size_t j)
+{
+	const struct ism_cm_l4match *m = &mr->match[j];
+
+	for (size_t k = 0; k < m->n_sni && b->rc == 0; k++) {
+		size_t same = 0;
+
+		while (same < k && strcmp(m->sni[same], m->sni[k]) != 0)
+			same++;
+		if (same < k)
+			continue; /* written twice in the match */
+		if (ism_grow(&x->sni, &x->cap_sni, x->n, sizeof(*x->sni)) < 0) {
+			b->rc = -ENOMEM;
+			return;
+		}
+		x->sni[x->n] = m->sni[k];
+		l4_add(b, x, rc, j, mr);
+	}
+}
+
+static int sni_order_cmp(const void *pa, const void *pb, void *ctx)
+{
+	size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+	const char *const *sni = ctx;
+	uint32_t ra = sni_rank(sni[a]), rb = sni_rank(sni[b]);
+
+	if (ra != rb)
+		return ra > rb ? -1 : 1;
+	return a < b ? -1 : a > b;
+}
+
+/* A server that passes TLS through: the tls routes of the VirtualServices
+ * bound to it (its events ev[0..n), by VirtualService), one entry per SNI
+ * host, the most specific first as Envoy picks a filter chain by server name,
+ * then in Istio's order. Its server names are those SNI hosts, which are what
+ * Envoy's filter chains for it match (the server's own hosts only choose the
+ * VirtualServices). claimed: the SNI hosts taken on the listener so far. */
+static void build_passthrough(struct cbuild *b, const struct lgroup *lg, size_t s,
+			      const struct bind_event *ev, size_t n, struct sni_claims *claimed,
+			      struct ism_tls_server *ts)
+{
+	bool taken_here = false; /* by a match that another server of the port has */
+	struct l4list x = {0};
+	struct ism_l4route *e;
+	struct ism_str *sni;
+	size_t *idx = NULL, k;
+	char gw[600];
+
+	ts->name = server_name(b, lg, s);
+	ts->passthrough = 1;
+	gateway_name(lg, s, gw, sizeof(gw));
+	for (size_t i = 0; i < n && b->rc == 0; i += event_run(ev + i, n - i)) {
+		const struct ism_cm_vs *vs = b->c->vss[ev[i].vs];
+		const struct l4comp *rc = l4_routes(b, ev[i].vs, 1);
+
+		for (size_t r = 0; rc != NULL && r < vs->n_tls && b->rc == 0; r++) {
+			for (size_t j = 0; j < vs->tls[r].n_match && b->rc == 0; j++) {
+				if (!l4_applies(b->c, &vs->tls[r].match[j].m, gw, lg->port))
+					continue;
+				switch (sni_claim(b, claimed, &vs->tls[r].match[j], &k)) {
+				case 1:
+					add_tls_match(b, &x, &rc[r], &vs->tls[r], j);
+					break;
+				case 0:
+					taken_here = true;
+					break;
+				default:
+					warn_sni_taken(b, vs, r, j, k);
+				}
+			}
+		}
+	}
+	if (x.n == 0 && !taken_here && b->rc == 0)
+		warn_no_l4(b, lg, s, "tls");
+	idx = malloc((x.n ? x.n : 1) * sizeof(*idx));
+	e = ANEW(b, x.n, struct ism_l4route);
+	sni = ANEW(b, x.n, struct ism_str);
+	if (idx == NULL || e == NULL || sni == NULL || b->rc < 0) {
+		if (b->rc == 0)
+			b->rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < x.n; i++)
+		idx[i] = i;
+	qsort_r(idx, x.n, sizeof(*idx), sni_order_cmp, x.sni);
+	for (size_t i = 0; i < x.n; i++) {
+		e[i] = x.e[idx[i]];
+		sni[i] = astr(b, x.sni[idx[i]]);
+		e[i].sni = &sni[i];
+		e[i].n_sni = 1;
+	}
+	ts->l4 = e;
+	ts->n_l4 = (uint32_t)x.n;
+	ts->sni = sni;
+	ts->n_sni = (uint32_t)x.n;
+out:
+	free(idx);
+	free(x.e);
+	free(x.sni);
+}
+
+/* A VirtualService bound to a Gateway whose tcp (tls) routes no TCP
+ * (passthrough) server took: said at load, as nothing would otherwise tell. */
+static void warn_l4_unused(struct cbuild *b)
+{
+	static const char *const kinds[] = {"tcp", "tls"};
+	static const char *const servers[] = {"TCP server", "TLS passthrough server"};
+
+	for (size_t vi = 0; vi < b->c->n_vss; vi++) {
+		const struct ism_cm_vs *vs = b->c->vss[vi];
+
+		for (int tls = 0; tls < 2; tls++) {
+			const struct ism_node *at =
+			    ism_node_get(ism_node_get(vs->r.at, "spec", NULL), kinds[tls], NULL);
+			char field[600];
+
+			if ((tls ? vs->n_tls : vs->n_tcp) == 0 || vs->n_gateways == 0 ||
+			    b->l4[tls][vi] != NULL)
+				continue;
+			snprintf(field, sizeof(field), "%s: spec.%s", vs->r.label, kinds[tls]);
+			ism_diag_add(b->d, ISM_DIAG_WARNING, b->c->file, at ? at->line : 0,
+				     at ? at->col : 0, field,
+				     "no %s of its gateways binds its hosts: these routes take no "
+				     "connection",
+				     servers[tls]);
+		}
+	}
+}
+
+/* The servers of a TLS listener (HTTPS and passthrough), in the order of
+ * the file, each from its events. */
+static void build_tls_servers(struct cbuild *b, const struct lgroup *lg, struct binder *x,
+			      struct ism_listener *l)
+{
+	struct ism_tls_server *ts = ANEW(b, lg->n_srv, struct ism_tls_server);
+	struct sni_claims claimed = {0};
+	size_t i = 0;
+
+	ism_strmap_init(&claimed.by_name, b->seed);
+	qsort(x->ev, x->n_ev, sizeof(*x->ev), event_cmp_srv);
+	for (size_t s = 0; ts != NULL && s < lg->n_srv && b->rc == 0; s++) {
+		size_t n = 0;
+
+		while (i + n < x->n_ev && x->ev[i + n].s == s)
+			n++;
+		if (lg->srv[s]->kind == ISM_SRV_PASSTHROUGH)
+			build_passthrough(b, lg, s, x->ev + i, n, &claimed, &ts[s]);
+		else
+			build_tls_server(b, lg, s, x->ev + i, n, &ts[s]);
+		i += n;
+	}
+	ism_strmap_free(&claimed.by_name);
+	free(claimed.owner);
+	l->tls = ts;
+	l->n_tls = ts ? (uint32_t)lg->n_srv : 0;
+}
+
 static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism_listener *l)
 {
 	struct binder x = {0};
@@ -2038,22 +2456,17 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 		b->rc = -ENOMEM;
 		goto out;
 	}
-	if (lg->srv[0]->https) {
-		/* Every server of the port is HTTPS (the loader checked it). */
-		struct ism_tls_server *ts = ANEW(b, lg->n_srv, struct ism_tls_server);
-		size_t i = 0;
-
-		qsort(x.ev, x.n_ev, sizeof(*x.ev), event_cmp_srv);
-		for (size_t s = 0; ts != NULL && s < lg->n_srv && b->rc == 0; s++) {
-			size_t n = 0;
-
-			while (i + n < x.n_ev && x.ev[i + n].s == s)
-				n++;
-			build_tls_server(b, lg, s, x.ev + i, n, &ts[s]);
-			i += n;
-		}
-		l->tls = ts;
-		l->n_tls = ts ? (uint32_t)lg->n_srv : 0;
+	if (lg->srv[0]->kind == ISM_SRV_TCP) {
+		/* The port's one server (the loader checked it). */
+		l->tcp = 1;
+		qsort(x.ev, x.n_ev, sizeof(*x.ev), event_cmp_vs);
+		build_tcp_routes(b, lg, x.ev, x.n_ev, l);
+		goto out;
+	}
+	if (ism_srv_class(lg->srv[0]->kind) == ISM_SRV_HTTPS) {
+		/* Every server of the port is HTTPS or passes TLS through (the
+		 * loader checked it). */
+		build_tls_servers(b, lg, &x, l);
 		goto out;
 	}
 	l->peer_mtls = b->peer_mtls[lg->port];
@@ -2168,6 +2581,7 @@ static void build(struct cbuild *b)
 		build_listener(b, &b->groups[i], &ls[i]);
 	if (b->rc < 0)
 		return;
+	warn_l4_unused(b);
 	b->t->listeners = ls;
 	b->t->n_listeners = (uint32_t)b->n_groups;
 	cls = ANEW(b, b->n_keys, struct ism_cluster);
@@ -2200,7 +2614,10 @@ int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_c
 	b.vs_routes = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.vs_routes));
 	b.hcs = calloc(conf->app.n_hcs ? conf->app.n_hcs : 1, sizeof(*b.hcs));
 	b.se_labels = calloc(conf->n_ses ? conf->n_ses : 1, sizeof(*b.se_labels));
-	if (b.vs_routes == NULL || b.hcs == NULL || b.se_labels == NULL) {
+	for (int tls = 0; tls < 2; tls++)
+		b.l4[tls] = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.l4[tls]));
+	if (b.vs_routes == NULL || b.hcs == NULL || b.se_labels == NULL || b.l4[0] == NULL ||
+	    b.l4[1] == NULL) {
 		b.rc = -ENOMEM;
 		goto out_free;
 	}
@@ -2231,6 +2648,7 @@ out_free:
 	free(b.scratch);
 	free(b.hcs);
 	free(b.vs_routes);
+	free_l4(&b);
 	if (b.rc == 0)
 		alloc_counters(&b);
 	if (b.rc == -ENOMEM)

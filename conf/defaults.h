@@ -18,5 +18,9 @@
 /* spec.timeouts.drain unset: the bound on a graceful stop's drain, as Istio's
  * terminationDrainDuration. */
 #define ISM_DEFAULT_DRAIN_MS 30000u
+/* Istio's connectionPool.tcp.idleTimeout unset: a TCP or TLS-passthrough
+ * tunnel without a byte either way for an hour is closed (Envoy's TCP proxy
+ * idle_timeout as Istio sets it). */
+#define ISM_DEFAULT_TCP_IDLE_MS 3600000u
 
 #endif

@@ -106,8 +106,7 @@ bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_l
 	return true;
 }
 
-/* "*.example.com" matches "a.example.com" and "*.a.example.com", not "example.com". */
-static bool wildcard_covers(const char *pat, const char *h)
+bool ism_model_host_covers(const char *pat, const char *h)
 {
 	size_t pl, hl;
 
@@ -131,11 +130,11 @@ bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, cons
 		if (strcmp(want, vs_ns) != 0)
 			return false;
 	}
-	if (wildcard_covers(s->dns, h)) {
+	if (ism_model_host_covers(s->dns, h)) {
 		*domain = h;
 		return true;
 	}
-	if (h[0] == '*' && wildcard_covers(h, s->dns)) {
+	if (h[0] == '*' && ism_model_host_covers(h, s->dns)) {
 		*domain = s->dns;
 		return true;
 	}
@@ -265,9 +264,11 @@ static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
 
 /* A match naming a gateway the VirtualService is not bound to never applies
  * (Istio builds a gateway's routes from the VirtualServices bound to it): a
- * warning, as "mesh" is not (a route for sidecars, which this appliance is not). */
+ * warning, as "mesh" is not (a route for sidecars, which this appliance is not).
+ * kind: "http", "tcp" or "tls". */
 static void xref_match_gateways(struct ism_vctx *v, const struct ism_cm_vs *vs,
-				const struct ism_cm_match *m, size_t ri, size_t mi)
+				const struct ism_cm_match *m, const char *kind, size_t ri,
+				size_t mi)
 {
 	for (size_t k = 0; k < m->n_gateways; k++) {
 		bool bound = strcmp(m->gateways[k], "mesh") == 0;
@@ -277,12 +278,28 @@ static void xref_match_gateways(struct ism_vctx *v, const struct ism_cm_vs *vs,
 			bound = strcmp(vs->gateways[g], m->gateways[k]) == 0;
 		if (bound)
 			continue;
-		old = ism_v_push(v, "spec.http[%zu].match[%zu].gateways[%zu]", ri, mi, k);
+		old = ism_v_push(v, "spec.%s[%zu].match[%zu].gateways[%zu]", kind, ri, mi, k);
 		ism_v_warn(v, m->gateways_at->items[k],
 			   "the VirtualService is not bound to Gateway %s (spec.gateways): this "
 			   "match never applies",
 			   m->gateways[k]);
 		ism_v_pop(v, old);
+	}
+}
+
+/* The matches and destinations of a VirtualService's tcp or tls routes (kind). */
+static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const char *kind,
+			  const struct ism_cm_l4route *rs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < rs[i].n_match; j++)
+			xref_match_gateways(v, vs, &rs[i].match[j].m, kind, i, j);
+		for (size_t j = 0; j < rs[i].n_dest; j++) {
+			size_t old = ism_v_push(v, "spec.%s[%zu].route[%zu]", kind, i, j);
+
+			xref_dest(v, &rs[i].dest[j]);
+			ism_v_pop(v, old);
+		}
 	}
 }
 
@@ -313,7 +330,7 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		const struct ism_cm_route *r = &vs->routes[i];
 
 		for (size_t j = 0; j < r->n_match; j++)
-			xref_match_gateways(v, vs, &r->match[j], i, j);
+			xref_match_gateways(v, vs, &r->match[j], "http", i, j);
 		for (size_t j = 0; j < r->n_dest; j++) {
 			old = ism_v_push(v, "spec.http[%zu].route[%zu]", i, j);
 			xref_dest(v, &r->dest[j]);
@@ -330,6 +347,8 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 			ism_v_pop(v, old);
 		}
 	}
+	xref_l4routes(v, vs, "tcp", vs->tcp, vs->n_tcp);
+	xref_l4routes(v, vs, "tls", vs->tls, vs->n_tls);
 }
 
 static size_t n_of_kind(const struct ism_conf *c, int kind)

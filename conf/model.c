@@ -815,8 +815,25 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 /* --- Gateway --- */
 
 /* Port protocols as Istio names them (protocol.Parse, any case), by what isthmus
- * does with them. */
-#define PROTOS_LATER "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP", "HTTP_PROXY"
+ * does with them. A Gateway server of one of PROTOS_TCP carries bytes (tcp
+ * routes, or tls routes for TLS): Istio's gateway proxies MONGO, REDIS and
+ * MYSQL servers with Envoy's TCP proxy as it does TCP ones (its Redis and
+ * MySQL filters are off by default; the Mongo one only decodes for
+ * statistics). */
+#define PROTOS_TCP   "TCP", "TLS", "MONGO", "REDIS", "MYSQL"
+#define PROTOS_LATER "UDP", "HTTP_PROXY"
+
+uint8_t ism_model_server_kind(const char *protocol, bool passthrough)
+{
+	if (passthrough)
+		return ISM_SRV_PASSTHROUGH;
+	if (strcmp(protocol, "HTTPS") == 0 || strcmp(protocol, "TLS") == 0)
+		return ISM_SRV_HTTPS;
+	for (const char *const *p = (const char *const[]){PROTOS_TCP, NULL}; *p; p++)
+		if (strcmp(protocol, *p) == 0)
+			return ISM_SRV_TCP;
+	return ISM_SRV_HTTP;
+}
 
 static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 			      struct ism_cm_server *s)
@@ -827,7 +844,7 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 	 * validation refuses TLS on them); every plaintext listener takes HTTP/2
 	 * with prior knowledge, and HTTPS ones offer h2 by ALPN. GRPC-WEB needs
 	 * Envoy's grpc_web translation, which isthmus does not do. */
-	static const char *const ok[] = {"HTTP", "HTTPS", "HTTP2", "GRPC", NULL};
+	static const char *const ok[] = {"HTTP", "HTTPS", "HTTP2", "GRPC", PROTOS_TCP, NULL};
 	static const char *const later[] = {"GRPC-WEB", PROTOS_LATER, NULL};
 	const struct ism_node *p = ism_v_node(v, srv, "port", true, ISM_NODE_MAP);
 	uint32_t num = 0;
@@ -842,7 +859,6 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 		s->port = (uint16_t)num;
 	ism_v_str(v, p, "name", false, &s->port_name);
 	ism_v_enum_nocase(v, p, "protocol", ok, later, &s->protocol);
-	s->https = strcmp(s->protocol, "HTTPS") == 0;
 	ism_v_pop(v, old);
 }
 
@@ -861,6 +877,7 @@ static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct is
 	parse_server_port(v, n, s);
 	ism_v_str(v, n, "name", false, &s->name);
 	ism_tls_parse_server(v, n, s->protocol, &s->tls);
+	s->kind = ism_model_server_kind(s->protocol, s->tls.passthrough);
 	if (ism_v_str(v, n, "bind", false, &s->bind) > 0) {
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -1048,6 +1065,24 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 	return count;
 }
 
+/* What a match of any route kind may say of where the request or connection
+ * comes from (gateways, sourceLabels, sourceNamespace), and port. */
+static void parse_match_source(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			       struct ism_cm_match *m)
+{
+	const char **gws;
+	size_t ng;
+
+	labels_field(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
+	ism_v_str(v, n, "sourceNamespace", false, &m->source_ns);
+	gws = ism_v_strlist(v, n, "gateways", false, &ng, &m->gateways_at);
+	m->gateways = ism_v_alloc(v, ng, sizeof(*m->gateways));
+	for (size_t i = 0; gws != NULL && m->gateways != NULL && i < ng; i++)
+		m->gateways[m->n_gateways++] =
+		    strcmp(gws[i], "mesh") == 0 ? "mesh" : gateway_ref(v, gws[i], ns);
+	ism_v_u32(v, n, "port", false, 1, 65535, &m->port);
+}
+
 static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_match *m)
 {
@@ -1057,15 +1092,13 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 	    "gateways", "statPrefix",  "sourceLabels",	 "sourceNamespace", NULL};
 	static const char *const sms[] = {"uri", "scheme", "method", "authority"};
 	struct ism_cm_sm *dst[] = {&m->uri, &m->scheme, &m->method, &m->authority};
-	const char *name, **gws;
-	size_t ng;
+	const char *name;
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
 	ism_v_keys(v, n, keys, NULL);
 	ism_v_str(v, n, "name", false, &name);
-	labels_field(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
-	ism_v_str(v, n, "sourceNamespace", false, &m->source_ns);
+	parse_match_source(v, n, ns, m);
 	if (ism_v_str(v, n, "statPrefix", false, &name) > 0) {
 		size_t old = ism_v_push(v, ".statPrefix");
 
@@ -1074,11 +1107,6 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 			   "(isthmus_route_responses_total)");
 		ism_v_pop(v, old);
 	}
-	gws = ism_v_strlist(v, n, "gateways", false, &ng, &m->gateways_at);
-	m->gateways = ism_v_alloc(v, ng, sizeof(*m->gateways));
-	for (size_t i = 0; gws != NULL && m->gateways != NULL && i < ng; i++)
-		m->gateways[m->n_gateways++] =
-		    strcmp(gws[i], "mesh") == 0 ? "mesh" : gateway_ref(v, gws[i], ns);
 	for (size_t i = 0; i < 4; i++) {
 		const struct ism_node *s = ism_node_get(n, sms[i], NULL);
 		size_t old;
@@ -1093,7 +1121,6 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 	m->n_without = parse_kv(v, n, "withoutHeaders", true, &m->without);
 	m->n_query = parse_kv(v, n, "queryParams", false, &m->query);
 	ism_v_bool(v, n, "ignoreUriCase", &m->ignore_uri_case);
-	ism_v_u32(v, n, "port", false, 1, 65535, &m->port);
 }
 
 static void parse_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
@@ -1897,6 +1924,50 @@ static void parse_delegate(struct ism_vctx *v, const struct ism_node *route, con
 	r->delegate = lower_dup(v, buf);
 }
 
+/* A route's route[] (list l): Istio's HTTPRouteDestination (http: with
+ * headers) or RouteDestination. Their count in *n. */
+static struct ism_cm_dest *parse_dests(struct ism_vctx *v, const struct ism_node *l, const char *ns,
+				       bool http, size_t *n)
+{
+	static const char *const hkeys[] = {"destination", "weight", "headers", NULL};
+	static const char *const keys[] = {"destination", "weight", NULL};
+	struct ism_cm_dest *dest;
+	size_t old = ism_v_push(v, ".route");
+
+	*n = 0;
+	if (l->n == 0)
+		ism_v_err(v, l, "must not be empty");
+	dest = ism_v_alloc(v, l->n, sizeof(*dest));
+	for (size_t i = 0; dest != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i];
+		struct ism_cm_dest *d = &dest[(*n)++];
+		const struct ism_node *dn;
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		d->at = it;
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, http ? hkeys : keys, NULL);
+		dn = ism_v_node(v, it, "destination", true, ISM_NODE_MAP);
+		if (dn != NULL) {
+			size_t o3 = ism_v_push(v, ".destination");
+
+			parse_destination(v, dn, ns, d);
+			ism_v_pop(v, o3);
+		}
+		ism_v_u32(v, it, "weight", false, 0, 100000, &d->weight);
+		if (http)
+			parse_headers(v, it, &d->headers, NULL);
+	next:
+		ism_v_pop(v, o2);
+	}
+	/* Istio: a single destination takes all traffic whatever its weight. */
+	if (*n == 1)
+		dest[0].weight = 100;
+	ism_v_pop(v, old);
+	return dest;
+}
+
 static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char *ns,
 			struct ism_cm_route *r)
 {
@@ -1909,7 +1980,6 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	static const char *const unimpl[] = {"appendHeaders",	      "removeResponseHeaders",
 					     "appendResponseHeaders", "removeRequestHeaders",
 					     "appendRequestHeaders",  NULL};
-	static const char *const dkeys[] = {"destination", "weight", "headers", NULL};
 	const struct ism_node *l;
 	size_t old;
 
@@ -1953,60 +2023,253 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 	}
 	if (l == NULL)
 		return;
-	old = ism_v_push(v, ".route");
-	if (l->n == 0)
-		ism_v_err(v, l, "must not be empty");
-	r->dest = ism_v_alloc(v, l->n, sizeof(*r->dest));
-	for (size_t i = 0; r->dest != NULL && i < l->n; i++) {
+	r->dest = parse_dests(v, l, ns, true, &r->n_dest);
+}
+
+/* --- tcp and tls routes --- */
+
+/* One destinationSubnets entry s: "a.b.c.d/n", "a::b/n" or an address alone
+ * (all its bits), as Istio's ValidateIPSubnet takes them; the address is kept
+ * masked to its prefix. false when s is none of these. */
+static bool parse_subnet(const char *s, struct ism_subnet *out)
+{
+	const char *slash = strchr(s, '/');
+	size_t al = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned max = 32;
+	uint64_t bits;
+	char addr[64];
+
+	memset(out, 0, sizeof(*out));
+	if (al == 0 || al >= sizeof(addr))
+		return false;
+	memcpy(addr, s, al);
+	addr[al] = '\0';
+	out->family = AF_INET;
+	if (inet_pton(AF_INET, addr, out->addr) != 1) {
+		out->family = AF_INET6;
+		max = 128;
+		if (inet_pton(AF_INET6, addr, out->addr) != 1)
+			return false;
+	}
+	bits = max;
+	if (slash != NULL && (ism_parse_u64(slash + 1, &bits) < 0 || bits > max ||
+			      (slash[1] == '0' && slash[2] != '\0')))
+		return false;
+	out->prefix = (uint8_t)bits;
+	for (unsigned i = (unsigned)bits; i < max; i++)
+		out->addr[i / 8] &= (uint8_t) ~(0x80u >> (i % 8));
+	return true;
+}
+
+static void parse_subnets(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_l4match *m)
+{
+	const struct ism_node *l;
+	const char **list = ism_v_strlist(v, n, "destinationSubnets", false, &m->n_subnets, &l);
+
+	m->subnets = list != NULL ? ism_v_alloc(v, m->n_subnets, sizeof(*m->subnets)) : NULL;
+	m->n_subnets = 0;
+	for (size_t i = 0; m->subnets != NULL && i < l->n; i++) {
 		const struct ism_node *it = l->items[i];
-		struct ism_cm_dest *d = &r->dest[r->n_dest++];
-		const struct ism_node *dn;
+		size_t old;
+
+		if (it->kind != ISM_NODE_SCALAR || it->len == 0)
+			continue; /* reported by ism_v_strlist */
+		if (parse_subnet(it->str, &m->subnets[m->n_subnets])) {
+			m->n_subnets++;
+			continue;
+		}
+		old = ism_v_push(v, ".destinationSubnets[%zu]", i);
+		ism_v_err(v, it,
+			  "\"%s\" is not an IP address or a CIDR block (\"10.0.0.0/8\", "
+			  "\"2001:db8::/32\")",
+			  it->str);
+		ism_v_pop(v, old);
+	}
+}
+
+/* sniHosts of a tls match: at least one, each a host name, "*" or
+ * "*.suffix", within one of the VirtualService's hosts as written (raw,
+ * lowercased), as Istio validates them. */
+static void parse_sni(struct ism_vctx *v, const struct ism_node *n, const char *const *raw,
+		      size_t n_raw, struct ism_cm_l4match *m)
+{
+	const char **list = ism_v_strlist(v, n, "sniHosts", true, &m->n_sni, &m->sni_at);
+	size_t old;
+
+	m->sni = list != NULL ? ism_v_alloc(v, m->n_sni, sizeof(*m->sni)) : NULL;
+	m->n_sni = 0;
+	for (size_t i = 0; m->sni != NULL && i < m->sni_at->n; i++) {
+		const struct ism_node *it = m->sni_at->items[i];
+		struct sockaddr_storage ss;
+		socklen_t len;
+		const char *h;
+		bool within = false;
+
+		if (it->kind != ISM_NODE_SCALAR || it->len == 0)
+			continue; /* reported by ism_v_strlist */
+		old = ism_v_push(v, ".sniHosts[%zu]", i);
+		h = lower_dup(v, it->str);
+		if (h == NULL || (!host_syntax_ok(h) && !parse_ip(h, &ss, &len))) {
+			ism_v_err(v, it, "invalid SNI host \"%s\"", it->str);
+			goto next;
+		}
+		if (parse_ip(h, &ss, &len))
+			ism_v_warn(
+			    v, it,
+			    "using an IP address (\"%s\") goes against the SNI specification, "
+			    "and most clients do not send one (as Istio warns)",
+			    it->str);
+		for (size_t j = 0; j < n_raw && !within; j++)
+			within = ism_model_host_covers(raw[j], h);
+		if (!within) {
+			ism_v_err(v, it,
+				  "SNI host \"%s\" is not within any of the VirtualService's hosts "
+				  "(Istio: not a compatible subset)",
+				  it->str);
+			goto next;
+		}
+		m->sni[m->n_sni++] = h;
+	next:
+		ism_v_pop(v, old);
+	}
+}
+
+/* An Istio L4MatchAttributes (tcp) or TLSMatchAttributes (tls). */
+static void parse_l4match(struct ism_vctx *v, const struct ism_node *n, const char *ns, bool tls,
+			  const char *const *raw, size_t n_raw, struct ism_cm_l4match *m)
+{
+	static const char *const tcp_keys[] = {
+	    "destinationSubnets", "port", "sourceSubnet", "sourceLabels", "gateways",
+	    "sourceNamespace",	  NULL};
+	static const char *const tls_keys[] = {
+	    "sniHosts", "destinationSubnets", "port", "sourceLabels",
+	    "gateways", "sourceNamespace",    NULL};
+	const char *s;
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, tls ? tls_keys : tcp_keys, NULL);
+	if (tls)
+		parse_sni(v, n, raw, n_raw, m);
+	parse_subnets(v, n, m);
+	parse_match_source(v, n, ns, &m->m);
+	if (!tls && ism_v_str(v, n, "sourceSubnet", false, &s) > 0) {
+		size_t old = ism_v_push(v, ".sourceSubnet");
+
+		ism_v_warn(v, ism_node_get(n, "sourceSubnet", NULL),
+			   "accepted, has no effect: Istio does not use it either");
+		ism_v_pop(v, old);
+	}
+}
+
+/* spec.tcp or spec.tls (key): Istio's TCPRoute or TLSRoute list, *n of them.
+ * raw: the VirtualService's hosts as written (lowercased), which a tls
+ * match's sniHosts fall within. */
+static struct ism_cm_l4route *parse_l4routes(struct ism_vctx *v, const struct ism_node *spec,
+					     const char *key, const struct ism_cm_vs *vs,
+					     const char *const *raw, size_t n_raw, size_t *n)
+{
+	static const char *const keys[] = {"match", "route", NULL};
+	const struct ism_node *l = ism_v_node(v, spec, key, false, ISM_NODE_SEQ);
+	bool tls = strcmp(key, "tls") == 0;
+	struct ism_cm_l4route *rs;
+	size_t old;
+
+	*n = 0;
+	if (l == NULL)
+		return NULL;
+	if (vs->delegate_only) {
+		char msg[200];
+
+		snprintf(
+		    msg, sizeof(msg),
+		    "a VirtualService without hosts is a delegate and has no %s routes (Istio: "
+		    "delegate virtual service must have no %s route specified)",
+		    key, key);
+		key_err(v, spec, key, msg);
+		return NULL;
+	}
+	rs = ism_v_alloc(v, l->n, sizeof(*rs));
+	old = ism_v_push(v, ".%s", key);
+	for (size_t i = 0; rs != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i], *ml, *rl;
+		struct ism_cm_l4route *r = &rs[(*n)++];
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
-		d->at = it;
 		if (!ism_v_expect(v, it, ISM_NODE_MAP))
 			goto next;
-		ism_v_keys(v, it, dkeys, NULL);
-		dn = ism_v_node(v, it, "destination", true, ISM_NODE_MAP);
-		if (dn != NULL) {
-			size_t o3 = ism_v_push(v, ".destination");
+		ism_v_keys(v, it, keys, NULL);
+		/* Istio: a TLS route must have at least one match condition. */
+		ml = ism_v_node(v, it, "match", tls, ISM_NODE_SEQ);
+		if (ml != NULL && ml->n == 0 && tls)
+			key_err(v, it, "match",
+				"must not be empty (a tls route has at least one match)");
+		r->match = ml != NULL ? ism_v_alloc(v, ml->n, sizeof(*r->match)) : NULL;
+		for (size_t j = 0; r->match != NULL && j < ml->n; j++) {
+			size_t o3 = ism_v_push(v, ".match[%zu]", j);
 
-			parse_destination(v, dn, ns, d);
+			parse_l4match(v, ml->items[j], vs->r.ns, tls, raw, n_raw,
+				      &r->match[r->n_match++]);
 			ism_v_pop(v, o3);
 		}
-		ism_v_u32(v, it, "weight", false, 0, 100000, &d->weight);
-		parse_headers(v, it, &d->headers, NULL);
+		rl = ism_v_node(v, it, "route", true, ISM_NODE_SEQ);
+		if (rl != NULL)
+			r->dest = parse_dests(v, rl, vs->r.ns, false, &r->n_dest);
 	next:
 		ism_v_pop(v, o2);
 	}
-	/* Istio: a single destination takes all traffic whatever its weight. */
-	if (r->n_dest == 1)
-		r->dest[0].weight = 100;
+	ism_v_pop(v, old);
+	return rs;
+}
+
+/* --- VirtualService spec --- */
+
+static void parse_http_routes(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
+{
+	const struct ism_node *l = ism_v_node(v, spec, "http", false, ISM_NODE_SEQ);
+	size_t old;
+
+	if (l == NULL)
+		return;
+	vs->routes = ism_v_alloc(v, l->n, sizeof(*vs->routes));
+	old = ism_v_push(v, ".http");
+	for (size_t i = 0; vs->routes != NULL && i < l->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes]);
+		for (size_t j = 0; j < vs->routes[vs->n_routes].n_match; j++)
+			vs->match_source |=
+			    ism_model_match_source(&vs->routes[vs->n_routes].match[j]);
+		vs->n_routes++;
+		ism_v_pop(v, o2);
+	}
 	ism_v_pop(v, old);
 }
 
 static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
 {
-	static const char *const keys[] = {"hosts", "gateways", "http", "exportTo", NULL};
-	static const char *const unimpl[] = {"tls", "tcp", NULL};
+	static const char *const keys[] = {"hosts", "gateways", "http", "tcp",
+					   "tls",   "exportTo", NULL};
 	const struct ism_node *gl, *l;
-	const char **hosts, **gws;
-	size_t nh, ng, old;
+	const char **hosts, **gws, **raw;
+	size_t nh, ng, old, n_raw = 0;
 
-	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_keys(v, spec, keys, NULL);
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ); /* accepted, ignored */
 	/* Without hosts: a delegate, whose routes serve only through another
 	 * VirtualService's delegate (Istio). */
 	hosts = ism_v_strlist(v, spec, "hosts", false, &nh, &l);
 	vs->delegate_only = nh == 0;
 	vs->hosts = ism_v_alloc(v, nh, sizeof(*vs->hosts));
-	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && i < nh; i++) {
+	raw = ism_v_alloc(v, nh, sizeof(*raw));
+	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && raw != NULL && i < nh; i++) {
 		if (!host_syntax_ok(hosts[i])) {
 			old = ism_v_push(v, ".hosts[%zu]", i);
 			ism_v_err(v, l->items[i], "invalid host \"%s\"", hosts[i]);
 			ism_v_pop(v, old);
 			continue;
 		}
+		raw[n_raw++] = lower_dup(v, hosts[i]);
 		vs->hosts[vs->n_hosts++] = ism_model_host(v, hosts[i], vs->r.ns);
 	}
 	gws = ism_v_strlist(v, spec, "gateways", false, &ng, &gl);
@@ -2029,22 +2292,16 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		vs->gateway_at[vs->n_gateways] = gl->items[i];
 		vs->gateways[vs->n_gateways++] = gateway_ref(v, gws[i], vs->r.ns);
 	}
-	l = ism_v_node(v, spec, "http", true, ISM_NODE_SEQ);
-	if (l == NULL)
-		return;
-	vs->routes = ism_v_alloc(v, l->n, sizeof(*vs->routes));
-	old = ism_v_push(v, ".http");
-	for (size_t i = 0; vs->routes != NULL && i < l->n; i++) {
-		size_t o2 = ism_v_push(v, "[%zu]", i);
-
-		parse_route(v, l->items[i], vs->r.ns, &vs->routes[vs->n_routes]);
-		for (size_t j = 0; j < vs->routes[vs->n_routes].n_match; j++)
-			vs->match_source |=
-			    ism_model_match_source(&vs->routes[vs->n_routes].match[j]);
-		vs->n_routes++;
-		ism_v_pop(v, o2);
+	if (ism_node_get(spec, "http", NULL) == NULL && ism_node_get(spec, "tcp", NULL) == NULL &&
+	    ism_node_get(spec, "tls", NULL) == NULL) {
+		old = ism_v_push(v, ".http");
+		ism_v_err(v, spec,
+			  "required field missing: a VirtualService has http, tcp or tls routes");
+		ism_v_pop(v, old);
 	}
-	ism_v_pop(v, old);
+	parse_http_routes(v, spec, vs);
+	vs->tcp = parse_l4routes(v, spec, "tcp", vs, NULL, 0, &vs->n_tcp);
+	vs->tls = parse_l4routes(v, spec, "tls", vs, raw, n_raw, &vs->n_tls);
 }
 
 /* --- DestinationRule --- */
@@ -2530,30 +2787,77 @@ static void parse_pool_http(struct ism_vctx *v, const struct ism_node *h, struct
 	ism_v_pop(v, old);
 }
 
+/* A tcpKeepalive duration (time, interval) at map.key in whole seconds, as
+ * Istio hands them to Envoy (the fraction dropped); the kernel counts them in
+ * seconds, from 1 to 32767. */
+static void keepalive_secs(struct ism_vctx *v, const struct ism_node *map, const char *key,
+			   uint32_t *out)
+{
+	uint32_t ms;
+
+	if (ism_v_dur(v, map, key, 1, &ms) <= 0)
+		return;
+	if (ms < 1000 || ms / 1000 > 32767)
+		value_err(v, map, key,
+			  "must be between 1s and 32767s (the kernel counts keepalive in whole "
+			  "seconds)");
+	else
+		*out = ms / 1000;
+}
+
+/* connectionPool.tcp.tcpKeepalive: SO_KEEPALIVE on the upstream sockets, with
+ * what it sets of probes, time and interval (the system's for the others). */
+static void parse_tcp_keepalive(struct ism_vctx *v, const struct ism_node *t, struct ism_cm_pool *p)
+{
+	static const char *const keys[] = {"probes", "time", "interval", NULL};
+	const struct ism_node *n = ism_v_node(v, t, "tcpKeepalive", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	p->keepalive = true;
+	old = ism_v_push(v, ".tcpKeepalive");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_u32(v, n, "probes", false, 0, 127, &p->ka_probes);
+	keepalive_secs(v, n, "time", &p->ka_time_s);
+	keepalive_secs(v, n, "interval", &p->ka_interval_s);
+	ism_v_pop(v, old);
+}
+
+static void parse_pool_tcp(struct ism_vctx *v, const struct ism_node *t, struct ism_cm_pool *p)
+{
+	static const char *const keys[] = {"connectTimeout", "maxConnections",
+					   "tcpKeepalive",   "maxConnectionDuration",
+					   "idleTimeout",    NULL};
+	size_t old = ism_v_push(v, ".tcp");
+
+	ism_v_keys(v, t, keys, NULL);
+	p->has_connect = ism_v_dur(v, t, "connectTimeout", 1, &p->connect_ms) > 0;
+	pool_max(v, t, "maxConnections", &p->limits.max_connections);
+	parse_tcp_keepalive(v, t, p);
+	ism_v_dur(v, t, "maxConnectionDuration", 1, &p->tcp_max_ms);
+	/* Istio: 0s turns the tunnels' idle timeout off. */
+	p->has_tcp_idle = ism_v_dur(v, t, "idleTimeout", 0, &p->tcp_idle_ms) > 0;
+	ism_v_pop(v, old);
+}
+
 static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_pool *p)
 {
 	static const char *const keys[] = {"tcp", "http", NULL};
-	static const char *const tkeys[] = {"connectTimeout", "maxConnections", NULL};
-	static const char *const tunimpl[] = {"tcpKeepalive", "maxConnectionDuration",
-					      "idleTimeout", NULL};
 	const struct ism_node *n = ism_v_node(v, tp, "connectionPool", false, ISM_NODE_MAP);
 	const struct ism_node *t, *h;
-	size_t old, o2;
+	size_t old;
 
 	if (n == NULL)
 		return;
 	p->set = true;
 	ism_model_pool_defaults(&p->limits);
+	p->tcp_idle_ms = ISM_DEFAULT_TCP_IDLE_MS;
 	old = ism_v_push(v, ".connectionPool");
 	ism_v_keys(v, n, keys, NULL);
 	t = ism_v_node(v, n, "tcp", false, ISM_NODE_MAP);
-	if (t != NULL) {
-		o2 = ism_v_push(v, ".tcp");
-		ism_v_keys(v, t, tkeys, tunimpl);
-		p->has_connect = ism_v_dur(v, t, "connectTimeout", 1, &p->connect_ms) > 0;
-		pool_max(v, t, "maxConnections", &p->limits.max_connections);
-		ism_v_pop(v, o2);
-	}
+	if (t != NULL)
+		parse_pool_tcp(v, t, p);
 	h = ism_v_node(v, n, "http", false, ISM_NODE_MAP);
 	if (h != NULL)
 		parse_pool_http(v, h, p);
@@ -2760,7 +3064,9 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 /* What a ServiceEntry port's protocol asks the upstream connections to speak:
  * HTTP/2 for HTTP2, GRPC and GRPC-WEB (Istio's IsHTTP2: the gRPC-Web
  * translation happens at the gateway, the upstream gets HTTP/2); HTTP/1.1 for
- * the others (HTTPS too: TLS towards it is the DestinationRule's). */
+ * the others (HTTPS too: TLS towards it is the DestinationRule's), when an HTTP
+ * route names them: a tcp or tls route's tunnel carries bytes whatever the port
+ * says. */
 static uint8_t se_port_proto(const char *proto)
 {
 	static const char *const h2[] = {"HTTP2", "GRPC", "GRPC-WEB", NULL};
@@ -2774,7 +3080,8 @@ static uint8_t se_port_proto(const char *proto)
 static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
 	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
-	static const char *const protos[] = {"HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", NULL};
+	static const char *const protos[] = {"HTTP",	 "HTTPS",    "HTTP2", "GRPC",
+					     "GRPC-WEB", PROTOS_TCP, NULL};
 	static const char *const later[] = {PROTOS_LATER, NULL};
 	const struct ism_node *l = ism_v_node(v, spec, "ports", true, ISM_NODE_SEQ);
 	size_t old;

@@ -140,6 +140,26 @@ struct ism_cm_route {
 	struct ism_cm_cors *cors; /* NULL: none */
 };
 
+/* An Istio L4MatchAttributes (tcp) or TLSMatchAttributes (tls). m holds
+ * port, gateways, sourceLabels and sourceNamespace, read and answered as an
+ * HTTP route's are (its HTTP conditions stay empty). */
+struct ism_cm_l4match {
+	struct ism_cm_match m;
+	size_t n_sni; /* tls: sniHosts, lowercased */
+	const char **sni;
+	const struct ism_node *sni_at; /* the sniHosts list */
+	size_t n_subnets;	       /* destinationSubnets */
+	struct ism_subnet *subnets;
+};
+
+/* An Istio TCPRoute or TLSRoute. */
+struct ism_cm_l4route {
+	size_t n_match;
+	struct ism_cm_l4match *match;
+	size_t n_dest;
+	struct ism_cm_dest *dest;
+};
+
 /* corsPolicy (conf/cors.c). */
 struct ism_cm_cors {
 	size_t n_origins;
@@ -163,6 +183,8 @@ struct ism_cm_vs {
 	bool delegate_only; /* no hosts: its routes serve through other's delegate */
 	size_t n_routes;
 	struct ism_cm_route *routes;
+	size_t n_tcp, n_tls; /* spec.tcp, spec.tls */
+	struct ism_cm_l4route *tcp, *tls;
 };
 
 struct ism_cm_srvhost {
@@ -176,6 +198,7 @@ struct ism_cm_srvhost {
 struct ism_cm_tls {
 	bool set;
 	bool https_redirect;
+	bool passthrough; /* a server's mode PASSTHROUGH (Istio's default mode) */
 	struct ism_tls_conf c;
 	size_t n_creds;
 	const char *creds[ISM_TLS_MAX_CERTS];
@@ -183,10 +206,31 @@ struct ism_cm_tls {
 	const char *path; /* field path of the tls block, for later errors */
 };
 
+/* What a Gateway server is, by its port.protocol and tls.mode, as Istio's
+ * gateway code tells them apart (IsHTTPServer, IsPassThroughServer, a
+ * non-HTTP server without tls). */
+enum ism_srv_kind {
+	ISM_SRV_HTTP = 0,    /* HTTP, HTTP2, GRPC: plaintext HTTP */
+	ISM_SRV_HTTPS,	     /* HTTPS: TLS terminated here, then HTTP */
+	ISM_SRV_PASSTHROUGH, /* TLS or HTTPS with tls.mode PASSTHROUGH: by SNI to tls routes */
+	ISM_SRV_TCP,	     /* TCP, MONGO, REDIS, MYSQL: bytes to tcp routes */
+};
+
+/* Servers sharing a listener must be of one class: plaintext HTTP, TLS
+ * (HTTPS and passthrough servers, told apart by SNI), or TCP. */
+static inline uint8_t ism_srv_class(uint8_t kind)
+{
+	return kind == ISM_SRV_PASSTHROUGH ? ISM_SRV_HTTPS : kind;
+}
+
+/* The kind of a server of protocol (as Istio names it): passthrough, its tls
+ * mode PASSTHROUGH; a TLS server that terminates TLS is ISM_SRV_HTTPS. */
+uint8_t ism_model_server_kind(const char *protocol, bool passthrough);
+
 struct ism_cm_server {
 	uint16_t port;
-	bool https;	      /* protocol HTTPS */
-	const char *protocol; /* as Istio names it (HTTP, HTTPS, HTTP2, GRPC); default HTTP */
+	uint8_t kind;	      /* enum ism_srv_kind */
+	const char *protocol; /* as Istio names it (HTTP, HTTPS, TCP, ...); default HTTP */
 	const char *name;
 	const struct ism_node *at;
 	struct ism_cm_tls tls;
@@ -292,6 +336,13 @@ struct ism_cm_pool {
 	uint32_t max_streams;	       /* maxConcurrentStreams; 0: the default */
 	uint32_t ping_interval_ms;     /* http2KeepAlive; 0: none */
 	uint32_t ping_timeout_ms;
+	/* tcp.idleTimeout (0: none) and maxConnectionDuration (0: none), for
+	 * tunnels; tcpKeepalive (keepalive), its probes and whole seconds (0:
+	 * the system's). */
+	bool has_tcp_idle;
+	uint32_t tcp_idle_ms, tcp_max_ms;
+	bool keepalive;
+	uint32_t ka_probes, ka_time_s, ka_interval_s;
 };
 
 struct ism_cm_od {
@@ -648,6 +699,10 @@ bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_l
 			      size_t n_want);
 /* The value of label key in have (a labels mapping, may be NULL); "" when absent. */
 const char *ism_model_label(const struct ism_node *have, const char *key);
+/* True when host pattern pat ("*", "*.suffix" or a name) covers host h (a
+ * name or a pattern itself): "*.example.com" covers "a.example.com" and
+ * "*.a.example.com", not "example.com" (Istio's SubsetOf, h of pat). */
+bool ism_model_host_covers(const char *pat, const char *h);
 /* True when gateway server host pattern s (with its namespace part) admits
  * VirtualService host h of namespace vs_ns; *domain is the effective domain. */
 bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, const char *h,

@@ -8,6 +8,7 @@
  * the PEM text travels to the workers in the compiled table: they cannot read
  * key files once they dropped privileges. Relative paths are taken from the
  * directory of the appliance file. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -395,15 +396,129 @@ static void parse_tls_certs(struct ism_vctx *v, const struct ism_node *n, struct
 	ism_v_pop(v, old);
 }
 
+/* Istio's names of enum ism_tls_mode. */
+static const char *const mode_names[] = {"DISABLE",	    "SIMPLE",	    "MUTUAL",
+					 "OPTIONAL_MUTUAL", "ISTIO_MUTUAL", NULL};
+
 static uint8_t mode_of(const char *s)
 {
-	static const char *const names[] = {"DISABLE",	       "SIMPLE",       "MUTUAL",
-					    "OPTIONAL_MUTUAL", "ISTIO_MUTUAL", NULL};
-
-	for (uint8_t i = 0; names[i]; i++)
-		if (strcmp(names[i], s) == 0)
+	for (uint8_t i = 0; mode_names[i]; i++)
+		if (strcmp(mode_names[i], s) == 0)
 			return i;
 	return ISM_TLS_NONE;
+}
+
+/* tls of a server that is neither HTTPS nor TLS (n: the tls mapping, keys
+ * its known fields). HTTP, HTTP2 and GRPC servers take httpsRedirect alone;
+ * the others no tls at all. */
+static void plaintext_tls(struct ism_vctx *v, const struct ism_node *n, const char *protocol,
+			  const char *const *keys, const char *const *unimpl, struct ism_cm_tls *t)
+{
+	bool redirect = false;
+
+	if (ism_model_server_kind(protocol, false) == ISM_SRV_TCP) {
+		ism_v_err(v, n,
+			  "a %s server has no tls (Istio: server cannot have TLS settings for "
+			  "non HTTPS/TLS ports)",
+			  protocol);
+		return;
+	}
+	ism_v_keys(v, n, keys, unimpl);
+	ism_v_bool(v, n, "httpsRedirect", &redirect);
+	t->https_redirect = redirect;
+	for (size_t i = 0; i < n->n; i++) {
+		const char *k = n->pairs[i].key->str;
+		bool known = false;
+
+		for (const char *const *p = keys; *p && !known; p++)
+			known = strcmp(*p, k) == 0;
+		if (known && strcmp(k, "httpsRedirect") != 0)
+			ism_v_err(v, n->pairs[i].key,
+				  "%s: applies to HTTPS servers only (this one is %s)", k,
+				  protocol);
+	}
+}
+
+static bool in_names(const char *const *names, const char *s)
+{
+	for (; *names; names++)
+		if (strcmp(*names, s) == 0)
+			return true;
+	return false;
+}
+
+/* tls of a server that passes TLS through (mode_set: mode PASSTHROUGH is
+ * written, else it is Istio's default): nothing but the mode means anything.
+ * Istio warns that certificates are ignored; the settings of a handshake that
+ * does not happen here are as ignored. */
+static void passthrough_tls(struct ism_vctx *v, const struct ism_node *n, bool mode_set)
+{
+	static const char *const certs[] = {
+	    "serverCertificate", "privateKey",	    "caCertificates",  "caCrl",
+	    "credentialName",	 "credentialNames", "tlsCertificates", NULL};
+	static const char *const handshake[] = {"subjectAltNames", "minProtocolVersion",
+						"maxProtocolVersion", "cipherSuites", NULL};
+
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ism_node *k = n->pairs[i].key;
+		size_t old = ism_v_push(v, ".%s", k->str);
+
+		if (in_names(certs, k->str) && mode_set)
+			ism_v_warn(
+			    v, k,
+			    "PASSTHROUGH mode does not use certificates, they will be ignored "
+			    "(as Istio warns): TLS is not terminated here");
+		else if (in_names(certs, k->str))
+			ism_v_warn(
+			    v, k,
+			    "ignored: mode is not set, and Istio's default mode, PASSTHROUGH, "
+			    "does not terminate TLS (mode: SIMPLE does)");
+		else if (in_names(handshake, k->str))
+			ism_v_warn(v, k, "has no effect: TLS is not terminated here (PASSTHROUGH)");
+		ism_v_pop(v, old);
+	}
+}
+
+/* tls.mode of an HTTPS or TLS server: its mode (enum ism_tls_mode), or -1
+ * when TLS is passed through (t->passthrough) or the mode is refused. */
+static int server_mode(struct ism_vctx *v, const struct ism_node *n, const char *protocol,
+		       struct ism_cm_tls *t)
+{
+	static const char *const modes[] = {
+	    "SIMPLE",		"MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL", "PASSTHROUGH",
+	    "AUTO_PASSTHROUGH", NULL};
+	const char *mode = "PASSTHROUGH"; /* Istio's default */
+	int rc = ism_v_enum(v, n, "mode", modes, NULL, &mode);
+	bool auto_pt = strcmp(mode, "AUTO_PASSTHROUGH") == 0;
+	bool tls = strcmp(protocol, "TLS") == 0;
+	size_t old;
+
+	if (rc < 0)
+		return -1;
+	if (strcmp(mode, "PASSTHROUGH") == 0) {
+		t->passthrough = true;
+		passthrough_tls(v, n, rc > 0);
+		return -1;
+	}
+	if (!auto_pt && !tls)
+		return mode_of(mode);
+	old = ism_v_push(v, ".mode");
+	if (auto_pt)
+		ism_v_err(
+		    v, ism_node_get(n, "mode", NULL),
+		    "AUTO_PASSTHROUGH is the mode of an east-west gateway between the networks "
+		    "of a multi-network mesh (the SNI names an Istio cluster, "
+		    "outbound_.PORT_.SUBSET_.HOST, and mTLS goes through to a sidecar); it has "
+		    "no meaning on this appliance: PASSTHROUGH with tls routes passes TLS "
+		    "through by SNI");
+	else
+		ism_v_err(
+		    v, ism_node_get(n, "mode", NULL),
+		    "protocol TLS with mode %s (TLS terminated here, then tcp routes) is not "
+		    "implemented yet; PASSTHROUGH is, and HTTPS terminates TLS for HTTP routes",
+		    mode);
+	ism_v_pop(v, old);
+	return -1;
 }
 
 void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const char *protocol,
@@ -425,45 +540,39 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 					   NULL};
 	static const char *const unimpl[] = {"verifyCertificateSpki", "verifyCertificateHash",
 					     "caCertCredentialName", "insecureSkipVerify", NULL};
-	static const char *const modes[] = {"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL",
-					    NULL};
-	static const char *const later[] = {"PASSTHROUGH", "AUTO_PASSTHROUGH", NULL};
 	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
 	struct ism_tls_conf *c = &t->c;
-	const char *mode = NULL;
-	bool https = strcmp(protocol, "HTTPS") == 0, redirect = false;
+	bool tls = ism_model_server_kind(protocol, false) == ISM_SRV_HTTPS, redirect = false;
 	size_t old, sources;
+	int mode;
 
 	if (n == NULL) {
-		if (https)
-			ism_v_err(v, srv,
-				  "an HTTPS server needs tls (mode SIMPLE, MUTUAL, "
-				  "OPTIONAL_MUTUAL or ISTIO_MUTUAL)");
+		if (tls)
+			ism_v_err(
+			    v, srv,
+			    "%s %s server needs tls (Istio: server must have TLS settings for "
+			    "HTTPS/TLS protocols): mode SIMPLE, MUTUAL, OPTIONAL_MUTUAL or "
+			    "ISTIO_MUTUAL terminates TLS, PASSTHROUGH passes it through",
+			    strcmp(protocol, "HTTPS") == 0 ? "an" : "a", protocol);
 		return;
 	}
 	old = ism_v_push(v, ".tls");
 	remember_path(v, t, n);
-	ism_v_keys(v, n, keys, unimpl);
-	ism_v_bool(v, n, "httpsRedirect", &redirect);
-	t->https_redirect = redirect;
-	if (!https) {
-		/* Plain HTTP: the only setting that applies is the redirect. */
-		for (size_t i = 0; i < n->n; i++)
-			if (strcmp(n->pairs[i].key->str, "httpsRedirect") != 0)
-				ism_v_err(v, n->pairs[i].key,
-					  "%s: applies to HTTPS servers only (this one is %s)",
-					  n->pairs[i].key->str, protocol);
+	if (!tls) {
+		plaintext_tls(v, n, protocol, keys, unimpl, t);
 		ism_v_pop(v, old);
 		return;
 	}
-	if (redirect)
+	ism_v_keys(v, n, keys, unimpl);
+	if (ism_v_bool(v, n, "httpsRedirect", &redirect) > 0 && redirect)
 		ism_v_err(v, ism_node_get(n, "httpsRedirect", NULL),
-			  "httpsRedirect applies to HTTP servers (this one is HTTPS)");
-	if (ism_v_enum(v, n, "mode", modes, later, &mode) == 0)
-		ism_v_err(v, n,
-			  "mode is required: Istio's default, PASSTHROUGH, is not "
-			  "implemented yet");
-	c->mode = mode ? mode_of(mode) : ISM_TLS_NONE;
+			  "httpsRedirect applies to HTTP servers (this one is %s)", protocol);
+	mode = server_mode(v, n, protocol, t);
+	if (mode < 0) {
+		ism_v_pop(v, old);
+		return;
+	}
+	c->mode = (uint8_t)mode;
 	if (cert_pair(v, n, "serverCertificate", "privateKey", &c->certs[0]) > 0)
 		c->n_certs = 1;
 	pem_field(v, n, "caCertificates", PEM_CA, &c->ca);
@@ -481,7 +590,7 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 				  "ISTIO_MUTUAL uses the appliance's meshIdentity: "
 				  "certificates, credentials and subjectAltNames must be "
 				  "empty");
-	} else if (c->mode != ISM_TLS_NONE) {
+	} else {
 		if (sources == 0)
 			ism_v_err(v, n,
 				  "a certificate is required: serverCertificate and "
@@ -495,7 +604,8 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 				  "subjectAltNames needs mode MUTUAL or OPTIONAL_MUTUAL");
 		/* caCertificates for MUTUAL may come from the credential: xref. */
 		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0)
-			ism_v_err(v, n, "caCertificates is required with mode %s", mode);
+			ism_v_err(v, n, "caCertificates is required with mode %s",
+				  mode_names[c->mode]);
 	}
 	if (c->min_ver && c->min_ver < TLS1_2_VERSION && c->ciphers.len == 0)
 		ism_v_err(v, ism_node_get(n, "minProtocolVersion", NULL),
@@ -774,6 +884,19 @@ void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes)
 	}
 }
 
+/* What a server of kind k is called in errors. */
+static const char *kind_name(uint8_t k)
+{
+	static const char *const names[] = {
+	    [ISM_SRV_HTTP] = "HTTP",
+	    [ISM_SRV_HTTPS] = "HTTPS",
+	    [ISM_SRV_PASSTHROUGH] = "TLS passthrough",
+	    [ISM_SRV_TCP] = "TCP",
+	};
+
+	return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
+}
+
 static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_port)
 {
 	const struct ism_conf *c = v->conf;
@@ -799,39 +922,97 @@ static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_p
 			if (srv == NULL)
 				ism_v_warn(v, pa->ports[p].at, "no Gateway server has port %u",
 					   pa->ports[p].port);
-			else if (srv->https)
-				ism_v_warn(v, pa->ports[p].at,
-					   "port %u is HTTPS: the Gateway's tls settings govern it",
-					   pa->ports[p].port);
+			else if (srv->kind != ISM_SRV_HTTP)
+				ism_v_warn(
+				    v, pa->ports[p].at,
+				    "port %u is %s: PeerAuthentication applies to plaintext "
+				    "HTTP listeners (%s)",
+				    pa->ports[p].port, kind_name(srv->kind),
+				    srv->kind == ISM_SRV_HTTPS
+					? "the Gateway's tls settings govern this one"
+					: "this one carries the client's bytes as they come");
 			ism_v_pop(v, old);
 		}
 	}
 }
 
-/* Servers sharing a listener must agree on the protocol; PROXY protocol ports
- * must be listeners. */
-static void xref_ports(struct ism_vctx *v, const struct ism_cm_server *const *on_port)
+/* The listener a server is on, as a key: its port and bind address (the
+ * Appliance's listenAddress without bind), as conf/compile.c groups them. */
+#define LISTENER_KEY 20
+
+static void listener_key(const struct ism_conf *c, const struct ism_cm_server *srv,
+			 unsigned char *key)
+{
+	const char *bind = srv->bind ? srv->bind : c->app.listen;
+
+	memset(key, 0, LISTENER_KEY);
+	key[0] = (unsigned char)(srv->port >> 8);
+	key[1] = (unsigned char)srv->port;
+	/* Validated already: an address of either family, in its bytes. */
+	key[2] = inet_pton(AF_INET6, bind, key + 4) == 1 ? 6 : 4;
+	if (key[2] == 4)
+		inet_pton(AF_INET, bind, key + 4);
+}
+
+/* Servers sharing a listener must be of one class (ism_srv_class), and a TCP
+ * listener has one server, as Istio merges them (mergeGateways keeps the first
+ * of two that cannot share a port, and refuses a second opaque TCP server). */
+static void xref_listeners(struct ism_vctx *v)
 {
 	const struct ism_conf *c = v->conf;
+	const struct ism_cm_server **first;
+	struct ism_strmap *by_key;
+	size_t n = 0, k = 0;
 
-	for (size_t g = 0; g < c->n_gws; g++) {
+	for (size_t g = 0; g < c->n_gws; g++)
+		n += c->gws[g]->n_servers;
+	first = ism_v_alloc(v, n, sizeof(*first));
+	by_key = ism_v_map(v, n);
+	for (size_t g = 0; first != NULL && by_key != NULL && g < c->n_gws; g++) {
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++) {
-			const struct ism_cm_server *srv = &c->gws[g]->servers[s];
-			const struct ism_cm_server *first = on_port[srv->port];
-			const char *b1 = first->bind ? first->bind : c->app.listen;
-			const char *b2 = srv->bind ? srv->bind : c->app.listen;
+			const struct ism_cm_server *srv = &c->gws[g]->servers[s], *f;
+			const struct ism_node *at;
+			unsigned char *key = ism_v_alloc(v, 1, LISTENER_KEY);
+			uint32_t j;
 
-			if (first->https == srv->https || strcmp(b1, b2) != 0)
+			if (key == NULL)
+				return;
+			listener_key(c, srv, key);
+			if (ism_v_map_add(v, by_key, (const char *)key, LISTENER_KEY, (uint32_t)k,
+					  &j) != 0) {
+				first[k++] = srv;
+				continue;
+			}
+			f = first[j];
+			if (ism_srv_class(f->kind) == ism_srv_class(srv->kind) &&
+			    srv->kind != ISM_SRV_TCP)
 				continue;
 			v->res = c->gws[g]->r.label;
 			ism_v_pop(v, 0);
 			ism_v_push(v, "spec.servers[%zu].port.protocol", s);
-			ism_v_err(v, srv->at,
-				  "port %u has HTTP and HTTPS servers (one at line %d): a port "
-				  "serves one protocol",
-				  srv->port, first->at ? first->at->line : 0);
+			at = ism_node_get(ism_node_get(srv->at, "port", NULL), "protocol", NULL);
+			if (at == NULL)
+				at = srv->at;
+			ism_v_err(v, at,
+				  "port %u: this %s server cannot share it with the %s server at "
+				  "line %d: %s",
+				  srv->port, kind_name(srv->kind), kind_name(f->kind),
+				  f->at ? f->at->line : 0,
+				  srv->kind == ISM_SRV_TCP && f->kind == ISM_SRV_TCP
+				      ? "a TCP port has one server, whose tcp routes take every "
+					"connection"
+				      : "a port serves plaintext HTTP, TLS (HTTPS and TLS "
+					"passthrough servers, told apart by SNI) or TCP");
 		}
 	}
+}
+
+/* PROXY protocol ports must be listeners. */
+static void xref_ports(struct ism_vctx *v, const struct ism_cm_server *const *on_port)
+{
+	const struct ism_conf *c = v->conf;
+
+	xref_listeners(v);
 	for (size_t i = 0; i < c->app.n_pp_ports; i++) {
 		if (on_port[c->app.pp_ports[i]] != NULL)
 			continue;

@@ -38,15 +38,16 @@ enum ism_cmd_form {
 	X(show_endpoints, "show endpoints", ISM_CMD_ARGS_OPTIONAL, ISM_CMD_SHOW, "[CLUSTER]",      \
 	  "per endpoint: health, ejection, admin state, weight, traffic")                          \
 	X(show_routes, "show routes", ISM_CMD_ARGS_NONE, ISM_CMD_SHOW, "",                         \
-	  "listeners, virtual hosts and routes in order")                                          \
+	  "listeners, virtual hosts and routes in order; tcp and tls routes")                      \
 	X(show_events, "show events", ISM_CMD_ARGS_NONE, ISM_CMD_SHOW, "",                         \
 	  "the last 256 events, newest last")                                                      \
 	X(set_endpoint, "set endpoint", ISM_CMD_ARGS_REQUIRED, ISM_CMD_REPORT,                     \
 	  "ID|KEY state ready|drain|maint | weight N|configured",                                  \
 	  "admin state, or weight (0: no new requests)")                                           \
 	X(explain, "explain", ISM_CMD_ARGS_REQUIRED, ISM_CMD_REPORT,                               \
-	  "METHOD URL [NAME=VALUE]... [from=IP]",                                                  \
-	  "what isthmus would do with that request, and why")                                      \
+	  "METHOD URL [NAME=VALUE]... [from=IP]  |  tcp [PORT] [to=IP] [from=IP]  |  "             \
+	  "tls SNI|- [PORT] [to=IP] [from=IP]",                                                    \
+	  "what isthmus would do with that request, TCP connection or TLS ClientHello, and why")   \
 	X(reload, "reload", ISM_CMD_ARGS_NONE, ISM_CMD_REPORT, "",                                 \
 	  "reload the file; answers when it is over")                                              \
 	X(help, "help", ISM_CMD_ARGS_NONE, ISM_CMD_SHOW, "", "this list")

@@ -153,6 +153,10 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "responses_2xx", st.resp_class[2]);
 	kv_num(&k, "responses_4xx", st.resp_class[4]);
 	kv_num(&k, "responses_5xx", st.resp_class[5]);
+	kv_num(&k, "tunnels_active", st.tunnels_active);
+	kv_num(&k, "tunnels_total", st.tunnels_total);
+	kv_num(&k, "tunnel_bytes_in", st.tunnel_bytes_in);
+	kv_num(&k, "tunnel_bytes_out", st.tunnel_bytes_out);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");
 	return 0;
@@ -345,6 +349,24 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 	return 0;
 }
 
+/* A route's destinations, with their weights, ending its line or object. */
+static void dest_list(struct ism_reply *r, const struct ism_table *t, const struct ism_dest *dest,
+		      uint32_t n, int json)
+{
+	for (uint32_t d = 0; d < n; d++) {
+		const char *cluster = t->clusters[dest[d].cluster].name.p;
+
+		if (json) {
+			ism_say(r, "%s{\"cluster\":", d ? "," : "");
+			say_json_str(r, cluster);
+			ism_say(r, ",\"weight\":%u}", dest[d].weight);
+		} else {
+			ism_say(r, " %s weight=%u", cluster, dest[d].weight);
+		}
+	}
+	ism_say(r, json ? "]}" : "\n");
+}
+
 /* One route of show routes: its matches, timeout, retries and destinations. */
 static void route_line(struct ism_reply *r, const struct ism_table *t, const struct ism_route *rt,
 		       int json, int not_first)
@@ -358,18 +380,45 @@ static void route_line(struct ism_reply *r, const struct ism_table *t, const str
 		ism_say(r, "    route %s matches=%u timeout_ms=%u retries=%u ->", rt->name.p,
 			rt->n_match, rt->timeout_ms, rt->retry.attempts);
 	}
-	for (uint32_t d = 0; d < rt->n_dest; d++) {
-		const char *cluster = t->clusters[rt->dest[d].cluster].name.p;
+	dest_list(r, t, rt->dest, rt->n_dest, json);
+}
 
-		if (json) {
-			ism_say(r, "%s{\"cluster\":", d ? "," : "");
-			say_json_str(r, cluster);
-			ism_say(r, ",\"weight\":%u}", rt->dest[d].weight);
-		} else {
-			ism_say(r, " %s weight=%u", cluster, rt->dest[d].weight);
-		}
+/* One tcp route entry, or a tls one of passthrough server srv, of show routes:
+ * its SNI host, how many destinationSubnets, and destinations. */
+static void l4_line(struct ism_reply *r, const struct ism_table *t, const struct ism_l4route *e,
+		    const char *srv, int json, int not_first)
+{
+	const char *sni = e->n_sni ? e->sni[0].p : "";
+
+	if (json) {
+		ism_say(r, "%s{\"name\":", not_first ? "," : "");
+		say_json_str(r, e->name.p);
+		ism_say(r, ",\"kind\":\"%s\",\"server\":", srv[0] ? "tls" : "tcp");
+		say_json_str(r, srv);
+		ism_say(r, ",\"sni\":");
+		say_json_str(r, sni);
+		ism_say(r, ",\"subnets\":%u,\"destinations\":[", e->n_subnets);
+	} else {
+		ism_say(r, "  %s route %s%s%s%s%s subnets=%u ->", srv[0] ? "tls" : "tcp", e->name.p,
+			srv[0] ? " server=" : "", srv, sni[0] ? " sni=" : "", sni, e->n_subnets);
 	}
-	ism_say(r, json ? "]}" : "\n");
+	dest_list(r, t, e->dest, e->n_dest, json);
+}
+
+/* The tcp routes of a TCP listener and the tls routes of its passthrough
+ * servers, in the order they are tried. */
+static void l4_lines(struct ism_reply *r, const struct ism_table *t, const struct ism_listener *li,
+		     int json)
+{
+	uint32_t nth = 0;
+
+	ism_say(r, json ? ",\"l4_routes\":[" : "");
+	for (uint32_t i = 0; i < li->n_tcp; i++)
+		l4_line(r, t, &li->tcp_routes[i], "", json, nth++ > 0);
+	for (uint32_t s = 0; s < li->n_tls; s++)
+		for (uint32_t i = 0; i < li->tls[s].n_l4; i++)
+			l4_line(r, t, &li->tls[s].l4[i], li->tls[s].name.p, json, nth++ > 0);
+	ism_say(r, json ? "]" : "");
 }
 
 /* One virtual host of show routes (srv: its HTTPS server's name, or ""). */
@@ -425,7 +474,9 @@ static uint64_t cmd_show_routes(struct ism_master *m, char *args, struct ism_rep
 			for (uint32_t v = 0; v < nv; v++, nth++)
 				vhost_lines(r, t, &vhs[v], srv, json, nth > 0);
 		}
-		ism_say(r, json ? "]}" : "");
+		ism_say(r, json ? "]" : "");
+		l4_lines(r, t, li, json);
+		ism_say(r, json ? "}" : "");
 	}
 	ism_say(r, json ? "]\n" : "");
 	return 0;

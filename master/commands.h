@@ -24,7 +24,8 @@ uint64_t ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r
 /* The answer to "reload" (json: "reload json") from the reload's report. */
 void ism_cmd_reload_answer(const char *report, int json, struct ism_reply *r);
 
-/* explain METHOD URL [NAME=VALUE]... [from=IP] (args is modified). */
+/* explain METHOD URL [NAME=VALUE]... [from=IP], explain tcp [PORT] [to=IP]
+ * [from=IP], explain tls SNI|- [PORT] [to=IP] [from=IP] (args is modified). */
 void ism_explain(struct ism_master *m, char *args, struct ism_reply *r);
 
 #endif

@@ -2,8 +2,12 @@
 /* `explain`: what the appliance would do with a request, and why: the listener,
  * virtual host, route, weighted destinations, and for the cluster the
  * priority loads, the eligible endpoints and the endpoint a pick gives now.
- * It runs the workers' own parser, router and balancer over the published
- * table and the live endpoint states. Master only. */
+ * The same for a connection to a TCP listener or a TLS ClientHello's server
+ * name: the server, tcp or tls route, destinations and endpoints. It runs the
+ * workers' own parser, router and balancer over the published table and the
+ * live endpoint states. Master only. */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +29,12 @@
 
 static const char *usage =
     "error: usage: explain METHOD URL [NAME=VALUE]... [from=CLIENT_IP]\n"
-    "  URL: http://host[:port]/path?query (port picks the listener; default the first)\n";
+    "       explain tcp [PORT] [to=ADDRESS] [from=CLIENT_IP]\n"
+    "       explain tls SNI|- [PORT] [to=ADDRESS] [from=CLIENT_IP]\n"
+    "  URL: http://host[:port]/path?query (port picks the listener; default the first)\n"
+    "  tcp: a connection to PORT (default: the first TCP listener); tls: a ClientHello\n"
+    "  naming SNI (-: none) to PORT (default: the first listener passing TLS through);\n"
+    "  to=: the address the client connected to, for destinationSubnets\n";
 
 /* enum ism_tls_mode as Istio's TLS settings name it. */
 static const char *tls_mode_name(uint8_t mode)
@@ -265,6 +274,11 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	if (req->path != raw)
 		ism_say(r, "path: %.*s normalised to %.*s\n", (int)raw_len, raw, (int)req->path_len,
 			req->path);
+	if (l->tcp) {
+		ism_say(r, "listener: TCP, its connections are not HTTP (explain tcp %u)\n",
+			l->port);
+		return;
+	}
 	if (l->n_tls) {
 		/* HTTPS: the server the SNI picks, taken to be the Host. */
 		char sni[256];
@@ -276,6 +290,13 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 		if (s < 0) {
 			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
 				sni);
+			return;
+		}
+		if (l->tls[s].passthrough) {
+			ism_say(r,
+				"TLS passthrough server: %s: TLS is not terminated here, its "
+				"connections are not HTTP (explain tls %s %u)\n",
+				l->tls[s].name.p, sni[0] ? sni : "-", l->port);
 			return;
 		}
 		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
@@ -326,6 +347,190 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);
 }
 
+/* --- TCP and TLS passthrough connections --- */
+
+/* What of a tunnel the cluster's connectionPool.tcp bounds. */
+static void explain_tunnel(const struct ism_cluster *cl, struct ism_reply *r)
+{
+	char idle[32] = "none", max[32] = "none", ka[96] = "off";
+
+	if (cl->tcp_idle_ms)
+		snprintf(idle, sizeof(idle), "%u ms", cl->tcp_idle_ms);
+	if (cl->tcp_max_duration_ms)
+		snprintf(max, sizeof(max), "%u ms", cl->tcp_max_duration_ms);
+	if (cl->keepalive)
+		snprintf(ka, sizeof(ka), "probes %u, time %u s, interval %u s (0: the system's)",
+			 cl->keepalive_probes, cl->keepalive_time_s, cl->keepalive_interval_s);
+	ism_say(r, "tunnel to %s: idle timeout %s, max duration %s, tcp keepalive %s\n", cl->name.p,
+		idle, max, ka);
+}
+
+/* The route of routes[0..n) that takes a connection with server name sni
+ * (NULL: a TCP one) made to address local (NULL: not known), the workers'
+ * choice, and where it goes. */
+static void explain_l4_route(struct ism_master *m, const struct ism_table *t,
+			     const struct ism_l4route *routes, uint32_t n, const char *sni,
+			     const struct sockaddr_storage *local, const char *peer,
+			     struct ism_reply *r)
+{
+	const char *kind = sni != NULL ? "tls" : "tcp";
+	const struct ism_l4route *rt = ism_router_l4(routes, n, sni, local);
+	struct ism_http_req none = {0};
+	bool subnets = false;
+
+	for (uint32_t i = 0; i < n && local == NULL; i++)
+		subnets |= routes[i].n_subnets > 0;
+	if (rt == NULL) {
+		ism_say(
+		    r,
+		    "%s route: none holds (of %u; the first that holds wins): the connection is "
+		    "closed (NR)%s\n",
+		    kind, n,
+		    subnets ? "; one with destinationSubnets needs the address connected to: give "
+			      "to=ADDRESS"
+			    : "");
+		return;
+	}
+	ism_say(r, "%s route: %s (entry %u of %u%s%s%s)\n", kind, rt->name.p,
+		(unsigned)(rt - routes) + 1, n, rt->n_sni ? ", sniHost " : "",
+		rt->n_sni ? rt->sni[0].p : "", rt->n_subnets ? ", destinationSubnets hold" : "");
+	for (uint32_t i = 0; i < rt->n_dest; i++)
+		ism_say(r, "destination: %s weight %u of %u\n",
+			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
+			rt->total_weight);
+	for (uint32_t i = 0; i < rt->n_dest; i++) {
+		uint32_t j = 0;
+
+		/* Each cluster once, however many destinations name it. */
+		while (j < i && rt->dest[j].cluster != rt->dest[i].cluster)
+			j++;
+		if (rt->dest[i].weight == 0 || j < i)
+			continue;
+		explain_tunnel(&t->clusters[rt->dest[i].cluster], r);
+		explain_cluster(m, t, rt->dest[i].cluster, &none, peer, r);
+	}
+}
+
+/* A ClientHello naming sni ("": none) on listener l: the server it picks,
+ * then, passed through, the tls route. */
+static void explain_tls(struct ism_master *m, const struct ism_table *t,
+			const struct ism_listener *l, const char *sni,
+			const struct sockaddr_storage *local, const char *peer, struct ism_reply *r)
+{
+	int s = ism_router_pick_server(l, sni);
+
+	if (s < 0) {
+		ism_say(r, "server: none for SNI \"%s\": the connection is closed\n", sni);
+		return;
+	}
+	if (!l->tls[s].passthrough) {
+		ism_say(r,
+			"HTTPS server: %s (mode %s): TLS is terminated here and its requests are "
+			"routed by HTTP (explain METHOD http://%s:%u/PATH)\n",
+			l->tls[s].name.p, tls_mode_name(l->tls[s].tls.mode), sni[0] ? sni : "HOST",
+			l->port);
+		return;
+	}
+	ism_say(r, "TLS passthrough server: %s\n", l->tls[s].name.p);
+	if (sni[0] == '\0') {
+		ism_say(r, "tls route: none without SNI: the connection is closed (NR)\n");
+		return;
+	}
+	explain_l4_route(m, t, l->tls[s].l4, l->tls[s].n_l4, sni, local, peer, r);
+}
+
+static bool passes_through(const struct ism_listener *l)
+{
+	for (uint32_t i = 0; i < l->n_tls; i++)
+		if (l->tls[i].passthrough)
+			return true;
+	return false;
+}
+
+/* The address a connection was made to: to (an IP address), else the
+ * listener's own when it is bound to one; false when not known. */
+static bool local_address(const struct ism_listener *l, const char *to, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (to != NULL) {
+		if (inet_pton(AF_INET, to, &((struct sockaddr_in *)ss)->sin_addr) == 1)
+			ss->ss_family = AF_INET;
+		else if (inet_pton(AF_INET6, to, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1)
+			ss->ss_family = AF_INET6;
+		return ss->ss_family != 0;
+	}
+	*ss = l->addr;
+	if (ss->ss_family == AF_INET)
+		return ((struct sockaddr_in *)ss)->sin_addr.s_addr != htonl(INADDR_ANY);
+	return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+/* explain tcp [PORT] ... / explain tls SNI|- [PORT] ... (tok[0] is tcp or tls). */
+static void explain_l4(struct ism_master *m, const struct ism_table *t, char **tok, int n_tok,
+		       struct ism_reply *r)
+{
+	bool tls = strcmp(tok[0], "tls") == 0;
+	const char *peer = "127.0.0.1", *to = NULL;
+	const struct ism_listener *l = NULL;
+	struct sockaddr_storage local;
+	unsigned long port = 0;
+	char sni[256] = "";
+	bool known;
+
+	if (tls && (n_tok < 2 || strlen(tok[1]) >= sizeof(sni))) {
+		ism_say(r, "%s", usage);
+		return;
+	}
+	for (size_t i = 0; tls && strcmp(tok[1], "-") != 0 && tok[1][i]; i++)
+		sni[i] = (char)tolower((unsigned char)tok[1][i]);
+	for (int i = tls ? 2 : 1; i < n_tok; i++) {
+		char *end;
+
+		if (strncmp(tok[i], "from=", 5) == 0) {
+			peer = tok[i] + 5;
+		} else if (strncmp(tok[i], "to=", 3) == 0) {
+			to = tok[i] + 3;
+		} else if (port == 0 && (port = strtoul(tok[i], &end, 10)) > 0 && port <= 65535 &&
+			   *end == '\0') {
+			continue;
+		} else {
+			ism_say(r, "error: not an argument of explain %s: %s\n%s", tok[0], tok[i],
+				usage);
+			return;
+		}
+	}
+	for (uint32_t i = 0; i < t->n_listeners && l == NULL; i++)
+		if (port != 0 ? t->listeners[i].port == port
+		    : tls     ? passes_through(&t->listeners[i])
+			      : t->listeners[i].tcp)
+			l = &t->listeners[i];
+	if (l == NULL && port != 0) {
+		ism_say(r, "error: no listener on port %lu\n", port);
+		return;
+	}
+	if (l == NULL) {
+		ism_say(r, "error: no %s listener\n", tls ? "TLS passthrough" : "TCP");
+		return;
+	}
+	if (tls ? l->n_tls == 0 : !l->tcp) {
+		ism_say(r, "error: the listener on port %u is not %s\n", l->port,
+			tls ? "TLS" : "TCP");
+		return;
+	}
+	known = local_address(l, to, &local);
+	if (to != NULL && !known) {
+		ism_say(r, "error: to=%s is not an IP address\n%s", to, usage);
+		return;
+	}
+	ism_say(r, "generation %llu, listener %s (port %u, %s)\n", (unsigned long long)t->gen,
+		l->name.p, l->port, tls ? "TLS" : "TCP");
+	if (tls)
+		explain_tls(m, t, l, sni, known ? &local : NULL, peer, r);
+	else
+		explain_l4_route(m, t, l->tcp_routes, l->n_tcp, NULL, known ? &local : NULL, peer,
+				 r);
+}
+
 void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
@@ -344,6 +549,10 @@ void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 	for (char *p = strtok_r(args, " ", &save); p && n_tok < EXPLAIN_HDRS + 2;
 	     p = strtok_r(NULL, " ", &save))
 		tok[n_tok++] = p;
+	if (t != NULL && n_tok >= 1 && (strcmp(tok[0], "tcp") == 0 || strcmp(tok[0], "tls") == 0)) {
+		explain_l4(m, t, tok, n_tok, r);
+		return;
+	}
 	if (n_tok < 2 || t == NULL) {
 		ism_say(r, "%s", usage);
 		return;

@@ -166,6 +166,19 @@ static const struct worker_metric worker_metrics[] = {
        "Receives that found no free shared receive buffer and waited for one."),
     WM(regex_limit, "isthmus_route_regex_limit_total", "counter",
        "Requests answered 500 because a route regex reached its match limit."),
+    WM(tunnels_active, "isthmus_tunnels_active", "gauge",
+       "Tunnels open: WebSocket and other upgrades, TCP and TLS-passthrough connections."),
+    WM(tunnels_total, "isthmus_tunnels_total", "counter", "Tunnels opened (both sides connected)."),
+    WM(tunnel_bytes_in, "isthmus_tunnel_received_bytes_total", "counter",
+       "Bytes tunnels carried from clients to upstreams."),
+    WM(tunnel_bytes_out, "isthmus_tunnel_sent_bytes_total", "counter",
+       "Bytes tunnels carried from upstreams to clients."),
+    WM(tunnel_ms, "isthmus_tunnel_duration_milliseconds_total", "counter",
+       "How long the closed tunnels lasted, summed (divide by isthmus_tunnels_total less "
+       "isthmus_tunnels_active for a mean)."),
+    WM(tunnels_refused, "isthmus_tunnels_refused_total", "counter",
+       "TCP and TLS-passthrough connections closed without a tunnel: no server name, no "
+       "route, no healthy upstream, connect failures, maxConnections."),
 };
 
 static void latency_histogram(struct ism_reply *r, const struct ism_worker_stats *st)
@@ -282,6 +295,56 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t)
 	}
 }
 
+/* One counter of the TCP and TLS routes' (struct ism_l4counters at off) of
+ * listener l's routes r[0..n), each route once (its matches share them). */
+static void l4_counter(struct ism_reply *r, const char *name, size_t off,
+		       const struct ism_listener *l, const struct ism_l4route *rt, uint32_t n,
+		       struct ism_strmap *seen)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (rt[i].stats == NULL || ism_strmap_add(seen, (const char *)&rt[i].stats,
+							  sizeof(rt[i].stats), 0, NULL) <= 0)
+			continue;
+		ism_prom_u64(
+		    r, name,
+		    atomic_load((const _Atomic uint64_t *)((const char *)rt[i].stats + off)),
+		    "listener", l->name.p, "route", rt[i].name.p, NULL);
+	}
+}
+
+static void l4_routes(struct ism_reply *r, const struct ism_table *t)
+{
+	static const struct {
+		struct ism_metric m;
+		size_t off;
+	} ms[] = {
+	    {{"isthmus_l4_route_connections_total", "counter",
+	      "Tunnels opened by TCP and TLS routes, by listener and route."},
+	     offsetof(struct ism_l4counters, connections)},
+	    {{"isthmus_l4_route_received_bytes_total", "counter",
+	      "Bytes TCP and TLS routes carried from clients."},
+	     offsetof(struct ism_l4counters, bytes_in)},
+	    {{"isthmus_l4_route_sent_bytes_total", "counter",
+	      "Bytes TCP and TLS routes carried to clients."},
+	     offsetof(struct ism_l4counters, bytes_out)},
+	};
+
+	for (size_t k = 0; k < sizeof(ms) / sizeof(ms[0]); k++) {
+		ism_prom_family(r, &ms[k].m);
+		for (uint32_t li = 0; t && li < t->n_listeners; li++) {
+			const struct ism_listener *l = &t->listeners[li];
+			struct ism_strmap seen;
+
+			ism_strmap_init(&seen, 0x6973746875730002ull);
+			l4_counter(r, ms[k].m.name, ms[k].off, l, l->tcp_routes, l->n_tcp, &seen);
+			for (uint32_t i = 0; i < l->n_tls; i++)
+				l4_counter(r, ms[k].m.name, ms[k].off, l, l->tls[i].l4,
+					   l->tls[i].n_l4, &seen);
+			ism_strmap_free(&seen);
+		}
+	}
+}
+
 /* The counters of struct ism_cluster_dyn, per cluster. */
 struct cluster_metric {
 	struct ism_metric m;
@@ -318,6 +381,7 @@ static void table_families(struct ism_reply *r, const struct ism_table *t)
 				     atomic_load(&t->listeners[l].stats->responses[k]), "listener",
 				     t->listeners[l].name.p, "code_class", classes[k], NULL);
 	route_responses(r, t);
+	l4_routes(r, t);
 	for (size_t i = 0; i < sizeof(cluster_metrics) / sizeof(cluster_metrics[0]); i++) {
 		const struct cluster_metric *cm = &cluster_metrics[i];
 

@@ -112,6 +112,16 @@ struct ism_worker_stats {
 	_Atomic uint64_t mirror_sent; /* mirrored copies that went to a mirror's endpoint */
 	_Atomic uint64_t mirror_resp_class[6];		    /* their responses, [1..5] = 1xx..5xx */
 	_Atomic uint64_t mirror_dropped[ISM_MIRROR_DROP_N]; /* enum ism_mirror_drop */
+	/* tunnels (worker/tunnel.c): WebSocket and other upgrades, TCP and TLS
+	 * passthrough routes */
+	_Atomic uint64_t tunnels_active;
+	_Atomic uint64_t tunnels_total;	   /* opened: both sides connected */
+	_Atomic uint64_t tunnel_bytes_in;  /* carried from clients to upstreams */
+	_Atomic uint64_t tunnel_bytes_out; /* carried from upstreams to clients */
+	_Atomic uint64_t tunnel_ms;	   /* how long the closed ones lasted, summed */
+	/* TCP and TLS-passthrough connections closed without a tunnel: no SNI, no
+	 * route, no healthy upstream, connect failures, maxConnections */
+	_Atomic uint64_t tunnels_refused;
 };
 
 struct ism_worker_slot {

@@ -336,17 +336,24 @@ struct ism_subnet {
  * goes to one of its weighted destinations, carried by the byte pump
  * (worker/tunnel.c). A route with several matches is several entries sharing
  * name, destinations and counters; a route without matches is one entry that
- * takes every connection. Entries are in the order Istio evaluates them (the
- * VirtualServices' order, then the routes', then the matches'): the first
- * whose conditions all hold takes the connection. */
+ * takes every connection. The first entry whose conditions all hold takes the
+ * connection. TCP routes: entries in the order Istio evaluates them (the
+ * VirtualServices' order, then the routes', then the matches'). TLS routes:
+ * one entry per SNI host of a match, sorted as Envoy picks a filter chain by
+ * server name (exact names, then wildcards by decreasing suffix length, then
+ * "*"), ties in Istio's order; an SNI host is on one entry of a listener at
+ * most (Istio drops a later match that repeats one). Match port and gateways
+ * (and sourceLabels, sourceNamespace) are decided at load: an entry is only
+ * where its match applies. */
 struct ism_l4route {
 	struct ism_str name; /* "<ns>/<vs>#tcp<i>" / "#tls<i>" (i: the route's index) */
-	/* TLS routes: match.sniHosts ("*", "*.suffix" or exact, lowercased), the
-	 * ClientHello's server name must be one of; 0: any (TCP routes) */
+	/* TLS routes: the match's sniHost ("*", "*.suffix" or exact, lowercased;
+	 * n_sni 1), the ClientHello's server name must be; 0: any (TCP routes) */
 	uint32_t n_sni;
 	const struct ism_str *sni;
 	/* match.destinationSubnets: the address the client connected to must be
-	 * in one of them; 0: any */
+	 * in one of them (addr: the prefix's bits, the rest 0; AF_INET: addr[0..3]);
+	 * 0: any */
 	uint32_t n_subnets;
 	const struct ism_subnet *subnets;
 	uint32_t n_dest;
@@ -358,8 +365,12 @@ struct ism_l4route {
 /* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */
 struct ism_tls_server {
 	struct ism_str name; /* "<ns>/<gateway>#<index>" or the server's name */
+	/* The names it is chosen by: "*", "*.suffix" or exact, lowercased. The
+	 * server's hosts; passthrough: the sni of its l4 entries, in their order
+	 * (what Envoy's filter chains for it match; its hosts only chose the
+	 * VirtualServices), so none when it has no route. */
 	uint32_t n_sni;
-	const struct ism_str *sni; /* the server's hosts: "*", "*.suffix" or exact, lowercased */
+	const struct ism_str *sni;
 	struct ism_tls_conf tls; /* mode ISM_TLS_NONE when passthrough */
 	uint32_t n_vhosts;
 	const struct ism_vhost *vhosts;

@@ -166,6 +166,35 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	return 0;
 }
 
+/* The upstream's 101: its head with the Upgrade field and the Connection
+ * option that go with it (hop-by-hop, so client_head leaves them out), then
+ * the bytes the upstream sent after it. */
+static int h1_upgrade(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		      const char *p, uint32_t len)
+{
+	struct ism_sess *s = st->sess;
+	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096 + len;
+	uint32_t queued = s->out.len;
+	int ret = 0;
+
+	if (client_head(w, s, resp, ISM_BODY_NONE, false) < 0) {
+		s->out.len = queued;
+		return -ENOMEM;
+	}
+	s->out.len -= 2; /* the head's end: the upgrade's fields go before it */
+	for (size_t i = 0; i < resp->n_headers; i++)
+		if (ism_http_header_is(&resp->headers[i], "upgrade"))
+			ret |= ism_buf_put_header(&s->out, &resp->headers[i], limit);
+	ret |= ism_buf_put_str(&s->out, "connection: upgrade\r\n\r\n", limit);
+	ret |= ism_buf_append(&s->out, p, len, limit);
+	if (ret) {
+		s->out.len = queued;
+		return -ENOMEM;
+	}
+	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	return 0;
+}
+
 static void h1_want_body(struct ism_wctx *w, struct ism_stream *st)
 {
 	ism_sock_recv(w, &st->sess->s);
@@ -211,6 +240,7 @@ const struct ism_sess_ops ism_h1_ops = {
     .data = h1_data,
     .trailers = ism_sess_drop_trailers, /* as a chunked body's are (Envoy's default) */
     .local = h1_local,
+    .upgrade = h1_upgrade,
     .want_body = h1_want_body,
     .stream_done = h1_stream_done,
     .abort = h1_abort,
@@ -234,6 +264,26 @@ static void request_body(struct ism_sess *s, const struct ism_http_req *req)
 		s->req.mode = ISM_BODY_CL;
 		s->req.remaining = (uint64_t)req->framing.content_length;
 	}
+}
+
+/* Whether req asks for an upgrade isthmus carries (RFC 9110 7.8): an HTTP/1.1
+ * request without a body whose Connection field names its Upgrade field, for
+ * any protocol but h2c (HTTP/2 comes by prior knowledge or ALPN here, as with
+ * Envoy, whose codec drops an h2c upgrade: the request goes on as HTTP/1.1). */
+static bool upgrade_wanted(const struct ism_sess *s, const struct ism_http_req *req)
+{
+	if (!req->framing.upgrade || req->minor_version != 1 || s->req.mode != ISM_BODY_NONE ||
+	    req->framing.content_length > 0 || req->framing.chunked ||
+	    !ism_http_named_in_connection(req->headers, req->n_headers, "upgrade", 7))
+		return false;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		if (ism_http_header_is(h, "upgrade"))
+			return !(h->value_len >= 3 && strncasecmp(h->value, "h2c", 3) == 0 &&
+				 (h->value_len == 3 || h->value[3] == ',' || h->value[3] == ' '));
+	}
+	return false;
 }
 
 /* A request the stream cannot be given (a parse error): its stream answers. */
@@ -340,6 +390,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 	st->req_seen = (uint64_t)body;
 	st->bytes_in = (uint64_t)n + (uint64_t)body;
+	st->upgrade = upgrade_wanted(s, &req);
 	ism_stream_request(w, st, &req, s->in.p + n, (uint32_t)data_len, done);
 	/* The head and its body bytes are consumed, answered or sent on. */
 	if (s->state != ISM_SESS_FREE && s->state != ISM_SESS_CLOSING)
@@ -410,6 +461,8 @@ void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t re
 		ism_w_buf_recycle(w, bid);
 		return;
 	case ISM_SESS_H2:
+	case ISM_SESS_L4:
+	case ISM_SESS_TUNNEL:
 	case ISM_SESS_PREAMBLE:
 	case ISM_SESS_CLOSING:
 	case ISM_SESS_FREE:

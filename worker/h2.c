@@ -166,8 +166,10 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 {
 	const char *p = hd->b.p, *end_p = hd->b.p + hd->b.len;
 	int64_t cl = -1;
-	bool authority = false;
+	bool authority = false, connect = false;
 	unsigned hosts = 0;
+	const char *proto = NULL;
+	size_t proto_len = 0;
 
 	*why = "request headers too large";
 	if (hd->over)
@@ -199,7 +201,12 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 		} else if (name_is(n, nl, "host") && hosts++ == 0 && !authority) {
 			req->host = v;
 			req->host_len = vl;
+		} else if (name_is(n, nl, ":protocol")) {
+			proto = v;
+			proto_len = vl;
 		}
+		if (name_is(n, nl, "upgrade"))
+			continue; /* a connection-specific field (nghttp2 refuses it) */
 		if (n[0] == ':')
 			continue;
 		if (name_is(n, nl, "cookie")) {
@@ -225,6 +232,18 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 		req->headers[req->n_headers++] =
 		    (struct ism_http_header){"cookie", 6, cookie->p, cookie->len};
 	req->framing = (struct ism_http_framing){.content_length = cl, .chunked = !end && cl < 0};
+	connect = req->method != NULL && name_is(req->method, req->method_len, "CONNECT");
+	if (connect && proto != NULL && req->path != NULL) {
+		/* RFC 8441 extended CONNECT (WebSocket over HTTP/2): the HTTP/1.1
+		 * upgrade it stands for, GET with Upgrade: <:protocol>; the
+		 * stream's DATA is the tunnel's bytes, unframed. */
+		req->method = "GET";
+		req->method_len = 3;
+		req->framing = (struct ism_http_framing){.content_length = -1, .upgrade = 1};
+		if (req->n_headers < ISM_MAX_HDRS - 1)
+			req->headers[req->n_headers++] =
+			    (struct ism_http_header){"upgrade", 7, proto, proto_len};
+	}
 	*why = "more than one host";
 	if (hosts > 1 && !authority)
 		return 400;
@@ -235,6 +254,39 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	if (cl > 0 && lim->max_request_body_bytes && (uint64_t)cl > lim->max_request_body_bytes)
 		return 413;
 	return 0;
+}
+
+/* An extended CONNECT for WebSocket has no Sec-WebSocket-Key (RFC 8441 5),
+ * which the HTTP/1.1 upgrade needs: one is made (16 random bytes in base64,
+ * RFC 6455 4.1) into key and added to req; the upstream's Sec-WebSocket-Accept
+ * goes back unchecked, as Envoy does. */
+static void websocket_key(struct ism_wctx *w, struct ism_http_req *req, char key[25])
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint8_t raw[18] = {0};
+
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "sec-websocket-key"))
+			return;
+	for (int i = 0; i < 16; i += 4) {
+		uint32_t r = ism_w_rand(w);
+
+		memcpy(raw + i, &r, 4);
+	}
+	for (int i = 0, o = 0; i < 18; i += 3, o += 4) {
+		uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+
+		key[o] = b64[v >> 18 & 63];
+		key[o + 1] = b64[v >> 12 & 63];
+		key[o + 2] = b64[v >> 6 & 63];
+		key[o + 3] = b64[v & 63];
+	}
+	key[22] = key[23] = '='; /* 16 bytes: 22 characters and two pads */
+	key[24] = '\0';
+	if (req->n_headers < ISM_MAX_HDRS - 1)
+		req->headers[req->n_headers++] =
+		    (struct ism_http_header){"sec-websocket-key", 17, key, 24};
 }
 
 /* The request's header block is complete: its stream starts, or answers. */
@@ -252,7 +304,13 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 	if (st != NULL && status) {
 		ism_stream_refuse(w, st, NULL, status, why);
 	} else if (st != NULL) {
+		char key[25];
+
 		ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+		if (req.framing.upgrade && !end) {
+			st->upgrade = 1;
+			websocket_key(w, &req, key);
+		}
 		ism_stream_request(w, st, &req, NULL, 0, end);
 	}
 	ism_buf_free(&cookie);
@@ -845,7 +903,7 @@ size_t ism_h2_settings(const struct ism_limits *lim, nghttp2_settings_entry *iv)
 int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 {
 	const struct ism_limits *lim = &w->table->limits;
-	nghttp2_settings_entry iv[ISM_H2_N_SETTINGS];
+	nghttp2_settings_entry iv[ISM_H2_N_SETTINGS + 1];
 	size_t n_iv = ism_h2_settings(lim, iv);
 	struct ism_h2 *h;
 
@@ -866,6 +924,8 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	s->h2 = h;
 	s->ops = &ism_h2_ops;
 	s->state = ISM_SESS_H2;
+	/* RFC 8441: WebSocket over HTTP/2 by extended CONNECT. */
+	iv[n_iv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
 	if (nghttp2_submit_settings(h->io.ng, NGHTTP2_FLAG_NONE, iv, n_iv) ||
 	    nghttp2_session_set_local_window_size(h->io.ng, NGHTTP2_FLAG_NONE, 0,
 						  (int32_t)lim->h2_initial_conn_window))

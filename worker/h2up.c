@@ -130,6 +130,9 @@ static bool has_room(const struct ism_h2c *c)
 
 bool ism_h2up_wanted(const struct ism_stream *st, const struct ism_cluster *cl)
 {
+	/* Tunnels ride an HTTP/1.1 upgrade or a bare connection. */
+	if (st->upgrade || st->l4)
+		return false;
 	switch ((enum ism_upstream_proto)cl->proto) {
 	case ISM_UP_HTTP2:
 		return true;

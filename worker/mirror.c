@@ -173,7 +173,9 @@ void ism_mirror_after_batch(struct ism_wctx *w)
 		case ISM_ST_BACKOFF:
 		case ISM_ST_ATTEMPT:
 		case ISM_ST_ABANDONED:
-		case ISM_ST_DELAY: /* a copy has no fault */
+		case ISM_ST_DELAY:   /* a copy has no fault */
+		case ISM_ST_UPGRADE: /* nor an upgrade */
+		case ISM_ST_TUNNEL:
 			break;
 		}
 	}

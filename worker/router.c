@@ -4,6 +4,7 @@
 #include "worker/router.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <pcre2.h>
 #include <stdbool.h>
@@ -487,25 +488,31 @@ bool ism_router_strmatch(const struct ism_strmatch *m, const char *v, size_t len
 	return sm_match(m, v, len, s);
 }
 
-const struct ism_dest *ism_router_pick(const struct ism_route *r, uint32_t rnd)
+const struct ism_dest *ism_router_pick_weighted(const struct ism_dest *dest, uint32_t n,
+						uint32_t total_weight, uint32_t rnd)
 {
 	uint64_t target, cum = 0;
 	uint32_t i;
 
-	if (r->total_weight == 0)
+	if (total_weight == 0)
 		return NULL;
-	target = ((uint64_t)rnd * r->total_weight) >> 32;
-	for (i = 0; i < r->n_dest; i++) {
-		cum += r->dest[i].weight;
+	target = ((uint64_t)rnd * total_weight) >> 32;
+	for (i = 0; i < n; i++) {
+		cum += dest[i].weight;
 		if (target < cum)
-			return &r->dest[i];
+			return &dest[i];
 	}
 	/* total_weight larger than the sum of the weights: a compiler bug; the last
 	 * destination with a weight is the least surprising answer. */
-	for (i = r->n_dest; i > 0; i--)
-		if (r->dest[i - 1].weight)
-			return &r->dest[i - 1];
+	for (i = n; i > 0; i--)
+		if (dest[i - 1].weight)
+			return &dest[i - 1];
 	return NULL;
+}
+
+const struct ism_dest *ism_router_pick(const struct ism_route *r, uint32_t rnd)
+{
+	return ism_router_pick_weighted(r->dest, r->n_dest, r->total_weight, rnd);
 }
 
 int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd)
@@ -518,4 +525,53 @@ int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd)
 const struct ism_match *ism_router_matched(const struct ism_router_scratch *s)
 {
 	return s->matched;
+}
+
+/* --- TCP and TLS routes --- */
+
+static bool in_subnet(const struct ism_subnet *sn, const struct sockaddr_storage *a)
+{
+	const uint8_t *p;
+	unsigned bits = sn->prefix, whole = bits / 8, rest = bits % 8;
+
+	if (a->ss_family != sn->family)
+		return false;
+	p = a->ss_family == AF_INET ? (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr
+				    : (const uint8_t *)&((const struct sockaddr_in6 *)a)->sin6_addr;
+	if (memcmp(p, sn->addr, whole) != 0)
+		return false;
+	return rest == 0 || ((p[whole] ^ sn->addr[whole]) & (0xff00u >> rest)) == 0;
+}
+
+/* destinationSubnets: none, or one holds the address connected to. */
+static bool subnets_hold(const struct ism_l4route *r, const struct sockaddr_storage *local)
+{
+	if (r->n_subnets == 0)
+		return true;
+	for (uint32_t k = 0; local != NULL && k < r->n_subnets; k++)
+		if (in_subnet(&r->subnets[k], local))
+			return true;
+	return false;
+}
+
+/* sniHosts: none (a TCP route), or one names sni. */
+static bool sni_holds(const struct ism_l4route *r, const char *sni, size_t sl)
+{
+	if (r->n_sni == 0)
+		return true;
+	for (uint32_t k = 0; sl && k < r->n_sni; k++)
+		if (ism_router_domain_rank(&r->sni[k], sni, sl) >= 0)
+			return true;
+	return false;
+}
+
+const struct ism_l4route *ism_router_l4(const struct ism_l4route *r, uint32_t n, const char *sni,
+					const struct sockaddr_storage *local)
+{
+	size_t sl = sni != NULL ? strlen(sni) : 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (sni_holds(&r[i], sni, sl) && subnets_hold(&r[i], local))
+			return &r[i];
+	return NULL;
 }

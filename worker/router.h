@@ -66,8 +66,11 @@ bool ism_router_strmatch(const struct ism_strmatch *m, const char *v, size_t len
  * (the first of them); NULL when that route has none. */
 const struct ism_match *ism_router_matched(const struct ism_router_scratch *s);
 
-/* Picks a destination by weight: rnd is uniform in [0, 2^32). NULL when the
- * route has no destination with weight > 0. */
+/* Picks a destination of dest[0..n) by weight (total_weight their sum): rnd
+ * is uniform in [0, 2^32). NULL when none has a weight > 0. */
+const struct ism_dest *ism_router_pick_weighted(const struct ism_dest *dest, uint32_t n,
+						uint32_t total_weight, uint32_t rnd);
+/* The same for a route's destinations. */
 const struct ism_dest *ism_router_pick(const struct ism_route *r, uint32_t rnd);
 /* The same, as the index of the destination's cluster, or -1. */
 int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd);
@@ -79,5 +82,12 @@ int ism_router_pick_dest(const struct ism_route *r, uint32_t rnd);
  * the next use of s. */
 int ism_router_find(struct ism_router_scratch *s, const struct ism_strmatch *m, const char *v,
 		    size_t len, size_t start, const size_t **ov);
+
+/* The first of the TCP or TLS routes r[0..n) whose match holds for a
+ * connection with server name sni (lowercase; NULL or "": none) to the local
+ * address local (NULL: unknown, which no destinationSubnets holds for). NULL:
+ * none does. */
+const struct ism_l4route *ism_router_l4(const struct ism_l4route *r, uint32_t n, const char *sni,
+					const struct sockaddr_storage *local);
 
 #endif

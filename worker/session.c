@@ -22,6 +22,7 @@
 #include "worker/sock.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
+#include "worker/tunnel.h"
 
 /* ---------- lifecycle ---------- */
 
@@ -91,6 +92,43 @@ static void set_peer(struct ism_sess *s, const struct sockaddr_storage *ss)
 	}
 }
 
+/* A TCP or TLS-passthrough connection: the first of routes[0..n) whose match
+ * holds for server name sni ("" or NULL: none) and the address connected to
+ * takes it (none: closed and logged, why saying what was missing), and its
+ * stream connects to the route's destination. */
+static void start_l4(struct ism_wctx *w, struct ism_sess *s, const struct ism_l4route *routes,
+		     uint32_t n, const char *sni, const char *why)
+{
+	struct ism_stream *st = ism_stream_new(w, s);
+	const struct ism_l4route *r = NULL;
+	struct sockaddr_storage local;
+	socklen_t ll = sizeof(local);
+	bool subnets = false;
+
+	if (st == NULL) {
+		ism_sess_close(w, s);
+		return;
+	}
+	s->st = st;
+	s->state = ISM_SESS_L4;
+	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+	for (uint32_t i = 0; i < n && !subnets; i++)
+		subnets = routes[i].n_subnets > 0;
+	/* The address the client connected to, for destinationSubnets only. */
+	if (n > 0 && (!subnets || getsockname(s->s.fd, (struct sockaddr *)&local, &ll) == 0))
+		r = ism_router_l4(routes, n, sni, subnets ? &local : NULL);
+	ism_stream_l4(w, st, r, r == NULL ? why : NULL);
+}
+
+/* Whether listener l has a TLS-passthrough server. */
+static bool has_passthrough(const struct ism_listener *l)
+{
+	for (uint32_t i = 0; i < l->n_tls; i++)
+		if (l->tls[i].passthrough)
+			return true;
+	return false;
+}
+
 void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 {
 	struct sockaddr_storage ss;
@@ -128,6 +166,14 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 	/* A connection that never sends a complete request is bounded by the
 	 * request-header timeout, counted from the accept. */
 	ism_sess_set_deadline(w, s, ISM_DL_HEADER, w->table->timeouts.request_header_ms);
+	/* TCP: no byte is needed to route (the client may wait for the server's). */
+	if (s->state == ISM_SESS_IDLE && listener < (int)w->table->n_listeners &&
+	    w->table->listeners[listener].tcp) {
+		const struct ism_listener *l = &w->table->listeners[listener];
+
+		start_l4(w, s, l->tcp_routes, l->n_tcp, NULL, "no TCP route");
+		return;
+	}
 	ism_sock_recv(w, &s->s);
 }
 
@@ -148,7 +194,8 @@ static int start_tls(struct ism_wctx *w, struct ism_sess *s, const struct ism_tl
 }
 
 /* The ClientHello's SNI picks the HTTPS server; TLS starts with its settings.
- * 1: started, 0: more bytes needed, < 0: the connection goes. */
+ * 1: started, 2: passed through (a tunnel's), 0: more bytes needed, < 0: the
+ * connection goes. */
 static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listener *l)
 {
 	char name[256];
@@ -166,12 +213,23 @@ static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listen
 	if (n == 0)
 		name[0] = '\0';
 	srv = ism_router_pick_server(l, name);
+	s->sni = n > 0 ? strdup(name) : NULL;
+	/* TLS passthrough: the ClientHello goes on untouched, with what follows
+	 * it; one that no route takes is closed and logged. */
+	if (srv < 0 && has_passthrough(l)) {
+		start_l4(w, s, NULL, 0, name, "no server for the SNI");
+		return 2;
+	}
+	if (srv >= 0 && l->tls[srv].passthrough) {
+		start_l4(w, s, l->tls[srv].l4, n > 0 ? l->tls[srv].n_l4 : 0, name,
+			 n > 0 ? "no TLS route for the SNI" : "no SNI");
+		return 2;
+	}
 	if (srv < 0) {
 		ism_debug("%s: no HTTPS server for SNI \"%s\"", s->peer, name);
 		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
 		return -ENOENT;
 	}
-	s->sni = n > 0 ? strdup(name) : NULL;
 	return start_tls(w, s, &l->tls[srv].tls) < 0 ? -ENOMEM : 1;
 }
 
@@ -237,12 +295,18 @@ static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid
 			ism_sock_recv(w, &s->s);
 			return;
 		}
+		if (ret == 2)
+			return;
 		break;
 	case ISM_PRE_MESH:
 		ret = start_tls(w, s, &t->mesh);
 		break;
 	case ISM_PRE_NONE:
 	case ISM_PRE_SNIFF:
+		if (l->tcp) {
+			start_l4(w, s, l->tcp_routes, l->n_tcp, NULL, "no TCP route");
+			return;
+		}
 		s->state = ISM_SESS_IDLE;
 		ism_h1_begin(w, s);
 		return;
@@ -274,6 +338,17 @@ static void on_read(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
 		return;
 	}
 	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	if (s->state == ISM_SESS_L4) {
+		/* Bytes before the upstream is connected: they go first once it
+		 * is (the receive is not armed again until then). */
+		int ret = ism_buf_append(&s->in, ism_w_buf_addr(w, bid), (uint32_t)res,
+					 2 * ISM_BUF_SIZE + 64);
+
+		ism_w_buf_recycle(w, bid);
+		if (ret < 0)
+			ism_sess_close(w, s);
+		return;
+	}
 	if (s->state == ISM_SESS_H2) {
 		ism_h2_recv(w, s, ism_w_buf_addr(w, bid), (uint32_t)res);
 		ism_w_buf_recycle(w, bid);
@@ -301,6 +376,10 @@ static void on_sent(struct ism_wctx *w, struct ism_sess *s, int res)
 
 static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev ev)
 {
+	if (s->state == ISM_SESS_TUNNEL && ev.kind != ISM_SEV_FREE) {
+		ism_tunnel_event(w, s->st->tun, ISM_TUN_CLIENT, ev);
+		return;
+	}
 	switch ((enum ism_sock_evkind)ev.kind) {
 	case ISM_SEV_NONE:
 		return;
@@ -352,6 +431,10 @@ void ism_sess_tick(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->sess.n; i++) {
 		struct ism_sess *s = w->sess.obj[i];
 
+		if (s->state == ISM_SESS_TUNNEL) {
+			ism_tunnel_tick(w, s->st->tun);
+			continue;
+		}
 		if (s->state == ISM_SESS_H2)
 			ism_h2_tick(w, s);
 		if (s->state == ISM_SESS_FREE || s->state == ISM_SESS_CLOSING || s->deadline == 0)
@@ -376,6 +459,16 @@ void ism_sess_drain(struct ism_wctx *w)
 			ism_h2_drain(w, s);
 		else
 			ism_h1_drain(w, s);
+	}
+}
+
+void ism_sess_drain_over(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->sess.n; i++) {
+		struct ism_sess *s = w->sess.obj[i];
+
+		if (s->state == ISM_SESS_TUNNEL)
+			ism_tunnel_close(w, s->st->tun, NULL);
 	}
 }
 

@@ -22,6 +22,8 @@ enum ism_sess_state {
 	ISM_SESS_HEAD,	   /* reading a request head */
 	ISM_SESS_STREAM,   /* a stream runs: its request body or response is in flight */
 	ISM_SESS_H2,	   /* HTTP/2: streams run on it (worker/h2.c) */
+	ISM_SESS_L4,	   /* TCP or TLS passthrough: its stream connects to the upstream */
+	ISM_SESS_TUNNEL,   /* its stream's tunnel carries its bytes (worker/tunnel.c) */
 	ISM_SESS_CLOSING,  /* closed; the slot is freed when the socket's operations end */
 };
 
@@ -83,6 +85,8 @@ void ism_sess_tick(struct ism_wctx *w);
 /* Graceful stop: idle connections close after a moment, busy ones after the
  * response in progress. */
 void ism_sess_drain(struct ism_wctx *w);
+/* The drain time is over: open tunnels close (their lines are logged). */
+void ism_sess_drain_over(struct ism_wctx *w);
 void ism_sess_free_all(struct ism_wctx *w);
 
 /* Whether the client is TLS (X-Forwarded-Proto, upstream SNI). */
@@ -141,6 +145,11 @@ struct ism_sess_ops {
 	/* A response made here (struct ism_local). 0, or -ENOMEM (nothing was
 	 * sent). */
 	int (*local)(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr);
+	/* The upstream's 101 head (resp) of an upgrade: sent, with what the
+	 * upstream sent after it (len bytes at p); ism_stream_resp_sent follows.
+	 * 0, or -ENOMEM (nothing was sent). HTTP/2: NULL (no upgrades). */
+	int (*upgrade)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		       const char *p, uint32_t len);
 	/* Reads more of the request body (for ism_stream_req_data). */
 	void (*want_body)(struct ism_wctx *w, struct ism_stream *st);
 	/* The stream ended whole (answered, its request read or not); sp was

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf/defaults.h"
 #include "health/outlier.h"
 #include "lib/log.h"
 #include "worker/actions.h"
@@ -26,12 +27,15 @@
 #include "worker/session.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
+#include "worker/tunnel.h"
 #include "worker/upstream.h"
 
 static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
 			 bool close);
 static void do_retry(struct ism_wctx *w, struct ism_stream *st);
 static void delay_over(struct ism_wctx *w, struct ism_stream *st);
+static void l4_refused(struct ism_wctx *w, struct ism_stream *st, const char *why);
+static void stream_cut(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---------- lifecycle ---------- */
 
@@ -286,7 +290,8 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	if (cl == NULL || st->rs.retries_left == 0 || st->req_streamed || w->draining ||
 	    st->resp_started)
 		return false;
-	if (st->replay.len == 0 && !ism_up_replayable(st))
+	/* A TCP or TLS connection sends nothing before it is connected. */
+	if (!st->l4 && st->replay.len == 0 && !ism_up_replayable(st))
 		return false;
 	if (st->route_deadline && w->now >= st->route_deadline)
 		return false;
@@ -384,7 +389,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		     const struct ism_endpoint *ep, struct ism_buf *head)
 {
 	bool full = false;
-	struct ism_upconn *u = ism_up_start(w, st, cl, ep, head, false, &full);
+	struct ism_upconn *u = ism_up_start(w, st, cl, ep, head, st->l4, &full);
 
 	if (u == NULL && full) {
 		wait_for_connection(w, st, cl, head);
@@ -593,10 +598,117 @@ static void stream_finish(struct ism_wctx *w, struct ism_stream *st)
 	s->ops->stream_done(w, s, sp);
 }
 
+/* ---------- tunnels ---------- */
+
+/* The stream's tunnel ends: its line is logged (a WebSocket's 101 was
+ * counted when it went), its upstream connection closes. */
+static void tunnel_finish(struct ism_wctx *w, struct ism_stream *st)
+{
+	retry_done(w, st);
+	log_exchange(w, st);
+	ism_tunnel_free(w, st->tun);
+	if (st->up != NULL) {
+		ep_done(w, st, false);
+		ism_up_release(w, st, false, 0);
+	}
+	stream_free(w, st);
+}
+
+void ism_stream_tunnel_end(struct ism_wctx *w, struct ism_stream *st, const char *flags)
+{
+	struct ism_sess *s = st->sess;
+
+	if (flags != NULL)
+		st->flags = flags;
+	s->st = NULL;
+	tunnel_finish(w, st);
+	ism_sess_close(w, s);
+}
+
+/* The exchange becomes a tunnel, bounded by idle_ms of silence and max_ms in
+ * all (0: none); the route's timeout does not cut it (Istio). */
+static void tunnel_start(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
+			 uint32_t max_ms, struct ism_l4counters *stats)
+{
+	st->route_deadline = 0;
+	set_deadline(w, st, ISM_SDL_NONE, 0);
+	if (ism_tunnel_open(w, st, idle_ms, max_ms, stats) < 0) {
+		stream_cut(w, st);
+		return;
+	}
+	st->state = ISM_ST_TUNNEL;
+}
+
+/* A TCP or TLS connection that gets no tunnel: it closes, and its stream's
+ * line (st->flags says why) is logged as the session's close aborts it. */
+static void l4_refused(struct ism_wctx *w, struct ism_stream *st, const char *why)
+{
+	atomic_fetch_add_explicit(&w->st->tunnels_refused, 1, memory_order_relaxed);
+	ism_debug("%s: connection closed: %s", st->sess->peer, why);
+	ism_sess_close(w, st->sess);
+}
+
+/* Envoy's TCP proxy makes max_connect_attempts (1 unless set; Istio leaves it);
+ * isthmus tries two more endpoints after a connect failure, as an HTTP route's
+ * default retry policy does, the previous endpoint avoided. */
+static const struct ism_retry l4_retry = {
+    .attempts = 2,
+    .retry_on = ISM_RETRY_CONNECT_FAILURE,
+    .ignore_previous_hosts = 1,
+    .backoff_base_ms = 25,
+};
+
+void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l4route *r,
+		   const char *why)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_dest *d;
+	const struct ism_cluster *cl;
+	struct ism_buf head = {0};
+	int ei;
+
+	st->l4 = 1;
+	st->l4_route = r;
+	log_begin(w, st, NULL);
+	if (r == NULL) {
+		st->flags = "NR";
+		l4_refused(w, st, why != NULL ? why : "no route");
+		return;
+	}
+	if (st->log_req != NULL)
+		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
+	d = ism_router_pick_weighted(r->dest, r->n_dest, r->total_weight, ism_w_rand(w));
+	if (d == NULL || d->cluster >= t->n_clusters) {
+		stream_local(w, st, 503, "no destination", false);
+		return;
+	}
+	cl = &t->clusters[d->cluster];
+	st->cluster = d->cluster;
+	/* maxConnections: Envoy's TCP proxy closes the connection (no queue). */
+	if (ism_up_pool_full(w, cl)) {
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
+		return;
+	}
+	ism_retry_state_init(&st->rs, &l4_retry);
+	ei = pick_endpoint(w, st, UINT32_MAX);
+	if (ei < 0) {
+		stream_local(w, st, 503, "no healthy upstream", false);
+		return;
+	}
+	st->connect_timeout_ms = cl->connect_timeout_ms;
+	dispatch(w, st, cl, &cl->endpoints[ei], &head);
+	ism_buf_free(&head);
+}
+
 void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st)
 {
 	if (st->state == ISM_ST_FREE || st->state == ISM_ST_ABANDONED)
 		return;
+	if (st->tun != NULL) {
+		tunnel_finish(w, st);
+		return;
+	}
 	st->od_pending = 0; /* cut short by the client, or told already */
 	wait_remove(w, st);
 	retry_done(w, st);
@@ -722,6 +834,10 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 	ep_done(w, st, lr->status >= 500);
 	if (st->up != NULL)
 		ism_up_abort(w, st);
+	if (st->l4) {
+		l4_refused(w, st, lr->why);
+		return;
+	}
 	if (st->sending || st->resp_started) {
 		/* Part of a response is already on the wire: all we can do is close. */
 		stream_cut(w, st);
@@ -1326,7 +1442,20 @@ int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st)
 
 void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 {
-	set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+	const struct ism_cluster *cl;
+
+	if (!st->l4) {
+		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		return;
+	}
+	/* Connected: a success to outlier detection (Envoy's local-origin
+	 * connect success), and the tunnel opens. */
+	record_outcome(w, st, ISM_FAIL_NONE, 200);
+	cl = st_cluster(w, st);
+	tunnel_start(w, st, cl != NULL ? cl->tcp_idle_ms : ISM_DEFAULT_TCP_IDLE_MS,
+		     cl != NULL ? cl->tcp_max_duration_ms : 0,
+		     st->l4_route != NULL && w->table->gen == st->table_gen ? st->l4_route->stats
+									    : NULL);
 }
 
 void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)
@@ -1423,6 +1552,40 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	set_deadline(w, st, ISM_SDL_NONE, 0);
 }
 
+void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_resp *resp, const char *p, uint32_t len)
+{
+	struct ism_http_resp copy;
+
+	/* Neither the route's timeout nor the response timeout cut a WebSocket:
+	 * timeouts.idle of silence does. */
+	st->route_deadline = 0;
+	if (st->sess->ops->upgrade == NULL) {
+		/* An HTTP/2 client's extended CONNECT (RFC 8441): a 200, then
+		 * the bytes both ways as the stream's request and response
+		 * bodies, until either side ends. */
+		copy = *resp;
+		copy.status = 200;
+		st->response_timeout_ms = w->table->timeouts.idle_ms;
+		ism_stream_up_head(w, st, &copy, ISM_BODY_CLOSE, p, len, false);
+		return;
+	}
+	record_outcome(w, st, ISM_FAIL_NONE, resp->status);
+	st->status = (uint16_t)resp->status;
+	if ((st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) ||
+	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL) ||
+	    st->sess->ops->upgrade == NULL || st->sess->ops->upgrade(w, st, resp, p, len) < 0) {
+		stream_cut(w, st);
+		return;
+	}
+	count_status(w, resp->status);
+	st->state = ISM_ST_UPGRADE;
+	st->resp_head_done = 1;
+	st->resp_started = 1;
+	st->sending = 1;
+	set_deadline(w, st, ISM_SDL_NONE, 0);
+}
+
 void ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n)
 {
@@ -1473,10 +1636,14 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
 		ism_up_resume(w, st);
 		return;
+	case ISM_ST_UPGRADE: /* the 101 went out: WebSocket bytes from now */
+		tunnel_start(w, st, w->table->timeouts.idle_ms, 0, NULL);
+		return;
 	case ISM_ST_NEW:
 	case ISM_ST_WAITING:
 	case ISM_ST_BACKOFF:
 	case ISM_ST_DELAY:
+	case ISM_ST_TUNNEL:
 	case ISM_ST_ABANDONED:
 	case ISM_ST_FREE:
 		break;

@@ -27,6 +27,8 @@ enum ism_stream_state {
 	ISM_ST_LOCAL,	  /* a response made here goes to the client */
 	ISM_ST_ABANDONED, /* its session went away; freed once its timer is back */
 	ISM_ST_DELAY,	  /* a fault delay runs; the request goes on, or is aborted, after it */
+	ISM_ST_UPGRADE,	  /* the upstream's 101 goes to the client; a tunnel follows */
+	ISM_ST_TUNNEL,	  /* bytes flow both ways (worker/tunnel.c) until either side ends */
 };
 
 /* What a stream's deadline bounds (enum values of deadline_kind). */
@@ -111,6 +113,11 @@ struct ism_stream {
 	uint32_t delay_ms;	       /* ISM_ST_DELAY: the delay */
 	struct ism_deferred *deferred; /* ISM_ST_DELAY: an answer made meanwhile; NULL */
 	struct ism_cors_out *cors;     /* Access-Control-* fields of the answer (malloc'd); NULL */
+	/* tunnels (worker/tunnel.h) */
+	uint8_t upgrade; /* an HTTP/1.1 upgrade (WebSocket): a 101 makes the exchange a tunnel */
+	uint8_t l4;	 /* a TCP or TLS-passthrough connection: a tunnel once connected */
+	struct ism_tunnel *tun;		    /* ISM_ST_TUNNEL: the pump; NULL */
+	const struct ism_l4route *l4_route; /* the TCP or TLS route (table of table_gen) */
 };
 
 /* ---- from the session ---- */
@@ -142,6 +149,17 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st);
  * too, its access-log line says why. */
 void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st);
 
+/* A TCP or TLS-passthrough connection of the stream's session, taken by route
+ * r (NULL: none; why says what failed): a destination, an endpoint, a connect
+ * (another endpoint after a connect failure), then a tunnel carrying the
+ * session's bytes both ways, the early ones (its buffer) first. Without a
+ * route, a healthy endpoint or a connection, the session closes, logged. */
+void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l4route *r,
+		   const char *why);
+/* The stream's tunnel ended (flags: why, for the access log; NULL): logged and
+ * counted, its upstream connection and its session close. */
+void ism_stream_tunnel_end(struct ism_wctx *w, struct ism_stream *st, const char *flags);
+
 /* ---- from the upstream connection ---- */
 
 /* The connection is usable: the request goes out. */
@@ -160,6 +178,11 @@ bool ism_stream_up_interim(struct ism_wctx *w, struct ism_stream *st,
 bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st);
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done);
+/* The upstream accepted the upgrade the stream asked for: its 101 head resp
+ * goes to the client, with the len bytes at p the upstream sent after it,
+ * then the exchange becomes a tunnel. */
+void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_resp *resp, const char *p, uint32_t len);
 /* Trailer fields of the response, before its last data (HTTP/2 upstreams). */
 void ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n);

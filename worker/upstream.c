@@ -21,6 +21,7 @@
 #include "worker/sock.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
+#include "worker/tunnel.h"
 #include "worker/upstream.h"
 
 /* ---------- lifecycle ---------- */
@@ -181,6 +182,20 @@ uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *
 	return k ? k : 1;
 }
 
+/* connectionPool.tcp.tcpKeepalive on an upstream socket (0: the system's). */
+static void keepalive(int fd, const struct ism_cluster *cl)
+{
+	int one = 1, v;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if ((v = (int)cl->keepalive_probes) > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+	if ((v = (int)cl->keepalive_time_s) > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+	if ((v = (int)cl->keepalive_interval_s) > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+}
+
 struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *st,
 				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				  bool h2)
@@ -199,6 +214,8 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	}
 	ism_sock_open(&u->s, fd, true, u->s.idx, u->s.gen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (cl->keepalive)
+		keepalive(fd, cl);
 	u->ep_id = ep->id;
 	u->tls_fp = ism_up_pool_key(st, cl);
 	if (u->tls_fp != 0) {
@@ -426,6 +443,14 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	}
 	if (ed != NULL)
 		ret |= put_edits(out, ed, limit);
+	/* An upgrade goes on with its Upgrade field (hop-by-hop, so not among
+	 * the fields above) and the Connection option that carries it. */
+	for (size_t i = 0; st->upgrade && i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "upgrade")) {
+			ret |= ism_buf_put_header(out, &req->headers[i], limit);
+			ret |= ism_buf_put_str(out, "connection: upgrade\r\n", limit);
+			break;
+		}
 	ret |= ism_buf_append(out, "\r\n", 2, limit);
 	return ret ? -ENOMEM : 0;
 }
@@ -510,6 +535,16 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 				u->paused = 1; /* interim heads go out first */
 			else
 				ism_sock_recv(w, &u->s);
+			return;
+		}
+		if (n >= 0 && resp.status == 101 && st->upgrade) {
+			/* The upgrade is accepted: what follows the head is the
+			 * tunnel's. */
+			u->head_done = 1;
+			u->reusable = 0;
+			/* An HTTP/2 client's WebSocket reads the rest as a body. */
+			u->resp = (struct ism_body){.mode = ISM_BODY_CLOSE};
+			ism_stream_up_upgrade(w, st, &resp, u->in.p + n, u->in.len - (uint32_t)n);
 			return;
 		}
 		if (n < 0 || resp.status == 101) {
@@ -664,7 +699,9 @@ static void on_ready(struct ism_wctx *w, struct ism_upconn *u)
 		return;
 	}
 	u->state = ISM_UP_BUSY;
-	send_request(w, u);
+	/* A TCP or TLS route's connection carries the tunnel's bytes only. */
+	if (!u->st->l4)
+		send_request(w, u);
 	ism_stream_up_ready(w, u->st);
 }
 
@@ -690,6 +727,10 @@ static void ready(struct ism_wctx *w, struct ism_upconn *u)
 
 static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_ev ev)
 {
+	if (u->state == ISM_UP_TUNNEL && ev.kind != ISM_SEV_FREE) {
+		ism_tunnel_event(w, u->st->tun, ISM_TUN_UPSTREAM, ev);
+		return;
+	}
 	switch ((enum ism_sock_evkind)ev.kind) {
 	case ISM_SEV_NONE:
 		return;

@@ -24,6 +24,7 @@ enum ism_upstate {
 	ISM_UP_BUSY,	   /* carrying a stream */
 	ISM_UP_IDLE,	   /* in the pool */
 	ISM_UP_MUX,	   /* HTTP/2: ready, carrying streams (or none, until its idle time) */
+	ISM_UP_TUNNEL,	   /* its stream's tunnel carries its bytes (worker/tunnel.c) */
 	ISM_UP_CLOSING,	   /* closed; the slot is freed when the socket's operations end */
 };
 

@@ -480,6 +480,7 @@ static int loop(struct ism_wctx *w)
 	}
 	if (w->n_active)
 		ism_warn("drain time over: closing %u connections", w->n_active);
+	ism_sess_drain_over(w);
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #ifndef ISM_TESTS_UNIT_LOADED_H
 #define ISM_TESTS_UNIT_LOADED_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,39 @@ static inline int loaded_load(struct loaded *l, const char *name, const char *te
 	rc = ism_conf_compile(l->conf, &l->arena, loaded_ep_id, &next, &l->t, &l->d);
 	assert_int_equal(rc, 0);
 	return 0;
+}
+
+/* The cluster of t named name ("outbound|<port>|<subset>|<host>"); fails the
+ * test when there is none. */
+static inline const struct ism_cluster *loaded_cluster(const struct ism_table *t, const char *name)
+{
+	for (uint32_t i = 0; i < t->n_clusters; i++)
+		if (strcmp(t->clusters[i].name.p, name) == 0)
+			return &t->clusters[i];
+	fail_msg("no cluster %s", name);
+	return NULL;
+}
+
+/* The whole file at path, NUL-terminated (malloc'd); NULL when unreadable. */
+static inline char *loaded_read_file(const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (fp == NULL)
+		return NULL;
+	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0) {
+		buf = malloc((size_t)n + 1);
+		if (buf != NULL && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		}
+		if (buf != NULL)
+			buf[n] = '\0';
+	}
+	fclose(fp);
+	return buf;
 }
 
 static inline void loaded_free(struct loaded *l)

@@ -18,6 +18,7 @@
 #include <pcre2.h>
 
 #include "conf/conf.h"
+#include "loaded.h"
 
 #define ARENA_SIZE (4u << 20)
 
@@ -125,15 +126,6 @@ static bool has_warning(const struct ism_diags *d, const char *field_part, const
 	return has_diag(d, ISM_DIAG_WARNING, field_part, msg_part);
 }
 
-static const struct ism_cluster *cluster(const struct ism_table *t, const char *name)
-{
-	for (uint32_t i = 0; i < t->n_clusters; i++)
-		if (strcmp(t->clusters[i].name.p, name) == 0)
-			return &t->clusters[i];
-	fail_msg("no cluster %s", name);
-	return NULL;
-}
-
 /* The cluster of service s (namespace default) for port and subset. */
 static const struct ism_cluster *s_cluster(const struct ism_table *t, unsigned port,
 					   const char *subset)
@@ -141,35 +133,12 @@ static const struct ism_cluster *s_cluster(const struct ism_table *t, unsigned p
 	char name[128];
 
 	snprintf(name, sizeof(name), "outbound|%u|%s|s.default.svc.cluster.local", port, subset);
-	return cluster(t, name);
+	return loaded_cluster(t, name);
 }
 
 static uint16_t ep_port(const struct ism_endpoint *e)
 {
 	return ntohs(((const struct sockaddr_in *)&e->addr)->sin_port);
-}
-
-static char *read_all(const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		return NULL;
-	if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) != 0) {
-		fclose(fp);
-		return NULL;
-	}
-	buf = malloc((size_t)n + 1);
-	if (buf != NULL && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	if (buf != NULL)
-		buf[n] = '\0';
-	fclose(fp);
-	return buf;
 }
 
 #define APP                                                                                        \
@@ -246,9 +215,9 @@ static void test_example_file(void **state)
 	assert_int_equal(vh->routes[2].total_weight, 100);
 
 	assert_int_equal(t->n_clusters, 3);
-	api = cluster(t, "outbound|80||api.demo.internal");
-	v1 = cluster(t, "outbound|80|v1|web.demo.internal");
-	v2 = cluster(t, "outbound|80|v2|web.demo.internal");
+	api = loaded_cluster(t, "outbound|80||api.demo.internal");
+	v1 = loaded_cluster(t, "outbound|80|v1|web.demo.internal");
+	v2 = loaded_cluster(t, "outbound|80|v2|web.demo.internal");
 	assert_ptr_equal(&t->clusters[vh->routes[0].dest[0].cluster], api);
 	assert_ptr_equal(&t->clusters[vh->routes[1].dest[0].cluster], v2);
 	assert_ptr_equal(&t->clusters[vh->routes[2].dest[0].cluster], v1);
@@ -476,7 +445,7 @@ static void test_matches_and_defaults(void **state)
 	assert_int_equal(vh->routes[1].total_weight, 7);
 	/* All three destinations are one cluster (the service's only port). */
 	assert_int_equal(t->n_clusters, 1);
-	c = cluster(t, "outbound|81||shop.default.svc.cluster.local");
+	c = loaded_cluster(t, "outbound|81||shop.default.svc.cluster.local");
 	assert_int_equal(c->lb, ISM_LB_LEAST_REQUEST); /* Istio's default */
 	assert_int_equal(c->connect_timeout_ms, 10000);
 	assert_null(c->hc);
@@ -790,12 +759,12 @@ static const struct ism_table *load_sample(struct fx *f, const char *name)
 	size_t len;
 
 	snprintf(path, sizeof(path), "%s/%s", samples_dir(), name);
-	sample = read_all(path);
+	sample = loaded_read_file(path);
 	if (sample == NULL)
 		fail_msg("cannot read %s", path);
 	if (strcmp(name, "destination-rule-all.yaml") != 0) {
 		snprintf(path, sizeof(path), "%s/destination-rule-all.yaml", samples_dir());
-		drs = read_all(path);
+		drs = loaded_read_file(path);
 		assert_non_null(drs);
 	}
 	len = strlen(samples_prefix) + (drs ? strlen(drs) : 0) + strlen(sample) + 16;
@@ -976,7 +945,7 @@ static void test_failover_task(void **state)
 	    "      baseEjectionTime: 1m\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
 
 	/* P0 region1/zone1, P1 region1/zone2 (2 before compaction), P2 region2
 	 * (the failover target), P3 region3. */
@@ -1020,7 +989,7 @@ static void test_failover_without_outlier(void **state)
 	    "        - {from: region1, to: region2}\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
 	const struct ism_diag *w;
 	int line, col;
 
@@ -1053,7 +1022,7 @@ static void test_failover_disabled(void **state)
 	    "    outlierDetection: {minHealthPercent: 60}\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
 
 	assert_non_null(c->od);
 	assert_int_equal(c->panic_threshold, 60);
@@ -1076,7 +1045,7 @@ static void test_failover_priority(void **state)
 	    "    outlierDetection: {}\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
 
 	/* .1 n1 zone1: both match, 0; .2 n1 zone2 and .4 n1 zone4: net only, 1;
 	 * .3 n2: none, 2. */
@@ -1093,7 +1062,7 @@ static void test_failover_priority(void **state)
 	f->conf = NULL;
 	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
 	t = load_compile(f, both);
-	c = cluster(t, TASK_CLUSTER);
+	c = loaded_cluster(t, TASK_CLUSTER);
 	/* net=n2: .3 tier 0 (raw 0*5+4 = 4: region2 is not the failover target); the others tier 1:
 	 * .1 5, .2 7, .4 (region3 is the failover target) 8. */
 	assert_int_equal(c->n_priorities, 4);
@@ -1123,7 +1092,7 @@ static void test_distribute(void **state)
 		"    outlierDetection: {}\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_cluster *c = cluster(t, TASK_CLUSTER);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
 
 	/* region1/zone1 (2 of 3) gets ceil(2*80/3) = 54, zone2 ceil(80/3) = 27;
 	 * region2/zone3 20; region3 no endpoints. distribute wins over the
@@ -1250,13 +1219,13 @@ static void test_consistent_hash(void **state)
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cluster *ring =
-	    cluster(t, "outbound|5000|ring|helloworld.default.svc.cluster.local");
+	    loaded_cluster(t, "outbound|5000|ring|helloworld.default.svc.cluster.local");
 	const struct ism_cluster *mag =
-	    cluster(t, "outbound|5000|maglev|helloworld.default.svc.cluster.local");
+	    loaded_cluster(t, "outbound|5000|maglev|helloworld.default.svc.cluster.local");
 	const struct ism_cluster *ck =
-	    cluster(t, "outbound|5000|cookie|helloworld.default.svc.cluster.local");
+	    loaded_cluster(t, "outbound|5000|cookie|helloworld.default.svc.cluster.local");
 	const struct ism_cluster *leg =
-	    cluster(t, "outbound|5000|legacy|helloworld.default.svc.cluster.local");
+	    loaded_cluster(t, "outbound|5000|legacy|helloworld.default.svc.cluster.local");
 	uint32_t seen[3] = {0};
 
 	assert_int_equal(ring->lb, ISM_LB_RING_HASH);
@@ -1436,7 +1405,7 @@ static void test_h2_protocols(void **state)
 	for (unsigned i = 0; i < sizeof(want); i++) {
 		const struct ism_cluster *c =
 		    i < 6 ? s_cluster(t, i + 1, "")
-			  : cluster(t, "outbound|0||t.default.svc.cluster.local");
+			  : loaded_cluster(t, "outbound|0||t.default.svc.cluster.local");
 
 		assert_int_equal(c->proto, want[i]);
 		assert_int_equal(c->h2_max_streams, ISM_H2_MAX_STREAMS);
@@ -1592,9 +1561,12 @@ static void test_hc_fields(void **state)
 	    "  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
-	const struct ism_hc *h80 = cluster(t, "outbound|80||s.default.svc.cluster.local")->hc;
-	const struct ism_hc *h81 = cluster(t, "outbound|81||s.default.svc.cluster.local")->hc;
-	const struct ism_hc *h82 = cluster(t, "outbound|82||s.default.svc.cluster.local")->hc;
+	const struct ism_hc *h80 =
+	    loaded_cluster(t, "outbound|80||s.default.svc.cluster.local")->hc;
+	const struct ism_hc *h81 =
+	    loaded_cluster(t, "outbound|81||s.default.svc.cluster.local")->hc;
+	const struct ism_hc *h82 =
+	    loaded_cluster(t, "outbound|82||s.default.svc.cluster.local")->hc;
 
 	/* Envoy's defaults. */
 	assert_int_equal(h80->type, ISM_HC_HTTP);
@@ -1843,7 +1815,7 @@ static uint32_t mirror_cluster(const struct ism_table *t, const char *host)
 	char name[128];
 
 	snprintf(name, sizeof(name), "outbound|80||%s.default.svc.cluster.local", host);
-	return (uint32_t)(cluster(t, name) - t->clusters);
+	return (uint32_t)(loaded_cluster(t, name) - t->clusters);
 }
 
 /* mirror, mirrorPercentage, mirrorPercent, mirrors[]: compiled as Istio
@@ -2277,11 +2249,15 @@ static const struct bad bads[] = {
      17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize", "below 5000011"},
     {"warmup", DR_HEAD "    loadBalancer: {simple: RANDOM, warmupDurationSecs: 10s}\n", 14, 36,
      DR_FIELD "loadBalancer.warmupDurationSecs", "not implemented yet"},
-    {"tcpKeepalive", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}\n", 14, 28,
-     DR_FIELD "connectionPool.tcp.tcpKeepalive", "not implemented yet"},
+    {"tcpKeepalive time", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {time: 500ms}}}\n", 14,
+     49, DR_FIELD "connectionPool.tcp.tcpKeepalive.time", "must be between 1s and 32767s"},
+    {"tcpKeepalive probes", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {probes: 128}}}\n",
+     14, 51, DR_FIELD "connectionPool.tcp.tcpKeepalive.probes", "between 0 and 127"},
     {"maxConnectionDuration",
-     DR_HEAD "    connectionPool:\n      tcp: {maxConnectionDuration: 5s}\n", 15, 13,
-     DR_FIELD "connectionPool.tcp.maxConnectionDuration", "not implemented yet"},
+     DR_HEAD "    connectionPool:\n      tcp: {maxConnectionDuration: 0s}\n", 15, 36,
+     DR_FIELD "connectionPool.tcp.maxConnectionDuration", "must be at least 1ms"},
+    {"tcp idleTimeout", DR_HEAD "    connectionPool:\n      tcp: {idleTimeout: 1}\n", 15, 26,
+     DR_FIELD "connectionPool.tcp.idleTimeout", "must be a duration"},
     {"minHealthPercent over 100", DR_HEAD "    outlierDetection:\n      minHealthPercent: 101\n",
      15, 25, DR_FIELD "outlierDetection.minHealthPercent", "between 0 and 100"},
     {"port-level tls",
@@ -2289,24 +2265,26 @@ static const struct bad bads[] = {
      16, 19, DR_FIELD "portLevelSettings[0].tls.mode", "unknown value"},
     {"port-level without port", DR_HEAD "    portLevelSettings:\n    - loadBalancer: {}\n", 15, 7,
      DR_FIELD "portLevelSettings[0].port", "required field missing"},
-    {"gateway protocol TCP", GW_SERVERS "  - port: {number: 80, protocol: TCP}\n    hosts: [a]\n",
-     13, 34, GW_FIELD "port.protocol", "TCP is not implemented yet"},
+    {"gateway protocol UDP", GW_SERVERS "  - port: {number: 80, protocol: UDP}\n    hosts: [a]\n",
+     13, 34, GW_FIELD "port.protocol", "UDP is not implemented yet"},
     {"gateway protocol tls", GW_SERVERS "  - port: {number: 80, protocol: tls}\n    hosts: [a]\n",
-     13, 34, GW_FIELD "port.protocol", "tls is not implemented yet"},
+     13, 5, "Gateway default/gw: spec.servers[0]", "a TLS server needs tls"},
     {"gateway protocol GRPC-WEB",
      GW_SERVERS "  - port: {number: 80, protocol: GRPC-WEB}\n    hosts: [a]\n", 13, 34,
      GW_FIELD "port.protocol", "GRPC-WEB is not implemented yet"},
     {"gateway protocol unknown",
      GW_SERVERS "  - port: {number: 80, protocol: BOGUS}\n    hosts: [a]\n", 13, 34,
-     GW_FIELD "port.protocol", "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2 or GRPC"},
+     GW_FIELD "port.protocol",
+     "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2, GRPC, TCP, TLS, MONGO, REDIS or MYSQL"},
     {"GRPC server with tls",
      GW_SERVERS "  - port: {number: 80, protocol: GRPC}\n    hosts: [a]\n    tls: {mode: SIMPLE}\n",
      15, 11, GW_FIELD "tls", "mode: applies to HTTPS servers only (this one is GRPC)"},
-    {"service port MONGO", SE_HEAD "  ports: [{number: 80, name: http, protocol: MONGO}]\n", 14, 46,
-     "ServiceEntry default/se: spec.ports[0].protocol", "MONGO is not implemented yet"},
+    {"service port UDP", SE_HEAD "  ports: [{number: 80, name: http, protocol: UDP}]\n", 14, 46,
+     "ServiceEntry default/se: spec.ports[0].protocol", "UDP is not implemented yet"},
     {"service port unknown", SE_HEAD "  ports: [{number: 80, name: http, protocol: BOGUS}]\n", 14,
      46, "ServiceEntry default/se: spec.ports[0].protocol",
-     "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2, GRPC or GRPC-WEB"},
+     "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, MONGO, "
+     "REDIS or MYSQL"},
     {"h2UpgradePolicy", DR_HEAD "    connectionPool:\n      http: {h2UpgradePolicy: SOMETIMES}\n",
      15, 31, DR_FIELD "connectionPool.http.h2UpgradePolicy",
      "unknown value \"SOMETIMES\"; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE"},

@@ -3,6 +3,7 @@
  * weighted destination split, over tables built by hand. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
+#include <arpa/inet.h>
 #include <pcre2.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -465,14 +466,63 @@ static void test_regex_match_limit(void **state)
 	pcre2_code_free((pcre2_code *)m.uri.re);
 }
 
+/* TCP and TLS routes: the first whose sniHosts and destinationSubnets hold. */
+static void test_l4_routes(void **state)
+{
+	(void)state;
+	const struct ism_str sni_a[] = {{"a.example.com", 13}};
+	const struct ism_str sni_w[] = {{"*.example.com", 13}};
+	const struct ism_subnet nets[] = {
+	    {.family = AF_INET, .prefix = 25, .addr = {127, 0, 0, 0}}};
+	const struct ism_l4route tls[] = {
+	    {.name = {"a", 1}, .n_sni = 1, .sni = sni_a},
+	    {.name = {"net", 3}, .n_sni = 1, .sni = sni_w, .n_subnets = 1, .subnets = nets},
+	    {.name = {"w", 1}, .n_sni = 1, .sni = sni_w},
+	};
+	const struct ism_l4route tcp[] = {{.name = {"any", 3}}};
+	struct sockaddr_storage lo = {0}, hi = {0};
+	struct sockaddr_in *in;
+
+	in = (struct sockaddr_in *)&lo;
+	in->sin_family = AF_INET;
+	in->sin_addr.s_addr = htonl(0x7f000001); /* 127.0.0.1: in 127.0.0.0/25 */
+	in = (struct sockaddr_in *)&hi;
+	in->sin_family = AF_INET;
+	in->sin_addr.s_addr = htonl(0x7f0000c8); /* 127.0.0.200: not */
+	assert_ptr_equal(ism_router_l4(tls, 3, "a.example.com", &lo), &tls[0]);
+	assert_ptr_equal(ism_router_l4(tls, 3, "b.example.com", &lo), &tls[1]);
+	assert_ptr_equal(ism_router_l4(tls, 3, "b.example.com", &hi), &tls[2]);
+	assert_ptr_equal(ism_router_l4(tls, 3, "b.example.com", NULL), &tls[2]);
+	assert_null(ism_router_l4(tls, 3, "example.com", &lo));
+	assert_null(ism_router_l4(tls, 3, "", &lo));
+	assert_null(ism_router_l4(tls, 3, NULL, &lo));
+	assert_ptr_equal(ism_router_l4(tcp, 1, NULL, NULL), &tcp[0]);
+	assert_null(ism_router_l4(tcp, 0, NULL, NULL));
+	/* Weighted picks over the destinations of such a route. */
+	const struct ism_dest d[] = {{.cluster = 1, .weight = 20}, {.cluster = 2, .weight = 80}};
+	unsigned n1 = 0;
+
+	for (uint32_t k = 0; k < 1000; k++)
+		n1 += ism_router_pick_weighted(d, 2, 100,
+					       (uint32_t)((((uint64_t)k << 32) + 999) / 1000))
+			  ->cluster == 1;
+	assert_int_equal(n1, 200);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_vhost_order),	    cmocka_unit_test(test_first_match_wins),
-	    cmocka_unit_test(test_and_or),	    cmocka_unit_test(test_string_match_kinds),
-	    cmocka_unit_test(test_ignore_uri_case), cmocka_unit_test(test_headers),
-	    cmocka_unit_test(test_query_params),    cmocka_unit_test(test_weights),
-	    cmocka_unit_test(test_istio_samples),   cmocka_unit_test(test_regex_match_limit),
+	    cmocka_unit_test(test_vhost_order),
+	    cmocka_unit_test(test_first_match_wins),
+	    cmocka_unit_test(test_and_or),
+	    cmocka_unit_test(test_string_match_kinds),
+	    cmocka_unit_test(test_ignore_uri_case),
+	    cmocka_unit_test(test_headers),
+	    cmocka_unit_test(test_query_params),
+	    cmocka_unit_test(test_weights),
+	    cmocka_unit_test(test_l4_routes),
+	    cmocka_unit_test(test_istio_samples),
+	    cmocka_unit_test(test_regex_match_limit),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

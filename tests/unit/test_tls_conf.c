@@ -162,6 +162,48 @@ static void test_https_servers(void **state)
 	unload(&l);
 }
 
+/* An HTTPS server and a passthrough server share port 443, told apart by
+ * SNI as Istio allows: the HTTPS one terminates TLS for its HTTP routes, the
+ * other passes the bytes through to its tls routes, by its routes' SNI hosts. */
+static void test_https_and_passthrough(void **state)
+{
+	struct loaded l;
+	const struct ism_listener *li;
+
+	(void)state;
+	assert_int_equal(
+	    load(&l, APP GW "  servers:\n"
+			    "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+			    "    hosts: [a.example.com]\n"
+			    "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n"
+			    "  - port: {number: 443, name: tls, protocol: TLS}\n"
+			    "    hosts: [\"*.example.com\"]\n    tls: {mode: PASSTHROUGH}\n" SE VS
+			    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			    "metadata: {name: pt}\nspec:\n  hosts: [\"*.example.com\"]\n"
+			    "  gateways: [gw]\n"
+			    "  tls: [{match: [{sniHosts: [b.example.com, \"*.c.example.com\"]}], "
+			    "route: [{destination: {host: up.local}}]}]\n"),
+	    0);
+	assert_int_equal(l.t->n_listeners, 1);
+	li = &l.t->listeners[0];
+	assert_int_equal(li->n_tls, 2);
+	assert_int_equal(li->tls[0].passthrough, 0);
+	assert_int_equal(li->tls[0].tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(li->tls[0].n_vhosts, 1);
+	assert_int_equal(li->tls[0].n_l4, 0);
+	assert_int_equal(li->tls[1].passthrough, 1);
+	assert_int_equal(li->tls[1].tls.mode, ISM_TLS_NONE);
+	assert_int_equal(li->tls[1].n_vhosts, 0); /* vs's HTTP routes: not through it */
+	assert_int_equal(li->tls[1].n_l4, 2);
+	assert_int_equal(li->tls[1].n_sni, 2);
+	assert_int_equal(ism_router_pick_server(li, "a.example.com"), 0);
+	assert_int_equal(ism_router_pick_server(li, "b.example.com"), 1);
+	assert_int_equal(ism_router_pick_server(li, "x.c.example.com"), 1);
+	/* The server's own hosts are not its names: what its routes name is. */
+	assert_int_equal(ism_router_pick_server(li, "d.example.com"), -1);
+	unload(&l);
+}
+
 /* httpsRedirect covers every host of its server, bound by a VirtualService or
  * not; the redirecting vhosts come first, so a host that a server without the
  * redirect also names is redirected. */
@@ -324,7 +366,8 @@ static void test_errors(void **state)
 	    {GW "  servers:\n  - port: {number: 8443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n"
 		"  - port: {number: 8443, protocol: HTTP}\n    hosts: [\"*\"]\n",
-	     "spec.servers[1].port.protocol", "HTTP and HTTPS servers"},
+	     "spec.servers[1].port.protocol",
+	     "this HTTP server cannot share it with the HTTPS server"},
 	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 	     "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n",
 	     "PeerAuthentication default/default",
@@ -407,9 +450,13 @@ static void test_peer_authentication(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_https_servers),    cmocka_unit_test(test_https_redirect_hosts),
-	    cmocka_unit_test(test_istio_mutual_sni), cmocka_unit_test(test_upstream_alpn),
-	    cmocka_unit_test(test_errors),	     cmocka_unit_test(test_peer_authentication),
+	    cmocka_unit_test(test_https_servers),
+	    cmocka_unit_test(test_https_and_passthrough),
+	    cmocka_unit_test(test_https_redirect_hosts),
+	    cmocka_unit_test(test_istio_mutual_sni),
+	    cmocka_unit_test(test_upstream_alpn),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_peer_authentication),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

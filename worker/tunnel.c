@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The byte pump of tunnels (worker/tunnel.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "lib/log.h"
+#include "worker/ring.h"
+#include "worker/session.h"
+#include "worker/sock.h"
+#include "worker/stream.h"
+#include "worker/tunnel.h"
+#include "worker/upstream.h"
+
+/* n bytes read from side from; early: counted already as the session's. */
+static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint64_t n, bool early)
+{
+	struct ism_stream *st = t->st;
+
+	/* The route's counters live in the stream's generation, which a reload
+	 * may have reclaimed since. */
+	if (t->stats != NULL && w->table->gen != st->table_gen)
+		t->stats = NULL;
+	if (from == ISM_TUN_CLIENT) {
+		st->bytes_in += n;
+		if (!early)
+			atomic_fetch_add_explicit(&w->st->bytes_in, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->st->tunnel_bytes_in, n, memory_order_relaxed);
+		if (t->stats != NULL)
+			atomic_fetch_add_explicit(&t->stats->bytes_in, n, memory_order_relaxed);
+	} else {
+		st->bytes_out += n;
+		atomic_fetch_add_explicit(&w->st->bytes_out, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->st->tunnel_bytes_out, n, memory_order_relaxed);
+		if (t->stats != NULL)
+			atomic_fetch_add_explicit(&t->stats->bytes_out, n, memory_order_relaxed);
+	}
+}
+
+int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms, uint32_t max_ms,
+		    struct ism_l4counters *stats)
+{
+	struct ism_tunnel *t = calloc(1, sizeof(*t));
+	struct ism_sess *s = st->sess;
+
+	if (t == NULL)
+		return -ENOMEM;
+	t->state = ISM_TUN_OPEN;
+	t->st = st;
+	t->sk[ISM_TUN_CLIENT] = &s->s;
+	t->sk[ISM_TUN_UPSTREAM] = &st->up->s;
+	t->opened_ms = w->now;
+	t->idle_ms = idle_ms;
+	t->idle_deadline = idle_ms ? w->now + idle_ms : 0;
+	t->end_deadline = max_ms ? w->now + max_ms : 0;
+	t->stats = stats;
+	t->pend_bid[0] = t->pend_bid[1] = -1;
+	st->tun = t;
+	s->state = ISM_SESS_TUNNEL;
+	st->up->state = ISM_UP_TUNNEL;
+	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+	atomic_fetch_add_explicit(&w->st->tunnels_active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st->tunnels_total, 1, memory_order_relaxed);
+	if (stats != NULL)
+		atomic_fetch_add_explicit(&stats->connections, 1, memory_order_relaxed);
+	/* What the client sent before the tunnel (a ClientHello, bytes after
+	 * an upgrade request) goes first; the client is read once it is out. */
+	if (s->in.len) {
+		count_bytes(w, t, ISM_TUN_CLIENT, s->in.len, true);
+		t->early = 1;
+		t->busy[ISM_TUN_UPSTREAM] = 1;
+		ism_sock_send(w, t->sk[ISM_TUN_UPSTREAM], s->in.p, s->in.len, -1);
+	} else {
+		ism_sock_recv(w, t->sk[ISM_TUN_CLIENT]);
+	}
+	ism_sock_recv(w, t->sk[ISM_TUN_UPSTREAM]);
+	return 0;
+}
+
+void ism_tunnel_free(struct ism_wctx *w, struct ism_tunnel *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (t->pend_bid[i] >= 0)
+			ism_w_buf_recycle(w, t->pend_bid[i]);
+	atomic_fetch_sub_explicit(&w->st->tunnels_active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st->tunnel_ms, w->now - t->opened_ms, memory_order_relaxed);
+	t->st->tun = NULL;
+	free(t);
+}
+
+void ism_tunnel_close(struct ism_wctx *w, struct ism_tunnel *t, const char *flags)
+{
+	if (t->state == ISM_TUN_CLOSED)
+		return;
+	t->state = ISM_TUN_CLOSED;
+	/* The stream logs the tunnel and closes both sides (t goes with it). */
+	ism_stream_tunnel_end(w, t->st, flags);
+}
+
+/* Side i's sending half ends: a shutdown where its transport allows one
+ * (plaintext), else the whole tunnel (TLS has no half close here). */
+static void shut(struct ism_wctx *w, struct ism_tunnel *t, int i)
+{
+	if (t->shut[i])
+		return;
+	if (t->sk[i]->x.ssl != NULL) {
+		ism_tunnel_close(w, t, NULL);
+		return;
+	}
+	t->shut[i] = 1;
+	shutdown(t->sk[i]->fd, SHUT_WR);
+}
+
+/* The end (EOF) came from side i: passed on to the other, once what goes to
+ * it is out. Both ended: the tunnel is done. */
+static void ended(struct ism_wctx *w, struct ism_tunnel *t, int i)
+{
+	t->ended[i] = 1;
+	if (t->ended[!i] && !t->busy[0] && !t->busy[1]) {
+		ism_tunnel_close(w, t, NULL);
+		return;
+	}
+	t->state = ISM_TUN_HALF;
+	if (!t->busy[!i])
+		shut(w, t, !i);
+}
+
+static void on_recv(struct ism_wctx *w, struct ism_tunnel *t, int i, int res, int bid)
+{
+	if (res <= 0) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (res == 0) {
+			ended(w, t, i);
+			return;
+		}
+		/* A reset: from the upstream "UC"-like, else the client went. */
+		ism_tunnel_close(w, t, i == ISM_TUN_UPSTREAM ? "UC" : "DC");
+		return;
+	}
+	if (t->idle_ms)
+		t->idle_deadline = w->now + t->idle_ms;
+	count_bytes(w, t, i, (uint64_t)res, false);
+	if (t->busy[!i]) {
+		t->pend_bid[i] = bid;
+		t->pend_len[i] = (uint32_t)res;
+		return;
+	}
+	t->busy[!i] = 1;
+	ism_sock_send(w, t->sk[!i], ism_w_buf_addr(w, bid), (uint32_t)res, bid);
+}
+
+/* The send to side j ended: the side it came from is read again. */
+static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
+{
+	int from = !j;
+
+	t->busy[j] = 0;
+	if (t->early && j == ISM_TUN_UPSTREAM) {
+		t->early = 0;
+		ism_buf_free(&t->st->sess->in);
+	}
+	if (res < 0) {
+		ism_tunnel_close(w, t, j == ISM_TUN_UPSTREAM ? "UC" : "DC");
+		return;
+	}
+	if (t->pend_bid[from] >= 0) {
+		int bid = t->pend_bid[from];
+
+		t->pend_bid[from] = -1;
+		t->busy[j] = 1;
+		ism_sock_send(w, t->sk[j], ism_w_buf_addr(w, bid), t->pend_len[from], bid);
+		return;
+	}
+	if (t->ended[from]) {
+		if (t->ended[j] && !t->busy[from]) {
+			ism_tunnel_close(w, t, NULL);
+			return;
+		}
+		shut(w, t, j);
+		return;
+	}
+	ism_sock_recv(w, t->sk[from]);
+}
+
+void ism_tunnel_event(struct ism_wctx *w, struct ism_tunnel *t, int side, struct ism_sock_ev ev)
+{
+	switch ((enum ism_sock_evkind)ev.kind) {
+	case ISM_SEV_NONE:
+		return;
+	case ISM_SEV_RECV:
+		on_recv(w, t, side, ev.res, ev.bid);
+		return;
+	case ISM_SEV_SENT:
+		on_sent(w, t, side, ev.res);
+		return;
+	case ISM_SEV_TLS_FAIL:
+		ism_tunnel_close(w, t, side == ISM_TUN_UPSTREAM ? "UC" : "DC");
+		return;
+	case ISM_SEV_HANDSHAKE: /* a renegotiation's: nothing to do */
+		return;
+	case ISM_SEV_FREE:
+	case ISM_SEV_CONNECTED:
+		break;
+	}
+	ISM_BUG_ON(1);
+}
+
+void ism_tunnel_tick(struct ism_wctx *w, struct ism_tunnel *t)
+{
+	if (t->end_deadline && w->now >= t->end_deadline) {
+		ism_debug("tunnel: maxConnectionDuration reached");
+		ism_tunnel_close(w, t, "DT");
+		return;
+	}
+	if (t->idle_deadline && w->now >= t->idle_deadline) {
+		ism_debug("tunnel: idle timeout");
+		ism_tunnel_close(w, t, "SI");
+	}
+}
