@@ -55,10 +55,13 @@ NAMES = {
     "m_opened": "isthmus_tunnels_total",  # counter: tunnels opened
     "m_rx": "isthmus_tunnel_received_bytes_total",  # bytes from clients carried by tunnels
     "m_tx": "isthmus_tunnel_sent_bytes_total",  # bytes to clients carried by tunnels
-    "m_duration_count": "isthmus_tunnel_duration_seconds_count",  # histogram of closed tunnels' lifetimes
+    "m_duration_ms": "isthmus_tunnel_duration_milliseconds_total",  # the closed tunnels' lifetimes, summed
     "m_connect_failures": "isthmus_upstream_connect_failures_total",  # exists already (HTTP)
     # `show info json`
     "info_active": "tunnels_active",
+    "info_opened": "tunnels_total",
+    "info_in": "tunnel_bytes_in",
+    "info_out": "tunnel_bytes_out",
     # access-log JSON fields (the existing ones) and flags
     "log_status": "status",
     "log_in": "bytes_in",
@@ -70,12 +73,15 @@ NAMES = {
     "log_sni": "sni",
     "flag_no_route": "NR",  # a ClientHello without SNI or with one no route names (Envoy: no filter chain)
     "flag_overflow": "UO",  # connectionPool.tcp.maxConnections reached
+    "flag_idle": "SI",  # a tunnel closed after connectionPool.tcp.idleTimeout
+    "flag_duration": "DT",  # a tunnel closed at maxConnectionDuration
+    "l4_status": 0,  # the status of a TCP or TLS tunnel's line
     # route names, as shm/table-t.h gives them to ism_l4route
     "route_web": "{ns}/{vs}#{i}",  # an HTTP route (conf/compile.c)
     "route_tcp": "{ns}/{vs}#tcp{i}",
     "route_tls": "{ns}/{vs}#tls{i}",
-    # explain's answer when no TLS route takes an SNI (as "404 (NR)" for HTTP)
-    "explain_no_route": "NR",
+    # explain's answer for an SNI no passthrough server or route takes
+    "explain_closed": "the connection is closed",
 }
 
 
@@ -87,6 +93,11 @@ def explain_tls_args(sni, port):
 def explain_tcp_args(port):
     """isthmusctl arguments that explain a TCP connection to this port."""
     return ["tcp", str(port)]
+
+
+def upstream_of(service, b):
+    """The access log's upstream field for endpoint b of service (the endpoint's key)."""
+    return f"{service}|{b.hostport}"
 
 
 def route_name(kind, vs, i=0):
@@ -635,7 +646,8 @@ class World:
                 backends = ""
                 for i, (sni, dests, _extra) in enumerate(li["routes"]):
                     for h in sni:
-                        cfg += f"    use_backend b{p}_{i} if {{ req_ssl_sni -i {h} }}\n"
+                        acl = f"-m end -i {h[1:]}" if h.startswith("*.") else f"-i {h}"
+                        cfg += f"    use_backend b{p}_{i} if {{ req_ssl_sni {acl} }}\n"
                     backends += (f"backend b{p}_{i}\n    mode tcp\n    balance roundrobin\n    timeout server 1h\n"
                                  f"{self._servers(dests, 'tcp')}")
                 cfg += backends + "\n"
@@ -998,7 +1010,7 @@ def ws_access_log_and_metrics(env):
           f"the 101 line's path and route: {e}")
     poll(lambda: metric_of(world.admin, "m_active") == 0, 5, what=f"{NAMES['m_active']} back to 0")
     m1 = scrape(world.admin)
-    for key, least in (("m_rx", n * size), ("m_tx", n * size), ("m_opened", 1), ("m_duration_count", 1)):
+    for key, least in (("m_rx", n * size), ("m_tx", n * size), ("m_opened", 1), ("m_duration_ms", 1200)):
         name = NAMES[key]
         check(m1.get(name, 0) - m0.get(name, 0) >= least,
               f"{name} moved by {m1.get(name, 0) - m0.get(name, 0)}, want >= {least}")
@@ -1118,6 +1130,41 @@ def tcp_echo(env):
 
 
 @_test
+def tcp_bounded_buffers(env):
+    """A backend that stops reading: the client's writes stall (what it could
+    send stays well short of 64 MiB) and the proxy's memory stays bounded; once
+    the backend reads again, everything sent comes back intact."""
+    world, (t1,), port = tcp_world(env)
+    rss_of = (lambda: vmrss_kib(env.gateway.pid)) if standin() else (lambda: worker_rss_kib(env))
+    c = TcpClient(port)
+    rss0 = rss_of()
+    t1.ctl("pause")
+    c.sock.setblocking(False)
+    h_out, sent, chunk = hashlib.sha256(), 0, os.urandom(64 * 1024)
+    last_progress = time.monotonic()
+    deadline = last_progress + 30
+    while sent < 64 << 20 and time.monotonic() - last_progress < 1.0:
+        check(time.monotonic() < deadline, "the client's writes neither stalled nor reached 64 MiB within 30 s")
+        try:
+            n = c.sock.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        h_out.update(chunk[:n])
+        sent += n
+        last_progress = time.monotonic()
+    check(sent < 48 << 20, f"the client wrote {sent >> 20} MiB towards a backend that reads nothing")
+    rss = rss_of()
+    check(rss - rss0 < 16 << 10, f"the proxy's memory grew by {(rss - rss0) >> 10} MiB while the backend did not read")
+    c.sock.setblocking(True)
+    c.sock.settimeout(20)
+    t1.ctl("resume")
+    got = c.exact(sent)
+    check(hashlib.sha256(got).hexdigest() == h_out.hexdigest(), f"the {sent} bytes echoed after the stall differ")
+    c.close()
+
+
+@_test
 def tcp_weighted(env):
     """A tcp route with weights 75/25 over two services: 2,000 connections split
     within 3 points."""
@@ -1140,7 +1187,7 @@ def tcp_access_log_and_metrics(env):
     each way, and its duration."""
     isthmus_only("metrics, show info and the access log")
     world, (t1,), port = tcp_world(env)
-    m0 = scrape(world.admin)
+    m0, info0 = scrape(world.admin), show_info(env)
     c = TcpClient(port)
     for _ in range(5):
         c.echo(os.urandom(1000))
@@ -1150,18 +1197,24 @@ def tcp_access_log_and_metrics(env):
     c.close()
     route = world.route_of(port)
     e = wait_log(world.log, lambda e: e.get(NAMES["log_route"]) == route, f"for route {route}")
-    check(e.get(NAMES["log_upstream"]) == t1.hostport, f"the line's upstream: {e}")
+    check(e.get(NAMES["log_upstream"]) == upstream_of("t1.tcp.internal", t1), f"the line's upstream: {e}")
     check(e.get(NAMES["log_in"]) == 5000, f"{NAMES['log_in']} {e.get(NAMES['log_in'])}, want exactly 5000: {e}")
     check(e.get(NAMES["log_out"]) == 5000 + len("t1\n"), f"{NAMES['log_out']}, want exactly 5003: {e}")
     ms = e.get(NAMES["log_ms"])
     check(isinstance(ms, int) and 1000 <= ms <= 20000, f"{NAMES['log_ms']} {ms}, want >= 1000: {e}")
-    check(e.get(NAMES["log_flags"]) in ("-", None), f"flags of a clean tunnel: {e}")
+    check(e.get(NAMES["log_flags"]) in ("-", None) and e.get(NAMES["log_status"]) == NAMES["l4_status"],
+          f"flags and status of a clean TCP tunnel: {e}")
     poll(lambda: metric_of(world.admin, "m_active") == 0, 5, what=f"{NAMES['m_active']} back to 0")
     m1 = scrape(world.admin)
-    for key, least in (("m_rx", 5000), ("m_tx", 5003), ("m_opened", 1), ("m_duration_count", 1)):
+    for key, least in (("m_rx", 5000), ("m_tx", 5003), ("m_opened", 1), ("m_duration_ms", 1000)):
         name = NAMES[key]
         check(m1.get(name, 0) - m0.get(name, 0) >= least,
               f"{name} moved by {m1.get(name, 0) - m0.get(name, 0)}, want >= {least}")
+    info1 = show_info(env)
+    for key, want in (("info_opened", 1), ("info_in", 5000), ("info_out", 5003)):
+        name = NAMES[key]
+        check(info1.get(name, 0) - info0.get(name, 0) == want,
+              f"show info {name} moved by {info1.get(name, 0) - info0.get(name, 0)}, want {want}")
 
 
 @_test
@@ -1201,6 +1254,9 @@ def tcp_idle_timeout_and_duration(env):
         time.sleep(0.2)
     check(closed is not None and 1.7 <= closed <= 5.0,
           f"a busy tunnel (maxConnectionDuration 2s) closed after {closed} s, want about 2")
+    for flag, svc, b in (("flag_idle", "quiet.tcp.internal", bq), ("flag_duration", "busy.tcp.internal", bd)):
+        wait_log(world.log, lambda e: e.get(NAMES["log_upstream"]) == upstream_of(svc, b) and
+                 NAMES[flag] in str(e.get(NAMES["log_flags"])), f"to {upstream_of(svc, b)} flagged {NAMES[flag]}")
 
 
 def keepalive_timers(backend_port):
@@ -1297,12 +1353,13 @@ def pass_world(env, routes_of, n=2, extra=None, workers=2):
 
 @_test
 def tls_passthrough_s_client(env):
-    """openssl s_client -servername reaches the backend its SNI routes to, sees
-    that backend's certificate (verified against the backends' CA, which isthmus
+    """openssl s_client -servername reaches the backend its SNI routes to (an
+    exact sniHost, and one a wildcard sniHost covers), sees that backend's
+    certificate (verified against the backends' CA, which isthmus
     has never seen) and talks to it: TLS is not terminated."""
-    world, (pa, pb), port, pki = pass_world(
-        env, lambda h: [(["a.pass.test"], [(h[0], None)], None), (["b.pass.test"], [(h[1], None)], None)])
-    for sni, b in (("a.pass.test", pa), ("b.pass.test", pb)):
+    world, (pa, pb), port, pki = pass_world(env, lambda h: [(["a.pass.test"], [(h[0], None)], None),
+                                                            (["b.pass.test", "*.wild.test"], [(h[1], None)], None)])
+    for sni, b in (("a.pass.test", pa), ("b.pass.test", pb), ("x.wild.test", pb)):
         out = s_client_echo(f"127.0.0.1:{port}", sni, pki.ca("backend-ca"))
         check(f"CN = {b.name}" in out and "Verify return code: 0 (ok)" in out,
               f"s_client -servername {sni}: not {b.name}'s certificate, verified:\n{out}")
@@ -1391,13 +1448,23 @@ def tls_sni_unmatched_closed(env):
 
     wait_log(world.log, refused_with(("nope.pass.test",)), f"flagged {flag} with SNI nope.pass.test")
     wait_log(world.log, refused_with(("-", None, "")), f"flagged {flag} without SNI")
+    # The passthrough tunnel that did reach pa has its line too.
+    e = wait_log(world.log, lambda e: e.get(NAMES["log_sni"]) == "a.pass.test", "with SNI a.pass.test")
+    check(e.get(NAMES["log_route"]) == world.route_of(port) and
+          e.get(NAMES["log_upstream"]) == upstream_of("pa.tls.internal", pa),
+          f"the passthrough tunnel's route and endpoint: {e}")
+    check(isinstance(e.get(NAMES["log_in"]), int) and e[NAMES["log_in"]] > 200 and e.get(NAMES["log_out"], 0) > 200,
+          f"the passthrough tunnel's bytes (a ClientHello in, a handshake and a greeting out): {e}")
 
 
 @_test
 def tls_match_port_and_subnets(env):
-    """tls route matches beyond sniHosts, first match wins: destinationSubnets
-    (the address the client connected to: a server bound to 127.0.0.5) and port
-    (a third server's port); a connection neither takes goes to the last route."""
+    """tls route matches beyond sniHosts: destinationSubnets (the address the
+    client connected to: servers bound to 127.0.0.5 and 127.0.0.6) and port (of
+    three passthrough servers). A match that does not hold closes its SNI's
+    connections: as in Istio, an SNI host belongs to the first match naming it on
+    a port (Envoy refuses two filter chains with one server name), so no later
+    route takes it."""
     isthmus_only("destinationSubnets and server binds")
     p5, p6, p1 = free_port("127.0.0.5"), free_port("127.0.0.6"), free_port()
     pki = Pki(env)
@@ -1407,17 +1474,23 @@ def tls_match_port_and_subnets(env):
         bs.append(tcp_backend(env, name, f"127.0.0.{2 + i}", cert=crt))
     world = World(env)
     h = [world.service(f"{b.name}.tls.internal", [b], protocol="TLS") for b in bs]
-    # One server's routes (the VirtualService "tls" gathers them in this order).
-    world.tls([(["m.pass.test"], [(h[0], None)], {"destinationSubnets": ["127.0.0.5/32"]}),
-               (["m.pass.test"], [(h[2], None)], {"port": p1}),
-               (["m.pass.test"], [(h[1], None)], {})], port=p5, bind="127.0.0.5")
-    world.tls([], port=p6, bind="127.0.0.6", hosts=["m.pass.test"])
-    world.tls([], port=p1, hosts=["m.pass.test"])
+    hosts = ["s.pass.test", "p.pass.test", "o.pass.test"]
+    # The routes, once (the VirtualService "tls" gathers them); every server takes all three hosts.
+    world.tls([(["s.pass.test"], [(h[0], None)], {"destinationSubnets": ["127.0.0.5/32"]}),
+               (["p.pass.test"], [(h[2], None)], {"port": p1}),
+               (["o.pass.test"], [(h[1], None)], {})], port=p5, bind="127.0.0.5", hosts=hosts)
+    world.tls([], port=p6, bind="127.0.0.6", hosts=hosts)
+    world.tls([], port=p1, hosts=hosts)
     world.start()
     ctx = tls_client_ctx(pki.ca("backend-ca"))
-    for addr, port, want in (("127.0.0.5", p5, "pa"), ("127.0.0.6", p6, "pb"), ("127.0.0.1", p1, "pc")):
-        got = greet_of(TlsClient(port, "m.pass.test", ctx, addr=addr))
-        check(got == f"{want} sni=m.pass.test", f"{addr}:{port} went to {got!r}, want {want}")
+    for addr, port, sni, want in (("127.0.0.5", p5, "s.pass.test", "pa"), ("127.0.0.6", p6, "s.pass.test", None),
+                                  ("127.0.0.1", p1, "p.pass.test", "pc"), ("127.0.0.5", p5, "p.pass.test", None),
+                                  ("127.0.0.6", p6, "o.pass.test", "pb"), ("127.0.0.1", p1, "o.pass.test", "pb")):
+        if want is None:
+            tls_refused(port, sni, ctx, addr=addr)
+            continue
+        got = greet_of(TlsClient(port, sni, ctx, addr=addr))
+        check(got == f"{want} sni={sni}", f"SNI {sni} to {addr}:{port} went to {got!r}, want {want}")
 
 
 @_test
@@ -1530,7 +1603,7 @@ def tunnel_explain(env):
     check(rc == 0 and world.route_of(tport) in out and pb.hostport in out,
           f"explain for TCP port {tport}: rc {rc}\n{out}")
     rc, out = isthmusctl(env, "explain", *explain_tls_args("nope.pass.test", port))
-    check(NAMES["explain_no_route"] in out and "#tls" not in out, f"explain for an SNI no route takes:\n{out}")
+    check(NAMES["explain_closed"] in out and "#tls" not in out, f"explain for an SNI no route takes:\n{out}")
 
 
 # =========================================================================== reload and stop

@@ -25,6 +25,7 @@ one JSON line, then closed):
   reset    accept new connections and reset them at once (RST, no greeting)
   normal   back to greeting and echoing new connections
   close    close every open connection (FIN)
+  pause    stop reading from every connection (new ones too); resume: read again
 Every answer is the stats object after the command.
 """
 
@@ -59,6 +60,8 @@ class Upstream:
         self.accepted = self.closed = self.reset = 0
         self.bytes_in = self.bytes_out = 0
         self.sni = {}
+        self.reading = asyncio.Event()
+        self.reading.set()
 
     def _sni(self, sslobj, name, _ctx):
         self.sni_of[id(sslobj)] = name
@@ -67,7 +70,8 @@ class Upstream:
     def stats(self):
         return {"name": self.name, "port": self.port, "mode": self.mode, "listening": self.server is not None,
                 "accepted": self.accepted, "open": len(self.writers), "closed": self.closed, "reset": self.reset,
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "sni": self.sni}
+                "paused": not self.reading.is_set(), "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "sni": self.sni}
 
     async def listen(self):
         self.server = await asyncio.start_server(self.on_conn, self.host, self.port, ssl=self.ctx, backlog=1024,
@@ -106,6 +110,7 @@ class Upstream:
                 self.bytes_out += len(data)
                 await writer.drain()
             while True:
+                await asyncio.wait_for(self.reading.wait(), IDLE_S)
                 data = await asyncio.wait_for(reader.read(CHUNK), IDLE_S)
                 if not data:
                     break
@@ -133,6 +138,10 @@ class Upstream:
                     await self.listen()
             elif cmd in ("reset", "normal"):
                 self.mode = cmd
+            elif cmd == "pause":
+                self.reading.clear()
+            elif cmd == "resume":
+                self.reading.set()
             elif cmd == "close":
                 for w in list(self.writers):
                     try:
