@@ -106,6 +106,8 @@ static void conn_free(struct echo_conn *c)
 /* Returns 0 to keep the connection, -1 to end it. */
 static int tcp_progress(struct echo_conn *c)
 {
+	bool drained = false;
+
 	for (;;) {
 		ssize_t n;
 
@@ -122,6 +124,8 @@ static int tcp_progress(struct echo_conn *c)
 			shutdown(c->fd, SHUT_WR);
 			return -1;
 		}
+		if (drained)
+			return arm(c, EPOLLIN) < 0 ? -1 : 0;
 		n = splice(c->fd, NULL, c->pipe[1], NULL, ECHO_PIPE_SIZE,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n < 0 && errno == EAGAIN)
@@ -131,6 +135,9 @@ static int tcp_progress(struct echo_conn *c)
 		if (n == 0)
 			c->state = ECHO_DRAINED;
 		c->in_pipe += (size_t)n;
+		/* splice moves at most what is queued: less than asked means the socket is empty
+		 * (or the pipe full, which its EPOLLIN says again). */
+		drained = (size_t)n < ECHO_PIPE_SIZE;
 	}
 }
 
@@ -315,8 +322,12 @@ static ssize_t ws_parse(struct echo_conn *c)
 
 static int ws_progress(struct echo_conn *c)
 {
+	bool drained = false;
+
+	/* No read after a short one: the socket was empty, epoll says when it is not. */
 	for (;;) {
 		ssize_t n, used;
+		size_t room;
 
 		/* Send what is pending. */
 		while (c->out_off < c->out_len) {
@@ -340,14 +351,18 @@ static int ws_progress(struct echo_conn *c)
 		}
 		if (c->out_len > 0)
 			continue;
+		if (drained)
+			return arm(c, EPOLLIN) < 0 ? -1 : 0;
 		if (c->in_len == ECHO_IN_CAP)
 			return -1; /* cannot happen: a frame fits */
-		n = recv(c->fd, c->in + c->in_len, ECHO_IN_CAP - c->in_len, 0);
+		room = ECHO_IN_CAP - c->in_len;
+		n = recv(c->fd, c->in + c->in_len, room, 0);
 		if (n < 0 && errno == EAGAIN)
 			return arm(c, EPOLLIN) < 0 ? -1 : 0;
 		if (n <= 0)
 			return -1;
 		c->in_len += (size_t)n;
+		drained = (size_t)n < room;
 	}
 }
 

@@ -322,9 +322,12 @@ static int ws_echoed(struct load_run *r, struct load_conn *c, const uint8_t *f, 
 
 static void ws_io(struct load_run *r, struct load_conn *c)
 {
-	/* A bounded number of reads per call, so that the clock is looked at. */
+	bool drained = false;
+
+	/* A bounded number of reads per call, so that the clock is looked at; no read
+	 * after a short one (the socket was empty: epoll says when it is not). */
 	for (int budget = LOAD_IO_BUDGET; budget > 0; budget--) {
-		size_t off = 0;
+		size_t off = 0, room;
 		ssize_t n;
 
 		while (c->out_off < c->out_len) {
@@ -339,7 +342,10 @@ static void ws_io(struct load_run *r, struct load_conn *c)
 		}
 		if (c->out_off == c->out_len)
 			c->out_off = c->out_len = 0;
-		n = recv(c->fd, c->rbuf + c->rlen, LOAD_RBUF - c->rlen, 0);
+		if (drained)
+			break;
+		room = LOAD_RBUF - c->rlen;
+		n = recv(c->fd, c->rbuf + c->rlen, room, 0);
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
@@ -347,6 +353,7 @@ static void ws_io(struct load_run *r, struct load_conn *c)
 			return;
 		}
 		c->rlen += (size_t)n;
+		drained = (size_t)n < room;
 		while (c->rlen - off >= 2) {
 			const uint8_t *f = c->rbuf + off;
 			size_t avail = c->rlen - off, hl = 2, plen = f[1] & 0x7f;
@@ -388,7 +395,7 @@ static void ws_io(struct load_run *r, struct load_conn *c)
 
 static void tcp_io(struct load_run *r, struct load_conn *c)
 {
-	bool blocked = false;
+	bool blocked = false, drained = false;
 
 	for (int budget = LOAD_IO_BUDGET; budget > 0; budget--) {
 		ssize_t n;
@@ -408,6 +415,8 @@ static void tcp_io(struct load_run *r, struct load_conn *c)
 			}
 			c->sent += (uint64_t)n;
 		}
+		if (drained)
+			break;
 		n = recv(c->fd, c->rbuf, LOAD_RBUF, 0);
 		if (n < 0 && errno == EAGAIN)
 			break;
@@ -423,6 +432,7 @@ static void tcp_io(struct load_run *r, struct load_conn *c)
 		if (r->counting)
 			r->bytes += (uint64_t)n;
 		blocked = false;
+		drained = (size_t)n < LOAD_RBUF;
 	}
 	arm(r, c, blocked);
 }
