@@ -56,6 +56,10 @@ NAMES = {
     "m_rx": "isthmus_tunnel_received_bytes_total",  # bytes from clients carried by tunnels
     "m_tx": "isthmus_tunnel_sent_bytes_total",  # bytes to clients carried by tunnels
     "m_duration_ms": "isthmus_tunnel_duration_milliseconds_total",  # the closed tunnels' lifetimes, summed
+    "m_refused": "isthmus_tunnels_refused_total",  # TCP/TLS connections closed without a tunnel
+    "m_route_conns": "isthmus_l4_route_connections_total",  # per tcp/tls route {listener, route}
+    "m_route_rx": "isthmus_l4_route_received_bytes_total",
+    "m_route_tx": "isthmus_l4_route_sent_bytes_total",
     "m_connect_failures": "isthmus_upstream_connect_failures_total",  # exists already (HTTP)
     # `show info json`
     "info_active": "tunnels_active",
@@ -73,6 +77,7 @@ NAMES = {
     "log_sni": "sni",
     "flag_no_route": "NR",  # a ClientHello without SNI or with one no route names (Envoy: no filter chain)
     "flag_overflow": "UO",  # connectionPool.tcp.maxConnections reached
+    "flag_connect": "UF",  # every connect attempt of a TCP/TLS tunnel failed
     "flag_idle": "SI",  # a tunnel closed after connectionPool.tcp.idleTimeout
     "flag_duration": "DT",  # a tunnel closed at maxConnectionDuration
     "l4_status": 0,  # the status of a TCP or TLS tunnel's line
@@ -1206,7 +1211,8 @@ def tcp_access_log_and_metrics(env):
           f"flags and status of a clean TCP tunnel: {e}")
     poll(lambda: metric_of(world.admin, "m_active") == 0, 5, what=f"{NAMES['m_active']} back to 0")
     m1 = scrape(world.admin)
-    for key, least in (("m_rx", 5000), ("m_tx", 5003), ("m_opened", 1), ("m_duration_ms", 1000)):
+    for key, least in (("m_rx", 5000), ("m_tx", 5003), ("m_opened", 1), ("m_duration_ms", 1000),
+                       ("m_route_conns", 1), ("m_route_rx", 5000), ("m_route_tx", 5003)):
         name = NAMES[key]
         check(m1.get(name, 0) - m0.get(name, 0) >= least,
               f"{name} moved by {m1.get(name, 0) - m0.get(name, 0)}, want >= {least}")
@@ -1568,6 +1574,27 @@ def failover_and_ejection(env, kind):
     counts = tally(lambda i: connect(p2), 20, threads=1)
     check(counts == {"b": 20}, f"an ejected endpoint got connections: {counts}")
     poll(lambda: connect(p1) == "a", 10, interval=0.05, what="the service without outlier detection to reach a again")
+
+
+@_test
+def tcp_all_endpoints_down(env):
+    """A tcp route whose only endpoint refuses connections: the client's
+    connection is closed without a byte (after the connect attempts), logged with
+    UF and counted as refused; the gateway goes on serving."""
+    world, (t1,), port = tcp_world(env)
+    t1.ctl("refuse")
+    r0 = None if standin() else metric_of(world.admin, "m_refused")
+    c = TcpClient(port, greet=False)
+    after = c.closed_within(8)
+    check(after is not None and c.buf == b"", f"a tunnel to a refusing endpoint: closed={after} got {c.buf!r}")
+    c.close()
+    t1.ctl("accept")
+    check(greet_of(TcpClient(port)) == "t1", "a tunnel once the endpoint listens again")
+    if standin():
+        return
+    wait_log(world.log, lambda e: NAMES["flag_connect"] in str(e.get(NAMES["log_flags"])),
+             f"flagged {NAMES['flag_connect']}")
+    check(metric_of(world.admin, "m_refused") >= r0 + 1, f"{NAMES['m_refused']} did not count the refused tunnel")
 
 
 @_test
