@@ -911,6 +911,31 @@ def ws_echo_https(env):
 
 
 @_test
+def ws_echo_h2(env):
+    """WebSocket over HTTP/2 (RFC 8441): the gateway announces
+    SETTINGS_ENABLE_CONNECT_PROTOCOL; an extended CONNECT reaches the backend as
+    the HTTP/1.1 upgrade (Upgrade: websocket, a Sec-WebSocket-Key isthmus made),
+    is answered 200, and 200 messages of 64 KiB each way come back intact through
+    the stream's DATA frames (HTTP/2 flow control on the client side); its
+    access-log line says HTTP/2, 200."""
+    isthmus_only("RFC 8441 (HAProxy 2.6 translates it too, but not by this config)")
+    world, w, ports, _ = ws_world(env)
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "ws_h2_client.py"), str(ports["http"]), "/report", "200",
+            "65536", "--timeout", "60"]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
+    rep = parse_tool("ws_h2_client.py", p.returncode, p.stdout, p.stderr)
+    check(rep["connect_protocol"] == 1, f"SETTINGS_ENABLE_CONNECT_PROTOCOL not announced: {rep}")
+    check(rep["status"] == 200 and rep["error"] is None and rep["echoed"] == 200, f"over HTTP/2: {rep}")
+    seen = {k.lower(): v for k, v in json.loads(rep["report"])["headers"]}
+    check(seen.get("upgrade", "").lower() == "websocket" and "upgrade" in seen.get("connection", "").lower(),
+          f"the backend's upgrade request: {seen}")
+    check(len(seen.get("sec-websocket-key", "")) == 24, f"no Sec-WebSocket-Key made: {seen}")
+    e = wait_log(world.log, lambda e: e.get(NAMES["log_status"]) == 200 and e.get("protocol") == "HTTP/2",
+                 "of the HTTP/2 WebSocket")
+    check(e["bytes_in"] >= 200 * 65536 and e["bytes_out"] >= 200 * 65536, f"its bytes: {e}")
+
+
+@_test
 def ws_timeouts(env):
     """timeouts.idle (2 s) closes a silent WebSocket tunnel, both sides; the
     route's timeout (1 s) and timeouts.upstreamResponse (3 s) do not cut a live
