@@ -41,6 +41,7 @@ from harness import Skip, TestFailure, check, poll
 DNSMASQ = os.environ.get("ISM_DNSMASQ", "/usr/sbin/dnsmasq")
 ZONE = "dns.test"
 
+PROBE = f"probe.{ZONE}"  # the name start() asks to see that dnsmasq answers
 TYPE_A, TYPE_AAAA = 1, 28
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
@@ -200,7 +201,7 @@ class Dnsmasq:
 
         def up():
             check(self.proc.alive(), f"dnsmasq exited: {self.proc.log()}")
-            query(self.port, f"probe.{ZONE}", timeout=0.3)
+            query(self.port, PROBE, timeout=0.3)
             return True
 
         poll(up, 10, interval=0.05, what=f"dnsmasq to answer on 127.0.0.1:{self.port}")
@@ -324,10 +325,12 @@ class Dnsmasq:
 
     def queries(self, name=None):
         """The query lines of the log ("query[A] NAME from ADDR"), for name or all,
-        as [(type, name)]. The self-test's own queries are in it too: count those
-        before and after, or use a name nobody else asks for."""
+        as [(type, name)], less start()'s probes. The self-test's own queries are in
+        it too: count those before and after, or use a name nobody else asks for."""
         out = []
         for m in re.finditer(r"query\[(\w+)\] (\S+) from \S+", self.log()):
+            if m.group(2).lower() == PROBE:
+                continue  # start()'s own
             if name is None or m.group(2).lower() == name.lower():
                 out.append((m.group(1), m.group(2)))
         return out
