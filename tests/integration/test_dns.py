@@ -450,8 +450,7 @@ def dns_locality_as_static(env):
     dns = Dnsmasq(env, ttl=2)
     ws = World(env, dns)
     static = failover_sequence(env, ws, None, "STATIC")
-    env.gateway.p.send_signal(signal.SIGTERM)
-    env.gateway.p.wait(timeout=15)
+    stop_gateway(env)
     wd = World(env, dns)
     dyn = failover_sequence(env, wd, dns, "DNS")
     want = [{"a": 300}, {"b": 300}, {"f": 300}]
@@ -459,27 +458,69 @@ def dns_locality_as_static(env):
     check(dyn == static, f"DNS-named endpoints balanced {dyn}, STATIC ones {static}")
 
 
+def stop_gateway(env):
+    env.gateway.p.send_signal(signal.SIGTERM)
+    env.gateway.p.wait(timeout=15)
+
+
 @_test
 def dns_state_survives_reresolution(env):
-    """A name with four addresses; 127.0.0.2 is ejected by outlier detection
-    (baseEjectionTime 60 s) and drained by the control socket, 127.0.0.3 fails its
-    health checks, .4 and .5 serve. The answer changes to .2, .3, .5, .6 (keeps
-    three, drops .4, adds .6): the kept ones keep their endpoint ids, health,
-    ejection and admin state; .6 starts healthy and takes traffic with .5.
-    (.2, drained, is out of the priority's host count, so the healthy share stays
-    above Envoy's panic threshold of 50 % throughout.)"""
+    """Health, admin state and ejection survive a re-resolution that keeps the
+    address, with the endpoint's id; a new address starts healthy, a dropped one
+    goes. Two runs, since a passing active check ends an ejection (Envoy's
+    default, successful_active_health_check_uneject_host):
+
+    1. active checks: a name of .2 .3 .4 .5; .2 drained by the control socket, .3
+       failing its checks; the answer becomes .2 .3 .5 .6: .2 still drained, .3
+       still unhealthy, same ids, .4 gone, .6 healthy and sharing with .5;
+    2. outlier detection, no active checks (baseEjectionTime 60 s): a name of .2
+       .3 .4; .2 ejected after a 503; the answer becomes .2 .3 .5: .2 still
+       ejected (same id, same ejection count) and without traffic.
+
+    (The drained endpoint is out of its priority's host count, so the healthy
+    share stays above Envoy's 50 % panic threshold throughout.)"""
     hosts = {f"u{i}": f"127.0.0.{i}" for i in (2, 3, 4, 5, 6)}
     port, procs = upstreams(env, hosts)
+    k = {i: f"{SVC}|127.0.0.{i}:{port}" for i in (2, 3, 4, 5, 6)}
+    yes = ("yes", "true", "1")
     n = name("pool")
     dns = Dnsmasq(env, ttl=2, records={n: ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]})
+
+    # 1. health and admin state
     w = World(env, dns)
-    w.start([entry(SVC, [{"address": n, "port": port, "locality": LOC_A}])],
-            dr=dest_rule(SVC, od=OD_FAST), extra=health_checks(SVC))
-    k = {i: f"{SVC}|127.0.0.{i}:{port}" for i in (2, 3, 4, 5, 6)}
+    w.start([entry(SVC, [{"address": n, "port": port, "locality": LOC_A}])], extra=health_checks(SVC))
     wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"])
     poll(lambda: set(tally_ok(env, 100)) == {"u2", "u3", "u4", "u5"}, 10,
          what="the four addresses to share the traffic")
-    yes = ("yes", "true", "1")
+    check(w.ctl(f"set endpoint {k[2]} state drain").startswith("ok"), "drain .2")
+    Env.ctl("127.0.0.3", port, "health/fail")
+    poll(lambda: w.endpoints()[k[3]].get("health") == "unhealthy", 5, what=".3 unhealthy")
+    before = w.endpoints()
+    check(before[k[2]].get("admin") == "drain", f".2 not drained: {before[k[2]]}")
+    counts = tally_ok(env, 200)
+    check(set(counts) == {"u4", "u5"}, f"with .2 drained and .3 unhealthy, traffic went {counts}")
+    dns.set(n, ["127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6"])
+    after = wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6"])
+    for i in (2, 3, 5):
+        check(after[k[i]]["id"] == before[k[i]]["id"],
+              f"127.0.0.{i} changed id across the re-resolution: {before[k[i]]} -> {after[k[i]]}")
+        check(int(after[k[i]]["requests"]) >= int(before[k[i]]["requests"]),
+              f"127.0.0.{i}'s counters restarted: {before[k[i]]} -> {after[k[i]]}")
+    check(after[k[3]].get("health") == "unhealthy", f".3's failed health lost: {after[k[3]]}")
+    check(after[k[2]].get("admin") == "drain", f".2's admin state lost: {after[k[2]]}")
+    poll(lambda: w.endpoints()[k[6]].get("health") == "healthy", 5, what="the new .6 healthy")
+    counts = tally_ok(env, 300)
+    check(set(counts) == {"u5", "u6"}, f"after the re-resolution traffic went {counts}, want .5 and the new .6")
+    check(w.endpoints()[k[3]].get("health") == "unhealthy", ".3 turned healthy without passing a check")
+    stop_gateway(env)
+    Env.ctl("127.0.0.3", port, "health/ok")
+
+    # 2. ejection
+    dns.set(n, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    w = World(env, dns)
+    w.start([entry(SVC, [{"address": n, "port": port, "locality": LOC_A}])], dr=dest_rule(SVC, od=OD_FAST))
+    wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    poll(lambda: set(tally_ok(env, 100)) == {"u2", "u3", "u4"}, 10, what="the three addresses to share the traffic")
     Env.ctl("127.0.0.2", port, "fail/503")
 
     def ejected():
@@ -488,28 +529,16 @@ def dns_state_survives_reresolution(env):
 
     poll(ejected, 10, interval=0.02, what=".2 ejected after its 503s")
     Env.ctl("127.0.0.2", port, "ok")  # answers again, but the ejection holds for 60 s
-    check(w.ctl(f"set endpoint {k[2]} state drain").startswith("ok"), "drain .2")
-    Env.ctl("127.0.0.3", port, "health/fail")
-    poll(lambda: w.endpoints()[k[3]].get("health") == "unhealthy", 5, what=".3 unhealthy")
     before = w.endpoints()
-    check(before[k[2]].get("admin") == "drain" and before[k[2]].get("ejected") in yes, f".2: {before[k[2]]}")
     counts = tally_ok(env, 200)
-    check(set(counts) == {"u4", "u5"}, f"with .2 ejected and drained and .3 unhealthy, traffic went {counts}")
-    dns.set(n, ["127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6"])
-    after = wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6"])
-    for i in (2, 3, 5):
-        check(after[k[i]]["id"] == before[k[i]]["id"],
-              f"127.0.0.{i} changed id across the re-resolution: {before[k[i]]} -> {after[k[i]]}")
-    check(after[k[3]].get("health") == "unhealthy", f".3's failed health lost: {after[k[3]]}")
+    check(set(counts) == {"u3", "u4"}, f"with .2 ejected, traffic went {counts}")
+    dns.set(n, ["127.0.0.2", "127.0.0.3", "127.0.0.5"])
+    after = wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.5"])
+    check(after[k[2]]["id"] == before[k[2]]["id"], f".2 changed id: {before[k[2]]} -> {after[k[2]]}")
     check(after[k[2]].get("ejected") in yes and after[k[2]].get("ejections") == before[k[2]].get("ejections"),
           f".2's ejection lost: {before[k[2]]} -> {after[k[2]]}")
-    check(after[k[2]].get("admin") == "drain", f".2's admin state lost: {after[k[2]]}")
-    check(after[k[5]].get("requests") is None or int(after[k[5]]["requests"]) >= int(before[k[5]]["requests"]),
-          f".5's counters restarted: {before[k[5]]} -> {after[k[5]]}")
-    poll(lambda: w.endpoints()[k[6]].get("health") == "healthy", 5, what="the new .6 healthy")
     counts = tally_ok(env, 300)
-    check(set(counts) == {"u5", "u6"}, f"after the re-resolution traffic went {counts}, want .5 and the new .6")
-    check(w.endpoints()[k[3]].get("health") == "unhealthy", ".3 turned healthy without passing a check")
+    check(set(counts) == {"u3", "u5"}, f"after the re-resolution traffic went {counts}, want .3 and the new .5")
 
 
 @_test
@@ -603,8 +632,7 @@ def dns_aaaa_ipv6(env):
     w.start([entry(SVC, [{"address": n6, "port": port}])])
     poll(lambda: all_from(env, "u6"), 10, what="the AAAA-only name to serve from [::1]")
     wait_endpoints(w, port, ["::1"])
-    env.gateway.p.send_signal(signal.SIGTERM)
-    env.gateway.p.wait(timeout=15)
+    stop_gateway(env)
     w2 = World(env, dns)
     w2.start([entry(SVC, [{"address": nd, "port": port}])])
     wait_endpoints(w2, port, ["127.0.0.2", "::1"])
