@@ -679,11 +679,11 @@ def dns_never_resolved_503(env):
     r = env.get("/never")
     check(r.status == 503, f"a service whose name never resolved answered {r}")
     line = poll(lambda: [l for l in w.access() if l.get("path") == "/never"], 5, what="the access-log line of /never")[0]
-    check(NAMES["flag_unresolved"] in (line.get("flags") or "").split(","),
-          f"access-log line of the unresolved name lacks {NAMES['flag_unresolved']}: {line}")
     check(line.get("status") == 503, f"access log: {line}")
     dns.set(n, ["127.0.0.2"])
     poll(lambda: all_from(env, "u2"), 10, interval=0.1, what="the name, once it exists, to serve")
+    check(NAMES["flag_unresolved"] in (line.get("flags") or "").split(","),
+          f"access-log line of the unresolved name lacks {NAMES['flag_unresolved']}: {line}")
 
 
 @_test
