@@ -5,7 +5,8 @@
 # requests fail meanwhile. See bench/README.md, section "DNS reaction".
 # Usage: bash bench/dns_reaction.sh [BUILD_DIR]            (default BUILD_DIR: build)
 # Environment: RUNS (5) WORKERS (2) THREADS (4) RATE (200 req/s per thread) TTL (2 s)
-#              MIN_REFRESH (100ms) DURATION (6 s) CHANGE_AFTER (1 s) WINDOW_MS (50) KEEP_TMP (0)
+#              MIN_REFRESH (100ms) DURATION (7 s) CHANGE_AFTER (1 s) JITTER (TTL s) WINDOW_MS (50)
+#              KEEP_TMP (0)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -16,8 +17,9 @@ THREADS=${THREADS:-4}
 RATE=${RATE:-200}
 TTL=${TTL:-2}
 MIN_REFRESH=${MIN_REFRESH:-100ms}
-DURATION=${DURATION:-6}
+DURATION=${DURATION:-7}
 CHANGE_AFTER=${CHANGE_AFTER:-1}
+JITTER=${JITTER:-$TTL}
 WINDOW_MS=${WINDOW_MS:-50}
 DNSMASQ=${DNSMASQ:-/usr/sbin/dnsmasq}
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -167,7 +169,7 @@ EOF
 	for i in $(seq 1 40); do curl -s -o /dev/null "http://127.0.0.1:$gw/"; done
 	python3 "$BENCH_DIR/dns_reaction_client.py" --port "$gw" --hosts "$TMP/run/hosts" --dnsmasq-pid "$DNS_PID" \
 		--name "$NAME" --new 127.0.0.3 --old-up old --new-up new --threads "$THREADS" --rate "$RATE" \
-		--duration "$DURATION" --change-after "$CHANGE_AFTER" --window-ms "$WINDOW_MS" \
+		--duration "$DURATION" --change-after "$CHANGE_AFTER" --jitter "$JITTER" --window-ms "$WINDOW_MS" \
 		>"$TMP/run/client.out" 2>"$TMP/run/client.err" ||
 		die "client failed: $(cat "$TMP/run/client.err")"
 	line=$(tail -1 "$TMP/run/client.out")
@@ -176,7 +178,7 @@ EOF
 }
 
 say "# isthmus DNS reaction bench $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-say "# command: $0 $* (RUNS=$RUNS WORKERS=$WORKERS THREADS=$THREADS RATE=$RATE TTL=$TTL MIN_REFRESH=$MIN_REFRESH DURATION=$DURATION CHANGE_AFTER=$CHANGE_AFTER WINDOW_MS=$WINDOW_MS)"
+say "# command: $0 $* (RUNS=$RUNS WORKERS=$WORKERS THREADS=$THREADS RATE=$RATE TTL=$TTL MIN_REFRESH=$MIN_REFRESH DURATION=$DURATION CHANGE_AFTER=$CHANGE_AFTER JITTER=$JITTER WINDOW_MS=$WINDOW_MS)"
 say "# host: $(uname -srm), $(nproc) CPUs; $("$DNSMASQ" --version | head -1); results file: $RESULTS"
 LINES=()
 for run in $(seq 1 "$RUNS"); do

@@ -5,8 +5,9 @@ moves traffic to a name's new address after the DNS answer changes.
 
 THREADS threads, each on its own keep-alive connection, send GET / at a paced rate for
 DURATION seconds (and at most MAX requests in all), recording per request the send
-time, the status (or the exception) and x-upstream. At CHANGE_AFTER seconds the client
-itself rewrites dnsmasq's hosts file (NAME now NEW) and sends dnsmasq SIGHUP, so the
+time, the status (or the exception) and x-upstream. At CHANGE_AFTER seconds plus a
+random delay in [0, JITTER) (JITTER: the TTL, so that the change falls anywhere in the
+gateway's refresh cycle rather than at the same phase every run) the client itself rewrites dnsmasq's hosts file (NAME now NEW) and sends dnsmasq SIGHUP, so the
 change is on the clock of the requests.
 
 Reaction: from the change to the start of the first WINDOW_MS window after which every
@@ -20,6 +21,7 @@ Prints one line of key=value results. Standard library only.
 import argparse
 import http.client
 import os
+import random
 import signal
 import sys
 import threading
@@ -39,6 +41,7 @@ def main():
     ap.add_argument("--rate", type=float, default=200.0, help="requests/s per thread")
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--change-after", type=float, default=1.0)
+    ap.add_argument("--jitter", type=float, default=0.0, help="random extra delay of the change, s")
     ap.add_argument("--window-ms", type=float, default=50.0)
     ap.add_argument("--max", type=int, default=100000, help="requests in all, at most")
     a = ap.parse_args()
@@ -92,7 +95,8 @@ def main():
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(a.threads)]
     for th in threads:
         th.start()
-    d = t0 + a.change_after - time.monotonic()
+    change_at = a.change_after + random.uniform(0.0, a.jitter)
+    d = t0 + change_at - time.monotonic()
     if d > 0:
         time.sleep(d)
     tmp = a.hosts + ".new"
@@ -141,7 +145,7 @@ def main():
     print(f"reaction_ms={ms(react)} first_new_ms={ms(first_new)} last_old_ms={ms(last_old)} "
           f"errors={len(errors)} error_kinds={','.join(f'{k}:{v}' for k, v in sorted(kinds.items())) or '-'} "
           f"requests={len(records)} before={len(before)} old_share_before={old_share_before:.1f} "
-          f"window_ms={a.window_ms:g} settled={'yes' if settled else 'no'}")
+          f"change_at_ms={change_at * 1000:.0f} window_ms={a.window_ms:g} settled={'yes' if settled else 'no'}")
     return 0
 
 
