@@ -23,7 +23,10 @@ a thread of the test answers every query with SERVFAIL, which dnsmasq passes on
 (a closed port would not do: dnsmasq then never answers, which blackhole() uses
 for a timeout of one name; `server=/NAME/#` with no servers gives REFUSED). The
 query log (`--log-queries=extra`) goes to a file of the test's directory. No
---pid-file: with --no-daemon dnsmasq does not write one; the harness has the pid.
+--pid-file: with --no-daemon dnsmasq does not write one; the harness has the pid. `--user=root
+--group=root`: dnsmasq started as root would otherwise drop to its own user, which
+cannot re-read the hosts file in the test's private (0700) directory on SIGHUP; as
+another user the options are harmless.
 """
 
 import os
