@@ -365,12 +365,12 @@ def dns_harness_selftest(env):
 
 @_test
 def dns_name_moves_under_wrk(env):
-    """A name resolving to 127.0.0.2 serves; `show endpoints` and `explain` show
-    the name. Changed to 127.0.0.3 (TTL 2 s, minRefresh 1 s), traffic moves within
+    """A name resolving to 127.0.0.2 serves; `show endpoints` shows the name and
+    when it was resolved. Changed to 127.0.0.3 (TTL 2 s, minRefresh 1 s), traffic moves within
     5 s while wrk runs, with no failed request (the old upstream is then killed,
-    and wrk runs on: nothing may still go there). The change is one `dns` event
-    and counted in the changes metric; the removed address's endpoint leaves
-    `show endpoints`."""
+    and wrk runs on: nothing may still go there). The change is one `dns` event,
+    a log line, and counted in the changes metric; the removed address's endpoint
+    leaves `show endpoints`; `explain` shows the name and when it was resolved."""
     if not have("wrk"):
         raise Skip("wrk not installed")
     port, procs = upstreams(env, {"u2": "127.0.0.2", "u3": "127.0.0.3"})
@@ -414,6 +414,7 @@ def dns_name_moves_under_wrk(env):
     check(w.log_lines(name("app"), r"127\.0\.0\.3"), f"no log line of the change of {name('app')}")
     ex = w.ctl("explain GET http://test.local/")
     check(name("app") in ex, f"explain does not show the name: {ex}")
+    check(re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", ex), f"explain does not say when the name was resolved: {ex}")
 
 
 def failover_sequence(env, w, dns, mode):
@@ -757,3 +758,46 @@ def dns_start_with_dead_server(env):
     dns = Dnsmasq(env, ttl=1, records={n: ["127.0.0.2"]}, port=dns_port)
     poll(lambda: all_from(env, "u2"), 10, interval=0.1, what="the name to resolve once a server answers")
     check(dns.queries(n), "served without asking the server")
+
+
+@_test
+def dns_host_and_endpoint_attributes(env):
+    """Without endpoints, the ServiceEntry's host itself is resolved (its two
+    addresses serve, on targetPort). Reloaded with two named endpoints, every
+    address carries its endpoint's labels and weight: x (two addresses, weight 3,
+    version v1) and y (one address, weight 1, version v2) share 3:3:1, and a
+    route to subset v2 reaches y's address only."""
+    port, procs = upstreams(env, {"u2": "127.0.0.2", "u3": "127.0.0.3", "u4": "127.0.0.4"})
+    dns = Dnsmasq(env, ttl=2, records={SVC: ["127.0.0.2", "127.0.0.3"], name("x"): ["127.0.0.2", "127.0.0.3"],
+                                       name("y"): ["127.0.0.4"]})
+    w = World(env, dns)
+    w.start([entry(SVC, [], target_port=port)])
+    poll(lambda: set(tally_ok(env, 100)) == {"u2", "u3"}, 10, what="the host's own two addresses to serve")
+    wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3"])
+    eps = [{"address": name("x"), "port": port, "weight": 3, "labels": {"version": "v1"}},
+           {"address": name("y"), "port": port, "weight": 1, "labels": {"version": "v2"}}]
+    dr = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n"
+          f"  host: {SVC}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n"
+          f"  - {{name: v2, labels: {{version: v2}}}}\n")
+    routes = (f"  - match: [{{headers: {{x-sub: {{exact: v2}}}}}}]\n"
+              f"    route: [{{destination: {{host: {SVC}, subset: v2}}}}]\n"
+              f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+    conf = w.write([entry(SVC, eps)], dr=dr)
+    text = open(conf).read().replace(f"  - route: [{{destination: {{host: {SVC}}}}}]\n", routes, 1)
+    env.write("isthmus.yaml", text)
+    ans = w.ctl("reload")
+    check("published" in ans, f"reload with named endpoints answered {ans!r}")
+    wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    n = 1400
+    counts = tally_ok(env, n)
+    for u, want in (("u2", 300 / 7), ("u3", 300 / 7), ("u4", 100 / 7)):
+        got = 100.0 * counts.get(u, 0) / n
+        check(abs(got - want) <= 5, f"weights 3 (x: u2, u3) and 1 (y: u4): {u} got {got:.1f} %, want {want:.1f} % "
+                                    f"({counts})")
+    c = Conn("127.0.0.1", env.gw_port)
+    try:
+        for i in range(50):
+            r = c.request("GET", "/", "test.local", {"x-sub": "v2"})
+            check(r.status == 200 and r.header("x-upstream") == "u4", f"subset v2 (y's labels): {r}")
+    finally:
+        c.close()
