@@ -605,7 +605,9 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 		if (s != NULL && !ism_model_labels_include(e->labels_at, s->labels, s->n_labels))
 			continue;
 		rc = expand(b, k, e, i, endpoint_port(e, sp), cs);
-		if (rc < 0 || cs->n == first)
+		if (rc < 0)
+			break;
+		if (cs->n == first)
 			continue;
 		rc = ism_strmap_add(&locs, e->locality, strlen(e->locality), (uint32_t)l, &at);
 		if (rc < 0)

@@ -683,15 +683,18 @@ static uint64_t cmd_show_dns(struct ism_master *m, char *args, struct ism_reply 
 
 	(void)args;
 	ism_say(r, json ? "[" : "");
-	for (size_t i = 0; ism_resolver_view(m->dns, i, now, &v); i++) {
+	for (size_t i = 0, shown = 0; ism_resolver_view(m->dns, i, now, &v); i++) {
 		char when[40], addrs[1024] = "";
 		size_t len = 0;
+
+		if (!v.used)
+			continue;
 
 		for (size_t a = 0; a < v.n_addrs && len < sizeof(addrs); a++)
 			len += (size_t)snprintf(addrs + len, sizeof(addrs) - len, "%s%s",
 						a ? "," : "", v.addrs[a].text);
 		ism_time_iso(v.resolved_ms, when, sizeof(when));
-		list_item(&k, r, json, i > 0);
+		list_item(&k, r, json, shown++ > 0);
 		kv_str(&k, "name", v.name);
 		kv_str(&k, "state", ism_dns_state_name(v.state));
 		kv_str(&k, "addresses", v.n_addrs ? addrs : "-");

@@ -212,6 +212,10 @@ int ism_resolver_configure(struct ism_resolver *r, const struct ism_conf_dns *dn
 	r->conf = *dns;
 	r->conf.servers = NULL;
 	snprintf(r->servers, sizeof(r->servers), "%s", csv);
+	/* Other servers may answer otherwise: every name is asked again. */
+	for (size_t i = 0; i < r->n; i++)
+		if (!r->names[i]->in_flight)
+			r->names[i]->next_ms = 0;
 	ism_info("dns: resolving with %s (timeout %ums, refresh %u..%ums)",
 		 csv[0] ? csv : "the system's resolver configuration", dns->timeout_ms,
 		 dns->min_refresh_ms, dns->max_refresh_ms);
@@ -672,6 +676,7 @@ bool ism_resolver_view(const struct ism_resolver *r, size_t i, uint64_t now,
 		return false;
 	n = r->names[i];
 	*out = (struct ism_dns_view){.name = n->name,
+				     .used = n->used,
 				     .state = n->state,
 				     .n_addrs = n->n,
 				     .addrs = n->addrs,

@@ -87,6 +87,7 @@ int ism_resolver_force(struct ism_resolver *r, const char *name);
 /* One name, for `show dns`; valid until the resolver next runs. */
 struct ism_dns_view {
 	const char *name;
+	bool used; /* false: no ServiceEntry names it any more, forgotten soon */
 	enum ism_dns_state state;
 	size_t n_addrs;
 	const struct ism_dns_addr *addrs; /* the answer serving, sorted */
