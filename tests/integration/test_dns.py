@@ -46,8 +46,10 @@ NAMES = {
     # `show endpoints`: fields of an endpoint that came from a name
     "ep_name": "dns_name",  # the DNS name the address came from
     "ep_resolved": "resolved",  # when it last answered (ISO time)
-    # access log: the flag of a request to a service whose names never resolved (Envoy's DNS failure)
-    "flag_unresolved": "DF",
+    # access log: the flag of a request to a service whose names never resolved: UH (no healthy
+    # upstream), as Envoy gives for a STRICT_DNS cluster without hosts (its DF is the dynamic
+    # forward proxy's); the name itself is in the master's log and in explain
+    "flag_unresolved": "UH",
     # the control command (and isthmusctl's arguments) that re-resolves a name now
     "ctl_resolve": "resolve",
     # the master's log: a failure of a name (any line naming it and matching this)
@@ -696,8 +698,9 @@ def dns_check_config_does_not_resolve(env):
 @_test
 def dns_never_resolved_503(env):
     """A name that never resolved (NXDOMAIN from the start): the gateway starts,
-    a request to its service gets 503 with the DNS-failure flag in the access
-    log; once the name exists, it serves."""
+    a request to its service gets 503 with its flag in the access log, and the
+    master's log and `explain` name the unresolved name; once the name exists,
+    it serves."""
     port, procs = upstreams(env, {"u2": "127.0.0.2"})
     n = name("later")
     dns = Dnsmasq(env, ttl=1)
@@ -707,6 +710,9 @@ def dns_never_resolved_503(env):
     check(r.status == 503, f"a service whose name never resolved answered {r}")
     line = poll(lambda: [l for l in w.access() if l.get("path") == "/never"], 5, what="the access-log line of /never")[0]
     check(line.get("status") == 503, f"access log: {line}")
+    ex = w.ctl("explain GET http://test.local/never")
+    check(n in ex, f"explain does not name the unresolved name {n}: {ex}")
+    check(w.log_lines(n, NAMES["log_failure"]), f"the master's log does not name the unresolved {n}")
     dns.set(n, ["127.0.0.2"])
     poll(lambda: all_from(env, "u2"), 10, interval=0.1, what="the name, once it exists, to serve")
     check(NAMES["flag_unresolved"] in (line.get("flags") or "").split(","),
