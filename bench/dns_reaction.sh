@@ -170,7 +170,7 @@ EOF
 	python3 "$BENCH_DIR/dns_reaction_client.py" --port "$gw" --hosts "$TMP/run/hosts" --dnsmasq-pid "$DNS_PID" \
 		--name "$NAME" --new 127.0.0.3 --old-up old --new-up new --threads "$THREADS" --rate "$RATE" \
 		--duration "$DURATION" --change-after "$CHANGE_AFTER" --jitter "$JITTER" --window-ms "$WINDOW_MS" \
-		>"$TMP/run/client.out" 2>"$TMP/run/client.err" ||
+		--log "$TMP/run/isthmus.log" >"$TMP/run/client.out" 2>"$TMP/run/client.err" ||
 		die "client failed: $(cat "$TMP/run/client.err")"
 	line=$(tail -1 "$TMP/run/client.out")
 	stop_run
@@ -196,8 +196,8 @@ cell() { printf '%s (%s)' "$(col "$1" | median)" "$(col "$1" | range)"; }
 
 say ""
 say "medians over $RUNS runs (min..max); reaction = DNS change (hosts file + SIGHUP) -> start of the first ${WINDOW_MS} ms window from which on >= 99 % of answers come from the new address"
-FMT='%-26s | %-26s | %-26s | %-16s | %-8s'
-say "$(printf "$FMT" 'reaction ms' 'first answer from new ms' 'last answer from old ms' 'failed requests' 'unsettled')"
-say "$(printf "$FMT" -------------------------- -------------------------- -------------------------- ---------------- -------- | tr ' ' '-')"
-say "$(printf "$FMT" "$(cell reaction_ms)" "$(cell first_new_ms)" "$(cell last_old_ms)" "$(cell errors)" \
-	"$(col settled | grep -c no)")"
+FMT='%-22s | %-22s | %-22s | %-22s | %-22s | %-14s | %-9s'
+say "$(printf "$FMT" 'reaction ms' 'answer seen ms' 'then on new ms' 'first from new ms' 'last from old ms' 'failed' 'unsettled')"
+say "$(printf "$FMT" ---------------------- ---------------------- ---------------------- ---------------------- ---------------------- -------------- --------- | tr ' ' '-')"
+say "$(printf "$FMT" "$(cell reaction_ms)" "$(cell seen_ms)" "$(cell new_after_seen_ms)" "$(cell first_new_ms)" \
+	"$(cell last_old_ms)" "$(cell errors)" "$(col settled | grep -c no)")"

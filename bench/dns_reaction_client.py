@@ -15,13 +15,20 @@ window has at least 99 % of its answered requests from the new upstream (NEW_UP,
 x-upstream of the new address). Resolution: one window. Failed requests: any answer
 but 200, and any exception, during the whole run.
 
+With --log (the gateway's log), also: when the gateway logged the new answer
+(seen_ms, from the change; wall clock, ms resolution), and from then to the first
+answer from the new address (new_after_seen_ms): the detection, bounded by the TTL,
+apart from the publication.
+
 Prints one line of key=value results. Standard library only.
 """
 
 import argparse
+import datetime
 import http.client
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -44,6 +51,7 @@ def main():
     ap.add_argument("--jitter", type=float, default=0.0, help="random extra delay of the change, s")
     ap.add_argument("--window-ms", type=float, default=50.0)
     ap.add_argument("--max", type=int, default=100000, help="requests in all, at most")
+    ap.add_argument("--log", default=None, help="the gateway's log: when it saw the new answer")
     a = ap.parse_args()
 
     lock = threading.Lock()
@@ -104,6 +112,7 @@ def main():
         f.write(f"{a.new} {a.name}\n")
     os.replace(tmp, a.hosts)
     tc = time.monotonic()
+    tc_wall = time.time()
     try:
         os.kill(a.dnsmasq_pid, signal.SIGHUP)
     except ProcessLookupError:
@@ -142,7 +151,28 @@ def main():
     def ms(v):
         return "-" if v is None else f"{v * 1000:.0f}"
 
-    print(f"reaction_ms={ms(react)} first_new_ms={ms(first_new)} last_old_ms={ms(last_old)} "
+    # The gateway's own record of the new answer (wall clock, ms resolution):
+    # "2026-12-02T23:07:14.901Z master[516] notice: dns NAME: OLD -> NEW (ttl 2s)".
+    seen = None
+    if a.log:
+        pat = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z .*\bdns " + re.escape(a.name)
+                         + r": \S+ -> (\S+)")
+        try:
+            with open(a.log, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    m = pat.match(line)
+                    if m and a.new in m.group(2).split(","):
+                        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+                        t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+                        if t >= tc_wall - 0.001:
+                            seen = t - tc_wall
+                            break
+        except OSError:
+            pass
+    after_seen = first_new - seen if seen is not None and first_new is not None else None
+
+    print(f"reaction_ms={ms(react)} seen_ms={ms(seen)} new_after_seen_ms={ms(after_seen)} "
+          f"first_new_ms={ms(first_new)} last_old_ms={ms(last_old)} "
           f"errors={len(errors)} error_kinds={','.join(f'{k}:{v}' for k, v in sorted(kinds.items())) or '-'} "
           f"requests={len(records)} before={len(before)} old_share_before={old_share_before:.1f} "
           f"change_at_ms={change_at * 1000:.0f} window_ms={a.window_ms:g} settled={'yes' if settled else 'no'}")
