@@ -5,6 +5,7 @@
  * per name for DNS_ROUND_ROBIN; none while unresolved), endpoint ids that
  * stay with their key when an answer changes, and the refresh clamp. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "lib/log.h"
 #include "loaded.h"
 #include "master/resolve.h"
 
@@ -321,6 +323,58 @@ static void test_refresh_clamp(void **state)
 	assert_string_equal(ism_dns_state_name(ISM_DNS_STALE), "stale");
 }
 
+/* The resolver's states without a DNS server: a closed port refuses every
+ * query, so each name fails (failed: never answered), is counted, and asks
+ * again when forced; settle waits no longer than its timeout. */
+static void test_resolver_failing_server(void **state)
+{
+	static const char *const servers[] = {"127.0.0.1:1"};
+	struct ism_conf_dns dns = {.n_servers = 1,
+				   .servers = servers,
+				   .min_refresh_ms = 60000,
+				   .max_refresh_ms = 60000,
+				   .timeout_ms = 300};
+	struct ism_resolver *r;
+	struct ism_dns_view v;
+	struct compiled c;
+	struct ism_reply out;
+	const struct ism_dns_addr *a;
+	uint64_t t0, when;
+
+	(void)state;
+	compile(&c, FILE_TEXT, NULL);
+	assert_int_equal(ism_resolver_create(NULL, &r), 0);
+	assert_int_equal(ism_resolver_configure(r, &dns), 0);
+	assert_int_equal(ism_resolver_names(r, c.conf, true), 0);
+	t0 = ism_now_ms();
+	ism_resolver_settle(r, dns.timeout_ms);
+	assert_true(ism_now_ms() - t0 < dns.timeout_ms + 200);
+	for (size_t i = 0; i < 2; i++) {
+		assert_true(ism_resolver_view(r, i, ism_now_ms(), &v));
+		assert_true(v.used);
+		assert_int_equal(v.state, ISM_DNS_FAILED);
+		assert_int_equal(v.n_addrs, 0);
+		assert_true(v.failures >= 1);
+		assert_true(v.error[0] != '\0');
+		assert_true(v.next_in_ms > 1000); /* retried after minRefresh */
+	}
+	assert_false(ism_resolver_view(r, 2, ism_now_ms(), &v));
+	assert_int_equal(ism_resolver_lookup(r, "a.test", &a, &when), 0);
+	assert_false(ism_resolver_changed(r));
+	assert_int_equal(ism_resolver_force(r, "a.test"), 0);
+	assert_int_equal(ism_resolver_force(r, "*"), 0);
+	assert_int_equal(ism_resolver_force(r, "nope.test"), -ENOENT);
+	assert_true(ism_resolver_view(r, 0, ism_now_ms(), &v));
+	assert_int_equal(v.next_in_ms, 0); /* due now */
+	ism_reply_init(&out, 1u << 16);
+	ism_resolver_metrics(r, &out);
+	assert_non_null(strstr(out.p, "isthmus_dns_names{state=\"failed\"} 2"));
+	assert_non_null(strstr(out.p, "isthmus_dns_resolutions_total{result=\"ok\"} 0"));
+	ism_reply_free(&out);
+	ism_resolver_destroy(r);
+	compiled_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -330,6 +384,7 @@ int main(void)
 	    cmocka_unit_test(test_unresolved_and_self),
 	    cmocka_unit_test(test_names_and_settings),
 	    cmocka_unit_test(test_refresh_clamp),
+	    cmocka_unit_test(test_resolver_failing_server),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
