@@ -46,10 +46,10 @@ NAMES = {
     # `show endpoints`: fields of an endpoint that came from a name
     "ep_name": "dns_name",  # the DNS name the address came from
     "ep_resolved": "resolved",  # when it last answered (ISO time)
-    # access log: the flag of a request to a service whose names never resolved: UH (no healthy
-    # upstream), as Envoy gives for a STRICT_DNS cluster without hosts (its DF is the dynamic
-    # forward proxy's); the name itself is in the master's log and in explain
-    "flag_unresolved": "UH",
+    # access log: the flags of a request to a service whose names never resolved: UH (no healthy
+    # upstream) and DF, Envoy's DNS-failure flag, saying why (worker/stream.c on branch dns);
+    # the name itself is in the master's log and in explain
+    "flags_unresolved": ("UH", "DF"),
     # the control command (and isthmusctl's arguments) that re-resolves a name now
     "ctl_resolve": "resolve",
     # the master's log: a failure of a name (any line naming it and matching this)
@@ -715,8 +715,9 @@ def dns_never_resolved_503(env):
     check(w.log_lines(n, NAMES["log_failure"]), f"the master's log does not name the unresolved {n}")
     dns.set(n, ["127.0.0.2"])
     poll(lambda: all_from(env, "u2"), 10, interval=0.1, what="the name, once it exists, to serve")
-    check(NAMES["flag_unresolved"] in (line.get("flags") or "").split(","),
-          f"access-log line of the unresolved name lacks {NAMES['flag_unresolved']}: {line}")
+    flags = (line.get("flags") or "").split(",")
+    check(all(f in flags for f in NAMES["flags_unresolved"]),
+          f"access-log line of the unresolved name lacks {','.join(NAMES['flags_unresolved'])}: {line}")
 
 
 @_test
