@@ -4,8 +4,8 @@
 Appliance's `spec.dns` servers, against a real DNS server (dnsmasq, driven by
 dnsutil.Dnsmasq) whose answers the tests change under traffic.
 
-Addresses: the appliance runs in eu-west/eu-west-1a; 127.0.0.2, .3, .4 (and .5
-where a fourth is needed) stand for hosts elsewhere, each its own upstream
+Addresses: the appliance runs in eu-west/eu-west-1a; 127.0.0.2, .3, .4 (and .5,
+.6 where more are needed) stand for hosts elsewhere, each its own upstream
 process (tests/upstream), all on one port number so that one endpoint (one port)
 can name them all through DNS; ::1 is the IPv6 host. The upstream answers with
 its name in x-upstream, so a test sees which address served.
@@ -295,13 +295,13 @@ def isthmusctl(env, *args, timeout=20):
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 
-def keys_of(w, port, addrs):
+def keys_of(port, addrs):
     return {f"{SVC}|{a if ':' not in a else '[' + a + ']'}:{port}" for a in addrs}
 
 
 def wait_endpoints(w, port, addrs, timeout=8.0):
     """Polls 'show endpoints' until SVC's endpoints are exactly the addresses addrs."""
-    want = keys_of(w, port, addrs)
+    want = keys_of(port, addrs)
     poll(lambda: set(w.endpoints()) == want, timeout, interval=0.05,
          what=f"'show endpoints' to list exactly {sorted(want)}")
     return w.endpoints()
