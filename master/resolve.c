@@ -523,14 +523,17 @@ out:
 int ism_resolver_pollfds(struct ism_resolver *r, struct pollfd *pfd, int max)
 {
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-	int bits, n = 0;
+	unsigned bits;
+	int n = 0;
 
 	if (!r->ch_ok)
 		return 0;
-	bits = ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
+	/* Bit i: socket i readable; bit i + ARES_GETSOCK_MAXNUM: writable. The
+	 * c-ares macros shift a signed 1 into bit 31, so they are not used. */
+	bits = (unsigned)ares_getsock(r->ch, socks, ARES_GETSOCK_MAXNUM);
 	for (int i = 0; i < ARES_GETSOCK_MAXNUM && n < max; i++) {
-		short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-				   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+		short ev = (short)(((bits >> i) & 1u ? POLLIN : 0) |
+				   ((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u ? POLLOUT : 0));
 
 		if (ev)
 			pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
