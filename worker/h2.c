@@ -70,8 +70,12 @@ struct ism_h2 {
  * either: GOAWAY ENHANCE_YOUR_CALM (CVE-2019-9512, 9515, 9518, 2025-8671). */
 #define ISM_H2_BUDGET	    500u
 #define ISM_H2_BUDGET_PER_S 100u
-#define ISM_H2_WU_BASE	    1000u
-#define ISM_H2_WU_PER_DATA  10u
+/* A malformed request (nghttp2 resets it: RFC 9113 8.1.1) costs this much of
+ * the budget, so that a burst of them ends in ENHANCE_YOUR_CALM well before
+ * the default 100 streams awaiting their reset can fill the connection. */
+#define ISM_H2_MALFORMED_COST 10u
+#define ISM_H2_WU_BASE	      1000u
+#define ISM_H2_WU_PER_DATA    10u
 
 static nghttp2_session_callbacks *h2_cbs;
 static nghttp2_option *h2_opt;
@@ -401,8 +405,8 @@ static bool idle_frame(const nghttp2_frame_hd *hd)
 	}
 }
 
-/* One frame out of the budget; false once it is spent (the connection goes). */
-static bool budget_take(struct ism_wctx *w, struct ism_h2 *h)
+/* cost frames out of the budget; false once it is spent (the connection goes). */
+static bool budget_take(struct ism_wctx *w, struct ism_h2 *h, uint32_t cost)
 {
 	uint64_t refill = (w->now - h->budget_ms) * ISM_H2_BUDGET_PER_S / 1000;
 
@@ -411,9 +415,11 @@ static bool budget_take(struct ism_wctx *w, struct ism_h2 *h)
 									  : h->budget + refill);
 		h->budget_ms = w->now;
 	}
-	if (h->budget == 0)
+	if (h->budget < cost) {
+		h->budget = 0;
 		return false;
-	h->budget--;
+	}
+	h->budget -= cost;
 	return true;
 }
 
@@ -434,8 +440,21 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
 	if (hd->type == NGHTTP2_WINDOW_UPDATE &&
 	    ++h->wu_received > ISM_H2_WU_BASE + ISM_H2_WU_PER_DATA * h->data_sent)
 		return calm(h, "WINDOW_UPDATE");
-	if (idle_frame(hd) && !budget_take(h->w, h))
+	if (idle_frame(hd) && !budget_take(h->w, h, 1))
 		return calm(h, "empty or control frame");
+	return 0;
+}
+
+/* nghttp2 resets a stream the client got wrong; malformed requests are costly. */
+static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib_error, void *ud)
+{
+	struct ism_h2 *h = ud;
+
+	(void)ng;
+	(void)f;
+	if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && h->state == ISM_H2_OPEN &&
+	    !budget_take(h->w, h, ISM_H2_MALFORMED_COST))
+		return calm(h, "malformed request");
 	return 0;
 }
 
@@ -497,7 +516,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 
 	(void)ng;
 	/* Our resets count too: requests that make us reset them are a flood. */
-	if (f->hd.type == NGHTTP2_RST_STREAM && h->state == ISM_H2_OPEN && !budget_take(h->w, h))
+	if (f->hd.type == NGHTTP2_RST_STREAM && h->state == ISM_H2_OPEN && !budget_take(h->w, h, 1))
 		calm(h, "reset stream");
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
@@ -872,6 +891,7 @@ static int h2_init_once(void)
 	nghttp2_session_callbacks_set_on_frame_send_callback(h2_cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(h2_cbs, on_stream_close);
 	nghttp2_session_callbacks_set_on_begin_frame_callback(h2_cbs, on_begin_frame);
+	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(h2_cbs, on_invalid_frame);
 	/* Windows open as the upstream takes the bytes, not as they arrive. */
 	nghttp2_option_set_no_auto_window_update(h2_opt, 1);
 	/* nghttp2's defaults, named: rapid reset (CVE-2023-44487) sends GOAWAY
