@@ -89,6 +89,8 @@ struct cbuild {
 	struct ism_arena *a;
 	ism_conf_ep_id_cb ep_id;
 	void *ctx;
+	ism_conf_dns_cb dns; /* NULL: no name resolves */
+	void *dns_ctx;
 	struct ism_diags *d;
 	struct ism_table *t;
 	uint64_t seed; /* of the maps below */
@@ -330,12 +332,15 @@ static uint16_t endpoint_port(const struct ism_cm_se_ep *e, const struct ism_cm_
 /* A cluster's endpoint while the cluster is built. */
 struct cep {
 	const struct ism_cm_se_ep *e;
+	struct sockaddr_storage addr; /* e's, or an address its name resolved to; port 0 */
+	socklen_t addrlen;
+	uint64_t resolved_ms; /* e->name's answer: wall ms */
 	uint16_t port;
-	size_t order; /* position in the ServiceEntry: ties keep it */
+	size_t order; /* position in the ServiceEntry (then in the answer): ties keep it */
 	size_t loc;   /* index in the cluster's locality list */
 	uint32_t prio;
 	uint32_t id;
-	char text[80];
+	char text[272]; /* "address:port", or "name:port" for DNS_ROUND_ROBIN */
 };
 
 /* A distinct locality of a cluster (Envoy's LocalityLbEndpoints before
@@ -351,7 +356,9 @@ struct cloc {
 
 struct cset {
 	struct cep *ep;
-	size_t n;
+	size_t n, cap;
+	struct ism_cm_se_ep self; /* DNS without endpoints: the host itself */
+	const char *unresolved;	  /* a name without an answer; NULL: none */
 	struct cloc *loc;
 	size_t n_loc;
 	bool distributed; /* group weights come from loc[].weight */
@@ -509,6 +516,61 @@ static const struct ism_cm_se_port *se_port(const struct ckey *k)
 	return NULL;
 }
 
+/* A slot for one more endpoint in cs; NULL when memory runs out. */
+static struct cep *cep_add(struct cset *cs)
+{
+	if (cs->n == cs->cap) {
+		size_t cap = cs->cap ? cs->cap * 2 : 8;
+		struct cep *ep = realloc(cs->ep, cap * sizeof(*ep));
+
+		if (ep == NULL)
+			return NULL;
+		cs->ep = ep;
+		cs->cap = cap;
+	}
+	memset(&cs->ep[cs->n], 0, sizeof(cs->ep[cs->n]));
+	return &cs->ep[cs->n];
+}
+
+/* The cluster endpoints endpoint e gives: itself, or for a name one per
+ * address of its answer (DNS) or one for the name, connecting to the first
+ * address (DNS_ROUND_ROBIN), none while it has no answer. The new ones are
+ * cs->ep[first .. cs->n), their locality still to set. 0 or -ENOMEM. */
+static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se_ep *e, size_t i,
+		  uint16_t port, struct cset *cs)
+{
+	const struct ism_dns_addr *a = NULL;
+	uint64_t when = 0;
+	size_t n = 1;
+	struct cep *o;
+
+	if (e->name != NULL) {
+		n = b->dns != NULL ? b->dns(b->dns_ctx, e->name, &a, &when) : 0;
+		if (n == 0 && cs->unresolved == NULL)
+			cs->unresolved = e->name;
+		if (n > 0 && k->se->resolution == ISM_RES_DNS_RR)
+			n = 1;
+	}
+	for (size_t j = 0; j < n; j++) {
+		if ((o = cep_add(cs)) == NULL)
+			return -ENOMEM;
+		o->e = e;
+		o->port = port;
+		o->order = i << 16 | j; /* an answer has fewer than 65536 addresses */
+		o->resolved_ms = when;
+		o->addr = a != NULL ? a[j].addr : e->addr;
+		o->addrlen = a != NULL ? a[j].len : e->addrlen;
+		if (e->name != NULL && k->se->resolution == ISM_RES_DNS_RR)
+			snprintf(o->text, sizeof(o->text), "%s:%u", e->name, port);
+		else
+			snprintf(o->text, sizeof(o->text),
+				 o->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+				 a != NULL ? a[j].text : e->address, port);
+		cs->n++;
+	}
+	return 0;
+}
+
 /* The endpoints of the ServiceEntry that the subset selects, with their
  * localities. 0 or -ENOMEM. */
 static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
@@ -525,24 +587,28 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 		return 0;
 	if (candidates(b, k->se, s, &cand, &n_cand) < 0)
 		return -ENOMEM;
-	cs->ep = calloc(n_cand ? n_cand : 1, sizeof(*cs->ep));
+	/* Istio: DNS without endpoints resolves the host itself. */
+	if (k->se->resolution != ISM_RES_STATIC && k->se->n_eps == 0) {
+		cs->self = (struct ism_cm_se_ep){
+		    .address = k->host, .name = k->host, .weight = 1, .locality = ""};
+		n_cand = s == NULL || s->n_labels == 0 ? 1 : 0;
+	}
 	cs->loc = calloc(n_cand ? n_cand : 1, sizeof(*cs->loc));
-	if (cs->ep == NULL || cs->loc == NULL)
+	if (cs->loc == NULL)
 		return -ENOMEM;
 	ism_strmap_init(&locs, b->seed);
 	for (size_t c = 0; c < n_cand; c++) {
 		size_t i = cand != NULL ? cand[c] : c;
-		const struct ism_cm_se_ep *e = &k->se->eps[i];
-		struct cep *o = &cs->ep[cs->n];
-		size_t l = cs->n_loc;
+		const struct ism_cm_se_ep *e = k->se->n_eps ? &k->se->eps[i] : &cs->self;
+		size_t l = cs->n_loc, first = cs->n;
 
 		if (s != NULL && !ism_model_labels_include(e->labels_at, s->labels, s->n_labels))
 			continue;
-		o->e = e;
-		o->port = endpoint_port(e, sp);
-		o->order = i;
-		snprintf(o->text, sizeof(o->text),
-			 e->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", e->address, o->port);
+		rc = expand(b, k, e, i, endpoint_port(e, sp), cs);
+		if (rc < 0)
+			break;
+		if (cs->n == first)
+			continue;
 		rc = ism_strmap_add(&locs, e->locality, strlen(e->locality), (uint32_t)l, &at);
 		if (rc < 0)
 			break;
@@ -553,9 +619,10 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 			ism_locality_parse(e->locality, &cs->loc[l].parsed); /* validated */
 			cs->n_loc++;
 		}
-		cs->loc[l].orig += e->weight;
-		o->loc = l;
-		cs->n++;
+		for (size_t j = first; j < cs->n; j++) {
+			cs->loc[l].orig += e->weight;
+			cs->ep[j].loc = l;
+		}
 	}
 	ism_strmap_free(&locs);
 	return rc < 0 ? rc : 0;
@@ -796,10 +863,13 @@ static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_c
 					? UINT32_MAX
 					: g->weight + c->e->weight;
 		o->id = c->id;
-		o->addr = c->e->addr;
-		o->addrlen = c->e->addrlen;
+		o->addr = c->addr;
+		o->addrlen = c->addrlen;
 		set_port(&o->addr, c->port);
 		o->addr_text = astr(b, c->text);
+		if (c->e->name != NULL)
+			o->dns_name = astr(b, c->e->name);
+		o->resolved_ms = c->resolved_ms;
 		o->locality = g->locality;
 		o->weight = c->e->weight;
 		o->priority = (uint8_t)c->prio;
@@ -807,6 +877,8 @@ static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_c
 	}
 	cl->endpoints = eps;
 	cl->n_endpoints = (uint32_t)cs->n;
+	if (cs->unresolved != NULL)
+		cl->unresolved = astr(b, cs->unresolved);
 	cl->groups = gs;
 	cl->n_groups = ng;
 	cl->n_priorities = (uint8_t)(cs->n_prio ? cs->n_prio : 1);
@@ -2606,7 +2678,20 @@ static void alloc_counters(struct cbuild *b)
 int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_conf_ep_id_cb ep_id,
 		     void *ctx, const struct ism_table **out, struct ism_diags *d)
 {
-	struct cbuild b = {.c = conf, .a = arena, .ep_id = ep_id, .ctx = ctx, .d = d};
+	return ism_conf_compile_dns(conf, arena, ep_id, ctx, NULL, NULL, out, d);
+}
+
+int ism_conf_compile_dns(const struct ism_conf *conf, struct ism_arena *arena,
+			 ism_conf_ep_id_cb ep_id, void *ctx, ism_conf_dns_cb dns, void *dns_ctx,
+			 const struct ism_table **out, struct ism_diags *d)
+{
+	struct cbuild b = {.c = conf,
+			   .a = arena,
+			   .ep_id = ep_id,
+			   .ctx = ctx,
+			   .dns = dns,
+			   .dns_ctx = dns_ctx,
+			   .d = d};
 
 	*out = NULL;
 	b.seed = ism_strmap_seed();

@@ -85,10 +85,42 @@ uint32_t ism_conf_max_connections(const struct ism_conf *conf, int *line, int *c
  * Returns 0 or -errno (-ENOSPC when the endpoint table is full). */
 typedef int (*ism_conf_ep_id_cb)(void *ctx, const char *key, bool has_hc, uint32_t *id);
 
+/* One current address of a resolved name. */
+struct ism_dns_addr {
+	struct sockaddr_storage addr; /* port 0 */
+	socklen_t len;
+	char text[48]; /* "127.0.0.2", "::1" */
+};
+
+/* The current answer for a host name of a DNS ServiceEntry: the number of
+ * addresses (0: not resolved yet, or no address), *addrs (valid until the
+ * compilation returns) and the wall time in ms of the answer. */
+typedef size_t (*ism_conf_dns_cb)(void *ctx, const char *name, const struct ism_dns_addr **addrs,
+				  uint64_t *resolved_ms);
+/* Called once for each distinct host name the model resolves; 0 or -errno
+ * (which stops the walk and is returned by ism_conf_dns_names). */
+typedef int (*ism_conf_name_cb)(void *ctx, const char *name);
+int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *ctx);
+
+/* spec.dns of the Appliance, defaults applied. */
+struct ism_conf_dns {
+	size_t n_servers;	    /* 0: the system's resolver configuration */
+	const char *const *servers; /* "ADDRESS[:PORT]", valid while the model is */
+	uint32_t min_refresh_ms, max_refresh_ms, timeout_ms;
+};
+void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out);
+
 /* Compiles the model into arena. Regexes are compiled with PCRE2 into the arena
  * too, so the table is self-contained. Returns 0 and *out, or -ENOMEM when the
  * arena is full / -errno from ep_id, with a diagnostic in d. */
 int ism_conf_compile(const struct ism_conf *conf, struct ism_arena *arena, ism_conf_ep_id_cb ep_id,
 		     void *ctx, const struct ism_table **out, struct ism_diags *d);
+/* Same, with the host names of DNS ServiceEntries resolved by dns (ism_conf_compile
+ * resolves none: their clusters have no endpoint from them). Endpoints of
+ * resolution DNS are keyed "<service-host>|<address>:<port>" as STATIC ones,
+ * those of DNS_ROUND_ROBIN "<service-host>|<name>:<port>". */
+int ism_conf_compile_dns(const struct ism_conf *conf, struct ism_arena *arena,
+			 ism_conf_ep_id_cb ep_id, void *ctx, ism_conf_dns_cb dns, void *dns_ctx,
+			 const struct ism_table **out, struct ism_diags *d);
 
 #endif

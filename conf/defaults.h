@@ -22,5 +22,12 @@
  * tunnel without a byte either way for an hour is closed (Envoy's TCP proxy
  * idle_timeout as Istio sets it). */
 #define ISM_DEFAULT_TCP_IDLE_MS 3600000u
+/* spec.dns unset: a name's answer is kept for its TTL, but at least 5 s
+ * (Envoy's dns_refresh_rate, also its retry after a failure) and at most
+ * 300 s; one resolution, retries included, is given 5 s. */
+#define ISM_DEFAULT_DNS_MIN_REFRESH_MS 5000u
+#define ISM_DEFAULT_DNS_MAX_REFRESH_MS 300000u
+#define ISM_DEFAULT_DNS_TIMEOUT_MS     5000u
+#define ISM_DNS_MAX_SERVERS	       8 /* model.c says "at most 8 servers" */
 
 #endif

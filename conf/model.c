@@ -710,6 +710,51 @@ static void parse_access_log(struct ism_vctx *v, const struct ism_node *n, struc
 	parse_log_format(v, n, l);
 }
 
+/* spec.dns (defaults in conf/defaults.h). */
+static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dns *dns)
+{
+	static const char *const keys[] = {"servers", "minRefresh", "maxRefresh", "timeout", NULL};
+	const struct ism_node *n, *l;
+	const char **servers;
+	size_t ns, old;
+
+	dns->min_refresh_ms = ISM_DEFAULT_DNS_MIN_REFRESH_MS;
+	dns->max_refresh_ms = ISM_DEFAULT_DNS_MAX_REFRESH_MS;
+	dns->timeout_ms = ISM_DEFAULT_DNS_TIMEOUT_MS;
+	n = ism_v_node(v, spec, "dns", false, ISM_NODE_MAP);
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".dns");
+	ism_v_keys(v, n, keys, NULL);
+	servers = ism_v_strlist(v, n, "servers", false, &ns, &l);
+	for (size_t i = 0; servers != NULL && i < ns; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		if (parse_ip(servers[i], &ss, &len) || parse_hostport(servers[i], &ss, &len))
+			continue;
+		size_t o2 = ism_v_push(v, ".servers[%zu]", i);
+		ism_v_err(
+		    v, l->items[i],
+		    "\"%s\" must be ADDRESS or ADDRESS:PORT with an IP address (\"[IPv6]:PORT\" "
+		    "with a port)",
+		    servers[i]);
+		ism_v_pop(v, o2);
+	}
+	if (servers != NULL && ns > ISM_DNS_MAX_SERVERS)
+		key_err(v, n, "servers", "at most 8 servers");
+	dns->servers = servers;
+	dns->n_servers = servers != NULL ? ns : 0;
+	ism_v_dur(v, n, "minRefresh", 100, &dns->min_refresh_ms);
+	ism_v_dur(v, n, "maxRefresh", 100, &dns->max_refresh_ms);
+	ism_v_dur(v, n, "timeout", 100, &dns->timeout_ms);
+	if (dns->max_refresh_ms < dns->min_refresh_ms)
+		key_err(v, n, "maxRefresh", "must not be less than minRefresh");
+	if (dns->timeout_ms > 60000)
+		key_err(v, n, "timeout", "must be at most 60s");
+	ism_v_pop(v, old);
+}
+
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
 	static const char *const keys[] = {"locality",
@@ -732,6 +777,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "proxyProtocol",
 					   "pathNormalization",
 					   "gatewayTopology",
+					   "dns",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
@@ -798,6 +844,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	parse_timeouts(v, spec, &a->timeouts);
 	parse_path_normalization(v, spec, a);
 	parse_gateway_topology(v, spec, a);
+	parse_dns(v, spec, &a->dns);
 	n = ism_v_node(v, spec, "healthChecks", false, ISM_NODE_SEQ);
 	if (n != NULL) {
 		old = ism_v_push(v, ".healthChecks");
@@ -3130,6 +3177,34 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 	ism_v_pop(v, old);
 }
 
+/* An endpoint's address: an IP address, or for the DNS resolutions a host name
+ * the master resolves (Istio: a DNS name or an IP address for DNS, an IP
+ * address for STATIC). */
+static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
+			     const struct ism_cm_se *se, struct ism_cm_se_ep *e)
+{
+	size_t old;
+
+	if (ism_v_str(v, n, "address", true, &e->address) <= 0 ||
+	    parse_ip(e->address, &e->addr, &e->addrlen))
+		return;
+	if (se->resolution != ISM_RES_STATIC && host_syntax_ok(e->address) &&
+	    e->address[0] != '*') {
+		e->name = lower_dup(v, e->address);
+		return;
+	}
+	old = ism_v_push(v, ".address");
+	if (se->resolution != ISM_RES_STATIC)
+		ism_v_err(v, ism_node_get(n, "address", NULL),
+			  "must be an IPv4 or IPv6 address or a host name (unix:// is " NOT_IMPL
+			  ")");
+	else
+		ism_v_err(v, ism_node_get(n, "address", NULL),
+			  "must be an IPv4 or IPv6 address unless resolution is DNS or "
+			  "DNS_ROUND_ROBIN (unix:// is " NOT_IMPL ")");
+	ism_v_pop(v, old);
+}
+
 static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_se *se,
 			   struct ism_cm_se_ep *e)
 {
@@ -3144,14 +3219,7 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
 	ism_v_keys(v, n, keys, unimpl);
-	if (ism_v_str(v, n, "address", true, &e->address) > 0 &&
-	    !parse_ip(e->address, &e->addr, &e->addrlen)) {
-		old = ism_v_push(v, ".address");
-		ism_v_err(v, ism_node_get(n, "address", NULL),
-			  "must be an IPv4 or IPv6 address (DNS names and unix:// are " NOT_IMPL
-			  ")");
-		ism_v_pop(v, old);
-	}
+	parse_ep_address(v, n, se, e);
 	e->labels_at = labels_field(v, n, "labels", &e->labels, &e->n_labels);
 	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
 	    !ism_locality_valid(e->locality)) {
@@ -3190,16 +3258,41 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 	ism_v_pop(v, old);
 }
 
+/* spec.resolution. NONE (Istio's default) forwards to the address the client
+ * connected to, which an ingress does not have: refused, saying what to write. */
+static void se_resolution(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const ok[] = {"STATIC", "DNS", "DNS_ROUND_ROBIN", NULL};
+	static const char *const later[] = {"DYNAMIC_DNS", NULL};
+	const struct ism_node *n = ism_node_get(spec, "resolution", NULL);
+	const char *s = "STATIC";
+	size_t old;
+
+	if (n == NULL || (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "NONE") == 0)) {
+		old = ism_v_push(v, ".resolution");
+		ism_v_err(v, n != NULL ? n : spec,
+			  "NONE%s forwards to the client's original destination, which an ingress "
+			  "gateway does not have: set STATIC with endpoint addresses, or DNS "
+			  "(or DNS_ROUND_ROBIN) to resolve the endpoints' or the hosts' names",
+			  n == NULL ? " (the default)" : "");
+		ism_v_pop(v, old);
+		return;
+	}
+	if (ism_v_enum(v, spec, "resolution", ok, later, &s) <= 0)
+		return;
+	se->resolution = strcmp(s, "DNS") == 0		     ? ISM_RES_DNS
+			 : strcmp(s, "DNS_ROUND_ROBIN") == 0 ? ISM_RES_DNS_RR
+							     : ISM_RES_STATIC;
+}
+
 static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
 	static const char *const keys[] = {"hosts",	"ports",    "resolution", "location",
 					   "endpoints", "exportTo", "addresses",  NULL};
 	static const char *const unimpl[] = {"workloadSelector", "subjectAltNames", NULL};
-	static const char *const ok[] = {"STATIC", NULL};
-	static const char *const later[] = {"NONE", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS", NULL};
 	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
 	const struct ism_node *l;
-	const char **hosts, *s;
+	const char **hosts, *s = "STATIC";
 	size_t nh, old;
 
 	ism_v_keys(v, spec, keys, unimpl);
@@ -3216,18 +3309,20 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		se->hosts[se->n_hosts++] = ism_model_host(v, hosts[i], se->r.ns);
 	}
 	parse_se_ports(v, spec, se);
-	if (ism_node_get(spec, "resolution", NULL) == NULL) {
-		old = ism_v_push(v, ".resolution");
-		ism_v_err(v, spec, "NONE (the default) is " NOT_IMPL "; set STATIC");
-		ism_v_pop(v, old);
-	}
-	ism_v_enum(v, spec, "resolution", ok, later, &s);
+	se_resolution(v, spec, se);
 	ism_v_enum(v, spec, "location", locs, NULL, &s);
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
 	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;
+	if (se->resolution == ISM_RES_DNS_RR && l->n > 1) {
+		old = ism_v_push(v, ".endpoints");
+		ism_v_err(v, l,
+			  "resolution DNS_ROUND_ROBIN takes at most one endpoint (as Istio "
+			  "validates it); use DNS for several");
+		ism_v_pop(v, old);
+	}
 	se->eps = ism_v_alloc(v, l->n, sizeof(*se->eps));
 	old = ism_v_push(v, ".endpoints");
 	for (size_t i = 0; se->eps != NULL && i < l->n; i++) {
@@ -3237,6 +3332,43 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
+}
+
+int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *ctx)
+{
+	struct ism_strmap seen;
+	int rc = 0;
+
+	ism_strmap_init(&seen, conf->seed);
+	for (size_t i = 0; i < conf->n_ses && rc == 0; i++) {
+		const struct ism_cm_se *se = conf->ses[i];
+		size_t n = se->n_eps ? se->n_eps : se->n_hosts;
+
+		if (se->resolution == ISM_RES_STATIC)
+			continue;
+		for (size_t j = 0; j < n && rc == 0; j++) {
+			const char *name = se->n_eps ? se->eps[j].name : se->hosts[j];
+
+			if (name == NULL)
+				continue;
+			rc = ism_strmap_add(&seen, name, strlen(name), 0, NULL);
+			if (rc > 0)
+				rc = cb(ctx, name);
+		}
+	}
+	ism_strmap_free(&seen);
+	return rc;
+}
+
+void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out)
+{
+	const struct ism_cm_dns *d = &conf->app.dns;
+
+	*out = (struct ism_conf_dns){.n_servers = d->n_servers,
+				     .servers = d->servers,
+				     .min_refresh_ms = d->min_refresh_ms,
+				     .max_refresh_ms = d->max_refresh_ms,
+				     .timeout_ms = d->timeout_ms};
 }
 
 /* --- PeerAuthentication --- */

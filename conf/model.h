@@ -407,6 +407,9 @@ struct ism_cm_named_port {
 
 struct ism_cm_se_ep {
 	const char *address;
+	/* resolution DNS or DNS_ROUND_ROBIN and address a host name: the name,
+	 * lowercased, resolved by the master (addr unset); NULL: addr holds it */
+	const char *name;
 	struct sockaddr_storage addr; /* port 0 */
 	socklen_t addrlen;
 	size_t n_ports;
@@ -419,9 +422,17 @@ struct ism_cm_se_ep {
 	uint32_t weight;
 };
 
+/* ServiceEntry.resolution, as far as isthmus implements it. */
+enum ism_cm_resolution {
+	ISM_RES_STATIC = 0,
+	ISM_RES_DNS,	/* every address of every name is an endpoint */
+	ISM_RES_DNS_RR, /* one endpoint per name, connecting to its first address */
+};
+
 struct ism_cm_se {
 	struct ism_cm_res r;
-	size_t idx; /* in conf->ses */
+	size_t idx;	    /* in conf->ses */
+	uint8_t resolution; /* enum ism_cm_resolution */
 	size_t n_hosts;
 	const char **hosts;
 	size_t n_ports;
@@ -477,6 +488,14 @@ struct ism_cm_pa {
 	struct ism_cm_pa_port *ports;
 };
 
+/* spec.dns: how the master resolves the names of DNS ServiceEntries. */
+struct ism_cm_dns {
+	size_t n_servers;			 /* 0: the system's resolver configuration */
+	const char **servers;			 /* "ADDRESS[:PORT]", "[IPv6]:PORT" */
+	uint32_t min_refresh_ms, max_refresh_ms; /* the TTL is clamped between them */
+	uint32_t timeout_ms;			 /* of one resolution, retries included */
+};
+
 struct ism_cm_appliance {
 	struct ism_cm_res r;
 	const char *region, *zone, *subzone;
@@ -508,6 +527,7 @@ struct ism_cm_appliance {
 	const struct ism_node *pp_at;
 	uint8_t path_norm;	  /* spec.pathNormalization: enum ism_pathnorm_mode */
 	uint32_t trusted_proxies; /* spec.gatewayTopology.numTrustedProxies */
+	struct ism_cm_dns dns;	  /* spec.dns */
 };
 
 struct ism_conf {

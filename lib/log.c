@@ -45,17 +45,15 @@ void ism_log(enum ism_log_level level, const char *fmt, ...)
 {
 	char line[1024];
 	struct timespec ts;
-	struct tm tm;
 	size_t n;
 	va_list ap;
 
 	if (level > log_ctx.level)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n,
-			      ".%03ldZ %s[%d] %s: ", ts.tv_nsec / 1000000, log_ctx.role,
+	n = ism_time_iso((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, line,
+			 sizeof(line));
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " %s[%d] %s: ", log_ctx.role,
 			      (int)getpid(), level_name(level));
 	va_start(ap, fmt);
 	if (n < sizeof(line))
@@ -91,4 +89,19 @@ void ism_bug(const char *file, int line, const char *expr)
 {
 	ism_log(ISM_LOG_ERR, "BUG at %s:%d: %s", file, line, expr);
 	abort();
+}
+
+size_t ism_time_iso(uint64_t wall_ms, char *buf, size_t cap)
+{
+	time_t sec = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	size_t n;
+	int w;
+
+	if (cap == 0)
+		return 0;
+	gmtime_r(&sec, &tm);
+	n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	w = snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(wall_ms % 1000));
+	return n + (w < 0 ? 0 : (size_t)w < cap - n ? (size_t)w : cap - n - 1);
 }

@@ -7,6 +7,7 @@
 #ifndef ISM_LIB_LOG_H
 #define ISM_LIB_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum ism_log_level {
@@ -33,6 +34,9 @@ void ism_log(enum ism_log_level level, const char *fmt, ...) __attribute__((form
 uint64_t ism_now_ms(void);
 /* Wall-clock milliseconds since the epoch (CLOCK_REALTIME). */
 uint64_t ism_wall_ms(void);
+/* Wall ms as "2026-01-02T03:04:05.678Z" (UTC) into buf; the length written
+ * (cut to cap - 1). Any process. */
+size_t ism_time_iso(uint64_t wall_ms, char *buf, size_t cap);
 
 /* Always-on invariant check: logs file, line and the expression, then aborts.
  * For what must never happen, not for bad input. */

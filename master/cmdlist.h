@@ -41,6 +41,10 @@ enum ism_cmd_form {
 	  "listeners, virtual hosts and routes in order; tcp and tls routes")                      \
 	X(show_events, "show events", ISM_CMD_ARGS_NONE, ISM_CMD_SHOW, "",                         \
 	  "the last 256 events, newest last")                                                      \
+	X(show_dns, "show dns", ISM_CMD_ARGS_NONE, ISM_CMD_SHOW, "",                               \
+	  "the names DNS ServiceEntries resolve: state, addresses, when, next query")              \
+	X(resolve, "resolve", ISM_CMD_ARGS_REQUIRED, ISM_CMD_REPORT, "NAME|*",                     \
+	  "ask a DNS ServiceEntry name (every name: *) again now")                                 \
 	X(set_endpoint, "set endpoint", ISM_CMD_ARGS_REQUIRED, ISM_CMD_REPORT,                     \
 	  "ID|KEY state ready|drain|maint | weight N|configured",                                  \
 	  "admin state, or weight (0: no new requests)")                                           \

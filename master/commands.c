@@ -16,6 +16,7 @@
 #include "master/cmdlist.h"
 #include "master/master-t.h"
 #include "master/reload.h"
+#include "master/resolve.h"
 
 int ism_master_ready(const struct ism_master *m)
 {
@@ -267,22 +268,38 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 	return 0;
 }
 
-/* The configured weight of every endpoint of t, by id (1 where t has none, as
- * the balancer counts it). NULL when there is no memory. */
-static uint32_t *configured_weights(const struct ism_table *t)
+/* An endpoint of t by id (its first appearance; NULL where t has none). NULL
+ * when there is no memory. */
+static const struct ism_endpoint **endpoints_by_id(const struct ism_table *t)
 {
-	uint32_t *w = malloc(ISM_MAX_ENDPOINTS * sizeof(*w));
+	const struct ism_endpoint **by = calloc(ISM_MAX_ENDPOINTS, sizeof(*by));
 
-	for (uint32_t i = 0; w != NULL && i < ISM_MAX_ENDPOINTS; i++)
-		w[i] = 1;
-	for (uint32_t c = 0; w != NULL && t && c < t->n_clusters; c++)
+	for (uint32_t c = 0; by != NULL && t && c < t->n_clusters; c++)
 		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++) {
 			const struct ism_endpoint *ep = &t->clusters[c].endpoints[e];
 
-			if (ep->id < ISM_MAX_ENDPOINTS && ep->weight)
-				w[ep->id] = ep->weight;
+			if (ep->id < ISM_MAX_ENDPOINTS && by[ep->id] == NULL)
+				by[ep->id] = ep;
 		}
-	return w;
+	return by;
+}
+
+/* Where a DNS endpoint's address came from: the name, and when it last
+ * answered (the resolver's time, later than the generation's when the answer
+ * has not changed since). */
+static void dns_origin(struct ism_master *m, struct kv *k, const struct ism_endpoint *ep)
+{
+	const struct ism_dns_addr *a;
+	uint64_t when = ep->resolved_ms;
+	char buf[40];
+
+	if (ep->dns_name.len == 0)
+		return;
+	kv_str(k, "dns_name", ep->dns_name.p);
+	if (ism_resolver_lookup(m->dns, ep->dns_name.p, &a, &when) == 0)
+		when = ep->resolved_ms;
+	ism_time_iso(when, buf, sizeof(buf));
+	kv_str(k, "resolved", when ? buf : "-");
 }
 
 /* The endpoints of one cluster (with their priority there), or every endpoint. */
@@ -292,7 +309,7 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 	const struct ism_shm_hdr *h = m->shm.hdr;
 	const struct ism_table *t = ism_shm_current(&m->shm);
 	const struct ism_cluster *cl = NULL;
-	uint32_t *weights;
+	const struct ism_endpoint **by_id;
 	struct kv k;
 	int first = 1;
 
@@ -303,8 +320,8 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 		ism_say(r, "error: no cluster '%.200s' (see: show clusters)\n", cluster);
 		return 0;
 	}
-	weights = configured_weights(t);
-	if (weights == NULL) {
+	by_id = endpoints_by_id(t);
+	if (by_id == NULL) {
 		ism_say(r, "error: out of memory\n");
 		return 0;
 	}
@@ -330,7 +347,9 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 		kv_bool(&k, "ejected", atomic_load(&e->ejected) != 0);
 		kv_num(&k, "ejections", atomic_load(&e->ejections));
 		kv_str(&k, "admin", ism_events_admin_name(atomic_load(&e->admin)));
-		kv_num(&k, "weight", w & ISM_EP_WEIGHT_SET ? w & ~ISM_EP_WEIGHT_SET : weights[id]);
+		kv_num(&k, "weight",
+		       w & ISM_EP_WEIGHT_SET ? w & ~ISM_EP_WEIGHT_SET
+					     : (by_id[id] != NULL ? by_id[id]->weight : 1));
 		kv_bool(&k, "weight_set", (w & ISM_EP_WEIGHT_SET) != 0);
 		kv_num(&k, "inflight", atomic_load(&e->inflight));
 		kv_num(&k, "requests", atomic_load(&e->requests));
@@ -341,11 +360,13 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 			kv_str(&k, "locality", loc[0] ? loc : "-");
 			kv_num(&k, "priority", (unsigned long long)prio);
 		}
+		if (by_id[id] != NULL)
+			dns_origin(m, &k, cl ? &cl->endpoints[i] : by_id[id]);
 		kv_end(&k);
 		first = 0;
 	}
 	ism_say(r, json ? "]\n" : "");
-	free(weights);
+	free(by_id);
 	return 0;
 }
 
@@ -492,14 +513,9 @@ static uint64_t cmd_show_events(struct ism_master *m, char *args, struct ism_rep
 	ism_say(r, json ? "[" : "");
 	for (uint64_t i = first; i < ev->n; i++) {
 		const struct ism_event *e = &ev->ring[i % ISM_EVENTS_MAX];
-		time_t sec = (time_t)(e->wall_ms / 1000);
 		char when[40];
-		struct tm tm;
 
-		gmtime_r(&sec, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03uZ",
-			 (unsigned)(e->wall_ms % 1000));
+		ism_time_iso(e->wall_ms, when, sizeof(when));
 		if (json) {
 			list_item(&k, r, json, i > first);
 			kv_str(&k, "time", when);
@@ -656,6 +672,58 @@ static uint64_t cmd_reload(struct ism_master *m, char *args, struct ism_reply *r
 	(void)args;
 	(void)json;
 	return ism_reload_request(m, ISM_LOAD_FILE, r);
+}
+
+/* Every name the ServiceEntries resolve: its state, answer and timing. */
+static uint64_t cmd_show_dns(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	uint64_t now = ism_now_ms();
+	struct ism_dns_view v;
+	struct kv k;
+
+	(void)args;
+	ism_say(r, json ? "[" : "");
+	for (size_t i = 0, shown = 0; ism_resolver_view(m->dns, i, now, &v); i++) {
+		char when[40], addrs[1024] = "";
+		size_t len = 0;
+
+		if (!v.used)
+			continue;
+
+		for (size_t a = 0; a < v.n_addrs && len < sizeof(addrs); a++)
+			len += (size_t)snprintf(addrs + len, sizeof(addrs) - len, "%s%s",
+						a ? "," : "", v.addrs[a].text);
+		ism_time_iso(v.resolved_ms, when, sizeof(when));
+		list_item(&k, r, json, shown++ > 0);
+		kv_str(&k, "name", v.name);
+		kv_str(&k, "state", ism_dns_state_name(v.state));
+		kv_str(&k, "addresses", v.n_addrs ? addrs : "-");
+		kv_str(&k, "resolved", v.resolved_ms ? when : "-");
+		kv_num(&k, "ttl_s", v.ttl_s);
+		kv_num(&k, "next_in_ms", v.next_in_ms);
+		kv_num(&k, "failures", v.failures);
+		kv_str(&k, "error", v.error[0] ? v.error : "-");
+		kv_end(&k);
+	}
+	ism_say(r, json ? "]\n" : "");
+	return 0;
+}
+
+/* resolve NAME|*: asked again now; the answer comes later (show dns, events). */
+static uint64_t cmd_resolve(struct ism_master *m, char *args, struct ism_reply *r, int json)
+{
+	(void)json;
+	if (strchr(args, ' ') != NULL) {
+		usage_of(r, "resolve");
+		return 0;
+	}
+	if (ism_resolver_force(m->dns, args) < 0) {
+		ism_say(r, "error: no ServiceEntry resolves '%.200s' (see: show dns)\n", args);
+		return 0;
+	}
+	ism_notice("control socket: resolve %s", args);
+	ism_say(r, "ok: %s asked again (see: show dns)\n", args);
+	return 0;
 }
 
 static uint64_t cmd_help(struct ism_master *m, char *args, struct ism_reply *r, int json);

@@ -10,9 +10,12 @@
 
 void ism_event_add(struct ism_events *ev, const char *kind, const char *fmt, ...)
 {
-	struct ism_event *e = &ev->ring[ev->n % ISM_EVENTS_MAX];
+	struct ism_event *e;
 	va_list ap;
 
+	if (ev == NULL)
+		return;
+	e = &ev->ring[ev->n % ISM_EVENTS_MAX];
 	e->wall_ms = ism_wall_ms();
 	snprintf(e->kind, sizeof(e->kind), "%s", kind);
 	va_start(ap, fmt);

@@ -31,6 +31,7 @@ struct ism_events {
 	uint8_t *loads;			  /* n_clusters * ISM_MAX_PRIORITIES */
 };
 
+/* Records an event in ev (NULL: none kept). */
 void ism_event_add(struct ism_events *ev, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "health/outlier.h"
+#include "lib/log.h"
 #include "master/commands.h"
 #include "master/master-t.h"
 #include "worker/actions.h"
@@ -106,6 +107,20 @@ static int build(char *out, size_t cap, const char *method, const char *url, cha
 	return (int)(n + (size_t)w);
 }
 
+/* ", from NAME resolved TIME" for an endpoint of a DNS ServiceEntry; the
+ * line's end. */
+static void explain_dns_origin(const struct ism_endpoint *ep, struct ism_reply *r)
+{
+	char when[40];
+
+	if (ep->dns_name.len == 0) {
+		ism_say(r, "\n");
+		return;
+	}
+	ism_time_iso(ep->resolved_ms, when, sizeof(when));
+	ism_say(r, ", from %s resolved %s\n", ep->dns_name.p, when);
+}
+
 static void explain_cluster(struct ism_master *m, const struct ism_table *t, uint32_t ci,
 			    const struct ism_http_req *req, const char *peer, struct ism_reply *r)
 {
@@ -119,6 +134,9 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 	ism_say(r, "cluster %s: %u endpoints, %u priorities%s\n", cl->name.p, cl->n_endpoints,
 		cl->n_priorities,
 		cl->od ? "" : " (no outlierDetection: no locality failover, as in Istio)");
+	if (cl->unresolved.len > 0)
+		ism_say(r, "  dns: %s has no answer yet: its endpoints are missing\n",
+			cl->unresolved.p);
 	for (uint32_t p = 0; d && p < d->n_priorities; p++) {
 		uint32_t hosts = 0, eligible = 0;
 
@@ -138,7 +156,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 
 			if (ep->priority != p)
 				continue;
-			ism_say(r, "    %s locality=%s %s%s%s%s%s\n", ep->addr_text.p,
+			ism_say(r, "    %s locality=%s %s%s%s%s%s", ep->addr_text.p,
 				ep->locality.len ? ep->locality.p : "-",
 				atomic_load(&st->health) == ISM_EP_HEALTHY ? "healthy"
 									   : "unhealthy",
@@ -146,6 +164,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 				admin != ISM_EP_ADMIN_READY ? ", admin " : "",
 				admin != ISM_EP_ADMIN_READY ? ism_events_admin_name(admin) : "",
 				atomic_load(&st->weight) == ISM_EP_WEIGHT_SET ? ", weight 0" : "");
+			explain_dns_origin(ep, r);
 		}
 	}
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {

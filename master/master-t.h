@@ -16,6 +16,7 @@
 
 struct ism_health;
 struct ism_ctl;
+struct ism_resolver;
 
 struct ism_wslot {
 	pid_t pid; /* 0: not running */
@@ -98,6 +99,8 @@ struct ism_master {
 	size_t n_watch;
 	uint64_t next_watch;
 	struct ism_loader loader;
+	struct ism_resolver *dns;  /* the names of DNS ServiceEntries (master/resolve.h) */
+	uint64_t dns_next_publish; /* monotonic: a changed answer is not published before */
 	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
 };
 

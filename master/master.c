@@ -37,6 +37,7 @@
 #include "master/fds.h"
 #include "master/master-t.h"
 #include "master/reload.h"
+#include "master/resolve.h"
 #include "master/runfile.h"
 #include "shm/shm.h"
 #include "worker/worker.h"
@@ -54,6 +55,8 @@
 #define HANG_MS		5000
 #define HANG_START_MS	30000
 #define MASTER_STALL_MS 2000
+/* Publishes for changed DNS answers begin this far apart at least. */
+#define DNS_PUBLISH_MS 200
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
 			   const int *cur_fds, int *err);
@@ -310,6 +313,41 @@ int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_
 	return ret;
 }
 
+/* The resolver as conf says (spec.dns and the names it resolves). 0 or -errno
+ * with the reason in d. */
+static int dns_apply(struct ism_master *m, const struct ism_conf *conf, bool retain,
+		     struct ism_diags *d)
+{
+	struct ism_conf_dns dns;
+	int ret;
+
+	ism_conf_dns_settings(conf, &dns);
+	ret = ism_resolver_configure(m->dns, &dns);
+	if (ret == 0)
+		ret = ism_resolver_names(m->dns, conf, retain);
+	if (ret < 0)
+		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "spec.dns",
+			     "cannot resolve the ServiceEntries' names: %s", strerror(-ret));
+	return ret;
+}
+
+/* The start: the first answers, waited for spec.dns.timeout at most, so that
+ * the first generation has the endpoints that answered. */
+static int dns_first(struct ism_master *m, const struct ism_conf *conf, struct ism_diags *d)
+{
+	struct ism_conf_dns dns;
+	int ret;
+
+	if (ism_shm_current(&m->shm) != NULL)
+		return 0;
+	ret = dns_apply(m, conf, false, d);
+	if (ret < 0)
+		return ret;
+	ism_conf_dns_settings(conf, &dns);
+	ism_resolver_settle(m->dns, dns.timeout_ms);
+	return 0;
+}
+
 int ism_master_load(struct ism_master *m, struct ism_diags *d)
 {
 	struct ism_conf *conf = NULL;
@@ -321,7 +359,11 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 		return ret;
 	ret = ism_conf_load_buf(m->conf_path, text, len, &conf, d);
 	if (ret == 0)
+		ret = dns_first(m, conf, d);
+	if (ret == 0)
 		ret = ism_master_publish(m, conf, d);
+	else
+		ism_conf_free(conf);
 	if (ret < 0) {
 		free(text);
 		return ret;
@@ -381,6 +423,19 @@ static void tickets_rotate(struct ism_master *m, uint64_t now)
 	tk->rotated_ms = now ? now : 1;
 }
 
+/* Clusters left without endpoints for want of an answer, in the log: their
+ * requests get 503 (UH). */
+static void log_unresolved(const struct ism_table *t)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+
+		if (cl->unresolved.len > 0 && cl->n_endpoints == 0)
+			ism_warn("cluster %s: no endpoint: %s is not resolved (yet)", cl->name.p,
+				 cl->unresolved.p);
+	}
+}
+
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
 {
 	const struct ism_table *t = NULL;
@@ -400,7 +455,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 			     "every generation slot is still in use by a worker; try again later");
 		goto out;
 	}
-	ret = ism_conf_compile(conf, &arena, ep_id_cb, m, &t, d);
+	ret = ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &t, d);
 	if (ret == 0)
 		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
 				cur == NULL ? ISM_FDS_RAISE : ISM_FDS_KEEP, d);
@@ -441,6 +496,10 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	m->loaded_ms = ism_wall_ms();
 	file_sum(m->conf_path, m->conf_sum);
 	watch_set(m, conf);
+	log_unresolved(t);
+	ism_resolver_compiled(m->dns);
+	if (dns_apply(m, conf, true, d) < 0)
+		ism_warn("dns: the resolver keeps its previous settings and names");
 	ret = 0;
 out:
 	ism_conf_free(conf);
@@ -918,6 +977,7 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 
 	if (h >= 0 && h < t)
 		t = h;
+	t = ism_resolver_timeout_ms(m->dns, now, t);
 	if (m->next_sweep_due != UINT64_MAX) {
 		uint64_t due = m->next_sweep_due > now ? m->next_sweep_due - now : 0;
 
@@ -937,13 +997,26 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 	return t;
 }
 
+/* A changed answer: the running text compiled again with it, off the loop as
+ * a certificate rotation (tried again each turn while another load runs). */
+static void dns_publish(struct ism_master *m, uint64_t now)
+{
+	if (!ism_resolver_changed(m->dns) || m->stopping || m->conf_text == NULL ||
+	    ism_reload_busy(m) || now < m->dns_next_publish)
+		return;
+	/* Five a second at most: answers that flap, or a publish that fails,
+	 * do not keep the loader busy. */
+	m->dns_next_publish = now + DNS_PUBLISH_MS;
+	ism_reload_request(m, ISM_LOAD_DNS, NULL);
+}
+
 static int master_loop(struct ism_master *m)
 {
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[4 + ISM_CTL_POLLFDS];
-		nfds_t n = 0;
+		struct pollfd pfd[4 + ISM_CTL_POLLFDS + ISM_RESOLVER_POLLFDS];
+		nfds_t n = 0, nctl, ndns;
 		uint64_t now = ism_now_ms();
 		int ret;
 
@@ -964,7 +1037,10 @@ static int master_loop(struct ism_master *m)
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = m->notify_fd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_reload_fd(m), .events = POLLIN};
-		n += ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_POLLFDS);
+		nctl = (nfds_t)ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_POLLFDS);
+		n += nctl;
+		ndns = (nfds_t)ism_resolver_pollfds(m->dns, pfd + n, ISM_RESOLVER_POLLFDS);
+		n += ndns;
 		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
 			ism_err("poll: %s", strerror(errno));
@@ -984,7 +1060,9 @@ static int master_loop(struct ism_master *m)
 		}
 		update_lbstate(m, now);
 		kill_hung(m, now);
-		ism_ctl_run(m->ctl, pfd + 4, n - 4);
+		ism_ctl_run(m->ctl, pfd + 4, (int)nctl);
+		ism_resolver_run(m->dns, pfd + 4 + nctl, (int)ndns, now);
+		dns_publish(m, now);
 		if (!m->stopping)
 			respawn_due(m, now);
 		retire_overdue(m, now);
@@ -1088,6 +1166,11 @@ int ism_master_run(const struct ism_master_opts *opts)
 		ism_err("health checker: %s", strerror(-ret));
 		goto out_shm;
 	}
+	ret = ism_resolver_create(&m->events, &m->dns);
+	if (ret < 0) {
+		ism_err("dns resolver: %s", strerror(-ret));
+		goto out_health;
+	}
 	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
 	ism_diags_print(stderr, d);
@@ -1146,6 +1229,7 @@ out_listen:
 	if (m->sfd >= 0)
 		close(m->sfd);
 out_health:
+	ism_resolver_destroy(m->dns);
 	ism_health_destroy(m->health);
 out_shm:
 	ism_shm_destroy(&m->shm);

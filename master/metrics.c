@@ -3,6 +3,7 @@
  * ism_prom_family and ism_prom_u64/f64; the families that read one field per
  * worker, per endpoint or per cluster are tables of (metric, field). */
 #include "master/metrics.h"
+#include "master/resolve.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -652,6 +653,7 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 	worker_counters(r, &st);
 	mirror_families(r, &st);
 	master_families(m, r);
+	ism_resolver_metrics(m->dns, r);
 	build_info(r);
 	process_families(m, r);
 	worker_processes(m, r);

@@ -194,6 +194,27 @@ static void report_rotation(struct ism_master *m, int ret, const struct ism_diag
 	}
 }
 
+/* A publish for changed DNS answers: not an operator's reload, so not counted
+ * in isthmus_reloads_total; the answers' changes are events of their own. */
+static void report_dns(struct ism_master *m, int ret, const struct ism_diags *d)
+{
+	if (ret < 0) {
+		char buf[4096];
+
+		ism_diags_format(buf, sizeof(buf), d);
+		ism_err("dns: the new answers cannot be published; generation %llu keeps "
+			"serving:\n%s",
+			(unsigned long long)m->gen, buf);
+		ism_event_add(&m->events, "dns", "publish refused: %s",
+			      d->n ? d->items[0].msg : "error");
+	} else {
+		ism_notice("dns: generation %llu published with the new answers",
+			   (unsigned long long)m->gen);
+		ism_event_add(&m->events, "dns", "generation %llu published",
+			      (unsigned long long)m->gen);
+	}
+}
+
 void ism_reload_run(struct ism_master *m)
 {
 	struct ism_loader *l = &m->loader;
@@ -222,10 +243,17 @@ void ism_reload_run(struct ism_master *m)
 	}
 	free(l->file_text);
 	l->file_text = NULL;
-	if (src == ISM_LOAD_FILE)
+	switch (src) {
+	case ISM_LOAD_FILE:
 		report_reload(m, ticket, ret, l->d, ism_now_ms() - l->started_ms);
-	else
+		break;
+	case ISM_LOAD_TEXT:
 		report_rotation(m, ret, l->d);
+		break;
+	case ISM_LOAD_DNS:
+		report_dns(m, ret, l->d);
+		break;
+	}
 	free(l->d);
 	l->d = NULL;
 	ticket = l->queued;

@@ -34,6 +34,7 @@ struct ism_master;
 enum ism_load_source {
 	ISM_LOAD_FILE = 0, /* the file, read again: SIGHUP, `isthmusctl reload` */
 	ISM_LOAD_TEXT,	   /* the running text again, because certificate files changed */
+	ISM_LOAD_DNS,	   /* the running text again, because a name's answer changed */
 };
 
 /* 0 or -errno (the eventfd). */
@@ -42,7 +43,7 @@ int ism_reload_init(struct ism_master *m);
 void ism_reload_fini(struct ism_master *m);
 /* Asks for a load. Returns the ticket the report of the load that serves it
  * will carry (ism_ctl_reload_done), or 0 when it is refused at once (the
- * master is stopping, or a rotation while a load runs: looked at again after
+ * master is stopping, or a rotation or a DNS change while a load runs: looked at again after
  * it): the reason is logged and, for a reload, appended to why (may be NULL). */
 uint64_t ism_reload_request(struct ism_master *m, enum ism_load_source src, struct ism_reply *why);
 /* The descriptor the loop polls for POLLIN; then it calls ism_reload_run, which

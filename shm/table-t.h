@@ -467,6 +467,8 @@ struct ism_endpoint {
 	uint32_t weight;	  /* ServiceEntry weight, default 1 */
 	uint8_t priority;	  /* Envoy priority (0 highest), compacted; see ism_lgroup */
 	uint32_t group;		  /* index of its ism_lgroup in the cluster */
+	struct ism_str dns_name;  /* the ServiceEntry name it was resolved from; empty: none */
+	uint64_t resolved_ms;	  /* wall ms of that name's answer; 0: none */
 };
 
 #define ISM_MAX_PRIORITIES 16
@@ -576,6 +578,9 @@ struct ism_cluster {
 	uint32_t idle_timeout_ms; /* pooled upstream connection idle timeout */
 	uint32_t n_endpoints;
 	const struct ism_endpoint *endpoints;
+	/* a name of its ServiceEntry that has no answer yet (its endpoints are
+	 * missing, a 503 says so); empty: none */
+	struct ism_str unresolved;
 	uint32_t n_groups;
 	const struct ism_lgroup *groups;
 	uint8_t n_priorities;

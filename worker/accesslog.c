@@ -118,17 +118,6 @@ static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t ca
 	return copy(v, cap, q->val[h], q->len[h]);
 }
 
-static size_t start_time(uint64_t ms, char *v, size_t cap)
-{
-	time_t sec = (time_t)(ms / 1000);
-	struct tm tm;
-	size_t n;
-
-	gmtime_r(&sec, &tm);
-	n = strftime(v, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	return n + printed(snprintf(v + n, cap - n, ".%03uZ", (unsigned)(ms % 1000)), cap - n);
-}
-
 /* The value of op for r, written into v (VALUE_ROOM bytes): its length, 0 when
  * absent (shown as "-"). *num: a number, which JSON writes bare. */
 static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v, size_t cap,
@@ -141,7 +130,7 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	*num = false;
 	switch (op->field) {
 	case ISM_ALOG_F_START_TIME:
-		return start_time(q->start_ms, v, cap);
+		return ism_time_iso(q->start_ms, v, cap);
 	case ISM_ALOG_F_REQ:
 		n = header(r, op->hdr, v, cap);
 		if (n == 0)

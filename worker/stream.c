@@ -878,12 +878,20 @@ static void stream_error(struct ism_wctx *w, struct ism_stream *st, int status, 
 			 bool close, const struct ism_http_header *hdrs, size_t n)
 {
 	struct ism_http_header h[4] = {text_plain};
+	const struct ism_cluster *cl;
+	const char *flag;
 	char body[256];
 	int len = snprintf(body, sizeof(body), "%s\n", why);
 
 	ISM_BUG_ON(n > 3);
 	for (size_t i = 0; i < n; i++)
 		h[1 + i] = hdrs[i];
+	flag = flag_for(status, why);
+	/* A cluster empty for want of a DNS answer: Envoy's DNS-failure flag too. */
+	cl = st_cluster(w, st);
+	if (flag != NULL && strcmp(flag, "UH") == 0 && cl != NULL && cl->n_endpoints == 0 &&
+	    cl->unresolved.len > 0)
+		flag = "UH,DF";
 	stream_answer(w, st,
 		      &(struct ism_local){.status = status,
 					  .why = why,
@@ -893,7 +901,7 @@ static void stream_error(struct ism_wctx *w, struct ism_stream *st, int status, 
 					  .hdrs = h,
 					  .n_hdrs = n + 1,
 					  .close = close},
-		      flag_for(status, why));
+		      flag);
 }
 
 static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,

@@ -302,7 +302,7 @@ class Env:
     # ---- upstreams
 
     def upstream(self, listens, name="up", zone=None):
-        """Starts one upstream process. listens: ["127.0.0.2:0=name", ...].
+        """Starts one upstream process. listens: ["127.0.0.2:0=name", "[::1]:0=name6", ...].
         Returns {listener name: port} (ports chosen by the kernel, read back from
         the "listening on" lines)."""
         argv = [self.upstream_bin, "--name", name]
@@ -328,7 +328,7 @@ class Env:
             pending += d
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                m = re.match(r"listening on ([\d.]+):(\d+)", line.decode())
+                m = re.match(r"listening on ([\d.]+|\[[\da-fA-F:.]+\]):(\d+)", line.decode())
                 if m:
                     ports.append(int(m.group(2)))
         out = {}

@@ -2168,11 +2168,31 @@ static const struct bad bads[] = {
 	 "  endpoints:\n  - address: db.internal\n",
      16, 14, "ServiceEntry default/se: spec.endpoints[0].address",
      "must be an IPv4 or IPv6 address"},
-    {"DNS resolution",
+    {"NONE resolution",
      APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
 	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
-	 "  ports: [{number: 80, name: http}]\n  resolution: DNS\n",
-     14, 15, "ServiceEntry default/se: spec.resolution", "DNS is not implemented yet"},
+	 "  ports: [{number: 80, name: http}]\n  resolution: NONE\n",
+     14, 15, "ServiceEntry default/se: spec.resolution",
+     "set STATIC with endpoint addresses, or DNS"},
+    {"DNS_ROUND_ROBIN with two endpoints",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
+	 "  ports: [{number: 80, name: http}]\n  resolution: DNS_ROUND_ROBIN\n"
+	 "  endpoints: [{address: x.y}, {address: z.y}]\n",
+     15, 14, "ServiceEntry default/se: spec.endpoints", "at most one endpoint"},
+    {"dns server", APP "  dns:\n    servers: [\"127.0.0.1:5353\", nope]\n", 8, 33,
+     "Appliance t: spec.dns.servers[1]", "must be ADDRESS or ADDRESS:PORT"},
+    {"dns refresh bounds", APP "  dns:\n    minRefresh: 10s\n    maxRefresh: 5s\n", 9, 5,
+     "Appliance t: spec.dns.maxRefresh", "must not be less than minRefresh"},
+    {"dns timeout", APP "  dns:\n    timeout: 2m\n", 8, 5, "Appliance t: spec.dns.timeout",
+     "at most 60s"},
+    {"dns unknown key", APP "  dns:\n    ttl: 2s\n", 8, 5, "Appliance t: spec.dns.ttl", ""},
+    {"DNS endpoint wildcard",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
+	 "  ports: [{number: 80, name: http}]\n  resolution: DNS\n"
+	 "  endpoints:\n  - address: \"*.y\"\n",
+     16, 14, "ServiceEntry default/se: spec.endpoints[0].address", "or a host name"},
     {"DYNAMIC_DNS resolution",
      APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
 	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"

@@ -670,15 +670,18 @@ err_count:
 	close(fd);
 }
 
-/* "ADDR:PORT[=NAME]" → a bound, listening socket. */
+/* "ADDR:PORT[=NAME]" or "[IPV6]:PORT[=NAME]" → a bound, listening socket. */
 static int listen_on(const char *spec, const char *default_name, struct up_listener *l)
 {
 	char buf[128];
-	char *colon, *eq;
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t salen = sizeof(sa);
+	char *colon, *eq, *host;
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t salen = sizeof(ss);
 	uint64_t port;
 	int one = 1;
+	bool v6;
 
 	copy_str(buf, sizeof(buf), spec, strlen(spec));
 	eq = strchr(buf, '=');
@@ -689,28 +692,48 @@ static int listen_on(const char *spec, const char *default_name, struct up_liste
 	if (!colon)
 		return -EINVAL;
 	*colon = 0;
-	if (parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0 ||
-	    inet_pton(AF_INET, buf, &sa.sin_addr) != 1)
+	host = buf;
+	v6 = buf[0] == '[';
+	if (v6) {
+		if (colon == buf || colon[-1] != ']')
+			return -EINVAL;
+		colon[-1] = 0;
+		host = buf + 1;
+	}
+	if (parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0)
 		return -EINVAL;
-	sa.sin_port = htons((uint16_t)port);
-	l->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (v6) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+	} else {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+	}
+	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (l->fd < 0)
 		return -errno;
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l->fd, 1024) < 0 ||
-	    getsockname(l->fd, (struct sockaddr *)&sa, &salen) < 0) {
+	if (v6)
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&ss, v6 ? sizeof(*sin6) : sizeof(*sin)) < 0 ||
+	    listen(l->fd, 1024) < 0 || getsockname(l->fd, (struct sockaddr *)&ss, &salen) < 0) {
 		int e = -errno;
 
 		close(l->fd);
 		return e;
 	}
-	snprintf(l->addr, sizeof(l->addr), "%s:%u", buf, ntohs(sa.sin_port));
+	snprintf(l->addr, sizeof(l->addr), v6 ? "[%s]:%u" : "%s:%u", host,
+		 ntohs(v6 ? sin6->sin6_port : sin->sin_port));
 	return 0;
 }
 
 static void usage(void)
 {
-	fputs("usage: upstream --listen ADDR:PORT[=NAME] [--listen ...] --name NAME [--zone ZONE]\n"
+	fputs("usage: upstream --listen ADDR:PORT[=NAME] (ADDR: IPv4, or [IPv6]) [--listen ...] --name NAME [--zone ZONE]\n"
 	      "paths: /status/N /delay/MS /echo /echo/count /bytes/N /chunked/N /headers /close\n"
 	      "       /rawecho (the request as received) /raw (sends the hex of header x-respond,\n"
 	      "       then closes) /stall/MS (reads no body, closes after MS)\n"

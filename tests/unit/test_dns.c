@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* DNS ServiceEntries without a DNS server: the file (resolution, host-name
+ * endpoints, spec.dns), the compilation of the names' answers into endpoints
+ * (one per address with the endpoint's locality, labels, weight and port; one
+ * per name for DNS_ROUND_ROBIN; none while unresolved), endpoint ids that
+ * stay with their key when an answer changes, and the refresh clamp. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "conf/conf.h"
+#include "lib/log.h"
+#include "loaded.h"
+#include "master/resolve.h"
+
+#define HEAD                                                                                       \
+	"apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\nspec:\n"                 \
+	"  locality: r/z\n"
+#define ROUTES                                                                                     \
+	"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"           \
+	"spec:\n  servers:\n  - port: {number: 8080, name: http, protocol: HTTP}\n"                \
+	"    hosts: [\"*\"]\n"                                                                     \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"    \
+	"spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"                                     \
+	"  - match: [{uri: {prefix: /rr}}]\n"                                                      \
+	"    route: [{destination: {host: rr.x, port: {number: 80}}}]\n"                           \
+	"  - match: [{uri: {prefix: /self}}]\n"                                                    \
+	"    route: [{destination: {host: self.x, port: {number: 80}}}]\n"                         \
+	"  - match: [{uri: {prefix: /v1}}]\n"                                                      \
+	"    route: [{destination: {host: svc.x, port: {number: 80}, subset: v1}}]\n"              \
+	"  - route: [{destination: {host: svc.x, port: {number: 80}}}]\n"                          \
+	"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"   \
+	"spec:\n  host: svc.x\n  subsets: [{name: v1, labels: {v: \"1\"}}]\n"
+#define SES                                                                                        \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: svc}\n"     \
+	"spec:\n  hosts: [svc.x]\n  ports: [{number: 80, name: http}]\n  resolution: DNS\n"        \
+	"  endpoints:\n"                                                                           \
+	"  - address: A.test\n    locality: r/z\n    labels: {v: \"1\"}\n    weight: 3\n"          \
+	"    ports: {http: 9000}\n"                                                                \
+	"  - address: 10.0.0.9\n    locality: r/y\n"                                               \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: rr}\n"      \
+	"spec:\n  hosts: [rr.x]\n  ports: [{number: 80, name: http, targetPort: 81}]\n"            \
+	"  resolution: DNS_ROUND_ROBIN\n  endpoints: [{address: a.test}]\n"                        \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: self}\n"    \
+	"spec:\n  hosts: [self.x]\n  ports: [{number: 80, name: http}]\n  resolution: DNS\n"       \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: st}\n"      \
+	"spec:\n  hosts: [st.x]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n"      \
+	"  endpoints: [{address: 10.0.0.7}]\n"
+#define FILE_TEXT HEAD ROUTES SES
+
+/* The answers the test gives, and ids kept by endpoint key as the master's
+ * endpoint-state table keeps them. */
+struct fake {
+	const char *name[4];
+	struct ism_dns_addr addrs[4][4];
+	size_t n[4];
+	char keys[64][300];
+	uint32_t n_keys;
+};
+
+static void answer(struct fake *f, size_t i, const char *name, const char *a, const char *b)
+{
+	const char *in[2] = {a, b};
+
+	f->name[i] = name;
+	f->n[i] = 0;
+	for (size_t j = 0; j < 2 && in[j] != NULL; j++) {
+		struct ism_dns_addr *d = &f->addrs[i][f->n[i]++];
+		struct sockaddr_in *s = (struct sockaddr_in *)&d->addr;
+
+		memset(d, 0, sizeof(*d));
+		s->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, in[j], &s->sin_addr), 1);
+		d->len = sizeof(*s);
+		snprintf(d->text, sizeof(d->text), "%s", in[j]);
+	}
+}
+
+static size_t fake_lookup(void *ctx, const char *name, const struct ism_dns_addr **addrs,
+			  uint64_t *resolved_ms)
+{
+	struct fake *f = ctx;
+
+	for (size_t i = 0; i < 4; i++)
+		if (f->name[i] != NULL && strcmp(f->name[i], name) == 0 && f->n[i] > 0) {
+			*addrs = f->addrs[i];
+			*resolved_ms = 1000 + i;
+			return f->n[i];
+		}
+	*addrs = NULL;
+	*resolved_ms = 0;
+	return 0;
+}
+
+static int key_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+{
+	struct fake *f = ctx;
+
+	(void)has_hc;
+	for (uint32_t i = 0; i < f->n_keys; i++)
+		if (strcmp(f->keys[i], key) == 0) {
+			*id = i;
+			return 0;
+		}
+	assert_true(f->n_keys < 64);
+	snprintf(f->keys[f->n_keys], sizeof(f->keys[0]), "%s", key);
+	*id = f->n_keys++;
+	return 0;
+}
+
+struct compiled {
+	struct ism_diags d;
+	struct ism_conf *conf;
+	void *mem;
+	struct ism_arena arena;
+	const struct ism_table *t;
+};
+
+static void compile(struct compiled *c, const char *text, struct fake *f)
+{
+	memset(c, 0, sizeof(*c));
+	ism_diags_init(&c->d);
+	assert_int_equal(ism_conf_load_buf("dns.yaml", text, strlen(text), &c->conf, &c->d), 0);
+	c->mem = malloc(LOADED_ARENA_SIZE);
+	assert_non_null(c->mem);
+	ism_arena_init(&c->arena, c->mem, LOADED_ARENA_SIZE);
+	if (f != NULL)
+		assert_int_equal(ism_conf_compile_dns(c->conf, &c->arena, key_id, f, fake_lookup, f,
+						      &c->t, &c->d),
+				 0);
+	else
+		assert_int_equal(
+		    ism_conf_compile(c->conf, &c->arena, key_id, &(struct fake){0}, &c->t, &c->d),
+		    0);
+}
+
+static void compiled_free(struct compiled *c)
+{
+	ism_conf_free(c->conf);
+	free(c->mem);
+}
+
+/* The endpoint of cl whose text is addr (NULL: none). */
+static const struct ism_endpoint *ep(const struct ism_cluster *cl, const char *addr)
+{
+	for (uint32_t i = 0; i < cl->n_endpoints; i++)
+		if (strcmp(cl->endpoints[i].addr_text.p, addr) == 0)
+			return &cl->endpoints[i];
+	return NULL;
+}
+
+static void test_expand(void **state)
+{
+	struct fake f = {0};
+	struct compiled c;
+	const struct ism_cluster *cl, *v1;
+	const struct ism_endpoint *e;
+
+	(void)state;
+	answer(&f, 0, "a.test", "10.0.0.2", "10.0.0.1");
+	compile(&c, FILE_TEXT, &f);
+	cl = loaded_cluster(c.t, "outbound|80||svc.x");
+	assert_int_equal(cl->n_endpoints, 3);
+	assert_int_equal(cl->unresolved.len, 0);
+	e = ep(cl, "10.0.0.1:9000");
+	assert_non_null(e);
+	assert_string_equal(e->dns_name.p, "a.test"); /* lowercased */
+	assert_int_equal(e->resolved_ms, 1000);
+	assert_int_equal(e->weight, 3);
+	assert_string_equal(e->locality.p, "r/z");
+	assert_int_equal(ntohs(((const struct sockaddr_in *)&e->addr)->sin_port), 9000);
+	assert_non_null(ep(cl, "10.0.0.2:9000"));
+	e = ep(cl, "10.0.0.9:80");
+	assert_non_null(e);
+	assert_int_equal(e->dns_name.len, 0);
+	/* Both addresses carry the endpoint's labels. */
+	v1 = loaded_cluster(c.t, "outbound|80|v1|svc.x");
+	assert_int_equal(v1->n_endpoints, 2);
+	assert_non_null(ep(v1, "10.0.0.1:9000"));
+	assert_non_null(ep(v1, "10.0.0.2:9000"));
+	compiled_free(&c);
+}
+
+static void test_ids_follow_keys(void **state)
+{
+	struct fake f = {0};
+	struct compiled a, b;
+	const struct ism_endpoint *ea, *eb;
+	uint32_t id2;
+
+	(void)state;
+	answer(&f, 0, "a.test", "10.0.0.1", "10.0.0.2");
+	compile(&a, FILE_TEXT, &f);
+	ea = ep(loaded_cluster(a.t, "outbound|80||svc.x"), "10.0.0.2:9000");
+	assert_non_null(ea);
+	id2 = ea->id;
+	answer(&f, 0, "a.test", "10.0.0.3", "10.0.0.2");
+	compile(&b, FILE_TEXT, &f);
+	eb = ep(loaded_cluster(b.t, "outbound|80||svc.x"), "10.0.0.2:9000");
+	assert_non_null(eb);
+	assert_int_equal(eb->id, id2); /* the address that stayed keeps its id */
+	assert_null(ep(loaded_cluster(b.t, "outbound|80||svc.x"), "10.0.0.1:9000"));
+	assert_non_null(ep(loaded_cluster(b.t, "outbound|80||svc.x"), "10.0.0.3:9000"));
+	assert_string_equal(f.keys[id2], "svc.x|10.0.0.2:9000");
+	compiled_free(&a);
+	compiled_free(&b);
+}
+
+static void test_round_robin(void **state)
+{
+	struct fake f = {0};
+	struct compiled c;
+	const struct ism_cluster *cl;
+	char text[64];
+	uint32_t id;
+
+	(void)state;
+	answer(&f, 0, "a.test", "10.0.0.1", "10.0.0.2");
+	compile(&c, FILE_TEXT, &f);
+	cl = loaded_cluster(c.t, "outbound|80||rr.x");
+	assert_int_equal(cl->n_endpoints, 1);
+	assert_string_equal(cl->endpoints[0].addr_text.p, "a.test:81");
+	inet_ntop(AF_INET, &((const struct sockaddr_in *)&cl->endpoints[0].addr)->sin_addr, text,
+		  sizeof(text));
+	assert_string_equal(text, "10.0.0.1");
+	id = cl->endpoints[0].id;
+	assert_string_equal(f.keys[id], "rr.x|a.test:81");
+	compiled_free(&c);
+	/* Another answer: the same logical endpoint, another address. */
+	answer(&f, 0, "a.test", "10.0.0.5", NULL);
+	compile(&c, FILE_TEXT, &f);
+	cl = loaded_cluster(c.t, "outbound|80||rr.x");
+	assert_int_equal(cl->endpoints[0].id, id);
+	inet_ntop(AF_INET, &((const struct sockaddr_in *)&cl->endpoints[0].addr)->sin_addr, text,
+		  sizeof(text));
+	assert_string_equal(text, "10.0.0.5");
+	compiled_free(&c);
+}
+
+static void test_unresolved_and_self(void **state)
+{
+	struct fake f = {0};
+	struct compiled c;
+	const struct ism_cluster *cl;
+
+	(void)state;
+	answer(&f, 1, "self.x", "10.0.0.4", NULL);
+	compile(&c, FILE_TEXT, &f);
+	cl = loaded_cluster(c.t, "outbound|80||svc.x");
+	assert_int_equal(cl->n_endpoints, 1); /* 10.0.0.9 only */
+	assert_string_equal(cl->unresolved.p, "a.test");
+	cl = loaded_cluster(c.t, "outbound|80||rr.x");
+	assert_int_equal(cl->n_endpoints, 0);
+	assert_string_equal(cl->unresolved.p, "a.test");
+	cl = loaded_cluster(c.t, "outbound|80||self.x");
+	assert_int_equal(cl->n_endpoints, 1);
+	assert_string_equal(cl->endpoints[0].addr_text.p, "10.0.0.4:80");
+	assert_string_equal(cl->endpoints[0].dns_name.p, "self.x");
+	compiled_free(&c);
+	/* isthmus -c compiles without resolving: no endpoint from a name. */
+	compile(&c, FILE_TEXT, NULL);
+	assert_int_equal(loaded_cluster(c.t, "outbound|80||self.x")->n_endpoints, 0);
+	assert_int_equal(loaded_cluster(c.t, "outbound|80||svc.x")->n_endpoints, 1);
+	compiled_free(&c);
+}
+
+static int collect_name(void *ctx, const char *name)
+{
+	char *all = ctx;
+
+	strcat(all, name);
+	strcat(all, ",");
+	return 0;
+}
+
+static void test_names_and_settings(void **state)
+{
+	struct compiled c;
+	struct ism_conf_dns dns;
+	char all[256] = "";
+
+	(void)state;
+	compile(&c, FILE_TEXT, NULL);
+	assert_int_equal(ism_conf_dns_names(c.conf, collect_name, all), 0);
+	assert_string_equal(all, "a.test,self.x,"); /* once each; STATIC and IPs not */
+	ism_conf_dns_settings(c.conf, &dns);
+	assert_int_equal(dns.n_servers, 0);
+	assert_int_equal(dns.min_refresh_ms, 5000);
+	assert_int_equal(dns.max_refresh_ms, 300000);
+	assert_int_equal(dns.timeout_ms, 5000);
+	compiled_free(&c);
+	compile(&c,
+		HEAD "  dns:\n    servers: [\"127.0.0.1:5353\", \"::1\", \"[::1]:53\"]\n"
+		     "    minRefresh: 1s\n    maxRefresh: 30s\n    timeout: 500ms\n" ROUTES SES,
+		NULL);
+	ism_conf_dns_settings(c.conf, &dns);
+	assert_int_equal(dns.n_servers, 3);
+	assert_string_equal(dns.servers[0], "127.0.0.1:5353");
+	assert_string_equal(dns.servers[2], "[::1]:53");
+	assert_int_equal(dns.min_refresh_ms, 1000);
+	assert_int_equal(dns.max_refresh_ms, 30000);
+	assert_int_equal(dns.timeout_ms, 500);
+	compiled_free(&c);
+}
+
+static void test_refresh_clamp(void **state)
+{
+	(void)state;
+	assert_int_equal(ism_resolver_refresh_ms(0, 5000, 300000), 5000);
+	assert_int_equal(ism_resolver_refresh_ms(2, 5000, 300000), 5000);
+	assert_int_equal(ism_resolver_refresh_ms(60, 5000, 300000), 60000);
+	assert_int_equal(ism_resolver_refresh_ms(86400, 5000, 300000), 300000);
+	assert_int_equal(ism_resolver_refresh_ms(UINT32_MAX, 1000, 2000), 2000);
+	assert_string_equal(ism_dns_state_name(ISM_DNS_STALE), "stale");
+}
+
+/* The resolver's states without a DNS server: a closed port refuses every
+ * query, so each name fails (failed: never answered), is counted, and asks
+ * again when forced; settle waits no longer than its timeout. */
+static void test_resolver_failing_server(void **state)
+{
+	static const char *const servers[] = {"127.0.0.1:1"};
+	struct ism_conf_dns dns = {.n_servers = 1,
+				   .servers = servers,
+				   .min_refresh_ms = 60000,
+				   .max_refresh_ms = 60000,
+				   .timeout_ms = 300};
+	struct ism_resolver *r;
+	struct ism_dns_view v;
+	struct compiled c;
+	struct ism_reply out;
+	const struct ism_dns_addr *a;
+	uint64_t t0, when;
+
+	(void)state;
+	compile(&c, FILE_TEXT, NULL);
+	assert_int_equal(ism_resolver_create(NULL, &r), 0);
+	assert_int_equal(ism_resolver_configure(r, &dns), 0);
+	assert_int_equal(ism_resolver_names(r, c.conf, true), 0);
+	t0 = ism_now_ms();
+	ism_resolver_settle(r, dns.timeout_ms);
+	assert_true(ism_now_ms() - t0 < dns.timeout_ms + 200);
+	for (size_t i = 0; i < 2; i++) {
+		assert_true(ism_resolver_view(r, i, ism_now_ms(), &v));
+		assert_true(v.used);
+		assert_int_equal(v.state, ISM_DNS_FAILED);
+		assert_int_equal(v.n_addrs, 0);
+		assert_true(v.failures >= 1);
+		assert_true(v.error[0] != '\0');
+		assert_true(v.next_in_ms > 1000); /* retried after minRefresh */
+	}
+	assert_false(ism_resolver_view(r, 2, ism_now_ms(), &v));
+	assert_int_equal(ism_resolver_lookup(r, "a.test", &a, &when), 0);
+	assert_false(ism_resolver_changed(r));
+	assert_int_equal(ism_resolver_force(r, "a.test"), 0);
+	assert_int_equal(ism_resolver_force(r, "*"), 0);
+	assert_int_equal(ism_resolver_force(r, "nope.test"), -ENOENT);
+	assert_true(ism_resolver_view(r, 0, ism_now_ms(), &v));
+	assert_int_equal(v.next_in_ms, 0); /* due now */
+	ism_reply_init(&out, 1u << 16);
+	ism_resolver_metrics(r, &out);
+	assert_non_null(strstr(out.p, "isthmus_dns_names{state=\"failed\"} 2"));
+	assert_non_null(strstr(out.p, "isthmus_dns_resolutions_total{result=\"ok\"} 0"));
+	ism_reply_free(&out);
+	ism_resolver_destroy(r);
+	compiled_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_expand),
+	    cmocka_unit_test(test_ids_follow_keys),
+	    cmocka_unit_test(test_round_robin),
+	    cmocka_unit_test(test_unresolved_and_self),
+	    cmocka_unit_test(test_names_and_settings),
+	    cmocka_unit_test(test_refresh_clamp),
+	    cmocka_unit_test(test_resolver_failing_server),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
