@@ -261,9 +261,10 @@ proxy_running() {
 # A proxy started in the background ($2: its pid) answers 200 on URL $3 within 10 s: then it is
 # recorded (PID, ACTIVE); else it is skipped loudly with its log $4, and stopped.
 proxy_up() { # name pid url log
-	if ! wait_http "$3" 50 "$2"; then
+	local tries=${UP_TRIES:-50}
+	if ! wait_http "$3" "$tries" "$2"; then
 		if kill -0 "$2" 2>/dev/null; then
-			skip_loudly "$1" "no 200 from $3 within 10 s (status $(http_status "$3"))" "$4"
+			skip_loudly "$1" "no 200 from $3 within $((tries / 5)) s (status $(http_status "$3"))" "$4"
 		else
 			wait "$2"
 			skip_loudly "$1" "exited with status $? before answering on $3" "$4"
@@ -361,7 +362,8 @@ EOF
 		skip_loudly "$name" "'$bin -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
 		return
 	fi
-	"$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
+	# ISTHMUS_WRAP: a command the binary runs under (bench/instructions.sh: valgrind).
+	${ISTHMUS_WRAP:-} "$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
 	proxy_up "$name" $! "$scheme://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/instructions.sh — what one request of the bench's plain route costs isthmus builds,
+# in counts instead of time: the instructions a worker executes in user space per request
+# (valgrind's callgrind counts every one, so the figure does not move with the machine's load)
+# and its io_uring submissions, completions and system calls per request (perf's software
+# tracepoints, the kernel's side). For a change whose cost is a few per cent, which CPU-time
+# rounds on a shared 2-core machine do not resolve. The first build is the reference.
+# Usage: bench/instructions.sh BUILD_DIR [BUILD_DIR...]
+# Environment: ROUNDS (3) DURATION (10, s under valgrind) CONNS (4) KERNEL_DURATION (5, s)
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+[ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [BUILD_DIR...]" >&2; exit 2; }
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-4}
+KERNEL_DURATION=${KERNEL_DURATION:-5}
+UP1=19081 UP2=19082
+declare -A PORT=()
+declare -A PID=()
+ACTIVE=""
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+BENCH_NAME=instructions
+. "$BENCH_DIR/lib.sh"
+
+case $ROUNDS$DURATION$CONNS$KERNEL_DURATION in *[!0-9]*) die "ROUNDS, DURATION, CONNS, KERNEL_DURATION must be integers";; esac
+[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
+need_tools "$NGINX" "$WRK" curl valgrind callgrind_control perf
+for b in "$@"; do [ -x "$b/isthmus" ] || die "$b/isthmus not found (build it first)"; done
+
+bench_tmp
+results_open "$BENCH_DIR"
+raise_nofile
+say "# isthmus instructions $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION)"
+say "# host: $(uname -srm), $(nproc) CPUs; $(valgrind --version)"
+for b in "$@"; do say "# build $b: $(cd "$b/.." 2>/dev/null && git describe --always --dirty 2>/dev/null || echo '?')"; done
+start_upstream $UP1 $UP2
+
+# The worker of a master started with workers: 1 (its only child).
+worker_of() { ps -o pid= --ppid "$1" | awk 'NR==1{print $1}'; }
+
+# The Ir total of a callgrind dump.
+dump_ir() { awk '$1 == "summary:" || $1 == "totals:" {print $2; exit}' "$1"; }
+
+# One life of a build under callgrind: start, `wrk -d$2`, stop. CG_IR and CG_REQ: its worker's
+# instructions (callgrind writes them when the worker exits) and the requests served. vgdb, and
+# so callgrind_control, cannot reach a forked worker: hence whole lives, and two of them.
+cg_life() { # name seconds build
+	local name=$1 d="$TMP/$1" w req err non2xx
+	rm -rf "$d"
+	mkdir -p "$d"
+	ISTHMUS_WRAP="valgrind --tool=callgrind --callgrind-out-file=$d/cg.%p --dump-instr=no --collect-jumps=no" \
+		UP_TRIES=300 start_isthmus HTTP "" "" "$name" "$3" || die "$3 did not start under valgrind"
+	w=$(worker_of "${PID[$name]}")
+	[ -n "$w" ] || die "$name: no worker process"
+	run_wrk "$d/wrk.txt" "$2" -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$name]}/"
+	read -r req _ _ err non2xx < <(parse_wrk "$d/wrk.txt")
+	[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: $name: $err socket errors, $non2xx non-2xx"
+	kill -TERM "${PID[$name]}" 2>/dev/null
+	wait "${PID[$name]}" 2>/dev/null
+	ACTIVE=""
+	[ -s "$d/cg.$w" ] || die "$name: no callgrind output for worker $w"
+	CG_IR=$(dump_ir "$d/cg.$w")
+	CG_REQ=$req
+}
+
+declare -A IR=() SQE=() CQE=() SYS=()
+n=0
+for b in "$@"; do
+	n=$((n + 1))
+	name="build$n"
+	PORT[$name]=$((19580 + n))
+	ports_free "${PORT[$name]}"
+	# 1. User space: two lives under callgrind, a short and a long one; the difference of their
+	# workers' instructions over the difference of their requests leaves start and stop out.
+	for r in $(seq 1 "$ROUNDS"); do
+		cg_life "$name" 1 "$b"
+		ir1=$CG_IR n1=$CG_REQ
+		cg_life "$name" "$DURATION" "$b"
+		ir2=$CG_IR n2=$CG_REQ
+		[ -n "$ir1" ] && [ -n "$ir2" ] && [ "$((n2 - n1))" -gt 0 ] || die "$name round $r: no counts ($ir1 $n1, $ir2 $n2)"
+		per=$(awk -v a="$ir1" -v b="$ir2" -v m="$n1" -v n="$n2" 'BEGIN{printf "%.0f", (b - a) / (n - m)}')
+		IR[$name]="${IR[$name]:-} $per"
+		say "round $r $name: $ir1 instructions for $n1 requests, $ir2 for $n2: $per per request"
+	done
+	# 2. The kernel's side: natively, io_uring submissions/completions and system calls.
+	kname="k$name"
+	PORT[$kname]=$((19680 + n))
+	ports_free "${PORT[$kname]}"
+	start_isthmus HTTP "" "" "$kname" "$b" || die "$b did not start"
+	w=$(worker_of "${PID[$kname]}")
+	run_wrk "$TMP/kwarm-$name.txt" 2 -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$kname]}/" || true
+	perf stat -x, -o "$TMP/perf-$name.txt" -e io_uring:io_uring_submit_req,io_uring:io_uring_complete,raw_syscalls:sys_enter \
+		-p "$w" -- sleep $((KERNEL_DURATION + 1)) &
+	pp=$!
+	sleep 0.5
+	run_wrk "$TMP/kwrk-$name.txt" "$KERNEL_DURATION" -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$kname]}/"
+	wait "$pp"
+	read -r req _ _ _ _ < <(parse_wrk "$TMP/kwrk-$name.txt")
+	ev() { awk -F, -v e="$1" '$3 == e {print $1}' "$TMP/perf-$name.txt"; }
+	SQE[$name]=$(awk -v a="$(ev io_uring:io_uring_submit_req)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
+	CQE[$name]=$(awk -v a="$(ev io_uring:io_uring_complete)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
+	SYS[$name]=$(awk -v a="$(ev raw_syscalls:sys_enter)" -v n="$req" 'BEGIN{printf "%.3f", a / n}')
+	say "kernel $name: $req requests: ${SQE[$name]} submissions, ${CQE[$name]} completions, ${SYS[$name]} system calls per request"
+	kill -TERM "${PID[$kname]}" 2>/dev/null
+	wait "${PID[$kname]}" 2>/dev/null
+done
+
+say ""
+say "## per request, medians of $ROUNDS rounds (wrk -t1 -c$CONNS); ratio = build / build1"
+say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls)"
+ref=$(echo "${IR[build1]}" | median)
+n=0
+for b in "$@"; do
+	n=$((n + 1))
+	name="build$n"
+	m=$(echo "${IR[$name]}" | median)
+	say "$(printf '%-8s %-40s %12.0f %7s %10s %8s %8s %8s' "$name" "$b" "$m" "$(awk -v a="$m" -v b="$ref" 'BEGIN{printf "%.3f", a / b}')" \
+		"$(echo "${IR[$name]}" | spread)" "${SQE[$name]}" "${CQE[$name]}" "${SYS[$name]}")"
+done
