@@ -65,14 +65,18 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 		ism_mirror_orphaned(w, st);
 	free(st->log_req);
 	st->log_req = NULL;
-	free(st->set_cookie);
-	st->set_cookie = NULL;
-	free(st->resp_edits);
-	st->resp_edits = NULL;
-	free(st->cors);
-	st->cors = NULL;
-	free(st->deferred);
-	st->deferred = NULL;
+	/* What only some requests have (a plain route's has none of them). */
+	if (st->set_cookie != NULL || st->resp_edits != NULL || st->cors != NULL ||
+	    st->deferred != NULL) {
+		free(st->set_cookie);
+		st->set_cookie = NULL;
+		free(st->resp_edits);
+		st->resp_edits = NULL;
+		free(st->cors);
+		st->cors = NULL;
+		free(st->deferred);
+		st->deferred = NULL;
+	}
 	ism_buf_free(&st->replay);
 	ism_buf_free(&st->req_trl);
 	st->sess = NULL;

@@ -332,12 +332,12 @@ static void request_id(struct ism_wctx *w, char out[37])
 	out[o] = '\0';
 }
 
-/* Whether the route's header edits drop field name (a literal): the client's
- * and the one isthmus makes alike, as Envoy's router edits the request after
- * its connection manager added its own. */
-static bool edit_drops(const struct ism_req_edits *ed, const char *name)
+/* Whether the route's header edits (NULL: none) drop field name (a literal):
+ * the client's and the one isthmus makes alike, as Envoy's router edits the
+ * request after its connection manager added its own. */
+static bool edit_drops(const struct ism_hdr_edits *drops, const char *name)
 {
-	return ed != NULL && ed->hdrs != NULL && ism_act_drops(ed->hdrs, name, strlen(name));
+	return drops != NULL && ism_act_drops(drops, name, strlen(name));
 }
 
 /* The values of the route's header edits, and x-envoy-original-path (set
@@ -373,7 +373,8 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	const char *peer = st->sess->peer;
 	const char *xff = NULL;
 	size_t xff_len = 0;
-	int have_rid = edit_drops(ed, "x-request-id"), ret = 0;
+	const struct ism_hdr_edits *drops = ed != NULL ? ed->hdrs : NULL;
+	int have_rid = edit_drops(drops, "x-request-id"), ret = 0;
 
 	out->len = 0;
 	/* An HTTP/1.0 client is forwarded as HTTP/1.0, so the upstream answers in a
@@ -399,7 +400,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 			continue;
 		if (ed != NULL &&
 		    ((ed->orig_path != NULL && ism_http_header_is(h, "x-envoy-original-path")) ||
-		     (ed->hdrs != NULL && ism_act_drops(ed->hdrs, h->name, h->name_len))))
+		     (drops != NULL && ism_act_drops(drops, h->name, h->name_len))))
 			continue;
 		if (ism_http_header_is(h, "x-forwarded-for")) {
 			xff = h->value;
@@ -425,10 +426,10 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		ret |= ism_buf_append(out, ", ", 2, limit);
 		ret |= ism_buf_put_str(out, peer, limit);
 		ret |= ism_buf_append(out, "\r\n", 2, limit);
-	} else if (!edit_drops(ed, "x-forwarded-for")) {
+	} else if (!edit_drops(drops, "x-forwarded-for")) {
 		ret |= ism_buf_put_field(out, "x-forwarded-for", peer, strlen(peer), limit);
 	}
-	if (!edit_drops(ed, "x-forwarded-proto"))
+	if (!edit_drops(drops, "x-forwarded-proto"))
 		ret |= ism_buf_put_str(out,
 				       ism_sess_tls(st->sess) ? "x-forwarded-proto: https\r\n"
 							      : "x-forwarded-proto: http\r\n",

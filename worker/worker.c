@@ -474,7 +474,8 @@ static int loop(struct ism_wctx *w)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		ism_stream_after_batch(w);
-		ism_mirror_after_batch(w);
+		if (w->mirror != NULL) /* made by the first mirrored request */
+			ism_mirror_after_batch(w);
 		if (w->n_bufwait)
 			ism_sock_resume_recvs(w);
 	}
