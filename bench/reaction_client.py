@@ -18,7 +18,6 @@ Prints one line of key=value results (see the end of main()). Standard library o
 """
 
 import argparse
-import http.client
 import os
 import re
 import signal
@@ -26,6 +25,8 @@ import socket
 import sys
 import threading
 import time
+
+from reaction_common import Load, add_load_args, error_kinds, log_stamps, signal_now
 
 
 def ctl(path, cmd, timeout=2.0):
@@ -64,67 +65,18 @@ def pct(sorted_vals, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
+    add_load_args(ap, rate=400.0, duration=3.0)
     ap.add_argument("--ctl", required=True, help="control socket path")
     ap.add_argument("--service", required=True)
     ap.add_argument("--dead", required=True, help="addr:port of the endpoint that is killed")
     ap.add_argument("--kill-pid", type=int, required=True)
-    ap.add_argument("--threads", type=int, default=4)
-    ap.add_argument("--rate", type=float, default=400.0, help="requests/s per thread")
-    ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--kill-after", type=float, default=1.0)
-    ap.add_argument("--max", type=int, default=100000, help="requests in all, at most")
     ap.add_argument("--sample-ms", type=float, default=5.0)
     ap.add_argument("--log", default=None, help="the gateway's log: time of its first ejection line")
     a = ap.parse_args()
 
-    lock = threading.Lock()
-    records = []  # (t_send, t_done, status or error text, x-upstream)
-    sent = [0]
+    load = Load(a, "reaction.local")
     stop = threading.Event()
-    t0 = time.monotonic()
-    t_end = t0 + a.duration
-    kill = {"t": None}
-
-    def worker(idx):
-        conn = None
-        i = 0
-        period = 1.0 / a.rate if a.rate > 0 else 0.0
-        start = t0 + idx * period / max(1, a.threads)  # spread the threads over one period
-        local = []
-        while not stop.is_set():
-            due = start + i * period
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)
-            now = time.monotonic()
-            if now >= t_end:
-                break
-            with lock:
-                if sent[0] >= a.max:
-                    break
-                sent[0] += 1
-            i += 1
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
-                conn.request("GET", "/", headers={"Host": "reaction.local"})
-                r = conn.getresponse()
-                r.read()
-                status, up = r.status, r.getheader("x-upstream")
-                if r.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as e:
-                status, up = f"{type(e).__name__}", None
-                if conn is not None:
-                    conn.close()
-                conn = None
-            local.append((now, time.monotonic(), status, up))
-        if conn is not None:
-            conn.close()
-        with lock:
-            records.extend(local)
 
     samples = []  # (t, {addr:port: attempts})
 
@@ -144,25 +96,13 @@ def main():
 
     st = threading.Thread(target=sampler, daemon=True)
     st.start()
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(a.threads)]
-    for th in threads:
-        th.start()
-    d = t0 + a.kill_after - time.monotonic()
-    if d > 0:
-        time.sleep(d)
-    kill["t"] = time.monotonic()
-    kill["wall"] = time.time()
-    try:
-        os.kill(a.kill_pid, signal.SIGKILL)
-    except ProcessLookupError:
-        print("reaction_client: the process to kill is gone", file=sys.stderr)
-        return 1
-    for th in threads:
-        th.join(a.duration + 30)
+    load.start()
+    load.sleep_until(a.kill_after)
+    tk, kill_wall = signal_now(a.kill_pid, signal.SIGKILL, "reaction_client: the process to kill is gone")
+    load.join()
     time.sleep(2 * a.sample_ms / 1000.0)
     stop.set()
     st.join(5)
-    tk = kill["t"]
 
     # --- the gateway's view: attempts per sampling window
     react = None
@@ -192,37 +132,24 @@ def main():
         react_lo = max(0.0, prev[-1] - tk) if prev else 0.0
     # the gateway's own record of the ejection (wall clock, ms resolution)
     eject_ms = "-"
-    if a.log:
-        try:
-            with open(a.log, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z .*ejected by outlier detection", line)
-                    if m:
-                        import calendar
-                        secs = calendar.timegm(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S"))
-                        secs += int(m.group(1)[20:23]) / 1000.0
-                        eject_ms = f"{(secs - kill['wall']) * 1000:.0f}"
-                        break
-        except OSError:
-            pass
+    for t, _ in log_stamps(a.log, r".*ejected by outlier detection"):
+        eject_ms = f"{(t - kill_wall) * 1000:.0f}"
+        break
     gaps = [tb - ta for (ta, _), (tb, _) in zip(samples, samples[1:])]
     max_gap = max(gaps) if gaps else float("nan")
 
     # --- the client's view
-    records.sort()
+    records = sorted(load.records)
     ok = [r for r in records if r[2] == 200]
     bad = [r for r in records if r[2] != 200]
     before = sorted(r[1] - r[0] for r in records if r[0] < tk)
     after = sorted(r[1] - r[0] for r in records if tk <= r[0] < tk + 1.0)
     before_dead = sum(1 for r in ok if r[0] < tk and r[3] and r[3] == os.environ.get("DEAD_NAME", ""))
     n_before = sum(1 for r in records if r[0] < tk)
-    err_kinds = {}
-    for r in bad:
-        err_kinds[str(r[2])] = err_kinds.get(str(r[2]), 0) + 1
     # send time of the failed requests relative to the kill (negative: in flight at the kill)
     err_at = ",".join(f"{(r[0] - tk) * 1000:.1f}" for r in bad[:5]) or "-"
     print(f"requests={len(records)} errors={len(bad)} "
-          f"error_kinds={','.join(f'{k}:{v}' for k, v in sorted(err_kinds.items())) or '-'} "
+          f"error_kinds={error_kinds(r[2] for r in bad)} "
           f"error_sent_ms={err_at} "
           f"reaction_ms={react * 1000:.1f} reaction_lo_ms={react_lo * 1000:.1f} eject_log_ms={eject_ms} "
           f"dead_attempts_after_kill={dead_after} attempts_after_kill={total_after} "

@@ -455,6 +455,46 @@ http {{
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def sample(env, n, path="/", per_conn=250, timeout=10.0):
+    """n GETs of path through the gateway (env.gw_port) over keep-alive connections (a new
+    one every per_conn requests, so that every worker takes part). Returns ({x-upstream:
+    count} of the 200s, {status, or the exception's name (OSError, EOFError): count})."""
+    ups, statuses = {}, {}
+    c = None
+    try:
+        for i in range(n):
+            try:
+                if c is None or i % per_conn == 0:
+                    if c is not None:
+                        c.close()
+                    c = Conn("127.0.0.1", env.gw_port, timeout=timeout)
+                r = c.request("GET", path, "test.local")
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+                if r.status == 200:
+                    u = r.header("x-upstream")
+                    ups[u] = ups.get(u, 0) + 1
+                if (r.header("connection") or "").lower() == "close":
+                    c.close()
+                    c = None
+            except (OSError, EOFError) as e:
+                k = type(e).__name__
+                statuses[k] = statuses.get(k, 0) + 1
+                if c is not None:
+                    c.close()
+                c = None
+    finally:
+        if c is not None:
+            c.close()
+    return ups, statuses
+
+
+def tally_ok(env, n, **kw):
+    """sample(env, n, **kw), checked: every GET answered 200. Returns {x-upstream: count}."""
+    ups, statuses = sample(env, n, **kw)
+    check(statuses == {200: n}, f"{n} GETs: statuses {statuses}, want all 200 (upstreams {ups})")
+    return ups
+
+
 _CLONE_NEWNET = 0x40000000
 
 
@@ -535,17 +575,24 @@ def gateway(port, name="gw", hosts=("*",)):
             f"  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [{hl}]\n")
 
 
-def service_entry(name, host, endpoints, port=80):
-    """endpoints: list of dicts {address, port, labels?, locality?}."""
+def service_entry(name, host, endpoints, port=80, resolution="STATIC", target_port=None):
+    """endpoints: list of dicts {address (an IP, or a name to resolve), port, labels?,
+    locality?, weight?}; [] for none (with resolution DNS: the host itself is resolved,
+    on target_port)."""
+    tp = f", targetPort: {target_port}" if target_port else ""
     s = (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n"
-         f"  hosts: [{host}]\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n"
-         f"  resolution: STATIC\n  endpoints:\n")
+         f"  hosts: [{host}]\n  ports: [{{number: {port}, name: http, protocol: HTTP{tp}}}]\n"
+         f"  resolution: {resolution}\n")
+    if endpoints:
+        s += "  endpoints:\n"
     for e in endpoints:
         s += f"  - {{address: {e['address']}, ports: {{http: {e['port']}}}"
         if e.get("labels"):
             s += ", labels: {" + ", ".join(f"{k}: {v}" for k, v in e["labels"].items()) + "}"
         if e.get("locality"):
             s += f", locality: {e['locality']}"
+        if e.get("weight"):
+            s += f", weight: {e['weight']}"
         s += "}\n"
     return s
 

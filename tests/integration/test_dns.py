@@ -27,8 +27,9 @@ import time
 import urllib.request
 
 from dnsutil import TYPE_AAAA, ZONE, Dnsmasq, addresses, free_udp_tcp_port, query
+import harness
 from harness import (Conn, Env, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, docs,
-                     file_lines, free_port, gateway, have, poll, virtual_service, wrk_reap)
+                     file_lines, free_port, gateway, have, poll, service_entry, virtual_service, wrk_reap)
 
 _test = Registry()
 register = _test.register
@@ -83,24 +84,8 @@ def health_checks(host, interval="100ms"):
 
 
 def entry(host, endpoints, resolution="DNS", port=80, target_port=None):
-    """A ServiceEntry. endpoints: dicts {address (a name or an IP), port, locality?,
-    labels?, weight?}; [] for none (the host itself is resolved, on target_port)."""
-    tp = f", targetPort: {target_port}" if target_port else ""
-    s = (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host.split('.')[0]}}}\n"
-         f"spec:\n  hosts: [{host}]\n  ports: [{{number: {port}, name: http, protocol: HTTP{tp}}}]\n"
-         f"  resolution: {resolution}\n")
-    if endpoints:
-        s += "  endpoints:\n"
-    for e in endpoints:
-        s += f"  - {{address: \"{e['address']}\", ports: {{http: {e['port']}}}"
-        if e.get("locality"):
-            s += f", locality: {e['locality']}"
-        if e.get("labels"):
-            s += ", labels: {" + ", ".join(f"{k}: {v}" for k, v in e["labels"].items()) + "}"
-        if e.get("weight"):
-            s += f", weight: {e['weight']}"
-        s += "}\n"
-    return s
+    """A ServiceEntry named after host's first label (see harness.service_entry)."""
+    return service_entry(host.split(".")[0], host, endpoints, port, resolution, target_port)
 
 
 def dest_rule(host, od=None, failover=None):
@@ -234,36 +219,9 @@ def kill(proc):
     proc.p.wait(timeout=5)
 
 
-def sample(env, n, per_conn=50):
-    """n GETs over keep-alive connections. Returns ({x-upstream: count} of the
-    200s, {status or error: count})."""
-    ups, statuses = {}, {}
-    c = None
-    try:
-        for i in range(n):
-            try:
-                if c is None or i % per_conn == 0:
-                    if c is not None:
-                        c.close()
-                    c = Conn("127.0.0.1", env.gw_port, timeout=5)
-                r = c.request("GET", "/", "test.local")
-                statuses[r.status] = statuses.get(r.status, 0) + 1
-                if r.status == 200:
-                    u = r.header("x-upstream")
-                    ups[u] = ups.get(u, 0) + 1
-                if (r.header("connection") or "").lower() == "close":
-                    c.close()
-                    c = None
-            except (OSError, EOFError) as e:
-                k = type(e).__name__
-                statuses[k] = statuses.get(k, 0) + 1
-                if c is not None:
-                    c.close()
-                c = None
-    finally:
-        if c is not None:
-            c.close()
-    return ups, statuses
+def sample(env, n):
+    """harness.sample with a new connection every 50 GETs and a 5 s timeout."""
+    return harness.sample(env, n, per_conn=50, timeout=5)
 
 
 def all_from(env, who, n=20):
@@ -274,9 +232,8 @@ def all_from(env, who, n=20):
 
 
 def tally_ok(env, n):
-    ups, statuses = sample(env, n)
-    check(statuses == {200: n}, f"{n} GETs: statuses {statuses}, want all 200 (upstreams {ups})")
-    return ups
+    """harness.tally_ok, over the GETs of sample()."""
+    return harness.tally_ok(env, n, per_conn=50, timeout=5)
 
 
 def silent_udp(env, port=0):

@@ -26,7 +26,7 @@ import threading
 import time
 
 from harness import (Registry, ctl_cmd, Conn, Env, TestFailure, appliance, build_request, check, docs, free_port, gateway,
-                     poll, service_entry, virtual_service)
+                     poll, sample, service_entry, tally_ok, virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -167,37 +167,6 @@ def wait_view(env, ups, unhealthy, timeout=5.0):
 
 
 # --------------------------------------------------------------------------- traffic
-
-
-def sample(env, n, path="/", per_conn=250):
-    """n GETs over keep-alive connections (a new one every per_conn requests, so that
-    both workers take part). Returns ({x-upstream: count} of the 200s, {status: count})."""
-    ups, statuses = {}, {}
-    c = None
-    try:
-        for i in range(n):
-            if c is None or i % per_conn == 0:
-                if c is not None:
-                    c.close()
-                c = Conn("127.0.0.1", env.gw_port)
-            r = c.request("GET", path, "test.local")
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-            if r.status == 200:
-                u = r.header("x-upstream")
-                ups[u] = ups.get(u, 0) + 1
-            if (r.header("connection") or "").lower() == "close":
-                c.close()
-                c = None
-    finally:
-        if c is not None:
-            c.close()
-    return ups, statuses
-
-
-def tally_ok(env, n, **kw):
-    ups, statuses = sample(env, n, **kw)
-    check(statuses == {200: n}, f"{n} GETs: statuses {statuses}, want all 200 (upstreams {ups})")
-    return ups
 
 
 def share(counts, names):
