@@ -284,14 +284,14 @@ void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t g
 
 /* What a multishot brings before its owner asks is copied (its ring buffer
  * goes back at once, so a peer that is not read from pins no shared buffer).
- * Past HOLD_SOFT the multishot is cancelled: the peer is not read any more
- * and TCP stops it. What the kernel read before the cancel took effect still
- * comes: a batch of completions can carry a megabyte or more for one socket
- * on loopback. Past HOLD_CAP (a kernel's receive buffer can grow as far) the
- * peer is not being stopped: the rest is dropped and the owner, once it has
- * had what was held, sees the receive fail. */
-#define HOLD_SOFT (2u * ISM_BUF_SIZE)
-#define HOLD_CAP  (16u << 20)
+ * The kernel ends a multishot once it brought ISM_RECV_MSHOT_LIMIT bytes (one
+ * ring buffer more at most), and a new one is armed only once the held bytes
+ * went to the owner: so no more than that is ever held. Past HOLD_SOFT (the
+ * limit) the multishot is also cancelled, and HOLD_CAP stands guard: past it,
+ * the rest is dropped and the owner, once it has had what was held, sees the
+ * receive fail. */
+#define HOLD_SOFT ISM_RECV_MSHOT_LIMIT
+#define HOLD_CAP  (2u * ISM_RECV_MSHOT_LIMIT)
 
 /* Appends ud to a queue of user_data (the connection slabs bound it). */
 static void ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud)

@@ -15,11 +15,15 @@
 #include "worker/accesslog.h"
 #include "worker/http1.h"
 
-#define ISM_BUF_SIZE   16384u
-#define ISM_BUF_COUNT  1024u /* power of two; one ring per worker */
-#define ISM_BGID       1
-#define ISM_MAX_HDRS   1000
-#define ISM_REPLAY_MAX (64u * 1024u) /* a request kept whole for a retry, at most */
+#define ISM_BUF_SIZE 16384u
+/* A multishot receive ends once it brought this many bytes (the kernel's
+ * total-length cap, Linux 6.17; its last read may add one ring buffer): what
+ * it reads ahead of its owner stays that small. */
+#define ISM_RECV_MSHOT_LIMIT (2u * ISM_BUF_SIZE)
+#define ISM_BUF_COUNT	     1024u /* power of two; one ring per worker */
+#define ISM_BGID	     1
+#define ISM_MAX_HDRS	     1000
+#define ISM_REPLAY_MAX	     (64u * 1024u) /* a request kept whole for a retry, at most */
 
 /* io_uring operations; the op travels in user_data with the object's slot and
  * generation, so a completion for a recycled slot is recognised. */

@@ -47,10 +47,13 @@ void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud, bool multishot)
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
 	/* A multishot takes the length of each ring buffer (kernels before 6.10
-	 * refuse one of its own). */
-	if (multishot)
+	 * refuse one of its own), and ends after ISM_RECV_MSHOT_LIMIT bytes: the
+	 * total-length cap (Linux 6.17) is the SQE's optlen, file_index in this
+	 * liburing's names. */
+	if (multishot) {
 		io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
-	else
+		sqe->file_index = ISM_RECV_MSHOT_LIMIT;
+	} else
 		io_uring_prep_recv(sqe, fd, NULL, ISM_BUF_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ISM_BGID;
@@ -520,9 +523,13 @@ static int ring_init(unsigned entries, struct io_uring *ring, struct io_uring_pa
 	return ret;
 }
 
-/* Whether a multishot receive (kernel 6.0) works on ring, whose buffer ring br
- * (registered, of group ISM_BGID) gets one buffer at mem: a byte sent on a
- * socket pair must come back with the F_MORE flag. 0 or -errno. */
+/* Whether a multishot receive with a total-length cap (Linux 6.17) works on
+ * ring, whose buffer ring br (registered, of group ISM_BGID) gets one buffer at
+ * mem: two bytes sent on a socket pair to a multishot capped at one must end
+ * it (no F_MORE: the cap stops it once reached, the last read taking what one
+ * buffer holds). An older kernel refuses the cap (-EINVAL) or ignores it
+ * (-EOPNOTSUPP here): its multishot would read ahead without bound. 0 or
+ * -errno. */
 static int probe_recv_mshot(struct io_uring *ring, struct io_uring_buf_ring *br, char *mem)
 {
 	struct io_uring_sqe *sqe;
@@ -534,16 +541,17 @@ static int probe_recv_mshot(struct io_uring *ring, struct io_uring_buf_ring *br,
 	io_uring_buf_ring_init(br);
 	io_uring_buf_ring_add(br, mem, 64, 0, io_uring_buf_ring_mask(8), 0);
 	io_uring_buf_ring_advance(br, 1);
-	ret = write(sv[1], "x", 1) == 1 ? 0 : -EIO;
+	ret = write(sv[1], "xy", 2) == 2 ? 0 : -EIO;
 	sqe = io_uring_get_sqe(ring);
 	if (ret == 0 && sqe != NULL) {
 		io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
+		sqe->file_index = 1; /* the cap (optlen) */
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = ISM_BGID;
 		ret = io_uring_submit_and_wait(ring, 1);
 	}
 	if (ret >= 0 && io_uring_peek_cqe(ring, &cqe) == 0)
-		ret = cqe->res < 0 ? cqe->res : (cqe->flags & IORING_CQE_F_MORE) ? 0 : -EINVAL;
+		ret = cqe->res < 0 ? cqe->res : !(cqe->flags & IORING_CQE_F_MORE) ? 0 : -EOPNOTSUPP;
 	else if (ret >= 0)
 		ret = -EIO;
 	close(sv[0]);
@@ -582,7 +590,8 @@ void ism_worker_ring_probe(struct ism_ring_probe *pr)
 }
 
 /* Plaintext HTTP/1.1 connections keep one receive armed where the kernel
- * allows it (6.0): a request then costs two submissions, not four. */
+ * caps what it reads ahead (6.17): a request then costs two submissions, not
+ * four. */
 static void use_recv_mshot(struct ism_wctx *w)
 {
 	struct ism_ring_probe pr;
