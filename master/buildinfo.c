@@ -79,6 +79,15 @@ bool ism_build_ktls_offered(void)
 	return false;
 }
 
+/* A ring feature the probe tried: yes, or refused (why) and what follows. */
+static void print_feature(FILE *out, const char *name, int ret, const char *without)
+{
+	if (ret < 0)
+		fprintf(out, "  io_uring %s: refused (%s): %s\n", name, strerror(-ret), without);
+	else
+		fprintf(out, "  io_uring %s: yes\n", name);
+}
+
 static void print_kernel(FILE *out)
 {
 	struct ism_ring_probe p;
@@ -96,13 +105,8 @@ static void print_kernel(FILE *out)
 			"  io_uring setup flags SUBMIT_ALL COOP_TASKRUN SINGLE_ISSUER "
 			"DEFER_TASKRUN: %s\n",
 			p.flags ? "taken" : "refused (workers use a plain ring)");
-		if (p.buf_ring < 0)
-			fprintf(out,
-				"  io_uring provided buffer rings: refused (%s): workers cannot "
-				"run\n",
-				strerror(-p.buf_ring));
-		else
-			fprintf(out, "  io_uring provided buffer rings: yes\n");
+		print_feature(out, "provided buffer rings", p.buf_ring, "workers cannot run");
+		print_feature(out, "multishot receives", p.recv_mshot, "one receive per read");
 	}
 	fprintf(out, "  kTLS (the \"tls\" upper-layer protocol): %s\n",
 		ism_build_ktls_offered()

@@ -161,7 +161,7 @@ static const struct worker_metric worker_metrics[] = {
     WM(accept_errors, "isthmus_accept_errors_total", "counter",
        "Accepts that failed for lack of descriptors or memory (accepting pauses, then retries)."),
     WM(send_parked, "isthmus_send_parked_total", "counter",
-       "Sends a peer could not take at once, moved from the shared receive buffers to the "
+       "Sends a peer could not take at once, moved from the receive buffers to the "
        "connection's own memory."),
     WM(recv_buffer_waits, "isthmus_receive_buffer_waits_total", "counter",
        "Receives that found no free shared receive buffer and waited for one."),

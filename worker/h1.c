@@ -222,6 +222,7 @@ static void h1_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
 	ism_buf_free(&s->out);
 	ism_buf_free(&s->s.tx);
 	s->state = ISM_SESS_IDLE;
+	ism_sock_multi(&s->s); /* the next request's head */
 	if (s->in.len) {
 		try_request(w, s);
 		return;
@@ -379,6 +380,8 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	}
 	if (done)
 		s->req.mode = ISM_BODY_NONE;
+	else /* the body streams through: a multishot would read it ahead */
+		ism_sock_single(w, &s->s);
 	st = ism_stream_new(w, s);
 	if (st == NULL) {
 		ism_sess_close(w, s);

@@ -929,6 +929,8 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 
 	if (h2_init_once() < 0)
 		return -ENOMEM;
+	/* Its reads follow the flow-control windows. */
+	ism_sock_single(w, &s->s);
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return -ENOMEM;

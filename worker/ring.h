@@ -5,14 +5,16 @@
 #ifndef ISM_WORKER_RING_H
 #define ISM_WORKER_RING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "worker/worker-t.h"
 
 /* A submission entry; the queue is flushed to make room when full. */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
-/* A receive into a ring buffer on fd, completing with user_data ud. */
-void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud);
+/* A receive into a ring buffer on fd, completing with user_data ud; a
+ * multishot one completes once per read (IORING_CQE_F_MORE) until it ends. */
+void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud, bool multishot);
 /* Gives buffer bid back: to the shared ring, or to the private free list. */
 void ism_w_buf_recycle(struct ism_wctx *w, int bid);
 /* A private buffer (id >= ISM_BUF_COUNT) of ISM_BUF_SIZE bytes, or -1. */

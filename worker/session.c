@@ -174,6 +174,9 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 		start_l4(w, s, l->tcp_routes, l->n_tcp, NULL, "no TCP route");
 		return;
 	}
+	/* Plaintext HTTP/1.1 from the first byte: one receive stays armed. */
+	if (s->state == ISM_SESS_IDLE)
+		ism_sock_multi(&s->s);
 	ism_sock_recv(w, &s->s);
 }
 
@@ -308,6 +311,7 @@ static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid
 			return;
 		}
 		s->state = ISM_SESS_IDLE;
+		ism_sock_multi(&s->s); /* plaintext HTTP/1.1 from here */
 		ism_h1_begin(w, s);
 		return;
 	}
@@ -416,12 +420,12 @@ static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev 
 }
 
 void ism_sess_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
-		       int bid)
+		       int bid, uint32_t flags)
 {
 	struct ism_sess *s;
 
 	s = ism_slab_at(&w->sess, idx, gen);
-	on_event(w, s, ism_sock_complete(w, &s->s, op, res, bid));
+	on_event(w, s, ism_sock_complete(w, &s->s, op, res, bid, flags));
 }
 
 /* ---------- timers, drain ---------- */

@@ -79,7 +79,7 @@ _Static_assert(offsetof(struct ism_sess, s) == 0, "the socket base comes first")
 void ism_sess_accepted(struct ism_wctx *w, int fd, int listener);
 /* A completion on the session's socket (slot idx, gen). */
 void ism_sess_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
-		       int bid);
+		       int bid, uint32_t flags);
 /* Deadlines past due. */
 void ism_sess_tick(struct ism_wctx *w);
 /* Graceful stop: idle connections close after a moment, busy ones after the

@@ -280,24 +280,144 @@ void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t g
 	s->send.bid = -1;
 }
 
+/* ---------- multishot receives ---------- */
+
+/* What a multishot brings before its owner asks is copied (its ring buffer
+ * goes back at once, so a peer that is not read from pins no shared buffer).
+ * The kernel ends a multishot once it brought ISM_RECV_MSHOT_LIMIT bytes (one
+ * ring buffer more at most), and a new one is armed only once the held bytes
+ * went to the owner: so no more than that is ever held. Past HOLD_SOFT (the
+ * limit) the multishot is also cancelled, and HOLD_CAP stands guard: past it,
+ * the rest is dropped and the owner, once it has had what was held, sees the
+ * receive fail. */
+#define HOLD_SOFT ISM_RECV_MSHOT_LIMIT
+#define HOLD_CAP  (2u * ISM_RECV_MSHOT_LIMIT)
+
+/* Appends ud to a queue of user_data (the connection slabs bound it). */
+static void ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud)
+{
+	if (*n == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 64;
+		uint64_t *p = realloc(*q, ncap * sizeof(*p));
+
+		ISM_BUG_ON(p == NULL); /* bounded by the connection slabs, which did grow */
+		*q = p;
+		*cap = ncap;
+	}
+	(*q)[(*n)++] = ud;
+}
+
+static bool has_held(const struct ism_sock *s)
+{
+	return s->held.len > s->held_off || s->held_end;
+}
+
+bool ism_sock_held(const struct ism_sock *s)
+{
+	return has_held(s);
+}
+
+/* The owner asked and bytes are held: they go to it after the batch, through
+ * the completion path (counted in flight until then, so the slot stays). */
+static void held_queue(struct ism_wctx *w, struct ism_sock *s)
+{
+	s->inflight++;
+	ud_push(&w->held, &w->n_held, &w->cap_held,
+		ism_ud(s->up ? ISM_OP_UTLS : ISM_OP_CTLS, s->idx, s->gen));
+}
+
+static void rx_cancel(struct ism_wctx *w, struct ism_sock *s)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_cancel64(sqe, ism_ud(s->up ? ISM_OP_URECV : ISM_OP_CRECV, s->idx, s->gen), 0);
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CANCEL, 0, 0));
+	s->rx = ISM_RX_CANCEL;
+}
+
+/* A multishot's completion (res, bid) that the owner has not asked for. */
+static void hold(struct ism_wctx *w, struct ism_sock *s, int res, int bid)
+{
+	if (s->held_end) { /* past the cap, or after the end */
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return;
+	}
+	if (res <= 0) {
+		s->held_end = 1;
+		s->held_res = res;
+		return;
+	}
+	if (ism_buf_append(&s->held, ism_w_buf_addr(w, bid), (uint32_t)res, HOLD_CAP) < 0) {
+		s->held_end = 1;
+		s->held_res = -ENOBUFS;
+	}
+	ism_w_buf_recycle(w, bid);
+	if ((s->held.len >= HOLD_SOFT || s->held_end) && s->rx == ISM_RX_MULTI)
+		rx_cancel(w, s);
+}
+
+/* The next of the held bytes (or the end held after them), for the owner. */
+static struct ism_sock_ev held_deliver(struct ism_wctx *w, struct ism_sock *s);
+
 void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s)
 {
 	if (s->recv_armed || s->state != ISM_SOCK_OPEN)
 		return;
 	s->recv_armed = 1;
-	if (s->x.ssl != NULL)
+	if (s->x.ssl != NULL) {
 		ism_xp_want_read(w, s);
-	else
-		ism_xp_sock_recv(w, s);
+		return;
+	}
+	if (has_held(s)) {
+		held_queue(w, s);
+		return;
+	}
+	switch ((enum ism_sock_rx)s->rx) {
+	case ISM_RX_SINGLE:
+		ism_xp_sock_recv(w, s, s->mshot && w->mshot);
+		s->rx = s->mshot && w->mshot ? ISM_RX_MULTI : ISM_RX_SINGLE;
+		return;
+	case ISM_RX_MULTI:  /* still armed: its next bytes are the owner's */
+	case ISM_RX_CANCEL: /* its end arms the next receive */
+		return;
+	}
+	ISM_BUG_ON(1);
 }
 
-/* Puts the rest of the send in flight (plaintext) on the ring. From the shared
- * ring, MSG_DONTWAIT: one the socket cannot take at once comes back (-EAGAIN or
- * short) and moves to private memory (park). */
+void ism_sock_multi(struct ism_sock *s)
+{
+	s->mshot = s->x.ssl == NULL;
+}
+
+void ism_sock_single(struct ism_wctx *w, struct ism_sock *s)
+{
+	s->mshot = 0;
+	if (s->rx == ISM_RX_MULTI)
+		rx_cancel(w, s);
+}
+
+void ism_sock_held_run(struct ism_wctx *w)
+{
+	/* Deliveries may queue more (an owner that asks again): run to empty. */
+	for (uint32_t i = 0; i < w->n_held; i++) {
+		uint64_t ud = w->held[i];
+
+		ism_w_dispatch(w, (enum ism_op)(ud >> 56), (uint32_t)(ud >> 32) & 0xffffff,
+			       (uint32_t)ud, 0, 0);
+	}
+	w->n_held = 0;
+}
+
+/* Puts the rest of the send in flight (plaintext) on the ring. From a receive
+ * buffer (the shared ring's, or a private one that decrypted or held bytes
+ * came in), MSG_DONTWAIT: one the socket cannot take at once comes back
+ * (-EAGAIN or short) and moves to the connection's memory (park), so a peer
+ * that does not read pins no receive buffer. */
 static void send_rest(struct ism_wctx *w, struct ism_sock *s)
 {
 	ism_xp_sock_send(w, s, s->send.p + s->sent, s->send.len - s->sent,
-			 ism_w_buf_shared(s->send.bid) ? MSG_DONTWAIT : 0);
+			 s->send.bid >= 0 ? MSG_DONTWAIT : 0);
 }
 
 void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32_t len, int bid)
@@ -321,9 +441,9 @@ void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32
 	s->send.bid = -1;
 }
 
-/* A send from a ring buffer found the socket full (-EAGAIN) or took part of the
- * bytes: the rest moves to s->tx and the ring buffer goes back, so a peer that
- * does not read holds no shared receive buffer, only this copy (ISM_BUF_SIZE at
+/* A send from a receive buffer found the socket full (-EAGAIN) or took part
+ * of the bytes: the rest moves to s->tx and the buffer goes back, so a peer
+ * that does not read holds no receive buffer, only this copy (ISM_BUF_SIZE at
  * most). 0, or -ENOMEM. */
 static int park(struct ism_wctx *w, struct ism_sock *s)
 {
@@ -350,7 +470,7 @@ static struct ism_sock_ev plain_sent(struct ism_wctx *w, struct ism_sock *s, int
 	struct ism_span *span = &s->send;
 
 	s->send_armed = 0;
-	if (ism_w_buf_shared(span->bid) &&
+	if (span->bid >= 0 &&
 	    (res == -EAGAIN || (res >= 0 && s->sent + (uint32_t)res < span->len))) {
 		s->sent += res > 0 ? (uint32_t)res : 0;
 		if (park(w, s) < 0) {
@@ -363,7 +483,7 @@ static struct ism_sock_ev plain_sent(struct ism_wctx *w, struct ism_sock *s, int
 		return ev_of(ISM_SEV_NONE, 0, -1);
 	}
 	if (res >= 0 && s->sent + (uint32_t)res < span->len) {
-		/* Short send from private memory: push the rest. */
+		/* Short send from the caller's memory: push the rest. */
 		s->sent += (uint32_t)res;
 		s->send_armed = 1;
 		send_rest(w, s);
@@ -398,18 +518,89 @@ struct ism_sock_ev ism_sock_tls_read(struct ism_wctx *w, struct ism_sock *s)
 	return tls_result(s, r, pb);
 }
 
+static struct ism_sock_ev held_deliver(struct ism_wctx *w, struct ism_sock *s)
+{
+	uint32_t n = s->held.len - s->held_off;
+	int xb;
+
+	ISM_BUG_ON(!s->recv_armed || !has_held(s));
+	s->recv_armed = 0;
+	if (n == 0) {
+		s->held_end = 0;
+		return ev_of(ISM_SEV_RECV, s->held_res, -1);
+	}
+	xb = ism_w_xbuf_get(w);
+	if (xb < 0)
+		return ev_of(ISM_SEV_RECV, -ENOMEM, -1);
+	if (n > ISM_BUF_SIZE)
+		n = ISM_BUF_SIZE;
+	/* Taken from the front without moving the rest: held can be large. */
+	memcpy(ism_w_buf_addr(w, xb), s->held.p + s->held_off, n);
+	s->held_off += n;
+	if (s->held_off == s->held.len) {
+		ism_buf_free(&s->held);
+		s->held_off = 0;
+	}
+	return ev_of(ISM_SEV_RECV, (int)n, xb);
+}
+
+/* A plaintext receive completed (more: a multishot that stays armed). false:
+ * the end of a multishot that was cancelled here, nothing for the owner. */
+static bool rx_ended(struct ism_sock *s, int res, bool more)
+{
+	enum ism_sock_rx was = (enum ism_sock_rx)s->rx;
+
+	if (!more)
+		s->rx = ISM_RX_SINGLE;
+	switch (was) {
+	case ISM_RX_SINGLE: /* armed for an owner that asked */
+	case ISM_RX_MULTI:
+		return true;
+	case ISM_RX_CANCEL:
+		return more || res != -ECANCELED;
+	}
+	ISM_BUG_ON(1);
+	return false;
+}
+
+/* A plaintext receive's completion on an open socket: the owner's at once
+ * when it asked and nothing is held before it, else held. */
+static struct ism_sock_ev plain_recv(struct ism_wctx *w, struct ism_sock *s, int res, int bid,
+				     bool owners)
+{
+	if (!owners) {
+		/* The cancelled multishot is over: an owner waiting for bytes
+		 * gets a new receive (a queued delivery serves it otherwise). */
+		if (s->recv_armed && !has_held(s)) {
+			s->recv_armed = 0;
+			ism_sock_recv(w, s);
+		}
+		return ev_of(ISM_SEV_NONE, 0, -1);
+	}
+	if (s->recv_armed && !has_held(s)) {
+		s->recv_armed = 0;
+		return ev_of(ISM_SEV_RECV, res, bid);
+	}
+	hold(w, s, res, bid);
+	return ev_of(ISM_SEV_NONE, 0, -1);
+}
+
 struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enum ism_op op,
-				     int res, int bid)
+				     int res, int bid, uint32_t flags)
 {
 	bool is_send = op == ISM_OP_CSEND || op == ISM_OP_USEND;
 	bool is_recv = op == ISM_OP_CRECV || op == ISM_OP_URECV;
+	bool is_held = s->x.ssl == NULL && (op == ISM_OP_CTLS || op == ISM_OP_UTLS);
+	bool more = flags & IORING_CQE_F_MORE, owners = true;
 	int pb = -1, r;
 	uint32_t len = 0;
 
 	ISM_BUG_ON(s->inflight == 0);
-	s->inflight--;
+	/* A multishot stays one operation in flight until its last completion. */
+	if (!more)
+		s->inflight--;
 	if (s->x.ssl == NULL && is_recv)
-		s->recv_armed = 0;
+		owners = rx_ended(s, res, more);
 	if (s->state == ISM_SOCK_CLOSING) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
@@ -432,8 +623,10 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 		s->send_armed = 0;
 		return ev_of(ISM_SEV_SENT, r > 0 ? (int)len : r, -1);
 	}
+	if (is_held)
+		return held_deliver(w, s);
 	if (s->x.ssl == NULL)
-		return ev_of(ISM_SEV_RECV, res, bid);
+		return plain_recv(w, s, res, bid, owners);
 	r = ism_xp_on_recv(w, s, res, bid, op == ISM_OP_CTLS || op == ISM_OP_UTLS, &pb);
 	return tls_result(s, r, pb);
 }
@@ -457,6 +650,9 @@ void ism_sock_release(struct ism_sock *s)
 	s->fd = -1;
 	ism_xp_free(&s->x);
 	ism_buf_free(&s->tx);
+	ism_buf_free(&s->held);
+	s->held_off = 0;
+	s->held_end = 0;
 	s->state = ISM_SOCK_FREE;
 }
 
@@ -464,15 +660,7 @@ void ism_sock_release(struct ism_sock *s)
 
 void ism_sock_bufwait(struct ism_wctx *w, uint64_t ud)
 {
-	if (w->n_bufwait == w->cap_bufwait) {
-		uint32_t cap = w->cap_bufwait ? w->cap_bufwait * 2 : 64;
-		uint64_t *p = realloc(w->bufwait, cap * sizeof(*p));
-
-		ISM_BUG_ON(p == NULL); /* bounded by the connection slabs, which did grow */
-		w->bufwait = p;
-		w->cap_bufwait = cap;
-	}
-	w->bufwait[w->n_bufwait++] = ud;
+	ud_push(&w->bufwait, &w->n_bufwait, &w->cap_bufwait, ud);
 	atomic_fetch_add_explicit(&w->st->recv_buffer_waits, 1, memory_order_relaxed);
 }
 
@@ -480,6 +668,22 @@ void ism_sock_bufwait(struct ism_wctx *w, uint64_t ud)
 static struct ism_sock *sock_of(struct ism_wctx *w, enum ism_op op, uint32_t idx)
 {
 	return (struct ism_sock *)(op == ISM_OP_CRECV ? w->sess.obj[idx] : w->ups.obj[idx]);
+}
+
+/* A receive that waited for a ring buffer goes again, as it was: a cancelled
+ * multishot ends instead (its owner's next receive is armed as it ends). */
+static void recv_again(struct ism_wctx *w, struct ism_sock *s, enum ism_op op, uint64_t ud)
+{
+	switch ((enum ism_sock_rx)s->rx) {
+	case ISM_RX_SINGLE:
+	case ISM_RX_MULTI:
+		ism_w_recv(w, s->fd, ud, s->rx == ISM_RX_MULTI);
+		return;
+	case ISM_RX_CANCEL:
+		ism_w_dispatch(w, op, s->idx, s->gen, -ECANCELED, 0);
+		return;
+	}
+	ISM_BUG_ON(1);
 }
 
 void ism_sock_resume_recvs(struct ism_wctx *w)
@@ -498,7 +702,7 @@ void ism_sock_resume_recvs(struct ism_wctx *w)
 			ism_w_dispatch(w, op, idx, (uint32_t)ud, -ECANCELED, 0);
 		} else if (budget > 0) {
 			budget--;
-			ism_w_recv(w, s->fd, ud);
+			recv_again(w, s, op, ud);
 		} else {
 			w->bufwait[kept++] = ud;
 		}

@@ -67,12 +67,29 @@ struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz);
 /* Makes s an open socket on fd, the slot (idx, gen) of its owner. */
 void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t gen);
 /* Arms a receive unless one is armed or the socket closes: under TLS, for
- * plaintext (at once when some is decrypted already), else a ring receive. */
+ * plaintext (at once when some is decrypted already), else a ring receive,
+ * multishot where the owner set s->mshot (plaintext only) and the kernel has
+ * it. Either way the owner gets one RECV event per call, never from inside
+ * the call: bytes a multishot brought before are held and come after the
+ * batch (ism_sock_held_run). */
 void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s);
-/* Sends len bytes at p, from ring buffer bid or (bid < 0) the caller's memory,
- * which must stay until the SENT event. A send from the shared ring never waits
- * in the kernel: what the peer cannot take at once moves to s->tx (the ring
- * buffer goes back), so a peer that does not read holds no shared buffer. */
+/* The owner takes multishot receives from the next one armed (a plaintext
+ * socket's; TLS keeps single ones). */
+void ism_sock_multi(struct ism_sock *s);
+/* The owner takes single receives from now (HTTP/2, a tunnel, a body that
+ * streams through): a multishot armed is cancelled; what it brought still
+ * comes, in order. */
+void ism_sock_single(struct ism_wctx *w, struct ism_sock *s);
+/* Whether bytes (or the end) came that the owner has not asked for yet. */
+bool ism_sock_held(const struct ism_sock *s);
+/* After a batch of completions: held bytes go to the owners that asked for
+ * them, as RECV events in private buffers (the worker's loop). */
+void ism_sock_held_run(struct ism_wctx *w);
+/* Sends len bytes at p, from receive buffer bid or (bid < 0) the caller's
+ * memory, which must stay until the SENT event. A send from a receive buffer
+ * never waits in the kernel: what the peer cannot take at once moves to s->tx
+ * (the buffer goes back), so a peer that does not read holds no receive
+ * buffer, shared or private. */
 void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32_t len, int bid);
 /* Shuts the socket down (after a TLS close_notify when it may); its slot is
  * free once inflight is 0: at once (check it), or at the FREE event. */
@@ -96,9 +113,10 @@ struct ism_sock_ev {
 	int bid;
 };
 
-/* The completion of op on s (res and the buffer id as the ring gave them). */
+/* The completion of op on s (res, the buffer id and the CQE's flags as the
+ * ring gave them). */
 struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enum ism_op op,
-				     int res, int bid);
+				     int res, int bid, uint32_t flags);
 /* After a HANDSHAKE event: the handshake's first plaintext, or what else the
  * session has for the owner, as an event (NONE: nothing yet). */
 struct ism_sock_ev ism_sock_tls_read(struct ism_wctx *w, struct ism_sock *s);

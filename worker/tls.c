@@ -544,9 +544,9 @@ static enum ism_op op_recv(struct ism_sock *io)
 	return io->up ? ISM_OP_URECV : ISM_OP_CRECV;
 }
 
-void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io)
+void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io, bool multishot)
 {
-	ism_w_recv(w, io->fd, ism_ud(op_recv(io), io->idx, io->gen));
+	ism_w_recv(w, io->fd, ism_ud(op_recv(io), io->idx, io->gen), multishot);
 	io->inflight++;
 }
 
@@ -565,7 +565,7 @@ static void submit_recv(struct ism_wctx *w, struct ism_sock *io)
 {
 	if (io->x.raw_recv)
 		return;
-	ism_xp_sock_recv(w, io);
+	ism_xp_sock_recv(w, io, false);
 	io->x.raw_recv = 1;
 }
 

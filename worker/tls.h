@@ -38,9 +38,9 @@ void ism_tls_client_done(SSL *ssl);
 /* The transport. */
 
 /* The socket operations themselves (io: the socket; its x is the TLS layer): a receive into a ring
- * buffer, a send (flags added to MSG_NOSIGNAL); what they carry is plaintext or, under TLS,
- * ciphertext. */
-void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io);
+ * buffer (multishot: plaintext only), a send (flags added to MSG_NOSIGNAL); what they carry is
+ * plaintext or, under TLS, ciphertext. */
+void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io, bool multishot);
 void ism_xp_sock_send(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len,
 		      int flags);
 void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io);

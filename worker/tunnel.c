@@ -58,6 +58,9 @@ int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
 	st->tun = t;
 	s->state = ISM_SESS_TUNNEL;
 	st->up->state = ISM_UP_TUNNEL;
+	/* A tunnel reads a side only once the other took its bytes. */
+	ism_sock_single(w, &s->s);
+	ism_sock_single(w, &st->up->s);
 	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 	atomic_fetch_add_explicit(&w->st->tunnels_active, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->st->tunnels_total, 1, memory_order_relaxed);

@@ -136,6 +136,7 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	ism_buf_free(&u->out);
 	u->idle_deadline = w->now + idle_ms;
 	pool_push(w, u);
+	ism_sock_multi(&u->s);
 	/* An idle pooled connection keeps a receive armed: the upstream closing
 	 * it (or sending anything unexpected) shows up at once. */
 	ism_sock_recv(w, &u->s);
@@ -151,8 +152,9 @@ void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32
 	}
 	st->up = NULL;
 	u->st = NULL;
+	/* Bytes held after the response: not a clean connection. */
 	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed && !w->draining &&
-	    w->shm->hdr->eps[u->ep_id].in_use)
+	    !ism_sock_held(&u->s) && w->shm->hdr->eps[u->ep_id].in_use)
 		pool_put(w, u, idle_ms);
 	else
 		ism_up_close(w, u);
@@ -294,6 +296,9 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 		u = ism_up_connect(w, st, cl, ep, false);
 	if (u == NULL)
 		return NULL;
+	/* Plaintext HTTP/1.1: one receive stays armed, in the pool too. */
+	if (!st->l4)
+		ism_sock_multi(&u->s);
 	u->st = st;
 	u->got_bytes = 0;
 	u->head_sent = 0;
@@ -580,6 +585,8 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 		}
 		if ((size_t)n + (size_t)body < u->in.len)
 			u->reusable = 0; /* bytes after the response: not a clean stream */
+		if (!done) /* the body streams through: a multishot would read it ahead */
+			ism_sock_single(w, &u->s);
 		ism_stream_up_head(w, st, &resp, u->resp.mode, u->in.p + n, (uint32_t)data_len,
 				   done);
 		return;
@@ -778,12 +785,12 @@ static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_e
 }
 
 void ism_up_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
-		     int bid)
+		     int bid, uint32_t flags)
 {
 	struct ism_upconn *u;
 
 	u = ism_slab_at(&w->ups, idx, gen);
-	on_event(w, u, ism_sock_complete(w, &u->s, op, res, bid));
+	on_event(w, u, ism_sock_complete(w, &u->s, op, res, bid, flags));
 }
 
 /* ---------- timers, drain, generations ---------- */

@@ -123,7 +123,7 @@ void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u);
 
 /* A completion on the connection's socket (slot idx, gen). */
 void ism_up_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
-		     int bid);
+		     int bid, uint32_t flags);
 /* Idle connections past their idle time, and those of clusters whose streams
  * wait for a connection (their capacity goes to the waiters). */
 void ism_up_tick(struct ism_wctx *w);

@@ -15,11 +15,15 @@
 #include "worker/accesslog.h"
 #include "worker/http1.h"
 
-#define ISM_BUF_SIZE   16384u
-#define ISM_BUF_COUNT  1024u /* power of two; one ring per worker */
-#define ISM_BGID       1
-#define ISM_MAX_HDRS   1000
-#define ISM_REPLAY_MAX (64u * 1024u) /* a request kept whole for a retry, at most */
+#define ISM_BUF_SIZE 16384u
+/* A multishot receive ends once it brought this many bytes (the kernel's
+ * total-length cap, Linux 6.17; its last read may add one ring buffer): what
+ * it reads ahead of its owner stays that small. */
+#define ISM_RECV_MSHOT_LIMIT (2u * ISM_BUF_SIZE)
+#define ISM_BUF_COUNT	     1024u /* power of two; one ring per worker */
+#define ISM_BGID	     1
+#define ISM_MAX_HDRS	     1000
+#define ISM_REPLAY_MAX	     (64u * 1024u) /* a request kept whole for a retry, at most */
 
 /* io_uring operations; the op travels in user_data with the object's slot and
  * generation, so a completion for a recycled slot is recognised. */
@@ -36,8 +40,8 @@ enum ism_op {
 	ISM_OP_CANCEL,
 	ISM_OP_RETRY, /* a stream's retry back-off timer */
 	ISM_OP_LOGW,  /* an access-log write */
-	ISM_OP_CTLS,  /* client TLS: deliver plaintext already decrypted */
-	ISM_OP_UTLS,  /* upstream TLS: idem */
+	ISM_OP_CTLS,  /* client: deliver bytes at hand (decrypted TLS, held plaintext) */
+	ISM_OP_UTLS,  /* upstream: idem */
 };
 
 static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
@@ -70,12 +74,6 @@ struct ism_span {
 	int32_t bid;
 };
 
-/* Whether buffer id bid is one of the shared ring's (not a private one). */
-static inline bool ism_w_buf_shared(int bid)
-{
-	return bid >= 0 && (uint32_t)bid < ISM_BUF_COUNT;
-}
-
 /* The TLS layer of a socket (worker/tls.c); ssl NULL: plaintext. */
 struct ism_xport {
 	struct ssl_st *ssl;
@@ -97,20 +95,35 @@ enum ism_sock_state {
 	ISM_SOCK_CLOSING, /* shut down; the slot is reused once inflight is 0 */
 };
 
+/* A plaintext socket's receive on the ring (worker/sock.c). */
+enum ism_sock_rx {
+	ISM_RX_SINGLE = 0, /* no multishot: a single receive at most */
+	ISM_RX_MULTI,	   /* a multishot receive, armed or waiting for a ring buffer */
+	ISM_RX_CANCEL,	   /* the multishot is cancelled; its last completion is to come */
+};
+
 /* The socket base of both sides of a proxied exchange: the descriptor, its
  * transport, what is armed on the ring and the send in flight. At most one
  * receive and one send are in flight at a time (flow control by construction:
  * a side is read again only once what was read from it has been written to
- * the other). Only worker/sock.c touches the ring for it. */
+ * the other). A multishot receive stays armed across reads; what it brings
+ * before the owner asks is held, bounded, so the owner still sees one read
+ * per request. Only worker/sock.c touches the ring for it. */
 struct ism_sock {
 	int fd;
 	uint32_t idx; /* slot in its slab: user_data carries it, with gen */
 	uint32_t gen;
-	uint8_t up;    /* upstream side (URECV/USEND/UTLS), else client side */
-	uint8_t state; /* enum ism_sock_state */
-	uint8_t recv_armed;
+	uint8_t up;	    /* upstream side (URECV/USEND/UTLS), else client side */
+	uint8_t state;	    /* enum ism_sock_state */
+	uint8_t recv_armed; /* the owner asked for bytes and has not had them yet */
 	uint8_t send_armed;
-	uint16_t inflight; /* operations of the ring on this slot */
+	uint16_t inflight; /* operations of the ring on this slot (a multishot counts once) */
+	uint8_t mshot;	   /* the owner takes multishot receives (plaintext HTTP/1.1) */
+	uint8_t rx;	   /* enum ism_sock_rx */
+	uint8_t held_end;  /* the receive's end (held_res) comes after the held bytes */
+	int held_res;
+	uint32_t held_off;   /* held bytes delivered already */
+	struct ism_buf held; /* bytes a multishot brought before the owner asked */
 	struct ism_xport x;
 	struct ism_span send; /* the send in flight */
 	uint32_t sent;	      /* bytes of it already sent */
@@ -136,6 +149,10 @@ struct ism_wctx {
 	/* receives that found the ring empty, waiting for buffers (user_data) */
 	uint64_t *bufwait;
 	uint32_t n_bufwait, cap_bufwait;
+	/* sockets whose held bytes go to their owners after the batch (user_data) */
+	uint64_t *held;
+	uint32_t n_held, cap_held;
+	uint8_t mshot; /* the kernel takes multishot receives */
 	/* per listener: 1 while its accepts pause after EMFILE/ENFILE */
 	uint8_t *accept_paused;
 	uint64_t accept_pause_ms; /* when the current episode began; 0: none */

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conf/defaults.h"
@@ -41,11 +42,19 @@ struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w)
 	return sqe;
 }
 
-void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud)
+void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud, bool multishot)
 {
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
-	io_uring_prep_recv(sqe, fd, NULL, ISM_BUF_SIZE, 0);
+	/* A multishot takes the length of each ring buffer (kernels before 6.10
+	 * refuse one of its own), and ends after ISM_RECV_MSHOT_LIMIT bytes: the
+	 * total-length cap (Linux 6.17) is the SQE's optlen, file_index in this
+	 * liburing's names. */
+	if (multishot) {
+		io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+		sqe->file_index = ISM_RECV_MSHOT_LIMIT;
+	} else
+		io_uring_prep_recv(sqe, fd, NULL, ISM_BUF_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ISM_BGID;
 	io_uring_sqe_set_data64(sqe, ud);
@@ -315,13 +324,13 @@ void ism_w_dispatch(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t g
 	case ISM_OP_CRECV:
 	case ISM_OP_CSEND:
 	case ISM_OP_CTLS:
-		ism_sess_complete(w, op, idx, gen, res, bid);
+		ism_sess_complete(w, op, idx, gen, res, bid, flags);
 		return;
 	case ISM_OP_UCONNECT:
 	case ISM_OP_URECV:
 	case ISM_OP_USEND:
 	case ISM_OP_UTLS:
-		ism_up_complete(w, op, idx, gen, res, bid);
+		ism_up_complete(w, op, idx, gen, res, bid, flags);
 		return;
 	case ISM_OP_RETRY:
 		ism_stream_timer(w, idx, gen);
@@ -473,9 +482,14 @@ static int loop(struct ism_wctx *w)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
-		ism_stream_after_batch(w);
-		if (w->mirror != NULL) /* made by the first mirrored request */
-			ism_mirror_after_batch(w);
+		/* Held bytes go before the loop waits again: nothing else would
+		 * wake it for them. */
+		do {
+			ism_sock_held_run(w);
+			ism_stream_after_batch(w);
+			if (w->mirror != NULL) /* made by the first mirrored request */
+				ism_mirror_after_batch(w);
+		} while (w->n_held);
 		if (w->n_bufwait)
 			ism_sock_resume_recvs(w);
 	}
@@ -509,15 +523,51 @@ static int ring_init(unsigned entries, struct io_uring *ring, struct io_uring_pa
 	return ret;
 }
 
+/* Whether a multishot receive with a total-length cap (Linux 6.17) works on
+ * ring, whose buffer ring br (registered, of group ISM_BGID) gets one buffer at
+ * mem: two bytes sent on a socket pair to a multishot capped at one must end
+ * it (no F_MORE: the cap stops it once reached, the last read taking what one
+ * buffer holds). An older kernel refuses the cap (-EINVAL) or ignores it
+ * (-EOPNOTSUPP here): its multishot would read ahead without bound. 0 or
+ * -errno. */
+static int probe_recv_mshot(struct io_uring *ring, struct io_uring_buf_ring *br, char *mem)
+{
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	int sv[2], ret;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	io_uring_buf_ring_init(br);
+	io_uring_buf_ring_add(br, mem, 64, 0, io_uring_buf_ring_mask(8), 0);
+	io_uring_buf_ring_advance(br, 1);
+	ret = write(sv[1], "xy", 2) == 2 ? 0 : -EIO;
+	sqe = io_uring_get_sqe(ring);
+	if (ret == 0 && sqe != NULL) {
+		io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
+		sqe->file_index = 1; /* the cap (optlen) */
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = ISM_BGID;
+		ret = io_uring_submit_and_wait(ring, 1);
+	}
+	if (ret >= 0 && io_uring_peek_cqe(ring, &cqe) == 0)
+		ret = cqe->res < 0 ? cqe->res : !(cqe->flags & IORING_CQE_F_MORE) ? 0 : -EOPNOTSUPP;
+	else if (ret >= 0)
+		ret = -EIO;
+	close(sv[0]);
+	close(sv[1]);
+	return ret;
+}
+
 void ism_worker_ring_probe(struct ism_ring_probe *pr)
 {
 	struct io_uring ring;
 	struct io_uring_params p;
 	struct io_uring_buf_reg reg = {.ring_entries = 8, .bgid = ISM_BGID};
 	long page = sysconf(_SC_PAGESIZE);
-	void *br;
+	char *br;
 
-	*pr = (struct ism_ring_probe){.buf_ring = -ENOSYS};
+	*pr = (struct ism_ring_probe){.buf_ring = -ENOSYS, .recv_mshot = -ENOSYS};
 	pr->ring = ring_init(8, &ring, &p, &pr->flags);
 	if (pr->ring < 0)
 		return;
@@ -528,9 +578,31 @@ void ism_worker_ring_probe(struct ism_ring_probe *pr)
 	} else {
 		reg.ring_addr = (unsigned long)br;
 		pr->buf_ring = io_uring_register_buf_ring(&ring, &reg, 0);
-		munmap(br, (size_t)page);
+		/* The ring's 8 entries take 128 bytes: its buffer lies behind. */
+		if (pr->buf_ring == 0)
+			pr->recv_mshot =
+			    probe_recv_mshot(&ring, (struct io_uring_buf_ring *)br, br + 1024);
 	}
+	/* The multishot still armed goes with the ring, before its buffer. */
 	io_uring_queue_exit(&ring);
+	if (br != MAP_FAILED)
+		munmap(br, (size_t)page);
+}
+
+/* Plaintext HTTP/1.1 connections keep one receive armed where the kernel
+ * caps what it reads ahead (6.17): a request then costs two submissions, not
+ * four. */
+static void use_recv_mshot(struct ism_wctx *w)
+{
+	struct ism_ring_probe pr;
+
+	ism_worker_ring_probe(&pr);
+	w->mshot = pr.recv_mshot == 0;
+	if (w->mshot)
+		ism_debug("io_uring: multishot receives on plaintext HTTP/1.1 connections");
+	else
+		ism_info("io_uring: no multishot receives (%s): one receive per read",
+			 strerror(-pr.recv_mshot));
 }
 
 int ism_worker_main(const struct ism_worker_args *args)
@@ -578,6 +650,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("provided buffer ring: %s", strerror(-ret));
 		goto out_ring;
 	}
+	use_recv_mshot(w);
 	w->rs = ism_router_scratch_new();
 	if (w->rs == NULL || ism_tls_init(w) < 0)
 		goto out_ring;
@@ -610,6 +683,7 @@ out_ring:
 	free(w->xbufs);
 	free(w->xfree);
 	free(w->bufwait);
+	free(w->held);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
 		munmap(w->bufs, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE);

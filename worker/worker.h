@@ -31,6 +31,7 @@ struct ism_ring_probe {
 	bool flags;	   /* the flags a worker asks for first are taken: SUBMIT_ALL,
 			      COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN (else a plain ring) */
 	int buf_ring;	   /* 0, or -errno: no provided buffer ring, which workers need */
+	int recv_mshot;	   /* 0, or -errno: no multishot receive (single ones instead) */
 	uint32_t features; /* the IORING_FEAT_* the kernel reports */
 };
 

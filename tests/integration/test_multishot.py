@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of multishot receives (issue 11): plaintext HTTP/1.1 client
+sessions and upstream connections keep one receive armed across requests. What
+it brings while the session or connection has not asked for more (a pipelined
+request while a response is in progress, a flood from a client whose first
+response is slow) is held, bounded: the client is stopped, not buffered
+without limit, and nothing is lost, reordered or counted twice.
+
+One worker, so that the worker's memory and the upstream pool are the ones the
+test looks at. Registered into run.py's list by register(test)."""
+
+import socket
+import threading
+import time
+
+from harness import (Conn, Registry, build_request, check, docs, free_port, gateway, metric, poll,
+                     service_entry, virtual_service, vmrss_kib, appliance)
+
+_test = Registry()
+register = _test.register
+
+HOST = "ms.test.internal"
+
+
+def start(env, addr, port, admin=None):
+    """The gateway (one worker) routing everything to addr:port."""
+    gw = free_port()
+    extra = f"  admin:\n    address: 127.0.0.1:{admin}\n" if admin else ""
+    conf = docs(appliance(env, workers=1, timeouts={"upstreamResponse": "10s", "idle": "10s"}, extra=extra),
+                gateway(gw),
+                virtual_service("ms", ["*"], f"  - route: [{{destination: {{host: {HOST}, port: {{number: 80}}}}}}]\n"),
+                service_entry("ms", HOST, [{"address": addr, "port": port}]))
+    env.start_gateway(env.write("isthmus.yaml", conf), gw)
+    poll(lambda: env.get("/ready").status == 200, 10, interval=0.1, what="the gateway to serve")
+    check(len(env.workers()) == 1, f"want one worker, have {env.workers()}")
+    return env.workers()[0]
+
+
+def test_upstream(env):
+    port = env.upstream(["127.0.0.2:0=ms"], name="ms")["ms"]
+    return "127.0.0.2", port
+
+
+def served(r, path):
+    return r.status == 200 and r.body == f"ms {path}\n".encode()
+
+
+@_test
+def mshot_pipeline_while_delayed(env):
+    """Far more pipelined requests than the hold's bound, sent while the first
+    response is delayed: every one answered, in order, on the one connection."""
+    start(env, *test_upstream(env))
+    n = 3000
+    reqs = b"".join(build_request("GET", f"/p{i}") for i in range(n))
+    check(len(reqs) > 4 * 16384, f"only {len(reqs)} bytes of pipelined requests")
+    with Conn("127.0.0.1", env.gw_port, timeout=20) as c:
+        c.send(build_request("GET", "/delay/500") + reqs)
+        r = c.read_response()
+        check(served(r, "/delay/500"), f"the delayed response: {r}")
+        for i in range(n):
+            r = c.read_response()
+            check(served(r, f"/p{i}"), f"pipelined response {i}: {r}")
+        check(not c.closed_by_peer(0.3), "the connection closed after the pipeline")
+        r = c.request("GET", "/after")
+        check(served(r, "/after"), f"a request after the pipeline: {r}")
+
+
+@_test
+def mshot_flood_bounded(env):
+    """A client that sends far more than the hold's bound while its first
+    response is delayed is stopped (TCP pushes back once the receive is
+    cancelled): the worker's memory does not grow with what it sends, the
+    delayed response still comes, and other connections are served
+    meanwhile."""
+    wpid = start(env, *test_upstream(env))
+    for i in range(20):
+        check(env.get(f"/warm{i}").status == 200, "warm-up request failed")
+    rss0 = vmrss_kib(wpid)
+    total = 256 << 20
+    sent = [0]
+    peak = [rss0]
+    s = socket.create_connection(("127.0.0.1", env.gw_port), timeout=10)
+    s.sendall(build_request("GET", "/delay/2000"))
+    s.setblocking(False)
+
+    def flood():
+        chunk = b"X" * 65536
+        deadline = time.monotonic() + 2.5
+        while sent[0] < total and time.monotonic() < deadline:
+            try:
+                sent[0] += s.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:  # the 400 for the garbage, once the delayed response is out
+                break
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    others = 0
+    while t.is_alive():
+        r = env.get(f"/other{others}", timeout=5)
+        check(served(r, f"/other{others}"), f"another connection during the flood: {r}")
+        others += 1
+        peak[0] = max(peak[0], vmrss_kib(wpid))
+        time.sleep(0.05)
+    t.join()
+    peak[0] = max(peak[0], vmrss_kib(wpid))
+    check(others >= 5, f"only {others} requests served on other connections during the flood")
+    # What the kernel buffers on both sides of loopback (tens of MiB at most)
+    # plus what the worker held before it stopped reading: not 256 MiB.
+    check(sent[0] < 96 << 20, f"the client sent {sent[0] >> 20} MiB unread: it was not stopped")
+    grew = peak[0] - rss0
+    check(grew < 48 * 1024, f"the worker grew by {grew} KiB while the client sent {sent[0] >> 20} MiB")
+    s.setblocking(True)
+    s.settimeout(10)
+    got = b""
+    while b"ms /delay/2000\n" not in got:
+        d = s.recv(65536)
+        check(d, f"the connection closed before the delayed response: {got[:200]!r}")
+        got += d
+    check(got.startswith(b"HTTP/1.1 200"), f"the delayed response: {got[:200]!r}")
+    s.close()
+    r = env.get("/last")
+    check(served(r, "/last"), f"after the flood: {r}")
+
+
+@_test
+def mshot_metrics_count(env):
+    """Bytes and requests are counted once each, whether a request was read at
+    once or held first (pipelined behind a delayed one)."""
+    aport = free_port()
+    start(env, *test_upstream(env), admin=aport)
+    time.sleep(0.2)
+    req0 = metric(aport, "isthmus_requests_total")
+    in0 = metric(aport, "isthmus_received_bytes_total")
+    sent = 0
+    with Conn("127.0.0.1", env.gw_port) as c:
+        for i in range(10):
+            req = build_request("GET", f"/k{i}")
+            c.send(req)
+            sent += len(req)
+            check(served(c.read_response(), f"/k{i}"), f"keep-alive request {i}")
+        pipe = build_request("GET", "/delay/300") + b"".join(build_request("GET", f"/q{i}") for i in range(600))
+        c.send(pipe)
+        sent += len(pipe)
+        check(served(c.read_response(), "/delay/300"), "the delayed request")
+        for i in range(600):
+            check(served(c.read_response(), f"/q{i}"), f"pipelined request {i}")
+    poll(lambda: metric(aport, "isthmus_requests_total") - req0 >= 611, 5, what="611 requests counted")
+    time.sleep(0.2)
+    check(metric(aport, "isthmus_requests_total") - req0 == 611,
+          f"{metric(aport, 'isthmus_requests_total') - req0} requests counted, want 611")
+    got = metric(aport, "isthmus_received_bytes_total") - in0
+    check(got == sent, f"{got} bytes counted as received, the client sent {sent}")
+
+
+def stray_upstream(conns, stop):
+    """An HTTP/1.1 upstream that answers each request, then sends one stray
+    byte 200 ms later on the connection, which it keeps open."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.5", 0))
+    ls.listen(16)
+    ls.settimeout(0.2)
+
+    def serve(c):
+        buf = b""
+        try:
+            while not stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(4096)
+                    if not d:
+                        return
+                    buf += d
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+                time.sleep(0.2)
+                c.sendall(b"X")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            conns.append(c)
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+        ls.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return ls.getsockname()[1]
+
+
+@_test
+def mshot_pool_drops_stray_bytes(env):
+    """A byte from the upstream on an idle pooled connection (its receive stays
+    armed in the pool) makes the pool drop it: the next request goes on a new
+    connection and gets a clean answer, never the stray byte."""
+    conns, stop = [], threading.Event()
+    env.cleanups.append(stop.set)
+    port = stray_upstream(conns, stop)
+    start(env, "127.0.0.5", port)
+    before = len(conns)
+    for i in range(3):
+        time.sleep(0.5)  # the stray byte of the previous answer arrives in the pool
+        r = env.get(f"/s{i}")
+        check(r.status == 200 and r.body == b"ok\n", f"request {i} after a stray byte: {r}")
+    check(len(conns) - before == 3, f"{len(conns) - before} upstream connections for 3 requests, want a new one each")
