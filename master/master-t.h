@@ -88,8 +88,10 @@ struct ism_master {
 	uint64_t awake_since;  /* monotonic: the loop has turned without a stall since */
 	uint64_t worker_hangs; /* workers killed for a stale heartbeat */
 	int notify_fd;	       /* eventfd: workers write when they eject an endpoint */
-	uint64_t epoch;	       /* health epoch the loads were last computed for */
-	uint64_t *next_sweep;  /* per cluster of the current table: next outlier sweep */
+	int recv_mshot;	      /* the kernel's capped multishot receives, probed once: 0 or -errno */
+	bool probed;	      /* recv_mshot is known */
+	uint64_t epoch;	      /* health epoch the loads were last computed for */
+	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
 	struct ism_events events;

@@ -650,6 +650,14 @@ static int spawn_worker(struct ism_master *m, int i)
 	int sv[2];
 	pid_t pid;
 
+	if (!m->probed) {
+		/* Once for every worker (and respawn) the master starts. */
+		struct ism_ring_probe pr;
+
+		ism_worker_ring_probe(&pr);
+		m->recv_mshot = pr.recv_mshot;
+		m->probed = true;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	atomic_store(&ss->gen, 0);
@@ -673,6 +681,7 @@ static int spawn_worker(struct ism_master *m, int i)
 		    .n_listen = m->n_listen,
 		    .master_fd = sv[1],
 		    .notify_fd = m->notify_fd,
+		    .recv_mshot = m->recv_mshot,
 		};
 
 		close_inherited(m, sv[1]);

@@ -591,18 +591,15 @@ void ism_worker_ring_probe(struct ism_ring_probe *pr)
 
 /* Plaintext HTTP/1.1 connections keep one receive armed where the kernel
  * caps what it reads ahead (6.17): a request then costs two submissions, not
- * four. */
-static void use_recv_mshot(struct ism_wctx *w)
+ * four. The master probed the kernel (recv_mshot) before it started us. */
+static void use_recv_mshot(struct ism_wctx *w, int recv_mshot)
 {
-	struct ism_ring_probe pr;
-
-	ism_worker_ring_probe(&pr);
-	w->mshot = pr.recv_mshot == 0;
+	w->mshot = recv_mshot == 0;
 	if (w->mshot)
 		ism_debug("io_uring: multishot receives on plaintext HTTP/1.1 connections");
 	else
 		ism_info("io_uring: no multishot receives (%s): one receive per read",
-			 strerror(-pr.recv_mshot));
+			 strerror(-recv_mshot));
 }
 
 int ism_worker_main(const struct ism_worker_args *args)
@@ -650,7 +647,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("provided buffer ring: %s", strerror(-ret));
 		goto out_ring;
 	}
-	use_recv_mshot(w);
+	use_recv_mshot(w, args->recv_mshot);
 	w->rs = ism_router_scratch_new();
 	if (w->rs == NULL || ism_tls_init(w) < 0)
 		goto out_ring;

@@ -17,15 +17,16 @@ struct ism_worker_args {
 	int index;	       /* worker slot in the shared region */
 	const int *listen_fds; /* one per table listener, same order */
 	int n_listen;
-	int master_fd; /* our end of the socketpair with the master */
-	int notify_fd; /* eventfd: written to wake the master after an ejection */
+	int master_fd;	/* our end of the socketpair with the master */
+	int notify_fd;	/* eventfd: written to wake the master after an ejection */
+	int recv_mshot; /* the master's ism_worker_ring_probe: 0, or -errno (single receives) */
 };
 
 /* Runs the worker loop. Returns the process exit status (0 after a clean drain). */
 int ism_worker_main(const struct ism_worker_args *args);
 
 /* What the kernel offers a worker's ring, tried on a small ring made for the
- * purpose (isthmus -vv). Any process. */
+ * purpose (isthmus -vv; the master, once, for its workers). Any process. */
 struct ism_ring_probe {
 	int ring;	   /* 0, or -errno: no io_uring at all */
 	bool flags;	   /* the flags a worker asks for first are taken: SUBMIT_ALL,
