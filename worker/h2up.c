@@ -526,13 +526,10 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 	struct ism_upconn *u = find_conn(w, ep->id, ism_up_pool_key(st, cl));
 	struct ism_h2us *x;
 
-	*full = false;
-	if (u == NULL && ism_up_pool_full(w, cl)) {
-		*full = true;
-		return NULL;
-	}
+	if (full != NULL)
+		*full = false;
 	if (u == NULL) {
-		u = ism_up_connect(w, st, cl, ep, true);
+		u = ism_up_connect(w, st, cl, ep, true, full);
 		if (u == NULL)
 			return NULL;
 		u->mux = new_conn(w, u, cl);

@@ -162,12 +162,18 @@ static void wait_remove(struct ism_wctx *w, struct ism_stream *st)
 static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, struct ism_buf *head)
 {
-	if (atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) >= cl->pool.max_pending) {
-		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
-		stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
-		return;
-	}
-	atomic_fetch_add_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
+	uint32_t n = atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed);
+
+	/* A place in the queue is taken in one step: workers racing for the last
+	 * one never both get it. */
+	do {
+		if (n >= cl->pool.max_pending) {
+			atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+			stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &cl->dyn->pending, &n, n + 1, memory_order_relaxed, memory_order_relaxed));
 	ism_buf_free(&st->replay);
 	st->replay = *head;
 	*head = (struct ism_buf){0};
@@ -395,6 +401,12 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	bool full = false;
 	struct ism_upconn *u = ism_up_start(w, st, cl, ep, head, st->l4, &full);
 
+	if (u == NULL && full && st->l4) {
+		/* maxConnections: Envoy's TCP proxy closes the connection (no queue). */
+		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
+		return;
+	}
 	if (u == NULL && full) {
 		wait_for_connection(w, st, cl, head);
 		return;
@@ -688,12 +700,6 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	}
 	cl = &t->clusters[d->cluster];
 	st->cluster = d->cluster;
-	/* maxConnections: Envoy's TCP proxy closes the connection (no queue). */
-	if (ism_up_pool_full(w, cl)) {
-		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
-		stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
-		return;
-	}
 	ism_retry_state_init(&st->rs, &l4_retry);
 	ei = pick_endpoint(w, st, UINT32_MAX);
 	if (ei < 0) {
@@ -1671,13 +1677,12 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 	const struct ism_cluster *cl = st_cluster(w, st);
 	struct ism_upconn *u = st->up, *nu;
 	struct ism_buf head = {0};
-	bool full;
 
 	if (cl == NULL || st->ep == NULL || st->usp != NULL || !u->reused || u->got_bytes ||
 	    st->req_streamed || u->out.len == 0)
 		return false;
 	ism_up_detach(w, st, &head);
-	nu = ism_up_start(w, st, cl, st->ep, &head, true, &full);
+	nu = ism_up_start(w, st, cl, st->ep, &head, true, NULL);
 	ism_buf_free(&head);
 	if (nu == NULL) {
 		stream_local(w, st, 503, "upstream connect error", false);

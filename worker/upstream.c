@@ -26,6 +26,44 @@
 
 /* ---------- lifecycle ---------- */
 
+static uint64_t cluster_connections(struct ism_wctx *w, const struct ism_cluster *cl)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < cl->n_endpoints; i++)
+		n += atomic_load(&w->shm->hdr->eps[cl->endpoints[i].id].connections);
+	return n;
+}
+
+/* Envoy's max_connections circuit breaker: the cluster's upstream connections,
+ * all workers together. A connection is counted before it is opened and the
+ * count given back when it went over the limit, so workers racing for the last
+ * one never both get it. When both gave it back, one tries again; after a few
+ * such rounds the request waits (a release or the next tick tries it again). */
+static bool reserve(struct ism_wctx *w, const struct ism_cluster *cl, uint32_t ep_id, bool limit)
+{
+	_Atomic uint32_t *mine = &w->shm->hdr->eps[ep_id].connections;
+
+	if (!limit || cl->pool.max_connections == UINT32_MAX || cl->pool.max_connections == 0) {
+		atomic_fetch_add_explicit(mine, 1, memory_order_relaxed);
+		return true;
+	}
+	for (int round = 0; round < 3; round++) {
+		atomic_fetch_add(mine, 1);
+		if (cluster_connections(w, cl) <= cl->pool.max_connections)
+			return true;
+		atomic_fetch_sub(mine, 1);
+		if (cluster_connections(w, cl) >= cl->pool.max_connections)
+			return false;
+	}
+	return false;
+}
+
+static void unreserve(struct ism_wctx *w, uint32_t ep_id)
+{
+	atomic_fetch_sub_explicit(&w->shm->hdr->eps[ep_id].connections, 1, memory_order_relaxed);
+}
+
 static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)
 {
 	ism_sock_release(&u->s);
@@ -36,7 +74,7 @@ static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)
 void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 {
 	w->wake_waiters = 1;
-	atomic_fetch_sub_explicit(&w->shm->hdr->eps[u->ep_id].connections, 1, memory_order_relaxed);
+	unreserve(w, u->ep_id);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
 	ism_h2up_free(u);
@@ -200,17 +238,26 @@ static void keepalive(int fd, const struct ism_cluster *cl)
 
 struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *st,
 				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
-				  bool h2)
+				  bool h2, bool *full)
 {
-	struct ism_upconn *u =
-	    (struct ism_upconn *)ism_sock_new(&w->ups, sizeof(struct ism_upconn));
+	struct ism_upconn *u;
 	struct io_uring_sqe *sqe;
 	int one = 1, fd;
 
-	if (u == NULL)
+	if (full != NULL)
+		*full = false;
+	if (!reserve(w, cl, ep->id, full != NULL)) {
+		*full = true;
 		return NULL;
+	}
+	u = (struct ism_upconn *)ism_sock_new(&w->ups, sizeof(struct ism_upconn));
+	if (u == NULL) {
+		unreserve(w, ep->id);
+		return NULL;
+	}
 	fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
+		unreserve(w, ep->id);
 		up_unalloc(w, u);
 		return NULL;
 	}
@@ -223,12 +270,12 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	if (u->tls_fp != 0) {
 		u->s.x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id, up_sni(st, cl), u->tls_fp, h2);
 		if (u->s.x.ssl == NULL) {
+			unreserve(w, ep->id);
 			up_unalloc(w, u);
 			return NULL;
 		}
 	}
 	u->state = ISM_UP_CONNECTING;
-	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].connections, 1, memory_order_relaxed);
 	memcpy(&u->addr, &ep->addr, ep->addrlen);
 	u->addrlen = ep->addrlen;
 	sqe = ism_w_sqe(w);
@@ -256,20 +303,6 @@ static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id, uint64_t
 	return u;
 }
 
-/* Envoy's max_connections circuit breaker: the cluster's upstream connections,
- * all workers together. */
-bool ism_up_pool_full(struct ism_wctx *w, const struct ism_cluster *cl)
-{
-	uint64_t n = 0;
-
-	if (cl->pool.max_connections == UINT32_MAX || cl->pool.max_connections == 0)
-		return false;
-	for (uint32_t i = 0; i < cl->n_endpoints; i++)
-		n += atomic_load_explicit(&w->shm->hdr->eps[cl->endpoints[i].id].connections,
-					  memory_order_relaxed);
-	return n >= cl->pool.max_connections;
-}
-
 /* The request goes out on a usable connection; the response is read from now. */
 static void send_request(struct ism_wctx *w, struct ism_upconn *u)
 {
@@ -287,13 +320,10 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	if (ism_h2up_wanted(st, cl))
 		return ism_h2up_start(w, st, cl, ep, head, full);
 	u = fresh ? NULL : pool_take(w, ep->id, ism_up_pool_key(st, cl));
-	*full = false;
-	if (u == NULL && !fresh && ism_up_pool_full(w, cl)) {
-		*full = true;
-		return NULL;
-	}
+	if (full != NULL)
+		*full = false;
 	if (u == NULL)
-		u = ism_up_connect(w, st, cl, ep, false);
+		u = ism_up_connect(w, st, cl, ep, false, full);
 	if (u == NULL)
 		return NULL;
 	/* Plaintext HTTP/1.1: one receive stays armed, in the pool too. */

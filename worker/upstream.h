@@ -60,7 +60,8 @@ _Static_assert(offsetof(struct ism_upconn, s) == 0, "the socket base comes first
  * one; a pooled one sends at once, a new one once connected. head (the request
  * to send, built by ism_up_request) is taken. Returns the connection, NULL when
  * none could be made (nothing was taken then); when the pool is full
- * (maxConnections), NULL with *full set. */
+ * (maxConnections), NULL with *full set. full NULL: the limit does not apply
+ * (a replay in place of a connection the upstream closed). */
 struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				struct ism_buf *head, bool fresh, bool *full);
@@ -108,14 +109,14 @@ void ism_up_close(struct ism_wctx *w, struct ism_upconn *u);
 
 /* ---- for worker/h2up.c ---- */
 
-/* A new connection to ep (TLS as cl says; h2: its ALPN offers HTTP/2). */
+/* A new connection to ep (TLS as cl says; h2: its ALPN offers HTTP/2). With
+ * full, maxConnections applies: NULL with *full set when the cluster has its
+ * connections already. */
 struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *st,
 				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
-				  bool h2);
+				  bool h2, bool *full);
 /* The TLS settings and server name a connection must match to carry st. */
 uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl);
-/* Envoy's max_connections: the cluster's connections, all workers together. */
-bool ism_up_pool_full(struct ism_wctx *w, const struct ism_cluster *cl);
 /* An HTTP/2 connection joins its endpoint's list (until it closes). */
 void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u);
 /* The connection's last operation ended: its slot is free. */

@@ -102,8 +102,9 @@ def pool_pending_overflow(env):
     over = out.count(503)
     check(ok + over == 6, f"statuses {out}: want only 200 and 503")
     check(over >= 1, f"no request overflowed with 1 connection and 1 pending slot: {out}")
-    # In flight at once: one per worker connection slot plus pending slots;
-    # both workers share the limits, so at most 1 + 1 (+1 racing) succeed.
+    # Both workers share the limits: one request on the connection, one queued;
+    # a third only where it reached isthmus after the first had finished (a
+    # slow start on a busy machine).
     check(ok <= 3, f"{ok} requests served with maxConnections 1, http1MaxPendingRequests 1: {out}")
 
 
