@@ -681,6 +681,9 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("io_uring_queue_init: %s", strerror(-ret));
 		goto out_signal;
 	}
+	/* The ring's own descriptor registered: io_uring_enter skips its lookup. */
+	if (io_uring_register_ring_fd(&w->ring) < 0)
+		ism_info("io_uring: the ring's descriptor is not registered");
 	ret = setup_buffers(w);
 	if (ret < 0) {
 		ism_err("provided buffer ring: %s", strerror(-ret));
