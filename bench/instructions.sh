@@ -5,7 +5,10 @@
 # (valgrind's callgrind counts every one, so the figure does not move with the machine's load)
 # and its io_uring submissions, completions and system calls per request (perf's software
 # tracepoints, the kernel's side). For a change whose cost is a few per cent, which CPU-time
-# rounds on a shared 2-core machine do not resolve. The first build is the reference.
+# rounds on a shared 2-core machine do not resolve. The first build is the reference. Also the
+# share of the worker's samples (perf record, cpu-clock) in the kernel's descriptor lookups:
+# fget/fdget and fput around each operation on a descriptor, io_uring's lookup of a request's
+# file (normal or registered).
 # Usage: bench/instructions.sh BUILD_DIR [BUILD_DIR...]
 # Environment: ROUNDS (3) DURATION (10, s under valgrind) CONNS (4) KERNEL_DURATION (5, s)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
@@ -66,7 +69,7 @@ cg_life() { # name seconds build
 	CG_REQ=$req
 }
 
-declare -A IR=() SQE=() CQE=() SYS=()
+declare -A IR=() SQE=() CQE=() SYS=() LOOKUP=()
 n=0
 for b in "$@"; do
 	n=$((n + 1))
@@ -95,9 +98,16 @@ for b in "$@"; do
 	perf stat -x, -o "$TMP/perf-$name.txt" -e io_uring:io_uring_submit_req,io_uring:io_uring_complete,raw_syscalls:sys_enter \
 		-p "$w" -- sleep $((KERNEL_DURATION + 1)) &
 	pp=$!
+	perf record -q -F 1999 -o "$TMP/prof-$name.data" -p "$w" -- sleep $((KERNEL_DURATION + 1)) >/dev/null 2>&1 &
+	pr=$!
 	sleep 0.5
 	run_wrk "$TMP/kwrk-$name.txt" "$KERNEL_DURATION" -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$kname]}/"
 	wait "$pp"
+	wait "$pr"
+	LOOKUP[$name]=$(perf report -q -i "$TMP/prof-$name.data" --no-children --sort sym --stdio 2>/dev/null |
+		awk '$NF ~ /^(fget|fget_raw|fdget|fput|io_file_get_normal|io_file_get_fixed)$/ {sub(/%/, "", $1); t += $1}
+		     END {printf "%.2f", t}')
+	say "profile $name: descriptor lookups ${LOOKUP[$name]} % of the worker's samples"
 	read -r req _ _ _ _ < <(parse_wrk "$TMP/kwrk-$name.txt")
 	ev() { awk -F, -v e="$1" '$3 == e {print $1}' "$TMP/perf-$name.txt"; }
 	SQE[$name]=$(awk -v a="$(ev io_uring:io_uring_submit_req)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
@@ -110,13 +120,13 @@ done
 
 say ""
 say "## per request, medians of $ROUNDS rounds (wrk -t1 -c$CONNS); ratio = build / build1"
-say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls)"
+say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls lookup%)"
 ref=$(echo "${IR[build1]}" | median)
 n=0
 for b in "$@"; do
 	n=$((n + 1))
 	name="build$n"
 	m=$(echo "${IR[$name]}" | median)
-	say "$(printf '%-8s %-40s %12.0f %7s %10s %8s %8s %8s' "$name" "$b" "$m" "$(awk -v a="$m" -v b="$ref" 'BEGIN{printf "%.3f", a / b}')" \
-		"$(echo "${IR[$name]}" | spread)" "${SQE[$name]}" "${CQE[$name]}" "${SYS[$name]}")"
+	say "$(printf '%-8s %-40s %12.0f %7s %10s %8s %8s %8s %8s' "$name" "$b" "$m" "$(awk -v a="$m" -v b="$ref" 'BEGIN{printf "%.3f", a / b}')" \
+		"$(echo "${IR[$name]}" | spread)" "${SQE[$name]}" "${CQE[$name]}" "${SYS[$name]}" "${LOOKUP[$name]}")"
 done

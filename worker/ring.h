@@ -8,13 +8,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <liburing.h>
+
 #include "worker/worker-t.h"
 
 /* A submission entry; the queue is flushed to make room when full. */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
-/* A receive into a ring buffer on fd, completing with user_data ud; a
+/* A receive into a ring buffer on socket s, completing with user_data ud; a
  * multishot one completes once per read (IORING_CQE_F_MORE) until it ends. */
-void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud, bool multishot);
+void ism_w_recv(struct ism_wctx *w, const struct ism_sock *s, uint64_t ud, bool multishot);
+/* An entry prepared on s->fd names it as s is open: registered or not. */
+static inline void ism_w_sqe_sock(struct io_uring_sqe *sqe, const struct ism_sock *s)
+{
+	if (s->fixed)
+		sqe->flags |= IOSQE_FIXED_FILE;
+}
 /* Gives buffer bid back: to the shared ring, or to the private free list. */
 void ism_w_buf_recycle(struct ism_wctx *w, int bid);
 /* A private buffer (id >= ISM_BUF_COUNT) of ISM_BUF_SIZE bytes, or -1. */

@@ -28,7 +28,7 @@
 
 static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
 {
-	ism_sock_release(&s->s);
+	ism_sock_release(w, &s->s);
 	ism_h2_free(s);
 	free(s->sni);
 	s->sni = NULL;
@@ -143,7 +143,7 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 		close(fd);
 		return;
 	}
-	ism_sock_open(&s->s, fd, false, s->s.idx, s->s.gen);
+	ism_sock_open(w, &s->s, fd, false, s->s.idx, s->s.gen);
 	s->ops = &ism_h1_ops;
 	s->listener = (uint16_t)listener;
 	s->state = ISM_SESS_IDLE;
@@ -482,7 +482,7 @@ void ism_sess_free_all(struct ism_wctx *w)
 		struct ism_sess *s = w->sess.obj[i];
 
 		if (s->state != ISM_SESS_FREE)
-			ism_sock_release(&s->s);
+			ism_sock_release(w, &s->s);
 		ism_h2_free(s);
 		ism_buf_free(&s->in);
 		ism_buf_free(&s->out);

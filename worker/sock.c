@@ -269,7 +269,21 @@ struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz)
 	return s;
 }
 
-void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t gen)
+/* Puts the file of descriptor fd at index fd of the ring's table (value
+ * &w->fdnum[fd]), or takes it out (value -1). The update runs in the ring,
+ * before the entries queued after it: no system call of its own, and nothing
+ * completes unless it failed. */
+static void files_update(struct ism_wctx *w, int fd, int *value)
+{
+	struct io_uring_sqe *sqe = ism_w_sqe(w);
+
+	io_uring_prep_files_update(sqe, value, 1, fd);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_FILES, 0, 0));
+}
+
+void ism_sock_open(struct ism_wctx *w, struct ism_sock *s, int fd, bool up, uint32_t idx,
+		   uint32_t gen)
 {
 	memset(s, 0, sizeof(*s));
 	s->fd = fd;
@@ -278,6 +292,10 @@ void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t g
 	s->gen = gen;
 	s->state = ISM_SOCK_OPEN;
 	s->send.bid = -1;
+	if ((uint32_t)fd < w->n_fixed) {
+		files_update(w, fd, &w->fdnum[fd]);
+		s->fixed = 1;
+	}
 }
 
 /* ---------- multishot receives ---------- */
@@ -643,8 +661,16 @@ void ism_sock_close(struct ism_sock *s)
 	shutdown(s->fd, SHUT_RDWR);
 }
 
-void ism_sock_release(struct ism_sock *s)
+void ism_sock_release(struct ism_wctx *w, struct ism_sock *s)
 {
+	static int none = -1;
+
+	/* Out of the table first, so that the close is the socket's last
+	 * reference: a descriptor number the next socket gets is installed
+	 * after this removal, in the ring's order. */
+	if (s->fixed)
+		files_update(w, s->fd, &none);
+	s->fixed = 0;
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
@@ -677,7 +703,7 @@ static void recv_again(struct ism_wctx *w, struct ism_sock *s, enum ism_op op, u
 	switch ((enum ism_sock_rx)s->rx) {
 	case ISM_RX_SINGLE:
 	case ISM_RX_MULTI:
-		ism_w_recv(w, s->fd, ud, s->rx == ISM_RX_MULTI);
+		ism_w_recv(w, s, ud, s->rx == ISM_RX_MULTI);
 		return;
 	case ISM_RX_CANCEL:
 		ism_w_dispatch(w, op, s->idx, s->gen, -ECANCELED, 0);

@@ -64,8 +64,10 @@ void ism_slab_free(struct ism_slab *sl);
 
 /* A new zeroed owner of sz bytes from slab sl, its socket base first, not open. */
 struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz);
-/* Makes s an open socket on fd, the slot (idx, gen) of its owner. */
-void ism_sock_open(struct ism_sock *s, int fd, bool up, uint32_t idx, uint32_t gen);
+/* Makes s an open socket on fd, the slot (idx, gen) of its owner; fd is also
+ * registered with the ring where its table has room. */
+void ism_sock_open(struct ism_wctx *w, struct ism_sock *s, int fd, bool up, uint32_t idx,
+		   uint32_t gen);
 /* Arms a receive unless one is armed or the socket closes: under TLS, for
  * plaintext (at once when some is decrypted already), else a ring receive,
  * multishot where the owner set s->mshot (plaintext only) and the kernel has
@@ -95,7 +97,7 @@ void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32
  * free once inflight is 0: at once (check it), or at the FREE event. */
 void ism_sock_close(struct ism_sock *s);
 /* Gives back what an open or closed socket holds (descriptor, TLS, buffers). */
-void ism_sock_release(struct ism_sock *s);
+void ism_sock_release(struct ism_wctx *w, struct ism_sock *s);
 
 enum ism_sock_evkind {
 	ISM_SEV_NONE = 0,  /* handled here; nothing for the owner */

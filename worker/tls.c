@@ -546,7 +546,7 @@ static enum ism_op op_recv(struct ism_sock *io)
 
 void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io, bool multishot)
 {
-	ism_w_recv(w, io->fd, ism_ud(op_recv(io), io->idx, io->gen), multishot);
+	ism_w_recv(w, io, ism_ud(op_recv(io), io->idx, io->gen), multishot);
 	io->inflight++;
 }
 
@@ -556,6 +556,7 @@ void ism_xp_sock_send(struct ism_wctx *w, struct ism_sock *io, const char *p, ui
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
 
 	io_uring_prep_send(sqe, io->fd, p, len, MSG_NOSIGNAL | flags);
+	ism_w_sqe_sock(sqe, io);
 	io_uring_sqe_set_data64(sqe,
 				ism_ud(io->up ? ISM_OP_USEND : ISM_OP_CSEND, io->idx, io->gen));
 	io->inflight++;

@@ -66,7 +66,7 @@ static void unreserve(struct ism_wctx *w, uint32_t ep_id)
 
 static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)
 {
-	ism_sock_release(&u->s);
+	ism_sock_release(w, &u->s);
 	u->state = ISM_UP_FREE;
 	ism_slab_put(&w->ups, u->s.idx);
 }
@@ -261,7 +261,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		up_unalloc(w, u);
 		return NULL;
 	}
-	ism_sock_open(&u->s, fd, true, u->s.idx, u->s.gen);
+	ism_sock_open(w, &u->s, fd, true, u->s.idx, u->s.gen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (cl->keepalive)
 		keepalive(fd, cl);
@@ -280,6 +280,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	u->addrlen = ep->addrlen;
 	sqe = ism_w_sqe(w);
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&u->addr, u->addrlen);
+	ism_w_sqe_sock(sqe, &u->s);
 	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_UCONNECT, u->s.idx, u->s.gen));
 	u->s.inflight++;
 	atomic_fetch_add_explicit(&w->st->upstream_connects, 1, memory_order_relaxed);
@@ -883,7 +884,7 @@ void ism_up_free_all(struct ism_wctx *w)
 		struct ism_upconn *u = w->ups.obj[i];
 
 		if (u->state != ISM_UP_FREE)
-			ism_sock_release(&u->s);
+			ism_sock_release(w, &u->s);
 		ism_buf_free(&u->in);
 		ism_buf_free(&u->out);
 		ism_h2up_free(u);

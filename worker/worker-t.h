@@ -42,6 +42,7 @@ enum ism_op {
 	ISM_OP_LOGW,  /* an access-log write */
 	ISM_OP_CTLS,  /* client: deliver bytes at hand (decrypted TLS, held plaintext) */
 	ISM_OP_UTLS,  /* upstream: idem */
+	ISM_OP_FILES, /* a registered descriptor installed or removed (failures only) */
 };
 
 static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
@@ -120,6 +121,7 @@ struct ism_sock {
 	uint16_t inflight; /* operations of the ring on this slot (a multishot counts once) */
 	uint8_t mshot;	   /* the owner takes multishot receives (plaintext HTTP/1.1) */
 	uint8_t rx;	   /* enum ism_sock_rx */
+	uint8_t fixed;	   /* fd is also registered with the ring, at index fd */
 	uint8_t held_end;  /* the receive's end (held_res) comes after the held bytes */
 	int held_res;
 	uint32_t held_off;   /* held bytes delivered already */
@@ -153,6 +155,11 @@ struct ism_wctx {
 	uint64_t *held;
 	uint32_t n_held, cap_held;
 	uint8_t mshot; /* the kernel takes multishot receives */
+	/* The ring's table of registered descriptors: a socket's operations name
+	 * it by index (its fd number) and skip the descriptor lookup; fdnum[i] is
+	 * i, what an update installs at index i (worker/sock.c). */
+	int *fdnum;
+	uint32_t n_fixed; /* its size; 0: none (descriptors as they are) */
 	/* per listener: 1 while its accepts pause after EMFILE/ENFILE */
 	uint8_t *accept_paused;
 	uint64_t accept_pause_ms; /* when the current episode began; 0: none */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -42,9 +43,10 @@ struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w)
 	return sqe;
 }
 
-void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud, bool multishot)
+void ism_w_recv(struct ism_wctx *w, const struct ism_sock *s, uint64_t ud, bool multishot)
 {
 	struct io_uring_sqe *sqe = ism_w_sqe(w);
+	int fd = s->fd;
 
 	/* A multishot takes the length of each ring buffer (kernels before 6.10
 	 * refuse one of its own), and ends after ISM_RECV_MSHOT_LIMIT bytes: the
@@ -57,6 +59,7 @@ void ism_w_recv(struct ism_wctx *w, int fd, uint64_t ud, bool multishot)
 		io_uring_prep_recv(sqe, fd, NULL, ISM_BUF_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ISM_BGID;
+	ism_w_sqe_sock(sqe, s);
 	io_uring_sqe_set_data64(sqe, ud);
 }
 
@@ -341,6 +344,7 @@ void ism_w_dispatch(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t g
 	case ISM_OP_MASTER:
 	case ISM_OP_CANCEL:
 	case ISM_OP_LOGW:
+	case ISM_OP_FILES:
 		break;
 	}
 	ISM_BUG_ON(1);
@@ -400,6 +404,11 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 			arm_master(w);
 		break;
 	case ISM_OP_CANCEL:
+		break;
+	case ISM_OP_FILES:
+		/* Only a failure completes: the socket's operations then fail on
+		 * their index too, and the socket closes as on any error. */
+		ism_debug("registered descriptor update: %s", strerror(-cqe->res));
 		break;
 	case ISM_OP_LOGW:
 		ism_alog_written(w, cqe->res);
@@ -497,6 +506,36 @@ static int loop(struct ism_wctx *w)
 		ism_warn("drain time over: closing %u connections", w->n_active);
 	ism_sess_drain_over(w);
 	return 0;
+}
+
+/* The ring's table of registered descriptors, sparse, one index per descriptor
+ * number a socket of this worker may get: its client and upstream
+ * connections (two per connection), and what else it holds. Sockets whose
+ * number is past it, or every socket where the kernel refuses the table, are
+ * named by descriptor as before. */
+static void setup_fixed_files(struct ism_wctx *w)
+{
+	struct rlimit rl;
+	uint64_t n = 2 * (uint64_t)w->table->limits.max_connections + 1024;
+	int ret;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n)
+		n = rl.rlim_cur;
+	if (n > (1u << 20))
+		n = 1u << 20;
+	w->fdnum = malloc(n * sizeof(*w->fdnum));
+	if (w->fdnum == NULL)
+		return;
+	ret = io_uring_register_files_sparse(&w->ring, (unsigned)n);
+	if (ret < 0) {
+		ism_info("io_uring: no registered descriptors (%s)", strerror(-ret));
+		free(w->fdnum);
+		w->fdnum = NULL;
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		w->fdnum[i] = (int)i;
+	w->n_fixed = (uint32_t)n;
 }
 
 /* The flags a worker asks for first: one issuer, completions run when it
@@ -642,6 +681,9 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("io_uring_queue_init: %s", strerror(-ret));
 		goto out_signal;
 	}
+	/* The ring's own descriptor registered: io_uring_enter skips its lookup. */
+	if (io_uring_register_ring_fd(&w->ring) < 0)
+		ism_info("io_uring: the ring's descriptor is not registered");
 	ret = setup_buffers(w);
 	if (ret < 0) {
 		ism_err("provided buffer ring: %s", strerror(-ret));
@@ -658,6 +700,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 	}
 	if (ism_alog_open(&w->alog, &w->table->access_log, &w->st->access_log_dropped) < 0)
 		goto out_router;
+	setup_fixed_files(w);
 	for (int l = 0; l < w->n_listen; l++)
 		arm_accept(w, l);
 	arm_tick(w);
@@ -681,6 +724,7 @@ out_ring:
 	free(w->xfree);
 	free(w->bufwait);
 	free(w->held);
+	free(w->fdnum);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
 		munmap(w->bufs, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE);

@@ -6,9 +6,15 @@ request while a response is in progress, a flood from a client whose first
 response is slow) is held, bounded: the client is stopped, not buffered
 without limit, and nothing is lost, reordered or counted twice.
 
+Also the worker's registered descriptors: every client and upstream socket is
+in its ring's table at the index of its descriptor number while it is open,
+and out of it once closed (the kernel lists the table in the ring's fdinfo).
+
 One worker, so that the worker's memory and the upstream pool are the ones the
 test looks at. Registered into run.py's list by register(test)."""
 
+import os
+import re
 import socket
 import threading
 import time
@@ -209,3 +215,77 @@ def mshot_pool_drops_stray_bytes(env):
         r = env.get(f"/s{i}")
         check(r.status == 200 and r.body == b"ok\n", f"request {i} after a stray byte: {r}")
     check(len(conns) - before == 3, f"{len(conns) - before} upstream connections for 3 requests, want a new one each")
+
+
+def ring_files(pid):
+    """The worker's registered descriptors, {index: "socket:[inode]"}, as the
+    fdinfo of its io_uring lists them."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[io_uring]":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                text = f.read()
+        except OSError:
+            continue
+        check("UserFiles:" in text, f"the ring's fdinfo lists no registered files:\n{text}")
+        table = text.split("UserFiles:", 1)[1].split("UserBufs:", 1)[0]
+        return {int(m.group(1)): m.group(2).strip()
+                for m in re.finditer(r"^\s+(\d+): (.*)$", table, re.M)}
+    check(False, f"worker {pid} has no io_uring")
+
+
+def open_sockets(pid):
+    """The worker's socket descriptors, {fd: "socket:[inode]"}."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:"):
+            out[int(fd)] = link
+    return out
+
+
+def stale_entries(pid):
+    """Registered entries that are not the worker's open socket of that
+    number: a closed socket still held by the ring, or an old file at a
+    reused number."""
+    files, socks = ring_files(pid), open_sockets(pid)
+    return {i: f for i, f in files.items() if socks.get(i) != f}
+
+
+@_test
+def fixed_files_follow_sockets(env):
+    """Sockets are registered at their descriptor number while open and taken
+    out as they close: with 40 keep-alive clients each client socket and at
+    least one upstream socket is in the table; once the clients close, their
+    entries go and no entry names a socket the worker closed."""
+    wpid = start(env, *test_upstream(env))
+    conns = [Conn("127.0.0.1", env.gw_port, timeout=10) for _ in range(40)]
+    try:
+        for i, c in enumerate(conns):
+            r = c.request("GET", f"/c{i}")
+            check(served(r, f"/c{i}"), f"request {i}: {r}")
+        files = ring_files(wpid)
+        socks = open_sockets(wpid)
+        registered = {i for i, f in files.items() if socks.get(i) == f}
+        check(len(registered) >= 41,
+              f"{len(registered)} of the worker's {len(socks)} sockets registered with 40 clients open")
+        check(not stale_entries(wpid), f"stale entries: {stale_entries(wpid)}")
+    finally:
+        for c in conns:
+            c.close()
+    poll(lambda: len(ring_files(wpid)) < 40 and not stale_entries(wpid), 10, interval=0.1,
+         what="the closed clients' entries to leave the table")
+    # The table follows descriptor numbers as they are reused.
+    for round_ in range(3):
+        cs = [Conn("127.0.0.1", env.gw_port, timeout=10) for _ in range(20)]
+        for i, c in enumerate(cs):
+            r = c.request("GET", f"/r{round_}-{i}")
+            check(served(r, f"/r{round_}-{i}"), f"round {round_} request {i}: {r}")
+        check(not stale_entries(wpid), f"round {round_}: stale entries {stale_entries(wpid)}")
+        for c in cs:
+            c.close()
+    poll(lambda: not stale_entries(wpid), 10, interval=0.1, what="no stale entries after the rounds")
