@@ -636,8 +636,9 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 	if (ret > 0) {
 		h->send_ms = w->now;
 		ism_sess_send(w, s, p, len, -1);
-	} else if (!h->io.sending && h->n_streams == 0) {
-		/* Idle: the connection holds no output buffer. */
+	} else if (!h->io.sending && h->n_streams == 0 && s->deadline_kind != ISM_DL_IDLE) {
+		/* Idle from now (not again at every tick, which flushes too): the
+		 * connection holds no output buffer. */
 		ism_h2io_trim(&h->io);
 		ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
 	}

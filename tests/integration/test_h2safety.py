@@ -225,3 +225,16 @@ def h2_smuggling(env):
     body = rep["body"].get("1", "")
     check(rep["status"].get("1") == 200 and body.endswith("\r\n\r\nhello") and "content-length: 5" in body.lower(),
           f"a framed POST: {rep}")
+
+
+@_test
+def h2_idle_goaway(env):
+    """A client connection without streams for timeouts.idle gets GOAWAY
+    (NO_ERROR, naming its last stream) and is closed: the worker's timer tick
+    does not count as activity."""
+    gw, _, _ = gateway_1w(env, timeouts={"idle": "1s"})
+    rep = attack(gw, "idle", 6)
+    check(rep["status"].get("1") == 200, f"the request before the idle time: {rep}")
+    check(rep["goaway"] == NO_ERROR and rep.get("goaway_last") == 1 and rep["closed"],
+          f"idle connection: GOAWAY {rep['goaway']} (last {rep.get('goaway_last')}), closed {rep['closed']}")
+    check(0.8 <= rep["goaway_at"] <= 4, f"GOAWAY after {rep['goaway_at']} s, idle is 1 s")
