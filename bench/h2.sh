@@ -8,8 +8,8 @@
 # `sh bench/h2.sh BUILD`. See bench/README.md ("HTTP/2 and gRPC"). Usage: bench/h2.sh [BUILD_DIR]
 # Environment: SKIP_H2 (0; 1: do nothing) ROUNDS (5) DURATION (10, s) CONNS (64) STREAMS ("1 10")
 #              WARMUP (2, s) GRPC_STREAMS (10) GRPC_BYTES (32) SKIP_GRPC (0) SKIP_IDLE (0)
-#              SKIP_LOAD (0; 1: only the idle phase) IDLE_H2_CONNS (2000) IDLE_TIMEOUT (120, s)
-#              PROXIES ("isthmus haproxy nginx")
+#              SKIP_LOAD (0; 1: only the idle phase) IDLE_H2_CONNS (2000) IDLE_BATCHES (2: 1 or 2)
+#              IDLE_TIMEOUT (120, s) PROXIES ("isthmus haproxy nginx")
 #              BASE_BUILD (unset: another isthmus build run as isthmus-base in the same rounds)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
@@ -31,6 +31,7 @@ SKIP_GRPC=${SKIP_GRPC:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
 SKIP_LOAD=${SKIP_LOAD:-0}
 IDLE_H2_CONNS=${IDLE_H2_CONNS:-2000}
+IDLE_BATCHES=${IDLE_BATCHES:-2}
 IDLE_TIMEOUT=${IDLE_TIMEOUT:-120}
 PROXIES=${PROXIES:-isthmus haproxy nginx}
 BASE_BUILD=${BASE_BUILD:-}
@@ -49,6 +50,7 @@ BENCH_NAME=h2
 case $ROUNDS$DURATION$CONNS$WARMUP$GRPC_STREAMS$GRPC_BYTES$IDLE_H2_CONNS$IDLE_TIMEOUT${STREAMS// /} in
 *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP, STREAMS, GRPC_STREAMS, GRPC_BYTES, IDLE_H2_CONNS, IDLE_TIMEOUT must be integers" ;;
 esac
+case $IDLE_BATCHES in 1 | 2) ;; *) die "IDLE_BATCHES must be 1 or 2" ;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] && [ "$GRPC_STREAMS" -ge 1 ] ||
 	die "ROUNDS, DURATION, CONNS, GRPC_STREAMS must be >= 1"
 need_tools "$NGINX" "$HAPROXY" "$H2LOAD" curl openssl python3 ps cc pkg-config
@@ -110,8 +112,8 @@ if [ "$SKIP_IDLE" = 1 ]; then
 	say "## idle HTTP/2 connections: skipped (SKIP_IDLE=1)"
 else
 	declare -A IDLE_KIB=()
-	say "## idle HTTP/2 connections (h2c), on fresh proxies before any load: $IDLE_H2_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes; ratio = proxy / HAProxy"
-	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' proxy 'held' 'RSS0 KiB' 'RSS1 KiB' 'delta KiB' 'fds' 'KiB/conn' 'ratio')"
+	say "## idle HTTP/2 connections (h2c), on fresh proxies before any load: $IDLE_BATCHES batches of $IDLE_H2_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes; KiB/conn 2: the second batch's, beside the first (what one more costs); ratio = proxy / HAProxy, of the last"
+	idle_header
 	for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 		case " $H2_ACTIVE " in *" $p "*) idle_measure "$p" "${H2C[$p]}" "$IDLE_H2_CONNS" haproxy --h2 ;; esac
 	done
