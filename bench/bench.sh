@@ -158,7 +158,7 @@ fi
 declare -A IDLE_KIB=()
 say ""
 say "## idle keep-alive connections: $IDLE_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes"
-say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' proxy 'held' 'RSS0 KiB' 'RSS1 KiB' 'delta KiB' 'fds' 'KiB/conn' 'ratio')"
+idle_header
 for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 	case " $ACTIVE " in *" $p "*) ;; *) continue ;; esac
 	idle_measure "$p" "${PORT[$p]}" "$IDLE_CONNS" haproxy

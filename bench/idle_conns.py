@@ -98,7 +98,15 @@ def h2_request(authority):
 
 
 def h2_status(block):
-    """:status from the first field of a response header block (servers send it first)."""
+    """:status from the first field of a response header block (servers send it first),
+    after any dynamic table size updates (RFC 7541 6.3: 001xxxxx, a 5-bit prefix integer)."""
+    while block and block[0] & 0xE0 == 0x20:
+        i = 1
+        if block[0] & 0x1F == 0x1F:
+            while i < len(block) and block[i] & 0x80:
+                i += 1
+            i += 1
+        block = block[i:]
     b = block[0] if block else 0
     if b & 0x80:
         return H2_STATUS.get(b & 0x7F, -1)

@@ -40,7 +40,7 @@ alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null
 teardown() {
 	local p pids="" i alive_pids
 	trap - EXIT INT TERM HUP
-	[ -n "$CLIENT_PID" ] && kill -TERM "$CLIENT_PID" 2>/dev/null
+	[ -n "$CLIENT_PID" ] && kill -TERM $CLIENT_PID 2>/dev/null
 	[ -n "$CUR_PID" ] && kill -TERM $CUR_PID 2>/dev/null
 	for p in $STARTED; do pids="$pids $(tree_pids "$p")"; done
 	for p in $STARTED; do kill -TERM "$p" 2>/dev/null; done
@@ -486,50 +486,74 @@ fd_count() {
 	echo "$total"
 }
 
-# Idle connection memory of one proxy (bench/README.md, "Idle keep-alive connection memory"):
-# RSS before, bench/idle_conns.py opens CONNS connections on PORT (one request each) and holds
-# them, RSS after; prints the table row (ratio to IDLE_KIB[$4], the reference proxy measured
-# before, or itself), records IDLE_KIB[proxy]
-# (an associative array of the caller) and a raw line. $5...: more idle_conns.py options (--h2).
-# Uses IDLE_TIMEOUT.
-idle_measure() { # proxy port conns reference-proxy [idle_conns options...]
-	local p=$1 port=$2 conns=$3 ref=$4 out rss0 rss1 fds waited ok failed closed held per
-	shift 4
-	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-12s %8s' "$p" 'not running')"; return; fi
-	sleep 1
-	rss0=$(rss_kib "${PID[$p]}")
-	out="$TMP/idle-$p.txt"
+# One batch of idle connections for idle_measure: bench/idle_conns.py opens $2 connections on
+# port $1 (one request each) and holds them in the background (its pid added to CLIENT_PID);
+# waits for its READY line (bounded by IDLE_TIMEOUT). $3: its output file; $4...: more options.
+# False when it did not get ready (said, client stopped).
+idle_batch() { # port conns outfile [idle_conns options...]
+	local port=$1 conns=$2 out=$3 pid waited=0
+	shift 3
 	timeout -s KILL $((IDLE_TIMEOUT + 30)) python3 "$BENCH_DIR/idle_conns.py" --port "$port" \
 		--conns "$conns" --sources 9 --window 64 --timeout "$IDLE_TIMEOUT" \
 		--hold-max "$IDLE_TIMEOUT" "$@" >"$out" 2>&1 &
-	CLIENT_PID=$!
-	waited=0
-	while ! grep -q '^READY' "$out" 2>/dev/null && kill -0 "$CLIENT_PID" 2>/dev/null && [ "$waited" -lt $((IDLE_TIMEOUT * 5 + 25)) ]; do
+	pid=$!
+	CLIENT_PID="$CLIENT_PID $pid"
+	while ! grep -q '^READY' "$out" 2>/dev/null && kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((IDLE_TIMEOUT * 5 + 25)) ]; do
 		sleep 0.2
 		waited=$((waited + 1))
 	done
-	if ! grep -q '^READY' "$out"; then
-		say "# WARNING: $p: idle client did not get ready:"
-		sed 's/^/#   /' "$out" | tee -a "$RESULTS"
-		kill -TERM "$CLIENT_PID" 2>/dev/null; wait "$CLIENT_PID" 2>/dev/null; CLIENT_PID=""
-		return
-	fi
-	sleep 2 # let the proxy settle (lazy frees, timers)
-	rss1=$(rss_kib "${PID[$p]}")
+	grep -q '^READY' "$out" && return 0
+	say "# WARNING: idle client on port $port did not get ready:"
+	sed 's/^/#   /' "$out" | tee -a "$RESULTS"
+	return 1
+}
+
+# The header of idle_measure's table (IDLE_BATCHES: 1 or 2 batches).
+idle_header() {
+	local h b
+	h="$(printf '%-12s' proxy)"
+	for b in $(seq 1 "${IDLE_BATCHES:-1}"); do
+		h="$h$(printf ' %8s %10s %10s %12s' "held" "RSS$((b - 1)) KiB" "RSS$b KiB" "KiB/conn $b")"
+	done
+	say "$h$(printf ' %8s %9s' fds ratio)"
+}
+
+# Idle connection memory of one proxy (bench/README.md, "Idle keep-alive connection memory"):
+# RSS before, bench/idle_conns.py opens CONNS connections on PORT (one request each) and holds
+# them, RSS after; with IDLE_BATCHES=2, CONNS more beside them and RSS again, so that the second
+# figure (the marginal cost) leaves out what a proxy touches once whatever the count (shared
+# buffers, pools' first pages). Prints the table row (ratio of the last figure to IDLE_KIB[$4],
+# the reference proxy measured before, or itself), records IDLE_KIB[proxy] (an associative array
+# of the caller) and a raw line. $5...: more idle_conns.py options (--h2). Uses IDLE_TIMEOUT.
+idle_measure() { # proxy port conns reference-proxy [idle_conns options...]
+	local p=$1 port=$2 conns=$3 ref=$4 rss=() fds ok failed closed held=() per=() b n=${IDLE_BATCHES:-1} row
+	shift 4
+	if [ ! -d "/proc/${PID[$p]}" ]; then say "$(printf '%-12s %8s' "$p" 'not running')"; return; fi
+	sleep 1
+	rss[0]=$(rss_kib "${PID[$p]}")
+	for b in $(seq 1 "$n"); do
+		idle_batch "$port" "$conns" "$TMP/idle-$p-$b.txt" "$@" || break
+		sleep 2 # let the proxy settle (lazy frees, timers)
+		rss[b]=$(rss_kib "${PID[$p]}")
+	done
 	fds=$(fd_count "${PID[$p]}")
-	kill -TERM "$CLIENT_PID" 2>/dev/null
-	wait "$CLIENT_PID" 2>/dev/null
+	kill -TERM $CLIENT_PID 2>/dev/null
+	wait $CLIENT_PID 2>/dev/null
 	CLIENT_PID=""
-	ok=$(sed -n 's/^READY .*ok=\([0-9]*\).*/\1/p' "$out")
-	failed=$(sed -n 's/^READY .*failed=\([0-9]*\).*/\1/p' "$out")
-	closed=$(sed -n 's/^HOLD closed_by_peer=\([0-9]*\).*/\1/p' "$out")
-	held=$((ok - ${closed:-0}))
-	per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN{ if (n > 0) printf "%.2f", (b - a) / n; else print "n/a" }')
-	IDLE_KIB[$p]=$per
-	raw "idle $p ok=$ok failed=$failed closed_by_peer=${closed:-?} rss0_kib=$rss0 rss1_kib=$rss1 fds=$fds kib_per_conn=$per"
-	say "$(printf '%-12s %8s %10s %10s %10s %8s %12s %9s' "$p" "$held" "$rss0" "$rss1" $((rss1 - rss0)) "$fds" "$per" \
-		"$(ratio "$per" "${IDLE_KIB[$ref]:-n/a}")")"
-	[ "${failed:-1}" = 0 ] || { say "# WARNING: $p: $failed connections failed:"; grep '^FAIL' "$out" | sed 's/^/#   /' | tee -a "$RESULTS"; }
-	[ "${closed:-0}" = 0 ] || say "# WARNING: $p closed $closed idle connections while they were held"
+	row="$(printf '%-12s' "$p")"
+	for b in $(seq 1 "$n"); do
+		[ -n "${rss[b]:-}" ] || { say "$row (batch $b did not get ready)"; return; }
+		ok=$(sed -n 's/^READY .*ok=\([0-9]*\).*/\1/p' "$TMP/idle-$p-$b.txt")
+		failed=$(sed -n 's/^READY .*failed=\([0-9]*\).*/\1/p' "$TMP/idle-$p-$b.txt")
+		closed=$(sed -n 's/^HOLD closed_by_peer=\([0-9]*\).*/\1/p' "$TMP/idle-$p-$b.txt")
+		held[b]=$((ok - ${closed:-0}))
+		per[b]=$(awk -v a="${rss[b - 1]}" -v c="${rss[b]}" -v n="${held[b]}" 'BEGIN{ if (n > 0) printf "%.2f", (c - a) / n; else print "n/a" }')
+		raw "idle $p batch=$b ok=$ok failed=$failed closed_by_peer=${closed:-?} rss0_kib=${rss[b - 1]} rss1_kib=${rss[b]} fds=$fds kib_per_conn=${per[b]}"
+		row="$row$(printf ' %8s %10s %10s %12s' "${held[b]}" "${rss[b - 1]}" "${rss[b]}" "${per[b]}")"
+		[ "${failed:-1}" = 0 ] || { say "# WARNING: $p: $failed connections failed:"; grep '^FAIL' "$TMP/idle-$p-$b.txt" | sed 's/^/#   /' | tee -a "$RESULTS"; }
+		[ "${closed:-0}" = 0 ] || say "# WARNING: $p closed $closed idle connections while they were held"
+	done
+	IDLE_KIB[$p]=${per[n]}
+	say "$row$(printf ' %8s %9s' "$fds" "$(ratio "${per[n]}" "${IDLE_KIB[$ref]:-n/a}")")"
 	sleep 2 # let the proxy release the closed connections before the next one
 }

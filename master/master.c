@@ -664,6 +664,8 @@ static int spawn_worker(struct ism_master *m, int i)
 	atomic_store(&ss->draining, 0);
 	atomic_store(&ss->stats.conn_active, 0);
 	atomic_store(&ss->stats.tunnels_active, 0);
+	atomic_store(&ss->stats.h2_sessions, 0);
+	atomic_store(&ss->stats.h2_heap_bytes, 0);
 	atomic_store(&ss->heartbeat_ms, 0); /* none yet from this worker */
 	pid = fork();
 	if (pid < 0) {
@@ -760,6 +762,8 @@ static void reap(struct ism_master *m)
 			atomic_store(&ss->gen, 0);
 			atomic_store(&ss->stats.conn_active, 0);
 			atomic_store(&ss->stats.tunnels_active, 0);
+			atomic_store(&ss->stats.h2_sessions, 0);
+			atomic_store(&ss->stats.h2_heap_bytes, 0);
 			close(ws->fd);
 			ws->fd = -1;
 			ws->pid = 0;

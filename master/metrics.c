@@ -180,6 +180,11 @@ static const struct worker_metric worker_metrics[] = {
     WM(tunnels_refused, "isthmus_tunnels_refused_total", "counter",
        "TCP and TLS-passthrough connections closed without a tunnel: no server name, no "
        "route, no healthy upstream, connect failures, maxConnections."),
+    WM(h2_sessions, "isthmus_http2_connections", "gauge", "HTTP/2 client connections open."),
+    WM(h2_heap_bytes, "isthmus_http2_connection_heap_bytes", "gauge",
+       "Heap the HTTP/2 client connections hold: libnghttp2's sessions, output buffers and "
+       "isthmus's connection and stream structs, less the pages idle ones gave back; not "
+       "their streams' body buffers."),
 };
 
 static void latency_histogram(struct ism_reply *r, const struct ism_worker_stats *st)

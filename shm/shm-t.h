@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 7u
+#define ISM_SHM_LAYOUT_VERSION 8u
 
 #define ISM_MAX_WORKERS	  64
 #define ISM_MAX_ENDPOINTS 8192
@@ -122,6 +122,11 @@ struct ism_worker_stats {
 	/* TCP and TLS-passthrough connections closed without a tunnel: no SNI, no
 	 * route, no healthy upstream, connect failures, maxConnections */
 	_Atomic uint64_t tunnels_refused;
+	/* HTTP/2 client connections (worker/h2.c) and the heap they hold:
+	 * libnghttp2's blocks, their output buffers and isthmus's structs (less
+	 * the pages an idle one gave back), not their streams' body buffers */
+	_Atomic uint64_t h2_sessions;
+	_Atomic uint64_t h2_heap_bytes;
 };
 
 struct ism_worker_slot {

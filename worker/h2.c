@@ -57,6 +57,7 @@ struct ism_h2 {
 	uint32_t n_streams;
 	struct ism_h2s *streams;
 	uint64_t send_ms;     /* when the send in flight started */
+	uint64_t stir_ms;     /* when it last read or sent */
 	uint64_t budget_ms;   /* when the frame budget was last refilled */
 	uint32_t budget;      /* frames that carry no request the client may still send */
 	uint64_t data_sent;   /* DATA frames sent */
@@ -105,6 +106,7 @@ static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
 	ism_buf_free(&x->trl);
 	free(x);
 	h->n_streams--;
+	ism_h2io_count(&h->io, -(int64_t)sizeof(*x));
 }
 
 /* The stream waits for body bytes and some are gathered (or the end came):
@@ -360,6 +362,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 	x = calloc(1, sizeof(*x));
 	if (x == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	ism_h2io_count(&h->io, sizeof(*x));
 	x->id = f->hd.stream_id;
 	x->next = h->streams;
 	if (h->streams)
@@ -634,10 +637,11 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 		return;
 	}
 	if (ret > 0) {
-		h->send_ms = w->now;
+		h->send_ms = h->stir_ms = w->now;
 		ism_sess_send(w, s, p, len, -1);
-	} else if (!h->io.sending && h->n_streams == 0) {
-		/* Idle: the connection holds no output buffer. */
+	} else if (!h->io.sending && h->n_streams == 0 && s->deadline_kind != ISM_DL_IDLE) {
+		/* Idle from now (not again at every tick, which flushes too): the
+		 * connection holds no output buffer. */
 		ism_h2io_trim(&h->io);
 		ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
 	}
@@ -901,6 +905,14 @@ static int h2_init_once(void)
 	nghttp2_option_set_stream_reset_rate_limit(h2_opt, 1000, 33);
 	nghttp2_option_set_max_continuations(h2_opt, 8);
 	nghttp2_option_set_max_outbound_ack(h2_opt, 1000);
+	/* What an idle connection holds. A closed stream is not kept for the
+	 * RFC 7540 priority tree (whose use RFC 9113 deprecates): nothing of a
+	 * stream outlives it. Response fields are not indexed in an HPACK
+	 * dynamic table (as HAProxy and nginx do not): up to 4 KiB of fields
+	 * per connection, for about 10-30 bytes more per repeated field on the
+	 * wire. */
+	nghttp2_option_set_no_closed_streams(h2_opt, 1);
+	nghttp2_option_set_max_deflate_dynamic_table_size(h2_opt, 0);
 	return 0;
 }
 
@@ -926,6 +938,7 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	nghttp2_settings_entry iv[ISM_H2_N_SETTINGS + 1];
 	size_t n_iv = ism_h2_settings(lim, iv);
 	struct ism_h2 *h;
+	nghttp2_mem mem;
 
 	if (h2_init_once() < 0)
 		return -ENOMEM;
@@ -938,12 +951,20 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	h->s = s;
 	h->io.batch = 1;
 	h->budget = ISM_H2_BUDGET;
-	h->budget_ms = w->now;
-	if (nghttp2_session_server_new2(&h->io.ng, h2_cbs, h, h2_opt) != 0) {
+	h->budget_ms = h->stir_ms = w->now;
+	h->io.gauge = &w->st->h2_heap_bytes;
+	if (w->h2pages == NULL)
+		w->h2pages = ism_h2pages_new(); /* NULL: big blocks from glibc */
+	h->io.pages = w->h2pages;
+	ism_h2io_count(&h->io, sizeof(*h));
+	mem = ism_h2io_mem(&h->io);
+	if (nghttp2_session_server_new3(&h->io.ng, h2_cbs, h, h2_opt, &mem) != 0) {
+		ism_h2io_free(&h->io);
 		free(h);
 		return -ENOMEM;
 	}
 	s->h2 = h;
+	atomic_fetch_add_explicit(&w->st->h2_sessions, 1, memory_order_relaxed);
 	s->ops = &ism_h2_ops;
 	s->state = ISM_SESS_H2;
 	/* RFC 8441: WebSocket over HTTP/2 by extended CONNECT. */
@@ -972,6 +993,8 @@ void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t
 	struct ism_h2 *h = s->h2;
 	ssize_t n;
 
+	h->stir_ms = w->now;
+	ism_h2io_stir(&h->io);
 	h->io.busy++;
 	n = nghttp2_session_mem_recv(h->io.ng, (const uint8_t *)p, len);
 	h->io.busy--;
@@ -1071,6 +1094,10 @@ void ism_h2_tick(struct ism_wctx *w, struct ism_sess *s)
 	}
 	h->io.busy--;
 	h2_flush(w, s);
+	if (s->state == ISM_SESS_H2 && h->state == ISM_H2_OPEN && h->n_streams == 0 &&
+	    !h->io.sending && h->io.gather.len == 0 && !nghttp2_session_want_write(h->io.ng) &&
+	    w->now - h->stir_ms >= ISM_H2IO_REST_MS)
+		ism_h2io_rest(&h->io);
 }
 
 void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s)
@@ -1118,6 +1145,7 @@ void ism_h2_free(struct ism_sess *s)
 		h2s_free(h, h->streams);
 	}
 	ism_h2io_free(&h->io);
+	atomic_fetch_sub_explicit(&h->w->st->h2_sessions, 1, memory_order_relaxed);
 	free(h);
 	s->h2 = NULL;
 }

@@ -3,17 +3,313 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "lib/log.h"
 #include "worker/sock.h"
+
+/* ---------- what the connection holds ---------- */
+
+void ism_h2io_count(struct ism_h2io *io, int64_t n)
+{
+	ISM_BUG_ON(n < 0 && io->held < (uint64_t)-n);
+	io->held += (uint64_t)n;
+	if (io->gauge != NULL)
+		atomic_fetch_add_explicit(io->gauge, (uint64_t)n, memory_order_relaxed);
+}
+
+/* gather and wire as they are now, in held. */
+static void out_count(struct ism_h2io *io)
+{
+	uint32_t cap = io->gather.cap + io->wire.cap;
+
+	ism_h2io_count(io, (int64_t)cap - (int64_t)io->out_cap);
+	io->out_cap = cap;
+}
+
+/* The entry of big block p (NULL: a free entry), or NULL. */
+static struct ism_h2io_big *big_of(struct ism_h2io *io, const void *p)
+{
+	for (int i = 0; i < ISM_H2IO_BIG_MAX; i++)
+		if (io->big[i].p == p)
+			return &io->big[i];
+	return NULL;
+}
+
+/* Its pages are held again (they may be touched). */
+static void big_wake(struct ism_h2io *io, struct ism_h2io_big *b)
+{
+	if (!b->rested)
+		return;
+	b->rested = 0;
+	io->rested -= b->len;
+	ism_h2io_count(io, (int64_t)b->len);
+}
+
+void ism_h2io_stir(struct ism_h2io *io)
+{
+	io->stirred = 1;
+	if (io->rested == 0)
+		return;
+	for (int i = 0; i < ISM_H2IO_BIG_MAX; i++)
+		big_wake(io, &io->big[i]);
+	ISM_BUG_ON(io->rested != 0);
+}
+
+static bool all_zero(const char *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+uint64_t ism_h2io_rest(struct ism_h2io *io)
+{
+	uint64_t given = 0;
+
+	if (!io->stirred)
+		return 0;
+	io->stirred = 0;
+	for (int i = 0; i < ISM_H2IO_BIG_MAX; i++) {
+		struct ism_h2io_big *b = &io->big[i];
+
+		if (b->p == NULL || b->rested || !(b->scratch || all_zero(b->p, b->len)))
+			continue;
+		/* Private anonymous memory: the pages read back as zeros. */
+		if (madvise(b->p, b->len, MADV_DONTNEED) != 0)
+			continue;
+		b->rested = 1;
+		io->rested += b->len;
+		given += b->len;
+	}
+	if (given)
+		ism_h2io_count(io, -(int64_t)given);
+	return given;
+}
+
+/* ---------- page runs ---------- */
+
+struct ism_h2runs {
+	void **v;
+	uint32_t n, cap;
+};
+
+struct ism_h2pages {
+	struct ism_h2runs free[ISM_H2PAGES_RUN_MAX + 1]; /* by length in pages */
+	struct ism_h2runs maps;				 /* every mapping, for the exit */
+	char *bump;					 /* the latest mapping's uncarved part */
+	size_t left;
+};
+
+static int runs_push(struct ism_h2runs *r, void *p)
+{
+	if (r->n == r->cap) {
+		uint32_t cap = r->cap ? 2 * r->cap : 64;
+		void **v = realloc(r->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n++] = p;
+	return 0;
+}
+
+struct ism_h2pages *ism_h2pages_new(void)
+{
+	return calloc(1, sizeof(struct ism_h2pages));
+}
+
+void ism_h2pages_free(struct ism_h2pages *pp)
+{
+	if (pp == NULL)
+		return;
+	for (uint32_t i = 0; i < pp->maps.n; i++)
+		munmap(pp->maps.v[i], ISM_H2PAGES_MAP_SIZE);
+	for (uint32_t k = 0; k <= ISM_H2PAGES_RUN_MAX; k++)
+		free(pp->free[k].v);
+	free(pp->maps.v);
+	free(pp);
+}
+
+/* A run of k pages (zeroed when new or given back), NULL without memory. */
+static void *run_get(struct ism_h2pages *pp, uint32_t k)
+{
+	size_t len = (size_t)k * ISM_H2IO_PAGE;
+	void *p;
+
+	if (pp->free[k].n)
+		return pp->free[k].v[--pp->free[k].n];
+	if (pp->left < len) {
+		/* The rest of the mapping goes to the one-page list. */
+		while (pp->left >= ISM_H2IO_PAGE && runs_push(&pp->free[1], pp->bump) == 0) {
+			pp->bump += ISM_H2IO_PAGE;
+			pp->left -= ISM_H2IO_PAGE;
+		}
+		p = mmap(NULL, ISM_H2PAGES_MAP_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		if (runs_push(&pp->maps, p) < 0) {
+			munmap(p, ISM_H2PAGES_MAP_SIZE);
+			return NULL;
+		}
+		pp->bump = p;
+		pp->left = ISM_H2PAGES_MAP_SIZE;
+	}
+	p = pp->bump;
+	pp->bump += len;
+	pp->left -= len;
+	return p;
+}
+
+/* Run p of k pages is free; its pages go back to the kernel unless they did
+ * (rested). Without room on the list the run is lost (its address space). */
+static void run_put(struct ism_h2pages *pp, void *p, uint32_t k, bool rested)
+{
+	/* A run on the list reads as zeros (mem_calloc counts on it). */
+	if (!rested && madvise(p, (size_t)k * ISM_H2IO_PAGE, MADV_DONTNEED) != 0)
+		return;
+	runs_push(&pp->free[k], p);
+}
+
+/* ---------- nghttp2's allocator ---------- */
+
+/* Adds (sign 1) or takes away (-1) glibc block p's usable size. */
+static void mem_count(struct ism_h2io *io, void *p, int sign)
+{
+	if (p != NULL)
+		ism_h2io_count(io, sign * (int64_t)malloc_usable_size(p));
+}
+
+/* A run of pages for size bytes, followed in io->big; NULL when it cannot
+ * be (no pool, too big, no entry left, no memory): glibc's then. */
+static void *big_alloc(struct ism_h2io *io, size_t size)
+{
+	uint32_t k = (uint32_t)((size + ISM_H2IO_PAGE - 1) / ISM_H2IO_PAGE);
+	struct ism_h2io_big *b = big_of(io, NULL);
+	void *p;
+
+	if (io->pages == NULL || size > ISM_H2PAGES_RUN_MAX * ISM_H2IO_PAGE || b == NULL)
+		return NULL;
+	p = run_get(io->pages, k);
+	if (p == NULL)
+		return NULL;
+	*b = (struct ism_h2io_big){.p = p, .len = (size_t)k * ISM_H2IO_PAGE};
+	ism_h2io_count(io, (int64_t)b->len);
+	return p;
+}
+
+static void *mem_malloc(size_t size, void *ud)
+{
+	struct ism_h2io *io = ud;
+	void *p = size >= ISM_H2IO_PAGE ? big_alloc(io, size) : NULL;
+
+	if (p != NULL)
+		return p;
+	p = malloc(size);
+	mem_count(io, p, 1);
+	return p;
+}
+
+static void mem_free(void *p, void *ud)
+{
+	struct ism_h2io *io = ud;
+	struct ism_h2io_big *b;
+
+	if (p == NULL)
+		return;
+	b = big_of(io, p);
+	if (b == NULL) {
+		mem_count(io, p, -1);
+		free(p);
+		return;
+	}
+	ism_h2io_count(io, -(int64_t)(b->rested ? 0 : b->len));
+	if (b->rested)
+		io->rested -= b->len;
+	run_put(io->pages, b->p, (uint32_t)(b->len / ISM_H2IO_PAGE), b->rested);
+	*b = (struct ism_h2io_big){0};
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+	void *p;
+
+	if (size != 0 && n > SIZE_MAX / size)
+		return NULL;
+	/* A new run reads as zeros already. */
+	if (n * size >= ISM_H2IO_PAGE && (p = big_alloc(ud, n * size)) != NULL)
+		return p;
+	p = calloc(n, size);
+	mem_count(ud, p, 1);
+	return p;
+}
+
+/* The bytes of block p, big or glibc's. */
+static size_t mem_size(struct ism_h2io *io, void *p)
+{
+	struct ism_h2io_big *b = big_of(io, p);
+
+	return b != NULL ? b->len : malloc_usable_size(p);
+}
+
+static void *mem_realloc(void *p, size_t size, void *ud)
+{
+	struct ism_h2io *io = ud;
+	void *q;
+
+	if (size == 0) {
+		mem_free(p, ud);
+		return NULL;
+	}
+	if (size < ISM_H2IO_PAGE && (p == NULL || big_of(io, p) == NULL)) {
+		mem_count(io, p, -1);
+		q = realloc(p, size);
+		/* Without memory p stays as it was, and counted. */
+		mem_count(io, q != NULL ? q : p, 1);
+		return q;
+	}
+	/* To or from a run of pages: a new block, the bytes copied. */
+	q = mem_malloc(size, ud);
+	if (q == NULL || p == NULL)
+		return q;
+	memcpy(q, p, mem_size(io, p) < size ? mem_size(io, p) : size);
+	mem_free(p, ud);
+	return q;
+}
+
+nghttp2_mem ism_h2io_mem(struct ism_h2io *io)
+{
+	return (nghttp2_mem){
+	    .mem_user_data = io,
+	    .malloc = mem_malloc,
+	    .free = mem_free,
+	    .calloc = mem_calloc,
+	    .realloc = mem_realloc,
+	};
+}
+
+/* ---------- output ---------- */
 
 ssize_t ism_h2io_gather(struct ism_h2io *io, const uint8_t *data, size_t len)
 {
+	ism_h2io_stir(io);
+	/* The block nghttp2 frames its output in. */
+	for (int i = 0; i < ISM_H2IO_BIG_MAX; i++) {
+		struct ism_h2io_big *b = &io->big[i];
+
+		if (b->p != NULL && (const char *)data >= b->p &&
+		    (const char *)data < b->p + b->len)
+			b->scratch = 1;
+	}
 	if (io->gather.len >= ISM_H2_GATHER_MAX && io->sending)
 		return NGHTTP2_ERR_WOULDBLOCK;
 	if (ism_buf_append(&io->gather, data, (uint32_t)len, UINT32_MAX) < 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	out_count(io);
 	return (ssize_t)len;
 }
 
@@ -49,6 +345,7 @@ void ism_h2io_trim(struct ism_h2io *io)
 		return;
 	ism_buf_free(&io->gather);
 	ism_buf_free(&io->wire);
+	out_count(io);
 }
 
 void ism_h2io_free(struct ism_h2io *io)
@@ -58,6 +355,9 @@ void ism_h2io_free(struct ism_h2io *io)
 	io->ng = NULL;
 	ism_buf_free(&io->gather);
 	ism_buf_free(&io->wire);
+	out_count(io);
+	ISM_BUG_ON(io->rested != 0);
+	ism_h2io_count(io, -(int64_t)io->held);
 }
 
 ssize_t ism_h2body_read(struct ism_h2body *bd, uint8_t *buf, size_t len, uint32_t *flags)

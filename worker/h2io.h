@@ -9,6 +9,7 @@
 #define ISM_WORKER_H2IO_H
 
 #include <nghttp2/nghttp2.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -19,6 +20,31 @@
 /* Output gathered while a send is in flight, at most (then nghttp2 waits). */
 #define ISM_H2_GATHER_MAX (64u * 1024u)
 
+/* libnghttp2's blocks of a page up to ISM_H2PAGES_RUN_MAX pages are runs
+ * of whole pages of a worker's struct ism_h2pages, apart from glibc's heap,
+ * and the session follows up to ISM_H2IO_BIG_MAX of them, so that an idle
+ * session can give their pages back (ism_h2io_rest) without holes in the
+ * heap. Others come from glibc. */
+#define ISM_H2IO_PAGE	     4096u
+#define ISM_H2IO_BIG_MAX     4
+#define ISM_H2PAGES_RUN_MAX  8u
+#define ISM_H2PAGES_MAP_SIZE (1024u * 1024u)
+
+/* Page runs, one free list per length; carved from private anonymous
+ * mappings of ISM_H2PAGES_MAP_SIZE, never unmapped before the worker's exit
+ * (a freed run's pages go back to the kernel at once). One per worker. */
+struct ism_h2pages;
+struct ism_h2pages *ism_h2pages_new(void);
+/* After every session of the worker was freed. */
+void ism_h2pages_free(struct ism_h2pages *pp);
+
+struct ism_h2io_big {
+	char *p;	 /* NULL: a free entry */
+	size_t len;	 /* whole pages */
+	uint8_t scratch; /* nghttp2 frames its output in it: nothing in it lives between sends */
+	uint8_t rested;	 /* its whole pages were given back */
+};
+
 struct ism_h2io {
 	nghttp2_session *ng;
 	uint8_t sending;     /* a socket send is in flight */
@@ -28,7 +54,40 @@ struct ism_h2io {
 	uint64_t sent_batch; /* the latest batch whose send completed */
 	struct ism_buf gather;
 	struct ism_buf wire;
+	/* Heap bytes the connection holds (usable sizes): nghttp2's blocks (its
+	 * allocator counts them), gather and wire, what the owner adds; less the
+	 * pages given back while idle (rested), until the session stirs. */
+	uint64_t held;
+	uint64_t rested;
+	uint32_t out_cap;	   /* gather.cap + wire.cap, as counted in held */
+	uint8_t stirred;	   /* it read or sent since its pages were last given back */
+	_Atomic uint64_t *gauge;   /* the worker's sum of held over such connections, or NULL */
+	struct ism_h2pages *pages; /* the worker's page runs, or NULL: none */
+	struct ism_h2io_big big[ISM_H2IO_BIG_MAX];
 };
+
+/* nghttp2's allocator for io's session (nghttp2_session_*_new3): glibc's,
+ * each block counted in io->held (and *io->gauge) by its usable size; big
+ * ones page runs from io->pages. io must stay where it is, and io->gauge and
+ * io->pages be set before the session is made. */
+nghttp2_mem ism_h2io_mem(struct ism_h2io *io);
+/* The owner's own bytes (its structs) held for the connection: n more, or
+ * less (negative); ism_h2io_free takes back whatever io->held still counts. */
+void ism_h2io_count(struct ism_h2io *io, int64_t n);
+/* The session reads (or sends, which ism_h2io_gather says itself): pages
+ * given back count as held again, since nghttp2 may use them. */
+void ism_h2io_stir(struct ism_h2io *io);
+/* How long a connection is idle before the tick calls ism_h2io_rest: at most
+ * once per quiet spell, so that a busy connection pays no system call per
+ * exchange. */
+#define ISM_H2IO_REST_MS 1000u
+/* The session is idle — no stream, nothing gathered, to send or in flight —
+ * and has stirred since it was last called: the whole pages of nghttp2's
+ * output frame buffer (nothing in it lives between frames) and of its big
+ * blocks that hold only zeros (the stream table of a session without
+ * streams) are given back to the kernel (they come back, zeroed, when
+ * touched). The bytes given back. */
+uint64_t ism_h2io_rest(struct ism_h2io *io);
 
 /* For nghttp2's send callback: gathers len bytes (or says WOULDBLOCK). */
 ssize_t ism_h2io_gather(struct ism_h2io *io, const uint8_t *data, size_t len);

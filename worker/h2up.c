@@ -487,6 +487,7 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->h2_initial_stream_window},
 	};
 	struct ism_h2c *c;
+	nghttp2_mem mem;
 
 	if (init_once() < 0)
 		return NULL;
@@ -500,7 +501,11 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 	c->ping_interval = cl->h2_ping_interval_ms;
 	c->ping_timeout = cl->h2_ping_timeout_ms;
 	c->last_rx = w->now;
-	if (nghttp2_session_client_new2(&c->io.ng, up_cbs, c, up_opt) != 0) {
+	if (w->h2pages == NULL)
+		w->h2pages = ism_h2pages_new(); /* NULL: big blocks from glibc */
+	c->io.pages = w->h2pages;
+	mem = ism_h2io_mem(&c->io);
+	if (nghttp2_session_client_new3(&c->io.ng, up_cbs, c, up_opt, &mem) != 0) {
 		free(c);
 		return NULL;
 	}
@@ -700,6 +705,7 @@ void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 		return;
 	}
 	c->last_rx = w->now;
+	ism_h2io_stir(&c->io);
 	for (struct ism_h2us *x = c->streams; x != NULL; x = x->next)
 		if (x->st != NULL)
 			ism_stream_up_bytes(w, x->st);
@@ -739,8 +745,14 @@ void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)
 		ism_up_close(w, u);
 		return;
 	}
-	if (c->n_streams == 0)
+	if (c->n_streams == 0) {
 		ism_h2io_trim(&c->io);
+		/* A pooled connection holds no more than an idle client one. */
+		if (!c->io.sending && c->io.gather.len == 0 &&
+		    !nghttp2_session_want_write(c->io.ng) &&
+		    w->now - c->last_rx >= ISM_H2IO_REST_MS)
+			ism_h2io_rest(&c->io);
+	}
 	/* http2KeepAlive: a PING after interval of silence; no ACK within the
 	 * timeout closes the connection (its streams fail). */
 	if (c->ping_deadline && c->ping_deadline <= w->now) {

@@ -140,6 +140,7 @@ struct ism_lb;
 struct ism_router_scratch;
 struct ism_tls;
 struct ism_mirror_ctx;
+struct ism_h2pages;
 
 /* The one per-process context of a worker. */
 struct ism_wctx {
@@ -177,6 +178,8 @@ struct ism_wctx {
 	const struct ism_table *table;
 	struct ism_lb *lb;
 	struct ism_router_scratch *rs;
+	/* page runs of the HTTP/2 sessions' big blocks (worker/h2io.h); NULL: none yet */
+	struct ism_h2pages *h2pages;
 	uint64_t now;
 	uint64_t rng;
 	int draining;

@@ -19,6 +19,7 @@
 #include "conf/defaults.h"
 #include "lib/log.h"
 #include "worker/balancer.h"
+#include "worker/h2io.h"
 #include "worker/ring.h"
 #include "worker/router.h"
 #include "worker/session.h"
@@ -712,6 +713,8 @@ int ism_worker_main(const struct ism_worker_args *args)
 	ism_stream_free_all(w);
 	ism_mirror_free(w);
 	ism_up_free_all(w);
+	ism_h2pages_free(w->h2pages);
+	w->h2pages = NULL;
 out_router:
 	ism_shm_release(w->shm, w->index);
 	ism_lb_free(w->lb);

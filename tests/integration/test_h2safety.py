@@ -11,14 +11,18 @@ Registered into run.py's list by register(test)."""
 
 import json
 import os
+import subprocess
+import sys
 
-from harness import Registry, TestFailure, check, free_port, http_get
+from harness import Registry, TestFailure, check, ctl_cmd, free_port, http_get, poll
 from test_h2 import h1_upstream, limits, need_tools, one_service, run_tool
 from test_security import cpu_seconds
 
 _test = Registry()
 register = _test.register
 
+IDLE_CONNS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "bench", "idle_conns.py")
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 2, 7, 8, 11
 
 
@@ -225,3 +229,63 @@ def h2_smuggling(env):
     body = rep["body"].get("1", "")
     check(rep["status"].get("1") == 200 and body.endswith("\r\n\r\nhello") and "content-length: 5" in body.lower(),
           f"a framed POST: {rep}")
+
+
+@_test
+def h2_idle_goaway(env):
+    """A client connection without streams for timeouts.idle gets GOAWAY
+    (NO_ERROR, naming its last stream) and is closed: the worker's timer tick
+    does not count as activity."""
+    gw, _, _ = gateway_1w(env, timeouts={"idle": "1s"})
+    rep = attack(gw, "idle", 6)
+    check(rep["status"].get("1") == 200, f"the request before the idle time: {rep}")
+    check(rep["goaway"] == NO_ERROR and rep.get("goaway_last") == 1 and rep["closed"],
+          f"idle connection: GOAWAY {rep['goaway']} (last {rep.get('goaway_last')}), closed {rep['closed']}")
+    check(0.8 <= rep["goaway_at"] <= 4, f"GOAWAY after {rep['goaway_at']} s, idle is 1 s")
+
+
+# What an idle HTTP/2 client connection may hold, by the worker's own count
+# (show info http2_connection_heap_bytes): libnghttp2 1.52's session (2.9 KiB
+# struct, 2 KiB of HPACK index rings, the client's indexed fields) and
+# isthmus's connection struct, its 16 KiB output frame buffer and empty stream
+# table given back. 18.8 KiB RSS (26 KiB counted) before 2026-12-03.
+IDLE_H2_HELD_MAX = 6 * 1024
+
+
+@_test
+def h2_idle_connection_memory(env):
+    """Many idle HTTP/2 connections (bench/idle_conns.py --h2: one GET each,
+    then nothing): once quiet, each holds at most IDLE_H2_HELD_MAX bytes of
+    heap by the worker's count, and the count goes back to zero as they
+    close."""
+    gw, _, _ = gateway_1w(env, timeouts={"idle": "60s"})
+    sock = env.path("ctl.sock")
+    n = 200
+
+    def info():
+        return json.loads(ctl_cmd(sock, "show info json"))
+
+    client = subprocess.Popen([sys.executable, IDLE_CONNS, "--port", str(gw), "--conns", str(n), "--h2",
+                               "--sources", "1", "--window", "32", "--timeout", "20", "--hold-max", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready = client.stdout.readline()
+        check(ready.startswith(f"READY opened={n} ok={n} failed=0"), f"idle client: {ready!r}")
+        # Quiet for a second, each gives its pages back at the worker's next tick.
+        last = {}
+
+        def rested():
+            last.update(info())
+            return (last["http2_connections"] == n and
+                    last["http2_connection_heap_bytes"] <= n * IDLE_H2_HELD_MAX)
+        try:
+            poll(rested, 10, interval=0.2, what="idle connections to give their pages back")
+        except TestFailure:
+            raise TestFailure(f"{last.get('http2_connections')} HTTP/2 connections hold "
+                              f"{last.get('http2_connection_heap_bytes')} bytes, at most "
+                              f"{n} x {IDLE_H2_HELD_MAX} allowed")
+    finally:
+        client.terminate()
+        client.wait(10)
+    poll(lambda: info()["http2_connections"] == 0, 10, what="the connections to close")
+    check(info()["http2_connection_heap_bytes"] == 0, f"closed connections still counted: {info()}")

@@ -24,6 +24,9 @@ ATTACK:
   streams N         N GET streams (JSON: the path) without reading in between
   zero-window N     SETTINGS_INITIAL_WINDOW_SIZE 0, GET JSON's path, never a
                     WINDOW_UPDATE; waits up to N seconds for the stream's end
+  idle N            one GET (JSON: the path, default /), then nothing: waits up
+                    to N seconds for the server to close (goaway_at says when
+                    its GOAWAY came)
   request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
                     "end": true}: one stream exactly so (N ignored)
 
@@ -240,6 +243,11 @@ def run(p, attack, n, arg):
         p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]))
         p.wait(lambda: "1" in p.ended, n)
         p.rep["end_at"] = p.ended.get("1")
+        return
+    elif attack == "idle":
+        p.settings()
+        p.send(HeadersFrame(1, p.block(get_headers(arg or "/")), flags=["END_HEADERS", "END_STREAM"]))
+        p.wait(lambda: False, n)
         return
     elif attack == "request":
         spec = json.loads(arg)
