@@ -11,6 +11,9 @@
 # file (normal or registered).
 # Usage: bench/instructions.sh BUILD_DIR [BUILD_DIR...]
 # Environment: ROUNDS (3) DURATION (10, s under valgrind) CONNS (4) KERNEL_DURATION (5, s)
+#              LOAD (h1: wrk; h2c: h2load over prior-knowledge HTTP/2) STREAMS (10, h2c's per connection)
+#              CG_KEEP (a directory: each build's last callgrind profiles are kept there, for
+#              callgrind_annotate)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -19,6 +22,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-4}
 KERNEL_DURATION=${KERNEL_DURATION:-5}
+LOAD=${LOAD:-h1}
+STREAMS=${STREAMS:-10}
 UP1=19081 UP2=19082
 declare -A PORT=()
 declare -A PID=()
@@ -27,19 +32,37 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_NAME=instructions
 . "$BENCH_DIR/lib.sh"
 
-case $ROUNDS$DURATION$CONNS$KERNEL_DURATION in *[!0-9]*) die "ROUNDS, DURATION, CONNS, KERNEL_DURATION must be integers";; esac
+case $ROUNDS$DURATION$CONNS$KERNEL_DURATION$STREAMS in *[!0-9]*) die "ROUNDS, DURATION, CONNS, KERNEL_DURATION, STREAMS must be integers";; esac
+case $LOAD in h1|h2c) ;; *) die "LOAD must be h1 or h2c";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
-need_tools "$NGINX" "$WRK" curl valgrind callgrind_control perf
+need_tools "$NGINX" "$WRK" "$H2LOAD" curl valgrind callgrind_control perf
 for b in "$@"; do [ -x "$b/isthmus" ] || die "$b/isthmus not found (build it first)"; done
 
 bench_tmp
 results_open "$BENCH_DIR"
 raise_nofile
 say "# isthmus instructions $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION)"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS)"
 say "# host: $(uname -srm), $(nproc) CPUs; $(valgrind --version)"
 for b in "$@"; do say "# build $b: $(cd "$b/.." 2>/dev/null && git describe --always --dirty 2>/dev/null || echo '?')"; done
 start_upstream $UP1 $UP2
+
+# The load for $2 seconds on port $3, its output in $1; then LOAD_REQ, LOAD_ERR: requests served,
+# and those that failed or were not 2xx. h1: wrk, CONNS connections; h2c: h2load, CONNS
+# connections of STREAMS streams each.
+load() { # outfile seconds port
+	local req err non2xx
+	case $LOAD in
+	h1)
+		run_wrk "$1" "$2" -t1 -c"$CONNS" "http://127.0.0.1:$3/"
+		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
+	h2c)
+		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" "http://127.0.0.1:$3/"
+		read -r req _ _ err non2xx < <(parse_h2load "$1") ;;
+	esac
+	LOAD_REQ=$req
+	LOAD_ERR=$((err + non2xx))
+}
 
 # The worker of a master started with workers: 1 (its only child).
 worker_of() { ps -o pid= --ppid "$1" | awk 'NR==1{print $1}'; }
@@ -58,14 +81,15 @@ cg_life() { # name seconds build
 		UP_TRIES=300 start_isthmus HTTP "" "" "$name" "$3" || die "$3 did not start under valgrind"
 	w=$(worker_of "${PID[$name]}")
 	[ -n "$w" ] || die "$name: no worker process"
-	run_wrk "$d/wrk.txt" "$2" -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$name]}/"
-	read -r req _ _ err non2xx < <(parse_wrk "$d/wrk.txt")
-	[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: $name: $err socket errors, $non2xx non-2xx"
+	load "$d/load.txt" "$2" "${PORT[$name]}"
+	req=$LOAD_REQ
+	[ "$LOAD_ERR" = 0 ] || say "# WARNING: $name: $LOAD_ERR requests failed or not 2xx"
 	kill -TERM "${PID[$name]}" 2>/dev/null
 	wait "${PID[$name]}" 2>/dev/null
 	ACTIVE=""
 	[ -s "$d/cg.$w" ] || die "$name: no callgrind output for worker $w"
 	CG_IR=$(dump_ir "$d/cg.$w")
+	[ -z "${CG_KEEP:-}" ] || cp "$d/cg.$w" "$CG_KEEP/$name-$2s.callgrind"
 	CG_REQ=$req
 }
 
@@ -94,21 +118,21 @@ for b in "$@"; do
 	ports_free "${PORT[$kname]}"
 	start_isthmus HTTP "" "" "$kname" "$b" || die "$b did not start"
 	w=$(worker_of "${PID[$kname]}")
-	run_wrk "$TMP/kwarm-$name.txt" 2 -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$kname]}/" || true
+	load "$TMP/kwarm-$name.txt" 2 "${PORT[$kname]}" || true
 	perf stat -x, -o "$TMP/perf-$name.txt" -e io_uring:io_uring_submit_req,io_uring:io_uring_complete,raw_syscalls:sys_enter \
 		-p "$w" -- sleep $((KERNEL_DURATION + 1)) &
 	pp=$!
 	perf record -q -F 1999 -o "$TMP/prof-$name.data" -p "$w" -- sleep $((KERNEL_DURATION + 1)) >/dev/null 2>&1 &
 	pr=$!
 	sleep 0.5
-	run_wrk "$TMP/kwrk-$name.txt" "$KERNEL_DURATION" -t1 -c"$CONNS" "http://127.0.0.1:${PORT[$kname]}/"
+	load "$TMP/kwrk-$name.txt" "$KERNEL_DURATION" "${PORT[$kname]}"
 	wait "$pp"
 	wait "$pr"
 	LOOKUP[$name]=$(perf report -q -i "$TMP/prof-$name.data" --no-children --sort sym --stdio 2>/dev/null |
 		awk '$NF ~ /^(fget|fget_raw|fdget|fput|io_file_get_normal|io_file_get_fixed)$/ {sub(/%/, "", $1); t += $1}
 		     END {printf "%.2f", t}')
 	say "profile $name: descriptor lookups ${LOOKUP[$name]} % of the worker's samples"
-	read -r req _ _ _ _ < <(parse_wrk "$TMP/kwrk-$name.txt")
+	req=$LOAD_REQ
 	ev() { awk -F, -v e="$1" '$3 == e {print $1}' "$TMP/perf-$name.txt"; }
 	SQE[$name]=$(awk -v a="$(ev io_uring:io_uring_submit_req)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
 	CQE[$name]=$(awk -v a="$(ev io_uring:io_uring_complete)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
@@ -119,7 +143,7 @@ for b in "$@"; do
 done
 
 say ""
-say "## per request, medians of $ROUNDS rounds (wrk -t1 -c$CONNS); ratio = build / build1"
+say "## per request, medians of $ROUNDS rounds ($LOAD, $CONNS connections$([ "$LOAD" = h2c ] && echo " of $STREAMS streams")); ratio = build / build1"
 say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls lookup%)"
 ref=$(echo "${IR[build1]}" | median)
 n=0

@@ -53,7 +53,8 @@ struct ism_h2 {
 	struct ism_h2io io;
 	struct ism_wctx *w;
 	struct ism_sess *s;
-	uint8_t state; /* enum ism_h2_state */
+	uint8_t state;	/* enum ism_h2_state */
+	uint8_t kicked; /* in the worker's list of sessions to flush after the batch */
 	uint32_t n_streams;
 	struct ism_h2s *streams;
 	uint64_t send_ms;     /* when the send in flight started */
@@ -148,8 +149,6 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 int ism_h2_head_add(const struct ism_limits *lim, struct ism_h2head *hd, const uint8_t *name,
 		    size_t nl, const uint8_t *value, size_t vl)
 {
-	int ret = 0;
-
 	if (hd->over)
 		return 0;
 	/* An HPACK bomb (small on the wire, huge decoded) stops here. */
@@ -160,11 +159,7 @@ int ism_h2_head_add(const struct ism_limits *lim, struct ism_h2head *hd, const u
 		ism_buf_free(&hd->b);
 		return 0;
 	}
-	ret |= ism_buf_append(&hd->b, name, (uint32_t)nl, UINT32_MAX);
-	ret |= ism_buf_append(&hd->b, "", 1, UINT32_MAX);
-	ret |= ism_buf_append(&hd->b, value, (uint32_t)vl, UINT32_MAX);
-	ret |= ism_buf_append(&hd->b, "", 1, UINT32_MAX);
-	return ret < 0 ? -ENOMEM : 0;
+	return ism_buf_put_pair(&hd->b, name, nl, value, vl);
 }
 
 int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
@@ -647,11 +642,36 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 	}
 }
 
-/* After a call from a stream: flush, unless nghttp2 or a walk runs (they do). */
+/* After a call from a stream: flush after the batch of completions, unless
+ * nghttp2 or a walk runs (they flush as they end). The responses of one batch
+ * (upstream completions, one stream each) go out framed by one pass of
+ * nghttp2 and in one send. */
 static void kick(struct ism_wctx *w, struct ism_sess *s)
 {
-	if (!s->h2->io.busy)
+	struct ism_h2 *h = s->h2;
+
+	if (h->io.busy || h->kicked)
+		return;
+	h->kicked = 1;
+	ism_ud_push(&w->h2_kicked, &w->n_h2_kicked, &w->cap_h2_kicked,
+		    ism_ud(ISM_OP_CRECV, s->s.idx, s->s.gen));
+}
+
+void ism_h2_after_batch(struct ism_wctx *w)
+{
+	/* A flush may kick others (a stream that ends frees a slot): run to
+	 * empty. */
+	for (uint32_t i = 0; i < w->n_h2_kicked; i++) {
+		uint64_t ud = w->h2_kicked[i];
+		struct ism_sess *s = w->sess.obj[(ud >> 32) & 0xffffff];
+
+		/* Closed meanwhile (its slot may be another session's now). */
+		if (s->s.gen != (uint32_t)ud || s->state != ISM_SESS_H2 || !s->h2->kicked)
+			continue;
+		s->h2->kicked = 0;
 		h2_flush(w, s);
+	}
+	w->n_h2_kicked = 0;
 }
 
 /* ---------- the operations of streams ---------- */

@@ -225,7 +225,6 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 {
 	struct ism_h2c *c = ud;
 	struct ism_h2us *x = us_of(c, f->hd.stream_id);
-	int ret = 0;
 
 	(void)ng;
 	(void)flags;
@@ -235,11 +234,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	if (x->hdr_bytes > c->w->table->limits.max_response_header_bytes ||
 	    ++x->n_hdr >= ISM_MAX_HDRS || memchr(value, '\0', valuelen) != NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
-	ret |= ism_buf_append(&x->hdr, name, (uint32_t)namelen, UINT32_MAX);
-	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
-	ret |= ism_buf_append(&x->hdr, value, (uint32_t)valuelen, UINT32_MAX);
-	ret |= ism_buf_append(&x->hdr, "", 1, UINT32_MAX);
-	return ret < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+	return ism_buf_put_pair(&x->hdr, name, namelen, value, valuelen) < 0
+		   ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+		   : 0;
 }
 
 /* The header block x gathered, as fields (pseudo-headers apart); *status the

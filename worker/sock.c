@@ -151,17 +151,27 @@ int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chun
 	return ret ? -ENOMEM : 0;
 }
 
+int ism_buf_put_pair(struct ism_buf *b, const void *name, size_t nl, const void *value, size_t vl)
+{
+	char *p;
+
+	if (ism_buf_reserve(b, (uint32_t)(nl + vl + 2), UINT32_MAX) < 0)
+		return -ENOMEM;
+	p = b->p + b->len;
+	memcpy(p, name, nl);
+	p[nl] = '\0';
+	memcpy(p + nl + 1, value, vl);
+	p[nl + 1 + vl] = '\0';
+	b->len += (uint32_t)(nl + vl + 2);
+	return 0;
+}
+
 int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t n)
 {
-	int ret = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		ret |= ism_buf_append(b, h[i].name, (uint32_t)h[i].name_len, UINT32_MAX);
-		ret |= ism_buf_append(b, "", 1, UINT32_MAX);
-		ret |= ism_buf_append(b, h[i].value, (uint32_t)h[i].value_len, UINT32_MAX);
-		ret |= ism_buf_append(b, "", 1, UINT32_MAX);
-	}
-	return ret < 0 ? -ENOMEM : 0;
+	for (size_t i = 0; i < n; i++)
+		if (ism_buf_put_pair(b, h[i].name, h[i].name_len, h[i].value, h[i].value_len) < 0)
+			return -ENOMEM;
+	return 0;
 }
 
 void ism_buf_keep(struct ism_buf *b, const char *p, uint32_t len, uint32_t max)
@@ -311,8 +321,7 @@ void ism_sock_open(struct ism_wctx *w, struct ism_sock *s, int fd, bool up, uint
 #define HOLD_SOFT ISM_RECV_MSHOT_LIMIT
 #define HOLD_CAP  (2u * ISM_RECV_MSHOT_LIMIT)
 
-/* Appends ud to a queue of user_data (the connection slabs bound it). */
-static void ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud)
+void ism_ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud)
 {
 	if (*n == *cap) {
 		uint32_t ncap = *cap ? *cap * 2 : 64;
@@ -340,8 +349,8 @@ bool ism_sock_held(const struct ism_sock *s)
 static void held_queue(struct ism_wctx *w, struct ism_sock *s)
 {
 	s->inflight++;
-	ud_push(&w->held, &w->n_held, &w->cap_held,
-		ism_ud(s->up ? ISM_OP_UTLS : ISM_OP_CTLS, s->idx, s->gen));
+	ism_ud_push(&w->held, &w->n_held, &w->cap_held,
+		    ism_ud(s->up ? ISM_OP_UTLS : ISM_OP_CTLS, s->idx, s->gen));
 }
 
 static void rx_cancel(struct ism_wctx *w, struct ism_sock *s)
@@ -686,7 +695,7 @@ void ism_sock_release(struct ism_wctx *w, struct ism_sock *s)
 
 void ism_sock_bufwait(struct ism_wctx *w, uint64_t ud)
 {
-	ud_push(&w->bufwait, &w->n_bufwait, &w->cap_bufwait, ud);
+	ism_ud_push(&w->bufwait, &w->n_bufwait, &w->cap_bufwait, ud);
 	atomic_fetch_add_explicit(&w->st->recv_buffer_waits, 1, memory_order_relaxed);
 }
 

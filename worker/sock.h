@@ -39,7 +39,10 @@ int ism_buf_put_str(struct ism_buf *b, const char *s, uint32_t limit);
 /* Appends body data as it is, or (chunked) as a chunk of its own; done adds
  * the last chunk. 0 or -ENOMEM. */
 int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chunked, bool done);
-/* Appends header fields as "name NUL value NUL" pairs (kept trailers). */
+/* Appends one header field as "name NUL value NUL" (a decoded HTTP/2 header
+ * list, kept trailers), in one reservation. */
+int ism_buf_put_pair(struct ism_buf *b, const void *name, size_t nl, const void *value, size_t vl);
+/* Appends header fields as such pairs. */
 int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t n);
 /* A request kept for a replay grows by len bytes while it stays within max
  * (Envoy buffers a request for retries likewise); beyond, or empty already, it
@@ -59,6 +62,10 @@ void ism_slab_put(struct ism_slab *sl, uint32_t idx);
 void *ism_slab_at(const struct ism_slab *sl, uint32_t idx, uint32_t gen);
 /* Frees every object (their owners have let go of what they hold). */
 void ism_slab_free(struct ism_slab *sl);
+
+/* Appends ud to a queue of user_data (a slot, its generation and an op); the
+ * connection slabs bound it. */
+void ism_ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud);
 
 /* ---- the socket ---- */
 

@@ -19,6 +19,7 @@
 #include "conf/defaults.h"
 #include "lib/log.h"
 #include "worker/balancer.h"
+#include "worker/h2.h"
 #include "worker/h2io.h"
 #include "worker/ring.h"
 #include "worker/router.h"
@@ -499,7 +500,8 @@ static int loop(struct ism_wctx *w)
 			ism_stream_after_batch(w);
 			if (w->mirror != NULL) /* made by the first mirrored request */
 				ism_mirror_after_batch(w);
-		} while (w->n_held);
+			ism_h2_after_batch(w);
+		} while (w->n_held || w->n_h2_kicked);
 		if (w->n_bufwait)
 			ism_sock_resume_recvs(w);
 	}
@@ -727,6 +729,7 @@ out_ring:
 	free(w->xfree);
 	free(w->bufwait);
 	free(w->held);
+	free(w->h2_kicked);
 	free(w->fdnum);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
