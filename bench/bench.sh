@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # bench/bench.sh — isthmus beside HAProxy and nginx: interleaved wrk rounds (req/s, p99,
-# proxy CPU µs per request) and idle keep-alive connection memory. A bash script; `make bench`
+# proxy CPU µs per request) and idle keep-alive connection memory (measured first, on fresh proxies). A bash script; `make bench`
 # runs it as `sh bench/bench.sh BUILD_DIR`, so it re-executes itself under bash.
 # See bench/README.md for the method. Usage: bench/bench.sh [BUILD_DIR]
 # Environment: ROUNDS (5) DURATION (10, s) CONNS (64) WARMUP (2, s) SKIP_IDLE (0)
@@ -80,6 +80,23 @@ for p in $ACTIVE; do
 	case $seen in *"$UP1"*"$UP2"*) ;; *) say "# WARNING: $p did not spread 6 requests over both upstreams" ;; esac
 done
 
+# --- idle connection memory ---------------------------------------------------------------------
+# Measured first, on proxies that served only the sanity requests: after the load rounds a proxy
+# reuses the memory its load grew (HAProxy's pools, glibc's free lists), and an idle connection
+# that fits in it costs nothing in RSS.
+say ""
+if [ "$SKIP_IDLE" = 1 ]; then
+	say "## idle connections: skipped (SKIP_IDLE=1)"
+else
+	declare -A IDLE_KIB=()
+	say "## idle keep-alive connections, on fresh proxies before any load: $IDLE_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes"
+	idle_header
+	for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
+		case " $ACTIVE " in *" $p "*) ;; *) continue ;; esac
+		idle_measure "$p" "${PORT[$p]}" "$IDLE_CONNS" haproxy
+	done
+fi
+
 # --- throughput rounds --------------------------------------------------------------------------
 run_wrk_http() { # proxy seconds outfile
 	run_wrk "$3" "$2" -t1 -c"$CONNS" --timeout 5s --latency "http://127.0.0.1:${PORT[$1]}/"
@@ -146,22 +163,6 @@ done
 say "spread (min..max over rounds):"
 for p in $ACTIVE; do
 	say_spread 12 "$p" "${RPS[$p]:-}" "${P99[$p]:-}" "${CPU[$p]:-}"
-done
-
-# --- idle connection memory ---------------------------------------------------------------------
-if [ "$SKIP_IDLE" = 1 ]; then
-	say ""
-	say "## idle connections: skipped (SKIP_IDLE=1)"
-	exit 0
-fi
-
-declare -A IDLE_KIB=()
-say ""
-say "## idle keep-alive connections: $IDLE_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes"
-idle_header
-for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
-	case " $ACTIVE " in *" $p "*) ;; *) continue ;; esac
-	idle_measure "$p" "${PORT[$p]}" "$IDLE_CONNS" haproxy
 done
 say ""
 say "# done; raw numbers in $RESULTS"
