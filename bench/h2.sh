@@ -104,20 +104,10 @@ for p in $H2_ACTIVE; do
 done
 
 # --- idle HTTP/2 connections ----------------------------------------------------------------------
-# Measured first, on proxies that served only the sanity requests: after the load rounds a proxy
-# reuses the memory its load grew (HAProxy's pools, glibc's free lists), and an idle connection
-# that fits in it costs nothing in RSS (HAProxy showed 0.01 KiB per connection that way).
-say ""
-if [ "$SKIP_IDLE" = 1 ]; then
-	say "## idle HTTP/2 connections: skipped (SKIP_IDLE=1)"
-else
-	declare -A IDLE_KIB=()
-	say "## idle HTTP/2 connections (h2c), on fresh proxies before any load: $IDLE_BATCHES batches of $IDLE_H2_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes; KiB/conn 2: the second batch's, beside the first (what one more costs); ratio = proxy / HAProxy, of the last"
-	idle_header
-	for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
-		case " $H2_ACTIVE " in *" $p "*) idle_measure "$p" "${H2C[$p]}" "$IDLE_H2_CONNS" haproxy --h2 ;; esac
-	done
-fi
+declare -A IDLE_KIB=()
+idle_phase "idle HTTP/2 connections (h2c)" \
+	"$IDLE_BATCHES batches of $IDLE_H2_CONNS per proxy, one GET each, then held idle; VmRSS summed over the proxy's processes; KiB/conn 2: the second batch's, beside the first (what one more costs); ratio = proxy / HAProxy, of the last" \
+	"$H2_ACTIVE" H2C "$IDLE_H2_CONNS" --h2
 if [ "$SKIP_LOAD" = 1 ]; then
 	say ""
 	say "# load rounds skipped (SKIP_LOAD=1); raw numbers in $RESULTS"

@@ -508,6 +508,28 @@ idle_batch() { # port conns outfile [idle_conns options...]
 	return 1
 }
 
+# The idle phase of a bench, run first, on proxies that served only the sanity requests: after
+# load rounds a proxy reuses the memory its load grew (HAProxy's pools, glibc's free lists), and
+# an idle connection that fits in it costs nothing in RSS (HAProxy's idle HTTP/2 connections
+# showed 0.01 KiB that way, 6.3 KiB fresh). idle_measure on each active proxy, HAProxy (the
+# reference) first, on the port its entry in the named associative array gives; skipped with
+# SKIP_IDLE=1. The caller declares IDLE_KIB (an associative array) beforehand.
+idle_phase() { # name description active-proxies port-array conns [idle_conns options...]
+	local name=$1 desc=$2 active=$3 conns=$5 p
+	local -n ports=$4
+	shift 5
+	say ""
+	if [ "$SKIP_IDLE" = 1 ]; then
+		say "## $name: skipped (SKIP_IDLE=1)"
+		return
+	fi
+	say "## $name, on fresh proxies before any load: $desc"
+	idle_header
+	for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
+		case " $active " in *" $p "*) idle_measure "$p" "${ports[$p]}" "$conns" haproxy "$@" ;; esac
+	done
+}
+
 # The header of idle_measure's table (IDLE_BATCHES: 1 or 2 batches).
 idle_header() {
 	local h b
