@@ -47,6 +47,13 @@ say "# host: $(uname -srm), $(nproc) CPUs, nofile=$NOFILE, CLK_TCK=$HZ"
 say "# $(versions)"
 say "# results file: $RESULTS"
 [ "$NOFILE" -ge 30000 ] || say "# note: could not raise nofile to 30000 (hard limit $(ulimit -Hn)); using $NOFILE"
+# isthmus counts two descriptors per client connection (its upstream's too) and holds
+# (limit - 66) / 2 by default: past that it closes new connections. Every proxy gets the same
+# count, one it can hold under this limit.
+if [ $(((NOFILE - 200) / 2)) -lt "$IDLE_CONNS" ]; then
+	IDLE_CONNS=$(((NOFILE - 200) / 2))
+	say "# note: IDLE_CONNS lowered to $IDLE_CONNS, what isthmus holds with $NOFILE open files"
+fi
 
 ports_free $UP1 $UP2 ${PORT[isthmus]} ${PORT[haproxy]} ${PORT[nginx]} ${PORT[isthmus-base]}
 
@@ -55,16 +62,11 @@ start_upstream $UP1 $UP2
 
 # --- proxies ----------------------------------------------------------------------------------
 ACTIVE=""
-# isthmus's default connections per worker follow the open-file limit ((hard - 66) / 2: 9,967 under
-# a hard limit of 20,000), which would close some of the idle phase's connections; HAProxy and
-# nginx are configured for them, and so is isthmus (its master raises the limit, as root).
-HOLD=""
-[ "$SKIP_IDLE" = 1 ] || HOLD="  limits: {maxConnectionsPerWorker: $((IDLE_CONNS + 1024))}"
 
 for p in $PROXIES; do
 	case $p in
-	isthmus) start_isthmus HTTP "" "$HOLD" ;;
-	isthmus-base) start_isthmus HTTP "" "$HOLD" isthmus-base "$BASE_BUILD" ;;
+	isthmus) start_isthmus HTTP "" "" ;;
+	isthmus-base) start_isthmus HTTP "" "" isthmus-base "$BASE_BUILD" ;;
 	haproxy) start_haproxy http "" "" "" "" ;;
 	nginx) start_nginx "listen 127.0.0.1:${PORT[nginx]} backlog=4096;" "" "http://127.0.0.1:${PORT[nginx]}/" ;;
 	*) die "unknown proxy '$p' in PROXIES" ;;
