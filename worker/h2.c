@@ -973,8 +973,6 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	h->budget = ISM_H2_BUDGET;
 	h->budget_ms = h->stir_ms = w->now;
 	h->io.gauge = &w->st->h2_heap_bytes;
-	if (w->h2pages == NULL)
-		w->h2pages = ism_h2pages_new(); /* NULL: big blocks from glibc */
 	h->io.pages = w->h2pages;
 	ism_h2io_count(&h->io, sizeof(*h));
 	mem = ism_h2io_mem(&h->io);
@@ -1115,8 +1113,7 @@ void ism_h2_tick(struct ism_wctx *w, struct ism_sess *s)
 	h->io.busy--;
 	h2_flush(w, s);
 	if (s->state == ISM_SESS_H2 && h->state == ISM_H2_OPEN && h->n_streams == 0 &&
-	    !h->io.sending && h->io.gather.len == 0 && !nghttp2_session_want_write(h->io.ng) &&
-	    w->now - h->stir_ms >= ISM_H2IO_REST_MS)
+	    ism_h2io_quiet(&h->io) && w->now - h->stir_ms >= ISM_H2IO_REST_MS)
 		ism_h2io_rest(&h->io);
 }
 

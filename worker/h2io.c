@@ -64,6 +64,11 @@ static bool all_zero(const char *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+bool ism_h2io_quiet(const struct ism_h2io *io)
+{
+	return !io->sending && io->gather.len == 0 && !nghttp2_session_want_write(io->ng);
+}
+
 uint64_t ism_h2io_rest(struct ism_h2io *io)
 {
 	uint64_t given = 0;

@@ -77,6 +77,9 @@ void ism_h2io_count(struct ism_h2io *io, int64_t n);
 /* The session reads (or sends, which ism_h2io_gather says itself): pages
  * given back count as held again, since nghttp2 may use them. */
 void ism_h2io_stir(struct ism_h2io *io);
+/* Nothing gathered, to send or in flight: nghttp2's output frame buffer holds
+ * nothing (what ism_h2io_rest needs). */
+bool ism_h2io_quiet(const struct ism_h2io *io);
 /* How long a connection is idle before the tick calls ism_h2io_rest: at most
  * once per quiet spell, so that a busy connection pays no system call per
  * exchange. */

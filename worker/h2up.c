@@ -498,8 +498,6 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 	c->ping_interval = cl->h2_ping_interval_ms;
 	c->ping_timeout = cl->h2_ping_timeout_ms;
 	c->last_rx = w->now;
-	if (w->h2pages == NULL)
-		w->h2pages = ism_h2pages_new(); /* NULL: big blocks from glibc */
 	c->io.pages = w->h2pages;
 	mem = ism_h2io_mem(&c->io);
 	if (nghttp2_session_client_new3(&c->io.ng, up_cbs, c, up_opt, &mem) != 0) {
@@ -745,9 +743,7 @@ void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)
 	if (c->n_streams == 0) {
 		ism_h2io_trim(&c->io);
 		/* A pooled connection holds no more than an idle client one. */
-		if (!c->io.sending && c->io.gather.len == 0 &&
-		    !nghttp2_session_want_write(c->io.ng) &&
-		    w->now - c->last_rx >= ISM_H2IO_REST_MS)
+		if (ism_h2io_quiet(&c->io) && w->now - c->last_rx >= ISM_H2IO_REST_MS)
 			ism_h2io_rest(&c->io);
 	}
 	/* http2KeepAlive: a PING after interval of silence; no ACK within the

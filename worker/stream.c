@@ -158,7 +158,8 @@ static void wait_remove(struct ism_wctx *w, struct ism_stream *st)
 }
 
 /* maxConnections reached: the request waits for a connection of the cluster to
- * be released, if http1MaxPendingRequests allows; else 503 (overflow). */
+ * be released, if http1MaxPendingRequests allows; else 503 (overflow). A
+ * tunnel does not wait (Envoy's TCP proxy closes the connection). */
 static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, struct ism_buf *head)
 {
@@ -167,7 +168,7 @@ static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 	/* A place in the queue is taken in one step: workers racing for the last
 	 * one never both get it. */
 	do {
-		if (n >= cl->pool.max_pending) {
+		if (st->l4 || n >= cl->pool.max_pending) {
 			atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
 			stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
 			return;
@@ -401,12 +402,6 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	bool full = false;
 	struct ism_upconn *u = ism_up_start(w, st, cl, ep, head, st->l4, &full);
 
-	if (u == NULL && full && st->l4) {
-		/* maxConnections: Envoy's TCP proxy closes the connection (no queue). */
-		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
-		stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
-		return;
-	}
 	if (u == NULL && full) {
 		wait_for_connection(w, st, cl, head);
 		return;

@@ -183,7 +183,7 @@ struct ism_wctx {
 	struct ism_lb *lb;
 	struct ism_router_scratch *rs;
 	/* page runs of the HTTP/2 sessions' big blocks (worker/h2io.h); NULL: none yet */
-	struct ism_h2pages *h2pages;
+	struct ism_h2pages *h2pages; /* HTTP/2 sessions' page runs, or NULL (worker/h2io.c) */
 	uint64_t now;
 	uint64_t rng;
 	int draining;

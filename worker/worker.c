@@ -704,6 +704,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 	if (ism_alog_open(&w->alog, &w->table->access_log, &w->st->access_log_dropped) < 0)
 		goto out_router;
 	setup_fixed_files(w);
+	w->h2pages = ism_h2pages_new(); /* NULL: HTTP/2's big blocks from glibc */
 	for (int l = 0; l < w->n_listen; l++)
 		arm_accept(w, l);
 	arm_tick(w);
