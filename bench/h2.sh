@@ -117,13 +117,8 @@ fi
 # --- gRPC: one responder, isthmus (ServiceEntry protocol GRPC) and HAProxy (server proto h2) -------
 GRPC_ACTIVE=""
 if [ "$SKIP_GRPC" != 1 ]; then
-	cc -O2 -o "$TMP/grpc_responder" "$BENCH_DIR/grpc_responder.c" $(pkg-config --cflags --libs libnghttp2) \
-		>"$TMP/cc.log" 2>&1 || { cat "$TMP/cc.log" >&2; die "cannot build bench/grpc_responder.c (libnghttp2-dev)"; }
-	"$TMP/grpc_responder" "$GRPC_UP" "$GRPC_BYTES" >"$TMP/grpc_responder.log" 2>&1 &
-	STARTED="$STARTED $!"
-	GRPC_UP_PID=$!
+	start_grpc_responder "$GRPC_UP" "$GRPC_BYTES"
 	CURL_EXTRA=--http2-prior-knowledge
-	wait_http "http://127.0.0.1:$GRPC_UP/" 50 "$GRPC_UP_PID" || { cat "$TMP/grpc_responder.log" >&2; die "grpc_responder did not start"; }
 	ACTIVE=""
 	for p in $PROXIES; do
 		case $p in
@@ -134,10 +129,7 @@ if [ "$SKIP_GRPC" != 1 ]; then
 	done
 	CURL_EXTRA=""
 	GRPC_ACTIVE=$ACTIVE
-	# One length-prefixed gRPC message (uncompressed, GRPC_BYTES bytes) as the request body.
-	printf '\0' >"$TMP/grpc-req.bin"
-	python3 -c 'import sys; n = int(sys.argv[1]); sys.stdout.buffer.write(n.to_bytes(4, "big") + b"r" * n)' \
-		"$GRPC_BYTES" >>"$TMP/grpc-req.bin"
+	grpc_request_body "$TMP/grpc-req.bin" "$GRPC_BYTES"
 	for p in $GRPC_ACTIVE; do
 		hdr=$(curl -s -m 2 --http2-prior-knowledge -D - -o "$TMP/grpc-resp.bin" --data-binary @"$TMP/grpc-req.bin" \
 			-H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:${PORT[$p]}/bench.Bench/Unary" | tr -d '\r')

@@ -11,7 +11,9 @@
 # file (normal or registered).
 # Usage: bench/instructions.sh BUILD_DIR [BUILD_DIR...]
 # Environment: ROUNDS (3) DURATION (10, s under valgrind) CONNS (4) KERNEL_DURATION (5, s)
-#              LOAD (h1: wrk; h2c: h2load over prior-knowledge HTTP/2) STREAMS (10, h2c's per connection)
+#              LOAD (h1: wrk; h2c: h2load over prior-knowledge HTTP/2; grpc: h2load's unary gRPC calls
+#              over h2c to a ServiceEntry of protocol GRPC, bench/grpc_responder.c behind it)
+#              STREAMS (10, h2c's and grpc's per connection) GRPC_BYTES (32, each message's size)
 #              CG_KEEP (a directory: each build's last callgrind profiles are kept there, for
 #              callgrind_annotate)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
@@ -24,7 +26,8 @@ CONNS=${CONNS:-4}
 KERNEL_DURATION=${KERNEL_DURATION:-5}
 LOAD=${LOAD:-h1}
 STREAMS=${STREAMS:-10}
-UP1=19081 UP2=19082
+GRPC_BYTES=${GRPC_BYTES:-32}
+UP1=19081 UP2=19082 GRPC_UP=19083
 declare -A PORT=()
 declare -A PID=()
 ACTIVE=""
@@ -32,8 +35,10 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_NAME=instructions
 . "$BENCH_DIR/lib.sh"
 
-case $ROUNDS$DURATION$CONNS$KERNEL_DURATION$STREAMS in *[!0-9]*) die "ROUNDS, DURATION, CONNS, KERNEL_DURATION, STREAMS must be integers";; esac
-case $LOAD in h1|h2c) ;; *) die "LOAD must be h1 or h2c";; esac
+case $ROUNDS$DURATION$CONNS$KERNEL_DURATION$STREAMS$GRPC_BYTES in
+*[!0-9]*) die "ROUNDS, DURATION, CONNS, KERNEL_DURATION, STREAMS, GRPC_BYTES must be integers" ;;
+esac
+case $LOAD in h1|h2c|grpc) ;; *) die "LOAD must be h1, h2c or grpc";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
 need_tools "$NGINX" "$WRK" "$H2LOAD" curl valgrind callgrind_control perf
 for b in "$@"; do [ -x "$b/isthmus" ] || die "$b/isthmus not found (build it first)"; done
@@ -42,14 +47,22 @@ bench_tmp
 results_open "$BENCH_DIR"
 raise_nofile
 say "# isthmus instructions $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS)"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS GRPC_BYTES=$GRPC_BYTES)"
 say "# host: $(uname -srm), $(nproc) CPUs; $(valgrind --version)"
 for b in "$@"; do say "# build $b: $(cd "$b/.." 2>/dev/null && git describe --always --dirty 2>/dev/null || echo '?')"; done
-start_upstream $UP1 $UP2
+if [ "$LOAD" = grpc ]; then
+	start_grpc_responder $GRPC_UP "$GRPC_BYTES"
+	grpc_request_body "$TMP/grpc-req.bin" "$GRPC_BYTES"
+	# isthmus's listener is h2c-capable HTTP; the readiness probe of start_isthmus speaks h2c.
+	export UPS=$GRPC_UP SE_PROTOCOL=GRPC
+	CURL_EXTRA=--http2-prior-knowledge
+else
+	start_upstream $UP1 $UP2
+fi
 
 # The load for $2 seconds on port $3, its output in $1; then LOAD_REQ, LOAD_ERR: requests served,
 # and those that failed or were not 2xx. h1: wrk, CONNS connections; h2c: h2load, CONNS
-# connections of STREAMS streams each.
+# connections of STREAMS streams each; grpc: h2load's unary calls, as h2c.
 load() { # outfile seconds port
 	local req err non2xx
 	case $LOAD in
@@ -58,6 +71,10 @@ load() { # outfile seconds port
 		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
 	h2c)
 		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" "http://127.0.0.1:$3/"
+		read -r req _ _ err non2xx < <(parse_h2load "$1") ;;
+	grpc)
+		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" -d "$TMP/grpc-req.bin" -H 'content-type: application/grpc' \
+			-H 'te: trailers' "http://127.0.0.1:$3/bench.Bench/Unary"
 		read -r req _ _ err non2xx < <(parse_h2load "$1") ;;
 	esac
 	LOAD_REQ=$req
@@ -143,7 +160,7 @@ for b in "$@"; do
 done
 
 say ""
-say "## per request, medians of $ROUNDS rounds ($LOAD, $CONNS connections$([ "$LOAD" = h2c ] && echo " of $STREAMS streams")); ratio = build / build1"
+say "## per request, medians of $ROUNDS rounds ($LOAD, $CONNS connections$([ "$LOAD" != h1 ] && echo " of $STREAMS streams")); ratio = build / build1"
 say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls lookup%)"
 ref=$(echo "${IR[build1]}" | median)
 n=0

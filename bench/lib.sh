@@ -149,6 +149,26 @@ EOF
 	done
 }
 
+# The gRPC upstream: bench/grpc_responder.c built with libnghttp2 and started on port $1, answering
+# every call with one message of $2 bytes and grpc-status 0. Its log is $TMP/grpc_responder.log.
+start_grpc_responder() { # port bytes
+	local pid
+	cc -O2 -o "$TMP/grpc_responder" "$BENCH_DIR/grpc_responder.c" $(pkg-config --cflags --libs libnghttp2) \
+		>"$TMP/cc.log" 2>&1 || { cat "$TMP/cc.log" >&2; die "cannot build bench/grpc_responder.c (libnghttp2-dev)"; }
+	"$TMP/grpc_responder" "$1" "$2" >"$TMP/grpc_responder.log" 2>&1 &
+	pid=$!
+	STARTED="$STARTED $pid"
+	CURL_EXTRA=--http2-prior-knowledge wait_http "http://127.0.0.1:$1/" 50 "$pid" ||
+		{ cat "$TMP/grpc_responder.log" >&2; die "grpc_responder did not start"; }
+}
+
+# One length-prefixed gRPC message (uncompressed, $2 bytes) into file $1: a unary call's body.
+grpc_request_body() { # file bytes
+	printf '\0' >"$1"
+	python3 -c 'import sys; n = int(sys.argv[1]); sys.stdout.buffer.write(n.to_bytes(4, "big") + b"r" * n)' \
+		"$2" >>"$1"
+}
+
 # Summed utime+stime clock ticks (/proc/PID/stat fields 14, 15) over the proxy's process tree.
 cpu_ticks() {
 	local p s rest total=0
