@@ -14,4 +14,10 @@ static inline int ism_hexval(unsigned char c)
 	return -1;
 }
 
+/* c in lower case, when it is an ASCII capital; else c (no locale). */
+static inline char ism_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+}
+
 #endif

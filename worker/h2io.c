@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "worker/h2io.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "lib/ascii.h"
 #include "lib/log.h"
 #include "worker/sock.h"
 
@@ -406,25 +406,39 @@ int ism_h2nv_init(struct ism_h2nv *h, size_t n, uint32_t name_bytes)
 {
 	*h = (struct ism_h2nv){0};
 	h->nv = malloc(n * sizeof(*h->nv));
-	if (h->nv == NULL || ism_buf_reserve(&h->scratch, name_bytes, UINT32_MAX) < 0) {
-		ism_h2nv_free(h);
+	if (h->nv == NULL)
 		return -ENOMEM;
-	}
 	h->cap = n;
+	h->scratch_cap = name_bytes;
 	return 0;
 }
 
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl)
 {
-	char *lc = h->scratch.p + h->scratch.len;
+	size_t i = 0;
+	char *lc;
 
-	if (h->n == h->cap || h->scratch.len + nl > h->scratch.cap)
+	if (h->n == h->cap)
 		return;
-	for (size_t i = 0; i < nl; i++)
-		lc[i] = (char)tolower((unsigned char)name[i]);
-	h->scratch.len += (uint32_t)nl;
-	h->nv[h->n++] =
-	    (nghttp2_nv){(uint8_t *)lc, (uint8_t *)(uintptr_t)value, nl, vl, NGHTTP2_NV_FLAG_NONE};
+	/* HTTP/2 field names are lower case: a name that is (HTTP/2 clients',
+	 * literals) goes as it is, one with capitals is lowered into scratch. */
+	while (i < nl && ism_lower(name[i]) == name[i])
+		i++;
+	if (i < nl) {
+		if (h->scratch.p == NULL &&
+		    ism_buf_reserve(&h->scratch, h->scratch_cap, UINT32_MAX) < 0)
+			return;
+		if (h->scratch.len + nl > h->scratch_cap)
+			return;
+		lc = h->scratch.p + h->scratch.len;
+		memcpy(lc, name, i);
+		for (; i < nl; i++)
+			lc[i] = ism_lower(name[i]);
+		h->scratch.len += (uint32_t)nl;
+		name = lc;
+	}
+	h->nv[h->n++] = (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nl,
+				     vl, NGHTTP2_NV_FLAG_NONE};
 }
 
 void ism_h2nv_free(struct ism_h2nv *h)

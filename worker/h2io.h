@@ -154,16 +154,19 @@ void ism_h2in_free(struct ism_h2in *in);
  */
 void ism_h2_submit_trailers(struct ism_h2io *io, int32_t id, const struct ism_buf *trl);
 
-/* Header fields for nghttp2, names lowercased into a scratch buffer. */
+/* Header fields for nghttp2; a name with capitals is lowercased into a scratch
+ * buffer, reserved whole (scratch_cap bytes) at the first such name. */
 struct ism_h2nv {
 	nghttp2_nv *nv;
 	size_t n, cap;
 	struct ism_buf scratch;
+	uint32_t scratch_cap;
 };
 
 /* Room for n fields whose names take name_bytes; 0 or -ENOMEM. */
 int ism_h2nv_init(struct ism_h2nv *h, size_t n, uint32_t name_bytes);
-/* Adds a field (within the room asked for); the value is not copied. */
+/* Adds a field (within the room asked for); the value, and a name in lower case
+ * already, are not copied. */
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl);
 void ism_h2nv_free(struct ism_h2nv *h);
 
