@@ -106,7 +106,7 @@ static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		return -ENOMEM;
 	}
 	ism_sess_send(w, s, s->out.p, s->out.len, -1);
-	return 0;
+	return 1;
 }
 
 static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,

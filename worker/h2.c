@@ -653,25 +653,18 @@ static void kick(struct ism_wctx *w, struct ism_sess *s)
 	if (h->io.busy || h->kicked)
 		return;
 	h->kicked = 1;
-	ism_ud_push(&w->h2_kicked, &w->n_h2_kicked, &w->cap_h2_kicked,
-		    ism_ud(ISM_OP_CRECV, s->s.idx, s->s.gen));
+	ism_w_kick(w, ism_ud(ISM_OP_CRECV, s->s.idx, s->s.gen));
 }
 
-void ism_h2_after_batch(struct ism_wctx *w)
+void ism_h2_kicked(struct ism_wctx *w, uint64_t ud)
 {
-	/* A flush may kick others (a stream that ends frees a slot): run to
-	 * empty. */
-	for (uint32_t i = 0; i < w->n_h2_kicked; i++) {
-		uint64_t ud = w->h2_kicked[i];
-		struct ism_sess *s = w->sess.obj[(ud >> 32) & 0xffffff];
+	struct ism_sess *s = w->sess.obj[(ud >> 32) & 0xffffff];
 
-		/* Closed meanwhile (its slot may be another session's now). */
-		if (s->s.gen != (uint32_t)ud || s->state != ISM_SESS_H2 || !s->h2->kicked)
-			continue;
-		s->h2->kicked = 0;
-		h2_flush(w, s);
-	}
-	w->n_h2_kicked = 0;
+	/* Closed meanwhile (its slot may be another session's now). */
+	if (s->s.gen != (uint32_t)ud || s->state != ISM_SESS_H2 || !s->h2->kicked)
+		return;
+	s->h2->kicked = 0;
+	h2_flush(w, s);
 }
 
 /* ---------- the operations of streams ---------- */
@@ -747,7 +740,15 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		ism_h2nv_free(&nv);
 		return -ENOMEM;
 	}
-	return submit(w, st, &nv, has_body);
+	if (submit(w, st, &nv, has_body) < 0)
+		return -ENOMEM;
+	if (len == 0 && !done) {
+		/* A head alone is nghttp2's now, no buffer of the stream's: the
+		 * body may follow at once, and go out in the same send. */
+		x->notify = 0;
+		return 0;
+	}
+	return 1;
 }
 
 static int h2_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
@@ -962,8 +963,10 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 
 	if (h2_init_once() < 0)
 		return -ENOMEM;
-	/* Its reads follow the flow-control windows. */
-	ism_sock_single(w, &s->s);
+	/* The session reads whatever comes (a peer's DATA is bounded by the
+	 * windows, the rest by the frame budget): a multishot receive stays armed
+	 * on plaintext, one submission for many reads. */
+	ism_sock_multi(&s->s);
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return -ENOMEM;

@@ -25,9 +25,9 @@ struct ism_limits;
 int ism_h2_start(struct ism_wctx *w, struct ism_sess *s);
 /* len bytes from the client. */
 void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t len);
-/* After a batch of completions: the sessions whose streams gave them frames
- * meanwhile frame and send them (the worker's loop). */
-void ism_h2_after_batch(struct ism_wctx *w);
+/* After the batch: the session of ud (its socket's user_data), which its
+ * streams gave frames during the batch, frames and sends them (worker.c). */
+void ism_h2_kicked(struct ism_wctx *w, uint64_t ud);
 /* The session's send of res bytes completed. */
 void ism_h2_sent(struct ism_wctx *w, struct ism_sess *s, int res);
 /* The session's deadline passed (idle without streams, or a send stalled). */

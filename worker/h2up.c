@@ -36,6 +36,7 @@ struct ism_h2us {
 	uint8_t state;	   /* enum ism_h2us_state */
 	uint8_t notify;	   /* the stream waits to hear that its request bytes are out */
 	uint8_t ng_closed; /* nghttp2 closed it */
+	uint8_t pending;   /* response bytes or its end came in this pass: on c->pend */
 	uint32_t n_hdr;
 	uint32_t hdr_bytes;
 	uint64_t notify_batch;
@@ -55,6 +56,7 @@ struct ism_h2c {
 	struct ism_wctx *w;
 	struct ism_upconn *u;
 	uint8_t goaway; /* no new streams (GOAWAY came or went, drain) */
+	uint8_t kicked; /* in the worker's list, to flush after the batch */
 	uint32_t n_streams;
 	uint32_t max_streams;	/* the DestinationRule's cap */
 	uint32_t ping_interval; /* ms; 0: no PINGs */
@@ -62,12 +64,18 @@ struct ism_h2c {
 	uint64_t last_rx;	/* when bytes last came */
 	uint64_t ping_deadline; /* a PING awaits its ACK until then; 0: none */
 	struct ism_h2us *streams;
+	/* Streams given response bytes (or their end) in this receive pass:
+	 * delivered once it is over, so that a response's DATA and its end (the
+	 * trailers) reach the stream together (struct ism_h2us *; NULL: freed) */
+	uint64_t *pend;
+	uint32_t n_pend, cap_pend;
 };
 
 static nghttp2_session_callbacks *up_cbs;
 static nghttp2_option *up_opt;
 
 static void up_flush(struct ism_wctx *w, struct ism_h2c *c);
+static void kick(struct ism_wctx *w, struct ism_h2c *c);
 
 /* ---------- streams ---------- */
 
@@ -88,6 +96,9 @@ static void unlink_stream(struct ism_h2us *x)
 
 	if (c == NULL)
 		return;
+	for (uint32_t i = 0; x->pending && i < c->n_pend; i++)
+		if (c->pend[i] == (uintptr_t)x)
+			c->pend[i] = 0;
 	if (x->prev)
 		x->prev->next = x->next;
 	else
@@ -322,6 +333,29 @@ static void deliver(struct ism_wctx *w, struct ism_h2us *x)
 		ism_stream_up_data(w, x->st, p, len, -1, done);
 }
 
+/* Bytes or the end came for x in this receive pass: delivered after it. */
+static void pend(struct ism_h2c *c, struct ism_h2us *x)
+{
+	if (x->pending)
+		return;
+	x->pending = 1;
+	ism_ud_push(&c->pend, &c->n_pend, &c->cap_pend, (uintptr_t)x);
+}
+
+/* The pass is over: what came goes to the streams waiting for it. */
+static void deliver_pending(struct ism_wctx *w, struct ism_h2c *c)
+{
+	for (uint32_t i = 0; i < c->n_pend; i++) {
+		struct ism_h2us *x = (struct ism_h2us *)(uintptr_t)c->pend[i];
+
+		if (x == NULL)
+			continue;
+		x->pending = 0;
+		deliver(w, x);
+	}
+	c->n_pend = 0;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct ism_h2c *c = ud;
@@ -354,7 +388,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		response_trailers(c->w, x);
 	if (end && x->st != NULL) {
 		x->resp.end = 1;
-		deliver(c->w, x);
+		pend(c, x);
 	}
 	return 0;
 }
@@ -372,7 +406,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	}
 	if (ism_h2in_add(&x->resp, data, len) < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	deliver(c->w, x);
+	pend(c, x);
 	return 0;
 }
 
@@ -475,6 +509,29 @@ static void up_flush(struct ism_wctx *w, struct ism_h2c *c)
 		ism_sock_send(w, &c->u->s, p, len, -1);
 }
 
+/* After a call from a stream: flush after the batch of completions, unless
+ * nghttp2 runs (it flushes as it ends). The requests and window updates of one
+ * batch go out framed by one pass of nghttp2 and in one send. */
+static void kick(struct ism_wctx *w, struct ism_h2c *c)
+{
+	if (c->io.busy || c->kicked)
+		return;
+	c->kicked = 1;
+	ism_w_kick(w, ism_ud(ISM_OP_URECV, c->u->s.idx, c->u->s.gen));
+}
+
+void ism_h2up_kicked(struct ism_wctx *w, uint64_t ud)
+{
+	struct ism_upconn *u = w->ups.obj[(ud >> 32) & 0xffffff];
+	struct ism_h2c *c = u->mux;
+
+	/* Closed meanwhile (its slot may be another connection's now). */
+	if (u->s.gen != (uint32_t)ud || c == NULL || !c->kicked)
+		return;
+	c->kicked = 0;
+	up_flush(w, c);
+}
+
 static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 				const struct ism_cluster *cl)
 {
@@ -538,6 +595,9 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 			return NULL;
 		}
 		u->idle_ms = st->pool_idle_ms;
+		/* The session reads whatever comes (DATA within its windows): on
+		 * plaintext one multishot receive stays armed for many reads. */
+		ism_sock_multi(&u->s);
 		ism_up_mux_add(w, u);
 	} else {
 		u->reused = 1;
@@ -559,7 +619,7 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 	}
 	st->usp = x;
 	u->requests++;
-	up_flush(w, u->mux);
+	kick(w, u->mux);
 	return u;
 }
 
@@ -580,7 +640,7 @@ int ism_h2up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, 
 	if ((len == 0 && !done) || x->c == NULL)
 		return 0;
 	x->notify = 1;
-	up_flush(w, x->c);
+	kick(w, x->c);
 	return 1;
 }
 
@@ -599,7 +659,7 @@ void ism_h2up_resume(struct ism_wctx *w, struct ism_stream *st)
 	ism_buf_free(&x->head);
 	deliver(w, x);
 	if (st->usp == x && x->c != NULL)
-		up_flush(w, x->c);
+		kick(w, x->c);
 }
 
 bool ism_h2up_replayable(const struct ism_stream *st)
@@ -631,7 +691,7 @@ void ism_h2up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_stream
 		nghttp2_submit_rst_stream(c->io.ng, NGHTTP2_FLAG_NONE, x->id, NGHTTP2_CANCEL);
 	free_stream(x);
 	if (c != NULL)
-		up_flush(w, c);
+		kick(w, c);
 }
 
 /* The connection (and its TLS handshake) is up: the queued requests go. */
@@ -707,6 +767,8 @@ void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	c->io.busy++;
 	n = nghttp2_session_mem_recv(c->io.ng, (const uint8_t *)ism_w_buf_addr(w, bid),
 				     (size_t)res);
+	if (n >= 0)
+		deliver_pending(w, c);
 	c->io.busy--;
 	ism_w_buf_recycle(w, bid);
 	if (n < 0) {
@@ -782,6 +844,7 @@ void ism_h2up_free(struct ism_upconn *u)
 		free_stream(c->streams);
 	}
 	ism_h2io_free(&c->io);
+	free(c->pend);
 	free(c);
 	u->mux = NULL;
 }

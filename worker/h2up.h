@@ -44,5 +44,8 @@ void ism_h2up_drain(struct ism_wctx *w, struct ism_upconn *u);
 bool ism_h2up_idle(const struct ism_upconn *u);
 /* Frees u's HTTP/2 state (its streams are gone). */
 void ism_h2up_free(struct ism_upconn *u);
+/* After the batch: the connection of ud (its socket's user_data), which its
+ * streams gave frames during the batch, frames and sends them (worker.c). */
+void ism_h2up_kicked(struct ism_wctx *w, uint64_t ud);
 
 #endif

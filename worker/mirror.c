@@ -93,7 +93,7 @@ static int sink_head(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		atomic_fetch_add_explicit(&w->st->mirror_resp_class[resp->status / 100], 1,
 					  memory_order_relaxed);
 	sink_later(w, st);
-	return 0;
+	return 1;
 }
 
 static int sink_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,

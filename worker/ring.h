@@ -29,6 +29,9 @@ void ism_w_buf_recycle(struct ism_wctx *w, int bid);
 int ism_w_xbuf_get(struct ism_wctx *w);
 char *ism_w_buf_addr(struct ism_wctx *w, int bid);
 uint32_t ism_w_rand(struct ism_wctx *w);
+/* Puts an HTTP/2 session or upstream connection (its socket's user_data: op
+ * ISM_OP_CRECV or ISM_OP_URECV) on the list flushed after the batch. */
+void ism_w_kick(struct ism_wctx *w, uint64_t ud);
 /* Hands a completion (op, slot idx and gen, res, the CQE's flags) to the
  * object it belongs to: a session, a stream or an upstream connection. */
 void ism_w_dispatch(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,

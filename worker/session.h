@@ -129,8 +129,10 @@ struct ism_sess_ops {
 	bool (*flush)(struct ism_wctx *w, struct ism_stream *st);
 	/* The final response head of the upstream (mode: how the upstream
 	 * delimits its body), with the body bytes that came with it; done: the
-	 * body ended. 0, or -ENOMEM / -E2BIG (the head does not fit: nothing was
-	 * sent). ism_stream_resp_sent follows once it is out. */
+	 * body ended. 1: a send started (ism_stream_resp_sent follows once it
+	 * is out); 0: taken, nothing of the stream's in flight (the body may come
+	 * at once); or -ENOMEM / -E2BIG (the head does not fit: nothing was
+	 * sent). */
 	int (*head)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 		    uint8_t mode, const char *body, uint32_t len, bool done);
 	/* Response body bytes (from ring buffer bid, or -1); done: the body

@@ -1521,7 +1521,7 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
 	struct ism_http_resp copy;
-	int grpc = grpc_status(st, resp);
+	int grpc = grpc_status(st, resp), ret;
 	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc);
 	/* Outlier detection sees a trailers-only gRPC answer's status as the
 	 * HTTP status Envoy maps it to (UNAVAILABLE: 503). */
@@ -1548,7 +1548,8 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
-	if (st->sess->ops->head(w, st, resp, mode, body, len, done) < 0) {
+	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
+	if (ret < 0) {
 		st->od_pending = 0;
 		stream_local(w, st, 502, "upstream response head too large", true);
 		return;
@@ -1563,6 +1564,8 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		count_exchange(w, st);
 	st->sending = 1;
 	set_deadline(w, st, ISM_SDL_NONE, 0);
+	if (ret == 0) /* taken at once: as if it went out */
+		ism_stream_resp_sent(w, st);
 }
 
 void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,

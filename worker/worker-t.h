@@ -155,8 +155,9 @@ struct ism_wctx {
 	/* sockets whose held bytes go to their owners after the batch (user_data) */
 	uint64_t *held;
 	uint32_t n_held, cap_held;
-	/* HTTP/2 sessions whose streams gave them frames during the batch: framed
-	 * and sent once, after it (user_data of the session's socket) */
+	/* HTTP/2 sessions and upstream connections whose streams gave them frames
+	 * during the batch: framed and sent once, after it (user_data of the
+	 * socket, ism_w_kick) */
 	uint64_t *h2_kicked;
 	uint32_t n_h2_kicked, cap_h2_kicked;
 	uint8_t mshot; /* the kernel takes multishot receives */

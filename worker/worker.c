@@ -21,6 +21,7 @@
 #include "worker/balancer.h"
 #include "worker/h2.h"
 #include "worker/h2io.h"
+#include "worker/h2up.h"
 #include "worker/ring.h"
 #include "worker/router.h"
 #include "worker/session.h"
@@ -467,6 +468,33 @@ static void final_log_flush(struct ism_wctx *w)
 	ism_alog_close(l);
 }
 
+void ism_w_kick(struct ism_wctx *w, uint64_t ud)
+{
+	ism_ud_push(&w->h2_kicked, &w->n_h2_kicked, &w->cap_h2_kicked, ud);
+}
+
+/* The HTTP/2 sessions and upstream connections that streams gave frames
+ * during the batch flush once each. A flush may kick others (a stream that
+ * ends, a connection that closes): run to empty. */
+static void kicked_run(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->n_h2_kicked; i++) {
+		uint64_t ud = w->h2_kicked[i];
+
+		switch ((enum ism_op)(ud >> 56)) {
+		case ISM_OP_CRECV:
+			ism_h2_kicked(w, ud);
+			break;
+		case ISM_OP_URECV:
+			ism_h2up_kicked(w, ud);
+			break;
+		default:
+			ISM_BUG_ON(1);
+		}
+	}
+	w->n_h2_kicked = 0;
+}
+
 static int loop(struct ism_wctx *w)
 {
 	struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
@@ -500,8 +528,8 @@ static int loop(struct ism_wctx *w)
 			ism_stream_after_batch(w);
 			if (w->mirror != NULL) /* made by the first mirrored request */
 				ism_mirror_after_batch(w);
-			ism_h2_after_batch(w);
-		} while (w->n_held || w->n_h2_kicked);
+			kicked_run(w);
+		} while (w->n_held);
 		if (w->n_bufwait)
 			ism_sock_resume_recvs(w);
 	}
