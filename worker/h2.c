@@ -53,8 +53,7 @@ struct ism_h2 {
 	struct ism_h2io io;
 	struct ism_wctx *w;
 	struct ism_sess *s;
-	uint8_t state;	/* enum ism_h2_state */
-	uint8_t kicked; /* in the worker's list of sessions to flush after the batch */
+	uint8_t state; /* enum ism_h2_state */
 	uint32_t n_streams;
 	struct ism_h2s *streams;
 	uint64_t send_ms;     /* when the send in flight started */
@@ -642,18 +641,12 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 	}
 }
 
-/* After a call from a stream: flush after the batch of completions, unless
- * nghttp2 or a walk runs (they flush as they end). The responses of one batch
- * (upstream completions, one stream each) go out framed by one pass of
- * nghttp2 and in one send. */
+/* After a call from a stream: flush after the batch of completions (the
+ * responses of one batch, upstream completions, leave together). */
 static void kick(struct ism_wctx *w, struct ism_sess *s)
 {
-	struct ism_h2 *h = s->h2;
-
-	if (h->io.busy || h->kicked)
-		return;
-	h->kicked = 1;
-	ism_w_kick(w, ism_ud(ISM_OP_CRECV, s->s.idx, s->s.gen));
+	if (ism_h2io_kick(&s->h2->io))
+		ism_w_kick(w, ism_ud(ISM_OP_CRECV, s->s.idx, s->s.gen));
 }
 
 void ism_h2_kicked(struct ism_wctx *w, uint64_t ud)
@@ -661,9 +654,8 @@ void ism_h2_kicked(struct ism_wctx *w, uint64_t ud)
 	struct ism_sess *s = w->sess.obj[(ud >> 32) & 0xffffff];
 
 	/* Closed meanwhile (its slot may be another session's now). */
-	if (s->s.gen != (uint32_t)ud || s->state != ISM_SESS_H2 || !s->h2->kicked)
+	if (s->s.gen != (uint32_t)ud || s->state != ISM_SESS_H2 || !ism_h2io_kicked(&s->h2->io))
 		return;
-	s->h2->kicked = 0;
 	h2_flush(w, s);
 }
 

@@ -299,6 +299,22 @@ nghttp2_mem ism_h2io_mem(struct ism_h2io *io)
 
 /* ---------- output ---------- */
 
+bool ism_h2io_kick(struct ism_h2io *io)
+{
+	if (io->busy || io->kicked)
+		return false;
+	io->kicked = 1;
+	return true;
+}
+
+bool ism_h2io_kicked(struct ism_h2io *io)
+{
+	bool k = io->kicked;
+
+	io->kicked = 0;
+	return k;
+}
+
 ssize_t ism_h2io_gather(struct ism_h2io *io, const uint8_t *data, size_t len)
 {
 	ism_h2io_stir(io);

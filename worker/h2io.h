@@ -49,6 +49,7 @@ struct ism_h2io {
 	nghttp2_session *ng;
 	uint8_t sending;     /* a socket send is in flight */
 	uint16_t busy;	     /* inside nghttp2 or a walk of the streams: flush afterwards */
+	uint8_t kicked;	     /* on the worker's list, to flush after the batch (ism_h2io_kick) */
 	uint64_t batch;	     /* the output batch being gathered (from 1) */
 	uint64_t fly_batch;  /* the batch being sent */
 	uint64_t sent_batch; /* the latest batch whose send completed */
@@ -91,6 +92,16 @@ bool ism_h2io_quiet(const struct ism_h2io *io);
  * streams) are given back to the kernel (they come back, zeroed, when
  * touched). The bytes given back. */
 uint64_t ism_h2io_rest(struct ism_h2io *io);
+
+/* After a call from a stream: whether the owner (a client session or an
+ * upstream connection) goes on the worker's list to flush after the batch
+ * (ism_w_kick), so that what its streams gave it in one batch goes out framed
+ * by one pass of nghttp2 and in one send. Not while nghttp2 or a walk runs
+ * (they flush as they end), nor twice. */
+bool ism_h2io_kick(struct ism_h2io *io);
+/* The list reached the owner: whether it is still to flush (then no longer
+ * kicked). */
+bool ism_h2io_kicked(struct ism_h2io *io);
 
 /* For nghttp2's send callback: gathers len bytes (or says WOULDBLOCK). */
 ssize_t ism_h2io_gather(struct ism_h2io *io, const uint8_t *data, size_t len);

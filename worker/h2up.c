@@ -56,7 +56,6 @@ struct ism_h2c {
 	struct ism_wctx *w;
 	struct ism_upconn *u;
 	uint8_t goaway; /* no new streams (GOAWAY came or went, drain) */
-	uint8_t kicked; /* in the worker's list, to flush after the batch */
 	uint32_t n_streams;
 	uint32_t max_streams;	/* the DestinationRule's cap */
 	uint32_t ping_interval; /* ms; 0: no PINGs */
@@ -509,15 +508,12 @@ static void up_flush(struct ism_wctx *w, struct ism_h2c *c)
 		ism_sock_send(w, &c->u->s, p, len, -1);
 }
 
-/* After a call from a stream: flush after the batch of completions, unless
- * nghttp2 runs (it flushes as it ends). The requests and window updates of one
- * batch go out framed by one pass of nghttp2 and in one send. */
+/* After a call from a stream: flush after the batch of completions (the
+ * requests and window updates of one batch leave together). */
 static void kick(struct ism_wctx *w, struct ism_h2c *c)
 {
-	if (c->io.busy || c->kicked)
-		return;
-	c->kicked = 1;
-	ism_w_kick(w, ism_ud(ISM_OP_URECV, c->u->s.idx, c->u->s.gen));
+	if (ism_h2io_kick(&c->io))
+		ism_w_kick(w, ism_ud(ISM_OP_URECV, c->u->s.idx, c->u->s.gen));
 }
 
 void ism_h2up_kicked(struct ism_wctx *w, uint64_t ud)
@@ -526,9 +522,8 @@ void ism_h2up_kicked(struct ism_wctx *w, uint64_t ud)
 	struct ism_h2c *c = u->mux;
 
 	/* Closed meanwhile (its slot may be another connection's now). */
-	if (u->s.gen != (uint32_t)ud || c == NULL || !c->kicked)
+	if (u->s.gen != (uint32_t)ud || c == NULL || !ism_h2io_kicked(&c->io))
 		return;
-	c->kicked = 0;
 	up_flush(w, c);
 }
 

@@ -183,8 +183,9 @@ struct ism_wctx {
 	const struct ism_table *table;
 	struct ism_lb *lb;
 	struct ism_router_scratch *rs;
-	/* page runs of the HTTP/2 sessions' big blocks (worker/h2io.h); NULL: none yet */
-	struct ism_h2pages *h2pages; /* HTTP/2 sessions' page runs, or NULL (worker/h2io.c) */
+	/* page runs of the HTTP/2 sessions' big blocks (worker/h2io.h), made at
+	 * start; NULL: none (the blocks come from glibc) */
+	struct ism_h2pages *h2pages;
 	uint64_t now;
 	uint64_t rng;
 	int draining;
