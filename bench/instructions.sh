@@ -12,7 +12,8 @@
 # Usage: bench/instructions.sh BUILD_DIR [BUILD_DIR...]
 # Environment: ROUNDS (3) DURATION (10, s under valgrind) CONNS (4) KERNEL_DURATION (5, s)
 #              LOAD (h1: wrk; h2c: h2load over prior-knowledge HTTP/2; grpc: h2load's unary gRPC calls
-#              over h2c to a ServiceEntry of protocol GRPC, bench/grpc_responder.c behind it)
+#              over h2c to a ServiceEntry of protocol GRPC, bench/grpc_responder.c behind it;
+#              h1tls: wrk over HTTPS; h2tls: h2load over HTTP/2 on TLS, STREAMS each)
 #              STREAMS (10, h2c's and grpc's per connection) GRPC_BYTES (32, each message's size)
 #              CG_KEEP (a directory: each build's last callgrind profiles are kept there, for
 #              callgrind_annotate)
@@ -38,7 +39,7 @@ BENCH_NAME=instructions
 case $ROUNDS$DURATION$CONNS$KERNEL_DURATION$STREAMS$GRPC_BYTES in
 *[!0-9]*) die "ROUNDS, DURATION, CONNS, KERNEL_DURATION, STREAMS, GRPC_BYTES must be integers" ;;
 esac
-case $LOAD in h1|h2c|grpc) ;; *) die "LOAD must be h1, h2c or grpc";; esac
+case $LOAD in h1|h2c|grpc|h1tls|h2tls) ;; *) die "LOAD must be h1, h2c, grpc, h1tls or h2tls";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
 need_tools "$NGINX" "$WRK" "$H2LOAD" curl valgrind callgrind_control perf
 for b in "$@"; do [ -x "$b/isthmus" ] || die "$b/isthmus not found (build it first)"; done
@@ -59,6 +60,13 @@ if [ "$LOAD" = grpc ]; then
 else
 	start_upstream $UP1 $UP2
 fi
+# The listener: plaintext, or HTTPS (h1tls, h2tls) with a certificate made for the run.
+PROTO=HTTP TLS_LINE="" SCHEME=http
+case $LOAD in h1tls|h2tls)
+	make_certs rsa
+	PROTO=HTTPS SCHEME=https
+	TLS_LINE="tls: {mode: SIMPLE, serverCertificate: $CERTS/server.crt, privateKey: $CERTS/server.key}" ;;
+esac
 
 # The load for $2 seconds on port $3, its output in $1; then LOAD_REQ, LOAD_ERR: requests served,
 # and those that failed or were not 2xx. h1: wrk, CONNS connections; h2c: h2load, CONNS
@@ -69,8 +77,11 @@ load() { # outfile seconds port
 	h1)
 		run_wrk "$1" "$2" -t1 -c"$CONNS" "http://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
-	h2c)
-		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" "http://127.0.0.1:$3/"
+	h1tls)
+		run_wrk "$1" "$2" -t1 -c"$CONNS" "https://127.0.0.1:$3/"
+		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
+	h2c|h2tls)
+		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" "$SCHEME://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_h2load "$1") ;;
 	grpc)
 		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" -d "$TMP/grpc-req.bin" -H 'content-type: application/grpc' \
@@ -95,7 +106,7 @@ cg_life() { # name seconds build
 	rm -rf "$d"
 	mkdir -p "$d"
 	ISTHMUS_WRAP="valgrind --tool=callgrind --callgrind-out-file=$d/cg.%p --dump-instr=no --collect-jumps=no" \
-		UP_TRIES=300 start_isthmus HTTP "" "" "$name" "$3" || die "$3 did not start under valgrind"
+		UP_TRIES=300 start_isthmus "$PROTO" "$TLS_LINE" "" "$name" "$3" || die "$3 did not start under valgrind"
 	w=$(worker_of "${PID[$name]}")
 	[ -n "$w" ] || die "$name: no worker process"
 	load "$d/load.txt" "$2" "${PORT[$name]}"
@@ -133,7 +144,7 @@ for b in "$@"; do
 	kname="k$name"
 	PORT[$kname]=$((19680 + n))
 	ports_free "${PORT[$kname]}"
-	start_isthmus HTTP "" "" "$kname" "$b" || die "$b did not start"
+	start_isthmus "$PROTO" "$TLS_LINE" "" "$kname" "$b" || die "$b did not start"
 	w=$(worker_of "${PID[$kname]}")
 	load "$TMP/kwarm-$name.txt" 2 "${PORT[$kname]}" || true
 	perf stat -x, -o "$TMP/perf-$name.txt" -e io_uring:io_uring_submit_req,io_uring:io_uring_complete,raw_syscalls:sys_enter \
@@ -160,7 +171,7 @@ for b in "$@"; do
 done
 
 say ""
-say "## per request, medians of $ROUNDS rounds ($LOAD, $CONNS connections$([ "$LOAD" != h1 ] && echo " of $STREAMS streams")); ratio = build / build1"
+say "## per request, medians of $ROUNDS rounds ($LOAD, $CONNS connections$(case $LOAD in h1*) ;; *) echo " of $STREAMS streams" ;; esac)); ratio = build / build1"
 say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls lookup%)"
 ref=$(echo "${IR[build1]}" | median)
 n=0

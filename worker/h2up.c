@@ -590,8 +590,8 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 			return NULL;
 		}
 		u->idle_ms = st->pool_idle_ms;
-		/* The session reads whatever comes (DATA within its windows): on
-		 * plaintext one multishot receive stays armed for many reads. */
+		/* The session reads whatever comes (DATA within its windows):
+		 * one multishot receive stays armed for many reads. */
 		ism_sock_multi(&u->s);
 		ism_up_mux_add(w, u);
 	} else {

@@ -327,6 +327,8 @@ static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev 
 static void tls_started(struct ism_wctx *w, struct ism_sess *s)
 {
 	s->state = ISM_SESS_IDLE;
+	/* HTTP/1.1 or HTTP/2 (by ALPN) from here: either keeps a receive armed. */
+	ism_sock_multi(&s->s);
 	s->s.recv_armed = 1;
 	s->s.x.want = 1;
 	on_event(w, s, ism_sock_tls_read(w, &s->s));

@@ -375,12 +375,10 @@ static bool has_held(const struct ism_sock *s)
 
 bool ism_sock_held(const struct ism_sock *s)
 {
-	return has_held(s);
+	return s->x.ssl != NULL ? ism_xp_unread(s) : has_held(s);
 }
 
-/* The owner asked and bytes are held: they go to it after the batch, through
- * the completion path (counted in flight until then, so the slot stays). */
-static void held_queue(struct ism_wctx *w, struct ism_sock *s)
+void ism_sock_deliver_later(struct ism_wctx *w, struct ism_sock *s)
 {
 	s->inflight++;
 	ism_ud_push(&w->held, &w->n_held, &w->cap_held,
@@ -431,7 +429,7 @@ void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s)
 		return;
 	}
 	if (has_held(s)) {
-		held_queue(w, s);
+		ism_sock_deliver_later(w, s);
 		return;
 	}
 	switch ((enum ism_sock_rx)s->rx) {
@@ -448,7 +446,7 @@ void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s)
 
 void ism_sock_multi(struct ism_sock *s)
 {
-	s->mshot = s->x.ssl == NULL;
+	s->mshot = 1;
 }
 
 void ism_sock_single(struct ism_wctx *w, struct ism_sock *s)
@@ -646,12 +644,40 @@ static struct ism_sock_ev plain_recv(struct ism_wctx *w, struct ism_sock *s, int
 	return ev_of(ISM_SEV_NONE, 0, -1);
 }
 
+/* A receive of ciphertext completed (more: a multishot that stays armed).
+ * What it brings goes to the session at once (its ring buffer goes back), and
+ * the session holds it until the owner asks: past HOLD_SOFT bytes the
+ * multishot is cancelled, past HOLD_CAP the rest is dropped and the owner, once
+ * it has read what came before, sees the receive fail, as for plaintext. */
+static struct ism_sock_ev tls_recv(struct ism_wctx *w, struct ism_sock *s, int res, int bid,
+				   bool more)
+{
+	/* The end of a multishot cancelled here: nothing came, but an owner
+	 * waiting gets its next receive armed. */
+	bool cancelled = s->rx == ISM_RX_CANCEL && res == -ECANCELED && !more;
+	int pb = -1, r;
+
+	if (!more) {
+		s->x.raw_recv = 0;
+		s->rx = ISM_RX_SINGLE;
+	}
+	if (res > 0 && ism_xp_read_ahead(s) + (uint32_t)res > HOLD_CAP) {
+		ism_w_buf_recycle(w, bid);
+		res = -ENOBUFS;
+		bid = -1;
+	}
+	r = cancelled ? ism_xp_advance(w, s, &pb) : ism_xp_on_recv(w, s, res, bid, &pb);
+	if (s->rx == ISM_RX_MULTI && ism_xp_read_ahead(s) >= HOLD_SOFT)
+		rx_cancel(w, s);
+	return tls_result(s, r, pb);
+}
+
 struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enum ism_op op,
 				     int res, int bid, uint32_t flags)
 {
 	bool is_send = op == ISM_OP_CSEND || op == ISM_OP_USEND;
 	bool is_recv = op == ISM_OP_CRECV || op == ISM_OP_URECV;
-	bool is_held = s->x.ssl == NULL && (op == ISM_OP_CTLS || op == ISM_OP_UTLS);
+	bool is_held = op == ISM_OP_CTLS || op == ISM_OP_UTLS;
 	bool more = flags & IORING_CQE_F_MORE, owners = true;
 	int pb = -1, r;
 	uint32_t len = 0;
@@ -684,11 +710,11 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 		s->send_armed = 0;
 		return ev_of(ISM_SEV_SENT, r > 0 ? (int)len : r, -1);
 	}
-	if (is_held)
-		return held_deliver(w, s);
 	if (s->x.ssl == NULL)
-		return plain_recv(w, s, res, bid, owners);
-	r = ism_xp_on_recv(w, s, res, bid, op == ISM_OP_CTLS || op == ISM_OP_UTLS, &pb);
+		return is_held ? held_deliver(w, s) : plain_recv(w, s, res, bid, owners);
+	if (is_recv)
+		return tls_recv(w, s, res, bid, more);
+	r = ism_xp_on_delivery(w, s, &pb);
 	return tls_result(s, r, pb);
 }
 

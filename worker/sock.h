@@ -75,15 +75,14 @@ struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz);
  * registered with the ring where its table has room. */
 void ism_sock_open(struct ism_wctx *w, struct ism_sock *s, int fd, bool up, uint32_t idx,
 		   uint32_t gen);
-/* Arms a receive unless one is armed or the socket closes: under TLS, for
- * plaintext (at once when some is decrypted already), else a ring receive,
- * multishot where the owner set s->mshot (plaintext only) and the kernel has
- * it. Either way the owner gets one RECV event per call, never from inside
- * the call: bytes a multishot brought before are held and come after the
- * batch (ism_sock_held_run). */
+/* Arms a receive unless one is armed or the socket closes: a ring receive,
+ * multishot where the owner set s->mshot and the kernel has it; under TLS it
+ * receives ciphertext, and plaintext decrypted already needs none. Either way
+ * the owner gets one RECV event per call, never from inside the call: bytes a
+ * multishot brought before (held, or in the TLS session) come after the batch
+ * (ism_sock_held_run). */
 void ism_sock_recv(struct ism_wctx *w, struct ism_sock *s);
-/* The owner takes multishot receives from the next one armed (a plaintext
- * socket's; TLS keeps single ones). */
+/* The owner takes multishot receives from the next one armed. */
 void ism_sock_multi(struct ism_sock *s);
 /* The owner takes single receives from now (HTTP/2, a tunnel, a body that
  * streams through): a multishot armed is cancelled; what it brought still
@@ -91,6 +90,11 @@ void ism_sock_multi(struct ism_sock *s);
 void ism_sock_single(struct ism_wctx *w, struct ism_sock *s);
 /* Whether bytes (or the end) came that the owner has not asked for yet. */
 bool ism_sock_held(const struct ism_sock *s);
+/* The owner asked and something came before (held bytes, or what the TLS
+ * session holds): it goes to the owner after the batch, through the
+ * completion path as op CTLS/UTLS (counted in flight until then, so the slot
+ * stays). */
+void ism_sock_deliver_later(struct ism_wctx *w, struct ism_sock *s);
 /* After a batch of completions: held bytes go to the owners that asked for
  * them, as RECV events in private buffers (the worker's loop). */
 void ism_sock_held_run(struct ism_wctx *w);

@@ -562,11 +562,16 @@ void ism_xp_sock_send(struct ism_wctx *w, struct ism_sock *io, const char *p, ui
 	io->inflight++;
 }
 
+/* A receive of ciphertext, unless one is in flight: multishot where the owner
+ * takes them (worker/sock.c bounds what it reads ahead). */
 static void submit_recv(struct ism_wctx *w, struct ism_sock *io)
 {
+	bool multi = io->mshot && w->mshot;
+
 	if (io->x.raw_recv)
 		return;
-	ism_xp_sock_recv(w, io, false);
+	ism_xp_sock_recv(w, io, multi);
+	io->rx = multi ? ISM_RX_MULTI : ISM_RX_SINGLE;
 	io->x.raw_recv = 1;
 }
 
@@ -640,18 +645,13 @@ void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io)
 	struct ism_xport *x = &io->x;
 
 	x->want = 1;
-	if (x->nop)
+	if (x->queued)
 		return;
-	if (x->established &&
-	    (SSL_pending(x->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(x->ssl)) > 0)) {
-		/* Plaintext is already here: deliver it on the next turn. */
-		struct io_uring_sqe *sqe = ism_w_sqe(w);
-
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data64(
-		    sqe, ism_ud(io->up ? ISM_OP_UTLS : ISM_OP_CTLS, io->idx, io->gen));
-		x->nop = 1;
-		io->inflight++;
+	if (x->established && ism_xp_unread(io)) {
+		/* Plaintext (or the end) may be here already: delivered after
+		 * the batch, never from inside the caller's call. */
+		ism_sock_deliver_later(w, io);
+		x->queued = 1;
 		return;
 	}
 	submit_recv(w, io);
@@ -718,6 +718,12 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		return n;
 	}
 	ism_w_buf_recycle(w, xb);
+	if (err == SSL_ERROR_WANT_READ && x->end != 0) {
+		/* All that came before the end was read: now the end. */
+		n = x->end;
+		x->end = 0;
+		return n;
+	}
 	if (err == SSL_ERROR_WANT_READ) {
 		submit_recv(w, io);
 		return 0;
@@ -728,19 +734,24 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	return -EPROTO;
 }
 
-int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, int nop, int *pbid)
+int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, int *pbid)
 {
 	struct ism_xport *x = &io->x;
 
-	if (nop) {
-		x->nop = 0;
-		return ism_xp_advance(w, io, pbid);
-	}
-	x->raw_recv = 0;
-	if (res <= 0) {
+	if (res <= 0 || x->end != 0) { /* nothing counts after an end */
+		int end = res == 0 ? ISM_XP_EOF : res;
+
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		return res == 0 ? ISM_XP_EOF : res;
+		if (x->end != 0)
+			return 0;
+		if (!x->established)
+			return end;
+		/* A multishot's end may come while the caller is busy, or
+		 * before it read all that came first: it gets the end once it
+		 * has read the rest (now, when it waits and nothing is left). */
+		x->end = end;
+		return ism_xp_advance(w, io, pbid);
 	}
 	if (ism_xp_feed(io, ism_w_buf_addr(w, bid), (uint32_t)res) < 0) {
 		ism_w_buf_recycle(w, bid);
@@ -748,6 +759,22 @@ int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, in
 	}
 	ism_w_buf_recycle(w, bid);
 	return ism_xp_advance(w, io, pbid);
+}
+
+int ism_xp_on_delivery(struct ism_wctx *w, struct ism_sock *io, int *pbid)
+{
+	io->x.queued = 0;
+	return ism_xp_advance(w, io, pbid);
+}
+
+size_t ism_xp_read_ahead(const struct ism_sock *io)
+{
+	return BIO_ctrl_pending(SSL_get_rbio(io->x.ssl));
+}
+
+bool ism_xp_unread(const struct ism_sock *io)
+{
+	return SSL_pending(io->x.ssl) > 0 || ism_xp_read_ahead(io) > 0 || io->x.end != 0;
 }
 
 int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *len)

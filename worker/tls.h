@@ -6,6 +6,7 @@
 #define ISM_WORKER_TLS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
@@ -14,7 +15,7 @@
 
 #include "worker/worker-t.h"
 
-/* What ism_xp_on_recv and ism_xp_advance return besides a byte count (> 0),
+/* What ism_xp_on_recv, ism_xp_on_delivery and ism_xp_advance return besides a byte count (> 0),
  * 0 (nothing for the caller yet) and -errno (the connection failed). */
 #define ISM_XP_EOF	 (-100000) /* the peer closed (close_notify or end of stream) */
 #define ISM_XP_HANDSHAKE (-100001) /* the handshake has just completed */
@@ -38,16 +39,28 @@ void ism_tls_client_done(SSL *ssl);
 /* The transport. */
 
 /* The socket operations themselves (io: the socket; its x is the TLS layer): a receive into a ring
- * buffer (multishot: plaintext only), a send (flags added to MSG_NOSIGNAL); what they carry is
+ * buffer (multishot or single), a send (flags added to MSG_NOSIGNAL); what they carry is
  * plaintext or, under TLS, ciphertext. */
 void ism_xp_sock_recv(struct ism_wctx *w, struct ism_sock *io, bool multishot);
 void ism_xp_sock_send(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len,
 		      int flags);
+/* The caller waits for plaintext: a receive is armed (multishot where io->mshot
+ * says so), or what the session holds is delivered after the batch
+ * (ism_sock_deliver_later, then ism_xp_on_delivery). */
 void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io);
 int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len);
-/* A socket receive (nop 0) or a delivery NOP (nop 1) completed; *pbid gets the
- * private buffer holding plaintext when > 0 is returned. */
-int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, int nop, int *pbid);
+/* A socket receive brought res bytes in ring buffer bid (or the end, or
+ * -errno): fed to the session, and plaintext read when the caller waits for
+ * it; *pbid gets the private buffer holding plaintext when > 0 is returned. An
+ * end that comes while the caller is not reading is kept for it (io->x.end). */
+int ism_xp_on_recv(struct ism_wctx *w, struct ism_sock *io, int res, int bid, int *pbid);
+/* A delivery queued by ism_xp_want_read: as ism_xp_advance. */
+int ism_xp_on_delivery(struct ism_wctx *w, struct ism_sock *io, int *pbid);
+/* Ciphertext received and not yet decrypted. */
+size_t ism_xp_read_ahead(const struct ism_sock *io);
+/* Whether the session holds anything the caller has not read: plaintext,
+ * ciphertext, or an end. */
+bool ism_xp_unread(const struct ism_sock *io);
 /* Feeds bytes already received (a preamble kept while sniffing) to the session. */
 int ism_xp_feed(struct ism_sock *io, const char *p, uint32_t len);
 /* Runs the handshake or reads plaintext with what the session holds. A failed

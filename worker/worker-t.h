@@ -82,12 +82,15 @@ struct ism_xport {
 	struct ism_buf txs; /* ciphertext being sent */
 	uint32_t txs_off;
 	uint32_t plain_len;    /* the caller's send, complete once all is sent */
-	uint8_t raw_recv;      /* socket receive in flight */
+	uint8_t raw_recv;      /* socket receive in flight (a multishot counts until its end) */
 	uint8_t raw_send;      /* socket send in flight */
 	uint8_t want;	       /* the caller waits for plaintext */
-	uint8_t nop;	       /* a delivery NOP is in flight */
+	uint8_t queued;	       /* a delivery of what the session holds is queued */
 	uint8_t plain_pending; /* the caller's send is not complete yet */
 	uint8_t established;   /* handshake done */
+	/* The end a receive brought (ISM_XP_EOF or -errno) while the caller was
+	 * not reading: it comes after the plaintext received before it. */
+	int end;
 };
 
 enum ism_sock_state {
@@ -96,7 +99,7 @@ enum ism_sock_state {
 	ISM_SOCK_CLOSING, /* shut down; the slot is reused once inflight is 0 */
 };
 
-/* A plaintext socket's receive on the ring (worker/sock.c). */
+/* A socket's receive on the ring (worker/sock.c; under TLS, worker/tls.c too). */
 enum ism_sock_rx {
 	ISM_RX_SINGLE = 0, /* no multishot: a single receive at most */
 	ISM_RX_MULTI,	   /* a multishot receive, armed or waiting for a ring buffer */
@@ -119,7 +122,7 @@ struct ism_sock {
 	uint8_t recv_armed; /* the owner asked for bytes and has not had them yet */
 	uint8_t send_armed;
 	uint16_t inflight; /* operations of the ring on this slot (a multishot counts once) */
-	uint8_t mshot;	   /* the owner takes multishot receives (plaintext HTTP/1.1) */
+	uint8_t mshot;	   /* the owner takes multishot receives (HTTP/1.1, HTTP/2) */
 	uint8_t rx;	   /* enum ism_sock_rx */
 	uint8_t fixed;	   /* fd is also registered with the ring, at index fd */
 	uint8_t held_end;  /* the receive's end (held_res) comes after the held bytes */

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Integration tests of multishot receives (issue 11): plaintext HTTP/1.1 client
-sessions and upstream connections keep one receive armed across requests. What
-it brings while the session or connection has not asked for more (a pipelined
-request while a response is in progress, a flood from a client whose first
-response is slow) is held, bounded: the client is stopped, not buffered
-without limit, and nothing is lost, reordered or counted twice.
+"""Integration tests of multishot receives (issue 11): HTTP/1.1 client sessions
+and upstream connections keep one receive armed across requests, in plaintext
+and under TLS. What it brings while the session or connection has not asked for
+more (a pipelined request while a response is in progress, a flood from a
+client whose first response is slow, the client's end) is held, bounded (as
+bytes, or as ciphertext in the TLS session): the client is stopped, not
+buffered without limit, and nothing is lost, reordered or counted twice. Each
+client-side test runs over plaintext and over TLS (an HTTPS server beside the
+plaintext one).
 
 Also the worker's registered descriptors: every client and upstream socket is
 in its ring's table at the index of its descriptor number while it is open,
@@ -15,12 +18,15 @@ test looks at. Registered into run.py's list by register(test)."""
 
 import os
 import re
+import select
 import socket
+import ssl
 import threading
 import time
 
 from harness import (Conn, Registry, build_request, check, docs, free_port, gateway, metric, poll,
                      service_entry, virtual_service, vmrss_kib, appliance)
+from test_tls import Pki, gateway_of, server, tls_simple
 
 _test = Registry()
 register = _test.register
@@ -28,18 +34,60 @@ register = _test.register
 HOST = "ms.test.internal"
 
 
+TLS_NAME = "ms.example.com"
+
+
 def start(env, addr, port, admin=None):
-    """The gateway (one worker) routing everything to addr:port."""
-    gw = free_port()
+    """The gateway (one worker) routing everything to addr:port: plaintext HTTP
+    on env.gw_port and HTTPS (certificate for TLS_NAME, its CA as env.ms_ca)
+    on env.tls_port. Returns the worker's pid."""
+    gw, tls = free_port(), free_port()
+    pki = Pki(env)
+    crt = pki.leaf("gw", [f"DNS:{TLS_NAME}"])
+    env.ms_ca, env.tls_port = pki.ca(), tls
     extra = f"  admin:\n    address: 127.0.0.1:{admin}\n" if admin else ""
     conf = docs(appliance(env, workers=1, timeouts={"upstreamResponse": "10s", "idle": "10s"}, extra=extra),
-                gateway(gw),
+                gateway_of(server(gw, ["*"], None, protocol="HTTP"), server(tls, ["*"], tls_simple(crt))),
                 virtual_service("ms", ["*"], f"  - route: [{{destination: {{host: {HOST}, port: {{number: 80}}}}}}]\n"),
                 service_entry("ms", HOST, [{"address": addr, "port": port}]))
     env.start_gateway(env.write("isthmus.yaml", conf), gw)
     poll(lambda: env.get("/ready").status == 200, 10, interval=0.1, what="the gateway to serve")
     check(len(env.workers()) == 1, f"want one worker, have {env.workers()}")
     return env.workers()[0]
+
+
+def tls_context(env):
+    ctx = ssl.create_default_context(cafile=env.ms_ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class TlsConn(Conn):
+    """Conn over TLS to the HTTPS server of start()."""
+
+    def __init__(self, env, timeout=10.0):
+        super().__init__("127.0.0.1", env.tls_port, timeout)
+        self.sock = tls_context(env).wrap_socket(self.sock, server_hostname=TLS_NAME)
+
+
+def client(env, tls, timeout=10.0):
+    """A raw HTTP/1.1 connection to the gateway, over TLS or not."""
+    return TlsConn(env, timeout) if tls else Conn("127.0.0.1", env.gw_port, timeout)
+
+
+def both(fn):
+    """Registers fn(env, tls) twice: NAME (plaintext) and NAME_tls."""
+    def plain(env):
+        return fn(env, False)
+
+    def over_tls(env):
+        return fn(env, True)
+
+    plain.__name__, plain.__doc__ = fn.__name__, fn.__doc__
+    over_tls.__name__, over_tls.__doc__ = fn.__name__ + "_tls", (fn.__doc__ or "") + " (over TLS)"
+    _test(plain)
+    _test(over_tls)
+    return fn
 
 
 def test_upstream(env):
@@ -51,15 +99,15 @@ def served(r, path):
     return r.status == 200 and r.body == f"ms {path}\n".encode()
 
 
-@_test
-def mshot_pipeline_while_delayed(env):
+@both
+def mshot_pipeline_while_delayed(env, tls):
     """Far more pipelined requests than the hold's bound, sent while the first
     response is delayed: every one answered, in order, on the one connection."""
     start(env, *test_upstream(env))
     n = 3000
     reqs = b"".join(build_request("GET", f"/p{i}") for i in range(n))
     check(len(reqs) > 4 * 16384, f"only {len(reqs)} bytes of pipelined requests")
-    with Conn("127.0.0.1", env.gw_port, timeout=20) as c:
+    with client(env, tls, timeout=20) as c:
         c.send(build_request("GET", "/delay/500") + reqs)
         r = c.read_response()
         check(served(r, "/delay/500"), f"the delayed response: {r}")
@@ -71,8 +119,8 @@ def mshot_pipeline_while_delayed(env):
         check(served(r, "/after"), f"a request after the pipeline: {r}")
 
 
-@_test
-def mshot_flood_bounded(env):
+@both
+def mshot_flood_bounded(env, tls):
     """A client that sends far more than the hold's bound while its first
     response is delayed is stopped (TCP pushes back once the receive is
     cancelled): the worker's memory does not grow with what it sends, the
@@ -85,17 +133,17 @@ def mshot_flood_bounded(env):
     total = 256 << 20
     sent = [0]
     peak = [rss0]
-    s = socket.create_connection(("127.0.0.1", env.gw_port), timeout=10)
+    s = client(env, tls).sock
     s.sendall(build_request("GET", "/delay/2000"))
     s.setblocking(False)
 
     def flood():
-        chunk = b"X" * 65536
+        chunk = b"X" * 16384
         deadline = time.monotonic() + 2.5
         while sent[0] < total and time.monotonic() < deadline:
             try:
                 sent[0] += s.send(chunk)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 time.sleep(0.005)
             except OSError:  # the 400 for the garbage, once the delayed response is out
                 break
@@ -117,7 +165,6 @@ def mshot_flood_bounded(env):
     check(sent[0] < 96 << 20, f"the client sent {sent[0] >> 20} MiB unread: it was not stopped")
     grew = peak[0] - rss0
     check(grew < 48 * 1024, f"the worker grew by {grew} KiB while the client sent {sent[0] >> 20} MiB")
-    s.setblocking(True)
     s.settimeout(10)
     got = b""
     while b"ms /delay/2000\n" not in got:
@@ -130,17 +177,20 @@ def mshot_flood_bounded(env):
     check(served(r, "/last"), f"after the flood: {r}")
 
 
-@_test
-def mshot_metrics_count(env):
+@both
+def mshot_metrics_count(env, tls):
     """Bytes and requests are counted once each, whether a request was read at
     once or held first (pipelined behind a delayed one)."""
     aport = free_port()
     start(env, *test_upstream(env), admin=aport)
+    # Connected (and the TLS handshake done, whose ClientHello counts as
+    # received before TLS is known) before the counters are read.
+    c = client(env, tls)
     time.sleep(0.2)
     req0 = metric(aport, "isthmus_requests_total")
     in0 = metric(aport, "isthmus_received_bytes_total")
     sent = 0
-    with Conn("127.0.0.1", env.gw_port) as c:
+    with c:
         for i in range(10):
             req = build_request("GET", f"/k{i}")
             c.send(req)
@@ -158,6 +208,92 @@ def mshot_metrics_count(env):
           f"{metric(aport, 'isthmus_requests_total') - req0} requests counted, want 611")
     got = metric(aport, "isthmus_received_bytes_total") - in0
     check(got == sent, f"{got} bytes counted as received, the client sent {sent}")
+
+
+class HalfClosing:
+    """An HTTP/1.1 client that sends its request and then ends its side of the
+    TCP connection (shutdown SHUT_WR), still reading; under TLS over memory
+    BIOs, so that the TLS session outlives the end of what it sends (the TCP end
+    comes without a close_notify, as from a client whose process went)."""
+
+    def __init__(self, env, tls):
+        self.sock = socket.create_connection(("127.0.0.1", env.gw_port if not tls else env.tls_port), timeout=10)
+        self.tls = None
+        if tls:
+            self.inb, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = tls_context(env).wrap_bio(self.inb, self.outb, server_hostname=TLS_NAME)
+            self._step(self.tls.do_handshake)
+
+    def _flush(self):
+        data = self.outb.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _step(self, op, *a):
+        """op, pumping the socket until the TLS session can do it."""
+        while True:
+            try:
+                r = op(*a)
+                self._flush()
+                return r
+            except ssl.SSLWantReadError:
+                self._flush()
+                d = self.sock.recv(65536)
+                check(d, "the gateway closed during the handshake")
+                self.inb.write(d)
+
+    def send_and_end(self, data):
+        if self.tls:
+            self._step(self.tls.write, data)
+        else:
+            self.sock.sendall(data)
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def read_all(self, timeout):
+        """What comes until the gateway closes, and whether it did within timeout."""
+        got, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
+            try:
+                d = self.sock.recv(65536)
+            except ConnectionResetError:
+                return got, True
+            if not d:
+                return got, True
+            if not self.tls:
+                got += d
+                continue
+            self.inb.write(d)
+            while True:
+                try:
+                    d = self.tls.read(65536)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    break
+                if not d:  # close_notify
+                    break
+                got += d
+        return got, False
+
+    def close(self):
+        self.sock.close()
+
+
+@both
+def mshot_end_after_request(env, tls):
+    """A client that ends its side of the connection right after a request whose
+    response is delayed still gets the whole response: the end a receive brings
+    meanwhile waits behind the request, and then the gateway closes."""
+    start(env, *test_upstream(env))
+    c = HalfClosing(env, tls)
+    env.cleanups.append(c.close)
+    c.send_and_end(build_request("GET", "/delay/400"))
+    got, closed = c.read_all(10)
+    check(got.startswith(b"HTTP/1.1 200") and got.endswith(b"ms /delay/400\n"),
+          f"after the client's end: {got[:300]!r}")
+    check(closed, "the gateway kept the connection open after the client's end")
+    r = env.get("/after")
+    check(served(r, "/after"), f"the next request: {r}")
 
 
 def stray_upstream(conns, stop):
