@@ -154,7 +154,7 @@ for m in tls h2c; do for s in $STREAMS; do KINDS="$KINDS $m:$s"; done; done
 [ -n "$GRPC_ACTIVE" ] && KINDS="$KINDS grpc:$GRPC_STREAMS"
 kind_proxies() { case $1 in grpc:*) echo "$GRPC_ACTIVE" ;; *) echo "$H2_ACTIVE" ;; esac; }
 
-declare -A RPS=() P99=() CPU=()
+declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() BUSY=()
 say ""
 say "# warm-up: ${WARMUP}s per proxy and kind"
 for k in $KINDS; do for p in $(kind_proxies "$k"); do
@@ -163,7 +163,7 @@ done; done
 
 say "# rounds: $ROUNDS x ${DURATION}s per proxy and kind, h2load -t1 -c$CONNS -m STREAMS, proxy order rotated every round"
 raw ""
-raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx"
+raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores"
 for r in $(seq 1 "$ROUNDS"); do
 	for k in $KINDS; do
 		read -r -a arr <<<"$(kind_proxies "$k")"
@@ -173,8 +173,12 @@ for r in $(seq 1 "$ROUNDS"); do
 			proxy_running "$p" || continue
 			out="$TMP/h2load-$r-$k-$p.txt"
 			t0=$(cpu_ticks "${PID[$p]}")
+			upid=$UPSTREAM_PID
+			[ "${k%%:*}" = grpc ] && upid=$GRPC_UPSTREAM_PID
+			round_begin "$upid"
 			run_mode "${k%%:*}" "${k##*:}" "$p" "$DURATION" "$out"
 			rc=$?
+			round_end "$upid" "$DURATION"
 			t1=$(cpu_ticks "${PID[$p]}")
 			read -r req rps p99 err non2xx < <(parse_h2load "$out")
 			if [ "$rc" != 0 ] || [ "${req:-0}" -le 0 ]; then
@@ -183,12 +187,17 @@ for r in $(seq 1 "$ROUNDS"); do
 				continue
 			fi
 			cpu=$(cpu_us_per_req $((t1 - t0)) "$req")
+			cli=$(client_us_per_req "$req") cores=$(client_cores "$DURATION")
 			RPS[$k,$p]="${RPS[$k,$p]:-} $rps"
 			P99[$k,$p]="${P99[$k,$p]:-} $p99"
 			CPU[$k,$p]="${CPU[$k,$p]:-} $cpu"
-			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
-				"$r" "$k" "$p" "$rps" "$p99" "$cpu" $((t1 - t0)) "$req" "$err" "$non2xx"
-			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx"
+			CLI[$k,$p]="${CLI[$k,$p]:-} $cli"
+			CORES[$k,$p]="${CORES[$k,$p]:-} $cores"
+			UPC[$k,$p]="${UPC[$k,$p]:-} $UP_CORES"
+			BUSY[$k,$p]="${BUSY[$k,$p]:-} $BUSY_CORES"
+			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  h2load %7s us/req %5s cores  upstream %5s cores  machine %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
+				"$r" "$k" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" $((t1 - t0)) "$req" "$err" "$non2xx"
+			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES"
 			[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $k $p: $err errored or timed-out requests, $non2xx non-2xx responses"
 		done
 	done
@@ -202,11 +211,15 @@ best() { # high|low values...
 }
 declare -A KIND_DESC=([tls]="h2 over TLS (ALPN h2)" [h2c]="h2c, prior knowledge" [grpc]="gRPC unary over h2c, $GRPC_BYTES-byte messages")
 for k in $KINDS; do
-	declare -A MR=() MP=() MC=()
+	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=()
 	for p in $(kind_proxies "$k"); do
 		MR[$p]=$(echo "${RPS[$k,$p]:-}" | median | fmt_num 0)
 		MP[$p]=$(echo "${P99[$k,$p]:-}" | median | fmt_num 3)
 		MC[$p]=$(echo "${CPU[$k,$p]:-}" | median | fmt_num 2)
+		ML[$p]=$(echo "${CLI[$k,$p]:-}" | median | fmt_num 2)
+		MK[$p]=$(echo "${CORES[$k,$p]:-}" | median | fmt_num 2)
+		MU[$p]=$(echo "${UPC[$k,$p]:-}" | median | fmt_num 2)
+		MB[$p]=$(echo "${BUSY[$k,$p]:-}" | median | fmt_num 2)
 	done
 	peers="haproxy nginx"
 	[ "${k%%:*}" = grpc ] && peers=haproxy-grpc
@@ -215,18 +228,23 @@ for k in $KINDS; do
 	br=$(best high $rr) bp=$(best low $rp) bc=$(best low $rc)
 	say ""
 	say "## $k: ${KIND_DESC[${k%%:*}]}, h2load -c$CONNS -m${k##*:}: medians of $ROUNDS rounds of ${DURATION}s; ratio = proxy / the better of ${peers// / and } for each metric"
-	FMT='%-17s %10s %9s %11s   %8s %7s %7s'
-	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x')"
+	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %9s'
+	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'all cores')"
 	for p in $(kind_proxies "$k"); do
 		say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" "$(ratio "${MR[$p]}" "$br")" \
-			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")")"
+			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}")"
 	done
 	say "spread (min..max over rounds):"
 	for p in $(kind_proxies "$k"); do
 		say_spread 17 "$p" "${RPS[$k,$p]:-}" "${P99[$k,$p]:-}" "${CPU[$k,$p]:-}"
 	done
-	unset MR MP MC
+	unset MR MP MC ML MK MU MB
 done
+say ""
+say "(h2load: the load client's own CPU per request and the cores it used; up: the upstream's cores"
+say " (nginx, or grpc_responder for gRPC); all: the whole machine's busy cores. h2load has one thread"
+say " and each upstream one: either near 1.00, or all near the machine's $(nproc), and that part, not"
+say " the proxy, set the rate)"
 
 say ""
 say "# done; raw numbers in $RESULTS"

@@ -144,6 +144,7 @@ $listen        location / {
 EOF
 	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
+	UPSTREAM_PID=$!
 	for p in "$@"; do
 		wait_http "http://127.0.0.1:$p/" 50 || { cat "$d/stderr.log" "$d/error.log" >&2; die "upstream nginx did not start"; }
 	done
@@ -158,6 +159,7 @@ start_grpc_responder() { # port bytes
 	"$TMP/grpc_responder" "$1" "$2" >"$TMP/grpc_responder.log" 2>&1 &
 	pid=$!
 	STARTED="$STARTED $pid"
+	GRPC_UPSTREAM_PID=$pid
 	CURL_EXTRA=--http2-prior-knowledge wait_http "http://127.0.0.1:$1/" 50 "$pid" ||
 		{ cat "$TMP/grpc_responder.log" >&2; die "grpc_responder did not start"; }
 }
@@ -201,18 +203,53 @@ parse_wrk() {
 	' "$1"
 }
 
+# The CPU seconds (user + system) that this shell's waited-for children have used, into
+# CHILD_CPU_S: bash's `times`, run in this shell (a subshell's would start from zero).
+children_cpu() {
+	times >"$TMP/times.txt"
+	CHILD_CPU_S=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] } }
+		END { printf "%.3f", t }' "$TMP/times.txt")
+}
+
 # A load client in the background and waited for, so that a signal to the script is acted on at
 # once (bash runs traps only between foreground commands, and not at all when the child exits
-# normally). Bounded: killed 30 s after its own duration.
+# normally). Bounded: killed 30 s after its own duration. CLIENT_CPU_S: the CPU seconds the
+# client used (wrk and h2load run one thread here, so over the run's seconds, the share of the
+# one core it can use: near 1, the client, not the proxy, sets the rate).
 run_client() { # outfile seconds command...
-	local rc out=$1 secs=$2
+	local rc out=$1 secs=$2 c0
 	shift 2
+	children_cpu
+	c0=$CHILD_CPU_S
 	timeout $((secs + 30)) "$@" >"$out" 2>&1 &
 	CUR_PID=$!
 	wait "$CUR_PID"
 	rc=$?
 	CUR_PID=""
+	children_cpu
+	CLIENT_CPU_S=$(awk -v a="$c0" -v b="$CHILD_CPU_S" 'BEGIN { printf "%.3f", b - a }')
 	return $rc
+}
+# The client's CPU microseconds per request, and its cores over the run (CLIENT_CPU_S).
+client_us_per_req() { awk -v s="$CLIENT_CPU_S" -v n="$1" 'BEGIN { if (n > 0) printf "%.2f", s * 1e6 / n; else print "n/a" }'; }
+client_cores() { awk -v s="$CLIENT_CPU_S" -v d="$1" 'BEGIN { printf "%.2f", s / d }'; }
+
+# Where a round's CPU went besides the proxy: round_begin UPSTREAM_PID before it, round_end
+# UPSTREAM_PID SECONDS after it sets UP_CORES (the upstream's process tree) and BUSY_CORES (the
+# whole machine: /proc/stat less idle and iowait), in cores over the round's seconds. With the
+# client's cores, they say which of the parts (one-thread client, one-worker upstream, the
+# machine's cores) ran out first.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+round_begin() { # upstream-pid
+	ROUND_UP0=$(cpu_ticks "$1")
+	ROUND_BUSY0=$(machine_ticks)
+}
+round_end() { # upstream-pid seconds
+	local u b
+	u=$(cpu_ticks "$1")
+	b=$(machine_ticks)
+	UP_CORES=$(awk -v t=$((u - ROUND_UP0)) -v hz="$HZ" -v d="$2" 'BEGIN { printf "%.2f", t / hz / d }')
+	BUSY_CORES=$(awk -v t=$((b - ROUND_BUSY0)) -v hz="$HZ" -v d="$2" 'BEGIN { printf "%.2f", t / hz / d }')
 }
 run_wrk() { # outfile seconds wrk-arguments... (-d is added)
 	run_client "$1" "$2" "$WRK" -d"$2"s "${@:3}"
