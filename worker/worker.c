@@ -521,17 +521,20 @@ static int loop(struct ism_wctx *w)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
-		/* Held bytes go before the loop waits again: nothing else would
-		 * wake it for them. */
+		/* Held bytes and flushes go before the loop waits again: nothing
+		 * else would wake it for them. Receives that waited for a ring
+		 * buffer resume last (the pass gave buffers back); one may deliver
+		 * at once (a TLS session's cancelled multishot reads what the
+		 * session holds), and what that queues runs in another turn. */
 		do {
 			ism_sock_held_run(w);
 			ism_stream_after_batch(w);
 			if (w->mirror != NULL) /* made by the first mirrored request */
 				ism_mirror_after_batch(w);
 			kicked_run(w);
-		} while (w->n_held);
-		if (w->n_bufwait)
-			ism_sock_resume_recvs(w);
+			if (w->n_bufwait)
+				ism_sock_resume_recvs(w);
+		} while (w->n_held || w->n_h2_kicked);
 	}
 	if (w->n_active)
 		ism_warn("drain time over: closing %u connections", w->n_active);
