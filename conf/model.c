@@ -421,6 +421,7 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 					   "http2MaxHeaderListSize",
 					   "mirrorMaxInFlight",
 					   "mirrorMaxBodyBytes",
+					   "receiveBuffersPerWorker",
 					   NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "limits", false, ISM_NODE_MAP);
 	size_t old;
@@ -437,6 +438,7 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 	l->h2_max_header_list = 0; /* below: maxRequestHeaderBytes unless set */
 	l->mirror_max_in_flight = 256;
 	l->mirror_max_body_bytes = 65536; /* what a request keeps for a retry */
+	l->receive_buffers = ISM_RECV_BUFFERS_DEFAULT;
 	if (n == NULL)
 		goto out;
 	old = ism_v_push(v, ".limits");
@@ -460,6 +462,17 @@ static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct
 	ism_v_u32(v, n, "http2MaxHeaderListSize", false, 1024, 1048576, &l->h2_max_header_list);
 	ism_v_u32(v, n, "mirrorMaxInFlight", false, 1, 65536, &l->mirror_max_in_flight);
 	ism_v_u32(v, n, "mirrorMaxBodyBytes", false, 0, 16777216, &l->mirror_max_body_bytes);
+	if (ism_v_u32(v, n, "receiveBuffersPerWorker", false, 16, ISM_RECV_BUFFERS_MAX,
+		      &l->receive_buffers) > 0 &&
+	    (l->receive_buffers & (l->receive_buffers - 1)) != 0) {
+		const struct ism_node *at =
+		    ism_v_node(v, n, "receiveBuffersPerWorker", false, ISM_NODE_SCALAR);
+		size_t in = ism_v_push(v, ".receiveBuffersPerWorker");
+
+		ism_v_err(v, at, "must be a power of two (16, 32, ... %u)", ISM_RECV_BUFFERS_MAX);
+		ism_v_pop(v, in);
+		l->receive_buffers = ISM_RECV_BUFFERS_DEFAULT;
+	}
 	ism_v_pop(v, old);
 out:
 	/* One budget for a request head whatever the protocol, unless set apart. */

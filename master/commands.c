@@ -143,6 +143,7 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "worker_hangs", m->worker_hangs);
 	kv_num(&k, "max_connections_per_worker", t ? t->limits.max_connections : 0);
 	kv_num(&k, "open_files_limit", getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0);
+	kv_num(&k, "receive_buffers_per_worker", t ? t->limits.receive_buffers : 0);
 	kv_bool(&k, "ready", ism_master_ready(m));
 	kv_bool(&k, "reloading", ism_reload_busy(m));
 	kv_num(&k, "reloads", atomic_load(&h->reloads));

@@ -464,8 +464,10 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		goto out;
 	}
 	if (cur != NULL && (!ism_table_same_listeners(cur, t) ||
-			    worker_count(cur) != worker_count(t) || !same_log_dest(cur, t))) {
-		/* Listener, worker-count or access-log destination change: a new
+			    worker_count(cur) != worker_count(t) || !same_log_dest(cur, t) ||
+			    cur->limits.receive_buffers != t->limits.receive_buffers)) {
+		/* Listener, worker-count, access-log destination or receive
+		 * buffer change (a worker sizes its ring as it starts): a new
 		 * set of workers. New sockets are bound before anything is
 		 * published, so a port that cannot be bound refuses the reload and
 		 * the running set keeps serving. */

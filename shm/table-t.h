@@ -626,6 +626,11 @@ enum ism_pathnorm_mode {
 	ISM_PATHNORM_DECODE_AND_MERGE_SLASHES,
 };
 
+/* spec.limits.receiveBuffersPerWorker: its default and largest value (a power
+ * of two, as io_uring's provided-buffer rings need; each buffer is 16 KiB). */
+#define ISM_RECV_BUFFERS_DEFAULT 1024u
+#define ISM_RECV_BUFFERS_MAX	 32768u
+
 struct ism_limits {
 	uint32_t
 	    max_request_header_bytes; /* request line + headers; over it: 431 (414 for the URI) */
@@ -651,6 +656,9 @@ struct ism_limits {
 	 * body: not mirrored). */
 	uint32_t mirror_max_in_flight;
 	uint32_t mirror_max_body_bytes;
+	/* The shared 16 KiB receive buffers of each worker, sized as it
+	 * starts (a reload that changes it starts a new set of workers). */
+	uint32_t receive_buffers;
 };
 
 struct ism_timeouts {

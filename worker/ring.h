@@ -25,7 +25,7 @@ static inline void ism_w_sqe_sock(struct io_uring_sqe *sqe, const struct ism_soc
 }
 /* Gives buffer bid back: to the shared ring, or to the private free list. */
 void ism_w_buf_recycle(struct ism_wctx *w, int bid);
-/* A private buffer (id >= ISM_BUF_COUNT) of ISM_BUF_SIZE bytes, or -1. */
+/* A private buffer (id >= ISM_BUF_COUNT_MAX) of ISM_BUF_SIZE bytes, or -1. */
 int ism_w_xbuf_get(struct ism_wctx *w);
 char *ism_w_buf_addr(struct ism_wctx *w, int bid);
 uint32_t ism_w_rand(struct ism_wctx *w);

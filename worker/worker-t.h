@@ -20,10 +20,13 @@
  * total-length cap, Linux 6.17; its last read may add one ring buffer): what
  * it reads ahead of its owner stays that small. */
 #define ISM_RECV_MSHOT_LIMIT (2u * ISM_BUF_SIZE)
-#define ISM_BUF_COUNT	     1024u /* power of two; one ring per worker */
-#define ISM_BGID	     1
-#define ISM_MAX_HDRS	     1000
-#define ISM_REPLAY_MAX	     (64u * 1024u) /* a request kept whole for a retry, at most */
+/* The shared receive buffers: one ring per worker, of limits.receiveBuffersPerWorker
+ * (a power of two, at most ISM_BUF_COUNT_MAX); private buffers' ids start at
+ * ISM_BUF_COUNT_MAX. */
+#define ISM_BUF_COUNT_MAX ISM_RECV_BUFFERS_MAX
+#define ISM_BGID	  1
+#define ISM_MAX_HDRS	  1000
+#define ISM_REPLAY_MAX	  (64u * 1024u) /* a request kept whole for a retry, at most */
 
 /* io_uring operations; the op travels in user_data with the object's slot and
  * generation, so a completion for a recycled slot is recognised. */
@@ -152,6 +155,7 @@ struct ism_wctx {
 	unsigned char *bufs;
 	uint32_t br_pending; /* buffers added but not yet published */
 	uint32_t buf_avail;  /* ring buffers free (published or about to be) */
+	uint32_t n_bufs;     /* ring buffers in all (a power of two) */
 	/* receives that found the ring empty, waiting for buffers (user_data) */
 	uint64_t *bufwait;
 	uint32_t n_bufwait, cap_bufwait;
@@ -216,7 +220,7 @@ struct ism_wctx {
 	size_t act_cap;
 	struct __kernel_timespec tick_ts;
 	struct ism_alog alog;
-	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT on) */
+	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT_MAX on) */
 	char **xbufs;
 	uint32_t *xfree;
 	uint32_t n_xbufs, n_xfree, cap_xbufs;

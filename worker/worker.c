@@ -68,18 +68,18 @@ void ism_w_recv(struct ism_wctx *w, const struct ism_sock *s, uint64_t ud, bool 
 
 char *ism_w_buf_addr(struct ism_wctx *w, int bid)
 {
-	if ((uint32_t)bid >= ISM_BUF_COUNT)
-		return w->xbufs[(uint32_t)bid - ISM_BUF_COUNT];
+	if ((uint32_t)bid >= ISM_BUF_COUNT_MAX)
+		return w->xbufs[(uint32_t)bid - ISM_BUF_COUNT_MAX];
 	return (char *)w->bufs + (size_t)bid * ISM_BUF_SIZE;
 }
 
-/* A private buffer (decrypted TLS data), id >= ISM_BUF_COUNT; -1 when out of memory. */
+/* A private buffer (decrypted TLS data), id >= ISM_BUF_COUNT_MAX; -1 when out of memory. */
 int ism_w_xbuf_get(struct ism_wctx *w)
 {
 	uint32_t i;
 
 	if (w->n_xfree > 0)
-		return (int)(w->xfree[--w->n_xfree] + ISM_BUF_COUNT);
+		return (int)(w->xfree[--w->n_xfree] + ISM_BUF_COUNT_MAX);
 	if (w->n_xbufs == w->cap_xbufs) {
 		uint32_t cap = w->cap_xbufs ? w->cap_xbufs * 2 : 64;
 		char **b = realloc(w->xbufs, cap * sizeof(*b));
@@ -98,19 +98,19 @@ int ism_w_xbuf_get(struct ism_wctx *w)
 	if (w->xbufs[i] == NULL)
 		return -1;
 	w->n_xbufs++;
-	return (int)(i + ISM_BUF_COUNT);
+	return (int)(i + ISM_BUF_COUNT_MAX);
 }
 
 void ism_w_buf_recycle(struct ism_wctx *w, int bid)
 {
-	if ((uint32_t)bid >= ISM_BUF_COUNT) {
-		ISM_BUG_ON((uint32_t)bid - ISM_BUF_COUNT >= w->n_xbufs);
-		w->xfree[w->n_xfree++] = (uint32_t)bid - ISM_BUF_COUNT;
+	if ((uint32_t)bid >= ISM_BUF_COUNT_MAX) {
+		ISM_BUG_ON((uint32_t)bid - ISM_BUF_COUNT_MAX >= w->n_xbufs);
+		w->xfree[w->n_xfree++] = (uint32_t)bid - ISM_BUF_COUNT_MAX;
 		return;
 	}
-	ISM_BUG_ON(bid < 0);
+	ISM_BUG_ON(bid < 0 || (uint32_t)bid >= w->n_bufs);
 	io_uring_buf_ring_add(w->br, ism_w_buf_addr(w, bid), ISM_BUF_SIZE, (unsigned short)bid,
-			      io_uring_buf_ring_mask(ISM_BUF_COUNT), (int)w->br_pending);
+			      io_uring_buf_ring_mask(w->n_bufs), (int)w->br_pending);
 	w->br_pending++;
 	w->buf_avail++;
 }
@@ -132,18 +132,21 @@ uint32_t ism_w_rand(struct ism_wctx *w)
 	return (uint32_t)((w->rng * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-static int setup_buffers(struct ism_wctx *w)
+/* The provided-buffer ring of n receive buffers (a power of two). */
+static int setup_buffers(struct ism_wctx *w, uint32_t n)
 {
 	struct io_uring_buf_reg reg;
-	size_t ring_size = ISM_BUF_COUNT * sizeof(struct io_uring_buf);
+	size_t ring_size = n * sizeof(struct io_uring_buf);
 	int ret;
 
+	ISM_BUG_ON(n == 0 || n > ISM_BUF_COUNT_MAX || (n & (n - 1)) != 0);
+	w->n_bufs = n; /* before the maps: what is unmapped at the end */
 	w->br = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (w->br == MAP_FAILED) {
 		w->br = NULL;
 		return -errno;
 	}
-	w->bufs = mmap(NULL, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE, PROT_READ | PROT_WRITE,
+	w->bufs = mmap(NULL, (size_t)n * ISM_BUF_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (w->bufs == MAP_FAILED) {
 		w->bufs = NULL;
@@ -151,13 +154,13 @@ static int setup_buffers(struct ism_wctx *w)
 	}
 	memset(&reg, 0, sizeof(reg));
 	reg.ring_addr = (unsigned long)w->br;
-	reg.ring_entries = ISM_BUF_COUNT;
+	reg.ring_entries = n;
 	reg.bgid = ISM_BGID;
 	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
 	if (ret < 0)
 		return ret;
 	io_uring_buf_ring_init(w->br);
-	for (uint32_t i = 0; i < ISM_BUF_COUNT; i++)
+	for (uint32_t i = 0; i < n; i++)
 		ism_w_buf_recycle(w, (int)i);
 	buf_publish(w);
 	return 0;
@@ -718,12 +721,6 @@ int ism_worker_main(const struct ism_worker_args *args)
 	/* The ring's own descriptor registered: io_uring_enter skips its lookup. */
 	if (io_uring_register_ring_fd(&w->ring) < 0)
 		ism_info("io_uring: the ring's descriptor is not registered");
-	ret = setup_buffers(w);
-	if (ret < 0) {
-		ism_err("provided buffer ring: %s", strerror(-ret));
-		goto out_ring;
-	}
-	use_recv_mshot(w, args->recv_mshot);
 	w->rs = ism_router_scratch_new();
 	if (w->rs == NULL || ism_tls_init(w) < 0)
 		goto out_ring;
@@ -732,6 +729,14 @@ int ism_worker_main(const struct ism_worker_args *args)
 		ism_err("no published configuration");
 		goto out_router;
 	}
+	/* Sized by the configuration the worker starts with: a reload that
+	 * changes it starts a new set of workers (master/master.c). */
+	ret = setup_buffers(w, w->table->limits.receive_buffers);
+	if (ret < 0) {
+		ism_err("provided buffer ring: %s", strerror(-ret));
+		goto out_router;
+	}
+	use_recv_mshot(w, args->recv_mshot);
 	if (ism_alog_open(&w->alog, &w->table->access_log, &w->st->access_log_dropped) < 0)
 		goto out_router;
 	setup_fixed_files(w);
@@ -765,9 +770,9 @@ out_ring:
 	free(w->fdnum);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
-		munmap(w->bufs, (size_t)ISM_BUF_COUNT * ISM_BUF_SIZE);
+		munmap(w->bufs, (size_t)w->n_bufs * ISM_BUF_SIZE);
 	if (w->br)
-		munmap(w->br, ISM_BUF_COUNT * sizeof(struct io_uring_buf));
+		munmap(w->br, w->n_bufs * sizeof(struct io_uring_buf));
 out_signal:
 	close(w->signal_fd);
 out_free:

@@ -16,16 +16,18 @@ and out of it once closed (the kernel lists the table in the ring's fdinfo).
 One worker, so that the worker's memory and the upstream pool are the ones the
 test looks at. Registered into run.py's list by register(test)."""
 
+import json
 import os
 import re
 import select
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
-from harness import (Conn, Registry, build_request, check, docs, free_port, gateway, metric, poll,
-                     service_entry, virtual_service, vmrss_kib, appliance)
+from harness import (Conn, Registry, Skip, build_request, check, ctl_cmd, docs, free_port, gateway, have, metric,
+                     poll, service_entry, virtual_service, vmrss_kib, appliance)
 from test_tls import Pki, gateway_of, server, tls_simple
 
 _test = Registry()
@@ -37,15 +39,16 @@ HOST = "ms.test.internal"
 TLS_NAME = "ms.example.com"
 
 
-def start(env, addr, port, admin=None):
+def start(env, addr, port, admin=None, extra=""):
     """The gateway (one worker) routing everything to addr:port: plaintext HTTP
     on env.gw_port and HTTPS (certificate for TLS_NAME, its CA as env.ms_ca)
-    on env.tls_port. Returns the worker's pid."""
+    on env.tls_port; extra: more lines of the Appliance's spec. Returns the
+    worker's pid."""
     gw, tls = free_port(), free_port()
     pki = Pki(env)
     crt = pki.leaf("gw", [f"DNS:{TLS_NAME}"])
     env.ms_ca, env.tls_port = pki.ca(), tls
-    extra = f"  admin:\n    address: 127.0.0.1:{admin}\n" if admin else ""
+    extra += f"  admin:\n    address: 127.0.0.1:{admin}\n" if admin else ""
     conf = docs(appliance(env, workers=1, timeouts={"upstreamResponse": "10s", "idle": "10s"}, extra=extra),
                 gateway_of(server(gw, ["*"], None, protocol="HTTP"), server(tls, ["*"], tls_simple(crt))),
                 virtual_service("ms", ["*"], f"  - route: [{{destination: {{host: {HOST}, port: {{number: 80}}}}}}]\n"),
@@ -294,6 +297,92 @@ def mshot_end_after_request(env, tls):
     check(closed, "the gateway kept the connection open after the client's end")
     r = env.get("/after")
     check(served(r, "/after"), f"the next request: {r}")
+
+
+@both
+def recv_buffers_run_out(env, tls):
+    """With 16 receive buffers (limits.receiveBuffersPerWorker), h2load posting
+    256 KiB bodies on 64 HTTP/2 connections makes receives find the ring empty
+    and wait for buffers (isthmus_receive_buffer_waits_total): every request
+    still succeeds, and HTTP/1.1 clients posting at the same time get their
+    bodies back whole, byte for byte; nothing stalls."""
+    if not have("h2load"):
+        raise Skip("h2load is not installed (Debian package nghttp2-client)")
+    aport = free_port()
+    start(env, *test_upstream(env), admin=aport, extra="  limits: {receiveBuffersPerWorker: 16}\n")
+    waits0 = metric(aport, "isthmus_receive_buffer_waits_total")
+    body_file = env.path("body.bin")
+    with open(body_file, "wb") as f:
+        f.write(os.urandom(256 << 10))
+    url = f"https://127.0.0.1:{env.tls_port}/echo" if tls else f"http://127.0.0.1:{env.gw_port}/echo"
+    load = subprocess.Popen(["h2load", "-c", "64", "-n", "1500", "-d", body_file, url],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env.cleanups.append(lambda: load.poll() is None and load.kill())
+    errors = []
+
+    def one(i):
+        # A connection each: a response that starts before its request's
+        # body is all read ends its connection (docs/http.md).
+        for j in range(4):
+            body = os.urandom(256 << 10)
+            try:
+                with client(env, tls, timeout=30) as c:
+                    r = c.request("POST", "/echo", body=body)
+            except (OSError, EOFError) as e:
+                errors.append(f"client {i} request {j}: {e!r}")
+                continue
+            if r.status != 200 or r.body != body:
+                errors.append(f"client {i} request {j}: {r.status}, {len(r.body)} bytes back")
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    try:
+        out = load.communicate(timeout=90)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        load.kill()
+        check(False, "h2load still running after 90 s: a stall")
+    check(not any(t.is_alive() for t in threads), "HTTP/1.1 clients still running after 90 s: a stall")
+    check(not errors, f"{len(errors)} HTTP/1.1 failures, first: {errors[:3]}")
+    check("1500 succeeded, 0 failed, 0 errored, 0 timeout" in out and "1500 2xx" in out,
+          f"h2load: {out[-600:]}")
+    waits = metric(aport, "isthmus_receive_buffer_waits_total") - waits0
+    check(waits > 0, "no receive waited for a buffer: the ring never ran out")
+    r = env.get("/after")
+    check(served(r, "/after"), f"after the burst: {r}")
+
+
+@_test
+def recv_buffers_config(env):
+    """limits.receiveBuffersPerWorker: a power of two 16..32768; another value
+    is refused with its position; show info says what the workers use, and a
+    reload that changes it replaces the worker."""
+    for bad, want in (("100", "must be a power of two"), ("8", "between 16 and 32768"),
+                      ("65536", "between 16 and 32768")):
+        conf = docs(appliance(env, workers=1, extra=f"  limits:\n    receiveBuffersPerWorker: {bad}\n"),
+                    gateway(free_port()))
+        path = env.write("bad.yaml", conf)
+        rc, out = env.check_config(path)
+        check(rc != 0 and want in out and "spec.limits.receiveBuffersPerWorker" in out
+              and f"{path}:" in out, f"receiveBuffersPerWorker {bad}: rc {rc}, {out!r}")
+    old = start(env, *test_upstream(env), extra="  limits: {receiveBuffersPerWorker: 64}\n")
+    sock = env.path("ctl.sock")
+    info = json.loads(ctl_cmd(sock, "show info json"))
+    check(info.get("receive_buffers_per_worker") == 64, f"show info: {info}")
+    # A reload that changes it starts a new worker, sized by the new value.
+    conf = env.path("isthmus.yaml")
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("receiveBuffersPerWorker: 64}", "receiveBuffersPerWorker: 128}"))
+    ans = ctl_cmd(sock, "reload")
+    check("published" in ans, f"reload: {ans!r}")
+    poll(lambda: env.workers() and old not in env.workers(), 15, what="a new worker in place of the old")
+    info = json.loads(ctl_cmd(sock, "show info json"))
+    check(info.get("receive_buffers_per_worker") == 128, f"show info after the reload: {info}")
+    poll(lambda: served(env.get("/new"), "/new"), 10, what="the new worker to serve")
 
 
 def stray_upstream(conns, stop):
