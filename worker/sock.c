@@ -677,7 +677,7 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 {
 	bool is_send = op == ISM_OP_CSEND || op == ISM_OP_USEND;
 	bool is_recv = op == ISM_OP_CRECV || op == ISM_OP_URECV;
-	bool is_held = op == ISM_OP_CTLS || op == ISM_OP_UTLS;
+	bool delivery = op == ISM_OP_CTLS || op == ISM_OP_UTLS; /* queued by deliver_later */
 	bool more = flags & IORING_CQE_F_MORE, owners = true;
 	int pb = -1, r;
 	uint32_t len = 0;
@@ -711,7 +711,7 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 		return ev_of(ISM_SEV_SENT, r > 0 ? (int)len : r, -1);
 	}
 	if (s->x.ssl == NULL)
-		return is_held ? held_deliver(w, s) : plain_recv(w, s, res, bid, owners);
+		return delivery ? held_deliver(w, s) : plain_recv(w, s, res, bid, owners);
 	if (is_recv)
 		return tls_recv(w, s, res, bid, more);
 	r = ism_xp_on_delivery(w, s, &pb);
