@@ -603,8 +603,9 @@ static struct ism_sock_ev held_deliver(struct ism_wctx *w, struct ism_sock *s)
 	return ev_of(ISM_SEV_RECV, (int)n, xb);
 }
 
-/* A plaintext receive completed (more: a multishot that stays armed). false:
- * the end of a multishot that was cancelled here, nothing for the owner. */
+/* A receive completed (more: a multishot that stays armed), plaintext or
+ * TLS. false: the end of a multishot that was cancelled here, nothing for the
+ * owner. */
 static bool rx_ended(struct ism_sock *s, int res, bool more)
 {
 	enum ism_sock_rx was = (enum ism_sock_rx)s->rx;
@@ -650,23 +651,20 @@ static struct ism_sock_ev plain_recv(struct ism_wctx *w, struct ism_sock *s, int
  * multishot is cancelled, past HOLD_CAP the rest is dropped and the owner, once
  * it has read what came before, sees the receive fail, as for plaintext. */
 static struct ism_sock_ev tls_recv(struct ism_wctx *w, struct ism_sock *s, int res, int bid,
-				   bool more)
+				   bool more, bool owners)
 {
-	/* The end of a multishot cancelled here: nothing came, but an owner
-	 * waiting gets its next receive armed. */
-	bool cancelled = s->rx == ISM_RX_CANCEL && res == -ECANCELED && !more;
 	int pb = -1, r;
 
-	if (!more) {
+	if (!more)
 		s->x.raw_recv = 0;
-		s->rx = ISM_RX_SINGLE;
-	}
 	if (res > 0 && ism_xp_read_ahead(s) + (uint32_t)res > HOLD_CAP) {
 		ism_w_buf_recycle(w, bid);
 		res = -ENOBUFS;
 		bid = -1;
 	}
-	r = cancelled ? ism_xp_advance(w, s, &pb) : ism_xp_on_recv(w, s, res, bid, &pb);
+	/* The end of a multishot cancelled here: nothing came, but an owner
+	 * waiting gets its next receive armed. */
+	r = !owners ? ism_xp_advance(w, s, &pb) : ism_xp_on_recv(w, s, res, bid, &pb);
 	if (s->rx == ISM_RX_MULTI && ism_xp_read_ahead(s) >= HOLD_SOFT)
 		rx_cancel(w, s);
 	return tls_result(s, r, pb);
@@ -686,7 +684,7 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 	/* A multishot stays one operation in flight until its last completion. */
 	if (!more)
 		s->inflight--;
-	if (s->x.ssl == NULL && is_recv)
+	if (is_recv)
 		owners = rx_ended(s, res, more);
 	if (s->state == ISM_SOCK_CLOSING) {
 		if (bid >= 0)
@@ -713,7 +711,7 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 	if (s->x.ssl == NULL)
 		return delivery ? held_deliver(w, s) : plain_recv(w, s, res, bid, owners);
 	if (is_recv)
-		return tls_recv(w, s, res, bid, more);
+		return tls_recv(w, s, res, bid, more, owners);
 	r = ism_xp_on_delivery(w, s, &pb);
 	return tls_result(s, r, pb);
 }
