@@ -154,7 +154,7 @@ for m in tls h2c; do for s in $STREAMS; do KINDS="$KINDS $m:$s"; done; done
 [ -n "$GRPC_ACTIVE" ] && KINDS="$KINDS grpc:$GRPC_STREAMS"
 kind_proxies() { case $1 in grpc:*) echo "$GRPC_ACTIVE" ;; *) echo "$H2_ACTIVE" ;; esac; }
 
-declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() BUSY=()
+declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() BUSY=() WAITC=()
 say ""
 say "# warm-up: ${WARMUP}s per proxy and kind"
 for k in $KINDS; do for p in $(kind_proxies "$k"); do
@@ -163,7 +163,7 @@ done; done
 
 say "# rounds: $ROUNDS x ${DURATION}s per proxy and kind, h2load -t1 -c$CONNS -m STREAMS, proxy order rotated every round"
 raw ""
-raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores"
+raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores"
 for r in $(seq 1 "$ROUNDS"); do
 	for k in $KINDS; do
 		read -r -a arr <<<"$(kind_proxies "$k")"
@@ -175,10 +175,10 @@ for r in $(seq 1 "$ROUNDS"); do
 			t0=$(cpu_ticks "${PID[$p]}")
 			upid=$UPSTREAM_PID
 			[ "${k%%:*}" = grpc ] && upid=$GRPC_UPSTREAM_PID
-			round_begin "$upid"
+			round_begin "$upid" "${PID[$p]}"
 			run_mode "${k%%:*}" "${k##*:}" "$p" "$DURATION" "$out"
 			rc=$?
-			round_end "$upid" "$DURATION"
+			round_end "$upid" "${PID[$p]}" "$DURATION"
 			t1=$(cpu_ticks "${PID[$p]}")
 			read -r req rps p99 err non2xx < <(parse_h2load "$out")
 			if [ "$rc" != 0 ] || [ "${req:-0}" -le 0 ]; then
@@ -195,9 +195,10 @@ for r in $(seq 1 "$ROUNDS"); do
 			CORES[$k,$p]="${CORES[$k,$p]:-} $cores"
 			UPC[$k,$p]="${UPC[$k,$p]:-} $UP_CORES"
 			BUSY[$k,$p]="${BUSY[$k,$p]:-} $BUSY_CORES"
-			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  h2load %7s us/req %5s cores  upstream %5s cores  machine %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
-				"$r" "$k" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" $((t1 - t0)) "$req" "$err" "$non2xx"
-			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES"
+			WAITC[$k,$p]="${WAITC[$k,$p]:-} $WAIT_CORES"
+			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  h2load %7s us/req %5s cores  upstream %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
+				"$r" "$k" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx"
+			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES"
 			[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $k $p: $err errored or timed-out requests, $non2xx non-2xx responses"
 		done
 	done
@@ -211,7 +212,7 @@ best() { # high|low values...
 }
 declare -A KIND_DESC=([tls]="h2 over TLS (ALPN h2)" [h2c]="h2c, prior knowledge" [grpc]="gRPC unary over h2c, $GRPC_BYTES-byte messages")
 for k in $KINDS; do
-	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=()
+	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=()
 	for p in $(kind_proxies "$k"); do
 		MR[$p]=$(echo "${RPS[$k,$p]:-}" | median | fmt_num 0)
 		MP[$p]=$(echo "${P99[$k,$p]:-}" | median | fmt_num 3)
@@ -220,6 +221,7 @@ for k in $KINDS; do
 		MK[$p]=$(echo "${CORES[$k,$p]:-}" | median | fmt_num 2)
 		MU[$p]=$(echo "${UPC[$k,$p]:-}" | median | fmt_num 2)
 		MB[$p]=$(echo "${BUSY[$k,$p]:-}" | median | fmt_num 2)
+		MW[$p]=$(echo "${WAITC[$k,$p]:-}" | median | fmt_num 2)
 	done
 	peers="haproxy nginx"
 	[ "${k%%:*}" = grpc ] && peers=haproxy-grpc
@@ -228,23 +230,24 @@ for k in $KINDS; do
 	br=$(best high $rr) bp=$(best low $rp) bc=$(best low $rc)
 	say ""
 	say "## $k: ${KIND_DESC[${k%%:*}]}, h2load -c$CONNS -m${k##*:}: medians of $ROUNDS rounds of ${DURATION}s; ratio = proxy / the better of ${peers// / and } for each metric"
-	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %9s'
-	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'all cores')"
+	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %9s %11s'
+	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'all cores' 'proxy wait')"
 	for p in $(kind_proxies "$k"); do
 		say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" "$(ratio "${MR[$p]}" "$br")" \
-			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}")"
+			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}")"
 	done
 	say "spread (min..max over rounds):"
 	for p in $(kind_proxies "$k"); do
 		say_spread 17 "$p" "${RPS[$k,$p]:-}" "${P99[$k,$p]:-}" "${CPU[$k,$p]:-}"
 	done
-	unset MR MP MC ML MK MU MB
+	unset MR MP MC ML MK MU MB MW
 done
 say ""
 say "(h2load: the load client's own CPU per request and the cores it used; up: the upstream's cores"
 say " (nginx, or grpc_responder for gRPC); all: the whole machine's busy cores. h2load has one thread"
 say " and each upstream one: either near 1.00, or all near the machine's $(nproc), and that part, not"
-say " the proxy, set the rate)"
+say " the proxy, set the rate; proxy wait: the cores' worth of time the proxy was ready to run but"
+say " waited for a CPU)"
 
 say ""
 say "# done; raw numbers in $RESULTS"

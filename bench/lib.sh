@@ -234,22 +234,37 @@ run_client() { # outfile seconds command...
 client_us_per_req() { awk -v s="$CLIENT_CPU_S" -v n="$1" 'BEGIN { if (n > 0) printf "%.2f", s * 1e6 / n; else print "n/a" }'; }
 client_cores() { awk -v s="$CLIENT_CPU_S" -v d="$1" 'BEGIN { printf "%.2f", s / d }'; }
 
-# Where a round's CPU went besides the proxy: round_begin UPSTREAM_PID before it, round_end
-# UPSTREAM_PID SECONDS after it sets UP_CORES (the upstream's process tree) and BUSY_CORES (the
-# whole machine: /proc/stat less idle and iowait), in cores over the round's seconds. With the
-# client's cores, they say which of the parts (one-thread client, one-worker upstream, the
-# machine's cores) ran out first.
+# Where a round's CPU went besides the proxy: round_begin UPSTREAM_PID PROXY_PID before it,
+# round_end UPSTREAM_PID PROXY_PID SECONDS after it sets UP_CORES (the upstream's process tree)
+# and BUSY_CORES (the whole machine: /proc/stat less idle and iowait), in cores over the round's
+# seconds, and WAIT_CORES: the time the proxy's threads were ready to run but waited for a CPU
+# (the run-queue wait of /proc/TID/schedstat), in cores. With the client's cores, they say which
+# of the parts (one-thread client, one-worker upstream, the machine's cores, the scheduler's
+# placement of the three on them) ran out first.
 machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-round_begin() { # upstream-pid
+wait_ns() { # pid: nanoseconds the threads of its process tree waited, runnable, for a CPU
+	local p f total=0 run wait rest
+	for p in $(tree_pids "$1"); do
+		for f in /proc/"$p"/task/*/schedstat; do
+			read -r run wait rest <"$f" 2>/dev/null || continue
+			total=$((total + wait))
+		done
+	done
+	echo "$total"
+}
+round_begin() { # upstream-pid proxy-pid
 	ROUND_UP0=$(cpu_ticks "$1")
+	ROUND_WAIT0=$(wait_ns "$2")
 	ROUND_BUSY0=$(machine_ticks)
 }
-round_end() { # upstream-pid seconds
-	local u b
-	u=$(cpu_ticks "$1")
+round_end() { # upstream-pid proxy-pid seconds
+	local u b w
 	b=$(machine_ticks)
-	UP_CORES=$(awk -v t=$((u - ROUND_UP0)) -v hz="$HZ" -v d="$2" 'BEGIN { printf "%.2f", t / hz / d }')
-	BUSY_CORES=$(awk -v t=$((b - ROUND_BUSY0)) -v hz="$HZ" -v d="$2" 'BEGIN { printf "%.2f", t / hz / d }')
+	u=$(cpu_ticks "$1")
+	w=$(wait_ns "$2")
+	UP_CORES=$(awk -v t=$((u - ROUND_UP0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
+	BUSY_CORES=$(awk -v t=$((b - ROUND_BUSY0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
+	WAIT_CORES=$(awk -v t=$((w - ROUND_WAIT0)) -v d="$3" 'BEGIN { printf "%.2f", t / 1e9 / d }')
 }
 run_wrk() { # outfile seconds wrk-arguments... (-d is added)
 	run_client "$1" "$2" "$WRK" -d"$2"s "${@:3}"
