@@ -977,7 +977,7 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 		return -ENOMEM;
 	}
 	s->h2 = h;
-	atomic_fetch_add_explicit(&w->st->h2_sessions, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->h2_sessions, 1);
 	s->ops = &ism_h2_ops;
 	s->state = ISM_SESS_H2;
 	/* RFC 8441: WebSocket over HTTP/2 by extended CONNECT. */
@@ -1157,7 +1157,7 @@ void ism_h2_free(struct ism_sess *s)
 		h2s_free(h, h->streams);
 	}
 	ism_h2io_free(&h->io);
-	atomic_fetch_sub_explicit(&h->w->st->h2_sessions, 1, memory_order_relaxed);
+	ism_wstat_add(&h->w->st->h2_sessions, (uint64_t)-1);
 	free(h);
 	s->h2 = NULL;
 }

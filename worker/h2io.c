@@ -18,7 +18,7 @@ void ism_h2io_count(struct ism_h2io *io, int64_t n)
 	ISM_BUG_ON(n < 0 && io->held < (uint64_t)-n);
 	io->held += (uint64_t)n;
 	if (io->gauge != NULL)
-		atomic_fetch_add_explicit(io->gauge, (uint64_t)n, memory_order_relaxed);
+		ism_wstat_add(io->gauge, (uint64_t)n);
 }
 
 /* gather and wire as they are now, in held. */

@@ -596,7 +596,7 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 		ism_up_mux_add(w, u);
 	} else {
 		u->reused = 1;
-		atomic_fetch_add_explicit(&w->st->upstream_reused, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->upstream_reused, 1);
 	}
 	x = calloc(1, sizeof(*x));
 	if (x == NULL)

@@ -45,7 +45,7 @@ static struct ism_mirror_ctx *ctx_of(struct ism_wctx *w)
 
 static void count_drop(struct ism_wctx *w, enum ism_mirror_drop why)
 {
-	atomic_fetch_add_explicit(&w->st->mirror_dropped[why], 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->mirror_dropped[why], 1);
 }
 
 /* ---------- the sink: the session of the copies ---------- */
@@ -90,8 +90,7 @@ static int sink_head(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	(void)len;
 	(void)done;
 	if (resp->status >= 100 && resp->status < 600)
-		atomic_fetch_add_explicit(&w->st->mirror_resp_class[resp->status / 100], 1,
-					  memory_order_relaxed);
+		ism_wstat_add(&w->st->mirror_resp_class[resp->status / 100], 1);
 	sink_later(w, st);
 	return 1;
 }
@@ -248,7 +247,7 @@ static void start(struct ism_wctx *w, struct ism_stream *c)
 	c->copies = NULL;
 	ret = ism_stream_mirror_start(w, c);
 	if (ret == 0) {
-		atomic_fetch_add_explicit(&w->st->mirror_sent, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->mirror_sent, 1);
 		return;
 	}
 	drop(w, c, ret == -ENOENT ? ISM_MIRROR_DROP_NO_HEALTHY : ISM_MIRROR_DROP_FAILED);

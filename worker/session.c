@@ -37,7 +37,7 @@ static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
 	s->state = ISM_SESS_FREE;
 	ism_slab_put(&w->sess, s->s.idx);
 	w->n_active--;
-	atomic_fetch_sub_explicit(&w->st->conn_active, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->conn_active, (uint64_t)-1);
 }
 
 /* Closes the connection; a stream still running ends with it. */
@@ -136,10 +136,10 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 	struct ism_sess *s;
 	int one = 1;
 
-	atomic_fetch_add_explicit(&w->st->conn_accepted, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->conn_accepted, 1);
 	if (w->n_active >= w->table->limits.max_connections ||
 	    (s = (struct ism_sess *)ism_sock_new(&w->sess, sizeof(struct ism_sess))) == NULL) {
-		atomic_fetch_add_explicit(&w->st->conn_rejected, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->conn_rejected, 1);
 		close(fd);
 		return;
 	}
@@ -159,7 +159,7 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 			s->state = ISM_SESS_PREAMBLE;
 	}
 	w->n_active++;
-	atomic_fetch_add_explicit(&w->st->conn_active, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->conn_active, 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 		set_peer(s, &ss);
@@ -210,7 +210,7 @@ static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listen
 		return 0;
 	if (n < 0) {
 		/* Not TLS (plain HTTP to an HTTPS port, say): nothing to answer with. */
-		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->tls_handshake_fail, 1);
 		return n;
 	}
 	if (n == 0)
@@ -230,7 +230,7 @@ static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listen
 	}
 	if (srv < 0) {
 		ism_debug("%s: no HTTPS server for SNI \"%s\"", s->peer, name);
-		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->tls_handshake_fail, 1);
 		return -ENOENT;
 	}
 	return start_tls(w, s, &l->tls[srv].tls) < 0 ? -ENOMEM : 1;
@@ -255,7 +255,7 @@ static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid
 		ism_sess_close(w, s);
 		return;
 	}
-	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	ism_wstat_add(&w->st->bytes_in, (uint64_t)res);
 	ret = ism_buf_append(&s->in, ism_w_buf_addr(w, bid), (uint32_t)res, 2 * ISM_BUF_SIZE + 64);
 	ism_w_buf_recycle(w, bid);
 	if (ret < 0) {
@@ -271,8 +271,7 @@ static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid
 			return;
 		}
 		if (n < 0) {
-			atomic_fetch_add_explicit(&w->st->proxy_protocol_errors, 1,
-						  memory_order_relaxed);
+			ism_wstat_add(&w->st->proxy_protocol_errors, 1);
 			ism_debug("%s: malformed PROXY protocol header", s->peer);
 			ism_sess_close(w, s);
 			return;
@@ -343,7 +342,7 @@ static void on_read(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
 		ism_sess_close(w, s);
 		return;
 	}
-	atomic_fetch_add_explicit(&w->st->bytes_in, (uint64_t)res, memory_order_relaxed);
+	ism_wstat_add(&w->st->bytes_in, (uint64_t)res);
 	if (s->state == ISM_SESS_L4) {
 		/* Bytes before the upstream is connected: they go first once it
 		 * is (the receive is not armed again until then). */
@@ -372,7 +371,7 @@ static void on_sent(struct ism_wctx *w, struct ism_sess *s, int res)
 		ism_sess_close(w, s);
 		return;
 	}
-	atomic_fetch_add_explicit(&w->st->bytes_out, (uint64_t)res, memory_order_relaxed);
+	ism_wstat_add(&w->st->bytes_out, (uint64_t)res);
 	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 	if (s->state == ISM_SESS_H2)
 		ism_h2_sent(w, s, res);
@@ -402,17 +401,16 @@ static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev 
 		on_sent(w, s, ev.res);
 		return;
 	case ISM_SEV_HANDSHAKE:
-		atomic_fetch_add_explicit(&w->st->tls_handshakes, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->tls_handshakes, 1);
 		if (SSL_session_reused(s->s.x.ssl))
-			atomic_fetch_add_explicit(&w->st->tls_resumed, 1, memory_order_relaxed);
+			ism_wstat_add(&w->st->tls_resumed, 1);
 		/* The request may have come with it. */
 		on_event(w, s, ism_sock_tls_read(w, &s->s));
 		return;
 	case ISM_SEV_TLS_FAIL:
 		/* A client going away mid-handshake is not a failed handshake. */
 		if (ev.res != ISM_XP_EOF && ev.res != -ECONNRESET && ev.res != -EPIPE)
-			atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1,
-						  memory_order_relaxed);
+			ism_wstat_add(&w->st->tls_handshake_fail, 1);
 		ism_sess_close(w, s);
 		return;
 	case ISM_SEV_CONNECTED:

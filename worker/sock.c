@@ -514,7 +514,7 @@ static int park(struct ism_wctx *w, struct ism_sock *s)
 	ism_w_buf_recycle(w, span->bid);
 	*span = (struct ism_span){.p = s->tx.p, .len = s->tx.len, .bid = -1};
 	s->sent = 0;
-	atomic_fetch_add_explicit(&w->st->send_parked, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->send_parked, 1);
 	return 0;
 }
 
@@ -754,7 +754,7 @@ void ism_sock_release(struct ism_wctx *w, struct ism_sock *s)
 void ism_sock_bufwait(struct ism_wctx *w, uint64_t ud)
 {
 	ism_ud_push(&w->bufwait, &w->n_bufwait, &w->cap_bufwait, ud);
-	atomic_fetch_add_explicit(&w->st->recv_buffer_waits, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->recv_buffer_waits, 1);
 }
 
 /* The socket a receive's user_data names: the owners embed it first. */

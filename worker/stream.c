@@ -479,7 +479,7 @@ static void count_status(struct ism_wctx *w, int status)
 	int cls = status / 100;
 
 	if (cls >= 1 && cls <= 5)
-		atomic_fetch_add_explicit(&w->st->resp_class[cls], 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->resp_class[cls], 1);
 }
 
 /* The access log's reason code for a response made here, in the manner of
@@ -565,8 +565,8 @@ static void count_exchange(struct ism_wctx *w, struct ism_stream *st)
 
 	while (b < ISM_LAT_BUCKETS - 1 && ms > bounds[b])
 		b++;
-	atomic_fetch_add_explicit(&w->st->latency_bucket[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&w->st->latency_sum_ms, ms, memory_order_relaxed);
+	ism_wstat_add(&w->st->latency_bucket[b], 1);
+	ism_wstat_add(&w->st->latency_sum_ms, ms);
 	if (st->status < 100 || st->status >= 600 || w->table->gen != st->table_gen)
 		return;
 	if (cl != NULL)
@@ -654,7 +654,7 @@ static void tunnel_start(struct ism_wctx *w, struct ism_stream *st, uint32_t idl
  * line (st->flags says why) is logged as the session's close aborts it. */
 static void l4_refused(struct ism_wctx *w, struct ism_stream *st, const char *why)
 {
-	atomic_fetch_add_explicit(&w->st->tunnels_refused, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->tunnels_refused, 1);
 	ism_debug("%s: connection closed: %s", st->sess->peer, why);
 	ism_sess_close(w, st->sess);
 }
@@ -851,7 +851,7 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 	if (!st->mirror)
 		count_status(w, lr->status);
 	if (flags != NULL && lr->status >= 400 && lr->status < 500 && !st->mirror)
-		atomic_fetch_add_explicit(&w->st->bad_requests, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->bad_requests, 1);
 	st->status = (uint16_t)lr->status;
 	st->state = ISM_ST_LOCAL;
 	st->resp_started = 1;
@@ -1100,7 +1100,7 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	st->table_gen = t->gen;
 	st->lis_stats = l < t->n_listeners ? t->listeners[l].stats : NULL;
 	if (req != NULL) {
-		atomic_fetch_add_explicit(&w->st->requests, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->requests, 1);
 		trusted_client(t, req, st);
 	}
 	log_begin(w, st, req);
@@ -1218,7 +1218,7 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
 				 req->path_len, req->query, req->query_len, limit, np);
 	if (n == -EAGAIN)
-		atomic_fetch_add_explicit(&w->st->regex_limit, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->regex_limit, 1);
 	if (n < 0) {
 		stream_local(w, st, 500,
 			     n == -EAGAIN ? "rewrite regex reached its match limit"
@@ -1307,7 +1307,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
 	if (r == NULL && ism_router_limit_hit(w->rs)) {
 		/* Not "no route": a regex could not decide within its bound. */
-		atomic_fetch_add_explicit(&w->st->regex_limit, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->regex_limit, 1);
 		stream_local(w, st, 500, "route regex reached its match limit", false);
 		return;
 	}
@@ -1744,7 +1744,7 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 				     false);
 			return;
 		}
-		atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->upstream_connect_fail, 1);
 		attempt_failed(w, st, ISM_FAIL_CONNECT);
 		return;
 	case ISM_SDL_RESPONSE:

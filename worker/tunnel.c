@@ -24,14 +24,14 @@ static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint
 	if (from == ISM_TUN_CLIENT) {
 		st->bytes_in += n;
 		if (!early)
-			atomic_fetch_add_explicit(&w->st->bytes_in, n, memory_order_relaxed);
-		atomic_fetch_add_explicit(&w->st->tunnel_bytes_in, n, memory_order_relaxed);
+			ism_wstat_add(&w->st->bytes_in, n);
+		ism_wstat_add(&w->st->tunnel_bytes_in, n);
 		if (t->stats != NULL)
 			atomic_fetch_add_explicit(&t->stats->bytes_in, n, memory_order_relaxed);
 	} else {
 		st->bytes_out += n;
-		atomic_fetch_add_explicit(&w->st->bytes_out, n, memory_order_relaxed);
-		atomic_fetch_add_explicit(&w->st->tunnel_bytes_out, n, memory_order_relaxed);
+		ism_wstat_add(&w->st->bytes_out, n);
+		ism_wstat_add(&w->st->tunnel_bytes_out, n);
 		if (t->stats != NULL)
 			atomic_fetch_add_explicit(&t->stats->bytes_out, n, memory_order_relaxed);
 	}
@@ -62,8 +62,8 @@ int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
 	ism_sock_single(w, &s->s);
 	ism_sock_single(w, &st->up->s);
 	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
-	atomic_fetch_add_explicit(&w->st->tunnels_active, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&w->st->tunnels_total, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->tunnels_active, 1);
+	ism_wstat_add(&w->st->tunnels_total, 1);
 	if (stats != NULL)
 		atomic_fetch_add_explicit(&stats->connections, 1, memory_order_relaxed);
 	/* What the client sent before the tunnel (a ClientHello, bytes after
@@ -85,8 +85,8 @@ void ism_tunnel_free(struct ism_wctx *w, struct ism_tunnel *t)
 	for (int i = 0; i < 2; i++)
 		if (t->pend_bid[i] >= 0)
 			ism_w_buf_recycle(w, t->pend_bid[i]);
-	atomic_fetch_sub_explicit(&w->st->tunnels_active, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&w->st->tunnel_ms, w->now - t->opened_ms, memory_order_relaxed);
+	ism_wstat_add(&w->st->tunnels_active, (uint64_t)-1);
+	ism_wstat_add(&w->st->tunnel_ms, w->now - t->opened_ms);
 	t->st->tun = NULL;
 	free(t);
 }

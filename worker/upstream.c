@@ -283,7 +283,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	ism_w_sqe_sock(sqe, &u->s);
 	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_UCONNECT, u->s.idx, u->s.gen));
 	u->s.inflight++;
-	atomic_fetch_add_explicit(&w->st->upstream_connects, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->upstream_connects, 1);
 	return u;
 }
 
@@ -300,7 +300,7 @@ static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id, uint64_t
 	pool_remove(w, u);
 	u->state = ISM_UP_BUSY;
 	u->reused = 1;
-	atomic_fetch_add_explicit(&w->st->upstream_reused, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->upstream_reused, 1);
 	return u;
 }
 
@@ -780,8 +780,7 @@ static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_e
 		if (u->mux == NULL && u->st == NULL) {
 			ism_up_close(w, u);
 		} else if (ev.res < 0) {
-			atomic_fetch_add_explicit(&w->st->upstream_connect_fail, 1,
-						  memory_order_relaxed);
+			ism_wstat_add(&w->st->upstream_connect_fail, 1);
 			ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-ev.res));
 			connect_failed(w, u);
 		} else if (u->s.x.ssl == NULL) {
@@ -808,7 +807,7 @@ static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_e
 		ready(w, u);
 		return;
 	case ISM_SEV_TLS_FAIL:
-		atomic_fetch_add_explicit(&w->st->tls_handshake_fail, 1, memory_order_relaxed);
+		ism_wstat_add(&w->st->tls_handshake_fail, 1);
 		connect_failed(w, u);
 		return;
 	}

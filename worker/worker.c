@@ -192,7 +192,7 @@ static bool accept_resource_error(int res)
 
 static void accept_failed(struct ism_wctx *w, int l, int res)
 {
-	atomic_fetch_add_explicit(&w->st->accept_errors, 1, memory_order_relaxed);
+	ism_wstat_add(&w->st->accept_errors, 1);
 	if (w->accept_pause_ms == 0) {
 		w->accept_pause_ms = w->now ? w->now : 1;
 		w->accept_refused = 0;
