@@ -186,7 +186,7 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
  * received so far goes to the session. */
 static int start_tls(struct ism_wctx *w, struct ism_sess *s, const struct ism_tls_conf *conf)
 {
-	s->s.x.ssl = ism_tls_server_ssl(w, conf);
+	s->s.x.ssl = ism_tls_server_ssl(w, conf, &s->s.x);
 	if (s->s.x.ssl == NULL)
 		return -ENOMEM;
 	s->pre = ISM_PRE_NONE;

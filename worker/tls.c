@@ -36,9 +36,10 @@ struct ctx_entry {
 struct ism_tls {
 	struct ctx_entry *e;
 	uint32_t n, cap;
-	SSL_SESSION **sess; /* per endpoint: the last upstream session */
-	SSL_CTX **sess_ctx; /* the context it belongs to */
-	uint64_t *sess_key; /* and the pool key (settings and server name) it was made for */
+	SSL_SESSION **sess;  /* per endpoint: the last upstream session */
+	SSL_CTX **sess_ctx;  /* the context it belongs to */
+	uint64_t *sess_key;  /* and the pool key (settings and server name) it was made for */
+	BIO_METHOD *tx_meth; /* sessions' write side: straight into the socket's tx */
 };
 
 /* SAN lists hang off their contexts (ex data freed with the context). */
@@ -385,6 +386,40 @@ static SSL_CTX *get_ctx(struct ism_wctx *w, const struct ism_tls_conf *c, int se
 	return ctx;
 }
 
+/* The write side of a session: the records it writes are appended to the
+ * socket's ciphertext buffer (x->tx) as they are made. A memory BIO would
+ * hold them in a buffer of its own, zeroed as it grows, and flush() would
+ * copy them out again. */
+static int tx_write(BIO *b, const char *p, size_t len, size_t *written)
+{
+	struct ism_xport *x = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (len > UINT32_MAX || ism_buf_append(&x->tx, p, (uint32_t)len, UINT32_MAX) < 0)
+		return 0;
+	*written = len;
+	return 1;
+}
+
+static long tx_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH: /* the bytes are in x->tx already */
+		return 1;
+	default: /* nothing pending inside the BIO, no kTLS, no datagrams */
+		return 0;
+	}
+}
+
+static int tx_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
 int ism_tls_init(struct ism_wctx *w)
 {
 	tls_w = w;
@@ -395,7 +430,16 @@ int ism_tls_init(struct ism_wctx *w)
 	if (key_idx < 0)
 		key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	w->tls = calloc(1, sizeof(*w->tls));
-	return w->tls ? 0 : -ENOMEM;
+	if (w->tls == NULL)
+		return -ENOMEM;
+	w->tls->tx_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "isthmus tx");
+	if (w->tls->tx_meth == NULL || !BIO_meth_set_write_ex(w->tls->tx_meth, tx_write) ||
+	    !BIO_meth_set_ctrl(w->tls->tx_meth, tx_ctrl) ||
+	    !BIO_meth_set_create(w->tls->tx_meth, tx_create)) {
+		ism_tls_free(w);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void ism_tls_free(struct ism_wctx *w)
@@ -413,6 +457,7 @@ void ism_tls_free(struct ism_wctx *w)
 	free(t->sess_ctx);
 	free(t->sess_key);
 	free(t->e);
+	BIO_meth_free(t->tx_meth);
 	free(t);
 	w->tls = NULL;
 }
@@ -456,7 +501,7 @@ void ism_tls_table_changed(struct ism_wctx *w)
 	t->n = keep;
 }
 
-static SSL *new_ssl(SSL_CTX *ctx)
+static SSL *new_ssl(struct ism_tls *t, SSL_CTX *ctx, struct ism_xport *x)
 {
 	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
 	BIO *r, *wb;
@@ -464,7 +509,7 @@ static SSL *new_ssl(SSL_CTX *ctx)
 	if (ssl == NULL)
 		return NULL;
 	r = BIO_new(BIO_s_mem());
-	wb = BIO_new(BIO_s_mem());
+	wb = BIO_new(t->tx_meth);
 	if (r == NULL || wb == NULL) {
 		BIO_free(r);
 		BIO_free(wb);
@@ -472,21 +517,22 @@ static SSL *new_ssl(SSL_CTX *ctx)
 		return NULL;
 	}
 	BIO_set_mem_eof_return(r, -1); /* empty means "more later", not end of stream */
+	BIO_set_data(wb, x);
 	SSL_set_bio(ssl, r, wb);
 	return ssl;
 }
 
-SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c)
+SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct ism_xport *x)
 {
-	SSL *ssl = new_ssl(get_ctx(w, c, 1));
+	SSL *ssl = new_ssl(w->tls, get_ctx(w, c, 1), x);
 
 	if (ssl != NULL)
 		SSL_set_accept_state(ssl);
 	return ssl;
 }
 
-SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
-			const char *sni, uint64_t key, bool h2)
+SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct ism_xport *x,
+			uint32_t ep_id, const char *sni, uint64_t key, bool h2)
 {
 	/* What Istio's gateway offers: for HTTP/2, istio-h2, istio, h2 towards
 	 * the mesh (its istio.alpn filter), h2 otherwise. */
@@ -494,7 +540,7 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32
 	static const unsigned char mesh_h2_alpn[] = "\x08istio-h2\x05istio\x02h2";
 	struct ism_tls *t = w->tls;
 	SSL_CTX *ctx = get_ctx(w, c, 0);
-	SSL *ssl = new_ssl(ctx);
+	SSL *ssl = new_ssl(t, ctx, x);
 
 	if (ssl == NULL)
 		return NULL;
@@ -584,23 +630,11 @@ static void submit_send(struct ism_wctx *w, struct ism_sock *io)
 	x->raw_send = 1;
 }
 
-/* Moves what the session wrote to the send buffer, and sends it. */
+/* Sends what the session wrote (tx_write gathered it in tx). */
 static int flush(struct ism_wctx *w, struct ism_sock *io)
 {
 	struct ism_xport *x = &io->x;
-	BIO *wb = SSL_get_wbio(x->ssl);
-	size_t pending;
 
-	while ((pending = BIO_ctrl_pending(wb)) > 0) {
-		int n;
-
-		if (ism_buf_reserve(&x->tx, (uint32_t)pending, UINT32_MAX) < 0)
-			return -ENOMEM;
-		n = BIO_read(wb, x->tx.p + x->tx.len, (int)pending);
-		if (n <= 0)
-			break;
-		x->tx.len += (uint32_t)n;
-	}
 	if (x->tx.len && !x->raw_send) {
 		/* The buffer being sent is never grown under the kernel's feet:
 		 * new bytes gather in tx while txs goes out. */
@@ -617,27 +651,22 @@ static int flush(struct ism_wctx *w, struct ism_sock *io)
 
 /* What the session wrote last before the caller closes the socket (an alert,
  * close_notify): sent at once with a non-blocking send(), since a ring send
- * would complete after the close. A few bytes; the socket's send buffer holds
- * nothing else unless a ring send is still in flight, and then these bytes
- * would overtake it: they are dropped instead, and the close goes without them. */
+ * would complete after the close. A few bytes, alone in tx unless a ring send
+ * is still in flight (what was written before them went with it). Then they
+ * stay behind it: sent after it if the socket lives that long, else the close
+ * goes without them. */
 static void send_now(struct ism_sock *io)
 {
 	struct ism_xport *x = &io->x;
-	BIO *wb = SSL_get_wbio(x->ssl);
-	char buf[512];
-	int n;
+	ssize_t sent;
 
-	if (x->raw_send || x->tx.len || x->txs.len)
+	if (x->raw_send || x->txs.len || x->tx.len == 0)
 		return;
-	while ((n = BIO_read(wb, buf, sizeof(buf))) > 0) {
-		ssize_t sent = send(io->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (sent != n) {
-			ism_debug("TLS alert or close_notify: %s",
-				  sent < 0 ? strerror(errno) : "not all sent");
-			break;
-		}
-	}
+	sent = send(io->fd, x->tx.p, x->tx.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (sent != (ssize_t)x->tx.len)
+		ism_debug("TLS alert or close_notify: %s",
+			  sent < 0 ? strerror(errno) : "not all sent");
+	x->tx.len = 0;
 }
 
 void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io)

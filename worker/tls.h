@@ -26,12 +26,13 @@ void ism_tls_free(struct ism_wctx *w);
 void ism_tls_table_changed(struct ism_wctx *w);
 
 /* A server-side session for a Gateway server (or the mesh identity), or a
- * client-side one towards endpoint ep_id with server name sni (may be ""); key
+ * client-side one towards endpoint ep_id with server name sni (may be ""), for
+ * the socket whose transport is x (what the session writes goes to x->tx); key
  * names settings and server name: a kept session resumes for the same key only;
  * h2: the connection speaks HTTP/2 (its ALPN offer). */
-SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c);
-SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, uint32_t ep_id,
-			const char *sni, uint64_t key, bool h2);
+SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct ism_xport *x);
+SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct ism_xport *x,
+			uint32_t ep_id, const char *sni, uint64_t key, bool h2);
 /* After a client handshake: keeps the session for the next connection to its
  * endpoint (TLS 1.2; TLS 1.3 tickets come later, kept as they arrive). */
 void ism_tls_client_done(SSL *ssl);

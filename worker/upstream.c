@@ -268,7 +268,8 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	u->ep_id = ep->id;
 	u->tls_fp = ism_up_pool_key(st, cl);
 	if (u->tls_fp != 0) {
-		u->s.x.ssl = ism_tls_client_ssl(w, &cl->tls, ep->id, up_sni(st, cl), u->tls_fp, h2);
+		u->s.x.ssl =
+		    ism_tls_client_ssl(w, &cl->tls, &u->s.x, ep->id, up_sni(st, cl), u->tls_fp, h2);
 		if (u->s.x.ssl == NULL) {
 			unreserve(w, ep->id);
 			up_unalloc(w, u);
