@@ -40,6 +40,7 @@ struct ism_tls {
 	SSL_CTX **sess_ctx;  /* the context it belongs to */
 	uint64_t *sess_key;  /* and the pool key (settings and server name) it was made for */
 	BIO_METHOD *tx_meth; /* sessions' write side: straight into the socket's tx */
+	BIO_METHOD *rx_meth; /* and their read side, from the socket's rx */
 };
 
 /* SAN lists hang off their contexts (ex data freed with the context). */
@@ -386,10 +387,11 @@ static SSL_CTX *get_ctx(struct ism_wctx *w, const struct ism_tls_conf *c, int se
 	return ctx;
 }
 
-/* The write side of a session: the records it writes are appended to the
- * socket's ciphertext buffer (x->tx) as they are made. A memory BIO would
- * hold them in a buffer of its own, zeroed as it grows, and flush() would
- * copy them out again. */
+/* A session's two sides, on the socket's own buffers. What it writes is
+ * appended to the ciphertext to send (x->tx) as the records are made; what it
+ * reads comes from the ciphertext received (x->rx, fed by ism_xp_feed). Memory
+ * BIOs would hold both in buffers of their own, zeroed as they grow, and the
+ * records would be copied out again. */
 static int tx_write(BIO *b, const char *p, size_t len, size_t *written)
 {
 	struct ism_xport *x = BIO_get_data(b);
@@ -398,6 +400,28 @@ static int tx_write(BIO *b, const char *p, size_t len, size_t *written)
 	if (len > UINT32_MAX || ism_buf_append(&x->tx, p, (uint32_t)len, UINT32_MAX) < 0)
 		return 0;
 	*written = len;
+	return 1;
+}
+
+/* Nothing received yet is "more later" (a retry), not the end of the stream:
+ * the end comes from the socket (x->end). */
+static int rx_read(BIO *b, char *p, size_t len, size_t *readbytes)
+{
+	struct ism_xport *x = BIO_get_data(b);
+	size_t n = x->rx.len - x->rx_off;
+
+	BIO_clear_retry_flags(b);
+	if (n == 0) {
+		BIO_set_retry_read(b);
+		return 0;
+	}
+	if (n > len)
+		n = len;
+	memcpy(p, x->rx.p + x->rx_off, n);
+	x->rx_off += (uint32_t)n;
+	if (x->rx_off == x->rx.len)
+		x->rx.len = x->rx_off = 0;
+	*readbytes = n;
 	return 1;
 }
 
@@ -414,7 +438,21 @@ static long tx_ctrl(BIO *b, int cmd, long num, void *ptr)
 	}
 }
 
-static int tx_create(BIO *b)
+static long rx_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	const struct ism_xport *x = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING: /* received, not read yet */
+		return (long)(x->rx.len - x->rx_off);
+	default: /* no kTLS, no datagrams */
+		return 0;
+	}
+}
+
+static int xp_create(BIO *b)
 {
 	BIO_set_init(b, 1);
 	return 1;
@@ -422,6 +460,8 @@ static int tx_create(BIO *b)
 
 int ism_tls_init(struct ism_wctx *w)
 {
+	struct ism_tls *t;
+
 	tls_w = w;
 	if (san_idx < 0)
 		san_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, san_free);
@@ -432,10 +472,14 @@ int ism_tls_init(struct ism_wctx *w)
 	w->tls = calloc(1, sizeof(*w->tls));
 	if (w->tls == NULL)
 		return -ENOMEM;
-	w->tls->tx_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "isthmus tx");
-	if (w->tls->tx_meth == NULL || !BIO_meth_set_write_ex(w->tls->tx_meth, tx_write) ||
-	    !BIO_meth_set_ctrl(w->tls->tx_meth, tx_ctrl) ||
-	    !BIO_meth_set_create(w->tls->tx_meth, tx_create)) {
+	t = w->tls;
+	t->tx_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "isthmus tx");
+	t->rx_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "isthmus rx");
+	if (t->tx_meth == NULL || !BIO_meth_set_write_ex(t->tx_meth, tx_write) ||
+	    !BIO_meth_set_ctrl(t->tx_meth, tx_ctrl) ||
+	    !BIO_meth_set_create(t->tx_meth, xp_create) || t->rx_meth == NULL ||
+	    !BIO_meth_set_read_ex(t->rx_meth, rx_read) || !BIO_meth_set_ctrl(t->rx_meth, rx_ctrl) ||
+	    !BIO_meth_set_create(t->rx_meth, xp_create)) {
 		ism_tls_free(w);
 		return -ENOMEM;
 	}
@@ -458,6 +502,7 @@ void ism_tls_free(struct ism_wctx *w)
 	free(t->sess_key);
 	free(t->e);
 	BIO_meth_free(t->tx_meth);
+	BIO_meth_free(t->rx_meth);
 	free(t);
 	w->tls = NULL;
 }
@@ -508,7 +553,7 @@ static SSL *new_ssl(struct ism_tls *t, SSL_CTX *ctx, struct ism_xport *x)
 
 	if (ssl == NULL)
 		return NULL;
-	r = BIO_new(BIO_s_mem());
+	r = BIO_new(t->rx_meth);
 	wb = BIO_new(t->tx_meth);
 	if (r == NULL || wb == NULL) {
 		BIO_free(r);
@@ -516,7 +561,7 @@ static SSL *new_ssl(struct ism_tls *t, SSL_CTX *ctx, struct ism_xport *x)
 		SSL_free(ssl);
 		return NULL;
 	}
-	BIO_set_mem_eof_return(r, -1); /* empty means "more later", not end of stream */
+	BIO_set_data(r, x);
 	BIO_set_data(wb, x);
 	SSL_set_bio(ssl, r, wb);
 	return ssl;
@@ -702,7 +747,15 @@ int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_
 
 int ism_xp_feed(struct ism_sock *io, const char *p, uint32_t len)
 {
-	return BIO_write(SSL_get_rbio(io->x.ssl), p, (int)len) == (int)len ? 0 : -ENOMEM;
+	struct ism_xport *x = &io->x;
+
+	/* What was read goes first: rx holds what is unread, a partial record
+	 * at most unless the owner lags (worker/sock.c bounds that). */
+	if (x->rx_off) {
+		ism_buf_consume(&x->rx, x->rx_off);
+		x->rx_off = 0;
+	}
+	return ism_buf_append(&x->rx, p, len, UINT32_MAX) < 0 ? -ENOMEM : 0;
 }
 
 int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
@@ -798,7 +851,7 @@ int ism_xp_on_delivery(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 
 size_t ism_xp_read_ahead(const struct ism_sock *io)
 {
-	return BIO_ctrl_pending(SSL_get_rbio(io->x.ssl));
+	return io->x.rx.len - io->x.rx_off;
 }
 
 bool ism_xp_unread(const struct ism_sock *io)
@@ -846,5 +899,6 @@ void ism_xp_free(struct ism_xport *x)
 	x->ssl = NULL;
 	ism_buf_free(&x->tx);
 	ism_buf_free(&x->txs);
+	ism_buf_free(&x->rx);
 	memset(x, 0, sizeof(*x));
 }

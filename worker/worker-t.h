@@ -83,7 +83,9 @@ struct ism_xport {
 	struct ssl_st *ssl;
 	struct ism_buf tx;  /* ciphertext gathering */
 	struct ism_buf txs; /* ciphertext being sent */
+	struct ism_buf rx;  /* ciphertext received, for the session to read from rx_off */
 	uint32_t txs_off;
+	uint32_t rx_off;
 	uint32_t plain_len;    /* the caller's send, complete once all is sent */
 	uint8_t raw_recv;      /* socket receive in flight (a multishot counts until its end) */
 	uint8_t raw_send;      /* socket send in flight */
