@@ -418,9 +418,7 @@ static int rx_read(BIO *b, char *p, size_t len, size_t *readbytes)
 	if (n > len)
 		n = len;
 	memcpy(p, x->rx.p + x->rx_off, n);
-	x->rx_off += (uint32_t)n;
-	if (x->rx_off == x->rx.len)
-		x->rx.len = x->rx_off = 0;
+	x->rx_off += (uint32_t)n; /* ism_xp_feed drops what was read */
 	*readbytes = n;
 	return 1;
 }
@@ -676,7 +674,7 @@ static void submit_send(struct ism_wctx *w, struct ism_sock *io)
 }
 
 /* Sends what the session wrote (tx_write gathered it in tx). */
-static int flush(struct ism_wctx *w, struct ism_sock *io)
+static void flush(struct ism_wctx *w, struct ism_sock *io)
 {
 	struct ism_xport *x = &io->x;
 
@@ -691,7 +689,6 @@ static int flush(struct ism_wctx *w, struct ism_sock *io)
 		x->txs_off = 0;
 		submit_send(w, io);
 	}
-	return 0;
 }
 
 /* What the session wrote last before the caller closes the socket (an alert,
@@ -742,7 +739,8 @@ int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_
 	}
 	x->plain_len = len;
 	x->plain_pending = 1;
-	return flush(w, io);
+	flush(w, io);
+	return 0;
 }
 
 int ism_xp_feed(struct ism_sock *io, const char *p, uint32_t len)
@@ -774,8 +772,7 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 			send_now(io);
 			return -EPROTO;
 		}
-		if (flush(w, io) < 0)
-			return -ENOMEM;
+		flush(w, io);
 		if (n == 1) {
 			x->established = 1;
 			return ISM_XP_HANDSHAKE;
@@ -790,10 +787,7 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		return -ENOMEM;
 	n = SSL_read(x->ssl, ism_w_buf_addr(w, xb), ISM_BUF_SIZE);
 	err = n > 0 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
-	if (flush(w, io) < 0) {
-		ism_w_buf_recycle(w, xb);
-		return -ENOMEM;
-	}
+	flush(w, io);
 	if (n > 0) {
 		x->want = 0;
 		*pbid = xb;
@@ -872,8 +866,7 @@ int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *l
 		return 0;
 	}
 	x->txs.len = x->txs_off = 0;
-	if (flush(w, io) < 0)
-		return -ENOMEM;
+	flush(w, io);
 	if (x->raw_send || !x->plain_pending)
 		return 0;
 	x->plain_pending = 0;
