@@ -246,7 +246,7 @@ wait_ns() { # pid: nanoseconds the threads of its process tree waited, runnable,
 	local p f total=0 run wait rest
 	for p in $(tree_pids "$1"); do
 		for f in /proc/"$p"/task/*/schedstat; do
-			read -r run wait rest <"$f" 2>/dev/null || continue
+			read -r run wait rest 2>/dev/null <"$f" || continue
 			total=$((total + wait))
 		done
 	done
