@@ -3,6 +3,10 @@
 #ifndef ISM_LIB_ASCII_H
 #define ISM_LIB_ASCII_H
 
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
 /* The value of hex digit c (either case), or -1. */
 static inline int ism_hexval(unsigned char c)
 {
@@ -14,10 +18,25 @@ static inline int ism_hexval(unsigned char c)
 	return -1;
 }
 
-/* c in lower case, when it is an ASCII capital; else c (no locale). */
-static inline char ism_lower(char c)
+/* The eight bytes of x with their ASCII capitals in lower case (no locale),
+ * all at once: a byte's low seven bits plus 0x3f reach bit 7 from 'A' on, plus
+ * 0x25 from past 'Z' on, without a carry into the next byte. */
+static inline uint64_t ism_lower8(uint64_t x)
 {
-	return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+	const uint64_t ones = 0x0101010101010101ull;
+	uint64_t low7 = x & (0x7f * ones);
+	uint64_t cap = (low7 + 0x3f * ones) & ~(low7 + 0x25 * ones) & ~x & (0x80 * ones);
+
+	return x | (cap >> 2);
+}
+
+/* The n bytes at s (n at most 8) as one word, zeros after them. */
+static inline uint64_t ism_load8(const char *s, size_t n)
+{
+	uint64_t x = 0;
+
+	memcpy(&x, s, n);
+	return x;
 }
 
 #endif

@@ -570,14 +570,24 @@ static ssize_t on_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
 			    uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
 	struct ism_h2s *x = src->ptr;
-	ssize_t n = ism_h2body_read(&x->resp, buf, len, flags);
+	ssize_t n = ism_h2body_read(&x->resp, len, flags);
 
 	(void)ng;
 	(void)id;
+	(void)buf;
 	/* Response trailers, once the body is all framed (gRPC's status). */
 	if (*flags & NGHTTP2_DATA_FLAG_NO_END_STREAM)
 		ism_h2_submit_trailers(&((struct ism_h2 *)ud)->io, x->id, &x->trl);
 	return n;
+}
+
+static int on_send_data(nghttp2_session *ng, nghttp2_frame *f, const uint8_t *framehd, size_t len,
+			nghttp2_data_source *src, void *ud)
+{
+	struct ism_h2s *x = src->ptr;
+
+	(void)ng;
+	return ism_h2body_send(&((struct ism_h2 *)ud)->io, &x->resp, f, framehd, len);
 }
 
 /* ---------- writing ---------- */
@@ -902,6 +912,7 @@ static int h2_init_once(void)
 	if (nghttp2_session_callbacks_new(&h2_cbs) != 0 || nghttp2_option_new(&h2_opt) != 0)
 		return -ENOMEM;
 	nghttp2_session_callbacks_set_send_callback(h2_cbs, on_send);
+	nghttp2_session_callbacks_set_send_data_callback(h2_cbs, on_send_data);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(h2_cbs, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(h2_cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(h2_cbs, on_frame_recv);

@@ -315,9 +315,40 @@ bool ism_h2io_kicked(struct ism_h2io *io)
 	return k;
 }
 
+/* An HTTP/2 frame's header: length, type, flags, stream id. */
+#define ISM_H2_FRAME_HD 9u
+
+/* Room in the output for len more bytes: 0, WOULDBLOCK (nghttp2 tries again
+ * later) while a full batch waits for the one in flight, or
+ * CALLBACK_FAILURE without memory. */
+static int gather_room(struct ism_h2io *io, size_t len)
+{
+	uint32_t need = io->gather.len + (uint32_t)len;
+
+	ism_h2io_stir(io);
+	if (io->gather.len >= ISM_H2_GATHER_MAX && io->sending)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	/* Past its first block, the buffer grows at once to what a burst of
+	 * frames fills, not by doublings that copy it each time. */
+	if (need > io->gather.cap && io->gather.cap != 0 && need < ISM_H2_GATHER_BURST)
+		need = ISM_H2_GATHER_BURST;
+	if (ism_buf_reserve(&io->gather, need - io->gather.len, UINT32_MAX) < 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static void gather_put(struct ism_h2io *io, const void *data, size_t len)
+{
+	memcpy(io->gather.p + io->gather.len, data, len);
+	io->gather.len += (uint32_t)len;
+}
+
 ssize_t ism_h2io_gather(struct ism_h2io *io, const uint8_t *data, size_t len)
 {
-	ism_h2io_stir(io);
+	int ret = gather_room(io, len);
+
+	if (ret < 0)
+		return ret;
 	/* The block nghttp2 frames its output in. */
 	for (int i = 0; i < ISM_H2IO_BIG_MAX; i++) {
 		struct ism_h2io_big *b = &io->big[i];
@@ -326,10 +357,7 @@ ssize_t ism_h2io_gather(struct ism_h2io *io, const uint8_t *data, size_t len)
 		    (const char *)data < b->p + b->len)
 			b->scratch = 1;
 	}
-	if (io->gather.len >= ISM_H2_GATHER_MAX && io->sending)
-		return NGHTTP2_ERR_WOULDBLOCK;
-	if (ism_buf_append(&io->gather, data, (uint32_t)len, UINT32_MAX) < 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	gather_put(io, data, len);
 	out_count(io);
 	return (ssize_t)len;
 }
@@ -381,28 +409,39 @@ void ism_h2io_free(struct ism_h2io *io)
 	ism_h2io_count(io, -(int64_t)io->held);
 }
 
-ssize_t ism_h2body_read(struct ism_h2body *bd, uint8_t *buf, size_t len, uint32_t *flags)
+ssize_t ism_h2body_read(struct ism_h2body *bd, size_t len, uint32_t *flags)
 {
 	uint32_t avail = bd->b.len - bd->off;
 	size_t n = avail < len ? avail : len;
 
-	if (n) {
-		memcpy(buf, bd->b.p + bd->off, n);
-		bd->off += (uint32_t)n;
-	}
-	if (bd->off == bd->b.len)
-		bd->off = bd->b.len = 0;
-	if (bd->b.len == 0 && bd->end) {
+	if (n == avail && bd->end) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (bd->trailers)
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		return (ssize_t)n;
-	}
-	if (n == 0) {
+	} else if (n == 0) {
 		bd->deferred = 1;
 		return NGHTTP2_ERR_DEFERRED;
 	}
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 	return (ssize_t)n;
+}
+
+int ism_h2body_send(struct ism_h2io *io, struct ism_h2body *bd, const nghttp2_frame *f,
+		    const uint8_t *framehd, size_t len)
+{
+	int ret = gather_room(io, ISM_H2_FRAME_HD + len);
+
+	if (ret < 0)
+		return ret;
+	/* No padding: the sessions choose none. */
+	ISM_BUG_ON(f->data.padlen != 0 || len > bd->b.len - bd->off);
+	gather_put(io, framehd, ISM_H2_FRAME_HD);
+	gather_put(io, bd->b.p + bd->off, len);
+	bd->off += (uint32_t)len;
+	if (bd->off == bd->b.len)
+		bd->off = bd->b.len = 0;
+	out_count(io);
+	return 0;
 }
 
 int ism_h2body_add(struct ism_h2io *io, int32_t id, struct ism_h2body *bd, const char *p,
@@ -429,27 +468,49 @@ int ism_h2nv_init(struct ism_h2nv *h, size_t n, uint32_t name_bytes)
 	return 0;
 }
 
+/* Whether the n bytes at s hold an ASCII capital. */
+static bool has_capital(const char *s, size_t n)
+{
+	uint64_t x;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		x = ism_load8(s, 8);
+		if (ism_lower8(x) != x)
+			return true;
+	}
+	x = ism_load8(s, n);
+	return ism_lower8(x) != x;
+}
+
+/* The n bytes at s into d, in lower case. */
+static void copy_lower(char *d, const char *s, size_t n)
+{
+	uint64_t x;
+
+	for (; n >= 8; d += 8, s += 8, n -= 8) {
+		x = ism_lower8(ism_load8(s, 8));
+		memcpy(d, &x, 8);
+	}
+	x = ism_lower8(ism_load8(s, n));
+	memcpy(d, &x, n);
+}
+
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl)
 {
-	size_t i = 0;
 	char *lc;
 
 	if (h->n == h->cap)
 		return;
 	/* HTTP/2 field names are lower case: a name that is (HTTP/2 clients',
 	 * literals) goes as it is, one with capitals is lowered into scratch. */
-	while (i < nl && ism_lower(name[i]) == name[i])
-		i++;
-	if (i < nl) {
+	if (has_capital(name, nl)) {
 		if (h->scratch.p == NULL &&
 		    ism_buf_reserve(&h->scratch, h->scratch_cap, UINT32_MAX) < 0)
 			return;
 		if (h->scratch.len + nl > h->scratch_cap)
 			return;
 		lc = h->scratch.p + h->scratch.len;
-		memcpy(lc, name, i);
-		for (; i < nl; i++)
-			lc[i] = ism_lower(name[i]);
+		copy_lower(lc, name, nl);
 		h->scratch.len += (uint32_t)nl;
 		name = lc;
 	}

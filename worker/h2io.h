@@ -19,6 +19,9 @@
 
 /* Output gathered while a send is in flight, at most (then nghttp2 waits). */
 #define ISM_H2_GATHER_MAX (64u * 1024u)
+/* What the output buffer grows to past its first block: a burst of frames,
+ * such as ten small responses of concurrent streams. */
+#define ISM_H2_GATHER_BURST (16u * 1024u)
 
 /* libnghttp2's blocks of a page up to ISM_H2PAGES_RUN_MAX pages are runs
  * of whole pages of a worker's struct ism_h2pages, apart from glibc's heap,
@@ -128,8 +131,15 @@ struct ism_h2body {
 	uint8_t trailers; /* the end is not END_STREAM: trailers follow */
 };
 
-/* For nghttp2's data source read callback. */
-ssize_t ism_h2body_read(struct ism_h2body *bd, uint8_t *buf, size_t len, uint32_t *flags);
+/* For nghttp2's data source read callback: up to len bytes of the body for
+ * a DATA frame, which ism_h2body_send then copies into the output (the frame
+ * is not copied through nghttp2's own buffer). */
+ssize_t ism_h2body_read(struct ism_h2body *bd, size_t len, uint32_t *flags);
+/* For nghttp2's send data callback: the DATA frame f, its header framehd and
+ * len bytes of the body, into the output. 0, or nghttp2's WOULDBLOCK or
+ * CALLBACK_FAILURE. */
+int ism_h2body_send(struct ism_h2io *io, struct ism_h2body *bd, const nghttp2_frame *f,
+		    const uint8_t *framehd, size_t len);
 /* Whether all the body holds was framed. */
 static inline bool ism_h2body_drained(const struct ism_h2body *bd)
 {

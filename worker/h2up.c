@@ -158,14 +158,23 @@ static ssize_t on_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
 			    uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
 	struct ism_h2us *x = src->ptr;
-
-	ssize_t n = ism_h2body_read(&x->rq, buf, len, flags);
+	ssize_t n = ism_h2body_read(&x->rq, len, flags);
 
 	(void)ng;
+	(void)buf;
 	/* The client's trailers (gRPC's, say) once the body is all framed. */
 	if ((*flags & NGHTTP2_DATA_FLAG_NO_END_STREAM) && x->st != NULL)
 		ism_h2_submit_trailers(&((struct ism_h2c *)ud)->io, id, &x->st->req_trl);
 	return n;
+}
+
+static int on_send_data(nghttp2_session *ng, nghttp2_frame *f, const uint8_t *framehd, size_t len,
+			nghttp2_data_source *src, void *ud)
+{
+	struct ism_h2us *x = src->ptr;
+
+	(void)ng;
+	return ism_h2body_send(&((struct ism_h2c *)ud)->io, &x->rq, f, framehd, len);
 }
 
 /* Submits x's request: its head as HEADERS, its body as DATA. 0, or the
@@ -462,6 +471,7 @@ static int init_once(void)
 	if (nghttp2_session_callbacks_new(&up_cbs) != 0 || nghttp2_option_new(&up_opt) != 0)
 		return -ENOMEM;
 	nghttp2_session_callbacks_set_send_callback(up_cbs, on_send);
+	nghttp2_session_callbacks_set_send_data_callback(up_cbs, on_send_data);
 	nghttp2_session_callbacks_set_on_header_callback(up_cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(up_cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(up_cbs, on_data);

@@ -30,18 +30,61 @@
 
 /* ---------- buffers ---------- */
 
-/* First blocks (HEAD_INITIAL bytes) that freed buffers gave back, for the next
- * buffer that starts. A request's buffers come and go at the rate of requests
- * (about 6 for an HTTP/2 request, 13 for a gRPC call), and glibc serves blocks
- * of this size from its bins, not from its per-thread cache (1,032 bytes at
- * most): some 250 instructions a malloc and as many a free, against a dozen
- * here. Per thread, as glibc's own cache; at most CACHE_MAX blocks (256 KiB)
- * stay. Under ASan a cached block is poisoned, so a use after its free is
- * still reported. */
+/* Blocks that freed buffers gave back, by size class: HEAD_INITIAL (2 KiB)
+ * shifted by the class, up to 64 KiB, for the next buffer that starts or
+ * grows to that size. A request's buffers come and go at the rate of requests
+ * (about 6 for an HTTP/2 request, 13 for a gRPC call), and an HTTP/2
+ * connection's output buffers grow through several classes in each busy spell
+ * and are given back at its end. glibc serves blocks of these sizes from its
+ * bins, not from its per-thread cache (1,032 bytes at most): some 250
+ * instructions a malloc and as many a free, and a realloc copies the whole old
+ * block, against a dozen here and a copy of the bytes held. Per thread, as
+ * glibc's own cache; at most CACHE_CLASS_BYTES (256 KiB) a class stay. Under
+ * ASan a cached block is poisoned, so a use after its free is still reported. */
+#define CACHE_CLASSES	  6
+#define CACHE_CLASS_BYTES (256u * 1024u)
 static _Thread_local struct {
 	uint32_t n;
 	void *v[CACHE_MAX];
-} first_blocks;
+} cached[CACHE_CLASSES];
+
+/* The class of a block of cap bytes, or -1: none (not a power of two from
+ * HEAD_INITIAL to the largest class). */
+static int cache_class(uint32_t cap)
+{
+	int c;
+
+	if (cap < HEAD_INITIAL || (cap & (cap - 1)) != 0)
+		return -1;
+	c = __builtin_ctz(cap) - __builtin_ctz(HEAD_INITIAL);
+	return c < CACHE_CLASSES ? c : -1;
+}
+
+static void *cache_take(uint32_t cap)
+{
+	int c = cache_class(cap);
+	void *p;
+
+	if (c < 0 || cached[c].n == 0)
+		return NULL;
+	p = cached[c].v[--cached[c].n];
+	CACHE_UNPOISON(p, cap);
+	return p;
+}
+
+/* Keeps p (a block of cap bytes) for cache_take if its class has room, or
+ * frees it. */
+static void cache_give(void *p, uint32_t cap)
+{
+	int c = cache_class(cap);
+
+	if (c >= 0 && cached[c].n < CACHE_CLASS_BYTES / cap) {
+		CACHE_POISON(p, cap);
+		cached[c].v[cached[c].n++] = p;
+	} else {
+		free(p);
+	}
+}
 
 int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
 {
@@ -53,20 +96,22 @@ int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
 		return 0;
 	if (need > limit)
 		return -E2BIG;
-	if (b->p == NULL && need <= HEAD_INITIAL && limit >= HEAD_INITIAL && first_blocks.n) {
-		b->p = first_blocks.v[--first_blocks.n];
-		b->cap = HEAD_INITIAL;
-		CACHE_UNPOISON(b->p, HEAD_INITIAL);
-		return 0;
-	}
 	cap = b->cap ? b->cap : HEAD_INITIAL;
 	while (cap < need)
 		cap *= 2;
 	if (cap > limit)
 		cap = limit;
-	p = realloc(b->p, cap);
-	if (p == NULL)
-		return -ENOMEM;
+	p = cache_take(cap);
+	if (p != NULL) {
+		if (b->p != NULL) {
+			memcpy(p, b->p, b->len);
+			cache_give(b->p, b->cap);
+		}
+	} else {
+		p = realloc(b->p, cap);
+		if (p == NULL)
+			return -ENOMEM;
+	}
 	b->p = p;
 	b->cap = cap;
 	return 0;
@@ -219,12 +264,8 @@ void ism_buf_consume(struct ism_buf *b, uint32_t n)
 
 void ism_buf_free(struct ism_buf *b)
 {
-	if (b->cap == HEAD_INITIAL && first_blocks.n < CACHE_MAX) {
-		CACHE_POISON(b->p, HEAD_INITIAL);
-		first_blocks.v[first_blocks.n++] = b->p;
-	} else {
-		free(b->p);
-	}
+	if (b->p != NULL)
+		cache_give(b->p, b->cap);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }

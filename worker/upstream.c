@@ -354,17 +354,21 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 static void request_id(struct ism_wctx *w, char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	uint32_t r[4];
+	uint8_t r[16];
 	int o = 0;
 
-	for (int i = 0; i < 4; i++)
-		r[i] = ism_w_rand(w);
-	r[1] = (r[1] & 0xffff0fffu) | 0x00004000u;
-	r[2] = (r[2] & 0x3fffffffu) | 0x80000000u;
-	for (int i = 0; i < 32; i++) {
-		if (i == 8 || i == 12 || i == 16 || i == 20)
+	for (int i = 0; i < 16; i += 4) {
+		uint32_t v = ism_w_rand(w);
+
+		memcpy(r + i, &v, 4);
+	}
+	r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* version 4 */
+	r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* variant 10 */
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
-		out[o++] = hex[(r[i / 8] >> (28 - 4 * (i % 8))) & 0xf];
+		out[o++] = hex[r[i] >> 4];
+		out[o++] = hex[r[i] & 0xf];
 	}
 	out[o] = '\0';
 }

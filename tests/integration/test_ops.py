@@ -52,7 +52,8 @@ def access_log(env):
             check(field in rec, f"access-log line lacks {field}: {rec}")
     check(ok["user_agent"] == "itest/1" and ok["x_forwarded_for"] == "10.9.8.7, 127.0.0.1" and
           ok["protocol"] == "HTTP/1.1" and ok["upstream_cluster"] == f"outbound|80||{SVC}" and
-          re.fullmatch(r"[0-9a-f-]{36}", ok["request_id"]), f"bad line {ok}")
+          re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                       ok["request_id"]), f"bad line {ok}")
     check(ok["status"] == 200 and ok["path"] == "/app/x?q=1" and ok["method"] == "GET", f"bad line {ok}")
     check(ok["upstream"].endswith(f"127.0.0.2:{ports['a']}") and ok["flags"] == "-", f"bad line {ok}")
     check(ok["bytes_out"] > 0 and ok["bytes_in"] > 0 and ok["client"] == "127.0.0.1", f"bad line {ok}")

@@ -15,6 +15,7 @@
 
 #include "tests/unit/check.h"
 
+#include "lib/ascii.h"
 #include "worker/http1.h"
 
 #define MAX_HDRS 64
@@ -439,6 +440,47 @@ static void run_bad(const struct bad_case *c, int response)
 	free(b);
 }
 
+/* Every byte value at every position of a long field name (the parser passes
+ * most of a name sixteen bytes at a time): a token character keeps the name
+ * whole, a colon ends it there, anything else is refused (but a bare LF in
+ * place of the name is an empty line). */
+static void test_field_name_bytes(void **state)
+{
+	static const char pre[] = "GET / HTTP/1.1\r\nHost: h\r\n";
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+	enum { NAME = 40 };
+	(void)state;
+	for (int pos = 0; pos < NAME; pos++)
+		for (int c = 1; c < 256; c++) {
+			char in[128];
+			struct ism_http_header hdrs[MAX_HDRS];
+			struct ism_http_req req = {.headers = hdrs};
+			int n = snprintf(in, sizeof(in), "%sx-%0*d: v\r\n\r\n", pre, NAME - 2, 0);
+			int token = (c >= '0' && c <= '9') ||
+				    ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+				    strchr(tchar, c) != NULL;
+			char *b;
+			ssize_t r;
+
+			in[sizeof(pre) - 1 + pos] = (char)c;
+			b = copy(in, (size_t)n);
+			r = ism_http_parse_request(b, (size_t)n, &lim, &req);
+			if (token) {
+				assert_int_equal(r, n);
+				assert_int_equal(hdrs[1].name_len, NAME);
+			} else if (c == '\n' && pos == 0) {
+				/* A bare LF (accepted as a line end) ends the head. */
+				assert_int_equal(r, sizeof(pre));
+			} else if (c == ':' && pos > 0) {
+				assert_int_equal(r, n);
+				assert_int_equal(hdrs[1].name_len, pos);
+			} else {
+				assert_int_equal(r, ISM_HTTP_EBAD);
+			}
+			free(b);
+		}
+}
+
 static void test_invalid_requests(void **state)
 {
 	(void)state;
@@ -514,6 +556,42 @@ static void test_limits(void **state)
 }
 
 /* ---- helpers ---- */
+
+/* ism_lower8 lowers exactly the ASCII capitals, whatever byte sits beside
+ * them: every byte value at every position of the word, between neighbours
+ * that carry into the byte if anything does (0xff) and neighbours that do not. */
+static void test_lower8(void **state)
+{
+	(void)state;
+	for (int pos = 0; pos < 8; pos++)
+		for (int c = 0; c < 256; c++)
+			for (int fill = 0; fill < 256; fill += 0x5a) {
+				unsigned char in[8], want[8];
+				uint64_t x;
+
+				memset(in, fill, sizeof(in));
+				in[pos] = (unsigned char)c;
+				for (int i = 0; i < 8; i++)
+					want[i] =
+					    in[i] >= 'A' && in[i] <= 'Z' ? in[i] | 0x20 : in[i];
+				x = ism_lower8(ism_load8((const char *)in, 8));
+				assert_memory_equal(&x, want, 8);
+			}
+	/* Field names that differ from a hop-by-hop one only in a bit that
+	 * lowering touches: the byte is not a capital, so they stay apart. */
+	static const char *const near[] = {"transfer\x0d"
+					   "encoding",
+					   "keep\x0d"
+					   "alive",
+					   "upgrad\xc5",
+					   "t\xc5",
+					   "connectio\x0e",
+					   "t\x05"};
+	for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++)
+		assert_false(ism_http_is_hop_by_hop(near[i], strlen(near[i])));
+	assert_true(ism_http_is_hop_by_hop("uPgRaDe", 7));
+	assert_true(ism_http_is_hop_by_hop("PROXY-CONNECTION", 16));
+}
 
 static void test_helpers(void **state)
 {
@@ -865,6 +943,7 @@ int main(void)
 	    cmocka_unit_test(test_valid_requests),    cmocka_unit_test(test_many_headers),
 	    cmocka_unit_test(test_valid_responses),   cmocka_unit_test(test_invalid_requests),
 	    cmocka_unit_test(test_invalid_responses), cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_field_name_bytes),  cmocka_unit_test(test_lower8),
 	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
 	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
 	    cmocka_unit_test(test_body_take),
