@@ -434,7 +434,11 @@ int ism_h2body_send(struct ism_h2io *io, struct ism_h2body *bd, const nghttp2_fr
 	if (ret < 0)
 		return ret;
 	/* No padding: the sessions choose none. */
-	ISM_BUG_ON(f->data.padlen != 0 || len > bd->b.len - bd->off);
+	ISM_BUG_ON(f->data.padlen != 0);
+	/* The frame waited for room (WOULDBLOCK), and meanwhile the body was
+	 * let go (the stream aborted): nghttp2 resets the stream. */
+	if (len > bd->b.len - bd->off)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	gather_put(io, framehd, ISM_H2_FRAME_HD);
 	gather_put(io, bd->b.p + bd->off, len);
 	bd->off += (uint32_t)len;

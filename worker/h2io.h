@@ -136,8 +136,9 @@ struct ism_h2body {
  * is not copied through nghttp2's own buffer). */
 ssize_t ism_h2body_read(struct ism_h2body *bd, size_t len, uint32_t *flags);
 /* For nghttp2's send data callback: the DATA frame f, its header framehd and
- * len bytes of the body, into the output. 0, or nghttp2's WOULDBLOCK or
- * CALLBACK_FAILURE. */
+ * len bytes of the body, into the output. 0, or nghttp2's WOULDBLOCK (it
+ * calls again later), TEMPORAL_CALLBACK_FAILURE (the body no longer holds the
+ * bytes: it resets the stream) or CALLBACK_FAILURE. */
 int ism_h2body_send(struct ism_h2io *io, struct ism_h2body *bd, const nghttp2_frame *f,
 		    const uint8_t *framehd, size_t len);
 /* Whether all the body holds was framed. */

@@ -35,6 +35,12 @@ struct peer {
 	uint32_t body_off;	 /* of the response being sent */
 	struct ism_buf got;	 /* the response body the client received */
 	int closed;		 /* streams the client saw closed */
+	uint32_t close_code;	 /* the last one's error code */
+	/* Responses framed from body (ism_h2body: DATA frames without
+	 * nghttp2's copy), which the test fills; id: the stream answered. */
+	bool nocopy;
+	struct ism_h2body body;
+	int32_t id;
 };
 
 static uint8_t body_byte(uint32_t i)
@@ -66,7 +72,25 @@ static ssize_t srv_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t le
 	return (ssize_t)n;
 }
 
-/* A request's END_STREAM: the response, 200 and BODY_LEN bytes. */
+static ssize_t srv_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
+			     uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	(void)ng;
+	(void)id;
+	(void)buf;
+	(void)ud;
+	return ism_h2body_read(src->ptr, len, flags);
+}
+
+static int srv_send_data(nghttp2_session *ng, nghttp2_frame *f, const uint8_t *framehd, size_t len,
+			 nghttp2_data_source *src, void *ud)
+{
+	(void)ng;
+	return ism_h2body_send(&((struct peer *)ud)->io, src->ptr, f, framehd, len);
+}
+
+/* A request's END_STREAM: the response, 200 and BODY_LEN bytes (or, nocopy,
+ * what the test puts in body). */
 static int srv_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	static const nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0},
@@ -77,6 +101,13 @@ static int srv_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	pe->body_off = 0;
+	if (pe->nocopy) {
+		ism_buf_free(&pe->body.b);
+		pe->body = (struct ism_h2body){0};
+		pe->id = f->hd.stream_id;
+		dp = (nghttp2_data_provider){.source.ptr = &pe->body,
+					     .read_callback = srv_body_read};
+	}
 	return nghttp2_submit_response(ng, f->hd.stream_id, nv, 2, &dp);
 }
 
@@ -95,8 +126,8 @@ static int cli_close(nghttp2_session *ng, int32_t id, uint32_t err, void *ud)
 {
 	(void)ng;
 	(void)id;
-	(void)err;
 	((struct peer *)ud)->closed++;
+	((struct peer *)ud)->close_code = err;
 	return 0;
 }
 
@@ -113,6 +144,7 @@ static void peer_init(struct peer *pe, struct ism_h2pages *pages)
 	assert_int_equal(nghttp2_session_callbacks_new(&cb), 0);
 	nghttp2_session_callbacks_set_send_callback(cb, srv_send);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, srv_frame);
+	nghttp2_session_callbacks_set_send_data_callback(cb, srv_send_data);
 	assert_int_equal(nghttp2_session_server_new3(&pe->io.ng, cb, pe, ism_h2_option(), &mem), 0);
 	nghttp2_session_callbacks_del(cb);
 	assert_int_equal(nghttp2_submit_settings(pe->io.ng, NGHTTP2_FLAG_NONE, NULL, 0), 0);
@@ -130,6 +162,7 @@ static void peer_free(struct peer *pe)
 	nghttp2_session_del(pe->client);
 	ism_h2io_free(&pe->io);
 	ism_buf_free(&pe->got);
+	ism_buf_free(&pe->body.b);
 }
 
 /* Bytes go both ways until neither side has any (the server's as a worker
@@ -164,8 +197,8 @@ static void pump(struct peer *pe)
 	fail_msg("the sessions still talk after 1000 rounds");
 }
 
-/* One GET on the client, answered in full. */
-static void exchange(struct peer *pe)
+/* One GET from the client, and what the server has to send. */
+static void request(struct peer *pe)
 {
 	static const nghttp2_nv nv[] = {
 	    {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
@@ -173,17 +206,30 @@ static void exchange(struct peer *pe)
 	    {(uint8_t *)":path", (uint8_t *)"/", 5, 1, 0},
 	    {(uint8_t *)":authority", (uint8_t *)"unit.test", 10, 9, 0},
 	};
-	int closed = pe->closed;
 
 	pe->got.len = 0;
 	assert_true(nghttp2_submit_request(pe->client, NULL, nv, 4, NULL, NULL) > 0);
 	pump(pe);
-	CHECK("exchange", pe->closed == closed + 1, "the stream did not end");
+}
+
+/* The client got BODY_LEN bytes of body_byte, byte for byte. */
+static void check_body(const struct peer *pe)
+{
 	CHECK("exchange", pe->got.len == BODY_LEN, "%u body bytes, want %u", pe->got.len, BODY_LEN);
 	for (uint32_t i = 0; i < pe->got.len; i++)
 		if ((uint8_t)pe->got.p[i] != body_byte(i))
 			fail_msg("body byte %u is %#x, want %#x", i, (uint8_t)pe->got.p[i],
 				 body_byte(i));
+}
+
+/* One GET on the client, answered in full. */
+static void exchange(struct peer *pe)
+{
+	int closed = pe->closed;
+
+	request(pe);
+	CHECK("exchange", pe->closed == closed + 1, "the stream did not end");
+	check_body(pe);
 }
 
 static bool idle(const struct peer *pe)
@@ -275,12 +321,75 @@ static void test_without_runs(void **state)
 	CHECK("no runs", pe.gauge == 0, "gauge %llu after the free", (unsigned long long)pe.gauge);
 }
 
+/* DATA frames framed from a body buffer go into the output in one copy
+ * (ism_h2body_read, ism_h2body_send): the client gets the body byte for byte.
+ * When a frame waits for room (a full batch behind the send in flight) and
+ * the body is let go meanwhile (the stream aborted, as the tick does on a
+ * window kept shut), the stream is reset rather than framed from bytes that
+ * are gone, and the session goes on. */
+static void test_body_without_copy(void **state)
+{
+	nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1u << 20};
+	static char chunk[BODY_LEN];
+	struct peer pe;
+	const char *p, *p2;
+	uint32_t len, len2;
+	int closed;
+
+	(void)state;
+	for (uint32_t i = 0; i < BODY_LEN; i++)
+		chunk[i] = (char)body_byte(i);
+	peer_init(&pe, NULL);
+	pe.nocopy = true;
+	assert_int_equal(nghttp2_submit_settings(pe.client, NGHTTP2_FLAG_NONE, &iv, 1), 0);
+	assert_int_equal(nghttp2_submit_window_update(pe.client, NGHTTP2_FLAG_NONE, 0, 1 << 20), 0);
+
+	/* A body that comes in two parts, the second with its end. */
+	closed = pe.closed;
+	request(&pe);
+	assert_int_equal(ism_h2body_add(&pe.io, pe.id, &pe.body, chunk, 1000, false), 0);
+	pump(&pe);
+	assert_int_equal(
+	    ism_h2body_add(&pe.io, pe.id, &pe.body, chunk + 1000, BODY_LEN - 1000, true), 0);
+	pump(&pe);
+	CHECK("no copy", pe.closed == closed + 1 && pe.close_code == NGHTTP2_NO_ERROR,
+	      "the stream did not end well (code %u)", pe.close_code);
+	check_body(&pe);
+
+	/* A frame that waits for room, whose body is then let go. */
+	closed = pe.closed;
+	request(&pe);
+	assert_int_equal(ism_h2body_add(&pe.io, pe.id, &pe.body, chunk, 1000, false), 0);
+	assert_int_equal(ism_h2io_frame(&pe.io, &p, &len), 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ism_h2body_add(&pe.io, pe.id, &pe.body, chunk, BODY_LEN, false),
+				 0);
+	assert_int_equal(ism_h2io_frame(&pe.io, &p2, &len2), 0);
+	CHECK("wait", pe.io.gather.len >= ISM_H2_GATHER_MAX && !ism_h2body_drained(&pe.body),
+	      "%u bytes gathered, body drained: no frame waits", pe.io.gather.len);
+	ism_buf_free(&pe.body.b);
+	pe.body.off = 0;
+	assert_int_equal(nghttp2_session_mem_recv(pe.client, (const uint8_t *)p, len),
+			 (ssize_t)len);
+	ism_h2io_sent(&pe.io);
+	pump(&pe);
+	CHECK("wait", pe.closed == closed + 1 && pe.close_code == NGHTTP2_INTERNAL_ERROR,
+	      "the stream was not reset (%d closed, code %u)", pe.closed - closed, pe.close_code);
+
+	/* The session serves the next request. */
+	pe.nocopy = false;
+	exchange(&pe);
+	peer_free(&pe);
+	CHECK("free", pe.gauge == 0, "gauge %llu after the free", (unsigned long long)pe.gauge);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_idle_session_gives_pages_back),
 	    cmocka_unit_test(test_runs_reused),
 	    cmocka_unit_test(test_without_runs),
+	    cmocka_unit_test(test_body_without_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
