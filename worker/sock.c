@@ -86,7 +86,7 @@ static void cache_give(void *p, uint32_t cap)
 	}
 }
 
-int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
+int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit)
 {
 	uint32_t need = b->len + extra;
 	uint32_t cap;
@@ -114,17 +114,6 @@ int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
 	}
 	b->p = p;
 	b->cap = cap;
-	return 0;
-}
-
-int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit)
-{
-	int ret = ism_buf_reserve(b, len, limit);
-
-	if (ret < 0 || len == 0)
-		return ret;
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
 	return 0;
 }
 

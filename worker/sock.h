@@ -12,14 +12,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "worker/worker-t.h"
 
 /* ---- byte buffers ---- */
 
-/* Growth bounded by limit; 0 or -ENOMEM/-E2BIG. */
-int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit);
-int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit);
+/* Room for extra more bytes, growth bounded by limit; 0 or -ENOMEM/-E2BIG. */
+int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit);
+/* The same, inline while the room is there (the hot path's writes, a few
+ * dozen a request). */
+static inline int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
+{
+	return b->len + extra <= b->cap ? 0 : ism_buf_grow(b, extra, limit);
+}
+static inline int ism_buf_append(struct ism_buf *b, const void *data, uint32_t len, uint32_t limit)
+{
+	int ret = ism_buf_reserve(b, len, limit);
+
+	if (ret < 0 || len == 0)
+		return ret;
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
 int ism_buf_printf(struct ism_buf *b, uint32_t limit, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* n in base 10 or 16, NUL-terminated, without printf; its length. */
