@@ -39,4 +39,14 @@ static inline uint64_t ism_load8(const char *s, size_t n)
 	return x;
 }
 
+/* Whether the n bytes at a and at b are the same but for ASCII case, eight
+ * at a time. */
+static inline int ism_eq_nocase(const char *a, const char *b, size_t n)
+{
+	for (; n >= 8; a += 8, b += 8, n -= 8)
+		if (ism_lower8(ism_load8(a, 8)) != ism_lower8(ism_load8(b, 8)))
+			return 0;
+	return n == 0 || ism_lower8(ism_load8(a, n)) == ism_lower8(ism_load8(b, n));
+}
+
 #endif

@@ -60,21 +60,10 @@ static inline int has(unsigned char c, int cls)
 	return ism_ctab[c] & cls;
 }
 
-static inline unsigned char lower(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
-/* Case-insensitive comparison with a lowercase literal of the same length,
- * eight bytes at a time. */
+/* Case-insensitive comparison with a literal. */
 static inline int eq_lower(const char *s, size_t n, const char *lit, size_t lit_len)
 {
-	if (n != lit_len)
-		return 0;
-	for (; n >= 8; s += 8, lit += 8, n -= 8)
-		if (ism_lower8(ism_load8(s, 8)) != ism_load8(lit, 8))
-			return 0;
-	return n == 0 || ism_lower8(ism_load8(s, n)) == ism_load8(lit, n);
+	return n == lit_len && ism_eq_nocase(s, lit, n);
 }
 
 #define EQ_LIT(s, n, lit) eq_lower((s), (n), (lit), sizeof(lit) - 1)
@@ -835,13 +824,7 @@ int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, c
 		p = hdrs[i].value;
 		end = p + hdrs[i].value_len;
 		while (next_elem(&p, end, &e, &elen)) {
-			if (elen != len || elen == 0)
-				continue;
-			size_t j = 0;
-			while (j < len &&
-			       lower((unsigned char)e[j]) == lower((unsigned char)name[j]))
-				j++;
-			if (j == len)
+			if (elen == len && len != 0 && ism_eq_nocase(e, name, len))
 				return 1;
 		}
 	}
@@ -952,7 +935,7 @@ int ism_chunked_next(struct ism_chunked *c, const char *buf, size_t len, size_t 
 		switch (c->state) {
 		case CH_SIZE:
 			if (has(ch, C_HEX)) {
-				unsigned d = ch <= '9' ? ch - '0' : lower(ch) - 'a' + 10;
+				unsigned d = (unsigned)ism_hexval(ch);
 				if (c->digits == 16 || c->remaining > (ISM_HTTP_LEN_MAX >> 4))
 					goto bad;
 				c->remaining = c->remaining << 4 | d;

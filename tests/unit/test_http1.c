@@ -589,6 +589,11 @@ static void test_lower8(void **state)
 					   "t\x05"};
 	for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++)
 		assert_false(ism_http_is_hop_by_hop(near[i], strlen(near[i])));
+	/* Both sides in any case, past a word and within one. */
+	assert_true(ism_eq_nocase("Transfer-Encoding", "tRANSFER-eNCODING", 17));
+	assert_false(ism_eq_nocase("Transfer-Encodinf", "transfer-encoding", 17));
+	assert_false(ism_eq_nocase("[", "{", 1));
+	assert_true(ism_eq_nocase("", "", 0));
 	assert_true(ism_http_is_hop_by_hop("uPgRaDe", 7));
 	assert_true(ism_http_is_hop_by_hop("PROXY-CONNECTION", 16));
 }
