@@ -18,6 +18,12 @@ static inline int ism_hexval(unsigned char c)
 	return -1;
 }
 
+/* c in lower case, when it is an ASCII capital; else c (no locale). */
+static inline char ism_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+}
+
 /* The eight bytes of x with their ASCII capitals in lower case (no locale),
  * all at once: a byte's low seven bits plus 0x3f reach bit 7 from 'A' on, plus
  * 0x25 from past 'Z' on, without a carry into the next byte. */

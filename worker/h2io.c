@@ -472,7 +472,8 @@ int ism_h2nv_init(struct ism_h2nv *h, size_t n, uint32_t name_bytes)
 	return 0;
 }
 
-/* Whether the n bytes at s hold an ASCII capital. */
+/* Whether the n bytes at s hold an ASCII capital: eight at a time, the
+ * last few (most names are short) one by one. */
 static bool has_capital(const char *s, size_t n)
 {
 	uint64_t x;
@@ -482,8 +483,10 @@ static bool has_capital(const char *s, size_t n)
 		if (ism_lower8(x) != x)
 			return true;
 	}
-	x = ism_load8(s, n);
-	return ism_lower8(x) != x;
+	for (; n > 0; s++, n--)
+		if (ism_lower(*s) != *s)
+			return true;
+	return false;
 }
 
 /* The n bytes at s into d, in lower case. */
@@ -495,8 +498,8 @@ static void copy_lower(char *d, const char *s, size_t n)
 		x = ism_lower8(ism_load8(s, 8));
 		memcpy(d, &x, 8);
 	}
-	x = ism_lower8(ism_load8(s, n));
-	memcpy(d, &x, n);
+	for (; n > 0; d++, s++, n--)
+		*d = ism_lower(*s);
 }
 
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl)
