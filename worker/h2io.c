@@ -429,16 +429,17 @@ ssize_t ism_h2body_read(struct ism_h2body *bd, size_t len, uint32_t *flags)
 int ism_h2body_send(struct ism_h2io *io, struct ism_h2body *bd, const nghttp2_frame *f,
 		    const uint8_t *framehd, size_t len)
 {
-	int ret = gather_room(io, ISM_H2_FRAME_HD + len);
+	int ret;
 
-	if (ret < 0)
-		return ret;
 	/* No padding: the sessions choose none. */
 	ISM_BUG_ON(f->data.padlen != 0);
 	/* The frame waited for room (WOULDBLOCK), and meanwhile the body was
 	 * let go (the stream aborted): nghttp2 resets the stream. */
 	if (len > bd->b.len - bd->off)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	ret = gather_room(io, ISM_H2_FRAME_HD + len);
+	if (ret < 0)
+		return ret;
 	gather_put(io, framehd, ISM_H2_FRAME_HD);
 	gather_put(io, bd->b.p + bd->off, len);
 	bd->off += (uint32_t)len;

@@ -92,8 +92,6 @@ int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit)
 	uint32_t cap;
 	char *p;
 
-	if (need <= b->cap)
-		return 0;
 	if (need > limit)
 		return -E2BIG;
 	cap = b->cap ? b->cap : HEAD_INITIAL;

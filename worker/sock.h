@@ -18,10 +18,11 @@
 
 /* ---- byte buffers ---- */
 
-/* Room for extra more bytes, growth bounded by limit; 0 or -ENOMEM/-E2BIG. */
+/* ism_buf_reserve's growth, when b has less room than extra more bytes. */
 int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit);
-/* The same, inline while the room is there (the hot path's writes, a few
- * dozen a request). */
+/* Room for extra more bytes, growth bounded by limit; 0 or -ENOMEM/-E2BIG.
+ * Inline while the room is there (the hot path's writes, a few dozen a
+ * request). */
 static inline int ism_buf_reserve(struct ism_buf *b, uint32_t extra, uint32_t limit)
 {
 	return b->len + extra <= b->cap ? 0 : ism_buf_grow(b, extra, limit);
