@@ -98,7 +98,7 @@ run_wrk_http() { # proxy seconds outfile
 	run_wrk "$3" "$2" -t1 -c"$CONNS" --timeout 5s --latency "http://127.0.0.1:${PORT[$1]}/"
 }
 
-declare -A RPS=() P99=() CPU=() DEAD=() CLI=() CORES=() UPC=() BUSY=() WAITC=()
+declare -A RPS=() P99=() CPU=() DEAD=() CLI=() CORES=() UPC=() BUSY=() WAITC=() PARTS=()
 read -r -a ACTIVE_ARR <<<"$ACTIVE"
 N=${#ACTIVE_ARR[@]}
 
@@ -108,7 +108,7 @@ for p in $ACTIVE; do run_wrk_http "$p" "$WARMUP" "$TMP/warmup-$p.txt" || say "# 
 
 say "# rounds: $ROUNDS x ${DURATION}s per proxy, wrk -t1 -c$CONNS, order rotated every round"
 raw ""
-raw "round proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores"
+raw "round proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores parts_us_per_req"
 for r in $(seq 1 "$ROUNDS"); do
 	order=""
 	for i in $(seq 0 $((N - 1))); do order="$order ${ACTIVE_ARR[$(((i + r - 1) % N))]}"; done
@@ -129,6 +129,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		fi
 		cpu=$(cpu_us_per_req $((t1 - t0)) "$req")
 		cli=$(client_us_per_req "$req") cores=$(client_cores "$DURATION")
+		parts=$(parts_us_per_req "$cli" "$cpu" "$req")
 		RPS[$p]="${RPS[$p]:-} $rps"
 		P99[$p]="${P99[$p]:-} $p99"
 		CPU[$p]="${CPU[$p]:-} $cpu"
@@ -137,15 +138,16 @@ for r in $(seq 1 "$ROUNDS"); do
 		UPC[$p]="${UPC[$p]:-} $UP_CORES"
 		BUSY[$p]="${BUSY[$p]:-} $BUSY_CORES"
 		WAITC[$p]="${WAITC[$p]:-} $WAIT_CORES"
+		PARTS[$p]="${PARTS[$p]:-} $parts"
 		line=$(printf 'round %d %-12s req/s %10s  p99 %8s ms  cpu %7s us/req  wrk %7s us/req %5s cores  upstream %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)' \
 			"$r" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx")
 		echo "$line"
-		raw "$r $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES"
+		raw "$r $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES $parts"
 		[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $p: $err socket errors, $non2xx non-2xx responses"
 	done
 done
 
-declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=()
+declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=() MS=()
 for p in $ACTIVE; do
 	MR[$p]=$(echo "${RPS[$p]:-}" | median | fmt_num 0)
 	MP[$p]=$(echo "${P99[$p]:-}" | median | fmt_num 3)
@@ -155,24 +157,29 @@ for p in $ACTIVE; do
 	MU[$p]=$(echo "${UPC[$p]:-}" | median | fmt_num 2)
 	MB[$p]=$(echo "${BUSY[$p]:-}" | median | fmt_num 2)
 	MW[$p]=$(echo "${WAITC[$p]:-}" | median | fmt_num 2)
+	MS[$p]=$(echo "${PARTS[$p]:-}" | median | fmt_num 2)
 done
 base() { if [ -n "${PID[haproxy]:-}" ]; then echo "$1"; else echo "n/a"; fi; }
 
 say ""
 say "## throughput: medians of $ROUNDS rounds (wrk -t1 -c$CONNS -d${DURATION}s); ratio = proxy / HAProxy"
-FMT='%-12s %10s %9s %11s   %8s %7s %7s   %10s %9s %8s %9s %11s'
-say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'wrk us/req' 'wrk cores' 'up cores' 'all cores' 'proxy wait')"
+FMT='%-12s %10s %9s %11s   %8s %7s %7s   %10s %9s %8s %9s %11s   %11s %7s'
+say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'wrk us/req' 'wrk cores' 'up cores' 'all cores' 'proxy wait' 'all us/req' 'bound x')"
 for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 	case " $ACTIVE " in *" $p "*) ;; *) say "$(printf '%-12s %10s' "$p" 'skipped')"; continue ;; esac
 	say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" \
 		"$(ratio "${MR[$p]}" "$(base "${MR[haproxy]:-n/a}")")" \
 		"$(ratio "${MP[$p]}" "$(base "${MP[haproxy]:-n/a}")")" \
-		"$(ratio "${MC[$p]}" "$(base "${MC[haproxy]:-n/a}")")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}")"
+		"$(ratio "${MC[$p]}" "$(base "${MC[haproxy]:-n/a}")")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}" \
+		"${MS[$p]}" "$(ratio "$(base "${MS[haproxy]:-n/a}")" "${MS[$p]}")")"
 done
 say "(wrk: the load client's own CPU per request and the cores it used; up: the upstream nginx's"
 say " cores; all: the whole machine's busy cores. wrk has one thread and the upstream one worker:"
 say " either near 1.00, or all near the machine's $(nproc), and that part, not the proxy, set the rate;"
-say " proxy wait: the cores' worth of time the proxy was ready to run but waited for a CPU)"
+say " proxy wait: the cores' worth of time the proxy was ready to run but waited for a CPU;"
+say " all us/req: wrk's, the upstream's and the proxy's CPU per request together; bound: HAProxy's"
+say " all us/req over the proxy's, the rate ratio the cores allow where both rounds kept the"
+say " machine equally busy)"
 say "spread (min..max over rounds):"
 for p in $ACTIVE; do
 	say_spread 12 "$p" "${RPS[$p]:-}" "${P99[$p]:-}" "${CPU[$p]:-}"

@@ -154,7 +154,7 @@ for m in tls h2c; do for s in $STREAMS; do KINDS="$KINDS $m:$s"; done; done
 [ -n "$GRPC_ACTIVE" ] && KINDS="$KINDS grpc:$GRPC_STREAMS"
 kind_proxies() { case $1 in grpc:*) echo "$GRPC_ACTIVE" ;; *) echo "$H2_ACTIVE" ;; esac; }
 
-declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() BUSY=() WAITC=()
+declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() BUSY=() WAITC=() PARTS=()
 say ""
 say "# warm-up: ${WARMUP}s per proxy and kind"
 for k in $KINDS; do for p in $(kind_proxies "$k"); do
@@ -163,7 +163,7 @@ done; done
 
 say "# rounds: $ROUNDS x ${DURATION}s per proxy and kind, h2load -t1 -c$CONNS -m STREAMS, proxy order rotated every round"
 raw ""
-raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores"
+raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores parts_us_per_req"
 for r in $(seq 1 "$ROUNDS"); do
 	for k in $KINDS; do
 		read -r -a arr <<<"$(kind_proxies "$k")"
@@ -188,6 +188,7 @@ for r in $(seq 1 "$ROUNDS"); do
 			fi
 			cpu=$(cpu_us_per_req $((t1 - t0)) "$req")
 			cli=$(client_us_per_req "$req") cores=$(client_cores "$DURATION")
+			parts=$(parts_us_per_req "$cli" "$cpu" "$req")
 			RPS[$k,$p]="${RPS[$k,$p]:-} $rps"
 			P99[$k,$p]="${P99[$k,$p]:-} $p99"
 			CPU[$k,$p]="${CPU[$k,$p]:-} $cpu"
@@ -196,9 +197,10 @@ for r in $(seq 1 "$ROUNDS"); do
 			UPC[$k,$p]="${UPC[$k,$p]:-} $UP_CORES"
 			BUSY[$k,$p]="${BUSY[$k,$p]:-} $BUSY_CORES"
 			WAITC[$k,$p]="${WAITC[$k,$p]:-} $WAIT_CORES"
+			PARTS[$k,$p]="${PARTS[$k,$p]:-} $parts"
 			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  h2load %7s us/req %5s cores  upstream %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
 				"$r" "$k" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx"
-			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES"
+			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES $parts"
 			[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $k $p: $err errored or timed-out requests, $non2xx non-2xx responses"
 		done
 	done
@@ -212,7 +214,7 @@ best() { # high|low values...
 }
 declare -A KIND_DESC=([tls]="h2 over TLS (ALPN h2)" [h2c]="h2c, prior knowledge" [grpc]="gRPC unary over h2c, $GRPC_BYTES-byte messages")
 for k in $KINDS; do
-	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=()
+	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=() MS=()
 	for p in $(kind_proxies "$k"); do
 		MR[$p]=$(echo "${RPS[$k,$p]:-}" | median | fmt_num 0)
 		MP[$p]=$(echo "${P99[$k,$p]:-}" | median | fmt_num 3)
@@ -222,32 +224,38 @@ for k in $KINDS; do
 		MU[$p]=$(echo "${UPC[$k,$p]:-}" | median | fmt_num 2)
 		MB[$p]=$(echo "${BUSY[$k,$p]:-}" | median | fmt_num 2)
 		MW[$p]=$(echo "${WAITC[$k,$p]:-}" | median | fmt_num 2)
+		MS[$p]=$(echo "${PARTS[$k,$p]:-}" | median | fmt_num 2)
 	done
 	peers="haproxy nginx"
 	[ "${k%%:*}" = grpc ] && peers=haproxy-grpc
 	br=n/a bp=n/a bc=n/a rr="" rp="" rc=""
 	for q in $peers; do rr="$rr ${MR[$q]:-n/a}" rp="$rp ${MP[$q]:-n/a}" rc="$rc ${MC[$q]:-n/a}"; done
 	br=$(best high $rr) bp=$(best low $rp) bc=$(best low $rc)
+	bs=n/a # the parts' sum of the peer with the better rate
+	for q in $peers; do if [ "${MR[$q]:-n/a}" = "$br" ]; then bs=${MS[$q]:-n/a}; fi; done
 	say ""
 	say "## $k: ${KIND_DESC[${k%%:*}]}, h2load -c$CONNS -m${k##*:}: medians of $ROUNDS rounds of ${DURATION}s; ratio = proxy / the better of ${peers// / and } for each metric"
-	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %9s %11s'
-	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'all cores' 'proxy wait')"
+	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %9s %11s   %11s %7s'
+	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'all cores' 'proxy wait' 'all us/req' 'bound x')"
 	for p in $(kind_proxies "$k"); do
 		say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" "$(ratio "${MR[$p]}" "$br")" \
-			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}")"
+			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}" \
+			"${MS[$p]}" "$(ratio "$bs" "${MS[$p]}")")"
 	done
 	say "spread (min..max over rounds):"
 	for p in $(kind_proxies "$k"); do
 		say_spread 17 "$p" "${RPS[$k,$p]:-}" "${P99[$k,$p]:-}" "${CPU[$k,$p]:-}"
 	done
-	unset MR MP MC ML MK MU MB MW
+	unset MR MP MC ML MK MU MB MW MS
 done
 say ""
 say "(h2load: the load client's own CPU per request and the cores it used; up: the upstream's cores"
 say " (nginx, or grpc_responder for gRPC); all: the whole machine's busy cores. h2load has one thread"
 say " and each upstream one: either near 1.00, or all near the machine's $(nproc), and that part, not"
 say " the proxy, set the rate; proxy wait: the cores' worth of time the proxy was ready to run but"
-say " waited for a CPU)"
+say " waited for a CPU; all us/req: h2load's, the upstream's and the proxy's CPU per request"
+say " together; bound: the better peer's all us/req over the proxy's, the rate ratio the cores allow"
+say " where both rounds kept the machine equally busy)"
 
 say ""
 say "# done; raw numbers in $RESULTS"

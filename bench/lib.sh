@@ -235,12 +235,12 @@ client_us_per_req() { awk -v s="$CLIENT_CPU_S" -v n="$1" 'BEGIN { if (n > 0) pri
 client_cores() { awk -v s="$CLIENT_CPU_S" -v d="$1" 'BEGIN { printf "%.2f", s / d }'; }
 
 # Where a round's CPU went besides the proxy: round_begin UPSTREAM_PID PROXY_PID before it,
-# round_end UPSTREAM_PID PROXY_PID SECONDS after it sets UP_CORES (the upstream's process tree)
-# and BUSY_CORES (the whole machine: /proc/stat less idle and iowait), in cores over the round's
-# seconds, and WAIT_CORES: the time the proxy's threads were ready to run but waited for a CPU
-# (the run-queue wait of /proc/TID/schedstat), in cores. With the client's cores, they say which
-# of the parts (one-thread client, one-worker upstream, the machine's cores, the scheduler's
-# placement of the three on them) ran out first.
+# round_end UPSTREAM_PID PROXY_PID SECONDS after it sets UP_CORES (the upstream's process tree;
+# UP_TICKS, the same in clock ticks) and BUSY_CORES (the whole machine: /proc/stat less idle and
+# iowait), in cores over the round's seconds, and WAIT_CORES: the time the proxy's threads were
+# ready to run but waited for a CPU (the run-queue wait of /proc/TID/schedstat), in cores. With
+# the client's cores, they say which of the parts (one-thread client, one-worker upstream, the
+# machine's cores, the scheduler's placement of the three on them) ran out first.
 machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 wait_ns() { # pid: nanoseconds the threads of its process tree waited, runnable, for a CPU
 	local p f total=0 run wait rest
@@ -257,11 +257,20 @@ round_begin() { # upstream-pid proxy-pid
 	ROUND_WAIT0=$(wait_ns "$2")
 	ROUND_BUSY0=$(machine_ticks)
 }
+# The three parts' CPU per request together, in microseconds: the client's, the proxy's and the
+# upstream's (from round_end's UP_TICKS). The three share the machine's cores, so where two
+# proxies' rounds kept it equally busy their rates stand as the inverse of these sums: the "bound"
+# of a proxy is the better peer's sum over its own, the rate ratio the cores allow it.
+parts_us_per_req() { # client-us proxy-us requests
+	awk -v c="$1" -v p="$2" -v u="$(cpu_us_per_req "$UP_TICKS" "$3")" \
+		'BEGIN { if (c == "n/a" || p == "n/a" || u == "n/a") print "n/a"; else printf "%.2f", c + p + u }'
+}
 round_end() { # upstream-pid proxy-pid seconds
 	local u b w
 	b=$(machine_ticks)
 	u=$(cpu_ticks "$1")
 	w=$(wait_ns "$2")
+	UP_TICKS=$((u - ROUND_UP0))
 	UP_CORES=$(awk -v t=$((u - ROUND_UP0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	BUSY_CORES=$(awk -v t=$((b - ROUND_BUSY0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	WAIT_CORES=$(awk -v t=$((w - ROUND_WAIT0)) -v d="$3" 'BEGIN { printf "%.2f", t / 1e9 / d }')
