@@ -8,7 +8,7 @@
 # rounds on a shared 2-core machine do not resolve. The first build is the reference. Also the
 # share of the worker's samples (perf record, cpu-clock) in the kernel's descriptor lookups:
 # fget/fdget and fput around each operation on a descriptor, io_uring's lookup of a request's
-# file (normal or registered).
+# file (normal or registered). And the TCP segments the machine sends per request (nstat).
 # Usage: bench/instructions.sh BUILD_DIR [BUILD_DIR...]
 # Environment: ROUNDS (3) DURATION (10, s under valgrind) CONNS (4) KERNEL_DURATION (5, s)
 #              LOAD (h1: wrk; h2c: h2load over prior-knowledge HTTP/2; grpc: h2load's unary gRPC calls
@@ -41,7 +41,7 @@ case $ROUNDS$DURATION$CONNS$KERNEL_DURATION$STREAMS$GRPC_BYTES in
 esac
 case $LOAD in h1|h2c|grpc|h1tls|h2tls) ;; *) die "LOAD must be h1, h2c, grpc, h1tls or h2tls";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
-need_tools "$NGINX" "$WRK" "$H2LOAD" curl valgrind callgrind_control perf
+need_tools "$NGINX" "$WRK" "$H2LOAD" curl valgrind callgrind_control perf nstat
 for b in "$@"; do [ -x "$b/isthmus" ] || die "$b/isthmus not found (build it first)"; done
 
 bench_tmp
@@ -121,7 +121,7 @@ cg_life() { # name seconds build
 	CG_REQ=$req
 }
 
-declare -A IR=() SQE=() CQE=() SYS=() LOOKUP=()
+declare -A IR=() SQE=() CQE=() SYS=() LOOKUP=() SEGS=()
 n=0
 for b in "$@"; do
 	n=$((n + 1))
@@ -156,7 +156,9 @@ for b in "$@"; do
 	perf record -q -F 1999 -o "$TMP/prof-$name.data" -p "$w" -- sleep $((KERNEL_DURATION + 1)) >/dev/null 2>&1 &
 	pr=$!
 	sleep 0.5
+	nstat -n >/dev/null # the machine's TCP counters from here (loopback: sent = received)
 	load "$TMP/kwrk-$name.txt" "$KERNEL_DURATION" "${PORT[$kname]}"
+	SEGS_OUT=$(nstat 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
 	wait "$pp"
 	wait "$pr"
 	LOOKUP[$name]=$(perf report -q -i "$TMP/prof-$name.data" --no-children --sort sym --stdio 2>/dev/null |
@@ -168,20 +170,21 @@ for b in "$@"; do
 	SQE[$name]=$(awk -v a="$(ev io_uring:io_uring_submit_req)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
 	CQE[$name]=$(awk -v a="$(ev io_uring:io_uring_complete)" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
 	SYS[$name]=$(awk -v a="$(ev raw_syscalls:sys_enter)" -v n="$req" 'BEGIN{printf "%.3f", a / n}')
-	say "kernel $name: $req requests: ${SQE[$name]} submissions, ${CQE[$name]} completions, ${SYS[$name]} system calls per request"
+	SEGS[$name]=$(awk -v a="${SEGS_OUT:-0}" -v n="$req" 'BEGIN{printf "%.2f", a / n}')
+	say "kernel $name: $req requests: ${SQE[$name]} submissions, ${CQE[$name]} completions, ${SYS[$name]} system calls, ${SEGS[$name]} TCP segments per request"
 	kill -TERM "${PID[$kname]}" 2>/dev/null
 	wait "${PID[$kname]}" 2>/dev/null
 done
 
 say ""
 say "## per request, medians of $ROUNDS rounds ($LOAD, $CONNS connections$(case $LOAD in h1*) ;; *) echo " of $STREAMS streams" ;; esac)); ratio = build / build1"
-say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls lookup%)"
+say "$(printf '%-8s %-40s %12s %7s %10s %8s %8s %8s %8s %8s' build dir instructions ratio spread sqe cqe syscalls lookup% segments)"
 ref=$(echo "${IR[build1]}" | median)
 n=0
 for b in "$@"; do
 	n=$((n + 1))
 	name="build$n"
 	m=$(echo "${IR[$name]}" | median)
-	say "$(printf '%-8s %-40s %12.0f %7s %10s %8s %8s %8s %8s' "$name" "$b" "$m" "$(awk -v a="$m" -v b="$ref" 'BEGIN{printf "%.3f", a / b}')" \
-		"$(echo "${IR[$name]}" | spread)" "${SQE[$name]}" "${CQE[$name]}" "${SYS[$name]}" "${LOOKUP[$name]}")"
+	say "$(printf '%-8s %-40s %12.0f %7s %10s %8s %8s %8s %8s %8s' "$name" "$b" "$m" "$(awk -v a="$m" -v b="$ref" 'BEGIN{printf "%.3f", a / b}')" \
+		"$(echo "${IR[$name]}" | spread)" "${SQE[$name]}" "${CQE[$name]}" "${SYS[$name]}" "${LOOKUP[$name]}" "${SEGS[$name]}")"
 done
