@@ -156,7 +156,10 @@ for b in "$@"; do
 	perf record -q -F 1999 -o "$TMP/prof-$name.data" -p "$w" -- sleep $((KERNEL_DURATION + 1)) >/dev/null 2>&1 &
 	pr=$!
 	sleep 0.5
-	nstat -n >/dev/null # the machine's TCP counters from here (loopback: sent = received)
+	# The machine's TCP counters from here (loopback: sent = received), the
+	# history nstat keeps between its calls in the run's directory.
+	export NSTAT_HISTORY="$TMP/nstat.history"
+	nstat -n >/dev/null
 	load "$TMP/kwrk-$name.txt" "$KERNEL_DURATION" "${PORT[$kname]}"
 	SEGS_OUT=$(nstat 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
 	wait "$pp"

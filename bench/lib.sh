@@ -271,7 +271,7 @@ round_end() { # upstream-pid proxy-pid seconds
 	u=$(cpu_ticks "$1")
 	w=$(wait_ns "$2")
 	UP_TICKS=$((u - ROUND_UP0))
-	UP_CORES=$(awk -v t=$((u - ROUND_UP0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
+	UP_CORES=$(awk -v t="$UP_TICKS" -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	BUSY_CORES=$(awk -v t=$((b - ROUND_BUSY0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	WAIT_CORES=$(awk -v t=$((w - ROUND_WAIT0)) -v d="$3" 'BEGIN { printf "%.2f", t / 1e9 / d }')
 }
