@@ -26,7 +26,6 @@
 #endif
 
 #define HEAD_INITIAL 2048u
-#define CACHE_MAX    128u
 
 /* ---------- buffers ---------- */
 
@@ -43,6 +42,8 @@
  * ASan a cached block is poisoned, so a use after its free is still reported. */
 #define CACHE_CLASSES	  6
 #define CACHE_CLASS_BYTES (256u * 1024u)
+/* Blocks a class keeps at most: the smallest class's count. */
+#define CACHE_MAX (CACHE_CLASS_BYTES / HEAD_INITIAL)
 static _Thread_local struct {
 	uint32_t n;
 	void *v[CACHE_MAX];
