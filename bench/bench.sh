@@ -85,6 +85,7 @@ for p in $ACTIVE; do
 	say "# $p: port ${PORT[$p]}, pids ${procs}, body ${size} B, upstreams seen: ${seen:-none}"
 	[ "$size" = 1024 ] || say "# WARNING: $p returned a ${size}-byte body, expected 1024"
 	case $seen in *"$UP1"*"$UP2"*) ;; *) say "# WARNING: $p did not spread 6 requests over both upstreams" ;; esac
+	check_edits "$p" "http://127.0.0.1:${PORT[$p]}/edits"
 done
 
 # --- idle connection memory ---------------------------------------------------------------------

@@ -101,6 +101,8 @@ for p in $H2_ACTIVE; do
 		say "# $p: ${u##* } -> HTTP/$got"
 		[ "$got" = "2 200 1024" ] || say "# WARNING: $p: expected HTTP/2, 200 and a 1024-byte body from ${u##* }"
 	done
+	check_edits "$p" "https://127.0.0.1:${PORT[$p]}/edits" --http2 --cacert "$C/ca.crt"
+	check_edits "$p" "http://127.0.0.1:${H2C[$p]}/edits" --http2-prior-knowledge
 done
 
 # --- idle HTTP/2 connections ----------------------------------------------------------------------

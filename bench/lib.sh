@@ -139,6 +139,10 @@ $listen        location / {
             add_header X-Upstream \$server_port;
             return 200 "$body\n";
         }
+        # What a proxy added to the request (check_edits); only requests for /edits pay for it.
+        location = /edits {
+            return 200 "xff=\$http_x_forwarded_for xfp=\$http_x_forwarded_proto rid=\$http_x_request_id\n";
+        }
     }
 }
 EOF
@@ -357,6 +361,20 @@ proxy_up() { # name pid url log
 	ACTIVE="$ACTIVE $1"
 }
 
+# Every proxy makes the request edits an Istio gateway makes (x-forwarded-for, x-forwarded-proto,
+# x-request-id): the upstream's /edits echoes what arrived. A warning, not a failure, where one
+# is missing: the rounds would then compare unequal work. $1 the proxy, $2 the URL of /edits,
+# the rest curl's options.
+check_edits() { # name url curl-options...
+	local name=$1 url=$2 got
+	shift 2
+	got=$(curl -s -m 2 "$@" "$url")
+	say "# $name: request edits at the upstream: ${got:-none}"
+	case $got in
+	*"xff= "* | *"xfp= "* | *"rid=" | "") say "# WARNING: $name did not make every request edit (x-forwarded-for, x-forwarded-proto, x-request-id)" ;;
+	esac
+}
+
 # The upstream ports the proxies balance over (round robin): $UPS when set, else $UP1 and $UP2.
 upstream_ports() { echo "${UPS:-$UP1 $UP2}"; }
 
@@ -484,6 +502,12 @@ defaults
 
 frontend fe
     bind 127.0.0.1:${PORT[$name]} $2 backlog 4096
+    # The request edits an Istio gateway makes, as isthmus does (bench/README.md).
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+    unique-id-format %[uuid]
+    unique-id-header X-Request-ID
 $4
     default_backend be
 
@@ -518,6 +542,10 @@ $servers        keepalive 64;
             proxy_pass http://be;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # The request edits an Istio gateway makes, as isthmus does (bench/README.md).
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Request-ID \$request_id;
         }
     }
 }

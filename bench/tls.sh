@@ -73,6 +73,7 @@ for p in $ACTIVE; do
 		awk '/^New,/{v=$2" "$5} /^ALPN protocol:/{a=$3} /Verify return code:/{r=$4} END{printf "%s, ALPN %s, verify %s", v, a, r}')
 	say "# $p: port ${PORT[$p]}, pids $(tree_pids "${PID[$p]}" | tr '\n' ' '), body ${size} B (verified with the CA), $nego"
 	[ "$size" = 1024 ] || say "# WARNING: $p returned a ${size}-byte body over verified TLS, expected 1024"
+	check_edits "$p" "https://127.0.0.1:${PORT[$p]}/edits" --cacert "$C/ca.crt"
 done
 
 # isthmus's TLS counters from its admin /metrics: "handshakes resumed failures".
