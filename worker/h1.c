@@ -197,7 +197,9 @@ static int h1_upgrade(struct ism_wctx *w, struct ism_stream *st, const struct is
 
 static void h1_want_body(struct ism_wctx *w, struct ism_stream *st)
 {
-	ism_sock_recv(w, &st->sess->s);
+	/* Received bytes are the ring's until given, nothing to give back. */
+	if (!st->req_done)
+		ism_sock_recv(w, &st->sess->s);
 }
 
 static void h1_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)

@@ -388,6 +388,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	x = us_of(c, f->hd.stream_id);
 	if (x == NULL || x->st == NULL)
 		return 0;
+	/* A stream's timeouts count its own frames only: other streams' frames,
+	 * SETTINGS and PINGs do not keep a silent one alive. */
+	ism_stream_up_bytes(c->w, x->st);
 	if (f->hd.type == NGHTTP2_HEADERS && x->state == ISM_H2US_OPEN) {
 		response_head(c->w, x, end);
 		return 0;
@@ -587,6 +590,7 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 {
 	struct ism_upconn *u = find_conn(w, ep->id, ism_up_pool_key(st, cl));
 	struct ism_h2us *x;
+	int f;
 
 	if (full != NULL)
 		*full = false;
@@ -615,15 +619,25 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 	x->head = *head;
 	*head = (struct ism_buf){0};
 	link_stream(u->mux, x);
-	if (u->state == ISM_UP_MUX && submit_request(w, u->mux, x) != 0) {
-		/* Nothing was taken: the stream answers. */
+	f = u->state == ISM_UP_MUX ? submit_request(w, u->mux, x) : 0;
+	if (f != 0) {
+		/* Nothing was taken. */
 		*head = x->head;
 		x->head = (struct ism_buf){0};
 		free_stream(x);
-		return NULL;
+		if (f != ISM_FAIL_REFUSED || !u->reused)
+			return NULL; /* the stream answers */
+		/* Its stream identifiers are all used (2^31 of them): it takes
+		 * no more, and closes when its streams end; the stream goes on a
+		 * new one. */
+		u->mux->goaway = 1;
+		return ism_h2up_start(w, st, cl, ep, head, full);
 	}
 	st->usp = x;
-	u->requests++;
+	/* maxRequestsPerConnection: the connection takes no more streams, and
+	 * closes when its streams end (as Envoy's, for HTTP/2 too). */
+	if (++u->requests >= cl->pool.max_requests_per_conn && cl->pool.max_requests_per_conn)
+		u->mux->goaway = 1;
 	kick(w, u->mux);
 	return u;
 }
@@ -766,9 +780,6 @@ void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	}
 	c->last_rx = w->now;
 	ism_h2io_stir(&c->io);
-	for (struct ism_h2us *x = c->streams; x != NULL; x = x->next)
-		if (x->st != NULL)
-			ism_stream_up_bytes(w, x->st);
 	c->io.busy++;
 	n = nghttp2_session_mem_recv(c->io.ng, (const uint8_t *)ism_w_buf_addr(w, bid),
 				     (size_t)res);

@@ -769,6 +769,16 @@ int ism_http_resp_has_body(int status, const char *method, size_t method_len)
 	return !(status < 200 || status == 204 || status == 304);
 }
 
+bool ism_http_method_idempotent(const char *method, size_t method_len)
+{
+	static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+
+	for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+		if (method_len == strlen(idem[i]) && memcmp(method, idem[i], method_len) == 0)
+			return true;
+	return false;
+}
+
 int ism_http_error_status(ssize_t err)
 {
 	switch (err) {

@@ -109,6 +109,10 @@ ssize_t ism_http_parse_response(const char *buf, size_t len, const struct ism_ht
  * (not for HEAD, 1xx, 204, 304). */
 int ism_http_resp_has_body(int status, const char *method, size_t method_len);
 
+/* Whether a request method is idempotent (RFC 9110 9.2.2: GET, HEAD, OPTIONS,
+ * TRACE, PUT, DELETE): sending the request twice has the effect of once. */
+bool ism_http_method_idempotent(const char *method, size_t method_len);
+
 /* The reason phrase of a status ("Not Found"), or "Unknown" for one not listed. */
 const char *ism_http_reason(int status);
 

@@ -38,10 +38,14 @@ int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int s
 		return (on & (ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR |
 			      ISM_RETRY_RESET_BEFORE_REQUEST | ISM_RETRY_RESET)) != 0;
 	case ISM_FAIL_RESET:
-		return (on & (ISM_RETRY_RESET | ISM_RETRY_5XX)) != 0;
+		/* Envoy counts a reset as a 5xx, and as a gateway error (its
+		 * RetryPolicy's wouldRetryFromReset). */
+		return (on & (ISM_RETRY_RESET | ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR)) != 0;
 	case ISM_FAIL_REFUSED:
-		/* Envoy: refused-stream, and the resets of reset and 5xx. */
-		return (on & (ISM_RETRY_REFUSED_STREAM | ISM_RETRY_RESET | ISM_RETRY_5XX)) != 0;
+		/* Envoy: refused-stream, and the resets of reset, 5xx and
+		 * gateway-error. */
+		return (on & (ISM_RETRY_REFUSED_STREAM | ISM_RETRY_RESET | ISM_RETRY_5XX |
+			      ISM_RETRY_GATEWAY_ERROR)) != 0;
 	case ISM_FAIL_TIMEOUT:
 		/* Envoy retries a per-try timeout under 5xx, gateway-error and reset. */
 		return (on & (ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR | ISM_RETRY_RESET)) != 0;

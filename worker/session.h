@@ -152,7 +152,9 @@ struct ism_sess_ops {
 	 * 0, or -ENOMEM (nothing was sent). HTTP/2: NULL (no upgrades). */
 	int (*upgrade)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 		       const char *p, uint32_t len);
-	/* Reads more of the request body (for ism_stream_req_data). */
+	/* What the session gave (ism_stream_req_data) went upstream: its
+	 * memory and flow-control credit go back, and it reads more of the
+	 * request body, if the body has not ended (st->req_done). */
 	void (*want_body)(struct ism_wctx *w, struct ism_stream *st);
 	/* The stream ended whole (answered, its request read or not); sp was
 	 * its st->sp. The session goes on with the next request, or closes. */

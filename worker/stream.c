@@ -385,11 +385,13 @@ static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exc
 	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr->eps, &rq);
 }
 
-/* The response timeout of an attempt: the retry policy's per-try timeout when
- * shorter. */
+/* The response timeout of an attempt: until the response head came, the retry
+ * policy's per-try timeout when shorter; whatever re-arms the deadline before
+ * then (body bytes either way, an interim head) keeps it. */
 static uint32_t attempt_timeout(const struct ism_stream *st)
 {
-	return st->rs.per_try_ms && st->rs.per_try_ms < st->response_timeout_ms
+	return !st->resp_head_done && st->rs.per_try_ms &&
+		       st->rs.per_try_ms < st->response_timeout_ms
 		   ? st->rs.per_try_ms
 		   : st->response_timeout_ms;
 }
@@ -444,6 +446,11 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	ei = pick_endpoint(w, st, st->rs.ignore_previous ? st->prev_ep : UINT32_MAX);
 	if (ei < 0) {
 		stream_local(w, st, 503, "no healthy upstream", false);
+		return;
+	}
+	/* A request that could not be kept whole (no memory) is not sent in part. */
+	if (st->replay.len == 0 && !st->l4) {
+		stream_local(w, st, 503, "request not kept for a retry", false);
 		return;
 	}
 	head = st->replay;
@@ -1289,6 +1296,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	request_begin(w, st, req);
 	st->http10 = req->minor_version == 0;
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "content-type") &&
 		    req->headers[i].value_len >= 16 &&
@@ -1402,6 +1410,26 @@ void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
 		ism_buf_free(&st->req_trl); /* dropped, as HTTP/1.1 drops them */
 }
 
+/* Body bytes that came while no attempt can take them: the session was asked
+ * for them before the attempt failed, and they came during the retry's
+ * back-off, the wait for a connection or a fault delay. They join the request
+ * kept for the next attempt, which sends them after what went before; the
+ * rest of the body is asked for once that attempt sent it all. */
+static void hold_body(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
+		      int bid, bool done)
+{
+	int ret = ism_up_body_into(st, &st->replay, p, len, done);
+
+	if (bid >= 0)
+		ism_w_buf_recycle(w, bid);
+	st->req_done = done;
+	/* Past what a retry keeps, the request cannot be made whole again:
+	 * Envoy's answer. */
+	if (ret < 0 || st->replay.len > ISM_REPLAY_MAX)
+		stream_local(w, st, 507, "exceeded request buffer limit while retrying upstream",
+			     true);
+}
+
 void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			 int bid, bool done)
 {
@@ -1409,6 +1437,11 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 
 	if (st->copies != NULL)
 		ism_mirror_body(w, st, p, len, done);
+	if (st->up == NULL && (st->state == ISM_ST_BACKOFF || st->state == ISM_ST_WAITING ||
+			       st->state == ISM_ST_DELAY)) {
+		hold_body(w, st, p, len, bid, done);
+		return;
+	}
 	if (st->up == NULL || (st->state != ISM_ST_ATTEMPT && st->state != ISM_ST_RESPONSE)) {
 		/* Answered already (the session closes after the response). */
 		if (bid >= 0)
@@ -1416,8 +1449,8 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 		return;
 	}
 	st->req_done = done;
-	if (!st->resp_started)
-		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
+	if (!st->resp_started && st->deadline_kind == ISM_SDL_RESPONSE)
+		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 	ret = ism_up_req_data(w, st, p, len, bid, done);
 	st->req_streamed = !ism_up_replayable(st);
 	if (ret < 0) {
@@ -1474,15 +1507,16 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)
 {
 	if (!st->sending)
-		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
+		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 }
 
 void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st)
 {
-	if (!st->req_done) {
-		st->sess->ops->want_body(w, st);
+	/* The last of the body too: an HTTP/2 client's windows open again for
+	 * other streams while this one's answer takes its time. */
+	st->sess->ops->want_body(w, st);
+	if (!st->req_done)
 		return;
-	}
 	if (st->state == ISM_ST_RESPONSE && st->resp_done && !st->sending)
 		stream_finish(w, st);
 }
@@ -1649,7 +1683,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 			stream_cut(w, st);
 			return;
 		}
-		set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
+		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 		ism_up_resume(w, st);
 		return;
 	case ISM_ST_UPGRADE: /* the 101 went out: WebSocket bytes from now */
@@ -1667,9 +1701,12 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 	ISM_BUG_ON(1);
 }
 
-/* A pooled connection the upstream had closed before this request reached it:
- * replayed once on a fresh connection (nothing reached the upstream
- * application, so this is not a retry). true when it was. */
+/* A pooled connection that closed without a byte of answer: most likely the
+ * upstream had closed it, idle, before this request reached it. The request
+ * is replayed once on a fresh connection (not a retry: no policy, no count),
+ * but only where sending it twice is harmless (an idempotent method, as nginx
+ * does): the upstream may have acted on it before it closed. true when it
+ * was replayed. */
 static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl = st_cluster(w, st);
@@ -1677,7 +1714,7 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 	struct ism_buf head = {0};
 
 	if (cl == NULL || st->ep == NULL || st->usp != NULL || !u->reused || u->got_bytes ||
-	    st->req_streamed || u->out.len == 0)
+	    !st->idempotent || st->req_streamed || u->out.len == 0)
 		return false;
 	ism_up_detach(w, st, &head);
 	nu = ism_up_start(w, st, cl, st->ep, &head, true, NULL);

@@ -56,6 +56,7 @@ struct ism_stream {
 	uint64_t route_deadline; /* VirtualService timeout of the exchange; 0: none */
 	/* the request */
 	uint8_t is_head;
+	uint8_t idempotent;   /* its method is (RFC 9110 9.2.2): safe to send twice */
 	uint8_t grpc;	      /* content-type application/grpc: errors made here are gRPC ones */
 	uint8_t http10;	      /* forwarded as HTTP/1.0, so the answer suits the client */
 	uint8_t req_done;     /* the request body is all read from the client */

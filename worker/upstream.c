@@ -77,6 +77,7 @@ void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 	unreserve(w, u->ep_id);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
+	ism_buf_free(&u->hold);
 	ism_h2up_free(u);
 	up_unalloc(w, u);
 }
@@ -146,7 +147,12 @@ void ism_up_detach(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *re
 		ism_buf_free(replay);
 		*replay = u->out;
 		u->out = (struct ism_buf){0};
+		/* What waited to go follows what went (ism_up_req_data); without
+		 * it the request is not whole, and not replayed. */
+		if (u->hold.len && ism_buf_append(replay, u->hold.p, u->hold.len, UINT32_MAX) < 0)
+			ism_buf_free(replay);
 	}
+	ism_buf_free(&u->hold);
 	ism_up_close(w, u);
 }
 
@@ -172,6 +178,7 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	ism_buf_free(&u->s.tx);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
+	ism_buf_free(&u->hold);
 	u->idle_deadline = w->now + idle_ms;
 	pool_push(w, u);
 	ism_sock_multi(&u->s);
@@ -191,8 +198,9 @@ void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32
 	st->up = NULL;
 	u->st = NULL;
 	/* Bytes held after the response: not a clean connection. */
-	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed && !w->draining &&
-	    !ism_sock_held(&u->s) && w->shm->hdr->eps[u->ep_id].in_use)
+	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed &&
+	    u->hold.len == 0 && !w->draining && !ism_sock_held(&u->s) &&
+	    w->shm->hdr->eps[u->ep_id].in_use)
 		pool_put(w, u, idle_ms);
 	else
 		ism_up_close(w, u);
@@ -518,6 +526,15 @@ int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, ui
 			ism_w_buf_recycle(w, bid);
 		return 0;
 	}
+	/* The session was asked for these bytes by an attempt that failed, and
+	 * they came while this one connects or sends its head: they wait, and
+	 * go once it sent what went before (on_sent). */
+	if (u->state != ISM_UP_BUSY || u->s.send_armed) {
+		ret = ism_up_body_into(u->st, &u->hold, p, len, done);
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return ret < 0 ? ret : 1;
+	}
 	/* A ring buffer goes out as it is; the memory of others (an HTTP/2
 	 * client's stream, which may go while the send is in flight) is copied. */
 	if (!u->st->req_chunked && bid >= 0) {
@@ -732,6 +749,16 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 		return;
 	}
 	u->head_sent = 1;
+	if (u->hold.len > 0) {
+		/* What waited for this send goes now; the stream hears of the
+		 * send when that went too. */
+		ism_buf_keep(&u->out, u->hold.p, u->hold.len, ISM_REPLAY_MAX);
+		ism_buf_free(&u->s.tx);
+		u->s.tx = u->hold;
+		u->hold = (struct ism_buf){0};
+		ism_sock_send(w, &u->s, u->s.tx.p, u->s.tx.len, -1);
+		return;
+	}
 	ism_stream_up_sent(w, u->st);
 }
 

@@ -48,6 +48,7 @@ struct ism_upconn {
 	struct ism_body resp; /* how the response body is delimited */
 	struct ism_buf in;    /* response head bytes */
 	struct ism_buf out;   /* the request head (and body when whole), kept for a replay */
+	struct ism_buf hold;  /* body bytes that came while it could not send: go next */
 	struct ism_h2c *mux;  /* HTTP/2: its state (worker/h2up.c); NULL: HTTP/1.1 */
 	struct ism_upconn *pool_next; /* the endpoint's idle (HTTP/1.1) or HTTP/2 connections */
 	struct ism_upconn *pool_prev;

@@ -41,6 +41,7 @@ import test_cors_fault  # noqa: E402
 import test_tunnels  # noqa: E402
 import test_dns  # noqa: E402
 import test_multishot  # noqa: E402
+import test_retries  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1417,6 +1418,7 @@ test_cors_fault.register(test)
 test_tunnels.register(test)
 test_dns.register(test)
 test_multishot.register(test)
+test_retries.register(test)
 
 
 # --------------------------------------------------------------------------- runner

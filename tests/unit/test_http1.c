@@ -619,6 +619,15 @@ static void test_helpers(void **state)
 	assert_false(ism_http_resp_has_body(200, "CONNECT", 7));
 	assert_true(ism_http_resp_has_body(407, "CONNECT", 7));
 
+	assert_true(ism_http_method_idempotent("GET", 3));
+	assert_true(ism_http_method_idempotent("PUT", 3));
+	assert_true(ism_http_method_idempotent("DELETE", 6));
+	assert_true(ism_http_method_idempotent("OPTIONS", 7));
+	assert_false(ism_http_method_idempotent("POST", 4));
+	assert_false(ism_http_method_idempotent("PATCH", 5));
+	assert_false(ism_http_method_idempotent("GE", 2));
+	assert_false(ism_http_method_idempotent("get", 3)); /* methods are case-sensitive */
+
 	static const char *const hop[] = {"Connection", "keep-alive", "PROXY-CONNECTION",
 					  "te",		"Trailer",    "Transfer-Encoding",
 					  "upgrade"};

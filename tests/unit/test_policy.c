@@ -89,7 +89,8 @@ static void test_vocabulary(void **state)
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 502));
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 504));
 	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 500));
-	assert_false(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_REFUSED, 0));
 	rs = state_for(ISM_RETRY_RETRIABLE_4XX, NULL, 0);
 	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 409));
 	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 404));

@@ -1,0 +1,377 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of what a retry or a replay sends again: the request body
+that arrives during a retry's back-off or while its connection is made, the
+per-try timeout while the body streams, HTTP/2 upstream streams timed by their
+own frames, maxRequestsPerConnection on HTTP/2 connections, and the replay of a
+request whose pooled connection closed (idempotent methods only).
+
+The upstreams here are scripted per connection (ScriptedUpstream): the first
+connection misbehaves as the test needs, the next ones read the whole request
+and say what they got.
+
+Registered into run.py's list by register(test)."""
+
+import json
+import socket
+import threading
+import time
+
+from harness import (Conn, Registry, appliance, check, docs, free_port, gateway, http_get, service_entry,
+                     virtual_service)
+from test_h2 import h2up_stats, one_service, route, start_h2_upstream
+
+SVC = "retry.test.internal"
+UP_ADDR = "127.0.0.2"
+_test = Registry()
+register = _test.register
+
+
+def read_head(c, buf=b""):
+    """The request head from socket c (and what followed it); (None, b"") at EOF."""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            return None, b""
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1"), rest
+
+
+def read_body(c, head, rest):
+    """The request body after head: by content-length, or chunked (decoded)."""
+    fields = {ln.split(":", 1)[0].strip().lower(): ln.split(":", 1)[1].strip()
+              for ln in head.split("\r\n")[1:] if ":" in ln}
+    buf = bytearray(rest)
+
+    def more():
+        d = c.recv(65536)
+        if not d:
+            raise EOFError("upstream: the request body ended early")
+        buf.extend(d)
+
+    if "content-length" in fields:
+        n = int(fields["content-length"])
+        while len(buf) < n:
+            more()
+        return bytes(buf[:n])
+    body = bytearray()
+    if fields.get("transfer-encoding", "").lower() != "chunked":
+        return b""
+    while True:
+        while b"\r\n" not in buf:
+            more()
+        line, _, tail = bytes(buf).partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        while len(tail) < size + 2:
+            more()
+            line, _, tail = bytes(buf).partition(b"\r\n")
+        body += tail[:size]
+        buf = bytearray(tail[size + 2:])
+        if size == 0:
+            return bytes(body)
+
+
+class ScriptedUpstream:
+    """A loopback HTTP/1.1 upstream on UP_ADDR: the connections numbered in
+    fail_on (from 1) go to first(conn, head, rest); the others read the whole
+    request and answer 200 "got N" (N the body's bytes), recording each body in
+    self.bodies. slow_accept: after the first connection, the accept queue is
+    kept full for `slow_accept` seconds, so that the next connection takes that
+    long to be made (its SYNs dropped)."""
+
+    def __init__(self, first, fail_on=(1,), slow_accept=0.0):
+        self.first = first
+        self.fail_on = fail_on
+        self.slow_accept = slow_accept
+        self.bodies = []
+        self.lines = []
+        self.errors = []
+        self.conns = 0
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port = free_port(UP_ADDR)
+        self.ls.bind((UP_ADDR, self.port))
+        self.ls.listen(0 if slow_accept else 16)
+        self.ls.settimeout(0.5)
+        self.stop = False
+        self.fillers = []
+        self.t = threading.Thread(target=self.accept_loop, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.stop = True
+        self.t.join(5)
+        for s in self.fillers:
+            s.close()
+        self.ls.close()
+
+    def fill_queue(self):
+        for _ in range(2):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect((UP_ADDR, self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(s)
+
+    def accept_loop(self):
+        deadline = 0.0
+        while not self.stop:
+            if deadline and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            try:
+                c, _ = self.ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns += 1
+            n = self.conns
+            if n == 1 and self.slow_accept:
+                self.fill_queue()
+                deadline = time.monotonic() + self.slow_accept
+            threading.Thread(target=self.serve, args=(c, n), daemon=True).start()
+
+    def serve(self, c, n):
+        c.settimeout(10)
+        try:
+            head, rest = read_head(c)
+            if head is None:  # a filler, or a probe
+                return
+            self.lines.append(head.split("\r\n", 1)[0])
+            if n in self.fail_on:
+                self.first(c, head, rest)
+                return
+            body = read_body(c, head, rest)
+            self.bodies.append(body)
+            msg = b"got %d" % len(body)
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(msg) + msg)
+        except (OSError, EOFError, ValueError) as e:
+            self.errors.append(f"connection {n}: {e!r}")
+        finally:
+            c.close()
+
+
+def answer_503(c, head, rest):
+    """An early 503, the body not read: the gateway's retry policy retries it."""
+    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    time.sleep(0.3)
+
+
+def gateway_to(env, up_port, vs_extra="", timeouts=None):
+    gw = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts=timeouts), gateway(gw),
+        virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n{vs_extra}"),
+        service_entry("svc", SVC, [{"address": UP_ADDR, "port": up_port}])))
+    env.start_gateway(conf, gw)
+    return gw
+
+
+def worker_crashes(env):
+    return env.gateway.log().count("killed by signal")
+
+
+def streamed_post(gw, chunked, pieces, size, gap):
+    """A POST whose body goes in `pieces` writes of `size` bytes, `gap` s apart;
+    returns (status, body) of the answer."""
+    c = Conn("127.0.0.1", gw, timeout=30)
+    try:
+        total = pieces * size
+        if chunked:
+            c.send(b"POST /upload HTTP/1.1\r\nhost: retry.test\r\ntransfer-encoding: chunked\r\n\r\n")
+        else:
+            c.send(b"POST /upload HTTP/1.1\r\nhost: retry.test\r\ncontent-length: %d\r\n\r\n" % total)
+        for i in range(pieces):
+            piece = bytes([ord("a") + i % 26]) * size
+            c.send(b"%x\r\n%s\r\n" % (size, piece) if chunked else piece)
+            time.sleep(gap)
+        if chunked:
+            c.send(b"0\r\n\r\n")
+        r = c.read_response("POST")
+        return r.status, r.body
+    finally:
+        c.close()
+
+
+def want_body(pieces, size):
+    return b"".join(bytes([ord("a") + i % 26]) * size for i in range(pieces))
+
+
+@_test
+def retry_body_during_backoff(env):
+    """Body bytes the client sends while a retry waits out its back-off go to the
+    next attempt, in order: the upstream gets the whole body, with a length and
+    chunked. (They were dropped: the retry sent a body with a hole.)"""
+    up = ScriptedUpstream(answer_503, fail_on=(1, 3))
+    try:
+        gw = gateway_to(env, up.port, "    retries: {attempts: 2, retryOn: 5xx, backoff: 100ms}\n",
+                        timeouts={"upstreamResponse": "10s"})
+        for chunked in (False, True):
+            status, body = streamed_post(gw, chunked, 150, 10, 0.004)
+            check(status == 200 and body == b"got 1500",
+                  f"chunked={chunked}: {status} {body!r}, want 200 'got 1500' (upstream: {up.errors})")
+            check(up.bodies[-1:] == [want_body(150, 10)], f"chunked={chunked}: the retried body differs from "
+                  f"what was sent ({[len(b) for b in up.bodies]} bytes)")
+    finally:
+        up.close()
+    check(worker_crashes(env) == 0, "a worker crashed")
+
+
+@_test
+def retry_body_while_connecting(env):
+    """Body bytes that come while the retry's connection is still being made
+    wait for it and follow the head (a worker aborted on them before: a send on
+    a socket not yet connected)."""
+    up = ScriptedUpstream(answer_503, slow_accept=1.5)
+    try:
+        gw = gateway_to(env, up.port, "    retries: {attempts: 2, retryOn: 5xx}\n",
+                        timeouts={"upstreamResponse": "10s", "upstreamConnect": "10s"})
+        status, body = streamed_post(gw, True, 15, 5, 0.1)
+        check(worker_crashes(env) == 0, f"a worker crashed: {env.gateway.log()[-600:]}")
+        check(status == 200 and body == b"got 75", f"{status} {body!r}, want 200 'got 75' ({up.errors})")
+        check(up.bodies == [want_body(15, 5)], f"the retried body differs: {up.bodies!r}")
+    finally:
+        up.close()
+
+
+@_test
+def per_try_timeout_streamed_body(env):
+    """perTryTimeout bounds a try whose request body comes after its head: the
+    body bytes do not replace it with the (longer) response timeout."""
+    ports = env.upstream([f"{UP_ADDR}:0=slow"], name="slow")
+    gw = gateway_to(env, ports["slow"], "    retries: {attempts: 1, perTryTimeout: 400ms, retryOn: 5xx}\n",
+                    timeouts={"upstreamResponse": "20s"})
+    c = Conn("127.0.0.1", gw, timeout=30)
+    try:
+        t0 = time.monotonic()
+        c.send(b"POST /delay/6000 HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 10\r\n\r\n")
+        time.sleep(0.1)
+        c.send(b"0123456789")
+        r = c.read_response("POST")
+        took = time.monotonic() - t0
+    finally:
+        c.close()
+    check(r.status == 504, f"got {r.status} after {took:.1f} s: want 504 from two tries of 400 ms, "
+          "not the upstream's answer after 6 s")
+
+
+@_test
+def h2_upstream_per_try_timeout(env):
+    """An HTTP/2 upstream stream is timed by its own frames: the connection's
+    SETTINGS, PINGs and other streams' answers do not keep a silent stream
+    alive past its per-try timeout, on a new connection or a reused one."""
+    port = start_h2_upstream(env, UP_ADDR, "u")
+    gw = one_service(env, port, protocol="HTTP2", workers=1, timeouts={"upstreamResponse": "20s"},
+                     routes=route(SVC, "    retries: {attempts: 1, perTryTimeout: 400ms, retryOn: 5xx}\n"),
+                     host=SVC)
+    busy = {"stop": False, "n": 0}
+
+    def chatter():  # other streams on the same connection, answered all the time
+        while not busy["stop"]:
+            http_get(gw, "/delay/50", timeout=10)
+            busy["n"] += 1
+
+    for case in ("new connection", "busy connection"):
+        t = None
+        if case == "busy connection":
+            t = threading.Thread(target=chatter, daemon=True)
+            t.start()
+        try:
+            r = http_get(gw, "/delay/6000", timeout=30)
+        finally:
+            busy["stop"] = True
+            if t:
+                t.join(15)
+        check(r.status == 504, f"{case}: got {r.status}, want 504 from two tries of 400 ms")
+        busy["stop"] = False
+
+
+@_test
+def h2_upstream_max_requests_per_connection(env):
+    """maxRequestsPerConnection applies to HTTP/2 upstream connections too: a
+    connection that carried that many streams takes no more, and a new one opens."""
+    port = start_h2_upstream(env, UP_ADDR, "u")
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
+          "      http: {maxRequestsPerConnection: 2}\n")
+    gw = one_service(env, port, protocol="HTTP2", workers=1, host=SVC, extra_docs=(dr,))
+    for i in range(6):
+        r = http_get(gw, "/", timeout=10)
+        check(r.status == 200, f"request {i}: {r.status}")
+    stats = h2up_stats(UP_ADDR, port)
+    check(stats["h2_connections"] >= 3, f"6 requests at 2 a connection came over {stats['h2_connections']} "
+          f"HTTP/2 connections, want 3 or more: {json.dumps(stats)}")
+
+
+@_test
+def stale_connection_replay_idempotent_only(env):
+    """A pooled connection that closes without answering is replayed on a new
+    one only for an idempotent method: a POST the upstream may have acted on
+    before it died is not sent twice, even with retries off."""
+    seen = []
+
+    def serve(c):
+        c.settimeout(10)
+        buf = b""
+        try:
+            while True:
+                head, buf = read_head(c, buf)
+                if head is None:
+                    return
+                line = head.split("\r\n", 1)[0]
+                body = read_body(c, head, buf)
+                buf = buf[len(body):] if "content-length" in head.lower() else b""
+                seen.append(line)
+                if line.startswith(("POST /act", "GET /act")) and seen.count(line) == 1:
+                    time.sleep(0.2)  # acts on it, then dies without a word
+                    return
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        except (OSError, EOFError, ValueError):
+            return
+        finally:
+            c.close()
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    port = free_port(UP_ADDR)
+    ls.bind((UP_ADDR, port))
+    ls.listen(16)
+    ls.settimeout(0.5)
+    stop = []
+
+    def accept_loop():
+        while not stop:
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    t = threading.Thread(target=accept_loop, daemon=True)
+    t.start()
+    try:
+        gw = gateway_to(env, port, "    retries: {attempts: 0}\n")
+        with Conn("127.0.0.1", gw, timeout=15) as c:
+            c.send(b"GET /warm HTTP/1.1\r\nhost: retry.test\r\n\r\n")
+            check(c.read_response().status == 200, "warm-up GET failed")
+            c.send(b"POST /act HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 3\r\n\r\nabc")
+            post = c.read_response("POST").status
+        check(seen.count("POST /act HTTP/1.1") == 1,
+              f"the POST reached the upstream {seen.count('POST /act HTTP/1.1')} times: {seen}")
+        check(post in (502, 503), f"the POST got {post}, want a gateway error")
+        with Conn("127.0.0.1", gw, timeout=15) as c:
+            c.send(b"GET /warm HTTP/1.1\r\nhost: retry.test\r\n\r\n")
+            check(c.read_response().status == 200, "second warm-up GET failed")
+            c.send(b"GET /act HTTP/1.1\r\nhost: retry.test\r\n\r\n")
+            got = c.read_response().status
+        check(got == 200 and seen.count("GET /act HTTP/1.1") == 2,
+              f"the GET got {got}, seen {seen}: want it replayed once on a new connection")
+    finally:
+        stop.append(1)
+        t.join(5)
+        ls.close()
