@@ -610,14 +610,19 @@ static void notify_sent(struct ism_wctx *w, struct ism_h2 *h)
 	h->io.busy--;
 }
 
-/* Whether the connection is done: nothing to read or write, no stream left. */
+/* Whether the connection is done: nothing of ours in flight, and nghttp2
+ * wants neither to read nor to write. That is a GOAWAY with no stream left
+ * (ours, or the client's), or the GOAWAY of a connection error nghttp2 found
+ * in a frame that returned no error to us (a SETTINGS on a stream, say): once
+ * that GOAWAY is out nghttp2 frames nothing more, so a stream still open can
+ * never be answered, and it ends with the connection (its upstream let go, as
+ * when the client goes). */
 static bool finished(const struct ism_h2 *h)
 {
 	switch ((enum ism_h2_state)h->state) {
 	case ISM_H2_OPEN:
 	case ISM_H2_GOAWAY:
-		return !h->io.sending && h->n_streams == 0 &&
-		       !nghttp2_session_want_read(h->io.ng) &&
+		return !h->io.sending && !nghttp2_session_want_read(h->io.ng) &&
 		       !nghttp2_session_want_write(h->io.ng);
 	case ISM_H2_FAILED:
 		return !h->io.sending && !nghttp2_session_want_write(h->io.ng);
@@ -638,6 +643,9 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 		return;
 	ret = ism_h2io_frame(&h->io, &p, &len);
 	if (ret < 0 || (ret == 0 && finished(h))) {
+		if (h->n_streams > 0)
+			ism_debug("%s: HTTP/2: the session ended with %u streams open", s->peer,
+				  h->n_streams);
 		ism_sess_close(w, s);
 		return;
 	}
@@ -1036,11 +1044,10 @@ void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t
 		if (n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)
 			nghttp2_session_terminate_session(h->io.ng, NGHTTP2_ENHANCE_YOUR_CALM);
 		h->state = ISM_H2_FAILED;
-	} else if (!nghttp2_session_want_read(h->io.ng) && h->n_streams > 0) {
-		/* nghttp2 found a connection error itself (too many streams):
-		 * its GOAWAY goes out, then the close; the streams end with it. */
-		h->state = ISM_H2_FAILED;
 	}
+	/* A connection error nghttp2 found itself (too many streams, a bad
+	 * frame) returns no error: its GOAWAY goes out, then the close
+	 * (finished()). */
 	h2_flush(w, s);
 	if (s->state == ISM_SESS_H2 && h->state != ISM_H2_FAILED)
 		ism_sock_recv(w, &s->s);

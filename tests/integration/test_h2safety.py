@@ -244,6 +244,20 @@ def h2_idle_goaway(env):
     check(0.8 <= rep["goaway_at"] <= 4, f"GOAWAY after {rep['goaway_at']} s, idle is 1 s")
 
 
+@_test
+def h2_connection_error_ends_streams(env):
+    """A connection error nghttp2 finds itself (a SETTINGS frame on stream 1)
+    while a stream waits on its upstream: GOAWAY PROTOCOL_ERROR, then the close
+    at once, the stream ending with the connection, rather than a connection
+    held for ever by a stream that nghttp2 will no longer answer."""
+    gw, _, _ = gateway_1w(env, timeouts={"idle": "30s", "upstreamResponse": "10s"})
+    rep = attack(gw, "conn-error", 8, "/delay/5000")
+    check(rep["goaway"] == PROTOCOL_ERROR and rep["closed"],
+          f"connection error: GOAWAY {rep['goaway']}, closed {rep['closed']} within 8 s ({rep})")
+    check(rep["closed_at"] < 4, f"closed after {rep['closed_at']} s, not before the stream's answer (5 s)")
+    check(served(gw) == 200, "after the connection error another connection is not served")
+
+
 # What an idle HTTP/2 client connection may hold, by the worker's own count
 # (show info http2_connection_heap_bytes): libnghttp2 1.52's session (2.9 KiB
 # struct, 2 KiB of HPACK index rings, the client's indexed fields) and

@@ -27,13 +27,17 @@ ATTACK:
   idle N            one GET (JSON: the path, default /), then nothing: waits up
                     to N seconds for the server to close (goaway_at says when
                     its GOAWAY came)
+  conn-error N      GET JSON's path, then (once a PING sent with it is
+                    acknowledged) a SETTINGS frame on stream 1, a connection
+                    error nghttp2 finds itself: waits up to N seconds for the
+                    server to close
   request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
                     "end": true}: one stream exactly so (N ignored)
 
 Prints one JSON object: {"sent": frames written before the connection
 failed, "acks": SETTINGS and PING acknowledgements the server sent, "goaway": error code of the first GOAWAY or null, "goaway_last": the
-last stream id it names, "goaway_at",
-"closed": whether the server closed, "rst": {stream: code}, "status":
+last stream id it names, "goaway_data": its debug data, "goaway_at",
+"closed": whether the server closed, "closed_at", "rst": {stream: code}, "status":
 {stream: status}, "body": {stream: text (first 64 KiB)}, "end_at": when the
 watched stream ended (zero-window), "error": text or null}; times in seconds
 from the start. Exits 0 when it could say what happened, 2 on bad usage.
@@ -51,8 +55,21 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, 
                               PriorityFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# A SETTINGS frame on stream 1 (RFC 9113 6.5: a connection error), which
+# hyperframe refuses to build.
+SETTINGS_ON_STREAM_1 = b"\x00\x00\x00\x04\x00\x00\x00\x00\x01"
 CANCEL = 8
 KEEP = 64 * 1024
+
+
+class Raw:
+    """Bytes sent as they are among frames."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def serialize(self):
+        return self.data
 
 
 class Peer:
@@ -66,9 +83,11 @@ class Peer:
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.dec.max_allowed_table_size = 1 << 16
-        self.rep = {"sent": 0, "acks": 0, "goaway": None, "goaway_at": None, "closed": False, "rst": {},
+        self.rep = {"sent": 0, "acks": 0, "goaway": None, "goaway_at": None, "closed": False,
+                    "closed_at": None, "rst": {},
                     "status": {}, "body": {}, "end_at": None, "error": None}
         self.ended = {}
+        self.ping_acks = 0
         self.acked = False  # our ACK of the server's SETTINGS went out
         self.lock = threading.Lock()
         self.wlock = threading.Lock()  # the reader's SETTINGS ACK and the floods interleave whole
@@ -105,6 +124,7 @@ class Peer:
             if not d:
                 with self.cond:
                     self.rep["closed"] = True
+                    self.rep["closed_at"] = self.now()
                     self.cond.notify_all()
                 return
             buf += d
@@ -122,12 +142,14 @@ class Peer:
         sid = str(f.stream_id)
         if isinstance(f, (SettingsFrame, PingFrame)) and "ACK" in f.flags:
             self.rep["acks"] += 1
+            self.ping_acks += isinstance(f, PingFrame)
         elif isinstance(f, SettingsFrame) and self.ack:
             threading.Thread(target=self.ack_settings, daemon=True).start()
         elif isinstance(f, GoAwayFrame):
             if self.rep["goaway"] is None:
                 self.rep["goaway"] = f.error_code
                 self.rep["goaway_last"] = f.last_stream_id
+                self.rep["goaway_data"] = f.additional_data.decode("latin-1")
                 self.rep["goaway_at"] = self.now()
         elif isinstance(f, RstStreamFrame):
             self.rep["rst"][sid] = f.error_code
@@ -247,6 +269,17 @@ def run(p, attack, n, arg):
     elif attack == "idle":
         p.settings()
         p.send(HeadersFrame(1, p.block(get_headers(arg or "/")), flags=["END_HEADERS", "END_STREAM"]))
+        p.wait(lambda: False, n)
+        return
+    elif attack == "conn-error":
+        p.settings()
+        # Nothing of ours follows the error (our ACK of the server's SETTINGS
+        # goes first); the PING's ACK says the server took the stream before.
+        p.wait(lambda: p.acked, 5)
+        p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]),
+               PingFrame(0, opaque_data=b"streamup"))
+        p.wait(lambda: p.ping_acks > 0, 5)
+        p.send(Raw(SETTINGS_ON_STREAM_1))
         p.wait(lambda: False, n)
         return
     elif attack == "request":
