@@ -55,7 +55,10 @@ struct ism_h2 {
 	struct ism_sess *s;
 	uint8_t state; /* enum ism_h2_state */
 	uint32_t n_streams;
+	uint32_t n_heads; /* streams in ISM_H2S_HEAD */
 	struct ism_h2s *streams;
+	uint64_t head_ms;     /* when n_heads last became non-zero */
+	uint64_t unused_ms;   /* when n_streams last became zero (or the session began) */
 	uint64_t send_ms;     /* when the send in flight started */
 	uint64_t stir_ms;     /* when it last read or sent */
 	uint64_t budget_ms;   /* when the frame budget was last refilled */
@@ -104,8 +107,10 @@ static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
 	ism_h2in_free(&x->rq);
 	ism_buf_free(&x->resp.b);
 	ism_buf_free(&x->trl);
+	h->n_heads -= x->state == ISM_H2S_HEAD;
 	free(x);
-	h->n_streams--;
+	if (--h->n_streams == 0)
+		h->unused_ms = h->w->now;
 	ism_h2io_count(&h->io, -(int64_t)sizeof(*x));
 }
 
@@ -128,12 +133,15 @@ static bool name_is(const char *n, size_t len, const char *lit)
 	return strlen(lit) == len && memcmp(n, lit, len) == 0;
 }
 
-/* A stream for x (NULL without memory: x is reset). */
+/* x's header block is whole: a stream for it (NULL without memory: x is
+ * reset). */
 static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s *x)
 {
 	struct ism_stream *st = ism_stream_new(w, s);
 
+	s->h2->n_heads--;
 	if (st == NULL) {
+		x->state = ISM_H2S_ENDED;
 		nghttp2_submit_rst_stream(s->h2->io.ng, NGHTTP2_FLAG_NONE, x->id,
 					  NGHTTP2_INTERNAL_ERROR);
 		return NULL;
@@ -306,7 +314,6 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 	} else if (st != NULL) {
 		char key[25];
 
-		ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 		if (req.framing.upgrade && !end) {
 			st->upgrade = 1;
 			websocket_key(w, &req, key);
@@ -364,6 +371,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 		h->streams->prev = x;
 	h->streams = x;
 	h->n_streams++;
+	if (h->n_heads++ == 0)
+		h->head_ms = h->w->now;
 	nghttp2_session_set_stream_user_data(ng, x->id, x);
 	return 0;
 }
@@ -630,6 +639,44 @@ static bool finished(const struct ism_h2 *h)
 	return true;
 }
 
+/* ms after since, the worker's clock time (0 ms: none). */
+static uint64_t due(uint64_t since, uint32_t ms)
+{
+	return ms ? since + ms : 0;
+}
+
+/* The session's deadline, from what it waits on: a send to go out
+ * (timeouts.idle); a request's header block to end (timeouts.requestHeader
+ * from its HEADERS, as HTTP/1.1 bounds a request head: a block left unfinished
+ * holds the whole connection, which may read no other frame); with no stream,
+ * the client's next one (timeouts.idle from the end of the last: control
+ * frames such as PING, and our answers to them, do not count, as with Envoy's
+ * idle_timeout). The earlier of a send's and a header block's. */
+static void set_deadline(struct ism_wctx *w, struct ism_sess *s)
+{
+	const struct ism_timeouts *t = &w->table->timeouts;
+	struct ism_h2 *h = s->h2;
+	enum ism_sess_deadline kind = ISM_DL_NONE;
+	uint64_t at = 0, head = h->n_heads ? due(h->head_ms, t->request_header_ms) : 0;
+
+	if (h->io.sending) {
+		kind = ISM_DL_SEND;
+		at = due(h->send_ms, t->idle_ms);
+	} else if (h->n_streams == 0) {
+		kind = ISM_DL_IDLE;
+		at = due(h->unused_ms, t->idle_ms);
+	}
+	if (head && (at == 0 || head < at)) {
+		kind = ISM_DL_HEADER;
+		at = head;
+	}
+	/* Idle from now (once, not at every tick, which flushes too): the
+	 * connection holds no output buffer. */
+	if (kind == ISM_DL_IDLE && s->deadline_kind != ISM_DL_IDLE)
+		ism_h2io_trim(&h->io);
+	ism_sess_set_deadline_at(s, kind, at);
+}
+
 /* Frames what nghttp2 has and sends them when no send is in flight; closes a
  * finished connection. */
 static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
@@ -652,12 +699,8 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 	if (ret > 0) {
 		h->send_ms = h->stir_ms = w->now;
 		ism_sess_send(w, s, p, len, -1);
-	} else if (!h->io.sending && h->n_streams == 0 && s->deadline_kind != ISM_DL_IDLE) {
-		/* Idle from now (not again at every tick, which flushes too): the
-		 * connection holds no output buffer. */
-		ism_h2io_trim(&h->io);
-		ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
 	}
+	set_deadline(w, s);
 }
 
 /* After a call from a stream: flush after the batch of completions (the
@@ -986,7 +1029,7 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	h->s = s;
 	h->io.batch = 1;
 	h->budget = ISM_H2_BUDGET;
-	h->budget_ms = h->stir_ms = w->now;
+	h->budget_ms = h->stir_ms = h->unused_ms = w->now;
 	h->io.gauge = &w->st->h2_heap_bytes;
 	h->io.pages = w->h2pages;
 	ism_h2io_count(&h->io, sizeof(*h));
@@ -1006,7 +1049,6 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 	    nghttp2_session_set_local_window_size(h->io.ng, NGHTTP2_FLAG_NONE, 0,
 						  (int32_t)lim->h2_initial_conn_window))
 		return -ENOMEM;
-	ism_sess_set_deadline(w, s, ISM_DL_IDLE, w->table->timeouts.idle_ms);
 	if (s->in.len) {
 		struct ism_buf in = s->in;
 
@@ -1070,19 +1112,23 @@ void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s)
 
 	switch ((enum ism_sess_deadline)s->deadline_kind) {
 	case ISM_DL_IDLE:
-		/* No stream for the idle time: GOAWAY, then the close. */
+		/* No stream for the idle time: GOAWAY, then the close (the
+		 * GOAWAY's send is bounded as any send). */
 		if (h->n_streams == 0 && h->state == ISM_H2_OPEN) {
 			nghttp2_submit_goaway(h->io.ng, NGHTTP2_FLAG_NONE,
 					      nghttp2_session_get_last_proc_stream_id(h->io.ng),
 					      NGHTTP2_NO_ERROR, NULL, 0);
 			h->state = ISM_H2_GOAWAY;
-			ism_sess_set_deadline(w, s, ISM_DL_SEND, w->table->timeouts.idle_ms);
 			h2_flush(w, s);
 			return;
 		}
 		ism_sess_close(w, s);
 		return;
 	case ISM_DL_HEADER:
+		ism_debug("%s: HTTP/2: a request's header block unfinished after %u ms", s->peer,
+			  w->table->timeouts.request_header_ms);
+		ism_sess_close(w, s);
+		return;
 	case ISM_DL_SEND:
 	case ISM_DL_NONE:
 		ism_sess_close(w, s);

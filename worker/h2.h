@@ -30,7 +30,8 @@ void ism_h2_recv(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t
 void ism_h2_kicked(struct ism_wctx *w, uint64_t ud);
 /* The session's send of res bytes completed. */
 void ism_h2_sent(struct ism_wctx *w, struct ism_sess *s, int res);
-/* The session's deadline passed (idle without streams, or a send stalled). */
+/* The session's deadline passed (idle without streams, a send stalled, or a
+ * request's header block unfinished). */
 void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s);
 /* Graceful stop or reload: GOAWAY; open streams finish, new ones are refused. */
 void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s);

@@ -60,8 +60,13 @@ void ism_sess_close(struct ism_wctx *w, struct ism_sess *s)
 void ism_sess_set_deadline(struct ism_wctx *w, struct ism_sess *s, enum ism_sess_deadline kind,
 			   uint32_t ms)
 {
+	ism_sess_set_deadline_at(s, kind, ms ? w->now + ms : 0);
+}
+
+void ism_sess_set_deadline_at(struct ism_sess *s, enum ism_sess_deadline kind, uint64_t at)
+{
 	s->deadline_kind = (uint8_t)kind;
-	s->deadline = kind != ISM_DL_NONE && ms ? w->now + ms : 0;
+	s->deadline = kind != ISM_DL_NONE ? at : 0;
 }
 
 /* Sends to the client; one that does not read cannot hold us forever. */

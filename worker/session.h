@@ -102,6 +102,9 @@ int ism_sess_drop_trailers(struct ism_wctx *w, struct ism_stream *st,
 /* The session's one deadline: kind after ms (0 ms or ISM_DL_NONE: none). */
 void ism_sess_set_deadline(struct ism_wctx *w, struct ism_sess *s, enum ism_sess_deadline kind,
 			   uint32_t ms);
+/* The same at the worker's clock time at (0 or ISM_DL_NONE: none; one already
+ * past expires at the next tick). */
+void ism_sess_set_deadline_at(struct ism_sess *s, enum ism_sess_deadline kind, uint64_t at);
 /* Sends to the client (see ism_sock_send); a client that does not read is
  * closed after the idle timeout. */
 void ism_sess_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t len, int bid);

@@ -245,6 +245,20 @@ def h2_idle_goaway(env):
 
 
 @_test
+def h2_idle_despite_pings(env):
+    """The idle time counts from the end of the last stream: a client that
+    sends a PING every 0.25 s (each answered) on a connection without streams
+    still gets GOAWAY (NO_ERROR) after timeouts.idle, as with Envoy's
+    idle_timeout."""
+    gw, _, _ = gateway_1w(env, timeouts={"idle": "1s"})
+    rep = attack(gw, "idle-ping", 8)
+    check(rep["status"].get("1") == 200, f"the request before the idle time: {rep}")
+    check(rep["goaway"] == NO_ERROR and rep["closed"],
+          f"idle connection with PINGs: GOAWAY {rep['goaway']}, closed {rep['closed']}, {rep['acks']} acks")
+    check(0.8 <= rep["goaway_at"] <= 4, f"GOAWAY after {rep['goaway_at']} s, idle is 1 s")
+
+
+@_test
 def h2_connection_error_ends_streams(env):
     """A connection error nghttp2 finds itself (a SETTINGS frame on stream 1)
     while a stream waits on its upstream: GOAWAY PROTOCOL_ERROR, then the close
@@ -256,6 +270,20 @@ def h2_connection_error_ends_streams(env):
           f"connection error: GOAWAY {rep['goaway']}, closed {rep['closed']} within 8 s ({rep})")
     check(rep["closed_at"] < 4, f"closed after {rep['closed_at']} s, not before the stream's answer (5 s)")
     check(served(gw) == 200, "after the connection error another connection is not served")
+
+
+@_test
+def h2_header_block_timeout(env):
+    """A HEADERS without END_HEADERS and no CONTINUATION (a slowloris of one
+    frame, holding the whole connection) is bounded by timeouts.requestHeader,
+    as an HTTP/1.1 request head is, even while another stream of the
+    connection waits on its upstream: the connection is closed."""
+    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s"})
+    rep = attack(gw, "partial-headers", 8, "/delay/5000")
+    check(rep["closed"] and rep["goaway"] is None,
+          f"unfinished header block: closed {rep['closed']} (within 8 s), GOAWAY {rep['goaway']} ({rep})")
+    check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
+    check(served(gw) == 200, "after the unfinished header block another connection is not served")
 
 
 # What an idle HTTP/2 client connection may hold, by the worker's own count

@@ -27,10 +27,15 @@ ATTACK:
   idle N            one GET (JSON: the path, default /), then nothing: waits up
                     to N seconds for the server to close (goaway_at says when
                     its GOAWAY came)
+  idle-ping N       one GET of /, then a PING every 0.25 s: waits up to N
+                    seconds for the server to close
   conn-error N      GET JSON's path, then (once a PING sent with it is
                     acknowledged) a SETTINGS frame on stream 1, a connection
                     error nghttp2 finds itself: waits up to N seconds for the
                     server to close
+  partial-headers N GET JSON's path on stream 1, then on stream 3 a HEADERS
+                    without END_HEADERS and no CONTINUATION: waits up to N
+                    seconds for the server to close
   request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
                     "end": true}: one stream exactly so (N ignored)
 
@@ -271,6 +276,17 @@ def run(p, attack, n, arg):
         p.send(HeadersFrame(1, p.block(get_headers(arg or "/")), flags=["END_HEADERS", "END_STREAM"]))
         p.wait(lambda: False, n)
         return
+    elif attack == "idle-ping":
+        p.settings()
+        p.send(HeadersFrame(1, p.block(get_headers("/")), flags=["END_HEADERS", "END_STREAM"]))
+        end = time.monotonic() + n
+        i = 0
+        while time.monotonic() < end and not p.rep["closed"]:
+            p.wait(lambda: False, 0.25)
+            if p.rep["closed"] or not p.send(PingFrame(0, opaque_data=i.to_bytes(8, "big"))):
+                break
+            i += 1
+        return
     elif attack == "conn-error":
         p.settings()
         # Nothing of ours follows the error (our ACK of the server's SETTINGS
@@ -280,6 +296,15 @@ def run(p, attack, n, arg):
                PingFrame(0, opaque_data=b"streamup"))
         p.wait(lambda: p.ping_acks > 0, 5)
         p.send(Raw(SETTINGS_ON_STREAM_1))
+        p.wait(lambda: False, n)
+        return
+    elif attack == "partial-headers":
+        p.settings()
+        # Our ACK of the server's SETTINGS first: no frame may come between
+        # a HEADERS and its CONTINUATION.
+        p.wait(lambda: p.acked, 5)
+        p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]),
+               HeadersFrame(3, p.block(get_headers("/")), flags=["END_STREAM"]))
         p.wait(lambda: False, n)
         return
     elif attack == "request":
