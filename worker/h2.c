@@ -1055,11 +1055,16 @@ int ism_h2_start(struct ism_wctx *w, struct ism_sess *s)
 		s->in = (struct ism_buf){0};
 		ism_h2_recv(w, s, in.p, in.len);
 		ism_buf_free(&in);
-		return 0;
+	} else {
+		ism_buf_free(&s->in);
+		h2_flush(w, s);
+		ism_sock_recv(w, &s->s);
 	}
-	ism_buf_free(&s->in);
-	h2_flush(w, s);
-	ism_sock_recv(w, &s->s);
+	/* The worker began to drain before the session knew it spoke HTTP/2
+	 * (its preface or TLS handshake came in pieces): its GOAWAY, as the
+	 * drain gave the others, naming the streams of what it read so far. */
+	if (s->state == ISM_SESS_H2 && w->draining)
+		ism_h2_drain(w, s);
 	return 0;
 }
 

@@ -11,11 +11,13 @@ Registered into run.py's list by register(test)."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
-from harness import Registry, TestFailure, check, ctl_cmd, free_port, http_get, poll
-from test_h2 import h1_upstream, limits, need_tools, one_service, run_tool
+from harness import (DEBIAN_PYTHON, Registry, TestFailure, check, ctl_cmd, free_port, http_get, poll,
+                     wait_master_exit)
+from test_h2 import TOOLS, h1_upstream, limits, need_tools, one_service, parse_tool, run_tool
 from test_security import cpu_seconds
 
 _test = Registry()
@@ -284,6 +286,37 @@ def h2_header_block_timeout(env):
           f"unfinished header block: closed {rep['closed']} (within 8 s), GOAWAY {rep['goaway']} ({rep})")
     check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
     check(served(gw) == 200, "after the unfinished header block another connection is not served")
+
+
+@_test
+def h2_drain_after_late_preface(env):
+    """A connection whose preface is cut in two around a graceful stop (it
+    becomes HTTP/2 after the worker began to drain) gets its GOAWAY too, and
+    the worker exits without waiting for timeouts.drain."""
+    need_tools("h2")
+    up = h1_upstream(env)
+    gw = one_service(env, up, workers=1, timeouts={"idle": "30s", "drain": "20s"})
+
+    def active():
+        return json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["connections_active"]
+
+    poll(lambda: active() == 0, 10, what="no client connection")
+    p = subprocess.Popen([DEBIAN_PYTHON, os.path.join(TOOLS, "h2_attack.py"), "--connect", f"127.0.0.1:{gw}",
+                          "late-preface", "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env.cleanups.append(lambda: p.poll() is None and os.killpg(p.pid, signal.SIGKILL))
+    check(p.stdout.readline() == "READY\n", "h2_attack.py late-preface did not start")
+    poll(lambda: active() == 1, 10, what="the worker to take the connection")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    poll(lambda: env.log_count("draining (signal)") > 0, 10, what="the worker to drain")
+    try:
+        out, err = p.communicate("go\n", timeout=20)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("h2_attack.py late-preface still running after 20 s")
+    rep = parse_tool("h2_attack.py", p.returncode, out.encode(), err.encode())
+    check(rep["goaway"] == NO_ERROR and rep["closed"],
+          f"HTTP/2 from after the drain began: GOAWAY {rep['goaway']}, closed {rep['closed']} ({rep})")
+    wait_master_exit(env, 10)
 
 
 # What an idle HTTP/2 client connection may hold, by the worker's own count

@@ -36,6 +36,9 @@ ATTACK:
   partial-headers N GET JSON's path on stream 1, then on stream 3 a HEADERS
                     without END_HEADERS and no CONTINUATION: waits up to N
                     seconds for the server to close
+  late-preface N    the first 10 bytes of the preface, then "READY" on stdout;
+                    at a line on stdin, the rest with SETTINGS and a GET of /:
+                    waits up to N seconds for the server to close
   request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
                     "end": true}: one stream exactly so (N ignored)
 
@@ -80,7 +83,7 @@ class Raw:
 class Peer:
     """The connection; a thread reads the server's frames into the report."""
 
-    def __init__(self, addr, timeout, ack=True):
+    def __init__(self, addr, timeout, ack=True, opening=PREFACE + SettingsFrame(0).serialize()):
         self.ack = ack
         host, port = addr.rsplit(":", 1)
         self.t0 = time.monotonic()
@@ -99,7 +102,7 @@ class Peer:
         self.cond = threading.Condition(self.lock)
         self.reader = threading.Thread(target=self.read_loop, daemon=True)
         # The preface and its SETTINGS in one write, before the reader can ACK.
-        self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
+        self.sock.sendall(opening)
         self.reader.start()
 
     def now(self):
@@ -307,6 +310,13 @@ def run(p, attack, n, arg):
                HeadersFrame(3, p.block(get_headers("/")), flags=["END_STREAM"]))
         p.wait(lambda: False, n)
         return
+    elif attack == "late-preface":
+        print("READY", flush=True)
+        sys.stdin.readline()
+        p.send(Raw(PREFACE[10:]), SettingsFrame(0),
+               HeadersFrame(1, p.block(get_headers("/")), flags=["END_HEADERS", "END_STREAM"]))
+        p.wait(lambda: False, n)
+        return
     elif attack == "request":
         spec = json.loads(arg)
         p.settings()
@@ -336,7 +346,10 @@ def main():
     ap.add_argument("arg", nargs="?", default="")
     a = ap.parse_args()
     try:
-        p = Peer(a.connect, a.timeout, ack=not a.no_ack)
+        if a.attack == "late-preface":
+            p = Peer(a.connect, a.timeout, ack=not a.no_ack, opening=PREFACE[:10])
+        else:
+            p = Peer(a.connect, a.timeout, ack=not a.no_ack)
     except OSError as e:
         print(json.dumps({"error": f"connect: {e}"}))
         return 0
