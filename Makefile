@@ -36,6 +36,8 @@ MAIN_OBJ  := $(BUILD)/master/main.o
 TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 UPSTREAM  := $(BUILD)/tests/upstream
+# test_tls.py's KeyUpdate flood client (standalone: OpenSSL only).
+TEST_TOOLS := $(BUILD)/tests/keyupdate_flood
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 # bench/tunnel.sh's load client and echo server (standalone: libcrypto only).
@@ -43,7 +45,7 @@ BENCH_BINS := $(BUILD)/bench/tunnel_load $(BUILD)/bench/tunnel_echo
 
 .PHONY: all deps check unit integration asan fuzz fuzz-run run bench install clean help format deb rpm package-test
 
-all: $(BUILD)/isthmus $(BUILD)/isthmusctl $(UPSTREAM) $(BENCH_BINS)
+all: $(BUILD)/isthmus $(BUILD)/isthmusctl $(UPSTREAM) $(TEST_TOOLS) $(BENCH_BINS)
 
 help:
 	@echo 'make            build the isthmus binary and the test upstream (into $(BUILD)/)'
@@ -103,6 +105,10 @@ $(BUILD)/tests/upstream.o: tests/upstream/upstream.c
 
 $(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
 	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/keyupdate_flood: tests/upstream/keyupdate_flood.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs openssl 2>/dev/null)
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)

@@ -313,6 +313,9 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 	if (c->ciphers.len && SSL_CTX_set_cipher_list(ctx, c->ciphers.p) != 1)
 		goto fail;
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
+	 * on an open session gets a no_renegotiation alert. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	for (uint32_t i = 0; i < c->n_certs; i++)
 		if (load_certs(ctx, &c->certs[i]) < 0)
 			goto fail;
@@ -334,7 +337,7 @@ static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 		SSL_CTX_set_num_tickets(ctx, 1);
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)(uintptr_t)c->alpn);
-		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	} else {
 		static const unsigned char alpn[] = "\x08http/1.1";
 		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its
@@ -628,6 +631,13 @@ void ism_tls_client_done(SSL *ssl)
 
 /* ---------- the transport ---------- */
 
+/* What a session may hold unsent of the records it writes by itself (the
+ * answers to a peer's KeyUpdate requests, no_renegotiation alerts): past it,
+ * it reads no more of what the peer sends until they went out, or a peer
+ * that sends such requests and never reads would have them pile up here
+ * without end. Four full records: far more than an honest peer causes. */
+#define XP_OWN_UNSENT_MAX (4u * 16384u)
+
 static enum ism_op op_recv(struct ism_sock *io)
 {
 	return io->up ? ISM_OP_URECV : ISM_OP_CRECV;
@@ -691,6 +701,25 @@ static void flush(struct ism_wctx *w, struct ism_sock *io)
 	}
 }
 
+/* The session's own records not sent yet: all that is unsent, less the
+ * caller's send (its records may be partly out already, so up to that many
+ * more of the session's own may wait: the caller bounds its sends). */
+static uint32_t own_unsent(const struct ism_xport *x)
+{
+	uint32_t unsent = x->tx.len + (x->txs.len - x->txs_off);
+	uint32_t caller = x->plain_pending ? x->plain_ct : 0;
+
+	return unsent > caller ? unsent - caller : 0;
+}
+
+/* What the session holds (plaintext, ciphertext, the end) reaches the caller
+ * after the batch (ism_xp_on_delivery), never from inside its own call. */
+static void deliver_later(struct ism_wctx *w, struct ism_sock *io)
+{
+	ism_sock_deliver_later(w, io);
+	io->x.queued = 1;
+}
+
 /* What the session wrote last before the caller closes the socket (an alert,
  * close_notify): sent at once with a non-blocking send(), since a ring send
  * would complete after the close. A few bytes, alone in tx unless a ring send
@@ -719,10 +748,7 @@ void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io)
 	if (x->queued)
 		return;
 	if (x->established && ism_xp_unread(io)) {
-		/* Plaintext (or the end) may be here already: delivered after
-		 * the batch, never from inside the caller's call. */
-		ism_sock_deliver_later(w, io);
-		x->queued = 1;
+		deliver_later(w, io); /* plaintext (or the end) may be here already */
 		return;
 	}
 	submit_recv(w, io);
@@ -731,12 +757,14 @@ void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io)
 int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len)
 {
 	struct ism_xport *x = &io->x;
+	uint32_t before = x->tx.len;
 
 	ERR_clear_error();
 	if (SSL_write(x->ssl, p, (int)len) != (int)len) {
 		log_ssl("TLS write");
 		return -EPROTO;
 	}
+	x->plain_ct = x->tx.len - before;
 	x->plain_len = len;
 	x->plain_pending = 1;
 	flush(w, io);
@@ -782,6 +810,13 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	}
 	if (!x->want)
 		return 0;
+	if (own_unsent(x) > XP_OWN_UNSENT_MAX) {
+		/* The peer does not read what the session answers: what it
+		 * sends stays unread (in rx, then in the socket, the receive
+		 * cancelled past HOLD_SOFT) until ism_xp_on_send resumes. */
+		x->stalled = 1;
+		return 0;
+	}
 	xb = ism_w_xbuf_get(w);
 	if (xb < 0)
 		return -ENOMEM;
@@ -867,6 +902,11 @@ int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *l
 	}
 	x->txs.len = x->txs_off = 0;
 	flush(w, io);
+	if (x->stalled && own_unsent(x) <= XP_OWN_UNSENT_MAX) {
+		x->stalled = 0;
+		if (x->want && !x->queued)
+			deliver_later(w, io);
+	}
 	if (x->raw_send || !x->plain_pending)
 		return 0;
 	x->plain_pending = 0;

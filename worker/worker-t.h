@@ -87,12 +87,14 @@ struct ism_xport {
 	uint32_t txs_off;
 	uint32_t rx_off;
 	uint32_t plain_len;    /* the caller's send, complete once all is sent */
+	uint32_t plain_ct;     /* the ciphertext of the caller's send */
 	uint8_t raw_recv;      /* socket receive in flight (a multishot counts until its end) */
 	uint8_t raw_send;      /* socket send in flight */
 	uint8_t want;	       /* the caller waits for plaintext */
 	uint8_t queued;	       /* a delivery of what the session holds is queued */
 	uint8_t plain_pending; /* the caller's send is not complete yet */
 	uint8_t established;   /* handshake done */
+	uint8_t stalled;       /* reading waits for the session's own records to go out */
 	/* The end a receive brought (ISM_XP_EOF or -errno) while the caller was
 	 * not reading: it comes after the plaintext received before it. */
 	int end;

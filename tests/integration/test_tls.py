@@ -16,9 +16,11 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
+import time
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
-                     free_port, gateway, have, poll, service_entry, virtual_service, wrk_reap)
+                     free_port, gateway, have, poll, service_entry, virtual_service, vmrss_kib, wrk_reap)
 
 SVC = "tls.test.internal"
 _test = Registry()
@@ -134,14 +136,14 @@ def route_to(host):
     return f"  - route: [{{destination: {{host: {host}}}}}]\n"
 
 
-def world(env, servers, vs_hosts=("*",), workers=2, app_extra="", extra_docs=(), start=True):
+def world(env, servers, vs_hosts=("*",), workers=2, app_extra="", extra_docs=(), start=True, timeouts=None):
     """An upstream "a" on 127.0.0.2, the Gateway of servers, one VirtualService per
     host in vs_hosts routing to it; starts the gateway on the first server's port
     unless start is false. Returns the config path."""
     up = env.upstream(["127.0.0.2:0=a"], name="a")
     vss = [virtual_service(f"vs{i}", [h], route_to(SVC)) for i, h in enumerate(vs_hosts)]
     conf = env.write("isthmus.yaml", docs(
-        appliance(env, workers=workers, extra=app_extra), gateway_of(*servers), *vss,
+        appliance(env, workers=workers, timeouts=timeouts, extra=app_extra), gateway_of(*servers), *vss,
         service_entry("tls", SVC, [{"address": "127.0.0.2", "port": up["a"]}]), *extra_docs))
     if start:
         env.start_gateway(conf, int(re.search(r"number: (\d+)", servers[0]).group(1)))
@@ -521,6 +523,78 @@ def tls_protocol_versions(env):
         check(c.read_response().status == 200, "request over TLS 1.2")
     handshake_refused(port, "v12.example.com", client_ctx(pki, ciphers="ECDHE-RSA-AES256-GCM-SHA384",
                                                            max_version=ssl.TLSVersion.TLSv1_2))
+
+
+# --------------------------------------------------------------------------- peers that do not read
+
+
+KU_COUNT = 300_000  # KeyUpdates the flood sends at most (27 bytes each, and as many in answers)
+KU_SECONDS = 10
+
+
+def asan_build(env):
+    """Whether env's isthmus was built with AddressSanitizer: freed memory
+    then stays in its quarantine (256 MiB), so RSS does not tell what is live."""
+    p = subprocess.run([env.isthmus, "-vv"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return "-fsanitize=address" in p.stdout
+
+
+@_test
+def tls_keyupdate_flood(env):
+    """A TLS 1.3 client sends KeyUpdate(update_requested) in a loop and never
+    reads: the worker answers each with a KeyUpdate of its own until 64 KiB of
+    them wait unsent, then reads no more of that client. So what the client
+    sent stays in its socket, the worker's memory does not grow with it, and
+    other clients are served meanwhile and after."""
+    pki = Pki(env)
+    port = free_port()
+    crt = pki.leaf("ku", ["DNS:ku.example.com"])
+    # Deadlines past the flood: the connection stays while it lasts (it sends
+    # no request, so the request-header timeout would close it first). The
+    # fewest receive buffers: each is touched once as the ring goes round
+    # (16 MiB of RSS by default), which is not what grows here.
+    world(env, [server(port, ["ku.example.com"], tls_simple(crt))], vs_hosts=("ku.example.com",), workers=1,
+          timeouts={"requestHeader": "60s", "idle": "60s"}, app_extra="  limits: {receiveBuffersPerWorker: 16}\n")
+    ctx = client_ctx(pki)
+    for _ in range(20):
+        check(tls_get(port, "ku.example.com", ctx).status == 200, "warm-up request")
+    (wpid,) = env.workers()
+    rss0 = vmrss_kib(wpid)
+    peak, stop = [rss0], threading.Event()
+
+    def sample():
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], vmrss_kib(wpid))
+
+    flood = subprocess.Popen([os.path.join(env.build, "tests", "keyupdate_flood"), str(port), "ku.example.com",
+                              str(KU_COUNT), str(KU_SECONDS)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        line = flood.stdout.readline()
+        if line != b"connected\n":
+            raise TestFailure(f"the flood client did not connect: status {flood.wait(10)}: {flood.stderr.read()!r}")
+        line = flood.stdout.readline()
+        m = re.fullmatch(rb"sent (\d+) unsent (\d+)\n", line)
+        if not m:
+            raise TestFailure(f"the flood client failed: {line!r}, status {flood.wait(10)}: {flood.stderr.read()!r}")
+        sent, unsent = int(m[1]), int(m[2])
+        # Still open and unread: the worker serves others beside it.
+        for i in range(5):
+            check(tls_get(port, "ku.example.com", ctx, f"/during{i}").status == 200, "a request beside the flood")
+    finally:
+        stop.set()
+        t.join()
+        flood.stdin.close()
+        flood.wait(10)
+    grew = peak[0] - rss0
+    # Before 2026-12-03 the worker read all 300,000 (unsent 0) and grew by
+    # 5.9 MiB; since, about 270,000 are sent, 4 MiB of them left unread, and
+    # it grows by 0.4 MiB.
+    check(unsent > 0, f"the worker read all {sent} KeyUpdates of a client that reads none of the answers")
+    check(grew < 2048 or asan_build(env), f"the worker grew by {grew} KiB while the client sent {sent} KeyUpdates")
+    check(tls_get(port, "ku.example.com", ctx, "/after").status == 200, "a request after the flood")
 
 
 # --------------------------------------------------------------------------- resumption
@@ -960,7 +1034,7 @@ def tls_proxy_protocol(env):
 
 def rotation_world(env, pki, hosts=("*",), workers=2):
     port = free_port()
-    crt = pki.leaf("rot", ["DNS:rot.example.com"])
+    crt = pki.leaf("rot", ["DNS:roku.example.com"])
     world(env, [server(port, list(hosts), tls_simple(crt))], workers=workers)
     return port, crt
 
@@ -975,18 +1049,18 @@ def tls_cert_rotation(env):
     ctx = client_ctx(pki)
     # Both workers forked (the port listens before they are; slow under ASan).
     workers = poll(lambda: env.workers() if len(env.workers()) == 2 else None, 10, what="the 2 workers")
-    _, _, first = served(port, "rot.example.com", ctx)
-    second = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
+    _, _, first = served(port, "roku.example.com", ctx)
+    second = pki.rotate(crt, key, "rot", ["DNS:roku.example.com"])
     check(second != first, "the new certificate has the old serial")
-    poll(lambda: served(port, "rot.example.com", ctx)[2] == second, 5, what="the rotated certificate to be served")
+    poll(lambda: served(port, "roku.example.com", ctx)[2] == second, 5, what="the rotated certificate to be served")
     refusals = env.log_count("certificate reload refused")
-    pki.rotate(crt, key, "rot", ["DNS:rot.example.com"], garbage=True)
+    pki.rotate(crt, key, "rot", ["DNS:roku.example.com"], garbage=True)
     poll(lambda: env.log_count("certificate reload refused") > refusals, 5,
          what="'certificate reload refused' in the master's log")
     for _ in range(5):
-        check(served(port, "rot.example.com", ctx)[2] == second, "a broken certificate file changed what is served")
-    third = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
-    poll(lambda: served(port, "rot.example.com", ctx)[2] == third, 5, what="a good certificate after a broken one")
+        check(served(port, "roku.example.com", ctx)[2] == second, "a broken certificate file changed what is served")
+    third = pki.rotate(crt, key, "rot", ["DNS:roku.example.com"])
+    poll(lambda: served(port, "roku.example.com", ctx)[2] == third, 5, what="a good certificate after a broken one")
     check(env.gateway.alive() and len(env.workers()) == len(workers),
           f"workers after the rotations: {workers} → {env.workers()}")
 
@@ -1002,12 +1076,12 @@ def tls_cert_rotation_under_load(env):
     port, (crt, key) = rotation_world(env, pki)  # wrk sends SNI 127.0.0.1: the "*" server
     ctx = client_ctx(pki)
     wrk = subprocess.Popen(["wrk", "-t2", "-c20", "-d8s", "--timeout", "3s", f"https://127.0.0.1:{port}/",
-                            "-H", "Host: rot.example.com", "-H", "Connection: close"],
+                            "-H", "Host: roku.example.com", "-H", "Connection: close"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for i in range(3):
-            serial = pki.rotate(crt, key, "rot", ["DNS:rot.example.com"])
-            poll(lambda: served(port, "rot.example.com", ctx)[2] == serial, 5, what=f"rotation {i + 1} served")
+            serial = pki.rotate(crt, key, "rot", ["DNS:roku.example.com"])
+            poll(lambda: served(port, "roku.example.com", ctx)[2] == serial, 5, what=f"rotation {i + 1} served")
             check(wrk.poll() is None, f"wrk ended before rotation {i + 1} was served")
         out, _ = wrk.communicate(timeout=20)
     finally:

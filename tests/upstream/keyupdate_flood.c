@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tests/upstream/keyupdate_flood.c — a TLS 1.3 client that sends KeyUpdate(update_requested)
+ * records in a loop and never reads the answers (its receive buffer is small), for
+ * test_tls.py's tls_keyupdate_flood: each request makes the server write a KeyUpdate of its
+ * own, which only a server that stops reading such a peer keeps from piling up.
+ *
+ * It connects to 127.0.0.1:PORT with SNI, completes the handshake (no certificate check),
+ * prints "connected", then sends up to COUNT KeyUpdates for at most SECONDS (a send that
+ * blocks, the server no longer reading, is retried until then), prints "sent N unsent B" (B:
+ * bytes still in its socket once the server read all it would), and keeps the connection
+ * open, still not reading, until its standard input ends.
+ *
+ * Build: `make` builds BUILD/tests/keyupdate_flood (libssl).
+ * Usage: keyupdate_flood PORT SNI COUNT SECONDS
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FLOOD_RCVBUF	    4096  /* the answers stay in the server's socket and ring */
+#define FLOOD_SEND_WAIT_MS  200	  /* a blocked send returns this often to look at the clock */
+#define FLOOD_DRAIN_STEP_MS 100	  /* the send queue looked at this often, */
+#define FLOOD_STILL_MS	    1000  /* until it is empty or the same this long, */
+#define FLOOD_DRAIN_MAX_MS  10000 /* this long at most */
+
+static long arg(const char *s, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "keyupdate_flood: bad argument %s\n", s);
+		exit(2);
+	}
+	return v;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int dial(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct timeval wait = {.tv_usec = FLOOD_SEND_WAIT_MS * 1000};
+	int rcv = FLOOD_RCVBUF;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* Before connect(), so that the window offered is small from the start. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait)) < 0 ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* KeyUpdates sent before count or the deadline; -1 when the connection failed. */
+static long flood(SSL *s, long count, double deadline)
+{
+	long n = 0;
+	int pending = 0;
+
+	while (n < count && now() < deadline) {
+		int r;
+
+		/* A KeyUpdate whose send blocked is finished before the next. */
+		if (!pending && SSL_key_update(s, SSL_KEY_UPDATE_REQUESTED) != 1)
+			return -1;
+		pending = 1;
+		r = SSL_do_handshake(s);
+		if (r == 1) {
+			pending = 0;
+			n++;
+		} else if (SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE) {
+			return -1;
+		}
+	}
+	return n;
+}
+
+/* What the socket still holds of what was sent, once the server read all it
+ * will: the send queue is watched until it is empty, or the same for
+ * FLOOD_STILL_MS (a busy server may pause for less). */
+static int unsent(int fd)
+{
+	int prev = -1, cur = 0, still = 0;
+
+	for (int ms = 0; ms < FLOOD_DRAIN_MAX_MS; ms += FLOOD_DRAIN_STEP_MS) {
+		if (ioctl(fd, SIOCOUTQ, &cur) < 0)
+			return -1;
+		still = cur == prev ? still + FLOOD_DRAIN_STEP_MS : 0;
+		if (cur == 0 || still >= FLOOD_STILL_MS)
+			break;
+		prev = cur;
+		usleep(FLOOD_DRAIN_STEP_MS * 1000);
+	}
+	return cur;
+}
+
+int main(int argc, char **argv)
+{
+	SSL_CTX *ctx;
+	SSL *s;
+	long n;
+	int fd, port;
+	char c;
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: keyupdate_flood PORT SNI COUNT SECONDS\n");
+		return 2;
+	}
+	port = (int)arg(argv[1], 1, 65535);
+	signal(SIGPIPE, SIG_IGN); /* a closed connection is an error to report */
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION))
+		return 1;
+	fd = dial(port);
+	if (fd < 0) {
+		perror("keyupdate_flood: connect");
+		return 1;
+	}
+	s = SSL_new(ctx);
+	if (s == NULL || !SSL_set_fd(s, fd) || !SSL_set_tlsext_host_name(s, argv[2]) ||
+	    SSL_connect(s) != 1) {
+		ERR_print_errors_fp(stderr);
+		return 1;
+	}
+	printf("connected\n");
+	fflush(stdout);
+	n = flood(s, arg(argv[3], 1, 100000000), now() + (double)arg(argv[4], 1, 3600));
+	if (n < 0) {
+		fprintf(stderr, "keyupdate_flood: the connection failed (%s)\n", strerror(errno));
+		ERR_print_errors_fp(stderr);
+		return 1;
+	}
+	printf("sent %ld unsent %d\n", n, unsent(fd));
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	close(fd);
+	SSL_free(s);
+	SSL_CTX_free(ctx);
+	return 0;
+}
