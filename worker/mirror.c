@@ -285,6 +285,7 @@ static struct ism_stream *new_copy(struct ism_wctx *w, const struct ism_stream *
 	c->counted = 1; /* not in the worker's, listener's or route's counters */
 	c->cluster = mi->cluster;
 	c->is_head = st->is_head;
+	c->idempotent = st->idempotent;
 	c->grpc = st->grpc;
 	c->http10 = st->http10;
 	c->req_done = 1;
