@@ -904,6 +904,10 @@ static void h2_want_body(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_h2s *x = sp_of(st);
 
+	/* A whole body already given back, or none (every GET): nothing to
+	 * credit, nothing more to deliver, no flush to ask for. */
+	if (st->req_done && x->rq.fly.len == 0)
+		return;
 	/* What was handed over went to the upstream: the client may send more. */
 	ism_h2in_want(&st->sess->h2->io, x->id, &x->rq);
 	deliver(w, x);
