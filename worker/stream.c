@@ -388,12 +388,15 @@ static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exc
 /* The response timeout of an attempt: until the response head came, the retry
  * policy's per-try timeout when shorter; whatever re-arms the deadline before
  * then (body bytes either way, an interim head) keeps it. */
-static uint32_t attempt_timeout(const struct ism_stream *st)
+static bool per_try_bounded(const struct ism_stream *st)
 {
 	return !st->resp_head_done && st->rs.per_try_ms &&
-		       st->rs.per_try_ms < st->response_timeout_ms
-		   ? st->rs.per_try_ms
-		   : st->response_timeout_ms;
+	       st->rs.per_try_ms < st->response_timeout_ms;
+}
+
+static uint32_t attempt_timeout(const struct ism_stream *st)
+{
+	return per_try_bounded(st) ? st->rs.per_try_ms : st->response_timeout_ms;
 }
 
 /* Starts an attempt: the request in head goes to endpoint ep of cluster cl,
@@ -1506,7 +1509,10 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 
 void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)
 {
-	if (!st->sending)
+	/* The per-try bound is absolute until the response head, as Envoy's
+	 * per_try_timeout: an upstream that trickles its head does not stretch
+	 * the try. Past the head, bytes keep the response timeout going. */
+	if (!st->sending && !per_try_bounded(st))
 		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 }
 
@@ -1777,8 +1783,13 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 	switch ((enum ism_stream_deadline)st->deadline_kind) {
 	case ISM_SDL_CONNECT:
 		if (st->waiting) {
-			stream_local(w, st, 503, "upstream overflow (no connection in time)",
-				     false);
+			/* The route's timeout ended the wait: a timeout, as Envoy's
+			 * (504 UT); the connect timeout ended it: an overflow. */
+			if (st->route_deadline && w->now >= st->route_deadline)
+				stream_local(w, st, 504, "upstream timeout", true);
+			else
+				stream_local(w, st, 503,
+					     "upstream overflow (no connection in time)", false);
 			return;
 		}
 		ism_wstat_add(&w->st->upstream_connect_fail, 1);

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Integration tests of what a retry or a replay sends again: the request body
 that arrives during a retry's back-off or while its connection is made, the
-per-try timeout while the body streams, HTTP/2 upstream streams timed by their
-own frames, maxRequestsPerConnection on HTTP/2 connections, and the replay of a
+per-try timeout while the body streams or the response head trickles, HTTP/2
+upstream streams timed by their own frames, the route's timeout during a wait
+for a connection (504 UT), maxRequestsPerConnection on HTTP/2 connections, and the replay of a
 request whose pooled connection closed (idempotent methods only).
 
 The upstreams here are scripted per connection (ScriptedUpstream): the first
@@ -16,8 +17,8 @@ import socket
 import threading
 import time
 
-from harness import (Conn, Registry, appliance, check, docs, free_port, gateway, http_get, service_entry,
-                     virtual_service)
+from harness import (Conn, Registry, appliance, check, docs, file_lines, free_port, gateway, http_get, poll,
+                     service_entry, virtual_service)
 from test_h2 import h2up_stats, one_service, route, start_h2_upstream
 
 SVC = "retry.test.internal"
@@ -375,3 +376,79 @@ def stale_connection_replay_idempotent_only(env):
         stop.append(1)
         t.join(5)
         ls.close()
+
+
+def trickle_head(c, head, rest):
+    """A response head that comes one header line every 200 ms for 5 s."""
+    try:
+        c.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(25):
+            time.sleep(0.2)
+            c.sendall(b"x-slow-%d: 1\r\n" % i)
+        c.sendall(b"content-length: 2\r\nconnection: close\r\n\r\nok")
+    except OSError:
+        pass
+
+
+@_test
+def per_try_timeout_trickled_head(env):
+    """perTryTimeout is absolute until the response head, as Envoy's: an
+    upstream that trickles its head a line at a time does not stretch the try
+    (each byte re-armed it before, and the 5 s head was served)."""
+    up = ScriptedUpstream(trickle_head, fail_on=(1, 2, 3))
+    try:
+        gw = gateway_to(env, up.port, "    retries: {attempts: 1, perTryTimeout: 600ms, retryOn: 5xx}\n",
+                        timeouts={"upstreamResponse": "20s"})
+        t0 = time.monotonic()
+        r = http_get(gw, "/slow-head", timeout=30)
+        took = time.monotonic() - t0
+        check(r.status == 504, f"got {r.status} after {took:.1f} s: want 504 from two tries of 600 ms")
+        check(took < 4.5, f"the 504 took {took:.1f} s: the tries were stretched by the trickled head")
+    finally:
+        up.close()
+
+
+@_test
+def route_timeout_while_waiting_for_connection(env):
+    """The route's timeout ending a wait for a connection (maxConnections
+    reached) is a timeout, 504 with flag UT as Envoy gives it, not an overflow."""
+    log = env.path("access.log")
+    held = threading.Event()
+
+    def hold(c, head, rest):  # keeps the one connection busy
+        held.set()
+        time.sleep(4)
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+    up = ScriptedUpstream(hold)
+    try:
+        gw = free_port()
+        dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+              f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
+              "      tcp: {maxConnections: 1, connectTimeout: 10s}\n      http: {http1MaxPendingRequests: 10}\n")
+        routes = (f"  - match: [{{uri: {{prefix: /timed}}}}]\n    timeout: 700ms\n"
+                  f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+                  f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+        fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%"
+        conf = env.write("isthmus.yaml", docs(
+            appliance(env, workers=1, timeouts={"upstreamResponse": "10s", "upstreamConnect": "10s"},
+                      extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"),
+            gateway(gw), virtual_service("vs", ["*"], routes),
+            service_entry("svc", SVC, [{"address": UP_ADDR, "port": up.port}]), dr))
+        env.start_gateway(conf, gw)
+        first = {}
+        t = threading.Thread(target=lambda: first.update(r=http_get(gw, "/hold", timeout=20)), daemon=True)
+        t.start()
+        check(held.wait(10), "the first request never reached the upstream")
+        t0 = time.monotonic()
+        r = http_get(gw, "/timed", timeout=20)
+        took = time.monotonic() - t0
+        check(r.status == 504, f"got {r.status} after {took:.1f} s, want 504 (route timeout while waiting)")
+        check(took < 3.5, f"the 504 came after {took:.1f} s, not at the route's 700 ms")
+        got = poll(lambda: [ln for ln in file_lines(log) if ln.endswith("/timed")] or None, 5,
+                   what="the access log line of /timed")
+        check(got == ["504 UT /timed"], f"access log: {got}, want '504 UT /timed'")
+        t.join(20)
+        check(first.get("r") is not None and first["r"].status == 200, f"the held request: {first}")
+    finally:
+        up.close()
