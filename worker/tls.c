@@ -408,13 +408,19 @@ static int tx_write(BIO *b, const char *p, size_t len, size_t *written)
 
 /* Nothing received yet is "more later" (a retry), not the end of the stream:
  * the end comes from the socket (x->end). */
+/* KeyUpdates a peer may send in a row without application data (BoringSSL's
+ * kMaxKeyUpdates, so Envoy's): each costs a key derivation, and one that asks
+ * for an update of ours a record back. */
+#define XP_MAX_KEY_UPDATES 32
+
 static int rx_read(BIO *b, char *p, size_t len, size_t *readbytes)
 {
 	struct ism_xport *x = BIO_get_data(b);
 	size_t n = x->rx.len - x->rx_off;
 
 	BIO_clear_retry_flags(b);
-	if (n == 0) {
+	/* Past the KeyUpdate limit nothing more is read: the caller closes. */
+	if (n == 0 || x->key_updates > XP_MAX_KEY_UPDATES) {
 		BIO_set_retry_read(b);
 		return 0;
 	}
@@ -547,6 +553,19 @@ void ism_tls_table_changed(struct ism_wctx *w)
 	t->n = keep;
 }
 
+static void on_msg(int write_p, int version, int content_type, const void *buf, size_t len,
+		   SSL *ssl, void *arg)
+{
+	struct ism_xport *x = arg;
+
+	(void)version;
+	(void)ssl;
+	if (!write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+	    *(const unsigned char *)buf == SSL3_MT_KEY_UPDATE &&
+	    x->key_updates <= XP_MAX_KEY_UPDATES)
+		x->key_updates++;
+}
+
 static SSL *new_ssl(struct ism_tls *t, SSL_CTX *ctx, struct ism_xport *x)
 {
 	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
@@ -565,6 +584,8 @@ static SSL *new_ssl(struct ism_tls *t, SSL_CTX *ctx, struct ism_xport *x)
 	BIO_set_data(r, x);
 	BIO_set_data(wb, x);
 	SSL_set_bio(ssl, r, wb);
+	SSL_set_msg_callback(ssl, on_msg);
+	SSL_set_msg_callback_arg(ssl, x);
 	return ssl;
 }
 
@@ -825,10 +846,15 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	flush(w, io);
 	if (n > 0) {
 		x->want = 0;
+		x->key_updates = 0;
 		*pbid = xb;
 		return n;
 	}
 	ism_w_buf_recycle(w, xb);
+	if (x->key_updates > XP_MAX_KEY_UPDATES) {
+		ism_debug("TLS: more than %d KeyUpdates without data", XP_MAX_KEY_UPDATES);
+		return -EPROTO;
+	}
 	if (err == SSL_ERROR_WANT_READ && x->end != 0) {
 		/* All that came before the end was read: now the end. */
 		n = x->end;

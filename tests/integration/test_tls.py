@@ -539,23 +539,67 @@ def asan_build(env):
     return "-fsanitize=address" in p.stdout
 
 
-@_test
-def tls_keyupdate_flood(env):
-    """A TLS 1.3 client sends KeyUpdate(update_requested) in a loop and never
-    reads: the worker answers each with a KeyUpdate of its own until 64 KiB of
-    them wait unsent, then reads no more of that client. So what the client
-    sent stays in its socket, the worker's memory does not grow with it, and
-    other clients are served meanwhile and after."""
+def ku_world(env, limits=""):
+    """One worker terminating TLS for ku.example.com; returns (port, client ctx).
+    Deadlines past the floods: the connection stays while they last (it sends
+    no whole request, so the request-header timeout would close it first). The
+    fewest receive buffers: each is touched once as the ring goes round (16 MiB
+    of RSS by default), which is not what grows here."""
     pki = Pki(env)
     port = free_port()
     crt = pki.leaf("ku", ["DNS:ku.example.com"])
-    # Deadlines past the flood: the connection stays while it lasts (it sends
-    # no request, so the request-header timeout would close it first). The
-    # fewest receive buffers: each is touched once as the ring goes round
-    # (16 MiB of RSS by default), which is not what grows here.
     world(env, [server(port, ["ku.example.com"], tls_simple(crt))], vs_hosts=("ku.example.com",), workers=1,
-          timeouts={"requestHeader": "60s", "idle": "60s"}, app_extra="  limits: {receiveBuffersPerWorker: 16}\n")
-    ctx = client_ctx(pki)
+          timeouts={"requestHeader": "60s", "idle": "60s"},
+          app_extra=f"  limits: {{receiveBuffersPerWorker: 16{limits}}}\n")
+    return port, client_ctx(pki)
+
+
+def ku_flood(env, port, mode, count, seconds=KU_SECONDS):
+    """Starts tests/keyupdate_flood in mode; returns (process, its result line)
+    once it has one (the process waits for its stdin to end)."""
+    flood = subprocess.Popen([os.path.join(env.build, "tests", "keyupdate_flood"), str(port), "ku.example.com",
+                              str(count), str(seconds), mode],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = flood.stdout.readline()
+    if line != b"connected\n":
+        flood.stdin.close()
+        raise TestFailure(f"the flood client did not connect: status {flood.wait(10)}: {flood.stderr.read()!r}")
+    return flood, flood.stdout.readline().decode()
+
+
+def ku_end(flood):
+    flood.stdin.close()
+    flood.wait(10)
+
+
+@_test
+def tls_keyupdate_limit(env):
+    """More than 32 KeyUpdates in a row without application data close the
+    connection (BoringSSL's limit, so Envoy's): each costs the worker a key
+    derivation and, when the peer asks, a record back. KeyUpdates between
+    requests are served however many there are."""
+    port, ctx = ku_world(env)
+    for _ in range(3):
+        check(tls_get(port, "ku.example.com", ctx).status == 200, "warm-up request")
+    flood, line = ku_flood(env, port, "bare", KU_COUNT)
+    ku_end(flood)
+    check(line.startswith("closed after "), f"a client sending {KU_COUNT} KeyUpdates and nothing else: {line!r}")
+    flood, line = ku_flood(env, port, "requests", 100)
+    ku_end(flood)
+    check(line == "served 100\n", f"100 requests each after a KeyUpdate: {line!r}")
+    check(tls_get(port, "ku.example.com", ctx, "/after").status == 200, "a request after the floods")
+
+
+@_test
+def tls_keyupdate_flood(env):
+    """A TLS 1.3 client sends KeyUpdate(update_requested) in a loop, a byte of
+    a request header after each (so under the limit of KeyUpdates in a row),
+    and never reads: the worker answers each with a KeyUpdate of its own until
+    64 KiB of them wait unsent, then reads no more of that client. So what the
+    client sent stays in its socket, the worker's memory does not grow with it,
+    and other clients are served meanwhile and after. (The request head may be
+    long enough not to end the flood first with a 431.)"""
+    port, ctx = ku_world(env, ", maxRequestHeaderBytes: 1048576")
     for _ in range(20):
         check(tls_get(port, "ku.example.com", ctx).status == 200, "warm-up request")
     (wpid,) = env.workers()
@@ -566,19 +610,14 @@ def tls_keyupdate_flood(env):
         while not stop.wait(0.05):
             peak[0] = max(peak[0], vmrss_kib(wpid))
 
-    flood = subprocess.Popen([os.path.join(env.build, "tests", "keyupdate_flood"), str(port), "ku.example.com",
-                              str(KU_COUNT), str(KU_SECONDS)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t = threading.Thread(target=sample, daemon=True)
     t.start()
+    flood = None
     try:
-        line = flood.stdout.readline()
-        if line != b"connected\n":
-            raise TestFailure(f"the flood client did not connect: status {flood.wait(10)}: {flood.stderr.read()!r}")
-        line = flood.stdout.readline()
-        m = re.fullmatch(rb"sent (\d+) unsent (\d+)\n", line)
+        flood, line = ku_flood(env, port, "trickle", KU_COUNT)
+        m = re.fullmatch(r"sent (\d+) unsent (\d+)\n", line)
         if not m:
-            raise TestFailure(f"the flood client failed: {line!r}, status {flood.wait(10)}: {flood.stderr.read()!r}")
+            raise TestFailure(f"the flood client failed: {line!r}")
         sent, unsent = int(m[1]), int(m[2])
         # Still open and unread: the worker serves others beside it.
         for i in range(5):
@@ -586,8 +625,8 @@ def tls_keyupdate_flood(env):
     finally:
         stop.set()
         t.join()
-        flood.stdin.close()
-        flood.wait(10)
+        if flood:
+            ku_end(flood)
     grew = peak[0] - rss0
     # Before 2026-12-03 the worker read all 300,000 (unsent 0) and grew by
     # 5.9 MiB; since, about 270,000 are sent, 4 MiB of them left unread, and

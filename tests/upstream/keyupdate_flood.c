@@ -1,18 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tests/upstream/keyupdate_flood.c — a TLS 1.3 client that sends KeyUpdate(update_requested)
- * records in a loop and never reads the answers (its receive buffer is small), for
- * test_tls.py's tls_keyupdate_flood: each request makes the server write a KeyUpdate of its
- * own, which only a server that stops reading such a peer keeps from piling up.
+ * records in a loop, for test_tls.py's KeyUpdate tests. MODE says what goes between them:
+ *
+ *   bare      nothing: the server is to close the connection after 32 KeyUpdates in a row
+ *             without application data (BoringSSL's limit, so Envoy's);
+ *   trickle   a request head, one byte of a header value after each KeyUpdate, never
+ *             finished and the answers never read (its receive buffer is small): each
+ *             KeyUpdate makes the server write one of its own, which only a server that
+ *             stops reading such a peer keeps from piling up;
+ *   requests  a whole request after each KeyUpdate, its response read.
  *
  * It connects to 127.0.0.1:PORT with SNI, completes the handshake (no certificate check),
  * prints "connected", then sends up to COUNT KeyUpdates for at most SECONDS (a send that
- * blocks, the server no longer reading, is retried until then), prints "sent N unsent B" (B:
- * bytes still in its socket once the server read all it would), and keeps the connection
- * open, still not reading, until its standard input ends.
+ * blocks, the server no longer reading, is retried until then), and prints one of
+ * "closed after N" (the connection failed after N KeyUpdates), "served N" (requests), or
+ * "sent N unsent B" (B: bytes still in its socket once the server read all it would); it
+ * then keeps the connection open, not reading, until its standard input ends.
  *
  * Build: `make` builds BUILD/tests/keyupdate_flood (libssl).
- * Usage: keyupdate_flood PORT SNI COUNT SECONDS
+ * Usage: keyupdate_flood PORT SNI COUNT SECONDS MODE
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,7 +65,7 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int dial(int port)
+static int dial(int port, int small_rcvbuf)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	struct timeval wait = {.tv_usec = FLOOD_SEND_WAIT_MS * 1000};
@@ -69,7 +76,7 @@ static int dial(int port)
 		return -1;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	/* Before connect(), so that the window offered is small from the start. */
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) < 0 ||
+	if ((small_rcvbuf && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) < 0) ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait)) < 0 ||
 	    connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		close(fd);
@@ -78,26 +85,98 @@ static int dial(int port)
 	return fd;
 }
 
-/* KeyUpdates sent before count or the deadline; -1 when the connection failed. */
-static long flood(SSL *s, long count, double deadline)
+enum flood_mode { FLOOD_BARE, FLOOD_TRICKLE, FLOOD_REQUESTS };
+
+/* Writes all of p, retrying a send that blocked until the deadline: 0, 1
+ * (the deadline passed first) or -1 (the connection failed). */
+static int write_all(SSL *s, const char *p, int len, double deadline)
 {
+	while (len > 0) {
+		int r = SSL_write(s, p, len);
+
+		if (r > 0) {
+			p += r;
+			len -= r;
+		} else if (SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE) {
+			return -1;
+		} else if (now() >= deadline) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* One response: its head, then content-length bytes of body; 0 or -1. */
+static int read_response(SSL *s)
+{
+	char buf[16384];
+	int got = 0, r;
+	char *end, *cl;
+	long want;
+
+	buf[0] = '\0';
+	while ((end = strstr(buf, "\r\n\r\n")) == NULL) {
+		if (got >= (int)sizeof(buf) - 1 ||
+		    (r = SSL_read(s, buf + got, (int)sizeof(buf) - 1 - got)) <= 0)
+			return -1;
+		got += r;
+		buf[got] = '\0';
+	}
+	if (strncmp(buf, "HTTP/1.1 200", 12) != 0)
+		return -1;
+	cl = strcasestr(buf, "\r\ncontent-length:");
+	want = cl != NULL && cl < end ? strtol(cl + 17, NULL, 10) : 0;
+	want -= got - (long)(end + 4 - buf);
+	while (want > 0) {
+		if ((r = SSL_read(s, buf, (int)sizeof(buf))) <= 0)
+			return -1;
+		want -= r;
+	}
+	return 0;
+}
+
+/* KeyUpdates sent (with what goes between them) before count or the
+ * deadline; -(1 + N) when the connection failed after N. */
+static long flood(SSL *s, const char *sni, enum flood_mode mode, long count, double deadline)
+{
+	char req[512];
 	long n = 0;
 	int pending = 0;
 
+	snprintf(req, sizeof(req), "GET /ku HTTP/1.1\r\nhost: %s\r\n\r\n", sni);
+	if (mode == FLOOD_TRICKLE) {
+		snprintf(req, sizeof(req), "GET /ku HTTP/1.1\r\nhost: %s\r\nx-pad: ", sni);
+		if (write_all(s, req, (int)strlen(req), deadline) != 0)
+			return -1;
+	}
 	while (n < count && now() < deadline) {
 		int r;
 
 		/* A KeyUpdate whose send blocked is finished before the next. */
 		if (!pending && SSL_key_update(s, SSL_KEY_UPDATE_REQUESTED) != 1)
-			return -1;
+			return -(1 + n);
 		pending = 1;
 		r = SSL_do_handshake(s);
-		if (r == 1) {
-			pending = 0;
-			n++;
-		} else if (SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE) {
-			return -1;
+		if (r != 1) {
+			if (SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE)
+				return -(1 + n);
+			continue;
 		}
+		pending = 0;
+		n++;
+		if (mode == FLOOD_TRICKLE)
+			r = write_all(s, "a", 1, deadline);
+		else if (mode == FLOOD_REQUESTS)
+			r = write_all(s, req, (int)strlen(req), deadline) != 0 ||
+				    read_response(s) < 0
+				? -1
+				: 0;
+		else
+			r = 0;
+		if (r < 0)
+			return -(1 + n);
+		if (r > 0)
+			break;
 	}
 	return n;
 }
@@ -125,20 +204,32 @@ int main(int argc, char **argv)
 {
 	SSL_CTX *ctx;
 	SSL *s;
+	enum flood_mode mode;
 	long n;
 	int fd, port;
 	char c;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: keyupdate_flood PORT SNI COUNT SECONDS\n");
+	if (argc != 6) {
+		fprintf(stderr,
+			"usage: keyupdate_flood PORT SNI COUNT SECONDS bare|trickle|requests\n");
 		return 2;
 	}
 	port = (int)arg(argv[1], 1, 65535);
+	if (strcmp(argv[5], "bare") == 0)
+		mode = FLOOD_BARE;
+	else if (strcmp(argv[5], "trickle") == 0)
+		mode = FLOOD_TRICKLE;
+	else if (strcmp(argv[5], "requests") == 0)
+		mode = FLOOD_REQUESTS;
+	else {
+		fprintf(stderr, "keyupdate_flood: bad mode %s\n", argv[5]);
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN); /* a closed connection is an error to report */
 	ctx = SSL_CTX_new(TLS_client_method());
 	if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION))
 		return 1;
-	fd = dial(port);
+	fd = dial(port, mode != FLOOD_REQUESTS);
 	if (fd < 0) {
 		perror("keyupdate_flood: connect");
 		return 1;
@@ -151,13 +242,14 @@ int main(int argc, char **argv)
 	}
 	printf("connected\n");
 	fflush(stdout);
-	n = flood(s, arg(argv[3], 1, 100000000), now() + (double)arg(argv[4], 1, 3600));
-	if (n < 0) {
-		fprintf(stderr, "keyupdate_flood: the connection failed (%s)\n", strerror(errno));
-		ERR_print_errors_fp(stderr);
-		return 1;
-	}
-	printf("sent %ld unsent %d\n", n, unsent(fd));
+	n = flood(s, argv[2], mode, arg(argv[3], 1, 100000000),
+		  now() + (double)arg(argv[4], 1, 3600));
+	if (n < 0)
+		printf("closed after %ld\n", -n - 1);
+	else if (mode == FLOOD_REQUESTS)
+		printf("served %ld\n", n);
+	else
+		printf("sent %ld unsent %d\n", n, unsent(fd));
 	fflush(stdout);
 	while (read(0, &c, 1) > 0)
 		;
