@@ -3159,6 +3159,7 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 	     i++) {
 		const struct ism_node *it = l->items[i];
 		struct ism_cm_se_port *p = &se->ports[se->n_ports];
+		const struct ism_node *pn;
 		const char *proto;
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
@@ -3169,7 +3170,11 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 			goto next;
 		if (ism_v_str(v, it, "name", true, &p->name) <= 0)
 			goto next;
-		if (ism_v_enum_nocase(v, it, "protocol", protos, later, &proto) > 0)
+		/* Empty, as Istio takes it: sniffed, which a gateway's upstream
+		 * speaks as HTTP/1.1, as when unset. */
+		pn = ism_node_get(it, "protocol", NULL);
+		if ((pn == NULL || pn->kind != ISM_NODE_SCALAR || pn->len != 0) &&
+		    ism_v_enum_nocase(v, it, "protocol", protos, later, &proto) > 0)
 			p->proto = se_port_proto(proto);
 		ism_v_u32(v, it, "targetPort", false, 1, 65535, &p->target);
 		if (ism_strmap_get(se->port_by_number, (const char *)&p->number, sizeof(p->number),

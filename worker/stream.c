@@ -1300,10 +1300,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->http10 = req->minor_version == 0;
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
+	/* gRPC as Envoy's hasGrpcContentType: application/grpc, alone or with
+	 * +proto, +json...; application/grpc-web is not (its own protocol). */
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "content-type") &&
 		    req->headers[i].value_len >= 16 &&
-		    strncasecmp(req->headers[i].value, "application/grpc", 16) == 0)
+		    strncasecmp(req->headers[i].value, "application/grpc", 16) == 0 &&
+		    (req->headers[i].value_len == 16 || req->headers[i].value[16] == '+'))
 			st->grpc = 1;
 	st->req_done = req_done;
 	st->req_chunked = req->framing.chunked;

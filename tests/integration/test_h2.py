@@ -880,7 +880,7 @@ def check_grpc_local_error(s, want, what):
 @_test
 def grpc_local_errors(env):
     """gRPC errors isthmus answers itself (Envoy's mapping): no route → 12
-    UNIMPLEMENTED, no healthy upstream → 14, upstream timeout → 14 (504 maps to
+    UNIMPLEMENTED (gRPC-Web is not gRPC: a plain 404), no healthy upstream → 14, upstream timeout → 14 (504 maps to
     UNAVAILABLE), overflow (http2MaxRequests) → 14; the grpcio client agrees."""
     need_tools("grpc", "h2")
     dead = free_port("127.0.0.3")
@@ -896,6 +896,16 @@ def grpc_local_errors(env):
     s = grpc_raw(gw, unary, "x", authority="grpc.test")
     check(s["status"] == 200 and s["grpc_messages"] == ["x"], f"the routed call: {s}")
     check_grpc_local_error(grpc_raw(gw, unary, "x", authority="nowhere.test"), UNIMPLEMENTED, "no route")
+    # application/grpc+proto is gRPC; application/grpc-web is not (Envoy's
+    # hasGrpcContentType): it gets the plain 404.
+    for ctype, grpc_reply in (("application/grpc+proto", True), ("application/grpc-web+proto", False)):
+        rep = h2_client(gw, [{"method": "POST", "path": unary, "body": "x",
+                              "headers": [["content-type", ctype], ["te", "trailers"]]}], authority="nowhere.test")
+        s = rep["streams"][0]
+        if grpc_reply:
+            check_grpc_local_error(s, UNIMPLEMENTED, f"no route, {ctype}")
+        else:
+            check(s["status"] == 404 and hdr(s, "grpc-status") is None, f"no route, {ctype}: want a plain 404: {s}")
     check_grpc_local_error(grpc_raw(gw, unary, "x", authority="dead.test"), UNAVAILABLE, "dead upstream")
     t0 = time.monotonic()
     check_grpc_local_error(grpc_raw(gw, sleep, json.dumps({"ms": 5000}), authority="grpc.test"), UNAVAILABLE,

@@ -1358,7 +1358,8 @@ static void test_pool_outlier_ports(void **state)
 /* Gateway servers HTTP, HTTP2 and GRPC (any case, as Istio parses protocols)
  * are plaintext HTTP servers and may share a port; every plaintext listener
  * takes HTTP/2 with prior knowledge. ServiceEntry ports HTTP2, GRPC and
- * GRPC-WEB make HTTP/2 clusters; HTTP, HTTPS and no protocol HTTP/1.1 ones. */
+ * GRPC-WEB make HTTP/2 clusters; HTTP, HTTPS, no protocol and an empty one
+ * (Istio's sniffing) HTTP/1.1 ones. */
 static void test_h2_protocols(void **state)
 {
 	static const char yaml[] =
@@ -1377,6 +1378,7 @@ static void test_h2_protocols(void **state)
 		"    - {destination: {host: s, port: {number: 4}}, weight: 1}\n"
 		"    - {destination: {host: s, port: {number: 5}}, weight: 1}\n"
 		"    - {destination: {host: s, port: {number: 6}}, weight: 1}\n"
+		"    - {destination: {host: s, port: {number: 7}}, weight: 1}\n"
 		"    - {destination: {host: t}, weight: 1}\n"
 		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
 		"spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
@@ -1385,10 +1387,11 @@ static void test_h2_protocols(void **state)
 		"  - {number: 3, name: c, protocol: GRPC}\n"
 		"  - {number: 4, name: d, protocol: grpc-web}\n"
 		"  - {number: 5, name: e, protocol: HTTPS}\n"
-		"  - {number: 6, name: f}\n";
-	/* Service s's ports 1..6, then host t (no ServiceEntry). */
+		"  - {number: 6, name: f}\n"
+		"  - {number: 7, name: g, protocol: \"\"}\n"; /* Istio: sniffed */
+	/* Service s's ports 1..7, then host t (no ServiceEntry). */
 	static const uint8_t want[] = {ISM_UP_HTTP1, ISM_UP_HTTP2, ISM_UP_HTTP2, ISM_UP_HTTP2,
-				       ISM_UP_HTTP1, ISM_UP_HTTP1, ISM_UP_HTTP1};
+				       ISM_UP_HTTP1, ISM_UP_HTTP1, ISM_UP_HTTP1, ISM_UP_HTTP1};
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 
@@ -1404,7 +1407,7 @@ static void test_h2_protocols(void **state)
 	assert_int_equal(t->listeners[1].vhosts[0].https_redirect, 1);
 	for (unsigned i = 0; i < sizeof(want); i++) {
 		const struct ism_cluster *c =
-		    i < 6 ? s_cluster(t, i + 1, "")
+		    i < 7 ? s_cluster(t, i + 1, "")
 			  : loaded_cluster(t, "outbound|0||t.default.svc.cluster.local");
 
 		assert_int_equal(c->proto, want[i]);
