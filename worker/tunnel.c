@@ -37,6 +37,22 @@ static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint
 	}
 }
 
+/* What the client sent before the tunnel (a ClientHello, bytes after an
+ * upgrade request) goes to the upstream first; the client is read once it is
+ * out. */
+static void client_first(struct ism_wctx *w, struct ism_tunnel *t)
+{
+	struct ism_buf *in = &t->st->sess->in;
+
+	if (in->len == 0) {
+		ism_sock_recv(w, t->sk[ISM_TUN_CLIENT]);
+		return;
+	}
+	t->early = 1;
+	t->busy[ISM_TUN_UPSTREAM] = 1;
+	ism_sock_send(w, t->sk[ISM_TUN_UPSTREAM], in->p, in->len, -1);
+}
+
 int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms, uint32_t max_ms,
 		    struct ism_l4counters *stats)
 {
@@ -66,16 +82,14 @@ int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
 	ism_wstat_add(&w->st->tunnels_total, 1);
 	if (stats != NULL)
 		atomic_fetch_add_explicit(&stats->connections, 1, memory_order_relaxed);
-	/* What the client sent before the tunnel (a ClientHello, bytes after
-	 * an upgrade request) goes first; the client is read once it is out. */
-	if (s->in.len) {
+	if (s->in.len)
 		count_bytes(w, t, ISM_TUN_CLIENT, s->in.len, true);
-		t->early = 1;
-		t->busy[ISM_TUN_UPSTREAM] = 1;
-		ism_sock_send(w, t->sk[ISM_TUN_UPSTREAM], s->in.p, s->in.len, -1);
-	} else {
-		ism_sock_recv(w, t->sk[ISM_TUN_CLIENT]);
-	}
+	/* An upstream that answered the upgrade before it read the whole
+	 * request: the rest of the request's head is still going out, and
+	 * the client's bytes follow it (on_sent). */
+	t->head = t->busy[ISM_TUN_UPSTREAM] = t->sk[ISM_TUN_UPSTREAM]->send_armed;
+	if (!t->head)
+		client_first(w, t);
 	ism_sock_recv(w, t->sk[ISM_TUN_UPSTREAM]);
 	return 0;
 }
@@ -162,6 +176,12 @@ static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 	if (t->early && j == ISM_TUN_UPSTREAM) {
 		t->early = 0;
 		ism_buf_free(&t->st->sess->in);
+	}
+	if (t->head && j == ISM_TUN_UPSTREAM && res >= 0) {
+		/* The request's head is out: the client's bytes from now. */
+		t->head = 0;
+		client_first(w, t);
+		return;
 	}
 	if (res < 0) {
 		ism_tunnel_close(w, t, j == ISM_TUN_UPSTREAM ? "UC" : "DC");

@@ -1008,6 +1008,76 @@ def ws_h2c_not_upgraded(env):
 
 
 @_test
+def ws_upgrade_answered_before_request_sent(env):
+    """An upstream that answers the upgrade with its 101 at once, before it reads
+    the request, whose head (200 KiB of fields) the socket does not take at once
+    (the upstream's small receive buffer and MSS): the tunnel opens while the
+    rest of the head is still going out. The client's frame, sent once it has the
+    101 or with the request itself, follows the whole head: the upstream reads the
+    head, then the frame, and its echo comes back."""
+    isthmus_only("maxRequestHeaderBytes")
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    env.cleanups.append(ls.close)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    ls.bind(("127.0.0.2", 0))
+    ls.listen(4)
+    world = World(env, app_extra="  limits: {maxRequestHeaderBytes: 262144}\n")
+    svc = world.service("ws.test.internal", [Backend("raw", "127.0.0.2", ls.getsockname()[1])], protocol="HTTP")
+    port = world.http(svc)
+    world.start()
+    fields = [(f"x-big-{i}", chr(ord("a") + i) * 50000) for i in range(4)]
+    head = (b"GET /ws HTTP/1.1\r\nHost: ws.test\r\n" +
+            b"".join(f"{k}: {v}\r\n".encode() for k, v in ws_upgrade_headers() + fields) + b"\r\n")
+    frame = ws_frame(b"after-the-head")
+
+    def serve(go, got):
+        c, _ = ls.accept()
+        with c:
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + WS_ACCEPT.encode() + b"\r\n\r\n")
+            go.wait(15)
+            c.settimeout(10)
+            buf = b""
+            try:
+                while b"\r\n\r\n" not in buf or len(buf.partition(b"\r\n\r\n")[2]) < len(frame):
+                    d = c.recv(1 << 16)
+                    if not d:
+                        break
+                    buf += d
+                got["head"], _, got["rest"] = buf.partition(b"\r\n\r\n")
+                c.sendall(bytes([0x81, 14]) + b"after-the-head")
+                c.recv(1 << 16)
+            except OSError as e:
+                got["error"] = repr(e)
+
+    for early in (False, True):
+        what = "the frame sent with the request" if early else "the frame sent after the 101"
+        go, got = threading.Event(), {}
+        t = threading.Thread(target=serve, args=(go, got), daemon=True)
+        t.start()
+        with Conn("127.0.0.1", port) as c:
+            c.send(head + frame if early else head)
+            status, _, headers, _ = c.read_head()
+            check(status == 101, f"{what}: the upstream's 101: {status} {headers}")
+            if not early:
+                c.send(frame)
+            time.sleep(0.3)  # the frame reaches the gateway while the head is stuck
+            go.set()
+            try:
+                op, payload = ws_read_frame(c)
+            except (EOFError, OSError) as e:
+                raise TestFailure(f"{what}: the tunnel broke ({e!r}); the upstream saw {got.get('error')}")
+            check(op == 1 and payload == b"after-the-head", f"{what}: the echo: {op} {payload!r}")
+        t.join(10)
+        seen = got.get("head", b"").decode("latin-1").lower()
+        check(all(f"{k}: {v}" in seen for k, v in fields),
+              f"{what}: the upstream's head lacks the big fields ({len(seen)} bytes)")
+        check(got.get("rest") == frame, f"{what}: the upstream got {got.get('rest')!r:.80} after the head")
+    check("BUG" not in env.gateway.log(), f"a worker died: {env.gateway.log()[-400:]}")
+
+
+@_test
 def ws_access_log_and_metrics(env):
     """An open WebSocket shows in the metrics and `show info` (one tunnel open),
     and when it ends the access log has its line: status 101, the bytes each way
