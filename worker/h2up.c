@@ -783,8 +783,10 @@ void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	c->io.busy++;
 	n = nghttp2_session_mem_recv(c->io.ng, (const uint8_t *)ism_w_buf_addr(w, bid),
 				     (size_t)res);
-	if (n >= 0)
-		deliver_pending(w, c);
+	/* Even when the session failed (a flood): a response that came whole
+	 * before goes on to its client (ism_h2up_closing keeps it), and one
+	 * that waits for it must be given it now. */
+	deliver_pending(w, c);
 	c->io.busy--;
 	ism_w_buf_recycle(w, bid);
 	if (n < 0) {

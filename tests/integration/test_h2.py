@@ -1149,3 +1149,60 @@ def h2_upstream_keepalive_pings(env):
           f"the pinged connection is not the one in use: {r.body[:200]!r}")
     s = h2up_stats("127.0.0.2", port)
     check(s["h2_connections"] == 1, f"PINGs cost a connection: {s}")
+
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+@_test
+def h2_upstream_whole_response_then_connection_error(env):
+    """An HTTP/2 upstream answers stream 1 (its head first, then, in one write, the
+    last DATA with END_STREAM) and in that same write breaks the connection:
+    with a frame that is a connection error (DATA on stream 0), or with 1,100
+    SETTINGS frames, a flood nghttp2 gives up on. The response that came whole
+    before the error reaches the client at once, not after the response timeout."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    env.cleanups.append(ls.close)
+    ls.bind(("127.0.0.2", 0))
+    ls.listen(8)
+    one_service(env, ls.getsockname()[1], protocol="HTTP2", workers=1, timeouts={"upstreamResponse": "8s"})
+    breakers = {"a connection error": h2_frame(0, 0, 0, b"abc"),
+                "a SETTINGS flood": h2_frame(4, 0, 0) * 1100}
+
+    def serve(breaker):
+        c, _ = ls.accept()
+        with c:
+            c.settimeout(10)
+            buf, headers = b"", False
+            try:
+                while not headers:  # the preface, then frames until the request's HEADERS
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                    pos = 24
+                    while len(buf) >= pos + 9:
+                        n = int.from_bytes(buf[pos:pos + 3], "big")
+                        headers = headers or buf[pos + 3] == 1
+                        pos += 9 + n
+                c.sendall(h2_frame(4, 0, 0) + h2_frame(4, 1, 0) + h2_frame(1, 4, 1, b"\x88"))  # :status 200
+                time.sleep(0.3)  # the head reaches the client, which waits for the body
+                c.sendall(h2_frame(0, 1, 1, b"whole") + breaker)
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    for what, breaker in breakers.items():
+        t = threading.Thread(target=serve, args=(breaker,), daemon=True)
+        t.start()
+        t0 = time.monotonic()
+        try:
+            r = env.get(f"/{what.split()[-1]}", timeout=15)
+        except (EOFError, OSError) as e:
+            raise TestFailure(f"{what}: the response was lost ({e!r}) after {time.monotonic() - t0:.1f}s")
+        took = time.monotonic() - t0
+        check(r.status == 200 and r.body == b"whole", f"{what}: {r}")
+        check(took < 3, f"{what}: the whole response took {took:.1f}s (the response timeout is 8 s)")
+        t.join(10)
