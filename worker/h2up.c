@@ -318,15 +318,16 @@ static void response_head(struct ism_wctx *w, struct ism_h2us *x, bool end)
 	ism_stream_up_head(w, st, &resp, mode, NULL, 0, end);
 }
 
-/* Trailers: to the stream, then the end of the body. */
-static void response_trailers(struct ism_wctx *w, struct ism_h2us *x)
+/* Trailers: to the stream, then the end of the body. false when the stream
+ * ended instead, x freed with it. */
+static bool response_trailers(struct ism_wctx *w, struct ism_h2us *x)
 {
 	int status;
 	int64_t cl;
 	size_t n = fields_of(w, x, &status, &cl);
 
 	x->hdr.len = 0;
-	ism_stream_up_trailers(w, x->st, w->uhdrs, n);
+	return ism_stream_up_trailers(w, x->st, w->uhdrs, n);
 }
 
 /* What gathered goes to the stream when it waits for it. */
@@ -395,8 +396,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		response_head(c->w, x, end);
 		return 0;
 	}
-	if (f->hd.type == NGHTTP2_HEADERS)
-		response_trailers(c->w, x);
+	if (f->hd.type == NGHTTP2_HEADERS && !response_trailers(c->w, x))
+		return 0; /* the stream was cut (its RST_STREAM is submitted) */
 	if (end && x->st != NULL) {
 		x->resp.end = 1;
 		pend(c, x);

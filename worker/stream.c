@@ -1645,11 +1645,14 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 	set_deadline(w, st, ISM_SDL_NONE, 0);
 }
 
-void ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
+bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n)
 {
-	if (st->sess->ops->trailers(w, st, h, n) < 0)
+	if (st->sess->ops->trailers(w, st, h, n) < 0) {
 		stream_cut(w, st);
+		return false;
+	}
+	return true;
 }
 
 void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,

@@ -184,8 +184,9 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
  * then the exchange becomes a tunnel. */
 void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_resp *resp, const char *p, uint32_t len);
-/* Trailer fields of the response, before its last data (HTTP/2 upstreams). */
-void ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
+/* Trailer fields of the response, before its last data (HTTP/2 upstreams):
+ * false when the stream ended (cut: no memory), its upstream side let go. */
+bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n);
 /* Response body bytes (decoded; ring buffer bid or -1), done when it ended. */
 void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
