@@ -289,6 +289,33 @@ def h2_header_block_timeout(env):
 
 
 @_test
+def h2_body_credit_before_answer(env):
+    """16 uploads of 64 KiB on one connection, every frame of them in one
+    write, so that each body is read whole, END_STREAM with it, before any of
+    it goes upstream (its last batch is its only one), to an upstream that
+    answers 2 s after it read the body: the connection-level credit of every
+    body comes back (WINDOW_UPDATE) once the bodies went upstream, before any
+    answer, not as each answer ends (which shuts the connection's window to
+    other streams for as long). The connection window is twice the bodies, so
+    that nghttp2 sends its WINDOW_UPDATE (at half the window) when, and only
+    when, the last body's credit is given back, however the bodies were cut
+    into batches."""
+    n, size, delay = 16, 64 * 1024, 2.0
+    gw, _, _ = gateway_1w(env, app_extra=limits(http2InitialConnectionWindowSize=2 * n * size),
+                          timeouts={"upstreamResponse": "10s"})
+    rep = attack(gw, "upload-credit", n, json.dumps({"path": f"/delay/{int(delay * 1000)}", "size": size,
+                                                     "wait": 15}))
+    check(rep["credit_before_answer"] == n * size,
+          f"connection credit before the first answer (at {rep['answer_at']} s, bodies at {rep['bodies_at']} s): "
+          f"{rep['credit_before_answer']} of the bodies' {n * size} bytes; WINDOW_UPDATEs [at, increment]: "
+          f"{rep['credit']}; answers {rep['status']}")
+    check(sorted(rep["status"].values()) == [200] * n,
+          f"uploads answered {rep['status']} (rst {rep['rst']}, goaway {rep['goaway']}, error {rep['error']})")
+    check(rep["answer_at"] - rep["bodies_at"] >= delay - 0.5,
+          f"first answer {rep['answer_at'] - rep['bodies_at']:.2f} s after the bodies, the upstream waits {delay} s")
+
+
+@_test
 def h2_drain_after_late_preface(env):
     """A connection whose preface is cut in two around a graceful stop (it
     becomes HTTP/2 after the worker began to drain) gets its GOAWAY too, and

@@ -41,6 +41,17 @@ ATTACK:
                     waits up to N seconds for the server to close
   request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
                     "end": true}: one stream exactly so (N ignored)
+  upload-credit N   JSON {"path": P, "size": BYTES, "wait": S}: once the
+                    SETTINGS are acknowledged both ways, N POSTs of P in one
+                    write, each a HEADERS and its whole body of BYTES in DATA
+                    frames (END_STREAM on the last), so that the server reads
+                    every body whole before it sends any upstream; waits up to
+                    S seconds (default 10) for every stream's end. "credit"
+                    lists the connection-level WINDOW_UPDATEs that came after
+                    the write ([at, increment]), "credit_before_answer" sums
+                    those before the first response HEADERS; "bodies_at" and
+                    "answer_at" say when the write ended and when that HEADERS
+                    came (null: none came)
 
 Prints one JSON object: {"sent": frames written before the connection
 failed, "acks": SETTINGS and PING acknowledgements the server sent, "goaway": error code of the first GOAWAY or null, "goaway_last": the
@@ -96,6 +107,8 @@ class Peer:
                     "status": {}, "body": {}, "end_at": None, "error": None}
         self.ended = {}
         self.ping_acks = 0
+        self.conn_wu = []  # [at, increment] of each connection-level WINDOW_UPDATE
+        self.answer = None  # [at, len(conn_wu)] when the first response HEADERS came
         self.acked = False  # our ACK of the server's SETTINGS went out
         self.lock = threading.Lock()
         self.wlock = threading.Lock()  # the reader's SETTINGS ACK and the floods interleave whole
@@ -159,6 +172,9 @@ class Peer:
                 self.rep["goaway_last"] = f.last_stream_id
                 self.rep["goaway_data"] = f.additional_data.decode("latin-1")
                 self.rep["goaway_at"] = self.now()
+        elif isinstance(f, WindowUpdateFrame):
+            if f.stream_id == 0:
+                self.conn_wu.append([self.now(), f.window_increment])
         elif isinstance(f, RstStreamFrame):
             self.rep["rst"][sid] = f.error_code
             self.ended[sid] = self.now()
@@ -167,6 +183,8 @@ class Peer:
             for k, v in self.dec.decode(f.data):
                 if k == ":status":
                     self.rep["status"][sid] = int(v)
+                    if self.answer is None:
+                        self.answer = [self.now(), len(self.conn_wu)]
         elif isinstance(f, DataFrame):
             b = self.rep["body"].get(sid, "")
             if len(b) < KEEP:
@@ -329,6 +347,33 @@ def run(p, attack, n, arg):
                *(DataFrame(1, d.encode("latin-1"), flags=["END_STREAM"] if end and i == len(data) - 1 else [])
                  for i, d in enumerate(data)))
         p.wait(lambda: "1" in p.ended, 10)
+        return
+    elif attack == "upload-credit":
+        spec = json.loads(arg)
+        size, body = spec["size"], b"u" * spec["size"]
+        p.settings()
+        # Both ends' SETTINGS in force (the server's stream window applies
+        # once it read our ACK), and the server's opening WINDOW_UPDATE in
+        # (it goes before the server's ACK of ours): the connection credit
+        # seen from here on is what the bodies earned.
+        p.wait(lambda: p.acked and p.rep["acks"] > 0, 5)
+        frames = []
+        for i in range(n):
+            sid = 1 + 2 * i
+            hdr = get_headers(spec["path"], "POST") + [("content-length", str(size))]
+            frames.append(HeadersFrame(sid, p.block(hdr), flags=["END_HEADERS"]))
+            frames += [DataFrame(sid, body[o:o + 16384], flags=["END_STREAM"] if o + 16384 >= size else [])
+                       for o in range(0, size, 16384)]
+        with p.lock:
+            first = len(p.conn_wu)
+        p.send(*frames)
+        p.rep["bodies_at"] = p.now()
+        p.wait(lambda: len(p.ended) >= n, spec.get("wait", 10))
+        with p.lock:
+            upto = len(p.conn_wu) if p.answer is None else p.answer[1]
+            p.rep["credit"] = p.conn_wu[first:]
+            p.rep["answer_at"] = p.answer and p.answer[0]
+            p.rep["credit_before_answer"] = sum(inc for _, inc in p.conn_wu[first:upto])
         return
     else:
         raise ValueError(attack)
