@@ -38,6 +38,7 @@ struct ism_h2s {
 	uint8_t ng_closed;     /* nghttp2 closed it (both ends done, or reset) */
 	uint8_t notify;	       /* the stream waits to hear its bytes are out */
 	uint8_t end_sent;      /* our END_STREAM went out */
+	uint8_t in_block;      /* a header block of its is arriving: head or trailers */
 	uint64_t notify_batch; /* the output batch carrying its last bytes; 0: none yet */
 	uint64_t moved_ms;     /* when its response last went out (or was submitted) */
 	struct ism_stream *st;
@@ -55,9 +56,9 @@ struct ism_h2 {
 	struct ism_sess *s;
 	uint8_t state; /* enum ism_h2_state */
 	uint32_t n_streams;
-	uint32_t n_heads; /* streams in ISM_H2S_HEAD */
+	uint32_t n_blocks; /* streams with in_block set */
 	struct ism_h2s *streams;
-	uint64_t head_ms;     /* when n_heads last became non-zero */
+	uint64_t block_ms;    /* when n_blocks last became non-zero */
 	uint64_t unused_ms;   /* when n_streams last became zero (or the session began) */
 	uint64_t send_ms;     /* when the send in flight started */
 	uint64_t stir_ms;     /* when it last read or sent */
@@ -93,6 +94,22 @@ static struct ism_h2s *h2s_of(struct ism_h2 *h, int32_t id)
 	return nghttp2_session_get_stream_user_data(h->io.ng, id);
 }
 
+/* A header block of x began: the request's head or its trailers, either of
+ * which, left unfinished, holds the connection (set_deadline()). */
+static void block_begin(struct ism_h2 *h, struct ism_h2s *x)
+{
+	x->in_block = 1;
+	if (h->n_blocks++ == 0)
+		h->block_ms = h->w->now;
+}
+
+/* x's header block is whole, or x goes. */
+static void block_end(struct ism_h2 *h, struct ism_h2s *x)
+{
+	h->n_blocks -= x->in_block;
+	x->in_block = 0;
+}
+
 static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
 {
 	if (x->prev)
@@ -107,7 +124,7 @@ static void h2s_free(struct ism_h2 *h, struct ism_h2s *x)
 	ism_h2in_free(&x->rq);
 	ism_buf_free(&x->resp.b);
 	ism_buf_free(&x->trl);
-	h->n_heads -= x->state == ISM_H2S_HEAD;
+	block_end(h, x);
 	free(x);
 	if (--h->n_streams == 0)
 		h->unused_ms = h->w->now;
@@ -139,7 +156,6 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 {
 	struct ism_stream *st = ism_stream_new(w, s);
 
-	s->h2->n_heads--;
 	if (st == NULL) {
 		x->state = ISM_H2S_ENDED;
 		nghttp2_submit_rst_stream(s->h2->io.ng, NGHTTP2_FLAG_NONE, x->id,
@@ -358,8 +374,15 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 	struct ism_h2 *h = ud;
 	struct ism_h2s *x;
 
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (f->hd.type != NGHTTP2_HEADERS)
 		return 0;
+	/* A later block of a stream: the request's trailers. */
+	if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+		x = h2s_of(h, f->hd.stream_id);
+		if (x != NULL)
+			block_begin(h, x);
+		return 0;
+	}
 	/* malloc, not calloc: glibc's calloc skips the per-thread cache. */
 	x = malloc(sizeof(*x));
 	if (x == NULL)
@@ -371,8 +394,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 		h->streams->prev = x;
 	h->streams = x;
 	h->n_streams++;
-	if (h->n_heads++ == 0)
-		h->head_ms = h->w->now;
+	block_begin(h, x);
 	nghttp2_session_set_stream_user_data(ng, x->id, x);
 	return 0;
 }
@@ -474,6 +496,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	(void)ng;
 	if (x == NULL || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
 		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS)
+		block_end(h, x);
 	if (x->state == ISM_H2S_HEAD && f->hd.type == NGHTTP2_HEADERS) {
 		request_head(h->w, h->s, x, end);
 		return 0;
@@ -646,18 +670,19 @@ static uint64_t due(uint64_t since, uint32_t ms)
 }
 
 /* The session's deadline, from what it waits on: a send to go out
- * (timeouts.idle); a request's header block to end (timeouts.requestHeader
- * from its HEADERS, as HTTP/1.1 bounds a request head: a block left unfinished
- * holds the whole connection, which may read no other frame); with no stream,
- * the client's next one (timeouts.idle from the end of the last: control
- * frames such as PING, and our answers to them, do not count, as with Envoy's
- * idle_timeout). The earlier of a send's and a header block's. */
+ * (timeouts.idle); a header block to end, a request's head or its trailers
+ * (timeouts.requestHeader from its HEADERS, as HTTP/1.1 bounds a request head:
+ * a block left unfinished holds the whole connection, which may read no other
+ * frame); with no stream, the client's next one (timeouts.idle from the end
+ * of the last: control frames such as PING, and our answers to them, do not
+ * count, as with Envoy's idle_timeout). The earlier of a send's and a header
+ * block's. */
 static void set_deadline(struct ism_wctx *w, struct ism_sess *s)
 {
 	const struct ism_timeouts *t = &w->table->timeouts;
 	struct ism_h2 *h = s->h2;
 	enum ism_sess_deadline kind = ISM_DL_NONE;
-	uint64_t at = 0, head = h->n_heads ? due(h->head_ms, t->request_header_ms) : 0;
+	uint64_t at = 0, head = h->n_blocks ? due(h->block_ms, t->request_header_ms) : 0;
 
 	if (h->io.sending) {
 		kind = ISM_DL_SEND;

@@ -289,6 +289,20 @@ def h2_header_block_timeout(env):
 
 
 @_test
+def h2_trailer_block_timeout(env):
+    """The same of a request's trailers: a HEADERS with END_STREAM after the
+    body, without END_HEADERS, and no CONTINUATION, while the stream waits on
+    its upstream for the rest of the body, is bounded by
+    timeouts.requestHeader too: the connection is closed."""
+    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s", "upstreamResponse": "10s"})
+    rep = attack(gw, "partial-trailers", 8, "/delay/5000")
+    check(rep["closed"] and rep["goaway"] is None,
+          f"unfinished trailers: closed {rep['closed']} (within 8 s), GOAWAY {rep['goaway']} ({rep})")
+    check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
+    check(served(gw) == 200, "after the unfinished trailers another connection is not served")
+
+
+@_test
 def h2_body_credit_before_answer(env):
     """16 uploads of 64 KiB on one connection, every frame of them in one
     write, so that each body is read whole, END_STREAM with it, before any of

@@ -36,6 +36,11 @@ ATTACK:
   partial-headers N GET JSON's path on stream 1, then on stream 3 a HEADERS
                     without END_HEADERS and no CONTINUATION: waits up to N
                     seconds for the server to close
+  partial-trailers N
+                    POST JSON's path on stream 1, HEADERS and a DATA frame,
+                    then its trailers: a HEADERS with END_STREAM without
+                    END_HEADERS, and no CONTINUATION: waits up to N seconds
+                    for the server to close
   late-preface N    the first 10 bytes of the preface, then "READY" on stdout;
                     at a line on stdin, the rest with SETTINGS and a GET of /:
                     waits up to N seconds for the server to close
@@ -326,6 +331,14 @@ def run(p, attack, n, arg):
         p.wait(lambda: p.acked, 5)
         p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]),
                HeadersFrame(3, p.block(get_headers("/")), flags=["END_STREAM"]))
+        p.wait(lambda: False, n)
+        return
+    elif attack == "partial-trailers":
+        p.settings()
+        p.wait(lambda: p.acked, 5)
+        p.send(HeadersFrame(1, p.block(get_headers(arg, "POST")), flags=["END_HEADERS"]),
+               DataFrame(1, b"body"),
+               HeadersFrame(1, p.block([("x-trailer", "1")]), flags=["END_STREAM"]))
         p.wait(lambda: False, n)
         return
     elif attack == "late-preface":
