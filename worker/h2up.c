@@ -135,7 +135,8 @@ static bool has_room(const struct ism_h2c *c)
 	    nghttp2_session_get_remote_settings(c->io.ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	uint32_t cap = c->max_streams < peer ? c->max_streams : peer;
 
-	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING;
+	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING &&
+	       !ism_up_overdue(c->w, c->u);
 }
 
 bool ism_h2up_wanted(const struct ism_stream *st, const struct ism_cluster *cl)
@@ -815,8 +816,6 @@ void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)
 {
 	struct ism_h2c *c = u->mux;
 
-	if (u->state != ISM_UP_MUX)
-		return;
 	if (c->n_streams == 0 && (c->goaway || u->idle_deadline <= w->now)) {
 		ism_up_close(w, u);
 		return;

@@ -37,7 +37,8 @@ void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid);
 void ism_h2up_sent(struct ism_wctx *w, struct ism_upconn *u, int res);
 /* u closes: its streams fail (f). */
 void ism_h2up_closing(struct ism_wctx *w, struct ism_upconn *u, enum ism_failure f);
-/* Idle time, PINGs (http2KeepAlive); drain: no new streams, close when idle. */
+/* Of a ready connection (ISM_UP_MUX; one still connecting is ism_up_tick's):
+ * idle time, PINGs (http2KeepAlive); drain: no new streams, close when idle. */
 void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u);
 void ism_h2up_drain(struct ism_wctx *w, struct ism_upconn *u);
 /* Whether u carries no stream. */

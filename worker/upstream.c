@@ -285,6 +285,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		}
 	}
 	u->state = ISM_UP_CONNECTING;
+	u->connect_deadline = cl->connect_timeout_ms ? w->now + cl->connect_timeout_ms : 0;
 	memcpy(&u->addr, &ep->addr, ep->addrlen);
 	u->addrlen = ep->addrlen;
 	sqe = ism_w_sqe(w);
@@ -776,7 +777,8 @@ static void on_ready(struct ism_wctx *w, struct ism_upconn *u)
 	ism_stream_up_ready(w, u->st);
 }
 
-/* The connection could not be made (connect or TLS handshake failed). */
+/* The connection could not be made (connect or TLS handshake failed, or not
+ * done within the connect timeout). */
 static void connect_failed(struct ism_wctx *w, struct ism_upconn *u)
 {
 	if (u->mux != NULL)
@@ -873,16 +875,44 @@ static void release_to_waiters(struct ism_wctx *w)
 	}
 }
 
+bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u)
+{
+	return u->state == ISM_UP_CONNECTING && u->connect_deadline != 0 &&
+	       u->connect_deadline <= w->now;
+}
+
 void ism_up_tick(struct ism_wctx *w)
 {
 	release_to_waiters(w);
 	for (uint32_t i = 0; i < w->ups.n; i++) {
 		struct ism_upconn *u = w->ups.obj[i];
 
-		if (u->mux != NULL)
+		switch ((enum ism_upstate)u->state) {
+		case ISM_UP_CONNECTING:
+			/* As Envoy's connect timeout: the connection's own, from
+			 * its connect, whatever streams joined it since (an
+			 * HTTP/2 one takes many; HTTP/1.1's one stream has the
+			 * same deadline). A SYN or a TLS handshake left
+			 * unanswered ends as a failed connect. */
+			if (ism_up_overdue(w, u)) {
+				ism_wstat_add(&w->st->upstream_connect_fail, 1);
+				ism_debug("connect to endpoint %u: timed out", u->ep_id);
+				connect_failed(w, u);
+			}
+			break;
+		case ISM_UP_IDLE:
+			if (u->idle_deadline <= w->now)
+				ism_up_close(w, u);
+			break;
+		case ISM_UP_MUX:
 			ism_h2up_tick(w, u);
-		else if (u->state == ISM_UP_IDLE && u->idle_deadline <= w->now)
-			ism_up_close(w, u);
+			break;
+		case ISM_UP_FREE:
+		case ISM_UP_BUSY:
+		case ISM_UP_TUNNEL:
+		case ISM_UP_CLOSING:
+			break;
+		}
 	}
 }
 

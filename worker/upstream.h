@@ -41,6 +41,9 @@ struct ism_upconn {
 	uint32_t requests; /* requests sent on this connection */
 	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */
 	uint64_t idle_deadline;
+	/* CONNECTING: when it is given up if not usable by then (its cluster's
+	 * connectTimeout from the connect); 0: never */
+	uint64_t connect_deadline;
 	uint64_t tls_fp; /* TLS settings and server name it was made with; 0: plaintext */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
@@ -118,6 +121,9 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 				  bool h2, bool *full);
 /* The TLS settings and server name a connection must match to carry st. */
 uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl);
+/* Whether u is still connecting past its connect deadline: it takes no new
+ * stream, and the next tick closes it. */
+bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u);
 /* An HTTP/2 connection joins its endpoint's list (until it closes). */
 void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u);
 /* The connection's last operation ended: its slot is free. */
@@ -126,8 +132,10 @@ void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u);
 /* A completion on the connection's socket (slot idx, gen). */
 void ism_up_complete(struct ism_wctx *w, enum ism_op op, uint32_t idx, uint32_t gen, int res,
 		     int bid, uint32_t flags);
-/* Idle connections past their idle time, and those of clusters whose streams
- * wait for a connection (their capacity goes to the waiters). */
+/* Connections still connecting past their connect deadline (their streams
+ * fail as a connect failure), idle ones past their idle time, and those of
+ * clusters whose streams wait for a connection (their capacity goes to the
+ * waiters). */
 void ism_up_tick(struct ism_wctx *w);
 void ism_up_drain(struct ism_wctx *w);
 /* Pooled connections to endpoints that left the configuration go. */
