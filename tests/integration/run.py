@@ -43,6 +43,7 @@ import test_dns  # noqa: E402
 import test_multishot  # noqa: E402
 import test_retries  # noqa: E402
 import test_h2upconn  # noqa: E402
+import test_h2strict  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1421,6 +1422,7 @@ test_dns.register(test)
 test_multishot.register(test)
 test_retries.register(test)
 test_h2upconn.register(test)
+test_h2strict.register(test)
 
 
 # --------------------------------------------------------------------------- runner
