@@ -1119,6 +1119,11 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 		       int status, const char *why)
 {
+	/* Answered here already (a 404, a 413 on the declared length): what
+	 * the client sends after does not make a second answer, which would
+	 * cut the first short. */
+	if (st->state == ISM_ST_LOCAL)
+		return;
 	if (st->state == ISM_ST_NEW)
 		request_begin(w, st, req);
 	stream_local(w, st, status, why, true);

@@ -636,6 +636,23 @@ def h2strict_content_length(env):
     refused_cases(env, gw, up, cases)
 
 
+@_test
+def h2strict_body_limit_answer_whole(env):
+    """A request refused at its head (413: a declared length over
+    maxRequestBodyBytes) whose body arrives in the same read gets that answer
+    whole: the body counted past the limit does not make a second answer that
+    cut the first (a reset and no :status before); so does one refused as its
+    body streams past the limit."""
+    gw, up = strict_world(env, app_extra="  limits: {maxRequestBodyBytes: 100}\n")
+    body = "x" * 200
+    for what, fields in (("declared 200 over a limit of 100", H("POST", "/big", extra=[["content-length", "200"]])),
+                         ("200 bytes streamed over a limit of 100", H("POST", "/big2"))):
+        rep = h2_raw(gw, [hdrs(1, fields, end=False), {"op": "data", "data": body, "end": True}, {"op": "wait"}])
+        s = sget(rep, 1)
+        check(s.get("status") == 413 and s.get("ended"), f"{what}: want a whole 413: {s} ({rep['error']})")
+    check(all(r["target"] != "/big" for r in up.snapshot()), f"the upstream got the refused /big: {up.snapshot()}")
+
+
 # --------------------------------------------------------------------------- (b2) a reset half-way through a body
 
 
