@@ -1295,6 +1295,15 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	struct ism_buf head = {0};
 	int ei, ret;
 
+	/* gRPC as Envoy's hasGrpcContentType: application/grpc, alone or with
+	 * +proto, +json...; application/grpc-web is not (its own protocol).
+	 * Known first: a refused request gets a gRPC error too. */
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "content-type") &&
+		    req->headers[i].value_len >= 16 &&
+		    strncasecmp(req->headers[i].value, "application/grpc", 16) == 0 &&
+		    (req->headers[i].value_len == 16 || req->headers[i].value[16] == '+'))
+			st->grpc = 1;
 	ret = ism_router_normalize(w->rs, t->path_norm, req);
 	if (ret < 0) {
 		ism_stream_refuse(w, st, req, ret == -ENOMEM ? 503 : 400,
@@ -1305,14 +1314,6 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->http10 = req->minor_version == 0;
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
-	/* gRPC as Envoy's hasGrpcContentType: application/grpc, alone or with
-	 * +proto, +json...; application/grpc-web is not (its own protocol). */
-	for (size_t i = 0; i < req->n_headers; i++)
-		if (ism_http_header_is(&req->headers[i], "content-type") &&
-		    req->headers[i].value_len >= 16 &&
-		    strncasecmp(req->headers[i].value, "application/grpc", 16) == 0 &&
-		    (req->headers[i].value_len == 16 || req->headers[i].value[16] == '+'))
-			st->grpc = 1;
 	st->req_done = req_done;
 	st->req_chunked = req->framing.chunked;
 	vh = request_vhost(l, st->sess, req);

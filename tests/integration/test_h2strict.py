@@ -954,7 +954,8 @@ def h2strict_grpc_local_replies(env):
     from httpToGrpcStatus: every status of test_h2.GRPC_FOR_HTTP (400, 401,
     403, 429, 502, 503, 504) and two others (500, 418 -> 2 UNKNOWN) through
     fault aborts, and the ones isthmus makes on its own: no route (404 -> 12),
-    route timeout (504 -> 14), connect failure (503 -> 14), a streamed body
+    route timeout (504 -> 14), connect failure (503 -> 14), a path refused
+    before routing (400 -> 13), a streamed body
     over maxRequestBodyBytes (413 -> 2), and no healthy upstream (every
     endpoint failing its active health check: 503 -> 14)."""
     need_tools("h2")
@@ -986,6 +987,8 @@ def h2strict_grpc_local_replies(env):
         check_grpc_local_error(s, want, f"fault abort httpStatus {n}")
         check(s["body"] == "", f"abort {n}: a trailers-only answer with a body {s['body']!r}")
     check_grpc_local_error(grpc_call(gw_port, "nowhere.test"), GRPC_FOR_HTTP[404], "no route (404)")
+    # Refused before routing (a bad percent-escape in the path) is a gRPC error too.
+    check_grpc_local_error(grpc_call(gw_port, "a.test", "/a%zz"), GRPC_FOR_HTTP[400], "bad request path (400)")
     check_grpc_local_error(grpc_call(gw_port, "slow.test", "/delay/3000"), GRPC_FOR_HTTP[504],
                            "route timeout (504)")
     check_grpc_local_error(grpc_call(gw_port, "dead.test"), GRPC_FOR_HTTP[503], "connect failure (503)")
