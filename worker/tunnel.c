@@ -178,10 +178,14 @@ static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 		ism_buf_free(&t->st->sess->in);
 	}
 	if (t->head && j == ISM_TUN_UPSTREAM && res >= 0) {
-		/* The request's head is out: the client's bytes from now. */
+		/* The request's head is out: the client's bytes from now, what
+		 * the session holds first; else as after any send (what a
+		 * receive armed before the tunnel brought meanwhile, or a read). */
 		t->head = 0;
-		client_first(w, t);
-		return;
+		if (t->st->sess->in.len != 0) {
+			client_first(w, t);
+			return;
+		}
 	}
 	if (res < 0) {
 		ism_tunnel_close(w, t, j == ISM_TUN_UPSTREAM ? "UC" : "DC");
