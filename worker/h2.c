@@ -58,7 +58,12 @@ struct ism_h2 {
 	uint32_t n_streams;
 	uint32_t n_blocks; /* streams with in_block set */
 	struct ism_h2s *streams;
-	uint64_t block_ms;    /* when n_blocks last became non-zero */
+	uint64_t block_ms; /* when n_blocks last became non-zero */
+	/* Between a HEADERS without END_HEADERS and the frame header of its last
+	 * CONTINUATION, since frag_ms: a block nghttp2 reads on after it reset
+	 * its stream (a bad field) has no stream to count it in n_blocks. */
+	uint8_t frag;
+	uint64_t frag_ms;
 	uint64_t unused_ms;   /* when n_streams last became zero (or the session began) */
 	uint64_t send_ms;     /* when the send in flight started */
 	uint64_t stir_ms;     /* when it last read or sent */
@@ -466,6 +471,12 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
 	struct ism_h2 *h = ud;
 
 	(void)ng;
+	if (hd->type == NGHTTP2_HEADERS && !(hd->flags & NGHTTP2_FLAG_END_HEADERS)) {
+		h->frag = 1;
+		h->frag_ms = h->w->now;
+	} else if (hd->type == NGHTTP2_CONTINUATION && (hd->flags & NGHTTP2_FLAG_END_HEADERS)) {
+		h->frag = 0;
+	}
 	if (hd->type == NGHTTP2_WINDOW_UPDATE &&
 	    ++h->wu_received > ISM_H2_WU_BASE + ISM_H2_WU_PER_DATA * h->data_sent)
 		return calm(h, "WINDOW_UPDATE");
@@ -673,16 +684,21 @@ static uint64_t due(uint64_t since, uint32_t ms)
  * (timeouts.idle); a header block to end, a request's head or its trailers
  * (timeouts.requestHeader from its HEADERS, as HTTP/1.1 bounds a request head:
  * a block left unfinished holds the whole connection, which may read no other
- * frame); with no stream, the client's next one (timeouts.idle from the end
- * of the last: control frames such as PING, and our answers to them, do not
- * count, as with Envoy's idle_timeout). The earlier of a send's and a header
- * block's. */
+ * frame; its stream says so or, reset, the connection's frames); with no
+ * stream, the client's next one (timeouts.idle from the end of the last:
+ * control frames such as PING, and our answers to them, do not count, as with
+ * Envoy's idle_timeout). The earlier of a send's and a header block's. */
 static void set_deadline(struct ism_wctx *w, struct ism_sess *s)
 {
 	const struct ism_timeouts *t = &w->table->timeouts;
 	struct ism_h2 *h = s->h2;
 	enum ism_sess_deadline kind = ISM_DL_NONE;
-	uint64_t at = 0, head = h->n_blocks ? due(h->block_ms, t->request_header_ms) : 0;
+	uint64_t at = 0, head = 0, since = h->n_blocks ? h->block_ms : UINT64_MAX;
+
+	if (h->frag && h->frag_ms < since)
+		since = h->frag_ms;
+	if (since != UINT64_MAX)
+		head = due(since, t->request_header_ms);
 
 	if (h->io.sending) {
 		kind = ISM_DL_SEND;

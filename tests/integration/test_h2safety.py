@@ -289,6 +289,21 @@ def h2_header_block_timeout(env):
 
 
 @_test
+def h2_reset_block_timeout(env):
+    """The same when the unfinished block's stream is reset as it is read (an
+    uppercase field name): nghttp2 reads the rest of the block without its
+    stream, and the connection is still closed at timeouts.requestHeader, not
+    kept to timeouts.idle."""
+    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s"})
+    rep = attack(gw, "partial-bad-headers", 8, "/delay/5000")
+    check(rep["closed"] and rep["goaway"] is None,
+          f"unfinished header block of a reset stream: closed {rep['closed']} (within 8 s), "
+          f"GOAWAY {rep['goaway']} ({rep})")
+    check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
+    check(served(gw) == 200, "after the unfinished header block another connection is not served")
+
+
+@_test
 def h2_trailer_block_timeout(env):
     """The same of a request's trailers: a HEADERS with END_STREAM after the
     body, without END_HEADERS, and no CONTINUATION, while the stream waits on

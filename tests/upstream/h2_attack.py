@@ -36,6 +36,9 @@ ATTACK:
   partial-headers N GET JSON's path on stream 1, then on stream 3 a HEADERS
                     without END_HEADERS and no CONTINUATION: waits up to N
                     seconds for the server to close
+  partial-bad-headers N
+                    the same, the HEADERS on stream 3 with an uppercase field
+                    name (the stream reset while its block is read)
   partial-trailers N
                     POST JSON's path on stream 1, HEADERS and a DATA frame,
                     then its trailers: a HEADERS with END_STREAM without
@@ -331,6 +334,13 @@ def run(p, attack, n, arg):
         p.wait(lambda: p.acked, 5)
         p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]),
                HeadersFrame(3, p.block(get_headers("/")), flags=["END_STREAM"]))
+        p.wait(lambda: False, n)
+        return
+    elif attack == "partial-bad-headers":
+        p.settings()
+        p.wait(lambda: p.acked, 5)
+        p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]),
+               HeadersFrame(3, p.block(get_headers("/") + [("X-Upper", "1")]), flags=["END_STREAM"]))
         p.wait(lambda: False, n)
         return
     elif attack == "partial-trailers":
