@@ -274,18 +274,25 @@ def h2_connection_error_ends_streams(env):
     check(served(gw) == 200, "after the connection error another connection is not served")
 
 
+def block_timeout_closes(env, mode, what, timeouts):
+    """h2_attack's mode leaves a header block unfinished: the connection is
+    closed at timeouts.requestHeader (1 s), without GOAWAY, and the gateway
+    serves another connection after."""
+    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s", **timeouts})
+    rep = attack(gw, mode, 8, "/delay/5000")
+    check(rep["closed"] and rep["goaway"] is None,
+          f"{what}: closed {rep['closed']} (within 8 s), GOAWAY {rep['goaway']} ({rep})")
+    check(0.8 <= rep["closed_at"] <= 4, f"{what}: closed after {rep['closed_at']} s, requestHeader is 1 s")
+    check(served(gw) == 200, f"after the {what} another connection is not served")
+
+
 @_test
 def h2_header_block_timeout(env):
     """A HEADERS without END_HEADERS and no CONTINUATION (a slowloris of one
     frame, holding the whole connection) is bounded by timeouts.requestHeader,
     as an HTTP/1.1 request head is, even while another stream of the
     connection waits on its upstream: the connection is closed."""
-    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s"})
-    rep = attack(gw, "partial-headers", 8, "/delay/5000")
-    check(rep["closed"] and rep["goaway"] is None,
-          f"unfinished header block: closed {rep['closed']} (within 8 s), GOAWAY {rep['goaway']} ({rep})")
-    check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
-    check(served(gw) == 200, "after the unfinished header block another connection is not served")
+    block_timeout_closes(env, "partial-headers", "unfinished header block", {})
 
 
 @_test
@@ -294,13 +301,7 @@ def h2_reset_block_timeout(env):
     uppercase field name): nghttp2 reads the rest of the block without its
     stream, and the connection is still closed at timeouts.requestHeader, not
     kept to timeouts.idle."""
-    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s"})
-    rep = attack(gw, "partial-bad-headers", 8, "/delay/5000")
-    check(rep["closed"] and rep["goaway"] is None,
-          f"unfinished header block of a reset stream: closed {rep['closed']} (within 8 s), "
-          f"GOAWAY {rep['goaway']} ({rep})")
-    check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
-    check(served(gw) == 200, "after the unfinished header block another connection is not served")
+    block_timeout_closes(env, "partial-bad-headers", "unfinished header block of a reset stream", {})
 
 
 @_test
@@ -309,12 +310,7 @@ def h2_trailer_block_timeout(env):
     body, without END_HEADERS, and no CONTINUATION, while the stream waits on
     its upstream for the rest of the body, is bounded by
     timeouts.requestHeader too: the connection is closed."""
-    gw, _, _ = gateway_1w(env, timeouts={"requestHeader": "1s", "idle": "30s", "upstreamResponse": "10s"})
-    rep = attack(gw, "partial-trailers", 8, "/delay/5000")
-    check(rep["closed"] and rep["goaway"] is None,
-          f"unfinished trailers: closed {rep['closed']} (within 8 s), GOAWAY {rep['goaway']} ({rep})")
-    check(0.8 <= rep["closed_at"] <= 4, f"closed after {rep['closed_at']} s, requestHeader is 1 s")
-    check(served(gw) == 200, "after the unfinished trailers another connection is not served")
+    block_timeout_closes(env, "partial-trailers", "unfinished trailers", {"upstreamResponse": "10s"})
 
 
 @_test

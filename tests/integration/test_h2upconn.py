@@ -16,6 +16,7 @@ import time
 
 from harness import (Registry, TestFailure, appliance, check, docs, free_port, gateway, http_get, poll,
                      service_entry_protocol, virtual_service)
+from test_retries import fill_accept_queue
 
 SVC = "stuck.test.internal"
 UP_ADDR = "127.0.0.2"
@@ -62,16 +63,8 @@ class SilentUpstream:
         self.ls.close()
 
     def fill_queue(self):
-        """Two connections the listener never accepts: the first fills the
-        queue (backlog 0), the second's SYNs are dropped already."""
-        for _ in range(2):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect((UP_ADDR, self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(s)
+        """The accept queue kept full (fill_accept_queue)."""
+        self.fillers += fill_accept_queue(UP_ADDR, self.port)
         # The first is in the queue once it is established.
         first = self.fillers[0].getsockname()[1]
         poll(lambda: first not in syn_sent_ports(self.port), 5, what="the accept queue to fill")

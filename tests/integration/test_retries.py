@@ -72,6 +72,22 @@ def read_body(c, head, rest):
             return bytes(body)
 
 
+def fill_accept_queue(addr, port):
+    """Two connections a listener of backlog 0 on addr:port never accepts: the
+    first fills its queue, the second's SYNs are dropped, and so are those of
+    every connection after them. The two sockets, to close when done."""
+    fillers = []
+    for _ in range(2):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((addr, port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    return fillers
+
+
 class ScriptedUpstream:
     """A loopback HTTP/1.1 upstream on UP_ADDR: the connections numbered in
     fail_on (from 1) go to first(conn, head, rest); the others read the whole
@@ -107,14 +123,7 @@ class ScriptedUpstream:
         self.ls.close()
 
     def fill_queue(self):
-        for _ in range(2):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect((UP_ADDR, self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(s)
+        self.fillers += fill_accept_queue(UP_ADDR, self.port)
 
     def accept_loop(self):
         deadline = 0.0
