@@ -16,7 +16,7 @@ import time
 
 from harness import (Registry, TestFailure, appliance, check, docs, free_port, gateway, http_get, poll,
                      service_entry_protocol, virtual_service)
-from test_retries import fill_accept_queue
+from test_retries import fill_accept_queue, listener, shut_listener
 
 SVC = "stuck.test.internal"
 UP_ADDR = "127.0.0.2"
@@ -40,27 +40,18 @@ class SilentUpstream:
         self.lock = threading.Lock()
         self.stop = False
         self.fillers = []
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.port = free_port(UP_ADDR)
-        self.ls.bind((UP_ADDR, self.port))
+        self.ls, self.port = listener(UP_ADDR, 0 if syn_drop else 16)
         self.t = None
         if syn_drop:
-            self.ls.listen(0)
             self.fill_queue()
             return
-        self.ls.listen(16)
         self.ls.settimeout(0.2)
         self.t = threading.Thread(target=self.accept_loop, daemon=True)
         self.t.start()
 
     def close(self):
         self.stop = True
-        if self.t is not None:
-            self.t.join(5)
-        for s in self.fillers:
-            s.close()
-        self.ls.close()
+        shut_listener(self.t, self.fillers, self.ls)
 
     def fill_queue(self):
         """The accept queue kept full (fill_accept_queue)."""

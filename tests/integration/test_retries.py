@@ -72,6 +72,26 @@ def read_body(c, head, rest):
             return bytes(body)
 
 
+def listener(addr, backlog):
+    """A listening socket on addr at a free port; (socket, port)."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    port = free_port(addr)
+    ls.bind((addr, port))
+    ls.listen(backlog)
+    return ls, port
+
+
+def shut_listener(t, fillers, ls):
+    """The end of a listener: its accept thread t (None: none; told to stop
+    already) joined, the queue's fillers and the socket closed."""
+    if t is not None:
+        t.join(5)
+    for s in fillers:
+        s.close()
+    ls.close()
+
+
 def fill_accept_queue(addr, port):
     """Two connections a listener of backlog 0 on addr:port never accepts: the
     first fills its queue, the second's SYNs are dropped, and so are those of
@@ -104,11 +124,7 @@ class ScriptedUpstream:
         self.lines = []
         self.errors = []
         self.conns = 0
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.port = free_port(UP_ADDR)
-        self.ls.bind((UP_ADDR, self.port))
-        self.ls.listen(0 if slow_accept else 16)
+        self.ls, self.port = listener(UP_ADDR, 0 if slow_accept else 16)
         self.ls.settimeout(0.5)
         self.stop = False
         self.fillers = []
@@ -117,10 +133,7 @@ class ScriptedUpstream:
 
     def close(self):
         self.stop = True
-        self.t.join(5)
-        for s in self.fillers:
-            s.close()
-        self.ls.close()
+        shut_listener(self.t, self.fillers, self.ls)
 
     def fill_queue(self):
         self.fillers += fill_accept_queue(UP_ADDR, self.port)
@@ -344,11 +357,7 @@ def stale_connection_replay_idempotent_only(env):
         finally:
             c.close()
 
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    port = free_port(UP_ADDR)
-    ls.bind((UP_ADDR, port))
-    ls.listen(16)
+    ls, port = listener(UP_ADDR, 16)
     ls.settimeout(0.5)
     stop = []
 
