@@ -169,6 +169,11 @@ def h2_zero_window_stall(env):
     check(rep["rst"].get("1") == CANCEL, f"stalled stream: reset {rep['rst']} status {rep['status']} "
           f"closed {rep['closed']}")
     check(0.8 <= rep["end_at"] <= 5, f"reset after {rep['end_at']} s, idle is 1 s")
+    # Let go: nothing stays in flight to the endpoint (not a leak).
+    def inflight():
+        return sum(e["inflight"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json")))
+
+    poll(lambda: inflight() == 0, 5, what="the endpoint's in-flight count back to 0 after the reset")
     check(served(gw) == 200, "after the stall another connection is not served")
 
 
