@@ -92,12 +92,11 @@ int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint6
 	for (uint32_t c = 0; c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
 
-		if (cl->od == NULL)
-			continue;
 		if (next_sweep[c] <= now_ms) {
 			changed += ism_outlier_sweep(cl, eps, now_ms);
-			next_sweep[c] =
-			    now_ms + (cl->od->interval_ms ? cl->od->interval_ms : 10000);
+			next_sweep[c] = now_ms + (cl->od == NULL ? ISM_OUTLIER_ORPHAN_SWEEP_MS
+						  : cl->od->interval_ms ? cl->od->interval_ms
+									: 10000);
 		}
 		if (next_sweep[c] < *next_due_ms)
 			*next_due_ms = next_sweep[c];

@@ -68,7 +68,8 @@ static int ejection_allowed(const struct ism_cluster *cl, const struct ism_ep_st
 	}
 	if (ejected_here == 0)
 		return 1;
-	return 100 * (ejected + 1) / n <= cl->od->max_ejection_percent;
+	/* Exact, as Envoy's floating point: 2 of 7 is 28.6 %, over 28. */
+	return 100 * (ejected + 1) <= (uint64_t)cl->od->max_ejection_percent * n;
 }
 
 /* Envoy's eject-time backoff: k grows while k * base < max + base, so it stops
@@ -175,7 +176,9 @@ static int uneject(struct ism_ep_state *e, uint64_t now_ms)
 }
 
 /* Only returns count as a change of state: a multiplier decrement changes no
- * endpoint's eligibility, so it needs no recomputation of the loads. */
+ * endpoint's eligibility, so it needs no recomputation of the loads. A
+ * cluster without outlier detection (a reload removed it) still returns the
+ * ejections it was left with, when their time is up. */
 int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_ep_state *eps, uint64_t now_ms)
 {
 	const struct ism_outlier *od = cl->od;
@@ -191,8 +194,8 @@ int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_ep_state *eps, ui
 				changed += uneject(e, now_ms);
 			continue;
 		}
-		if (ej != 0)
-			continue; /* being ejected right now */
+		if (ej != 0 || od == NULL)
+			continue; /* being ejected right now; no multiplier to decay */
 		/* Envoy decrements k at every sweep once the endpoint has been back
 		 * for an interval; the CAS loses only to a concurrent ejection,
 		 * which is then the fresher truth. */

@@ -35,6 +35,9 @@ int ism_outlier_record(const struct ism_cluster *cl, struct ism_ep_state *eps, u
 /* The master's sweep for cluster cl: returns ejected endpoints whose time is up
  * (counters reset), and decrements the multiplier of endpoints that have stayed
  * un-ejected for an interval. Returns how many endpoints changed state. */
+/* How often a cluster without outlier detection is swept for the ejections
+ * a reload left it (ms). */
+#define ISM_OUTLIER_ORPHAN_SWEEP_MS 1000
 int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_ep_state *eps, uint64_t now_ms);
 
 /* A passing active health check returns an ejected endpoint at once (Envoy's

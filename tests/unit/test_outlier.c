@@ -317,6 +317,45 @@ static void test_max_percent_50_of_4(void **state)
 	fixture_free(f, 1);
 }
 
+/* maxEjectionPercent exactly, as Envoy's floating point: with 7 endpoints
+ * and 28 %, a second ejection would be 28.6 % and is refused (integer
+ * division made it 28). */
+static void test_max_percent_not_rounded_down(void **state)
+{
+	struct fixture *f = fixture_new(7, NULL);
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	f->od.max_ejection_percent = 28;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1), 1);
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 1), 0);
+	assert_int_equal(ld32(&st(f, 1)->ejected), 0);
+	f->od.max_ejection_percent = 29; /* 28.6 % fits */
+	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 1), 1);
+	fixture_free(f, 1);
+}
+
+/* A reload that takes outlier detection off a cluster leaves its ejections:
+ * the sweep of the cluster, now without a detector, still returns each when
+ * its time is up (it stayed ejected for good before). */
+static void test_sweep_without_detector(void **state)
+{
+	struct fixture *f = fixture_new(1, NULL);
+	uint64_t until;
+
+	(void)state;
+	f->od.consecutive_5xx = 1;
+	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1 * SEC), 1);
+	until = atomic_load(&st(f, 0)->ejected_until_ms);
+	f->cl.od = NULL;
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, until - 1), 0);
+	assert_int_equal(ld32(&st(f, 0)->ejected), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, until), 1);
+	assert_int_equal(ld32(&st(f, 0)->ejected), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, until + 100 * SEC), 0);
+	fixture_free(f, 1);
+}
+
 static void test_ejection_ms(void **state)
 {
 	struct ism_outlier od = {.base_ejection_ms = 30 * SEC, .max_ejection_ms = 300 * SEC};
@@ -569,6 +608,8 @@ int main(void)
 	    cmocka_unit_test(test_sweep_skips_half_written_ejection),
 	    cmocka_unit_test(test_multiplier_decays),
 	    cmocka_unit_test(test_uneject_and_eligible),
+	    cmocka_unit_test(test_max_percent_not_rounded_down),
+	    cmocka_unit_test(test_sweep_without_detector),
 	    cmocka_unit_test(test_processes_threshold_4),
 	    cmocka_unit_test(test_processes_threshold_1),
 	};
