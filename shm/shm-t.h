@@ -70,6 +70,10 @@ struct ism_ep_state {
 	_Atomic uint32_t connections;	   /* workers: upstream connections open, all workers */
 	_Atomic uint64_t ejections;	   /* total ejections */
 	_Atomic uint32_t weight; /* master (control socket): ISM_EP_WEIGHT_SET | w, or 0 */
+	/* master: bumped each time the slot is given to an endpoint (a swept
+	 * slot is reused): what a worker holds of the slot's earlier endpoint
+	 * (pooled connections, in-flight counts) is not this one's */
+	_Atomic uint32_t incarnation;
 } __attribute__((aligned(ISM_CACHELINE)));
 _Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
 	       "endpoint state is two cache lines");

@@ -257,7 +257,7 @@ void ism_shm_release(struct ism_shm *shm, int w)
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id)
 {
 	struct ism_shm_hdr *h = shm->hdr;
-	uint32_t free_slot = shm->ep_free;
+	uint32_t free_slot = shm->ep_free, inc;
 
 	if (strlen(key) >= ISM_EP_KEY_MAX)
 		return -ENAMETOOLONG;
@@ -271,7 +271,9 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	if (free_slot == ISM_MAX_ENDPOINTS)
 		return -ENOSPC;
 	shm->ep_free = free_slot + 1;
+	inc = atomic_load(&h->eps[free_slot].incarnation);
 	memset(&h->eps[free_slot], 0, sizeof(h->eps[free_slot]));
+	atomic_store(&h->eps[free_slot].incarnation, inc + 1);
 	snprintf(h->ep_keys[free_slot], ISM_EP_KEY_MAX, "%s", key);
 	atomic_store(&h->eps[free_slot].health, initial_health);
 	atomic_store(&h->eps[free_slot].health_changed_ms, ism_wall_ms());

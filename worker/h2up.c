@@ -136,7 +136,7 @@ static bool has_room(const struct ism_h2c *c)
 	uint32_t cap = c->max_streams < peer ? c->max_streams : peer;
 
 	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING &&
-	       !ism_up_overdue(c->w, c->u);
+	       !ism_up_overdue(c->w, c->u) && ism_up_same_ep(c->w, c->u);
 }
 
 bool ism_h2up_wanted(const struct ism_stream *st, const struct ism_cluster *cl)

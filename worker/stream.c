@@ -128,9 +128,12 @@ static void ep_done(struct ism_wctx *w, struct ism_stream *st, bool failed)
 	if (st->ep_id == UINT32_MAX)
 		return;
 	es = &w->shm->hdr->eps[st->ep_id];
-	atomic_fetch_sub_explicit(&es->inflight, 1, memory_order_relaxed);
-	if (failed)
-		atomic_fetch_add_explicit(&es->failures, 1, memory_order_relaxed);
+	/* Unless a reload gave the slot to another endpoint meanwhile. */
+	if (st->ep_inc == ism_up_ep_incarnation(w, st->ep_id)) {
+		atomic_fetch_sub_explicit(&es->inflight, 1, memory_order_relaxed);
+		if (failed)
+			atomic_fetch_add_explicit(&es->failures, 1, memory_order_relaxed);
+	}
 	st->ep_id = UINT32_MAX;
 }
 
@@ -413,6 +416,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	}
 	st->wait_deadline = 0;
 	st->ep_id = ep->id;
+	st->ep_inc = ism_up_ep_incarnation(w, ep->id);
 	st->prev_ep = ep->id;
 	st->ep = ep;
 	st->rs.tries++;

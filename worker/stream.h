@@ -73,6 +73,7 @@ struct ism_stream {
 	uint32_t cluster; /* index in the table of generation table_gen */
 	uint64_t table_gen;
 	uint32_t ep_id; /* endpoint of the attempt in progress (in-flight count held); UINT32_MAX */
+	uint32_t ep_inc;	       /* its slot's incarnation then (ism_up_ep_incarnation) */
 	uint32_t prev_ep;	       /* endpoint of the latest attempt */
 	const struct ism_endpoint *ep; /* idem, in the table of table_gen */
 	struct ism_retry_state rs;

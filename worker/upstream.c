@@ -59,6 +59,16 @@ static bool reserve(struct ism_wctx *w, const struct ism_cluster *cl, uint32_t e
 	return false;
 }
 
+uint32_t ism_up_ep_incarnation(const struct ism_wctx *w, uint32_t ep_id)
+{
+	return atomic_load_explicit(&w->shm->hdr->eps[ep_id].incarnation, memory_order_relaxed);
+}
+
+bool ism_up_same_ep(const struct ism_wctx *w, const struct ism_upconn *u)
+{
+	return u->ep_inc == ism_up_ep_incarnation(w, u->ep_id);
+}
+
 static void unreserve(struct ism_wctx *w, uint32_t ep_id)
 {
 	atomic_fetch_sub_explicit(&w->shm->hdr->eps[ep_id].connections, 1, memory_order_relaxed);
@@ -74,7 +84,8 @@ static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)
 void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 {
 	w->wake_waiters = 1;
-	unreserve(w, u->ep_id);
+	if (ism_up_same_ep(w, u))
+		unreserve(w, u->ep_id);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
 	ism_buf_free(&u->hold);
@@ -200,7 +211,7 @@ void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32
 	/* Bytes held after the response: not a clean connection. */
 	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed &&
 	    u->hold.len == 0 && !w->draining && !ism_sock_held(&u->s) &&
-	    w->shm->hdr->eps[u->ep_id].in_use)
+	    w->shm->hdr->eps[u->ep_id].in_use && ism_up_same_ep(w, u))
 		pool_put(w, u, idle_ms);
 	else
 		ism_up_close(w, u);
@@ -274,6 +285,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	if (cl->keepalive)
 		keepalive(fd, cl);
 	u->ep_id = ep->id;
+	u->ep_inc = ism_up_ep_incarnation(w, ep->id);
 	u->tls_fp = ism_up_pool_key(st, cl);
 	if (u->tls_fp != 0) {
 		u->s.x.ssl =
@@ -934,7 +946,7 @@ void ism_up_table_changed(struct ism_wctx *w)
 		struct ism_upconn *u = w->ups.obj[i];
 
 		if ((u->state == ISM_UP_IDLE || (u->state == ISM_UP_MUX && ism_h2up_idle(u))) &&
-		    !atomic_load(&w->shm->hdr->eps[u->ep_id].in_use))
+		    (!atomic_load(&w->shm->hdr->eps[u->ep_id].in_use) || !ism_up_same_ep(w, u)))
 			ism_up_close(w, u);
 	}
 }

@@ -38,6 +38,7 @@ struct ism_upconn {
 	uint8_t head_done; /* the final response head was parsed */
 	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
 	uint32_t ep_id;
+	uint32_t ep_inc;   /* the endpoint slot's incarnation when it connected */
 	uint32_t requests; /* requests sent on this connection */
 	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */
 	uint64_t idle_deadline;
@@ -124,6 +125,12 @@ uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *
 /* Whether u is still connecting past its connect deadline: it takes no new
  * stream, and the next tick closes it. */
 bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u);
+/* Whether u's endpoint slot still holds the endpoint u connected to (a slot a
+ * reload swept may be given to another): if not, u carries nothing more and
+ * its count is not the slot's. */
+bool ism_up_same_ep(const struct ism_wctx *w, const struct ism_upconn *u);
+/* The incarnation of endpoint slot ep_id now (struct ism_ep_state). */
+uint32_t ism_up_ep_incarnation(const struct ism_wctx *w, uint32_t ep_id);
 /* An HTTP/2 connection joins its endpoint's list (until it closes). */
 void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u);
 /* The connection's last operation ended: its slot is free. */

@@ -1027,6 +1027,59 @@ def endpoint_health(text):
 
 
 @test
+def reload_reused_endpoint_slot(env):
+    """An endpoint slot a reload freed and a later one gave to another endpoint
+    (A, then B, then C in A's slot): a connection pooled to A is not used for
+    C (requests reached A's address before), and the slot's in-flight and
+    connection counts are C's alone."""
+    names = {"a": "127.0.0.2", "b": "127.0.0.3", "c": "127.0.0.4"}
+    ports = {n: env.upstream([f"{addr}:0={n}"], name=n)[n] for n, addr in names.items()}
+    gw = free_port()
+    sock = env.path("ctl.sock")
+
+    def conf_for(n, host="s.test"):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, workers=1), gateway(gw),
+            virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {host}}}}}]\n"),
+            service_entry("s", host, [{"address": names[n], "port": ports[n]}])))
+
+    def ep_id(n):
+        doc = json.loads(ctl_cmd(sock, "show endpoints json"))
+        ids = [e["id"] for e in doc if e["key"].endswith(f"{names[n]}:{ports[n]}")]
+        return ids[0] if ids else None
+
+    def reload(n, host="s.test"):
+        conf_for(n, host)
+        ans = ctl_cmd(sock, "reload")
+        check("published" in ans, f"reload to {n}: {ans!r}")
+
+    env.start_gateway(conf_for("a"), gw)
+    with Conn("127.0.0.1", gw) as c:  # A's connection stays pooled
+        r = c.request("GET", "/")
+        check(r.status == 200 and who(r) == "a", f"before the reloads: {r}")
+    slot_a = ep_id("a")
+
+    reload("b")
+    tries = [0]
+
+    def c_in_a_slot():
+        # C under a new service name each time: a new key, which takes the
+        # lowest free slot (A's, once no generation holds it: the sweep).
+        tries[0] += 1
+        reload("c", f"s{tries[0]}.test")
+        return ep_id("c") == slot_a
+
+    poll(c_in_a_slot, 20, interval=0.3, what=f"endpoint c in endpoint a's freed slot {slot_a}")
+    for i in range(3):
+        r = env.get(f"/after{i}")
+        check(r.status == 200 and who(r) == "c", f"request {i} after the slot went to c: {r}")
+    doc = {e["key"]: e for e in json.loads(ctl_cmd(sock, "show endpoints json"))}
+    e = next(v for k, v in doc.items() if k.endswith(f"{names['c']}:{ports['c']}"))
+    check(e["inflight"] == 0,
+          f"endpoint c's in-flight count after the requests: {e}")
+
+
+@test
 def reload_stress(env):
     if not have("wrk"):
         raise Skip("wrk not installed")
