@@ -83,6 +83,15 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *e
 	}
 }
 
+/* How often cluster cl's ejections are looked at: its outlier detection's
+ * interval; without one, often enough to return what a reload left ejected. */
+static uint64_t sweep_every_ms(const struct ism_cluster *cl)
+{
+	if (cl->od == NULL)
+		return ISM_OUTLIER_ORPHAN_SWEEP_MS;
+	return cl->od->interval_ms ? cl->od->interval_ms : 10000;
+}
+
 int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint64_t *next_sweep,
 		      uint64_t now_ms, uint64_t *next_due_ms)
 {
@@ -94,9 +103,7 @@ int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint6
 
 		if (next_sweep[c] <= now_ms) {
 			changed += ism_outlier_sweep(cl, eps, now_ms);
-			next_sweep[c] = now_ms + (cl->od == NULL ? ISM_OUTLIER_ORPHAN_SWEEP_MS
-						  : cl->od->interval_ms ? cl->od->interval_ms
-									: 10000);
+			next_sweep[c] = now_ms + sweep_every_ms(cl);
 		}
 		if (next_sweep[c] < *next_due_ms)
 			*next_due_ms = next_sweep[c];

@@ -32,12 +32,14 @@ enum ism_outcome {
 int ism_outlier_record(const struct ism_cluster *cl, struct ism_ep_state *eps, uint32_t ep_id,
 		       enum ism_outcome outcome, uint64_t now_ms);
 
-/* The master's sweep for cluster cl: returns ejected endpoints whose time is up
- * (counters reset), and decrements the multiplier of endpoints that have stayed
- * un-ejected for an interval. Returns how many endpoints changed state. */
 /* How often a cluster without outlier detection is swept for the ejections
  * a reload left it (ms). */
 #define ISM_OUTLIER_ORPHAN_SWEEP_MS 1000
+
+/* The master's sweep for cluster cl: returns ejected endpoints whose time is up
+ * (counters reset), and decrements the multiplier of endpoints that have stayed
+ * un-ejected for an interval (with outlier detection; without, only the
+ * returns). Returns how many endpoints changed state. */
 int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_ep_state *eps, uint64_t now_ms);
 
 /* A passing active health check returns an ejected endpoint at once (Envoy's
