@@ -88,6 +88,8 @@ struct ism_master {
 	uint64_t awake_since;  /* monotonic: the loop has turned without a stall since */
 	uint64_t worker_hangs; /* workers killed for a stale heartbeat */
 	int notify_fd;	       /* eventfd: workers write when they eject an endpoint */
+	uid_t run_uid; /* what workers run as, resolved as the table is published; -1: as is */
+	gid_t run_gid;
 	int recv_mshot;	      /* the kernel's capped multishot receives, probed once: 0 or -errno */
 	bool probed;	      /* recv_mshot is known */
 	uint64_t epoch;	      /* health epoch the loads were last computed for */

@@ -62,6 +62,8 @@ static int *listen_sockets(const struct ism_table *t, const struct ism_table *cu
 			   const int *cur_fds, int *err);
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds);
+static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
+		       struct ism_diags *d);
 
 static int ep_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
 {
@@ -442,6 +444,8 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	const struct ism_table *cur = ism_shm_current(&m->shm);
 	struct ism_arena arena;
 	int *new_fds = NULL;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
 	int slot, ret;
 
 	slot = ism_shm_gen_begin(&m->shm, &arena);
@@ -457,15 +461,17 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	}
 	ret = ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &t, d);
 	if (ret == 0)
+		ret = resolve_ids(m->conf_path, t, &uid, &gid, d);
+	if (ret == 0)
 		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
 				cur == NULL ? ISM_FDS_RAISE : ISM_FDS_KEEP, d);
 	if (ret < 0) {
 		ism_shm_gen_abort(&m->shm, slot);
 		goto out;
 	}
-	if (cur != NULL && (!ism_table_same_listeners(cur, t) ||
-			    worker_count(cur) != worker_count(t) || !same_log_dest(cur, t) ||
-			    cur->limits.receive_buffers != t->limits.receive_buffers)) {
+	if (cur != NULL &&
+	    (!ism_table_same_listeners(cur, t) || worker_count(cur) != worker_count(t) ||
+	     !same_log_dest(cur, t) || cur->limits.receive_buffers != t->limits.receive_buffers)) {
 		/* Listener, worker-count, access-log destination or receive
 		 * buffer change (a worker sizes its ring as it starts): a new
 		 * set of workers. New sockets are bound before anything is
@@ -487,6 +493,8 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		goto out;
 	}
 	m->gen++;
+	m->run_uid = uid;
+	m->run_gid = gid;
 	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
 	if (new_fds != NULL)
 		replace_workers(m, cur, t, new_fds);
@@ -596,8 +604,10 @@ static void close_inherited(const struct ism_master *m, int keep_fd)
 	close_range((unsigned int)max + 1, ~0u, 0);
 }
 
-/* The user and group the workers run as; -1 where the file names none. */
-static int resolve_ids(const struct ism_table *t, uid_t *uid, gid_t *gid)
+/* The user and group the workers run as; -1 where the file names none. A name
+ * that does not resolve refuses the load (a reload keeps the running set). */
+static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
+		       struct ism_diags *d)
 {
 	*uid = (uid_t)-1;
 	*gid = (gid_t)-1;
@@ -605,7 +615,8 @@ static int resolve_ids(const struct ism_table *t, uid_t *uid, gid_t *gid)
 		struct group *gr = getgrnam(t->group.p);
 
 		if (gr == NULL) {
-			ism_err("group %s: not found", t->group.p);
+			ism_diag_add(d, ISM_DIAG_ERROR, file, 0, 0, "spec.group",
+				     "group %s: not found", t->group.p);
 			return -ENOENT;
 		}
 		*gid = gr->gr_gid;
@@ -614,7 +625,8 @@ static int resolve_ids(const struct ism_table *t, uid_t *uid, gid_t *gid)
 		struct passwd *pw = getpwnam(t->user.p);
 
 		if (pw == NULL) {
-			ism_err("user %s: not found", t->user.p);
+			ism_diag_add(d, ISM_DIAG_ERROR, file, 0, 0, "spec.user",
+				     "user %s: not found", t->user.p);
 			return -ENOENT;
 		}
 		*uid = pw->pw_uid;
@@ -625,15 +637,10 @@ static int resolve_ids(const struct ism_table *t, uid_t *uid, gid_t *gid)
 }
 
 /* Workers give up root after the listeners are bound (the master keeps it for
- * reloads and the control socket). Returns 0 or -errno. */
-static int drop_privileges(const struct ism_table *t)
+ * reloads and the control socket), as the master resolved them: a child reads
+ * no table, which the master may reclaim as it publishes another. */
+static int drop_privileges(uid_t uid, gid_t gid)
 {
-	uid_t uid;
-	gid_t gid;
-	int ret = resolve_ids(t, &uid, &gid);
-
-	if (ret < 0)
-		return ret;
 	if (gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) {
 		ism_err("setgid(%u): %s", (unsigned)gid, strerror(errno));
 		return -errno;
@@ -689,7 +696,7 @@ static int spawn_worker(struct ism_master *m, int i)
 		};
 
 		close_inherited(m, sv[1]);
-		if (drop_privileges(ism_shm_current(&m->shm)) < 0)
+		if (drop_privileges(m->run_uid, m->run_gid) < 0)
 			_exit(1);
 		_exit(ism_worker_main(&args));
 	}
@@ -1194,13 +1201,6 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_health;
 	}
 	t = ism_shm_current(&m->shm);
-	{
-		uid_t uid;
-		gid_t gid;
-
-		if (resolve_ids(t, &uid, &gid) < 0)
-			goto out_health;
-	}
 	/* Before anything is bound: a second isthmus on the same file must not
 	 * take the control socket of the first away. */
 	if (pid_file_claim(m, t) < 0)

@@ -5,6 +5,7 @@ text format, syslog, reason codes, reopening on SIGUSR1 for logrotate).
 Registered into run.py's list by register(test)."""
 
 import json
+import pwd
 import os
 import re
 import signal
@@ -608,3 +609,41 @@ def trusted_proxies_client_address(env):
         check(got["client"] == want, f"{path} with X-Forwarded-For {xff!r}: client {got['client']}, want {want}")
         check(got["x_forwarded_for"] == (f"{xff}, 127.0.0.1" if xff else "127.0.0.1"),
               f"{path}: X-Forwarded-For sent upstream {got['x_forwarded_for']!r}")
+
+
+@_test
+def worker_user_and_unknown_user_reload(env):
+    """spec.user: the workers run as that user. A reload naming a user that
+    does not exist is refused with the field named; the running workers keep
+    serving, and a worker that dies is restarted as the user it had."""
+    from harness import ctl_cmd, Skip
+
+    if os.geteuid() != 0:
+        raise Skip("needs root to change users")
+    text, gw_port, _, _ = _two_services(env, "  user: nobody\n")
+    conf = env.write("isthmus.yaml", text)
+    env.start_gateway(conf, gw_port)
+    nobody = pwd.getpwnam("nobody").pw_uid
+
+    def uids():
+        out = {}
+        for pid in env.workers():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    out[pid] = next(int(l.split()[1]) for l in f if l.startswith("Uid:"))
+            except (OSError, StopIteration):
+                pass
+        return out
+
+    pids = poll(lambda: len(uids()) == 2 and set(uids().values()) == {nobody} and uids(), 10,
+                what="two workers running as nobody")
+    env.write("isthmus.yaml", text.replace("user: nobody", "user: no-such-user-isthmus"))
+    answer = ctl_cmd(env.path("ctl.sock"), "reload")
+    check("refused" in answer and "spec.user" in answer and "no-such-user-isthmus" in answer,
+          f"reload with an unknown user: {answer}")
+    check(env.get("/app/1").status == 200, "not serving after the refused reload")
+    victim = next(iter(pids))
+    os.kill(victim, signal.SIGKILL)
+    poll(lambda: len(uids()) == 2 and victim not in uids() and set(uids().values()) == {nobody}, 10,
+         what="the killed worker restarted as nobody")
+    check(env.get("/app/2").status == 200, "not serving after the restart")
