@@ -177,6 +177,10 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 int ism_h2_head_add(const struct ism_limits *lim, struct ism_h2head *hd, const uint8_t *name,
 		    size_t nl, const uint8_t *value, size_t vl)
 {
+	/* So that a head refused for its size is answered as gRPC too. */
+	if (nl == 12 && memcmp(name, "content-type", 12) == 0 &&
+	    ism_http_grpc_type((const char *)value, vl))
+		hd->grpc = 1;
 	if (hd->over)
 		return 0;
 	/* An HPACK bomb (small on the wire, huge decoded) stops here. */
@@ -331,6 +335,7 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 
 	x->rq.end = x->rq.end_given = end;
 	if (st != NULL && status) {
+		st->grpc = x->hdr.grpc;
 		ism_stream_refuse(w, st, NULL, status, why);
 	} else if (st != NULL) {
 		char key[25];

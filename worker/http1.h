@@ -42,6 +42,14 @@ static inline bool ism_http_header_is(const struct ism_http_header *h, const cha
 	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
 }
 
+/* A gRPC content type, as Envoy's hasGrpcContentType: application/grpc, alone
+ * or with +proto, +json...; application/grpc-web is not (its own protocol). */
+static inline bool ism_http_grpc_type(const char *v, size_t len)
+{
+	return len >= 16 && strncasecmp(v, "application/grpc", 16) == 0 &&
+	       (len == 16 || v[16] == '+');
+}
+
 enum ism_http_conn {
 	ISM_HTTP_CONN_DEFAULT = 0, /* no Connection token: keep-alive in 1.1, close in 1.0 */
 	ISM_HTTP_CONN_CLOSE,

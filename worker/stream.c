@@ -1299,14 +1299,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	struct ism_buf head = {0};
 	int ei, ret;
 
-	/* gRPC as Envoy's hasGrpcContentType: application/grpc, alone or with
-	 * +proto, +json...; application/grpc-web is not (its own protocol).
-	 * Known first: a refused request gets a gRPC error too. */
+	/* Known first: a refused request gets a gRPC error too. */
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "content-type") &&
-		    req->headers[i].value_len >= 16 &&
-		    strncasecmp(req->headers[i].value, "application/grpc", 16) == 0 &&
-		    (req->headers[i].value_len == 16 || req->headers[i].value[16] == '+'))
+		    ism_http_grpc_type(req->headers[i].value, req->headers[i].value_len))
 			st->grpc = 1;
 	ret = ism_router_normalize(w->rs, t->path_norm, req);
 	if (ret < 0) {

@@ -116,8 +116,9 @@ def h2_hpack_bomb(env):
     """A header block of a few KiB decoding to ~64 MB (one 4000-byte field
     indexed, then 16,000 one-byte references) is answered 431 without the
     worker's memory growing; so is a plain header list over the limit, and
-    too many fields."""
-    gw, _, worker = gateway_1w(env, app_extra=limits(maxRequestHeaderBytes=8192, maxRequestHeaders=100))
+    too many fields. A gRPC request gets these (and 413) as gRPC errors."""
+    gw, _, worker = gateway_1w(env, app_extra=limits(maxRequestHeaderBytes=8192, maxRequestHeaders=100,
+                                                     maxRequestBodyBytes=1 << 20))
     r0 = rss_kib(worker)
     rep = attack(gw, "hpack-bomb", 16000)
     grown = rss_kib(worker) - r0
@@ -129,6 +130,16 @@ def h2_hpack_bomb(env):
                         ("field count", [[f"x-{i}", "v"] for i in range(150)])):
         rep = attack(gw, "request", 0, json.dumps({"headers": base + extra}))
         check(rep["status"].get("1") == 431, f"{what} over the limit answered {rep}")
+    # A gRPC request refused before it is routed gets a gRPC error, its
+    # content type seen even in a block over the limit.
+    grpc = [[":method", "POST"], [":scheme", "http"], [":path", "/pkg.Svc/Call"], [":authority", "a.test"],
+            ["content-type", "application/grpc"], ["te", "trailers"]]
+    for what, extra, end in (("header list", [["x-big", "v" * 12000]], True),
+                             ("body too large", [["content-length", "99999999"]], False)):
+        rep = attack(gw, "request", 0, json.dumps({"headers": grpc + extra, "end": end}))
+        fields = dict(rep["fields"].get("1", []))
+        check(rep["status"].get("1") == 200 and fields.get("content-type") == "application/grpc" and
+              fields.get("grpc-status") == "2", f"gRPC {what} answered {rep['fields']} {rep['rst']}")
     check(served(gw) == 200, "after the bombs another connection is not served")
 
 

@@ -112,7 +112,7 @@ class Peer:
         self.dec.max_allowed_table_size = 1 << 16
         self.rep = {"sent": 0, "acks": 0, "goaway": None, "goaway_at": None, "closed": False,
                     "closed_at": None, "rst": {},
-                    "status": {}, "body": {}, "end_at": None, "error": None}
+                    "status": {}, "fields": {}, "body": {}, "end_at": None, "error": None}
         self.ended = {}
         self.ping_acks = 0
         self.conn_wu = []  # [at, increment] of each connection-level WINDOW_UPDATE
@@ -189,6 +189,8 @@ class Peer:
         elif isinstance(f, HeadersFrame):
             # A block in one frame: isthmus's answers are small.
             for k, v in self.dec.decode(f.data):
+                # Head and trailers together, in order.
+                self.rep["fields"].setdefault(sid, []).append([str(k), str(v)])
                 if k == ":status":
                     self.rep["status"][sid] = int(v)
                     if self.answer is None:
