@@ -20,7 +20,7 @@
 
 int ism_master_ready(const struct ism_master *m)
 {
-	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
+	if (m->stopping || atomic_load(&m->shm.hdr->stopping) || m->n_workers == 0)
 		return 0;
 	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
@@ -140,6 +140,7 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "generation", m->gen);
 	kv_str(&k, "config", m->conf_path);
 	kv_num(&k, "workers", (unsigned long long)m->n_workers);
+	kv_num(&k, "workers_owed", (unsigned long long)m->owed);
 	kv_num(&k, "worker_hangs", m->worker_hangs);
 	kv_num(&k, "max_connections_per_worker", t ? t->limits.max_connections : 0);
 	kv_num(&k, "open_files_limit", getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0);

@@ -76,9 +76,11 @@ struct ism_master {
 	int sfd;
 	int *listen_fds;
 	int n_listen;
-	struct ism_wslot workers[ISM_MAX_WORKERS];
-	int n_workers; /* workers in the current set */
-	int n_slots;   /* slots ever used: loops over workers go to here */
+	struct ism_wslot workers[ISM_WORKER_SLOTS];
+	int n_workers;		/* workers in the current set */
+	int owed;		/* of the current set, not started yet: no slot was free */
+	uint64_t owed_retry_at; /* monotonic: after a fork failure, not before */
+	int n_slots;		/* slots ever used: loops over workers go to here */
 	uint64_t gen;
 	uint64_t loaded_ms; /* wall time of the last successful load */
 	char conf_sum[17];  /* FNV-1a 64 of the file loaded, hex */

@@ -832,14 +832,16 @@ static void respawn_due(struct ism_master *m, uint64_t now)
 	}
 }
 
-/* Starts n workers of the current set in free slots. Returns 0 or -errno. */
-static int start_workers(struct ism_master *m, int n)
+/* Starts the workers the current set is owed in free slots: all of them at
+ * once unless reloads in quick succession left old workers draining in every
+ * slot, then one as each old worker exits. Returns 0, or -errno when a fork
+ * failed (tried again a second later). */
+static int start_owed(struct ism_master *m)
 {
-	int started = 0;
+	int ret = 0;
 
-	for (int i = 0; i < ISM_MAX_WORKERS && started < n; i++) {
+	for (int i = 0; i < ISM_WORKER_SLOTS && m->owed > 0; i++) {
 		struct ism_wslot *ws = &m->workers[i];
-		int ret;
 
 		if (ws->pid != 0 || ws->active || ws->retiring)
 			continue;
@@ -847,16 +849,42 @@ static int start_workers(struct ism_master *m, int n)
 		ret = spawn_worker(m, i);
 		if (ret < 0) {
 			ism_err("worker %d: fork: %s", i, strerror(-ret));
-			return ret;
+			m->owed_retry_at = ism_now_ms() + RESPAWN_MAX_MS;
+			break;
 		}
 		ws->active = 1;
-		started++;
+		m->owed--;
+		m->n_workers++;
 		if (i + 1 > m->n_slots)
 			m->n_slots = i + 1;
 	}
-	m->n_workers = started;
-	atomic_store(&m->shm.hdr->n_workers, (uint32_t)started);
-	return started == n ? 0 : -EAGAIN;
+	atomic_store(&m->shm.hdr->n_workers, (uint32_t)m->n_workers);
+	return ret;
+}
+
+/* A new set of n workers. Returns 0 or -errno. */
+static int start_workers(struct ism_master *m, int n)
+{
+	m->n_workers = 0;
+	m->owed = n;
+	m->owed_retry_at = 0;
+	return start_owed(m);
+}
+
+/* Workers the set is owed, started as slots free (an old worker exited). */
+static void start_owed_due(struct ism_master *m, uint64_t now)
+{
+	int before = m->n_workers;
+
+	if (m->owed == 0 || m->stopping || now < m->owed_retry_at)
+		return;
+	start_owed(m);
+	if (m->n_workers == before)
+		return;
+	ism_notice("%d more workers started in slots old workers left; %d still owed",
+		   m->n_workers - before, m->owed);
+	ism_event_add(&m->events, "worker", "%d more started in slots old workers left, %d owed",
+		      m->n_workers - before, m->owed);
 }
 
 /* A reload that changes listeners or the worker count: a new set of workers
@@ -895,11 +923,13 @@ static void replace_workers(struct ism_master *m, const struct ism_table *old,
 	m->listen_fds = fds;
 	m->n_listen = (int)t->n_listeners;
 	if (start_workers(m, worker_count(t)) < 0)
-		ism_err("reload: not every new worker started");
-	ism_notice("reload: %d new workers on %u listeners; %d old workers draining", m->n_workers,
-		   t->n_listeners, retired);
-	ism_event_add(&m->events, "reload", "new worker set (%d) on %u listeners, %d draining",
-		      m->n_workers, t->n_listeners, retired);
+		ism_err("reload: not every new worker started; tried again in a second");
+	ism_notice("reload: %d new workers on %u listeners; %d old workers draining; %d more "
+		   "start as slots free",
+		   m->n_workers, t->n_listeners, retired, m->owed);
+	ism_event_add(&m->events, "reload",
+		      "new worker set (%d) on %u listeners, %d draining, %d owed", m->n_workers,
+		      t->n_listeners, retired, m->owed);
 }
 
 /* Old workers past their drain time are killed. */
@@ -1087,6 +1117,7 @@ static int master_loop(struct ism_master *m)
 		dns_publish(m, now);
 		if (!m->stopping)
 			respawn_due(m, now);
+		start_owed_due(m, now);
 		retire_overdue(m, now);
 		watch_check(m, now);
 		tickets_rotate(m, now);

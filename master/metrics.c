@@ -629,9 +629,9 @@ static void worker_processes(struct ism_master *m, struct ism_reply *r)
 	    "isthmus_worker_resident_memory_bytes", "gauge",
 	    "Resident memory of each running worker process, in bytes (the shared region "
 	    "counted in each)."};
-	struct ism_procstat ps[ISM_MAX_WORKERS];
-	bool got[ISM_MAX_WORKERS] = {false};
-	char idx[ISM_MAX_WORKERS][12];
+	struct ism_procstat ps[ISM_WORKER_SLOTS];
+	bool got[ISM_WORKER_SLOTS] = {false};
+	char idx[ISM_WORKER_SLOTS][12];
 
 	for (int i = 0; i < m->n_slots; i++) {
 		got[i] =

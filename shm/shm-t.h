@@ -11,9 +11,12 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 8u
+#define ISM_SHM_LAYOUT_VERSION 9u
 
-#define ISM_MAX_WORKERS	  64
+#define ISM_MAX_WORKERS 64
+/* Worker slots: a reload that replaces the workers starts the new set beside
+ * the old one, still draining, so one replace at the most workers fits. */
+#define ISM_WORKER_SLOTS  (2 * ISM_MAX_WORKERS)
 #define ISM_MAX_ENDPOINTS 8192
 #define ISM_GEN_SLOTS	  16
 #define ISM_EP_KEY_MAX	  160
@@ -198,7 +201,7 @@ struct ism_shm_hdr {
 	_Atomic uint64_t health_epoch;
 	struct ism_ticket_keys tickets;
 	struct ism_gen_slot gens[ISM_GEN_SLOTS];
-	struct ism_worker_slot workers[ISM_MAX_WORKERS];
+	struct ism_worker_slot workers[ISM_WORKER_SLOTS];
 	struct ism_ep_state eps[ISM_MAX_ENDPOINTS];
 	char ep_keys[ISM_MAX_ENDPOINTS][ISM_EP_KEY_MAX]; /* master: "<service>|<address>:<port>" */
 };

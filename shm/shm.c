@@ -143,7 +143,7 @@ void ism_shm_gen_abort(struct ism_shm *shm, int slot)
 
 static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
 {
-	for (int w = 0; w < ISM_MAX_WORKERS; w++) {
+	for (int w = 0; w < ISM_WORKER_SLOTS; w++) {
 		const struct ism_worker_slot *ws = &shm->hdr->workers[w];
 
 		if (atomic_load(&ws->pid) != 0 &&
@@ -317,14 +317,14 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w)
 {
-	ISM_BUG_ON(w < 0 || w >= ISM_MAX_WORKERS);
+	ISM_BUG_ON(w < 0 || w >= ISM_WORKER_SLOTS);
 	return &shm->hdr->workers[w];
 }
 
 void ism_shm_stats_sum(const struct ism_shm *shm, struct ism_worker_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (int w = 0; w < ISM_MAX_WORKERS; w++) {
+	for (int w = 0; w < ISM_WORKER_SLOTS; w++) {
 		const struct ism_worker_stats *s = &shm->hdr->workers[w].stats;
 		_Atomic uint64_t *dst = (_Atomic uint64_t *)out;
 		const _Atomic uint64_t *src = (const _Atomic uint64_t *)s;

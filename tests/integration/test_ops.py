@@ -9,6 +9,8 @@ import pwd
 import os
 import re
 import signal
+import subprocess
+import time
 
 from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, curl, docs, free_port,
                      file_lines, gateway, metric, poll, service_entry, virtual_service)
@@ -647,3 +649,81 @@ def worker_user_and_unknown_user_reload(env):
     poll(lambda: len(uids()) == 2 and victim not in uids() and set(uids().values()) == {nobody}, 10,
          what="the killed worker restarted as nobody")
     check(env.get("/app/2").status == 200, "not serving after the restart")
+
+
+@_test
+def reload_owes_workers_until_slots_free(env):
+    """workers: 64, the most. A listener-changing reload starts a whole new
+    set beside the old one still draining; a second one while both older sets
+    still drain (each worker held by a connection with half a request head)
+    finds no slot free: its workers are owed (show info workers_owed, not
+    ready with none running) and start as the old workers exit."""
+    import resource
+    import socket
+    from harness import ctl_cmd
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, extra1, extra2 = free_port(), free_port(), free_port()
+    app = appliance(env, workers=64, timeouts={"requestHeader": "120s", "drain": "120s"})
+    routes = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+    se = service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])
+
+    def write(*listeners):
+        env.write("isthmus.yaml", docs(app, *(gateway(p, name=f"gw{p}") for p in listeners),
+                                       virtual_service("ops", ["*"], routes, gateways=[f"gw{p}" for p in listeners]), se))
+
+    write(gw_port)
+    env.start_gateway(env.path("isthmus.yaml"), gw_port)
+    sock = env.path("ctl.sock")
+    held = []
+
+    def workers():
+        return {w["pid"]: w for w in json.loads(ctl_cmd(sock, "show workers json"))}
+
+    def info():
+        return json.loads(ctl_cmd(sock, "show info json"))
+
+    def hold_every(pids, port):
+        """Half-request connections until every worker in pids holds one."""
+        for _ in range(60):
+            ws = workers()
+            if all(ws.get(p, {}).get("connections", 0) > 0 for p in pids):
+                return
+            for _ in range(32):
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                c.sendall(b"GET /held HTTP/1.1\r\n")
+                held.append(c)
+            time.sleep(0.05)  # the accepts reach the counters; the loop polls, bounded
+        raise TestFailure(f"{len(held)} connections do not reach every worker")
+
+    try:
+        gen1 = set(poll(lambda: len(workers()) == 64 and workers(), 30, what="64 workers"))
+        hold_every(gen1, gw_port)
+        n1 = len(held)
+        write(gw_port, extra1)
+        check("published" in ctl_cmd(sock, "reload"), "first listener-changing reload refused")
+        gen2 = poll(lambda: (lambda s: len(s) == 64 and s)(set(workers()) - gen1), 30,
+                    what="64 new workers beside the 64 draining")
+        check(info()["workers"] == 64 and info()["workers_owed"] == 0, f"after the first reload: {info()}")
+        check(env.get("/").status == 200, "the new set does not serve")
+        hold_every(gen2, extra1)
+        write(gw_port, extra2)
+        check("published" in ctl_cmd(sock, "reload"), "second listener-changing reload refused")
+        i = info()
+        check(i["workers"] == 0 and i["workers_owed"] == 64 and i["ready"] is False,
+              f"every slot held by a draining worker: {i}")
+        for c in held[:n1]:
+            c.close()
+        poll(lambda: info()["workers_owed"] == 0 and info()["ready"] is True, 30,
+             what="the owed workers started as the first set exited")
+        gen3 = set(workers()) - gen1 - gen2
+        check(len(gen3) == 64, f"{len(gen3)} workers in the newest set")
+        code = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                               f"http://127.0.0.1:{extra2}/"], capture_output=True, text=True, timeout=10).stdout
+        check(code == "200", f"the newest listener answered {code}")
+    finally:
+        for c in held:
+            c.close()
+    poll(lambda: not set(workers()) & (gen1 | gen2), 30, what="the old sets to exit")
