@@ -13,6 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "conf/tlsctx.h"
 #include "health/outlier.h"
 #include "lib/log.h"
 
@@ -25,6 +29,7 @@
 enum hc_state {
 	HC_IDLE = 0,   /* waiting for next_ms */
 	HC_CONNECTING, /* non-blocking connect in progress */
+	HC_HANDSHAKE,  /* TLS handshake in progress (a cluster that originates TLS) */
 	HC_SENDING,    /* request partly written */
 	HC_READING,    /* waiting for the status line */
 };
@@ -49,6 +54,12 @@ struct hc_ep {
 	bool spread_due; /* checked at once when added: its next wait takes its offset */
 	bool suspended;	 /* in maintenance (admin maint): not checked */
 	int fd;
+	uint32_t armed;	 /* epoll events fd waits for */
+	uint32_t want;	 /* events the last I/O that would block waits for */
+	SSL_CTX *ctx;	 /* the cluster's TLS client context (a reference); NULL: plaintext */
+	SSL *ssl;	 /* the check's session, while connected */
+	bool name_check; /* the certificate must carry sni (ism_tlsctx_name_checked) */
+	char sni[256];	 /* server name sent: the DestinationRule's sni, else the Host */
 	uint64_t next_ms;
 	uint64_t deadline_ms;
 	uint32_t succ, fail; /* consecutive results */
@@ -71,9 +82,10 @@ struct hc_ep {
 struct ism_health {
 	struct ism_shm *shm;
 	int epfd;
-	uint64_t rng;	      /* xorshift64* state, seeded from getrandom */
-	struct hc_ep **by_id; /* ISM_MAX_ENDPOINTS entries */
-	struct hc_ep **list;  /* the checked endpoints, dense */
+	struct ism_tlsctx_cache ctxs; /* the clusters' client contexts, by settings */
+	uint64_t rng;		      /* xorshift64* state, seeded from getrandom */
+	struct hc_ep **by_id;	      /* ISM_MAX_ENDPOINTS entries */
+	struct hc_ep **list;	      /* the checked endpoints, dense */
 	uint32_t n, cap;
 };
 
@@ -114,11 +126,14 @@ fail:
 
 static void ep_close(struct hc_ep *e)
 {
+	SSL_free(e->ssl);
+	e->ssl = NULL;
 	if (e->fd >= 0) {
 		/* close() also drops the descriptor from the epoll set */
 		close(e->fd);
 		e->fd = -1;
 	}
+	e->armed = 0;
 	e->state = HC_IDLE;
 	e->seq++;
 }
@@ -126,6 +141,7 @@ static void ep_close(struct hc_ep *e)
 static void ep_free(struct hc_ep *e)
 {
 	ep_close(e);
+	SSL_CTX_free(e->ctx);
 	free(e->statuses);
 	free(e->req);
 	free(e);
@@ -139,6 +155,7 @@ void ism_health_destroy(struct ism_health *h)
 		return;
 	for (i = 0; i < h->n; i++)
 		ep_free(h->list[i]);
+	ism_tlsctx_cache_free(&h->ctxs);
 	free(h->list);
 	free(h->by_id);
 	close(h->epfd);
@@ -299,7 +316,12 @@ static int ep_watch(struct ism_health *h, struct hc_ep *e, uint32_t events, int 
 {
 	struct epoll_event ev = {.events = events, .data.u64 = ep_tag(e)};
 
-	return epoll_ctl(h->epfd, op, e->fd, &ev) < 0 ? -errno : 0;
+	if (op == EPOLL_CTL_MOD && e->armed == events)
+		return 0;
+	if (epoll_ctl(h->epfd, op, e->fd, &ev) < 0)
+		return -errno;
+	e->armed = events;
+	return 0;
 }
 
 static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
@@ -367,6 +389,90 @@ static bool status_expected(const struct hc_ep *e, int status)
 	return false;
 }
 
+/* A failure of the TLS session: the certificate check's verdict when it
+ * failed, else the library's reason, else the connection's end. */
+static void ep_tls_fail(struct ism_health *h, struct hc_ep *e, const char *what, int err,
+			uint64_t now)
+{
+	long v = e->ssl ? SSL_get_verify_result(e->ssl) : X509_V_OK;
+	unsigned long lib = ERR_peek_last_error();
+	char reason[192];
+
+	if (v != X509_V_OK)
+		snprintf(reason, sizeof(reason), "%s: certificate: %s", what,
+			 X509_verify_cert_error_string(v));
+	else if (lib != 0)
+		snprintf(reason, sizeof(reason), "%s: %s", what, ERR_reason_error_string(lib));
+	else
+		snprintf(reason, sizeof(reason), "%s: %s", what,
+			 err ? strerror(err) : "connection closed");
+	ERR_clear_error();
+	ep_result(h, e, HC_FAIL_NETWORK, reason, now);
+}
+
+/* What an SSL call that did not complete comes to: -EAGAIN with e->want set,
+ * 0 at the peer's end, else -EPROTO (or the socket's -errno). */
+static ssize_t ssl_outcome(struct hc_ep *e, int ret)
+{
+	switch (SSL_get_error(e->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		e->want = EPOLLIN;
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		e->want = EPOLLOUT;
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		return errno ? -errno : -EPROTO;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* One read (wr false) or write of the check's bytes, in plaintext or through
+ * the TLS session. Returns the count, 0 at the end of the stream, -EAGAIN with
+ * e->want the events to wait for, or another -errno (-EPROTO: TLS). */
+static ssize_t ep_io(struct hc_ep *e, bool wr, void *p, size_t n)
+{
+	size_t done = 0;
+	ssize_t r;
+
+	if (e->ssl != NULL) {
+		int ok = wr ? SSL_write_ex(e->ssl, p, n, &done) : SSL_read_ex(e->ssl, p, n, &done);
+
+		return ok ? (ssize_t)done : ssl_outcome(e, 0);
+	}
+	do
+		r = wr ? send(e->fd, p, n, MSG_NOSIGNAL) : recv(e->fd, p, n, 0);
+	while (r < 0 && errno == EINTR);
+	if (r >= 0)
+		return r;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return -errno;
+	e->want = wr ? EPOLLOUT : EPOLLIN;
+	return -EAGAIN;
+}
+
+/* I/O that would block: the descriptor waits for what it needs. */
+static void ep_wait_io(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	int err = ep_watch(h, e, e->want, EPOLL_CTL_MOD);
+
+	if (err < 0)
+		ep_fail_errno(h, e, "epoll", -err, now);
+}
+
+/* An I/O error: a TLS one with the session's reason. */
+static void ep_io_fail(struct ism_health *h, struct hc_ep *e, const char *what, ssize_t r,
+		       uint64_t now)
+{
+	if (e->ssl != NULL)
+		ep_tls_fail(h, e, what, r == -EPROTO ? 0 : (int)-r, now);
+	else
+		ep_fail_errno(h, e, what, (int)-r, now);
+}
+
 static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	char reason[64];
@@ -375,13 +481,13 @@ static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	int status;
 
 	for (;;) {
-		r = recv(e->fd, e->buf + e->got, sizeof(e->buf) - e->got, 0);
+		r = ep_io(e, false, e->buf + e->got, sizeof(e->buf) - e->got);
+		if (r == -EAGAIN) {
+			ep_wait_io(h, e, now);
+			return;
+		}
 		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			ep_fail_errno(h, e, "recv", errno, now);
+			ep_io_fail(h, e, "recv", r, now);
 			return;
 		}
 		eof = r == 0;
@@ -409,24 +515,67 @@ static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	ssize_t r;
-	int err;
 
 	while (e->sent < e->req_len) {
-		r = send(e->fd, e->req + e->sent, e->req_len - e->sent, MSG_NOSIGNAL);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			ep_fail_errno(h, e, "send", errno, now);
+		r = ep_io(e, true, e->req + e->sent, e->req_len - e->sent);
+		if (r == -EAGAIN) {
+			ep_wait_io(h, e, now);
+			return;
+		}
+		if (r <= 0) {
+			ep_io_fail(h, e, "send", r ? r : -EPIPE, now);
 			return;
 		}
 		e->sent += (size_t)r;
 	}
 	e->state = HC_READING;
-	err = ep_watch(h, e, EPOLLIN, EPOLL_CTL_MOD);
-	if (err < 0)
-		ep_fail_errno(h, e, "epoll", -err, now);
+	ep_read(h, e, now);
+}
+
+/* Connected, and through TLS where the cluster has it. Envoy's TCP check with
+ * no payload passes here (an SSL socket is connected once its handshake
+ * completed); an HTTP check sends its request. */
+static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	if (e->type == ISM_HC_TCP) {
+		ep_result(h, e, HC_PASS, NULL, now);
+		return;
+	}
+	e->state = HC_SENDING;
+	ep_send(h, e, now);
+}
+
+static void ep_handshake(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	int ret = SSL_connect(e->ssl);
+	ssize_t r;
+
+	if (ret == 1) {
+		ep_connected(h, e, now);
+		return;
+	}
+	r = ssl_outcome(e, ret);
+	if (r == -EAGAIN)
+		ep_wait_io(h, e, now);
+	else
+		ep_tls_fail(h, e, "TLS handshake", r == -EPROTO || r == 0 ? 0 : (int)-r, now);
+}
+
+/* The session over the connected socket, with the cluster's server name. */
+static void ep_start_tls(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	e->ssl = SSL_new(e->ctx);
+	if (e->ssl == NULL || SSL_set_fd(e->ssl, e->fd) != 1) {
+		ep_tls_fail(h, e, "TLS session", ENOMEM, now);
+		return;
+	}
+	/* A server that closes after its answer without close_notify has
+	 * still answered: its end reads as the end of the stream. */
+	SSL_set_options(e->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_set_connect_state(e->ssl);
+	ism_tlsctx_peer_name(e->ssl, e->sni, e->name_check);
+	e->state = HC_HANDSHAKE;
+	ep_handshake(h, e, now);
 }
 
 static void ep_event(struct ism_health *h, struct hc_ep *e, uint64_t now)
@@ -442,13 +591,13 @@ static void ep_event(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			ep_fail_errno(h, e, "connect", err, now);
 			return;
 		}
-		if (e->type == ISM_HC_TCP) {
-			/* Envoy's TCP check with no payload: the connect is the check */
-			ep_result(h, e, HC_PASS, NULL, now);
-			return;
-		}
-		e->state = HC_SENDING;
-		ep_send(h, e, now);
+		if (e->ctx != NULL)
+			ep_start_tls(h, e, now);
+		else
+			ep_connected(h, e, now);
+		return;
+	case HC_HANDSHAKE:
+		ep_handshake(h, e, now);
 		return;
 	case HC_SENDING:
 		ep_send(h, e, now);
@@ -575,10 +724,12 @@ static int list_add(struct ism_health *h, struct hc_ep *e)
 	return 0;
 }
 
-/* Copies the check of cluster cl for endpoint ep into e. A check in progress
- * with another type, address or request is abandoned and restarted at once.
- * Interval fields left 0 default as Envoy's do. */
-static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
+/* Copies the check of cluster cl for endpoint ep into e, with the cluster's
+ * TLS settings where it originates TLS (its sni, else the check's Host, as the
+ * server name). A check in progress with another type, address, request or
+ * TLS is abandoned and restarted at once. Interval fields left 0 default as
+ * Envoy's do. */
+static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_cluster *cl,
 			const struct ism_endpoint *ep, uint64_t now)
 {
 	const struct ism_hc *hc = cl->hc;
@@ -586,7 +737,8 @@ static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
 	const char *host = hc->host.len ? hc->host.p : cl->host.p;
 	uint8_t type = hc->type == ISM_HC_TCP ? ISM_HC_TCP : ISM_HC_HTTP;
 	uint16_t(*st)[2] = NULL;
-	char *req = NULL;
+	SSL_CTX *ctx = NULL;
+	char *req = NULL, sni[sizeof(e->sni)] = "";
 	int len, ret = 0;
 	bool changed;
 
@@ -611,12 +763,33 @@ static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
 		st[0][0] = 200;
 		st[0][1] = 201;
 	}
+	if (cl->tls.mode != ISM_TLS_NONE) {
+		ctx = ism_tlsctx_get(&h->ctxs, &cl->tls, 0, ism_tlsctx_new);
+		if (ctx == NULL) {
+			ism_warn("health checks of %.*s: no TLS context can be made of its "
+				 "DestinationRule's tls settings",
+				 (int)cl->host.len, cl->host.p ? cl->host.p : "");
+			ret = -ENOMEM;
+			goto out_st;
+		}
+		snprintf(sni, sizeof(sni), "%s",
+			 cl->tls.sni.len ? cl->tls.sni.p
+			 : host		 ? host
+					 : "");
+	}
 	changed = !e->req || strcmp(e->req, req) != 0 || e->type != type ||
-		  e->addrlen != ep->addrlen || memcmp(&e->addr, &ep->addr, ep->addrlen) != 0;
+		  e->addrlen != ep->addrlen || memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 ||
+		  e->ctx != ctx || strcmp(e->sni, sni) != 0;
 	if (changed && e->state != HC_IDLE) {
 		ep_close(e);
 		e->next_ms = now;
 	}
+	if (ctx != NULL)
+		SSL_CTX_up_ref(ctx);
+	SSL_CTX_free(e->ctx);
+	e->ctx = ctx;
+	memcpy(e->sni, sni, sizeof(sni));
+	e->name_check = ctx != NULL && ism_tlsctx_name_checked(&cl->tls);
 	free(e->req);
 	free(e->statuses);
 	e->req = req;
@@ -644,6 +817,8 @@ static int ep_configure(struct hc_ep *e, const struct ism_cluster *cl,
 		 ep->addr_text.p ? ep->addr_text.p : "");
 	return 0;
 
+out_st:
+	free(st);
 out_req:
 	free(req);
 out:
@@ -668,7 +843,7 @@ static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const stru
 	}
 	e->id = ep->id;
 	e->fd = -1;
-	ret = ep_configure(e, cl, ep, now);
+	ret = ep_configure(h, e, cl, ep, now);
 	if (ret < 0)
 		goto fail_e;
 	ret = list_add(h, e);
@@ -687,6 +862,7 @@ static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const stru
 	return 0;
 
 fail_e:
+	SSL_CTX_free(e->ctx);
 	free(e->statuses);
 	free(e->req);
 	free(e);
@@ -694,15 +870,19 @@ fail:
 	return ret;
 }
 
+/* Subsets of one service share endpoint ids, so one check serves them all:
+ * the service's cluster without a subset decides (its TLS settings are the
+ * ones the DestinationRule gives the host and port), else its first subset. */
 static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_t now)
 {
 	uint32_t c, i;
 	int ret;
 
-	for (c = 0; c < t->n_clusters; c++) {
-		const struct ism_cluster *cl = &t->clusters[c];
+	for (c = 0; c < 2 * t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c % t->n_clusters];
 
-		if (!cl->hc)
+		/* first the clusters without a subset, then the subsets */
+		if (!cl->hc || (cl->subset.len == 0) != (c < t->n_clusters))
 			continue;
 		for (i = 0; i < cl->n_endpoints; i++) {
 			const struct ism_endpoint *ep = &cl->endpoints[i];
@@ -710,12 +890,10 @@ static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_
 
 			if (ep->id >= ISM_MAX_ENDPOINTS)
 				continue;
-			/* subsets of one service share endpoint ids: the first
-			 * cluster with a check decides */
 			if (e && e->seen)
 				continue;
 			if (e) {
-				ret = ep_configure(e, cl, ep, now);
+				ret = ep_configure(h, e, cl, ep, now);
 				e->seen = true;
 			} else {
 				ret = ep_add(h, cl, ep, now);
@@ -760,8 +938,11 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
 
 	for (i = 0; i < h->n; i++)
 		h->list[i]->seen = false;
+	ism_tlsctx_unmark_all(&h->ctxs);
 	if (t)
 		ret = take_checked(h, t, now);
+	/* a check holds its own reference until it is reconfigured */
+	ism_tlsctx_sweep(&h->ctxs, NULL, NULL);
 	if (ret < 0) {
 		/* Every endpoint keeps a consistent (old or new) configuration; the
 		 * ones not reached yet keep being checked as before. */

@@ -2,7 +2,9 @@
 /* Active health checks, run by the master (Envoy's HealthCheck semantics).
  *
  * HTTP checks (a GET, success by expected status ranges; a status outside them
- * fails the endpoint at once) and TCP checks (a completed connect). Timeouts and
+ * fails the endpoint at once) and TCP checks (a completed connect), both
+ * through TLS where the cluster originates it (a TCP check then passes once
+ * the handshake completes). Timeouts and
  * network failures count toward unhealthy_threshold; healthy_threshold passes
  * bring an endpoint back; a new endpoint starts unhealthy and its first check
  * decides. Waits follow Envoy's interval state machine (interval, unhealthy,

@@ -21,21 +21,14 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "conf/tlsctx.h"
 #include "lib/log.h"
 #include "worker/ring.h"
 #include "worker/sock.h"
 #include "worker/router.h"
 
-struct ctx_entry {
-	uint64_t fp;
-	uint8_t server;
-	uint8_t used;
-	SSL_CTX *ctx;
-};
-
 struct ism_tls {
-	struct ctx_entry *e;
-	uint32_t n, cap;
+	struct ism_tlsctx_cache ctxs;
 	SSL_SESSION **sess;  /* per endpoint: the last upstream session */
 	SSL_CTX **sess_ctx;  /* the context it belongs to */
 	uint64_t *sess_key;  /* and the pool key (settings and server name) it was made for */
@@ -43,94 +36,9 @@ struct ism_tls {
 	BIO_METHOD *rx_meth; /* and their read side, from the socket's rx */
 };
 
-/* SAN lists hang off their contexts (ex data freed with the context). */
-struct san_list {
-	uint32_t n;
-	char *s[];
-};
-
-static int san_idx = -1;       /* SSL_CTX ex data: struct san_list * */
 static int ep_idx = -1;	       /* SSL ex data: upstream endpoint id + 1 */
 static int key_idx = -1;       /* SSL ex data: the upstream connection's pool key */
 static struct ism_wctx *tls_w; /* the worker of this process */
-
-static void san_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-	(void)parent;
-	(void)ad;
-	(void)idx;
-	(void)argl;
-	(void)argp;
-	if (ptr != NULL) {
-		struct san_list *l = ptr;
-
-		for (uint32_t i = 0; i < l->n; i++)
-			free(l->s[i]);
-		free(l);
-	}
-}
-
-static void log_ssl(const char *what)
-{
-	unsigned long e;
-	char buf[256];
-
-	while ((e = ERR_get_error()) != 0) {
-		ERR_error_string_n(e, buf, sizeof(buf));
-		ism_debug("%s: %s", what, buf);
-	}
-}
-
-/* ---------- certificate checks ---------- */
-
-static bool san_matches(X509 *x, const struct san_list *l)
-{
-	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-	bool ok = false;
-
-	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names) && !ok; i++) {
-		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
-		char text[512];
-		int len = -1;
-
-		if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_EMAIL) {
-			const ASN1_IA5STRING *s = g->d.ia5;
-
-			len = s->length < (int)sizeof(text) - 1 ? s->length : -1;
-			if (len >= 0)
-				memcpy(text, s->data, (size_t)len);
-		} else if (g->type == GEN_IPADD) {
-			const ASN1_OCTET_STRING *ip = g->d.ip;
-
-			if (inet_ntop(ip->length == 4 ? AF_INET : AF_INET6, ip->data, text,
-				      sizeof(text)) != NULL &&
-			    (ip->length == 4 || ip->length == 16))
-				len = (int)strlen(text);
-		}
-		if (len < 0)
-			continue;
-		text[len] = '\0';
-		for (uint32_t j = 0; j < l->n && !ok; j++)
-			ok = strcmp(l->s[j], text) == 0;
-	}
-	GENERAL_NAMES_free(names);
-	return ok;
-}
-
-/* subjectAltNames: the peer's certificate must carry one of them. */
-static int verify_cb(int ok, X509_STORE_CTX *st)
-{
-	SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
-	const struct san_list *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), san_idx);
-
-	if (!ok || X509_STORE_CTX_get_error_depth(st) != 0 || l == NULL || l->n == 0)
-		return ok;
-	if (san_matches(X509_STORE_CTX_get_current_cert(st), l))
-		return 1;
-	X509_STORE_CTX_set_error(st, X509_V_ERR_SUBJECT_ISSUER_MISMATCH);
-	ism_debug("peer certificate: no subjectAltName matches");
-	return 0;
-}
 
 /* ---------- session tickets ---------- */
 
@@ -213,181 +121,26 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 
 /* ---------- contexts ---------- */
 
-static int load_certs(SSL_CTX *ctx, const struct ism_tls_cert *c)
-{
-	BIO *b = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
-	BIO *kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
-	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-	EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
-	int ret = -1;
-
-	if (x == NULL || pk == NULL || SSL_CTX_use_certificate(ctx, x) != 1 ||
-	    SSL_CTX_use_PrivateKey(ctx, pk) != 1)
-		goto out;
-	for (;;) {
-		X509 *chain = PEM_read_bio_X509(b, NULL, NULL, NULL);
-
-		if (chain == NULL)
-			break;
-		if (SSL_CTX_add0_chain_cert(ctx, chain) != 1) {
-			X509_free(chain);
-			goto out;
-		}
-	}
-	ERR_clear_error();
-	ret = 0;
-out:
-	X509_free(x);
-	EVP_PKEY_free(pk);
-	BIO_free(b);
-	BIO_free(kb);
-	return ret;
-}
-
-static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
-{
-	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
-	STACK_OF(X509_NAME) *names = server ? sk_X509_NAME_new_null() : NULL;
-	BIO *b;
-	X509 *x;
-
-	if (c->ca.text.len == 0)
-		return server ? 0 : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? 0 : -1);
-	b = BIO_new_mem_buf(c->ca.text.p, (int)c->ca.text.len);
-	while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-		X509_STORE_add_cert(st, x);
-		if (names != NULL)
-			sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(x)));
-		X509_free(x);
-	}
-	BIO_free(b);
-	ERR_clear_error();
-	if (names != NULL)
-		SSL_CTX_set_client_CA_list(ctx, names);
-	if (c->crl.text.len) {
-		X509_CRL *crl;
-
-		b = BIO_new_mem_buf(c->crl.text.p, (int)c->crl.text.len);
-		while (b != NULL && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
-			X509_STORE_add_crl(st, crl);
-			X509_CRL_free(crl);
-		}
-		BIO_free(b);
-		ERR_clear_error();
-		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
-	}
-	return 0;
-}
-
-static int attach_sans(SSL_CTX *ctx, const struct ism_tls_conf *c)
-{
-	struct san_list *l;
-
-	if (c->n_sans == 0)
-		return 0;
-	l = calloc(1, sizeof(*l) + c->n_sans * sizeof(char *));
-	if (l == NULL)
-		return -1;
-	for (uint32_t i = 0; i < c->n_sans; i++) {
-		l->s[i] = strdup(c->sans[i].p);
-		if (l->s[i] == NULL) {
-			san_free(NULL, l, NULL, 0, 0, NULL);
-			return -1;
-		}
-		l->n++;
-	}
-	SSL_CTX_set_ex_data(ctx, san_idx, l);
-	return 0;
-}
-
 static SSL_CTX *build_ctx(const struct ism_tls_conf *c, int server)
 {
-	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	int verify = SSL_VERIFY_NONE;
+	SSL_CTX *ctx = ism_tlsctx_new(c, server);
 
 	if (ctx == NULL)
 		return NULL;
-	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
-	if (c->max_ver)
-		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
-	if (c->ciphers.len && SSL_CTX_set_cipher_list(ctx, c->ciphers.p) != 1)
-		goto fail;
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
-	 * on an open session gets a no_renegotiation alert. */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-	for (uint32_t i = 0; i < c->n_certs; i++)
-		if (load_certs(ctx, &c->certs[i]) < 0)
-			goto fail;
-	if (load_ca(ctx, c, server) < 0 || attach_sans(ctx, c) < 0)
-		goto fail;
 	if (server) {
-		unsigned char sid[8];
-
-		if (c->mode == ISM_TLS_MUTUAL || c->mode == ISM_TLS_ISTIO_MUTUAL)
-			verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-		else if (c->mode == ISM_TLS_OPTIONAL_MUTUAL)
-			verify = SSL_VERIFY_PEER;
-		/* Tickets only: they work across workers; a server-side cache
-		 * would not. The session context tells servers apart, so a session
-		 * of one never resumes on another with other client checks. */
-		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-		memcpy(sid, &c->fingerprint, sizeof(sid));
-		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
-		SSL_CTX_set_num_tickets(ctx, 1);
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)(uintptr_t)c->alpn);
-		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	} else {
-		static const unsigned char alpn[] = "\x08http/1.1";
-		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its
-		 * istio.alpn filter): a sidecar takes the connection for mesh mTLS
-		 * only with an istio-* value, else for plain application TLS. */
-		static const unsigned char mesh_alpn[] = "\x0eistio-http/1.1\x05istio\x08http/1.1";
-		bool mesh = c->mode == ISM_TLS_ISTIO_MUTUAL;
-
-		if (!c->skip_verify)
-			verify = SSL_VERIFY_PEER;
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
 							SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
-		SSL_CTX_set_alpn_protos(ctx, mesh ? mesh_alpn : alpn,
-					mesh ? sizeof(mesh_alpn) - 1 : sizeof(alpn) - 1);
 	}
-	SSL_CTX_set_verify(ctx, verify, verify != SSL_VERIFY_NONE ? verify_cb : NULL);
 	return ctx;
-fail:
-	log_ssl("TLS context");
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
 static SSL_CTX *get_ctx(struct ism_wctx *w, const struct ism_tls_conf *c, int server)
 {
-	struct ism_tls *t = w->tls;
-	struct ctx_entry *e;
-	SSL_CTX *ctx;
-
-	for (uint32_t i = 0; i < t->n; i++)
-		if (t->e[i].fp == c->fingerprint && t->e[i].server == server)
-			return t->e[i].ctx;
-	ctx = build_ctx(c, server);
-	if (ctx == NULL)
-		return NULL;
-	if (t->n == t->cap) {
-		uint32_t cap = t->cap ? t->cap * 2 : 8;
-
-		e = realloc(t->e, cap * sizeof(*e));
-		if (e == NULL) {
-			SSL_CTX_free(ctx);
-			return NULL;
-		}
-		t->e = e;
-		t->cap = cap;
-	}
-	t->e[t->n++] = (struct ctx_entry){
-	    .fp = c->fingerprint, .server = (uint8_t)server, .used = 1, .ctx = ctx};
-	return ctx;
+	return ism_tlsctx_get(&w->tls->ctxs, c, server, build_ctx);
 }
 
 /* A session's two sides, on the socket's own buffers. What it writes is
@@ -470,8 +223,6 @@ int ism_tls_init(struct ism_wctx *w)
 	struct ism_tls *t;
 
 	tls_w = w;
-	if (san_idx < 0)
-		san_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, san_free);
 	if (ep_idx < 0)
 		ep_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (key_idx < 0)
@@ -499,58 +250,47 @@ void ism_tls_free(struct ism_wctx *w)
 
 	if (t == NULL)
 		return;
-	for (uint32_t i = 0; i < t->n; i++)
-		SSL_CTX_free(t->e[i].ctx);
+	ism_tlsctx_cache_free(&t->ctxs);
 	for (uint32_t i = 0; t->sess != NULL && i < ISM_MAX_ENDPOINTS; i++)
 		if (t->sess[i] != NULL)
 			SSL_SESSION_free(t->sess[i]);
 	free(t->sess);
 	free(t->sess_ctx);
 	free(t->sess_key);
-	free(t->e);
 	BIO_meth_free(t->tx_meth);
 	BIO_meth_free(t->rx_meth);
 	free(t);
 	w->tls = NULL;
 }
 
-static void mark_used(struct ism_tls *t, const struct ism_tls_conf *c, int server)
+/* Sessions kept for an upstream that were made with a context going away go
+ * too (connections using it hold their own reference). */
+static void drop_sessions(SSL_CTX *ctx, void *arg)
 {
-	for (uint32_t i = 0; i < t->n; i++)
-		if (t->e[i].fp == c->fingerprint && t->e[i].server == server)
-			t->e[i].used = 1;
+	struct ism_tls *t = arg;
+
+	for (uint32_t s = 0; t->sess != NULL && s < ISM_MAX_ENDPOINTS; s++) {
+		if (t->sess_ctx[s] == ctx) {
+			SSL_SESSION_free(t->sess[s]);
+			t->sess[s] = NULL;
+			t->sess_ctx[s] = NULL;
+		}
+	}
 }
 
 void ism_tls_table_changed(struct ism_wctx *w)
 {
 	struct ism_tls *t = w->tls;
 	const struct ism_table *tb = w->table;
-	uint32_t keep = 0;
 
-	for (uint32_t i = 0; i < t->n; i++)
-		t->e[i].used = 0;
-	mark_used(t, &tb->mesh, 1);
+	ism_tlsctx_unmark_all(&t->ctxs);
+	ism_tlsctx_mark(&t->ctxs, &tb->mesh, 1);
 	for (uint32_t l = 0; l < tb->n_listeners; l++)
 		for (uint32_t s = 0; s < tb->listeners[l].n_tls; s++)
-			mark_used(t, &tb->listeners[l].tls[s].tls, 1);
+			ism_tlsctx_mark(&t->ctxs, &tb->listeners[l].tls[s].tls, 1);
 	for (uint32_t c = 0; c < tb->n_clusters; c++)
-		mark_used(t, &tb->clusters[c].tls, 0);
-	for (uint32_t i = 0; i < t->n; i++) {
-		if (t->e[i].used) {
-			t->e[keep++] = t->e[i];
-			continue;
-		}
-		/* Connections using it hold their own reference. */
-		for (uint32_t s = 0; t->sess != NULL && s < ISM_MAX_ENDPOINTS; s++) {
-			if (t->sess_ctx[s] == t->e[i].ctx) {
-				SSL_SESSION_free(t->sess[s]);
-				t->sess[s] = NULL;
-				t->sess_ctx[s] = NULL;
-			}
-		}
-		SSL_CTX_free(t->e[i].ctx);
-	}
-	t->n = keep;
+		ism_tlsctx_mark(&t->ctxs, &tb->clusters[c].tls, 0);
+	ism_tlsctx_sweep(&t->ctxs, drop_sessions, t);
 }
 
 static void on_msg(int write_p, int version, int content_type, const void *buf, size_t len,
@@ -618,12 +358,7 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct
 		SSL_set_alpn_protos(ssl, h2_alpn, sizeof(h2_alpn) - 1);
 	SSL_set_ex_data(ssl, ep_idx, (void *)(uintptr_t)(ep_id + 1));
 	SSL_set_ex_data(ssl, key_idx, (void *)(uintptr_t)key);
-	if (sni[0] != '\0' && SSL_set_tlsext_host_name(ssl, sni) != 1)
-		log_ssl("SNI");
-	/* Without subjectAltNames, the certificate must name the server asked
-	 * for (the SNI), as Istio's automatic SAN validation does. */
-	if (c->n_sans == 0 && sni[0] != '\0' && !c->skip_verify && c->mode != ISM_TLS_ISTIO_MUTUAL)
-		SSL_set1_host(ssl, sni);
+	ism_tlsctx_peer_name(ssl, sni, ism_tlsctx_name_checked(c));
 	if (t->sess == NULL) {
 		t->sess = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess));
 		t->sess_ctx = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess_ctx));
@@ -782,7 +517,7 @@ int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_
 
 	ERR_clear_error();
 	if (SSL_write(x->ssl, p, (int)len) != (int)len) {
-		log_ssl("TLS write");
+		ism_tls_log_errors("TLS write");
 		return -EPROTO;
 	}
 	x->plain_ct = x->tx.len - before;
@@ -815,7 +550,8 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		n = SSL_do_handshake(x->ssl);
 		err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
 		if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) {
-			log_ssl(io->up ? "TLS handshake with upstream" : "TLS handshake");
+			ism_tls_log_errors(io->up ? "TLS handshake with upstream"
+						  : "TLS handshake");
 			/* The alert says why (certificate required, protocol
 			 * version, unknown CA); the caller closes next. */
 			send_now(io);
@@ -867,7 +603,7 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	}
 	if (err == SSL_ERROR_ZERO_RETURN)
 		return ISM_XP_EOF;
-	log_ssl("TLS read");
+	ism_tls_log_errors("TLS read");
 	return -EPROTO;
 }
 

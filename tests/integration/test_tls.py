@@ -843,6 +843,62 @@ def dr_tls(name, host, tls):
 
 
 @_test
+def tls_upstream_health_checks(env):
+    """Active health checks of a cluster that originates TLS speak TLS, as
+    Envoy's checker does through the cluster's transport socket: an HTTP check
+    to nginx (which requires a client certificate) with MUTUAL settings passes;
+    the same with a subjectAltNames nginx's certificate lacks fails; a TCP
+    check passes only once the handshake completes (against a listener that
+    never answers one it fails, though the connect succeeds); a subset
+    with other settings is checked with the service's own."""
+    pki = Pki(env)
+    nport = start_nginx(env, pki, "127.0.0.5")
+    mute = socket.socket()
+    mute.bind(("127.0.0.6", 0))
+    mute.listen(64)  # accepted by the kernel, never read: no handshake
+    port = free_port()
+    client = pki.leaf("gw-client", ["URI:spiffe://x/gw"])
+    mutual = (f"mode: MUTUAL, clientCertificate: {client[0]}, privateKey: {client[1]}, "
+              f"caCertificates: {pki.ca()}, sni: tls-up.test.internal")
+    cases = {  # cluster host: (address, port, tls, check type, healthy?)
+        "hc-mtls.internal": ("127.0.0.5", nport, mutual, "http", True),
+        "hc-badsan.internal": ("127.0.0.5", nport, f"{mutual}, subjectAltNames: [spiffe://wrong/name]", "http", False),
+        "hc-tcp.internal": ("127.0.0.5", nport, mutual, "tcp", True),
+        "hc-mute.internal": ("127.0.0.6", mute.getsockname()[1], mutual, "tcp", False),
+    }
+    checks = "  healthChecks:\n"
+    parts = [gateway(port)]
+    for i, (host, (addr, p, tls, kind, _)) in enumerate(cases.items()):
+        checks += (f"  - {{host: {host}, type: {kind}, interval: 300ms, timeout: 2s, healthyThreshold: 1, "
+                   f"unhealthyThreshold: 1{', path: /healthz' if kind == 'http' else ''}}}\n")
+        parts.append(virtual_service(f"vs{i}", [host.split(".")[0] + ".up"], route_to(host)))
+        parts.append(service_entry(host.split(".")[0], host, [{"address": addr, "port": p, "labels": {"v": "1"}}]))
+        dr = dr_tls(host.split(".")[0], host, tls)
+        if host == "hc-mtls.internal":  # a subset the check does not use
+            dr += "  subsets:\n  - name: v1\n    labels: {v: \"1\"}\n    trafficPolicy: {tls: {mode: DISABLE}}\n"
+        parts.append(dr)
+    env.start_gateway(env.write("isthmus.yaml", docs(appliance(env, extra=checks), *parts)), port)
+    sock = env.path("ctl.sock")
+    want = {f"{h}|{a}:{p}": ok for h, (a, p, _, _, ok) in cases.items()}
+
+    def health():
+        doc = {e["key"]: e for e in json.loads(ctl_cmd(sock, "show endpoints json"))}
+        return {k: doc[k]["health"] == "healthy" for k in want if k in doc and doc[k]["checks"] > 0}
+
+    try:
+        try:
+            poll(lambda: health() == want, 15, what="the endpoints' health")
+        except TestFailure as e:
+            raise TestFailure(f"{e}: want {want}, got {health()}") from None
+        r = env.get("/", host="hc-mtls.up", timeout=10)
+        check(r.status == 200 and b"tls-upstream CN=gw-client" in r.body, f"through the checked cluster: {r}")
+        r = env.get("/", host="hc-badsan.up", timeout=10)
+        check(r.status == 503 and b"no healthy upstream" in r.body, f"the failing cluster: {r}")
+    finally:
+        mute.close()
+
+
+@_test
 def tls_upstream_nginx(env):
     """DestinationRule tls to nginx (which requires a client certificate): MUTUAL
     and ISTIO_MUTUAL are served; SIMPLE (no client certificate) is answered with

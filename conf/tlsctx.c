@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* TLS contexts from a table's settings (see conf/tlsctx.h). */
+#include "conf/tlsctx.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "lib/log.h"
+
+/* SAN lists hang off their contexts (ex data freed with the context). */
+struct san_list {
+	uint32_t n;
+	char *s[];
+};
+
+static int san_idx = -1; /* SSL_CTX ex data: struct san_list * */
+
+static void san_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (ptr != NULL) {
+		struct san_list *l = ptr;
+
+		for (uint32_t i = 0; i < l->n; i++)
+			free(l->s[i]);
+		free(l);
+	}
+}
+
+void ism_tls_log_errors(const char *what)
+{
+	unsigned long e;
+	char buf[256];
+
+	while ((e = ERR_get_error()) != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		ism_debug("%s: %s", what, buf);
+	}
+}
+
+static bool san_matches(X509 *x, const struct san_list *l)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	bool ok = false;
+
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names) && !ok; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		char text[512];
+		int len = -1;
+
+		if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_EMAIL) {
+			const ASN1_IA5STRING *s = g->d.ia5;
+
+			len = s->length < (int)sizeof(text) - 1 ? s->length : -1;
+			if (len >= 0)
+				memcpy(text, s->data, (size_t)len);
+		} else if (g->type == GEN_IPADD) {
+			const ASN1_OCTET_STRING *ip = g->d.ip;
+
+			if (inet_ntop(ip->length == 4 ? AF_INET : AF_INET6, ip->data, text,
+				      sizeof(text)) != NULL &&
+			    (ip->length == 4 || ip->length == 16))
+				len = (int)strlen(text);
+		}
+		if (len < 0)
+			continue;
+		text[len] = '\0';
+		for (uint32_t j = 0; j < l->n && !ok; j++)
+			ok = strcmp(l->s[j], text) == 0;
+	}
+	GENERAL_NAMES_free(names);
+	return ok;
+}
+
+/* subjectAltNames: the peer's certificate must carry one of them. */
+static int verify_cb(int ok, X509_STORE_CTX *st)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const struct san_list *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), san_idx);
+
+	if (!ok || X509_STORE_CTX_get_error_depth(st) != 0 || l == NULL || l->n == 0)
+		return ok;
+	if (san_matches(X509_STORE_CTX_get_current_cert(st), l))
+		return 1;
+	X509_STORE_CTX_set_error(st, X509_V_ERR_SUBJECT_ISSUER_MISMATCH);
+	ism_debug("peer certificate: no subjectAltName matches");
+	return 0;
+}
+
+static int load_certs(SSL_CTX *ctx, const struct ism_tls_cert *c)
+{
+	BIO *b = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
+	BIO *kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	int ret = -1;
+
+	if (x == NULL || pk == NULL || SSL_CTX_use_certificate(ctx, x) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, pk) != 1)
+		goto out;
+	for (;;) {
+		X509 *chain = PEM_read_bio_X509(b, NULL, NULL, NULL);
+
+		if (chain == NULL)
+			break;
+		if (SSL_CTX_add0_chain_cert(ctx, chain) != 1) {
+			X509_free(chain);
+			goto out;
+		}
+	}
+	ERR_clear_error();
+	ret = 0;
+out:
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	BIO_free(b);
+	BIO_free(kb);
+	return ret;
+}
+
+static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
+{
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	STACK_OF(X509_NAME) *names = server ? sk_X509_NAME_new_null() : NULL;
+	BIO *b;
+	X509 *x;
+
+	if (c->ca.text.len == 0)
+		return server ? 0 : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? 0 : -1);
+	b = BIO_new_mem_buf(c->ca.text.p, (int)c->ca.text.len);
+	while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		X509_STORE_add_cert(st, x);
+		if (names != NULL)
+			sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(x)));
+		X509_free(x);
+	}
+	BIO_free(b);
+	ERR_clear_error();
+	if (names != NULL)
+		SSL_CTX_set_client_CA_list(ctx, names);
+	if (c->crl.text.len) {
+		X509_CRL *crl;
+
+		b = BIO_new_mem_buf(c->crl.text.p, (int)c->crl.text.len);
+		while (b != NULL && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+			X509_STORE_add_crl(st, crl);
+			X509_CRL_free(crl);
+		}
+		BIO_free(b);
+		ERR_clear_error();
+		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+	}
+	return 0;
+}
+
+static int attach_sans(SSL_CTX *ctx, const struct ism_tls_conf *c)
+{
+	struct san_list *l;
+
+	if (c->n_sans == 0)
+		return 0;
+	l = calloc(1, sizeof(*l) + c->n_sans * sizeof(char *));
+	if (l == NULL)
+		return -1;
+	for (uint32_t i = 0; i < c->n_sans; i++) {
+		l->s[i] = strdup(c->sans[i].p);
+		if (l->s[i] == NULL) {
+			san_free(NULL, l, NULL, 0, 0, NULL);
+			return -1;
+		}
+		l->n++;
+	}
+	SSL_CTX_set_ex_data(ctx, san_idx, l);
+	return 0;
+}
+
+SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
+{
+	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	int verify = SSL_VERIFY_NONE;
+
+	if (san_idx < 0)
+		san_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, san_free);
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
+	if (c->max_ver)
+		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
+	if (c->ciphers.len && SSL_CTX_set_cipher_list(ctx, c->ciphers.p) != 1)
+		goto fail;
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
+	 * on an open session gets a no_renegotiation alert. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+	for (uint32_t i = 0; i < c->n_certs; i++)
+		if (load_certs(ctx, &c->certs[i]) < 0)
+			goto fail;
+	if (load_ca(ctx, c, server) < 0 || attach_sans(ctx, c) < 0)
+		goto fail;
+	if (server) {
+		unsigned char sid[8];
+
+		if (c->mode == ISM_TLS_MUTUAL || c->mode == ISM_TLS_ISTIO_MUTUAL)
+			verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+		else if (c->mode == ISM_TLS_OPTIONAL_MUTUAL)
+			verify = SSL_VERIFY_PEER;
+		/* Tickets only: they work across workers; a server-side cache
+		 * would not. The session context tells servers apart, so a session
+		 * of one never resumes on another with other client checks. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		memcpy(sid, &c->fingerprint, sizeof(sid));
+		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
+		SSL_CTX_set_num_tickets(ctx, 1);
+		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	} else {
+		static const unsigned char alpn[] = "\x08http/1.1";
+		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its
+		 * istio.alpn filter): a sidecar takes the connection for mesh mTLS
+		 * only with an istio-* value, else for plain application TLS. */
+		static const unsigned char mesh_alpn[] = "\x0eistio-http/1.1\x05istio\x08http/1.1";
+		bool mesh = c->mode == ISM_TLS_ISTIO_MUTUAL;
+
+		if (!c->skip_verify)
+			verify = SSL_VERIFY_PEER;
+		SSL_CTX_set_alpn_protos(ctx, mesh ? mesh_alpn : alpn,
+					mesh ? sizeof(mesh_alpn) - 1 : sizeof(alpn) - 1);
+	}
+	SSL_CTX_set_verify(ctx, verify, verify != SSL_VERIFY_NONE ? verify_cb : NULL);
+	return ctx;
+fail:
+	ism_tls_log_errors("TLS context");
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+bool ism_tlsctx_name_checked(const struct ism_tls_conf *c)
+{
+	return c->n_sans == 0 && !c->skip_verify && c->mode != ISM_TLS_ISTIO_MUTUAL;
+}
+
+void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check)
+{
+	if (sni[0] == '\0')
+		return;
+	if (SSL_set_tlsext_host_name(ssl, sni) != 1)
+		ism_tls_log_errors("SNI");
+	if (check)
+		SSL_set1_host(ssl, sni);
+}
+
+static struct ism_tlsctx_entry *cache_find(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c,
+					   int server)
+{
+	for (uint32_t i = 0; i < k->n; i++)
+		if (k->e[i].fp == c->fingerprint && k->e[i].server == server)
+			return &k->e[i];
+	return NULL;
+}
+
+SSL_CTX *ism_tlsctx_get(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c, int server,
+			SSL_CTX *(*make)(const struct ism_tls_conf *c, int server))
+{
+	struct ism_tlsctx_entry *e = cache_find(k, c, server);
+	SSL_CTX *ctx;
+
+	if (e != NULL) {
+		e->used = 1;
+		return e->ctx;
+	}
+	if (k->n == k->cap) {
+		uint32_t cap = k->cap ? k->cap * 2 : 8;
+
+		e = realloc(k->e, cap * sizeof(*e));
+		if (e == NULL)
+			return NULL;
+		k->e = e;
+		k->cap = cap;
+	}
+	ctx = make(c, server);
+	if (ctx == NULL)
+		return NULL;
+	k->e[k->n++] = (struct ism_tlsctx_entry){
+	    .fp = c->fingerprint, .server = (uint8_t)server, .used = 1, .ctx = ctx};
+	return ctx;
+}
+
+void ism_tlsctx_mark(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c, int server)
+{
+	struct ism_tlsctx_entry *e = cache_find(k, c, server);
+
+	if (e != NULL)
+		e->used = 1;
+}
+
+void ism_tlsctx_unmark_all(struct ism_tlsctx_cache *k)
+{
+	for (uint32_t i = 0; i < k->n; i++)
+		k->e[i].used = 0;
+}
+
+void ism_tlsctx_sweep(struct ism_tlsctx_cache *k, void (*gone)(SSL_CTX *ctx, void *arg), void *arg)
+{
+	uint32_t keep = 0;
+
+	for (uint32_t i = 0; i < k->n; i++) {
+		if (k->e[i].used) {
+			k->e[keep++] = k->e[i];
+			continue;
+		}
+		if (gone != NULL)
+			gone(k->e[i].ctx, arg);
+		SSL_CTX_free(k->e[i].ctx);
+	}
+	k->n = keep;
+}
+
+void ism_tlsctx_cache_free(struct ism_tlsctx_cache *k)
+{
+	for (uint32_t i = 0; i < k->n; i++)
+		SSL_CTX_free(k->e[i].ctx);
+	free(k->e);
+	*k = (struct ism_tlsctx_cache){0};
+}

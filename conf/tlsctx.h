@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* OpenSSL contexts made from a table's TLS settings (struct ism_tls_conf):
+ * certificates and keys from their PEM text, the CA and CRL that verify the
+ * peer, subjectAltName matching, versions, ciphers, the client's ALPN offer.
+ * The workers build theirs here (adding session tickets, the server's ALPN
+ * choice and the client's session cache, worker/tls.c), and so does the
+ * master's health checker, which speaks TLS to TLS upstreams as Envoy's
+ * checker does through the cluster's transport socket. */
+#ifndef ISM_CONF_TLSCTX_H
+#define ISM_CONF_TLSCTX_H
+
+#include <stdbool.h>
+
+#include <openssl/ssl.h>
+
+#include "shm/table-t.h"
+
+/* A server or client context for c; NULL (the reason logged at debug) when the
+ * library refuses a part of it. */
+SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server);
+/* Contexts by the fingerprint of their settings and their side, so a reload
+ * that keeps the settings keeps the context (a session holds a reference of
+ * its own to the one it started with). A table change unmarks every context,
+ * marks the ones the new table uses (ism_tlsctx_get or _mark) and sweeps. */
+struct ism_tlsctx_entry {
+	uint64_t fp;
+	uint8_t server;
+	uint8_t used;
+	SSL_CTX *ctx;
+};
+
+struct ism_tlsctx_cache {
+	struct ism_tlsctx_entry *e;
+	uint32_t n, cap;
+};
+
+/* c's context for that side, made with make the first time; marked used.
+ * NULL when it cannot be made. */
+SSL_CTX *ism_tlsctx_get(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c, int server,
+			SSL_CTX *(*make)(const struct ism_tls_conf *c, int server));
+void ism_tlsctx_mark(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c, int server);
+void ism_tlsctx_unmark_all(struct ism_tlsctx_cache *k);
+/* Frees the contexts left unmarked, each after gone(ctx, arg) if given. */
+void ism_tlsctx_sweep(struct ism_tlsctx_cache *k, void (*gone)(SSL_CTX *ctx, void *arg), void *arg);
+void ism_tlsctx_cache_free(struct ism_tlsctx_cache *k);
+
+/* Whether a client session of c checks the server's certificate against the
+ * name it asked for: without subjectAltNames, as Istio's automatic SAN check. */
+bool ism_tlsctx_name_checked(const struct ism_tls_conf *c);
+/* The server name a client session sends (none when sni is ""), and with
+ * check the name its certificate must carry. */
+void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check);
+/* Logs (debug) and clears the library's error queue, each line after what. */
+void ism_tls_log_errors(const char *what);
+
+#endif
