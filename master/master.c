@@ -835,7 +835,7 @@ static void respawn_due(struct ism_master *m, uint64_t now)
 /* Starts the workers the current set is owed in free slots: all of them at
  * once unless reloads in quick succession left old workers draining in every
  * slot, then one as each old worker exits. Returns 0, or -errno when a fork
- * failed (tried again a second later). */
+ * failed (tried again RESPAWN_MAX_MS later). */
 static int start_owed(struct ism_master *m)
 {
 	int ret = 0;
@@ -923,7 +923,7 @@ static void replace_workers(struct ism_master *m, const struct ism_table *old,
 	m->listen_fds = fds;
 	m->n_listen = (int)t->n_listeners;
 	if (start_workers(m, worker_count(t)) < 0)
-		ism_err("reload: not every new worker started; tried again in a second");
+		ism_err("reload: not every new worker started; tried again in 10 s");
 	ism_notice("reload: %d new workers on %u listeners; %d old workers draining; %d more "
 		   "start as slots free",
 		   m->n_workers, t->n_listeners, retired, m->owed);
