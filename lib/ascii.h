@@ -7,6 +7,20 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The length of host (a Host header value) without its port: "[v6]:port"
+ * keeps the brackets, "name:port" is cut at the first colon. */
+static inline size_t ism_host_len(const char *host, size_t len)
+{
+	const char *end;
+
+	if (len > 0 && host[0] == '[') {
+		end = memchr(host, ']', len);
+		return end ? (size_t)(end - host) + 1 : len;
+	}
+	end = memchr(host, ':', len);
+	return end ? (size_t)(end - host) : len;
+}
+
 /* The value of hex digit c (either case), or -1. */
 static inline int ism_hexval(unsigned char c)
 {

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "health/outlier.h"
+#include "lib/ascii.h"
 #include "lib/log.h"
 #include "master/commands.h"
 #include "master/master-t.h"
@@ -301,7 +302,7 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	if (l->n_tls) {
 		/* HTTPS: the server the SNI picks, taken to be the Host. */
 		char sni[256];
-		size_t n = req->host ? ism_router_host_len(req->host, req->host_len) : 0;
+		size_t n = req->host ? ism_host_len(req->host, req->host_len) : 0;
 		int s;
 
 		snprintf(sni, sizeof(sni), "%.*s", (int)n, req->host ? req->host : "");

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "conf/re2syntax.h"
+#include "lib/ascii.h"
 #include "worker/pathnorm.h"
 
 /* What one regex evaluation may cost. PCRE2 backtracks, so a pattern RE2
@@ -143,20 +144,6 @@ int ism_router_normalize(struct ism_router_scratch *s, uint8_t mode, struct ism_
 
 /* --- virtual hosts --- */
 
-/* The host name without a port: "[v6]:port" keeps the brackets, "name:port" is cut
- * at the first colon. */
-size_t ism_router_host_len(const char *host, size_t len)
-{
-	const char *end;
-
-	if (len > 0 && host[0] == '[') {
-		end = memchr(host, ']', len);
-		return end ? (size_t)(end - host) + 1 : len;
-	}
-	end = memchr(host, ':', len);
-	return end ? (size_t)(end - host) : len;
-}
-
 static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
 	return alen == blen && strncasecmp(a, b, alen) == 0;
@@ -186,7 +173,7 @@ const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_
 		host = "";
 		host_len = 0;
 	}
-	n = ism_router_host_len(host, host_len);
+	n = ism_host_len(host, host_len);
 	for (uint32_t i = 0; i < n_vhosts && best_rank < INT_MAX; i++) {
 		for (uint32_t j = 0; j < vhosts[i].n_domains; j++) {
 			int rank = ism_router_domain_rank(&vhosts[i].domains[j], host, n);

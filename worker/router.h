@@ -35,9 +35,6 @@ int ism_router_normalize(struct ism_router_scratch *s, uint8_t mode, struct ism_
 /* The virtual host of listener l that serves host (a Host header value; any
  * ":port" is ignored, case-insensitive): an exact domain first, then the longest
  * "*.suffix" wildcard, then "*". NULL when none. */
-/* The host name without a port: "[v6]:port" keeps the brackets, "name:port" is
- * cut at the first colon. */
-size_t ism_router_host_len(const char *host, size_t len);
 /* How well domain d ("*", "*.suffix" or an exact name) matches host[0..n)
  * (no port): -1 not at all, 0 "*", the suffix length for a wildcard, INT_MAX
  * exactly. The best rank wins, the first among equals. */

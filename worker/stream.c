@@ -14,6 +14,7 @@
 
 #include "conf/defaults.h"
 #include "health/outlier.h"
+#include "lib/ascii.h"
 #include "lib/log.h"
 #include "worker/actions.h"
 #include "worker/balancer.h"
@@ -1087,7 +1088,7 @@ static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct
 static void https_redirect(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_req *req)
 {
-	size_t hl = req->host ? ism_router_host_len(req->host, req->host_len) : 0;
+	size_t hl = req->host ? ism_host_len(req->host, req->host_len) : 0;
 	char *loc = NULL;
 
 	if (req->host == NULL) {
@@ -1381,7 +1382,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		/* Upstream SNI by default: the request's host, without its port. */
 		if (req->host != NULL)
 			snprintf(st->up_sni, sizeof(st->up_sni), "%.*s",
-				 (int)ism_router_host_len(req->host, req->host_len), req->host);
+				 (int)ism_host_len(req->host, req->host_len), req->host);
 		else
 			snprintf(st->up_sni, sizeof(st->up_sni), "%s", cl->host.p);
 	}
