@@ -1109,8 +1109,8 @@ static void apply_h2(const struct ism_cm_pool *pool, struct ism_cluster *cl)
 	cl->h2_ping_timeout_ms = pool->ping_timeout_ms;
 }
 
-/* What the cluster's ClientHello offers (see enum ism_alpn). */
-static uint8_t upstream_alpn(const struct ism_cluster *cl, uint8_t mode)
+/* What the ClientHello of a cluster speaking proto offers (see enum ism_alpn). */
+static uint8_t upstream_alpn(uint8_t proto, uint8_t mode)
 {
 	static const uint8_t by_proto[] = {
 	    [ISM_UP_HTTP1] = ISM_ALPN_HTTP11,
@@ -1120,7 +1120,41 @@ static uint8_t upstream_alpn(const struct ism_cluster *cl, uint8_t mode)
 
 	if (mode == ISM_TLS_NONE)
 		return 0;
-	return by_proto[cl->proto] | (mode == ISM_TLS_ISTIO_MUTUAL ? ISM_ALPN_ISTIO : 0);
+	return by_proto[proto] | (mode == ISM_TLS_ISTIO_MUTUAL ? ISM_ALPN_ISTIO : 0);
+}
+
+/* The TLS settings of the cluster of k's host and port with subset (may be
+ * ""), whose merged policy is tp. */
+static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subset,
+			const struct ism_cm_tp *tp, struct ism_tls_conf *out)
+{
+	char name[600];
+
+	copy_tls(b, &tp->tls.c, upstream_alpn(upstream_proto(k, &tp->pool), tp->tls.c.mode), out);
+	if (out->mode == ISM_TLS_ISTIO_MUTUAL && out->sni.len == 0) {
+		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),
+		 * which sidecars and east-west gateways expect; a DestinationRule sni
+		 * wins. Not in the fingerprint: the context is the same for all. */
+		snprintf(name, sizeof(name), "outbound_.%u_.%s_.%s", k->port, subset, k->host);
+		out->sni = astr(b, name);
+	}
+}
+
+/* What the active health check of a subset's cluster speaks: the settings of
+ * the service port without a subset (the DestinationRule's own or port-level
+ * tls), whether or not a route uses that cluster, since one check serves an
+ * endpoint for every subset that holds it. */
+static const struct ism_tls_conf *check_tls(struct cbuild *b, const struct ism_cm_dr *dr,
+					    const struct ckey *k)
+{
+	struct ism_tls_conf *out = ANEW(b, 1, struct ism_tls_conf);
+	struct ism_cm_tp tp;
+
+	if (out == NULL)
+		return NULL;
+	ism_model_policy(dr, NULL, k->port, &tp);
+	cluster_tls(b, k, "", &tp, out);
+	return out;
 }
 
 static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_cluster *cl)
@@ -1142,17 +1176,12 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	apply_policy(b, &tp, cl);
 	cl->proto = upstream_proto(k, &tp.pool);
 	apply_h2(&tp.pool, cl);
-	copy_tls(b, &tp.tls.c, upstream_alpn(cl, tp.tls.c.mode), &cl->tls);
-	if (cl->tls.mode == ISM_TLS_ISTIO_MUTUAL && cl->tls.sni.len == 0) {
-		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),
-		 * which sidecars and east-west gateways expect; a DestinationRule sni
-		 * wins. Not in the fingerprint: the context is the same for all. */
-		snprintf(name, sizeof(name), "outbound_.%u_.%s_.%s", k->port, k->subset, k->host);
-		cl->tls.sni = astr(b, name);
-	}
+	cluster_tls(b, k, k->subset, &tp, &cl->tls);
 	hc = ism_model_find_hc(c, k->host, k->port);
-	if (hc != SIZE_MAX)
+	if (hc != SIZE_MAX) {
 		cl->hc = compile_hc(b, hc, k->host);
+		cl->hc_tls = k->subset[0] == '\0' ? &cl->tls : check_tls(b, dr, k);
+	}
 	fill_endpoints(b, k, s, &tp, cl);
 	if (tp.lb.has_hash)
 		build_hash(b, &tp.lb.hash, cl);

@@ -18,6 +18,7 @@
 
 #include "conf/tlsctx.h"
 #include "health/outlier.h"
+#include "lib/ascii.h"
 #include "lib/log.h"
 
 /* Times are ism_now_ms() milliseconds, the clock the master passes to
@@ -410,6 +411,14 @@ static void ep_tls_fail(struct ism_health *h, struct hc_ep *e, const char *what,
 	ep_result(h, e, HC_FAIL_NETWORK, reason, now);
 }
 
+/* Before an SSL call: SSL_get_error reads the thread's error queue and errno
+ * after it, so neither may hold anything older. */
+static void ssl_call_begin(void)
+{
+	ERR_clear_error();
+	errno = 0;
+}
+
 /* What an SSL call that did not complete comes to: -EAGAIN with e->want set,
  * 0 at the peer's end, else -EPROTO (or the socket's -errno). */
 static ssize_t ssl_outcome(struct hc_ep *e, int ret)
@@ -439,8 +448,10 @@ static ssize_t ep_io(struct hc_ep *e, bool wr, void *p, size_t n)
 	ssize_t r;
 
 	if (e->ssl != NULL) {
-		int ok = wr ? SSL_write_ex(e->ssl, p, n, &done) : SSL_read_ex(e->ssl, p, n, &done);
+		int ok;
 
+		ssl_call_begin();
+		ok = wr ? SSL_write_ex(e->ssl, p, n, &done) : SSL_read_ex(e->ssl, p, n, &done);
 		return ok ? (ssize_t)done : ssl_outcome(e, 0);
 	}
 	do
@@ -547,9 +558,11 @@ static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
 
 static void ep_handshake(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
-	int ret = SSL_connect(e->ssl);
 	ssize_t r;
+	int ret;
 
+	ssl_call_begin();
+	ret = SSL_connect(e->ssl);
 	if (ret == 1) {
 		ep_connected(h, e, now);
 		return;
@@ -724,15 +737,16 @@ static int list_add(struct ism_health *h, struct hc_ep *e)
 	return 0;
 }
 
-/* Copies the check of cluster cl for endpoint ep into e, with the cluster's
- * TLS settings where it originates TLS (its sni, else the check's Host, as the
- * server name). A check in progress with another type, address, request or
+/* Copies the check of cluster cl for endpoint ep into e, with its TLS settings
+ * (cl->hc_tls) where they originate TLS (their sni, else the check's Host, as
+ * the server name). A check in progress with another type, address, request or
  * TLS is abandoned and restarted at once. Interval fields left 0 default as
  * Envoy's do. */
 static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_cluster *cl,
 			const struct ism_endpoint *ep, uint64_t now)
 {
 	const struct ism_hc *hc = cl->hc;
+	const struct ism_tls_conf *tls = cl->hc_tls;
 	const char *path = hc->path.len ? hc->path.p : "/";
 	const char *host = hc->host.len ? hc->host.p : cl->host.p;
 	uint8_t type = hc->type == ISM_HC_TCP ? ISM_HC_TCP : ISM_HC_HTTP;
@@ -763,8 +777,8 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 		st[0][0] = 200;
 		st[0][1] = 201;
 	}
-	if (cl->tls.mode != ISM_TLS_NONE) {
-		ctx = ism_tlsctx_get(&h->ctxs, &cl->tls, 0, ism_tlsctx_new);
+	if (tls != NULL && tls->mode != ISM_TLS_NONE) {
+		ctx = ism_tlsctx_get(&h->ctxs, tls, 0, ism_tlsctx_new);
 		if (ctx == NULL) {
 			ism_warn("health checks of %.*s: no TLS context can be made of its "
 				 "DestinationRule's tls settings",
@@ -772,10 +786,12 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 			ret = -ENOMEM;
 			goto out_st;
 		}
-		snprintf(sni, sizeof(sni), "%s",
-			 cl->tls.sni.len ? cl->tls.sni.p
-			 : host		 ? host
-					 : "");
+		/* as a request's Host gives its upstream server name */
+		if (tls->sni.len)
+			snprintf(sni, sizeof(sni), "%s", tls->sni.p);
+		else if (host)
+			snprintf(sni, sizeof(sni), "%.*s", (int)ism_host_len(host, strlen(host)),
+				 host);
 	}
 	changed = !e->req || strcmp(e->req, req) != 0 || e->type != type ||
 		  e->addrlen != ep->addrlen || memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 ||
@@ -789,7 +805,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	SSL_CTX_free(e->ctx);
 	e->ctx = ctx;
 	memcpy(e->sni, sni, sizeof(sni));
-	e->name_check = ctx != NULL && ism_tlsctx_name_checked(&cl->tls);
+	e->name_check = ctx != NULL && ism_tlsctx_name_checked(tls);
 	free(e->req);
 	free(e->statuses);
 	e->req = req;
@@ -870,19 +886,15 @@ fail:
 	return ret;
 }
 
-/* Subsets of one service share endpoint ids, so one check serves them all:
- * the service's cluster without a subset decides (its TLS settings are the
- * ones the DestinationRule gives the host and port), else its first subset. */
 static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_t now)
 {
 	uint32_t c, i;
 	int ret;
 
-	for (c = 0; c < 2 * t->n_clusters; c++) {
-		const struct ism_cluster *cl = &t->clusters[c % t->n_clusters];
+	for (c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
 
-		/* first the clusters without a subset, then the subsets */
-		if (!cl->hc || (cl->subset.len == 0) != (c < t->n_clusters))
+		if (!cl->hc)
 			continue;
 		for (i = 0; i < cl->n_endpoints; i++) {
 			const struct ism_endpoint *ep = &cl->endpoints[i];
@@ -890,6 +902,8 @@ static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_
 
 			if (ep->id >= ISM_MAX_ENDPOINTS)
 				continue;
+			/* subsets of one service share endpoint ids, and their
+			 * clusters the same check and TLS settings (hc_tls) */
 			if (e && e->seen)
 				continue;
 			if (e) {

@@ -593,7 +593,11 @@ struct ism_cluster {
 	struct ism_cluster_dyn *dyn; /* mutable: see struct ism_cluster_dyn */
 	struct ism_tls_conf tls;     /* DestinationRule tls; mode ISM_TLS_NONE: plaintext */
 	const struct ism_hc *hc;     /* NULL: no active health check */
-	uint8_t proto;		     /* enum ism_upstream_proto */
+	/* hc set: the TLS settings the check speaks, the service port's without
+	 * a subset (tls itself when this cluster has none): one check serves an
+	 * endpoint for every subset. NULL: plaintext. */
+	const struct ism_tls_conf *hc_tls;
+	uint8_t proto; /* enum ism_upstream_proto */
 	/* proto ISM_UP_HTTP2 (Istio applies them to explicit HTTP/2 clusters only;
 	 * ISM_UP_AS_CLIENT gets the defaults): streams at once on one upstream
 	 * connection (maxConcurrentStreams, default and cap ISM_H2_MAX_STREAMS;

@@ -842,15 +842,23 @@ def dr_tls(name, host, tls):
             f"spec:\n  host: {host}\n  trafficPolicy:\n    tls: {{{tls}}}\n")
 
 
+def checked_health(sock, keys):
+    """{endpoint key: healthy?} for those of keys checked at least once."""
+    doc = {e["key"]: e for e in json.loads(ctl_cmd(sock, "show endpoints json"))}
+    return {k: doc[k]["health"] == "healthy" for k in keys if k in doc and doc[k]["checks"] > 0}
+
+
 @_test
 def tls_upstream_health_checks(env):
     """Active health checks of a cluster that originates TLS speak TLS, as
     Envoy's checker does through the cluster's transport socket: an HTTP check
-    to nginx (which requires a client certificate) with MUTUAL settings passes;
-    the same with a subjectAltNames nginx's certificate lacks fails; a TCP
-    check passes only once the handshake completes (against a listener that
-    never answers one it fails, though the connect succeeds); a subset
-    with other settings is checked with the service's own."""
+    to nginx (which requires a client certificate) with MUTUAL settings passes,
+    also with the server name taken from a hostHeader with a port (without
+    it); the same with a subjectAltNames nginx's certificate lacks, or with
+    another CA, fails; a TCP check passes only once the handshake completes
+    (against a listener that never answers one it fails, though the connect
+    succeeds); a subset with other settings is checked with the service's own.
+    A reload that mends the subjectAltNames makes its endpoint healthy."""
     pki = Pki(env)
     nport = start_nginx(env, pki, "127.0.0.5")
     mute = socket.socket()
@@ -858,42 +866,56 @@ def tls_upstream_health_checks(env):
     mute.listen(64)  # accepted by the kernel, never read: no handshake
     port = free_port()
     client = pki.leaf("gw-client", ["URI:spiffe://x/gw"])
-    mutual = (f"mode: MUTUAL, clientCertificate: {client[0]}, privateKey: {client[1]}, "
-              f"caCertificates: {pki.ca()}, sni: tls-up.test.internal")
-    cases = {  # cluster host: (address, port, tls, check type, healthy?)
-        "hc-mtls.internal": ("127.0.0.5", nport, mutual, "http", True),
-        "hc-badsan.internal": ("127.0.0.5", nport, f"{mutual}, subjectAltNames: [spiffe://wrong/name]", "http", False),
-        "hc-tcp.internal": ("127.0.0.5", nport, mutual, "tcp", True),
-        "hc-mute.internal": ("127.0.0.6", mute.getsockname()[1], mutual, "tcp", False),
+    mutual_nosni = f"mode: MUTUAL, clientCertificate: {client[0]}, privateKey: {client[1]}, caCertificates: {pki.ca()}"
+    mutual = f"{mutual_nosni}, sni: tls-up.test.internal"
+    badsan = f"{mutual}, subjectAltNames: [spiffe://wrong/name]"
+    http = "type: http, path: /healthz"
+    cases = {  # cluster host: (address, port, tls, check, healthy?)
+        "hc-mtls.internal": ("127.0.0.5", nport, mutual, http, True),
+        "hc-hostport.internal": ("127.0.0.5", nport, mutual_nosni,
+                                 f"{http}, hostHeader: 'tls-up.test.internal:8443'", True),
+        "hc-badsan.internal": ("127.0.0.5", nport, badsan, http, False),
+        "hc-badca.internal": ("127.0.0.5", nport, mutual.replace(pki.ca(), pki.ca("ca2")), http, False),
+        "hc-tcp.internal": ("127.0.0.5", nport, mutual, "type: tcp", True),
+        "hc-mute.internal": ("127.0.0.6", mute.getsockname()[1], mutual, "type: tcp", False),
     }
     checks = "  healthChecks:\n"
     parts = [gateway(port)]
-    for i, (host, (addr, p, tls, kind, _)) in enumerate(cases.items()):
-        checks += (f"  - {{host: {host}, type: {kind}, interval: 300ms, timeout: 2s, healthyThreshold: 1, "
-                   f"unhealthyThreshold: 1{', path: /healthz' if kind == 'http' else ''}}}\n")
+    for i, (host, (addr, p, tls, hc, _)) in enumerate(cases.items()):
+        checks += (f"  - {{host: {host}, {hc}, interval: 300ms, timeout: 2s, healthyThreshold: 1, "
+                   f"unhealthyThreshold: 1}}\n")
         parts.append(virtual_service(f"vs{i}", [host.split(".")[0] + ".up"], route_to(host)))
         parts.append(service_entry(host.split(".")[0], host, [{"address": addr, "port": p, "labels": {"v": "1"}}]))
         dr = dr_tls(host.split(".")[0], host, tls)
         if host == "hc-mtls.internal":  # a subset the check does not use
             dr += "  subsets:\n  - name: v1\n    labels: {v: \"1\"}\n    trafficPolicy: {tls: {mode: DISABLE}}\n"
         parts.append(dr)
-    env.start_gateway(env.write("isthmus.yaml", docs(appliance(env, extra=checks), *parts)), port)
+    conf = env.write("isthmus.yaml", docs(appliance(env, extra=checks), *parts))
+    env.start_gateway(conf, port)
     sock = env.path("ctl.sock")
     want = {f"{h}|{a}:{p}": ok for h, (a, p, _, _, ok) in cases.items()}
 
-    def health():
-        doc = {e["key"]: e for e in json.loads(ctl_cmd(sock, "show endpoints json"))}
-        return {k: doc[k]["health"] == "healthy" for k in want if k in doc and doc[k]["checks"] > 0}
+    def wait_health(want):
+        try:
+            poll(lambda: checked_health(sock, want) == want, 15, what="the endpoints' health")
+        except TestFailure as e:
+            raise TestFailure(f"{e}: want {want}, got {checked_health(sock, want)}") from None
 
     try:
-        try:
-            poll(lambda: health() == want, 15, what="the endpoints' health")
-        except TestFailure as e:
-            raise TestFailure(f"{e}: want {want}, got {health()}") from None
+        wait_health(want)
         r = env.get("/", host="hc-mtls.up", timeout=10)
         check(r.status == 200 and b"tls-upstream CN=gw-client" in r.body, f"through the checked cluster: {r}")
+        for host in ("hc-badsan.up", "hc-badca.up"):
+            r = env.get("/", host=host, timeout=10)
+            check(r.status == 503 and b"no healthy upstream" in r.body, f"{host}, a failing cluster: {r}")
+        # The checker's contexts follow the settings a reload publishes.
+        env.write("isthmus.yaml", docs(appliance(env, extra=checks), *parts).replace(
+            badsan, f"{mutual}, subjectAltNames: [tls-up.test.internal]"))
+        ans = ctl_cmd(sock, "reload")
+        check("published" in ans, f"reload: {ans!r}")
+        wait_health({**want, f"hc-badsan.internal|127.0.0.5:{nport}": True})
         r = env.get("/", host="hc-badsan.up", timeout=10)
-        check(r.status == 503 and b"no healthy upstream" in r.body, f"the failing cluster: {r}")
+        check(r.status == 200 and b"tls-upstream CN=gw-client" in r.body, f"after the reload: {r}")
     finally:
         mute.close()
 
@@ -1050,6 +1072,39 @@ def tls_upstream_handshake_alert(env):
     errors = poll(lambda: [rec["error"] for rec in records()[1:] if "error" in rec] or None, 5,
                   what="the upstream's handshake error")
     check(all(e == "TLSV1_ALERT_UNKNOWN_CA" for e in errors), f"the upstream saw {errors}, want the unknown ca alert")
+
+
+@_test
+def tls_upstream_health_check_subsets(env):
+    """One check serves an endpoint for every subset, so it speaks the TLS of
+    the service port without a subset even when routes name only subsets:
+    ISTIO_MUTUAL (the subset's own DISABLE is not used) towards a sidecar that
+    takes only the service's own mesh SNI, outbound_.9080_._.HOST, offering
+    Istio's HTTP/1.1 mesh ALPN and presenting the mesh identity."""
+    pki = Pki(env)
+    port = free_port()
+    all_sni = f"outbound_.9080_._.{REVIEWS}"
+    sport, records = start_sidecar(env, pki, "127.0.0.6", snis=(all_sni,))
+    dr = (dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL") +
+          "  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy: {tls: {mode: DISABLE}}\n")
+    checks = (f"  healthChecks:\n  - {{host: {REVIEWS}, path: /healthz, interval: 300ms, timeout: 2s, "
+              "healthyThreshold: 1, unhealthyThreshold: 1}\n")
+    route = f"  - route: [{{destination: {{host: {REVIEWS}, subset: v1, port: {{number: 9080}}}}}}]\n"
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=mesh_identity(pki) + checks), gateway(port),
+        virtual_service("v1", ["v1.test"], route),
+        service_entry("reviews", REVIEWS, [{"address": "127.0.0.6", "port": sport, "labels": {"version": "v1"}}],
+                      port=9080), dr)), port)
+    key = f"{REVIEWS}|127.0.0.6:{sport}"
+    try:
+        poll(lambda: checked_health(env.path("ctl.sock"), [key]) == {key: True}, 15,
+             what="the endpoint to be checked healthy")
+    except TestFailure as e:
+        raise TestFailure(f"{e}: sidecar saw {records()[-3:]}") from None
+    # records()[0] is start_sidecar's readiness probe.
+    hellos = [rec for rec in records()[1:] if "sni" in rec]
+    check(hellos and all(h["sni"] == all_sni and h["alpn"] == ISTIO_HTTP11_ALPN and h["mesh"] for h in hellos),
+          f"ClientHellos of the checks: {hellos}")
 
 
 # --------------------------------------------------------------------------- PROXY protocol

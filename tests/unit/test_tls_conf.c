@@ -239,6 +239,17 @@ static void test_https_redirect_hosts(void **state)
 	unload(&l);
 }
 
+/* up.local on an HTTP port (80) and a GRPC one (81), and the head of a
+ * VirtualService for every host whose one route's destinations follow. */
+#define SE_HTTP_GRPC                                                                               \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: up}\n"      \
+	"spec:\n  hosts: [up.local]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n"  \
+	"  ports: [{number: 80, name: http, protocol: HTTP}, {number: 81, name: grpc, protocol: "  \
+	"GRPC}]\n"
+#define VS_ANY                                                                                     \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"    \
+	"spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route:\n"
+
 /* ISTIO_MUTUAL sends Istio's mesh SNI, outbound_.<port>_.<subset>_.<host>, in
  * the clusters' TLS settings without making them other contexts; a
  * DestinationRule sni wins. */
@@ -291,14 +302,7 @@ static void test_upstream_alpn(void **state)
 {
 	static const char text[] = APP
 	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n" GW
-	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: up}\n"
-	    "spec:\n  hosts: [up.local]\n  resolution: STATIC\n  endpoints: [{address: "
-	    "127.0.0.1}]\n"
-	    "  ports: [{number: 80, name: http, protocol: HTTP}, {number: 81, name: grpc, "
-	    "protocol: GRPC}]\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
-	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route:\n"
+	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE_HTTP_GRPC VS_ANY
 	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}}}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
@@ -332,6 +336,44 @@ static void test_upstream_alpn(void **state)
 	assert_int_equal(simple->tls.alpn, ISM_ALPN_H2);
 	assert_int_equal(l.t->mesh.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
 	assert_int_equal(l.t->listeners[0].h2c, 1);
+	unload(&l);
+}
+
+/* One active health check serves an endpoint for every subset, so it speaks
+ * the TLS of the service port without a subset (the rule's own or port-level
+ * tls), even where only subsets are routed; a cluster without a subset gives
+ * its own. */
+static void test_health_check_tls(void **state)
+{
+	static const char text[] = APP
+	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n"
+	    "  healthChecks: [{host: up.local}]\n" GW
+	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE_HTTP_GRPC VS_ANY
+	    "    - {destination: {host: up.local, port: {number: 80}, subset: s}}\n"
+	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
+	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	    "spec:\n  host: up.local\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n"
+	    "    portLevelSettings: [{port: {number: 81}, tls: {mode: DISABLE}}]\n"
+	    "  subsets: [{name: s, labels: {}, trafficPolicy: {tls: {mode: SIMPLE}}}]\n";
+	const struct ism_cluster *s80, *s81, *all80;
+	struct loaded l;
+
+	(void)state;
+	assert_int_equal(load(&l, text), 0);
+	s80 = loaded_cluster(l.t, "outbound|80|s|up.local");
+	s81 = loaded_cluster(l.t, "outbound|81|s|up.local");
+	all80 = loaded_cluster(l.t, "outbound|80||up.local");
+	assert_int_equal(s80->tls.mode, ISM_TLS_SIMPLE);
+	assert_non_null(s80->hc_tls);
+	assert_int_equal(s80->hc_tls->mode, ISM_TLS_ISTIO_MUTUAL);
+	assert_string_equal(s80->hc_tls->sni.p, "outbound_.80_._.up.local");
+	assert_int_equal(s80->hc_tls->alpn, ISM_ALPN_ISTIO | ISM_ALPN_HTTP11);
+	assert_true(s80->hc_tls->fingerprint == all80->tls.fingerprint);
+	assert_true(all80->hc_tls == &all80->tls);
+	assert_int_equal(s81->tls.mode, ISM_TLS_SIMPLE);
+	assert_non_null(s81->hc_tls);
+	assert_int_equal(s81->hc_tls->mode, ISM_TLS_NONE);
 	unload(&l);
 }
 
@@ -455,6 +497,7 @@ int main(void)
 	    cmocka_unit_test(test_https_redirect_hosts),
 	    cmocka_unit_test(test_istio_mutual_sni),
 	    cmocka_unit_test(test_upstream_alpn),
+	    cmocka_unit_test(test_health_check_tls),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_peer_authentication),
 	};
