@@ -881,9 +881,11 @@ static void start_owed_due(struct ism_master *m, uint64_t now)
 	start_owed(m);
 	if (m->n_workers == before)
 		return;
-	ism_notice("%d more workers started in slots old workers left; %d still owed",
+	ism_notice("reload: %d owed workers started in slots old workers left; %d still owed",
 		   m->n_workers - before, m->owed);
-	ism_event_add(&m->events, "worker", "%d more started in slots old workers left, %d owed",
+	/* The reload is the subject: "worker 3 ..." would name worker 3. */
+	ism_event_add(&m->events, "reload",
+		      "%d owed workers started as old workers exited, %d still owed",
 		      m->n_workers - before, m->owed);
 }
 

@@ -657,7 +657,8 @@ def reload_owes_workers_until_slots_free(env):
     set beside the old one still draining; a second one while both older sets
     still drain (each worker held by a connection with half a request head)
     finds no slot free: its workers are owed (show info workers_owed, not
-    ready with none running) and start as the old workers exit."""
+    ready with none running); a third that changes the count to 63 owes 63,
+    not 64 more, and they start as the old workers exit."""
     import resource
     import socket
     from harness import ctl_cmd
@@ -666,11 +667,12 @@ def reload_owes_workers_until_slots_free(env):
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
     gw_port, extra1, extra2 = free_port(), free_port(), free_port()
-    app = appliance(env, workers=64, timeouts={"requestHeader": "120s", "drain": "120s"})
+    timeouts = {"requestHeader": "120s", "drain": "120s"}
     routes = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
     se = service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])
 
-    def write(*listeners):
+    def write(*listeners, workers=64):
+        app = appliance(env, workers=workers, timeouts=timeouts)
         env.write("isthmus.yaml", docs(app, *(gateway(p, name=f"gw{p}") for p in listeners),
                                        virtual_service("ops", ["*"], routes, gateways=[f"gw{p}" for p in listeners]), se))
 
@@ -714,12 +716,18 @@ def reload_owes_workers_until_slots_free(env):
         i = info()
         check(i["workers"] == 0 and i["workers_owed"] == 64 and i["ready"] is False,
               f"every slot held by a draining worker: {i}")
+        write(gw_port, extra2, workers=63)
+        check("published" in ctl_cmd(sock, "reload"), "the count-changing reload refused")
+        i = info()
+        check(i["workers"] == 0 and i["workers_owed"] == 63, f"the new count, owed: {i}")
         for c in held[:n1]:
             c.close()
         poll(lambda: info()["workers_owed"] == 0 and info()["ready"] is True, 30,
              what="the owed workers started as the first set exited")
         gen3 = set(workers()) - gen1 - gen2
-        check(len(gen3) == 64, f"{len(gen3)} workers in the newest set")
+        check(len(gen3) == 63 and info()["workers"] == 63, f"{len(gen3)} workers in the newest set")
+        check("owed workers started as old workers exited" in ctl_cmd(sock, "show events"),
+              "no event says the owed workers started")
         code = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                f"http://127.0.0.1:{extra2}/"], capture_output=True, text=True, timeout=10).stdout
         check(code == "200", f"the newest listener answered {code}")
