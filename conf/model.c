@@ -165,6 +165,26 @@ static bool parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t
 	return true;
 }
 
+/* A DNS server's address as c-ares takes it: "v4[:port]" or "[v6]:port" ("v6"
+ * alone without one). */
+static const char *server_text(struct ism_vctx *v, const struct sockaddr_storage *ss)
+{
+	char ip[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 10];
+	bool v4 = ss->ss_family == AF_INET;
+	uint16_t port = ntohs(v4 ? ((const struct sockaddr_in *)ss)->sin_port
+				 : ((const struct sockaddr_in6 *)ss)->sin6_port);
+
+	inet_ntop(ss->ss_family,
+		  v4 ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+		     : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr,
+		  ip, sizeof(ip));
+	if (port == 0)
+		snprintf(out, sizeof(out), "%s", ip);
+	else
+		snprintf(out, sizeof(out), v4 ? "%s:%u" : "[%s]:%u", ip, port);
+	return ism_v_strdup(v, out);
+}
+
 /* A mapping of strings to strings (labels). */
 static size_t parse_labels(struct ism_vctx *v, const struct ism_node *map,
 			   struct ism_cm_label **out)
@@ -744,8 +764,15 @@ static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct is
 		struct sockaddr_storage ss;
 		socklen_t len;
 
-		if (parse_ip(servers[i], &ss, &len) || parse_hostport(servers[i], &ss, &len))
+		if (parse_ip(servers[i], &ss, &len) || parse_hostport(servers[i], &ss, &len)) {
+			/* As c-ares reads a server ("[v4]:53" and "v6:53" it
+			 * refuses), as Envoy builds its resolvers' list. */
+			const char *text = server_text(v, &ss);
+
+			if (text != NULL)
+				servers[i] = text;
 			continue;
+		}
 		size_t o2 = ism_v_push(v, ".servers[%zu]", i);
 		ism_v_err(
 		    v, l->items[i],

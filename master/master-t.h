@@ -121,6 +121,9 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d);
  * checks, the certificate watch. 0, or -errno with the reasons in d; the
  * running generation is untouched on failure. On the loop only. */
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d);
+/* The file's text a load published (the master takes it): `show config`'s
+ * checksum and time are of it. */
+void ism_master_text_loaded(struct ism_master *m, char *text, size_t len);
 /* systemd: RELOADING=1 when a reload begins, READY=1 (with the generation)
  * when it is over and at the start. */
 void ism_master_notify_reloading(void);

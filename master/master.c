@@ -194,23 +194,19 @@ static int worker_count(const struct ism_table *t)
 	return (int)n;
 }
 
-/* FNV-1a 64 of the file, for `show config` (tells which version is loaded). */
-static void file_sum(const char *path, char out[17])
+void ism_master_text_loaded(struct ism_master *m, char *text, size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
-	unsigned char buf[4096];
-	size_t n;
-	FILE *f = fopen(path, "rb");
 
-	if (f == NULL) {
-		snprintf(out, 17, "%s", "-");
-		return;
-	}
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		for (size_t i = 0; i < n; i++)
-			h = (h ^ buf[i]) * 0x100000001b3ULL;
-	fclose(f);
-	snprintf(out, 17, "%016llx", (unsigned long long)h);
+	free(m->conf_text);
+	m->conf_text = text;
+	m->conf_len = len;
+	m->loaded_ms = ism_wall_ms();
+	/* FNV-1a 64 of what was loaded, for `show config`: what a DNS answer
+	 * or a certificate rotation publishes again is the same text. */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)text[i]) * 0x100000001b3ULL;
+	snprintf(m->conf_sum, sizeof(m->conf_sum), "%016llx", (unsigned long long)h);
 }
 
 /* A new table: every cluster's outlier sweep is due at once. */
@@ -370,9 +366,7 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d)
 		free(text);
 		return ret;
 	}
-	free(m->conf_text);
-	m->conf_text = text;
-	m->conf_len = len;
+	ism_master_text_loaded(m, text, len);
 	return 0;
 }
 
@@ -503,8 +497,6 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	ret = ism_health_set_table(m->health, t);
 	if (ret < 0)
 		ism_warn("health checks not updated: %s", strerror(-ret));
-	m->loaded_ms = ism_wall_ms();
-	file_sum(m->conf_path, m->conf_sum);
 	watch_set(m, conf);
 	log_unresolved(t);
 	ism_resolver_compiled(m->dns);

@@ -236,9 +236,7 @@ void ism_reload_run(struct ism_master *m)
 	}
 	l->conf = NULL;
 	if (src == ISM_LOAD_FILE && ret == 0) {
-		free(m->conf_text);
-		m->conf_text = l->file_text;
-		m->conf_len = l->file_len;
+		ism_master_text_loaded(m, l->file_text, l->file_len);
 		l->file_text = NULL;
 	}
 	free(l->file_text);

@@ -61,6 +61,7 @@ struct ism_resolver {
 	size_t n, cap;
 	struct ism_strmap ix; /* name -> index in names */
 	size_t in_flight;
+	size_t ask_from; /* where the next turn starts looking for names due */
 	bool changed;
 	uint64_t results[RES_N];
 	uint64_t changes; /* answers whose addresses differ from the one before */
@@ -102,7 +103,7 @@ static const struct ism_conf_dns defaults = {.min_refresh_ms = ISM_DEFAULT_DNS_M
  * servers, so two tries of timeout / (3 x servers) end within the timeout.
  * With servers of its own, the hosts file is not read (the answers are the
  * servers'). */
-static int channel_open(struct ism_resolver *r, const struct ism_conf_dns *c, const char *csv)
+static int channel_open(ares_channel *ch, const struct ism_conf_dns *c, const char *csv)
 {
 	struct ares_options o = {0};
 	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
@@ -117,17 +118,16 @@ static int channel_open(struct ism_resolver *r, const struct ism_conf_dns *c, co
 		o.lookups = (char *)"b";
 		mask |= ARES_OPT_LOOKUPS;
 	}
-	rc = ares_init_options(&r->ch, &o, mask);
+	rc = ares_init_options(ch, &o, mask);
 	if (rc != ARES_SUCCESS) {
 		ism_err("dns: cannot start a resolver: %s", ares_strerror(rc));
 		return -ENOMEM;
 	}
-	if (csv[0] != '\0' && (rc = ares_set_servers_ports_csv(r->ch, csv)) != ARES_SUCCESS) {
+	if (csv[0] != '\0' && (rc = ares_set_servers_ports_csv(*ch, csv)) != ARES_SUCCESS) {
 		ism_err("dns: servers %s: %s", csv, ares_strerror(rc));
-		ares_destroy(r->ch);
+		ares_destroy(*ch);
 		return -EINVAL;
 	}
-	r->ch_ok = true;
 	return 0;
 }
 
@@ -147,7 +147,8 @@ int ism_resolver_create(struct ism_events *events, struct ism_resolver **out)
 	r->events = events;
 	r->conf = defaults;
 	ism_strmap_init(&r->ix, ism_strmap_seed());
-	rc = channel_open(r, &r->conf, "");
+	rc = channel_open(&r->ch, &r->conf, "");
+	r->ch_ok = rc == 0;
 	if (rc < 0) {
 		ism_strmap_free(&r->ix);
 		ares_library_cleanup();
@@ -184,6 +185,7 @@ void ism_resolver_destroy(struct ism_resolver *r)
 int ism_resolver_configure(struct ism_resolver *r, const struct ism_conf_dns *dns)
 {
 	char csv[sizeof(r->servers)] = "";
+	ares_channel ch;
 	size_t len = 0;
 	int rc;
 
@@ -196,19 +198,26 @@ int ism_resolver_configure(struct ism_resolver *r, const struct ism_conf_dns *dn
 		len += (size_t)w;
 	}
 	if (r->ch_ok && strcmp(csv, r->servers) == 0 && dns->timeout_ms == r->conf.timeout_ms) {
+		uint64_t latest = ism_now_ms() + dns->max_refresh_ms;
+
 		r->conf.min_refresh_ms = dns->min_refresh_ms;
 		r->conf.max_refresh_ms = dns->max_refresh_ms;
+		/* A lower maxRefresh holds for the names already waiting too. */
+		for (size_t i = 0; i < r->n; i++)
+			if (!r->names[i]->in_flight && r->names[i]->next_ms > latest)
+				r->names[i]->next_ms = latest;
 		return 0;
 	}
-	/* Queries of the old channel end with ARES_EDESTRUCTION and are asked
+	/* The new channel first: one that cannot be made leaves the old one
+	 * serving. Queries of the old end with ARES_EDESTRUCTION and are asked
 	 * again on the new one. */
-	if (r->ch_ok) {
-		ares_destroy(r->ch);
-		r->ch_ok = false;
-	}
-	rc = channel_open(r, dns, csv);
+	rc = channel_open(&ch, dns, csv);
 	if (rc < 0)
 		return rc;
+	if (r->ch_ok)
+		ares_destroy(r->ch);
+	r->ch = ch;
+	r->ch_ok = true;
 	r->conf = *dns;
 	r->conf.servers = NULL;
 	snprintf(r->servers, sizeof(r->servers), "%s", csv);
@@ -280,17 +289,21 @@ static int add_name(void *ctx, const char *name)
 	return 0;
 }
 
-int ism_resolver_names(struct ism_resolver *r, const struct ism_conf *conf, bool retain)
+static int mark_name(void *ctx, const char *name)
+{
+	struct dname *n = find(ctx, name);
+
+	if (n != NULL)
+		n->used = true;
+	return 0;
+}
+
+/* Names no ServiceEntry names any more go, before new ones are added: a file
+ * that swaps many names for others must not find the old ones in the count. */
+static int forget_unused(struct ism_resolver *r)
 {
 	size_t kept = 0;
-	int rc;
 
-	if (retain)
-		for (size_t i = 0; i < r->n; i++)
-			r->names[i]->used = false;
-	rc = ism_conf_dns_names(conf, add_name, r);
-	if (rc < 0 || !retain)
-		return rc;
 	/* A name whose query runs goes when it has ended, at a later publish. */
 	for (size_t i = 0; i < r->n; i++) {
 		struct dname *n = r->names[i];
@@ -309,6 +322,22 @@ int ism_resolver_names(struct ism_resolver *r, const struct ism_conf *conf, bool
 	return reindex(r);
 }
 
+int ism_resolver_names(struct ism_resolver *r, const struct ism_conf *conf, bool retain)
+{
+	int rc;
+
+	if (retain) {
+		for (size_t i = 0; i < r->n; i++)
+			r->names[i]->used = false;
+		rc = ism_conf_dns_names(conf, mark_name, r);
+		if (rc == 0)
+			rc = forget_unused(r);
+		if (rc < 0)
+			return rc;
+	}
+	return ism_conf_dns_names(conf, add_name, r);
+}
+
 static int addr_cmp(const void *pa, const void *pb)
 {
 	const struct ism_dns_addr *a = pa, *b = pb;
@@ -322,49 +351,61 @@ static int addr_cmp(const void *pa, const void *pb)
 		      &((const struct sockaddr_in6 *)&b->addr)->sin6_addr, 16);
 }
 
-/* The addresses of ai, sorted, without repeats, ISM_RESOLVER_MAX_ADDRS at most;
- * the smallest TTL in *ttl. */
-static size_t answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_addr *out, uint32_t *ttl)
+/* Adds a to out, n addresses sorted without repeats, keeping the
+ * ISM_RESOLVER_MAX_ADDRS lowest. Returns the new count. */
+static size_t keep_lowest(struct ism_dns_addr *out, size_t n, const struct ism_dns_addr *a)
 {
-	size_t n = 0, k = 0;
+	size_t i = n;
+
+	while (i > 0 && addr_cmp(&out[i - 1], a) > 0)
+		i--;
+	if ((i > 0 && addr_cmp(&out[i - 1], a) == 0) || i == ISM_RESOLVER_MAX_ADDRS)
+		return n; /* a repeat, or above the lowest kept */
+	if (n == ISM_RESOLVER_MAX_ADDRS)
+		n--; /* the highest goes */
+	memmove(&out[i + 1], &out[i], (n - i) * sizeof(*out));
+	out[i] = *a;
+	return n + 1;
+}
+
+size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_addr *out,
+				 uint32_t *ttl)
+{
+	size_t n = 0;
 
 	*ttl = UINT32_MAX;
-	for (const struct ares_addrinfo_node *p = ai ? ai->nodes : NULL;
-	     p != NULL && n < ISM_RESOLVER_MAX_ADDRS; p = p->ai_next) {
-		struct ism_dns_addr *a = &out[n];
+	for (const struct ares_addrinfo_node *p = ai ? ai->nodes : NULL; p != NULL;
+	     p = p->ai_next) {
+		struct ism_dns_addr a;
 		const void *raw;
 
-		memset(a, 0, sizeof(*a));
+		memset(&a, 0, sizeof(a));
 		if (p->ai_family == AF_INET && p->ai_addrlen >= sizeof(struct sockaddr_in)) {
-			struct sockaddr_in *s = (struct sockaddr_in *)&a->addr;
+			struct sockaddr_in *s = (struct sockaddr_in *)&a.addr;
 
 			*s = *(const struct sockaddr_in *)p->ai_addr;
 			s->sin_port = 0;
-			a->len = sizeof(*s);
+			a.len = sizeof(*s);
 			raw = &s->sin_addr;
 		} else if (p->ai_family == AF_INET6 &&
 			   p->ai_addrlen >= sizeof(struct sockaddr_in6)) {
-			struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a->addr;
+			struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a.addr;
 
 			*s = *(const struct sockaddr_in6 *)p->ai_addr;
 			s->sin6_port = 0;
-			a->len = sizeof(*s);
+			a.len = sizeof(*s);
 			raw = &s->sin6_addr;
 		} else {
 			continue;
 		}
-		inet_ntop(p->ai_family, raw, a->text, sizeof(a->text));
+		inet_ntop(p->ai_family, raw, a.text, sizeof(a.text));
 		if (p->ai_ttl >= 0 && (uint32_t)p->ai_ttl < *ttl)
 			*ttl = (uint32_t)p->ai_ttl;
-		n++;
+		n = keep_lowest(out, n, &a);
 	}
 	if (*ttl == UINT32_MAX)
 		*ttl = 0;
-	qsort(out, n, sizeof(*out), addr_cmp);
-	for (size_t i = 0; i < n; i++)
-		if (k == 0 || addr_cmp(&out[k - 1], &out[i]) != 0)
-			out[k++] = out[i];
-	return k;
+	return n;
 }
 
 /* "a,b,c" or "(none)". */
@@ -502,7 +543,7 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 		goto out;
 	}
 	if (status == ARES_SUCCESS)
-		k = answer_addrs(ai, a, &ttl);
+		k = ism_resolver_answer_addrs(ai, a, &ttl);
 	res = classify(status, k);
 	r->results[res]++;
 	if (res == RES_OK)
@@ -546,11 +587,13 @@ int ism_resolver_timeout_ms(struct ism_resolver *r, uint64_t now, int cap)
 	struct timeval max = {.tv_sec = cap / 1000, .tv_usec = (cap % 1000) * 1000}, tv, *t;
 	int ms = cap;
 
-	if (r->ch_ok) {
-		t = ares_timeout(r->ch, &max, &tv);
-		ms = (int)(t->tv_sec * 1000 + (t->tv_usec + 999) / 1000);
-	}
-	for (size_t i = 0; i < r->n; i++) {
+	if (!r->ch_ok)
+		return cap; /* nothing can be asked */
+	t = ares_timeout(r->ch, &max, &tv);
+	ms = (int)(t->tv_sec * 1000 + (t->tv_usec + 999) / 1000);
+	/* At the cap, names due wait for a query to end, which c-ares' own
+	 * timeout or a socket wakes the loop for: counting them would spin it. */
+	for (size_t i = 0; i < r->n && r->in_flight < MAX_IN_FLIGHT; i++) {
 		const struct dname *n = r->names[i];
 		uint64_t due;
 
@@ -588,11 +631,17 @@ void ism_resolver_run(struct ism_resolver *r, const struct pollfd *pfd, int n, u
 	}
 	ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
 	now = ism_now_ms();
-	for (size_t i = 0; i < r->n && r->in_flight < MAX_IN_FLIGHT; i++) {
+	/* Round the list from where the last turn stopped: at the cap, names
+	 * that fail and come due again early in it must not keep the later
+	 * ones from ever being asked. */
+	for (size_t k = 0; k < r->n && r->in_flight < MAX_IN_FLIGHT; k++) {
+		size_t i = (r->ask_from + k) % r->n;
 		struct dname *d = r->names[i];
 
-		if (d->used && !d->in_flight && d->next_ms <= now)
+		if (d->used && !d->in_flight && d->next_ms <= now) {
 			ask(r, d);
+			r->ask_from = i + 1;
+		}
 	}
 }
 

@@ -80,6 +80,13 @@ void ism_resolver_compiled(struct ism_resolver *r);
 size_t ism_resolver_lookup(void *ctx, const char *name, const struct ism_dns_addr **addrs,
 			   uint64_t *resolved_ms);
 
+struct ares_addrinfo;
+/* The addresses of an answer into out (ISM_RESOLVER_MAX_ADDRS), sorted,
+ * without repeats: the lowest when there are more, so a server that rotates
+ * a long answer gives the same set each time. The smallest TTL in *ttl. */
+size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_addr *out,
+				 uint32_t *ttl);
+
 /* Asks name again now (every name when name is "*"). 0, or -ENOENT when
  * no ServiceEntry resolves it. */
 int ism_resolver_force(struct ism_resolver *r, const char *name);

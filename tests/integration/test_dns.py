@@ -765,3 +765,34 @@ def dns_host_and_endpoint_attributes(env):
             check(r.status == 200 and r.header("x-upstream") == "u4", f"subset v2 (y's labels): {r}")
     finally:
         c.close()
+
+
+@_test
+def dns_publish_keeps_show_config(env):
+    """A publish for a changed DNS answer compiles the text that is running:
+    `show config` keeps that text's checksum and load time, though the file on
+    disk was edited since (it showed the disk's checksum, as if reloaded); a
+    DNS server given as "[v4]:port", which c-ares does not read, resolves."""
+    port, _ = upstreams(env, {"u2": "127.0.0.2", "u3": "127.0.0.3"})
+    n = name("app")
+    dns = Dnsmasq(env, ttl=1, records={n: ["127.0.0.2"]})
+    w = World(env, dns)
+    w.start([entry(SVC, [{"address": n, "port": port}])],
+            dns_extra=(f"  dns:\n    servers: [\"[127.0.0.1]:{dns.port}\"]\n    minRefresh: 500ms\n"
+                       f"    maxRefresh: 5s\n    timeout: 1s\n"))
+    poll(lambda: all_from(env, "u2"), 10, what="u2 to serve")
+
+    def config():
+        return json.loads(w.ctl("show config json"))
+
+    before = config()
+    with open(w.conf, "a") as f:
+        f.write("# edited, not reloaded\n")
+    dns.set(n, ["127.0.0.3"])
+    poll(lambda: all_from(env, "u3"), 10, what="u3 to serve after the answer changed")
+    after = config()
+    check(after["generation"] > before["generation"], f"no publish for the new answer: {before} {after}")
+    check({k: after[k] for k in after if k != "generation"} == {k: before[k] for k in before if k != "generation"},
+          f"show config after a DNS publish: {before} -> {after}")
+    check("published" in w.ctl("reload"), "reload refused")
+    check(config()["checksum"] != before["checksum"], f"the reload's checksum: {config()}")

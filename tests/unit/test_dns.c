@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -21,6 +23,8 @@
 #include "lib/log.h"
 #include "loaded.h"
 #include "master/resolve.h"
+
+#include <ares.h>
 
 #define HEAD                                                                                       \
 	"apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\nspec:\n"                 \
@@ -299,13 +303,18 @@ static void test_names_and_settings(void **state)
 	assert_int_equal(dns.timeout_ms, 5000);
 	compiled_free(&c);
 	compile(&c,
-		HEAD "  dns:\n    servers: [\"127.0.0.1:5353\", \"::1\", \"[::1]:53\"]\n"
+		HEAD "  dns:\n    servers: [\"127.0.0.1:5353\", \"::1\", \"[::1]:53\", "
+		     "\"[127.0.0.1]:54\", \"::ffff:127.0.0.1:55\"]\n"
 		     "    minRefresh: 1s\n    maxRefresh: 30s\n    timeout: 500ms\n" ROUTES SES,
 		NULL);
 	ism_conf_dns_settings(c.conf, &dns);
-	assert_int_equal(dns.n_servers, 3);
+	assert_int_equal(dns.n_servers, 5);
 	assert_string_equal(dns.servers[0], "127.0.0.1:5353");
+	assert_string_equal(dns.servers[1], "::1");
 	assert_string_equal(dns.servers[2], "[::1]:53");
+	/* forms c-ares refuses, given to it as it reads them */
+	assert_string_equal(dns.servers[3], "127.0.0.1:54");
+	assert_string_equal(dns.servers[4], "[::ffff:127.0.0.1]:55");
 	assert_int_equal(dns.min_refresh_ms, 1000);
 	assert_int_equal(dns.max_refresh_ms, 30000);
 	assert_int_equal(dns.timeout_ms, 500);
@@ -375,6 +384,169 @@ static void test_resolver_failing_server(void **state)
 	compiled_free(&c);
 }
 
+/* A file with n DNS names n<from>.test .., one ServiceEntry each. */
+static char *many_names(size_t n, size_t from)
+{
+	size_t cap = 4096 + n * 256, len;
+	char *text = malloc(cap);
+
+	assert_non_null(text);
+	len = (size_t)snprintf(text, cap, "%s%s", HEAD, ROUTES);
+	for (size_t i = 0; i < n; i++)
+		len +=
+		    (size_t)snprintf(text + len, cap - len,
+				     "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+				     "metadata: {name: s%zu}\nspec:\n  hosts: [h%zu.x]\n"
+				     "  ports: [{number: 80, name: http}]\n  resolution: DNS\n"
+				     "  endpoints: [{address: n%zu.test}]\n",
+				     i, i, from + i);
+	return text;
+}
+
+/* More names than queries may run at once, towards a server that never
+ * answers: with the queries at their cap the loop is not woken at once for the
+ * names waiting (it spun), and every name is asked in turn, however soon the
+ * first ones come due again (the list's head took the slots back). A servers
+ * setting c-ares refuses leaves the running channel in place. */
+static void test_resolver_cap_and_fairness(void **state)
+{
+	enum { N = 600 };
+	int mute = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	char server[32], *text = many_names(N, 0);
+	const char *servers[1] = {server}, *bad[1] = {"[127.0.0.1]:53"};
+	struct ism_conf_dns dns = {.n_servers = 1,
+				   .servers = servers,
+				   .min_refresh_ms = 100,
+				   .max_refresh_ms = 60000,
+				   .timeout_ms = 300};
+	struct ism_conf_dns refused = dns;
+	struct ism_resolver *r;
+	struct ism_dns_view v;
+	struct compiled c;
+	uint64_t deadline;
+	size_t asked = 0;
+
+	(void)state;
+	assert_true(mute >= 0);
+	assert_int_equal(bind(mute, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(mute, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(server, sizeof(server), "127.0.0.1:%u", ntohs(sa.sin_port));
+	ism_log_set_level(ISM_LOG_ERR); /* not 600 warnings of failed names */
+	compile(&c, text, NULL);
+	assert_int_equal(ism_resolver_create(NULL, &r), 0);
+	assert_int_equal(ism_resolver_configure(r, &dns), 0);
+	assert_int_equal(ism_resolver_names(r, c.conf, true), 0);
+	refused.servers = bad;
+	assert_true(ism_resolver_configure(r, &refused) < 0);
+	ism_resolver_run(r, NULL, 0, ism_now_ms());
+	/* the cap reached, names still due: only c-ares' timeout wakes the loop */
+	assert_true(ism_resolver_timeout_ms(r, ism_now_ms(), 1000) > 0);
+	deadline = ism_now_ms() + 20000;
+	while (asked < N && ism_now_ms() < deadline) {
+		struct pollfd pfd[ISM_RESOLVER_POLLFDS];
+		int n = ism_resolver_pollfds(r, pfd, ISM_RESOLVER_POLLFDS);
+
+		poll(pfd, (nfds_t)n, ism_resolver_timeout_ms(r, ism_now_ms(), 100));
+		ism_resolver_run(r, pfd, n, ism_now_ms());
+		asked = 0;
+		for (size_t i = 0; ism_resolver_view(r, i, ism_now_ms(), &v); i++)
+			asked += v.failures > 0;
+	}
+	assert_int_equal(asked, N);
+	ism_log_set_level(ISM_LOG_INFO);
+	ism_resolver_destroy(r);
+	compiled_free(&c);
+	free(text);
+	close(mute);
+}
+
+/* A reload that swaps more than half the most names for others: the old ones
+ * go before the new ones count (the swap failed with ENOSPC, and the names
+ * after the failing one were never resolved). */
+static void test_resolver_swap_many_names(void **state)
+{
+	enum { N = ISM_RESOLVER_MAX_NAMES / 2 + 100 };
+	char *one = many_names(N, 0), *two = many_names(N, N);
+	struct ism_resolver *r;
+	struct ism_dns_view v;
+	struct compiled a, b;
+	size_t used = 0, i;
+
+	(void)state;
+	ism_log_set_level(ISM_LOG_ERR); /* not a line per name forgotten */
+	compile(&a, one, NULL);
+	compile(&b, two, NULL);
+	assert_int_equal(ism_resolver_create(NULL, &r), 0);
+	assert_int_equal(ism_resolver_names(r, a.conf, true), 0);
+	assert_int_equal(ism_resolver_names(r, b.conf, true), 0);
+	for (i = 0; ism_resolver_view(r, i, ism_now_ms(), &v); i++)
+		used += v.used;
+	assert_int_equal(i, N);
+	assert_int_equal(used, N);
+	ism_log_set_level(ISM_LOG_INFO);
+	ism_resolver_destroy(r);
+	compiled_free(&a);
+	compiled_free(&b);
+	free(one);
+	free(two);
+}
+
+/* An answer of n IPv4 addresses 10.1.0.0 + (first + i) % n, TTL 30 but 7 for
+ * the last, as a round-robin server rotates them. */
+static struct ares_addrinfo *rotated(struct sockaddr_in *sa, struct ares_addrinfo_node *nodes,
+				     struct ares_addrinfo *ai, size_t n, size_t first)
+{
+	for (size_t i = 0; i < n; i++) {
+		sa[i] = (struct sockaddr_in){.sin_family = AF_INET,
+					     .sin_addr.s_addr =
+						 htonl(0x0a010000u + (uint32_t)((first + i) % n))};
+		nodes[i] = (struct ares_addrinfo_node){.ai_ttl = i + 1 == n ? 7 : 30,
+						       .ai_family = AF_INET,
+						       .ai_addrlen = sizeof(sa[i]),
+						       .ai_addr = (struct sockaddr *)&sa[i],
+						       .ai_next = i + 1 < n ? &nodes[i + 1] : NULL};
+	}
+	*ai = (struct ares_addrinfo){.nodes = nodes};
+	return ai;
+}
+
+/* An answer longer than the addresses kept gives the same lowest ones however
+ * the server orders it (a rotating order changed the set every refresh);
+ * repeats count once. */
+static void test_long_answer_stable(void **state)
+{
+	enum { N = 100 };
+	static struct sockaddr_in sa[N];
+	static struct ares_addrinfo_node nodes[N];
+	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS], b[ISM_RESOLVER_MAX_ADDRS];
+	struct ares_addrinfo ai;
+	uint32_t ttl;
+	size_t na, nb;
+
+	(void)state;
+	na = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 0), a, &ttl);
+	assert_int_equal(ttl, 7);
+	nb = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 37), b, &ttl);
+	assert_int_equal(na, ISM_RESOLVER_MAX_ADDRS);
+	assert_int_equal(nb, ISM_RESOLVER_MAX_ADDRS);
+	for (size_t i = 0; i < na; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "10.1.0.%zu", i);
+		assert_string_equal(a[i].text, want);
+		assert_string_equal(b[i].text, want);
+	}
+	/* three addresses, one twice */
+	rotated(sa, nodes, &ai, 3, 1);
+	sa[2].sin_addr.s_addr = sa[0].sin_addr.s_addr;
+	na = ism_resolver_answer_addrs(&ai, a, &ttl);
+	assert_int_equal(na, 2);
+	assert_string_equal(a[0].text, "10.1.0.1");
+	assert_string_equal(a[1].text, "10.1.0.2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +557,9 @@ int main(void)
 	    cmocka_unit_test(test_names_and_settings),
 	    cmocka_unit_test(test_refresh_clamp),
 	    cmocka_unit_test(test_resolver_failing_server),
+	    cmocka_unit_test(test_long_answer_stable),
+	    cmocka_unit_test(test_resolver_cap_and_fairness),
+	    cmocka_unit_test(test_resolver_swap_many_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
