@@ -107,6 +107,7 @@ struct ism_master {
 	struct ism_loader loader;
 	struct ism_resolver *dns;  /* the names of DNS ServiceEntries (master/resolve.h) */
 	uint64_t dns_next_publish; /* monotonic: a changed answer is not published before */
+	bool dns_publish_failing;  /* the last publish for changed answers was refused */
 	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
 };
 

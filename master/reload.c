@@ -195,19 +195,28 @@ static void report_rotation(struct ism_master *m, int ret, const struct ism_diag
 }
 
 /* A publish for changed DNS answers: not an operator's reload, so not counted
- * in isthmus_reloads_total; the answers' changes are events of their own. */
+ * in isthmus_reloads_total; the answers' changes are events of their own. One
+ * refused (the running text no longer loads: a certificate file gone, say) is
+ * said once and tried again every DNS_RETRY_MS, until one goes through. */
+#define DNS_RETRY_MS 5000
+
 static void report_dns(struct ism_master *m, int ret, const struct ism_diags *d)
 {
 	if (ret < 0) {
 		char buf[4096];
 
+		m->dns_next_publish = ism_now_ms() + DNS_RETRY_MS;
+		if (m->dns_publish_failing)
+			return;
+		m->dns_publish_failing = true;
 		ism_diags_format(buf, sizeof(buf), d);
 		ism_err("dns: the new answers cannot be published; generation %llu keeps "
-			"serving:\n%s",
-			(unsigned long long)m->gen, buf);
+			"serving, tried again every %u s:\n%s",
+			(unsigned long long)m->gen, DNS_RETRY_MS / 1000, buf);
 		ism_event_add(&m->events, "dns", "publish refused: %s",
 			      d->n ? d->items[0].msg : "error");
 	} else {
+		m->dns_publish_failing = false;
 		ism_notice("dns: generation %llu published with the new answers",
 			   (unsigned long long)m->gen);
 		ism_event_add(&m->events, "dns", "generation %llu published",

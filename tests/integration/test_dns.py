@@ -796,3 +796,41 @@ def dns_publish_keeps_show_config(env):
           f"show config after a DNS publish: {before} -> {after}")
     check("published" in w.ctl("reload"), "reload refused")
     check(config()["checksum"] != before["checksum"], f"the reload's checksum: {config()}")
+
+
+@_test
+def dns_publish_refused_said_once(env):
+    """A changed answer whose publish is refused (the running file no longer
+    loads: a Gateway's key file is gone) is said once, not at every try, and
+    goes through once the file loads again."""
+    import test_tls
+
+    pki = test_tls.Pki(env)
+    crt, key = pki.leaf("gw", ["DNS:gw.example.com"])
+    port, _ = upstreams(env, {"u2": "127.0.0.2", "u3": "127.0.0.3"})
+    n = name("app")
+    dns = Dnsmasq(env, ttl=1, records={n: ["127.0.0.2"]})
+    w = World(env, dns)
+    tls_port = free_port()
+    gws = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gws}\nspec:\n  servers:\n"
+           f"  - port: {{number: {tls_port}, name: https, protocol: HTTPS}}\n    hosts: [\"*\"]\n"
+           f"    tls: {{{test_tls.tls_simple((crt, key))}}}\n")
+    w.start([entry(SVC, [{"address": n, "port": port}]), gws], dns_extra=dns_spec(dns.port, "500ms", "5s", "500ms"))
+    poll(lambda: all_from(env, "u2"), 10, what="u2 to serve")
+    with open(key, "rb") as f:
+        key_pem = f.read()
+    os.unlink(key)
+    dns.set(n, ["127.0.0.3"])
+
+    def refusals():
+        return env.gateway.log().count("the new answers cannot be published")
+
+    poll(lambda: refusals() >= 1, 10, what="the refused publish in the log")
+    deadline = time.monotonic() + 2.5  # an observation window: five tries at the old pace
+    while time.monotonic() < deadline:
+        check(refusals() == 1, f"the refusal said {refusals()} times")
+        time.sleep(0.1)
+    check(all_from(env, "u2"), "the running generation stopped serving")
+    with open(key, "wb") as f:
+        f.write(key_pem)
+    poll(lambda: all_from(env, "u3"), 15, what="the new answer published once the file loads")
