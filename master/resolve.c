@@ -99,10 +99,24 @@ static const struct ism_conf_dns defaults = {.min_refresh_ms = ISM_DEFAULT_DNS_M
 					     .max_refresh_ms = ISM_DEFAULT_DNS_MAX_REFRESH_MS,
 					     .timeout_ms = ISM_DEFAULT_DNS_TIMEOUT_MS};
 
+/* The servers a channel asks (the system's: /etc/resolv.conf's). */
+static size_t server_count(ares_channel ch)
+{
+	struct ares_addr_port_node *list = NULL;
+	size_t n = 0;
+
+	if (ares_get_servers_ports(ch, &list) != ARES_SUCCESS)
+		return 1;
+	for (const struct ares_addr_port_node *p = list; p != NULL; p = p->next)
+		n++;
+	ares_free_data(list);
+	return n ? n : 1;
+}
+
 /* A channel for conf: c-ares doubles a try's timeout each round over the
  * servers, so two tries of timeout / (3 x servers) end within the timeout.
  * With servers of its own, the hosts file is not read (the answers are the
- * servers'). */
+ * servers'); without, the system's servers are counted once it read them. */
 static int channel_open(ares_channel *ch, const struct ism_conf_dns *c, const char *csv)
 {
 	struct ares_options o = {0};
@@ -110,18 +124,24 @@ static int channel_open(ares_channel *ch, const struct ism_conf_dns *c, const ch
 	size_t ns = c->n_servers ? c->n_servers : 1;
 	int rc;
 
-	o.timeout = (int)(c->timeout_ms / (3 * ns));
-	if (o.timeout < 50)
-		o.timeout = 50;
-	o.tries = 2;
 	if (csv[0] != '\0') {
 		o.lookups = (char *)"b";
 		mask |= ARES_OPT_LOOKUPS;
 	}
-	rc = ares_init_options(ch, &o, mask);
-	if (rc != ARES_SUCCESS) {
-		ism_err("dns: cannot start a resolver: %s", ares_strerror(rc));
-		return -ENOMEM;
+	for (;;) {
+		o.timeout = (int)(c->timeout_ms / (3 * ns));
+		if (o.timeout < 50)
+			o.timeout = 50;
+		o.tries = 2;
+		rc = ares_init_options(ch, &o, mask);
+		if (rc != ARES_SUCCESS) {
+			ism_err("dns: cannot start a resolver: %s", ares_strerror(rc));
+			return -ENOMEM;
+		}
+		if (csv[0] != '\0' || server_count(*ch) <= ns)
+			break;
+		ns = server_count(*ch);
+		ares_destroy(*ch);
 	}
 	if (csv[0] != '\0' && (rc = ares_set_servers_ports_csv(*ch, csv)) != ARES_SUCCESS) {
 		ism_err("dns: servers %s: %s", csv, ares_strerror(rc));

@@ -834,3 +834,42 @@ def dns_publish_refused_said_once(env):
     with open(key, "wb") as f:
         f.write(key_pem)
     poll(lambda: all_from(env, "u3"), 15, what="the new answer published once the file loads")
+
+
+@_test
+def dns_system_servers_within_timeout(env):
+    """Without spec.dns.servers the system's are asked (/etc/resolv.conf, here
+    one of the test's bound over it in a mount namespace of the gateway's own):
+    with six that never answer, a name fails within spec.dns.timeout (1 s), not
+    after a try's share of it at each of the six servers (6 s)."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        raise Skip("needs root and unshare(1) for a mount namespace")
+    servers = [f"127.0.0.{60 + i}" for i in range(6)]
+    for a in servers:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((a, 53))  # reads nothing: every query times out
+        env.cleanups.append(s.close)
+    resolv = env.write("resolv.conf", "".join(f"nameserver {a}\n" for a in servers))
+    port, _ = upstreams(env, {"u2": "127.0.0.2"})
+    n = name("app")
+    w = World(env)
+    conf = w.write([entry(SVC, [{"address": n, "port": port}])],
+                   dns_extra="  dns:\n    minRefresh: 30s\n    maxRefresh: 60s\n    timeout: 1s\n")
+    t0 = time.monotonic()
+    env.gateway = env.spawn("isthmus", ["unshare", "-m", "sh", "-c",
+                                        f"mount --bind {resolv} /etc/resolv.conf && exec {env.isthmus} -f {conf}"])
+    env.gw_port = w.gw_port
+
+    def failed():
+        check(env.gateway.alive(), f"isthmus exited: {env.gateway.log()[-2000:]}")
+        try:
+            doc = json.loads(w.ctl("show dns json"))
+        except (OSError, TestFailure, ValueError):
+            return None
+        return next((d for d in doc if d["name"] == n and d["failures"] > 0), None)
+
+    poll(failed, 15, interval=0.05, what=f"{n} to fail")
+    took = time.monotonic() - t0
+    check(took < 3.5, f"the first failure took {took:.2f} s with dns.timeout 1 s and six silent servers")
