@@ -688,26 +688,30 @@ def reload_owes_workers_until_slots_free(env):
         return json.loads(ctl_cmd(sock, "show info json"))
 
     def hold_every(pids, port):
-        """Half-request connections until every worker in pids holds one."""
-        for _ in range(60):
+        """Half-request connections until every worker in pids holds one
+        (each takes the next from the shared socket in turn once it is up)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(held) < 4000:
             ws = workers()
-            if all(ws.get(p, {}).get("connections", 0) > 0 for p in pids):
+            idle = [p for p in pids if ws.get(p, {}).get("connections", 0) == 0]
+            if not idle:
                 return
-            for _ in range(32):
+            for _ in range(len(idle)):
                 c = socket.create_connection(("127.0.0.1", port), timeout=5)
                 c.sendall(b"GET /held HTTP/1.1\r\n")
                 held.append(c)
             time.sleep(0.05)  # the accepts reach the counters; the loop polls, bounded
-        raise TestFailure(f"{len(held)} connections do not reach every worker")
+        raise TestFailure(f"{len(held)} connections do not reach workers {idle}: {ws}")
 
     try:
-        gen1 = set(poll(lambda: len(workers()) == 64 and workers(), 30, what="64 workers"))
+        gen1 = set(poll(lambda: len(workers()) == 64 and info()["ready"] and workers(), 30,
+                        what="64 workers serving"))
         hold_every(gen1, gw_port)
         n1 = len(held)
         write(gw_port, extra1)
         check("published" in ctl_cmd(sock, "reload"), "first listener-changing reload refused")
-        gen2 = poll(lambda: (lambda s: len(s) == 64 and s)(set(workers()) - gen1), 30,
-                    what="64 new workers beside the 64 draining")
+        gen2 = poll(lambda: (lambda s: len(s) == 64 and info()["ready"] and s)(set(workers()) - gen1), 30,
+                    what="64 new workers serving beside the 64 draining")
         check(info()["workers"] == 64 and info()["workers_owed"] == 0, f"after the first reload: {info()}")
         check(env.get("/").status == 200, "the new set does not serve")
         hold_every(gen2, extra1)
