@@ -29,6 +29,9 @@ enum ism_h2s_state {
 	ISM_H2S_HEAD = 0, /* the request's header block is arriving */
 	ISM_H2S_ACTIVE,	  /* its stream (worker/stream.h) runs */
 	ISM_H2S_ENDED,	  /* its stream ended; nghttp2 has yet to close it */
+	/* Its stream was cut while its response head waited in nghttp2's queue,
+	 * which a reset would drop: the RST_STREAM goes once the head is framed. */
+	ISM_H2S_CUT,
 };
 
 /* One HTTP/2 stream of a session. */
@@ -38,6 +41,7 @@ struct ism_h2s {
 	uint8_t ng_closed;     /* nghttp2 closed it (both ends done, or reset) */
 	uint8_t notify;	       /* the stream waits to hear its bytes are out */
 	uint8_t end_sent;      /* our END_STREAM went out */
+	uint8_t head_queued;   /* our response head is submitted, not framed yet */
 	uint8_t in_block;      /* a header block of its is arriving: head or trailers */
 	uint64_t notify_batch; /* the output batch carrying its last bytes; 0: none yet */
 	uint64_t moved_ms;     /* when its response last went out (or was submitted) */
@@ -418,7 +422,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	(void)ng;
 	(void)flags;
 	/* The request head, or its trailers (for an HTTP/2 upstream). */
-	if (x == NULL || x->state == ISM_H2S_ENDED)
+	if (x == NULL || x->state == ISM_H2S_ENDED || x->state == ISM_H2S_CUT)
 		return 0;
 	return ism_h2_head_add(&h->w->table->limits, &x->hdr, name, namelen, value, valuelen) < 0
 		   ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
@@ -574,6 +578,15 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	x->moved_ms = h->w->now;
 	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		x->end_sent = 1;
+	if (f->hd.type == NGHTTP2_HEADERS)
+		x->head_queued = 0;
+	/* The head of a cut stream is framed: its reset follows at once. */
+	if (x->state == ISM_H2S_CUT) {
+		x->state = ISM_H2S_ENDED;
+		if (!x->end_sent)
+			nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, x->id,
+						  NGHTTP2_INTERNAL_ERROR);
+	}
 	if (x->st != NULL)
 		x->st->bytes_out += f->hd.length + 9; /* with the frame header */
 	/* All the stream gave is framed: it hears so once this batch is sent. */
@@ -608,6 +621,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 		break;
 	case ISM_H2S_HEAD:
 	case ISM_H2S_ENDED:
+	case ISM_H2S_CUT:
 		break;
 	}
 	ism_h2in_drop(&h->io, x->id, &x->rq);
@@ -785,6 +799,7 @@ static int submit(struct ism_wctx *w, struct ism_stream *st, struct ism_h2nv *nv
 	ism_h2nv_free(nv);
 	if (rv < 0)
 		return -ENOMEM;
+	x->head_queued = 1;
 	x->notify = 1;
 	x->moved_ms = w->now;
 	kick(w, st->sess);
@@ -989,7 +1004,16 @@ static void h2_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
 
 static void h2_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)
 {
-	detach(w, s, sp, NGHTTP2_INTERNAL_ERROR, true);
+	struct ism_h2s *x = sp;
+
+	/* A head still queued goes first (Envoy's codec frames it at once): the
+	 * client sees the response begin, then the reset (on_frame_send). */
+	if (x->head_queued && !x->ng_closed) {
+		detach(w, s, x, 0, false);
+		x->state = ISM_H2S_CUT;
+		return;
+	}
+	detach(w, s, x, NGHTTP2_INTERNAL_ERROR, true);
 }
 
 const struct ism_sess_ops ism_h2_ops = {

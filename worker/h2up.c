@@ -28,6 +28,11 @@ enum ism_h2us_state {
 	ISM_H2US_QUEUED = 0, /* waiting for its connection to be ready */
 	ISM_H2US_OPEN,	     /* the request is submitted; the response head is awaited */
 	ISM_H2US_RESPONSE,   /* the response head came; its body and trailers follow */
+	/* The response was cut short after its head: the stream takes what
+	 * came of it, then hears of the cut (cut()). */
+	ISM_H2US_RESET,	 /* by a reset: the upstream's, or nghttp2's for DATA that
+			    contradict the content-length (RFC 9113 8.1.1) */
+	ISM_H2US_CLOSED, /* by the close of its connection */
 };
 
 /* One stream of an HTTP/2 upstream connection, owned by its isthmus stream. */
@@ -331,16 +336,46 @@ static bool response_trailers(struct ism_wctx *w, struct ism_h2us *x)
 	return ism_stream_up_trailers(w, x->st, w->uhdrs, n);
 }
 
-/* What gathered goes to the stream when it waits for it. */
+/* x's response was cut short and the stream took what came of it: the
+ * stream is cut in turn, as after Envoy's upstream remote reset (UR) or
+ * connection termination (UC). */
+static void cut(struct ism_wctx *w, struct ism_h2us *x)
+{
+	if (x->state == ISM_H2US_RESET)
+		ism_stream_up_reset(w, x->st);
+	else
+		ism_stream_up_failed(w, x->st, ISM_FAIL_RESET);
+}
+
+/* What gathered goes to the stream when it waits for it; a response cut
+ * short ends once the stream took what came of it, as Envoy's client got it
+ * as it came: its head first, whether or not it came in the same read. */
 static void deliver(struct ism_wctx *w, struct ism_h2us *x)
 {
 	const char *p;
 	uint32_t len;
 	bool done;
 
-	if (x->st != NULL && x->state == ISM_H2US_RESPONSE &&
-	    ism_h2in_take(&x->resp, &p, &len, &done))
-		ism_stream_up_data(w, x->st, p, len, -1, done);
+	if (x->st == NULL)
+		return;
+	switch ((enum ism_h2us_state)x->state) {
+	case ISM_H2US_QUEUED:
+	case ISM_H2US_OPEN:
+		return;
+	case ISM_H2US_RESPONSE:
+		if (ism_h2in_take(&x->resp, &p, &len, &done))
+			ism_stream_up_data(w, x->st, p, len, -1, done);
+		return;
+	case ISM_H2US_RESET:
+	case ISM_H2US_CLOSED:
+		/* An END_STREAM before the reset does not make it whole. */
+		if (ism_h2in_take(&x->resp, &p, &len, &done))
+			ism_stream_up_data(w, x->st, p, len, -1, false);
+		else if (x->resp.want && x->resp.fly.len == 0)
+			cut(w, x);
+		return;
+	}
+	ISM_BUG_ON(1);
 }
 
 /* Bytes or the end came for x in this receive pass: delivered after it. */
@@ -450,18 +485,25 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	st = x->st;
 	if (st == NULL)
 		return 0;
-	switch ((enum ism_h2us_state)x->state) {
-	case ISM_H2US_RESPONSE:
-		/* The whole response came: the stream takes it at its pace. */
-		if (x->resp.end && code == NGHTTP2_NO_ERROR)
-			return 0;
-		break;
-	case ISM_H2US_QUEUED:
-	case ISM_H2US_OPEN:
-		break;
-	}
+	/* The whole response came: the stream takes it at its pace. */
+	if (x->state == ISM_H2US_RESPONSE && x->resp.end && code == NGHTTP2_NO_ERROR)
+		return 0;
 	ism_debug("upstream endpoint %u: stream %d reset (%s)", c->u->ep_id, id,
 		  nghttp2_http2_strerror(code));
+	switch ((enum ism_h2us_state)x->state) {
+	case ISM_H2US_RESPONSE:
+		/* Its head went on: what came after it goes too, then the cut. */
+		if (x->resp.end_given)
+			break;
+		x->state = ISM_H2US_RESET;
+		deliver(c->w, x);
+		return 0;
+	case ISM_H2US_QUEUED:
+	case ISM_H2US_OPEN:
+	case ISM_H2US_RESET:
+	case ISM_H2US_CLOSED:
+		break;
+	}
 	ism_stream_up_failed(c->w, st,
 			     code == NGHTTP2_REFUSED_STREAM ? ISM_FAIL_REFUSED : ISM_FAIL_RESET);
 	return 0;
@@ -751,13 +793,28 @@ void ism_h2up_closing(struct ism_wctx *w, struct ism_upconn *u, enum ism_failure
 		struct ism_stream *st = x->st;
 
 		unlink_stream(x);
-		/* A response that came whole goes on to the client from x. */
-		if (st != NULL && x->state == ISM_H2US_RESPONSE && x->resp.end)
-			continue;
-		if (st != NULL)
-			ism_stream_up_failed(w, st, f);
-		else
+		if (st == NULL) {
 			free_stream(x);
+			continue;
+		}
+		switch ((enum ism_h2us_state)x->state) {
+		case ISM_H2US_QUEUED:
+		case ISM_H2US_OPEN:
+			ism_stream_up_failed(w, st, f);
+			continue;
+		case ISM_H2US_RESPONSE:
+			/* A response that came whole goes on to the client from
+			 * x; one cut short too, as far as it came. */
+			if (!x->resp.end) {
+				x->state = ISM_H2US_CLOSED;
+				deliver(w, x);
+			}
+			continue;
+		case ISM_H2US_RESET:
+		case ISM_H2US_CLOSED:
+			continue;
+		}
+		ISM_BUG_ON(1);
 	}
 	c->io.busy--;
 }

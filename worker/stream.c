@@ -1761,6 +1761,14 @@ void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_fa
 	attempt_failed(w, st, f);
 }
 
+void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
+{
+	/* Envoy's upstream remote reset, where a closed connection is UC. */
+	if (st->state == ISM_ST_RESPONSE)
+		st->flags = "UR";
+	ism_stream_up_failed(w, st, ISM_FAIL_RESET);
+}
+
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why)
 {
 	if (st->state == ISM_ST_RESPONSE) {

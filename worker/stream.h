@@ -195,6 +195,10 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 /* The attempt failed before a usable response head (f: connect, reset,
  * timeout), or the upstream cut the response short after its head. */
 void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f);
+/* The upstream reset the stream after the response head went to the client
+ * (an HTTP/2 RST_STREAM, or nghttp2's for DATA that contradict the head's
+ * content-length): the response is cut short, logged UR. */
+void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st);
 /* The upstream sent a head it must not (malformed, too large): 502. */
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);
 

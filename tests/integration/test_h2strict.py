@@ -12,7 +12,7 @@ not reach an HTTP/2 client as it came.
   holding half a request for the next one.
 - Upstream side: an HTTP/1.1 response's connection-specific fields
   (RFC 9113 8.2.2) never reach an HTTP/2 client; an HTTP/2 upstream whose
-  DATA contradict its content-length gives no complete-looking response.
+  DATA contradict its content-length gives the client its head, then a cut.
 - gRPC requests answered by isthmus itself get Envoy's httpToGrpcStatus.
 
 The upstreams are in this file: an HTTP/1.1 one (threads of the runner's
@@ -246,11 +246,20 @@ def client_main(addr, timeout, steps):
 
 # --------------------------------------------------------------------------- the h2c upstream (DEBIAN_PYTHON)
 
-# What the h2c upstream answers, by :path: (content-length it declares, DATA frames).
+# In a case's DATA frames: a PING first, whose ACK the upstream awaits before it
+# sends on, so that isthmus has read (and acted on) the head before the DATA come.
+APART = None
+# Last of a case's DATA frames: instead of END_STREAM, the connection closes.
+CLOSE = "close"
+# What the h2c upstream answers, by :path: (content-length it declares, DATA frames,
+# the last with END_STREAM). Without APART, the head and the DATA go in one write.
 H2UP_CASES = {
     "/cl-short": ("10", ["hello"]),           # fewer bytes than declared, then END_STREAM
+    "/cl-short-apart": ("10", [APART, "hello"]),
     "/cl-long": ("3", ["0123456789"]),        # more bytes than declared, in one DATA frame
+    "/cl-long-apart": ("3", [APART, "0123456789"]),
     "/cl-long-split": ("3", ["012", "3456789"]),  # the declared bytes, then more
+    "/close-mid-body": ("10", ["hello", CLOSE]),
 }
 
 
@@ -271,8 +280,35 @@ def h2up_serve(conn, n, log, log_lock):
         out = frame(HEADERS, F_END_HEADERS, sid, enc.encode([(":status", "200"), ("content-length", cl),
                                                              ("x-h2up", "1")]))
         for i, p in enumerate(parts):
+            if p is APART:
+                opaque = sid.to_bytes(8, "big")
+                conn.sendall(out + frame(PING, 0, 0, opaque))
+                out = b""
+                ping_ack(opaque)
+                continue
+            if p is CLOSE:
+                conn.sendall(out)
+                raise OSError("closed mid-body")
             out += frame(DATA, F_END_STREAM if i == len(parts) - 1 else 0, sid, p.encode())
         conn.sendall(out)
+
+    def ping_ack(opaque):
+        """Reads until the ACK of our PING comes (taken out of buf, the frames
+        around it left for the loop)."""
+        while True:
+            off = 0
+            while off + 9 <= len(buf):
+                n = int.from_bytes(buf[off:off + 3], "big")
+                if off + 9 + n > len(buf):
+                    break
+                if buf[off + 3] == PING and buf[off + 4] & F_ACK and bytes(buf[off + 9:off + 9 + n]) == opaque:
+                    del buf[off:off + 9 + n]
+                    return
+                off += 9 + n
+            d = conn.recv(65536)
+            if not d:
+                raise OSError("closed before the PING ACK")
+            buf.extend(d)
 
     try:
         while len(buf) < len(PREFACE):
@@ -350,11 +386,11 @@ import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 
-from harness import (DEBIAN_PYTHON, Conn, Env, Registry, TestFailure, appliance, check, docs, file_lines,  # noqa: E402
-                     free_port, gateway, poll, service_entry, service_entry_protocol, spawn_listening,
-                     virtual_service)
-from test_h2 import (GRPC_FOR_HTTP, SVC, UNAVAILABLE, check_grpc_local_error, h1_upstream, limits,  # noqa: E402
-                     need_tools, one_service)
+from harness import (DEBIAN_PYTHON, Conn, Env, Registry, TestFailure, appliance, check, ctl_cmd, docs,  # noqa: E402
+                     file_lines, free_port, gateway, poll, service_entry, service_entry_protocol,
+                     spawn_listening, virtual_service)
+from test_h2 import (GRPC_FOR_HTTP, SVC, UNAVAILABLE, alog, check_grpc_local_error, h1_upstream, limits,  # noqa: E402
+                     need_tools, one_service, wait_log)
 
 _test = Registry()
 register = _test.register
@@ -882,54 +918,105 @@ def start_h2up(env, addr="127.0.0.2"):
     return port, log
 
 
-def h2up_paths(log):
-    return [dict(json.loads(l)["headers"]).get(":path") for l in file_lines(log)]
+# What a client gets of each H2UP_CASES answer before the cut, and the access
+# log's flag: the bytes that came before the DATA contradicted the
+# content-length (nghttp2 drops a chunk that goes past it, and resets at an
+# END_STREAM that comes short of it), UR; or before the connection closed, UC.
+CUTS = {"/cl-short": ("hello", "UR"), "/cl-short-apart": ("hello", "UR"), "/cl-long": ("", "UR"),
+        "/cl-long-apart": ("", "UR"), "/cl-long-split": ("012", "UR"), "/close-mid-body": ("hello", "UC")}
 
 
-def complete_looking(s, want_len):
-    """An HTTP/2 response that ended cleanly with a 2xx status: what a client takes as whole."""
-    return (s.get("ended") and s.get("reset") is None and s.get("status") is not None
-            and 200 <= s["status"] < 300) or len(s.get("body", "")) == want_len
+def h1_until_close(port, path, timeout=5.0):
+    """A GET on an HTTP/1.1 connection of its own: (head, body, closed): what
+    came before the gateway closed the connection (closed False: still open
+    after timeout)."""
+    data, closed = b"", False
+    with Conn("127.0.0.1", port, timeout=timeout) as c:
+        c.send(b"GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % path.encode())
+        try:
+            while True:
+                d = c.sock.recv(65536)
+                if not d:
+                    closed = True
+                    break
+                data += d
+        except ConnectionResetError:
+            closed = True
+        except socket.timeout:
+            pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body.decode("latin-1"), closed
 
 
 @_test
 def h2strict_upstream_content_length(env):
-    """An HTTP/2 upstream (ServiceEntry protocol HTTP2) whose DATA contradict
-    its content-length (10 declared, 5 sent then END_STREAM; 3 declared, 10
-    sent in one frame): an HTTP/2 client gets no complete-looking response
-    (the stream is reset, or answered 5xx by isthmus), and the next stream on
-    its connection is served; an HTTP/1.1 client gets no whole response (the
-    connection closes before the declared body, or a 5xx), and a request on
-    a new connection is served."""
+    """An HTTP/2 upstream whose DATA contradict its content-length (fewer
+    bytes, then END_STREAM; more, in one frame or past a first one within
+    it), with the head and the DATA in one read or apart: nghttp2 resets the
+    upstream stream (PROTOCOL_ERROR), and the client gets what Envoy forwards
+    as it streams: the head (status and content-length as declared), the
+    bytes before the violation, then the cut: an HTTP/1.1 client sees the
+    connection closed before content-length bytes, an HTTP/2 client
+    RST_STREAM after HEADERS (not a head dropped with the reset). The next
+    request is served (the next stream of the HTTP/2 client's connection, on
+    the same upstream connection: a stream error, not a connection error);
+    the access log says the upstream's 200 and UR (Envoy's upstream remote
+    reset); nothing stays in flight to the endpoint; and three such answers
+    in a row eject it (consecutive5xxErrors: 3), as any response cut short.
+    So too an upstream whose connection closes after a head and part of the
+    body, in one write: the head and that part, then the cut (UC)."""
     need_tools("h2")
     port, log = start_h2up(env)
-    gw = one_service(env, port, protocol="HTTP2")
+    extra, access = alog(env, "text")
+    dr = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: od}}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 3, "
+          f"interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
+    gw = one_service(env, port, protocol="HTTP2", workers=1, app_extra=extra, extra_docs=(dr,))
     rep = h2_raw(gw, [hdrs(1, H(path="/warm"))])
     check(served(sget(rep, 1), "/warm"), f"through the h2c upstream: {sget(rep, 1)}")
-    for path, declared in (("/cl-short", 10), ("/cl-long", 3)):
+    fails = []
+    for path, (declared, _) in H2UP_CASES.items():
+        before = CUTS[path][0]
         rep = h2_raw(gw, [hdrs(1, H(path=path)), {"op": "wait", "sid": 1},
                           hdrs(3, H(path=path + "-next")), {"op": "wait", "sid": 3}])
-        s1 = sget(rep, 1)
-        check(s1.get("reset") is not None or (s1.get("status") or 0) >= 500,
-              f"HTTP/2 client, {path}: neither reset nor a 5xx: {s1}")
-        check(not complete_looking(s1, declared), f"HTTP/2 client, {path}: a complete-looking response: {s1}")
-        check(served(sget(rep, 3), path + "-next"), f"HTTP/2 client, after {path}: {sget(rep, 3)}")
+        s1, s3 = sget(rep, 1), sget(rep, 3)
+        if not (s1.get("status") == 200 and dict(s1.get("headers", [])).get("content-length") == declared
+                and s1.get("body") == before and s1.get("reset") is not None and not s1.get("ended")):
+            fails.append(f"HTTP/2 client, {path}: want the head (200, content-length {declared}), "
+                         f"{before!r}, then RST_STREAM; got {s1}")
+        if rep["goaway"] is not None or not served(s3, path + "-next"):
+            fails.append(f"HTTP/2 client, the stream after {path}: {s3} (goaway {rep['goaway']})")
 
-        with Conn("127.0.0.1", gw, timeout=5) as c:
-            c.send(b"GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % path.encode())
-            try:
-                r = c.read_response()
-            except (EOFError, ConnectionResetError):
-                r = None
-            if r is not None:
-                check(r.status >= 500, f"HTTP/1.1 client, {path}: a whole response {r}")
+        head, body, closed = h1_until_close(gw, path)
+        lines = head.split("\r\n")
+        cls = [l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("content-length:")]
+        if not (lines[0].startswith("HTTP/1.1 200") and cls == [declared] and body == before and closed):
+            fails.append(f"HTTP/1.1 client, {path}: want the head (200, content-length {declared}), "
+                         f"{before!r}, then the close; got {head!r} {body!r} (closed: {closed})")
         with Conn("127.0.0.1", gw, timeout=5) as c:
             r = c.request("GET", path + "-h1next", "a.test")
-            check(r.status == 200 and r.body == f"ok {path}-h1next\n".encode(),
-                  f"HTTP/1.1 client, after {path}: {r}")
-    paths = h2up_paths(log)
-    # The bad responses came from the upstream, once per client at least.
-    check(paths.count("/cl-short") >= 2 and paths.count("/cl-long") >= 2, f"the upstream was asked {paths}")
+            if r.status != 200 or r.body != f"ok {path}-h1next\n".encode():
+                fails.append(f"HTTP/1.1 client, after {path}: {r}")
+    check(not fails, f"{len(fails)} failures:\n  " + "\n  ".join(fails))
+
+    # One upstream connection (one worker) carried each bad stream and the next one.
+    conns = {}
+    for rec in map(json.loads, file_lines(log)):
+        conns.setdefault(dict(rec["headers"]).get(":path"), rec["conn"])
+    for path in (p for p, (_, flag) in CUTS.items() if flag == "UR"):
+        check(conns.get(path + "-next") == conns.get(path),
+              f"the stream after {path} went on another upstream connection: {conns}")
+    want = {f"{proto} 200 {flag} {path}" for path, (_, flag) in CUTS.items() for proto in ("HTTP/1.1", "HTTP/2")}
+    wait_log(access, lambda ls: want <= set(ls), f"the access log lines {sorted(want)}")
+
+    def inflight():
+        return sum(e["inflight"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json")))
+
+    poll(lambda: inflight() == 0, 5, what="the endpoint's in-flight count back to 0")
+    for _ in range(3):
+        h1_until_close(gw, "/cl-long")
+    poll(lambda: any(e["ejected"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))), 5,
+         what="the endpoint that cut 3 responses short in a row to be ejected")
 
 
 # --------------------------------------------------------------------------- (d1) gRPC local replies
