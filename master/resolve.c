@@ -121,7 +121,7 @@ static int channel_open(ares_channel *ch, const struct ism_conf_dns *c, const ch
 {
 	struct ares_options o = {0};
 	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
-	size_t ns = c->n_servers ? c->n_servers : 1;
+	size_t ns = c->n_servers ? c->n_servers : 1, got;
 	int rc;
 
 	if (csv[0] != '\0') {
@@ -138,9 +138,9 @@ static int channel_open(ares_channel *ch, const struct ism_conf_dns *c, const ch
 			ism_err("dns: cannot start a resolver: %s", ares_strerror(rc));
 			return -ENOMEM;
 		}
-		if (csv[0] != '\0' || server_count(*ch) <= ns)
+		if (csv[0] != '\0' || (got = server_count(*ch)) <= ns)
 			break;
-		ns = server_count(*ch);
+		ns = got;
 		ares_destroy(*ch);
 	}
 	if (csv[0] != '\0' && (rc = ares_set_servers_ports_csv(*ch, csv)) != ARES_SUCCESS) {

@@ -363,15 +363,13 @@ static void deliver(struct ism_wctx *w, struct ism_h2us *x)
 	case ISM_H2US_OPEN:
 		return;
 	case ISM_H2US_RESPONSE:
-		if (ism_h2in_take(&x->resp, &p, &len, &done))
-			ism_stream_up_data(w, x->st, p, len, -1, done);
-		return;
 	case ISM_H2US_RESET:
 	case ISM_H2US_CLOSED:
-		/* An END_STREAM before the reset does not make it whole. */
+		/* An END_STREAM before a reset does not make it whole. */
 		if (ism_h2in_take(&x->resp, &p, &len, &done))
-			ism_stream_up_data(w, x->st, p, len, -1, false);
-		else if (x->resp.want && x->resp.fly.len == 0)
+			ism_stream_up_data(w, x->st, p, len, -1,
+					   done && x->state == ISM_H2US_RESPONSE);
+		else if (x->state != ISM_H2US_RESPONSE && x->resp.want && x->resp.fly.len == 0)
 			cut(w, x);
 		return;
 	}
