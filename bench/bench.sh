@@ -8,6 +8,8 @@
 #              IDLE_CONNS (10000) IDLE_TIMEOUT (120, s per proxy) PROXIES ("isthmus haproxy nginx")
 #              BASE_BUILD (unset): another build of isthmus (say, of the previous commit), run as
 #              the proxy "isthmus-base" in the same interleaved rounds, to see what a change moved
+#              PIN_PROXY PIN_CLIENT PIN_UPSTREAM CLIENT_THREADS UPSTREAM_WORKERS PROXY_WORKERS: where
+#              the parts run and how many threads each has (bench/README.md, "A proxy-bound run")
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -45,6 +47,7 @@ say "# isthmus bench $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS WARMUP=$WARMUP SKIP_IDLE=$SKIP_IDLE IDLE_CONNS=$IDLE_CONNS)"
 say "# host: $(uname -srm), $(nproc) CPUs, nofile=$NOFILE, CLK_TCK=$HZ"
 say "# $(versions)"
+say "# $(placement)"
 say "# results file: $RESULTS"
 [ "$NOFILE" -ge 30000 ] || say "# note: could not raise nofile to 30000 (hard limit $(ulimit -Hn)); using $NOFILE"
 # isthmus counts two descriptors per client connection (its upstream's too) and holds
@@ -96,10 +99,10 @@ idle_phase "idle keep-alive connections" \
 
 # --- throughput rounds --------------------------------------------------------------------------
 run_wrk_http() { # proxy seconds outfile
-	run_wrk "$3" "$2" -t1 -c"$CONNS" --timeout 5s --latency "http://127.0.0.1:${PORT[$1]}/"
+	run_wrk "$3" "$2" -c"$CONNS" --timeout 5s --latency "http://127.0.0.1:${PORT[$1]}/"
 }
 
-declare -A RPS=() P99=() CPU=() DEAD=() CLI=() CORES=() UPC=() BUSY=() WAITC=() PARTS=()
+declare -A RPS=() P99=() CPU=() DEAD=() CLI=() CORES=() UPC=() PXC=() BUSY=() WAITC=() PARTS=()
 read -r -a ACTIVE_ARR <<<"$ACTIVE"
 N=${#ACTIVE_ARR[@]}
 
@@ -107,9 +110,9 @@ say ""
 say "# warm-up: ${WARMUP}s per proxy"
 for p in $ACTIVE; do run_wrk_http "$p" "$WARMUP" "$TMP/warmup-$p.txt" || say "# WARNING: warm-up wrk for $p exited non-zero"; done
 
-say "# rounds: $ROUNDS x ${DURATION}s per proxy, wrk -t1 -c$CONNS, order rotated every round"
+say "# rounds: $ROUNDS x ${DURATION}s per proxy, wrk -t$CLIENT_THREADS -c$CONNS, order rotated every round"
 raw ""
-raw "round proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores parts_us_per_req"
+raw "round proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores parts_us_per_req proxy_cores"
 for r in $(seq 1 "$ROUNDS"); do
 	order=""
 	for i in $(seq 0 $((N - 1))); do order="$order ${ACTIVE_ARR[$(((i + r - 1) % N))]}"; done
@@ -137,18 +140,19 @@ for r in $(seq 1 "$ROUNDS"); do
 		CLI[$p]="${CLI[$p]:-} $cli"
 		CORES[$p]="${CORES[$p]:-} $cores"
 		UPC[$p]="${UPC[$p]:-} $UP_CORES"
+		PXC[$p]="${PXC[$p]:-} $PROXY_CORES"
 		BUSY[$p]="${BUSY[$p]:-} $BUSY_CORES"
 		WAITC[$p]="${WAITC[$p]:-} $WAIT_CORES"
 		PARTS[$p]="${PARTS[$p]:-} $parts"
-		line=$(printf 'round %d %-12s req/s %10s  p99 %8s ms  cpu %7s us/req  wrk %7s us/req %5s cores  upstream %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)' \
-			"$r" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx")
+		line=$(printf 'round %d %-12s req/s %10s  p99 %8s ms  cpu %7s us/req  wrk %7s us/req %5s cores  upstream %5s cores  proxy %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)' \
+			"$r" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$PROXY_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx")
 		echo "$line"
-		raw "$r $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES $parts"
+		raw "$r $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES $parts $PROXY_CORES"
 		[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $p: $err socket errors, $non2xx non-2xx responses"
 	done
 done
 
-declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=() MS=()
+declare -A MR=() MP=() MC=() ML=() MK=() MU=() MX=() MB=() MW=() MS=()
 for p in $ACTIVE; do
 	MR[$p]=$(echo "${RPS[$p]:-}" | median | fmt_num 0)
 	MP[$p]=$(echo "${P99[$p]:-}" | median | fmt_num 3)
@@ -156,6 +160,7 @@ for p in $ACTIVE; do
 	ML[$p]=$(echo "${CLI[$p]:-}" | median | fmt_num 2)
 	MK[$p]=$(echo "${CORES[$p]:-}" | median | fmt_num 2)
 	MU[$p]=$(echo "${UPC[$p]:-}" | median | fmt_num 2)
+	MX[$p]=$(echo "${PXC[$p]:-}" | median | fmt_num 2)
 	MB[$p]=$(echo "${BUSY[$p]:-}" | median | fmt_num 2)
 	MW[$p]=$(echo "${WAITC[$p]:-}" | median | fmt_num 2)
 	MS[$p]=$(echo "${PARTS[$p]:-}" | median | fmt_num 2)
@@ -163,20 +168,21 @@ done
 base() { if [ -n "${PID[haproxy]:-}" ]; then echo "$1"; else echo "n/a"; fi; }
 
 say ""
-say "## throughput: medians of $ROUNDS rounds (wrk -t1 -c$CONNS -d${DURATION}s); ratio = proxy / HAProxy"
-FMT='%-12s %10s %9s %11s   %8s %7s %7s   %10s %9s %8s %9s %11s   %11s %7s'
-say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'wrk us/req' 'wrk cores' 'up cores' 'all cores' 'proxy wait' 'all us/req' 'bound x')"
+say "## throughput: medians of $ROUNDS rounds (wrk -t$CLIENT_THREADS -c$CONNS -d${DURATION}s); ratio = proxy / HAProxy"
+FMT='%-12s %10s %9s %11s   %8s %7s %7s   %10s %9s %8s %11s %9s %11s   %11s %7s'
+say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'wrk us/req' 'wrk cores' 'up cores' 'proxy cores' 'all cores' 'proxy wait' 'all us/req' 'bound x')"
 for p in haproxy isthmus nginx ${BASE_BUILD:+isthmus-base}; do
 	case " $ACTIVE " in *" $p "*) ;; *) say "$(printf '%-12s %10s' "$p" 'skipped')"; continue ;; esac
 	say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" \
 		"$(ratio "${MR[$p]}" "$(base "${MR[haproxy]:-n/a}")")" \
 		"$(ratio "${MP[$p]}" "$(base "${MP[haproxy]:-n/a}")")" \
-		"$(ratio "${MC[$p]}" "$(base "${MC[haproxy]:-n/a}")")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}" \
+		"$(ratio "${MC[$p]}" "$(base "${MC[haproxy]:-n/a}")")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MX[$p]}" "${MB[$p]}" "${MW[$p]}" \
 		"${MS[$p]}" "$(ratio "$(base "${MS[haproxy]:-n/a}")" "${MS[$p]}")")"
 done
 say "(wrk: the load client's own CPU per request and the cores it used; up: the upstream nginx's"
-say " cores; all: the whole machine's busy cores. wrk has one thread and the upstream one worker:"
-say " either near 1.00, or all near the machine's $(nproc), and that part, not the proxy, set the rate;"
+say " cores; proxy: the proxy's; all: the whole machine's busy cores. wrk has $CLIENT_THREADS thread(s) and"
+say " the upstream $UPSTREAM_WORKERS worker(s): either near that, or all near the machine's $(nproc), and that part,"
+say " not the proxy, set the rate; proxy cores near its $PROXY_WORKERS worker(s): the proxy set it;"
 say " proxy wait: the cores' worth of time the proxy was ready to run but waited for a CPU;"
 say " all us/req: wrk's, the upstream's and the proxy's CPU per request together; bound: HAProxy's"
 say " all us/req over the proxy's, the rate ratio the cores allow where both rounds kept the"

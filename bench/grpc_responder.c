@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/grpc_responder.c — a gRPC unary upstream for bench/h2.sh's gRPC round: HTTP/2 with
- * prior knowledge (h2c) on 127.0.0.1:PORT, one thread, epoll, libnghttp2 as the codec. Every
+ * prior knowledge (h2c) on 127.0.0.1:PORT, PROCS processes of one thread each (default 1), each
+ * with its own listener on the port (SO_REUSEPORT), epoll, libnghttp2 as the codec. Every
  * request stream, whatever its path and body, is answered once it has ended with
  *   :status 200, content-type: application/grpc
  *   DATA: one length-prefixed gRPC message (flag 0, 4-byte big-endian length, BYTES bytes)
@@ -13,8 +14,9 @@
  *
  * Build (h2.sh does it into its temporary directory):
  *   cc -O2 -o grpc_responder bench/grpc_responder.c $(pkg-config --cflags --libs libnghttp2)
- * Usage: grpc_responder PORT [BYTES]   (BYTES: message payload, default 32, at most 16000)
- * Runs until SIGTERM or SIGINT.
+ * Usage: grpc_responder PORT [BYTES [PROCS]]   (BYTES: message payload, default 32, at most
+ * 16000; PROCS: processes, default 1, at most 64). Runs until SIGTERM or SIGINT; the first
+ * process stops the others as it ends.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -236,18 +238,22 @@ int main(int argc, char **argv)
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct epoll_event evs[MAX_EVENTS], ev = {.events = EPOLLIN};
 	struct sigaction sig = {.sa_handler = on_signal};
-	long port, bytes = 32;
-	int lfd, one = 1, n, i;
+	long port, bytes = 32, procs = 1;
+	pid_t kids[64];
+	int lfd, one = 1, n, i, nkids = 0, first = 1;
 
-	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: %s PORT [BYTES]\n", argv[0]);
+	if (argc < 2 || argc > 4) {
+		fprintf(stderr, "usage: %s PORT [BYTES [PROCS]]\n", argv[0]);
 		return 2;
 	}
 	port = strtol(argv[1], NULL, 10);
-	if (argc == 3)
+	if (argc >= 3)
 		bytes = strtol(argv[2], NULL, 10);
-	if (port < 1 || port > 65535 || bytes < 0 || bytes > MAX_PAYLOAD) {
-		fprintf(stderr, "%s: bad PORT or BYTES\n", argv[0]);
+	if (argc == 4)
+		procs = strtol(argv[3], NULL, 10);
+	if (port < 1 || port > 65535 || bytes < 0 || bytes > MAX_PAYLOAD || procs < 1 ||
+	    procs > 64) {
+		fprintf(stderr, "%s: bad PORT, BYTES or PROCS\n", argv[0]);
 		return 2;
 	}
 	message[1] = (uint8_t)(bytes >> 24);
@@ -265,9 +271,26 @@ int main(int argc, char **argv)
 	nghttp2_session_callbacks_set_send_callback(callbacks, send_cb);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frame_recv_cb);
 
+	/* Each process its own listener on the port (SO_REUSEPORT: the kernel spreads the
+	 * connections), its own epoll and connections. */
+	for (i = 1; i < procs; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			perror("grpc_responder: fork");
+			break;
+		}
+		if (pid == 0) {
+			nkids = 0;
+			first = 0;
+			break;
+		}
+		kids[nkids++] = pid;
+	}
 	sa.sin_port = htons((uint16_t)port);
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
 	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 4096) != 0) {
 		perror("grpc_responder: listen");
 		return 1;
@@ -278,8 +301,11 @@ int main(int argc, char **argv)
 		perror("grpc_responder: epoll");
 		return 1;
 	}
-	fprintf(stderr, "grpc_responder: listening on 127.0.0.1:%ld, %ld-byte messages\n", port,
-		bytes);
+	if (first)
+		fprintf(stderr,
+			"grpc_responder: listening on 127.0.0.1:%ld, %ld-byte messages, %ld "
+			"processes\n",
+			port, bytes, procs);
 	while (!stopping) {
 		n = epoll_wait(epfd, evs, MAX_EVENTS, 500);
 		for (i = 0; i < n; i++) {
@@ -289,6 +315,8 @@ int main(int argc, char **argv)
 				conn_event(evs[i].data.ptr);
 		}
 	}
+	for (i = 0; i < nkids; i++)
+		kill(kids[i], SIGTERM);
 	nghttp2_session_callbacks_del(callbacks);
 	return 0;
 }

@@ -11,6 +11,8 @@
 #              SKIP_LOAD (0; 1: only the idle phase) IDLE_H2_CONNS (2000) IDLE_BATCHES (2: 1 or 2)
 #              IDLE_TIMEOUT (120, s) PROXIES ("isthmus haproxy nginx")
 #              BASE_BUILD (unset: another isthmus build run as isthmus-base in the same rounds)
+#              PIN_PROXY PIN_CLIENT PIN_UPSTREAM CLIENT_THREADS UPSTREAM_WORKERS PROXY_WORKERS
+#              GRPC_RESPONDER: placement (bench/README.md, "A proxy-bound run")
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -53,7 +55,7 @@ esac
 case $IDLE_BATCHES in 1 | 2) ;; *) die "IDLE_BATCHES must be 1 or 2" ;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] && [ "$GRPC_STREAMS" -ge 1 ] ||
 	die "ROUNDS, DURATION, CONNS, GRPC_STREAMS must be >= 1"
-need_tools "$NGINX" "$HAPROXY" "$H2LOAD" curl openssl python3 ps cc pkg-config
+need_tools "$NGINX" "$HAPROXY" "$H2LOAD" curl openssl python3 ps ${GRPC_RESPONDER:-cc pkg-config}
 [ -x "$BUILD/isthmus" ] || die "$BUILD/isthmus not found (run make first)"
 
 bench_tmp
@@ -64,6 +66,7 @@ say "# isthmus HTTP/2 bench $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS STREAMS='$STREAMS' WARMUP=$WARMUP GRPC_STREAMS=$GRPC_STREAMS GRPC_BYTES=$GRPC_BYTES IDLE_H2_CONNS=$IDLE_H2_CONNS)"
 say "# host: $(uname -srm), $(nproc) CPUs, nofile=$NOFILE, CLK_TCK=$HZ"
 say "# $("$HAPROXY" -v 2>&1 | head -1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1 | sed 's/.*: //'); $("$H2LOAD" --version | head -1); $(openssl version)"
+say "# $(placement)"
 say "# results file: $RESULTS"
 ALLPORTS="$UP1 $UP2 $GRPC_UP"
 for p in "${PORT[@]}" "${H2C[@]}"; do ALLPORTS="$ALLPORTS $p"; done
@@ -156,16 +159,16 @@ for m in tls h2c; do for s in $STREAMS; do KINDS="$KINDS $m:$s"; done; done
 [ -n "$GRPC_ACTIVE" ] && KINDS="$KINDS grpc:$GRPC_STREAMS"
 kind_proxies() { case $1 in grpc:*) echo "$GRPC_ACTIVE" ;; *) echo "$H2_ACTIVE" ;; esac; }
 
-declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() BUSY=() WAITC=() PARTS=()
+declare -A RPS=() P99=() CPU=() CLI=() CORES=() UPC=() PXC=() BUSY=() WAITC=() PARTS=()
 say ""
 say "# warm-up: ${WARMUP}s per proxy and kind"
 for k in $KINDS; do for p in $(kind_proxies "$k"); do
 	run_mode "${k%%:*}" "${k##*:}" "$p" "$WARMUP" "$TMP/warmup-$k-$p.txt" || say "# WARNING: warm-up h2load ($k) for $p exited non-zero"
 done; done
 
-say "# rounds: $ROUNDS x ${DURATION}s per proxy and kind, h2load -t1 -c$CONNS -m STREAMS, proxy order rotated every round"
+say "# rounds: $ROUNDS x ${DURATION}s per proxy and kind, h2load -t$CLIENT_THREADS -c$CONNS -m STREAMS, proxy order rotated every round"
 raw ""
-raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores parts_us_per_req"
+raw "round kind proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx client_us_per_req client_cores upstream_cores machine_cores proxy_wait_cores parts_us_per_req proxy_cores"
 for r in $(seq 1 "$ROUNDS"); do
 	for k in $KINDS; do
 		read -r -a arr <<<"$(kind_proxies "$k")"
@@ -197,12 +200,13 @@ for r in $(seq 1 "$ROUNDS"); do
 			CLI[$k,$p]="${CLI[$k,$p]:-} $cli"
 			CORES[$k,$p]="${CORES[$k,$p]:-} $cores"
 			UPC[$k,$p]="${UPC[$k,$p]:-} $UP_CORES"
+			PXC[$k,$p]="${PXC[$k,$p]:-} $PROXY_CORES"
 			BUSY[$k,$p]="${BUSY[$k,$p]:-} $BUSY_CORES"
 			WAITC[$k,$p]="${WAITC[$k,$p]:-} $WAIT_CORES"
 			PARTS[$k,$p]="${PARTS[$k,$p]:-} $parts"
-			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  h2load %7s us/req %5s cores  upstream %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
-				"$r" "$k" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx"
-			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES $parts"
+			printf 'round %d %-7s %-17s req/s %9s  p99 %8s ms  cpu %7s us/req  h2load %7s us/req %5s cores  upstream %5s cores  proxy %5s cores  machine %5s cores  proxy waited %5s cores  (%d ticks, %d requests, errors %d, non-2xx %d)\n' \
+				"$r" "$k" "$p" "$rps" "$p99" "$cpu" "$cli" "$cores" "$UP_CORES" "$PROXY_CORES" "$BUSY_CORES" "$WAIT_CORES" $((t1 - t0)) "$req" "$err" "$non2xx"
+			raw "$r $k $p $req $rps $p99 $cpu $((t1 - t0)) $err $non2xx $cli $cores $UP_CORES $BUSY_CORES $WAIT_CORES $parts $PROXY_CORES"
 			[ "$err" = 0 ] && [ "$non2xx" = 0 ] || say "# WARNING: round $r $k $p: $err errored or timed-out requests, $non2xx non-2xx responses"
 		done
 	done
@@ -216,7 +220,7 @@ best() { # high|low values...
 }
 declare -A KIND_DESC=([tls]="h2 over TLS (ALPN h2)" [h2c]="h2c, prior knowledge" [grpc]="gRPC unary over h2c, $GRPC_BYTES-byte messages")
 for k in $KINDS; do
-	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MB=() MW=() MS=()
+	declare -A MR=() MP=() MC=() ML=() MK=() MU=() MX=() MB=() MW=() MS=()
 	for p in $(kind_proxies "$k"); do
 		MR[$p]=$(echo "${RPS[$k,$p]:-}" | median | fmt_num 0)
 		MP[$p]=$(echo "${P99[$k,$p]:-}" | median | fmt_num 3)
@@ -224,6 +228,7 @@ for k in $KINDS; do
 		ML[$p]=$(echo "${CLI[$k,$p]:-}" | median | fmt_num 2)
 		MK[$p]=$(echo "${CORES[$k,$p]:-}" | median | fmt_num 2)
 		MU[$p]=$(echo "${UPC[$k,$p]:-}" | median | fmt_num 2)
+		MX[$p]=$(echo "${PXC[$k,$p]:-}" | median | fmt_num 2)
 		MB[$p]=$(echo "${BUSY[$k,$p]:-}" | median | fmt_num 2)
 		MW[$p]=$(echo "${WAITC[$k,$p]:-}" | median | fmt_num 2)
 		MS[$p]=$(echo "${PARTS[$k,$p]:-}" | median | fmt_num 2)
@@ -237,24 +242,25 @@ for k in $KINDS; do
 	for q in $peers; do if [ "${MR[$q]:-n/a}" = "$br" ]; then bs=${MS[$q]:-n/a}; fi; done
 	say ""
 	say "## $k: ${KIND_DESC[${k%%:*}]}, h2load -c$CONNS -m${k##*:}: medians of $ROUNDS rounds of ${DURATION}s; ratio = proxy / the better of ${peers// / and } for each metric"
-	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %9s %11s   %11s %7s'
-	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'all cores' 'proxy wait' 'all us/req' 'bound x')"
+	FMT='%-17s %10s %9s %11s   %8s %7s %7s   %13s %12s %8s %11s %9s %11s   %11s %7s'
+	say "$(printf "$FMT" proxy 'req/s' 'p99 ms' 'CPU us/req' 'req/s x' 'p99 x' 'CPU x' 'h2load us/req' 'h2load cores' 'up cores' 'proxy cores' 'all cores' 'proxy wait' 'all us/req' 'bound x')"
 	for p in $(kind_proxies "$k"); do
 		say "$(printf "$FMT" "$p" "${MR[$p]}" "${MP[$p]}" "${MC[$p]}" "$(ratio "${MR[$p]}" "$br")" \
-			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MB[$p]}" "${MW[$p]}" \
+			"$(ratio "${MP[$p]}" "$bp")" "$(ratio "${MC[$p]}" "$bc")" "${ML[$p]}" "${MK[$p]}" "${MU[$p]}" "${MX[$p]}" "${MB[$p]}" "${MW[$p]}" \
 			"${MS[$p]}" "$(ratio "$bs" "${MS[$p]}")")"
 	done
 	say "spread (min..max over rounds):"
 	for p in $(kind_proxies "$k"); do
 		say_spread 17 "$p" "${RPS[$k,$p]:-}" "${P99[$k,$p]:-}" "${CPU[$k,$p]:-}"
 	done
-	unset MR MP MC ML MK MU MB MW MS
+	unset MR MP MC ML MK MU MX MB MW MS
 done
 say ""
 say "(h2load: the load client's own CPU per request and the cores it used; up: the upstream's cores"
-say " (nginx, or grpc_responder for gRPC); all: the whole machine's busy cores. h2load has one thread"
-say " and each upstream one: either near 1.00, or all near the machine's $(nproc), and that part, not"
-say " the proxy, set the rate; proxy wait: the cores' worth of time the proxy was ready to run but"
+say " (nginx, or grpc_responder for gRPC); proxy: the proxy's; all: the whole machine's busy cores."
+say " h2load has $CLIENT_THREADS thread(s) and each upstream $UPSTREAM_WORKERS process(es): either near that, or all near the"
+say " machine's $(nproc), and that part, not the proxy, set the rate; proxy cores near its $PROXY_WORKERS"
+say " worker(s): the proxy set it; proxy wait: the cores' worth of time the proxy was ready to run but"
 say " waited for a CPU; all us/req: h2load's, the upstream's and the proxy's CPU per request"
 say " together; bound: the better peer's all us/req over the proxy's, the rate ratio the cores allow"
 say " where both rounds kept the machine equally busy)"

@@ -75,10 +75,10 @@ load() { # outfile seconds port
 	local req err non2xx
 	case $LOAD in
 	h1)
-		run_wrk "$1" "$2" -t1 -c"$CONNS" "http://127.0.0.1:$3/"
+		run_wrk "$1" "$2" -c"$CONNS" "http://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
 	h1tls)
-		run_wrk "$1" "$2" -t1 -c"$CONNS" "https://127.0.0.1:$3/"
+		run_wrk "$1" "$2" -c"$CONNS" "https://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
 	h2c|h2tls)
 		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" "$SCHEME://127.0.0.1:$3/"

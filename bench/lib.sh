@@ -11,6 +11,29 @@ H2LOAD=${H2LOAD:-/usr/bin/h2load}
 HZ=$(getconf CLK_TCK)
 BENCH_NAME=${BENCH_NAME:-bench}
 
+# Placement on a machine with cores to spare (bench/README.md, "A proxy-bound run"): each of the
+# three parts on its own CPUs (taskset lists), the load client with CLIENT_THREADS threads, the
+# upstreams with UPSTREAM_WORKERS workers (processes), so that the proxy's one core, not the
+# client or the upstream, sets the rate. Unset: every part anywhere, one thread and one worker.
+# PROXY_WORKERS: the workers (isthmus, nginx) or threads (HAProxy) of each proxy, default 1.
+PIN_PROXY=${PIN_PROXY:-}
+PIN_CLIENT=${PIN_CLIENT:-}
+PIN_UPSTREAM=${PIN_UPSTREAM:-}
+CLIENT_THREADS=${CLIENT_THREADS:-1}
+PROXY_WORKERS=${PROXY_WORKERS:-1}
+UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+GRPC_RESPONDER=${GRPC_RESPONDER:-} # a built bench/grpc_responder.c (else built with cc)
+case $CLIENT_THREADS$UPSTREAM_WORKERS$PROXY_WORKERS in *[!0-9]*) echo "$BENCH_NAME: CLIENT_THREADS, UPSTREAM_WORKERS, PROXY_WORKERS must be integers" >&2; exit 1 ;; esac
+# The command words that run a part on its CPUs (empty where unpinned), unquoted where used.
+on_cpus() { [ -z "$1" ] || echo "taskset -c $1"; }
+RUN_PROXY=$(on_cpus "$PIN_PROXY")
+RUN_CLIENT=$(on_cpus "$PIN_CLIENT")
+RUN_UPSTREAM=$(on_cpus "$PIN_UPSTREAM")
+# One line for a run's header: where the parts ran.
+placement() {
+	echo "placement: proxy ($PROXY_WORKERS workers) on CPUs ${PIN_PROXY:-any}, client ($CLIENT_THREADS threads) on ${PIN_CLIENT:-any}, upstream ($UPSTREAM_WORKERS workers) on ${PIN_UPSTREAM:-any}"
+}
+
 STARTED=""          # every pid we started, for the teardown
 CLIENT_PID=""       # a background client (bench.sh's idle-connection client) while it runs
 CUR_PID=""          # the wrk run in progress
@@ -101,11 +124,11 @@ wait_http() { # URL, tries of 0.2 s, [pid: give up as soon as it has exited]
 	return 1
 }
 
-# The start of an nginx configuration in directory $1, one worker, its events block $2: up to
-# the http block's keep-alive settings (what follows is the caller's).
-nginx_head() { # dir events
+# The start of an nginx configuration in directory $1, $3 workers (default 1), its events block
+# $2: up to the http block's keep-alive settings (what follows is the caller's).
+nginx_head() { # dir events [workers]
 	cat <<EOF
-worker_processes 1;
+worker_processes ${3:-1};
 worker_rlimit_nofile $NOFILE;
 user root root;
 pid $1/nginx.pid;
@@ -122,7 +145,7 @@ http {
 EOF
 }
 
-# The upstream: one nginx, one worker, listening on the given ports, 1 KiB body and an
+# The upstream: one nginx, UPSTREAM_WORKERS workers (default 1), listening on the given ports, 1 KiB body and an
 # X-Upstream header naming the port. Its files live in $TMP/up.
 start_upstream() { # ports...
 	local body d="$TMP/up" listen="" p
@@ -131,7 +154,7 @@ start_upstream() { # ports...
 	for p in "$@"; do listen="$listen        listen 127.0.0.1:$p backlog=4096;
 "; done
 	cat >"$d/nginx.conf" <<EOF
-$(nginx_head "$d" "worker_connections 8192; multi_accept on;")
+$(nginx_head "$d" "worker_connections 8192; multi_accept on;" "$UPSTREAM_WORKERS")
     keepalive_timeout 600s;
     default_type text/plain;
     server {
@@ -146,7 +169,7 @@ $listen        location / {
     }
 }
 EOF
-	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
+	$RUN_UPSTREAM "$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
 	UPSTREAM_PID=$!
 	for p in "$@"; do
@@ -154,13 +177,17 @@ EOF
 	done
 }
 
-# The gRPC upstream: bench/grpc_responder.c built with libnghttp2 and started on port $1, answering
-# every call with one message of $2 bytes and grpc-status 0. Its log is $TMP/grpc_responder.log.
+# The gRPC upstream: bench/grpc_responder.c built with libnghttp2 (or GRPC_RESPONDER, built
+# before) and started on port $1 with UPSTREAM_WORKERS processes, answering every call with one
+# message of $2 bytes and grpc-status 0. Its log is $TMP/grpc_responder.log.
 start_grpc_responder() { # port bytes
-	local pid
-	cc -O2 -o "$TMP/grpc_responder" "$BENCH_DIR/grpc_responder.c" $(pkg-config --cflags --libs libnghttp2) \
-		>"$TMP/cc.log" 2>&1 || { cat "$TMP/cc.log" >&2; die "cannot build bench/grpc_responder.c (libnghttp2-dev)"; }
-	"$TMP/grpc_responder" "$1" "$2" >"$TMP/grpc_responder.log" 2>&1 &
+	local pid bin=$GRPC_RESPONDER
+	if [ -z "$bin" ]; then
+		bin=$TMP/grpc_responder
+		cc -O2 -o "$bin" "$BENCH_DIR/grpc_responder.c" $(pkg-config --cflags --libs libnghttp2) \
+			>"$TMP/cc.log" 2>&1 || { cat "$TMP/cc.log" >&2; die "cannot build bench/grpc_responder.c (libnghttp2-dev)"; }
+	fi
+	$RUN_UPSTREAM "$bin" "$1" "$2" "$UPSTREAM_WORKERS" >"$TMP/grpc_responder.log" 2>&1 &
 	pid=$!
 	STARTED="$STARTED $pid"
 	GRPC_UPSTREAM_PID=$pid
@@ -218,14 +245,14 @@ children_cpu() {
 # A load client in the background and waited for, so that a signal to the script is acted on at
 # once (bash runs traps only between foreground commands, and not at all when the child exits
 # normally). Bounded: killed 30 s after its own duration. CLIENT_CPU_S: the CPU seconds the
-# client used (wrk and h2load run one thread here, so over the run's seconds, the share of the
-# one core it can use: near 1, the client, not the proxy, sets the rate).
+# client used (wrk and h2load run CLIENT_THREADS threads, so over the run's seconds, the share
+# of the cores it can use: near CLIENT_THREADS, the client, not the proxy, sets the rate).
 run_client() { # outfile seconds command...
 	local rc out=$1 secs=$2 c0
 	shift 2
 	children_cpu
 	c0=$CHILD_CPU_S
-	timeout $((secs + 30)) "$@" >"$out" 2>&1 &
+	timeout $((secs + 30)) $RUN_CLIENT "$@" >"$out" 2>&1 &
 	CUR_PID=$!
 	wait "$CUR_PID"
 	rc=$?
@@ -241,7 +268,7 @@ client_cores() { awk -v s="$CLIENT_CPU_S" -v d="$1" 'BEGIN { printf "%.2f", s / 
 # Where a round's CPU went besides the proxy: round_begin UPSTREAM_PID PROXY_PID before it,
 # round_end UPSTREAM_PID PROXY_PID SECONDS after it sets UP_CORES (the upstream's process tree;
 # UP_TICKS, the same in clock ticks) and BUSY_CORES (the whole machine: /proc/stat less idle and
-# iowait), in cores over the round's seconds, and WAIT_CORES: the time the proxy's threads were
+# iowait) and PROXY_CORES (the proxy's process tree), in cores over the round's seconds, and WAIT_CORES: the time the proxy's threads were
 # ready to run but waited for a CPU (the run-queue wait of /proc/TID/schedstat), in cores. With
 # the client's cores, they say which of the parts (one-thread client, one-worker upstream, the
 # machine's cores, the scheduler's placement of the three on them) ran out first.
@@ -258,6 +285,7 @@ wait_ns() { # pid: nanoseconds the threads of its process tree waited, runnable,
 }
 round_begin() { # upstream-pid proxy-pid
 	ROUND_UP0=$(cpu_ticks "$1")
+	ROUND_PROXY0=$(cpu_ticks "$2")
 	ROUND_WAIT0=$(wait_ns "$2")
 	ROUND_BUSY0=$(machine_ticks)
 }
@@ -274,17 +302,19 @@ round_end() { # upstream-pid proxy-pid seconds
 	b=$(machine_ticks)
 	u=$(cpu_ticks "$1")
 	w=$(wait_ns "$2")
+	PROXY_CORES=$(awk -v t=$(($(cpu_ticks "$2") - ROUND_PROXY0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	UP_TICKS=$((u - ROUND_UP0))
 	UP_CORES=$(awk -v t="$UP_TICKS" -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	BUSY_CORES=$(awk -v t=$((b - ROUND_BUSY0)) -v hz="$HZ" -v d="$3" 'BEGIN { printf "%.2f", t / hz / d }')
 	WAIT_CORES=$(awk -v t=$((w - ROUND_WAIT0)) -v d="$3" 'BEGIN { printf "%.2f", t / 1e9 / d }')
 }
-run_wrk() { # outfile seconds wrk-arguments... (-d is added)
-	run_client "$1" "$2" "$WRK" -d"$2"s "${@:3}"
+run_wrk() { # outfile seconds wrk-arguments... (-t CLIENT_THREADS and -d are added)
+	run_client "$1" "$2" "$WRK" -t"$CLIENT_THREADS" -d"$2"s "${@:3}"
 }
-# h2load for a duration, one thread, writing its per-request log (for the p99) to outfile.log.
-run_h2load() { # outfile seconds h2load-arguments... (-t1 -D --log-file are added)
-	run_client "$1" "$2" "$H2LOAD" -t1 -D "$2" --log-file="$1.log" "${@:3}"
+# h2load for a duration, CLIENT_THREADS threads, writing its per-request log (for the p99) to
+# outfile.log.
+run_h2load() { # outfile seconds h2load-arguments... (-t -D --log-file are added)
+	run_client "$1" "$2" "$H2LOAD" -t"$CLIENT_THREADS" -D "$2" --log-file="$1.log" "${@:3}"
 }
 
 # h2load output (and its --log-file, $1.log) -> "requests rps p99_ms errors non2xx". h2load prints
@@ -378,7 +408,7 @@ check_edits() { # name url curl-options...
 # The upstream ports the proxies balance over (round robin): $UPS when set, else $UP1 and $UP2.
 upstream_ports() { echo "${UPS:-$UP1 $UP2}"; }
 
-# isthmus, one worker, on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports (see
+# isthmus, PROXY_WORKERS workers (default 1), on 127.0.0.1:${PORT[isthmus]} in front of the upstream ports (see
 # upstream_ports; ServiceEntry port protocol $SE_PROTOCOL, default HTTP): one Gateway server of
 # protocol $1 (HTTP or HTTPS) whose tls block is $2 (a "tls: {...}" line, or empty); $3: more
 # Appliance spec lines (indented two spaces), or empty; $6: more Gateway servers (YAML list items
@@ -400,7 +430,7 @@ metadata:
   name: $BENCH_NAME
 spec:
   locality: bench/bench-a
-  workers: 1
+  workers: $PROXY_WORKERS
   listenAddress: 127.0.0.1
   controlSocket: $d/ctl.sock
 $3
@@ -462,12 +492,12 @@ EOF
 		return
 	fi
 	# ISTHMUS_WRAP: a command the binary runs under (bench/instructions.sh: valgrind).
-	${ISTHMUS_WRAP:-} "$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
+	$RUN_PROXY ${ISTHMUS_WRAP:-} "$bin" -f "$d/isthmus.yaml" >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
 	proxy_up "$name" $! "$scheme://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
 }
 
-# HAProxy, one thread, on 127.0.0.1:${PORT[NAME]} in front of the upstream ports (see
+# HAProxy, PROXY_WORKERS threads (default 1), on 127.0.0.1:${PORT[NAME]} in front of the upstream ports (see
 # upstream_ports; round robin, keep-alive both sides): $1 "http" or "https"; $2 more options of
 # its bind line; $3 more global lines; $4 more frontend lines (another bind line, say); $5 more
 # sections (each may be several lines, or empty); $6 NAME (default haproxy); $7 more options of
@@ -483,7 +513,7 @@ start_haproxy() { # scheme bind-options global-lines frontend-lines sections [na
 	mkdir -p "$d"
 	cat >"$d/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $PROXY_WORKERS
     maxconn 20000
     # maxconn 20000 asks for ~40000 descriptors; where the hard limit is lower, run anyway
     # (a warning, not a failure): bench.sh's idle phase needs IDLE_CONNS client fds plus a few.
@@ -515,12 +545,12 @@ backend be
     balance roundrobin
 $servers$5
 EOF
-	"$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
+	$RUN_PROXY "$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
 	proxy_up "$name" $! "$1://127.0.0.1:${PORT[$name]}/" "$d/stderr.log"
 }
 
-# nginx, one worker, in front of the upstream ports (see upstream_ports; round robin, upstream
+# nginx, PROXY_WORKERS workers (default 1), in front of the upstream ports (see upstream_ports; round robin, upstream
 # keep-alive as bench.sh describes): $1 its listen lines ("listen ADDR:PORT ...;", several may
 # be given), $2 more lines of its server block (certificates, say), $3 a URL that must answer 200.
 start_nginx() { # listen-lines server-lines check-url
@@ -529,7 +559,7 @@ start_nginx() { # listen-lines server-lines check-url
 "; done
 	mkdir -p "$d"
 	cat >"$d/nginx.conf" <<EOF
-$(nginx_head "$d" "worker_connections 20000;")
+$(nginx_head "$d" "worker_connections 20000;" "$PROXY_WORKERS")
     keepalive_timeout 300s;
     upstream be {
 $servers        keepalive 64;
@@ -550,7 +580,7 @@ $servers        keepalive 64;
     }
 }
 EOF
-	"$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
+	$RUN_PROXY "$NGINX" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stderr.log" 2>&1 &
 	STARTED="$STARTED $!"
 	proxy_up nginx $! "$3" "$d/error.log"
 }

@@ -134,8 +134,8 @@ run_mode() { # mode proxy seconds outfile
 	local url="https://127.0.0.1:${PORT[$2]}/"
 	case $1 in
 	new) run_stime "$4" "$3" "${PORT[$2]}" ;;
-	hs) run_wrk "$4" "$3" -t1 -c"$CONNS" --timeout 5s --latency -H 'Connection: close' "$url" ;;
-	ka) run_wrk "$4" "$3" -t1 -c"$CONNS" --timeout 5s --latency "$url" ;;
+	hs) run_wrk "$4" "$3" -c"$CONNS" --timeout 5s --latency -H 'Connection: close' "$url" ;;
+	ka) run_wrk "$4" "$3" -c"$CONNS" --timeout 5s --latency "$url" ;;
 	esac
 }
 
@@ -153,7 +153,7 @@ for m in $MODES; do for p in $ACTIVE; do
 	run_mode "$m" "$p" "$WARMUP" "$TMP/warmup-$m-$p.txt" || say "# WARNING: warm-up wrk ($m) for $p exited non-zero"
 done; done
 
-say "# rounds: $ROUNDS x ${DURATION}s per proxy and mode, wrk -t1 -c$CONNS, proxy order rotated every round"
+say "# rounds: $ROUNDS x ${DURATION}s per proxy and mode, wrk -t$CLIENT_THREADS -c$CONNS, proxy order rotated every round"
 raw ""
 raw "round mode proxy requests req_per_s p99_ms cpu_us_per_req cpu_ticks errors non2xx TLS: isthmus: handshakes resumed handshake_failures; haproxy: requests requests_on_resumed_sessions"
 for r in $(seq 1 "$ROUNDS"); do
