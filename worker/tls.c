@@ -510,12 +510,22 @@ void ism_xp_want_read(struct ism_wctx *w, struct ism_sock *io)
 	submit_recv(w, io);
 }
 
+/* The thread's error queue emptied before a call whose SSL_get_error reads it.
+ * ERR_clear_error walks all 16 of the queue's slots each time (about 800
+ * instructions in OpenSSL 3.0, twice a request); nearly always nothing is
+ * queued, which a peek tells for a fraction of that. */
+static void clear_errors(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
+
 int ism_xp_write(struct ism_wctx *w, struct ism_sock *io, const char *p, uint32_t len)
 {
 	struct ism_xport *x = &io->x;
 	uint32_t before = x->tx.len;
 
-	ERR_clear_error();
+	clear_errors();
 	if (SSL_write(x->ssl, p, (int)len) != (int)len) {
 		ism_tls_log_errors("TLS write");
 		return -EPROTO;
@@ -545,7 +555,7 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	struct ism_xport *x = &io->x;
 	int n, err, xb;
 
-	ERR_clear_error();
+	clear_errors();
 	if (!x->established) {
 		n = SSL_do_handshake(x->ssl);
 		err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
