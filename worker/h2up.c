@@ -42,6 +42,7 @@ struct ism_h2us {
 	uint8_t notify;	   /* the stream waits to hear that its request bytes are out */
 	uint8_t ng_closed; /* nghttp2 closed it */
 	uint8_t pending;   /* response bytes or its end came in this pass: on c->pend */
+	uint8_t malformed; /* nghttp2 found its response malformed, and resets it */
 	uint32_t n_hdr;
 	uint32_t hdr_bytes;
 	uint64_t notify_batch;
@@ -456,6 +457,19 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	return 0;
 }
 
+/* A frame of the upstream's that nghttp2 refuses (a field or a head against
+ * HTTP/2's rules): it resets the stream, whose close says why. */
+static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int err, void *ud)
+{
+	struct ism_h2us *x = us_of(ud, f->hd.stream_id);
+
+	(void)ng;
+	(void)err;
+	if (x != NULL)
+		x->malformed = 1;
+	return 0;
+}
+
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct ism_h2c *c = ud;
@@ -502,8 +516,14 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	case ISM_H2US_CLOSED:
 		break;
 	}
-	ism_stream_up_failed(c->w, st,
-			     code == NGHTTP2_REFUSED_STREAM ? ISM_FAIL_REFUSED : ISM_FAIL_RESET);
+	/* Before a head, as Envoy's router: a response nghttp2 found malformed
+	 * is 502 (UPE), the upstream's reset 503 (UR). */
+	if (x->malformed)
+		ism_stream_up_bad(c->w, st, "malformed upstream response head");
+	else if (code == NGHTTP2_REFUSED_STREAM)
+		ism_stream_up_failed(c->w, st, ISM_FAIL_REFUSED);
+	else
+		ism_stream_up_reset(c->w, st);
 	return 0;
 }
 
@@ -519,6 +539,7 @@ static int init_once(void)
 	nghttp2_session_callbacks_set_send_data_callback(up_cbs, on_send_data);
 	nghttp2_session_callbacks_set_on_header_callback(up_cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(up_cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(up_cbs, on_invalid_frame);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(up_cbs, on_data);
 	nghttp2_session_callbacks_set_on_frame_send_callback(up_cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(up_cbs, on_stream_close);

@@ -467,9 +467,17 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	ism_buf_free(&head);
 }
 
+/* Why an attempt ended before a response head, as the local answer says it
+ * (flag_for reads its flag from the words: UC, UR). */
+#define WHY_CLOSED "upstream connection closed before the response head"
+#define WHY_RESET  "upstream reset the stream before the response head"
+
 /* An attempt failed before a usable response: tell outlier detection, then
- * retry if the policy allows, else answer 503 (connect), 504 (timeout) or 502. */
-static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f)
+ * retry if the policy allows, else answer as Envoy's router does: 503 for a
+ * failed connect (UF), a closed connection (UC, why) or a reset stream (UR,
+ * why), 504 for a timeout. */
+static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
+			   const char *why)
 {
 	bool retry;
 
@@ -484,7 +492,7 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	else if (f == ISM_FAIL_TIMEOUT)
 		stream_local(w, st, 504, "upstream timeout", true);
 	else
-		stream_local(w, st, 502, "upstream connection closed", true);
+		stream_local(w, st, 503, why, true);
 }
 
 /* ---------- the end of an exchange ---------- */
@@ -515,6 +523,10 @@ static const char *flag_for(int status, const char *why)
 			return "UO";
 		if (strstr(why, "no healthy"))
 			return "UH";
+		if (strcmp(why, WHY_CLOSED) == 0)
+			return "UC";
+		if (strcmp(why, WHY_RESET) == 0)
+			return "UR";
 		if (strstr(why, "connect"))
 			return "UF";
 		return "NC";
@@ -1747,7 +1759,8 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 	return true;
 }
 
-void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f)
+static void up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
+		      const char *why)
 {
 	if (st->state == ISM_ST_RESPONSE) {
 		/* The upstream cut the response short (as Envoy: a reset after the
@@ -1758,7 +1771,14 @@ void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_fa
 	}
 	if (f == ISM_FAIL_RESET && replay_stale(w, st))
 		return;
-	attempt_failed(w, st, f);
+	attempt_failed(w, st, f, why);
+}
+
+void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f)
+{
+	/* An HTTP/2 upstream's REFUSED_STREAM (or a stream past its GOAWAY) is
+	 * Envoy's remote refused-stream reset: UR. */
+	up_failed(w, st, f, f == ISM_FAIL_REFUSED ? WHY_RESET : WHY_CLOSED);
 }
 
 void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
@@ -1766,7 +1786,7 @@ void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
 	/* Envoy's upstream remote reset, where a closed connection is UC. */
 	if (st->state == ISM_ST_RESPONSE)
 		st->flags = "UR";
-	ism_stream_up_failed(w, st, ISM_FAIL_RESET);
+	up_failed(w, st, ISM_FAIL_RESET, WHY_RESET);
 }
 
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why)
@@ -1814,11 +1834,11 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 			return;
 		}
 		ism_wstat_add(&w->st->upstream_connect_fail, 1);
-		attempt_failed(w, st, ISM_FAIL_CONNECT);
+		attempt_failed(w, st, ISM_FAIL_CONNECT, NULL);
 		return;
 	case ISM_SDL_RESPONSE:
 		if (!st->resp_started) {
-			attempt_failed(w, st, ISM_FAIL_TIMEOUT);
+			attempt_failed(w, st, ISM_FAIL_TIMEOUT, NULL);
 			return;
 		}
 		od_settle(w, st, ISM_FAIL_TIMEOUT); /* the upstream stalled mid-body */

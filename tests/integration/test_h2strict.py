@@ -263,6 +263,14 @@ H2UP_CASES = {
 }
 
 
+# What the h2c upstream answers instead of a head, by :path: RST_STREAM with
+# a code, a head nghttp2 refuses (a connection-specific field), or the
+# connection closed.
+H2UP_EARLY = {"/rst-before-head": ("rst", 2), "/refused-before-head": ("rst", 7),
+              "/bad-head": ("head", [(":status", "200"), ("connection", "close"), ("content-length", "2")]),
+              "/close-before-head": ("close", None)}
+
+
 def h2up_serve(conn, n, log, log_lock):
     import hpack
     enc, dec = hpack.Encoder(), hpack.Decoder()
@@ -274,6 +282,15 @@ def h2up_serve(conn, n, log, log_lock):
         with log_lock:
             log.write(json.dumps({"conn": n, "sid": sid, "headers": heads[sid]}) + "\n")
             log.flush()
+        early, arg = H2UP_EARLY.get(path, (None, None))
+        if early == "rst":
+            conn.sendall(frame(RST_STREAM, 0, sid, arg.to_bytes(4, "big")))
+            return
+        if early == "head":
+            conn.sendall(frame(HEADERS, F_END_HEADERS, sid, enc.encode(arg)) + frame(DATA, F_END_STREAM, sid, b"ok"))
+            return
+        if early == "close":
+            raise OSError("closed before a head")
         cl, parts = H2UP_CASES.get(path, (None, [f"ok {path}\n"]))
         if cl is None:
             cl = str(len(parts[0]))
@@ -1017,6 +1034,61 @@ def h2strict_upstream_content_length(env):
         h1_until_close(gw, "/cl-long")
     poll(lambda: any(e["ejected"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))), 5,
          what="the endpoint that cut 3 responses short in a row to be ejected")
+
+
+# Each H2UP_EARLY answer's status and access-log flag, as Envoy's router gives
+# them: an upstream's reset before a head (refused or not) 503 UR, a head it
+# breaks HTTP/2's rules with 502 UPE, a connection closed before a head 503 UC.
+EARLY = {"/rst-before-head": (503, "UR"), "/refused-before-head": (503, "UR"), "/bad-head": (502, "UPE"),
+         "/close-before-head": (503, "UC")}
+
+
+@_test
+def h2strict_upstream_fails_before_head(env):
+    """An HTTP/2 upstream that resets a stream (INTERNAL_ERROR, or
+    REFUSED_STREAM: retried as Istio's default retryOn says, then the same),
+    answers a head with a connection-specific field (which nghttp2 refuses and
+    resets), or closes its connection, each before any head: the client gets
+    Envoy's answer (503 UR, 502 UPE, 503 UC; an HTTP/1.1 upstream closing
+    before a head is 503 UC too, upstream_closed_503), over HTTP/1.1 and
+    HTTP/2 alike, the access log says the flag, the next request is served,
+    and nothing stays in flight to the endpoint."""
+    need_tools("h2")
+    port, log = start_h2up(env)
+    extra, access = alog(env, "text")
+    gw = one_service(env, port, protocol="HTTP2", workers=1, app_extra=extra)
+    rep = h2_raw(gw, [hdrs(1, H(path="/warm"))])
+    check(served(sget(rep, 1), "/warm"), f"through the h2c upstream: {sget(rep, 1)}")
+    fails = []
+    for path, (status, _) in EARLY.items():
+        rep = h2_raw(gw, [hdrs(1, H(path=path)), {"op": "wait", "sid": 1},
+                          hdrs(3, H(path=path + "-next")), {"op": "wait", "sid": 3}])
+        s1, s3 = sget(rep, 1), sget(rep, 3)
+        if s1.get("status") != status or not s1.get("ended"):
+            fails.append(f"HTTP/2 client, {path}: want {status}, whole; got {s1}")
+        if not served(s3, path + "-next"):
+            fails.append(f"HTTP/2 client, the stream after {path}: {s3} (goaway {rep['goaway']})")
+        with Conn("127.0.0.1", gw, timeout=5) as c:
+            r = c.request("GET", path, "a.test")
+            if r.status != status:
+                fails.append(f"HTTP/1.1 client, {path}: want {status}, got {r}")
+        with Conn("127.0.0.1", gw, timeout=5) as c:
+            r = c.request("GET", path + "-h1next", "a.test")
+            if r.status != 200 or r.body != f"ok {path}-h1next\n".encode():
+                fails.append(f"HTTP/1.1 client, after {path}: {r}")
+    check(not fails, f"{len(fails)} failures:\n  " + "\n  ".join(fails))
+    want = {f"{proto} {status} {flag} {path}" for path, (status, flag) in EARLY.items()
+            for proto in ("HTTP/1.1", "HTTP/2")}
+    wait_log(access, lambda ls: want <= set(ls), f"the access log lines {sorted(want)}")
+    # REFUSED_STREAM is retried (Istio's default retryOn has refused-stream): 3 tries.
+    tries = sum(1 for rec in map(json.loads, file_lines(log))
+                if dict(rec["headers"]).get(":path") == "/refused-before-head")
+    check(tries == 6, f"the refused stream was tried {tries} times for 2 requests, want 6 (2 retries each)")
+
+    def inflight():
+        return sum(e["inflight"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json")))
+
+    poll(lambda: inflight() == 0, 5, what="the endpoint's in-flight count back to 0")
 
 
 # --------------------------------------------------------------------------- (d1) gRPC local replies
