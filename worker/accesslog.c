@@ -569,3 +569,49 @@ void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r)
 	else
 		append(w, line, n);
 }
+
+/* Envoy's response flags, in the order its access log prints them. */
+static const char *const flag_order[] = {"LH", "UH", "UT",  "LR",    "UR",   "UF",   "UC", "UO",
+					 "NR", "DI", "FI",  "RL",    "UAEX", "RLSE", "DC", "URX",
+					 "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE",
+					 "NC", "OM", "DF",  "DO",    "DR"};
+
+/* Whether the comma-separated list has the token. */
+static bool has_flag(const char *list, const char *token)
+{
+	size_t n = strlen(token);
+
+	for (const char *p = list; p != NULL && *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+
+		if (len == n && memcmp(p, token, n) == 0)
+			return true;
+		p = comma != NULL ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+const char *ism_alog_flags(uint8_t add, const char *flags, char *buf, size_t len)
+{
+	static const struct {
+		uint8_t bit;
+		const char *name;
+	} added[] = {
+	    {ISM_ALOG_DI, "DI"}, {ISM_ALOG_FI, "FI"}, {ISM_ALOG_URX, "URX"}, {ISM_ALOG_UO, "UO"}};
+	size_t off = 0;
+
+	if (add == 0)
+		return flags;
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(flag_order) / sizeof(flag_order[0]); i++) {
+		bool on = has_flag(flags, flag_order[i]);
+
+		for (size_t j = 0; j < sizeof(added) / sizeof(added[0]) && !on; j++)
+			on = (add & added[j].bit) && strcmp(added[j].name, flag_order[i]) == 0;
+		if (on && off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+						flag_order[i]);
+	}
+	return buf;
+}

@@ -126,6 +126,20 @@ int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_
 
 /* Renders r and hands the line to the destination. */
 void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r);
+
+/* Response flags an exchange gathers beside its reason code (st->flags). */
+enum ism_alog_flag {
+	ISM_ALOG_DI = 1u << 0,	/* a route's fault delayed it */
+	ISM_ALOG_FI = 1u << 1,	/* a route's fault aborted it */
+	ISM_ALOG_URX = 1u << 2, /* a retry its policy wanted, past its attempts */
+	ISM_ALOG_UO = 1u << 3,	/* a retry the cluster's maxRetries refused */
+};
+
+/* The response flags of an exchange: flags (a reason code, or several
+ * comma-separated; NULL: none) with those of add (enum ism_alog_flag bits), in
+ * the order Envoy's access log prints them. flags itself where add is 0, else
+ * written into buf. */
+const char *ism_alog_flags(uint8_t add, const char *flags, char *buf, size_t len);
 /* Starts writing what has accumulated, if no write is in flight. */
 void ism_alog_flush(struct ism_wctx *w);
 /* The completion of an access-log write. */

@@ -13,12 +13,6 @@
 
 #include "shm/table-t.h"
 
-/* What a fault did to a request, as bits (Envoy's response flags DI and FI). */
-enum ism_fault_done {
-	ISM_FAULT_DELAYED = 1u << 0, /* DI */
-	ISM_FAULT_ABORTED = 1u << 1, /* FI */
-};
-
 /* The body and grpc-message of an abort, as Envoy's. */
 #define ISM_FAULT_ABORT_WHY "fault filter abort"
 
@@ -28,10 +22,4 @@ uint32_t ism_fault_delay_ms(const struct ism_fault *f, uint32_t rnd);
 /* Whether one request is aborted (rnd uniform 32-bit, drawn apart from the
  * delay's: the two are independent, as Envoy's). */
 bool ism_fault_aborts(const struct ism_fault *f, uint32_t rnd);
-/* The response flags of a request that faults touched (done: ISM_FAULT_*
- * bits) and that also has flags (one code, or NULL), in Envoy's order: DI and
- * FI come after the upstream and routing codes (UH UT UF UC UO NR) and before
- * the others. flags itself when done is 0; else the text, written into buf. */
-const char *ism_fault_flags(uint8_t done, const char *flags, char *buf, size_t len);
-
 #endif

@@ -16,6 +16,7 @@
 #include "health/outlier.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
+#include "worker/accesslog.h"
 #include "worker/actions.h"
 #include "worker/balancer.h"
 #include "worker/cors.h"
@@ -302,21 +303,31 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 
 	/* What went out is kept (the rest of the body, if any, is still with
 	 * the client session and follows the replay). */
-	if (cl == NULL || st->rs.retries_left == 0 || st->req_streamed || w->draining ||
-	    st->resp_started)
+	bool wanted;
+
+	if (cl == NULL || st->req_streamed || w->draining || st->resp_started)
 		return false;
 	/* A TCP or TLS connection sends nothing before it is connected. */
 	if (!st->l4 && st->replay.len == 0 && !ism_up_replayable(st))
 		return false;
 	if (st->route_deadline && w->now >= st->route_deadline)
 		return false;
-	if (!ism_retry_wanted(&st->rs, f, status) &&
-	    (grpc < 0 || !ism_retry_wanted_grpc(&st->rs, grpc)))
+	wanted = ism_retry_wanted(&st->rs, f, status) ||
+		 (grpc >= 0 && ism_retry_wanted_grpc(&st->rs, grpc));
+	if (!wanted)
 		return false;
+	if (st->rs.retries_left == 0) {
+		/* Envoy's URX: retried as often as its policy allows. */
+		if (st->rs.tries > 1)
+			st->log_flags |= ISM_ALOG_URX;
+		return false;
+	}
 	if (!st->retry_counted &&
 	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >=
 		cl->pool.max_retries) {
+		/* Envoy's retry circuit breaker: UO. */
 		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
+		st->log_flags |= ISM_ALOG_UO;
 		return false;
 	}
 	return true;
@@ -551,7 +562,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl;
 	struct ism_alog_rec r;
-	char flags[16];
+	char flags[32];
 
 	if (st->log_req == NULL)
 		return;
@@ -563,7 +574,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .bytes_out = st->bytes_out,
 	    .status = st->status,
 	    .attempts = st->rs.tries,
-	    .flags = ism_fault_flags(st->faults, st->flags, flags, sizeof(flags)),
+	    .flags = ism_alog_flags(st->log_flags, st->flags, flags, sizeof(flags)),
 	    .client = ism_stream_client(st),
 	    .peer = st->sess->peer,
 	    .client_port = st->xff_client[0] ? 0 : st->sess->peer_port,
@@ -946,14 +957,14 @@ static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, 
 
 /* A fault's abort: its status and Envoy's text, or with a gRPC status (code;
  * -1: none), 200 and that grpc-status for a gRPC client (trailers-only); its
- * flag is FI alone (ism_fault_flags). */
+ * flag is FI alone (ism_alog_flags). */
 static void fault_abort(struct ism_wctx *w, struct ism_stream *st, int status, int code)
 {
 	static const char why[] = ISM_FAULT_ABORT_WHY;
 	char grpc[8];
 
 	snprintf(grpc, sizeof(grpc), "%d", code);
-	st->faults |= ISM_FAULT_ABORTED;
+	st->log_flags |= ISM_ALOG_FI;
 	stream_answer(w, st,
 		      &(struct ism_local){.status = status,
 					  .why = why,
@@ -976,7 +987,7 @@ static bool stream_fault(struct ism_wctx *w, struct ism_stream *st, const struct
 	bool aborts = ism_fault_aborts(f, ism_w_rand(w));
 
 	if (ms != 0) {
-		st->faults |= ISM_FAULT_DELAYED;
+		st->log_flags |= ISM_ALOG_DI;
 		st->delay_ms = ms;
 		start_timer(w, st, ms);
 		st->state = ISM_ST_DELAY;

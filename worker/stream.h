@@ -98,6 +98,7 @@ struct ism_stream {
 	/* the access log and the counters */
 	struct ism_alog_req *log_req;	  /* the request's part of the line; NULL: log off */
 	const char *flags;		  /* reason code of a failure (Envoy-style), or NULL */
+	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	struct ism_counters *lis_stats;	  /* of the table of table_gen */
 	struct ism_counters *route_stats; /* idem; NULL: no route */
@@ -111,7 +112,6 @@ struct ism_stream {
 	 * the client sent names it; "" otherwise (the session's peer). */
 	char xff_client[INET6_ADDRSTRLEN];
 	/* fault injection and CORS (worker/fault.h, worker/cors.h) */
-	uint8_t faults;		       /* enum ism_fault_done bits: what a fault did, for the log */
 	uint32_t delay_ms;	       /* ISM_ST_DELAY: the delay */
 	struct ism_deferred *deferred; /* ISM_ST_DELAY: an answer made meanwhile; NULL */
 	struct ism_cors_out *cors;     /* Access-Control-* fields of the answer (malloc'd); NULL */

@@ -1037,9 +1037,10 @@ def h2strict_upstream_content_length(env):
 
 
 # Each H2UP_EARLY answer's status and access-log flag, as Envoy's router gives
-# them: an upstream's reset before a head (refused or not) 503 UR, a head it
-# breaks HTTP/2's rules with 502 UPE, a connection closed before a head 503 UC.
-EARLY = {"/rst-before-head": (503, "UR"), "/refused-before-head": (503, "UR"), "/bad-head": (502, "UPE"),
+# them: an upstream's reset before a head 503 UR (a refused stream after its
+# retries, URX too), a head it breaks HTTP/2's rules with 502 UPE, a connection
+# closed before a head 503 UC.
+EARLY = {"/rst-before-head": (503, "UR"), "/refused-before-head": (503, "UR,URX"), "/bad-head": (502, "UPE"),
          "/close-before-head": (503, "UC")}
 
 

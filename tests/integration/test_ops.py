@@ -62,7 +62,9 @@ def access_log(env):
     check(ok["bytes_out"] > 0 and ok["bytes_in"] > 0 and ok["client"] == "127.0.0.1", f"bad line {ok}")
     check(nr["status"] == 404 and nr["flags"] == "NR" and nr["upstream"] == "-", f"bad 404 line {nr}")
     # A 503 from the upstream is retried (Istio's default policy), then passed on.
-    check(up503["status"] == 503 and up503["attempts"] == 3, f"bad retried-503 line {up503}")
+    # Retried as often as the policy allows: URX, as Envoy flags it.
+    check(up503["status"] == 503 and up503["attempts"] == 3 and up503["flags"] == "URX",
+          f"bad retried-503 line {up503}")
     # logrotate: move the file, then SIGUSR1 to the master; new lines go to a new file.
     os.rename(log, log + ".1")
     os.kill(env.gateway.pid, signal.SIGUSR1)
@@ -103,7 +105,7 @@ def _two_services(env, extra, up_name="a"):
 @_test
 def access_log_text(env):
     """format: text with Istio's default template: the fields of a proxied
-    request (curl's own byte counts), of a connect failure (503 UF after the
+    request (curl's own byte counts), of a connect failure (503 UF,URX after the
     retries), of a 404 (NR) and of a request that cannot be parsed (400 DPE)."""
     import datetime
 
@@ -135,8 +137,9 @@ def access_log_text(env):
             "upstream": f"127.0.0.2:{up}", "cluster": f"outbound|80||{SVC}", "route": "app"}
     check({k: ok[k] for k in want} == want, f"200 line {ok}, want {want}")
     check(re.fullmatch(r"127\.0\.0\.1:\d+", ok["client"]) and int(ok["duration"]) < 5000, f"200 line {ok}")
-    # The endpoint refuses: Istio's default retry policy tries it three times, then 503 UF.
-    check(down["code"] == "503" and down["flags"] == "UF" and down["upstream"] == f"127.0.0.5:{refused}" and
+    # The endpoint refuses: Istio's default retry policy tries it three times, then 503 UF,
+    # and URX: as often as the policy allows.
+    check(down["code"] == "503" and down["flags"] == "UF,URX" and down["upstream"] == f"127.0.0.5:{refused}" and
           down["cluster"] == f"outbound|80||{DOWN}" and down["route"] == "default/ops#1", f"503 line {down}")
     check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", down["rid"]) and
           down["xff"] == "127.0.0.1", f"the request id made by the proxy, the client address: {down}")

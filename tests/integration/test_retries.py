@@ -470,3 +470,42 @@ def route_timeout_while_waiting_for_connection(env):
         check(first.get("r") is not None and first["r"].status == 200, f"the held request: {first}")
     finally:
         up.close()
+
+
+@_test
+def retry_limits_flagged(env):
+    """Retries that run out are flagged in the access log as Envoy flags them:
+    URX when the policy wanted one more try than its attempts, UO when the
+    cluster's maxRetries (the retry circuit breaker) refused one. Two requests
+    to an upstream slower than the per-try timeout, at once, maxRetries 1:
+    one takes the only retry slot and tries three times (504 UT,URX), the
+    other is refused its retry (504 UT,UO, one try)."""
+    log = env.path("access.log")
+    up = env.upstream([f"{UP_ADDR}:0=a"], name="a")["a"]
+    gw = free_port()
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n      http: {{maxRetries: 1}}\n")
+    routes = (f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+              "    retries: {attempts: 2, perTryTimeout: 400ms, retryOn: 5xx}\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: json}}\n"),
+        gateway(gw), virtual_service("vs", ["*"], routes),
+        service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]), dr))
+    env.start_gateway(conf, gw)
+    got = {}
+
+    def one(path):
+        got[path] = http_get(gw, path, timeout=20)
+
+    ts = [threading.Thread(target=one, args=(p,), daemon=True) for p in ("/delay/5000?a", "/delay/5000?b")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    check(all(r is not None and r.status == 504 for r in got.values()) and len(got) == 2,
+          f"want two 504s (per-try timeouts), got {got}")
+    recs = poll(lambda: [json.loads(ln) for ln in file_lines(log)] if len(file_lines(log)) >= 2 else None, 5,
+                what="the two access log lines")
+    seen = sorted((r["flags"], r["attempts"]) for r in recs)
+    check(seen == [("UT,UO", 1), ("UT,URX", 3)], f"access log flags and attempts {seen}, want "
+          "[('UT,UO', 1), ('UT,URX', 3)]")

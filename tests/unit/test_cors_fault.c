@@ -18,6 +18,7 @@
 #include "loaded.h"
 #include "worker/actions.h"
 #include "worker/cors.h"
+#include "worker/accesslog.h"
 #include "worker/fault.h"
 #include "worker/router.h"
 
@@ -537,23 +538,32 @@ static void test_fault_shares(void **state)
 
 static void test_fault_flags(void **state)
 {
-	char buf[16];
+	char buf[32];
 
 	(void)state;
-	assert_null(ism_fault_flags(0, NULL, buf, sizeof(buf)));
-	assert_string_equal(ism_fault_flags(0, "UF", buf, sizeof(buf)), "UF");
-	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, NULL, buf, sizeof(buf)), "DI");
-	assert_string_equal(ism_fault_flags(ISM_FAULT_ABORTED, NULL, buf, sizeof(buf)), "FI");
-	assert_string_equal(
-	    ism_fault_flags(ISM_FAULT_DELAYED | ISM_FAULT_ABORTED, NULL, buf, sizeof(buf)),
-	    "DI,FI");
+	assert_null(ism_alog_flags(0, NULL, buf, sizeof(buf)));
+	assert_string_equal(ism_alog_flags(0, "UF", buf, sizeof(buf)), "UF");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI, NULL, buf, sizeof(buf)), "DI");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_FI, NULL, buf, sizeof(buf)), "FI");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI | ISM_ALOG_FI, NULL, buf, sizeof(buf)),
+			    "DI,FI");
 	/* Envoy's order: upstream and routing codes first, downstream ones after. */
-	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, "UF", buf, sizeof(buf)), "UF,DI");
-	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, "UT", buf, sizeof(buf)), "UT,DI");
-	assert_string_equal(ism_fault_flags(ISM_FAULT_DELAYED, "DC", buf, sizeof(buf)), "DI,DC");
-	assert_string_equal(
-	    ism_fault_flags(ISM_FAULT_DELAYED | ISM_FAULT_ABORTED, "DC", buf, sizeof(buf)),
-	    "DI,FI,DC");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI, "UF", buf, sizeof(buf)), "UF,DI");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI, "UT", buf, sizeof(buf)), "UT,DI");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI, "DC", buf, sizeof(buf)), "DI,DC");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI | ISM_ALOG_FI, "DC", buf, sizeof(buf)),
+			    "DI,FI,DC");
+	/* Retries: URX after the reset's or failure's code, UO among the upstream
+	 * codes, each once; a code of several (UH,DF) sorted in with them. */
+	assert_string_equal(ism_alog_flags(ISM_ALOG_URX, NULL, buf, sizeof(buf)), "URX");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_URX, "UR", buf, sizeof(buf)), "UR,URX");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_URX, "UPE", buf, sizeof(buf)), "URX,UPE");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_UO, "UO", buf, sizeof(buf)), "UO");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_UO | ISM_ALOG_DI, "UF", buf, sizeof(buf)),
+			    "UF,UO,DI");
+	assert_string_equal(ism_alog_flags(ISM_ALOG_DI, "UH,DF", buf, sizeof(buf)), "UH,DI,DF");
+	/* Cut to the buffer, never past it. */
+	assert_string_equal(ism_alog_flags(ISM_ALOG_URX, "UF", buf, 4), "UF,");
 }
 
 int main(void)
