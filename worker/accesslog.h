@@ -140,6 +140,7 @@ enum ism_alog_flag {
  * the order Envoy's access log prints them. flags itself where add is 0, else
  * written into buf. */
 const char *ism_alog_flags(uint8_t add, const char *flags, char *buf, size_t len);
+
 /* Starts writing what has accumulated, if no write is in flight. */
 void ism_alog_flush(struct ism_wctx *w);
 /* The completion of an access-log write. */

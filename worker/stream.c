@@ -303,8 +303,6 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 
 	/* What went out is kept (the rest of the body, if any, is still with
 	 * the client session and follows the replay). */
-	bool wanted;
-
 	if (cl == NULL || st->req_streamed || w->draining || st->resp_started)
 		return false;
 	/* A TCP or TLS connection sends nothing before it is connected. */
@@ -312,9 +310,8 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 		return false;
 	if (st->route_deadline && w->now >= st->route_deadline)
 		return false;
-	wanted = ism_retry_wanted(&st->rs, f, status) ||
-		 (grpc >= 0 && ism_retry_wanted_grpc(&st->rs, grpc));
-	if (!wanted)
+	if (!ism_retry_wanted(&st->rs, f, status) &&
+	    (grpc < 0 || !ism_retry_wanted_grpc(&st->rs, grpc)))
 		return false;
 	if (st->rs.retries_left == 0) {
 		/* Envoy's URX: retried as often as its policy allows. */
