@@ -33,6 +33,7 @@ struct ism_wslot {
 enum ism_loader_state {
 	ISM_LOADER_IDLE = 0,
 	ISM_LOADER_RUNNING, /* its thread reads, parses and validates */
+	ISM_LOADER_WARMING, /* loaded; its new DNS names are asked before it is published */
 };
 
 /* Loads off the loop (master/reload.c). The thread owns what it fills until
@@ -46,6 +47,8 @@ struct ism_loader {
 	uint64_t queued;      /* ticket of the file reload to run next; 0: none */
 	uint64_t last_ticket; /* tickets handed out */
 	uint64_t started_ms;
+	uint64_t warm_until; /* monotonic: ISM_LOADER_WARMING ends then at the latest */
+	uint32_t warm_ms;    /* the wait that deadline allows, for the log */
 	/* in (ISM_LOAD_TEXT: the master's conf_text, unchanged while a load runs) */
 	const char *path;
 	const char *text;
@@ -122,6 +125,10 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d);
  * checks, the certificate watch. 0, or -errno with the reasons in d; the
  * running generation is untouched on failure. On the loop only. */
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d);
+/* A reload's model, before it is published: the resolver asks its new names.
+ * The milliseconds to wait for their first answers at most (its
+ * spec.dns.timeout), or 0 when no name is waiting for one. */
+uint32_t ism_master_dns_warm(struct ism_master *m, const struct ism_conf *conf);
 /* The file's text a load published (the master takes it): `show config`'s
  * checksum and time are of it. */
 void ism_master_text_loaded(struct ism_master *m, char *text, size_t len);

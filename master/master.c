@@ -346,6 +346,22 @@ static int dns_first(struct ism_master *m, const struct ism_conf *conf, struct i
 	return 0;
 }
 
+/* As Envoy warms a cluster before it replaces the one serving: a route moved
+ * to a name nobody asked yet would answer 503 until its first answer. The
+ * names are asked with the running spec.dns (the new one applies with the
+ * publish, so that a reload refused then leaves the resolver as it was but for
+ * names asked in vain, forgotten at the next publish). An error here is the
+ * publish's to report (dns_apply meets it again). */
+uint32_t ism_master_dns_warm(struct ism_master *m, const struct ism_conf *conf)
+{
+	struct ism_conf_dns dns;
+
+	if (ism_resolver_names(m->dns, conf, false) < 0 || ism_resolver_settled(m->dns))
+		return 0;
+	ism_conf_dns_settings(conf, &dns);
+	return dns.timeout_ms;
+}
+
 int ism_master_load(struct ism_master *m, struct ism_diags *d)
 {
 	struct ism_conf *conf = NULL;
@@ -1024,6 +1040,7 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 	if (h >= 0 && h < t)
 		t = h;
 	t = ism_resolver_timeout_ms(m->dns, now, t);
+	t = ism_reload_timeout_ms(m, now, t);
 	if (m->next_sweep_due != UINT64_MAX) {
 		uint64_t due = m->next_sweep_due > now ? m->next_sweep_due - now : 0;
 
@@ -1108,6 +1125,7 @@ static int master_loop(struct ism_master *m)
 		kill_hung(m, now);
 		ism_ctl_run(m->ctl, pfd + 4, (int)nctl);
 		ism_resolver_run(m->dns, pfd + 4 + nctl, (int)ndns, now);
+		ism_reload_warm(m, ism_now_ms());
 		dns_publish(m, now);
 		if (!m->stopping)
 			respawn_due(m, now);

@@ -14,6 +14,7 @@
 #include "master/commands.h"
 #include "master/ctl.h"
 #include "master/master-t.h"
+#include "master/resolve.h"
 
 int ism_reload_init(struct ism_master *m)
 {
@@ -31,7 +32,7 @@ int ism_reload_fd(const struct ism_master *m)
 
 bool ism_reload_busy(const struct ism_master *m)
 {
-	return m->loader.state == ISM_LOADER_RUNNING;
+	return m->loader.state != ISM_LOADER_IDLE;
 }
 
 /* The thread: the file (or the running text) to a model, nothing else. */
@@ -101,7 +102,7 @@ uint64_t ism_reload_request(struct ism_master *m, enum ism_load_source src, stru
 			ism_say(why, "reload refused: isthmus is stopping\n");
 		return 0;
 	}
-	if (l->state == ISM_LOADER_RUNNING) {
+	if (l->state != ISM_LOADER_IDLE) {
 		if (src != ISM_LOAD_FILE)
 			return 0;
 		if (l->queued == 0)
@@ -224,18 +225,16 @@ static void report_dns(struct ism_master *m, int ret, const struct ism_diags *d)
 	}
 }
 
-void ism_reload_run(struct ism_master *m)
+/* The load is over: published (or refused), reported, and the queued one
+ * started. */
+static void finish(struct ism_master *m)
 {
 	struct ism_loader *l = &m->loader;
-	uint64_t v, ticket = l->ticket;
+	uint64_t ticket = l->ticket;
 	enum ism_load_source src = l->source;
-	int ret;
+	int ret = l->ret;
 
-	if (read(l->efd, &v, sizeof(v)) < 0 || l->state != ISM_LOADER_RUNNING)
-		return;
-	pthread_join(l->thread, NULL);
 	l->state = ISM_LOADER_IDLE;
-	ret = l->ret;
 	if (ret == 0 && m->stopping) {
 		ism_conf_free(l->conf);
 		ism_diag_add(l->d, ISM_DIAG_ERROR, l->path, 0, 0, "", "isthmus is stopping");
@@ -283,12 +282,58 @@ void ism_reload_run(struct ism_master *m)
 		ism_master_notify_ready(m);
 }
 
+void ism_reload_run(struct ism_master *m)
+{
+	struct ism_loader *l = &m->loader;
+	uint64_t v;
+
+	if (read(l->efd, &v, sizeof(v)) < 0 || l->state != ISM_LOADER_RUNNING)
+		return;
+	pthread_join(l->thread, NULL);
+	/* A certificate rotation or a DNS publish names what runs already. */
+	if (l->ret == 0 && l->source == ISM_LOAD_FILE && !m->stopping) {
+		l->warm_ms = ism_master_dns_warm(m, l->conf);
+		if (l->warm_ms > 0) {
+			l->state = ISM_LOADER_WARMING;
+			l->warm_until = ism_now_ms() + l->warm_ms;
+			ism_info("reload: waiting up to %u ms for the first answers of new names",
+				 l->warm_ms);
+			return;
+		}
+	}
+	finish(m);
+}
+
+void ism_reload_warm(struct ism_master *m, uint64_t now)
+{
+	struct ism_loader *l = &m->loader;
+
+	if (l->state != ISM_LOADER_WARMING)
+		return;
+	if (!ism_resolver_settled(m->dns) && now < l->warm_until && !m->stopping)
+		return;
+	ism_resolver_warn_pending(m->dns, l->warm_ms, "publishing");
+	finish(m);
+}
+
+int ism_reload_timeout_ms(const struct ism_master *m, uint64_t now, int cap)
+{
+	const struct ism_loader *l = &m->loader;
+	uint64_t due;
+
+	if (l->state != ISM_LOADER_WARMING)
+		return cap;
+	due = l->warm_until > now ? l->warm_until - now : 0;
+	return due < (uint64_t)cap ? (int)due : cap;
+}
+
 void ism_reload_fini(struct ism_master *m)
 {
 	struct ism_loader *l = &m->loader;
 
-	if (l->state == ISM_LOADER_RUNNING) {
-		pthread_join(l->thread, NULL);
+	if (l->state != ISM_LOADER_IDLE) {
+		if (l->state == ISM_LOADER_RUNNING)
+			pthread_join(l->thread, NULL);
 		l->state = ISM_LOADER_IDLE;
 		ism_conf_free(l->conf);
 		free(l->file_text);

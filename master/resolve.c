@@ -665,12 +665,20 @@ void ism_resolver_run(struct ism_resolver *r, const struct pollfd *pfd, int n, u
 	}
 }
 
-static bool settled(const struct ism_resolver *r)
+bool ism_resolver_settled(const struct ism_resolver *r)
 {
 	for (size_t i = 0; i < r->n; i++)
 		if (r->names[i]->used && r->names[i]->state == ISM_DNS_PENDING)
 			return false;
 	return true;
+}
+
+void ism_resolver_warn_pending(const struct ism_resolver *r, uint32_t timeout_ms, const char *doing)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->names[i]->used && r->names[i]->state == ISM_DNS_PENDING)
+			ism_warn("dns %s: no answer within %ums; %s without it", r->names[i]->name,
+				 timeout_ms, doing);
 }
 
 void ism_resolver_settle(struct ism_resolver *r, uint32_t timeout_ms)
@@ -683,7 +691,7 @@ void ism_resolver_settle(struct ism_resolver *r, uint32_t timeout_ms)
 		uint64_t now = ism_now_ms();
 		int n, ms;
 
-		if (settled(r) || now >= deadline)
+		if (ism_resolver_settled(r) || now >= deadline)
 			break;
 		n = ism_resolver_pollfds(r, pfd, ISM_RESOLVER_POLLFDS);
 		ms = ism_resolver_timeout_ms(r, now, (int)(deadline - now));
@@ -691,10 +699,7 @@ void ism_resolver_settle(struct ism_resolver *r, uint32_t timeout_ms)
 			break;
 		ism_resolver_run(r, pfd, n, ism_now_ms());
 	}
-	for (size_t i = 0; i < r->n; i++)
-		if (r->names[i]->used && r->names[i]->state == ISM_DNS_PENDING)
-			ism_warn("dns %s: no answer within %ums; starting without it",
-				 r->names[i]->name, timeout_ms);
+	ism_resolver_warn_pending(r, timeout_ms, "starting");
 }
 
 bool ism_resolver_changed(const struct ism_resolver *r)

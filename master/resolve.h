@@ -71,6 +71,12 @@ void ism_resolver_run(struct ism_resolver *r, const struct pollfd *pfd, int n, u
 /* Runs until every name has had a first answer or failed, or timeout_ms
  * passed (the start, before anything serves). */
 void ism_resolver_settle(struct ism_resolver *r, uint32_t timeout_ms);
+/* Whether every name has had a first answer or failed (none is
+ * ISM_DNS_PENDING): a reload's new names, warming, do not hold it up any more. */
+bool ism_resolver_settled(const struct ism_resolver *r);
+/* Logs each name still pending after timeout_ms: "...; <doing> without it". */
+void ism_resolver_warn_pending(const struct ism_resolver *r, uint32_t timeout_ms,
+			       const char *doing);
 
 /* Whether an answer changed since the last ism_resolver_compiled. */
 bool ism_resolver_changed(const struct ism_resolver *r);

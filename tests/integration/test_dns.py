@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -873,3 +874,68 @@ def dns_system_servers_within_timeout(env):
     poll(failed, 15, interval=0.05, what=f"{n} to fail")
     took = time.monotonic() - t0
     check(took < 3.5, f"the first failure took {took:.2f} s with dns.timeout 1 s and six silent servers")
+
+
+@_test
+def dns_reload_warms_new_names(env):
+    """A reload that moves the route to a name nobody has asked yet publishes
+    once that name answers, as Envoy warms a cluster: meanwhile the running
+    generation serves (every request 200 from the old name's upstream, none
+    503), `show info` says reloading and `isthmusctl reload` has not answered;
+    once the name answers (well before spec.dns.timeout) the reload answers and
+    traffic moves, no request failing on the way. A reload to a name that never
+    answers publishes after the new file's spec.dns.timeout (1 s), names it in
+    the log, and its service then answers 503."""
+    port, _ = upstreams(env, {"u2": "127.0.0.2", "u3": "127.0.0.3"})
+    old, new, never = name("old"), name("new"), name("never")
+    dns = Dnsmasq(env, ttl=60, records={old: ["127.0.0.2"]})
+    dns.blackhole(new)
+    w = World(env, dns)
+    # c-ares tries each query after timeout / 3 (8 s): nothing but an answer
+    # ends the wait long before the timeout.
+    slow = dns_spec(dns.port, "1s", "60s", "24s")
+    w.start([entry(SVC, [{"address": old, "port": port}])], dns_extra=slow)
+    poll(lambda: all_from(env, "u2"), 10, what="u2 to serve")
+
+    statuses, stop = {}, threading.Event()
+
+    def load():
+        while not stop.is_set():
+            for s, c in sample(env, 10)[1].items():
+                statuses[s] = statuses.get(s, 0) + c
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    env.cleanups.append(stop.set)
+    w.write([entry(SVC, [{"address": new, "port": port}])], dns_extra=slow)
+    t0 = time.monotonic()
+    rl = subprocess.Popen([os.path.join(env.build, "isthmusctl"), "-s", env.path("ctl.sock"), "reload"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env.cleanups.append(lambda: rl.poll() is None and rl.kill())
+    poll(lambda: any(d["name"] == new for d in json.loads(w.ctl("show dns json"))), 5,
+         what=f"{new} to be asked")
+    check(json.loads(w.ctl("show info json"))["reloading"], "show info does not say reloading while warming")
+    check(all_from(env, "u2", 30), "while the reload waits for the new name, requests are not all 200 from u2")
+    check(rl.poll() is None, f"the reload answered (rc {rl.returncode}) before the new name's first answer")
+    dns.set(new, ["127.0.0.3"])
+    out = rl.communicate(timeout=40)[0].decode()
+    took = time.monotonic() - t0
+    check(rl.returncode == 0 and "published" in out, f"reload: rc {rl.returncode}: {out!r}")
+    check(took < 20, f"the reload took {took:.1f} s: it waited out the timeout (24 s), not the answer")
+    check(all_from(env, "u3", 20), "right after the reload, requests do not all go to u3")
+    stop.set()
+    loader.join(timeout=30)
+    check(set(statuses) == {200} and statuses[200] > 0,
+          f"requests during the reload: {statuses}, want all 200")
+
+    dns.blackhole(never)
+    w.write([entry(SVC, [{"address": never, "port": port}])], dns_extra=dns_spec(dns.port, "1s", "60s", "1s"))
+    t0 = time.monotonic()
+    rc, out = isthmusctl(env, "reload", timeout=40)
+    took = time.monotonic() - t0
+    check(rc == 0 and "published" in out, f"reload to a silent name: rc {rc}: {out!r}")
+    check(0.9 <= took < 15, f"the reload to a silent name took {took:.1f} s, want its timeout (1 s)")
+    check(w.log_lines(never, r"no answer within 1000ms; publishing without it"),
+          f"the log does not name {never} as published without an answer")
+    r = env.get("/")
+    check(r.status == 503, f"the silent name's service answered {r}")
