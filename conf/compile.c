@@ -2632,6 +2632,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->timeouts = a->timeouts;
 	t->path_norm = a->path_norm;
 	t->trusted_proxies = a->trusted_proxies;
+	t->fcc = a->fcc;
 	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);
 }

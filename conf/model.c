@@ -608,20 +608,32 @@ static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec
 
 /* spec.gatewayTopology, as Istio's (meshConfig.defaultConfig.gatewayTopology):
  * numTrustedProxies, the proxies in front of the appliance whose
- * X-Forwarded-For entries are trusted. */
+ * X-Forwarded-For entries are trusted; forwardClientCertDetails, what becomes
+ * of X-Forwarded-Client-Cert (UNDEFINED is Istio's gateway default,
+ * SANITIZE_SET). */
 static void parse_gateway_topology(struct ism_vctx *v, const struct ism_node *spec,
 				   struct ism_cm_appliance *a)
 {
-	static const char *const keys[] = {"numTrustedProxies", NULL};
-	static const char *const unimpl[] = {"forwardClientCertDetails", "proxyProtocol", NULL};
+	static const char *const keys[] = {"numTrustedProxies", "forwardClientCertDetails", NULL};
+	static const char *const unimpl[] = {"proxyProtocol", NULL};
+	/* In the order of enum ism_fcc, then UNDEFINED. */
+	static const char *const fccs[] = {
+	    "SANITIZE_SET", "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "ALWAYS_FORWARD_ONLY",
+	    "UNDEFINED",    NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "gatewayTopology", false, ISM_NODE_MAP);
+	const char *s = "UNDEFINED";
 	size_t old;
 
+	a->fcc = ISM_FCC_SANITIZE_SET;
 	if (n == NULL)
 		return;
 	old = ism_v_push(v, ".gatewayTopology");
 	ism_v_keys(v, n, keys, unimpl);
 	ism_v_u32(v, n, "numTrustedProxies", false, 0, 64, &a->trusted_proxies);
+	if (ism_v_enum(v, n, "forwardClientCertDetails", fccs, NULL, &s) > 0)
+		for (uint8_t i = ISM_FCC_SANITIZE_SET; i <= ISM_FCC_ALWAYS_FORWARD_ONLY; i++)
+			if (strcmp(s, fccs[i]) == 0)
+				a->fcc = i;
 	ism_v_pop(v, old);
 }
 

@@ -527,6 +527,7 @@ struct ism_cm_appliance {
 	const struct ism_node *pp_at;
 	uint8_t path_norm;	  /* spec.pathNormalization: enum ism_pathnorm_mode */
 	uint32_t trusted_proxies; /* spec.gatewayTopology.numTrustedProxies */
+	uint8_t fcc;		  /* spec.gatewayTopology.forwardClientCertDetails: enum ism_fcc */
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 

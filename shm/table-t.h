@@ -252,6 +252,19 @@ struct ism_vhost {
 
 /* TLS modes: Gateway ServerTLSSettings.mode, DestinationRule ClientTLSSettings.mode
  * and the mutual TLS PeerAuthentication asks of a plaintext listener. */
+/* What the upstream's X-Forwarded-Client-Cert is (Istio's
+ * gatewayTopology.forwardClientCertDetails, Envoy's forward_client_cert_details),
+ * where the client connection is mutual TLS (it presented a certificate that
+ * passed the checks): the client's field is otherwise always removed, but with
+ * ALWAYS_FORWARD_ONLY. */
+enum ism_fcc {
+	ISM_FCC_SANITIZE_SET = 0,    /* this connection's certificate alone (Istio's default) */
+	ISM_FCC_SANITIZE,	     /* none */
+	ISM_FCC_FORWARD_ONLY,	     /* the client's, unchanged */
+	ISM_FCC_APPEND_FORWARD,	     /* the client's, then this connection's */
+	ISM_FCC_ALWAYS_FORWARD_ONLY, /* the client's, unchanged, mutual TLS or not */
+};
+
 enum ism_tls_mode {
 	ISM_TLS_NONE = 0,	 /* plaintext (DISABLE) */
 	ISM_TLS_SIMPLE,		 /* server authentication only */
@@ -774,6 +787,7 @@ struct ism_table {
 	uint8_t path_norm;	  /* enum ism_pathnorm_mode (worker/pathnorm.h) */
 	uint32_t n_regexes;	  /* regex string matches, numbered by ism_strmatch.re_idx */
 	uint32_t trusted_proxies; /* gatewayTopology.numTrustedProxies: X-Forwarded-For hops */
+	uint8_t fcc;		  /* enum ism_fcc: gatewayTopology.forwardClientCertDetails */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

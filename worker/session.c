@@ -32,6 +32,8 @@ static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
 	ism_h2_free(s);
 	free(s->sni);
 	s->sni = NULL;
+	ism_buf_free(&s->xfcc);
+	s->xfcc_made = 0;
 	ism_buf_free(&s->in);
 	ism_buf_free(&s->out);
 	s->state = ISM_SESS_FREE;
@@ -79,6 +81,14 @@ void ism_sess_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32
 bool ism_sess_tls(const struct ism_sess *s)
 {
 	return s->s.x.ssl != NULL;
+}
+
+const struct ism_buf *ism_sess_xfcc(struct ism_sess *s)
+{
+	if (s->xfcc_made == 0)
+		s->xfcc_made =
+		    s->s.x.ssl != NULL && ism_tls_xfcc(s->s.x.ssl, &s->xfcc) > 0 ? 1 : -1;
+	return s->xfcc_made > 0 ? &s->xfcc : NULL;
 }
 
 /* ---------- accept ---------- */

@@ -70,7 +70,9 @@ struct ism_sess {
 	struct ism_stream *st;
 	char peer[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
-	char *sni; /* the ClientHello's server name, NULL when none */
+	char *sni;	     /* the ClientHello's server name, NULL when none */
+	int8_t xfcc_made;    /* xfcc: 0 not made yet, 1 made, -1 no client certificate */
+	struct ism_buf xfcc; /* the client certificate's X-Forwarded-Client-Cert element */
 };
 
 _Static_assert(offsetof(struct ism_sess, s) == 0, "the socket base comes first");
@@ -91,6 +93,10 @@ void ism_sess_free_all(struct ism_wctx *w);
 
 /* Whether the client is TLS (X-Forwarded-Proto, upstream SNI). */
 bool ism_sess_tls(const struct ism_sess *s);
+/* The X-Forwarded-Client-Cert element of the client's certificate
+ * (ism_tls_xfcc), made at the first request that needs it; NULL when the
+ * client is not mutual TLS (or the element cannot be made). */
+const struct ism_buf *ism_sess_xfcc(struct ism_sess *s);
 
 /* ---- for the protocols ---- */
 

@@ -707,3 +707,122 @@ void ism_xp_free(struct ism_xport *x)
 	ism_buf_free(&x->rx);
 	memset(x, 0, sizeof(*x));
 }
+
+/* ---------- X-Forwarded-Client-Cert ---------- */
+
+/* The room an element may take: a certificate of 16 KiB, URL-encoded. */
+#define XFCC_MAX (64u * 1024u)
+
+/* Envoy's PercentEncoding::urlEncode: RFC 3986's unreserved characters as
+ * they are, any other byte as %XX. */
+static int put_url_encoded(struct ism_buf *out, const char *p, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~')
+			ret |= ism_buf_append(out, p + i, 1, XFCC_MAX);
+		else
+			ret |= ism_buf_append(out, esc, 3, XFCC_MAX);
+	}
+	return ret;
+}
+
+/* A SAN that can go into the field as it is: printable ASCII, none of the
+ * field's own separators and quotes. */
+static bool san_plain(const ASN1_IA5STRING *s)
+{
+	const unsigned char *p = ASN1_STRING_get0_data(s);
+	int n = ASN1_STRING_length(s);
+
+	for (int i = 0; i < n; i++)
+		if (p[i] <= 0x20 || p[i] >= 0x7f || p[i] == ',' || p[i] == ';' || p[i] == '"')
+			return false;
+	return n > 0;
+}
+
+/* ";key=" (no ';' at the start of out), then the SANs of type of cert:
+ * the first (first) or every one, each after its own key. */
+static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *key, bool first)
+{
+	GENERAL_NAMES *names =
+	    cert ? X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL) : NULL;
+	int ret = 0, n = 0;
+
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		const ASN1_IA5STRING *s = g->type == type ? g->d.ia5 : NULL;
+
+		if (s == NULL || !san_plain(s) || (first && n > 0))
+			continue;
+		ret |= ism_buf_put_str(out, out->len ? ";" : "", XFCC_MAX);
+		ret |= ism_buf_put_str(out, key, XFCC_MAX);
+		ret |= ism_buf_append(out, ASN1_STRING_get0_data(s),
+				      (uint32_t)ASN1_STRING_length(s), XFCC_MAX);
+		n++;
+	}
+	GENERAL_NAMES_free(names);
+	return ret;
+}
+
+/* prefix, what the memory BIO b holds (printed: it was written whole),
+ * URL-encoded or not, and a closing quote; -ENOMEM when it was not. */
+static int put_printed(struct ism_buf *out, BIO *b, bool printed, const char *prefix, bool url)
+{
+	char *p;
+	long n = printed ? BIO_get_mem_data(b, &p) : -1;
+	int ret;
+
+	if (n < 0)
+		return -ENOMEM;
+	ret = ism_buf_put_str(out, prefix, XFCC_MAX);
+	ret |= url ? put_url_encoded(out, p, (size_t)n)
+		   : ism_buf_append(out, p, (uint32_t)n, XFCC_MAX);
+	return ret | ism_buf_append(out, "\"", 1, XFCC_MAX);
+}
+
+int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
+{
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	uint32_t uri_at;
+	BIO *pem, *subj;
+	int ret;
+
+	if (peer == NULL)
+		return 0;
+	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1)
+		return -ENOMEM;
+	ret = put_sans(out, SSL_get_certificate(ssl), GEN_URI, "By=", true);
+	ret |= ism_buf_put_str(out, out->len ? ";Hash=" : "Hash=", XFCC_MAX);
+	for (unsigned int i = 0; i < mdlen; i++) {
+		char h[2] = {hex[md[i] >> 4], hex[md[i] & 15]};
+
+		ret |= ism_buf_append(out, h, 2, XFCC_MAX);
+	}
+	pem = BIO_new(BIO_s_mem());
+	ret |= put_printed(out, pem, pem != NULL && PEM_write_bio_X509(pem, peer) == 1, ";Cert=\"",
+			   true);
+	BIO_free(pem);
+	/* Printed empty, the subject is still a key of its own (Envoy's). */
+	subj = BIO_new(BIO_s_mem());
+	ret |= put_printed(out, subj,
+			   subj != NULL && X509_NAME_print_ex(subj, X509_get_subject_name(peer), 0,
+							      XN_FLAG_RFC2253) >= 0,
+			   ";Subject=\"", false);
+	BIO_free(subj);
+	/* So is URI, when the certificate has none. */
+	uri_at = out->len;
+	ret |= put_sans(out, peer, GEN_URI, "URI=", true);
+	if (out->len == uri_at)
+		ret |= ism_buf_put_str(out, ";URI=", XFCC_MAX);
+	ret |= put_sans(out, peer, GEN_DNS, "DNS=", false);
+	return ret ? -ENOMEM : 1;
+}

@@ -20,6 +20,17 @@
 #define ISM_XP_EOF	 (-100000) /* the peer closed (close_notify or end of stream) */
 #define ISM_XP_HANDSHAKE (-100001) /* the handshake has just completed */
 
+/* The X-Forwarded-Client-Cert element of a server-side session whose client
+ * presented a certificate (that passed the checks), as Envoy builds it for
+ * Istio's gateways (SANITIZE_SET with Subject, Cert, URI and DNS):
+ * By=<our certificate's first URI SAN>;Hash=<SHA-256 of the client's, hex>;
+ * Cert="<its PEM, URL-encoded>";Subject="<its subject, RFC 2253>";URI=<its
+ * first URI SAN>;DNS=<each DNS SAN>. By is left out when our certificate has
+ * no URI SAN; a SAN with anything but printable ASCII other than ",;"" is
+ * left out (Envoy writes any). Into out (empty): 1, 0 when the client
+ * presented no certificate (nothing written), or -ENOMEM. */
+int ism_tls_xfcc(SSL *ssl, struct ism_buf *out);
+
 int ism_tls_init(struct ism_wctx *w);
 void ism_tls_free(struct ism_wctx *w);
 /* Drops the contexts no server or cluster of the new table uses. */

@@ -427,15 +427,43 @@ static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32
 	return ret;
 }
 
+/* What becomes of X-Forwarded-Client-Cert (enum ism_fcc), as Envoy's
+ * connection manager decides it: the client's fields are kept (keep), and the
+ * element of the client's certificate follows them (*ours, NULL: none). */
+static bool xfcc_keeps(uint8_t fcc, struct ism_sess *s, const struct ism_buf **ours)
+{
+	*ours = NULL;
+	switch ((enum ism_fcc)fcc) {
+	case ISM_FCC_ALWAYS_FORWARD_ONLY:
+		return true;
+	case ISM_FCC_SANITIZE:
+		return false;
+	case ISM_FCC_FORWARD_ONLY:
+		return ism_sess_xfcc(s) != NULL;
+	case ISM_FCC_APPEND_FORWARD:
+		*ours = ism_sess_xfcc(s);
+		return *ours != NULL;
+	case ISM_FCC_SANITIZE_SET:
+		*ours = ism_sess_xfcc(s);
+		return false;
+	}
+	return false;
+}
+
 int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
 		   const struct ism_cluster *cl, const struct ism_req_edits *ed,
 		   struct ism_buf *out)
 {
-	const uint32_t limit = w->table->limits.max_request_header_bytes + 4096;
+	const struct ism_hdr_edits *drops = ed != NULL ? ed->hdrs : NULL;
+	const struct ism_buf *xfcc = NULL;
+	const bool xfcc_kept = xfcc_keeps(w->table->fcc, st->sess, &xfcc);
+	/* The client's certificate is room the client did not take. */
+	const uint32_t limit =
+	    w->table->limits.max_request_header_bytes + 4096 + (xfcc ? xfcc->len + 32 : 0);
 	const char *peer = st->sess->peer;
 	const char *xff = NULL;
 	size_t xff_len = 0;
-	const struct ism_hdr_edits *drops = ed != NULL ? ed->hdrs : NULL;
+	const bool xfcc_put = edit_drops(drops, "x-forwarded-client-cert");
 	int have_rid = edit_drops(drops, "x-request-id"), ret = 0;
 
 	out->len = 0;
@@ -469,6 +497,11 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 			xff_len = h->value_len;
 			continue;
 		}
+		/* Kept as they are, or (with an element of ours to append)
+		 * joined with it below. */
+		if (ism_http_header_is(h, "x-forwarded-client-cert") &&
+		    (!xfcc_kept || xfcc != NULL))
+			continue;
 		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
 		if (ism_http_header_is(h, "x-request-id"))
@@ -490,6 +523,19 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		ret |= ism_buf_append(out, "\r\n", 2, limit);
 	} else if (!edit_drops(drops, "x-forwarded-for")) {
 		ret |= ism_buf_put_field(out, "x-forwarded-for", peer, strlen(peer), limit);
+	}
+	if (xfcc != NULL && !xfcc_put) {
+		ret |= ism_buf_put_str(out, "x-forwarded-client-cert: ", limit);
+		for (size_t i = 0; xfcc_kept && i < req->n_headers; i++) {
+			const struct ism_http_header *h = &req->headers[i];
+
+			if (ism_http_header_is(h, "x-forwarded-client-cert") && h->value_len > 0) {
+				ret |= ism_buf_append(out, h->value, (uint32_t)h->value_len, limit);
+				ret |= ism_buf_append(out, ",", 1, limit);
+			}
+		}
+		ret |= ism_buf_append(out, xfcc->p, xfcc->len, limit);
+		ret |= ism_buf_append(out, "\r\n", 2, limit);
 	}
 	if (!edit_drops(drops, "x-forwarded-proto"))
 		ret |= ism_buf_put_str(out,

@@ -8,6 +8,7 @@ errors.
 Certificates are made per test with the openssl CLI in the test's temp dir.
 Registered into run.py's list by register(test)."""
 
+import hashlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
                      free_port, gateway, have, poll, service_entry, virtual_service, vmrss_kib, wrk_reap)
@@ -413,6 +415,95 @@ def tls_optional_mutual(env):
     check(tls_get(port, "o.example.com", client_ctx(pki, cert=good)).status == 200, "good certificate refused")
     foreign = pki.leaf("client-foreign", ["URI:spiffe://x/client"], ca="ca2")
     refused(port, "o.example.com", client_ctx(pki, cert=foreign))
+
+
+def xfcc_expected(pki, crt, by=None):
+    """The X-Forwarded-Client-Cert element Envoy makes for the client
+    certificate at crt (SANITIZE_SET with Subject, Cert, URI and DNS, as Istio
+    configures its gateways): the digest, PEM, subject (RFC 2253) and SANs
+    read back with the openssl CLI."""
+    der = subprocess.run(["openssl", "x509", "-in", crt, "-outform", "DER"], stdout=subprocess.PIPE,
+                         check=True).stdout
+    subj = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-subject", "-nameopt", "RFC2253"],
+                          stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+    text = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-ext", "subjectAltName"],
+                          stdout=subprocess.PIPE, check=True).stdout.decode()
+    sans = [s.strip() for s in text.splitlines()[-1].split(",")]
+    uris = [s[4:] for s in sans if s.startswith("URI:")]
+    parts = ([f"By={by}"] if by else []) + [
+        "Hash=" + hashlib.sha256(der).hexdigest(),
+        'Cert="' + urllib.parse.quote(ssl.DER_cert_to_PEM_cert(der), safe="") + '"',
+        'Subject="' + subj[len("subject="):] + '"',
+        "URI=" + (uris[0] if uris else "")] + [f"DNS={s[4:]}" for s in sans if s.startswith("DNS:")]
+    return ";".join(parts)
+
+
+def xfcc_seen(r):
+    """The X-Forwarded-Client-Cert fields of the request /rawecho sent back."""
+    return [line.split(":", 1)[1].strip() for line in r.body.decode("latin-1").split("\r\n")
+            if line.lower().startswith("x-forwarded-client-cert:")]
+
+
+@_test
+def tls_xfcc(env):
+    """X-Forwarded-Client-Cert as an Istio gateway's Envoy treats it: by default
+    (SANITIZE_SET) a client's own field never reaches the upstream, and a client
+    that presented a certificate gets Envoy's element for it (By, Hash, Cert,
+    Subject, URI, DNS), over HTTP/1.1 and HTTP/2 alike; forwardClientCertDetails
+    APPEND_FORWARD, FORWARD_ONLY, ALWAYS_FORWARD_ONLY and SANITIZE behave as
+    Envoy's modes, through reloads; a value Istio does not define is an error
+    naming the field."""
+    pki = Pki(env)
+    port, plain = free_port(), free_port()
+    srv = pki.leaf("x", ["DNS:x.example.com", "URI:spiffe://cluster.local/ns/istio-system/sa/ingress"])
+    good = pki.leaf("client", ["URI:spiffe://x/client", "DNS:client.example.com", "DNS:alt.example.com"])
+    servers = [server(port, ["*"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}"),
+               server(plain, ["*"], None, protocol="HTTP")]
+
+    def topology(mode):
+        return f"  gatewayTopology: {{forwardClientCertDetails: {mode}}}\n" if mode else ""
+
+    conf = world(env, servers)
+    ours = xfcc_expected(pki, good[0], by="spiffe://cluster.local/ns/istio-system/sa/ingress")
+    forged = [("X-Forwarded-Client-Cert", 'By=spiffe://evil;Hash=00;URI=spiffe://evil/admin')]
+
+    def seen():
+        """The fields the upstream got: plain HTTP, TLS without and with a
+        client certificate, each sending a forged field."""
+        with Conn("127.0.0.1", plain) as c:
+            r0 = c.request("GET", "/rawecho", "x.example.com", forged)
+        out = []
+        for cert in (None, good):
+            with TlsConn(port, "x.example.com", client_ctx(pki, cert=cert)) as c:
+                out.append(c.request("GET", "/rawecho", "x.example.com", forged))
+        for r in (r0, *out):
+            check(r.status == 200, f"/rawecho: {r}")
+        return [xfcc_seen(r) for r in (r0, *out)]
+
+    check(seen() == [[], [], [ours]], f"SANITIZE_SET (the default): {seen()}, want only [{ours}] with a certificate")
+    # HTTP/2 over TLS, the same element.
+    rc, out, err = curl(["--http2", "--cacert", pki.ca(), "--cert", good[0], "--key", good[1],
+                         "-H", f"X-Forwarded-Client-Cert: {forged[0][1]}",
+                         "--resolve", f"x.example.com:{port}:127.0.0.1", f"https://x.example.com:{port}/rawecho"])
+    got = [l.split(":", 1)[1].strip() for l in out.split("\r\n") if l.lower().startswith("x-forwarded-client-cert:")]
+    check(rc == 0 and got == [ours], f"HTTP/2: rc {rc} {err} {got}")
+
+    sock = env.path("ctl.sock")
+    f = forged[0][1]
+    for mode, want in (("APPEND_FORWARD", [[], [], [f + "," + ours]]),
+                       ("FORWARD_ONLY", [[], [], [f]]),
+                       ("ALWAYS_FORWARD_ONLY", [[f], [f], [f]]),
+                       ("SANITIZE", [[], [], []]),
+                       ("UNDEFINED", [[], [], [ours]])):
+        world(env, servers, app_extra=topology(mode), start=False)
+        ans = ctl_cmd(sock, "reload")
+        check("published" in ans, f"reload to {mode}: {ans!r}")
+        check(seen() == want, f"{mode}: {seen()}, want {want}")
+
+    bad = world(env, servers, app_extra=topology("SANITISE"), start=False)
+    rc, out = env.check_config(bad)
+    check(rc != 0 and "forwardClientCertDetails" in out and "SANITISE" in out, f"a bad mode: rc {rc}: {out}")
+    check(conf == bad, "the file moved")
 
 
 def alert_of(port, sni, ctx):
