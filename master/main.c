@@ -8,6 +8,7 @@
 #include "lib/version.h"
 #include "master/buildinfo.h"
 #include "master/master.h"
+#include "worker/tls.h"
 
 #define ISM_DEFAULT_CONF "/etc/isthmus/isthmus.yaml"
 
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
 	struct ism_master_opts opts = {.conf_path = ISM_DEFAULT_CONF, .foreground = 1};
 	int check = 0, version = 0, opt;
 
+	/* Before anything allocates through OpenSSL (worker/tls.h). */
+	ism_tls_mem_init();
 	while ((opt = getopt_long(argc, argv, "cf:dvh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

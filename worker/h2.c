@@ -830,12 +830,9 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	struct ism_h2nv nv;
 	char status[21], clen[21];
 	int64_t cl = resp->framing.content_length;
-	uint32_t names = 64;
 	bool has_body = mode != ISM_BODY_NONE && !(done && len == 0 && !x->resp.trailers);
 
-	for (size_t i = 0; i < resp->n_headers; i++)
-		names += (uint32_t)resp->headers[i].name_len;
-	if (ism_h2nv_init(&nv, resp->n_headers + 4, names) < 0)
+	if (ism_h2nv_init(&nv, resp->n_headers + 4) < 0)
 		return -ENOMEM;
 	ism_h2nv_add(&nv, ":status", 7, status,
 		     ism_fmt_num(status, (uint64_t)(resp->status > 0 ? resp->status : 0), 10));
@@ -922,11 +919,8 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	struct ism_h2nv nv;
 	char sts[8], clen[24], gs[8];
 	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
-	uint32_t names = 64;
 
-	for (size_t i = 0; i < lr->n_hdrs; i++)
-		names += (uint32_t)lr->hdrs[i].name_len;
-	if (ism_h2nv_init(&nv, lr->n_hdrs + 4, names) < 0)
+	if (ism_h2nv_init(&nv, lr->n_hdrs + 4) < 0)
 		return -ENOMEM;
 	x->resp.b.len = x->resp.off = 0;
 	if (st->grpc) {

@@ -462,75 +462,30 @@ int ism_h2body_add(struct ism_h2io *io, int32_t id, struct ism_h2body *bd, const
 	return 0;
 }
 
-int ism_h2nv_init(struct ism_h2nv *h, size_t n, uint32_t name_bytes)
+int ism_h2nv_init(struct ism_h2nv *h, size_t n)
 {
-	*h = (struct ism_h2nv){0};
-	h->nv = malloc(n * sizeof(*h->nv));
-	if (h->nv == NULL)
-		return -ENOMEM;
+	h->n = 0;
 	h->cap = n;
-	h->scratch_cap = name_bytes;
+	h->nv = h->local;
+	if (n > ISM_H2NV_LOCAL && (h->nv = malloc(n * sizeof(*h->nv))) == NULL)
+		return -ENOMEM;
 	return 0;
-}
-
-/* Whether the n bytes at s hold an ASCII capital: eight at a time, the
- * last few (most names are short) one by one. */
-static bool has_capital(const char *s, size_t n)
-{
-	uint64_t x;
-
-	for (; n >= 8; s += 8, n -= 8) {
-		x = ism_load8(s, 8);
-		if (ism_lower8(x) != x)
-			return true;
-	}
-	for (; n > 0; s++, n--)
-		if (ism_lower(*s) != *s)
-			return true;
-	return false;
-}
-
-/* The n bytes at s into d, in lower case. */
-static void copy_lower(char *d, const char *s, size_t n)
-{
-	uint64_t x;
-
-	for (; n >= 8; d += 8, s += 8, n -= 8) {
-		x = ism_lower8(ism_load8(s, 8));
-		memcpy(d, &x, 8);
-	}
-	for (; n > 0; d++, s++, n--)
-		*d = ism_lower(*s);
 }
 
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl)
 {
-	char *lc;
-
-	if (h->n == h->cap)
-		return;
-	/* HTTP/2 field names are lower case: a name that is (HTTP/2 clients',
-	 * literals) goes as it is, one with capitals is lowered into scratch. */
-	if (has_capital(name, nl)) {
-		if (h->scratch.p == NULL &&
-		    ism_buf_reserve(&h->scratch, h->scratch_cap, UINT32_MAX) < 0)
-			return;
-		if (h->scratch.len + nl > h->scratch_cap)
-			return;
-		lc = h->scratch.p + h->scratch.len;
-		copy_lower(lc, name, nl);
-		h->scratch.len += (uint32_t)nl;
-		name = lc;
-	}
-	h->nv[h->n++] = (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nl,
-				     vl, NGHTTP2_NV_FLAG_NONE};
+	if (h->n < h->cap)
+		h->nv[h->n++] =
+		    (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nl, vl,
+				 NGHTTP2_NV_FLAG_NONE};
 }
 
 void ism_h2nv_free(struct ism_h2nv *h)
 {
-	free(h->nv);
-	ism_buf_free(&h->scratch);
-	*h = (struct ism_h2nv){0};
+	if (h->nv != h->local)
+		free(h->nv);
+	h->nv = NULL;
+	h->n = h->cap = 0;
 }
 
 int ism_h2in_add(struct ism_h2in *in, const uint8_t *p, size_t len)
@@ -594,7 +549,7 @@ void ism_h2_submit_trailers(struct ism_h2io *io, int32_t id, const struct ism_bu
 
 	for (const char *q = p; q < end; q += strlen(q) + 1)
 		n++;
-	if (ism_h2nv_init(&nv, n / 2 + 1, trl->len) < 0) {
+	if (ism_h2nv_init(&nv, n / 2 + 1) < 0) {
 		nghttp2_submit_rst_stream(io->ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
 		return;
 	}

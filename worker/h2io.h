@@ -176,19 +176,21 @@ void ism_h2in_free(struct ism_h2in *in);
  */
 void ism_h2_submit_trailers(struct ism_h2io *io, int32_t id, const struct ism_buf *trl);
 
-/* Header fields for nghttp2; a name with capitals is lowercased into a scratch
- * buffer, reserved whole (scratch_cap bytes) at the first such name. */
+/* Header fields for nghttp2's submit calls, which copy every name and value
+ * and lower each name's capitals as they copy it (nghttp2_nv_array_copy): an
+ * HTTP/1.1 upstream's "Content-Type" goes out as "content-type" with nothing
+ * done here. Up to ISM_H2NV_LOCAL fields live in the struct itself (not to
+ * be copied while in use), more on the heap. */
+#define ISM_H2NV_LOCAL 24
 struct ism_h2nv {
 	nghttp2_nv *nv;
 	size_t n, cap;
-	struct ism_buf scratch;
-	uint32_t scratch_cap;
+	nghttp2_nv local[ISM_H2NV_LOCAL];
 };
 
-/* Room for n fields whose names take name_bytes; 0 or -ENOMEM. */
-int ism_h2nv_init(struct ism_h2nv *h, size_t n, uint32_t name_bytes);
-/* Adds a field (within the room asked for); the value, and a name in lower case
- * already, are not copied. */
+/* Room for n fields; 0 or -ENOMEM. */
+int ism_h2nv_init(struct ism_h2nv *h, size_t n);
+/* Adds a field (within the room asked for); nothing is copied. */
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl);
 void ism_h2nv_free(struct ism_h2nv *h);
 

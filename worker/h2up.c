@@ -197,7 +197,7 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 	struct ism_h2nv nv;
 	int32_t id;
 
-	if (n < 0 || ism_h2nv_init(&nv, req.n_headers + 6, x->head.len) < 0)
+	if (n < 0 || ism_h2nv_init(&nv, req.n_headers + 6) < 0)
 		return ISM_FAIL_RESET;
 	ism_h2nv_add(&nv, ":method", 7, req.method, req.method_len);
 	ism_h2nv_add(&nv, ":scheme", 7, c->u->s.x.ssl ? "https" : "http", c->u->s.x.ssl ? 5 : 4);

@@ -31,16 +31,18 @@
 
 /* Blocks that freed buffers gave back, by size class: HEAD_INITIAL (2 KiB)
  * shifted by the class, up to 64 KiB, for the next buffer that starts or
- * grows to that size. A request's buffers come and go at the rate of requests
- * (about 6 for an HTTP/2 request, 13 for a gRPC call), and an HTTP/2
- * connection's output buffers grow through several classes in each busy spell
- * and are given back at its end. glibc serves blocks of these sizes from its
- * bins, not from its per-thread cache (1,032 bytes at most): some 250
- * instructions a malloc and as many a free, and a realloc copies the whole old
- * block, against a dozen here and a copy of the bytes held. Per thread, as
- * glibc's own cache; at most CACHE_CLASS_BYTES (256 KiB) a class stay. Under
- * ASan a cached block is poisoned, so a use after its free is still reported. */
-#define CACHE_CLASSES	  6
+ * grows to that size; and a class of ISM_BLK_RECORD blocks for OpenSSL's
+ * record buffers (worker/tls.c), which come and go as often. A request's
+ * buffers come and go at the rate of requests (about 6 for an HTTP/2 request,
+ * 13 for a gRPC call), and an HTTP/2 connection's output buffers grow through
+ * several classes in each busy spell and are given back at its end. glibc
+ * serves blocks of these sizes from its bins, not from its per-thread cache
+ * (1,032 bytes at most): some 250 instructions a malloc and as many a free,
+ * and a realloc copies the whole old block, against a dozen here and a copy
+ * of the bytes held. Per thread, as glibc's own cache; at most
+ * CACHE_CLASS_BYTES (256 KiB) a class stay. Under ASan a cached block is
+ * poisoned, so a use after its free is still reported. */
+#define CACHE_CLASSES	  7 /* the last: ISM_BLK_RECORD */
 #define CACHE_CLASS_BYTES (256u * 1024u)
 /* Blocks a class keeps at most: the smallest class's count. */
 #define CACHE_MAX (CACHE_CLASS_BYTES / HEAD_INITIAL)
@@ -49,19 +51,21 @@ static _Thread_local struct {
 	void *v[CACHE_MAX];
 } cached[CACHE_CLASSES];
 
-/* The class of a block of cap bytes, or -1: none (not a power of two from
- * HEAD_INITIAL to the largest class). */
+/* The class of a block of cap bytes, or -1: none (neither a power of two from
+ * HEAD_INITIAL to the largest class nor ISM_BLK_RECORD). */
 static int cache_class(uint32_t cap)
 {
 	int c;
 
+	if (cap == ISM_BLK_RECORD)
+		return CACHE_CLASSES - 1;
 	if (cap < HEAD_INITIAL || (cap & (cap - 1)) != 0)
 		return -1;
 	c = __builtin_ctz(cap) - __builtin_ctz(HEAD_INITIAL);
-	return c < CACHE_CLASSES ? c : -1;
+	return c < CACHE_CLASSES - 1 ? c : -1;
 }
 
-static void *cache_take(uint32_t cap)
+void *ism_blk_take(uint32_t cap)
 {
 	int c = cache_class(cap);
 	void *p;
@@ -73,9 +77,7 @@ static void *cache_take(uint32_t cap)
 	return p;
 }
 
-/* Keeps p (a block of cap bytes) for cache_take if its class has room, or
- * frees it. */
-static void cache_give(void *p, uint32_t cap)
+void ism_blk_give(void *p, uint32_t cap)
 {
 	int c = cache_class(cap);
 
@@ -100,11 +102,11 @@ int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit)
 		cap *= 2;
 	if (cap > limit)
 		cap = limit;
-	p = cache_take(cap);
+	p = ism_blk_take(cap);
 	if (p != NULL) {
 		if (b->p != NULL) {
 			memcpy(p, b->p, b->len);
-			cache_give(b->p, b->cap);
+			ism_blk_give(b->p, b->cap);
 		}
 	} else {
 		p = realloc(b->p, cap);
@@ -253,7 +255,7 @@ void ism_buf_consume(struct ism_buf *b, uint32_t n)
 void ism_buf_free(struct ism_buf *b)
 {
 	if (b->p != NULL)
-		cache_give(b->p, b->cap);
+		ism_blk_give(b->p, b->cap);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }

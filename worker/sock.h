@@ -67,6 +67,15 @@ int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t
 void ism_buf_keep(struct ism_buf *b, const char *p, uint32_t len, uint32_t max);
 void ism_buf_consume(struct ism_buf *b, uint32_t n);
 void ism_buf_free(struct ism_buf *b);
+
+/* The blocks behind the buffers, from the thread's cache of blocks given back:
+ * a power of two from 2 KiB to 64 KiB, or ISM_BLK_RECORD (OpenSSL's record
+ * buffers, see worker/tls.h). NULL when none of that size is kept. */
+#define ISM_BLK_RECORD 18432u
+void *ism_blk_take(uint32_t cap);
+/* Keeps p (a block of cap bytes from malloc) for ism_blk_take when its size
+ * has room, or frees it. */
+void ism_blk_give(void *p, uint32_t cap);
 /* Frees b when it is empty, so that idle objects hold no buffer. */
 void ism_buf_trim(struct ism_buf *b);
 

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -825,4 +826,75 @@ int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
 		ret |= ism_buf_put_str(out, ";URI=", XFCC_MAX);
 	ret |= put_sans(out, peer, GEN_DNS, "DNS=", false);
 	return ret ? -ENOMEM : 1;
+}
+
+/* ---------- record buffers ---------- */
+
+/* OpenSSL 3.0's read buffer is 16,712 bytes (the largest record, its
+ * overhead and alignment), its write buffers a little smaller: every
+ * allocation of [MEM_MIN, ISM_BLK_RECORD] bytes is an ISM_BLK_RECORD block. */
+#define MEM_MIN 16384u
+
+static struct {
+	bool on;
+	size_t usable; /* malloc_usable_size of an ISM_BLK_RECORD block */
+	uint64_t hits, misses;
+} mem;
+
+static void *mem_malloc(size_t n, const char *file, int line)
+{
+	void *p;
+
+	(void)file;
+	(void)line;
+	if (!mem.on || n < MEM_MIN || n > ISM_BLK_RECORD)
+		return malloc(n);
+	p = ism_blk_take(ISM_BLK_RECORD);
+	if (p != NULL) {
+		mem.hits++;
+		return p;
+	}
+	mem.misses++;
+	return malloc(ISM_BLK_RECORD);
+}
+
+static void *mem_realloc(void *p, size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return realloc(p, n);
+}
+
+/* A block of the usable size of ours is one of ours, or as good: it holds
+ * any allocation of [MEM_MIN, ISM_BLK_RECORD] bytes. */
+static void mem_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (p != NULL && mem.on && malloc_usable_size(p) == mem.usable)
+		ism_blk_give(p, ISM_BLK_RECORD);
+	else
+		free(p);
+}
+
+bool ism_tls_mem_init(void)
+{
+	return CRYPTO_set_mem_functions(mem_malloc, mem_realloc, mem_free) == 1;
+}
+
+void ism_tls_mem_cache(void)
+{
+	void *probe = malloc(ISM_BLK_RECORD);
+
+	if (probe == NULL)
+		return;
+	mem.usable = malloc_usable_size(probe);
+	ism_blk_give(probe, ISM_BLK_RECORD);
+	mem.on = true;
+}
+
+void ism_tls_mem_stats(uint64_t *hits, uint64_t *misses)
+{
+	*hits = mem.hits;
+	*misses = mem.misses;
 }

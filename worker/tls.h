@@ -31,6 +31,26 @@
  * presented no certificate (nothing written), or -ENOMEM. */
 int ism_tls_xfcc(SSL *ssl, struct ism_buf *out);
 
+/* OpenSSL's record buffers from the worker's block cache (ism_blk_take).
+ *
+ * Every TLS connection runs with SSL_MODE_RELEASE_BUFFERS, as HAProxy's and
+ * nginx's do, so that an idle one holds no 17 KiB read or write buffer: each
+ * record read and each write gives its buffer back, and the next takes one
+ * again. From glibc that is a malloc and a free of a block too large for its
+ * per-thread cache, about 300 instructions each, four a request on an HTTP/2
+ * connection with one stream. What idle connections hold is unchanged, and a
+ * worker keeps at most a few such blocks more than it uses.
+ *
+ * ism_tls_mem_init routes OpenSSL's allocations through here; it must run
+ * before OpenSSL allocates anything (first in main): false when too late.
+ * Until ism_tls_mem_cache, in a worker (one thread), they go straight to
+ * glibc, as in the master, whose loader thread uses OpenSSL too. */
+bool ism_tls_mem_init(void);
+void ism_tls_mem_cache(void);
+/* Record-sized allocations served from the cache, and from glibc, since the
+ * cache was turned on (tests). */
+void ism_tls_mem_stats(uint64_t *hits, uint64_t *misses);
+
 int ism_tls_init(struct ism_wctx *w);
 void ism_tls_free(struct ism_wctx *w);
 /* Drops the contexts no server or cluster of the new table uses. */

@@ -688,6 +688,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 
 	snprintf(role, sizeof(role), "worker %d", args->index);
 	ism_log_set_role(role);
+	ism_tls_mem_cache();
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return 1;

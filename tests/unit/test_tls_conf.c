@@ -17,6 +17,7 @@
 
 #include "conf/conf.h"
 #include "loaded.h"
+#include "tests/unit/selfsigned.h"
 #include "worker/router.h"
 #include "worker/tls.h"
 
@@ -25,21 +26,12 @@ static char dir[64];
 /* A self-signed EC certificate for name, written to <dir>/<file>.crt and .key. */
 static void make_cert(const char *file, const char *name)
 {
-	EVP_PKEY *pk = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
+	EVP_PKEY *pk;
+	X509 *x;
 	char path[160];
 	FILE *f;
 
-	assert_non_null(pk);
-	assert_non_null(x);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), 0);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, pk);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-				   (const unsigned char *)name, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	self_signed(name, &pk, &x);
 	snprintf(path, sizeof(path), "%s/%s.crt", dir, file);
 	f = fopen(path, "w");
 	assert_non_null(f);
