@@ -747,25 +747,24 @@ static bool san_plain(const ASN1_IA5STRING *s)
 	return n > 0;
 }
 
-/* ";key=" (no ';' at the start of out), then the SANs of type of cert:
- * the first (first) or every one, each after its own key. */
-static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *key, bool first)
+/* Each SAN of type of cert after its own key: ";key=" (no ';' at the start
+ * of out) and the name. */
+static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *key)
 {
 	GENERAL_NAMES *names =
 	    cert ? X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL) : NULL;
-	int ret = 0, n = 0;
+	int ret = 0;
 
 	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
 		const ASN1_IA5STRING *s = g->type == type ? g->d.ia5 : NULL;
 
-		if (s == NULL || !san_plain(s) || (first && n > 0))
+		if (s == NULL || !san_plain(s))
 			continue;
 		ret |= ism_buf_put_str(out, out->len ? ";" : "", XFCC_MAX);
 		ret |= ism_buf_put_str(out, key, XFCC_MAX);
 		ret |= ism_buf_append(out, ASN1_STRING_get0_data(s),
 				      (uint32_t)ASN1_STRING_length(s), XFCC_MAX);
-		n++;
 	}
 	GENERAL_NAMES_free(names);
 	return ret;
@@ -801,7 +800,7 @@ int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
 		return 0;
 	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1)
 		return -ENOMEM;
-	ret = put_sans(out, SSL_get_certificate(ssl), GEN_URI, "By=", true);
+	ret = put_sans(out, SSL_get_certificate(ssl), GEN_URI, "By=");
 	ret |= ism_buf_put_str(out, out->len ? ";Hash=" : "Hash=", XFCC_MAX);
 	for (unsigned int i = 0; i < mdlen; i++) {
 		char h[2] = {hex[md[i] >> 4], hex[md[i] & 15]};
@@ -821,10 +820,10 @@ int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
 	BIO_free(subj);
 	/* So is URI, when the certificate has none. */
 	uri_at = out->len;
-	ret |= put_sans(out, peer, GEN_URI, "URI=", true);
+	ret |= put_sans(out, peer, GEN_URI, "URI=");
 	if (out->len == uri_at)
 		ret |= ism_buf_put_str(out, ";URI=", XFCC_MAX);
-	ret |= put_sans(out, peer, GEN_DNS, "DNS=", false);
+	ret |= put_sans(out, peer, GEN_DNS, "DNS=");
 	return ret ? -ENOMEM : 1;
 }
 

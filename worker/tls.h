@@ -23,12 +23,13 @@
 /* The X-Forwarded-Client-Cert element of a server-side session whose client
  * presented a certificate (that passed the checks), as Envoy builds it for
  * Istio's gateways (SANITIZE_SET with Subject, Cert, URI and DNS):
- * By=<our certificate's first URI SAN>;Hash=<SHA-256 of the client's, hex>;
- * Cert="<its PEM, URL-encoded>";Subject="<its subject, RFC 2253>";URI=<its
- * first URI SAN>;DNS=<each DNS SAN>. By is left out when our certificate has
- * no URI SAN; a SAN with anything but printable ASCII other than ",;"" is
- * left out (Envoy writes any). Into out (empty): 1, 0 when the client
- * presented no certificate (nothing written), or -ENOMEM. */
+ * By=<each URI SAN of our certificate>;Hash=<SHA-256 of the client's,
+ * hex>;Cert="<its PEM, URL-encoded>";Subject="<its subject, RFC 2253>";
+ * URI=<each of its URI SANs>;DNS=<each DNS SAN>. By is left out when our
+ * certificate has no URI SAN, URI is empty when the client's has none. A
+ * SAN with anything but printable ASCII other than ",;\"" is left out (Envoy
+ * writes any). Into out (empty): 1, 0 when the client presented no
+ * certificate (nothing written), or -ENOMEM. */
 int ism_tls_xfcc(SSL *ssl, struct ism_buf *out);
 
 /* OpenSSL's record buffers from the worker's block cache (ism_blk_take).

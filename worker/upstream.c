@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/ascii.h"
 #include "lib/log.h"
 #include "worker/actions.h"
 #include "worker/h2up.h"
@@ -427,6 +428,43 @@ static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32
 	return ret;
 }
 
+/* The x-envoy-* fields Envoy's connection manager removes from a request
+ * from outside (every request to an Istio gateway is one: it uses the remote
+ * address, and no address is internal): they would steer the mesh's own
+ * Envoys behind us — their retries and timeouts, tracing, the internal mark.
+ * x-envoy-original-path is the rewrite's (put_edits). */
+static bool envoy_control(const struct ism_http_header *h)
+{
+	static const char *const names[] = {
+	    "x-envoy-internal",
+	    "x-envoy-decorator-operation",
+	    "x-envoy-downstream-service-cluster",
+	    "x-envoy-downstream-service-node",
+	    "x-envoy-retriable-status-codes",
+	    "x-envoy-retriable-header-names",
+	    "x-envoy-retry-on",
+	    "x-envoy-retry-grpc-on",
+	    "x-envoy-max-retries",
+	    "x-envoy-upstream-alt-stat-name",
+	    "x-envoy-upstream-rq-timeout-ms",
+	    "x-envoy-upstream-rq-per-try-timeout-ms",
+	    "x-envoy-upstream-rq-timeout-alt-response",
+	    "x-envoy-expected-rq-timeout-ms",
+	    "x-envoy-force-trace",
+	    "x-envoy-ip-tags",
+	    "x-envoy-original-url",
+	    "x-envoy-hedge-on-per-try-timeout",
+	    "x-envoy-external-address",
+	};
+
+	if (h->name_len < 8 || !ism_eq_nocase(h->name, "x-envoy-", 8))
+		return false;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (ism_http_header_is(h, names[i]))
+			return true;
+	return false;
+}
+
 /* What becomes of X-Forwarded-Client-Cert (enum ism_fcc), as Envoy's
  * connection manager decides it: the client's fields are kept (keep), and the
  * element of the client's certificate follows them (*ours, NULL: none). */
@@ -502,6 +540,8 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		if (ism_http_header_is(h, "x-forwarded-client-cert") &&
 		    (!xfcc_kept || xfcc != NULL))
 			continue;
+		if (envoy_control(h))
+			continue;
 		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
 		if (ism_http_header_is(h, "x-request-id"))
@@ -536,6 +576,12 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		}
 		ret |= ism_buf_append(out, xfcc->p, xfcc->len, limit);
 		ret |= ism_buf_append(out, "\r\n", 2, limit);
+	}
+	if (!edit_drops(drops, "x-envoy-external-address")) {
+		const char *client = ism_stream_client(st);
+
+		ret |= ism_buf_put_field(out, "x-envoy-external-address", client, strlen(client),
+					 limit);
 	}
 	if (!edit_drops(drops, "x-forwarded-proto"))
 		ret |= ism_buf_put_str(out,

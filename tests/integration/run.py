@@ -539,6 +539,22 @@ def forwarded_headers(env):
     check(len(rid) == 1 and re.fullmatch(
         r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", rid[0]) is not None,
         f"X-Request-Id is not a version 4 UUID: {rid}")
+    # The x-envoy-* fields an Istio gateway's Envoy removes from a request
+    # from outside (they would steer the mesh's Envoys); others pass, and
+    # x-envoy-external-address is the client's address.
+    control = [("X-Envoy-Retry-On", "5xx"), ("x-envoy-max-retries", "50"), ("X-Envoy-Internal", "true"),
+               ("x-envoy-upstream-rq-timeout-ms", "1"), ("x-envoy-force-trace", "1"),
+               ("x-envoy-decorator-operation", "op"), ("X-Envoy-External-Address", "192.0.2.1"),
+               ("x-envoy-hedge-on-per-try-timeout", "true"), ("x-envoy-custom", "kept")]
+    r3 = env.get("/headers", headers=control)
+    f3 = {}
+    for line in r3.body.decode("latin-1").split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        f3.setdefault(k.strip().lower(), []).append(v.strip())
+    gone = [k for k, _ in control[:-1] if k.lower() in f3 and k.lower() != "x-envoy-external-address"]
+    check(r3.status == 200 and not gone, f"x-envoy control fields forwarded: {gone}")
+    check(f3.get("x-envoy-external-address") == ["127.0.0.1"] and f3.get("x-envoy-custom") == ["kept"],
+          f"x-envoy-external-address {f3.get('x-envoy-external-address')}, x-envoy-custom {f3.get('x-envoy-custom')}")
     r2 = env.get("/headers", headers=[("X-Forwarded-For", "10.0.0.1")])
     xff2 = [l for l in r2.body.decode("latin-1").split("\r\n") if l.lower().startswith("x-forwarded-for:")]
     check(len(xff2) == 1 and xff2[0].split(":", 1)[1].replace(" ", "") == "10.0.0.1,127.0.0.1",

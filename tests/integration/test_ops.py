@@ -614,6 +614,12 @@ def trusted_proxies_client_address(env):
         check(got["client"] == want, f"{path} with X-Forwarded-For {xff!r}: client {got['client']}, want {want}")
         check(got["x_forwarded_for"] == (f"{xff}, 127.0.0.1" if xff else "127.0.0.1"),
               f"{path}: X-Forwarded-For sent upstream {got['x_forwarded_for']!r}")
+    # Envoy's x-envoy-external-address is that client too, whatever the client wrote.
+    r = env.get("/headers", headers=[("X-Forwarded-For", "203.0.113.7, 10.0.0.1"),
+                                     ("X-Envoy-External-Address", "192.0.2.1")])
+    seen = [l.split(":", 1)[1].strip() for l in r.body.decode("latin-1").split("\r\n")
+            if l.lower().startswith("x-envoy-external-address:")]
+    check(r.status == 200 and seen == ["203.0.113.7"], f"x-envoy-external-address upstream: {seen}")
 
 
 @_test

@@ -417,7 +417,7 @@ def tls_optional_mutual(env):
     refused(port, "o.example.com", client_ctx(pki, cert=foreign))
 
 
-def xfcc_expected(pki, crt, by=None):
+def xfcc_expected(pki, crt, by=()):
     """The X-Forwarded-Client-Cert element Envoy makes for the client
     certificate at crt (SANITIZE_SET with Subject, Cert, URI and DNS, as Istio
     configures its gateways): the digest, PEM, subject (RFC 2253) and SANs
@@ -430,11 +430,12 @@ def xfcc_expected(pki, crt, by=None):
                           stdout=subprocess.PIPE, check=True).stdout.decode()
     sans = [s.strip() for s in text.splitlines()[-1].split(",")]
     uris = [s[4:] for s in sans if s.startswith("URI:")]
-    parts = ([f"By={by}"] if by else []) + [
-        "Hash=" + hashlib.sha256(der).hexdigest(),
-        'Cert="' + urllib.parse.quote(ssl.DER_cert_to_PEM_cert(der), safe="") + '"',
-        'Subject="' + subj[len("subject="):] + '"',
-        "URI=" + (uris[0] if uris else "")] + [f"DNS={s[4:]}" for s in sans if s.startswith("DNS:")]
+    parts = [f"By={b}" for b in by]
+    parts += ["Hash=" + hashlib.sha256(der).hexdigest(),
+              'Cert="' + urllib.parse.quote(ssl.DER_cert_to_PEM_cert(der), safe="") + '"',
+              'Subject="' + subj[len("subject="):] + '"']
+    parts += [f"URI={u}" for u in uris] or ["URI="]
+    parts += [f"DNS={s[4:]}" for s in sans if s.startswith("DNS:")]
     return ";".join(parts)
 
 
@@ -456,7 +457,8 @@ def tls_xfcc(env):
     pki = Pki(env)
     port, plain = free_port(), free_port()
     srv = pki.leaf("x", ["DNS:x.example.com", "URI:spiffe://cluster.local/ns/istio-system/sa/ingress"])
-    good = pki.leaf("client", ["URI:spiffe://x/client", "DNS:client.example.com", "DNS:alt.example.com"])
+    good = pki.leaf("client", ["URI:spiffe://x/client", "DNS:client.example.com", "URI:spiffe://x/client2",
+                               "DNS:alt.example.com"])
     servers = [server(port, ["*"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}"),
                server(plain, ["*"], None, protocol="HTTP")]
 
@@ -464,7 +466,7 @@ def tls_xfcc(env):
         return f"  gatewayTopology: {{forwardClientCertDetails: {mode}}}\n" if mode else ""
 
     conf = world(env, servers)
-    ours = xfcc_expected(pki, good[0], by="spiffe://cluster.local/ns/istio-system/sa/ingress")
+    ours = xfcc_expected(pki, good[0], by=["spiffe://cluster.local/ns/istio-system/sa/ingress"])
     forged = [("X-Forwarded-Client-Cert", 'By=spiffe://evil;Hash=00;URI=spiffe://evil/admin')]
 
     def seen():
