@@ -1306,12 +1306,28 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	return true;
 }
 
+/* Whether the request's scheme is https, as Envoy's connection manager
+ * decides it for an Istio gateway: the connection's, unless
+ * gatewayTopology.numTrustedProxies trusts the proxies in front, whose
+ * X-Forwarded-Proto then says it (a proxy that terminated TLS sends plain
+ * HTTP). Envoy keeps that field, and its require_tls (httpsRedirect), scheme
+ * matches and redirects read the scheme from it. */
+static bool request_https(const struct ism_table *t, struct ism_sess *s,
+			  const struct ism_http_req *req)
+{
+	for (size_t i = 0; t->trusted_proxies > 0 && i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "x-forwarded-proto"))
+			return req->headers[i].value_len == 5 &&
+			       memcmp(req->headers[i].value, "https", 5) == 0;
+	return ism_sess_tls(s);
+}
+
 void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			const char *body, uint32_t len, bool req_done)
 {
 	const struct ism_table *t = w->table;
 	const struct ism_listener *l = &t->listeners[st->sess->listener];
-	bool tls = ism_sess_tls(st->sess);
+	bool https = request_https(t, st->sess, req);
 	const struct ism_vhost *vh;
 	const struct ism_route *r;
 	const struct ism_dest *d;
@@ -1338,11 +1354,11 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->req_done = req_done;
 	st->req_chunked = req->framing.chunked;
 	vh = request_vhost(l, st->sess, req);
-	if (vh != NULL && vh->https_redirect && !tls) {
+	if (vh != NULL && vh->https_redirect && !https) {
 		https_redirect(w, st, req);
 		return;
 	}
-	r = vh ? ism_router_route(vh, req, tls ? "https" : "http", l->port, w->rs) : NULL;
+	r = vh ? ism_router_route(vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
 	st->route_stats = r ? r->stats : NULL;
 	if (r != NULL && st->log_req != NULL)
 		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
@@ -1364,10 +1380,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		return;
 	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
 	case ISM_ROUTE_REDIRECT:
-		redirect(w, st, r->act, req, l->port, tls);
+		redirect(w, st, r->act, req, l->port, https);
 		return;
 	case ISM_ROUTE_DIRECT:
-		direct_response(w, st, r->act, req, l->port, tls);
+		direct_response(w, st, r->act, req, l->port, https);
 		return;
 	case ISM_ROUTE_FORWARD:
 		break;

@@ -502,6 +502,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	const char *xff = NULL;
 	size_t xff_len = 0;
 	const bool xfcc_put = edit_drops(drops, "x-forwarded-client-cert");
+	bool xfp_kept = false;
 	int have_rid = edit_drops(drops, "x-request-id"), ret = 0;
 
 	out->len = 0;
@@ -524,8 +525,15 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	for (size_t i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
-		if (ism_http_header_is(h, "host") || ism_http_header_is(h, "x-forwarded-proto"))
+		if (ism_http_header_is(h, "host"))
 			continue;
+		/* A trusted proxy's goes on as it is (Envoy's, and the scheme
+		 * request_https read from it); the client's is replaced. */
+		if (ism_http_header_is(h, "x-forwarded-proto")) {
+			if (w->table->trusted_proxies == 0)
+				continue;
+			xfp_kept = true;
+		}
 		if (ed != NULL &&
 		    ((ed->orig_path != NULL && ism_http_header_is(h, "x-envoy-original-path")) ||
 		     (drops != NULL && ism_act_drops(drops, h->name, h->name_len))))
@@ -583,7 +591,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		ret |= ism_buf_put_field(out, "x-envoy-external-address", client, strlen(client),
 					 limit);
 	}
-	if (!edit_drops(drops, "x-forwarded-proto"))
+	if (!xfp_kept && !edit_drops(drops, "x-forwarded-proto"))
 		ret |= ism_buf_put_str(out,
 				       ism_sess_tls(st->sess) ? "x-forwarded-proto: https\r\n"
 							      : "x-forwarded-proto: http\r\n",

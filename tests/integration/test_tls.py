@@ -815,6 +815,54 @@ def tls_https_redirect(env):
 
 
 @_test
+def tls_trusted_forwarded_proto(env):
+    """Behind a proxy that terminated TLS (gatewayTopology.numTrustedProxies: 1),
+    that proxy's X-Forwarded-Proto says the scheme, as Envoy reads it: `https`
+    is not redirected by httpsRedirect, matches `scheme: {exact: https}` and
+    reaches the upstream as it is; `http`, or none, is redirected. Without
+    trusted proxies the field is the client's word: it neither escapes the
+    redirect nor matches, and the upstream gets the connection's scheme."""
+    http = free_port()
+    ups = env.upstream(["127.0.0.2:0=s"], name="s")
+    upp = env.upstream(["127.0.0.3:0=p"], name="p")
+
+    def write(trusted):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, extra=f"  gatewayTopology: {{numTrustedProxies: {trusted}}}\n"),
+            gateway_of(server(http, ["r.example.com"], "httpsRedirect: true", protocol="HTTP"),
+                       server(http, ["o.example.com"], None, protocol="HTTP")),
+            virtual_service("vs", ["r.example.com", "o.example.com"],
+                            "  - match: [{scheme: {exact: https}}]\n    route: [{destination: {host: s.internal}}]\n"
+                            "  - route: [{destination: {host: p.internal}}]\n"),
+            service_entry("s", "s.internal", [{"address": "127.0.0.2", "port": ups["s"]}]),
+            service_entry("p", "p.internal", [{"address": "127.0.0.3", "port": upp["p"]}])))
+
+    env.start_gateway(write(1), http)
+
+    def get(host, xfp):
+        hdrs = [("X-Forwarded-For", "203.0.113.7")] + ([("X-Forwarded-Proto", xfp)] if xfp else [])
+        with Conn("127.0.0.1", http) as c:
+            r = c.request("GET", "/headers", host, hdrs)
+        if r.status != 200:
+            return r.status, r.header("location")
+        return r.status, r.header("x-upstream"), header_fields(r.body).get("x-forwarded-proto")
+
+    for host, xfp, want in (("r.example.com", None, (301, "https://r.example.com/headers")),
+                            ("r.example.com", "http", (301, "https://r.example.com/headers")),
+                            ("r.example.com", "https", (200, "s", ["https"])),
+                            ("o.example.com", "https", (200, "s", ["https"])),
+                            ("o.example.com", "http", (200, "p", ["http"])),
+                            ("o.example.com", None, (200, "p", ["http"]))):
+        check(get(host, xfp) == want, f"trusted, {host} with X-Forwarded-Proto {xfp}: {get(host, xfp)}, want {want}")
+    write(0)
+    ans = ctl_cmd(env.path("ctl.sock"), "reload")
+    check("published" in ans, f"reload: {ans!r}")
+    for host, xfp, want in (("r.example.com", "https", (301, "https://r.example.com/headers")),
+                            ("o.example.com", "https", (200, "p", ["http"]))):
+        check(get(host, xfp) == want, f"untrusted, {host} with X-Forwarded-Proto {xfp}: {get(host, xfp)}, want {want}")
+
+
+@_test
 def tls_https_redirect_every_host(env):
     """httpsRedirect redirects every host its server names, as Istio's gateway
     does, whether a VirtualService binds the host or not; a host that a server
