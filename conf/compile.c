@@ -2676,6 +2676,8 @@ static void build(struct cbuild *b)
 	if (b->rc < 0)
 		return;
 	ism_tls_peer_mtls(c, b->peer_mtls);
+	if (c->app.pp_all)
+		memset(b->proxy_protocol, 1, 65536);
 	for (size_t i = 0; i < c->app.n_pp_ports; i++)
 		b->proxy_protocol[c->app.pp_ports[i]] = 1;
 	ls = ANEW(b, b->n_groups, struct ism_listener);

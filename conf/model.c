@@ -614,13 +614,14 @@ static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec
 static void parse_gateway_topology(struct ism_vctx *v, const struct ism_node *spec,
 				   struct ism_cm_appliance *a)
 {
-	static const char *const keys[] = {"numTrustedProxies", "forwardClientCertDetails", NULL};
-	static const char *const unimpl[] = {"proxyProtocol", NULL};
+	static const char *const keys[] = {"numTrustedProxies", "forwardClientCertDetails",
+					   "proxyProtocol", NULL};
 	/* In the order of enum ism_fcc, then UNDEFINED. */
 	static const char *const fccs[] = {
 	    "SANITIZE_SET", "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "ALWAYS_FORWARD_ONLY",
 	    "UNDEFINED",    NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "gatewayTopology", false, ISM_NODE_MAP);
+	const struct ism_node *pp;
 	const char *s = "UNDEFINED";
 	size_t old;
 
@@ -628,7 +629,17 @@ static void parse_gateway_topology(struct ism_vctx *v, const struct ism_node *sp
 	if (n == NULL)
 		return;
 	old = ism_v_push(v, ".gatewayTopology");
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
+	/* Istio's ProxyProtocolConfiguration has no field: present, every
+	 * listener takes the PROXY header (spec.proxyProtocol names ports). */
+	pp = ism_v_node(v, n, "proxyProtocol", false, ISM_NODE_MAP);
+	if (pp != NULL) {
+		size_t o2 = ism_v_push(v, ".proxyProtocol");
+
+		ism_v_keys(v, pp, NULL, NULL);
+		a->pp_all = true;
+		ism_v_pop(v, o2);
+	}
 	ism_v_u32(v, n, "numTrustedProxies", false, 0, 64, &a->trusted_proxies);
 	if (ism_v_enum(v, n, "forwardClientCertDetails", fccs, NULL, &s) > 0)
 		for (uint8_t i = ISM_FCC_SANITIZE_SET; i <= ISM_FCC_ALWAYS_FORWARD_ONLY; i++)

@@ -523,6 +523,7 @@ struct ism_cm_appliance {
 	struct ism_tls_conf mesh; /* certs[0] and ca */
 	const char *root_ns;	  /* spec.meshRootNamespace, default istio-system */
 	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
+	bool pp_all;		  /* spec.gatewayTopology.proxyProtocol: every listener */
 	uint32_t *pp_ports;
 	const struct ism_node *pp_at;
 	uint8_t path_norm;	  /* spec.pathNormalization: enum ism_pathnorm_mode */

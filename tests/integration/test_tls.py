@@ -1331,6 +1331,32 @@ def rotation_world(env, pki, hosts=("*",), workers=2):
 
 
 @_test
+def tls_gateway_topology_proxy_protocol(env):
+    """Istio's gatewayTopology.proxyProtocol: {} puts every listener behind the
+    PROXY protocol, as Istio's gateway listeners: the header's address is the
+    client on each port, and a connection without it is closed; a field in it
+    (Istio's message has none) is an error."""
+    a, b = free_port(), free_port()
+    conf = world(env, [server(a, ["*"], None, protocol="HTTP"), server(b, ["*"], None, protocol="HTTP")],
+                 app_extra="  gatewayTopology: {proxyProtocol: {}}\n")
+    poll(lambda: socket.create_connection(("127.0.0.1", b), 1).close() is None, 5, what="the second port")
+    for port, src in ((a, "203.0.113.7"), (b, "198.51.100.9")):
+        with Conn("127.0.0.1", port) as c:
+            c.send(f"PROXY TCP4 {src} 127.0.0.1 5555 {port}\r\n".encode())
+            r = c.request("GET", "/headers", "test.local")
+        got = header_fields(r.body).get("x-forwarded-for", [""])[-1] if r.status == 200 else r
+        check(got == src, f"port {port}: X-Forwarded-For {got!r}, want {src}")
+        with Conn("127.0.0.1", port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: test.local\r\n\r\n")
+            check(c.closed_by_peer(), f"port {port}: a connection without the PROXY header was served")
+    bad = world(env, [server(a, ["*"], None, protocol="HTTP")],
+                app_extra="  gatewayTopology: {proxyProtocol: {version: 2}}\n", start=False)
+    rc, out = env.check_config(bad)
+    check(rc != 0 and "gatewayTopology.proxyProtocol.version" in out, f"a field in proxyProtocol: rc {rc}: {out}")
+    check(bad == conf, "the file moved")
+
+
+@_test
 def tls_cert_rotation(env):
     """Files renamed into place are served within seconds, without a restart; a
     broken new file is refused with a log line and the old certificate serves on;
