@@ -65,7 +65,7 @@ static int cache_class(uint32_t cap)
 	return c < CACHE_CLASSES - 1 ? c : -1;
 }
 
-void *ism_blk_take(uint32_t cap)
+static void *cache_take(uint32_t cap)
 {
 	int c = cache_class(cap);
 	void *p;
@@ -77,7 +77,9 @@ void *ism_blk_take(uint32_t cap)
 	return p;
 }
 
-void ism_blk_give(void *p, uint32_t cap)
+/* Keeps p (a block of cap bytes) for cache_take if its class has room, or
+ * frees it. */
+static void cache_give(void *p, uint32_t cap)
 {
 	int c = cache_class(cap);
 
@@ -87,6 +89,18 @@ void ism_blk_give(void *p, uint32_t cap)
 	} else {
 		free(p);
 	}
+}
+
+/* The worker's own buffers take the two above inline; OpenSSL's record
+ * buffers (worker/tls.c) through these. */
+void *ism_blk_take(uint32_t cap)
+{
+	return cache_take(cap);
+}
+
+void ism_blk_give(void *p, uint32_t cap)
+{
+	cache_give(p, cap);
 }
 
 int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit)
@@ -102,11 +116,11 @@ int ism_buf_grow(struct ism_buf *b, uint32_t extra, uint32_t limit)
 		cap *= 2;
 	if (cap > limit)
 		cap = limit;
-	p = ism_blk_take(cap);
+	p = cache_take(cap);
 	if (p != NULL) {
 		if (b->p != NULL) {
 			memcpy(p, b->p, b->len);
-			ism_blk_give(b->p, b->cap);
+			cache_give(b->p, b->cap);
 		}
 	} else {
 		p = realloc(b->p, cap);
@@ -255,7 +269,7 @@ void ism_buf_consume(struct ism_buf *b, uint32_t n)
 void ism_buf_free(struct ism_buf *b)
 {
 	if (b->p != NULL)
-		ism_blk_give(b->p, b->cap);
+		cache_give(b->p, b->cap);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }
