@@ -501,7 +501,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	const char *peer = st->sess->peer;
 	const char *xff = NULL;
 	size_t xff_len = 0;
-	const bool xfcc_put = edit_drops(drops, "x-forwarded-client-cert");
+	const bool xfcc_dropped = edit_drops(drops, "x-forwarded-client-cert");
 	bool xfp_kept = false;
 	int have_rid = edit_drops(drops, "x-request-id"), ret = 0;
 
@@ -572,7 +572,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	} else if (!edit_drops(drops, "x-forwarded-for")) {
 		ret |= ism_buf_put_field(out, "x-forwarded-for", peer, strlen(peer), limit);
 	}
-	if (xfcc != NULL && !xfcc_put) {
+	if (xfcc != NULL && !xfcc_dropped) {
 		ret |= ism_buf_put_str(out, "x-forwarded-client-cert: ", limit);
 		for (size_t i = 0; xfcc_kept && i < req->n_headers; i++) {
 			const struct ism_http_header *h = &req->headers[i];
