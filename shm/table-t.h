@@ -250,8 +250,6 @@ struct ism_vhost {
 	const struct ism_route *routes;
 };
 
-/* TLS modes: Gateway ServerTLSSettings.mode, DestinationRule ClientTLSSettings.mode
- * and the mutual TLS PeerAuthentication asks of a plaintext listener. */
 /* What the upstream's X-Forwarded-Client-Cert is (Istio's
  * gatewayTopology.forwardClientCertDetails, Envoy's forward_client_cert_details),
  * where the client connection is mutual TLS (it presented a certificate that
@@ -265,6 +263,8 @@ enum ism_fcc {
 	ISM_FCC_ALWAYS_FORWARD_ONLY, /* the client's, unchanged, mutual TLS or not */
 };
 
+/* TLS modes: Gateway ServerTLSSettings.mode, DestinationRule ClientTLSSettings.mode
+ * and the mutual TLS PeerAuthentication asks of a plaintext listener. */
 enum ism_tls_mode {
 	ISM_TLS_NONE = 0,	 /* plaintext (DISABLE) */
 	ISM_TLS_SIMPLE,		 /* server authentication only */
