@@ -180,6 +180,7 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 	uint64_t fp = in->mode | (uint64_t)in->min_ver << 8 | (uint64_t)in->max_ver << 24 |
 		      (uint64_t)in->skip_verify << 40 | (uint64_t)alpn << 48;
 	struct ism_str *sans;
+	struct ism_pin *pins;
 
 	memset(out, 0, sizeof(*out));
 	out->mode = in->mode;
@@ -201,6 +202,13 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 		sans[i] = acopy(b, in->sans[i], &fp);
 	out->sans = sans;
 	out->n_sans = sans ? in->n_sans : 0;
+	pins = in->n_pins ? ANEW(b, in->n_pins, struct ism_pin) : NULL;
+	if (pins != NULL) {
+		memcpy(pins, in->pins, in->n_pins * sizeof(*pins));
+		fp = ism_hash64(pins, in->n_pins * sizeof(*pins), fp ^ in->n_pins);
+		out->pins = pins;
+		out->n_pins = in->n_pins;
+	}
 	out->fingerprint = fp;
 }
 

@@ -624,3 +624,52 @@ int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *ke
 	ism_v_pop(v, old);
 	return rc;
 }
+
+/* The value of base64 digit c (standard or URL-safe alphabet), or -1. */
+static int b64_digit(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+ssize_t ism_b64_decode(const char *s, size_t len, unsigned char *out)
+{
+	size_t n = 0, pad = 0;
+	uint32_t acc = 0;
+
+	while (len > 0 && s[len - 1] == '=' && pad < 2) {
+		len--;
+		pad++;
+	}
+	if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0))
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		int d = b64_digit(s[i]);
+
+		if (d < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)d;
+		if (i % 4 == 3) {
+			out[n++] = (unsigned char)(acc >> 16);
+			out[n++] = (unsigned char)(acc >> 8);
+			out[n++] = (unsigned char)acc;
+			acc = 0;
+		}
+	}
+	if (len % 4 == 2) {
+		out[n++] = (unsigned char)(acc >> 4);
+	} else if (len % 4 == 3) {
+		out[n++] = (unsigned char)(acc >> 10);
+		out[n++] = (unsigned char)(acc >> 2);
+	}
+	return (ssize_t)n;
+}

@@ -1870,58 +1870,6 @@ static void parse_redirect(struct ism_vctx *v, const struct ism_node *route, str
 #define DIRECT_BODY_MAX	 (1u << 20)
 #define DIRECT_BODY_WARN (100u << 10)
 
-/* The value of base64 digit c (standard or URL-safe alphabet), or -1. */
-static int b64_digit(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-/* Decodes base64 s (len bytes; padding optional, as protobuf's JSON reads
- * bytes) into out (room for len / 4 * 3 + 3 bytes). The decoded length, or
- * -1 when s is not base64. */
-static ssize_t b64_decode(const char *s, size_t len, unsigned char *out)
-{
-	size_t n = 0, pad = 0;
-	uint32_t acc = 0;
-
-	while (len > 0 && s[len - 1] == '=' && pad < 2) {
-		len--;
-		pad++;
-	}
-	if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0))
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		int d = b64_digit(s[i]);
-
-		if (d < 0)
-			return -1;
-		acc = acc << 6 | (uint32_t)d;
-		if (i % 4 == 3) {
-			out[n++] = (unsigned char)(acc >> 16);
-			out[n++] = (unsigned char)(acc >> 8);
-			out[n++] = (unsigned char)acc;
-			acc = 0;
-		}
-	}
-	if (len % 4 == 2) {
-		out[n++] = (unsigned char)(acc >> 4);
-	} else if (len % 4 == 3) {
-		out[n++] = (unsigned char)(acc >> 10);
-		out[n++] = (unsigned char)(acc >> 2);
-	}
-	return (ssize_t)n;
-}
-
 /* body: string (as written) or bytes (base64). */
 static void parse_direct_body(struct ism_vctx *v, const struct ism_node *dr,
 			      struct ism_cm_direct *d)
@@ -1941,7 +1889,7 @@ static void parse_direct_body(struct ism_vctx *v, const struct ism_node *dr,
 		d->body_len = s->len;
 	} else if (b != NULL) {
 		unsigned char *out = ism_v_alloc(v, b->len / 4 * 3 + 3, 1);
-		ssize_t len = out != NULL ? b64_decode(b->str, b->len, out) : 0;
+		ssize_t len = out != NULL ? ism_b64_decode(b->str, b->len, out) : 0;
 
 		if (len < 0) {
 			value_err(v, n, "bytes", "must be base64 (RFC 4648, padding optional)");

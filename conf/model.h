@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "conf/defaults.h"
 #include "conf/tree.h"
@@ -203,6 +204,8 @@ struct ism_cm_tls {
 	size_t n_creds;
 	const char *creds[ISM_TLS_MAX_CERTS];
 	const struct ism_node *creds_at;
+	const char *ca_cred; /* a server's caCertCredentialName; NULL: none */
+	const struct ism_node *ca_cred_at;
 	const char *path; /* field path of the tls block, for later errors */
 };
 
@@ -620,6 +623,10 @@ int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, u
  * when present and valid, 0 when absent (*ppm untouched), -1 when invalid
  * (reported). */
 int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *ppm);
+/* Decodes base64 s (len bytes; standard or URL-safe alphabet, padding
+ * optional, as protobuf's JSON reads bytes) into out (room for len / 4 * 3 + 3
+ * bytes). The decoded length, or -1 when s is not base64. */
+ssize_t ism_b64_decode(const char *s, size_t len, unsigned char *out);
 /* A list of non-empty strings; NULL when absent (*n = 0). *listp: the list node. */
 const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const char *key,
 			   bool required, size_t *n, const struct ism_node **listp);

@@ -330,6 +330,103 @@ static void parse_sans(struct ism_vctx *v, const struct ism_node *n, struct ism_
 	c->n_sans = out ? (uint32_t)ns : 0;
 }
 
+/* The value of hex digit c (either case), or -1. */
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+		return (c | 0x20) - 'a' + 10;
+	return -1;
+}
+
+/* verifyCertificateHash: a SHA-256 in hex, 64 digits, or the 95 characters of
+ * its colon-separated form (what `openssl x509 -fingerprint -sha256` prints),
+ * as Envoy reads it. */
+static bool pin_hex(const char *s, uint8_t out[32])
+{
+	size_t len = strlen(s), n = 0;
+
+	if (len != 64 && len != 95)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		int d;
+
+		if (len == 95 && i % 3 == 2) {
+			if (s[i] != ':')
+				return false;
+			continue;
+		}
+		d = hex_digit(s[i]);
+		if (d < 0)
+			return false;
+		out[n / 2] = (uint8_t)(n % 2 ? out[n / 2] | d : d << 4);
+		n++;
+	}
+	return n == 64;
+}
+
+/* verifyCertificateSpki: a SHA-256 in base64. */
+static bool pin_b64(const char *s, uint8_t out[32])
+{
+	size_t len = strlen(s);
+	unsigned char buf[48];
+
+	if (len > 44 || ism_b64_decode(s, len, buf) != 32)
+		return false;
+	memcpy(out, buf, 32);
+	return true;
+}
+
+/* A Gateway server's pinned client certificates: verifyCertificateHash, then
+ * verifyCertificateSpki. */
+static void parse_pins(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+{
+	static const struct {
+		const char *key, *form;
+		uint8_t kind;
+		bool (*decode)(const char *s, uint8_t out[32]);
+	} kinds[] = {
+	    {"verifyCertificateHash", "hex-encoded", ISM_PIN_CERT, pin_hex},
+	    {"verifyCertificateSpki", "base64-encoded", ISM_PIN_SPKI, pin_b64},
+	};
+	const struct ism_node *lists[2];
+	const char **vals[2];
+	size_t nv[2], total = 0;
+	struct ism_pin *out;
+
+	for (size_t k = 0; k < 2; k++) {
+		vals[k] = ism_v_strlist(v, n, kinds[k].key, false, &nv[k], &lists[k]);
+		/* An item that is no string was reported: the rest is not read. */
+		if (vals[k] != NULL && nv[k] != lists[k]->n)
+			vals[k] = NULL;
+		total += vals[k] != NULL ? nv[k] : 0;
+	}
+	out = total ? ism_v_alloc(v, total, sizeof(*out)) : NULL;
+	if (out == NULL)
+		return;
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; vals[k] != NULL && i < nv[k]; i++) {
+			struct ism_pin *p = &out[c->n_pins];
+			size_t old;
+
+			p->kind = kinds[k].kind;
+			if (kinds[k].decode(vals[k][i], p->sha256)) {
+				c->n_pins++;
+				continue;
+			}
+			old = ism_v_push(v, ".%s[%zu]", kinds[k].key, i);
+			ism_v_err(v, lists[k]->items[i],
+				  "invalid %s SHA-256 \"%s\" (Envoy: 32 bytes, %s)", kinds[k].form,
+				  vals[k][i],
+				  k == 0 ? "64 hex digits, or 95 characters with colons"
+					 : "44 characters of base64");
+			ism_v_pop(v, old);
+		}
+	}
+	c->pins = out;
+}
+
 static void remember_path(struct ism_vctx *v, struct ism_cm_tls *t, const struct ism_node *n)
 {
 	t->set = true;
@@ -456,8 +553,10 @@ static void passthrough_tls(struct ism_vctx *v, const struct ism_node *n, bool m
 	static const char *const certs[] = {
 	    "serverCertificate", "privateKey",	    "caCertificates",  "caCrl",
 	    "credentialName",	 "credentialNames", "tlsCertificates", NULL};
-	static const char *const handshake[] = {"subjectAltNames", "minProtocolVersion",
-						"maxProtocolVersion", "cipherSuites", NULL};
+	static const char *const handshake[] = {
+	    "subjectAltNames",	    "verifyCertificateHash", "verifyCertificateSpki",
+	    "caCertCredentialName", "insecureSkipVerify",    "minProtocolVersion",
+	    "maxProtocolVersion",   "cipherSuites",	     NULL};
 
 	for (size_t i = 0; i < n->n; i++) {
 		const struct ism_node *k = n->pairs[i].key;
@@ -534,15 +633,22 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 					   "credentialNames",
 					   "tlsCertificates",
 					   "subjectAltNames",
+					   "verifyCertificateHash",
+					   "verifyCertificateSpki",
+					   "caCertCredentialName",
+					   "insecureSkipVerify",
 					   "minProtocolVersion",
 					   "maxProtocolVersion",
 					   "cipherSuites",
 					   NULL};
-	static const char *const unimpl[] = {"verifyCertificateSpki", "verifyCertificateHash",
-					     "caCertCredentialName", "insecureSkipVerify", NULL};
+	/* What checks client certificates: MUTUAL and OPTIONAL_MUTUAL only. */
+	static const char *const client_checks[] = {
+	    "subjectAltNames",	    "verifyCertificateHash", "verifyCertificateSpki",
+	    "caCertCredentialName", "insecureSkipVerify",    NULL};
 	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
 	struct ism_tls_conf *c = &t->c;
 	bool tls = ism_model_server_kind(protocol, false) == ISM_SRV_HTTPS, redirect = false;
+	bool skip = false;
 	size_t old, sources;
 	int mode;
 
@@ -559,11 +665,11 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 	old = ism_v_push(v, ".tls");
 	remember_path(v, t, n);
 	if (!tls) {
-		plaintext_tls(v, n, protocol, keys, unimpl, t);
+		plaintext_tls(v, n, protocol, keys, NULL, t);
 		ism_v_pop(v, old);
 		return;
 	}
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_bool(v, n, "httpsRedirect", &redirect) > 0 && redirect)
 		ism_v_err(v, ism_node_get(n, "httpsRedirect", NULL),
 			  "httpsRedirect applies to HTTP servers (this one is %s)", protocol);
@@ -580,16 +686,28 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 	parse_creds(v, n, t);
 	parse_tls_certs(v, n, c);
 	parse_sans(v, n, c);
+	parse_pins(v, n, c);
+	ism_v_str(v, n, "caCertCredentialName", false, &t->ca_cred);
+	t->ca_cred_at = ism_node_get(n, "caCertCredentialName", NULL);
+	ism_v_bool(v, n, "insecureSkipVerify", &skip);
+	c->skip_verify = skip;
 	parse_versions(v, n, c);
 	parse_ciphers(v, n, c);
 	sources = (ism_node_get(n, "serverCertificate", NULL) != NULL) + (t->n_creds > 0) +
 		  (ism_node_get(n, "tlsCertificates", NULL) != NULL);
+	if (t->ca_cred != NULL && c->ca.text.len) {
+		size_t o2 = ism_v_push(v, ".caCertCredentialName");
+
+		ism_v_err(v, t->ca_cred_at, "use one of caCertificates, caCertCredentialName");
+		ism_v_pop(v, o2);
+	}
 	if (c->mode == ISM_TLS_ISTIO_MUTUAL) {
-		if (sources || c->ca.text.len || c->n_sans)
+		if (sources || c->ca.text.len || c->n_sans || c->n_pins || t->ca_cred != NULL)
 			ism_v_err(v, n,
 				  "ISTIO_MUTUAL uses the appliance's meshIdentity: "
-				  "certificates, credentials and subjectAltNames must be "
-				  "empty");
+				  "certificates, credentials, caCertCredentialName, "
+				  "subjectAltNames and pins (verifyCertificateHash, "
+				  "verifyCertificateSpki) must be empty");
 	} else {
 		if (sources == 0)
 			ism_v_err(v, n,
@@ -599,11 +717,22 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 			ism_v_err(v, n,
 				  "use one of serverCertificate, credentialName(s), "
 				  "tlsCertificates");
-		if (c->n_sans && c->mode == ISM_TLS_SIMPLE)
-			ism_v_err(v, ism_node_get(n, "subjectAltNames", NULL),
-				  "subjectAltNames needs mode MUTUAL or OPTIONAL_MUTUAL");
-		/* caCertificates for MUTUAL may come from the credential: xref. */
-		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0)
+		for (size_t i = 0; c->mode == ISM_TLS_SIMPLE && client_checks[i]; i++) {
+			const struct ism_node *at = ism_node_get(n, client_checks[i], NULL);
+			size_t o2;
+
+			if (at == NULL)
+				continue;
+			o2 = ism_v_push(v, ".%s", client_checks[i]);
+			ism_v_err(v, at,
+				  "%s needs mode MUTUAL or OPTIONAL_MUTUAL (SIMPLE asks for no "
+				  "client certificate)",
+				  client_checks[i]);
+			ism_v_pop(v, o2);
+		}
+		/* caCertificates for MUTUAL may come from a credential: xref. */
+		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0 &&
+		    t->ca_cred == NULL)
 			ism_v_err(v, n, "caCertificates is required with mode %s",
 				  mode_names[c->mode]);
 	}
@@ -763,6 +892,24 @@ static void xref_tls(struct ism_vctx *v, const struct ism_cm_res *r, struct ism_
 		ism_v_err(v, t->creds_at,
 			  "ISTIO_MUTUAL needs the Appliance's spec.meshIdentity (certificate, "
 			  "privateKey, caCertificates)");
+	if (t->ca_cred != NULL) {
+		const struct ism_cm_cred *ca = find_cred(a, t->ca_cred);
+
+		/* It takes precedence over the CA of credentialName's credential. */
+		if (ca == NULL || ca->ca.text.len == 0) {
+			size_t o2 = ism_v_push(v, ".caCertCredentialName");
+
+			ism_v_err(v, t->ca_cred_at,
+				  "credential \"%s\" is not among the Appliance's "
+				  "spec.credentials (with caCertificates)",
+				  t->ca_cred);
+			ism_v_pop(v, o2);
+		} else {
+			c->ca = ca->ca;
+			if (c->crl.text.len == 0)
+				c->crl = ca->crl;
+		}
+	}
 	for (size_t i = 0; i < t->n_creds; i++) {
 		const struct ism_cm_cred *cr = find_cred(a, t->creds[i]);
 		const struct ism_cm_cred *ca;

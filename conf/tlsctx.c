@@ -14,15 +14,19 @@
 
 #include "lib/log.h"
 
-/* SAN lists hang off their contexts (ex data freed with the context). */
-struct san_list {
-	uint32_t n;
+/* What a context checks of the peer's certificate beyond its chain, hung off
+ * the context (ex data, freed with it). */
+struct peer_rules {
+	uint8_t accept_untrusted; /* a server's insecureSkipVerify */
+	uint32_t n_pins;
+	struct ism_pin *pins;
+	uint32_t n; /* subjectAltNames: s[0..n) */
 	char *s[];
 };
 
-static int san_idx = -1; /* SSL_CTX ex data: struct san_list * */
+static int rules_idx = -1; /* SSL_CTX ex data: struct peer_rules * */
 
-static void san_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+static void rules_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	(void)parent;
 	(void)ad;
@@ -30,11 +34,12 @@ static void san_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
 	(void)argl;
 	(void)argp;
 	if (ptr != NULL) {
-		struct san_list *l = ptr;
+		struct peer_rules *r = ptr;
 
-		for (uint32_t i = 0; i < l->n; i++)
-			free(l->s[i]);
-		free(l);
+		for (uint32_t i = 0; i < r->n; i++)
+			free(r->s[i]);
+		free(r->pins);
+		free(r);
 	}
 }
 
@@ -49,7 +54,7 @@ void ism_tls_log_errors(const char *what)
 	}
 }
 
-static bool san_matches(X509 *x, const struct san_list *l)
+static bool san_matches(X509 *x, const struct peer_rules *l)
 {
 	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	bool ok = false;
@@ -83,19 +88,66 @@ static bool san_matches(X509 *x, const struct san_list *l)
 	return ok;
 }
 
-/* subjectAltNames: the peer's certificate must carry one of them. */
+/* A pinned certificate (verifyCertificateHash, verifyCertificateSpki) that x
+ * matches, as Envoy's: one of either list will do. */
+static bool pin_matches(X509 *x, const struct peer_rules *r)
+{
+	uint8_t md[2][EVP_MAX_MD_SIZE];
+	bool made[2] = {false, false}, ok[2] = {false, false};
+
+	for (uint32_t i = 0; i < r->n_pins; i++) {
+		const struct ism_pin *p = &r->pins[i];
+		unsigned int k = p->kind == ISM_PIN_SPKI, len = 0;
+
+		if (!made[k]) {
+			made[k] = true;
+			if (k == 0) {
+				ok[k] = X509_digest(x, EVP_sha256(), md[k], &len) == 1 && len == 32;
+			} else {
+				unsigned char *der = NULL;
+				int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+
+				ok[k] = n > 0 &&
+					EVP_Digest(der, (size_t)n, md[k], &len, EVP_sha256(),
+						   NULL) == 1 &&
+					len == 32;
+				OPENSSL_free(der);
+			}
+		}
+		if (ok[k] && memcmp(md[k], p->sha256, 32) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The checks beyond the chain, on the peer's own certificate: one of the
+ * subjectAltNames, then one of the pins. A server's insecureSkipVerify takes
+ * every certificate (Envoy's ACCEPT_UNTRUSTED). */
 static int verify_cb(int ok, X509_STORE_CTX *st)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
-	const struct san_list *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), san_idx);
+	const struct peer_rules *r = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), rules_idx);
+	X509 *x;
 
-	if (!ok || X509_STORE_CTX_get_error_depth(st) != 0 || l == NULL || l->n == 0)
+	if (r == NULL)
 		return ok;
-	if (san_matches(X509_STORE_CTX_get_current_cert(st), l))
+	if (r->accept_untrusted)
 		return 1;
-	X509_STORE_CTX_set_error(st, X509_V_ERR_SUBJECT_ISSUER_MISMATCH);
-	ism_debug("peer certificate: no subjectAltName matches");
-	return 0;
+	if (!ok || X509_STORE_CTX_get_error_depth(st) != 0)
+		return ok;
+	x = X509_STORE_CTX_get_current_cert(st);
+	if (r->n && !san_matches(x, r)) {
+		X509_STORE_CTX_set_error(st, X509_V_ERR_SUBJECT_ISSUER_MISMATCH);
+		ism_debug("peer certificate: no subjectAltName matches");
+		return 0;
+	}
+	if (r->n_pins && !pin_matches(x, r)) {
+		X509_STORE_CTX_set_error(st, X509_V_ERR_CERT_REJECTED);
+		ism_debug("peer certificate: matches no verifyCertificateHash or "
+			  "verifyCertificateSpki");
+		return 0;
+	}
+	return 1;
 }
 
 static int load_certs(SSL_CTX *ctx, const struct ism_tls_cert *c)
@@ -164,25 +216,35 @@ static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 	return 0;
 }
 
-static int attach_sans(SSL_CTX *ctx, const struct ism_tls_conf *c)
+static int attach_rules(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 {
-	struct san_list *l;
+	bool untrusted = server && c->skip_verify;
+	struct peer_rules *r;
 
-	if (c->n_sans == 0)
+	if (c->n_sans == 0 && c->n_pins == 0 && !untrusted)
 		return 0;
-	l = calloc(1, sizeof(*l) + c->n_sans * sizeof(char *));
-	if (l == NULL)
+	r = calloc(1, sizeof(*r) + c->n_sans * sizeof(char *));
+	if (r == NULL)
 		return -1;
+	r->accept_untrusted = untrusted;
 	for (uint32_t i = 0; i < c->n_sans; i++) {
-		l->s[i] = strdup(c->sans[i].p);
-		if (l->s[i] == NULL) {
-			san_free(NULL, l, NULL, 0, 0, NULL);
-			return -1;
-		}
-		l->n++;
+		r->s[i] = strdup(c->sans[i].p);
+		if (r->s[i] == NULL)
+			goto fail;
+		r->n++;
 	}
-	SSL_CTX_set_ex_data(ctx, san_idx, l);
+	if (c->n_pins) {
+		r->pins = malloc(c->n_pins * sizeof(*r->pins));
+		if (r->pins == NULL)
+			goto fail;
+		memcpy(r->pins, c->pins, c->n_pins * sizeof(*r->pins));
+		r->n_pins = c->n_pins;
+	}
+	SSL_CTX_set_ex_data(ctx, rules_idx, r);
 	return 0;
+fail:
+	rules_free(NULL, r, NULL, 0, 0, NULL);
+	return -1;
 }
 
 SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
@@ -190,8 +252,8 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	int verify = SSL_VERIFY_NONE;
 
-	if (san_idx < 0)
-		san_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, san_free);
+	if (rules_idx < 0)
+		rules_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, rules_free);
 	if (ctx == NULL)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
@@ -206,7 +268,7 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	for (uint32_t i = 0; i < c->n_certs; i++)
 		if (load_certs(ctx, &c->certs[i]) < 0)
 			goto fail;
-	if (load_ca(ctx, c, server) < 0 || attach_sans(ctx, c) < 0)
+	if (load_ca(ctx, c, server) < 0 || attach_rules(ctx, c, server) < 0)
 		goto fail;
 	if (server) {
 		unsigned char sid[8];

@@ -309,14 +309,30 @@ enum ism_alpn {
 	ISM_ALPN_ISTIO = 1u << 2, /* client only: the istio-* values first */
 };
 
+/* A pinned client certificate (a Gateway server's verifyCertificateHash or
+ * verifyCertificateSpki): the SHA-256 of the DER certificate, or of its DER
+ * SubjectPublicKeyInfo. */
+enum ism_pin_kind {
+	ISM_PIN_CERT = 0,
+	ISM_PIN_SPKI,
+};
+
+struct ism_pin {
+	uint8_t kind; /* enum ism_pin_kind */
+	uint8_t sha256[32];
+};
+
 /* One side of a TLS configuration, server (a Gateway server) or client (a
  * DestinationRule towards a cluster). Workers build one OpenSSL context per
- * distinct fingerprint and keep it while generations share it. */
+ * distinct fingerprint and keep it while generations share it.
+ * insecureSkipVerify: a client does not verify the upstream's certificate; a
+ * server accepts any client certificate, though it still asks for one
+ * (Envoy's ACCEPT_UNTRUSTED). */
 struct ism_tls_conf {
 	uint8_t mode;	     /* enum ism_tls_mode */
 	uint16_t min_ver;    /* TLS1_2_VERSION etc.; 0: default (TLS 1.2) */
 	uint16_t max_ver;    /* 0: the highest the library offers */
-	uint8_t skip_verify; /* client: insecureSkipVerify */
+	uint8_t skip_verify; /* insecureSkipVerify (above) */
 	uint32_t n_certs;
 	struct ism_tls_cert certs[ISM_TLS_MAX_CERTS];
 	struct ism_pem ca;	/* client certificates (server) or the upstream's (client) */
@@ -324,6 +340,9 @@ struct ism_tls_conf {
 	struct ism_str ciphers; /* OpenSSL cipher list for TLS <= 1.2; empty: default */
 	uint32_t n_sans;
 	const struct ism_str *sans; /* subjectAltNames the peer must present one of */
+	/* server: the client certificate must match one of them, when any */
+	uint32_t n_pins;
+	const struct ism_pin *pins;
 	/* client: the server name sent; empty: the request's host. ISTIO_MUTUAL
 	 * without one: "outbound_.<port>_.<subset>_.<host>", not in the fingerprint. */
 	struct ism_str sni;

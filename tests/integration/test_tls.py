@@ -8,6 +8,7 @@ errors.
 Certificates are made per test with the openssl CLI in the test's temp dir.
 Registered into run.py's list by register(test)."""
 
+import base64
 import hashlib
 import json
 import os
@@ -415,6 +416,118 @@ def tls_optional_mutual(env):
     check(tls_get(port, "o.example.com", client_ctx(pki, cert=good)).status == 200, "good certificate refused")
     foreign = pki.leaf("client-foreign", ["URI:spiffe://x/client"], ca="ca2")
     refused(port, "o.example.com", client_ctx(pki, cert=foreign))
+
+
+def cert_hash(crt, colons=False):
+    """verifyCertificateHash of the certificate at crt: its SHA-256 in hex, or
+    as `openssl x509 -fingerprint -sha256` prints it (upper case, colons)."""
+    p = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-fingerprint", "-sha256"],
+                       stdout=subprocess.PIPE, check=True)
+    fp = p.stdout.decode().strip().split("=", 1)[1]
+    return fp if colons else fp.replace(":", "").lower()
+
+
+def spki_pin(crt):
+    """verifyCertificateSpki of the certificate at crt: the SHA-256 of its DER
+    SubjectPublicKeyInfo, in base64."""
+    pub = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-pubkey"], stdout=subprocess.PIPE,
+                         check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, stdout=subprocess.PIPE,
+                         check=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@_test
+def tls_client_pins(env):
+    """A MUTUAL server's verifyCertificateHash and verifyCertificateSpki: a
+    client certificate must match one of either list (the colon-separated form
+    too), besides being signed by the CA; the SPKI pin still takes a
+    certificate re-issued for the same key; a mismatch ends the handshake with
+    an alert. OPTIONAL_MUTUAL checks the pins of a certificate sent.
+    insecureSkipVerify takes any client certificate (it is still required), and
+    XFCC describes it. caCertCredentialName takes the client CA from another
+    credential, over the CA that credentialName's own would give. Bad pins and
+    misplaced fields are errors naming the field; on a PASSTHROUGH server they
+    are a warning."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("p", ["DNS:*.example.com"])
+    hashed = pki.leaf("hashed", ["URI:spiffe://x/hashed"])
+    keyed = pki.leaf("keyed", ["URI:spiffe://x/keyed"])
+    rekeyed = pki.leaf("rekeyed", ["URI:spiffe://x/keyed"], key_file=keyed[1])
+    other = pki.leaf("other", ["URI:spiffe://x/other"])
+    alien = pki.leaf("alien", ["URI:spiffe://x/alien"], ca="ca2")
+    pins = (f'verifyCertificateHash: ["{cert_hash(hashed[0], colons=True)}", "{cert_hash(alien[0])}"], '
+            f'verifyCertificateSpki: ["{spki_pin(keyed[0])}"]')
+    creds = (f"  credentials:\n  - {{name: web, certificate: {srv[0]}, privateKey: {srv[1]}}}\n"
+             f"  - {{name: web-cacert, caCertificates: {pki.ca()}}}\n"
+             f"  - {{name: partners-ca, caCertificates: {pki.ca('ca2')}}}\n")
+    hosts = ("pin.example.com", "opt.example.com", "skip.example.com", "cacred.example.com")
+    world(env, [server(port, [hosts[0]], f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {pki.ca()}, {pins}"),
+                server(port, [hosts[1]], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}, "
+                                         f'verifyCertificateHash: ["{cert_hash(hashed[0])}"]'),
+                server(port, [hosts[2]], f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {pki.ca()}, "
+                                         'subjectAltNames: ["spiffe://x/nobody"], insecureSkipVerify: true'),
+                server(port, [hosts[3]], "mode: MUTUAL, credentialName: web, caCertCredentialName: partners-ca")],
+          vs_hosts=hosts, app_extra=creds)
+
+    def get(sni, cert):
+        return tls_get(port, sni, client_ctx(pki, cert=cert))
+
+    for cert in (hashed, keyed, rekeyed):
+        r = get(hosts[0], cert)
+        check(r.status == 200, f"{hosts[0]}: a pinned certificate ({cert[0]}) refused: {r}")
+    refused(port, hosts[0], client_ctx(pki, cert=other))
+    refused(port, hosts[0], client_ctx(pki))
+    # The pin is a check beyond the chain: a pinned certificate of another CA is refused.
+    refused(port, hosts[0], client_ctx(pki, cert=alien))
+    for tls12 in (False, True):
+        ctx = client_ctx(pki, cert=other, max_version=ssl.TLSVersion.TLSv1_2 if tls12 else None)
+        got = alert_of(port, hosts[0], ctx)
+        check(got == "SSLV3_ALERT_BAD_CERTIFICATE", f"an unpinned certificate (TLS 1.2: {tls12}): alert {got!r}")
+
+    check(get(hosts[1], None).status == 200, "OPTIONAL_MUTUAL with pins: no certificate refused")
+    check(get(hosts[1], hashed).status == 200, "OPTIONAL_MUTUAL: the pinned certificate refused")
+    refused(port, hosts[1], client_ctx(pki, cert=other))
+
+    with TlsConn(port, hosts[2], client_ctx(pki, cert=alien)) as c:
+        r = c.request("GET", "/rawecho", hosts[2])
+    check(r.status == 200, f"insecureSkipVerify: a certificate of another CA, without the SAN, refused: {r}")
+    xfcc = xfcc_seen(r)
+    check(len(xfcc) == 1 and f"Hash={cert_hash(alien[0])}" in xfcc[0], f"insecureSkipVerify: XFCC {xfcc}")
+    refused(port, hosts[2], client_ctx(pki))
+
+    check(get(hosts[3], alien).status == 200, "caCertCredentialName: a certificate of its CA refused")
+    refused(port, hosts[3], client_ctx(pki, cert=other))
+
+    # Mistakes: (tls inside, field path, words).
+    bad_hash = "AB:" * 31 + "A"
+    cases = (
+        (f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {pki.ca()}, verifyCertificateHash: [\"{bad_hash}\"]",
+         "tls.verifyCertificateHash[0]", "invalid hex-encoded SHA-256"),
+        (f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {pki.ca()}, "
+         f'verifyCertificateSpki: ["{base64.b64encode(bytes(31)).decode()}"]',
+         "tls.verifyCertificateSpki[0]", "invalid base64-encoded SHA-256"),
+        (f'{tls_simple(srv)}, verifyCertificateSpki: ["{spki_pin(keyed[0])}"]',
+         "tls.verifyCertificateSpki", "needs mode MUTUAL or OPTIONAL_MUTUAL"),
+        (f"{tls_simple(srv, 'MUTUAL')}, caCertCredentialName: nowhere",
+         "tls.caCertCredentialName", 'credential "nowhere" is not among'),
+        (f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {pki.ca()}, caCertCredentialName: partners-ca",
+         "tls.caCertCredentialName", "use one of caCertificates, caCertCredentialName"),
+    )
+    for i, (inside, field, words) in enumerate(cases):
+        path = env.write(f"bad{i}.yaml", docs(appliance(env, extra=creds),
+                                              gateway_of(server(port, ["*"], inside))))
+        rc, out = env.check_config(path)
+        line = next((l for l in out.splitlines() if words in l), "")
+        check(rc != 0 and re.match(re.escape(path) + r":\d+:\d+: error: ", line) and field in line,
+              f"case {i}: want an error at {field}: {words}; rc {rc}:\n{out}")
+    path = env.write("pt.yaml", docs(appliance(env), gateway_of(
+        server(port, ["*"], f'mode: PASSTHROUGH, verifyCertificateHash: ["{cert_hash(hashed[0])}"]',
+               protocol="TLS"))))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "verifyCertificateHash" in out and "has no effect" in out,
+          f"pins on a PASSTHROUGH server: rc {rc}:\n{out}")
 
 
 def xfcc_expected(pki, crt, by=()):

@@ -2209,10 +2209,10 @@ static const struct bad bads[] = {
 	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
 	 "  ports: [{number: 80, name: http}]\n  resolution: DYNAMIC_DNS\n",
      14, 15, "ServiceEntry default/se: spec.resolution", "DYNAMIC_DNS is not implemented yet"},
-    {"gateway insecureSkipVerify",
+    {"gateway insecureSkipVerify on SIMPLE",
      GW_SERVERS "  - port: {number: 443, protocol: HTTPS}\n    hosts: [a]\n"
 		"    tls: {mode: SIMPLE, insecureSkipVerify: true}\n",
-     15, 25, GW_FIELD "tls.insecureSkipVerify", "not implemented yet"},
+     15, 45, GW_FIELD "tls.insecureSkipVerify", "needs mode MUTUAL or OPTIONAL_MUTUAL"},
     {"passthrough lb",
      APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	 "metadata: {name: d}\nspec:\n  host: a.b\n  trafficPolicy:\n"
