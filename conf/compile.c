@@ -178,7 +178,8 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 	const struct ism_tls_conf *mesh = &b->c->app.mesh;
 	const struct ism_tls_conf *src = in->mode == ISM_TLS_ISTIO_MUTUAL ? mesh : in;
 	uint64_t fp = in->mode | (uint64_t)in->min_ver << 8 | (uint64_t)in->max_ver << 24 |
-		      (uint64_t)in->skip_verify << 40 | (uint64_t)alpn << 48;
+		      (uint64_t)in->skip_verify << 40 | (uint64_t)in->name_check << 41 |
+		      (uint64_t)alpn << 48;
 	struct ism_str *sans;
 	struct ism_pin *pins;
 
@@ -188,6 +189,7 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 	out->min_ver = in->min_ver;
 	out->max_ver = in->max_ver;
 	out->skip_verify = in->skip_verify;
+	out->name_check = in->name_check;
 	out->n_certs = src->n_certs;
 	for (uint32_t i = 0; i < src->n_certs; i++) {
 		out->certs[i].cert = apem(b, src->certs[i].cert, &fp);
@@ -1136,9 +1138,20 @@ static uint8_t upstream_alpn(uint8_t proto, uint8_t mode)
 static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subset,
 			const struct ism_cm_tp *tp, struct ism_tls_conf *out)
 {
+	struct ism_tls_conf in = tp->tls.c;
 	char name[600];
 
-	copy_tls(b, &tp->tls.c, upstream_alpn(upstream_proto(k, &tp->pool), tp->tls.c.mode), out);
+	/* The certificate must carry the server name unless the DestinationRule
+	 * names subjectAltNames (Istio's automatic SAN validation). */
+	in.name_check = in.n_sans == 0 && !in.skip_verify && in.mode != ISM_TLS_ISTIO_MUTUAL &&
+			in.mode != ISM_TLS_NONE;
+	/* Without subjectAltNames of its own, the ServiceEntry's: Istio's
+	 * service accounts of the service, for SIMPLE, MUTUAL and ISTIO_MUTUAL. */
+	if (in.n_sans == 0 && in.mode != ISM_TLS_NONE && k->se != NULL) {
+		in.sans = k->se->sans;
+		in.n_sans = k->se->n_sans;
+	}
+	copy_tls(b, &in, upstream_alpn(upstream_proto(k, &tp->pool), in.mode), out);
 	if (out->mode == ISM_TLS_ISTIO_MUTUAL && out->sni.len == 0) {
 		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),
 		 * which sidecars and east-west gateways expect; a DestinationRule sni

@@ -3303,9 +3303,10 @@ static void se_resolution(struct ism_vctx *v, const struct ism_node *spec, struc
 
 static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
-	static const char *const keys[] = {"hosts",	"ports",    "resolution", "location",
-					   "endpoints", "exportTo", "addresses",  NULL};
-	static const char *const unimpl[] = {"workloadSelector", "subjectAltNames", NULL};
+	static const char *const keys[] = {"hosts",	"ports",	   "resolution",
+					   "location",	"endpoints",	   "exportTo",
+					   "addresses", "subjectAltNames", NULL};
+	static const char *const unimpl[] = {"workloadSelector", NULL};
 	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
 	const struct ism_node *l;
 	const char **hosts, *s = "STATIC";
@@ -3329,6 +3330,7 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	ism_v_enum(v, spec, "location", locs, NULL, &s);
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
+	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);
 	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;

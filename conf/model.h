@@ -444,6 +444,10 @@ struct ism_cm_se {
 	struct ism_strmap *port_by_number, *port_by_name;
 	size_t n_eps;
 	struct ism_cm_se_ep *eps;
+	/* subjectAltNames: what an upstream certificate must carry when the
+	 * DestinationRule's tls names none (Istio's service accounts) */
+	uint32_t n_sans;
+	const struct ism_str *sans;
 };
 
 struct ism_cm_hc {
@@ -693,6 +697,9 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 			  struct ism_cm_tls *t);
 /* DestinationRule trafficPolicy tls (ClientTLSSettings). */
 void ism_tls_parse_client(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_tls *t);
+/* A subjectAltNames list at n (DestinationRule and Gateway tls, ServiceEntry). */
+void ism_tls_parse_sans(struct ism_vctx *v, const struct ism_node *n, const struct ism_str **sans,
+			uint32_t *n_sans);
 /* Appliance spec.credentials and spec.meshIdentity. */
 void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
 			     struct ism_cm_appliance *a);

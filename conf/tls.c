@@ -318,7 +318,8 @@ static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct i
 	c->ciphers.len = (uint32_t)total;
 }
 
-static void parse_sans(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+void ism_tls_parse_sans(struct ism_vctx *v, const struct ism_node *n, const struct ism_str **sans,
+			uint32_t *n_sans)
 {
 	size_t ns;
 	const char **s = ism_v_strlist(v, n, "subjectAltNames", false, &ns, NULL);
@@ -326,8 +327,8 @@ static void parse_sans(struct ism_vctx *v, const struct ism_node *n, struct ism_
 
 	for (size_t i = 0; out != NULL && i < ns; i++)
 		out[i] = (struct ism_str){.p = s[i], .len = (uint32_t)strlen(s[i])};
-	c->sans = out;
-	c->n_sans = out ? (uint32_t)ns : 0;
+	*sans = out;
+	*n_sans = out ? (uint32_t)ns : 0;
 }
 
 /* The value of hex digit c (either case), or -1. */
@@ -685,7 +686,7 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 	pem_field(v, n, "caCrl", PEM_CRL, &c->crl);
 	parse_creds(v, n, t);
 	parse_tls_certs(v, n, c);
-	parse_sans(v, n, c);
+	ism_tls_parse_sans(v, n, &c->sans, &c->n_sans);
 	parse_pins(v, n, c);
 	ism_v_str(v, n, "caCertCredentialName", false, &t->ca_cred);
 	t->ca_cred_at = ism_node_get(n, "caCertCredentialName", NULL);
@@ -773,7 +774,7 @@ void ism_tls_parse_client(struct ism_vctx *v, const struct ism_node *tp, struct 
 	pem_field(v, n, "caCertificates", PEM_CA, &c->ca);
 	pem_field(v, n, "caCrl", PEM_CRL, &c->crl);
 	parse_creds(v, n, t);
-	parse_sans(v, n, c);
+	ism_tls_parse_sans(v, n, &c->sans, &c->n_sans);
 	if (ism_v_str(v, n, "sni", false, &sni) > 0)
 		c->sni = (struct ism_str){.p = sni, .len = (uint32_t)strlen(sni)};
 	ism_v_bool(v, n, "insecureSkipVerify", &skip);

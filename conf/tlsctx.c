@@ -308,7 +308,7 @@ fail:
 
 bool ism_tlsctx_name_checked(const struct ism_tls_conf *c)
 {
-	return c->n_sans == 0 && !c->skip_verify && c->mode != ISM_TLS_ISTIO_MUTUAL;
+	return c->name_check;
 }
 
 void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check)

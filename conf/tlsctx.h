@@ -45,7 +45,8 @@ void ism_tlsctx_sweep(struct ism_tlsctx_cache *k, void (*gone)(SSL_CTX *ctx, voi
 void ism_tlsctx_cache_free(struct ism_tlsctx_cache *k);
 
 /* Whether a client session of c checks the server's certificate against the
- * name it asked for: without subjectAltNames, as Istio's automatic SAN check. */
+ * name it asked for: when the DestinationRule names no subjectAltNames, as
+ * Istio's automatic SAN check (c->name_check, set by the compiler). */
 bool ism_tlsctx_name_checked(const struct ism_tls_conf *c);
 /* The server name a client session sends (none when sni is ""), and with
  * check the name its certificate must carry. */

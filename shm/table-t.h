@@ -333,6 +333,7 @@ struct ism_tls_conf {
 	uint16_t min_ver;    /* TLS1_2_VERSION etc.; 0: default (TLS 1.2) */
 	uint16_t max_ver;    /* 0: the highest the library offers */
 	uint8_t skip_verify; /* insecureSkipVerify (above) */
+	uint8_t name_check;  /* client: the certificate must carry the server name */
 	uint32_t n_certs;
 	struct ism_tls_cert certs[ISM_TLS_MAX_CERTS];
 	struct ism_pem ca;	/* client certificates (server) or the upstream's (client) */

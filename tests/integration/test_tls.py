@@ -1232,6 +1232,43 @@ def tls_upstream_nginx(env):
                            f"(the certificate does not name it), got {r.status} {r.body!r}")
 
 
+@_test
+def tls_upstream_service_entry_sans(env):
+    """A ServiceEntry's subjectAltNames are what the upstream certificate must
+    carry when the DestinationRule's tls names none (Istio's service
+    accounts), for MUTUAL and ISTIO_MUTUAL: one the certificate carries is
+    served, one it lacks is a 503; the DestinationRule's own subjectAltNames
+    win over them. Without an sni, the certificate must still name the
+    request's host as well (Istio's automatic SAN validation stays on)."""
+    pki = Pki(env)
+    nport = start_nginx(env, pki, "127.0.0.5")
+    port = free_port()
+    client = pki.leaf("gw-client", ["URI:spiffe://x/gw"])
+    mutual = (f"mode: MUTUAL, clientCertificate: {client[0]}, privateKey: {client[1]}, "
+              f"caCertificates: {pki.ca()}")
+    sni = f"{mutual}, sni: tls-up.test.internal"
+    good, bad = "[tls-up.test.internal]", "[spiffe://wrong/name]"
+    cases = {  # request Host: (tls, ServiceEntry subjectAltNames, status)
+        "good.up": (sni, good, 200),
+        "bad.up": (sni, bad, 503),
+        "dr-wins.up": (f"{sni}, subjectAltNames: {good}", bad, 200),
+        "auto-san.up": (mutual, good, 503),
+        "mesh-good.up": ("mode: ISTIO_MUTUAL", good, 200),
+        "mesh-bad.up": ("mode: ISTIO_MUTUAL", bad, 503),
+    }
+    parts = [appliance(env, extra=mesh_identity(pki)), gateway(port)]
+    for i, (host, (tls, sans, _)) in enumerate(cases.items()):
+        cluster = f"up{i}.internal"
+        parts += [virtual_service(f"vs{i}", [host], route_to(cluster)),
+                  service_entry(f"se{i}", cluster, [{"address": "127.0.0.5", "port": nport}])
+                  + f"  subjectAltNames: {sans}\n",
+                  dr_tls(f"dr{i}", cluster, tls)]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), port)
+    for host, (_, _, want) in cases.items():
+        r = env.get("/", host=host, timeout=15)
+        check(r.status == want and (want != 200 or b"tls-upstream" in r.body), f"{host}: want {want}, got {r}")
+
+
 def start_sidecar(env, pki, addr, snis=(), ca="ca", any_hello=False, name="sidecar"):
     """mesh_sidecar.py (an Istio sidecar's inbound stand-in) on addr, with a
     workload certificate signed by ca, taking clients of the mesh CA "ca";
