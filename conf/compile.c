@@ -2654,6 +2654,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->path_norm = a->path_norm;
 	t->trusted_proxies = a->trusted_proxies;
 	t->fcc = a->fcc;
+	t->preserve_rid = a->preserve_rid;
 	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);
 }

@@ -841,6 +841,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "pathNormalization",
 					   "gatewayTopology",
 					   "dns",
+					   "preserveExternalRequestId",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
@@ -855,6 +856,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->root_ns = "istio-system";
 	ism_v_keys(v, spec, keys, unimpl);
 	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
+	ism_v_bool(v, spec, "preserveExternalRequestId", &a->preserve_rid);
 	ism_tls_parse_appliance(v, spec, a);
 	parse_proxy_protocol(v, spec, a);
 	parse_locality(v, spec, a);

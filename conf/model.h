@@ -536,6 +536,7 @@ struct ism_cm_appliance {
 	uint8_t path_norm;	  /* spec.pathNormalization: enum ism_pathnorm_mode */
 	uint32_t trusted_proxies; /* spec.gatewayTopology.numTrustedProxies */
 	uint8_t fcc;		  /* spec.gatewayTopology.forwardClientCertDetails: enum ism_fcc */
+	bool preserve_rid;	  /* spec.preserveExternalRequestId */
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 

@@ -808,6 +808,7 @@ struct ism_table {
 	uint32_t n_regexes;	  /* regex string matches, numbered by ism_strmatch.re_idx */
 	uint32_t trusted_proxies; /* gatewayTopology.numTrustedProxies: X-Forwarded-For hops */
 	uint8_t fcc;		  /* enum ism_fcc: gatewayTopology.forwardClientCertDetails */
+	uint8_t preserve_rid;	  /* preserveExternalRequestId: the client's X-Request-Id goes on */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

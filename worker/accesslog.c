@@ -99,8 +99,9 @@ static size_t printed(int n, size_t cap)
 }
 
 /* Header h of the request, as the upstream got it (Envoy logs it so): the
- * X-Request-Id the proxy made when the client sent none, and X-Forwarded-For
- * with the peer's address appended. 0 when absent. */
+ * X-Request-Id the proxy made (in place of the client's, unless
+ * preserveExternalRequestId keeps it), and X-Forwarded-For with the peer's
+ * address appended. 0 when absent. */
 static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t cap)
 {
 	const struct ism_alog_req *q = r->req;
@@ -108,7 +109,7 @@ static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t ca
 
 	if (h >= ISM_ALOG_H_COUNT)
 		return 0;
-	if (h == ISM_ALOG_H_X_REQUEST_ID && q->val[h] == NULL)
+	if (h == ISM_ALOG_H_X_REQUEST_ID && (q->val[h] == NULL || q->request_id[0] != '\0'))
 		return copy_str(v, cap, q->request_id);
 	if (h == ISM_ALOG_H_X_FORWARDED_FOR && q->http_minor >= 0 && peer && peer[0]) {
 		if (q->val[h] == NULL)

@@ -552,8 +552,13 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 			continue;
 		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
-		if (ism_http_header_is(h, "x-request-id"))
+		/* Every request is an edge request (as above): Envoy replaces
+		 * the client's id unless told to preserve it. */
+		if (ism_http_header_is(h, "x-request-id")) {
+			if (!w->table->preserve_rid)
+				continue;
 			have_rid = 1;
+		}
 		ret |= ism_buf_put_header(out, h, limit);
 	}
 	/* The framing that was parsed, whatever the fields said (a Connection

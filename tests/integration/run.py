@@ -511,6 +511,9 @@ def connection_close(env):
             check(r.status == 200, f"after upstream closes: {r}")
 
 
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
 @test
 def forwarded_headers(env):
     standard(env)
@@ -536,9 +539,7 @@ def forwarded_headers(env):
     check(len(xff) == 1 and xff[0].split(",")[-1].strip() == "127.0.0.1", f"X-Forwarded-For: {xff}")
     check(fields.get("x-forwarded-proto") == ["http"], f"X-Forwarded-Proto: {fields.get('x-forwarded-proto')}")
     rid = fields.get("x-request-id", [])
-    check(len(rid) == 1 and re.fullmatch(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", rid[0]) is not None,
-        f"X-Request-Id is not a version 4 UUID: {rid}")
+    check(len(rid) == 1 and re.fullmatch(UUID4, rid[0]) is not None, f"X-Request-Id is not a version 4 UUID: {rid}")
     # The x-envoy-* fields an Istio gateway's Envoy removes from a request
     # from outside (they would steer the mesh's Envoys); others pass, and
     # x-envoy-external-address is the client's address.
@@ -562,6 +563,25 @@ def forwarded_headers(env):
     r3 = env.get("/headers")
     rid3 = [l for l in r3.body.decode("latin-1").split("\r\n") if l.lower().startswith("x-request-id:")]
     check(len(rid3) == 1 and rid3[0] != "x-request-id: " + rid[0], f"X-Request-Id repeated: {rid3} vs {rid}")
+    # A client's X-Request-Id is replaced, as Envoy does at the edge; with
+    # preserveExternalRequestId it goes on (a reload turns it on and off).
+
+    def rids():
+        r = env.get("/headers", headers=[("X-Request-Id", "client-rid-7")])
+        check(r.status == 200, f"/headers: {r}")
+        return [l.split(":", 1)[1].strip() for l in r.body.decode("latin-1").split("\r\n")
+                if l.lower().startswith("x-request-id:")]
+
+    got = rids()
+    check(len(got) == 1 and got[0] != "client-rid-7" and re.fullmatch(UUID4, got[0]),
+          f"the client's X-Request-Id should be replaced by one made here: {got}")
+    for preserve, want in ((True, ["client-rid-7"]), (False, None)):
+        env.write("isthmus.yaml", env.make_conf(75, 25).replace(
+            "  timeouts:", f"  preserveExternalRequestId: {str(preserve).lower()}\n  timeouts:", 1))
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+        got = rids()
+        check(got == want if want else len(got) == 1 and re.fullmatch(UUID4, got[0]),
+              f"preserveExternalRequestId {preserve}: upstream saw X-Request-Id {got}")
 
 
 # --------------------------------------------------------------------------- errors

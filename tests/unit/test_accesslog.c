@@ -367,7 +367,7 @@ static void test_render_text_unparsed(void **state)
 	assert_string_equal(render(f), "\"- - -\" 431 DPE \"-\" 127.0.0.1");
 }
 
-/* Alternatives, lengths, %%, IPv6 client addresses, the client's own request id. */
+/* Alternatives, lengths, %%, IPv6 client addresses, the client's request id or the one made. */
 static void test_render_text_operators(void **state)
 {
 	struct fx *f = exchange(state,
@@ -378,9 +378,13 @@ static void test_render_text_operators(void **state)
 				"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %BYTES_RECEIVED% "
 				"%BYTES_SENT% %DURATION% %REQ(:METHOD)%");
 
-	snprintf(f->q->request_id, sizeof(f->q->request_id), RID); /* not used: the client's */
 	f->rec.client = "2001:db8::1";
+	/* None made (preserveExternalRequestId): the client's went upstream. */
 	assert_string_equal(render(f), "http://example.com h 100% client-id [2001:db8::1]:40001 "
+				       "2001:db8::1 84 137 4 POST");
+	/* One made in place of the client's: that one went upstream. */
+	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
+	assert_string_equal(render(f), "http://example.com h 100% " RID " [2001:db8::1]:40001 "
 				       "2001:db8::1 84 137 4 POST");
 }
 
