@@ -1060,6 +1060,11 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 		cl->lb = tp->lb.hash.lb;
 	else
 		cl->lb = tp->lb.has_simple ? tp->lb.simple : ISM_LB_LEAST_REQUEST;
+	if (cl->lb == ISM_LB_ROUND_ROBIN || cl->lb == ISM_LB_LEAST_REQUEST) {
+		cl->warmup_ms = tp->lb.warmup_ms;
+		cl->warmup_aggression = tp->lb.warmup_aggression;
+		cl->warmup_minimum = tp->lb.warmup_minimum;
+	}
 	cl->connect_timeout_ms =
 	    tp->pool.has_connect ? tp->pool.connect_ms : c->app.timeouts.upstream_connect_ms;
 	cl->idle_timeout_ms = tp->pool.has_idle ? tp->pool.idle_ms : ISM_DEFAULT_POOL_IDLE_MS;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -423,6 +424,34 @@ int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 		rc = -1;
 	} else {
 		*out = ms;
+	}
+	ism_v_pop(v, old);
+	return rc;
+}
+
+int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key, double lo,
+		 double hi, bool lo_open, double *out)
+{
+	const struct ism_node *n;
+	char *end = NULL;
+	double x = 0;
+	size_t old;
+	int rc = 1;
+
+	n = lookup(v, map, key, false, &old);
+	if (n == NULL)
+		return 0;
+	if (n->kind == ISM_NODE_SCALAR && n->len > 0) {
+		errno = 0;
+		x = strtod(n->str, &end);
+	}
+	if (n->kind != ISM_NODE_SCALAR || n->len == 0 || end == NULL || *end != '\0' ||
+	    errno != 0 || !(x >= lo && x <= hi) || (lo_open && x == lo)) {
+		ism_v_err(v, n, "must be a number %s %g and at most %g",
+			  lo_open ? "greater than" : "of at least", lo, hi);
+		rc = -1;
+	} else {
+		*out = x;
 	}
 	ism_v_pop(v, old);
 	return rc;

@@ -2745,11 +2745,40 @@ static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, struct ism_
 	ism_v_pop(v, old);
 }
 
+/* loadBalancer.warmup {duration, minimumPercent, aggression}, or the older
+ * warmupDurationSecs (Istio takes warmup when both are set), with Envoy's
+ * defaults as Istio fills them in: aggression 1, minimum 10 %. */
+static void parse_warmup(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_lb *p)
+{
+	static const char *const keys[] = {"duration", "minimumPercent", "aggression", NULL};
+	const struct ism_node *w = ism_v_node(v, n, "warmup", false, ISM_NODE_MAP);
+	double pct = 10;
+	size_t old;
+
+	p->warmup_aggression = 1;
+	p->warmup_minimum = 0.1;
+	if (w == NULL) {
+		if (ism_v_dur(v, n, "warmupDurationSecs", 1, &p->warmup_ms) > 0)
+			p->warmup_at = ism_node_get(n, "warmupDurationSecs", NULL);
+		return;
+	}
+	p->warmup_at = ism_node_get(n, "warmup", NULL);
+	old = ism_v_push(v, ".warmup");
+	ism_v_keys(v, w, keys, NULL);
+	if (ism_node_get(w, "duration", NULL) == NULL)
+		ism_v_err(v, w, "duration is required (as Istio validates it)");
+	ism_v_dur(v, w, "duration", 1, &p->warmup_ms);
+	if (ism_v_double(v, w, "minimumPercent", 0, 100, false, &pct) > 0)
+		p->warmup_minimum = pct / 100;
+	ism_v_double(v, w, "aggression", 0, 1e6, true, &p->warmup_aggression);
+	ism_v_pop(v, old);
+}
+
 static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_lb *p)
 {
-	static const char *const keys[] = {"simple", "consistentHash", "localityLbSetting", NULL};
-	static const char *const unimpl[] = {"warmupDurationSecs", "warmup", "zoneAwareLbSetting",
-					     NULL};
+	static const char *const keys[] = {"simple", "consistentHash",	   "localityLbSetting",
+					   "warmup", "warmupDurationSecs", NULL};
+	static const char *const unimpl[] = {"zoneAwareLbSetting", NULL};
 	static const char *const kinds[] = {"simple", "consistentHash", NULL};
 	static const char *const ok[] = {"ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN",
 					 "RANDOM",	"UNSPECIFIED",	 NULL};
@@ -2775,6 +2804,17 @@ static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 	}
 	parse_hash(v, n, p);
 	parse_llb(v, n, &p->llb);
+	parse_warmup(v, n, p);
+	if (p->warmup_ms && (p->has_hash || p->simple == ISM_LB_RANDOM)) {
+		size_t o2 = ism_v_push(
+		    v, ".%s", ism_node_get(n, "warmup", NULL) ? "warmup" : "warmupDurationSecs");
+
+		ism_v_warn(v, p->warmup_at,
+			   "has no effect with %s: Envoy warms endpoints up under ROUND_ROBIN "
+			   "and LEAST_REQUEST only",
+			   p->has_hash ? "consistentHash" : "RANDOM");
+		ism_v_pop(v, o2);
+	}
 	ism_v_pop(v, old);
 }
 

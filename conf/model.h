@@ -318,6 +318,10 @@ struct ism_cm_lb {
 	bool set; /* loadBalancer present */
 	bool has_simple, has_hash;
 	uint8_t simple; /* enum ism_lb_policy */
+	/* warmup, or the older warmupDurationSecs: warmup_ms 0 when neither */
+	uint32_t warmup_ms;
+	double warmup_aggression, warmup_minimum;
+	const struct ism_node *warmup_at;
 	struct ism_cm_hash hash;
 	struct ism_cm_llb llb;
 };
@@ -623,6 +627,10 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
  * milliseconds, a positive value under 1 ms rounding up to 1 ms. */
 int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
 	      uint32_t *out);
+/* A number (a double) at map.key in [lo, hi] ((lo, hi] when lo_open): 1 and
+ * *out when present and valid, 0 when absent, -1 when invalid (reported). */
+int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key, double lo,
+		 double hi, bool lo_open, double *out);
 /* An Istio Percent ({value: 0..100}, a double in decimal; {} is 0) at map.key,
  * as the share per million Istio gives Envoy (value × 10000, truncated). 1
  * when present and valid, 0 when absent (*ppm untouched), -1 when invalid

@@ -230,6 +230,9 @@ static void set_health(struct ism_health *h, uint32_t id, uint32_t health)
 
 	atomic_store(&st->health, health);
 	atomic_store(&st->health_changed_ms, ism_wall_ms());
+	/* Healthy again: a cluster with a warmup scales its weight up from now. */
+	if (health == ISM_EP_HEALTHY)
+		atomic_store(&st->warm_since_ms, ism_now_ms());
 	atomic_fetch_add(&h->shm->hdr->health_epoch, 1);
 }
 

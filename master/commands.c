@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "health/outlier.h"
+#include "health/warmup.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "master/cmdlist.h"
@@ -364,6 +365,10 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 			kv_str(&k, "locality", loc[0] ? loc : "-");
 			kv_num(&k, "priority", (unsigned long long)prio);
 		}
+		/* loadBalancer.warmup: the share of its weight it has now. */
+		if (cl && cl->warmup_ms)
+			kv_num(&k, "warmup_percent",
+			       (unsigned long long)(ism_warmup_factor(cl, e, ism_now_ms()) * 100));
 		if (by_id[id] != NULL)
 			dns_origin(m, &k, cl ? &cl->endpoints[i] : by_id[id]);
 		kv_end(&k);

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 9u
+#define ISM_SHM_LAYOUT_VERSION 10u
 
 #define ISM_MAX_WORKERS 64
 /* Worker slots: a reload that replaces the workers starts the new set beside
@@ -77,6 +77,10 @@ struct ism_ep_state {
 	 * slot is reused): what a worker holds of the slot's earlier endpoint
 	 * (pooled connections, in-flight counts) is not this one's */
 	_Atomic uint32_t incarnation;
+	/* master: monotonic ms when the endpoint last became healthy, or joined
+	 * healthy (Envoy's last_hc_pass_time): a cluster with a warmup scales
+	 * its weight up from then (worker/balancer.c); 0: never healthy */
+	_Atomic uint64_t warm_since_ms;
 } __attribute__((aligned(ISM_CACHELINE)));
 _Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
 	       "endpoint state is two cache lines");

@@ -277,6 +277,10 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	snprintf(h->ep_keys[free_slot], ISM_EP_KEY_MAX, "%s", key);
 	atomic_store(&h->eps[free_slot].health, initial_health);
 	atomic_store(&h->eps[free_slot].health_changed_ms, ism_wall_ms());
+	/* A new endpoint without a check starts its warmup now (Envoy: a host
+	 * added healthy); a checked one when its checks pass. */
+	if (initial_health == ISM_EP_HEALTHY)
+		atomic_store(&h->eps[free_slot].warm_since_ms, ism_now_ms());
 	atomic_store(&h->eps[free_slot].in_use, 1);
 	/* Cannot fail: the index has room for every slot. */
 	ism_strmap_add(&shm->ep_ix, h->ep_keys[free_slot], strlen(h->ep_keys[free_slot]), free_slot,

@@ -607,6 +607,13 @@ struct ism_cluster {
 	struct ism_str subset; /* empty when none */
 	uint16_t port;	       /* service port */
 	uint8_t lb;	       /* enum ism_lb_policy */
+	/* loadBalancer.warmup (Envoy's slow start; ROUND_ROBIN and
+	 * LEAST_REQUEST only): an endpoint healthy for t < warmup_ms has its
+	 * weight scaled by max((t / warmup_ms)^(1 / aggression), minimum);
+	 * warmup_ms 0: none */
+	uint32_t warmup_ms;
+	double warmup_aggression; /* > 0; 1: linear */
+	double warmup_minimum;	  /* minimumPercent / 100 */
 	uint32_t connect_timeout_ms;
 	uint32_t idle_timeout_ms; /* pooled upstream connection idle timeout */
 	uint32_t n_endpoints;

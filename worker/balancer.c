@@ -8,6 +8,7 @@
 
 #include "health/outlier.h"
 #include "health/priority.h"
+#include "health/warmup.h"
 #include "worker/hash.h"
 
 /* Per-worker state: nginx's smooth weighted round robin keeps one "current
@@ -153,11 +154,46 @@ struct cand {
 	const struct ism_cluster *cl;
 	const struct ism_ep_state *eps;
 	const uint8_t *mark;
+	uint64_t now; /* monotonic ms */
+	bool warming; /* a candidate is in its warmup: weights are scaled */
 };
 
 static bool is_cand(const struct cand *k, uint32_t i)
 {
 	return k->mark[i] != 0;
+}
+
+/* The share of its weight candidate endpoint ep has now (health/warmup.h). */
+static double warm_factor(const struct cand *k, const struct ism_endpoint *ep)
+{
+	return ism_warmup_factor(k->cl, &k->eps[ep->id], k->now);
+}
+
+/* Whether a candidate of the pick is warming up (then Envoy weighs every
+ * pick, as when the weights differ). */
+static bool any_warming(const struct cand *k)
+{
+	if (k->cl->warmup_ms == 0)
+		return false;
+	for (uint32_t i = 0; i < k->cl->n_endpoints; i++)
+		if (is_cand(k, i) && warm_factor(k, &k->cl->endpoints[i]) < 1.0)
+			return true;
+	return false;
+}
+
+/* Round robin's integer weight of candidate i: the weight in force, in
+ * thousandths when the cluster warms endpoints up (so that the scaled
+ * weights keep their proportions), scaled by the warmup. */
+static int64_t rr_weight(const struct cand *k, uint32_t i)
+{
+	const struct ism_endpoint *ep = &k->cl->endpoints[i];
+	int64_t w = weight_now(ep, k->eps);
+	double x;
+
+	if (k->cl->warmup_ms == 0)
+		return w;
+	x = (double)w * 1000.0 * (k->warming ? warm_factor(k, ep) : 1.0);
+	return x >= 1.0 ? (int64_t)x : 1;
 }
 
 /* The priority for this request: h in [0, 100) walked against the loads. */
@@ -265,10 +301,13 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	uint32_t i;
 
 	for (i = 0; i < k->cl->n_endpoints; i++) {
+		int64_t w;
+
 		if (!is_cand(k, i))
 			continue;
-		cur[i] += weight_now(&k->cl->endpoints[i], k->eps);
-		total += weight_now(&k->cl->endpoints[i], k->eps);
+		w = rr_weight(k, i);
+		cur[i] += w;
+		total += w;
 		if (best < 0 || cur[i] > cur[best])
 			best = (int)i;
 	}
@@ -326,9 +365,21 @@ static bool equal_weights(const struct cand *k)
 	return true;
 }
 
+/* The distance between two picks of candidate i in the least-request
+ * schedule: 1 / its weight, Envoy's weight / (in flight + 1) (active_request_bias
+ * 1.0) scaled by the warmup. */
+static double edf_step(const struct cand *k, uint32_t i)
+{
+	const struct ism_endpoint *ep = &k->cl->endpoints[i];
+	double w = (double)weight_now(ep, k->eps) * (k->warming ? warm_factor(k, ep) : 1.0);
+
+	return (double)(atomic_load_explicit(&k->eps[ep->id].inflight, memory_order_relaxed) + 1) /
+	       w;
+}
+
 /* Envoy's weighted least request: an earliest-deadline-first schedule whose
- * weights are weight / (in flight + 1) (active_request_bias 1.0), evaluated when
- * an endpoint is (re)scheduled after being picked. */
+ * steps (edf_step) are evaluated when an endpoint is (re)scheduled after being
+ * picked. */
 static int pick_least_edf(struct ism_lb *lb, uint32_t c, const struct cand *k)
 {
 	double *dl = lb->deadline + lb->off[c];
@@ -336,24 +387,16 @@ static int pick_least_edf(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	int best = -1;
 
 	for (uint32_t i = 0; i < k->cl->n_endpoints; i++) {
-		const struct ism_endpoint *ep = &k->cl->endpoints[i];
-
 		if (!is_cand(k, i))
 			continue;
 		/* New in the schedule, or back after a spell out of it. */
 		if (dl[i] < *vt)
-			dl[i] = *vt + (double)(atomic_load_explicit(&k->eps[ep->id].inflight,
-								    memory_order_relaxed) +
-					       1) /
-					  (double)weight_now(ep, k->eps);
+			dl[i] = *vt + edf_step(k, i);
 		if (best < 0 || dl[i] < dl[best])
 			best = (int)i;
 	}
 	*vt = dl[best];
-	dl[best] = *vt + (double)(atomic_load_explicit(&k->eps[k->cl->endpoints[best].id].inflight,
-						       memory_order_relaxed) +
-				  1) /
-			     (double)weight_now(&k->cl->endpoints[best], k->eps);
+	dl[best] = *vt + edf_step(k, (uint32_t)best);
 	return best;
 }
 
@@ -416,9 +459,12 @@ int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
 	n = cand_init(lb, &k, cl, eps, rq);
 	if (n == 0)
 		return -ENOENT;
+	k.now = rq->now_ms;
+	k.warming = any_warming(&k);
 	switch (cl->lb) {
 	case ISM_LB_LEAST_REQUEST:
-		return equal_weights(&k) ? pick_least(&k, n, rq->rnd) : pick_least_edf(lb, c, &k);
+		return equal_weights(&k) && !k.warming ? pick_least(&k, n, rq->rnd)
+						       : pick_least_edf(lb, c, &k);
 	case ISM_LB_RANDOM:
 		return pick_random(&k, rq->rnd);
 	case ISM_LB_RING_HASH:

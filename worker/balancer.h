@@ -39,6 +39,7 @@ struct ism_lb_req {
 	uint32_t rnd2;	     /* more of them */
 	uint64_t hash;	     /* consistent-hash key, when has_hash */
 	uint8_t has_hash;
+	uint64_t now_ms; /* monotonic: how far a warmup has gone (ism_cluster.warmup_ms) */
 };
 
 /* Picks an endpoint of cluster c (index in table->clusters) and returns its index

@@ -392,6 +392,7 @@ static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exc
 	    .rnd2 = ism_w_rand(w),
 	    .hash = st->hash,
 	    .has_hash = st->has_hash,
+	    .now_ms = w->now,
 	};
 
 	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr->eps, &rq);

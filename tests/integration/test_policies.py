@@ -5,10 +5,12 @@ with a pending queue, http1MaxPendingRequests overflow, maxRequestsPerConnection
 
 Registered into run.py's list by register(test)."""
 
+import json
 import threading
 import time
 
-from harness import Registry, appliance, check, docs, free_port, gateway, metric, service_entry, virtual_service
+from harness import (Registry, appliance, check, ctl_cmd, docs, free_port, gateway, metric, poll, service_entry,
+                     tally_ok, virtual_service)
 
 SVC = "pol.test.internal"
 _test = Registry()
@@ -153,3 +155,63 @@ def retries_backoff(env):
           f"mean time with backoff 150ms {mean['slow'] * 1000:.0f} ms, with the default "
           f"{mean['default'] * 1000:.0f} ms: the backoff is not applied")
     check(mean["slow"] < 2.0, f"mean time with backoff 150ms: {mean['slow'] * 1000:.0f} ms (want about 300)")
+
+
+@_test
+def lb_warmup(env):
+    """loadBalancer.warmup (Envoy's slow start, as Istio configures it): an
+    endpoint a reload adds takes a small share of the requests at first, its
+    weight scaled by max((t / duration)^(1 / aggression), minimumPercent), and
+    its full share once the duration is over; under ROUND_ROBIN and under
+    LEAST_REQUEST (which then weighs every pick instead of two random
+    choices). The endpoints already serving are not held back. show endpoints
+    says how far each one is (warmup_percent)."""
+    names = ("e0", "e1", "e2")
+    ports = {n: env.upstream([f"127.0.0.1:0={n}"], name=n)[n] for n in names}
+    gw_port = free_port()
+    # At half the duration the factor is 0.5^4 = 1/16; at two thirds, 0.2.
+    warm = "warmup: {duration: 6s, minimumPercent: 1, aggression: 0.25}"
+
+    def conf(lb, members):
+        dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: pol}\n"
+              f"spec:\n  host: {SVC}\n  trafficPolicy:\n    loadBalancer: {{simple: {lb}, {warm}}}\n")
+        eps = [{"address": "127.0.0.1", "port": ports[m], "locality": "eu-west/eu-west-1a"} for m in members]
+        return env.write("isthmus.yaml", docs(
+            appliance(env), gateway(gw_port),
+            virtual_service("pol", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+            dr, service_entry("pol", SVC, eps)))
+
+    env.start_gateway(conf("ROUND_ROBIN", names[:1]), gw_port)
+    sock = env.path("ctl.sock")
+
+    def warmed_up():
+        """{endpoint name: warmup_percent} of the cluster's endpoints."""
+        eps = json.loads(ctl_cmd(sock, f"show endpoints outbound|80||{SVC} json"))
+        by_port = {str(p): n for n, p in ports.items()}
+        return {by_port[e["key"].rsplit(":", 1)[1]]: e["warmup_percent"] for e in eps}
+
+    for lb, members in (("ROUND_ROBIN", names[:2]), ("LEAST_REQUEST", names)):
+        new, even = members[-1], 1 / len(members)
+        # The endpoints there before (since the start, too) are warm first.
+        poll(lambda: all(p == 100 for p in warmed_up().values()) and warmed_up(), 20,
+             what="the serving endpoints' warmup to end")
+        conf(lb, members)
+        t0 = time.monotonic()
+        check("published" in ctl_cmd(sock, "reload"), f"reload to {members} refused")
+        ups = tally_ok(env, 150)
+        took = time.monotonic() - t0
+        # Within 4 s the factor is at most (4/6)^4 = 0.2: a fifth of an even share.
+        check(took < 4, f"150 requests took {took:.1f}s: too slow to see the warmup")
+        w = warmed_up()
+        check(w[new] < 100 and all(w[m] == 100 for m in members[:-1]), f"warmup_percent: {w}")
+        check(ups.get(new, 0) / 150 < even / 2,
+              f"{lb}: the new endpoint {new} took {ups.get(new, 0)} of 150 within {took:.1f}s of joining, "
+              f"want well under an even share ({even:.2f}): {ups}")
+        check(all(ups.get(m, 0) / 150 > even * 0.7 for m in members[:-1]),
+              f"{lb}: the endpoints already serving should share the rest: {ups}")
+
+        def warmed():
+            got = tally_ok(env, 150)
+            return got.get(new, 0) / 150 > even * 0.7 and got
+
+        poll(warmed, 40, what=f"{new}'s share to grow to an even one ({lb}) once the warmup is over")

@@ -25,6 +25,8 @@ static const struct ism_endpoint c2_eps[] = {EP(20, 1, 0), EP(21, 1, 0), EP(22, 
 static const struct ism_endpoint c3_eps[] = {EP(30, 1, 0), EP(31, 3, 0)};
 static const struct ism_endpoint c5_eps[] = {EP(40, 1, 0), EP(41, 1, 0)};
 static const struct ism_endpoint c6_eps[] = {EP(50, 1, 0), EP(51, 3, 0)};
+static const struct ism_endpoint c7_eps[] = {EP(60, 1, 0), EP(61, 1, 0)};
+static const struct ism_endpoint c8_eps[] = {EP(70, 1, 0), EP(71, 1, 0)};
 
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
@@ -34,11 +36,24 @@ static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 0, .endpoints = NULL},
     {.lb = ISM_LB_LEAST_REQUEST, .n_endpoints = 2, .endpoints = c5_eps},
     {.lb = ISM_LB_LEAST_REQUEST, .n_endpoints = 2, .endpoints = c6_eps},
+    /* warmup 10 s: linear from 10 %; from 1 %, aggression 0.5 (quadratic) */
+    {.lb = ISM_LB_ROUND_ROBIN,
+     .n_endpoints = 2,
+     .endpoints = c7_eps,
+     .warmup_ms = 10000,
+     .warmup_aggression = 1.0,
+     .warmup_minimum = 0.1},
+    {.lb = ISM_LB_LEAST_REQUEST,
+     .n_endpoints = 2,
+     .endpoints = c8_eps,
+     .warmup_ms = 10000,
+     .warmup_aggression = 0.5,
+     .warmup_minimum = 0.01},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 7,
+    .n_clusters = 9,
     .clusters = clusters,
 };
 
@@ -197,7 +212,7 @@ static void test_enoent_and_range(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 7, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 9, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -301,6 +316,54 @@ static void test_weighted_least_request(void **state)
 	assert_true(n51 >= 195 && n51 <= 205);
 }
 
+/* How many of n picks of cluster c at monotonic time now went to endpoint id. */
+static unsigned picks_at(struct fixture *f, uint32_t c, uint64_t now, unsigned n, uint32_t id)
+{
+	unsigned hits = 0;
+
+	for (unsigned k = 0; k < n; k++) {
+		struct ism_lb_req rq = {
+		    .exclude_id = UINT32_MAX, .rnd = k * 2654435761u, .now_ms = now};
+		int i = ism_lb_pick(f->lb, c, f->eps, &rq);
+
+		assert_true(i >= 0);
+		hits += clusters[c].endpoints[i].id == id;
+	}
+	return hits;
+}
+
+/* Envoy's slow start: an endpoint healthy for t of a 10 s warmup weighs
+ * max((t / 10 s)^(1 / aggression), minimum) of its weight. Round robin keeps
+ * the scaled proportions exactly (1000 : 250 at a quarter, 1000 : 100 at the
+ * minimum); past the warmup the share is even again. */
+static void test_warmup_round_robin(void **state)
+{
+	struct fixture *f = *state;
+
+	atomic_store(&f->eps[61].warm_since_ms, 1000);
+	assert_int_equal(picks_at(f, 7, 1000 + 2500, 500, 61), 100);
+	assert_int_equal(picks_at(f, 7, 1000 + 100, 550, 61), 50);
+	/* A clock behind the mark (t counts as 1 ms): the minimum. */
+	assert_int_equal(picks_at(f, 7, 500, 550, 61), 50);
+	assert_int_equal(picks_at(f, 7, 1000 + 10000, 400, 61), 200);
+}
+
+/* Least request with a warming endpoint weighs every pick (Envoy's EDF in
+ * place of two random choices): at a quarter of the warmup with aggression
+ * 0.5 the factor is 0.25^2, so 1 pick in 17 among idle endpoints. */
+static void test_warmup_least_request(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n;
+
+	atomic_store(&f->eps[71].warm_since_ms, 5000);
+	(void)picks_at(f, 8, 5000 + 2500, 17, 71);
+	n = picks_at(f, 8, 5000 + 2500, 1700, 71);
+	assert_true(n >= 98 && n <= 102);
+	n = picks_at(f, 8, 5000 + 10000, 1000, 71);
+	assert_true(n >= 450 && n <= 550);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +375,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_least_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_by_weight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_weighted_least_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_warmup_round_robin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_warmup_least_request, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

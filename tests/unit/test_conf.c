@@ -2278,8 +2278,11 @@ static const struct bad bads[] = {
      DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
 	     "        maglev: {tableSize: 5000011}\n",
      17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize", "below 5000011"},
-    {"warmup", DR_HEAD "    loadBalancer: {simple: RANDOM, warmupDurationSecs: 10s}\n", 14, 36,
-     DR_FIELD "loadBalancer.warmupDurationSecs", "not implemented yet"},
+    {"warmup minimumPercent",
+     DR_HEAD "    loadBalancer: {warmup: {duration: 10s, minimumPercent: 150}}\n", 14, 60,
+     DR_FIELD "loadBalancer.warmup.minimumPercent", "must be a number of at least 0"},
+    {"warmup without duration", DR_HEAD "    loadBalancer: {warmup: {aggression: 2}}\n", 14, 28,
+     DR_FIELD "loadBalancer.warmup", "duration is required"},
     {"tcpKeepalive time", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {time: 500ms}}}\n", 14,
      49, DR_FIELD "connectionPool.tcp.tcpKeepalive.time", "must be between 1s and 32767s"},
     {"tcpKeepalive probes", DR_HEAD "    connectionPool: {tcp: {tcpKeepalive: {probes: 128}}}\n",
