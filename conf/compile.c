@@ -1082,6 +1082,10 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 		cl->pool = tp->pool.limits;
 	else
 		ism_model_pool_defaults(&cl->pool);
+	if (tp->rb.set) {
+		cl->pool.retry_budget_ppm = tp->rb.ppm;
+		cl->pool.retry_budget_min = tp->rb.min_retries;
+	}
 	cl->overprovisioning = ISM_DEFAULT_OVERPROVISIONING;
 	if (tp->od.set) {
 		struct ism_outlier *od = ANEW(b, 1, struct ism_outlier);

@@ -50,6 +50,17 @@ static const struct ism_cm_port_tp *port_tp(const struct ism_cm_policy *p, uint3
 	return &p->ports[i];
 }
 
+/* Port-level settings replace the blocks they hold (all of them: a block
+ * they leave out is the default, as Istio merges them), not the policy-wide
+ * fields. */
+static void port_replace(struct ism_cm_tp *out, const struct ism_cm_port_tp *pt)
+{
+	struct ism_cm_rbudget rb = out->rb;
+
+	*out = pt->tp;
+	out->rb = rb;
+}
+
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
 		      struct ism_cm_tp *out)
 {
@@ -60,7 +71,7 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		*out = dr->policy.tp;
 		pt = port_tp(&dr->policy, port);
 		if (pt != NULL)
-			*out = pt->tp;
+			port_replace(out, pt);
 	}
 	if (s == NULL)
 		return;
@@ -72,9 +83,11 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		out->od = s->policy.tp.od;
 	if (s->policy.tp.tls.set)
 		out->tls = s->policy.tp.tls;
+	if (s->policy.tp.rb.set)
+		out->rb = s->policy.tp.rb;
 	pt = port_tp(&s->policy, port);
 	if (pt != NULL)
-		*out = pt->tp;
+		port_replace(out, pt);
 }
 
 void ism_model_pool_defaults(struct ism_pool_limits *l)

@@ -3077,11 +3077,50 @@ static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 	ism_v_pop(v, old);
 }
 
+/* trafficPolicy.retryBudget {percent (a double, default 20), minRetryConcurrency
+ * (default 3; 0 is the default too, as Istio reads it), budgetInterval}. */
+static void parse_retry_budget(struct ism_vctx *v, const struct ism_node *tp,
+			       struct ism_cm_rbudget *rb)
+{
+	static const char *const keys[] = {"percent", "minRetryConcurrency", "budgetInterval",
+					   NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "retryBudget", false, ISM_NODE_MAP);
+	double pct = 20;
+	uint32_t ms = 0;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".retryBudget");
+	ism_v_keys(v, n, keys, NULL);
+	rb->set = true;
+	rb->min_retries = 3;
+	ism_v_double(v, n, "percent", 0, 100, false, &pct);
+	rb->ppm = (uint32_t)(pct * 10000);
+	if (ism_v_u32(v, n, "minRetryConcurrency", false, 0, UINT32_MAX, &rb->min_retries) > 0 &&
+	    rb->min_retries == 0)
+		rb->min_retries = 3;
+	/* Istio's newest field (a rate over an interval); 0 is the classic budget. */
+	if (ism_v_dur(v, n, "budgetInterval", 0, &ms) > 0 && ms > 0) {
+		size_t o2 = ism_v_push(v, ".budgetInterval");
+
+		ism_v_err(v, ism_node_get(n, "budgetInterval", NULL),
+			  "a budgetInterval other than 0s is not implemented yet");
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_policy *p)
 {
-	static const char *const keys[] = {
-	    "loadBalancer", "connectionPool", "outlierDetection", "portLevelSettings", "tls", NULL};
-	static const char *const unimpl[] = {"tunnel", "proxyProtocol", "retryBudget", NULL};
+	static const char *const keys[] = {"loadBalancer",
+					   "connectionPool",
+					   "outlierDetection",
+					   "portLevelSettings",
+					   "tls",
+					   "retryBudget",
+					   NULL};
+	static const char *const unimpl[] = {"tunnel", "proxyProtocol", NULL};
 	const struct ism_node *tp = ism_v_node(v, map, "trafficPolicy", false, ISM_NODE_MAP);
 	size_t old;
 
@@ -3090,6 +3129,7 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 	old = ism_v_push(v, ".trafficPolicy");
 	ism_v_keys(v, tp, keys, unimpl);
 	parse_tp(v, tp, &p->tp);
+	parse_retry_budget(v, tp, &p->tp.rb);
 	parse_port_settings(v, tp, p);
 	ism_v_pop(v, old);
 }

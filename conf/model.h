@@ -359,11 +359,21 @@ struct ism_cm_od {
 };
 
 /* The blocks of one TrafficPolicy; a block replaces the inherited one whole. */
+/* trafficPolicy.retryBudget */
+struct ism_cm_rbudget {
+	bool set;
+	uint32_t ppm;	      /* percent × 10^4; Istio's default 20 % */
+	uint32_t min_retries; /* minRetryConcurrency; Istio's default 3 */
+};
+
 struct ism_cm_tp {
 	struct ism_cm_lb lb;
 	struct ism_cm_pool pool;
 	struct ism_cm_od od;
 	struct ism_cm_tls tls;
+	/* Policy-wide (not in portLevelSettings, and kept when they apply, as
+	 * Istio merges them): */
+	struct ism_cm_rbudget rb;
 };
 
 struct ism_cm_port_tp {

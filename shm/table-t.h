@@ -539,6 +539,12 @@ struct ism_pool_limits {
 	 * cluster, HTTP/1.1 and HTTP/2 alike; one more is answered 503 UO.
 	 * UINT32_MAX = unlimited (Istio's default). */
 	uint32_t max_requests;
+	/* trafficPolicy.retryBudget (Envoy's retry_budget), in place of
+	 * max_retries when retry_budget_min > 0: retries in flight at most
+	 * max(requests in flight and pending × retry_budget_ppm / 10^6,
+	 * retry_budget_min). */
+	uint32_t retry_budget_ppm;
+	uint32_t retry_budget_min;
 };
 
 /* What the connections to a cluster's endpoints speak: the ServiceEntry port's

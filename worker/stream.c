@@ -274,14 +274,15 @@ static void retry_done(struct ism_wctx *w, struct ism_stream *st)
 }
 
 /* http2MaxRequests (Envoy's max_requests): requests in flight to the cluster,
- * from every worker and either protocol; false when the cap is reached. */
+ * from every worker and either protocol; false when the cap is reached. The
+ * count is also what a retry budget is a share of. */
 static bool request_admitted(struct ism_stream *st, const struct ism_cluster *cl)
 {
 	uint32_t n;
 
-	/* Unlimited (the default): nothing to count, and no cache line that
-	 * every worker's every request would write. */
-	if (cl->pool.max_requests == UINT32_MAX)
+	/* Unlimited (the default) and no budget: nothing to count, and no cache
+	 * line that every worker's every request would write. */
+	if (cl->pool.max_requests == UINT32_MAX && cl->pool.retry_budget_min == 0)
 		return true;
 	n = atomic_fetch_add_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
 	if (n >= cl->pool.max_requests) {
@@ -293,9 +294,25 @@ static bool request_admitted(struct ism_stream *st, const struct ism_cluster *cl
 	return true;
 }
 
+/* The retries the cluster allows in flight now: maxRetries, or under a retry
+ * budget (Envoy's, which then replaces it) that share of the requests in
+ * flight and pending, but never fewer than its minimum. */
+static uint32_t retry_cap(const struct ism_cluster *cl)
+{
+	uint64_t active, cap;
+
+	if (cl->pool.retry_budget_min == 0)
+		return cl->pool.max_retries;
+	active = (uint64_t)atomic_load_explicit(&cl->dyn->in_flight, memory_order_relaxed) +
+		 atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed);
+	cap = active * cl->pool.retry_budget_ppm / 1000000;
+	return cap > cl->pool.retry_budget_min ? (uint32_t)cap : cl->pool.retry_budget_min;
+}
+
 /* Whether this failed attempt may be retried: attempts left, what went out of
  * the request kept (within ISM_REPLAY_MAX), time left, the retry policy
- * wants it, and the cluster's maxRetries allows one more retry in flight. */
+ * wants it, and the cluster's maxRetries (or retry budget) allows one more
+ * retry in flight. */
 static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
 			   int status, int grpc)
 {
@@ -320,8 +337,7 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 		return false;
 	}
 	if (!st->retry_counted &&
-	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >=
-		cl->pool.max_retries) {
+	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >= retry_cap(cl)) {
 		/* Envoy's retry circuit breaker: UO. */
 		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
 		st->log_flags |= ISM_ALOG_UO;

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from harness import (Conn, Registry, appliance, check, docs, file_lines, free_port, gateway, http_get, poll,
+from harness import (Conn, Registry, appliance, check, ctl_cmd, docs, file_lines, free_port, gateway, http_get, poll,
                      service_entry, virtual_service)
 from test_h2 import h2up_stats, one_service, route, start_h2_upstream
 
@@ -509,3 +509,52 @@ def retry_limits_flagged(env):
     seen = sorted((r["flags"], r["attempts"]) for r in recs)
     check(seen == [("UT,UO", 1), ("UT,URX", 3)], f"access log flags and attempts {seen}, want "
           "[('UT,UO', 1), ('UT,URX', 3)]")
+
+
+@_test
+def retry_budget_flagged(env):
+    """trafficPolicy.retryBudget (Envoy's retry budget, which replaces
+    maxRetries): retries in flight at most max(percent of the requests in
+    flight and pending, minRetryConcurrency). Two requests to an upstream
+    slower than the per-try timeout, at once: with percent 0 and a minimum
+    of 1 (and maxRetries 100, which the budget overrides) one is refused its
+    retry (504 UT,UO); with percent 100, two requests in flight allow two
+    retries, and both try three times (504 UT,URX)."""
+    log = env.path("access.log")
+    up = env.upstream([f"{UP_ADDR}:0=a"], name="a")["a"]
+    gw = free_port()
+    routes = (f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+              "    retries: {attempts: 2, perTryTimeout: 400ms, retryOn: 5xx}\n")
+
+    def write(percent):
+        dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+              f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n      http: {{maxRetries: 100}}\n"
+              f"    retryBudget: {{percent: {percent}, minRetryConcurrency: 1}}\n")
+        return env.write("isthmus.yaml", docs(
+            appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: json}}\n"),
+            gateway(gw), virtual_service("vs", ["*"], routes),
+            service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]), dr))
+
+    env.start_gateway(write(0), gw)
+    for percent, want in ((0, [("UT,UO", 1), ("UT,URX", 3)]), (100, [("UT,URX", 3), ("UT,URX", 3)])):
+        if percent:
+            write(percent)
+            check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+        before = len(file_lines(log))
+        got = {}
+
+        def one(path):
+            got[path] = http_get(gw, path, timeout=20)
+
+        ts = [threading.Thread(target=one, args=(p,), daemon=True)
+              for p in (f"/delay/5000?a{percent}", f"/delay/5000?b{percent}")]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        check(len(got) == 2 and all(r is not None and r.status == 504 for r in got.values()),
+              f"percent {percent}: want two 504s (per-try timeouts), got {got}")
+        recs = poll(lambda: [json.loads(ln) for ln in file_lines(log)[before:]]
+                    if len(file_lines(log)) >= before + 2 else None, 5, what="the two access log lines")
+        seen = sorted((r["flags"], r["attempts"]) for r in recs)
+        check(seen == want, f"percent {percent}: access log flags and attempts {seen}, want {want}")
