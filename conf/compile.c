@@ -14,13 +14,15 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "conf/hashring.h"
+#include "conf/hfmt.h"
 #include "conf/mirror.h"
 #include "conf/model.h"
 #include "conf/re2syntax.h"
 #include "health/priority.h"
+#include "lib/ascii.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
-#include "conf/hashring.h"
 
 /* The allocator PCRE2 sees. It lives in the arena because every compiled
  * pattern keeps a pointer to it (pcre2_match_data_create_from_pattern(code,
@@ -1266,9 +1268,9 @@ static void compile_path(struct cbuild *b, const struct ism_cm_route *r, struct 
 /* One field while header operations are composed (struct ism_hdr_edit). */
 struct hedit {
 	const char *name;
-	bool drop;
+	bool drop, removed;
 	size_t n, cap;
-	const char **values;
+	const struct ism_cm_kvs **values;
 };
 
 struct hstate {
@@ -1289,14 +1291,13 @@ static struct hedit *hstate_field(struct cbuild *b, struct hstate *h, const char
 	return &h->e[h->n++];
 }
 
-/* value is sent after the field's values so far; set: instead of them, and
- * of the message's own. Envoy sends no empty value. */
-static void hstate_put(struct cbuild *b, struct hstate *h, const char *name, const char *value,
-		       bool set)
+/* kv's value is sent after the field's values so far; set: instead of them,
+ * and of the message's own. Envoy sends no empty value. */
+static void hstate_put(struct cbuild *b, struct hstate *h, const struct ism_cm_kvs *kv, bool set)
 {
 	struct hedit *e;
 
-	if (value[0] == '\0' || (e = hstate_field(b, h, name)) == NULL)
+	if (kv->value[0] == '\0' || (e = hstate_field(b, h, kv->name)) == NULL)
 		return;
 	if (set) {
 		e->drop = true;
@@ -1306,7 +1307,7 @@ static void hstate_put(struct cbuild *b, struct hstate *h, const char *name, con
 		b->rc = -ENOMEM;
 		return;
 	}
-	e->values[e->n++] = value;
+	e->values[e->n++] = kv;
 }
 
 /* Envoy's HeaderParser::evaluateHeaders over the operations ops[0..n) (one
@@ -1321,17 +1322,39 @@ static void hstate_apply(struct cbuild *b, struct hstate *h, const struct ism_cm
 			struct hedit *e = hstate_field(b, h, ops[i]->remove[j]);
 
 			if (e != NULL) {
-				e->drop = true;
+				e->drop = e->removed = true;
 				e->n = 0;
 			}
 		}
 	}
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < ops[i]->n_set; j++)
-			hstate_put(b, h, ops[i]->set[j].name, ops[i]->set[j].value, true);
+			hstate_put(b, h, &ops[i]->set[j], true);
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < ops[i]->n_add; j++)
-			hstate_put(b, h, ops[i]->add[j].name, ops[i]->add[j].value, false);
+			hstate_put(b, h, &ops[i]->add[j], false);
+}
+
+/* A value with command operators, parsed into the arena (its text and header
+ * names copied, names lowercased). The configuration was checked: a parse
+ * that fails here leaves it as text. */
+static struct ism_hval hval_parts(struct cbuild *b, const char *s)
+{
+	char err[256];
+	int n = ism_hval_parse(s, strlen(s), NULL, 0, err, sizeof(err));
+	struct ism_hval_part *p = n > 0 ? ANEW(b, (size_t)n, struct ism_hval_part) : NULL;
+
+	if (p == NULL || ism_hval_parse(s, strlen(s), p, (size_t)n, err, sizeof(err)) != n)
+		return (struct ism_hval){0};
+	for (int i = 0; i < n; i++) {
+		p[i].a = astrn(b, p[i].a.p, p[i].a.len);
+		p[i].b = astrn(b, p[i].b.p, p[i].b.len);
+		for (uint32_t k = 0; p[i].kind == ISM_HV_REQ && k < p[i].a.len; k++)
+			((char *)p[i].a.p)[k] = ism_lower(p[i].a.p[k]);
+		for (uint32_t k = 0; p[i].kind == ISM_HV_REQ && k < p[i].b.len; k++)
+			((char *)p[i].b.p)[k] = ism_lower(p[i].b.p[k]);
+	}
+	return (struct ism_hval){.n = (uint32_t)n, .parts = p};
 }
 
 /* The composed edits into the arena; h is freed. */
@@ -1339,19 +1362,31 @@ static struct ism_hdr_edits emit_edits(struct cbuild *b, struct hstate *h)
 {
 	struct ism_hdr_edits out = {0};
 	struct ism_hdr_edit *e = h->n ? ANEW(b, h->n, struct ism_hdr_edit) : NULL;
+	bool dynamic = false;
 
 	for (size_t i = 0; e != NULL && i < h->n; i++) {
 		struct ism_str *v = h->e[i].n ? ANEW(b, h->e[i].n, struct ism_str) : NULL;
+		struct ism_hval *f = NULL;
 
-		for (size_t j = 0; v != NULL && j < h->e[i].n; j++)
-			v[j] = astr(b, h->e[i].values[j]);
+		for (size_t j = 0; v != NULL && j < h->e[i].n; j++) {
+			const struct ism_cm_kvs *kv = h->e[i].values[j];
+
+			v[j] = astr(b, kv->value);
+			if (kv->fmt && f == NULL)
+				f = ANEW(b, h->e[i].n, struct ism_hval);
+			if (kv->fmt && f != NULL)
+				f[j] = hval_parts(b, kv->value);
+		}
+		dynamic = dynamic || f != NULL;
 		e[i] = (struct ism_hdr_edit){.name = astr(b, h->e[i].name),
 					     .drop = h->e[i].drop,
+					     .removed = h->e[i].removed,
 					     .n_values = v ? (uint32_t)h->e[i].n : 0,
-					     .values = v};
+					     .values = v,
+					     .fmts = f};
 	}
 	if (e != NULL)
-		out = (struct ism_hdr_edits){.n = (uint32_t)h->n, .e = e};
+		out = (struct ism_hdr_edits){.n = (uint32_t)h->n, .dynamic = dynamic, .e = e};
 	for (size_t i = 0; i < h->n; i++)
 		free(h->e[i].values);
 	free(h->e);

@@ -19,6 +19,7 @@
 #include "conf/alog.h"
 #include "conf/mirror.h"
 #include "conf/model.h"
+#include "conf/hfmt.h"
 #include "conf/re2syntax.h"
 
 #define NOT_IMPL "not implemented yet"
@@ -1642,12 +1643,14 @@ static int hdr_name(struct ism_vctx *v, const struct ism_node *k, bool request_s
 	return 1;
 }
 
-/* A header value at n: Envoy's format string read as plain text, "%%" being
- * a '%'. NULL when refused (reported). */
-static const char *hdr_value(struct ism_vctx *v, const struct ism_node *n)
+/* A header value at n: Envoy's format string, plain text ("%%" being a '%')
+ * unless it holds command operators (*fmt set: then as written, checked by
+ * the parser the compiler uses). NULL when refused (reported). */
+static const char *hdr_value(struct ism_vctx *v, const struct ism_node *n, bool *fmt)
 {
-	char *out, *o;
+	char *out, *o, err[256];
 
+	*fmt = false;
 	if (!ism_v_expect(v, n, ISM_NODE_SCALAR))
 		return NULL;
 	for (size_t i = 0; i < n->len; i++) {
@@ -1658,13 +1661,14 @@ static const char *hdr_value(struct ism_vctx *v, const struct ism_node *n)
 				  "header value must not hold control characters (offset %zu)", i);
 			return NULL;
 		}
-		if (c == '%' && (i + 1 >= n->len || n->str[i + 1] != '%')) {
-			ism_v_err(v, n,
-				  "Envoy's %%VARIABLE%% operators in header values are " NOT_IMPL
-				  " (write %%%% for a literal %%)");
+	}
+	if (ism_hval_dynamic(n->str, n->len)) {
+		if (ism_hval_parse(n->str, n->len, NULL, 0, err, sizeof(err)) < 0) {
+			ism_v_err(v, n, "%s (write %%%% for a literal %%)", err);
 			return NULL;
 		}
-		i += c == '%';
+		*fmt = true;
+		return n->str;
 	}
 	o = out = ism_v_alloc(v, n->len + 1, 1);
 	for (size_t i = 0; out != NULL && i < n->len; i++) {
@@ -1717,12 +1721,18 @@ static void parse_hdr_map(struct ism_vctx *v, const struct ism_node *ops, const 
 		const struct ism_node *k = m->pairs[i].key;
 		size_t o2 = ism_v_push(v, ".%s", k->str);
 		int kind = hdr_name(v, k, request);
-		const char *val = kind ? hdr_value(v, m->pairs[i].value) : NULL;
+		bool fmt = false;
+		const char *val = kind ? hdr_value(v, m->pairs[i].value, &fmt) : NULL;
 
-		if (kind == 2 && val != NULL)
+		if (kind == 2 && val != NULL && fmt)
+			ism_v_err(v, m->pairs[i].value,
+				  "the authority (a rewrite of the host) cannot hold command "
+				  "operators");
+		else if (kind == 2 && val != NULL)
 			hdr_authority(v, m->pairs[i].value, val, authority);
 		else if (kind == 1 && val != NULL)
-			(*out)[(*n)++] = (struct ism_cm_kvs){.name = k->str, .value = val};
+			(*out)[(*n)++] =
+			    (struct ism_cm_kvs){.name = k->str, .value = val, .fmt = fmt};
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

@@ -59,10 +59,13 @@ struct ism_cm_se;
 struct ism_cm_kvs {
 	const char *name;
 	const char *value;
+	bool fmt; /* a header value with command operators: value as written */
 };
 
 /* Headers.HeaderOperations: names lowercased, values as sent ("%%" read as
- * "%"); set and add sorted by the name as written, as Istio sorts them. */
+ * "%"), or as written when they hold command operators (kvs.fmt, made for
+ * each request: conf/hfmt.h); set and add sorted by the name as written, as
+ * Istio sorts them. */
 struct ism_cm_hdrops {
 	size_t n_set, n_add, n_remove;
 	struct ism_cm_kvs *set, *add;

@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "conf/model.h"
+#include "lib/ascii.h"
 
 #define PEM_MAX (1u << 20)
 
@@ -331,16 +332,6 @@ void ism_tls_parse_sans(struct ism_vctx *v, const struct ism_node *n, const stru
 	*n_sans = out ? (uint32_t)ns : 0;
 }
 
-/* The value of hex digit c (either case), or -1. */
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-		return (c | 0x20) - 'a' + 10;
-	return -1;
-}
-
 /* verifyCertificateHash: a SHA-256 in hex, 64 digits, or the 95 characters of
  * its colon-separated form (what `openssl x509 -fingerprint -sha256` prints),
  * as Envoy reads it. */
@@ -358,7 +349,7 @@ static bool pin_hex(const char *s, uint8_t out[32])
 				return false;
 			continue;
 		}
-		d = hex_digit(s[i]);
+		d = ism_hexval((unsigned char)s[i]);
 		if (d < 0)
 			return false;
 		out[n / 2] = (uint8_t)(n % 2 ? out[n / 2] | d : d << 4);

@@ -1,17 +1,46 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer harness for the access log's format-string parser: arbitrary bytes
- * go to ism_alog_parse, twice (count, then fill), and what it returns must
- * hold: the same count, literals inside the input, operators and headers in
- * range, an error message on failure. */
+/* libFuzzer harness for Envoy's format strings: arbitrary bytes go to the
+ * access log's parser (ism_alog_parse) and to the header values' one
+ * (ism_hval_parse), each twice (count, then fill), and what they return must
+ * hold: the same count, literals and names inside the input, operators and
+ * headers in range, an error message on failure. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "conf/alog.h"
+#include "conf/hfmt.h"
 
 #define MAX_OPS 256
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The header values' parser over the same bytes. */
+static void header_value(const char *s, size_t size)
+{
+	static struct ism_hval_part parts[MAX_OPS];
+	char err[256] = "";
+	int n = ism_hval_parse(s, size, NULL, 0, err, sizeof(err));
+
+	if (n < 0) {
+		if (n != -1 || err[0] == '\0')
+			abort();
+		return;
+	}
+	if (ism_hval_parse(s, size, parts, MAX_OPS, err, sizeof(err)) != n)
+		abort();
+	for (int i = 0; i < n && i < MAX_OPS; i++) {
+		const struct ism_hval_part *p = &parts[i];
+
+		if (p->kind > ISM_HV_PEER_FINGERPRINT)
+			abort();
+		/* Text of the input, or the host name or environment read. */
+		if (p->kind == ISM_HV_REQ &&
+		    (p->a.p < s || p->a.len == 0 || p->a.p + p->a.len > s + size ||
+		     (p->b.len > 0 && (p->b.p < s || p->b.p + p->b.len > s + size))))
+			abort();
+	}
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -20,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256] = "";
 	int n = ism_alog_parse(s, size, NULL, 0, err, sizeof(err));
 
+	header_value(s, size);
 	if (n < 0) {
 		if (n != -1 || err[0] == '\0')
 			abort();

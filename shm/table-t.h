@@ -121,19 +121,65 @@ struct ism_path_rewrite {
 	struct ism_strmatch re; /* ISM_PATH_REGEX: searched (re.search) */
 };
 
+/* What one piece of a header value is: text, or one of Envoy's command
+ * operators, whose value each request gives (worker/stream.c). */
+enum ism_hval_kind {
+	ISM_HV_LITERAL = 0,
+	ISM_HV_CLIENT,		 /* %DOWNSTREAM_REMOTE_ADDRESS%: address:port */
+	ISM_HV_CLIENT_IP,	 /* %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% */
+	ISM_HV_CLIENT_PORT,	 /* %DOWNSTREAM_REMOTE_PORT% */
+	ISM_HV_PEER,		 /* %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% */
+	ISM_HV_PEER_IP,		 /* %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT% */
+	ISM_HV_PEER_PORT,	 /* %DOWNSTREAM_DIRECT_REMOTE_PORT% */
+	ISM_HV_LOCAL,		 /* %DOWNSTREAM_LOCAL_ADDRESS% */
+	ISM_HV_LOCAL_IP,	 /* %DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% */
+	ISM_HV_LOCAL_PORT,	 /* %DOWNSTREAM_LOCAL_PORT% */
+	ISM_HV_SNI,		 /* %REQUESTED_SERVER_NAME% */
+	ISM_HV_PROTOCOL,	 /* %PROTOCOL%: HTTP/1.1, HTTP/2 */
+	ISM_HV_START_TIME,	 /* %START_TIME%: 2026-11-26T07:05:26.015Z */
+	ISM_HV_REQ,		 /* %REQ(NAME?ALTERNATIVE):LENGTH% */
+	ISM_HV_ROUTE_NAME,	 /* %ROUTE_NAME% */
+	ISM_HV_UPSTREAM_CLUSTER, /* %UPSTREAM_CLUSTER% */
+	ISM_HV_TLS_VERSION,	 /* %DOWNSTREAM_TLS_VERSION%: TLSv1.3 */
+	ISM_HV_PEER_URI_SAN,	 /* %DOWNSTREAM_PEER_URI_SAN%: comma-separated */
+	ISM_HV_PEER_DNS_SAN,	 /* %DOWNSTREAM_PEER_DNS_SAN% */
+	ISM_HV_PEER_SUBJECT,	 /* %DOWNSTREAM_PEER_SUBJECT%: RFC 2253 */
+	ISM_HV_PEER_FINGERPRINT, /* %DOWNSTREAM_PEER_FINGERPRINT_256%: hex */
+};
+
+struct ism_hval_part {
+	uint8_t kind;	  /* enum ism_hval_kind */
+	uint16_t max_len; /* at most this many bytes of its value; 0: all */
+	struct ism_str a; /* the text; ISM_HV_REQ: the header name (lowercase) */
+	struct ism_str b; /* ISM_HV_REQ: the alternative's name; empty: none */
+};
+
+/* A header value with command operators: its pieces in order. */
+struct ism_hval {
+	uint32_t n;
+	const struct ism_hval_part *parts;
+};
+
 /* One header field as a route's header operations (Istio's headers: set, add,
  * remove) leave it, whatever order they came in: the message's own fields of
- * that name dropped (set, remove) or kept, then values sent after them. */
+ * that name dropped (set, remove) or kept, then values sent after them. A
+ * value with command operators is made for each request (n_parts > 0 in its
+ * fmts entry); one that comes out empty is not sent, and when it is a set's
+ * (values[0] without a remove of the name) the message's own fields stay, as
+ * Envoy then skips the set. */
 struct ism_hdr_edit {
 	struct ism_str name; /* lowercase */
 	uint8_t drop;
+	uint8_t removed; /* a remove names it: dropped whatever the values come to */
 	uint32_t n_values;
-	const struct ism_str *values;
+	const struct ism_str *values; /* as written when it has operators */
+	const struct ism_hval *fmts;  /* per value; NULL: every value is text */
 };
 
 /* The header edits of one message; n 0: none. */
 struct ism_hdr_edits {
 	uint32_t n;
+	uint8_t dynamic; /* a value has command operators */
 	const struct ism_hdr_edit *e;
 };
 

@@ -265,33 +265,124 @@ static struct ism_str str_to(char **d, struct ism_str s)
 	return r;
 }
 
-struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e)
+/* The n bytes at p less those a field value must not hold (control
+ * characters other than a tab, DEL): an operator's value (a server name, a
+ * certificate's name) never splits the field. Returns the length left. */
+static size_t field_safe(char *p, size_t n)
 {
-	size_t nv = ism_act_n_values(e), bytes = 0;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)p[i] >= 0x20 || p[i] == '\t') && p[i] != 0x7f)
+			p[k++] = p[i];
+	return k;
+}
+
+/* Value f made into out (ISM_HVAL_MAX bytes): its text and its operators'
+ * values, each cut at its max_len. Returns the length. */
+static size_t render(const struct ism_hval *f, ism_hval_cb cb, void *arg, char *out)
+{
+	size_t len = 0;
+
+	for (uint32_t k = 0; k < f->n; k++) {
+		const struct ism_hval_part *p = &f->parts[k];
+		size_t room = ISM_HVAL_MAX - len, n;
+
+		if (p->max_len && p->max_len < room)
+			room = p->max_len;
+		if (p->kind == ISM_HV_LITERAL) {
+			n = p->a.len < room ? p->a.len : room;
+			memcpy(out + len, p->a.p, n);
+		} else {
+			n = cb(arg, p, out + len, room);
+			n = field_safe(out + len, n < room ? n : room);
+		}
+		len += n < room ? n : room;
+	}
+	return len;
+}
+
+/* The values of e into vals[], those with operators made (when cb) into
+ * *out, which vals[] then points into (free() it; NULL when nothing was
+ * made). false without memory. */
+static bool render_all(const struct ism_hdr_edits *e, ism_hval_cb cb, void *arg,
+		       struct ism_str *vals, char **out)
+{
+	size_t nv = 0, n_made = 0;
+	char *buf;
+
+	*out = NULL;
+	for (uint32_t i = 0; cb != NULL && i < e->n; i++)
+		for (uint32_t j = 0; e->e[i].fmts != NULL && j < e->e[i].n_values; j++)
+			n_made += e->e[i].fmts[j].n > 0;
+	buf = n_made ? malloc(n_made * ISM_HVAL_MAX) : NULL;
+	if (n_made && buf == NULL)
+		return false;
+	*out = buf;
+	for (uint32_t i = 0; i < e->n; i++) {
+		const struct ism_hdr_edit *x = &e->e[i];
+
+		for (uint32_t j = 0; j < x->n_values; j++, nv++) {
+			vals[nv] = x->values[j];
+			if (cb == NULL || x->fmts == NULL || x->fmts[j].n == 0)
+				continue;
+			vals[nv].p = buf;
+			vals[nv].len = (uint32_t)render(&x->fmts[j], cb, arg, buf);
+			buf += ISM_HVAL_MAX;
+		}
+	}
+	return true;
+}
+
+struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e, ism_hval_cb cb, void *arg)
+{
+	size_t nv = ism_act_n_values(e), bytes = 0, k = 0;
 	struct ism_hdr_edits *c;
 	struct ism_hdr_edit *x;
-	struct ism_str *v;
-	char *d;
+	struct ism_str *v, *vals = nv ? malloc(nv * sizeof(*vals)) : NULL;
+	char *d, *made = NULL;
 
+	if ((nv && vals == NULL) || !render_all(e, cb, arg, vals, &made)) {
+		free(vals);
+		return NULL;
+	}
 	for (uint32_t i = 0; i < e->n; i++) {
 		bytes += e->e[i].name.len + 1;
 		for (uint32_t j = 0; j < e->e[i].n_values; j++)
-			bytes += e->e[i].values[j].len + 1;
+			bytes += vals[k++].len + 1;
 	}
 	c = malloc(sizeof(*c) + e->n * sizeof(*x) + nv * sizeof(*v) + bytes);
-	if (c == NULL)
+	if (c == NULL) {
+		free(vals);
+		free(made);
 		return NULL;
+	}
 	x = (struct ism_hdr_edit *)(c + 1);
 	v = (struct ism_str *)(x + e->n);
 	d = (char *)(v + nv);
 	*c = (struct ism_hdr_edits){.n = e->n, .e = x};
+	k = 0;
 	for (uint32_t i = 0; i < e->n; i++) {
-		x[i] = (struct ism_hdr_edit){.name = str_to(&d, e->e[i].name),
-					     .drop = e->e[i].drop,
-					     .n_values = e->e[i].n_values,
+		const struct ism_hdr_edit *in = &e->e[i];
+
+		x[i] = (struct ism_hdr_edit){.name = str_to(&d, in->name),
+					     .drop = in->drop,
+					     .removed = in->removed,
 					     .values = v};
-		for (uint32_t j = 0; j < e->e[i].n_values; j++)
-			*v++ = str_to(&d, e->e[i].values[j]);
+		for (uint32_t j = 0; j < in->n_values; j++, k++) {
+			bool made_here = cb != NULL && in->fmts != NULL && in->fmts[j].n > 0;
+
+			/* Envoy adds no empty value, and skips a set that has none. */
+			if (made_here && vals[k].len == 0) {
+				if (j == 0 && in->drop && !in->removed)
+					x[i].drop = 0;
+				continue;
+			}
+			v[x[i].n_values++] = str_to(&d, vals[k]);
+		}
+		v += x[i].n_values;
 	}
+	free(vals);
+	free(made);
 	return c;
 }

@@ -29,6 +29,7 @@
 #include "worker/session.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
+#include "worker/tls.h"
 #include "worker/tunnel.h"
 #include "worker/upstream.h"
 
@@ -1189,27 +1190,213 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
 }
 
+/* ---------- header values with command operators ---------- */
+
+/* What the operators of a route's header values see: the stream, its
+ * request and its route (conf/hfmt.h). */
+struct hval_ctx {
+	struct ism_wctx *w;
+	struct ism_stream *st;
+	const struct ism_http_req *req;
+	const struct ism_route *r;
+};
+
+static size_t hval_str(char *out, size_t cap, const char *s, size_t len)
+{
+	if (s == NULL)
+		return 0;
+	len = len < cap ? len : cap;
+	memcpy(out, s, len);
+	return len;
+}
+
+/* What snprintf (cap bytes) wrote, less its NUL. */
+static size_t hval_printed(size_t cap, int n)
+{
+	return n < 0 || cap == 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* An address and port as Envoy prints them: [v6]:port, v4:port; the
+ * address alone (no_port), or the port alone (port_only). */
+static size_t hval_addr(char *out, size_t cap, const char *ip, uint16_t port, bool no_port,
+			bool port_only)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	int n;
+
+	if (ip == NULL || ip[0] == '\0')
+		return 0;
+	if (no_port)
+		return hval_str(out, cap, ip, strlen(ip));
+	n = port_only ? snprintf(buf, sizeof(buf), "%u", port)
+		      : snprintf(buf, sizeof(buf), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+	return hval_str(out, cap, buf, hval_printed(sizeof(buf), n));
+}
+
+/* The address the client connected to (DOWNSTREAM_LOCAL_ADDRESS). */
+static size_t hval_local(const struct ism_sess *s, char *out, size_t cap, bool no_port,
+			 bool port_only)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+	const void *a;
+	uint16_t port;
+
+	if (getsockname(s->s.fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET6) {
+		a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	} else {
+		a = &((struct sockaddr_in *)&ss)->sin_addr;
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	if (inet_ntop(ss.ss_family, a, ip, sizeof(ip)) == NULL)
+		return 0;
+	return hval_addr(out, cap, ip, port, no_port, port_only);
+}
+
+/* %REQ(NAME)%: the request's first field of that name, the pseudo-headers
+ * :authority, :path (with its query), :method and :scheme as HTTP/2 has them. */
+static size_t hval_req(const struct hval_ctx *c, struct ism_str name, char *out, size_t cap)
+{
+	const struct ism_http_req *req = c->req;
+	size_t n = 0;
+
+	if (name.len > 0 && name.p[0] == ':') {
+		if (strcmp(name.p, ":authority") == 0)
+			return hval_str(out, cap, req->host, req->host ? req->host_len : 0);
+		if (strcmp(name.p, ":method") == 0)
+			return hval_str(out, cap, req->method, req->method_len);
+		if (strcmp(name.p, ":scheme") == 0)
+			return hval_str(out, cap, ism_sess_tls(c->st->sess) ? "https" : "http",
+					ism_sess_tls(c->st->sess) ? 5 : 4);
+		if (strcmp(name.p, ":path") != 0)
+			return 0;
+		n = hval_str(out, cap, req->path, req->path_len);
+		if (req->query != NULL && n < cap) {
+			out[n++] = '?';
+			n += hval_str(out + n, cap - n, req->query, req->query_len);
+		}
+		return n;
+	}
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (req->headers[i].name_len == name.len &&
+		    strncasecmp(req->headers[i].name, name.p, name.len) == 0)
+			return hval_str(out, cap, req->headers[i].value, req->headers[i].value_len);
+	return 0;
+}
+
+/* The value of operator p for the request of arg (struct hval_ctx), as
+ * Envoy's formatter gives it to a header (a value it lacks is empty). */
+static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t cap)
+{
+	const struct hval_ctx *c = arg;
+	struct ism_stream *st = c->st;
+	const struct ism_sess *s = st->sess;
+	const struct ism_cluster *cl;
+	struct ism_buf b = {0};
+	size_t n;
+
+	switch ((enum ism_hval_kind)p->kind) {
+	case ISM_HV_CLIENT:
+	case ISM_HV_CLIENT_IP:
+	case ISM_HV_CLIENT_PORT:
+		return hval_addr(out, cap, ism_stream_client(st),
+				 st->xff_client[0] ? 0 : s->peer_port, p->kind == ISM_HV_CLIENT_IP,
+				 p->kind == ISM_HV_CLIENT_PORT);
+	case ISM_HV_PEER:
+	case ISM_HV_PEER_IP:
+	case ISM_HV_PEER_PORT:
+		return hval_addr(out, cap, s->peer, s->peer_port, p->kind == ISM_HV_PEER_IP,
+				 p->kind == ISM_HV_PEER_PORT);
+	case ISM_HV_LOCAL:
+	case ISM_HV_LOCAL_IP:
+	case ISM_HV_LOCAL_PORT:
+		return hval_local(s, out, cap, p->kind == ISM_HV_LOCAL_IP,
+				  p->kind == ISM_HV_LOCAL_PORT);
+	case ISM_HV_SNI:
+		return hval_str(out, cap, s->sni, s->sni ? strlen(s->sni) : 0);
+	case ISM_HV_PROTOCOL: {
+		const char *proto = s->h2 ? "HTTP/2" : st->http10 ? "HTTP/1.0" : "HTTP/1.1";
+
+		return hval_str(out, cap, proto, strlen(proto));
+	}
+	case ISM_HV_START_TIME: {
+		char t[40];
+
+		n = ism_time_iso(ism_wall_ms() - (c->w->now - st->t0_ms), t, sizeof(t));
+		return hval_str(out, cap, t, n);
+	}
+	case ISM_HV_REQ:
+		n = hval_req(c, p->a, out, cap);
+		return n > 0 || p->b.len == 0 ? n : hval_req(c, p->b, out, cap);
+	case ISM_HV_ROUTE_NAME:
+		return c->r != NULL ? hval_str(out, cap, c->r->name.p, c->r->name.len) : 0;
+	case ISM_HV_UPSTREAM_CLUSTER:
+		cl = st_cluster(c->w, st);
+		return cl != NULL ? hval_str(out, cap, cl->name.p, cl->name.len) : 0;
+	case ISM_HV_TLS_VERSION:
+	case ISM_HV_PEER_URI_SAN:
+	case ISM_HV_PEER_DNS_SAN:
+	case ISM_HV_PEER_SUBJECT:
+	case ISM_HV_PEER_FINGERPRINT:
+		if (!ism_sess_tls(s) || ism_tls_peer_field(s->s.x.ssl, p->kind, &b) < 0) {
+			ism_buf_free(&b);
+			return 0;
+		}
+		n = hval_str(out, cap, b.p, b.len);
+		ism_buf_free(&b);
+		return n;
+	case ISM_HV_LITERAL:
+		break;
+	}
+	return 0;
+}
+
+/* Edits e, made for this request when their values hold command operators
+ * (free() the copy *made then); e itself when they do not. NULL without
+ * memory. */
+static const struct ism_hdr_edits *
+edits_made(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req,
+	   const struct ism_route *r, const struct ism_hdr_edits *e, struct ism_hdr_edits **made)
+{
+	struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r};
+
+	*made = NULL;
+	if (!e->dynamic)
+		return e;
+	*made = ism_act_edits_dup(e, hval, &c);
+	return *made;
+}
+
 /* A route's own answer: status, body (len bytes; NULL: none), the fields it
  * makes (hdrs, n), then the route's response edits; no reason code. */
-static void route_answer(struct ism_wctx *w, struct ism_stream *st,
-			 const struct ism_route_actions *a, int status, const char *why,
+static void route_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
+			 const struct ism_http_req *req, int status, const char *why,
 			 const char *body, uint32_t len, const struct ism_http_header *hdrs,
 			 size_t n)
 {
 	struct ism_local lr = {.status = status, .why = why, .body = body, .body_len = len};
+	struct ism_hdr_edits *made;
+	const struct ism_hdr_edits *e = edits_made(w, st, req, r, &r->act->resp, &made);
 
-	lr.hdrs = edit_fields(w, &a->resp, hdrs, n, &lr.n_hdrs);
+	lr.hdrs = e != NULL ? edit_fields(w, e, hdrs, n, &lr.n_hdrs) : NULL;
 	if (lr.hdrs == NULL) {
+		free(made);
 		stream_local(w, st, 503, "out of memory", false);
 		return;
 	}
 	stream_answer(w, st, &lr, NULL);
+	free(made);
 }
 
 /* A route's redirect: Location as Envoy writes it, no body. */
-static void redirect(struct ism_wctx *w, struct ism_stream *st, const struct ism_route_actions *a,
+static void redirect(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
 		     const struct ism_http_req *req, uint16_t port, bool tls)
 {
+	const struct ism_route_actions *a = r->act;
 	const uint32_t limit = w->table->limits.max_request_header_bytes;
 	struct ism_buf *path = &w->act_path, *loc = &w->act_orig;
 	int n;
@@ -1225,18 +1412,18 @@ static void redirect(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		stream_local(w, st, 500, "redirect location too long", false);
 		return;
 	}
-	route_answer(w, st, a, a->redirect.code, "redirect", NULL, 0,
+	route_answer(w, st, r, req, a->redirect.code, "redirect", NULL, 0,
 		     &(struct ism_http_header){"location", 8, loc->p, loc->len}, 1);
 }
 
 /* A route's direct response: its status and body (text/plain when it has
  * one, as Envoy's local replies), and, as Envoy gives a direct 201 or 3xx
  * answer, the request's own URL as Location. */
-static void direct_response(struct ism_wctx *w, struct ism_stream *st,
-			    const struct ism_route_actions *a, const struct ism_http_req *req,
-			    uint16_t port, bool tls)
+static void direct_response(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
+			    const struct ism_http_req *req, uint16_t port, bool tls)
 {
 	static const struct ism_path_rewrite keep = {.kind = ISM_PATH_KEEP};
+	const struct ism_route_actions *a = r->act;
 	const uint32_t limit = w->table->limits.max_request_header_bytes;
 	const struct ism_direct *dr = &a->direct;
 	struct ism_buf *path = &w->act_path, *loc = &w->act_orig;
@@ -1251,7 +1438,7 @@ static void direct_response(struct ism_wctx *w, struct ism_stream *st,
 	    ism_act_location(NULL, port, tls, req->host, req->host_len, path->p, path->len, limit,
 			     loc) == 0)
 		h[n++] = (struct ism_http_header){"location", 8, loc->p, loc->len};
-	route_answer(w, st, a, dr->status, "direct response", dr->body.p, dr->body.len, h, n);
+	route_answer(w, st, r, req, dr->status, "direct response", dr->body.p, dr->body.len, h, n);
 }
 
 /* The path rewrite of route action a: req's path becomes the one the upstream
@@ -1308,10 +1495,17 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 		req->host = da->authority.p;
 		req->host_len = da->authority.len;
 	}
-	if (da != NULL && da->req.n > 0)
-		ed->hdrs = &da->req;
+	if (da != NULL && da->req.n > 0 &&
+	    (ed->hdrs = edits_made(w, st, req, r, &da->req, &ed->made)) == NULL) {
+		stream_local(w, st, 503, "out of memory", false);
+		return false;
+	}
 	if (da != NULL && da->resp.n > 0) {
-		st->resp_edits = ism_act_edits_dup(&da->resp);
+		struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r};
+
+		/* Its values are made now: the operators' values are the
+		 * request's, and a reload may release the table meanwhile. */
+		st->resp_edits = ism_act_edits_dup(&da->resp, da->resp.dynamic ? hval : NULL, &c);
 		if (st->resp_edits == NULL) {
 			stream_local(w, st, 503, "out of memory", false);
 			return false;
@@ -1397,10 +1591,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		return;
 	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
 	case ISM_ROUTE_REDIRECT:
-		redirect(w, st, r->act, req, l->port, https);
+		redirect(w, st, r, req, l->port, https);
 		return;
 	case ISM_ROUTE_DIRECT:
-		direct_response(w, st, r->act, req, l->port, https);
+		direct_response(w, st, r, req, l->port, https);
 		return;
 	case ISM_ROUTE_FORWARD:
 		break;
@@ -1443,12 +1637,14 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->pool_idle_ms = cl->idle_timeout_ms;
 	st->response_timeout_ms = t->timeouts.upstream_response_ms;
 	st->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
-	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed))
+	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed)) {
+		free(ed.made);
 		return;
+	}
+	ret = ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head);
+	free(ed.made);
 	/* Body bytes that arrived with the head travel with it. */
-	if (ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head) <
-		0 ||
-	    ism_up_body_into(st, &head, body, len, req_done) < 0) {
+	if (ret < 0 || ism_up_body_into(st, &head, body, len, req_done) < 0) {
 		ism_buf_free(&head);
 		stream_local(w, st, 431, "request head too large", true);
 		return;

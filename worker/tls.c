@@ -747,9 +747,8 @@ static bool san_plain(const ASN1_IA5STRING *s)
 	return n > 0;
 }
 
-/* Each SAN of type of cert after its own key: ";key=" (no ';' at the start
- * of out) and the name. */
-static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *key)
+/* Each SAN of type of cert after sep (none at the start of out) and key. */
+static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *sep, const char *key)
 {
 	GENERAL_NAMES *names =
 	    cert ? X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL) : NULL;
@@ -761,7 +760,7 @@ static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *key)
 
 		if (s == NULL || !san_plain(s))
 			continue;
-		ret |= ism_buf_put_str(out, out->len ? ";" : "", XFCC_MAX);
+		ret |= ism_buf_put_str(out, out->len ? sep : "", XFCC_MAX);
 		ret |= ism_buf_put_str(out, key, XFCC_MAX);
 		ret |= ism_buf_append(out, ASN1_STRING_get0_data(s),
 				      (uint32_t)ASN1_STRING_length(s), XFCC_MAX);
@@ -771,8 +770,9 @@ static int put_sans(struct ism_buf *out, X509 *cert, int type, const char *key)
 }
 
 /* prefix, what the memory BIO b holds (printed: it was written whole),
- * URL-encoded or not, and a closing quote; -ENOMEM when it was not. */
-static int put_printed(struct ism_buf *out, BIO *b, bool printed, const char *prefix, bool url)
+ * URL-encoded or not, and suffix; -ENOMEM when it was not. */
+static int put_printed(struct ism_buf *out, BIO *b, bool printed, const char *prefix, bool url,
+		       const char *suffix)
 {
 	char *p;
 	long n = printed ? BIO_get_mem_data(b, &p) : -1;
@@ -783,48 +783,87 @@ static int put_printed(struct ism_buf *out, BIO *b, bool printed, const char *pr
 	ret = ism_buf_put_str(out, prefix, XFCC_MAX);
 	ret |= url ? put_url_encoded(out, p, (size_t)n)
 		   : ism_buf_append(out, p, (uint32_t)n, XFCC_MAX);
-	return ret | ism_buf_append(out, "\"", 1, XFCC_MAX);
+	return ret | ism_buf_put_str(out, suffix, XFCC_MAX);
 }
 
-int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
+/* The SHA-256 of cert, in hex. */
+static int put_fingerprint(struct ism_buf *out, X509 *cert)
 {
-	X509 *peer = SSL_get0_peer_certificate(ssl);
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	uint32_t uri_at;
-	BIO *pem, *subj;
-	int ret;
+	int ret = 0;
 
-	if (peer == NULL)
-		return 0;
-	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1)
+	if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1)
 		return -ENOMEM;
-	ret = put_sans(out, SSL_get_certificate(ssl), GEN_URI, "By=");
-	ret |= ism_buf_put_str(out, out->len ? ";Hash=" : "Hash=", XFCC_MAX);
 	for (unsigned int i = 0; i < mdlen; i++) {
 		char h[2] = {hex[md[i] >> 4], hex[md[i] & 15]};
 
 		ret |= ism_buf_append(out, h, 2, XFCC_MAX);
 	}
+	return ret;
+}
+
+/* prefix, cert's subject (RFC 2253: control characters escaped), suffix. */
+static int put_subject(struct ism_buf *out, X509 *cert, const char *prefix, const char *suffix)
+{
+	BIO *subj = BIO_new(BIO_s_mem());
+	int ret = put_printed(out, subj,
+			      subj != NULL && X509_NAME_print_ex(subj, X509_get_subject_name(cert),
+								 0, XN_FLAG_RFC2253) >= 0,
+			      prefix, false, suffix);
+
+	BIO_free(subj);
+	return ret;
+}
+
+int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
+{
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	uint32_t uri_at;
+	BIO *pem;
+	int ret;
+
+	if (peer == NULL)
+		return 0;
+	ret = put_sans(out, SSL_get_certificate(ssl), GEN_URI, ";", "By=");
+	ret |= ism_buf_put_str(out, out->len ? ";Hash=" : "Hash=", XFCC_MAX);
+	ret |= put_fingerprint(out, peer);
 	pem = BIO_new(BIO_s_mem());
 	ret |= put_printed(out, pem, pem != NULL && PEM_write_bio_X509(pem, peer) == 1, ";Cert=\"",
-			   true);
+			   true, "\"");
 	BIO_free(pem);
 	/* Printed empty, the subject is still a key of its own (Envoy's). */
-	subj = BIO_new(BIO_s_mem());
-	ret |= put_printed(out, subj,
-			   subj != NULL && X509_NAME_print_ex(subj, X509_get_subject_name(peer), 0,
-							      XN_FLAG_RFC2253) >= 0,
-			   ";Subject=\"", false);
-	BIO_free(subj);
+	ret |= put_subject(out, peer, ";Subject=\"", "\"");
 	/* So is URI, when the certificate has none. */
 	uri_at = out->len;
-	ret |= put_sans(out, peer, GEN_URI, "URI=");
+	ret |= put_sans(out, peer, GEN_URI, ";", "URI=");
 	if (out->len == uri_at)
 		ret |= ism_buf_put_str(out, ";URI=", XFCC_MAX);
-	ret |= put_sans(out, peer, GEN_DNS, "DNS=");
+	ret |= put_sans(out, peer, GEN_DNS, ";", "DNS=");
 	return ret ? -ENOMEM : 1;
+}
+
+int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out)
+{
+	X509 *peer = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+
+	if (ssl == NULL)
+		return 0;
+	switch ((enum ism_hval_kind)kind) {
+	case ISM_HV_TLS_VERSION:
+		return ism_buf_put_str(out, SSL_get_version(ssl), XFCC_MAX);
+	case ISM_HV_PEER_URI_SAN:
+		return put_sans(out, peer, GEN_URI, ",", "");
+	case ISM_HV_PEER_DNS_SAN:
+		return put_sans(out, peer, GEN_DNS, ",", "");
+	case ISM_HV_PEER_SUBJECT:
+		return peer != NULL ? put_subject(out, peer, "", "") : 0;
+	case ISM_HV_PEER_FINGERPRINT:
+		return peer != NULL ? put_fingerprint(out, peer) : 0;
+	default:
+		return 0;
+	}
 }
 
 /* ---------- record buffers ---------- */

@@ -32,6 +32,13 @@
  * certificate (nothing written), or -ENOMEM. */
 int ism_tls_xfcc(SSL *ssl, struct ism_buf *out);
 
+/* What Envoy's command operator kind (enum ism_hval_kind: DOWNSTREAM_TLS_VERSION,
+ * DOWNSTREAM_PEER_URI_SAN, _DNS_SAN, _SUBJECT, _FINGERPRINT_256) gives for
+ * the client connection ssl (NULL: plaintext, nothing), appended to out: the
+ * SANs comma-separated (those that ism_tls_xfcc leaves out left out here
+ * too), the subject in RFC 2253. 0, or -ENOMEM. */
+int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out);
+
 /* OpenSSL's record buffers from the worker's block cache (ism_blk_take).
  *
  * Every TLS connection runs with SSL_MODE_RELEASE_BUFFERS, as HAProxy's and

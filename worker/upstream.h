@@ -78,6 +78,9 @@ struct ism_req_edits {
 	const char *orig_path;
 	size_t orig_len;
 	const struct ism_hdr_edits *hdrs; /* the route's header edits; NULL: none */
+	/* hdrs made for this request (values with command operators), which
+	 * the caller frees once the head is written; NULL: none */
+	struct ism_hdr_edits *made;
 };
 
 /* Writes the request head the upstream gets into out: origin-form target, the

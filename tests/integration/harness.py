@@ -99,8 +99,9 @@ class Conn:
     """A raw HTTP/1.1 client over one TCP connection: a real client that lets a
     test send exactly the bytes it wants (pipelining, malformed requests)."""
 
-    def __init__(self, host, port, timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, timeout=10.0, source=None):
+        """source: (address, port) to connect from (another 127.x address)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.timeout = timeout

@@ -248,6 +248,107 @@ REDIRECTS = (
     "  - " + dest()[4:])
 
 
+OPERATORS = (
+    "  - name: ops\n    match: [{uri: {prefix: /ops/}}]\n    rewrite: {uri: /}\n"
+    "    headers:\n"
+    "      request:\n"
+    "        set:\n"
+    "          x-client: \"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\"\n"
+    "          x-client-full: \"%DOWNSTREAM_REMOTE_ADDRESS%\"\n"
+    "          x-peer-port: \"%DOWNSTREAM_DIRECT_REMOTE_PORT%\"\n"
+    "          x-local: \"%DOWNSTREAM_LOCAL_ADDRESS%\"\n"
+    "          x-proto: \"%PROTOCOL%\"\n"
+    "          x-ua: \"ua=%REQ(User-Agent)% is 100%%\"\n"
+    "          x-ua3: \"%REQ(user-agent):3%\"\n"
+    "          x-alt: \"%REQ(x-nope?:AUTHORITY)%\"\n"
+    "          x-path: \"%REQ(:PATH)%\"\n"
+    "          x-route: \"%ROUTE_NAME% %UPSTREAM_CLUSTER%\"\n"
+    "          x-start: \"%START_TIME%\"\n"
+    "          x-host: \"%HOSTNAME%\"\n"
+    "          x-keep: \"%REQ(x-nope)%\"\n"
+    "          x-sni: \"[%REQUESTED_SERVER_NAME%]\"\n"
+    "        add: {x-tls: \"%DOWNSTREAM_TLS_VERSION%\"}\n"
+    "      response:\n"
+    "        set: {x-seen-client: \"%DOWNSTREAM_REMOTE_ADDRESS%\"}\n"
+    + dest() +
+    "  - name: answer\n    match: [{uri: {prefix: /answer}}]\n"
+    "    directResponse: {status: 200, body: {string: ok}}\n"
+    "    headers: {response: {set: {x-answer-for: \"%REQ(x-who)%\"}}}\n"
+    "  - " + dest()[4:])
+
+
+@_test
+def headers_command_operators(env):
+    """Envoy's command operators in header values, made for each request: the
+    client's address (with and without port), the connection's local address
+    and peer port, the protocol, request fields (pseudo-headers, an
+    alternative, a length), the route and cluster, the start time, the host
+    name; %% is a '%'. A value that comes out empty is not sent, and a set of
+    it leaves the client's field (as Envoy skips the set); the TLS operators
+    are empty on plaintext. Response edits and a route's own answer have
+    them too. Operators isthmus does not make, and malformed ones, are errors
+    naming the field."""
+    import datetime
+    import socket as pysocket
+
+    gw = setup(env, OPERATORS)
+    with Conn("127.0.0.1", gw, source=("127.0.0.7", 0)) as c:
+        sport = c.sock.getsockname()[1]
+        r = c.request("GET", "/ops/headers?q=1", "ops.example:81",
+                      [("User-Agent", "probe/2"), ("x-keep", "mine")])
+    check(r.status == 200, f"GET /ops/headers: {r}")
+    lines = head_lines(r.body)
+
+    def one(name):
+        got = named(lines, name)
+        check(len(got) == 1, f"{name} upstream: {got} in {lines}")
+        return got[0].split(": ", 1)[1]
+
+    check(one("x-client") == "127.0.0.7", f"x-client {one('x-client')}")
+    check(one("x-client-full") == f"127.0.0.7:{sport}", f"x-client-full {one('x-client-full')}")
+    check(one("x-peer-port") == str(sport), f"x-peer-port {one('x-peer-port')}")
+    check(one("x-local") == f"127.0.0.1:{gw}", f"x-local {one('x-local')}")
+    check(one("x-proto") == "http/1.1", f"x-proto {one('x-proto')}")
+    check(one("x-ua") == "ua=probe/2 is 100%", f"x-ua {one('x-ua')}")
+    check(one("x-ua3") == "pro", f"x-ua3 {one('x-ua3')}")
+    check(one("x-alt") == "ops.example:81", f"x-alt {one('x-alt')}")
+    check(one("x-path") == "/headers?q=1", f"x-path (after the rewrite) {one('x-path')}")
+    check(one("x-route") == f"ops outbound|80||{SVC}", f"x-route {one('x-route')}")
+    start = datetime.datetime.strptime(one("x-start"), "%Y-%m-%dt%H:%M:%S.%fz")
+    age = abs((datetime.datetime.utcnow() - start).total_seconds())
+    check(age < 60, f"x-start {one('x-start')} is not now")
+    check(one("x-host") == pysocket.gethostname().lower(), f"x-host {one('x-host')}")
+    check(one("x-keep") == "mine", f"a set that came out empty must leave the client's field: {one('x-keep')}")
+    check(one("x-sni") == "[]", f"x-sni {one('x-sni')}")
+    check(named(lines, "x-tls") == [], f"an empty add was sent: {named(lines, 'x-tls')}")
+    check(r.header("x-seen-client") == f"127.0.0.7:{sport}", f"response x-seen-client {r.headers}")
+    r = env.get("/answer", headers={"x-who": "alice"})
+    check(r.status == 200 and r.body == b"ok" and r.header("x-answer-for") == "alice",
+          f"a direct response's edits: {r} {r.headers}")
+    # Over HTTP/2 (h2c), the protocol says so.
+    rc, out, err = curl(["--http2-prior-knowledge", "-s", "-i", f"http://127.0.0.1:{gw}/ops/headers"])
+    check(rc == 0 and "x-proto: HTTP/2" in out, f"h2c: rc {rc} {err} {out[:400]}")
+
+    cases = (
+        ("%UPSTREAM_HOST%", "not implemented yet in header values"),
+        ("%NO_SUCH_THING%", "unknown command operator"),
+        ("50% off", "a lone '%'"),
+        ("%REQ%", "needs a name"),
+        ("%PROTOCOL(x)%", "takes no argument"),
+    )
+    for i, (value, words) in enumerate(cases):
+        routes = ("  - headers: {request: {set: {x-bad: \"" + value + "\"}}}\n" + dest())
+        path = env.write(f"bad{i}.yaml", docs(appliance(env), gateway(gw), virtual_service("vs", ["*"], routes)))
+        rc, out = env.check_config(path)
+        line = next((l for l in out.splitlines() if words in l), "")
+        check(rc != 0 and re.match(re.escape(path) + r":\d+:\d+: error: ", line) and
+              "headers.request.set.x-bad" in line, f"{value!r}: want an error with {words!r}: rc {rc}\n{out}")
+    routes = "  - headers: {request: {set: {host: \"%REQ(x-h)%\"}}}\n" + dest()
+    path = env.write("badhost.yaml", docs(appliance(env), gateway(gw), virtual_service("vs", ["*"], routes)))
+    rc, out = env.check_config(path)
+    check(rc != 0 and "cannot hold command operators" in out, f"an authority with an operator: rc {rc}\n{out}")
+
+
 def upstream_count(env):
     return int(env.ctl("127.0.0.2", env.up_port, "count"))
 

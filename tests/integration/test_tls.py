@@ -530,6 +530,43 @@ def tls_client_pins(env):
           f"pins on a PASSTHROUGH server: rc {rc}:\n{out}")
 
 
+@_test
+def tls_header_operators(env):
+    """The TLS command operators of a route's header values: the client
+    certificate's URI and DNS SANs (comma-separated), subject (RFC 2253) and
+    SHA-256, the TLS version and the server name, as Envoy formats them; all
+    empty (so not sent) without a client certificate, except the version and
+    the name."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("t", ["DNS:t.example.com"])
+    client = pki.leaf("client", ["URI:spiffe://x/a", "DNS:a.example.com", "URI:spiffe://x/b"])
+    ops = {"x-san": "DOWNSTREAM_PEER_URI_SAN", "x-dns": "DOWNSTREAM_PEER_DNS_SAN",
+           "x-subject": "DOWNSTREAM_PEER_SUBJECT", "x-fp": "DOWNSTREAM_PEER_FINGERPRINT_256",
+           "x-tls": "DOWNSTREAM_TLS_VERSION", "x-sni": "REQUESTED_SERVER_NAME"}
+    sets = ", ".join(f'{k}: "%{v}%"' for k, v in ops.items())
+    vs = virtual_service("ops", ["t.example.com"],
+                         f"  - headers: {{request: {{set: {{{sets}}}}}}}\n"
+                         f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+    world(env, [server(port, ["t.example.com"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, "
+                                               f"caCertificates: {pki.ca()}")],
+          vs_hosts=(), extra_docs=(vs,))
+    subject = subprocess.run(["openssl", "x509", "-in", client[0], "-noout", "-subject", "-nameopt", "RFC2253"],
+                             stdout=subprocess.PIPE, check=True).stdout.decode().strip()[len("subject="):]
+    want = {"x-san": "spiffe://x/a,spiffe://x/b", "x-dns": "a.example.com", "x-subject": subject,
+            "x-fp": cert_hash(client[0]), "x-tls": "TLSv1.3", "x-sni": "t.example.com"}
+    for cert, expect in ((client, want), (None, {"x-tls": "TLSv1.3", "x-sni": "t.example.com"})):
+        with TlsConn(port, "t.example.com", client_ctx(pki, cert=cert)) as c:
+            r = c.request("GET", "/rawecho", "t.example.com")
+        check(r.status == 200, f"/rawecho: {r}")
+        got = {}
+        for line in r.body.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(":")
+            if k.lower() in ops:
+                got[k.lower()] = v.strip()
+        check(got == expect, f"client certificate {cert is not None}: upstream got {got}, want {expect}")
+
+
 def xfcc_expected(pki, crt, by=()):
     """The X-Forwarded-Client-Cert element Envoy makes for the client
     certificate at crt (SANITIZE_SET with Subject, Cert, URI and DNS, as Istio

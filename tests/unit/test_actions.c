@@ -295,7 +295,7 @@ static void test_header_edits(void **state)
 	assert_false(ism_act_drops(&e, "x-other", 7));
 	assert_null(ism_act_edit(&e, "x-se", 4));
 	assert_int_equal(ism_act_n_values(&e), 3);
-	c = ism_act_edits_dup(&e);
+	c = ism_act_edits_dup(&e, NULL, NULL);
 	assert_non_null(c);
 	both[0] = &e;
 	both[1] = c;
@@ -314,6 +314,62 @@ static void test_header_edits(void **state)
 	}
 	assert_ptr_not_equal(c->e[0].name.p, ev[0].name.p);
 	assert_string_equal(c->e[2].values[1].p, "b");
+	free(c);
+}
+
+/* An operator's value for test_header_operators: its header name (part a)
+ * is what it gives, "\r\n" and all. */
+static size_t op_value(void *arg, const struct ism_hval_part *p, char *dst, size_t cap)
+{
+	size_t n = p->a.len < cap ? p->a.len : cap;
+
+	(void)arg;
+	memcpy(dst, p->a.p, n);
+	return n;
+}
+
+/* Values with command operators, made: text and values in order, cut at a
+ * part's length, control characters left out; a value that comes out empty
+ * is not sent, and a set of it (not a remove) keeps the message's field. */
+static void test_header_operators(void **state)
+{
+	static const struct ism_hval_part made[] = {
+	    {.kind = ISM_HV_LITERAL, .a = S("v=")},
+	    {.kind = ISM_HV_REQ, .a = S("abc\r\nx-evil: 1")},
+	    {.kind = ISM_HV_REQ, .max_len = 2, .a = S("xyz")},
+	};
+	static const struct ism_hval_part none[] = {{.kind = ISM_HV_REQ, .a = S("")}};
+	static const struct ism_hval fmts[] = {{.n = 3, .parts = made}};
+	static const struct ism_hval empty[] = {{.n = 1, .parts = none}};
+	static const struct ism_str raw[] = {S("v=%REQ(a)%%REQ(b):2%")}, raw2[] = {S("%REQ(c)%")};
+	static const struct ism_hdr_edit ev[] = {
+	    {.name = S("x-made"), .drop = 1, .n_values = 1, .values = raw, .fmts = fmts},
+	    {.name = S("x-kept"), .drop = 1, .n_values = 1, .values = raw2, .fmts = empty},
+	    {.name = S("x-gone"),
+	     .drop = 1,
+	     .removed = 1,
+	     .n_values = 1,
+	     .values = raw2,
+	     .fmts = empty},
+	};
+	const struct ism_hdr_edits e = {.n = 3, .dynamic = 1, .e = ev};
+	struct ism_hdr_edits *c = ism_act_edits_dup(&e, op_value, NULL);
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(c->e[0].n_values, 1);
+	assert_int_equal(c->e[0].values[0].len, strlen("v=abcx-evil: 1xy"));
+	assert_memory_equal(c->e[0].values[0].p, "v=abcx-evil: 1xy", c->e[0].values[0].len);
+	assert_true(c->e[0].drop);
+	assert_int_equal(c->e[1].n_values, 0);
+	assert_false(c->e[1].drop);
+	assert_int_equal(c->e[2].n_values, 0);
+	assert_true(c->e[2].drop);
+	free(c);
+	/* Without a callback: copied as written. */
+	c = ism_act_edits_dup(&e, NULL, NULL);
+	assert_non_null(c);
+	assert_memory_equal(c->e[0].values[0].p, raw[0].p, raw[0].len);
 	free(c);
 }
 
@@ -349,8 +405,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_prefix_rewrite), cmocka_unit_test(test_shadow_host),
 	    cmocka_unit_test(test_regex_rewrite),  cmocka_unit_test(test_rewrite_limits),
-	    cmocka_unit_test(test_header_edits),   cmocka_unit_test(test_location),
-	    cmocka_unit_test(test_redirect_path),
+	    cmocka_unit_test(test_header_edits),   cmocka_unit_test(test_header_operators),
+	    cmocka_unit_test(test_location),	   cmocka_unit_test(test_redirect_path),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
