@@ -1209,10 +1209,16 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->proto = upstream_proto(k, &tp.pool);
 	apply_h2(&tp.pool, cl);
 	cluster_tls(b, k, k->subset, &tp, &cl->tls);
+	cl->pp = tp.pp;
 	hc = ism_model_find_hc(c, k->host, k->port);
 	if (hc != SIZE_MAX) {
+		struct ism_cm_tp svc;
+
 		cl->hc = compile_hc(b, hc, k->host);
 		cl->hc_tls = k->subset[0] == '\0' ? &cl->tls : check_tls(b, dr, k);
+		/* as hc_tls: the service port's, one check serving every subset */
+		ism_model_policy(dr, NULL, k->port, &svc);
+		cl->hc_pp = svc.pp;
 	}
 	fill_endpoints(b, k, s, &tp, cl);
 	if (tp.lb.has_hash)

@@ -56,9 +56,11 @@ static const struct ism_cm_port_tp *port_tp(const struct ism_cm_policy *p, uint3
 static void port_replace(struct ism_cm_tp *out, const struct ism_cm_port_tp *pt)
 {
 	struct ism_cm_rbudget rb = out->rb;
+	uint8_t pp = out->pp;
 
 	*out = pt->tp;
 	out->rb = rb;
+	out->pp = pp;
 }
 
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
@@ -85,6 +87,8 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		out->tls = s->policy.tp.tls;
 	if (s->policy.tp.rb.set)
 		out->rb = s->policy.tp.rb;
+	if (s->policy.tp.pp != ISM_UPP_NONE)
+		out->pp = s->policy.tp.pp;
 	pt = port_tp(&s->policy, port);
 	if (pt != NULL)
 		port_replace(out, pt);

@@ -3121,16 +3121,31 @@ static void parse_retry_budget(struct ism_vctx *v, const struct ism_node *tp,
 	ism_v_pop(v, old);
 }
 
+/* trafficPolicy.proxyProtocol: {version: V1 | V2}, V1 when absent (Istio's
+ * enum, whose zero value is V1). */
+static void parse_upstream_pp(struct ism_vctx *v, const struct ism_node *tp, uint8_t *out)
+{
+	static const char *const keys[] = {"version", NULL};
+	static const char *const versions[] = {"V1", "V2", NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "proxyProtocol", false, ISM_NODE_MAP);
+	const char *ver = "V1";
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".proxyProtocol");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_enum(v, n, "version", versions, NULL, &ver);
+	*out = strcmp(ver, "V2") == 0 ? ISM_UPP_V2 : ISM_UPP_V1;
+	ism_v_pop(v, old);
+}
+
 static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_policy *p)
 {
-	static const char *const keys[] = {"loadBalancer",
-					   "connectionPool",
-					   "outlierDetection",
-					   "portLevelSettings",
-					   "tls",
-					   "retryBudget",
-					   NULL};
-	static const char *const unimpl[] = {"tunnel", "proxyProtocol", NULL};
+	static const char *const keys[] = {
+	    "loadBalancer", "connectionPool", "outlierDetection", "portLevelSettings",
+	    "tls",	    "retryBudget",    "proxyProtocol",	  NULL};
+	static const char *const unimpl[] = {"tunnel", NULL};
 	const struct ism_node *tp = ism_v_node(v, map, "trafficPolicy", false, ISM_NODE_MAP);
 	size_t old;
 
@@ -3140,6 +3155,7 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 	ism_v_keys(v, tp, keys, unimpl);
 	parse_tp(v, tp, &p->tp);
 	parse_retry_budget(v, tp, &p->tp.rb);
+	parse_upstream_pp(v, tp, &p->tp.pp);
 	parse_port_settings(v, tp, p);
 	ism_v_pop(v, old);
 }

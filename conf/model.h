@@ -377,6 +377,7 @@ struct ism_cm_tp {
 	/* Policy-wide (not in portLevelSettings, and kept when they apply, as
 	 * Istio merges them): */
 	struct ism_cm_rbudget rb;
+	uint8_t pp; /* proxyProtocol (enum ism_upstream_pp; ISM_UPP_NONE: not set) */
 };
 
 struct ism_cm_port_tp {
@@ -745,7 +746,10 @@ size_t ism_model_find_hc(const struct ism_conf *c, const char *host, uint32_t po
  * its portLevelSettings entry for port; then each block the subset sets
  * (loadBalancer, connectionPool, outlierDetection) replaces the inherited one;
  * then the subset's portLevelSettings entry for port replaces all of them. A
- * block absent from a port-level entry takes its defaults, not the rule's. */
+ * block absent from a port-level entry takes its defaults, not the rule's.
+ * The policy-wide fields (retryBudget, proxyProtocol), which a port-level
+ * entry does not have, are the rule's unless the subset sets them (Istio's
+ * MergeTrafficPolicy). */
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
 		      struct ism_cm_tp *out);
 /* Istio's circuit-breaker defaults (connectionPool absent, or a field 0). */

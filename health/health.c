@@ -20,6 +20,7 @@
 #include "health/outlier.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
+#include "worker/proxyproto.h"
 
 /* Times are ism_now_ms() milliseconds, the clock the master passes to
  * ism_health_run; set_table reads it itself to schedule new endpoints. */
@@ -30,6 +31,7 @@
 enum hc_state {
 	HC_IDLE = 0,   /* waiting for next_ms */
 	HC_CONNECTING, /* non-blocking connect in progress */
+	HC_PROXY,      /* PROXY header being sent (a cluster with proxyProtocol) */
 	HC_HANDSHAKE,  /* TLS handshake in progress (a cluster that originates TLS) */
 	HC_SENDING,    /* request partly written */
 	HC_READING,    /* waiting for the status line */
@@ -61,6 +63,9 @@ struct hc_ep {
 	SSL *ssl;	 /* the check's session, while connected */
 	bool name_check; /* the certificate must carry sni (ism_tlsctx_name_checked) */
 	char sni[256];	 /* server name sent: the DestinationRule's sni, else the Host */
+	uint8_t pp;	 /* the PROXY header the check starts with (enum ism_upstream_pp) */
+	uint8_t pp_len, pp_sent;
+	uint8_t pp_hdr[ISM_PP_WRITE_MAX];
 	uint64_t next_ms;
 	uint64_t deadline_ms;
 	uint32_t succ, fail; /* consecutive results */
@@ -594,6 +599,56 @@ static void ep_start_tls(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	ep_handshake(h, e, now);
 }
 
+/* Connected, and the PROXY header sent where the cluster has one: TLS, or the
+ * check itself. */
+static void ep_transport(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	if (e->ctx != NULL)
+		ep_start_tls(h, e, now);
+	else
+		ep_connected(h, e, now);
+}
+
+static void ep_send_pp(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	ssize_t r;
+
+	while (e->pp_sent < e->pp_len) {
+		r = send(e->fd, e->pp_hdr + e->pp_sent, e->pp_len - e->pp_sent,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			e->want = EPOLLOUT;
+			ep_wait_io(h, e, now);
+			return;
+		}
+		if (r < 0) {
+			ep_fail_errno(h, e, "send", errno, now);
+			return;
+		}
+		e->pp_sent += (uint8_t)r;
+	}
+	ep_transport(h, e, now);
+}
+
+/* The PROXY header first, before TLS, as Envoy's upstream transport socket
+ * writes it for a health check, which has no downstream connection: v1 names
+ * the check's own connection (its local address as the source, the endpoint
+ * as the destination), v2 is a LOCAL header. */
+static void ep_start_pp(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	union ism_pp_addr local;
+	socklen_t len = sizeof(local);
+	bool own = e->pp == ISM_UPP_V1 && getsockname(e->fd, &local.sa, &len) == 0;
+
+	e->pp_len = (uint8_t)ism_pp_write(e->pp_hdr, e->pp, own ? &local.sa : NULL,
+					  own ? (const struct sockaddr *)&e->addr : NULL);
+	e->pp_sent = 0;
+	e->state = HC_PROXY;
+	ep_send_pp(h, e, now);
+}
+
 static void ep_event(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	int err = 0;
@@ -607,10 +662,13 @@ static void ep_event(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			ep_fail_errno(h, e, "connect", err, now);
 			return;
 		}
-		if (e->ctx != NULL)
-			ep_start_tls(h, e, now);
+		if (e->pp != ISM_UPP_NONE)
+			ep_start_pp(h, e, now);
 		else
-			ep_connected(h, e, now);
+			ep_transport(h, e, now);
+		return;
+	case HC_PROXY:
+		ep_send_pp(h, e, now);
 		return;
 	case HC_HANDSHAKE:
 		ep_handshake(h, e, now);
@@ -742,9 +800,9 @@ static int list_add(struct ism_health *h, struct hc_ep *e)
 
 /* Copies the check of cluster cl for endpoint ep into e, with its TLS settings
  * (cl->hc_tls) where they originate TLS (their sni, else the check's Host, as
- * the server name). A check in progress with another type, address, request or
- * TLS is abandoned and restarted at once. Interval fields left 0 default as
- * Envoy's do. */
+ * the server name) and its PROXY header (cl->hc_pp). A check in progress with
+ * another type, address, request, TLS or PROXY header is abandoned and
+ * restarted at once. Interval fields left 0 default as Envoy's do. */
 static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_cluster *cl,
 			const struct ism_endpoint *ep, uint64_t now)
 {
@@ -798,7 +856,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	}
 	changed = !e->req || strcmp(e->req, req) != 0 || e->type != type ||
 		  e->addrlen != ep->addrlen || memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 ||
-		  e->ctx != ctx || strcmp(e->sni, sni) != 0;
+		  e->ctx != ctx || strcmp(e->sni, sni) != 0 || e->pp != cl->hc_pp;
 	if (changed && e->state != HC_IDLE) {
 		ep_close(e);
 		e->next_ms = now;
@@ -809,6 +867,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	e->ctx = ctx;
 	memcpy(e->sni, sni, sizeof(sni));
 	e->name_check = ctx != NULL && ism_tlsctx_name_checked(tls);
+	e->pp = cl->hc_pp;
 	free(e->req);
 	free(e->statuses);
 	e->req = req;

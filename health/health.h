@@ -5,14 +5,17 @@
  * fails the endpoint at once) and TCP checks (a completed connect), both
  * through TLS where the service port originates it (ism_cluster.hc_tls, its
  * settings without a subset; a TCP check then passes once the handshake
- * completes). Timeouts and network failures count toward unhealthy_threshold;
- * healthy_threshold passes bring an endpoint back; a new endpoint starts
- * unhealthy and its first check decides. Waits follow Envoy's interval state
- * machine (interval, unhealthy, unhealthy-edge and healthy-edge intervals) plus
- * the configured jitter, and checks are spread over each interval, so many
- * endpoints are not checked in one burst. An endpoint in maintenance (admin
- * state maint) is not checked and counts as unhealthy; out of it, it is checked
- * at once and its first check decides.
+ * completes), after the PROXY header where the service port sends one
+ * (ism_cluster.hc_pp; v1 naming the check's own connection, v2 LOCAL, as
+ * Envoy's transport socket without a downstream connection). Timeouts and
+ * network failures count toward unhealthy_threshold; healthy_threshold passes
+ * bring an endpoint back; a new endpoint starts unhealthy and its first check
+ * decides. Waits follow Envoy's interval state machine (interval, unhealthy,
+ * unhealthy-edge and healthy-edge intervals) plus the configured jitter, and
+ * checks are spread over each interval, so many endpoints are not checked in
+ * one burst. An endpoint in maintenance (admin state maint) is not checked and
+ * counts as unhealthy; out of it, it is checked at once and its first check
+ * decides.
  *
  * Non-blocking: the checker owns an epoll descriptor that the master's poll loop
  * waits on, and timers the master honours through ism_health_timeout_ms. Results

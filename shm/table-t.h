@@ -603,6 +603,15 @@ enum ism_upstream_proto {
 	ISM_UP_AS_CLIENT, /* an HTTP/2 stream over HTTP/2, an HTTP/1.1 one over HTTP/1.1 */
 };
 
+/* The PROXY protocol header an upstream connection of a cluster starts with
+ * (DestinationRule trafficPolicy.proxyProtocol; Istio's V1 = 0, V2 = 1 are
+ * these values less one). */
+enum ism_upstream_pp {
+	ISM_UPP_NONE = 0, /* none */
+	ISM_UPP_V1,	  /* v1, text */
+	ISM_UPP_V2,	  /* v2, binary */
+};
+
 /* The most streams isthmus runs at once on one HTTP/2 connection: the bound of
  * spec.limits.http2MaxConcurrentStreams (client side) and the cap on a
  * DestinationRule's maxConcurrentStreams (upstream side). */
@@ -689,6 +698,11 @@ struct ism_cluster {
 	 * a subset (tls itself when this cluster has none): one check serves an
 	 * endpoint for every subset. NULL: plaintext. */
 	const struct ism_tls_conf *hc_tls;
+	/* The PROXY protocol header its connections start with, before TLS (enum
+	 * ism_upstream_pp); hc_pp: the one its active health check sends, the
+	 * service port's without a subset, as hc_tls. */
+	uint8_t pp;
+	uint8_t hc_pp;
 	uint8_t proto; /* enum ism_upstream_proto */
 	/* proto ISM_UP_HTTP2 (Istio applies them to explicit HTTP/2 clusters only;
 	 * ISM_UP_AS_CLIENT gets the defaults): streams at once on one upstream

@@ -638,11 +638,17 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 	return c;
 }
 
-/* An HTTP/2 connection to ep of st's TLS settings with room for a stream. */
-static struct ism_upconn *find_conn(struct ism_wctx *w, uint32_t ep_id, uint64_t key)
+/* An HTTP/2 connection to ep that st may share, with room for a stream: of
+ * st's TLS settings, and PROXY header (with one, its session's). */
+static struct ism_upconn *find_conn(struct ism_wctx *w, const struct ism_stream *st,
+				    const struct ism_cluster *cl, uint32_t ep_id)
 {
-	for (struct ism_upconn *u = w->mux[ep_id]; u != NULL; u = u->pool_next)
-		if (u->tls_fp == key && has_room(u->mux))
+	uint64_t key = ism_up_pool_key(st, cl);
+
+	for (struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, true); u != NULL;
+	     u = u->pool_next)
+		if (u->mux != NULL && u->ep_id == ep_id && u->tls_fp == key && u->pp == cl->pp &&
+		    has_room(u->mux))
 			return u;
 	return NULL;
 }
@@ -651,7 +657,7 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				  struct ism_buf *head, bool *full)
 {
-	struct ism_upconn *u = find_conn(w, ep->id, ism_up_pool_key(st, cl));
+	struct ism_upconn *u = find_conn(w, st, cl, ep->id);
 	struct ism_h2us *x;
 	int f;
 

@@ -384,6 +384,7 @@ void ism_mirror_free(struct ism_wctx *w)
 	if (w->mirror == NULL)
 		return;
 	free(w->mirror->sent);
+	free(w->mirror->sink.pp);
 	free(w->mirror);
 	w->mirror = NULL;
 }

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 static uint32_t be16(const uint8_t *p)
@@ -463,4 +464,92 @@ int ism_pp_parse(const uint8_t *p, size_t n, struct ism_pp *out)
 	if (p[0] == v2_sig[0])
 		return v2_parse(p, n, out);
 	return -1;
+}
+
+/* ---- writing: the header an upstream connection starts with ---- */
+
+#define V2_TRANSPORT_STREAM 1
+
+/* Whether src and dst can be named by one header: both IPv4 or both IPv6. */
+static bool one_inet_family(const struct sockaddr *src, const struct sockaddr *dst)
+{
+	return src != NULL && dst != NULL && src->sa_family == dst->sa_family &&
+	       (src->sa_family == AF_INET || src->sa_family == AF_INET6);
+}
+
+/* The address of a (AF_INET or AF_INET6) and its port, both in network order;
+ * the address's length. */
+static size_t inet_parts(const struct sockaddr *a, const void **addr, const void **port)
+{
+	if (a->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+
+		*addr = &in->sin_addr;
+		*port = &in->sin_port;
+		return 4;
+	}
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+
+	*addr = &in6->sin6_addr;
+	*port = &in6->sin6_port;
+	return 16;
+}
+
+static size_t write_v1(uint8_t *out, const struct sockaddr *src, const struct sockaddr *dst)
+{
+	char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN], line[128];
+	const void *sa, *da, *sp, *dp;
+	uint16_t sport, dport;
+	int n = -1;
+
+	if (one_inet_family(src, dst)) {
+		inet_parts(src, &sa, &sp);
+		inet_parts(dst, &da, &dp);
+		memcpy(&sport, sp, 2);
+		memcpy(&dport, dp, 2);
+		inet_ntop(src->sa_family, sa, s, sizeof(s));
+		inet_ntop(dst->sa_family, da, d, sizeof(d));
+		/* glibc's longest IPv6 text is 39 bytes: 104 bytes at most */
+		n = snprintf(line, sizeof(line), "PROXY TCP%c %s %s %u %u\r\n",
+			     src->sa_family == AF_INET ? '4' : '6', s, d, ntohs(sport),
+			     ntohs(dport));
+	}
+	if (n < 0 || n > ISM_PP_V1_MAX) {
+		memcpy(out, "PROXY UNKNOWN\r\n", 15);
+		return 15;
+	}
+	memcpy(out, line, (size_t)n);
+	return (size_t)n;
+}
+
+static size_t write_v2(uint8_t *out, const struct sockaddr *src, const struct sockaddr *dst)
+{
+	const void *sa, *da, *sp, *dp;
+	size_t alen;
+
+	memcpy(out, v2_sig, sizeof(v2_sig));
+	if (!one_inet_family(src, dst)) {
+		out[12] = 2 << 4 | V2_CMD_LOCAL;
+		out[13] = 0; /* AF_UNSPEC, UNSPEC */
+		out[14] = out[15] = 0;
+		return V2_HDR_LEN;
+	}
+	alen = inet_parts(src, &sa, &sp);
+	inet_parts(dst, &da, &dp);
+	out[12] = 2 << 4 | V2_CMD_PROXY;
+	out[13] = (uint8_t)((alen == 4 ? V2_FAM_INET : V2_FAM_INET6) << 4 | V2_TRANSPORT_STREAM);
+	out[14] = 0;
+	out[15] = (uint8_t)(2 * alen + 4);
+	/* src address, dst address, src port, dst port */
+	memcpy(out + V2_HDR_LEN, sa, alen);
+	memcpy(out + V2_HDR_LEN + alen, da, alen);
+	memcpy(out + V2_HDR_LEN + 2 * alen, sp, 2);
+	memcpy(out + V2_HDR_LEN + 2 * alen + 2, dp, 2);
+	return V2_HDR_LEN + 2 * alen + 4;
+}
+
+size_t ism_pp_write(uint8_t out[ISM_PP_WRITE_MAX], int version, const struct sockaddr *src,
+		    const struct sockaddr *dst)
+{
+	return version == 2 ? write_v2(out, src, dst) : write_v1(out, src, dst);
 }

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol v1 (text) and v2 (binary) headers, as HAProxy's
  * proxy-protocol.txt specifies them: a pure, incremental, allocation-free
- * parser. Safe in any process; a worker calls it on the first bytes of a
- * connection accepted on a listener that expects the header. */
+ * parser, and the writer of the headers isthmus sends. Safe in any process; a
+ * worker parses the first bytes of a connection accepted on a listener that
+ * expects the header, and writes the first bytes of an upstream connection of
+ * a cluster with DestinationRule proxyProtocol (the master too, for its
+ * active health checks). */
 #ifndef ISM_WORKER_PROXYPROTO_H
 #define ISM_WORKER_PROXYPROTO_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -67,5 +71,25 @@ struct ism_pp {
  * ambiguous). The address block a v2 family declares must fit in the length for LOCAL too, and
  * TLVs follow it. */
 int ism_pp_parse(const uint8_t *p, size_t n, struct ism_pp *out);
+
+/* An address a written header names: IPv4 or IPv6, with its port (family
+ * AF_UNSPEC: none). */
+union ism_pp_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+#define ISM_PP_WRITE_MAX ISM_PP_V1_MAX /* the longest header ism_pp_write writes */
+
+/* Writes into out the header of version (1 or 2) saying that the connection
+ * comes from src to dst: the PROXY command over TCP, without TLVs (as Envoy's
+ * upstream transport socket sends it unless told to pass TLVs on). Returns
+ * its length, at most ISM_PP_WRITE_MAX. With src or dst NULL, or of families
+ * that differ or are neither AF_INET nor AF_INET6 (the spec has no header for
+ * those), the header names no addresses: v1 "PROXY UNKNOWN", v2 LOCAL; the
+ * receiver keeps the connection's own. */
+size_t ism_pp_write(uint8_t out[ISM_PP_WRITE_MAX], int version, const struct sockaddr *src,
+		    const struct sockaddr *dst);
 
 #endif

@@ -23,6 +23,7 @@
 #include "worker/stream.h"
 #include "worker/tls.h"
 #include "worker/tunnel.h"
+#include "worker/upstream.h"
 
 /* ---------- lifecycle ---------- */
 
@@ -32,6 +33,10 @@ static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
 	ism_h2_free(s);
 	free(s->sni);
 	s->sni = NULL;
+	/* its private connections closed with it (ism_up_sess_closed) */
+	ISM_BUG_ON(s->pp != NULL && s->pp->conns != NULL);
+	free(s->pp);
+	s->pp = NULL;
 	ism_buf_free(&s->xfcc);
 	s->xfcc_made = 0;
 	ism_buf_free(&s->in);
@@ -54,6 +59,7 @@ void ism_sess_close(struct ism_wctx *w, struct ism_sess *s)
 	if (st != NULL)
 		ism_stream_abort(w, st);
 	ism_h2_close(w, s);
+	ism_up_sess_closed(w, s);
 	ism_sock_close(&s->s);
 	if (s->s.inflight == 0)
 		sess_finalize(w, s);
@@ -83,6 +89,45 @@ bool ism_sess_tls(const struct ism_sess *s)
 	return s->s.x.ssl != NULL;
 }
 
+/* An IPv4 address in IPv6 form (a dual-stack listener's IPv4 client) in its
+ * own form, as Envoy reads a socket's addresses. */
+static void unmap_v4(union ism_pp_addr *a)
+{
+	struct sockaddr_in in = {.sin_family = AF_INET};
+
+	if (a->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->in6.sin6_addr))
+		return;
+	in.sin_port = a->in6.sin6_port;
+	memcpy(&in.sin_addr, &a->in6.sin6_addr.s6_addr[12], 4);
+	memset(a, 0, sizeof(*a));
+	a->in = in;
+}
+
+struct ism_sess_pp *ism_sess_pp(struct ism_sess *s)
+{
+	socklen_t sl = sizeof(union ism_pp_addr), dl = sl;
+	struct ism_sess_pp *pp = s->pp;
+
+	if (pp != NULL)
+		return pp;
+	pp = calloc(1, sizeof(*pp));
+	if (pp == NULL)
+		return NULL;
+	s->pp = pp;
+	if (s->s.state != ISM_SOCK_OPEN)
+		return pp;
+	/* As Envoy's connection manager and tcp_proxy name the downstream
+	 * connection: its remote and local addresses. */
+	if (getpeername(s->s.fd, &pp->src.sa, &sl) < 0 ||
+	    getsockname(s->s.fd, &pp->dst.sa, &dl) < 0) {
+		memset(&pp->src, 0, sizeof(pp->src));
+		memset(&pp->dst, 0, sizeof(pp->dst));
+	}
+	unmap_v4(&pp->src);
+	unmap_v4(&pp->dst);
+	return pp;
+}
+
 const struct ism_buf *ism_sess_xfcc(struct ism_sess *s)
 {
 	if (s->xfcc_made == 0)
@@ -105,6 +150,20 @@ static void set_peer(struct ism_sess *s, const struct sockaddr_storage *ss)
 			  sizeof(s->peer));
 		s->peer_port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 	}
+}
+
+/* The addresses of an inbound PROXY header (not LOCAL): the client's becomes
+ * the session's peer, and both are what the headers to upstreams name (Envoy's
+ * listener filter gives them to the connection). 0, or -ENOMEM. */
+static int keep_pp_addrs(struct ism_sess *s, const struct ism_pp *pp)
+{
+	set_peer(s, &pp->src);
+	s->pp = calloc(1, sizeof(*s->pp));
+	if (s->pp == NULL)
+		return -ENOMEM;
+	memcpy(&s->pp->src, &pp->src, pp->addrlen);
+	memcpy(&s->pp->dst, &pp->dst, pp->addrlen);
+	return 0;
 }
 
 /* A TCP or TLS-passthrough connection: the first of routes[0..n) whose match
@@ -291,8 +350,10 @@ static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid
 			ism_sess_close(w, s);
 			return;
 		}
-		if (!pp.local)
-			set_peer(s, &pp.src);
+		if (!pp.local && keep_pp_addrs(s, &pp) < 0) {
+			ism_sess_close(w, s);
+			return;
+		}
 		ism_buf_consume(&s->in, (uint32_t)n);
 		s->pre_pp = 0;
 	}
@@ -502,6 +563,7 @@ void ism_sess_free_all(struct ism_wctx *w)
 		ism_buf_free(&s->in);
 		ism_buf_free(&s->out);
 		free(s->sni);
+		free(s->pp);
 	}
 	ism_slab_free(&w->sess);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "worker/http1.h"
+#include "worker/proxyproto.h"
 #include "worker/worker-t.h"
 
 enum ism_sess_state {
@@ -49,6 +50,18 @@ enum ism_h1_out {
 	ISM_H1_OUT_CHUNKED, /* chunked by isthmus */
 };
 
+/* What a session keeps for the upstreams of clusters with DestinationRule
+ * proxyProtocol (worker/upstream.c), made at the first need (ism_sess_pp):
+ * the addresses their PROXY headers name, and the connections that sent them,
+ * which serve this session only. */
+struct ism_sess_pp {
+	/* The client's address and the one it connected to: an inbound PROXY
+	 * header's, else the socket's. AF_UNSPEC: no connection of its own (the
+	 * mirror's sink, whose copies' headers name their own connections). */
+	union ism_pp_addr src, dst;
+	struct ism_upconn *conns; /* its private upstream connections, by pool_next */
+};
+
 struct ism_sess {
 	struct ism_sock s; /* first: the socket base (worker/sock.h) */
 	uint8_t state;	   /* enum ism_sess_state */
@@ -70,9 +83,10 @@ struct ism_sess {
 	struct ism_stream *st;
 	char peer[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
-	char *sni;	     /* the ClientHello's server name, NULL when none */
-	int8_t xfcc_made;    /* xfcc: 0 not made yet, 1 made, -1 no client certificate */
-	struct ism_buf xfcc; /* the client certificate's X-Forwarded-Client-Cert element */
+	char *sni;		/* the ClientHello's server name, NULL when none */
+	int8_t xfcc_made;	/* xfcc: 0 not made yet, 1 made, -1 no client certificate */
+	struct ism_buf xfcc;	/* the client certificate's X-Forwarded-Client-Cert element */
+	struct ism_sess_pp *pp; /* NULL until needed */
 };
 
 _Static_assert(offsetof(struct ism_sess, s) == 0, "the socket base comes first");
@@ -90,6 +104,10 @@ void ism_sess_drain(struct ism_wctx *w);
 /* The drain time is over: open tunnels close (their lines are logged). */
 void ism_sess_drain_over(struct ism_wctx *w);
 void ism_sess_free_all(struct ism_wctx *w);
+
+/* The session's ism_sess_pp, made at the first call (its addresses those of
+ * its socket, unless an inbound PROXY header gave them); NULL without memory. */
+struct ism_sess_pp *ism_sess_pp(struct ism_sess *s);
 
 /* Whether the client is TLS (X-Forwarded-Proto, upstream SNI). */
 bool ism_sess_tls(const struct ism_sess *s);

@@ -524,6 +524,35 @@ static void send_rest(struct ism_wctx *w, struct ism_sock *s)
 			 s->send.bid >= 0 ? MSG_DONTWAIT : 0);
 }
 
+/* The preface waits in x.tx, which TLS fills with the handshake's records
+ * after it and plaintext does not use otherwise. */
+int ism_sock_preface(struct ism_sock *s, const void *p, uint32_t len)
+{
+	ISM_BUG_ON(s->send_armed || s->x.tx.len != 0 || s->x.established);
+	return ism_buf_append(&s->x.tx, p, len, UINT32_MAX);
+}
+
+bool ism_sock_preface_pending(const struct ism_sock *s)
+{
+	return s->x.ssl == NULL && s->x.tx.len != 0;
+}
+
+/* A plaintext socket's first send takes the preface along, both from x.tx
+ * (freed once sent: plain_sent); its ring buffer goes back at once. */
+static void with_preface(struct ism_wctx *w, struct ism_sock *s)
+{
+	struct ism_span *span = &s->send;
+
+	if (ism_buf_append(&s->x.tx, span->p, span->len, UINT32_MAX) < 0) {
+		/* The owner's bytes never go without it: the send fails. */
+		shutdown(s->fd, SHUT_RDWR);
+		return;
+	}
+	if (span->bid >= 0)
+		ism_w_buf_recycle(w, span->bid);
+	*span = (struct ism_span){.p = s->x.tx.p, .len = s->x.tx.len, .bid = -1};
+}
+
 void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32_t len, int bid)
 {
 	ISM_BUG_ON(s->send_armed);
@@ -532,6 +561,8 @@ void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32
 	s->send_len = len;
 	s->send_armed = 1;
 	if (s->x.ssl == NULL) {
+		if (s->x.tx.len != 0)
+			with_preface(w, s);
 		send_rest(w, s);
 		return;
 	}
@@ -596,6 +627,10 @@ static struct ism_sock_ev plain_sent(struct ism_wctx *w, struct ism_sock *s, int
 	if (span->bid >= 0)
 		ism_w_buf_recycle(w, span->bid);
 	span->bid = -1;
+	if (s->x.tx.len != 0 && span->p == s->x.tx.p) {
+		ism_buf_free(&s->x.tx); /* the preface went with this send */
+		span->p = NULL;
+	}
 	return ev_of(ISM_SEV_SENT, res < 0 ? res : (int)s->send_len, -1);
 }
 

@@ -130,6 +130,14 @@ void ism_sock_held_run(struct ism_wctx *w);
  * (the buffer goes back), so a peer that does not read holds no receive
  * buffer, shared or private. */
 void ism_sock_send(struct ism_wctx *w, struct ism_sock *s, const char *p, uint32_t len, int bid);
+/* Bytes that go out before anything else on an upstream socket (a PROXY
+ * protocol header), given once it is connected and before anything is sent:
+ * under TLS, ahead of the ClientHello in the handshake's first send; in
+ * plaintext, with the owner's first send, which completes with the owner's own
+ * length (a send of 0 bytes sends them alone). 0, or -ENOMEM. */
+int ism_sock_preface(struct ism_sock *s, const void *p, uint32_t len);
+/* Whether a plaintext socket's preface is still to go. */
+bool ism_sock_preface_pending(const struct ism_sock *s);
 /* Shuts the socket down (after a TLS close_notify when it may); its slot is
  * free once inflight is 0: at once (check it), or at the FREE event. */
 void ism_sock_close(struct ism_sock *s);

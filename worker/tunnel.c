@@ -39,12 +39,13 @@ static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint
 
 /* What the client sent before the tunnel (a ClientHello, bytes after an
  * upgrade request) goes to the upstream first; the client is read once it is
- * out. */
+ * out. A PROXY header still to go (ism_sock_preface) goes at once, alone if
+ * the client has sent nothing: a server that speaks first waits for it. */
 static void client_first(struct ism_wctx *w, struct ism_tunnel *t)
 {
 	struct ism_buf *in = &t->st->sess->in;
 
-	if (in->len == 0) {
+	if (in->len == 0 && !ism_sock_preface_pending(t->sk[ISM_TUN_UPSTREAM])) {
 		ism_sock_recv(w, t->sk[ISM_TUN_CLIENT]);
 		return;
 	}

@@ -17,6 +17,7 @@
 #include "worker/actions.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
+#include "worker/proxyproto.h"
 #include "worker/ring.h"
 #include "worker/session.h"
 #include "worker/sock.h"
@@ -94,9 +95,12 @@ void ism_up_finalize(struct ism_wctx *w, struct ism_upconn *u)
 	up_unalloc(w, u);
 }
 
-/* The endpoint's list u is in: idle HTTP/1.1 connections, or HTTP/2 ones. */
+/* The list u is in: its session's private connections, or its endpoint's
+ * idle HTTP/1.1 connections or HTTP/2 ones. */
 static struct ism_upconn **list_of(struct ism_wctx *w, const struct ism_upconn *u)
 {
+	if (u->owner != NULL)
+		return &u->owner->pp->conns;
 	return u->mux != NULL ? &w->mux[u->ep_id] : &w->pool[u->ep_id];
 }
 
@@ -124,7 +128,8 @@ static void pool_push(struct ism_wctx *w, struct ism_upconn *u)
 
 void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u)
 {
-	pool_push(w, u);
+	if (u->owner == NULL) /* a private one is in its session's list already */
+		pool_push(w, u);
 }
 
 void ism_up_close(struct ism_wctx *w, struct ism_upconn *u)
@@ -133,8 +138,9 @@ void ism_up_close(struct ism_wctx *w, struct ism_upconn *u)
 
 	if (was == ISM_UP_CLOSING || was == ISM_UP_FREE)
 		return;
-	if (was == ISM_UP_IDLE || u->mux != NULL)
+	if (u->owner != NULL || was == ISM_UP_IDLE || u->mux != NULL)
 		pool_remove(w, u);
+	u->owner = NULL;
 	u->state = ISM_UP_CLOSING;
 	u->st = NULL;
 	/* The streams it carried fail (HTTP/2; HTTP/1.1's stream let go). */
@@ -144,6 +150,12 @@ void ism_up_close(struct ism_wctx *w, struct ism_upconn *u)
 	ism_sock_close(&u->s);
 	if (u->s.inflight == 0)
 		ism_up_finalize(w, u);
+}
+
+void ism_up_sess_closed(struct ism_wctx *w, struct ism_sess *s)
+{
+	while (s->pp != NULL && s->pp->conns != NULL)
+		ism_up_close(w, s->pp->conns);
 }
 
 void ism_up_detach(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *replay)
@@ -192,7 +204,8 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	ism_buf_free(&u->out);
 	ism_buf_free(&u->hold);
 	u->idle_deadline = w->now + idle_ms;
-	pool_push(w, u);
+	if (u->owner == NULL) /* a private one stays in its session's list */
+		pool_push(w, u);
 	ism_sock_multi(&u->s);
 	/* An idle pooled connection keeps a receive armed: the upstream closing
 	 * it (or sending anything unexpected) shows up at once. */
@@ -242,6 +255,14 @@ uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *
 	return k ? k : 1;
 }
 
+struct ism_upconn *ism_up_candidates(struct ism_wctx *w, const struct ism_stream *st,
+				     const struct ism_cluster *cl, uint32_t ep_id, bool h2)
+{
+	if (cl->pp != ISM_UPP_NONE)
+		return st->sess->pp != NULL ? st->sess->pp->conns : NULL;
+	return h2 ? w->mux[ep_id] : w->pool[ep_id];
+}
+
 /* connectionPool.tcp.tcpKeepalive on an upstream socket (0: the system's). */
 static void keepalive(int fd, const struct ism_cluster *cl)
 {
@@ -266,6 +287,9 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 
 	if (full != NULL)
 		*full = false;
+	/* The session's list of private connections, for the one it gets. */
+	if (cl->pp != ISM_UPP_NONE && ism_sess_pp(st->sess) == NULL)
+		return NULL;
 	if (!reserve(w, cl, ep->id, full != NULL)) {
 		*full = true;
 		return NULL;
@@ -307,20 +331,30 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_UCONNECT, u->s.idx, u->s.gen));
 	u->s.inflight++;
 	ism_wstat_add(&w->st->upstream_connects, 1);
+	u->pp = cl->pp;
+	if (u->pp != ISM_UPP_NONE) {
+		u->owner = st->sess;
+		pool_push(w, u);
+	}
 	return u;
 }
 
-/* An idle connection to the endpoint, of the cluster's TLS settings (clusters
- * of one service host share endpoints; a subset may use TLS, another not). */
-static struct ism_upconn *pool_take(struct ism_wctx *w, uint32_t ep_id, uint64_t tls_fp)
+/* An idle connection to the endpoint that st may take: of the cluster's TLS
+ * settings (clusters of one service host share endpoints; a subset may use
+ * TLS, another not) and PROXY header (with one, its session's). */
+static struct ism_upconn *pool_take(struct ism_wctx *w, const struct ism_stream *st,
+				    const struct ism_cluster *cl, uint32_t ep_id)
 {
-	struct ism_upconn *u = w->pool[ep_id];
+	uint64_t key = ism_up_pool_key(st, cl);
+	struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, false);
 
-	while (u != NULL && u->tls_fp != tls_fp)
+	while (u != NULL && (u->state != ISM_UP_IDLE || u->ep_id != ep_id || u->tls_fp != key ||
+			     u->pp != cl->pp))
 		u = u->pool_next;
 	if (u == NULL)
 		return NULL;
-	pool_remove(w, u);
+	if (u->owner == NULL)
+		pool_remove(w, u);
 	u->state = ISM_UP_BUSY;
 	u->reused = 1;
 	ism_wstat_add(&w->st->upstream_reused, 1);
@@ -343,7 +377,7 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 
 	if (ism_h2up_wanted(st, cl))
 		return ism_h2up_start(w, st, cl, ep, head, full);
-	u = fresh ? NULL : pool_take(w, ep->id, ism_up_pool_key(st, cl));
+	u = fresh ? NULL : pool_take(w, st, cl, ep->id);
 	if (full != NULL)
 		*full = false;
 	if (u == NULL)
@@ -906,6 +940,31 @@ static void connect_failed(struct ism_wctx *w, struct ism_upconn *u)
 		ism_up_close(w, u);
 }
 
+/* Connected: the PROXY header goes first, before the TLS handshake too
+ * (ism_sock_preface), made now as Envoy's transport socket makes it once
+ * connected. It names the session's client and the address that client
+ * connected to; a session without a connection of its own (the mirror's
+ * copies) has none, and Envoy's header then names the connection's own
+ * addresses (v1) or none (v2, LOCAL). 0, or -ENOMEM. */
+static int pp_header(struct ism_upconn *u)
+{
+	const struct ism_sess_pp *spp = u->owner->pp;
+	const struct sockaddr *src = &spp->src.sa, *dst = &spp->dst.sa;
+	uint8_t hdr[ISM_PP_WRITE_MAX];
+	union ism_pp_addr local;
+	socklen_t len = sizeof(local);
+
+	if (spp->src.sa.sa_family == AF_UNSPEC) {
+		src = dst = NULL;
+		if (u->pp == ISM_UPP_V1 && getsockname(u->s.fd, &local.sa, &len) == 0) {
+			src = &local.sa;
+			dst = (const struct sockaddr *)&u->addr;
+		}
+	}
+	/* enum ism_upstream_pp's values are the protocol's versions */
+	return ism_sock_preface(&u->s, hdr, (uint32_t)ism_pp_write(hdr, u->pp, src, dst));
+}
+
 /* The connection (and its TLS handshake) is up. */
 static void ready(struct ism_wctx *w, struct ism_upconn *u)
 {
@@ -933,6 +992,8 @@ static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_e
 		} else if (ev.res < 0) {
 			ism_wstat_add(&w->st->upstream_connect_fail, 1);
 			ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-ev.res));
+			connect_failed(w, u);
+		} else if (u->pp != ISM_UPP_NONE && pp_header(u) < 0) {
 			connect_failed(w, u);
 		} else if (u->s.x.ssl == NULL) {
 			ready(w, u);

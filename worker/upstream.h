@@ -5,6 +5,13 @@
  * response head parsed and its body decoded for the stream (worker/stream.h).
  * An HTTP/2 connection (worker/h2up.c) carries up to its stream limit at once
  * and stays in its endpoint's list of such connections while it lives.
+ *
+ * A connection of a cluster with DestinationRule proxyProtocol starts with a
+ * PROXY header naming its session's client (struct ism_sess_pp), so it is
+ * private to that session, as Envoy keys its pools by those addresses and
+ * HAProxy keeps such connections private: it lives in the session's list, not
+ * its endpoint's, carries only that session's streams (HTTP/1.1 one after the
+ * other, HTTP/2 at once), and closes when the session does.
  * Private to worker/. */
 #ifndef ISM_WORKER_UPSTREAM_H
 #define ISM_WORKER_UPSTREAM_H
@@ -46,6 +53,10 @@ struct ism_upconn {
 	 * connectTimeout from the connect); 0: never */
 	uint64_t connect_deadline;
 	uint64_t tls_fp; /* TLS settings and server name it was made with; 0: plaintext */
+	uint8_t pp;	 /* the PROXY header it starts with (enum ism_upstream_pp) */
+	/* pp: the session whose addresses that header names, the only one it
+	 * serves (its list holds u); NULL: none, shared in its endpoint's lists */
+	struct ism_sess *owner;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct ism_stream *st;
@@ -54,15 +65,18 @@ struct ism_upconn {
 	struct ism_buf out;   /* the request head (and body when whole), kept for a replay */
 	struct ism_buf hold;  /* body bytes that came while it could not send: go next */
 	struct ism_h2c *mux;  /* HTTP/2: its state (worker/h2up.c); NULL: HTTP/1.1 */
-	struct ism_upconn *pool_next; /* the endpoint's idle (HTTP/1.1) or HTTP/2 connections */
+	/* the list it is in: the endpoint's idle (HTTP/1.1) or HTTP/2 connections,
+	 * or (owner) its session's private ones, from its connect to its close */
+	struct ism_upconn *pool_next;
 	struct ism_upconn *pool_prev;
 };
 
 _Static_assert(offsetof(struct ism_upconn, s) == 0, "the socket base comes first");
 
 /* Starts an attempt of stream st on endpoint ep of cluster cl: an idle pooled
- * connection of the same TLS settings and server name (unless fresh), or a new
- * one; a pooled one sends at once, a new one once connected. head (the request
+ * connection of the same TLS settings and server name (unless fresh; with
+ * proxyProtocol, one of st's session's), or a new one; a pooled one sends at
+ * once, a new one once connected (after its PROXY header). head (the request
  * to send, built by ism_up_request) is taken. Returns the connection, NULL when
  * none could be made (nothing was taken then); when the pool is full
  * (maxConnections), NULL with *full set. full NULL: the limit does not apply
@@ -114,6 +128,9 @@ void ism_up_detach(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *re
 /* The same without a replay (the stream answers or goes away). */
 void ism_up_abort(struct ism_wctx *w, struct ism_stream *st);
 void ism_up_close(struct ism_wctx *w, struct ism_upconn *u);
+/* Session s closes (its streams let go of their connections already): its
+ * private connections close with it. */
+void ism_up_sess_closed(struct ism_wctx *w, struct ism_sess *s);
 
 /* ---- for worker/h2up.c ---- */
 
@@ -125,6 +142,13 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 				  bool h2, bool *full);
 /* The TLS settings and server name a connection must match to carry st. */
 uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl);
+/* Where st looks for a connection of cluster cl to endpoint ep_id to share (h2:
+ * HTTP/2 ones, else idle HTTP/1.1 ones), linked by pool_next: with
+ * proxyProtocol, its session's private connections (any endpoint, state and
+ * protocol: those of u->ep_id, u->tls_fp and u->pp that fit), else the
+ * endpoint's list. */
+struct ism_upconn *ism_up_candidates(struct ism_wctx *w, const struct ism_stream *st,
+				     const struct ism_cluster *cl, uint32_t ep_id, bool h2);
 /* Whether u is still connecting past its connect deadline: it takes no new
  * stream, and the next tick closes it. */
 bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u);

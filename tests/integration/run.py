@@ -44,6 +44,7 @@ import test_multishot  # noqa: E402
 import test_retries  # noqa: E402
 import test_h2upconn  # noqa: E402
 import test_h2strict  # noqa: E402
+import test_upstream_pp  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1515,6 +1516,7 @@ test_multishot.register(test)
 test_retries.register(test)
 test_h2upconn.register(test)
 test_h2strict.register(test)
+test_upstream_pp.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -1095,13 +1095,11 @@ def tls_peer_auth_levels(env):
 # --------------------------------------------------------------------------- TLS to upstreams
 
 
-def start_nginx(env, pki, addr):
-    """nginx on addr:port with TLS, requiring a client certificate from ca;
-    answers "tls-upstream <client DN> sni=<SNI>". Returns the port."""
+def spawn_nginx(env, servers, listens):
+    """nginx (in env.dir) with the http servers given (nginx.conf text); waits
+    (bounded) until each (address, port) of listens takes connections."""
     if not have("nginx"):
         raise Skip("nginx is not installed (Debian package nginx)")
-    port = free_port(addr)
-    crt, key = pki.leaf("nginx-up", ["DNS:tls-up.test.internal"])
     conf = env.write("nginx.conf", f"""
 worker_processes 1; pid {env.path('nginx.pid')}; error_log {env.path('nginx-error.log')} info;
 events {{ worker_connections 256; }}
@@ -1109,22 +1107,34 @@ http {{
   access_log {env.path('nginx-access.log')};
   client_body_temp_path {env.dir}; proxy_temp_path {env.dir}; fastcgi_temp_path {env.dir};
   uwsgi_temp_path {env.dir}; scgi_temp_path {env.dir};
-  server {{
-    listen {addr}:{port} ssl;
-    ssl_certificate {crt}; ssl_certificate_key {key};
-    ssl_verify_client on; ssl_client_certificate {pki.ca()};
-    location / {{ default_type text/plain; return 200 "tls-upstream $ssl_client_s_dn sni=$ssl_server_name\\n"; }}
-  }}
+{servers}
 }}
 """)
     proc = env.spawn("nginx", ["nginx", "-c", conf, "-p", env.dir, "-g", "daemon off;"])
 
     def up():
         check(proc.alive(), f"nginx exited: {proc.log()}")
-        socket.create_connection((addr, port), 1).close()
+        for addr, port in listens:
+            socket.create_connection((addr, port), 1).close()
         return True
 
     poll(up, 5, what="nginx to listen")
+    return proc
+
+
+def start_nginx(env, pki, addr):
+    """nginx on addr:port with TLS, requiring a client certificate from ca;
+    answers "tls-upstream <client DN> sni=<SNI>". Returns the port."""
+    if not have("nginx"):
+        raise Skip("nginx is not installed (Debian package nginx)")
+    port = free_port(addr)
+    crt, key = pki.leaf("nginx-up", ["DNS:tls-up.test.internal"])
+    spawn_nginx(env, f"""  server {{
+    listen {addr}:{port} ssl;
+    ssl_certificate {crt}; ssl_certificate_key {key};
+    ssl_verify_client on; ssl_client_certificate {pki.ca()};
+    location / {{ default_type text/plain; return 200 "tls-upstream $ssl_client_s_dn sni=$ssl_server_name\\n"; }}
+  }}""", [(addr, port)])
     return port
 
 

@@ -1268,25 +1268,31 @@ static void test_consistent_hash(void **state)
 	assert_int_equal(f->d.n, 0);
 }
 
+/* A gateway whose route goes to service s's ports 80 and 81, without and with
+ * subset a (more destinations may follow), and s. */
+#define S_GW_ROUTE                                                                                 \
+	"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"           \
+	"spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"               \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"    \
+	"spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"                                     \
+	"  - route:\n"                                                                             \
+	"    - {destination: {host: s, port: {number: 80}}, weight: 1}\n"                          \
+	"    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"                          \
+	"    - {destination: {host: s, port: {number: 80}, subset: a}, weight: 1}\n"               \
+	"    - {destination: {host: s, port: {number: 81}, subset: a}, weight: 1}\n"
+
+#define S_SE                                                                                       \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"       \
+	"spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}, {number: 81, name: alt}]\n"      \
+	"  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+
 /* Pool limits and outlier detection; portLevelSettings replace the whole
  * policy for their port, without inheriting what they leave out. */
 static void test_pool_outlier_ports(void **state)
 {
 	static const char yaml[] =
 	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
-	    "spec:\n  locality: region1/zone1\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
-	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
-	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
-	    "  - route:\n"
-	    "    - {destination: {host: s, port: {number: 80}}, weight: 1}\n"
-	    "    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"
-	    "    - {destination: {host: s, port: {number: 80}, subset: a}, weight: 1}\n"
-	    "    - {destination: {host: s, port: {number: 81}, subset: a}, weight: 1}\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
-	    "spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}, {number: 81, name: alt}]\n"
-	    "  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+	    "spec:\n  locality: region1/zone1\n" S_GW_ROUTE S_SE
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
 	    "spec:\n  host: s\n  trafficPolicy:\n"
 	    "    loadBalancer: {simple: RANDOM}\n"
@@ -1351,6 +1357,52 @@ static void test_pool_outlier_ports(void **state)
 	assert_int_equal(a81->lb, ISM_LB_LEAST_REQUEST);
 	assert_non_null(a81->od);
 	assert_int_equal(a81->od->consecutive_gateway, 3);
+}
+
+/* trafficPolicy.proxyProtocol: the rule's (V1 when the version is left out),
+ * replaced by a subset's; a portLevelSettings entry, which cannot have one,
+ * leaves it as it is (Istio's MergeTrafficPolicy). The health check takes
+ * the service port's without a subset, as it takes its tls. */
+static void test_upstream_proxy_protocol(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n  healthChecks: [{host: s}]\n" S_GW_ROUTE
+	    "    - {destination: {host: s, port: {number: 81}, subset: b}, weight: 1}\n"
+	    "    - {destination: {host: t, port: {number: 80}}, weight: 1}\n" S_SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: t}\n"
+	    "spec:\n  hosts: [t]\n  ports: [{number: 80, name: http}]\n"
+	    "  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
+	    "spec:\n  host: s\n  trafficPolicy:\n"
+	    "    proxyProtocol: {}\n"
+	    "    portLevelSettings:\n"
+	    "    - port: {number: 81}\n"
+	    "      connectionPool: {tcp: {maxConnections: 5}}\n"
+	    "  subsets:\n"
+	    "  - name: a\n    trafficPolicy: {proxyProtocol: {version: V2}}\n"
+	    "  - name: b\n    trafficPolicy:\n"
+	    "      portLevelSettings: [{port: {number: 81}, loadBalancer: {simple: RANDOM}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *p80 = s_cluster(t, 80, ""), *p81 = s_cluster(t, 81, "");
+	const struct ism_cluster *a80 = s_cluster(t, 80, "a"), *a81 = s_cluster(t, 81, "a");
+	const struct ism_cluster *b81 = s_cluster(t, 81, "b");
+	const struct ism_cluster *other =
+	    loaded_cluster(t, "outbound|80||t.default.svc.cluster.local");
+
+	assert_int_equal(p80->pp, ISM_UPP_V1);
+	assert_int_equal(p81->pp, ISM_UPP_V1);
+	assert_int_equal(p81->pool.max_connections, 5);
+	assert_int_equal(a80->pp, ISM_UPP_V2);
+	assert_int_equal(a81->pp, ISM_UPP_V2);
+	assert_int_equal(b81->pp, ISM_UPP_V1);
+	assert_int_equal(b81->lb, ISM_LB_RANDOM);
+	assert_int_equal(other->pp, ISM_UPP_NONE);
+	assert_non_null(a80->hc);
+	assert_int_equal(a80->hc_pp, ISM_UPP_V1);
+	assert_int_equal(p81->hc_pp, ISM_UPP_V1);
+	assert_int_equal(f->d.n, 0);
 }
 
 /* --- HTTP/2 and gRPC --- */
@@ -2871,6 +2923,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_retry_names, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),

@@ -3,7 +3,8 @@
  * every split point and with payload after them; each malformed case returns -1 exactly from
  * the byte that makes it malformed on, and 0 for every shorter prefix. v2 headers are built by
  * a small helper, their CRC32c by the test's own (table-driven) implementation. Every parse runs
- * on an exact-sized heap copy so that ASan catches a read past n. */
+ * on an exact-sized heap copy so that ASan catches a read past n. The writer's headers (v1 and
+ * v2, IPv4 and IPv6, and those that name no addresses) go through the parser the same way. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -815,6 +816,100 @@ static void test_bytewise(void **state)
 	assert_int_equal(got - 1, strlen(v1));
 }
 
+/* ---- the writer, read back by the parser ---- */
+
+static void sockaddr_of(union ism_pp_addr *a, int af, const char *text, uint16_t port)
+{
+	memset(a, 0, sizeof(*a));
+	if (af == AF_INET) {
+		a->in.sin_family = AF_INET;
+		a->in.sin_port = htons(port);
+		assert_int_equal(inet_pton(AF_INET, text, &a->in.sin_addr), 1);
+	} else {
+		a->in6.sin6_family = AF_INET6;
+		a->in6.sin6_port = htons(port);
+		assert_int_equal(inet_pton(AF_INET6, text, &a->in6.sin6_addr), 1);
+	}
+}
+
+struct written {
+	const char *name;
+	int version, af;
+	const char *src, *dst;
+	uint16_t sport, dport;
+	const char *v1; /* the v1 line expected; NULL for v2 */
+	size_t len;
+};
+
+static const struct written written[] = {
+    {"write v1 TCP4", 1, AF_INET, "127.0.0.2", "127.0.0.1", 40123, 8080,
+     "PROXY TCP4 127.0.0.2 127.0.0.1 40123 8080\r\n", 0},
+    {"write v1 TCP6", 1, AF_INET6, "2001:db8::7", "::1", 1, 443,
+     "PROXY TCP6 2001:db8::7 ::1 1 443\r\n", 0},
+    {"write v1 longest", 1, AF_INET6, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+     "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, 65534,
+     "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+     " 65535 65534\r\n",
+     0},
+    {"write v2 INET", 2, AF_INET, "192.0.2.9", "10.1.2.3", 65535, 0, NULL, 16 + 12},
+    {"write v2 INET6", 2, AF_INET6, "2001:db8::7", "::ffff:10.0.0.1", 5555, 80, NULL, 16 + 36},
+};
+
+static void test_write(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(written) / sizeof(written[0]); i++) {
+		const struct written *c = &written[i];
+		struct want w = {c->version, 0,	   TCP, c->src, c->dst, c->sport, c->dport,
+				 NULL,	     NULL, 0,	0,	0,	0};
+		uint8_t out[ISM_PP_WRITE_MAX];
+		union ism_pp_addr src, dst;
+		size_t n;
+
+		sockaddr_of(&src, c->af, c->src, c->sport);
+		sockaddr_of(&dst, c->af, c->dst, c->dport);
+		n = ism_pp_write(out, c->version, &src.sa, &dst.sa);
+		CHECK(c->name, n <= ISM_PP_WRITE_MAX, "length %zu", n);
+		if (c->v1 != NULL)
+			CHECK(c->name, n == strlen(c->v1) && memcmp(out, c->v1, n) == 0,
+			      "wrote %.*s", (int)n, (const char *)out);
+		else
+			CHECK(c->name, n == c->len, "length %zu, want %zu", n, c->len);
+		run_valid(c->name, out, n, &w);
+	}
+}
+
+/* No addresses, or none one header can name: v1 UNKNOWN, v2 LOCAL (UNSPEC, no address
+ * block), which the receiver reads as "keep the connection's own". */
+static void test_write_unnamed(void **state)
+{
+	static const struct want v1 = {1, 1, 0, NULL, NULL, 0, 0, NULL, NULL, 0, 0, 0, 0};
+	static const struct want v2 = {2, 1, 0, NULL, NULL, 0, 0, NULL, NULL, 0, 0, 0, 0};
+	static const uint8_t local[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+					  0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
+	union ism_pp_addr a4, a6, un;
+	const struct sockaddr *pairs[][2] = {
+	    {NULL, NULL}, {&a4.sa, NULL}, {NULL, &a6.sa}, {&a4.sa, &a6.sa}, {&un.sa, &un.sa}};
+	uint8_t out[ISM_PP_WRITE_MAX];
+	size_t n;
+
+	(void)state;
+	sockaddr_of(&a4, AF_INET, "127.0.0.1", 1);
+	sockaddr_of(&a6, AF_INET6, "::1", 2);
+	memset(&un, 0, sizeof(un));
+	un.sa.sa_family = AF_UNIX;
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		n = ism_pp_write(out, 1, pairs[i][0], pairs[i][1]);
+		CHECK("write v1 UNKNOWN", n == 15 && memcmp(out, "PROXY UNKNOWN\r\n", 15) == 0,
+		      "pair %zu: %.*s", i, (int)n, (const char *)out);
+		run_valid("write v1 UNKNOWN", out, n, &v1);
+		n = ism_pp_write(out, 2, pairs[i][0], pairs[i][1]);
+		CHECK("write v2 LOCAL", n == sizeof(local) && memcmp(out, local, n) == 0,
+		      "pair %zu", i);
+		run_valid("write v2 LOCAL", out, n, &v2);
+	}
+}
+
 static void test_crc_oracle(void **state)
 {
 	(void)state;
@@ -832,7 +927,8 @@ int main(void)
 	    cmocka_unit_test(test_v2_tlvs),	  cmocka_unit_test(test_v2_tlvs_more),
 	    cmocka_unit_test(test_v2_limits),	  cmocka_unit_test(test_v2_bad_fixed),
 	    cmocka_unit_test(test_v2_bad_length), cmocka_unit_test(test_v2_bad_tlvs),
-	    cmocka_unit_test(test_bytewise),
+	    cmocka_unit_test(test_bytewise),	  cmocka_unit_test(test_write),
+	    cmocka_unit_test(test_write_unnamed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
