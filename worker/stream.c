@@ -1233,28 +1233,39 @@ static size_t hval_addr(char *out, size_t cap, const char *ip, uint16_t port, bo
 	return hval_str(out, cap, buf, hval_printed(sizeof(buf), n));
 }
 
-/* The address the client connected to (DOWNSTREAM_LOCAL_ADDRESS). */
-static size_t hval_local(const struct ism_sess *s, char *out, size_t cap, bool no_port,
-			 bool port_only)
+/* Socket address a, printed as hval_addr prints one. */
+static size_t hval_sockaddr(const union ism_pp_addr *a, char *out, size_t cap, bool no_port,
+			    bool port_only)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
 	char ip[INET6_ADDRSTRLEN];
-	const void *a;
-	uint16_t port;
+	const void *bytes = a->sa.sa_family == AF_INET6 ? (const void *)&a->in6.sin6_addr
+							: (const void *)&a->in.sin_addr;
+	uint16_t port = ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port);
 
-	if (getsockname(s->s.fd, (struct sockaddr *)&ss, &len) < 0)
-		return 0;
-	if (ss.ss_family == AF_INET6) {
-		a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	} else {
-		a = &((struct sockaddr_in *)&ss)->sin_addr;
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
-	if (inet_ntop(ss.ss_family, a, ip, sizeof(ip)) == NULL)
+	if ((a->sa.sa_family != AF_INET && a->sa.sa_family != AF_INET6) ||
+	    inet_ntop(a->sa.sa_family, bytes, ip, sizeof(ip)) == NULL)
 		return 0;
 	return hval_addr(out, cap, ip, port, no_port, port_only);
+}
+
+/* DOWNSTREAM_LOCAL_ADDRESS: the address the client connected to, a PROXY
+ * header's destination when the listener takes one (the session's, as the
+ * PROXY headers to upstreams name it); DOWNSTREAM_DIRECT_REMOTE_ADDRESS: the
+ * socket's peer, whatever a PROXY header said. */
+static size_t hval_sock(struct ism_sess *s, bool local, char *out, size_t cap, bool no_port,
+			bool port_only)
+{
+	const struct ism_sess_pp *pp;
+	union ism_pp_addr peer;
+	socklen_t len = sizeof(peer);
+
+	if (local)
+		return (pp = ism_sess_pp(s)) != NULL
+			   ? hval_sockaddr(&pp->dst, out, cap, no_port, port_only)
+			   : 0;
+	if (getpeername(s->s.fd, &peer.sa, &len) < 0)
+		return 0;
+	return hval_sockaddr(&peer, out, cap, no_port, port_only);
 }
 
 /* %REQ(NAME)%: the request's first field of that name, the pseudo-headers
@@ -1294,7 +1305,7 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 {
 	const struct hval_ctx *c = arg;
 	struct ism_stream *st = c->st;
-	const struct ism_sess *s = st->sess;
+	struct ism_sess *s = st->sess;
 	const struct ism_cluster *cl;
 	struct ism_buf b = {0};
 	size_t n;
@@ -1309,13 +1320,13 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 	case ISM_HV_PEER:
 	case ISM_HV_PEER_IP:
 	case ISM_HV_PEER_PORT:
-		return hval_addr(out, cap, s->peer, s->peer_port, p->kind == ISM_HV_PEER_IP,
+		return hval_sock(s, false, out, cap, p->kind == ISM_HV_PEER_IP,
 				 p->kind == ISM_HV_PEER_PORT);
 	case ISM_HV_LOCAL:
 	case ISM_HV_LOCAL_IP:
 	case ISM_HV_LOCAL_PORT:
-		return hval_local(s, out, cap, p->kind == ISM_HV_LOCAL_IP,
-				  p->kind == ISM_HV_LOCAL_PORT);
+		return hval_sock(s, true, out, cap, p->kind == ISM_HV_LOCAL_IP,
+				 p->kind == ISM_HV_LOCAL_PORT);
 	case ISM_HV_SNI:
 		return hval_str(out, cap, s->sni, s->sni ? strlen(s->sni) : 0);
 	case ISM_HV_PROTOCOL: {

@@ -349,6 +349,26 @@ def headers_command_operators(env):
     check(rc != 0 and "cannot hold command operators" in out, f"an authority with an operator: rc {rc}\n{out}")
 
 
+@_test
+def headers_command_operators_proxy_protocol(env):
+    """Behind a PROXY header, as Envoy names them: the remote address is the
+    header's source, the local address its destination, and the direct
+    remote address the connection's own peer."""
+    routes = ("  - headers: {request: {set: {x-client: \"%DOWNSTREAM_REMOTE_ADDRESS%\", "
+              "x-local: \"%DOWNSTREAM_LOCAL_ADDRESS%\", "
+              "x-direct: \"%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%\"}}}\n" + dest())
+    gw = setup(env, routes, app_extra="  gatewayTopology: {proxyProtocol: {}}\n")
+    with Conn("127.0.0.1", gw, source=("127.0.0.8", 0)) as c:
+        c.send(b"PROXY TCP4 192.0.2.1 198.51.100.1 1234 443\r\n")
+        r = c.request("GET", "/headers", "pp.example")
+    check(r.status == 200, f"GET /headers behind a PROXY header: {r}")
+    lines = head_lines(r.body)
+    got = {k: named(lines, k) for k in ("x-client", "x-local", "x-direct")}
+    want = {"x-client": ["x-client: 192.0.2.1:1234"], "x-local": ["x-local: 198.51.100.1:443"],
+            "x-direct": ["x-direct: 127.0.0.8"]}
+    check(got == want, f"upstream got {got}, want {want}")
+
+
 def upstream_count(env):
     return int(env.ctl("127.0.0.2", env.up_port, "count"))
 
