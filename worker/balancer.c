@@ -181,18 +181,15 @@ static bool any_warming(const struct cand *k)
 	return false;
 }
 
-/* Round robin's integer weight of candidate i: the weight in force, in
- * thousandths when the cluster warms endpoints up (so that the scaled
+/* Round robin's integer weight of candidate i in a cluster that warms
+ * endpoints up: the weight in force in thousandths (so that the scaled
  * weights keep their proportions), scaled by the warmup. */
 static int64_t rr_weight(const struct cand *k, uint32_t i)
 {
 	const struct ism_endpoint *ep = &k->cl->endpoints[i];
-	int64_t w = weight_now(ep, k->eps);
-	double x;
+	double x =
+	    (double)weight_now(ep, k->eps) * 1000.0 * (k->warming ? warm_factor(k, ep) : 1.0);
 
-	if (k->cl->warmup_ms == 0)
-		return w;
-	x = (double)w * 1000.0 * (k->warming ? warm_factor(k, ep) : 1.0);
 	return x >= 1.0 ? (int64_t)x : 1;
 }
 
@@ -296,6 +293,7 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 {
 	int64_t *cur = lb->cur + lb->off[c];
+	const bool warm = k->cl->warmup_ms != 0;
 	int64_t total = 0;
 	int best = -1;
 	uint32_t i;
@@ -305,7 +303,7 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 
 		if (!is_cand(k, i))
 			continue;
-		w = rr_weight(k, i);
+		w = warm ? rr_weight(k, i) : weight_now(&k->cl->endpoints[i], k->eps);
 		cur[i] += w;
 		total += w;
 		if (best < 0 || cur[i] > cur[best])

@@ -1649,11 +1649,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->response_timeout_ms = t->timeouts.upstream_response_ms;
 	st->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
 	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed)) {
-		free(ed.made);
+		if (ed.made != NULL)
+			free(ed.made);
 		return;
 	}
 	ret = ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head);
-	free(ed.made);
+	if (ed.made != NULL)
+		free(ed.made);
 	/* Body bytes that arrived with the head travel with it. */
 	if (ret < 0 || ism_up_body_into(st, &head, body, len, req_done) < 0) {
 		ism_buf_free(&head);

@@ -104,7 +104,7 @@ static struct ism_upconn **list_of(struct ism_wctx *w, const struct ism_upconn *
 	return u->mux != NULL ? &w->mux[u->ep_id] : &w->pool[u->ep_id];
 }
 
-static void pool_remove(struct ism_wctx *w, struct ism_upconn *u)
+static inline void pool_remove(struct ism_wctx *w, struct ism_upconn *u)
 {
 	if (u->pool_prev)
 		u->pool_prev->pool_next = u->pool_next;
@@ -348,13 +348,20 @@ static struct ism_upconn *pool_take(struct ism_wctx *w, const struct ism_stream 
 	uint64_t key = ism_up_pool_key(st, cl);
 	struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, false);
 
-	while (u != NULL && (u->state != ISM_UP_IDLE || u->ep_id != ep_id || u->tls_fp != key ||
-			     u->pp != cl->pp))
-		u = u->pool_next;
+	if (cl->pp == ISM_UPP_NONE) {
+		/* The endpoint's idle connections, none private. */
+		while (u != NULL && u->tls_fp != key)
+			u = u->pool_next;
+		if (u != NULL)
+			pool_remove(w, u);
+	} else {
+		/* The session's, of every state and endpoint. */
+		while (u != NULL && (u->state != ISM_UP_IDLE || u->ep_id != ep_id ||
+				     u->tls_fp != key || u->pp != cl->pp))
+			u = u->pool_next;
+	}
 	if (u == NULL)
 		return NULL;
-	if (u->owner == NULL)
-		pool_remove(w, u);
 	u->state = ISM_UP_BUSY;
 	u->reused = 1;
 	ism_wstat_add(&w->st->upstream_reused, 1);
