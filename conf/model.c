@@ -17,10 +17,11 @@
 #include <pcre2.h>
 
 #include "conf/alog.h"
+#include "conf/hfmt.h"
 #include "conf/mirror.h"
 #include "conf/model.h"
-#include "conf/hfmt.h"
 #include "conf/re2syntax.h"
+#include "lib/addr.h"
 
 #define NOT_IMPL "not implemented yet"
 
@@ -170,15 +171,11 @@ static bool parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t
  * alone without one). */
 static const char *server_text(struct ism_vctx *v, const struct sockaddr_storage *ss)
 {
-	char ip[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 10];
+	char ip[INET6_ADDRSTRLEN] = "", out[INET6_ADDRSTRLEN + 10];
 	bool v4 = ss->ss_family == AF_INET;
-	uint16_t port = ntohs(v4 ? ((const struct sockaddr_in *)ss)->sin_port
-				 : ((const struct sockaddr_in6 *)ss)->sin6_port);
+	uint16_t port = 0;
 
-	inet_ntop(ss->ss_family,
-		  v4 ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
-		     : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr,
-		  ip, sizeof(ip));
+	ism_addr_text((const struct sockaddr *)ss, ip, &port);
 	if (port == 0)
 		snprintf(out, sizeof(out), "%s", ip);
 	else

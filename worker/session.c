@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lib/addr.h"
 #include "lib/log.h"
 #include "worker/h1.h"
 #include "worker/h2.h"
@@ -141,15 +142,7 @@ const struct ism_buf *ism_sess_xfcc(struct ism_sess *s)
 /* The client's address: the socket's peer, or what a PROXY header says. */
 static void set_peer(struct ism_sess *s, const struct sockaddr_storage *ss)
 {
-	if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, s->peer,
-			  sizeof(s->peer));
-		s->peer_port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, s->peer,
-			  sizeof(s->peer));
-		s->peer_port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-	}
+	ism_addr_text((const struct sockaddr *)ss, s->peer, &s->peer_port);
 }
 
 /* The addresses of an inbound PROXY header (not LOCAL): the client's becomes

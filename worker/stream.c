@@ -14,6 +14,7 @@
 
 #include "conf/defaults.h"
 #include "health/outlier.h"
+#include "lib/addr.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
 #include "worker/accesslog.h"
@@ -1238,12 +1239,9 @@ static size_t hval_sockaddr(const union ism_pp_addr *a, char *out, size_t cap, b
 			    bool port_only)
 {
 	char ip[INET6_ADDRSTRLEN];
-	const void *bytes = a->sa.sa_family == AF_INET6 ? (const void *)&a->in6.sin6_addr
-							: (const void *)&a->in.sin_addr;
-	uint16_t port = ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port);
+	uint16_t port;
 
-	if ((a->sa.sa_family != AF_INET && a->sa.sa_family != AF_INET6) ||
-	    inet_ntop(a->sa.sa_family, bytes, ip, sizeof(ip)) == NULL)
+	if (!ism_addr_text(&a->sa, ip, &port))
 		return 0;
 	return hval_addr(out, cap, ip, port, no_port, port_only);
 }
