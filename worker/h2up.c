@@ -647,8 +647,7 @@ static struct ism_upconn *find_conn(struct ism_wctx *w, const struct ism_stream 
 
 	for (struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, true); u != NULL;
 	     u = u->pool_next)
-		if (u->mux != NULL && u->ep_id == ep_id && u->tls_fp == key && u->pp == cl->pp &&
-		    has_room(u->mux))
+		if (u->mux != NULL && ism_up_fits(u, cl, ep_id, key) && has_room(u->mux))
 			return u;
 	return NULL;
 }

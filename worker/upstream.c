@@ -356,8 +356,7 @@ static struct ism_upconn *pool_take(struct ism_wctx *w, const struct ism_stream 
 			pool_remove(w, u);
 	} else {
 		/* The session's, of every state and endpoint. */
-		while (u != NULL && (u->state != ISM_UP_IDLE || u->ep_id != ep_id ||
-				     u->tls_fp != key || u->pp != cl->pp))
+		while (u != NULL && (u->state != ISM_UP_IDLE || !ism_up_fits(u, cl, ep_id, key)))
 			u = u->pool_next;
 	}
 	if (u == NULL)

@@ -149,6 +149,13 @@ uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *
  * endpoint's list. */
 struct ism_upconn *ism_up_candidates(struct ism_wctx *w, const struct ism_stream *st,
 				     const struct ism_cluster *cl, uint32_t ep_id, bool h2);
+/* Whether u of such a list is to endpoint ep_id with pool key key (ism_up_pool_key)
+ * and cluster cl's PROXY header. */
+static inline bool ism_up_fits(const struct ism_upconn *u, const struct ism_cluster *cl,
+			       uint32_t ep_id, uint64_t key)
+{
+	return u->ep_id == ep_id && u->tls_fp == key && u->pp == cl->pp;
+}
 /* Whether u is still connecting past its connect deadline: it takes no new
  * stream, and the next tick closes it. */
 bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u);
