@@ -983,6 +983,8 @@ static void build_hash(struct cbuild *b, const struct ism_cm_hash *h, struct ism
 	cl->hash.on = h->on;
 	cl->hash.name = astr(b, h->name);
 	cl->hash.cookie_path = astr(b, h->cookie_path);
+	cl->hash.cookie_attrs = astr(b, h->cookie_attrs);
+	cl->hash.issue_cookie = h->cookie_issue;
 	cl->hash.cookie_ttl_ms = h->cookie_ttl_ms;
 	cl->hash.ring_size = h->ring_size;
 	cl->hash.table_size = h->table_size;

@@ -6,19 +6,11 @@
 #include <string.h>
 
 #include "conf/model.h"
+#include "lib/ascii.h"
 
 /* The methods Istio accepts in allowMethods (its supportedCORSMethods). */
 static const char *const cors_methods[] = {"GET",     "HEAD",	 "POST",  "PUT", "PATCH", "DELETE",
 					   "CONNECT", "OPTIONS", "TRACE", "*",	 NULL};
-
-/* A header name as Istio accepts one: "*", or RFC 9110 token characters. */
-static bool header_name_ok(const char *s)
-{
-	static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
-				    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
-	return s[0] != '\0' && s[strspn(s, tchar)] == '\0';
-}
 
 static bool method_ok(const char *s)
 {
@@ -51,7 +43,7 @@ static const char *joined(struct ism_vctx *v, const struct ism_node *n, const ch
 		o2 = ism_v_push(v, "[%zu]", i);
 		if (methods && !method_ok(it->str))
 			ism_v_err(v, it, "\"%s\" is not a supported HTTP method", it->str);
-		else if (!methods && !header_name_ok(it->str))
+		else if (!methods && !ism_is_token(it->str))
 			ism_v_err(v, it, "\"%s\" is not a valid header name", it->str);
 		ism_v_pop(v, o2);
 	}

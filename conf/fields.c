@@ -55,6 +55,18 @@ void ism_v_err(struct ism_vctx *v, const struct ism_node *at, const char *fmt, .
 	va_end(ap);
 }
 
+void ism_v_err_key(struct ism_vctx *v, const struct ism_node *map, const char *key, const char *fmt,
+		   ...)
+{
+	size_t old = ism_v_push(v, ".%s", key);
+	va_list ap;
+
+	va_start(ap, fmt);
+	v_report(v, ISM_DIAG_ERROR, ism_node_get(map, key, NULL), fmt, ap);
+	va_end(ap);
+	ism_v_pop(v, old);
+}
+
 void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
 {
 	va_list ap;

@@ -22,6 +22,7 @@
 #include "conf/model.h"
 #include "conf/re2syntax.h"
 #include "lib/addr.h"
+#include "lib/ascii.h"
 
 #define NOT_IMPL "not implemented yet"
 
@@ -370,13 +371,8 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 		return;
 	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_str(v, n, "host", true, &host) > 0) {
-		if (!host_syntax_ok(host) || host[0] == '*') {
-			size_t old = ism_v_push(v, ".host");
-
-			ism_v_err(v, ism_node_get(n, "host", NULL), "invalid host name \"%s\"",
-				  host);
-			ism_v_pop(v, old);
-		}
+		if (!host_syntax_ok(host) || host[0] == '*')
+			ism_v_err_key(v, n, "host", "invalid host name \"%s\"", host);
 		h->host = ism_model_host(v, host, ns);
 	}
 	ism_v_u32(v, n, "port", false, 1, 65535, &h->port);
@@ -384,12 +380,8 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 	h->type = strcmp(type, "tcp") == 0 ? ISM_HC_TCP : ISM_HC_HTTP;
 	if (h->type == ISM_HC_TCP)
 		tcp_check_fields(v, n);
-	if (ism_v_str(v, n, "path", false, &h->path) > 0 && h->path[0] != '/') {
-		size_t old = ism_v_push(v, ".path");
-
-		ism_v_err(v, ism_node_get(n, "path", NULL), "must start with \"/\"");
-		ism_v_pop(v, old);
-	}
+	if (ism_v_str(v, n, "path", false, &h->path) > 0 && h->path[0] != '/')
+		ism_v_err_key(v, n, "path", "must start with \"/\"");
 	ism_v_str(v, n, "hostHeader", false, &h->host_header);
 	ism_v_dur(v, n, "interval", 1, &h->interval_ms);
 	ism_v_dur(v, n, "timeout", 1, &h->timeout_ms);
@@ -1585,12 +1577,6 @@ static const char *const framing_fields[] = {
     "transfer-encoding", "content-length", "te",
     "trailer",		 "upgrade",	   NULL};
 
-/* RFC 9110 token characters. */
-static bool is_tchar(char c)
-{
-	return isalnum((unsigned char)c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static bool is_authority_field(const char *s)
 {
 	return strcasecmp(s, "host") == 0 || strcasecmp(s, ":authority") == 0;
@@ -1620,12 +1606,9 @@ static int hdr_name(struct ism_vctx *v, const struct ism_node *k, bool request_s
 		ism_v_err(v, k, "header name cannot be empty");
 		return 0;
 	}
-	for (const char *p = s; *p; p++) {
-		if (!is_tchar(*p)) {
-			ism_v_err(v, k, "invalid header \"%s\": not a field name (RFC 9110 token)",
-				  s);
-			return 0;
-		}
+	if (!ism_is_token(s)) {
+		ism_v_err(v, k, "invalid header \"%s\": not a field name (RFC 9110 token)", s);
+		return 0;
 	}
 	for (const char *const *f = framing_fields; *f; f++) {
 		if (strcasecmp(*f, s) == 0) {
@@ -2383,21 +2366,80 @@ static bool is_prime(uint32_t n)
 	return true;
 }
 
+/* Whether s may stand in a Set-Cookie attribute: no control character, no ';'
+ * (which would start another attribute). */
+static bool cookie_text_ok(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == ';')
+			return false;
+	return true;
+}
+
+/* httpCookie.attributes: "; name=value" (or "; name" when the value is
+ * empty) each, in order, as Envoy appends them to the cookie it issues. */
+static const char *parse_cookie_attrs(struct ism_vctx *v, const struct ism_node *c)
+{
+	static const char *const keys[] = {"name", "value", NULL};
+	const struct ism_node *seq = ism_v_node(v, c, "attributes", false, ISM_NODE_SEQ);
+	char *out = ism_v_strdup(v, "");
+	size_t old;
+
+	if (seq == NULL || out == NULL)
+		return "";
+	old = ism_v_push(v, ".attributes");
+	for (size_t i = 0; i < seq->n; i++) {
+		const struct ism_node *it = seq->items[i];
+		const char *name = NULL, *value = "";
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+		char *next;
+
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, keys, NULL);
+		if (ism_v_str(v, it, "name", true, &name) > 0 && !ism_is_token(name))
+			ism_v_err_key(v, it, "name",
+				      "\"%s\" is not a cookie attribute name (RFC 9110 token)",
+				      name);
+		if (ism_v_str(v, it, "value", false, &value) > 0 && !cookie_text_ok(value))
+			ism_v_err_key(
+			    v, it, "value",
+			    "a cookie attribute value cannot hold ';' or a control character");
+		if (name == NULL)
+			goto next;
+		next = ism_v_alloc(v, strlen(out) + strlen(name) + strlen(value) + 4, 1);
+		if (next == NULL)
+			goto next;
+		sprintf(next, "%s; %s%s%s", out, name, *value ? "=" : "", value);
+		out = next;
+	next:
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+	return out;
+}
+
 static void parse_cookie(struct ism_vctx *v, const struct ism_node *ch, struct ism_cm_hash *h)
 {
-	static const char *const keys[] = {"name", "path", "ttl", NULL};
-	static const char *const unimpl[] = {"attributes", NULL};
+	static const char *const keys[] = {"name", "path", "ttl", "attributes", NULL};
 	const struct ism_node *c = ism_v_node(v, ch, "httpCookie", false, ISM_NODE_MAP);
 	size_t old;
 
 	if (c == NULL)
 		return;
 	old = ism_v_push(v, ".httpCookie");
-	ism_v_keys(v, c, keys, unimpl);
+	ism_v_keys(v, c, keys, NULL);
 	h->on = ISM_HASH_COOKIE;
 	ism_v_str(v, c, "name", true, &h->name);
-	ism_v_str(v, c, "path", false, &h->cookie_path);
-	ism_v_dur(v, c, "ttl", 0, &h->cookie_ttl_ms);
+	if (h->name != NULL && !ism_is_token(h->name))
+		ism_v_err_key(v, c, "name", "\"%s\" is not a cookie name (RFC 9110 token)",
+			      h->name);
+	if (ism_v_str(v, c, "path", false, &h->cookie_path) > 0 && !cookie_text_ok(h->cookie_path))
+		ism_v_err_key(v, c, "path", "a cookie path cannot hold ';' or a control character");
+	/* Envoy issues the cookie only when a ttl is given; 0s makes it a
+	 * session cookie. */
+	h->cookie_issue = ism_v_dur(v, c, "ttl", 0, &h->cookie_ttl_ms) > 0;
+	h->cookie_attrs = parse_cookie_attrs(v, c);
 	ism_v_pop(v, old);
 }
 
@@ -2470,6 +2512,7 @@ static void parse_hash(struct ism_vctx *v, const struct ism_node *lb, struct ism
 	h->ring_size = 1024;
 	h->table_size = 65537;
 	h->cookie_path = "";
+	h->cookie_attrs = "";
 	old = ism_v_push(v, ".consistentHash");
 	ism_v_keys(v, ch, keys, NULL);
 	one_of(v, ch, hkeys, "httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName");
@@ -2971,6 +3014,36 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 	ism_v_pop(v, old);
 }
 
+/* outlierDetectionHttpErrorCodes: the statuses outlier detection counts as
+ * errors, in place of 5xx (Envoy's error matcher, as Istio sets it). */
+static void parse_od_codes(struct ism_vctx *v, const struct ism_node *n, struct ism_outlier *o)
+{
+	const struct ism_node *seq =
+	    ism_v_node(v, n, "outlierDetectionHttpErrorCodes", false, ISM_NODE_SEQ);
+	size_t old;
+
+	if (seq == NULL)
+		return;
+	old = ism_v_push(v, ".outlierDetectionHttpErrorCodes");
+	for (size_t i = 0; i < seq->n; i++) {
+		const struct ism_node *it = seq->items[i];
+		uint64_t code;
+
+		if (it->kind != ISM_NODE_SCALAR || ism_parse_u64(it->str, &code) < 0 ||
+		    code < 100 || code > ISM_STATUS_MAX) {
+			size_t o2 = ism_v_push(v, "[%zu]", i);
+
+			ism_v_err(v, it, "must be an HTTP status between 100 and %d",
+				  ISM_STATUS_MAX);
+			ism_v_pop(v, o2);
+			continue;
+		}
+		o->error_codes[code / 64] |= UINT64_C(1) << (code % 64);
+		o->has_error_codes = 1;
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_od *p)
 {
 	static const char *const keys[] = {"consecutive5xxErrors",
@@ -2982,8 +3055,8 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 					   "minHealthPercent",
 					   "splitExternalLocalOriginErrors",
 					   "consecutiveLocalOriginFailures",
+					   "outlierDetectionHttpErrorCodes",
 					   NULL};
-	static const char *const unimpl[] = {"outlierDetectionHttpErrorCodes", NULL};
 	const struct ism_node *n = ism_v_node(v, tp, "outlierDetection", false, ISM_NODE_MAP);
 	struct ism_outlier *o = &p->od;
 	uint32_t legacy = 0;
@@ -3001,7 +3074,7 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 				  .base_ejection_ms = 30000,
 				  .max_ejection_percent = 10};
 	old = ism_v_push(v, ".outlierDetection");
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	/* Old Istio: consecutiveErrors ejected on gateway errors only (502, 503,
 	 * 504), with 5xx ejection off; the newer fields, when set, win. */
 	if (ism_v_u32(v, n, "consecutiveErrors", false, 0, INT32_MAX, &legacy) > 0 && legacy > 0) {
@@ -3021,6 +3094,7 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 		o->split_local = split;
 	ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
 		  &o->consecutive_local);
+	parse_od_codes(v, n, o);
 	o->max_ejection_ms = o->base_ejection_ms > ISM_DEFAULT_MAX_EJECTION_MS
 				 ? o->base_ejection_ms
 				 : ISM_DEFAULT_MAX_EJECTION_MS;

@@ -254,9 +254,11 @@ struct ism_cm_gw {
 
 /* consistentHash */
 struct ism_cm_hash {
-	uint8_t on;		 /* enum ism_hash_on */
-	const char *name;	 /* header (lowercased), cookie or query parameter name */
-	const char *cookie_path; /* "" when none */
+	uint8_t on;		  /* enum ism_hash_on */
+	const char *name;	  /* header (lowercased), cookie or query parameter name */
+	const char *cookie_path;  /* "" when none */
+	const char *cookie_attrs; /* "; name=value; name", or "" */
+	bool cookie_issue;	  /* a ttl was given: issue the cookie when absent */
 	uint32_t cookie_ttl_ms;
 	uint8_t lb; /* ISM_LB_RING_HASH or ISM_LB_MAGLEV */
 	uint32_t ring_size, table_size;
@@ -607,6 +609,9 @@ void ism_model_delegate(struct ism_vctx *v);
 
 void ism_v_err(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An error at map's field key, its path pushed. */
+void ism_v_err_key(struct ism_vctx *v, const struct ism_node *map, const char *key, const char *fmt,
+		   ...) __attribute__((format(printf, 4, 5)));
 void ism_v_warn(struct ism_vctx *v, const struct ism_node *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void *ism_v_alloc(struct ism_vctx *v, size_t n, size_t size);

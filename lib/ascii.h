@@ -69,4 +69,13 @@ static inline int ism_eq_nocase(const char *a, const char *b, size_t n)
 	return n == 0 || ism_lower8(ism_load8(a, n)) == ism_lower8(ism_load8(b, n));
 }
 
+/* Whether s is a non-empty RFC 9110 token (a field name, a cookie name). */
+static inline int ism_is_token(const char *s)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+				    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+	return s[0] != '\0' && s[strspn(s, tchar)] == '\0';
+}
+
 #endif

@@ -525,13 +525,17 @@ enum ism_hash_on {
 };
 
 struct ism_hash_policy {
-	uint8_t on;	     /* enum ism_hash_on */
-	struct ism_str name; /* header (lowercased), cookie or query parameter name */
-	struct ism_str cookie_path;
-	uint32_t cookie_ttl_ms; /* a cookie is issued when absent and ttl > 0 */
-	uint32_t ring_size;	/* ringHash.minimumRingSize, default 1024 */
-	uint32_t table_size;	/* maglev.tableSize, default 65537 (prime) */
-	const uint32_t *table;	/* ring or maglev table of endpoint indices, built at compile */
+	uint8_t on;		     /* enum ism_hash_on */
+	struct ism_str name;	     /* header (lowercased), cookie or query parameter name */
+	struct ism_str cookie_path;  /* len 0: no Path attribute */
+	struct ism_str cookie_attrs; /* "; name=value; name" appended, or "" */
+	/* A cookie is issued when absent and issue_cookie (a ttl was given);
+	 * ttl 0 makes it a session cookie (no Max-Age). */
+	uint8_t issue_cookie;
+	uint32_t cookie_ttl_ms;
+	uint32_t ring_size;    /* ringHash.minimumRingSize, default 1024 */
+	uint32_t table_size;   /* maglev.tableSize, default 65537 (prime) */
+	const uint32_t *table; /* ring or maglev table of endpoint indices, built at compile */
 	const uint64_t *ring_hashes; /* ring hash: the sorted point hashes (same length as table) */
 	uint32_t table_len;
 };
@@ -551,6 +555,8 @@ struct ism_endpoint {
 };
 
 #define ISM_MAX_PRIORITIES 16
+/* The highest status a configuration may name (outlierDetectionHttpErrorCodes). */
+#define ISM_STATUS_MAX 599
 
 /* Envoy's LocalityLbEndpoints: the endpoints of one locality at one priority.
  * A cluster's groups are sorted by priority, and each group's endpoints are
@@ -573,6 +579,11 @@ struct ism_outlier {
 	uint32_t base_ejection_ms;    /* default 30 s */
 	uint32_t max_ejection_ms;     /* max(300 s, base) */
 	uint32_t max_ejection_percent; /* default 10; at least one host may always be ejected */
+	/* outlierDetectionHttpErrorCodes (Envoy's error matcher on the status):
+	 * when has_error_codes, a response is an error only when its status is
+	 * listed (bit status of error_codes), and any other one is a success. */
+	uint8_t has_error_codes;
+	uint64_t error_codes[ISM_STATUS_MAX / 64 + 1];
 };
 
 /* Istio connectionPool limits (Envoy circuit breakers, per cluster). */

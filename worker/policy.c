@@ -117,10 +117,18 @@ uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)
 	return (uint32_t)(((uint64_t)rnd * span) >> 32);
 }
 
-enum ism_outcome ism_outcome_of(enum ism_failure f, int status)
+enum ism_outcome ism_outcome_of(const struct ism_outlier *od, enum ism_failure f, int status)
 {
 	if (f != ISM_FAIL_NONE)
 		return ISM_OUTCOME_LOCAL;
+	/* Envoy's error matcher: a listed status is an error, counted as itself
+	 * when it is a 5xx and as 500 otherwise; any other is a success. */
+	if (od != NULL && od->has_error_codes) {
+		bool listed = status >= 0 && status <= ISM_STATUS_MAX &&
+			      (od->error_codes[status / 64] >> (status % 64) & 1);
+
+		status = !listed ? 200 : status >= 500 ? status : 500;
+	}
 	if (status >= 502 && status <= 504)
 		return ISM_OUTCOME_GATEWAY;
 	if (status >= 500)

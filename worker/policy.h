@@ -53,8 +53,9 @@ int ism_grpc_to_http(int grpc);
  * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd);
 
-/* What the attempt means to outlier detection. */
-enum ism_outcome ism_outcome_of(enum ism_failure f, int status);
+/* What the attempt means to outlier detection (od: the cluster's, for its
+ * outlierDetectionHttpErrorCodes; NULL: 5xx are the errors). */
+enum ism_outcome ism_outcome_of(const struct ism_outlier *od, enum ism_failure f, int status);
 
 /* The consistent-hash key of a request under hp: a header value, a cookie, the
  * client address or a query parameter. Returns 1 and *hash when the request has

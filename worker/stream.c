@@ -233,22 +233,25 @@ static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 {
 	const struct ism_cluster *cl = st_cluster(w, st);
 	uint64_t one = 1;
+	char why[16];
 
 	if (cl == NULL || cl->od == NULL || st->prev_ep == UINT32_MAX)
 		return;
-	if (!ism_outlier_record(cl, w->shm->hdr->eps, st->prev_ep, ism_outcome_of(f, status),
-				w->now))
+	if (!ism_outlier_record(cl, w->shm->hdr->eps, st->prev_ep,
+				ism_outcome_of(cl->od, f, status), w->now))
 		return;
 	atomic_fetch_add(&w->shm->hdr->health_epoch, 1);
 	if (write(w->notify_fd, &one, sizeof(one)) < 0)
 		ism_debug("notify master: %s", strerror(errno));
+	if (f == ISM_FAIL_NONE)
+		snprintf(why, sizeof(why), "status %d", status);
 	ism_warn("endpoint %s ejected by outlier detection (cluster %s, %s)",
 		 w->shm->hdr->ep_keys[st->prev_ep], cl->name.p,
 		 f == ISM_FAIL_CONNECT	 ? "connect failure"
 		 : f == ISM_FAIL_RESET	 ? "reset"
 		 : f == ISM_FAIL_REFUSED ? "refused stream"
 		 : f == ISM_FAIL_TIMEOUT ? "timeout"
-					 : "5xx");
+					 : why);
 }
 
 /* The outcome of a response that streamed (od_pending), told to outlier
@@ -1101,20 +1104,24 @@ static void trusted_client(const struct ism_table *t, const struct ism_http_req 
 }
 
 /* httpCookie with a ttl: a request without the cookie gets one, so that its
- * next requests hash to the same endpoint (Istio's consistentHash.httpCookie). */
+ * next requests hash to the same endpoint (Istio's consistentHash.httpCookie),
+ * written as Envoy writes it: Max-Age unless the ttl is 0 (a session cookie),
+ * Path when one is given, the attributes, HttpOnly. */
 static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl)
 {
 	const struct ism_hash_policy *hp = &cl->hash;
-	char value[17];
+	char value[17], age[24] = "";
 	int n;
 
-	if (hp->on != ISM_HASH_COOKIE || hp->cookie_ttl_ms == 0)
+	if (hp->on != ISM_HASH_COOKIE || !hp->issue_cookie)
 		return;
 	snprintf(value, sizeof(value), "%08x%08x", ism_w_rand(w), ism_w_rand(w));
+	if (hp->cookie_ttl_ms != 0)
+		snprintf(age, sizeof(age), "; Max-Age=%u",
+			 hp->cookie_ttl_ms / 1000 ? hp->cookie_ttl_ms / 1000 : 1);
 	free(st->set_cookie);
-	n = asprintf(&st->set_cookie, "%s=%s; Max-Age=%u; Path=%s; HttpOnly", hp->name.p, value,
-		     hp->cookie_ttl_ms / 1000 ? hp->cookie_ttl_ms / 1000 : 1,
-		     hp->cookie_path.len ? hp->cookie_path.p : "/");
+	n = asprintf(&st->set_cookie, "%s=%s%s%s%s%s; HttpOnly", hp->name.p, value, age,
+		     hp->cookie_path.len ? "; Path=" : "", hp->cookie_path.p, hp->cookie_attrs.p);
 	if (n < 0) {
 		st->set_cookie = NULL;
 		return;
@@ -1839,7 +1846,10 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 
 	/* A response that streams tells outlier detection how it ended
 	 * (od_settle): one cut short by the upstream is a failure. */
-	if (retry || ism_outcome_of(ISM_FAIL_NONE, od_status) != ISM_OUTCOME_SUCCESS)
+	const struct ism_cluster *cl = st_cluster(w, st);
+
+	if (retry || ism_outcome_of(cl != NULL ? cl->od : NULL, ISM_FAIL_NONE, od_status) !=
+			 ISM_OUTCOME_SUCCESS)
 		record_outcome(w, st, ISM_FAIL_NONE, od_status);
 	else
 		st->od_pending = 1;

@@ -33,6 +33,7 @@ def _setup(env, policy, n_endpoints=3, admin_port=None):
         virtual_service("pol", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
         dr, service_entry("pol", SVC, eps)))
     env.start_gateway(conf, gw_port)
+    return [e["port"] for e in eps]
 
 
 @_test
@@ -61,6 +62,35 @@ def consistent_hash_cookie_issued(env):
           f"want only {r.header('x-upstream')}")
     check(env.get("/", headers={"cookie": cookie}).header("set-cookie") is None,
           "a cookie was issued although the request carried one")
+
+
+@_test
+def consistent_hash_cookie_attributes(env):
+    """httpCookie with `ttl: 0s` and attributes: the cookie issued is a session
+    cookie (no Max-Age), without Path when none is given, with the attributes
+    in order and HttpOnly last, as Envoy writes it; and it still pins."""
+    _setup(env, "    loadBalancer:\n      consistentHash:\n        httpCookie:\n"
+                "          name: pin\n          ttl: 0s\n"
+                "          attributes: [{name: SameSite, value: Strict}, {name: Secure}]\n")
+    r = env.get("/")
+    sc = r.header("set-cookie") or ""
+    parts = sc.split("; ")
+    check(len(parts) == 4 and parts[0].startswith("pin=") and parts[1:] == ["SameSite=Strict", "Secure", "HttpOnly"],
+          f"session cookie with attributes not issued as Envoy writes it: {sc!r}")
+    owners = {env.get("/", headers={"cookie": parts[0]}).header("x-upstream") for _ in range(15)}
+    check(owners == {r.header("x-upstream")}, f"with {parts[0]} requests went to {owners}")
+
+
+@_test
+def consistent_hash_cookie_no_ttl(env):
+    """httpCookie without a ttl: no cookie is issued (Envoy), a request
+    without one goes to any endpoint, and one with it is pinned."""
+    _setup(env, "    loadBalancer:\n      consistentHash:\n        httpCookie: {name: pin}\n")
+    rs = [env.get("/") for _ in range(20)]
+    check(all(r.status == 200 and r.header("set-cookie") is None for r in rs),
+          f"a cookie was issued without a ttl: {[r.header('set-cookie') for r in rs]}")
+    owners = {env.get("/", headers={"cookie": "pin=abc"}).header("x-upstream") for _ in range(15)}
+    check(len(owners) == 1, f"requests with the cookie went to {owners}")
 
 
 def _parallel(env, n, path):
@@ -215,3 +245,32 @@ def lb_warmup(env):
             return got.get(new, 0) / 150 > even * 0.7 and got
 
         poll(warmed, 40, what=f"{new}'s share to grow to an even one ({lb}) once the warmup is over")
+
+
+@_test
+def outlier_error_codes(env):
+    """outlierDetection.outlierDetectionHttpErrorCodes (Envoy's error matcher
+    on the status, as Istio sets it): the listed statuses are errors, and the
+    others, 5xx included, are successes. An endpoint answering 429 (listed) is
+    ejected after consecutive5xxErrors of them; one answering 500 (not listed)
+    is never ejected and keeps its share."""
+    ports = _setup(env, "    loadBalancer: {simple: ROUND_ROBIN}\n"
+                        "    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s,\n"
+                        "      maxEjectionPercent: 100, outlierDetectionHttpErrorCodes: [429, 503]}\n")
+    sock = env.path("ctl.sock")
+    env.ctl("127.0.0.1", ports[0], "fail/500")
+    env.ctl("127.0.0.1", ports[1], "fail/429")
+
+    def ejected():
+        eps = json.loads(ctl_cmd(sock, f"show endpoints outbound|80||{SVC} json"))
+        return {int(e["key"].rsplit(":", 1)[1]) for e in eps if e["ejected"]}
+
+    statuses = [env.get("/").status for _ in range(30)]
+    poll(lambda: ejected() == {ports[1]}, 10, what=f"only the endpoint answering 429 to be ejected ({ejected()})")
+    later = [env.get("/").status for _ in range(30)]
+    check(429 in statuses, f"the endpoint answering 429 was never reached: {statuses}")
+    check(429 not in later, f"the ejected endpoint still answered: {later}")
+    check(later.count(500) >= 10,
+          f"the endpoint answering 500 (not a listed code) lost its share: {later.count(500)} of 30")
+    check(env.log_count("ejected by outlier detection (cluster outbound|80||" + SVC + ", status 429)") >= 1,
+          "the ejection's log line does not name the status")

@@ -125,16 +125,38 @@ static void test_backoff(void **state)
 static void test_outcomes(void **state)
 {
 	(void)state;
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 200), ISM_OUTCOME_SUCCESS);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 404), ISM_OUTCOME_SUCCESS);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 500), ISM_OUTCOME_5XX);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 502), ISM_OUTCOME_GATEWAY);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 503), ISM_OUTCOME_GATEWAY);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 504), ISM_OUTCOME_GATEWAY);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_NONE, 505), ISM_OUTCOME_5XX);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_CONNECT, 0), ISM_OUTCOME_LOCAL);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_RESET, 0), ISM_OUTCOME_LOCAL);
-	assert_int_equal(ism_outcome_of(ISM_FAIL_TIMEOUT, 0), ISM_OUTCOME_LOCAL);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 200), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 404), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 500), ISM_OUTCOME_5XX);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 502), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 503), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 504), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_NONE, 505), ISM_OUTCOME_5XX);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_CONNECT, 0), ISM_OUTCOME_LOCAL);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_RESET, 0), ISM_OUTCOME_LOCAL);
+	assert_int_equal(ism_outcome_of(NULL, ISM_FAIL_TIMEOUT, 0), ISM_OUTCOME_LOCAL);
+}
+
+/* outlierDetectionHttpErrorCodes: only the listed statuses are errors, a 4xx
+ * one as 500, a 5xx one as itself (Envoy's router under an error matcher). */
+static void test_outcomes_error_codes(void **state)
+{
+	struct ism_outlier od = {.has_error_codes = 1};
+
+	(void)state;
+	od.error_codes[429 / 64] |= UINT64_C(1) << (429 % 64);
+	od.error_codes[503 / 64] |= UINT64_C(1) << (503 % 64);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 429), ISM_OUTCOME_5XX);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 503), ISM_OUTCOME_GATEWAY);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 500), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 502), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 200), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 999), ISM_OUTCOME_SUCCESS);
+	/* Local failures are not statuses: the list does not change them. */
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_CONNECT, 0), ISM_OUTCOME_LOCAL);
+	od.has_error_codes = 0;
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 429), ISM_OUTCOME_SUCCESS);
+	assert_int_equal(ism_outcome_of(&od, ISM_FAIL_NONE, 500), ISM_OUTCOME_5XX);
 }
 
 static void test_hash_keys(void **state)
@@ -185,6 +207,7 @@ int main(void)
 	    cmocka_unit_test(test_vocabulary),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_outcomes),
+	    cmocka_unit_test(test_outcomes_error_codes),
 	    cmocka_unit_test(test_hash_keys),
 	};
 
