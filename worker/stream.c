@@ -585,6 +585,11 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 
 	if (st->log_req == NULL)
 		return;
+	/* Envoy makes an X-Request-Id for every request it parsed, answered here
+	 * (no route, a redirect, an overflow) or not: the line shows one. */
+	if (st->log_req->http_minor >= 0 && st->log_req->request_id[0] == '\0' &&
+	    !(w->table->preserve_rid && st->log_req->val[ISM_ALOG_H_X_REQUEST_ID] != NULL))
+		ism_up_request_id(w, st->log_req->request_id);
 	cl = st_cluster(w, st);
 	r = (struct ism_alog_rec){
 	    .req = st->log_req,

@@ -412,8 +412,8 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 
 /* ---------- the request ---------- */
 
-/* A random (version 4) UUID, written without printf (the hot path). */
-static void request_id(struct ism_wctx *w, char out[37])
+/* Written without printf (the hot path). */
+void ism_up_request_id(struct ism_wctx *w, char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t r[16];
@@ -644,7 +644,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	if (!have_rid) {
 		char rid[37];
 
-		request_id(w, rid);
+		ism_up_request_id(w, rid);
 		ret |= ism_buf_put_field(out, "x-request-id", rid, 36, limit);
 		if (st->log_req != NULL)
 			memcpy(st->log_req->request_id, rid, sizeof(rid));

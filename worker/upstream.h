@@ -104,6 +104,8 @@ struct ism_req_edits {
 int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
 		   const struct ism_cluster *cl, const struct ism_req_edits *ed,
 		   struct ism_buf *out);
+/* A new X-Request-Id: a random (version 4) UUID, 36 characters and a NUL. */
+void ism_up_request_id(struct ism_wctx *w, char out[37]);
 /* Appends request body data to the request being built (before ism_up_start):
  * as it is, or as a chunk when the body has no length; done adds the end. */
 int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,
