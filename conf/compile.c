@@ -1357,9 +1357,11 @@ static struct ism_hval hval_parts(struct cbuild *b, const char *s)
 	for (int i = 0; i < n; i++) {
 		p[i].a = astrn(b, p[i].a.p, p[i].a.len);
 		p[i].b = astrn(b, p[i].b.p, p[i].b.len);
-		for (uint32_t k = 0; p[i].kind == ISM_HV_REQ && k < p[i].a.len; k++)
+		bool named = p[i].kind == ISM_HV_REQ || p[i].kind == ISM_HV_RESP;
+
+		for (uint32_t k = 0; named && k < p[i].a.len; k++)
 			((char *)p[i].a.p)[k] = ism_lower(p[i].a.p[k]);
-		for (uint32_t k = 0; p[i].kind == ISM_HV_REQ && k < p[i].b.len; k++)
+		for (uint32_t k = 0; named && k < p[i].b.len; k++)
 			((char *)p[i].b.p)[k] = ism_lower(p[i].b.p[k]);
 	}
 	return (struct ism_hval){.n = (uint32_t)n, .parts = p};

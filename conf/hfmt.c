@@ -10,7 +10,7 @@
 
 enum arg_rule {
 	ARG_NONE = 0,
-	ARG_HEADER, /* REQ(NAME?ALTERNATIVE), with an optional :LENGTH */
+	ARG_HEADER, /* REQ or RESP(NAME?ALTERNATIVE), with an optional :LENGTH */
 	ARG_ENV,    /* ENVIRONMENT(NAME), with an optional :LENGTH */
 };
 
@@ -41,16 +41,19 @@ static const struct {
     {"DOWNSTREAM_PEER_DNS_SAN", ISM_HV_PEER_DNS_SAN, ARG_NONE},
     {"DOWNSTREAM_PEER_SUBJECT", ISM_HV_PEER_SUBJECT, ARG_NONE},
     {"DOWNSTREAM_PEER_FINGERPRINT_256", ISM_HV_PEER_FINGERPRINT, ARG_NONE},
+    {"UPSTREAM_HOST", ISM_HV_UPSTREAM_HOST, ARG_NONE},
+    {"UPSTREAM_REMOTE_ADDRESS", ISM_HV_UPSTREAM_HOST, ARG_NONE},
+    {"UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", ISM_HV_UPSTREAM_IP, ARG_NONE},
+    {"UPSTREAM_REMOTE_PORT", ISM_HV_UPSTREAM_PORT, ARG_NONE},
+    {"RESPONSE_CODE", ISM_HV_RESPONSE_CODE, ARG_NONE},
+    {"RESP", ISM_HV_RESP, ARG_HEADER},
     {"HOSTNAME", ISM_HV_LITERAL, ARG_NONE},
     {"ENVIRONMENT", ISM_HV_LITERAL, ARG_ENV},
 };
 
-/* Envoy's other operators: known, not made here (most have no value before
- * the upstream answers, or need metadata isthmus does not keep). */
+/* Envoy's other operators: known, not made here (metadata isthmus does not
+ * keep, times and counts of the whole exchange, the local certificate). */
 static const char *const later[] = {
-    "UPSTREAM_HOST",
-    "UPSTREAM_REMOTE_ADDRESS",
-    "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
     "UPSTREAM_LOCAL_ADDRESS",
     "UPSTREAM_TRANSPORT_FAILURE_REASON",
     "UPSTREAM_METADATA",
@@ -58,9 +61,7 @@ static const char *const later[] = {
     "CLUSTER_METADATA",
     "FILTER_STATE",
     "PER_REQUEST_STATE",
-    "RESP",
     "TRAILER",
-    "RESPONSE_CODE",
     "RESPONSE_CODE_DETAILS",
     "RESPONSE_FLAGS",
     "BYTES_RECEIVED",

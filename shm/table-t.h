@@ -10,6 +10,7 @@
 #define ISM_SHM_TABLE_T_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -145,13 +146,26 @@ enum ism_hval_kind {
 	ISM_HV_PEER_DNS_SAN,	 /* %DOWNSTREAM_PEER_DNS_SAN% */
 	ISM_HV_PEER_SUBJECT,	 /* %DOWNSTREAM_PEER_SUBJECT%: RFC 2253 */
 	ISM_HV_PEER_FINGERPRINT, /* %DOWNSTREAM_PEER_FINGERPRINT_256%: hex */
+	/* Known once the upstream answers (ism_hval_late): made then in a
+	 * response's values, empty in a request's. */
+	ISM_HV_UPSTREAM_HOST, /* %UPSTREAM_HOST%, %UPSTREAM_REMOTE_ADDRESS%: address:port */
+	ISM_HV_UPSTREAM_IP,   /* %UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% */
+	ISM_HV_UPSTREAM_PORT, /* %UPSTREAM_REMOTE_PORT% */
+	ISM_HV_RESPONSE_CODE, /* %RESPONSE_CODE% */
+	ISM_HV_RESP,	      /* %RESP(NAME?ALTERNATIVE):LENGTH% */
 };
+
+/* Whether an operator of this kind has its value only once the upstream answers. */
+static inline bool ism_hval_late(uint8_t kind)
+{
+	return kind >= ISM_HV_UPSTREAM_HOST;
+}
 
 struct ism_hval_part {
 	uint8_t kind;	  /* enum ism_hval_kind */
 	uint16_t max_len; /* at most this many bytes of its value; 0: all */
-	struct ism_str a; /* the text; ISM_HV_REQ: the header name (lowercase) */
-	struct ism_str b; /* ISM_HV_REQ: the alternative's name; empty: none */
+	struct ism_str a; /* the text; ISM_HV_REQ, ISM_HV_RESP: the header name (lowercase) */
+	struct ism_str b; /* ISM_HV_REQ, ISM_HV_RESP: the alternative's name; empty: none */
 };
 
 /* A header value with command operators: its pieces in order. */

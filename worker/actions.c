@@ -259,7 +259,8 @@ static struct ism_str str_to(char **d, struct ism_str s)
 {
 	struct ism_str r = {.p = *d, .len = s.len};
 
-	memcpy(*d, s.p, s.len);
+	if (s.len > 0)
+		memcpy(*d, s.p, s.len);
 	(*d)[s.len] = '\0';
 	*d += s.len + 1;
 	return r;
@@ -279,8 +280,11 @@ static size_t field_safe(char *p, size_t n)
 }
 
 /* Value f made into out (ISM_HVAL_MAX bytes): its text and its operators'
- * values, each cut at its max_len. Returns the length. */
-static size_t render(const struct ism_hval *f, ism_hval_cb cb, void *arg, char *out)
+ * values, each cut at its max_len. When cb answers ISM_HVAL_LATE for a part,
+ * *late is set and tpl[] (f->n parts) says what the value is so far: each
+ * part made, as text in out, or kept as it is. Returns the length. */
+static size_t render(const struct ism_hval *f, ism_hval_cb cb, void *arg, char *out,
+		     struct ism_hval_part *tpl, bool *late)
 {
 	size_t len = 0;
 
@@ -293,65 +297,106 @@ static size_t render(const struct ism_hval *f, ism_hval_cb cb, void *arg, char *
 		if (p->kind == ISM_HV_LITERAL) {
 			n = p->a.len < room ? p->a.len : room;
 			memcpy(out + len, p->a.p, n);
+		} else if ((n = cb(arg, p, out + len, room)) == ISM_HVAL_LATE) {
+			tpl[k] = *p;
+			*late = true;
+			continue;
 		} else {
-			n = cb(arg, p, out + len, room);
 			n = field_safe(out + len, n < room ? n : room);
 		}
-		len += n < room ? n : room;
+		n = n < room ? n : room;
+		tpl[k] = (struct ism_hval_part){.kind = ISM_HV_LITERAL,
+						.a = {.p = out + len, .len = (uint32_t)n}};
+		len += n;
 	}
 	return len;
 }
+
+/* One value of a copy being made: its text, or (n_parts > 0) what is made
+ * of it so far, the rest to be made later. */
+struct made_val {
+	struct ism_str text;
+	uint32_t n_parts;
+	struct ism_hval_part *parts;
+};
 
 /* The values of e into vals[], those with operators made (when cb) into
  * *out, which vals[] then points into (free() it; NULL when nothing was
  * made). false without memory. */
 static bool render_all(const struct ism_hdr_edits *e, ism_hval_cb cb, void *arg,
-		       struct ism_str *vals, char **out)
+		       struct made_val *vals, char **out)
 {
-	size_t nv = 0, n_made = 0;
+	size_t nv = 0, n_made = 0, n_parts = 0;
+	struct ism_hval_part *tpl;
 	char *buf;
 
 	*out = NULL;
 	for (uint32_t i = 0; cb != NULL && i < e->n; i++)
-		for (uint32_t j = 0; e->e[i].fmts != NULL && j < e->e[i].n_values; j++)
+		for (uint32_t j = 0; e->e[i].fmts != NULL && j < e->e[i].n_values; j++) {
 			n_made += e->e[i].fmts[j].n > 0;
-	buf = n_made ? malloc(n_made * ISM_HVAL_MAX) : NULL;
+			n_parts += e->e[i].fmts[j].n;
+		}
+	buf = n_made ? malloc(n_made * ISM_HVAL_MAX + n_parts * sizeof(*tpl)) : NULL;
 	if (n_made && buf == NULL)
 		return false;
 	*out = buf;
+	tpl = (struct ism_hval_part *)(buf + n_made * ISM_HVAL_MAX);
 	for (uint32_t i = 0; i < e->n; i++) {
 		const struct ism_hdr_edit *x = &e->e[i];
 
 		for (uint32_t j = 0; j < x->n_values; j++, nv++) {
-			vals[nv] = x->values[j];
+			bool late = false;
+
+			vals[nv] = (struct made_val){.text = x->values[j]};
 			if (cb == NULL || x->fmts == NULL || x->fmts[j].n == 0)
 				continue;
-			vals[nv].p = buf;
-			vals[nv].len = (uint32_t)render(&x->fmts[j], cb, arg, buf);
+			vals[nv].text.p = buf;
+			vals[nv].text.len = (uint32_t)render(&x->fmts[j], cb, arg, buf, tpl, &late);
+			if (late)
+				vals[nv] = (struct made_val){
+				    .text = x->values[j], .n_parts = x->fmts[j].n, .parts = tpl};
 			buf += ISM_HVAL_MAX;
+			tpl += x->fmts[j].n;
 		}
 	}
 	return true;
 }
 
+/* The bytes a copy of the value takes after its structures. */
+static size_t made_bytes(const struct made_val *m)
+{
+	size_t n = m->text.len + 1;
+
+	for (uint32_t k = 0; k < m->n_parts; k++)
+		n += m->parts[k].a.len + 1 + m->parts[k].b.len + 1;
+	return n;
+}
+
 struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e, ism_hval_cb cb, void *arg)
 {
-	size_t nv = ism_act_n_values(e), bytes = 0, k = 0;
+	size_t nv = ism_act_n_values(e), bytes = 0, n_parts = 0;
 	struct ism_hdr_edits *c;
 	struct ism_hdr_edit *x;
-	struct ism_str *v, *vals = nv ? malloc(nv * sizeof(*vals)) : NULL;
+	struct ism_str *v;
+	struct ism_hval *f;
+	struct ism_hval_part *pt;
+	struct made_val *vals = nv ? malloc(nv * sizeof(*vals)) : NULL;
 	char *d, *made = NULL;
+	size_t k = 0;
 
 	if ((nv && vals == NULL) || !render_all(e, cb, arg, vals, &made)) {
 		free(vals);
 		return NULL;
 	}
-	for (uint32_t i = 0; i < e->n; i++) {
+	for (uint32_t i = 0; i < e->n; i++)
 		bytes += e->e[i].name.len + 1;
-		for (uint32_t j = 0; j < e->e[i].n_values; j++)
-			bytes += vals[k++].len + 1;
+	for (size_t j = 0; j < nv; j++) {
+		bytes += made_bytes(&vals[j]);
+		n_parts += vals[j].n_parts;
 	}
-	c = malloc(sizeof(*c) + e->n * sizeof(*x) + nv * sizeof(*v) + bytes);
+	/* Structures first, then the bytes: each array stays aligned. */
+	c = malloc(sizeof(*c) + e->n * sizeof(*x) + nv * (sizeof(*v) + (n_parts ? sizeof(*f) : 0)) +
+		   n_parts * sizeof(*pt) + bytes);
 	if (c == NULL) {
 		free(vals);
 		free(made);
@@ -359,28 +404,41 @@ struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e, ism_hval_
 	}
 	x = (struct ism_hdr_edit *)(c + 1);
 	v = (struct ism_str *)(x + e->n);
-	d = (char *)(v + nv);
-	*c = (struct ism_hdr_edits){.n = e->n, .e = x};
-	k = 0;
+	f = n_parts ? (struct ism_hval *)(v + nv) : NULL;
+	pt = (struct ism_hval_part *)(f != NULL ? (void *)(f + nv) : (void *)(v + nv));
+	d = (char *)(pt + n_parts);
+	*c = (struct ism_hdr_edits){.n = e->n, .dynamic = n_parts > 0, .e = x};
 	for (uint32_t i = 0; i < e->n; i++) {
 		const struct ism_hdr_edit *in = &e->e[i];
 
 		x[i] = (struct ism_hdr_edit){.name = str_to(&d, in->name),
 					     .drop = in->drop,
 					     .removed = in->removed,
-					     .values = v};
+					     .values = v,
+					     .fmts = f};
 		for (uint32_t j = 0; j < in->n_values; j++, k++) {
+			const struct made_val *m = &vals[k];
 			bool made_here = cb != NULL && in->fmts != NULL && in->fmts[j].n > 0;
 
-			/* Envoy adds no empty value, and skips a set that has none. */
-			if (made_here && vals[k].len == 0) {
+			/* Envoy adds no empty value, and skips a set that has none
+			 * (known only once a value is made whole). */
+			if (made_here && m->n_parts == 0 && m->text.len == 0) {
 				if (j == 0 && in->drop && !in->removed)
 					x[i].drop = 0;
 				continue;
 			}
-			v[x[i].n_values++] = str_to(&d, vals[k]);
+			if (f != NULL)
+				f[x[i].n_values] = (struct ism_hval){.n = m->n_parts, .parts = pt};
+			for (uint32_t q = 0; q < m->n_parts; q++, pt++) {
+				*pt = m->parts[q];
+				pt->a = str_to(&d, m->parts[q].a);
+				pt->b = str_to(&d, m->parts[q].b);
+			}
+			v[x[i].n_values++] = str_to(&d, m->text);
 		}
 		v += x[i].n_values;
+		if (f != NULL)
+			f += x[i].n_values;
 	}
 	free(vals);
 	free(made);

@@ -69,15 +69,19 @@ size_t ism_act_apply(const struct ism_hdr_edits *e, const struct ism_http_header
 #define ISM_HVAL_MAX 8192u
 
 /* The value of command operator p for the request at hand (arg): at most cap
- * bytes of it written to out; returns its length, 0 when it has none. */
+ * bytes of it written to out; returns its length, 0 when it has none, or
+ * ISM_HVAL_LATE when it is to be made later (ism_act_edits_dup). */
 typedef size_t (*ism_hval_cb)(void *arg, const struct ism_hval_part *p, char *out, size_t cap);
+#define ISM_HVAL_LATE SIZE_MAX
 
 /* A copy of e in one allocation, for a stream (a reload may release the
  * route table before the response comes); free() frees it. With cb, its
  * values with command operators are made (cb giving each operator's value,
  * cut at the part's max_len): one that comes out empty is left out, and when
  * it was a set's the message's own fields stay (struct ism_hdr_edit); without
- * cb they are copied as written. NULL without memory. */
+ * cb they are copied as written. A value with an operator cb answers
+ * ISM_HVAL_LATE for stays one with operators, the others' values made: the
+ * copy is then dynamic, for a copy of it made later. NULL without memory. */
 struct ism_hdr_edits *ism_act_edits_dup(const struct ism_hdr_edits *e, ism_hval_cb cb, void *arg);
 
 #endif

@@ -1210,8 +1210,14 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 struct hval_ctx {
 	struct ism_wctx *w;
 	struct ism_stream *st;
-	const struct ism_http_req *req;
+	const struct ism_http_req *req; /* NULL: gone (a response's values) */
 	const struct ism_route *r;
+	/* What the upstream answered (the operators ism_hval_late): a
+	 * response's values are made with it; later: made once it comes
+	 * (ISM_HVAL_LATE); neither: they have no value yet. */
+	const struct ism_http_resp *resp;
+	bool later;
+	int status; /* a status the stream answers with itself; 0: none */
 };
 
 static size_t hval_str(char *out, size_t cap, const char *s, size_t len)
@@ -1278,6 +1284,16 @@ static size_t hval_sock(struct ism_sess *s, bool local, char *out, size_t cap, b
 	return hval_sockaddr(&peer, out, cap, no_port, port_only);
 }
 
+/* The first of the n fields h named name (any case). */
+static size_t hval_field(const struct ism_http_header *h, size_t n, struct ism_str name, char *out,
+			 size_t cap)
+{
+	for (size_t i = 0; i < n; i++)
+		if (h[i].name_len == name.len && strncasecmp(h[i].name, name.p, name.len) == 0)
+			return hval_str(out, cap, h[i].value, h[i].value_len);
+	return 0;
+}
+
 /* %REQ(NAME)%: the request's first field of that name, the pseudo-headers
  * :authority, :path (with its query), :method and :scheme as HTTP/2 has them. */
 static size_t hval_req(const struct hval_ctx *c, struct ism_str name, char *out, size_t cap)
@@ -1285,6 +1301,8 @@ static size_t hval_req(const struct hval_ctx *c, struct ism_str name, char *out,
 	const struct ism_http_req *req = c->req;
 	size_t n = 0;
 
+	if (req == NULL)
+		return 0;
 	if (name.len > 0 && name.p[0] == ':') {
 		if (strcmp(name.p, ":authority") == 0)
 			return hval_str(out, cap, req->host, req->host ? req->host_len : 0);
@@ -1302,11 +1320,40 @@ static size_t hval_req(const struct hval_ctx *c, struct ism_str name, char *out,
 		}
 		return n;
 	}
-	for (size_t i = 0; i < req->n_headers; i++)
-		if (req->headers[i].name_len == name.len &&
-		    strncasecmp(req->headers[i].name, name.p, name.len) == 0)
-			return hval_str(out, cap, req->headers[i].value, req->headers[i].value_len);
-	return 0;
+	return hval_field(req->headers, req->n_headers, name, out, cap);
+}
+
+/* %RESP(NAME)%: the response's first field of that name. */
+static size_t hval_resp(const struct ism_http_resp *resp, struct ism_str name, char *out,
+			size_t cap)
+{
+	return hval_field(resp->headers, resp->n_headers, name, out, cap);
+}
+
+/* %UPSTREAM_HOST% and the upstream's address: the endpoint of the attempt
+ * that answered, from its key ("service|address:port"). */
+static size_t hval_upstream(const struct hval_ctx *c, char *out, size_t cap, bool no_port,
+			    bool port_only)
+{
+	const struct ism_stream *st = c->st;
+	const char *key, *colon;
+	char ip[INET6_ADDRSTRLEN + 2];
+	size_t n;
+
+	if (st->prev_ep == UINT32_MAX)
+		return 0;
+	key = strrchr(c->w->shm->hdr->ep_keys[st->prev_ep], '|');
+	key = key != NULL ? key + 1 : c->w->shm->hdr->ep_keys[st->prev_ep];
+	colon = strrchr(key, ':');
+	if (colon == NULL)
+		return 0;
+	if (key[0] == '[' && colon > key + 1 && colon[-1] == ']')
+		n = (size_t)snprintf(ip, sizeof(ip), "%.*s", (int)(colon - key - 2), key + 1);
+	else
+		n = (size_t)snprintf(ip, sizeof(ip), "%.*s", (int)(colon - key), key);
+	if (n >= sizeof(ip))
+		return 0;
+	return hval_addr(out, cap, ip, (uint16_t)atoi(colon + 1), no_port, port_only);
 }
 
 /* The value of operator p for the request of arg (struct hval_ctx), as
@@ -1370,6 +1417,28 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 		n = hval_str(out, cap, b.p, b.len);
 		ism_buf_free(&b);
 		return n;
+	case ISM_HV_UPSTREAM_HOST:
+	case ISM_HV_UPSTREAM_IP:
+	case ISM_HV_UPSTREAM_PORT:
+		if (c->later)
+			return ISM_HVAL_LATE;
+		return c->resp != NULL ? hval_upstream(c, out, cap, p->kind == ISM_HV_UPSTREAM_IP,
+						       p->kind == ISM_HV_UPSTREAM_PORT)
+				       : 0;
+	case ISM_HV_RESPONSE_CODE: {
+		int status = c->resp != NULL ? c->resp->status : c->status;
+
+		if (c->later)
+			return ISM_HVAL_LATE;
+		return status > 0 ? hval_printed(cap, snprintf(out, cap, "%d", status)) : 0;
+	}
+	case ISM_HV_RESP:
+		if (c->later)
+			return ISM_HVAL_LATE;
+		if (c->resp == NULL)
+			return 0;
+		n = hval_resp(c->resp, p->a, out, cap);
+		return n > 0 || p->b.len == 0 ? n : hval_resp(c->resp, p->b, out, cap);
 	case ISM_HV_LITERAL:
 		break;
 	}
@@ -1379,11 +1448,13 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 /* Edits e, made for this request when their values hold command operators
  * (free() the copy *made then); e itself when they do not. NULL without
  * memory. */
-static const struct ism_hdr_edits *
-edits_made(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req,
-	   const struct ism_route *r, const struct ism_hdr_edits *e, struct ism_hdr_edits **made)
+static const struct ism_hdr_edits *edits_made(struct ism_wctx *w, struct ism_stream *st,
+					      const struct ism_http_req *req,
+					      const struct ism_route *r,
+					      const struct ism_hdr_edits *e, int status,
+					      struct ism_hdr_edits **made)
 {
-	struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r};
+	struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r, .status = status};
 
 	*made = NULL;
 	if (!e->dynamic)
@@ -1401,7 +1472,7 @@ static void route_answer(struct ism_wctx *w, struct ism_stream *st, const struct
 {
 	struct ism_local lr = {.status = status, .why = why, .body = body, .body_len = len};
 	struct ism_hdr_edits *made;
-	const struct ism_hdr_edits *e = edits_made(w, st, req, r, &r->act->resp, &made);
+	const struct ism_hdr_edits *e = edits_made(w, st, req, r, &r->act->resp, status, &made);
 
 	lr.hdrs = e != NULL ? edit_fields(w, e, hdrs, n, &lr.n_hdrs) : NULL;
 	if (lr.hdrs == NULL) {
@@ -1517,15 +1588,16 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 		req->host_len = da->authority.len;
 	}
 	if (da != NULL && da->req.n > 0 &&
-	    (ed->hdrs = edits_made(w, st, req, r, &da->req, &ed->made)) == NULL) {
+	    (ed->hdrs = edits_made(w, st, req, r, &da->req, 0, &ed->made)) == NULL) {
 		stream_local(w, st, 503, "out of memory", false);
 		return false;
 	}
 	if (da != NULL && da->resp.n > 0) {
-		struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r};
+		struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r, .later = true};
 
 		/* Its values are made now: the operators' values are the
-		 * request's, and a reload may release the table meanwhile. */
+		 * request's, and a reload may release the table meanwhile;
+		 * those of the response's operators once it comes (resp_edited). */
 		st->resp_edits = ism_act_edits_dup(&da->resp, da->resp.dynamic ? hval : NULL, &c);
 		if (st->resp_edits == NULL) {
 			stream_local(w, st, 503, "out of memory", false);
@@ -1839,6 +1911,27 @@ static const struct ism_http_resp *edited(struct ism_wctx *w, const struct ism_h
 	return copy->headers != NULL ? copy : NULL;
 }
 
+/* resp with the route's response edits (st->resp_edits), their values with
+ * the response's operators made now, into *made (free() it after the head
+ * went; NULL: none). NULL without memory. */
+static const struct ism_http_resp *resp_edited(struct ism_wctx *w, struct ism_stream *st,
+					       const struct ism_http_resp *resp,
+					       struct ism_http_resp *copy,
+					       struct ism_hdr_edits **made)
+{
+	const struct ism_hdr_edits *e = st->resp_edits;
+
+	*made = NULL;
+	if (e->dynamic) {
+		struct hval_ctx c = {.w = w, .st = st, .resp = resp};
+
+		if ((*made = ism_act_edits_dup(e, hval, &c)) == NULL)
+			return NULL;
+		e = *made;
+	}
+	return edited(w, e, resp, copy);
+}
+
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
@@ -1848,11 +1941,11 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	/* Outlier detection sees a trailers-only gRPC answer's status as the
 	 * HTTP status Envoy maps it to (UNAVAILABLE: 503). */
 	int od_status = grpc >= 0 ? ism_grpc_to_http(grpc) : resp->status;
+	const struct ism_cluster *cl = st_cluster(w, st);
+	struct ism_hdr_edits *made = NULL;
 
 	/* A response that streams tells outlier detection how it ended
 	 * (od_settle): one cut short by the upstream is a failure. */
-	const struct ism_cluster *cl = st_cluster(w, st);
-
 	if (retry || ism_outcome_of(cl != NULL ? cl->od : NULL, ISM_FAIL_NONE, od_status) !=
 			 ISM_OUTCOME_SUCCESS)
 		record_outcome(w, st, ISM_FAIL_NONE, od_status);
@@ -1868,12 +1961,14 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	st->status = (uint16_t)resp->status;
 	/* The route's edits, then the CORS fields (Envoy's CORS filter sets them
 	 * on what the router gives it). */
-	if ((st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) ||
+	if ((st->resp_edits != NULL && (resp = resp_edited(w, st, resp, &copy, &made)) == NULL) ||
 	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL)) {
+		free(made);
 		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
 	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
+	free(made);
 	if (ret < 0) {
 		st->od_pending = 0;
 		stream_local(w, st, 502, "upstream response head too large", true);
@@ -1897,6 +1992,8 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_resp *resp, const char *p, uint32_t len)
 {
 	struct ism_http_resp copy;
+	struct ism_hdr_edits *made = NULL;
+	bool ok;
 
 	/* Neither the route's timeout nor the response timeout cut a WebSocket:
 	 * timeouts.idle of silence does. */
@@ -1913,9 +2010,11 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 	}
 	record_outcome(w, st, ISM_FAIL_NONE, resp->status);
 	st->status = (uint16_t)resp->status;
-	if ((st->resp_edits != NULL && (resp = edited(w, st->resp_edits, resp, &copy)) == NULL) ||
-	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL) ||
-	    st->sess->ops->upgrade == NULL || st->sess->ops->upgrade(w, st, resp, p, len) < 0) {
+	ok = (st->resp_edits == NULL || (resp = resp_edited(w, st, resp, &copy, &made)) != NULL) &&
+	     (st->cors == NULL || (resp = edited(w, &st->cors->edits, resp, &copy)) != NULL) &&
+	     st->sess->ops->upgrade(w, st, resp, p, len) >= 0;
+	free(made);
+	if (!ok) {
 		stream_cut(w, st);
 		return;
 	}

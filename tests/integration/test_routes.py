@@ -330,7 +330,7 @@ def headers_command_operators(env):
     check(rc == 0 and "x-proto: HTTP/2" in out, f"h2c: rc {rc} {err} {out[:400]}")
 
     cases = (
-        ("%UPSTREAM_HOST%", "not implemented yet in header values"),
+        ("%UPSTREAM_LOCAL_ADDRESS%", "not implemented yet in header values"),
         ("%NO_SUCH_THING%", "unknown command operator"),
         ("50% off", "a lone '%'"),
         ("%REQ%", "needs a name"),
@@ -347,6 +347,43 @@ def headers_command_operators(env):
     path = env.write("badhost.yaml", docs(appliance(env), gateway(gw), virtual_service("vs", ["*"], routes)))
     rc, out = env.check_config(path)
     check(rc != 0 and "cannot hold command operators" in out, f"an authority with an operator: rc {rc}\n{out}")
+
+
+@_test
+def headers_response_operators(env):
+    """The operators whose value is the upstream's answer, made when it
+    comes, beside a request operator made when the request went: the
+    endpoint that answered (with and without port, the port alone), the
+    status, a response field (an alternative, a length). An empty one is not
+    sent. In a request's headers they have no value yet (as in Envoy's
+    router, which edits the request before it picks a host)."""
+    routes = ("  - headers:\n"
+              "      request:\n"
+              "        set: {x-up-early: \"%UPSTREAM_HOST%\", x-code-early: \"[%RESPONSE_CODE%]\"}\n"
+              "      response:\n"
+              "        set:\n"
+              "          x-served-by: \"%UPSTREAM_HOST%\"\n"
+              "          x-up-ip: \"%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\"\n"
+              "          x-up-port: \"%UPSTREAM_REMOTE_PORT%\"\n"
+              "          x-code: \"%RESPONSE_CODE% for %REQ(x-who)% by %RESP(X-Upstream)%\"\n"
+              "          x-alt: \"%RESP(x-nope?x-upstream):1%\"\n"
+              "        add: {x-empty: \"%RESP(x-nope)%\"}\n" + dest())
+    gw = setup(env, routes)
+    up = env.up_port
+    for path, status in (("/headers", 200), ("/status/404", 404)):
+        r = env.get(path, headers={"x-who": "alice"})
+        check(r.status == status, f"GET {path}: {r}")
+        want = {"x-served-by": f"127.0.0.2:{up}", "x-up-ip": "127.0.0.2", "x-up-port": str(up),
+                "x-code": f"{status} for alice by up", "x-alt": "u", "x-empty": None}
+        got = {k: r.header(k) for k in want}
+        check(got == want, f"GET {path}: response fields {got}, want {want}")
+    r = env.get("/headers")
+    lines = head_lines(r.body)
+    check(named(lines, "x-up-early") == [] and named(lines, "x-code-early") == ["x-code-early: []"],
+          f"the upstream got {named(lines, 'x-up-early')} {named(lines, 'x-code-early')}")
+    rc, out, err = curl(["--http2-prior-knowledge", "-s", "-i", f"http://127.0.0.1:{gw}/headers"])
+    check(rc == 0 and f"x-served-by: 127.0.0.2:{up}" in out and "x-code: 200 for  by up" in out,
+          f"h2c: rc {rc} {err} {out[:600]}")
 
 
 @_test

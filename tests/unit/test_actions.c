@@ -373,6 +373,71 @@ static void test_header_operators(void **state)
 	free(c);
 }
 
+/* test_header_operators_later's operators: a late one (RESP) is to be made
+ * later while *arg is 0, and gives "<name>!" ("" for no name) once it is 1. */
+static size_t op_later(void *arg, const struct ism_hval_part *p, char *dst, size_t cap)
+{
+	size_t n;
+
+	if (ism_hval_late(p->kind) && *(int *)arg == 0)
+		return ISM_HVAL_LATE;
+	n = op_value(arg, p, dst, cap);
+	if (ism_hval_late(p->kind) && n > 0 && n < cap)
+		dst[n++] = '!';
+	return n;
+}
+
+/* A response's value made in two steps: what the request gives when it
+ * goes, the response's operators (kept, with their names copied) when the
+ * answer comes; a value left for later is not judged empty before then. */
+static void test_header_operators_later(void **state)
+{
+	static const struct ism_hval_part both[] = {
+	    {.kind = ISM_HV_REQ, .a = S("req")},
+	    {.kind = ISM_HV_LITERAL, .a = S("/")},
+	    {.kind = ISM_HV_RESP, .max_len = 3, .a = S("resp"), .b = S("alt")},
+	};
+	static const struct ism_hval_part late[] = {{.kind = ISM_HV_RESP, .a = S("")}};
+	static const struct ism_hval fmts[] = {{.n = 3, .parts = both}},
+				     fl[] = {{.n = 1, .parts = late}};
+	static const struct ism_str raw[] = {S("%REQ(req)%/%RESP(resp?alt):3%")},
+				    raw2[] = {S("%RESP()%")}, text[] = {S("t")};
+	static const struct ism_hdr_edit ev[] = {
+	    {.name = S("x-plain"), .n_values = 1, .values = text},
+	    {.name = S("x-both"), .drop = 1, .n_values = 1, .values = raw, .fmts = fmts},
+	    {.name = S("x-late"), .drop = 1, .n_values = 1, .values = raw2, .fmts = fl},
+	};
+	const struct ism_hdr_edits e = {.n = 3, .dynamic = 1, .e = ev};
+	int phase = 0;
+	struct ism_hdr_edits *first = ism_act_edits_dup(&e, op_later, &phase), *second;
+
+	(void)state;
+	assert_non_null(first);
+	assert_true(first->dynamic);
+	assert_int_equal(first->e[1].n_values, 1);
+	assert_int_equal(first->e[1].fmts[0].n, 3);
+	assert_int_equal(first->e[1].fmts[0].parts[0].kind, ISM_HV_LITERAL);
+	assert_string_equal(first->e[1].fmts[0].parts[0].a.p, "req");
+	assert_int_equal(first->e[1].fmts[0].parts[2].kind, ISM_HV_RESP);
+	assert_ptr_not_equal(first->e[1].fmts[0].parts[2].a.p, both[2].a.p);
+	assert_string_equal(first->e[1].fmts[0].parts[2].b.p, "alt");
+	assert_int_equal(first->e[2].n_values, 1);
+	assert_true(first->e[2].drop);
+	assert_int_equal(first->e[0].fmts[0].n, 0);
+	phase = 1;
+	second = ism_act_edits_dup(first, op_later, &phase);
+	free(first);
+	assert_non_null(second);
+	assert_false(second->dynamic);
+	assert_string_equal(second->e[0].values[0].p, "t");
+	assert_int_equal(second->e[1].values[0].len, strlen("req/res"));
+	assert_memory_equal(second->e[1].values[0].p, "req/res", strlen("req/res"));
+	/* Empty once made: not sent, and the set keeps the message's field. */
+	assert_int_equal(second->e[2].n_values, 0);
+	assert_false(second->e[2].drop);
+	free(second);
+}
+
 /* A mirrored copy's Host, as Envoy forms it: "-shadow" after the host, before
  * any port, an IPv6 literal kept whole. */
 static void test_shadow_host(void **state)
@@ -403,10 +468,11 @@ static void test_shadow_host(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_prefix_rewrite), cmocka_unit_test(test_shadow_host),
-	    cmocka_unit_test(test_regex_rewrite),  cmocka_unit_test(test_rewrite_limits),
-	    cmocka_unit_test(test_header_edits),   cmocka_unit_test(test_header_operators),
-	    cmocka_unit_test(test_location),	   cmocka_unit_test(test_redirect_path),
+	    cmocka_unit_test(test_prefix_rewrite),	   cmocka_unit_test(test_shadow_host),
+	    cmocka_unit_test(test_regex_rewrite),	   cmocka_unit_test(test_rewrite_limits),
+	    cmocka_unit_test(test_header_edits),	   cmocka_unit_test(test_header_operators),
+	    cmocka_unit_test(test_header_operators_later), cmocka_unit_test(test_location),
+	    cmocka_unit_test(test_redirect_path),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

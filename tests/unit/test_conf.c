@@ -2143,9 +2143,9 @@ static const struct bad bads[] = {
      "authority header cannot be set multiple times: have \"a.example\""},
     {"header value operator",
      VS_HEAD "    - destination: {host: a.b}\n"
-	     "    headers: {request: {set: {x-ip: \"%UPSTREAM_HOST%\"}}}\n",
+	     "    headers: {request: {set: {x-ip: \"%BYTES_SENT%\"}}}\n",
      23, 37, VS_FIELD "spec.http[0].headers.request.set.x-ip",
-     "\"%UPSTREAM_HOST%\" at offset 0 (write %% for a literal %)"},
+     "\"%BYTES_SENT%\" at offset 0 (write %% for a literal %)"},
     {"header value control",
      VS_HEAD "    - destination: {host: a.b}\n"
 	     "    headers: {request: {set: {x-a: \"a\\r\\nb: c\"}}}\n",
