@@ -1146,6 +1146,35 @@ static uint8_t upstream_alpn(uint8_t proto, uint8_t mode)
 	return by_proto[proto] | (mode == ISM_TLS_ISTIO_MUTUAL ? ISM_ALPN_ISTIO : 0);
 }
 
+/* Istio's service accounts of service se: its subjectAltNames and its
+ * endpoints' serviceAccount as spiffe://<trustDomain>/ns/<namespace>/sa/<name>,
+ * each once, into *sans (in the arena). Returns how many. */
+static uint32_t service_accounts(struct cbuild *b, const struct ism_cm_se *se,
+				 const struct ism_str **sans)
+{
+	struct ism_str *out = ANEW(b, se->n_sans + se->n_eps, struct ism_str);
+	uint32_t n = 0;
+	char uri[600];
+
+	*sans = out;
+	for (uint32_t i = 0; out != NULL && i < se->n_sans; i++)
+		out[n++] = se->sans[i];
+	for (size_t i = 0; out != NULL && i < se->n_eps; i++) {
+		const char *sa = se->eps[i].service_account;
+		bool seen = false;
+
+		if (sa == NULL)
+			continue;
+		snprintf(uri, sizeof(uri), "spiffe://%s/ns/%s/sa/%s", b->c->app.trust_domain,
+			 se->r.ns, sa);
+		for (uint32_t j = 0; j < n && !seen; j++)
+			seen = out[j].len == strlen(uri) && memcmp(out[j].p, uri, out[j].len) == 0;
+		if (!seen)
+			out[n++] = astr(b, uri);
+	}
+	return out != NULL ? n : 0;
+}
+
 /* The TLS settings of the cluster of k's host and port with subset (may be
  * ""), whose merged policy is tp. */
 static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subset,
@@ -1158,12 +1187,10 @@ static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subs
 	 * names subjectAltNames (Istio's automatic SAN validation). */
 	in.name_check = in.n_sans == 0 && !in.skip_verify && in.mode != ISM_TLS_ISTIO_MUTUAL &&
 			in.mode != ISM_TLS_NONE;
-	/* Without subjectAltNames of its own, the ServiceEntry's: Istio's
-	 * service accounts of the service, for SIMPLE, MUTUAL and ISTIO_MUTUAL. */
-	if (in.n_sans == 0 && in.mode != ISM_TLS_NONE && k->se != NULL) {
-		in.sans = k->se->sans;
-		in.n_sans = k->se->n_sans;
-	}
+	/* Without subjectAltNames of its own, Istio's service accounts of the
+	 * service, for SIMPLE, MUTUAL and ISTIO_MUTUAL. */
+	if (in.n_sans == 0 && in.mode != ISM_TLS_NONE && k->se != NULL)
+		in.n_sans = service_accounts(b, k->se, &in.sans);
 	copy_tls(b, &in, upstream_alpn(upstream_proto(k, &tp->pool), in.mode), out);
 	if (out->mode == ISM_TLS_ISTIO_MUTUAL && out->sni.len == 0) {
 		/* Istio's mesh SNI, the cluster's DNS SRV form (BuildDNSSrvSubsetKey),

@@ -808,6 +808,43 @@ static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct is
 	ism_v_pop(v, old);
 }
 
+/* Whether s is a DNS-1123 subdomain: lowercase letters, digits, '-' and '.',
+ * starting and ending with a letter or digit, at most 253 bytes (Kubernetes'
+ * rule for the names of service accounts). */
+static bool dns1123_subdomain(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-' ||
+		      s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* spec.trustDomain: Istio's meshConfig.trustDomain, what the service accounts
+ * of ServiceEntry endpoints are named under. Istio reads '@' as '.'. */
+static void parse_trust_domain(struct ism_vctx *v, const struct ism_node *spec,
+			       struct ism_cm_appliance *a)
+{
+	const char *td;
+	char *copy;
+
+	if (ism_v_str(v, spec, "trustDomain", false, &td) <= 0)
+		return;
+	copy = ism_v_strdup(v, td);
+	for (char *p = copy; p != NULL && *p; p++)
+		*p = *p == '@' ? '.' : (char)tolower((unsigned char)*p);
+	if (copy == NULL || !dns1123_subdomain(copy)) {
+		ism_v_err_key(v, spec, "trustDomain",
+			      "\"%s\" is not a trust domain (a DNS name, as cluster.local)", td);
+		return;
+	}
+	a->trust_domain = copy;
+}
+
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
 	static const char *const keys[] = {"locality",
@@ -832,6 +869,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "gatewayTopology",
 					   "dns",
 					   "preserveExternalRequestId",
+					   "trustDomain",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
@@ -844,8 +882,10 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->listen = "0.0.0.0";
 	a->user = a->group = "";
 	a->root_ns = "istio-system";
+	a->trust_domain = "cluster.local";
 	ism_v_keys(v, spec, keys, unimpl);
 	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
+	parse_trust_domain(v, spec, a);
 	ism_v_bool(v, spec, "preserveExternalRequestId", &a->preserve_rid);
 	ism_tls_parse_appliance(v, spec, a);
 	parse_proxy_protocol(v, spec, a);
@@ -3403,9 +3443,8 @@ static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_se *se,
 			   struct ism_cm_se_ep *e)
 {
-	static const char *const keys[] = {"address", "ports",	 "labels", "locality",
-					   "weight",  "network", NULL};
-	static const char *const unimpl[] = {"serviceAccount", NULL};
+	static const char *const keys[] = {"address", "ports",	 "labels",	   "locality",
+					   "weight",  "network", "serviceAccount", NULL};
 	const struct ism_node *pm;
 	size_t old;
 
@@ -3413,7 +3452,13 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 	e->locality = "";
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_str(v, n, "serviceAccount", false, &e->service_account) > 0 &&
+	    !dns1123_subdomain(e->service_account))
+		ism_v_err_key(v, n, "serviceAccount",
+			      "\"%s\" is not a service account name (lowercase letters, digits, "
+			      "'-' and '.')",
+			      e->service_account);
 	parse_ep_address(v, n, se, e);
 	e->labels_at = labels_field(v, n, "labels", &e->labels, &e->n_labels);
 	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
@@ -3506,7 +3551,8 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	}
 	parse_se_ports(v, spec, se);
 	se_resolution(v, spec, se);
-	ism_v_enum(v, spec, "location", locs, NULL, &s);
+	if (ism_v_enum(v, spec, "location", locs, NULL, &s) > 0)
+		se->mesh_internal = strcmp(s, "MESH_INTERNAL") == 0;
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
 	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);

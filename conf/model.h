@@ -443,6 +443,7 @@ struct ism_cm_se_ep {
 	const struct ism_node *labels_at; /* the labels mapping (NULL when absent) */
 	const char *locality;		  /* "" when absent */
 	uint32_t weight;
+	const char *service_account; /* serviceAccount; NULL: none */
 };
 
 /* ServiceEntry.resolution, as far as isthmus implements it. */
@@ -468,6 +469,7 @@ struct ism_cm_se {
 	 * DestinationRule's tls names none (Istio's service accounts) */
 	uint32_t n_sans;
 	const struct ism_str *sans;
+	bool mesh_internal; /* location MESH_INTERNAL (the default is MESH_EXTERNAL) */
 };
 
 struct ism_cm_hc {
@@ -549,6 +551,7 @@ struct ism_cm_appliance {
 	bool has_mesh;		  /* spec.meshIdentity */
 	struct ism_tls_conf mesh; /* certs[0] and ca */
 	const char *root_ns;	  /* spec.meshRootNamespace, default istio-system */
+	const char *trust_domain; /* spec.trustDomain, default cluster.local ('@' read as '.') */
 	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
 	bool pp_all;		  /* spec.gatewayTopology.proxyProtocol: every listener */
 	uint32_t *pp_ports;

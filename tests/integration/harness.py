@@ -578,7 +578,7 @@ def gateway(port, name="gw", hosts=("*",)):
 
 def service_entry(name, host, endpoints, port=80, resolution="STATIC", target_port=None):
     """endpoints: list of dicts {address (an IP, or a name to resolve), port, labels?,
-    locality?, weight?}; [] for none (with resolution DNS: the host itself is resolved,
+    locality?, weight?, serviceAccount?}; [] for none (with resolution DNS: the host itself is resolved,
     on target_port)."""
     tp = f", targetPort: {target_port}" if target_port else ""
     s = (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n"
@@ -594,6 +594,8 @@ def service_entry(name, host, endpoints, port=80, resolution="STATIC", target_po
             s += f", locality: {e['locality']}"
         if e.get("weight"):
             s += f", weight: {e['weight']}"
+        if e.get("serviceAccount"):
+            s += f", serviceAccount: {e['serviceAccount']}"
         s += "}\n"
     return s
 

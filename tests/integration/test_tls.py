@@ -1316,6 +1316,45 @@ def tls_upstream_service_entry_sans(env):
         check(r.status == want and (want != 200 or b"tls-upstream" in r.body), f"{host}: want {want}, got {r}")
 
 
+@_test
+def tls_upstream_service_accounts(env):
+    """A ServiceEntry endpoint's serviceAccount is one of the names the
+    upstream certificate may carry when the DestinationRule names none, as
+    Istio makes it: spiffe://<trustDomain>/ns/<the ServiceEntry's
+    namespace>/sa/<name>. The sidecar's certificate names
+    spiffe://cluster.local/ns/default/sa/reviews: the right account is
+    served, another account or namespace is a 503, and so is the right one
+    under another spec.trustDomain (by reload)."""
+    pki = Pki(env)
+    port = free_port()
+    sport, _ = start_sidecar(env, pki, "127.0.0.6", any_hello=True)
+    cases = {  # request Host: (namespace, serviceAccount, status)
+        "good.test": ("default", "reviews", 200),
+        "other-sa.test": ("default", "ratings", 503),
+        "other-ns.test": ("shop", "reviews", 503),
+    }
+
+    def conf(app_extra=""):
+        parts = [appliance(env, extra=mesh_identity(pki) + app_extra), gateway(port)]
+        for i, (host, (ns, sa, _)) in enumerate(cases.items()):
+            cluster = f"sa{i}.internal"
+            parts += [virtual_service(f"vs{i}", [host], route_to(cluster)),
+                      service_entry(f"se{i}", cluster, [{"address": "127.0.0.6", "port": sport,
+                                                         "serviceAccount": sa}])
+                      .replace(f"metadata: {{name: se{i}}}", f"metadata: {{name: se{i}, namespace: {ns}}}"),
+                      dr_tls(f"dr{i}", cluster, "mode: ISTIO_MUTUAL")]
+        return env.write("isthmus.yaml", docs(*parts))
+
+    env.start_gateway(conf(), port)
+    for host, (_, _, want) in cases.items():
+        r = env.get("/", host=host, timeout=15)
+        check(r.status == want and (want != 200 or b"sidecar" in r.body), f"{host}: want {want}, got {r}")
+    conf("  trustDomain: example.org\n")
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to trustDomain example.org refused")
+    r = env.get("/", host="good.test", timeout=15)
+    check(r.status == 503, f"under trustDomain example.org the cluster.local account still passed: {r}")
+
+
 def start_sidecar(env, pki, addr, snis=(), ca="ca", any_hello=False, name="sidecar"):
     """mesh_sidecar.py (an Istio sidecar's inbound stand-in) on addr, with a
     workload certificate signed by ca, taking clients of the mesh CA "ca";

@@ -2387,6 +2387,13 @@ static const struct bad bads[] = {
     {"GRPC server with tls",
      GW_SERVERS "  - port: {number: 80, protocol: GRPC}\n    hosts: [a]\n    tls: {mode: SIMPLE}\n",
      15, 11, GW_FIELD "tls", "mode: applies to HTTPS servers only (this one is GRPC)"},
+    {"serviceAccount",
+     SE_HEAD "  ports: [{number: 80, name: http}]\n"
+	     "  endpoints: [{address: 127.0.0.1, serviceAccount: Bad_Name}]\n",
+     15, 52, "ServiceEntry default/se: spec.endpoints[0].serviceAccount",
+     "\"Bad_Name\" is not a service account name"},
+    {"trustDomain", APP "  trustDomain: \"spiffe://x\"\n", 7, 16, "Appliance t: spec.trustDomain",
+     "\"spiffe://x\" is not a trust domain"},
     {"service port UDP", SE_HEAD "  ports: [{number: 80, name: http, protocol: UDP}]\n", 14, 46,
      "ServiceEntry default/se: spec.ports[0].protocol", "UDP is not implemented yet"},
     {"service port HTTP_PROXY",
