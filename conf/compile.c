@@ -882,6 +882,7 @@ static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_c
 		if (c->e->name != NULL)
 			o->dns_name = astr(b, c->e->name);
 		o->resolved_ms = c->resolved_ms;
+		o->mesh_tls = ism_model_ep_mesh_tls(c->e);
 		o->locality = g->locality;
 		o->weight = c->e->weight;
 		o->priority = (uint8_t)c->prio;
@@ -1201,6 +1202,33 @@ static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subs
 	}
 }
 
+/* Istio's automatic mutual TLS for the cluster of k with subset (may be "")
+ * under policy tp (its buildUpstreamTLSSettings without tls): ISTIO_MUTUAL
+ * with the service accounts and the mesh SNI, when the policy sets no tls,
+ * the service is MESH_INTERNAL, enableAutoMtls is on, the namespace's
+ * PeerAuthentication does not DISABLE it, the appliance has a mesh identity,
+ * and an endpoint takes it. NULL otherwise. */
+static const struct ism_tls_conf *auto_tls(struct cbuild *b, const struct ckey *k,
+					   const char *subset, const struct ism_cm_tp *tp)
+{
+	const struct ism_cm_se *se = k->se;
+	struct ism_tls_conf *out;
+	struct ism_cm_tp mesh;
+	bool any = false;
+
+	if (tp->tls.set || se == NULL || !se->mesh_internal || !b->c->app.auto_mtls ||
+	    !b->c->app.has_mesh || ism_tls_ns_mtls(b->c, se->r.ns) == ISM_PA_DISABLE)
+		return NULL;
+	for (size_t i = 0; i < se->n_eps && !any; i++)
+		any = ism_model_ep_mesh_tls(&se->eps[i]);
+	if (!any || (out = ANEW(b, 1, struct ism_tls_conf)) == NULL)
+		return NULL;
+	mesh = *tp;
+	mesh.tls.c = (struct ism_tls_conf){.mode = ISM_TLS_ISTIO_MUTUAL};
+	cluster_tls(b, k, subset, &mesh, out);
+	return out;
+}
+
 /* What the active health check of a subset's cluster speaks: the settings of
  * the service port without a subset (the DestinationRule's own or port-level
  * tls), whether or not a route uses that cluster, since one check serves an
@@ -1238,6 +1266,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->proto = upstream_proto(k, &tp.pool);
 	apply_h2(&tp.pool, cl);
 	cluster_tls(b, k, k->subset, &tp, &cl->tls);
+	cl->auto_tls = auto_tls(b, k, k->subset, &tp);
 	cl->pp = tp.pp;
 	hc = ism_model_find_hc(c, k->host, k->port);
 	if (hc != SIZE_MAX) {
@@ -1248,6 +1277,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 		/* as hc_tls: the service port's, one check serving every subset */
 		ism_model_policy(dr, NULL, k->port, &svc);
 		cl->hc_pp = svc.pp;
+		cl->hc_auto_tls = k->subset[0] == '\0' ? cl->auto_tls : auto_tls(b, k, "", &svc);
 	}
 	fill_endpoints(b, k, s, &tp, cl);
 	if (tp.lb.has_hash)

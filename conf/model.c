@@ -870,6 +870,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "dns",
 					   "preserveExternalRequestId",
 					   "trustDomain",
+					   "enableAutoMtls",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
@@ -883,7 +884,9 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->user = a->group = "";
 	a->root_ns = "istio-system";
 	a->trust_domain = "cluster.local";
+	a->auto_mtls = true;
 	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_bool(v, spec, "enableAutoMtls", &a->auto_mtls);
 	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
 	parse_trust_domain(v, spec, a);
 	ism_v_bool(v, spec, "preserveExternalRequestId", &a->preserve_rid);
@@ -3551,8 +3554,10 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	}
 	parse_se_ports(v, spec, se);
 	se_resolution(v, spec, se);
-	if (ism_v_enum(v, spec, "location", locs, NULL, &s) > 0)
+	if (ism_v_enum(v, spec, "location", locs, NULL, &s) > 0) {
 		se->mesh_internal = strcmp(s, "MESH_INTERNAL") == 0;
+		se->location_at = ism_node_get(spec, "location", NULL);
+	}
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
 	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);

@@ -470,6 +470,7 @@ struct ism_cm_se {
 	uint32_t n_sans;
 	const struct ism_str *sans;
 	bool mesh_internal; /* location MESH_INTERNAL (the default is MESH_EXTERNAL) */
+	const struct ism_node *location_at; /* NULL when absent */
 };
 
 struct ism_cm_hc {
@@ -552,6 +553,7 @@ struct ism_cm_appliance {
 	struct ism_tls_conf mesh; /* certs[0] and ca */
 	const char *root_ns;	  /* spec.meshRootNamespace, default istio-system */
 	const char *trust_domain; /* spec.trustDomain, default cluster.local ('@' read as '.') */
+	bool auto_mtls;		  /* spec.enableAutoMtls, default true */
 	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
 	bool pp_all;		  /* spec.gatewayTopology.proxyProtocol: every listener */
 	uint32_t *pp_ports;
@@ -740,6 +742,14 @@ void ism_tls_xref(struct ism_vctx *v);
  * modes[port] for every port 0..65535 (enum ism_tls_mode: NONE, MUTUAL for
  * STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
 void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes);
+/* The mode (enum ism_pa_mode) PeerAuthentication gives namespace ns, as Istio
+ * infers a service's for automatic mutual TLS: the namespace's policy without
+ * selector when it sets one, else the mesh's; ISM_PA_UNSET when neither does. */
+uint8_t ism_tls_ns_mtls(const struct ism_conf *c, const char *ns);
+/* Whether ServiceEntry endpoint e takes Istio's automatic mutual TLS: labelled
+ * security.istio.io/tlsMode: istio, or, without that label, with a
+ * serviceAccount (Istio's getTLSModeFromWorkloadEntry). */
+bool ism_model_ep_mesh_tls(const struct ism_cm_se_ep *e);
 
 /* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);

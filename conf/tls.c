@@ -940,6 +940,49 @@ static void xref_policy(struct ism_vctx *v, const struct ism_cm_res *r, struct i
 static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_port);
 static void xref_ports(struct ism_vctx *v, const struct ism_cm_server *const *on_port);
 
+bool ism_model_ep_mesh_tls(const struct ism_cm_se_ep *e)
+{
+	for (size_t i = 0; i < e->n_labels; i++)
+		if (strcmp(e->labels[i].key, "security.istio.io/tlsMode") == 0)
+			return strcmp(e->labels[i].value, "istio") == 0;
+	return e->service_account != NULL;
+}
+
+/* A MESH_INTERNAL ServiceEntry with endpoints that take Istio's automatic
+ * mutual TLS, on an appliance without a mesh identity: they get plaintext
+ * (Istio's gateway always has one). */
+static void xref_auto_mtls(struct ism_vctx *v)
+{
+	const struct ism_conf *c = v->conf;
+
+	if (c->app.has_mesh || !c->app.auto_mtls)
+		return;
+	for (size_t i = 0; i < c->n_ses; i++) {
+		const struct ism_cm_se *se = c->ses[i];
+		size_t k = 0;
+
+		const struct ism_cm_dr *dr =
+		    se->n_hosts ? ism_model_find_dr(c, se->hosts[0]) : NULL;
+
+		while (k < se->n_eps && !ism_model_ep_mesh_tls(&se->eps[k]))
+			k++;
+		/* A DestinationRule's tls replaces it (its subsets' and ports'
+		 * too, which this does not look at). */
+		if (!se->mesh_internal || k == se->n_eps || (dr != NULL && dr->policy.tp.tls.set) ||
+		    ism_tls_ns_mtls(c, se->r.ns) == ISM_PA_DISABLE)
+			continue;
+		v->res = se->r.label;
+		ism_v_pop(v, 0);
+		ism_v_push(v, ".spec.location");
+		ism_v_warn(v, se->location_at,
+			   "endpoints[%zu] takes Istio's automatic mutual TLS (serviceAccount or "
+			   "security.istio.io/tlsMode: istio), which needs the Appliance's "
+			   "spec.meshIdentity: without it, it is spoken to in plaintext",
+			   k);
+		ism_v_pop(v, 0);
+	}
+}
+
 void ism_tls_xref(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
@@ -955,6 +998,7 @@ void ism_tls_xref(struct ism_vctx *v)
 			on_port[c->gws[g]->servers[s].port] = &c->gws[g]->servers[s];
 	xref_pas(v, on_port);
 	xref_ports(v, on_port);
+	xref_auto_mtls(v);
 	free(on_port);
 	for (size_t g = 0; g < c->n_gws; g++)
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
@@ -993,6 +1037,25 @@ static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_L
 		if (level >= 0 && out[level] == NULL)
 			out[level] = pa;
 	}
+}
+
+uint8_t ism_tls_ns_mtls(const struct ism_conf *c, const char *ns)
+{
+	const struct ism_cm_pa *nsp = NULL, *mesh = NULL;
+
+	for (size_t i = 0; i < c->n_pas; i++) {
+		const struct ism_cm_pa *pa = c->pas[i];
+
+		if (pa->has_selector)
+			continue;
+		if (nsp == NULL && strcmp(pa->r.ns, ns) == 0)
+			nsp = pa;
+		if (mesh == NULL && strcmp(pa->r.ns, c->app.root_ns) == 0)
+			mesh = pa;
+	}
+	if (nsp != NULL && nsp->mode != ISM_PA_UNSET)
+		return nsp->mode;
+	return mesh != NULL ? mesh->mode : ISM_PA_UNSET;
 }
 
 void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes)

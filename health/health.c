@@ -799,7 +799,7 @@ static int list_add(struct ism_health *h, struct hc_ep *e)
 }
 
 /* Copies the check of cluster cl for endpoint ep into e, with its TLS settings
- * (cl->hc_tls) where they originate TLS (their sni, else the check's Host, as
+ * (ism_ep_hc_tls) where they originate TLS (their sni, else the check's Host, as
  * the server name) and its PROXY header (cl->hc_pp). A check in progress with
  * another type, address, request, TLS or PROXY header is abandoned and
  * restarted at once. Interval fields left 0 default as Envoy's do. */
@@ -807,7 +807,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 			const struct ism_endpoint *ep, uint64_t now)
 {
 	const struct ism_hc *hc = cl->hc;
-	const struct ism_tls_conf *tls = cl->hc_tls;
+	const struct ism_tls_conf *tls = ism_ep_hc_tls(cl, ep);
 	const char *path = hc->path.len ? hc->path.p : "/";
 	const char *host = hc->host.len ? hc->host.p : cl->host.p;
 	uint8_t type = hc->type == ISM_HC_TCP ? ISM_HC_TCP : ISM_HC_HTTP;

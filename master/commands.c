@@ -364,6 +364,9 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 		if (cl) {
 			kv_str(&k, "locality", loc[0] ? loc : "-");
 			kv_num(&k, "priority", (unsigned long long)prio);
+			/* What its connections speak (automatic mutual TLS: per endpoint). */
+			kv_str(&k, "tls",
+			       ism_tls_mode_name(ism_ep_tls(cl, &cl->endpoints[i])->mode));
 		}
 		/* loadBalancer.warmup: the share of its weight it has now. */
 		if (cl && cl->warmup_ms)

@@ -38,15 +38,6 @@ static const char *usage =
     "  naming SNI (-: none) to PORT (default: the first listener passing TLS through);\n"
     "  to=: the address the client connected to, for destinationSubnets\n";
 
-/* enum ism_tls_mode as Istio's TLS settings name it. */
-static const char *tls_mode_name(uint8_t mode)
-{
-	static const char *const names[] = {"DISABLE", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL",
-					    "ISTIO_MUTUAL"};
-
-	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
-}
-
 /* Builds the request as a client would send it, so that the workers' parser
  * reads it exactly as it would read the real one. */
 static int build(char *out, size_t cap, const char *method, const char *url, char **hdrs,
@@ -320,7 +311,7 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 			return;
 		}
 		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
-			tls_mode_name(l->tls[s].tls.mode));
+			ism_tls_mode_name(l->tls[s].tls.mode));
 		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
 				      req->host ? req->host : "", req->host ? req->host_len : 0);
 	} else {
@@ -447,8 +438,8 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 		ism_say(r,
 			"HTTPS server: %s (mode %s): TLS is terminated here and its requests are "
 			"routed by HTTP (explain METHOD http://%s:%u/PATH)\n",
-			l->tls[s].name.p, tls_mode_name(l->tls[s].tls.mode), sni[0] ? sni : "HOST",
-			l->port);
+			l->tls[s].name.p, ism_tls_mode_name(l->tls[s].tls.mode),
+			sni[0] ? sni : "HOST", l->port);
 		return;
 	}
 	ism_say(r, "TLS passthrough server: %s\n", l->tls[s].name.p);

@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -333,6 +334,15 @@ enum ism_tls_mode {
 	ISM_TLS_ISTIO_MUTUAL,	 /* mutual, with the appliance's mesh identity and CA */
 };
 
+/* Istio's name of a mode. */
+static inline const char *ism_tls_mode_name(uint8_t mode)
+{
+	static const char *const names[] = {"DISABLE", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL",
+					    "ISTIO_MUTUAL"};
+
+	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
+}
+
 /* PEM text read by the master when the generation was compiled (the workers
  * cannot read key files once they dropped privileges). */
 struct ism_pem {
@@ -566,6 +576,10 @@ struct ism_endpoint {
 	uint32_t group;		  /* index of its ism_lgroup in the cluster */
 	struct ism_str dns_name;  /* the ServiceEntry name it was resolved from; empty: none */
 	uint64_t resolved_ms;	  /* wall ms of that name's answer; 0: none */
+	/* Labelled security.istio.io/tlsMode: istio (or, without that label,
+	 * with a serviceAccount): what Istio's automatic mutual TLS picks
+	 * (ism_cluster.auto_tls). */
+	uint8_t mesh_tls;
 };
 
 #define ISM_MAX_PRIORITIES 16
@@ -750,7 +764,28 @@ struct ism_cluster {
 	uint32_t keepalive_probes;
 	uint32_t keepalive_time_s;
 	uint32_t keepalive_interval_s;
+	/* Istio's automatic mutual TLS (enableAutoMtls): a cluster of a
+	 * MESH_INTERNAL service whose policy sets no tls speaks this ISTIO_MUTUAL
+	 * to its endpoints with mesh_tls, plaintext (tls) to the others, as
+	 * Envoy's transport socket matches; hc_auto_tls: what its check speaks
+	 * to them (the service port's, as hc_tls). NULL: none. */
+	const struct ism_tls_conf *auto_tls;
+	const struct ism_tls_conf *hc_auto_tls;
 };
+
+/* The TLS settings connections of cluster cl to its endpoint ep speak. */
+static inline const struct ism_tls_conf *ism_ep_tls(const struct ism_cluster *cl,
+						    const struct ism_endpoint *ep)
+{
+	return ep->mesh_tls && cl->auto_tls != NULL ? cl->auto_tls : &cl->tls;
+}
+
+/* What cl's active health check speaks to ep (NULL: plaintext). */
+static inline const struct ism_tls_conf *ism_ep_hc_tls(const struct ism_cluster *cl,
+						       const struct ism_endpoint *ep)
+{
+	return ep->mesh_tls && cl->hc_auto_tls != NULL ? cl->hc_auto_tls : cl->hc_tls;
+}
 
 /* Istio's meshConfig.pathNormalization, in the order of its names (worker/pathnorm.h
  * does the work). Istio's default is BASE. */

@@ -641,9 +641,10 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 /* An HTTP/2 connection to ep that st may share, with room for a stream: of
  * st's TLS settings, and PROXY header (with one, its session's). */
 static struct ism_upconn *find_conn(struct ism_wctx *w, const struct ism_stream *st,
-				    const struct ism_cluster *cl, uint32_t ep_id)
+				    const struct ism_cluster *cl, const struct ism_endpoint *ep)
 {
-	uint64_t key = ism_up_pool_key(st, cl);
+	const uint32_t ep_id = ep->id;
+	uint64_t key = ism_up_pool_key(st, cl, ep);
 
 	for (struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, true); u != NULL;
 	     u = u->pool_next)
@@ -656,7 +657,7 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				  struct ism_buf *head, bool *full)
 {
-	struct ism_upconn *u = find_conn(w, st, cl, ep->id);
+	struct ism_upconn *u = find_conn(w, st, cl, ep);
 	struct ism_h2us *x;
 	int f;
 

@@ -233,25 +233,27 @@ void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32
 
 /* ---------- starting an attempt ---------- */
 
-/* The server name upstream TLS sends: the cluster's (the DestinationRule's sni,
+/* The server name upstream TLS tls sends: its own (the DestinationRule's sni,
  * or ISTIO_MUTUAL's outbound_ name), else the request's host. */
-static const char *up_sni(const struct ism_stream *st, const struct ism_cluster *cl)
+static const char *up_sni(const struct ism_stream *st, const struct ism_tls_conf *tls)
 {
-	return cl->tls.sni.len ? cl->tls.sni.p : st->up_sni;
+	return tls->sni.len ? tls->sni.p : st->up_sni;
 }
 
 /* What a pooled upstream connection must match to carry a request: plaintext
  * (0), or the TLS settings and the server name its certificate was checked for
  * (Envoy keeps one pool per SNI when the SNI comes from the request). */
-uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl)
+uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl,
+			 const struct ism_endpoint *ep)
 {
+	const struct ism_tls_conf *tls = ism_ep_tls(cl, ep);
 	const char *sni;
 	uint64_t k;
 
-	if (cl->tls.mode == ISM_TLS_NONE)
+	if (tls->mode == ISM_TLS_NONE)
 		return 0;
-	sni = up_sni(st, cl);
-	k = ism_hash64(sni, strlen(sni), cl->tls.fingerprint);
+	sni = up_sni(st, tls);
+	k = ism_hash64(sni, strlen(sni), tls->fingerprint);
 	return k ? k : 1;
 }
 
@@ -311,10 +313,12 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		keepalive(fd, cl);
 	u->ep_id = ep->id;
 	u->ep_inc = ism_up_ep_incarnation(w, ep->id);
-	u->tls_fp = ism_up_pool_key(st, cl);
+	u->tls_fp = ism_up_pool_key(st, cl, ep);
 	if (u->tls_fp != 0) {
+		const struct ism_tls_conf *tls = ism_ep_tls(cl, ep);
+
 		u->s.x.ssl =
-		    ism_tls_client_ssl(w, &cl->tls, &u->s.x, ep->id, up_sni(st, cl), u->tls_fp, h2);
+		    ism_tls_client_ssl(w, tls, &u->s.x, ep->id, up_sni(st, tls), u->tls_fp, h2);
 		if (u->s.x.ssl == NULL) {
 			unreserve(w, ep->id);
 			up_unalloc(w, u);
@@ -343,9 +347,10 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
  * settings (clusters of one service host share endpoints; a subset may use
  * TLS, another not) and PROXY header (with one, its session's). */
 static struct ism_upconn *pool_take(struct ism_wctx *w, const struct ism_stream *st,
-				    const struct ism_cluster *cl, uint32_t ep_id)
+				    const struct ism_cluster *cl, const struct ism_endpoint *ep)
 {
-	uint64_t key = ism_up_pool_key(st, cl);
+	const uint32_t ep_id = ep->id;
+	uint64_t key = ism_up_pool_key(st, cl, ep);
 	struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, false);
 
 	if (cl->pp == ISM_UPP_NONE) {
@@ -383,7 +388,7 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 
 	if (ism_h2up_wanted(st, cl))
 		return ism_h2up_start(w, st, cl, ep, head, full);
-	u = fresh ? NULL : pool_take(w, st, cl, ep->id);
+	u = fresh ? NULL : pool_take(w, st, cl, ep);
 	if (full != NULL)
 		*full = false;
 	if (u == NULL)

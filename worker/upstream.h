@@ -143,7 +143,8 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 				  const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				  bool h2, bool *full);
 /* The TLS settings and server name a connection must match to carry st. */
-uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl);
+uint64_t ism_up_pool_key(const struct ism_stream *st, const struct ism_cluster *cl,
+			 const struct ism_endpoint *ep);
 /* Where st looks for a connection of cluster cl to endpoint ep_id to share (h2:
  * HTTP/2 ones, else idle HTTP/1.1 ones), linked by pool_next: with
  * proxyProtocol, its session's private connections (any endpoint, state and

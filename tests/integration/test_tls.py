@@ -1355,6 +1355,75 @@ def tls_upstream_service_accounts(env):
     check(r.status == 503, f"under trustDomain example.org the cluster.local account still passed: {r}")
 
 
+@_test
+def tls_upstream_auto_mtls(env):
+    """Istio's automatic mutual TLS: a MESH_INTERNAL ServiceEntry whose
+    DestinationRule sets no tls speaks ISTIO_MUTUAL (the mesh SNI, the istio
+    ALPN values, the service accounts) to its endpoints with a serviceAccount
+    or labelled security.istio.io/tlsMode: istio, and plaintext to the
+    others, in one cluster. Not for a MESH_EXTERNAL one, an endpoint labelled
+    otherwise, a DestinationRule tls (DISABLE too), spec.enableAutoMtls:
+    false, or a namespace PeerAuthentication DISABLE (the last two by
+    reload). show endpoints says what each endpoint's connections speak."""
+    pki = Pki(env)
+    port = free_port()
+    sport, _ = start_sidecar(env, pki, "127.0.0.6")
+    plain = env.upstream(["127.0.0.2:0=plain"], name="plain")["plain"]
+    side = {"address": "127.0.0.6", "port": sport}
+    internal = "  location: MESH_INTERNAL\n"
+    cases = {  # request Host: (endpoints, ServiceEntry extra, DestinationRule tls or None, status)
+        "mixed.test": ([dict(side, serviceAccount="reviews"), {"address": "127.0.0.2", "port": plain}],
+                       internal, None, 200),
+        "label.test": ([dict(side, labels={"security.istio.io/tlsMode": "istio"})], internal, None, 200),
+        "external.test": ([dict(side, serviceAccount="reviews")], "", None, 503),
+        "label-off.test": ([dict(side, serviceAccount="reviews", labels={"security.istio.io/tlsMode": "disabled"})],
+                           internal, None, 503),
+        "dr.test": ([dict(side, serviceAccount="reviews")], internal, "mode: DISABLE", 503),
+    }
+    hosts = {h: f"{h.split('.')[0]}.default.svc.cluster.local" for h in cases}
+
+    def conf(app_extra="", extra_docs=()):
+        # label.test's endpoint is checked: the check speaks its TLS too.
+        parts = [appliance(env, extra=mesh_identity(pki) + app_extra, health_checks=[hosts["label.test"]]),
+                 gateway(port), *extra_docs]
+        for i, (host, (eps, se_extra, tls, _)) in enumerate(cases.items()):
+            parts += [virtual_service(f"vs{i}", [host], route_to(hosts[host])),
+                      service_entry(f"se{i}", hosts[host], eps).replace("  resolution: STATIC\n",
+                                                                          "  resolution: STATIC\n" + se_extra)]
+            if tls:
+                parts.append(dr_tls(f"dr{i}", hosts[host], tls))
+        return env.write("isthmus.yaml", docs(*parts))
+
+    def tls_of(host):
+        eps = json.loads(ctl_cmd(env.path("ctl.sock"), f"show endpoints outbound|80||{hosts[host]} json"))
+        return {e["key"].rsplit(":", 1)[1]: e["tls"] for e in eps}
+
+    env.start_gateway(conf(), port)
+    sidecar_key = f"{hosts['label.test']}|127.0.0.6:{sport}"
+    poll(lambda: checked_health(env.path("ctl.sock"), [sidecar_key]) == {sidecar_key: True}, 10,
+         what="the sidecar endpoint's health check, over mesh TLS, to pass")
+    for host, (_, _, _, want) in cases.items():
+        r = env.get("/", host=host, timeout=15)
+        check(r.status == want, f"{host}: want {want}, got {r}")
+    mesh_answer = (f"sidecar sni=outbound_.80_._.{hosts['mixed.test']} alpn=http/1.1 "
+                   "peer=spiffe://cluster.local/ns/default/sa/gateway\n")
+    bodies = {env.get("/", host="mixed.test", timeout=15).body.decode() for _ in range(12)}
+    check(mesh_answer in bodies and any("sidecar" not in b for b in bodies),
+          f"mixed.test: want the sidecar over mesh TLS and the plain upstream, got {bodies}")
+    check(tls_of("mixed.test") == {str(sport): "ISTIO_MUTUAL", str(plain): "DISABLE"},
+          f"show endpoints: {tls_of('mixed.test')}")
+    # Off for the whole appliance, then for the namespace.
+    pa = ("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+          "metadata: {name: off, namespace: default}\nspec: {mtls: {mode: DISABLE}}\n")
+    for extra, extra_docs in (("  enableAutoMtls: false\n", ()), ("", (pa,))):
+        conf(extra, extra_docs)
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), f"reload with {extra}{extra_docs} refused")
+        check(tls_of("mixed.test") == {str(sport): "DISABLE", str(plain): "DISABLE"},
+              f"after {extra}{extra_docs}: show endpoints {tls_of('mixed.test')}")
+        check(env.get("/", host="label.test", timeout=15).status == 503,
+              f"after {extra}{extra_docs}: the sidecar still got mutual TLS")
+
+
 def start_sidecar(env, pki, addr, snis=(), ca="ca", any_hello=False, name="sidecar"):
     """mesh_sidecar.py (an Istio sidecar's inbound stand-in) on addr, with a
     workload certificate signed by ca, taking clients of the mesh CA "ca";

@@ -1286,6 +1286,41 @@ static void test_consistent_hash(void **state)
 	"spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}, {number: 81, name: alt}]\n"      \
 	"  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
 
+/* A MESH_INTERNAL service with an endpoint in the mesh (serviceAccount), on
+ * an appliance without meshIdentity: no automatic mutual TLS, and a warning
+ * at the ServiceEntry's location saying so. */
+static void test_auto_mtls_without_mesh(void **state)
+{
+	static const char yaml[] = APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - route: [{destination: {host: s}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	    "spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}]\n  location: MESH_INTERNAL\n"
+	    "  resolution: STATIC\n"
+	    "  endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2, serviceAccount: web}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = s_cluster(t, 80, "");
+	const struct ism_diag *w;
+	int line, col;
+
+	assert_non_null(c);
+	assert_null(c->auto_tls);
+	assert_int_equal(c->n_endpoints, 2);
+	assert_false(c->endpoints[0].mesh_tls);
+	assert_true(c->endpoints[1].mesh_tls);
+	assert_int_equal(ism_ep_tls(c, &c->endpoints[1])->mode, ISM_TLS_NONE);
+	w = find_diag(&f->d, ISM_DIAG_WARNING, "ServiceEntry default/s: spec.location",
+		      "endpoints[1] takes Istio's automatic mutual TLS");
+	assert_non_null(w);
+	pos_of(yaml, "MESH_INTERNAL", &line, &col);
+	assert_int_equal(w->line, line);
+	assert_int_equal(w->col, col);
+}
+
 /* Pool limits and outlier detection; portLevelSettings replace the whole
  * policy for their port, without inheriting what they leave out. */
 static void test_pool_outlier_ports(void **state)
@@ -2948,6 +2983,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_retry_names, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_auto_mtls_without_mesh, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
