@@ -32,10 +32,10 @@ static void header_value(const char *s, size_t size)
 	for (int i = 0; i < n && i < MAX_OPS; i++) {
 		const struct ism_hval_part *p = &parts[i];
 
-		if (p->kind > ISM_HV_PEER_FINGERPRINT)
+		if (p->kind > ISM_HV_RESP)
 			abort();
 		/* Text of the input, or the host name or environment read. */
-		if (p->kind == ISM_HV_REQ &&
+		if ((p->kind == ISM_HV_REQ || p->kind == ISM_HV_RESP) &&
 		    (p->a.p < s || p->a.len == 0 || p->a.p + p->a.len > s + size ||
 		     (p->b.len > 0 && (p->b.p < s || p->b.p + p->b.len > s + size))))
 			abort();
