@@ -118,6 +118,13 @@ static inline bool ism_h2io_out(const struct ism_h2io *io, uint64_t batch)
 {
 	return batch != 0 && batch <= io->sent_batch;
 }
+/* Whether client session ng may still open a stream: stream identifiers end
+ * at 2^31 - 1 (RFC 9113 5.1.1); a connection that used them all takes no new
+ * stream. */
+static inline bool ism_h2io_ids_left(nghttp2_session *ng)
+{
+	return nghttp2_session_get_next_stream_id(ng) <= INT32_MAX;
+}
 /* Gives back the output buffers when nothing is gathered or in flight. */
 void ism_h2io_trim(struct ism_h2io *io);
 void ism_h2io_free(struct ism_h2io *io);

@@ -61,7 +61,7 @@ struct ism_h2c {
 	struct ism_h2io io;
 	struct ism_wctx *w;
 	struct ism_upconn *u;
-	uint8_t goaway; /* no new streams (GOAWAY came or went, drain) */
+	uint8_t goaway; /* no new streams (GOAWAY came or went, drain, identifiers spent) */
 	uint32_t n_streams;
 	uint32_t max_streams;	/* the DestinationRule's cap */
 	uint32_t ping_interval; /* ms; 0: no PINGs */
@@ -226,6 +226,10 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 	id = nghttp2_submit_request(c->io.ng, NULL, nv.nv, nv.n,
 				    x->rq.b.len || !x->rq.end ? &dp : NULL, x);
 	ism_h2nv_free(&nv);
+	/* The connection's last stream identifier went (or none was left): it
+	 * takes no new stream, and closes once its streams are done. */
+	if (!ism_h2io_ids_left(c->io.ng))
+		c->goaway = 1;
 	if (id < 0)
 		return id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? ISM_FAIL_REFUSED
 								 : ISM_FAIL_RESET;

@@ -383,6 +383,36 @@ static void test_body_without_copy(void **state)
 	CHECK("free", pe.gauge == 0, "gauge %llu after the free", (unsigned long long)pe.gauge);
 }
 
+/* A client session's stream identifiers run out at 2^31 - 1: the last one is
+ * still given, ism_h2io_ids_left says none is left after it (what makes an
+ * upstream connection take no new stream), and nghttp2 refuses the next. */
+static void test_stream_ids_run_out(void **state)
+{
+	static const nghttp2_nv nv[] = {
+	    {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)"a", 10, 1, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)"/", 5, 1, NGHTTP2_NV_FLAG_NONE},
+	};
+	nghttp2_session_callbacks *cb;
+	nghttp2_session *ng;
+
+	(void)state;
+	assert_int_equal(nghttp2_session_callbacks_new(&cb), 0);
+	assert_int_equal(nghttp2_session_client_new(&ng, cb, NULL), 0);
+	nghttp2_session_callbacks_del(cb);
+	assert_true(ism_h2io_ids_left(ng));
+	assert_int_equal(nghttp2_submit_request(ng, NULL, nv, 4, NULL, NULL), 1);
+	assert_int_equal(nghttp2_session_set_next_stream_id(ng, INT32_MAX - 2), 0);
+	assert_int_equal(nghttp2_submit_request(ng, NULL, nv, 4, NULL, NULL), INT32_MAX - 2);
+	assert_true(ism_h2io_ids_left(ng));
+	assert_int_equal(nghttp2_submit_request(ng, NULL, nv, 4, NULL, NULL), INT32_MAX);
+	assert_false(ism_h2io_ids_left(ng));
+	assert_int_equal(nghttp2_submit_request(ng, NULL, nv, 4, NULL, NULL),
+			 NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE);
+	nghttp2_session_del(ng);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +420,7 @@ int main(void)
 	    cmocka_unit_test(test_runs_reused),
 	    cmocka_unit_test(test_without_runs),
 	    cmocka_unit_test(test_body_without_copy),
+	    cmocka_unit_test(test_stream_ids_run_out),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
