@@ -1147,33 +1147,66 @@ static uint8_t upstream_alpn(uint8_t proto, uint8_t mode)
 	return by_proto[proto] | (mode == ISM_TLS_ISTIO_MUTUAL ? ISM_ALPN_ISTIO : 0);
 }
 
+/* The "/ns/N/sa/S" of SPIFFE identity id (spiffe://TD/ns/N/sa/S, no part
+ * empty), as Istio parses one; NULL when id is not of that form. */
+static const char *spiffe_path(const char *id)
+{
+	const char *path, *ns_end;
+
+	if (strncmp(id, "spiffe://", 9) != 0 || (path = strchr(id + 9, '/')) == NULL ||
+	    path == id + 9 || strncmp(path, "/ns/", 4) != 0 ||
+	    (ns_end = strchr(path + 4, '/')) == NULL || ns_end == path + 4 ||
+	    strncmp(ns_end, "/sa/", 4) != 0 || ns_end[4] == '\0' || strchr(ns_end + 4, '/') != NULL)
+		return NULL;
+	return path;
+}
+
+/* Adds uri to the n names at out unless it is there; returns the new n. */
+static uint32_t add_account(struct cbuild *b, struct ism_str *out, uint32_t n, const char *uri)
+{
+	for (uint32_t j = 0; j < n; j++)
+		if (out[j].len == strlen(uri) && memcmp(out[j].p, uri, out[j].len) == 0)
+			return n;
+	out[n] = astr(b, uri);
+	return n + 1;
+}
+
 /* Istio's service accounts of service se: its subjectAltNames and its
  * endpoints' serviceAccount as spiffe://<trustDomain>/ns/<namespace>/sa/<name>,
- * each once, into *sans (in the arena). Returns how many. */
+ * each once; then each spiffe://TD/ns/N/sa/S of them under every trust
+ * domain alias too (ExpandWithTrustDomains). Into *sans (in the arena);
+ * returns how many. */
 static uint32_t service_accounts(struct cbuild *b, const struct ism_cm_se *se,
 				 const struct ism_str **sans)
 {
-	struct ism_str *out = ANEW(b, se->n_sans + se->n_eps, struct ism_str);
-	uint32_t n = 0;
+	const struct ism_cm_appliance *a = &b->c->app;
+	size_t cap = (se->n_sans + se->n_eps) * (1 + a->n_td_aliases);
+	struct ism_str *out = cap ? ANEW(b, cap, struct ism_str) : NULL;
+	uint32_t n = 0, direct;
 	char uri[600];
 
 	*sans = out;
-	for (uint32_t i = 0; out != NULL && i < se->n_sans; i++)
+	if (out == NULL)
+		return 0;
+	for (uint32_t i = 0; i < se->n_sans; i++)
 		out[n++] = se->sans[i];
-	for (size_t i = 0; out != NULL && i < se->n_eps; i++) {
-		const char *sa = se->eps[i].service_account;
-		bool seen = false;
-
-		if (sa == NULL)
+	for (size_t i = 0; i < se->n_eps; i++) {
+		if (se->eps[i].service_account == NULL)
 			continue;
-		snprintf(uri, sizeof(uri), "spiffe://%s/ns/%s/sa/%s", b->c->app.trust_domain,
-			 se->r.ns, sa);
-		for (uint32_t j = 0; j < n && !seen; j++)
-			seen = out[j].len == strlen(uri) && memcmp(out[j].p, uri, out[j].len) == 0;
-		if (!seen)
-			out[n++] = astr(b, uri);
+		snprintf(uri, sizeof(uri), "spiffe://%s/ns/%s/sa/%s", a->trust_domain, se->r.ns,
+			 se->eps[i].service_account);
+		n = add_account(b, out, n, uri);
 	}
-	return out != NULL ? n : 0;
+	direct = n;
+	for (uint32_t i = 0; i < direct; i++) {
+		const char *path = spiffe_path(out[i].p);
+
+		for (size_t k = 0; path != NULL && k < a->n_td_aliases; k++) {
+			snprintf(uri, sizeof(uri), "spiffe://%s%s", a->td_aliases[k], path);
+			n = add_account(b, out, n, uri);
+		}
+	}
+	return n;
 }
 
 /* The TLS settings of the cluster of k's host and port with subset (may be

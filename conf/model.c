@@ -824,25 +824,56 @@ static bool dns1123_subdomain(const char *s)
 	return true;
 }
 
+/* Whether s is a trust domain: a DNS name of letters (either case), digits,
+ * '-' and '.', starting and ending with a letter or digit. */
+static bool trust_domain_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 255 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
+		return false;
+	return s[strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")] ==
+	       '\0';
+}
+
 /* spec.trustDomain: Istio's meshConfig.trustDomain, what the service accounts
- * of ServiceEntry endpoints are named under. Istio reads '@' as '.'. */
+ * of ServiceEntry endpoints are named under (Istio reads '@' as '.'); and
+ * spec.trustDomainAliases: the other trust domains the same accounts may be
+ * named under (Istio's ExpandWithTrustDomains). */
 static void parse_trust_domain(struct ism_vctx *v, const struct ism_node *spec,
 			       struct ism_cm_appliance *a)
 {
+	const struct ism_node *list;
 	const char *td;
 	char *copy;
+	size_t old;
 
-	if (ism_v_str(v, spec, "trustDomain", false, &td) <= 0)
-		return;
-	copy = ism_v_strdup(v, td);
-	for (char *p = copy; p != NULL && *p; p++)
-		*p = *p == '@' ? '.' : (char)tolower((unsigned char)*p);
-	if (copy == NULL || !dns1123_subdomain(copy)) {
-		ism_v_err_key(v, spec, "trustDomain",
-			      "\"%s\" is not a trust domain (a DNS name, as cluster.local)", td);
-		return;
+	if (ism_v_str(v, spec, "trustDomain", false, &td) > 0) {
+		copy = ism_v_strdup(v, td);
+		for (char *p = copy; p != NULL && *p; p++)
+			*p = *p == '@' ? '.' : *p;
+		if (copy != NULL && trust_domain_ok(copy))
+			a->trust_domain = copy;
+		else
+			ism_v_err_key(v, spec, "trustDomain",
+				      "\"%s\" is not a trust domain (a DNS name, as cluster.local)",
+				      td);
 	}
-	a->trust_domain = copy;
+	a->td_aliases =
+	    ism_v_strlist(v, spec, "trustDomainAliases", false, &a->n_td_aliases, &list);
+	old = ism_v_push(v, ".trustDomainAliases");
+	for (size_t i = 0; list != NULL && i < list->n; i++) {
+		const struct ism_node *it = list->items[i];
+		size_t o2;
+
+		/* What is not a string was reported by ism_v_strlist. */
+		if (it->kind != ISM_NODE_SCALAR || it->len == 0 || trust_domain_ok(it->str))
+			continue;
+		o2 = ism_v_push(v, "[%zu]", i);
+		ism_v_err(v, it, "\"%s\" is not a trust domain (a DNS name)", it->str);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
 }
 
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
@@ -870,6 +901,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "dns",
 					   "preserveExternalRequestId",
 					   "trustDomain",
+					   "trustDomainAliases",
 					   "enableAutoMtls",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};

@@ -553,9 +553,11 @@ struct ism_cm_appliance {
 	struct ism_tls_conf mesh; /* certs[0] and ca */
 	const char *root_ns;	  /* spec.meshRootNamespace, default istio-system */
 	const char *trust_domain; /* spec.trustDomain, default cluster.local ('@' read as '.') */
-	bool auto_mtls;		  /* spec.enableAutoMtls, default true */
-	size_t n_pp_ports;	  /* spec.proxyProtocol.ports */
-	bool pp_all;		  /* spec.gatewayTopology.proxyProtocol: every listener */
+	size_t n_td_aliases;	  /* spec.trustDomainAliases */
+	const char **td_aliases;
+	bool auto_mtls;	   /* spec.enableAutoMtls, default true */
+	size_t n_pp_ports; /* spec.proxyProtocol.ports */
+	bool pp_all;	   /* spec.gatewayTopology.proxyProtocol: every listener */
 	uint32_t *pp_ports;
 	const struct ism_node *pp_at;
 	uint8_t path_norm;	  /* spec.pathNormalization: enum ism_pathnorm_mode */

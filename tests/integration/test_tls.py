@@ -1324,7 +1324,8 @@ def tls_upstream_service_accounts(env):
     namespace>/sa/<name>. The sidecar's certificate names
     spiffe://cluster.local/ns/default/sa/reviews: the right account is
     served, another account or namespace is a 503, and so is the right one
-    under another spec.trustDomain (by reload)."""
+    under another spec.trustDomain (by reload), unless cluster.local is among
+    its spec.trustDomainAliases."""
     pki = Pki(env)
     port = free_port()
     sport, _ = start_sidecar(env, pki, "127.0.0.6", any_hello=True)
@@ -1353,6 +1354,12 @@ def tls_upstream_service_accounts(env):
     check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload to trustDomain example.org refused")
     r = env.get("/", host="good.test", timeout=15)
     check(r.status == 503, f"under trustDomain example.org the cluster.local account still passed: {r}")
+    # An alias names the same accounts under another trust domain (Istio's trustDomainAliases).
+    conf("  trustDomain: example.org\n  trustDomainAliases: [old.example, cluster.local]\n")
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload with trustDomainAliases refused")
+    for host, (_, _, want) in cases.items():
+        r = env.get("/", host=host, timeout=15)
+        check(r.status == want, f"{host} with the alias cluster.local: want {want}, got {r}")
 
 
 @_test

@@ -2429,6 +2429,8 @@ static const struct bad bads[] = {
      "\"Bad_Name\" is not a service account name"},
     {"trustDomain", APP "  trustDomain: \"spiffe://x\"\n", 7, 16, "Appliance t: spec.trustDomain",
      "\"spiffe://x\" is not a trust domain"},
+    {"trustDomainAliases", APP "  trustDomainAliases: [ok.example, \"a b\"]\n", 7, 36,
+     "Appliance t: spec.trustDomainAliases[1]", "\"a b\" is not a trust domain"},
     {"service port UDP", SE_HEAD "  ports: [{number: 80, name: http, protocol: UDP}]\n", 14, 46,
      "ServiceEntry default/se: spec.ports[0].protocol", "UDP is not implemented yet"},
     {"service port HTTP_PROXY",
