@@ -2799,6 +2799,8 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->trusted_proxies = a->trusted_proxies;
 	t->fcc = a->fcc;
 	t->preserve_rid = a->preserve_rid;
+	t->server = astr(b, a->server);
+	t->debug_headers = a->debug_headers;
 	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);
 }

@@ -876,6 +876,66 @@ static void parse_trust_domain(struct ism_vctx *v, const struct ism_node *spec,
 	ism_v_pop(v, old);
 }
 
+/* Whether s may be a header field's value: not empty, printable (a tab
+ * inside), no leading or trailing blank. */
+static bool field_value_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* spec.proxyHeaders: Istio's ProxyConfig.proxyHeaders, the fields isthmus
+ * itself adds to responses. */
+static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
+				struct ism_cm_appliance *a)
+{
+	static const char *const keys[] = {"server", "envoyDebugHeaders", NULL};
+	static const char *const unimpl[] = {"requestId",
+					     "attemptCount",
+					     "forwardedClientCert",
+					     "setCurrentClientCertDetails",
+					     "xForwardedPort",
+					     "xForwardedHost",
+					     "metadataExchangeHeaders",
+					     NULL};
+	static const char *const skeys[] = {"disabled", "value", NULL};
+	static const char *const dkeys[] = {"disabled", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "proxyHeaders", false, ISM_NODE_MAP), *m;
+	bool off = false;
+	size_t old, o2;
+
+	a->server = "isthmus";
+	a->debug_headers = true;
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".proxyHeaders");
+	ism_v_keys(v, n, keys, unimpl);
+	if ((m = ism_v_node(v, n, "server", false, ISM_NODE_MAP)) != NULL) {
+		o2 = ism_v_push(v, ".server");
+		ism_v_keys(v, m, skeys, NULL);
+		if (ism_v_str(v, m, "value", false, &a->server) > 0 && !field_value_ok(a->server))
+			ism_v_err_key(v, m, "value",
+				      "must be a field value: not empty, no control characters");
+		if (ism_v_bool(v, m, "disabled", &off) > 0 && off)
+			a->server = "";
+		ism_v_pop(v, o2);
+	}
+	if ((m = ism_v_node(v, n, "envoyDebugHeaders", false, ISM_NODE_MAP)) != NULL) {
+		o2 = ism_v_push(v, ".envoyDebugHeaders");
+		ism_v_keys(v, m, dkeys, NULL);
+		if (ism_v_bool(v, m, "disabled", &off) > 0)
+			a->debug_headers = !off;
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 {
 	static const char *const keys[] = {"locality",
@@ -902,6 +962,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "preserveExternalRequestId",
 					   "trustDomain",
 					   "trustDomainAliases",
+					   "proxyHeaders",
 					   "enableAutoMtls",
 					   NULL};
 	static const char *const unimpl[] = {"logging", NULL};
@@ -922,6 +983,7 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
 	parse_trust_domain(v, spec, a);
 	ism_v_bool(v, spec, "preserveExternalRequestId", &a->preserve_rid);
+	parse_proxy_headers(v, spec, a);
 	ism_tls_parse_appliance(v, spec, a);
 	parse_proxy_protocol(v, spec, a);
 	parse_locality(v, spec, a);

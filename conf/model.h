@@ -564,6 +564,8 @@ struct ism_cm_appliance {
 	uint32_t trusted_proxies; /* spec.gatewayTopology.numTrustedProxies */
 	uint8_t fcc;		  /* spec.gatewayTopology.forwardClientCertDetails: enum ism_fcc */
 	bool preserve_rid;	  /* spec.preserveExternalRequestId */
+	const char *server;	  /* spec.proxyHeaders.server: "" when disabled */
+	bool debug_headers;	  /* not spec.proxyHeaders.envoyDebugHeaders.disabled */
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 

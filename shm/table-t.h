@@ -942,6 +942,13 @@ struct ism_table {
 	uint32_t trusted_proxies; /* gatewayTopology.numTrustedProxies: X-Forwarded-For hops */
 	uint8_t fcc;		  /* enum ism_fcc: gatewayTopology.forwardClientCertDetails */
 	uint8_t preserve_rid;	  /* preserveExternalRequestId: the client's X-Request-Id goes on */
+	/* proxyHeaders.server: the Server field of every response, the
+	 * upstream's replaced (Envoy's OVERWRITE, as Istio sets it); len 0
+	 * (disabled): the upstream's passes, answers made here have none. */
+	struct ism_str server;
+	/* not proxyHeaders.envoyDebugHeaders.disabled: x-envoy-upstream-service-time
+	 * on the responses of upstreams (Envoy's router, as Istio leaves it) */
+	uint8_t debug_headers;
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

@@ -22,6 +22,21 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s);
 
 /* ---------- writing responses ---------- */
 
+/* The fields isthmus adds to the final head of an upstream's response:
+ * Server, and x-envoy-upstream-service-time (spec.proxyHeaders). */
+static int own_fields(struct ism_wctx *w, struct ism_sess *s, uint32_t limit)
+{
+	const struct ism_table *t = w->table;
+	int ret = 0;
+
+	if (ism_stream_own_server(w, s->st))
+		ret |= ism_buf_put_field(&s->out, "server", t->server.p, t->server.len, limit);
+	if (t->debug_headers && s->st != NULL)
+		ret |= ism_put_num_line(&s->out, "x-envoy-upstream-service-time: ",
+					ism_stream_service_ms(w, s->st), 10, limit);
+	return ret;
+}
+
 /* The head the client gets for a response head of the upstream: its
  * end-to-end fields, then (final head) the framing of what is relayed: the
  * upstream's transfer codings for a body chunked again here, the parsed
@@ -44,6 +59,8 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *h = &resp->headers[i];
 
+		if (final && ism_stream_field_replaced(w, s->st, h))
+			continue;
 		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, h))
 			ret |= ism_buf_put_header(&s->out, h, limit);
 		else if (chunked && ism_http_header_is(h, "transfer-encoding"))
@@ -52,6 +69,8 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	if (final && mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 &&
 	    resp->status != 204)
 		ret |= ism_put_num_line(&s->out, "content-length: ", (uint64_t)cl, 10, limit);
+	if (final)
+		ret |= own_fields(w, s, limit);
 	if (final && s->st != NULL && s->st->set_cookie)
 		ret |= ism_buf_put_field(&s->out, "set-cookie", s->st->set_cookie,
 					 strlen(s->st->set_cookie), limit);
@@ -152,6 +171,9 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 			      ism_http_reason(lr->status));
 	for (size_t i = 0; i < lr->n_hdrs; i++)
 		ret |= ism_buf_put_header(&s->out, &lr->hdrs[i], limit);
+	if (ism_stream_own_server(w, st))
+		ret |= ism_buf_put_field(&s->out, "server", w->table->server.p,
+					 w->table->server.len, limit);
 	if (body)
 		ret |= ism_put_num_line(&s->out, "content-length: ", lr->body_len, 10, limit);
 	if (s->close_after)

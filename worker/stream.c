@@ -1474,6 +1474,7 @@ static void route_answer(struct ism_wctx *w, struct ism_stream *st, const struct
 	struct ism_hdr_edits *made;
 	const struct ism_hdr_edits *e = edits_made(w, st, req, r, &r->act->resp, status, &made);
 
+	st->route_server = ism_act_edit(&r->act->resp, "server", 6) != NULL;
 	lr.hdrs = e != NULL ? edit_fields(w, e, hdrs, n, &lr.n_hdrs) : NULL;
 	if (lr.hdrs == NULL) {
 		free(made);
@@ -1603,6 +1604,7 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 			stream_local(w, st, 503, "out of memory", false);
 			return false;
 		}
+		st->route_server = ism_act_edit(st->resp_edits, "server", 6) != NULL;
 	}
 	/* Without memory, the line shows the request as it came. */
 	if (st->log_req != NULL)
@@ -1654,6 +1656,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	request_begin(w, st, req);
 	st->http10 = req->minor_version == 0;
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	st->route_server = 0;
 	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
 	st->req_done = req_done;
 	st->req_chunked = req->framing.chunked;

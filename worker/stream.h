@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <strings.h>
 
 #include "worker/http1.h"
 #include "worker/policy.h"
@@ -68,6 +69,9 @@ struct ism_stream {
 	uint8_t resp_started;	/* bytes of the final response went to the client */
 	uint8_t resp_done;	/* the upstream's response is all read */
 	uint8_t counted;	/* the exchange is in the counters */
+	/* The route's response edits name Server: they decide it, not
+	 * spec.proxyHeaders.server (ism_stream_own_server). */
+	uint8_t route_server;
 	uint16_t status;
 	/* the route, the cluster and the attempts */
 	uint32_t cluster; /* index in the table of generation table_gen */
@@ -222,5 +226,25 @@ void ism_stream_after_batch(struct ism_wctx *w);
 void ism_stream_free_all(struct ism_wctx *w);
 /* The client address of stream st: by numTrustedProxies, else the peer. */
 const char *ism_stream_client(const struct ism_stream *st);
+
+/* The fields isthmus writes into the heads clients get (Istio's proxyHeaders):
+ * whether st's head (st NULL: none) gets spec.proxyHeaders.server as its
+ * Server, the upstream's replaced; not when the route's edits name Server. */
+static inline bool ism_stream_own_server(const struct ism_wctx *w, const struct ism_stream *st)
+{
+	return w->table->server.len > 0 && (st == NULL || !st->route_server);
+}
+/* Whether field h of an upstream's head for st gives way to them. */
+static inline bool ism_stream_field_replaced(const struct ism_wctx *w, const struct ism_stream *st,
+					     const struct ism_http_header *h)
+{
+	return h->name_len == 6 && ism_stream_own_server(w, st) &&
+	       strncasecmp(h->name, "server", 6) == 0;
+}
+/* x-envoy-upstream-service-time of st's response: ms since its request came. */
+static inline uint64_t ism_stream_service_ms(const struct ism_wctx *w, const struct ism_stream *st)
+{
+	return w->now - st->t0_ms;
+}
 
 #endif

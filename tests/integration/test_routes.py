@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 
-from harness import (Conn, Registry, appliance, check, curl, docs, file_lines, free_port, gateway, poll,
+from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, poll,
                      service_entry, service_entry_protocol, virtual_service)
 from test_h2 import curl_h2, info, need_tools, start_h2_upstream
 
@@ -192,7 +192,8 @@ def headers_response(env):
     """Server removed from the response, x-resp replaced, x-extra added; the
     destination's set of x-r and the route's remove of it in one parser
     (a single destination): removed first, then set. The body and its length
-    are untouched; a route without headers passes Server on."""
+    are untouched; a route without headers changes nothing but the Server
+    isthmus writes (spec.proxyHeaders.server)."""
     gw = setup(env, HEADERS)
     r = env.get("/hdr/raw", headers=dict([raw_answer(UPSTREAM_ANSWER)]))
     check(r.status == 200 and r.body == b"ok" and r.header("content-length") == "2", f"GET /hdr/raw: {r}")
@@ -201,8 +202,59 @@ def headers_response(env):
     check(r.header_all("x-extra") == ["1"], f"x-extra: {r.header_all('x-extra')}")
     check(r.header_all("x-r") == ["dest"], f"x-r: {r.header_all('x-r')}")
     r = env.get("/raw", headers=dict([raw_answer(UPSTREAM_ANSWER)]))
-    check(r.header_all("server") == ["upstream/1.0"] and r.header_all("x-extra") == [],
-          f"a route without headers changed the response: {r.headers}")
+    # Without edits of Server, spec.proxyHeaders.server replaces the upstream's (proxy_headers).
+    check(r.header_all("server") == ["isthmus"] and r.header_all("x-extra") == [] and
+          r.header_all("x-resp") == ["a"], f"a route without headers changed the response: {r.headers}")
+
+
+@_test
+def proxy_headers(env):
+    """The fields isthmus writes itself (Istio's proxyHeaders, as Envoy's
+    connection manager and router write them at an Istio gateway): Server on
+    every answer, the upstream's replaced (isthmus by default; a route that
+    edits Server decides it instead), and x-envoy-upstream-service-time on
+    answers from upstreams, over HTTP/1.1 and HTTP/2; then, by reload,
+    another server value with the debug headers off, and server disabled:
+    the upstream's Server passes and answers made here have none."""
+    routes = ("  - match: [{uri: {prefix: /set/}}]\n    rewrite: {uri: /}\n"
+              "    headers: {response: {set: {server: by-route}}}\n" + dest() + "  - match: [{uri: {prefix: /raw}}]\n" + dest())
+    gw = setup(env, routes)
+    conf_path = env.path("isthmus.yaml")
+    text = open(conf_path).read()
+    answer = dict([raw_answer(UPSTREAM_ANSWER)])
+
+    def get(path):
+        return env.get(path, headers=answer)
+
+    r = get("/raw")
+    check(r.status == 200 and r.header_all("server") == ["isthmus"], f"default: {r.headers}")
+    svc = r.header_all("x-envoy-upstream-service-time")
+    check(len(svc) == 1 and svc[0].isdigit() and int(svc[0]) < 60000, f"service time: {r.headers}")
+    r = get("/set/raw")
+    check(r.header_all("server") == ["by-route"], f"a route's set of Server: {r.headers}")
+    r = get("/nowhere")
+    check(r.status == 404 and r.header_all("server") == ["isthmus"] and
+          r.header_all("x-envoy-upstream-service-time") == [], f"an answer made here: {r.headers}")
+    k, v = raw_answer(UPSTREAM_ANSWER)
+    rc, out, err = curl(["--http2-prior-knowledge", "-s", "-D", "-", "-o", "/dev/null", "-H", f"{k}: {v}",
+                         f"http://127.0.0.1:{gw}/raw"])
+    head = out.lower()
+    check(rc == 0 and head.count("\nserver: isthmus") == 1 and "upstream/1.0" not in head and
+          "\nx-envoy-upstream-service-time: " in head, f"h2c: rc {rc} {out!r} {err}")
+    rc, out, err = curl(["--http2-prior-knowledge", "-s", "-D", "-", "-o", "/dev/null",
+                         f"http://127.0.0.1:{gw}/nowhere"])
+    check(rc == 0 and "\nserver: isthmus" in out.lower(), f"h2c 404: rc {rc} {out!r} {err}")
+    for extra, want_server, want_local, want_svc in (
+            ("  proxyHeaders: {server: {value: edge-gw}, envoyDebugHeaders: {disabled: true}}\n",
+             ["edge-gw"], ["edge-gw"], False),
+            ("  proxyHeaders: {server: {disabled: true}}\n", ["upstream/1.0"], [], True)):
+        env.write("isthmus.yaml", text.replace("  timeouts:", extra + "  timeouts:", 1))
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), f"reload with {extra} refused")
+        r = get("/raw")
+        check(r.header_all("server") == want_server and
+              bool(r.header_all("x-envoy-upstream-service-time")) == want_svc, f"{extra}: {r.headers}")
+        r = get("/nowhere")
+        check(r.header_all("server") == want_local, f"{extra}: 404 {r.headers}")
 
 
 @_test
