@@ -2758,6 +2758,20 @@ out:
 
 /* --- the table --- */
 
+/* The fields an HTTP/1.1 head from an upstream gets (spec.proxyHeaders), as
+ * one run of bytes: struct ism_table.own_h1. */
+static void own_h1(struct cbuild *b, const struct ism_cm_appliance *a, struct ism_table *t)
+{
+	char buf[ISM_SERVER_MAX + 64];
+
+	/* The server value is at most ISM_SERVER_MAX bytes (checked). */
+	snprintf(buf, sizeof(buf), "%s%s%s%s", a->server[0] ? "server: " : "", a->server,
+		 a->server[0] ? "\r\n" : "",
+		 a->debug_headers ? "x-envoy-upstream-service-time: " : "");
+	t->own_h1 = astr(b, buf);
+	t->own_h1_server = a->server[0] ? (uint32_t)(strlen(a->server) + 10) : 0;
+}
+
 /* The access log's settings; the text template's operators were parsed at load. */
 static void fill_access_log(struct cbuild *b, struct ism_alog_conf *t,
 			    const struct ism_alog_conf *m)
@@ -2801,6 +2815,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->preserve_rid = a->preserve_rid;
 	t->server = astr(b, a->server);
 	t->debug_headers = a->debug_headers;
+	own_h1(b, a, t);
 	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);
 }

@@ -919,9 +919,12 @@ static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 	if ((m = ism_v_node(v, n, "server", false, ISM_NODE_MAP)) != NULL) {
 		o2 = ism_v_push(v, ".server");
 		ism_v_keys(v, m, skeys, NULL);
-		if (ism_v_str(v, m, "value", false, &a->server) > 0 && !field_value_ok(a->server))
+		if (ism_v_str(v, m, "value", false, &a->server) > 0 &&
+		    (!field_value_ok(a->server) || strlen(a->server) > ISM_SERVER_MAX))
 			ism_v_err_key(v, m, "value",
-				      "must be a field value: not empty, no control characters");
+				      "must be a field value: not empty, no control characters, "
+				      "at most %d bytes",
+				      ISM_SERVER_MAX);
 		if (ism_v_bool(v, m, "disabled", &off) > 0 && off)
 			a->server = "";
 		ism_v_pop(v, o2);

@@ -583,6 +583,8 @@ struct ism_endpoint {
 };
 
 #define ISM_MAX_PRIORITIES 16
+/* The longest spec.proxyHeaders.server value. */
+#define ISM_SERVER_MAX 256
 /* The highest status a configuration may name (outlierDetectionHttpErrorCodes). */
 #define ISM_STATUS_MAX 599
 
@@ -942,13 +944,19 @@ struct ism_table {
 	uint32_t trusted_proxies; /* gatewayTopology.numTrustedProxies: X-Forwarded-For hops */
 	uint8_t fcc;		  /* enum ism_fcc: gatewayTopology.forwardClientCertDetails */
 	uint8_t preserve_rid;	  /* preserveExternalRequestId: the client's X-Request-Id goes on */
-	/* proxyHeaders.server: the Server field of every response, the
-	 * upstream's replaced (Envoy's OVERWRITE, as Istio sets it); len 0
-	 * (disabled): the upstream's passes, answers made here have none. */
+	/* proxyHeaders.server (at most ISM_SERVER_MAX bytes): the Server field of every response,
+	 * the upstream's replaced (Envoy's OVERWRITE, as Istio sets it); len 0 (disabled): the
+	 * upstream's passes, answers made here have none. */
 	struct ism_str server;
 	/* not proxyHeaders.envoyDebugHeaders.disabled: x-envoy-upstream-service-time
 	 * on the responses of upstreams (Envoy's router, as Istio leaves it) */
 	uint8_t debug_headers;
+	/* What an HTTP/1.1 head from an upstream gets of the two, written at
+	 * compile: "server: V\r\n" (own_h1_server bytes; 0 when off), then
+	 * "x-envoy-upstream-service-time: " when debug_headers (the worker
+	 * writes the number and the line end). */
+	struct ism_str own_h1;
+	uint32_t own_h1_server;
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

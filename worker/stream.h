@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <strings.h>
 
+#include "lib/ascii.h"
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/worker-t.h"
@@ -239,7 +240,7 @@ static inline bool ism_stream_field_replaced(const struct ism_wctx *w, const str
 					     const struct ism_http_header *h)
 {
 	return h->name_len == 6 && ism_stream_own_server(w, st) &&
-	       strncasecmp(h->name, "server", 6) == 0;
+	       ism_eq_nocase(h->name, "server", 6);
 }
 /* x-envoy-upstream-service-time of st's response: ms since its request came. */
 static inline uint64_t ism_stream_service_ms(const struct ism_wctx *w, const struct ism_stream *st)
