@@ -1244,17 +1244,12 @@ static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subs
 static const struct ism_tls_conf *auto_tls(struct cbuild *b, const struct ckey *k,
 					   const char *subset, const struct ism_cm_tp *tp)
 {
-	const struct ism_cm_se *se = k->se;
 	struct ism_tls_conf *out;
 	struct ism_cm_tp mesh;
-	bool any = false;
 
-	if (tp->tls.set || se == NULL || !se->mesh_internal || !b->c->app.auto_mtls ||
-	    !b->c->app.has_mesh || ism_tls_ns_mtls(b->c, se->r.ns) == ISM_PA_DISABLE)
-		return NULL;
-	for (size_t i = 0; i < se->n_eps && !any; i++)
-		any = ism_model_ep_mesh_tls(&se->eps[i]);
-	if (!any || (out = ANEW(b, 1, struct ism_tls_conf)) == NULL)
+	if (tp->tls.set || k->se == NULL || !b->c->app.has_mesh ||
+	    !ism_model_se_auto_mtls(b->c, k->se, NULL) ||
+	    (out = ANEW(b, 1, struct ism_tls_conf)) == NULL)
 		return NULL;
 	mesh = *tp;
 	mesh.tls.c = (struct ism_tls_conf){.mode = ISM_TLS_ISTIO_MUTUAL};

@@ -808,32 +808,28 @@ static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct is
 	ism_v_pop(v, old);
 }
 
-/* Whether s is a DNS-1123 subdomain: lowercase letters, digits, '-' and '.',
- * starting and ending with a letter or digit, at most 253 bytes (Kubernetes'
- * rule for the names of service accounts). */
-static bool dns1123_subdomain(const char *s)
+/* Whether s is a name of the DNS's shape: 1..max bytes of charset, starting
+ * and ending with a letter or digit. */
+static bool dns_name_ok(const char *s, size_t max, const char *charset)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > 253 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-' ||
-		      s[i] == '.'))
-			return false;
-	return true;
+	return n > 0 && n <= max && isalnum((unsigned char)s[0]) &&
+	       isalnum((unsigned char)s[n - 1]) && s[strspn(s, charset)] == '\0';
 }
 
-/* Whether s is a trust domain: a DNS name of letters (either case), digits,
- * '-' and '.', starting and ending with a letter or digit. */
+#define DNS_LOWER "abcdefghijklmnopqrstuvwxyz0123456789-."
+
+/* A DNS-1123 subdomain (Kubernetes' rule for the names of service accounts). */
+static bool dns1123_subdomain(const char *s)
+{
+	return dns_name_ok(s, 253, DNS_LOWER);
+}
+
+/* A trust domain: a DNS name, letters of either case. */
 static bool trust_domain_ok(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 255 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
-		return false;
-	return s[strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")] ==
-	       '\0';
+	return dns_name_ok(s, 255, DNS_LOWER "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
 }
 
 /* spec.trustDomain: Istio's meshConfig.trustDomain, what the service accounts

@@ -754,6 +754,11 @@ uint8_t ism_tls_ns_mtls(const struct ism_conf *c, const char *ns);
  * security.istio.io/tlsMode: istio, or, without that label, with a
  * serviceAccount (Istio's getTLSModeFromWorkloadEntry). */
 bool ism_model_ep_mesh_tls(const struct ism_cm_se_ep *e);
+/* Whether Istio's automatic mutual TLS applies to service se, whatever its
+ * DestinationRule and the appliance's identity: MESH_INTERNAL, enableAutoMtls
+ * on, its namespace's PeerAuthentication not DISABLE, and an endpoint in the
+ * mesh (the first one's index into *first, when not NULL). */
+bool ism_model_se_auto_mtls(const struct ism_conf *c, const struct ism_cm_se *se, size_t *first);
 
 /* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);

@@ -948,28 +948,38 @@ bool ism_model_ep_mesh_tls(const struct ism_cm_se_ep *e)
 	return e->service_account != NULL;
 }
 
-/* A MESH_INTERNAL ServiceEntry with endpoints that take Istio's automatic
- * mutual TLS, on an appliance without a mesh identity: they get plaintext
- * (Istio's gateway always has one). */
+bool ism_model_se_auto_mtls(const struct ism_conf *c, const struct ism_cm_se *se, size_t *first)
+{
+	size_t k = 0;
+
+	if (!se->mesh_internal || !c->app.auto_mtls ||
+	    ism_tls_ns_mtls(c, se->r.ns) == ISM_PA_DISABLE)
+		return false;
+	while (k < se->n_eps && !ism_model_ep_mesh_tls(&se->eps[k]))
+		k++;
+	if (first != NULL)
+		*first = k;
+	return k < se->n_eps;
+}
+
+/* A ServiceEntry automatic mutual TLS applies to, on an appliance without a
+ * mesh identity: its endpoints in the mesh get plaintext (Istio's gateway
+ * always has one). */
 static void xref_auto_mtls(struct ism_vctx *v)
 {
 	const struct ism_conf *c = v->conf;
 
-	if (c->app.has_mesh || !c->app.auto_mtls)
+	if (c->app.has_mesh)
 		return;
 	for (size_t i = 0; i < c->n_ses; i++) {
 		const struct ism_cm_se *se = c->ses[i];
-		size_t k = 0;
-
 		const struct ism_cm_dr *dr =
 		    se->n_hosts ? ism_model_find_dr(c, se->hosts[0]) : NULL;
+		size_t k;
 
-		while (k < se->n_eps && !ism_model_ep_mesh_tls(&se->eps[k]))
-			k++;
 		/* A DestinationRule's tls replaces it (its subsets' and ports'
 		 * too, which this does not look at). */
-		if (!se->mesh_internal || k == se->n_eps || (dr != NULL && dr->policy.tp.tls.set) ||
-		    ism_tls_ns_mtls(c, se->r.ns) == ISM_PA_DISABLE)
+		if (!ism_model_se_auto_mtls(c, se, &k) || (dr != NULL && dr->policy.tp.tls.set))
 			continue;
 		v->res = se->r.label;
 		ism_v_pop(v, 0);
