@@ -2761,8 +2761,7 @@ static void own_h1(struct cbuild *b, const struct ism_cm_appliance *a, struct is
 
 	/* The server value is at most ISM_SERVER_MAX bytes (checked). */
 	snprintf(buf, sizeof(buf), "%s%s%s%s", a->server[0] ? "server: " : "", a->server,
-		 a->server[0] ? "\r\n" : "",
-		 a->debug_headers ? "x-envoy-upstream-service-time: " : "");
+		 a->server[0] ? "\r\n" : "", a->debug_headers ? ISM_SVC_TIME_FIELD : "");
 	t->own_h1 = astr(b, buf);
 	t->own_h1_server = a->server[0] ? (uint32_t)(strlen(a->server) + 10) : 0;
 }
@@ -2810,6 +2809,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->preserve_rid = a->preserve_rid;
 	t->server = astr(b, a->server);
 	t->debug_headers = a->debug_headers;
+	t->attempt_count = a->attempt_count;
 	own_h1(b, a, t);
 	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);

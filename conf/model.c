@@ -886,14 +886,30 @@ static bool field_value_ok(const char *s)
 	return true;
 }
 
+/* Whether field key of proxyHeaders n, a map {disabled: bool}, says disabled. */
+static bool disabled(struct ism_vctx *v, const struct ism_node *n, const char *key)
+{
+	static const char *const keys[] = {"disabled", NULL};
+	const struct ism_node *m = ism_v_node(v, n, key, false, ISM_NODE_MAP);
+	bool off = false;
+	size_t old;
+
+	if (m == NULL)
+		return false;
+	old = ism_v_push(v, ".%s", key);
+	ism_v_keys(v, m, keys, NULL);
+	ism_v_bool(v, m, "disabled", &off);
+	ism_v_pop(v, old);
+	return off;
+}
+
 /* spec.proxyHeaders: Istio's ProxyConfig.proxyHeaders, the fields isthmus
- * itself adds to responses. */
+ * itself adds to what it forwards. */
 static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 				struct ism_cm_appliance *a)
 {
-	static const char *const keys[] = {"server", "envoyDebugHeaders", NULL};
+	static const char *const keys[] = {"server", "envoyDebugHeaders", "attemptCount", NULL};
 	static const char *const unimpl[] = {"requestId",
-					     "attemptCount",
 					     "forwardedClientCert",
 					     "setCurrentClientCertDetails",
 					     "xForwardedPort",
@@ -901,13 +917,12 @@ static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 					     "metadataExchangeHeaders",
 					     NULL};
 	static const char *const skeys[] = {"disabled", "value", NULL};
-	static const char *const dkeys[] = {"disabled", NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "proxyHeaders", false, ISM_NODE_MAP), *m;
 	bool off = false;
 	size_t old, o2;
 
 	a->server = "isthmus";
-	a->debug_headers = true;
+	a->debug_headers = a->attempt_count = true;
 	if (n == NULL)
 		return;
 	old = ism_v_push(v, ".proxyHeaders");
@@ -925,13 +940,8 @@ static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 			a->server = "";
 		ism_v_pop(v, o2);
 	}
-	if ((m = ism_v_node(v, n, "envoyDebugHeaders", false, ISM_NODE_MAP)) != NULL) {
-		o2 = ism_v_push(v, ".envoyDebugHeaders");
-		ism_v_keys(v, m, dkeys, NULL);
-		if (ism_v_bool(v, m, "disabled", &off) > 0)
-			a->debug_headers = !off;
-		ism_v_pop(v, o2);
-	}
+	a->debug_headers = !disabled(v, n, "envoyDebugHeaders");
+	a->attempt_count = !disabled(v, n, "attemptCount");
 	ism_v_pop(v, old);
 }
 

@@ -566,6 +566,7 @@ struct ism_cm_appliance {
 	bool preserve_rid;	  /* spec.preserveExternalRequestId */
 	const char *server;	  /* spec.proxyHeaders.server: "" when disabled */
 	bool debug_headers;	  /* not spec.proxyHeaders.envoyDebugHeaders.disabled */
+	bool attempt_count;	  /* not spec.proxyHeaders.attemptCount.disabled */
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 

@@ -105,3 +105,30 @@ size_t ism_time_iso(uint64_t wall_ms, char *buf, size_t cap)
 	w = snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(wall_ms % 1000));
 	return n + (w < 0 ? 0 : (size_t)w < cap - n ? (size_t)w : cap - n - 1);
 }
+
+/* n as width decimal digits at p. */
+static void put_digits(char *p, unsigned n, int width)
+{
+	while (width-- > 0) {
+		p[width] = (char)('0' + n % 10);
+		n /= 10;
+	}
+}
+
+void ism_time_http(int64_t sec, char *buf)
+{
+	static const char days[] = "SunMonTueWedThuFriSat";
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	memcpy(buf, "Sun, 00 Jan 0000 00:00:00 GMT", ISM_HTTP_DATE_LEN + 1);
+	memcpy(buf, days + 3 * tm.tm_wday, 3);
+	put_digits(buf + 5, (unsigned)tm.tm_mday, 2);
+	memcpy(buf + 8, months + 3 * tm.tm_mon, 3);
+	put_digits(buf + 12, (unsigned)(tm.tm_year + 1900), 4);
+	put_digits(buf + 17, (unsigned)tm.tm_hour, 2);
+	put_digits(buf + 20, (unsigned)tm.tm_min, 2);
+	put_digits(buf + 23, (unsigned)tm.tm_sec, 2);
+}

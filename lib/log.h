@@ -37,6 +37,11 @@ uint64_t ism_wall_ms(void);
 /* Wall ms as "2026-01-02T03:04:05.678Z" (UTC) into buf; the length written
  * (cut to cap - 1). Any process. */
 size_t ism_time_iso(uint64_t wall_ms, char *buf, size_t cap);
+/* Length of an HTTP date (RFC 9110 5.6.7 IMF-fixdate): "Sun, 06 Nov 1994 08:49:37 GMT". */
+#define ISM_HTTP_DATE_LEN 29
+/* Epoch second sec as an IMF-fixdate into buf (ISM_HTTP_DATE_LEN bytes and a
+ * NUL), its names in English whatever the locale. */
+void ism_time_http(int64_t sec, char *buf);
 
 /* Always-on invariant check: logs file, line and the expression, then aborts.
  * For what must never happen, not for bad input. */

@@ -951,12 +951,16 @@ struct ism_table {
 	/* not proxyHeaders.envoyDebugHeaders.disabled: x-envoy-upstream-service-time
 	 * on the responses of upstreams (Envoy's router, as Istio leaves it) */
 	uint8_t debug_headers;
+	/* not proxyHeaders.attemptCount.disabled: x-envoy-attempt-count on each
+	 * attempt's request (Envoy's include_request_attempt_count, as Istio sets it) */
+	uint8_t attempt_count;
 	/* What an HTTP/1.1 head from an upstream gets of the two, written at
 	 * compile: "server: V\r\n" (own_h1_server bytes; 0 when off), then
 	 * "x-envoy-upstream-service-time: " when debug_headers (the worker
 	 * writes the number and the line end). */
 	struct ism_str own_h1;
 	uint32_t own_h1_server;
+#define ISM_SVC_TIME_FIELD "x-envoy-upstream-service-time: " /* own_h1's end */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

@@ -24,27 +24,35 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s);
 
 /* The fields isthmus adds to the final head of an upstream's response:
  * Server, and x-envoy-upstream-service-time (spec.proxyHeaders), in one
- * reservation from the bytes made at compile (ism_table.own_h1). */
-static int own_fields(struct ism_wctx *w, struct ism_sess *s, uint32_t limit)
+ * reservation from the bytes made at compile (ism_table.own_h1), then a Date
+ * when the head has none (date). */
+static int own_fields(struct ism_wctx *w, struct ism_sess *s, bool date, uint32_t limit)
 {
 	const struct ism_table *t = w->table;
 	uint32_t skip = ism_stream_own_server(w, s->st) ? 0 : t->own_h1_server;
 	uint32_t fixed = t->own_h1.len - skip, n = 0;
-	char num[24];
+	char tail[24 + 8 + ISM_HTTP_DATE_LEN];
 
 	if (t->debug_headers && s->st != NULL) {
-		n = ism_fmt_num(num, ism_stream_service_ms(w, s->st), 10);
-		num[n++] = '\r';
-		num[n++] = '\n';
+		n = ism_fmt_num(tail, ism_stream_service_ms(w, s->st), 10);
+		tail[n++] = '\r';
+		tail[n++] = '\n';
 	} else if (t->debug_headers) {
-		fixed -= 31; /* no stream: the service time's name goes too */
+		fixed -= sizeof(ISM_SVC_TIME_FIELD) - 1; /* no stream: its name goes too */
+	}
+	if (date) {
+		memcpy(tail + n, "date: ", 6);
+		memcpy(tail + n + 6, ism_w_date(w), ISM_HTTP_DATE_LEN);
+		n += 6 + ISM_HTTP_DATE_LEN;
+		tail[n++] = '\r';
+		tail[n++] = '\n';
 	}
 	if (fixed + n == 0)
 		return 0;
 	if (ism_buf_reserve(&s->out, fixed + n, limit) < 0)
 		return -ENOMEM;
 	memcpy(s->out.p + s->out.len, t->own_h1.p + skip, fixed);
-	memcpy(s->out.p + s->out.len + fixed, num, n);
+	memcpy(s->out.p + s->out.len + fixed, tail, n);
 	s->out.len += fixed + n;
 	return 0;
 }
@@ -62,6 +70,7 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	bool chunked = final && s->resp_out == ISM_H1_OUT_CHUNKED;
 	char line[] = "HTTP/1.1 000 ";
 	int code = resp->status, ret = 0;
+	bool date = false;
 
 	for (int i = 11; i >= 9; i--, code /= 10) /* a status is three digits */
 		line[i] = (char)('0' + code % 10);
@@ -73,16 +82,17 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 
 		if (final && ism_stream_field_replaced(w, s->st, h))
 			continue;
-		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, h))
+		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, h)) {
 			ret |= ism_buf_put_header(&s->out, h, limit);
-		else if (chunked && ism_http_header_is(h, "transfer-encoding"))
+			date = date || ism_http_header_is_date(h);
+		} else if (chunked && ism_http_header_is(h, "transfer-encoding"))
 			ret |= ism_buf_put_header(&s->out, h, limit);
 	}
 	if (final && mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 &&
 	    resp->status != 204)
 		ret |= ism_put_num_line(&s->out, "content-length: ", (uint64_t)cl, 10, limit);
 	if (final)
-		ret |= own_fields(w, s, limit);
+		ret |= own_fields(w, s, !date, limit);
 	if (final && s->st != NULL && s->st->set_cookie)
 		ret |= ism_buf_put_field(&s->out, "set-cookie", s->st->set_cookie,
 					 strlen(s->st->set_cookie), limit);
@@ -186,6 +196,8 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	if (ism_stream_own_server(w, st))
 		ret |= ism_buf_put_field(&s->out, "server", w->table->server.p,
 					 w->table->server.len, limit);
+	if (!ism_http_has_field(lr->hdrs, lr->n_hdrs, "date"))
+		ret |= ism_buf_put_field(&s->out, "date", ism_w_date(w), ISM_HTTP_DATE_LEN, limit);
 	if (body)
 		ret |= ism_put_num_line(&s->out, "content-length: ", lr->body_len, 10, limit);
 	if (s->close_after)

@@ -833,7 +833,9 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	int64_t cl = resp->framing.content_length;
 	bool has_body = mode != ISM_BODY_NONE && !(done && len == 0 && !x->resp.trailers);
 
-	if (ism_h2nv_init(&nv, resp->n_headers + 6) < 0)
+	bool date = false;
+
+	if (ism_h2nv_init(&nv, resp->n_headers + 7) < 0)
 		return -ENOMEM;
 	ism_h2nv_add(&nv, ":status", 7, status,
 		     ism_fmt_num(status, (uint64_t)(resp->status > 0 ? resp->status : 0), 10));
@@ -841,8 +843,10 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		const struct ism_http_header *hd = &resp->headers[i];
 
 		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, hd) &&
-		    !ism_stream_field_replaced(w, st, hd))
+		    !ism_stream_field_replaced(w, st, hd)) {
 			ism_h2nv_add(&nv, hd->name, hd->name_len, hd->value, hd->value_len);
+			date = date || ism_http_header_is_date(hd);
+		}
 	}
 	if (mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 && resp->status != 204) {
 		ism_h2nv_add(&nv, "content-length", 14, clen, ism_fmt_num(clen, (uint64_t)cl, 10));
@@ -853,6 +857,8 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	if (t->debug_headers)
 		ism_h2nv_add(&nv, "x-envoy-upstream-service-time", 29, svc,
 			     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10));
+	if (!date)
+		ism_h2nv_add(&nv, "date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN);
 	if (st->set_cookie)
 		ism_h2nv_add(&nv, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
 	x->resp.b.len = x->resp.off = 0;
@@ -921,12 +927,15 @@ static int grpc_status_of(int status)
 	}
 }
 
-/* The Server field of an answer made here (spec.proxyHeaders.server), after
- * the pseudo-header. */
-static void local_server(struct ism_wctx *w, const struct ism_stream *st, struct ism_h2nv *nv)
+/* The fields of an answer made here after the pseudo-header: Server
+ * (spec.proxyHeaders.server), and Date unless lr's fields have one. */
+static void local_fields(struct ism_wctx *w, const struct ism_stream *st,
+			 const struct ism_local *lr, struct ism_h2nv *nv)
 {
 	if (ism_stream_own_server(w, st))
 		ism_h2nv_add(nv, "server", 6, w->table->server.p, w->table->server.len);
+	if (!ism_http_has_field(lr->hdrs, lr->n_hdrs, "date"))
+		ism_h2nv_add(nv, "date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN);
 }
 
 static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
@@ -936,7 +945,7 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	char sts[8], clen[24], gs[8];
 	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
 
-	if (ism_h2nv_init(&nv, lr->n_hdrs + 5) < 0)
+	if (ism_h2nv_init(&nv, lr->n_hdrs + 6) < 0)
 		return -ENOMEM;
 	x->resp.b.len = x->resp.off = 0;
 	if (st->grpc) {
@@ -946,7 +955,7 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 		else
 			snprintf(gs, sizeof(gs), "%d", grpc_status_of(lr->status));
 		ism_h2nv_add(&nv, ":status", 7, "200", 3);
-		local_server(w, st, &nv);
+		local_fields(w, st, lr, &nv);
 		ism_h2nv_add(&nv, "content-type", 12, "application/grpc", 16);
 		ism_h2nv_add(&nv, "grpc-status", 11, gs, strlen(gs));
 		ism_h2nv_add(&nv, "grpc-message", 12, lr->why, strlen(lr->why));
@@ -955,7 +964,7 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	}
 	snprintf(sts, sizeof(sts), "%d", lr->status);
 	ism_h2nv_add(&nv, ":status", 7, sts, strlen(sts));
-	local_server(w, st, &nv);
+	local_fields(w, st, lr, &nv);
 	for (size_t i = 0; i < lr->n_hdrs; i++)
 		ism_h2nv_add(&nv, lr->hdrs[i].name, lr->hdrs[i].name_len, lr->hdrs[i].value,
 			     lr->hdrs[i].value_len);

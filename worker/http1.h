@@ -42,6 +42,25 @@ static inline bool ism_http_header_is(const struct ism_http_header *h, const cha
 	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
 }
 
+/* Whether h is Date, as every response head asks: each of its bytes is a
+ * letter, so OR 0x20 lowers it and makes no other byte one of them. */
+static inline bool ism_http_header_is_date(const struct ism_http_header *h)
+{
+	const unsigned char *p = (const unsigned char *)h->name;
+
+	return h->name_len == 4 && (p[0] | 0x20) == 'd' && (p[1] | 0x20) == 'a' &&
+	       (p[2] | 0x20) == 't' && (p[3] | 0x20) == 'e';
+}
+
+/* Whether one of fields h[0, n) is the field name (a lowercase literal). */
+static inline bool ism_http_has_field(const struct ism_http_header *h, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ism_http_header_is(&h[i], name))
+			return true;
+	return false;
+}
+
 /* A gRPC content type, as Envoy's hasGrpcContentType: application/grpc, alone
  * or with +proto, +json...; application/grpc-web is not (its own protocol). */
 static inline bool ism_http_grpc_type(const char *v, size_t len)

@@ -29,6 +29,10 @@ void ism_w_buf_recycle(struct ism_wctx *w, int bid);
 int ism_w_xbuf_get(struct ism_wctx *w);
 char *ism_w_buf_addr(struct ism_wctx *w, int bid);
 uint32_t ism_w_rand(struct ism_wctx *w);
+/* The Date of an answer isthmus writes or completes (RFC 9110 6.6.1: a proxy
+ * adds one to a response without it, as Envoy's connection manager does):
+ * now, as ISM_HTTP_DATE_LEN bytes, formatted once a second. */
+const char *ism_w_date(struct ism_wctx *w);
 /* Puts an HTTP/2 session or upstream connection (its socket's user_data: op
  * ISM_OP_CRECV or ISM_OP_URECV) on the list flushed after the batch. */
 void ism_w_kick(struct ism_wctx *w, uint64_t ud);

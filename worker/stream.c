@@ -433,13 +433,90 @@ static uint32_t attempt_timeout(const struct ism_stream *st)
 	return per_try_bounded(st) ? st->rs.per_try_ms : st->response_timeout_ms;
 }
 
+/* The time the attempt about to start has, as Envoy's router tells the
+ * upstream: the per-try timeout when it is shorter than the route's, else the
+ * route's, within what is left of the route's (at least 1 ms); 0: unbounded. */
+static uint64_t expected_ms(const struct ism_wctx *w, const struct ism_stream *st)
+{
+	uint64_t route = st->route_timeout_ms, per = st->rs.per_try_ms;
+	uint64_t ms = per && (route == 0 || per < route) ? per : route, left;
+
+	if (route == 0 || ms == 0)
+		return ms;
+	left = st->route_deadline > w->now ? st->route_deadline - w->now : 1;
+	return ms < left ? ms : left;
+}
+
+/* Writes the fields of the request in head that differ per attempt
+ * (st->stamp) for the attempt about to start, in place of the last one's. */
+static int stamp_attempt(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *head)
+{
+	const uint32_t at = st->stamp_at, old = st->stamp_len;
+	uint64_t ms = st->stamp & ISM_STAMP_EXPECTED ? expected_ms(w, st) : 0;
+	char f[96];
+	uint32_t n = 0;
+
+	if (st->stamp & ISM_STAMP_COUNT) {
+		memcpy(f, "x-envoy-attempt-count: 1\r\n", 26);
+		n = 26;
+		if (st->rs.tries > 0) {
+			n = 23 + ism_fmt_num(f + 23, st->rs.tries + 1u, 10);
+			f[n++] = '\r';
+			f[n++] = '\n';
+		}
+	}
+	if (ms) {
+		memcpy(f + n, "x-envoy-expected-rq-timeout-ms: ", 32);
+		n += 32;
+		n += ism_fmt_num(f + n, ms, 10);
+		f[n++] = '\r';
+		f[n++] = '\n';
+	}
+	ISM_BUG_ON(head->len < at + old);
+	if (n > old && ism_buf_reserve(head, n - old, UINT32_MAX) < 0)
+		return -ENOMEM;
+	memmove(head->p + at + n, head->p + at + old, head->len - at - old);
+	memcpy(head->p + at, f, n);
+	head->len = head->len - old + n;
+	st->stamp_len = (uint16_t)n;
+	return 0;
+}
+
+/* Which fields of the request differ per attempt: the attempt's number, and
+ * the time it has when the route bounds it, unless the route's edits ed decide
+ * that field (Envoy's router writes it before they apply). They go before the
+ * blank line that ends head, written for the first attempt (and so in the
+ * mirrors' copies); a retry writes them again (dispatch). */
+static int stamp_setup(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
+		       const struct ism_req_edits *ed, struct ism_buf *head)
+{
+	const struct ism_table *t = w->table;
+
+	st->route_timeout_ms = r->timeout_ms;
+	if (t->attempt_count)
+		st->stamp |= ISM_STAMP_COUNT;
+	if (t->debug_headers && (r->timeout_ms || st->rs.per_try_ms) &&
+	    (ed->hdrs == NULL || !ism_act_drops(ed->hdrs, "x-envoy-expected-rq-timeout-ms", 30)))
+		st->stamp |= ISM_STAMP_EXPECTED;
+	if (st->stamp == 0)
+		return 0;
+	st->stamp_at = head->len - 2;
+	return stamp_attempt(w, st, head);
+}
+
 /* Starts an attempt: the request in head goes to endpoint ep of cluster cl,
  * over a pooled connection or a new one. head is taken. */
 static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl,
 		     const struct ism_endpoint *ep, struct ism_buf *head)
 {
 	bool full = false;
-	struct ism_upconn *u = ism_up_start(w, st, cl, ep, head, st->l4, &full);
+	struct ism_upconn *u;
+
+	if (st->stamp_at != 0 && st->rs.tries > 0 && stamp_attempt(w, st, head) < 0) {
+		stream_local(w, st, 503, "out of memory", false);
+		return;
+	}
+	u = ism_up_start(w, st, cl, ep, head, st->l4, &full);
 
 	if (u == NULL && full) {
 		wait_for_connection(w, st, cl, head);
@@ -1739,6 +1816,8 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		return;
 	}
 	ret = ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head);
+	if (ret == 0)
+		ret = stamp_setup(w, st, r, &ed, &head);
 	if (ed.made != NULL)
 		free(ed.made);
 	/* Body bytes that arrived with the head travel with it. */

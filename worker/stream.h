@@ -40,6 +40,13 @@ enum ism_stream_deadline {
 	ISM_SDL_RESPONSE, /* bytes from the upstream, and the route's timeout: 504 */
 };
 
+/* What the request head of each attempt says of it (ism_stream.stamp), as
+ * Envoy's router writes it. */
+enum ism_stamp {
+	ISM_STAMP_COUNT = 1,	/* x-envoy-attempt-count (spec.proxyHeaders.attemptCount) */
+	ISM_STAMP_EXPECTED = 2, /* x-envoy-expected-rq-timeout-ms (envoyDebugHeaders) */
+};
+
 struct ism_cors_out;
 struct ism_deferred;
 
@@ -93,8 +100,15 @@ struct ism_stream {
 	struct ism_stream *wait_prev;
 	char *set_cookie;		  /* issued hash cookie, added to the response */
 	struct ism_hdr_edits *resp_edits; /* the route's edits of the response; NULL: none */
-	struct ism_buf replay;	/* the request (head, and body when whole) kept for a retry */
-	struct ism_buf req_trl; /* request trailers (HTTP/2 clients): name NUL value NUL ... */
+	struct ism_buf replay; /* the request (head, and body when whole) kept for a retry */
+	/* The fields of the request head that differ per attempt (enum
+	 * ism_stamp bits; stamp_attempt): stamp_len bytes at byte stamp_at of
+	 * the request; stamp_at 0: none. */
+	uint32_t stamp_at;
+	uint16_t stamp_len;
+	uint8_t stamp;
+	uint32_t route_timeout_ms; /* the VirtualService's timeout; 0: none */
+	struct ism_buf req_trl;	   /* request trailers (HTTP/2 clients): name NUL value NUL ... */
 	struct __kernel_timespec retry_ts;
 	uint32_t connect_timeout_ms;
 	uint32_t response_timeout_ms;

@@ -449,8 +449,10 @@ static bool edit_drops(const struct ism_hdr_edits *drops, const char *name)
 }
 
 /* The values of the route's header edits, and x-envoy-original-path (set
- * after them by Envoy, so it wins over one they send). */
-static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32_t limit)
+ * after them by Envoy, so it wins over one they send); x-envoy-attempt-count
+ * is isthmus's when count (Envoy's router sets it after the edits too). */
+static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, bool count,
+		     uint32_t limit)
 {
 	int ret = 0;
 
@@ -459,6 +461,9 @@ static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32
 
 		if (ed->orig_path != NULL && x->name.len == 21 &&
 		    memcmp(x->name.p, "x-envoy-original-path", 21) == 0)
+			continue;
+		if (count && x->name.len == 21 &&
+		    memcmp(x->name.p, "x-envoy-attempt-count", 21) == 0)
 			continue;
 		for (uint32_t j = 0; j < x->n_values; j++)
 			ret |= ism_buf_put_header(out,
@@ -477,8 +482,9 @@ static int put_edits(struct ism_buf *out, const struct ism_req_edits *ed, uint32
  * from outside (every request to an Istio gateway is one: it uses the remote
  * address, and no address is internal): they would steer the mesh's own
  * Envoys behind us — their retries and timeouts, tracing, the internal mark.
- * x-envoy-original-path is the rewrite's (put_edits). */
-static bool envoy_control(const struct ism_http_header *h)
+ * x-envoy-original-path is the rewrite's (put_edits); x-envoy-attempt-count
+ * isthmus's when table t has it (the stream writes it per attempt). */
+static bool envoy_control(const struct ism_table *t, const struct ism_http_header *h)
 {
 	static const char *const names[] = {
 	    "x-envoy-internal",
@@ -504,6 +510,8 @@ static bool envoy_control(const struct ism_http_header *h)
 
 	if (h->name_len < 8 || !ism_eq_nocase(h->name, "x-envoy-", 8))
 		return false;
+	if (t->attempt_count && ism_http_header_is(h, "x-envoy-attempt-count"))
+		return true;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (ism_http_header_is(h, names[i]))
 			return true;
@@ -593,7 +601,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		if (ism_http_header_is(h, "x-forwarded-client-cert") &&
 		    (!xfcc_kept || xfcc != NULL))
 			continue;
-		if (envoy_control(h))
+		if (envoy_control(w->table, h))
 			continue;
 		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
@@ -655,7 +663,7 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 			memcpy(st->log_req->request_id, rid, sizeof(rid));
 	}
 	if (ed != NULL)
-		ret |= put_edits(out, ed, limit);
+		ret |= put_edits(out, ed, w->table->attempt_count, limit);
 	/* An upgrade goes on with its Upgrade field (hop-by-hop, so not among
 	 * the fields above) and the Connection option that carries it. */
 	for (size_t i = 0; st->upgrade && i < req->n_headers; i++)

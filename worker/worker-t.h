@@ -200,6 +200,8 @@ struct ism_wctx {
 	struct ism_h2pages *h2pages;
 	uint64_t now;
 	uint64_t rng;
+	int64_t date_sec; /* the second date[] is of (ism_w_date) */
+	char date[32];	  /* an IMF-fixdate, ISM_HTTP_DATE_LEN bytes */
 	int draining;
 	int stale; /* a newer generation has other listeners: stay on ours until retired */
 	uint64_t drain_deadline;

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/defaults.h"
@@ -130,6 +131,18 @@ uint32_t ism_w_rand(struct ism_wctx *w)
 	w->rng ^= w->rng << 25;
 	w->rng ^= w->rng >> 27;
 	return (uint32_t)((w->rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+const char *ism_w_date(struct ism_wctx *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	if (ts.tv_sec != w->date_sec) {
+		w->date_sec = ts.tv_sec;
+		ism_time_http(ts.tv_sec, w->date);
+	}
+	return w->date;
 }
 
 /* The provided-buffer ring of n receive buffers (a power of two). */

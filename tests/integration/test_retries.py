@@ -121,6 +121,7 @@ class ScriptedUpstream:
         self.fail_on = fail_on
         self.slow_accept = slow_accept
         self.bodies = []
+        self.heads = []
         self.lines = []
         self.errors = []
         self.conns = 0
@@ -164,6 +165,7 @@ class ScriptedUpstream:
             if head is None:  # a filler, or a probe
                 return
             self.lines.append(head.split("\r\n", 1)[0])
+            self.heads.append(head)
             if n in self.fail_on:
                 self.first(c, head, rest)
                 return
@@ -183,13 +185,17 @@ def answer_503(c, head, rest):
     time.sleep(0.3)
 
 
-def gateway_to(env, up_port, vs_extra="", timeouts=None):
-    gw = free_port()
-    conf = env.write("isthmus.yaml", docs(
-        appliance(env, workers=1, timeouts=timeouts), gateway(gw),
+def gateway_conf(env, gw, up_port, vs_extra="", timeouts=None, app_extra=""):
+    """Writes the configuration of gateway_to; its path."""
+    return env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts=timeouts, extra=app_extra), gateway(gw),
         virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n{vs_extra}"),
         service_entry("svc", SVC, [{"address": UP_ADDR, "port": up_port}])))
-    env.start_gateway(conf, gw)
+
+
+def gateway_to(env, up_port, vs_extra="", timeouts=None):
+    gw = free_port()
+    env.start_gateway(gateway_conf(env, gw, up_port, vs_extra, timeouts), gw)
     return gw
 
 
@@ -241,6 +247,73 @@ def retry_body_during_backoff(env):
     finally:
         up.close()
     check(worker_crashes(env) == 0, "a worker crashed")
+
+
+def fields(head, name):
+    """The values of field name in a request head."""
+    return [ln.split(":", 1)[1].strip() for ln in head.split("\r\n")[1:]
+            if ln.split(":", 1)[0].strip().lower() == name]
+
+
+@_test
+def attempt_fields(env):
+    """Each attempt's request says which it is (x-envoy-attempt-count, in place
+    of the client's) and, when the route bounds it, how long it has
+    (x-envoy-expected-rq-timeout-ms: the per-try timeout within what is left of
+    the route's), as Envoy's router writes them at an Istio gateway; the body
+    goes on whole after the fields grew. A route's edit of the expected time
+    decides it, not one of the count. spec.proxyHeaders.attemptCount and
+    envoyDebugHeaders disabled: neither field, and the client's count passes."""
+    up = ScriptedUpstream(answer_503, fail_on=(1,))
+    client = {"x-envoy-attempt-count": "9", "x-envoy-expected-rq-timeout-ms": "1"}
+
+    def post():
+        c = Conn("127.0.0.1", gw, timeout=30)
+        try:
+            c.send(b"POST /a HTTP/1.1\r\nhost: retry.test\r\n" +
+                   b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in client.items()) +
+                   b"content-length: 5\r\n\r\nhello")
+            return c.read_response("POST")
+        finally:
+            c.close()
+
+    def reload(vs_extra, app_extra=""):
+        gateway_conf(env, gw, up.port, vs_extra, {"upstreamResponse": "10s"}, app_extra)
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), f"reload refused: {vs_extra} {app_extra}")
+
+    try:
+        gw = gateway_to(env, up.port, "    timeout: 5s\n    retries: {attempts: 2, retryOn: 5xx, perTryTimeout: 2s}\n",
+                        timeouts={"upstreamResponse": "10s"})
+        r = post()
+        check(r.status == 200 and r.body == b"got 5" and up.bodies == [b"hello"],
+              f"{r.status} {r.body!r}, bodies {up.bodies!r} {up.errors}")
+        check(len(up.heads) == 2, f"{len(up.heads)} attempts, want 2: {up.heads}")
+        check([fields(h, "x-envoy-attempt-count") for h in up.heads] == [["1"], ["2"]],
+              f"attempt counts: {up.heads}")
+        expected = [fields(h, "x-envoy-expected-rq-timeout-ms") for h in up.heads]
+        check(expected[0] == ["2000"] and len(expected[1]) == 1 and 0 < int(expected[1][0]) <= 2000,
+              f"expected times (per try 2s, route 5s): {expected}")
+        reload("    timeout: 3s\n    headers: {request: {set: {x-envoy-attempt-count: \"5\", "
+               "x-envoy-expected-rq-timeout-ms: \"77\"}}}\n")
+        r = post()
+        check(r.status == 200, f"after the reload: {r.status} {r.body!r}")
+        head = up.heads[-1]
+        check(fields(head, "x-envoy-attempt-count") == ["1"] and
+              fields(head, "x-envoy-expected-rq-timeout-ms") == ["77"], f"route edits: {head}")
+        reload("    timeout: 3s\n")
+        post()
+        got = fields(up.heads[-1], "x-envoy-expected-rq-timeout-ms")
+        check(len(got) == 1 and 0 < int(got[0]) <= 3000, f"route timeout 3s: {up.heads[-1]}")
+        reload("", "  proxyHeaders: {attemptCount: {disabled: true}}\n")
+        post()
+        check(fields(up.heads[-1], "x-envoy-attempt-count") == ["9"] and
+              fields(up.heads[-1], "x-envoy-expected-rq-timeout-ms") == [], f"no route timeout: {up.heads[-1]}")
+        reload("    timeout: 3s\n", "  proxyHeaders: {envoyDebugHeaders: {disabled: true}}\n")
+        post()
+        check(fields(up.heads[-1], "x-envoy-attempt-count") == ["1"] and
+              fields(up.heads[-1], "x-envoy-expected-rq-timeout-ms") == [], f"debug headers off: {up.heads[-1]}")
+    finally:
+        up.close()
 
 
 @_test

@@ -12,9 +12,11 @@ it received back on /headers; h2_upstream.py reports the request it got as JSON.
 
 Registered into run.py's list by register(test)."""
 
+import email.utils
 import os
 import re
 import subprocess
+import time
 
 from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, poll,
                      service_entry, service_entry_protocol, virtual_service)
@@ -257,6 +259,50 @@ def proxy_headers(env):
         check(r.header_all("server") == want_local, f"{extra}: 404 {r.headers}")
 
 
+HTTP_DATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                       r"\d{4} \d\d:\d\d:\d\d GMT")
+
+
+def date_now(values, what):
+    """values (a field's values) is one IMF-fixdate within a minute of now."""
+    check(len(values) == 1 and HTTP_DATE.fullmatch(values[0]), f"{what}: Date {values}")
+    at = email.utils.parsedate_to_datetime(values[0]).timestamp()
+    check(abs(at - time.time()) < 60, f"{what}: Date {values[0]} is not now")
+
+
+@_test
+def date_header(env):
+    """A response without a Date gets one, as Envoy's connection manager adds
+    it (RFC 9110 6.6.1): the upstream's when it has none, every answer made
+    here, over HTTP/1.1 and HTTP/2; the upstream's own passes unchanged, and
+    one the route's edits remove is replaced by isthmus's."""
+    routes = ("  - match: [{uri: {prefix: /nodate/}}]\n    rewrite: {uri: /}\n"
+              "    headers: {response: {remove: [date]}}\n" + dest() + "  - match: [{uri: {prefix: /raw}}]\n" + dest())
+    gw = setup(env, routes)
+    dated = UPSTREAM_ANSWER.replace("x-r: up\r\n", "x-r: up\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n")
+    r = env.get("/raw", headers=dict([raw_answer(UPSTREAM_ANSWER)]))
+    check(r.status == 200, f"GET /raw: {r}")
+    date_now(r.header_all("date"), "HTTP/1.1, upstream without one")
+    r = env.get("/raw", headers=dict([raw_answer(dated)]))
+    check(r.header_all("date") == ["Sun, 06 Nov 1994 08:49:37 GMT"], f"the upstream's Date: {r.headers}")
+    r = env.get("/nodate/raw", headers=dict([raw_answer(dated)]))
+    date_now(r.header_all("date"), "HTTP/1.1, the upstream's removed by the route")
+    r = env.get("/nowhere")
+    check(r.status == 404, f"GET /nowhere: {r}")
+    date_now(r.header_all("date"), "HTTP/1.1 404")
+    for path, answer, what in (("/raw", UPSTREAM_ANSWER, "upstream without one"), ("/raw", dated, "dated upstream"),
+                               ("/nowhere", None, "404")):
+        extra = ["-H", "%s: %s" % raw_answer(answer)] if answer else []
+        rc, out, err = curl(["--http2-prior-knowledge", "-s", "-D", "-", "-o", "/dev/null"] + extra +
+                            [f"http://127.0.0.1:{gw}{path}"])
+        dates = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.lower().startswith("date:")]
+        check(rc == 0 and out.startswith("HTTP/2 "), f"h2c {path}: rc {rc} {out!r} {err}")
+        if answer == dated:
+            check(dates == ["Sun, 06 Nov 1994 08:49:37 GMT"], f"h2c, {what}: {out!r}")
+        else:
+            date_now(dates, f"h2c, {what}")
+
+
 @_test
 def headers_h2(env):
     """The same edits with an HTTP/2 client (request to the HTTP/1.1 upstream,
@@ -284,6 +330,8 @@ def headers_h2(env):
         head, _, body = out.replace("\r\n", "\n").partition("\n\n")
         rep = info(body)
         check([v for k, v in rep["headers"] if k == "x-a"] == ["1"], f"{client} to the HTTP/2 upstream: {rep}")
+        check([v for k, v in rep["headers"] if k == "x-envoy-attempt-count"] == ["1"],
+              f"{client}: the attempt's number to the HTTP/2 upstream: {rep}")
         check("\nx-extra: 1" in head.lower(), f"{client}: response head from the HTTP/2 upstream: {head!r}")
 
 

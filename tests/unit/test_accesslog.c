@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "conf/alog.h"
+#include "lib/log.h"
 #include "worker/accesslog.h"
 #include "worker/http1.h"
 
@@ -407,9 +408,26 @@ static void test_capture_limits(void **state)
 	assert_int_equal(n, 100);
 }
 
+/* The HTTP date of answers (ism_w_date): RFC 9110's IMF-fixdate, in English. */
+static void test_time_http(void **state)
+{
+	char d[ISM_HTTP_DATE_LEN + 1];
+
+	(void)state;
+	ism_time_http(784111777, d); /* RFC 9110 5.6.7's example */
+	assert_string_equal(d, "Sun, 06 Nov 1994 08:49:37 GMT");
+	ism_time_http(0, d);
+	assert_string_equal(d, "Thu, 01 Jan 1970 00:00:00 GMT");
+	ism_time_http(1798761599, d); /* the last second of 2026 */
+	assert_string_equal(d, "Thu, 31 Dec 2026 23:59:59 GMT");
+	ism_time_http(951782400, d); /* a leap day */
+	assert_string_equal(d, "Tue, 29 Feb 2000 00:00:00 GMT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_time_http),
 	    cmocka_unit_test(test_parse_every_operator),
 	    cmocka_unit_test(test_parse_req),
 	    cmocka_unit_test(test_parse_literals),
