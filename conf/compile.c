@@ -2810,6 +2810,9 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->server = astr(b, a->server);
 	t->debug_headers = a->debug_headers;
 	t->attempt_count = a->attempt_count;
+	t->request_id = a->request_id;
+	t->xf_port = a->xf_port;
+	t->xf_host = a->xf_host;
 	own_h1(b, a, t);
 	/* Served on plaintext listeners (PeerAuthentication), which take HTTP/2. */
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);

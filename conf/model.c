@@ -596,6 +596,11 @@ static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec
 	ism_v_pop(v, old);
 }
 
+/* Istio's ForwardClientCertDetails, in the order of enum ism_fcc, then UNDEFINED. */
+static const char *const fccs[] = {
+    "SANITIZE_SET", "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "ALWAYS_FORWARD_ONLY",
+    "UNDEFINED",    NULL};
+
 /* spec.gatewayTopology, as Istio's (meshConfig.defaultConfig.gatewayTopology):
  * numTrustedProxies, the proxies in front of the appliance whose
  * X-Forwarded-For entries are trusted; forwardClientCertDetails, what becomes
@@ -606,10 +611,6 @@ static void parse_gateway_topology(struct ism_vctx *v, const struct ism_node *sp
 {
 	static const char *const keys[] = {"numTrustedProxies", "forwardClientCertDetails",
 					   "proxyProtocol", NULL};
-	/* In the order of enum ism_fcc, then UNDEFINED. */
-	static const char *const fccs[] = {
-	    "SANITIZE_SET", "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "ALWAYS_FORWARD_ONLY",
-	    "UNDEFINED",    NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "gatewayTopology", false, ISM_NODE_MAP);
 	const struct ism_node *pp;
 	const char *s = "UNDEFINED";
@@ -886,21 +887,55 @@ static bool field_value_ok(const char *s)
 	return true;
 }
 
-/* Whether field key of proxyHeaders n, a map {disabled: bool}, says disabled. */
-static bool disabled(struct ism_vctx *v, const struct ism_node *n, const char *key)
+/* The value of bool field flag ("disabled", "enabled") of proxyHeaders field
+ * key, a map of that one field; false when absent. */
+static bool ph_flag(struct ism_vctx *v, const struct ism_node *n, const char *key, const char *flag)
 {
-	static const char *const keys[] = {"disabled", NULL};
+	const char *const keys[] = {flag, NULL};
 	const struct ism_node *m = ism_v_node(v, n, key, false, ISM_NODE_MAP);
-	bool off = false;
+	bool on = false;
 	size_t old;
 
 	if (m == NULL)
 		return false;
 	old = ism_v_push(v, ".%s", key);
 	ism_v_keys(v, m, keys, NULL);
-	ism_v_bool(v, m, "disabled", &off);
+	ism_v_bool(v, m, flag, &on);
 	ism_v_pop(v, old);
-	return off;
+	return on;
+}
+
+/* proxyHeaders' fields of X-Forwarded-Client-Cert, checked and then left:
+ * Istio's gateway takes what becomes of that field from gatewayTopology (it
+ * uses these at sidecars only), and sets the client certificate's subject,
+ * certificate, DNS and URI names in it, as isthmus does. */
+static void ph_xfcc(struct ism_vctx *v, const struct ism_node *n)
+{
+	static const char *const dkeys[] = {"subject", "cert", "chain", "dns", "uri", NULL};
+	const struct ism_node *m;
+	const char *fcc;
+	bool b;
+
+	size_t old;
+
+	if (ism_v_enum(v, n, "forwardedClientCert", fccs, NULL, &fcc) > 0) {
+		old = ism_v_push(v, ".forwardedClientCert");
+		ism_v_warn(v, ism_node_get(n, "forwardedClientCert", NULL),
+			   "not used at a gateway, as Istio does: "
+			   "spec.gatewayTopology.forwardClientCertDetails decides "
+			   "X-Forwarded-Client-Cert");
+		ism_v_pop(v, old);
+	}
+	if ((m = ism_v_node(v, n, "setCurrentClientCertDetails", false, ISM_NODE_MAP)) != NULL) {
+		old = ism_v_push(v, ".setCurrentClientCertDetails");
+		ism_v_keys(v, m, dkeys, NULL);
+		for (size_t i = 0; dkeys[i] != NULL; i++)
+			ism_v_bool(v, m, dkeys[i], &b);
+		ism_v_warn(v, m,
+			   "not used at a gateway, as Istio does: X-Forwarded-Client-Cert gets the "
+			   "client certificate's subject, certificate, DNS and URI names");
+		ism_v_pop(v, old);
+	}
 }
 
 /* spec.proxyHeaders: Istio's ProxyConfig.proxyHeaders, the fields isthmus
@@ -908,25 +943,30 @@ static bool disabled(struct ism_vctx *v, const struct ism_node *n, const char *k
 static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 				struct ism_cm_appliance *a)
 {
-	static const char *const keys[] = {"server", "envoyDebugHeaders", "attemptCount", NULL};
-	static const char *const unimpl[] = {"requestId",
-					     "forwardedClientCert",
-					     "setCurrentClientCertDetails",
-					     "xForwardedPort",
-					     "xForwardedHost",
-					     "metadataExchangeHeaders",
-					     NULL};
+	static const char *const keys[] = {"server",
+					   "envoyDebugHeaders",
+					   "attemptCount",
+					   "requestId",
+					   "xForwardedPort",
+					   "xForwardedHost",
+					   "forwardedClientCert",
+					   "setCurrentClientCertDetails",
+					   "metadataExchangeHeaders",
+					   NULL};
 	static const char *const skeys[] = {"disabled", "value", NULL};
+	static const char *const mkeys[] = {"mode", NULL};
+	static const char *const modes[] = {"UNDEFINED", "IN_MESH", NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "proxyHeaders", false, ISM_NODE_MAP), *m;
+	const char *mode;
 	bool off = false;
 	size_t old, o2;
 
 	a->server = "isthmus";
-	a->debug_headers = a->attempt_count = true;
+	a->debug_headers = a->attempt_count = a->request_id = true;
 	if (n == NULL)
 		return;
 	old = ism_v_push(v, ".proxyHeaders");
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	if ((m = ism_v_node(v, n, "server", false, ISM_NODE_MAP)) != NULL) {
 		o2 = ism_v_push(v, ".server");
 		ism_v_keys(v, m, skeys, NULL);
@@ -940,8 +980,19 @@ static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 			a->server = "";
 		ism_v_pop(v, o2);
 	}
-	a->debug_headers = !disabled(v, n, "envoyDebugHeaders");
-	a->attempt_count = !disabled(v, n, "attemptCount");
+	a->debug_headers = !ph_flag(v, n, "envoyDebugHeaders", "disabled");
+	a->attempt_count = !ph_flag(v, n, "attemptCount", "disabled");
+	a->request_id = !ph_flag(v, n, "requestId", "disabled");
+	a->xf_port = ph_flag(v, n, "xForwardedPort", "enabled");
+	a->xf_host = ph_flag(v, n, "xForwardedHost", "enabled");
+	ph_xfcc(v, n);
+	/* isthmus sends no metadata-exchange fields at all: IN_MESH holds. */
+	if ((m = ism_v_node(v, n, "metadataExchangeHeaders", false, ISM_NODE_MAP)) != NULL) {
+		o2 = ism_v_push(v, ".metadataExchangeHeaders");
+		ism_v_keys(v, m, mkeys, NULL);
+		ism_v_enum(v, m, "mode", modes, NULL, &mode);
+		ism_v_pop(v, o2);
+	}
 	ism_v_pop(v, old);
 }
 

@@ -567,6 +567,9 @@ struct ism_cm_appliance {
 	const char *server;	  /* spec.proxyHeaders.server: "" when disabled */
 	bool debug_headers;	  /* not spec.proxyHeaders.envoyDebugHeaders.disabled */
 	bool attempt_count;	  /* not spec.proxyHeaders.attemptCount.disabled */
+	bool request_id;	  /* not spec.proxyHeaders.requestId.disabled */
+	bool xf_port;		  /* spec.proxyHeaders.xForwardedPort.enabled */
+	bool xf_host;		  /* spec.proxyHeaders.xForwardedHost.enabled */
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 

@@ -954,6 +954,10 @@ struct ism_table {
 	/* not proxyHeaders.attemptCount.disabled: x-envoy-attempt-count on each
 	 * attempt's request (Envoy's include_request_attempt_count, as Istio sets it) */
 	uint8_t attempt_count;
+	uint8_t request_id; /* not proxyHeaders.requestId.disabled: X-Request-Id made */
+	uint8_t xf_port;    /* proxyHeaders.xForwardedPort.enabled: X-Forwarded-Port set */
+	uint8_t xf_host;    /* proxyHeaders.xForwardedHost.enabled: the Host a rewrite
+			       replaced joins X-Forwarded-Host */
 	/* What an HTTP/1.1 head from an upstream gets of the two, written at
 	 * compile: "server: V\r\n" (own_h1_server bytes; 0 when off), then
 	 * "x-envoy-upstream-service-time: " when debug_headers (the worker

@@ -664,7 +664,8 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 		return;
 	/* Envoy makes an X-Request-Id for every request it parsed, answered here
 	 * (no route, a redirect, an overflow) or not: the line shows one. */
-	if (st->log_req->http_minor >= 0 && st->log_req->request_id[0] == '\0' &&
+	if (w->table->request_id && st->log_req->http_minor >= 0 &&
+	    st->log_req->request_id[0] == '\0' &&
 	    !(w->table->preserve_rid && st->log_req->val[ISM_ALOG_H_X_REQUEST_ID] != NULL))
 		ism_up_request_id(w, st->log_req->request_id);
 	cl = st_cluster(w, st);
@@ -1662,6 +1663,10 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	    !rewrite_path(w, st, r->act, req, ed))
 		return false;
 	if (da != NULL && da->authority.len > 0) {
+		if (w->table->xf_host && req->host != NULL && req->host_len > 0) {
+			ed->xfh = req->host;
+			ed->xfh_len = req->host_len;
+		}
 		req->host = da->authority.p;
 		req->host_len = da->authority.len;
 	}

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/addr.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
 #include "worker/actions.h"
@@ -541,6 +542,40 @@ static bool xfcc_keeps(uint8_t fcc, struct ism_sess *s, const struct ism_buf **o
 	return false;
 }
 
+/* X-Forwarded-Port: the port the client connected to (a PROXY header's
+ * destination when the listener takes one), as Envoy's connection manager
+ * sets it; none for a session without a connection of its own. */
+static int put_forwarded_port(struct ism_buf *out, struct ism_sess *s, uint32_t limit)
+{
+	const struct ism_sess_pp *pp = ism_sess_pp(s);
+	char ip[INET6_ADDRSTRLEN];
+	uint16_t port;
+
+	if (pp == NULL || !ism_addr_text(&pp->dst.sa, ip, &port))
+		return 0;
+	return ism_put_num_line(out, "x-forwarded-port: ", port, 10, limit);
+}
+
+/* Whether the last element of field h's list (NULL: none) is host, as Envoy
+ * appends a Host to X-Forwarded-Host only when it is not the last one there
+ * (split at commas, not trimmed). */
+static bool last_token_is(const struct ism_http_header *h, const char *host, size_t len)
+{
+	const char *v, *comma;
+	size_t n;
+
+	if (h == NULL)
+		return false;
+	v = h->value;
+	n = h->value_len;
+	comma = memrchr(v, ',', n);
+	if (comma != NULL) {
+		n -= (size_t)(comma + 1 - v);
+		v = comma + 1;
+	}
+	return n == len && memcmp(v, host, len) == 0;
+}
+
 int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct ism_http_req *req,
 		   const struct ism_cluster *cl, const struct ism_req_edits *ed,
 		   struct ism_buf *out)
@@ -555,7 +590,8 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	const char *xff = NULL;
 	size_t xff_len = 0;
 	const bool xfcc_dropped = edit_drops(drops, "x-forwarded-client-cert");
-	bool xfp_kept = false;
+	bool xfp_kept = false, xfport_kept = false;
+	const struct ism_http_header *xfh_last = NULL;
 	int have_rid = edit_drops(drops, "x-request-id"), ret = 0;
 
 	out->len = 0;
@@ -608,10 +644,18 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		/* Every request is an edge request (as above): Envoy replaces
 		 * the client's id unless told to preserve it. */
 		if (ism_http_header_is(h, "x-request-id")) {
-			if (!w->table->preserve_rid)
+			if (!w->table->preserve_rid && w->table->request_id)
 				continue;
 			have_rid = 1;
 		}
+		/* Envoy sets its own unless a trusted proxy sent one. */
+		if (w->table->xf_port && ism_http_header_is(h, "x-forwarded-port")) {
+			if (w->table->trusted_proxies == 0)
+				continue;
+			xfport_kept = true;
+		}
+		if (ed != NULL && ed->xfh != NULL && ism_http_header_is(h, "x-forwarded-host"))
+			xfh_last = h;
 		ret |= ism_buf_put_header(out, h, limit);
 	}
 	/* The framing that was parsed, whatever the fields said (a Connection
@@ -654,7 +698,12 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 				       ism_sess_tls(st->sess) ? "x-forwarded-proto: https\r\n"
 							      : "x-forwarded-proto: http\r\n",
 				       limit);
-	if (!have_rid) {
+	if (w->table->xf_port && !xfport_kept && !edit_drops(drops, "x-forwarded-port"))
+		ret |= put_forwarded_port(out, st->sess, limit);
+	if (ed != NULL && ed->xfh != NULL && !edit_drops(drops, "x-forwarded-host") &&
+	    !last_token_is(xfh_last, ed->xfh, ed->xfh_len))
+		ret |= ism_buf_put_field(out, "x-forwarded-host", ed->xfh, ed->xfh_len, limit);
+	if (!have_rid && w->table->request_id) {
 		char rid[37];
 
 		ism_up_request_id(w, rid);

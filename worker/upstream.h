@@ -92,6 +92,10 @@ struct ism_req_edits {
 	const char *orig_path;
 	size_t orig_len;
 	const struct ism_hdr_edits *hdrs; /* the route's header edits; NULL: none */
+	/* The Host before the route's authority rewrite, which X-Forwarded-Host
+	 * gets (spec.proxyHeaders.xForwardedHost); NULL: none */
+	const char *xfh;
+	size_t xfh_len;
 	/* hdrs made for this request (values with command operators), which
 	 * the caller frees once the head is written; NULL: none */
 	struct ism_hdr_edits *made;

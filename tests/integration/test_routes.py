@@ -259,6 +259,51 @@ def proxy_headers(env):
         check(r.header_all("server") == want_local, f"{extra}: 404 {r.headers}")
 
 
+@_test
+def proxy_headers_forwarded(env):
+    """Istio's proxyHeaders that change what the upstream gets: by default no
+    X-Forwarded-Port or -Host, and an X-Request-Id of isthmus's in place of the
+    client's; with xForwardedPort the port the client connected to (the
+    client's replaced), with xForwardedHost the Host an authority rewrite
+    replaced joins X-Forwarded-Host (not when it is already its last element),
+    with requestId disabled the client's X-Request-Id passes and none is made."""
+    routes = ("  - match: [{uri: {exact: /auth}}]\n    rewrite: {uri: /headers, authority: backend.example}\n" +
+              dest() + "  - match: [{uri: {prefix: /headers}}]\n" + dest())
+    gw = setup(env, routes)
+    conf_path = env.path("isthmus.yaml")
+    text = open(conf_path).read()
+
+    def upstream_saw(path, headers):
+        with Conn("127.0.0.1", gw) as c:
+            r = c.request("GET", path, host="front.example:8080", headers=headers)
+        check(r.status == 200, f"GET {path}: {r}")
+        return head_lines(r.body)
+
+    lines = upstream_saw("/auth", {"x-forwarded-port": "1", "x-request-id": "client-rid"})
+    check(named(lines, "host") == ["host: backend.example"] and named(lines, "x-forwarded-host") == [] and
+          named(lines, "x-forwarded-port") == ["x-forwarded-port: 1"], f"defaults: {lines}")
+    rid = named(lines, "x-request-id")
+    check(len(rid) == 1 and rid != ["x-request-id: client-rid"], f"default X-Request-Id: {rid}")
+    extra = ("  proxyHeaders: {xForwardedPort: {enabled: true}, xForwardedHost: {enabled: true}, "
+             "requestId: {disabled: true}}\n")
+    env.write("isthmus.yaml", text.replace("  timeouts:", extra + "  timeouts:", 1))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload with the proxyHeaders refused")
+    lines = upstream_saw("/auth", {"x-forwarded-port": "1", "x-request-id": "client-rid"})
+    check(named(lines, "host") == ["host: backend.example"] and
+          named(lines, "x-forwarded-host") == ["x-forwarded-host: front.example:8080"] and
+          named(lines, "x-forwarded-port") == [f"x-forwarded-port: {gw}"] and
+          named(lines, "x-request-id") == ["x-request-id: client-rid"], f"enabled: {lines}")
+    lines = upstream_saw("/auth", {"x-forwarded-host": "a.example,front.example:8080"})
+    check(named(lines, "x-forwarded-host") == ["x-forwarded-host: a.example,front.example:8080"],
+          f"already the last element: {lines}")
+    lines = upstream_saw("/auth", {"x-forwarded-host": "a.example"})
+    check(named(lines, "x-forwarded-host") == ["x-forwarded-host: a.example", "x-forwarded-host: front.example:8080"],
+          f"appended: {lines}")
+    lines = upstream_saw("/headers", {})
+    check(named(lines, "x-forwarded-host") == [] and named(lines, "x-request-id") == [] and
+          named(lines, "host") == ["host: front.example:8080"], f"no rewrite, no client id: {lines}")
+
+
 HTTP_DATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                        r"\d{4} \d\d:\d\d:\d\d GMT")
 

@@ -1286,18 +1286,22 @@ static void test_consistent_hash(void **state)
 	"spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}, {number: 81, name: alt}]\n"      \
 	"  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
 
+/* A Gateway on port 80, a VirtualService to service s, and the head of s's
+ * ServiceEntry, its spec to follow. */
+#define GW_VS_S                                                                                    \
+	"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"           \
+	"spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"               \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"    \
+	"spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"                                     \
+	"  - route: [{destination: {host: s}}]\n"                                                  \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+
 /* A MESH_INTERNAL service with an endpoint in the mesh (serviceAccount), on
  * an appliance without meshIdentity: no automatic mutual TLS, and a warning
  * at the ServiceEntry's location saying so. */
 static void test_auto_mtls_without_mesh(void **state)
 {
-	static const char yaml[] = APP
-	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
-	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
-	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
-	    "  - route: [{destination: {host: s}}]\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	static const char yaml[] = APP GW_VS_S
 	    "spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}]\n  location: MESH_INTERNAL\n"
 	    "  resolution: STATIC\n"
 	    "  endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2, serviceAccount: web}]\n";
@@ -1319,6 +1323,39 @@ static void test_auto_mtls_without_mesh(void **state)
 	pos_of(yaml, "MESH_INTERNAL", &line, &col);
 	assert_int_equal(w->line, line);
 	assert_int_equal(w->col, col);
+}
+
+/* spec.proxyHeaders: every field of Istio's ProxyConfig.proxyHeaders loads;
+ * those Istio's gateway does not use (X-Forwarded-Client-Cert's) warn. */
+static void test_proxy_headers(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "  proxyHeaders:\n"
+	    "    requestId: {disabled: true}\n"
+	    "    xForwardedPort: {enabled: true}\n"
+	    "    xForwardedHost: {enabled: true}\n"
+	    "    attemptCount: {disabled: true}\n"
+	    "    forwardedClientCert: APPEND_FORWARD\n"
+	    "    setCurrentClientCertDetails: {subject: true, cert: true, chain: false, dns: "
+	    "true}\n"
+	    "    metadataExchangeHeaders: {mode: IN_MESH}\n" GW_VS_S
+	    "spec:\n  hosts: [s]\n  ports: [{number: 80, name: http}]\n"
+	    "  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	assert_false(t->request_id);
+	assert_true(t->xf_port);
+	assert_true(t->xf_host);
+	assert_false(t->attempt_count);
+	assert_true(t->debug_headers);
+	assert_int_equal(t->fcc, ISM_FCC_SANITIZE_SET); /* gatewayTopology's default */
+	assert_true(
+	    has_warning(&f->d, "spec.proxyHeaders.forwardedClientCert", "not used at a gateway"));
+	assert_true(has_warning(&f->d, "spec.proxyHeaders.setCurrentClientCertDetails",
+				"not used at a gateway"));
 }
 
 /* Pool limits and outlier detection; portLevelSettings replace the whole
@@ -2435,8 +2472,11 @@ static const struct bad bads[] = {
      "Appliance t: spec.proxyHeaders.attemptCount.disabled", "must be true or false"},
     {"proxyHeaders attemptCount key", APP "  proxyHeaders: {attemptCount: {enabled: true}}\n", 7,
      33, "Appliance t: spec.proxyHeaders.attemptCount.enabled", "unknown field"},
-    {"proxyHeaders requestId", APP "  proxyHeaders: {requestId: {disabled: true}}\n", 7, 18,
-     "Appliance t: spec.proxyHeaders.requestId", "not implemented yet"},
+    {"proxyHeaders metadataExchangeHeaders",
+     APP "  proxyHeaders: {metadataExchangeHeaders: {mode: ALWAYS}}\n", 7, 50,
+     "Appliance t: spec.proxyHeaders.metadataExchangeHeaders.mode", "IN_MESH"},
+    {"proxyHeaders forwardedClientCert", APP "  proxyHeaders: {forwardedClientCert: ALL}\n", 7, 39,
+     "Appliance t: spec.proxyHeaders.forwardedClientCert", "SANITIZE_SET"},
     {"trustDomainAliases", APP "  trustDomainAliases: [ok.example, \"a b\"]\n", 7, 36,
      "Appliance t: spec.trustDomainAliases[1]", "\"a b\" is not a trust domain"},
     {"service port UDP", SE_HEAD "  ports: [{number: 80, name: http, protocol: UDP}]\n", 14, 46,
@@ -2994,6 +3034,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_auto_mtls_without_mesh, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_proxy_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
