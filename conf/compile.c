@@ -600,7 +600,7 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 	if (candidates(b, k->se, s, &cand, &n_cand) < 0)
 		return -ENOMEM;
 	/* Istio: DNS without endpoints resolves the host itself. */
-	if (k->se->resolution != ISM_RES_STATIC && k->se->n_eps == 0) {
+	if (ism_model_se_self(k->se)) {
 		cs->self = (struct ism_cm_se_ep){
 		    .address = k->host, .name = k->host, .weight = 1, .locality = ""};
 		n_cand = s == NULL || s->n_labels == 0 ? 1 : 0;

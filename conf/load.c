@@ -370,7 +370,7 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 
 static size_t n_of_kind(const struct ism_conf *c, int kind)
 {
-	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses, c->n_pas};
+	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses, c->n_pas, c->n_wes};
 
 	return n[kind];
 }
@@ -386,8 +386,10 @@ static const struct ism_cm_res *res_of_kind(const struct ism_conf *c, int kind, 
 		return &c->drs[i]->r;
 	case 3:
 		return &c->ses[i]->r;
-	default:
+	case 4:
 		return &c->pas[i]->r;
+	default:
+		return &c->wes[i]->r;
 	}
 }
 
@@ -397,7 +399,7 @@ static void xref_unique(struct ism_vctx *v)
 
 	/* Resources of one kind must have distinct namespace/name; the label
 	 * "<Kind> <ns>/<name>" says exactly that. */
-	for (int kind = 0; kind < 5; kind++) {
+	for (int kind = 0; kind < 6; kind++) {
 		struct ism_strmap *labels = ism_v_map(v, n_of_kind(c, kind));
 
 		for (size_t i = 0; labels != NULL && i < n_of_kind(c, kind); i++) {
@@ -630,12 +632,82 @@ out_free:
 	free(pos);
 }
 
+static int we_cmp(const void *pa, const void *pb)
+{
+	const struct ism_cm_we *a = *(struct ism_cm_we *const *)pa;
+	const struct ism_cm_we *b = *(struct ism_cm_we *const *)pb;
+
+	return strcmp(a->r.name, b->r.name);
+}
+
+/* Whether ServiceEntry se's workloadSelector takes WorkloadEntry we: of its
+ * namespace, with its labels; one whose address is a name only for DNS
+ * resolution (as Istio: a STATIC service's endpoints are addresses). */
+static bool selects(struct ism_vctx *v, const struct ism_cm_se *se, struct ism_cm_we *we)
+{
+	if (strcmp(we->r.ns, se->r.ns) != 0 ||
+	    !ism_model_labels_include(we->ep.labels_at, se->selector, se->n_selector))
+		return false;
+	we->matched = true;
+	if (we->ep.name != NULL && se->resolution == ISM_RES_STATIC) {
+		set_res(v, &se->r);
+		ism_v_push(v, "spec.workloadSelector");
+		ism_v_warn(v, se->selector_at,
+			   "%s is not an endpoint: its address is a host name, and resolution is "
+			   "STATIC (Istio selects it for DNS resolution only)",
+			   we->r.label);
+		return false;
+	}
+	return true;
+}
+
+/* The endpoints of the ServiceEntries with a workloadSelector: the
+ * WorkloadEntries it selects, in the order of their names (as Istio sorts
+ * them). A WorkloadEntry whose labels no selector matches warns. */
+static void xref_selectors(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	struct ism_cm_we **sel = ism_v_alloc(v, c->n_wes + 1, sizeof(*sel));
+
+	for (size_t i = 0; sel != NULL && i < c->n_ses; i++) {
+		struct ism_cm_se *se = c->ses[i];
+		size_t n = 0;
+
+		if (se->selector_at == NULL)
+			continue;
+		for (size_t j = 0; j < c->n_wes; j++)
+			if (selects(v, se, c->wes[j]))
+				sel[n++] = c->wes[j];
+		qsort(sel, n, sizeof(*sel), we_cmp);
+		if (se->resolution == ISM_RES_DNS_RR && n > 1) {
+			set_res(v, &se->r);
+			ism_v_push(v, "spec.workloadSelector");
+			ism_v_err(v, se->selector_at,
+				  "resolution DNS_ROUND_ROBIN takes at most one endpoint; this "
+				  "selects %zu WorkloadEntries",
+				  n);
+		}
+		se->eps = ism_v_alloc(v, n + 1, sizeof(*se->eps));
+		for (size_t j = 0; se->eps != NULL && j < n; j++)
+			se->eps[se->n_eps++] = sel[j]->ep;
+	}
+	for (size_t i = 0; i < c->n_wes; i++) {
+		if (c->wes[i]->matched)
+			continue;
+		set_res(v, &c->wes[i]->r);
+		ism_v_push(v, "spec.labels");
+		ism_v_warn(v, c->wes[i]->ep.labels_at ? c->wes[i]->ep.labels_at : c->wes[i]->r.at,
+			   "no ServiceEntry of namespace %s selects it", c->wes[i]->r.ns);
+	}
+}
+
 void ism_model_xref(struct ism_vctx *v)
 {
 	build_maps(v);
 	if (v->nomem)
 		return;
 	xref_unique(v);
+	xref_selectors(v);
 	for (size_t i = 0; i < v->conf->n_drs; i++)
 		xref_dr(v, v->conf->drs[i]);
 	for (size_t i = 0; i < v->conf->n_vss; i++)
@@ -719,6 +791,7 @@ int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_
 	c->drs = ism_v_alloc(&v, docs.n, sizeof(*c->drs));
 	c->ses = ism_v_alloc(&v, docs.n, sizeof(*c->ses));
 	c->pas = ism_v_alloc(&v, docs.n, sizeof(*c->pas));
+	c->wes = ism_v_alloc(&v, docs.n, sizeof(*c->wes));
 	if (v.nomem) {
 		rc = -ENOMEM;
 		goto out_free;

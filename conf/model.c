@@ -3571,22 +3571,23 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 
 /* An endpoint's address: an IP address, or for the DNS resolutions a host name
  * the master resolves (Istio: a DNS name or an IP address for DNS, an IP
- * address for STATIC). */
+ * address for STATIC). A WorkloadEntry's (se NULL) may be either: which
+ * ServiceEntries select it decides (xref_selectors). */
 static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 			     const struct ism_cm_se *se, struct ism_cm_se_ep *e)
 {
+	bool names = se == NULL || se->resolution != ISM_RES_STATIC;
 	size_t old;
 
 	if (ism_v_str(v, n, "address", true, &e->address) <= 0 ||
 	    parse_ip(e->address, &e->addr, &e->addrlen))
 		return;
-	if (se->resolution != ISM_RES_STATIC && host_syntax_ok(e->address) &&
-	    e->address[0] != '*') {
+	if (names && host_syntax_ok(e->address) && e->address[0] != '*') {
 		e->name = lower_dup(v, e->address);
 		return;
 	}
 	old = ism_v_push(v, ".address");
-	if (se->resolution != ISM_RES_STATIC)
+	if (names)
 		ism_v_err(v, ism_node_get(n, "address", NULL),
 			  "must be an IPv4 or IPv6 address or a host name (unix:// is " NOT_IMPL
 			  ")");
@@ -3637,8 +3638,11 @@ static void parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct 
 	for (size_t i = 0; e->ports != NULL && i < pm->n; i++) {
 		const char *name = pm->pairs[i].key->str;
 		struct ism_cm_named_port *np = &e->ports[e->n_ports];
-		bool known = se->port_by_name != NULL &&
-			     ism_strmap_get(se->port_by_name, name, strlen(name), NULL);
+		/* A WorkloadEntry's names the ports of services not known yet:
+		 * those of a ServiceEntry that selects it count, the others not. */
+		bool known =
+		    se == NULL || (se->port_by_name != NULL &&
+				   ism_strmap_get(se->port_by_name, name, strlen(name), NULL));
 
 		if (!known) {
 			size_t o2 = ism_v_push(v, ".%s", name);
@@ -3682,18 +3686,42 @@ static void se_resolution(struct ism_vctx *v, const struct ism_node *spec, struc
 							     : ISM_RES_STATIC;
 }
 
+/* spec.workloadSelector: the labels a WorkloadEntry of the namespace carries
+ * to be an endpoint (Istio: not with endpoints; without labels, every one,
+ * with a warning). */
+static void parse_selector(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const keys[] = {"labels", NULL};
+	static const char *const both[] = {"endpoints", "workloadSelector", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "workloadSelector", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	se->selector_at = n;
+	one_of(v, spec, both, "endpoints and workloadSelector");
+	old = ism_v_push(v, ".workloadSelector");
+	ism_v_keys(v, n, keys, NULL);
+	labels_field(v, n, "labels", &se->selector, &se->n_selector);
+	if (se->n_selector == 0)
+		ism_v_warn(v, n,
+			   "no labels: every WorkloadEntry of namespace %s is an endpoint (Istio "
+			   "warns the same)",
+			   se->r.ns);
+	ism_v_pop(v, old);
+}
+
 static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
-	static const char *const keys[] = {"hosts",	"ports",	   "resolution",
-					   "location",	"endpoints",	   "exportTo",
-					   "addresses", "subjectAltNames", NULL};
-	static const char *const unimpl[] = {"workloadSelector", NULL};
+	static const char *const keys[] = {
+	    "hosts",	"ports",     "resolution",	"location",	    "endpoints",
+	    "exportTo", "addresses", "subjectAltNames", "workloadSelector", NULL};
 	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
 	const struct ism_node *l;
 	const char **hosts, *s = "STATIC";
 	size_t nh, old;
 
-	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_keys(v, spec, keys, NULL);
 	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
 	se->hosts = ism_v_alloc(v, nh, sizeof(*se->hosts));
 	for (size_t i = 0; hosts != NULL && se->hosts != NULL && i < nh; i++) {
@@ -3715,6 +3743,7 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
 	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);
+	parse_selector(v, spec, se);
 	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;
@@ -3744,12 +3773,13 @@ int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *c
 	ism_strmap_init(&seen, conf->seed);
 	for (size_t i = 0; i < conf->n_ses && rc == 0; i++) {
 		const struct ism_cm_se *se = conf->ses[i];
-		size_t n = se->n_eps ? se->n_eps : se->n_hosts;
+		bool self = ism_model_se_self(se);
+		size_t n = self ? se->n_hosts : se->n_eps;
 
 		if (se->resolution == ISM_RES_STATIC)
 			continue;
 		for (size_t j = 0; j < n && rc == 0; j++) {
-			const char *name = se->n_eps ? se->eps[j].name : se->hosts[j];
+			const char *name = self ? se->hosts[j] : se->eps[j].name;
 
 			if (name == NULL)
 				continue;
@@ -3865,11 +3895,13 @@ static const struct kind_info kinds[] = {
     {"DestinationRule", "networking.istio.io", net_versions},
     {"ServiceEntry", "networking.istio.io", net_versions},
     {"PeerAuthentication", "security.istio.io", sec_versions},
+    {"WorkloadEntry", "networking.istio.io", net_versions},
 };
 
 static const char *const later_kinds[] = {
-    "Sidecar",	 "EnvoyFilter",		"WorkloadEntry",	 "WorkloadGroup", "ProxyConfig",
-    "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin",	  NULL};
+    "Sidecar",	 "EnvoyFilter",		"WorkloadGroup",	 "ProxyConfig",
+    "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin",
+    NULL};
 
 static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
 {
@@ -4039,6 +4071,14 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 			se->idx = c->n_ses;
 			c->ses[c->n_ses++] = se;
 			parse_se(v, spec, se);
+		}
+	} else if (strcmp(k->kind, "WorkloadEntry") == 0) {
+		struct ism_cm_we *we = new_res(v, sizeof(*we), k->kind, doc, &hdr);
+
+		/* The fields of a ServiceEntry's endpoint, checked without it. */
+		if (we != NULL) {
+			c->wes[c->n_wes++] = we;
+			parse_endpoint(v, spec, NULL, &we->ep);
 		}
 	} else {
 		struct ism_cm_pa *pa = new_res(v, sizeof(*pa), k->kind, doc, &hdr);

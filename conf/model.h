@@ -471,6 +471,20 @@ struct ism_cm_se {
 	const struct ism_str *sans;
 	bool mesh_internal; /* location MESH_INTERNAL (the default is MESH_EXTERNAL) */
 	const struct ism_node *location_at; /* NULL when absent */
+	/* workloadSelector.labels: the endpoints are the WorkloadEntries of the
+	 * namespace that carry them (eps, made by the cross-reference pass);
+	 * selector_at: the workloadSelector, NULL when absent */
+	size_t n_selector;
+	struct ism_cm_label *selector;
+	const struct ism_node *selector_at;
+};
+
+/* A WorkloadEntry: an endpoint of the ServiceEntries of its namespace whose
+ * workloadSelector its labels match. */
+struct ism_cm_we {
+	struct ism_cm_res r;
+	struct ism_cm_se_ep ep;
+	bool matched; /* a ServiceEntry's selector matches its labels (cross references) */
 };
 
 struct ism_cm_hc {
@@ -577,12 +591,13 @@ struct ism_conf {
 	struct ism_pool pool;
 	const char *file;
 	struct ism_cm_appliance app;
-	size_t n_gws, n_vss, n_drs, n_ses, n_pas;
+	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes;
 	struct ism_cm_gw **gws;
 	struct ism_cm_vs **vss;
 	struct ism_cm_dr **drs;
 	struct ism_cm_se **ses;
 	struct ism_cm_pa **pas;
+	struct ism_cm_we **wes;
 	size_t n_files; /* certificate files read, for the rotation watch */
 	const char **files;
 	size_t cap_files;
@@ -763,6 +778,13 @@ bool ism_model_ep_mesh_tls(const struct ism_cm_se_ep *e);
  * on, its namespace's PeerAuthentication not DISABLE, and an endpoint in the
  * mesh (the first one's index into *first, when not NULL). */
 bool ism_model_se_auto_mtls(const struct ism_conf *c, const struct ism_cm_se *se, size_t *first);
+
+/* Whether service se's endpoints are its hosts themselves, resolved: DNS (or
+ * DNS_ROUND_ROBIN) with neither endpoints nor a workloadSelector, as Istio. */
+static inline bool ism_model_se_self(const struct ism_cm_se *se)
+{
+	return se->resolution != ISM_RES_STATIC && se->n_eps == 0 && se->selector_at == NULL;
+}
 
 /* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Every field of Istio's API for the five kinds isthmus reads is known to it:
+"""Every field of Istio's API for the six kinds isthmus reads is known to it:
 implemented, refused as "not implemented yet", or accepted and ignored as
 documented — never an "unknown field". The field paths come from Istio's .proto
 files (tests/fixtures/istio-api-fields.txt, written by
@@ -12,7 +12,8 @@ import copy
 import json
 import os
 
-from harness import Registry, check
+from harness import (Registry, appliance, check, ctl_cmd, destination_rule, docs, free_port, gateway, http_get,
+                     virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -28,6 +29,7 @@ BASE = {
     "ServiceEntry": {"hosts": ["a.b"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
                      "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1"}]},
     "PeerAuthentication": {},
+    "WorkloadEntry": {"address": "127.0.0.1"},
 }
 API = {"PeerAuthentication": "security.istio.io/v1"}
 
@@ -74,3 +76,81 @@ def istio_api_fields_known(env):
         if "unknown field" in out:
             unknown.append(f"{p}: {[l for l in out.splitlines() if 'unknown field' in l][0]}")
     check(not unknown, f"{len(unknown)} fields of Istio's API unknown to isthmus:\n" + "\n".join(unknown[:20]))
+
+
+def workload_entry(name, addr, port, labels):
+    lab = ", ".join(f"{k}: {v}" for k, v in labels.items())
+    return (f"apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  address: {addr}\n  ports: {{http: {port}}}\n  labels: {{{lab}}}\n")
+
+
+@_test
+def workload_entries(env):
+    """A ServiceEntry's workloadSelector makes the WorkloadEntries of its
+    namespace that carry its labels its endpoints, each on the port it names:
+    traffic reaches those and never one whose labels differ; a DestinationRule
+    subset picks among them by their labels; a reload that changes an entry's
+    labels takes it out."""
+    ups = {n: env.upstream([f"{addr}:0={n}"], name=n)[n]
+           for n, addr in (("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4"))}
+    gw = free_port()
+    se = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: vm}\nspec:\n"
+          "  hosts: [vm.example]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n"
+          "  workloadSelector: {labels: {app: vm}}\n")
+    routes = ("  - match: [{uri: {prefix: /v1}}]\n    route: [{destination: {host: vm.example, subset: v1}}]\n"
+              "  - route: [{destination: {host: vm.example}}]\n")
+
+    def conf(b_app):
+        return docs(appliance(env), gateway(gw), virtual_service("vs", ["*"], routes), se,
+                    destination_rule("vm", "vm.example", ["v1"]),
+                    workload_entry("a", "127.0.0.2", ups["a"], {"app": "vm", "version": "v1"}),
+                    workload_entry("b", "127.0.0.3", ups["b"], {"app": b_app, "version": "v2"}),
+                    workload_entry("c", "127.0.0.4", ups["c"], {"app": "other"}))
+
+    def served(path, n):
+        seen = []
+        for _ in range(n):
+            r = http_get(gw, path)
+            check(r.status == 200, f"GET {path}: {r}")
+            seen.append(r.header("x-upstream"))
+        return seen
+
+    env.start_gateway(env.write("isthmus.yaml", conf("vm")), gw)
+    seen = served("/", 40)
+    check(set(seen) == {"a", "b"}, f"the selected entries a and b, never c: {seen}")
+    seen = served("/v1", 10)
+    check(set(seen) == {"a"}, f"subset v1 is entry a: {seen}")
+    env.write("isthmus.yaml", conf("other"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    seen = served("/", 20)
+    check(set(seen) == {"a"}, f"after b's labels changed, a only: {seen}")
+
+
+@_test
+def workload_entry_errors(env):
+    """What isthmus -c says of WorkloadEntries and selectors: endpoints with a
+    workloadSelector is an error, as a bad address or port of an entry is; an
+    entry no selector matches, a host-name address under STATIC resolution and
+    a selector without labels warn."""
+    head = docs(appliance(env), gateway(free_port()),
+                virtual_service("vs", ["*"], "  - route: [{destination: {host: vm.example}}]\n"))
+    se = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: vm}\nspec:\n"
+          "  hosts: [vm.example]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n")
+    cases = [
+        (se + "  endpoints: [{address: 127.0.0.2}]\n  workloadSelector: {labels: {app: vm}}\n",
+         "spec.workloadSelector: only one of endpoints and workloadSelector may be set", True),
+        (se + "  workloadSelector: {labels: {app: vm}}\n---\n" +
+         workload_entry("a", "not_an_address!", 8080, {"app": "vm"}), "WorkloadEntry default/a: spec.address", True),
+        (se + "  workloadSelector: {labels: {app: vm}}\n---\n" +
+         workload_entry("a", "127.0.0.2", 70000, {"app": "vm"}), "WorkloadEntry default/a: spec.ports.http", True),
+        (se + "  workloadSelector: {labels: {app: vm}}\n---\n" +
+         workload_entry("a", "127.0.0.2", 8080, {"app": "other"}), "no ServiceEntry of namespace default selects it",
+         False),
+        (se + "  workloadSelector: {labels: {app: vm}}\n---\n" +
+         workload_entry("a", "vm.internal.example", 8080, {"app": "vm"}),
+         "its address is a host name, and resolution is STATIC", False),
+        (se + "  workloadSelector: {}\n", "no labels: every WorkloadEntry of namespace default", False),
+    ]
+    for extra, want, error in cases:
+        rc, out = env.check_config(env.write("f.yaml", docs(head, extra)))
+        check(want in out and (rc != 0) == error, f"{want!r}: rc {rc}, {out}")

@@ -286,6 +286,49 @@ static int collect_name(void *ctx, const char *name)
 	return 0;
 }
 
+/* A DNS ServiceEntry with a workloadSelector: its endpoints are the selected
+ * WorkloadEntries, a host name among them resolved; with none selected it has
+ * none (its host is not resolved in their place, as without a selector). */
+#define WE_TEXT                                                                                    \
+	HEAD ROUTES                                                                                \
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: svc}\n" \
+	    "spec:\n  hosts: [svc.x]\n  ports: [{number: 80, name: http}]\n  resolution: DNS\n"    \
+	    "  workloadSelector: {labels: {app: vm}}\n"                                            \
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: rr}\n"  \
+	    "spec:\n  hosts: [rr.x]\n  ports: [{number: 80, name: http}]\n  resolution: DNS\n"     \
+	    "  workloadSelector: {labels: {app: none}}\n"                                          \
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: "       \
+	    "self}\n"                                                                              \
+	    "spec:\n  hosts: [self.x]\n  ports: [{number: 80, name: http}]\n  resolution: DNS\n"   \
+	    "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: "      \
+	    "vm1}\n"                                                                               \
+	    "spec:\n  address: VM.test\n  labels: {app: vm, v: \"1\"}\n  ports: {http: 9000}\n"    \
+	    "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: "      \
+	    "vm0}\n"                                                                               \
+	    "spec:\n  address: 10.0.0.8\n  labels: {app: vm}\n"
+
+static void test_workload_entries(void **state)
+{
+	struct fake f = {0};
+	struct compiled c;
+	const struct ism_cluster *cl;
+	char all[256] = "";
+
+	(void)state;
+	answer(&f, 0, "vm.test", "10.0.0.1", NULL);
+	compile(&c, WE_TEXT, &f);
+	assert_int_equal(ism_conf_dns_names(c.conf, collect_name, all), 0);
+	assert_string_equal(all, "vm.test,self.x,");
+	cl = loaded_cluster(c.t, "outbound|80||svc.x");
+	assert_int_equal(cl->n_endpoints, 2); /* in the entries' name order: vm0, vm1 */
+	assert_string_equal(cl->endpoints[0].addr_text.p, "10.0.0.8:80");
+	assert_string_equal(cl->endpoints[1].addr_text.p, "10.0.0.1:9000");
+	assert_string_equal(cl->endpoints[1].dns_name.p, "vm.test");
+	assert_int_equal(loaded_cluster(c.t, "outbound|80|v1|svc.x")->n_endpoints, 1);
+	assert_int_equal(loaded_cluster(c.t, "outbound|80||rr.x")->n_endpoints, 0);
+	compiled_free(&c);
+}
+
 static void test_names_and_settings(void **state)
 {
 	struct compiled c;
@@ -555,6 +598,7 @@ int main(void)
 	    cmocka_unit_test(test_round_robin),
 	    cmocka_unit_test(test_unresolved_and_self),
 	    cmocka_unit_test(test_names_and_settings),
+	    cmocka_unit_test(test_workload_entries),
 	    cmocka_unit_test(test_refresh_clamp),
 	    cmocka_unit_test(test_resolver_failing_server),
 	    cmocka_unit_test(test_long_answer_stable),
