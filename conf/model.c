@@ -1134,11 +1134,21 @@ uint8_t ism_model_server_kind(const char *protocol, bool passthrough)
 	return ISM_SRV_HTTP;
 }
 
+/* A field of Istio's API that has no effect there either (hidden from its
+ * documentation): accepted once checked, with a warning at it saying why. */
+static void no_effect(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		      const char *why)
+{
+	size_t old = ism_v_push(v, ".%s", key);
+
+	ism_v_warn(v, ism_node_get(map, key, NULL), "no effect: %s", why);
+	ism_v_pop(v, old);
+}
+
 static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 			      struct ism_cm_server *s)
 {
-	static const char *const keys[] = {"number", "name", "protocol", NULL};
-	static const char *const unimpl[] = {"targetPort", NULL};
+	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
 	/* HTTP2 and GRPC servers are plaintext HTTP servers, as in Istio (its
 	 * validation refuses TLS on them); every plaintext listener takes HTTP/2
 	 * with prior knowledge, and HTTPS ones offer h2 by ALPN. GRPC-WEB needs
@@ -1153,9 +1163,12 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 	if (p == NULL)
 		return;
 	old = ism_v_push(v, ".port");
-	ism_v_keys(v, p, keys, unimpl);
+	ism_v_keys(v, p, keys, NULL);
 	if (ism_v_u32(v, p, "number", true, 1, 65535, &num) > 0)
 		s->port = (uint16_t)num;
+	if (ism_v_u32(v, p, "targetPort", false, 1, 65535, &num) > 0)
+		no_effect(v, p, "targetPort",
+			  "deprecated in Istio's API, where a Gateway ignores it");
 	ism_v_str(v, p, "name", false, &s->port_name);
 	ism_v_enum_nocase(v, p, "protocol", ok, later, &s->protocol);
 	ism_v_pop(v, old);
@@ -1163,15 +1176,17 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 
 static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_server *s)
 {
-	static const char *const keys[] = {"port", "hosts", "bind", "name", "tls", NULL};
-	static const char *const unimpl[] = {"defaultEndpoint", NULL};
+	static const char *const keys[] = {"port", "hosts",	      "bind", "name",
+					   "tls",  "defaultEndpoint", NULL};
 	const struct ism_node *hl;
-	const char **hosts;
+	const char **hosts, *dflt;
 	size_t nh, old;
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_str(v, n, "defaultEndpoint", false, &dflt) > 0)
+		no_effect(v, n, "defaultEndpoint", "Istio does not implement it (its API says so)");
 	s->at = n;
 	parse_server_port(v, n, s);
 	ism_v_str(v, n, "name", false, &s->name);

@@ -1358,6 +1358,24 @@ static void test_proxy_headers(void **state)
 				"not used at a gateway"));
 }
 
+/* Gateway fields Istio's API keeps without effect load, with a warning. */
+static void test_gateway_no_effect(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers:\n  - port: {number: 80, protocol: HTTP, targetPort: 8080}\n"
+	    "    hosts: [\"*\"]\n    defaultEndpoint: 127.0.0.1:8080\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	assert_int_equal(t->n_listeners, 1);
+	assert_int_equal(t->listeners[0].port, 80);
+	assert_true(has_warning(&f->d, "spec.servers[0].port.targetPort", "no effect"));
+	assert_true(has_warning(&f->d, "spec.servers[0].defaultEndpoint", "no effect"));
+}
+
 /* Pool limits and outlier detection; portLevelSettings replace the whole
  * policy for their port, without inheriting what they leave out. */
 static void test_pool_outlier_ports(void **state)
@@ -3035,6 +3053,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pool_outlier_ports, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_auto_mtls_without_mesh, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_proxy_headers, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
