@@ -1488,6 +1488,17 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 	case ISM_HV_PEER_DNS_SAN:
 	case ISM_HV_PEER_SUBJECT:
 	case ISM_HV_PEER_FINGERPRINT:
+	case ISM_HV_PEER_FINGERPRINT_1:
+	case ISM_HV_PEER_ISSUER:
+	case ISM_HV_PEER_SERIAL:
+	case ISM_HV_PEER_CERT:
+	case ISM_HV_PEER_V_START:
+	case ISM_HV_PEER_V_END:
+	case ISM_HV_TLS_CIPHER:
+	case ISM_HV_TLS_SESSION_ID:
+	case ISM_HV_LOCAL_URI_SAN:
+	case ISM_HV_LOCAL_DNS_SAN:
+	case ISM_HV_LOCAL_SUBJECT:
 		if (!ism_sess_tls(s) || ism_tls_peer_field(s->s.x.ssl, p->kind, &b) < 0) {
 			ism_buf_free(&b);
 			return 0;

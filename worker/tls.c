@@ -9,11 +9,13 @@
 #include "worker/tls.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -786,53 +788,111 @@ static int put_printed(struct ism_buf *out, BIO *b, bool printed, const char *pr
 	return ret | ism_buf_put_str(out, suffix, XFCC_MAX);
 }
 
-/* The SHA-256 of cert, in hex. */
-static int put_fingerprint(struct ism_buf *out, X509 *cert)
+/* n bytes in lowercase hex. */
+static int put_hex(struct ism_buf *out, const unsigned char *p, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	int ret = 0;
 
-	if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1)
-		return -ENOMEM;
-	for (unsigned int i = 0; i < mdlen; i++) {
-		char h[2] = {hex[md[i] >> 4], hex[md[i] & 15]};
+	for (size_t i = 0; i < n; i++) {
+		char h[2] = {hex[p[i] >> 4], hex[p[i] & 15]};
 
 		ret |= ism_buf_append(out, h, 2, XFCC_MAX);
 	}
 	return ret;
 }
 
-/* prefix, cert's subject (RFC 2253: control characters escaped), suffix. */
+/* The digest md (SHA-256, SHA-1) of cert, in hex. */
+static int put_fingerprint(struct ism_buf *out, X509 *cert, const EVP_MD *md)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (X509_digest(cert, md, d, &n) != 1)
+		return -ENOMEM;
+	return put_hex(out, d, n);
+}
+
+/* prefix, name (RFC 2253: control characters escaped), suffix. */
+static int put_name(struct ism_buf *out, const X509_NAME *name, const char *prefix,
+		    const char *suffix)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int ret =
+	    put_printed(out, b, b != NULL && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0,
+			prefix, false, suffix);
+
+	BIO_free(b);
+	return ret;
+}
+
+/* prefix, cert's subject, suffix. */
 static int put_subject(struct ism_buf *out, X509 *cert, const char *prefix, const char *suffix)
 {
-	BIO *subj = BIO_new(BIO_s_mem());
-	int ret = put_printed(out, subj,
-			      subj != NULL && X509_NAME_print_ex(subj, X509_get_subject_name(cert),
-								 0, XN_FLAG_RFC2253) >= 0,
-			      prefix, false, suffix);
+	return put_name(out, X509_get_subject_name(cert), prefix, suffix);
+}
 
-	BIO_free(subj);
+/* prefix, cert in PEM and URL-encoded (Envoy's form), suffix. */
+static int put_pem(struct ism_buf *out, X509 *cert, const char *prefix, const char *suffix)
+{
+	BIO *pem = BIO_new(BIO_s_mem());
+	int ret = put_printed(out, pem, pem != NULL && PEM_write_bio_X509(pem, cert) == 1, prefix,
+			      true, suffix);
+
+	BIO_free(pem);
 	return ret;
+}
+
+/* cert's serial number in lowercase hex, as Envoy prints it. */
+static int put_serial(struct ism_buf *out, X509 *cert)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *h = bn != NULL ? BN_bn2hex(bn) : NULL;
+	int ret = h != NULL ? 0 : -ENOMEM;
+
+	for (char *c = h; c != NULL && *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (h != NULL)
+		ret = ism_buf_put_str(out, h, XFCC_MAX);
+	OPENSSL_free(h);
+	BN_free(bn);
+	return ret;
+}
+
+/* Time t as START_TIME shows one: 2018-12-18T01:50:34.000Z. */
+static int put_asn1_time(struct ism_buf *out, const ASN1_TIME *t)
+{
+	struct tm tm;
+	char s[32];
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return ism_buf_append(
+	    out, s, (uint32_t)ism_time_iso((uint64_t)timegm(&tm) * 1000, s, sizeof(s)), XFCC_MAX);
+}
+
+/* The TLS session's identifier, in hex. */
+static int put_session_id(struct ism_buf *out, SSL *ssl)
+{
+	const SSL_SESSION *sess = SSL_get_session(ssl);
+	unsigned int n = 0;
+	const unsigned char *id = sess != NULL ? SSL_SESSION_get_id(sess, &n) : NULL;
+
+	return id != NULL ? put_hex(out, id, n) : 0;
 }
 
 int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
 {
 	X509 *peer = SSL_get0_peer_certificate(ssl);
 	uint32_t uri_at;
-	BIO *pem;
 	int ret;
 
 	if (peer == NULL)
 		return 0;
 	ret = put_sans(out, SSL_get_certificate(ssl), GEN_URI, ";", "By=");
 	ret |= ism_buf_put_str(out, out->len ? ";Hash=" : "Hash=", XFCC_MAX);
-	ret |= put_fingerprint(out, peer);
-	pem = BIO_new(BIO_s_mem());
-	ret |= put_printed(out, pem, pem != NULL && PEM_write_bio_X509(pem, peer) == 1, ";Cert=\"",
-			   true, "\"");
-	BIO_free(pem);
+	ret |= put_fingerprint(out, peer, EVP_sha256());
+	ret |= put_pem(out, peer, ";Cert=\"", "\"");
 	/* Printed empty, the subject is still a key of its own (Envoy's). */
 	ret |= put_subject(out, peer, ";Subject=\"", "\"");
 	/* So is URI, when the certificate has none. */
@@ -847,20 +907,52 @@ int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
 int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out)
 {
 	X509 *peer = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	X509 *local = ssl != NULL ? SSL_get_certificate(ssl) : NULL;
+	const SSL_CIPHER *cipher;
 
 	if (ssl == NULL)
 		return 0;
 	switch ((enum ism_hval_kind)kind) {
 	case ISM_HV_TLS_VERSION:
 		return ism_buf_put_str(out, SSL_get_version(ssl), XFCC_MAX);
+	case ISM_HV_TLS_CIPHER:
+		cipher = SSL_get_current_cipher(ssl);
+		return cipher != NULL ? ism_buf_put_str(out, SSL_CIPHER_get_name(cipher), XFCC_MAX)
+				      : 0;
+	case ISM_HV_TLS_SESSION_ID:
+		return put_session_id(out, ssl);
+	case ISM_HV_LOCAL_URI_SAN:
+		return put_sans(out, local, GEN_URI, ",", "");
+	case ISM_HV_LOCAL_DNS_SAN:
+		return put_sans(out, local, GEN_DNS, ",", "");
+	case ISM_HV_LOCAL_SUBJECT:
+		return local != NULL ? put_subject(out, local, "", "") : 0;
+	default:
+		break;
+	}
+	if (peer == NULL)
+		return 0;
+	switch ((enum ism_hval_kind)kind) {
 	case ISM_HV_PEER_URI_SAN:
 		return put_sans(out, peer, GEN_URI, ",", "");
 	case ISM_HV_PEER_DNS_SAN:
 		return put_sans(out, peer, GEN_DNS, ",", "");
 	case ISM_HV_PEER_SUBJECT:
-		return peer != NULL ? put_subject(out, peer, "", "") : 0;
+		return put_subject(out, peer, "", "");
+	case ISM_HV_PEER_ISSUER:
+		return put_name(out, X509_get_issuer_name(peer), "", "");
 	case ISM_HV_PEER_FINGERPRINT:
-		return peer != NULL ? put_fingerprint(out, peer) : 0;
+		return put_fingerprint(out, peer, EVP_sha256());
+	case ISM_HV_PEER_FINGERPRINT_1:
+		return put_fingerprint(out, peer, EVP_sha1());
+	case ISM_HV_PEER_SERIAL:
+		return put_serial(out, peer);
+	case ISM_HV_PEER_CERT:
+		return put_pem(out, peer, "", "");
+	case ISM_HV_PEER_V_START:
+		return put_asn1_time(out, X509_get0_notBefore(peer));
+	case ISM_HV_PEER_V_END:
+		return put_asn1_time(out, X509_get0_notAfter(peer));
 	default:
 		return 0;
 	}

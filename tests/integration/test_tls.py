@@ -533,17 +533,25 @@ def tls_client_pins(env):
 @_test
 def tls_header_operators(env):
     """The TLS command operators of a route's header values: the client
-    certificate's URI and DNS SANs (comma-separated), subject (RFC 2253) and
-    SHA-256, the TLS version and the server name, as Envoy formats them; all
-    empty (so not sent) without a client certificate, except the version and
-    the name."""
+    certificate's URI and DNS SANs (comma-separated), subject and issuer (RFC
+    2253), SHA-256 and SHA-1, serial (lowercase hex), the PEM (URL-encoded) and
+    its validity's start and end (as START_TIME); the TLS version, cipher and
+    session identifier, the server name, and the appliance's own certificate's
+    SANs and subject, as Envoy formats them; the client's all empty (so not
+    sent) without a client certificate."""
     pki = Pki(env)
     port = free_port()
     srv = pki.leaf("t", ["DNS:t.example.com"])
     client = pki.leaf("client", ["URI:spiffe://x/a", "DNS:a.example.com", "URI:spiffe://x/b"])
     ops = {"x-san": "DOWNSTREAM_PEER_URI_SAN", "x-dns": "DOWNSTREAM_PEER_DNS_SAN",
            "x-subject": "DOWNSTREAM_PEER_SUBJECT", "x-fp": "DOWNSTREAM_PEER_FINGERPRINT_256",
-           "x-tls": "DOWNSTREAM_TLS_VERSION", "x-sni": "REQUESTED_SERVER_NAME"}
+           "x-tls": "DOWNSTREAM_TLS_VERSION", "x-sni": "REQUESTED_SERVER_NAME",
+           "x-issuer": "DOWNSTREAM_PEER_ISSUER", "x-fp1": "DOWNSTREAM_PEER_FINGERPRINT_1",
+           "x-serial": "DOWNSTREAM_PEER_SERIAL", "x-cert": "DOWNSTREAM_PEER_CERT",
+           "x-start": "DOWNSTREAM_PEER_CERT_V_START", "x-end": "DOWNSTREAM_PEER_CERT_V_END",
+           "x-cipher": "DOWNSTREAM_TLS_CIPHER", "x-session": "DOWNSTREAM_TLS_SESSION_ID",
+           "x-local-dns": "DOWNSTREAM_LOCAL_DNS_SAN", "x-local-uri": "DOWNSTREAM_LOCAL_URI_SAN",
+           "x-local-subject": "DOWNSTREAM_LOCAL_SUBJECT"}
     sets = ", ".join(f'{k}: "%{v}%"' for k, v in ops.items())
     vs = virtual_service("ops", ["t.example.com"],
                          f"  - headers: {{request: {{set: {{{sets}}}}}}}\n"
@@ -551,19 +559,39 @@ def tls_header_operators(env):
     world(env, [server(port, ["t.example.com"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, "
                                                f"caCertificates: {pki.ca()}")],
           vs_hosts=(), extra_docs=(vs,))
-    subject = subprocess.run(["openssl", "x509", "-in", client[0], "-noout", "-subject", "-nameopt", "RFC2253"],
-                             stdout=subprocess.PIPE, check=True).stdout.decode().strip()[len("subject="):]
-    want = {"x-san": "spiffe://x/a,spiffe://x/b", "x-dns": "a.example.com", "x-subject": subject,
-            "x-fp": cert_hash(client[0]), "x-tls": "TLSv1.3", "x-sni": "t.example.com"}
-    for cert, expect in ((client, want), (None, {"x-tls": "TLSv1.3", "x-sni": "t.example.com"})):
+    def x509(path, *what):
+        out = subprocess.run(["openssl", "x509", "-in", path, "-noout", *what, "-nameopt", "RFC2253"],
+                             stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+        return out.split("=", 1)[1]
+
+    def iso(asn1):  # "Dec  5 02:00:00 2026 GMT" as START_TIME
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.strptime(asn1, "%b %d %H:%M:%S %Y GMT"))
+
+    der = subprocess.run(["openssl", "x509", "-in", client[0], "-outform", "DER"], stdout=subprocess.PIPE,
+                         check=True).stdout
+    local = {"x-tls": "TLSv1.3", "x-sni": "t.example.com", "x-local-dns": "t.example.com",
+             "x-local-subject": x509(srv[0], "-subject")}
+    want = dict(local, **{
+        "x-san": "spiffe://x/a,spiffe://x/b", "x-dns": "a.example.com", "x-subject": x509(client[0], "-subject"),
+        "x-fp": cert_hash(client[0]), "x-issuer": x509(client[0], "-issuer"),
+        "x-fp1": hashlib.sha1(der).hexdigest(), "x-serial": x509(client[0], "-serial").lower().lstrip("0") or "0",
+        "x-cert": urllib.parse.quote(ssl.DER_cert_to_PEM_cert(der), safe=""),
+        "x-start": iso(x509(client[0], "-startdate")), "x-end": iso(x509(client[0], "-enddate"))})
+    for cert, expect in ((client, want), (None, local)):
         with TlsConn(port, "t.example.com", client_ctx(pki, cert=cert)) as c:
             r = c.request("GET", "/rawecho", "t.example.com")
+            cipher = c.sock.cipher()[0]
         check(r.status == 200, f"/rawecho: {r}")
         got = {}
         for line in r.body.decode("latin-1").split("\r\n"):
             k, _, v = line.partition(":")
             if k.lower() in ops:
                 got[k.lower()] = v.strip()
+        if "x-serial" in got:  # BN_bn2hex keeps a byte's leading zero
+            got["x-serial"] = got["x-serial"].lstrip("0") or "0"
+        session = got.pop("x-session", "")
+        check(re.fullmatch(r"([0-9a-f]{2})+", session), f"session id {session!r}")
+        check(got.pop("x-cipher", None) == cipher, f"cipher: want {cipher}, got {got}")
         check(got == expect, f"client certificate {cert is not None}: upstream got {got}, want {expect}")
 
 
