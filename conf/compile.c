@@ -2808,6 +2808,7 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	t->fcc = a->fcc;
 	t->preserve_rid = a->preserve_rid;
 	t->server = astr(b, a->server);
+	t->log_level = a->log_level;
 	t->debug_headers = a->debug_headers;
 	t->attempt_count = a->attempt_count;
 	t->request_id = a->request_id;

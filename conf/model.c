@@ -23,6 +23,7 @@
 #include "conf/re2syntax.h"
 #include "lib/addr.h"
 #include "lib/ascii.h"
+#include "lib/log.h"
 
 #define NOT_IMPL "not implemented yet"
 
@@ -391,30 +392,56 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 	parse_statuses(v, n, h);
 }
 
+/* Field `field` of the map at spec.key (which holds only it), one of
+ * names[]: its index; -1 when the map or the field is absent, or wrong
+ * (reported). */
+static int map_enum(struct ism_vctx *v, const struct ism_node *spec, const char *key,
+		    const char *field, const char *const *names)
+{
+	const char *const keys[] = {field, NULL};
+	const struct ism_node *n = ism_v_node(v, spec, key, false, ISM_NODE_MAP);
+	const char *s = NULL;
+	int at = -1;
+	size_t old;
+
+	if (n == NULL)
+		return -1;
+	old = ism_v_push(v, ".%s", key);
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_enum(v, n, field, names, NULL, &s) > 0)
+		for (int i = 0; names[i] != NULL; i++)
+			if (strcmp(s, names[i]) == 0)
+				at = i;
+	ism_v_pop(v, old);
+	return at;
+}
+
 /* spec.pathNormalization, as Istio's meshConfig.pathNormalization:
  * {normalization: NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES | DEFAULT}; DEFAULT and
  * absence mean BASE, Istio's default. */
 static void parse_path_normalization(struct ism_vctx *v, const struct ism_node *spec,
 				     struct ism_cm_appliance *a)
 {
-	static const char *const keys[] = {"normalization", NULL};
 	/* In the order of enum ism_pathnorm_mode, then Istio's DEFAULT (BASE). */
 	static const char *const names[] = {
 	    "NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES", "DEFAULT", NULL};
-	const struct ism_node *n = ism_v_node(v, spec, "pathNormalization", false, ISM_NODE_MAP);
-	const char *s = "BASE";
-	size_t old;
+	int at = map_enum(v, spec, "pathNormalization", "normalization", names);
 
-	a->path_norm = ISM_PATHNORM_BASE;
-	if (n == NULL)
-		return;
-	old = ism_v_push(v, ".pathNormalization");
-	ism_v_keys(v, n, keys, NULL);
-	if (ism_v_enum(v, n, "normalization", names, NULL, &s) > 0)
-		for (uint8_t i = ISM_PATHNORM_NONE; i <= ISM_PATHNORM_DECODE_AND_MERGE_SLASHES; i++)
-			if (strcmp(s, names[i]) == 0)
-				a->path_norm = i;
-	ism_v_pop(v, old);
+	a->path_norm = at >= ISM_PATHNORM_NONE && at <= ISM_PATHNORM_DECODE_AND_MERGE_SLASHES
+			   ? (uint8_t)at
+			   : ISM_PATHNORM_BASE;
+}
+
+/* spec.logging: the level the processes log at (stderr, the journal under
+ * systemd); -d makes it debug. */
+static void parse_logging(struct ism_vctx *v, const struct ism_node *spec,
+			  struct ism_cm_appliance *a)
+{
+	/* In the order of enum ism_log_level from ISM_LOG_ERR. */
+	static const char *const levels[] = {"error", "warning", "notice", "info", "debug", NULL};
+	int at = map_enum(v, spec, "logging", "level", levels);
+
+	a->log_level = (uint8_t)(at >= 0 ? ISM_LOG_ERR + at : ISM_LOG_INFO);
 }
 
 static void parse_limits(struct ism_vctx *v, const struct ism_node *spec, struct ism_limits *l)
@@ -954,10 +981,8 @@ static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 					   "metadataExchangeHeaders",
 					   NULL};
 	static const char *const skeys[] = {"disabled", "value", NULL};
-	static const char *const mkeys[] = {"mode", NULL};
 	static const char *const modes[] = {"UNDEFINED", "IN_MESH", NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "proxyHeaders", false, ISM_NODE_MAP), *m;
-	const char *mode;
 	bool off = false;
 	size_t old, o2;
 
@@ -987,12 +1012,7 @@ static void parse_proxy_headers(struct ism_vctx *v, const struct ism_node *spec,
 	a->xf_host = ph_flag(v, n, "xForwardedHost", "enabled");
 	ph_xfcc(v, n);
 	/* isthmus sends no metadata-exchange fields at all: IN_MESH holds. */
-	if ((m = ism_v_node(v, n, "metadataExchangeHeaders", false, ISM_NODE_MAP)) != NULL) {
-		o2 = ism_v_push(v, ".metadataExchangeHeaders");
-		ism_v_keys(v, m, mkeys, NULL);
-		ism_v_enum(v, m, "mode", modes, NULL, &mode);
-		ism_v_pop(v, o2);
-	}
+	map_enum(v, n, "metadataExchangeHeaders", "mode", modes);
 	ism_v_pop(v, old);
 }
 
@@ -1024,8 +1044,8 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "trustDomainAliases",
 					   "proxyHeaders",
 					   "enableAutoMtls",
+					   "logging",
 					   NULL};
-	static const char *const unimpl[] = {"logging", NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 	const struct ism_node *n;
 	size_t old;
@@ -1038,7 +1058,8 @@ static void parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->root_ns = "istio-system";
 	a->trust_domain = "cluster.local";
 	a->auto_mtls = true;
-	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_keys(v, spec, keys, NULL);
+	parse_logging(v, spec, a);
 	ism_v_bool(v, spec, "enableAutoMtls", &a->auto_mtls);
 	ism_v_str(v, spec, "meshRootNamespace", false, &a->root_ns);
 	parse_trust_domain(v, spec, a);

@@ -580,6 +580,7 @@ struct ism_cm_appliance {
 	bool preserve_rid;	  /* spec.preserveExternalRequestId */
 	const char *server;	  /* spec.proxyHeaders.server: "" when disabled */
 	bool debug_headers;	  /* not spec.proxyHeaders.envoyDebugHeaders.disabled */
+	uint8_t log_level;	  /* spec.logging.level: enum ism_log_level */
 	bool attempt_count;	  /* not spec.proxyHeaders.attemptCount.disabled */
 	bool request_id;	  /* not spec.proxyHeaders.requestId.disabled */
 	bool xf_port;		  /* spec.proxyHeaders.xForwardedPort.enabled */

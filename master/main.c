@@ -50,6 +50,7 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			ism_log_set_level(ISM_LOG_DEBUG);
+			opts.debug = 1;
 			break;
 		case 'v':
 			version++;

@@ -73,6 +73,7 @@ struct ism_watch {
 
 struct ism_master {
 	const char *conf_path;
+	int debug; /* -d: every process logs at debug level, whatever the file says */
 	struct ism_shm shm;
 	struct ism_health *health;
 	struct ism_ctl *ctl;

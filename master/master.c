@@ -505,6 +505,10 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	m->gen++;
 	m->run_uid = uid;
 	m->run_gid = gid;
+	/* The level every process logs at (spec.logging.level; -d: debug). */
+	if (m->debug)
+		((struct ism_table *)t)->log_level = ISM_LOG_DEBUG;
+	ism_log_set_level((enum ism_log_level)t->log_level);
 	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
 	if (new_fds != NULL)
 		replace_workers(m, cur, t, new_fds);
@@ -1213,6 +1217,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	}
 	ism_log_set_role("master");
 	m->conf_path = opts->conf_path;
+	m->debug = opts->debug;
 	m->sfd = -1;
 	m->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	ret = ism_reload_init(m);

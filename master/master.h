@@ -8,6 +8,7 @@
 struct ism_master_opts {
 	const char *conf_path;
 	int foreground; /* always true for now: systemd and tests run it in the foreground */
+	int debug;	/* -d: debug logging, whatever spec.logging.level says */
 };
 
 /* Runs the master until it stops. Returns the process exit status. */

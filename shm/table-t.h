@@ -961,6 +961,7 @@ struct ism_table {
 	struct ism_str server;
 	/* not proxyHeaders.envoyDebugHeaders.disabled: x-envoy-upstream-service-time
 	 * on the responses of upstreams (Envoy's router, as Istio leaves it) */
+	uint8_t log_level; /* spec.logging.level: enum ism_log_level (lib/log.h) */
 	uint8_t debug_headers;
 	/* not proxyHeaders.attemptCount.disabled: x-envoy-attempt-count on each
 	 * attempt's request (Envoy's include_request_attempt_count, as Istio sets it) */

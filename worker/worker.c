@@ -327,6 +327,7 @@ static void switch_table(struct ism_wctx *w)
 	ism_lb_free(w->lb);
 	w->lb = lb;
 	w->table = t;
+	ism_log_set_level((enum ism_log_level)t->log_level);
 	ism_alog_use(&w->alog, &t->access_log);
 	ism_debug("using generation %llu", (unsigned long long)t->gen);
 	ism_tls_table_changed(w);

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import time
 
-from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, curl, docs, free_port,
-                     file_lines, gateway, metric, poll, service_entry, virtual_service)
+from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, ctl_cmd, curl, docs,
+                     free_port, file_lines, gateway, metric, poll, service_entry, virtual_service)
 
 SVC = "ops.test.internal"
 _test = Registry()
@@ -754,3 +754,42 @@ def reload_owes_workers_until_slots_free(env):
         for c in held:
             c.close()
     poll(lambda: not set(workers()) & (gen1 | gen2), 30, what="the old sets to exit")
+
+
+@_test
+def logging_level(env):
+    """spec.logging.level sets what every process writes: at debug a worker
+    logs each answer it makes (a 404 here); a reload to warning silences that
+    in the running workers, and the master's notices from its publish on (the
+    reload's own among them); back to info, the notices return."""
+    gw = free_port()
+    up = env.upstream(["127.0.0.2:0=up"], name="up")["up"]
+    conf = env.path("isthmus.yaml")
+
+    def write(level):
+        env.write("isthmus.yaml", docs(
+            appliance(env, extra=f"  logging: {{level: {level}}}\n"), gateway(gw),
+            virtual_service("vs", ["*"], f"  - match: [{{uri: {{prefix: /a}}}}]\n"
+                                         f"    route: [{{destination: {{host: {SVC}}}}}]\n"),
+            service_entry("svc", SVC, [{"address": "127.0.0.2", "port": up}])))
+
+    def reload():
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+
+    def answered_404():
+        r = env.get("/nowhere")
+        check(r.status == 404, f"GET /nowhere: {r}")
+        return env.gateway.log().count(" 404 no route")
+
+    write("debug")
+    env.start_gateway(conf, gw)
+    check(answered_404() == 1, f"debug: the worker's line of its 404 is missing:\n{env.gateway.log()[-2000:]}")
+    write("warning")
+    reload()
+    for _ in range(4):  # each worker (the two of appliance()) takes some
+        check(answered_404() == 1, "warning: a worker still logs its 404s")
+    reload()
+    check(env.gateway.log().count("reload: generation") == 0, "warning: the master logged a reload's notice")
+    write("info")
+    reload()
+    poll(lambda: env.gateway.log().count("reload: generation") == 1, 10, what="the reload's notice back at info")

@@ -2490,6 +2490,8 @@ static const struct bad bads[] = {
      "Appliance t: spec.proxyHeaders.attemptCount.disabled", "must be true or false"},
     {"proxyHeaders attemptCount key", APP "  proxyHeaders: {attemptCount: {enabled: true}}\n", 7,
      33, "Appliance t: spec.proxyHeaders.attemptCount.enabled", "unknown field"},
+    {"logging level", APP "  logging: {level: verbose}\n", 7, 20, "Appliance t: spec.logging.level",
+     "unknown value \"verbose\""},
     {"proxyHeaders metadataExchangeHeaders",
      APP "  proxyHeaders: {metadataExchangeHeaders: {mode: ALWAYS}}\n", 7, 50,
      "Appliance t: spec.proxyHeaders.metadataExchangeHeaders.mode", "IN_MESH"},
