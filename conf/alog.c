@@ -39,6 +39,74 @@ static const struct {
     {"ROUTE_NAME", ISM_ALOG_F_ROUTE_NAME},
     {"REQUESTED_SERVER_NAME", ISM_ALOG_F_SNI},
     {"REQ", ISM_ALOG_F_REQ},
+    {"RESPONSE_CODE_DETAILS", ISM_ALOG_F_CODE_DETAILS},
+    {"DOWNSTREAM_LOCAL_ADDRESS", ISM_ALOG_F_LOCAL},
+    {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", ISM_ALOG_F_LOCAL_IP},
+    {"DOWNSTREAM_LOCAL_PORT", ISM_ALOG_F_LOCAL_PORT},
+    /* isthmus names no cluster by another name (Envoy's alt_stat_name) */
+    {"UPSTREAM_CLUSTER_RAW", ISM_ALOG_F_UPSTREAM_CLUSTER},
+};
+
+/* Envoy's other operators: known, not in the access log yet. */
+static const char *const later[] = {
+    "CONNECTION_TERMINATION_DETAILS",
+    "UPSTREAM_TRANSPORT_FAILURE_REASON",
+    "UPSTREAM_LOCAL_ADDRESS",
+    "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
+    "UPSTREAM_LOCAL_PORT",
+    "UPSTREAM_REMOTE_ADDRESS",
+    "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+    "UPSTREAM_REMOTE_PORT",
+    "RESP",
+    "TRAILER",
+    "REQUEST_DURATION",
+    "REQUEST_TX_DURATION",
+    "RESPONSE_DURATION",
+    "RESPONSE_TX_DURATION",
+    "DOWNSTREAM_HANDSHAKE_DURATION",
+    "UPSTREAM_HEADER_BYTES_RECEIVED",
+    "UPSTREAM_HEADER_BYTES_SENT",
+    "DOWNSTREAM_HEADER_BYTES_RECEIVED",
+    "DOWNSTREAM_HEADER_BYTES_SENT",
+    "UPSTREAM_WIRE_BYTES_RECEIVED",
+    "UPSTREAM_WIRE_BYTES_SENT",
+    "DOWNSTREAM_WIRE_BYTES_RECEIVED",
+    "DOWNSTREAM_WIRE_BYTES_SENT",
+    "DOWNSTREAM_REMOTE_PORT",
+    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS",
+    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_DIRECT_REMOTE_PORT",
+    "DOWNSTREAM_TLS_VERSION",
+    "DOWNSTREAM_TLS_CIPHER",
+    "DOWNSTREAM_TLS_SESSION_ID",
+    "DOWNSTREAM_PEER_URI_SAN",
+    "DOWNSTREAM_PEER_DNS_SAN",
+    "DOWNSTREAM_PEER_SUBJECT",
+    "DOWNSTREAM_PEER_ISSUER",
+    "DOWNSTREAM_PEER_SERIAL",
+    "DOWNSTREAM_PEER_CERT",
+    "DOWNSTREAM_PEER_FINGERPRINT_256",
+    "DOWNSTREAM_PEER_FINGERPRINT_1",
+    "DOWNSTREAM_PEER_CERT_V_START",
+    "DOWNSTREAM_PEER_CERT_V_END",
+    "DOWNSTREAM_LOCAL_URI_SAN",
+    "DOWNSTREAM_LOCAL_DNS_SAN",
+    "DOWNSTREAM_LOCAL_SUBJECT",
+    "UPSTREAM_PROTOCOL",
+    "HOSTNAME",
+    "ENVIRONMENT",
+    "CONNECTION_ID",
+    "UPSTREAM_CONNECTION_ID",
+    "STREAM_ID",
+    "VIRTUAL_CLUSTER_NAME",
+    "DYNAMIC_METADATA",
+    "CLUSTER_METADATA",
+    "UPSTREAM_METADATA",
+    "FILTER_STATE",
+    "UPSTREAM_FILTER_STATE",
+    "METADATA",
+    "CEL",
+    NULL,
 };
 
 #define HDR_NAME(id, name) name,
@@ -86,6 +154,12 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 		if (ism_fmt_is(t, operators[k].name))
 			break;
 	if (k == sizeof(operators) / sizeof(operators[0])) {
+		for (const char *const *l = later; *l; l++)
+			if (ism_fmt_is(t, *l)) {
+				ism_fmt_fail(s, t, "not implemented yet in the access log", err,
+					     errlen);
+				return -1;
+			}
 		ism_fmt_fail(s, t, "unknown command operator", err, errlen);
 		return -1;
 	}

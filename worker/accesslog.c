@@ -119,6 +119,15 @@ static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t ca
 	return copy(v, cap, q->val[h], q->len[h]);
 }
 
+/* ip and port as Envoy shows an address ("[v6]:port", "v4:port"); 0 when ip
+ * is unknown. */
+static size_t addr_port(char *v, size_t cap, const char *ip, uint16_t port)
+{
+	if (ip == NULL || ip[0] == '\0')
+		return 0;
+	return printed(snprintf(v, cap, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port), cap);
+}
+
 /* The value of op for r, written into v (VALUE_ROOM bytes): its length, 0 when
  * absent (shown as "-"). *num: a number, which JSON writes bare. */
 static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v, size_t cap,
@@ -155,13 +164,15 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	case ISM_ALOG_F_UPSTREAM_CLUSTER:
 		return copy_str(v, cap, r->cluster);
 	case ISM_ALOG_F_CLIENT:
-		if (r->client == NULL || r->client[0] == '\0')
-			return 0;
-		return printed(snprintf(v, cap, strchr(r->client, ':') ? "[%s]:%u" : "%s:%u",
-					r->client, r->client_port),
-			       cap);
+		return addr_port(v, cap, r->client, r->client_port);
 	case ISM_ALOG_F_CLIENT_IP:
 		return copy_str(v, cap, r->client);
+	case ISM_ALOG_F_LOCAL:
+		return addr_port(v, cap, r->local, r->local_port);
+	case ISM_ALOG_F_LOCAL_IP:
+		return copy_str(v, cap, r->local);
+	case ISM_ALOG_F_CODE_DETAILS:
+		return copy_str(v, cap, r->details);
 	case ISM_ALOG_F_ROUTE_NAME:
 		return copy_str(v, cap, q->route[0] ? q->route : NULL);
 	case ISM_ALOG_F_SNI:
@@ -184,6 +195,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->duration_ms), cap);
 	case ISM_ALOG_F_ATTEMPTS:
 		return printed(snprintf(v, cap, "%u", r->attempts), cap);
+	case ISM_ALOG_F_LOCAL_PORT:
+		return r->local != NULL ? printed(snprintf(v, cap, "%u", r->local_port), cap) : 0;
 	default:
 		ISM_BUG_ON(1); /* an operator the parser does not make */
 		return 0;
@@ -373,6 +386,11 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->conf = conf;
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
+	l->wants_local = false;
+	for (uint32_t i = 0; conf->format == ISM_ALOG_TEXT && i < conf->n_ops; i++)
+		l->wants_local = l->wants_local || conf->ops[i].field == ISM_ALOG_F_LOCAL ||
+				 conf->ops[i].field == ISM_ALOG_F_LOCAL_IP ||
+				 conf->ops[i].field == ISM_ALOG_F_LOCAL_PORT;
 }
 
 static void syslog_setup(struct ism_alog *l, const struct ism_alog_conf *conf)

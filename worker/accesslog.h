@@ -54,6 +54,10 @@ struct ism_alog_rec {
 	const char *upstream; /* "<service>|<address>:<port>" of the last attempt, or NULL */
 	const char *cluster;  /* cluster name, or NULL */
 	const char *sni;      /* the TLS client's server name, or NULL */
+	const char *details;  /* Envoy's response code details, or NULL */
+	const char *local;    /* the address the client reached (text), when the format
+				 shows it (ism_alog.wants_local); NULL: unknown */
+	uint16_t local_port;
 };
 
 /* Writes the line of r (no newline) into out (cap > 0 bytes); returns its length
@@ -70,6 +74,7 @@ struct ism_alog {
 	const struct ism_alog_conf *conf;
 	ism_alog_render_cb render;
 	uint32_t headers; /* (1 << enum ism_alog_hdr) the format shows */
+	bool wants_local; /* the format shows the address the client reached */
 	char *line;	  /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
 	/* file and stdout */
 	char *buf[2];

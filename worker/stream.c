@@ -653,12 +653,43 @@ static void log_begin(struct ism_wctx *w, struct ism_stream *st, const struct is
 	st->flags = NULL;
 }
 
+/* Envoy's response code details of the exchange: via_upstream for an
+ * upstream's answer; for one made here, the router's detail of its reason
+ * (flags), the fault filter's, direct_response for a route's own; NULL when
+ * Envoy's is not known. */
+static const char *code_details(const struct ism_stream *st)
+{
+	static const char *const map[][2] = {
+	    {"NR", "route_not_found"},
+	    {"UH", "no_healthy_upstream"},
+	    {"UT", "response_timeout"},
+	    {"UF", "upstream_reset_before_response_started{connection_failure}"},
+	    {"UC", "upstream_reset_before_response_started{connection_termination}"},
+	    {"UR", "upstream_reset_before_response_started{remote_reset}"},
+	    {"UO", "upstream_reset_before_response_started{overflow}"},
+	};
+
+	if (st->state != ISM_ST_LOCAL)
+		return st->status != 0 ? "via_upstream" : NULL;
+	if (st->log_flags & ISM_ALOG_FI)
+		return "fault_filter_abort";
+	/* A route's redirect or directResponse; a CORS preflight's is not known. */
+	if (st->flags == NULL)
+		return st->cors != NULL && st->cors->preflight ? NULL : "direct_response";
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(st->flags, map[i][0]) == 0)
+			return map[i][1];
+	return NULL;
+}
+
 /* The line of the exchange that ends now. */
 static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 {
+	const struct ism_sess_pp *pp;
 	const struct ism_cluster *cl;
 	struct ism_alog_rec r;
-	char flags[32];
+	char flags[32], local[INET6_ADDRSTRLEN] = "";
+	uint16_t local_port = 0;
 
 	if (st->log_req == NULL)
 		return;
@@ -683,7 +714,13 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[st->prev_ep] : NULL,
 	    .cluster = cl ? cl->name.p : NULL,
 	    .sni = st->sess->sni,
+	    .details = code_details(st),
 	};
+	if (w->alog.wants_local && (pp = ism_sess_pp(st->sess)) != NULL &&
+	    ism_addr_text(&pp->dst.sa, local, &local_port)) {
+		r.local = local;
+		r.local_port = local_port;
+	}
 	ism_alog_log(w, &r);
 	free(st->log_req);
 	st->log_req = NULL;
