@@ -1742,6 +1742,15 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	return true;
 }
 
+/* Whether the request's body is all read (done), and when it was: where
+ * x-envoy-upstream-service-time counts from, as Envoy's router does. */
+static void req_ends(const struct ism_wctx *w, struct ism_stream *st, bool done)
+{
+	if (done && !st->req_done)
+		st->req_end_ms = w->now;
+	st->req_done = done;
+}
+
 /* Whether the request's scheme is https, as Envoy's connection manager
  * decides it for an Istio gateway: the connection's, unless
  * gatewayTopology.numTrustedProxies trusts the proxies in front, whose
@@ -1788,7 +1797,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	st->route_server = 0;
 	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
-	st->req_done = req_done;
+	req_ends(w, st, req_done);
 	st->req_chunked = req->framing.chunked;
 	vh = request_vhost(l, st->sess, req);
 	if (vh != NULL && vh->https_redirect && !https) {
@@ -1914,7 +1923,7 @@ static void hold_body(struct ism_wctx *w, struct ism_stream *st, const char *p, 
 
 	if (bid >= 0)
 		ism_w_buf_recycle(w, bid);
-	st->req_done = done;
+	req_ends(w, st, done);
 	/* Past what a retry keeps, the request cannot be made whole again:
 	 * Envoy's answer. */
 	if (ret < 0 || st->replay.len > ISM_REPLAY_MAX)
@@ -1940,7 +1949,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 			ism_w_buf_recycle(w, bid);
 		return;
 	}
-	st->req_done = done;
+	req_ends(w, st, done);
 	if (!st->resp_started && st->deadline_kind == ISM_SDL_RESPONSE)
 		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 	ret = ism_up_req_data(w, st, p, len, bid, done);

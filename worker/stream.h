@@ -119,6 +119,7 @@ struct ism_stream {
 	const char *flags;		  /* reason code of a failure (Envoy-style), or NULL */
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
+	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */
 	struct ism_counters *lis_stats;	  /* of the table of table_gen */
 	struct ism_counters *route_stats; /* idem; NULL: no route */
 	uint64_t bytes_in;		  /* from the client, heads included */
@@ -256,10 +257,12 @@ static inline bool ism_stream_field_replaced(const struct ism_wctx *w, const str
 	return h->name_len == 6 && ism_stream_own_server(w, st) &&
 	       ism_eq_nocase(h->name, "server", 6);
 }
-/* x-envoy-upstream-service-time of st's response: ms since its request came. */
+/* x-envoy-upstream-service-time of st's response: ms since its request ended
+ * (Envoy's router: since the request was complete), or since its head came
+ * when the response comes before the body's end. */
 static inline uint64_t ism_stream_service_ms(const struct ism_wctx *w, const struct ism_stream *st)
 {
-	return w->now - st->t0_ms;
+	return w->now - (st->req_end_ms ? st->req_end_ms : st->t0_ms);
 }
 
 #endif

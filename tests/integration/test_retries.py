@@ -317,6 +317,27 @@ def attempt_fields(env):
 
 
 @_test
+def service_time_from_request_end(env):
+    """x-envoy-upstream-service-time counts from the end of the request, as
+    Envoy's router does: a body sent 2.5 s after its head, to an upstream that
+    answers once it has the whole request, does not count that wait (it
+    counted from the head before)."""
+    up = ScriptedUpstream(answer_503, fail_on=())
+    try:
+        gw = gateway_to(env, up.port, timeouts={"upstreamResponse": "10s"})
+        with Conn("127.0.0.1", gw, timeout=30) as c:
+            c.send(b"POST /a HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 5\r\n\r\n")
+            time.sleep(2.5)  # the client's slow body: the behaviour under test
+            c.send(b"hello")
+            r = c.read_response("POST")
+    finally:
+        up.close()
+    svc = r.header_all("x-envoy-upstream-service-time")
+    check(r.status == 200 and r.body == b"got 5", f"POST /a: {r.status} {r.body!r} {up.errors}")
+    check(len(svc) == 1 and int(svc[0]) < 2000, f"service time {svc}: the body's wait counted")
+
+
+@_test
 def retry_body_while_connecting(env):
     """Body bytes that come while the retry's connection is still being made
     wait for it and follow the head (a worker aborted on them before: a send on
