@@ -173,6 +173,10 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return copy_str(v, cap, r->local);
 	case ISM_ALOG_F_CODE_DETAILS:
 		return copy_str(v, cap, r->details);
+	case ISM_ALOG_F_UP_LOCAL:
+		return addr_port(v, cap, q->up_local, q->up_local_port);
+	case ISM_ALOG_F_UP_LOCAL_IP:
+		return copy_str(v, cap, q->up_local[0] ? q->up_local : NULL);
 	case ISM_ALOG_F_ROUTE_NAME:
 		return copy_str(v, cap, q->route[0] ? q->route : NULL);
 	case ISM_ALOG_F_SNI:
@@ -197,6 +201,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return printed(snprintf(v, cap, "%u", r->attempts), cap);
 	case ISM_ALOG_F_LOCAL_PORT:
 		return r->local != NULL ? printed(snprintf(v, cap, "%u", r->local_port), cap) : 0;
+	case ISM_ALOG_F_UP_LOCAL_PORT:
+		return q->up_local[0] ? printed(snprintf(v, cap, "%u", q->up_local_port), cap) : 0;
 	default:
 		ISM_BUG_ON(1); /* an operator the parser does not make */
 		return 0;
@@ -386,11 +392,15 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->conf = conf;
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
-	l->wants_local = false;
-	for (uint32_t i = 0; conf->format == ISM_ALOG_TEXT && i < conf->n_ops; i++)
-		l->wants_local = l->wants_local || conf->ops[i].field == ISM_ALOG_F_LOCAL ||
-				 conf->ops[i].field == ISM_ALOG_F_LOCAL_IP ||
-				 conf->ops[i].field == ISM_ALOG_F_LOCAL_PORT;
+	l->wants_local = l->wants_up_local = false;
+	for (uint32_t i = 0; conf->format == ISM_ALOG_TEXT && i < conf->n_ops; i++) {
+		uint8_t f = conf->ops[i].field;
+
+		l->wants_local = l->wants_local || f == ISM_ALOG_F_LOCAL ||
+				 f == ISM_ALOG_F_LOCAL_IP || f == ISM_ALOG_F_LOCAL_PORT;
+		l->wants_up_local = l->wants_up_local || f == ISM_ALOG_F_UP_LOCAL ||
+				    f == ISM_ALOG_F_UP_LOCAL_IP || f == ISM_ALOG_F_UP_LOCAL_PORT;
+	}
 }
 
 static void syslog_setup(struct ism_alog *l, const struct ism_alog_conf *conf)

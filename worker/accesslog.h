@@ -12,6 +12,7 @@
 #ifndef ISM_WORKER_ACCESSLOG_H
 #define ISM_WORKER_ACCESSLOG_H
 
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,11 +30,15 @@
 /* What a request gives its line, captured when its head is parsed (the head's
  * bytes are gone by the end of the exchange). One allocation. */
 struct ism_alog_req {
-	uint64_t start_ms;		   /* wall clock, the complete request head */
-	int16_t http_minor;		   /* 0 or 1; -1: the request could not be parsed */
-	uint8_t http2;			   /* HTTP/2 (http_minor is 1 then) */
-	char request_id[37];		   /* made by the proxy when the client sent none; "" */
-	char route[256];		   /* route name; "" before routing or without a route */
+	uint64_t start_ms;   /* wall clock, the complete request head */
+	int16_t http_minor;  /* 0 or 1; -1: the request could not be parsed */
+	uint8_t http2;	     /* HTTP/2 (http_minor is 1 then) */
+	char request_id[37]; /* made by the proxy when the client sent none; "" */
+	char route[256];     /* route name; "" before routing or without a route */
+	/* the local address of the upstream connection that answered, when
+	 * the format shows it (ism_alog.wants_up_local); "" otherwise */
+	char up_local[INET6_ADDRSTRLEN];
+	uint16_t up_local_port;
 	const char *val[ISM_ALOG_H_COUNT]; /* into data; NULL: absent or not captured */
 	uint16_t len[ISM_ALOG_H_COUNT];
 	char data[];
@@ -73,9 +78,10 @@ struct ism_alog {
 	/* the generation's format, chosen once per generation */
 	const struct ism_alog_conf *conf;
 	ism_alog_render_cb render;
-	uint32_t headers; /* (1 << enum ism_alog_hdr) the format shows */
-	bool wants_local; /* the format shows the address the client reached */
-	char *line;	  /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
+	uint32_t headers;    /* (1 << enum ism_alog_hdr) the format shows */
+	bool wants_local;    /* the format shows the address the client reached */
+	bool wants_up_local; /* ... or its upstream connection's own */
+	char *line;	     /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
 	/* file and stdout */
 	char *buf[2];
 	uint32_t len[2];

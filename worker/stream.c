@@ -1367,14 +1367,14 @@ static size_t hval_addr(char *out, size_t cap, const char *ip, uint16_t port, bo
 	return hval_str(out, cap, buf, hval_printed(sizeof(buf), n));
 }
 
-/* Socket address a, printed as hval_addr prints one. */
-static size_t hval_sockaddr(const union ism_pp_addr *a, char *out, size_t cap, bool no_port,
+/* Socket address sa (NULL: none), printed as hval_addr prints one. */
+static size_t hval_sockaddr(const struct sockaddr *sa, char *out, size_t cap, bool no_port,
 			    bool port_only)
 {
 	char ip[INET6_ADDRSTRLEN];
 	uint16_t port;
 
-	if (!ism_addr_text(&a->sa, ip, &port))
+	if (sa == NULL || !ism_addr_text(sa, ip, &port))
 		return 0;
 	return hval_addr(out, cap, ip, port, no_port, port_only);
 }
@@ -1392,11 +1392,11 @@ static size_t hval_sock(struct ism_sess *s, bool local, char *out, size_t cap, b
 
 	if (local)
 		return (pp = ism_sess_pp(s)) != NULL
-			   ? hval_sockaddr(&pp->dst, out, cap, no_port, port_only)
+			   ? hval_sockaddr(&pp->dst.sa, out, cap, no_port, port_only)
 			   : 0;
 	if (getpeername(s->s.fd, &peer.sa, &len) < 0)
 		return 0;
-	return hval_sockaddr(&peer, out, cap, no_port, port_only);
+	return hval_sockaddr(&peer.sa, out, cap, no_port, port_only);
 }
 
 /* The first of the n fields h named name (any case). */
@@ -1551,6 +1551,16 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 		return c->resp != NULL ? hval_upstream(c, out, cap, p->kind == ISM_HV_UPSTREAM_IP,
 						       p->kind == ISM_HV_UPSTREAM_PORT)
 				       : 0;
+	case ISM_HV_UPSTREAM_LOCAL:
+	case ISM_HV_UPSTREAM_LOCAL_IP:
+	case ISM_HV_UPSTREAM_LOCAL_PORT:
+		if (c->later)
+			return ISM_HVAL_LATE;
+		return c->resp != NULL && st->up != NULL
+			   ? hval_sockaddr(ism_up_local(st->up), out, cap,
+					   p->kind == ISM_HV_UPSTREAM_LOCAL_IP,
+					   p->kind == ISM_HV_UPSTREAM_LOCAL_PORT)
+			   : 0;
 	case ISM_HV_RESPONSE_CODE: {
 		int status = c->resp != NULL ? c->resp->status : c->status;
 
@@ -2103,6 +2113,13 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		return;
 	}
 	st->status = (uint16_t)resp->status;
+	if (w->alog.wants_up_local && st->log_req != NULL && st->up != NULL) {
+		const struct sockaddr *local = ism_up_local(st->up);
+
+		if (local == NULL ||
+		    !ism_addr_text(local, st->log_req->up_local, &st->log_req->up_local_port))
+			st->log_req->up_local[0] = '\0';
+	}
 	/* The route's edits, then the CORS fields (Envoy's CORS filter sets them
 	 * on what the router gives it). */
 	if ((st->resp_edits != NULL && (resp = resp_edited(w, st, resp, &copy, &made)) == NULL) ||

@@ -380,6 +380,15 @@ static void send_request(struct ism_wctx *w, struct ism_upconn *u)
 	ism_sock_send(w, &u->s, u->out.p, u->out.len, -1);
 }
 
+const struct sockaddr *ism_up_local(struct ism_upconn *u)
+{
+	socklen_t len = sizeof(u->local);
+
+	if (u->local_len == 0 && getsockname(u->s.fd, (struct sockaddr *)&u->local, &len) == 0)
+		u->local_len = len;
+	return u->local_len ? (const struct sockaddr *)&u->local : NULL;
+}
+
 struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				struct ism_buf *head, bool fresh, bool *full)

@@ -59,6 +59,9 @@ struct ism_upconn {
 	struct ism_sess *owner;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	/* its own address (getsockname), read at the first ask (ism_up_local) */
+	struct sockaddr_storage local;
+	socklen_t local_len; /* 0: not read yet */
 	struct ism_stream *st;
 	struct ism_body resp; /* how the response body is delimited */
 	struct ism_buf in;    /* response head bytes */
@@ -81,6 +84,9 @@ _Static_assert(offsetof(struct ism_upconn, s) == 0, "the socket base comes first
  * none could be made (nothing was taken then); when the pool is full
  * (maxConnections), NULL with *full set. full NULL: the limit does not apply
  * (a replay in place of a connection the upstream closed). */
+/* The local address of connection u (%UPSTREAM_LOCAL_ADDRESS%), read once;
+ * NULL when the socket cannot tell. */
+const struct sockaddr *ism_up_local(struct ism_upconn *u);
 struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 				const struct ism_cluster *cl, const struct ism_endpoint *ep,
 				struct ism_buf *head, bool fresh, bool *full);

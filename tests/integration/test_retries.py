@@ -122,6 +122,7 @@ class ScriptedUpstream:
         self.slow_accept = slow_accept
         self.bodies = []
         self.heads = []
+        self.peers = []  # (address, port) of each connection that sent a request
         self.lines = []
         self.errors = []
         self.conns = 0
@@ -166,6 +167,7 @@ class ScriptedUpstream:
                 return
             self.lines.append(head.split("\r\n", 1)[0])
             self.heads.append(head)
+            self.peers.append(c.getpeername()[:2])
             if n in self.fail_on:
                 self.first(c, head, rest)
                 return
@@ -335,6 +337,31 @@ def service_time_from_request_end(env):
     svc = r.header_all("x-envoy-upstream-service-time")
     check(r.status == 200 and r.body == b"got 5", f"POST /a: {r.status} {r.body!r} {up.errors}")
     check(len(svc) == 1 and int(svc[0]) < 2000, f"service time {svc}: the body's wait counted")
+
+
+@_test
+def upstream_local_address(env):
+    """%UPSTREAM_LOCAL_ADDRESS% (and its parts) in a response header value and
+    in the access log: the address of isthmus's own end of the connection the
+    answer came on, as the upstream saw it."""
+    up = ScriptedUpstream(answer_503, fail_on=())
+    log = env.path("access.log")
+    fmt = "%REQ(:PATH)% %UPSTREAM_LOCAL_ADDRESS% %UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% %UPSTREAM_LOCAL_PORT%"
+    try:
+        gw = free_port()
+        env.start_gateway(gateway_conf(
+            env, gw, up.port,
+            '    headers: {response: {set: {x-up: "%UPSTREAM_LOCAL_ADDRESS%", x-up-port: "%UPSTREAM_LOCAL_PORT%"}}}\n',
+            {"upstreamResponse": "10s"}, f'  accessLog: {{path: {log}, format: text, textFormat: "{fmt}"}}\n'), gw)
+        r = http_get(gw, "/a", host="retry.test")
+    finally:
+        up.close()
+    check(r.status == 200 and len(up.peers) == 1, f"GET /a: {r.status}, peers {up.peers} {up.errors}")
+    ip, port = up.peers[0]
+    check(r.header_all("x-up") == [f"{ip}:{port}"] and r.header_all("x-up-port") == [str(port)],
+          f"header values {r.headers}, want {ip}:{port}")
+    poll(lambda: file_lines(log), 5, what="the access-log line")
+    check(file_lines(log) == [f"/a {ip}:{port} {ip} {port}"], f"access log {file_lines(log)}, want {ip}:{port}")
 
 
 @_test

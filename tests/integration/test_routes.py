@@ -475,7 +475,7 @@ def headers_command_operators(env):
     check(rc == 0 and "x-proto: HTTP/2" in out, f"h2c: rc {rc} {err} {out[:400]}")
 
     cases = (
-        ("%UPSTREAM_LOCAL_ADDRESS%", "not implemented yet in header values"),
+        ("%UPSTREAM_TRANSPORT_FAILURE_REASON%", "not implemented yet in header values"),
         ("%NO_SUCH_THING%", "unknown command operator"),
         ("50% off", "a lone '%'"),
         ("%REQ%", "needs a name"),
