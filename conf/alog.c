@@ -48,6 +48,7 @@ static const struct {
     {"UPSTREAM_LOCAL_PORT", ISM_ALOG_F_UP_LOCAL_PORT},
     /* isthmus names no cluster by another name (Envoy's alt_stat_name) */
     {"UPSTREAM_CLUSTER_RAW", ISM_ALOG_F_UPSTREAM_CLUSTER},
+    {"RESP", ISM_ALOG_F_RESP},
 };
 
 /* Envoy's other operators: known, not in the access log yet. */
@@ -57,7 +58,6 @@ static const char *const later[] = {
     "UPSTREAM_REMOTE_ADDRESS",
     "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
     "UPSTREAM_REMOTE_PORT",
-    "RESP",
     "TRAILER",
     "REQUEST_DURATION",
     "REQUEST_TX_DURATION",
@@ -144,9 +144,33 @@ static int parse_req(const char *s, const struct ism_fmt_tok *t, struct ism_alog
 	return 0;
 }
 
-/* Operator t as an access-log op; -1 with the message in err. */
+/* The argument of %RESP(NAME)% or %RESP(NAME?ALTERNATIVE)%, any names; the
+ * slot it takes among the format's (*n_resp of them before it). */
+static int parse_resp(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op,
+		      int *n_resp, char *err, size_t errlen)
+{
+	const char *q = memchr(t->arg, '?', t->arg_len);
+	size_t l1 = q ? (size_t)(q - t->arg) : t->arg_len;
+
+	if (l1 == 0 || (q != NULL && l1 + 1 == t->arg_len)) {
+		ism_fmt_fail(s, t, "an empty header name", err, errlen);
+		return -1;
+	}
+	if (*n_resp >= ISM_ALOG_RESP_MAX) {
+		ism_fmt_fail(s, t, "more than 8 %RESP()% operators", err, errlen);
+		return -1;
+	}
+	op->hdr = (uint8_t)(*n_resp)++;
+	op->lit = (struct ism_str){t->arg, (uint32_t)l1};
+	if (q != NULL)
+		op->alt_name = (struct ism_str){q + 1, (uint32_t)(t->arg_len - l1 - 1)};
+	return 0;
+}
+
+/* Operator t as an access-log op (*n_resp: the RESP operators before it);
+ * -1 with the message in err. */
 static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op,
-			  char *err, size_t errlen)
+			  int *n_resp, char *err, size_t errlen)
 {
 	size_t k;
 
@@ -166,20 +190,26 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 	memset(op, 0, sizeof(*op));
 	op->field = operators[k].field;
 	op->hdr = op->alt = ISM_ALOG_H_NONE;
-	if (op->field == ISM_ALOG_F_REQ) {
+	if (op->field == ISM_ALOG_F_REQ || op->field == ISM_ALOG_F_RESP) {
 		if (!t->has_arg || t->arg_len == 0) {
-			ism_fmt_fail(s, t, "%REQ()% needs a header name, as in %REQ(USER-AGENT)%",
-				     err, errlen);
+			ism_fmt_fail(
+			    s, t,
+			    op->field == ISM_ALOG_F_REQ
+				? "%REQ()% needs a header name, as in %REQ(USER-AGENT)%"
+				: "%RESP()% needs a header name, as in %RESP(CONTENT-TYPE)%",
+			    err, errlen);
 			return -1;
 		}
-		if (parse_req(s, t, op, err, errlen) < 0)
+		if ((op->field == ISM_ALOG_F_REQ ? parse_req(s, t, op, err, errlen)
+						 : parse_resp(s, t, op, n_resp, err, errlen)) < 0)
 			return -1;
 		op->max_len = (uint16_t)t->max_len;
 	} else if (t->has_arg) {
 		ism_fmt_fail(s, t, "this command operator takes no argument", err, errlen);
 		return -1;
 	} else if (t->has_len) {
-		ism_fmt_fail(s, t, "a length (':N') applies to %REQ()% only", err, errlen);
+		ism_fmt_fail(s, t, "a length (':N') applies to %REQ()% and %RESP()% only", err,
+			     errlen);
 		return -1;
 	}
 	return 0;
@@ -190,7 +220,7 @@ int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t ca
 {
 	struct ism_fmt_tok t;
 	size_t pos = 0;
-	int n = 0, rc;
+	int n = 0, n_resp = 0, rc;
 
 	if (len > 0 && s[len - 1] == '\n')
 		len--;
@@ -200,7 +230,7 @@ int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t ca
 					 .alt = ISM_ALOG_H_NONE,
 					 .lit = {.p = t.text, .len = (uint32_t)t.len}};
 
-		if (t.op && parse_operator(s, &t, &op, err, errlen) < 0)
+		if (t.op && parse_operator(s, &t, &op, &n_resp, err, errlen) < 0)
 			return -1;
 		if ((size_t)n < cap)
 			ops[n] = op;

@@ -2779,6 +2779,7 @@ static void fill_access_log(struct cbuild *b, struct ism_alog_conf *t,
 	for (uint32_t i = 0; ops != NULL && i < m->n_ops; i++) {
 		ops[i] = m->ops[i];
 		ops[i].lit = astrn(b, m->ops[i].lit.p, m->ops[i].lit.len);
+		ops[i].alt_name = astrn(b, m->ops[i].alt_name.p, m->ops[i].alt_name.len);
 	}
 	t->ops = ops;
 }

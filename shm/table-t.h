@@ -916,15 +916,22 @@ enum ism_alog_field {
 	ISM_ALOG_F_UP_LOCAL,	  /* %UPSTREAM_LOCAL_ADDRESS%: of the connection that answered */
 	ISM_ALOG_F_UP_LOCAL_IP,	  /* %UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% */
 	ISM_ALOG_F_UP_LOCAL_PORT, /* %UPSTREAM_LOCAL_PORT% */
+	ISM_ALOG_F_RESP,	  /* %RESP(H?ALT):N%: a field of the response the client got */
 	ISM_ALOG_F_COUNT,
 };
 
+/* The %RESP()% operators one format may hold. */
+#define ISM_ALOG_RESP_MAX 8
+
 struct ism_alog_op {
-	uint8_t field;	    /* enum ism_alog_field */
-	uint8_t hdr;	    /* ISM_ALOG_F_REQ: enum ism_alog_hdr, or ISM_ALOG_H_NONE */
-	uint8_t alt;	    /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
-	uint16_t max_len;   /* ISM_ALOG_F_REQ: at most this many bytes of the value; 0: all */
-	struct ism_str lit; /* ISM_ALOG_F_LITERAL */
+	uint8_t field; /* enum ism_alog_field */
+	/* ISM_ALOG_F_REQ: enum ism_alog_hdr, or ISM_ALOG_H_NONE; ISM_ALOG_F_RESP: its
+	 * slot among the format's RESP operators (< ISM_ALOG_RESP_MAX) */
+	uint8_t hdr;
+	uint8_t alt;	  /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
+	uint16_t max_len; /* ISM_ALOG_F_REQ, _RESP: at most this many bytes of the value; 0: all */
+	struct ism_str lit;	 /* ISM_ALOG_F_LITERAL; ISM_ALOG_F_RESP: the field's name */
+	struct ism_str alt_name; /* ISM_ALOG_F_RESP: the alternative's name; empty: none */
 };
 
 struct ism_alog_conf {
@@ -986,7 +993,8 @@ struct ism_table {
 	 * writes the number and the line end). */
 	struct ism_str own_h1;
 	uint32_t own_h1_server;
-#define ISM_SVC_TIME_FIELD "x-envoy-upstream-service-time: " /* own_h1's end */
+#define ISM_SVC_TIME_NAME  "x-envoy-upstream-service-time"
+#define ISM_SVC_TIME_FIELD ISM_SVC_TIME_NAME ": " /* own_h1's end */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;

@@ -173,6 +173,11 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return copy_str(v, cap, r->local);
 	case ISM_ALOG_F_CODE_DETAILS:
 		return copy_str(v, cap, r->details);
+	case ISM_ALOG_F_RESP:
+		n = op->hdr < ISM_ALOG_RESP_MAX
+			? copy(v, cap, q->resp_val[op->hdr], q->resp_len[op->hdr])
+			: 0;
+		return op->max_len && n > op->max_len ? op->max_len : n;
 	case ISM_ALOG_F_UP_LOCAL:
 		return addr_port(v, cap, q->up_local, q->up_local_port);
 	case ISM_ALOG_F_UP_LOCAL_IP:
@@ -362,9 +367,57 @@ int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_
 		return -ENOMEM;
 	memcpy(n->request_id, (*q)->request_id, sizeof(n->request_id));
 	memcpy(n->route, (*q)->route, sizeof(n->route));
-	free(*q);
+	ism_alog_req_free(*q);
 	*q = n;
 	return 0;
+}
+
+void ism_alog_req_free(struct ism_alog_req *q)
+{
+	if (q != NULL)
+		free(q->resp_data);
+	free(q);
+}
+
+void ism_alog_capture_resp(const struct ism_alog *l, struct ism_alog_req *q,
+			   const struct ism_http_header *h, size_t n,
+			   const struct ism_http_header *own, size_t n_own)
+{
+	const struct ism_http_header *found[ISM_ALOG_RESP_MAX] = {0};
+	size_t total = 0;
+	char *d;
+
+	if (!l->wants_resp || q->resp_data != NULL)
+		return;
+	for (uint32_t i = 0; i < l->conf->n_ops; i++) {
+		const struct ism_alog_op *op = &l->conf->ops[i];
+		const struct ism_http_header *f = NULL;
+
+		if (op->field != ISM_ALOG_F_RESP)
+			continue;
+		for (int pass = 0; pass < 2 && f == NULL; pass++) {
+			struct ism_str name = pass == 0 ? op->lit : op->alt_name;
+
+			if (name.len > 0 &&
+			    (f = ism_http_field(own, n_own, name.p, name.len)) == NULL)
+				f = ism_http_field(h, n, name.p, name.len);
+		}
+		found[op->hdr] = f;
+		total +=
+		    f != NULL ? (f->value_len < ISM_ALOG_VALUE ? f->value_len : ISM_ALOG_VALUE) : 0;
+	}
+	if (total == 0 || (q->resp_data = d = malloc(total)) == NULL)
+		return;
+	for (int k = 0; k < ISM_ALOG_RESP_MAX; k++) {
+		if (found[k] == NULL)
+			continue;
+		q->resp_len[k] =
+		    (uint16_t)(found[k]->value_len < ISM_ALOG_VALUE ? found[k]->value_len
+								    : ISM_ALOG_VALUE);
+		memcpy(d, found[k]->value, q->resp_len[k]);
+		q->resp_val[k] = d;
+		d += q->resp_len[k];
+	}
 }
 
 /* ---------- destinations ---------- */
@@ -392,7 +445,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->conf = conf;
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
-	l->wants_local = l->wants_up_local = false;
+	l->wants_local = l->wants_up_local = l->wants_resp = false;
 	for (uint32_t i = 0; conf->format == ISM_ALOG_TEXT && i < conf->n_ops; i++) {
 		uint8_t f = conf->ops[i].field;
 
@@ -400,6 +453,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 				 f == ISM_ALOG_F_LOCAL_IP || f == ISM_ALOG_F_LOCAL_PORT;
 		l->wants_up_local = l->wants_up_local || f == ISM_ALOG_F_UP_LOCAL ||
 				    f == ISM_ALOG_F_UP_LOCAL_IP || f == ISM_ALOG_F_UP_LOCAL_PORT;
+		l->wants_resp = l->wants_resp || f == ISM_ALOG_F_RESP;
 	}
 }
 

@@ -39,6 +39,11 @@ struct ism_alog_req {
 	 * the format shows it (ism_alog.wants_up_local); "" otherwise */
 	char up_local[INET6_ADDRSTRLEN];
 	uint16_t up_local_port;
+	/* The values of the format's %RESP()% operators, by slot
+	 * (ism_alog_capture_resp), in resp_data (malloc'd; NULL: none) */
+	char *resp_data;
+	const char *resp_val[ISM_ALOG_RESP_MAX];
+	uint16_t resp_len[ISM_ALOG_RESP_MAX];
 	const char *val[ISM_ALOG_H_COUNT]; /* into data; NULL: absent or not captured */
 	uint16_t len[ISM_ALOG_H_COUNT];
 	char data[];
@@ -81,6 +86,7 @@ struct ism_alog {
 	uint32_t headers;    /* (1 << enum ism_alog_hdr) the format shows */
 	bool wants_local;    /* the format shows the address the client reached */
 	bool wants_up_local; /* ... or its upstream connection's own */
+	bool wants_resp;     /* the format has %RESP()% operators */
 	char *line;	     /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
 	/* file and stdout */
 	char *buf[2];
@@ -134,6 +140,16 @@ struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *
  * -ENOMEM (*q is kept as it was). */
 int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_http_req *req,
 		       const char *orig, size_t orig_len);
+
+/* The values of l's %RESP()% operators in the response the client gets:
+ * its fields h[0, n), and own[0, n_own) (those isthmus adds: Server, Date,
+ * x-envoy-upstream-service-time) first; each cut at ISM_ALOG_VALUE bytes.
+ * Without memory the line shows them absent. */
+void ism_alog_capture_resp(const struct ism_alog *l, struct ism_alog_req *q,
+			   const struct ism_http_header *h, size_t n,
+			   const struct ism_http_header *own, size_t n_own);
+/* Frees q (NULL: nothing) and what it holds. */
+void ism_alog_req_free(struct ism_alog_req *q);
 
 /* Renders r and hands the line to the destination. */
 void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r);

@@ -855,7 +855,7 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	if (ism_stream_own_server(w, st))
 		ism_h2nv_add(&nv, "server", 6, t->server.p, t->server.len);
 	if (t->debug_headers)
-		ism_h2nv_add(&nv, "x-envoy-upstream-service-time", 29, svc,
+		ism_h2nv_add(&nv, ISM_SVC_TIME_NAME, sizeof(ISM_SVC_TIME_NAME) - 1, svc,
 			     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10));
 	if (!date)
 		ism_h2nv_add(&nv, "date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN);

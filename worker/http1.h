@@ -52,13 +52,20 @@ static inline bool ism_http_header_is_date(const struct ism_http_header *h)
 	       (p[2] | 0x20) == 't' && (p[3] | 0x20) == 'e';
 }
 
-/* Whether one of fields h[0, n) is the field name (a lowercase literal). */
-static inline bool ism_http_has_field(const struct ism_http_header *h, size_t n, const char *name)
+/* The first of fields h[0, n) named name (len bytes, any case), or NULL. */
+static inline const struct ism_http_header *ism_http_field(const struct ism_http_header *h,
+							   size_t n, const char *name, size_t len)
 {
 	for (size_t i = 0; i < n; i++)
-		if (ism_http_header_is(&h[i], name))
-			return true;
-	return false;
+		if (h[i].name_len == len && strncasecmp(h[i].name, name, len) == 0)
+			return &h[i];
+	return NULL;
+}
+
+/* Whether one of fields h[0, n) is the field name (a literal). */
+static inline bool ism_http_has_field(const struct ism_http_header *h, size_t n, const char *name)
+{
+	return ism_http_field(h, n, name, strlen(name)) != NULL;
 }
 
 /* A gRPC content type, as Envoy's hasGrpcContentType: application/grpc, alone

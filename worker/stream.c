@@ -67,7 +67,7 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 {
 	if (st->copies != NULL && !st->mirror)
 		ism_mirror_orphaned(w, st);
-	free(st->log_req);
+	ism_alog_req_free(st->log_req);
 	st->log_req = NULL;
 	/* What only some requests have (a plain route's has none of them). */
 	if (st->set_cookie != NULL || st->resp_edits != NULL || st->cors != NULL ||
@@ -648,7 +648,7 @@ static void log_begin(struct ism_wctx *w, struct ism_stream *st, const struct is
 {
 	if (w->alog.fd < 0)
 		return;
-	free(st->log_req);
+	ism_alog_req_free(st->log_req);
 	st->log_req = ism_alog_capture(w->alog.headers, req, ism_wall_ms());
 	st->flags = NULL;
 }
@@ -722,7 +722,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 		r.local_port = local_port;
 	}
 	ism_alog_log(w, &r);
-	free(st->log_req);
+	ism_alog_req_free(st->log_req);
 	st->log_req = NULL;
 }
 
@@ -994,6 +994,32 @@ static struct ism_deferred *defer_answer(const struct ism_local *lr, const char 
 	return a;
 }
 
+/* The access log's %RESP()% values of the answer whose fields are h[0, n),
+ * with those isthmus adds to it: Server, Date, and for an upstream's answer
+ * (upstream) x-envoy-upstream-service-time. */
+static void log_resp(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
+		     size_t n, bool upstream)
+{
+	const struct ism_table *t = w->table;
+	struct ism_http_header own[3];
+	size_t n_own = 0;
+	char svc[21];
+	bool date = false;
+
+	for (size_t i = 0; i < n && !date; i++)
+		date = ism_http_header_is_date(&h[i]);
+	if (ism_stream_own_server(w, st))
+		own[n_own++] = (struct ism_http_header){"server", 6, t->server.p, t->server.len};
+	if (!date)
+		own[n_own++] =
+		    (struct ism_http_header){"date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN};
+	if (upstream && t->debug_headers)
+		own[n_own++] =
+		    (struct ism_http_header){ISM_SVC_TIME_NAME, sizeof(ISM_SVC_TIME_NAME) - 1, svc,
+					     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10)};
+	ism_alog_capture_resp(&w->alog, st->log_req, h, n, own, n_own);
+}
+
 /* A response made here, lr; flags: the access log's reason code (NULL: none,
  * a route's own answer). During a fault delay it waits for the delay's end
  * (the first one made; without memory it goes at once). */
@@ -1044,6 +1070,8 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 		if (with_cors.hdrs != NULL)
 			lr = &with_cors;
 	}
+	if (w->alog.wants_resp && st->log_req != NULL)
+		log_resp(w, st, lr->hdrs, lr->n_hdrs, false);
 	if (st->sess->ops->local(w, st, lr) < 0) {
 		stream_cut(w, st);
 		return;
@@ -1403,10 +1431,9 @@ static size_t hval_sock(struct ism_sess *s, bool local, char *out, size_t cap, b
 static size_t hval_field(const struct ism_http_header *h, size_t n, struct ism_str name, char *out,
 			 size_t cap)
 {
-	for (size_t i = 0; i < n; i++)
-		if (h[i].name_len == name.len && strncasecmp(h[i].name, name.p, name.len) == 0)
-			return hval_str(out, cap, h[i].value, h[i].value_len);
-	return 0;
+	const struct ism_http_header *f = ism_http_field(h, n, name.p, name.len);
+
+	return f != NULL ? hval_str(out, cap, f->value, f->value_len) : 0;
 }
 
 /* %REQ(NAME)%: the request's first field of that name, the pseudo-headers
@@ -2128,6 +2155,8 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
+	if (w->alog.wants_resp && st->log_req != NULL)
+		log_resp(w, st, resp->headers, resp->n_headers, true);
 	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
 	free(made);
 	if (ret < 0) {
@@ -2394,7 +2423,7 @@ void ism_stream_free_all(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->streams.n; i++) {
 		struct ism_stream *st = w->streams.obj[i];
 
-		free(st->log_req);
+		ism_alog_req_free(st->log_req);
 		free(st->set_cookie);
 		free(st->resp_edits);
 		free(st->cors);

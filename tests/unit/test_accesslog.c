@@ -30,11 +30,14 @@ static int parse(const char *s, struct ism_alog_op *ops, char *err, size_t errle
 	assert_non_null(copy);
 	memcpy(copy, s, len);
 	n = ism_alog_parse(copy, len, ops, MAX_OPS, err, errlen);
-	/* Literals point into the template: keep them valid for the caller. */
-	if (n > 0)
-		for (int i = 0; i < n && i < MAX_OPS; i++)
-			if (ops[i].field == ISM_ALOG_F_LITERAL)
-				ops[i].lit.p = s + (ops[i].lit.p - copy);
+	/* Literals and names point into the template: keep them valid for the
+	 * caller. */
+	for (int i = 0; i < n && i < MAX_OPS; i++) {
+		if (ops[i].lit.p != NULL)
+			ops[i].lit.p = s + (ops[i].lit.p - copy);
+		if (ops[i].alt_name.p != NULL)
+			ops[i].alt_name.p = s + (ops[i].alt_name.p - copy);
+	}
 	free(copy);
 	return n;
 }
@@ -160,9 +163,6 @@ static void test_parse_errors(void **state)
 		const char *msg; /* exact */
 	} cases[] = {
 	    {"%FOO%", "unknown command operator: \"%FOO%\" at offset 0"},
-	    {"a %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% b",
-	     "not implemented yet in the access log: \"%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%\" at "
-	     "offset 2"},
 	    {"%start_time%", "a lone '%' (write %% for a percent sign): \"%\" at offset 0"},
 	    {"100% done", "a lone '%' (write %% for a percent sign): \"%\" at offset 3"},
 	    {"x %", "a lone '%' (write %% for a percent sign): \"%\" at offset 2"},
@@ -185,7 +185,7 @@ static void test_parse_errors(void **state)
 	    {"%DURATION(x)%", "this command operator takes no argument: \"%DURATION(x)%\" at "
 			      "offset 0"},
 	    {"%DURATION:3%",
-	     "a length (':N') applies to %REQ()% only: \"%DURATION:3%\" at offset 0"},
+	     "a length (':N') applies to %REQ()% and %RESP()% only: \"%DURATION:3%\" at offset 0"},
 	    {"%REQ(USER-AGENT):0%", "the length after ':' must be between 1 and 65535: "
 				    "\"%REQ(USER-AGENT):0%\" at offset 0"},
 	    {"%REQ(USER-AGENT):65536%", "the length after ':' must be between 1 and 65535: "
@@ -234,7 +234,7 @@ static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 
-	free(f->q);
+	ism_alog_req_free(f->q);
 	free(f);
 	return 0;
 }
@@ -436,10 +436,49 @@ static void test_time_http(void **state)
 	assert_string_equal(d, "Tue, 29 Feb 2000 00:00:00 GMT");
 }
 
+/* %RESP()%: any field of the response, the fields isthmus adds first, the
+ * alternative's when the first is absent, cut at :N; at most 8 of them. */
+static void test_render_resp(void **state)
+{
+	static const struct ism_http_header resp[] = {
+	    {"Content-Type", 12, "text/html", 9},
+	    {"server", 6, "upstream/1.0", 12},
+	    {"x-b", 3, "bee", 3},
+	};
+	static const struct ism_http_header own[] = {{"server", 6, "isthmus", 7}};
+	struct fx *f = exchange(state, GET,
+				"%RESP(CONTENT-TYPE)% %RESP(SERVER)% %RESP(X-A?X-B)% %RESP(X-C)% "
+				"%RESP(content-type):4%");
+	struct ism_alog l = {.conf = &f->conf};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	assert_int_equal(f->ops[0].field, ISM_ALOG_F_RESP);
+	assert_int_equal(f->ops[8].hdr, 4); /* the fifth RESP's slot */
+	ism_alog_use(&l, &f->conf);
+	assert_true(l.wants_resp);
+	ism_alog_capture_resp(&l, f->q, resp, 3, own, 1);
+	assert_string_equal(render(f), "text/html isthmus bee - text");
+	assert_int_equal(parse("%RESP(a)%%RESP(b)%%RESP(c)%%RESP(d)%%RESP(e)%%RESP(f)%%RESP(g)%"
+			       "%RESP(h)%",
+			       ops, err, sizeof(err)),
+			 8);
+	assert_int_equal(parse("%RESP(a)%%RESP(b)%%RESP(c)%%RESP(d)%%RESP(e)%%RESP(f)%%RESP(g)%"
+			       "%RESP(h)%%RESP(i)%",
+			       ops, err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "more than 8 %RESP()% operators"));
+	assert_int_equal(parse("%RESP(a?)%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "an empty header name"));
+	assert_int_equal(parse("%RESP%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "%RESP()% needs a header name"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_time_http),
+	    cmocka_unit_test_teardown(test_render_resp, fx_teardown),
 	    cmocka_unit_test(test_parse_every_operator),
 	    cmocka_unit_test(test_parse_req),
 	    cmocka_unit_test(test_parse_literals),
