@@ -122,25 +122,52 @@ static int header_id(const char *s, size_t len)
 	return -1;
 }
 
-/* The argument of %REQ(NAME)% or %REQ(NAME?ALTERNATIVE)%. */
-static int parse_req(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op, char *err,
-		     size_t errlen)
+/* The slot of request field name (len bytes) in *slot: one of the list, or
+ * the next named slot (*n_named of them taken); -1 with the message in err. */
+static int req_slot(const char *s, const struct ism_fmt_tok *t, const char *name, size_t len,
+		    int *n_named, uint8_t *slot, char *err, size_t errlen)
 {
-	const char *q = memchr(t->arg, '?', t->arg_len);
-	size_t l1 = q ? (size_t)(q - t->arg) : t->arg_len;
-	int h = header_id(t->arg, l1);
-	int alt = q ? header_id(q + 1, t->arg_len - l1 - 1) : ISM_ALOG_H_NONE;
+	int h = header_id(name, len);
 
-	if (h < 0 || alt < 0) {
+	if (len == 0) {
+		ism_fmt_fail(s, t, "an empty header name", err, errlen);
+		return -1;
+	}
+	if (h >= 0) {
+		*slot = (uint8_t)h;
+		return 0;
+	}
+	if (name[0] == ':') {
 		ism_fmt_fail(s, t,
-			     "header not captured (%REQ()% takes :METHOD, :PATH, :AUTHORITY, "
-			     "USER-AGENT, X-REQUEST-ID, X-FORWARDED-FOR, REFERER, "
-			     "X-ENVOY-ORIGINAL-PATH, and NAME?ALTERNATIVE)",
+			     "unknown pseudo-header (%REQ()% takes :METHOD, :PATH and :AUTHORITY)",
 			     err, errlen);
 		return -1;
 	}
-	op->hdr = (uint8_t)h;
-	op->alt = (uint8_t)alt;
+	if (*n_named >= ISM_ALOG_NAMED_MAX) {
+		ism_fmt_fail(s, t, "more than 8 request fields besides the usual ones", err,
+			     errlen);
+		return -1;
+	}
+	*slot = (uint8_t)(ISM_ALOG_H_COUNT + (*n_named)++);
+	return 0;
+}
+
+/* The argument of %REQ(NAME)% or %REQ(NAME?ALTERNATIVE)%: fields of the usual
+ * list are captured always, others (the format's, at most 8) by name. */
+static int parse_req(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op,
+		     int *n_named, char *err, size_t errlen)
+{
+	const char *q = memchr(t->arg, '?', t->arg_len);
+	size_t l1 = q ? (size_t)(q - t->arg) : t->arg_len;
+
+	if (req_slot(s, t, t->arg, l1, n_named, &op->hdr, err, errlen) < 0 ||
+	    (q != NULL &&
+	     req_slot(s, t, q + 1, t->arg_len - l1 - 1, n_named, &op->alt, err, errlen) < 0))
+		return -1;
+	if (op->hdr >= ISM_ALOG_H_COUNT)
+		op->lit = (struct ism_str){t->arg, (uint32_t)l1};
+	if (q != NULL && op->alt >= ISM_ALOG_H_COUNT)
+		op->alt_name = (struct ism_str){q + 1, (uint32_t)(t->arg_len - l1 - 1)};
 	return 0;
 }
 
@@ -167,10 +194,10 @@ static int parse_resp(const char *s, const struct ism_fmt_tok *t, struct ism_alo
 	return 0;
 }
 
-/* Operator t as an access-log op (*n_resp: the RESP operators before it);
- * -1 with the message in err. */
+/* Operator t as an access-log op (*n_resp, *n_named: the RESP operators and
+ * the named request fields before it); -1 with the message in err. */
 static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op,
-			  int *n_resp, char *err, size_t errlen)
+			  int *n_resp, int *n_named, char *err, size_t errlen)
 {
 	size_t k;
 
@@ -200,7 +227,7 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 			    err, errlen);
 			return -1;
 		}
-		if ((op->field == ISM_ALOG_F_REQ ? parse_req(s, t, op, err, errlen)
+		if ((op->field == ISM_ALOG_F_REQ ? parse_req(s, t, op, n_named, err, errlen)
 						 : parse_resp(s, t, op, n_resp, err, errlen)) < 0)
 			return -1;
 		op->max_len = (uint16_t)t->max_len;
@@ -220,7 +247,7 @@ int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t ca
 {
 	struct ism_fmt_tok t;
 	size_t pos = 0;
-	int n = 0, n_resp = 0, rc;
+	int n = 0, n_resp = 0, n_named = 0, rc;
 
 	if (len > 0 && s[len - 1] == '\n')
 		len--;
@@ -230,7 +257,7 @@ int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t ca
 					 .alt = ISM_ALOG_H_NONE,
 					 .lit = {.p = t.text, .len = (uint32_t)t.len}};
 
-		if (t.op && parse_operator(s, &t, &op, &n_resp, err, errlen) < 0)
+		if (t.op && parse_operator(s, &t, &op, &n_resp, &n_named, err, errlen) < 0)
 			return -1;
 		if ((size_t)n < cap)
 			ops[n] = op;

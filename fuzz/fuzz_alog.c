@@ -66,8 +66,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (op->field >= ISM_ALOG_F_COUNT || op->field == ISM_ALOG_F_UPSTREAM_ENDPOINT)
 			abort();
 		if (op->field == ISM_ALOG_F_REQ &&
-		    ((op->hdr >= ISM_ALOG_H_COUNT && op->hdr != ISM_ALOG_H_NONE) ||
-		     (op->alt >= ISM_ALOG_H_COUNT && op->alt != ISM_ALOG_H_NONE)))
+		    ((op->hdr >= ISM_ALOG_H_ALL && op->hdr != ISM_ALOG_H_NONE) ||
+		     (op->alt >= ISM_ALOG_H_ALL && op->alt != ISM_ALOG_H_NONE)))
+			abort();
+		/* A named field carries its name, within the template. */
+		if (op->field == ISM_ALOG_F_REQ && op->hdr >= ISM_ALOG_H_COUNT &&
+		    op->hdr < ISM_ALOG_H_ALL &&
+		    (op->lit.len == 0 || op->lit.p < s || op->lit.p + op->lit.len > s + size))
+			abort();
+		if (op->field == ISM_ALOG_F_RESP &&
+		    (op->hdr >= ISM_ALOG_RESP_MAX || op->lit.len == 0 || op->lit.p < s ||
+		     op->lit.p + op->lit.len > s + size))
 			abort();
 	}
 	return 0;

@@ -886,8 +886,13 @@ enum ism_alog_format {
 #define ISM_ALOG_HDR_ENUM(id, name) ISM_ALOG_H_##id,
 enum ism_alog_hdr {
 	ISM_ALOG_HEADERS(ISM_ALOG_HDR_ENUM) ISM_ALOG_H_COUNT,
+	/* then the format's other request fields, by name (ISM_ALOG_NAMED_MAX) */
 	ISM_ALOG_H_NONE = 0xff, /* never present */
 };
+/* The request fields a format names beyond the list above: slots
+ * ISM_ALOG_H_COUNT + 0 .. ISM_ALOG_NAMED_MAX - 1, in the order they come. */
+#define ISM_ALOG_NAMED_MAX 8
+#define ISM_ALOG_H_ALL	   (ISM_ALOG_H_COUNT + ISM_ALOG_NAMED_MAX)
 #undef ISM_ALOG_HDR_ENUM
 
 /* What one operator of a line shows. */
@@ -925,13 +930,16 @@ enum ism_alog_field {
 
 struct ism_alog_op {
 	uint8_t field; /* enum ism_alog_field */
-	/* ISM_ALOG_F_REQ: enum ism_alog_hdr, or ISM_ALOG_H_NONE; ISM_ALOG_F_RESP: its
-	 * slot among the format's RESP operators (< ISM_ALOG_RESP_MAX) */
+	/* ISM_ALOG_F_REQ: enum ism_alog_hdr, or a named slot (below ISM_ALOG_H_ALL),
+	 * or ISM_ALOG_H_NONE; ISM_ALOG_F_RESP: its slot among the format's RESP
+	 * operators (< ISM_ALOG_RESP_MAX) */
 	uint8_t hdr;
 	uint8_t alt;	  /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
 	uint16_t max_len; /* ISM_ALOG_F_REQ, _RESP: at most this many bytes of the value; 0: all */
-	struct ism_str lit;	 /* ISM_ALOG_F_LITERAL; ISM_ALOG_F_RESP: the field's name */
-	struct ism_str alt_name; /* ISM_ALOG_F_RESP: the alternative's name; empty: none */
+	/* ISM_ALOG_F_LITERAL: the text; ISM_ALOG_F_RESP, and ISM_ALOG_F_REQ with a
+	 * named slot in hdr: the field's name */
+	struct ism_str lit;
+	struct ism_str alt_name; /* the same for alt; empty: none */
 };
 
 struct ism_alog_conf {

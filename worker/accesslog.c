@@ -107,7 +107,7 @@ static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t ca
 	const struct ism_alog_req *q = r->req;
 	const char *peer = r->peer ? r->peer : r->client;
 
-	if (h >= ISM_ALOG_H_COUNT)
+	if (h >= ISM_ALOG_H_ALL)
 		return 0;
 	if (h == ISM_ALOG_H_X_REQUEST_ID && (q->val[h] == NULL || q->request_id[0] != '\0'))
 		return copy_str(v, cap, q->request_id);
@@ -280,9 +280,9 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
 	for (size_t i = 0; i < n; i++) {
 		if (ops[i].field != ISM_ALOG_F_REQ)
 			continue;
-		if (ops[i].hdr < ISM_ALOG_H_COUNT)
+		if (ops[i].hdr < ISM_ALOG_H_ALL)
 			mask |= 1u << ops[i].hdr;
-		if (ops[i].alt < ISM_ALOG_H_COUNT)
+		if (ops[i].alt < ISM_ALOG_H_ALL)
 			mask |= 1u << ops[i].alt;
 	}
 	return mask;
@@ -296,13 +296,21 @@ static const char *const hdr_names[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAM
 
 /* As ism_alog_capture; orig (NULL: none): the path before a rewrite, which
  * x-envoy-original-path shows whatever the client sent. */
-static struct ism_alog_req *capture(uint32_t mask, const struct ism_http_req *req, const char *orig,
+static struct ism_alog_req *capture(uint32_t mask, const struct ism_str *named,
+				    const struct ism_http_req *req, const char *orig,
 				    size_t orig_len, uint64_t start_ms)
 {
-	const char *src[ISM_ALOG_H_COUNT] = {0};
-	size_t len[ISM_ALOG_H_COUNT] = {0}, total = 0;
+	const char *src[ISM_ALOG_H_ALL] = {0};
+	size_t len[ISM_ALOG_H_ALL] = {0}, total = 0;
+	struct ism_str name[ISM_ALOG_H_ALL];
 	struct ism_alog_req *q;
 	char *d;
+
+	for (int k = 0; k < ISM_ALOG_H_ALL; k++)
+		name[k] = k < ISM_ALOG_H_COUNT
+			      ? (struct ism_str){hdr_names[k], (uint32_t)strlen(hdr_names[k])}
+			  : named != NULL ? named[k - ISM_ALOG_H_COUNT]
+					  : (struct ism_str){NULL, 0};
 
 	if (req != NULL) {
 		src[ISM_ALOG_H_METHOD] = req->method;
@@ -318,15 +326,14 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_http_req *re
 	for (size_t i = 0; req != NULL && i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
-		for (int k = 0; k < ISM_ALOG_H_COUNT; k++)
-			if (src[k] == NULL && (mask >> k & 1) &&
-			    strlen(hdr_names[k]) == h->name_len &&
-			    strncasecmp(hdr_names[k], h->name, h->name_len) == 0) {
+		for (int k = 0; k < ISM_ALOG_H_ALL; k++)
+			if (src[k] == NULL && (mask >> k & 1) && name[k].len == h->name_len &&
+			    strncasecmp(name[k].p, h->name, h->name_len) == 0) {
 				src[k] = h->value;
 				len[k] = h->value_len;
 			}
 	}
-	for (int k = 0; k < ISM_ALOG_H_COUNT; k++) {
+	for (int k = 0; k < ISM_ALOG_H_ALL; k++) {
 		if (!(mask >> k & 1))
 			src[k] = NULL;
 		if (len[k] > ISM_ALOG_VALUE)
@@ -341,7 +348,7 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_http_req *re
 	q->http_minor = (int16_t)(req ? req->minor_version : -1);
 	q->http2 = req ? req->h2 : 0;
 	d = q->data;
-	for (int k = 0; k < ISM_ALOG_H_COUNT; k++) {
+	for (int k = 0; k < ISM_ALOG_H_ALL; k++) {
 		if (src[k] == NULL)
 			continue;
 		memcpy(d, src[k], len[k]);
@@ -352,16 +359,16 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_http_req *re
 	return q;
 }
 
-struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
-				      uint64_t start_ms)
+struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_str *named,
+				      const struct ism_http_req *req, uint64_t start_ms)
 {
-	return capture(mask, req, NULL, 0, start_ms);
+	return capture(mask, named, req, NULL, 0, start_ms);
 }
 
-int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_http_req *req,
-		       const char *orig, size_t orig_len)
+int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_str *named,
+		       const struct ism_http_req *req, const char *orig, size_t orig_len)
 {
-	struct ism_alog_req *n = capture(mask, req, orig, orig_len, (*q)->start_ms);
+	struct ism_alog_req *n = capture(mask, named, req, orig, orig_len, (*q)->start_ms);
 
 	if (n == NULL)
 		return -ENOMEM;
@@ -446,8 +453,15 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
 	l->wants_local = l->wants_up_local = l->wants_resp = false;
+	memset(l->named, 0, sizeof(l->named));
 	for (uint32_t i = 0; conf->format == ISM_ALOG_TEXT && i < conf->n_ops; i++) {
-		uint8_t f = conf->ops[i].field;
+		const struct ism_alog_op *op = &conf->ops[i];
+		uint8_t f = op->field;
+
+		if (f == ISM_ALOG_F_REQ && op->hdr >= ISM_ALOG_H_COUNT && op->hdr < ISM_ALOG_H_ALL)
+			l->named[op->hdr - ISM_ALOG_H_COUNT] = op->lit;
+		if (f == ISM_ALOG_F_REQ && op->alt >= ISM_ALOG_H_COUNT && op->alt < ISM_ALOG_H_ALL)
+			l->named[op->alt - ISM_ALOG_H_COUNT] = op->alt_name;
 
 		l->wants_local = l->wants_local || f == ISM_ALOG_F_LOCAL ||
 				 f == ISM_ALOG_F_LOCAL_IP || f == ISM_ALOG_F_LOCAL_PORT;

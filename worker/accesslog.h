@@ -44,8 +44,8 @@ struct ism_alog_req {
 	char *resp_data;
 	const char *resp_val[ISM_ALOG_RESP_MAX];
 	uint16_t resp_len[ISM_ALOG_RESP_MAX];
-	const char *val[ISM_ALOG_H_COUNT]; /* into data; NULL: absent or not captured */
-	uint16_t len[ISM_ALOG_H_COUNT];
+	const char *val[ISM_ALOG_H_ALL]; /* into data; NULL: absent or not captured */
+	uint16_t len[ISM_ALOG_H_ALL];
 	char data[];
 };
 
@@ -83,7 +83,9 @@ struct ism_alog {
 	/* the generation's format, chosen once per generation */
 	const struct ism_alog_conf *conf;
 	ism_alog_render_cb render;
-	uint32_t headers;    /* (1 << enum ism_alog_hdr) the format shows */
+	uint32_t headers; /* (1 << enum ism_alog_hdr, or named slot) the format shows */
+	/* the names of the format's named request fields, by slot - ISM_ALOG_H_COUNT */
+	struct ism_str named[ISM_ALOG_NAMED_MAX];
 	bool wants_local;    /* the format shows the address the client reached */
 	bool wants_up_local; /* ... or its upstream connection's own */
 	bool wants_resp;     /* the format has %RESP()% operators */
@@ -130,16 +132,17 @@ ism_alog_render_cb ism_alog_renderer(const struct ism_alog_conf *conf);
 /* The headers (1 << enum ism_alog_hdr) that conf's format shows. */
 uint32_t ism_alog_headers(const struct ism_alog_conf *conf);
 /* Copies what the line will show of req (NULL: it could not be parsed): the
- * headers in mask, each cut at ISM_ALOG_VALUE bytes. NULL when out of memory;
- * the caller frees it. */
-struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_http_req *req,
-				      uint64_t start_ms);
+ * headers in mask (named ones by their names in named[], NULL: none), each
+ * cut at ISM_ALOG_VALUE bytes. NULL when out of memory; the caller frees it
+ * (ism_alog_req_free). */
+struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_str *named,
+				      const struct ism_http_req *req, uint64_t start_ms);
 /* Captures *q again from req as a route's actions changed it (its :path and
  * :authority are what the upstream gets) and with orig (NULL: none) as
  * x-envoy-original-path, keeping its start, request id and route. 0, or
  * -ENOMEM (*q is kept as it was). */
-int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_http_req *req,
-		       const char *orig, size_t orig_len);
+int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_str *named,
+		       const struct ism_http_req *req, const char *orig, size_t orig_len);
 
 /* The values of l's %RESP()% operators in the response the client gets:
  * its fields h[0, n), and own[0, n_own) (those isthmus adds: Server, Date,

@@ -649,7 +649,7 @@ static void log_begin(struct ism_wctx *w, struct ism_stream *st, const struct is
 	if (w->alog.fd < 0)
 		return;
 	ism_alog_req_free(st->log_req);
-	st->log_req = ism_alog_capture(w->alog.headers, req, ism_wall_ms());
+	st->log_req = ism_alog_capture(w->alog.headers, w->alog.named, req, ism_wall_ms());
 	st->flags = NULL;
 }
 
@@ -1775,7 +1775,8 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	}
 	/* Without memory, the line shows the request as it came. */
 	if (st->log_req != NULL)
-		ism_alog_rewritten(&st->log_req, w->alog.headers, req, ed->orig_path, ed->orig_len);
+		ism_alog_rewritten(&st->log_req, w->alog.headers, w->alog.named, req, ed->orig_path,
+				   ed->orig_len);
 	return true;
 }
 

@@ -108,31 +108,34 @@ def access_log_istio_operators(env):
     response code details (via_upstream, no route, a failed connect, a
     redirect), the address and port the client reached, UPSTREAM_CLUSTER_RAW,
     fields of the response the client got (%RESP()%: isthmus's own Server and
-    service time among them, an alternative, a length); Envoy operators the
-    log does not make yet are refused by name at load."""
+    service time among them, an alternative, a length), a request field
+    outside the usual list (%REQ(TRACEPARENT)%); Envoy operators the log does
+    not make yet are refused by name at load."""
     log = env.path("access.log")
     fmt = ("%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_LOCAL_ADDRESS% "
            "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_PORT% %UPSTREAM_CLUSTER_RAW% "
-           "%RESP(SERVER)% %RESP(LOCATION?CONTENT-TYPE):10% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%")
+           "%RESP(SERVER)% %RESP(LOCATION?CONTENT-TYPE):10% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "
+           "%REQ(TRACEPARENT)%")
     text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     text = text.replace("  - match: [{uri: {prefix: /down}}]",
                         "  - match: [{uri: {prefix: /moved}}]\n    redirect: {uri: /app}\n"
                         "  - match: [{uri: {prefix: /down}}]", 1)
     env.start_gateway(env.write("isthmus.yaml", text), gw_port)
     for path, status in (("/app/x", 200), ("/down/y", 503), ("/nowhere", 404), ("/moved", 301)):
-        check(env.get(path).status == status, f"GET {path}: want {status}")
+        check(env.get(path, headers={"traceparent": "00-t-01"} if path == "/app/x" else None).status == status,
+              f"GET {path}: want {status}")
     poll(lambda: len(file_lines(log)) >= 4, 5, what="four access-log lines")
     lines = {l.split(" ", 1)[0]: l.split(" ") for l in file_lines(log)}
     local = f"127.0.0.1:{gw_port} 127.0.0.1 {gw_port}"
     # The service time is the upstream's answers' only: a number, then checked apart.
-    svc = lines.get("/app/x", [""])[-1]
+    svc = lines.get("/app/x", ["", ""])[-2]
     check(svc.isdigit() and int(svc) < 60000, f"the service time of /app/x: {lines}")
-    lines["/app/x"][-1] = "N"
-    want = {"/app/x": f"/app/x 200 via_upstream {local} outbound|80||{SVC} isthmus text/plain N",
+    lines["/app/x"][-2] = "N"
+    want = {"/app/x": f"/app/x 200 via_upstream {local} outbound|80||{SVC} isthmus text/plain N 00-t-01",
             "/down/y": f"/down/y 503 upstream_reset_before_response_started{{connection_failure}} {local} "
-                       f"outbound|80||{DOWN} isthmus text/plain -",
-            "/nowhere": f"/nowhere 404 route_not_found {local} - isthmus text/plain -",
-            "/moved": f"/moved 301 direct_response {local} - isthmus http://tes -"}
+                       f"outbound|80||{DOWN} isthmus text/plain - -",
+            "/nowhere": f"/nowhere 404 route_not_found {local} - isthmus text/plain - -",
+            "/moved": f"/moved 301 direct_response {local} - isthmus http://tes - -"}
     got = {p: " ".join(f) for p, f in lines.items()}
     check(got == want, f"lines {got}, want {want}")
     for op in ("UPSTREAM_TRANSPORT_FAILURE_REASON", "CONNECTION_TERMINATION_DETAILS"):

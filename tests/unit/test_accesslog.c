@@ -208,11 +208,38 @@ static void test_parse_errors(void **state)
 			fail_msg("%s: got \"%s\", wanted \"%s\"", cases[i].s, err, cases[i].msg);
 	}
 	err[0] = '\0';
-	assert_int_equal(parse("%REQ(COOKIE)%", ops, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "header not captured (%REQ()% takes :METHOD, :PATH"));
-	assert_non_null(strstr(err, "\"%REQ(COOKIE)%\" at offset 0"));
-	assert_int_equal(parse("%REQ(USER-AGENT?COOKIE)%", ops, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "header not captured"));
+	assert_int_equal(parse("%REQ(:SCHEME)%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unknown pseudo-header (%REQ()% takes :METHOD, :PATH"));
+	assert_non_null(strstr(err, "\"%REQ(:SCHEME)%\" at offset 0"));
+	assert_int_equal(parse("%REQ(A)%%REQ(B)%%REQ(C)%%REQ(D)%%REQ(E)%%REQ(F)%%REQ(G)%%REQ(H)%"
+			       "%REQ(USER-AGENT?I)%",
+			       ops, err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "more than 8 request fields besides the usual ones"));
+	assert_int_equal(parse("%REQ(USER-AGENT?)%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "an empty header name"));
+}
+
+/* %REQ()% of any field: one of the usual list, or one named by the format,
+ * captured by name (its alternative too). */
+static void test_parse_named_req(void **state)
+{
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse("%REQ(TRACEPARENT)% %REQ(USER-AGENT?X-UA):3% %REQ(X-A?X-B)%", ops,
+			       err, sizeof(err)),
+			 5);
+	assert_int_equal(ops[0].hdr, ISM_ALOG_H_COUNT);
+	assert_int_equal(ops[0].lit.len, 11);
+	assert_memory_equal(ops[0].lit.p, "TRACEPARENT", 11);
+	assert_int_equal(ops[2].hdr, ISM_ALOG_H_USER_AGENT);
+	assert_int_equal(ops[2].alt, ISM_ALOG_H_COUNT + 1);
+	assert_memory_equal(ops[2].alt_name.p, "X-UA", 4);
+	assert_int_equal(ops[2].max_len, 3);
+	assert_int_equal(ops[4].hdr, ISM_ALOG_H_COUNT + 2);
+	assert_int_equal(ops[4].alt, ISM_ALOG_H_COUNT + 3);
 }
 
 /* --- capture and rendering --- */
@@ -262,7 +289,7 @@ static struct fx *exchange(void **state, const char *raw, const char *fmt)
 	if (raw != NULL)
 		assert_int_equal(ism_http_parse_request(raw, strlen(raw), &lim, &f->req),
 				 (ssize_t)strlen(raw));
-	f->q = ism_alog_capture(ism_alog_headers(&f->conf), raw ? &f->req : NULL, START_MS);
+	f->q = ism_alog_capture(ism_alog_headers(&f->conf), NULL, raw ? &f->req : NULL, START_MS);
 	assert_non_null(f->q);
 	f->rec = (struct ism_alog_rec){
 	    .req = f->q,
@@ -474,10 +501,34 @@ static void test_render_resp(void **state)
 	assert_non_null(strstr(err, "%RESP()% needs a header name"));
 }
 
+/* A named request field is captured by its name, any case; its alternative
+ * when it is absent. */
+static void test_render_named_req(void **state)
+{
+	struct fx *f =
+	    exchange(state, NULL, "%REQ(TRACEPARENT)% %REQ(X-NONE?USER-AGENT)% %REQ(X-NO)%");
+	struct ism_alog l = {.conf = &f->conf};
+	struct ism_http_limits lim = {
+	    .max_head_bytes = 65536, .max_headers = 16, .max_uri_bytes = 8192};
+	static const char raw[] = "GET / HTTP/1.1\r\nHost: h\r\ntraceparent: 00-abc-01\r\n"
+				  "User-Agent: ua/1\r\n\r\n";
+
+	ism_alog_use(&l, &f->conf);
+	assert_int_equal(ism_http_parse_request(raw, strlen(raw), &lim, &f->req),
+			 (ssize_t)strlen(raw));
+	ism_alog_req_free(f->q);
+	f->q = ism_alog_capture(l.headers, l.named, &f->req, START_MS);
+	assert_non_null(f->q);
+	f->rec.req = f->q;
+	assert_string_equal(render(f), "00-abc-01 ua/1 -");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_time_http),
+	    cmocka_unit_test(test_parse_named_req),
+	    cmocka_unit_test_teardown(test_render_named_req, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_resp, fx_teardown),
 	    cmocka_unit_test(test_parse_every_operator),
 	    cmocka_unit_test(test_parse_req),
