@@ -290,8 +290,8 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
 
 /* ---------- capture ---------- */
 
-#define HDR_NAME(id, name) name,
-static const char *const hdr_names[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
+#define HDR_NAME(id, name) {name, sizeof(name) - 1},
+static const struct ism_str hdr_names[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
 #undef HDR_NAME
 
 /* As ism_alog_capture; orig (NULL: none): the path before a rewrite, which
@@ -302,15 +302,8 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_str *named,
 {
 	const char *src[ISM_ALOG_H_ALL] = {0};
 	size_t len[ISM_ALOG_H_ALL] = {0}, total = 0;
-	struct ism_str name[ISM_ALOG_H_ALL];
 	struct ism_alog_req *q;
 	char *d;
-
-	for (int k = 0; k < ISM_ALOG_H_ALL; k++)
-		name[k] = k < ISM_ALOG_H_COUNT
-			      ? (struct ism_str){hdr_names[k], (uint32_t)strlen(hdr_names[k])}
-			  : named != NULL ? named[k - ISM_ALOG_H_COUNT]
-					  : (struct ism_str){NULL, 0};
 
 	if (req != NULL) {
 		src[ISM_ALOG_H_METHOD] = req->method;
@@ -326,12 +319,19 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_str *named,
 	for (size_t i = 0; req != NULL && i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
-		for (int k = 0; k < ISM_ALOG_H_ALL; k++)
-			if (src[k] == NULL && (mask >> k & 1) && name[k].len == h->name_len &&
-			    strncasecmp(name[k].p, h->name, h->name_len) == 0) {
+		for (int k = 0; k < ISM_ALOG_H_ALL; k++) {
+			const struct ism_str *name;
+
+			if (src[k] != NULL || !(mask >> k & 1) ||
+			    (k >= ISM_ALOG_H_COUNT && named == NULL))
+				continue;
+			name = k < ISM_ALOG_H_COUNT ? &hdr_names[k] : &named[k - ISM_ALOG_H_COUNT];
+			if (name->len == h->name_len &&
+			    strncasecmp(name->p, h->name, h->name_len) == 0) {
 				src[k] = h->value;
 				len[k] = h->value_len;
 			}
+		}
 	}
 	for (int k = 0; k < ISM_ALOG_H_ALL; k++) {
 		if (!(mask >> k & 1))
