@@ -942,7 +942,6 @@ static void ph_xfcc(struct ism_vctx *v, const struct ism_node *n)
 	const struct ism_node *m;
 	const char *fcc;
 	bool b;
-
 	size_t old;
 
 	if (ism_v_enum(v, n, "forwardedClientCert", fccs, NULL, &fcc) > 0) {

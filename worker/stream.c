@@ -1004,13 +1004,10 @@ static void log_resp(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	struct ism_http_header own[3];
 	size_t n_own = 0;
 	char svc[21];
-	bool date = false;
 
-	for (size_t i = 0; i < n && !date; i++)
-		date = ism_http_header_is_date(&h[i]);
 	if (ism_stream_own_server(w, st))
 		own[n_own++] = (struct ism_http_header){"server", 6, t->server.p, t->server.len};
-	if (!date)
+	if (!ism_http_has_field(h, n, "date"))
 		own[n_own++] =
 		    (struct ism_http_header){"date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN};
 	if (upstream && t->debug_headers)
