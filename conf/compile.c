@@ -352,6 +352,7 @@ struct cep {
 	size_t loc;   /* index in the cluster's locality list */
 	uint32_t prio;
 	uint32_t id;
+	uint32_t od;
 	char text[272]; /* "address:port", or "name:port" for DNS_ROUND_ROBIN */
 };
 
@@ -837,10 +838,15 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 		int rc;
 
 		snprintf(key, sizeof(key), "%s|%s", k->host, cs->ep[i].text);
-		rc = b->ep_id(b->ctx, key, cl->hc != NULL, &cs->ep[i].id);
+		rc = b->ep_id(b->ctx, ISM_CONF_SLOT_ENDPOINT, key, cl->hc != NULL, &cs->ep[i].id);
+		if (rc == 0) {
+			snprintf(key, sizeof(key), "%s|%u", cl->name.p, cs->ep[i].id);
+			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_OUTLIER, key, false, &cs->ep[i].od);
+		}
 		if (rc < 0) {
 			ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
-				     "cannot assign an id to endpoint %s: %s", key, strerror(-rc));
+				     "cannot assign an id to endpoint %s|%s: %s", k->host,
+				     cs->ep[i].text, strerror(-rc));
 			b->rc = rc;
 		}
 	}
@@ -875,6 +881,7 @@ static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_c
 					? UINT32_MAX
 					: g->weight + c->e->weight;
 		o->id = c->id;
+		o->od = c->od;
 		o->addr = c->addr;
 		o->addrlen = c->addrlen;
 		set_port(&o->addr, c->port);

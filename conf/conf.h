@@ -80,10 +80,20 @@ size_t ism_conf_files(const struct ism_conf *conf, const char *const **files);
 uint32_t ism_conf_max_connections(const struct ism_conf *conf, int *line, int *col,
 				  const char **res);
 
-/* Maps an endpoint key ("<service-host>|<address>:<port>") to a stable id.
- * has_hc says whether the endpoint's service has an active health check.
- * Returns 0 or -errno (-ENOSPC when the endpoint table is full). */
-typedef int (*ism_conf_ep_id_cb)(void *ctx, const char *key, bool has_hc, uint32_t *id);
+/* What a slot id is asked for. */
+enum ism_conf_slot {
+	/* an endpoint: key "<service-host>|<address>:<port>"; has_hc says
+	 * whether its service has an active health check */
+	ISM_CONF_SLOT_ENDPOINT = 0,
+	/* an endpoint's outlier-detection state in one cluster: key "<cluster
+	 * name>|<endpoint id>", asked right after the endpoint's own id */
+	ISM_CONF_SLOT_OUTLIER,
+};
+
+/* Maps a slot key to a stable id. Returns 0 or -errno (-ENOSPC when the
+ * table of that kind is full). */
+typedef int (*ism_conf_ep_id_cb)(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
+				 uint32_t *id);
 
 /* One current address of a resolved name. */
 struct ism_dns_addr {

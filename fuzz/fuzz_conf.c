@@ -15,12 +15,17 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Ids from a counter, with a bound so that -ENOSPC is exercised too. */
-static int fuzz_ep_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+static int fuzz_ep_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
+		      uint32_t *id)
 {
 	uint32_t *next = ctx;
 
 	(void)key;
 	(void)has_hc;
+	if (kind == ISM_CONF_SLOT_OUTLIER) {
+		*id = ISM_NO_OD_SLOT;
+		return 0;
+	}
 	if (*next >= 1000)
 		return -ENOSPC;
 	*id = (*next)++;

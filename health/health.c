@@ -93,6 +93,9 @@ struct ism_health {
 	struct hc_ep **by_id;	      /* ISM_MAX_ENDPOINTS entries */
 	struct hc_ep **list;	      /* the checked endpoints, dense */
 	uint32_t n, cap;
+	/* the table of the last ism_health_set_table (the published one): the
+	 * clusters where a passing check ends an ejection */
+	const struct ism_table *table;
 };
 
 int ism_health_create(struct ism_shm *shm, struct ism_health **out)
@@ -260,7 +263,8 @@ static void ep_pass(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			base = e->healthy_edge_ms;
 		}
 	}
-	if (atomic_load(&st->health) == ISM_EP_HEALTHY && ism_outlier_uneject(st, now)) {
+	if (atomic_load(&st->health) == ISM_EP_HEALTHY &&
+	    ism_outlier_uneject(h->table, h->shm->hdr, e->id, now) > 0) {
 		atomic_fetch_add(&h->shm->hdr->health_epoch, 1);
 		ism_notice("endpoint %s returned from ejection by a passing health check",
 			   e->label);
@@ -1012,6 +1016,7 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
 	uint32_t i;
 	int ret = 0;
 
+	h->table = t;
 	for (i = 0; i < h->n; i++)
 		h->list[i]->seen = false;
 	ism_tlsctx_unmark_all(&h->ctxs);

@@ -8,7 +8,7 @@
 /* Envoy's host counts per priority: an endpoint the operator keeps out
  * (drain, maint, weight 0) is excluded (out of the denominator), the rest count
  * as hosts, eligible ones as healthy. */
-static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
+static void count(const struct ism_cluster *cl, const struct ism_shm_hdr *h,
 		  struct ism_prio_input *in)
 {
 	in->n_priorities = cl->n_priorities ? cl->n_priorities : 1;
@@ -19,28 +19,27 @@ static void count(const struct ism_cluster *cl, const struct ism_ep_state *eps,
 	in->panic_threshold = cl->panic_threshold;
 	for (uint32_t i = 0; i < cl->n_endpoints; i++) {
 		const struct ism_endpoint *e = &cl->endpoints[i];
-		const struct ism_ep_state *st = &eps[e->id];
 		uint32_t p = e->priority < in->n_priorities ? e->priority : in->n_priorities - 1;
 
 		in->hosts[p]++;
-		if (ism_ep_admin_out(st))
+		if (ism_ep_admin_out(&h->eps[e->id]))
 			in->excluded[p]++;
-		else if (ism_ep_eligible(st))
+		else if (ism_ep_eligible(h, e))
 			in->healthy[p]++;
 	}
 }
 
 static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgroup *g,
-			     const struct ism_ep_state *eps)
+			     const struct ism_shm_hdr *h)
 {
 	uint32_t eligible = 0, excluded = 0;
 
 	for (uint32_t i = g->first; i < g->first + g->count; i++) {
-		const struct ism_ep_state *st = &eps[cl->endpoints[i].id];
+		const struct ism_endpoint *e = &cl->endpoints[i];
 
-		if (ism_ep_admin_out(st))
+		if (ism_ep_admin_out(&h->eps[e->id]))
 			excluded++;
-		else if (ism_ep_eligible(st))
+		else if (ism_ep_eligible(h, e))
 			eligible++;
 	}
 	/* Scaled so that small weights keep their fraction: the effective weight
@@ -52,7 +51,7 @@ static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgro
 								  : ISM_DEFAULT_OVERPROVISIONING);
 }
 
-void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *eps)
+void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 {
 	for (uint32_t c = 0; c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
@@ -63,7 +62,7 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *e
 
 		if (d == NULL)
 			continue;
-		count(cl, eps, &in);
+		count(cl, h, &in);
 		ism_prio_compute(&in, &out);
 		/* Sequence counter: odd while writing, so a reader retries. */
 		s = atomic_load_explicit(&d->seq, memory_order_relaxed);
@@ -77,7 +76,7 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *e
 			d->panic[p] = p < out.n_priorities ? out.panic[p] : 0;
 		}
 		for (uint32_t g = 0; g < cl->n_groups && d->eff_weight; g++)
-			__atomic_store_n(&d->eff_weight[g], group_weight(cl, &cl->groups[g], eps),
+			__atomic_store_n(&d->eff_weight[g], group_weight(cl, &cl->groups[g], h),
 					 __ATOMIC_RELAXED);
 		atomic_store_explicit(&d->seq, s + 2, memory_order_release);
 	}
@@ -92,7 +91,7 @@ static uint64_t sweep_every_ms(const struct ism_cluster *cl)
 	return cl->od->interval_ms ? cl->od->interval_ms : 10000;
 }
 
-int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint64_t *next_sweep,
+int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h, uint64_t *next_sweep,
 		      uint64_t now_ms, uint64_t *next_due_ms)
 {
 	int changed = 0;
@@ -102,7 +101,7 @@ int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint6
 		const struct ism_cluster *cl = &t->clusters[c];
 
 		if (next_sweep[c] <= now_ms) {
-			changed += ism_outlier_sweep(cl, eps, now_ms);
+			changed += ism_outlier_sweep(cl, h, now_ms);
 			next_sweep[c] = now_ms + sweep_every_ms(cl);
 		}
 		if (next_sweep[c] < *next_due_ms)

@@ -11,15 +11,15 @@
 #include "shm/shm-t.h"
 #include "shm/table-t.h"
 
-/* Recomputes the dyn state of every cluster of t from eps. Safe while workers
- * read it (sequence counter). */
-void ism_lbstate_compute(const struct ism_table *t, const struct ism_ep_state *eps);
+/* Recomputes the dyn state of every cluster of t from the endpoint and outlier
+ * states in h. Safe while workers read it (sequence counter). */
+void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h);
 
 /* Runs the outlier sweeps of t's clusters that are due at now_ms (monotonic).
  * next_sweep holds one due time per cluster (zeroed for a new table: all due).
  * Returns how many endpoints changed state; *next_due_ms is the earliest next
  * due time (UINT64_MAX: no cluster has outlier detection). */
-int ism_lbstate_sweep(const struct ism_table *t, struct ism_ep_state *eps, uint64_t *next_sweep,
+int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h, uint64_t *next_sweep,
 		      uint64_t now_ms, uint64_t *next_due_ms);
 
 #endif

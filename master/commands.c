@@ -242,7 +242,7 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 		uint32_t healthy = 0;
 
 		for (uint32_t e = 0; e < cl->n_endpoints; e++)
-			healthy += ism_ep_eligible(&m->shm.hdr->eps[cl->endpoints[e].id]);
+			healthy += ism_ep_eligible(m->shm.hdr, &cl->endpoints[e]);
 		list_item(&k, r, json, c > 0);
 		if (json)
 			kv_str(&k, "name", cl->name.p);
@@ -349,8 +349,19 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 		}
 		kv_str(&k, "health",
 		       atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
-		kv_bool(&k, "ejected", atomic_load(&e->ejected) != 0);
-		kv_num(&k, "ejections", atomic_load(&e->ejections));
+		/* With a cluster, its own outlier detection's view (each cluster
+		 * has its own); else every cluster's. */
+		if (cl) {
+			const struct ism_endpoint *ep = &cl->endpoints[i];
+
+			kv_bool(&k, "ejected", ism_ep_ejected(h, ep));
+			kv_num(&k, "ejections",
+			       ep->od < ISM_MAX_OD_SLOTS ? atomic_load(&h->ods[ep->od].ejections)
+							 : 0);
+		} else {
+			kv_bool(&k, "ejected", atomic_load(&e->ejected_in) != 0);
+			kv_num(&k, "ejections", atomic_load(&e->ejections));
+		}
 		kv_str(&k, "admin", ism_events_admin_name(atomic_load(&e->admin)));
 		kv_num(&k, "weight",
 		       w & ISM_EP_WEIGHT_SET ? w & ~ISM_EP_WEIGHT_SET

@@ -35,31 +35,54 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h
 {
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 		const struct ism_ep_state *e = &h->eps[i];
-		uint8_t health, ejected, admin;
+		uint8_t health, admin;
 
 		if (!atomic_load(&e->in_use)) {
 			ev->ep_seen[i] = 0;
 			continue;
 		}
 		health = (uint8_t)atomic_load(&e->health);
-		ejected = atomic_load(&e->ejected) != 0;
 		admin = (uint8_t)atomic_load(&e->admin);
 		if (ev->ep_seen[i]) {
 			if (health != ev->ep_health[i])
 				ism_event_add(ev, "health", "%s is now %s", h->ep_keys[i],
 					      health == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
-			if (ejected != ev->ep_ejected[i])
-				ism_event_add(ev, "ejection", "%s %s", h->ep_keys[i],
-					      ejected ? "ejected by outlier detection"
-						      : "returned from ejection");
 			if (admin != ev->ep_admin[i])
 				ism_event_add(ev, "admin", "%s set to %s", h->ep_keys[i],
 					      ism_events_admin_name(admin));
 		}
 		ev->ep_seen[i] = 1;
 		ev->ep_health[i] = health;
-		ev->ep_ejected[i] = ejected;
 		ev->ep_admin[i] = admin;
+	}
+}
+
+/* Ejections and returns, per cluster: each has its own outlier detection. */
+static void observe_ejections(struct ism_events *ev, const struct ism_table *t,
+			      const struct ism_shm_hdr *h)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+
+		for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+			const struct ism_endpoint *ep = &cl->endpoints[i];
+			const struct ism_od_state *o;
+			uint8_t ejected;
+
+			if (ep->od >= ISM_MAX_OD_SLOTS || ep->id >= ISM_MAX_ENDPOINTS)
+				continue;
+			o = &h->ods[ep->od];
+			ejected = atomic_load(&o->ejected) != 0;
+			if (ev->od_seen[ep->od] == o->incarnation &&
+			    ejected != ev->od_ejected[ep->od])
+				ism_event_add(ev, "ejection", "%s %s (cluster %s)",
+					      h->ep_keys[ep->id],
+					      ejected ? "ejected by outlier detection"
+						      : "returned from ejection",
+					      cl->name.p);
+			ev->od_seen[ep->od] = o->incarnation;
+			ev->od_ejected[ep->od] = ejected;
+		}
 	}
 }
 
@@ -104,8 +127,10 @@ void ism_events_observe(struct ism_events *ev, const struct ism_table *t,
 			const struct ism_shm_hdr *h)
 {
 	observe_endpoints(ev, h);
-	if (t != NULL)
+	if (t != NULL) {
+		observe_ejections(ev, t, h);
 		observe_loads(ev, t);
+	}
 }
 
 void ism_events_free(struct ism_events *ev)

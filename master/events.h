@@ -24,9 +24,12 @@ struct ism_events {
 	uint64_t n; /* events recorded since start */
 	/* what the endpoints and clusters looked like at the last look */
 	uint8_t ep_health[ISM_MAX_ENDPOINTS];
-	uint8_t ep_ejected[ISM_MAX_ENDPOINTS];
 	uint8_t ep_admin[ISM_MAX_ENDPOINTS];
 	uint8_t ep_seen[ISM_MAX_ENDPOINTS];
+	/* per outlier slot: ejected, and the slot's incarnation then (0: not
+	 * seen; a slot given to another key is new) */
+	uint8_t od_ejected[ISM_MAX_OD_SLOTS];
+	uint32_t od_seen[ISM_MAX_OD_SLOTS];
 	const struct ism_table *loads_of; /* table the load snapshot belongs to */
 	uint8_t *loads;			  /* n_clusters * ISM_MAX_PRIORITIES */
 };

@@ -136,7 +136,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 			if (cl->endpoints[i].priority != p)
 				continue;
 			hosts++;
-			eligible += ism_ep_eligible(&eps[cl->endpoints[i].id]);
+			eligible += ism_ep_eligible(m->shm.hdr, &cl->endpoints[i]);
 		}
 		ism_say(r, "  priority %u: load %u%%%s, %u of %u endpoints eligible\n", p,
 			d->healthy_load[p], d->panic[p] || d->total_panic ? " (panic)" : "",
@@ -152,7 +152,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 				ep->locality.len ? ep->locality.p : "-",
 				atomic_load(&st->health) == ISM_EP_HEALTHY ? "healthy"
 									   : "unhealthy",
-				atomic_load(&st->ejected) ? ", ejected" : "",
+				ism_ep_ejected(m->shm.hdr, ep) ? ", ejected" : "",
 				admin != ISM_EP_ADMIN_READY ? ", admin " : "",
 				admin != ISM_EP_ADMIN_READY ? ism_events_admin_name(admin) : "",
 				atomic_load(&st->weight) == ISM_EP_WEIGHT_SET ? ", weight 0" : "");
@@ -170,7 +170,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 		ism_say(r, "error: out of memory\n");
 		return;
 	}
-	e = ism_lb_pick(lb, ci, eps, &rq);
+	e = ism_lb_pick(lb, ci, m->shm.hdr, &rq);
 	if (e < 0)
 		ism_say(r, "endpoint: none eligible: the answer is 503 (no healthy upstream)\n");
 	else

@@ -65,22 +65,34 @@ static void replace_workers(struct ism_master *m, const struct ism_table *old,
 static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
 		       struct ism_diags *d);
 
-static int ep_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
+static int ep_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
 	struct ism_master *m = ctx;
+	const char *ep = strrchr(key, '|');
 
-	return ism_shm_ep_intern(&m->shm, key, has_hc ? ISM_EP_UNHEALTHY : ISM_EP_HEALTHY, id);
+	switch (kind) {
+	case ISM_CONF_SLOT_ENDPOINT:
+		return ism_shm_ep_intern(&m->shm, key, has_hc ? ISM_EP_UNHEALTHY : ISM_EP_HEALTHY,
+					 id);
+	case ISM_CONF_SLOT_OUTLIER:
+		return ism_shm_od_intern(&m->shm, key,
+					 (uint32_t)strtoul(ep != NULL ? ep + 1 : "", NULL, 10), id);
+	}
+	return -EINVAL;
 }
 
-static int check_id_cb(void *ctx, const char *key, bool has_hc, uint32_t *id)
+/* `isthmus -c`: ids counted per kind, as a master would hand them out. */
+static int check_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
+		       uint32_t *id)
 {
 	uint32_t *next = ctx;
+	uint32_t max = kind == ISM_CONF_SLOT_ENDPOINT ? ISM_MAX_ENDPOINTS : ISM_MAX_OD_SLOTS;
 
 	(void)key;
 	(void)has_hc;
-	if (*next >= ISM_MAX_ENDPOINTS)
+	if (next[kind] >= max)
 		return -ENOSPC;
-	*id = (*next)++;
+	*id = next[kind]++;
 	return 0;
 }
 
@@ -140,7 +152,7 @@ int ism_master_check(const char *conf_path)
 	const struct ism_table *t = NULL;
 	struct ism_arena arena;
 	void *block = NULL;
-	uint32_t next = 0;
+	uint32_t next[2] = {0, 0};
 	int status = 1;
 
 	if (d == NULL)
@@ -152,7 +164,7 @@ int ism_master_check(const char *conf_path)
 	if (block == NULL)
 		goto out;
 	ism_arena_init(&arena, block, GEN_ARENA_SIZE);
-	if (ism_conf_compile(conf, &arena, check_id_cb, &next, &t, d) < 0)
+	if (ism_conf_compile(conf, &arena, check_id_cb, next, &t, d) < 0)
 		goto out;
 	/* What the master would do at its start: this process's limit is the
 	 * one a master started the same way gets. */
@@ -234,12 +246,12 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	if (t == NULL)
 		return;
 	if (now >= m->next_sweep_due &&
-	    ism_lbstate_sweep(t, h->eps, m->next_sweep, now, &m->next_sweep_due) > 0)
+	    ism_lbstate_sweep(t, h, m->next_sweep, now, &m->next_sweep_due) > 0)
 		atomic_fetch_add(&h->health_epoch, 1);
 	epoch = atomic_load(&h->health_epoch);
 	if (epoch != m->epoch) {
 		m->epoch = epoch;
-		ism_lbstate_compute(t, h->eps);
+		ism_lbstate_compute(t, h);
 		ism_events_observe(&m->events, t, h);
 	}
 }
@@ -496,7 +508,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		}
 	}
 	/* Workers read loads from their first request on: compute them first. */
-	ism_lbstate_compute(t, m->shm.hdr->eps);
+	ism_lbstate_compute(t, m->shm.hdr);
 	ret = reset_sweeps(m, t);
 	if (ret < 0) {
 		ism_shm_gen_abort(&m->shm, slot);

@@ -411,12 +411,12 @@ static unsigned long long ep_healthy(const struct ism_ep_state *e)
 
 static unsigned long long ep_ejected(const struct ism_ep_state *e)
 {
-	return atomic_load(&e->ejected) != 0;
+	return atomic_load(&e->ejected_in) != 0;
 }
 
 static unsigned long long ep_eligible(const struct ism_ep_state *e)
 {
-	return (unsigned long long)ism_ep_eligible(e);
+	return (unsigned long long)ism_ep_state_eligible(e);
 }
 
 static unsigned long long ep_ready(const struct ism_ep_state *e)
@@ -469,8 +469,8 @@ static const struct endpoint_metric endpoint_metrics[] = {
      ep_healthy,
      NULL},
     {{"isthmus_endpoint_eligible", "gauge",
-      "1 when the endpoint may take a new request: healthy, not ejected, admin state ready "
-      "and weight not 0."},
+      "1 when the endpoint may take a new request: healthy, ejected by none of its clusters, "
+      "admin state ready and weight not 0."},
      ep_eligible,
      NULL},
     {ADMIN_STATE, ep_ready, "ready"},
@@ -494,10 +494,11 @@ static const struct endpoint_metric endpoint_metrics[] = {
      ep_hc_failures,
      NULL},
     {{"isthmus_endpoint_ejections_total", "counter",
-      "Outlier-detection ejections of the endpoint."},
+      "Outlier-detection ejections of the endpoint, in all its clusters."},
      ep_ejections,
      NULL},
-    {{"isthmus_endpoint_ejected", "gauge", "1 while the endpoint is ejected by outlier detection."},
+    {{"isthmus_endpoint_ejected", "gauge",
+      "1 while the outlier detection of one of the endpoint's clusters has it ejected."},
      ep_ejected,
      NULL},
 };

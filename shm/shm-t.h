@@ -11,16 +11,19 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 10u
+#define ISM_SHM_LAYOUT_VERSION 11u
 
 #define ISM_MAX_WORKERS 64
 /* Worker slots: a reload that replaces the workers starts the new set beside
  * the old one, still draining, so one replace at the most workers fits. */
 #define ISM_WORKER_SLOTS  (2 * ISM_MAX_WORKERS)
 #define ISM_MAX_ENDPOINTS 8192
-#define ISM_GEN_SLOTS	  16
-#define ISM_EP_KEY_MAX	  160
-#define ISM_CACHELINE	  64
+/* Outlier-detection slots: one per endpoint of each cluster (an endpoint in a
+ * service's default cluster and in two of its subsets takes three). */
+#define ISM_MAX_OD_SLOTS (4 * ISM_MAX_ENDPOINTS)
+#define ISM_GEN_SLOTS	 16
+#define ISM_EP_KEY_MAX	 160
+#define ISM_CACHELINE	 64
 
 /* Request-duration histogram: upper bounds in milliseconds, the last one +Inf. */
 #define ISM_LAT_BUCKETS 14
@@ -59,20 +62,13 @@ struct ism_ep_state {
 	_Atomic uint64_t hc_checks;   /* master: checks run */
 	_Atomic uint64_t hc_failures; /* master: checks failed */
 	_Atomic uint64_t health_changed_ms; /* master: wall time of the last health change */
-	/* Outlier detection (health/outlier.h): counters written by workers with
-	 * atomics, ejection by whichever process decides it (a CAS on ejected). */
-	_Atomic uint32_t cons_5xx;     /* workers */
-	_Atomic uint32_t cons_gateway; /* workers */
-	_Atomic uint32_t cons_local;   /* workers */
-	_Atomic uint32_t ejected; /* 0 no; 2 being ejected (CAS 0->2 by the ejecting process); 1
-				     ejected; master returns (1->0) */
-	_Atomic uint64_t ejected_until_ms; /* monotonic; set with ejected */
-	_Atomic uint64_t ejected_at_ms;	   /* monotonic */
-	_Atomic uint64_t returned_at_ms;   /* master: last return from ejection */
-	_Atomic uint32_t eject_mult;	   /* ejection-time multiplier (Envoy's backoff k) */
-	_Atomic uint32_t connections;	   /* workers: upstream connections open, all workers */
-	_Atomic uint64_t ejections;	   /* total ejections */
-	_Atomic uint32_t weight; /* master (control socket): ISM_EP_WEIGHT_SET | w, or 0 */
+	/* Clusters whose outlier detection has the endpoint ejected now (any
+	 * process, with the ejection in its ism_od_state), and ejections in
+	 * every cluster, ever. */
+	_Atomic uint32_t ejected_in;
+	_Atomic uint64_t ejections;
+	_Atomic uint32_t connections; /* workers: upstream connections open, all workers */
+	_Atomic uint32_t weight;      /* master (control socket): ISM_EP_WEIGHT_SET | w, or 0 */
 	/* master: bumped each time the slot is given to an endpoint (a swept
 	 * slot is reused): what a worker holds of the slot's earlier endpoint
 	 * (pooled connections, in-flight counts) is not this one's */
@@ -84,6 +80,28 @@ struct ism_ep_state {
 } __attribute__((aligned(ISM_CACHELINE)));
 _Static_assert(sizeof(struct ism_ep_state) == 2 * ISM_CACHELINE,
 	       "endpoint state is two cache lines");
+
+/* One endpoint's outlier detection in one cluster (Envoy: each cluster's
+ * detector has its own state per host, so an endpoint ejected through one
+ * subset still serves another), stable across generations like the endpoint
+ * slots. Counters written by workers with atomics, ejection by whichever
+ * process decides it (a CAS on ejected, health/outlier.c). */
+struct ism_od_state {
+	_Atomic uint32_t in_use;       /* master: slot allocated */
+	uint32_t ep;		       /* master, before in_use: the endpoint's slot */
+	_Atomic uint32_t cons_5xx;     /* workers */
+	_Atomic uint32_t cons_gateway; /* workers */
+	_Atomic uint32_t cons_local;   /* workers */
+	_Atomic uint32_t ejected;    /* 0 no; 2 being ejected (CAS 0->2 by the ejecting process); 1
+					ejected; master returns (1->0) */
+	_Atomic uint32_t eject_mult; /* ejection-time multiplier (Envoy's backoff k) */
+	uint32_t incarnation;	     /* master: bumped each time the slot is given to a key */
+	_Atomic uint64_t ejected_until_ms; /* monotonic; set with ejected */
+	_Atomic uint64_t ejected_at_ms;	   /* monotonic */
+	_Atomic uint64_t returned_at_ms;   /* master: last return from ejection */
+	_Atomic uint64_t ejections;	   /* total ejections in this cluster */
+} __attribute__((aligned(ISM_CACHELINE)));
+_Static_assert(sizeof(struct ism_od_state) == ISM_CACHELINE, "outlier state is one cache line");
 
 /* Why a request's mirrored copy was not sent, or went wrong (worker/mirror.c). */
 enum ism_mirror_drop {
@@ -207,6 +225,7 @@ struct ism_shm_hdr {
 	struct ism_gen_slot gens[ISM_GEN_SLOTS];
 	struct ism_worker_slot workers[ISM_WORKER_SLOTS];
 	struct ism_ep_state eps[ISM_MAX_ENDPOINTS];
+	struct ism_od_state ods[ISM_MAX_OD_SLOTS];
 	char ep_keys[ISM_MAX_ENDPOINTS][ISM_EP_KEY_MAX]; /* master: "<service>|<address>:<port>" */
 };
 

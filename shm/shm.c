@@ -45,6 +45,19 @@ static size_t round_page(size_t n)
 	return (n + 4095) & ~(size_t)4095;
 }
 
+/* The master's private indexes of the slots. */
+static void free_index(struct ism_shm *shm)
+{
+	free(shm->ep_slots);
+	shm->ep_slots = NULL;
+	free(shm->od_slots);
+	shm->od_slots = NULL;
+	for (uint32_t i = 0; shm->od_keys != NULL && i < ISM_MAX_OD_SLOTS; i++)
+		free(shm->od_keys[i]);
+	free(shm->od_keys);
+	shm->od_keys = NULL;
+}
+
 int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 {
 	size_t hdr_size = round_page(sizeof(struct ism_shm_hdr));
@@ -61,6 +74,15 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 	ism_strmap_init_fixed(&shm->ep_ix, ism_strmap_seed(), shm->ep_slots,
 			      ism_strmap_fixed_cap(ISM_MAX_ENDPOINTS));
 	shm->ep_free = 0;
+	shm->od_slots = malloc(ism_strmap_fixed_cap(ISM_MAX_OD_SLOTS) * sizeof(*shm->od_slots));
+	shm->od_keys = calloc(ISM_MAX_OD_SLOTS, sizeof(*shm->od_keys));
+	if (shm->od_slots == NULL || shm->od_keys == NULL) {
+		free_index(shm);
+		return -ENOMEM;
+	}
+	ism_strmap_init_fixed(&shm->od_ix, ism_strmap_seed(), shm->od_slots,
+			      ism_strmap_fixed_cap(ISM_MAX_OD_SLOTS));
+	shm->od_free = 0;
 	/* Anonymous and shared: inherited by fork() at the same address; pages are
 	 * only backed once touched, so large generation slots cost nothing idle. */
 	base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -68,8 +90,7 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 	if (base == MAP_FAILED) {
 		int err = -errno;
 
-		free(shm->ep_slots);
-		shm->ep_slots = NULL;
+		free_index(shm);
 		return err;
 	}
 	hdr = (struct ism_shm_hdr *)base;
@@ -91,8 +112,7 @@ void ism_shm_destroy(struct ism_shm *shm)
 	if (shm->hdr != NULL)
 		munmap(shm->hdr, shm->size);
 	shm->hdr = NULL;
-	free(shm->ep_slots);
-	shm->ep_slots = NULL;
+	free_index(shm);
 }
 
 static uint64_t current_word(const struct ism_shm *shm)
@@ -289,24 +309,84 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	return 0;
 }
 
-static void mark_table(const struct ism_table *t, unsigned char *used)
+int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id)
 {
-	for (uint32_t c = 0; c < t->n_clusters; c++)
-		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++)
-			used[t->clusters[c].endpoints[e].id] = 1;
+	struct ism_od_state *ods = shm->hdr->ods;
+	uint32_t free_slot = shm->od_free, inc;
+	char *copy;
+
+	if (ism_strmap_get(&shm->od_ix, key, strlen(key), id))
+		return 0;
+	while (free_slot < ISM_MAX_OD_SLOTS && atomic_load(&ods[free_slot].in_use))
+		free_slot++;
+	if (free_slot == ISM_MAX_OD_SLOTS)
+		return -ENOSPC;
+	copy = strdup(key);
+	if (copy == NULL)
+		return -ENOMEM;
+	shm->od_free = free_slot + 1;
+	free(shm->od_keys[free_slot]);
+	shm->od_keys[free_slot] = copy;
+	inc = ods[free_slot].incarnation;
+	memset(&ods[free_slot], 0, sizeof(ods[free_slot]));
+	ods[free_slot].incarnation = inc + 1;
+	ods[free_slot].ep = ep;
+	atomic_store(&ods[free_slot].in_use, 1);
+	ism_strmap_add(&shm->od_ix, copy, strlen(copy), free_slot, NULL);
+	*id = free_slot;
+	return 0;
+}
+
+static void mark_table(const struct ism_table *t, unsigned char *used, unsigned char *od_used)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++) {
+			const struct ism_endpoint *ep = &t->clusters[c].endpoints[e];
+
+			used[ep->id] = 1;
+			if (ep->od < ISM_MAX_OD_SLOTS)
+				od_used[ep->od] = 1;
+		}
+	}
+}
+
+/* An outlier slot no generation holds any more: no worker can eject through
+ * it, so an ejection it still has is taken off its endpoint's count here. */
+static void od_sweep(struct ism_shm *shm, const unsigned char *od_used)
+{
+	struct ism_shm_hdr *h = shm->hdr;
+
+	for (uint32_t i = 0; i < ISM_MAX_OD_SLOTS; i++) {
+		struct ism_od_state *o = &h->ods[i];
+
+		if (od_used[i] || !atomic_load(&o->in_use))
+			continue;
+		if (atomic_load(&o->ejected) != 0 && o->ep < ISM_MAX_ENDPOINTS &&
+		    atomic_load(&h->eps[o->ep].ejected_in) > 0)
+			atomic_fetch_sub(&h->eps[o->ep].ejected_in, 1);
+		atomic_store(&o->in_use, 0);
+	}
+	ism_strmap_init_fixed(&shm->od_ix, shm->od_ix.seed, shm->od_slots, shm->od_ix.cap);
+	for (uint32_t i = 0; i < ISM_MAX_OD_SLOTS; i++)
+		if (atomic_load(&h->ods[i].in_use))
+			ism_strmap_add(&shm->od_ix, shm->od_keys[i], strlen(shm->od_keys[i]), i,
+				       NULL);
+	shm->od_free = 0;
 }
 
 void ism_shm_ep_sweep(struct ism_shm *shm)
 {
 	static unsigned char used[ISM_MAX_ENDPOINTS]; /* master-only scratch */
+	static unsigned char od_used[ISM_MAX_OD_SLOTS];
 
 	memset(used, 0, sizeof(used));
+	memset(od_used, 0, sizeof(od_used));
 	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
 		struct ism_gen_slot *g = &shm->hdr->gens[i];
 		uint64_t gen = atomic_load(&g->gen);
 
 		if (gen != 0 && gen != UINT64_MAX && g->table != NULL)
-			mark_table(g->table, used);
+			mark_table(g->table, used, od_used);
 	}
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
 		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use))
@@ -317,6 +397,7 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 			ism_strmap_add(&shm->ep_ix, shm->hdr->ep_keys[i],
 				       strlen(shm->hdr->ep_keys[i]), i, NULL);
 	shm->ep_free = 0;
+	od_sweep(shm, od_used);
 }
 
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w)

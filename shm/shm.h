@@ -39,6 +39,13 @@ struct ism_shm {
 	struct ism_strmap ep_ix;
 	struct ism_strmap_slot *ep_slots;
 	uint32_t ep_free;
+	/* Master, process-local: the same for the outlier-detection slots, whose
+	 * keys ("<cluster name>|<endpoint id>") live here, not in the region
+	 * (workers name an ejection by its cluster and endpoint). */
+	struct ism_strmap od_ix;
+	struct ism_strmap_slot *od_slots;
+	char **od_keys;
+	uint32_t od_free;
 };
 
 /* Maps a new anonymous shared region with gen_size bytes per generation slot,
@@ -90,7 +97,12 @@ int ism_table_same_listeners(const struct ism_table *a, const struct ism_table *
  * (the lowest free one). -ENOSPC when the table is full. The new slot starts
  * with health `initial`. Constant time on average. */
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id);
-/* Frees endpoint slots that neither the current nor any live generation references. */
+/* The outlier-detection slot for key ("<cluster name>|<endpoint id>"),
+ * allocated the first time the key is seen, for endpoint slot ep. -ENOSPC when
+ * the table is full, -ENOMEM. */
+int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id);
+/* Frees endpoint and outlier-detection slots that neither the current nor any
+ * live generation references. */
 void ism_shm_ep_sweep(struct ism_shm *shm);
 
 /* --- workers (master) --- */

@@ -578,9 +578,14 @@ struct ism_hash_policy {
 	uint32_t table_len;
 };
 
+#define ISM_NO_OD_SLOT UINT32_MAX
+
 /* An upstream endpoint as one cluster sees it. */
 struct ism_endpoint {
 	uint32_t id; /* slot in the shared endpoint-state table; stable across generations */
+	/* slot of its outlier-detection state in this cluster (ism_shm_hdr.ods),
+	 * stable likewise; ISM_NO_OD_SLOT in a table never published */
+	uint32_t od;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct ism_str addr_text; /* "127.0.0.2:8080", for logs */

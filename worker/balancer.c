@@ -88,16 +88,13 @@ void ism_lb_free(struct ism_lb *lb)
 	free(lb);
 }
 
-static bool eligible(const struct ism_endpoint *ep, const struct ism_ep_state *eps, bool panic)
+static bool eligible(const struct ism_endpoint *ep, const struct ism_shm_hdr *h, bool panic)
 {
-	const struct ism_ep_state *st;
-
 	if (ep->id >= ISM_MAX_ENDPOINTS)
 		return false;
-	st = &eps[ep->id];
 	if (panic)
-		return !ism_ep_admin_out(st);
-	return ism_ep_eligible(st);
+		return !ism_ep_admin_out(&h->eps[ep->id]);
+	return ism_ep_eligible(h, ep);
 }
 
 /* The master's latest loads for the cluster, copied under its sequence counter.
@@ -232,7 +229,7 @@ static int choose_group(const struct ism_cluster *cl, uint32_t p, uint32_t rnd)
 /* Marks the eligible endpoints in [first, end) of priority p (all priorities
  * when p < 0); returns how many. */
 static uint32_t mark_range(struct ism_lb *lb, const struct ism_cluster *cl,
-			   const struct ism_ep_state *eps, uint32_t first, uint32_t end, int p,
+			   const struct ism_shm_hdr *h, uint32_t first, uint32_t end, int p,
 			   bool panic)
 {
 	uint32_t n = 0;
@@ -241,7 +238,7 @@ static uint32_t mark_range(struct ism_lb *lb, const struct ism_cluster *cl,
 	for (uint32_t i = first; i < end; i++) {
 		if (p >= 0 && cl->endpoints[i].priority != (uint32_t)p)
 			continue;
-		lb->mark[i] = eligible(&cl->endpoints[i], eps, panic);
+		lb->mark[i] = eligible(&cl->endpoints[i], h, panic);
 		n += lb->mark[i];
 	}
 	return n;
@@ -250,7 +247,7 @@ static uint32_t mark_range(struct ism_lb *lb, const struct ism_cluster *cl,
 /* Marks the candidates of this pick (see balancer.h); then leaves out
  * exclude_id when another candidate remains. Returns the number of candidates. */
 static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cluster *cl,
-			  const struct ism_ep_state *eps, const struct ism_lb_req *rq)
+			  const struct ism_shm_hdr *h, const struct ism_lb_req *rq)
 {
 	struct ism_cluster_dyn ld;
 	uint32_t i, n = 0, others = 0, p;
@@ -258,7 +255,7 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 	int g = -1;
 
 	k->cl = cl;
-	k->eps = eps;
+	k->eps = h->eps;
 	k->mark = lb->mark;
 	read_loads(cl, &ld);
 	p = choose_priority(&ld, rq->rnd % 100);
@@ -266,16 +263,16 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 	if (cl->locality_weighted && !panic && cl->dyn != NULL)
 		g = choose_group(cl, p, rq->rnd2);
 	if (g >= 0)
-		n = mark_range(lb, cl, eps, cl->groups[g].first,
+		n = mark_range(lb, cl, h, cl->groups[g].first,
 			       cl->groups[g].first + cl->groups[g].count, -1, false);
 	if (n == 0)
-		n = mark_range(lb, cl, eps, 0, cl->n_endpoints, (int)p, panic);
+		n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)p, panic);
 	/* The loads lag health by one recomputation: fall back to the first
 	 * priority that has an eligible endpoint. */
 	for (uint32_t q = 0; n == 0 && q < ld.n_priorities; q++)
-		n = mark_range(lb, cl, eps, 0, cl->n_endpoints, (int)q, false);
+		n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)q, false);
 	if (n == 0 && ld.n_priorities <= 1)
-		n = mark_range(lb, cl, eps, 0, cl->n_endpoints, -1, false);
+		n = mark_range(lb, cl, h, 0, cl->n_endpoints, -1, false);
 	for (i = 0; i < cl->n_endpoints; i++)
 		if (lb->mark[i] && cl->endpoints[i].id != rq->exclude_id)
 			others++;
@@ -441,7 +438,7 @@ static int pick_random(const struct cand *k, uint32_t rnd)
 	return last;
 }
 
-int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
+int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_shm_hdr *h,
 		const struct ism_lb_req *rq)
 {
 	const struct ism_cluster *cl;
@@ -454,7 +451,7 @@ int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
 	cl = &lb->table->clusters[c];
 	if (cl->n_endpoints == 0)
 		return -ENOENT;
-	n = cand_init(lb, &k, cl, eps, rq);
+	n = cand_init(lb, &k, cl, h, rq);
 	if (n == 0)
 		return -ENOENT;
 	k.now = rq->now_ms;

@@ -44,8 +44,8 @@ struct ism_lb_req {
 
 /* Picks an endpoint of cluster c (index in table->clusters) and returns its index
  * in the cluster's endpoint array; -ENOENT when no endpoint can be picked.
- * eps is the shared endpoint-state table (ism_shm_hdr.eps). */
-int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_ep_state *eps,
+ * h is the shared region's header: its endpoint and outlier states. */
+int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_shm_hdr *h,
 		const struct ism_lb_req *rq);
 
 #endif

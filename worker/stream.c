@@ -235,10 +235,9 @@ static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	uint64_t one = 1;
 	char why[16];
 
-	if (cl == NULL || cl->od == NULL || st->prev_ep == UINT32_MAX)
+	if (cl == NULL || cl->od == NULL || st->prev_ep == UINT32_MAX || st->ep == NULL)
 		return;
-	if (!ism_outlier_record(cl, w->shm->hdr->eps, st->prev_ep,
-				ism_outcome_of(cl->od, f, status), w->now))
+	if (!ism_outlier_record(cl, w->shm->hdr, st->ep, ism_outcome_of(cl->od, f, status), w->now))
 		return;
 	atomic_fetch_add(&w->shm->hdr->health_epoch, 1);
 	if (write(w->notify_fd, &one, sizeof(one)) < 0)
@@ -416,7 +415,7 @@ static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exc
 	    .now_ms = w->now,
 	};
 
-	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr->eps, &rq);
+	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr, &rq);
 }
 
 /* The response timeout of an attempt: until the response head came, the retry

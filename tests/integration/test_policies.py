@@ -248,6 +248,64 @@ def lb_warmup(env):
 
 
 @_test
+def outlier_ejection_per_subset(env):
+    """Each cluster has its own outlier detection, as each Envoy cluster (and so
+    each Istio subset) has its own detector: an endpoint ejected by the
+    service's cluster without a subset still serves its subset, whose
+    counters, ejections and events are its own."""
+    eps = []
+    for i, version in enumerate(("v1", "v2")):
+        ports = env.upstream([f"127.0.0.1:0=e{i}"], name=f"e{i}")
+        eps.append({"address": "127.0.0.1", "port": ports[f"e{i}"], "labels": {"version": version}})
+    gw_port = free_port()
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: pol}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n"
+          "    loadBalancer: {simple: ROUND_ROBIN}\n"
+          "    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s,\n"
+          "      maxEjectionPercent: 100}\n"
+          "  subsets:\n  - {name: v1, labels: {version: v1}}\n")
+    routes = (f"  - match: [{{uri: {{prefix: /v1}}}}]\n    route: [{{destination: {{host: {SVC}, subset: v1}}}}]\n"
+              f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+    conf = env.write("isthmus.yaml", docs(appliance(env), gateway(gw_port),
+                                          virtual_service("pol", ["*"], routes), dr,
+                                          service_entry("pol", SVC, eps)))
+    env.start_gateway(conf, gw_port)
+    sock = env.path("ctl.sock")
+    all_cl, v1_cl = f"outbound|80||{SVC}", f"outbound|80|v1|{SVC}"
+
+    def e0_ejected(cluster=None):
+        cmd = f"show endpoints {cluster} json" if cluster else "show endpoints json"
+        for e in json.loads(ctl_cmd(sock, cmd)):
+            if int(e["key"].rsplit(":", 1)[1]) == eps[0]["port"]:
+                return e["ejected"], e["ejections"]
+        raise AssertionError(f"e0 not in {cmd}")
+
+    check(env.get("/v1/").header("x-upstream") == "e0", "the subset v1 is not e0")
+    env.ctl("127.0.0.1", eps[0]["port"], "fail/503")
+    # The cluster without a subset meets e0's 503 (retried on e1) and ejects it.
+    poll(lambda: env.get("/").status == 200 and e0_ejected(all_cl)[0], 10,
+         what="e0's ejection by the cluster without a subset")
+    env.ctl("127.0.0.1", eps[0]["port"], "ok")
+    check(e0_ejected(v1_cl) == (False, 0), f"e0 in subset v1: {e0_ejected(v1_cl)}, want not ejected")
+    check(e0_ejected() == (True, 1), f"e0 over every cluster: {e0_ejected()}, want ejected once")
+    # Subset v1 still sends to e0; the cluster without a subset does not.
+    got = [env.get("/v1/") for _ in range(6)]
+    check(all(r.status == 200 and r.header("x-upstream") == "e0" for r in got),
+          f"subset v1 lost e0 to the other cluster's ejection: {[(r.status, r.header('x-upstream')) for r in got]}")
+    ups = {env.get("/").header("x-upstream") for _ in range(6)}
+    check(ups == {"e1"}, f"the cluster without a subset sent to {ups} while e0 is ejected there")
+    # v1's own errors eject it there too, with an event naming the cluster.
+    env.ctl("127.0.0.1", eps[0]["port"], "fail/503")
+    poll(lambda: env.get("/v1/").status == 503 and e0_ejected(v1_cl) == (True, 1), 10,
+         what="e0's ejection by subset v1")
+    check(e0_ejected() == (True, 2), f"e0 over every cluster: {e0_ejected()}, want two ejections")
+    events = ctl_cmd(sock, "show events")
+    for cl in (all_cl, v1_cl):
+        check(any(" ejection " in l and "ejected by outlier detection" in l and f"(cluster {cl})" in l
+                  for l in events.splitlines()), f"no ejection event naming {cl}:\n{events}")
+
+
+@_test
 def outlier_error_codes(env):
     """outlierDetection.outlierDetectionHttpErrorCodes (Envoy's error matcher
     on the status, as Istio sets it): the listed statuses are errors, and the

@@ -20,13 +20,18 @@ struct loaded {
 	const struct ism_table *t;
 };
 
-/* Endpoint ids 0, 1, 2... in the order asked. */
-static inline int loaded_ep_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+/* Endpoint ids 0, 1, 2... in the order asked; no outlier slots. */
+static inline int loaded_ep_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
+			       uint32_t *id)
 {
 	uint32_t *next = ctx;
 
 	(void)key;
 	(void)has_hc;
+	if (kind == ISM_CONF_SLOT_OUTLIER) {
+		*id = ISM_NO_OD_SLOT;
+		return 0;
+	}
 	*id = (*next)++;
 	return 0;
 }

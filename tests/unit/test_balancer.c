@@ -15,7 +15,7 @@
 
 #define EP(i, w, p)                                                                                \
 	{                                                                                          \
-		.id = (i), .weight = (w), .priority = (p)                                          \
+		.id = (i), .od = (i), .weight = (w), .priority = (p)                               \
 	}
 
 static const struct ism_endpoint c0_eps[] = {EP(0, 1, 0), EP(1, 2, 0), EP(2, 3, 0)};
@@ -27,6 +27,10 @@ static const struct ism_endpoint c5_eps[] = {EP(40, 1, 0), EP(41, 1, 0)};
 static const struct ism_endpoint c6_eps[] = {EP(50, 1, 0), EP(51, 3, 0)};
 static const struct ism_endpoint c7_eps[] = {EP(60, 1, 0), EP(61, 1, 0)};
 static const struct ism_endpoint c8_eps[] = {EP(70, 1, 0), EP(71, 1, 0)};
+/* cluster 5's endpoints as another cluster (a subset) holds them: their own
+ * outlier slots */
+static const struct ism_endpoint c9_eps[] = {{.id = 40, .od = 140, .weight = 1},
+					     {.id = 41, .od = 141, .weight = 1}};
 
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
@@ -49,17 +53,19 @@ static const struct ism_cluster clusters[] = {
      .warmup_ms = 10000,
      .warmup_aggression = 0.5,
      .warmup_minimum = 0.01},
+    {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 2, .endpoints = c9_eps},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 9,
+    .n_clusters = 10,
     .clusters = clusters,
 };
 
 struct fixture {
 	struct ism_lb *lb;
-	struct ism_ep_state *eps;
+	struct ism_shm_hdr *h;
+	struct ism_ep_state *eps; /* h->eps */
 };
 
 static int setup(void **state)
@@ -68,11 +74,12 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	f->eps = aligned_alloc(ISM_CACHELINE, ISM_MAX_ENDPOINTS * sizeof(*f->eps));
-	if (!f->eps)
+	f->h = aligned_alloc(ISM_CACHELINE, sizeof(*f->h));
+	if (!f->h)
 		return -1;
-	/* all zero: healthy, admin ready, nothing in flight */
-	memset(f->eps, 0, ISM_MAX_ENDPOINTS * sizeof(*f->eps));
+	/* all zero: healthy, admin ready, nothing in flight, nothing ejected */
+	memset(f->h, 0, sizeof(*f->h));
+	f->eps = f->h->eps;
 	f->lb = ism_lb_new(&table);
 	if (!f->lb)
 		return -1;
@@ -85,7 +92,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	ism_lb_free(f->lb);
-	free(f->eps);
+	free(f->h);
 	free(f);
 	return 0;
 }
@@ -94,7 +101,7 @@ static int lbpick(struct fixture *f, uint32_t c, uint32_t excl, uint32_t rnd)
 {
 	struct ism_lb_req rq = {.exclude_id = excl, .rnd = rnd, .rnd2 = rnd};
 
-	return ism_lb_pick(f->lb, c, f->eps, &rq);
+	return ism_lb_pick(f->lb, c, f->h, &rq);
 }
 
 /* The id of the endpoint picked in cluster c. */
@@ -158,6 +165,28 @@ static void test_ineligible_never_picked(void **state)
 	assert_int_equal(lbpick(f, 2, UINT32_MAX, 12345), -ENOENT);
 }
 
+/* Ejection is per cluster, as each of Envoy's clusters has its own outlier
+ * detector: endpoint 40 ejected by cluster 5 is never picked there and still
+ * is by cluster 9, which holds it too. */
+static void test_ejection_per_cluster(void **state)
+{
+	struct fixture *f = *state;
+	unsigned in9 = 0;
+
+	atomic_store(&f->h->ods[40].ejected, 1);
+	atomic_store(&f->eps[40].ejected_in, 1);
+	for (uint32_t k = 0; k < 20; k++) {
+		assert_int_equal(pick_id(f, 5, UINT32_MAX, k * 2654435761u), 41);
+		in9 += pick_id(f, 9, UINT32_MAX, k * 2654435761u) == 40;
+	}
+	assert_int_equal(in9, 10);
+	/* ejected in cluster 9 as well: out of both */
+	atomic_store(&f->h->ods[140].ejected, 1);
+	atomic_store(&f->eps[40].ejected_in, 2);
+	for (uint32_t k = 0; k < 20; k++)
+		assert_int_equal(pick_id(f, 9, UINT32_MAX, k * 2654435761u), 41);
+}
+
 static void test_locality_failover_and_back(void **state)
 {
 	struct fixture *f = *state;
@@ -212,7 +241,7 @@ static void test_enoent_and_range(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 9, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 10, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -324,7 +353,7 @@ static unsigned picks_at(struct fixture *f, uint32_t c, uint64_t now, unsigned n
 	for (unsigned k = 0; k < n; k++) {
 		struct ism_lb_req rq = {
 		    .exclude_id = UINT32_MAX, .rnd = k * 2654435761u, .now_ms = now};
-		int i = ism_lb_pick(f->lb, c, f->eps, &rq);
+		int i = ism_lb_pick(f->lb, c, f->h, &rq);
 
 		assert_true(i >= 0);
 		hits += clusters[c].endpoints[i].id == id;
@@ -369,6 +398,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_wrr_smooth_exact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ineligible_never_picked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ejection_per_cluster, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locality_failover_and_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enoent_and_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exclude, setup, teardown),

@@ -31,9 +31,15 @@ struct ep_table {
 	size_t cap; /* ids beyond cap fail with -ENOSPC */
 };
 
-static int test_ep_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+static int test_ep_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
+		      uint32_t *id)
 {
 	struct ep_table *t = ctx;
+
+	if (kind == ISM_CONF_SLOT_OUTLIER) {
+		*id = ISM_NO_OD_SLOT;
+		return 0;
+	}
 
 	for (size_t i = 0; i < t->n; i++) {
 		if (strcmp(t->keys[i], key) == 0) {

@@ -366,12 +366,16 @@ static void shape_policy_ports(struct text *t, size_t n)
 
 /* --- measuring --- */
 
-static int next_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+static int next_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
 	uint32_t *next = ctx;
 
 	(void)key;
 	(void)has_hc;
+	if (kind == ISM_CONF_SLOT_OUTLIER) {
+		*id = ISM_NO_OD_SLOT;
+		return 0;
+	}
 	*id = (*next)++;
 	return 0;
 }

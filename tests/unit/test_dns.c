@@ -105,11 +105,15 @@ static size_t fake_lookup(void *ctx, const char *name, const struct ism_dns_addr
 	return 0;
 }
 
-static int key_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+static int key_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
 	struct fake *f = ctx;
 
 	(void)has_hc;
+	if (kind == ISM_CONF_SLOT_OUTLIER) {
+		*id = ISM_NO_OD_SLOT;
+		return 0;
+	}
 	for (uint32_t i = 0; i < f->n_keys; i++)
 		if (strcmp(f->keys[i], key) == 0) {
 			*id = i;

@@ -55,9 +55,13 @@ struct fx {
 	struct ism_reply r;
 };
 
-static int ep_id(void *ctx, const char *key, bool has_hc, uint32_t *id)
+static int ep_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
+	const char *ep = strrchr(key, '|');
+
 	(void)has_hc;
+	if (kind == ISM_CONF_SLOT_OUTLIER)
+		return ism_shm_od_intern(ctx, key, (uint32_t)atoi(ep + 1), id);
 	return ism_shm_ep_intern(ctx, key, ISM_EP_HEALTHY, id);
 }
 

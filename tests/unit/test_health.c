@@ -208,6 +208,7 @@ static void set_ep(struct fixture *f, int i, uint32_t id, uint16_t port)
 	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	f->eps[i].addrlen = sizeof(*a);
 	f->eps[i].id = id;
+	f->eps[i].od = id; /* its outlier slot: the same number */
 	f->eps[i].weight = 1;
 	snprintf(f->text[i], sizeof(f->text[i]), "127.0.0.1:%u", port);
 	f->eps[i].addr_text = (struct ism_str){f->text[i], (uint32_t)strlen(f->text[i])};
@@ -619,6 +620,15 @@ static bool uneject_step_done(struct fixture *f)
 	return checks_of(f, 2) >= want_checks;
 }
 
+/* Endpoint id ejected for good in its cluster (outlier slot id). */
+static void eject(struct fixture *f, uint32_t id)
+{
+	atomic_store(&f->hdr->ods[id].ep, id);
+	atomic_store(&f->hdr->ods[id].ejected, 1);
+	atomic_store(&f->hdr->ods[id].ejected_until_ms, UINT64_MAX);
+	atomic_store(&f->hdr->eps[id].ejected_in, 1);
+}
+
 /* A passing check returns an ejected endpoint once the endpoint is healthy
  * (Envoy: an unhealthy one needs healthy_threshold passes first), and the
  * return moves the epoch. */
@@ -628,18 +638,19 @@ static void test_uneject(void **state)
 	static const int idx[] = {1, 4}; /* ids 2 (503 then 200) and 5 (200) */
 	struct ism_endpoint sel[2];
 	struct ism_ep_state *e2 = &f->hdr->eps[2], *e5 = &f->hdr->eps[5];
+	struct ism_od_state *o2 = &f->hdr->ods[2], *o5 = &f->hdr->ods[5];
 
 	use_eps(f, sel, idx, 2);
 	f->hc.healthy_threshold = 2;
 	f->epoch_is_flips = false;
-	atomic_store(&e5->ejected, 1);
-	atomic_store(&e5->cons_5xx, 4);
-	atomic_store(&e5->ejected_until_ms, UINT64_MAX);
+	eject(f, 5);
+	atomic_store(&o5->cons_5xx, 4);
 	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
 	assert_true(drive(f, uneject_first_done, 5000));
 	/* id 5 passed while healthy: returned, counters reset; id 2 failed (503) */
-	assert_int_equal(atomic_load(&e5->ejected), 0);
-	assert_int_equal(atomic_load(&e5->cons_5xx), 0);
+	assert_int_equal(atomic_load(&o5->ejected), 0);
+	assert_int_equal(atomic_load(&e5->ejected_in), 0);
+	assert_int_equal(atomic_load(&o5->cons_5xx), 0);
 	assert_int_equal(health_of(f, 5), ISM_EP_HEALTHY);
 	assert_int_equal(health_of(f, 2), ISM_EP_UNHEALTHY);
 	assert_int_equal(f->total_flips, 1);
@@ -647,18 +658,18 @@ static void test_uneject(void **state)
 
 	/* id 2, unhealthy and ejected, recovers: its first pass leaves it
 	 * unhealthy and ejected, the second makes it healthy and returns it */
-	atomic_store(&e2->ejected, 1);
-	atomic_store(&e2->ejected_until_ms, UINT64_MAX);
+	eject(f, 2);
 	atomic_store(&f->srv.flip_status, 200);
 	want_checks = checks_of(f, 2) + 1;
 	assert_true(drive(f, uneject_step_done, 5000));
 	assert_int_equal(health_of(f, 2), ISM_EP_UNHEALTHY);
-	assert_int_equal(atomic_load(&e2->ejected), 1);
+	assert_int_equal(atomic_load(&o2->ejected), 1);
 	assert_int_equal(epoch_of(f), 2);
 	want_checks++;
 	assert_true(drive(f, uneject_step_done, 5000));
 	assert_int_equal(health_of(f, 2), ISM_EP_HEALTHY);
-	assert_int_equal(atomic_load(&e2->ejected), 0);
+	assert_int_equal(atomic_load(&o2->ejected), 0);
+	assert_int_equal(atomic_load(&e2->ejected_in), 0);
 	assert_int_equal(epoch_of(f), 4);
 }
 

@@ -22,13 +22,14 @@
 #define N_SLOTS	  64
 #define SEC	  1000u
 
-/* A cluster whose endpoints use scattered state slots (id = 5 + 7 * i), so a
- * mix-up between endpoint index and state id shows. */
+/* A cluster whose endpoints use scattered state slots (endpoint id = 5 + 7 *
+ * i, outlier slot 3 + 11 * i), so a mix-up between endpoint index, endpoint
+ * slot and outlier slot shows. */
 struct fixture {
 	struct ism_outlier od;
 	struct ism_endpoint ep[N_EPS_MAX];
 	struct ism_cluster cl;
-	struct ism_ep_state *eps;
+	struct ism_shm_hdr *h;
 };
 
 static uint32_t id_of(uint32_t i)
@@ -36,7 +37,23 @@ static uint32_t id_of(uint32_t i)
 	return 5 + 7 * i;
 }
 
-static struct fixture *fixture_new(uint32_t n, struct ism_ep_state *shared)
+static uint32_t od_of(uint32_t i)
+{
+	return 3 + 11 * i;
+}
+
+/* The region's header, zeroed (its states cache-line aligned, which calloc
+ * would not honour). */
+static struct ism_shm_hdr *hdr_new(void)
+{
+	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
+
+	assert_non_null(h);
+	memset(h, 0, sizeof(*h));
+	return h;
+}
+
+static struct fixture *fixture_new(uint32_t n, struct ism_shm_hdr *shared)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
@@ -48,37 +65,52 @@ static struct fixture *fixture_new(uint32_t n, struct ism_ep_state *shared)
 	f->od.base_ejection_ms = 30 * SEC;
 	f->od.max_ejection_ms = 300 * SEC;
 	f->od.max_ejection_percent = 10;
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n; i++) {
 		f->ep[i].id = id_of(i);
+		f->ep[i].od = od_of(i);
+	}
 	f->cl.n_endpoints = n;
 	f->cl.endpoints = f->ep;
 	f->cl.od = &f->od;
-	if (shared != NULL) {
-		f->eps = shared;
-	} else {
-		/* The state is cache-line aligned; calloc would not honour that. */
-		f->eps = aligned_alloc(ISM_CACHELINE, N_SLOTS * sizeof(*f->eps));
-		assert_non_null(f->eps);
-		memset(f->eps, 0, N_SLOTS * sizeof(*f->eps));
-	}
+	f->h = shared != NULL ? shared : hdr_new();
+	for (uint32_t i = 0; i < n; i++)
+		f->h->ods[od_of(i)].ep = id_of(i);
 	return f;
 }
 
 static void fixture_free(struct fixture *f, int own_eps)
 {
 	if (own_eps)
-		free(f->eps);
+		free(f->h);
 	free(f);
 }
 
-static struct ism_ep_state *st(struct fixture *f, uint32_t i)
+static struct ism_od_state *st(struct fixture *f, uint32_t i)
 {
-	return &f->eps[id_of(i)];
+	return &f->h->ods[od_of(i)];
+}
+
+static struct ism_ep_state *ep_st(struct fixture *f, uint32_t i)
+{
+	return &f->h->eps[id_of(i)];
 }
 
 static int rec(struct fixture *f, uint32_t i, enum ism_outcome o, uint64_t now)
 {
-	return ism_outlier_record(&f->cl, f->eps, id_of(i), o, now);
+	return ism_outlier_record(&f->cl, f->h, &f->ep[i], o, now);
+}
+
+static int elig(struct fixture *f, uint32_t i)
+{
+	return ism_ep_eligible(f->h, &f->ep[i]);
+}
+
+/* A passing health check of endpoint i, in a table of f's cluster alone. */
+static int hc_uneject(struct fixture *f, uint32_t i, uint64_t now)
+{
+	struct ism_table t = {.n_clusters = 1, .clusters = &f->cl};
+
+	return ism_outlier_uneject(&t, f->h, id_of(i), now);
 }
 
 static uint32_t ld32(_Atomic uint32_t *p)
@@ -94,11 +126,11 @@ static uint64_t ld64(_Atomic uint64_t *p)
 static void test_first_5xx_ejects_with_threshold_1(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_5xx = 1;
-	assert_int_equal(ism_ep_eligible(e), 1);
+	assert_int_equal(elig(f, 0), 1);
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1000), 1);
 	assert_int_equal(ld32(&e->ejected), 1);
 	assert_int_equal(ld64(&e->ejections), 1);
@@ -106,22 +138,25 @@ static void test_first_5xx_ejects_with_threshold_1(void **state)
 	assert_int_equal(ld64(&e->ejected_at_ms), 1000);
 	assert_int_equal(ld64(&e->ejected_until_ms), 1000 + 30 * SEC);
 	assert_int_equal(ld32(&e->cons_5xx), 0);
-	assert_int_equal(ism_ep_eligible(e), 0);
+	assert_int_equal(elig(f, 0), 0);
 	/* Already ejected: not ejected again. */
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 2000), 0);
 	assert_int_equal(ld64(&e->ejections), 1);
 	assert_int_equal(ld32(&e->eject_mult), 1);
 	assert_int_equal(ld64(&e->ejected_until_ms), 1000 + 30 * SEC);
 	/* Other slots untouched. */
-	assert_int_equal(ld32(&f->eps[0].ejected), 0);
-	assert_int_equal(ld64(&f->eps[id_of(0) + 1].ejections), 0);
+	assert_int_equal(ld32(&f->h->ods[0].ejected), 0);
+	assert_int_equal(ld64(&f->h->ods[od_of(0) + 1].ejections), 0);
+	/* The endpoint's own count: ejected in one cluster, once ever. */
+	assert_int_equal(ld32(&ep_st(f, 0)->ejected_in), 1);
+	assert_int_equal(ld64(&ep_st(f, 0)->ejections), 1);
 	fixture_free(f, 1);
 }
 
 static void test_threshold_3_needs_a_run(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_5xx = 3;
@@ -143,7 +178,7 @@ static void test_threshold_3_needs_a_run(void **state)
 static void test_zero_thresholds_are_off(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_5xx = 0;
@@ -167,7 +202,7 @@ static void test_zero_thresholds_are_off(void **state)
 static void test_gateway_errors(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_gateway = 2;
@@ -203,7 +238,7 @@ static void test_gateway_errors(void **state)
 static void test_local_non_split(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_gateway = 3;
@@ -221,7 +256,7 @@ static void test_local_non_split(void **state)
 static void test_split_mode(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.split_local = 1;
@@ -269,7 +304,7 @@ static void test_max_percent_10_of_4(void **state)
 	assert_int_equal(rec(f, 2, ISM_OUTCOME_5XX, 3), 0);
 	assert_int_equal(ld32(&st(f, 2)->ejected), 0);
 	/* Once the first is back, another may go. */
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 1 + 30 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 1 + 30 * SEC), 1);
 	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 40 * SEC), 0);
 	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 40 * SEC), 1);
 	assert_int_equal(ld32(&st(f, 1)->ejected), 1);
@@ -348,11 +383,11 @@ static void test_sweep_without_detector(void **state)
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1 * SEC), 1);
 	until = atomic_load(&st(f, 0)->ejected_until_ms);
 	f->cl.od = NULL;
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, until - 1), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, until - 1), 0);
 	assert_int_equal(ld32(&st(f, 0)->ejected), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, until), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, until), 1);
 	assert_int_equal(ld32(&st(f, 0)->ejected), 0);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, until + 100 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, until + 100 * SEC), 0);
 	fixture_free(f, 1);
 }
 
@@ -375,7 +410,7 @@ static void test_ejection_ms(void **state)
 static void test_ejection_time_grows(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 	uint64_t now = 5 * SEC;
 
 	(void)state;
@@ -388,7 +423,7 @@ static void test_ejection_time_grows(void **state)
 		assert_int_equal(ld64(&e->ejected_until_ms) - ld64(&e->ejected_at_ms), want);
 		assert_int_equal(ld64(&e->ejections), k);
 		now = ld64(&e->ejected_until_ms);
-		assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, now), 1);
+		assert_int_equal(ism_outlier_sweep(&f->cl, f->h, now), 1);
 	}
 	fixture_free(f, 1);
 }
@@ -396,7 +431,7 @@ static void test_ejection_time_grows(void **state)
 static void test_sweep_returns_on_time(void **state)
 {
 	struct fixture *f = fixture_new(2, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_5xx = 1;
@@ -404,21 +439,21 @@ static void test_sweep_returns_on_time(void **state)
 	atomic_store(&e->cons_gateway, 3);
 	atomic_store(&e->cons_local, 4);
 	atomic_store(&e->cons_5xx, 2);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 100 * SEC), 0);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 130 * SEC - 1), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 100 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 130 * SEC - 1), 0);
 	assert_int_equal(ld32(&e->ejected), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 130 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 130 * SEC), 1);
 	assert_int_equal(ld32(&e->ejected), 0);
 	assert_int_equal(ld64(&e->returned_at_ms), 130 * SEC);
 	assert_int_equal(ld32(&e->cons_5xx), 0);
 	assert_int_equal(ld32(&e->cons_gateway), 0);
 	assert_int_equal(ld32(&e->cons_local), 0);
-	assert_int_equal(ism_ep_eligible(e), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 131 * SEC), 0);
+	assert_int_equal(elig(f, 0), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 131 * SEC), 0);
 
 	/* After the time too: a late sweep returns it as well. */
 	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 200 * SEC), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 500 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 500 * SEC), 1);
 	assert_int_equal(ld32(&st(f, 1)->ejected), 0);
 	assert_int_equal(ld64(&st(f, 1)->returned_at_ms), 500 * SEC);
 	fixture_free(f, 1);
@@ -429,15 +464,16 @@ static void test_sweep_returns_on_time(void **state)
 static void test_sweep_skips_half_written_ejection(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	atomic_store(&e->ejected, 2);
 	atomic_store(&e->ejected_until_ms, 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, 1000 * SEC), 0);
+	atomic_store(&ep_st(f, 0)->ejected_in, 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 1000 * SEC), 0);
 	assert_int_equal(ld32(&e->ejected), 2);
-	assert_int_equal(ism_ep_eligible(e), 0);
-	assert_int_equal(ism_outlier_uneject(e, 1000 * SEC), 0);
+	assert_int_equal(elig(f, 0), 0);
+	assert_int_equal(hc_uneject(f, 0, 1000 * SEC), 0);
 	fixture_free(f, 1);
 }
 
@@ -445,7 +481,7 @@ static void test_sweep_skips_half_written_ejection(void **state)
 static void test_multiplier_decays(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 	uint64_t now = 0;
 
 	(void)state;
@@ -453,27 +489,27 @@ static void test_multiplier_decays(void **state)
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, now), 1);
 		now = ld64(&e->ejected_until_ms);
-		assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, now), 1);
+		assert_int_equal(ism_outlier_sweep(&f->cl, f->h, now), 1);
 	}
 	uint64_t back = now; /* returned at 30 + 60 + 90 = 180 s */
 	assert_int_equal(back, 180 * SEC);
 	assert_int_equal(ld32(&e->eject_mult), 3);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 10 * SEC - 1), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 10 * SEC - 1), 0);
 	assert_int_equal(ld32(&e->eject_mult), 3);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 10 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 10 * SEC), 0);
 	assert_int_equal(ld32(&e->eject_mult), 2);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 20 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 20 * SEC), 0);
 	assert_int_equal(ld32(&e->eject_mult), 1);
 	/* Ejected with k = 1 → k = 2: 60 s. */
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, back + 25 * SEC), 1);
 	assert_int_equal(ld32(&e->eject_mult), 2);
 	assert_int_equal(ld64(&e->ejected_until_ms), back + 85 * SEC);
 	/* No decay while ejected. */
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 84 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 84 * SEC), 0);
 	assert_int_equal(ld32(&e->eject_mult), 2);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->eps, back + 85 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 85 * SEC), 1);
 	for (int i = 1; i <= 4; i++)
-		ism_outlier_sweep(&f->cl, f->eps, back + 85 * SEC + (uint64_t)i * 10 * SEC);
+		ism_outlier_sweep(&f->cl, f->h, back + 85 * SEC + (uint64_t)i * 10 * SEC);
 	assert_int_equal(ld32(&e->eject_mult), 0);
 	/* Back at the base time. */
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1000 * SEC), 1);
@@ -484,33 +520,89 @@ static void test_multiplier_decays(void **state)
 static void test_uneject_and_eligible(void **state)
 {
 	struct fixture *f = fixture_new(1, NULL);
-	struct ism_ep_state *e = st(f, 0);
+	struct ism_od_state *e = st(f, 0);
 
 	(void)state;
 	f->od.consecutive_5xx = 1;
-	assert_int_equal(ism_outlier_uneject(e, 5), 0);
+	assert_int_equal(hc_uneject(f, 0, 5), 0);
 	assert_int_equal(ld64(&e->returned_at_ms), 0);
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 10), 1);
 	atomic_store(&e->cons_5xx, 3);
-	assert_int_equal(ism_outlier_uneject(e, 20), 1);
+	assert_int_equal(hc_uneject(f, 0, 20), 1);
 	assert_int_equal(ld32(&e->ejected), 0);
+	assert_int_equal(ld32(&ep_st(f, 0)->ejected_in), 0);
 	assert_int_equal(ld64(&e->returned_at_ms), 20);
 	assert_int_equal(ld32(&e->cons_5xx), 0);
 	assert_int_equal(ld32(&e->eject_mult), 1); /* the backoff is kept */
-	assert_int_equal(ism_outlier_uneject(e, 30), 0);
+	assert_int_equal(hc_uneject(f, 0, 30), 0);
 
-	assert_int_equal(ism_ep_eligible(e), 1);
-	atomic_store(&e->health, ISM_EP_UNHEALTHY);
-	assert_int_equal(ism_ep_eligible(e), 0);
-	atomic_store(&e->health, ISM_EP_HEALTHY);
-	atomic_store(&e->admin, ISM_EP_ADMIN_DRAIN);
-	assert_int_equal(ism_ep_eligible(e), 0);
-	atomic_store(&e->admin, ISM_EP_ADMIN_MAINT);
-	assert_int_equal(ism_ep_eligible(e), 0);
-	atomic_store(&e->admin, ISM_EP_ADMIN_READY);
+	assert_int_equal(elig(f, 0), 1);
+	atomic_store(&ep_st(f, 0)->health, ISM_EP_UNHEALTHY);
+	assert_int_equal(elig(f, 0), 0);
+	atomic_store(&ep_st(f, 0)->health, ISM_EP_HEALTHY);
+	atomic_store(&ep_st(f, 0)->admin, ISM_EP_ADMIN_DRAIN);
+	assert_int_equal(elig(f, 0), 0);
+	atomic_store(&ep_st(f, 0)->admin, ISM_EP_ADMIN_MAINT);
+	assert_int_equal(elig(f, 0), 0);
+	atomic_store(&ep_st(f, 0)->admin, ISM_EP_ADMIN_READY);
 	atomic_store(&e->ejected, 1);
-	assert_int_equal(ism_ep_eligible(e), 0);
+	atomic_store(&ep_st(f, 0)->ejected_in, 1);
+	assert_int_equal(elig(f, 0), 0);
 	fixture_free(f, 1);
+}
+
+/* Two clusters holding the same endpoint (a service's default cluster and a
+ * subset): each has its own detector, as each Envoy cluster has. Errors
+ * through one eject it there only; the other's counters, ejection and max
+ * percent are its own; a passing health check returns it from both. */
+static void test_per_cluster(void **state)
+{
+	struct fixture *all = fixture_new(2, NULL);
+	struct fixture *v1 = fixture_new(1, all->h);
+	struct ism_table t;
+	struct ism_cluster both[2];
+
+	(void)state;
+	/* v1's endpoint is all's endpoint 1, in an outlier slot of its own */
+	v1->ep[0].id = id_of(1);
+	v1->ep[0].od = 100;
+	all->h->ods[100].ep = id_of(1);
+	all->od.consecutive_5xx = 1;
+	v1->od.consecutive_5xx = 2;
+	assert_int_equal(rec(all, 1, ISM_OUTCOME_5XX, 1000), 1);
+	assert_int_equal(elig(all, 1), 0);
+	assert_int_equal(elig(v1, 0), 1);
+	assert_int_equal(ld32(&all->h->ods[100].ejected), 0);
+	/* v1 counts its own run: one error is not two */
+	assert_int_equal(rec(v1, 0, ISM_OUTCOME_5XX, 1001), 0);
+	assert_int_equal(ld32(&all->h->ods[100].cons_5xx), 1);
+	/* a success through all (an answer on a connection made before the
+	 * ejection) resets all's counters, not v1's */
+	assert_int_equal(rec(all, 1, ISM_OUTCOME_SUCCESS, 1002), 0);
+	assert_int_equal(ld32(&all->h->ods[100].cons_5xx), 1);
+	/* v1's only endpoint may be ejected though all has one ejected */
+	assert_int_equal(rec(v1, 0, ISM_OUTCOME_5XX, 1003), 1);
+	assert_int_equal(elig(v1, 0), 0);
+	assert_int_equal(ld32(&ep_st(all, 1)->ejected_in), 2);
+	assert_int_equal(ld64(&ep_st(all, 1)->ejections), 2);
+	/* the sweep of one cluster returns its own ejections only */
+	assert_int_equal(ism_outlier_sweep(&v1->cl, v1->h, 1003 + 30 * SEC), 1);
+	assert_int_equal(elig(v1, 0), 1);
+	assert_int_equal(elig(all, 1), 0);
+	assert_int_equal(ld32(&ep_st(all, 1)->ejected_in), 1);
+	/* ejected in both again; one passing check returns it from both */
+	assert_int_equal(rec(v1, 0, ISM_OUTCOME_5XX, 2000 * SEC), 0);
+	assert_int_equal(rec(v1, 0, ISM_OUTCOME_5XX, 2000 * SEC), 1);
+	both[0] = all->cl;
+	both[1] = v1->cl;
+	t = (struct ism_table){.n_clusters = 2, .clusters = both};
+	assert_int_equal(ism_outlier_uneject(&t, all->h, id_of(1), 2001 * SEC), 2);
+	assert_int_equal(elig(all, 1), 1);
+	assert_int_equal(elig(v1, 0), 1);
+	assert_int_equal(ld32(&ep_st(all, 1)->ejected_in), 0);
+	assert_int_equal(ism_outlier_uneject(&t, all->h, id_of(1), 2002 * SEC), 0);
+	fixture_free(v1, 0);
+	fixture_free(all, 1);
 }
 
 /* Children record on a MAP_SHARED endpoint-state array, started together on a
@@ -523,7 +615,7 @@ static void test_uneject_and_eligible(void **state)
 
 static void race(uint32_t threshold, int children, int rounds)
 {
-	size_t states = RACE_EPS * sizeof(struct ism_ep_state);
+	size_t states = sizeof(struct ism_shm_hdr);
 	size_t sz = states + ISM_CACHELINE;
 	void *map = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct ism_endpoint *ep = calloc(RACE_EPS, sizeof(*ep));
@@ -536,17 +628,18 @@ static void race(uint32_t threshold, int children, int rounds)
 
 	assert_true(map != MAP_FAILED);
 	assert_non_null(ep);
-	struct ism_ep_state *eps = map;
+	struct ism_shm_hdr *h = map;
 	_Atomic uint32_t *go = (_Atomic uint32_t *)((char *)map + states);
 	const uint32_t target = RACE_EPS - 1;
 
 	for (uint32_t i = 0; i < RACE_EPS; i++)
-		ep[i].id = i;
+		ep[i] = (struct ism_endpoint){.id = i, .od = i};
 	for (int r = 0; r < rounds; r++) {
 		pid_t pid[8];
 		int winners = 0;
 
-		memset(eps, 0, states);
+		memset(h->eps, 0, RACE_EPS * sizeof(h->eps[0]));
+		memset(h->ods, 0, RACE_EPS * sizeof(h->ods[0]));
 		atomic_store(go, 0);
 		for (int c = 0; c < children; c++) {
 			pid[c] = fork();
@@ -554,7 +647,8 @@ static void race(uint32_t threshold, int children, int rounds)
 			if (pid[c] == 0) {
 				while (atomic_load(go) == 0)
 					;
-				_exit(ism_outlier_record(&cl, eps, target, ISM_OUTCOME_5XX, 1000));
+				_exit(
+				    ism_outlier_record(&cl, h, &ep[target], ISM_OUTCOME_5XX, 1000));
 			}
 		}
 		atomic_store(go, 1);
@@ -566,11 +660,12 @@ static void race(uint32_t threshold, int children, int rounds)
 			winners += WEXITSTATUS(status);
 		}
 		assert_int_equal(winners, 1);
-		assert_int_equal(ld64(&eps[target].ejections), 1);
-		assert_int_equal(ld32(&eps[target].ejected), 1);
-		assert_int_equal(ld32(&eps[target].eject_mult), 1);
-		assert_int_equal(ld64(&eps[target].ejected_until_ms), 1000 + 30 * SEC);
-		assert_int_equal(ld32(&eps[target].cons_5xx), 0);
+		assert_int_equal(ld64(&h->ods[target].ejections), 1);
+		assert_int_equal(ld32(&h->ods[target].ejected), 1);
+		assert_int_equal(ld32(&h->ods[target].eject_mult), 1);
+		assert_int_equal(ld64(&h->ods[target].ejected_until_ms), 1000 + 30 * SEC);
+		assert_int_equal(ld32(&h->ods[target].cons_5xx), 0);
+		assert_int_equal(ld32(&h->eps[target].ejected_in), 1);
 	}
 	free(ep);
 	munmap(map, sz);
@@ -610,6 +705,7 @@ int main(void)
 	    cmocka_unit_test(test_uneject_and_eligible),
 	    cmocka_unit_test(test_max_percent_not_rounded_down),
 	    cmocka_unit_test(test_sweep_without_detector),
+	    cmocka_unit_test(test_per_cluster),
 	    cmocka_unit_test(test_processes_threshold_4),
 	    cmocka_unit_test(test_processes_threshold_1),
 	};

@@ -189,6 +189,66 @@ static void test_ep_intern(void **state)
 	ism_shm_destroy(&shm);
 }
 
+/* Outlier slots: one per (cluster, endpoint) key, stable while a generation
+ * holds them; the sweep frees the others and takes an ejection a freed slot
+ * still had off its endpoint's count; a reused slot is a new incarnation. */
+static void test_od_intern(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	struct ism_table *t;
+	struct ism_cluster *cl;
+	struct ism_endpoint *ep;
+	uint32_t id, o_all, o_v1, again, o_v2;
+	char k_all[64], k_v1[64], k_v2[64];
+	int slot;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	assert_int_equal(ism_shm_ep_intern(&shm, "svc|127.0.0.2:80", ISM_EP_HEALTHY, &id), 0);
+	snprintf(k_all, sizeof(k_all), "outbound|80||svc|%u", id);
+	snprintf(k_v1, sizeof(k_v1), "outbound|80|v1|svc|%u", id);
+	snprintf(k_v2, sizeof(k_v2), "outbound|80|v2|svc|%u", id);
+	assert_int_equal(ism_shm_od_intern(&shm, k_all, id, &o_all), 0);
+	assert_int_equal(ism_shm_od_intern(&shm, k_v1, id, &o_v1), 0);
+	assert_int_not_equal(o_all, o_v1);
+	assert_int_equal(ism_shm_od_intern(&shm, k_v1, id, &again), 0);
+	assert_int_equal(again, o_v1);
+	assert_int_equal(shm.hdr->ods[o_v1].ep, id);
+	assert_int_equal(shm.hdr->ods[o_v1].incarnation, 1);
+	/* v1 ejects the endpoint: one cluster has it ejected */
+	atomic_store(&shm.hdr->ods[o_v1].ejected, 1);
+	atomic_store(&shm.hdr->eps[id].ejected_in, 1);
+
+	/* A generation holding the endpoint in the cluster without a subset only. */
+	slot = ism_shm_gen_begin(&shm, &a);
+	assert_true(slot >= 0);
+	t = build(&a, 1);
+	cl = ism_arena_alloc(&a, sizeof(*cl), 8);
+	ep = ism_arena_alloc(&a, sizeof(*ep), 8);
+	assert_non_null(cl);
+	assert_non_null(ep);
+	*ep = (struct ism_endpoint){.id = id, .od = o_all};
+	*cl = (struct ism_cluster){.n_endpoints = 1, .endpoints = ep};
+	t->n_clusters = 1;
+	t->clusters = cl;
+	ism_shm_gen_publish(&shm, slot, t, 1);
+	ism_shm_ep_sweep(&shm);
+	assert_int_equal(atomic_load(&shm.hdr->eps[id].in_use), 1);
+	assert_int_equal(atomic_load(&shm.hdr->ods[o_all].in_use), 1);
+	assert_int_equal(atomic_load(&shm.hdr->ods[o_v1].in_use), 0);
+	assert_int_equal(atomic_load(&shm.hdr->eps[id].ejected_in), 0);
+	/* Known keys are found again after the index is rebuilt; v2 takes the
+	 * freed slot, not ejected, a new incarnation. */
+	assert_int_equal(ism_shm_od_intern(&shm, k_all, id, &again), 0);
+	assert_int_equal(again, o_all);
+	assert_int_equal(ism_shm_od_intern(&shm, k_v2, id, &o_v2), 0);
+	assert_int_equal(o_v2, o_v1);
+	assert_int_equal(atomic_load(&shm.hdr->ods[o_v2].ejected), 0);
+	assert_int_equal(shm.hdr->ods[o_v2].incarnation, 2);
+	ism_shm_destroy(&shm);
+}
+
 static double cpu_now(void)
 {
 	struct timespec ts;
@@ -324,10 +384,10 @@ static void test_stress_reclaim(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_arena),	   cmocka_unit_test(test_publish_acquire_reclaim),
-	    cmocka_unit_test(test_abort),	   cmocka_unit_test(test_peek_commit),
-	    cmocka_unit_test(test_ep_intern),	   cmocka_unit_test(test_ep_intern_scale),
-	    cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_arena),     cmocka_unit_test(test_publish_acquire_reclaim),
+	    cmocka_unit_test(test_abort),     cmocka_unit_test(test_peek_commit),
+	    cmocka_unit_test(test_ep_intern), cmocka_unit_test(test_ep_intern_scale),
+	    cmocka_unit_test(test_od_intern), cmocka_unit_test(test_stress_reclaim),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
