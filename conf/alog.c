@@ -12,7 +12,8 @@
 /* Istio's default (meshConfig.accessLogFormat unset) without
  * %RESPONSE_CODE_DETAILS%, %CONNECTION_TERMINATION_DETAILS%,
  * %UPSTREAM_TRANSPORT_FAILURE_REASON%, %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%,
- * %UPSTREAM_LOCAL_ADDRESS% and %DOWNSTREAM_LOCAL_ADDRESS%. */
+ * %UPSTREAM_LOCAL_ADDRESS% and %DOWNSTREAM_LOCAL_ADDRESS% (each of them
+ * works in a textFormat; the default stays the one isthmus documented). */
 const char ism_alog_default_text[] =
     "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
@@ -49,12 +50,12 @@ static const struct {
     /* isthmus names no cluster by another name (Envoy's alt_stat_name) */
     {"UPSTREAM_CLUSTER_RAW", ISM_ALOG_F_UPSTREAM_CLUSTER},
     {"RESP", ISM_ALOG_F_RESP},
+    {"UPSTREAM_TRANSPORT_FAILURE_REASON", ISM_ALOG_F_TRANSPORT_FAILURE},
+    {"CONNECTION_TERMINATION_DETAILS", ISM_ALOG_F_TERMINATION},
 };
 
 /* Envoy's other operators: known, not in the access log yet. */
 static const char *const later[] = {
-    "CONNECTION_TERMINATION_DETAILS",
-    "UPSTREAM_TRANSPORT_FAILURE_REASON",
     "UPSTREAM_REMOTE_ADDRESS",
     "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
     "UPSTREAM_REMOTE_PORT",

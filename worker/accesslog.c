@@ -173,6 +173,16 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return copy_str(v, cap, r->local);
 	case ISM_ALOG_F_CODE_DETAILS:
 		return copy_str(v, cap, r->details);
+	case ISM_ALOG_F_TRANSPORT_FAILURE:
+		/* as Envoy's formatter shows it: spaces made underscores */
+		n = copy_str(v, cap, r->transport);
+		for (size_t i = 0; i < n; i++)
+			v[i] = v[i] == ' ' ? '_' : v[i];
+		return n;
+	case ISM_ALOG_F_TERMINATION:
+		/* Set by Envoy's network filters that end a connection (RBAC,
+		 * ext_authz): isthmus has none. */
+		return 0;
 	case ISM_ALOG_F_RESP:
 		n = op->hdr < ISM_ALOG_RESP_MAX
 			? copy(v, cap, q->resp_val[op->hdr], q->resp_len[op->hdr])

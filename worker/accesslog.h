@@ -65,8 +65,10 @@ struct ism_alog_rec {
 	const char *cluster;  /* cluster name, or NULL */
 	const char *sni;      /* the TLS client's server name, or NULL */
 	const char *details;  /* Envoy's response code details, or NULL */
-	const char *local;    /* the address the client reached (text), when the format
-				 shows it (ism_alog.wants_local); NULL: unknown */
+	/* Envoy's upstream transport failure reason (ism_up_failure_text), or NULL */
+	const char *transport;
+	const char *local; /* the address the client reached (text), when the format
+			      shows it (ism_alog.wants_local); NULL: unknown */
 	uint16_t local_port;
 };
 

@@ -526,6 +526,8 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	st->ep_inc = ism_up_ep_incarnation(w, ep->id);
 	st->prev_ep = ep->id;
 	st->ep = ep;
+	st->up_errno = 0;
+	st->up_tls_err = 0;
 	st->rs.tries++;
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
@@ -587,6 +589,10 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 {
 	bool retry;
 
+	if (f == ISM_FAIL_CONNECT && st->up != NULL) {
+		st->up_errno = st->up->connect_err;
+		st->up_tls_err = st->up->s.x.fail_err;
+	}
 	if (st->up != NULL)
 		record_outcome(w, st, f, 0);
 	retry = retry_possible(w, st, f, 0, -1);
@@ -654,9 +660,11 @@ static void log_begin(struct ism_wctx *w, struct ism_stream *st, const struct is
 
 /* Envoy's response code details of the exchange: via_upstream for an
  * upstream's answer; for one made here, the router's detail of its reason
- * (flags), the fault filter's, direct_response for a route's own; NULL when
+ * (flags; a failed connection's with its transport failure reason, made in
+ * buf), the fault filter's, direct_response for a route's own; NULL when
  * Envoy's is not known. */
-static const char *code_details(const struct ism_stream *st)
+static const char *code_details(const struct ism_stream *st, const char *transport, char *buf,
+				size_t cap)
 {
 	static const char *const map[][2] = {
 	    {"NR", "route_not_found"},
@@ -675,6 +683,15 @@ static const char *code_details(const struct ism_stream *st)
 	/* A route's redirect or directResponse; a CORS preflight's is not known. */
 	if (st->flags == NULL)
 		return st->cors != NULL && st->cors->preflight ? NULL : "direct_response";
+	/* Envoy's router: "{reset reason,transport failure reason}", its spaces
+	 * made underscores. */
+	if (transport != NULL && strcmp(st->flags, "UF") == 0 &&
+	    snprintf(buf, cap, "upstream_reset_before_response_started{connection_failure,%s}",
+		     transport) > 0) {
+		for (char *c = buf; *c; c++)
+			*c = *c == ' ' ? '_' : *c;
+		return buf;
+	}
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (strcmp(st->flags, map[i][0]) == 0)
 			return map[i][1];
@@ -688,6 +705,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	const struct ism_cluster *cl;
 	struct ism_alog_rec r;
 	char flags[32], local[INET6_ADDRSTRLEN] = "";
+	char transport[160], details[256];
 	uint16_t local_port = 0;
 
 	if (st->log_req == NULL)
@@ -699,6 +717,8 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    !(w->table->preserve_rid && st->log_req->val[ISM_ALOG_H_X_REQUEST_ID] != NULL))
 		ism_up_request_id(w, st->log_req->request_id);
 	cl = st_cluster(w, st);
+	if (ism_up_failure_text(st->up_errno, st->up_tls_err, transport, sizeof(transport)) == 0)
+		transport[0] = '\0';
 	r = (struct ism_alog_rec){
 	    .req = st->log_req,
 	    .duration_ms = ism_wall_ms() - st->log_req->start_ms,
@@ -713,7 +733,8 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[st->prev_ep] : NULL,
 	    .cluster = cl ? cl->name.p : NULL,
 	    .sni = st->sess->sni,
-	    .details = code_details(st),
+	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),
+	    .transport = transport[0] ? transport : NULL,
 	};
 	if (w->alog.wants_local && (pp = ism_sess_pp(st->sess)) != NULL &&
 	    ism_addr_text(&pp->dst.sa, local, &local_port)) {

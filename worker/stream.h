@@ -92,7 +92,12 @@ struct ism_stream {
 	uint8_t retry_counted; /* counted in the cluster's retries_active */
 	uint8_t rq_counted;    /* counted in the cluster's in_flight (http2MaxRequests) */
 	uint8_t od_pending;    /* a 2xx-4xx response streams: outlier outcome told at its end */
-	uint8_t waiting;       /* in the worker's queue for a connection */
+	/* why the latest attempt's connection could not be made (Envoy's
+	 * upstream transport failure reason, ism_up_failure_text): a connect's
+	 * errno, or the handshake's first OpenSSL error; 0: none */
+	int up_errno;
+	unsigned long up_tls_err;
+	uint8_t waiting; /* in the worker's queue for a connection */
 	uint8_t has_hash;
 	uint64_t hash;		/* consistent-hash key */
 	uint64_t wait_deadline; /* when the wait for a connection ends (503); 0: not waiting */

@@ -563,6 +563,7 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		n = SSL_do_handshake(x->ssl);
 		err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
 		if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) {
+			x->fail_err = ERR_peek_error();
 			ism_tls_log_errors(io->up ? "TLS handshake with upstream"
 						  : "TLS handshake");
 			/* The alert says why (certificate required, protocol

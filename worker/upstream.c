@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "lib/addr.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
@@ -314,6 +316,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		keepalive(fd, cl);
 	u->ep_id = ep->id;
 	u->ep_inc = ism_up_ep_incarnation(w, ep->id);
+	u->connect_err = 0;
 	u->tls_fp = ism_up_pool_key(st, cl, ep);
 	if (u->tls_fp != 0) {
 		const struct ism_tls_conf *tls = ism_ep_tls(cl, ep);
@@ -423,6 +426,23 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	if (u->state == ISM_UP_BUSY)
 		send_request(w, u);
 	return u;
+}
+
+size_t ism_up_failure_text(int err, unsigned long tls, char *out, size_t cap)
+{
+	int n;
+
+	if (tls != 0)
+		n = snprintf(out, cap, "TLS_error:|%lu:%s::%s:TLS_error_end", tls,
+			     ERR_lib_error_string(tls) ? ERR_lib_error_string(tls) : "",
+			     ERR_reason_error_string(tls) ? ERR_reason_error_string(tls) : "");
+	else if (err > 0)
+		n = snprintf(out, cap, "delayed connect error: %s", strerror(err));
+	else
+		n = 0;
+	if (n < 0 || cap == 0)
+		return 0;
+	return (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
 /* ---------- the request ---------- */
@@ -1067,6 +1087,7 @@ static void on_event(struct ism_wctx *w, struct ism_upconn *u, struct ism_sock_e
 		if (u->mux == NULL && u->st == NULL) {
 			ism_up_close(w, u);
 		} else if (ev.res < 0) {
+			u->connect_err = -ev.res;
 			ism_wstat_add(&w->st->upstream_connect_fail, 1);
 			ism_debug("connect to endpoint %u: %s", u->ep_id, strerror(-ev.res));
 			connect_failed(w, u);

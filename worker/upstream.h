@@ -46,6 +46,7 @@ struct ism_upconn {
 	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
 	uint32_t ep_id;
 	uint32_t ep_inc;   /* the endpoint slot's incarnation when it connected */
+	int connect_err;   /* errno of a connect that failed; 0: none */
 	uint32_t requests; /* requests sent on this connection */
 	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */
 	uint64_t idle_deadline;
@@ -116,6 +117,12 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 		   struct ism_buf *out);
 /* A new X-Request-Id: a random (version 4) UUID, 36 characters and a NUL. */
 void ism_up_request_id(struct ism_wctx *w, char out[37]);
+/* Envoy's upstream transport failure reason for a connection that could not be
+ * made: "delayed connect error: <strerror>" for a failed connect (err), or
+ * "TLS_error:|<code>:<library>:<function>:<reason>:TLS_error_end" for a failed
+ * handshake (tls, an OpenSSL error code: OpenSSL's texts where Envoy's
+ * BoringSSL has its own). Returns its length (cut at cap); 0: none known. */
+size_t ism_up_failure_text(int err, unsigned long tls, char *out, size_t cap);
 /* Appends request body data to the request being built (before ism_up_start):
  * as it is, or as a chunk when the body has no length; done adds the end. */
 int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,

@@ -96,6 +96,8 @@ struct ism_xport {
 	uint8_t established;   /* handshake done */
 	uint8_t stalled;       /* reading waits for the session's own records to go out */
 	uint8_t key_updates;   /* KeyUpdates received since the last plaintext */
+	/* the first OpenSSL error of a failed handshake; 0: none */
+	unsigned long fail_err;
 	/* The end a receive brought (ISM_XP_EOF or -errno) while the caller was
 	 * not reading: it comes after the plaintext received before it. */
 	int end;

@@ -23,7 +23,8 @@ import time
 import urllib.parse
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
-                     free_port, gateway, have, poll, service_entry, virtual_service, vmrss_kib, wrk_reap)
+                     file_lines, free_port, gateway, have, poll, service_entry, virtual_service, vmrss_kib,
+                     wrk_reap)
 
 SVC = "tls.test.internal"
 _test = Registry()
@@ -1539,12 +1540,19 @@ def tls_upstream_istio_mutual_sidecar(env):
 @_test
 def tls_upstream_handshake_alert(env):
     """An upstream whose certificate the mesh CA did not sign is refused (503)
-    with the alert that says why: the upstream sees "unknown ca", not an EOF."""
+    with the alert that says why: the upstream sees "unknown ca", not an EOF.
+    The access log's upstream transport failure reason (and the response code
+    details) say it as Envoy does: "TLS_error:|CODE:LIBRARY:FUNCTION:REASON:TLS_error_end",
+    with OpenSSL's texts, spaces made underscores."""
     pki = Pki(env)
     port = free_port()
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS% %UPSTREAM_TRANSPORT_FAILURE_REASON%"
+    alog = f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"
     sport, records = start_sidecar(env, pki, "127.0.0.6", ca="ca2", any_hello=True)
     env.start_gateway(env.write("isthmus.yaml", docs(
-        appliance(env, extra=mesh_identity(pki)), gateway(port), virtual_service("vs", ["*"], route_to(REVIEWS)),
+        appliance(env, extra=mesh_identity(pki) + alog), gateway(port),
+        virtual_service("vs", ["*"], route_to(REVIEWS)),
         service_entry("reviews", REVIEWS, [{"address": "127.0.0.6", "port": sport}]),
         dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL"))), port)
     r = env.get("/", timeout=15)
@@ -1553,6 +1561,10 @@ def tls_upstream_handshake_alert(env):
     errors = poll(lambda: [rec["error"] for rec in records()[1:] if "error" in rec] or None, 5,
                   what="the upstream's handshake error")
     check(all(e == "TLSV1_ALERT_UNKNOWN_CA" for e in errors), f"the upstream saw {errors}, want the unknown ca alert")
+    line = poll(lambda: file_lines(log), 5, what="the access-log line")[0]
+    reason = r"TLS_error:\|\d+:SSL_routines::certificate_verify_failed:TLS_error_end"
+    check(re.fullmatch(rf"503 upstream_reset_before_response_started\{{connection_failure,{reason}\}} {reason}", line),
+          f"the access-log line of the refused upstream: {line!r}")
 
 
 @_test

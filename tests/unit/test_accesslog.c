@@ -173,9 +173,8 @@ static void test_parse_errors(void **state)
 	    {"%REQ(USER-AGENT)", "unterminated command operator (no closing '%'): "
 				 "\"%REQ(USER-AGENT)\" at offset 0"},
 	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
-	    {"%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-	     "not implemented yet in the access log: \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" at "
-	     "offset 0"},
+	    {"%REQUEST_DURATION%",
+	     "not implemented yet in the access log: \"%REQUEST_DURATION%\" at offset 0"},
 	    {"%REQ%",
 	     "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ%\" at offset 0"},
 	    {"%REQ()%", "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ()%\" at "
@@ -394,6 +393,19 @@ static void test_render_text_missing(void **state)
 	assert_string_equal(render(f), "HTTP/1.0 - - - - - - - NR 404 0 127.0.0.1");
 }
 
+/* A failed connection's reason as Envoy's formatter shows it (spaces made
+ * underscores), "-" without one; no connection termination details ever. */
+static void test_render_transport_failure(void **state)
+{
+	struct fx *f =
+	    exchange(state, "GET / HTTP/1.1\r\nhost: h\r\n\r\n",
+		     "\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %CONNECTION_TERMINATION_DETAILS%");
+
+	assert_string_equal(render(f), "\"-\" -");
+	f->rec.transport = "delayed connect error: Connection refused";
+	assert_string_equal(render(f), "\"delayed_connect_error:_Connection_refused\" -");
+}
+
 /* A request that could not be parsed: only what the connection knows. */
 static void test_render_text_unparsed(void **state)
 {
@@ -539,6 +551,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_render_json_failure, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_transport_failure, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_unparsed, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_operators, fx_teardown),
 	    cmocka_unit_test_teardown(test_capture_limits, fx_teardown),
