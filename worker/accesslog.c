@@ -304,10 +304,23 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
 static const struct ism_str hdr_names[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
 #undef HDR_NAME
 
+/* The name of field slot k of a capture (NULL: a pseudo-header, or a named
+ * slot without a name). */
+static const struct ism_str *slot_name(int k, const struct ism_str *named)
+{
+	if (k >= ISM_ALOG_H_COUNT)
+		return named != NULL ? &named[k - ISM_ALOG_H_COUNT] : NULL;
+	return hdr_names[k].p[0] == ':' ? NULL : &hdr_names[k];
+}
+
 /* As ism_alog_capture; orig (NULL: none): the path before a rewrite, which
- * x-envoy-original-path shows whatever the client sent. */
+ * x-envoy-original-path shows whatever the client sent; hdrs (NULL: none):
+ * the route's header edits, which %REQ()% shows as Envoy's does (the route
+ * changes the request's own fields): a field an edit sets or removes has the
+ * edit's first value or none, one it adds to keeps the client's first. */
 static struct ism_alog_req *capture(uint32_t mask, const struct ism_str *named,
-				    const struct ism_http_req *req, const char *orig,
+				    const struct ism_http_req *req,
+				    const struct ism_hdr_edits *hdrs, const char *orig,
 				    size_t orig_len, uint64_t start_ms)
 {
 	const char *src[ISM_ALOG_H_ALL] = {0};
@@ -325,21 +338,38 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_str *named,
 		src[ISM_ALOG_H_X_ENVOY_ORIGINAL_PATH] = orig;
 		len[ISM_ALOG_H_X_ENVOY_ORIGINAL_PATH] = orig_len;
 	}
-	/* The pseudo-headers' names start with ':', which no header name has. */
 	for (size_t i = 0; req != NULL && i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
 		for (int k = 0; k < ISM_ALOG_H_ALL; k++) {
-			const struct ism_str *name;
+			const struct ism_str *name = slot_name(k, named);
 
-			if (src[k] != NULL || !(mask >> k & 1) ||
-			    (k >= ISM_ALOG_H_COUNT && named == NULL))
+			if (src[k] != NULL || !(mask >> k & 1) || name == NULL)
 				continue;
-			name = k < ISM_ALOG_H_COUNT ? &hdr_names[k] : &named[k - ISM_ALOG_H_COUNT];
 			if (name->len == h->name_len &&
 			    strncasecmp(name->p, h->name, h->name_len) == 0) {
 				src[k] = h->value;
 				len[k] = h->value_len;
+			}
+		}
+	}
+	for (uint32_t i = 0; hdrs != NULL && i < hdrs->n; i++) {
+		const struct ism_hdr_edit *x = &hdrs->e[i];
+
+		for (int k = 0; k < ISM_ALOG_H_ALL; k++) {
+			const struct ism_str *name = slot_name(k, named);
+
+			/* a rewrite's x-envoy-original-path is set after the
+			 * edits, as Envoy's router sets it */
+			if (!(mask >> k & 1) || name == NULL || name->len != x->name.len ||
+			    strncasecmp(name->p, x->name.p, name->len) != 0 ||
+			    (k == ISM_ALOG_H_X_ENVOY_ORIGINAL_PATH && orig != NULL))
+				continue;
+			if (x->drop)
+				src[k] = NULL;
+			if (src[k] == NULL && x->n_values > 0) {
+				src[k] = x->values[0].p;
+				len[k] = x->values[0].len;
 			}
 		}
 	}
@@ -372,13 +402,14 @@ static struct ism_alog_req *capture(uint32_t mask, const struct ism_str *named,
 struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_str *named,
 				      const struct ism_http_req *req, uint64_t start_ms)
 {
-	return capture(mask, named, req, NULL, 0, start_ms);
+	return capture(mask, named, req, NULL, NULL, 0, start_ms);
 }
 
 int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_str *named,
-		       const struct ism_http_req *req, const char *orig, size_t orig_len)
+		       const struct ism_http_req *req, const struct ism_hdr_edits *hdrs,
+		       const char *orig, size_t orig_len)
 {
-	struct ism_alog_req *n = capture(mask, named, req, orig, orig_len, (*q)->start_ms);
+	struct ism_alog_req *n = capture(mask, named, req, hdrs, orig, orig_len, (*q)->start_ms);
 
 	if (n == NULL)
 		return -ENOMEM;

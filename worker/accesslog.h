@@ -140,11 +140,13 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf);
 struct ism_alog_req *ism_alog_capture(uint32_t mask, const struct ism_str *named,
 				      const struct ism_http_req *req, uint64_t start_ms);
 /* Captures *q again from req as a route's actions changed it (its :path and
- * :authority are what the upstream gets) and with orig (NULL: none) as
+ * :authority are what the upstream gets; its fields as the route's header
+ * edits hdrs (NULL: none) leave them) and with orig (NULL: none) as
  * x-envoy-original-path, keeping its start, request id and route. 0, or
  * -ENOMEM (*q is kept as it was). */
 int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_str *named,
-		       const struct ism_http_req *req, const char *orig, size_t orig_len);
+		       const struct ism_http_req *req, const struct ism_hdr_edits *hdrs,
+		       const char *orig, size_t orig_len);
 
 /* The values of l's %RESP()% operators in the response the client gets:
  * its fields h[0, n), and own[0, n_own) (those isthmus adds: Server, Date,

@@ -1792,8 +1792,8 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	}
 	/* Without memory, the line shows the request as it came. */
 	if (st->log_req != NULL)
-		ism_alog_rewritten(&st->log_req, w->alog.headers, w->alog.named, req, ed->orig_path,
-				   ed->orig_len);
+		ism_alog_rewritten(&st->log_req, w->alog.headers, w->alog.named, req, ed->hdrs,
+				   ed->orig_path, ed->orig_len);
 	return true;
 }
 

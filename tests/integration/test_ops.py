@@ -154,6 +154,34 @@ def access_log_istio_operators(env):
 
 
 @_test
+def access_log_req_after_route_edits(env):
+    """%REQ()% shows a request field as the route's header edits left it, as
+    Envoy's does (the route changes the request's own fields): a field set
+    shows the route's value, one removed shows none, one added to keeps the
+    client's first value (and shows the route's when the client sent none);
+    the others, and requests of routes without edits, show the client's."""
+    log = env.path("access.log")
+    fmt = "%REQ(:PATH)% %REQ(USER-AGENT)% %REQ(X-TEAM)% %REQ(X-EXTRA)% %REQ(X-NEW)% %REQ(REFERER)% %REQ(X-KEEP)%"
+    text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    text = text.replace("    route: [{destination: {host: " + SVC + "}}]\n",
+                        "    headers: {request: {set: {user-agent: edited-agent, x-team: payments},\n"
+                        "      add: {x-extra: route-extra, x-new: route-new}, remove: [referer]}}\n"
+                        "    route: [{destination: {host: " + SVC + "}}]\n"
+                        "  - match: [{uri: {prefix: /plain}}]\n"
+                        "    route: [{destination: {host: " + SVC + "}}]\n", 1)
+    env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+    sent = {"user-agent": "client-agent", "x-team": "client-team", "x-extra": "client-extra",
+            "referer": "http://from.example/", "x-keep": "kept"}
+    for path in ("/app/x", "/plain/y"):
+        check(env.get(path, headers=sent).status == 200, f"GET {path}")
+    poll(lambda: len(file_lines(log)) >= 2, 5, what="two access-log lines")
+    got = {l.split(" ", 1)[0]: l for l in file_lines(log)}
+    want = {"/app/x": "/app/x edited-agent payments client-extra route-new - kept",
+            "/plain/y": "/plain/y client-agent client-team client-extra - http://from.example/ kept"}
+    check(got == want, f"lines {got}, want {want}")
+
+
+@_test
 def access_log_text(env):
     """format: text with Istio's default template: the fields of a proxied
     request (curl's own byte counts), of a connect failure (503 UF,URX after the
