@@ -577,8 +577,9 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 
 /* Why an attempt ended before a response head, as the local answer says it
  * (flag_for reads its flag from the words: UC, UR). */
-#define WHY_CLOSED "upstream connection closed before the response head"
-#define WHY_RESET  "upstream reset the stream before the response head"
+#define WHY_CLOSED	 "upstream connection closed before the response head"
+#define WHY_RESET	 "upstream reset the stream before the response head"
+#define WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
 
 /* An attempt failed before a usable response: tell outlier detection, then
  * retry if the policy allows, else answer as Envoy's router does: 503 for a
@@ -680,6 +681,8 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 		return st->status != 0 ? "via_upstream" : NULL;
 	if (st->log_flags & ISM_ALOG_FI)
 		return "fault_filter_abort";
+	if (st->local_details != NULL)
+		return st->local_details;
 	/* A route's redirect or directResponse; a CORS preflight's is not known. */
 	if (st->flags == NULL)
 		return st->cors != NULL && st->cors->preflight ? NULL : "direct_response";
@@ -1037,6 +1040,27 @@ static void log_resp(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	ism_alog_capture_resp(&w->alog, st->log_req, h, n, own, n_own);
 }
 
+/* Envoy's response code details of an answer made here for a reason Envoy
+ * names the same: its connection manager's (the request-header timeout, the
+ * body over the limit) and its router's (the request not kept whole for a
+ * retry). NULL: the reason code decides (code_details). */
+static const char *local_details(int status, const char *why)
+{
+	static const struct {
+		int status;
+		const char *why, *details;
+	} map[] = {
+	    {408, "request timeout", "request_header_timeout"},
+	    {413, "request body too large", "request_payload_too_large"},
+	    {507, WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
+	};
+
+	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)
+		if (status == map[i].status && strcmp(why, map[i].why) == 0)
+			return map[i].details;
+	return NULL;
+}
+
 /* A response made here, lr; flags: the access log's reason code (NULL: none,
  * a route's own answer). During a fault delay it waits for the delay's end
  * (the first one made; without memory it goes at once). */
@@ -1056,6 +1080,7 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 		od_settle(w, st, ISM_FAIL_RESET);
 	st->od_pending = 0;
 	st->flags = flags;
+	st->local_details = local_details(lr->status, lr->why);
 	ep_done(w, st, lr->status >= 500);
 	if (st->up != NULL)
 		ism_up_abort(w, st);
@@ -1982,8 +2007,7 @@ static void hold_body(struct ism_wctx *w, struct ism_stream *st, const char *p, 
 	/* Past what a retry keeps, the request cannot be made whole again:
 	 * Envoy's answer. */
 	if (ret < 0 || st->replay.len > ISM_REPLAY_MAX)
-		stream_local(w, st, 507, "exceeded request buffer limit while retrying upstream",
-			     true);
+		stream_local(w, st, 507, WHY_RETRY_BUFFER, true);
 }
 
 void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,

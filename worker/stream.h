@@ -120,8 +120,11 @@ struct ism_stream {
 	uint32_t pool_idle_ms;
 	char up_sni[256]; /* server name for upstream TLS: the request's host */
 	/* the access log and the counters */
-	struct ism_alog_req *log_req;	  /* the request's part of the line; NULL: log off */
-	const char *flags;		  /* reason code of a failure (Envoy-style), or NULL */
+	struct ism_alog_req *log_req; /* the request's part of the line; NULL: log off */
+	const char *flags;	      /* reason code of a failure (Envoy-style), or NULL */
+	/* Envoy's response code details of an answer made here whose reason
+	 * Envoy names (local_details); NULL: the flags decide */
+	const char *local_details;
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */

@@ -182,6 +182,28 @@ def access_log_req_after_route_edits(env):
 
 
 @_test
+def access_log_local_details(env):
+    """Envoy's response code details of answers made here for reasons Envoy
+    names the same: a request head not complete within timeouts.requestHeader
+    (408 request_header_timeout) and a body declared over
+    limits.maxRequestBodyBytes (413 request_payload_too_large)."""
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS%"
+    text, gw_port, _, _ = _two_services(env, f"  limits: {{maxRequestBodyBytes: 100}}\n"
+                                             f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    env.start_gateway(env.write("isthmus.yaml", text.replace("requestHeader: 2s", "requestHeader: 1s")), gw_port)
+    with Conn("127.0.0.1", gw_port) as c:
+        c.send(b"POST /app/x HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n")
+        check(c.read_response().status == 413, "no 413 for a body over the limit")
+    with Conn("127.0.0.1", gw_port) as c:
+        c.send(b"GET /app/x HTTP/1.1\r\nHost: a\r\n")  # the head never ends
+        check(c.read_response().status == 408, "no 408 for a head past the timeout")
+    poll(lambda: len(file_lines(log)) >= 2, 5, what="two access-log lines")
+    check(sorted(file_lines(log)) == ["408 request_header_timeout", "413 request_payload_too_large"],
+          f"lines {file_lines(log)}")
+
+
+@_test
 def access_log_text(env):
     """format: text with Istio's default template: the fields of a proxied
     request (curl's own byte counts), of a connect failure (503 UF,URX after the
