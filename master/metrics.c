@@ -402,6 +402,39 @@ static void table_families(struct ism_reply *r, const struct ism_table *t)
 	}
 }
 
+/* Outlier detection per cluster (Envoy's outlier_detection.ejections_active
+ * and ejections_enforced_total): each cluster's own, from its outlier slots,
+ * which outlive reloads that keep the cluster. */
+static void cluster_ejections(struct ism_reply *r, const struct ism_table *t,
+			      const struct ism_shm_hdr *h)
+{
+	static const struct ism_metric active = {
+	    "isthmus_cluster_ejections_active", "gauge",
+	    "Endpoints the cluster's outlier detection has ejected now, by cluster."};
+	static const struct ism_metric total = {
+	    "isthmus_cluster_ejections_total", "counter",
+	    "Ejections by the cluster's outlier detection, of its current endpoints, by cluster."};
+
+	for (int pass = 0; pass < 2; pass++) {
+		ism_prom_family(r, pass == 0 ? &active : &total);
+		for (uint32_t c = 0; t && c < t->n_clusters; c++) {
+			const struct ism_cluster *cl = &t->clusters[c];
+			uint64_t n = 0;
+
+			for (uint32_t i = 0; i < cl->n_endpoints; i++) {
+				uint32_t od = cl->endpoints[i].od;
+
+				if (od >= ISM_MAX_OD_SLOTS)
+					continue;
+				n += pass == 0 ? (uint64_t)ism_ep_ejected(h, &cl->endpoints[i])
+					       : atomic_load(&h->ods[od].ejections);
+			}
+			ism_prom_u64(r, pass == 0 ? active.name : total.name, n, "cluster",
+				     cl->name.p, NULL);
+		}
+	}
+}
+
 /* ---------- per endpoint ---------- */
 
 static unsigned long long ep_healthy(const struct ism_ep_state *e)
@@ -656,6 +689,7 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 	ism_shm_stats_sum(&m->shm, &st);
 	worker_families(r, &st);
 	table_families(r, ism_shm_current(&m->shm));
+	cluster_ejections(r, ism_shm_current(&m->shm), m->shm.hdr);
 	worker_counters(r, &st);
 	mirror_families(r, &st);
 	master_families(m, r);

@@ -266,12 +266,26 @@ def outlier_ejection_per_subset(env):
           "  subsets:\n  - {name: v1, labels: {version: v1}}\n")
     routes = (f"  - match: [{{uri: {{prefix: /v1}}}}]\n    route: [{{destination: {{host: {SVC}, subset: v1}}}}]\n"
               f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
-    conf = env.write("isthmus.yaml", docs(appliance(env), gateway(gw_port),
-                                          virtual_service("pol", ["*"], routes), dr,
+    admin = free_port()
+    conf = env.write("isthmus.yaml", docs(appliance(env, extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"),
+                                          gateway(gw_port), virtual_service("pol", ["*"], routes), dr,
                                           service_entry("pol", SVC, eps)))
     env.start_gateway(conf, gw_port)
     sock = env.path("ctl.sock")
     all_cl, v1_cl = f"outbound|80||{SVC}", f"outbound|80|v1|{SVC}"
+
+    def cluster_metrics():
+        """{(family, cluster): value} of the per-cluster ejection families."""
+        import urllib.request
+
+        body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        out = {}
+        for line in body.splitlines():
+            for fam in ("isthmus_cluster_ejections_active", "isthmus_cluster_ejections_total"):
+                for cl in (all_cl, v1_cl):
+                    if line.startswith(f'{fam}{{cluster="{cl}"}} '):
+                        out[(fam[len("isthmus_cluster_ejections_"):], cl)] = int(line.split()[-1])
+        return out
 
     def e0_ejected(cluster=None):
         cmd = f"show endpoints {cluster} json" if cluster else "show endpoints json"
@@ -288,6 +302,8 @@ def outlier_ejection_per_subset(env):
     env.ctl("127.0.0.1", eps[0]["port"], "ok")
     check(e0_ejected(v1_cl) == (False, 0), f"e0 in subset v1: {e0_ejected(v1_cl)}, want not ejected")
     check(e0_ejected() == (True, 1), f"e0 over every cluster: {e0_ejected()}, want ejected once")
+    want = {("active", all_cl): 1, ("total", all_cl): 1, ("active", v1_cl): 0, ("total", v1_cl): 0}
+    check(cluster_metrics() == want, f"per-cluster ejection metrics {cluster_metrics()}, want {want}")
     # Subset v1 still sends to e0; the cluster without a subset does not.
     got = [env.get("/v1/") for _ in range(6)]
     check(all(r.status == 200 and r.header("x-upstream") == "e0" for r in got),
@@ -299,6 +315,8 @@ def outlier_ejection_per_subset(env):
     poll(lambda: env.get("/v1/").status == 503 and e0_ejected(v1_cl) == (True, 1), 10,
          what="e0's ejection by subset v1")
     check(e0_ejected() == (True, 2), f"e0 over every cluster: {e0_ejected()}, want two ejections")
+    want = {("active", all_cl): 1, ("total", all_cl): 1, ("active", v1_cl): 1, ("total", v1_cl): 1}
+    check(cluster_metrics() == want, f"per-cluster ejection metrics {cluster_metrics()}, want {want}")
     events = ctl_cmd(sock, "show events")
     for cl in (all_cl, v1_cl):
         check(any(" ejection " in l and "ejected by outlier detection" in l and f"(cluster {cl})" in l
