@@ -3917,6 +3917,9 @@ struct kind_info {
 	const char *kind;
 	const char *group; /* apiVersion before the '/' */
 	const char *const *versions;
+	/* a kind Istio has no gateway use: why; its document loads with that
+	 * warning and nothing of it is read. NULL: a kind isthmus reads. */
+	const char *no_effect;
 };
 
 static const char *const net_versions[] = {"v1alpha3", "v1beta1", "v1", NULL};
@@ -3924,19 +3927,24 @@ static const char *const sec_versions[] = {"v1beta1", "v1", NULL};
 static const char *const app_versions[] = {"v1", NULL};
 
 static const struct kind_info kinds[] = {
-    {"Appliance", "isthmus.io", app_versions},
-    {"Gateway", "networking.istio.io", net_versions},
-    {"VirtualService", "networking.istio.io", net_versions},
-    {"DestinationRule", "networking.istio.io", net_versions},
-    {"ServiceEntry", "networking.istio.io", net_versions},
-    {"PeerAuthentication", "security.istio.io", sec_versions},
-    {"WorkloadEntry", "networking.istio.io", net_versions},
+    {"Appliance", "isthmus.io", app_versions, NULL},
+    {"Gateway", "networking.istio.io", net_versions, NULL},
+    {"VirtualService", "networking.istio.io", net_versions, NULL},
+    {"DestinationRule", "networking.istio.io", net_versions, NULL},
+    {"ServiceEntry", "networking.istio.io", net_versions, NULL},
+    {"PeerAuthentication", "security.istio.io", sec_versions, NULL},
+    {"WorkloadEntry", "networking.istio.io", net_versions, NULL},
+    {"Sidecar", "networking.istio.io", net_versions,
+     "a Sidecar has no effect on a gateway: Istio's gateways always use the default sidecar "
+     "scope"},
+    {"WorkloadGroup", "networking.istio.io", net_versions,
+     "a WorkloadGroup has no effect here: Istio makes WorkloadEntries from it as virtual "
+     "machines register with istiod, which none does with isthmus (write the WorkloadEntries)"},
 };
 
 static const char *const later_kinds[] = {
-    "Sidecar",	 "EnvoyFilter",		"WorkloadGroup",	 "ProxyConfig",
-    "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin",
-    NULL};
+    "EnvoyFilter",	     "ProxyConfig", "Telemetry", "AuthorizationPolicy",
+    "RequestAuthentication", "WasmPlugin",  NULL};
 
 static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
 {
@@ -4072,6 +4080,13 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 			hdr.ns = c->app.ns;
 	}
 	ism_v_keys(v, doc, top, NULL);
+	if (k->no_effect != NULL) {
+		new_res(v, sizeof(struct ism_cm_res), k->kind, doc, &hdr); /* its label */
+		ism_v_push(v, "kind");
+		ism_v_warn(v, ism_node_get(doc, "kind", NULL), "%s; ignored", k->no_effect);
+		ism_v_pop(v, 0);
+		return;
+	}
 	spec = ism_v_node(v, doc, "spec", true, ISM_NODE_MAP);
 	if (spec == NULL)
 		return;

@@ -1382,6 +1382,30 @@ static void test_gateway_no_effect(void **state)
 	assert_true(has_warning(&f->d, "spec.servers[0].defaultEndpoint", "no effect"));
 }
 
+/* Kinds Istio has no gateway use (a Sidecar, a WorkloadGroup) load, with a
+ * warning, and make nothing; an unknown kind and a kind isthmus does not make
+ * yet stay errors. */
+static void test_kinds_no_effect(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers:\n  - port: {number: 80, protocol: HTTP}\n    hosts: [\"*\"]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\n"
+	    "spec:\n  egress: [{hosts: [\"./*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1beta1\nkind: WorkloadGroup\nmetadata: {name: "
+	    "wg}\nspec:\n  template: {serviceAccount: vm}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	assert_int_equal(t->n_listeners, 1);
+	assert_true(has_warning(&f->d, "kind", "a Sidecar has no effect on a gateway"));
+	assert_true(has_warning(&f->d, "kind", "a WorkloadGroup has no effect here"));
+	assert_true(has_warning(&f->d, "Sidecar default/sc: kind", "ignored"));
+	assert_true(has_warning(&f->d, "WorkloadGroup default/wg: kind", "ignored"));
+}
+
 /* Pool limits and outlier detection; portLevelSettings replace the whole
  * policy for their port, without inheriting what they leave out. */
 static void test_pool_outlier_ports(void **state)
@@ -2339,6 +2363,14 @@ static const struct bad bads[] = {
 	 "  ports: [{number: 80, name: http}]\n  resolution: DNS_ROUND_ROBIN\n"
 	 "  endpoints: [{address: x.y}, {address: z.y}]\n",
      15, 14, "ServiceEntry default/se: spec.endpoints", "at most one endpoint"},
+    {"EnvoyFilter",
+     APP "---\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
+	 "metadata: {name: ef}\nspec: {}\n",
+     9, 7, "kind", "EnvoyFilter is not implemented yet"},
+    {"unknown kind",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Sidekick\n"
+	 "metadata: {name: sk}\nspec: {}\n",
+     9, 7, "kind", "unknown kind \"Sidekick\""},
     {"dns server", APP "  dns:\n    servers: [\"127.0.0.1:5353\", nope]\n", 8, 33,
      "Appliance t: spec.dns.servers[1]", "must be ADDRESS or ADDRESS:PORT"},
     {"dns refresh bounds", APP "  dns:\n    minRefresh: 10s\n    maxRefresh: 5s\n", 9, 5,
@@ -3062,6 +3094,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_auto_mtls_without_mesh, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_proxy_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_no_effect, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_kinds_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
