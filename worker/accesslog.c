@@ -172,10 +172,10 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	case ISM_ALOG_F_LOCAL_IP:
 		return copy_str(v, cap, r->local);
 	case ISM_ALOG_F_CODE_DETAILS:
-		return copy_str(v, cap, r->details);
 	case ISM_ALOG_F_TRANSPORT_FAILURE:
-		/* as Envoy's formatter shows it: spaces made underscores */
-		n = copy_str(v, cap, r->transport);
+		/* as Envoy shows them: spaces made underscores */
+		n = copy_str(v, cap,
+			     op->field == ISM_ALOG_F_CODE_DETAILS ? r->details : r->transport);
 		for (size_t i = 0; i < n; i++)
 			v[i] = v[i] == ' ' ? '_' : v[i];
 		return n;

@@ -686,15 +686,12 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 	/* A route's redirect or directResponse; a CORS preflight's is not known. */
 	if (st->flags == NULL)
 		return st->cors != NULL && st->cors->preflight ? NULL : "direct_response";
-	/* Envoy's router: "{reset reason,transport failure reason}", its spaces
-	 * made underscores. */
+	/* Envoy's router: "{reset reason,transport failure reason}" (the log
+	 * shows its spaces as underscores). */
 	if (transport != NULL && strcmp(st->flags, "UF") == 0 &&
 	    snprintf(buf, cap, "upstream_reset_before_response_started{connection_failure,%s}",
-		     transport) > 0) {
-		for (char *c = buf; *c; c++)
-			*c = *c == ' ' ? '_' : *c;
+		     transport) > 0)
 		return buf;
-	}
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (strcmp(st->flags, map[i][0]) == 0)
 			return map[i][1];
