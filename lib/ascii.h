@@ -78,4 +78,46 @@ static inline int ism_is_token(const char *s)
 	return s[0] != '\0' && s[strspn(s, tchar)] == '\0';
 }
 
+/* The eight nibbles of v as eight lowercase hex digits, all at once (the
+ * low nibble first): each nibble spread to its byte, then '0' added, and the
+ * distance from '9' + 1 to 'a' where the nibble is above 9 (adding 6 to such
+ * a nibble carries into its bit 4, and into nothing beyond its byte). */
+static inline uint64_t ism_hex8(uint32_t v)
+{
+	const uint64_t ones = 0x0101010101010101ull;
+	uint64_t x = v;
+	uint64_t above9;
+
+	x = (x | x << 16) & 0x0000ffff0000ffffull;
+	x = (x | x << 8) & 0x00ff00ff00ff00ffull;
+	x = (x | x << 4) & 0x0f0f0f0f0f0f0f0full;
+	above9 = ((x + 6 * ones) >> 4) & ones;
+	return x + '0' * ones + above9 * ('a' - '9' - 1);
+}
+
+/* A version 4 UUID (RFC 9562) made of the 128 random bits r, as 36
+ * characters and a NUL: the version digit and the variant's two bits replace
+ * bits of the digits they stand in, so no other digit depends on them. */
+static inline void ism_uuid4(const uint32_t r[4], char out[37])
+{
+	char h[32];
+	int n;
+
+	for (int i = 0; i < 4; i++) {
+		uint64_t x = ism_hex8(r[i]);
+
+		memcpy(h + 8 * i, &x, 8);
+	}
+	memcpy(out, h, 8);
+	memcpy(out + 9, h + 8, 4);
+	memcpy(out + 14, h + 12, 4);
+	memcpy(out + 19, h + 16, 4);
+	memcpy(out + 24, h + 20, 12);
+	out[8] = out[13] = out[18] = out[23] = '-';
+	out[36] = '\0';
+	out[14] = '4';
+	n = ism_hexval((unsigned char)out[19]);
+	out[19] = "89ab"[n & 3];
+}
+
 #endif

@@ -449,24 +449,11 @@ size_t ism_up_failure_text(int err, unsigned long tls, char *out, size_t cap)
 /* Written without printf (the hot path). */
 void ism_up_request_id(struct ism_wctx *w, char out[37])
 {
-	static const char hex[] = "0123456789abcdef";
-	uint8_t r[16];
-	int o = 0;
+	uint32_t r[4];
 
-	for (int i = 0; i < 16; i += 4) {
-		uint32_t v = ism_w_rand(w);
-
-		memcpy(r + i, &v, 4);
-	}
-	r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* version 4 */
-	r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* variant 10 */
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[r[i] >> 4];
-		out[o++] = hex[r[i] & 0xf];
-	}
-	out[o] = '\0';
+	for (int i = 0; i < 4; i++)
+		r[i] = ism_w_rand(w);
+	ism_uuid4(r, out);
 }
 
 /* Whether the route's header edits (NULL: none) drop field name (a literal):

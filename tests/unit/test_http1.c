@@ -557,6 +557,45 @@ static void test_limits(void **state)
 
 /* ---- helpers ---- */
 
+/* ism_hex8 writes each nibble as its lowercase hex digit, low nibble first:
+ * every digit value at every position. ism_uuid4 is RFC 9562's layout, its
+ * version digit 4 and variant digit 8, 9, a or b by the two low bits of the
+ * digit it replaces, the other digits the random bits as they came. */
+static void test_hex8_uuid4(void **state)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint32_t r[4] = {0x01234567, 0x89abcdef, 0xfedcba98, 0x76543210};
+	unsigned variants[4] = {0};
+	char out[37];
+
+	(void)state;
+	for (int pos = 0; pos < 8; pos++)
+		for (uint32_t d = 0; d < 16; d++) {
+			uint32_t v = 0x5a5a5a5a ^ (0xfu << (4 * pos));
+			uint64_t x;
+			char want[8];
+
+			v = (v & ~(0xfu << (4 * pos))) | d << (4 * pos);
+			for (int i = 0; i < 8; i++)
+				want[i] = digits[v >> (4 * i) & 0xf];
+			x = ism_hex8(v);
+			assert_memory_equal(&x, want, 8);
+		}
+	ism_uuid4(r, out);
+	assert_string_equal(out, "76543210-fedc-4a98-89ab-cdef01234567");
+	/* The variant digit from each of the 16 values its digit may have. */
+	for (uint32_t d = 0; d < 16; d++) {
+		r[2] = d;
+		ism_uuid4(r, out);
+		assert_int_equal(strlen(out), 36);
+		assert_int_equal(out[14], '4');
+		assert_non_null(strchr("89ab", out[19]));
+		variants[strchr("89ab", out[19]) - "89ab"]++;
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(variants[i], 4);
+}
+
 /* ism_lower8 lowers exactly the ASCII capitals, whatever byte sits beside
  * them: every byte value at every position of the word, among neighbours
  * from either end of the range (the largest sums a carry could come from)
@@ -961,9 +1000,9 @@ int main(void)
 	    cmocka_unit_test(test_valid_responses),   cmocka_unit_test(test_invalid_requests),
 	    cmocka_unit_test(test_invalid_responses), cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_field_name_bytes),  cmocka_unit_test(test_lower8),
-	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
-	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
-	    cmocka_unit_test(test_body_take),
+	    cmocka_unit_test(test_hex8_uuid4),	      cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_chunked_valid),     cmocka_unit_test(test_chunked_invalid),
+	    cmocka_unit_test(test_chunked_decode),    cmocka_unit_test(test_body_take),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
