@@ -240,6 +240,40 @@ static bool idle(const struct peer *pe)
 		   pe->io.ng, nghttp2_session_get_last_proc_stream_id(pe->io.ng)) == NULL;
 }
 
+/* ism_fmt_num in both its bases, from 0 to the widest 64-bit values, against
+ * printf's. */
+static void test_fmt_num(void **state)
+{
+	static const uint64_t ns[] = {0,
+				      1,
+				      9,
+				      10,
+				      15,
+				      16,
+				      99,
+				      255,
+				      256,
+				      1000,
+				      4096,
+				      65535,
+				      1000000007ull,
+				      UINT32_MAX,
+				      0x123456789abcdefull,
+				      10000000000000000000ull,
+				      UINT64_MAX};
+	char got[21], want[21];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		snprintf(want, sizeof(want), "%llu", (unsigned long long)ns[i]);
+		assert_int_equal(ism_fmt_num(got, ns[i], 10), strlen(want));
+		assert_string_equal(got, want);
+		snprintf(want, sizeof(want), "%llx", (unsigned long long)ns[i]);
+		assert_int_equal(ism_fmt_num(got, ns[i], 16), strlen(want));
+		assert_string_equal(got, want);
+	}
+}
+
 static void test_idle_session_gives_pages_back(void **state)
 {
 	struct ism_h2pages *pages = ism_h2pages_new();
@@ -416,6 +450,7 @@ static void test_stream_ids_run_out(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fmt_num),
 	    cmocka_unit_test(test_idle_session_gives_pages_back),
 	    cmocka_unit_test(test_runs_reused),
 	    cmocka_unit_test(test_without_runs),
