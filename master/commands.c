@@ -239,10 +239,12 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 		const struct ism_cluster *cl = &t->clusters[c];
 		const struct ism_cluster_dyn *d = cl->dyn;
 		uint32_t n_prio = d ? d->n_priorities : 0;
-		uint32_t healthy = 0;
+		uint32_t healthy = 0, ejected = 0;
 
-		for (uint32_t e = 0; e < cl->n_endpoints; e++)
+		for (uint32_t e = 0; e < cl->n_endpoints; e++) {
 			healthy += ism_ep_eligible(m->shm.hdr, &cl->endpoints[e]);
+			ejected += ism_ep_ejected(m->shm.hdr, &cl->endpoints[e]);
+		}
 		list_item(&k, r, json, c > 0);
 		if (json)
 			kv_str(&k, "name", cl->name.p);
@@ -251,6 +253,7 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 		kv_str(&k, "lb", lb_name(cl->lb));
 		kv_num(&k, "endpoints", cl->n_endpoints);
 		kv_num(&k, "eligible", healthy);
+		kv_num(&k, "ejected", ejected);
 		kv_num(&k, "priorities", cl->n_priorities);
 		/* The loads per priority: a list of numbers and one of panic flags in
 		 * JSON, "100,0p" in text (p: in panic). */
@@ -271,6 +274,29 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 	}
 	ism_say(r, json ? "]\n" : "");
 	return 0;
+}
+
+/* The clusters of t whose outlier detection has endpoint id ejected, their
+ * names joined by ',' in out ("" when none; cut at cap). */
+static void ejected_by(const struct ism_table *t, const struct ism_shm_hdr *h, uint32_t id,
+		       char *out, size_t cap)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	if (atomic_load(&h->eps[id].ejected_in) == 0)
+		return;
+	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
+		const struct ism_cluster *cl = &t->clusters[c];
+
+		for (uint32_t e = 0; e < cl->n_endpoints; e++) {
+			if (cl->endpoints[e].id != id || !ism_ep_ejected(h, &cl->endpoints[e]))
+				continue;
+			int n = snprintf(out + len, cap - len, "%s%s", len ? "," : "", cl->name.p);
+
+			len = n < 0 || (size_t)n >= cap - len ? cap - 1 : len + (size_t)n;
+		}
+	}
 }
 
 /* An endpoint of t by id (its first appearance; NULL where t has none). NULL
@@ -359,8 +385,12 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 			       ep->od < ISM_MAX_OD_SLOTS ? atomic_load(&h->ods[ep->od].ejections)
 							 : 0);
 		} else {
+			char by[512];
+
 			kv_bool(&k, "ejected", atomic_load(&e->ejected_in) != 0);
 			kv_num(&k, "ejections", atomic_load(&e->ejections));
+			ejected_by(t, h, id, by, sizeof(by));
+			kv_str(&k, "ejected_by", by[0] ? by : "-");
 		}
 		kv_str(&k, "admin", ism_events_admin_name(atomic_load(&e->admin)));
 		kv_num(&k, "weight",

@@ -288,11 +288,15 @@ def outlier_ejection_per_subset(env):
         return out
 
     def e0_ejected(cluster=None):
+        """(ejected, ejections) in cluster; without one, and the clusters ejecting it."""
         cmd = f"show endpoints {cluster} json" if cluster else "show endpoints json"
         for e in json.loads(ctl_cmd(sock, cmd)):
             if int(e["key"].rsplit(":", 1)[1]) == eps[0]["port"]:
-                return e["ejected"], e["ejections"]
+                return (e["ejected"], e["ejections"]) + (() if cluster else (e["ejected_by"],))
         raise AssertionError(f"e0 not in {cmd}")
+
+    def clusters_ejected():
+        return {c["name"]: c["ejected"] for c in json.loads(ctl_cmd(sock, "show clusters json"))}
 
     check(env.get("/v1/").header("x-upstream") == "e0", "the subset v1 is not e0")
     env.ctl("127.0.0.1", eps[0]["port"], "fail/503")
@@ -301,7 +305,8 @@ def outlier_ejection_per_subset(env):
          what="e0's ejection by the cluster without a subset")
     env.ctl("127.0.0.1", eps[0]["port"], "ok")
     check(e0_ejected(v1_cl) == (False, 0), f"e0 in subset v1: {e0_ejected(v1_cl)}, want not ejected")
-    check(e0_ejected() == (True, 1), f"e0 over every cluster: {e0_ejected()}, want ejected once")
+    check(e0_ejected() == (True, 1, all_cl), f"e0 over every cluster: {e0_ejected()}, want ejected once")
+    check(clusters_ejected() == {all_cl: 1, v1_cl: 0}, f"show clusters: {clusters_ejected()}")
     want = {("active", all_cl): 1, ("total", all_cl): 1, ("active", v1_cl): 0, ("total", v1_cl): 0}
     check(cluster_metrics() == want, f"per-cluster ejection metrics {cluster_metrics()}, want {want}")
     # Subset v1 still sends to e0; the cluster without a subset does not.
@@ -314,7 +319,9 @@ def outlier_ejection_per_subset(env):
     env.ctl("127.0.0.1", eps[0]["port"], "fail/503")
     poll(lambda: env.get("/v1/").status == 503 and e0_ejected(v1_cl) == (True, 1), 10,
          what="e0's ejection by subset v1")
-    check(e0_ejected() == (True, 2), f"e0 over every cluster: {e0_ejected()}, want two ejections")
+    check(e0_ejected() == (True, 2, f"{all_cl},{v1_cl}") or e0_ejected() == (True, 2, f"{v1_cl},{all_cl}"),
+          f"e0 over every cluster: {e0_ejected()}, want two ejections, by both")
+    check(clusters_ejected() == {all_cl: 1, v1_cl: 1}, f"show clusters: {clusters_ejected()}")
     want = {("active", all_cl): 1, ("total", all_cl): 1, ("active", v1_cl): 1, ("total", v1_cl): 1}
     check(cluster_metrics() == want, f"per-cluster ejection metrics {cluster_metrics()}, want {want}")
     events = ctl_cmd(sock, "show events")
