@@ -9,16 +9,16 @@
 
 #include "conf/fmt.h"
 
-/* Istio's default (meshConfig.accessLogFormat unset) without
- * %RESPONSE_CODE_DETAILS%, %CONNECTION_TERMINATION_DETAILS%,
- * %UPSTREAM_TRANSPORT_FAILURE_REASON%, %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%,
- * %UPSTREAM_LOCAL_ADDRESS% and %DOWNSTREAM_LOCAL_ADDRESS% (each of them
- * works in a textFormat; the default stays the one isthmus documented). */
+/* Istio's default (meshConfig.accessLogFormat unset: EnvoyTextLogFormat in
+ * Istio's pilot/pkg/model/telemetry_logging.go), without its final newline,
+ * which the log adds. */
 const char ism_alog_default_text[] =
     "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
-    "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
-    "\"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" "
-    "\"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %DOWNSTREAM_REMOTE_ADDRESS% "
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+    "\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
+    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "
+    "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% "
+    "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
     "%REQUESTED_SERVER_NAME% %ROUTE_NAME%";
 
 static const struct {

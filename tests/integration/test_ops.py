@@ -74,11 +74,13 @@ def access_log(env):
 
 
 DOWN = "down.test.internal"
-# Istio's default proxy format as isthmus adapts it (conf/alog.c), as a regex.
-DEFAULT_TEXT = re.compile(r'^\[(\S+)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\d+) (\d+) (\d+) "([^"]*)" "([^"]*)" '
-                          r'"([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+) (\S+)$')
-DEFAULT_FIELDS = ("start", "method", "path", "protocol", "code", "flags", "bytes_in", "bytes_out", "duration",
-                  "xff", "ua", "rid", "authority", "upstream", "cluster", "client", "sni", "route")
+# Istio's default proxy format (conf/alog.c; Istio's EnvoyTextLogFormat), as a regex.
+DEFAULT_TEXT = re.compile(r'^\[(\S+)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\S+) (\S+) "([^"]*)" (\d+) (\d+) (\d+) '
+                          r'(\S+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+) (\S+) (\S+) '
+                          r'(\S+)$')
+DEFAULT_FIELDS = ("start", "method", "path", "protocol", "code", "flags", "details", "termination", "transport",
+                  "bytes_in", "bytes_out", "duration", "service_time", "xff", "ua", "rid", "authority", "upstream",
+                  "cluster", "upstream_local", "local", "client", "sni", "route")
 
 
 def _default_fields(line):
@@ -233,11 +235,15 @@ def access_log_text(env):
     age = abs((datetime.datetime.now(datetime.timezone.utc) - start).total_seconds())
     check(age < 60, f"START_TIME {ok['start']} is not now")
     want = {"method": "GET", "path": "/app/x?q=1", "protocol": "HTTP/1.1", "code": "200", "flags": "-",
+            "details": "via_upstream", "termination": "-", "transport": "-",
             "bytes_in": str(size_req), "bytes_out": str(size_head + size_body), "xff": "192.0.2.7, 127.0.0.1",
             "ua": "itest-agent/1.0", "authority": f"127.0.0.1:{gw_port}",
-            "upstream": f"127.0.0.2:{up}", "cluster": f"outbound|80||{SVC}", "route": "app"}
+            "upstream": f"127.0.0.2:{up}", "cluster": f"outbound|80||{SVC}", "local": f"127.0.0.1:{gw_port}",
+            "route": "app"}
     check({k: ok[k] for k in want} == want, f"200 line {ok}, want {want}")
     check(re.fullmatch(r"127\.0\.0\.1:\d+", ok["client"]) and int(ok["duration"]) < 5000, f"200 line {ok}")
+    check(ok["service_time"].isdigit() and int(ok["service_time"]) <= int(ok["duration"]) + 1000 and
+          re.fullmatch(r"127\.0\.0\.\d+:\d+", ok["upstream_local"]), f"200 line {ok}")
     # The client's X-Request-Id was replaced (Envoy at the edge): the line has the one the upstream got.
     check(ok["rid"] != "rid-42" and re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
                                                  ok["rid"]), f"200 line's request id {ok['rid']}")
@@ -245,6 +251,10 @@ def access_log_text(env):
     # and URX: as often as the policy allows.
     check(down["code"] == "503" and down["flags"] == "UF,URX" and down["upstream"] == f"127.0.0.5:{refused}" and
           down["cluster"] == f"outbound|80||{DOWN}" and down["route"] == "default/ops#1", f"503 line {down}")
+    refused_why = "delayed_connect_error:_Connection_refused"
+    check((down["details"], down["transport"], down["service_time"], down["upstream_local"]) ==
+          (f"upstream_reset_before_response_started{{connection_failure,{refused_why}}}", refused_why, "-", "-"),
+          f"503 line {down}")
     check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", down["rid"]) and
           down["xff"] == "127.0.0.1", f"the request id made by the proxy, the client address: {down}")
     check(nr["code"] == "404" and nr["flags"] == "NR" and nr["path"] == "/nowhere" and
@@ -254,6 +264,7 @@ def access_log_text(env):
           nr["rid"] not in (ok["rid"], down["rid"]), f"the 404 line's request id {nr['rid']}")
     check((bad["method"], bad["path"], bad["protocol"], bad["code"], bad["flags"], bad["ua"], bad["rid"]) ==
           ("-", "-", "-", "400", "DPE", "-", "-"), f"400 line {bad}")
+    check((nr["details"], bad["details"]) == ("route_not_found", "-"), f"the details of the 404 and 400: {nr} {bad}")
 
 
 @_test
