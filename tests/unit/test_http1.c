@@ -557,6 +557,23 @@ static void test_limits(void **state)
 
 /* ---- helpers ---- */
 
+/* A Host name's characters: every byte between two letters is accepted
+ * exactly when RFC 3986's reg-name allows it (unreserved, sub-delims, '%'). */
+static void test_host_bytes(void **state)
+{
+	static const char regname[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				      "0123456789-._~!$&'()*+,;=%";
+
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		char raw[64];
+		int n = snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a%cb\r\n\r\n", c);
+		bool ok = strchr(regname, c) != NULL;
+
+		assert_true((parse_req_str(raw, (size_t)n, &lim) > 0) == ok);
+	}
+}
+
 /* ism_hex8 writes each nibble as its lowercase hex digit, low nibble first:
  * every digit value at every position. ism_uuid4 is RFC 9562's layout, its
  * version digit 4 and variant digit 8, 9, a or b by the two low bits of the
@@ -1000,9 +1017,10 @@ int main(void)
 	    cmocka_unit_test(test_valid_responses),   cmocka_unit_test(test_invalid_requests),
 	    cmocka_unit_test(test_invalid_responses), cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_field_name_bytes),  cmocka_unit_test(test_lower8),
-	    cmocka_unit_test(test_hex8_uuid4),	      cmocka_unit_test(test_helpers),
-	    cmocka_unit_test(test_chunked_valid),     cmocka_unit_test(test_chunked_invalid),
-	    cmocka_unit_test(test_chunked_decode),    cmocka_unit_test(test_body_take),
+	    cmocka_unit_test(test_hex8_uuid4),	      cmocka_unit_test(test_host_bytes),
+	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
+	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
+	    cmocka_unit_test(test_body_take),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
