@@ -56,6 +56,13 @@ int ism_ep_ejected(const struct ism_shm_hdr *h, const struct ism_endpoint *ep)
 	       atomic_load_explicit(&h->ods[ep->od].ejected, memory_order_relaxed) != 0;
 }
 
+uint64_t ism_ep_ejections(const struct ism_shm_hdr *h, const struct ism_endpoint *ep)
+{
+	return ep->od < ISM_MAX_OD_SLOTS
+		   ? atomic_load_explicit(&h->ods[ep->od].ejections, memory_order_relaxed)
+		   : 0;
+}
+
 /* The max-ejection-percent check, over the whole cluster (as Envoy counts it).
  * Our deliberate choice (DESIGN.md), taken per priority level: an endpoint may
  * always be ejected when no other endpoint of its priority is, so that a

@@ -62,6 +62,9 @@ int ism_ep_admin_out(const struct ism_ep_state *e);
 /* Whether endpoint ep is ejected by its cluster's outlier detection. */
 int ism_ep_ejected(const struct ism_shm_hdr *h, const struct ism_endpoint *ep);
 
+/* The ejections of endpoint ep by its cluster's outlier detection, ever. */
+uint64_t ism_ep_ejections(const struct ism_shm_hdr *h, const struct ism_endpoint *ep);
+
 /* Whether endpoint ep may be picked in its cluster: healthy, not ejected
  * there and not kept out by the operator. */
 int ism_ep_eligible(const struct ism_shm_hdr *h, const struct ism_endpoint *ep);

@@ -381,9 +381,7 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 			const struct ism_endpoint *ep = &cl->endpoints[i];
 
 			kv_bool(&k, "ejected", ism_ep_ejected(h, ep));
-			kv_num(&k, "ejections",
-			       ep->od < ISM_MAX_OD_SLOTS ? atomic_load(&h->ods[ep->od].ejections)
-							 : 0);
+			kv_num(&k, "ejections", ism_ep_ejections(h, ep));
 		} else {
 			char by[512];
 

@@ -421,14 +421,9 @@ static void cluster_ejections(struct ism_reply *r, const struct ism_table *t,
 			const struct ism_cluster *cl = &t->clusters[c];
 			uint64_t n = 0;
 
-			for (uint32_t i = 0; i < cl->n_endpoints; i++) {
-				uint32_t od = cl->endpoints[i].od;
-
-				if (od >= ISM_MAX_OD_SLOTS)
-					continue;
+			for (uint32_t i = 0; i < cl->n_endpoints; i++)
 				n += pass == 0 ? (uint64_t)ism_ep_ejected(h, &cl->endpoints[i])
-					       : atomic_load(&h->ods[od].ejections);
-			}
+					       : ism_ep_ejections(h, &cl->endpoints[i]);
 			ism_prom_u64(r, pass == 0 ? active.name : total.name, n, "cluster",
 				     cl->name.p, NULL);
 		}
