@@ -398,7 +398,8 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	}
 	s->req = (struct ism_body){.mode = ISM_BODY_NONE};
 	if (n < 0) {
-		refuse(w, s, NULL, ism_http_error_status(n), "bad request");
+		refuse(w, s, NULL, ism_http_error_status(n),
+		       n == ISM_HTTP_ENOHOST ? ISM_WHY_NO_HOST : "bad request");
 		return;
 	}
 	s->http10 = req.minor_version == 0;

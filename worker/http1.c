@@ -620,7 +620,9 @@ static int request_semantics(struct ism_http_req *req)
 
 	if (r < 0)
 		return r;
-	if (s.hosts > 1 || (s.hosts == 0 && req->minor_version == 1))
+	if (s.hosts == 0 && req->minor_version == 1)
+		return ISM_HTTP_ENOHOST;
+	if (s.hosts > 1)
 		return ISM_HTTP_EBAD;
 	if (s.hosts && !valid_host(s.host, s.host_len))
 		return ISM_HTTP_EBAD;

@@ -25,6 +25,7 @@ enum ism_http_err {
 	ISM_HTTP_EHEAD_TOO_BIG = -3,   /* head over the byte or count limit: 431 */
 	ISM_HTTP_ETE_UNSUPPORTED = -4, /* transfer coding other than chunked: 501 */
 	ISM_HTTP_EVERSION = -5,	       /* not HTTP/1.0 or 1.1: 505 */
+	ISM_HTTP_ENOHOST = -6,	       /* HTTP/1.1 without Host: 400 */
 };
 
 struct ism_http_header {

@@ -1039,8 +1039,9 @@ static void log_resp(struct ism_wctx *w, struct ism_stream *st, const struct ism
 
 /* Envoy's response code details of an answer made here for a reason Envoy
  * names the same: its connection manager's (the request-header timeout, the
- * body over the limit) and its router's (the request not kept whole for a
- * retry). NULL: the reason code decides (code_details). */
+ * body over the limit, an HTTP/1.1 request without Host) and its router's
+ * (the request not kept whole for a retry). NULL: the reason code decides
+ * (code_details). */
 static const char *local_details(int status, const char *why)
 {
 	static const struct {
@@ -1050,6 +1051,7 @@ static const char *local_details(int status, const char *why)
 	    {408, "request timeout", "request_header_timeout"},
 	    {413, "request body too large", "request_payload_too_large"},
 	    {507, WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
+	    {400, ISM_WHY_NO_HOST, "missing_host_header"},
 	};
 
 	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)

@@ -169,6 +169,10 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
  * gets them, an HTTP/1.1 one does not. */
 void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
 			     const struct ism_http_header *h, size_t n);
+/* Why an HTTP/1.1 request without Host is refused (400; Envoy's detail
+ * missing_host_header). */
+#define ISM_WHY_NO_HOST "missing Host header"
+
 /* A request the session could not read (status: 400, 408, 413, 431, 501 ...):
  * answered here, with why as the body and the access log's reason. */
 void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,

@@ -264,7 +264,8 @@ def access_log_text(env):
           nr["rid"] not in (ok["rid"], down["rid"]), f"the 404 line's request id {nr['rid']}")
     check((bad["method"], bad["path"], bad["protocol"], bad["code"], bad["flags"], bad["ua"], bad["rid"]) ==
           ("-", "-", "-", "400", "DPE", "-", "-"), f"400 line {bad}")
-    check((nr["details"], bad["details"]) == ("route_not_found", "-"), f"the details of the 404 and 400: {nr} {bad}")
+    check((nr["details"], bad["details"]) == ("route_not_found", "missing_host_header"),
+          f"the details of the 404 and 400: {nr} {bad}")
 
 
 @_test

@@ -356,7 +356,7 @@ static const struct bad_case bad_reqs[] = {
     {"name empty", RL ": b\r\n\r\n", 0, BAD},
     {"no colon", RL "X-A\r\n\r\n", 0, BAD},
     {"name non-ascii", RL "X\xc3\xa9: b\r\n\r\n", 0, BAD},
-    {"missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 0, BAD},
+    {"missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 0, ISM_HTTP_ENOHOST},
     {"double Host", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 0, BAD},
     {"double Host 1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 0, BAD},
     {"empty Host", "GET / HTTP/1.1\r\nHost: \r\n\r\n", 0, BAD},
