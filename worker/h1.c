@@ -409,7 +409,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	request_body(s, &req);
 	if (s->req.mode == ISM_BODY_CL && t->limits.max_request_body_bytes &&
 	    s->req.remaining > t->limits.max_request_body_bytes) {
-		refuse(w, s, &req, 413, "request body too large");
+		refuse(w, s, &req, 413, ISM_WHY_BODY_TOO_LARGE);
 		return;
 	}
 	if (req.method_len == 7 && memcmp(req.method, "CONNECT", 7) == 0) {
@@ -424,7 +424,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 		return;
 	}
 	if (t->limits.max_request_body_bytes && (uint64_t)body > t->limits.max_request_body_bytes) {
-		refuse(w, s, &req, 413, "request body too large");
+		refuse(w, s, &req, 413, ISM_WHY_BODY_TOO_LARGE);
 		return;
 	}
 	if (done)
@@ -475,7 +475,7 @@ static void body_read(struct ism_wctx *w, struct ism_sess *s, char *data, uint32
 		ism_w_buf_recycle(w, bid);
 		s->req.mode = ISM_BODY_NONE;
 		s->close_after = 1;
-		ism_stream_refuse(w, st, NULL, 413, "request body too large");
+		ism_stream_refuse(w, st, NULL, 413, ISM_WHY_BODY_TOO_LARGE);
 		return;
 	}
 	if (done)
@@ -548,7 +548,7 @@ void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
 			return;
 		}
 		if (s->state == ISM_SESS_HEAD) {
-			refuse(w, s, NULL, 408, "request timeout");
+			refuse(w, s, NULL, 408, ISM_WHY_HEAD_TIMEOUT);
 			return;
 		}
 		ism_sess_close(w, s);

@@ -287,7 +287,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	*why = "CONNECT is not supported";
 	if (req->method == NULL || req->path == NULL)
 		return 501;
-	*why = "request body too large";
+	*why = ISM_WHY_BODY_TOO_LARGE;
 	if (cl > 0 && lim->max_request_body_bytes && (uint64_t)cl > lim->max_request_body_bytes)
 		return 413;
 	return 0;
@@ -551,7 +551,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	if (lim->max_request_body_bytes && st->req_seen > lim->max_request_body_bytes) {
 		nghttp2_session_consume(ng, id, len);
 		ism_h2in_drop(&h->io, x->id, &x->rq);
-		ism_stream_refuse(h->w, st, NULL, 413, "request body too large");
+		ism_stream_refuse(h->w, st, NULL, 413, ISM_WHY_BODY_TOO_LARGE);
 		return 0;
 	}
 	if (ism_h2in_add(&x->rq, data, len) < 0)

@@ -1048,8 +1048,8 @@ static const char *local_details(int status, const char *why)
 		int status;
 		const char *why, *details;
 	} map[] = {
-	    {408, "request timeout", "request_header_timeout"},
-	    {413, "request body too large", "request_payload_too_large"},
+	    {408, ISM_WHY_HEAD_TIMEOUT, "request_header_timeout"},
+	    {413, ISM_WHY_BODY_TOO_LARGE, "request_payload_too_large"},
 	    {507, WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
 	    {400, ISM_WHY_NO_HOST, "missing_host_header"},
 	};

@@ -169,9 +169,15 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
  * gets them, an HTTP/1.1 one does not. */
 void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
 			     const struct ism_http_header *h, size_t n);
-/* Why an HTTP/1.1 request without Host is refused (400; Envoy's detail
- * missing_host_header). */
-#define ISM_WHY_NO_HOST "missing Host header"
+/* Why a request the session could not read is refused, where the access
+ * log's %RESPONSE_CODE_DETAILS% gives Envoy's detail for it (stream.c,
+ * local_details): an HTTP/1.1 request without Host (400,
+ * missing_host_header), a head not complete in time (408,
+ * request_header_timeout), a body over the limit (413,
+ * request_payload_too_large). */
+#define ISM_WHY_NO_HOST	       "missing Host header"
+#define ISM_WHY_HEAD_TIMEOUT   "request timeout"
+#define ISM_WHY_BODY_TOO_LARGE "request body too large"
 
 /* A request the session could not read (status: 400, 408, 413, 431, 501 ...):
  * answered here, with why as the body and the access log's reason. */
