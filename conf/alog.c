@@ -243,26 +243,94 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 	return 0;
 }
 
-int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t cap, char *err,
-		   size_t errlen)
+/* The ops of template s (len bytes) from ops[n] on (those past cap counted,
+ * not written); *n_resp and *n_named count the slots taken, across the
+ * templates of one format. The new count, or -1 with the message in err. */
+static int parse_ops(const char *s, size_t len, struct ism_alog_op *ops, size_t cap, int n,
+		     int *n_resp, int *n_named, char *err, size_t errlen)
 {
 	struct ism_fmt_tok t;
 	size_t pos = 0;
-	int n = 0, n_resp = 0, n_named = 0, rc;
+	int rc;
 
-	if (len > 0 && s[len - 1] == '\n')
-		len--;
 	while ((rc = ism_fmt_next(s, len, &pos, &t, err, errlen)) > 0) {
 		struct ism_alog_op op = {.field = ISM_ALOG_F_LITERAL,
 					 .hdr = ISM_ALOG_H_NONE,
 					 .alt = ISM_ALOG_H_NONE,
 					 .lit = {.p = t.text, .len = (uint32_t)t.len}};
 
-		if (t.op && parse_operator(s, &t, &op, &n_resp, &n_named, err, errlen) < 0)
+		if (t.op && parse_operator(s, &t, &op, n_resp, n_named, err, errlen) < 0)
 			return -1;
 		if ((size_t)n < cap)
 			ops[n] = op;
 		n++;
 	}
 	return rc < 0 ? -1 : n;
+}
+
+int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t cap, char *err,
+		   size_t errlen)
+{
+	int n_resp = 0, n_named = 0;
+
+	if (len > 0 && s[len - 1] == '\n')
+		len--;
+	return parse_ops(s, len, ops, cap, 0, &n_resp, &n_named, err, errlen);
+}
+
+/* Istio's JSON default (meshConfig.accessLogEncoding: JSON without a format:
+ * EnvoyJSONLogFormatIstio in Istio's pilot/pkg/model/telemetry_logging.go), in
+ * the order of its keys, as Envoy writes them. */
+#define MEMBER(k, f)                                                                               \
+	{                                                                                          \
+		k, sizeof(k) - 1, f, sizeof(f) - 1                                                 \
+	}
+const struct ism_alog_member ism_alog_default_json[] = {
+    MEMBER("authority", "%REQ(:AUTHORITY)%"),
+    MEMBER("bytes_received", "%BYTES_RECEIVED%"),
+    MEMBER("bytes_sent", "%BYTES_SENT%"),
+    MEMBER("connection_termination_details", "%CONNECTION_TERMINATION_DETAILS%"),
+    MEMBER("downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+    MEMBER("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+    MEMBER("duration", "%DURATION%"),
+    MEMBER("method", "%REQ(:METHOD)%"),
+    MEMBER("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+    MEMBER("protocol", "%PROTOCOL%"),
+    MEMBER("request_id", "%REQ(X-REQUEST-ID)%"),
+    MEMBER("requested_server_name", "%REQUESTED_SERVER_NAME%"),
+    MEMBER("response_code", "%RESPONSE_CODE%"),
+    MEMBER("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+    MEMBER("response_flags", "%RESPONSE_FLAGS%"),
+    MEMBER("route_name", "%ROUTE_NAME%"),
+    MEMBER("start_time", "%START_TIME%"),
+    MEMBER("upstream_cluster", "%UPSTREAM_CLUSTER_RAW%"),
+    MEMBER("upstream_host", "%UPSTREAM_HOST%"),
+    MEMBER("upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%"),
+    MEMBER("upstream_service_time", "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%"),
+    MEMBER("upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
+    MEMBER("user_agent", "%REQ(USER-AGENT)%"),
+    MEMBER("x_forwarded_for", "%REQ(X-FORWARDED-FOR)%"),
+};
+#undef MEMBER
+const size_t ism_alog_default_json_len =
+    sizeof(ism_alog_default_json) / sizeof(ism_alog_default_json[0]);
+
+int ism_alog_parse_dict(const struct ism_alog_member *m, size_t n_members, struct ism_alog_op *ops,
+			size_t cap, size_t *bad, char *err, size_t errlen)
+{
+	int n = 0, n_resp = 0, n_named = 0;
+
+	for (size_t i = 0; i < n_members; i++) {
+		if ((size_t)n < cap)
+			ops[n] = (struct ism_alog_op){.field = ISM_ALOG_F_KEY,
+						      .hdr = ISM_ALOG_H_NONE,
+						      .alt = ISM_ALOG_H_NONE,
+						      .lit = {m[i].key, (uint32_t)m[i].key_len}};
+		n = parse_ops(m[i].tmpl, m[i].len, ops, cap, n + 1, &n_resp, &n_named, err, errlen);
+		if (n < 0) {
+			*bad = i;
+			return -1;
+		}
+	}
+	return n;
 }

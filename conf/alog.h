@@ -22,4 +22,25 @@ extern const char ism_alog_default_text[];
 int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t cap, char *err,
 		   size_t errlen);
 
+/* One member of a format dictionary (Envoy's json_format, Istio's JSON
+ * accessLogFormat): its key and its template, neither NUL-terminated. */
+struct ism_alog_member {
+	const char *key;
+	size_t key_len;
+	const char *tmpl;
+	size_t len;
+};
+
+/* spec.accessLog.jsonFormat when absent: Istio's JSON default. */
+extern const struct ism_alog_member ism_alog_default_json[];
+extern const size_t ism_alog_default_json_len;
+
+/* Parses the n members of a dictionary into one list, as ism_alog_parse does
+ * a template: each member's ISM_ALOG_F_KEY op (its key in lit), then its
+ * template's ops; the %RESP()% and named %REQ()% slots count across the
+ * members. On an error returns -1, *bad is the member's index and err names
+ * the operator and its byte offset in that member's template. */
+int ism_alog_parse_dict(const struct ism_alog_member *m, size_t n, struct ism_alog_op *ops,
+			size_t cap, size_t *bad, char *err, size_t errlen);
+
 #endif

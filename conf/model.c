@@ -725,47 +725,151 @@ static void parse_syslog(struct ism_vctx *v, const struct ism_node *n, struct is
 	ism_v_pop(v, old);
 }
 
-/* spec.accessLog.format and textFormat: the template is parsed here, once. */
+/* spec.accessLog.jsonFormat: the members of Envoy's format dictionary (Istio's
+ * accessLogFormat with accessLogEncoding: JSON), each a template; NULL when
+ * one is not. */
+static struct ism_alog_member *json_members(struct ism_vctx *v, const struct ism_node *jn,
+					    size_t *n)
+{
+	struct ism_alog_member *m;
+	bool ok;
+
+	if (jn->n == 0) {
+		ism_v_err(v, jn, "an empty dictionary: name at least one key");
+		return NULL;
+	}
+	m = ism_v_alloc(v, jn->n, sizeof(*m));
+	ok = m != NULL;
+	for (size_t i = 0; m != NULL && i < jn->n; i++) {
+		const struct ism_node *k = jn->pairs[i].key, *val = jn->pairs[i].value;
+		size_t old = ism_v_push(v, ".%s", k->str);
+
+		if (val->kind == ISM_NODE_MAP) {
+			ism_v_err(v, val, "a nested object: not implemented yet");
+			ok = false;
+		} else if (val->kind != ISM_NODE_SCALAR) {
+			ism_v_err(v, val, "expected a string with command operators, got a %s",
+				  ism_node_kind_name(val->kind));
+			ok = false;
+		}
+		m[i] = (struct ism_alog_member){k->str, k->len, val->str ? val->str : "",
+						val->str ? val->len : 0};
+		ism_v_pop(v, old);
+	}
+	*n = jn->n;
+	return ok ? m : NULL;
+}
+
+/* A format of the access log: its ops written into ops (cap of them; those
+ * past it counted); the count, or -1 with *bad and err set. */
+typedef int (*alog_parse_fn)(const void *src, struct ism_alog_op *ops, size_t cap, size_t *bad,
+			     char *err, size_t errlen);
+
+struct alog_dict {
+	const struct ism_alog_member *m;
+	size_t n;
+};
+
+static int parse_text_src(const void *src, struct ism_alog_op *ops, size_t cap, size_t *bad,
+			  char *err, size_t errlen)
+{
+	const char *text = src;
+
+	*bad = 0;
+	return ism_alog_parse(text, strlen(text), ops, cap, err, errlen);
+}
+
+static int parse_dict_src(const void *src, struct ism_alog_op *ops, size_t cap, size_t *bad,
+			  char *err, size_t errlen)
+{
+	const struct alog_dict *d = src;
+
+	return ism_alog_parse_dict(d->m, d->n, ops, cap, bad, err, errlen);
+}
+
+/* l's ops from src, parsed twice (count, then fill): false on an error in src
+ * (*bad and err tell it), or without memory (reported). */
+static bool alog_ops(struct ism_vctx *v, struct ism_alog_conf *l, alog_parse_fn parse,
+		     const void *src, size_t *bad, char *err, size_t errlen)
+{
+	int count = parse(src, NULL, 0, bad, err, errlen);
+	struct ism_alog_op *ops;
+
+	if (count < 0)
+		return false;
+	ops = ism_v_alloc(v, (size_t)count, sizeof(*ops));
+	if (ops == NULL)
+		return true;
+	l->n_ops = (uint32_t)parse(src, ops, (size_t)count, bad, err, errlen);
+	l->ops = ops;
+	return true;
+}
+
+/* The parsed dictionary of format: istio-json: jsonFormat's, or Istio's default. */
+static void parse_log_dict(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_conf *l)
+{
+	const struct ism_node *jn = ism_v_node(v, n, "jsonFormat", false, ISM_NODE_MAP);
+	struct alog_dict d = {ism_alog_default_json, ism_alog_default_json_len};
+	size_t bad = 0;
+	char err[256];
+
+	if (jn != NULL) {
+		size_t old = ism_v_push(v, ".jsonFormat");
+
+		d.m = json_members(v, jn, &d.n);
+		ism_v_pop(v, old);
+		if (d.m == NULL)
+			return;
+	}
+	if (!alog_ops(v, l, parse_dict_src, &d, &bad, err, sizeof(err))) {
+		size_t old = ism_v_push(v, ".jsonFormat.%.*s", (int)d.m[bad].key_len, d.m[bad].key);
+
+		ism_v_err(v, jn ? jn->pairs[bad].value : n, "%s", err);
+		ism_v_pop(v, old);
+	}
+}
+
+/* spec.accessLog.format, textFormat and jsonFormat: the template is parsed
+ * here, once. */
 static void parse_log_format(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_conf *l)
 {
-	static const char *const formats[] = {"json", "text", NULL};
+	static const char *const formats[] = {"json", "text", "istio-json", NULL};
 	const struct ism_node *tn = ism_node_get(n, "textFormat", NULL);
 	const char *fmt = "json", *text = ism_alog_default_text;
-	struct ism_alog_op *ops;
+	size_t bad;
 	char err[256];
-	int count;
 
 	if (ism_v_enum(v, n, "format", formats, NULL, &fmt) < 0)
 		return;
-	l->format = strcmp(fmt, "text") == 0 ? ISM_ALOG_TEXT : ISM_ALOG_JSON;
+	l->format = strcmp(fmt, "text") == 0	     ? ISM_ALOG_TEXT
+		    : strcmp(fmt, "istio-json") == 0 ? ISM_ALOG_DICT
+						     : ISM_ALOG_JSON;
 	if (tn != NULL && ism_v_str(v, n, "textFormat", false, &text) <= 0)
 		return;
 	if (tn != NULL && l->format != ISM_ALOG_TEXT) {
 		value_err(v, n, "textFormat", "needs format: text");
 		return;
 	}
-	if (l->format != ISM_ALOG_TEXT)
+	if (ism_node_get(n, "jsonFormat", NULL) != NULL && l->format != ISM_ALOG_DICT) {
+		value_err(v, n, "jsonFormat", "needs format: istio-json");
 		return;
-	count = ism_alog_parse(text, strlen(text), NULL, 0, err, sizeof(err));
-	if (count < 0) {
+	}
+	if (l->format == ISM_ALOG_DICT)
+		parse_log_dict(v, n, l);
+	if (l->format == ISM_ALOG_TEXT &&
+	    !alog_ops(v, l, parse_text_src, text, &bad, err, sizeof(err))) {
 		size_t old = ism_v_push(v, ".textFormat");
 
 		ism_v_err(v, tn, "%s", err);
 		ism_v_pop(v, old);
-		return;
 	}
-	ops = ism_v_alloc(v, (size_t)count, sizeof(*ops));
-	if (ops == NULL)
-		return;
-	l->n_ops =
-	    (uint32_t)ism_alog_parse(text, strlen(text), ops, (size_t)count, err, sizeof(err));
-	l->ops = ops;
 }
 
 /* spec.accessLog: a file (path, "-" for standard output) or syslog, and the format. */
 static void parse_access_log(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_conf *l)
 {
-	static const char *const keys[] = {"path", "syslog", "format", "textFormat", NULL};
+	static const char *const keys[] = {"path",	 "syslog",     "format",
+					   "textFormat", "jsonFormat", NULL};
 	const struct ism_node *sl;
 	const char *path = NULL;
 

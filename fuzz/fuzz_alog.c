@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for Envoy's format strings: arbitrary bytes go to the
- * access log's parser (ism_alog_parse) and to the header values' one
+ * access log's parser (ism_alog_parse), to its dictionaries' (ism_alog_parse_dict:
+ * the input's lines as members, "key=template") and to the header values' one
  * (ism_hval_parse), each twice (count, then fill), and what they return must
  * hold: the same count, literals and names inside the input, operators and
- * headers in range, an error message on failure. */
+ * headers in range, one key op per member, an error message on failure. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf/alog.h"
 #include "conf/hfmt.h"
@@ -42,6 +44,48 @@ static void header_value(const char *s, size_t size)
 	}
 }
 
+/* The input's lines as the members of a dictionary. */
+static void dictionary(const char *s, size_t size)
+{
+	static struct ism_alog_member m[64];
+	static struct ism_alog_op ops[MAX_OPS];
+	char err[256] = "";
+	size_t n_m = 0, bad = 0, keys = 0;
+	const char *p = s, *end = s + size;
+	int n;
+
+	while (p < end && n_m < sizeof(m) / sizeof(m[0])) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+		const char *eq = memchr(p, '=', (size_t)(e - p));
+
+		m[n_m++] =
+		    eq ? (struct ism_alog_member){p, (size_t)(eq - p), eq + 1, (size_t)(e - eq - 1)}
+		       : (struct ism_alog_member){p, 0, p, (size_t)(e - p)};
+		p = nl ? nl + 1 : end;
+	}
+	n = ism_alog_parse_dict(m, n_m, NULL, 0, &bad, err, sizeof(err));
+	if (n < 0) {
+		if (n != -1 || err[0] == '\0' || bad >= n_m)
+			abort();
+		return;
+	}
+	if (ism_alog_parse_dict(m, n_m, ops, MAX_OPS, &bad, err, sizeof(err)) != n)
+		abort();
+	for (int i = 0; i < n && i < MAX_OPS; i++) {
+		const struct ism_alog_op *op = &ops[i];
+
+		if (i == 0 && op->field != ISM_ALOG_F_KEY)
+			abort();
+		if (op->field != ISM_ALOG_F_KEY)
+			continue;
+		if (op->lit.p != m[keys].key || op->lit.len != m[keys].key_len)
+			abort();
+		keys++;
+	}
+	if (n <= MAX_OPS && keys != n_m)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct ism_alog_op ops[MAX_OPS];
@@ -50,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int n = ism_alog_parse(s, size, NULL, 0, err, sizeof(err));
 
 	header_value(s, size);
+	dictionary(s, size);
 	if (n < 0) {
 		if (n != -1 || err[0] == '\0')
 			abort();
@@ -63,7 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (op->field == ISM_ALOG_F_LITERAL &&
 		    (op->lit.p < s || op->lit.len == 0 || op->lit.p + op->lit.len > s + size))
 			abort();
-		if (op->field >= ISM_ALOG_F_COUNT || op->field == ISM_ALOG_F_UPSTREAM_ENDPOINT)
+		if (op->field >= ISM_ALOG_F_COUNT || op->field == ISM_ALOG_F_UPSTREAM_ENDPOINT ||
+		    op->field == ISM_ALOG_F_KEY)
 			abort();
 		if (op->field == ISM_ALOG_F_REQ &&
 		    ((op->hdr >= ISM_ALOG_H_ALL && op->hdr != ISM_ALOG_H_NONE) ||

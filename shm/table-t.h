@@ -873,6 +873,10 @@ enum ism_alog_dest {
 enum ism_alog_format {
 	ISM_ALOG_JSON = 0, /* the fixed JSON object of README's "Access log" */
 	ISM_ALOG_TEXT,	   /* an Envoy format string, compiled into ism_alog_op */
+	/* Istio's JSON encoding: an Envoy format dictionary (jsonFormat, or
+	 * Istio's default keys), its members' ops in one list, each member's
+	 * begun by an ISM_ALOG_F_KEY op; values typed as Envoy's json_format */
+	ISM_ALOG_DICT,
 };
 
 /* The request headers a line can show, as %REQ(NAME)% names them (lower case;
@@ -929,6 +933,7 @@ enum ism_alog_field {
 	ISM_ALOG_F_RESP,	  /* %RESP(H?ALT):N%: a field of the response the client got */
 	ISM_ALOG_F_TRANSPORT_FAILURE, /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
 	ISM_ALOG_F_TERMINATION,	      /* %CONNECTION_TERMINATION_DETAILS%: always absent */
+	ISM_ALOG_F_KEY,		      /* ISM_ALOG_DICT: a member's key (lit), its ops follow */
 	ISM_ALOG_F_COUNT,
 };
 
@@ -943,8 +948,9 @@ struct ism_alog_op {
 	uint8_t hdr;
 	uint8_t alt;	  /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
 	uint16_t max_len; /* ISM_ALOG_F_REQ, _RESP: at most this many bytes of the value; 0: all */
-	/* ISM_ALOG_F_LITERAL: the text; ISM_ALOG_F_RESP, and ISM_ALOG_F_REQ with a
-	 * named slot in hdr: the field's name */
+	/* ISM_ALOG_F_LITERAL: the text; ISM_ALOG_F_KEY: the key, as written;
+	 * ISM_ALOG_F_RESP, and ISM_ALOG_F_REQ with a named slot in hdr: the
+	 * field's name */
 	struct ism_str lit;
 	struct ism_str alt_name; /* the same for alt; empty: none */
 };
@@ -960,7 +966,7 @@ struct ism_alog_conf {
 	struct ism_str address;
 	uint8_t facility;
 	struct ism_str tag;
-	uint32_t n_ops; /* ISM_ALOG_TEXT: the template, parsed once at load */
+	uint32_t n_ops; /* ISM_ALOG_TEXT, _DICT: the template, parsed once at load */
 	const struct ism_alog_op *ops;
 };
 

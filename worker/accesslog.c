@@ -251,6 +251,67 @@ static size_t render_json(const struct ism_alog_conf *conf, const struct ism_alo
 	return o.len;
 }
 
+/* s as a JSON string, quotes included (escaped into esc, cut at its room). */
+static void put_json_str(struct out *o, char *esc, size_t room, const char *s, size_t n)
+{
+	put(o, "\"", 1);
+	put(o, esc, ism_json_escape(esc, room, s, n));
+	put(o, "\"", 1);
+}
+
+/* Istio's JSON encoding: each member of the dictionary, typed as Envoy's
+ * json_format: a value that is one operator alone is a number for the
+ * counts, codes and ports, a string otherwise, null when absent (the
+ * response flags and the protocol: "-", as Envoy gives them); a value of
+ * several parts is their string, "-" for an absent part. */
+static size_t render_dict(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
+			  char *line, size_t cap)
+{
+	struct out o = {.p = line, .cap = cap};
+	char v[VALUE_ROOM], esc[2 * VALUE_ROOM];
+	uint32_t i = 0;
+
+	put(&o, "{", 1);
+	while (i < conf->n_ops) {
+		const struct ism_alog_op *key = &conf->ops[i++], *op = &conf->ops[i];
+		uint32_t end = i;
+		bool num;
+		size_t n;
+
+		while (end < conf->n_ops && conf->ops[end].field != ISM_ALOG_F_KEY)
+			end++;
+		if (key != conf->ops)
+			put(&o, ",", 1);
+		put_json_str(&o, esc, sizeof(esc), key->lit.p, key->lit.len);
+		put(&o, ":", 1);
+		if (end == i + 1 && op->field != ISM_ALOG_F_LITERAL) {
+			n = value(op, r, v, sizeof(v), &num);
+			if (n == 0 && (op->field == ISM_ALOG_F_RESPONSE_FLAGS ||
+				       op->field == ISM_ALOG_F_PROTOCOL))
+				put(&o, "\"-\"", 3);
+			else if (n == 0)
+				put(&o, "null", 4);
+			else if (num)
+				put(&o, v, n);
+			else
+				put_json_str(&o, esc, sizeof(esc), v, n);
+			i = end;
+			continue;
+		}
+		/* Several parts (or none): one string. */
+		put(&o, "\"", 1);
+		for (; i < end; i++) {
+			n = value(&conf->ops[i], r, v, sizeof(v), &num);
+			put(&o, esc, n ? ism_json_escape(esc, sizeof(esc), v, n) : 0);
+			if (n == 0 && conf->ops[i].field != ISM_ALOG_F_LITERAL)
+				put(&o, "-", 1);
+		}
+		put(&o, "\"", 1);
+	}
+	put(&o, "}", 1);
+	return o.len;
+}
+
 static size_t render_text(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
 			  char *line, size_t cap)
 {
@@ -274,7 +335,15 @@ static size_t render_text(const struct ism_alog_conf *conf, const struct ism_alo
 
 ism_alog_render_cb ism_alog_renderer(const struct ism_alog_conf *conf)
 {
-	return conf->format == ISM_ALOG_TEXT ? render_text : render_json;
+	switch ((enum ism_alog_format)conf->format) {
+	case ISM_ALOG_TEXT:
+		return render_text;
+	case ISM_ALOG_DICT:
+		return render_dict;
+	case ISM_ALOG_JSON:
+		break;
+	}
+	return render_json;
 }
 
 uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
@@ -283,7 +352,7 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
 	size_t n = sizeof(json_ops) / sizeof(json_ops[0]);
 	uint32_t mask = 0;
 
-	if (conf->format == ISM_ALOG_TEXT) {
+	if (conf->format != ISM_ALOG_JSON) {
 		ops = conf->ops;
 		n = conf->n_ops;
 	}
@@ -495,7 +564,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->headers = ism_alog_headers(conf);
 	l->wants_local = l->wants_up_local = l->wants_resp = false;
 	memset(l->named, 0, sizeof(l->named));
-	for (uint32_t i = 0; conf->format == ISM_ALOG_TEXT && i < conf->n_ops; i++) {
+	for (uint32_t i = 0; conf->format != ISM_ALOG_JSON && i < conf->n_ops; i++) {
 		const struct ism_alog_op *op = &conf->ops[i];
 		uint8_t f = op->field;
 

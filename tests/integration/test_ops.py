@@ -206,6 +206,68 @@ def access_log_local_details(env):
 
 
 @_test
+def access_log_istio_json(env):
+    """format: istio-json: the line an Istio gateway writes with
+    meshConfig.accessLogEncoding JSON: Istio's 24 keys, typed as Envoy's
+    json_format (counts and codes numbers, absent values null, no flags "-"),
+    for a proxied request, a refused connect (503 UF,URX) and a 404 (NR); then
+    a jsonFormat of the operator's own, applied by a reload."""
+    log = env.path("access.log")
+    text, gw_port, up, refused = _two_services(env, f"  accessLog: {{path: {log}, format: istio-json}}\n")
+    conf = env.write("isthmus.yaml", text)
+    env.start_gateway(conf, gw_port)
+    rc, out, err = curl(["-A", "itest-agent/1.0", "-o", "/dev/null", "-w", "%{http_code} %{size_request}",
+                         f"http://127.0.0.1:{gw_port}/app/x?q=1"])
+    check(rc == 0 and out.split()[0] == "200", f"curl: rc {rc} {out} {err}")
+    size_req = int(out.split()[1])
+    check(env.get("/down/y").status == 503, "no 503 for a refused endpoint")
+    check(env.get("/nowhere").status == 404, "no 404 for an unrouted path")
+    poll(lambda: len(file_lines(log)) >= 3, 5, what="three access-log lines")
+    lines = [json.loads(l) for l in file_lines(log)]
+    keys = ["authority", "bytes_received", "bytes_sent", "connection_termination_details",
+            "downstream_local_address", "downstream_remote_address", "duration", "method", "path", "protocol",
+            "request_id", "requested_server_name", "response_code", "response_code_details", "response_flags",
+            "route_name", "start_time", "upstream_cluster", "upstream_host", "upstream_local_address",
+            "upstream_service_time", "upstream_transport_failure_reason", "user_agent", "x_forwarded_for"]
+    for l in lines:
+        check(list(l) == keys, f"the keys of Istio's JSON default, in Envoy's order: {list(l)}")
+    by_path = {l["path"]: l for l in lines}
+    ok, down, nr = by_path.get("/app/x?q=1"), by_path.get("/down/y"), by_path.get("/nowhere")
+    check(ok and down and nr, f"a line is missing: {lines}")
+    want = {"authority": f"127.0.0.1:{gw_port}", "bytes_received": size_req, "connection_termination_details": None,
+            "downstream_local_address": f"127.0.0.1:{gw_port}", "method": "GET", "protocol": "HTTP/1.1",
+            "requested_server_name": None, "response_code": 200, "response_code_details": "via_upstream",
+            "response_flags": "-", "route_name": "app", "upstream_cluster": f"outbound|80||{SVC}",
+            "upstream_host": f"127.0.0.2:{up}", "upstream_transport_failure_reason": None,
+            "user_agent": "itest-agent/1.0", "x_forwarded_for": "127.0.0.1"}
+    check({k: ok[k] for k in want} == want, f"200 line {ok}, want {want}")
+    check(type(ok["bytes_sent"]) is int and ok["bytes_sent"] > 0 and type(ok["duration"]) is int and
+          re.fullmatch(r"\d+", ok["upstream_service_time"]) and
+          re.fullmatch(r"127\.0\.0\.\d+:\d+", ok["upstream_local_address"]) and
+          re.fullmatch(r"127\.0\.0\.1:\d+", ok["downstream_remote_address"]) and
+          re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ok["start_time"]) and
+          re.fullmatch(r"[0-9a-f-]{36}", ok["request_id"]), f"200 line {ok}")
+    refused_why = "delayed_connect_error:_Connection_refused"
+    check((down["response_code"], down["response_flags"], down["upstream_host"], down["upstream_service_time"],
+           down["upstream_local_address"], down["upstream_transport_failure_reason"]) ==
+          (503, "UF,URX", f"127.0.0.5:{refused}", None, None, refused_why), f"503 line {down}")
+    check((nr["response_code"], nr["response_flags"], nr["response_code_details"], nr["upstream_host"],
+           nr["upstream_cluster"], nr["route_name"]) == (404, "NR", "route_not_found", None, None, None),
+          f"404 line {nr}")
+    # The operator's own dictionary, by a reload: keys in file order, one value of several parts.
+    env.write("isthmus.yaml", text.replace(
+        "format: istio-json}",
+        "format: istio-json, jsonFormat: {code: '%RESPONSE_CODE%', req: '%REQ(:METHOD)% %REQ(:PATH)%',"
+        " flags: '%RESPONSE_FLAGS%', sni: '%REQUESTED_SERVER_NAME%'}}"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload with jsonFormat refused")
+    poll(lambda: env.get("/app/reloaded").status == 200 and
+         any(json.loads(l).get("req") == "GET /app/reloaded" for l in file_lines(log)), 10,
+         what="a line in the new format")
+    new = [json.loads(l) for l in file_lines(log) if '"req"' in l][-1]
+    check(new == {"code": 200, "req": "GET /app/reloaded", "flags": "-", "sni": None}, f"jsonFormat line {new}")
+
+
+@_test
 def access_log_text(env):
     """format: text with Istio's default template: the fields of a proxied
     request (curl's own byte counts), of a connect failure (503 UF,URX after the

@@ -267,23 +267,26 @@ static int fx_teardown(void **state)
 
 /* The request raw (NULL: it could not be parsed) is captured for fmt (NULL:
  * JSON), as a proxied exchange: 200 from an endpoint after one attempt. */
-static struct fx *exchange(void **state, const char *raw, const char *fmt)
+static struct fx *exchange_as(void **state, const char *raw, const char *fmt,
+			      const struct ism_alog_member *dict, size_t n_dict)
 {
 	struct ism_http_limits lim = {
 	    .max_head_bytes = 65536, .max_headers = 16, .max_uri_bytes = 8192};
 	struct fx *f = calloc(1, sizeof(*f));
 	char err[256];
+	size_t bad;
+	int n = 0;
 
 	assert_non_null(f);
 	*state = f;
-	f->conf.format = fmt ? ISM_ALOG_TEXT : ISM_ALOG_JSON;
-	if (fmt != NULL) {
-		int n = parse(fmt, f->ops, err, sizeof(err));
-
-		assert_true(n >= 0);
-		f->conf.ops = f->ops;
-		f->conf.n_ops = (uint32_t)n;
-	}
+	f->conf.format = fmt ? ISM_ALOG_TEXT : dict ? ISM_ALOG_DICT : ISM_ALOG_JSON;
+	if (fmt != NULL)
+		n = parse(fmt, f->ops, err, sizeof(err));
+	if (dict != NULL)
+		n = ism_alog_parse_dict(dict, n_dict, f->ops, MAX_OPS, &bad, err, sizeof(err));
+	assert_true(n >= 0 && n <= MAX_OPS);
+	f->conf.ops = f->ops;
+	f->conf.n_ops = (uint32_t)n;
 	f->req.headers = f->hdrs;
 	if (raw != NULL)
 		assert_int_equal(ism_http_parse_request(raw, strlen(raw), &lim, &f->req),
@@ -304,6 +307,11 @@ static struct fx *exchange(void **state, const char *raw, const char *fmt)
 	};
 	snprintf(f->q->route, sizeof(f->q->route), "default/web#1");
 	return f;
+}
+
+static struct fx *exchange(void **state, const char *raw, const char *fmt)
+{
+	return exchange_as(state, raw, fmt, NULL, 0);
 }
 
 static const char *render(struct fx *f)
@@ -407,6 +415,102 @@ static void test_render_transport_failure(void **state)
 	assert_string_equal(render(f), "\"-\" -");
 	f->rec.transport = "delayed connect error: Connection refused";
 	assert_string_equal(render(f), "\"delayed_connect_error:_Connection_refused\" -");
+}
+
+/* format: istio-json without jsonFormat: Istio's JSON default, its keys in
+ * Envoy's order, typed as Envoy's json_format: numbers bare, absent values
+ * null, no response flags "-". */
+static void test_render_istio_json(void **state)
+{
+	struct fx *f =
+	    exchange_as(state, GET, NULL, ism_alog_default_json, ism_alog_default_json_len);
+
+	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
+	f->rec.details = "via_upstream";
+	assert_string_equal(
+	    render(f),
+	    "{\"authority\":\"shop.example\",\"bytes_received\":84,\"bytes_sent\":137,"
+	    "\"connection_termination_details\":null,\"downstream_local_address\":null,"
+	    "\"downstream_remote_address\":\"127.0.0.1:40001\",\"duration\":4,"
+	    "\"method\":\"GET\",\"path\":\"/app/x?q=1\",\"protocol\":\"HTTP/1.1\","
+	    "\"request_id\":\"" RID "\",\"requested_server_name\":null,\"response_code\":200,"
+	    "\"response_code_details\":\"via_upstream\",\"response_flags\":\"-\","
+	    "\"route_name\":\"default/web#1\",\"start_time\":\"2026-11-26T07:05:26.015Z\","
+	    "\"upstream_cluster\":\"outbound|80||web.demo.internal\","
+	    "\"upstream_host\":\"127.0.0.2:18091\",\"upstream_local_address\":null,"
+	    "\"upstream_service_time\":null,\"upstream_transport_failure_reason\":null,"
+	    "\"user_agent\":\"curl/8.1\",\"x_forwarded_for\":\"10.0.0.9, 127.0.0.1\"}");
+	/* A failure: its flags and the reason, no upstream. */
+	f->rec.status = 503;
+	f->rec.flags = "UF,URX";
+	f->rec.transport = "delayed connect error: Connection refused";
+	f->rec.upstream = NULL;
+	assert_non_null(strstr(render(f), "\"response_code\":503,"));
+	assert_non_null(strstr(render(f), "\"response_flags\":\"UF,URX\","));
+	assert_non_null(strstr(render(f), "\"upstream_host\":null,"));
+	assert_non_null(strstr(render(f), "\"upstream_transport_failure_reason\":\"delayed_connect_"
+					  "error:_Connection_refused\","));
+}
+
+/* A jsonFormat of the user's: keys escaped, a value of several parts one
+ * string ("-" for an absent part), an empty value "", a port a number or
+ * null, the protocol "-" when unknown. */
+static void test_render_dict(void **state)
+{
+	static const struct ism_alog_member m[] = {
+	    {"a\"b", 3, "%PROTOCOL%/%DURATION%ms", 23},
+	    {"port", 4, "%DOWNSTREAM_LOCAL_PORT%", 23},
+	    {"empty", 5, "", 0},
+	    {"proto", 5, "%PROTOCOL%", 10},
+	    {"c", 1, "x%REQ(REFERER)%\"y", 17},
+	};
+	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
+
+	assert_string_equal(render(f), "{\"a\\\"b\":\"HTTP/1.1/4ms\",\"port\":null,\"empty\":\"\","
+				       "\"proto\":\"HTTP/1.1\",\"c\":\"x-\\\"y\"}");
+	f->rec.local = "10.1.1.1";
+	f->rec.local_port = 8443;
+	assert_non_null(strstr(render(f), "\"port\":8443,"));
+	/* A request that could not be parsed has no protocol: "-", as Envoy. */
+	ism_alog_req_free(f->q);
+	f->q = ism_alog_capture(ism_alog_headers(&f->conf), NULL, NULL, START_MS);
+	assert_non_null(f->q);
+	f->rec.req = f->q;
+	assert_non_null(strstr(render(f), "\"a\\\"b\":\"-/4ms\""));
+	assert_non_null(strstr(render(f), "\"proto\":\"-\","));
+}
+
+/* A dictionary's members parse into one list: a key op, then the member's;
+ * the %RESP()% slots count across members; an error names the member. */
+static void test_parse_dict(void **state)
+{
+	static const struct ism_alog_member ok[] = {
+	    {"s", 1, "%RESP(SERVER)%", 14},
+	    {"t", 1, "[%RESP(X-T)%]", 13},
+	};
+	static const struct ism_alog_member bad[] = {
+	    {"a", 1, "%DURATION%", 10},
+	    {"b", 1, "x %UPSTREAM_PEER%", 17},
+	};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+	size_t at = 99;
+
+	(void)state;
+	assert_int_equal(ism_alog_parse_dict(ok, 2, ops, MAX_OPS, &at, err, sizeof(err)), 6);
+	assert_int_equal(ops[0].field, ISM_ALOG_F_KEY);
+	assert_int_equal(ops[0].lit.len, 1);
+	assert_int_equal(ops[1].field, ISM_ALOG_F_RESP);
+	assert_int_equal(ops[1].hdr, 0);
+	assert_int_equal(ops[2].field, ISM_ALOG_F_KEY);
+	assert_int_equal(ops[3].field, ISM_ALOG_F_LITERAL);
+	assert_int_equal(ops[4].field, ISM_ALOG_F_RESP);
+	assert_int_equal(ops[4].hdr, 1);
+	/* Counting only. */
+	assert_int_equal(ism_alog_parse_dict(ok, 2, NULL, 0, &at, err, sizeof(err)), 6);
+	assert_int_equal(ism_alog_parse_dict(bad, 2, ops, MAX_OPS, &at, err, sizeof(err)), -1);
+	assert_int_equal(at, 1);
+	assert_string_equal(err, "unknown command operator: \"%UPSTREAM_PEER%\" at offset 2");
 }
 
 /* A request that could not be parsed: only what the connection knows. */
@@ -552,6 +656,9 @@ int main(void)
 	    cmocka_unit_test(test_parse_errors),
 	    cmocka_unit_test_teardown(test_render_json, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_json_failure, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_istio_json, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_dict, fx_teardown),
+	    cmocka_unit_test(test_parse_dict),
 	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_transport_failure, fx_teardown),

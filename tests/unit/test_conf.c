@@ -1826,6 +1826,37 @@ static void test_access_log(void **state)
 	assert_int_equal(l->ops[1].field, ISM_ALOG_F_START_TIME);
 }
 
+/* format: istio-json: Istio's JSON default, or jsonFormat's members in file
+ * order, each a key op and its template's ops. */
+static void test_access_log_dict(void **state)
+{
+	static const char def[] = APP "  accessLog: {path: \"-\", format: istio-json}\n";
+	static const char own[] = APP "  accessLog:\n    path: \"-\"\n    format: istio-json\n"
+				      "    jsonFormat:\n      when: \"%START_TIME%\"\n"
+				      "      took: \"%DURATION% ms\"\n";
+	struct fx *f = *state;
+	const struct ism_alog_conf *l = &load_compile(f, def)->access_log;
+
+	assert_int_equal(l->format, ISM_ALOG_DICT);
+	assert_int_equal(l->n_ops, 48); /* 24 keys, one operator each */
+	assert_int_equal(l->ops[0].field, ISM_ALOG_F_KEY);
+	assert_string_equal(l->ops[0].lit.p, "authority");
+	assert_int_equal(l->ops[1].field, ISM_ALOG_F_REQ);
+	assert_int_equal(l->ops[1].hdr, ISM_ALOG_H_AUTHORITY);
+	assert_string_equal(l->ops[46].lit.p, "x_forwarded_for");
+
+	ism_conf_free(f->conf);
+	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
+	l = &load_compile(f, own)->access_log;
+	assert_int_equal(l->format, ISM_ALOG_DICT);
+	assert_int_equal(l->n_ops, 5);
+	assert_string_equal(l->ops[0].lit.p, "when");
+	assert_int_equal(l->ops[1].field, ISM_ALOG_F_START_TIME);
+	assert_string_equal(l->ops[2].lit.p, "took");
+	assert_int_equal(l->ops[3].field, ISM_ALOG_F_DURATION);
+	assert_string_equal(l->ops[4].lit.p, " ms");
+}
+
 /* --- invalid files: exact position, field path and message --- */
 
 struct bad {
@@ -2148,6 +2179,25 @@ static const struct bad bads[] = {
      APP "  accessLog: {path: /tmp/a.log, format: text, textFormat: \"[%DURATION\"}\n", 7, 59,
      "Appliance t: spec.accessLog.textFormat",
      "unterminated command operator (no closing '%'): \"%DURATION\" at offset 1"},
+    {"jsonFormat with json",
+     APP "  accessLog: {path: /tmp/a.log, jsonFormat: {a: \"%DURATION%\"}}\n", 7, 45,
+     "Appliance t: spec.accessLog.jsonFormat", "needs format: istio-json"},
+    {"jsonFormat operator",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
+	 "      a: \"%DURATION%\"\n      b: \"x %UPSTREAM_PEER%\"\n",
+     12, 10, "Appliance t: spec.accessLog.jsonFormat.b",
+     "unknown command operator: \"%UPSTREAM_PEER%\" at offset 2"},
+    {"jsonFormat nested",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
+	 "      a: {b: \"%DURATION%\"}\n",
+     11, 10, "Appliance t: spec.accessLog.jsonFormat.a", "a nested object: not implemented yet"},
+    {"jsonFormat list",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
+	 "      a: [\"%DURATION%\"]\n",
+     11, 10, "Appliance t: spec.accessLog.jsonFormat.a", "expected a string"},
+    {"jsonFormat empty",
+     APP "  accessLog: {path: /tmp/a.log, format: istio-json, jsonFormat: {}}\n", 7, 65,
+     "Appliance t: spec.accessLog.jsonFormat", "an empty dictionary"},
     {"textFormat with json", APP "  accessLog: {path: /tmp/a.log, textFormat: \"%DURATION%\"}\n", 7,
      45, "Appliance t: spec.accessLog.textFormat", "needs format: text"},
     {"path and syslog", APP "  accessLog: {path: /tmp/a.log, syslog: {address: /dev/log}}\n", 7, 33,
@@ -3101,6 +3151,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_redirect, fx_setup, fx_teardown),
