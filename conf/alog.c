@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "conf/fmt.h"
+#include "conf/hfmt.h"
 
 /* Istio's default (meshConfig.accessLogFormat unset: EnvoyTextLogFormat in
  * Istio's pilot/pkg/model/telemetry_logging.go), without its final newline,
@@ -52,18 +53,17 @@ static const struct {
     {"RESP", ISM_ALOG_F_RESP},
     {"UPSTREAM_TRANSPORT_FAILURE_REASON", ISM_ALOG_F_TRANSPORT_FAILURE},
     {"CONNECTION_TERMINATION_DETAILS", ISM_ALOG_F_TERMINATION},
+    {"HOSTNAME", ISM_ALOG_F_HOSTNAME},
+    {"UPSTREAM_PROTOCOL", ISM_ALOG_F_UP_PROTOCOL},
+    {"REQUEST_DURATION", ISM_ALOG_F_REQ_DURATION},
+    {"RESPONSE_DURATION", ISM_ALOG_F_RESP_DURATION},
+    {"RESPONSE_TX_DURATION", ISM_ALOG_F_RESP_TX_DURATION},
 };
 
 /* Envoy's other operators: known, not in the access log yet. */
 static const char *const later[] = {
-    "UPSTREAM_REMOTE_ADDRESS",
-    "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
-    "UPSTREAM_REMOTE_PORT",
     "TRAILER",
-    "REQUEST_DURATION",
     "REQUEST_TX_DURATION",
-    "RESPONSE_DURATION",
-    "RESPONSE_TX_DURATION",
     "DOWNSTREAM_HANDSHAKE_DURATION",
     "UPSTREAM_HEADER_BYTES_RECEIVED",
     "UPSTREAM_HEADER_BYTES_SENT",
@@ -73,28 +73,7 @@ static const char *const later[] = {
     "UPSTREAM_WIRE_BYTES_SENT",
     "DOWNSTREAM_WIRE_BYTES_RECEIVED",
     "DOWNSTREAM_WIRE_BYTES_SENT",
-    "DOWNSTREAM_REMOTE_PORT",
-    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS",
-    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT",
-    "DOWNSTREAM_DIRECT_REMOTE_PORT",
-    "DOWNSTREAM_TLS_VERSION",
-    "DOWNSTREAM_TLS_CIPHER",
-    "DOWNSTREAM_TLS_SESSION_ID",
-    "DOWNSTREAM_PEER_URI_SAN",
-    "DOWNSTREAM_PEER_DNS_SAN",
-    "DOWNSTREAM_PEER_SUBJECT",
-    "DOWNSTREAM_PEER_ISSUER",
-    "DOWNSTREAM_PEER_SERIAL",
     "DOWNSTREAM_PEER_CERT",
-    "DOWNSTREAM_PEER_FINGERPRINT_256",
-    "DOWNSTREAM_PEER_FINGERPRINT_1",
-    "DOWNSTREAM_PEER_CERT_V_START",
-    "DOWNSTREAM_PEER_CERT_V_END",
-    "DOWNSTREAM_LOCAL_URI_SAN",
-    "DOWNSTREAM_LOCAL_DNS_SAN",
-    "DOWNSTREAM_LOCAL_SUBJECT",
-    "UPSTREAM_PROTOCOL",
-    "HOSTNAME",
     "ENVIRONMENT",
     "CONNECTION_ID",
     "UPSTREAM_CONNECTION_ID",
@@ -195,17 +174,29 @@ static int parse_resp(const char *s, const struct ism_fmt_tok *t, struct ism_alo
 	return 0;
 }
 
+/* Whether the line may show the header values' operator kind (-1: none).
+ * The log's own operators are looked up first; what is left of those without
+ * an argument is what the connection, the client's certificate and the last
+ * attempt's endpoint give by the exchange's end, but for a certificate's
+ * PEM, kilobytes long. */
+static bool hval_kind_ok(int kind)
+{
+	return kind > ISM_HV_LITERAL && kind != ISM_HV_PEER_CERT;
+}
+
 /* Operator t as an access-log op (*n_resp, *n_named: the RESP operators and
  * the named request fields before it); -1 with the message in err. */
 static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op,
 			  int *n_resp, int *n_named, char *err, size_t errlen)
 {
+	int kind = -1;
 	size_t k;
 
 	for (k = 0; k < sizeof(operators) / sizeof(operators[0]); k++)
 		if (ism_fmt_is(t, operators[k].name))
 			break;
-	if (k == sizeof(operators) / sizeof(operators[0])) {
+	if (k == sizeof(operators) / sizeof(operators[0]) &&
+	    !hval_kind_ok(kind = ism_hval_kind_of(t))) {
 		for (const char *const *l = later; *l; l++)
 			if (ism_fmt_is(t, *l)) {
 				ism_fmt_fail(s, t, "not implemented yet in the access log", err,
@@ -216,8 +207,13 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 		return -1;
 	}
 	memset(op, 0, sizeof(*op));
-	op->field = operators[k].field;
 	op->hdr = op->alt = ISM_ALOG_H_NONE;
+	if (kind >= 0) {
+		op->field = ISM_ALOG_F_HVAL;
+		op->hdr = (uint8_t)kind;
+	} else {
+		op->field = operators[k].field;
+	}
 	if (op->field == ISM_ALOG_F_REQ || op->field == ISM_ALOG_F_RESP) {
 		if (!t->has_arg || t->arg_len == 0) {
 			ism_fmt_fail(

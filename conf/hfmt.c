@@ -108,8 +108,7 @@ static void put(struct ism_hval_part *parts, size_t cap, int n, struct ism_hval_
 		parts[n] = p;
 }
 
-/* The value of a %HOSTNAME% (read once). */
-static const char *hostname(void)
+const char *ism_hostname(void)
 {
 	static char name[256];
 
@@ -118,17 +117,32 @@ static const char *hostname(void)
 	return name;
 }
 
+/* The index of operator t in the table; -1 when it has none. */
+static int lookup(const struct ism_fmt_tok *t)
+{
+	for (size_t k = 0; k < sizeof(operators) / sizeof(operators[0]); k++)
+		if (ism_fmt_is(t, operators[k].name))
+			return (int)k;
+	return -1;
+}
+
+int ism_hval_kind_of(const struct ism_fmt_tok *t)
+{
+	int k = lookup(t);
+
+	return k >= 0 && operators[k].arg == ARG_NONE && operators[k].kind != ISM_HV_LITERAL
+		   ? operators[k].kind
+		   : -1;
+}
+
 /* Operator t as a piece; -1 with the message in err. */
 static int operator(const char *s, const struct ism_fmt_tok *t, struct ism_hval_part *out,
 		    char *err, size_t errlen)
 {
 	const char *q, *v;
-	size_t k;
+	int k = lookup(t);
 
-	for (k = 0; k < sizeof(operators) / sizeof(operators[0]); k++)
-		if (ism_fmt_is(t, operators[k].name))
-			break;
-	if (k == sizeof(operators) / sizeof(operators[0])) {
+	if (k < 0) {
 		for (const char *const *l = later; *l; l++)
 			if (ism_fmt_is(t, *l)) {
 				ism_fmt_fail(s, t, "not implemented yet in header values", err,
@@ -174,7 +188,7 @@ static int operator(const char *s, const struct ism_fmt_tok *t, struct ism_hval_
 	}
 	default:
 		if (ism_fmt_is(t, "HOSTNAME"))
-			out->a = (struct ism_str){hostname(), (uint32_t)strlen(hostname())};
+			out->a = (struct ism_str){ism_hostname(), (uint32_t)strlen(ism_hostname())};
 		break;
 	}
 	if (out->kind == ISM_HV_LITERAL && out->max_len && out->a.len > out->max_len)

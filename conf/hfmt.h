@@ -26,4 +26,14 @@ bool ism_hval_dynamic(const char *s, size_t len);
 int ism_hval_parse(const char *s, size_t len, struct ism_hval_part *parts, size_t cap, char *err,
 		   size_t errlen);
 
+struct ism_fmt_tok;
+
+/* The kind of operator t when it is one of the header values' without an
+ * argument whose value comes with the request (not %HOSTNAME%); -1 when not:
+ * the access log takes the connection's and the certificate's from here. */
+int ism_hval_kind_of(const struct ism_fmt_tok *t);
+
+/* The system's host name, read once (%HOSTNAME%; "-" when unknown). */
+const char *ism_hostname(void);
+
 #endif

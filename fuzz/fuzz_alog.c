@@ -120,6 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    op->hdr < ISM_ALOG_H_ALL &&
 		    (op->lit.len == 0 || op->lit.p < s || op->lit.p + op->lit.len > s + size))
 			abort();
+		if (op->field == ISM_ALOG_F_HVAL && op->hdr >= ISM_HV_KINDS)
+			abort();
 		if (op->field == ISM_ALOG_F_RESP &&
 		    (op->hdr >= ISM_ALOG_RESP_MAX || op->lit.len == 0 || op->lit.p < s ||
 		     op->lit.p + op->lit.len > s + size))

@@ -170,6 +170,8 @@ enum ism_hval_kind {
 	ISM_HV_RESP,		    /* %RESP(NAME?ALTERNATIVE):LENGTH% */
 };
 
+#define ISM_HV_KINDS (ISM_HV_RESP + 1)
+
 /* Whether an operator of this kind has its value only once the upstream answers. */
 static inline bool ism_hval_late(uint8_t kind)
 {
@@ -933,7 +935,16 @@ enum ism_alog_field {
 	ISM_ALOG_F_RESP,	  /* %RESP(H?ALT):N%: a field of the response the client got */
 	ISM_ALOG_F_TRANSPORT_FAILURE, /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
 	ISM_ALOG_F_TERMINATION,	      /* %CONNECTION_TERMINATION_DETAILS%: always absent */
-	ISM_ALOG_F_KEY,		      /* ISM_ALOG_DICT: a member's key (lit), its ops follow */
+	ISM_ALOG_F_HOSTNAME,	      /* %HOSTNAME%: the system's host name */
+	ISM_ALOG_F_UP_PROTOCOL,	      /* %UPSTREAM_PROTOCOL%: HTTP/1.1, HTTP/2 */
+	ISM_ALOG_F_REQ_DURATION,      /* %REQUEST_DURATION%: ms to the request's last byte */
+	ISM_ALOG_F_RESP_DURATION,     /* %RESPONSE_DURATION%: ms to the upstream's head */
+	ISM_ALOG_F_RESP_TX_DURATION,  /* %RESPONSE_TX_DURATION%: ms from it to the last byte out */
+	/* An operator the header values make too (hdr: enum ism_hval_kind): the
+	 * client's TLS connection and certificate, the socket's peer, the
+	 * upstream's address and port */
+	ISM_ALOG_F_HVAL,
+	ISM_ALOG_F_KEY, /* ISM_ALOG_DICT: a member's key (lit), its ops follow */
 	ISM_ALOG_F_COUNT,
 };
 
@@ -944,7 +955,7 @@ struct ism_alog_op {
 	uint8_t field; /* enum ism_alog_field */
 	/* ISM_ALOG_F_REQ: enum ism_alog_hdr, or a named slot (below ISM_ALOG_H_ALL),
 	 * or ISM_ALOG_H_NONE; ISM_ALOG_F_RESP: its slot among the format's RESP
-	 * operators (< ISM_ALOG_RESP_MAX) */
+	 * operators (< ISM_ALOG_RESP_MAX); ISM_ALOG_F_HVAL: enum ism_hval_kind */
 	uint8_t hdr;
 	uint8_t alt;	  /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
 	uint16_t max_len; /* ISM_ALOG_F_REQ, _RESP: at most this many bytes of the value; 0: all */

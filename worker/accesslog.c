@@ -10,9 +10,12 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf/hfmt.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "worker/ring.h"
+
+_Static_assert(ISM_HV_KINDS <= 64, "ism_alog.hv_mask has a bit per kind");
 
 /* A value's room: a captured header, plus what X-Forwarded-For appends. */
 #define VALUE_ROOM (ISM_ALOG_VALUE + 64u)
@@ -128,6 +131,19 @@ static size_t addr_port(char *v, size_t cap, const char *ip, uint16_t port)
 	return printed(snprintf(v, cap, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port), cap);
 }
 
+/* A duration in ms; 0 (absent) when negative. */
+static size_t ms(char *v, size_t cap, int64_t d)
+{
+	return d >= 0 ? printed(snprintf(v, cap, "%lld", (long long)d), cap) : 0;
+}
+
+/* Whether a header values' operator gives a port (a number in JSON). */
+static bool hval_port(uint8_t kind)
+{
+	return kind == ISM_HV_CLIENT_PORT || kind == ISM_HV_PEER_PORT ||
+	       kind == ISM_HV_UPSTREAM_PORT;
+}
+
 /* The value of op for r, written into v (VALUE_ROOM bytes): its length, 0 when
  * absent (shown as "-"). *num: a number, which JSON writes bare. */
 static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v, size_t cap,
@@ -198,6 +214,14 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return copy_str(v, cap, r->sni);
 	case ISM_ALOG_F_LITERAL:
 		return copy(v, cap, op->lit.p, op->lit.len);
+	case ISM_ALOG_F_HOSTNAME:
+		return copy_str(v, cap, ism_hostname());
+	case ISM_ALOG_F_UP_PROTOCOL:
+		return copy_str(v, cap, r->up_protocol);
+	case ISM_ALOG_F_HVAL:
+		if (!hval_port(op->hdr))
+			return copy_str(v, cap, op->hdr < ISM_HV_KINDS ? r->hv[op->hdr] : NULL);
+		break;
 	default:
 		break;
 	}
@@ -218,6 +242,14 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return r->local != NULL ? printed(snprintf(v, cap, "%u", r->local_port), cap) : 0;
 	case ISM_ALOG_F_UP_LOCAL_PORT:
 		return q->up_local[0] ? printed(snprintf(v, cap, "%u", q->up_local_port), cap) : 0;
+	case ISM_ALOG_F_REQ_DURATION:
+		return ms(v, cap, r->req_ms);
+	case ISM_ALOG_F_RESP_DURATION:
+		return ms(v, cap, r->resp_ms);
+	case ISM_ALOG_F_RESP_TX_DURATION:
+		return ms(v, cap, r->resp_tx_ms);
+	case ISM_ALOG_F_HVAL: /* a port */
+		return copy_str(v, cap, r->hv[op->hdr]);
 	default:
 		ISM_BUG_ON(1); /* an operator the parser does not make */
 		return 0;
@@ -563,6 +595,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
 	l->wants_local = l->wants_up_local = l->wants_resp = false;
+	l->hv_mask = 0;
 	memset(l->named, 0, sizeof(l->named));
 	for (uint32_t i = 0; conf->format != ISM_ALOG_JSON && i < conf->n_ops; i++) {
 		const struct ism_alog_op *op = &conf->ops[i];
@@ -578,6 +611,8 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 		l->wants_up_local = l->wants_up_local || f == ISM_ALOG_F_UP_LOCAL ||
 				    f == ISM_ALOG_F_UP_LOCAL_IP || f == ISM_ALOG_F_UP_LOCAL_PORT;
 		l->wants_resp = l->wants_resp || f == ISM_ALOG_F_RESP;
+		if (f == ISM_ALOG_F_HVAL && op->hdr < ISM_HV_KINDS)
+			l->hv_mask |= 1ull << op->hdr;
 	}
 }
 

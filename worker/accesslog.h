@@ -70,6 +70,13 @@ struct ism_alog_rec {
 	const char *local; /* the address the client reached (text), when the format
 			      shows it (ism_alog.wants_local); NULL: unknown */
 	uint16_t local_port;
+	const char *up_protocol; /* HTTP/1.1 or HTTP/2 of the last attempt; NULL: none */
+	/* ms from the request head to its last byte, to the upstream's response
+	 * head, and from that to the response's last byte out; -1: not known */
+	int64_t req_ms, resp_ms, resp_tx_ms;
+	/* The values of the header values' operators the format shows
+	 * (ism_alog.hv_mask), by kind; NULL: absent */
+	const char *hv[ISM_HV_KINDS];
 };
 
 /* Writes the line of r (no newline) into out (cap > 0 bytes); returns its length
@@ -91,6 +98,7 @@ struct ism_alog {
 	bool wants_local;    /* the format shows the address the client reached */
 	bool wants_up_local; /* ... or its upstream connection's own */
 	bool wants_resp;     /* the format has %RESP()% operators */
+	uint64_t hv_mask;    /* (1 << enum ism_hval_kind) the format shows */
 	char *line;	     /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
 	/* file and stdout */
 	char *buf[2];

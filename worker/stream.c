@@ -698,6 +698,42 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 	return NULL;
 }
 
+static size_t log_hval(struct ism_wctx *w, struct ism_stream *st, uint8_t kind, char *out,
+		       size_t cap);
+
+/* The values of the header values' operators the line shows (mask), made
+ * into buf (cap bytes) and pointed at by hv. */
+static void log_hvals(struct ism_wctx *w, struct ism_stream *st, uint64_t mask, const char **hv,
+		      char *buf, size_t cap)
+{
+	size_t off = 0;
+
+	for (uint8_t k = 0; mask != 0 && k < ISM_HV_KINDS; k++, mask >>= 1) {
+		size_t n;
+
+		if (!(mask & 1) || off + 1 >= cap)
+			continue;
+		n = log_hval(w, st, k, buf + off, cap - off - 1);
+		if (n == 0)
+			continue;
+		buf[off + n] = '\0';
+		hv[k] = buf + off;
+		off += n + 1;
+	}
+}
+
+/* Envoy's timings of the exchange, in ms from the request head: its last
+ * byte, the upstream's response head, and from that head to the response's
+ * last byte out (now); -1 when not known. */
+static void log_times(const struct ism_wctx *w, const struct ism_stream *st, struct ism_alog_rec *r)
+{
+	r->req_ms = st->req_done ? (int64_t)(st->req_end_ms - st->t0_ms) : -1;
+	r->resp_ms = st->resp_head_ms ? (int64_t)(st->resp_head_ms - st->t0_ms) : -1;
+	r->resp_tx_ms = st->resp_head_ms && st->state != ISM_ST_LOCAL
+			    ? (int64_t)(w->now - st->resp_head_ms)
+			    : -1;
+}
+
 /* The line of the exchange that ends now. */
 static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 {
@@ -705,7 +741,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	const struct ism_cluster *cl;
 	struct ism_alog_rec r;
 	char flags[32], local[INET6_ADDRSTRLEN] = "";
-	char transport[160], details[256];
+	char transport[160], details[256], hv[2048];
 	uint16_t local_port = 0;
 
 	if (st->log_req == NULL)
@@ -735,7 +771,12 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .sni = st->sess->sni,
 	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),
 	    .transport = transport[0] ? transport : NULL,
+	    .up_protocol = st->prev_ep == UINT32_MAX || st->l4 || cl == NULL ? NULL
+			   : ism_h2up_wanted(st, cl)			     ? "HTTP/2"
+									     : "HTTP/1.1",
 	};
+	log_times(w, st, &r);
+	log_hvals(w, st, w->alog.hv_mask, r.hv, hv, sizeof(hv));
 	if (w->alog.wants_local && (pp = ism_sess_pp(st->sess)) != NULL &&
 	    ism_addr_text(&pp->dst.sa, local, &local_port)) {
 		r.local = local;
@@ -1649,6 +1690,22 @@ static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t c
 	return 0;
 }
 
+/* Operator kind as the access log shows it when the exchange ends: the last
+ * attempt's endpoint (whether it answered or not), the others as a request's
+ * header value has them. */
+static size_t log_hval(struct ism_wctx *w, struct ism_stream *st, uint8_t kind, char *out,
+		       size_t cap)
+{
+	struct hval_ctx c = {.w = w, .st = st};
+	struct ism_hval_part p = {.kind = kind};
+
+	if (kind == ISM_HV_UPSTREAM_HOST || kind == ISM_HV_UPSTREAM_IP ||
+	    kind == ISM_HV_UPSTREAM_PORT)
+		return hval_upstream(&c, out, cap, kind == ISM_HV_UPSTREAM_IP,
+				     kind == ISM_HV_UPSTREAM_PORT);
+	return hval(&c, &p, out, cap);
+}
+
 /* Edits e, made for this request when their values hold command operators
  * (free() the copy *made then); e itself when they do not. NULL without
  * memory. */
@@ -2180,6 +2237,7 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 		schedule_retry(w, st);
 		return;
 	}
+	st->resp_head_ms = w->now;
 	st->status = (uint16_t)resp->status;
 	if (w->alog.wants_up_local && st->log_req != NULL && st->up != NULL) {
 		const struct sockaddr *local = ism_up_local(st->up);

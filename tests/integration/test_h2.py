@@ -659,14 +659,18 @@ def h2_graceful_reload_goaway(env):
 def h2_upstream_protocols(env):
     """Which protocol the upstream is spoken to: ServiceEntry protocol HTTP2 and
     GRPC, and HTTP with h2UpgradePolicy UPGRADE, give HTTP/2; HTTP gives
-    HTTP/1.1; useClientProtocol follows the client."""
+    HTTP/1.1; useClientProtocol follows the client. The access log's
+    %UPSTREAM_PROTOCOL% says which."""
     need_tools("h2", "curl")
     port = start_h2_upstream(env, "127.0.0.2", "u")
     ep = [{"address": "127.0.0.2", "port": port}]
     gw_port = free_port()
     hosts = {"h2.svc": ("HTTP2", None), "grpc.svc": ("GRPC", None), "plain.svc": ("HTTP", None),
              "upgrade.svc": ("HTTP", "h2UpgradePolicy: UPGRADE"), "client.svc": ("HTTP", "useClientProtocol: true")}
-    parts = [appliance(env), gateway(gw_port)]
+    log = env.path("access.log")
+    parts = [appliance(env, extra=f"  accessLog: {{path: {log}, format: text, "
+                                  f"textFormat: '%REQ(:AUTHORITY)% %REQ(:PATH)% %PROTOCOL% %UPSTREAM_PROTOCOL%'}}\n"),
+             gateway(gw_port)]
     for i, (h, (proto, http)) in enumerate(hosts.items()):
         cluster = h.replace(".svc", ".internal")
         parts.append(virtual_service(f"vs{i}", [h], route(cluster)))
@@ -683,6 +687,9 @@ def h2_upstream_protocols(env):
     rc, out, err = curl_h2(["--http2-prior-knowledge", "-H", "Host: client.svc", f"http://127.0.0.1:{gw_port}/c"],
                            timeout=20)
     check(rc == 0 and info(out)["protocol"] == "HTTP/2", f"useClientProtocol with an HTTP/2 client: {rc} {out!r} {err}")
+    want = {"h2.svc /which HTTP/1.1 HTTP/2", "grpc.svc /which HTTP/1.1 HTTP/2", "plain.svc /which HTTP/1.1 HTTP/1.1",
+            "upgrade.svc /which HTTP/1.1 HTTP/2", "client.svc /which HTTP/1.1 HTTP/1.1", "client.svc /c HTTP/2 HTTP/2"}
+    poll(lambda: set(file_lines(log)) == want, 5, what=f"the access log lines {sorted(want)}")
 
 
 def parallel_get(env, n, path, host="test.local", timeout=15):

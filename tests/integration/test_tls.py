@@ -531,6 +531,14 @@ def tls_client_pins(env):
           f"pins on a PASSTHROUGH server: rc {rc}:\n{out}")
 
 
+def x509(path, *what):
+    """What `openssl x509 -noout WHAT` prints of the certificate at path
+    (names in RFC 2253), after its "name=". """
+    out = subprocess.run(["openssl", "x509", "-in", path, "-noout", *what, "-nameopt", "RFC2253"],
+                         stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+    return out.split("=", 1)[1]
+
+
 @_test
 def tls_header_operators(env):
     """The TLS command operators of a route's header values: the client
@@ -560,11 +568,6 @@ def tls_header_operators(env):
     world(env, [server(port, ["t.example.com"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, "
                                                f"caCertificates: {pki.ca()}")],
           vs_hosts=(), extra_docs=(vs,))
-    def x509(path, *what):
-        out = subprocess.run(["openssl", "x509", "-in", path, "-noout", *what, "-nameopt", "RFC2253"],
-                             stdout=subprocess.PIPE, check=True).stdout.decode().strip()
-        return out.split("=", 1)[1]
-
     def iso(asn1):  # "Dec  5 02:00:00 2026 GMT" as START_TIME
         return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.strptime(asn1, "%b %d %H:%M:%S %Y GMT"))
 
@@ -594,6 +597,65 @@ def tls_header_operators(env):
         check(re.fullmatch(r"([0-9a-f]{2})+", session), f"session id {session!r}")
         check(got.pop("x-cipher", None) == cipher, f"cipher: want {cipher}, got {got}")
         check(got == expect, f"client certificate {cert is not None}: upstream got {got}, want {expect}")
+
+
+@_test
+def tls_access_log_operators(env):
+    """The access log's operators for the client's TLS connection and its
+    certificate (those of the header values: version, cipher, session id, URI
+    and DNS SANs, subject, issuer, SHA-256, serial, the appliance's own
+    certificate's DNS SAN), the socket's peer, the upstream's address and
+    port, the upstream's protocol, the host name and Envoy's timings, in
+    Istio's JSON encoding: typed (ports and durations numbers), null without a
+    client certificate."""
+    import socket as socketmod
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("t", ["DNS:t.example.com"])
+    client = pki.leaf("client", ["URI:spiffe://x/a", "DNS:a.example.com", "URI:spiffe://x/b"])
+    log = env.path("access.log")
+    ops = {"tls": "DOWNSTREAM_TLS_VERSION", "cipher": "DOWNSTREAM_TLS_CIPHER",
+           "session": "DOWNSTREAM_TLS_SESSION_ID", "san": "DOWNSTREAM_PEER_URI_SAN",
+           "dns": "DOWNSTREAM_PEER_DNS_SAN", "subject": "DOWNSTREAM_PEER_SUBJECT",
+           "issuer": "DOWNSTREAM_PEER_ISSUER", "fp": "DOWNSTREAM_PEER_FINGERPRINT_256",
+           "serial": "DOWNSTREAM_PEER_SERIAL", "local_dns": "DOWNSTREAM_LOCAL_DNS_SAN",
+           "peer": "DOWNSTREAM_DIRECT_REMOTE_ADDRESS", "peer_port": "DOWNSTREAM_DIRECT_REMOTE_PORT",
+           "client_port": "DOWNSTREAM_REMOTE_PORT", "up": "UPSTREAM_REMOTE_ADDRESS",
+           "up_ip": "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", "up_port": "UPSTREAM_REMOTE_PORT",
+           "up_proto": "UPSTREAM_PROTOCOL", "host": "HOSTNAME", "req_ms": "REQUEST_DURATION",
+           "resp_ms": "RESPONSE_DURATION", "tx_ms": "RESPONSE_TX_DURATION", "path": "REQ(:PATH)"}
+    fmt = ", ".join(f"{k}: '%{v}%'" for k, v in ops.items())
+    world(env, [server(port, ["t.example.com"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, "
+                                               f"caCertificates: {pki.ca()}")],
+          app_extra=f"  accessLog: {{path: {log}, format: istio-json, jsonFormat: {{{fmt}}}}}\n")
+    up_port = int(re.search(r"ports: \{http: (\d+)\}", open(env.path("isthmus.yaml")).read()).group(1))
+
+    ciphers, ports = {}, {}
+    for name, cert in (("with", client), ("without", None)):
+        with TlsConn(port, "t.example.com", client_ctx(pki, cert=cert)) as c:
+            r = c.request("GET", f"/{name}", "t.example.com")
+            ciphers[name] = c.sock.cipher()[0]
+            ports[name] = c.sock.getsockname()[1]
+        check(r.status == 200, f"/{name}: {r}")
+    poll(lambda: len(file_lines(log)) >= 2, 5, what="two access-log lines")
+    by_path = {l["path"]: l for l in (json.loads(x) for x in file_lines(log))}
+    w, wo = by_path.get("/with"), by_path.get("/without")
+    check(w and wo, f"a line is missing: {file_lines(log)}")
+    common = {"tls": "TLSv1.3", "local_dns": "t.example.com", "up": f"127.0.0.2:{up_port}", "up_ip": "127.0.0.2",
+              "up_port": up_port, "up_proto": "HTTP/1.1", "host": socketmod.gethostname()}
+    want = dict(common, san="spiffe://x/a,spiffe://x/b", dns="a.example.com", subject=x509(client[0], "-subject"),
+                issuer=x509(client[0], "-issuer"), fp=cert_hash(client[0]))
+    for line, exp, name in ((w, want, "with"), (wo, common, "without")):
+        check({k: line[k] for k in exp} == exp, f"client certificate {name}: {line}, want {exp}")
+        check(line["cipher"] == ciphers[name] and re.fullmatch(r"([0-9a-f]{2})+", line["session"]) and
+              line["peer"] == f"127.0.0.1:{ports[name]}" and line["peer_port"] == ports[name] and
+              line["client_port"] == ports[name], f"connection of the line {name}: {line}")
+        check(all(type(line[k]) is int for k in ("req_ms", "resp_ms", "tx_ms")) and
+              0 <= line["req_ms"] <= line["resp_ms"] < 10000 and line["tx_ms"] < 10000, f"timings {name}: {line}")
+    check((w["serial"].lstrip("0") or "0") == (x509(client[0], "-serial").lower().lstrip("0") or "0"),
+          f"serial {w['serial']}")
+    check(all(wo[k] is None for k in ("san", "dns", "subject", "issuer", "fp", "serial")),
+          f"no client certificate: {wo}")
 
 
 def xfcc_expected(pki, crt, by=()):

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "conf/alog.h"
+#include "conf/hfmt.h"
 #include "lib/log.h"
 #include "worker/accesslog.h"
 #include "worker/http1.h"
@@ -71,6 +72,39 @@ static void test_parse_every_operator(void **state)
 	    {"%UPSTREAM_LOCAL_ADDRESS%", ISM_ALOG_F_UP_LOCAL},
 	    {"%UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%", ISM_ALOG_F_UP_LOCAL_IP},
 	    {"%UPSTREAM_LOCAL_PORT%", ISM_ALOG_F_UP_LOCAL_PORT},
+	    {"%HOSTNAME%", ISM_ALOG_F_HOSTNAME},
+	    {"%UPSTREAM_PROTOCOL%", ISM_ALOG_F_UP_PROTOCOL},
+	    {"%REQUEST_DURATION%", ISM_ALOG_F_REQ_DURATION},
+	    {"%RESPONSE_DURATION%", ISM_ALOG_F_RESP_DURATION},
+	    {"%RESPONSE_TX_DURATION%", ISM_ALOG_F_RESP_TX_DURATION},
+	};
+	/* Those the header values make too: their kind in hdr. */
+	static const struct {
+		const char *op;
+		uint8_t kind;
+	} hvals[] = {
+	    {"%DOWNSTREAM_REMOTE_PORT%", ISM_HV_CLIENT_PORT},
+	    {"%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%", ISM_HV_PEER},
+	    {"%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%", ISM_HV_PEER_IP},
+	    {"%DOWNSTREAM_DIRECT_REMOTE_PORT%", ISM_HV_PEER_PORT},
+	    {"%DOWNSTREAM_TLS_VERSION%", ISM_HV_TLS_VERSION},
+	    {"%DOWNSTREAM_TLS_CIPHER%", ISM_HV_TLS_CIPHER},
+	    {"%DOWNSTREAM_TLS_SESSION_ID%", ISM_HV_TLS_SESSION_ID},
+	    {"%DOWNSTREAM_PEER_URI_SAN%", ISM_HV_PEER_URI_SAN},
+	    {"%DOWNSTREAM_PEER_DNS_SAN%", ISM_HV_PEER_DNS_SAN},
+	    {"%DOWNSTREAM_PEER_SUBJECT%", ISM_HV_PEER_SUBJECT},
+	    {"%DOWNSTREAM_PEER_ISSUER%", ISM_HV_PEER_ISSUER},
+	    {"%DOWNSTREAM_PEER_SERIAL%", ISM_HV_PEER_SERIAL},
+	    {"%DOWNSTREAM_PEER_FINGERPRINT_256%", ISM_HV_PEER_FINGERPRINT},
+	    {"%DOWNSTREAM_PEER_FINGERPRINT_1%", ISM_HV_PEER_FINGERPRINT_1},
+	    {"%DOWNSTREAM_PEER_CERT_V_START%", ISM_HV_PEER_V_START},
+	    {"%DOWNSTREAM_PEER_CERT_V_END%", ISM_HV_PEER_V_END},
+	    {"%DOWNSTREAM_LOCAL_URI_SAN%", ISM_HV_LOCAL_URI_SAN},
+	    {"%DOWNSTREAM_LOCAL_DNS_SAN%", ISM_HV_LOCAL_DNS_SAN},
+	    {"%DOWNSTREAM_LOCAL_SUBJECT%", ISM_HV_LOCAL_SUBJECT},
+	    {"%UPSTREAM_REMOTE_ADDRESS%", ISM_HV_UPSTREAM_HOST},
+	    {"%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", ISM_HV_UPSTREAM_IP},
+	    {"%UPSTREAM_REMOTE_PORT%", ISM_HV_UPSTREAM_PORT},
 	};
 	struct ism_alog_op ops[MAX_OPS];
 	char err[256];
@@ -80,6 +114,11 @@ static void test_parse_every_operator(void **state)
 		assert_int_equal(parse(cases[i].op, ops, err, sizeof(err)), 1);
 		assert_int_equal(ops[0].field, cases[i].field);
 		assert_int_equal(ops[0].max_len, 0);
+	}
+	for (size_t i = 0; i < sizeof(hvals) / sizeof(hvals[0]); i++) {
+		assert_int_equal(parse(hvals[i].op, ops, err, sizeof(err)), 1);
+		assert_int_equal(ops[0].field, ISM_ALOG_F_HVAL);
+		assert_int_equal(ops[0].hdr, hvals[i].kind);
 	}
 }
 
@@ -173,8 +212,13 @@ static void test_parse_errors(void **state)
 	    {"%REQ(USER-AGENT)", "unterminated command operator (no closing '%'): "
 				 "\"%REQ(USER-AGENT)\" at offset 0"},
 	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
-	    {"%REQUEST_DURATION%",
-	     "not implemented yet in the access log: \"%REQUEST_DURATION%\" at offset 0"},
+	    {"%REQUEST_TX_DURATION%",
+	     "not implemented yet in the access log: \"%REQUEST_TX_DURATION%\" at offset 0"},
+	    /* A header value's operator the line does not show: a whole PEM. */
+	    {"%DOWNSTREAM_PEER_CERT%",
+	     "not implemented yet in the access log: \"%DOWNSTREAM_PEER_CERT%\" at offset 0"},
+	    {"%DOWNSTREAM_TLS_VERSION(x)%", "this command operator takes no argument: "
+					    "\"%DOWNSTREAM_TLS_VERSION(x)%\" at offset 0"},
 	    {"%REQ%",
 	     "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ%\" at offset 0"},
 	    {"%REQ()%", "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ()%\" at "
@@ -253,6 +297,7 @@ struct fx {
 	struct ism_alog_rec rec;
 	struct ism_alog_op ops[MAX_OPS];
 	struct ism_alog_conf conf;
+	struct ism_alog log;
 	char line[ISM_ALOG_LINE];
 };
 
@@ -513,6 +558,52 @@ static void test_parse_dict(void **state)
 	assert_string_equal(err, "unknown command operator: \"%UPSTREAM_PEER%\" at offset 2");
 }
 
+/* The operators whose values the stream gives the line: the host name, the
+ * upstream's protocol, Envoy's timings (absent: "-", or null in JSON), the
+ * header values' (a port a number in JSON). */
+static void test_render_more_operators(void **state)
+{
+	static const struct ism_alog_member m[] = {
+	    {"req", 3, "%REQUEST_DURATION%", 18},
+	    {"resp", 4, "%RESPONSE_DURATION%", 19},
+	    {"tx", 2, "%RESPONSE_TX_DURATION%", 22},
+	    {"up", 2, "%UPSTREAM_PROTOCOL%", 19},
+	    {"tls", 3, "%DOWNSTREAM_TLS_VERSION%", 24},
+	    {"port", 4, "%UPSTREAM_REMOTE_PORT%", 22},
+	    {"ip", 2, "%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", 38},
+	};
+	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
+	char host[300];
+
+	f->rec.req_ms = f->rec.resp_ms = f->rec.resp_tx_ms = -1;
+	assert_string_equal(render(f), "{\"req\":null,\"resp\":null,\"tx\":null,\"up\":null,"
+				       "\"tls\":null,\"port\":null,\"ip\":null}");
+	f->rec.req_ms = 0;
+	f->rec.resp_ms = 7;
+	f->rec.resp_tx_ms = 12;
+	f->rec.up_protocol = "HTTP/2";
+	f->rec.hv[ISM_HV_TLS_VERSION] = "TLSv1.3";
+	f->rec.hv[ISM_HV_UPSTREAM_PORT] = "18091";
+	f->rec.hv[ISM_HV_UPSTREAM_IP] = "127.0.0.2";
+	assert_string_equal(render(f),
+			    "{\"req\":0,\"resp\":7,\"tx\":12,\"up\":\"HTTP/2\",\"tls\":\"TLSv1.3\","
+			    "\"port\":18091,\"ip\":\"127.0.0.2\"}");
+	/* Which of them the format shows, for the stream to make. */
+	ism_alog_use(&f->log, &f->conf);
+	assert_true(f->log.hv_mask ==
+		    ((1ull << ISM_HV_TLS_VERSION) | (1ull << ISM_HV_UPSTREAM_PORT) |
+		     (1ull << ISM_HV_UPSTREAM_IP)));
+	ism_alog_req_free(f->q);
+	f->q = NULL;
+	free(*state);
+	*state = NULL;
+
+	f = exchange(state, GET, "%HOSTNAME% %REQUEST_DURATION%");
+	f->rec.req_ms = -1;
+	snprintf(host, sizeof(host), "%s -", ism_hostname());
+	assert_string_equal(render(f), host);
+}
+
 /* A request that could not be parsed: only what the connection knows. */
 static void test_render_text_unparsed(void **state)
 {
@@ -659,6 +750,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_render_istio_json, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_dict, fx_teardown),
 	    cmocka_unit_test(test_parse_dict),
+	    cmocka_unit_test_teardown(test_render_more_operators, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_transport_failure, fx_teardown),
