@@ -33,7 +33,8 @@ static int inside(const char *p, size_t n, const char *buf, size_t len)
 static int known_err(ssize_t r)
 {
 	return r == ISM_HTTP_EBAD || r == ISM_HTTP_EURI_TOO_LONG || r == ISM_HTTP_EHEAD_TOO_BIG ||
-	       r == ISM_HTTP_ETE_UNSUPPORTED || r == ISM_HTTP_EVERSION || r == ISM_HTTP_ENOHOST;
+	       r == ISM_HTTP_ETE_UNSUPPORTED || r == ISM_HTTP_EVERSION || r == ISM_HTTP_ENOHOST ||
+	       r == ISM_HTTP_ETOO_MANY;
 }
 
 static void check_framing(const struct ism_http_framing *f)

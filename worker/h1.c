@@ -398,8 +398,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	}
 	s->req = (struct ism_body){.mode = ISM_BODY_NONE};
 	if (n < 0) {
-		refuse(w, s, NULL, ism_http_error_status(n),
-		       n == ISM_HTTP_ENOHOST ? ISM_WHY_NO_HOST : "bad request");
+		refuse(w, s, NULL, ism_http_error_status(n), ism_http_error_why(n));
 		return;
 	}
 	s->http10 = req.minor_version == 0;
@@ -420,7 +419,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	 * the head to the upstream. */
 	body = ism_body_take(&s->req, s->in.p + n, s->in.len - (size_t)n, &data_len, &done);
 	if (body < 0) {
-		refuse(w, s, &req, 400, "malformed chunked body");
+		refuse(w, s, &req, 400, ISM_WHY_BAD_CHUNK);
 		return;
 	}
 	if (t->limits.max_request_body_bytes && (uint64_t)body > t->limits.max_request_body_bytes) {
@@ -460,7 +459,7 @@ static void body_read(struct ism_wctx *w, struct ism_sess *s, char *data, uint32
 	if (n < 0) {
 		ism_w_buf_recycle(w, bid);
 		s->req.mode = ISM_BODY_NONE;
-		ism_stream_refuse(w, st, NULL, 400, "malformed chunked body");
+		ism_stream_refuse(w, st, NULL, 400, ISM_WHY_BAD_CHUNK);
 		return;
 	}
 	/* Bytes after the body: the next request of a pipeline. */

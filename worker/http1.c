@@ -206,7 +206,7 @@ static int parse_headers(const char **pp, const char *end, struct ism_http_heade
 			return 1;
 		}
 		if (*n == max)
-			return ISM_HTTP_EHEAD_TOO_BIG;
+			return ISM_HTTP_ETOO_MANY;
 
 		/* A line starting with SP or HTAB (obs-fold) has an empty name and
 		 * fails here like any other non-token byte before the colon. */
@@ -787,6 +787,7 @@ int ism_http_error_status(ssize_t err)
 	case ISM_HTTP_EURI_TOO_LONG:
 		return 414;
 	case ISM_HTTP_EHEAD_TOO_BIG:
+	case ISM_HTTP_ETOO_MANY:
 		return 431;
 	case ISM_HTTP_ETE_UNSUPPORTED:
 		return 501;
@@ -794,6 +795,26 @@ int ism_http_error_status(ssize_t err)
 		return 505;
 	default:
 		return 400;
+	}
+}
+
+const char *ism_http_error_why(ssize_t err)
+{
+	switch (err) {
+	case ISM_HTTP_EURI_TOO_LONG:
+		return ISM_WHY_URI_TOO_LONG;
+	case ISM_HTTP_EHEAD_TOO_BIG:
+		return ISM_WHY_HEAD_TOO_BIG;
+	case ISM_HTTP_ETOO_MANY:
+		return ISM_WHY_TOO_MANY;
+	case ISM_HTTP_ETE_UNSUPPORTED:
+		return ISM_WHY_TE;
+	case ISM_HTTP_EVERSION:
+		return ISM_WHY_VERSION;
+	case ISM_HTTP_ENOHOST:
+		return ISM_WHY_NO_HOST;
+	default:
+		return ISM_WHY_BAD_REQUEST;
 	}
 }
 

@@ -22,11 +22,23 @@
 enum ism_http_err {
 	ISM_HTTP_EBAD = -1,	       /* malformed or ambiguous: 400 */
 	ISM_HTTP_EURI_TOO_LONG = -2,   /* 414 */
-	ISM_HTTP_EHEAD_TOO_BIG = -3,   /* head over the byte or count limit: 431 */
+	ISM_HTTP_EHEAD_TOO_BIG = -3,   /* head over the byte limit: 431 */
 	ISM_HTTP_ETE_UNSUPPORTED = -4, /* transfer coding other than chunked: 501 */
 	ISM_HTTP_EVERSION = -5,	       /* not HTTP/1.0 or 1.1: 505 */
 	ISM_HTTP_ENOHOST = -6,	       /* HTTP/1.1 without Host: 400 */
+	ISM_HTTP_ETOO_MANY = -7,       /* more fields than the count limit: 431 */
 };
+
+/* What the answer to each error says (ism_http_error_why): its body, and the
+ * reason the access log gives Envoy's detail of (worker/stream.c). */
+#define ISM_WHY_BAD_REQUEST  "bad request"
+#define ISM_WHY_URI_TOO_LONG "URI too long"
+#define ISM_WHY_HEAD_TOO_BIG "request header fields too large"
+#define ISM_WHY_TOO_MANY     "too many request header fields"
+#define ISM_WHY_TE	     "transfer coding not implemented"
+#define ISM_WHY_VERSION	     "HTTP version not supported"
+#define ISM_WHY_NO_HOST	     "missing Host header"
+#define ISM_WHY_BAD_CHUNK    "malformed chunked body" /* the body's framing, after the head */
 
 struct ism_http_header {
 	const char *name;
@@ -153,6 +165,8 @@ const char *ism_http_reason(int status);
 
 /* The HTTP status a parse error is answered with. */
 int ism_http_error_status(ssize_t err);
+/* The text of the answer to err (an ISM_WHY_* above). */
+const char *ism_http_error_why(ssize_t err);
 
 /* Hop-by-hop headers that a proxy must not forward (Connection, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization? no:

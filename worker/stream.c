@@ -580,6 +580,8 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 #define WHY_CLOSED	 "upstream connection closed before the response head"
 #define WHY_RESET	 "upstream reset the stream before the response head"
 #define WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
+/* A request path that normalisation refuses (Envoy: path_normalization_failed). */
+#define WHY_BAD_PATH "bad request path"
 
 /* An attempt failed before a usable response: tell outlier detection, then
  * retry if the policy allows, else answer as Envoy's router does: 503 for a
@@ -1093,6 +1095,15 @@ static const char *local_details(int status, const char *why)
 	    {413, ISM_WHY_BODY_TOO_LARGE, "request_payload_too_large"},
 	    {507, WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
 	    {400, ISM_WHY_NO_HOST, "missing_host_header"},
+	    /* Envoy's HTTP/1.1 codec's, for the requests the parser refuses
+	     * (a 414 of maxUriBytes has none: Envoy has no such limit) */
+	    {400, ISM_WHY_BAD_REQUEST, "http1.codec_error"},
+	    {400, ISM_WHY_BAD_CHUNK, "http1.codec_error"},
+	    {400, WHY_BAD_PATH, "path_normalization_failed"},
+	    {431, ISM_WHY_HEAD_TOO_BIG, "http1.headers_too_large"},
+	    {431, ISM_WHY_TOO_MANY, "http1.too_many_headers"},
+	    {501, ISM_WHY_TE, "http1.invalid_transfer_encoding"},
+	    {505, ISM_WHY_VERSION, "http1.codec_error"},
 	};
 
 	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)
@@ -1925,7 +1936,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ret = ism_router_normalize(w->rs, t->path_norm, req);
 	if (ret < 0) {
 		ism_stream_refuse(w, st, req, ret == -ENOMEM ? 503 : 400,
-				  ret == -ENOMEM ? "out of memory" : "bad request path");
+				  ret == -ENOMEM ? "out of memory" : WHY_BAD_PATH);
 		return;
 	}
 	request_begin(w, st, req);

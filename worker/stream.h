@@ -176,7 +176,6 @@ void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
  * missing_host_header), a head not complete in time (408,
  * request_header_timeout), a body over the limit (413,
  * request_payload_too_large). */
-#define ISM_WHY_NO_HOST	       "missing Host header"
 #define ISM_WHY_HEAD_TIMEOUT   "request timeout"
 #define ISM_WHY_BODY_TOO_LARGE "request body too large"
 

@@ -187,11 +187,17 @@ def access_log_req_after_route_edits(env):
 def access_log_local_details(env):
     """Envoy's response code details of answers made here for reasons Envoy
     names the same: a request head not complete within timeouts.requestHeader
-    (408 request_header_timeout) and a body declared over
-    limits.maxRequestBodyBytes (413 request_payload_too_large)."""
+    (408 request_header_timeout), a body declared over
+    limits.maxRequestBodyBytes (413 request_payload_too_large), and the
+    requests the parser refuses, with the details of Envoy's HTTP/1.1 codec
+    (http1.codec_error, http1.headers_too_large, http1.too_many_headers,
+    http1.invalid_transfer_encoding) or its path normalisation
+    (path_normalization_failed); a URI over maxUriBytes, a limit Envoy does
+    not have, none."""
     log = env.path("access.log")
     fmt = "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS%"
-    text, gw_port, _, _ = _two_services(env, f"  limits: {{maxRequestBodyBytes: 100}}\n"
+    text, gw_port, _, _ = _two_services(env, "  limits: {maxRequestBodyBytes: 100, maxRequestHeaders: 5, "
+                                             "maxUriBytes: 64, maxRequestHeaderBytes: 1024}\n"
                                              f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     env.start_gateway(env.write("isthmus.yaml", text.replace("requestHeader: 2s", "requestHeader: 1s")), gw_port)
     with Conn("127.0.0.1", gw_port) as c:
@@ -200,9 +206,24 @@ def access_log_local_details(env):
     with Conn("127.0.0.1", gw_port) as c:
         c.send(b"GET /app/x HTTP/1.1\r\nHost: a\r\n")  # the head never ends
         check(c.read_response().status == 408, "no 408 for a head past the timeout")
-    poll(lambda: len(file_lines(log)) >= 2, 5, what="two access-log lines")
-    check(sorted(file_lines(log)) == ["408 request_header_timeout", "413 request_payload_too_large"],
-          f"lines {file_lines(log)}")
+    refused = [(b"GET /app/x HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(6)) + b"\r\n",
+                431, "431 http1.too_many_headers"),
+               (b"GET /app/x HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 1100 + b"\r\n\r\n",
+                431, "431 http1.headers_too_large"),
+               (b"GET /app/" + b"u" * 80 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414, "414 -"),
+               (b"GET /app/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                501, "501 http1.invalid_transfer_encoding"),
+               (b"GET /app/x HTTP/2.0\r\nHost: a\r\n\r\n", 505, "505 http1.codec_error"),
+               (b"GET /app/x HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400, "400 http1.codec_error"),
+               (b"GET /app/%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400, "400 path_normalization_failed")]
+    for raw, status, _ in refused:
+        with Conn("127.0.0.1", gw_port) as c:
+            c.send(raw)
+            got = c.read_response().status
+            check(got == status, f"{raw[:40]!r}...: {got}, want {status}")
+    want = sorted(["408 request_header_timeout", "413 request_payload_too_large"] + [l for _, _, l in refused])
+    poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
+    check(sorted(file_lines(log)) == want, f"lines {sorted(file_lines(log))}, want {want}")
 
 
 @_test

@@ -228,9 +228,9 @@ static void test_many_headers(void **state)
 	struct ism_http_header hdrs[MAX_HDRS + 1];
 	struct ism_http_req req = {.headers = hdrs};
 	memcpy(buf + n - 2, "X-Z: z\r\n\r\n", 11);
-	assert_int_equal(ism_http_parse_request(buf, n + 8, &lim, &req), ISM_HTTP_EHEAD_TOO_BIG);
+	assert_int_equal(ism_http_parse_request(buf, n + 8, &lim, &req), ISM_HTTP_ETOO_MANY);
 	/* Refused as soon as the extra field starts, before the head is complete. */
-	assert_int_equal(ism_http_parse_request(buf, n - 1, &lim, &req), ISM_HTTP_EHEAD_TOO_BIG);
+	assert_int_equal(ism_http_parse_request(buf, n - 1, &lim, &req), ISM_HTTP_ETOO_MANY);
 	assert_int_equal(ism_http_parse_request(buf, n - 2, &lim, &req), ISM_HTTP_INCOMPLETE);
 }
 
@@ -540,19 +540,29 @@ static void test_limits(void **state)
 	assert_int_equal(strlen(fit), 64);
 	assert_int_equal(parse_req_str(fit, 64, &small), 64);
 
-	/* A large head with the default limits, filled with valid fields. */
+	/* A large head with the default limits, filled with valid fields: the
+	 * count limit comes first. */
 	n = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\n");
 	while (n < 9000)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n,
 				      "X-Pad: 0123456789012345678901234567890123456789\r\n");
-	assert_int_equal(parse_req_str(buf, n, &lim), ISM_HTTP_EHEAD_TOO_BIG);
+	assert_int_equal(parse_req_str(buf, n, &lim), ISM_HTTP_ETOO_MANY);
 
 	/* Too many fields. */
 	const char *many = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
 	struct ism_http_limits roomy = small;
 	roomy.max_head_bytes = 1024;
-	assert_int_equal(parse_req_str(many, strlen(many), &roomy), ISM_HTTP_EHEAD_TOO_BIG);
+	assert_int_equal(parse_req_str(many, strlen(many), &roomy), ISM_HTTP_ETOO_MANY);
 	assert_int_equal(ism_http_error_status(ISM_HTTP_EHEAD_TOO_BIG), 431);
+	assert_int_equal(ism_http_error_status(ISM_HTTP_ETOO_MANY), 431);
+	/* Each error's answer says which. */
+	assert_string_equal(ism_http_error_why(ISM_HTTP_ETOO_MANY), ISM_WHY_TOO_MANY);
+	assert_string_equal(ism_http_error_why(ISM_HTTP_EHEAD_TOO_BIG), ISM_WHY_HEAD_TOO_BIG);
+	assert_string_equal(ism_http_error_why(ISM_HTTP_EURI_TOO_LONG), ISM_WHY_URI_TOO_LONG);
+	assert_string_equal(ism_http_error_why(ISM_HTTP_ETE_UNSUPPORTED), ISM_WHY_TE);
+	assert_string_equal(ism_http_error_why(ISM_HTTP_EVERSION), ISM_WHY_VERSION);
+	assert_string_equal(ism_http_error_why(ISM_HTTP_ENOHOST), ISM_WHY_NO_HOST);
+	assert_string_equal(ism_http_error_why(ISM_HTTP_EBAD), ISM_WHY_BAD_REQUEST);
 }
 
 /* ---- helpers ---- */
