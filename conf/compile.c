@@ -2720,6 +2720,8 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 	l->addrlen = lg->addrlen;
 	l->port = lg->port;
 	l->proxy_protocol = b->proxy_protocol[lg->port];
+	for (size_t i = 0; i < lg->n_srv; i++)
+		l->grpc_web |= strcmp(lg->srv[i]->protocol, "GRPC-WEB") == 0;
 	if (binder_events(&x, b, lg) < 0) {
 		b->rc = -ENOMEM;
 		goto out;

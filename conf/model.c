@@ -23,6 +23,7 @@
 #include "conf/re2syntax.h"
 #include "lib/addr.h"
 #include "lib/ascii.h"
+#include "lib/base64.h"
 #include "lib/log.h"
 
 #define NOT_IMPL "not implemented yet"
@@ -1273,12 +1274,14 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 			      struct ism_cm_server *s)
 {
 	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
-	/* HTTP2 and GRPC servers are plaintext HTTP servers, as in Istio (its
-	 * validation refuses TLS on them); every plaintext listener takes HTTP/2
-	 * with prior knowledge, and HTTPS ones offer h2 by ALPN. GRPC-WEB needs
-	 * Envoy's grpc_web translation, which isthmus does not do. */
-	static const char *const ok[] = {"HTTP", "HTTPS", "HTTP2", "GRPC", PROTOS_TCP, NULL};
-	static const char *const later[] = {"GRPC-WEB", PROTOS_LATER, NULL};
+	/* HTTP2, GRPC and GRPC-WEB servers are plaintext HTTP servers, as in
+	 * Istio (its validation refuses TLS on them); every plaintext listener
+	 * takes HTTP/2 with prior knowledge, and HTTPS ones offer h2 by ALPN. A
+	 * GRPC-WEB server's port translates gRPC-Web requests to gRPC, as
+	 * Envoy's grpc_web filter that Istio adds to that port only. */
+	static const char *const ok[] = {"HTTP",     "HTTPS",	 "HTTP2", "GRPC",
+					 "GRPC-WEB", PROTOS_TCP, NULL};
+	static const char *const later[] = {PROTOS_LATER, NULL};
 	const struct ism_node *p = ism_v_node(v, srv, "port", true, ISM_NODE_MAP);
 	uint32_t num = 0;
 	size_t old;

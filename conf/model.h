@@ -684,10 +684,6 @@ int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key
  * when present and valid, 0 when absent (*ppm untouched), -1 when invalid
  * (reported). */
 int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *ppm);
-/* Decodes base64 s (len bytes; standard or URL-safe alphabet, padding
- * optional, as protobuf's JSON reads bytes) into out (room for len / 4 * 3 + 3
- * bytes). The decoded length, or -1 when s is not base64. */
-ssize_t ism_b64_decode(const char *s, size_t len, unsigned char *out);
 /* A list of non-empty strings; NULL when absent (*n = 0). *listp: the list node. */
 const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const char *key,
 			   bool required, size_t *n, const struct ism_node **listp);

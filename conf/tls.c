@@ -22,6 +22,7 @@
 
 #include "conf/model.h"
 #include "lib/ascii.h"
+#include "lib/base64.h"
 
 #define PEM_MAX (1u << 20)
 

@@ -524,6 +524,10 @@ struct ism_listener {
 	 * HTTP2 and GRPC alike), as Envoy's codec AUTO behind Istio's gateway.
 	 * `Upgrade: h2c` is not this. HTTPS listeners: 0 (ALPN decides, tls.alpn). */
 	uint8_t h2c;
+	/* A server of the port is GRPC-WEB: gRPC-Web requests (content-type
+	 * application/grpc-web...) go upstream as gRPC, their responses come
+	 * back as gRPC-Web (worker/grpcweb.h), as Envoy's grpc_web filter. */
+	uint8_t grpc_web;
 	struct ism_counters *stats; /* mutable: responses on this listener */
 	/* Gateway protocol TCP: no HTTP; every connection is carried to the first
 	 * of the port's TCP routes (tcp) whose match holds, or closed when none

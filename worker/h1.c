@@ -178,6 +178,7 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 
 static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
 {
+	struct ism_local grpc;
 	struct ism_sess *s = st->sess;
 	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
 	uint32_t limit = 4096 + lr->body_len;
@@ -189,8 +190,23 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	for (size_t i = 0; i < lr->n_hdrs; i++)
 		limit += (uint32_t)(lr->hdrs[i].name_len + lr->hdrs[i].value_len + 4);
 	s->out.len = 0;
-	ret |= ism_buf_printf(&s->out, limit, "HTTP/1.1 %d %s\r\n", lr->status,
-			      ism_http_reason(lr->status));
+	if (st->grpc) {
+		/* A gRPC(-Web) client gets a gRPC error, trailers-only, as from
+		 * Envoy: 200 with its status in the head, no body. */
+		struct ism_http_header g[3];
+		char gs[8];
+
+		ism_stream_grpc_answer(st, lr, gs, g);
+		ret |= ism_buf_put_str(&s->out, "HTTP/1.1 200 OK\r\n", limit);
+		for (size_t i = 0; i < 3; i++)
+			ret |= ism_buf_put_header(&s->out, &g[i], limit + 256);
+		grpc = (struct ism_local){.status = 200, .why = lr->why};
+		lr = &grpc;
+		body = true;
+	} else {
+		ret |= ism_buf_printf(&s->out, limit, "HTTP/1.1 %d %s\r\n", lr->status,
+				      ism_http_reason(lr->status));
+	}
 	for (size_t i = 0; i < lr->n_hdrs; i++)
 		ret |= ism_buf_put_header(&s->out, &lr->hdrs[i], limit);
 	if (ism_stream_own_server(w, st))

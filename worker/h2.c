@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "worker/h2io.h"
 #include "worker/ring.h"
@@ -299,9 +300,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
  * goes back unchecked, as Envoy does. */
 static void websocket_key(struct ism_wctx *w, struct ism_http_req *req, char key[25])
 {
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	uint8_t raw[18] = {0};
+	uint8_t raw[16];
 
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "sec-websocket-key"))
@@ -311,16 +310,8 @@ static void websocket_key(struct ism_wctx *w, struct ism_http_req *req, char key
 
 		memcpy(raw + i, &r, 4);
 	}
-	for (int i = 0, o = 0; i < 18; i += 3, o += 4) {
-		uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
-
-		key[o] = b64[v >> 18 & 63];
-		key[o + 1] = b64[v >> 12 & 63];
-		key[o + 2] = b64[v >> 6 & 63];
-		key[o + 3] = b64[v & 63];
-	}
-	key[22] = key[23] = '='; /* 16 bytes: 22 characters and two pads */
-	key[24] = '\0';
+	/* 16 bytes: 22 characters and two pads */
+	key[ism_b64_encode(raw, sizeof(raw), key)] = '\0';
 	if (req->n_headers < ISM_MAX_HDRS - 1)
 		req->headers[req->n_headers++] =
 		    (struct ism_http_header){"sec-websocket-key", 17, key, 24};
@@ -904,29 +895,6 @@ static int h2_trailers(struct ism_wctx *w, struct ism_stream *st, const struct i
 	return ism_buf_put_pairs(&x->trl, h, n);
 }
 
-/* gRPC's status for an HTTP status isthmus answers with (Envoy's
- * Grpc::Utility::httpToGrpcStatus). */
-static int grpc_status_of(int status)
-{
-	switch (status) {
-	case 400:
-		return 13; /* INTERNAL */
-	case 401:
-		return 16; /* UNAUTHENTICATED */
-	case 403:
-		return 7; /* PERMISSION_DENIED */
-	case 404:
-		return 12; /* UNIMPLEMENTED */
-	case 429:
-	case 502:
-	case 503:
-	case 504:
-		return 14; /* UNAVAILABLE */
-	default:
-		return 2; /* UNKNOWN */
-	}
-}
-
 /* The fields of an answer made here after the pseudo-header: Server
  * (spec.proxyHeaders.server), and Date unless lr's fields have one. */
 static void local_fields(struct ism_wctx *w, const struct ism_stream *st,
@@ -950,15 +918,13 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	x->resp.b.len = x->resp.off = 0;
 	if (st->grpc) {
 		/* A gRPC client gets a gRPC error, trailers-only, as from Envoy. */
-		if (lr->grpc_status != NULL)
-			snprintf(gs, sizeof(gs), "%s", lr->grpc_status);
-		else
-			snprintf(gs, sizeof(gs), "%d", grpc_status_of(lr->status));
+		struct ism_http_header g[3];
+
+		ism_stream_grpc_answer(st, lr, gs, g);
 		ism_h2nv_add(&nv, ":status", 7, "200", 3);
 		local_fields(w, st, lr, &nv);
-		ism_h2nv_add(&nv, "content-type", 12, "application/grpc", 16);
-		ism_h2nv_add(&nv, "grpc-status", 11, gs, strlen(gs));
-		ism_h2nv_add(&nv, "grpc-message", 12, lr->why, strlen(lr->why));
+		for (size_t i = 0; i < 3; i++)
+			ism_h2nv_add(&nv, g[i].name, g[i].name_len, g[i].value, g[i].value_len);
 		ism_debug("%s gRPC %s %s (HTTP/2 stream %d)", st->sess->peer, gs, lr->why, x->id);
 		return submit(w, st, &nv, false);
 	}

@@ -312,6 +312,11 @@ static void response_head(struct ism_wctx *w, struct ism_h2us *x, bool end)
 		return; /* 1xx: not relayed */
 	}
 	x->state = ISM_H2US_RESPONSE;
+	/* A head that ends the stream has an empty body: an HTTP/1.1 client is
+	 * told so (a trailers-only gRPC answer, a 404 without body), or it
+	 * would wait for the connection's end. */
+	if (end && cl < 0 && !st->is_head && resp.status != 204 && resp.status != 304)
+		cl = 0;
 	resp.framing.content_length = cl;
 	/* Without a length, an HTTP/1.1 client gets the body chunked. */
 	if (end || st->is_head || resp.status == 204 || resp.status == 304) {

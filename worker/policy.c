@@ -106,6 +106,29 @@ int ism_grpc_to_http(int grpc)
 	return grpc >= 0 && grpc < 17 ? map[grpc] : 500;
 }
 
+/* gRPC's status for an HTTP status isthmus answers with (Envoy's
+ * Grpc::Utility::httpToGrpcStatus). */
+int ism_http_to_grpc(int status)
+{
+	switch (status) {
+	case 400:
+		return 13; /* INTERNAL */
+	case 401:
+		return 16; /* UNAUTHENTICATED */
+	case 403:
+		return 7; /* PERMISSION_DENIED */
+	case 404:
+		return 12; /* UNIMPLEMENTED */
+	case 429:
+	case 502:
+	case 503:
+	case 504:
+		return 14; /* UNAVAILABLE */
+	default:
+		return 2; /* UNKNOWN */
+	}
+}
+
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)
 {
 	uint64_t span = ((1ull << (n < 20 ? n : 20)) - 1) * base_ms;

@@ -49,6 +49,10 @@ int ism_retry_wanted_grpc(const struct ism_retry_state *rs, int grpc);
  * for outlier detection. */
 int ism_grpc_to_http(int grpc);
 
+/* The gRPC status of an answer isthmus makes with HTTP status status, for a
+ * gRPC client (Envoy's Grpc::Utility::httpToGrpcStatus). */
+int ism_http_to_grpc(int status);
+
 /* Envoy's fully jittered exponential back-off before retry n (1-based):
  * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd);

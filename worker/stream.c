@@ -22,6 +22,7 @@
 #include "worker/balancer.h"
 #include "worker/cors.h"
 #include "worker/fault.h"
+#include "worker/grpcweb.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/mirror.h"
@@ -71,7 +72,9 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->log_req = NULL;
 	/* What only some requests have (a plain route's has none of them). */
 	if (st->set_cookie != NULL || st->resp_edits != NULL || st->cors != NULL ||
-	    st->deferred != NULL) {
+	    st->deferred != NULL || st->gw != NULL) {
+		ism_gw_free(st->gw);
+		st->gw = NULL;
 		free(st->set_cookie);
 		st->set_cookie = NULL;
 		free(st->resp_edits);
@@ -580,6 +583,8 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 #define WHY_CLOSED	 "upstream connection closed before the response head"
 #define WHY_RESET	 "upstream reset the stream before the response head"
 #define WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
+/* A gRPC-Web text request whose body is not base64 (Envoy's answer). */
+#define WHY_GW_BASE64 "Bad gRPC-web request, invalid base64 data."
 /* A request path that normalisation refuses (Envoy: path_normalization_failed). */
 #define WHY_BAD_PATH "bad request path"
 
@@ -1914,6 +1919,104 @@ static bool request_https(const struct ism_table *t, struct ism_sess *s,
 	return ism_sess_tls(s);
 }
 
+/* ---------- gRPC-Web ---------- */
+
+void ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *lr, char gs[8],
+			    struct ism_http_header out[3])
+{
+	const char *ct = st->gw != NULL ? ism_gw_content_type(st->gw->flags) : "application/grpc";
+
+	if (lr->grpc_status != NULL)
+		snprintf(gs, 8, "%s", lr->grpc_status);
+	else
+		snprintf(gs, 8, "%d", ism_http_to_grpc(lr->status));
+	out[0] = (struct ism_http_header){"content-type", 12, ct, strlen(ct)};
+	out[1] = (struct ism_http_header){"grpc-status", 11, gs, strlen(gs)};
+	out[2] = (struct ism_http_header){"grpc-message", 12, lr->why, strlen(lr->why)};
+}
+
+/* Body bytes of a gRPC-Web text request decoded (*p, *len: the base64 that
+ * came, from ring buffer *bid, given back; req: the head's fields, or NULL
+ * after it): in the stream's buffer. false when the stream answered instead
+ * (what came is not base64). */
+static bool gw_decode(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+		      const char **p, uint32_t *len, int *bid, bool done)
+{
+	struct ism_gw *g = st->gw;
+	int ret;
+
+	g->buf.len = 0;
+	ret = ism_gw_decode(&g->in, *p, *len, done, &g->buf);
+	if (*bid >= 0)
+		ism_w_buf_recycle(w, *bid);
+	*bid = -1;
+	*p = g->buf.p;
+	*len = g->buf.len;
+	if (ret == 0)
+		return true;
+	/* Envoy's answer (its body, as grpc-message here: a gRPC error). */
+	ism_stream_refuse(w, st, req, ret == -ENOMEM ? 503 : 400,
+			  ret == -ENOMEM ? "out of memory" : WHY_GW_BASE64);
+	return false;
+}
+
+/* The request with fields req is gRPC-Web's: it becomes gRPC (its fields in
+ * place, its body, len bytes of which came with the head, decoded), the
+ * stream keeps what the response needs. false when the stream answered. */
+static bool gw_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+		       const char **body, uint32_t *len, bool done)
+{
+	uint8_t flags = ism_gw_request(req->headers, req->n_headers);
+	int bid = -1;
+
+	if (flags == 0)
+		return true;
+	st->gw = calloc(1, sizeof(*st->gw));
+	if (st->gw == NULL) {
+		ism_stream_refuse(w, st, req, 503, "out of memory");
+		return false;
+	}
+	st->gw->flags = flags;
+	st->grpc = 1;
+	ism_gw_request_fields(req->headers, &req->n_headers, ISM_MAX_HDRS);
+	/* No length: the decoded body's differs (Envoy removes it for every
+	 * gRPC-Web request); an HTTP/1.1 upstream gets the body chunked. */
+	if (req->framing.content_length > 0)
+		req->framing.chunked = 1;
+	req->framing.content_length = -1;
+	if (!(flags & ISM_GW_TEXT_IN))
+		return true;
+	return gw_decode(w, st, req, body, len, &bid, done);
+}
+
+/* A piece of a gRPC-Web response's body as the client gets it (*p, *len, from
+ * ring buffer *bid): base64 for a text response, the trailers frame after the
+ * last piece. 0 or -ENOMEM. */
+static int gw_response_data(struct ism_wctx *w, struct ism_stream *st, const char **p,
+			    uint32_t *len, int *bid, bool done)
+{
+	struct ism_gw *g = st->gw;
+	int ret;
+
+	if (!(g->flags & ISM_GW_TEXT_OUT) && !(done && g->trl.len > 0))
+		return 0; /* as it is */
+	g->buf.len = 0;
+	if (g->flags & ISM_GW_TEXT_OUT) {
+		ret = ism_gw_encode(&g->out, *p, *len, false, &g->buf);
+		if (done)
+			ret |= ism_gw_encode(&g->out, g->trl.p, g->trl.len, true, &g->buf);
+	} else {
+		ret = ism_buf_append(&g->buf, *p, *len, UINT32_MAX);
+		ret |= ism_buf_append(&g->buf, g->trl.p, g->trl.len, UINT32_MAX);
+	}
+	if (*bid >= 0)
+		ism_w_buf_recycle(w, *bid);
+	*bid = -1;
+	*p = g->buf.p;
+	*len = g->buf.len;
+	return ret < 0 ? -ENOMEM : 0;
+}
+
 void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			const char *body, uint32_t len, bool req_done)
 {
@@ -1928,6 +2031,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	struct ism_buf head = {0};
 	int ei, ret;
 
+	/* A gRPC-Web request goes on as gRPC (Envoy's grpc_web filter comes
+	 * before every other). */
+	if (l->grpc_web && !gw_request(w, st, req, &body, &len, req_done))
+		return;
 	/* Known first: a refused request gets a gRPC error too. */
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "content-type") &&
@@ -2082,6 +2189,10 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 {
 	int ret;
 
+	if (st->gw != NULL && (st->gw->flags & ISM_GW_TEXT_IN) && st->state != ISM_ST_LOCAL &&
+	    !gw_decode(w, st, NULL, &p, &len, &bid, done))
+		return;
+
 	if (st->copies != NULL)
 		ism_mirror_body(w, st, p, len, done);
 	if (st->up == NULL && (st->state == ISM_ST_BACKOFF || st->state == ISM_ST_WAITING ||
@@ -2222,6 +2333,33 @@ static const struct ism_http_resp *resp_edited(struct ism_wctx *w, struct ism_st
 	return edited(w, e, resp, copy);
 }
 
+/* A gRPC-Web response's head (in *copy): its content-type gRPC-Web's, no
+ * length (the trailers frame follows the body; an HTTP/1.1 client gets it
+ * chunked); the body bytes that came with it as the client gets them. NULL
+ * without memory. */
+static const struct ism_http_resp *gw_head(struct ism_wctx *w, struct ism_stream *st,
+					   const struct ism_http_resp *resp,
+					   struct ism_http_resp *copy, uint8_t *mode,
+					   const char **body, uint32_t *len, bool done)
+{
+	const char *ct = ism_gw_content_type(st->gw->flags);
+	const struct ism_str ct_value = {ct, (uint32_t)strlen(ct)}, te = {"chunked", 7};
+	const struct ism_hdr_edit e[] = {
+	    {.name = {"content-length", 14}, .drop = 1},
+	    {.name = {"content-type", 12}, .drop = 1, .n_values = 1, .values = &ct_value},
+	    {.name = {"transfer-encoding", 17}, .n_values = 1, .values = &te},
+	};
+	/* The chunked field only where the length was. */
+	const struct ism_hdr_edits edits = {.n = *mode == ISM_BODY_CL ? 3 : 2, .e = e};
+	int bid = -1;
+
+	if (*mode == ISM_BODY_CL)
+		*mode = ISM_BODY_CHUNKED;
+	if ((*len > 0 || done) && gw_response_data(w, st, body, len, &bid, done) < 0)
+		return NULL;
+	return edited(w, &edits, resp, copy);
+}
+
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
@@ -2258,9 +2396,12 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 			st->log_req->up_local[0] = '\0';
 	}
 	/* The route's edits, then the CORS fields (Envoy's CORS filter sets them
-	 * on what the router gives it). */
+	 * on what the router gives it), then gRPC-Web's (its filter is first:
+	 * it sees the response last). */
 	if ((st->resp_edits != NULL && (resp = resp_edited(w, st, resp, &copy, &made)) == NULL) ||
-	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL)) {
+	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL) ||
+	    (st->gw != NULL &&
+	     (resp = gw_head(w, st, resp, &copy, &mode, &body, &len, done)) == NULL)) {
 		free(made);
 		stream_local(w, st, 503, "out of memory", true);
 		return;
@@ -2329,6 +2470,13 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n)
 {
+	/* gRPC-Web: the trailers end the body, as its last frame. */
+	if (st->gw != NULL) {
+		if (ism_gw_trailers(h, n, &st->gw->trl) == 0)
+			return true;
+		stream_cut(w, st);
+		return false;
+	}
 	if (st->sess->ops->trailers(w, st, h, n) < 0) {
 		stream_cut(w, st);
 		return false;
@@ -2339,7 +2487,13 @@ bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			int bid, bool done)
 {
-	int ret = st->sess->ops->data(w, st, p, len, bid, done);
+	int ret;
+
+	if (st->gw != NULL && gw_response_data(w, st, &p, &len, &bid, done) < 0) {
+		stream_cut(w, st);
+		return;
+	}
+	ret = st->sess->ops->data(w, st, p, len, bid, done);
 
 	st->resp_done = done;
 	if (ret < 0) {

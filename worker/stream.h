@@ -67,6 +67,7 @@ struct ism_stream {
 	uint8_t is_head;
 	uint8_t idempotent;   /* its method is (RFC 9110 9.2.2): safe to send twice */
 	uint8_t grpc;	      /* content-type application/grpc: errors made here are gRPC ones */
+	struct ism_gw *gw;    /* a gRPC-Web request (worker/grpcweb.h); NULL: not one */
 	uint8_t http10;	      /* forwarded as HTTP/1.0, so the answer suits the client */
 	uint8_t req_done;     /* the request body is all read from the client */
 	uint8_t req_streamed; /* body bytes went out after the head, not kept: no replay */
@@ -178,6 +179,14 @@ void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
  * request_payload_too_large). */
 #define ISM_WHY_HEAD_TIMEOUT   "request timeout"
 #define ISM_WHY_BODY_TOO_LARGE "request body too large"
+
+/* An answer made here to a gRPC request (st->grpc), as Envoy gives it: HTTP
+ * 200 with these three fields (content-type: gRPC's, or gRPC-Web's for a
+ * gRPC-Web request; grpc-status: lr's, or the one Envoy maps its status to;
+ * grpc-message: lr's reason), trailers-only, into out. gs: the status's digits. */
+struct ism_local;
+void ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *lr, char gs[8],
+			    struct ism_http_header out[3]);
 
 /* A request the session could not read (status: 400, 408, 413, 431, 501 ...):
  * answered here, with why as the body and the access log's reason. */

@@ -839,6 +839,106 @@ def grpc_end_to_end(env):
     check_grpc_e2e(grpc(gw, grpc_calls_e2e()), "h2c")
 
 
+def gw_frames(body):
+    """The frames of a gRPC-Web body: [(flag, payload)]."""
+    out = []
+    while body:
+        check(len(body) >= 5, f"a gRPC-Web frame cut short: {body!r:.80}")
+        n = int.from_bytes(body[1:5], "big")
+        check(len(body) >= 5 + n, f"a gRPC-Web frame cut short: {body!r:.80}")
+        out.append((body[0], body[5:5 + n]))
+        body = body[5 + n:]
+    return out
+
+
+def gw_trailers(payload):
+    """A gRPC-Web trailers frame's fields, as a dict."""
+    return dict(line.split(":", 1) for line in payload.decode().split("\r\n") if line)
+
+
+def gw_msg(data):
+    return b"\x00" + len(data).to_bytes(4, "big") + data
+
+
+@_test
+def grpc_web(env):
+    """A Gateway server of protocol GRPC-WEB translates gRPC-Web to gRPC for a
+    grpcio server, as Envoy's grpc_web filter: binary and text (base64, both
+    ways; the text response asked for by Accept) over HTTP/1.1 and HTTP/2, a
+    server stream, the trailers as the body's last frame, a trailers-only
+    status in the head, errors isthmus makes as gRPC-Web ones (no route,
+    bad base64), and a request that is not gRPC-Web left alone."""
+    import base64
+    need_tools("grpc")
+    gw_port = free_port()
+    web = gateway(gw_port).replace("protocol: HTTP}", "protocol: GRPC-WEB}")
+    routes = (f"  - match: [{{uri: {{prefix: /isthmus.test.Echo/}}}}]\n"
+              f"    route: [{{destination: {{host: {GSVC}}}}}]\n")
+    gw, _ = grpc_world(env, gateway_doc=web, routes=routes)
+    bin_ct, text_ct = "application/grpc-web+proto", "application/grpc-web-text+proto"
+
+    # Unary, binary, HTTP/1.1: the message, then the trailers frame.
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Unary", "g.test",
+                      [("Content-Type", "application/grpc-web+proto"), ("X-Grpc-Web", "1")], gw_msg(b"hello"))
+    frames = gw_frames(r.body)
+    check(r.status == 200 and r.header("content-type") == bin_ct and r.header("x-upstream") == "g0" and
+          r.header("content-length") is None, f"unary over HTTP/1.1: {r.status} {r.headers}")
+    check(len(frames) == 2 and frames[0] == (0, b"hello") and frames[1][0] == 0x80 and
+          gw_trailers(frames[1][1]).get("grpc-status") == "0", f"unary frames {frames}")
+
+    # Text both ways (Accept asks for text), HTTP/1.1: a body in two pieces
+    # encoded apart (its padding mid-body), decoded as one.
+    b64 = base64.b64encode(gw_msg(b"ab")[:4]) + base64.b64encode(gw_msg(b"ab")[4:])
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Unary", "g.test",
+                      [("Content-Type", "application/grpc-web-text"), ("Accept", "application/grpc-web-text")],
+                      b64)
+    check(r.status == 200 and r.header("content-type") == text_ct, f"text unary: {r.status} {r.headers} {r.body!r}")
+    frames = gw_frames(base64.b64decode(r.body))
+    check(frames[0] == (0, b"ab") and gw_trailers(frames[-1][1]).get("grpc-status") == "0",
+          f"text unary frames {frames}")
+
+    # A server stream over HTTP/2, ending with a status and a message.
+    req = env.write("ss.bin", "")
+    with open(req, "wb") as f:
+        f.write(gw_msg(json.dumps({"n": 3, "size": 10, "code": 5, "message": "after three"}).encode()))
+    rc, out, err = curl(["-sS", "--http2-prior-knowledge", "-o", env.path("ss.out"), "-D", "-",
+                         "-H", "content-type: application/grpc-web", "--data-binary", f"@{req}",
+                         f"http://127.0.0.1:{gw}/isthmus.test.Echo/ServerStream"])
+    frames = gw_frames(open(env.path("ss.out"), "rb").read())
+    trl = gw_trailers(frames[-1][1])
+    check(rc == 0 and "content-type: " + bin_ct in out.lower(), f"server stream over HTTP/2: rc {rc} {out} {err}")
+    check([f for f, _ in frames] == [0, 0, 0, 0x80] and frames[2][1] == b"2:xxxxxxxx" and
+          trl.get("grpc-status") == "5" and trl.get("grpc-message") == "after three",
+          f"server stream frames {frames}")
+
+    # Trailers-only: the status in the head, no body.
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Status", "g.test", [("Content-Type", "application/grpc-web")],
+                      gw_msg(json.dumps({"code": 7, "message": "nope"}).encode()))
+    # (An HTTP/1.1 client is told the body is empty: content-length 0.)
+    check(r.status == 200 and r.header("grpc-status") == "7" and r.header("grpc-message") == "nope" and
+          r.header("content-type") == bin_ct and r.header("content-length") == "0" and gw_frames(r.body) == [],
+          f"trailers-only: {r.headers} {r.body!r}")
+
+    # Answers made here are gRPC-Web errors: no route (404: UNIMPLEMENTED),
+    # a text body that is not base64 (400: INTERNAL, Envoy's message).
+    for path, ct, body, code, msg in (("/other.Svc/M", "application/grpc-web", gw_msg(b"x"), "12", "no route"),
+                                      ("/isthmus.test.Echo/Unary", "application/grpc-web-text", b"!!!!", "13",
+                                       "Bad gRPC-web request, invalid base64 data.")):
+        with Conn("127.0.0.1", gw) as c:
+            r = c.request("POST", path, "g.test", [("Content-Type", ct)], body)
+        check(r.status == 200 and r.header("grpc-status") == code and r.header("grpc-message") == msg and
+              r.header("content-type") == bin_ct, f"{path} {ct}: {r.status} {r.headers}")
+
+    # Not gRPC-Web: left as it is (the upstream, gRPC only, refuses it).
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Unary", "g.test", [("Content-Type", "text/plain")], b"x")
+    check(r.header("content-type") == "application/grpc" and r.header("content-length") == "0",
+          f"plain request translated: {r.status} {r.headers}")
+
+
 @_test
 def grpc_tls(env):
     """gRPC over TLS on both sides: an HTTPS server (ALPN h2) and SIMPLE TLS with

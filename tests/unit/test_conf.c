@@ -1826,6 +1826,27 @@ static void test_access_log(void **state)
 	assert_int_equal(l->ops[1].field, ISM_ALOG_F_START_TIME);
 }
 
+/* A port with a GRPC-WEB server translates gRPC-Web, whatever its other
+ * servers' protocols; others do not. */
+static void test_grpc_web_listener(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+		"metadata: {name: gw}\nspec:\n  servers:\n"
+		"  - port: {number: 80, protocol: HTTP}\n    hosts: [a]\n"
+		"  - port: {number: 81, protocol: grpc-web}\n    hosts: [a]\n"
+		"  - port: {number: 81, protocol: HTTP2}\n    hosts: [b]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	int seen = 0;
+
+	for (uint32_t i = 0; i < t->n_listeners; i++) {
+		assert_int_equal(t->listeners[i].grpc_web, t->listeners[i].port == 81);
+		seen |= 1 << (t->listeners[i].port - 80);
+	}
+	assert_int_equal(seen, 3);
+}
+
 /* format: istio-json: Istio's JSON default, or jsonFormat's members in file
  * order, each a key op and its template's ops. */
 static void test_access_log_dict(void **state)
@@ -2555,13 +2576,15 @@ static const struct bad bads[] = {
      13, 34, GW_FIELD "port.protocol", "UDP is not implemented yet"},
     {"gateway protocol tls", GW_SERVERS "  - port: {number: 80, protocol: tls}\n    hosts: [a]\n",
      13, 5, "Gateway default/gw: spec.servers[0]", "a TLS server needs tls"},
-    {"gateway protocol GRPC-WEB",
-     GW_SERVERS "  - port: {number: 80, protocol: GRPC-WEB}\n    hosts: [a]\n", 13, 34,
-     GW_FIELD "port.protocol", "GRPC-WEB is not implemented yet"},
+    {"GRPC-WEB server with tls",
+     GW_SERVERS "  - port: {number: 80, protocol: GRPC-WEB}\n    hosts: [a]\n"
+		"    tls: {mode: SIMPLE}\n",
+     15, 11, GW_FIELD "tls", "mode: applies to HTTPS servers only (this one is GRPC-WEB)"},
     {"gateway protocol unknown",
      GW_SERVERS "  - port: {number: 80, protocol: BOGUS}\n    hosts: [a]\n", 13, 34,
      GW_FIELD "port.protocol",
-     "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2, GRPC, TCP, TLS, MONGO, REDIS or MYSQL"},
+     "unknown value \"BOGUS\"; expected HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, MONGO, REDIS "
+     "or MYSQL"},
     {"GRPC server with tls",
      GW_SERVERS "  - port: {number: 80, protocol: GRPC}\n    hosts: [a]\n    tls: {mode: SIMPLE}\n",
      15, 11, GW_FIELD "tls", "mode: applies to HTTPS servers only (this one is GRPC)"},
@@ -3152,6 +3175,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_grpc_web_listener, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_redirect, fx_setup, fx_teardown),
