@@ -58,6 +58,8 @@ static const struct {
     {"REQUEST_DURATION", ISM_ALOG_F_REQ_DURATION},
     {"RESPONSE_DURATION", ISM_ALOG_F_RESP_DURATION},
     {"RESPONSE_TX_DURATION", ISM_ALOG_F_RESP_TX_DURATION},
+    {"CONNECTION_ID", ISM_ALOG_F_CONNECTION_ID},
+    {"STREAM_ID", ISM_ALOG_F_STREAM_ID},
 };
 
 /* Envoy's other operators: known, not in the access log yet. */
@@ -75,9 +77,7 @@ static const char *const later[] = {
     "DOWNSTREAM_WIRE_BYTES_SENT",
     "DOWNSTREAM_PEER_CERT",
     "ENVIRONMENT",
-    "CONNECTION_ID",
     "UPSTREAM_CONNECTION_ID",
-    "STREAM_ID",
     "VIRTUAL_CLUSTER_NAME",
     "DYNAMIC_METADATA",
     "CLUSTER_METADATA",

@@ -216,6 +216,9 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return copy(v, cap, op->lit.p, op->lit.len);
 	case ISM_ALOG_F_HOSTNAME:
 		return copy_str(v, cap, ism_hostname());
+	case ISM_ALOG_F_STREAM_ID:
+		/* Envoy's stream id is the request's X-Request-Id. */
+		return header(r, ISM_ALOG_H_X_REQUEST_ID, v, cap);
 	case ISM_ALOG_F_UP_PROTOCOL:
 		return copy_str(v, cap, r->up_protocol);
 	case ISM_ALOG_F_HVAL:
@@ -242,6 +245,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return r->local != NULL ? printed(snprintf(v, cap, "%u", r->local_port), cap) : 0;
 	case ISM_ALOG_F_UP_LOCAL_PORT:
 		return q->up_local[0] ? printed(snprintf(v, cap, "%u", q->up_local_port), cap) : 0;
+	case ISM_ALOG_F_CONNECTION_ID:
+		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->conn_id), cap);
 	case ISM_ALOG_F_REQ_DURATION:
 		return ms(v, cap, r->req_ms);
 	case ISM_ALOG_F_RESP_DURATION:
@@ -389,6 +394,8 @@ uint32_t ism_alog_headers(const struct ism_alog_conf *conf)
 		n = conf->n_ops;
 	}
 	for (size_t i = 0; i < n; i++) {
+		if (ops[i].field == ISM_ALOG_F_STREAM_ID)
+			mask |= 1u << ISM_ALOG_H_X_REQUEST_ID;
 		if (ops[i].field != ISM_ALOG_F_REQ)
 			continue;
 		if (ops[i].hdr < ISM_ALOG_H_ALL)

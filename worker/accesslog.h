@@ -71,6 +71,7 @@ struct ism_alog_rec {
 			      shows it (ism_alog.wants_local); NULL: unknown */
 	uint16_t local_port;
 	const char *up_protocol; /* HTTP/1.1 or HTTP/2 of the last attempt; NULL: none */
+	uint64_t conn_id;	 /* the client connection's id (ism_sess.conn_id) */
 	/* ms from the request head to its last byte, to the upstream's response
 	 * head, and from that to the response's last byte out; -1: not known */
 	int64_t req_ms, resp_ms, resp_tx_ms;

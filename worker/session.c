@@ -226,6 +226,7 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 			s->state = ISM_SESS_PREAMBLE;
 	}
 	w->n_active++;
+	s->conn_id = w->conn_seq++;
 	ism_wstat_add(&w->st->conn_active, 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)

@@ -83,6 +83,7 @@ struct ism_sess {
 	struct ism_stream *st;
 	char peer[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
+	uint64_t conn_id;	/* Envoy's %CONNECTION_ID% (ism_wctx.conn_seq) */
 	char *sni;		/* the ClientHello's server name, NULL when none */
 	int8_t xfcc_made;	/* xfcc: 0 not made yet, 1 made, -1 no client certificate */
 	struct ism_buf xfcc;	/* the client certificate's X-Forwarded-Client-Cert element */

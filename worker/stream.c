@@ -778,6 +778,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .sni = st->sess->sni,
 	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),
 	    .transport = transport[0] ? transport : NULL,
+	    .conn_id = st->sess->conn_id,
 	    .up_protocol = st->prev_ep == UINT32_MAX || st->l4 || cl == NULL ? NULL
 			   : ism_h2up_wanted(st, cl)			     ? "HTTP/2"
 									     : "HTTP/1.1",

@@ -201,6 +201,10 @@ struct ism_wctx {
 	 * start; NULL: none (the blocks come from glibc) */
 	struct ism_h2pages *h2pages;
 	uint64_t now;
+	/* The next client connection's id (Envoy's %CONNECTION_ID%): this
+	 * worker's pid in the top bits, so that workers, and those of a reload,
+	 * never share one. */
+	uint64_t conn_seq;
 	uint64_t rng;
 	int64_t date_sec; /* the second date[] is of (ism_w_date) */
 	char date[32];	  /* an IMF-fixdate, ISM_HTTP_DATE_LEN bytes */

@@ -716,6 +716,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 	w->master_fd = args->master_fd;
 	w->notify_fd = args->notify_fd;
 	w->now = ism_now_ms();
+	w->conn_seq = (uint64_t)getpid() << 40;
 	w->accept_paused = calloc((size_t)w->n_listen + 1, 1);
 	if (w->accept_paused == NULL)
 		goto out_free;

@@ -77,6 +77,8 @@ static void test_parse_every_operator(void **state)
 	    {"%REQUEST_DURATION%", ISM_ALOG_F_REQ_DURATION},
 	    {"%RESPONSE_DURATION%", ISM_ALOG_F_RESP_DURATION},
 	    {"%RESPONSE_TX_DURATION%", ISM_ALOG_F_RESP_TX_DURATION},
+	    {"%CONNECTION_ID%", ISM_ALOG_F_CONNECTION_ID},
+	    {"%STREAM_ID%", ISM_ALOG_F_STREAM_ID},
 	};
 	/* Those the header values make too: their kind in hdr. */
 	static const struct {
@@ -598,10 +600,14 @@ static void test_render_more_operators(void **state)
 	free(*state);
 	*state = NULL;
 
-	f = exchange(state, GET, "%HOSTNAME% %REQUEST_DURATION%");
+	f = exchange(state, GET, "%HOSTNAME% %REQUEST_DURATION% %CONNECTION_ID% %STREAM_ID%");
 	f->rec.req_ms = -1;
-	snprintf(host, sizeof(host), "%s -", ism_hostname());
+	f->rec.conn_id = 12345678901234ull;
+	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
+	snprintf(host, sizeof(host), "%s - 12345678901234 " RID, ism_hostname());
 	assert_string_equal(render(f), host);
+	/* The stream's id is the request's: captured for it. */
+	assert_true(ism_alog_headers(&f->conf) & (1u << ISM_ALOG_H_X_REQUEST_ID));
 }
 
 /* A request that could not be parsed: only what the connection knows. */
