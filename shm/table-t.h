@@ -945,6 +945,7 @@ enum ism_alog_field {
 	ISM_ALOG_F_RESP_DURATION,     /* %RESPONSE_DURATION%: ms to the upstream's head */
 	ISM_ALOG_F_RESP_TX_DURATION,  /* %RESPONSE_TX_DURATION%: ms from it to the last byte out */
 	ISM_ALOG_F_CONNECTION_ID,     /* %CONNECTION_ID%: the client connection's */
+	ISM_ALOG_F_UP_CONNECTION_ID,  /* %UPSTREAM_CONNECTION_ID%: the answer's connection's */
 	ISM_ALOG_F_STREAM_ID,	      /* %STREAM_ID%: the request's id (X-Request-Id) */
 	/* An operator the header values make too (hdr: enum ism_hval_kind): the
 	 * client's TLS connection and certificate, the socket's peer, the

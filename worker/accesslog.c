@@ -247,6 +247,11 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return q->up_local[0] ? printed(snprintf(v, cap, "%u", q->up_local_port), cap) : 0;
 	case ISM_ALOG_F_CONNECTION_ID:
 		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->conn_id), cap);
+	case ISM_ALOG_F_UP_CONNECTION_ID:
+		return q->up_conn_id
+			   ? printed(snprintf(v, cap, "%llu", (unsigned long long)q->up_conn_id),
+				     cap)
+			   : 0;
 	case ISM_ALOG_F_REQ_DURATION:
 		return ms(v, cap, r->req_ms);
 	case ISM_ALOG_F_RESP_DURATION:

@@ -39,6 +39,7 @@ struct ism_alog_req {
 	 * the format shows it (ism_alog.wants_up_local); "" otherwise */
 	char up_local[INET6_ADDRSTRLEN];
 	uint16_t up_local_port;
+	uint64_t up_conn_id; /* the id of that connection (ism_upconn.conn_id); 0: none */
 	/* The values of the format's %RESP()% operators, by slot
 	 * (ism_alog_capture_resp), in resp_data (malloc'd; NULL: none) */
 	char *resp_data;

@@ -2389,6 +2389,8 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	}
 	st->resp_head_ms = w->now;
 	st->status = (uint16_t)resp->status;
+	if (st->log_req != NULL && st->up != NULL)
+		st->log_req->up_conn_id = st->up->conn_id;
 	if (w->alog.wants_up_local && st->log_req != NULL && st->up != NULL) {
 		const struct sockaddr *local = ism_up_local(st->up);
 

@@ -316,6 +316,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		keepalive(fd, cl);
 	u->ep_id = ep->id;
 	u->ep_inc = ism_up_ep_incarnation(w, ep->id);
+	u->conn_id = w->conn_seq++;
 	u->tls_fp = ism_up_pool_key(st, cl, ep);
 	if (u->tls_fp != 0) {
 		const struct ism_tls_conf *tls = ism_ep_tls(cl, ep);

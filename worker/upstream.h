@@ -46,6 +46,7 @@ struct ism_upconn {
 	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
 	uint32_t ep_id;
 	uint32_t ep_inc;   /* the endpoint slot's incarnation when it connected */
+	uint64_t conn_id;  /* Envoy's %UPSTREAM_CONNECTION_ID% (ism_wctx.conn_seq) */
 	int connect_err;   /* errno of a connect that failed; 0: none */
 	uint32_t requests; /* requests sent on this connection */
 	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */

@@ -201,9 +201,10 @@ struct ism_wctx {
 	 * start; NULL: none (the blocks come from glibc) */
 	struct ism_h2pages *h2pages;
 	uint64_t now;
-	/* The next client connection's id (Envoy's %CONNECTION_ID%): this
-	 * worker's pid in the top bits, so that workers, and those of a reload,
-	 * never share one. */
+	/* The next connection's id, client or upstream (Envoy's %CONNECTION_ID%,
+	 * %UPSTREAM_CONNECTION_ID%, from one counter as Envoy's): this worker's
+	 * pid in the top bits, so that workers, and those of a reload, never
+	 * share one. */
 	uint64_t conn_seq;
 	uint64_t rng;
 	int64_t date_sec; /* the second date[] is of (ism_w_date) */

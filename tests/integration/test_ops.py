@@ -292,9 +292,12 @@ def access_log_istio_json(env):
 def access_log_connection_ids(env):
     """%CONNECTION_ID% is the client connection's (the requests of one
     keep-alive connection share it, another connection has its own, a number
-    in JSON) and %STREAM_ID% the request's id, as Envoy gives them."""
+    in JSON), %UPSTREAM_CONNECTION_ID% the upstream connection's that answered
+    (from the same counter; null for an answer made here) and %STREAM_ID% the
+    request's id, as Envoy gives them."""
     log = env.path("access.log")
-    fmt = "{conn: '%CONNECTION_ID%', sid: '%STREAM_ID%', rid: '%REQ(X-REQUEST-ID)%', path: '%REQ(:PATH)%'}"
+    fmt = ("{conn: '%CONNECTION_ID%', up: '%UPSTREAM_CONNECTION_ID%', sid: '%STREAM_ID%', "
+           "rid: '%REQ(X-REQUEST-ID)%', path: '%REQ(:PATH)%'}")
     text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}, format: istio-json, jsonFormat: {fmt}}}\n")
     env.start_gateway(env.write("isthmus.yaml", text), gw_port)
     with Conn("127.0.0.1", gw_port) as c:
@@ -302,9 +305,12 @@ def access_log_connection_ids(env):
             check(c.request("GET", p, "a").status == 200, f"{p} not 200")
     with Conn("127.0.0.1", gw_port) as c:
         check(c.request("GET", "/app/3", "a").status == 200, "/app/3 not 200")
-    poll(lambda: len(file_lines(log)) >= 3, 5, what="three access-log lines")
+        check(c.request("GET", "/nowhere", "a").status == 404, "/nowhere not 404")
+    poll(lambda: len(file_lines(log)) >= 4, 5, what="four access-log lines")
     by = {l["path"]: l for l in (json.loads(x) for x in file_lines(log))}
     one, two, three = by["/app/1"], by["/app/2"], by["/app/3"]
+    check(all(type(l["up"]) is int and l["up"] not in (one["conn"], three["conn"]) for l in (one, two, three)) and
+          by["/nowhere"]["up"] is None and by["/nowhere"]["conn"] == three["conn"], f"upstream connection ids {by}")
     check(all(type(l["conn"]) is int and l["conn"] > 0 for l in (one, two, three)), f"ids not numbers: {by}")
     check(one["conn"] == two["conn"] != three["conn"], f"connection ids {one['conn']} {two['conn']} {three['conn']}")
     check(all(l["sid"] == l["rid"] and re.fullmatch(r"[0-9a-f-]{36}", l["sid"]) for l in (one, two, three)) and

@@ -78,6 +78,7 @@ static void test_parse_every_operator(void **state)
 	    {"%RESPONSE_DURATION%", ISM_ALOG_F_RESP_DURATION},
 	    {"%RESPONSE_TX_DURATION%", ISM_ALOG_F_RESP_TX_DURATION},
 	    {"%CONNECTION_ID%", ISM_ALOG_F_CONNECTION_ID},
+	    {"%UPSTREAM_CONNECTION_ID%", ISM_ALOG_F_UP_CONNECTION_ID},
 	    {"%STREAM_ID%", ISM_ALOG_F_STREAM_ID},
 	};
 	/* Those the header values make too: their kind in hdr. */
