@@ -56,6 +56,7 @@ static const struct {
     {"HOSTNAME", ISM_ALOG_F_HOSTNAME},
     {"UPSTREAM_PROTOCOL", ISM_ALOG_F_UP_PROTOCOL},
     {"REQUEST_DURATION", ISM_ALOG_F_REQ_DURATION},
+    {"REQUEST_TX_DURATION", ISM_ALOG_F_REQ_TX_DURATION},
     {"RESPONSE_DURATION", ISM_ALOG_F_RESP_DURATION},
     {"RESPONSE_TX_DURATION", ISM_ALOG_F_RESP_TX_DURATION},
     {"CONNECTION_ID", ISM_ALOG_F_CONNECTION_ID},
@@ -66,7 +67,6 @@ static const struct {
 /* Envoy's other operators: known, not in the access log yet. */
 static const char *const later[] = {
     "TRAILER",
-    "REQUEST_TX_DURATION",
     "DOWNSTREAM_HANDSHAKE_DURATION",
     "UPSTREAM_HEADER_BYTES_RECEIVED",
     "UPSTREAM_HEADER_BYTES_SENT",

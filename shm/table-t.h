@@ -942,6 +942,7 @@ enum ism_alog_field {
 	ISM_ALOG_F_HOSTNAME,	      /* %HOSTNAME%: the system's host name */
 	ISM_ALOG_F_UP_PROTOCOL,	      /* %UPSTREAM_PROTOCOL%: HTTP/1.1, HTTP/2 */
 	ISM_ALOG_F_REQ_DURATION,      /* %REQUEST_DURATION%: ms to the request's last byte */
+	ISM_ALOG_F_REQ_TX_DURATION,   /* %REQUEST_TX_DURATION%: ms to its last byte sent upstream */
 	ISM_ALOG_F_RESP_DURATION,     /* %RESPONSE_DURATION%: ms to the upstream's head */
 	ISM_ALOG_F_RESP_TX_DURATION,  /* %RESPONSE_TX_DURATION%: ms from it to the last byte out */
 	ISM_ALOG_F_CONNECTION_ID,     /* %CONNECTION_ID%: the client connection's */

@@ -254,6 +254,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 			   : 0;
 	case ISM_ALOG_F_REQ_DURATION:
 		return ms(v, cap, r->req_ms);
+	case ISM_ALOG_F_REQ_TX_DURATION:
+		return ms(v, cap, r->req_tx_ms);
 	case ISM_ALOG_F_RESP_DURATION:
 		return ms(v, cap, r->resp_ms);
 	case ISM_ALOG_F_RESP_TX_DURATION:

@@ -73,9 +73,10 @@ struct ism_alog_rec {
 	uint16_t local_port;
 	const char *up_protocol; /* HTTP/1.1 or HTTP/2 of the last attempt; NULL: none */
 	uint64_t conn_id;	 /* the client connection's id (ism_sess.conn_id) */
-	/* ms from the request head to its last byte, to the upstream's response
-	 * head, and from that to the response's last byte out; -1: not known */
-	int64_t req_ms, resp_ms, resp_tx_ms;
+	/* ms from the request head to its last byte, to its last byte sent
+	 * upstream, to the upstream's response head, and from that to the
+	 * response's last byte out; -1: not known */
+	int64_t req_ms, req_tx_ms, resp_ms, resp_tx_ms;
 	/* The values of the header values' operators the format shows
 	 * (ism_alog.hv_mask), by kind; NULL: absent */
 	const char *hv[ISM_HV_KINDS];

@@ -730,11 +730,12 @@ static void log_hvals(struct ism_wctx *w, struct ism_stream *st, uint64_t mask, 
 }
 
 /* Envoy's timings of the exchange, in ms from the request head: its last
- * byte, the upstream's response head, and from that head to the response's
- * last byte out (now); -1 when not known. */
+ * byte, its last byte sent upstream, the upstream's response head, and from
+ * that head to the response's last byte out (now); -1 when not known. */
 static void log_times(const struct ism_wctx *w, const struct ism_stream *st, struct ism_alog_rec *r)
 {
 	r->req_ms = st->req_done ? (int64_t)(st->req_end_ms - st->t0_ms) : -1;
+	r->req_tx_ms = st->req_sent_ms ? (int64_t)(st->req_sent_ms - st->t0_ms) : -1;
 	r->resp_ms = st->resp_head_ms ? (int64_t)(st->resp_head_ms - st->t0_ms) : -1;
 	r->resp_tx_ms = st->resp_head_ms && st->state != ISM_ST_LOCAL
 			    ? (int64_t)(w->now - st->resp_head_ms)
@@ -2279,6 +2280,7 @@ void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st)
 	st->sess->ops->want_body(w, st);
 	if (!st->req_done)
 		return;
+	st->req_sent_ms = w->now;
 	if (st->state == ISM_ST_RESPONSE && st->resp_done && !st->sending)
 		stream_finish(w, st);
 }

@@ -130,6 +130,7 @@ struct ism_stream {
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */
 	uint64_t resp_head_ms;		  /* monotonic: when the upstream's head came (0: not) */
+	uint64_t req_sent_ms;		  /* monotonic: when its last byte went upstream (0: not) */
 	struct ism_counters *lis_stats;	  /* of the table of table_gen */
 	struct ism_counters *route_stats; /* idem; NULL: no route */
 	uint64_t bytes_in;		  /* from the client, heads included */

@@ -623,7 +623,8 @@ def tls_access_log_operators(env):
            "client_port": "DOWNSTREAM_REMOTE_PORT", "up": "UPSTREAM_REMOTE_ADDRESS",
            "up_ip": "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", "up_port": "UPSTREAM_REMOTE_PORT",
            "up_proto": "UPSTREAM_PROTOCOL", "host": "HOSTNAME", "req_ms": "REQUEST_DURATION",
-           "resp_ms": "RESPONSE_DURATION", "tx_ms": "RESPONSE_TX_DURATION", "path": "REQ(:PATH)"}
+           "sent_ms": "REQUEST_TX_DURATION", "resp_ms": "RESPONSE_DURATION", "tx_ms": "RESPONSE_TX_DURATION",
+           "path": "REQ(:PATH)"}
     fmt = ", ".join(f"{k}: '%{v}%'" for k, v in ops.items())
     world(env, [server(port, ["t.example.com"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, "
                                                f"caCertificates: {pki.ca()}")],
@@ -650,8 +651,9 @@ def tls_access_log_operators(env):
         check(line["cipher"] == ciphers[name] and re.fullmatch(r"([0-9a-f]{2})+", line["session"]) and
               line["peer"] == f"127.0.0.1:{ports[name]}" and line["peer_port"] == ports[name] and
               line["client_port"] == ports[name], f"connection of the line {name}: {line}")
-        check(all(type(line[k]) is int for k in ("req_ms", "resp_ms", "tx_ms")) and
-              0 <= line["req_ms"] <= line["resp_ms"] < 10000 and line["tx_ms"] < 10000, f"timings {name}: {line}")
+        check(all(type(line[k]) is int for k in ("req_ms", "sent_ms", "resp_ms", "tx_ms")) and
+              0 <= line["req_ms"] <= line["sent_ms"] <= line["resp_ms"] < 10000 and line["tx_ms"] < 10000,
+              f"timings {name}: {line}")
     check((w["serial"].lstrip("0") or "0") == (x509(client[0], "-serial").lower().lstrip("0") or "0"),
           f"serial {w['serial']}")
     check(all(wo[k] is None for k in ("san", "dns", "subject", "issuer", "fp", "serial")),

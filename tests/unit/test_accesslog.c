@@ -75,6 +75,7 @@ static void test_parse_every_operator(void **state)
 	    {"%HOSTNAME%", ISM_ALOG_F_HOSTNAME},
 	    {"%UPSTREAM_PROTOCOL%", ISM_ALOG_F_UP_PROTOCOL},
 	    {"%REQUEST_DURATION%", ISM_ALOG_F_REQ_DURATION},
+	    {"%REQUEST_TX_DURATION%", ISM_ALOG_F_REQ_TX_DURATION},
 	    {"%RESPONSE_DURATION%", ISM_ALOG_F_RESP_DURATION},
 	    {"%RESPONSE_TX_DURATION%", ISM_ALOG_F_RESP_TX_DURATION},
 	    {"%CONNECTION_ID%", ISM_ALOG_F_CONNECTION_ID},
@@ -215,8 +216,9 @@ static void test_parse_errors(void **state)
 	    {"%REQ(USER-AGENT)", "unterminated command operator (no closing '%'): "
 				 "\"%REQ(USER-AGENT)\" at offset 0"},
 	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
-	    {"%REQUEST_TX_DURATION%",
-	     "not implemented yet in the access log: \"%REQUEST_TX_DURATION%\" at offset 0"},
+	    {"%DOWNSTREAM_HANDSHAKE_DURATION%",
+	     "not implemented yet in the access log: \"%DOWNSTREAM_HANDSHAKE_DURATION%\" at offset "
+	     "0"},
 	    /* A header value's operator the line does not show: a whole PEM. */
 	    {"%DOWNSTREAM_PEER_CERT%",
 	     "not implemented yet in the access log: \"%DOWNSTREAM_PEER_CERT%\" at offset 0"},
@@ -568,6 +570,7 @@ static void test_render_more_operators(void **state)
 {
 	static const struct ism_alog_member m[] = {
 	    {"req", 3, "%REQUEST_DURATION%", 18},
+	    {"sent", 4, "%REQUEST_TX_DURATION%", 21},
 	    {"resp", 4, "%RESPONSE_DURATION%", 19},
 	    {"tx", 2, "%RESPONSE_TX_DURATION%", 22},
 	    {"up", 2, "%UPSTREAM_PROTOCOL%", 19},
@@ -578,19 +581,22 @@ static void test_render_more_operators(void **state)
 	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
 	char host[300];
 
-	f->rec.req_ms = f->rec.resp_ms = f->rec.resp_tx_ms = -1;
-	assert_string_equal(render(f), "{\"req\":null,\"resp\":null,\"tx\":null,\"up\":null,"
-				       "\"tls\":null,\"port\":null,\"ip\":null}");
+	f->rec.req_ms = f->rec.req_tx_ms = f->rec.resp_ms = f->rec.resp_tx_ms = -1;
+	assert_string_equal(render(f),
+			    "{\"req\":null,\"sent\":null,\"resp\":null,\"tx\":null,\"up\":null,"
+			    "\"tls\":null,\"port\":null,\"ip\":null}");
 	f->rec.req_ms = 0;
+	f->rec.req_tx_ms = 1;
 	f->rec.resp_ms = 7;
 	f->rec.resp_tx_ms = 12;
 	f->rec.up_protocol = "HTTP/2";
 	f->rec.hv[ISM_HV_TLS_VERSION] = "TLSv1.3";
 	f->rec.hv[ISM_HV_UPSTREAM_PORT] = "18091";
 	f->rec.hv[ISM_HV_UPSTREAM_IP] = "127.0.0.2";
-	assert_string_equal(render(f),
-			    "{\"req\":0,\"resp\":7,\"tx\":12,\"up\":\"HTTP/2\",\"tls\":\"TLSv1.3\","
-			    "\"port\":18091,\"ip\":\"127.0.0.2\"}");
+	assert_string_equal(
+	    render(f),
+	    "{\"req\":0,\"sent\":1,\"resp\":7,\"tx\":12,\"up\":\"HTTP/2\",\"tls\":\"TLSv1.3\","
+	    "\"port\":18091,\"ip\":\"127.0.0.2\"}");
 	/* Which of them the format shows, for the stream to make. */
 	ism_alog_use(&f->log, &f->conf);
 	assert_true(f->log.hv_mask ==
