@@ -2191,9 +2191,14 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 {
 	int ret;
 
-	if (st->gw != NULL && (st->gw->flags & ISM_GW_TEXT_IN) && st->state != ISM_ST_LOCAL &&
-	    !gw_decode(w, st, NULL, &p, &len, &bid, done))
+	/* A gRPC-Web text body is decoded first; once answered, nothing of it
+	 * goes anywhere. */
+	if (st->gw != NULL && (st->gw->flags & ISM_GW_TEXT_IN) &&
+	    (st->state == ISM_ST_LOCAL || !gw_decode(w, st, NULL, &p, &len, &bid, done))) {
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
 		return;
+	}
 
 	if (st->copies != NULL)
 		ism_mirror_body(w, st, p, len, done);
