@@ -51,6 +51,8 @@ static const struct {
     /* isthmus names no cluster by another name (Envoy's alt_stat_name) */
     {"UPSTREAM_CLUSTER_RAW", ISM_ALOG_F_UPSTREAM_CLUSTER},
     {"RESP", ISM_ALOG_F_RESP},
+    {"TRAILER", ISM_ALOG_F_TRAILER},
+    {"ENVIRONMENT", ISM_ALOG_F_ENV},
     {"UPSTREAM_TRANSPORT_FAILURE_REASON", ISM_ALOG_F_TRANSPORT_FAILURE},
     {"CONNECTION_TERMINATION_DETAILS", ISM_ALOG_F_TERMINATION},
     {"HOSTNAME", ISM_ALOG_F_HOSTNAME},
@@ -64,20 +66,22 @@ static const struct {
     {"STREAM_ID", ISM_ALOG_F_STREAM_ID},
 };
 
+/* The byte meters' operators, by enum ism_meter. */
+static const char *const meters[ISM_M_COUNT] = {
+    [ISM_M_DOWN_HEAD_IN] = "DOWNSTREAM_HEADER_BYTES_RECEIVED",
+    [ISM_M_DOWN_HEAD_OUT] = "DOWNSTREAM_HEADER_BYTES_SENT",
+    [ISM_M_DOWN_WIRE_IN] = "DOWNSTREAM_WIRE_BYTES_RECEIVED",
+    [ISM_M_DOWN_WIRE_OUT] = "DOWNSTREAM_WIRE_BYTES_SENT",
+    [ISM_M_UP_HEAD_IN] = "UPSTREAM_HEADER_BYTES_RECEIVED",
+    [ISM_M_UP_HEAD_OUT] = "UPSTREAM_HEADER_BYTES_SENT",
+    [ISM_M_UP_WIRE_IN] = "UPSTREAM_WIRE_BYTES_RECEIVED",
+    [ISM_M_UP_WIRE_OUT] = "UPSTREAM_WIRE_BYTES_SENT",
+};
+
 /* Envoy's other operators: known, not in the access log yet. */
 static const char *const later[] = {
-    "TRAILER",
     "DOWNSTREAM_HANDSHAKE_DURATION",
-    "UPSTREAM_HEADER_BYTES_RECEIVED",
-    "UPSTREAM_HEADER_BYTES_SENT",
-    "DOWNSTREAM_HEADER_BYTES_RECEIVED",
-    "DOWNSTREAM_HEADER_BYTES_SENT",
-    "UPSTREAM_WIRE_BYTES_RECEIVED",
-    "UPSTREAM_WIRE_BYTES_SENT",
-    "DOWNSTREAM_WIRE_BYTES_RECEIVED",
-    "DOWNSTREAM_WIRE_BYTES_SENT",
     "DOWNSTREAM_PEER_CERT",
-    "ENVIRONMENT",
     "VIRTUAL_CLUSTER_NAME",
     "DYNAMIC_METADATA",
     "CLUSTER_METADATA",
@@ -164,7 +168,7 @@ static int parse_resp(const char *s, const struct ism_fmt_tok *t, struct ism_alo
 		return -1;
 	}
 	if (*n_resp >= ISM_ALOG_RESP_MAX) {
-		ism_fmt_fail(s, t, "more than 8 %RESP()% operators", err, errlen);
+		ism_fmt_fail(s, t, "more than 8 %RESP()% and %TRAILER()% operators", err, errlen);
 		return -1;
 	}
 	op->hdr = (uint8_t)(*n_resp)++;
@@ -189,13 +193,16 @@ static bool hval_kind_ok(int kind)
 static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism_alog_op *op,
 			  int *n_resp, int *n_named, char *err, size_t errlen)
 {
-	int kind = -1;
+	int kind = -1, meter = ISM_M_COUNT;
 	size_t k;
 
 	for (k = 0; k < sizeof(operators) / sizeof(operators[0]); k++)
 		if (ism_fmt_is(t, operators[k].name))
 			break;
-	if (k == sizeof(operators) / sizeof(operators[0]) &&
+	if (k == sizeof(operators) / sizeof(operators[0]))
+		for (meter = 0; meter < ISM_M_COUNT && !ism_fmt_is(t, meters[meter]); meter++)
+			;
+	if (k == sizeof(operators) / sizeof(operators[0]) && meter == ISM_M_COUNT &&
 	    !hval_kind_ok(kind = ism_hval_kind_of(t))) {
 		for (const char *const *l = later; *l; l++)
 			if (ism_fmt_is(t, *l)) {
@@ -211,29 +218,52 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 	if (kind >= 0) {
 		op->field = ISM_ALOG_F_HVAL;
 		op->hdr = (uint8_t)kind;
+	} else if (meter < ISM_M_COUNT) {
+		op->field = ISM_ALOG_F_METER;
+		op->hdr = (uint8_t)meter;
 	} else {
 		op->field = operators[k].field;
 	}
-	if (op->field == ISM_ALOG_F_REQ || op->field == ISM_ALOG_F_RESP) {
+	if (op->field == ISM_ALOG_F_REQ || op->field == ISM_ALOG_F_RESP ||
+	    op->field == ISM_ALOG_F_TRAILER) {
+		static const char *const needs[] = {
+		    "%REQ()% needs a header name, as in %REQ(USER-AGENT)%",
+		    "%RESP()% needs a header name, as in %RESP(CONTENT-TYPE)%",
+		    "%TRAILER()% needs a header name, as in %TRAILER(GRPC-STATUS)%",
+		};
+
 		if (!t->has_arg || t->arg_len == 0) {
-			ism_fmt_fail(
-			    s, t,
-			    op->field == ISM_ALOG_F_REQ
-				? "%REQ()% needs a header name, as in %REQ(USER-AGENT)%"
-				: "%RESP()% needs a header name, as in %RESP(CONTENT-TYPE)%",
-			    err, errlen);
+			ism_fmt_fail(s, t,
+				     needs[op->field == ISM_ALOG_F_REQ	  ? 0
+					   : op->field == ISM_ALOG_F_RESP ? 1
+									  : 2],
+				     err, errlen);
 			return -1;
 		}
 		if ((op->field == ISM_ALOG_F_REQ ? parse_req(s, t, op, n_named, err, errlen)
 						 : parse_resp(s, t, op, n_resp, err, errlen)) < 0)
 			return -1;
 		op->max_len = (uint16_t)t->max_len;
+	} else if (op->field == ISM_ALOG_F_ENV) {
+		size_t n;
+
+		if (!t->has_arg || t->arg_len == 0) {
+			ism_fmt_fail(s, t,
+				     "%ENVIRONMENT()% needs a variable's name, as in "
+				     "%ENVIRONMENT(POD_NAME)%",
+				     err, errlen);
+			return -1;
+		}
+		op->lit.p = ism_fmt_env(t, &n);
+		op->lit.len = (uint32_t)n;
 	} else if (t->has_arg) {
 		ism_fmt_fail(s, t, "this command operator takes no argument", err, errlen);
 		return -1;
 	} else if (t->has_len) {
-		ism_fmt_fail(s, t, "a length (':N') applies to %REQ()% and %RESP()% only", err,
-			     errlen);
+		ism_fmt_fail(s, t,
+			     "a length (':N') applies to %REQ()%, %RESP()%, %TRAILER()% and "
+			     "%ENVIRONMENT()% only",
+			     err, errlen);
 		return -1;
 	}
 	return 0;

@@ -2,6 +2,7 @@
 #include "conf/fmt.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool is_name(char c)
@@ -20,6 +21,20 @@ void ism_fmt_fail(const char *s, const struct ism_fmt_tok *t, const char *what, 
 bool ism_fmt_is(const struct ism_fmt_tok *t, const char *name)
 {
 	return t->op && strlen(name) == t->len && memcmp(name, t->text, t->len) == 0;
+}
+
+const char *ism_fmt_env(const struct ism_fmt_tok *t, size_t *len)
+{
+	char name[128];
+	const char *v;
+
+	snprintf(name, sizeof(name), "%.*s", (int)t->arg_len, t->arg);
+	v = getenv(name);
+	v = v != NULL ? v : "";
+	*len = strlen(v);
+	if (t->has_len && *len > t->max_len)
+		*len = t->max_len;
+	return v;
 }
 
 /* The operator at t->at (its '%'): %NAME%, %NAME(ARG)% or %NAME(ARG):LENGTH%.

@@ -36,4 +36,9 @@ void ism_fmt_fail(const char *s, const struct ism_fmt_tok *t, const char *what, 
 /* Whether operator t is NAME. */
 bool ism_fmt_is(const struct ism_fmt_tok *t, const char *name);
 
+/* The value of the environment variable of operator t (%ENVIRONMENT(NAME)%,
+ * as Envoy reads it when the format is made): "" when unset, at most
+ * t->max_len bytes with :LENGTH; its length in *len. */
+const char *ism_fmt_env(const struct ism_fmt_tok *t, size_t *len);
+
 #endif

@@ -178,12 +178,10 @@ static int operator(const char *s, const struct ism_fmt_tok *t, struct ism_hval_
 		}
 		break;
 	case ARG_ENV: {
-		char name[128];
+		size_t n;
 
-		snprintf(name, sizeof(name), "%.*s", (int)t->arg_len, t->arg);
-		v = getenv(name);
-		v = v != NULL ? v : "";
-		out->a = (struct ism_str){v, (uint32_t)strlen(v)};
+		v = ism_fmt_env(t, &n);
+		out->a = (struct ism_str){v, (uint32_t)n};
 		break;
 	}
 	default:

@@ -122,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (op->field == ISM_ALOG_F_HVAL && op->hdr >= ISM_HV_KINDS)
 			abort();
-		if (op->field == ISM_ALOG_F_RESP &&
+		if ((op->field == ISM_ALOG_F_RESP || op->field == ISM_ALOG_F_TRAILER) &&
 		    (op->hdr >= ISM_ALOG_RESP_MAX || op->lit.len == 0 || op->lit.p < s ||
 		     op->lit.p + op->lit.len > s + size))
 			abort();

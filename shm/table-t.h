@@ -918,8 +918,8 @@ enum ism_alog_field {
 	ISM_ALOG_F_PROTOCOL,	      /* HTTP/1.1 */
 	ISM_ALOG_F_RESPONSE_CODE,     /* 0: no response */
 	ISM_ALOG_F_RESPONSE_FLAGS,    /* NR, UH, ... */
-	ISM_ALOG_F_BYTES_RECEIVED,    /* from the client, head included */
-	ISM_ALOG_F_BYTES_SENT,	      /* to the client, head included */
+	ISM_ALOG_F_BYTES_RECEIVED,    /* body bytes from the client (a tunnel's bytes) */
+	ISM_ALOG_F_BYTES_SENT,	      /* body bytes to the client (a tunnel's bytes) */
 	ISM_ALOG_F_DURATION,	      /* ms, complete request head to end of response */
 	ISM_ALOG_F_UPSTREAM_HOST,     /* address:port of the last attempt's endpoint */
 	ISM_ALOG_F_UPSTREAM_ENDPOINT, /* "<service>|<address>:<port>" (JSON "upstream") */
@@ -937,6 +937,7 @@ enum ism_alog_field {
 	ISM_ALOG_F_UP_LOCAL_IP,	  /* %UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% */
 	ISM_ALOG_F_UP_LOCAL_PORT, /* %UPSTREAM_LOCAL_PORT% */
 	ISM_ALOG_F_RESP,	  /* %RESP(H?ALT):N%: a field of the response the client got */
+	ISM_ALOG_F_TRAILER,	  /* %TRAILER(H?ALT):N%: a trailer field of the response */
 	ISM_ALOG_F_TRANSPORT_FAILURE, /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
 	ISM_ALOG_F_TERMINATION,	      /* %CONNECTION_TERMINATION_DETAILS%: always absent */
 	ISM_ALOG_F_HOSTNAME,	      /* %HOSTNAME%: the system's host name */
@@ -948,6 +949,8 @@ enum ism_alog_field {
 	ISM_ALOG_F_CONNECTION_ID,     /* %CONNECTION_ID%: the client connection's */
 	ISM_ALOG_F_UP_CONNECTION_ID,  /* %UPSTREAM_CONNECTION_ID%: the answer's connection's */
 	ISM_ALOG_F_STREAM_ID,	      /* %STREAM_ID%: the request's id (X-Request-Id) */
+	ISM_ALOG_F_METER,	      /* a byte meter's count (hdr: enum ism_meter) */
+	ISM_ALOG_F_ENV, /* %ENVIRONMENT(NAME):N%: lit, the variable's value at load; "": absent */
 	/* An operator the header values make too (hdr: enum ism_hval_kind): the
 	 * client's TLS connection and certificate, the socket's peer, the
 	 * upstream's address and port */
@@ -956,19 +959,37 @@ enum ism_alog_field {
 	ISM_ALOG_F_COUNT,
 };
 
-/* The %RESP()% operators one format may hold. */
+/* Envoy's byte meters of a stream, on the client's side (down) and the
+ * upstream's (up, all attempts together): the bytes of its heads (HEADERS
+ * frames in HTTP/2), and all its bytes as framed (wire: heads, bodies with
+ * their chunk or frame framing, the stream's other frames; not TLS's). */
+enum ism_meter {
+	ISM_M_DOWN_HEAD_IN, /* %DOWNSTREAM_HEADER_BYTES_RECEIVED% */
+	ISM_M_DOWN_HEAD_OUT,
+	ISM_M_DOWN_WIRE_IN, /* %DOWNSTREAM_WIRE_BYTES_RECEIVED% */
+	ISM_M_DOWN_WIRE_OUT,
+	ISM_M_UP_HEAD_IN, /* %UPSTREAM_HEADER_BYTES_RECEIVED% */
+	ISM_M_UP_HEAD_OUT,
+	ISM_M_UP_WIRE_IN, /* %UPSTREAM_WIRE_BYTES_RECEIVED% */
+	ISM_M_UP_WIRE_OUT,
+	ISM_M_COUNT,
+};
+
+/* The %RESP()% and %TRAILER()% operators one format may hold. */
 #define ISM_ALOG_RESP_MAX 8
 
 struct ism_alog_op {
 	uint8_t field; /* enum ism_alog_field */
 	/* ISM_ALOG_F_REQ: enum ism_alog_hdr, or a named slot (below ISM_ALOG_H_ALL),
-	 * or ISM_ALOG_H_NONE; ISM_ALOG_F_RESP: its slot among the format's RESP
-	 * operators (< ISM_ALOG_RESP_MAX); ISM_ALOG_F_HVAL: enum ism_hval_kind */
+	 * or ISM_ALOG_H_NONE; ISM_ALOG_F_RESP, _TRAILER: its slot among the
+	 * format's RESP and TRAILER operators (< ISM_ALOG_RESP_MAX); ISM_ALOG_F_HVAL: enum
+	 * ism_hval_kind; ISM_ALOG_F_METER: enum ism_meter */
 	uint8_t hdr;
 	uint8_t alt;	  /* ISM_ALOG_F_REQ: shown when hdr is absent; ISM_ALOG_H_NONE: none */
-	uint16_t max_len; /* ISM_ALOG_F_REQ, _RESP: at most this many bytes of the value; 0: all */
+	uint16_t max_len; /* ISM_ALOG_F_REQ, _RESP, _TRAILER: at most this many bytes of the value;
+			     0: all */
 	/* ISM_ALOG_F_LITERAL: the text; ISM_ALOG_F_KEY: the key, as written;
-	 * ISM_ALOG_F_RESP, and ISM_ALOG_F_REQ with a named slot in hdr: the
+	 * ISM_ALOG_F_RESP, _TRAILER, and ISM_ALOG_F_REQ with a named slot in hdr: the
 	 * field's name */
 	struct ism_str lit;
 	struct ism_str alt_name; /* the same for alt; empty: none */

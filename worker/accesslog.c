@@ -28,6 +28,10 @@ _Static_assert(ISM_HV_KINDS <= 64, "ism_alog.hv_mask has a bit per kind");
 	{                                                                                          \
 		.field = ISM_ALOG_F_##f, .hdr = ISM_ALOG_H_NONE, .alt = ISM_ALOG_H_NONE            \
 	}
+#define METER_OP(m)                                                                                \
+	{                                                                                          \
+		.field = ISM_ALOG_F_METER, .hdr = ISM_M_##m, .alt = ISM_ALOG_H_NONE                \
+	}
 #define REQ_OP(h)                                                                                  \
 	{                                                                                          \
 		.field = ISM_ALOG_F_REQ, .hdr = ISM_ALOG_H_##h, .alt = ISM_ALOG_H_NONE             \
@@ -41,8 +45,8 @@ static const struct ism_alog_op json_ops[] = {
     OP(PROTOCOL),
     OP(ROUTE_NAME),
     OP(RESPONSE_CODE),
-    OP(BYTES_RECEIVED),
-    OP(BYTES_SENT),
+    METER_OP(DOWN_WIRE_IN),
+    METER_OP(DOWN_WIRE_OUT),
     OP(DURATION),
     OP(UPSTREAM_ENDPOINT),
     OP(UPSTREAM_CLUSTER),
@@ -62,6 +66,7 @@ static const char *const json_keys[] = {
 _Static_assert(sizeof(json_ops) / sizeof(json_ops[0]) == sizeof(json_keys) / sizeof(json_keys[0]),
 	       "one key per JSON field");
 #undef OP
+#undef METER_OP
 #undef REQ_OP
 
 /* An output buffer; what does not fit in cap is dropped (the line is cut). */
@@ -195,11 +200,14 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		for (size_t i = 0; i < n; i++)
 			v[i] = v[i] == ' ' ? '_' : v[i];
 		return n;
+	case ISM_ALOG_F_ENV:
+		return copy(v, cap, op->lit.p, op->lit.len);
 	case ISM_ALOG_F_TERMINATION:
 		/* Set by Envoy's network filters that end a connection (RBAC,
 		 * ext_authz): isthmus has none. */
 		return 0;
 	case ISM_ALOG_F_RESP:
+	case ISM_ALOG_F_TRAILER:
 		n = op->hdr < ISM_ALOG_RESP_MAX
 			? copy(v, cap, q->resp_val[op->hdr], q->resp_len[op->hdr])
 			: 0;
@@ -237,6 +245,9 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->bytes_in), cap);
 	case ISM_ALOG_F_BYTES_SENT:
 		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->bytes_out), cap);
+	case ISM_ALOG_F_METER:
+		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->meter[op->hdr]),
+			       cap);
 	case ISM_ALOG_F_DURATION:
 		return printed(snprintf(v, cap, "%llu", (unsigned long long)r->duration_ms), cap);
 	case ISM_ALOG_F_ATTEMPTS:
@@ -537,26 +548,29 @@ int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_
 
 void ism_alog_req_free(struct ism_alog_req *q)
 {
-	if (q != NULL)
+	if (q != NULL) {
 		free(q->resp_data);
+		free(q->trl_data);
+	}
 	free(q);
 }
 
-void ism_alog_capture_resp(const struct ism_alog *l, struct ism_alog_req *q,
-			   const struct ism_http_header *h, size_t n,
-			   const struct ism_http_header *own, size_t n_own)
+void ism_alog_capture_fields(const struct ism_alog *l, struct ism_alog_req *q, uint8_t field,
+			     const struct ism_http_header *h, size_t n,
+			     const struct ism_http_header *own, size_t n_own)
 {
 	const struct ism_http_header *found[ISM_ALOG_RESP_MAX] = {0};
+	char **data = field == ISM_ALOG_F_RESP ? &q->resp_data : &q->trl_data;
 	size_t total = 0;
 	char *d;
 
-	if (!l->wants_resp || q->resp_data != NULL)
+	if (!(field == ISM_ALOG_F_RESP ? l->wants_resp : l->wants_trailers) || *data != NULL)
 		return;
 	for (uint32_t i = 0; i < l->conf->n_ops; i++) {
 		const struct ism_alog_op *op = &l->conf->ops[i];
 		const struct ism_http_header *f = NULL;
 
-		if (op->field != ISM_ALOG_F_RESP)
+		if (op->field != field)
 			continue;
 		for (int pass = 0; pass < 2 && f == NULL; pass++) {
 			struct ism_str name = pass == 0 ? op->lit : op->alt_name;
@@ -569,7 +583,7 @@ void ism_alog_capture_resp(const struct ism_alog *l, struct ism_alog_req *q,
 		total +=
 		    f != NULL ? (f->value_len < ISM_ALOG_VALUE ? f->value_len : ISM_ALOG_VALUE) : 0;
 	}
-	if (total == 0 || (q->resp_data = d = malloc(total)) == NULL)
+	if (total == 0 || (*data = d = malloc(total)) == NULL)
 		return;
 	for (int k = 0; k < ISM_ALOG_RESP_MAX; k++) {
 		if (found[k] == NULL)
@@ -608,7 +622,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->conf = conf;
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
-	l->wants_local = l->wants_up_local = l->wants_resp = false;
+	l->wants_local = l->wants_up_local = l->wants_resp = l->wants_trailers = false;
 	l->hv_mask = 0;
 	memset(l->named, 0, sizeof(l->named));
 	for (uint32_t i = 0; conf->format != ISM_ALOG_JSON && i < conf->n_ops; i++) {
@@ -625,6 +639,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 		l->wants_up_local = l->wants_up_local || f == ISM_ALOG_F_UP_LOCAL ||
 				    f == ISM_ALOG_F_UP_LOCAL_IP || f == ISM_ALOG_F_UP_LOCAL_PORT;
 		l->wants_resp = l->wants_resp || f == ISM_ALOG_F_RESP;
+		l->wants_trailers = l->wants_trailers || f == ISM_ALOG_F_TRAILER;
 		if (f == ISM_ALOG_F_HVAL && op->hdr < ISM_HV_KINDS)
 			l->hv_mask |= 1ull << op->hdr;
 	}

@@ -40,9 +40,11 @@ struct ism_alog_req {
 	char up_local[INET6_ADDRSTRLEN];
 	uint16_t up_local_port;
 	uint64_t up_conn_id; /* the id of that connection (ism_upconn.conn_id); 0: none */
-	/* The values of the format's %RESP()% operators, by slot
-	 * (ism_alog_capture_resp), in resp_data (malloc'd; NULL: none) */
+	/* The values of the format's %RESP()% and %TRAILER()% operators, by
+	 * slot (ism_alog_capture_fields), in resp_data and trl_data (malloc'd; NULL:
+	 * none) */
 	char *resp_data;
+	char *trl_data;
 	const char *resp_val[ISM_ALOG_RESP_MAX];
 	uint16_t resp_len[ISM_ALOG_RESP_MAX];
 	const char *val[ISM_ALOG_H_ALL]; /* into data; NULL: absent or not captured */
@@ -54,9 +56,10 @@ struct ism_alog_req {
 struct ism_alog_rec {
 	const struct ism_alog_req *req;
 	uint64_t duration_ms;
-	uint64_t bytes_in; /* from the client, heads included */
-	uint64_t bytes_out;
-	uint32_t status; /* 0: no response */
+	uint64_t bytes_in;     /* body bytes from the client (a tunnel's bytes) */
+	uint64_t bytes_out;    /* and to it */
+	const uint64_t *meter; /* the stream's byte meters, by enum ism_meter */
+	uint32_t status;       /* 0: no response */
 	uint32_t attempts;
 	const char *flags;    /* Envoy-style response flags; NULL: none */
 	const char *client;   /* client IP address (by numTrustedProxies, else the peer) */
@@ -101,6 +104,7 @@ struct ism_alog {
 	bool wants_local;    /* the format shows the address the client reached */
 	bool wants_up_local; /* ... or its upstream connection's own */
 	bool wants_resp;     /* the format has %RESP()% operators */
+	bool wants_trailers; /* the format has %TRAILER()% operators */
 	uint64_t hv_mask;    /* (1 << enum ism_hval_kind) the format shows */
 	char *line;	     /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
 	/* file and stdout */
@@ -159,13 +163,15 @@ int ism_alog_rewritten(struct ism_alog_req **q, uint32_t mask, const struct ism_
 		       const struct ism_http_req *req, const struct ism_hdr_edits *hdrs,
 		       const char *orig, size_t orig_len);
 
-/* The values of l's %RESP()% operators in the response the client gets:
- * its fields h[0, n), and own[0, n_own) (those isthmus adds: Server, Date,
+/* The values of l's %RESP()% operators (field ISM_ALOG_F_RESP) in the
+ * response head the client gets, or of its %TRAILER()% operators
+ * (ISM_ALOG_F_TRAILER) in the response's trailers: the fields h[0, n), and
+ * own[0, n_own) (those isthmus adds: Server, Date,
  * x-envoy-upstream-service-time) first; each cut at ISM_ALOG_VALUE bytes.
- * Without memory the line shows them absent. */
-void ism_alog_capture_resp(const struct ism_alog *l, struct ism_alog_req *q,
-			   const struct ism_http_header *h, size_t n,
-			   const struct ism_http_header *own, size_t n_own);
+ * Once per field kind; without memory the line shows them absent. */
+void ism_alog_capture_fields(const struct ism_alog *l, struct ism_alog_req *q, uint8_t field,
+			     const struct ism_http_header *h, size_t n,
+			     const struct ism_http_header *own, size_t n_own);
 /* Frees q (NULL: nothing) and what it holds. */
 void ism_alog_req_free(struct ism_alog_req *q);
 

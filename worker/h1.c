@@ -66,6 +66,7 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 		       uint8_t mode, bool final)
 {
 	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
+	const uint32_t queued = s->out.len;
 	int64_t cl = resp->framing.content_length;
 	bool chunked = final && s->resp_out == ISM_H1_OUT_CHUNKED;
 	char line[] = "HTTP/1.1 000 ";
@@ -101,7 +102,10 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	else if (final && s->http10)
 		ret |= ism_buf_append(&s->out, "connection: keep-alive\r\n", 24, limit);
 	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
-	return ret ? -ENOMEM : 0;
+	if (ret)
+		return -ENOMEM;
+	s->st->meter[ISM_M_DOWN_HEAD_OUT] += s->out.len - queued;
+	return 0;
 }
 
 static int h1_interim(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp)
@@ -146,6 +150,7 @@ static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		s->out.len = queued;
 		return -ENOMEM;
 	}
+	st->bytes_out += len;
 	ism_sess_send(w, s, s->out.p, s->out.len, -1);
 	return 1;
 }
@@ -156,6 +161,7 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 	struct ism_sess *s = st->sess;
 	int ret;
 
+	st->bytes_out += len;
 	/* A ring buffer goes out as it is; the memory of others (an HTTP/2
 	 * upstream's stream, which may go while the send is in flight) is copied. */
 	if (s->resp_out == ISM_H1_OUT_RAW && len && bid >= 0) {
@@ -219,8 +225,11 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	if (s->close_after)
 		ret |= ism_buf_append(&s->out, "connection: close\r\n", 19, limit);
 	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
-	if (body && !st->is_head)
+	st->meter[ISM_M_DOWN_HEAD_OUT] += s->out.len;
+	if (body && !st->is_head) {
 		ret |= ism_buf_append(&s->out, lr->body, lr->body_len, limit);
+		st->bytes_out += lr->body_len;
+	}
 	if (ret)
 		return -ENOMEM;
 	ism_debug("%s %d %s", s->peer, lr->status, lr->why);
@@ -236,6 +245,7 @@ static int h1_upgrade(struct ism_wctx *w, struct ism_stream *st, const struct is
 {
 	struct ism_sess *s = st->sess;
 	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096 + len;
+	const uint64_t head_out = st->meter[ISM_M_DOWN_HEAD_OUT];
 	uint32_t queued = s->out.len;
 	int ret = 0;
 
@@ -248,11 +258,13 @@ static int h1_upgrade(struct ism_wctx *w, struct ism_stream *st, const struct is
 		if (ism_http_header_is(&resp->headers[i], "upgrade"))
 			ret |= ism_buf_put_header(&s->out, &resp->headers[i], limit);
 	ret |= ism_buf_put_str(&s->out, "connection: upgrade\r\n\r\n", limit);
+	st->meter[ISM_M_DOWN_HEAD_OUT] = head_out + (s->out.len - queued);
 	ret |= ism_buf_append(&s->out, p, len, limit);
 	if (ret) {
 		s->out.len = queued;
 		return -ENOMEM;
 	}
+	st->bytes_out += len;
 	ism_sess_send(w, s, s->out.p, s->out.len, -1);
 	return 0;
 }
@@ -456,7 +468,9 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	s->served = 1;
 	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 	st->req_seen = (uint64_t)body;
-	st->bytes_in = (uint64_t)n + (uint64_t)body;
+	st->bytes_in = (uint64_t)data_len;
+	st->meter[ISM_M_DOWN_HEAD_IN] = (uint64_t)n;
+	st->meter[ISM_M_DOWN_WIRE_IN] = (uint64_t)n + (uint64_t)body;
 	st->upgrade = upgrade_wanted(s, &req);
 	ism_stream_request(w, st, &req, s->in.p + n, (uint32_t)data_len, done);
 	/* The head and its body bytes are consumed, answered or sent on. */
@@ -484,6 +498,8 @@ static void body_read(struct ism_wctx *w, struct ism_sess *s, char *data, uint32
 			   w->table->limits.max_request_header_bytes + ISM_BUF_SIZE) < 0)
 		s->keepalive = 0;
 	st->req_seen += (uint64_t)n;
+	st->meter[ISM_M_DOWN_WIRE_IN] += (uint64_t)n;
+	st->bytes_in += (uint64_t)data_len;
 	if (w->table->limits.max_request_body_bytes &&
 	    st->req_seen > w->table->limits.max_request_body_bytes) {
 		/* A chunked body has no length up front: counted as it passes. */
@@ -516,7 +532,6 @@ void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t re
 		return;
 	}
 	case ISM_SESS_STREAM:
-		s->st->bytes_in += (uint64_t)res;
 		if (s->req.mode != ISM_BODY_NONE) {
 			body_read(w, s, data, res, bid);
 			return;
@@ -547,7 +562,7 @@ void ism_h1_sent(struct ism_wctx *w, struct ism_sess *s, int res)
 		ism_sess_close(w, s);
 		return;
 	}
-	s->st->bytes_out += (uint64_t)res;
+	s->st->meter[ISM_M_DOWN_WIRE_OUT] += (uint64_t)res;
 	ism_stream_resp_sent(w, s->st);
 }
 

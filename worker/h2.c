@@ -44,6 +44,7 @@ struct ism_h2s {
 	uint8_t end_sent;      /* our END_STREAM went out */
 	uint8_t head_queued;   /* our response head is submitted, not framed yet */
 	uint8_t in_block;      /* a header block of its is arriving: head or trailers */
+	uint32_t head_wire;    /* the request head's frames, metered once attached */
 	uint64_t notify_batch; /* the output batch carrying its last bytes; 0: none yet */
 	uint64_t moved_ms;     /* when its response last went out (or was submitted) */
 	struct ism_stream *st;
@@ -175,7 +176,7 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 	st->sp = x;
 	x->st = st;
 	x->state = ISM_H2S_ACTIVE;
-	st->bytes_in = x->hdr.bytes;
+	st->meter[ISM_M_DOWN_HEAD_IN] = st->meter[ISM_M_DOWN_WIRE_IN] = x->head_wire;
 	return st;
 }
 
@@ -505,7 +506,13 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
 	(void)ng;
-	if (x == NULL || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
+	if (x == NULL)
+		return 0;
+	if (x->st != NULL)
+		ism_h2_meter(x->st->meter, ISM_M_DOWN_HEAD_IN, ISM_M_DOWN_WIRE_IN, &f->hd);
+	else if (f->hd.type == NGHTTP2_HEADERS)
+		x->head_wire = (uint32_t)f->hd.length + 9;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	if (f->hd.type == NGHTTP2_HEADERS)
 		block_end(h, x);
@@ -560,10 +567,15 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	/* Our resets count too: requests that make us reset them are a flood. */
 	if (f->hd.type == NGHTTP2_RST_STREAM && h->state == ISM_H2_OPEN && !budget_take(h->w, h, 1))
 		calm(h, "reset stream");
+	x = f->hd.stream_id != 0 ? h2s_of(h, f->hd.stream_id) : NULL;
+	if (x != NULL && x->st != NULL) {
+		ism_h2_meter(x->st->meter, ISM_M_DOWN_HEAD_OUT, ISM_M_DOWN_WIRE_OUT, &f->hd);
+		if (f->hd.type == NGHTTP2_DATA)
+			x->st->bytes_out += f->hd.length;
+	}
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	h->data_sent += f->hd.type == NGHTTP2_DATA;
-	x = h2s_of(h, f->hd.stream_id);
 	if (x == NULL)
 		return 0;
 	x->moved_ms = h->w->now;
@@ -578,8 +590,6 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 			nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, x->id,
 						  NGHTTP2_INTERNAL_ERROR);
 	}
-	if (x->st != NULL)
-		x->st->bytes_out += f->hd.length + 9; /* with the frame header */
 	/* All the stream gave is framed: it hears so once this batch is sent. */
 	if (x->notify && ism_h2body_drained(&x->resp))
 		x->notify_batch = h->io.batch;

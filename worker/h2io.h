@@ -201,4 +201,15 @@ int ism_h2nv_init(struct ism_h2nv *h, size_t n);
 void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl);
 void ism_h2nv_free(struct ism_h2nv *h);
 
+/* A stream's frame (header hd) on its byte meters (enum ism_meter: head and
+ * wire of one side and way), as Envoy counts frames: 9 bytes of frame header
+ * with the payload; a header block's CONTINUATIONs are in its length. */
+static inline void ism_h2_meter(uint64_t *meter, enum ism_meter head, enum ism_meter wire,
+				const nghttp2_frame_hd *hd)
+{
+	meter[wire] += hd->length + 9;
+	if (hd->type == NGHTTP2_HEADERS)
+		meter[head] += hd->length + 9;
+}
+
 #endif

@@ -424,14 +424,14 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		if (f->hd.flags & NGHTTP2_FLAG_ACK)
 			c->ping_deadline = 0;
 		return 0;
-	case NGHTTP2_HEADERS:
-	case NGHTTP2_DATA:
-		break;
 	default:
-		return 0;
+		break;
 	}
-	x = us_of(c, f->hd.stream_id);
+	x = f->hd.stream_id != 0 ? us_of(c, f->hd.stream_id) : NULL;
 	if (x == NULL || x->st == NULL)
+		return 0;
+	ism_h2_meter(x->st->meter, ISM_M_UP_HEAD_IN, ISM_M_UP_WIRE_IN, &f->hd);
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	/* A stream's timeouts count its own frames only: other streams' frames,
 	 * SETTINGS and PINGs do not keep a silent one alive. */
@@ -485,9 +485,11 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	struct ism_h2us *x;
 
 	(void)ng;
+	x = f->hd.stream_id != 0 ? us_of(c, f->hd.stream_id) : NULL;
+	if (x != NULL && x->st != NULL)
+		ism_h2_meter(x->st->meter, ISM_M_UP_HEAD_OUT, ISM_M_UP_WIRE_OUT, &f->hd);
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
-	x = us_of(c, f->hd.stream_id);
 	if (x != NULL && x->notify && ism_h2body_drained(&x->rq))
 		x->notify_batch = c->io.batch;
 	return 0;

@@ -480,6 +480,8 @@ static int stamp_attempt(struct ism_wctx *w, struct ism_stream *st, struct ism_b
 	memmove(head->p + at + n, head->p + at + old, head->len - at - old);
 	memcpy(head->p + at, f, n);
 	head->len = head->len - old + n;
+	if (st->up_head_len != 0) /* a retry's: the head it sends */
+		st->up_head_len = st->up_head_len - old + n;
 	st->stamp_len = (uint16_t)n;
 	return 0;
 }
@@ -768,6 +770,7 @@ static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
 	    .duration_ms = ism_wall_ms() - st->log_req->start_ms,
 	    .bytes_in = st->bytes_in,
 	    .bytes_out = st->bytes_out,
+	    .meter = st->meter,
 	    .status = st->status,
 	    .attempts = st->rs.tries,
 	    .flags = ism_alog_flags(st->log_flags, st->flags, flags, sizeof(flags)),
@@ -1084,7 +1087,7 @@ static void log_resp(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		own[n_own++] =
 		    (struct ism_http_header){ISM_SVC_TIME_NAME, sizeof(ISM_SVC_TIME_NAME) - 1, svc,
 					     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10)};
-	ism_alog_capture_resp(&w->alog, st->log_req, h, n, own, n_own);
+	ism_alog_capture_fields(&w->alog, st->log_req, ISM_ALOG_F_RESP, h, n, own, n_own);
 }
 
 /* Envoy's response code details of an answer made here for a reason Envoy
@@ -2136,6 +2139,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ret = ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head);
 	if (ret == 0)
 		ret = stamp_setup(w, st, r, &ed, &head);
+	st->up_head_len = head.len;
 	if (ed.made != NULL)
 		free(ed.made);
 	/* Body bytes that arrived with the head travel with it. */
@@ -2480,6 +2484,8 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n)
 {
+	if (st->log_req != NULL)
+		ism_alog_capture_fields(&w->alog, st->log_req, ISM_ALOG_F_TRAILER, h, n, NULL, 0);
 	/* gRPC-Web: the trailers end the body, as its last frame. */
 	if (st->gw != NULL) {
 		if (ism_gw_trailers(h, n, &st->gw->trl) == 0)

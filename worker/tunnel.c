@@ -23,6 +23,8 @@ static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint
 		t->stats = NULL;
 	if (from == ISM_TUN_CLIENT) {
 		st->bytes_in += n;
+		st->meter[ISM_M_DOWN_WIRE_IN] += n;
+		st->meter[ISM_M_UP_WIRE_OUT] += n;
 		if (!early)
 			ism_wstat_add(&w->st->bytes_in, n);
 		ism_wstat_add(&w->st->tunnel_bytes_in, n);
@@ -30,6 +32,8 @@ static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint
 			atomic_fetch_add_explicit(&t->stats->bytes_in, n, memory_order_relaxed);
 	} else {
 		st->bytes_out += n;
+		st->meter[ISM_M_UP_WIRE_IN] += n;
+		st->meter[ISM_M_DOWN_WIRE_OUT] += n;
 		ism_wstat_add(&w->st->bytes_out, n);
 		ism_wstat_add(&w->st->tunnel_bytes_out, n);
 		if (t->stats != NULL)

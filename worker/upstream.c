@@ -412,6 +412,7 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	if (!st->l4)
 		ism_sock_multi(&u->s);
 	u->st = st;
+	st->meter[ISM_M_UP_HEAD_OUT] += st->up_head_len;
 	u->got_bytes = 0;
 	u->head_sent = 0;
 	u->head_done = 0;
@@ -832,6 +833,8 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 				ism_sock_recv(w, &u->s);
 			return;
 		}
+		if (n >= 0)
+			st->meter[ISM_M_UP_HEAD_IN] += (uint64_t)n;
 		if (n >= 0 && resp.status == 101 && st->upgrade) {
 			/* The upgrade is accepted: what follows the head is the
 			 * tunnel's. */
@@ -939,6 +942,7 @@ static void on_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 		return;
 	}
 	u->got_bytes = 1;
+	st->meter[ISM_M_UP_WIRE_IN] += (uint64_t)res;
 	ism_stream_up_bytes(w, st);
 	if (!u->head_done) {
 		int ret = ism_buf_append(&u->in, data, (uint32_t)res,
@@ -985,6 +989,7 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 		return;
 	}
 	u->head_sent = 1;
+	u->st->meter[ISM_M_UP_WIRE_OUT] += (uint64_t)res;
 	if (u->hold.len > 0) {
 		/* What waited for this send goes now; the stream hears of the
 		 * send when that went too. */

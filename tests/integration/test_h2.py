@@ -236,6 +236,21 @@ def alog(env, fmt="json"):
             f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\"}}\n"), path
 
 
+# Envoy's byte meters, by the keys meter_log gives them.
+METERS = {"in": "BYTES_RECEIVED", "out": "BYTES_SENT",
+          "dhi": "DOWNSTREAM_HEADER_BYTES_RECEIVED", "dho": "DOWNSTREAM_HEADER_BYTES_SENT",
+          "dwi": "DOWNSTREAM_WIRE_BYTES_RECEIVED", "dwo": "DOWNSTREAM_WIRE_BYTES_SENT",
+          "uhi": "UPSTREAM_HEADER_BYTES_RECEIVED", "uho": "UPSTREAM_HEADER_BYTES_SENT",
+          "uwi": "UPSTREAM_WIRE_BYTES_RECEIVED", "uwo": "UPSTREAM_WIRE_BYTES_SENT"}
+
+
+def meter_log(path):
+    """The Appliance extra for an access log at path, one JSON object a line:
+    every byte meter (METERS) and the request's path."""
+    fields = ", ".join(f"{k}: '%{op}%'" for k, op in METERS.items())
+    return f"  accessLog: {{path: {path}, format: istio-json, jsonFormat: {{{fields}, path: '%REQ(:PATH)%'}}}}\n"
+
+
 def log_records(path):
     return [json.loads(l) for l in file_lines(path)]
 
@@ -541,6 +556,42 @@ def h2_streams_routed_and_weighted(env):
 
 
 @_test
+def h2_byte_meters(env):
+    """Envoy's byte meters of HTTP/2 streams in the access log. The client's
+    side is exact to the frame: h2_client.py meters what it sent and got for
+    each stream (9 bytes a frame with its payload; the heads, their HEADERS
+    frames). %BYTES_RECEIVED% and %BYTES_SENT% are the bodies alone. The
+    upstream's side, HTTP/1.1 and HTTP/2, holds the heads and the bodies."""
+    need_tools("h2")
+    log = env.path("access.log")
+    h1 = h1_upstream(env, "127.0.0.2", "a")
+    h2p = start_h2_upstream(env, "127.0.0.3", "u1")
+    gw_port = free_port()
+    routes = (f"  - match: [{{uri: {{prefix: /one}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+              f"  - route: [{{destination: {{host: meters.test.internal}}}}]\n")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=meter_log(log)), gateway(gw_port), virtual_service("vs", ["*"], routes),
+        service_entry_protocol("one", SVC, [{"address": "127.0.0.2", "port": h1}], "HTTP"),
+        service_entry_protocol("two", "meters.test.internal", [{"address": "127.0.0.3", "port": h2p}], "HTTP2"))),
+        gw_port)
+    rep = h2_client(gw_port, [{"method": "POST", "path": "/one/x", "body_size": 1000},
+                              {"method": "POST", "path": "/two/x", "body_size": 1000}])
+    check(statuses(rep["streams"]) == [200, 200], f"statuses {statuses(rep['streams'])}: {rep['error']}")
+    recs = {r["path"]: r for r in wait_log(log, lambda rs: len(rs) >= 2, "two access-log lines")}
+    for s, path in zip(rep["streams"], ("/one/x", "/two/x")):
+        r, m = recs[path], s["meter"]
+        check((r["in"], r["out"]) == (1000, s["body_len"]) and s["body_len"] > 0, f"bodies: {r} {s['body_len']}")
+        check((r["dhi"], r["dwi"], r["dho"], r["dwo"]) ==
+              (m["head_sent"], m["wire_sent"], m["head_received"], m["wire_received"]),
+              f"the client's side: {r}, the client metered {m}")
+        check(r["dhi"] > 9 and r["dwi"] >= r["dhi"] + 9 + 1000 and r["dho"] > 9 and
+              r["dwo"] >= r["dho"] + 9 + r["out"], f"the client's side: {r}")
+        framing = 9 if path == "/two/x" else 0  # an HTTP/2 upstream: a frame header at least
+        check(r["uho"] > framing and r["uwo"] >= r["uho"] + framing + 1000 and
+              r["uhi"] > framing and r["uwi"] >= r["uhi"] + framing + r["out"], f"the upstream's side: {r}")
+
+
+@_test
 def h2_stream_timeout_and_retry(env):
     """Timeouts and retries are per stream: on one connection, a stream past the
     route timeout gets 504 while its neighbours get 200; a stream whose first
@@ -837,6 +888,28 @@ def grpc_end_to_end(env):
     need_tools("grpc")
     gw, _ = grpc_world(env)
     check_grpc_e2e(grpc(gw, grpc_calls_e2e()), "h2c")
+
+
+@_test
+def grpc_access_log_trailers(env):
+    """%TRAILER()% logs the response's trailer fields: a gRPC call's status and
+    message as its upstream ended it, an alternative when the first is absent;
+    a trailers-only answer has its status in the head (%RESP()%) and no
+    trailers, as in Envoy."""
+    need_tools("grpc")
+    log = env.path("access.log")
+    fmt = ("%REQ(:PATH)% %RESP(GRPC-STATUS)% %TRAILER(GRPC-STATUS)% %TRAILER(X-NONE?GRPC-STATUS)% "
+           "%TRAILER(GRPC-MESSAGE)%")
+    gw, _ = grpc_world(env, app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    res = grpc(gw, [{"method": "Unary", "request": "u"},
+                    {"method": "ServerStream", "request": json.dumps({"n": 3, "code": NOT_FOUND,
+                                                                      "message": "after three"})},
+                    {"method": "Status", "request": json.dumps({"code": NOT_FOUND, "message": "no such thing"})}])
+    check([r["code"] for r in res] == ["OK", "NOT_FOUND", "NOT_FOUND"], f"calls: {res}")
+    lines = poll(lambda: file_lines(log) if len(file_lines(log)) >= 3 else None, 5, what="three access-log lines")
+    by = {l.split(" ", 1)[0].rsplit("/", 1)[-1]: l.split(" ", 1)[1] for l in lines}
+    check(by == {"Unary": "- 0 0 -", "ServerStream": "- 5 5 after three", "Status": "5 - - -"},
+          f"access log: {lines}")
 
 
 def gw_frames(body):

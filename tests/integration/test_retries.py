@@ -19,7 +19,7 @@ import time
 
 from harness import (Conn, Registry, appliance, check, ctl_cmd, docs, file_lines, free_port, gateway, http_get, poll,
                      service_entry, service_entry_protocol, virtual_service)
-from test_h2 import h2up_stats, one_service, route, start_h2_upstream
+from test_h2 import h2up_stats, meter_log, one_service, route, start_h2_upstream
 
 SVC = "retry.test.internal"
 UP_ADDR = "127.0.0.2"
@@ -314,6 +314,60 @@ def attempt_fields(env):
         post()
         check(fields(up.heads[-1], "x-envoy-attempt-count") == ["1"] and
               fields(up.heads[-1], "x-envoy-expected-rq-timeout-ms") == [], f"debug headers off: {up.heads[-1]}")
+    finally:
+        up.close()
+
+
+@_test
+def access_log_byte_meters(env):
+    """Envoy's byte meters of HTTP/1.1 exchanges, exact to the byte on both
+    sides: the heads the client and the upstream sent and got, all their bytes
+    (a chunked body with its framing), the upstream's over both attempts of a
+    retried request; %BYTES_RECEIVED% and %BYTES_SENT% are the bodies alone
+    (a chunked one decoded)."""
+    up = ScriptedUpstream(answer_503, fail_on=(1,))
+    log = env.path("access.log")
+
+    def exchange(data, method):
+        with Conn("127.0.0.1", gw, timeout=30) as c:
+            c.send(data)
+            r = c.read_response(method)
+        check(r.status == 200, f"{method}: {r}")
+        return len(r.raw_head) + 4, r.body
+
+    def answer_head(n):  # ScriptedUpstream's 200 for a body of n bytes
+        return len(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(b"got %d" % n))
+
+    try:
+        gw = free_port()
+        env.start_gateway(gateway_conf(env, gw, up.port, "    retries: {attempts: 2, retryOn: 5xx}\n",
+                                       app_extra=meter_log(log)), gw)
+        get = b"GET /a HTTP/1.1\r\nhost: retry.test\r\n\r\n"
+        post_head = b"POST /b HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 1000\r\n\r\n"
+        chunked_head = b"POST /c HTTP/1.1\r\nhost: retry.test\r\ntransfer-encoding: chunked\r\n\r\n"
+        chunked = b"12c\r\n" + b"x" * 300 + b"\r\nc8;ext=1\r\n" + b"y" * 200 + b"\r\n0\r\n\r\n"
+        got = {"/a": exchange(get, "GET"), "/b": exchange(post_head + b"z" * 1000, "POST"),
+               "/c": exchange(chunked_head + chunked, "POST")}
+        check(up.bodies == [b"", b"z" * 1000, b"x" * 300 + b"y" * 200] and len(up.heads) == 4,
+              f"the upstream got {len(up.heads)} heads, bodies {[len(b) for b in up.bodies]} {up.errors}")
+        recs = {r["path"]: r for r in (json.loads(l) for l in poll(
+            lambda: file_lines(log) if len(file_lines(log)) >= 3 else None, 5, what="three access-log lines"))}
+        heads = [len(h) + 4 for h in up.heads]
+        r503 = len(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        want = {
+            "/a": {"in": 0, "dhi": len(get), "dwi": len(get), "uho": heads[0] + heads[1],
+                   "uwo": heads[0] + heads[1], "uhi": r503 + answer_head(0), "uwi": r503 + answer_head(0) + 5},
+            "/b": {"in": 1000, "dhi": len(post_head), "dwi": len(post_head) + 1000, "uho": heads[2],
+                   "uwo": heads[2] + 1000, "uhi": answer_head(1000), "uwi": answer_head(1000) + 8},
+            "/c": {"in": 500, "dhi": len(chunked_head), "dwi": len(chunked_head) + len(chunked),
+                   "uho": heads[3], "uhi": answer_head(500), "uwi": answer_head(500) + 7},
+        }
+        for path, w in want.items():
+            r, (head, body) = recs[path], got[path]
+            w.update({"out": len(body), "dho": head, "dwo": head + len(body)})
+            check({k: r[k] for k in w} == w, f"{path}: {r}, want {w}")
+        # The chunked body goes on chunked: its framing with it.
+        check(recs["/c"]["uwo"] > heads[3] + 500, f"/c upstream wire bytes: {recs['/c']}")
     finally:
         up.close()
 

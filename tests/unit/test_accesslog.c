@@ -233,7 +233,8 @@ static void test_parse_errors(void **state)
 	    {"%DURATION(x)%", "this command operator takes no argument: \"%DURATION(x)%\" at "
 			      "offset 0"},
 	    {"%DURATION:3%",
-	     "a length (':N') applies to %REQ()% and %RESP()% only: \"%DURATION:3%\" at offset 0"},
+	     "a length (':N') applies to %REQ()%, %RESP()%, %TRAILER()% and %ENVIRONMENT()% only: "
+	     "\"%DURATION:3%\" at offset 0"},
 	    {"%REQ(USER-AGENT):0%", "the length after ':' must be between 1 and 65535: "
 				    "\"%REQ(USER-AGENT):0%\" at offset 0"},
 	    {"%REQ(USER-AGENT):65536%", "the length after ':' must be between 1 and 65535: "
@@ -300,6 +301,7 @@ struct fx {
 	struct ism_http_req req;
 	struct ism_alog_req *q;
 	struct ism_alog_rec rec;
+	uint64_t meter[ISM_M_COUNT];
 	struct ism_alog_op ops[MAX_OPS];
 	struct ism_alog_conf conf;
 	struct ism_alog log;
@@ -354,7 +356,10 @@ static struct fx *exchange_as(void **state, const char *raw, const char *fmt,
 	    .client_port = 40001,
 	    .upstream = "web.demo.internal|127.0.0.2:18091",
 	    .cluster = "outbound|80||web.demo.internal",
+	    .meter = f->meter,
 	};
+	for (int i = 0; i < ISM_M_COUNT; i++)
+		f->meter[i] = 500u + (uint64_t)i; /* the heads: 500, 501; the wire: 502, 503 */
 	snprintf(f->q->route, sizeof(f->q->route), "default/web#1");
 	return f;
 }
@@ -385,7 +390,7 @@ static void test_render_json(void **state)
 	    render(f), "{\"time\":\"2026-11-26T07:05:26.015Z\",\"client\":\"127.0.0.1\","
 		       "\"method\":\"GET\",\"authority\":\"shop.example\",\"path\":\"/app/x?q=1\","
 		       "\"protocol\":\"HTTP/1.1\",\"route\":\"default/web#1\",\"status\":200,"
-		       "\"bytes_in\":84,\"bytes_out\":137,\"duration_ms\":4,"
+		       "\"bytes_in\":502,\"bytes_out\":503,\"duration_ms\":4,"
 		       "\"upstream\":\"web.demo.internal|127.0.0.2:18091\","
 		       "\"upstream_cluster\":\"outbound|80||web.demo.internal\",\"attempts\":1,"
 		       "\"flags\":\"-\",\"request_id\":\"-\",\"user_agent\":\"curl/8.1\","
@@ -411,7 +416,7 @@ static void test_render_json_failure(void **state)
 	assert_string_equal(
 	    render(f), "{\"time\":\"2026-11-26T07:05:26.015Z\",\"client\":\"127.0.0.1\","
 		       "\"method\":\"-\",\"authority\":\"-\",\"path\":\"-\",\"protocol\":\"-\","
-		       "\"route\":\"a\\\"b\",\"status\":400,\"bytes_in\":84,\"bytes_out\":137,"
+		       "\"route\":\"a\\\"b\",\"status\":400,\"bytes_in\":502,\"bytes_out\":503,"
 		       "\"duration_ms\":4,\"upstream\":\"-\","
 		       "\"upstream_cluster\":\"outbound|80||web.demo.internal\",\"attempts\":0,"
 		       "\"flags\":\"DPE\",\"request_id\":\"-\",\"user_agent\":\"-\","
@@ -617,6 +622,27 @@ static void test_render_more_operators(void **state)
 	assert_true(ism_alog_headers(&f->conf) & (1u << ISM_ALOG_H_X_REQUEST_ID));
 }
 
+/* Envoy's byte meters, each its own count and a number in JSON; the bodies'
+ * counts beside them. */
+static void test_render_meters(void **state)
+{
+	static const struct ism_alog_member m[] = {
+	    {"a", 1, "%DOWNSTREAM_HEADER_BYTES_RECEIVED%", 34},
+	    {"b", 1, "%DOWNSTREAM_HEADER_BYTES_SENT%", 30},
+	    {"c", 1, "%DOWNSTREAM_WIRE_BYTES_RECEIVED%", 32},
+	    {"d", 1, "%DOWNSTREAM_WIRE_BYTES_SENT%", 28},
+	    {"e", 1, "%UPSTREAM_HEADER_BYTES_RECEIVED%", 32},
+	    {"f", 1, "%UPSTREAM_HEADER_BYTES_SENT%", 28},
+	    {"g", 1, "%UPSTREAM_WIRE_BYTES_RECEIVED%", 30},
+	    {"h", 1, "%UPSTREAM_WIRE_BYTES_SENT%", 26},
+	    {"i", 1, "%BYTES_RECEIVED% %BYTES_SENT%", 29},
+	};
+	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
+
+	assert_string_equal(render(f), "{\"a\":500,\"b\":501,\"c\":502,\"d\":503,\"e\":504,"
+				       "\"f\":505,\"g\":506,\"h\":507,\"i\":\"84 137\"}");
+}
+
 /* A request that could not be parsed: only what the connection knows. */
 static void test_render_text_unparsed(void **state)
 {
@@ -707,7 +733,7 @@ static void test_render_resp(void **state)
 	assert_int_equal(f->ops[8].hdr, 4); /* the fifth RESP's slot */
 	ism_alog_use(&l, &f->conf);
 	assert_true(l.wants_resp);
-	ism_alog_capture_resp(&l, f->q, resp, 3, own, 1);
+	ism_alog_capture_fields(&l, f->q, ISM_ALOG_F_RESP, resp, 3, own, 1);
 	assert_string_equal(render(f), "text/html isthmus bee - text");
 	assert_int_equal(parse("%RESP(a)%%RESP(b)%%RESP(c)%%RESP(d)%%RESP(e)%%RESP(f)%%RESP(g)%"
 			       "%RESP(h)%",
@@ -717,11 +743,75 @@ static void test_render_resp(void **state)
 			       "%RESP(h)%%RESP(i)%",
 			       ops, err, sizeof(err)),
 			 -1);
-	assert_non_null(strstr(err, "more than 8 %RESP()% operators"));
+	assert_non_null(strstr(err, "more than 8 %RESP()% and %TRAILER()% operators"));
 	assert_int_equal(parse("%RESP(a?)%", ops, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "an empty header name"));
 	assert_int_equal(parse("%RESP%", ops, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "%RESP()% needs a header name"));
+}
+
+/* %ENVIRONMENT()%: the variable's value when the format is parsed, cut at
+ * :N; absent when unset or empty; in JSON, a string. */
+static void test_render_environment(void **state)
+{
+	static const struct ism_alog_member m[] = {
+	    {"a", 1, "%ENVIRONMENT(ISM_TEST_POD)%", 27},
+	    {"b", 1, "%ENVIRONMENT(ISM_TEST_POD):3%", 29},
+	    {"c", 1, "%ENVIRONMENT(ISM_TEST_UNSET)%", 29},
+	    {"d", 1, "%ENVIRONMENT(ISM_TEST_EMPTY)%", 29},
+	};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+	struct fx *f;
+
+	setenv("ISM_TEST_POD", "4711", 1);
+	setenv("ISM_TEST_EMPTY", "", 1);
+	unsetenv("ISM_TEST_UNSET");
+	f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
+	/* Read once: a change after the parse changes nothing. */
+	setenv("ISM_TEST_POD", "9999", 1);
+	assert_string_equal(render(f), "{\"a\":\"4711\",\"b\":\"471\",\"c\":null,\"d\":null}");
+	assert_int_equal(parse("%ENVIRONMENT%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "%ENVIRONMENT()% needs a variable's name"));
+	unsetenv("ISM_TEST_POD");
+	unsetenv("ISM_TEST_EMPTY");
+}
+
+/* %TRAILER()%: a trailer field of the response, captured apart from the
+ * head's; its slots are counted with %RESP()%'s. */
+static void test_render_trailer(void **state)
+{
+	static const struct ism_http_header head[] = {{"grpc-status", 11, "0", 1}};
+	static const struct ism_http_header trl[] = {
+	    {"grpc-status", 11, "5", 1},
+	    {"grpc-message", 12, "not found", 9},
+	};
+	struct fx *f = exchange(state, GET,
+				"%RESP(GRPC-STATUS)% %TRAILER(GRPC-STATUS)% "
+				"%TRAILER(X-NONE?GRPC-MESSAGE):3% %TRAILER(X-NONE)%");
+	struct ism_alog l = {.conf = &f->conf};
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+
+	assert_int_equal(f->ops[2].field, ISM_ALOG_F_TRAILER);
+	assert_int_equal(f->ops[2].hdr, 1); /* after the RESP's slot */
+	ism_alog_use(&l, &f->conf);
+	assert_true(l.wants_resp && l.wants_trailers);
+	assert_string_equal(render(f), "- - - -");
+	ism_alog_capture_fields(&l, f->q, ISM_ALOG_F_RESP, head, 1, NULL, 0);
+	assert_string_equal(render(f), "0 - - -");
+	ism_alog_capture_fields(&l, f->q, ISM_ALOG_F_TRAILER, trl, 2, NULL, 0);
+	assert_string_equal(render(f), "0 5 not -");
+	/* Once: a second set of trailers changes nothing. */
+	ism_alog_capture_fields(&l, f->q, ISM_ALOG_F_TRAILER, head, 1, NULL, 0);
+	assert_string_equal(render(f), "0 5 not -");
+	assert_int_equal(parse("%RESP(a)%%RESP(b)%%RESP(c)%%RESP(d)%%TRAILER(e)%%TRAILER(f)%"
+			       "%TRAILER(g)%%TRAILER(h)%%TRAILER(i)%",
+			       ops, err, sizeof(err)),
+			 -1);
+	assert_non_null(strstr(err, "more than 8 %RESP()% and %TRAILER()% operators"));
+	assert_int_equal(parse("%TRAILER%", ops, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "%TRAILER()% needs a header name"));
 }
 
 /* A named request field is captured by its name, any case; its alternative
@@ -764,6 +854,9 @@ int main(void)
 	    cmocka_unit_test_teardown(test_render_dict, fx_teardown),
 	    cmocka_unit_test(test_parse_dict),
 	    cmocka_unit_test_teardown(test_render_more_operators, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_meters, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_trailer, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_environment, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_transport_failure, fx_teardown),

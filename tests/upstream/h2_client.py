@@ -25,8 +25,9 @@ Prints one JSON object: {"settings": {server SETTINGS}, "goaway": {"last_stream_
 "streams": [...], "after": [...]}, a stream being {"id", "status", "headers",
 "trailers", "trailers_only" (END_STREAM on the response HEADERS), "body_len",
 "body" (first 64 KiB as latin-1), "sha256", "sent_sha256", "grpc_messages",
-"reset" (RST_STREAM code) or null, "not_sent" (reason) or null, "done_at"}, times
-in seconds from the start. Exits 0 when it could say what happened, 2 on bad usage.
+"reset" (RST_STREAM code) or null, "not_sent" (reason) or null, "done_at",
+"meter": the bytes of its frames as Envoy meters them, {"head_sent", "wire_sent",
+"head_received", "wire_received"}}, times in seconds from the start. Exits 0 when it could say what happened, 2 on bad usage.
 """
 
 import argparse
@@ -86,8 +87,11 @@ class Stream:
             b = b[5 + n:]
         return out
 
-    def result(self):
-        return {"id": self.id, "finished": self.finished, "status": self.status, "headers": self.headers,
+    def result(self, sent, received):
+        meter = {"head_sent": sent.head.get(self.id, 0), "wire_sent": sent.wire.get(self.id, 0),
+                 "head_received": received.head.get(self.id, 0),
+                 "wire_received": received.wire.get(self.id, 0)}
+        return {"meter": meter, "id": self.id, "finished": self.finished, "status": self.status, "headers": self.headers,
                 "trailers": self.trailers, "trailers_only": self.trailers_only, "body_len": self.body_len,
                 "body": bytes(self.body[:KEEP_BODY]).decode("latin-1"), "sha256": self.sha.hexdigest(),
                 "sent_sha256": self.sent_sha, "grpc_messages": self.grpc_messages(), "reset": self.reset,
@@ -110,6 +114,7 @@ class Client:
         })
         self.by_id = {}
         self.frames = GoawayFilter()
+        self.sent = GoawayFilter(skip=24)  # what we send, metered: the preface first
         self.settings = None
         self.goaway = None
         self.closed = False
@@ -121,6 +126,7 @@ class Client:
     def flush(self):
         data = self.h2.data_to_send()
         if data and not self.closed:
+            self.sent.feed(data)
             try:
                 self.sock.sendall(data)
             except OSError as e:
@@ -348,7 +354,8 @@ def main():
         pass
     out.update({"settings": c.settings, "goaway": c.goaway, "closed": c.closed,
                 "error": out["error"] or c.error,
-                "streams": [s.result() for s in first], "after": [s.result() for s in second]})
+                "streams": [s.result(c.sent, c.frames) for s in first],
+                "after": [s.result(c.sent, c.frames) for s in second]})
     json.dump(out, sys.stdout)
     print()
     return 0
