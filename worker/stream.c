@@ -692,9 +692,11 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 		return "fault_filter_abort";
 	if (st->local_details != NULL)
 		return st->local_details;
-	/* A route's redirect or directResponse; a CORS preflight's is not known. */
+	/* A route's redirect or directResponse; a CORS preflight's, Envoy's CORS
+	 * filter's. */
 	if (st->flags == NULL)
-		return st->cors != NULL && st->cors->preflight ? NULL : "direct_response";
+		return st->cors != NULL && st->cors->preflight ? "cors_response"
+							       : "direct_response";
 	/* Envoy's router: "{reset reason,transport failure reason}" (the log
 	 * shows its spaces as underscores). */
 	if (transport != NULL && strcmp(st->flags, "UF") == 0 &&

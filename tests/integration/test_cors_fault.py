@@ -14,7 +14,8 @@ import re
 import subprocess
 import time
 
-from harness import Conn, Registry, appliance, check, curl, docs, free_port, gateway, service_entry, virtual_service
+from harness import (Conn, Registry, appliance, check, curl, docs, file_lines, free_port, gateway, poll, service_entry,
+                     virtual_service)
 from test_h2 import (GSVC, RESOURCE_EXHAUSTED, UNIMPLEMENTED, alog, check_grpc_local_error, grpc, grpc_raw,
                      grpc_world, grpcup_stats, need_tools, wait_log)
 
@@ -103,8 +104,12 @@ def cors_preflight(env):
     Access-Control-Allow-* fields as Envoy sends them, no body) without an
     upstream hit, over HTTP/1.1 and HTTP/2 (curl, h2c); one from a refused
     origin goes to the upstream and gets no Access-Control-* field, or, with
-    unmatchedPreflights IGNORE, is answered without one."""
-    up = _world(env, cors_routes())
+    unmatchedPreflights IGNORE, is answered without one. The access log
+    gives a preflight answered here Envoy's CORS filter's details,
+    cors_response."""
+    log = env.path("access.log")
+    up = _world(env, cors_routes(), app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: "
+                                              "\"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE_DETAILS%\"}\n")
     before = upstream_count(up)
     with Conn("127.0.0.1", env.gw_port) as c:
         for i in range(2):  # kept alive: the answer's framing holds
@@ -142,6 +147,10 @@ def cors_preflight(env):
     # An OPTIONS without Access-Control-Request-Method is no preflight: forwarded.
     r = env.get("/api", headers=[("Origin", "https://app.example")], method="OPTIONS")
     check(r.header("x-upstream") == "e0", f"a plain OPTIONS was answered by isthmus: {r}")
+    want = {"OPTIONS /api cors_response": 3, "OPTIONS /ignore cors_response": 2, "OPTIONS /api via_upstream": 3}
+    got = poll(lambda: {k: file_lines(log).count(k) for k in want} if len(file_lines(log)) >= 9 else None, 5,
+               what="nine access-log lines")
+    check(got == want, f"response code details: {file_lines(log)}")
 
 
 @_test
