@@ -8,6 +8,7 @@
 
 #include "lib/ascii.h"
 #include "lib/base64.h"
+#include "worker/policy.h"
 
 void ism_gw_free(struct ism_gw *g)
 {
@@ -15,6 +16,8 @@ void ism_gw_free(struct ism_gw *g)
 		return;
 	ism_buf_free(&g->buf);
 	ism_buf_free(&g->trl);
+	ism_buf_free(&g->head);
+	ism_buf_free(&g->msg);
 	free(g);
 }
 
@@ -55,6 +58,62 @@ uint8_t ism_gw_request(const struct ism_http_header *h, size_t n)
 		}
 	}
 	return flags & ISM_GW_ON ? flags : 0;
+}
+
+bool ism_gw_transform(int status, const struct ism_http_header *h, size_t n, bool done)
+{
+	const struct ism_http_header *ct = ism_http_field(h, n, "content-type", 12);
+	size_t m = ct != NULL ? media_len(ct->value, ct->value_len) : 0;
+
+	if (done)
+		return false;
+	if (status != 200 || ct == NULL)
+		return true;
+	return !ism_http_grpc_type(ct->value, ct->value_len) &&
+	       !media_is(ct->value, m, "application/grpc-web") &&
+	       !media_is(ct->value, m, "application/grpc-web+proto");
+}
+
+int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header *h, size_t n,
+			const char *body, size_t len, struct ism_buf *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *ct = ism_gw_content_type(flags);
+	char gs[21];
+	int ret = 0;
+	char *v;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!ism_http_header_is(&h[i], "content-length") &&
+		    !ism_http_header_is(&h[i], "transfer-encoding") &&
+		    !ism_http_header_is(&h[i], "content-type") &&
+		    !ism_http_header_is(&h[i], "grpc-status") &&
+		    !ism_http_header_is(&h[i], "grpc-message"))
+			ret |= ism_buf_put_pair(out, h[i].name, h[i].name_len, h[i].value,
+						h[i].value_len);
+	ret |= ism_buf_put_pair(out, "content-type", 12, ct, strlen(ct));
+	ret |= ism_buf_put_pair(out, "grpc-status", 11, gs,
+				ism_fmt_num(gs, (uint64_t)ism_http_to_grpc(status), 10));
+	/* grpc-message: its room at the worst (every byte escaped), then filled */
+	if (ret || ism_buf_put_pair(out, "grpc-message", 12, "", 0) < 0 ||
+	    ism_buf_reserve(out, (uint32_t)(3 * len), UINT32_MAX) < 0)
+		return -ENOMEM;
+	v = out->p + out->len - 1; /* over the value's NUL */
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = (uint8_t)body[i];
+
+		if (c < 0x20 || c >= 0x7e || c == '%') {
+			v[k++] = '%';
+			v[k++] = hex[c >> 4];
+			v[k++] = hex[c & 15];
+		} else {
+			v[k++] = (char)c;
+		}
+	}
+	v[k] = '\0';
+	out->len += (uint32_t)k;
+	return 0;
 }
 
 void ism_gw_request_fields(struct ism_http_header *h, size_t *n, size_t cap)

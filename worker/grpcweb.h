@@ -34,12 +34,23 @@ struct ism_gw_b64 {
 	uint8_t n;
 };
 
+/* The most of a body that is not gRPC kept for its grpc-message (Envoy's
+ * MAX_BUFFERED_PLAINTEXT_LENGTH); the rest is dropped. */
+#define ISM_GW_MSG_MAX 16384u
+
 /* A gRPC-Web stream's state (ism_stream.gw). */
 struct ism_gw {
 	uint8_t flags;		   /* enum ism_gw_flags */
 	struct ism_gw_b64 in, out; /* the request's decoding, the response's encoding */
 	struct ism_buf buf;	   /* what the latest piece of a body became */
 	struct ism_buf trl;	   /* the trailers frame, until the body's end */
+	/* A response that is neither gRPC nor gRPC-Web (an upstream's error
+	 * page; ism_gw_transform): its head waits for its body, whose first
+	 * ISM_GW_MSG_MAX bytes become its grpc-message. */
+	uint8_t held;
+	uint16_t status;     /* the held head's */
+	struct ism_buf head; /* its fields: name NUL value NUL ... */
+	struct ism_buf msg;  /* its body so far */
 };
 
 void ism_gw_free(struct ism_gw *g);
@@ -70,6 +81,20 @@ int ism_gw_decode(struct ism_gw_b64 *c, const char *in, size_t len, bool final,
  * -ENOMEM. */
 int ism_gw_encode(struct ism_gw_b64 *c, const char *in, size_t len, bool final,
 		  struct ism_buf *out);
+
+/* Whether a response (status, fields h[0..n); done: its head ends it) is
+ * turned into a gRPC error, as Envoy's filter does: unless it is gRPC (200
+ * with a gRPC content type; with done, a grpc-status) or gRPC-Web's proto
+ * (200 with application/grpc-web or +proto), and unless its head ends it. */
+bool ism_gw_transform(int status, const struct ism_http_header *h, size_t n, bool done);
+
+/* The fields of the turned response's head onto out (name NUL value NUL ...):
+ * those of h[0..n) but its framing, content type and gRPC status, then
+ * content-type (ism_gw_content_type), grpc-status (ism_http_to_grpc's of
+ * status) and grpc-message: body, percent-encoded as gRPC's spec says (bytes
+ * below 0x20, from 0x7e up and '%' as %XX, as Envoy's encoder). 0 or -ENOMEM. */
+int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header *h, size_t n,
+			const char *body, size_t len, struct ism_buf *out);
 
 /* The trailers frame of h[0..n) onto out: 0x80, the length (big-endian),
  * then "name:value\r\n" for each field, names lowercase. 0 or -ENOMEM. */

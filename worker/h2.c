@@ -351,15 +351,8 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
  * upstream (too large ones are dropped, as HTTP/1.1 drops them). */
 static void request_trailers(struct ism_wctx *w, struct ism_h2s *x)
 {
-	const char *p = x->hdr.b.p, *end = x->hdr.b.p + x->hdr.b.len;
-	size_t n = 0;
+	size_t n = ism_buf_get_pairs(&x->hdr.b, w->hdrs, ISM_MAX_HDRS);
 
-	while (p < end && n < ISM_MAX_HDRS) {
-		size_t nl = strlen(p), vl = strlen(p + nl + 1);
-
-		w->hdrs[n++] = (struct ism_http_header){p, nl, p + nl + 1, vl};
-		p += nl + vl + 2;
-	}
 	ism_stream_req_trailers(w, x->st, w->hdrs, n);
 	ism_buf_free(&x->hdr.b);
 }

@@ -252,6 +252,20 @@ int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t
 	return 0;
 }
 
+size_t ism_buf_get_pairs(const struct ism_buf *b, struct ism_http_header *h, size_t cap)
+{
+	const char *p = b->p, *end = b->p + b->len;
+	size_t n = 0;
+
+	while (p < end && n < cap) {
+		size_t nl = strlen(p), vl = strlen(p + nl + 1);
+
+		h[n++] = (struct ism_http_header){p, nl, p + nl + 1, vl};
+		p += nl + vl + 2;
+	}
+	return n;
+}
+
 void ism_buf_keep(struct ism_buf *b, const char *p, uint32_t len, uint32_t max)
 {
 	if (b->len == 0 || b->len + (uint64_t)len > max ||

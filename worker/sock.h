@@ -61,6 +61,8 @@ int ism_buf_put_body(struct ism_buf *out, const char *p, uint32_t len, bool chun
 int ism_buf_put_pair(struct ism_buf *b, const void *name, size_t nl, const void *value, size_t vl);
 /* Appends header fields as such pairs. */
 int ism_buf_put_pairs(struct ism_buf *b, const struct ism_http_header *h, size_t n);
+/* The fields of b's pairs into h (at most cap, pointing into b); their count. */
+size_t ism_buf_get_pairs(const struct ism_buf *b, struct ism_http_header *h, size_t cap);
 /* A request kept for a replay grows by len bytes while it stays within max
  * (Envoy buffers a request for retries likewise); beyond, or empty already, it
  * is dropped (the request cannot be replayed). */

@@ -2374,11 +2374,99 @@ static const struct ism_http_resp *gw_head(struct ism_wctx *w, struct ism_stream
 	return edited(w, &edits, resp, copy);
 }
 
+/* The final response head resp goes to the client (edited already), with the
+ * body bytes that came with it. */
+static void head_out(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		     uint8_t mode, const char *body, uint32_t len, bool done)
+{
+	int ret;
+
+	if (w->alog.wants_resp && st->log_req != NULL)
+		log_resp(w, st, resp->headers, resp->n_headers, true);
+	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
+	if (ret < 0) {
+		st->od_pending = 0;
+		stream_local(w, st, 502, "upstream response head too large", true);
+		return;
+	}
+	if (!st->mirror)
+		count_status(w, resp->status);
+	st->state = ISM_ST_RESPONSE;
+	st->resp_head_done = 1;
+	st->resp_started = 1;
+	st->resp_done = done;
+	if (done)
+		count_exchange(w, st);
+	st->sending = 1;
+	set_deadline(w, st, ISM_SDL_NONE, 0);
+	if (ret == 0) /* taken at once: as if it went out */
+		ism_stream_resp_sent(w, st);
+}
+
+/* A held gRPC-Web response (ism_gw.held) keeps its body's first bytes. */
+static void gw_keep(struct ism_gw *g, const char *p, uint32_t len)
+{
+	uint32_t room = g->msg.len < ISM_GW_MSG_MAX ? ISM_GW_MSG_MAX - g->msg.len : 0;
+
+	if (len > room)
+		len = room;
+	if (len > 0 && ism_buf_append(&g->msg, p, len, UINT32_MAX) < 0)
+		g->msg.len = 0; /* without memory, no message */
+}
+
+/* The held response's body ended: its head goes, a gRPC error with the body
+ * as its grpc-message, and no body. 0 or -ENOMEM. */
+static int gw_release(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_gw *g = st->gw;
+	struct ism_http_resp resp = {.status = g->status, .minor_version = 1, .headers = w->hdrs};
+	struct ism_buf fields = {0};
+	size_t n = ism_buf_get_pairs(&g->head, w->hdrs, ISM_MAX_HDRS);
+
+	g->held = 0;
+	if (ism_gw_error_fields(g->flags, g->status, w->hdrs, n, g->msg.p, g->msg.len, &fields) <
+	    0) {
+		ism_buf_free(&fields);
+		return -ENOMEM;
+	}
+	resp.n_headers = ism_buf_get_pairs(&fields, w->hdrs, ISM_MAX_HDRS);
+	resp.reason = ism_http_reason(g->status);
+	resp.reason_len = strlen(resp.reason);
+	resp.framing.content_length = 0;
+	head_out(w, st, &resp, ISM_BODY_CL, NULL, 0, true);
+	ism_buf_free(&fields);
+	return 0;
+}
+
+/* A gRPC-Web request's response that is not gRPC (ism_gw_transform) waits
+ * for its body, as Envoy's filter buffers it. 0 or -ENOMEM. */
+static int gw_hold(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
+		   const char *body, uint32_t len, bool done)
+{
+	struct ism_gw *g = st->gw;
+
+	g->held = 1;
+	g->status = (uint16_t)resp->status;
+	if (ism_buf_put_pairs(&g->head, resp->headers, resp->n_headers) < 0)
+		return -ENOMEM;
+	gw_keep(g, body, len);
+	/* Started, as Envoy's router counts it (the head went to the filters):
+	 * a timeout or a reset from now on cuts the stream, no retry. */
+	st->state = ISM_ST_RESPONSE;
+	st->resp_head_done = 1;
+	st->resp_started = 1;
+	if (done)
+		return gw_release(w, st);
+	set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+	ism_up_resume(w, st);
+	return 0;
+}
+
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
 	struct ism_http_resp copy;
-	int grpc = grpc_status(st, resp), ret;
+	int grpc = grpc_status(st, resp);
 	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc);
 	/* Outlier detection sees a trailers-only gRPC answer's status as the
 	 * HTTP status Envoy maps it to (UNAVAILABLE: 503). */
@@ -2415,34 +2503,24 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	 * on what the router gives it), then gRPC-Web's (its filter is first:
 	 * it sees the response last). */
 	if ((st->resp_edits != NULL && (resp = resp_edited(w, st, resp, &copy, &made)) == NULL) ||
-	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL) ||
-	    (st->gw != NULL &&
-	     (resp = gw_head(w, st, resp, &copy, &mode, &body, &len, done)) == NULL)) {
+	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL))
+		goto oom;
+	if (st->gw != NULL &&
+	    ism_gw_transform(resp->status, resp->headers, resp->n_headers, done && len == 0)) {
+		if (gw_hold(w, st, resp, body, len, done) < 0)
+			goto oom;
 		free(made);
-		stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
-	if (w->alog.wants_resp && st->log_req != NULL)
-		log_resp(w, st, resp->headers, resp->n_headers, true);
-	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
+	if (st->gw != NULL &&
+	    (resp = gw_head(w, st, resp, &copy, &mode, &body, &len, done)) == NULL)
+		goto oom;
+	head_out(w, st, resp, mode, body, len, done);
 	free(made);
-	if (ret < 0) {
-		st->od_pending = 0;
-		stream_local(w, st, 502, "upstream response head too large", true);
-		return;
-	}
-	if (!st->mirror)
-		count_status(w, resp->status);
-	st->state = ISM_ST_RESPONSE;
-	st->resp_head_done = 1;
-	st->resp_started = 1;
-	st->resp_done = done;
-	if (done)
-		count_exchange(w, st);
-	st->sending = 1;
-	set_deadline(w, st, ISM_SDL_NONE, 0);
-	if (ret == 0) /* taken at once: as if it went out */
-		ism_stream_resp_sent(w, st);
+	return;
+oom:
+	free(made);
+	stream_local(w, st, 503, "out of memory", true);
 }
 
 void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
@@ -2488,7 +2566,10 @@ bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 {
 	if (st->log_req != NULL)
 		ism_alog_capture_fields(&w->alog, st->log_req, ISM_ALOG_F_TRAILER, h, n, NULL, 0);
-	/* gRPC-Web: the trailers end the body, as its last frame. */
+	/* gRPC-Web: the trailers end the body, as its last frame; those of a
+	 * held response are dropped (its grpc-status is made of its status). */
+	if (st->gw != NULL && st->gw->held)
+		return true;
 	if (st->gw != NULL) {
 		if (ism_gw_trailers(h, n, &st->gw->trl) == 0)
 			return true;
@@ -2507,6 +2588,16 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 {
 	int ret;
 
+	if (st->gw != NULL && st->gw->held) {
+		gw_keep(st->gw, p, len);
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (!done)
+			ism_up_resume(w, st);
+		else if (gw_release(w, st) < 0)
+			stream_local(w, st, 503, "out of memory", true);
+		return;
+	}
 	if (st->gw != NULL && gw_response_data(w, st, &p, &len, &bid, done) < 0) {
 		stream_cut(w, st);
 		return;

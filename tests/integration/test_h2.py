@@ -1013,6 +1013,56 @@ def grpc_web(env):
 
 
 @_test
+def grpc_web_non_grpc_answer(env):
+    """An answer to a gRPC-Web request that is neither gRPC nor gRPC-Web (an
+    upstream's error page, a plain 200) becomes a gRPC error, as Envoy's
+    grpc_web filter makes it: the upstream's status, gRPC-Web's content type,
+    grpc-status from the HTTP status (503: UNAVAILABLE, 404: UNIMPLEMENTED,
+    others: UNKNOWN), the body's first 16 KiB as grpc-message (percent-encoded)
+    and no body; over HTTP/1.1 and HTTP/2. An answer whose head ends it keeps
+    its head (and gets the content type)."""
+    need_tools("grpc")
+    gw_port = free_port()
+    web = gateway(gw_port).replace("protocol: HTTP}", "protocol: GRPC-WEB}")
+    up = h1_upstream(env, "127.0.0.2", "p0")
+    routes = (f"  - match: [{{authority: {{exact: plain.test}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+              f"  - route: [{{destination: {{host: {GSVC}}}}}]\n")
+    gw, _ = grpc_world(env, gateway_doc=web, routes=routes,
+                       extra_docs=(service_entry("plain", SVC, [{"address": "127.0.0.2", "port": up}]),))
+    bin_ct, web_ct = "application/grpc-web+proto", [("Content-Type", "application/grpc-web")]
+    for path, status, code, msg in (("/status/503", 503, "14", "p0 status 503%0A"),
+                                    ("/status/404", 404, "12", "p0 status 404%0A"),
+                                    ("/chunked/20000", 200, "2", pattern_text(16384)),
+                                    ("/x~y", 200, "2", "p0 /x%7Ey%0A")):
+        with Conn("127.0.0.1", gw) as c:
+            r = c.request("POST", path, "plain.test", web_ct, gw_msg(b"m"))
+        check((r.status, r.header("content-type"), r.header("grpc-status"), r.header("grpc-message"),
+               r.header("content-length"), r.body) == (status, bin_ct, code, msg, "0", b""),
+              f"HTTP/1.1 {path}: {r.status} {r.headers} {r.body[:80]!r}")
+    rc, out, err = curl(["-sS", "--http2-prior-knowledge", "-D", "-", "-o", env.path("h2.out"),
+                         "-H", "content-type: application/grpc-web", "-H", "host: plain.test", "--data-binary", "m",
+                         f"http://127.0.0.1:{gw}/status/503"])
+    head = out.lower()
+    check(rc == 0 and head.startswith("http/2 503") and "grpc-status: 14" in head and
+          "grpc-message: p0 status 503%0a" in head and "content-type: " + bin_ct in head and
+          open(env.path("h2.out"), "rb").read() == b"", f"HTTP/2: rc {rc} {out} {err}")
+    # A head that ends the answer: kept as it came, with gRPC-Web's content type.
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/status/204", "plain.test", web_ct, gw_msg(b"m"))
+    check(r.status == 204 and r.header("content-type") == bin_ct and r.header("grpc-status") is None,
+          f"204: {r.status} {r.headers}")
+    # A gRPC answer is not touched (the other route): its message and trailers frame.
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Unary", "g.test", web_ct, gw_msg(b"hi"))
+    check(r.status == 200 and gw_frames(r.body)[0] == (0, b"hi"), f"gRPC answer: {r.status} {r.headers}")
+
+
+def pattern_text(n):
+    """The first n bytes of the C test upstream's body pattern (its /bytes/ and /chunked/)."""
+    return "".join(chr(ord("a") + i % 26) for i in range(n))
+
+
+@_test
 def grpc_tls(env):
     """gRPC over TLS on both sides: an HTTPS server (ALPN h2) and SIMPLE TLS with
     ALPN h2 to a TLS grpcio server."""

@@ -373,6 +373,40 @@ def access_log_byte_meters(env):
 
 
 @_test
+def grpc_web_held_answer_cut(env):
+    """A gRPC-Web request's answer that is not gRPC waits whole for its body,
+    which becomes its grpc-message: when its upstream stalls mid-body, the
+    route's timeout cuts the stream, as Envoy resets a stream whose response
+    had started (nothing of it reached the client: its connection closes
+    without an answer), and it is not tried again (retryOn 5xx would retry
+    the timeout before the head)."""
+    def stall(c, head, rest):
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 100\r\n\r\npartial")
+        time.sleep(4)
+
+    up = ScriptedUpstream(stall, fail_on=(1, 2, 3))
+    try:
+        gw = free_port()
+        conf = gateway_conf(env, gw, up.port, "    timeout: 1s\n    retries: {attempts: 2, retryOn: 5xx}\n")
+        with open(conf) as f:
+            text = f.read().replace("protocol: HTTP}", "protocol: GRPC-WEB}", 1)
+        check("GRPC-WEB" in text, "the gateway's server protocol")
+        env.start_gateway(env.write("isthmus.yaml", text), gw)
+        with Conn("127.0.0.1", gw, timeout=10) as c:
+            t0 = time.monotonic()
+            c.send(b"POST /svc/M HTTP/1.1\r\nhost: retry.test\r\ncontent-type: application/grpc-web\r\n"
+                   b"content-length: 6\r\n\r\n\0\0\0\0\1m")
+            closed = c.closed_by_peer(8)
+            took = time.monotonic() - t0
+            check(closed and c.buf == b"" and 0.8 <= took < 6,
+                  f"closed {closed} after {took:.1f} s with {c.buf[:80]!r}: want a close at the 1 s timeout, "
+                  "no answer")
+        check(len(up.heads) == 1, f"{len(up.heads)} tries, want 1")
+    finally:
+        up.close()
+
+
+@_test
 def service_time_from_request_end(env):
     """x-envoy-upstream-service-time counts from the end of the request, as
     Envoy's router does: a body sent 2.5 s after its head, to an upstream that

@@ -2,7 +2,8 @@
 /* Unit tests of gRPC-Web's translation (worker/grpcweb.h): which requests are
  * gRPC-Web's and in which form, the request's fields as the upstream gets
  * them, base64 across a body's pieces at every split (against lib/base64.h
- * whole), bad base64, and the trailers frame. */
+ * whole), bad base64, the trailers frame, and which answers become gRPC
+ * errors and with what fields. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -166,12 +167,71 @@ static void test_trailers_frame(void **state)
 	ism_buf_free(&out);
 }
 
+/* Which answers Envoy's filter turns into gRPC errors. */
+static void test_transform(void **state)
+{
+	static const struct ism_http_header grpc[] = {H("content-type", "application/grpc")};
+	static const struct ism_http_header grpc_json[] = {
+	    H("Content-Type", "application/grpc+json")};
+	static const struct ism_http_header web[] = {
+	    H("content-type", "application/grpc-web; x=1")};
+	static const struct ism_http_header web_proto[] = {
+	    H("content-type", "Application/gRPC-Web+proto")};
+	static const struct ism_http_header web_text[] = {
+	    H("content-type", "application/grpc-web-text")};
+	static const struct ism_http_header html[] = {H("content-type", "text/html")};
+
+	(void)state;
+	assert_false(ism_gw_transform(200, grpc, 1, false));
+	assert_false(ism_gw_transform(200, grpc_json, 1, false));
+	assert_false(ism_gw_transform(200, web, 1, false));
+	assert_false(ism_gw_transform(200, web_proto, 1, false));
+	assert_true(ism_gw_transform(200, web_text, 1, false));
+	assert_true(ism_gw_transform(200, html, 1, false));
+	assert_true(ism_gw_transform(200, NULL, 0, false));
+	assert_true(ism_gw_transform(503, grpc, 1, false));
+	/* A head that ends the answer is left as it came. */
+	assert_false(ism_gw_transform(503, html, 1, true));
+}
+
+/* The fields of the error: the answer's own but framing, type and gRPC
+ * status; gRPC-Web's type, the status from the HTTP status, the body
+ * percent-encoded as gRPC's spec says (Envoy's encoder escapes '~' too). */
+static void test_error_fields(void **state)
+{
+	static const struct ism_http_header h[] = {
+	    H("Content-Type", "text/html"), H("content-length", "12"), H("x-up", "p0"),
+	    H("grpc-status", "0"), H("transfer-encoding", "chunked")};
+	static const char body[] = "50% off~\n\x01\xff ok";
+	static const char want[] = "x-up\0p0\0content-type\0application/grpc-web-text+proto\0"
+				   "grpc-status\0"
+				   "14\0grpc-message\0"
+				   "50%25 off%7E%0A%01%FF ok";
+	static const char empty[] = "content-type\0application/grpc-web+proto\0grpc-status\0"
+				    "2\0grpc-message\0";
+	struct ism_buf out = {0};
+
+	(void)state;
+	assert_int_equal(ism_gw_error_fields(ISM_GW_ON | ISM_GW_TEXT_OUT, 503, h, 5, body,
+					     sizeof(body) - 1, &out),
+			 0);
+	assert_int_equal(out.len, sizeof(want));
+	assert_memory_equal(out.p, want, sizeof(want));
+	/* No body: an empty message; another status: UNKNOWN. */
+	out.len = 0;
+	assert_int_equal(ism_gw_error_fields(ISM_GW_ON, 418, NULL, 0, NULL, 0, &out), 0);
+	assert_int_equal(out.len, sizeof(empty));
+	assert_memory_equal(out.p, empty, sizeof(empty));
+	ism_buf_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_request_kinds),  cmocka_unit_test(test_request_fields),
 	    cmocka_unit_test(test_base64_pieces),  cmocka_unit_test(test_base64_bad),
-	    cmocka_unit_test(test_trailers_frame),
+	    cmocka_unit_test(test_trailers_frame), cmocka_unit_test(test_transform),
+	    cmocka_unit_test(test_error_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
