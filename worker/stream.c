@@ -2376,8 +2376,9 @@ static const struct ism_http_resp *gw_head(struct ism_wctx *w, struct ism_stream
 
 /* The final response head resp goes to the client (edited already), with the
  * body bytes that came with it. */
-static void head_out(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
-		     uint8_t mode, const char *body, uint32_t len, bool done)
+static inline void head_out(struct ism_wctx *w, struct ism_stream *st,
+			    const struct ism_http_resp *resp, uint8_t mode, const char *body,
+			    uint32_t len, bool done)
 {
 	int ret;
 
