@@ -1303,6 +1303,11 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cluster_tls(b, k, k->subset, &tp, &cl->tls);
 	cl->auto_tls = auto_tls(b, k, k->subset, &tp);
 	cl->pp = tp.pp;
+	if (tp.tunnel_host != NULL) {
+		snprintf(name, sizeof(name), strchr(tp.tunnel_host, ':') ? "[%s]:%u" : "%s:%u",
+			 tp.tunnel_host, tp.tunnel_port);
+		cl->tunnel = astr(b, name);
+	}
 	hc = ism_model_find_hc(c, k->host, k->port);
 	if (hc != SIZE_MAX) {
 		struct ism_cm_tp svc;

@@ -89,6 +89,8 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		out->rb = s->policy.tp.rb;
 	if (s->policy.tp.pp != ISM_UPP_NONE)
 		out->pp = s->policy.tp.pp;
+	out->tunnel_host = s->policy.tp.tunnel_host;
+	out->tunnel_port = s->policy.tp.tunnel_port;
 	pt = port_tp(&s->policy, port);
 	if (pt != NULL)
 		port_replace(out, pt);

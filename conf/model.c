@@ -3550,22 +3550,63 @@ static void parse_upstream_pp(struct ism_vctx *v, const struct ism_node *tp, uin
 	ism_v_pop(v, old);
 }
 
+/* trafficPolicy.tunnel: {protocol: CONNECT (default) | POST, targetHost (a
+ * host name or an IP address), targetPort}, as Istio validates it. */
+static void parse_tunnel(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_tp *out)
+{
+	static const char *const keys[] = {"protocol", "targetHost", "targetPort", NULL};
+	static const char *const protocols[] = {"CONNECT", "", NULL};
+	static const char *const later[] = {"POST", NULL};
+	const struct ism_node *n = ism_v_node(v, tp, "tunnel", false, ISM_NODE_MAP);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *proto = "CONNECT", *host = NULL;
+	uint32_t port = 0;
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".tunnel");
+	ism_v_keys(v, n, keys, NULL);
+	ism_v_enum(v, n, "protocol", protocols, later, &proto);
+	if (ism_v_str(v, n, "targetHost", true, &host) > 0 &&
+	    (host[0] == '*' || (!host_syntax_ok(host) && !parse_ip(host, &ss, &len)))) {
+		size_t o2 = ism_v_push(v, ".targetHost");
+
+		ism_v_err(v, ism_node_get(n, "targetHost", NULL),
+			  "must be a host name or an IP address, not \"%s\"", host);
+		ism_v_pop(v, o2);
+		host = NULL;
+	}
+	if (ism_v_u32(v, n, "targetPort", true, 1, 65535, &port) > 0 && host != NULL) {
+		out->tunnel_host = host;
+		out->tunnel_port = port;
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_policy *p)
 {
-	static const char *const keys[] = {
-	    "loadBalancer", "connectionPool", "outlierDetection", "portLevelSettings",
-	    "tls",	    "retryBudget",    "proxyProtocol",	  NULL};
-	static const char *const unimpl[] = {"tunnel", NULL};
+	static const char *const keys[] = {"loadBalancer",
+					   "connectionPool",
+					   "outlierDetection",
+					   "portLevelSettings",
+					   "tls",
+					   "retryBudget",
+					   "proxyProtocol",
+					   "tunnel",
+					   NULL};
 	const struct ism_node *tp = ism_v_node(v, map, "trafficPolicy", false, ISM_NODE_MAP);
 	size_t old;
 
 	if (tp == NULL)
 		return;
 	old = ism_v_push(v, ".trafficPolicy");
-	ism_v_keys(v, tp, keys, unimpl);
+	ism_v_keys(v, tp, keys, NULL);
 	parse_tp(v, tp, &p->tp);
 	parse_retry_budget(v, tp, &p->tp.rb);
 	parse_upstream_pp(v, tp, &p->tp.pp);
+	parse_tunnel(v, tp, &p->tp);
 	parse_port_settings(v, tp, p);
 	ism_v_pop(v, old);
 }

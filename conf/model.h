@@ -380,6 +380,12 @@ struct ism_cm_tp {
 	 * Istio merges them): */
 	struct ism_cm_rbudget rb;
 	uint8_t pp; /* proxyProtocol (enum ism_upstream_pp; ISM_UPP_NONE: not set) */
+	/* tunnel: a TCP or TLS route's bytes go through the endpoints (HTTP
+	 * CONNECT proxies) to tunnel_host:tunnel_port; NULL: no tunnel. A
+	 * subset's is its own, not the DestinationRule's (Istio's
+	 * tunnelingconfig.Apply). */
+	const char *tunnel_host;
+	uint32_t tunnel_port;
 };
 
 struct ism_cm_port_tp {

@@ -2265,10 +2265,24 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 		return;
 	}
+	/* Through an HTTP proxy (the DestinationRule's tunnel): its answer to
+	 * the CONNECT first, within the connect timeout. */
+	cl = st_cluster(w, st);
+	if (cl != NULL && cl->tunnel.len > 0) {
+		set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
+		ism_up_tunnel_ask(w, st->up, &cl->tunnel);
+		return;
+	}
+	ism_stream_up_tunnel(w, st);
+}
+
+void ism_stream_up_tunnel(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_cluster *cl = st_cluster(w, st);
+
 	/* Connected: a success to outlier detection (Envoy's local-origin
 	 * connect success), and the tunnel opens. */
 	record_outcome(w, st, ISM_FAIL_NONE, 200);
-	cl = st_cluster(w, st);
 	tunnel_start(w, st, cl != NULL ? cl->tcp_idle_ms : ISM_DEFAULT_TCP_IDLE_MS,
 		     cl != NULL ? cl->tcp_max_duration_ms : 0,
 		     st->l4_route != NULL && w->table->gen == st->table_gen ? st->l4_route->stats

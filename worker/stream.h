@@ -216,6 +216,9 @@ void ism_stream_tunnel_end(struct ism_wctx *w, struct ism_stream *st, const char
 
 /* The connection is usable: the request goes out. */
 void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st);
+/* A 2xx answered the CONNECT of a TCP or TLS route's tunnel (ism_up_tunnel_ask):
+ * the tunnel opens. */
+void ism_stream_up_tunnel(struct ism_wctx *w, struct ism_stream *st);
 /* Bytes came from the upstream: its response timeout starts again. */
 void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st);
 /* The request bytes handed to the upstream went out. */

@@ -95,6 +95,13 @@ int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
 	t->head = t->busy[ISM_TUN_UPSTREAM] = t->sk[ISM_TUN_UPSTREAM]->send_armed;
 	if (!t->head)
 		client_first(w, t);
+	/* What the upstream sent with its answer to a TCP or TLS route's
+	 * CONNECT (a server that speaks first) goes to the client first. */
+	if (st->l4 && st->up->in.len) {
+		count_bytes(w, t, ISM_TUN_UPSTREAM, st->up->in.len, false);
+		t->up_early = t->busy[ISM_TUN_CLIENT] = 1;
+		ism_sock_send(w, t->sk[ISM_TUN_CLIENT], st->up->in.p, st->up->in.len, -1);
+	}
 	ism_sock_recv(w, t->sk[ISM_TUN_UPSTREAM]);
 	return 0;
 }
@@ -181,6 +188,10 @@ static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 	if (t->early && j == ISM_TUN_UPSTREAM) {
 		t->early = 0;
 		ism_buf_free(&t->st->sess->in);
+	}
+	if (t->up_early && j == ISM_TUN_CLIENT) {
+		t->up_early = 0;
+		ism_buf_free(&t->st->up->in);
 	}
 	if (t->head && j == ISM_TUN_UPSTREAM && res >= 0) {
 		/* The request's head is out: the client's bytes from now, what

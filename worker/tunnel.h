@@ -37,6 +37,7 @@ struct ism_tunnel {
 	uint8_t shut[2];  /* side i's sending half is shut down */
 	uint8_t busy[2];  /* a send to side i is in flight */
 	uint8_t early;	  /* the send to the upstream in flight is the session's early bytes */
+	uint8_t up_early; /* the send to the client in flight is the upstream's early bytes */
 	uint8_t head;	  /* ... is the rest of the upgrade request's head */
 	/* bytes read from side i while the send to the other was in flight (a
 	 * receive armed before the tunnel, during its early send): ring buffer
@@ -57,8 +58,9 @@ struct ism_tunnel {
  * the request head, which an upstream may answer before it read it all),
  * bounded by idle_ms of silence and max_ms in all (0: none). What the client
  * sent early (the session's buffer: a TLS ClientHello, bytes after an upgrade
- * request) goes to the upstream first, after that head. 0, or -ENOMEM (nothing
- * changed). */
+ * request) goes to the upstream first, after that head; what the upstream sent
+ * after its answer to a TCP or TLS route's CONNECT (the upstream connection's
+ * buffer) to the client. 0, or -ENOMEM (nothing changed). */
 int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms, uint32_t max_ms,
 		    struct ism_l4counters *stats);
 /* An event of the tunnel's socket on side (enum ism_tun_side); FREE events are

@@ -429,6 +429,25 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	return u;
 }
 
+void ism_up_tunnel_ask(struct ism_wctx *w, struct ism_upconn *u, const struct ism_str *authority)
+{
+	const uint32_t limit = UINT32_MAX;
+	int ret = 0;
+
+	u->out.len = 0;
+	ret |= ism_buf_put_str(&u->out, "CONNECT ", limit);
+	ret |= ism_buf_append(&u->out, authority->p, authority->len, limit);
+	ret |= ism_buf_put_str(&u->out, " HTTP/1.1\r\n", limit);
+	ret |= ism_buf_put_field(&u->out, "host", authority->p, authority->len, limit);
+	ret |= ism_buf_put_str(&u->out, "\r\n", limit);
+	if (ret) {
+		ism_stream_up_failed(w, u->st, ISM_FAIL_CONNECT);
+		return;
+	}
+	u->st->meter[ISM_M_UP_HEAD_OUT] += u->out.len;
+	send_request(w, u);
+}
+
 size_t ism_up_failure_text(int err, unsigned long tls, char *out, size_t cap)
 {
 	int n;
@@ -826,6 +845,28 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 		bool done = false;
 		ssize_t body;
 
+		if (st->l4) {
+			/* The answer to a TCP or TLS route's CONNECT (ism_up_tunnel_ask):
+			 * a 2xx opens the tunnel, what came after the head going to
+			 * the client first; anything else is a failed connect, as
+			 * Envoy's tcp_proxy takes it. */
+			if (n == ISM_HTTP_INCOMPLETE) {
+				ism_sock_recv(w, &u->s);
+				return;
+			}
+			u->reusable = 0;
+			if (n < 0 || resp.status < 200 || resp.status > 299) {
+				ism_debug("upstream endpoint %u: CONNECT answered %d", u->ep_id,
+					  n < 0 ? -1 : resp.status);
+				ism_stream_up_failed(w, st, ISM_FAIL_CONNECT);
+				return;
+			}
+			st->meter[ISM_M_UP_HEAD_IN] += (uint64_t)n;
+			u->head_done = 1;
+			ism_buf_consume(&u->in, (uint32_t)n);
+			ism_stream_up_tunnel(w, st);
+			return;
+		}
 		if (n == ISM_HTTP_INCOMPLETE) {
 			if (ism_stream_up_flush(w, st))
 				u->paused = 1; /* interim heads go out first */
@@ -1000,6 +1041,9 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 		ism_sock_send(w, &u->s, u->s.tx.p, u->s.tx.len, -1);
 		return;
 	}
+	/* A tunnel's CONNECT is out: its answer comes (parse_head). */
+	if (u->st->l4)
+		return;
 	ism_stream_up_sent(w, u->st);
 }
 

@@ -1229,6 +1229,55 @@ def tcp_echo(env):
     check(st["bytes_in"] == (16 << 20) + (4 << 20) and st["accepted"] == 1, f"backend stats: {st}")
 
 
+def connect_proxy(env, addr):
+    """connect_proxy.py (an HTTP/1.1 CONNECT proxy) on addr, with its control port."""
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "connect_proxy.py"), "--listen", f"{addr}:0", "--ctl", f"{addr}:0"]
+    ports, proc = spawn_tool(env, "connect-proxy", argv, want=("listening on", "control on"))
+    return Backend("proxy", addr, ports["listening on"], ports["control on"], proc)
+
+
+@_test
+def tcp_tunnel_connect(env):
+    """A DestinationRule's tunnel: a TCP route's bytes go through the
+    endpoint, an HTTP/1.1 CONNECT proxy, to the tunnel's target (Envoy's
+    tcp_proxy tunneling_config as Istio sets it). The proxy gets "CONNECT
+    host:port HTTP/1.1" with its Host field; the backend's greeting, sent
+    with the proxy's 200 in one write, reaches the client first; 4 MiB come
+    back intact. A proxy that refuses (403) is a failed connect: the client's
+    connection closes with nothing, the access log says UF; so is one that
+    does not answer within the connect timeout (1 s a try, three tries)."""
+    t1 = tcp_backend(env, "t1", "127.0.0.3")
+    proxy = connect_proxy(env, "127.0.0.2")
+    world = World(env)
+    host = world.service("egress.proxy.internal", [proxy])
+    world.dr(host, [f"tunnel: {{protocol: CONNECT, targetHost: 127.0.0.3, targetPort: {t1.port}}}"])
+    port = world.tcp([(host, None)])
+    world.start()
+    c = TcpClient(port)
+    check(c.greeting == "t1", f"the backend's greeting through the proxy: {c.greeting!r}")
+    a, b, n = pump(c, 4 << 20)
+    check(n == 4 << 20 and a == b, f"4 MiB echo through the proxy: {n} bytes back, intact {a == b}")
+    c.close()
+    target = f"127.0.0.3:{t1.port}"
+    st = proxy.ctl("stats")
+    check(st["tunnels"] == 1 and st["heads"] == [f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n"],
+          f"what the proxy got: {st}")
+    proxy.ctl("answer 403")
+    c = TcpClient(port, greet=False)
+    check(c.closed_within(5) is not None and c.buf == b"", f"a refused CONNECT: the client got {c.buf!r}")
+    c.close()
+    wait_log(world.log, lambda e: "UF" in str(e.get(NAMES["log_flags"])), "flagged UF")
+    proxy.ctl("answer 0")
+    before = len(proxy.ctl("stats")["heads"])
+    c = TcpClient(port, greet=False)
+    took = c.closed_within(15)
+    check(took is not None and 2.5 <= took < 12 and c.buf == b"",
+          f"a CONNECT never answered: closed after {took} s with {c.buf!r}, want after three 1 s tries")
+    c.close()
+    check(len(proxy.ctl("stats")["heads"]) - before == 3, "three tries of the unanswered CONNECT")
+    check(t1.ctl("stats")["accepted"] == 1, "a refused CONNECT reached the backend")
+
+
 @_test
 def tcp_bounded_buffers(env):
     """A backend that stops reading: the client's writes stall (what it could
@@ -1450,6 +1499,27 @@ def pass_world(env, routes_of, n=2, extra=None, workers=2):
         extra(world, hosts)
     world.start()
     return world, bs, port, pki
+
+
+@_test
+def tls_tunnel_connect(env):
+    """A TLS-passthrough route through a DestinationRule's tunnel: the
+    ClientHello isthmus read for its SNI goes through the CONNECT proxy to the
+    target after the proxy's 200, and the client talks TLS to the backend
+    itself (its certificate, its greeting naming the SNI)."""
+    pki = Pki(env)
+    pa = tcp_backend(env, "pa", "127.0.0.3", cert=pki.leaf("pa", ["DNS:*.pass.test"], key="ec", ca="backend-ca"))
+    proxy = connect_proxy(env, "127.0.0.2")
+    world = World(env)
+    host = world.service("egress.proxy.internal", [proxy], protocol="TLS")
+    world.dr(host, [f"tunnel: {{targetHost: 127.0.0.3, targetPort: {pa.port}}}"])
+    port = world.tls([(["a.pass.test"], [(host, None)], None)])
+    world.start()
+    ctx = tls_client_ctx(pki.ca("backend-ca"))
+    check(greet_of(TlsClient(port, "a.pass.test", ctx)) == "pa sni=a.pass.test", "TLS through the proxy")
+    st = proxy.ctl("stats")
+    check(st["tunnels"] == 1 and st["heads"][0].startswith(f"CONNECT 127.0.0.3:{pa.port} HTTP/1.1\r\n"),
+          f"what the proxy got: {st}")
 
 
 @_test

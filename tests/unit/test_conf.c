@@ -1525,6 +1525,35 @@ static void test_upstream_proxy_protocol(void **state)
 	assert_int_equal(f->d.n, 0);
 }
 
+/* trafficPolicy.tunnel: the rule's CONNECT authority on its clusters (an
+ * IPv6 target in brackets); a subset's own, and none for a subset without
+ * one, as Istio's tunnelingconfig.Apply takes a subset's policy alone. */
+static void test_tunnel(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n" S_GW_ROUTE
+	    "    - {destination: {host: s, port: {number: 81}, subset: b}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}, subset: a}, weight: 1}\n" S_SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
+	    "spec:\n  host: s\n  trafficPolicy:\n"
+	    "    tunnel: {targetHost: egress.example.com, targetPort: 8443}\n"
+	    "  subsets:\n"
+	    "  - name: a\n    trafficPolicy: {tunnel: {protocol: CONNECT, targetHost: "
+	    "\"2001:db8::7\","
+	    " targetPort: 443}}\n"
+	    "  - name: b\n    trafficPolicy: {loadBalancer: {simple: RANDOM}}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *p80 = s_cluster(t, 80, ""), *a81 = s_cluster(t, 81, "a");
+	const struct ism_cluster *b81 = s_cluster(t, 81, "b");
+
+	assert_string_equal(p80->tunnel.p, "egress.example.com:8443");
+	assert_string_equal(a81->tunnel.p, "[2001:db8::7]:443");
+	assert_int_equal(b81->tunnel.len, 0);
+	assert_int_equal(f->d.n, 0);
+}
+
 /* --- HTTP/2 and gRPC --- */
 
 /* Gateway servers HTTP, HTTP2 and GRPC (any case, as Istio parses protocols)
@@ -2532,6 +2561,16 @@ static const struct bad bads[] = {
     {"warmup minimumPercent",
      DR_HEAD "    loadBalancer: {warmup: {duration: 10s, minimumPercent: 150}}\n", 14, 60,
      DR_FIELD "loadBalancer.warmup.minimumPercent", "must be a number of at least 0"},
+    {"tunnel POST", DR_HEAD "    tunnel: {protocol: POST, targetHost: p.x, targetPort: 3128}\n", 14,
+     24, DR_FIELD "tunnel.protocol", "not implemented yet"},
+    {"tunnel protocol", DR_HEAD "    tunnel: {protocol: SOCKS, targetHost: p.x, targetPort: 1}\n",
+     14, 24, DR_FIELD "tunnel.protocol", "CONNECT"},
+    {"tunnel host", DR_HEAD "    tunnel: {targetHost: \"*.x\", targetPort: 1}\n", 14, 26,
+     DR_FIELD "tunnel.targetHost", "must be a host name or an IP address, not \"*.x\""},
+    {"tunnel port", DR_HEAD "    tunnel: {targetHost: p.x, targetPort: 0}\n", 14, 43,
+     DR_FIELD "tunnel.targetPort", "between 1 and 65535"},
+    {"tunnel no port", DR_HEAD "    tunnel: {targetHost: p.x}\n", 14, 13,
+     DR_FIELD "tunnel.targetPort", "required"},
     {"retryBudget interval", DR_HEAD "    retryBudget: {percent: 25, budgetInterval: 10s}\n", 14,
      48, DR_FIELD "retryBudget.budgetInterval", "not implemented yet"},
     {"outlier error code",
@@ -3169,6 +3208,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateway_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_kinds_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tunnel, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
