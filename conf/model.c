@@ -1657,8 +1657,17 @@ static void retry_entry(struct ism_vctx *v, const struct ism_node *at, const cha
 			return;
 		}
 	}
-	if (strcmp(buf, "retriable-headers") == 0 || strcmp(buf, "http3-post-connect-failure") == 0)
-		ism_v_err(v, at, "retry condition \"%s\" is " NOT_IMPL, buf);
+	/* Envoy's conditions that never hold at an Istio gateway: accepted, as
+	 * Envoy accepts them, with a warning. */
+	if (strcmp(buf, "retriable-headers") == 0)
+		ism_v_warn(v, at,
+			   "retry condition \"retriable-headers\" has no effect: Istio sets no "
+			   "retriable headers, and a client's x-envoy-retriable-header-names is "
+			   "removed at the edge");
+	else if (strcmp(buf, "http3-post-connect-failure") == 0)
+		ism_v_warn(v, at,
+			   "retry condition \"http3-post-connect-failure\" has no effect: no "
+			   "upstream speaks HTTP/3");
 	else
 		ism_v_err(v, at, "unknown retry condition \"%s\"", buf);
 }

@@ -1178,7 +1178,7 @@ static void test_retry_names(void **state)
 	    "    retries:\n      attempts: 2\n      retryOn: reset,reset-before-request,"
 	    "connect-failure,envoy-ratelimited,retriable-4xx,refused-stream,"
 	    "retriable-status-codes,cancelled,deadline-exceeded,internal,resource-exhausted,"
-	    "unavailable\n" TASK_SE;
+	    "unavailable,retriable-headers,http3-post-connect-failure\n" TASK_SE;
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_route *r = t->listeners[0].vhosts[0].routes;
@@ -1186,6 +1186,11 @@ static void test_retry_names(void **state)
 	assert_int_equal(r[0].retry.retry_on, 0x7fffu & ~(ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR |
 							  ISM_RETRY_RETRIABLE_HEADERS));
 	assert_int_equal(r[0].retry.n_codes, 0);
+	/* Two that never hold at a gateway: accepted, with a warning each. */
+	assert_true(has_warning(&f->d, "spec.http[0].retries.retryOn",
+				"\"retriable-headers\" has no effect"));
+	assert_true(has_warning(&f->d, "spec.http[0].retries.retryOn",
+				"\"http3-post-connect-failure\" has no effect"));
 }
 
 #define HASH_SE                                                                                    \
@@ -2290,11 +2295,6 @@ static const struct bad bads[] = {
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
 	     "      attempts: 3\n      retryOn: 5xx,bogus\n",
      25, 16, VS_FIELD "spec.http[0].retries.retryOn", "unknown retry condition \"bogus\""},
-    {"retriable-headers",
-     VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
-	     "      attempts: 3\n      retryOn: \"retriable-headers, 503\"\n",
-     25, 16, VS_FIELD "spec.http[0].retries.retryOn",
-     "retry condition \"retriable-headers\" is not implemented yet"},
     {"retryOn status out of range",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
 	     "      attempts: 3\n      retryOn: 5xx,600\n",
