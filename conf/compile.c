@@ -753,8 +753,10 @@ static long count_levels(const uint32_t *raw, size_t n)
 	return count;
 }
 
-/* Istio's applyFailoverPriorities and applyLocalityFailover, then compaction.
- * l is NULL for the mesh default (locality failover, no failover list). */
+/* Istio's applyFailoverPriorities and applyLocalityFailover (for
+ * zoneAwareLbSetting applyZoneAwareRegionalFailover: three region tiers within
+ * each failoverPriority tier), then compaction. l is NULL for the mesh default
+ * (locality failover, no failover list). */
 static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, struct cset *cs)
 {
 	size_t nfp = l ? l->n_fprio : 0;
@@ -779,7 +781,9 @@ static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, stru
 	}
 	for (size_t i = 0; i < cs->n; i++) {
 		const struct ism_locality *el = &cs->loc[cs->ep[i].loc].parsed;
-		uint32_t lp = ism_locality_priority(&app, el, &fo, nfo);
+		bool zone = l != NULL && l->zone_aware;
+		uint32_t lp = zone ? ism_region_priority(&app, el, &fo, nfo)
+				   : ism_locality_priority(&app, el, &fo, nfo);
 		uint32_t fp;
 
 		if (nfp == 0) {
@@ -787,8 +791,9 @@ static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, stru
 			continue;
 		}
 		fp = (uint32_t)(nfp - fprio_agree(l, el, cs->ep[i].e));
-		/* With failover as well, Istio applies it within each tier. */
-		raw[i] = l->n_failover ? fp * 5 + lp : fp;
+		/* With failover as well, Istio applies it within each tier; the
+		 * zone-aware regions always. */
+		raw[i] = zone ? fp * 3 + lp : l->n_failover ? fp * 5 + lp : fp;
 	}
 	/* Compaction takes a pass per level: count them first. */
 	levels = count_levels(raw, cs->n);
@@ -912,7 +917,10 @@ static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct 
 {
 	const struct ism_cm_llb *l = tp->lb.set && tp->lb.llb.set ? &tp->lb.llb : NULL;
 	bool enabled = l == NULL || l->enabled;
-	bool failover = enabled && tp->od.set;
+	bool zone = l != NULL && l->zone_aware;
+	/* zoneAwareLbSetting fails over without outlierDetection (Istio's
+	 * ForceFailover); disabled, it leaves every endpoint in one priority. */
+	bool failover = enabled && (tp->od.set || zone);
 	struct cset cs = {0};
 
 	if (collect(b, k, s, &cs) < 0) {
@@ -924,7 +932,7 @@ static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct 
 	else if (failover)
 		assign_priorities(b, l, &cs);
 	cl->locality_weighted =
-	    enabled && l != NULL &&
+	    enabled && l != NULL && !zone &&
 	    (l->n_distribute > 0 || (failover && (l->n_failover > 0 || l->n_fprio > 0)));
 	if (b->rc == 0)
 		assign_ids(b, k, cl, &cs);

@@ -529,7 +529,9 @@ static void warn_failover(struct ism_vctx *v, const struct ism_cm_dr *dr,
 
 	ism_model_policy(dr, s, port, &tp);
 	l = &tp.lb.llb;
-	if (!l->set || !l->enabled || l->fo_at == NULL || tp.od.set)
+	/* zoneAwareLbSetting fails over without outlierDetection (Istio's
+	 * ForceFailover). */
+	if (!l->set || !l->enabled || l->fo_at == NULL || tp.od.set || l->zone_aware)
 		return;
 	if (ism_strmap_get(&done->set, (const char *)&l->fo_at, sizeof(l->fo_at), NULL))
 		return;

@@ -3092,6 +3092,11 @@ static void parse_fprio(struct ism_vctx *v, const struct ism_node *n, struct ism
 
 		if (eq == s || (eq != NULL && strchr(eq + 1, '=') != NULL))
 			ism_v_err(v, seq->items[i], "must be a label name or \"key=value\"");
+		else if (l->zone_aware && topology_label(s) != ISM_FPRIO_LABEL)
+			ism_v_err(
+			    v, seq->items[i],
+			    "a region, zone or subzone label is not allowed in zoneAwareLbSetting "
+			    "(it orders regions and zones itself)");
 		else if (l->n_failover > 0 && topology_label(s) != ISM_FPRIO_LABEL)
 			ism_v_err(
 			    v, seq->items[i],
@@ -3102,23 +3107,43 @@ static void parse_fprio(struct ism_vctx *v, const struct ism_node *n, struct ism
 		plan_fprio(v, l);
 }
 
-static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, struct ism_cm_llb *l)
+/* loadBalancer.localityLbSetting, or (key) zoneAwareLbSetting: its
+ * failover and failoverPriority as the locality setting's, minClusterSize in
+ * place of distribute. Istio allows one of them. */
+static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, const char *key,
+		      struct ism_cm_llb *l)
 {
 	static const char *const keys[] = {"enabled", "distribute", "failover", "failoverPriority",
 					   NULL};
-	const struct ism_node *n = ism_v_node(v, lb, "localityLbSetting", false, ISM_NODE_MAP);
+	static const char *const zkeys[] = {"enabled", "failover", "failoverPriority",
+					    "minClusterSize", NULL};
+	const struct ism_node *n = ism_v_node(v, lb, key, false, ISM_NODE_MAP);
 	const struct ism_node *seq, *k = NULL;
 	const char *fo_key;
 	size_t old;
 
 	if (n == NULL)
 		return;
+	old = ism_v_push(v, ".%s", key);
+	if (l->set) {
+		ism_v_err(v, n, "only one of localityLbSetting and zoneAwareLbSetting can be set");
+		ism_v_pop(v, old);
+		return;
+	}
 	l->set = true;
 	l->enabled = true;
-	old = ism_v_push(v, ".localityLbSetting");
-	ism_v_keys(v, n, keys, NULL);
+	l->zone_aware = strcmp(key, "zoneAwareLbSetting") == 0;
+	l->min_cluster_size = 6;
+	ism_v_keys(v, n, l->zone_aware ? zkeys : keys, NULL);
 	ism_v_bool(v, n, "enabled", &l->enabled);
-	seq = ism_v_node(v, n, "distribute", false, ISM_NODE_SEQ);
+	ism_v_u32(v, n, "minClusterSize", false, 0, UINT32_MAX, &l->min_cluster_size);
+	if (l->zone_aware && l->enabled)
+		ism_v_warn(v, n,
+			   "zone-aware routing between the region's zones needs the proxy's own "
+			   "cluster (Istio's self-discovery), which an appliance has not: the "
+			   "region's endpoints share its traffic by their weights, as Envoy's do "
+			   "without one; the regions' order applies");
+	seq = l->zone_aware ? NULL : ism_v_node(v, n, "distribute", false, ISM_NODE_SEQ);
 	if (seq != NULL) {
 		l->distribute = ism_v_alloc(v, seq->n, sizeof(*l->distribute));
 		for (size_t i = 0; l->distribute != NULL && i < seq->n; i++) {
@@ -3174,9 +3199,13 @@ static void parse_warmup(struct ism_vctx *v, const struct ism_node *n, struct is
 
 static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_lb *p)
 {
-	static const char *const keys[] = {"simple", "consistentHash",	   "localityLbSetting",
-					   "warmup", "warmupDurationSecs", NULL};
-	static const char *const unimpl[] = {"zoneAwareLbSetting", NULL};
+	static const char *const keys[] = {"simple",
+					   "consistentHash",
+					   "localityLbSetting",
+					   "zoneAwareLbSetting",
+					   "warmup",
+					   "warmupDurationSecs",
+					   NULL};
 	static const char *const kinds[] = {"simple", "consistentHash", NULL};
 	static const char *const ok[] = {"ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN",
 					 "RANDOM",	"UNSPECIFIED",	 NULL};
@@ -3189,7 +3218,7 @@ static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 		return;
 	p->set = true;
 	old = ism_v_push(v, ".loadBalancer");
-	ism_v_keys(v, n, keys, unimpl);
+	ism_v_keys(v, n, keys, NULL);
 	one_of(v, n, kinds, "simple, consistentHash");
 	if (ism_v_enum(v, n, "simple", ok, later, &s) > 0) {
 		p->has_simple = true;
@@ -3201,7 +3230,8 @@ static void parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 			p->simple = ISM_LB_LEAST_REQUEST; /* Istio's default for UNSPECIFIED */
 	}
 	parse_hash(v, n, p);
-	parse_llb(v, n, &p->llb);
+	parse_llb(v, n, "localityLbSetting", &p->llb);
+	parse_llb(v, n, "zoneAwareLbSetting", &p->llb);
 	parse_warmup(v, n, p);
 	if (p->warmup_ms && (p->has_hash || p->simple == ISM_LB_RANDOM)) {
 		size_t o2 = ism_v_push(

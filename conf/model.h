@@ -301,6 +301,11 @@ struct ism_cm_fkey {
 struct ism_cm_llb {
 	bool set;
 	bool enabled; /* default true */
+	/* zoneAwareLbSetting (Istio's, 2026) rather than localityLbSetting: the
+	 * region's endpoints one priority, then the failover region's, then the
+	 * others; no distribute; minClusterSize (default 6) */
+	bool zone_aware;
+	uint32_t min_cluster_size;
 	size_t n_distribute;
 	struct ism_cm_distribute *distribute;
 	size_t n_failover;

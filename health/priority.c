@@ -243,6 +243,19 @@ uint32_t ism_locality_priority(const struct ism_locality *client, const struct i
 	return 3;
 }
 
+uint32_t ism_region_priority(const struct ism_locality *client, const struct ism_locality *ep,
+			     const struct ism_failover *failover, uint32_t n_failover)
+{
+	if (strcmp(client->region, ep->region) == 0)
+		return 0;
+	for (uint32_t i = 0; i < n_failover; i++) {
+		if (failover[i].from == NULL || strcmp(failover[i].from, client->region) != 0)
+			continue;
+		return failover[i].to != NULL && strcmp(failover[i].to, ep->region) == 0 ? 1 : 2;
+	}
+	return 2;
+}
+
 uint32_t ism_failover_priority(const int *match, uint32_t n_labels)
 {
 	uint32_t j = 0;

@@ -23,12 +23,12 @@ struct ism_prio_input {
 
 struct ism_prio_load {
 	uint32_t n_priorities;
-	uint8_t health[ISM_MAX_PRIORITIES];	   /* min(100, OF * healthy / (hosts - excluded)) */
-	uint8_t healthy_load[ISM_MAX_PRIORITIES];  /* percent; healthy + degraded loads sum to 100 */
+	uint8_t health[ISM_MAX_PRIORITIES];	  /* min(100, OF * healthy / (hosts - excluded)) */
+	uint8_t healthy_load[ISM_MAX_PRIORITIES]; /* percent; healthy + degraded loads sum to 100 */
 	uint8_t degraded_load[ISM_MAX_PRIORITIES];
-	uint8_t panic[ISM_MAX_PRIORITIES];	   /* priority in panic: pick among all its hosts */
-	uint8_t total_panic;			   /* every priority in panic: loads by host count */
-	uint8_t nta;				   /* normalized total availability, 0..100 */
+	uint8_t panic[ISM_MAX_PRIORITIES]; /* priority in panic: pick among all its hosts */
+	uint8_t total_panic;		   /* every priority in panic: loads by host count */
+	uint8_t nta;			   /* normalized total availability, 0..100 */
 };
 
 /* Envoy's load_balancer_impl.cc: per-priority health with the overprovisioning
@@ -68,6 +68,13 @@ struct ism_failover {
 };
 uint32_t ism_locality_priority(const struct ism_locality *client, const struct ism_locality *ep,
 			       const struct ism_failover *failover, uint32_t n_failover);
+
+/* zoneAwareLbSetting's regional bucketing (Istio's
+ * applyZoneAwareRegionalFailover): 0 the client's region (every zone), 1 the
+ * `to` of the first failover entry whose from is the client's region, 2 any
+ * other region. */
+uint32_t ism_region_priority(const struct ism_locality *client, const struct ism_locality *ep,
+			     const struct ism_failover *failover, uint32_t n_failover);
 
 /* Istio's failoverPriority (applyFailoverPriorityPerLocality): with N labels, an
  * endpoint matching the client on all N labels gets 0; matching only the first

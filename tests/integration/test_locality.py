@@ -273,6 +273,50 @@ def locality_region_failover(env):
     check_share(counts, ["a1"], 100, 1, "region back: zone a share")
 
 
+def zone_aware_rule(host, failover=(), enabled=True):
+    """A DestinationRule whose loadBalancer is a zoneAwareLbSetting, without outlierDetection."""
+    s = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\n"
+         f"spec:\n  host: {host}\n  trafficPolicy:\n    loadBalancer:\n      zoneAwareLbSetting:\n"
+         f"        enabled: {'true' if enabled else 'false'}\n")
+    if failover:
+        s += "        failover:\n" + "".join(f"        - {{from: {f}, to: {t}}}\n" for f, t in failover)
+    return s
+
+
+@_test
+def zone_aware_regions(env):
+    """zoneAwareLbSetting, without outlierDetection (it fails over on its own,
+    as Istio forces it): the appliance's region takes everything, its three
+    zones sharing it (an appliance has no cluster of its own, so no zone comes
+    first); the region down, the failover region takes everything, another
+    region nothing; disabled (a reload), every endpoint shares the traffic."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("b1", LOC_B), ("c1", LOC_C), ("f1", LOC_F), ("x1", LOC_X)):
+        ups.start(n, loc)
+    conf = start(env, ups, zone_aware_rule(SVC, [("eu-west", "us-east")]), extra=health_checks(SVC))
+    wait_view(env, ups, [])
+    counts = tally_ok(env, 900)
+    check(set(counts) == {"a1", "b1", "c1"} and min(counts.values()) >= 200,
+          f"the region's three zones should share everything: {counts}")
+    region = ["a1", "b1", "c1"]
+    for n in region:
+        ups.ctl(n, "health/fail")
+    wait_view(env, ups, region)
+    counts = tally_ok(env, 500)
+    check(counts == {"f1": 500}, f"region eu-west down: want everything on us-east's f1, got {counts}")
+    for n in region:
+        ups.ctl(n, "health/ok")
+    wait_view(env, ups, [])
+    with open(conf) as f:
+        text = f.read()
+    env.write("isthmus.yaml", text.replace("        enabled: true\n", "        enabled: false\n", 1))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload was refused")
+    poll(lambda: len(tally_ok(env, 200)) == 5, 10, interval=0.1, what="every endpoint to get traffic")
+    counts = tally_ok(env, 1000)
+    check(set(counts) == set(ups.eps) and min(counts.values()) >= 120,
+          f"disabled: every endpoint should share the traffic: {counts}")
+
+
 TRUNCATED = "truncated response"
 
 

@@ -132,6 +132,16 @@ static bool has_warning(const struct ism_diags *d, const char *field_part, const
 	return has_diag(d, ISM_DIAG_WARNING, field_part, msg_part);
 }
 
+/* load_compile of another text in the same fixture, the first one's
+ * configuration and table gone. */
+static const struct ism_table *reload_compile(struct fx *f, const char *text)
+{
+	ism_conf_free(f->conf);
+	f->conf = NULL;
+	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
+	return load_compile(f, text);
+}
+
 /* The cluster of service s (namespace default) for port and subset. */
 static const struct ism_cluster *s_cluster(const struct ism_table *t, unsigned port,
 					   const char *subset)
@@ -1064,10 +1074,7 @@ static void test_failover_priority(void **state)
 	check_group(c, 2, "region3/zone4", 1, 1, 2, 1);
 	assert_int_equal(c->locality_weighted, 1);
 
-	ism_conf_free(f->conf);
-	f->conf = NULL;
-	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
-	t = load_compile(f, both);
+	t = reload_compile(f, both);
 	c = loaded_cluster(t, TASK_CLUSTER);
 	/* net=n2: .3 tier 0 (raw 0*5+4 = 4: region2 is not the failover target); the others tier 1:
 	 * .1 5, .2 7, .4 (region3 is the failover target) 8. */
@@ -1076,6 +1083,49 @@ static void test_failover_priority(void **state)
 	check_ep(c, 1, "10.0.0.1:5000", 1, 1);
 	check_ep(c, 2, "10.0.0.2:5000", 2, 2);
 	check_ep(c, 3, "10.0.0.4:5000", 3, 3);
+}
+
+/* zoneAwareLbSetting: the appliance's region one priority, every zone in it
+ * (no zone first, and no locality weighting: without the proxy's own cluster
+ * Envoy balances the region's hosts as one set), then the failover region,
+ * then the others; without outlierDetection (Istio's ForceFailover);
+ * failoverPriority's tiers over the regions' (x3); disabled: one priority. */
+static void test_zone_aware(void **state)
+{
+	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      zoneAwareLbSetting:\n"
+	    "        failover: [{from: region1, to: region3}]\n        minClusterSize: 2\n");
+	static const char fprio[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      zoneAwareLbSetting: {failoverPriority: [net=n2]}\n");
+	static const char off[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      zoneAwareLbSetting: {enabled: false}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
+
+	assert_int_equal(c->n_priorities, 3);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.2:5000", 0, 1);
+	check_ep(c, 2, "10.0.0.4:5000", 1, 2);
+	check_ep(c, 3, "10.0.0.3:5000", 2, 3);
+	assert_int_equal(c->locality_weighted, 0);
+	assert_true(has_warning(&f->d, "loadBalancer.zoneAwareLbSetting", "self-discovery"));
+	assert_false(has_warning(&f->d, "", "requires outlierDetection"));
+
+	t = reload_compile(f, fprio);
+	c = loaded_cluster(t, TASK_CLUSTER);
+	/* net=n2: .3 tier 0 (raw 0*3+2); the others tier 1: .1 and .2 the
+	 * region (3), .4 another region (5). */
+	assert_int_equal(c->n_priorities, 3);
+	check_ep(c, 0, "10.0.0.3:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.1:5000", 1, 1);
+	check_ep(c, 2, "10.0.0.2:5000", 1, 2);
+	check_ep(c, 3, "10.0.0.4:5000", 2, 3);
+
+	t = reload_compile(f, off);
+	c = loaded_cluster(t, TASK_CLUSTER);
+	assert_int_equal(c->n_priorities, 1);
+	assert_int_equal(c->locality_weighted, 0);
 }
 
 /* distribute: the first matching `from` applies; weights split in proportion,
@@ -1745,10 +1795,7 @@ static void test_h2_limits(void **state)
 	assert_int_equal(t->limits.h2_initial_conn_window, 2147483647u);
 	assert_int_equal(t->limits.h2_max_header_list, 1024);
 	assert_int_equal(t->limits.max_request_header_bytes, 32768);
-	ism_conf_free(f->conf);
-	f->conf = NULL;
-	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
-	t = load_compile(f, follow);
+	t = reload_compile(f, follow);
 	assert_int_equal(t->limits.h2_max_header_list, 8192);
 	assert_int_equal(t->limits.h2_max_concurrent_streams, 100);
 }
@@ -1838,9 +1885,7 @@ static void test_access_log(void **state)
 	assert_string_equal(l->ops[2].lit.p, " ");
 	assert_int_equal(l->ops[3].field, ISM_ALOG_F_DURATION);
 
-	ism_conf_free(f->conf);
-	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
-	l = &load_compile(f, local)->access_log;
+	l = &reload_compile(f, local)->access_log;
 	assert_int_equal(l->dest, ISM_ALOG_SYSLOG);
 	assert_int_equal(l->addr.ss_family, AF_UNIX);
 	assert_string_equal(l->address.p, "/dev/log");
@@ -1849,9 +1894,7 @@ static void test_access_log(void **state)
 	assert_int_equal(l->format, ISM_ALOG_JSON);
 	assert_int_equal(l->n_ops, 0);
 
-	ism_conf_free(f->conf);
-	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
-	l = &load_compile(f, out)->access_log;
+	l = &reload_compile(f, out)->access_log;
 	assert_int_equal(l->dest, ISM_ALOG_STDOUT);
 	assert_int_equal(l->format, ISM_ALOG_TEXT);
 	assert_true(l->n_ops > 20); /* Istio's default template */
@@ -1900,9 +1943,7 @@ static void test_access_log_dict(void **state)
 	assert_int_equal(l->ops[1].hdr, ISM_ALOG_H_AUTHORITY);
 	assert_string_equal(l->ops[46].lit.p, "x_forwarded_for");
 
-	ism_conf_free(f->conf);
-	ism_arena_init(&f->arena, f->mem, ARENA_SIZE);
-	l = &load_compile(f, own)->access_log;
+	l = &reload_compile(f, own)->access_log;
 	assert_int_equal(l->format, ISM_ALOG_DICT);
 	assert_int_equal(l->n_ops, 5);
 	assert_string_equal(l->ops[0].lit.p, "when");
@@ -2561,6 +2602,20 @@ static const struct bad bads[] = {
     {"warmup minimumPercent",
      DR_HEAD "    loadBalancer: {warmup: {duration: 10s, minimumPercent: 150}}\n", 14, 60,
      DR_FIELD "loadBalancer.warmup.minimumPercent", "must be a number of at least 0"},
+    {"zone-aware and locality",
+     DR_HEAD "    loadBalancer:\n      localityLbSetting: {enabled: true}\n"
+	     "      zoneAwareLbSetting: {enabled: true}\n",
+     16, 27, DR_FIELD "loadBalancer.zoneAwareLbSetting",
+     "only one of localityLbSetting and zoneAwareLbSetting can be set"},
+    {"zone-aware topology label",
+     DR_HEAD "    loadBalancer:\n      zoneAwareLbSetting:\n"
+	     "        failoverPriority: [topology.kubernetes.io/zone]\n",
+     16, 28, DR_FIELD "loadBalancer.zoneAwareLbSetting.failoverPriority[0]",
+     "not allowed in zoneAwareLbSetting"},
+    {"zone-aware failover zone",
+     DR_HEAD "    loadBalancer:\n      zoneAwareLbSetting:\n"
+	     "        failover: [{from: r1/z1, to: r2}]\n",
+     16, 21, DR_FIELD "loadBalancer.zoneAwareLbSetting.failover[0].from", "must be a region"},
     {"tunnel POST", DR_HEAD "    tunnel: {protocol: POST, targetHost: p.x, targetPort: 3128}\n", 14,
      24, DR_FIELD "tunnel.protocol", "not implemented yet"},
     {"tunnel protocol", DR_HEAD "    tunnel: {protocol: SOCKS, targetHost: p.x, targetPort: 1}\n",
@@ -3209,6 +3264,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_kinds_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnel, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_zone_aware, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
