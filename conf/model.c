@@ -3138,11 +3138,12 @@ static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, const char 
 	ism_v_bool(v, n, "enabled", &l->enabled);
 	ism_v_u32(v, n, "minClusterSize", false, 0, UINT32_MAX, &l->min_cluster_size);
 	if (l->zone_aware && l->enabled)
-		ism_v_warn(v, n,
-			   "zone-aware routing between the region's zones needs the proxy's own "
-			   "cluster (Istio's self-discovery), which an appliance has not: the "
-			   "region's endpoints share its traffic by their weights, as Envoy's do "
-			   "without one; the regions' order applies");
+		ism_v_warn(
+		    v, n,
+		    "zone-aware routing between the region's zones needs the proxy's own "
+		    "cluster (Istio's self-discovery), which an appliance does not have: the "
+		    "region's endpoints share its traffic by their weights, as Envoy's do "
+		    "without one; the regions' order applies");
 	seq = l->zone_aware ? NULL : ism_v_node(v, n, "distribute", false, ISM_NODE_SEQ);
 	if (seq != NULL) {
 		l->distribute = ism_v_alloc(v, seq->n, sizeof(*l->distribute));
