@@ -931,6 +931,7 @@ static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct 
 		apply_distribute(b->c, l, &cs);
 	else if (failover)
 		assign_priorities(b, l, &cs);
+	cl->zone_aware = enabled && zone;
 	cl->locality_weighted =
 	    enabled && l != NULL && !zone &&
 	    (l->n_distribute > 0 || (failover && (l->n_failover > 0 || l->n_fprio > 0)));

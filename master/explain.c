@@ -125,7 +125,9 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 
 	ism_say(r, "cluster %s: %u endpoints, %u priorities%s\n", cl->name.p, cl->n_endpoints,
 		cl->n_priorities,
-		cl->od ? "" : " (no outlierDetection: no locality failover, as in Istio)");
+		cl->zone_aware ? " (zoneAwareLbSetting: by region, the region's zones as one set)"
+		: cl->od       ? ""
+			       : " (no outlierDetection: no locality failover, as in Istio)");
 	if (cl->unresolved.len > 0)
 		ism_say(r, "  dns: %s has no answer yet: its endpoints are missing\n",
 			cl->unresolved.p);

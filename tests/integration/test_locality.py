@@ -298,6 +298,9 @@ def zone_aware_regions(env):
     counts = tally_ok(env, 900)
     check(set(counts) == {"a1", "b1", "c1"} and min(counts.values()) >= 200,
           f"the region's three zones should share everything: {counts}")
+    ex = ctl_cmd(env.path("ctl.sock"), "explain GET http://test.local/")
+    check("3 priorities (zoneAwareLbSetting: by region" in ex and "no outlierDetection" not in ex,
+          f"explain: {ex}")
     region = ["a1", "b1", "c1"]
     for n in region:
         ups.ctl(n, "health/fail")
