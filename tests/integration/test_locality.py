@@ -18,6 +18,7 @@ compared with Envoy's priority load: health(P) = min(100, 140 * healthy / total)
 spilled over in priority order.
 """
 
+import json
 import os
 import re
 import signal
@@ -298,6 +299,8 @@ def zone_aware_regions(env):
     counts = tally_ok(env, 900)
     check(set(counts) == {"a1", "b1", "c1"} and min(counts.values()) >= 200,
           f"the region's three zones should share everything: {counts}")
+    cl = json.loads(ctl_cmd(env.path("ctl.sock"), "show clusters json"))
+    check([(c["zone_aware"], c["tunnel"]) for c in cl] == [(True, "-")], f"show clusters: {cl}")
     ex = ctl_cmd(env.path("ctl.sock"), "explain GET http://test.local/")
     check("3 priorities (zoneAwareLbSetting: by region" in ex and "no outlierDetection" not in ex,
           f"explain: {ex}")

@@ -1262,6 +1262,8 @@ def tcp_tunnel_connect(env):
     st = proxy.ctl("stats")
     check(st["tunnels"] == 1 and st["heads"] == [f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n"],
           f"what the proxy got: {st}")
+    cl = json.loads(ctl_cmd(env.path("ctl.sock"), "show clusters json"))
+    check([c["tunnel"] for c in cl] == [target], f"show clusters: {cl}")
     proxy.ctl("answer 403")
     c = TcpClient(port, greet=False)
     check(c.closed_within(5) is not None and c.buf == b"", f"a refused CONNECT: the client got {c.buf!r}")
