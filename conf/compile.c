@@ -760,6 +760,7 @@ static long count_levels(const uint32_t *raw, size_t n)
 static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, struct cset *cs)
 {
 	size_t nfp = l ? l->n_fprio : 0;
+	bool zone = l != NULL && l->zone_aware;
 	struct ism_failover fo = {0};
 	uint32_t nfo = 0;
 	uint32_t *raw = calloc(cs->n ? cs->n : 1, sizeof(*raw));
@@ -781,7 +782,6 @@ static void assign_priorities(struct cbuild *b, const struct ism_cm_llb *l, stru
 	}
 	for (size_t i = 0; i < cs->n; i++) {
 		const struct ism_locality *el = &cs->loc[cs->ep[i].loc].parsed;
-		bool zone = l != NULL && l->zone_aware;
 		uint32_t lp = zone ? ism_region_priority(&app, el, &fo, nfo)
 				   : ism_locality_priority(&app, el, &fo, nfo);
 		uint32_t fp;

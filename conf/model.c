@@ -3120,6 +3120,7 @@ static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, const char 
 	const struct ism_node *n = ism_v_node(v, lb, key, false, ISM_NODE_MAP);
 	const struct ism_node *seq, *k = NULL;
 	const char *fo_key;
+	uint32_t min_cluster_size;
 	size_t old;
 
 	if (n == NULL)
@@ -3133,10 +3134,10 @@ static void parse_llb(struct ism_vctx *v, const struct ism_node *lb, const char 
 	l->set = true;
 	l->enabled = true;
 	l->zone_aware = strcmp(key, "zoneAwareLbSetting") == 0;
-	l->min_cluster_size = 6;
 	ism_v_keys(v, n, l->zone_aware ? zkeys : keys, NULL);
 	ism_v_bool(v, n, "enabled", &l->enabled);
-	ism_v_u32(v, n, "minClusterSize", false, 0, UINT32_MAX, &l->min_cluster_size);
+	if (l->zone_aware)
+		ism_v_u32(v, n, "minClusterSize", false, 0, UINT32_MAX, &min_cluster_size);
 	if (l->zone_aware && l->enabled)
 		ism_v_warn(
 		    v, n,

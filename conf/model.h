@@ -303,9 +303,9 @@ struct ism_cm_llb {
 	bool enabled; /* default true */
 	/* zoneAwareLbSetting (Istio's, 2026) rather than localityLbSetting: the
 	 * region's endpoints one priority, then the failover region's, then the
-	 * others; no distribute; minClusterSize (default 6) */
+	 * others; no distribute (its minClusterSize is validated, nothing reads
+	 * it: zone routing needs a local cluster an appliance has not) */
 	bool zone_aware;
-	uint32_t min_cluster_size;
 	size_t n_distribute;
 	struct ism_cm_distribute *distribute;
 	size_t n_failover;

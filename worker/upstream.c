@@ -845,6 +845,8 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 		bool done = false;
 		ssize_t body;
 
+		if (n > 0) /* a whole head, interim ones too */
+			st->meter[ISM_M_UP_HEAD_IN] += (uint64_t)n;
 		if (st->l4) {
 			/* The answer to a TCP or TLS route's CONNECT (ism_up_tunnel_ask):
 			 * a 2xx opens the tunnel, what came after the head going to
@@ -861,7 +863,6 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 				ism_stream_up_failed(w, st, ISM_FAIL_CONNECT);
 				return;
 			}
-			st->meter[ISM_M_UP_HEAD_IN] += (uint64_t)n;
 			u->head_done = 1;
 			ism_buf_consume(&u->in, (uint32_t)n);
 			ism_stream_up_tunnel(w, st);
@@ -874,8 +875,6 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 				ism_sock_recv(w, &u->s);
 			return;
 		}
-		if (n >= 0)
-			st->meter[ISM_M_UP_HEAD_IN] += (uint64_t)n;
 		if (n >= 0 && resp.status == 101 && st->upgrade) {
 			/* The upgrade is accepted: what follows the head is the
 			 * tunnel's. */
