@@ -1753,14 +1753,8 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	parse_retry_on(v, n, rt);
 	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0)
 		rt->ignore_previous_hosts = b;
-	if (ism_v_bool(v, n, "retryRemoteLocalities", &b) > 0 && b) {
-		size_t o2 = ism_v_push(v, ".retryRemoteLocalities");
-
-		ism_v_warn(v, ism_node_get(n, "retryRemoteLocalities", NULL),
-			   "accepted, has no effect: a retry picks its priority as the first "
-			   "try does");
-		ism_v_pop(v, o2);
-	}
+	if (ism_v_bool(v, n, "retryRemoteLocalities", &b) > 0)
+		rt->remote_localities = b;
 	if (rt->attempts == 0) {
 		rt->retry_on = 0;
 		rt->n_codes = 0;

@@ -74,6 +74,7 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 			/* No degraded hosts in isthmus: the degraded loads stay 0. */
 			d->healthy_load[p] = p < out.n_priorities ? out.healthy_load[p] : 0;
 			d->panic[p] = p < out.n_priorities ? out.panic[p] : 0;
+			d->health[p] = p < out.n_priorities ? out.health[p] : 0;
 		}
 		for (uint32_t g = 0; g < cl->n_groups && d->eff_weight; g++)
 			__atomic_store_n(&d->eff_weight[g], group_weight(cl, &cl->groups[g], h),

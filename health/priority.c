@@ -150,6 +150,31 @@ void ism_prio_compute(const struct ism_prio_input *in, struct ism_prio_load *out
 		out->healthy_load[0] = 100;
 }
 
+int ism_prio_skip(const uint8_t *health, uint32_t n, uint32_t skip, uint8_t *load)
+{
+	uint32_t total = 0, left = 100;
+
+	n = min_u32(n, ISM_MAX_PRIORITIES);
+	for (uint32_t i = 0; i < n; i++)
+		if (!(skip >> i & 1))
+			total += health[i];
+	total = min_u32(total, 100);
+	if (total == 0)
+		return -1;
+	memset(load, 0, n);
+	/* Envoy hands out the shares again until nothing is left, so what the
+	 * rounding leaves goes to the first priorities that can take it. */
+	while (left != 0)
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t d =
+			    skip >> i & 1 ? 0 : min_u32(left, (uint32_t)health[i] * 100 / total);
+
+			load[i] = (uint8_t)(load[i] + d);
+			left -= d;
+		}
+	return 0;
+}
+
 uint32_t ism_locality_effective_weight(uint32_t weight, uint32_t eligible, uint32_t hosts,
 				       uint32_t excluded, uint32_t overprovisioning)
 {

@@ -48,6 +48,13 @@ uint32_t ism_locality_effective_weight(uint32_t weight, uint32_t eligible, uint3
  * the priority; *degraded tells which load it came from. */
 uint32_t ism_prio_choose(const struct ism_prio_load *l, uint32_t h, int *degraded);
 
+/* Envoy's previous_priorities retry priority (adjustForAttemptedPriorities):
+ * the loads with the priorities in skip (bit p) left out, the rest spread by
+ * their health (availability, 0..100) in priority order, remainders to the
+ * first. Returns 0 with load[] written, or -1 (load untouched) when nothing is
+ * left: then the original loads stand, as in Envoy. */
+int ism_prio_skip(const uint8_t *health, uint32_t n, uint32_t skip, uint8_t *load);
+
 /* A locality "region/zone/subzone" split in place into its three parts (any may
  * be empty). Returns 0, or -EINVAL when it has more than three parts. */
 struct ism_locality {

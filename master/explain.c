@@ -119,7 +119,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 	const struct ism_cluster *cl = &t->clusters[ci];
 	const struct ism_ep_state *eps = m->shm.hdr->eps;
 	const struct ism_cluster_dyn *d = cl->dyn;
-	struct ism_lb_req rq = {.exclude_id = UINT32_MAX, .rnd = 0x5bd1e995u, .rnd2 = 0x9e3779b9u};
+	struct ism_lb_req rq = {.rnd = 0x5bd1e995u, .rnd2 = 0x9e3779b9u};
 	struct ism_lb *lb;
 	int e;
 
@@ -340,8 +340,11 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 		    "route: none matches (first match wins, in order): the answer is 404 (NR)\n");
 		return;
 	}
-	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries)\n", rt->name.p,
-		rt->n_match, rt->timeout_ms, rt->retry.attempts);
+	ism_say(r, "route: %s (%u match blocks; timeout %u ms; %u retries%s)\n", rt->name.p,
+		rt->n_match, rt->timeout_ms, rt->retry.attempts,
+		rt->retry.remote_localities && rt->retry.attempts > 1
+		    ? ", from the third try to localities not tried (retryRemoteLocalities)"
+		    : "");
 	if ((rt->fault != NULL || rt->cors != NULL) && !explain_fault_cors(rt, req, rs, r))
 		return;
 	if (!explain_actions(t, l, rt, req, rs, r))

@@ -91,6 +91,7 @@ struct ism_retry {
 	uint32_t n_codes; /* retriable status codes (numeric retryOn entries and 503 by default) */
 	const uint16_t *codes;
 	uint8_t ignore_previous_hosts; /* retryIgnorePreviousHosts, default 1 */
+	uint8_t remote_localities;     /* retryRemoteLocalities: Envoy's previous_priorities */
 	uint32_t backoff_base_ms; /* 25 ms: retry N waits rand[0, (2^N-1)*base), at most 10*base */
 };
 
@@ -692,6 +693,7 @@ struct ism_cluster_dyn {
 	uint8_t total_panic;			  /* master */
 	uint8_t healthy_load[ISM_MAX_PRIORITIES]; /* master: percent per priority, sums to 100 */
 	uint8_t panic[ISM_MAX_PRIORITIES];	  /* master: priority in panic */
+	uint8_t health[ISM_MAX_PRIORITIES];	  /* master: availability per priority, 0..100 */
 	uint32_t *eff_weight;		 /* master: per lgroup, effective locality weight */
 	_Atomic uint32_t pending;	 /* workers: requests waiting for a connection */
 	_Atomic uint32_t retries_active; /* workers */

@@ -116,6 +116,7 @@ static void read_loads(const struct ism_cluster *cl, struct ism_cluster_dyn *out
 		out->total_panic = d->total_panic;
 		memcpy(out->healthy_load, d->healthy_load, sizeof(out->healthy_load));
 		memcpy(out->panic, d->panic, sizeof(out->panic));
+		memcpy(out->health, d->health, sizeof(out->health));
 		atomic_thread_fence(memory_order_acquire);
 		s2 = atomic_load_explicit(&d->seq, memory_order_relaxed);
 	} while ((s1 & 1) || s1 != s2);
@@ -244,8 +245,16 @@ static uint32_t mark_range(struct ism_lb *lb, const struct ism_cluster *cl,
 	return n;
 }
 
-/* Marks the candidates of this pick (see balancer.h); then leaves out
- * exclude_id when another candidate remains. Returns the number of candidates. */
+static bool excluded(const struct ism_lb_req *rq, uint32_t id)
+{
+	for (uint32_t j = 0; j < rq->n_exclude; j++)
+		if (rq->exclude[j] == id)
+			return true;
+	return false;
+}
+
+/* Marks the candidates of this pick (see balancer.h); then leaves out the
+ * excluded ids when another candidate remains. Returns the number of candidates. */
 static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cluster *cl,
 			  const struct ism_shm_hdr *h, const struct ism_lb_req *rq)
 {
@@ -258,6 +267,8 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 	k->eps = h->eps;
 	k->mark = lb->mark;
 	read_loads(cl, &ld);
+	if (rq->skip_prio != 0)
+		ism_prio_skip(ld.health, ld.n_priorities, rq->skip_prio, ld.healthy_load);
 	p = choose_priority(&ld, rq->rnd % 100);
 	panic = ld.total_panic || ld.panic[p];
 	if (cl->locality_weighted && !panic && cl->dyn != NULL)
@@ -268,19 +279,25 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 	if (n == 0)
 		n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)p, panic);
 	/* The loads lag health by one recomputation: fall back to the first
-	 * priority that has an eligible endpoint. */
+	 * priority that has an eligible endpoint, one the retry does not leave
+	 * out if there is one. */
 	for (uint32_t q = 0; n == 0 && q < ld.n_priorities; q++)
+		if (!(rq->skip_prio >> q & 1))
+			n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)q, false);
+	for (uint32_t q = 0; n == 0 && rq->skip_prio != 0 && q < ld.n_priorities; q++)
 		n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)q, false);
 	if (n == 0 && ld.n_priorities <= 1)
 		n = mark_range(lb, cl, h, 0, cl->n_endpoints, -1, false);
+	if (rq->n_exclude == 0)
+		return n;
 	for (i = 0; i < cl->n_endpoints; i++)
-		if (lb->mark[i] && cl->endpoints[i].id != rq->exclude_id)
+		if (lb->mark[i] && !excluded(rq, cl->endpoints[i].id))
 			others++;
-	/* A retry avoids the previous host only inside the chosen set, as Envoy's
-	 * previous_hosts predicate does; with no other host it reuses it. */
-	if (rq->exclude_id != UINT32_MAX && others > 0 && others < n) {
+	/* A retry avoids the hosts tried only inside the chosen set, as Envoy's
+	 * previous_hosts predicate does; with no other host it reuses them. */
+	if (others > 0 && others < n) {
 		for (i = 0; i < cl->n_endpoints; i++)
-			if (cl->endpoints[i].id == rq->exclude_id)
+			if (lb->mark[i] && excluded(rq, cl->endpoints[i].id))
 				lb->mark[i] = 0;
 		n = others;
 	}

@@ -33,11 +33,12 @@ void ism_lb_free(struct ism_lb *lb);
 
 /* What one pick needs from the request. */
 struct ism_lb_req {
-	uint32_t exclude_id; /* endpoint id to avoid if another is eligible (retries); UINT32_MAX:
-				none */
-	uint32_t rnd;	     /* uniform random bits */
-	uint32_t rnd2;	     /* more of them */
-	uint64_t hash;	     /* consistent-hash key, when has_hash */
+	const uint32_t *exclude; /* endpoint ids to avoid while another is eligible (retries) */
+	uint32_t n_exclude;
+	uint32_t skip_prio; /* priorities a retry leaves out (bit p): retryRemoteLocalities */
+	uint32_t rnd;	    /* uniform random bits */
+	uint32_t rnd2;	    /* more of them */
+	uint64_t hash;	    /* consistent-hash key, when has_hash */
 	uint8_t has_hash;
 	uint64_t now_ms; /* monotonic: how far a warmup has gone (ism_cluster.warmup_ms) */
 };

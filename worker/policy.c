@@ -15,6 +15,7 @@ void ism_retry_state_init(struct ism_retry_state *rs, const struct ism_retry *r)
 		rs->codes[i] = r->codes[i];
 	rs->retries_left = (uint8_t)(r->attempts < 255 ? r->attempts : 255);
 	rs->ignore_previous = r->ignore_previous_hosts;
+	rs->remote_localities = r->remote_localities;
 	rs->per_try_ms = r->per_try_timeout_ms;
 	rs->backoff_base_ms = r->backoff_base_ms ? r->backoff_base_ms : 25;
 }

@@ -22,6 +22,9 @@ enum ism_failure {
 };
 
 /* The retry policy of one request, copied from its route when it is routed. */
+/* How many of the endpoints a request tried a retry remembers to avoid. */
+#define ISM_RETRY_TRIED 4
+
 struct ism_retry_state {
 	uint32_t retry_on; /* enum ism_retry_on bits */
 	uint16_t codes[8]; /* retriable status codes (the first 8) */
@@ -29,6 +32,10 @@ struct ism_retry_state {
 	uint8_t retries_left;
 	uint8_t tries; /* attempts made, the first included */
 	uint8_t ignore_previous;
+	uint8_t remote_localities;	 /* retryRemoteLocalities */
+	uint16_t prio_tried;		 /* priorities of the endpoints tried (bit p) */
+	uint16_t prio_skip;		 /* those a retry leaves out, as last updated */
+	uint32_t tried[ISM_RETRY_TRIED]; /* endpoint ids tried (the last ISM_RETRY_TRIED) */
 	uint32_t per_try_ms;
 	uint32_t backoff_base_ms;
 };
@@ -52,6 +59,44 @@ int ism_grpc_to_http(int grpc);
 /* The gRPC status of an answer isthmus makes with HTTP status status, for a
  * gRPC client (Envoy's Grpc::Utility::httpToGrpcStatus). */
 int ism_http_to_grpc(int status);
+
+/* Istio's update_frequency of previous_priorities. */
+#define ISM_RETRY_PRIO_EVERY 2
+
+/* An attempt is made on endpoint id of priority prio: counted, the endpoint
+ * remembered for retryIgnorePreviousHosts, its priority for
+ * retryRemoteLocalities. Inline: every request's first attempt comes here. */
+static inline void ism_retry_tried(struct ism_retry_state *rs, uint32_t id, uint32_t prio)
+{
+	rs->tried[rs->tries % ISM_RETRY_TRIED] = id;
+	if (rs->tries < UINT8_MAX)
+		rs->tries++;
+	if (rs->remote_localities && prio < 16)
+		rs->prio_tried = (uint16_t)(rs->prio_tried | 1u << prio);
+}
+
+/* The endpoints a retry avoids (retryIgnorePreviousHosts: Envoy's
+ * previous_hosts predicate): *ids, and their number (0 when none). */
+static inline uint32_t ism_retry_avoid(const struct ism_retry_state *rs, const uint32_t **ids)
+{
+	*ids = rs->tried;
+	if (!rs->ignore_previous)
+		return 0;
+	return rs->tries < ISM_RETRY_TRIED ? rs->tries : ISM_RETRY_TRIED;
+}
+
+/* The priorities the next pick leaves out (bit p) under retryRemoteLocalities:
+ * Envoy's previous_priorities as Istio configures it (update_frequency 2).
+ * None before two attempts; then those of every endpoint tried, brought up to
+ * date at every second attempt and kept in between. 0 without the setting. */
+static inline uint32_t ism_retry_prio_skip(struct ism_retry_state *rs)
+{
+	if (!rs->remote_localities || rs->tries < ISM_RETRY_PRIO_EVERY)
+		return 0;
+	if (rs->tries % ISM_RETRY_PRIO_EVERY == 0)
+		rs->prio_skip = rs->prio_tried;
+	return rs->prio_skip;
+}
 
 /* Envoy's fully jittered exponential back-off before retry n (1-based):
  * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */

@@ -407,10 +407,12 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 	set_deadline(w, st, ISM_SDL_RESPONSE, 0);
 }
 
-static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exclude)
+/* An endpoint for the stream's next attempt: avoiding those tried and their
+ * priorities as the retry policy says. */
+static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_lb_req rq = {
-	    .exclude_id = exclude,
+	    .skip_prio = ism_retry_prio_skip(&st->rs),
 	    .rnd = ism_w_rand(w),
 	    .rnd2 = ism_w_rand(w),
 	    .hash = st->hash,
@@ -418,6 +420,7 @@ static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st, uint32_t exc
 	    .now_ms = w->now,
 	};
 
+	rq.n_exclude = ism_retry_avoid(&st->rs, &rq.exclude);
 	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr, &rq);
 }
 
@@ -533,7 +536,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	st->ep = ep;
 	st->up_errno = 0;
 	st->up_tls_err = 0;
-	st->rs.tries++;
+	ism_retry_tried(&st->rs, ep->id, ep->priority);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
 	if (u == NULL) {
@@ -564,7 +567,7 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 		stream_local(w, st, 503, "configuration changed while the request waited", false);
 		return;
 	}
-	ei = pick_endpoint(w, st, st->rs.ignore_previous ? st->prev_ep : UINT32_MAX);
+	ei = pick_endpoint(w, st);
 	if (ei < 0) {
 		stream_local(w, st, 503, "no healthy upstream", false);
 		return;
@@ -948,7 +951,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	cl = &t->clusters[d->cluster];
 	st->cluster = d->cluster;
 	ism_retry_state_init(&st->rs, &l4_retry);
-	ei = pick_endpoint(w, st, UINT32_MAX);
+	ei = pick_endpoint(w, st);
 	if (ei < 0) {
 		stream_local(w, st, 503, "no healthy upstream", false);
 		return;
@@ -2116,7 +2119,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		if (!st->has_hash)
 			issue_cookie(w, st, cl);
 	}
-	ei = pick_endpoint(w, st, UINT32_MAX);
+	ei = pick_endpoint(w, st);
 	if (ei < 0) {
 		stream_local(w, st, 503, "no healthy upstream", false);
 		return;
@@ -2240,7 +2243,7 @@ int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st)
 
 	if (cl == NULL)
 		return -ESTALE;
-	ei = pick_endpoint(w, st, UINT32_MAX);
+	ei = pick_endpoint(w, st);
 	if (ei < 0)
 		return -ENOENT;
 	if (!request_admitted(st, cl))

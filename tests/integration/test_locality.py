@@ -516,3 +516,85 @@ def failover_needs_outlier_detection(env):
     check_share(counts, ["a1", "a2"], 40, 5, "no priorities: zone a share (2 of 5 endpoints)")
     check_share(counts, ["b1", "b2"], 40, 5, "no priorities: zone b share (2 of 5 endpoints)")
     check_share(counts, ["f1"], 20, 5, "no priorities: us-east share (1 of 5 endpoints)")
+
+
+def retry_route(prefix, attempts, remote):
+    return (f"  - match: [{{uri: {{prefix: {prefix}}}}}]\n"
+            f"    retries: {{attempts: {attempts}, retryOn: \"503\", retryRemoteLocalities: {str(remote).lower()}}}\n"
+            f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+
+
+@_test
+def retry_remote_localities(env):
+    """retries.retryRemoteLocalities: Istio gives the route Envoy's
+    previous_priorities with update_frequency 2, so from the third try on a
+    retry leaves out the priorities already tried, brought up to date at every
+    second try. Zone a (P0: a1, a2) and later zone b (P1: b1) answer 503; the
+    failover region's f1 (P2) answers. Counted per endpoint: every try goes
+    where the policy says (retryIgnorePreviousHosts: a retry avoids the
+    endpoints tried, inside the priority it picks)."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("a2", LOC_A), ("b1", LOC_B), ("f1", LOC_F)):
+        ups.start(n, loc)
+    http = (retry_route("/r1", 1, True) + retry_route("/r2", 2, True) + retry_route("/l2", 2, False)
+            + retry_route("/r3", 3, True) + retry_route("/r4", 4, True))
+    od = {"consecutive5xxErrors": 0, "interval": "1s"}
+    start(env, ups, dest_rule(SVC, od=od, failover=[("eu-west", "us-east")]), http=http)
+    for n in ("a1", "a2"):
+        ups.ctl(n, "fail/503")
+    ex = ctl_cmd(env.path("ctl.sock"), "explain GET http://test.local/r2")
+    check("from the third try to localities not tried (retryRemoteLocalities)" in ex,
+          f"explain does not say the route's retries go to other localities: {ex}")
+    ex = ctl_cmd(env.path("ctl.sock"), "explain GET http://test.local/l2")
+    check("2 retries)" in ex, f"explain of a route without retryRemoteLocalities: {ex}")
+
+    def tries(path):
+        before = {n: int(ups.ctl(n, "count")) for n in ups.eps}
+        r = env.get(path)
+        after = {n: int(ups.ctl(n, "count")) for n in ups.eps}
+        return r, {n: after[n] - before[n] for n in ups.eps if after[n] != before[n]}
+
+    for _ in range(5):
+        r, got = tries("/r2")
+        check(r.status == 200 and r.header("x-upstream") == "b1" and got == {"a1": 1, "a2": 1, "b1": 1},
+              f"attempts 2 with retryRemoteLocalities: {r.status} from {r.header('x-upstream')}, tries {got}; "
+              "want a1 and a2 once each, then b1 (zone a left out from the third try) with 200")
+        r, got = tries("/r1")
+        check(r.status == 503 and got == {"a1": 1, "a2": 1},
+              f"attempts 1 with retryRemoteLocalities: {r.status}, tries {got}; want 503 after a1 and a2 "
+              "(the priorities tried are left out only from the third try)")
+        r, got = tries("/l2")
+        check(r.status == 503 and set(got) == {"a1", "a2"} and sum(got.values()) == 3,
+              f"attempts 2 without retryRemoteLocalities: {r.status}, tries {got}; want 503 with all "
+              "three tries in zone a")
+    ups.ctl("b1", "fail/503")
+    for _ in range(5):
+        r, got = tries("/r3")
+        check(r.status == 503 and r.header("x-upstream") == "b1" and got == {"a1": 1, "a2": 1, "b1": 2},
+              f"attempts 3 with zones a and b failing: {r.status} from {r.header('x-upstream')}, tries "
+              f"{got}; want a1, a2, then b1 twice (the left-out set is updated at even tries only)")
+        r, got = tries("/r4")
+        check(r.status == 200 and r.header("x-upstream") == "f1" and got == {"a1": 1, "a2": 1, "b1": 2, "f1": 1},
+              f"attempts 4 with zones a and b failing: {r.status} from {r.header('x-upstream')}, tries "
+              f"{got}; want a1, a2, b1, b1, then f1 with 200")
+
+
+@_test
+def retry_avoids_tried_endpoints(env):
+    """retryIgnorePreviousHosts (Istio's default): Envoy's previous_hosts
+    predicate keeps a retry off every endpoint tried, not only the last one.
+    Of three endpoints two answer 503: with two retries every request ends at
+    the third, and no endpoint is tried twice."""
+    ups = Ups(env)
+    for n in ("a1", "a2", "a3"):
+        ups.start(n, LOC_A)
+    start(env, ups, None, http=retry_route("/", 2, False))
+    for n in ("a1", "a2"):
+        ups.ctl(n, "fail/503")
+    for i in range(20):
+        before = {n: int(ups.ctl(n, "count")) for n in ups.eps}
+        r = env.get(f"/x{i}")
+        got = {n: int(ups.ctl(n, "count")) - before[n] for n in ups.eps}
+        check(r.status == 200 and r.header("x-upstream") == "a3" and max(got.values()) == 1,
+              f"request {i}: {r.status} from {r.header('x-upstream')}, tries {got}; want 200 from a3 "
+              "with no endpoint tried twice")

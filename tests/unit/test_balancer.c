@@ -32,6 +32,12 @@ static const struct ism_endpoint c8_eps[] = {EP(70, 1, 0), EP(71, 1, 0)};
 static const struct ism_endpoint c9_eps[] = {{.id = 40, .od = 140, .weight = 1},
 					     {.id = 41, .od = 141, .weight = 1}};
 
+/* three priorities, as the master publishes them: everything to P0 */
+static const struct ism_endpoint c10_eps[] = {EP(80, 1, 0), EP(81, 1, 0), EP(82, 1, 1),
+					      EP(83, 1, 2)};
+static struct ism_cluster_dyn c10_dyn = {
+    .n_priorities = 3, .healthy_load = {100}, .health = {100, 100, 100}};
+
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 4, .endpoints = c1_eps},
@@ -54,11 +60,12 @@ static const struct ism_cluster clusters[] = {
      .warmup_aggression = 0.5,
      .warmup_minimum = 0.01},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 2, .endpoints = c9_eps},
+    {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 4, .endpoints = c10_eps, .dyn = &c10_dyn},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 10,
+    .n_clusters = 11,
     .clusters = clusters,
 };
 
@@ -99,7 +106,8 @@ static int teardown(void **state)
 
 static int lbpick(struct fixture *f, uint32_t c, uint32_t excl, uint32_t rnd)
 {
-	struct ism_lb_req rq = {.exclude_id = excl, .rnd = rnd, .rnd2 = rnd};
+	struct ism_lb_req rq = {
+	    .exclude = &excl, .n_exclude = excl != UINT32_MAX, .rnd = rnd, .rnd2 = rnd};
 
 	return ism_lb_pick(f->lb, c, f->h, &rq);
 }
@@ -241,7 +249,7 @@ static void test_enoent_and_range(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 10, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 11, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -265,6 +273,61 @@ static void test_exclude(void **state)
 	set_health(f, 10, ISM_EP_UNHEALTHY);
 	set_health(f, 12, ISM_EP_UNHEALTHY);
 	assert_int_equal(pick_id(f, 1, 13, 0), 13);
+}
+
+/* The id picked in cluster c avoiding the n ids of excl, leaving out the
+ * priorities in skip. */
+static int pick_avoiding(struct fixture *f, uint32_t c, const uint32_t *excl, uint32_t n,
+			 uint32_t skip, uint32_t rnd)
+{
+	struct ism_lb_req rq = {
+	    .exclude = excl, .n_exclude = n, .skip_prio = skip, .rnd = rnd, .rnd2 = rnd};
+	int i = ism_lb_pick(f->lb, c, f->h, &rq);
+
+	assert_true(i >= 0 && (uint32_t)i < clusters[c].n_endpoints);
+	return (int)clusters[c].endpoints[i].id;
+}
+
+/* A retry avoids every endpoint tried while another of the set is left. */
+static void test_exclude_several(void **state)
+{
+	static const uint32_t two[2] = {20, 21}, three[3] = {20, 22, 21};
+	struct fixture *f = *state;
+	unsigned n[3] = {0};
+
+	for (uint32_t r = 0; r < 65536; r += 97)
+		assert_int_equal(pick_avoiding(f, 2, two, 2, 0, r * 65537u), 22);
+	for (uint32_t r = 0; r < 65536; r += 97)
+		n[pick_avoiding(f, 2, three, 3, 0, r * 65537u) - 20]++;
+	assert_true(n[0] > 0 && n[1] > 0 && n[2] > 0);
+}
+
+/* retryRemoteLocalities: the priorities left out give their load to the
+ * next ones by health; with none left, the loads stand. */
+static void test_skip_priorities(void **state)
+{
+	struct fixture *f = *state;
+
+	for (uint32_t r = 0; r < 100; r++) {
+		int id = pick_avoiding(f, 10, NULL, 0, 0, r);
+
+		assert_true(id == 80 || id == 81);
+		assert_int_equal(pick_avoiding(f, 10, NULL, 0, 1, r), 82);
+		assert_int_equal(pick_avoiding(f, 10, NULL, 0, 3, r), 83);
+		id = pick_avoiding(f, 10, NULL, 0, 7, r);
+		assert_true(id == 80 || id == 81);
+	}
+	/* P1 has nothing available: the load goes on to P2 */
+	c10_dyn.health[1] = 0;
+	for (uint32_t r = 0; r < 100; r++)
+		assert_int_equal(pick_avoiding(f, 10, NULL, 0, 1, r), 83);
+	/* the loads lag: P1's only endpoint is down although its health says
+	 * otherwise; the first priority not left out that has one is used */
+	c10_dyn.health[1] = 100;
+	set_health(f, 82, ISM_EP_UNHEALTHY);
+	for (uint32_t r = 0; r < 100; r++)
+		assert_int_equal(pick_avoiding(f, 10, NULL, 0, 1, r), 83);
+	set_health(f, 82, ISM_EP_HEALTHY);
 }
 
 static void test_least_request(void **state)
@@ -351,8 +414,7 @@ static unsigned picks_at(struct fixture *f, uint32_t c, uint64_t now, unsigned n
 	unsigned hits = 0;
 
 	for (unsigned k = 0; k < n; k++) {
-		struct ism_lb_req rq = {
-		    .exclude_id = UINT32_MAX, .rnd = k * 2654435761u, .now_ms = now};
+		struct ism_lb_req rq = {.rnd = k * 2654435761u, .now_ms = now};
 		int i = ism_lb_pick(f->lb, c, f->h, &rq);
 
 		assert_true(i >= 0);
@@ -402,6 +464,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_locality_failover_and_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enoent_and_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exclude, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_exclude_several, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_skip_priorities, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_least_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_by_weight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_weighted_least_request, setup, teardown),

@@ -1216,9 +1216,12 @@ static void test_retries(void **state)
 						  ISM_RETRY_GRPC_CANCELLED |
 						  ISM_RETRY_RETRIABLE_STATUS_CODES);
 	assert_int_equal(r[3].retry.codes[0], 503);
-	assert_true(has_warning(
-	    &f->d, "VirtualService default/vs: spec.http[1].retries.retryRemoteLocalities",
-	    "has no effect"));
+	/* retryRemoteLocalities: Envoy's previous_priorities, off by default */
+	assert_int_equal(r[1].retry.remote_localities, 1);
+	assert_int_equal(r[0].retry.remote_localities, 0);
+	assert_int_equal(r[3].retry.remote_localities, 0);
+	assert_false(has_warning(
+	    &f->d, "VirtualService default/vs: spec.http[1].retries.retryRemoteLocalities", ""));
 }
 
 /* The gRPC names and the rest of Envoy's vocabulary. */

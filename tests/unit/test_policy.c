@@ -122,6 +122,56 @@ static void test_backoff(void **state)
 	assert_int_equal(ism_retry_backoff_ms(UINT32_MAX, 5, UINT32_MAX), UINT32_MAX - 1);
 }
 
+static bool avoids(const struct ism_retry_state *rs, uint32_t id)
+{
+	const uint32_t *ids;
+	uint32_t n = ism_retry_avoid(rs, &ids);
+
+	for (uint32_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/* Retries avoid the endpoints tried (the last four) and, under
+ * retryRemoteLocalities, the priorities tried, updated every second attempt
+ * as Istio's previous_priorities (update_frequency 2). */
+static void test_tried(void **state)
+{
+	struct ism_retry r = {.attempts = 9, .ignore_previous_hosts = 1, .remote_localities = 1};
+	struct ism_retry_state rs;
+	const uint32_t *ids;
+
+	(void)state;
+	ism_retry_state_init(&rs, &r);
+	assert_int_equal(ism_retry_avoid(&rs, &ids), 0);
+	assert_int_equal(ism_retry_prio_skip(&rs), 0);
+	ism_retry_tried(&rs, 5, 0);
+	assert_int_equal(rs.tries, 1);
+	assert_int_equal(ism_retry_prio_skip(&rs), 0);
+	assert_true(avoids(&rs, 5));
+	ism_retry_tried(&rs, 6, 0);
+	assert_int_equal(ism_retry_prio_skip(&rs), 1);
+	ism_retry_tried(&rs, 7, 1);
+	assert_int_equal(ism_retry_prio_skip(&rs), 1); /* kept between updates */
+	ism_retry_tried(&rs, 7, 1);
+	assert_int_equal(ism_retry_prio_skip(&rs), 3);
+	ism_retry_tried(&rs, 8, 2);
+	ism_retry_tried(&rs, 9, 2);
+	assert_int_equal(ism_retry_prio_skip(&rs), 7);
+	assert_int_equal(ism_retry_avoid(&rs, &ids), ISM_RETRY_TRIED);
+	assert_true(avoids(&rs, 7) && avoids(&rs, 8) && avoids(&rs, 9));
+	assert_false(avoids(&rs, 5) || avoids(&rs, 6));
+
+	r.remote_localities = 0;
+	r.ignore_previous_hosts = 0;
+	ism_retry_state_init(&rs, &r);
+	ism_retry_tried(&rs, 5, 0);
+	ism_retry_tried(&rs, 6, 1);
+	assert_int_equal(ism_retry_prio_skip(&rs), 0);
+	assert_int_equal(ism_retry_avoid(&rs, &ids), 0);
+}
+
 static void test_outcomes(void **state)
 {
 	(void)state;
@@ -206,6 +256,7 @@ int main(void)
 	    cmocka_unit_test(test_istio_default_policy),
 	    cmocka_unit_test(test_vocabulary),
 	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_tried),
 	    cmocka_unit_test(test_outcomes),
 	    cmocka_unit_test(test_outcomes_error_codes),
 	    cmocka_unit_test(test_hash_keys),

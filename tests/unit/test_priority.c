@@ -576,9 +576,42 @@ static void test_compact(void **state)
 	assert_int_equal(ism_priority_compact(NULL, 0), 0);
 }
 
+/* retryRemoteLocalities (Envoy's previous_priorities): the priorities left
+ * out give their load to the others by health, the rounding's remainder to
+ * the first; nothing left keeps the loads as they were. */
+static void test_skip_priorities(void **state)
+{
+	static const uint8_t all[3] = {100, 100, 100}, part[3] = {100, 30, 40},
+			     over[3] = {60, 70, 50}, dead[3] = {100, 0, 0};
+	static const uint8_t w1[3] = {0, 100, 0}, w2[3] = {0, 0, 100}, w3[3] = {0, 43, 57},
+			     w4[3] = {0, 70, 30}, w5[3] = {100, 0, 0};
+	uint8_t load[3];
+
+	(void)state;
+	assert_int_equal(ism_prio_skip(all, 3, 1, load), 0);
+	assert_memory_equal(load, w1, 3);
+	assert_int_equal(ism_prio_skip(all, 3, 3, load), 0);
+	assert_memory_equal(load, w2, 3);
+	/* 30 * 100 / 70 = 42 and 40 * 100 / 70 = 57: the 1 left goes to P1 */
+	assert_int_equal(ism_prio_skip(part, 3, 1, load), 0);
+	assert_memory_equal(load, w3, 3);
+	/* more than 100 available: the first takes what its health gives */
+	assert_int_equal(ism_prio_skip(over, 3, 1, load), 0);
+	assert_memory_equal(load, w4, 3);
+	/* a priority not left out keeps its share when another is */
+	assert_int_equal(ism_prio_skip(all, 3, 6, load), 0);
+	assert_memory_equal(load, w5, 3);
+	/* nothing available outside what is left out: untouched */
+	memcpy(load, w2, 3);
+	assert_int_equal(ism_prio_skip(dead, 3, 1, load), -1);
+	assert_int_equal(ism_prio_skip(all, 3, 7, load), -1);
+	assert_memory_equal(load, w2, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_skip_priorities),
 	    cmocka_unit_test(test_spillover_doc_table),
 	    cmocka_unit_test(test_both_quarter_healthy),
 	    cmocka_unit_test(test_health_20_30),
