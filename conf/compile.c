@@ -1055,6 +1055,7 @@ static const struct ism_hc *compile_hc(struct cbuild *b, size_t i, const char *s
 	o->type = h->type;
 	o->path = astr(b, h->path);
 	o->host = astr(b, h->host_header ? h->host_header : svc_host);
+	o->service = astr(b, h->service ? h->service : "");
 	o->interval_ms = h->interval_ms;
 	o->timeout_ms = h->timeout_ms;
 	o->healthy_threshold = h->healthy;

@@ -314,13 +314,21 @@ static void parse_statuses(struct ism_vctx *v, const struct ism_node *hc, struct
 }
 
 /* Fields an HTTP check has and a TCP (connect-only) check must not. */
-static void tcp_check_fields(struct ism_vctx *v, const struct ism_node *n)
+/* The fields a check of another type has are errors in a check of type. */
+static void check_type_fields(struct ism_vctx *v, const struct ism_node *n, uint8_t type)
 {
-	static const char *const http_only[] = {"path", "hostHeader", "expectedStatuses", NULL};
+	static const char *const http_only[] = {"path", "expectedStatuses", NULL};
 
-	for (const char *const *k = http_only; *k; k++)
+	for (const char *const *k = http_only; *k && type != ISM_HC_HTTP; k++)
 		if (ism_node_get(n, *k, NULL) != NULL)
-			key_err(v, n, *k, "not allowed in a tcp check (it only connects)");
+			key_err(v, n, *k,
+				type == ISM_HC_TCP ? "not allowed in a tcp check (it only connects)"
+						   : "not allowed in a grpc check (it asks "
+						     "grpc.health.v1.Health/Check)");
+	if (type == ISM_HC_TCP && ism_node_get(n, "hostHeader", NULL) != NULL)
+		key_err(v, n, "hostHeader", "not allowed in a tcp check (it only connects)");
+	if (type != ISM_HC_GRPC && ism_node_get(n, "serviceName", NULL) != NULL)
+		key_err(v, n, "serviceName", "only a grpc check has it");
 }
 
 static void parse_hc_intervals(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_hc *h)
@@ -359,8 +367,9 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 					   "initialJitter",
 					   "intervalJitter",
 					   "intervalJitterPercent",
+					   "serviceName",
 					   NULL};
-	static const char *const types[] = {"http", "tcp", NULL};
+	static const char *const types[] = {"http", "tcp", "grpc", NULL};
 	const char *host = NULL, *type = "http";
 
 	h->at = n;
@@ -379,9 +388,13 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 	}
 	ism_v_u32(v, n, "port", false, 1, 65535, &h->port);
 	ism_v_enum(v, n, "type", types, NULL, &type);
-	h->type = strcmp(type, "tcp") == 0 ? ISM_HC_TCP : ISM_HC_HTTP;
-	if (h->type == ISM_HC_TCP)
-		tcp_check_fields(v, n);
+	h->type = strcmp(type, "tcp") == 0    ? ISM_HC_TCP
+		  : strcmp(type, "grpc") == 0 ? ISM_HC_GRPC
+					      : ISM_HC_HTTP;
+	check_type_fields(v, n, h->type);
+	if (ism_v_str(v, n, "serviceName", false, &h->service) > 0 &&
+	    strlen(h->service) > ISM_HC_SERVICE_MAX)
+		ism_v_err_key(v, n, "serviceName", "longer than %d bytes", ISM_HC_SERVICE_MAX);
 	if (ism_v_str(v, n, "path", false, &h->path) > 0 && h->path[0] != '/')
 		ism_v_err_key(v, n, "path", "must start with \"/\"");
 	ism_v_str(v, n, "hostHeader", false, &h->host_header);

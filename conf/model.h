@@ -503,6 +503,7 @@ struct ism_cm_hc {
 	uint32_t port;	  /* 0: every port */
 	const char *path;
 	const char *host_header; /* NULL: the service host */
+	const char *service;	 /* grpc: serviceName; NULL: "" */
 	uint32_t interval_ms, timeout_ms, healthy, unhealthy;
 	uint8_t type; /* enum ism_hc_type */
 	uint32_t unhealthy_interval_ms, unhealthy_edge_interval_ms, healthy_edge_interval_ms;

@@ -311,6 +311,17 @@ bool ism_tlsctx_name_checked(const struct ism_tls_conf *c)
 	return c->name_check;
 }
 
+void ism_tlsctx_h2_alpn(SSL *ssl, bool mesh)
+{
+	static const unsigned char h2[] = "\x02h2";
+	static const unsigned char mesh_h2[] = "\x08istio-h2\x05istio\x02h2";
+
+	if (mesh)
+		SSL_set_alpn_protos(ssl, mesh_h2, sizeof(mesh_h2) - 1);
+	else
+		SSL_set_alpn_protos(ssl, h2, sizeof(h2) - 1);
+}
+
 void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check)
 {
 	if (sni[0] == '\0')

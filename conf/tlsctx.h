@@ -51,6 +51,10 @@ bool ism_tlsctx_name_checked(const struct ism_tls_conf *c);
 /* The server name a client session sends (none when sni is ""), and with
  * check the name its certificate must carry. */
 void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check);
+/* Offers HTTP/2 by ALPN on a client session, as Istio's gateway does:
+ * istio-h2, istio, h2 towards the mesh (mesh: ISTIO_MUTUAL, its istio.alpn
+ * filter), h2 otherwise. */
+void ism_tlsctx_h2_alpn(SSL *ssl, bool mesh);
 /* Logs (debug) and clears the library's error queue, each line after what. */
 void ism_tls_log_errors(const char *what);
 

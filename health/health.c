@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf/tlsctx.h"
+#include "health/grpccheck.h"
 #include "health/outlier.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
@@ -34,7 +35,7 @@ enum hc_state {
 	HC_PROXY,      /* PROXY header being sent (a cluster with proxyProtocol) */
 	HC_HANDSHAKE,  /* TLS handshake in progress (a cluster that originates TLS) */
 	HC_SENDING,    /* request partly written */
-	HC_READING,    /* waiting for the status line */
+	HC_READING,    /* waiting for the status line (gRPC: the verdict) */
 };
 
 /* What one check came to (Envoy's HealthCheckFailureType). */
@@ -61,6 +62,7 @@ struct hc_ep {
 	uint32_t want;	 /* events the last I/O that would block waits for */
 	SSL_CTX *ctx;	 /* the cluster's TLS client context (a reference); NULL: plaintext */
 	SSL *ssl;	 /* the check's session, while connected */
+	bool mesh;	 /* ctx is ISTIO_MUTUAL's (a gRPC check's ALPN) */
 	bool name_check; /* the certificate must carry sni (ism_tlsctx_name_checked) */
 	char sni[256];	 /* server name sent: the DestinationRule's sni, else the Host */
 	uint8_t pp;	 /* the PROXY header the check starts with (enum ism_upstream_pp) */
@@ -77,9 +79,12 @@ struct hc_ep {
 	uint32_t initial_jitter_ms, jitter_ms, jitter_pct;
 	uint32_t n_statuses;
 	uint16_t (*statuses)[2];
+	/* HTTP: the request; gRPC: the :authority and the service asked about,
+	 * each NUL-terminated, one after the other */
 	char *req;
-	size_t req_len, sent;
-	char label[ISM_EP_KEY_MAX]; /* "<service>|<address>:<port>" for logs */
+	size_t req_len, sent;	     /* sent: of what ep_output gives */
+	struct ism_grpc_check *grpc; /* the gRPC exchange, while connected */
+	char label[ISM_EP_KEY_MAX];  /* "<service>|<address>:<port>" for logs */
 
 	size_t got;
 	char buf[HC_RESP_MAX];
@@ -137,6 +142,8 @@ static void ep_close(struct hc_ep *e)
 {
 	SSL_free(e->ssl);
 	e->ssl = NULL;
+	ism_grpc_check_free(e->grpc);
+	e->grpc = NULL;
 	if (e->fd >= 0) {
 		/* close() also drops the descriptor from the epoll set */
 		close(e->fd);
@@ -496,6 +503,50 @@ static void ep_io_fail(struct ism_health *h, struct hc_ep *e, const char *what, 
 		ep_fail_errno(h, e, what, (int)-r, now);
 }
 
+/* Reads what the check's connection has into p: the bytes read (0 at its
+ * end), or -1 when there is nothing to do now (the read waits for the socket,
+ * or it failed and the check ended). */
+static ssize_t ep_recv(struct ism_health *h, struct hc_ep *e, void *p, size_t n, uint64_t now)
+{
+	ssize_t r = ep_io(e, false, p, n);
+
+	if (r == -EAGAIN) {
+		ep_wait_io(h, e, now);
+		return -1;
+	}
+	if (r < 0) {
+		ep_io_fail(h, e, "recv", r, now);
+		return -1;
+	}
+	return r;
+}
+
+static void ep_grpc_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	char why[128];
+	ssize_t r;
+
+	for (;;) {
+		r = ep_recv(h, e, e->buf, sizeof(e->buf), now);
+		if (r < 0)
+			return;
+		switch (ism_grpc_check_in(e->grpc, (const uint8_t *)e->buf, (size_t)r, why,
+					  sizeof(why))) {
+		case ISM_GRPC_MORE:
+			continue;
+		case ISM_GRPC_SERVING:
+			ep_result(h, e, HC_PASS, NULL, now);
+			return;
+		case ISM_GRPC_FAILED:
+			ep_result(h, e, HC_FAIL_STATUS, why, now);
+			return;
+		case ISM_GRPC_BROKEN:
+			ep_result(h, e, HC_FAIL_NETWORK, why, now);
+			return;
+		}
+	}
+}
+
 static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	char reason[64];
@@ -503,16 +554,14 @@ static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	ssize_t r;
 	int status;
 
+	if (e->type == ISM_HC_GRPC) {
+		ep_grpc_read(h, e, now);
+		return;
+	}
 	for (;;) {
-		r = ep_io(e, false, e->buf + e->got, sizeof(e->buf) - e->got);
-		if (r == -EAGAIN) {
-			ep_wait_io(h, e, now);
+		r = ep_recv(h, e, e->buf + e->got, sizeof(e->buf) - e->got, now);
+		if (r < 0)
 			return;
-		}
-		if (r < 0) {
-			ep_io_fail(h, e, "recv", r, now);
-			return;
-		}
 		eof = r == 0;
 		e->got += (size_t)r;
 		status = parse_status(e->buf, e->got, eof);
@@ -535,12 +584,26 @@ static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	}
 }
 
+/* What the check writes: an HTTP check's request, a gRPC check's exchange's
+ * (asked each time: a reload may replace req while it is being sent). */
+static void ep_output(const struct hc_ep *e, const uint8_t **p, size_t *n)
+{
+	if (e->grpc != NULL) {
+		ism_grpc_check_request(e->grpc, p, n);
+	} else {
+		*p = (const uint8_t *)e->req;
+		*n = e->req_len;
+	}
+}
+
 static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
+	const uint8_t *out;
+	size_t len;
 	ssize_t r;
 
-	while (e->sent < e->req_len) {
-		r = ep_io(e, true, e->req + e->sent, e->req_len - e->sent);
+	for (ep_output(e, &out, &len); e->sent < len; ep_output(e, &out, &len)) {
+		r = ep_io(e, true, (void *)(out + e->sent), len - e->sent);
 		if (r == -EAGAIN) {
 			ep_wait_io(h, e, now);
 			return;
@@ -560,9 +623,23 @@ static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
  * completed); an HTTP check sends its request. */
 static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
-	if (e->type == ISM_HC_TCP) {
+	switch (e->type) {
+	case ISM_HC_TCP:
 		ep_result(h, e, HC_PASS, NULL, now);
 		return;
+	case ISM_HC_GRPC:
+		e->grpc = ism_grpc_check_new(e->req, e->req + strlen(e->req) + 1, e->ctx != NULL,
+					     e->timeout_ms);
+		if (e->grpc == NULL) {
+			/* says nothing about the endpoint: no result (as for socket()) */
+			ism_err("health check of %s: out of memory", e->label);
+			ep_close(e);
+			e->next_ms = now + ep_wait(h, e, e->interval_ms);
+			return;
+		}
+		break;
+	default:
+		break;
 	}
 	e->state = HC_SENDING;
 	ep_send(h, e, now);
@@ -598,6 +675,9 @@ static void ep_start_tls(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	 * still answered: its end reads as the end of the stream. */
 	SSL_set_options(e->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_set_connect_state(e->ssl);
+	/* gRPC is HTTP/2 only: servers refuse a TLS session without h2 */
+	if (e->type == ISM_HC_GRPC)
+		ism_tlsctx_h2_alpn(e->ssl, e->mesh);
 	ism_tlsctx_peer_name(e->ssl, e->sni, e->name_check);
 	e->state = HC_HANDSHAKE;
 	ep_handshake(h, e, now);
@@ -814,17 +894,22 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	const struct ism_tls_conf *tls = ism_ep_hc_tls(cl, ep);
 	const char *path = hc->path.len ? hc->path.p : "/";
 	const char *host = hc->host.len ? hc->host.p : cl->host.p;
-	uint8_t type = hc->type == ISM_HC_TCP ? ISM_HC_TCP : ISM_HC_HTTP;
+	uint8_t type = hc->type;
 	uint16_t(*st)[2] = NULL;
 	SSL_CTX *ctx = NULL;
 	char *req = NULL, sni[sizeof(e->sni)] = "";
 	int len, ret = 0;
 	bool changed;
 
-	len = asprintf(&req,
-		       "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: isthmus-health\r\n"
-		       "Connection: close\r\n\r\n",
-		       path, host ? host : "");
+	if (type == ISM_HC_GRPC) {
+		len = asprintf(&req, "%s%c%.*s", host ? host : "", 0, (int)hc->service.len,
+			       hc->service.p ? hc->service.p : "");
+		len += len >= 0; /* the service's NUL too */
+	} else
+		len = asprintf(&req,
+			       "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: isthmus-health\r\n"
+			       "Connection: close\r\n\r\n",
+			       path, host ? host : "");
 	if (len < 0) {
 		req = NULL;
 		ret = -ENOMEM;
@@ -858,9 +943,10 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 			snprintf(sni, sizeof(sni), "%.*s", (int)ism_host_len(host, strlen(host)),
 				 host);
 	}
-	changed = !e->req || strcmp(e->req, req) != 0 || e->type != type ||
-		  e->addrlen != ep->addrlen || memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 ||
-		  e->ctx != ctx || strcmp(e->sni, sni) != 0 || e->pp != cl->hc_pp;
+	changed = !e->req || e->req_len != (size_t)len || memcmp(e->req, req, (size_t)len) != 0 ||
+		  e->type != type || e->addrlen != ep->addrlen ||
+		  memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 || e->ctx != ctx ||
+		  strcmp(e->sni, sni) != 0 || e->pp != cl->hc_pp;
 	if (changed && e->state != HC_IDLE) {
 		ep_close(e);
 		e->next_ms = now;
@@ -871,6 +957,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	e->ctx = ctx;
 	memcpy(e->sni, sni, sizeof(sni));
 	e->name_check = ctx != NULL && ism_tlsctx_name_checked(tls);
+	e->mesh = ctx != NULL && tls->mode == ISM_TLS_ISTIO_MUTUAL;
 	e->pp = cl->hc_pp;
 	free(e->req);
 	free(e->statuses);

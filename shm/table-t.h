@@ -704,17 +704,22 @@ struct ism_cluster_dyn {
 	    responses[6]; /* workers: responses by status class (1..5) for this generation */
 };
 
+/* The longest gRPC health check serviceName. */
+#define ISM_HC_SERVICE_MAX 1024
+
 enum ism_hc_type {
 	ISM_HC_HTTP = 0,
-	ISM_HC_TCP, /* connect only */
+	ISM_HC_TCP,  /* connect only */
+	ISM_HC_GRPC, /* grpc.health.v1.Health/Check over HTTP/2 (health/grpccheck.h) */
 };
 
 /* Active health check of a service's endpoints, run by the master (Envoy's
  * HealthCheck; the interval fields default as Envoy's do). */
 struct ism_hc {
-	uint8_t type;	     /* enum ism_hc_type */
-	struct ism_str path; /* request path, default "/" */
-	struct ism_str host; /* Host header, default the service host */
+	uint8_t type;		/* enum ism_hc_type */
+	struct ism_str path;	/* request path, default "/" */
+	struct ism_str host;	/* Host header (gRPC: :authority), default the service host */
+	struct ism_str service; /* gRPC: the HealthCheckRequest's service, "" the server's */
 	uint32_t interval_ms;
 	uint32_t timeout_ms;
 	uint32_t healthy_threshold;

@@ -344,10 +344,6 @@ SSL *ism_tls_server_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct
 SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct ism_xport *x,
 			uint32_t ep_id, const char *sni, uint64_t key, bool h2)
 {
-	/* What Istio's gateway offers: for HTTP/2, istio-h2, istio, h2 towards
-	 * the mesh (its istio.alpn filter), h2 otherwise. */
-	static const unsigned char h2_alpn[] = "\x02h2";
-	static const unsigned char mesh_h2_alpn[] = "\x08istio-h2\x05istio\x02h2";
 	struct ism_tls *t = w->tls;
 	SSL_CTX *ctx = get_ctx(w, c, 0);
 	SSL *ssl = new_ssl(t, ctx, x);
@@ -355,10 +351,8 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct
 	if (ssl == NULL)
 		return NULL;
 	SSL_set_connect_state(ssl);
-	if (h2 && c->mode == ISM_TLS_ISTIO_MUTUAL)
-		SSL_set_alpn_protos(ssl, mesh_h2_alpn, sizeof(mesh_h2_alpn) - 1);
-	else if (h2)
-		SSL_set_alpn_protos(ssl, h2_alpn, sizeof(h2_alpn) - 1);
+	if (h2)
+		ism_tlsctx_h2_alpn(ssl, c->mode == ISM_TLS_ISTIO_MUTUAL);
 	SSL_set_ex_data(ssl, ep_idx, (void *)(uintptr_t)(ep_id + 1));
 	SSL_set_ex_data(ssl, key_idx, (void *)(uintptr_t)key);
 	ism_tlsctx_peer_name(ssl, sni, ism_tlsctx_name_checked(c));

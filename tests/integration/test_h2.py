@@ -27,6 +27,7 @@ import time
 from harness import (DEBIAN_PYTHON, Conn, Env, Registry, Skip, TestFailure, appliance, check, curl,
                      debian_python_has, docs, file_lines, free_port, gateway, have, http_get, poll, service_entry,
                      service_entry_protocol, spawn_listening, virtual_service, wait_master_exit)
+from test_locality import endpoints_view
 from test_tls import Pki, gateway_of, server, tls_simple
 
 _test = Registry()
@@ -181,9 +182,10 @@ def h2up_stats(addr, port):
     return json.loads(r.body)
 
 
-def grpcup_stats(port):
-    """grpc_upstream.py's counters (the upstream on 127.0.0.1:port, asked directly)."""
-    res = grpc(port, [{"method": "Stats"}], timeout=30)
+def grpcup_stats(port, **kw):
+    """grpc_upstream.py's counters (the upstream on 127.0.0.1:port, asked
+    directly; kw: grpc()'s TLS options)."""
+    res = grpc(port, [{"method": "Stats"}], timeout=30, **kw)
     check(res[0]["code"] == "OK", f"grpc upstream stats on port {port}: {res[0]}")
     return json.loads(res[0]["responses"][0])
 
@@ -1075,6 +1077,88 @@ def grpc_tls(env):
         dest_rule("dr", GSVC, tls=f"mode: SIMPLE, caCertificates: {pki.ca()}, sni: {GSVC}")])
     res = grpc(gw, grpc_calls_e2e(), ca=pki.ca(), sni="grpc.example.com", authority="grpc.example.com")
     check_grpc_e2e(res, "TLS")
+
+
+def grpc_hc(service="isthmus.test.Echo"):
+    """Appliance healthChecks: a gRPC check of GSVC every 100 ms. A network
+    failure would need 1000 in a row: what marks an endpoint unhealthy in these
+    tests is an answer (an active failure, unhealthy at once, as in Envoy)."""
+    svc = f", serviceName: {service}" if service is not None else ""
+    return (f"  healthChecks:\n  - {{host: {GSVC}, type: grpc{svc}, interval: 100ms, timeout: 2s,"
+            " healthyThreshold: 1, unhealthyThreshold: 1000}\n")
+
+
+def set_health(port, status, service="isthmus.test.Echo", **kw):
+    """What the upstream on 127.0.0.1:port answers a health check for service
+    from now on (kw: grpc()'s TLS options)."""
+    res = grpc(port, [{"method": "SetHealth", "request": json.dumps({"service": service, "status": status})}],
+               **kw)
+    check(res[0]["code"] == "OK", f"SetHealth on the upstream on port {port}: {res[0]}")
+
+
+def wait_health(env, port, want, what):
+    key = f"{GSVC}|127.0.0.1:{port}"
+    poll(lambda: endpoints_view(env).get(key, {}).get("health") == want, 10, what=f"{key} to be {want} ({what})")
+
+
+def upstreams_of(gw, n, **kw):
+    """The x-upstream of n Unary calls through the gateway."""
+    res = grpc(gw, [{"method": "Unary", "request": f"c{i}"} for i in range(n)], **kw)
+    check(all(r["code"] == "OK" for r in res), f"Unary calls through the gateway: {[r['code'] for r in res]}")
+    return {dict(r["initial_metadata"]).get("x-upstream") for r in res}
+
+
+@_test
+def grpc_health_check(env):
+    """healthChecks type grpc: grpc.health.v1.Health/Check over h2c, as Envoy's
+    gRPC health checker asks it (POST /grpc.health.v1.Health/Check with the
+    serviceName, user-agent isthmus-health, a grpc-timeout). SERVING passes;
+    NOT_SERVING and an unknown service (NOT_FOUND) mark the endpoint unhealthy
+    at once (unhealthyThreshold 1000 would take minutes for network failures),
+    and its traffic goes to the other; SERVING again brings it back."""
+    need_tools("grpc")
+    gw, ports = grpc_world(env, n=2, app_extra=grpc_hc())
+    for p in ports:
+        wait_health(env, p, "healthy", "SERVING")
+    poll(lambda: grpcup_stats(ports[1])["health_checks"] >= 2, 10, what="two health checks at g1")
+    st = grpcup_stats(ports[1])
+    md = dict(st["health_metadata"])
+    check(st["health_service"] == "isthmus.test.Echo" and md.get("user-agent", "").startswith("isthmus-health"),
+          f"the check's service and metadata: {st['health_service']!r} {md}")
+    check(upstreams_of(gw, 20) == {"g0", "g1"}, "with both SERVING, both take calls")
+
+    set_health(ports[1], 2)
+    wait_health(env, ports[1], "unhealthy", "NOT_SERVING")
+    poll(lambda: env.log_count("serving status NOT_SERVING") > 0, 5,
+         what="the log to say why g1 is unhealthy (serving status NOT_SERVING)")
+    check(upstreams_of(gw, 20) == {"g0"}, "with g1 NOT_SERVING, every call goes to g0")
+
+    set_health(ports[1], 1)
+    wait_health(env, ports[1], "healthy", "SERVING again")
+    set_health(ports[1], None)
+    wait_health(env, ports[1], "unhealthy", "its service unknown: NOT_FOUND")
+    poll(lambda: env.log_count("grpc-status 5 (unknown service)") > 0, 5,
+         what="the log to say g1 answered NOT_FOUND (grpc-status 5 (unknown service))")
+    set_health(ports[1], 1)
+    wait_health(env, ports[1], "healthy", "SERVING again")
+    check(upstreams_of(gw, 20) == {"g0", "g1"}, "g1 SERVING again takes calls again")
+
+
+@_test
+def grpc_health_check_tls(env):
+    """A gRPC check of a service whose DestinationRule originates TLS goes over
+    TLS with ALPN h2 (a grpcio server refuses a session without it), with the
+    rule's sni; no serviceName asks about the server as a whole ("")."""
+    need_tools("grpc")
+    pki = Pki(env)
+    up_cert = pki.leaf("grpcup", [f"DNS:{GSVC}"])
+    gw, ports = grpc_world(env, tls_up=up_cert, app_extra=grpc_hc(service=None), extra_docs=[
+        dest_rule("dr", GSVC, tls=f"mode: SIMPLE, caCertificates: {pki.ca()}, sni: {GSVC}")])
+    wait_health(env, ports[0], "healthy", "SERVING over TLS")
+    set_health(ports[0], 2, service="", ca=pki.ca(), sni=GSVC)
+    wait_health(env, ports[0], "unhealthy", "the server NOT_SERVING")
+    check(grpcup_stats(ports[0], ca=pki.ca(), sni=GSVC)["health_service"] == "",
+          "the check asked for another service than \"\"")
 
 
 @_test

@@ -1813,7 +1813,8 @@ static void test_hc_fields(void **state)
 	    "  - {host: s, port: 81, type: tcp, interval: 4s, unhealthyInterval: 1s,\n"
 	    "     unhealthyEdgeInterval: 500ms, healthyEdgeInterval: 2s, initialJitter: 1s,\n"
 	    "     intervalJitter: 100ms, intervalJitterPercent: 10}\n"
-	    "  - {host: s, port: 82, unhealthyInterval: 7s}\n"
+	    "  - {host: s, port: 82, unhealthyInterval: 7s, type: grpc, serviceName: pkg.Svc,\n"
+	    "     hostHeader: up.example}\n"
 	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
 	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
 	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
@@ -1852,6 +1853,11 @@ static void test_hc_fields(void **state)
 	assert_int_equal(h81->initial_jitter_ms, 1000);
 	assert_int_equal(h81->interval_jitter_ms, 100);
 	assert_int_equal(h81->interval_jitter_percent, 10);
+	assert_int_equal(h80->service.len, 0);
+	/* gRPC: the service asked about, the :authority */
+	assert_int_equal(h82->type, ISM_HC_GRPC);
+	assert_string_equal(h82->service.p, "pkg.Svc");
+	assert_string_equal(h82->host.p, "up.example");
 	/* The unhealthy edge follows the unhealthy interval. */
 	assert_int_equal(h82->interval_ms, 5000);
 	assert_int_equal(h82->unhealthy_interval_ms, 7000);
@@ -2748,8 +2754,18 @@ static const struct bad bads[] = {
      "Appliance t: spec.limits.http2MaxHeaderListSize", "between 1024 and 1048576"},
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
-    {"check type", APP "  healthChecks:\n  - {host: a.b, type: grpc}\n", 8, 23,
-     "Appliance t: spec.healthChecks[0].type", "unknown value \"grpc\""},
+    {"check type", APP "  healthChecks:\n  - {host: a.b, type: grpc2}\n", 8, 23,
+     "Appliance t: spec.healthChecks[0].type", "unknown value \"grpc2\""},
+    {"grpc check with path", APP "  healthChecks:\n  - {host: a.b, type: grpc, path: /x}\n", 8, 29,
+     "Appliance t: spec.healthChecks[0].path", "not allowed in a grpc check"},
+    {"grpc check with statuses",
+     APP "  healthChecks:\n  - {host: a.b, type: grpc, expectedStatuses: [200]}\n", 8, 29,
+     "Appliance t: spec.healthChecks[0].expectedStatuses", "not allowed in a grpc check"},
+    {"serviceName in an http check", APP "  healthChecks:\n  - {host: a.b, serviceName: s}\n", 8,
+     17, "Appliance t: spec.healthChecks[0].serviceName", "only a grpc check has it"},
+    {"tcp check with hostHeader",
+     APP "  healthChecks:\n  - {host: a.b, type: tcp, hostHeader: x}\n", 8, 28,
+     "Appliance t: spec.healthChecks[0].hostHeader", "not allowed in a tcp check"},
     {"jitter percent", APP "  healthChecks:\n  - {host: a.b, intervalJitterPercent: 101}\n", 8, 40,
      "Appliance t: spec.healthChecks[0].intervalJitterPercent", "between 0 and 100"},
     {"ambiguous port",

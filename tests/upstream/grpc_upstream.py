@@ -20,7 +20,13 @@ method takes parameters:
   Flaky          {"key": K, "fail": N, "code": C}: the first N calls of key K end
                  with status C (trailers-only), later ones answer {"attempt": i}
   Headers        {"metadata": [[name, value], ...], "time_remaining": seconds or null}
-  Stats          JSON counters: calls per method, cancelled, in flight, flaky attempts
+  SetHealth      {"service": S, "status": N}: what grpc.health.v1.Health/Check answers
+                 for S from now on (1 SERVING, 2 NOT_SERVING, 0 UNKNOWN; null: S is
+                 unknown, answered NOT_FOUND); "" (the server) and isthmus.test.Echo start SERVING
+  Stats          JSON counters: calls per method, cancelled, in flight, flaky attempts,
+                 health checks answered, the last one's service and metadata
+Service grpc.health.v1.Health, method Check (the standard health service, written
+here as raw protobuf: HealthCheckRequest{service = 1}, HealthCheckResponse{status = 1}).
 Every answer carries the metadata `x-upstream: NAME` (initial metadata when the
 call sends a message, trailing metadata otherwise, so that an error stays
 trailers-only). With --fail CODE, every call but Stats ends with status CODE
@@ -56,12 +62,17 @@ class State:
         self.max_in_flight = 0
         self.flaky = {}
         self.fail = 0  # --fail
+        self.health = {"": 1, SERVICE: 1}
+        self.checks = 0
+        self.check_service = None
+        self.check_md = []
 
     def as_json(self):
         with self.lock:
             return {"name": self.name, "calls": dict(self.calls), "cancelled": self.cancelled,
                     "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
-                    "flaky": dict(self.flaky)}
+                    "flaky": dict(self.flaky), "health_checks": self.checks,
+                    "health_service": self.check_service, "health_metadata": self.check_md}
 
 
 def params(raw):
@@ -177,6 +188,16 @@ def methods(st):
         md = [[k, v if isinstance(v, str) else v.hex()] for k, v in ctx.invocation_metadata()]
         return json.dumps({"metadata": md, "time_remaining": ctx.time_remaining()}).encode()
 
+    def set_health(req, ctx):
+        p = params(req)
+        with st.lock:
+            if p.get("status") is None:
+                st.health.pop(str(p.get("service", "")), None)
+            else:
+                st.health[str(p.get("service", ""))] = int(p["status"])
+        ctx.send_initial_metadata(up)
+        return b"ok"
+
     def stats(req, ctx):
         ctx.send_initial_metadata(up)
         return json.dumps(st.as_json()).encode()
@@ -191,11 +212,44 @@ def methods(st):
             ("Sleep", sleep, grpc.unary_unary_rpc_method_handler),
             ("Flaky", flaky, grpc.unary_unary_rpc_method_handler),
             ("Headers", headers, grpc.unary_unary_rpc_method_handler),
+            ("SetHealth", set_health, grpc.unary_unary_rpc_method_handler),
             ("Stats", stats, grpc.unary_unary_rpc_method_handler)):
         run, run_gen = counted(name, fn)
         streaming_out = maker in (grpc.unary_stream_rpc_method_handler, grpc.stream_stream_rpc_method_handler)
         table[name] = maker(run_gen if streaming_out else run)
     return table
+
+
+def varint(b, i):
+    v = shift = 0
+    while i < len(b):
+        v |= (b[i] & 0x7f) << shift
+        i += 1
+        if not b[i - 1] & 0x80:
+            return v, i
+        shift += 7
+    raise ValueError("truncated varint")
+
+
+def health_methods(st):
+    """grpc.health.v1.Health/Check over raw protobuf."""
+    def check(req, ctx):
+        service = ""
+        try:
+            if req[:1] == b"\x0a":
+                n, i = varint(req, 1)
+                service = req[i:i + n].decode()
+        except (ValueError, UnicodeDecodeError):
+            ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad HealthCheckRequest")
+        with st.lock:
+            st.checks += 1
+            st.check_service = service
+            st.check_md = [[k, v if isinstance(v, str) else v.hex()] for k, v in ctx.invocation_metadata()]
+            status = st.health.get(service)
+        if status is None:
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+        return bytes([0x08, status]) if status else b""
+    return {"Check": grpc.unary_unary_rpc_method_handler(check)}
 
 
 def main():
@@ -212,7 +266,8 @@ def main():
     st.fail = args.fail
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64),
-        handlers=[grpc.method_handlers_generic_handler(SERVICE, methods(st))],
+        handlers=[grpc.method_handlers_generic_handler(SERVICE, methods(st)),
+                  grpc.method_handlers_generic_handler("grpc.health.v1.Health", health_methods(st))],
         maximum_concurrent_rpcs=256,
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MSG),
                  ("grpc.max_send_message_length", MAX_MSG)])
