@@ -705,8 +705,99 @@ static void xref_selectors(struct ism_vctx *v)
 	}
 }
 
+/* Whether DestinationRule dr applies to this appliance: one without a
+ * workloadSelector does; one with it only in the appliance's namespace, when
+ * its labels are all the appliance's (Istio: such a rule is never exported,
+ * and selects the workloads of its namespace). */
+static bool dr_selects(const struct ism_conf *c, const struct ism_cm_dr *dr)
+{
+	const char *ns = c->app.ns != NULL ? c->app.ns : "default";
+
+	return dr->selector_at == NULL ||
+	       (strcmp(dr->r.ns, ns) == 0 &&
+		ism_model_labels_include(c->app.labels_at, dr->selector, dr->n_selector));
+}
+
+/* Istio's mergeDestinationRule for a rule with a workloadSelector (sel) and
+ * the rule of the same host without one (other): sel keeps its trafficPolicy
+ * (other's when it has none) and its subsets, and takes other's subsets of
+ * names it does not have. */
+static void dr_merge(struct ism_vctx *v, struct ism_cm_dr *sel, const struct ism_cm_dr *other)
+{
+	size_t n = sel->n_subsets + other->n_subsets, k = 0;
+	struct ism_cm_subset *subsets = ism_v_alloc(v, n ? n : 1, sizeof(*subsets));
+	struct ism_strmap *ix = ism_v_map(v, n ? n : 1);
+
+	if (sel->tp_at == NULL && other->tp_at != NULL) {
+		sel->policy = other->policy;
+		sel->tp_at = other->tp_at;
+	}
+	if (subsets == NULL || ix == NULL)
+		return;
+	for (size_t j = 0; j < 2; j++) {
+		const struct ism_cm_dr *from = j == 0 ? sel : other;
+
+		for (size_t i = 0; i < from->n_subsets; i++) {
+			const char *name = from->subsets[i].name;
+
+			if (ism_v_map_add(v, ix, name, strlen(name), (uint32_t)k, NULL) != 1)
+				continue; /* a name sel has: sel's */
+			subsets[k++] = from->subsets[i];
+		}
+	}
+	sel->subsets = subsets;
+	sel->n_subsets = k;
+	sel->subset_ix = ix;
+}
+
+/* The DestinationRules that apply to this appliance. One whose
+ * workloadSelector selects other workloads is left out, with a warning. One
+ * that selects the appliance is merged with the rule of its host without a
+ * selector, which it replaces (Istio sorts rules with a selector first). */
+static void select_drs(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	size_t k = 0;
+
+	for (size_t i = 0; i < c->n_drs; i++) {
+		struct ism_cm_dr *dr = c->drs[i];
+
+		if (dr_selects(c, dr)) {
+			c->drs[k++] = dr;
+			continue;
+		}
+		set_res(v, &dr->r);
+		ism_v_push(v, "spec.workloadSelector");
+		ism_v_warn(v, dr->selector_at,
+			   "selects other workloads (its matchLabels are not all this appliance's "
+			   "labels, or it is not in the appliance's namespace %s): it does not "
+			   "apply here",
+			   c->app.ns != NULL ? c->app.ns : "default");
+	}
+	c->n_drs = k;
+	for (size_t i = 0; i < c->n_drs; i++) {
+		struct ism_cm_dr *sel = c->drs[i];
+
+		if (sel->selector_at == NULL || sel->host == NULL)
+			continue;
+		for (size_t j = 0; j < c->n_drs; j++) {
+			const struct ism_cm_dr *o = c->drs[j];
+
+			if (o->selector_at != NULL || o->host == NULL || strcmp(o->host, sel->host))
+				continue;
+			dr_merge(v, sel, o);
+			memmove(&c->drs[j], &c->drs[j + 1], (c->n_drs - j - 1) * sizeof(c->drs[0]));
+			c->n_drs--;
+			if (j < i)
+				i--;
+			break;
+		}
+	}
+}
+
 void ism_model_xref(struct ism_vctx *v)
 {
+	select_drs(v);
 	build_maps(v);
 	if (v->nomem)
 		return;

@@ -3659,17 +3659,60 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 	ism_v_pop(v, old);
 }
 
+/* spec.workloadSelector {matchLabels}, validated as Istio does: no empty key,
+ * no wildcard, a warning without labels, and exportTo (exp) at most the rule's
+ * own namespace. */
+static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr,
+			      const struct ism_node *exp)
+{
+	static const char *const keys[] = {"matchLabels", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "workloadSelector", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	dr->selector_at = n;
+	old = ism_v_push(v, ".workloadSelector");
+	ism_v_keys(v, n, keys, NULL);
+	labels_field(v, n, "matchLabels", &dr->selector, &dr->n_selector);
+	for (size_t i = 0; i < dr->n_selector; i++)
+		if (dr->selector[i].key[0] == '\0' || strchr(dr->selector[i].key, '*') ||
+		    strchr(dr->selector[i].value, '*'))
+			ism_v_err_key(v, n, "matchLabels",
+				      "empty keys and wildcards are not supported in a selector "
+				      "(\"%s=%s\")",
+				      dr->selector[i].key, dr->selector[i].value);
+	if (dr->n_selector == 0)
+		ism_v_warn(v, n,
+			   "workload selector specified without labels (Istio warns the same)");
+	ism_v_pop(v, old);
+	for (size_t i = 0; exp != NULL && i < exp->n; i++) {
+		const struct ism_node *e = exp->items[i];
+		bool own = e->kind == ISM_NODE_SCALAR &&
+			   (strcmp(e->str, ".") == 0 || strcmp(e->str, dr->r.ns) == 0);
+
+		if (exp->n > 1 || !own) {
+			old = ism_v_push(v, ".exportTo");
+			ism_v_err(v, e,
+				  "a DestinationRule with a workloadSelector cannot be exported "
+				  "beyond its own namespace");
+			ism_v_pop(v, old);
+			break;
+		}
+	}
+}
+
 static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
 {
-	static const char *const keys[] = {"host", "trafficPolicy", "subsets", "exportTo", NULL};
-	static const char *const unimpl[] = {"workloadSelector", NULL};
+	static const char *const keys[] = {"host",     "trafficPolicy",	   "subsets",
+					   "exportTo", "workloadSelector", NULL};
 	static const char *const skeys[] = {"name", "labels", "trafficPolicy", NULL};
 	const struct ism_node *l;
 	const char *host;
 	uint32_t *seen;
 	size_t old;
 
-	ism_v_keys(v, spec, keys, unimpl);
+	ism_v_keys(v, spec, keys, NULL);
 	if (ism_v_str(v, spec, "host", true, &host) > 0) {
 		dr->host_at = ism_node_get(spec, "host", NULL);
 		if (!host_syntax_ok(host) || host[0] == '*') {
@@ -3679,8 +3722,10 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		}
 		dr->host = ism_model_host(v, host, dr->r.ns);
 	}
+	dr->tp_at = ism_node_get(spec, "trafficPolicy", NULL);
 	parse_policy(v, spec, &dr->policy);
-	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
+	l = ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
+	parse_dr_selector(v, spec, dr, l);
 	l = ism_v_node(v, spec, "subsets", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;

@@ -421,6 +421,13 @@ struct ism_cm_dr {
 	struct ism_cm_res r;
 	const char *host;
 	const struct ism_node *host_at;
+	const struct ism_node *tp_at; /* spec.trafficPolicy; NULL: none */
+	/* spec.workloadSelector.matchLabels (selector_at: spec.workloadSelector,
+	 * NULL when none): the rule applies only where they are all the
+	 * appliance's labels, in its own namespace (ism_model_xref) */
+	const struct ism_node *selector_at;
+	size_t n_selector;
+	struct ism_cm_label *selector;
 	struct ism_cm_policy policy;
 	size_t n_subsets;
 	struct ism_cm_subset *subsets;

@@ -127,6 +127,61 @@ def workload_entries(env):
 
 
 @_test
+def dr_workload_selector(env):
+    """A DestinationRule's workloadSelector, answered with the appliance's
+    labels as Istio answers it for a gateway: the rule that selects the
+    appliance is merged with its host's rule without a selector (its subset v1
+    wins, the other's v2 is kept), one that selects other workloads is left
+    out with a warning naming it; a reload that changes the appliance's labels
+    changes which rule applies."""
+    ups = {n: env.upstream([f"{addr}:0={n}"], name=n)[n]
+           for n, addr in (("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4"))}
+    gw = free_port()
+    se = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: web}\nspec:\n"
+          "  hosts: [web.example]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n"
+          "  endpoints:\n"
+          + "".join(f"  - {{address: 127.0.0.{i}, ports: {{http: {ups[n]}}}, labels: {{version: {n}}}}}\n"
+                    for i, n in ((2, "a"), (3, "b"), (4, "c"))))
+    routes = ("  - match: [{uri: {prefix: /v1}}]\n    route: [{destination: {host: web.example, subset: v1}}]\n"
+              "  - route: [{destination: {host: web.example, subset: v2}}]\n")
+
+    def rule(name, selector, v1):
+        sel = f"  workloadSelector: {{matchLabels: {{{selector}}}}}\n" if selector else ""
+        return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
+                f"spec:\n  host: web.example\n{sel}  subsets:\n  - {{name: v1, labels: {{version: {v1}}}}}\n"
+                + ("  - {name: v2, labels: {version: c}}\n" if not selector else ""))
+
+    def conf(role):
+        return docs(appliance(env, extra=f"  labels: {{istio: ingressgateway, role: {role}}}\n"), gateway(gw),
+                    virtual_service("vs", ["*"], routes), se, rule("mesh", None, "a"),
+                    rule("edge", "role: edge", "b"), rule("internal", "role: internal", "c"))
+
+    def served(path, n=10):
+        seen = set()
+        for _ in range(n):
+            r = http_get(gw, path)
+            check(r.status == 200, f"GET {path}: {r}")
+            seen.add(r.header("x-upstream"))
+        return seen
+
+    path = env.write("isthmus.yaml", conf("edge"))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "DestinationRule default/internal: spec.workloadSelector" in out
+          and "selects other workloads" in out and "default/edge" not in out,
+          f"isthmus -c: the rule for other workloads is named, the appliance's is not: {rc} {out}")
+    env.start_gateway(path, gw)
+    got = served("/v1")
+    check(got == {"b"}, f"subset v1 is the selecting rule's (version b): {got}")
+    check(served("/") == {"c"}, "subset v2 comes from the rule without a selector (version c)")
+    env.write("isthmus.yaml", conf("internal"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    check(served("/v1") == {"c"}, "after the labels changed, the internal rule's v1 (version c)")
+    env.write("isthmus.yaml", conf("none"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    check(served("/v1") == {"a"}, "with no selecting rule, the mesh rule's v1 (version a)")
+
+
+@_test
 def workload_entry_errors(env):
     """What isthmus -c says of WorkloadEntries and selectors: endpoints with a
     workloadSelector is an error, as a bad address or port of an entry is; an

@@ -18,6 +18,7 @@
 #include <pcre2.h>
 
 #include "conf/conf.h"
+#include "conf/model.h"
 #include "loaded.h"
 
 #define ARENA_SIZE (4u << 20)
@@ -1803,6 +1804,61 @@ static void test_h2_limits(void **state)
 	assert_int_equal(t->limits.h2_max_concurrent_streams, 100);
 }
 
+#define SEL_DR "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+
+/* DestinationRule workloadSelector: a rule applies where its matchLabels are
+ * all the appliance's labels, in the appliance's namespace; one that selects
+ * the appliance is merged with the rule of its host without a selector (its
+ * trafficPolicy first, the other's when it has none; its subsets, then the
+ * other's of other names), as Istio's mergeDestinationRule. */
+static void test_dr_workload_selector(void **state)
+{
+	static const char yaml[] =
+	    APP "  labels: {istio: ingressgateway, app: gw}\n" S_GW_ROUTE S_SE SEL_DR
+		"metadata: {name: base}\nspec:\n  host: s\n"
+		"  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
+		"  subsets: [{name: a, labels: {v: \"1\"}}, {name: b, labels: {v: \"2\"}}]\n" SEL_DR
+		"metadata: {name: mine}\nspec:\n  host: s\n"
+		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
+		"  exportTo: [.]\n"
+		"  subsets: [{name: a, labels: {v: \"3\"}}]\n" SEL_DR
+		"metadata: {name: theirs}\nspec:\n  host: s\n"
+		"  workloadSelector: {matchLabels: {istio: ingressgateway, app: other}}\n"
+		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n" SEL_DR
+		"metadata: {name: elsewhere, namespace: other}\nspec:\n"
+		"  host: s.default.svc.cluster.local\n"
+		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
+		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n";
+	static const char own_policy[] =
+	    APP "  labels: {istio: ingressgateway}\n" S_GW_ROUTE S_SE SEL_DR
+		"metadata: {name: base}\nspec:\n  host: s\n"
+		"  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
+		"  subsets: [{name: a, labels: {v: \"1\"}}]\n" SEL_DR
+		"metadata: {name: mine}\nspec:\n  host: s\n"
+		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
+		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cm_dr *dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
+
+	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_RANDOM);
+	assert_string_equal(dr->r.name, "mine");
+	assert_int_equal(dr->n_subsets, 2);
+	assert_string_equal(dr->subsets[0].name, "a");
+	assert_string_equal(dr->subsets[0].labels[0].value, "3");
+	assert_string_equal(dr->subsets[1].name, "b");
+	assert_ptr_equal(ism_model_find_subset(dr, "b"), &dr->subsets[1]);
+	assert_true(has_warning(&f->d, "DestinationRule default/theirs: spec.workloadSelector",
+				"selects other workloads"));
+	assert_true(has_warning(&f->d, "DestinationRule other/elsewhere: spec.workloadSelector",
+				"not in the appliance's namespace default"));
+	assert_false(has_warning(&f->d, "DestinationRule default/mine", ""));
+
+	t = reload_compile(f, own_policy);
+	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_ROUND_ROBIN);
+	assert_int_equal(s_cluster(t, 80, "a")->lb, ISM_LB_ROUND_ROBIN);
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -2752,6 +2808,14 @@ static const struct bad bads[] = {
      "Appliance t: spec.limits.http2InitialConnectionWindowSize", "between 65535 and 2147483647"},
     {"http2MaxHeaderListSize", APP "  limits: {http2MaxHeaderListSize: 100}\n", 7, 36,
      "Appliance t: spec.limits.http2MaxHeaderListSize", "between 1024 and 1048576"},
+    {"selector wildcard",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	 "spec:\n  host: a.b\n  workloadSelector: {matchLabels: {app: \"x*\"}}\n",
+     13, 35, "DestinationRule default/d: spec.workloadSelector.matchLabels", "wildcards"},
+    {"selector exportTo",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	 "spec:\n  host: a.b\n  exportTo: [\"*\"]\n  workloadSelector: {matchLabels: {app: x}}\n",
+     13, 14, "DestinationRule default/d: spec.exportTo", "beyond its own namespace"},
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
     {"check type", APP "  healthChecks:\n  - {host: a.b, type: grpc2}\n", 8, 23,
@@ -3288,6 +3352,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_grpc_web_listener, fx_setup, fx_teardown),
