@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/grpc.h"
 #include "shm/table-t.h"
 
 #define PATH	    "/grpc.health.v1.Health/Check"
@@ -357,11 +358,8 @@ static void frame_request(struct ism_grpc_check *g, const char *service)
 static int submit(struct ism_grpc_check *g, const char *authority, bool tls, uint32_t timeout_ms)
 {
 	static const nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
-	char timeout[16];
-	/* gRPC's timeout has at most 8 digits */
-	int tl = timeout_ms <= 99999999
-		     ? snprintf(timeout, sizeof(timeout), "%um", timeout_ms)
-		     : snprintf(timeout, sizeof(timeout), "%uS", timeout_ms / 1000);
+	char timeout[ISM_GRPC_TIMEOUT_MAX];
+	size_t tl = ism_grpc_timeout_fmt(timeout, timeout_ms);
 	const char *scheme = tls ? "https" : "http";
 	const nghttp2_nv nva[] = {
 	    NV(":method", "POST", 4),
@@ -371,7 +369,7 @@ static int submit(struct ism_grpc_check *g, const char *authority, bool tls, uin
 	    NV("content-type", "application/grpc", 16),
 	    NV("te", "trailers", 8),
 	    NV("user-agent", "isthmus-health", 14),
-	    NV("grpc-timeout", timeout, (size_t)tl),
+	    NV("grpc-timeout", timeout, tl),
 	};
 	nghttp2_data_provider prd = {.read_callback = read_body};
 	const uint8_t *p;

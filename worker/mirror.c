@@ -254,8 +254,8 @@ static void start(struct ism_wctx *w, struct ism_stream *c)
 
 /* A copy of st for mirror mi, or NULL when it is dropped (and counted). */
 static struct ism_stream *new_copy(struct ism_wctx *w, const struct ism_stream *st,
-				   const struct ism_route *r, const struct ism_mirror *mi,
-				   const struct ism_http_req *req, const struct ism_buf *head)
+				   const struct ism_mirror *mi, const struct ism_http_req *req,
+				   const struct ism_buf *head)
 {
 	const struct ism_table *t = w->table;
 	struct ism_mirror_ctx *m = ctx_of(w);
@@ -290,10 +290,10 @@ static struct ism_stream *new_copy(struct ism_wctx *w, const struct ism_stream *
 	c->http10 = st->http10;
 	c->req_done = 1;
 	c->req_chunked = (int8_t)(req->framing.chunked && !ism_h2up_wanted(c, cl));
-	/* The route's timeout bounds the copy, as Envoy's shadow; without one,
-	 * timeouts.upstreamResponse bounds its whole exchange. */
-	c->route_deadline =
-	    w->now + (r->timeout_ms ? r->timeout_ms : t->timeouts.upstream_response_ms);
+	/* The request's route timeout bounds the copy, as Envoy's shadow;
+	 * without one, timeouts.upstreamResponse bounds its whole exchange. */
+	c->route_deadline = w->now + (st->route_timeout_ms ? st->route_timeout_ms
+							   : t->timeouts.upstream_response_ms);
 	snprintf(c->up_sni, sizeof(c->up_sni), "%s", cl->host.p);
 	if (copy_head(c, head) < 0) {
 		drop(w, c, ISM_MIRROR_DROP_FAILED);
@@ -333,7 +333,7 @@ void ism_mirror_request(struct ism_wctx *w, struct ism_stream *st, const struct 
 
 		if (mi->per_million < MILLION && ism_w_rand(w) % MILLION >= mi->per_million)
 			continue;
-		c = new_copy(w, st, r, mi, req, head);
+		c = new_copy(w, st, mi, req, head);
 		if (c == NULL || !copy_body(w, c, body, len, req_done))
 			continue;
 		if (req_done) {

@@ -16,6 +16,7 @@
 #include "health/outlier.h"
 #include "lib/addr.h"
 #include "lib/ascii.h"
+#include "lib/grpc.h"
 #include "lib/log.h"
 #include "worker/accesslog.h"
 #include "worker/actions.h"
@@ -457,8 +458,8 @@ static uint64_t expected_ms(const struct ism_wctx *w, const struct ism_stream *s
 static int stamp_attempt(struct ism_wctx *w, struct ism_stream *st, struct ism_buf *head)
 {
 	const uint32_t at = st->stamp_at, old = st->stamp_len;
-	uint64_t ms = st->stamp & ISM_STAMP_EXPECTED ? expected_ms(w, st) : 0;
-	char f[96];
+	uint64_t ms = st->stamp & (ISM_STAMP_EXPECTED | ISM_STAMP_GRPC) ? expected_ms(w, st) : 0;
+	char f[128];
 	uint32_t n = 0;
 
 	if (st->stamp & ISM_STAMP_COUNT) {
@@ -470,10 +471,17 @@ static int stamp_attempt(struct ism_wctx *w, struct ism_stream *st, struct ism_b
 			f[n++] = '\n';
 		}
 	}
-	if (ms) {
+	if (ms && (st->stamp & ISM_STAMP_EXPECTED)) {
 		memcpy(f + n, "x-envoy-expected-rq-timeout-ms: ", 32);
 		n += 32;
 		n += ism_fmt_num(f + n, ms, 10);
+		f[n++] = '\r';
+		f[n++] = '\n';
+	}
+	if (ms && (st->stamp & ISM_STAMP_GRPC)) {
+		memcpy(f + n, "grpc-timeout: ", 14);
+		n += 14;
+		n += (uint32_t)ism_grpc_timeout_fmt(f + n, ms);
 		f[n++] = '\r';
 		f[n++] = '\n';
 	}
@@ -494,21 +502,42 @@ static int stamp_attempt(struct ism_wctx *w, struct ism_stream *st, struct ism_b
  * that field (Envoy's router writes it before they apply). They go before the
  * blank line that ends head, written for the first attempt (and so in the
  * mirrors' copies); a retry writes them again (dispatch). */
-static int stamp_setup(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
-		       const struct ism_req_edits *ed, struct ism_buf *head)
+static int stamp_setup(struct ism_wctx *w, struct ism_stream *st, const struct ism_req_edits *ed,
+		       struct ism_buf *head)
 {
 	const struct ism_table *t = w->table;
 
-	st->route_timeout_ms = r->timeout_ms;
 	if (t->attempt_count)
 		st->stamp |= ISM_STAMP_COUNT;
-	if (t->debug_headers && (r->timeout_ms || st->rs.per_try_ms) &&
+	if (t->debug_headers && (st->route_timeout_ms || st->rs.per_try_ms) &&
 	    (ed->hdrs == NULL || !ism_act_drops(ed->hdrs, "x-envoy-expected-rq-timeout-ms", 30)))
 		st->stamp |= ISM_STAMP_EXPECTED;
 	if (st->stamp == 0)
 		return 0;
 	st->stamp_at = head->len - 2;
 	return stamp_attempt(w, st, head);
+}
+
+/* The route's timeout for this request. Istio gives a gateway's routes
+ * Envoy's max_grpc_timeout (their timeout, 0 for none): a gRPC request's is
+ * the client's grpc-timeout, capped by the route's; without one (or with a
+ * malformed one), the route's. 0: none. */
+static uint32_t route_timeout(const struct ism_stream *st, const struct ism_route *r,
+			      const struct ism_http_req *req)
+{
+	int64_t g = 0;
+
+	if (!st->grpc)
+		return r->timeout_ms;
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "grpc-timeout"))
+			g = ism_grpc_timeout_parse(req->headers[i].value,
+						   req->headers[i].value_len);
+	if (g < 0)
+		g = 0;
+	if (r->timeout_ms != 0 && (g == 0 || g > r->timeout_ms))
+		g = r->timeout_ms;
+	return g > UINT32_MAX ? UINT32_MAX : (uint32_t)g;
 }
 
 /* Starts an attempt: the request in head goes to endpoint ep of cluster cl,
@@ -2135,15 +2164,21 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->connect_timeout_ms = cl->connect_timeout_ms;
 	st->pool_idle_ms = cl->idle_timeout_ms;
 	st->response_timeout_ms = t->timeouts.upstream_response_ms;
-	st->route_deadline = r->timeout_ms ? w->now + r->timeout_ms : 0;
+	st->route_timeout_ms = route_timeout(st, r, req);
+	st->route_deadline = st->route_timeout_ms ? w->now + st->route_timeout_ms : 0;
 	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed)) {
 		if (ed.made != NULL)
 			free(ed.made);
 		return;
 	}
+	/* Envoy's router writes the time a gRPC request has as its
+	 * grpc-timeout, before the route's header edits apply. */
+	if (st->grpc && (st->route_timeout_ms || st->rs.per_try_ms) &&
+	    (ed.hdrs == NULL || !ism_act_drops(ed.hdrs, "grpc-timeout", 12)))
+		st->stamp |= ISM_STAMP_GRPC;
 	ret = ism_up_request(w, st, req, cl, r->act != NULL || d->act != NULL ? &ed : NULL, &head);
 	if (ret == 0)
-		ret = stamp_setup(w, st, r, &ed, &head);
+		ret = stamp_setup(w, st, &ed, &head);
 	st->up_head_len = head.len;
 	if (ed.made != NULL)
 		free(ed.made);

@@ -45,6 +45,9 @@ enum ism_stream_deadline {
 enum ism_stamp {
 	ISM_STAMP_COUNT = 1,	/* x-envoy-attempt-count (spec.proxyHeaders.attemptCount) */
 	ISM_STAMP_EXPECTED = 2, /* x-envoy-expected-rq-timeout-ms (envoyDebugHeaders) */
+	/* grpc-timeout: a gRPC request's time as the attempt has it, in place of
+	 * the client's (Envoy's max_grpc_timeout, which Istio sets) */
+	ISM_STAMP_GRPC = 4,
 };
 
 struct ism_cors_out;

@@ -675,6 +675,9 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 			continue;
 		if (envoy_control(w->table, h))
 			continue;
+		/* Written per attempt instead (ISM_STAMP_GRPC). */
+		if ((st->stamp & ISM_STAMP_GRPC) && ism_http_header_is(h, "grpc-timeout"))
+			continue;
 		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
 		/* Every request is an edge request (as above): Envoy replaces

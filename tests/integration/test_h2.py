@@ -1161,6 +1161,75 @@ def grpc_health_check_tls(env):
           "the check asked for another service than \"\"")
 
 
+def upstream_grpc_timeout(res):
+    """The deadline the upstream's call had (grpcio reads it from the
+    grpc-timeout it got; Headers answers its time remaining), in ms; None when
+    none."""
+    check(res["code"] == "OK", f"Headers through the gateway: {res}")
+    left = json.loads(res["responses"][0])["time_remaining"]
+    return None if left is None else left * 1000
+
+
+@_test
+def grpc_timeout_header(env):
+    """Istio gives a gateway's routes Envoy's max_grpc_timeout (the route's
+    timeout, none without one): a gRPC request's timeout is its client's
+    grpc-timeout, capped by the route's; the upstream gets the time the
+    attempt has as its grpc-timeout (in place of the client's; grpcio
+    upstreams read it as their call's deadline)."""
+    need_tools("grpc")
+    routes = ("  - match: [{uri: {prefix: /isthmus.test.Echo/Headers}, headers: {x-cap: {exact: \"1\"}}}]\n"
+              f"    timeout: 2s\n    route: [{{destination: {{host: {GSVC}}}}}]\n"
+              "  - match: [{uri: {prefix: /isthmus.test.Echo/Headers}, headers: {x-set: {exact: \"1\"}}}]\n"
+              "    timeout: 2s\n    headers: {request: {set: {grpc-timeout: 9S}}}\n"
+              f"    route: [{{destination: {{host: {GSVC}}}}}]\n"
+              + route(GSVC))
+    gw, _ = grpc_world(env, routes=routes, timeouts={"upstreamResponse": "30s"})
+    # no route timeout: the client's 20 s, rewritten in milliseconds
+    res = grpc(gw, [{"method": "Headers", "timeout": 20.0}])
+    ms = upstream_grpc_timeout(res[0])
+    check(ms is not None and 15000 < ms <= 20000, f"the client's 20 s deadline as the upstream saw it: {ms} ms")
+    # the route's 2 s caps the client's 20 s
+    res = grpc(gw, [{"method": "Headers", "timeout": 20.0, "metadata": [["x-cap", "1"]]}])
+    ms = upstream_grpc_timeout(res[0])
+    check(ms is not None and 1000 < ms <= 2000, f"the route's 2 s cap as the upstream saw it: {ms} ms")
+    # the route's 2 s without a client deadline
+    res = grpc(gw, [{"method": "Headers", "metadata": [["x-cap", "1"]]}])
+    ms = upstream_grpc_timeout(res[0])
+    check(ms is not None and 1000 < ms <= 2000, f"the route's 2 s, no client deadline: {ms} ms")
+    # the route's own grpc-timeout field wins, as its edits apply after the router's
+    res = grpc(gw, [{"method": "Headers", "timeout": 20.0, "metadata": [["x-set", "1"]]}])
+    ms = upstream_grpc_timeout(res[0])
+    check(ms is not None and 8000 < ms <= 9000, f"the route's headers.request.set grpc-timeout 9S: {ms} ms")
+    # neither (grpcio always sends a deadline; h2_client.py sends none): no grpc-timeout at all
+    s = grpc_raw(gw, "/isthmus.test.Echo/Headers", "")
+    check(s["status"] == 200 and ["grpc-status", "0"] in s["trailers"] and s["grpc_messages"],
+          f"Headers without a deadline: {s}")
+    left = json.loads(s["grpc_messages"][0])["time_remaining"]
+    check(left is None or left > 1e9, f"no deadline anywhere, yet the upstream's call had one: {left} s left")
+
+
+@_test
+def grpc_timeout_enforced(env):
+    """The grpc-timeout as the route's timeout, kept by isthmus itself: a client
+    that sends grpc-timeout 700m and does not keep it, to an upstream that
+    ignores it (h2_upstream.py's /delay), gets the route's answer after 700 ms,
+    504 UT as gRPC's UNAVAILABLE, as Envoy answers it; a request that is not
+    gRPC keeps no such timeout."""
+    up = start_h2_upstream(env, "127.0.0.2", "h2")
+    gw = one_service(env, up, protocol="GRPC", timeouts={"upstreamResponse": "30s"},
+                     app_extra="  accessLog: {path: " + env.path("access.log") + ", format: text}\n")
+    t0 = time.monotonic()
+    s = grpc_raw(gw, "/delay/3000", "x", headers=[("grpc-timeout", "700m")])
+    took = time.monotonic() - t0
+    check_grpc_local_error(s, UNAVAILABLE, "a grpc-timeout of 700m, the upstream answering after 3 s")
+    check(0.6 < took < 2.5, f"the call ended after {took:.2f}s, want about 0.7 s (the grpc-timeout)")
+    poll(lambda: any(" UT " in ln for ln in file_lines(env.path("access.log"))), 5,
+         what="the access log to flag the timeout UT")
+    rep = h2_client(gw, [{"path": "/delay/1500", "headers": [["grpc-timeout", "700m"]]}])
+    check(rep["streams"][0]["status"] == 200, f"a request that is not gRPC ignores grpc-timeout: {rep['streams'][0]}")
+
+
 @_test
 def grpc_deadline(env):
     """A client deadline: the client gets DEADLINE_EXCEEDED on time, and isthmus
@@ -1175,9 +1244,13 @@ def grpc_deadline(env):
          what="the upstream to see the call cancelled (isthmus resetting the upstream stream)")
 
 
-def grpc_raw(port, path, message, authority=None, timeout=20):
-    """One raw gRPC request over HTTP/2 (h2_client.py); its stream report."""
-    rep = h2_client(port, [{"path": path, "grpc": message}], authority=authority, timeout=timeout)
+def grpc_raw(port, path, message, authority=None, timeout=20, headers=()):
+    """One raw gRPC request over HTTP/2 (h2_client.py) with these extra
+    headers; its stream report."""
+    rq = {"path": path, "grpc": message}
+    if headers:
+        rq["headers"] = [list(h) for h in headers]
+    rep = h2_client(port, [rq], authority=authority, timeout=timeout)
     return rep["streams"][0]
 
 
@@ -1195,16 +1268,23 @@ def check_grpc_local_error(s, want, what):
 def grpc_local_errors(env):
     """gRPC errors isthmus answers itself (Envoy's mapping): no route → 12
     UNIMPLEMENTED (gRPC-Web is not gRPC: a plain 404), no healthy upstream → 14, upstream timeout → 14 (504 maps to
-    UNAVAILABLE), overflow (http2MaxRequests) → 14; the grpcio client agrees."""
+    UNAVAILABLE), overflow (http2MaxRequests) → 14; the grpcio client agrees. The timeout is
+    met at an upstream that ignores the grpc-timeout isthmus sends it (h2_upstream.py's
+    /delay): a grpcio server would answer DEADLINE_EXCEEDED itself at that moment."""
     need_tools("grpc", "h2")
     dead = free_port("127.0.0.3")
+    slow = start_h2_upstream(env, "127.0.0.4", "slow")
     extra, log = alog(env)
     routes = (f"  - match: [{{authority: {{exact: grpc.test}}}}]\n"
-              f"    route: [{{destination: {{host: {GSVC}}}}}]\n    timeout: 1s\n"
+              f"    route: [{{destination: {{host: {GSVC}}}}}]\n"
+              f"  - match: [{{authority: {{exact: slow.test}}}}]\n"
+              f"    rewrite: {{uriRegexRewrite: {{match: \"^.*$\", rewrite: /delay/5000}}}}\n"
+              f"    route: [{{destination: {{host: slow.internal}}}}]\n    timeout: 1s\n"
               f"  - match: [{{authority: {{exact: dead.test}}}}]\n"
               f"    route: [{{destination: {{host: dead.internal}}}}]\n")
     gw, ports = grpc_world(env, routes=routes, app_extra=extra, extra_docs=[
         service_entry_protocol("dead", "dead.internal", [{"address": "127.0.0.3", "port": dead}], "GRPC"),
+        service_entry_protocol("slow", "slow.internal", [{"address": "127.0.0.4", "port": slow}], "GRPC"),
         dest_rule("dr", GSVC, http="http2MaxRequests: 1")])
     unary, sleep = "/isthmus.test.Echo/Unary", "/isthmus.test.Echo/Sleep"
     s = grpc_raw(gw, unary, "x", authority="grpc.test")
@@ -1222,7 +1302,7 @@ def grpc_local_errors(env):
             check(s["status"] == 404 and hdr(s, "grpc-status") is None, f"no route, {ctype}: want a plain 404: {s}")
     check_grpc_local_error(grpc_raw(gw, unary, "x", authority="dead.test"), UNAVAILABLE, "dead upstream")
     t0 = time.monotonic()
-    check_grpc_local_error(grpc_raw(gw, sleep, json.dumps({"ms": 5000}), authority="grpc.test"), UNAVAILABLE,
+    check_grpc_local_error(grpc_raw(gw, sleep, json.dumps({"ms": 5000}), authority="slow.test"), UNAVAILABLE,
                            "upstream timeout (route timeout 1s)")
     check(time.monotonic() - t0 < 4, f"the timeout answer took {time.monotonic() - t0:.1f}s")
     # Two calls at once with http2MaxRequests 1: one overflows.
@@ -1234,7 +1314,7 @@ def grpc_local_errors(env):
     check(res[0]["code_value"] == UNIMPLEMENTED, f"grpcio client, no route: {res[0]}")
     res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="dead.test")
     check(res[0]["code_value"] == UNAVAILABLE, f"grpcio client, dead upstream: {res[0]}")
-    res = grpc(gw, [{"method": "Sleep", "request": json.dumps({"ms": 5000})}], authority="grpc.test")
+    res = grpc(gw, [{"method": "Sleep", "request": json.dumps({"ms": 5000})}], authority="slow.test")
     check(res[0]["code_value"] == UNAVAILABLE, f"grpcio client, route timeout: {res[0]}")
     recs = wait_log(log, lambda rs: any(r["flags"] == "UO" for r in rs), "a UO line")
     check(any(r["flags"] == "NR" and r["protocol"] == "HTTP/2" for r in recs), f"no NR line: {recs}")

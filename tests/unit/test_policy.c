@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "lib/grpc.h"
 #include "worker/hash.h"
 #include "worker/policy.h"
 
@@ -172,6 +173,46 @@ static void test_tried(void **state)
 	assert_int_equal(ism_retry_avoid(&rs, &ids), 0);
 }
 
+static int64_t parse(const char *v)
+{
+	return ism_grpc_timeout_parse(v, strlen(v));
+}
+
+static const char *fmt(uint64_t ms)
+{
+	static char out[ISM_GRPC_TIMEOUT_MAX];
+	size_t n = ism_grpc_timeout_fmt(out, ms);
+
+	assert_int_equal(n, strlen(out));
+	return out;
+}
+
+/* grpc-timeout as Envoy's Grpc::Common reads and writes it. */
+static void test_grpc_timeout(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("2H"), 7200000);
+	assert_int_equal(parse("3M"), 180000);
+	assert_int_equal(parse("5S"), 5000);
+	assert_int_equal(parse("700m"), 700);
+	assert_int_equal(parse("1500u"), 2); /* rounded up */
+	assert_int_equal(parse("1000u"), 1);
+	assert_int_equal(parse("1n"), 1);
+	assert_int_equal(parse("0S"), 0);
+	assert_int_equal(parse("99999999m"), 99999999);
+	assert_int_equal(parse("100000000m"), -1); /* 9 digits */
+	assert_int_equal(parse("5"), -1);
+	assert_int_equal(parse("S"), -1);
+	assert_int_equal(parse("5s"), -1);
+	assert_int_equal(parse("-5S"), -1);
+	assert_int_equal(parse("5 S"), -1);
+	assert_string_equal(fmt(700), "700m");
+	assert_string_equal(fmt(0), "0m");
+	assert_string_equal(fmt(99999999), "99999999m");
+	assert_string_equal(fmt(100000000), "100000S");
+	assert_string_equal(fmt(UINT64_MAX), "99999999H");
+}
+
 static void test_outcomes(void **state)
 {
 	(void)state;
@@ -257,6 +298,7 @@ int main(void)
 	    cmocka_unit_test(test_vocabulary),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_tried),
+	    cmocka_unit_test(test_grpc_timeout),
 	    cmocka_unit_test(test_outcomes),
 	    cmocka_unit_test(test_outcomes_error_codes),
 	    cmocka_unit_test(test_hash_keys),
