@@ -711,10 +711,8 @@ static void xref_selectors(struct ism_vctx *v)
  * and selects the workloads of its namespace). */
 static bool dr_selects(const struct ism_conf *c, const struct ism_cm_dr *dr)
 {
-	const char *ns = c->app.ns != NULL ? c->app.ns : "default";
-
 	return dr->selector_at == NULL ||
-	       (strcmp(dr->r.ns, ns) == 0 &&
+	       (strcmp(dr->r.ns, c->app.ns) == 0 &&
 		ism_model_labels_include(c->app.labels_at, dr->selector, dr->n_selector));
 }
 
@@ -772,7 +770,7 @@ static void select_drs(struct ism_vctx *v)
 			   "selects other workloads (its matchLabels are not all this appliance's "
 			   "labels, or it is not in the appliance's namespace %s): it does not "
 			   "apply here",
-			   c->app.ns != NULL ? c->app.ns : "default");
+			   c->app.ns);
 	}
 	c->n_drs = k;
 	for (size_t i = 0; i < c->n_drs; i++) {

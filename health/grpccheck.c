@@ -14,9 +14,8 @@
 #include "lib/grpc.h"
 #include "shm/table-t.h"
 
-#define PATH	    "/grpc.health.v1.Health/Check"
-#define SERVICE_MAX ISM_HC_SERVICE_MAX
-#define MSG_MAX	    256 /* bytes of a HealthCheckResponse: it holds one enum */
+#define PATH	"/grpc.health.v1.Health/Check"
+#define MSG_MAX 256 /* bytes of a HealthCheckResponse: it holds one enum */
 
 /* grpc.health.v1.HealthCheckResponse.ServingStatus */
 enum { SERVING_UNKNOWN = 0, SERVING = 1, NOT_SERVING = 2, SERVICE_UNKNOWN = 3 };
@@ -25,7 +24,7 @@ struct ism_grpc_check {
 	nghttp2_session *s;
 	uint8_t *out; /* the request's bytes */
 	size_t out_len;
-	uint8_t body[5 + 3 + SERVICE_MAX]; /* the request message, gRPC-framed */
+	uint8_t body[5 + 3 + ISM_HC_SERVICE_MAX]; /* the request message, gRPC-framed */
 	size_t body_len, body_sent;
 
 	enum ism_grpc_verdict verdict;
@@ -329,8 +328,8 @@ static void frame_request(struct ism_grpc_check *g, const char *service)
 	size_t n = strlen(service), m = 0;
 	uint8_t *msg = g->body + 5;
 
-	if (n > SERVICE_MAX)
-		n = SERVICE_MAX;
+	if (n > ISM_HC_SERVICE_MAX)
+		n = ISM_HC_SERVICE_MAX;
 	if (n > 0) {
 		msg[m++] = 0x0a; /* field 1, length-delimited */
 		for (size_t v = n;; v >>= 7) {

@@ -24,6 +24,8 @@ enum ism_failure {
 /* The retry policy of one request, copied from its route when it is routed. */
 /* How many of the endpoints a request tried a retry remembers to avoid. */
 #define ISM_RETRY_TRIED 4
+/* prio_tried and prio_skip hold a bit per priority. */
+_Static_assert(ISM_MAX_PRIORITIES <= 16, "a priority mask is 16 bits");
 
 struct ism_retry_state {
 	uint32_t retry_on; /* enum ism_retry_on bits */
@@ -71,7 +73,7 @@ static inline void ism_retry_tried(struct ism_retry_state *rs, uint32_t id, uint
 	rs->tried[rs->tries % ISM_RETRY_TRIED] = id;
 	if (rs->tries < UINT8_MAX)
 		rs->tries++;
-	if (rs->remote_localities && prio < 16)
+	if (rs->remote_localities && prio < ISM_MAX_PRIORITIES)
 		rs->prio_tried = (uint16_t)(rs->prio_tried | 1u << prio);
 }
 
