@@ -748,14 +748,80 @@ static void dr_merge(struct ism_vctx *v, struct ism_cm_dr *sel, const struct ism
 	sel->subset_ix = ix;
 }
 
+static bool same_labels(const struct ism_cm_dr *a, const struct ism_cm_dr *b)
+{
+	if (a->n_selector != b->n_selector)
+		return false;
+	for (size_t i = 0; i < a->n_selector; i++) {
+		size_t j = 0;
+
+		while (j < b->n_selector && (strcmp(a->selector[i].key, b->selector[j].key) ||
+					     strcmp(a->selector[i].value, b->selector[j].value)))
+			j++;
+		if (j == b->n_selector)
+			return false;
+	}
+	return true;
+}
+
+/* By host, then name: the order Istio gives the rules with a selector of one
+ * namespace when they carry no creation time. */
+static int selecting_cmp(const void *pa, const void *pb)
+{
+	const struct ism_cm_dr *a = *(const struct ism_cm_dr *const *)pa;
+	const struct ism_cm_dr *b = *(const struct ism_cm_dr *const *)pb;
+	int r = strcmp(a->host, b->host);
+
+	return r ? r : strcmp(a->r.name, b->r.name);
+}
+
+/* Several rules that select the appliance for one host: the first by name
+ * applies (Istio's SidecarScope.DestinationRule takes the first that
+ * matches); one with the same matchLabels is merged into it, as Istio merges
+ * them; one with other labels is left out, with a warning. The ones merged
+ * or left out are marked in gone (by index in c->drs). */
+static void select_among(struct ism_vctx *v, bool *gone)
+{
+	struct ism_conf *c = v->conf;
+	struct ism_cm_dr **sel = ism_v_alloc(v, c->n_drs ? c->n_drs : 1, sizeof(*sel));
+	size_t n = 0;
+
+	if (sel == NULL)
+		return;
+	for (size_t i = 0; i < c->n_drs; i++)
+		if (c->drs[i]->selector_at != NULL && c->drs[i]->host != NULL)
+			sel[n++] = c->drs[i];
+	qsort(sel, n, sizeof(*sel), selecting_cmp);
+	for (size_t i = 0, first = 0; i < n; i++) {
+		if (strcmp(sel[i]->host, sel[first]->host) != 0)
+			first = i;
+		if (i == first)
+			continue;
+		if (same_labels(sel[first], sel[i])) {
+			dr_merge(v, sel[first], sel[i]);
+		} else {
+			set_res(v, &sel[i]->r);
+			ism_v_push(v, "spec.workloadSelector");
+			ism_v_warn(v, sel[i]->selector_at,
+				   "%s also selects this appliance for host %s and comes first by "
+				   "name: this rule does not apply here",
+				   sel[first]->r.label, sel[i]->host);
+		}
+		for (size_t j = 0; j < c->n_drs; j++)
+			gone[j] = gone[j] || c->drs[j] == sel[i];
+	}
+}
+
 /* The DestinationRules that apply to this appliance. One whose
- * workloadSelector selects other workloads is left out, with a warning. One
- * that selects the appliance is merged with the rule of its host without a
- * selector, which it replaces (Istio sorts rules with a selector first). */
+ * workloadSelector selects other workloads is left out, with a warning. Of
+ * those that select the appliance for a host, one applies (select_among),
+ * merged with the rule of its host without a selector, which it replaces
+ * (Istio sorts rules with a selector first). */
 static void select_drs(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
 	size_t k = 0;
+	bool *gone;
 
 	for (size_t i = 0; i < c->n_drs; i++) {
 		struct ism_cm_dr *dr = c->drs[i];
@@ -772,6 +838,15 @@ static void select_drs(struct ism_vctx *v)
 			   "apply here",
 			   c->app.ns);
 	}
+	c->n_drs = k;
+	gone = ism_v_alloc(v, k ? k : 1, sizeof(*gone));
+	if (gone == NULL)
+		return;
+	select_among(v, gone);
+	k = 0;
+	for (size_t i = 0; i < c->n_drs; i++)
+		if (!gone[i])
+			c->drs[k++] = c->drs[i];
 	c->n_drs = k;
 	for (size_t i = 0; i < c->n_drs; i++) {
 		struct ism_cm_dr *sel = c->drs[i];

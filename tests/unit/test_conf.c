@@ -1837,6 +1837,22 @@ static void test_dr_workload_selector(void **state)
 		"metadata: {name: mine}\nspec:\n  host: s\n"
 		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
 		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n";
+	static const char several[] =
+	    APP "  labels: {istio: ingressgateway, app: gw}\n" S_GW_ROUTE S_SE SEL_DR
+		"metadata: {name: zz}\nspec:\n  host: s\n"
+		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
+		"  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
+		"  subsets: [{name: a, labels: {v: \"1\"}}]\n" SEL_DR
+		"metadata: {name: ab}\nspec:\n  host: s\n"
+		"  workloadSelector: {matchLabels: {app: gw}}\n"
+		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+		"  subsets: [{name: b, labels: {v: \"3\"}}]\n" SEL_DR
+		"metadata: {name: base}\nspec:\n  host: s\n"
+		"  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n"
+		"  subsets: [{name: c, labels: {v: \"4\"}}, {name: a, labels: {v: \"5\"}}]\n" SEL_DR
+		"metadata: {name: aa}\nspec:\n  host: s\n"
+		"  workloadSelector: {matchLabels: {app: gw}}\n"
+		"  subsets: [{name: a, labels: {v: \"2\"}}]\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cm_dr *dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
@@ -1857,6 +1873,20 @@ static void test_dr_workload_selector(void **state)
 	t = reload_compile(f, own_policy);
 	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_ROUND_ROBIN);
 	assert_int_equal(s_cluster(t, 80, "a")->lb, ISM_LB_ROUND_ROBIN);
+
+	/* Several select the appliance: the first by name applies; one with the
+	 * same labels is merged into it, then the rule without a selector. */
+	t = reload_compile(f, several);
+	dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
+	assert_string_equal(dr->r.name, "aa");
+	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_ROUND_ROBIN); /* ab's */
+	assert_int_equal(dr->n_subsets, 3);
+	assert_string_equal(dr->subsets[0].labels[0].value, "2");
+	assert_string_equal(dr->subsets[1].name, "b");
+	assert_string_equal(dr->subsets[2].name, "c");
+	assert_true(has_warning(&f->d, "DestinationRule default/zz: spec.workloadSelector",
+				"DestinationRule default/aa also selects this appliance"));
+	assert_false(has_diag(&f->d, ISM_DIAG_ERROR, "", ""));
 }
 
 static void test_hc_fields(void **state)
