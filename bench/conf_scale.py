@@ -155,6 +155,19 @@ def shape_drs(n):
     return "".join(out)
 
 
+def shape_drs_one_host(n):
+    # n/2 DestinationRules of one host selecting other workloads, then n/2 without a
+    # selector, each with exportTo "." and a subset: what istiod merges pairwise.
+    out = [APP, gw(), se("s", ["svc.example.com"], ep("10.0.0.1"))]
+    for i in range(n):
+        sel = "  workloadSelector: {matchLabels: {app: x%d}}\n" % i if i < n // 2 else "  exportTo: [.]\n"
+        out.append("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+                   "metadata:\n  name: d%d\nspec:\n  host: svc.example.com\n%s"
+                   "  subsets: [{name: v%d, labels: {version: v%d}}]\n" % (i, sel, i, i))
+    out.append(vs("v", ["a.example.com"], route([("svc.example.com", None)])))
+    return "".join(out)
+
+
 def shape_se_hosts(n):
     # One ServiceEntry with n hosts.
     return APP + se("s", ["h%d.svc.example.com" % i for i in range(n)], ep("10.0.0.1"))
@@ -322,6 +335,7 @@ SHAPES = {
     "endpoints": (shape_endpoints, 2000),
     "subsets": (shape_subsets, 2000),
     "drs": (shape_drs, 2000),
+    "drs_one_host": (shape_drs_one_host, 2000),
     "se_hosts": (shape_se_hosts, 5000),
     "se_ports": (shape_se_ports, 5000),
     "ep_ports": (shape_ep_ports, 5000),

@@ -21,15 +21,6 @@ const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *
 	return c->ses[i];
 }
 
-const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host)
-{
-	uint32_t i;
-
-	if (c->dr_by_host == NULL || !ism_strmap_get(c->dr_by_host, host, strlen(host), &i))
-		return NULL;
-	return c->drs[i];
-}
-
 const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, const char *name)
 {
 	uint32_t i;
@@ -185,7 +176,6 @@ static void build_maps(struct ism_vctx *v)
 	for (size_t i = 0; i < c->n_ses; i++)
 		n_hosts += c->ses[i]->n_hosts;
 	c->se_by_host = ism_v_map(v, n_hosts);
-	c->dr_by_host = ism_v_map(v, c->n_drs);
 	c->gw_by_name = ism_v_map(v, c->n_gws);
 	if (v->nomem)
 		return;
@@ -193,10 +183,6 @@ static void build_maps(struct ism_vctx *v)
 		for (size_t j = 0; j < c->ses[i]->n_hosts; j++)
 			ism_v_map_add(v, c->se_by_host, c->ses[i]->hosts[j],
 				      strlen(c->ses[i]->hosts[j]), (uint32_t)i, NULL);
-	for (size_t i = 0; i < c->n_drs; i++)
-		if (c->drs[i]->host != NULL)
-			ism_v_map_add(v, c->dr_by_host, c->drs[i]->host, strlen(c->drs[i]->host),
-				      (uint32_t)i, NULL);
 	for (size_t i = 0; i < c->n_gws; i++) {
 		char buf[512];
 		const char *name;
@@ -416,20 +402,6 @@ static void xref_unique(struct ism_vctx *v)
 			ism_v_err(v, a->at, "defined twice (first at line %d)",
 				  res_of_kind(c, kind, first)->at->line);
 		}
-	}
-	for (size_t i = 0; i < c->n_drs; i++) {
-		const struct ism_cm_dr *dr = c->drs[i];
-		const struct ism_cm_dr *first;
-
-		if (dr->host == NULL)
-			continue;
-		first = ism_model_find_dr(c, dr->host);
-		if (first == dr)
-			continue;
-		set_res(v, &dr->r);
-		ism_v_push(v, "spec.host");
-		ism_v_err(v, dr->host_at, "%s already applies to host %s", first->r.label,
-			  dr->host);
 	}
 	for (size_t i = 0; i < c->n_ses; i++) {
 		for (size_t h = 0; h < c->ses[i]->n_hosts; h++) {
@@ -705,179 +677,18 @@ static void xref_selectors(struct ism_vctx *v)
 	}
 }
 
-/* Whether DestinationRule dr applies to this appliance: one without a
- * workloadSelector does; one with it only in the appliance's namespace, when
- * its labels are all the appliance's (Istio: such a rule is never exported,
- * and selects the workloads of its namespace). */
-static bool dr_selects(const struct ism_conf *c, const struct ism_cm_dr *dr)
-{
-	return dr->selector_at == NULL ||
-	       (strcmp(dr->r.ns, c->app.ns) == 0 &&
-		ism_model_labels_include(c->app.labels_at, dr->selector, dr->n_selector));
-}
-
-/* Istio's mergeDestinationRule for a rule with a workloadSelector (sel) and
- * the rule of the same host without one (other): sel keeps its trafficPolicy
- * (other's when it has none) and its subsets, and takes other's subsets of
- * names it does not have. */
-static void dr_merge(struct ism_vctx *v, struct ism_cm_dr *sel, const struct ism_cm_dr *other)
-{
-	size_t n = sel->n_subsets + other->n_subsets, k = 0;
-	struct ism_cm_subset *subsets = ism_v_alloc(v, n ? n : 1, sizeof(*subsets));
-	struct ism_strmap *ix = ism_v_map(v, n ? n : 1);
-
-	if (sel->tp_at == NULL && other->tp_at != NULL) {
-		sel->policy = other->policy;
-		sel->tp_at = other->tp_at;
-	}
-	if (subsets == NULL || ix == NULL)
-		return;
-	for (size_t j = 0; j < 2; j++) {
-		const struct ism_cm_dr *from = j == 0 ? sel : other;
-
-		for (size_t i = 0; i < from->n_subsets; i++) {
-			const char *name = from->subsets[i].name;
-
-			if (ism_v_map_add(v, ix, name, strlen(name), (uint32_t)k, NULL) != 1)
-				continue; /* a name sel has: sel's */
-			subsets[k++] = from->subsets[i];
-		}
-	}
-	sel->subsets = subsets;
-	sel->n_subsets = k;
-	sel->subset_ix = ix;
-}
-
-static bool same_labels(const struct ism_cm_dr *a, const struct ism_cm_dr *b)
-{
-	if (a->n_selector != b->n_selector)
-		return false;
-	for (size_t i = 0; i < a->n_selector; i++) {
-		size_t j = 0;
-
-		while (j < b->n_selector && (strcmp(a->selector[i].key, b->selector[j].key) ||
-					     strcmp(a->selector[i].value, b->selector[j].value)))
-			j++;
-		if (j == b->n_selector)
-			return false;
-	}
-	return true;
-}
-
-/* By host, then name: the order Istio gives the rules with a selector of one
- * namespace when they carry no creation time. */
-static int selecting_cmp(const void *pa, const void *pb)
-{
-	const struct ism_cm_dr *a = *(const struct ism_cm_dr *const *)pa;
-	const struct ism_cm_dr *b = *(const struct ism_cm_dr *const *)pb;
-	int r = strcmp(a->host, b->host);
-
-	return r ? r : strcmp(a->r.name, b->r.name);
-}
-
-/* Several rules that select the appliance for one host: the first by name
- * applies (Istio's SidecarScope.DestinationRule takes the first that
- * matches); one with the same matchLabels is merged into it, as Istio merges
- * them; one with other labels is left out, with a warning. The ones merged
- * or left out are marked in gone (by index in c->drs). */
-static void select_among(struct ism_vctx *v, bool *gone)
-{
-	struct ism_conf *c = v->conf;
-	struct ism_cm_dr **sel = ism_v_alloc(v, c->n_drs ? c->n_drs : 1, sizeof(*sel));
-	size_t n = 0;
-
-	if (sel == NULL)
-		return;
-	for (size_t i = 0; i < c->n_drs; i++)
-		if (c->drs[i]->selector_at != NULL && c->drs[i]->host != NULL)
-			sel[n++] = c->drs[i];
-	qsort(sel, n, sizeof(*sel), selecting_cmp);
-	for (size_t i = 0, first = 0; i < n; i++) {
-		if (strcmp(sel[i]->host, sel[first]->host) != 0)
-			first = i;
-		if (i == first)
-			continue;
-		if (same_labels(sel[first], sel[i])) {
-			dr_merge(v, sel[first], sel[i]);
-		} else {
-			set_res(v, &sel[i]->r);
-			ism_v_push(v, "spec.workloadSelector");
-			ism_v_warn(v, sel[i]->selector_at,
-				   "%s also selects this appliance for host %s and comes first by "
-				   "name: this rule does not apply here",
-				   sel[first]->r.label, sel[i]->host);
-		}
-		for (size_t j = 0; j < c->n_drs; j++)
-			gone[j] = gone[j] || c->drs[j] == sel[i];
-	}
-}
-
-/* The DestinationRules that apply to this appliance. One whose
- * workloadSelector selects other workloads is left out, with a warning. Of
- * those that select the appliance for a host, one applies (select_among),
- * merged with the rule of its host without a selector, which it replaces
- * (Istio sorts rules with a selector first). */
-static void select_drs(struct ism_vctx *v)
-{
-	struct ism_conf *c = v->conf;
-	size_t k = 0;
-	bool *gone;
-
-	for (size_t i = 0; i < c->n_drs; i++) {
-		struct ism_cm_dr *dr = c->drs[i];
-
-		if (dr_selects(c, dr)) {
-			c->drs[k++] = dr;
-			continue;
-		}
-		set_res(v, &dr->r);
-		ism_v_push(v, "spec.workloadSelector");
-		ism_v_warn(v, dr->selector_at,
-			   "selects other workloads (its matchLabels are not all this appliance's "
-			   "labels, or it is not in the appliance's namespace %s): it does not "
-			   "apply here",
-			   c->app.ns);
-	}
-	c->n_drs = k;
-	gone = ism_v_alloc(v, k ? k : 1, sizeof(*gone));
-	if (gone == NULL)
-		return;
-	select_among(v, gone);
-	k = 0;
-	for (size_t i = 0; i < c->n_drs; i++)
-		if (!gone[i])
-			c->drs[k++] = c->drs[i];
-	c->n_drs = k;
-	for (size_t i = 0; i < c->n_drs; i++) {
-		struct ism_cm_dr *sel = c->drs[i];
-
-		if (sel->selector_at == NULL || sel->host == NULL)
-			continue;
-		for (size_t j = 0; j < c->n_drs; j++) {
-			const struct ism_cm_dr *o = c->drs[j];
-
-			if (o->selector_at != NULL || o->host == NULL || strcmp(o->host, sel->host))
-				continue;
-			dr_merge(v, sel, o);
-			memmove(&c->drs[j], &c->drs[j + 1], (c->n_drs - j - 1) * sizeof(c->drs[0]));
-			c->n_drs--;
-			if (j < i)
-				i--;
-			break;
-		}
-	}
-}
-
 void ism_model_xref(struct ism_vctx *v)
 {
-	select_drs(v);
 	build_maps(v);
 	if (v->nomem)
 		return;
 	xref_unique(v);
+	ism_tls_xref_drs(v);
+	ism_model_dr_index(v);
 	xref_selectors(v);
 	for (size_t i = 0; i < v->conf->n_drs; i++)
-		xref_dr(v, v->conf->drs[i]);
+		if (ism_model_dr_visible(v->conf, v->conf->drs[i]))
+			xref_dr(v, v->conf->drs[i]);
 	for (size_t i = 0; i < v->conf->n_vss; i++)
 		xref_vs(v, v->conf->vss[i]);
 	ism_model_delegate(v);

@@ -3660,10 +3660,8 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 }
 
 /* spec.workloadSelector {matchLabels}, validated as Istio does: no empty key,
- * no wildcard, a warning without labels, and exportTo (exp) at most the rule's
- * own namespace. */
-static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr,
-			      const struct ism_node *exp)
+ * no wildcard, a warning without labels. */
+static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
 {
 	static const char *const keys[] = {"matchLabels", NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "workloadSelector", false, ISM_NODE_MAP);
@@ -3686,20 +3684,65 @@ static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, s
 		ism_v_warn(v, n,
 			   "workload selector specified without labels (Istio warns the same)");
 	ism_v_pop(v, old);
-	for (size_t i = 0; exp != NULL && i < exp->n; i++) {
-		const struct ism_node *e = exp->items[i];
-		bool own = e->kind == ISM_NODE_SCALAR &&
-			   (strcmp(e->str, ".") == 0 || strcmp(e->str, dr->r.ns) == 0);
+}
 
-		if (exp->n > 1 || !own) {
-			old = ism_v_push(v, ".exportTo");
-			ism_v_err(v, e,
+/* exportTo entry e of a rule of namespace ns as Istio's validation compares
+ * them: "." is the namespace itself. */
+static const char *export_key(const char *e, const char *ns)
+{
+	return strcmp(e, ".") == 0 ? ns : e;
+}
+
+/* spec.exportTo, validated as Istio's validateExportTo: ".", "*" or a
+ * namespace name, each once ("." counts as the rule's own namespace), "*"
+ * alone; with a workloadSelector, the rule's own namespace only. */
+static void parse_dr_export(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
+{
+	const struct ism_node *l;
+	size_t n, old;
+
+	dr->export_to = ism_v_strlist(v, spec, "exportTo", false, &n, &l);
+	dr->n_export_to = n;
+	if (l == NULL || dr->export_to == NULL)
+		return;
+	old = ism_v_push(v, ".exportTo");
+	for (size_t i = 0; i < n; i++) {
+		const char *e = dr->export_to[i], *key = export_key(e, dr->r.ns);
+		const struct ism_node *at = l->items[i];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(export_key(dr->export_to[j], dr->r.ns), key) == 0)
+				ism_v_err(v, at, "duplicate entries in exportTo%s %s",
+					  strcmp(dr->export_to[j], e) != 0
+					      ? ": . and current namespace"
+					      : " for entry",
+					  key);
+		if (strcmp(e, "~") == 0)
+			ism_v_err(
+			    v, at,
+			    "exportTo ~ (none) is not allowed for Istio configuration objects");
+		else if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 &&
+			 !dns_name_ok(e, 63, "abcdefghijklmnopqrstuvwxyz0123456789-"))
+			ism_v_err(
+			    v, at,
+			    "only ., *, or a valid DNS 1123 label is allowed as exportTo entry");
+		else if (strcmp(e, "*") == 0 && n > 1)
+			ism_v_err(
+			    v, at,
+			    "cannot have both public (*) and non-public exportTo values for a "
+			    "resource");
+		if (dr->selector_at != NULL && strcmp(key, dr->r.ns) != 0)
+			ism_v_err(v, at,
 				  "a DestinationRule with a workloadSelector cannot be exported "
 				  "beyond its own namespace");
-			ism_v_pop(v, old);
-			break;
-		}
+		else if (dr->selector_at != NULL && n > 1)
+			ism_v_err(v, at,
+				  "a DestinationRule with a workloadSelector cannot have multiple "
+				  "entries in exportTo");
+		ism_v_pop(v, o2);
 	}
+	ism_v_pop(v, old);
 }
 
 static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
@@ -3715,7 +3758,7 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	ism_v_keys(v, spec, keys, NULL);
 	if (ism_v_str(v, spec, "host", true, &host) > 0) {
 		dr->host_at = ism_node_get(spec, "host", NULL);
-		if (!host_syntax_ok(host) || host[0] == '*') {
+		if (!host_syntax_ok(host)) {
 			old = ism_v_push(v, ".host");
 			ism_v_err(v, dr->host_at, "invalid host name \"%s\"", host);
 			ism_v_pop(v, old);
@@ -3724,8 +3767,8 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	}
 	dr->tp_at = ism_node_get(spec, "trafficPolicy", NULL);
 	parse_policy(v, spec, &dr->policy);
-	l = ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
-	parse_dr_selector(v, spec, dr, l);
+	parse_dr_selector(v, spec, dr);
+	parse_dr_export(v, spec, dr);
 	l = ism_v_node(v, spec, "subsets", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;

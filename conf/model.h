@@ -417,6 +417,8 @@ struct ism_cm_subset {
 	struct ism_cm_policy policy;
 };
 
+struct ism_dr_index;
+
 struct ism_cm_dr {
 	struct ism_cm_res r;
 	const char *host;
@@ -428,6 +430,9 @@ struct ism_cm_dr {
 	const struct ism_node *selector_at;
 	size_t n_selector;
 	struct ism_cm_label *selector;
+	/* spec.exportTo as written ("." and "*" included) */
+	size_t n_export_to;
+	const char **export_to;
 	struct ism_cm_policy policy;
 	size_t n_subsets;
 	struct ism_cm_subset *subsets;
@@ -624,9 +629,9 @@ struct ism_conf {
 	struct ism_strmap files_ix; /* path -> index in files (malloc'd) */
 	uint64_t seed;		    /* of every map of this model */
 	/* Lookups by name, built by the cross-reference pass (first one wins). */
-	struct ism_strmap *se_by_host; /* -> index in ses */
-	struct ism_strmap *dr_by_host; /* -> index in drs */
-	struct ism_strmap *gw_by_name; /* "<ns>/<name>" -> index in gws */
+	struct ism_strmap *se_by_host;	     /* -> index in ses */
+	const struct ism_dr_index *dr_index; /* which rule a host gets (conf/drindex.c) */
+	struct ism_strmap *gw_by_name;	     /* "<ns>/<name>" -> index in gws */
 };
 
 /* --- validation context and field helpers (conf/fields.c) --- */
@@ -775,8 +780,11 @@ void ism_tls_parse_sans(struct ism_vctx *v, const struct ism_node *n, const stru
 /* Appliance spec.credentials and spec.meshIdentity. */
 void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
 			     struct ism_cm_appliance *a);
-/* Cross references: credentialName(s), ISTIO_MUTUAL's mesh identity. */
+/* Cross references: credentialName(s), ISTIO_MUTUAL's mesh identity;
+ * ism_tls_xref_drs those of every DestinationRule, before the rules are
+ * merged (ism_model_dr_index). */
 void ism_tls_xref(struct ism_vctx *v);
+void ism_tls_xref_drs(struct ism_vctx *v);
 /* The mutual TLS PeerAuthentication asks of the plaintext listener on each port:
  * modes[port] for every port 0..65535 (enum ism_tls_mode: NONE, MUTUAL for
  * STRICT, OPTIONAL_MUTUAL for PERMISSIVE). */
@@ -805,6 +813,14 @@ static inline bool ism_model_se_self(const struct ism_cm_se *se)
 /* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
+/* conf/drindex.c: the DestinationRules indexed as Istio indexes them for
+ * this appliance (after the maps of the cross-reference pass; warns about
+ * each rule no service host gets), and the rule host gets (merged), as
+ * Istio picks it for a gateway; NULL when none. */
+void ism_model_dr_index(struct ism_vctx *v);
+/* Whether rule dr may apply here at all: it selects the appliance (or has no
+ * selector) and the appliance's namespace sees it. */
+bool ism_model_dr_visible(const struct ism_conf *c, const struct ism_cm_dr *dr);
 const struct ism_cm_dr *ism_model_find_dr(const struct ism_conf *c, const char *host);
 const struct ism_cm_subset *ism_model_find_subset(const struct ism_cm_dr *dr, const char *name);
 /* The index in app.hcs of the first health check of host whose port is port or

@@ -1014,9 +1014,17 @@ void ism_tls_xref(struct ism_vctx *v)
 	for (size_t g = 0; g < c->n_gws; g++)
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
 			xref_tls(v, &c->gws[g]->r, &c->gws[g]->servers[s].tls, true);
+}
+
+void ism_tls_xref_drs(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+
 	for (size_t d = 0; d < c->n_drs; d++) {
 		struct ism_cm_dr *dr = c->drs[d];
 
+		if (!ism_model_dr_visible(c, dr))
+			continue;
 		xref_policy(v, &dr->r, &dr->policy);
 		for (size_t s = 0; s < dr->n_subsets; s++)
 			xref_policy(v, &dr->r, &dr->subsets[s].policy);

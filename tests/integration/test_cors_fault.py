@@ -392,9 +392,11 @@ def istio_fault_cors_samples(env):
     up = env.upstream(["127.0.0.1:0=v1"], name="v1")["v1"]
     with open(os.path.join(FIXTURES, "istio-samples", "destination-rule-all.yaml")) as f:
         rules = f.read()
-    ses = [service_entry(f"{h}-{ns}", f"{h}.{ns}.svc.cluster.local",
+    # Each service in its namespace, where Istio looks for its DestinationRule.
+    ses = [service_entry("ratings", f"ratings.{ns}.svc.cluster.local",
                          [{"address": "127.0.0.1", "port": up, "labels": {"version": "v1"}}], port=9080)
-           for h, ns in (("ratings", "default"), ("ratings", "prod"))]
+           .replace("{name: ratings}", f"{{name: ratings, namespace: {ns}}}", 1)
+           for ns in ("default", "prod")]
     prod_dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, "
                "namespace: prod}\nspec:\n  host: ratings.prod.svc.cluster.local\n"
                "  subsets: [{name: v1, labels: {version: v1}}]\n")

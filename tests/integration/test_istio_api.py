@@ -126,29 +126,48 @@ def workload_entries(env):
     check(set(seen) == {"a"}, f"after b's labels changed, a only: {seen}")
 
 
+def versioned_web(env, ns="default"):
+    """Three upstreams a, b and c on 127.0.0.2-4 and the ServiceEntry web.example
+    (namespace ns) whose endpoints they are, labelled version: a, b, c."""
+    ups = {n: env.upstream([f"{addr}:0={n}"], name=n)[n]
+           for n, addr in (("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4"))}
+    return ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+            f"metadata: {{name: web, namespace: {ns}}}\nspec:\n"
+            "  hosts: [web.example]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n"
+            "  endpoints:\n"
+            + "".join(f"  - {{address: 127.0.0.{i}, ports: {{http: {ups[n]}}}, labels: {{version: {n}}}}}\n"
+                      for i, n in ((2, "a"), (3, "b"), (4, "c"))))
+
+
+def served_by(gw, path="/", n=10):
+    """The x-upstream of n answers to GET path, each a 200."""
+    seen = set()
+    for _ in range(n):
+        r = http_get(gw, path)
+        check(r.status == 200, f"GET {path}: {r}")
+        seen.add(r.header("x-upstream"))
+    return seen
+
+
 @_test
 def dr_workload_selector(env):
     """A DestinationRule's workloadSelector, answered with the appliance's
     labels as Istio answers it for a gateway: the rule that selects the
-    appliance is merged with its host's rule without a selector (its subset v1
-    wins, the other's v2 is kept), one that selects other workloads is left
-    out with a warning naming it; a reload that changes the appliance's labels
-    changes which rule applies."""
-    ups = {n: env.upstream([f"{addr}:0={n}"], name=n)[n]
-           for n, addr in (("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4"))}
+    appliance is merged with its host's rule without a selector whose exportTo
+    is the same (".", as a selecting rule's counts; its subset v1 wins, the
+    other's v2 is kept), one that selects other workloads is left out with a
+    warning naming it; a reload that changes the appliance's labels changes
+    which rule applies."""
+    se = versioned_web(env)
     gw = free_port()
-    se = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: web}\nspec:\n"
-          "  hosts: [web.example]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n"
-          "  endpoints:\n"
-          + "".join(f"  - {{address: 127.0.0.{i}, ports: {{http: {ups[n]}}}, labels: {{version: {n}}}}}\n"
-                    for i, n in ((2, "a"), (3, "b"), (4, "c"))))
     routes = ("  - match: [{uri: {prefix: /v1}}]\n    route: [{destination: {host: web.example, subset: v1}}]\n"
               "  - route: [{destination: {host: web.example, subset: v2}}]\n")
 
     def rule(name, selector, v1):
         sel = f"  workloadSelector: {{matchLabels: {{{selector}}}}}\n" if selector else ""
         return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
-                f"spec:\n  host: web.example\n{sel}  subsets:\n  - {{name: v1, labels: {{version: {v1}}}}}\n"
+                f"spec:\n  host: web.example\n  exportTo: [.]\n{sel}"
+                f"  subsets:\n  - {{name: v1, labels: {{version: {v1}}}}}\n"
                 + ("  - {name: v2, labels: {version: c}}\n" if not selector else ""))
 
     def conf(role):
@@ -156,18 +175,13 @@ def dr_workload_selector(env):
                     virtual_service("vs", ["*"], routes), se, rule("mesh", None, "a"),
                     rule("edge", "role: edge", "b"), rule("internal", "role: internal", "c"))
 
-    def served(path, n=10):
-        seen = set()
-        for _ in range(n):
-            r = http_get(gw, path)
-            check(r.status == 200, f"GET {path}: {r}")
-            seen.add(r.header("x-upstream"))
-        return seen
+    def served(path):
+        return served_by(gw, path)
 
     path = env.write("isthmus.yaml", conf("edge"))
     rc, out = env.check_config(path)
     check(rc == 0 and "DestinationRule default/internal: spec.workloadSelector" in out
-          and "selects other workloads" in out and "default/edge" not in out,
+          and "selects other workloads" in out and "DestinationRule default/edge:" not in out,
           f"isthmus -c: the rule for other workloads is named, the appliance's is not: {rc} {out}")
     env.start_gateway(path, gw)
     got = served("/v1")
@@ -179,6 +193,55 @@ def dr_workload_selector(env):
     env.write("isthmus.yaml", conf("none"))
     check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
     check(served("/v1") == {"a"}, "with no selecting rule, the mesh rule's v1 (version a)")
+
+
+@_test
+def dr_scopes(env):
+    """Which DestinationRule a host gets, as Istio's gateway looks it up, with
+    real traffic: for an appliance of the root namespace (istio-system), the
+    service's namespace's rule comes before the root namespace's wildcard
+    "*.example"; a rule of the root namespace exported to itself only comes
+    first of all; a rule whose exportTo leaves the appliance's namespace out is
+    not seen, and the wildcard applies again. Each reload changes where subset
+    v1 goes."""
+    se = versioned_web(env, "shop")
+    gw = free_port()
+    routes = "  - route: [{destination: {host: web.example, subset: v1}}]\n"
+
+    def rule(name, ns, host, version, export=None):
+        exp = f"  exportTo: [{export}]\n" if export else ""
+        return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+                f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  host: \"{host}\"\n{exp}"
+                f"  subsets: [{{name: v1, labels: {{version: {version}}}}}]\n")
+
+    def conf(*rules):
+        return docs(appliance(env, extra="  namespace: istio-system\n"), gateway(gw),
+                    virtual_service("vs", ["*"], routes), se, *rules)
+
+    def reload(*rules):
+        env.write("isthmus.yaml", conf(*rules))
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+
+    mesh = rule("mesh", "istio-system", "*.example", "a")
+    path = env.write("isthmus.yaml", conf(mesh, rule("web", "shop", "web.example", "b")))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "DestinationRule shop/web:" not in out
+          and "DestinationRule istio-system/mesh: spec.host: for host web.example, DestinationRule shop/web "
+          "applies in its place" in out, f"isthmus -c: the wildcard rule is shadowed, not the other: {rc} {out}")
+    env.start_gateway(path, gw)
+    got = served_by(gw)
+    check(got == {"b"}, f"the service's namespace's rule before the root's wildcard: {got}")
+    reload(mesh, rule("web", "shop", "web.example", "b"),
+           rule("private", "istio-system", "*.example", "c", export="."))
+    got = served_by(gw)
+    check(got == {"c"}, f"the root namespace's private rule first: {got}")
+    reload(mesh, rule("web", "shop", "web.example", "b", export="other"))
+    got = served_by(gw)
+    check(got == {"a"}, f"a rule not exported to istio-system is not seen: {got}")
+    rc, out = env.check_config(env.path("isthmus.yaml"))
+    check(rc == 0 and "DestinationRule shop/web: spec.exportTo" in out
+          and "not exported to the appliance's namespace istio-system" in out,
+          f"isthmus -c names the rule it does not see: {rc} {out}")
 
 
 @_test

@@ -1807,54 +1807,65 @@ static void test_h2_limits(void **state)
 #define SEL_DR "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 
 /* DestinationRule workloadSelector: a rule applies where its matchLabels are
- * all the appliance's labels, in the appliance's namespace; one that selects
- * the appliance is merged with the rule of its host without a selector (its
+ * all the appliance's labels, in the appliance's namespace. It is merged with
+ * the rule of its host without a selector only when their exportTo are equal
+ * (Istio's mergeDestinationRule; a rule with a selector counts as "."): its
  * trafficPolicy first, the other's when it has none; its subsets, then the
- * other's of other names), as Istio's mergeDestinationRule. */
+ * other's of other names. */
 static void test_dr_workload_selector(void **state)
 {
-	static const char yaml[] =
-	    APP "  labels: {istio: ingressgateway, app: gw}\n" S_GW_ROUTE S_SE SEL_DR
-		"metadata: {name: base}\nspec:\n  host: s\n"
-		"  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
-		"  subsets: [{name: a, labels: {v: \"1\"}}, {name: b, labels: {v: \"2\"}}]\n" SEL_DR
-		"metadata: {name: mine}\nspec:\n  host: s\n"
-		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
-		"  exportTo: [.]\n"
-		"  subsets: [{name: a, labels: {v: \"3\"}}]\n" SEL_DR
-		"metadata: {name: theirs}\nspec:\n  host: s\n"
-		"  workloadSelector: {matchLabels: {istio: ingressgateway, app: other}}\n"
-		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n" SEL_DR
-		"metadata: {name: elsewhere, namespace: other}\nspec:\n"
-		"  host: s.default.svc.cluster.local\n"
-		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
-		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n";
+#define SEL_BASE(exp)                                                                              \
+	SEL_DR "metadata: {name: base}\nspec:\n  host: s\n" exp                                    \
+	       "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"                               \
+	       "  subsets: [{name: a, labels: {v: \"1\"}}, {name: b, labels: {v: \"2\"}}]\n"
+#define SEL_REST                                                                                   \
+	SEL_DR "metadata: {name: mine}\nspec:\n  host: s\n"                                        \
+	       "  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"                      \
+	       "  exportTo: [.]\n"                                                                 \
+	       "  subsets: [{name: a, labels: {v: \"3\"}}]\n" SEL_DR                               \
+	       "metadata: {name: theirs}\nspec:\n  host: s\n"                                      \
+	       "  workloadSelector: {matchLabels: {istio: ingressgateway, app: other}}\n"          \
+	       "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n" SEL_DR                   \
+	       "metadata: {name: elsewhere, namespace: other}\nspec:\n"                            \
+	       "  host: s.default.svc.cluster.local\n"                                             \
+	       "  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"                      \
+	       "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+#define SEL_APP APP "  labels: {istio: ingressgateway, app: gw}\n"
+	static const char merged[] = SEL_APP S_GW_ROUTE S_SE SEL_BASE("  exportTo: [.]\n") SEL_REST;
+	static const char unselected[] =
+	    APP "  labels: {app: gw}\n" S_GW_ROUTE S_SE SEL_BASE("  exportTo: [.]\n") SEL_REST;
+	static const char apart[] = SEL_APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - route: [{destination: {host: s, port: {number: 80}, subset: a}}]\n" S_SE SEL_BASE(
+		"") SEL_REST;
 	static const char own_policy[] =
 	    APP "  labels: {istio: ingressgateway}\n" S_GW_ROUTE S_SE SEL_DR
-		"metadata: {name: base}\nspec:\n  host: s\n"
+		"metadata: {name: base}\nspec:\n  host: s\n  exportTo: [.]\n"
 		"  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
 		"  subsets: [{name: a, labels: {v: \"1\"}}]\n" SEL_DR
 		"metadata: {name: mine}\nspec:\n  host: s\n"
 		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
 		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n";
-	static const char several[] =
-	    APP "  labels: {istio: ingressgateway, app: gw}\n" S_GW_ROUTE S_SE SEL_DR
-		"metadata: {name: zz}\nspec:\n  host: s\n"
-		"  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
-		"  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
-		"  subsets: [{name: a, labels: {v: \"1\"}}]\n" SEL_DR
-		"metadata: {name: ab}\nspec:\n  host: s\n"
-		"  workloadSelector: {matchLabels: {app: gw}}\n"
-		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
-		"  subsets: [{name: b, labels: {v: \"3\"}}]\n" SEL_DR
-		"metadata: {name: base}\nspec:\n  host: s\n"
-		"  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n"
-		"  subsets: [{name: c, labels: {v: \"4\"}}, {name: a, labels: {v: \"5\"}}]\n" SEL_DR
-		"metadata: {name: aa}\nspec:\n  host: s\n"
-		"  workloadSelector: {matchLabels: {app: gw}}\n"
-		"  subsets: [{name: a, labels: {v: \"2\"}}]\n";
+	static const char several[] = SEL_APP S_GW_ROUTE S_SE SEL_DR
+	    "metadata: {name: zz}\nspec:\n  host: s\n"
+	    "  workloadSelector: {matchLabels: {istio: ingressgateway}}\n"
+	    "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
+	    "  subsets: [{name: a, labels: {v: \"1\"}}]\n" SEL_DR
+	    "metadata: {name: ab}\nspec:\n  host: s\n"
+	    "  workloadSelector: {matchLabels: {app: gw}}\n"
+	    "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+	    "  subsets: [{name: b, labels: {v: \"3\"}}]\n" SEL_DR
+	    "metadata: {name: base}\nspec:\n  host: s\n"
+	    "  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n"
+	    "  subsets: [{name: c, labels: {v: \"4\"}}, {name: a, labels: {v: \"5\"}}]\n" SEL_DR
+	    "metadata: {name: aa}\nspec:\n  host: s\n"
+	    "  workloadSelector: {matchLabels: {app: gw}}\n"
+	    "  subsets: [{name: a, labels: {v: \"2\"}}]\n";
 	struct fx *f = *state;
-	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_table *t = load_compile(f, merged);
 	const struct ism_cm_dr *dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
 
 	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_RANDOM);
@@ -1869,24 +1880,150 @@ static void test_dr_workload_selector(void **state)
 	assert_true(has_warning(&f->d, "DestinationRule other/elsewhere: spec.workloadSelector",
 				"not in the appliance's namespace default"));
 	assert_false(has_warning(&f->d, "DestinationRule default/mine", ""));
+	assert_false(has_warning(&f->d, "DestinationRule default/base: spec.host", ""));
+	assert_true(has_warning(&f->d, "DestinationRule default/base: spec.subsets",
+				"subset a is also defined by DestinationRule default/mine"));
+
+	/* Neither selects the appliance: base applies alone, though Istio merged
+	 * it into both (and loses it, istio/istio#58322). */
+	t = reload_compile(f, unselected);
+	dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
+	assert_string_equal(dr->r.name, "base");
+	assert_int_equal(dr->n_subsets, 2);
+	assert_string_equal(dr->subsets[0].labels[0].value, "1");
+	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_RANDOM);
+
+	/* Without base's exportTo: two rules, mine alone applies. */
+	t = reload_compile(f, apart);
+	dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
+	assert_string_equal(dr->r.name, "mine");
+	assert_int_equal(dr->n_subsets, 1);
+	assert_int_not_equal(s_cluster(t, 80, "a")->lb, ISM_LB_RANDOM);
+	assert_true(has_warning(&f->d, "DestinationRule default/base: spec.host",
+				"DestinationRule default/mine applies in its place"));
 
 	t = reload_compile(f, own_policy);
 	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_ROUND_ROBIN);
 	assert_int_equal(s_cluster(t, 80, "a")->lb, ISM_LB_ROUND_ROBIN);
 
-	/* Several select the appliance: the first by name applies; one with the
-	 * same labels is merged into it, then the rule without a selector. */
+	/* Several select the appliance: the first by name applies, and one with
+	 * the same labels is merged into it; the rule without a selector (another
+	 * exportTo) is not. */
 	t = reload_compile(f, several);
 	dr = ism_model_find_dr(f->conf, "s.default.svc.cluster.local");
 	assert_string_equal(dr->r.name, "aa");
 	assert_int_equal(s_cluster(t, 80, "")->lb, ISM_LB_ROUND_ROBIN); /* ab's */
-	assert_int_equal(dr->n_subsets, 3);
+	assert_int_equal(dr->n_subsets, 2);
 	assert_string_equal(dr->subsets[0].labels[0].value, "2");
 	assert_string_equal(dr->subsets[1].name, "b");
-	assert_string_equal(dr->subsets[2].name, "c");
-	assert_true(has_warning(&f->d, "DestinationRule default/zz: spec.workloadSelector",
-				"DestinationRule default/aa also selects this appliance"));
+	assert_true(has_warning(&f->d, "DestinationRule default/zz: spec.host",
+				"DestinationRule default/aa applies in its place"));
+	assert_true(has_warning(&f->d, "DestinationRule default/base: spec.host",
+				"DestinationRule default/aa applies in its place"));
+	assert_false(has_warning(&f->d, "DestinationRule default/ab", ""));
 	assert_false(has_diag(&f->d, ISM_DIAG_ERROR, "", ""));
+#undef SEL_BASE
+#undef SEL_REST
+#undef SEL_APP
+}
+
+/* The rule named name of the host's, or fails. */
+static const struct ism_cm_dr *dr_named(const struct ism_conf *c, const char *host,
+					const char *label)
+{
+	const struct ism_cm_dr *dr = ism_model_find_dr(c, host);
+
+	assert_non_null(dr);
+	assert_string_equal(dr->r.label, label);
+	return dr;
+}
+
+#define SC_SE(name, ns)                                                                            \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"                            \
+	"metadata: {name: " name ", namespace: " ns "}\n"                                          \
+	"spec:\n  hosts: [" name "]\n  ports: [{number: 80, name: http}]\n"                        \
+	"  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+#define SC_DR(name, ns, host, rest)                                                                \
+	SEL_DR "metadata: {name: " name ", namespace: " ns "}\nspec:\n  host: \"" host "\"\n" rest
+
+/* Which rule a host gets, as Istio's gateway looks it up: the appliance's
+ * namespace first (for an appliance of the root namespace, its private
+ * rules), then what the service's namespace exports to it, then what the
+ * root namespace exports; in each the host itself, then the longest wildcard.
+ * Rules of one host and namespace with equal exportTo are merged; of others,
+ * the last without a selector applies. */
+static void test_dr_scopes(void **state)
+{
+#define SC_BASE                                                                                    \
+	SC_SE("s", "default")                                                                      \
+	SC_SE("t", "default")                                                                      \
+	SC_SE("u", "shop")                                                                         \
+	SC_DR("mesh", "istio-system", "*.local",                                                   \
+	      "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n")                               \
+	    SC_DR("s", "default", "s", "  subsets: [{name: a, labels: {v: \"1\"}}]\n")             \
+		SC_DR("u-hidden", "shop", "u", "  exportTo: [.]\n")
+	static const char root[] = APP "  namespace: istio-system\n" SC_BASE SC_DR(
+	    "far", "elsewhere", "s.default.svc.cluster.local", "");
+	static const char root_private[] = APP "  namespace: istio-system\n" SC_BASE SC_DR(
+	    "local", "istio-system", "*.svc.cluster.local", "  exportTo: [.]\n")
+	    SC_DR("longer", "istio-system", "*.default.svc.cluster.local",
+		  "  exportTo: [istio-system]\n");
+	static const char own_ns[] = APP "  namespace: gw\n" SC_BASE SC_DR("gw-wide", "gw", "*", "")
+	    SC_DR("u-gw", "shop", "u", "  exportTo: [gw, other]\n");
+	static const char merge[] = APP "  namespace: gw\n" SC_SE("s", "gw")
+	    SC_DR("b", "gw", "s",
+		  "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+		  "  subsets: [{name: x, labels: {v: \"2\"}}, {name: y, labels: {v: \"3\"}}]\n")
+		SC_DR("a", "gw", "s", "  subsets: [{name: x, labels: {v: \"1\"}}]\n")
+		    SC_DR("c", "gw", "s",
+			  "  exportTo: [\"*\"]\n"
+			  "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n");
+	struct fx *f = *state;
+	const struct ism_cm_dr *dr;
+
+	/* An appliance of the root namespace: the service's own rule before the
+	 * root namespace's wildcard, which covers the others; a rule its
+	 * namespace keeps to itself is not seen. */
+	load_compile(f, root);
+	dr_named(f->conf, "s.default.svc.cluster.local", "DestinationRule default/s");
+	dr_named(f->conf, "t.default.svc.cluster.local", "DestinationRule istio-system/mesh");
+	dr_named(f->conf, "u.shop.svc.cluster.local", "DestinationRule istio-system/mesh");
+	assert_true(has_warning(&f->d, "DestinationRule shop/u-hidden: spec.exportTo",
+				"not exported to the appliance's namespace istio-system"));
+	assert_false(has_warning(&f->d, "DestinationRule istio-system/mesh", ""));
+	assert_true(
+	    has_warning(&f->d, "DestinationRule elsewhere/far: spec.host",
+			"Istio does not look in namespace elsewhere: only in the appliance's "
+			"(istio-system), the host's ServiceEntry's (default)"));
+
+	/* Its private rules come first, the longest wildcard first. */
+	reload_compile(f, root_private);
+	dr_named(f->conf, "s.default.svc.cluster.local", "DestinationRule istio-system/longer");
+	dr_named(f->conf, "u.shop.svc.cluster.local", "DestinationRule istio-system/local");
+	assert_true(has_warning(&f->d, "DestinationRule default/s: spec.host",
+				"for host s.default.svc.cluster.local, DestinationRule "
+				"istio-system/longer applies in its place"));
+
+	/* An appliance of another namespace: its own rules first ("*" covers
+	 * every host); exportTo naming it counts. */
+	reload_compile(f, own_ns);
+	dr_named(f->conf, "s.default.svc.cluster.local", "DestinationRule gw/gw-wide");
+	dr_named(f->conf, "u.shop.svc.cluster.local", "DestinationRule gw/gw-wide");
+	assert_true(has_warning(&f->d, "DestinationRule shop/u-gw: spec.host",
+				"DestinationRule gw/gw-wide applies in its place"));
+
+	/* a and b (no exportTo) merge: a's subsets and b's policy, b's x left
+	 * out; c (another exportTo) stands apart and, the last, applies. */
+	reload_compile(f, merge);
+	dr = dr_named(f->conf, "s.gw.svc.cluster.local", "DestinationRule gw/c");
+	assert_int_equal(dr->n_subsets, 0);
+	assert_true(has_warning(&f->d, "DestinationRule gw/a: spec.host",
+				"DestinationRule gw/c applies in its place"));
+	assert_true(has_warning(&f->d, "DestinationRule gw/b: spec.host", "merged into"));
+	assert_true(has_warning(&f->d, "DestinationRule gw/b: spec.subsets",
+				"subset x is also defined by DestinationRule gw/a, merged before"));
+	assert_false(has_diag(&f->d, ISM_DIAG_ERROR, "", ""));
+#undef SC_BASE
 }
 
 static void test_hc_fields(void **state)
@@ -2845,7 +2982,21 @@ static const struct bad bads[] = {
     {"selector exportTo",
      APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
 	 "spec:\n  host: a.b\n  exportTo: [\"*\"]\n  workloadSelector: {matchLabels: {app: x}}\n",
-     13, 14, "DestinationRule default/d: spec.exportTo", "beyond its own namespace"},
+     13, 14, "DestinationRule default/d: spec.exportTo[0]", "beyond its own namespace"},
+#define EXP_DR(list)                                                                               \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: "    \
+	    "d}\n"                                                                                 \
+	    "spec:\n  host: a.b\n  exportTo: " list "\n"
+    {"exportTo none", EXP_DR("[\"~\"]"), 13, 14, "DestinationRule default/d: spec.exportTo[0]",
+     "exportTo ~ (none) is not allowed"},
+    {"exportTo public and more", EXP_DR("[\"*\", x]"), 13, 14,
+     "DestinationRule default/d: spec.exportTo[0]", "both public (*) and non-public"},
+    {"exportTo twice", EXP_DR("[., default]"), 13, 17,
+     "DestinationRule default/d: spec.exportTo[1]",
+     "duplicate entries in exportTo: . and current namespace default"},
+    {"exportTo not a namespace", EXP_DR("[Bad_NS]"), 13, 14,
+     "DestinationRule default/d: spec.exportTo[0]", "a valid DNS 1123 label"},
+#undef EXP_DR
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
     {"check type", APP "  healthChecks:\n  - {host: a.b, type: grpc2}\n", 8, 23,
@@ -3383,6 +3534,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_grpc_web_listener, fx_setup, fx_teardown),
