@@ -210,7 +210,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	const char *proto = NULL;
 	size_t proto_len = 0;
 
-	*why = "request headers too large";
+	*why = ISM_WHY_H2_HEAD_TOO_BIG;
 	if (hd->over)
 		return 431;
 	while (p < end_p) {
@@ -260,7 +260,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 			char *e;
 
 			cl = (int64_t)strtoull(v, &e, 10);
-			*why = "bad content-length";
+			*why = ISM_WHY_H2_BAD_LENGTH;
 			if (vl == 0 || *e != '\0' || !isdigit((unsigned char)v[0]))
 				return 400;
 		}
@@ -283,7 +283,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 			req->headers[req->n_headers++] =
 			    (struct ism_http_header){"upgrade", 7, proto, proto_len};
 	}
-	*why = "more than one host";
+	*why = ISM_WHY_H2_HOSTS;
 	if (hosts > 1 && !authority)
 		return 400;
 	*why = "CONNECT is not supported";
@@ -479,13 +479,23 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
 	return 0;
 }
 
-/* nghttp2 resets a stream the client got wrong; malformed requests are costly. */
+/* nghttp2 resets a stream the client got wrong; malformed requests are costly.
+ * One whose head was taken is logged with Envoy's detail for nghttp2's error
+ * and its flag for a client's protocol error. */
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib_error, void *ud)
 {
 	struct ism_h2 *h = ud;
+	struct ism_h2s *x = f->hd.stream_id != 0 ? h2s_of(h, f->hd.stream_id) : NULL;
 
 	(void)ng;
-	(void)f;
+	if (x != NULL && x->st != NULL && x->st->codec_details == NULL) {
+		x->st->codec_details =
+		    lib_error == NGHTTP2_ERR_HTTP_HEADER      ? "http2.invalid.header.field"
+		    : lib_error == NGHTTP2_ERR_HTTP_MESSAGING ? "http2.violation.of.messaging.rule"
+							      : "http2.unknown.nghttp2.error";
+		if (x->st->flags == NULL)
+			x->st->flags = "DPE";
+	}
 	if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && h->state == ISM_H2_OPEN &&
 	    !budget_take(h->w, h, ISM_H2_MALFORMED_COST))
 		return calm(h, "malformed request");

@@ -718,6 +718,8 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 	    {"UO", "upstream_reset_before_response_started{overflow}"},
 	};
 
+	if (st->codec_details != NULL)
+		return st->codec_details;
 	if (st->state != ISM_ST_LOCAL)
 		return st->status != 0 ? "via_upstream" : NULL;
 	if (st->log_flags & ISM_ALOG_FI)
@@ -1139,15 +1141,22 @@ static const char *local_details(int status, const char *why)
 	    {413, ISM_WHY_BODY_TOO_LARGE, "request_payload_too_large"},
 	    {507, WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
 	    {400, ISM_WHY_NO_HOST, "missing_host_header"},
-	    /* Envoy's HTTP/1.1 codec's, for the requests the parser refuses
-	     * (a 414 of maxUriBytes has none: Envoy has no such limit) */
+	    /* Envoy's HTTP/1.1 codec's, for the requests the parser refuses;
+	     * Envoy has no URI limit of its own, its request line counts
+	     * toward its header limit: a 414 of maxUriBytes has that one's */
 	    {400, ISM_WHY_BAD_REQUEST, "http1.codec_error"},
+	    {414, ISM_WHY_URI_TOO_LONG, "http1.headers_too_large"},
 	    {400, ISM_WHY_BAD_CHUNK, "http1.codec_error"},
 	    {400, WHY_BAD_PATH, "path_normalization_failed"},
 	    {431, ISM_WHY_HEAD_TOO_BIG, "http1.headers_too_large"},
 	    {431, ISM_WHY_TOO_MANY, "http1.too_many_headers"},
 	    {501, ISM_WHY_TE, "http1.invalid_transfer_encoding"},
 	    {505, ISM_WHY_VERSION, "http1.codec_error"},
+	    /* Envoy's HTTP/2 codec's: a header list over its limits (size or
+	     * count), a field nghttp2 refuses (it resets these two first) */
+	    {431, ISM_WHY_H2_HEAD_TOO_BIG, "http2.too_many_headers"},
+	    {400, ISM_WHY_H2_BAD_LENGTH, "http2.invalid.header.field"},
+	    {400, ISM_WHY_H2_HOSTS, "http2.invalid.header.field"},
 	};
 
 	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)

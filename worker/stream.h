@@ -129,6 +129,10 @@ struct ism_stream {
 	/* Envoy's response code details of an answer made here whose reason
 	 * Envoy names (local_details); NULL: the flags decide */
 	const char *local_details;
+	/* Envoy's HTTP/2 codec's detail of a request nghttp2 reset after its
+	 * head (a body against its content-length, a bad trailer field); NULL:
+	 * none */
+	const char *codec_details;
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */
@@ -182,9 +186,14 @@ void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
  * local_details): an HTTP/1.1 request without Host (400,
  * missing_host_header), a head not complete in time (408,
  * request_header_timeout), a body over the limit (413,
- * request_payload_too_large). */
-#define ISM_WHY_HEAD_TIMEOUT   "request timeout"
-#define ISM_WHY_BODY_TOO_LARGE "request body too large"
+ * request_payload_too_large), an HTTP/2 header block over the limits (431,
+ * http2.too_many_headers) or with a field nghttp2 would have refused (400,
+ * http2.invalid.header.field). */
+#define ISM_WHY_HEAD_TIMEOUT	"request timeout"
+#define ISM_WHY_BODY_TOO_LARGE	"request body too large"
+#define ISM_WHY_H2_HEAD_TOO_BIG "request headers too large"
+#define ISM_WHY_H2_BAD_LENGTH	"bad content-length"
+#define ISM_WHY_H2_HOSTS	"more than one host"
 
 /* An answer made here to a gRPC request (st->grpc), as Envoy gives it: HTTP
  * 200 with these three fields (content-type: gRPC's, or gRPC-Web's for a

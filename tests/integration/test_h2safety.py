@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 
-from harness import (DEBIAN_PYTHON, Registry, TestFailure, check, ctl_cmd, free_port, http_get, poll,
-                     wait_master_exit)
+from harness import (DEBIAN_PYTHON, Registry, TestFailure, check, ctl_cmd, file_lines, free_port, http_get,
+                     poll, wait_master_exit)
 from test_h2 import TOOLS, h1_upstream, limits, need_tools, one_service, parse_tool, run_tool
 from test_security import cpu_seconds
 
@@ -247,6 +247,36 @@ def h2_smuggling(env):
     body = rep["body"].get("1", "")
     check(rep["status"].get("1") == 200 and body.endswith("\r\n\r\nhello") and "content-length: 5" in body.lower(),
           f"a framed POST: {rep}")
+
+
+@_test
+def h2_refusal_details(env):
+    """The access log's %RESPONSE_CODE_DETAILS% of the HTTP/2 requests
+    refused and logged, as Envoy's HTTP/2 codec names them: a header list
+    over maxRequestHeaderBytes or maxRequestHeaders (431
+    http2.too_many_headers), and the streams nghttp2 resets after their head
+    was taken: trailers with an uppercase field name (DPE
+    http2.invalid.header.field), trailers without END_STREAM (DPE
+    http2.violation.of.messaging.rule)."""
+    log = env.path("access.log")
+    fmt = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%"
+    gw, _, _ = gateway_1w(env, app_extra=limits(maxRequestHeaderBytes=8192, maxRequestHeaders=100) +
+                          f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    G = [[":method", "GET"], [":scheme", "http"], [":authority", "a.test"]]
+    for path, extra in (("/big", [["x-big", "v" * 12000]]), ("/many", [[f"x-{i}", "v"] for i in range(150)])):
+        rep = attack(gw, "request", 0, json.dumps({"headers": G + [[":path", path]] + extra}))
+        check(rep["status"].get("1") == 431, f"{path}: answered {rep}")
+    P = [[":method", "POST"], [":scheme", "http"], [":authority", "a.test"]]
+    for path, spec in (("/bad-trailer", {"trailers": [["X-Upper", "1"]]}),
+                       ("/open-trailer", {"trailers": [["x-t", "1"]], "trailers_end": False})):
+        rep = attack(gw, "request", 0, json.dumps({"headers": P + [[":path", path]], "data": ["body"], **spec}))
+        check(rep["rst"].get("1") == PROTOCOL_ERROR, f"{path}: {rep}")
+    # A header block over the limits is not kept: its path is not known.
+    want = ["- 431 DPE http2.too_many_headers", "- 431 DPE http2.too_many_headers",
+            "/bad-trailer 0 DPE http2.invalid.header.field", "/ok 200 - via_upstream",
+            "/open-trailer 0 DPE http2.violation.of.messaging.rule"]
+    poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
+    check(sorted(file_lines(log)) == want, f"lines {sorted(file_lines(log))}, want {want}")
 
 
 @_test

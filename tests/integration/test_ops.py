@@ -193,7 +193,8 @@ def access_log_local_details(env):
     (http1.codec_error, http1.headers_too_large, http1.too_many_headers,
     http1.invalid_transfer_encoding) or its path normalisation
     (path_normalization_failed); a URI over maxUriBytes, a limit Envoy does
-    not have, none."""
+    not have, the detail of the header limit its request line counts toward
+    there (http1.headers_too_large)."""
     log = env.path("access.log")
     fmt = "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS%"
     text, gw_port, _, _ = _two_services(env, "  limits: {maxRequestBodyBytes: 100, maxRequestHeaders: 5, "
@@ -210,7 +211,7 @@ def access_log_local_details(env):
                 431, "431 http1.too_many_headers"),
                (b"GET /app/x HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 1100 + b"\r\n\r\n",
                 431, "431 http1.headers_too_large"),
-               (b"GET /app/" + b"u" * 80 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414, "414 -"),
+               (b"GET /app/" + b"u" * 80 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414, "414 http1.headers_too_large"),
                (b"GET /app/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
                 501, "501 http1.invalid_transfer_encoding"),
                (b"GET /app/x HTTP/2.0\r\nHost: a\r\n\r\n", 505, "505 http1.codec_error"),

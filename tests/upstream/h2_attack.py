@@ -48,7 +48,10 @@ ATTACK:
                     at a line on stdin, the rest with SETTINGS and a GET of /:
                     waits up to N seconds for the server to close
   request N         JSON {"headers": [[name, value], ...], "data": [text, ...],
-                    "end": true}: one stream exactly so (N ignored)
+                    "end": true, "trailers": [[name, value], ...],
+                    "trailers_end": true}: one stream exactly so (N ignored);
+                    with trailers, END_STREAM is on their HEADERS (when
+                    trailers_end) and not on the DATA
   upload-credit N   JSON {"path": P, "size": BYTES, "wait": S}: once the
                     SETTINGS are acknowledged both ways, N POSTs of P in one
                     write, each a HEADERS and its whole body of BYTES in DATA
@@ -366,11 +369,17 @@ def run(p, attack, n, arg):
         # Raw: hpack encodes what it is given, names and values unchecked.
         blk = p.enc.encode([(k.encode("latin-1"), v.encode("latin-1")) for k, v in spec["headers"]])
         data = spec.get("data", [])
-        end = spec.get("end", True)
+        trailers = spec.get("trailers")
+        end = spec.get("end", True) and trailers is None
+        frames = [HeadersFrame(1, blk, flags=["END_HEADERS"] + (["END_STREAM"] if end and not data else []))]
+        frames += [DataFrame(1, d.encode("latin-1"), flags=["END_STREAM"] if end and i == len(data) - 1 else [])
+                   for i, d in enumerate(data)]
+        if trailers is not None:
+            tblk = p.enc.encode([(k.encode("latin-1"), v.encode("latin-1")) for k, v in trailers])
+            frames.append(HeadersFrame(1, tblk, flags=["END_HEADERS"] +
+                                       (["END_STREAM"] if spec.get("trailers_end", True) else [])))
         # One write: the server reads the stream's frames together.
-        p.send(HeadersFrame(1, blk, flags=["END_HEADERS"] + (["END_STREAM"] if end and not data else [])),
-               *(DataFrame(1, d.encode("latin-1"), flags=["END_STREAM"] if end and i == len(data) - 1 else [])
-                 for i, d in enumerate(data)))
+        p.send(*frames)
         p.wait(lambda: "1" in p.ended, 10)
         return
     elif attack == "upload-credit":
