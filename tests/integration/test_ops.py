@@ -227,6 +227,69 @@ def access_log_local_details(env):
     check(sorted(file_lines(log)) == want, f"lines {sorted(file_lines(log))}, want {want}")
 
 
+def _metric_labelled(port, name, labels):
+    """The value of metric name{labels} on the admin listener at 127.0.0.1:port; 0 when absent."""
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+@_test
+def access_log_retry_buffer_details(env):
+    """A request whose body outgrows what a retry keeps (64 KiB) during the
+    back-off of its route's retry is answered 507, as Envoy's router
+    answers it, and logged with Envoy's detail
+    request_payload_exceeded_retry_buffer_limit: the endpoint (the test's
+    own socket) takes the head and 60 KiB of the body, then resets the
+    connection (retryOn reset: a retry waits its back-off, up to 30 s); the
+    client's next 40 KiB come while it waits."""
+    import socket
+    import struct
+
+    log, admin = env.path("access.log"), free_port()
+    fmt = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS%"
+    up = socket.socket()
+    up.bind(("127.0.0.3", 0))
+    up.listen(4)
+    up.settimeout(10)
+    host = "buffered.test.internal"
+    text, gw_port, _, _ = _two_services(env, f"  admin: {{address: 127.0.0.1:{admin}}}\n"
+                                             f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    text = text.replace("  - name: app\n",
+                        "  - match: [{uri: {prefix: /buffered}}]\n"
+                        "    retries: {attempts: 2, retryOn: reset, backoff: 30s}\n"
+                        f"    route: [{{destination: {{host: {host}}}}}]\n"
+                        "  - name: app\n", 1)
+    text = docs(text, service_entry("buffered", host, [{"address": "127.0.0.3", "port": up.getsockname()[1]}]))
+    env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+    first, rest = 60 * 1024, 40 * 1024
+    with Conn("127.0.0.1", gw_port) as c:
+        c.send(b"POST /buffered/x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (first + rest) +
+               b"b" * first)
+        conn, _ = up.accept()
+        conn.settimeout(10)
+        got = b""
+        deadline = time.monotonic() + 10
+        while b"\r\n\r\n" not in got or len(got) - got.index(b"\r\n\r\n") - 4 < first:
+            check(time.monotonic() < deadline, f"the endpoint got {len(got)} bytes of the request")
+            got += conn.recv(65536)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset: the try failed, the retry waits its back-off
+        poll(lambda: _metric_labelled(admin, "isthmus_cluster_retries_total",
+                                      f'cluster="outbound|80||{host}"') >= 1, 5, what="the retry's back-off")
+        c.send(b"b" * rest)
+        status = c.read_response().status
+        check(status == 507, f"a body past the retry buffer during the back-off: {status}, want 507")
+    up.close()
+    want = ["/buffered/x 507 request_payload_exceeded_retry_buffer_limit"]
+    poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
+    check(file_lines(log) == want, f"lines {file_lines(log)}, want {want}")
+
+
 @_test
 def access_log_istio_json(env):
     """format: istio-json: the line an Istio gateway writes with
