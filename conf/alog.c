@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "conf/alog.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -309,7 +312,7 @@ int ism_alog_parse(const char *s, size_t len, struct ism_alog_op *ops, size_t ca
  * the order of its keys, as Envoy writes them. */
 #define MEMBER(k, f)                                                                               \
 	{                                                                                          \
-		k, sizeof(k) - 1, f, sizeof(f) - 1                                                 \
+		.key = k, .key_len = sizeof(k) - 1, .tmpl = f, .len = sizeof(f) - 1                \
 	}
 const struct ism_alog_member ism_alog_default_json[] = {
     MEMBER("authority", "%REQ(:AUTHORITY)%"),
@@ -341,22 +344,176 @@ const struct ism_alog_member ism_alog_default_json[] = {
 const size_t ism_alog_default_json_len =
     sizeof(ism_alog_default_json) / sizeof(ism_alog_default_json[0]);
 
+/* An op of a dictionary's structure (its text in lit), written when there
+ * is room; the count with it. */
+static int dict_op(struct ism_alog_op *ops, size_t cap, int n, uint8_t field, const char *lit,
+		   size_t len)
+{
+	if ((size_t)n < cap)
+		ops[n] = (struct ism_alog_op){.field = field,
+					      .hdr = ISM_ALOG_H_NONE,
+					      .alt = ISM_ALOG_H_NONE,
+					      .lit = {lit, (uint32_t)len}};
+	return n + 1;
+}
+
+/* Member m's value: its template's ops, its JSON text, or the opening of its
+ * object or list (in_list[*depth] then tells which); the new count, or -1
+ * with the message in err. */
+static int dict_value(const struct ism_alog_member *m, struct ism_alog_op *ops, size_t cap, int n,
+		      bool *in_list, int *depth, int *n_resp, int *n_named, char *err,
+		      size_t errlen)
+{
+	switch ((enum ism_alog_member_kind)m->kind) {
+	case ISM_ALOG_M_TEMPLATE:
+		return parse_ops(m->tmpl, m->len, ops, cap, n, n_resp, n_named, err, errlen);
+	case ISM_ALOG_M_JSON:
+		return dict_op(ops, cap, n, ISM_ALOG_F_JSON, m->tmpl, m->len);
+	case ISM_ALOG_M_OBJECT:
+	case ISM_ALOG_M_LIST:
+		if (*depth >= ISM_ALOG_DICT_DEPTH) {
+			snprintf(err, errlen, "objects and lists nested deeper than %d",
+				 ISM_ALOG_DICT_DEPTH);
+			return -1;
+		}
+		in_list[++*depth] = m->kind == ISM_ALOG_M_LIST;
+		return dict_op(ops, cap, n, ISM_ALOG_F_OPEN, in_list[*depth] ? "[" : "{", 1);
+	case ISM_ALOG_M_END:
+		break;
+	}
+	snprintf(err, errlen, "a member of unknown kind %u", m->kind);
+	return -1;
+}
+
 int ism_alog_parse_dict(const struct ism_alog_member *m, size_t n_members, struct ism_alog_op *ops,
 			size_t cap, size_t *bad, char *err, size_t errlen)
 {
-	int n = 0, n_resp = 0, n_named = 0;
+	bool in_list[ISM_ALOG_DICT_DEPTH + 1] = {false};
+	int n = 0, n_resp = 0, n_named = 0, depth = 0;
 
+	*bad = 0;
 	for (size_t i = 0; i < n_members; i++) {
-		if ((size_t)n < cap)
-			ops[n] = (struct ism_alog_op){.field = ISM_ALOG_F_KEY,
-						      .hdr = ISM_ALOG_H_NONE,
-						      .alt = ISM_ALOG_H_NONE,
-						      .lit = {m[i].key, (uint32_t)m[i].key_len}};
-		n = parse_ops(m[i].tmpl, m[i].len, ops, cap, n + 1, &n_resp, &n_named, err, errlen);
-		if (n < 0) {
-			*bad = i;
+		*bad = i;
+		if (m[i].kind == ISM_ALOG_M_END) {
+			if (depth == 0 || m[i].key != NULL) {
+				snprintf(err, errlen, "an end without an object or list");
+				return -1;
+			}
+			n = dict_op(ops, cap, n, ISM_ALOG_F_CLOSE, in_list[depth] ? "]" : "}", 1);
+			depth--;
+			continue;
+		}
+		if ((m[i].key == NULL) != in_list[depth]) {
+			snprintf(err, errlen,
+				 in_list[depth] ? "a list item with a key"
+						: "an object member without a key");
 			return -1;
 		}
+		n = m[i].key != NULL ? dict_op(ops, cap, n, ISM_ALOG_F_KEY, m[i].key, m[i].key_len)
+				     : dict_op(ops, cap, n, ISM_ALOG_F_ITEM, NULL, 0);
+		n = dict_value(&m[i], ops, cap, n, in_list, &depth, &n_resp, &n_named, err, errlen);
+		if (n < 0)
+			return -1;
+	}
+	if (depth > 0) {
+		snprintf(err, errlen, "an object or list without its end");
+		return -1;
 	}
 	return n;
+}
+
+/* A double of significant digits[0, n) and decimal exponent exp (d.ddd x
+ * 10^exp) as fmt writes it: positional from 1e-4 below 1e16, else
+ * d[.ddd]e[+-]XX. Its length, or -ENOSPC. */
+static int json_number_text(bool neg, const char *digits, int n, int exp, char *out, size_t cap)
+{
+	char t[64];
+	size_t len = 0;
+
+	if (neg)
+		t[len++] = '-';
+	if (exp < -4 || exp >= 16) {
+		t[len++] = digits[0];
+		if (n > 1) {
+			t[len++] = '.';
+			memcpy(t + len, digits + 1, (size_t)n - 1);
+			len += (size_t)n - 1;
+		}
+		len += (size_t)snprintf(t + len, sizeof(t) - len, "e%c%02d", exp < 0 ? '-' : '+',
+					exp < 0 ? -exp : exp);
+	} else if (exp < 0) {
+		t[len++] = '0';
+		t[len++] = '.';
+		for (int i = -1; i > exp; i--)
+			t[len++] = '0';
+		memcpy(t + len, digits, (size_t)n);
+		len += (size_t)n;
+	} else {
+		for (int i = 0; i <= exp || i < n; i++) {
+			if (i == exp + 1)
+				t[len++] = '.';
+			t[len++] = i < n ? digits[i] : '0';
+		}
+	}
+	if (len >= cap)
+		return -ENOSPC;
+	memcpy(out, t, len);
+	out[len] = '\0';
+	return (int)len;
+}
+
+/* Whether s (len bytes) is a decimal number of YAML's core schema:
+ * [-+]?(.digits|digits(.digits?)?)([eE][-+]?digits)? */
+static bool yaml_decimal(const char *s, size_t len)
+{
+	size_t i = 0, int_digits = 0, frac_digits = 0, exp_digits = 0;
+
+	if (i < len && (s[i] == '-' || s[i] == '+'))
+		i++;
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+		int_digits++;
+	if (i < len && s[i] == '.')
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			frac_digits++;
+	if (int_digits == 0 && frac_digits == 0)
+		return false;
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '-' || s[i] == '+'))
+			i++;
+		for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			exp_digits++;
+		if (exp_digits == 0)
+			return false;
+	}
+	return i == len;
+}
+
+int ism_alog_json_number(const char *s, size_t len, char *out, size_t cap)
+{
+	char buf[64], digits[24], *e;
+	int prec, exp, n_digits = 0;
+	double d;
+
+	if (len == 0 || len >= sizeof(buf) || !yaml_decimal(s, len))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	d = strtod(buf, NULL);
+	if (!isfinite(d))
+		return -ERANGE;
+	/* The fewest significant digits that read back as d, as Envoy's
+	 * serializer (fmt's shortest form) writes a double. */
+	for (prec = 0; prec < 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*e", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	for (const char *p = buf; *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			digits[n_digits++] = *p;
+	exp = (int)strtol(strchr(buf, 'e') + 1, &e, 10);
+	while (n_digits > 1 && digits[n_digits - 1] == '0')
+		n_digits--;
+	return json_number_text(signbit(d), digits, n_digits, exp, out, cap);
 }

@@ -7,6 +7,7 @@
  * nothing a user wrote is silently ignored; anything else is "unknown field". */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -739,39 +740,149 @@ static void parse_syslog(struct ism_vctx *v, const struct ism_node *n, struct is
 	ism_v_pop(v, old);
 }
 
-/* spec.accessLog.jsonFormat: the members of Envoy's format dictionary (Istio's
- * accessLogFormat with accessLogEncoding: JSON), each a template; NULL when
- * one is not. */
-static struct ism_alog_member *json_members(struct ism_vctx *v, const struct ism_node *jn,
-					    size_t *n)
-{
+/* spec.accessLog.jsonFormat flattened into the members of Envoy's format
+ * dictionary, in document order (an object's or a list's followed by theirs
+ * and an END), each with its value's node and its field path below
+ * jsonFormat, for the errors the parser finds in the whole. */
+struct json_flat {
 	struct ism_alog_member *m;
-	bool ok;
+	const struct ism_node **at;
+	const char **path;
+	size_t n;
+	size_t base; /* v->plen at jsonFormat */
+};
+
+/* The members value n takes: one; an object's or a list's, theirs and an END. */
+static size_t json_count(const struct ism_node *n)
+{
+	size_t c = n->kind == ISM_NODE_SCALAR ? 1 : 2;
+
+	for (size_t i = 0; n->kind == ISM_NODE_MAP && i < n->n; i++)
+		c += json_count(n->pairs[i].value);
+	for (size_t i = 0; n->kind == ISM_NODE_SEQ && i < n->n; i++)
+		c += json_count(n->items[i]);
+	return c;
+}
+
+/* Whether s is one of the plain YAML spellings in list (NULL-terminated). */
+static bool yaml_word(const char *s, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(s, *list) == 0)
+			return true;
+	return false;
+}
+
+/* A scalar's member, as Envoy's json_format takes YAML's values: a quoted
+ * string, or a plain one that is no other, is a template; a plain null,
+ * boolean or number (YAML's core schema) is written as JSON. False on an
+ * error (reported). */
+static bool json_scalar(struct ism_vctx *v, const struct ism_node *n, struct ism_alog_member *m)
+{
+	static const char *const trues[] = {"true", "True", "TRUE", NULL};
+	static const char *const falses[] = {"false", "False", "FALSE", NULL};
+	static const char *const nans[] = {".inf",  ".Inf",  ".INF",  "+.inf", "+.Inf",
+					   "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
+					   ".NaN",  ".NAN",  NULL};
+	const char *json = NULL;
+	char num[64];
+	int rc;
+
+	m->kind = ISM_ALOG_M_TEMPLATE;
+	m->tmpl = n->str ? n->str : "";
+	m->len = n->str ? n->len : 0;
+	if (!n->plain)
+		return true;
+	if (ism_node_is_null(n))
+		json = "null";
+	else if (yaml_word(n->str, trues))
+		json = "true";
+	else if (yaml_word(n->str, falses))
+		json = "false";
+	else if (yaml_word(n->str, nans) ||
+		 (rc = ism_alog_json_number(n->str, n->len, num, sizeof(num))) == -ERANGE) {
+		ism_v_err(v, n,
+			  "%s: a number JSON cannot write (infinite, not a number, or beyond a "
+			  "double); quote it for a string",
+			  n->str);
+		return false;
+	} else if (rc > 0 && (json = ism_v_strdup(v, num)) == NULL) {
+		return false;
+	}
+	if (json != NULL) {
+		m->kind = ISM_ALOG_M_JSON;
+		m->tmpl = json;
+		m->len = strlen(json);
+	}
+	return true;
+}
+
+/* Member k of f: key (NULL: a list's item) and its value val, depth objects
+ * and lists deep, its own members after it; false on an error (reported). */
+static bool json_member(struct ism_vctx *v, struct json_flat *f, const struct ism_node *key,
+			const struct ism_node *val, int depth)
+{
+	struct ism_alog_member *m = &f->m[f->n];
+	size_t self = f->n;
+	bool ok = true;
+
+	f->at[f->n] = val;
+	f->path[f->n] = ism_v_strdup(v, v->path + f->base);
+	f->n++;
+	*m = (struct ism_alog_member){.key = key ? key->str : NULL, .key_len = key ? key->len : 0};
+	if (val->kind == ISM_NODE_SCALAR)
+		return json_scalar(v, val, m);
+	if (depth >= ISM_ALOG_DICT_DEPTH) {
+		ism_v_err(v, val, "objects and lists nested deeper than %d", ISM_ALOG_DICT_DEPTH);
+		return false;
+	}
+	m->kind = val->kind == ISM_NODE_MAP ? ISM_ALOG_M_OBJECT : ISM_ALOG_M_LIST;
+	for (size_t i = 0; i < val->n; i++) {
+		size_t old = val->kind == ISM_NODE_MAP
+				 ? ism_v_push(v, ".%s", val->pairs[i].key->str)
+				 : ism_v_push(v, "[%zu]", i);
+
+		ok = json_member(v, f, val->kind == ISM_NODE_MAP ? val->pairs[i].key : NULL,
+				 val->kind == ISM_NODE_MAP ? val->pairs[i].value : val->items[i],
+				 depth + 1) &&
+		     ok;
+		ism_v_pop(v, old);
+	}
+	f->at[f->n] = val;
+	f->path[f->n] = f->path[self];
+	f->m[f->n++] = (struct ism_alog_member){.kind = ISM_ALOG_M_END};
+	return ok;
+}
+
+/* spec.accessLog.jsonFormat (jn, the path pushed): the members of Envoy's
+ * format dictionary (Istio's accessLogFormat with accessLogEncoding: JSON),
+ * nested objects and lists with theirs, into f; false when one is wrong
+ * (reported). */
+static bool json_members(struct ism_vctx *v, const struct ism_node *jn, struct json_flat *f)
+{
+	size_t total = 0;
+	bool ok = true;
 
 	if (jn->n == 0) {
 		ism_v_err(v, jn, "an empty dictionary: name at least one key");
-		return NULL;
+		return false;
 	}
-	m = ism_v_alloc(v, jn->n, sizeof(*m));
-	ok = m != NULL;
-	for (size_t i = 0; m != NULL && i < jn->n; i++) {
-		const struct ism_node *k = jn->pairs[i].key, *val = jn->pairs[i].value;
-		size_t old = ism_v_push(v, ".%s", k->str);
+	for (size_t i = 0; i < jn->n; i++)
+		total += json_count(jn->pairs[i].value);
+	f->m = ism_v_alloc(v, total, sizeof(*f->m));
+	f->at = ism_v_alloc(v, total, sizeof(*f->at));
+	f->path = ism_v_alloc(v, total, sizeof(*f->path));
+	f->base = v->plen;
+	if (f->m == NULL || f->at == NULL || f->path == NULL)
+		return false;
+	for (size_t i = 0; i < jn->n; i++) {
+		size_t old = ism_v_push(v, ".%s", jn->pairs[i].key->str);
 
-		if (val->kind == ISM_NODE_MAP) {
-			ism_v_err(v, val, "a nested object: not implemented yet");
-			ok = false;
-		} else if (val->kind != ISM_NODE_SCALAR) {
-			ism_v_err(v, val, "expected a string with command operators, got a %s",
-				  ism_node_kind_name(val->kind));
-			ok = false;
-		}
-		m[i] = (struct ism_alog_member){k->str, k->len, val->str ? val->str : "",
-						val->str ? val->len : 0};
+		/* a member deeper than the bound is not walked: f has room */
+		ok = json_member(v, f, jn->pairs[i].key, jn->pairs[i].value, 0) && ok;
 		ism_v_pop(v, old);
 	}
-	*n = jn->n;
-	return ok ? m : NULL;
+	return ok;
 }
 
 /* A format of the access log: its ops written into ops (cap of them; those
@@ -824,23 +935,29 @@ static void parse_log_dict(struct ism_vctx *v, const struct ism_node *n, struct 
 {
 	const struct ism_node *jn = ism_v_node(v, n, "jsonFormat", false, ISM_NODE_MAP);
 	struct alog_dict d = {ism_alog_default_json, ism_alog_default_json_len};
-	size_t bad = 0;
+	struct json_flat f = {0};
+	size_t bad = 0, old;
 	char err[256];
+	bool ok;
 
 	if (jn != NULL) {
-		size_t old = ism_v_push(v, ".jsonFormat");
-
-		d.m = json_members(v, jn, &d.n);
+		old = ism_v_push(v, ".jsonFormat");
+		ok = json_members(v, jn, &f);
 		ism_v_pop(v, old);
-		if (d.m == NULL)
+		if (!ok)
 			return;
+		d = (struct alog_dict){f.m, f.n};
 	}
-	if (!alog_ops(v, l, parse_dict_src, &d, &bad, err, sizeof(err))) {
-		size_t old = ism_v_push(v, ".jsonFormat.%.*s", (int)d.m[bad].key_len, d.m[bad].key);
-
-		ism_v_err(v, jn ? jn->pairs[bad].value : n, "%s", err);
-		ism_v_pop(v, old);
+	if (alog_ops(v, l, parse_dict_src, &d, &bad, err, sizeof(err)))
+		return;
+	if (jn == NULL) {
+		old = ism_v_push(v, ".jsonFormat.%s", d.m[bad].key);
+		ism_v_err(v, n, "%s", err);
+	} else {
+		old = ism_v_push(v, ".jsonFormat%s", f.path[bad] ? f.path[bad] : "");
+		ism_v_err(v, f.at[bad], "%s", err);
 	}
+	ism_v_pop(v, old);
 }
 
 /* spec.accessLog.format, textFormat and jsonFormat: the template is parsed

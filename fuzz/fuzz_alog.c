@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for Envoy's format strings: arbitrary bytes go to the
  * access log's parser (ism_alog_parse), to its dictionaries' (ism_alog_parse_dict:
- * the input's lines as members, "key=template") and to the header values' one
+ * the input's lines as members, "key=template", nested objects and lists:
+ * member()) and to the header values' one
  * (ism_hval_parse), each twice (count, then fill), and what they return must
  * hold: the same count, literals and names inside the input, operators and
  * headers in range, one key op per member, an error message on failure. */
@@ -44,23 +45,45 @@ static void header_value(const char *s, size_t size)
 	}
 }
 
+/* Line p..e as a member of a dictionary: "}" an end; "-TEMPLATE" a list's
+ * item; "KEY={" and "KEY=[" an object and a list; "KEY=#TEXT" JSON text;
+ * "KEY=TEMPLATE"; a line without '=' a template with an empty key. */
+static struct ism_alog_member member(const char *p, const char *e)
+{
+	const char *eq = memchr(p, '=', (size_t)(e - p));
+	struct ism_alog_member m = {.key = p, .tmpl = p, .len = (size_t)(e - p)};
+
+	if (e - p == 1 && p[0] == '}')
+		return (struct ism_alog_member){.kind = ISM_ALOG_M_END};
+	if (p < e && p[0] == '-')
+		return (struct ism_alog_member){.tmpl = p + 1, .len = (size_t)(e - p - 1)};
+	if (eq == NULL)
+		return m;
+	m.key_len = (size_t)(eq - p);
+	m.tmpl = eq + 1;
+	m.len = (size_t)(e - eq - 1);
+	if (m.len == 1 && (eq[1] == '{' || eq[1] == '['))
+		m.kind = eq[1] == '{' ? ISM_ALOG_M_OBJECT : ISM_ALOG_M_LIST;
+	else if (m.len > 0 && eq[1] == '#')
+		m.kind = ISM_ALOG_M_JSON;
+	return m;
+}
+
 /* The input's lines as the members of a dictionary. */
 static void dictionary(const char *s, size_t size)
 {
 	static struct ism_alog_member m[64];
 	static struct ism_alog_op ops[MAX_OPS];
 	char err[256] = "";
-	size_t n_m = 0, bad = 0, keys = 0;
+	size_t n_m = 0, bad = 0, keys = 0, keyed = 0, kops = 0;
 	const char *p = s, *end = s + size;
-	int n;
+	int n, depth = 0;
 
 	while (p < end && n_m < sizeof(m) / sizeof(m[0])) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-		const char *eq = memchr(p, '=', (size_t)(e - p));
 
-		m[n_m++] =
-		    eq ? (struct ism_alog_member){p, (size_t)(eq - p), eq + 1, (size_t)(e - eq - 1)}
-		       : (struct ism_alog_member){p, 0, p, (size_t)(e - p)};
+		m[n_m] = member(p, e);
+		keyed += m[n_m++].key != NULL;
 		p = nl ? nl + 1 : end;
 	}
 	n = ism_alog_parse_dict(m, n_m, NULL, 0, &bad, err, sizeof(err));
@@ -74,15 +97,25 @@ static void dictionary(const char *s, size_t size)
 	for (int i = 0; i < n && i < MAX_OPS; i++) {
 		const struct ism_alog_op *op = &ops[i];
 
+		/* A dictionary starts with a key; its objects and lists nest
+		 * within the bound; its keys are the members', in order. */
 		if (i == 0 && op->field != ISM_ALOG_F_KEY)
+			abort();
+		depth += op->field == ISM_ALOG_F_OPEN;
+		depth -= op->field == ISM_ALOG_F_CLOSE;
+		if (depth < 0 || depth > ISM_ALOG_DICT_DEPTH)
 			abort();
 		if (op->field != ISM_ALOG_F_KEY)
 			continue;
-		if (op->lit.p != m[keys].key || op->lit.len != m[keys].key_len)
+		while (keys < n_m && m[keys].key == NULL)
+			keys++;
+		if (keys == n_m || op->lit.p != m[keys].key || op->lit.len != m[keys].key_len)
 			abort();
 		keys++;
+		kops++;
 	}
-	if (n <= MAX_OPS && keys != n_m)
+	/* all written: balanced, one key op per member with a key */
+	if (n <= MAX_OPS && (depth != 0 || kops != keyed))
 		abort();
 }
 

@@ -894,7 +894,9 @@ enum ism_alog_format {
 	ISM_ALOG_TEXT,	   /* an Envoy format string, compiled into ism_alog_op */
 	/* Istio's JSON encoding: an Envoy format dictionary (jsonFormat, or
 	 * Istio's default keys), its members' ops in one list, each member's
-	 * begun by an ISM_ALOG_F_KEY op; values typed as Envoy's json_format */
+	 * begun by an ISM_ALOG_F_KEY op (a list's items by ISM_ALOG_F_ITEM),
+	 * nested objects and lists between ISM_ALOG_F_OPEN and _CLOSE; values
+	 * typed as Envoy's json_format */
 	ISM_ALOG_DICT,
 };
 
@@ -969,6 +971,14 @@ enum ism_alog_field {
 	 * upstream's address and port */
 	ISM_ALOG_F_HVAL,
 	ISM_ALOG_F_KEY, /* ISM_ALOG_DICT: a member's key (lit), its ops follow */
+	/* ISM_ALOG_DICT: an item of a list (its ops follow); "{" or "[" (lit)
+	 * opening a nested value, the members or items of which follow; "}" or
+	 * "]" (lit) ending it; a value written as it is (lit: a number, true,
+	 * false, null) */
+	ISM_ALOG_F_ITEM,
+	ISM_ALOG_F_OPEN,
+	ISM_ALOG_F_CLOSE,
+	ISM_ALOG_F_JSON,
 	ISM_ALOG_F_COUNT,
 };
 

@@ -314,54 +314,90 @@ static void put_json_str(struct out *o, char *esc, size_t room, const char *s, s
 	put(o, "\"", 1);
 }
 
-/* Istio's JSON encoding: each member of the dictionary, typed as Envoy's
- * json_format: a value that is one operator alone is a number for the
- * counts, codes and ports, a string otherwise, null when absent (the
- * response flags and the protocol: "-", as Envoy gives them); a value of
- * several parts is their string, "-" for an absent part. */
+/* Whether op is a dictionary's structure rather than a value's part. */
+static bool dict_structure(uint8_t field)
+{
+	return field == ISM_ALOG_F_KEY || field == ISM_ALOG_F_ITEM || field == ISM_ALOG_F_OPEN ||
+	       field == ISM_ALOG_F_CLOSE || field == ISM_ALOG_F_JSON;
+}
+
+/* The value of ops[0, n) (a template's, n > 0), typed as Envoy's json_format:
+ * one operator alone is a number for the counts, codes and ports, a string
+ * otherwise, null when absent (the response flags and the protocol: "-", as
+ * Envoy gives them); several parts are their string, "-" for an absent
+ * part. v and esc: the caller's room (VALUE_ROOM, 2 * VALUE_ROOM bytes). */
+static void put_dict_value(struct out *o, const struct ism_alog_op *ops, uint32_t n,
+			   const struct ism_alog_rec *r, char *v, char *esc)
+{
+	bool num;
+	size_t len;
+
+	if (n == 1 && ops[0].field != ISM_ALOG_F_LITERAL) {
+		len = value(&ops[0], r, v, VALUE_ROOM, &num);
+		if (len == 0 && (ops[0].field == ISM_ALOG_F_RESPONSE_FLAGS ||
+				 ops[0].field == ISM_ALOG_F_PROTOCOL))
+			put(o, "\"-\"", 3);
+		else if (len == 0)
+			put(o, "null", 4);
+		else if (num)
+			put(o, v, len);
+		else
+			put_json_str(o, esc, 2 * VALUE_ROOM, v, len);
+		return;
+	}
+	put(o, "\"", 1);
+	for (uint32_t i = 0; i < n; i++) {
+		len = value(&ops[i], r, v, VALUE_ROOM, &num);
+		put(o, esc, len ? ism_json_escape(esc, 2 * VALUE_ROOM, v, len) : 0);
+		if (len == 0 && ops[i].field != ISM_ALOG_F_LITERAL)
+			put(o, "-", 1);
+	}
+	put(o, "\"", 1);
+}
+
+/* Istio's JSON encoding: the dictionary's members (keys escaped as JSON
+ * strings), nested objects and lists, values written as they are (numbers,
+ * true, false, null) or typed from their template (put_dict_value); an empty
+ * template is "". */
 static size_t render_dict(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
 			  char *line, size_t cap)
 {
 	struct out o = {.p = line, .cap = cap};
 	char v[VALUE_ROOM], esc[2 * VALUE_ROOM];
-	uint32_t i = 0;
+	const struct ism_alog_op *ops = conf->ops;
+	uint32_t i = 0, n = conf->n_ops;
 
 	put(&o, "{", 1);
-	while (i < conf->n_ops) {
-		const struct ism_alog_op *key = &conf->ops[i++], *op = &conf->ops[i];
-		uint32_t end = i;
-		bool num;
-		size_t n;
+	while (i < n) {
+		const struct ism_alog_op *op = &ops[i];
+		uint32_t end = i + 1;
 
-		while (end < conf->n_ops && conf->ops[end].field != ISM_ALOG_F_KEY)
-			end++;
-		if (key != conf->ops)
-			put(&o, ",", 1);
-		put_json_str(&o, esc, sizeof(esc), key->lit.p, key->lit.len);
-		put(&o, ":", 1);
-		if (end == i + 1 && op->field != ISM_ALOG_F_LITERAL) {
-			n = value(op, r, v, sizeof(v), &num);
-			if (n == 0 && (op->field == ISM_ALOG_F_RESPONSE_FLAGS ||
-				       op->field == ISM_ALOG_F_PROTOCOL))
-				put(&o, "\"-\"", 3);
-			else if (n == 0)
-				put(&o, "null", 4);
-			else if (num)
-				put(&o, v, n);
-			else
-				put_json_str(&o, esc, sizeof(esc), v, n);
-			i = end;
-			continue;
+		switch (op->field) {
+		case ISM_ALOG_F_KEY:
+		case ISM_ALOG_F_ITEM:
+			if (i > 0 && ops[i - 1].field != ISM_ALOG_F_OPEN)
+				put(&o, ",", 1);
+			if (op->field == ISM_ALOG_F_KEY) {
+				put_json_str(&o, esc, sizeof(esc), op->lit.p, op->lit.len);
+				put(&o, ":", 1);
+			}
+			/* a value without parts: an empty template */
+			if (end == n || ops[end].field == ISM_ALOG_F_KEY ||
+			    ops[end].field == ISM_ALOG_F_ITEM || ops[end].field == ISM_ALOG_F_CLOSE)
+				put(&o, "\"\"", 2);
+			break;
+		case ISM_ALOG_F_OPEN:
+		case ISM_ALOG_F_CLOSE:
+		case ISM_ALOG_F_JSON:
+			put(&o, op->lit.p, op->lit.len);
+			break;
+		default:
+			while (end < n && !dict_structure(ops[end].field))
+				end++;
+			put_dict_value(&o, op, end - i, r, v, esc);
+			break;
 		}
-		/* Several parts (or none): one string. */
-		put(&o, "\"", 1);
-		for (; i < end; i++) {
-			n = value(&conf->ops[i], r, v, sizeof(v), &num);
-			put(&o, esc, n ? ism_json_escape(esc, sizeof(esc), v, n) : 0);
-			if (n == 0 && conf->ops[i].field != ISM_ALOG_F_LITERAL)
-				put(&o, "-", 1);
-		}
-		put(&o, "\"", 1);
+		i = end;
 	}
 	put(&o, "}", 1);
 	return o.len;

@@ -354,6 +354,31 @@ def access_log_istio_json(env):
 
 
 @_test
+def access_log_istio_json_nested(env):
+    """format: istio-json with a jsonFormat of nested objects and a list, as
+    Envoy's json_format takes them: each value typed as a top-level one
+    (numbers, strings, null), YAML's own numbers, booleans and null written
+    as JSON, a quoted number a string."""
+    log = env.path("access.log")
+    fmt = ("{code: '%RESPONSE_CODE%', request: {method: '%REQ(:METHOD)%', path: '%REQ(:PATH)%', "
+           "headers: {ua: '%REQ(USER-AGENT)%', ref: '%REQ(REFERER)%'}}, "
+           "upstream: {cluster: '%UPSTREAM_CLUSTER%', tries: ['%UPSTREAM_REQUEST_ATTEMPT_COUNT%', 'of %UPSTREAM_HOST%']}, "
+           "schema: 2, ratio: 0.50, big: 1e16, sampled: true, note: ~, id: '7', empty: {}, none: []}")
+    text, gw_port, up, _ = _two_services(env, f"  accessLog: {{path: {log}, format: istio-json, jsonFormat: {fmt}}}\n")
+    env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+    check(env.get("/app/nested", headers={"User-Agent": "itest/2"}).status == 200, "GET /app/nested")
+    poll(lambda: len(file_lines(log)) >= 1, 5, what="an access-log line")
+    line = file_lines(log)[0]
+    got = json.loads(line)
+    want = {"code": 200, "request": {"method": "GET", "path": "/app/nested", "headers": {"ua": "itest/2", "ref": None}},
+            "upstream": {"cluster": f"outbound|80||{SVC}", "tries": [1, f"of 127.0.0.2:{up}"]},
+            "schema": 2, "ratio": 0.5, "big": 1e16, "sampled": True, "note": None, "id": "7", "empty": {}, "none": []}
+    check(got == want, f"line {got}, want {want}")
+    # Envoy's forms of the numbers, and the keys in the order written.
+    check('"schema":2,"ratio":0.5,"big":1e+16,' in line and list(got) == list(want), f"line {line}")
+
+
+@_test
 def access_log_connection_ids(env):
     """%CONNECTION_ID% is the client connection's (the requests of one
     keep-alive connection share it, another connection has its own, a number

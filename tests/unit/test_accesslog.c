@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the access log: the text-template parser (conf/alog.c), the
  * request capture and the JSON and text renderers (worker/accesslog.c). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -19,6 +20,42 @@
 #include "worker/http1.h"
 
 #define MAX_OPS 64
+
+/* Members of a dictionary: a key and its template, a key and its JSON text,
+ * a key's object or list, a list's template or JSON, the end of either. */
+#define TMPL(k, t)                                                                                 \
+	{                                                                                          \
+		.key = k, .key_len = sizeof(k) - 1, .tmpl = t, .len = sizeof(t) - 1                \
+	}
+#define JSON(k, t)                                                                                 \
+	{                                                                                          \
+		.key = k, .key_len = sizeof(k) - 1, .tmpl = t, .len = sizeof(t) - 1,               \
+		.kind = ISM_ALOG_M_JSON                                                            \
+	}
+#define OBJECT(k)                                                                                  \
+	{                                                                                          \
+		.key = k, .key_len = sizeof(k) - 1, .kind = ISM_ALOG_M_OBJECT                      \
+	}
+#define LIST(k)                                                                                    \
+	{                                                                                          \
+		.key = k, .key_len = sizeof(k) - 1, .kind = ISM_ALOG_M_LIST                        \
+	}
+#define ITEM(t)                                                                                    \
+	{                                                                                          \
+		.tmpl = t, .len = sizeof(t) - 1                                                    \
+	}
+#define ITEM_JSON(t)                                                                               \
+	{                                                                                          \
+		.tmpl = t, .len = sizeof(t) - 1, .kind = ISM_ALOG_M_JSON                           \
+	}
+#define ITEM_OBJECT                                                                                \
+	{                                                                                          \
+		.kind = ISM_ALOG_M_OBJECT                                                          \
+	}
+#define END                                                                                        \
+	{                                                                                          \
+		.kind = ISM_ALOG_M_END                                                             \
+	}
 
 /* Parses s from a heap copy of exactly its length (no NUL after it: ASan sees
  * a read past the end). Returns the count or -1; err gets the message. */
@@ -513,11 +550,11 @@ static void test_render_istio_json(void **state)
 static void test_render_dict(void **state)
 {
 	static const struct ism_alog_member m[] = {
-	    {"a\"b", 3, "%PROTOCOL%/%DURATION%ms", 23},
-	    {"port", 4, "%DOWNSTREAM_LOCAL_PORT%", 23},
-	    {"empty", 5, "", 0},
-	    {"proto", 5, "%PROTOCOL%", 10},
-	    {"c", 1, "x%REQ(REFERER)%\"y", 17},
+	    TMPL("a\"b", "%PROTOCOL%/%DURATION%ms"),
+	    TMPL("port", "%DOWNSTREAM_LOCAL_PORT%"),
+	    TMPL("empty", ""),
+	    TMPL("proto", "%PROTOCOL%"),
+	    TMPL("c", "x%REQ(REFERER)%\"y"),
 	};
 	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
 
@@ -540,12 +577,12 @@ static void test_render_dict(void **state)
 static void test_parse_dict(void **state)
 {
 	static const struct ism_alog_member ok[] = {
-	    {"s", 1, "%RESP(SERVER)%", 14},
-	    {"t", 1, "[%RESP(X-T)%]", 13},
+	    TMPL("s", "%RESP(SERVER)%"),
+	    TMPL("t", "[%RESP(X-T)%]"),
 	};
 	static const struct ism_alog_member bad[] = {
-	    {"a", 1, "%DURATION%", 10},
-	    {"b", 1, "x %UPSTREAM_PEER%", 17},
+	    TMPL("a", "%DURATION%"),
+	    TMPL("b", "x %UPSTREAM_PEER%"),
 	};
 	struct ism_alog_op ops[MAX_OPS];
 	char err[256];
@@ -568,20 +605,167 @@ static void test_parse_dict(void **state)
 	assert_string_equal(err, "unknown command operator: \"%UPSTREAM_PEER%\" at offset 2");
 }
 
+/* Nested objects and lists, as Envoy's json_format writes them: each value
+ * typed as a member's of the top level, JSON values (numbers, booleans, null)
+ * as they are, empty objects and lists, an empty template "". */
+static void test_render_dict_nested(void **state)
+{
+	static const struct ism_alog_member m[] = {
+	    TMPL("code", "%RESPONSE_CODE%"),
+	    OBJECT("upstream"),
+	    TMPL("host", "%UPSTREAM_HOST%"),
+	    OBJECT("none"),
+	    END,
+	    LIST("times"),
+	    ITEM("%DURATION%"),
+	    ITEM_JSON("1.5"),
+	    ITEM("at %PROTOCOL%"),
+	    ITEM(""),
+	    ITEM_OBJECT,
+	    TMPL("flags", "%RESPONSE_FLAGS%"),
+	    END,
+	    END,
+	    LIST("empty"),
+	    END,
+	    END,
+	    JSON("version", "2"),
+	    JSON("on", "true"),
+	    JSON("nothing", "null"),
+	    TMPL("route", "%ROUTE_NAME%"),
+	};
+	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
+
+	assert_string_equal(
+	    render(f), "{\"code\":200,\"upstream\":{\"host\":\"127.0.0.2:18091\",\"none\":{},"
+		       "\"times\":[4,1.5,\"at HTTP/1.1\",\"\",{\"flags\":\"-\"}],\"empty\":[]},"
+		       "\"version\":2,\"on\":true,\"nothing\":null,\"route\":\"default/web#1\"}");
+	/* Absent values, as at the top level. */
+	f->rec.upstream = NULL;
+	f->q->route[0] = '\0';
+	assert_non_null(strstr(render(f), "{\"host\":null,"));
+	assert_non_null(strstr(render(f), ",\"route\":null}"));
+}
+
+/* The structure of a dictionary as ops, and what the parser refuses: an end
+ * without an object or list, a list item with a key, an object member
+ * without one, nesting deeper than ISM_ALOG_DICT_DEPTH, no end. */
+static void test_parse_dict_nested(void **state)
+{
+	static const struct ism_alog_member ok[] = {
+	    OBJECT("o"), LIST("l"), ITEM("%DURATION% ms"), ITEM_JSON("3"), END, END,
+	};
+	static const struct ism_alog_member stray_end[] = {TMPL("a", "x"), END};
+	static const struct ism_alog_member keyed_item[] = {LIST("l"), TMPL("a", "x"), END};
+	static const struct ism_alog_member bare_member[] = {OBJECT("o"), ITEM("x"), END};
+	static const struct ism_alog_member open[] = {OBJECT("o"), TMPL("a", "x")};
+	static const uint8_t fields[] = {
+	    ISM_ALOG_F_KEY,  ISM_ALOG_F_OPEN,	  ISM_ALOG_F_KEY,     ISM_ALOG_F_OPEN,
+	    ISM_ALOG_F_ITEM, ISM_ALOG_F_DURATION, ISM_ALOG_F_LITERAL, ISM_ALOG_F_ITEM,
+	    ISM_ALOG_F_JSON, ISM_ALOG_F_CLOSE,	  ISM_ALOG_F_CLOSE,
+	};
+	struct ism_alog_member deep[2 * (ISM_ALOG_DICT_DEPTH + 1)];
+	struct ism_alog_op ops[MAX_OPS];
+	char err[256];
+	size_t at = 99;
+
+	(void)state;
+	assert_int_equal(ism_alog_parse_dict(ok, 6, ops, MAX_OPS, &at, err, sizeof(err)), 11);
+	for (size_t i = 0; i < sizeof(fields); i++)
+		assert_int_equal(ops[i].field, fields[i]);
+	assert_memory_equal(ops[1].lit.p, "{", 1);
+	assert_memory_equal(ops[3].lit.p, "[", 1);
+	assert_memory_equal(ops[8].lit.p, "3", 1);
+	assert_memory_equal(ops[9].lit.p, "]", 1);
+	assert_memory_equal(ops[10].lit.p, "}", 1);
+	assert_int_equal(ism_alog_parse_dict(ok, 6, NULL, 0, &at, err, sizeof(err)), 11);
+
+	assert_int_equal(ism_alog_parse_dict(stray_end, 2, ops, MAX_OPS, &at, err, sizeof(err)),
+			 -1);
+	assert_int_equal(at, 1);
+	assert_string_equal(err, "an end without an object or list");
+	assert_int_equal(ism_alog_parse_dict(keyed_item, 3, ops, MAX_OPS, &at, err, sizeof(err)),
+			 -1);
+	assert_int_equal(at, 1);
+	assert_string_equal(err, "a list item with a key");
+	assert_int_equal(ism_alog_parse_dict(bare_member, 3, ops, MAX_OPS, &at, err, sizeof(err)),
+			 -1);
+	assert_string_equal(err, "an object member without a key");
+	assert_int_equal(ism_alog_parse_dict(open, 2, ops, MAX_OPS, &at, err, sizeof(err)), -1);
+	assert_string_equal(err, "an object or list without its end");
+
+	/* ISM_ALOG_DICT_DEPTH objects, one in the other, then one more. */
+	for (int i = 0; i <= ISM_ALOG_DICT_DEPTH; i++) {
+		deep[i] = (struct ism_alog_member)OBJECT("o");
+		deep[2 * ISM_ALOG_DICT_DEPTH + 1 - i] = (struct ism_alog_member)END;
+	}
+	assert_int_equal(
+	    ism_alog_parse_dict(deep + 1, 2 * ISM_ALOG_DICT_DEPTH, NULL, 0, &at, err, sizeof(err)),
+	    3 * ISM_ALOG_DICT_DEPTH);
+	assert_int_equal(ism_alog_parse_dict(deep, 2 * (ISM_ALOG_DICT_DEPTH + 1), NULL, 0, &at, err,
+					     sizeof(err)),
+			 -1);
+	assert_int_equal(at, ISM_ALOG_DICT_DEPTH);
+	assert_string_equal(err, "objects and lists nested deeper than 16");
+}
+
+/* A YAML number as the JSON Envoy writes for it: the double's shortest form,
+ * positional from 1e-4 below 1e16; what is not a decimal number, or does not
+ * fit a double, is refused. */
+static void test_json_number(void **state)
+{
+	static const char *const ok[][2] = {
+	    {"200", "200"},
+	    {"-7", "-7"},
+	    {"+3", "3"},
+	    {"0", "0"},
+	    {"-0", "-0"},
+	    {"1.50", "1.5"},
+	    {".5", "0.5"},
+	    {"1.", "1"},
+	    {"2.5e3", "2500"},
+	    {"1e15", "1000000000000000"},
+	    {"1e16", "1e+16"},
+	    {"0.0001", "0.0001"},
+	    {"0.00001", "1e-05"},
+	    {"1.25E-7", "1.25e-07"},
+	    {"123456789012345678", "1.2345678901234568e+17"},
+	    {"0.1", "0.1"},
+	    {"3.14159", "3.14159"},
+	};
+	static const char *const not_numbers[] = {"",	   "abc",   "0x10", "1e", ".", "-",
+						  "1.2.3", "1_000", "12a",  "e5", " 1"};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		int n = ism_alog_json_number(ok[i][0], strlen(ok[i][0]), out, sizeof(out));
+
+		assert_int_equal(n, (int)strlen(ok[i][1]));
+		assert_string_equal(out, ok[i][1]);
+	}
+	for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++)
+		assert_int_equal(
+		    ism_alog_json_number(not_numbers[i], strlen(not_numbers[i]), out, sizeof(out)),
+		    -EINVAL);
+	assert_int_equal(ism_alog_json_number("1e999", 5, out, sizeof(out)), -ERANGE);
+	assert_int_equal(ism_alog_json_number("-1e999", 6, out, sizeof(out)), -ERANGE);
+	assert_int_equal(ism_alog_json_number("123456", 6, out, 4), -ENOSPC);
+}
+
 /* The operators whose values the stream gives the line: the host name, the
  * upstream's protocol, Envoy's timings (absent: "-", or null in JSON), the
  * header values' (a port a number in JSON). */
 static void test_render_more_operators(void **state)
 {
 	static const struct ism_alog_member m[] = {
-	    {"req", 3, "%REQUEST_DURATION%", 18},
-	    {"sent", 4, "%REQUEST_TX_DURATION%", 21},
-	    {"resp", 4, "%RESPONSE_DURATION%", 19},
-	    {"tx", 2, "%RESPONSE_TX_DURATION%", 22},
-	    {"up", 2, "%UPSTREAM_PROTOCOL%", 19},
-	    {"tls", 3, "%DOWNSTREAM_TLS_VERSION%", 24},
-	    {"port", 4, "%UPSTREAM_REMOTE_PORT%", 22},
-	    {"ip", 2, "%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", 38},
+	    TMPL("req", "%REQUEST_DURATION%"),
+	    TMPL("sent", "%REQUEST_TX_DURATION%"),
+	    TMPL("resp", "%RESPONSE_DURATION%"),
+	    TMPL("tx", "%RESPONSE_TX_DURATION%"),
+	    TMPL("up", "%UPSTREAM_PROTOCOL%"),
+	    TMPL("tls", "%DOWNSTREAM_TLS_VERSION%"),
+	    TMPL("port", "%UPSTREAM_REMOTE_PORT%"),
+	    TMPL("ip", "%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
 	};
 	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
 	char host[300];
@@ -627,15 +811,15 @@ static void test_render_more_operators(void **state)
 static void test_render_meters(void **state)
 {
 	static const struct ism_alog_member m[] = {
-	    {"a", 1, "%DOWNSTREAM_HEADER_BYTES_RECEIVED%", 34},
-	    {"b", 1, "%DOWNSTREAM_HEADER_BYTES_SENT%", 30},
-	    {"c", 1, "%DOWNSTREAM_WIRE_BYTES_RECEIVED%", 32},
-	    {"d", 1, "%DOWNSTREAM_WIRE_BYTES_SENT%", 28},
-	    {"e", 1, "%UPSTREAM_HEADER_BYTES_RECEIVED%", 32},
-	    {"f", 1, "%UPSTREAM_HEADER_BYTES_SENT%", 28},
-	    {"g", 1, "%UPSTREAM_WIRE_BYTES_RECEIVED%", 30},
-	    {"h", 1, "%UPSTREAM_WIRE_BYTES_SENT%", 26},
-	    {"i", 1, "%BYTES_RECEIVED% %BYTES_SENT%", 29},
+	    TMPL("a", "%DOWNSTREAM_HEADER_BYTES_RECEIVED%"),
+	    TMPL("b", "%DOWNSTREAM_HEADER_BYTES_SENT%"),
+	    TMPL("c", "%DOWNSTREAM_WIRE_BYTES_RECEIVED%"),
+	    TMPL("d", "%DOWNSTREAM_WIRE_BYTES_SENT%"),
+	    TMPL("e", "%UPSTREAM_HEADER_BYTES_RECEIVED%"),
+	    TMPL("f", "%UPSTREAM_HEADER_BYTES_SENT%"),
+	    TMPL("g", "%UPSTREAM_WIRE_BYTES_RECEIVED%"),
+	    TMPL("h", "%UPSTREAM_WIRE_BYTES_SENT%"),
+	    TMPL("i", "%BYTES_RECEIVED% %BYTES_SENT%"),
 	};
 	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
 
@@ -755,10 +939,10 @@ static void test_render_resp(void **state)
 static void test_render_environment(void **state)
 {
 	static const struct ism_alog_member m[] = {
-	    {"a", 1, "%ENVIRONMENT(ISM_TEST_POD)%", 27},
-	    {"b", 1, "%ENVIRONMENT(ISM_TEST_POD):3%", 29},
-	    {"c", 1, "%ENVIRONMENT(ISM_TEST_UNSET)%", 29},
-	    {"d", 1, "%ENVIRONMENT(ISM_TEST_EMPTY)%", 29},
+	    TMPL("a", "%ENVIRONMENT(ISM_TEST_POD)%"),
+	    TMPL("b", "%ENVIRONMENT(ISM_TEST_POD):3%"),
+	    TMPL("c", "%ENVIRONMENT(ISM_TEST_UNSET)%"),
+	    TMPL("d", "%ENVIRONMENT(ISM_TEST_EMPTY)%"),
 	};
 	struct ism_alog_op ops[MAX_OPS];
 	char err[256];
@@ -853,6 +1037,9 @@ int main(void)
 	    cmocka_unit_test_teardown(test_render_istio_json, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_dict, fx_teardown),
 	    cmocka_unit_test(test_parse_dict),
+	    cmocka_unit_test_teardown(test_render_dict_nested, fx_teardown),
+	    cmocka_unit_test(test_parse_dict_nested),
+	    cmocka_unit_test(test_json_number),
 	    cmocka_unit_test_teardown(test_render_more_operators, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_meters, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_trailer, fx_teardown),

@@ -2185,6 +2185,49 @@ static void test_access_log_dict(void **state)
 	assert_string_equal(l->ops[4].lit.p, " ms");
 }
 
+/* jsonFormat's nested objects and lists, and its plain YAML values that are
+ * JSON's own: numbers (as Envoy writes them), booleans, null; a quoted
+ * number is a template. */
+static void test_access_log_dict_nested(void **state)
+{
+	static const char own[] =
+	    APP "  accessLog:\n    path: \"-\"\n    format: istio-json\n"
+		"    jsonFormat:\n      code: \"%RESPONSE_CODE%\"\n"
+		"      upstream:\n        host: \"%UPSTREAM_HOST%\"\n"
+		"        tries: [\"%UPSTREAM_REQUEST_ATTEMPT_COUNT%\", 2, true]\n"
+		"        none: {}\n"
+		"      version: 1.50\n      nothing: ~\n      quoted: \"200\"\n";
+	static const struct {
+		uint8_t field;
+		const char *lit;
+	} want[] = {
+	    {ISM_ALOG_F_KEY, "code"},	  {ISM_ALOG_F_RESPONSE_CODE, NULL},
+	    {ISM_ALOG_F_KEY, "upstream"}, {ISM_ALOG_F_OPEN, "{"},
+	    {ISM_ALOG_F_KEY, "host"},	  {ISM_ALOG_F_UPSTREAM_HOST, NULL},
+	    {ISM_ALOG_F_KEY, "tries"},	  {ISM_ALOG_F_OPEN, "["},
+	    {ISM_ALOG_F_ITEM, NULL},	  {ISM_ALOG_F_ATTEMPTS, NULL},
+	    {ISM_ALOG_F_ITEM, NULL},	  {ISM_ALOG_F_JSON, "2"},
+	    {ISM_ALOG_F_ITEM, NULL},	  {ISM_ALOG_F_JSON, "true"},
+	    {ISM_ALOG_F_CLOSE, "]"},	  {ISM_ALOG_F_KEY, "none"},
+	    {ISM_ALOG_F_OPEN, "{"},	  {ISM_ALOG_F_CLOSE, "}"},
+	    {ISM_ALOG_F_CLOSE, "}"},	  {ISM_ALOG_F_KEY, "version"},
+	    {ISM_ALOG_F_JSON, "1.5"},	  {ISM_ALOG_F_KEY, "nothing"},
+	    {ISM_ALOG_F_JSON, "null"},	  {ISM_ALOG_F_KEY, "quoted"},
+	    {ISM_ALOG_F_LITERAL, "200"},
+	};
+	struct fx *f = *state;
+	const struct ism_alog_conf *l = &load_compile(f, own)->access_log;
+
+	assert_int_equal(l->n_ops, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(l->ops[i].field, want[i].field);
+		if (want[i].lit != NULL) {
+			assert_int_equal(l->ops[i].lit.len, strlen(want[i].lit));
+			assert_memory_equal(l->ops[i].lit.p, want[i].lit, strlen(want[i].lit));
+		}
+	}
+}
+
 /* --- invalid files: exact position, field path and message --- */
 
 struct bad {
@@ -2515,14 +2558,31 @@ static const struct bad bads[] = {
 	 "      a: \"%DURATION%\"\n      b: \"x %UPSTREAM_PEER%\"\n",
      12, 10, "Appliance t: spec.accessLog.jsonFormat.b",
      "unknown command operator: \"%UPSTREAM_PEER%\" at offset 2"},
-    {"jsonFormat nested",
+    {"jsonFormat nested operator",
      APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
-	 "      a: {b: \"%DURATION%\"}\n",
-     11, 10, "Appliance t: spec.accessLog.jsonFormat.a", "a nested object: not implemented yet"},
-    {"jsonFormat list",
+	 "      a: \"%DURATION%\"\n      upstream:\n        port: 8080\n"
+	 "        host: \"%UPSTREAM_PEER%\"\n",
+     14, 15, "Appliance t: spec.accessLog.jsonFormat.upstream.host",
+     "unknown command operator: \"%UPSTREAM_PEER%\" at offset 0"},
+    {"jsonFormat list item operator",
      APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
-	 "      a: [\"%DURATION%\"]\n",
-     11, 10, "Appliance t: spec.accessLog.jsonFormat.a", "expected a string"},
+	 "      a: {l: [\"%DURATION%\", \"%NOPE%\"]}\n",
+     11, 29, "Appliance t: spec.accessLog.jsonFormat.a.l[1]",
+     "unknown command operator: \"%NOPE%\" at offset 0"},
+    {"jsonFormat infinite number",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
+	 "      a: {b: -.inf}\n",
+     11, 14, "Appliance t: spec.accessLog.jsonFormat.a.b", "-.inf: a number JSON cannot write"},
+    {"jsonFormat number beyond a double",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
+	 "      a: [1e999]\n",
+     11, 11, "Appliance t: spec.accessLog.jsonFormat.a[0]", "1e999: a number JSON cannot write"},
+    {"jsonFormat too deep",
+     APP "  accessLog:\n    path: /tmp/a.log\n    format: istio-json\n    jsonFormat:\n"
+	 "      a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: "
+	 "x}}}}}}}}}}}}}}}}}\n",
+     11, 74, "Appliance t: spec.accessLog.jsonFormat.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a",
+     "objects and lists nested deeper than 16"},
     {"jsonFormat empty",
      APP "  accessLog: {path: /tmp/a.log, format: istio-json, jsonFormat: {}}\n", 7, 65,
      "Appliance t: spec.accessLog.jsonFormat", "an empty dictionary"},
@@ -3537,6 +3597,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_access_log_dict_nested, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_grpc_web_listener, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
