@@ -67,6 +67,7 @@ static const struct {
     {"CONNECTION_ID", ISM_ALOG_F_CONNECTION_ID},
     {"UPSTREAM_CONNECTION_ID", ISM_ALOG_F_UP_CONNECTION_ID},
     {"STREAM_ID", ISM_ALOG_F_STREAM_ID},
+    {"DOWNSTREAM_HANDSHAKE_DURATION", ISM_ALOG_F_HANDSHAKE},
 };
 
 /* The byte meters' operators, by enum ism_meter. */
@@ -83,7 +84,6 @@ static const char *const meters[ISM_M_COUNT] = {
 
 /* Envoy's other operators: known, not in the access log yet. */
 static const char *const later[] = {
-    "DOWNSTREAM_HANDSHAKE_DURATION",
     "DOWNSTREAM_PEER_CERT",
     "VIRTUAL_CLUSTER_NAME",
     "DYNAMIC_METADATA",

@@ -966,6 +966,9 @@ enum ism_alog_field {
 	ISM_ALOG_F_STREAM_ID,	      /* %STREAM_ID%: the request's id (X-Request-Id) */
 	ISM_ALOG_F_METER,	      /* a byte meter's count (hdr: enum ism_meter) */
 	ISM_ALOG_F_ENV, /* %ENVIRONMENT(NAME):N%: lit, the variable's value at load; "": absent */
+	/* %DOWNSTREAM_HANDSHAKE_DURATION%: ms from the client connection's accept
+	 * to its TLS handshake's end */
+	ISM_ALOG_F_HANDSHAKE,
 	/* An operator the header values make too (hdr: enum ism_hval_kind): the
 	 * client's TLS connection and certificate, the socket's peer, the
 	 * upstream's address and port */

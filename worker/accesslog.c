@@ -271,6 +271,8 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return ms(v, cap, r->resp_ms);
 	case ISM_ALOG_F_RESP_TX_DURATION:
 		return ms(v, cap, r->resp_tx_ms);
+	case ISM_ALOG_F_HANDSHAKE:
+		return ms(v, cap, r->handshake_ms);
 	case ISM_ALOG_F_HVAL: /* a port */
 		return copy_str(v, cap, r->hv[op->hdr]);
 	default:

@@ -80,6 +80,9 @@ struct ism_alog_rec {
 	 * upstream, to the upstream's response head, and from that to the
 	 * response's last byte out; -1: not known */
 	int64_t req_ms, req_tx_ms, resp_ms, resp_tx_ms;
+	/* ms from the client connection's accept to the end of its TLS
+	 * handshake; -1: none (plaintext, TLS passed through) */
+	int64_t handshake_ms;
 	/* The values of the header values' operators the format shows
 	 * (ism_alog.hv_mask), by kind; NULL: absent */
 	const char *hv[ISM_HV_KINDS];

@@ -227,6 +227,7 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 	}
 	w->n_active++;
 	s->conn_id = w->conn_seq++;
+	s->accept_ms = w->now;
 	ism_wstat_add(&w->st->conn_active, 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -472,6 +473,8 @@ static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev 
 		return;
 	case ISM_SEV_HANDSHAKE:
 		ism_wstat_add(&w->st->tls_handshakes, 1);
+		s->handshake_ms = w->now;
+		s->handshaken = 1;
 		if (SSL_session_reused(s->s.x.ssl))
 			ism_wstat_add(&w->st->tls_resumed, 1);
 		/* The request may have come with it. */

@@ -73,6 +73,7 @@ struct ism_sess {
 	uint8_t close_after; /* close once the response in progress is sent */
 	uint8_t resp_out;    /* enum ism_h1_out */
 	uint8_t served;	     /* a request was read: HTTP/1.1 it is */
+	uint8_t handshaken;  /* its TLS handshake ended, at handshake_ms */
 	uint16_t listener;
 	const struct ism_sess_ops *ops; /* HTTP/1.1 (h1.c) or HTTP/2 (h2.c) */
 	struct ism_h2 *h2;		/* HTTP/2: the connection's state (h2.c) */
@@ -84,6 +85,8 @@ struct ism_sess {
 	char peer[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
 	uint64_t conn_id;	/* Envoy's %CONNECTION_ID% (ism_wctx.conn_seq) */
+	uint64_t accept_ms;	/* monotonic: when the connection was accepted */
+	uint64_t handshake_ms;	/* monotonic: when its TLS handshake ended (handshaken) */
 	char *sni;		/* the ClientHello's server name, NULL when none */
 	int8_t xfcc_made;	/* xfcc: 0 not made yet, 1 made, -1 no client certificate */
 	struct ism_buf xfcc;	/* the client certificate's X-Forwarded-Client-Cert element */

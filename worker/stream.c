@@ -769,7 +769,8 @@ static void log_hvals(struct ism_wctx *w, struct ism_stream *st, uint64_t mask, 
 
 /* Envoy's timings of the exchange, in ms from the request head: its last
  * byte, its last byte sent upstream, the upstream's response head, and from
- * that head to the response's last byte out (now); -1 when not known. */
+ * that head to the response's last byte out (now); and of its connection,
+ * from the accept to the TLS handshake's end; -1 when not known. */
 static void log_times(const struct ism_wctx *w, const struct ism_stream *st, struct ism_alog_rec *r)
 {
 	r->req_ms = st->req_done ? (int64_t)(st->req_end_ms - st->t0_ms) : -1;
@@ -778,6 +779,8 @@ static void log_times(const struct ism_wctx *w, const struct ism_stream *st, str
 	r->resp_tx_ms = st->resp_head_ms && st->state != ISM_ST_LOCAL
 			    ? (int64_t)(w->now - st->resp_head_ms)
 			    : -1;
+	r->handshake_ms =
+	    st->sess->handshaken ? (int64_t)(st->sess->handshake_ms - st->sess->accept_ms) : -1;
 }
 
 /* The line of the exchange that ends now. */

@@ -600,6 +600,48 @@ def tls_header_operators(env):
 
 
 @_test
+def tls_handshake_duration(env):
+    """%DOWNSTREAM_HANDSHAKE_DURATION%: the milliseconds from the accept of the
+    client's connection to the end of its TLS handshake, a number in Istio's
+    JSON encoding, the same for every request of the connection, over
+    HTTP/1.1 and HTTP/2; a client that waits 300 ms before its ClientHello
+    has them counted; null on a plaintext connection."""
+    pki = Pki(env)
+    port, plain = free_port(), free_port()
+    srv = pki.leaf("t", ["DNS:t.example.com"])
+    log = env.path("access.log")
+    fmt = "{path: '%REQ(:PATH)%', proto: '%PROTOCOL%', hs: '%DOWNSTREAM_HANDSHAKE_DURATION%', conn: '%CONNECTION_ID%'}"
+    world(env, [server(port, ["t.example.com"], tls_simple(srv)), server(plain, ["*"], None, protocol="HTTP")],
+          app_extra=f"  accessLog: {{path: {log}, format: istio-json, jsonFormat: {fmt}}}\n")
+    with TlsConn(port, "t.example.com", client_ctx(pki)) as c:
+        for path in ("/one", "/two"):
+            r = c.request("GET", path, "t.example.com")
+            check(r.status == 200, f"{path}: {r}")
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    time.sleep(0.3)  # the delay measured: the ClientHello comes 300 ms after the connect
+    with client_ctx(pki).wrap_socket(raw, server_hostname="t.example.com") as late:
+        late.sendall(b"GET /late HTTP/1.1\r\nHost: t.example.com\r\nConnection: close\r\n\r\n")
+        got = b""
+        while chunk := late.recv(65536):
+            got += chunk
+    check(got.startswith(b"HTTP/1.1 200 "), f"/late: {got[:80]!r}")
+    rc, out, err = curl(["-k", "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+                         "--resolve", f"t.example.com:{port}:127.0.0.1", f"https://t.example.com:{port}/h2"])
+    check(rc == 0 and out == "2", f"curl --http2: rc {rc} {out} {err}")
+    rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{plain}/plain"])
+    check(rc == 0 and out == "200", f"plaintext: rc {rc} {out} {err}")
+    poll(lambda: len(file_lines(log)) >= 5, 5, what="five access-log lines")
+    by_path = {l["path"]: l for l in (json.loads(x) for x in file_lines(log))}
+    check(sorted(by_path) == ["/h2", "/late", "/one", "/plain", "/two"], f"lines {file_lines(log)}")
+    one, two, late_l, h2, pl = (by_path[p] for p in ("/one", "/two", "/late", "/h2", "/plain"))
+    check(type(one["hs"]) is int and 0 <= one["hs"] < 300 and one["conn"] == two["conn"] and two["hs"] == one["hs"],
+          f"one connection's handshake: {one} {two}")
+    check(type(late_l["hs"]) is int and 300 <= late_l["hs"] < 5000, f"a ClientHello 300 ms late: {late_l}")
+    check(h2["proto"] == "HTTP/2" and type(h2["hs"]) is int and 0 <= h2["hs"] < 300, f"HTTP/2: {h2}")
+    check(pl["hs"] is None and pl["proto"] == "HTTP/1.1", f"plaintext: {pl}")
+
+
+@_test
 def tls_access_log_operators(env):
     """The access log's operators for the client's TLS connection and its
     certificate (those of the header values: version, cipher, session id, URI

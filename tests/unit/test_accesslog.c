@@ -118,6 +118,7 @@ static void test_parse_every_operator(void **state)
 	    {"%CONNECTION_ID%", ISM_ALOG_F_CONNECTION_ID},
 	    {"%UPSTREAM_CONNECTION_ID%", ISM_ALOG_F_UP_CONNECTION_ID},
 	    {"%STREAM_ID%", ISM_ALOG_F_STREAM_ID},
+	    {"%DOWNSTREAM_HANDSHAKE_DURATION%", ISM_ALOG_F_HANDSHAKE},
 	};
 	/* Those the header values make too: their kind in hdr. */
 	static const struct {
@@ -253,9 +254,8 @@ static void test_parse_errors(void **state)
 	    {"%REQ(USER-AGENT)", "unterminated command operator (no closing '%'): "
 				 "\"%REQ(USER-AGENT)\" at offset 0"},
 	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
-	    {"%DOWNSTREAM_HANDSHAKE_DURATION%",
-	     "not implemented yet in the access log: \"%DOWNSTREAM_HANDSHAKE_DURATION%\" at offset "
-	     "0"},
+	    {"%VIRTUAL_CLUSTER_NAME%",
+	     "not implemented yet in the access log: \"%VIRTUAL_CLUSTER_NAME%\" at offset 0"},
 	    /* A header value's operator the line does not show: a whole PEM. */
 	    {"%DOWNSTREAM_PEER_CERT%",
 	     "not implemented yet in the access log: \"%DOWNSTREAM_PEER_CERT%\" at offset 0"},
@@ -394,6 +394,7 @@ static struct fx *exchange_as(void **state, const char *raw, const char *fmt,
 	    .upstream = "web.demo.internal|127.0.0.2:18091",
 	    .cluster = "outbound|80||web.demo.internal",
 	    .meter = f->meter,
+	    .handshake_ms = -1, /* plaintext */
 	};
 	for (int i = 0; i < ISM_M_COUNT; i++)
 		f->meter[i] = 500u + (uint64_t)i; /* the heads: 500, 501; the wire: 502, 503 */
@@ -766,14 +767,17 @@ static void test_render_more_operators(void **state)
 	    TMPL("tls", "%DOWNSTREAM_TLS_VERSION%"),
 	    TMPL("port", "%UPSTREAM_REMOTE_PORT%"),
 	    TMPL("ip", "%UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+	    TMPL("hs", "%DOWNSTREAM_HANDSHAKE_DURATION%"),
 	};
 	struct fx *f = exchange_as(state, GET, NULL, m, sizeof(m) / sizeof(m[0]));
 	char host[300];
 
 	f->rec.req_ms = f->rec.req_tx_ms = f->rec.resp_ms = f->rec.resp_tx_ms = -1;
+	f->rec.handshake_ms = -1;
 	assert_string_equal(render(f),
 			    "{\"req\":null,\"sent\":null,\"resp\":null,\"tx\":null,\"up\":null,"
-			    "\"tls\":null,\"port\":null,\"ip\":null}");
+			    "\"tls\":null,\"port\":null,\"ip\":null,\"hs\":null}");
+	f->rec.handshake_ms = 3;
 	f->rec.req_ms = 0;
 	f->rec.req_tx_ms = 1;
 	f->rec.resp_ms = 7;
@@ -785,7 +789,7 @@ static void test_render_more_operators(void **state)
 	assert_string_equal(
 	    render(f),
 	    "{\"req\":0,\"sent\":1,\"resp\":7,\"tx\":12,\"up\":\"HTTP/2\",\"tls\":\"TLSv1.3\","
-	    "\"port\":18091,\"ip\":\"127.0.0.2\"}");
+	    "\"port\":18091,\"ip\":\"127.0.0.2\",\"hs\":3}");
 	/* Which of them the format shows, for the stream to make. */
 	ism_alog_use(&f->log, &f->conf);
 	assert_true(f->log.hv_mask ==
@@ -796,11 +800,13 @@ static void test_render_more_operators(void **state)
 	free(*state);
 	*state = NULL;
 
-	f = exchange(state, GET, "%HOSTNAME% %REQUEST_DURATION% %CONNECTION_ID% %STREAM_ID%");
-	f->rec.req_ms = -1;
+	f = exchange(state, GET,
+		     "%HOSTNAME% %REQUEST_DURATION% %CONNECTION_ID% %STREAM_ID% "
+		     "%DOWNSTREAM_HANDSHAKE_DURATION%");
+	f->rec.req_ms = f->rec.handshake_ms = -1;
 	f->rec.conn_id = 12345678901234ull;
 	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
-	snprintf(host, sizeof(host), "%s - 12345678901234 " RID, ism_hostname());
+	snprintf(host, sizeof(host), "%s - 12345678901234 " RID " -", ism_hostname());
 	assert_string_equal(render(f), host);
 	/* The stream's id is the request's: captured for it. */
 	assert_true(ism_alog_headers(&f->conf) & (1u << ISM_ALOG_H_X_REQUEST_ID));
