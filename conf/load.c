@@ -308,6 +308,49 @@ static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const 
 	}
 }
 
+/* How this appliance's gateways see VirtualService vs, as istiod indexes it
+ * (initVirtualServices, VirtualServicesForGateway): 0 exported by the
+ * appliance's namespace to itself, 1 exported to it by another namespace, 2
+ * public (no exportTo, the mesh's default "*", or "*"), 3 not seen. A
+ * gateway takes them in this order. */
+static int vs_rank(const struct ism_conf *c, const struct ism_cm_vs *vs)
+{
+	bool own = strcmp(vs->r.ns, c->app.ns) == 0;
+
+	if (vs->n_export_to == 0)
+		return 2;
+	for (size_t i = 0; i < vs->n_export_to; i++)
+		if (strcmp(vs->export_to[i], "*") == 0)
+			return 2;
+	for (size_t i = 0; i < vs->n_export_to; i++) {
+		const char *e = vs->export_to[i];
+
+		if (strcmp(strcmp(e, ".") == 0 ? vs->r.ns : e, c->app.ns) == 0)
+			return own ? 0 : 1;
+	}
+	return 3;
+}
+
+/* The VirtualServices in the order a gateway takes them (stable by rank:
+ * file order within one). */
+static void order_vss(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	struct ism_cm_vs **out = calloc(c->n_vss ? c->n_vss : 1, sizeof(*out));
+	size_t k = 0;
+
+	if (out == NULL) {
+		v->nomem = 1;
+		return;
+	}
+	for (int rank = 0; rank <= 3; rank++)
+		for (size_t i = 0; i < c->n_vss; i++)
+			if (vs_rank(c, c->vss[i]) == rank)
+				out[k++] = c->vss[i];
+	memcpy(c->vss, out, c->n_vss * sizeof(*out));
+	free(out);
+}
+
 static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 {
 	size_t bound = 0, old;
@@ -331,6 +374,16 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 	if (bound == 0 && vs->n_gateways == 0 && !vs->delegate_only)
 		ism_v_warn(v, vs->r.at,
 			   "bound to the mesh only: no gateway of this appliance uses it");
+	if (bound > 0 && !vs->delegate_only && vs_rank(v->conf, vs) == 3) {
+		for (size_t i = 0; i < vs->n_gateways; i++)
+			vs->gateway_idx[i] = SIZE_MAX;
+		old = ism_v_push(v, "spec.exportTo");
+		ism_v_warn(v, vs->r.at,
+			   "not exported to the appliance's namespace %s: no gateway of this "
+			   "appliance uses it",
+			   v->conf->app.ns);
+		ism_v_pop(v, old);
+	}
 	for (size_t i = 0; i < vs->n_routes; i++) {
 		const struct ism_cm_route *r = &vs->routes[i];
 
@@ -679,6 +732,7 @@ static void xref_selectors(struct ism_vctx *v)
 
 void ism_model_xref(struct ism_vctx *v)
 {
+	order_vss(v);
 	build_maps(v);
 	if (v->nomem)
 		return;

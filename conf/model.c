@@ -2768,6 +2768,67 @@ static void parse_http_routes(struct ism_vctx *v, const struct ism_node *spec, s
 	ism_v_pop(v, old);
 }
 
+/* exportTo entry e of a rule of namespace ns as Istio's validation compares
+ * them: "." is the namespace itself. */
+static const char *export_key(const char *e, const char *ns)
+{
+	return strcmp(e, ".") == 0 ? ns : e;
+}
+
+/* spec.exportTo of a resource of namespace ns, validated as Istio's
+ * validateExportTo: ".", "*" or a namespace name, each once ("." counts as
+ * the namespace itself), "*" alone; with a selector (a DestinationRule's
+ * workloadSelector), the resource's own namespace only. The list as
+ * written into *list, its length into *n. */
+static void parse_export(struct ism_vctx *v, const struct ism_node *spec, const char *ns,
+			 bool selector, const char ***list, size_t *n)
+{
+	const struct ism_node *l;
+	const char **ex;
+	size_t old;
+
+	*list = ex = ism_v_strlist(v, spec, "exportTo", false, n, &l);
+	if (l == NULL || ex == NULL)
+		return;
+	old = ism_v_push(v, ".exportTo");
+	for (size_t i = 0; i < *n; i++) {
+		const char *e = ex[i], *key = export_key(e, ns);
+		const struct ism_node *at = l->items[i];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(export_key(ex[j], ns), key) == 0)
+				ism_v_err(v, at, "duplicate entries in exportTo%s %s",
+					  strcmp(ex[j], e) != 0 ? ": . and current namespace"
+								: " for entry",
+					  key);
+		if (strcmp(e, "~") == 0)
+			ism_v_err(
+			    v, at,
+			    "exportTo ~ (none) is not allowed for Istio configuration objects");
+		else if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 &&
+			 !dns_name_ok(e, 63, "abcdefghijklmnopqrstuvwxyz0123456789-"))
+			ism_v_err(
+			    v, at,
+			    "only ., *, or a valid DNS 1123 label is allowed as exportTo entry");
+		else if (strcmp(e, "*") == 0 && *n > 1)
+			ism_v_err(
+			    v, at,
+			    "cannot have both public (*) and non-public exportTo values for a "
+			    "resource");
+		if (selector && strcmp(key, ns) != 0)
+			ism_v_err(v, at,
+				  "a DestinationRule with a workloadSelector cannot be exported "
+				  "beyond its own namespace");
+		else if (selector && *n > 1)
+			ism_v_err(v, at,
+				  "a DestinationRule with a workloadSelector cannot have multiple "
+				  "entries in exportTo");
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
 static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
 {
 	static const char *const keys[] = {"hosts", "gateways", "http", "tcp",
@@ -2777,7 +2838,7 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	size_t nh, ng, old, n_raw = 0;
 
 	ism_v_keys(v, spec, keys, NULL);
-	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ); /* accepted, ignored */
+	parse_export(v, spec, vs->r.ns, false, &vs->export_to, &vs->n_export_to);
 	/* Without hosts: a delegate, whose routes serve only through another
 	 * VirtualService's delegate (Istio). */
 	hosts = ism_v_strlist(v, spec, "hosts", false, &nh, &l);
@@ -3803,65 +3864,6 @@ static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, s
 	ism_v_pop(v, old);
 }
 
-/* exportTo entry e of a rule of namespace ns as Istio's validation compares
- * them: "." is the namespace itself. */
-static const char *export_key(const char *e, const char *ns)
-{
-	return strcmp(e, ".") == 0 ? ns : e;
-}
-
-/* spec.exportTo, validated as Istio's validateExportTo: ".", "*" or a
- * namespace name, each once ("." counts as the rule's own namespace), "*"
- * alone; with a workloadSelector, the rule's own namespace only. */
-static void parse_dr_export(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
-{
-	const struct ism_node *l;
-	size_t n, old;
-
-	dr->export_to = ism_v_strlist(v, spec, "exportTo", false, &n, &l);
-	dr->n_export_to = n;
-	if (l == NULL || dr->export_to == NULL)
-		return;
-	old = ism_v_push(v, ".exportTo");
-	for (size_t i = 0; i < n; i++) {
-		const char *e = dr->export_to[i], *key = export_key(e, dr->r.ns);
-		const struct ism_node *at = l->items[i];
-		size_t o2 = ism_v_push(v, "[%zu]", i);
-
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(export_key(dr->export_to[j], dr->r.ns), key) == 0)
-				ism_v_err(v, at, "duplicate entries in exportTo%s %s",
-					  strcmp(dr->export_to[j], e) != 0
-					      ? ": . and current namespace"
-					      : " for entry",
-					  key);
-		if (strcmp(e, "~") == 0)
-			ism_v_err(
-			    v, at,
-			    "exportTo ~ (none) is not allowed for Istio configuration objects");
-		else if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 &&
-			 !dns_name_ok(e, 63, "abcdefghijklmnopqrstuvwxyz0123456789-"))
-			ism_v_err(
-			    v, at,
-			    "only ., *, or a valid DNS 1123 label is allowed as exportTo entry");
-		else if (strcmp(e, "*") == 0 && n > 1)
-			ism_v_err(
-			    v, at,
-			    "cannot have both public (*) and non-public exportTo values for a "
-			    "resource");
-		if (dr->selector_at != NULL && strcmp(key, dr->r.ns) != 0)
-			ism_v_err(v, at,
-				  "a DestinationRule with a workloadSelector cannot be exported "
-				  "beyond its own namespace");
-		else if (dr->selector_at != NULL && n > 1)
-			ism_v_err(v, at,
-				  "a DestinationRule with a workloadSelector cannot have multiple "
-				  "entries in exportTo");
-		ism_v_pop(v, o2);
-	}
-	ism_v_pop(v, old);
-}
-
 static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
 {
 	static const char *const keys[] = {"host",     "trafficPolicy",	   "subsets",
@@ -3885,7 +3887,7 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	dr->tp_at = ism_node_get(spec, "trafficPolicy", NULL);
 	parse_policy(v, spec, &dr->policy);
 	parse_dr_selector(v, spec, dr);
-	parse_dr_export(v, spec, dr);
+	parse_export(v, spec, dr->r.ns, dr->selector_at != NULL, &dr->export_to, &dr->n_export_to);
 	l = ism_v_node(v, spec, "subsets", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;

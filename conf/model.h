@@ -185,6 +185,9 @@ struct ism_cm_vs {
 	bool mesh;
 	bool match_source;  /* some match has gateways or source conditions */
 	bool delegate_only; /* no hosts: its routes serve through other's delegate */
+	/* spec.exportTo as written: which namespaces' gateways it binds to */
+	size_t n_export_to;
+	const char **export_to;
 	size_t n_routes;
 	struct ism_cm_route *routes;
 	size_t n_tcp, n_tls; /* spec.tcp, spec.tls */

@@ -13,7 +13,7 @@ import json
 import os
 
 from harness import (Registry, appliance, check, ctl_cmd, destination_rule, docs, free_port, gateway, http_get,
-                     virtual_service)
+                     service_entry, virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -139,6 +139,14 @@ def versioned_web(env, ns="default"):
                       for i, n in ((2, "a"), (3, "b"), (4, "c"))))
 
 
+def exported(kind, name, ns, export, spec):
+    """A networking resource kind name of namespace ns, spec's lines after
+    its exportTo ([export]; none when None)."""
+    exp = f"  exportTo: [{export}]\n" if export else ""
+    return (f"apiVersion: networking.istio.io/v1\nkind: {kind}\n"
+            f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n{exp}{spec}")
+
+
 def served_by(gw, path="/", n=10):
     """The x-upstream of n answers to GET path, each a 200."""
     seen = set()
@@ -209,10 +217,8 @@ def dr_scopes(env):
     routes = "  - route: [{destination: {host: web.example, subset: v1}}]\n"
 
     def rule(name, ns, host, version, export=None):
-        exp = f"  exportTo: [{export}]\n" if export else ""
-        return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-                f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  host: \"{host}\"\n{exp}"
-                f"  subsets: [{{name: v1, labels: {{version: {version}}}}}]\n")
+        return exported("DestinationRule", name, ns, export,
+                        f"  host: \"{host}\"\n  subsets: [{{name: v1, labels: {{version: {version}}}}}]\n")
 
     def conf(*rules):
         return docs(appliance(env, extra="  namespace: istio-system\n"), gateway(gw),
@@ -242,6 +248,44 @@ def dr_scopes(env):
     check(rc == 0 and "DestinationRule shop/web: spec.exportTo" in out
           and "not exported to the appliance's namespace istio-system" in out,
           f"isthmus -c names the rule it does not see: {rc} {out}")
+
+
+@_test
+def vs_export_to(env):
+    """A VirtualService's exportTo, as istiod answers it for a gateway of the
+    appliance's namespace (istio-system): one of another namespace exported to
+    that namespace only serves there; one exported elsewhere is not used, and
+    isthmus -c names it; of two for one host, the one the appliance's
+    namespace exports to itself comes first, then those exported to it, then
+    the public ones, whatever the file's order."""
+    ups = {n: env.upstream([f"127.0.0.1:0={n}"], name=n)[n] for n in ("a", "b")}
+    gw = free_port()
+    ses = [service_entry(n, f"{n}.example", [{"address": "127.0.0.1", "port": p}]) for n, p in ups.items()]
+
+    def vs(name, ns, host, dest, export=None):
+        return exported("VirtualService", name, ns, export,
+                        f"  hosts: [{host}]\n  gateways: [istio-system/gw]\n"
+                        f"  http:\n  - route: [{{destination: {{host: {dest}.example}}}}]\n")
+
+    def conf(*vss):
+        return docs(appliance(env, extra="  namespace: istio-system\n"), gateway(gw), *ses, *vss)
+
+    def answer(host):
+        r = http_get(gw, "/", host=host)
+        return r.status, r.header("x-upstream")
+
+    path = env.write("isthmus.yaml", conf(vs("shop", "shop", "shop.example", "a", export="istio-system"),
+                                          vs("hidden", "shop", "hidden.example", "a", export="."),
+                                          vs("public", "web", "both.example", "a"),
+                                          vs("own", "istio-system", "both.example", "b", export=".")))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "VirtualService shop/hidden: spec.exportTo" in out
+          and "not exported to the appliance's namespace istio-system" in out
+          and "VirtualService shop/shop:" not in out, f"isthmus -c names the hidden one only: {rc} {out}")
+    env.start_gateway(path, gw)
+    check(answer("shop.example") == (200, "a"), f"exported to istio-system: {answer('shop.example')}")
+    check(answer("hidden.example")[0] == 404, f"exported to shop only: {answer('hidden.example')}")
+    check(answer("both.example") == (200, "b"), f"the appliance namespace's own first: {answer('both.example')}")
 
 
 @_test

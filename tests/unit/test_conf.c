@@ -1960,8 +1960,8 @@ static void test_dr_scopes(void **state)
 	SC_SE("u", "shop")                                                                         \
 	SC_DR("mesh", "istio-system", "*.local",                                                   \
 	      "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n")                               \
-	    SC_DR("s", "default", "s", "  subsets: [{name: a, labels: {v: \"1\"}}]\n")             \
-		SC_DR("u-hidden", "shop", "u", "  exportTo: [.]\n")
+	SC_DR("s", "default", "s", "  subsets: [{name: a, labels: {v: \"1\"}}]\n")                 \
+	SC_DR("u-hidden", "shop", "u", "  exportTo: [.]\n")
 	static const char root[] = APP "  namespace: istio-system\n" SC_BASE SC_DR(
 	    "far", "elsewhere", "s.default.svc.cluster.local", "");
 	static const char root_private[] = APP "  namespace: istio-system\n" SC_BASE SC_DR(
@@ -3056,6 +3056,10 @@ static const struct bad bads[] = {
      "duplicate entries in exportTo: . and current namespace default"},
     {"exportTo not a namespace", EXP_DR("[Bad_NS]"), 13, 14,
      "DestinationRule default/d: spec.exportTo[0]", "a valid DNS 1123 label"},
+    {"VirtualService exportTo none",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\n"
+	 "spec:\n  hosts: [a.b]\n  exportTo: [\"~\"]\n",
+     13, 14, "VirtualService default/v: spec.exportTo[0]", "exportTo ~ (none) is not allowed"},
 #undef EXP_DR
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
