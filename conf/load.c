@@ -308,6 +308,17 @@ static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const 
 	}
 }
 
+/* Whether exportTo list (n entries, of a resource of namespace own) names
+ * namespace ns: "." is own; "*" is every namespace. */
+static bool names_ns(const char *const *list, size_t n, const char *own, const char *ns)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], "*") == 0 ||
+		    strcmp(strcmp(list[i], ".") == 0 ? own : list[i], ns) == 0)
+			return true;
+	return false;
+}
+
 /* How this appliance's gateways see VirtualService vs, as istiod indexes it
  * (initVirtualServices, VirtualServicesForGateway): 0 exported by the
  * appliance's namespace to itself, 1 exported to it by another namespace, 2
@@ -315,20 +326,14 @@ static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const 
  * gateway takes them in this order. */
 static int vs_rank(const struct ism_conf *c, const struct ism_cm_vs *vs)
 {
-	bool own = strcmp(vs->r.ns, c->app.ns) == 0;
+	const char *const *ex = vs->export_to;
 
-	if (vs->n_export_to == 0)
+	/* (no namespace is named "*": only the entry "*" names it) */
+	if (vs->n_export_to == 0 || names_ns(ex, vs->n_export_to, vs->r.ns, "*"))
 		return 2;
-	for (size_t i = 0; i < vs->n_export_to; i++)
-		if (strcmp(vs->export_to[i], "*") == 0)
-			return 2;
-	for (size_t i = 0; i < vs->n_export_to; i++) {
-		const char *e = vs->export_to[i];
-
-		if (strcmp(strcmp(e, ".") == 0 ? vs->r.ns : e, c->app.ns) == 0)
-			return own ? 0 : 1;
-	}
-	return 3;
+	if (!names_ns(ex, vs->n_export_to, vs->r.ns, c->app.ns))
+		return 3;
+	return strcmp(vs->r.ns, c->app.ns) == 0 ? 0 : 1;
 }
 
 /* The VirtualServices in the order a gateway takes them (stable by rank:
@@ -730,8 +735,38 @@ static void xref_selectors(struct ism_vctx *v)
 	}
 }
 
+/* The ServiceEntries the appliance's namespace sees (istiod's service index
+ * for a gateway: exportTo empty, the mesh's default "*", or naming that
+ * namespace; "~" none): the others are left out, with a warning. */
+static void select_ses(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	size_t k = 0;
+
+	for (size_t i = 0; i < c->n_ses; i++) {
+		struct ism_cm_se *se = c->ses[i];
+
+		if (se->n_export_to == 0 ||
+		    names_ns(se->export_to, se->n_export_to, se->r.ns, c->app.ns)) {
+			se->idx = k;
+			c->ses[k++] = se;
+			continue;
+		}
+		set_res(v, &se->r);
+		ism_v_push(v, "spec.exportTo");
+		ism_v_warn(v, se->r.at,
+			   "not exported to the appliance's namespace %s: its hosts are not "
+			   "services here",
+			   c->app.ns);
+	}
+	c->n_ses = k;
+	v->res = "";
+	ism_v_pop(v, 0);
+}
+
 void ism_model_xref(struct ism_vctx *v)
 {
+	select_ses(v);
 	order_vss(v);
 	build_maps(v);
 	if (v->nomem)

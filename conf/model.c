@@ -2775,16 +2775,39 @@ static const char *export_key(const char *e, const char *ns)
 	return strcmp(e, ".") == 0 ? ns : e;
 }
 
+/* What kind of resource's exportTo parse_export reads. */
+enum export_kind {
+	EXPORT_ANY,
+	EXPORT_SELECTOR, /* a DestinationRule with a workloadSelector: its own namespace only */
+	EXPORT_SE,	 /* a ServiceEntry: "~" (no one) allowed, alone */
+};
+
+/* What Istio's validateExportTo says of entry e of a list of n (of a
+ * resource of kind); NULL: nothing. */
+static const char *export_entry_err(const char *e, size_t n, enum export_kind kind)
+{
+	if (strcmp(e, "~") == 0 && kind != EXPORT_SE)
+		return "exportTo ~ (none) is not allowed for Istio configuration objects";
+	if (strcmp(e, "~") == 0)
+		return n > 1 ? "cannot export service entry to no one (~) and someone" : NULL;
+	if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 &&
+	    !dns_name_ok(e, 63, "abcdefghijklmnopqrstuvwxyz0123456789-"))
+		return "only ., *, or a valid DNS 1123 label is allowed as exportTo entry";
+	if (strcmp(e, "*") == 0 && n > 1)
+		return "cannot have both public (*) and non-public exportTo values for a resource";
+	return NULL;
+}
+
 /* spec.exportTo of a resource of namespace ns, validated as Istio's
  * validateExportTo: ".", "*" or a namespace name, each once ("." counts as
- * the namespace itself), "*" alone; with a selector (a DestinationRule's
- * workloadSelector), the resource's own namespace only. The list as
+ * the namespace itself), "*" alone; what kind allows beside. The list as
  * written into *list, its length into *n. */
 static void parse_export(struct ism_vctx *v, const struct ism_node *spec, const char *ns,
-			 bool selector, const char ***list, size_t *n)
+			 enum export_kind kind, const char ***list, size_t *n)
 {
+	bool selector = kind == EXPORT_SELECTOR;
 	const struct ism_node *l;
-	const char **ex;
+	const char **ex, *err;
 	size_t old;
 
 	*list = ex = ism_v_strlist(v, spec, "exportTo", false, n, &l);
@@ -2802,20 +2825,8 @@ static void parse_export(struct ism_vctx *v, const struct ism_node *spec, const 
 					  strcmp(ex[j], e) != 0 ? ": . and current namespace"
 								: " for entry",
 					  key);
-		if (strcmp(e, "~") == 0)
-			ism_v_err(
-			    v, at,
-			    "exportTo ~ (none) is not allowed for Istio configuration objects");
-		else if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 &&
-			 !dns_name_ok(e, 63, "abcdefghijklmnopqrstuvwxyz0123456789-"))
-			ism_v_err(
-			    v, at,
-			    "only ., *, or a valid DNS 1123 label is allowed as exportTo entry");
-		else if (strcmp(e, "*") == 0 && *n > 1)
-			ism_v_err(
-			    v, at,
-			    "cannot have both public (*) and non-public exportTo values for a "
-			    "resource");
+		if ((err = export_entry_err(e, *n, kind)) != NULL)
+			ism_v_err(v, at, "%s", err);
 		if (selector && strcmp(key, ns) != 0)
 			ism_v_err(v, at,
 				  "a DestinationRule with a workloadSelector cannot be exported "
@@ -2838,7 +2849,7 @@ static void parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	size_t nh, ng, old, n_raw = 0;
 
 	ism_v_keys(v, spec, keys, NULL);
-	parse_export(v, spec, vs->r.ns, false, &vs->export_to, &vs->n_export_to);
+	parse_export(v, spec, vs->r.ns, EXPORT_ANY, &vs->export_to, &vs->n_export_to);
 	/* Without hosts: a delegate, whose routes serve only through another
 	 * VirtualService's delegate (Istio). */
 	hosts = ism_v_strlist(v, spec, "hosts", false, &nh, &l);
@@ -3887,7 +3898,8 @@ static void parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	dr->tp_at = ism_node_get(spec, "trafficPolicy", NULL);
 	parse_policy(v, spec, &dr->policy);
 	parse_dr_selector(v, spec, dr);
-	parse_export(v, spec, dr->r.ns, dr->selector_at != NULL, &dr->export_to, &dr->n_export_to);
+	parse_export(v, spec, dr->r.ns, dr->selector_at ? EXPORT_SELECTOR : EXPORT_ANY,
+		     &dr->export_to, &dr->n_export_to);
 	l = ism_v_node(v, spec, "subsets", false, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;
@@ -4178,7 +4190,7 @@ static void parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		se->mesh_internal = strcmp(s, "MESH_INTERNAL") == 0;
 		se->location_at = ism_node_get(spec, "location", NULL);
 	}
-	ism_v_node(v, spec, "exportTo", false, ISM_NODE_SEQ);
+	parse_export(v, spec, se->r.ns, EXPORT_SE, &se->export_to, &se->n_export_to);
 	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
 	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);
 	parse_selector(v, spec, se);

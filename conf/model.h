@@ -489,6 +489,9 @@ struct ism_cm_se {
 	struct ism_cm_se_port *ports;
 	/* port number (4 bytes) and port name -> index in ports */
 	struct ism_strmap *port_by_number, *port_by_name;
+	/* spec.exportTo as written: which namespaces see the service */
+	size_t n_export_to;
+	const char **export_to;
 	size_t n_eps;
 	struct ism_cm_se_ep *eps;
 	/* subjectAltNames: what an upstream certificate must carry when the

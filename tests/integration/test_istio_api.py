@@ -257,10 +257,14 @@ def vs_export_to(env):
     that namespace only serves there; one exported elsewhere is not used, and
     isthmus -c names it; of two for one host, the one the appliance's
     namespace exports to itself comes first, then those exported to it, then
-    the public ones, whatever the file's order."""
+    the public ones, whatever the file's order. A ServiceEntry that namespace
+    does not see is no service: its host's route answers 503."""
     ups = {n: env.upstream([f"127.0.0.1:0={n}"], name=n)[n] for n in ("a", "b")}
     gw = free_port()
     ses = [service_entry(n, f"{n}.example", [{"address": "127.0.0.1", "port": p}]) for n, p in ups.items()]
+    ses.append(service_entry("c", "c.example", [{"address": "127.0.0.1", "port": ups["a"]}])
+               .replace("metadata: {name: c}", "metadata: {name: c, namespace: shop}", 1)
+               .replace("spec:\n", "spec:\n  exportTo: [.]\n", 1))
 
     def vs(name, ns, host, dest, export=None):
         return exported("VirtualService", name, ns, export,
@@ -277,15 +281,18 @@ def vs_export_to(env):
     path = env.write("isthmus.yaml", conf(vs("shop", "shop", "shop.example", "a", export="istio-system"),
                                           vs("hidden", "shop", "hidden.example", "a", export="."),
                                           vs("public", "web", "both.example", "a"),
-                                          vs("own", "istio-system", "both.example", "b", export=".")))
+                                          vs("own", "istio-system", "both.example", "b", export="."),
+                                          vs("to-c", "istio-system", "c.example", "c")))
     rc, out = env.check_config(path)
     check(rc == 0 and "VirtualService shop/hidden: spec.exportTo" in out
           and "not exported to the appliance's namespace istio-system" in out
-          and "VirtualService shop/shop:" not in out, f"isthmus -c names the hidden one only: {rc} {out}")
+          and "VirtualService shop/shop:" not in out and "ServiceEntry shop/c: spec.exportTo" in out,
+          f"isthmus -c names the hidden ones only: {rc} {out}")
     env.start_gateway(path, gw)
     check(answer("shop.example") == (200, "a"), f"exported to istio-system: {answer('shop.example')}")
     check(answer("hidden.example")[0] == 404, f"exported to shop only: {answer('hidden.example')}")
     check(answer("both.example") == (200, "b"), f"the appliance namespace's own first: {answer('both.example')}")
+    check(answer("c.example")[0] == 503, f"a ServiceEntry istio-system does not see: {answer('c.example')}")
 
 
 @_test

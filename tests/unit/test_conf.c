@@ -3060,6 +3060,10 @@ static const struct bad bads[] = {
      APP "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\n"
 	 "spec:\n  hosts: [a.b]\n  exportTo: [\"~\"]\n",
      13, 14, "VirtualService default/v: spec.exportTo[0]", "exportTo ~ (none) is not allowed"},
+    {"ServiceEntry exportTo none and some",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	 "spec:\n  hosts: [a.b]\n  exportTo: [\"~\", x]\n  ports: [{number: 80, name: http}]\n",
+     13, 14, "ServiceEntry default/s: spec.exportTo[0]", "to no one (~) and someone"},
 #undef EXP_DR
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
