@@ -100,8 +100,17 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s);
 
 /* ---------- streams ---------- */
 
+/* Stream id's struct, or NULL. nghttp2's user data of a stream is its struct
+ * from on_begin_headers until nghttp2 closes it (ng_closed) or the struct is
+ * freed (off the list), and identifiers are never reused: the newest stream,
+ * at the list's head, is the one asked for in nearly every callback, and is
+ * found without nghttp2's hash lookup. */
 static struct ism_h2s *h2s_of(struct ism_h2 *h, int32_t id)
 {
+	struct ism_h2s *x = h->streams;
+
+	if (x != NULL && x->id == id && !x->ng_closed)
+		return x;
 	return nghttp2_session_get_stream_user_data(h->io.ng, id);
 }
 
