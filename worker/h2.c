@@ -850,8 +850,8 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 
 	if (ism_h2nv_init(&nv, resp->n_headers + 7) < 0)
 		return -ENOMEM;
-	ism_h2nv_add(&nv, ":status", 7, status,
-		     ism_fmt_num(status, (uint64_t)(resp->status > 0 ? resp->status : 0), 10));
+	ISM_H2NV_ADD_LIT(&nv, ":status", status,
+			 ism_fmt_num(status, (uint64_t)(resp->status > 0 ? resp->status : 0), 10));
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *hd = &resp->headers[i];
 
@@ -862,18 +862,18 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		}
 	}
 	if (mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 && resp->status != 204) {
-		ism_h2nv_add(&nv, "content-length", 14, clen, ism_fmt_num(clen, (uint64_t)cl, 10));
+		ISM_H2NV_ADD_LIT(&nv, "content-length", clen, ism_fmt_num(clen, (uint64_t)cl, 10));
 	}
 	/* The fields isthmus adds (spec.proxyHeaders). */
 	if (ism_stream_own_server(w, st))
-		ism_h2nv_add(&nv, "server", 6, t->server.p, t->server.len);
+		ISM_H2NV_ADD_LIT(&nv, "server", t->server.p, t->server.len);
 	if (t->debug_headers)
-		ism_h2nv_add(&nv, ISM_SVC_TIME_NAME, sizeof(ISM_SVC_TIME_NAME) - 1, svc,
-			     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10));
+		ISM_H2NV_ADD_LIT(&nv, ISM_SVC_TIME_NAME, svc,
+				 ism_fmt_num(svc, ism_stream_service_ms(w, st), 10));
 	if (!date)
-		ism_h2nv_add(&nv, "date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN);
+		ISM_H2NV_ADD_LIT(&nv, "date", ism_w_date(w), ISM_HTTP_DATE_LEN);
 	if (st->set_cookie)
-		ism_h2nv_add(&nv, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
+		ISM_H2NV_ADD_LIT(&nv, "set-cookie", st->set_cookie, strlen(st->set_cookie));
 	x->resp.b.len = x->resp.off = 0;
 	if (ism_h2body_add(&st->sess->h2->io, 0, &x->resp, body, len, done) < 0) {
 		ism_h2nv_free(&nv);
@@ -923,9 +923,9 @@ static void local_fields(struct ism_wctx *w, const struct ism_stream *st,
 			 const struct ism_local *lr, struct ism_h2nv *nv)
 {
 	if (ism_stream_own_server(w, st))
-		ism_h2nv_add(nv, "server", 6, w->table->server.p, w->table->server.len);
+		ISM_H2NV_ADD_LIT(nv, "server", w->table->server.p, w->table->server.len);
 	if (!ism_http_has_field(lr->hdrs, lr->n_hdrs, "date"))
-		ism_h2nv_add(nv, "date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN);
+		ISM_H2NV_ADD_LIT(nv, "date", ism_w_date(w), ISM_HTTP_DATE_LEN);
 }
 
 static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
@@ -943,7 +943,7 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 		struct ism_http_header g[3];
 
 		ism_stream_grpc_answer(st, lr, gs, g);
-		ism_h2nv_add(&nv, ":status", 7, "200", 3);
+		ISM_H2NV_ADD_LIT(&nv, ":status", "200", 3);
 		local_fields(w, st, lr, &nv);
 		for (size_t i = 0; i < 3; i++)
 			ism_h2nv_add(&nv, g[i].name, g[i].name_len, g[i].value, g[i].value_len);
@@ -951,14 +951,14 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 		return submit(w, st, &nv, false);
 	}
 	snprintf(sts, sizeof(sts), "%d", lr->status);
-	ism_h2nv_add(&nv, ":status", 7, sts, strlen(sts));
+	ISM_H2NV_ADD_LIT(&nv, ":status", sts, strlen(sts));
 	local_fields(w, st, lr, &nv);
 	for (size_t i = 0; i < lr->n_hdrs; i++)
 		ism_h2nv_add(&nv, lr->hdrs[i].name, lr->hdrs[i].name_len, lr->hdrs[i].value,
 			     lr->hdrs[i].value_len);
 	if (body) {
 		snprintf(clen, sizeof(clen), "%u", lr->body_len);
-		ism_h2nv_add(&nv, "content-length", 14, clen, strlen(clen));
+		ISM_H2NV_ADD_LIT(&nv, "content-length", clen, strlen(clen));
 	}
 	body = body && !st->is_head && lr->body_len > 0;
 	if (body && ism_buf_append(&x->resp.b, lr->body, lr->body_len, UINT32_MAX) < 0) {

@@ -472,14 +472,6 @@ int ism_h2nv_init(struct ism_h2nv *h, size_t n)
 	return 0;
 }
 
-void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl)
-{
-	if (h->n < h->cap)
-		h->nv[h->n++] =
-		    (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, nl, vl,
-				 NGHTTP2_NV_FLAG_NONE};
-}
-
 void ism_h2nv_free(struct ism_h2nv *h)
 {
 	if (h->nv != h->local)

@@ -197,8 +197,25 @@ struct ism_h2nv {
 
 /* Room for n fields; 0 or -ENOMEM. */
 int ism_h2nv_init(struct ism_h2nv *h, size_t n);
-/* Adds a field (within the room asked for); nothing is copied. */
-void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value, size_t vl);
+/* Adds a field (within the room asked for) with nghttp2's flags; nothing is
+ * copied. */
+static inline void ism_h2nv_add_flags(struct ism_h2nv *h, const char *name, size_t nl,
+				      const char *value, size_t vl, uint8_t flags)
+{
+	if (h->n < h->cap)
+		h->nv[h->n++] = (nghttp2_nv){(uint8_t *)(uintptr_t)name,
+					     (uint8_t *)(uintptr_t)value, nl, vl, flags};
+}
+static inline void ism_h2nv_add(struct ism_h2nv *h, const char *name, size_t nl, const char *value,
+				size_t vl)
+{
+	ism_h2nv_add_flags(h, name, nl, value, vl, NGHTTP2_NV_FLAG_NONE);
+}
+/* A field whose name is lit, a string literal in lower case: nghttp2 keeps a
+ * pointer to it (NGHTTP2_NV_FLAG_NO_COPY_NAME) instead of a lowered copy. */
+#define ISM_H2NV_ADD_LIT(h, lit, value, vl)                                                        \
+	ism_h2nv_add_flags((h), "" lit, sizeof(lit) - 1, (value), (vl),                            \
+			   NGHTTP2_NV_FLAG_NO_COPY_NAME)
 void ism_h2nv_free(struct ism_h2nv *h);
 
 /* A stream's frame (header hd) on its byte meters (enum ism_meter: head and

@@ -199,10 +199,10 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 
 	if (n < 0 || ism_h2nv_init(&nv, req.n_headers + 6) < 0)
 		return ISM_FAIL_RESET;
-	ism_h2nv_add(&nv, ":method", 7, req.method, req.method_len);
-	ism_h2nv_add(&nv, ":scheme", 7, c->u->s.x.ssl ? "https" : "http", c->u->s.x.ssl ? 5 : 4);
-	ism_h2nv_add(&nv, ":authority", 10, req.host ? req.host : "", req.host ? req.host_len : 0);
-	ism_h2nv_add(&nv, ":path", 5, req.target, req.target_len);
+	ISM_H2NV_ADD_LIT(&nv, ":method", req.method, req.method_len);
+	ISM_H2NV_ADD_LIT(&nv, ":scheme", c->u->s.x.ssl ? "https" : "http", c->u->s.x.ssl ? 5 : 4);
+	ISM_H2NV_ADD_LIT(&nv, ":authority", req.host ? req.host : "", req.host ? req.host_len : 0);
+	ISM_H2NV_ADD_LIT(&nv, ":path", req.target, req.target_len);
 	for (size_t i = 0; i < req.n_headers; i++) {
 		const struct ism_http_header *h = &req.headers[i];
 
@@ -213,7 +213,7 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 		ism_h2nv_add(&nv, h->name, h->name_len, h->value, h->value_len);
 	}
 	if (x->st->grpc)
-		ism_h2nv_add(&nv, "te", 2, "trailers", 8);
+		ISM_H2NV_ADD_LIT(&nv, "te", "trailers", 8);
 	/* Body bytes that came with the head go first. */
 	x->rq.b.len = x->rq.off = 0;
 	x->rq.trailers = x->st->req_done && x->st->req_trl.len > 0;
