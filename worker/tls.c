@@ -959,10 +959,20 @@ int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out)
  * overhead and alignment), its write buffers a little smaller: every
  * allocation of [MEM_MIN, ISM_BLK_RECORD] bytes is an ISM_BLK_RECORD block. */
 #define MEM_MIN 16384u
+/* It also takes and gives back a few small blocks for each record it writes
+ * (WPACKET's sub-packets, 40 bytes, three a record in 3.0): allocations of 1
+ * to MEM_SMALL bytes are MEM_SMALL-byte blocks, of which up to MEM_SMALL_KEEP
+ * wait on a list for the next (glibc's malloc and free cost about 100
+ * instructions a pair, the list a tenth of that). */
+#define MEM_SMALL      48u
+#define MEM_SMALL_KEEP 16u
 
 static struct {
 	bool on;
-	size_t usable; /* malloc_usable_size of an ISM_BLK_RECORD block */
+	size_t usable;	     /* malloc_usable_size of an ISM_BLK_RECORD block */
+	size_t small_usable; /* and of a MEM_SMALL block */
+	uint32_t n_small;
+	void *small[MEM_SMALL_KEEP];
 	uint64_t hits, misses;
 } mem;
 
@@ -972,7 +982,11 @@ static void *mem_malloc(size_t n, const char *file, int line)
 
 	(void)file;
 	(void)line;
-	if (!mem.on || n < MEM_MIN || n > ISM_BLK_RECORD)
+	if (!mem.on)
+		return malloc(n);
+	if (n - 1 < MEM_SMALL) /* 1 to MEM_SMALL */
+		return mem.n_small > 0 ? mem.small[--mem.n_small] : malloc(MEM_SMALL);
+	if (n < MEM_MIN || n > ISM_BLK_RECORD)
 		return malloc(n);
 	p = ism_blk_take(ISM_BLK_RECORD);
 	if (p != NULL) {
@@ -991,12 +1005,21 @@ static void *mem_realloc(void *p, size_t n, const char *file, int line)
 }
 
 /* A block of the usable size of ours is one of ours, or as good: it holds
- * any allocation of [MEM_MIN, ISM_BLK_RECORD] bytes. */
+ * any allocation of [MEM_MIN, ISM_BLK_RECORD] bytes (of 1 to MEM_SMALL). */
 static void mem_free(void *p, const char *file, int line)
 {
+	size_t usable;
+
 	(void)file;
 	(void)line;
-	if (p != NULL && mem.on && malloc_usable_size(p) == mem.usable)
+	if (p == NULL || !mem.on) {
+		free(p);
+		return;
+	}
+	usable = malloc_usable_size(p);
+	if (usable == mem.small_usable && mem.n_small < MEM_SMALL_KEEP)
+		mem.small[mem.n_small++] = p;
+	else if (usable == mem.usable)
 		ism_blk_give(p, ISM_BLK_RECORD);
 	else
 		free(p);
@@ -1009,12 +1032,17 @@ bool ism_tls_mem_init(void)
 
 void ism_tls_mem_cache(void)
 {
-	void *probe = malloc(ISM_BLK_RECORD);
+	void *probe = malloc(ISM_BLK_RECORD), *small = malloc(MEM_SMALL);
 
-	if (probe == NULL)
+	if (probe == NULL || small == NULL) {
+		free(probe);
+		free(small);
 		return;
+	}
 	mem.usable = malloc_usable_size(probe);
+	mem.small_usable = malloc_usable_size(small);
 	ism_blk_give(probe, ISM_BLK_RECORD);
+	mem.small[mem.n_small++] = small;
 	mem.on = true;
 }
 

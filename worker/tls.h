@@ -47,7 +47,9 @@ int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out);
  * again. From glibc that is a malloc and a free of a block too large for its
  * per-thread cache, about 300 instructions each, four a request on an HTTP/2
  * connection with one stream. What idle connections hold is unchanged, and a
- * worker keeps at most a few such blocks more than it uses.
+ * worker keeps at most a few such blocks more than it uses. The small blocks
+ * OpenSSL takes and gives back for each record it writes come from a short
+ * list of the worker's likewise.
  *
  * ism_tls_mem_init routes OpenSSL's allocations through here; it must run
  * before OpenSSL allocates anything (first in main): false when too late.
