@@ -239,6 +239,15 @@ static const struct ism_cm_vs *find_vs(const struct ism_conf *c, const char *nam
 	return NULL;
 }
 
+/* Whether delegate d is exported to root VirtualService vs's namespace (an
+ * empty exportTo is the mesh's default, every namespace), as istiod wants
+ * it to merge them. */
+static bool exported_to_root(const struct ism_cm_vs *d, const struct ism_cm_vs *vs)
+{
+	return d->n_export_to == 0 ||
+	       ism_model_names_ns(d->export_to, d->n_export_to, d->r.ns, vs->r.ns);
+}
+
 /* The delegate of root route i of vs, checked; NULL (reported) when unusable. */
 static const struct ism_cm_vs *delegate_of(struct ism_vctx *v, const struct ism_cm_vs *vs, size_t i)
 {
@@ -256,8 +265,15 @@ static const struct ism_cm_vs *delegate_of(struct ism_vctx *v, const struct ism_
 		ism_v_err(v, r->delegate_at,
 			  "VirtualService %s has hosts: only one without hosts can be a delegate",
 			  r->delegate);
+	else if (!exported_to_root(d, vs))
+		ism_v_warn(v, r->delegate_at,
+			   "delegate %s is not exported to namespace %s (its exportTo): this route "
+			   "is left out, as istiod leaves it out",
+			   r->delegate, vs->r.ns);
 	ism_v_pop(v, old);
-	return vs->delegate_only || d == NULL || !d->delegate_only ? NULL : d;
+	return vs->delegate_only || d == NULL || !d->delegate_only || !exported_to_root(d, vs)
+		   ? NULL
+		   : d;
 }
 
 static void delegate_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
@@ -283,7 +299,9 @@ static void delegate_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 			out[k++] = *r;
 			continue;
 		}
-		for (size_t j = 0; d != NULL && d->delegate_only && j < d->n_routes; j++) {
+		if (d == NULL || !d->delegate_only || !exported_to_root(d, vs))
+			continue;
+		for (size_t j = 0; j < d->n_routes; j++) {
 			if (route_merge(v, r, &d->routes[j], &out[k])) {
 				k++;
 				continue;

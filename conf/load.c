@@ -308,9 +308,7 @@ static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const 
 	}
 }
 
-/* Whether exportTo list (n entries, of a resource of namespace own) names
- * namespace ns: "." is own; "*" is every namespace. */
-static bool names_ns(const char *const *list, size_t n, const char *own, const char *ns)
+bool ism_model_names_ns(const char *const *list, size_t n, const char *own, const char *ns)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(list[i], "*") == 0 ||
@@ -329,9 +327,9 @@ static int vs_rank(const struct ism_conf *c, const struct ism_cm_vs *vs)
 	const char *const *ex = vs->export_to;
 
 	/* (no namespace is named "*": only the entry "*" names it) */
-	if (vs->n_export_to == 0 || names_ns(ex, vs->n_export_to, vs->r.ns, "*"))
+	if (vs->n_export_to == 0 || ism_model_names_ns(ex, vs->n_export_to, vs->r.ns, "*"))
 		return 2;
-	if (!names_ns(ex, vs->n_export_to, vs->r.ns, c->app.ns))
+	if (!ism_model_names_ns(ex, vs->n_export_to, vs->r.ns, c->app.ns))
 		return 3;
 	return strcmp(vs->r.ns, c->app.ns) == 0 ? 0 : 1;
 }
@@ -747,7 +745,7 @@ static void select_ses(struct ism_vctx *v)
 		struct ism_cm_se *se = c->ses[i];
 
 		if (se->n_export_to == 0 ||
-		    names_ns(se->export_to, se->n_export_to, se->r.ns, c->app.ns)) {
+		    ism_model_names_ns(se->export_to, se->n_export_to, se->r.ns, c->app.ns)) {
 			se->idx = k;
 			c->ses[k++] = se;
 			continue;

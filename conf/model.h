@@ -850,6 +850,9 @@ void ism_model_pool_defaults(struct ism_pool_limits *l);
  * the appliance. */
 bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_label *want,
 			      size_t n_want);
+/* Whether exportTo list (n entries, of a resource of namespace own) names
+ * namespace ns: "." is own; "*" is every namespace. */
+bool ism_model_names_ns(const char *const *list, size_t n, const char *own, const char *ns);
 /* The value of label key in have (a labels mapping, may be NULL); "" when absent. */
 const char *ism_model_label(const struct ism_node *have, const char *key);
 /* True when host pattern pat ("*", "*.suffix" or a name) covers host h (a

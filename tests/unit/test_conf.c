@@ -2297,6 +2297,14 @@ static void test_delegate(void **state)
 	    "    timeout: 3s\n"
 	    "    delegate: {name: shop-routes, namespace: shop}\n"
 	    "  - route: [{destination: {host: front, port: {number: 80}}}]\n" DELEGATE_VS("");
+#define DELEGATE_ROOT                                                                              \
+	APP GW_DOC "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"               \
+		   "metadata: {name: root}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"  \
+		   "  - delegate: {name: shop-routes, namespace: shop}\n"                          \
+		   "  - route: [{destination: {host: front, port: {number: 80}}}]\n"
+	static const char hidden[] = DELEGATE_ROOT DELEGATE_VS("  exportTo: [.]\n");
+	static const char to_root[] = DELEGATE_ROOT DELEGATE_VS("  exportTo: [shop, default]\n");
+#undef DELEGATE_ROOT
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
@@ -2324,6 +2332,17 @@ static void test_delegate(void **state)
 	/* The delegate itself binds nowhere and is not "mesh only". */
 	assert_int_equal(t->listeners[0].n_vhosts, 1);
 	assert_false(has_warning(&f->d, "shop-routes", "mesh only"));
+
+	/* A delegate not exported to the root's namespace: the route delegating
+	 * is left out, as istiod leaves it out; exported to it, it is merged. */
+	t = reload_compile(f, hidden);
+	vh = &t->listeners[0].vhosts[0];
+	assert_int_equal(vh->n_routes, 1);
+	assert_int_equal(vh->routes[0].n_match, 0);
+	assert_true(has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
+				"delegate shop/shop-routes is not exported to namespace default"));
+	t = reload_compile(f, to_root);
+	assert_int_equal(t->listeners[0].vhosts[0].n_routes, 4); /* the delegate's three, front */
 }
 
 /* Mistakes in delegation, each named where it is: those of one document
