@@ -447,6 +447,24 @@ def worker_rss_kib(env):
     return sum(vmrss_kib(p) for p in env.workers())
 
 
+def settled_rss(rss_of):
+    """rss_of() once two readings 0.3 s apart agree within 256 KiB (a worker just
+    started may still be touching its memory on a loaded machine); the last
+    reading after 10 s at most."""
+    last = [rss_of()]
+
+    def settled():
+        time.sleep(0.3)
+        cur, prev = rss_of(), last[0]
+        last[0] = cur
+        return abs(cur - prev) < 256
+
+    deadline = time.monotonic() + 10
+    while not settled() and time.monotonic() < deadline:
+        pass
+    return last[0]
+
+
 # --------------------------------------------------------------------------- the world
 
 
@@ -1125,7 +1143,7 @@ def ws_bounded_buffers(env):
     world, w, ports, _ = ws_world(env)
     ready, go = env.path("ready"), env.path("go")
     rss_of = (lambda: vmrss_kib(env.gateway.pid)) if standin() else (lambda: worker_rss_kib(env))
-    rss0 = rss_of()
+    rss0 = settled_rss(rss_of)
     base = w.ws_stats()["bytes_out"]
     # The client asks for the flood, then reads nothing until "go" (ws_client's
     # reader stops after 64 queued messages, 4 MiB).
@@ -1288,7 +1306,7 @@ def tcp_bounded_buffers(env):
     world, (t1,), port = tcp_world(env)
     rss_of = (lambda: vmrss_kib(env.gateway.pid)) if standin() else (lambda: worker_rss_kib(env))
     c = TcpClient(port)
-    rss0 = rss_of()
+    rss0 = settled_rss(rss_of)
     t1.ctl("pause")
     c.sock.setblocking(False)
     h_out, sent, chunk = hashlib.sha256(), 0, os.urandom(64 * 1024)
