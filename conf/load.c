@@ -414,7 +414,7 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 
 static size_t n_of_kind(const struct ism_conf *c, int kind)
 {
-	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses, c->n_pas, c->n_wes};
+	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses, c->n_pas, c->n_wes, c->n_pcs};
 
 	return n[kind];
 }
@@ -432,8 +432,10 @@ static const struct ism_cm_res *res_of_kind(const struct ism_conf *c, int kind, 
 		return &c->ses[i]->r;
 	case 4:
 		return &c->pas[i]->r;
-	default:
+	case 5:
 		return &c->wes[i]->r;
+	default:
+		return &c->pcs[i]->r;
 	}
 }
 
@@ -443,7 +445,7 @@ static void xref_unique(struct ism_vctx *v)
 
 	/* Resources of one kind must have distinct namespace/name; the label
 	 * "<Kind> <ns>/<name>" says exactly that. */
-	for (int kind = 0; kind < 6; kind++) {
+	for (int kind = 0; kind < 7; kind++) {
 		struct ism_strmap *labels = ism_v_map(v, n_of_kind(c, kind));
 
 		for (size_t i = 0; labels != NULL && i < n_of_kind(c, kind); i++) {
@@ -733,6 +735,104 @@ static void xref_selectors(struct ism_vctx *v)
 	}
 }
 
+/* The first ProxyConfig by name (istiod sorts them by creation time, then
+ * name) of namespace ns: one whose selector selects the appliance (workload),
+ * or one without a selector; NULL when none. */
+static const struct ism_cm_pc *pc_first(const struct ism_conf *c, const char *ns, bool workload)
+{
+	const struct ism_cm_pc *best = NULL;
+
+	for (size_t i = 0; i < c->n_pcs; i++) {
+		const struct ism_cm_pc *pc = c->pcs[i];
+
+		if (strcmp(pc->r.ns, ns) != 0)
+			continue;
+		if (workload ? pc->n_sel == 0 ||
+				   !ism_model_labels_include(c->app.labels_at, pc->sel, pc->n_sel)
+			     : pc->selector_at != NULL)
+			continue;
+		if (best == NULL || strcmp(pc->r.name, best->r.name) < 0)
+			best = pc;
+	}
+	return best;
+}
+
+/* Why ProxyConfig pc, not among those that apply (in), does not: a warning. */
+static void pc_unused(struct ism_vctx *v, const struct ism_cm_pc *pc, const struct ism_cm_pc **in)
+{
+	const struct ism_cm_appliance *a = &v->conf->app;
+	bool own = strcmp(pc->r.ns, a->ns) == 0, root = strcmp(pc->r.ns, a->root_ns) == 0;
+	const struct ism_cm_pc *first = own && pc->selector_at ? in[0]
+					: own && in[1]	       ? in[1]
+							       : in[2];
+
+	set_res(v, &pc->r);
+	if (!own && !root) {
+		ism_v_push(v, "spec");
+		ism_v_warn(v, pc->r.at,
+			   "it applies to the proxies of namespace %s, not to this appliance "
+			   "(namespace %s)",
+			   pc->r.ns, a->ns);
+	} else if (pc->selector_at != NULL &&
+		   (!own || pc->n_sel == 0 ||
+		    !ism_model_labels_include(a->labels_at, pc->sel, pc->n_sel))) {
+		ism_v_push(v, "spec.selector");
+		ism_v_warn(v, pc->selector_at,
+			   "it does not select this appliance (its labels, in its namespace %s): "
+			   "it does not apply here",
+			   a->ns);
+	} else if (first != NULL) {
+		ism_v_push(v, "spec");
+		ism_v_warn(v, pc->r.at, "%s comes first by name: this one does not apply here",
+			   first->r.label);
+	}
+}
+
+/* ProxyConfig, as istiod makes a proxy's effective one: the first that
+ * selects the appliance in its namespace, then the first of that namespace
+ * without a selector, then the first of the root namespace without one; the
+ * first of those that sets concurrency decides the workers (0: one per
+ * CPU), over spec.workers, as istiod puts ProxyConfig before a proxy's own
+ * settings. */
+static void apply_proxy_config(struct ism_vctx *v)
+{
+	struct ism_cm_appliance *a = &v->conf->app;
+	bool in_root = strcmp(a->ns, a->root_ns) == 0;
+	const struct ism_cm_pc *in[3] = {pc_first(v->conf, a->ns, true),
+					 in_root ? NULL : pc_first(v->conf, a->ns, false),
+					 pc_first(v->conf, a->root_ns, false)};
+	const struct ism_cm_pc *from = NULL;
+
+	for (size_t i = 0; i < v->conf->n_pcs; i++) {
+		const struct ism_cm_pc *pc = v->conf->pcs[i];
+
+		if (pc != in[0] && pc != in[1] && pc != in[2])
+			pc_unused(v, pc, in);
+	}
+	for (size_t i = 0; from == NULL && i < 3; i++)
+		if (in[i] != NULL && in[i]->concurrency >= 0)
+			from = in[i];
+	if (from == NULL)
+		goto out;
+	if (a->workers_at != NULL) {
+		set_res(v, &a->r);
+		ism_v_push(v, "spec.workers");
+		ism_v_warn(v, a->workers_at,
+			   "%s sets concurrency %lld, which decides the workers in its place "
+			   "(istiod puts a ProxyConfig before a proxy's own settings)",
+			   from->r.label, (long long)from->concurrency);
+	}
+	a->workers = from->concurrency > 64 ? 64 : (uint32_t)from->concurrency;
+	if (from->concurrency > 64) {
+		set_res(v, &from->r);
+		ism_v_push(v, "spec.concurrency");
+		ism_v_warn(v, from->concurrency_at, "more than 64: the appliance runs 64 workers");
+	}
+out:
+	v->res = "";
+	ism_v_pop(v, 0);
+}
+
 /* The ServiceEntries the appliance's namespace sees (istiod's service index
  * for a gateway: exportTo empty, the mesh's default "*", or naming that
  * namespace; "~" none): the others are left out, with a warning. */
@@ -770,6 +870,7 @@ void ism_model_xref(struct ism_vctx *v)
 	if (v->nomem)
 		return;
 	xref_unique(v);
+	apply_proxy_config(v);
 	ism_tls_xref_drs(v);
 	ism_model_dr_index(v);
 	xref_selectors(v);
@@ -858,6 +959,7 @@ int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_
 	c->ses = ism_v_alloc(&v, docs.n, sizeof(*c->ses));
 	c->pas = ism_v_alloc(&v, docs.n, sizeof(*c->pas));
 	c->wes = ism_v_alloc(&v, docs.n, sizeof(*c->wes));
+	c->pcs = ism_v_alloc(&v, docs.n, sizeof(*c->pcs));
 	if (v.nomem) {
 		rc = -ENOMEM;
 		goto out_free;

@@ -596,6 +596,7 @@ static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,
 	size_t old;
 
 	a->workers = 0;
+	a->workers_at = n;
 	if (n == NULL || (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "auto") == 0))
 		return;
 	if (n->kind == ISM_NODE_SCALAR && ism_parse_u64(n->str, &x) == 0 && x >= 1 && x <= 64) {
@@ -3848,6 +3849,25 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 	ism_v_pop(v, old);
 }
 
+/* A workload selector's matchLabels (of selector n), validated as Istio's
+ * validateWorkloadSelector: no empty key, no wildcard, a warning without
+ * labels. */
+static void selector_labels(struct ism_vctx *v, const struct ism_node *n,
+			    struct ism_cm_label **labels, size_t *n_labels)
+{
+	labels_field(v, n, "matchLabels", labels, n_labels);
+	for (size_t i = 0; i < *n_labels; i++)
+		if ((*labels)[i].key[0] == '\0' || strchr((*labels)[i].key, '*') ||
+		    strchr((*labels)[i].value, '*'))
+			ism_v_err_key(v, n, "matchLabels",
+				      "empty keys and wildcards are not supported in a selector "
+				      "(\"%s=%s\")",
+				      (*labels)[i].key, (*labels)[i].value);
+	if (*n_labels == 0)
+		ism_v_warn(v, n,
+			   "workload selector specified without labels (Istio warns the same)");
+}
+
 /* spec.workloadSelector {matchLabels}, validated as Istio does: no empty key,
  * no wildcard, a warning without labels. */
 static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr)
@@ -3861,17 +3881,7 @@ static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, s
 	dr->selector_at = n;
 	old = ism_v_push(v, ".workloadSelector");
 	ism_v_keys(v, n, keys, NULL);
-	labels_field(v, n, "matchLabels", &dr->selector, &dr->n_selector);
-	for (size_t i = 0; i < dr->n_selector; i++)
-		if (dr->selector[i].key[0] == '\0' || strchr(dr->selector[i].key, '*') ||
-		    strchr(dr->selector[i].value, '*'))
-			ism_v_err_key(v, n, "matchLabels",
-				      "empty keys and wildcards are not supported in a selector "
-				      "(\"%s=%s\")",
-				      dr->selector[i].key, dr->selector[i].value);
-	if (dr->n_selector == 0)
-		ism_v_warn(v, n,
-			   "workload selector specified without labels (Istio warns the same)");
+	selector_labels(v, n, &dr->selector, &dr->n_selector);
 	ism_v_pop(v, old);
 }
 
@@ -4326,6 +4336,46 @@ static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	}
 }
 
+/* --- ProxyConfig --- */
+
+/* spec: selector (the workloads of its namespace it applies to; none: all of
+ * them, or the mesh's in the root namespace), concurrency (≥ 0), and what has
+ * no meaning without Envoy (environmentVariables, image: warned). */
+static void parse_pc(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_pc *pc)
+{
+	static const char *const keys[] = {"selector", "concurrency", "environmentVariables",
+					   "image", NULL};
+	static const char *const skeys[] = {"matchLabels", NULL};
+	const char *const unused[] = {"environmentVariables", "image"};
+	const struct ism_node *n;
+	uint32_t x;
+	size_t old;
+
+	ism_v_keys(v, spec, keys, NULL);
+	pc->concurrency = -1;
+	n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP);
+	if (n != NULL) {
+		pc->selector_at = n;
+		old = ism_v_push(v, ".selector");
+		ism_v_keys(v, n, skeys, NULL);
+		selector_labels(v, n, &pc->sel, &pc->n_sel);
+		ism_v_pop(v, old);
+	}
+	if (ism_v_u32(v, spec, "concurrency", false, 0, INT32_MAX, &x) > 0) {
+		pc->concurrency = x;
+		pc->concurrency_at = ism_node_get(spec, "concurrency", NULL);
+	}
+	for (size_t i = 0; i < 2; i++) {
+		if ((n = ism_v_node(v, spec, unused[i], false, ISM_NODE_MAP)) == NULL)
+			continue;
+		old = ism_v_push(v, ".%s", unused[i]);
+		ism_v_warn(v, n,
+			   "what it sets is Envoy's (its environment, its image): it has no "
+			   "meaning here, ignored");
+		ism_v_pop(v, old);
+	}
+}
+
 /* --- documents --- */
 
 struct kind_info {
@@ -4340,6 +4390,7 @@ struct kind_info {
 static const char *const net_versions[] = {"v1alpha3", "v1beta1", "v1", NULL};
 static const char *const sec_versions[] = {"v1beta1", "v1", NULL};
 static const char *const app_versions[] = {"v1", NULL};
+static const char *const pc_versions[] = {"v1beta1", NULL};
 
 static const struct kind_info kinds[] = {
     {"Appliance", "isthmus.io", app_versions, NULL},
@@ -4348,6 +4399,7 @@ static const struct kind_info kinds[] = {
     {"DestinationRule", "networking.istio.io", net_versions, NULL},
     {"ServiceEntry", "networking.istio.io", net_versions, NULL},
     {"PeerAuthentication", "security.istio.io", sec_versions, NULL},
+    {"ProxyConfig", "networking.istio.io", pc_versions, NULL},
     {"WorkloadEntry", "networking.istio.io", net_versions, NULL},
     {"Sidecar", "networking.istio.io", net_versions,
      "a Sidecar has no effect on a gateway: Istio's gateways always use the default sidecar "
@@ -4358,8 +4410,7 @@ static const struct kind_info kinds[] = {
 };
 
 static const char *const later_kinds[] = {
-    "EnvoyFilter",	     "ProxyConfig", "Telemetry", "AuthorizationPolicy",
-    "RequestAuthentication", "WasmPlugin",  NULL};
+    "EnvoyFilter", "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin", NULL};
 
 static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
 {
@@ -4544,6 +4595,13 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 		if (we != NULL) {
 			c->wes[c->n_wes++] = we;
 			parse_endpoint(v, spec, NULL, &we->ep);
+		}
+	} else if (strcmp(k->kind, "ProxyConfig") == 0) {
+		struct ism_cm_pc *pc = new_res(v, sizeof(*pc), k->kind, doc, &hdr);
+
+		if (pc != NULL) {
+			c->pcs[c->n_pcs++] = pc;
+			parse_pc(v, spec, pc);
 		}
 	} else {
 		struct ism_cm_pa *pa = new_res(v, sizeof(*pa), k->kind, doc, &hdr);

@@ -562,6 +562,18 @@ struct ism_cm_pa {
 	struct ism_cm_pa_port *ports;
 };
 
+/* A ProxyConfig (networking.istio.io/v1beta1): of what it sets for a proxy,
+ * concurrency (the worker threads of Envoy) decides the appliance's workers
+ * (ism_model_xref). */
+struct ism_cm_pc {
+	struct ism_cm_res r;
+	const struct ism_node *selector_at; /* spec.selector; NULL: none */
+	size_t n_sel;
+	struct ism_cm_label *sel;
+	int64_t concurrency; /* -1: not set */
+	const struct ism_node *concurrency_at;
+};
+
 /* spec.dns: how the master resolves the names of DNS ServiceEntries. */
 struct ism_cm_dns {
 	size_t n_servers;			 /* 0: the system's resolver configuration */
@@ -574,7 +586,8 @@ struct ism_cm_appliance {
 	struct ism_cm_res r;
 	const char *region, *zone, *subzone;
 	const char *ns;
-	uint32_t workers;
+	uint32_t workers;		   /* 0: one per CPU */
+	const struct ism_node *workers_at; /* spec.workers; NULL: not written */
 	const char *user, *group, *control_socket, *pid_file;
 	struct ism_alog_conf access_log; /* strings and ops point into the model */
 	struct sockaddr_storage admin;
@@ -622,13 +635,14 @@ struct ism_conf {
 	struct ism_pool pool;
 	const char *file;
 	struct ism_cm_appliance app;
-	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes;
+	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes, n_pcs;
 	struct ism_cm_gw **gws;
 	struct ism_cm_vs **vss;
 	struct ism_cm_dr **drs;
 	struct ism_cm_se **ses;
 	struct ism_cm_pa **pas;
 	struct ism_cm_we **wes;
+	struct ism_cm_pc **pcs;
 	size_t n_files; /* certificate files read, for the rotation watch */
 	const char **files;
 	size_t cap_files;

@@ -13,7 +13,7 @@ import json
 import os
 
 from harness import (Registry, appliance, check, ctl_cmd, destination_rule, docs, free_port, gateway, http_get,
-                     service_entry, virtual_service)
+                     poll, service_entry, virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -30,8 +30,9 @@ BASE = {
                      "resolution": "STATIC", "endpoints": [{"address": "127.0.0.1"}]},
     "PeerAuthentication": {},
     "WorkloadEntry": {"address": "127.0.0.1"},
+    "ProxyConfig": {},
 }
-API = {"PeerAuthentication": "security.istio.io/v1"}
+API = {"PeerAuthentication": "security.istio.io/v1", "ProxyConfig": "networking.istio.io/v1beta1"}
 
 
 def with_field(node, segs, leaf):
@@ -293,6 +294,37 @@ def vs_export_to(env):
     check(answer("hidden.example")[0] == 404, f"exported to shop only: {answer('hidden.example')}")
     check(answer("both.example") == (200, "b"), f"the appliance namespace's own first: {answer('both.example')}")
     check(answer("c.example")[0] == 503, f"a ServiceEntry istio-system does not see: {answer('c.example')}")
+
+
+@_test
+def proxy_config_concurrency(env):
+    """A ProxyConfig's concurrency runs that many workers, over the
+    Appliance's workers (2 here), as istiod puts it first: the root
+    namespace's 1, then the appliance namespace's own 3 after a reload, whose
+    new set of workers serves."""
+    up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
+    gw = free_port()
+
+    def conf(*pcs):
+        return docs(appliance(env), gateway(gw),
+                    virtual_service("vs", ["*"], "  - route: [{destination: {host: a.example}}]\n"),
+                    service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]), *pcs)
+
+    def pc(name, ns, n):
+        return (f"apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\n"
+                f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  concurrency: {n}\n")
+
+    path = env.write("isthmus.yaml", conf(pc("mesh", "istio-system", 1)))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "ProxyConfig istio-system/mesh sets concurrency 1, which decides the workers" in out,
+          f"isthmus -c says the ProxyConfig decides: {rc} {out}")
+    env.start_gateway(path, gw)
+    poll(lambda: len(env.workers()) == 1, 20, what="one worker")
+    check(http_get(gw, "/").status == 200, "served by the one worker")
+    env.write("isthmus.yaml", conf(pc("mesh", "istio-system", 1), pc("here", "default", 3)))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    poll(lambda: len(env.workers()) == 3, 30, what="three workers after the reload")
+    check(http_get(gw, "/").status == 200, "served by the new set")
 
 
 @_test

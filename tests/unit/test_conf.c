@@ -2026,6 +2026,58 @@ static void test_dr_scopes(void **state)
 #undef SC_BASE
 }
 
+#define PC_DOC(name, ns, rest)                                                                     \
+	"---\napiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\n"                        \
+	"metadata: {name: " name ", namespace: " ns "}\nspec:\n" rest
+
+/* ProxyConfig: the first that selects the appliance in its namespace, then
+ * the first of that namespace without a selector, then the root namespace's;
+ * the first of those that sets concurrency decides the workers, over
+ * spec.workers (0: one per CPU). */
+static void test_proxy_config(void **state)
+{
+#define PC_APP APP "  labels: {istio: ingressgateway}\n"
+	static const char mesh[] = PC_APP PC_DOC("mesh", "istio-system", "  concurrency: 3\n")
+	    PC_DOC("elsewhere", "shop", "  concurrency: 9\n");
+	static const char ns[] = PC_APP PC_DOC("mesh", "istio-system", "  concurrency: 3\n")
+	    PC_DOC("here", "default", "  concurrency: 2\n  environmentVariables: {A: b}\n");
+	static const char workload[] = PC_APP PC_DOC("here", "default", "  concurrency: 2\n")
+	    PC_DOC("zz", "default",
+		   "  selector: {matchLabels: {istio: ingressgateway}}\n  concurrency: 7\n")
+		PC_DOC("gw", "default",
+		       "  selector: {matchLabels: {istio: ingressgateway}}\n  concurrency: 5\n")
+		    PC_DOC("other", "default",
+			   "  selector: {matchLabels: {app: other}}\n  concurrency: 8\n");
+	static const char unset[] = PC_APP PC_DOC("here", "default", "  concurrency: 2\n")
+	    PC_DOC("gw", "default", "  selector: {matchLabels: {istio: ingressgateway}}\n");
+	static const char over[] =
+	    PC_APP "  workers: 4\n" PC_DOC("mesh", "istio-system", "  concurrency: 0\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, mesh);
+
+	assert_int_equal(f->conf->app.workers, 3);
+	assert_int_equal(t->workers, 3);
+	assert_true(has_warning(&f->d, "ProxyConfig shop/elsewhere: spec",
+				"applies to the proxies of namespace shop"));
+	reload_compile(f, ns);
+	assert_int_equal(f->conf->app.workers, 2);
+	assert_true(has_warning(&f->d, "ProxyConfig default/here: spec.environmentVariables",
+				"no meaning here"));
+	reload_compile(f, workload);
+	assert_int_equal(f->conf->app.workers, 5);
+	assert_true(has_warning(&f->d, "ProxyConfig default/zz: spec",
+				"ProxyConfig default/gw comes first by name"));
+	assert_true(has_warning(&f->d, "ProxyConfig default/other: spec.selector",
+				"does not select this appliance"));
+	reload_compile(f, unset);
+	assert_int_equal(f->conf->app.workers, 2); /* gw applies, without concurrency */
+	reload_compile(f, over);
+	assert_int_equal(f->conf->app.workers, 0);
+	assert_true(has_warning(&f->d, "Appliance t: spec.workers",
+				"ProxyConfig istio-system/mesh sets concurrency 0, which decides"));
+#undef PC_APP
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -3083,6 +3135,10 @@ static const struct bad bads[] = {
      APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
 	 "spec:\n  hosts: [a.b]\n  exportTo: [\"~\", x]\n  ports: [{number: 80, name: http}]\n",
      13, 14, "ServiceEntry default/s: spec.exportTo[0]", "to no one (~) and someone"},
+    {"ProxyConfig concurrency below 0",
+     APP "---\napiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata: {name: p}\n"
+	 "spec:\n  concurrency: -1\n",
+     12, 16, "ProxyConfig default/p: spec.concurrency", ""},
 #undef EXP_DR
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
@@ -3622,6 +3678,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_proxy_config, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict_nested, fx_setup, fx_teardown),
