@@ -1317,6 +1317,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 		snprintf(name, sizeof(name), strchr(tp.tunnel_host, ':') ? "[%s]:%u" : "%s:%u",
 			 tp.tunnel_host, tp.tunnel_port);
 		cl->tunnel = astr(b, name);
+		cl->tunnel_post = tp.tunnel_post;
 	}
 	hc = ism_model_find_hc(c, k->host, k->port);
 	if (hc != SIZE_MAX) {

@@ -82,6 +82,7 @@ void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s,
 		out->pp = s->policy.tp.pp;
 	out->tunnel_host = s->policy.tp.tunnel_host;
 	out->tunnel_port = s->policy.tp.tunnel_port;
+	out->tunnel_post = s->policy.tp.tunnel_post;
 	pt = port_tp(&s->policy, port);
 	if (pt != NULL)
 		port_replace(out, pt);

@@ -3793,8 +3793,7 @@ static void parse_upstream_pp(struct ism_vctx *v, const struct ism_node *tp, uin
 static void parse_tunnel(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_tp *out)
 {
 	static const char *const keys[] = {"protocol", "targetHost", "targetPort", NULL};
-	static const char *const protocols[] = {"CONNECT", "", NULL};
-	static const char *const later[] = {"POST", NULL};
+	static const char *const protocols[] = {"CONNECT", "POST", "", NULL};
 	const struct ism_node *n = ism_v_node(v, tp, "tunnel", false, ISM_NODE_MAP);
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -3806,7 +3805,7 @@ static void parse_tunnel(struct ism_vctx *v, const struct ism_node *tp, struct i
 		return;
 	old = ism_v_push(v, ".tunnel");
 	ism_v_keys(v, n, keys, NULL);
-	ism_v_enum(v, n, "protocol", protocols, later, &proto);
+	ism_v_enum(v, n, "protocol", protocols, NULL, &proto);
 	if (ism_v_str(v, n, "targetHost", true, &host) > 0 &&
 	    (host[0] == '*' || (!host_syntax_ok(host) && !parse_ip(host, &ss, &len)))) {
 		size_t o2 = ism_v_push(v, ".targetHost");
@@ -3819,6 +3818,7 @@ static void parse_tunnel(struct ism_vctx *v, const struct ism_node *tp, struct i
 	if (ism_v_u32(v, n, "targetPort", true, 1, 65535, &port) > 0 && host != NULL) {
 		out->tunnel_host = host;
 		out->tunnel_port = port;
+		out->tunnel_post = strcmp(proto, "POST") == 0;
 	}
 	ism_v_pop(v, old);
 }

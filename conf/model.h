@@ -391,9 +391,11 @@ struct ism_cm_tp {
 	/* tunnel: a TCP or TLS route's bytes go through the endpoints (HTTP
 	 * CONNECT proxies) to tunnel_host:tunnel_port; NULL: no tunnel. A
 	 * subset's is its own, not the DestinationRule's (Istio's
-	 * tunnelingconfig.Apply). */
+	 * tunnelingconfig.Apply). tunnel_post: its protocol is POST (Envoy's
+	 * use_post), not CONNECT. */
 	const char *tunnel_host;
 	uint32_t tunnel_port;
+	bool tunnel_post;
 };
 
 struct ism_cm_port_tp {

@@ -270,6 +270,10 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 		kv_bool(&k, "outlier_detection", cl->od != NULL);
 		kv_bool(&k, "zone_aware", cl->zone_aware);
 		kv_str(&k, "tunnel", cl->tunnel.len ? cl->tunnel.p : "-");
+		kv_str(&k, "tunnel_protocol",
+		       !cl->tunnel.len	 ? "-"
+		       : cl->tunnel_post ? "POST"
+					 : "CONNECT");
 		kv_num(&k, "overflow", d ? atomic_load(&d->overflow) : 0);
 		kv_num(&k, "retries", d ? atomic_load(&d->retries) : 0);
 		kv_end(&k);

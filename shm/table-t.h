@@ -797,9 +797,11 @@ struct ism_cluster {
 	uint32_t tcp_max_duration_ms;
 	/* tunnel: a TCP or TLS route's connection to an endpoint (an HTTP proxy)
 	 * first asks "CONNECT <tunnel> HTTP/1.1" (tunnel: "host:port", an IPv6
-	 * address in brackets) and carries the bytes once a 2xx answers, as
-	 * Envoy's tcp_proxy tunneling_config; empty: no tunnel. */
+	 * address in brackets), or with tunnel_post "POST / HTTP/1.1" with Host
+	 * <tunnel>, and carries the bytes once a 2xx answers, as Envoy's
+	 * tcp_proxy tunneling_config; empty: no tunnel. */
 	struct ism_str tunnel;
+	uint8_t tunnel_post;
 	uint8_t keepalive;
 	uint32_t keepalive_probes;
 	uint32_t keepalive_time_s;

@@ -2320,7 +2320,7 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 	cl = st_cluster(w, st);
 	if (cl != NULL && cl->tunnel.len > 0) {
 		set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
-		ism_up_tunnel_ask(w, st->up, &cl->tunnel);
+		ism_up_tunnel_ask(w, st->up, &cl->tunnel, cl->tunnel_post);
 		return;
 	}
 	ism_stream_up_tunnel(w, st);

@@ -429,15 +429,22 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	return u;
 }
 
-void ism_up_tunnel_ask(struct ism_wctx *w, struct ism_upconn *u, const struct ism_str *authority)
+void ism_up_tunnel_ask(struct ism_wctx *w, struct ism_upconn *u, const struct ism_str *authority,
+		       bool post)
 {
 	const uint32_t limit = UINT32_MAX;
 	int ret = 0;
 
 	u->out.len = 0;
-	ret |= ism_buf_put_str(&u->out, "CONNECT ", limit);
-	ret |= ism_buf_append(&u->out, authority->p, authority->len, limit);
-	ret |= ism_buf_put_str(&u->out, " HTTP/1.1\r\n", limit);
+	if (post) {
+		/* Envoy's use_post, its post_path "/" (Istio sets none): the
+		 * bytes follow the head, neither chunked nor counted. */
+		ret |= ism_buf_put_str(&u->out, "POST / HTTP/1.1\r\n", limit);
+	} else {
+		ret |= ism_buf_put_str(&u->out, "CONNECT ", limit);
+		ret |= ism_buf_append(&u->out, authority->p, authority->len, limit);
+		ret |= ism_buf_put_str(&u->out, " HTTP/1.1\r\n", limit);
+	}
 	ret |= ism_buf_put_field(&u->out, "host", authority->p, authority->len, limit);
 	ret |= ism_buf_put_str(&u->out, "\r\n", limit);
 	if (ret) {

@@ -126,9 +126,10 @@ void ism_up_request_id(struct ism_wctx *w, char out[37]);
 size_t ism_up_failure_text(int err, unsigned long tls, char *out, size_t cap);
 /* A TCP or TLS route's connection u (up, its stream's) asks its endpoint, an
  * HTTP proxy, for a tunnel to authority ("host:port"): "CONNECT authority
- * HTTP/1.1" with its Host field; the answer comes to the stream
- * (ism_stream_up_tunnel, or a failed connect). */
-void ism_up_tunnel_ask(struct ism_wctx *w, struct ism_upconn *u, const struct ism_str *authority);
+ * HTTP/1.1" (post: "POST / HTTP/1.1") with it as the Host field; the answer
+ * comes to the stream (ism_stream_up_tunnel, or a failed connect). */
+void ism_up_tunnel_ask(struct ism_wctx *w, struct ism_upconn *u, const struct ism_str *authority,
+		       bool post);
 /* Appends request body data to the request being built (before ism_up_start):
  * as it is, or as a chunk when the body has no length; done adds the end. */
 int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const char *p, uint32_t len,

@@ -1254,6 +1254,32 @@ def connect_proxy(env, addr):
     return Backend("proxy", addr, ports["listening on"], ports["control on"], proc)
 
 
+def tunnel_through_proxy(env, protocol, size):
+    """A TCP route whose DestinationRule tunnels (protocol) through the endpoint,
+    connect_proxy.py, to backend t1: the backend's greeting and size bytes come
+    back through it intact, the proxy got the head Envoy sends for protocol,
+    and show clusters says so. (world, proxy, listener port, t1)."""
+    t1 = tcp_backend(env, "t1", "127.0.0.3")
+    proxy = connect_proxy(env, "127.0.0.2")
+    world = World(env)
+    host = world.service("egress.proxy.internal", [proxy])
+    world.dr(host, [f"tunnel: {{protocol: {protocol}, targetHost: 127.0.0.3, targetPort: {t1.port}}}"])
+    port = world.tcp([(host, None)])
+    world.start()
+    c = TcpClient(port)
+    check(c.greeting == "t1", f"the backend's greeting through the proxy: {c.greeting!r}")
+    a, b, n = pump(c, size)
+    check(n == size and a == b, f"{size} bytes echoed through the proxy: {n} back, intact {a == b}")
+    c.close()
+    target = f"127.0.0.3:{t1.port}"
+    line = f"CONNECT {target} HTTP/1.1" if protocol == "CONNECT" else "POST / HTTP/1.1"
+    st = proxy.ctl("stats")
+    check(st["tunnels"] == 1 and st["heads"] == [f"{line}\r\nhost: {target}\r\n\r\n"], f"what the proxy got: {st}")
+    cl = json.loads(ctl_cmd(env.path("ctl.sock"), "show clusters json"))
+    check([(c["tunnel"], c["tunnel_protocol"]) for c in cl] == [(target, protocol)], f"show clusters: {cl}")
+    return world, proxy, port, t1
+
+
 @_test
 def tcp_tunnel_connect(env):
     """A DestinationRule's tunnel: a TCP route's bytes go through the
@@ -1264,24 +1290,7 @@ def tcp_tunnel_connect(env):
     back intact. A proxy that refuses (403) is a failed connect: the client's
     connection closes with nothing, the access log says UF; so is one that
     does not answer within the connect timeout (1 s a try, three tries)."""
-    t1 = tcp_backend(env, "t1", "127.0.0.3")
-    proxy = connect_proxy(env, "127.0.0.2")
-    world = World(env)
-    host = world.service("egress.proxy.internal", [proxy])
-    world.dr(host, [f"tunnel: {{protocol: CONNECT, targetHost: 127.0.0.3, targetPort: {t1.port}}}"])
-    port = world.tcp([(host, None)])
-    world.start()
-    c = TcpClient(port)
-    check(c.greeting == "t1", f"the backend's greeting through the proxy: {c.greeting!r}")
-    a, b, n = pump(c, 4 << 20)
-    check(n == 4 << 20 and a == b, f"4 MiB echo through the proxy: {n} bytes back, intact {a == b}")
-    c.close()
-    target = f"127.0.0.3:{t1.port}"
-    st = proxy.ctl("stats")
-    check(st["tunnels"] == 1 and st["heads"] == [f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n"],
-          f"what the proxy got: {st}")
-    cl = json.loads(ctl_cmd(env.path("ctl.sock"), "show clusters json"))
-    check([c["tunnel"] for c in cl] == [target], f"show clusters: {cl}")
+    world, proxy, port, t1 = tunnel_through_proxy(env, "CONNECT", 4 << 20)
     proxy.ctl("answer 403")
     c = TcpClient(port, greet=False)
     check(c.closed_within(5) is not None and c.buf == b"", f"a refused CONNECT: the client got {c.buf!r}")
@@ -1296,6 +1305,16 @@ def tcp_tunnel_connect(env):
     c.close()
     check(len(proxy.ctl("stats")["heads"]) - before == 3, "three tries of the unanswered CONNECT")
     check(t1.ctl("stats")["accepted"] == 1, "a refused CONNECT reached the backend")
+
+
+@_test
+def tcp_tunnel_post(env):
+    """A DestinationRule's tunnel with protocol POST (Envoy's use_post, as
+    Istio sets it): the proxy gets "POST / HTTP/1.1" with the target as its
+    Host, and the route's bytes follow as its body, neither chunked nor
+    counted; the backend's greeting and 1 MiB come back intact; show
+    clusters says POST."""
+    tunnel_through_proxy(env, "POST", 1 << 20)
 
 
 @_test

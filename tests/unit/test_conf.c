@@ -1596,7 +1596,7 @@ static void test_tunnel(void **state)
 	    "    - {destination: {host: s, port: {number: 81}, subset: a}, weight: 1}\n" S_SE
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
 	    "spec:\n  host: s\n  trafficPolicy:\n"
-	    "    tunnel: {targetHost: egress.example.com, targetPort: 8443}\n"
+	    "    tunnel: {protocol: POST, targetHost: egress.example.com, targetPort: 8443}\n"
 	    "  subsets:\n"
 	    "  - name: a\n    trafficPolicy: {tunnel: {protocol: CONNECT, targetHost: "
 	    "\"2001:db8::7\","
@@ -1608,7 +1608,9 @@ static void test_tunnel(void **state)
 	const struct ism_cluster *b81 = s_cluster(t, 81, "b");
 
 	assert_string_equal(p80->tunnel.p, "egress.example.com:8443");
+	assert_int_equal(p80->tunnel_post, 1);
 	assert_string_equal(a81->tunnel.p, "[2001:db8::7]:443");
+	assert_int_equal(a81->tunnel_post, 0);
 	assert_int_equal(b81->tunnel.len, 0);
 	assert_int_equal(f->d.n, 0);
 }
@@ -2979,8 +2981,6 @@ static const struct bad bads[] = {
      DR_HEAD "    loadBalancer:\n      zoneAwareLbSetting:\n"
 	     "        failover: [{from: r1/z1, to: r2}]\n",
      16, 21, DR_FIELD "loadBalancer.zoneAwareLbSetting.failover[0].from", "must be a region"},
-    {"tunnel POST", DR_HEAD "    tunnel: {protocol: POST, targetHost: p.x, targetPort: 3128}\n", 14,
-     24, DR_FIELD "tunnel.protocol", "not implemented yet"},
     {"tunnel protocol", DR_HEAD "    tunnel: {protocol: SOCKS, targetHost: p.x, targetPort: 1}\n",
      14, 24, DR_FIELD "tunnel.protocol", "CONNECT"},
     {"tunnel host", DR_HEAD "    tunnel: {targetHost: \"*.x\", targetPort: 1}\n", 14, 26,

@@ -12,8 +12,10 @@ usage: connect_proxy.py --listen ADDR:PORT [--ctl ADDR:PORT]
 Prints "listening on ADDR:PORT" once it listens (port 0: the kernel's choice),
 then "control on ADDR:PORT" for --ctl.
 
-Each connection sends one request head. A CONNECT to HOST:PORT connects
-there and answers "HTTP/1.1 200 Connection established", in one write with
+Each connection sends one request head. A CONNECT to HOST:PORT, or a POST
+whose Host field is HOST:PORT (Envoy's tunnel over POST: the bytes follow the
+head as its body, neither chunked nor counted), connects there and answers
+"HTTP/1.1 200 Connection established", in one write with
 what the target sent first (a server that speaks first: its first bytes
 within 0.5 s), then carries bytes both ways until either side closes. Any
 other request, or a target that cannot be reached, gets a 400 or 502 and the
@@ -68,7 +70,10 @@ class Proxy:
         text = head.decode("latin-1")
         self.heads.append(text)
         parts = text.split("\r\n", 1)[0].split(" ")
-        if len(parts) != 3 or parts[0] != "CONNECT" or ":" not in parts[1]:
+        hosts = [ln.split(":", 1)[1].strip() for ln in text.split("\r\n")[1:] if ln.lower().startswith("host:")]
+        target = parts[1] if len(parts) == 3 and parts[0] == "CONNECT" else \
+            hosts[0] if len(parts) == 3 and parts[0] == "POST" and len(hosts) == 1 else ""
+        if ":" not in target:
             await self.refuse(writer, 400, "Bad Request")
             return
         if self.answer == 0:
@@ -78,7 +83,7 @@ class Proxy:
         if self.answer != 200:
             await self.refuse(writer, self.answer, "Refused")
             return
-        host, _, port = parts[1].rpartition(":")
+        host, _, port = target.rpartition(":")
         try:
             up_r, up_w = await asyncio.open_connection(host.strip("[]"), int(port))
         except (OSError, ValueError):
