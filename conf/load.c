@@ -415,7 +415,8 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 
 static size_t n_of_kind(const struct ism_conf *c, int kind)
 {
-	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses, c->n_pas, c->n_wes, c->n_pcs};
+	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses,
+			    c->n_pas, c->n_wes, c->n_pcs, c->n_tels};
 
 	return n[kind];
 }
@@ -435,8 +436,10 @@ static const struct ism_cm_res *res_of_kind(const struct ism_conf *c, int kind, 
 		return &c->pas[i]->r;
 	case 5:
 		return &c->wes[i]->r;
-	default:
+	case 6:
 		return &c->pcs[i]->r;
+	default:
+		return &c->tels[i]->r;
 	}
 }
 
@@ -446,7 +449,7 @@ static void xref_unique(struct ism_vctx *v)
 
 	/* Resources of one kind must have distinct namespace/name; the label
 	 * "<Kind> <ns>/<name>" says exactly that. */
-	for (int kind = 0; kind < 7; kind++) {
+	for (int kind = 0; kind < 8; kind++) {
 		struct ism_strmap *labels = ism_v_map(v, n_of_kind(c, kind));
 
 		for (size_t i = 0; labels != NULL && i < n_of_kind(c, kind); i++) {
@@ -872,6 +875,7 @@ void ism_model_xref(struct ism_vctx *v)
 		return;
 	xref_unique(v);
 	apply_proxy_config(v);
+	ism_model_telemetry(v);
 	ism_tls_xref_drs(v);
 	ism_model_dr_index(v);
 	xref_selectors(v);
@@ -961,6 +965,7 @@ int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_
 	c->pas = ism_v_alloc(&v, docs.n, sizeof(*c->pas));
 	c->wes = ism_v_alloc(&v, docs.n, sizeof(*c->wes));
 	c->pcs = ism_v_alloc(&v, docs.n, sizeof(*c->pcs));
+	c->tels = ism_v_alloc(&v, docs.n, sizeof(*c->tels));
 	if (v.nomem) {
 		rc = -ENOMEM;
 		goto out_free;

@@ -3852,8 +3852,8 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 /* A workload selector's matchLabels (of selector n), validated as Istio's
  * validateWorkloadSelector: no empty key, no wildcard, a warning without
  * labels. */
-static void selector_labels(struct ism_vctx *v, const struct ism_node *n,
-			    struct ism_cm_label **labels, size_t *n_labels)
+void ism_model_selector_labels(struct ism_vctx *v, const struct ism_node *n,
+			       struct ism_cm_label **labels, size_t *n_labels)
 {
 	labels_field(v, n, "matchLabels", labels, n_labels);
 	for (size_t i = 0; i < *n_labels; i++)
@@ -3881,7 +3881,7 @@ static void parse_dr_selector(struct ism_vctx *v, const struct ism_node *spec, s
 	dr->selector_at = n;
 	old = ism_v_push(v, ".workloadSelector");
 	ism_v_keys(v, n, keys, NULL);
-	selector_labels(v, n, &dr->selector, &dr->n_selector);
+	ism_model_selector_labels(v, n, &dr->selector, &dr->n_selector);
 	ism_v_pop(v, old);
 }
 
@@ -4358,7 +4358,7 @@ static void parse_pc(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		pc->selector_at = n;
 		old = ism_v_push(v, ".selector");
 		ism_v_keys(v, n, skeys, NULL);
-		selector_labels(v, n, &pc->sel, &pc->n_sel);
+		ism_model_selector_labels(v, n, &pc->sel, &pc->n_sel);
 		ism_v_pop(v, old);
 	}
 	if (ism_v_u32(v, spec, "concurrency", false, 0, INT32_MAX, &x) > 0) {
@@ -4376,6 +4376,17 @@ static void parse_pc(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	}
 }
 
+void ism_model_alog_stdout(struct ism_vctx *v, struct ism_alog_conf *l)
+{
+	size_t bad;
+	char err[256];
+
+	memset(l, 0, sizeof(*l));
+	l->dest = ISM_ALOG_STDOUT;
+	l->format = ISM_ALOG_TEXT;
+	alog_ops(v, l, parse_text_src, ism_alog_default_text, &bad, err, sizeof(err));
+}
+
 /* --- documents --- */
 
 struct kind_info {
@@ -4391,6 +4402,7 @@ static const char *const net_versions[] = {"v1alpha3", "v1beta1", "v1", NULL};
 static const char *const sec_versions[] = {"v1beta1", "v1", NULL};
 static const char *const app_versions[] = {"v1", NULL};
 static const char *const pc_versions[] = {"v1beta1", NULL};
+static const char *const tel_versions[] = {"v1alpha1", "v1", NULL};
 
 static const struct kind_info kinds[] = {
     {"Appliance", "isthmus.io", app_versions, NULL},
@@ -4400,6 +4412,7 @@ static const struct kind_info kinds[] = {
     {"ServiceEntry", "networking.istio.io", net_versions, NULL},
     {"PeerAuthentication", "security.istio.io", sec_versions, NULL},
     {"ProxyConfig", "networking.istio.io", pc_versions, NULL},
+    {"Telemetry", "telemetry.istio.io", tel_versions, NULL},
     {"WorkloadEntry", "networking.istio.io", net_versions, NULL},
     {"Sidecar", "networking.istio.io", net_versions,
      "a Sidecar has no effect on a gateway: Istio's gateways always use the default sidecar "
@@ -4409,8 +4422,8 @@ static const struct kind_info kinds[] = {
      "machines register with istiod, which none does with isthmus (write the WorkloadEntries)"},
 };
 
-static const char *const later_kinds[] = {
-    "EnvoyFilter", "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin", NULL};
+static const char *const later_kinds[] = {"EnvoyFilter", "AuthorizationPolicy",
+					  "RequestAuthentication", "WasmPlugin", NULL};
 
 static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
 {
@@ -4595,6 +4608,13 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 		if (we != NULL) {
 			c->wes[c->n_wes++] = we;
 			parse_endpoint(v, spec, NULL, &we->ep);
+		}
+	} else if (strcmp(k->kind, "Telemetry") == 0) {
+		struct ism_cm_tel *t = new_res(v, sizeof(*t), k->kind, doc, &hdr);
+
+		if (t != NULL) {
+			c->tels[c->n_tels++] = t;
+			ism_model_parse_telemetry(v, spec, t);
 		}
 	} else if (strcmp(k->kind, "ProxyConfig") == 0) {
 		struct ism_cm_pc *pc = new_res(v, sizeof(*pc), k->kind, doc, &hdr);

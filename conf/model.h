@@ -576,6 +576,26 @@ struct ism_cm_pc {
 	const struct ism_node *concurrency_at;
 };
 
+/* A Telemetry (telemetry.istio.io): of what it sets, its accessLogging
+ * decides whether the appliance writes its access log (conf/telemetry.c). */
+enum ism_tel_mode { ISM_TEL_CLIENT_AND_SERVER, ISM_TEL_CLIENT, ISM_TEL_SERVER };
+
+struct ism_cm_tel_log {
+	uint8_t mode; /* enum ism_tel_mode (match.mode; none: CLIENT_AND_SERVER) */
+	bool disabled;
+	size_t n_providers;
+	const char **providers;
+};
+
+struct ism_cm_tel {
+	struct ism_cm_res r;
+	size_t n_sel; /* selector.matchLabels */
+	struct ism_cm_label *sel;
+	bool targets; /* targetRef(s): Kubernetes resources, not this appliance */
+	size_t n_logs;
+	struct ism_cm_tel_log *logs;
+};
+
 /* spec.dns: how the master resolves the names of DNS ServiceEntries. */
 struct ism_cm_dns {
 	size_t n_servers;			 /* 0: the system's resolver configuration */
@@ -637,7 +657,7 @@ struct ism_conf {
 	struct ism_pool pool;
 	const char *file;
 	struct ism_cm_appliance app;
-	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes, n_pcs;
+	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes, n_pcs, n_tels;
 	struct ism_cm_gw **gws;
 	struct ism_cm_vs **vss;
 	struct ism_cm_dr **drs;
@@ -645,6 +665,7 @@ struct ism_conf {
 	struct ism_cm_pa **pas;
 	struct ism_cm_we **wes;
 	struct ism_cm_pc **pcs;
+	struct ism_cm_tel **tels;
 	size_t n_files; /* certificate files read, for the rotation watch */
 	const char **files;
 	size_t cap_files;
@@ -835,6 +856,19 @@ static inline bool ism_model_se_self(const struct ism_cm_se *se)
 /* --- cross references and look-ups (conf/load.c) --- */
 void ism_model_xref(struct ism_vctx *v);
 const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *host);
+/* conf/telemetry.c: a Telemetry's spec (parse), and the access logging the
+ * Telemetries give this appliance, applied to its access log (xref). */
+void ism_model_parse_telemetry(struct ism_vctx *v, const struct ism_node *spec,
+			       struct ism_cm_tel *t);
+void ism_model_telemetry(struct ism_vctx *v);
+/* A workload selector's matchLabels (of selector n), validated as Istio
+ * validates one (conf/model.c). */
+void ism_model_selector_labels(struct ism_vctx *v, const struct ism_node *n,
+			       struct ism_cm_label **labels, size_t *n_labels);
+/* The access log Istio's "envoy" provider writes: standard output, Istio's
+ * default text format (conf/model.c). */
+void ism_model_alog_stdout(struct ism_vctx *v, struct ism_alog_conf *l);
+
 /* conf/drindex.c: the DestinationRules indexed as Istio indexes them for
  * this appliance (after the maps of the cross-reference pass; warns about
  * each rule no service host gets), and the rule host gets (merged), as

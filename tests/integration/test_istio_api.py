@@ -31,8 +31,10 @@ BASE = {
     "PeerAuthentication": {},
     "WorkloadEntry": {"address": "127.0.0.1"},
     "ProxyConfig": {},
+    "Telemetry": {},
 }
-API = {"PeerAuthentication": "security.istio.io/v1", "ProxyConfig": "networking.istio.io/v1beta1"}
+API = {"PeerAuthentication": "security.istio.io/v1", "ProxyConfig": "networking.istio.io/v1beta1",
+       "Telemetry": "telemetry.istio.io/v1"}
 
 
 def with_field(node, segs, leaf):
@@ -325,6 +327,37 @@ def proxy_config_concurrency(env):
     check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
     poll(lambda: len(env.workers()) == 3, 30, what="three workers after the reload")
     check(http_get(gw, "/").status == 200, "served by the new set")
+
+
+@_test
+def telemetry_access_log(env):
+    """A Telemetry of the appliance's namespace that disables the "envoy"
+    access log provider (the mesh's turned on in istio-system) stops the
+    Appliance's access log: a request while it applies writes no line; once a
+    reload takes it out, the next request's is the file's only line."""
+    up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
+    gw = free_port()
+    log = env.path("access.log")
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: %s, namespace: %s}\n"
+           "spec:\n  accessLogging: [%s]\n")
+
+    def conf(*tels):
+        return docs(appliance(env, extra=f"  accessLog: {{path: {log}, format: text}}\n"), gateway(gw),
+                    virtual_service("vs", ["*"], "  - route: [{destination: {host: a.example}}]\n"),
+                    service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]),
+                    tel % ("mesh-default", "istio-system", "{providers: [{name: envoy}]}"), *tels)
+
+    path = env.write("isthmus.yaml", conf(tel % ("quiet", "default", "{disabled: true}")))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "Telemetry default/quiet disables" in out, f"isthmus -c says the log is off: {rc} {out}")
+    env.start_gateway(path, gw)
+    check(http_get(gw, "/first").status == 200, "the first request")
+    env.write("isthmus.yaml", conf())
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    poll(lambda: http_get(gw, "/second").status == 200 and os.path.exists(log)
+         and "/second" in open(log).read(), 20, what="the second request's line")
+    lines = [ln for ln in open(log).read().splitlines() if ln]
+    check(lines and all("/first" not in ln for ln in lines), f"no line of the first request: {lines}")
 
 
 @_test

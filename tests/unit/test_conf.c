@@ -2080,6 +2080,64 @@ static void test_proxy_config(void **state)
 #undef PC_APP
 }
 
+#define TEL_DOC(name, ns, rest)                                                                    \
+	"---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"                                \
+	"metadata: {name: " name ", namespace: " ns "}\nspec:\n" rest
+
+/* Telemetry's accessLogging, as istiod computes a gateway's: the root
+ * namespace's, then the appliance namespace's, then those selecting it; the
+ * "envoy" provider enabled writes the access log (standard output, Istio's
+ * text, without spec.accessLog), disabled writes none; left out, the
+ * Appliance decides. */
+static void test_telemetry(void **state)
+{
+#define TEL_APP APP "  labels: {istio: ingressgateway}\n"
+#define TEL_MESH                                                                                   \
+	TEL_DOC("mesh-default", "istio-system", "  accessLogging: [{providers: [{name: envoy}]}]\n")
+	static const char on[] = TEL_APP TEL_MESH TEL_DOC(
+	    "metrics", "default", "  metrics: [{providers: [{name: prometheus}]}]\n");
+	static const char off[] = TEL_APP "  accessLog: {path: /tmp/x.log}\n" TEL_MESH TEL_DOC(
+	    "quiet", "default", "  accessLogging: [{disabled: true}]\n");
+	static const char server_only[] = TEL_APP "  accessLog: {path: /tmp/x.log}\n" TEL_DOC(
+	    "srv", "default",
+	    "  accessLogging: [{match: {mode: SERVER}, providers: [{name: envoy}], disabled: "
+	    "true}]\n");
+	static const char workload[] =
+	    TEL_APP TEL_MESH TEL_DOC("gw", "default",
+				     "  selector: {matchLabels: {istio: ingressgateway}}\n"
+				     "  accessLogging: [{providers: [{name: envoy}, {name: otel}], "
+				     "disabled: true}]\n")
+		TEL_DOC("other", "default",
+			"  selector: {matchLabels: {app: x}}\n"
+			"  accessLogging: [{providers: [{name: envoy}]}]\n")
+		    TEL_DOC("far", "shop", "  accessLogging: [{providers: [{name: envoy}]}]\n");
+	struct fx *f = *state;
+	const struct ism_alog_conf *l;
+
+	load_compile(f, on);
+	l = &f->conf->app.access_log;
+	assert_int_equal(l->dest, ISM_ALOG_STDOUT);
+	assert_int_equal(l->format, ISM_ALOG_TEXT);
+	assert_true(l->n_ops > 0);
+	assert_true(has_warning(&f->d, "Telemetry default/metrics: spec.metrics", "ignored"));
+	reload_compile(f, off);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
+	assert_true(
+	    has_warning(&f->d, "Appliance t: spec.accessLog",
+			"Telemetry default/quiet disables the \"envoy\" access log provider"));
+	reload_compile(f, server_only);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_FILE);
+	reload_compile(f, workload);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
+	assert_true(has_warning(&f->d, "Telemetry default/gw: spec.accessLogging[0].providers[1]",
+				"provider otel"));
+	assert_true(
+	    has_warning(&f->d, "Telemetry default/other: spec", "does not select this appliance"));
+	assert_true(has_warning(&f->d, "Telemetry shop/far: spec", "namespace shop"));
+#undef TEL_APP
+#undef TEL_MESH
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -3139,6 +3197,10 @@ static const struct bad bads[] = {
      APP "---\napiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata: {name: p}\n"
 	 "spec:\n  concurrency: -1\n",
      12, 16, "ProxyConfig default/p: spec.concurrency", ""},
+    {"Telemetry filter",
+     APP "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
+	 "spec:\n  accessLogging:\n  - filter: {expression: \"response.code >= 400\"}\n",
+     13, 13, "Telemetry default/t: spec.accessLogging[0].filter", "CEL filter"},
 #undef EXP_DR
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
@@ -3679,6 +3741,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_proxy_config, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_telemetry, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict_nested, fx_setup, fx_teardown),

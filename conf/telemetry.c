@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Telemetry (telemetry.istio.io): the access logging it gives the appliance,
+ * as istiod computes a gateway's (Telemetries.AccessLogging, mergeLogs; a
+ * gateway logs as a CLIENT):
+ *
+ * - the Telemetries that apply: the first by name of the root namespace
+ *   without a selector, then the first of the appliance's namespace without
+ *   one, then every one of that namespace whose selector selects the
+ *   appliance, by name; a later one overrides an earlier one;
+ * - their accessLogging entries for CLIENT (or CLIENT_AND_SERVER) name the
+ *   providers in scope (those of the last Telemetry that names any), and
+ *   each entry enables or disables its providers (an entry without
+ *   providers, those of the entry before it);
+ * - of the mesh's providers, "envoy" is the file access log: enabled, the
+ *   appliance writes its access log (spec.accessLog, or standard output in
+ *   Istio's default text format without one); disabled, it writes none. Left
+ *   out, the access log is as the Appliance says (istiod's fallback to
+ *   meshConfig.accessLogFile). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/model.h"
+
+static void warn_ignored(struct ism_vctx *v, const struct ism_node *spec, const char *key,
+			 const char *why)
+{
+	const struct ism_node *n = ism_node_get(spec, key, NULL);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	old = ism_v_push(v, ".%s", key);
+	ism_v_warn(v, n, "%s: ignored", why);
+	ism_v_pop(v, old);
+}
+
+/* accessLogging[i] (n) into l. */
+static void parse_log(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_tel_log *l)
+{
+	static const char *const keys[] = {"match", "providers", "disabled", "filter", NULL};
+	static const char *const mkeys[] = {"mode", NULL};
+	static const char *const modes[] = {"CLIENT_AND_SERVER", "CLIENT", "SERVER", NULL};
+	static const char *const pkeys[] = {"name", NULL};
+	const struct ism_node *m, *ps;
+	const char *mode = "CLIENT_AND_SERVER";
+	size_t old;
+
+	ism_v_keys(v, n, keys, NULL);
+	if ((m = ism_v_node(v, n, "match", false, ISM_NODE_MAP)) != NULL) {
+		old = ism_v_push(v, ".match");
+		ism_v_keys(v, m, mkeys, NULL);
+		ism_v_enum(v, m, "mode", modes, NULL, &mode);
+		ism_v_pop(v, old);
+	}
+	for (uint8_t i = 0; modes[i]; i++)
+		if (strcmp(modes[i], mode) == 0)
+			l->mode = i;
+	ism_v_bool(v, n, "disabled", &l->disabled);
+	if (ism_node_get(n, "filter", NULL) != NULL)
+		ism_v_err_key(v, n, "filter",
+			      "a CEL filter expression (Envoy's CEL access log filter): not "
+			      "implemented yet");
+	ps = ism_v_node(v, n, "providers", false, ISM_NODE_SEQ);
+	if (ps == NULL)
+		return;
+	l->providers = ism_v_alloc(v, ps->n, sizeof(*l->providers));
+	old = ism_v_push(v, ".providers");
+	for (size_t i = 0; l->providers != NULL && i < ps->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+		const char *name;
+
+		if (ism_v_expect(v, ps->items[i], ISM_NODE_MAP)) {
+			ism_v_keys(v, ps->items[i], pkeys, NULL);
+			if (ism_v_str(v, ps->items[i], "name", true, &name) > 0)
+				l->providers[l->n_providers++] = name;
+		}
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+void ism_model_parse_telemetry(struct ism_vctx *v, const struct ism_node *spec,
+			       struct ism_cm_tel *t)
+{
+	static const char *const keys[] = {"selector", "targetRef",	"targetRefs", "tracing",
+					   "metrics",  "accessLogging", NULL};
+	static const char *const skeys[] = {"matchLabels", NULL};
+	const struct ism_node *n;
+	size_t old;
+
+	ism_v_keys(v, spec, keys, NULL);
+	if ((n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP)) != NULL) {
+		old = ism_v_push(v, ".selector");
+		ism_v_keys(v, n, skeys, NULL);
+		ism_model_selector_labels(v, n, &t->sel, &t->n_sel);
+		ism_v_pop(v, old);
+	}
+	t->targets =
+	    ism_node_get(spec, "targetRef", NULL) || ism_node_get(spec, "targetRefs", NULL);
+	warn_ignored(v, spec, "targetRef",
+		     "it names Kubernetes resources (a Gateway API gateway or service), "
+		     "which this appliance is not: the Telemetry does not apply here");
+	warn_ignored(v, spec, "targetRefs",
+		     "it names Kubernetes resources (a Gateway API gateway or service), "
+		     "which this appliance is not: the Telemetry does not apply here");
+	warn_ignored(v, spec, "tracing", "isthmus sends no trace spans");
+	warn_ignored(v, spec, "metrics",
+		     "isthmus's metrics are its own (the admin address's /metrics), not Envoy's "
+		     "Istio metrics");
+	if ((n = ism_v_node(v, spec, "accessLogging", false, ISM_NODE_SEQ)) == NULL)
+		return;
+	t->logs = ism_v_alloc(v, n->n, sizeof(*t->logs));
+	old = ism_v_push(v, ".accessLogging");
+	for (size_t i = 0; t->logs != NULL && i < n->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (ism_v_expect(v, n->items[i], ISM_NODE_MAP))
+			parse_log(v, n->items[i], &t->logs[t->n_logs++]);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+static bool for_client(const struct ism_cm_tel_log *l)
+{
+	return l->mode != ISM_TEL_SERVER;
+}
+
+static bool in_list(const char *const *list, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return true;
+	return false;
+}
+
+/* Whether Telemetry t is its namespace's (no selector labels, no targets). */
+static bool ns_wide(const struct ism_cm_tel *t)
+{
+	return t->n_sel == 0 && !t->targets;
+}
+
+/* The first by name of namespace ns without a selector; NULL when none. */
+static const struct ism_cm_tel *first_ns_wide(const struct ism_conf *c, const char *ns)
+{
+	const struct ism_cm_tel *best = NULL;
+
+	for (size_t i = 0; i < c->n_tels; i++)
+		if (strcmp(c->tels[i]->r.ns, ns) == 0 && ns_wide(c->tels[i]) &&
+		    (best == NULL || strcmp(c->tels[i]->r.name, best->r.name) < 0))
+			best = c->tels[i];
+	return best;
+}
+
+static int tel_name_cmp(const void *pa, const void *pb)
+{
+	const struct ism_cm_tel *a = *(const struct ism_cm_tel *const *)pa;
+	const struct ism_cm_tel *b = *(const struct ism_cm_tel *const *)pb;
+
+	return strcmp(a->r.name, b->r.name);
+}
+
+/* The Telemetries that apply to the appliance, in istiod's order, those
+ * with accessLogging only, into out (room for every one); their count. */
+static size_t applicable(const struct ism_conf *c, const struct ism_cm_tel **out)
+{
+	const struct ism_cm_appliance *a = &c->app;
+	const struct ism_cm_tel *t = first_ns_wide(c, a->root_ns);
+	size_t n = 0, first;
+
+	if (t != NULL && t->n_logs > 0)
+		out[n++] = t;
+	t = strcmp(a->ns, a->root_ns) != 0 ? first_ns_wide(c, a->ns) : NULL;
+	if (t != NULL && t->n_logs > 0)
+		out[n++] = t;
+	first = n;
+	for (size_t i = 0; i < c->n_tels; i++) {
+		t = c->tels[i];
+		if (strcmp(t->r.ns, a->ns) == 0 && t->n_sel > 0 && !t->targets && t->n_logs > 0 &&
+		    ism_model_labels_include(a->labels_at, t->sel, t->n_sel))
+			out[n++] = t;
+	}
+	qsort(out + first, n - first, sizeof(*out), tel_name_cmp);
+	return n;
+}
+
+/* istiod's mergeLogs for a gateway (CLIENT), the mesh's default providers
+ * none: -1 when "envoy" is not among the providers in scope (those the last
+ * Telemetry naming any for CLIENT names), else whether the last entry for it
+ * disables it (1) or enables it (0); *by: that entry's Telemetry. */
+static int envoy_log(const struct ism_cm_tel *const *tels, size_t n, const struct ism_cm_tel **by)
+{
+	const char *const *parent = NULL;
+	size_t n_parent = 0;
+	bool in_scope = false;
+	int state = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		bool names = false, envoy = false;
+
+		for (size_t j = 0; j < tels[i]->n_logs; j++) {
+			const struct ism_cm_tel_log *l = &tels[i]->logs[j];
+
+			if (!for_client(l))
+				continue;
+			names = names || l->n_providers > 0;
+			envoy = envoy || in_list(l->providers, l->n_providers, "envoy");
+		}
+		if (names)
+			in_scope = envoy;
+	}
+	if (!in_scope)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < tels[i]->n_logs; j++) {
+			const struct ism_cm_tel_log *l = &tels[i]->logs[j];
+
+			/* an entry without providers is for those of the one before */
+			if (l->n_providers > 0) {
+				parent = l->providers;
+				n_parent = l->n_providers;
+			}
+			if (for_client(l) && in_list(parent, n_parent, "envoy")) {
+				state = l->disabled;
+				*by = tels[i];
+			}
+		}
+	}
+	return state;
+}
+
+/* Providers other than "envoy" (meshConfig's extensionProviders, which
+ * isthmus has not): a warning each. */
+static void warn_providers(struct ism_vctx *v, const struct ism_cm_tel *t)
+{
+	for (size_t j = 0; j < t->n_logs; j++)
+		for (size_t k = 0; k < t->logs[j].n_providers; k++) {
+			if (strcmp(t->logs[j].providers[k], "envoy") == 0)
+				continue;
+			v->res = t->r.label;
+			ism_v_pop(v, 0);
+			ism_v_push(v, "spec.accessLogging[%zu].providers[%zu]", j, k);
+			ism_v_warn(
+			    v, t->r.at,
+			    "provider %s: an extension provider of Istio's meshConfig, which "
+			    "isthmus has not (its access log is the \"envoy\" provider's): "
+			    "ignored",
+			    t->logs[j].providers[k]);
+		}
+}
+
+/* A Telemetry of another namespace, or whose selector does not select the
+ * appliance: a warning. */
+static void warn_elsewhere(struct ism_vctx *v, const struct ism_cm_tel *t)
+{
+	const struct ism_cm_appliance *a = &v->conf->app;
+	bool own = strcmp(t->r.ns, a->ns) == 0, root = strcmp(t->r.ns, a->root_ns) == 0;
+
+	v->res = t->r.label;
+	ism_v_pop(v, 0);
+	ism_v_push(v, "spec");
+	if (!own && !root)
+		ism_v_warn(v, t->r.at,
+			   "it applies to the proxies of namespace %s, not to this appliance "
+			   "(namespace %s)",
+			   t->r.ns, a->ns);
+	else if (t->n_sel > 0 &&
+		 (!own || !ism_model_labels_include(a->labels_at, t->sel, t->n_sel)))
+		ism_v_warn(v, t->r.at,
+			   "its selector does not select this appliance (its labels, in its "
+			   "namespace %s): it does not apply here",
+			   a->ns);
+}
+
+void ism_model_telemetry(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	struct ism_cm_appliance *a = &c->app;
+	const struct ism_cm_tel **tels = calloc(c->n_tels ? c->n_tels : 1, sizeof(*tels));
+	const struct ism_cm_tel *by = NULL;
+	size_t n;
+	int state;
+
+	if (tels == NULL) {
+		v->nomem = 1;
+		return;
+	}
+	n = applicable(c, tels);
+	for (size_t i = 0; i < c->n_tels; i++)
+		warn_elsewhere(v, c->tels[i]);
+	for (size_t i = 0; i < n; i++)
+		warn_providers(v, tels[i]);
+	state = envoy_log(tels, n, &by);
+	if (state == 1 && a->access_log.dest != ISM_ALOG_OFF) {
+		v->res = a->r.label;
+		ism_v_pop(v, 0);
+		ism_v_push(v, "spec.accessLog");
+		ism_v_warn(v, a->r.at,
+			   "%s disables the \"envoy\" access log provider: no access log is "
+			   "written",
+			   by->r.label);
+		a->access_log.dest = ISM_ALOG_OFF;
+	} else if (state == 0 && a->access_log.dest == ISM_ALOG_OFF) {
+		ism_model_alog_stdout(v, &a->access_log);
+	}
+	v->res = "";
+	ism_v_pop(v, 0);
+	free(tels);
+}
