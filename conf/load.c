@@ -761,35 +761,49 @@ static const struct ism_cm_pc *pc_first(const struct ism_conf *c, const char *ns
 	return best;
 }
 
+bool ism_model_warn_elsewhere(struct ism_vctx *v, const struct ism_cm_res *r,
+			      const struct ism_node *sel_at, const struct ism_cm_label *sel,
+			      size_t n_sel)
+{
+	const struct ism_cm_appliance *a = &v->conf->app;
+	bool own = strcmp(r->ns, a->ns) == 0, root = strcmp(r->ns, a->root_ns) == 0;
+
+	set_res(v, r);
+	if (!own && !root) {
+		ism_v_push(v, "spec");
+		ism_v_warn(v, r->at,
+			   "it applies to the proxies of namespace %s, not to this appliance "
+			   "(namespace %s)",
+			   r->ns, a->ns);
+		return true;
+	}
+	if (sel_at != NULL &&
+	    (!own || n_sel == 0 || !ism_model_labels_include(a->labels_at, sel, n_sel))) {
+		ism_v_push(v, "spec.selector");
+		ism_v_warn(v, sel_at,
+			   "it does not select this appliance (its labels, in its namespace %s): "
+			   "it does not apply here",
+			   a->ns);
+		return true;
+	}
+	return false;
+}
+
 /* Why ProxyConfig pc, not among those that apply (in), does not: a warning. */
 static void pc_unused(struct ism_vctx *v, const struct ism_cm_pc *pc, const struct ism_cm_pc **in)
 {
-	const struct ism_cm_appliance *a = &v->conf->app;
-	bool own = strcmp(pc->r.ns, a->ns) == 0, root = strcmp(pc->r.ns, a->root_ns) == 0;
+	bool own = strcmp(pc->r.ns, v->conf->app.ns) == 0;
 	const struct ism_cm_pc *first = own && pc->selector_at ? in[0]
 					: own && in[1]	       ? in[1]
 							       : in[2];
 
+	if (ism_model_warn_elsewhere(v, &pc->r, pc->selector_at, pc->sel, pc->n_sel) ||
+	    first == NULL)
+		return;
 	set_res(v, &pc->r);
-	if (!own && !root) {
-		ism_v_push(v, "spec");
-		ism_v_warn(v, pc->r.at,
-			   "it applies to the proxies of namespace %s, not to this appliance "
-			   "(namespace %s)",
-			   pc->r.ns, a->ns);
-	} else if (pc->selector_at != NULL &&
-		   (!own || pc->n_sel == 0 ||
-		    !ism_model_labels_include(a->labels_at, pc->sel, pc->n_sel))) {
-		ism_v_push(v, "spec.selector");
-		ism_v_warn(v, pc->selector_at,
-			   "it does not select this appliance (its labels, in its namespace %s): "
-			   "it does not apply here",
-			   a->ns);
-	} else if (first != NULL) {
-		ism_v_push(v, "spec");
-		ism_v_warn(v, pc->r.at, "%s comes first by name: this one does not apply here",
-			   first->r.label);
-	}
+	ism_v_push(v, "spec");
+	ism_v_warn(v, pc->r.at, "%s comes first by name: this one does not apply here",
+		   first->r.label);
 }
 
 /* ProxyConfig, as istiod makes a proxy's effective one: the first that

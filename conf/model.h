@@ -589,7 +589,8 @@ struct ism_cm_tel_log {
 
 struct ism_cm_tel {
 	struct ism_cm_res r;
-	size_t n_sel; /* selector.matchLabels */
+	const struct ism_node *selector_at; /* spec.selector; NULL: none */
+	size_t n_sel;			    /* selector.matchLabels */
 	struct ism_cm_label *sel;
 	bool targets; /* targetRef(s): Kubernetes resources, not this appliance */
 	size_t n_logs;
@@ -861,6 +862,14 @@ const struct ism_cm_se *ism_model_find_se(const struct ism_conf *c, const char *
 void ism_model_parse_telemetry(struct ism_vctx *v, const struct ism_node *spec,
 			       struct ism_cm_tel *t);
 void ism_model_telemetry(struct ism_vctx *v);
+/* A policy of namespace r->ns (ProxyConfig, Telemetry) that applies to no
+ * proxy of the appliance, warned: one of a namespace other than the
+ * appliance's and the root, or whose selector (sel_at, NULL: none; n_sel
+ * labels, none selecting nothing) does not select the appliance. False when
+ * it is neither (conf/load.c). */
+bool ism_model_warn_elsewhere(struct ism_vctx *v, const struct ism_cm_res *r,
+			      const struct ism_node *sel_at, const struct ism_cm_label *sel,
+			      size_t n_sel);
 /* A workload selector's matchLabels (of selector n), validated as Istio
  * validates one (conf/model.c). */
 void ism_model_selector_labels(struct ism_vctx *v, const struct ism_node *n,

@@ -90,6 +90,7 @@ void ism_model_parse_telemetry(struct ism_vctx *v, const struct ism_node *spec,
 
 	ism_v_keys(v, spec, keys, NULL);
 	if ((n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP)) != NULL) {
+		t->selector_at = n;
 		old = ism_v_push(v, ".selector");
 		ism_v_keys(v, n, skeys, NULL);
 		ism_model_selector_labels(v, n, &t->sel, &t->n_sel);
@@ -249,29 +250,6 @@ static void warn_providers(struct ism_vctx *v, const struct ism_cm_tel *t)
 		}
 }
 
-/* A Telemetry of another namespace, or whose selector does not select the
- * appliance: a warning. */
-static void warn_elsewhere(struct ism_vctx *v, const struct ism_cm_tel *t)
-{
-	const struct ism_cm_appliance *a = &v->conf->app;
-	bool own = strcmp(t->r.ns, a->ns) == 0, root = strcmp(t->r.ns, a->root_ns) == 0;
-
-	v->res = t->r.label;
-	ism_v_pop(v, 0);
-	ism_v_push(v, "spec");
-	if (!own && !root)
-		ism_v_warn(v, t->r.at,
-			   "it applies to the proxies of namespace %s, not to this appliance "
-			   "(namespace %s)",
-			   t->r.ns, a->ns);
-	else if (t->n_sel > 0 &&
-		 (!own || !ism_model_labels_include(a->labels_at, t->sel, t->n_sel)))
-		ism_v_warn(v, t->r.at,
-			   "its selector does not select this appliance (its labels, in its "
-			   "namespace %s): it does not apply here",
-			   a->ns);
-}
-
 void ism_model_telemetry(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
@@ -286,8 +264,12 @@ void ism_model_telemetry(struct ism_vctx *v)
 		return;
 	}
 	n = applicable(c, tels);
+	/* (a selector without labels makes a namespace's Telemetry, as istiod
+	 * reads it) */
 	for (size_t i = 0; i < c->n_tels; i++)
-		warn_elsewhere(v, c->tels[i]);
+		ism_model_warn_elsewhere(v, &c->tels[i]->r,
+					 c->tels[i]->n_sel ? c->tels[i]->selector_at : NULL,
+					 c->tels[i]->sel, c->tels[i]->n_sel);
 	for (size_t i = 0; i < n; i++)
 		warn_providers(v, tels[i]);
 	state = envoy_log(tels, n, &by);
