@@ -883,11 +883,11 @@ static void select_ses(struct ism_vctx *v)
 void ism_model_xref(struct ism_vctx *v)
 {
 	select_ses(v);
-	order_vss(v);
 	build_maps(v);
 	if (v->nomem)
 		return;
-	xref_unique(v);
+	xref_unique(v); /* in the file's order: "first at line N" */
+	order_vss(v);
 	apply_proxy_config(v);
 	ism_model_telemetry(v);
 	ism_tls_xref_drs(v);
