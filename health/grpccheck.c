@@ -16,13 +16,16 @@
 
 #define PATH	"/grpc.health.v1.Health/Check"
 #define MSG_MAX 256 /* bytes of a HealthCheckResponse: it holds one enum */
+/* bytes the check writes at most: its request (under 1 KiB), then the
+ * session's acknowledgements (a PING's is 17 bytes) */
+#define OUT_MAX 65536u
 
 /* grpc.health.v1.HealthCheckResponse.ServingStatus */
 enum { SERVING_UNKNOWN = 0, SERVING = 1, NOT_SERVING = 2, SERVICE_UNKNOWN = 3 };
 
 struct ism_grpc_check {
 	nghttp2_session *s;
-	uint8_t *out; /* the request's bytes */
+	uint8_t *out; /* what it writes: the request, then the session's acknowledgements */
 	size_t out_len;
 	uint8_t body[5 + 3 + ISM_HC_SERVICE_MAX]; /* the request message, gRPC-framed */
 	size_t body_len, body_sent;
@@ -354,6 +357,26 @@ static void frame_request(struct ism_grpc_check *g, const char *service)
 	}
 
 /* The preface, SETTINGS and the request, as nghttp2 writes them. */
+/* What the session has to send, appended to g->out: 0, or -1 past OUT_MAX
+ * bytes in all, without memory, or on the session's error. */
+static int take_output(struct ism_grpc_check *g)
+{
+	const uint8_t *p;
+	ssize_t n;
+
+	while ((n = nghttp2_session_mem_send(g->s, &p)) > 0) {
+		uint8_t *grown;
+
+		if (g->out_len + (size_t)n > OUT_MAX ||
+		    (grown = realloc(g->out, g->out_len + (size_t)n)) == NULL)
+			return -1;
+		memcpy(grown + g->out_len, p, (size_t)n);
+		g->out = grown;
+		g->out_len += (size_t)n;
+	}
+	return n < 0 ? -1 : 0;
+}
+
 static int submit(struct ism_grpc_check *g, const char *authority, bool tls, uint32_t timeout_ms)
 {
 	static const nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
@@ -371,22 +394,11 @@ static int submit(struct ism_grpc_check *g, const char *authority, bool tls, uin
 	    NV("grpc-timeout", timeout, tl),
 	};
 	nghttp2_data_provider prd = {.read_callback = read_body};
-	const uint8_t *p;
-	ssize_t n;
 
 	if (nghttp2_submit_settings(g->s, NGHTTP2_FLAG_NONE, iv, 1) != 0 ||
 	    nghttp2_submit_request(g->s, NULL, nva, sizeof(nva) / sizeof(nva[0]), &prd, g) != 1)
 		return -1;
-	while ((n = nghttp2_session_mem_send(g->s, &p)) > 0) {
-		uint8_t *grown = realloc(g->out, g->out_len + (size_t)n);
-
-		if (grown == NULL)
-			return -1;
-		memcpy(grown + g->out_len, p, (size_t)n);
-		g->out = grown;
-		g->out_len += (size_t)n;
-	}
-	return n < 0 ? -1 : 0;
+	return take_output(g);
 }
 
 struct ism_grpc_check *ism_grpc_check_new(const char *authority, const char *service, bool tls,
@@ -429,7 +441,6 @@ void ism_grpc_check_request(const struct ism_grpc_check *g, const uint8_t **p, s
 enum ism_grpc_verdict ism_grpc_check_in(struct ism_grpc_check *g, const uint8_t *p, size_t n,
 					char *why, size_t why_len)
 {
-	const uint8_t *out;
 	ssize_t r;
 
 	if (g->verdict == ISM_GRPC_MORE) {
@@ -439,12 +450,15 @@ enum ism_grpc_verdict ism_grpc_check_in(struct ism_grpc_check *g, const uint8_t 
 			r = nghttp2_session_mem_recv(g->s, p, n);
 			if (r < 0)
 				verdict(g, ISM_GRPC_BROKEN, "HTTP/2: %s", nghttp2_strerror((int)r));
-			/* What the session would answer (a SETTINGS or PING
-			 * acknowledgement, a WINDOW_UPDATE, a GOAWAY for a broken
-			 * peer) is not written: the check ends with its answer.
-			 * Taking it out lets a GOAWAY end the session here. */
-			while (nghttp2_session_mem_send(g->s, &out) > 0)
-				;
+			/* What the session answers (a SETTINGS or PING
+			 * acknowledgement, as RFC 9113 requires, a WINDOW_UPDATE,
+			 * a GOAWAY for a broken peer) follows the request out;
+			 * taking it out lets a GOAWAY end the session here. */
+			if (g->verdict == ISM_GRPC_MORE && take_output(g) < 0)
+				verdict(g, ISM_GRPC_BROKEN,
+					"HTTP/2: more than %u bytes to acknowledge (a flood of "
+					"control frames)",
+					OUT_MAX);
 			if (!nghttp2_session_want_read(g->s))
 				verdict(g, ISM_GRPC_BROKEN,
 					"HTTP/2: the upstream broke the protocol");

@@ -30,13 +30,18 @@ struct ism_grpc_check;
 struct ism_grpc_check *ism_grpc_check_new(const char *authority, const char *service, bool tls,
 					  uint32_t timeout_ms);
 
-/* The bytes to write: the connection preface, SETTINGS, the request's
- * HEADERS and its one DATA frame. They stay valid until the check is freed. */
+/* The bytes to write, all of them so far: the connection preface, SETTINGS,
+ * the request's HEADERS and its one DATA frame, then what the session answers
+ * to what ism_grpc_check_in was given (SETTINGS and PING acknowledgements, as
+ * RFC 9113 requires; WINDOW_UPDATEs); the caller writes on from where it
+ * stopped. They stay valid until the next ism_grpc_check_in. */
 void ism_grpc_check_request(const struct ism_grpc_check *g, const uint8_t **p, size_t *n);
 
 /* Feeds n bytes read (n 0: the connection ended). Returns the verdict once
  * there is one (then why says what the answer was, for the log), else
- * ISM_GRPC_MORE. */
+ * ISM_GRPC_MORE, with what the session answers added to the bytes to write
+ * (more than 64 KiB of them in all ends the check as broken: a flood of
+ * control frames). */
 enum ism_grpc_verdict ism_grpc_check_in(struct ism_grpc_check *g, const uint8_t *p, size_t n,
 					char *why, size_t why_len);
 

@@ -521,6 +521,8 @@ static ssize_t ep_recv(struct ism_health *h, struct hc_ep *e, void *p, size_t n,
 	return r;
 }
 
+static bool ep_write_out(struct ism_health *h, struct hc_ep *e, uint64_t now);
+
 static void ep_grpc_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	char why[128];
@@ -533,6 +535,11 @@ static void ep_grpc_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		switch (ism_grpc_check_in(e->grpc, (const uint8_t *)e->buf, (size_t)r, why,
 					  sizeof(why))) {
 		case ISM_GRPC_MORE:
+			/* what the session answers (acknowledgements) goes out
+			 * before the next read; a write that waits for the
+			 * socket resumes from HC_SENDING */
+			if (!ep_write_out(h, e, now))
+				return;
 			continue;
 		case ISM_GRPC_SERVING:
 			ep_result(h, e, HC_PASS, NULL, now);
@@ -596,7 +603,10 @@ static void ep_output(const struct hc_ep *e, const uint8_t **p, size_t *n)
 	}
 }
 
-static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
+/* Writes what the check has not sent yet: true once all of it is out; false
+ * when the write waits for the socket (in HC_SENDING) or failed (the check
+ * ended). */
+static bool ep_write_out(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	const uint8_t *out;
 	size_t len;
@@ -605,15 +615,23 @@ static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	for (ep_output(e, &out, &len); e->sent < len; ep_output(e, &out, &len)) {
 		r = ep_io(e, true, (void *)(out + e->sent), len - e->sent);
 		if (r == -EAGAIN) {
+			e->state = HC_SENDING;
 			ep_wait_io(h, e, now);
-			return;
+			return false;
 		}
 		if (r <= 0) {
 			ep_io_fail(h, e, "send", r ? r : -EPIPE, now);
-			return;
+			return false;
 		}
 		e->sent += (size_t)r;
 	}
+	return true;
+}
+
+static void ep_send(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	if (!ep_write_out(h, e, now))
+		return;
 	e->state = HC_READING;
 	ep_read(h, e, now);
 }

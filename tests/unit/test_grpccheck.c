@@ -28,8 +28,24 @@ struct server {
 	size_t body_len;
 	const uint8_t *resp; /* the response body, sent by read_resp */
 	size_t resp_len, resp_sent;
-	const char *trailer_status; /* trailers after it: their grpc-status; NULL: none */
+	const char *trailer_status;   /* trailers after it: their grpc-status; NULL: none */
+	int settings_acks, ping_acks; /* acknowledgements the check sent */
+	uint8_t ping_data[8];	      /* the last one's */
 };
+
+static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+	struct server *sv = arg;
+
+	(void)s;
+	if (f->hd.type == NGHTTP2_SETTINGS && (f->hd.flags & NGHTTP2_FLAG_ACK))
+		sv->settings_acks++;
+	if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+		sv->ping_acks++;
+		memcpy(sv->ping_data, f->ping.opaque_data, 8);
+	}
+	return 0;
+}
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
 		     const uint8_t *value, size_t vl, uint8_t flags, void *arg)
@@ -98,6 +114,7 @@ static struct ism_grpc_check *start(struct server *sv, const char *service, bool
 	assert_int_equal(nghttp2_session_callbacks_new(&cb), 0);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
 	assert_int_equal(nghttp2_session_server_new(&sv->s, cb, sv), 0);
 	nghttp2_session_callbacks_del(cb);
 	assert_int_equal(nghttp2_submit_settings(sv->s, NGHTTP2_FLAG_NONE, NULL, 0), 0);
@@ -237,6 +254,20 @@ static void test_verdicts(void **state)
 }
 
 /* No answer: network failures. */
+/* The server answers SERVING (status 0): the check's verdict; both end. */
+static void answer_serving(struct server *sv, struct ism_grpc_check *g)
+{
+	nghttp2_data_provider prd = {.read_callback = read_resp};
+	char why[128];
+
+	sv->resp = (const uint8_t *)"\0\0\0\0\2\x08\x01";
+	sv->resp_len = 7;
+	sv->trailer_status = "0";
+	assert_int_equal(nghttp2_submit_response(sv->s, 1, grpc_head, 2, &prd), 0);
+	assert_int_equal(flush(sv, g, 4096, why, sizeof(why)), ISM_GRPC_SERVING);
+	stop(sv, g);
+}
+
 static void test_broken(void **state)
 {
 	struct server sv;
@@ -263,16 +294,7 @@ static void test_broken(void **state)
 	assert_int_equal(
 	    nghttp2_submit_goaway(sv.s, NGHTTP2_FLAG_NONE, 1, NGHTTP2_NO_ERROR, NULL, 0), 0);
 	assert_int_equal(flush(&sv, g, 4096, why, sizeof(why)), ISM_GRPC_MORE);
-	{
-		nghttp2_data_provider prd = {.read_callback = read_resp};
-
-		sv.resp = (const uint8_t *)"\0\0\0\0\2\x08\x01";
-		sv.resp_len = 7;
-		sv.trailer_status = "0";
-		assert_int_equal(nghttp2_submit_response(sv.s, 1, grpc_head, 2, &prd), 0);
-	}
-	assert_int_equal(flush(&sv, g, 4096, why, sizeof(why)), ISM_GRPC_SERVING);
-	stop(&sv, g);
+	answer_serving(&sv, g);
 
 	/* the connection ends, or it speaks HTTP/1.1 */
 	g = start(&sv, "svc", false);
@@ -291,12 +313,47 @@ static void test_broken(void **state)
 	stop(&sv, g);
 }
 
+/* What the session answers goes out after the request, as RFC 9113 wants:
+ * the server's SETTINGS and a PING acknowledged (the PING's data echoed);
+ * the answer still counts. A flood of PINGs ends the check as broken. */
+static void test_acks(void **state)
+{
+	static const uint8_t opaque[8] = "12345678";
+	struct server sv;
+	struct ism_grpc_check *g = start(&sv, "svc", false);
+	const uint8_t *p;
+	size_t n0, n;
+	char why[128];
+
+	(void)state;
+	ism_grpc_check_request(g, &p, &n0);
+	assert_int_equal(nghttp2_submit_ping(sv.s, NGHTTP2_FLAG_NONE, opaque), 0);
+	assert_int_equal(flush(&sv, g, 4096, why, sizeof(why)), ISM_GRPC_MORE);
+	ism_grpc_check_request(g, &p, &n);
+	assert_true(n > n0);
+	assert_int_equal(nghttp2_session_mem_recv(sv.s, p + n0, n - n0), (ssize_t)(n - n0));
+	assert_int_equal(sv.settings_acks, 1);
+	assert_int_equal(sv.ping_acks, 1);
+	assert_memory_equal(sv.ping_data, opaque, 8);
+	answer_serving(&sv, g);
+
+	/* one PING at a time, acknowledged each: the check's own bound */
+	g = start(&sv, "svc", false);
+	assert_int_equal(flush(&sv, g, 4096, why, sizeof(why)), ISM_GRPC_MORE);
+	for (int i = 0; i < 5000; i++)
+		assert_int_equal(nghttp2_submit_ping(sv.s, NGHTTP2_FLAG_NONE, opaque), 0);
+	assert_int_equal(flush(&sv, g, 17, why, sizeof(why)), ISM_GRPC_BROKEN);
+	assert_non_null(strstr(why, "a flood of control frames"));
+	stop(&sv, g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_request),
 	    cmocka_unit_test(test_verdicts),
 	    cmocka_unit_test(test_broken),
+	    cmocka_unit_test(test_acks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
