@@ -484,14 +484,16 @@ static void covers_build(struct ism_vctx *v, struct covers *cv)
 	}
 }
 
-/* The first service host rule dr's host covers; NULL when none. */
-static const char *covered_host(const struct ism_conf *c, const struct covers *cv,
-				const struct ism_cm_dr *dr)
+/* The first service host rule dr's host covers; NULL when none. The suffix
+ * map is built for the first wildcard rule that asks. */
+static const char *covered_host(struct ism_vctx *v, struct covers *cv, const struct ism_cm_dr *dr)
 {
 	uint32_t k;
 
 	if (dr->host[0] != '*')
-		return ism_model_find_se(c, dr->host) ? dr->host : NULL;
+		return ism_model_find_se(v->conf, dr->host) ? dr->host : NULL;
+	if (cv->hosts == NULL)
+		covers_build(v, cv);
 	if (cv->by_suffix == NULL ||
 	    !ism_strmap_get(cv->by_suffix, dr->host + 1, strlen(dr->host + 1), &k))
 		return NULL;
@@ -500,7 +502,7 @@ static const char *covered_host(const struct ism_conf *c, const struct covers *c
 
 /* Why rule d, which no service host of this appliance gets, does not apply: a
  * warning, unless its host is no service's. */
-static void warn_unused(struct ism_vctx *v, const struct covers *cv, size_t d)
+static void warn_unused(struct ism_vctx *v, struct covers *cv, size_t d)
 {
 	struct ism_conf *c = v->conf;
 	const struct ism_cm_dr *dr = c->drs[d];
@@ -525,7 +527,7 @@ static void warn_unused(struct ism_vctx *v, const struct covers *cv, size_t d)
 			   c->app.ns);
 		return;
 	}
-	if ((h = covered_host(c, cv, dr)) == NULL)
+	if ((h = covered_host(v, cv, dr)) == NULL)
 		return;
 	set_res(v, dr, "spec.host");
 	if (in != NULL && in->first != dr) {
@@ -579,7 +581,6 @@ static void check_use(struct ism_vctx *v)
 				used[e->from[f]] = true;
 		}
 	}
-	covers_build(v, &cv);
 	for (size_t d = 0; d < c->n_drs; d++)
 		if (!used[d] && c->drs[d]->host != NULL)
 			warn_unused(v, &cv, d);
