@@ -1448,10 +1448,11 @@ def tcp_idle_timeout_and_duration(env):
                  NAMES[flag] in str(e.get(NAMES["log_flags"])), f"to {upstream_of(svc, b)} flagged {NAMES[flag]}")
 
 
-def keepalive_timers(backend_port):
+def keepalive_timers(backend):
     """The keepalive timers ('keepalive,6.9sec,0') of the established sockets whose
-    peer is backend_port (the proxy's upstream side), from ss."""
-    p = subprocess.run(["ss", "-tnoH", "state", "established", f"( dport = :{backend_port} )"],
+    peer is backend (the proxy's upstream side: its address and port, as another
+    process may use the same port on another address), from ss."""
+    p = subprocess.run(["ss", "-tnoH", "state", "established", "dst", backend.hostport],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
     text = p.stdout.decode()
     return [l for l in text.splitlines() if l.strip()], re.findall(r"timer:\((keepalive,[^)]*)\)", text)
@@ -1476,11 +1477,11 @@ def tcp_keepalive(env):
     pn = world.tcp([("noka.tcp.internal", None)])
     world.start()
     ck, cn = TcpClient(pk), TcpClient(pn)
-    lines, timers = keepalive_timers(bk.port)
+    lines, timers = keepalive_timers(bk)
     check(len(lines) == 1 and len(timers) == 1, f"the proxy's socket to the keepalive backend: {lines}")
     secs = float(re.search(r"keepalive,([\d.]+)(m?s)", timers[0]).group(1))
     check(secs <= 7.0, f"keepalive timer {timers[0]}, want <= 7 s")
-    lines, timers = keepalive_timers(bn.port)
+    lines, timers = keepalive_timers(bn)
     check(len(lines) == 1 and not timers, f"the socket to the backend without tcpKeepalive: {lines}")
     ck.close()
     cn.close()
