@@ -125,7 +125,7 @@ struct ism_path_rewrite {
 };
 
 /* What one piece of a header value is: text, or one of Envoy's command
- * operators, whose value each request gives (worker/stream.c). */
+ * operators, whose value each request gives (worker/hvalue.c). */
 enum ism_hval_kind {
 	ISM_HV_LITERAL = 0,
 	ISM_HV_CLIENT,		   /* %DOWNSTREAM_REMOTE_ADDRESS%: address:port */

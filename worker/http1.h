@@ -30,7 +30,7 @@ enum ism_http_err {
 };
 
 /* What the answer to each error says (ism_http_error_why): its body, and the
- * reason the access log gives Envoy's detail of (worker/stream.c). */
+ * reason the access log gives Envoy's detail of (worker/exchange.c). */
 #define ISM_WHY_BAD_REQUEST  "bad request"
 #define ISM_WHY_URI_TOO_LONG "URI too long"
 #define ISM_WHY_HEAD_TOO_BIG "request header fields too large"

@@ -2,7 +2,9 @@
 /* Streams (worker/stream.h): one request and its response. The request is
  * routed here, its cluster and endpoint picked, its attempts made, retried and
  * timed; the response goes from the upstream connection to the session; the
- * exchange ends in the counters and the access log. A stream never outlives its
+ * exchange ends in the counters and the access log (worker/exchange.c).
+ * Answers made here are built in worker/answer.c, header values with
+ * operators made in worker/hvalue.c. A stream never outlives its
  * session except as ABANDONED, while its retry timer is still on the ring. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,18 +28,18 @@
 #include "worker/grpcweb.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"
+#include "worker/hvalue.h"
 #include "worker/mirror.h"
 #include "worker/ring.h"
 #include "worker/router.h"
 #include "worker/session.h"
 #include "worker/sock.h"
+#include "worker/stream-int.h"
 #include "worker/stream.h"
 #include "worker/tls.h"
 #include "worker/tunnel.h"
 #include "worker/upstream.h"
 
-static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-			 bool close);
 static void do_retry(struct ism_wctx *w, struct ism_stream *st);
 static void delay_over(struct ism_wctx *w, struct ism_stream *st);
 static void l4_refused(struct ism_wctx *w, struct ism_stream *st, const char *why);
@@ -105,15 +107,6 @@ const char *ism_stream_client(const struct ism_stream *st)
 	return st->xff_client[0] || st->sess == NULL ? st->xff_client : st->sess->peer;
 }
 
-/* The request's cluster, while the worker still uses the table it was routed
- * with; NULL after a reload moved the worker on (its indices mean nothing now). */
-static const struct ism_cluster *st_cluster(struct ism_wctx *w, const struct ism_stream *st)
-{
-	if (w->table->gen != st->table_gen || st->cluster >= w->table->n_clusters)
-		return NULL;
-	return &w->table->clusters[st->cluster];
-}
-
 static void set_deadline(struct ism_wctx *w, struct ism_stream *st, enum ism_stream_deadline kind,
 			 uint32_t ms)
 {
@@ -163,7 +156,7 @@ static void wait_remove(struct ism_wctx *w, struct ism_stream *st)
 		w->wait_tail = st->wait_prev;
 	st->wait_next = st->wait_prev = NULL;
 	st->waiting = 0;
-	cl = st_cluster(w, st);
+	cl = ism_stream_cluster(w, st);
 	if (cl != NULL)
 		atomic_fetch_sub_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
 }
@@ -181,7 +174,7 @@ static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 	do {
 		if (st->l4 || n >= cl->pool.max_pending) {
 			atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
-			stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
+			ism_stream_local(w, st, 503, "upstream overflow (maxConnections)", false);
 			return;
 		}
 	} while (!atomic_compare_exchange_weak_explicit(
@@ -235,7 +228,7 @@ void ism_stream_after_batch(struct ism_wctx *w)
 static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
 			   int status)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	uint64_t one = 1;
 	char why[16];
 
@@ -271,7 +264,7 @@ static void od_settle(struct ism_wctx *w, struct ism_stream *st, enum ism_failur
  * in flight, a request in flight); those of an older generation stay there. */
 static void retry_done(struct ism_wctx *w, struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 
 	if (st->retry_counted && cl != NULL)
 		atomic_fetch_sub_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
@@ -324,7 +317,7 @@ static uint32_t retry_cap(const struct ism_cluster *cl)
 static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
 			   int status, int grpc)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 
 	/* What went out is kept (the rest of the body, if any, is still with
 	 * the client session and follows the replay). */
@@ -393,7 +386,7 @@ static void start_timer(struct ism_wctx *w, struct ism_stream *st, uint32_t ms)
 /* The next attempt, after Envoy's jittered back-off. */
 static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	uint32_t ms = ism_retry_backoff_ms(st->rs.backoff_base_ms, st->rs.tries, ism_w_rand(w));
 
 	st->rs.retries_left--;
@@ -549,7 +542,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	struct ism_upconn *u;
 
 	if (st->stamp_at != 0 && st->rs.tries > 0 && stamp_attempt(w, st, head) < 0) {
-		stream_local(w, st, 503, "out of memory", false);
+		ism_stream_local(w, st, 503, "out of memory", false);
 		return;
 	}
 	u = ism_up_start(w, st, cl, ep, head, st->l4, &full);
@@ -569,7 +562,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
 	if (u == NULL) {
-		stream_local(w, st, 503, "upstream connect error", false);
+		ism_stream_local(w, st, 503, "upstream connect error", false);
 		return;
 	}
 	st->up = u;
@@ -584,7 +577,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
  * fault delay (the first attempt). */
 static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	struct ism_buf head;
 	int ei;
 
@@ -593,17 +586,18 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	    st->waiting)
 		return;
 	if (cl == NULL) {
-		stream_local(w, st, 503, "configuration changed while the request waited", false);
+		ism_stream_local(w, st, 503, "configuration changed while the request waited",
+				 false);
 		return;
 	}
 	ei = pick_endpoint(w, st);
 	if (ei < 0) {
-		stream_local(w, st, 503, "no healthy upstream", false);
+		ism_stream_local(w, st, 503, "no healthy upstream", false);
 		return;
 	}
 	/* A request that could not be kept whole (no memory) is not sent in part. */
 	if (st->replay.len == 0 && !st->l4) {
-		stream_local(w, st, 503, "request not kept for a retry", false);
+		ism_stream_local(w, st, 503, "request not kept for a retry", false);
 		return;
 	}
 	head = st->replay;
@@ -611,16 +605,6 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	dispatch(w, st, cl, &cl->endpoints[ei], &head);
 	ism_buf_free(&head);
 }
-
-/* Why an attempt ended before a response head, as the local answer says it
- * (flag_for reads its flag from the words: UC, UR). */
-#define WHY_CLOSED	 "upstream connection closed before the response head"
-#define WHY_RESET	 "upstream reset the stream before the response head"
-#define WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
-/* A gRPC-Web text request whose body is not base64 (Envoy's answer). */
-#define WHY_GW_BASE64 "Bad gRPC-web request, invalid base64 data."
-/* A request path that normalisation refuses (Envoy: path_normalization_failed). */
-#define WHY_BAD_PATH "bad request path"
 
 /* An attempt failed before a usable response: tell outlier detection, then
  * retry if the policy allows, else answer as Envoy's router does: 503 for a
@@ -642,238 +626,20 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	if (retry)
 		schedule_retry(w, st);
 	else if (f == ISM_FAIL_CONNECT)
-		stream_local(w, st, 503, "upstream connect error", false);
+		ism_stream_local(w, st, 503, "upstream connect error", false);
 	else if (f == ISM_FAIL_TIMEOUT)
-		stream_local(w, st, 504, "upstream timeout", true);
+		ism_stream_local(w, st, 504, "upstream timeout", true);
 	else
-		stream_local(w, st, 503, why, true);
+		ism_stream_local(w, st, 503, why, true);
 }
 
 /* ---------- the end of an exchange ---------- */
-
-static void count_status(struct ism_wctx *w, int status)
-{
-	int cls = status / 100;
-
-	if (cls >= 1 && cls <= 5)
-		ism_wstat_add(&w->st->resp_class[cls], 1);
-}
-
-/* The access log's reason code for a response made here, in the manner of
- * Envoy's response flags (docs/operations.md lists them). */
-static const char *flag_for(int status, const char *why)
-{
-	switch (status) {
-	case 404:
-		return "NR";
-	case 408:
-		return "DT";
-	case 504:
-		return "UT";
-	case 502:
-		return strstr(why, "invalid") || strstr(why, "malformed") ? "UPE" : "UC";
-	case 503:
-		if (strstr(why, "overflow"))
-			return "UO";
-		if (strstr(why, "no healthy"))
-			return "UH";
-		if (strcmp(why, WHY_CLOSED) == 0)
-			return "UC";
-		if (strcmp(why, WHY_RESET) == 0)
-			return "UR";
-		if (strstr(why, "connect"))
-			return "UF";
-		return "NC";
-	default:
-		return status >= 400 ? "DPE" : NULL;
-	}
-}
-
-/* The access log's view of a request, captured while its head is in the
- * session's buffer (req NULL: it could not be parsed). Only when the log is on. */
-static void log_begin(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
-{
-	if (w->alog.fd < 0)
-		return;
-	ism_alog_req_free(st->log_req);
-	st->log_req = ism_alog_capture(w->alog.headers, w->alog.named, req, ism_wall_ms());
-	st->flags = NULL;
-}
-
-/* Envoy's response code details of the exchange: via_upstream for an
- * upstream's answer; for one made here, the router's detail of its reason
- * (flags; a failed connection's with its transport failure reason, made in
- * buf), the fault filter's, direct_response for a route's own; NULL when
- * Envoy's is not known. */
-static const char *code_details(const struct ism_stream *st, const char *transport, char *buf,
-				size_t cap)
-{
-	static const char *const map[][2] = {
-	    {"NR", "route_not_found"},
-	    {"UH", "no_healthy_upstream"},
-	    {"UT", "response_timeout"},
-	    {"UF", "upstream_reset_before_response_started{connection_failure}"},
-	    {"UC", "upstream_reset_before_response_started{connection_termination}"},
-	    {"UR", "upstream_reset_before_response_started{remote_reset}"},
-	    {"UO", "upstream_reset_before_response_started{overflow}"},
-	};
-
-	if (st->codec_details != NULL)
-		return st->codec_details;
-	if (st->state != ISM_ST_LOCAL)
-		return st->status != 0 ? "via_upstream" : NULL;
-	if (st->log_flags & ISM_ALOG_FI)
-		return "fault_filter_abort";
-	if (st->local_details != NULL)
-		return st->local_details;
-	/* A route's redirect or directResponse; a CORS preflight's, Envoy's CORS
-	 * filter's. */
-	if (st->flags == NULL)
-		return st->cors != NULL && st->cors->preflight ? "cors_response"
-							       : "direct_response";
-	/* Envoy's router: "{reset reason,transport failure reason}" (the log
-	 * shows its spaces as underscores). */
-	if (transport != NULL && strcmp(st->flags, "UF") == 0 &&
-	    snprintf(buf, cap, "upstream_reset_before_response_started{connection_failure,%s}",
-		     transport) > 0)
-		return buf;
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(st->flags, map[i][0]) == 0)
-			return map[i][1];
-	return NULL;
-}
-
-static size_t log_hval(struct ism_wctx *w, struct ism_stream *st, uint8_t kind, char *out,
-		       size_t cap);
-
-/* The values of the header values' operators the line shows (mask), made
- * into buf (cap bytes) and pointed at by hv. */
-static void log_hvals(struct ism_wctx *w, struct ism_stream *st, uint64_t mask, const char **hv,
-		      char *buf, size_t cap)
-{
-	size_t off = 0;
-
-	for (uint8_t k = 0; mask != 0 && k < ISM_HV_KINDS; k++, mask >>= 1) {
-		size_t n;
-
-		if (!(mask & 1) || off + 1 >= cap)
-			continue;
-		n = log_hval(w, st, k, buf + off, cap - off - 1);
-		if (n == 0)
-			continue;
-		buf[off + n] = '\0';
-		hv[k] = buf + off;
-		off += n + 1;
-	}
-}
-
-/* Envoy's timings of the exchange, in ms from the request head: its last
- * byte, its last byte sent upstream, the upstream's response head, and from
- * that head to the response's last byte out (now); and of its connection,
- * from the accept to the TLS handshake's end; -1 when not known. */
-static void log_times(const struct ism_wctx *w, const struct ism_stream *st, struct ism_alog_rec *r)
-{
-	r->req_ms = st->req_done ? (int64_t)(st->req_end_ms - st->t0_ms) : -1;
-	r->req_tx_ms = st->req_sent_ms ? (int64_t)(st->req_sent_ms - st->t0_ms) : -1;
-	r->resp_ms = st->resp_head_ms ? (int64_t)(st->resp_head_ms - st->t0_ms) : -1;
-	r->resp_tx_ms = st->resp_head_ms && st->state != ISM_ST_LOCAL
-			    ? (int64_t)(w->now - st->resp_head_ms)
-			    : -1;
-	r->handshake_ms =
-	    st->sess->handshaken ? (int64_t)(st->sess->handshake_ms - st->sess->accept_ms) : -1;
-}
-
-/* The line of the exchange that ends now. */
-static void log_exchange(struct ism_wctx *w, struct ism_stream *st)
-{
-	const struct ism_sess_pp *pp;
-	const struct ism_cluster *cl;
-	struct ism_alog_rec r;
-	char flags[32], local[INET6_ADDRSTRLEN] = "";
-	char transport[160], details[256], hv[2048];
-	uint16_t local_port = 0;
-
-	if (st->log_req == NULL)
-		return;
-	/* Envoy makes an X-Request-Id for every request it parsed, answered here
-	 * (no route, a redirect, an overflow) or not: the line shows one. */
-	if (w->table->request_id && st->log_req->http_minor >= 0 &&
-	    st->log_req->request_id[0] == '\0' &&
-	    !(w->table->preserve_rid && st->log_req->val[ISM_ALOG_H_X_REQUEST_ID] != NULL))
-		ism_up_request_id(w, st->log_req->request_id);
-	cl = st_cluster(w, st);
-	if (ism_up_failure_text(st->up_errno, st->up_tls_err, transport, sizeof(transport)) == 0)
-		transport[0] = '\0';
-	r = (struct ism_alog_rec){
-	    .req = st->log_req,
-	    .duration_ms = ism_wall_ms() - st->log_req->start_ms,
-	    .bytes_in = st->bytes_in,
-	    .bytes_out = st->bytes_out,
-	    .meter = st->meter,
-	    .status = st->status,
-	    .attempts = st->rs.tries,
-	    .flags = ism_alog_flags(st->log_flags, st->flags, flags, sizeof(flags)),
-	    .client = ism_stream_client(st),
-	    .peer = st->sess->peer,
-	    .client_port = st->xff_client[0] ? 0 : st->sess->peer_port,
-	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[st->prev_ep] : NULL,
-	    .cluster = cl ? cl->name.p : NULL,
-	    .sni = st->sess->sni,
-	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),
-	    .transport = transport[0] ? transport : NULL,
-	    .conn_id = st->sess->conn_id,
-	    .up_protocol = st->prev_ep == UINT32_MAX || st->l4 || cl == NULL ? NULL
-			   : ism_h2up_wanted(st, cl)			     ? "HTTP/2"
-									     : "HTTP/1.1",
-	};
-	log_times(w, st, &r);
-	log_hvals(w, st, w->alog.hv_mask, r.hv, hv, sizeof(hv));
-	if (w->alog.wants_local && (pp = ism_sess_pp(st->sess)) != NULL &&
-	    ism_addr_text(&pp->dst.sa, local, &local_port)) {
-		r.local = local;
-		r.local_port = local_port;
-	}
-	ism_alog_log(w, &r);
-	ism_alog_req_free(st->log_req);
-	st->log_req = NULL;
-}
-
-/* The exchange's duration and status, in the worker's and the cluster's counters. */
-static void count_exchange(struct ism_wctx *w, struct ism_stream *st)
-{
-	static const uint32_t bounds[ISM_LAT_BUCKETS] = ISM_LAT_BOUNDS_MS;
-	const struct ism_cluster *cl = st_cluster(w, st);
-	uint64_t ms = w->now - st->t0_ms;
-	int b = 0;
-
-	/* Counted once, as soon as the last of the response goes to the
-	 * session: a client that has its answer sees it in the counters. */
-	if (st->counted)
-		return;
-	st->counted = 1;
-
-	while (b < ISM_LAT_BUCKETS - 1 && ms > bounds[b])
-		b++;
-	ism_wstat_add(&w->st->latency_bucket[b], 1);
-	ism_wstat_add(&w->st->latency_sum_ms, ms);
-	if (st->status < 100 || st->status >= 600 || w->table->gen != st->table_gen)
-		return;
-	if (cl != NULL)
-		atomic_fetch_add_explicit(&cl->dyn->responses[st->status / 100], 1,
-					  memory_order_relaxed);
-	if (st->lis_stats != NULL)
-		atomic_fetch_add_explicit(&st->lis_stats->responses[st->status / 100], 1,
-					  memory_order_relaxed);
-	if (st->route_stats != NULL)
-		atomic_fetch_add_explicit(&st->route_stats->responses[st->status / 100], 1,
-					  memory_order_relaxed);
-}
 
 /* Requests of the stream's cluster wait for a connection (in any worker): an
  * idle pooled connection would hold capacity they cannot use. */
 static bool others_wait(struct ism_wctx *w, const struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 
 	return cl != NULL && atomic_load_explicit(&cl->dyn->pending, memory_order_relaxed) > 0;
 }
@@ -886,8 +652,8 @@ static void stream_finish(struct ism_wctx *w, struct ism_stream *st)
 	void *sp = st->sp;
 
 	od_settle(w, st, ISM_FAIL_NONE);
-	count_exchange(w, st);
-	log_exchange(w, st);
+	ism_stream_count(w, st);
+	ism_stream_log(w, st);
 	retry_done(w, st);
 	wait_remove(w, st);
 	if (u != NULL) {
@@ -905,7 +671,7 @@ static void stream_finish(struct ism_wctx *w, struct ism_stream *st)
 static void tunnel_finish(struct ism_wctx *w, struct ism_stream *st)
 {
 	retry_done(w, st);
-	log_exchange(w, st);
+	ism_stream_log(w, st);
 	ism_tunnel_free(w, st->tun);
 	if (st->up != NULL) {
 		ep_done(w, st, false);
@@ -969,7 +735,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 
 	st->l4 = 1;
 	st->l4_route = r;
-	log_begin(w, st, NULL);
+	ism_stream_log_begin(w, st, NULL);
 	if (r == NULL) {
 		st->flags = "NR";
 		l4_refused(w, st, why != NULL ? why : "no route");
@@ -979,7 +745,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
 	d = ism_router_pick_weighted(r->dest, r->n_dest, r->total_weight, ism_w_rand(w));
 	if (d == NULL || d->cluster >= t->n_clusters) {
-		stream_local(w, st, 503, "no destination", false);
+		ism_stream_local(w, st, 503, "no destination", false);
 		return;
 	}
 	cl = &t->clusters[d->cluster];
@@ -987,7 +753,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	ism_retry_state_init(&st->rs, &l4_retry);
 	ei = pick_endpoint(w, st);
 	if (ei < 0) {
-		stream_local(w, st, 503, "no healthy upstream", false);
+		ism_stream_local(w, st, 503, "no healthy upstream", false);
 		return;
 	}
 	st->connect_timeout_ms = cl->connect_timeout_ms;
@@ -1011,7 +777,7 @@ void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st)
 		 * else by the client. */
 		if (st->flags == NULL)
 			st->flags = st->resp_started && !st->resp_done ? "UC" : "DC";
-		log_exchange(w, st);
+		ism_stream_log(w, st);
 	}
 	if (st->up != NULL) {
 		ep_done(w, st, !st->resp_done);
@@ -1031,12 +797,11 @@ static void stream_cut(struct ism_wctx *w, struct ism_stream *st)
 	s->ops->abort(w, s, sp);
 }
 
-/* The fields in[0..n) with edits e applied, in the worker's scratch (valid
- * until its next use), *n_out of them; NULL without memory. in may be the
- * scratch itself (edits on edits: the route's, then CORS's). */
-static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_hdr_edits *e,
-					   const struct ism_http_header *in, size_t n,
-					   size_t *n_out)
+/* ---------- answers made here (worker/answer.c makes them) ---------- */
+
+struct ism_http_header *ism_stream_edit_fields(struct ism_wctx *w, const struct ism_hdr_edits *e,
+					       const struct ism_http_header *in, size_t n,
+					       size_t *n_out)
 {
 	size_t need = n + ism_act_n_values(e);
 	bool there = in == w->act_hdrs;
@@ -1056,128 +821,13 @@ static struct ism_http_header *edit_fields(struct ism_wctx *w, const struct ism_
 	return w->act_hdrs;
 }
 
-/* An answer made while a fault delay runs, kept whole (its fields, strings
- * and body in the same allocation) until the delay is over: Envoy's router,
- * whose answer it would be, runs only then. */
-struct ism_deferred {
-	struct ism_local lr;
-	const char *flags; /* a literal (flag_for), or NULL */
-};
-
-/* Copies n bytes of p to *d (NUL-terminated); the copy. */
-static char *copy_to(char **d, const char *p, size_t n)
-{
-	char *r = *d;
-
-	if (n)
-		memcpy(r, p, n);
-	r[n] = '\0';
-	*d += n + 1;
-	return r;
-}
-
-static struct ism_deferred *defer_answer(const struct ism_local *lr, const char *flags)
-{
-	size_t bytes = sizeof(struct ism_deferred) + lr->n_hdrs * sizeof(struct ism_http_header) +
-		       strlen(lr->why) + 1 + lr->body_len + 1 +
-		       (lr->grpc_status ? strlen(lr->grpc_status) + 1 : 0);
-	struct ism_http_header *h;
-	struct ism_deferred *a;
-	char *d;
-
-	for (size_t i = 0; i < lr->n_hdrs; i++)
-		bytes += lr->hdrs[i].name_len + 1 + lr->hdrs[i].value_len + 1;
-	a = malloc(bytes);
-	if (a == NULL)
-		return NULL;
-	h = (struct ism_http_header *)(a + 1);
-	d = (char *)(h + lr->n_hdrs);
-	a->flags = flags;
-	a->lr = *lr;
-	a->lr.hdrs = h;
-	for (size_t i = 0; i < lr->n_hdrs; i++)
-		h[i] = (struct ism_http_header){
-		    copy_to(&d, lr->hdrs[i].name, lr->hdrs[i].name_len), lr->hdrs[i].name_len,
-		    copy_to(&d, lr->hdrs[i].value, lr->hdrs[i].value_len), lr->hdrs[i].value_len};
-	a->lr.why = copy_to(&d, lr->why, strlen(lr->why));
-	a->lr.body = lr->body ? copy_to(&d, lr->body, lr->body_len) : NULL;
-	if (lr->grpc_status)
-		a->lr.grpc_status = copy_to(&d, lr->grpc_status, strlen(lr->grpc_status));
-	return a;
-}
-
-/* The access log's %RESP()% values of the answer whose fields are h[0, n),
- * with those isthmus adds to it: Server, Date, and for an upstream's answer
- * (upstream) x-envoy-upstream-service-time. */
-static void log_resp(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_header *h,
-		     size_t n, bool upstream)
-{
-	const struct ism_table *t = w->table;
-	struct ism_http_header own[3];
-	size_t n_own = 0;
-	char svc[21];
-
-	if (ism_stream_own_server(w, st))
-		own[n_own++] = (struct ism_http_header){"server", 6, t->server.p, t->server.len};
-	if (!ism_http_has_field(h, n, "date"))
-		own[n_own++] =
-		    (struct ism_http_header){"date", 4, ism_w_date(w), ISM_HTTP_DATE_LEN};
-	if (upstream && t->debug_headers)
-		own[n_own++] =
-		    (struct ism_http_header){ISM_SVC_TIME_NAME, sizeof(ISM_SVC_TIME_NAME) - 1, svc,
-					     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10)};
-	ism_alog_capture_fields(&w->alog, st->log_req, ISM_ALOG_F_RESP, h, n, own, n_own);
-}
-
-/* Envoy's response code details of an answer made here for a reason Envoy
- * names the same: its connection manager's (the request-header timeout, the
- * body over the limit, an HTTP/1.1 request without Host) and its router's
- * (the request not kept whole for a retry). NULL: the reason code decides
- * (code_details). */
-static const char *local_details(int status, const char *why)
-{
-	static const struct {
-		int status;
-		const char *why, *details;
-	} map[] = {
-	    {408, ISM_WHY_HEAD_TIMEOUT, "request_header_timeout"},
-	    {413, ISM_WHY_BODY_TOO_LARGE, "request_payload_too_large"},
-	    {507, WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
-	    {400, ISM_WHY_NO_HOST, "missing_host_header"},
-	    /* Envoy's HTTP/1.1 codec's, for the requests the parser refuses;
-	     * Envoy has no URI limit of its own, its request line counts
-	     * toward its header limit: a 414 of maxUriBytes has that one's */
-	    {400, ISM_WHY_BAD_REQUEST, "http1.codec_error"},
-	    {414, ISM_WHY_URI_TOO_LONG, "http1.headers_too_large"},
-	    {400, ISM_WHY_BAD_CHUNK, "http1.codec_error"},
-	    {400, WHY_BAD_PATH, "path_normalization_failed"},
-	    {431, ISM_WHY_HEAD_TOO_BIG, "http1.headers_too_large"},
-	    {431, ISM_WHY_TOO_MANY, "http1.too_many_headers"},
-	    {501, ISM_WHY_TE, "http1.invalid_transfer_encoding"},
-	    {505, ISM_WHY_VERSION, "http1.codec_error"},
-	    /* Envoy's HTTP/2 codec's: a header list over its limits (size or
-	     * count), a field nghttp2 refuses (it resets these two first) */
-	    {431, ISM_WHY_H2_HEAD_TOO_BIG, "http2.too_many_headers"},
-	    {400, ISM_WHY_H2_BAD_LENGTH, "http2.invalid.header.field"},
-	    {400, ISM_WHY_H2_HOSTS, "http2.invalid.header.field"},
-	};
-
-	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)
-		if (status == map[i].status && strcmp(why, map[i].why) == 0)
-			return map[i].details;
-	return NULL;
-}
-
-/* A response made here, lr; flags: the access log's reason code (NULL: none,
- * a route's own answer). During a fault delay it waits for the delay's end
- * (the first one made; without memory it goes at once). */
-static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr,
-			  const char *flags)
+void ism_stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr,
+		       const char *flags)
 {
 	struct ism_local with_cors;
 
 	if (st->state == ISM_ST_DELAY &&
-	    (st->deferred != NULL || (st->deferred = defer_answer(lr, flags)) != NULL))
+	    (st->deferred != NULL || (st->deferred = ism_stream_defer(lr, flags)) != NULL))
 		return;
 
 	wait_remove(w, st);
@@ -1187,7 +837,7 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 		od_settle(w, st, ISM_FAIL_RESET);
 	st->od_pending = 0;
 	st->flags = flags;
-	st->local_details = local_details(lr->status, lr->why);
+	st->local_details = ism_stream_local_details(lr->status, lr->why);
 	ep_done(w, st, lr->status >= 500);
 	if (st->up != NULL)
 		ism_up_abort(w, st);
@@ -1201,7 +851,7 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 		return;
 	}
 	if (!st->mirror)
-		count_status(w, lr->status);
+		ism_stream_count_status(w, lr->status);
 	if (flags != NULL && lr->status >= 400 && lr->status < 500 && !st->mirror)
 		ism_wstat_add(&w->st->bad_requests, 1);
 	st->status = (uint16_t)lr->status;
@@ -1214,83 +864,22 @@ static void stream_answer(struct ism_wctx *w, struct ism_stream *st, const struc
 	 * goes without them. */
 	if (st->cors != NULL && !st->cors->preflight) {
 		with_cors = *lr;
-		with_cors.hdrs =
-		    edit_fields(w, &st->cors->edits, lr->hdrs, lr->n_hdrs, &with_cors.n_hdrs);
+		with_cors.hdrs = ism_stream_edit_fields(w, &st->cors->edits, lr->hdrs, lr->n_hdrs,
+							&with_cors.n_hdrs);
 		if (with_cors.hdrs != NULL)
 			lr = &with_cors;
 	}
 	if (w->alog.wants_resp && st->log_req != NULL)
-		log_resp(w, st, lr->hdrs, lr->n_hdrs, false);
+		ism_stream_log_resp(w, st, lr->hdrs, lr->n_hdrs, false);
 	if (st->sess->ops->local(w, st, lr) < 0) {
 		stream_cut(w, st);
 		return;
 	}
-	count_exchange(w, st);
+	ism_stream_count(w, st);
 	st->sending = 1;
 }
 
-static const struct ism_http_header text_plain = {"content-type", 12, "text/plain", 10};
-
-/* An error answered here: why, a line of text, is its body; hdrs (n, may be
- * 0): more fields. */
-static void stream_error(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-			 bool close, const struct ism_http_header *hdrs, size_t n)
-{
-	struct ism_http_header h[4] = {text_plain};
-	const struct ism_cluster *cl;
-	const char *flag;
-	char body[256];
-	int len = snprintf(body, sizeof(body), "%s\n", why);
-
-	ISM_BUG_ON(n > 3);
-	for (size_t i = 0; i < n; i++)
-		h[1 + i] = hdrs[i];
-	flag = flag_for(status, why);
-	/* A cluster empty for want of a DNS answer: Envoy's DNS-failure flag too. */
-	cl = st_cluster(w, st);
-	if (flag != NULL && strcmp(flag, "UH") == 0 && cl != NULL && cl->n_endpoints == 0 &&
-	    cl->unresolved.len > 0)
-		flag = "UH,DF";
-	stream_answer(w, st,
-		      &(struct ism_local){.status = status,
-					  .why = why,
-					  .body = body,
-					  .body_len = len < (int)sizeof(body) ? (uint32_t)len
-									      : sizeof(body) - 1,
-					  .hdrs = h,
-					  .n_hdrs = n + 1,
-					  .close = close},
-		      flag);
-}
-
-static void stream_local(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
-			 bool close)
-{
-	stream_error(w, st, status, why, close, NULL, 0);
-}
-
-/* ---------- fault injection and CORS ---------- */
-
-/* A fault's abort: its status and Envoy's text, or with a gRPC status (code;
- * -1: none), 200 and that grpc-status for a gRPC client (trailers-only); its
- * flag is FI alone (ism_alog_flags). */
-static void fault_abort(struct ism_wctx *w, struct ism_stream *st, int status, int code)
-{
-	static const char why[] = ISM_FAULT_ABORT_WHY;
-	char grpc[8];
-
-	snprintf(grpc, sizeof(grpc), "%d", code);
-	st->log_flags |= ISM_ALOG_FI;
-	stream_answer(w, st,
-		      &(struct ism_local){.status = status,
-					  .why = why,
-					  .body = ISM_FAULT_ABORT_WHY "\n",
-					  .body_len = sizeof(ISM_FAULT_ABORT_WHY "\n") - 1,
-					  .hdrs = &text_plain,
-					  .n_hdrs = 1,
-					  .grpc_status = code >= 0 ? grpc : NULL},
-		      NULL);
-}
+/* ---------- fault delays ---------- */
 
 /* The route's fault, drawn for this request (the delay and the abort each
  * with its own roll): a delay starts the stream's timer, the request waiting
@@ -1309,47 +898,16 @@ static bool stream_fault(struct ism_wctx *w, struct ism_stream *st, const struct
 		st->state = ISM_ST_DELAY;
 	}
 	if (aborts)
-		fault_abort(w, st, f->abort_status, f->abort_grpc);
+		ism_stream_fault_abort(w, st, f->abort_status, f->abort_grpc);
 	return aborts;
-}
-
-/* The route's corsPolicy: a preflight is answered here, 200 with its fields
- * and no body; an allowed origin's other requests go on, st->cors holding
- * what their answers get. True when the request is answered. */
-static bool stream_cors(struct ism_wctx *w, struct ism_stream *st, const struct ism_cors *c,
-			const struct ism_http_req *req)
-{
-	struct ism_local lr = {.status = 200, .why = "cors preflight"};
-	int v = ism_cors_check(c, req, w->rs, &st->cors);
-
-	if (v < 0) {
-		stream_local(w, st, 503, "out of memory", false);
-		return true;
-	}
-	if (v != ISM_CORS_PREFLIGHT)
-		return false;
-	lr.hdrs = edit_fields(w, &st->cors->edits, NULL, 0, &lr.n_hdrs);
-	if (lr.hdrs == NULL)
-		stream_local(w, st, 503, "out of memory", false);
-	else
-		stream_answer(w, st, &lr, NULL);
-	return true;
 }
 
 /* A fault delay is over: the answer made meanwhile goes, or the request goes
  * out (as after a retry's back-off, its route timeout counted from now). */
 static void delay_over(struct ism_wctx *w, struct ism_stream *st)
 {
-	struct ism_deferred *a = st->deferred;
-
-	if (a == NULL) {
+	if (!ism_stream_answer_deferred(w, st))
 		do_retry(w, st);
-		return;
-	}
-	st->deferred = NULL;
-	st->state = ISM_ST_NEW; /* out of the delay: the answer goes now */
-	stream_answer(w, st, &a->lr, a->flags);
-	free(a);
 }
 
 /* ---------- the request ---------- */
@@ -1427,27 +985,6 @@ static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct
 	st->has_hash = 1;
 }
 
-/* tls.httpsRedirect: 301 to the same URL over https (Envoy's require_tls). */
-static void https_redirect(struct ism_wctx *w, struct ism_stream *st,
-			   const struct ism_http_req *req)
-{
-	size_t hl = req->host ? ism_host_len(req->host, req->host_len) : 0;
-	char *loc = NULL;
-
-	if (req->host == NULL) {
-		stream_local(w, st, 400, "no Host to redirect to", true);
-		return;
-	}
-	if (asprintf(&loc, "https://%.*s%.*s", (int)hl, req->host, (int)req->target_len,
-		     req->target) < 0) {
-		stream_local(w, st, 503, "out of memory", true);
-		return;
-	}
-	stream_error(w, st, 301, "use https", false,
-		     &(struct ism_http_header){"location", 8, loc, strlen(loc)}, 1);
-	free(loc);
-}
-
 /* What the request's head and the session say about it, for the stream and
  * its log line. */
 static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
@@ -1461,7 +998,7 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 		ism_wstat_add(&w->st->requests, 1);
 		trusted_client(t, req, st);
 	}
-	log_begin(w, st, req);
+	ism_stream_log_begin(w, st, req);
 }
 
 void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
@@ -1474,7 +1011,7 @@ void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_htt
 		return;
 	if (st->state == ISM_ST_NEW)
 		request_begin(w, st, req);
-	stream_local(w, st, status, why, true);
+	ism_stream_local(w, st, status, why, true);
 }
 
 /* The virtual host of the request: on an HTTPS port, among those of the server
@@ -1495,372 +1032,7 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
 }
 
-/* ---------- header values with command operators ---------- */
-
-/* What the operators of a route's header values see: the stream, its
- * request and its route (conf/hfmt.h). */
-struct hval_ctx {
-	struct ism_wctx *w;
-	struct ism_stream *st;
-	const struct ism_http_req *req; /* NULL: gone (a response's values) */
-	const struct ism_route *r;
-	/* What the upstream answered (the operators ism_hval_late): a
-	 * response's values are made with it; later: made once it comes
-	 * (ISM_HVAL_LATE); neither: they have no value yet. */
-	const struct ism_http_resp *resp;
-	bool later;
-	int status; /* a status the stream answers with itself; 0: none */
-};
-
-static size_t hval_str(char *out, size_t cap, const char *s, size_t len)
-{
-	if (s == NULL)
-		return 0;
-	len = len < cap ? len : cap;
-	memcpy(out, s, len);
-	return len;
-}
-
-/* What snprintf (cap bytes) wrote, less its NUL. */
-static size_t hval_printed(size_t cap, int n)
-{
-	return n < 0 || cap == 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
-}
-
-/* An address and port as Envoy prints them: [v6]:port, v4:port; the
- * address alone (no_port), or the port alone (port_only). */
-static size_t hval_addr(char *out, size_t cap, const char *ip, uint16_t port, bool no_port,
-			bool port_only)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	int n;
-
-	if (ip == NULL || ip[0] == '\0')
-		return 0;
-	if (no_port)
-		return hval_str(out, cap, ip, strlen(ip));
-	n = port_only ? snprintf(buf, sizeof(buf), "%u", port)
-		      : snprintf(buf, sizeof(buf), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
-	return hval_str(out, cap, buf, hval_printed(sizeof(buf), n));
-}
-
-/* Socket address sa (NULL: none), printed as hval_addr prints one. */
-static size_t hval_sockaddr(const struct sockaddr *sa, char *out, size_t cap, bool no_port,
-			    bool port_only)
-{
-	char ip[INET6_ADDRSTRLEN];
-	uint16_t port;
-
-	if (sa == NULL || !ism_addr_text(sa, ip, &port))
-		return 0;
-	return hval_addr(out, cap, ip, port, no_port, port_only);
-}
-
-/* DOWNSTREAM_LOCAL_ADDRESS: the address the client connected to, a PROXY
- * header's destination when the listener takes one (the session's, as the
- * PROXY headers to upstreams name it); DOWNSTREAM_DIRECT_REMOTE_ADDRESS: the
- * socket's peer, whatever a PROXY header said. */
-static size_t hval_sock(struct ism_sess *s, bool local, char *out, size_t cap, bool no_port,
-			bool port_only)
-{
-	const struct ism_sess_pp *pp;
-	union ism_pp_addr peer;
-	socklen_t len = sizeof(peer);
-
-	if (local)
-		return (pp = ism_sess_pp(s)) != NULL
-			   ? hval_sockaddr(&pp->dst.sa, out, cap, no_port, port_only)
-			   : 0;
-	if (getpeername(s->s.fd, &peer.sa, &len) < 0)
-		return 0;
-	return hval_sockaddr(&peer.sa, out, cap, no_port, port_only);
-}
-
-/* The first of the n fields h named name (any case). */
-static size_t hval_field(const struct ism_http_header *h, size_t n, struct ism_str name, char *out,
-			 size_t cap)
-{
-	const struct ism_http_header *f = ism_http_field(h, n, name.p, name.len);
-
-	return f != NULL ? hval_str(out, cap, f->value, f->value_len) : 0;
-}
-
-/* %REQ(NAME)%: the request's first field of that name, the pseudo-headers
- * :authority, :path (with its query), :method and :scheme as HTTP/2 has them. */
-static size_t hval_req(const struct hval_ctx *c, struct ism_str name, char *out, size_t cap)
-{
-	const struct ism_http_req *req = c->req;
-	size_t n = 0;
-
-	if (req == NULL)
-		return 0;
-	if (name.len > 0 && name.p[0] == ':') {
-		if (strcmp(name.p, ":authority") == 0)
-			return hval_str(out, cap, req->host, req->host ? req->host_len : 0);
-		if (strcmp(name.p, ":method") == 0)
-			return hval_str(out, cap, req->method, req->method_len);
-		if (strcmp(name.p, ":scheme") == 0)
-			return hval_str(out, cap, ism_sess_tls(c->st->sess) ? "https" : "http",
-					ism_sess_tls(c->st->sess) ? 5 : 4);
-		if (strcmp(name.p, ":path") != 0)
-			return 0;
-		n = hval_str(out, cap, req->path, req->path_len);
-		if (req->query != NULL && n < cap) {
-			out[n++] = '?';
-			n += hval_str(out + n, cap - n, req->query, req->query_len);
-		}
-		return n;
-	}
-	return hval_field(req->headers, req->n_headers, name, out, cap);
-}
-
-/* %RESP(NAME)%: the response's first field of that name. */
-static size_t hval_resp(const struct ism_http_resp *resp, struct ism_str name, char *out,
-			size_t cap)
-{
-	return hval_field(resp->headers, resp->n_headers, name, out, cap);
-}
-
-/* %UPSTREAM_HOST% and the upstream's address: the endpoint of the attempt
- * that answered, from its key ("service|address:port"). */
-static size_t hval_upstream(const struct hval_ctx *c, char *out, size_t cap, bool no_port,
-			    bool port_only)
-{
-	const struct ism_stream *st = c->st;
-	const char *key, *colon;
-	char ip[INET6_ADDRSTRLEN + 2];
-	size_t n;
-
-	if (st->prev_ep == UINT32_MAX)
-		return 0;
-	key = strrchr(c->w->shm->hdr->ep_keys[st->prev_ep], '|');
-	key = key != NULL ? key + 1 : c->w->shm->hdr->ep_keys[st->prev_ep];
-	colon = strrchr(key, ':');
-	if (colon == NULL)
-		return 0;
-	if (key[0] == '[' && colon > key + 1 && colon[-1] == ']')
-		n = (size_t)snprintf(ip, sizeof(ip), "%.*s", (int)(colon - key - 2), key + 1);
-	else
-		n = (size_t)snprintf(ip, sizeof(ip), "%.*s", (int)(colon - key), key);
-	if (n >= sizeof(ip))
-		return 0;
-	return hval_addr(out, cap, ip, (uint16_t)atoi(colon + 1), no_port, port_only);
-}
-
-/* The value of operator p for the request of arg (struct hval_ctx), as
- * Envoy's formatter gives it to a header (a value it lacks is empty). */
-static size_t hval(void *arg, const struct ism_hval_part *p, char *out, size_t cap)
-{
-	const struct hval_ctx *c = arg;
-	struct ism_stream *st = c->st;
-	struct ism_sess *s = st->sess;
-	const struct ism_cluster *cl;
-	struct ism_buf b = {0};
-	size_t n;
-
-	switch ((enum ism_hval_kind)p->kind) {
-	case ISM_HV_CLIENT:
-	case ISM_HV_CLIENT_IP:
-	case ISM_HV_CLIENT_PORT:
-		return hval_addr(out, cap, ism_stream_client(st),
-				 st->xff_client[0] ? 0 : s->peer_port, p->kind == ISM_HV_CLIENT_IP,
-				 p->kind == ISM_HV_CLIENT_PORT);
-	case ISM_HV_PEER:
-	case ISM_HV_PEER_IP:
-	case ISM_HV_PEER_PORT:
-		return hval_sock(s, false, out, cap, p->kind == ISM_HV_PEER_IP,
-				 p->kind == ISM_HV_PEER_PORT);
-	case ISM_HV_LOCAL:
-	case ISM_HV_LOCAL_IP:
-	case ISM_HV_LOCAL_PORT:
-		return hval_sock(s, true, out, cap, p->kind == ISM_HV_LOCAL_IP,
-				 p->kind == ISM_HV_LOCAL_PORT);
-	case ISM_HV_SNI:
-		return hval_str(out, cap, s->sni, s->sni ? strlen(s->sni) : 0);
-	case ISM_HV_PROTOCOL: {
-		const char *proto = s->h2 ? "HTTP/2" : st->http10 ? "HTTP/1.0" : "HTTP/1.1";
-
-		return hval_str(out, cap, proto, strlen(proto));
-	}
-	case ISM_HV_START_TIME: {
-		char t[40];
-
-		n = ism_time_iso(ism_wall_ms() - (c->w->now - st->t0_ms), t, sizeof(t));
-		return hval_str(out, cap, t, n);
-	}
-	case ISM_HV_REQ:
-		n = hval_req(c, p->a, out, cap);
-		return n > 0 || p->b.len == 0 ? n : hval_req(c, p->b, out, cap);
-	case ISM_HV_ROUTE_NAME:
-		return c->r != NULL ? hval_str(out, cap, c->r->name.p, c->r->name.len) : 0;
-	case ISM_HV_UPSTREAM_CLUSTER:
-		cl = st_cluster(c->w, st);
-		return cl != NULL ? hval_str(out, cap, cl->name.p, cl->name.len) : 0;
-	case ISM_HV_TLS_VERSION:
-	case ISM_HV_PEER_URI_SAN:
-	case ISM_HV_PEER_DNS_SAN:
-	case ISM_HV_PEER_SUBJECT:
-	case ISM_HV_PEER_FINGERPRINT:
-	case ISM_HV_PEER_FINGERPRINT_1:
-	case ISM_HV_PEER_ISSUER:
-	case ISM_HV_PEER_SERIAL:
-	case ISM_HV_PEER_CERT:
-	case ISM_HV_PEER_V_START:
-	case ISM_HV_PEER_V_END:
-	case ISM_HV_TLS_CIPHER:
-	case ISM_HV_TLS_SESSION_ID:
-	case ISM_HV_LOCAL_URI_SAN:
-	case ISM_HV_LOCAL_DNS_SAN:
-	case ISM_HV_LOCAL_SUBJECT:
-		if (!ism_sess_tls(s) || ism_tls_peer_field(s->s.x.ssl, p->kind, &b) < 0) {
-			ism_buf_free(&b);
-			return 0;
-		}
-		n = hval_str(out, cap, b.p, b.len);
-		ism_buf_free(&b);
-		return n;
-	case ISM_HV_UPSTREAM_HOST:
-	case ISM_HV_UPSTREAM_IP:
-	case ISM_HV_UPSTREAM_PORT:
-		if (c->later)
-			return ISM_HVAL_LATE;
-		return c->resp != NULL ? hval_upstream(c, out, cap, p->kind == ISM_HV_UPSTREAM_IP,
-						       p->kind == ISM_HV_UPSTREAM_PORT)
-				       : 0;
-	case ISM_HV_UPSTREAM_LOCAL:
-	case ISM_HV_UPSTREAM_LOCAL_IP:
-	case ISM_HV_UPSTREAM_LOCAL_PORT:
-		if (c->later)
-			return ISM_HVAL_LATE;
-		return c->resp != NULL && st->up != NULL
-			   ? hval_sockaddr(ism_up_local(st->up), out, cap,
-					   p->kind == ISM_HV_UPSTREAM_LOCAL_IP,
-					   p->kind == ISM_HV_UPSTREAM_LOCAL_PORT)
-			   : 0;
-	case ISM_HV_RESPONSE_CODE: {
-		int status = c->resp != NULL ? c->resp->status : c->status;
-
-		if (c->later)
-			return ISM_HVAL_LATE;
-		return status > 0 ? hval_printed(cap, snprintf(out, cap, "%d", status)) : 0;
-	}
-	case ISM_HV_RESP:
-		if (c->later)
-			return ISM_HVAL_LATE;
-		if (c->resp == NULL)
-			return 0;
-		n = hval_resp(c->resp, p->a, out, cap);
-		return n > 0 || p->b.len == 0 ? n : hval_resp(c->resp, p->b, out, cap);
-	case ISM_HV_LITERAL:
-		break;
-	}
-	return 0;
-}
-
-/* Operator kind as the access log shows it when the exchange ends: the last
- * attempt's endpoint (whether it answered or not), the others as a request's
- * header value has them. */
-static size_t log_hval(struct ism_wctx *w, struct ism_stream *st, uint8_t kind, char *out,
-		       size_t cap)
-{
-	struct hval_ctx c = {.w = w, .st = st};
-	struct ism_hval_part p = {.kind = kind};
-
-	if (kind == ISM_HV_UPSTREAM_HOST || kind == ISM_HV_UPSTREAM_IP ||
-	    kind == ISM_HV_UPSTREAM_PORT)
-		return hval_upstream(&c, out, cap, kind == ISM_HV_UPSTREAM_IP,
-				     kind == ISM_HV_UPSTREAM_PORT);
-	return hval(&c, &p, out, cap);
-}
-
-/* Edits e, made for this request when their values hold command operators
- * (free() the copy *made then); e itself when they do not. NULL without
- * memory. */
-static const struct ism_hdr_edits *edits_made(struct ism_wctx *w, struct ism_stream *st,
-					      const struct ism_http_req *req,
-					      const struct ism_route *r,
-					      const struct ism_hdr_edits *e, int status,
-					      struct ism_hdr_edits **made)
-{
-	struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r, .status = status};
-
-	*made = NULL;
-	if (!e->dynamic)
-		return e;
-	*made = ism_act_edits_dup(e, hval, &c);
-	return *made;
-}
-
-/* A route's own answer: status, body (len bytes; NULL: none), the fields it
- * makes (hdrs, n), then the route's response edits; no reason code. */
-static void route_answer(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
-			 const struct ism_http_req *req, int status, const char *why,
-			 const char *body, uint32_t len, const struct ism_http_header *hdrs,
-			 size_t n)
-{
-	struct ism_local lr = {.status = status, .why = why, .body = body, .body_len = len};
-	struct ism_hdr_edits *made;
-	const struct ism_hdr_edits *e = edits_made(w, st, req, r, &r->act->resp, status, &made);
-
-	st->route_server = ism_act_edit(&r->act->resp, "server", 6) != NULL;
-	lr.hdrs = e != NULL ? edit_fields(w, e, hdrs, n, &lr.n_hdrs) : NULL;
-	if (lr.hdrs == NULL) {
-		free(made);
-		stream_local(w, st, 503, "out of memory", false);
-		return;
-	}
-	stream_answer(w, st, &lr, NULL);
-	free(made);
-}
-
-/* A route's redirect: Location as Envoy writes it, no body. */
-static void redirect(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
-		     const struct ism_http_req *req, uint16_t port, bool tls)
-{
-	const struct ism_route_actions *a = r->act;
-	const uint32_t limit = w->table->limits.max_request_header_bytes;
-	struct ism_buf *path = &w->act_path, *loc = &w->act_orig;
-	int n;
-
-	if (req->host == NULL && a->redirect.authority.len == 0) {
-		stream_local(w, st, 400, "no Host to redirect to", true);
-		return;
-	}
-	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
-				 req->path_len, req->query, req->query_len, limit, path);
-	if (n < 0 || ism_act_location(&a->redirect, port, tls, req->host, req->host_len, path->p,
-				      path->len, limit, loc) < 0) {
-		stream_local(w, st, 500, "redirect location too long", false);
-		return;
-	}
-	route_answer(w, st, r, req, a->redirect.code, "redirect", NULL, 0,
-		     &(struct ism_http_header){"location", 8, loc->p, loc->len}, 1);
-}
-
-/* A route's direct response: its status and body (text/plain when it has
- * one, as Envoy's local replies), and, as Envoy gives a direct 201 or 3xx
- * answer, the request's own URL as Location. */
-static void direct_response(struct ism_wctx *w, struct ism_stream *st, const struct ism_route *r,
-			    const struct ism_http_req *req, uint16_t port, bool tls)
-{
-	static const struct ism_path_rewrite keep = {.kind = ISM_PATH_KEEP};
-	const struct ism_route_actions *a = r->act;
-	const uint32_t limit = w->table->limits.max_request_header_bytes;
-	const struct ism_direct *dr = &a->direct;
-	struct ism_buf *path = &w->act_path, *loc = &w->act_orig;
-	struct ism_http_header h[2];
-	size_t n = 0;
-
-	if (dr->body.len > 0)
-		h[n++] = text_plain;
-	if ((dr->status == 201 || dr->status / 100 == 3) && req->host != NULL &&
-	    ism_act_rewrite_path(w->rs, &keep, NULL, req->path, req->path_len, req->query,
-				 req->query_len, limit, path) >= 0 &&
-	    ism_act_location(NULL, port, tls, req->host, req->host_len, path->p, path->len, limit,
-			     loc) == 0)
-		h[n++] = (struct ism_http_header){"location", 8, loc->p, loc->len};
-	route_answer(w, st, r, req, dr->status, "direct response", dr->body.p, dr->body.len, h, n);
-}
+/* ---------- a route's actions ---------- */
 
 /* The path rewrite of route action a: req's path becomes the one the upstream
  * gets, ed the original. false when the stream was answered instead. */
@@ -1877,7 +1049,7 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 	    (req->query != NULL &&
 	     (ism_buf_append(orig, "?", 1, limit) < 0 ||
 	      ism_buf_append(orig, req->query, (uint32_t)req->query_len, limit) < 0))) {
-		stream_local(w, st, 500, "path too long to rewrite", false);
+		ism_stream_local(w, st, 500, "path too long to rewrite", false);
 		return false;
 	}
 	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
@@ -1885,10 +1057,10 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 	if (n == -EAGAIN)
 		ism_wstat_add(&w->st->regex_limit, 1);
 	if (n < 0) {
-		stream_local(w, st, 500,
-			     n == -EAGAIN ? "rewrite regex reached its match limit"
-					  : "rewritten path too long",
-			     false);
+		ism_stream_local(w, st, 500,
+				 n == -EAGAIN ? "rewrite regex reached its match limit"
+					      : "rewritten path too long",
+				 false);
 		return false;
 	}
 	ed->orig_path = orig->p;
@@ -1921,19 +1093,20 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 		req->host_len = da->authority.len;
 	}
 	if (da != NULL && da->req.n > 0 &&
-	    (ed->hdrs = edits_made(w, st, req, r, &da->req, 0, &ed->made)) == NULL) {
-		stream_local(w, st, 503, "out of memory", false);
+	    (ed->hdrs = ism_hval_edits(w, st, req, r, &da->req, 0, &ed->made)) == NULL) {
+		ism_stream_local(w, st, 503, "out of memory", false);
 		return false;
 	}
 	if (da != NULL && da->resp.n > 0) {
-		struct hval_ctx c = {.w = w, .st = st, .req = req, .r = r, .later = true};
+		struct ism_hval_ctx c = {.w = w, .st = st, .req = req, .r = r, .later = true};
 
 		/* Its values are made now: the operators' values are the
 		 * request's, and a reload may release the table meanwhile;
 		 * those of the response's operators once it comes (resp_edited). */
-		st->resp_edits = ism_act_edits_dup(&da->resp, da->resp.dynamic ? hval : NULL, &c);
+		st->resp_edits =
+		    ism_act_edits_dup(&da->resp, da->resp.dynamic ? ism_hval : NULL, &c);
 		if (st->resp_edits == NULL) {
-			stream_local(w, st, 503, "out of memory", false);
+			ism_stream_local(w, st, 503, "out of memory", false);
 			return false;
 		}
 		st->route_server = ism_act_edit(st->resp_edits, "server", 6) != NULL;
@@ -2007,7 +1180,7 @@ static bool gw_decode(struct ism_wctx *w, struct ism_stream *st, struct ism_http
 		return true;
 	/* Envoy's answer (its body, as grpc-message here: a gRPC error). */
 	ism_stream_refuse(w, st, req, ret == -ENOMEM ? 503 : 400,
-			  ret == -ENOMEM ? "out of memory" : WHY_GW_BASE64);
+			  ret == -ENOMEM ? "out of memory" : ISM_WHY_GW_BASE64);
 	return false;
 }
 
@@ -2068,24 +1241,20 @@ static int gw_response_data(struct ism_wctx *w, struct ism_stream *st, const cha
 	return ret < 0 ? -ENOMEM : 0;
 }
 
-void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
-			const char *body, uint32_t len, bool req_done)
+/* The request's first steps, whatever its route: a gRPC-Web request becomes
+ * gRPC (its body, *body and *len, decoded), a gRPC one is known as such, its
+ * path is normalised, its log line begun. false when the stream answered. */
+static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+			  const char **body, uint32_t *len, bool req_done)
 {
 	const struct ism_table *t = w->table;
-	const struct ism_listener *l = &t->listeners[st->sess->listener];
-	bool https = request_https(t, st->sess, req);
-	const struct ism_vhost *vh;
-	const struct ism_route *r;
-	const struct ism_dest *d;
-	const struct ism_cluster *cl;
-	struct ism_req_edits ed = {0};
-	struct ism_buf head = {0};
-	int ei, ret;
+	int ret;
 
 	/* A gRPC-Web request goes on as gRPC (Envoy's grpc_web filter comes
 	 * before every other). */
-	if (l->grpc_web && !gw_request(w, st, req, &body, &len, req_done))
-		return;
+	if (t->listeners[st->sess->listener].grpc_web &&
+	    !gw_request(w, st, req, body, len, req_done))
+		return false;
 	/* Known first: a refused request gets a gRPC error too. */
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "content-type") &&
@@ -2094,8 +1263,8 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ret = ism_router_normalize(w->rs, t->path_norm, req);
 	if (ret < 0) {
 		ism_stream_refuse(w, st, req, ret == -ENOMEM ? 503 : 400,
-				  ret == -ENOMEM ? "out of memory" : WHY_BAD_PATH);
-		return;
+				  ret == -ENOMEM ? "out of memory" : ISM_WHY_BAD_PATH);
+		return false;
 	}
 	request_begin(w, st, req);
 	st->http10 = req->minor_version == 0;
@@ -2104,10 +1273,22 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
 	req_ends(w, st, req_done);
 	st->req_chunked = req->framing.chunked;
-	vh = request_vhost(l, st->sess, req);
+	return true;
+}
+
+/* The request's route (https: its scheme), unless it is answered before the
+ * router would forward it: the https redirect; the route's fault, CORS
+ * preflight, redirect or direct response. NULL when the stream answered. */
+static const struct ism_route *request_route(struct ism_wctx *w, struct ism_stream *st,
+					     const struct ism_http_req *req, bool https)
+{
+	const struct ism_listener *l = &w->table->listeners[st->sess->listener];
+	const struct ism_vhost *vh = request_vhost(l, st->sess, req);
+	const struct ism_route *r;
+
 	if (vh != NULL && vh->https_redirect && !https) {
-		https_redirect(w, st, req);
-		return;
+		ism_stream_https_redirect(w, st, req);
+		return NULL;
 	}
 	r = vh ? ism_router_route(vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
 	st->route_stats = r ? r->stats : NULL;
@@ -2116,39 +1297,53 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	if (r == NULL && ism_router_limit_hit(w->rs)) {
 		/* Not "no route": a regex could not decide within its bound. */
 		ism_wstat_add(&w->st->regex_limit, 1);
-		stream_local(w, st, 500, "route regex reached its match limit", false);
-		return;
+		ism_stream_local(w, st, 500, "route regex reached its match limit", false);
+		return NULL;
 	}
 	if (r == NULL) {
-		stream_local(w, st, 404, "no route", false);
-		return;
+		ism_stream_local(w, st, 404, "no route", false);
+		return NULL;
 	}
 	/* Envoy's order: the fault filter, the CORS filter, then the router
 	 * (whose are the redirects and direct responses). */
 	if (r->fault != NULL && stream_fault(w, st, r->fault))
-		return;
-	if (r->cors != NULL && stream_cors(w, st, r->cors, req))
-		return;
+		return NULL;
+	if (r->cors != NULL && ism_stream_cors(w, st, r->cors, req))
+		return NULL;
 	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
 	case ISM_ROUTE_REDIRECT:
-		redirect(w, st, r, req, l->port, https);
-		return;
+		ism_stream_redirect(w, st, r, req, l->port, https);
+		return NULL;
 	case ISM_ROUTE_DIRECT:
-		direct_response(w, st, r, req, l->port, https);
-		return;
+		ism_stream_direct_response(w, st, r, req, l->port, https);
+		return NULL;
 	case ISM_ROUTE_FORWARD:
 		break;
 	}
-	d = ism_router_pick(r, ism_w_rand(w));
+	return r;
+}
+
+/* Route r's destination for the request, and an endpoint of its cluster
+ * (*ei), with what the attempts need: the retry policy, the hash key, the
+ * upstream's SNI, the timeouts. NULL when the stream answered (no
+ * destination, an overflow, no healthy endpoint). */
+static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_stream *st,
+					       const struct ism_route *r,
+					       const struct ism_http_req *req, int *ei)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_dest *d = ism_router_pick(r, ism_w_rand(w));
+	const struct ism_cluster *cl;
+
 	if (d == NULL || d->cluster >= t->n_clusters) {
-		stream_local(w, st, 503, "no destination", false);
-		return;
+		ism_stream_local(w, st, 503, "no destination", false);
+		return NULL;
 	}
 	cl = &t->clusters[d->cluster];
 	st->cluster = d->cluster;
 	if (!request_admitted(st, cl)) {
-		stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false);
-		return;
+		ism_stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false);
+		return NULL;
 	}
 	/* HTTP/2 frames the body itself: it goes as it came, never chunked. */
 	if (ism_h2up_wanted(st, cl))
@@ -2160,10 +1355,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		if (!st->has_hash)
 			issue_cookie(w, st, cl);
 	}
-	ei = pick_endpoint(w, st);
-	if (ei < 0) {
-		stream_local(w, st, 503, "no healthy upstream", false);
-		return;
+	*ei = pick_endpoint(w, st);
+	if (*ei < 0) {
+		ism_stream_local(w, st, 503, "no healthy upstream", false);
+		return NULL;
 	}
 	if (cl->tls.mode != ISM_TLS_NONE) {
 		/* Upstream SNI by default: the request's host, without its port. */
@@ -2178,6 +1373,25 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	st->response_timeout_ms = t->timeouts.upstream_response_ms;
 	st->route_timeout_ms = route_timeout(st, r, req);
 	st->route_deadline = st->route_timeout_ms ? w->now + st->route_timeout_ms : 0;
+	return d;
+}
+
+void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+			const char *body, uint32_t len, bool req_done)
+{
+	bool https = request_https(w->table, st->sess, req);
+	const struct ism_route *r;
+	const struct ism_dest *d;
+	const struct ism_cluster *cl;
+	struct ism_req_edits ed = {0};
+	struct ism_buf head = {0};
+	int ei = -1, ret;
+
+	if (!request_start(w, st, req, &body, &len, req_done) ||
+	    (r = request_route(w, st, req, https)) == NULL ||
+	    (d = request_upstream(w, st, r, req, &ei)) == NULL)
+		return;
+	cl = &w->table->clusters[d->cluster];
 	if ((r->act != NULL || d->act != NULL) && !request_actions(w, st, r, d, req, &ed)) {
 		if (ed.made != NULL)
 			free(ed.made);
@@ -2197,7 +1411,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	/* Body bytes that arrived with the head travel with it. */
 	if (ret < 0 || ism_up_body_into(st, &head, body, len, req_done) < 0) {
 		ism_buf_free(&head);
-		stream_local(w, st, 431, "request head too large", true);
+		ism_stream_local(w, st, 431, "request head too large", true);
 		return;
 	}
 	if (r->n_mirrors > 0)
@@ -2239,7 +1453,7 @@ static void hold_body(struct ism_wctx *w, struct ism_stream *st, const char *p, 
 	/* Past what a retry keeps, the request cannot be made whole again:
 	 * Envoy's answer. */
 	if (ret < 0 || st->replay.len > ISM_REPLAY_MAX)
-		stream_local(w, st, 507, WHY_RETRY_BUFFER, true);
+		ism_stream_local(w, st, 507, ISM_WHY_RETRY_BUFFER, true);
 }
 
 void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
@@ -2275,7 +1489,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	ret = ism_up_req_data(w, st, p, len, bid, done);
 	st->req_streamed = !ism_up_replayable(st);
 	if (ret < 0) {
-		stream_local(w, st, 503, "out of memory", true);
+		ism_stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
 	if (ret == 0 && !done)
@@ -2284,7 +1498,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 
 int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	struct ism_buf head;
 	int ei;
 
@@ -2317,7 +1531,7 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 	}
 	/* Through an HTTP proxy (the DestinationRule's tunnel): its answer to
 	 * the CONNECT first, within the connect timeout. */
-	cl = st_cluster(w, st);
+	cl = ism_stream_cluster(w, st);
 	if (cl != NULL && cl->tunnel.len > 0) {
 		set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
 		ism_up_tunnel_ask(w, st->up, &cl->tunnel, cl->tunnel_post);
@@ -2328,7 +1542,7 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 
 void ism_stream_up_tunnel(struct ism_wctx *w, struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 
 	/* Connected: a success to outlier detection (Envoy's local-origin
 	 * connect success), and the tunnel opens. */
@@ -2386,7 +1600,8 @@ static const struct ism_http_resp *edited(struct ism_wctx *w, const struct ism_h
 					  struct ism_http_resp *copy)
 {
 	*copy = *resp;
-	copy->headers = edit_fields(w, e, resp->headers, resp->n_headers, &copy->n_headers);
+	copy->headers =
+	    ism_stream_edit_fields(w, e, resp->headers, resp->n_headers, &copy->n_headers);
 	return copy->headers != NULL ? copy : NULL;
 }
 
@@ -2402,9 +1617,9 @@ static const struct ism_http_resp *resp_edited(struct ism_wctx *w, struct ism_st
 
 	*made = NULL;
 	if (e->dynamic) {
-		struct hval_ctx c = {.w = w, .st = st, .resp = resp};
+		struct ism_hval_ctx c = {.w = w, .st = st, .resp = resp};
 
-		if ((*made = ism_act_edits_dup(e, hval, &c)) == NULL)
+		if ((*made = ism_act_edits_dup(e, ism_hval, &c)) == NULL)
 			return NULL;
 		e = *made;
 	}
@@ -2447,21 +1662,21 @@ static inline void head_out(struct ism_wctx *w, struct ism_stream *st,
 	int ret;
 
 	if (w->alog.wants_resp && st->log_req != NULL)
-		log_resp(w, st, resp->headers, resp->n_headers, true);
+		ism_stream_log_resp(w, st, resp->headers, resp->n_headers, true);
 	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
 	if (ret < 0) {
 		st->od_pending = 0;
-		stream_local(w, st, 502, "upstream response head too large", true);
+		ism_stream_local(w, st, 502, "upstream response head too large", true);
 		return;
 	}
 	if (!st->mirror)
-		count_status(w, resp->status);
+		ism_stream_count_status(w, resp->status);
 	st->state = ISM_ST_RESPONSE;
 	st->resp_head_done = 1;
 	st->resp_started = 1;
 	st->resp_done = done;
 	if (done)
-		count_exchange(w, st);
+		ism_stream_count(w, st);
 	st->sending = 1;
 	set_deadline(w, st, ISM_SDL_NONE, 0);
 	if (ret == 0) /* taken at once: as if it went out */
@@ -2536,7 +1751,7 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	/* Outlier detection sees a trailers-only gRPC answer's status as the
 	 * HTTP status Envoy maps it to (UNAVAILABLE: 503). */
 	int od_status = grpc >= 0 ? ism_grpc_to_http(grpc) : resp->status;
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	struct ism_hdr_edits *made = NULL;
 
 	/* A response that streams tells outlier detection how it ended
@@ -2585,7 +1800,7 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	return;
 oom:
 	free(made);
-	stream_local(w, st, 503, "out of memory", true);
+	ism_stream_local(w, st, 503, "out of memory", true);
 }
 
 void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
@@ -2618,7 +1833,7 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 		stream_cut(w, st);
 		return;
 	}
-	count_status(w, resp->status);
+	ism_stream_count_status(w, resp->status);
 	st->state = ISM_ST_UPGRADE;
 	st->resp_head_done = 1;
 	st->resp_started = 1;
@@ -2660,7 +1875,7 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 		if (!done)
 			ism_up_resume(w, st);
 		else if (gw_release(w, st) < 0)
-			stream_local(w, st, 503, "out of memory", true);
+			ism_stream_local(w, st, 503, "out of memory", true);
 		return;
 	}
 	if (st->gw != NULL && gw_response_data(w, st, &p, &len, &bid, done) < 0) {
@@ -2675,7 +1890,7 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 		return;
 	}
 	if (done)
-		count_exchange(w, st);
+		ism_stream_count(w, st);
 	if (ret > 0) {
 		st->sending = 1;
 		set_deadline(w, st, ISM_SDL_NONE, 0);
@@ -2730,7 +1945,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
  * was replayed. */
 static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 {
-	const struct ism_cluster *cl = st_cluster(w, st);
+	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	struct ism_upconn *u = st->up, *nu;
 	struct ism_buf head = {0};
 
@@ -2741,7 +1956,7 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 	nu = ism_up_start(w, st, cl, st->ep, &head, true, NULL);
 	ism_buf_free(&head);
 	if (nu == NULL) {
-		stream_local(w, st, 503, "upstream connect error", false);
+		ism_stream_local(w, st, 503, "upstream connect error", false);
 		return true;
 	}
 	st->up = nu;
@@ -2768,7 +1983,7 @@ void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_fa
 {
 	/* An HTTP/2 upstream's REFUSED_STREAM (or a stream past its GOAWAY) is
 	 * Envoy's remote refused-stream reset: UR. */
-	up_failed(w, st, f, f == ISM_FAIL_REFUSED ? WHY_RESET : WHY_CLOSED);
+	up_failed(w, st, f, f == ISM_FAIL_REFUSED ? ISM_WHY_RESET : ISM_WHY_CLOSED);
 }
 
 void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
@@ -2776,7 +1991,7 @@ void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
 	/* Envoy's upstream remote reset, where a closed connection is UC. */
 	if (st->state == ISM_ST_RESPONSE)
 		st->flags = "UR";
-	up_failed(w, st, ISM_FAIL_RESET, WHY_RESET);
+	up_failed(w, st, ISM_FAIL_RESET, ISM_WHY_RESET);
 }
 
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why)
@@ -2786,7 +2001,7 @@ void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *wh
 		stream_cut(w, st);
 		return;
 	}
-	stream_local(w, st, 502, why, true);
+	ism_stream_local(w, st, 502, why, true);
 }
 
 /* ---------- timers ---------- */
@@ -2817,10 +2032,10 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 			/* The route's timeout ended the wait: a timeout, as Envoy's
 			 * (504 UT); the connect timeout ended it: an overflow. */
 			if (st->route_deadline && w->now >= st->route_deadline)
-				stream_local(w, st, 504, "upstream timeout", true);
+				ism_stream_local(w, st, 504, "upstream timeout", true);
 			else
-				stream_local(w, st, 503,
-					     "upstream overflow (no connection in time)", false);
+				ism_stream_local(
+				    w, st, 503, "upstream overflow (no connection in time)", false);
 			return;
 		}
 		ism_wstat_add(&w->st->upstream_connect_fail, 1);

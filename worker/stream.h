@@ -127,7 +127,7 @@ struct ism_stream {
 	struct ism_alog_req *log_req; /* the request's part of the line; NULL: log off */
 	const char *flags;	      /* reason code of a failure (Envoy-style), or NULL */
 	/* Envoy's response code details of an answer made here whose reason
-	 * Envoy names (local_details); NULL: the flags decide */
+	 * Envoy names (ism_stream_local_details); NULL: the flags decide */
 	const char *local_details;
 	/* Envoy's HTTP/2 codec's detail of a request nghttp2 reset after its
 	 * head (a body against its content-length, a bad trailer field); NULL:
@@ -182,8 +182,8 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
 			     const struct ism_http_header *h, size_t n);
 /* Why a request the session could not read is refused, where the access
- * log's %RESPONSE_CODE_DETAILS% gives Envoy's detail for it (stream.c,
- * local_details): an HTTP/1.1 request without Host (400,
+ * log's %RESPONSE_CODE_DETAILS% gives Envoy's detail for it (exchange.c,
+ * ism_stream_local_details): an HTTP/1.1 request without Host (400,
  * missing_host_header), a head not complete in time (408,
  * request_header_timeout), a body over the limit (413,
  * request_payload_too_large), an HTTP/2 header block over the limits (431,
