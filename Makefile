@@ -132,6 +132,7 @@ FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c lib/strmap.c he
 FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c
 FUZZ_SRCS_fuzz_pathnorm := worker/pathnorm.c lib/log.c
 FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c
+FUZZ_SRCS_fuzz_cel := conf/cel.c conf/cellex.c conf/celeval.c
 FUZZ_SRCS_fuzz_grpccheck := health/grpccheck.c lib/grpc.c
 # worker/h2.c's pure parts need the worker linked, as the binary links it.
 FUZZ_SRCS_fuzz_h2 := $(LIB_SRCS)
