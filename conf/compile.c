@@ -2807,6 +2807,14 @@ static void fill_access_log(struct cbuild *b, struct ism_alog_conf *t,
 		ops[i].alt_name = astrn(b, m->ops[i].alt_name.p, m->ops[i].alt_name.len);
 	}
 	t->ops = ops;
+	/* The program is position-independent: its bytes as they are. */
+	if (m->filter != NULL) {
+		void *f = aalloc(b, m->filter_size, 1, 16);
+
+		if (f != NULL)
+			memcpy(f, m->filter, m->filter_size);
+		t->filter = f;
+	}
 }
 
 static void fill_appliance(struct cbuild *b, struct ism_table *t)

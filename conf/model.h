@@ -585,6 +585,9 @@ struct ism_cm_tel_log {
 	bool disabled;
 	size_t n_providers;
 	const char **providers;
+	/* filter.expression, compiled (conf/cel.h; in the loader's memory); NULL: none */
+	const void *filter;
+	uint32_t filter_size;
 };
 
 struct ism_cm_tel {

@@ -15,10 +15,15 @@
  *   appliance writes its access log (spec.accessLog, or standard output in
  *   Istio's default text format without one); disabled, it writes none. Left
  *   out, the access log is as the Appliance says (istiod's fallback to
- *   meshConfig.accessLogFile). */
+ *   meshConfig.accessLogFile);
+ * - the last entry for CLIENT that names "envoy" itself gives the log its
+ *   filter: a CEL expression (conf/cel.h) over Envoy's attributes
+ *   (conf/logattrs.h), a line written only when it is true. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/cel.h"
+#include "conf/logattrs.h"
 #include "conf/model.h"
 
 static void warn_ignored(struct ism_vctx *v, const struct ism_node *spec, const char *key,
@@ -31,6 +36,59 @@ static void warn_ignored(struct ism_vctx *v, const struct ism_node *spec, const 
 		return;
 	old = ism_v_push(v, ".%s", key);
 	ism_v_warn(v, n, "%s: ignored", why);
+	ism_v_pop(v, old);
+}
+
+#define LOG_ATTR(id, name, type) {name, type, ISM_LA_##id},
+static const struct ism_cel_attr log_attrs[] = {ISM_LOG_ATTRS(LOG_ATTR)};
+#undef LOG_ATTR
+
+/* Whether the attribute named at s (a dotted name, up to a character that
+ * cannot be in one) is one of Envoy's that isthmus does not give yet. */
+static bool later_attr(const char *s)
+{
+	static const char *const later[] = {ISM_LOG_ATTRS_LATER};
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.");
+
+	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+		if (strlen(later[i]) <= n && strncmp(s, later[i], strlen(later[i])) == 0 &&
+		    (s[strlen(later[i])] == '.' || strlen(later[i]) == n))
+			return true;
+	return false;
+}
+
+/* filter {expression} (n): the expression compiled against the attributes
+ * isthmus gives (conf/logattrs.h), into l. */
+static void parse_filter(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_tel_log *l)
+{
+	static const char *const keys[] = {"expression", NULL};
+	const struct ism_node *e;
+	const char *text;
+	char err[256];
+	void *prog = NULL;
+	size_t size = 0, at = 0, old;
+
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_str(v, n, "expression", true, &text) <= 0)
+		return;
+	e = ism_node_get(n, "expression", NULL);
+	old = ism_v_push(v, ".expression");
+	if (ism_cel_compile(text, strlen(text), log_attrs, ISM_LA_COUNT, &prog, &size, err,
+			    sizeof(err), &at) < 0) {
+		if (at < strlen(text) && later_attr(text + at))
+			ism_v_err(v, e,
+				  "byte %zu: %.*s: an attribute of Envoy's that isthmus does not "
+				  "give: not implemented yet",
+				  at,
+				  (int)strspn(text + at, "abcdefghijklmnopqrstuvwxyz0123456789_."),
+				  text + at);
+		else
+			ism_v_err(v, e, "byte %zu: %s", at, err);
+	} else if ((l->filter = ism_v_alloc(v, 1, size)) != NULL) {
+		memcpy((void *)l->filter, prog, size);
+		l->filter_size = (uint32_t)size;
+	}
+	free(prog);
 	ism_v_pop(v, old);
 }
 
@@ -56,10 +114,11 @@ static void parse_log(struct ism_vctx *v, const struct ism_node *n, struct ism_c
 		if (strcmp(modes[i], mode) == 0)
 			l->mode = i;
 	ism_v_bool(v, n, "disabled", &l->disabled);
-	if (ism_node_get(n, "filter", NULL) != NULL)
-		ism_v_err_key(v, n, "filter",
-			      "a CEL filter expression (Envoy's CEL access log filter): not "
-			      "implemented yet");
+	if ((m = ism_v_node(v, n, "filter", false, ISM_NODE_MAP)) != NULL) {
+		old = ism_v_push(v, ".filter");
+		parse_filter(v, m, l);
+		ism_v_pop(v, old);
+	}
 	ps = ism_v_node(v, n, "providers", false, ISM_NODE_SEQ);
 	if (ps == NULL)
 		return;
@@ -188,8 +247,10 @@ static size_t applicable(const struct ism_conf *c, const struct ism_cm_tel **out
 /* istiod's mergeLogs for a gateway (CLIENT), the mesh's default providers
  * none: -1 when "envoy" is not among the providers in scope (those the last
  * Telemetry naming any for CLIENT names), else whether the last entry for it
- * disables it (1) or enables it (0); *by: that entry's Telemetry. */
-static int envoy_log(const struct ism_cm_tel *const *tels, size_t n, const struct ism_cm_tel **by)
+ * disables it (1) or enables it (0); *by: that entry's Telemetry; *filter:
+ * the last entry that names "envoy" itself (its filter is the log's). */
+static int envoy_log(const struct ism_cm_tel *const *tels, size_t n, const struct ism_cm_tel **by,
+		     const struct ism_cm_tel_log **filter)
 {
 	const char *const *parent = NULL;
 	size_t n_parent = 0;
@@ -205,7 +266,10 @@ static int envoy_log(const struct ism_cm_tel *const *tels, size_t n, const struc
 			if (!for_client(l))
 				continue;
 			names = names || l->n_providers > 0;
-			envoy = envoy || in_list(l->providers, l->n_providers, "envoy");
+			if (in_list(l->providers, l->n_providers, "envoy")) {
+				envoy = true;
+				*filter = l;
+			}
 		}
 		if (names)
 			in_scope = envoy;
@@ -256,6 +320,7 @@ void ism_model_telemetry(struct ism_vctx *v)
 	struct ism_cm_appliance *a = &c->app;
 	const struct ism_cm_tel **tels = calloc(c->n_tels ? c->n_tels : 1, sizeof(*tels));
 	const struct ism_cm_tel *by = NULL;
+	const struct ism_cm_tel_log *filter = NULL;
 	size_t n;
 	int state;
 
@@ -272,7 +337,7 @@ void ism_model_telemetry(struct ism_vctx *v)
 					 c->tels[i]->sel, c->tels[i]->n_sel);
 	for (size_t i = 0; i < n; i++)
 		warn_providers(v, tels[i]);
-	state = envoy_log(tels, n, &by);
+	state = envoy_log(tels, n, &by, &filter);
 	if (state == 1 && a->access_log.dest != ISM_ALOG_OFF) {
 		v->res = a->r.label;
 		ism_v_pop(v, 0);
@@ -284,6 +349,10 @@ void ism_model_telemetry(struct ism_vctx *v)
 		a->access_log.dest = ISM_ALOG_OFF;
 	} else if (state == 0 && a->access_log.dest == ISM_ALOG_OFF) {
 		ism_model_alog_stdout(v, &a->access_log);
+	}
+	if (state == 0 && filter != NULL) {
+		a->access_log.filter = filter->filter;
+		a->access_log.filter_size = filter->filter_size;
 	}
 	v->res = "";
 	ism_v_pop(v, 0);

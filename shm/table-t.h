@@ -1036,6 +1036,10 @@ struct ism_alog_conf {
 	struct ism_str tag;
 	uint32_t n_ops; /* ISM_ALOG_TEXT, _DICT: the template, parsed once at load */
 	const struct ism_alog_op *ops;
+	/* A Telemetry's filter (conf/cel.h, compiled against conf/logattrs.h):
+	 * a line is written only when it is true; NULL: every line. */
+	const void *filter;
+	uint32_t filter_size;
 };
 
 /* One compiled generation. */

@@ -663,6 +663,11 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->wants_local = l->wants_up_local = l->wants_resp = l->wants_trailers = false;
 	l->hv_mask = 0;
 	memset(l->named, 0, sizeof(l->named));
+	/* The fields a filter reads of the request (worker/logfilter.c). */
+	if (conf->filter != NULL)
+		l->headers |= 1u << ISM_ALOG_H_METHOD | 1u << ISM_ALOG_H_PATH |
+			      1u << ISM_ALOG_H_AUTHORITY | 1u << ISM_ALOG_H_USER_AGENT |
+			      1u << ISM_ALOG_H_X_REQUEST_ID | 1u << ISM_ALOG_H_REFERER;
 	for (uint32_t i = 0; conf->format != ISM_ALOG_JSON && i < conf->n_ops; i++) {
 		const struct ism_alog_op *op = &conf->ops[i];
 		uint8_t f = op->field;

@@ -12,6 +12,7 @@
 #include "worker/cors.h"
 #include "worker/h2up.h"
 #include "worker/hvalue.h"
+#include "worker/logfilter.h"
 #include "worker/ring.h"
 #include "worker/session.h"
 #include "worker/stream-int.h"
@@ -61,6 +62,7 @@ void ism_stream_log_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	ism_alog_req_free(st->log_req);
 	st->log_req = ism_alog_capture(w->alog.headers, w->alog.named, req, ism_wall_ms());
 	st->flags = NULL;
+	ism_logfilter_capture(w, st, req);
 }
 
 /* Envoy's response code details of the exchange: via_upstream for an
@@ -192,7 +194,8 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 		r.local = local;
 		r.local_port = local_port;
 	}
-	ism_alog_log(w, &r);
+	if (ism_logfilter_pass(w, st, &r))
+		ism_alog_log(w, &r);
 	ism_alog_req_free(st->log_req);
 	st->log_req = NULL;
 }

@@ -89,6 +89,7 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	}
 	ism_buf_free(&st->replay);
 	ism_buf_free(&st->req_trl);
+	ism_buf_free(&st->filter_hdrs);
 	st->sess = NULL;
 	st->up = NULL;
 	st->usp = NULL;
@@ -2083,6 +2084,7 @@ void ism_stream_free_all(struct ism_wctx *w)
 		free(st->deferred);
 		ism_buf_free(&st->replay);
 		ism_buf_free(&st->req_trl);
+		ism_buf_free(&st->filter_hdrs);
 	}
 	ism_slab_free(&w->streams);
 	ism_buf_free(&w->act_path);

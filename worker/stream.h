@@ -125,7 +125,9 @@ struct ism_stream {
 	char up_sni[256]; /* server name for upstream TLS: the request's host */
 	/* the access log and the counters */
 	struct ism_alog_req *log_req; /* the request's part of the line; NULL: log off */
-	const char *flags;	      /* reason code of a failure (Envoy-style), or NULL */
+	/* the request's fields, for the log's filter (worker/logfilter.h); empty: none */
+	struct ism_buf filter_hdrs;
+	const char *flags; /* reason code of a failure (Envoy-style), or NULL */
 	/* Envoy's response code details of an answer made here whose reason
 	 * Envoy names (ism_stream_local_details); NULL: the flags decide */
 	const char *local_details;

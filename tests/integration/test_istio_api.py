@@ -361,6 +361,46 @@ def telemetry_access_log(env):
 
 
 @_test
+def telemetry_access_log_filter(env):
+    """A Telemetry's accessLogging filter, a CEL expression as Envoy's CEL
+    access-log filter evaluates it: with `response.code >= 400 ||
+    request.headers['x-debug'] == 'true'`, a 200 writes no line, a 404 and a
+    200 asked with x-debug: true do. isthmus -c names the byte of an unknown
+    attribute, of one isthmus does not give yet, and of a syntax error."""
+    up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
+    gw = free_port()
+    log = env.path("access.log")
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
+           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+           "    filter: {expression: \"%s\"}\n")
+
+    def conf(expr):
+        return docs(appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: text}}\n"),
+                    gateway(gw),
+                    virtual_service("vs", ["*"], "  - match: [{uri: {prefix: /ok}}]\n"
+                                    "    route: [{destination: {host: a.example}}]\n"),
+                    service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]),
+                    tel % expr)
+
+    for expr, want in (("respnse.code >= 400", "byte 0: unknown attribute"),
+                       ("response.grpc_status != 0", "response.grpc_status: an attribute of Envoy's"),
+                       ("response.code >=", "byte ")):
+        rc, out = env.check_config(env.write("bad.yaml", conf(expr)))
+        check(rc != 0 and "spec.accessLogging[0].filter.expression" in out and want in out,
+              f"{expr!r}: rc {rc}, {out}")
+    path = env.write("isthmus.yaml",
+                     conf("response.code >= 400 || request.headers['x-debug'] == 'true'"))
+    env.start_gateway(path, gw)
+    check(http_get(gw, "/ok/one").status == 200, "a 200")
+    check(http_get(gw, "/missing").status == 404, "a 404")
+    check(http_get(gw, "/ok/two", headers={"X-Debug": "true"}).status == 200, "a 200 asked with x-debug")
+    poll(lambda: os.path.exists(log) and "/ok/two" in open(log).read(), 20, what="the third request's line")
+    lines = [ln for ln in open(log).read().splitlines() if ln]
+    check(len(lines) == 2 and "/missing" in lines[0] and " 404 " in lines[0] and "/ok/two" in lines[1],
+          f"the 404's and the x-debug request's lines only: {lines}")
+
+
+@_test
 def workload_entry_errors(env):
     """What isthmus -c says of WorkloadEntries and selectors: endpoints with a
     workloadSelector is an error, as a bad address or port of an entry is; an

@@ -17,7 +17,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "conf/cel.h"
 #include "conf/conf.h"
+#include "conf/logattrs.h"
 #include "conf/model.h"
 #include "loaded.h"
 
@@ -2138,6 +2140,55 @@ static void test_telemetry(void **state)
 #undef TEL_MESH
 }
 
+/* A status for the filter's response.code; false: none (no response). */
+static bool tel_code(void *ctx, uint16_t id, struct ism_cel_val *out)
+{
+	const int *code = ctx;
+
+	if (id != ISM_LA_RESP_CODE || *code == 0)
+		return false;
+	out->type = ISM_CEL_INT;
+	out->v.i = *code;
+	return true;
+}
+
+/* Telemetry's accessLogging filter, as istiod's mergeLogs picks it: the last
+ * entry for CLIENT that names "envoy" itself, whichever Telemetry; an entry
+ * without providers enables or disables, but brings no filter. The table gets
+ * the program, which passes or not as the expression says. */
+static void test_telemetry_filter(void **state)
+{
+	static const char yaml[] = APP "  labels: {istio: ingressgateway}\n" TEL_DOC(
+	    "mesh-default", "istio-system",
+	    "  accessLogging:\n  - providers: [{name: envoy}]\n"
+	    "    filter: {expression: \"response.code >= 500\"}\n")
+	    TEL_DOC("gw", "default",
+		    "  selector: {matchLabels: {istio: ingressgateway}}\n"
+		    "  accessLogging:\n  - providers: [{name: envoy}]\n"
+		    "    filter: {expression: \"response.code >= 400\"}\n"
+		    "  - filter: {expression: \"false\"}\n");
+	static const char server[] =
+	    APP TEL_DOC("mesh-default", "istio-system",
+			"  accessLogging:\n  - providers: [{name: envoy}]\n"
+			"  - match: {mode: SERVER}\n    providers: [{name: envoy}]\n"
+			"    filter: {expression: \"false\"}\n");
+	struct fx *f = *state;
+	int code = 404;
+	const struct ism_cel_env env = {.attr = tel_code, .ctx = &code};
+
+	load_compile(f, yaml);
+	assert_non_null(f->t->access_log.filter);
+	assert_true(ism_cel_filter(f->t->access_log.filter, &env));
+	code = 200;
+	assert_false(ism_cel_filter(f->t->access_log.filter, &env));
+	code = 0; /* no response: an error, not logged */
+	assert_false(ism_cel_filter(f->t->access_log.filter, &env));
+	/* A SERVER entry's filter is not the gateway's. */
+	reload_compile(f, server);
+	assert_int_equal(f->t->access_log.dest, ISM_ALOG_STDOUT);
+	assert_null(f->t->access_log.filter);
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -3197,10 +3248,12 @@ static const struct bad bads[] = {
      APP "---\napiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata: {name: p}\n"
 	 "spec:\n  concurrency: -1\n",
      12, 16, "ProxyConfig default/p: spec.concurrency", ""},
-    {"Telemetry filter",
-     APP "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
-	 "spec:\n  accessLogging:\n  - filter: {expression: \"response.code >= 400\"}\n",
-     13, 13, "Telemetry default/t: spec.accessLogging[0].filter", "CEL filter"},
+    {"Telemetry filter with an unknown attribute",
+     APP
+     "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
+     "spec:\n  accessLogging:\n  - filter: {expression: \"response.code >= 400 && respnse.x\"}\n",
+     13, 26, "Telemetry default/t: spec.accessLogging[0].filter.expression",
+     "byte 24: unknown attribute 'respnse.x'"},
 #undef EXP_DR
     {"tcp check with path", APP "  healthChecks:\n  - {host: a.b, type: tcp, path: /x}\n", 8, 28,
      "Appliance t: spec.healthChecks[0].path", "not allowed in a tcp check"},
@@ -3742,6 +3795,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_proxy_config, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_telemetry, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_telemetry_filter, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict_nested, fx_setup, fx_teardown),

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The access log's filter: a Telemetry's CEL expression (conf/cel.h),
+ * evaluated as Envoy's CEL access-log filter does, over the values of
+ * Envoy's attributes (conf/logattrs.h) for one exchange. Private to worker/. */
+#ifndef ISM_WORKER_LOGFILTER_H
+#define ISM_WORKER_LOGFILTER_H
+
+#include <stdbool.h>
+
+struct ism_alog_rec;
+struct ism_http_req;
+struct ism_stream;
+struct ism_wctx;
+
+/* Keeps the header fields of request req (in the session's buffer now) that
+ * the filter's request.headers reads at the exchange's end: only when the
+ * generation's log has a filter. Without memory, request.headers is empty. */
+void ism_logfilter_capture(struct ism_wctx *w, struct ism_stream *st,
+			   const struct ism_http_req *req);
+/* Whether the line r of st's exchange is written: the filter's verdict, true
+ * without a filter. */
+bool ism_logfilter_pass(struct ism_wctx *w, struct ism_stream *st, const struct ism_alog_rec *r);
+
+#endif
