@@ -28,6 +28,6 @@
 #define ISM_DEFAULT_DNS_MIN_REFRESH_MS 5000u
 #define ISM_DEFAULT_DNS_MAX_REFRESH_MS 300000u
 #define ISM_DEFAULT_DNS_TIMEOUT_MS     5000u
-#define ISM_DNS_MAX_SERVERS	       8 /* model.c says "at most 8 servers" */
+#define ISM_DNS_MAX_SERVERS	       8 /* appliance.c says "at most 8 servers" */
 
 #endif

@@ -188,7 +188,7 @@ static void build_maps(struct ism_vctx *v)
 		char buf[512];
 		const char *name;
 
-		/* As a VirtualService names it (conf/model.c parse_vs). */
+		/* As a VirtualService names it (conf/vs.c ism_model_parse_vs). */
 		snprintf(buf, sizeof(buf), "%s/%s", c->gws[i]->r.ns, c->gws[i]->r.name);
 		name = ism_v_strdup(v, buf);
 		if (name == NULL)

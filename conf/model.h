@@ -790,16 +790,98 @@ static inline bool ism_model_headers_set(const struct ism_cm_headers *h)
 					   0;
 }
 
-/* --- resources (conf/model.c) --- */
+/* --- resources (conf/model.c, and a file per kind) --- */
 
 /* Validates one document; adds it to v->conf. */
 void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc);
+
+/* Each kind's spec (the path at "spec"), into v->conf->app or the resource
+ * ism_model_doc made for it: conf/appliance.c, gateway.c, vs.c, dr.c, se.c. */
+void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec);
+void ism_model_parse_gateway(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_gw *g);
+void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs);
+void ism_model_parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dr *dr);
+void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se);
+/* A ServiceEntry's endpoint n into e; se NULL: a WorkloadEntry's spec, whose
+ * address may be a name and whose ports may name any port (conf/se.c). */
+void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_se *se,
+			      struct ism_cm_se_ep *e);
+/* An Appliance's spec.accessLog into l; nothing when absent (conf/accesslog.c). */
+void ism_model_parse_access_log(struct ism_vctx *v, const struct ism_node *spec,
+				struct ism_alog_conf *l);
+/* tp.loadBalancer, of a DestinationRule's trafficPolicy or one of its
+ * portLevelSettings (tp), into p (conf/lb.c). */
+void ism_model_parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct ism_cm_lb *p);
+/* A Destination {host, subset, port.number} of namespace ns into d (conf/vs.c). */
+void ism_model_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
+			   struct ism_cm_dest *d);
+/* headers of a route or a destination (map) into h; authority: what the
+ * route's rewrite.authority set already (NULL: nothing) (conf/headers.c). */
+void ism_model_headers(struct ism_vctx *v, const struct ism_node *map, struct ism_cm_headers *h,
+		       const char *authority);
+
+/* --- what the kinds' parsers share (conf/model.c) --- */
+
+/* What an error says of a field or a kind isthmus does not implement yet. */
+#define ISM_NOT_IMPL "not implemented yet"
+
+/* Port protocols as Istio names them (protocol.Parse, any case), by what isthmus
+ * does with them. A Gateway server of one of ISM_PROTOS_TCP carries bytes (tcp
+ * routes, or tls routes for TLS): Istio's gateway proxies MONGO, REDIS and
+ * MYSQL servers with Envoy's TCP proxy as it does TCP ones (its Redis and
+ * MySQL filters are off by default; the Mongo one only decodes for
+ * statistics). */
+#define ISM_PROTOS_TCP	 "TCP", "TLS", "MONGO", "REDIS", "MYSQL"
+#define ISM_PROTOS_LATER "UDP", "HTTP_PROXY"
+
 /* Host name as Istio resolves it: lowercased; a short name (no dot, not a
  * wildcard) becomes "<name>.<ns>.svc.cluster.local". NULL on allocation failure. */
 const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns);
-/* A Destination {host, subset, port.number} of namespace ns into d. */
-void ism_model_destination(struct ism_vctx *v, const struct ism_node *n, const char *ns,
-			   struct ism_cm_dest *d);
+/* A lowercase copy of s in the model's pool; NULL (and v->nomem) without memory. */
+char *ism_model_lower_dup(struct ism_vctx *v, const char *s);
+/* DNS name, optionally with a leftmost "*" label, or "*" alone. */
+bool ism_model_host_syntax_ok(const char *s);
+/* A DNS-1123 subdomain (Kubernetes' rule for the names of service accounts). */
+bool ism_model_dns1123_subdomain(const char *s);
+/* A trust domain: a DNS name, letters of either case. */
+bool ism_model_trust_domain_ok(const char *s);
+/* An IPv4 or IPv6 address (no port) into *ss and *len; false when s is none. */
+bool ism_model_parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* "host:port" or "[v6]:port" with an IP literal host. */
+bool ism_model_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* An authority as a Host header carries it: a host name or an IP address
+ * (IPv6 in brackets), and an optional port (RFC 3986 reg-name, IP-literal)
+ * (conf/headers.c). */
+bool ism_model_authority_ok(const char *s);
+/* The mapping of strings to strings (labels) at map.key into *out, *n of
+ * them (NULL and 0 when absent); the mapping node, NULL when absent. */
+const struct ism_node *ism_model_labels_field(struct ism_vctx *v, const struct ism_node *map,
+					      const char *key, struct ism_cm_label **out,
+					      size_t *n);
+/* An error at map.key (the key node), with the path pushed. */
+void ism_model_key_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		       const char *msg);
+/* An error at the value of map.key, with the path pushed. */
+void ism_model_value_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
+			 const char *msg);
+/* Reports the second (and later) of the keys in set[] present in map: only one
+ * of them may be set. Returns how many are present. */
+size_t ism_model_one_of(struct ism_vctx *v, const struct ism_node *map, const char *const *set,
+			const char *what);
+
+/* What kind of resource's exportTo ism_model_parse_export reads. */
+enum ism_export_kind {
+	ISM_EXPORT_ANY,
+	ISM_EXPORT_SELECTOR, /* a DestinationRule with a workloadSelector: its own namespace only */
+	ISM_EXPORT_SE,	     /* a ServiceEntry: "~" (no one) allowed, alone */
+};
+
+/* spec.exportTo of a resource of namespace ns, validated as Istio's
+ * validateExportTo: ".", "*" or a namespace name, each once ("." counts as
+ * the namespace itself), "*" alone; what kind allows beside. The list as
+ * written into *list, its length into *n. */
+void ism_model_parse_export(struct ism_vctx *v, const struct ism_node *spec, const char *ns,
+			    enum ism_export_kind kind, const char ***list, size_t *n);
 
 /* --- route actions: corsPolicy (conf/cors.c) and fault (conf/fault.c) --- */
 
@@ -878,7 +960,7 @@ bool ism_model_warn_elsewhere(struct ism_vctx *v, const struct ism_cm_res *r,
 void ism_model_selector_labels(struct ism_vctx *v, const struct ism_node *n,
 			       struct ism_cm_label **labels, size_t *n_labels);
 /* The access log Istio's "envoy" provider writes: standard output, Istio's
- * default text format (conf/model.c). */
+ * default text format (conf/accesslog.c). */
 void ism_model_alog_stdout(struct ism_vctx *v, struct ism_alog_conf *l);
 
 /* conf/drindex.c: the DestinationRules indexed as Istio indexes them for

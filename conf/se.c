@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The ServiceEntry kind (hosts, ports, resolution, endpoints,
+ * workloadSelector, exportTo), the endpoint a WorkloadEntry is, and the names
+ * the master resolves for the DNS resolutions. */
+#include <string.h>
+
+#include "conf/model.h"
+
+/* What a ServiceEntry port's protocol asks the upstream connections to speak:
+ * HTTP/2 for HTTP2, GRPC and GRPC-WEB (Istio's IsHTTP2: the gRPC-Web
+ * translation happens at the gateway, the upstream gets HTTP/2); HTTP/1.1 for
+ * the others (HTTPS too: TLS towards it is the DestinationRule's), when an HTTP
+ * route names them: a tcp or tls route's tunnel carries bytes whatever the port
+ * says. */
+static uint8_t se_port_proto(const char *proto)
+{
+	static const char *const h2[] = {"HTTP2", "GRPC", "GRPC-WEB", NULL};
+
+	for (size_t i = 0; h2[i] != NULL; i++)
+		if (strcmp(h2[i], proto) == 0)
+			return ISM_UP_HTTP2;
+	return ISM_UP_HTTP1;
+}
+
+static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
+	static const char *const protos[] = {"HTTP",	 "HTTPS",	 "HTTP2", "GRPC",
+					     "GRPC-WEB", ISM_PROTOS_TCP, NULL};
+	static const char *const later[] = {ISM_PROTOS_LATER, NULL};
+	const struct ism_node *l = ism_v_node(v, spec, "ports", true, ISM_NODE_SEQ);
+	size_t old;
+
+	if (l == NULL)
+		return;
+	old = ism_v_push(v, ".ports");
+	if (l->n == 0)
+		ism_v_err(v, l, "must not be empty");
+	se->ports = ism_v_alloc(v, l->n, sizeof(*se->ports));
+	se->port_by_number = ism_v_map(v, l->n);
+	se->port_by_name = ism_v_map(v, l->n);
+	for (size_t i = 0; se->ports != NULL && se->port_by_number != NULL &&
+			   se->port_by_name != NULL && i < l->n;
+	     i++) {
+		const struct ism_node *it = l->items[i];
+		struct ism_cm_se_port *p = &se->ports[se->n_ports];
+		const struct ism_node *pn;
+		const char *proto;
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		if (!ism_v_expect(v, it, ISM_NODE_MAP))
+			goto next;
+		ism_v_keys(v, it, keys, NULL);
+		if (ism_v_u32(v, it, "number", true, 1, 65535, &p->number) <= 0)
+			goto next;
+		if (ism_v_str(v, it, "name", true, &p->name) <= 0)
+			goto next;
+		/* Empty, as Istio takes it: sniffed, which a gateway's upstream
+		 * speaks as HTTP/1.1, as when unset. */
+		pn = ism_node_get(it, "protocol", NULL);
+		if ((pn == NULL || pn->kind != ISM_NODE_SCALAR || pn->len != 0) &&
+		    ism_v_enum_nocase(v, it, "protocol", protos, later, &proto) > 0)
+			p->proto = se_port_proto(proto);
+		ism_v_u32(v, it, "targetPort", false, 1, 65535, &p->target);
+		if (ism_strmap_get(se->port_by_number, (const char *)&p->number, sizeof(p->number),
+				   NULL) ||
+		    ism_strmap_get(se->port_by_name, p->name, strlen(p->name), NULL)) {
+			ism_v_err(v, it, "duplicate port (number %u or name \"%s\")", p->number,
+				  p->name);
+			goto next;
+		}
+		ism_v_map_add(v, se->port_by_number, (const char *)&p->number, sizeof(p->number),
+			      (uint32_t)se->n_ports, NULL);
+		ism_v_map_add(v, se->port_by_name, p->name, strlen(p->name), (uint32_t)se->n_ports,
+			      NULL);
+		se->n_ports++;
+	next:
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+/* An endpoint's address: an IP address, or for the DNS resolutions a host name
+ * the master resolves (Istio: a DNS name or an IP address for DNS, an IP
+ * address for STATIC). A WorkloadEntry's (se NULL) may be either: which
+ * ServiceEntries select it decides (xref_selectors). */
+static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
+			     const struct ism_cm_se *se, struct ism_cm_se_ep *e)
+{
+	bool names = se == NULL || se->resolution != ISM_RES_STATIC;
+	size_t old;
+
+	if (ism_v_str(v, n, "address", true, &e->address) <= 0 ||
+	    ism_model_parse_ip(e->address, &e->addr, &e->addrlen))
+		return;
+	if (names && ism_model_host_syntax_ok(e->address) && e->address[0] != '*') {
+		e->name = ism_model_lower_dup(v, e->address);
+		return;
+	}
+	old = ism_v_push(v, ".address");
+	if (names)
+		ism_v_err(v, ism_node_get(n, "address", NULL),
+			  "must be an IPv4 or IPv6 address or a host name (unix:// is " ISM_NOT_IMPL
+			  ")");
+	else
+		ism_v_err(v, ism_node_get(n, "address", NULL),
+			  "must be an IPv4 or IPv6 address unless resolution is DNS or "
+			  "DNS_ROUND_ROBIN (unix:// is " ISM_NOT_IMPL ")");
+	ism_v_pop(v, old);
+}
+
+void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_se *se,
+			      struct ism_cm_se_ep *e)
+{
+	static const char *const keys[] = {"address", "ports",	 "labels",	   "locality",
+					   "weight",  "network", "serviceAccount", NULL};
+	const struct ism_node *pm;
+	size_t old;
+
+	e->weight = 1;
+	e->locality = "";
+	if (!ism_v_expect(v, n, ISM_NODE_MAP))
+		return;
+	ism_v_keys(v, n, keys, NULL);
+	if (ism_v_str(v, n, "serviceAccount", false, &e->service_account) > 0 &&
+	    !ism_model_dns1123_subdomain(e->service_account))
+		ism_v_err_key(v, n, "serviceAccount",
+			      "\"%s\" is not a service account name (lowercase letters, digits, "
+			      "'-' and '.')",
+			      e->service_account);
+	parse_ep_address(v, n, se, e);
+	e->labels_at = ism_model_labels_field(v, n, "labels", &e->labels, &e->n_labels);
+	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
+	    !ism_locality_valid(e->locality)) {
+		old = ism_v_push(v, ".locality");
+		ism_v_err(v, ism_node_get(n, "locality", NULL),
+			  "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts "
+			  "(at most 63 bytes each)");
+		ism_v_pop(v, old);
+	}
+	ism_v_u32(v, n, "weight", false, 1, 1000000, &e->weight);
+	ism_v_str(v, n, "network", false, &(const char *){NULL});
+	pm = ism_v_node(v, n, "ports", false, ISM_NODE_MAP);
+	if (pm == NULL)
+		return;
+	e->ports_at = pm;
+	e->ports = ism_v_alloc(v, pm->n, sizeof(*e->ports));
+	old = ism_v_push(v, ".ports");
+	for (size_t i = 0; e->ports != NULL && i < pm->n; i++) {
+		const char *name = pm->pairs[i].key->str;
+		struct ism_cm_named_port *np = &e->ports[e->n_ports];
+		/* A WorkloadEntry's names the ports of services not known yet:
+		 * those of a ServiceEntry that selects it count, the others not. */
+		bool known =
+		    se == NULL || (se->port_by_name != NULL &&
+				   ism_strmap_get(se->port_by_name, name, strlen(name), NULL));
+
+		if (!known) {
+			size_t o2 = ism_v_push(v, ".%s", name);
+
+			ism_v_err(v, pm->pairs[i].key, "no port named \"%s\" in spec.ports", name);
+			ism_v_pop(v, o2);
+			continue;
+		}
+		if (ism_v_u32(v, pm, name, true, 1, 65535, &np->number) > 0) {
+			np->name = name;
+			e->n_ports++;
+		}
+	}
+	ism_v_pop(v, old);
+}
+
+/* spec.resolution. NONE (Istio's default) forwards to the address the client
+ * connected to, which an ingress does not have: refused, saying what to write. */
+static void se_resolution(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const ok[] = {"STATIC", "DNS", "DNS_ROUND_ROBIN", NULL};
+	static const char *const later[] = {"DYNAMIC_DNS", NULL};
+	const struct ism_node *n = ism_node_get(spec, "resolution", NULL);
+	const char *s = "STATIC";
+	size_t old;
+
+	if (n == NULL || (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "NONE") == 0)) {
+		old = ism_v_push(v, ".resolution");
+		ism_v_err(v, n != NULL ? n : spec,
+			  "NONE%s forwards to the client's original destination, which an ingress "
+			  "gateway does not have: set STATIC with endpoint addresses, or DNS "
+			  "(or DNS_ROUND_ROBIN) to resolve the endpoints' or the hosts' names",
+			  n == NULL ? " (the default)" : "");
+		ism_v_pop(v, old);
+		return;
+	}
+	if (ism_v_enum(v, spec, "resolution", ok, later, &s) <= 0)
+		return;
+	se->resolution = strcmp(s, "DNS") == 0		     ? ISM_RES_DNS
+			 : strcmp(s, "DNS_ROUND_ROBIN") == 0 ? ISM_RES_DNS_RR
+							     : ISM_RES_STATIC;
+}
+
+/* spec.workloadSelector: the labels a WorkloadEntry of the namespace carries
+ * to be an endpoint (Istio: not with endpoints; without labels, every one,
+ * with a warning). */
+static void parse_selector(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const keys[] = {"labels", NULL};
+	static const char *const both[] = {"endpoints", "workloadSelector", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "workloadSelector", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (n == NULL)
+		return;
+	se->selector_at = n;
+	ism_model_one_of(v, spec, both, "endpoints and workloadSelector");
+	old = ism_v_push(v, ".workloadSelector");
+	ism_v_keys(v, n, keys, NULL);
+	ism_model_labels_field(v, n, "labels", &se->selector, &se->n_selector);
+	if (se->n_selector == 0)
+		ism_v_warn(v, n,
+			   "no labels: every WorkloadEntry of namespace %s is an endpoint (Istio "
+			   "warns the same)",
+			   se->r.ns);
+	ism_v_pop(v, old);
+}
+
+void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+{
+	static const char *const keys[] = {
+	    "hosts",	"ports",     "resolution",	"location",	    "endpoints",
+	    "exportTo", "addresses", "subjectAltNames", "workloadSelector", NULL};
+	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
+	const struct ism_node *l;
+	const char **hosts, *s = "STATIC";
+	size_t nh, old;
+
+	ism_v_keys(v, spec, keys, NULL);
+	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
+	se->hosts = ism_v_alloc(v, nh, sizeof(*se->hosts));
+	for (size_t i = 0; hosts != NULL && se->hosts != NULL && i < nh; i++) {
+		if (!ism_model_host_syntax_ok(hosts[i]) || hosts[i][0] == '*') {
+			old = ism_v_push(v, ".hosts[%zu]", i);
+			ism_v_err(v, l->items[i],
+				  "invalid host \"%s\" (wildcards are " ISM_NOT_IMPL ")", hosts[i]);
+			ism_v_pop(v, old);
+			continue;
+		}
+		se->hosts[se->n_hosts++] = ism_model_host(v, hosts[i], se->r.ns);
+	}
+	parse_se_ports(v, spec, se);
+	se_resolution(v, spec, se);
+	if (ism_v_enum(v, spec, "location", locs, NULL, &s) > 0) {
+		se->mesh_internal = strcmp(s, "MESH_INTERNAL") == 0;
+		se->location_at = ism_node_get(spec, "location", NULL);
+	}
+	ism_model_parse_export(v, spec, se->r.ns, ISM_EXPORT_SE, &se->export_to, &se->n_export_to);
+	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
+	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);
+	parse_selector(v, spec, se);
+	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);
+	if (l == NULL)
+		return;
+	if (se->resolution == ISM_RES_DNS_RR && l->n > 1) {
+		old = ism_v_push(v, ".endpoints");
+		ism_v_err(v, l,
+			  "resolution DNS_ROUND_ROBIN takes at most one endpoint (as Istio "
+			  "validates it); use DNS for several");
+		ism_v_pop(v, old);
+	}
+	se->eps = ism_v_alloc(v, l->n, sizeof(*se->eps));
+	old = ism_v_push(v, ".endpoints");
+	for (size_t i = 0; se->eps != NULL && i < l->n; i++) {
+		size_t o2 = ism_v_push(v, "[%zu]", i);
+
+		ism_model_parse_endpoint(v, l->items[i], se, &se->eps[se->n_eps++]);
+		ism_v_pop(v, o2);
+	}
+	ism_v_pop(v, old);
+}
+
+int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *ctx)
+{
+	struct ism_strmap seen;
+	int rc = 0;
+
+	ism_strmap_init(&seen, conf->seed);
+	for (size_t i = 0; i < conf->n_ses && rc == 0; i++) {
+		const struct ism_cm_se *se = conf->ses[i];
+		bool self = ism_model_se_self(se);
+		size_t n = self ? se->n_hosts : se->n_eps;
+
+		if (se->resolution == ISM_RES_STATIC)
+			continue;
+		for (size_t j = 0; j < n && rc == 0; j++) {
+			const char *name = self ? se->hosts[j] : se->eps[j].name;
+
+			if (name == NULL)
+				continue;
+			rc = ism_strmap_add(&seen, name, strlen(name), 0, NULL);
+			if (rc > 0)
+				rc = cb(ctx, name);
+		}
+	}
+	ism_strmap_free(&seen);
+	return rc;
+}
