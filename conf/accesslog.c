@@ -37,7 +37,7 @@ static void parse_syslog(struct ism_vctx *v, const struct ism_node *n, struct is
 		memcpy(un->sun_path, addr, strlen(addr) + 1);
 		l->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(addr) + 1);
 	} else if (!ism_model_parse_hostport(addr, &l->addr, &l->addrlen)) {
-		ism_model_value_err(
+		ism_v_err_key(
 		    v, n, "address",
 		    "must be a unix socket path (absolute, below 108 bytes), \"IP:port\" or "
 		    "\"[IPv6]:port\" (UDP)");
@@ -47,7 +47,7 @@ static void parse_syslog(struct ism_vctx *v, const struct ism_node *n, struct is
 	for (f = 0; f < 24 && (facilities[f] == NULL || strcmp(facilities[f], fac) != 0); f++)
 		;
 	if (f == 24) {
-		ism_model_value_err(
+		ism_v_err_key(
 		    v, n, "facility",
 		    "must be a syslog facility: kern, user, mail, daemon, auth, syslog, lpr, "
 		    "news, uucp, cron, authpriv, ftp, local0 ... local7");
@@ -57,8 +57,7 @@ static void parse_syslog(struct ism_vctx *v, const struct ism_node *n, struct is
 	if (ism_v_str(v, n, "tag", false, &tag) > 0 &&
 	    (strlen(tag) > 32 || strspn(tag, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 					     "0123456789._-") != strlen(tag)))
-		ism_model_value_err(v, n, "tag",
-				    "must be 1 to 32 letters, digits, '.', '_' or '-'");
+		ism_v_err_key(v, n, "tag", "must be 1 to 32 letters, digits, '.', '_' or '-'");
 	l->tag = model_str(tag);
 	ism_v_pop(v, old);
 }
@@ -301,11 +300,11 @@ static void parse_log_format(struct ism_vctx *v, const struct ism_node *n, struc
 	if (tn != NULL && ism_v_str(v, n, "textFormat", false, &text) <= 0)
 		return;
 	if (tn != NULL && l->format != ISM_ALOG_TEXT) {
-		ism_model_value_err(v, n, "textFormat", "needs format: text");
+		ism_v_err_key(v, n, "textFormat", "needs format: text");
 		return;
 	}
 	if (ism_node_get(n, "jsonFormat", NULL) != NULL && l->format != ISM_ALOG_DICT) {
-		ism_model_value_err(v, n, "jsonFormat", "needs format: istio-json");
+		ism_v_err_key(v, n, "jsonFormat", "needs format: istio-json");
 		return;
 	}
 	if (l->format == ISM_ALOG_DICT)

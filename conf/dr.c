@@ -87,10 +87,9 @@ static void keepalive_secs(struct ism_vctx *v, const struct ism_node *map, const
 	if (ism_v_dur(v, map, key, 1, &ms) <= 0)
 		return;
 	if (ms < 1000 || ms / 1000 > 32767)
-		ism_model_value_err(
-		    v, map, key,
-		    "must be between 1s and 32767s (the kernel counts keepalive in whole "
-		    "seconds)");
+		ism_v_err_key(v, map, key,
+			      "must be between 1s and 32767s (the kernel counts keepalive in whole "
+			      "seconds)");
 	else
 		*out = ms / 1000;
 }

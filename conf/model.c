@@ -197,15 +197,6 @@ size_t ism_model_one_of(struct ism_vctx *v, const struct ism_node *map, const ch
 	return found;
 }
 
-void ism_model_value_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
-			 const char *msg)
-{
-	size_t old = ism_v_push(v, ".%s", key);
-
-	ism_v_err(v, ism_node_get(map, key, NULL), "%s", msg);
-	ism_v_pop(v, old);
-}
-
 /* --- names, exportTo, workload selectors --- */
 
 /* Whether s is a name of the DNS's shape: 1..max bytes of charset, starting

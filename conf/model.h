@@ -861,9 +861,6 @@ const struct ism_node *ism_model_labels_field(struct ism_vctx *v, const struct i
 /* An error at map.key (the key node), with the path pushed. */
 void ism_model_key_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
 		       const char *msg);
-/* An error at the value of map.key, with the path pushed. */
-void ism_model_value_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
-			 const char *msg);
 /* Reports the second (and later) of the keys in set[] present in map: only one
  * of them may be set. Returns how many are present. */
 size_t ism_model_one_of(struct ism_vctx *v, const struct ism_node *map, const char *const *set,

@@ -445,12 +445,10 @@ static void check_value(struct ism_vctx *v, const struct ism_node *map, const ch
 			bool (*ok)(const char *), const char *what)
 {
 	const struct ism_node *n = ism_node_get(map, key, NULL);
-	char msg[160];
 
 	if (n == NULL || n->kind != ISM_NODE_SCALAR || ok(n->str))
 		return;
-	snprintf(msg, sizeof(msg), "must be %s", what);
-	ism_model_value_err(v, map, key, msg);
+	ism_v_err_key(v, map, key, "must be %s", what);
 }
 
 /* RE2's rewrite string: \0..\9 name a group of the pattern (which has
@@ -596,7 +594,7 @@ static void parse_redirect_code(struct ism_vctx *v, const struct ism_node *rd,
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		if (codes[i] == r->code)
 			return;
-	ism_model_value_err(
+	ism_v_err_key(
 	    v, rd, "redirectCode",
 	    "must be 301, 302, 303, 307 or 308: the codes Envoy redirects with (Istio drops "
 	    "a route with another)");
@@ -670,8 +668,7 @@ static void parse_direct_body(struct ism_vctx *v, const struct ism_node *dr,
 		ssize_t len = out != NULL ? ism_b64_decode(b->str, b->len, out) : 0;
 
 		if (len < 0) {
-			ism_model_value_err(v, n, "bytes",
-					    "must be base64 (RFC 4648, padding optional)");
+			ism_v_err_key(v, n, "bytes", "must be base64 (RFC 4648, padding optional)");
 			len = 0;
 		}
 		d->body = (const char *)out;
