@@ -415,8 +415,8 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 
 static size_t n_of_kind(const struct ism_conf *c, int kind)
 {
-	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs, c->n_ses,
-			    c->n_pas, c->n_wes, c->n_pcs, c->n_tels};
+	const size_t n[] = {c->n_gws, c->n_vss, c->n_drs,  c->n_ses,   c->n_pas,
+			    c->n_wes, c->n_pcs, c->n_tels, c->n_laters};
 
 	return n[kind];
 }
@@ -438,8 +438,10 @@ static const struct ism_cm_res *res_of_kind(const struct ism_conf *c, int kind, 
 		return &c->wes[i]->r;
 	case 6:
 		return &c->pcs[i]->r;
-	default:
+	case 7:
 		return &c->tels[i]->r;
+	default:
+		return &c->laters[i]->r;
 	}
 }
 
@@ -449,7 +451,7 @@ static void xref_unique(struct ism_vctx *v)
 
 	/* Resources of one kind must have distinct namespace/name; the label
 	 * "<Kind> <ns>/<name>" says exactly that. */
-	for (int kind = 0; kind < 8; kind++) {
+	for (int kind = 0; kind < 9; kind++) {
 		struct ism_strmap *labels = ism_v_map(v, n_of_kind(c, kind));
 
 		for (size_t i = 0; labels != NULL && i < n_of_kind(c, kind); i++) {
@@ -890,6 +892,7 @@ void ism_model_xref(struct ism_vctx *v)
 	order_vss(v);
 	apply_proxy_config(v);
 	ism_model_telemetry(v);
+	ism_model_laters(v);
 	ism_tls_xref_drs(v);
 	ism_model_dr_index(v);
 	xref_selectors(v);
@@ -980,6 +983,7 @@ int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_
 	c->wes = ism_v_alloc(&v, docs.n, sizeof(*c->wes));
 	c->pcs = ism_v_alloc(&v, docs.n, sizeof(*c->pcs));
 	c->tels = ism_v_alloc(&v, docs.n, sizeof(*c->tels));
+	c->laters = ism_v_alloc(&v, docs.n, sizeof(*c->laters));
 	if (v.nomem) {
 		rc = -ENOMEM;
 		goto out_free;

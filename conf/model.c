@@ -423,6 +423,9 @@ struct kind_info {
 	/* a kind Istio has no gateway use: why; its document loads with that
 	 * warning and nothing of it is read. NULL: a kind isthmus reads. */
 	const char *no_effect;
+	/* a kind isthmus does not implement yet: an error where a document of it
+	 * applies to the appliance (conf/later.c) */
+	bool later;
 };
 
 static const char *const net_versions[] = {"v1alpha3", "v1beta1", "v1", NULL};
@@ -430,27 +433,32 @@ static const char *const sec_versions[] = {"v1beta1", "v1", NULL};
 static const char *const app_versions[] = {"v1", NULL};
 static const char *const pc_versions[] = {"v1beta1", NULL};
 static const char *const tel_versions[] = {"v1alpha1", "v1", NULL};
+static const char *const ef_versions[] = {"v1alpha3", NULL};
+static const char *const wasm_versions[] = {"v1alpha1", NULL};
 
 static const struct kind_info kinds[] = {
-    {"Appliance", "isthmus.io", app_versions, NULL},
-    {"Gateway", "networking.istio.io", net_versions, NULL},
-    {"VirtualService", "networking.istio.io", net_versions, NULL},
-    {"DestinationRule", "networking.istio.io", net_versions, NULL},
-    {"ServiceEntry", "networking.istio.io", net_versions, NULL},
-    {"PeerAuthentication", "security.istio.io", sec_versions, NULL},
-    {"ProxyConfig", "networking.istio.io", pc_versions, NULL},
-    {"Telemetry", "telemetry.istio.io", tel_versions, NULL},
-    {"WorkloadEntry", "networking.istio.io", net_versions, NULL},
+    {"Appliance", "isthmus.io", app_versions, NULL, false},
+    {"Gateway", "networking.istio.io", net_versions, NULL, false},
+    {"VirtualService", "networking.istio.io", net_versions, NULL, false},
+    {"DestinationRule", "networking.istio.io", net_versions, NULL, false},
+    {"ServiceEntry", "networking.istio.io", net_versions, NULL, false},
+    {"PeerAuthentication", "security.istio.io", sec_versions, NULL, false},
+    {"ProxyConfig", "networking.istio.io", pc_versions, NULL, false},
+    {"Telemetry", "telemetry.istio.io", tel_versions, NULL, false},
+    {"WorkloadEntry", "networking.istio.io", net_versions, NULL, false},
     {"Sidecar", "networking.istio.io", net_versions,
      "a Sidecar has no effect on a gateway: Istio's gateways always use the default sidecar "
-     "scope"},
+     "scope",
+     false},
     {"WorkloadGroup", "networking.istio.io", net_versions,
      "a WorkloadGroup has no effect here: Istio makes WorkloadEntries from it as virtual "
-     "machines register with istiod, which none does with isthmus (write the WorkloadEntries)"},
+     "machines register with istiod, which none does with isthmus (write the WorkloadEntries)",
+     false},
+    {"EnvoyFilter", "networking.istio.io", ef_versions, NULL, true},
+    {"AuthorizationPolicy", "security.istio.io", sec_versions, NULL, true},
+    {"RequestAuthentication", "security.istio.io", sec_versions, NULL, true},
+    {"WasmPlugin", "extensions.istio.io", wasm_versions, NULL, true},
 };
-
-static const char *const later_kinds[] = {"EnvoyFilter", "AuthorizationPolicy",
-					  "RequestAuthentication", "WasmPlugin", NULL};
 
 static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
 {
@@ -481,13 +489,6 @@ static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_n
 		return NULL;
 	}
 	ism_v_push(v, "kind");
-	for (const char *const *p = later_kinds; *p; p++) {
-		if (strcmp(*p, kind) == 0) {
-			ism_v_err(v, kn, "%s is " ISM_NOT_IMPL, kind);
-			ism_v_pop(v, 0);
-			return NULL;
-		}
-	}
 	ism_v_err(v, kn, "unknown kind \"%s\"", kind);
 	ism_v_pop(v, 0);
 	return NULL;
@@ -631,6 +632,14 @@ static void parse_spec(struct ism_vctx *v, const struct kind_info *k, const stru
 		if (we != NULL) {
 			c->wes[c->n_wes++] = we;
 			ism_model_parse_endpoint(v, spec, NULL, &we->ep);
+		}
+	} else if (k->later) {
+		struct ism_cm_later *l = new_res(v, sizeof(*l), k->kind, doc, hdr);
+
+		if (l != NULL) {
+			l->kind_at = ism_node_get(doc, "kind", NULL);
+			c->laters[c->n_laters++] = l;
+			ism_model_parse_later(v, spec, l);
 		}
 	} else {
 		parse_policy_spec(v, k, doc, hdr, spec);

@@ -657,11 +657,25 @@ struct ism_cm_appliance {
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 
+/* A document of a kind isthmus does not implement yet (EnvoyFilter,
+ * AuthorizationPolicy, RequestAuthentication, WasmPlugin): what decides
+ * whether it applies to the appliance (conf/later.c). */
+struct ism_cm_later {
+	struct ism_cm_res r;
+	const struct ism_node *kind_at;
+	const struct ism_node *spec;
+	const struct ism_node *selector_at; /* spec.selector (EnvoyFilter: workloadSelector) */
+	size_t n_sel;			    /* its matchLabels (EnvoyFilter: labels) */
+	struct ism_cm_label *sel;
+	const char *target_key; /* "targetRef" or "targetRefs" when set; NULL */
+	bool sidecar_only;	/* EnvoyFilter: every configPatch's match.context a sidecar's */
+};
+
 struct ism_conf {
 	struct ism_pool pool;
 	const char *file;
 	struct ism_cm_appliance app;
-	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes, n_pcs, n_tels;
+	size_t n_gws, n_vss, n_drs, n_ses, n_pas, n_wes, n_pcs, n_tels, n_laters;
 	struct ism_cm_gw **gws;
 	struct ism_cm_vs **vss;
 	struct ism_cm_dr **drs;
@@ -670,6 +684,7 @@ struct ism_conf {
 	struct ism_cm_we **wes;
 	struct ism_cm_pc **pcs;
 	struct ism_cm_tel **tels;
+	struct ism_cm_later **laters;
 	size_t n_files; /* certificate files read, for the rotation watch */
 	const char **files;
 	size_t cap_files;
@@ -1004,5 +1019,12 @@ bool ism_model_host_covers(const char *pat, const char *h);
  * VirtualService host h of namespace vs_ns; *domain is the effective domain. */
 bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, const char *h,
 			 const char *vs_ns, const char **domain);
+
+/* The document of a kind isthmus does not implement yet, its spec (the path
+ * at "spec"): what decides whether it applies (conf/later.c). */
+void ism_model_parse_later(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l);
+/* Each such document: an error where it applies to the appliance, else a
+ * warning saying why it does not (cross-reference pass). */
+void ism_model_laters(struct ism_vctx *v);
 
 #endif

@@ -401,6 +401,34 @@ def telemetry_access_log_filter(env):
 
 
 @_test
+def istio_envoyfilter_sample(env):
+    """Istio's rate-limit sample, two EnvoyFilters of the root namespace that
+    select `istio: ingressgateway`: isthmus -c refuses them, at their kind,
+    for an appliance with that label (EnvoyFilter is not implemented yet and
+    they would apply); an appliance without it serves with them loaded, each
+    with a warning that it does not select the appliance."""
+    up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
+    gw = free_port()
+    here = os.path.dirname(os.path.abspath(__file__))
+    sample = open(os.path.join(here, "..", "fixtures", "istio-samples",
+                               "productpage-envoy-ratelimit.yaml")).read()
+
+    def conf(labels):
+        return docs(appliance(env, extra=f"  labels: {{istio: {labels}}}\n"), gateway(gw),
+                    virtual_service("vs", ["*"], "  - route: [{destination: {host: a.example}}]\n"),
+                    service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]), sample)
+
+    rc, out = env.check_config(env.write("selected.yaml", conf("ingressgateway")))
+    check(rc != 0 and out.count("EnvoyFilter is not implemented yet, and this one applies") == 2
+          and "EnvoyFilter istio-system/filter-ratelimit: kind" in out, f"refused: rc {rc}, {out}")
+    path = env.write("isthmus.yaml", conf("other"))
+    rc, out = env.check_config(path)
+    check(rc == 0 and out.count("does not select this appliance") == 2, f"loaded: rc {rc}, {out}")
+    env.start_gateway(path, gw)
+    check(http_get(gw, "/").status == 200, "served beside the EnvoyFilters")
+
+
+@_test
 def workload_entry_errors(env):
     """What isthmus -c says of WorkloadEntries and selectors: endpoints with a
     workloadSelector is an error, as a bad address or port of an entry is; an

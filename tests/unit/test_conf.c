@@ -2189,6 +2189,46 @@ static void test_telemetry_filter(void **state)
 	assert_null(f->t->access_log.filter);
 }
 
+/* Documents of the kinds not implemented yet that do not apply to the
+ * appliance load, each with a warning saying why, as istiod would not attach
+ * them to a gateway: another namespace's, one naming targetRefs, one whose
+ * selector does not select the appliance (root namespace too), an
+ * EnvoyFilter whose every patch is a sidecar's. */
+static void test_later_kinds_elsewhere(void **state)
+{
+#define LATER(kind, api, name, ns, spec)                                                           \
+	"---\napiVersion: " api "\nkind: " kind "\nmetadata: {name: " name ", namespace: " ns      \
+	"}\nspec:\n" spec
+	static const char yaml[] = APP "  labels: {istio: ingressgateway}\n" LATER(
+	    "AuthorizationPolicy", "security.istio.io/v1", "viewer", "bookinfo",
+	    "  rules: [{from: [{source: {principals: [a]}}]}]\n")
+	    LATER("AuthorizationPolicy", "security.istio.io/v1beta1", "deny-x", "istio-system",
+		  "  selector: {matchLabels: {app: x}}\n  action: DENY\n")
+		LATER("RequestAuthentication", "security.istio.io/v1", "jwt", "default",
+		      "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, "
+		      "name: gw}]\n")
+		    LATER("EnvoyFilter", "networking.istio.io/v1alpha3", "tweak", "istio-system",
+			  "  configPatches:\n  - applyTo: HTTP_FILTER\n"
+			  "    match: {context: SIDECAR_INBOUND}\n"
+			  "  - applyTo: CLUSTER\n    match: {context: SIDECAR_OUTBOUND}\n")
+			LATER("WasmPlugin", "extensions.istio.io/v1alpha1", "w", "default",
+			      "  selector: {matchLabels: {istio: egressgateway}}\n");
+	struct fx *f = *state;
+
+	load_compile(f, yaml);
+	assert_true(has_warning(&f->d, "AuthorizationPolicy bookinfo/viewer: spec",
+				"proxies of namespace bookinfo"));
+	assert_true(has_warning(&f->d, "AuthorizationPolicy istio-system/deny-x: spec.selector",
+				"does not select this appliance"));
+	assert_true(has_warning(&f->d, "RequestAuthentication default/jwt: spec.targetRefs",
+				"never to a gateway chosen by its labels"));
+	assert_true(has_warning(&f->d, "EnvoyFilter istio-system/tweak: spec.configPatches",
+				"every patch is for a sidecar"));
+	assert_true(has_warning(&f->d, "WasmPlugin default/w: spec.selector",
+				"does not select this appliance"));
+#undef LATER
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -2981,7 +3021,20 @@ static const struct bad bads[] = {
     {"EnvoyFilter",
      APP "---\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
 	 "metadata: {name: ef}\nspec: {}\n",
-     9, 7, "kind", "EnvoyFilter is not implemented yet"},
+     9, 7, "EnvoyFilter default/ef: kind",
+     "EnvoyFilter is not implemented yet, and this one applies to the appliance (a policy of the "
+     "appliance's namespace without a selector"},
+    {"AuthorizationPolicy of the root namespace",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: allow-nothing, namespace: istio-system}\nspec: {}\n",
+     9, 7, "AuthorizationPolicy istio-system/allow-nothing: kind",
+     "AuthorizationPolicy is not implemented yet, and this one applies to the appliance (a "
+     "policy of the root namespace"},
+    {"RequestAuthentication that selects the appliance",
+     APP "  labels: {istio: ingressgateway}\n---\napiVersion: security.istio.io/v1\n"
+	 "kind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\n"
+	 "spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n",
+     10, 7, "RequestAuthentication istio-system/jwt: kind", "its selector selects"},
     {"unknown kind",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Sidekick\n"
 	 "metadata: {name: sk}\nspec: {}\n",
@@ -3796,6 +3849,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_proxy_config, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_telemetry, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_telemetry_filter, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_later_kinds_elsewhere, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict_nested, fx_setup, fx_teardown),
