@@ -149,95 +149,56 @@ static bool hval_port(uint8_t kind)
 	       kind == ISM_HV_UPSTREAM_PORT;
 }
 
-/* The value of op for r, written into v (VALUE_ROOM bytes): its length, 0 when
- * absent (shown as "-"). *num: a number, which JSON writes bare. */
-static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v, size_t cap,
-		    bool *num)
+/* A request header operator's value: its header, else its alternative,
+ * cut to the operator's length. */
+static size_t req_header(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v,
+			 size_t cap)
+{
+	size_t n = header(r, op->hdr, v, cap);
+
+	if (n == 0)
+		n = header(r, op->alt, v, cap);
+	if (op->max_len && n > op->max_len)
+		n = op->max_len;
+	return n;
+}
+
+/* A response header or trailer operator's value, cut to the operator's
+ * length. */
+static size_t resp_header(const struct ism_alog_op *op, const struct ism_alog_req *q, char *v,
+			  size_t cap)
+{
+	size_t n = op->hdr < ISM_ALOG_RESP_MAX
+		       ? copy(v, cap, q->resp_val[op->hdr], q->resp_len[op->hdr])
+		       : 0;
+
+	return op->max_len && n > op->max_len ? op->max_len : n;
+}
+
+static size_t protocol(const struct ism_alog_req *q, char *v, size_t cap)
+{
+	if (q->http_minor >= 0 && q->http2)
+		return copy_str(v, cap, "HTTP/2");
+	return q->http_minor < 0 ? 0 : printed(snprintf(v, cap, "HTTP/1.%d", q->http_minor), cap);
+}
+
+/* Reason s (NULL: absent) as Envoy shows response code details and transport
+ * failures: spaces made underscores. */
+static size_t underscored(char *v, size_t cap, const char *s)
+{
+	size_t n = copy_str(v, cap, s);
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = v[i] == ' ' ? '_' : v[i];
+	return n;
+}
+
+/* The value of an operator that gives a number, as value() does. */
+static size_t number(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v,
+		     size_t cap)
 {
 	const struct ism_alog_req *q = r->req;
-	const char *bar;
-	size_t n;
 
-	*num = false;
-	switch (op->field) {
-	case ISM_ALOG_F_START_TIME:
-		return ism_time_iso(q->start_ms, v, cap);
-	case ISM_ALOG_F_REQ:
-		n = header(r, op->hdr, v, cap);
-		if (n == 0)
-			n = header(r, op->alt, v, cap);
-		if (op->max_len && n > op->max_len)
-			n = op->max_len;
-		return n;
-	case ISM_ALOG_F_PROTOCOL:
-		if (q->http_minor >= 0 && q->http2)
-			return copy_str(v, cap, "HTTP/2");
-		return q->http_minor < 0
-			   ? 0
-			   : printed(snprintf(v, cap, "HTTP/1.%d", q->http_minor), cap);
-	case ISM_ALOG_F_RESPONSE_FLAGS:
-		return copy_str(v, cap, r->flags);
-	case ISM_ALOG_F_UPSTREAM_HOST:
-		bar = r->upstream ? strchr(r->upstream, '|') : NULL;
-		return copy_str(v, cap, bar ? bar + 1 : r->upstream);
-	case ISM_ALOG_F_UPSTREAM_ENDPOINT:
-		return copy_str(v, cap, r->upstream);
-	case ISM_ALOG_F_UPSTREAM_CLUSTER:
-		return copy_str(v, cap, r->cluster);
-	case ISM_ALOG_F_CLIENT:
-		return addr_port(v, cap, r->client, r->client_port);
-	case ISM_ALOG_F_CLIENT_IP:
-		return copy_str(v, cap, r->client);
-	case ISM_ALOG_F_LOCAL:
-		return addr_port(v, cap, r->local, r->local_port);
-	case ISM_ALOG_F_LOCAL_IP:
-		return copy_str(v, cap, r->local);
-	case ISM_ALOG_F_CODE_DETAILS:
-	case ISM_ALOG_F_TRANSPORT_FAILURE:
-		/* as Envoy shows them: spaces made underscores */
-		n = copy_str(v, cap,
-			     op->field == ISM_ALOG_F_CODE_DETAILS ? r->details : r->transport);
-		for (size_t i = 0; i < n; i++)
-			v[i] = v[i] == ' ' ? '_' : v[i];
-		return n;
-	case ISM_ALOG_F_ENV:
-		return copy(v, cap, op->lit.p, op->lit.len);
-	case ISM_ALOG_F_TERMINATION:
-		/* Set by Envoy's network filters that end a connection (RBAC,
-		 * ext_authz): isthmus has none. */
-		return 0;
-	case ISM_ALOG_F_RESP:
-	case ISM_ALOG_F_TRAILER:
-		n = op->hdr < ISM_ALOG_RESP_MAX
-			? copy(v, cap, q->resp_val[op->hdr], q->resp_len[op->hdr])
-			: 0;
-		return op->max_len && n > op->max_len ? op->max_len : n;
-	case ISM_ALOG_F_UP_LOCAL:
-		return addr_port(v, cap, q->up_local, q->up_local_port);
-	case ISM_ALOG_F_UP_LOCAL_IP:
-		return copy_str(v, cap, q->up_local[0] ? q->up_local : NULL);
-	case ISM_ALOG_F_ROUTE_NAME:
-		return copy_str(v, cap, q->route[0] ? q->route : NULL);
-	case ISM_ALOG_F_SNI:
-		return copy_str(v, cap, r->sni);
-	case ISM_ALOG_F_LITERAL:
-		return copy(v, cap, op->lit.p, op->lit.len);
-	case ISM_ALOG_F_HOSTNAME:
-		return copy_str(v, cap, ism_hostname());
-	case ISM_ALOG_F_STREAM_ID:
-		/* Envoy's stream id is the request's X-Request-Id. */
-		return header(r, ISM_ALOG_H_X_REQUEST_ID, v, cap);
-	case ISM_ALOG_F_UP_PROTOCOL:
-		return copy_str(v, cap, r->up_protocol);
-	case ISM_ALOG_F_HVAL:
-		if (!hval_port(op->hdr))
-			return copy_str(v, cap, op->hdr < ISM_HV_KINDS ? r->hv[op->hdr] : NULL);
-		break;
-	default:
-		break;
-	}
-	/* The numbers. */
-	*num = true;
 	switch (op->field) {
 	case ISM_ALOG_F_RESPONSE_CODE:
 		return printed(snprintf(v, cap, "%u", r->status), cap);
@@ -279,6 +240,80 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		ISM_BUG_ON(1); /* an operator the parser does not make */
 		return 0;
 	}
+}
+
+/* The value of op for r, written into v (VALUE_ROOM bytes): its length, 0 when
+ * absent (shown as "-"). *num: a number, which JSON writes bare. */
+static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, char *v, size_t cap,
+		    bool *num)
+{
+	const struct ism_alog_req *q = r->req;
+	const char *bar;
+
+	*num = false;
+	switch (op->field) {
+	case ISM_ALOG_F_START_TIME:
+		return ism_time_iso(q->start_ms, v, cap);
+	case ISM_ALOG_F_REQ:
+		return req_header(op, r, v, cap);
+	case ISM_ALOG_F_PROTOCOL:
+		return protocol(q, v, cap);
+	case ISM_ALOG_F_RESPONSE_FLAGS:
+		return copy_str(v, cap, r->flags);
+	case ISM_ALOG_F_UPSTREAM_HOST:
+		bar = r->upstream ? strchr(r->upstream, '|') : NULL;
+		return copy_str(v, cap, bar ? bar + 1 : r->upstream);
+	case ISM_ALOG_F_UPSTREAM_ENDPOINT:
+		return copy_str(v, cap, r->upstream);
+	case ISM_ALOG_F_UPSTREAM_CLUSTER:
+		return copy_str(v, cap, r->cluster);
+	case ISM_ALOG_F_CLIENT:
+		return addr_port(v, cap, r->client, r->client_port);
+	case ISM_ALOG_F_CLIENT_IP:
+		return copy_str(v, cap, r->client);
+	case ISM_ALOG_F_LOCAL:
+		return addr_port(v, cap, r->local, r->local_port);
+	case ISM_ALOG_F_LOCAL_IP:
+		return copy_str(v, cap, r->local);
+	case ISM_ALOG_F_CODE_DETAILS:
+		return underscored(v, cap, r->details);
+	case ISM_ALOG_F_TRANSPORT_FAILURE:
+		return underscored(v, cap, r->transport);
+	case ISM_ALOG_F_ENV:
+		return copy(v, cap, op->lit.p, op->lit.len);
+	case ISM_ALOG_F_TERMINATION:
+		/* Set by Envoy's network filters that end a connection (RBAC,
+		 * ext_authz): isthmus has none. */
+		return 0;
+	case ISM_ALOG_F_RESP:
+	case ISM_ALOG_F_TRAILER:
+		return resp_header(op, q, v, cap);
+	case ISM_ALOG_F_UP_LOCAL:
+		return addr_port(v, cap, q->up_local, q->up_local_port);
+	case ISM_ALOG_F_UP_LOCAL_IP:
+		return copy_str(v, cap, q->up_local[0] ? q->up_local : NULL);
+	case ISM_ALOG_F_ROUTE_NAME:
+		return copy_str(v, cap, q->route[0] ? q->route : NULL);
+	case ISM_ALOG_F_SNI:
+		return copy_str(v, cap, r->sni);
+	case ISM_ALOG_F_LITERAL:
+		return copy(v, cap, op->lit.p, op->lit.len);
+	case ISM_ALOG_F_HOSTNAME:
+		return copy_str(v, cap, ism_hostname());
+	case ISM_ALOG_F_STREAM_ID:
+		/* Envoy's stream id is the request's X-Request-Id. */
+		return header(r, ISM_ALOG_H_X_REQUEST_ID, v, cap);
+	case ISM_ALOG_F_UP_PROTOCOL:
+		return copy_str(v, cap, r->up_protocol);
+	case ISM_ALOG_F_HVAL:
+		if (!hval_port(op->hdr))
+			return copy_str(v, cap, op->hdr < ISM_HV_KINDS ? r->hv[op->hdr] : NULL);
+		break;
+	default:
+		break;
+	}
+	*num = true;
+	return number(op, r, v, cap);
 }
 
 static size_t render_json(const struct ism_alog_conf *conf, const struct ism_alog_rec *r,
