@@ -613,6 +613,95 @@ static int server_mode(struct ism_vctx *v, const struct ism_node *n, const char 
 	return -1;
 }
 
+/* The fields of tls n of an HTTPS server that terminates TLS, into t. */
+static void server_fields(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_tls *t)
+{
+	struct ism_tls_conf *c = &t->c;
+	bool skip = false;
+
+	if (cert_pair(v, n, "serverCertificate", "privateKey", &c->certs[0]) > 0)
+		c->n_certs = 1;
+	pem_field(v, n, "caCertificates", PEM_CA, &c->ca);
+	pem_field(v, n, "caCrl", PEM_CRL, &c->crl);
+	parse_creds(v, n, t);
+	parse_tls_certs(v, n, c);
+	ism_tls_parse_sans(v, n, &c->sans, &c->n_sans);
+	parse_pins(v, n, c);
+	ism_v_str(v, n, "caCertCredentialName", false, &t->ca_cred);
+	t->ca_cred_at = ism_node_get(n, "caCertCredentialName", NULL);
+	ism_v_bool(v, n, "insecureSkipVerify", &skip);
+	c->skip_verify = skip;
+	parse_versions(v, n, c);
+	parse_ciphers(v, n, c);
+}
+
+/* Mode SIMPLE asks for no client certificate: the fields that check one
+ * are errors. */
+static void refuse_client_checks(struct ism_vctx *v, const struct ism_node *n)
+{
+	/* What checks client certificates: MUTUAL and OPTIONAL_MUTUAL only. */
+	static const char *const client_checks[] = {
+	    "subjectAltNames",	    "verifyCertificateHash", "verifyCertificateSpki",
+	    "caCertCredentialName", "insecureSkipVerify",    NULL};
+
+	for (size_t i = 0; client_checks[i]; i++) {
+		const struct ism_node *at = ism_node_get(n, client_checks[i], NULL);
+		size_t o2;
+
+		if (at == NULL)
+			continue;
+		o2 = ism_v_push(v, ".%s", client_checks[i]);
+		ism_v_err(v, at,
+			  "%s needs mode MUTUAL or OPTIONAL_MUTUAL (SIMPLE asks for no "
+			  "client certificate)",
+			  client_checks[i]);
+		ism_v_pop(v, o2);
+	}
+}
+
+/* What the fields of tls n (parsed into t) must say together for its
+ * mode: where the certificate and the CA come from, and the versions. */
+static void server_check(struct ism_vctx *v, const struct ism_node *n, const struct ism_cm_tls *t)
+{
+	const struct ism_tls_conf *c = &t->c;
+	size_t sources = (ism_node_get(n, "serverCertificate", NULL) != NULL) + (t->n_creds > 0) +
+			 (ism_node_get(n, "tlsCertificates", NULL) != NULL);
+
+	if (t->ca_cred != NULL && c->ca.text.len) {
+		size_t o2 = ism_v_push(v, ".caCertCredentialName");
+
+		ism_v_err(v, t->ca_cred_at, "use one of caCertificates, caCertCredentialName");
+		ism_v_pop(v, o2);
+	}
+	if (c->mode == ISM_TLS_ISTIO_MUTUAL) {
+		if (sources || c->ca.text.len || c->n_sans || c->n_pins || t->ca_cred != NULL)
+			ism_v_err(v, n,
+				  "ISTIO_MUTUAL uses the appliance's meshIdentity: "
+				  "certificates, credentials, caCertCredentialName, "
+				  "subjectAltNames and pins (verifyCertificateHash, "
+				  "verifyCertificateSpki) must be empty");
+	} else {
+		if (sources == 0)
+			ism_v_err(v, n,
+				  "a certificate is required: serverCertificate and "
+				  "privateKey, credentialName(s) or tlsCertificates");
+		else if (sources > 1)
+			ism_v_err(v, n,
+				  "use one of serverCertificate, credentialName(s), "
+				  "tlsCertificates");
+		if (c->mode == ISM_TLS_SIMPLE)
+			refuse_client_checks(v, n);
+		/* caCertificates for MUTUAL may come from a credential: xref. */
+		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0 &&
+		    t->ca_cred == NULL)
+			ism_v_err(v, n, "caCertificates is required with mode %s",
+				  mode_names[c->mode]);
+	}
+	if (c->min_ver && c->min_ver < TLS1_2_VERSION && c->ciphers.len == 0)
+		ism_v_err(v, ism_node_get(n, "minProtocolVersion", NULL),
+			  "versions below TLS 1.2 need cipherSuites set explicitly");
+}
+
 void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const char *protocol,
 			  struct ism_cm_tls *t)
 {
@@ -634,15 +723,10 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 					   "maxProtocolVersion",
 					   "cipherSuites",
 					   NULL};
-	/* What checks client certificates: MUTUAL and OPTIONAL_MUTUAL only. */
-	static const char *const client_checks[] = {
-	    "subjectAltNames",	    "verifyCertificateHash", "verifyCertificateSpki",
-	    "caCertCredentialName", "insecureSkipVerify",    NULL};
 	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
 	struct ism_tls_conf *c = &t->c;
 	bool tls = ism_model_server_kind(protocol, false) == ISM_SRV_HTTPS, redirect = false;
-	bool skip = false;
-	size_t old, sources;
+	size_t old;
 	int mode;
 
 	if (n == NULL) {
@@ -672,66 +756,8 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 		return;
 	}
 	c->mode = (uint8_t)mode;
-	if (cert_pair(v, n, "serverCertificate", "privateKey", &c->certs[0]) > 0)
-		c->n_certs = 1;
-	pem_field(v, n, "caCertificates", PEM_CA, &c->ca);
-	pem_field(v, n, "caCrl", PEM_CRL, &c->crl);
-	parse_creds(v, n, t);
-	parse_tls_certs(v, n, c);
-	ism_tls_parse_sans(v, n, &c->sans, &c->n_sans);
-	parse_pins(v, n, c);
-	ism_v_str(v, n, "caCertCredentialName", false, &t->ca_cred);
-	t->ca_cred_at = ism_node_get(n, "caCertCredentialName", NULL);
-	ism_v_bool(v, n, "insecureSkipVerify", &skip);
-	c->skip_verify = skip;
-	parse_versions(v, n, c);
-	parse_ciphers(v, n, c);
-	sources = (ism_node_get(n, "serverCertificate", NULL) != NULL) + (t->n_creds > 0) +
-		  (ism_node_get(n, "tlsCertificates", NULL) != NULL);
-	if (t->ca_cred != NULL && c->ca.text.len) {
-		size_t o2 = ism_v_push(v, ".caCertCredentialName");
-
-		ism_v_err(v, t->ca_cred_at, "use one of caCertificates, caCertCredentialName");
-		ism_v_pop(v, o2);
-	}
-	if (c->mode == ISM_TLS_ISTIO_MUTUAL) {
-		if (sources || c->ca.text.len || c->n_sans || c->n_pins || t->ca_cred != NULL)
-			ism_v_err(v, n,
-				  "ISTIO_MUTUAL uses the appliance's meshIdentity: "
-				  "certificates, credentials, caCertCredentialName, "
-				  "subjectAltNames and pins (verifyCertificateHash, "
-				  "verifyCertificateSpki) must be empty");
-	} else {
-		if (sources == 0)
-			ism_v_err(v, n,
-				  "a certificate is required: serverCertificate and "
-				  "privateKey, credentialName(s) or tlsCertificates");
-		else if (sources > 1)
-			ism_v_err(v, n,
-				  "use one of serverCertificate, credentialName(s), "
-				  "tlsCertificates");
-		for (size_t i = 0; c->mode == ISM_TLS_SIMPLE && client_checks[i]; i++) {
-			const struct ism_node *at = ism_node_get(n, client_checks[i], NULL);
-			size_t o2;
-
-			if (at == NULL)
-				continue;
-			o2 = ism_v_push(v, ".%s", client_checks[i]);
-			ism_v_err(v, at,
-				  "%s needs mode MUTUAL or OPTIONAL_MUTUAL (SIMPLE asks for no "
-				  "client certificate)",
-				  client_checks[i]);
-			ism_v_pop(v, o2);
-		}
-		/* caCertificates for MUTUAL may come from a credential: xref. */
-		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0 &&
-		    t->ca_cred == NULL)
-			ism_v_err(v, n, "caCertificates is required with mode %s",
-				  mode_names[c->mode]);
-	}
-	if (c->min_ver && c->min_ver < TLS1_2_VERSION && c->ciphers.len == 0)
-		ism_v_err(v, ism_node_get(n, "minProtocolVersion", NULL),
-			  "versions below TLS 1.2 need cipherSuites set explicitly");
+	server_fields(v, n, t);
+	server_check(v, n, t);
 	ism_v_pop(v, old);
 }
 
