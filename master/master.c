@@ -1212,6 +1212,112 @@ static int pid_file_claim(struct ism_master *m, const struct ism_table *t)
 	return 0;
 }
 
+/* What the master keeps from start to stop, whatever the configuration: the
+ * shared memory, the health checker and the DNS resolver. 0, or -errno
+ * (logged) with nothing left to undo. */
+static int master_open(struct ism_master *m)
+{
+	int ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);
+
+	if (ret < 0) {
+		ism_err("shared memory: %s", strerror(-ret));
+		goto out;
+	}
+	ret = ism_health_create(&m->shm, &m->health);
+	if (ret < 0) {
+		ism_err("health checker: %s", strerror(-ret));
+		goto out_shm;
+	}
+	ret = ism_resolver_create(&m->events, &m->dns);
+	if (ret < 0) {
+		ism_err("dns resolver: %s", strerror(-ret));
+		goto out_health;
+	}
+	return 0;
+
+out_health:
+	ism_health_destroy(m->health);
+out_shm:
+	ism_shm_destroy(&m->shm);
+out:
+	return ret;
+}
+
+static void master_close(struct ism_master *m)
+{
+	ism_resolver_destroy(m->dns);
+	ism_health_destroy(m->health);
+	ism_shm_destroy(&m->shm);
+}
+
+/* The control socket, the admin listener and t's listeners bound, then the
+ * pid file written. 0, or < 0 (logged where the callee does not) with what was
+ * done left to master_unbind. */
+static int master_bind(struct ism_master *m, const struct ism_table *t)
+{
+	int ret;
+
+	/* The control socket and the admin listener first: once traffic is
+	 * accepted, readiness and metrics answer too. */
+	ret = ism_ctl_create(m, t, &m->ctl);
+	if (ret < 0)
+		return ret;
+	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
+	if (m->listen_fds == NULL)
+		return ret;
+	m->n_listen = (int)t->n_listeners;
+	/* Written once everything is bound: the file names a master that serves. */
+	if (m->pid_file != NULL) {
+		ret = ism_runfile_pid_write(m->pid_file);
+		if (ret < 0) {
+			ism_err("pid file %s: %s; not started", m->pid_file, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void master_unbind(struct ism_master *m)
+{
+	if (m->pid_file != NULL)
+		ism_runfile_pid_remove(m->pid_file);
+	ism_ctl_destroy(m->ctl);
+	for (int i = 0; i < m->n_listen; i++)
+		close(m->listen_fds[i]);
+	free(m->listen_fds);
+}
+
+/* Starts the workers and runs the master's loop until isthmus stops: the exit
+ * status. */
+static int master_serve(struct ism_master *m, const struct ism_table *t)
+{
+	int status;
+
+	if (start_workers(m, worker_count(t)) < 0)
+		start_stop(m, "fork failed");
+	log_ktls(ism_shm_current(&m->shm));
+	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
+		   m->n_workers);
+	ism_master_notify_ready(m);
+	status = master_loop(m);
+	ism_notice("stopped");
+	return status;
+}
+
+/* Frees m, with what it still holds once master_close has run. */
+static void master_free(struct ism_master *m)
+{
+	if (m->notify_fd >= 0)
+		close(m->notify_fd);
+	ism_reload_fini(m);
+	free(m->next_sweep);
+	ism_events_free(&m->events);
+	watch_free(m);
+	free(m->conf_text);
+	free(m->pid_file);
+	free(m);
+}
+
 int ism_master_run(const struct ism_master_opts *opts)
 {
 	struct ism_master *m = calloc(1, sizeof(*m));
@@ -1238,86 +1344,35 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_free;
 	}
 	ism_diags_init(d);
-	ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);
-	if (ret < 0) {
-		ism_err("shared memory: %s", strerror(-ret));
+	if (master_open(m) < 0)
 		goto out_free;
-	}
-	ret = ism_health_create(&m->shm, &m->health);
-	if (ret < 0) {
-		ism_err("health checker: %s", strerror(-ret));
-		goto out_shm;
-	}
-	ret = ism_resolver_create(&m->events, &m->dns);
-	if (ret < 0) {
-		ism_err("dns resolver: %s", strerror(-ret));
-		goto out_health;
-	}
 	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
 	ism_diags_print(stderr, d);
 	if (ret < 0) {
 		ism_err("%s: not started", m->conf_path);
-		goto out_health;
+		goto out_close;
 	}
 	t = ism_shm_current(&m->shm);
 	/* Before anything is bound: a second isthmus on the same file must not
 	 * take the control socket of the first away. */
 	if (pid_file_claim(m, t) < 0)
-		goto out_health;
+		goto out_close;
 	if (setup_signals(m) < 0) {
 		ism_err("signals: %s", strerror(errno));
-		goto out_health;
+		goto out_close;
 	}
-	/* The control socket and the admin listener first: once traffic is
-	 * accepted, readiness and metrics answer too. */
-	ret = ism_ctl_create(m, t, &m->ctl);
-	if (ret < 0)
-		goto out_listen;
-	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
-	if (m->listen_fds == NULL)
-		goto out_listen;
-	m->n_listen = (int)t->n_listeners;
-	/* Written once everything is bound: the file names a master that serves. */
-	if (m->pid_file != NULL) {
-		ret = ism_runfile_pid_write(m->pid_file);
-		if (ret < 0) {
-			ism_err("pid file %s: %s; not started", m->pid_file, strerror(-ret));
-			goto out_listen;
-		}
-	}
-	if (start_workers(m, worker_count(t)) < 0)
-		start_stop(m, "fork failed");
-	log_ktls(ism_shm_current(&m->shm));
-	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
-		   m->n_workers);
-	ism_master_notify_ready(m);
-	status = master_loop(m);
-	ism_notice("stopped");
-out_listen:
-	if (m->pid_file != NULL)
-		ism_runfile_pid_remove(m->pid_file);
-	ism_ctl_destroy(m->ctl);
-	for (int i = 0; i < m->n_listen; i++)
-		close(m->listen_fds[i]);
-	free(m->listen_fds);
+	if (master_bind(m, t) < 0)
+		goto out_unbind;
+	status = master_serve(m, t);
+out_unbind:
+	master_unbind(m);
 	if (m->sfd >= 0)
 		close(m->sfd);
-out_health:
-	ism_resolver_destroy(m->dns);
-	ism_health_destroy(m->health);
-out_shm:
-	ism_shm_destroy(&m->shm);
+out_close:
+	master_close(m);
 out_free:
-	if (m->notify_fd >= 0)
-		close(m->notify_fd);
-	ism_reload_fini(m);
-	free(m->next_sweep);
-	ism_events_free(&m->events);
-	watch_free(m);
-	free(m->conf_text);
-	free(m->pid_file);
+	master_free(m);
 	free(d);
-	free(m);
 	return status;
 }
