@@ -900,6 +900,87 @@ static int list_add(struct ism_health *h, struct hc_ep *e)
 	return 0;
 }
 
+/* The request of check hc, to host (NULL: none), into *req: an HTTP/1.1 GET,
+ * or for gRPC the authority and the service's name, each ended by a NUL. Its
+ * length, or -1 (out of memory) with *req NULL. */
+static int check_request(const struct ism_hc *hc, const char *host, char **req)
+{
+	const char *path = hc->path.len ? hc->path.p : "/";
+	int len;
+
+	if (hc->type == ISM_HC_GRPC) {
+		len = asprintf(req, "%s%c%.*s", host ? host : "", 0, (int)hc->service.len,
+			       hc->service.p ? hc->service.p : "");
+		len += len >= 0; /* the service's NUL too */
+	} else
+		len = asprintf(req,
+			       "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: isthmus-health\r\n"
+			       "Connection: close\r\n\r\n",
+			       path, host ? host : "");
+	if (len < 0)
+		*req = NULL;
+	return len;
+}
+
+/* The statuses check hc expects, [lo, hi) pairs, into a new array *st:
+ * Envoy's default [200, 201) when it names none. 0 or -ENOMEM. */
+static int expected_statuses(const struct ism_hc *hc, uint16_t (**st)[2])
+{
+	*st = calloc(hc->n_statuses ? hc->n_statuses : 1, sizeof(**st));
+	if (!*st)
+		return -ENOMEM;
+	if (hc->n_statuses) {
+		memcpy(*st, hc->statuses, hc->n_statuses * sizeof(**st));
+	} else {
+		(*st)[0][0] = 200;
+		(*st)[0][1] = 201;
+	}
+	return 0;
+}
+
+/* The TLS context a check of cluster cl with settings tls (NULL: none)
+ * originates TLS with, into *ctx (NULL: plaintext), and the server name it
+ * sends into sni, as a request's Host gives its upstream server name: tls's
+ * sni, else host (NULL: none) without its port. 0, or -ENOMEM (logged). */
+static int check_tls(struct ism_health *h, const struct ism_cluster *cl,
+		     const struct ism_tls_conf *tls, const char *host, char *sni, size_t cap,
+		     SSL_CTX **ctx)
+{
+	*ctx = NULL;
+	if (tls == NULL || tls->mode == ISM_TLS_NONE)
+		return 0;
+	*ctx = ism_tlsctx_get(&h->ctxs, tls, 0, ism_tlsctx_new);
+	if (*ctx == NULL) {
+		ism_warn("health checks of %.*s: no TLS context can be made of its "
+			 "DestinationRule's tls settings",
+			 (int)cl->host.len, cl->host.p ? cl->host.p : "");
+		return -ENOMEM;
+	}
+	if (tls->sni.len)
+		snprintf(sni, cap, "%s", tls->sni.p);
+	else if (host)
+		snprintf(sni, cap, "%.*s", (int)ism_host_len(host, strlen(host)), host);
+	return 0;
+}
+
+/* The intervals, timeout and thresholds of check hc into e. */
+static void ep_timing(struct hc_ep *e, const struct ism_hc *hc)
+{
+	e->interval_ms = hc->interval_ms ? hc->interval_ms : 1;
+	e->unhealthy_interval_ms =
+	    hc->unhealthy_interval_ms ? hc->unhealthy_interval_ms : e->interval_ms;
+	e->unhealthy_edge_ms = hc->unhealthy_edge_interval_ms ? hc->unhealthy_edge_interval_ms
+							      : e->unhealthy_interval_ms;
+	e->healthy_edge_ms =
+	    hc->healthy_edge_interval_ms ? hc->healthy_edge_interval_ms : e->interval_ms;
+	e->initial_jitter_ms = hc->initial_jitter_ms;
+	e->jitter_ms = hc->interval_jitter_ms;
+	e->jitter_pct = hc->interval_jitter_percent;
+	e->timeout_ms = hc->timeout_ms ? hc->timeout_ms : 1;
+	e->healthy_thr = hc->healthy_threshold ? hc->healthy_threshold : 1;
+	e->unhealthy_thr = hc->unhealthy_threshold ? hc->unhealthy_threshold : 1;
+}
+
 /* Copies the check of cluster cl for endpoint ep into e, with its TLS settings
  * (ism_ep_hc_tls) where they originate TLS (their sni, else the check's Host, as
  * the server name) and its PROXY header (cl->hc_pp). A check in progress with
@@ -910,7 +991,6 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 {
 	const struct ism_hc *hc = cl->hc;
 	const struct ism_tls_conf *tls = ism_ep_hc_tls(cl, ep);
-	const char *path = hc->path.len ? hc->path.p : "/";
 	const char *host = hc->host.len ? hc->host.p : cl->host.p;
 	uint8_t type = hc->type;
 	uint16_t(*st)[2] = NULL;
@@ -919,48 +999,17 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	int len, ret = 0;
 	bool changed;
 
-	if (type == ISM_HC_GRPC) {
-		len = asprintf(&req, "%s%c%.*s", host ? host : "", 0, (int)hc->service.len,
-			       hc->service.p ? hc->service.p : "");
-		len += len >= 0; /* the service's NUL too */
-	} else
-		len = asprintf(&req,
-			       "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: isthmus-health\r\n"
-			       "Connection: close\r\n\r\n",
-			       path, host ? host : "");
+	len = check_request(hc, host, &req);
 	if (len < 0) {
-		req = NULL;
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* Envoy's default expected statuses: [200, 201). */
-	st = calloc(hc->n_statuses ? hc->n_statuses : 1, sizeof(*st));
-	if (!st) {
-		ret = -ENOMEM;
+	ret = expected_statuses(hc, &st);
+	if (ret < 0)
 		goto out_req;
-	}
-	if (hc->n_statuses) {
-		memcpy(st, hc->statuses, hc->n_statuses * sizeof(*st));
-	} else {
-		st[0][0] = 200;
-		st[0][1] = 201;
-	}
-	if (tls != NULL && tls->mode != ISM_TLS_NONE) {
-		ctx = ism_tlsctx_get(&h->ctxs, tls, 0, ism_tlsctx_new);
-		if (ctx == NULL) {
-			ism_warn("health checks of %.*s: no TLS context can be made of its "
-				 "DestinationRule's tls settings",
-				 (int)cl->host.len, cl->host.p ? cl->host.p : "");
-			ret = -ENOMEM;
-			goto out_st;
-		}
-		/* as a request's Host gives its upstream server name */
-		if (tls->sni.len)
-			snprintf(sni, sizeof(sni), "%s", tls->sni.p);
-		else if (host)
-			snprintf(sni, sizeof(sni), "%.*s", (int)ism_host_len(host, strlen(host)),
-				 host);
-	}
+	ret = check_tls(h, cl, tls, host, sni, sizeof(sni), &ctx);
+	if (ret < 0)
+		goto out_st;
 	changed = !e->req || e->req_len != (size_t)len || memcmp(e->req, req, (size_t)len) != 0 ||
 		  e->type != type || e->addrlen != ep->addrlen ||
 		  memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 || e->ctx != ctx ||
@@ -986,19 +1035,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	memcpy(&e->addr, &ep->addr, sizeof(e->addr));
 	e->addrlen = ep->addrlen;
 	e->type = type;
-	e->interval_ms = hc->interval_ms ? hc->interval_ms : 1;
-	e->unhealthy_interval_ms =
-	    hc->unhealthy_interval_ms ? hc->unhealthy_interval_ms : e->interval_ms;
-	e->unhealthy_edge_ms = hc->unhealthy_edge_interval_ms ? hc->unhealthy_edge_interval_ms
-							      : e->unhealthy_interval_ms;
-	e->healthy_edge_ms =
-	    hc->healthy_edge_interval_ms ? hc->healthy_edge_interval_ms : e->interval_ms;
-	e->initial_jitter_ms = hc->initial_jitter_ms;
-	e->jitter_ms = hc->interval_jitter_ms;
-	e->jitter_pct = hc->interval_jitter_percent;
-	e->timeout_ms = hc->timeout_ms ? hc->timeout_ms : 1;
-	e->healthy_thr = hc->healthy_threshold ? hc->healthy_threshold : 1;
-	e->unhealthy_thr = hc->unhealthy_threshold ? hc->unhealthy_threshold : 1;
+	ep_timing(e, hc);
 	snprintf(e->label, sizeof(e->label), "%.*s|%.*s", (int)cl->host.len,
 		 cl->host.p ? cl->host.p : "", (int)ep->addr_text.len,
 		 ep->addr_text.p ? ep->addr_text.p : "");
