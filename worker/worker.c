@@ -692,20 +692,10 @@ static void use_recv_mshot(struct ism_wctx *w, int recv_mshot)
 			 strerror(-recv_mshot));
 }
 
-int ism_worker_main(const struct ism_worker_args *args)
+/* Fills the context w (zeroed) as args give it, its ring not yet made.
+ * 0 or -ENOMEM. */
+static int wctx_init(struct ism_wctx *w, const struct ism_worker_args *args)
 {
-	struct ism_wctx *w;
-	struct io_uring_params p;
-	char role[32];
-	bool flags;
-	int ret, status = 1;
-
-	snprintf(role, sizeof(role), "worker %d", args->index);
-	ism_log_set_role(role);
-	ism_tls_mem_cache();
-	w = calloc(1, sizeof(*w));
-	if (w == NULL)
-		return 1;
 	w->alog.fd = -1;
 	w->shm = args->shm;
 	w->index = args->index;
@@ -719,24 +709,96 @@ int ism_worker_main(const struct ism_worker_args *args)
 	w->conn_seq = (uint64_t)getpid() << 40;
 	w->accept_paused = calloc((size_t)w->n_listen + 1, 1);
 	if (w->accept_paused == NULL)
-		goto out_free;
+		return -ENOMEM;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
-	if (setup_signals(w) < 0) {
-		ism_err("signalfd: %s", strerror(errno));
-		goto out_free;
-	}
-	ret = ring_init(RING_ENTRIES, &w->ring, &p, &flags);
+	return 0;
+}
+
+/* w's ring, with SINGLE_ISSUER and DEFER_TASKRUN where the kernel takes
+ * them. 0 or -errno (logged). */
+static int ring_open(struct ism_wctx *w)
+{
+	struct io_uring_params p;
+	bool flags;
+	int ret = ring_init(RING_ENTRIES, &w->ring, &p, &flags);
+
 	if (ret == 0 && !flags)
 		ism_info(
 		    "io_uring: the kernel refuses SINGLE_ISSUER and DEFER_TASKRUN: a plain ring");
 	if (ret < 0) {
 		ism_err("io_uring_queue_init: %s", strerror(-ret));
-		goto out_signal;
+		return ret;
 	}
 	/* The ring's own descriptor registered: io_uring_enter skips its lookup. */
 	if (io_uring_register_ring_fd(&w->ring) < 0)
 		ism_info("io_uring: the ring's descriptor is not registered");
+	return 0;
+}
+
+/* Frees what the worker grew (extra buffers, waiting lists, the fixed files'
+ * numbers), then closes the ring before unmapping the buffers it reads into. */
+static void ring_close(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->n_xbufs; i++)
+		free(w->xbufs[i]);
+	free(w->xbufs);
+	free(w->xfree);
+	free(w->bufwait);
+	free(w->held);
+	free(w->h2_kicked);
+	free(w->fdnum);
+	io_uring_queue_exit(&w->ring);
+	if (w->bufs)
+		munmap(w->bufs, (size_t)w->n_bufs * ISM_BUF_SIZE);
+	if (w->br)
+		munmap(w->br, w->n_bufs * sizeof(struct io_uring_buf));
+}
+
+/* Arms the accepts, the tick, the signals and the master's socket, runs the
+ * loop until the worker ends, then frees the connections and streams: the
+ * worker's exit status. */
+static int worker_run(struct ism_wctx *w)
+{
+	int status;
+
+	w->h2pages = ism_h2pages_new(); /* NULL: HTTP/2's big blocks from glibc */
+	for (int l = 0; l < w->n_listen; l++)
+		arm_accept(w, l);
+	arm_tick(w);
+	arm_signal(w);
+	arm_master(w);
+	status = loop(w);
+	final_log_flush(w);
+	ism_sess_free_all(w);
+	ism_stream_free_all(w);
+	ism_mirror_free(w);
+	ism_up_free_all(w);
+	ism_h2pages_free(w->h2pages);
+	w->h2pages = NULL;
+	return status;
+}
+
+int ism_worker_main(const struct ism_worker_args *args)
+{
+	struct ism_wctx *w;
+	char role[32];
+	int ret, status = 1;
+
+	snprintf(role, sizeof(role), "worker %d", args->index);
+	ism_log_set_role(role);
+	ism_tls_mem_cache();
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return 1;
+	if (wctx_init(w, args) < 0)
+		goto out_free;
+	if (setup_signals(w) < 0) {
+		ism_err("signalfd: %s", strerror(errno));
+		goto out_free;
+	}
+	if (ring_open(w) < 0)
+		goto out_signal;
 	w->rs = ism_router_scratch_new();
 	if (w->rs == NULL || ism_tls_init(w) < 0)
 		goto out_ring;
@@ -756,39 +818,14 @@ int ism_worker_main(const struct ism_worker_args *args)
 	if (ism_alog_open(&w->alog, &w->table->access_log, &w->st->access_log_dropped) < 0)
 		goto out_router;
 	setup_fixed_files(w);
-	w->h2pages = ism_h2pages_new(); /* NULL: HTTP/2's big blocks from glibc */
-	for (int l = 0; l < w->n_listen; l++)
-		arm_accept(w, l);
-	arm_tick(w);
-	arm_signal(w);
-	arm_master(w);
-	status = loop(w);
-	final_log_flush(w);
-	ism_sess_free_all(w);
-	ism_stream_free_all(w);
-	ism_mirror_free(w);
-	ism_up_free_all(w);
-	ism_h2pages_free(w->h2pages);
-	w->h2pages = NULL;
+	status = worker_run(w);
 out_router:
 	ism_shm_release(w->shm, w->index);
 	ism_lb_free(w->lb);
 	ism_router_scratch_free(w->rs);
 out_ring:
 	ism_tls_free(w);
-	for (uint32_t i = 0; i < w->n_xbufs; i++)
-		free(w->xbufs[i]);
-	free(w->xbufs);
-	free(w->xfree);
-	free(w->bufwait);
-	free(w->held);
-	free(w->h2_kicked);
-	free(w->fdnum);
-	io_uring_queue_exit(&w->ring);
-	if (w->bufs)
-		munmap(w->bufs, (size_t)w->n_bufs * ISM_BUF_SIZE);
-	if (w->br)
-		munmap(w->br, w->n_bufs * sizeof(struct io_uring_buf));
+	ring_close(w);
 out_signal:
 	close(w->signal_fd);
 out_free:
