@@ -267,6 +267,74 @@ static bool explain_actions(const struct ism_table *t, const struct ism_listener
 	return forward;
 }
 
+/* The virtual host that serves req on listener l, through the HTTPS server
+ * its SNI picks; NULL when none does, or the listener does not serve HTTP
+ * (said why). */
+static const struct ism_vhost *explain_vhost(const struct ism_listener *l,
+					     const struct ism_http_req *req, struct ism_reply *r)
+{
+	const struct ism_vhost *vh;
+
+	if (l->tcp) {
+		ism_say(r, "listener: TCP, its connections are not HTTP (explain tcp %u)\n",
+			l->port);
+		return NULL;
+	}
+	if (l->n_tls) {
+		/* HTTPS: the server the SNI picks, taken to be the Host. */
+		char sni[256];
+		size_t n = req->host ? ism_host_len(req->host, req->host_len) : 0;
+		int s;
+
+		snprintf(sni, sizeof(sni), "%.*s", (int)n, req->host ? req->host : "");
+		s = ism_router_pick_server(l, sni);
+		if (s < 0) {
+			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
+				sni);
+			return NULL;
+		}
+		if (l->tls[s].passthrough) {
+			ism_say(r,
+				"TLS passthrough server: %s: TLS is not terminated here, its "
+				"connections are not HTTP (explain tls %s %u)\n",
+				l->tls[s].name.p, sni[0] ? sni : "-", l->port);
+			return NULL;
+		}
+		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
+			ism_tls_mode_name(l->tls[s].tls.mode));
+		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
+				      req->host ? req->host : "", req->host ? req->host_len : 0);
+	} else {
+		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req->host ? req->host : "",
+				      req->host ? req->host_len : 0);
+	}
+	if (vh == NULL) {
+		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
+		return NULL;
+	}
+	ism_say(r, "virtual host: %s\n", vh->name.p);
+	return vh;
+}
+
+/* Route rt's destinations, then the clusters of those with a weight. */
+static void explain_dests(struct ism_master *m, const struct ism_table *t,
+			  const struct ism_route *rt, struct ism_http_req *req, const char *peer,
+			  struct ism_reply *r)
+{
+	for (uint32_t i = 0; i < rt->n_dest; i++) {
+		const struct ism_dest_actions *da = rt->dest[i].act;
+
+		ism_say(r, "destination: %s weight %u of %u%s%s%s\n",
+			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
+			rt->total_weight, da && da->authority.len ? " (Host rewritten to " : "",
+			da && da->authority.len ? da->authority.p : "",
+			da && da->authority.len ? ")" : "");
+	}
+	for (uint32_t i = 0; i < rt->n_dest; i++)
+		if (rt->dest[i].weight > 0)
+			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);
+}
+
 /* From the listener on: path normalisation, HTTPS server, virtual host,
  * route, destinations. */
 static void explain_route(struct ism_master *m, const struct ism_table *t,
@@ -287,44 +355,9 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	if (req->path != raw)
 		ism_say(r, "path: %.*s normalised to %.*s\n", (int)raw_len, raw, (int)req->path_len,
 			req->path);
-	if (l->tcp) {
-		ism_say(r, "listener: TCP, its connections are not HTTP (explain tcp %u)\n",
-			l->port);
+	vh = explain_vhost(l, req, r);
+	if (vh == NULL)
 		return;
-	}
-	if (l->n_tls) {
-		/* HTTPS: the server the SNI picks, taken to be the Host. */
-		char sni[256];
-		size_t n = req->host ? ism_host_len(req->host, req->host_len) : 0;
-		int s;
-
-		snprintf(sni, sizeof(sni), "%.*s", (int)n, req->host ? req->host : "");
-		s = ism_router_pick_server(l, sni);
-		if (s < 0) {
-			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
-				sni);
-			return;
-		}
-		if (l->tls[s].passthrough) {
-			ism_say(r,
-				"TLS passthrough server: %s: TLS is not terminated here, its "
-				"connections are not HTTP (explain tls %s %u)\n",
-				l->tls[s].name.p, sni[0] ? sni : "-", l->port);
-			return;
-		}
-		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
-			ism_tls_mode_name(l->tls[s].tls.mode));
-		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
-				      req->host ? req->host : "", req->host ? req->host_len : 0);
-	} else {
-		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req->host ? req->host : "",
-				      req->host ? req->host_len : 0);
-	}
-	if (vh == NULL) {
-		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
-		return;
-	}
-	ism_say(r, "virtual host: %s\n", vh->name.p);
 	if (vh->https_redirect && l->n_tls == 0) {
 		ism_say(r, "tls.httpsRedirect: the answer is 301 to https://\n");
 		return;
@@ -347,20 +380,8 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 		    : "");
 	if ((rt->fault != NULL || rt->cors != NULL) && !explain_fault_cors(rt, req, rs, r))
 		return;
-	if (!explain_actions(t, l, rt, req, rs, r))
-		return;
-	for (uint32_t i = 0; i < rt->n_dest; i++) {
-		const struct ism_dest_actions *da = rt->dest[i].act;
-
-		ism_say(r, "destination: %s weight %u of %u%s%s%s\n",
-			t->clusters[rt->dest[i].cluster].name.p, rt->dest[i].weight,
-			rt->total_weight, da && da->authority.len ? " (Host rewritten to " : "",
-			da && da->authority.len ? da->authority.p : "",
-			da && da->authority.len ? ")" : "");
-	}
-	for (uint32_t i = 0; i < rt->n_dest; i++)
-		if (rt->dest[i].weight > 0)
-			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);
+	if (explain_actions(t, l, rt, req, rs, r))
+		explain_dests(m, t, rt, req, peer, r);
 }
 
 /* --- TCP and TLS passthrough connections --- */
