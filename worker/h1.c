@@ -379,6 +379,24 @@ static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *
 	ism_stream_refuse(w, st, req, status, why);
 }
 
+/* Whether the connection's first bytes are the HTTP/2 preface, or its
+ * beginning, which then takes the connection over from HTTP/1.1: prior
+ * knowledge on a plaintext listener that takes it (h2c), or over TLS (after
+ * ALPN h2; Envoy's codec AUTO, as Istio's gateway). */
+static bool h2_preface(struct ism_wctx *w, struct ism_sess *s)
+{
+	if (s->served || s->in.len == 0 ||
+	    !(w->table->listeners[s->listener].h2c || ism_sess_tls(s)) ||
+	    memcmp(s->in.p, ISM_H2_PREFACE,
+		   s->in.len < ISM_H2_PREFACE_LEN ? s->in.len : ISM_H2_PREFACE_LEN) != 0)
+		return false;
+	if (s->in.len < ISM_H2_PREFACE_LEN)
+		ism_sock_recv(w, &s->s);
+	else if (ism_h2_start(w, s) < 0)
+		ism_sess_close(w, s);
+	return true;
+}
+
 /* Parses what the client sent; when a head is complete, starts its stream. */
 static void try_request(struct ism_wctx *w, struct ism_sess *s)
 {
@@ -401,20 +419,8 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 		refuse(w, s, NULL, 503, "listener not configured");
 		return;
 	}
-	/* The HTTP/2 preface as a connection's first bytes: prior knowledge on
-	 * a plaintext listener that takes it (h2c), or over TLS (after ALPN h2;
-	 * Envoy's codec AUTO, as Istio's gateway). */
-	if (!s->served && s->in.len && (t->listeners[s->listener].h2c || ism_sess_tls(s)) &&
-	    memcmp(s->in.p, ISM_H2_PREFACE,
-		   s->in.len < ISM_H2_PREFACE_LEN ? s->in.len : ISM_H2_PREFACE_LEN) == 0) {
-		if (s->in.len < ISM_H2_PREFACE_LEN) {
-			ism_sock_recv(w, &s->s);
-			return;
-		}
-		if (ism_h2_start(w, s) < 0)
-			ism_sess_close(w, s);
+	if (h2_preface(w, s))
 		return;
-	}
 	n = ism_http_parse_request(s->in.p, s->in.len, &lim, &req);
 	if (n == ISM_HTTP_INCOMPLETE) {
 		if (s->state == ISM_SESS_IDLE) {
