@@ -209,15 +209,65 @@ int ism_h2_head_add(const struct ism_limits *lim, struct ism_h2head *hd, const u
 	return ism_buf_put_pair(&hd->b, name, nl, value, vl);
 }
 
+/* What a request head's fields said that is checked once all are read. */
+struct head_said {
+	int64_t cl; /* content-length; -1: none */
+	bool authority;
+	unsigned hosts;
+	const char *proto; /* :protocol; NULL: none */
+	size_t proto_len;
+};
+
+/* Takes field n: v into req when it is a pseudo-header or Host, and notes in
+ * *f what the checks of the whole head need. */
+static void take_pseudo(struct ism_http_req *req, struct head_said *f, const char *n, size_t nl,
+			const char *v, size_t vl)
+{
+	if (name_is(n, nl, ":method")) {
+		req->method = v;
+		req->method_len = vl;
+	} else if (name_is(n, nl, ":path")) {
+		const char *q = memchr(v, '?', vl);
+
+		req->target = req->path = v;
+		req->target_len = vl;
+		req->path_len = q ? (size_t)(q - v) : vl;
+		req->query = q ? q + 1 : NULL;
+		req->query_len = q ? vl - req->path_len - 1 : 0;
+	} else if (name_is(n, nl, ":authority")) {
+		/* :authority wins over host (RFC 9113 8.3.1); the upstream
+		 * gets one Host (worker/upstream.c). */
+		req->host = v;
+		req->host_len = vl;
+		f->authority = true;
+	} else if (name_is(n, nl, "host") && f->hosts++ == 0 && !f->authority) {
+		req->host = v;
+		req->host_len = vl;
+	} else if (name_is(n, nl, ":protocol")) {
+		f->proto = v;
+		f->proto_len = vl;
+	}
+}
+
+/* RFC 8441 extended CONNECT (WebSocket over HTTP/2) of protocol proto: the
+ * HTTP/1.1 upgrade it stands for, GET with Upgrade: <:protocol>; the stream's
+ * DATA is the tunnel's bytes, unframed. */
+static void extended_connect(struct ism_http_req *req, const char *proto, size_t proto_len)
+{
+	req->method = "GET";
+	req->method_len = 3;
+	req->framing = (struct ism_http_framing){.content_length = -1, .upgrade = 1};
+	if (req->n_headers < ISM_MAX_HDRS - 1)
+		req->headers[req->n_headers++] =
+		    (struct ism_http_header){"upgrade", 7, proto, proto_len};
+}
+
 int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 		      struct ism_http_req *req, struct ism_buf *cookie, bool end, const char **why)
 {
 	const char *p = hd->b.p, *end_p = hd->b.p + hd->b.len;
-	int64_t cl = -1;
-	bool authority = false, connect = false;
-	unsigned hosts = 0;
-	const char *proto = NULL;
-	size_t proto_len = 0;
+	struct head_said f = {.cl = -1};
+	bool connect = false;
 
 	*why = ISM_WHY_H2_HEAD_TOO_BIG;
 	if (hd->over)
@@ -229,30 +279,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 		v = n + nl + 1;
 		vl = strlen(v);
 		p = v + vl + 1;
-		if (name_is(n, nl, ":method")) {
-			req->method = v;
-			req->method_len = vl;
-		} else if (name_is(n, nl, ":path")) {
-			const char *q = memchr(v, '?', vl);
-
-			req->target = req->path = v;
-			req->target_len = vl;
-			req->path_len = q ? (size_t)(q - v) : vl;
-			req->query = q ? q + 1 : NULL;
-			req->query_len = q ? vl - req->path_len - 1 : 0;
-		} else if (name_is(n, nl, ":authority")) {
-			/* :authority wins over host (RFC 9113 8.3.1); the
-			 * upstream gets one Host (worker/upstream.c). */
-			req->host = v;
-			req->host_len = vl;
-			authority = true;
-		} else if (name_is(n, nl, "host") && hosts++ == 0 && !authority) {
-			req->host = v;
-			req->host_len = vl;
-		} else if (name_is(n, nl, ":protocol")) {
-			proto = v;
-			proto_len = vl;
-		}
+		take_pseudo(req, &f, n, nl, v, vl);
 		if (name_is(n, nl, "upgrade"))
 			continue; /* a connection-specific field (nghttp2 refuses it) */
 		if (n[0] == ':')
@@ -268,7 +295,7 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 		if (name_is(n, nl, "content-length")) {
 			char *e;
 
-			cl = (int64_t)strtoull(v, &e, 10);
+			f.cl = (int64_t)strtoull(v, &e, 10);
 			*why = ISM_WHY_H2_BAD_LENGTH;
 			if (vl == 0 || *e != '\0' || !isdigit((unsigned char)v[0]))
 				return 400;
@@ -279,27 +306,19 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	if (cookie->len)
 		req->headers[req->n_headers++] =
 		    (struct ism_http_header){"cookie", 6, cookie->p, cookie->len};
-	req->framing = (struct ism_http_framing){.content_length = cl, .chunked = !end && cl < 0};
+	req->framing =
+	    (struct ism_http_framing){.content_length = f.cl, .chunked = !end && f.cl < 0};
 	connect = req->method != NULL && name_is(req->method, req->method_len, "CONNECT");
-	if (connect && proto != NULL && req->path != NULL) {
-		/* RFC 8441 extended CONNECT (WebSocket over HTTP/2): the HTTP/1.1
-		 * upgrade it stands for, GET with Upgrade: <:protocol>; the
-		 * stream's DATA is the tunnel's bytes, unframed. */
-		req->method = "GET";
-		req->method_len = 3;
-		req->framing = (struct ism_http_framing){.content_length = -1, .upgrade = 1};
-		if (req->n_headers < ISM_MAX_HDRS - 1)
-			req->headers[req->n_headers++] =
-			    (struct ism_http_header){"upgrade", 7, proto, proto_len};
-	}
+	if (connect && f.proto != NULL && req->path != NULL)
+		extended_connect(req, f.proto, f.proto_len);
 	*why = ISM_WHY_H2_HOSTS;
-	if (hosts > 1 && !authority)
+	if (f.hosts > 1 && !f.authority)
 		return 400;
 	*why = "CONNECT is not supported";
 	if (req->method == NULL || req->path == NULL)
 		return 501;
 	*why = ISM_WHY_BODY_TOO_LARGE;
-	if (cl > 0 && lim->max_request_body_bytes && (uint64_t)cl > lim->max_request_body_bytes)
+	if (f.cl > 0 && lim->max_request_body_bytes && (uint64_t)f.cl > lim->max_request_body_bytes)
 		return 413;
 	return 0;
 }
