@@ -175,11 +175,11 @@ static size_t resp_header(const struct ism_alog_op *op, const struct ism_alog_re
 	return op->max_len && n > op->max_len ? op->max_len : n;
 }
 
-static size_t protocol(const struct ism_alog_req *q, char *v, size_t cap)
+const char *ism_alog_protocol(const struct ism_alog_req *q)
 {
-	if (q->http_minor >= 0 && q->http2)
-		return copy_str(v, cap, "HTTP/2");
-	return q->http_minor < 0 ? 0 : printed(snprintf(v, cap, "HTTP/1.%d", q->http_minor), cap);
+	if (q->http_minor < 0)
+		return NULL;
+	return q->http2 ? "HTTP/2" : q->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
 }
 
 /* Reason s (NULL: absent) as Envoy shows response code details and transport
@@ -257,7 +257,7 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	case ISM_ALOG_F_REQ:
 		return req_header(op, r, v, cap);
 	case ISM_ALOG_F_PROTOCOL:
-		return protocol(q, v, cap);
+		return copy_str(v, cap, ism_alog_protocol(q));
 	case ISM_ALOG_F_RESPONSE_FLAGS:
 		return copy_str(v, cap, r->flags);
 	case ISM_ALOG_F_UPSTREAM_HOST:

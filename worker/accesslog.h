@@ -130,6 +130,10 @@ struct ism_alog {
 
 struct ism_wctx;
 
+/* %PROTOCOL% of request q: HTTP/1.0, HTTP/1.1, HTTP/2; NULL when it could not
+ * be parsed. */
+const char *ism_alog_protocol(const struct ism_alog_req *q);
+
 /* Opens the destination conf names (nothing when it is ISM_ALOG_OFF) and takes
  * conf's format. dropped counts the lines lost. Returns 0 or -errno. */
 int ism_alog_open(struct ism_alog *l, const struct ism_alog_conf *conf, _Atomic uint64_t *dropped);

@@ -11,14 +11,13 @@
 
 #include "conf/cel.h"
 #include "conf/logattrs.h"
-#include "lib/addr.h"
 #include "lib/ascii.h"
 #include "worker/accesslog.h"
+#include "worker/hvalue.h"
 #include "worker/logfilter.h"
 #include "worker/session.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
-#include "worker/tls.h"
 
 /* Room for the values made for one evaluation (joined header fields, the
  * addresses, the TLS version): a value that does not fit is absent. */
@@ -99,64 +98,26 @@ static bool path_part(const struct lf_ctx *c, bool query, struct ism_cel_val *ou
 	return str_val(q + 1, (size_t)(e - q - 1), out);
 }
 
-/* An address as Envoy's asString writes it: ip:port, [ip6]:port. */
-static bool addr_val(struct lf_ctx *c, const char *ip, uint16_t port, struct ism_cel_val *out)
+/* Operator kind's value as the access log shows it (worker/hvalue.h), in the
+ * scratch: a string; port: an int. Empty: absent. */
+static bool hval_attr(struct lf_ctx *c, uint8_t kind, bool port, struct ism_cel_val *out)
 {
-	char *p = lf_room(c, INET6_ADDRSTRLEN + 8);
-	int n;
+	char *p = c->scratch + c->used;
+	size_t n = ism_hval_log(c->w, c->st, kind, p, LF_SCRATCH - c->used);
+	int64_t v = 0;
 
-	if (p == NULL || ip == NULL || ip[0] == '\0')
+	if (n == 0)
 		return false;
-	n = snprintf(p, INET6_ADDRSTRLEN + 8, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
-	return n > 0 && str_val(p, (size_t)n, out);
-}
-
-/* The endpoint of the last attempt, from its key "<service>|ip:port". */
-static bool upstream_val(const struct lf_ctx *c, bool port, struct ism_cel_val *out)
-{
-	const char *key = c->r->upstream, *bar, *colon;
-
-	if (key == NULL)
-		return false;
-	bar = strrchr(key, '|');
-	key = bar != NULL ? bar + 1 : key;
-	colon = strrchr(key, ':');
-	if (colon == NULL)
-		return false;
-	if (port) {
-		int64_t n = 0;
-
-		for (const char *d = colon + 1; *d >= '0' && *d <= '9' && n < 65536; d++)
-			n = n * 10 + (*d - '0');
-		return int_val(n, out);
+	if (!port) {
+		c->used += n;
+		return str_val(p, n, out);
 	}
-	return str_val(key, strlen(key), out);
-}
-
-/* The address the client reached (a PROXY header's destination where the
- * listener takes one), as %DOWNSTREAM_LOCAL_ADDRESS% has it; or its port. */
-static bool local_val(struct lf_ctx *c, bool port, struct ism_cel_val *out)
-{
-	const struct ism_sess_pp *pp = ism_sess_pp(c->st->sess);
-	char ip[INET6_ADDRSTRLEN];
-	uint16_t n;
-
-	if (pp == NULL || !ism_addr_text(&pp->dst.sa, ip, &n))
-		return false;
-	return port ? int_val(n, out) : addr_val(c, ip, n, out);
-}
-
-static bool tls_val(struct lf_ctx *c, struct ism_cel_val *out)
-{
-	struct ism_sess *s = c->st->sess;
-	const char *v;
-	char *p;
-
-	if (!ism_sess_tls(s) || (v = SSL_get_version(s->s.x.ssl)) == NULL ||
-	    (p = lf_room(c, strlen(v))) == NULL)
-		return false;
-	memcpy(p, v, strlen(v));
-	return str_val(p, strlen(v), out);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (p[i] - '0');
+	}
+	return int_val(v, out);
 }
 
 static bool request_attr(struct lf_ctx *c, uint16_t id, struct ism_cel_val *out)
@@ -190,9 +151,7 @@ static bool request_attr(struct lf_ctx *c, uint16_t id, struct ism_cel_val *out)
 	case ISM_LA_REQ_PROTOCOL:
 		if (q == NULL || q->http_minor < 0)
 			return false;
-		return q->http2		    ? str_val("HTTP/2", 6, out)
-		       : q->http_minor == 0 ? str_val("HTTP/1.0", 8, out)
-					    : str_val("HTTP/1.1", 8, out);
+		return str_val(ism_alog_protocol(q), strlen(ism_alog_protocol(q)), out);
 	case ISM_LA_REQ_HEADERS:
 		out->type = ISM_CEL_MAP;
 		return q != NULL && q->http_minor >= 0;
@@ -221,12 +180,13 @@ static bool lf_attr(void *arg, uint16_t id, struct ism_cel_val *out)
 	case ISM_LA_RESP_SIZE:
 		return int_val((int64_t)r->bytes_out, out);
 	case ISM_LA_SRC_ADDRESS:
-		return addr_val(c, r->client, r->client_port, out);
+		return hval_attr(c, ISM_HV_CLIENT, false, out);
 	case ISM_LA_SRC_PORT:
-		return int_val(r->client_port, out);
+		return hval_attr(c, ISM_HV_CLIENT_PORT, true, out);
 	case ISM_LA_DST_ADDRESS:
+		return hval_attr(c, ISM_HV_LOCAL, false, out);
 	case ISM_LA_DST_PORT:
-		return local_val(c, id == ISM_LA_DST_PORT, out);
+		return hval_attr(c, ISM_HV_LOCAL_PORT, true, out);
 	case ISM_LA_CONN_ID:
 		out->type = ISM_CEL_UINT;
 		out->v.u = r->conn_id;
@@ -238,11 +198,11 @@ static bool lf_attr(void *arg, uint16_t id, struct ism_cel_val *out)
 	case ISM_LA_CONN_SNI:
 		return str_val(r->sni ? r->sni : "", r->sni ? strlen(r->sni) : 0, out);
 	case ISM_LA_CONN_TLS_VERSION:
-		return tls_val(c, out);
+		return hval_attr(c, ISM_HV_TLS_VERSION, false, out);
 	case ISM_LA_UP_ADDRESS:
-		return upstream_val(c, false, out);
+		return hval_attr(c, ISM_HV_UPSTREAM_HOST, false, out);
 	case ISM_LA_UP_PORT:
-		return upstream_val(c, true, out);
+		return hval_attr(c, ISM_HV_UPSTREAM_PORT, true, out);
 	case ISM_LA_XDS_CLUSTER:
 		return str_val(r->cluster, r->cluster ? strlen(r->cluster) : 0, out);
 	case ISM_LA_XDS_ROUTE:

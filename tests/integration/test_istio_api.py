@@ -365,8 +365,11 @@ def telemetry_access_log_filter(env):
     """A Telemetry's accessLogging filter, a CEL expression as Envoy's CEL
     access-log filter evaluates it: with `response.code >= 400 ||
     request.headers['x-debug'] == 'true'`, a 200 writes no line, a 404 and a
-    200 asked with x-debug: true do. isthmus -c names the byte of an unknown
-    attribute, of one isthmus does not give yet, and of a syntax error."""
+    200 asked with x-debug: true do. After a reload, a filter on the
+    connection's and the upstream's addresses and ports, the protocol, the
+    path and the query logs the one request that has them all. isthmus -c
+    names the byte of an unknown attribute, of one isthmus does not give yet,
+    and of a syntax error."""
     up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
     gw = free_port()
     log = env.path("access.log")
@@ -398,6 +401,16 @@ def telemetry_access_log_filter(env):
     lines = [ln for ln in open(log).read().splitlines() if ln]
     check(len(lines) == 2 and "/missing" in lines[0] and " 404 " in lines[0] and "/ok/two" in lines[1],
           f"the 404's and the x-debug request's lines only: {lines}")
+    # The connection's and the upstream's attributes, after a reload.
+    env.write("isthmus.yaml", conf(f"destination.port == {gw} && source.address.startsWith('127.0.0.1:') "
+                                   f"&& upstream.address == '127.0.0.1:{up}' && upstream.port == {up} "
+                                   "&& request.protocol == 'HTTP/1.1' && request.url_path == '/ok/three' "
+                                   "&& request.query == 'q=1' && xds.route_name != ''"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    check(http_get(gw, "/ok/four?q=1").status == 200, "a request the new filter leaves out")
+    check(http_get(gw, "/ok/three?q=1").status == 200, "a request the new filter logs")
+    poll(lambda: "/ok/three" in open(log).read(), 20, what="the line of /ok/three")
+    check("/ok/four" not in open(log).read(), "no line of /ok/four")
 
 
 @_test
