@@ -43,18 +43,21 @@ static void warn_ignored(struct ism_vctx *v, const struct ism_node *spec, const 
 static const struct ism_cel_attr log_attrs[] = {ISM_LOG_ATTRS(LOG_ATTR)};
 #undef LOG_ATTR
 
-/* Whether the attribute named at s (a dotted name, up to a character that
- * cannot be in one) is one of Envoy's that isthmus does not give yet. */
-static bool later_attr(const char *s)
+/* The length of the attribute name at s when it is one of Envoy's that
+ * isthmus does not give yet (the name itself, or a field of it); 0 when it
+ * is not. */
+static size_t later_attr(const char *s)
 {
 	static const char *const later[] = {ISM_LOG_ATTRS_LATER};
 	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.");
 
-	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
-		if (strlen(later[i]) <= n && strncmp(s, later[i], strlen(later[i])) == 0 &&
-		    (s[strlen(later[i])] == '.' || strlen(later[i]) == n))
-			return true;
-	return false;
+	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+		size_t k = strlen(later[i]);
+
+		if (k <= n && strncmp(s, later[i], k) == 0 && (k == n || s[k] == '.'))
+			return k;
+	}
+	return 0;
 }
 
 /* filter {expression} (n): the expression compiled against the attributes
@@ -75,13 +78,13 @@ static void parse_filter(struct ism_vctx *v, const struct ism_node *n, struct is
 	old = ism_v_push(v, ".expression");
 	if (ism_cel_compile(text, strlen(text), log_attrs, ISM_LA_COUNT, &prog, &size, err,
 			    sizeof(err), &at) < 0) {
-		if (at < strlen(text) && later_attr(text + at))
+		size_t k = at < strlen(text) ? later_attr(text + at) : 0;
+
+		if (k > 0)
 			ism_v_err(v, e,
 				  "byte %zu: %.*s: an attribute of Envoy's that isthmus does not "
 				  "give: not implemented yet",
-				  at,
-				  (int)strspn(text + at, "abcdefghijklmnopqrstuvwxyz0123456789_."),
-				  text + at);
+				  at, (int)k, text + at);
 		else
 			ism_v_err(v, e, "byte %zu: %s", at, err);
 	} else if ((l->filter = ism_v_alloc(v, 1, size)) != NULL) {
