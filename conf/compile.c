@@ -20,6 +20,7 @@
 #include "conf/model.h"
 #include "conf/re2syntax.h"
 #include "health/priority.h"
+#include "lib/addr.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
@@ -224,22 +225,6 @@ static void set_port(struct sockaddr_storage *ss, uint16_t port)
 		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
 }
 
-static bool parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, s, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		ss->ss_family = AF_INET;
-		*len = sizeof(struct sockaddr_in);
-		return true;
-	}
-	if (inet_pton(AF_INET6, s, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		ss->ss_family = AF_INET6;
-		*len = sizeof(struct sockaddr_in6);
-		return true;
-	}
-	return false;
-}
-
 /* --- regexes and matches --- */
 
 static const void *compile_re(struct cbuild *b, const char *src, bool anchored)
@@ -265,7 +250,7 @@ static void conv_sm(struct cbuild *b, const struct ism_cm_sm *in, bool icase,
 		out->re = compile_re(b, in->s, true);
 		out->re_idx = b->t->n_regexes++;
 	} else
-		out->ignore_case = icase && (in->kind == ISM_SM_EXACT || in->kind == ISM_SM_PREFIX);
+		out->ignore_case = icase;
 }
 
 static const struct ism_kvmatch *conv_kv(struct cbuild *b, const struct ism_cm_kv *in, size_t n)
@@ -1810,7 +1795,7 @@ static void group_servers(struct cbuild *b)
 			uint32_t at;
 			int rc;
 
-			if (!parse_ip(srv->bind ? srv->bind : c->app.listen, ss, &len))
+			if (!ism_addr_parse(srv->bind ? srv->bind : c->app.listen, ss, &len))
 				continue; /* validated already */
 			set_port(ss, srv->port);
 			rc = ism_strmap_add(&by_addr, (const char *)ss, len, (uint32_t)b->n_groups,
@@ -2853,6 +2838,144 @@ static void fill_appliance(struct cbuild *b, struct ism_table *t)
 	copy_tls(b, &a->mesh, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &t->mesh);
 }
 
+/* --- AuthorizationPolicy: Envoy's RBAC filters (conf/authz.c) --- */
+
+/* Condition c as the table's: its values, then its notValues negated, each a
+ * condition of their own (out has room for two). How many were made. */
+static uint32_t conv_az_cond(struct cbuild *b, const struct ism_cm_az_cond *c,
+			     struct ism_az_cond *out)
+{
+	const struct ism_az_val *lists[2] = {c->values, c->nots};
+	const size_t counts[2] = {c->n_values, c->n_nots};
+	uint32_t made = 0;
+
+	for (int neg = 0; neg < 2; neg++) {
+		struct ism_az_val *v = counts[neg] ? ANEW(b, counts[neg], struct ism_az_val) : NULL;
+
+		if (v == NULL)
+			continue;
+		for (size_t i = 0; i < counts[neg]; i++) {
+			const struct ism_az_val *in = &lists[neg][i];
+
+			v[i] = *in;
+			if (in->m.s.p != NULL)
+				conv_sm(b, &(struct ism_cm_sm){in->m.kind, in->m.s.p},
+					in->m.ignore_case, &v[i].m);
+		}
+		out[made++] = (struct ism_az_cond){.attr = (uint8_t)c->attr,
+						   .negate = (uint8_t)neg,
+						   .name = astr(b, c->name),
+						   .n = (uint32_t)counts[neg],
+						   .v = v};
+	}
+	return made;
+}
+
+/* The conditions of x (a source or an operation) and y (the rule's when keys
+ * of the same side) as one AND, for a TCP port's filter when tcp: there,
+ * istiod leaves an HTTP attribute's values out of a DENY (or AUDIT) rule,
+ * which so denies more, and the whole rule out of an ALLOW filter (false). */
+static bool conv_az_and(struct cbuild *b, const struct ism_cm_az_and *x,
+			const struct ism_cm_az_and *y, bool tcp, bool allow, struct ism_az_and *out)
+{
+	const struct ism_cm_az_and *lists[2] = {x, y};
+	size_t cap = 2 * (x->n + y->n);
+	struct ism_az_cond *c = cap ? ANEW(b, cap, struct ism_az_cond) : NULL;
+
+	*out = (struct ism_az_and){.c = c};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < lists[k]->n; i++) {
+			if (tcp && lists[k]->c[i].http_only) {
+				if (allow)
+					return false;
+				continue;
+			}
+			if (c != NULL)
+				out->n += conv_az_cond(b, &lists[k]->c[i], c + out->n);
+		}
+	return true;
+}
+
+/* Rule r as Envoy's policy: one permission per operation (one without),
+ * one principal per source (one without); false when it is left out. */
+static bool conv_az_rule(struct cbuild *b, const struct ism_cm_az_rule *r, bool tcp, bool allow,
+			 struct ism_az_policy *p)
+{
+	static const struct ism_cm_az_and none;
+	uint32_t np = r->n_to ? (uint32_t)r->n_to : 1, nq = r->n_from ? (uint32_t)r->n_from : 1;
+	struct ism_az_and *perm = ANEW(b, np, struct ism_az_and);
+	struct ism_az_and *prin = ANEW(b, nq, struct ism_az_and);
+
+	if (perm == NULL || prin == NULL)
+		return false;
+	for (uint32_t i = 0; i < np; i++)
+		if (!conv_az_and(b, r->n_to ? &r->to[i] : &none, &r->when_perm, tcp, allow,
+				 &perm[i]))
+			return false;
+	for (uint32_t i = 0; i < nq; i++)
+		if (!conv_az_and(b, r->n_from ? &r->from[i] : &none, &r->when_prin, tcp, allow,
+				 &prin[i]))
+			return false;
+	*p = (struct ism_az_policy){.n_perm = np, .n_prin = nq, .perm = perm, .prin = prin};
+	return true;
+}
+
+static int az_policy_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ism_az_policy *)a)->details.p,
+		      ((const struct ism_az_policy *)b)->details.p);
+}
+
+/* The RBAC filter of action (ALLOW or DENY), for TCP ports when tcp: the
+ * rules of the enforced policies that apply, by name as Envoy's engine
+ * holds them. An AUDIT policy decides nothing, a dry-run one is not
+ * enforced; an ALLOW policy without rules turns the filter on and adds no
+ * rule (Envoy's policy that never matches). */
+static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
+			 struct ism_az_rbac *out)
+{
+	const struct ism_conf *c = b->c;
+	struct ism_az_policy *p;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_laters; i++) {
+		const struct ism_cm_az *az = c->laters[i]->az;
+
+		if (az != NULL && az->action == action && !az->dry_run) {
+			out->on = 1;
+			n += az->n_rules;
+		}
+	}
+	p = n ? ANEW(b, n, struct ism_az_policy) : NULL;
+	for (size_t i = 0; p != NULL && i < c->n_laters; i++) {
+		const struct ism_cm_later *l = c->laters[i];
+		char name[600];
+
+		if (l->az == NULL || l->az->action != action || l->az->dry_run)
+			continue;
+		for (size_t j = 0; j < l->az->n_rules; j++) {
+			if (!conv_az_rule(b, &l->az->rules[j], tcp, action == ISM_AZ_ALLOW,
+					  &p[out->n]))
+				continue;
+			snprintf(name, sizeof(name),
+				 "rbac_access_denied_matched_policy[ns[%s]-policy[%s]-rule[%zu]]",
+				 l->r.ns, l->r.name, j);
+			p[out->n++].details = astr(b, name);
+		}
+	}
+	if (p != NULL)
+		qsort(p, out->n, sizeof(*p), az_policy_cmp);
+	out->p = p;
+}
+
+static void conv_authz(struct cbuild *b, struct ism_authz *out)
+{
+	conv_az_rbac(b, ISM_AZ_DENY, false, &out->deny);
+	conv_az_rbac(b, ISM_AZ_ALLOW, false, &out->allow);
+	conv_az_rbac(b, ISM_AZ_DENY, true, &out->tcp_deny);
+	conv_az_rbac(b, ISM_AZ_ALLOW, true, &out->tcp_allow);
+}
+
 static int setup_re(struct cbuild *b)
 {
 	pcre2_general_context *g;
@@ -2883,6 +3006,7 @@ static void build(struct cbuild *b)
 	if (b->t == NULL)
 		return;
 	fill_appliance(b, b->t);
+	conv_authz(b, &b->t->authz);
 	group_servers(b);
 	index_vs_by_gw(b);
 	b->peer_mtls = malloc(65536);

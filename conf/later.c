@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Kinds isthmus does not implement yet: EnvoyFilter, AuthorizationPolicy,
- * RequestAuthentication, WasmPlugin. A file taken from a mesh holds many such
+/* Mesh policies, AuthorizationPolicy (conf/authz.c) and the kinds isthmus does
+ * not implement yet: EnvoyFilter, RequestAuthentication, WasmPlugin. A file
+ * taken from a mesh holds many such
  * documents for other workloads; what matters is whether one applies to the
  * appliance, as istiod attaches these policies to a gateway's proxy
  * (WorkloadPolicyMatcher.ShouldAttachPolicy over the root namespace and the
@@ -17,10 +18,11 @@
  *   SIDECAR_INBOUND or SIDECAR_OUTBOUND): attached, but it changes nothing of
  *   a gateway.
  *
- * One that applies is an error, "not implemented yet": isthmus would serve
- * without what it asks (an AuthorizationPolicy's denials, a JWT's checks).
- * One that does not loads with a warning saying why; the rest of its spec is
- * not read, as it has no effect here. */
+ * An AuthorizationPolicy that applies is read (conf/authz.c); a document of
+ * the other kinds that applies is an error, "not implemented yet": isthmus
+ * would serve without what it asks (a JWT's checks, a filter's work). One that
+ * does not apply loads with a warning saying why; the rest of its spec is not
+ * read, as it has no effect here. */
 #include <stdio.h>
 #include <string.h>
 
@@ -109,8 +111,11 @@ static bool not_here(struct ism_vctx *v, const struct ism_cm_later *l)
 	} else {
 		return false;
 	}
-	ism_v_warn(v, at, "%s: ignored (%s is not implemented yet; its spec is not read)", why,
-		   l->r.kind);
+	if (strcmp(l->r.kind, "AuthorizationPolicy") == 0)
+		ism_v_warn(v, at, "%s: ignored (its spec is not read)", why);
+	else
+		ism_v_warn(v, at, "%s: ignored (%s is " ISM_NOT_IMPL "; its spec is not read)", why,
+			   l->r.kind);
 	return true;
 }
 
@@ -119,13 +124,17 @@ void ism_model_laters(struct ism_vctx *v)
 	const struct ism_cm_appliance *a = &v->conf->app;
 
 	for (size_t i = 0; i < v->conf->n_laters; i++) {
-		const struct ism_cm_later *l = v->conf->laters[i];
+		struct ism_cm_later *l = v->conf->laters[i];
 
 		v->res = l->r.label;
 		ism_v_pop(v, 0);
 		ism_v_push(v, "spec");
 		if (not_here(v, l))
 			continue;
+		if (strcmp(l->r.kind, "AuthorizationPolicy") == 0) {
+			ism_model_parse_authz(v, l->spec, l);
+			continue;
+		}
 		ism_v_pop(v, 0);
 		ism_v_push(v, "kind");
 		ism_v_err(

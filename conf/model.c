@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "conf/model.h"
+#include "lib/addr.h"
 
 /* --- small shared pieces --- */
 
@@ -70,21 +71,7 @@ bool ism_model_host_syntax_ok(const char *s)
 
 bool ism_model_parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
-	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		*len = sizeof(*a4);
-		return true;
-	}
-	if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		*len = sizeof(*a6);
-		return true;
-	}
-	return false;
+	return ism_addr_parse(s, ss, len);
 }
 
 bool ism_model_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)

@@ -657,6 +657,44 @@ struct ism_cm_appliance {
 	struct ism_cm_dns dns;	  /* spec.dns */
 };
 
+/* --- AuthorizationPolicy (conf/authz.c) --- */
+
+enum ism_az_action { ISM_AZ_ALLOW, ISM_AZ_DENY, ISM_AZ_AUDIT };
+
+/* One key of a rule with its values and notValues (Istio's rule of a
+ * ruleList); http_only: an attribute only HTTP has (hosts, methods, paths,
+ * request.headers), which a TCP port's filter leaves out. */
+struct ism_cm_az_cond {
+	enum ism_az_attr attr;
+	bool http_only;
+	const char *name; /* ISM_AZ_HEADER: lowercased */
+	size_t n_values, n_nots;
+	struct ism_az_val *values, *nots; /* m.s: the model's strings */
+};
+
+/* Conditions that all hold. */
+struct ism_cm_az_and {
+	size_t n;
+	struct ism_cm_az_cond *c;
+};
+
+/* spec.rules[i]: its sources and operations (each one's fields), and its when
+ * keys, split as Istio splits them between permissions (destination.*,
+ * connection.sni) and principals (the rest). */
+struct ism_cm_az_rule {
+	size_t n_from, n_to;
+	struct ism_cm_az_and *from, *to;
+	struct ism_cm_az_and when_perm, when_prin;
+};
+
+struct ism_cm_az {
+	enum ism_az_action action;
+	bool dry_run; /* annotation istio.io/dry-run "true": not enforced */
+	bool has_rules;
+	size_t n_rules;
+	struct ism_cm_az_rule *rules;
+};
+
 /* A document of a kind isthmus does not implement yet (EnvoyFilter,
  * AuthorizationPolicy, RequestAuthentication, WasmPlugin): what decides
  * whether it applies to the appliance (conf/later.c). */
@@ -669,6 +707,7 @@ struct ism_cm_later {
 	struct ism_cm_label *sel;
 	const char *target_key; /* "targetRef" or "targetRefs" when set; NULL */
 	bool sidecar_only;	/* EnvoyFilter: every configPatch's match.context a sidecar's */
+	struct ism_cm_az *az;	/* AuthorizationPolicy: its spec, checked, when it applies */
 };
 
 struct ism_conf {
@@ -1023,6 +1062,12 @@ bool ism_model_bind_host(const struct ism_cm_srvhost *s, const char *gw_ns, cons
 /* The document of a kind isthmus does not implement yet, its spec (the path
  * at "spec"): what decides whether it applies (conf/later.c). */
 void ism_model_parse_later(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l);
+/* conf/authz.c: an AuthorizationPolicy's spec (l->r.at its document), checked
+ * as Istio's validation checks it, into l->az. */
+void ism_model_parse_authz(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l);
+/* "a.b.c.d/n", "a::b/n" or an address alone (all its bits), the address kept
+ * masked to its prefix; false when s is none of these (conf/vs.c). */
+bool ism_model_subnet(const char *s, struct ism_subnet *out);
 /* Each such document: an error where it applies to the appliance, else a
  * warning saying why it does not (cross-reference pass). */
 void ism_model_laters(struct ism_vctx *v);

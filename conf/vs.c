@@ -864,10 +864,9 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 
 /* --- tcp and tls routes --- */
 
-/* One destinationSubnets entry s: "a.b.c.d/n", "a::b/n" or an address alone
- * (all its bits), as Istio's ValidateIPSubnet takes them; the address is kept
- * masked to its prefix. false when s is none of these. */
-static bool parse_subnet(const char *s, struct ism_subnet *out)
+/* One destinationSubnets entry s, as Istio's ValidateIPSubnet takes them (an
+ * AuthorizationPolicy's ipBlocks too). */
+bool ism_model_subnet(const char *s, struct ism_subnet *out)
 {
 	const char *slash = strchr(s, '/');
 	size_t al = slash ? (size_t)(slash - s) : strlen(s);
@@ -910,7 +909,7 @@ static void parse_subnets(struct ism_vctx *v, const struct ism_node *n, struct i
 
 		if (it->kind != ISM_NODE_SCALAR || it->len == 0)
 			continue; /* reported by ism_v_strlist */
-		if (parse_subnet(it->str, &m->subnets[m->n_subnets])) {
+		if (ism_model_subnet(it->str, &m->subnets[m->n_subnets])) {
 			m->n_subnets++;
 			continue;
 		}

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 /* The IPv4 or IPv6 address of sa as text into ip, and its port (host order)
@@ -30,6 +31,27 @@ static inline bool ism_addr_text(const struct sockaddr *sa, char ip[INET6_ADDRST
 		return false;
 	*port = ntohs(p);
 	return true;
+}
+
+/* IPv4 or IPv6 address text s as a socket address (port 0) in *ss, its
+ * length in *len (NULL: not wanted); false when s is neither. */
+static inline bool ism_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)ss;
+	socklen_t l = 0;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		l = sizeof(*a4);
+	} else if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		l = sizeof(*a6);
+	}
+	if (len != NULL)
+		*len = l;
+	return l != 0;
 }
 
 #endif

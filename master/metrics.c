@@ -180,6 +180,9 @@ static const struct worker_metric worker_metrics[] = {
     WM(tunnels_refused, "isthmus_tunnels_refused_total", "counter",
        "TCP and TLS-passthrough connections closed without a tunnel: no server name, no "
        "route, no healthy upstream, connect failures, maxConnections."),
+    WM(authz_denied, "isthmus_authz_denied_total", "counter",
+       "Requests (answered 403) and TCP or TLS-passthrough connections (closed) an "
+       "AuthorizationPolicy denied."),
     WM(h2_sessions, "isthmus_http2_connections", "gauge", "HTTP/2 client connections open."),
     WM(h2_heap_bytes, "isthmus_http2_connection_heap_bytes", "gauge",
        "Heap the HTTP/2 client connections hold: libnghttp2's sessions, output buffers and "

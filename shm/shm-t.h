@@ -152,6 +152,9 @@ struct ism_worker_stats {
 	/* TCP and TLS-passthrough connections closed without a tunnel: no SNI, no
 	 * route, no healthy upstream, connect failures, maxConnections */
 	_Atomic uint64_t tunnels_refused;
+	/* requests (403) and TCP connections (closed) an AuthorizationPolicy
+	 * denied, Envoy's RBAC filters' "denied" */
+	_Atomic uint64_t authz_denied;
 	/* HTTP/2 client connections (worker/h2.c) and the heap they hold:
 	 * libnghttp2's blocks, their output buffers and isthmus's structs (less
 	 * the pages an idle one gave back), not their streams' body buffers */

@@ -29,6 +29,7 @@ enum ism_sm_kind {
 	ISM_SM_PREFIX,	/* value starts with s */
 	ISM_SM_REGEX,	/* re matches the whole value (anchored at both ends) */
 	ISM_SM_PRESENT, /* header/query parameter present, any value ({} in Istio) */
+	ISM_SM_SUFFIX,	/* value ends with s (an AuthorizationPolicy's "*suffix") */
 };
 
 /* Istio StringMatch. */
@@ -1042,6 +1043,77 @@ struct ism_alog_conf {
 	uint32_t filter_size;
 };
 
+/* --- AuthorizationPolicy: Envoy's RBAC filters, as istiod writes them --- */
+
+/* What a condition of a rule looks at. */
+enum ism_az_attr {
+	ISM_AZ_SRC_IP,	  /* ipBlocks, source.ip: the connection's peer (a PROXY header's) */
+	ISM_AZ_REMOTE_IP, /* remoteIpBlocks, remote.ip: X-Forwarded-For's client
+			     (numTrustedProxies), else the peer */
+	ISM_AZ_DEST_IP,	  /* destination.ip: the address the client connected to */
+	ISM_AZ_DEST_PORT, /* ports, destination.port: the port it connected to */
+	ISM_AZ_PEER_ID,	  /* principals, namespaces, serviceAccounts, trustDomains,
+			     source.*: the client certificate's URI SANs (then DNS
+			     SANs, then subject); none without a certificate */
+	ISM_AZ_SNI,	  /* connection.sni: the ClientHello's server name ("" none) */
+	ISM_AZ_HOST,	  /* hosts: the Host (:authority) as sent */
+	ISM_AZ_METHOD,	  /* methods */
+	ISM_AZ_PATH,	  /* paths: the normalised path, without the query */
+	ISM_AZ_HEADER,	  /* request.headers[name]: its values joined with "," */
+};
+
+/* One value of a condition: m for the string attributes (kind
+ * ISM_SM_PRESENT: the field is there), net for the addresses, port. */
+struct ism_az_val {
+	struct ism_strmatch m;
+	struct ism_subnet net;
+	uint32_t port;
+};
+
+/* One key of a rule: one of its values holds, or with negate none does. */
+struct ism_az_cond {
+	uint8_t attr;	     /* enum ism_az_attr */
+	uint8_t negate;	     /* notValues, not* fields */
+	struct ism_str name; /* ISM_AZ_HEADER: the field's name, lowercased */
+	uint32_t n;
+	const struct ism_az_val *v;
+};
+
+/* Conditions that all hold (Envoy's and_rules); none: every request. */
+struct ism_az_and {
+	uint32_t n;
+	const struct ism_az_cond *c;
+};
+
+/* One rule of a policy, Envoy's RBAC policy "ns[N]-policy[P]-rule[I]": it
+ * matches when one of its permissions (to and the when keys of the
+ * request's destination) and one of its principals (from and the other when
+ * keys) hold. No permission: it never matches (an ALLOW policy without
+ * rules). */
+struct ism_az_policy {
+	struct ism_str details; /* "rbac_access_denied_matched_policy[<name>]" */
+	uint32_t n_perm, n_prin;
+	const struct ism_az_and *perm, *prin;
+};
+
+/* One RBAC filter: the rules of the policies of one action, by name (the
+ * first that matches names the denial, as Envoy's engine). on: a policy of the
+ * action applies, even when none of its rules is left here (an ALLOW filter
+ * without a rule denies everything). */
+struct ism_az_rbac {
+	uint8_t on;
+	uint32_t n;
+	const struct ism_az_policy *p;
+};
+
+/* The appliance's AuthorizationPolicies (conf/authz.c): DENY first, then
+ * ALLOW, for HTTP requests and, built apart as istiod builds them (no HTTP
+ * attribute there), for the connections of TCP and TLS passthrough ports. */
+struct ism_authz {
+	struct ism_az_rbac deny, allow;
+	struct ism_az_rbac tcp_deny, tcp_allow;
+};
+
 /* One compiled generation. */
 struct ism_table {
 	uint32_t magic;	       /* ISM_TABLE_MAGIC */
@@ -1089,6 +1161,7 @@ struct ism_table {
 #define ISM_SVC_TIME_NAME  "x-envoy-upstream-service-time"
 #define ISM_SVC_TIME_FIELD ISM_SVC_TIME_NAME ": " /* own_h1's end */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
+	struct ism_authz authz;
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;
 	uint32_t n_clusters;

@@ -282,9 +282,10 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	case ISM_ALOG_F_ENV:
 		return copy(v, cap, op->lit.p, op->lit.len);
 	case ISM_ALOG_F_TERMINATION:
-		/* Set by Envoy's network filters that end a connection (RBAC,
-		 * ext_authz): isthmus has none. */
-		return 0;
+		/* Set by Envoy's network filters that end a connection: an
+		 * AuthorizationPolicy's TCP filter. */
+		return r->termination != NULL ? copy(v, cap, r->termination, strlen(r->termination))
+					      : 0;
 	case ISM_ALOG_F_RESP:
 	case ISM_ALOG_F_TRAILER:
 		return resp_header(op, q, v, cap);

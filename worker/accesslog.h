@@ -69,6 +69,8 @@ struct ism_alog_rec {
 	const char *cluster;  /* cluster name, or NULL */
 	const char *sni;      /* the TLS client's server name, or NULL */
 	const char *details;  /* Envoy's response code details, or NULL */
+	/* Envoy's connection termination details (a TCP filter's denial), or NULL */
+	const char *termination;
 	/* Envoy's upstream transport failure reason (ism_up_failure_text), or NULL */
 	const char *transport;
 	const char *local; /* the address the client reached (text), when the format

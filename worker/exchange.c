@@ -30,6 +30,9 @@ void ism_stream_count_status(struct ism_wctx *w, int status)
 const char *ism_stream_flag_for(int status, const char *why)
 {
 	switch (status) {
+	case 403:
+		/* Envoy's RBAC filter answers without a flag. */
+		return strcmp(why, ISM_WHY_RBAC) == 0 ? NULL : "DPE";
 	case 404:
 		return "NR";
 	case 408:
@@ -181,6 +184,7 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 	    .cluster = cl ? cl->name.p : NULL,
 	    .sni = st->sess->sni,
 	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),
+	    .termination = st->l4 ? st->denied : NULL,
 	    .transport = transport[0] ? transport : NULL,
 	    .conn_id = st->sess->conn_id,
 	    .up_protocol = st->prev_ep == UINT32_MAX || st->l4 || cl == NULL ? NULL

@@ -306,6 +306,12 @@ static bool sm_match(const struct ism_strmatch *m, const char *v, size_t len,
 		if (m->ignore_case)
 			return strncasecmp(v, m->s.p, m->s.len) == 0;
 		return m->s.len == 0 || memcmp(v, m->s.p, m->s.len) == 0;
+	case ISM_SM_SUFFIX:
+		if (len < m->s.len)
+			return false;
+		if (m->ignore_case)
+			return strncasecmp(v + len - m->s.len, m->s.p, m->s.len) == 0;
+		return m->s.len == 0 || memcmp(v + len - m->s.len, m->s.p, m->s.len) == 0;
 	case ISM_SM_REGEX:
 		return re_match(m, v, len, s);
 	default:
@@ -323,10 +329,8 @@ static bool sm_match_opt(const struct ism_strmatch *m, const char *v, size_t len
 	return sm_match(m, v, len, s);
 }
 
-/* Finds header name; with several occurrences, joins their values with ","
- * into the scratch (Envoy's rule). Returns false when absent. */
-static bool header_value(const struct ism_http_req *req, const struct ism_str *name,
-			 struct ism_router_scratch *s, const char **v, size_t *len)
+bool ism_router_header(const struct ism_http_req *req, const struct ism_str *name,
+		       struct ism_router_scratch *s, const char **v, size_t *len)
 {
 	const struct ism_http_header *first = NULL;
 	size_t i, n = 0, total = 0, off = 0;
@@ -381,7 +385,7 @@ static bool header_holds(const struct ism_kvmatch *kv, const struct ism_http_req
 	const char *v;
 	size_t len;
 
-	if (!header_value(req, &kv->name, s, &v, &len))
+	if (!ism_router_header(req, &kv->name, s, &v, &len))
 		return false;
 	return sm_match(&kv->m, v, len, s);
 }
@@ -516,7 +520,7 @@ const struct ism_match *ism_router_matched(const struct ism_router_scratch *s)
 
 /* --- TCP and TLS routes --- */
 
-static bool in_subnet(const struct ism_subnet *sn, const struct sockaddr_storage *a)
+bool ism_router_in_subnet(const struct ism_subnet *sn, const struct sockaddr_storage *a)
 {
 	const uint8_t *p;
 	unsigned bits = sn->prefix, whole = bits / 8, rest = bits % 8;
@@ -536,7 +540,7 @@ static bool subnets_hold(const struct ism_l4route *r, const struct sockaddr_stor
 	if (r->n_subnets == 0)
 		return true;
 	for (uint32_t k = 0; local != NULL && k < r->n_subnets; k++)
-		if (in_subnet(&r->subnets[k], local))
+		if (ism_router_in_subnet(&r->subnets[k], local))
 			return true;
 	return false;
 }

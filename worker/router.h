@@ -59,6 +59,15 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 bool ism_router_strmatch(const struct ism_strmatch *m, const char *v, size_t len,
 			 struct ism_router_scratch *s);
 
+/* Finds header name in req; with several occurrences, joins their values
+ * with "," into the scratch (Envoy's rule), valid until its next use. false
+ * when absent. */
+bool ism_router_header(const struct ism_http_req *req, const struct ism_str *name,
+		       struct ism_router_scratch *s, const char **v, size_t *len);
+
+/* Whether address a is in subnet sn. */
+bool ism_router_in_subnet(const struct ism_subnet *sn, const struct sockaddr_storage *a);
+
 /* The match block of the route the last ism_router_route returned that held
  * (the first of them); NULL when that route has none. */
 const struct ism_match *ism_router_matched(const struct ism_router_scratch *s);

@@ -26,6 +26,8 @@ struct ism_route;
 #define ISM_WHY_GW_BASE64 "Bad gRPC-web request, invalid base64 data."
 /* A request path that normalisation refuses (Envoy: path_normalization_failed). */
 #define ISM_WHY_BAD_PATH "bad request path"
+/* An AuthorizationPolicy's denial (Envoy's RBAC filter's answer). */
+#define ISM_WHY_RBAC "RBAC: access denied"
 
 /* The request's cluster, while the worker still uses the table it was routed
  * with; NULL after a reload moved the worker on (its indices mean nothing now). */

@@ -22,6 +22,7 @@
 #include "lib/log.h"
 #include "worker/accesslog.h"
 #include "worker/actions.h"
+#include "worker/authz.h"
 #include "worker/balancer.h"
 #include "worker/cors.h"
 #include "worker/fault.h"
@@ -75,8 +76,10 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->log_req = NULL;
 	/* What only some requests have (a plain route's has none of them). */
 	if (st->set_cookie != NULL || st->resp_edits != NULL || st->cors != NULL ||
-	    st->deferred != NULL || st->gw != NULL) {
+	    st->deferred != NULL || st->gw != NULL || st->denied != NULL) {
 		ism_gw_free(st->gw);
+		free(st->denied);
+		st->denied = NULL;
 		st->gw = NULL;
 		free(st->set_cookie);
 		st->set_cookie = NULL;
@@ -706,6 +709,26 @@ static void tunnel_start(struct ism_wctx *w, struct ism_stream *st, uint32_t idl
 	st->state = ISM_ST_TUNNEL;
 }
 
+/* Whether the AuthorizationPolicies let the request (or with req NULL the
+ * TCP connection) through; when they do not, st keeps Envoy's details of
+ * the denial, and the caller answers (Envoy's RBAC filter comes before the
+ * fault and CORS filters and the router). */
+static bool authorized(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
+{
+	const char *denied = ism_authz_denied(w, st, req, &w->table->authz);
+
+	if (denied == NULL)
+		return true;
+	ism_wstat_add(&w->st->authz_denied, 1);
+	st->denied = strdup(denied);
+	/* A connection's is its termination details (the log's
+	 * %CONNECTION_TERMINATION_DETAILS%), a request's its response code
+	 * details. */
+	if (req != NULL)
+		st->codec_details = st->denied;
+	return false;
+}
+
 /* A TCP or TLS connection that gets no tunnel: it closes, and its stream's
  * line (st->flags says why) is logged as the session's close aborts it. */
 static void l4_refused(struct ism_wctx *w, struct ism_stream *st, const char *why)
@@ -737,6 +760,10 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	st->l4 = 1;
 	st->l4_route = r;
 	ism_stream_log_begin(w, st, NULL);
+	if (!authorized(w, st, NULL)) {
+		l4_refused(w, st, ISM_WHY_RBAC);
+		return;
+	}
 	if (r == NULL) {
 		st->flags = "NR";
 		l4_refused(w, st, why != NULL ? why : "no route");
@@ -1388,8 +1415,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	struct ism_buf head = {0};
 	int ei = -1, ret;
 
-	if (!request_start(w, st, req, &body, &len, req_done) ||
-	    (r = request_route(w, st, req, https)) == NULL ||
+	if (!request_start(w, st, req, &body, &len, req_done))
+		return;
+	if (!authorized(w, st, req)) {
+		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
+		return;
+	}
+	if ((r = request_route(w, st, req, https)) == NULL ||
 	    (d = request_upstream(w, st, r, req, &ei)) == NULL)
 		return;
 	cl = &w->table->clusters[d->cluster];

@@ -135,6 +135,9 @@ struct ism_stream {
 	 * head (a body against its content-length, a bad trailer field); NULL:
 	 * none */
 	const char *codec_details;
+	/* Envoy's details of an AuthorizationPolicy's denial (malloc'd; the
+	 * table's may be gone when the line is written); NULL: none */
+	char *denied;
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */

@@ -899,6 +899,32 @@ int ism_tls_xfcc(SSL *ssl, struct ism_buf *out)
 	return ret ? -ENOMEM : 1;
 }
 
+bool ism_tls_peer_ids(SSL *ssl, bool (*match)(void *ctx, const char *id, size_t len), void *ctx)
+{
+	static const int types[] = {GEN_URI, GEN_DNS};
+	X509 *peer = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	GENERAL_NAMES *names;
+	struct ism_buf subject = {0};
+	bool hit = false;
+
+	if (peer == NULL)
+		return false;
+	names = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]) && !hit; t++)
+		for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names) && !hit; i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+
+			if (g->type == types[t])
+				hit = match(ctx, (const char *)ASN1_STRING_get0_data(g->d.ia5),
+					    (size_t)ASN1_STRING_length(g->d.ia5));
+		}
+	GENERAL_NAMES_free(names);
+	if (!hit && put_subject(&subject, peer, "", "") == 0)
+		hit = match(ctx, subject.p != NULL ? subject.p : "", subject.len);
+	ism_buf_free(&subject);
+	return hit;
+}
+
 int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out)
 {
 	X509 *peer = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;

@@ -38,6 +38,10 @@ int ism_tls_xfcc(SSL *ssl, struct ism_buf *out);
  * SANs comma-separated (those that ism_tls_xfcc leaves out left out here
  * too), the subject in RFC 2253. 0, or -ENOMEM. */
 int ism_tls_peer_field(SSL *ssl, int kind, struct ism_buf *out);
+/* Whether match holds for one of the client certificate's identities, as
+ * Envoy's RBAC matches an authenticated principal: each URI SAN, then each
+ * DNS SAN, then the subject (RFC 2253); false without a certificate. */
+bool ism_tls_peer_ids(SSL *ssl, bool (*match)(void *ctx, const char *id, size_t len), void *ctx);
 
 /* OpenSSL's record buffers from the worker's block cache (ism_blk_take).
  *

@@ -2229,6 +2229,97 @@ static void test_later_kinds_elsewhere(void **state)
 #undef LATER
 }
 
+/* AuthorizationPolicies compiled as istiod builds Envoy's RBAC filters: DENY
+ * and ALLOW rules by name, each source and operation a list of conditions
+ * with the rule's when keys; for TCP ports an HTTP attribute left out of a
+ * DENY rule and the whole rule out of an ALLOW filter; dry-run and AUDIT
+ * policies decide nothing. */
+static void test_authz_compiled(void **state)
+{
+#define AZ(name, ns, spec)                                                                         \
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: " name \
+	", namespace: " ns "}\nspec:\n" spec
+	static const char yaml[] = APP AZ("deny-x", "istio-system",
+					  "  action: DENY\n  rules:\n"
+					  "  - from: [{source: {ipBlocks: [127.0.0.2]}}]\n    to: "
+					  "[{operation: {methods: [GET]}}]\n"
+					  "  - to: [{operation: {hosts: [\"*.Example.com\"]}}]\n")
+	    AZ("allow-a", "default",
+	       "  rules:\n  - to: [{operation: {paths: [\"/api/{*}/x\"]}}]\n"
+	       "    when:\n    - {key: \"request.headers[X-A]\", values: [\"*\"]}\n"
+	       "    - {key: destination.port, notValues: [\"81\"]}\n"
+	       "  - from: [{source: {namespaces: [foo*]}}]\n") "---\napiVersion: "
+							       "security.istio.io/v1\nkind: "
+							       "AuthorizationPolicy\n"
+							       "metadata: {name: shadow, "
+							       "annotations: {istio.io/dry-run: "
+							       "\"true\"}}\n"
+							       "spec:\n  rules: [{}]\n" AZ(
+								   "audit", "default",
+								   "  action: AUDIT\n  rules: "
+								   "[{}]\n");
+	struct fx *f = *state;
+	const struct ism_authz *az;
+	const struct ism_az_cond *c;
+
+	load_compile(f, yaml);
+	az = &f->t->authz;
+	/* DENY: the two rules, by name. */
+	assert_int_equal(az->deny.n, 2);
+	assert_string_equal(
+	    az->deny.p[0].details.p,
+	    "rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-x]-rule[0]]");
+	assert_string_equal(
+	    az->deny.p[1].details.p,
+	    "rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-x]-rule[1]]");
+	assert_int_equal(az->deny.p[0].n_perm, 1);
+	assert_int_equal(az->deny.p[0].perm[0].n, 1);
+	c = &az->deny.p[0].perm[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_METHOD);
+	assert_int_equal(c->v[0].m.kind, ISM_SM_EXACT);
+	assert_string_equal(c->v[0].m.s.p, "GET");
+	assert_int_equal(az->deny.p[0].prin[0].n, 1);
+	c = &az->deny.p[0].prin[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_SRC_IP);
+	assert_int_equal(c->v[0].net.prefix, 32);
+	c = &az->deny.p[1].perm[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_HOST);
+	assert_int_equal(c->v[0].m.kind, ISM_SM_SUFFIX);
+	assert_string_equal(c->v[0].m.s.p, ".Example.com");
+	assert_true(c->v[0].m.ignore_case);
+	assert_int_equal(az->deny.p[1].prin[0].n, 0); /* any source */
+	/* For TCP: the HTTP attributes left out of both DENY rules. */
+	assert_int_equal(az->tcp_deny.n, 2);
+	assert_int_equal(az->tcp_deny.p[0].perm[0].n, 0);
+	assert_int_equal(az->tcp_deny.p[0].prin[0].n, 1);
+	assert_int_equal(az->tcp_deny.p[1].perm[0].n, 0);
+	/* ALLOW: the template with the destination's when key; the header's
+	 * presence with the sources; the namespace's pattern. */
+	assert_true(az->allow.on);
+	assert_int_equal(az->allow.n, 2);
+	assert_int_equal(az->allow.p[0].perm[0].n, 2);
+	c = &az->allow.p[0].perm[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_PATH);
+	assert_int_equal(c->v[0].m.kind, ISM_SM_REGEX);
+	assert_string_equal(c->v[0].m.s.p, "/api/[^/]+/x");
+	c = &az->allow.p[0].perm[0].c[1];
+	assert_int_equal(c->attr, ISM_AZ_DEST_PORT);
+	assert_true(c->negate);
+	assert_int_equal(c->v[0].port, 81);
+	c = &az->allow.p[0].prin[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_HEADER);
+	assert_string_equal(c->name.p, "x-a");
+	assert_int_equal(c->v[0].m.kind, ISM_SM_PRESENT);
+	c = &az->allow.p[1].prin[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_PEER_ID);
+	assert_string_equal(c->v[0].m.s.p, ".*/ns/foo.*/.*");
+	/* For TCP, the rule with HTTP attributes is left out, the filter on. */
+	assert_true(az->tcp_allow.on);
+	assert_int_equal(az->tcp_allow.n, 1);
+	assert_int_equal(az->tcp_allow.p[0].prin[0].c[0].attr, ISM_AZ_PEER_ID);
+#undef AZ
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -3024,12 +3115,63 @@ static const struct bad bads[] = {
      9, 7, "EnvoyFilter default/ef: kind",
      "EnvoyFilter is not implemented yet, and this one applies to the appliance (a policy of the "
      "appliance's namespace without a selector"},
-    {"AuthorizationPolicy of the root namespace",
+    {"AuthorizationPolicy CUSTOM",
      APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-	 "metadata: {name: allow-nothing, namespace: istio-system}\nspec: {}\n",
-     9, 7, "AuthorizationPolicy istio-system/allow-nothing: kind",
-     "AuthorizationPolicy is not implemented yet, and this one applies to the appliance (a "
-     "policy of the root namespace"},
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  action: CUSTOM\n  rules: [{}]\n",
+     12, 11, "AuthorizationPolicy istio-system/p: spec.action", "CUSTOM is not implemented yet"},
+    {"AuthorizationPolicy requestPrincipals",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n",
+     13, 22, "AuthorizationPolicy istio-system/p: spec.rules[0].from[0].source.requestPrincipals",
+     "not implemented yet"},
+    {"AuthorizationPolicy CIDR",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  action: DENY\n  rules:\n  - from: [{source: {ipBlocks: [10.0.0.0/8, 10.0.0.0/33]}}]\n",
+     14, 45, "AuthorizationPolicy istio-system/p: spec.rules[0].from[0].source.ipBlocks[1]",
+     "not an IP address or a CIDR block"},
+    {"AuthorizationPolicy unknown attribute",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - when: [{key: source.ipp, values: [a]}]\n",
+     13, 18, "AuthorizationPolicy istio-system/p: spec.rules[0].when[0].key",
+     "unknown attribute \"source.ipp\""},
+    {"AuthorizationPolicy JWT claim",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - when: [{key: \"request.auth.claims[iss]\", values: [a]}]\n",
+     13, 18, "AuthorizationPolicy istio-system/p: spec.rules[0].when[0].key",
+     "not implemented yet (a RequestAuthentication"},
+    {"AuthorizationPolicy DENY without rules",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  action: DENY\n",
+     12, 11, "AuthorizationPolicy istio-system/p: spec.action", "a DENY policy without rules"},
+    {"AuthorizationPolicy path template",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - to: [{operation: {paths: [\"/a/{**}/{*}\"]}}]\n",
+     13, 31, "AuthorizationPolicy istio-system/p: spec.rules[0].to[0].operation.paths[0]",
+     "{**} must be the template's last operator"},
+    {"AuthorizationPolicy serviceAccounts beside namespaces",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - from: [{source: {namespaces: [a], serviceAccounts: [b]}}]\n",
+     13, 21, "AuthorizationPolicy istio-system/p: spec.rules[0].from[0].source",
+     "serviceAccounts cannot be set with namespaces or principals"},
+    {"AuthorizationPolicy empty to",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - to: []\n",
+     13, 9, "AuthorizationPolicy istio-system/p: spec.rules[0].to", "must not be empty"},
+    {"AuthorizationPolicy port",
+     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
+	 "  rules:\n  - to: [{operation: {ports: [\"70000\"]}}]\n",
+     13, 31, "AuthorizationPolicy istio-system/p: spec.rules[0].to[0].operation.ports[0]",
+     "not a port"},
     {"RequestAuthentication that selects the appliance",
      APP "  labels: {istio: ingressgateway}\n---\napiVersion: security.istio.io/v1\n"
 	 "kind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\n"
@@ -3843,6 +3985,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_authz_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
