@@ -412,7 +412,8 @@ upstream_ports() { echo "${UPS:-$UP1 $UP2}"; }
 # upstream_ports; ServiceEntry port protocol $SE_PROTOCOL, default HTTP): one Gateway server of
 # protocol $1 (HTTP or HTTPS) whose tls block is $2 (a "tls: {...}" line, or empty); $3: more
 # Appliance spec lines (indented two spaces), or empty; $6: more Gateway servers (YAML list items
-# indented two spaces), or empty.
+# indented two spaces), or empty. ISTHMUS_EXTRA: a file of more YAML documents, appended (e.g.
+# bench/authz.yaml, for what AuthorizationPolicies cost a request).
 start_isthmus() { # protocol tls-line appliance-lines [name [build [servers]]]
 	local name=${4:-isthmus} build=${5:-$BUILD}
 	local bin="$build/isthmus" d="$TMP/$name" scheme up eps=""
@@ -487,6 +488,9 @@ spec:
     loadBalancer:
       simple: ROUND_ROBIN
 EOF
+	if [ -n "${ISTHMUS_EXTRA:-}" ]; then
+		{ echo "---"; cat "$ISTHMUS_EXTRA"; } >>"$d/isthmus.yaml" || die "cannot read ISTHMUS_EXTRA $ISTHMUS_EXTRA"
+	fi
 	if ! "$bin" -c -f "$d/isthmus.yaml" >"$d/check.log" 2>&1; then
 		skip_loudly "$name" "'$bin -c -f $d/isthmus.yaml' rejected the appliance file" "$d/check.log"
 		return

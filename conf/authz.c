@@ -89,36 +89,17 @@ static void quote_meta(char *out, size_t *n, size_t cap, const char *s, size_t l
 	out[*n] = '\0';
 }
 
+/* Whether path value s is a URI template. */
+static bool template(const char *s)
+{
+	return strstr(s, "{*}") != NULL || strstr(s, "{**}") != NULL;
+}
+
 /* A regex value: the pattern printed by the caller into the model's pool. */
 static void regex_val(struct ism_vctx *v, struct ism_az_val *out, char *buf)
 {
 	out->m.kind = ISM_SM_REGEX;
 	out->m.s.p = ism_v_strdup(v, buf);
-}
-
-/* URI template t ("{*}" one segment, "{**}" the rest) as a regex. */
-static void template_val(struct ism_vctx *v, const char *t, struct ism_az_val *out)
-{
-	char buf[1024];
-	size_t n = 0;
-
-	buf[0] = '\0';
-	while (*t != '\0' && n + 16 < sizeof(buf)) {
-		if (strncmp(t, "{**}", 4) == 0) {
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".*");
-			t += 4;
-		} else if (strncmp(t, "{*}", 3) == 0) {
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "[^/]+");
-			t += 3;
-		} else {
-			const char *e = strchr(t, '{');
-			size_t len = e != NULL ? (size_t)(e - t) : strlen(t);
-
-			quote_meta(buf, &n, sizeof(buf) - 16, t, len ? len : 1);
-			t += len ? len : 1;
-		}
-	}
-	regex_val(v, out, buf);
 }
 
 /* Envoy's string matcher of s (istiod's StringMatcherWithPrefix under
@@ -236,8 +217,6 @@ static const char *refused(enum vkind k, const char *s)
 			return "expected 'serviceAccount' or 'namespace/serviceAccount'";
 		return NULL;
 	case V_PATH:
-		if (strstr(s, "{*}") == NULL && strstr(s, "{**}") == NULL)
-			return NULL;
 		for (const char *p = s, *any = NULL; *p != '\0';) {
 			const char *e = strchr(p, '/');
 			size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
@@ -248,10 +227,12 @@ static const char *refused(enum vkind k, const char *s)
 					return "{**} must be the template's last operator";
 				if (len == 4)
 					any = p;
-			} else {
+			} else if (memchr(p, '{', len) != NULL || memchr(p, '}', len) != NULL) {
+				return "'{' or '}' beyond the templates {*} and {**}";
+			} else if (template(s)) {
 				for (size_t i = 0; i < len; i++)
 					if (!isalnum((unsigned char)p[i]) &&
-					    strchr("-._~%!$&'()+,;:@=", p[i]) == NULL)
+					    strchr(ISM_PCHARS, p[i]) == NULL)
 						return "a segment beside {*} and {**} holds a "
 						       "character a path template does not allow";
 			}
@@ -292,10 +273,12 @@ static bool parse_val(struct ism_vctx *v, const struct key *k, const struct ism_
 	case V_PATH:
 		if (why != NULL)
 			break;
-		if (strstr(s, "{*}") != NULL || strstr(s, "{**}") != NULL)
-			template_val(v, s, out);
-		else
+		if (template(s)) {
+			out->m.kind = ISM_SM_TEMPLATE;
+			out->m.s.p = s;
+		} else {
 			string_val(v, s, "", false, false, out);
+		}
 		break;
 	case V_PRINCIPAL:
 		string_val(v, s, "spiffe://", false, false, out);

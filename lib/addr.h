@@ -33,6 +33,24 @@ static inline bool ism_addr_text(const struct sockaddr *sa, char ip[INET6_ADDRST
 	return true;
 }
 
+/* A dotted quad as inet_ntop writes it (no leading zeros), into out; false
+ * for any other text (inet_pton then decides). A few dozen instructions where
+ * inet_pton takes some hundred: the worker parses its clients' addresses. */
+static inline bool ism_addr_quad(const char *s, uint8_t out[4])
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v = 0, n = 0;
+
+		while (n < 3 && s[n] >= '0' && s[n] <= '9')
+			v = v * 10 + (unsigned)(s[n++] - '0');
+		if (n == 0 || v > 255 || (n > 1 && s[0] == '0') || s[n] != (i < 3 ? '.' : '\0'))
+			return false;
+		out[i] = (uint8_t)v;
+		s += n + 1;
+	}
+	return true;
+}
+
 /* IPv4 or IPv6 address text s as a socket address (port 0) in *ss, its
  * length in *len (NULL: not wanted); false when s is neither. */
 static inline bool ism_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
@@ -42,7 +60,8 @@ static inline bool ism_addr_parse(const char *s, struct sockaddr_storage *ss, so
 	socklen_t l = 0;
 
 	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+	if (ism_addr_quad(s, (uint8_t *)&a4->sin_addr) ||
+	    inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
 		a4->sin_family = AF_INET;
 		l = sizeof(*a4);
 	} else if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {

@@ -30,7 +30,16 @@ enum ism_sm_kind {
 	ISM_SM_REGEX,	/* re matches the whole value (anchored at both ends) */
 	ISM_SM_PRESENT, /* header/query parameter present, any value ({} in Istio) */
 	ISM_SM_SUFFIX,	/* value ends with s (an AuthorizationPolicy's "*suffix") */
+	/* s is Envoy's URI template (an AuthorizationPolicy's paths): literal
+	 * segments, "{*}" one segment (ISM_PCHARS, at least one), "{**}" the
+	 * rest (ISM_PCHARS and '/', maybe none) up to the literal segments after
+	 * it; at most one "{**}", after every "{*}" */
+	ISM_SM_TEMPLATE,
 };
+
+/* Besides letters and digits, the characters a segment of a URI template
+ * holds and its operators match (RFC 3986 pchar, less '*'). */
+#define ISM_PCHARS "-._~%!$&'()+,;:@="
 
 /* Istio StringMatch. */
 struct ism_strmatch {

@@ -156,8 +156,15 @@ const char *ism_authz_check(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_req *req, const struct ism_az_rbac *deny,
 			    const struct ism_az_rbac *allow)
 {
-	struct az_ctx c = {.w = w, .st = st, .req = req};
-	const struct ism_az_policy *p = matched(&c, deny);
+	struct az_ctx c;
+	const struct ism_az_policy *p;
+
+	/* Not the addresses (384 bytes): each is written when first asked. */
+	c.w = w;
+	c.st = st;
+	c.req = req;
+	memset(c.known, 0, sizeof(c.known));
+	p = matched(&c, deny);
 
 	if (p != NULL)
 		return p->details.p;

@@ -286,6 +286,54 @@ static bool re_match(const struct ism_strmatch *m, const char *v, size_t len,
 	return ov[0] == 0 && ov[1] == len;
 }
 
+static bool pchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr(ISM_PCHARS, c) != NULL);
+}
+
+/* Whether v[from, to) is all pchars (or '/' too, with slash). */
+static bool pchars(const char *v, size_t from, size_t to, bool slash)
+{
+	for (size_t j = from; j < to; j++)
+		if (!pchar(v[j]) && !(slash && v[j] == '/'))
+			return false;
+	return true;
+}
+
+/* Whether path v matches URI template t (ISM_SM_TEMPLATE): a "{*}" takes
+ * the whole segment (its template segment is whole too), the one "{**}" what
+ * is left before the literal text after it. */
+static bool template_holds(const struct ism_str *t, const char *v, size_t len)
+{
+	size_t i = 0, j = 0;
+
+	while (i < t->len) {
+		if (t->len - i >= 4 && memcmp(t->p + i, "{**}", 4) == 0) {
+			size_t rest = t->len - i - 4;
+
+			return len - j >= rest && memcmp(v + len - rest, t->p + i + 4, rest) == 0 &&
+			       pchars(v, j, len - rest, true);
+		}
+		if (t->len - i >= 3 && memcmp(t->p + i, "{*}", 3) == 0) {
+			size_t k = j;
+
+			while (k < len && pchar(v[k]))
+				k++;
+			if (k == j)
+				return false;
+			j = k;
+			i += 3;
+			continue;
+		}
+		if (j >= len || t->p[i] != v[j])
+			return false;
+		i++;
+		j++;
+	}
+	return j == len;
+}
+
 /* Whether m holds for a value that is present (v, len). */
 static bool sm_match(const struct ism_strmatch *m, const char *v, size_t len,
 		     struct ism_router_scratch *s)
@@ -312,6 +360,8 @@ static bool sm_match(const struct ism_strmatch *m, const char *v, size_t len,
 		if (m->ignore_case)
 			return strncasecmp(v + len - m->s.len, m->s.p, m->s.len) == 0;
 		return m->s.len == 0 || memcmp(v + len - m->s.len, m->s.p, m->s.len) == 0;
+	case ISM_SM_TEMPLATE:
+		return template_holds(&m->s, v, len);
 	case ISM_SM_REGEX:
 		return re_match(m, v, len, s);
 	default:
@@ -529,8 +579,9 @@ bool ism_router_in_subnet(const struct ism_subnet *sn, const struct sockaddr_sto
 		return false;
 	p = a->ss_family == AF_INET ? (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr
 				    : (const uint8_t *)&((const struct sockaddr_in6 *)a)->sin6_addr;
-	if (memcmp(p, sn->addr, whole) != 0)
-		return false;
+	for (unsigned i = 0; i < whole; i++)
+		if (p[i] != sn->addr[i])
+			return false;
 	return rest == 0 || ((p[whole] ^ sn->addr[whole]) & (0xff00u >> rest)) == 0;
 }
 

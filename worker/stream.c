@@ -761,6 +761,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	st->l4_route = r;
 	ism_stream_log_begin(w, st, NULL);
 	if (!authorized(w, st, NULL)) {
+		st->flags = ""; /* Envoy's RBAC filter closes without a flag */
 		l4_refused(w, st, ISM_WHY_RBAC);
 		return;
 	}
@@ -1304,25 +1305,42 @@ static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_
 	return true;
 }
 
-/* The request's route (https: its scheme), unless it is answered before the
- * router would forward it: the https redirect; the route's fault, CORS
- * preflight, redirect or direct response. NULL when the stream answered. */
-static const struct ism_route *request_route(struct ism_wctx *w, struct ism_stream *st,
-					     const struct ism_http_req *req, bool https)
+/* The request's virtual host (*vh) and route (https: its scheme; NULL: none,
+ * and *undecided when a regex could not decide within its bound), found as
+ * Envoy's connection manager finds them before its filters run (the log names
+ * the route of a request they answer). */
+static const struct ism_route *request_lookup(struct ism_wctx *w, struct ism_stream *st,
+					      const struct ism_http_req *req, bool https,
+					      const struct ism_vhost **vh, bool *undecided)
 {
 	const struct ism_listener *l = &w->table->listeners[st->sess->listener];
-	const struct ism_vhost *vh = request_vhost(l, st->sess, req);
 	const struct ism_route *r;
+
+	*vh = request_vhost(l, st->sess, req);
+	r = *vh ? ism_router_route(*vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
+	st->route_stats = r ? r->stats : NULL;
+	if (r != NULL && st->log_req != NULL)
+		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
+	*undecided = r == NULL && ism_router_limit_hit(w->rs);
+	return r;
+}
+
+/* Route r of virtual host vh (request_lookup's, with undecided), unless the
+ * request is answered before the router would forward it: the https
+ * redirect; no route; the route's fault, CORS preflight, redirect or direct
+ * response. NULL when the stream answered. */
+static const struct ism_route *request_route(struct ism_wctx *w, struct ism_stream *st,
+					     const struct ism_http_req *req, bool https,
+					     const struct ism_vhost *vh, const struct ism_route *r,
+					     bool undecided)
+{
+	const struct ism_listener *l = &w->table->listeners[st->sess->listener];
 
 	if (vh != NULL && vh->https_redirect && !https) {
 		ism_stream_https_redirect(w, st, req);
 		return NULL;
 	}
-	r = vh ? ism_router_route(vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
-	st->route_stats = r ? r->stats : NULL;
-	if (r != NULL && st->log_req != NULL)
-		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
-	if (r == NULL && ism_router_limit_hit(w->rs)) {
+	if (undecided) {
 		/* Not "no route": a regex could not decide within its bound. */
 		ism_wstat_add(&w->st->regex_limit, 1);
 		ism_stream_local(w, st, 500, "route regex reached its match limit", false);
@@ -1408,7 +1426,9 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 			const char *body, uint32_t len, bool req_done)
 {
 	bool https = request_https(w->table, st->sess, req);
+	const struct ism_vhost *vh;
 	const struct ism_route *r;
+	bool undecided;
 	const struct ism_dest *d;
 	const struct ism_cluster *cl;
 	struct ism_req_edits ed = {0};
@@ -1417,11 +1437,12 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 
 	if (!request_start(w, st, req, &body, &len, req_done))
 		return;
+	r = request_lookup(w, st, req, https, &vh, &undecided);
 	if (!authorized(w, st, req)) {
 		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
 		return;
 	}
-	if ((r = request_route(w, st, req, https)) == NULL ||
+	if ((r = request_route(w, st, req, https, vh, r, undecided)) == NULL ||
 	    (d = request_upstream(w, st, r, req, &ei)) == NULL)
 		return;
 	cl = &w->table->clusters[d->cluster];

@@ -2300,8 +2300,8 @@ static void test_authz_compiled(void **state)
 	assert_int_equal(az->allow.p[0].perm[0].n, 2);
 	c = &az->allow.p[0].perm[0].c[0];
 	assert_int_equal(c->attr, ISM_AZ_PATH);
-	assert_int_equal(c->v[0].m.kind, ISM_SM_REGEX);
-	assert_string_equal(c->v[0].m.s.p, "/api/[^/]+/x");
+	assert_int_equal(c->v[0].m.kind, ISM_SM_TEMPLATE);
+	assert_string_equal(c->v[0].m.s.p, "/api/{*}/x");
 	c = &az->allow.p[0].perm[0].c[1];
 	assert_int_equal(c->attr, ISM_AZ_DEST_PORT);
 	assert_true(c->negate);

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "lib/addr.h"
 #include "worker/router.h"
 
 #define S(lit)                                                                                     \
@@ -466,6 +467,94 @@ static void test_regex_match_limit(void **state)
 	pcre2_code_free((pcre2_code *)m.uri.re);
 }
 
+/* An AuthorizationPolicy's suffixes (with or without case) and URI
+ * templates: "{*}" a whole segment of pchars, at least one; "{**}" any pchars
+ * and slashes, maybe none, up to the literal after it. */
+static void test_suffix_and_template(void **state)
+{
+	static const struct {
+		uint8_t kind, icase;
+		const char *pattern, *value;
+		bool holds;
+	} cases[] = {
+	    {ISM_SM_SUFFIX, 0, ".php", "/x/index.php", true},
+	    {ISM_SM_SUFFIX, 0, ".php", "/x/index.PHP", false},
+	    {ISM_SM_SUFFIX, 1, ".example.com", "WWW.Example.COM", true},
+	    {ISM_SM_SUFFIX, 0, "long-suffix", "short", false},
+	    {ISM_SM_TEMPLATE, 0, "/api/{*}/x", "/api/v1/x", true},
+	    {ISM_SM_TEMPLATE, 0, "/api/{*}/x", "/api//x", false},
+	    {ISM_SM_TEMPLATE, 0, "/api/{*}/x", "/api/a/b/x", false},
+	    {ISM_SM_TEMPLATE, 0, "/api/{*}/x", "/api/a*b/x", false},
+	    {ISM_SM_TEMPLATE, 0, "/api/{*}/x", "/api/v1/xy", false},
+	    {ISM_SM_TEMPLATE, 0, "/{*}", "/a%20b@c", true},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}", "/d/", true},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}", "/d/a/b/c", true},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}", "/d", false},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}", "/d/a*b", false},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}/end", "/d/a/b/end", true},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}/end", "/d/end", false},
+	    {ISM_SM_TEMPLATE, 0, "/d/{**}/end", "/d//end", true},
+	    {ISM_SM_TEMPLATE, 0, "/{*}/{**}", "/a/b/c", true},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ism_strmatch m = {
+		    .kind = cases[i].kind,
+		    .ignore_case = cases[i].icase,
+		    .s = {cases[i].pattern, (uint32_t)strlen(cases[i].pattern)}};
+
+		if (ism_router_strmatch(&m, cases[i].value, strlen(cases[i].value), scratch) !=
+		    cases[i].holds)
+			fail_msg("%s against %s: want %d", cases[i].pattern, cases[i].value,
+				 cases[i].holds);
+	}
+}
+
+/* Address text as the worker reads its clients' (lib/addr.h): a dotted quad
+ * quickly, anything else as inet_pton takes it, and nothing inet_pton
+ * refuses; then in a subnet or not. */
+static void test_addresses(void **state)
+{
+	static const struct {
+		const char *text;
+		int family; /* 0: refused */
+	} cases[] = {
+	    {"127.0.0.1", AF_INET}, {"255.255.255.255", AF_INET},
+	    {"0.0.0.0", AF_INET},   {"256.1.1.1", 0},
+	    {"01.2.3.4", 0},	    {"1.2.3", 0},
+	    {"1.2.3.4.5", 0},	    {"1.2.3.4 ", 0},
+	    {"1.2.3.1234", 0},	    {"", 0},
+	    {"::1", AF_INET6},	    {"::ffff:10.0.0.1", AF_INET6},
+	    {"2001:db8::/32", 0},
+	};
+	struct ism_subnet lo = {.family = AF_INET, .prefix = 8, .addr = {127}};
+	struct ism_subnet one = {.family = AF_INET, .prefix = 32, .addr = {127, 0, 0, 1}};
+	struct ism_subnet odd = {.family = AF_INET, .prefix = 25, .addr = {10, 0, 0, 128}};
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool ok = ism_addr_parse(cases[i].text, &ss, &len);
+
+		if (ok != (cases[i].family != 0) || (ok && ss.ss_family != cases[i].family))
+			fail_msg("\"%s\": parsed %d, family %d", cases[i].text, ok, ss.ss_family);
+	}
+	assert_true(ism_addr_parse("127.0.0.1", &ss, NULL));
+	assert_true(ism_router_in_subnet(&lo, &ss));
+	assert_true(ism_router_in_subnet(&one, &ss));
+	assert_true(ism_addr_parse("127.0.0.2", &ss, NULL));
+	assert_true(ism_router_in_subnet(&lo, &ss));
+	assert_false(ism_router_in_subnet(&one, &ss));
+	assert_true(ism_addr_parse("10.0.0.200", &ss, NULL));
+	assert_true(ism_router_in_subnet(&odd, &ss));
+	assert_true(ism_addr_parse("10.0.0.100", &ss, NULL));
+	assert_false(ism_router_in_subnet(&odd, &ss));
+	assert_true(ism_addr_parse("::1", &ss, NULL));
+	assert_false(ism_router_in_subnet(&lo, &ss));
+}
+
 /* TCP and TLS routes: the first whose sniHosts and destinationSubnets hold. */
 static void test_l4_routes(void **state)
 {
@@ -521,6 +610,8 @@ int main(void)
 	    cmocka_unit_test(test_query_params),
 	    cmocka_unit_test(test_weights),
 	    cmocka_unit_test(test_l4_routes),
+	    cmocka_unit_test(test_suffix_and_template),
+	    cmocka_unit_test(test_addresses),
 	    cmocka_unit_test(test_istio_samples),
 	    cmocka_unit_test(test_regex_match_limit),
 	};
