@@ -45,6 +45,7 @@ import test_retries  # noqa: E402
 import test_h2upconn  # noqa: E402
 import test_h2strict  # noqa: E402
 import test_upstream_pp  # noqa: E402
+import test_authz  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1524,6 +1525,7 @@ test_retries.register(test)
 test_h2upconn.register(test)
 test_h2strict.register(test)
 test_upstream_pp.register(test)
+test_authz.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -1,0 +1,371 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of Istio's AuthorizationPolicy (security.istio.io/v1), as
+istiod translates it into Envoy's RBAC filters at a gateway: DENY before ALLOW,
+evaluated before routing; a denied request is a 403 "RBAC: access denied" (a
+gRPC one grpc-status 7) that no upstream sees, logged with Envoy's response
+code details; sources (peer and X-Forwarded-For addresses, certificate
+identities), operations and conditions; TCP connections judged by their
+connection attributes alone; which policies apply, dry-run, AUDIT, reload and
+configuration errors.
+
+Clients other than 127.0.0.1 bind 127.0.0.2 or 127.0.0.3; upstreams are on
+127.0.0.4. Registered into run.py's list by register(test)."""
+
+import re
+import socket
+
+from harness import (Conn, Registry, TestFailure, appliance, check, ctl_cmd, curl, docs, file_lines, free_port,
+                     http_get, poll, service_entry, service_entry_protocol, virtual_service)
+from test_h2 import UNIMPLEMENTED, check_grpc_local_error, h2_client, hdr, need_tools
+from test_tls import Pki, client_ctx, server, tls_get, tls_simple
+from test_tls import world as tls_world
+from test_tunnels import tcp_backend
+
+_test = Registry()
+register = _test.register
+
+SVC = "authz.test.internal"
+UP = "127.0.0.4"
+DENIED = "RBAC: access denied"
+ROUTE_ALL = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+
+
+def policy(name, spec, ns="default", dry_run=False):
+    """An AuthorizationPolicy; spec: its lines under spec:, indented two spaces."""
+    ann = ', annotations: {istio.io/dry-run: "true"}' if dry_run else ""
+    return (f"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            f"metadata: {{name: {name}, namespace: {ns}{ann}}}\nspec:\n{spec}")
+
+
+def gateway_ports(ports, protocol="HTTP"):
+    return ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n" +
+            "".join(f"  - port: {{number: {p}, name: {protocol.lower()}-{p}, protocol: {protocol}}}\n"
+                    f"    hosts: [\"*\"]\n" for p in ports))
+
+
+def world(env, *policies, routes=ROUTE_ALL, app_extra="", ports=None):
+    """The upstream "a" on UP behind a plaintext gateway on ports (default: one
+    free port), with policies; env.conf(*policies) writes the file again (for
+    reloads). Returns (the gateway's ports, the upstream's port)."""
+    up = env.upstream([f"{UP}:0=a"], name="a")["a"]
+    gws = ports or [free_port()]
+
+    def conf(*pols):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, extra=app_extra), gateway_ports(gws), virtual_service("vs", ["*"], routes),
+            service_entry("a", SVC, [{"address": UP, "port": up}]), *pols))
+
+    env.conf = conf
+    env.start_gateway(conf(*policies), gws[0])
+    return gws, up
+
+
+def reload(env, *policies, ok=True):
+    env.conf(*policies)
+    ans = ctl_cmd(env.path("ctl.sock"), "reload")
+    check(("published" in ans) == ok, f"reload {'refused' if ok else 'published'}: {ans!r}")
+
+
+def get(port, path="/", host="test.local", src="127.0.0.1", headers=None, method="GET"):
+    with Conn("127.0.0.1", port, source=(src, 0)) as c:
+        return c.request(method, path, host, headers)
+
+
+def check_denied(r, what):
+    check(r.status == 403 and r.body.decode().strip() == DENIED and r.header("x-upstream") is None
+          and (r.header("content-type") or "").startswith("text/plain"),
+          f"{what}: want Envoy's RBAC 403 text/plain {DENIED!r}, got {r}")
+
+
+def upstream_count(up):
+    return int(http_get(up, "/__ctl/count", addr=UP).body)
+
+
+def log_line(log, *needles):
+    """The access-log line holding every one of needles (polled, bounded)."""
+    try:
+        return poll(lambda: next((l for l in file_lines(log) if all(n in l for n in needles)), None), 5,
+                    what=f"an access-log line with {needles}")
+    except TestFailure as e:
+        raise TestFailure(f"{e}; the log has {file_lines(log)[-10:]}")
+
+
+def details(name, rule, ns="default"):
+    return f"rbac_access_denied_matched_policy[ns[{ns}]-policy[{name}]-rule[{rule}]]"
+
+
+@_test
+def authz_deny_paths_and_log(env):
+    """DENY paths (prefix, exact without the query string, {*} and {**}
+    templates; case-sensitive): a denied request is Envoy's 403 and the upstream
+    never sees it, a path without a route too (403, not 404), over HTTP/1.1 and
+    h2c alike; the access log's response code details name the namespace,
+    policy and rule that matched (of two, the first by name, as Envoy's RBAC
+    engine orders its policies, whatever the file's order)."""
+    log = env.path("access.log")
+    routes = "".join(f"  - match: [{{uri: {{prefix: {p}}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+                     for p in ("/ok", "/admin/"))
+    deny = policy("deny-admin", "  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/admin*\"]}}]\n"
+                  "  - to: [{operation: {paths: [/ok/secret]}}]\n"
+                  "  - to: [{operation: {paths: [\"/ok/{*}/secret\", \"/ok/deep/{**}\"]}}]\n")
+    also = policy("a-also", "  action: DENY\n  rules: [{to: [{operation: {paths: [/ok/secret]}}]}]\n")
+    (gw,), up = world(env, deny, also, routes=routes, app_extra=f"  accessLog: {{path: {log}, format: text}}\n")
+    before = upstream_count(up)
+    for path in ("/admin/x", "/adminz", "/ok/secret?x=1", "/ok/a/secret", "/ok/deep/a/b"):
+        check_denied(get(gw, path), path)
+    check(upstream_count(up) == before, "the upstream saw a denied request")
+    for path, status in (("/nothing", 404), ("/ADMIN/x", 404), ("/ok/x", 200), ("/ok/a/b/secret", 200),
+                         ("/ok/secretz", 200)):
+        r = get(gw, path)
+        check(r.status == status and (status != 200 or r.header("x-upstream") == "a"), f"{path}: want {status}: {r}")
+    rc, out, err = curl(["--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
+                         f"http://127.0.0.1:{gw}/admin/h2"], timeout=20)
+    body, _, tail = out.rpartition("\n")
+    check(rc == 0 and tail == "2 403" and body.strip() == DENIED, f"h2c: rc {rc} {out!r} {err}")
+    for path, name, rule in (("/admin/x HTTP/1.1", "deny-admin", 0), ("/adminz HTTP/1.1", "deny-admin", 0),
+                             ("/ok/secret?x=1 HTTP/1.1", "a-also", 0), ("/ok/a/secret HTTP/1.1", "deny-admin", 2),
+                             ("/ok/deep/a/b HTTP/1.1", "deny-admin", 2), ("/admin/h2 HTTP/2", "deny-admin", 0)):
+        log_line(log, f" {path}\" 403 ", details(name, rule))
+
+
+@_test
+def authz_allow_ip_blocks(env):
+    """ALLOW from ipBlocks (the peer): 127.0.0.1 is served, 127.0.0.2 denied,
+    logged rbac_access_denied_matched_policy[none]. After a reload, an ipBlocks
+    CIDR ANDed with notIpBlocks in one source, and a second ALLOW policy whose
+    rule (ORed with the first's) lets 127.0.0.2 reach /two only."""
+    log = env.path("access.log")
+    (gw,), _ = world(env, policy("from-one", "  rules: [{from: [{source: {ipBlocks: [127.0.0.1/32]}}]}]\n"),
+                     app_extra=f"  accessLog: {{path: {log}, format: text}}\n")
+    check(get(gw, "/a").status == 200, "127.0.0.1 is allowed")
+    check_denied(get(gw, "/b", src="127.0.0.2"), "127.0.0.2")
+    check_denied(get(gw, "/b", src="127.0.0.3"), "127.0.0.3")
+    log_line(log, " /b ", " 403 ", "rbac_access_denied_matched_policy[none]", "127.0.0.2:")
+    reload(env, policy("local", "  rules:\n  - from:\n"
+                       "    - source: {ipBlocks: [127.0.0.0/30], notIpBlocks: [127.0.0.2]}\n"
+                       "    - source: {ipBlocks: [10.0.0.0/8]}\n"),
+           policy("two", "  rules: [{from: [{source: {ipBlocks: [127.0.0.2]}}],\n"
+                  "           to: [{operation: {paths: [/two]}}]}]\n"))
+    for src, path, status in (("127.0.0.1", "/", 200), ("127.0.0.2", "/", 403), ("127.0.0.3", "/", 200),
+                              ("127.0.0.2", "/two", 200), ("127.0.0.3", "/two", 200)):
+        r = get(gw, path, src=src)
+        check(r.status == status, f"after the reload, {src} {path}: want {status}, got {r}")
+
+
+@_test
+def authz_remote_ip_xff(env):
+    """numTrustedProxies 1: remoteIpBlocks and the remote.ip condition match the
+    client X-Forwarded-For names (the rightmost address), else the peer;
+    ipBlocks stays the peer whatever the header says."""
+    deny = policy("remote", "  action: DENY\n  rules:\n"
+                  "  - from: [{source: {remoteIpBlocks: [203.0.113.0/24]}}]\n"
+                  "  - from: [{source: {ipBlocks: [198.51.100.0/24]}}]\n"
+                  "  - when: [{key: remote.ip, values: [192.0.2.0/24]}]\n")
+    (gw,), _ = world(env, deny, app_extra="  gatewayTopology: {numTrustedProxies: 1}\n")
+    for xff, status in (("203.0.113.7", 403), ("198.51.100.1", 200), (None, 200), ("203.0.113.7, 10.0.0.1", 200),
+                        ("10.0.0.1, 203.0.113.9", 403), ("192.0.2.9", 403)):
+        r = get(gw, headers={"X-Forwarded-For": xff} if xff else None)
+        check(r.status == status, f"X-Forwarded-For {xff!r}: want {status}, got {r}")
+
+
+@_test
+def authz_operation_and_when(env):
+    """ALLOW with a rule of two operations (ORed) and a request.headers
+    condition: hosts (suffix, case-insensitive), methods, notPaths and ports
+    ANDed in the first, paths and notMethods in the second; each request below
+    flips one condition of an allowed one."""
+    gws = [free_port(), free_port()]
+    allow = policy("ops", "  rules:\n  - to:\n"
+                   f"    - operation: {{hosts: [\"*.example.com\"], methods: [GET, POST], notPaths: [\"/private*\"], "
+                   f"ports: [\"{gws[0]}\"]}}\n"
+                   "    - operation: {paths: [/private/open], notMethods: [DELETE]}\n"
+                   "    when: [{key: \"request.headers[x-token]\", values: [\"abc*\"], notValues: [abc-revoked]}]\n")
+    (gw, gw2), _ = world(env, allow, ports=gws)
+    base = dict(port=gw, method="GET", path="/pub", host="WWW.Example.COM", token="abc1")
+    cases = [({}, 200), ({"method": "POST"}, 200), ({"host": "other.org"}, 403), ({"host": "example.com"}, 403),
+             ({"method": "DELETE"}, 403), ({"path": "/private/x"}, 403), ({"port": gw2}, 403), ({"token": None}, 403),
+             ({"token": "xyz"}, 403), ({"token": "abc-revoked"}, 403),
+             ({"port": gw2, "method": "PUT", "path": "/private/open", "host": "other.org"}, 200),
+             ({"path": "/private/open", "method": "DELETE"}, 403),
+             ({"path": "/private/open", "token": "zabc"}, 403)]
+    for change, status in cases:
+        q = dict(base, **change)
+        r = get(q["port"], q["path"], q["host"], method=q["method"],
+                headers={"X-Token": q["token"]} if q["token"] else None)
+        check(r.status == status, f"{change or 'the allowed request'}: want {status}, got {r}")
+
+
+@_test
+def authz_grpc_denied(env):
+    """A denied gRPC call is answered as Envoy answers it: HTTP 200,
+    trailers-only, grpc-status 7 (PERMISSION_DENIED), before routing (a call
+    with no route that is not denied gets 12); a plain HTTP/2 request on the
+    same connection that is denied gets the 403; over HTTP/1.1 too."""
+    need_tools("h2")
+    (gw,), _ = world(env, policy("no-admin", "  action: DENY\n"
+                                 "  rules: [{to: [{operation: {methods: [POST], paths: [\"*/Admin\"]}}]}]\n"),
+                     routes=f"  - match: [{{uri: {{prefix: /ok}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n")
+    rep = h2_client(gw, [{"path": "/isthmus.test.Echo/Admin", "grpc": "x"},
+                         {"path": "/isthmus.test.Echo/Unary", "grpc": "x"},
+                         {"method": "POST", "path": "/x/Admin", "body": "x"}])
+    denied, unrouted, plain = rep["streams"]
+    check_grpc_local_error(denied, 7, "a denied gRPC call")
+    check((hdr(denied, "grpc-message") or "").startswith(DENIED), f"grpc-message: {denied['headers']}")
+    check_grpc_local_error(unrouted, UNIMPLEMENTED, "a gRPC call without a route, not denied")
+    check(plain["status"] == 403 and plain["body"].strip() == DENIED, f"plain HTTP/2 POST: {plain}")
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Admin", "x", [("Content-Type", "application/grpc")], b"")
+    check(r.status == 200 and r.header("grpc-status") == "7", f"a denied gRPC request over HTTP/1.1: {r}")
+
+
+def tcp_refused(port, src):
+    """What a client from src receives before the gateway ends the connection
+    (after sending a line): b"" when it is closed or reset without a byte."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0)) as s:
+        try:
+            s.sendall(b"secret\n")
+            return s.recv(4096)
+        except ConnectionError:
+            return b""
+        except socket.timeout:
+            raise TestFailure(f"the connection from {src} was neither closed nor answered within 5 s")
+
+
+def tcp_through(port, src):
+    """The tunnel from src to the echo backend works: its greeting, then the echo."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0)) as s:
+        f = s.makefile("rb")
+        try:
+            greet = f.readline()
+            s.sendall(b"ping\n")
+            echo = f.readline()
+        except OSError as e:
+            raise TestFailure(f"tunnel from {src}: {type(e).__name__}: {e}")
+    check(greet == b"t\n" and echo == b"ping\n", f"tunnel from {src}: greeting {greet!r}, echo {echo!r}")
+
+
+@_test
+def authz_tcp(env):
+    """On a TCP server a connection is judged when it arrives, by its connection
+    attributes: a denied one is closed with no byte to or from the backend. In a
+    DENY rule an HTTP-only field (methods) is left out, so the rest denies; an
+    ALLOW rule with one is dropped (matches nothing), while the policy's other
+    rule (source.ip and destination.port conditions) still allows."""
+    be = tcp_backend(env, "t", UP)
+    tcp = free_port()
+    host = "tcp.test.internal"
+
+    def conf(*pols):
+        vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: tcp}\nspec:\n"
+              f"  hosts: [\"*\"]\n  gateways: [gw]\n  tcp:\n"
+              f"  - route: [{{destination: {{host: {host}, port: {{number: 80}}}}}}]\n")
+        return env.write("isthmus.yaml", docs(appliance(env), gateway_ports([tcp], "TCP"), vs, service_entry_protocol(
+            "t", host, [{"address": UP, "port": be.port}], "TCP"), *pols))
+
+    env.conf = conf
+    deny = policy("deny", "  action: DENY\n  rules:\n  - from: [{source: {ipBlocks: [127.0.0.2/32]}}]\n"
+                  "  - from: [{source: {ipBlocks: [127.0.0.3/32]}}]\n    to: [{operation: {methods: [GET]}}]\n")
+    env.start_gateway(conf(deny), tcp)
+    for src in ("127.0.0.2", "127.0.0.3"):
+        got = tcp_refused(tcp, src)
+        check(got == b"", f"a denied connection from {src} received {got!r}")
+    tcp_through(tcp, "127.0.0.1")
+    st = be.ctl("stats")
+    check(st["bytes_in"] == len(b"ping\n"), f"the backend got bytes of a denied connection: {st}")
+    reload(env, policy("allow", "  rules:\n  - to: [{operation: {methods: [GET]}}]\n"
+                       "  - when: [{key: source.ip, values: [127.0.0.3]},\n"
+                       f"           {{key: destination.port, values: [\"{tcp}\"]}}]\n"))
+    got = tcp_refused(tcp, "127.0.0.1")
+    check(got == b"", f"the ALLOW rule with methods is dropped for TCP: 127.0.0.1 received {got!r}")
+    tcp_through(tcp, "127.0.0.3")
+
+
+@_test
+def authz_reload_and_errors(env):
+    """isthmus -c refuses what Envoy's RBAC cannot do or Istio does not accept,
+    naming the file, line, column and field; a policy of another namespace or
+    whose selector does not select the appliance loads with a warning and no
+    effect, as a dry-run DENY, a dry-run ALLOW and an AUDIT do; a reload that
+    adds a root namespace DENY selecting the appliance applies, a reload with a
+    bad policy is refused and the old one serves on; an ALLOW policy without
+    rules denies everything."""
+    head = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL))
+    cases = [("  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n", "spec.action", "not implemented yet"),
+             ("  rules: [{from: [{source: {requestPrincipals: [\"*\"]}}]}]\n",
+              "spec.rules[0].from[0].source.requestPrincipals", "not implemented yet"),
+             ("  rules: [{when: [{key: \"request.auth.claims[iss]\", values: [a]}]}]\n", "spec.rules[0].when[0]",
+              "not implemented yet"),
+             ("  action: DENY\n  rules: [{from: [{source: {ipBlocks: [10.0.0.0/33]}}]}]\n",
+              "spec.rules[0].from[0].source.ipBlocks[0]", "10.0.0.0/33"),
+             ("  rules: [{from: [{source: {notRemoteIpBlocks: [10.0.0.1, not-an-ip]}}]}]\n",
+              "spec.rules[0].from[0].source.notRemoteIpBlocks[1]", "not-an-ip"),
+             ("  rules: [{when: [{key: source.ipp, values: [10.0.0.1]}]}]\n", "spec.rules[0].when[0]", "source.ipp"),
+             ("  action: DENY\n", "spec", ""),
+             ("  rules: [{to: [{operation: {paths: [\"\"]}}]}]\n", "spec.rules[0].to[0].operation.paths[0]", "")]
+    for spec, path, want in cases:
+        text = docs(head, policy("bad", spec))
+        rc, out = env.check_config(env.write("bad.yaml", text))
+        m = re.search(r"bad\.yaml:(\d+):(\d+): error: AuthorizationPolicy default/bad: " + re.escape(path), out)
+        check(rc != 0 and m and want in out,
+              f"{spec.strip()!r}: want an error at {path} saying {want!r}: rc {rc}, {out}")
+        lines = text.split("\n")
+        if "10.0.0.0/33" in spec:
+            at = next(i for i, l in enumerate(lines) if "10.0.0.0/33" in l)
+            check((int(m.group(1)), int(m.group(2))) == (at + 1, lines[at].index("10.0.0.0/33") + 1),
+                  f"the bad CIDR is at {at + 1}:{lines[at].index('10.0.0.0/33') + 1}: {out}")
+        else:
+            check(int(m.group(1)) >= text.count("\n", 0, text.index("kind: AuthorizationPolicy")),
+                  f"the error is not within the policy: {out}")
+    quiet = [policy("deny-shop", "  action: DENY\n  rules: [{}]\n", ns="shop"),
+             policy("deny-other", "  selector: {matchLabels: {app: other}}\n  action: DENY\n  rules: [{}]\n",
+                    ns="istio-system"),
+             policy("dry", "  action: DENY\n  rules: [{}]\n", dry_run=True),
+             policy("dry-allow", "  rules: [{to: [{operation: {paths: [/nothing]}}]}]\n", dry_run=True),
+             policy("audit", "  action: AUDIT\n  rules: [{to: [{operation: {paths: [/audited]}}]}]\n")]
+    (gw,), _ = world(env, *quiet, app_extra="  labels: {istio: ingressgateway}\n")
+    rc, out = env.check_config(env.path("isthmus.yaml"))
+    check(rc == 0 and "AuthorizationPolicy shop/deny-shop: spec" in out
+          and "AuthorizationPolicy istio-system/deny-other: spec.selector" in out,
+          f"isthmus -c warns of the two that do not apply: rc {rc}, {out}")
+    for path in ("/", "/audited"):
+        check(get(gw, path).status == 200, f"{path} with policies that do not apply, dry-run and AUDIT")
+    block = policy("block", "  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n"
+                   "  rules: [{to: [{operation: {paths: [/blocked]}}]}]\n", ns="istio-system")
+    reload(env, *quiet, block)
+    check_denied(get(gw, "/blocked"), "/blocked after the reload")
+    check(get(gw, "/").status == 200, "/ after the reload")
+    reload(env, *quiet, block, policy("bad", cases[0][0]), ok=False)
+    check_denied(get(gw, "/blocked"), "/blocked after the refused reload")
+    check(get(gw, "/").status == 200, "/ after the refused reload")
+    reload(env, *quiet, block, policy("allow-nothing", "  action: ALLOW\n"))
+    check_denied(get(gw, "/"), "/ with an ALLOW policy without rules")
+
+
+@_test
+def authz_principals(env):
+    """Over HTTPS with OPTIONAL_MUTUAL: principals, namespaces and trustDomains
+    from the client certificate's SPIFFE URI; a request without a certificate
+    never matches notPrincipals' "*" (so a DENY notPrincipals ["*"] denies it);
+    a connection.sni condition."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("gw", ["DNS:a.example.com", "DNS:blocked.example.com"], key="ec")
+    certs = {n: pki.leaf(n, [f"URI:spiffe://{uri}"], key="ec") for n, uri in (
+        ("web", "cluster.local/ns/shop/sa/web"), ("other", "cluster.local/ns/shop/sa/other"),
+        ("prod", "td.example/ns/prod/sa/x"), ("prod-cl", "cluster.local/ns/prod/sa/x"))}
+    allow = policy("mesh", "  rules:\n  - from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]\n"
+                   "  - from: [{source: {namespaces: [prod], trustDomains: [td.example]}}]\n"
+                   "  - to: [{operation: {paths: [\"/public*\"]}}]\n")
+    deny = policy("need-cert", "  action: DENY\n  rules:\n"
+                  "  - from: [{source: {notPrincipals: [\"*\"]}}]\n    to: [{operation: {paths: [/public/private]}}]\n"
+                  "  - when: [{key: connection.sni, values: [\"blocked.*\"]}]\n")
+    tls_world(env, [server(port, ["*"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}")],
+              extra_docs=[allow, deny])
+    for cert, path, sni, status in (("web", "/x", "a.example.com", 200), ("other", "/x", "a.example.com", 403),
+                                    ("prod", "/x", "a.example.com", 200), ("prod-cl", "/x", "a.example.com", 403),
+                                    (None, "/x", "a.example.com", 403), (None, "/public", "a.example.com", 200),
+                                    (None, "/public/private", "a.example.com", 403),
+                                    ("web", "/public/private", "a.example.com", 200),
+                                    ("web", "/x", "blocked.example.com", 403)):
+        r = tls_get(port, sni, client_ctx(pki, cert=certs.get(cert)), path)
+        check(r.status == status, f"{cert or 'no'} certificate, {path}, SNI {sni}: want {status}, got {r}")
