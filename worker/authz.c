@@ -30,6 +30,7 @@ static const struct sockaddr_storage *address(struct az_ctx *c, int k)
 {
 	struct ism_sess *s = c->st->sess;
 	struct ism_sess_pp *pp;
+	const char *text;
 	bool ok = false;
 
 	if (c->known[k] == 0) {
@@ -38,8 +39,16 @@ static const struct sockaddr_storage *address(struct az_ctx *c, int k)
 			ok = ism_addr_parse(s->peer, &c->addr[k], NULL);
 			break;
 		case A_REMOTE:
-			ok = ism_addr_parse(c->req != NULL ? ism_stream_client(c->st) : s->peer,
-					    &c->addr[k], NULL);
+			text = c->req != NULL ? ism_stream_client(c->st) : s->peer;
+			if (text == s->peer) {
+				/* The peer itself: read once for both. */
+				const struct sockaddr_storage *a = address(c, A_SRC);
+
+				if ((ok = a != NULL))
+					c->addr[k] = *a;
+			} else {
+				ok = ism_addr_parse(text, &c->addr[k], NULL);
+			}
 			break;
 		default:
 			pp = ism_sess_pp(s);

@@ -114,8 +114,9 @@ def authz_deny_paths_and_log(env):
     for path in ("/admin/x", "/adminz", "/ok/secret?x=1", "/ok/a/secret", "/ok/deep/a/b"):
         check_denied(get(gw, path), path)
     check(upstream_count(up) == before, "the upstream saw a denied request")
+    # A template's {*} and {**} take Envoy's segment characters only ('*' is none).
     for path, status in (("/nothing", 404), ("/ADMIN/x", 404), ("/ok/x", 200), ("/ok/a/b/secret", 200),
-                         ("/ok/secretz", 200)):
+                         ("/ok/secretz", 200), ("/ok/a*b/secret", 200)):
         r = get(gw, path)
         check(r.status == status and (status != 200 or r.header("x-upstream") == "a"), f"{path}: want {status}: {r}")
     rc, out, err = curl(["--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
@@ -126,6 +127,9 @@ def authz_deny_paths_and_log(env):
                              ("/ok/secret?x=1 HTTP/1.1", "a-also", 0), ("/ok/a/secret HTTP/1.1", "deny-admin", 2),
                              ("/ok/deep/a/b HTTP/1.1", "deny-admin", 2), ("/admin/h2 HTTP/2", "deny-admin", 0)):
         log_line(log, f" {path}\" 403 ", details(name, rule))
+    # The route the request would have taken is named, as Envoy finds it before its filters.
+    line = log_line(log, " /admin/x HTTP/1.1\" 403 ")
+    check(line.endswith(" default/vs#1"), f"the denied request's line names its route: {line}")
 
 
 @_test
@@ -301,7 +305,9 @@ def authz_reload_and_errors(env):
               "spec.rules[0].from[0].source.notRemoteIpBlocks[1]", "not-an-ip"),
              ("  rules: [{when: [{key: source.ipp, values: [10.0.0.1]}]}]\n", "spec.rules[0].when[0]", "source.ipp"),
              ("  action: DENY\n", "spec", ""),
-             ("  rules: [{to: [{operation: {paths: [\"\"]}}]}]\n", "spec.rules[0].to[0].operation.paths[0]", "")]
+             ("  rules: [{to: [{operation: {paths: [\"\"]}}]}]\n", "spec.rules[0].to[0].operation.paths[0]", ""),
+             ("  rules: [{to: [{operation: {paths: [/a/x, \"/a/{x}/b\"]}}]}]\n",
+              "spec.rules[0].to[0].operation.paths[1]", "'{' or '}'")]
     for spec, path, want in cases:
         text = docs(head, policy("bad", spec))
         rc, out = env.check_config(env.write("bad.yaml", text))
