@@ -175,8 +175,12 @@ static void identity_val(struct ism_vctx *v, enum vkind k, const char *s, const 
 		break;
 	case V_TRUST_DOMAIN:
 		if (star == NULL || strcmp(s, "*") == 0) {
+			/* any domain, or this one exactly */
 			out->m.kind = ISM_SM_PREFIX;
-			snprintf(buf, sizeof(buf), star ? "spiffe://" : "spiffe://%s/", s);
+			if (star != NULL)
+				snprintf(buf, sizeof(buf), "spiffe://");
+			else
+				snprintf(buf, sizeof(buf), "spiffe://%s/", s);
 			out->m.s.p = ism_v_strdup(v, buf);
 			return;
 		}
@@ -244,14 +248,24 @@ static const char *refused(enum vkind k, const char *s)
 	}
 }
 
+/* The longest value: its matcher, quoted for a regex and prefixed, fits the
+ * 1 KiB buffers above. */
+#define VALUE_MAX 480
+
 /* Value s of key k, into out; false when refused (reported at it). */
 static bool parse_val(struct ism_vctx *v, const struct key *k, const struct ism_node *it,
 		      const char *policy_ns, struct ism_az_val *out)
 {
-	const char *s = it->str, *why = refused(k->kind, s);
+	const char *s = it->str, *why = it->len > VALUE_MAX ? "longer than 480 bytes" : NULL;
 	uint64_t port;
 
 	memset(out, 0, sizeof(*out));
+	if (why == NULL)
+		why = refused(k->kind, s);
+	if (why != NULL) {
+		ism_v_err(v, it, "\"%s\": %s", s, why);
+		return false;
+	}
 	switch (k->kind) {
 	case V_IP:
 		if (!ism_model_subnet(s, &out->net))
@@ -271,8 +285,6 @@ static bool parse_val(struct ism_vctx *v, const struct key *k, const struct ism_
 		string_val(v, s, "", false, false, out);
 		break;
 	case V_PATH:
-		if (why != NULL)
-			break;
 		if (template(s)) {
 			out->m.kind = ISM_SM_TEMPLATE;
 			out->m.s.p = s;
@@ -286,8 +298,7 @@ static bool parse_val(struct ism_vctx *v, const struct key *k, const struct ism_
 	case V_NAMESPACE:
 	case V_SERVICE_ACCOUNT:
 	case V_TRUST_DOMAIN:
-		if (why == NULL)
-			identity_val(v, k->kind, s, policy_ns, out);
+		identity_val(v, k->kind, s, policy_ns, out);
 		break;
 	}
 	if (why != NULL) {
