@@ -15,17 +15,20 @@
 #include <strings.h>
 
 #include "health/outlier.h"
+#include "lib/addr.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
 #include "master/commands.h"
 #include "master/master-t.h"
 #include "worker/actions.h"
+#include "worker/authz.h"
 #include "worker/balancer.h"
 #include "worker/cors.h"
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
 #include "worker/sock.h"
+#include "worker/stream.h"
 
 #define EXPLAIN_HDRS 64
 
@@ -337,6 +340,88 @@ static void explain_dests(struct ism_master *m, const struct ism_table *t,
 
 /* From the listener on: path normalisation, HTTPS server, virtual host,
  * route, destinations. */
+/* --- AuthorizationPolicy --- */
+
+/* The address a connection was made to: to (an IP address), else the
+ * listener's own when it is bound to one; false when not known. */
+static bool local_address(const struct ism_listener *l, const char *to, struct sockaddr_storage *ss)
+{
+	if (to != NULL)
+		return ism_addr_parse(to, ss, NULL);
+	*ss = l->addr;
+	if (ss->ss_family == AF_INET)
+		return ((struct sockaddr_in *)ss)->sin_addr.s_addr != htonl(INADDR_ANY);
+	return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+/* What explain's connection reached: local (NULL: unknown), on the
+ * listener's port. */
+struct explain_dest {
+	const struct ism_listener *l;
+	const struct sockaddr_storage *local;
+};
+
+static bool explain_dest(void *ctx, struct sockaddr_storage *out)
+{
+	const struct explain_dest *d = ctx;
+
+	if (d->local == NULL)
+		return false;
+	*out = *d->local;
+	if (out->ss_family == AF_INET)
+		((struct sockaddr_in *)out)->sin_port = htons(d->l->port);
+	else
+		((struct sockaddr_in6 *)out)->sin6_port = htons(d->l->port);
+	return true;
+}
+
+/* The policies' verdict on the request (req; NULL: a connection with server
+ * name sni) from peer to listener l (address local; NULL: unknown), as a
+ * worker decides it before routing; false when they deny it (said so).
+ * Nothing is said when no policy applies. explain has no client
+ * certificate: the identities' conditions (principals, namespaces, ...) hold
+ * for none. */
+static bool explain_authz(const struct ism_table *t, const struct ism_listener *l,
+			  const struct ism_http_req *req, const char *peer,
+			  const struct sockaddr_storage *local, const char *sni,
+			  struct ism_router_scratch *rs, struct ism_reply *r)
+{
+	struct explain_dest d = {l, local};
+	char client[INET6_ADDRSTRLEN] = "";
+	struct ism_az_in in = {.req = req,
+			       .peer = peer,
+			       .client = peer,
+			       .sni = sni != NULL && sni[0] ? sni : NULL,
+			       .dest = explain_dest,
+			       .ctx = &d,
+			       .rs = rs};
+	const struct ism_az_policy *rule;
+	const char *denied;
+	int pre = (int)strlen("rbac_access_denied_matched_policy[");
+
+	if (!ism_authz_any(&t->authz, req != NULL))
+		return true;
+	if (req != NULL) {
+		ism_stream_xff_client(t->trusted_proxies, req, client);
+		if (client[0] != '\0')
+			in.client = client;
+	}
+	denied = ism_authz_check(&t->authz, &in, &rule);
+	if (denied != NULL) {
+		ism_say(r, "authorization: %s: %s\n",
+			rule != NULL ? "a DENY rule matches" : "no ALLOW rule matches", denied);
+		ism_say(r, req != NULL ? "the answer is 403 (RBAC: access denied)\n"
+				       : "the connection is closed\n");
+		return false;
+	}
+	if (rule != NULL)
+		ism_say(r, "authorization: allowed by the ALLOW rule %.*s\n",
+			(int)rule->details.len - pre - 1, rule->details.p + pre);
+	else
+		ism_say(r, "authorization: no DENY rule matches\n");
+	return true;
+}
+
 static void explain_route(struct ism_master *m, const struct ism_table *t,
 			  const struct ism_listener *l, struct ism_http_req *req, const char *peer,
 			  struct ism_router_scratch *rs, struct ism_reply *r)
@@ -345,6 +430,8 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	const struct ism_route *rt;
 	const char *raw = req->path;
 	size_t raw_len = req->path_len;
+	struct sockaddr_storage ss;
+	bool known;
 	int ret = ism_router_normalize(rs, t->path_norm, req);
 
 	if (ret < 0) {
@@ -355,6 +442,9 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	if (req->path != raw)
 		ism_say(r, "path: %.*s normalised to %.*s\n", (int)raw_len, raw, (int)req->path_len,
 			req->path);
+	known = local_address(l, NULL, &ss);
+	if (!explain_authz(t, l, req, peer, known ? &ss : NULL, NULL, rs, r))
+		return;
 	vh = explain_vhost(l, req, r);
 	if (vh == NULL)
 		return;
@@ -452,7 +542,8 @@ static void explain_l4_route(struct ism_master *m, const struct ism_table *t,
  * then, passed through, the tls route. */
 static void explain_tls(struct ism_master *m, const struct ism_table *t,
 			const struct ism_listener *l, const char *sni,
-			const struct sockaddr_storage *local, const char *peer, struct ism_reply *r)
+			const struct sockaddr_storage *local, const char *peer,
+			struct ism_router_scratch *rs, struct ism_reply *r)
 {
 	int s = ism_router_pick_server(l, sni);
 
@@ -469,6 +560,8 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 		return;
 	}
 	ism_say(r, "TLS passthrough server: %s\n", l->tls[s].name.p);
+	if (!explain_authz(t, l, NULL, peer, local, sni, rs, r))
+		return;
 	if (sni[0] == '\0') {
 		ism_say(r, "tls route: none without SNI: the connection is closed (NR)\n");
 		return;
@@ -484,30 +577,13 @@ static bool passes_through(const struct ism_listener *l)
 	return false;
 }
 
-/* The address a connection was made to: to (an IP address), else the
- * listener's own when it is bound to one; false when not known. */
-static bool local_address(const struct ism_listener *l, const char *to, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (to != NULL) {
-		if (inet_pton(AF_INET, to, &((struct sockaddr_in *)ss)->sin_addr) == 1)
-			ss->ss_family = AF_INET;
-		else if (inet_pton(AF_INET6, to, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1)
-			ss->ss_family = AF_INET6;
-		return ss->ss_family != 0;
-	}
-	*ss = l->addr;
-	if (ss->ss_family == AF_INET)
-		return ((struct sockaddr_in *)ss)->sin_addr.s_addr != htonl(INADDR_ANY);
-	return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
 /* explain tcp [PORT] ... / explain tls SNI|- [PORT] ... (tok[0] is tcp or tls). */
 static void explain_l4(struct ism_master *m, const struct ism_table *t, char **tok, int n_tok,
 		       struct ism_reply *r)
 {
 	bool tls = strcmp(tok[0], "tls") == 0;
 	const char *peer = "127.0.0.1", *to = NULL;
+	struct ism_router_scratch *rs;
 	const struct ism_listener *l = NULL;
 	struct sockaddr_storage local;
 	unsigned long port = 0;
@@ -561,11 +637,17 @@ static void explain_l4(struct ism_master *m, const struct ism_table *t, char **t
 	}
 	ism_say(r, "generation %llu, listener %s (port %u, %s)\n", (unsigned long long)t->gen,
 		l->name.p, l->port, tls ? "TLS" : "TCP");
+	rs = ism_router_scratch_new();
+	if (rs == NULL) {
+		ism_say(r, "error: out of memory\n");
+		return;
+	}
 	if (tls)
-		explain_tls(m, t, l, sni, known ? &local : NULL, peer, r);
-	else
+		explain_tls(m, t, l, sni, known ? &local : NULL, peer, rs, r);
+	else if (explain_authz(t, l, NULL, peer, known ? &local : NULL, NULL, rs, r))
 		explain_l4_route(m, t, l->tcp_routes, l->n_tcp, NULL, known ? &local : NULL, peer,
 				 r);
+	ism_router_scratch_free(rs);
 }
 
 void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)

@@ -1,24 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* AuthorizationPolicy at a request or a connection (worker/authz.h): the
- * compiled rules (conf/authz.c, conf/compile.c) against the attributes of the
- * stream, its session and its request. The addresses are read once per
- * check, when a condition first asks. */
+ * compiled rules (conf/authz.c, conf/compile.c) against what the caller gives
+ * of the request and its connection. The addresses are read once per check,
+ * when a condition first asks. */
 #include <string.h>
 
 #include "lib/addr.h"
 #include "worker/authz.h"
 #include "worker/router.h"
-#include "worker/session.h"
-#include "worker/stream.h"
 #include "worker/tls.h"
-#include "worker/worker.h"
 
 enum { A_SRC, A_REMOTE, A_DEST, A_COUNT };
 
 struct az_ctx {
-	struct ism_wctx *w;
-	struct ism_stream *st;
-	const struct ism_http_req *req;
+	const struct ism_az_in *in;
 	uint8_t known[A_COUNT]; /* 0 not read yet, 1 read, 2 unknown */
 	struct sockaddr_storage addr[A_COUNT];
 	uint16_t dest_port;
@@ -28,40 +23,30 @@ struct az_ctx {
 /* Address k of the check, read at its first use; NULL when unknown. */
 static const struct sockaddr_storage *address(struct az_ctx *c, int k)
 {
-	struct ism_sess *s = c->st->sess;
-	struct ism_sess_pp *pp;
-	const char *text;
+	const struct ism_az_in *in = c->in;
+	const struct sockaddr_storage *a;
 	bool ok = false;
 
 	if (c->known[k] == 0) {
 		switch (k) {
 		case A_SRC:
-			ok = ism_addr_parse(s->peer, &c->addr[k], NULL);
+			ok = ism_addr_parse(in->peer, &c->addr[k], NULL);
 			break;
 		case A_REMOTE:
-			text = c->req != NULL ? ism_stream_client(c->st) : s->peer;
-			if (text == s->peer) {
-				/* The peer itself: read once for both. */
-				const struct sockaddr_storage *a = address(c, A_SRC);
-
-				if ((ok = a != NULL))
-					c->addr[k] = *a;
-			} else {
-				ok = ism_addr_parse(text, &c->addr[k], NULL);
-			}
+			/* The peer itself: read once for both. */
+			if (in->client != in->peer)
+				ok = ism_addr_parse(in->client, &c->addr[k], NULL);
+			else if ((ok = (a = address(c, A_SRC)) != NULL))
+				c->addr[k] = *a;
 			break;
 		default:
-			pp = ism_sess_pp(s);
-			if (pp != NULL &&
-			    (pp->dst.sa.sa_family == AF_INET || pp->dst.sa.sa_family == AF_INET6)) {
-				memcpy(&c->addr[k], &pp->dst,
-				       pp->dst.sa.sa_family == AF_INET ? sizeof(pp->dst.in)
-								       : sizeof(pp->dst.in6));
-				c->dest_port =
-				    ntohs(pp->dst.sa.sa_family == AF_INET ? pp->dst.in.sin_port
-									  : pp->dst.in6.sin6_port);
-				ok = true;
-			}
+			ok = in->dest != NULL && in->dest(in->ctx, &c->addr[k]) &&
+			     (c->addr[k].ss_family == AF_INET || c->addr[k].ss_family == AF_INET6);
+			if (ok)
+				c->dest_port = ntohs(
+				    c->addr[k].ss_family == AF_INET
+					? ((const struct sockaddr_in *)&c->addr[k])->sin_port
+					: ((const struct sockaddr_in6 *)&c->addr[k])->sin6_port);
 			break;
 		}
 		c->known[k] = ok ? 1 : 2;
@@ -73,7 +58,7 @@ static const struct sockaddr_storage *address(struct az_ctx *c, int k)
 static bool str_holds(struct az_ctx *c, const struct ism_az_cond *cond, const char *v, size_t len)
 {
 	for (uint32_t i = 0; i < cond->n; i++)
-		if (ism_router_strmatch(&cond->v[i].m, v, len, c->w->rs))
+		if (ism_router_strmatch(&cond->v[i].m, v, len, c->in->rs))
 			return true;
 	return false;
 }
@@ -88,8 +73,7 @@ static bool id_holds(void *ctx, const char *id, size_t len)
 /* One of the condition's values holds (before its negation). */
 static bool values_hold(struct az_ctx *c, const struct ism_az_cond *cond)
 {
-	const struct ism_http_req *req = c->req;
-	struct ism_sess *s = c->st->sess;
+	const struct ism_http_req *req = c->in->req;
 	const struct sockaddr_storage *a;
 	const char *v;
 	size_t len;
@@ -114,9 +98,9 @@ static bool values_hold(struct az_ctx *c, const struct ism_az_cond *cond)
 		return false;
 	case ISM_AZ_PEER_ID:
 		c->cond = cond;
-		return ism_sess_tls(s) && ism_tls_peer_ids(s->s.x.ssl, id_holds, c);
+		return c->in->ssl != NULL && ism_tls_peer_ids(c->in->ssl, id_holds, c);
 	case ISM_AZ_SNI:
-		v = s->sni != NULL ? s->sni : "";
+		v = c->in->sni != NULL ? c->in->sni : "";
 		return str_holds(c, cond, v, strlen(v));
 	case ISM_AZ_HOST:
 		return req != NULL && req->host != NULL &&
@@ -127,7 +111,7 @@ static bool values_hold(struct az_ctx *c, const struct ism_az_cond *cond)
 		return req != NULL && req->path != NULL &&
 		       str_holds(c, cond, req->path, req->path_len);
 	case ISM_AZ_HEADER:
-		return req != NULL && ism_router_header(req, &cond->name, c->w->rs, &v, &len) &&
+		return req != NULL && ism_router_header(req, &cond->name, c->in->rs, &v, &len) &&
 		       str_holds(c, cond, v, len);
 	}
 	return false;
@@ -161,23 +145,20 @@ static const struct ism_az_policy *matched(struct az_ctx *c, const struct ism_az
 	return NULL;
 }
 
-const char *ism_authz_check(struct ism_wctx *w, struct ism_stream *st,
-			    const struct ism_http_req *req, const struct ism_az_rbac *deny,
-			    const struct ism_az_rbac *allow)
+const char *ism_authz_check(const struct ism_authz *az, const struct ism_az_in *in,
+			    const struct ism_az_policy **rule)
 {
+	const struct ism_az_rbac *allow = ism_authz_allow(az, in->req != NULL);
 	struct az_ctx c;
-	const struct ism_az_policy *p;
 
 	/* Not the addresses (384 bytes): each is written when first asked. */
-	c.w = w;
-	c.st = st;
-	c.req = req;
+	c.in = in;
 	memset(c.known, 0, sizeof(c.known));
-	p = matched(&c, deny);
-
-	if (p != NULL)
-		return p->details.p;
-	if (allow->on && matched(&c, allow) == NULL)
-		return ISM_AZ_NONE;
-	return NULL;
+	*rule = matched(&c, ism_authz_deny(az, in->req != NULL));
+	if (*rule != NULL)
+		return (*rule)->details.p;
+	if (!allow->on)
+		return NULL;
+	*rule = matched(&c, allow);
+	return *rule != NULL ? NULL : ISM_AZ_NONE;
 }

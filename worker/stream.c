@@ -709,14 +709,39 @@ static void tunnel_start(struct ism_wctx *w, struct ism_stream *st, uint32_t idl
 	st->state = ISM_ST_TUNNEL;
 }
 
+/* The address the session's client connected to (ism_az_in.dest). */
+static bool sess_dest(void *ctx, struct sockaddr_storage *out)
+{
+	const struct ism_sess_pp *pp = ism_sess_pp(ctx);
+
+	if (pp == NULL)
+		return false;
+	memcpy(out, &pp->dst, sizeof(pp->dst));
+	return true;
+}
+
 /* Whether the AuthorizationPolicies let the request (or with req NULL the
  * TCP connection) through; when they do not, st keeps Envoy's details of
  * the denial, and the caller answers (Envoy's RBAC filter comes before the
  * fault and CORS filters and the router). */
 static bool authorized(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
 {
-	const char *denied = ism_authz_denied(w, st, req, &w->table->authz);
+	struct ism_sess *s = st->sess;
+	const struct ism_az_policy *rule;
+	struct ism_az_in in;
+	const char *denied;
 
+	if (!ism_authz_any(&w->table->authz, req != NULL))
+		return true;
+	in = (struct ism_az_in){.req = req,
+				.peer = s->peer,
+				.client = req != NULL ? ism_stream_client(st) : s->peer,
+				.sni = s->sni,
+				.ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
+				.dest = sess_dest,
+				.ctx = s,
+				.rs = w->rs};
+	denied = ism_authz_check(&w->table->authz, &in, &rule);
 	if (denied == NULL)
 		return true;
 	ism_wstat_add(&w->st->authz_denied, 1);
@@ -941,19 +966,15 @@ static void delay_over(struct ism_wctx *w, struct ism_stream *st)
 
 /* ---------- the request ---------- */
 
-/* Envoy's xff_num_trusted_hops (Istio's gatewayTopology.numTrustedProxies N):
- * the client is the Nth address from the right of the X-Forwarded-For the
- * client sent (the last such field, the one forwarded), when it has that many
- * and that one is an IP address; else the connection's peer. */
-static void trusted_client(const struct ism_table *t, const struct ism_http_req *req,
-			   struct ism_stream *st)
+void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
+			   char out[INET6_ADDRSTRLEN])
 {
 	const struct ism_http_header *xff = NULL;
 	const char *p, *e, *s;
 	uint32_t k = 0;
 
-	st->xff_client[0] = '\0';
-	if (t->trusted_proxies == 0)
+	out[0] = '\0';
+	if (trusted == 0)
 		return;
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (req->headers[i].name_len == 15 &&
@@ -965,7 +986,7 @@ static void trusted_client(const struct ism_table *t, const struct ism_http_req 
 		/* [s, e) is an element, right to left. */
 		for (s = e; s > xff->value && s[-1] != ','; s--)
 			;
-		if (++k < t->trusted_proxies) {
+		if (++k < trusted) {
 			if (s == xff->value)
 				return; /* fewer addresses than trusted hops */
 			continue;
@@ -974,14 +995,13 @@ static void trusted_client(const struct ism_table *t, const struct ism_http_req 
 			;
 		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
-		if ((size_t)(e - p) < sizeof(st->xff_client)) {
-			unsigned char addr[sizeof(struct in6_addr)];
+		if ((size_t)(e - p) < INET6_ADDRSTRLEN) {
+			struct sockaddr_storage addr;
 
-			memcpy(st->xff_client, p, (size_t)(e - p));
-			st->xff_client[e - p] = '\0';
-			if (inet_pton(AF_INET, st->xff_client, addr) != 1 &&
-			    inet_pton(AF_INET6, st->xff_client, addr) != 1)
-				st->xff_client[0] = '\0';
+			memcpy(out, p, (size_t)(e - p));
+			out[e - p] = '\0';
+			if (!ism_addr_parse(out, &addr, NULL))
+				out[0] = '\0';
 		}
 		return;
 	}
@@ -1025,7 +1045,7 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	st->lis_stats = l < t->n_listeners ? t->listeners[l].stats : NULL;
 	if (req != NULL) {
 		ism_wstat_add(&w->st->requests, 1);
-		trusted_client(t, req, st);
+		ism_stream_xff_client(t->trusted_proxies, req, st->xff_client);
 	}
 	ism_stream_log_begin(w, st, req);
 }

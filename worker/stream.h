@@ -194,6 +194,13 @@ void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
  * request_payload_too_large), an HTTP/2 header block over the limits (431,
  * http2.too_many_headers) or with a field nghttp2 would have refused (400,
  * http2.invalid.header.field). */
+/* Envoy's xff_num_trusted_hops (Istio's gatewayTopology.numTrustedProxies,
+ * trusted): into out, the Nth address from the right of the X-Forwarded-For
+ * req has (the last such field, the one forwarded), when it has that many and
+ * that one is an IP address; else "" (the client is the connection's peer). */
+void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
+			   char out[INET6_ADDRSTRLEN]);
+
 #define ISM_WHY_HEAD_TIMEOUT	"request timeout"
 #define ISM_WHY_BODY_TOO_LARGE	"request body too large"
 #define ISM_WHY_H2_HEAD_TOO_BIG "request headers too large"

@@ -157,6 +157,29 @@ def authz_allow_ip_blocks(env):
 
 
 @_test
+def authz_explain(env):
+    """explain METHOD URL gives the policies' verdict as a worker reaches it:
+    the DENY rule that matches, no ALLOW rule matching, or the ALLOW rule that
+    lets the request through, with from= and X-Forwarded-For (by
+    numTrustedProxies) as the request's sources."""
+    deny = policy("deny-admin", "  action: DENY\n  rules: [{to: [{operation: {paths: [\"/admin*\"]}}]}]\n")
+    allow = policy("allow-lo", "  rules:\n  - from: [{source: {remoteIpBlocks: [127.0.0.0/8]}}]\n")
+    (gw,), _ = world(env, deny, allow, app_extra="  gatewayTopology: {numTrustedProxies: 1}\n")
+    sock = env.path("ctl.sock")
+    for args, want in (
+            (f"GET http://test.local:{gw}/admin/x", [details("deny-admin", 0), "the answer is 403"]),
+            (f"GET http://test.local:{gw}/a", ["allowed by the ALLOW rule ns[default]-policy[allow-lo]-rule[0]",
+                                             "route: "]),
+            (f"GET http://test.local:{gw}/a from=10.0.0.1", ["rbac_access_denied_matched_policy[none]",
+                                                            "the answer is 403"]),
+            (f"GET http://test.local:{gw}/a from=10.0.0.1 x-forwarded-for=127.0.0.9",
+             ["allowed by the ALLOW rule"])):
+        ans = ctl_cmd(sock, "explain " + args)
+        check(all(w in ans for w in want), f"explain {args}: want {want}: {ans}")
+    check(get(gw, "/a").status == 200 and get(gw, "/admin/x").status == 403, "the workers agree")
+
+
+@_test
 def authz_remote_ip_xff(env):
     """numTrustedProxies 1: remoteIpBlocks and the remote.ip condition match the
     client X-Forwarded-For names (the rightmost address), else the peer;
@@ -282,6 +305,13 @@ def authz_tcp(env):
     got = tcp_refused(tcp, "127.0.0.1")
     check(got == b"", f"the ALLOW rule with methods is dropped for TCP: 127.0.0.1 received {got!r}")
     tcp_through(tcp, "127.0.0.3")
+    # explain gives the workers' verdict.
+    ans = ctl_cmd(env.path("ctl.sock"), f"explain tcp {tcp} from=127.0.0.1")
+    check("authorization: no ALLOW rule matches: rbac_access_denied_matched_policy[none]" in ans
+          and "the connection is closed" in ans and "tcp route" not in ans, f"explain tcp from .1: {ans}")
+    ans = ctl_cmd(env.path("ctl.sock"), f"explain tcp {tcp} from=127.0.0.3")
+    check("authorization: allowed by the ALLOW rule ns[default]-policy[allow]-rule[1]" in ans
+          and "tcp route" in ans, f"explain tcp from .3: {ans}")
 
 
 @_test
