@@ -132,6 +132,10 @@ int ism_cel_compile(const char *text, size_t len, const struct ism_cel_attr *att
 void ism_cel_eval(const void *prog, const struct ism_cel_env *env, char *scratch, size_t cap,
 		  struct ism_cel_val *out);
 
+/* Whether compiled program prog may read attribute id (its value, a key of
+ * it, whether it has one): what its caller must make ready. */
+bool ism_cel_reads(const void *prog, uint16_t id);
+
 /* Whether the exchange is logged, as Envoy's CEL access-log filter decides:
  * true only when the result is bool true (an error or any other value is
  * not logged). As ism_cel_eval, with ISM_CEL_SCRATCH bytes of stack. */

@@ -800,6 +800,28 @@ void ism_cel_eval(const void *prog, const struct ism_cel_env *env, char *scratch
 	eval(&r, h->root, 0, out);
 }
 
+bool ism_cel_reads(const void *prog, uint16_t id)
+{
+	const struct cel_prog *p = prog;
+	const struct cel_node *n = (const struct cel_node *)(p + 1);
+
+	for (uint16_t i = 0; i < p->n_nodes; i++)
+		switch ((enum cel_op)n[i].op) {
+		case CEL_ATTR:
+		case CEL_MAPREF:
+		case CEL_MAPKEY:
+		case CEL_MAPIDX:
+		case CEL_HAS_ATTR:
+		case CEL_HAS_KEY:
+			if (n[i].id == id)
+				return true;
+			break;
+		default:
+			break;
+		}
+	return false;
+}
+
 bool ism_cel_filter(const void *prog, const struct ism_cel_env *env)
 {
 	char scratch[ISM_CEL_SCRATCH];

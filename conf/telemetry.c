@@ -356,6 +356,8 @@ void ism_model_telemetry(struct ism_vctx *v)
 	if (state == 0 && filter != NULL) {
 		a->access_log.filter = filter->filter;
 		a->access_log.filter_size = filter->filter_size;
+		a->access_log.filter_headers =
+		    filter->filter != NULL && ism_cel_reads(filter->filter, ISM_LA_REQ_HEADERS);
 	}
 	v->res = "";
 	ism_v_pop(v, 0);

@@ -1050,6 +1050,8 @@ struct ism_alog_conf {
 	 * a line is written only when it is true; NULL: every line. */
 	const void *filter;
 	uint32_t filter_size;
+	/* the filter reads request.headers: each request's fields are kept for it */
+	uint8_t filter_headers;
 };
 
 /* --- AuthorizationPolicy: Envoy's RBAC filters, as istiod writes them --- */

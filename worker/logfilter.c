@@ -34,7 +34,7 @@ struct lf_ctx {
 void ism_logfilter_capture(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_req *req)
 {
-	if (w->alog.conf == NULL || w->alog.conf->filter == NULL || req == NULL)
+	if (w->alog.conf == NULL || !w->alog.conf->filter_headers || req == NULL)
 		return;
 	st->filter_hdrs.len = 0;
 	if (ism_buf_put_pairs(&st->filter_hdrs, req->headers, req->n_headers) < 0)

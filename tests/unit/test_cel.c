@@ -957,6 +957,40 @@ static void check_prefixes(const char *e)
 	}
 }
 
+/* What a program reads: the header map whether it takes a key's value, a
+ * key's presence or the map after `in`; not when only other attributes are
+ * read (the worker then keeps no copy of the fields). */
+static void test_reads(void **state)
+{
+	static const struct {
+		const char *text;
+		bool headers, code;
+	} cases[] = {
+	    {"request.headers['x-a'] == 'b'", true, false},
+	    {"request.headers.host.startsWith('a')", true, false},
+	    {"has(request.headers.x)", true, false},
+	    {"'x' in request.headers || response.code == 500", true, true},
+	    {"response.code >= 400 && request.method == 'GET'", false, true},
+	    {"request.url_path.size() > 3", false, false},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		void *prog = NULL;
+		size_t size;
+
+		assert_int_equal(ism_cel_compile(cases[i].text, strlen(cases[i].text), attrs,
+						 sizeof(attrs) / sizeof(attrs[0]), &prog, &size,
+						 NULL, 0, NULL),
+				 0);
+		if (ism_cel_reads(prog, A_HEADERS) != cases[i].headers ||
+		    ism_cel_reads(prog, A_CODE) != cases[i].code)
+			fail_msg("%s: reads headers %d code %d", cases[i].text,
+				 ism_cel_reads(prog, A_HEADERS), ism_cel_reads(prog, A_CODE));
+		free(prog);
+	}
+}
+
 static void test_prefixes(void **state)
 {
 	(void)state;
@@ -975,6 +1009,7 @@ int main(void)
 	    cmocka_unit_test(test_refused),	    cmocka_unit_test(test_examples),
 	    cmocka_unit_test(test_env_and_scratch), cmocka_unit_test(test_position_independent),
 	    cmocka_unit_test(test_limits),	    cmocka_unit_test(test_prefixes),
+	    cmocka_unit_test(test_reads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
