@@ -2957,8 +2957,7 @@ static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
 			if (!conv_az_rule(b, &l->az->rules[j], tcp, action == ISM_AZ_ALLOW,
 					  &p[out->n]))
 				continue;
-			snprintf(name, sizeof(name),
-				 "rbac_access_denied_matched_policy[ns[%s]-policy[%s]-rule[%zu]]",
+			snprintf(name, sizeof(name), ISM_AZ_DETAILS "ns[%s]-policy[%s]-rule[%zu]]",
 				 l->r.ns, l->r.name, j);
 			p[out->n++].details = astr(b, name);
 		}

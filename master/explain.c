@@ -338,8 +338,6 @@ static void explain_dests(struct ism_master *m, const struct ism_table *t,
 			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);
 }
 
-/* From the listener on: path normalisation, HTTPS server, virtual host,
- * route, destinations. */
 /* --- AuthorizationPolicy --- */
 
 /* The address a connection was made to: to (an IP address), else the
@@ -397,7 +395,7 @@ static bool explain_authz(const struct ism_table *t, const struct ism_listener *
 			       .rs = rs};
 	const struct ism_az_policy *rule;
 	const char *denied;
-	int pre = (int)strlen("rbac_access_denied_matched_policy[");
+	int pre = (int)sizeof(ISM_AZ_DETAILS) - 1;
 
 	if (!ism_authz_any(&t->authz, req != NULL))
 		return true;
@@ -422,6 +420,8 @@ static bool explain_authz(const struct ism_table *t, const struct ism_listener *
 	return true;
 }
 
+/* From the listener on: path normalisation, the policies' verdict, HTTPS
+ * server, virtual host, route, destinations. */
 static void explain_route(struct ism_master *m, const struct ism_table *t,
 			  const struct ism_listener *l, struct ism_http_req *req, const char *peer,
 			  struct ism_router_scratch *rs, struct ism_reply *r)

@@ -1096,13 +1096,17 @@ struct ism_az_and {
 	const struct ism_az_cond *c;
 };
 
+/* Envoy's response code details of a denial begin so; then the rule's name
+ * ("ns[N]-policy[P]-rule[I]", or "none") and "]". */
+#define ISM_AZ_DETAILS "rbac_access_denied_matched_policy["
+
 /* One rule of a policy, Envoy's RBAC policy "ns[N]-policy[P]-rule[I]": it
  * matches when one of its permissions (to and the when keys of the
  * request's destination) and one of its principals (from and the other when
  * keys) hold. No permission: it never matches (an ALLOW policy without
  * rules). */
 struct ism_az_policy {
-	struct ism_str details; /* "rbac_access_denied_matched_policy[<name>]" */
+	struct ism_str details; /* ISM_AZ_DETAILS "<name>]" */
 	uint32_t n_perm, n_prin;
 	const struct ism_az_and *perm, *prin;
 };

@@ -16,7 +16,7 @@
 struct ism_router_scratch;
 
 /* Envoy's response code details of a denial no ALLOW rule matched. */
-#define ISM_AZ_NONE "rbac_access_denied_matched_policy[none]"
+#define ISM_AZ_NONE ISM_AZ_DETAILS "none]"
 
 /* What a check reads. */
 struct ism_az_in {
