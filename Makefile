@@ -11,7 +11,7 @@ PKGS     := openssl libpcre2-8 yaml-0.1 liburing libsystemd libnghttp2 libcares
 DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev liburing-dev \
             libcmocka-dev libsystemd-dev clang curl wrk nginx haproxy python3 openssl socat strace procps \
             dpkg-dev rpm lintian logrotate man-db adduser iproute2 libclang-rt-14-dev \
-            libnghttp2-dev nghttp2-client python3-h2 python3-grpcio python3-websockets \
+            libnghttp2-dev nghttp2-client python3-h2 python3-grpcio python3-websockets python3-cryptography \
             libc-ares-dev dnsmasq-base
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes

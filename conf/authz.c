@@ -14,9 +14,14 @@
  *   serviceAccounts and trustDomains: istiod's patterns on the identity;
  * - addresses: an IP or a CIDR block; ports: 0..65535.
  *
+ * - requestPrincipals, request.auth.principal: "<iss>/<sub>" (split at the
+ *   last '/'), each side matched as istiod's requestPrincipalGenerator makes
+ *   it; request.auth.audiences, .presenter and .claims[..]: a string matcher
+ *   on the claim (aud, azp, the names in brackets) of the request's JWT
+ *   (conf/authn.c).
+ *
  * conf/compile.c makes Envoy's RBAC filters of them, for HTTP and apart for
- * TCP. What needs a RequestAuthentication (requestPrincipals,
- * request.auth.*), a CUSTOM action's extension provider or Envoy's dynamic
+ * TCP. What needs a CUSTOM action's extension provider or Envoy's dynamic
  * metadata (experimental.*) is "not implemented yet". */
 #include <ctype.h>
 #include <stdio.h>
@@ -36,6 +41,8 @@ enum vkind {
 	V_NAMESPACE,
 	V_SERVICE_ACCOUNT,
 	V_TRUST_DOMAIN,
+	V_REQ_PRINCIPAL, /* "<iss>/<sub>": two matchers */
+	V_CLAIM,	 /* Envoy's string matcher on a JWT claim */
 };
 
 struct key {
@@ -43,38 +50,46 @@ struct key {
 	enum ism_az_attr attr;
 	enum vkind kind;
 	bool http_only;
-	bool perm; /* a when key of the destination: joins the permissions */
+	bool perm;	   /* a when key of the destination: joins the permissions */
+	const char *claim; /* V_CLAIM: the claim it reads; NULL: in brackets */
 };
 
 /* The when keys isthmus gives; request.headers[..] is found by its prefix. */
 static const struct key when_keys[] = {
-    {"source.ip", ISM_AZ_SRC_IP, V_IP, false, false},
-    {"remote.ip", ISM_AZ_REMOTE_IP, V_IP, false, false},
-    {"source.namespace", ISM_AZ_PEER_ID, V_NAMESPACE, false, false},
-    {"source.serviceAccount", ISM_AZ_PEER_ID, V_SERVICE_ACCOUNT, false, false},
-    {"source.trustDomain", ISM_AZ_PEER_ID, V_TRUST_DOMAIN, false, false},
-    {"source.principal", ISM_AZ_PEER_ID, V_PRINCIPAL, false, false},
-    {"destination.ip", ISM_AZ_DEST_IP, V_IP, false, true},
-    {"destination.port", ISM_AZ_DEST_PORT, V_PORT, false, true},
-    {"connection.sni", ISM_AZ_SNI, V_STRING, false, true},
+    {"source.ip", ISM_AZ_SRC_IP, V_IP, false, false, NULL},
+    {"remote.ip", ISM_AZ_REMOTE_IP, V_IP, false, false, NULL},
+    {"source.namespace", ISM_AZ_PEER_ID, V_NAMESPACE, false, false, NULL},
+    {"source.serviceAccount", ISM_AZ_PEER_ID, V_SERVICE_ACCOUNT, false, false, NULL},
+    {"source.trustDomain", ISM_AZ_PEER_ID, V_TRUST_DOMAIN, false, false, NULL},
+    {"source.principal", ISM_AZ_PEER_ID, V_PRINCIPAL, false, false, NULL},
+    {"destination.ip", ISM_AZ_DEST_IP, V_IP, false, true, NULL},
+    {"destination.port", ISM_AZ_DEST_PORT, V_PORT, false, true, NULL},
+    {"connection.sni", ISM_AZ_SNI, V_STRING, false, true, NULL},
+    {"request.auth.principal", ISM_AZ_REQ_PRINCIPAL, V_REQ_PRINCIPAL, true, false, NULL},
+    {"request.auth.audiences", ISM_AZ_CLAIM, V_CLAIM, true, false, "aud"},
+    {"request.auth.presenter", ISM_AZ_CLAIM, V_CLAIM, true, false, "azp"},
 };
-static const struct key header_key = {"request.headers", ISM_AZ_HEADER, V_HEADER, true, false};
+static const struct key header_key = {
+    "request.headers", ISM_AZ_HEADER, V_HEADER, true, false, NULL};
+static const struct key claims_key = {
+    "request.auth.claims", ISM_AZ_CLAIM, V_CLAIM, true, false, NULL};
 
 /* A source's fields, each with its not* twin. */
 static const struct key source_keys[] = {
-    {"ipBlocks", ISM_AZ_SRC_IP, V_IP, false, false},
-    {"remoteIpBlocks", ISM_AZ_REMOTE_IP, V_IP, false, false},
-    {"namespaces", ISM_AZ_PEER_ID, V_NAMESPACE, false, false},
-    {"trustDomains", ISM_AZ_PEER_ID, V_TRUST_DOMAIN, false, false},
-    {"serviceAccounts", ISM_AZ_PEER_ID, V_SERVICE_ACCOUNT, false, false},
-    {"principals", ISM_AZ_PEER_ID, V_PRINCIPAL, false, false},
+    {"ipBlocks", ISM_AZ_SRC_IP, V_IP, false, false, NULL},
+    {"remoteIpBlocks", ISM_AZ_REMOTE_IP, V_IP, false, false, NULL},
+    {"namespaces", ISM_AZ_PEER_ID, V_NAMESPACE, false, false, NULL},
+    {"trustDomains", ISM_AZ_PEER_ID, V_TRUST_DOMAIN, false, false, NULL},
+    {"serviceAccounts", ISM_AZ_PEER_ID, V_SERVICE_ACCOUNT, false, false, NULL},
+    {"principals", ISM_AZ_PEER_ID, V_PRINCIPAL, false, false, NULL},
+    {"requestPrincipals", ISM_AZ_REQ_PRINCIPAL, V_REQ_PRINCIPAL, true, false, NULL},
 };
 
 static const struct key operation_keys[] = {
-    {"ports", ISM_AZ_DEST_PORT, V_PORT, false, true},
-    {"paths", ISM_AZ_PATH, V_PATH, true, true},
-    {"methods", ISM_AZ_METHOD, V_HEADER, true, true},
-    {"hosts", ISM_AZ_HOST, V_HOST, true, true},
+    {"ports", ISM_AZ_DEST_PORT, V_PORT, false, true, NULL},
+    {"paths", ISM_AZ_PATH, V_PATH, true, true, NULL},
+    {"methods", ISM_AZ_METHOD, V_HEADER, true, true, NULL},
+    {"hosts", ISM_AZ_HOST, V_HOST, true, true, NULL},
 };
 
 /* s with RE2's metacharacters escaped (Go's regexp.QuoteMeta), appended at
@@ -133,6 +148,57 @@ static void string_val(struct ism_vctx *v, const char *s, const char *prefix, bo
 		out->m.kind = ISM_SM_EXACT;
 		snprintf(buf, sizeof(buf), "%s%s", prefix, s);
 		out->m.s.p = ism_v_strdup(v, buf);
+	}
+}
+
+/* One side of a request principal: kind over s[0..len) (kind ISM_SM_REGEX:
+ * any non-empty value). */
+static void principal_side(struct ism_vctx *v, struct ism_strmatch *m, enum ism_sm_kind kind,
+			   const char *s, size_t len)
+{
+	char *d = kind == ISM_SM_REGEX ? ism_v_strdup(v, ".+") : ism_v_strdup(v, s);
+
+	if (d != NULL && kind != ISM_SM_REGEX)
+		d[len] = '\0';
+	m->kind = kind;
+	m->s.p = d;
+	m->s.len = d != NULL ? (uint32_t)strlen(d) : 0;
+}
+
+/* istiod's requestPrincipalGenerator: "<iss>/<sub>" split at the last '/',
+ * "*" at either end of the whole a suffix or prefix of one side, "*" alone
+ * any issuer and any subject (both present). */
+static void req_principal_val(struct ism_vctx *v, const char *s, struct ism_az_val *out)
+{
+	const char *slash = strrchr(s, '/');
+	size_t len = strlen(s), il = slash != NULL ? (size_t)(slash - s) : len;
+	const char *sub = slash != NULL ? slash + 1 : "";
+	size_t sl = strlen(sub);
+
+	if (strcmp(s, "*") == 0) {
+		principal_side(v, &out->m, ISM_SM_REGEX, NULL, 0);
+		principal_side(v, &out->sub, ISM_SM_REGEX, NULL, 0);
+	} else if (s[0] == '*' && slash != NULL) {
+		if (il == 1)
+			principal_side(v, &out->m, ISM_SM_REGEX, NULL, 0);
+		else
+			principal_side(v, &out->m, ISM_SM_SUFFIX, s + 1, il - 1);
+		principal_side(v, &out->sub, ISM_SM_EXACT, sub, sl);
+	} else if (s[0] == '*') {
+		principal_side(v, &out->m, ISM_SM_REGEX, NULL, 0);
+		principal_side(v, &out->sub, ISM_SM_SUFFIX, s + 1, len - 1);
+	} else if (s[len - 1] == '*' && slash != NULL) {
+		principal_side(v, &out->m, ISM_SM_EXACT, s, il);
+		if (strcmp(sub, "*") == 0)
+			principal_side(v, &out->sub, ISM_SM_REGEX, NULL, 0);
+		else
+			principal_side(v, &out->sub, ISM_SM_PREFIX, sub, sl - 1);
+	} else if (s[len - 1] == '*') {
+		principal_side(v, &out->m, ISM_SM_PREFIX, s, len - 1);
+		principal_side(v, &out->sub, ISM_SM_REGEX, NULL, 0);
+	} else {
+		principal_side(v, &out->m, ISM_SM_EXACT, s, il);
+		principal_side(v, &out->sub, ISM_SM_EXACT, sub, sl);
 	}
 }
 
@@ -295,6 +361,12 @@ static bool parse_val(struct ism_vctx *v, const struct key *k, const struct ism_
 	case V_PRINCIPAL:
 		string_val(v, s, "spiffe://", false, false, out);
 		break;
+	case V_REQ_PRINCIPAL:
+		req_principal_val(v, s, out);
+		return true;
+	case V_CLAIM:
+		string_val(v, s, "", false, false, out);
+		break;
 	case V_NAMESPACE:
 	case V_SERVICE_ACCOUNT:
 	case V_TRUST_DOMAIN:
@@ -428,30 +500,22 @@ static bool listed(const struct ism_node *m, const char *const *keys)
 static void parse_source(struct ism_vctx *v, const struct ism_node *m, const char *ns,
 			 struct ism_cm_az_and *and)
 {
-	static const char *const known[] = {"ipBlocks",
-					    "notIpBlocks",
-					    "remoteIpBlocks",
-					    "notRemoteIpBlocks",
-					    "namespaces",
-					    "notNamespaces",
-					    "trustDomains",
-					    "notTrustDomains",
-					    "serviceAccounts",
-					    "notServiceAccounts",
-					    "principals",
-					    "notPrincipals",
-					    NULL};
-	static const char *const later[] = {"requestPrincipals", "notRequestPrincipals", NULL};
+	static const char *const known[] = {
+	    "ipBlocks",		  "notIpBlocks",	  "remoteIpBlocks",
+	    "notRemoteIpBlocks",  "namespaces",		  "notNamespaces",
+	    "trustDomains",	  "notTrustDomains",	  "serviceAccounts",
+	    "notServiceAccounts", "principals",		  "notPrincipals",
+	    "requestPrincipals",  "notRequestPrincipals", NULL};
 	bool ids = ism_node_get(m, "principals", NULL) || ism_node_get(m, "notPrincipals", NULL) ||
 		   ism_node_get(m, "namespaces", NULL) || ism_node_get(m, "notNamespaces", NULL);
 
-	if (!ism_v_keys(v, m, known, later))
+	if (!ism_v_keys(v, m, known, NULL))
 		return;
 	if (ids && (ism_node_get(m, "serviceAccounts", NULL) ||
 		    ism_node_get(m, "notServiceAccounts", NULL)))
 		ism_v_err(v, m, "serviceAccounts cannot be set with namespaces or principals");
 	parse_fields(v, m, ns, source_keys, sizeof(source_keys) / sizeof(source_keys[0]), and);
-	if (!listed(m, known) && !listed(m, later))
+	if (!listed(m, known))
 		ism_v_err(v, m, "must not be empty (a rule without from holds for every source)");
 }
 
@@ -470,16 +534,44 @@ static void parse_operation(struct ism_vctx *v, const struct ism_node *m, const 
 		ism_v_err(v, m, "must not be empty (a rule without to holds for every operation)");
 }
 
+/* The claim names of "[a][b]..." (istiod's extractNameInNestedBrackets), joined
+ * with ']' in the model's pool; NULL when s is not of that form or a name is
+ * empty or holds a bracket. */
+static const char *claim_path(struct ism_vctx *v, const char *s)
+{
+	char buf[ISM_AZ_CLAIM_NAME_MAX + 1];
+	size_t n = 0;
+
+	if (*s == '\0')
+		return NULL;
+	while (*s != '\0') {
+		size_t len = strcspn(s + 1, "[]");
+
+		if (s[0] != '[' || s[1 + len] != ']' || len == 0 ||
+		    n + len + 1 > ISM_AZ_CLAIM_NAME_MAX)
+			return NULL;
+		if (n > 0)
+			buf[n++] = ']';
+		memcpy(buf + n, s + 1, len);
+		n += len;
+		s += len + 2;
+	}
+	buf[n] = '\0';
+	return ism_v_strdup(v, buf);
+}
+
 /* The key of when entry e (its text key), or NULL when refused (reported at
- * the key); *name: a header's name, lowercased. */
+ * the key); *name: a header's name, lowercased, or a claim's path. */
 static const struct key *when_key(struct ism_vctx *v, const struct ism_node *at, const char *key,
 				  const char **name)
 {
 	size_t hl = strlen(header_key.key), kl = strlen(key);
 
 	for (size_t i = 0; i < sizeof(when_keys) / sizeof(when_keys[0]); i++)
-		if (strcmp(key, when_keys[i].key) == 0)
+		if (strcmp(key, when_keys[i].key) == 0) {
+			*name = when_keys[i].claim;
 			return &when_keys[i];
+		}
 	if (strncmp(key, header_key.key, hl) == 0 && key[hl] == '[' && kl > hl + 2 &&
 	    key[kl - 1] == ']' && memchr(key + hl + 1, ']', kl - hl - 2) == NULL) {
 		char *n = ism_v_strdup(v, key + hl + 1);
@@ -492,12 +584,15 @@ static const struct key *when_key(struct ism_vctx *v, const struct ism_node *at,
 		*name = n;
 		return &header_key;
 	}
-	if (strncmp(key, "request.auth.", 13) == 0)
+	if (strncmp(key, claims_key.key, strlen(claims_key.key)) == 0) {
+		if ((*name = claim_path(v, key + strlen(claims_key.key))) != NULL)
+			return &claims_key;
 		ism_v_err(v, at,
-			  "\"%s\": " ISM_NOT_IMPL " (a RequestAuthentication's JWT claims: isthmus "
-			  "checks no JWT yet)",
+			  "\"%s\": expected request.auth.claims[<name>] or "
+			  "request.auth.claims[<name>][<nested name>]..., names without '[' "
+			  "or ']'",
 			  key);
-	else if (strncmp(key, "experimental.envoy.filters.", 27) == 0)
+	} else if (strncmp(key, "experimental.envoy.filters.", 27) == 0)
 		ism_v_err(v, at, "\"%s\": " ISM_NOT_IMPL " (Envoy's dynamic metadata)", key);
 	else if (strcmp(key, "destination.namespace") == 0)
 		ism_v_err(v, at, "\"%s\" is replaced by the policy's metadata.namespace", key);
@@ -512,7 +607,9 @@ static const struct key *when_key(struct ism_vctx *v, const struct ism_node *at,
 			  "unknown attribute \"%s\" (request.headers[<name>], source.ip, "
 			  "remote.ip, source.namespace, source.serviceAccount, "
 			  "source.trustDomain, source.principal, destination.ip, "
-			  "destination.port, connection.sni)",
+			  "destination.port, connection.sni, request.auth.principal, "
+			  "request.auth.audiences, request.auth.presenter, "
+			  "request.auth.claims[<name>])",
 			  key);
 	return NULL;
 }

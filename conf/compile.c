@@ -2861,6 +2861,9 @@ static uint32_t conv_az_cond(struct cbuild *b, const struct ism_cm_az_cond *c,
 			if (in->m.s.p != NULL)
 				conv_sm(b, &(struct ism_cm_sm){in->m.kind, in->m.s.p},
 					in->m.ignore_case, &v[i].m);
+			if (in->sub.s.p != NULL)
+				conv_sm(b, &(struct ism_cm_sm){in->sub.kind, in->sub.s.p}, false,
+					&v[i].sub);
 		}
 		out[made++] = (struct ism_az_cond){.attr = (uint8_t)c->attr,
 						   .negate = (uint8_t)neg,
@@ -2975,6 +2978,73 @@ static void conv_authz(struct cbuild *b, struct ism_authz *out)
 	conv_az_rbac(b, ISM_AZ_ALLOW, true, &out->tcp_allow);
 }
 
+/* --- RequestAuthentication: Envoy's jwt_authn providers (conf/authn.c) --- */
+
+static const struct ism_str *conv_strs(struct cbuild *b, const char *const *in, size_t n)
+{
+	struct ism_str *out = n ? ANEW(b, n, struct ism_str) : NULL;
+
+	for (size_t i = 0; out != NULL && i < n; i++)
+		out[i] = astr(b, in[i]);
+	return out;
+}
+
+static void conv_jwt_provider(struct cbuild *b, const struct ism_cm_jwt_rule *r,
+			      struct ism_jwt_provider *p)
+{
+	struct ism_jwt_loc *loc = r->n_loc ? ANEW(b, r->n_loc, struct ism_jwt_loc) : NULL;
+	struct ism_jwt_claim_hdr *ch =
+	    r->n_claim_hdrs ? ANEW(b, r->n_claim_hdrs, struct ism_jwt_claim_hdr) : NULL;
+
+	*p = (struct ism_jwt_provider){.issuer = astr(b, r->issuer),
+				       .n_aud = (uint32_t)r->n_aud,
+				       .aud = conv_strs(b, r->aud, r->n_aud),
+				       .jwks = astr(b, r->jwks),
+				       .n_loc = loc != NULL ? (uint32_t)r->n_loc : 0,
+				       .loc = loc,
+				       .forward = r->forward,
+				       .payload_header = astr(b, r->payload_header),
+				       .n_claim_hdrs = ch != NULL ? (uint32_t)r->n_claim_hdrs : 0,
+				       .claim_hdrs = ch,
+				       .n_spaced = (uint32_t)r->n_spaced,
+				       .spaced = conv_strs(b, r->spaced, r->n_spaced)};
+	for (size_t i = 0; loc != NULL && i < r->n_loc; i++)
+		loc[i] = (struct ism_jwt_loc){.where = r->loc[i].where,
+					      .name = astr(b, r->loc[i].name.p),
+					      .prefix = astr(b, r->loc[i].prefix.p)};
+	for (size_t i = 0; ch != NULL && i < r->n_claim_hdrs; i++)
+		ch[i] = (struct ism_jwt_claim_hdr){.claim = astr(b, r->claim_hdrs[i].claim.p),
+						   .header = astr(b, r->claim_hdrs[i].header.p)};
+}
+
+/* The jwtRules of the RequestAuthentications that apply, each a provider, by
+ * issuer as istiod sorts them (in document order among equal issuers). */
+static void conv_authn(struct cbuild *b, struct ism_jwt_authn *out)
+{
+	const struct ism_conf *c = b->c;
+	struct ism_jwt_provider *p;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_laters; i++)
+		if (c->laters[i]->ra != NULL)
+			n += c->laters[i]->ra->n_rules;
+	if (n == 0 || (p = ANEW(b, n, struct ism_jwt_provider)) == NULL)
+		return;
+	for (size_t i = 0; i < c->n_laters; i++)
+		for (size_t j = 0; c->laters[i]->ra != NULL && j < c->laters[i]->ra->n_rules; j++)
+			conv_jwt_provider(b, &c->laters[i]->ra->rules[j], &p[out->n++]);
+	/* An insertion sort: stable, and the rules are few. */
+	for (uint32_t i = 1; i < out->n; i++) {
+		struct ism_jwt_provider x = p[i];
+		uint32_t j = i;
+
+		for (; j > 0 && strcmp(p[j - 1].issuer.p, x.issuer.p) > 0; j--)
+			p[j] = p[j - 1];
+		p[j] = x;
+	}
+	out->p = p;
+}
+
 static int setup_re(struct cbuild *b)
 {
 	pcre2_general_context *g;
@@ -3006,6 +3076,7 @@ static void build(struct cbuild *b)
 		return;
 	fill_appliance(b, b->t);
 	conv_authz(b, &b->t->authz);
+	conv_authn(b, &b->t->jwt);
 	group_servers(b);
 	index_vs_by_gw(b);
 	b->peer_mtls = malloc(65536);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Mesh policies, AuthorizationPolicy (conf/authz.c) and the kinds isthmus does
- * not implement yet: EnvoyFilter, RequestAuthentication, WasmPlugin. A file
+/* Mesh policies, AuthorizationPolicy (conf/authz.c), RequestAuthentication
+ * (conf/authn.c) and the kinds isthmus does not implement yet: EnvoyFilter,
+ * WasmPlugin. A file
  * taken from a mesh holds many such
  * documents for other workloads; what matters is whether one applies to the
  * appliance, as istiod attaches these policies to a gateway's proxy
@@ -18,9 +19,9 @@
  *   SIDECAR_INBOUND or SIDECAR_OUTBOUND): attached, but it changes nothing of
  *   a gateway.
  *
- * An AuthorizationPolicy that applies is read (conf/authz.c); a document of
- * the other kinds that applies is an error, "not implemented yet": isthmus
- * would serve without what it asks (a JWT's checks, a filter's work). One that
+ * An AuthorizationPolicy or a RequestAuthentication that applies is read; a
+ * document of the other kinds that applies is an error, "not implemented
+ * yet": isthmus would serve without what it asks (a filter's work). One that
  * does not apply loads with a warning saying why; the rest of its spec is not
  * read, as it has no effect here. */
 #include <stdio.h>
@@ -111,7 +112,8 @@ static bool not_here(struct ism_vctx *v, const struct ism_cm_later *l)
 	} else {
 		return false;
 	}
-	if (strcmp(l->r.kind, "AuthorizationPolicy") == 0)
+	if (strcmp(l->r.kind, "AuthorizationPolicy") == 0 ||
+	    strcmp(l->r.kind, "RequestAuthentication") == 0)
 		ism_v_warn(v, at, "%s: ignored (its spec is not read)", why);
 	else
 		ism_v_warn(v, at, "%s: ignored (%s is " ISM_NOT_IMPL "; its spec is not read)", why,
@@ -133,6 +135,10 @@ void ism_model_laters(struct ism_vctx *v)
 			continue;
 		if (strcmp(l->r.kind, "AuthorizationPolicy") == 0) {
 			ism_model_parse_authz(v, l->spec, l);
+			continue;
+		}
+		if (strcmp(l->r.kind, "RequestAuthentication") == 0) {
+			ism_model_parse_authn(v, l->spec, l);
 			continue;
 		}
 		ism_v_pop(v, 0);

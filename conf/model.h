@@ -695,9 +695,32 @@ struct ism_cm_az {
 	struct ism_cm_az_rule *rules;
 };
 
-/* A document of a kind isthmus does not implement yet (EnvoyFilter,
- * AuthorizationPolicy, RequestAuthentication, WasmPlugin): what decides
- * whether it applies to the appliance (conf/later.c). */
+/* --- RequestAuthentication (conf/authn.c) --- */
+
+/* One jwtRule, checked as Istio's validation checks it. */
+struct ism_cm_jwt_rule {
+	const char *issuer; /* "": none */
+	size_t n_aud;
+	const char **aud;
+	const char *jwks; /* the key set, parsed once here to check it */
+	size_t n_loc;
+	struct ism_jwt_loc *loc; /* strings: the model's */
+	bool forward;
+	const char *payload_header; /* lowercased; NULL: none */
+	size_t n_claim_hdrs;
+	struct ism_jwt_claim_hdr *claim_hdrs;
+	size_t n_spaced;
+	const char **spaced; /* with scope and permission */
+};
+
+struct ism_cm_ra {
+	size_t n_rules;
+	struct ism_cm_jwt_rule *rules;
+};
+
+/* A mesh policy (AuthorizationPolicy, RequestAuthentication) or a document
+ * of a kind isthmus does not implement yet (EnvoyFilter, WasmPlugin): what
+ * decides whether it applies to the appliance (conf/later.c). */
 struct ism_cm_later {
 	struct ism_cm_res r;
 	const struct ism_node *kind_at;
@@ -708,6 +731,7 @@ struct ism_cm_later {
 	const char *target_key; /* "targetRef" or "targetRefs" when set; NULL */
 	bool sidecar_only;	/* EnvoyFilter: every configPatch's match.context a sidecar's */
 	struct ism_cm_az *az;	/* AuthorizationPolicy: its spec, checked, when it applies */
+	struct ism_cm_ra *ra;	/* RequestAuthentication: the same */
 };
 
 struct ism_conf {
@@ -1065,6 +1089,8 @@ void ism_model_parse_later(struct ism_vctx *v, const struct ism_node *spec, stru
 /* conf/authz.c: an AuthorizationPolicy's spec (l->r.at its document), checked
  * as Istio's validation checks it, into l->az. */
 void ism_model_parse_authz(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l);
+/* conf/authn.c: a RequestAuthentication's spec, checked, into l->ra. */
+void ism_model_parse_authn(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l);
 /* "a.b.c.d/n", "a::b/n" or an address alone (all its bits), the address kept
  * masked to its prefix; false when s is none of these (conf/vs.c). */
 bool ism_model_subnet(const char *s, struct ism_subnet *out);

@@ -52,6 +52,7 @@ enum ism_jwt_status {
 	ISM_JWT_JWKS_BAD_KEYS,	    /* "[keys] in Jwks is not an array" */
 	ISM_JWT_JWKS_NO_VALID_KEYS, /* "Jwks doesn't have any valid public key" */
 	ISM_JWT_JWKS_KID_ALG_MISMATCH, /* "Jwks doesn't have key to match kid or alg from Jwt" */
+	ISM_JWT_MULTIPLE_TOKENS,       /* "Found multiple Jwt tokens" (more than a check reads) */
 	ISM_JWT_N_STATUS
 };
 

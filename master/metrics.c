@@ -183,6 +183,9 @@ static const struct worker_metric worker_metrics[] = {
     WM(authz_denied, "isthmus_authz_denied_total", "counter",
        "Requests (answered 403) and TCP or TLS-passthrough connections (closed) an "
        "AuthorizationPolicy denied."),
+    WM(jwt_denied, "isthmus_jwt_denied_total", "counter",
+       "Requests answered 401 or 403 because a JWT a RequestAuthentication checks was not "
+       "valid."),
     WM(h2_sessions, "isthmus_http2_connections", "gauge", "HTTP/2 client connections open."),
     WM(h2_heap_bytes, "isthmus_http2_connection_heap_bytes", "gauge",
        "Heap the HTTP/2 client connections hold: libnghttp2's sessions, output buffers and "

@@ -155,6 +155,9 @@ struct ism_worker_stats {
 	/* requests (403) and TCP connections (closed) an AuthorizationPolicy
 	 * denied, Envoy's RBAC filters' "denied" */
 	_Atomic uint64_t authz_denied;
+	/* requests (401, 403) whose JWT a RequestAuthentication's provider
+	 * refused, Envoy's jwt_authn filter's "denied" */
+	_Atomic uint64_t jwt_denied;
 	/* HTTP/2 client connections (worker/h2.c) and the heap they hold:
 	 * libnghttp2's blocks, their output buffers and isthmus's structs (less
 	 * the pages an idle one gave back), not their streams' body buffers */

@@ -1071,12 +1071,24 @@ enum ism_az_attr {
 	ISM_AZ_METHOD,	  /* methods */
 	ISM_AZ_PATH,	  /* paths: the normalised path, without the query */
 	ISM_AZ_HEADER,	  /* request.headers[name]: its values joined with "," */
+	/* requestPrincipals, request.auth.principal: the request's verified
+	 * JWT (RequestAuthentication), its iss matched by m and its sub by
+	 * sub; none without a token */
+	ISM_AZ_REQ_PRINCIPAL,
+	/* request.auth.claims[a][b], .audiences (aud), .presenter (azp): the
+	 * claim at name (its names joined with ']'), a string or one string
+	 * of a list; a provider's spaceDelimitedClaims split at spaces */
+	ISM_AZ_CLAIM,
 };
+
+/* The longest claim path of an ISM_AZ_CLAIM condition. */
+#define ISM_AZ_CLAIM_NAME_MAX 480
 
 /* One value of a condition: m for the string attributes (kind
  * ISM_SM_PRESENT: the field is there), net for the addresses, port. */
 struct ism_az_val {
 	struct ism_strmatch m;
+	struct ism_strmatch sub; /* ISM_AZ_REQ_PRINCIPAL: the subject's */
 	struct ism_subnet net;
 	uint32_t port;
 };
@@ -1129,6 +1141,56 @@ struct ism_authz {
 	struct ism_az_rbac tcp_deny, tcp_allow;
 };
 
+/* --- RequestAuthentication: Envoy's jwt_authn filter, as istiod writes it --- */
+
+/* Where a provider's token is looked for. */
+enum ism_jwt_where {
+	ISM_JWT_HEADER, /* a request field: its value after prefix */
+	ISM_JWT_PARAM,	/* a query parameter */
+	ISM_JWT_COOKIE, /* a cookie */
+};
+
+struct ism_jwt_loc {
+	uint8_t where;	       /* enum ism_jwt_where */
+	struct ism_str name;   /* ISM_JWT_HEADER: lowercased */
+	struct ism_str prefix; /* ISM_JWT_HEADER: the value's prefix ("Bearer "); may be empty */
+};
+
+/* outputClaimToHeaders: claim (names joined with '.') into field header. */
+struct ism_jwt_claim_hdr {
+	struct ism_str claim;
+	struct ism_str header; /* lowercased */
+};
+
+#define ISM_JWT_AUD_MAX 64
+
+/* One jwtRule of the RequestAuthentications that apply (Envoy's provider
+ * "origins-<i>", by issuer as istiod sorts them). */
+struct ism_jwt_provider {
+	struct ism_str issuer; /* empty: any (a rule with only jwksUri) */
+	uint32_t n_aud;	       /* audiences (at most ISM_JWT_AUD_MAX); 0: any */
+	const struct ism_str *aud;
+	/* The JSON Web Key Set, as given: each worker parses it (lib/jose.h)
+	 * once per generation. */
+	struct ism_str jwks;
+	uint32_t n_loc; /* where tokens are: fromHeaders, fromParams, fromCookies, or
+			   Envoy's defaults (Authorization "Bearer ", access_token) */
+	const struct ism_jwt_loc *loc;
+	uint8_t forward;	       /* forwardOriginalToken: the token's field stays */
+	struct ism_str payload_header; /* outputPayloadToHeader (lowercased); empty: none */
+	uint32_t n_claim_hdrs;
+	const struct ism_jwt_claim_hdr *claim_hdrs;
+	/* claims whose string value is a list of words for the policies
+	 * (spaceDelimitedClaims, with scope and permission) */
+	uint32_t n_spaced;
+	const struct ism_str *spaced;
+};
+
+struct ism_jwt_authn {
+	uint32_t n; /* 0: no RequestAuthentication applies */
+	const struct ism_jwt_provider *p;
+};
+
 /* One compiled generation. */
 struct ism_table {
 	uint32_t magic;	       /* ISM_TABLE_MAGIC */
@@ -1177,6 +1239,7 @@ struct ism_table {
 #define ISM_SVC_TIME_FIELD ISM_SVC_TIME_NAME ": " /* own_h1's end */
 	struct ism_tls_conf mesh; /* the mesh identity (ISTIO_MUTUAL, PeerAuthentication) */
 	struct ism_authz authz;
+	struct ism_jwt_authn jwt;
 	uint32_t n_listeners;
 	const struct ism_listener *listeners;
 	uint32_t n_clusters;

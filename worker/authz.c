@@ -70,6 +70,82 @@ static bool id_holds(void *ctx, const char *id, size_t len)
 	return str_holds(c, c->cond, id, len);
 }
 
+/* One of the values of a request principal condition holds for the token's
+ * iss and sub (both strings). */
+static bool principal_holds(struct az_ctx *c, const struct ism_az_cond *cond)
+{
+	const struct ism_json *iss = ism_json_get(c->in->jwt, "iss");
+	const struct ism_json *sub = ism_json_get(c->in->jwt, "sub");
+
+	if (iss == NULL || sub == NULL || iss->type != ISM_JSON_STRING ||
+	    sub->type != ISM_JSON_STRING)
+		return false;
+	for (uint32_t i = 0; i < cond->n; i++)
+		if (ism_router_strmatch(&cond->v[i].m, iss->str, iss->n, c->in->rs) &&
+		    ism_router_strmatch(&cond->v[i].sub, sub->str, sub->n, c->in->rs))
+			return true;
+	return false;
+}
+
+/* Whether claim name (top level) is one the provider splits at spaces. */
+static bool spaced(const struct ism_jwt_provider *p, const char *name, size_t len)
+{
+	for (uint32_t i = 0; p != NULL && i < p->n_spaced; i++)
+		if (p->spaced[i].len == len && memcmp(p->spaced[i].p, name, len) == 0)
+			return true;
+	return false;
+}
+
+/* One of the condition's values holds for a word of v (split at spaces). */
+static bool words_hold(struct az_ctx *c, const struct ism_az_cond *cond, const char *v, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		size_t e = i;
+
+		while (e < len && v[e] != ' ')
+			e++;
+		if (e > i && str_holds(c, cond, v + i, e - i))
+			return true;
+		i = e + 1;
+	}
+	return false;
+}
+
+/* A claim condition: the claim at the condition's path (names joined with
+ * ']'), a string one of the values matches or a list with such a string, as
+ * Envoy's metadata matcher (istiod's list-or-value matcher) reads the
+ * jwt_authn payload, whose spaced claims it made lists of words. */
+static bool claim_holds(struct az_ctx *c, const struct ism_az_cond *cond)
+{
+	const struct ism_json *v = c->in->jwt;
+	const char *p = cond->name.p, *end = p + cond->name.len;
+	bool top = memchr(p, ']', cond->name.len) == NULL;
+	char seg[ISM_AZ_CLAIM_NAME_MAX + 1];
+
+	while (v != NULL && p < end) {
+		const char *e = memchr(p, ']', (size_t)(end - p));
+		size_t len = (size_t)((e != NULL ? e : end) - p);
+
+		if (len > ISM_AZ_CLAIM_NAME_MAX)
+			return false;
+		memcpy(seg, p, len);
+		seg[len] = '\0';
+		v = ism_json_get(v, seg);
+		p += len + 1;
+	}
+	if (v == NULL)
+		return false;
+	if (v->type == ISM_JSON_STRING)
+		return top && spaced(c->in->jwt_by, cond->name.p, cond->name.len)
+			   ? words_hold(c, cond, v->str, v->n)
+			   : str_holds(c, cond, v->str, v->n);
+	for (uint32_t i = 0; v->type == ISM_JSON_ARRAY && i < v->n; i++)
+		if (v->items[i].type == ISM_JSON_STRING &&
+		    str_holds(c, cond, v->items[i].str, v->items[i].n))
+			return true;
+	return false;
+}
+
 /* One of the condition's values holds (before its negation). */
 static bool values_hold(struct az_ctx *c, const struct ism_az_cond *cond)
 {
@@ -113,6 +189,10 @@ static bool values_hold(struct az_ctx *c, const struct ism_az_cond *cond)
 	case ISM_AZ_HEADER:
 		return req != NULL && ism_router_header(req, &cond->name, c->in->rs, &v, &len) &&
 		       str_holds(c, cond, v, len);
+	case ISM_AZ_REQ_PRINCIPAL:
+		return c->in->jwt != NULL && principal_holds(c, cond);
+	case ISM_AZ_CLAIM:
+		return c->in->jwt != NULL && claim_holds(c, cond);
 	}
 	return false;
 }

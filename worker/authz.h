@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lib/json.h"
 #include "shm/table-t.h"
 #include "worker/http1.h"
 
@@ -30,6 +31,10 @@ struct ism_az_in {
 	bool (*dest)(void *ctx, struct sockaddr_storage *out);
 	void *ctx;
 	struct ism_router_scratch *rs; /* for the string matches */
+	/* The claims of the request's verified JWT (worker/authn.h) and the
+	 * provider that verified it; NULL: none. */
+	const struct ism_json *jwt;
+	const struct ism_jwt_provider *jwt_by;
 };
 
 /* The filters that judge a request (req) or a connection (!req). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/addr.h"
+#include "lib/jose.h"
 #include "lib/log.h"
 #include "worker/accesslog.h"
 #include "worker/cors.h"
@@ -30,9 +31,15 @@ void ism_stream_count_status(struct ism_wctx *w, int status)
 const char *ism_stream_flag_for(int status, const char *why)
 {
 	switch (status) {
+	case 401:
+		/* Envoy's jwt_authn filter answers without a flag. */
+		return NULL;
 	case 403:
-		/* Envoy's RBAC filter answers without a flag. */
-		return strcmp(why, ISM_WHY_RBAC) == 0 ? NULL : "DPE";
+		/* Envoy's RBAC and jwt_authn filters answer without a flag. */
+		return strcmp(why, ISM_WHY_RBAC) == 0 ||
+			       strcmp(why, ism_jwt_status_text(ISM_JWT_AUDIENCE_DENIED)) == 0
+			   ? NULL
+			   : "DPE";
 	case 404:
 		return "NR";
 	case 408:

@@ -1202,3 +1202,59 @@ ssize_t ism_body_take(struct ism_body *b, char *p, size_t len, size_t *data_len,
 	}
 	return ISM_HTTP_EBAD;
 }
+
+/* The value of cookie name in a Cookie header ("a=1; b=2"; a quoted value
+ * without its quotes). */
+int ism_http_cookie_value(const char *v, size_t len, const char *name, size_t nlen,
+			  const char **out, size_t *out_len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t start, eq, end;
+
+		while (i < len && (v[i] == ' ' || v[i] == ';'))
+			i++;
+		start = i;
+		while (i < len && v[i] != ';')
+			i++;
+		end = i;
+		for (eq = start; eq < end && v[eq] != '='; eq++)
+			;
+		if (eq < end && eq - start == nlen && memcmp(v + start, name, nlen) == 0) {
+			*out = v + eq + 1;
+			*out_len = end - eq - 1;
+			/* A quoted value is the text inside its quotes (RFC
+			 * 6265, as Envoy's parseCookies reads it). */
+			if (*out_len >= 2 && (*out)[0] == '"' && (*out)[*out_len - 1] == '"') {
+				(*out)++;
+				*out_len -= 2;
+			}
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The value of query parameter name in "a=1&b=2". */
+int ism_http_query_value(const char *q, size_t len, const char *name, size_t nlen, const char **out,
+			 size_t *out_len)
+{
+	size_t i = 0;
+
+	while (q != NULL && i < len) {
+		size_t start = i, eq;
+
+		while (i < len && q[i] != '&')
+			i++;
+		for (eq = start; eq < i && q[eq] != '='; eq++)
+			;
+		if (eq - start == nlen && memcmp(q + start, name, nlen) == 0) {
+			*out = eq < i ? q + eq + 1 : q + i;
+			*out_len = eq < i ? i - eq - 1 : 0;
+			return 1;
+		}
+		i++;
+	}
+	return 0;
+}

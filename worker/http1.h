@@ -160,6 +160,16 @@ int ism_http_resp_has_body(int status, const char *method, size_t method_len);
  * TRACE, PUT, DELETE): sending the request twice has the effect of once. */
 bool ism_http_method_idempotent(const char *method, size_t method_len);
 
+/* The value of the first query parameter called name in q ("a=1&b=2"; q NULL:
+ * none; "b" and "b=" give ""), as sent (not decoded): 1 and *out, or 0. */
+int ism_http_query_value(const char *q, size_t len, const char *name, size_t nlen, const char **out,
+			 size_t *out_len);
+/* The value of cookie name in a Cookie field's value v ("a=1; b=2"; a
+ * quoted value without its quotes, as Envoy's parseCookies): 1 and *out, or
+ * 0. */
+int ism_http_cookie_value(const char *v, size_t len, const char *name, size_t nlen,
+			  const char **out, size_t *out_len);
+
 /* The reason phrase of a status ("Not Found"), or "Unknown" for one not listed. */
 const char *ism_http_reason(int status);
 

@@ -160,55 +160,6 @@ enum ism_outcome ism_outcome_of(const struct ism_outlier *od, enum ism_failure f
 	return ISM_OUTCOME_SUCCESS;
 }
 
-/* The value of cookie name in a Cookie header ("a=1; b=2"). */
-static int cookie_value(const char *v, size_t len, const char *name, size_t nlen, const char **out,
-			size_t *out_len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		size_t start, eq, end;
-
-		while (i < len && (v[i] == ' ' || v[i] == ';'))
-			i++;
-		start = i;
-		while (i < len && v[i] != ';')
-			i++;
-		end = i;
-		for (eq = start; eq < end && v[eq] != '='; eq++)
-			;
-		if (eq < end && eq - start == nlen && memcmp(v + start, name, nlen) == 0) {
-			*out = v + eq + 1;
-			*out_len = end - eq - 1;
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* The value of query parameter name in "a=1&b=2". */
-static int query_value(const char *q, size_t len, const char *name, size_t nlen, const char **out,
-		       size_t *out_len)
-{
-	size_t i = 0;
-
-	while (q != NULL && i < len) {
-		size_t start = i, eq;
-
-		while (i < len && q[i] != '&')
-			i++;
-		for (eq = start; eq < i && q[eq] != '='; eq++)
-			;
-		if (eq - start == nlen && memcmp(q + start, name, nlen) == 0) {
-			*out = eq < i ? q + eq + 1 : q + i;
-			*out_len = eq < i ? i - eq - 1 : 0;
-			return 1;
-		}
-		i++;
-	}
-	return 0;
-}
-
 int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *req, const char *peer,
 		 uint64_t *hash)
 {
@@ -234,8 +185,8 @@ int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *re
 			const struct ism_http_header *h = &req->headers[i];
 
 			if (h->name_len == 6 && strncasecmp(h->name, "cookie", 6) == 0)
-				found = cookie_value(h->value, h->value_len, hp->name.p,
-						     hp->name.len, &v, &vlen);
+				found = ism_http_cookie_value(h->value, h->value_len, hp->name.p,
+							      hp->name.len, &v, &vlen);
 		}
 		break;
 	case ISM_HASH_SOURCE_IP:
@@ -244,8 +195,8 @@ int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *re
 		found = vlen > 0;
 		break;
 	case ISM_HASH_QUERY_PARAM:
-		found =
-		    query_value(req->query, req->query_len, hp->name.p, hp->name.len, &v, &vlen);
+		found = ism_http_query_value(req->query, req->query_len, hp->name.p, hp->name.len,
+					     &v, &vlen);
 		break;
 	default:
 		break;

@@ -440,30 +440,6 @@ static bool header_holds(const struct ism_kvmatch *kv, const struct ism_http_req
 	return sm_match(&kv->m, v, len, s);
 }
 
-/* The value of the first query parameter called name ("b" and "b=" give ""). */
-static bool query_value(const struct ism_http_req *req, const struct ism_str *name, const char **v,
-			size_t *len)
-{
-	const char *p = req->query, *end = req->query + req->query_len;
-
-	if (!p)
-		return false;
-	while (p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *pe = amp ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(pe - p));
-		const char *ke = eq ? eq : pe;
-
-		if ((size_t)(ke - p) == name->len && memcmp(p, name->p, name->len) == 0) {
-			*v = eq ? eq + 1 : pe;
-			*len = eq ? (size_t)(pe - eq - 1) : 0;
-			return true;
-		}
-		p = pe + 1;
-	}
-	return false;
-}
-
 static bool match_holds(const struct ism_match *m, const struct ism_http_req *req,
 			const char *scheme, uint16_t port, struct ism_router_scratch *s)
 {
@@ -488,7 +464,8 @@ static bool match_holds(const struct ism_match *m, const struct ism_http_req *re
 		if (header_holds(&m->without_headers[i], req, s))
 			return false;
 	for (i = 0; i < m->n_query; i++) {
-		if (!query_value(req, &m->query[i].name, &v, &len))
+		if (!ism_http_query_value(req->query, req->query_len, m->query[i].name.p,
+					  m->query[i].name.len, &v, &len))
 			return false;
 		if (!sm_match(&m->query[i].m, v, len, s))
 			return false;

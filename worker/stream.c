@@ -22,6 +22,7 @@
 #include "lib/log.h"
 #include "worker/accesslog.h"
 #include "worker/actions.h"
+#include "worker/authn.h"
 #include "worker/authz.h"
 #include "worker/balancer.h"
 #include "worker/cors.h"
@@ -76,7 +77,9 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->log_req = NULL;
 	/* What only some requests have (a plain route's has none of them). */
 	if (st->set_cookie != NULL || st->resp_edits != NULL || st->cors != NULL ||
-	    st->deferred != NULL || st->gw != NULL || st->denied != NULL) {
+	    st->deferred != NULL || st->gw != NULL || st->denied != NULL || st->authn != NULL) {
+		ism_authn_free(st->authn);
+		st->authn = NULL;
 		ism_gw_free(st->gw);
 		free(st->denied);
 		st->denied = NULL;
@@ -733,14 +736,17 @@ static bool authorized(struct ism_wctx *w, struct ism_stream *st, const struct i
 
 	if (!ism_authz_any(&w->table->authz, req != NULL))
 		return true;
-	in = (struct ism_az_in){.req = req,
-				.peer = s->peer,
-				.client = req != NULL ? ism_stream_client(st) : s->peer,
-				.sni = s->sni,
-				.ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
-				.dest = sess_dest,
-				.ctx = s,
-				.rs = w->rs};
+	in = (struct ism_az_in){
+	    .req = req,
+	    .peer = s->peer,
+	    .client = req != NULL ? ism_stream_client(st) : s->peer,
+	    .sni = s->sni,
+	    .ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
+	    .dest = sess_dest,
+	    .ctx = s,
+	    .rs = w->rs,
+	    .jwt = st->authn != NULL && st->authn->by != NULL ? &st->authn->jwt.payload.root : NULL,
+	    .jwt_by = st->authn != NULL ? st->authn->by : NULL};
 	denied = ism_authz_check(&w->table->authz, &in, &rule);
 	if (denied == NULL)
 		return true;
@@ -1442,6 +1448,55 @@ static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_st
 	return d;
 }
 
+/* A request whose JWT a provider refused: Envoy's jwt_authn answer, the
+ * status's text and WWW-Authenticate with the request's URL (its path cut at
+ * 256 bytes), no flag, details "jwt_authn_access_denied{<text, spaces as
+ * _>}". */
+static void jwt_refused(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req,
+			bool https, enum ism_jwt_status s)
+{
+	const char *text = ism_jwt_status_text(s);
+	char path[257], realm[640], details[160];
+	struct ism_http_header h = {.name = "www-authenticate", .name_len = 16, .value = realm};
+	int n;
+
+	snprintf(path, sizeof(path), "%.*s%s%.*s", (int)req->path_len, req->path,
+		 req->query != NULL ? "?" : "", (int)req->query_len,
+		 req->query != NULL ? req->query : "");
+	n = snprintf(realm, sizeof(realm), "Bearer realm=\"%s://%.*s%s\"%s",
+		     https ? "https" : "http",
+		     req->host != NULL ? (int)(req->host_len < 256 ? req->host_len : 256) : 0,
+		     req->host != NULL ? req->host : "", path,
+		     s != ISM_JWT_MISSED ? ", error=\"invalid_token\"" : "");
+	h.value_len = n < (int)sizeof(realm) ? (size_t)n : sizeof(realm) - 1;
+	n = snprintf(details, sizeof(details), "jwt_authn_access_denied{%s}", text);
+	for (char *p = details; *p != '\0'; p++)
+		if (*p == ' ')
+			*p = '_';
+	ism_wstat_add(&w->st->jwt_denied, 1);
+	st->denied = strdup(details);
+	st->codec_details = st->denied;
+	ism_stream_error(w, st, ism_authn_http_status(s), text, false, &h, 1);
+}
+
+/* The request's JWTs checked (a RequestAuthentication applies): Envoy's
+ * jwt_authn filter comes before its RBAC filters. false when refused (the
+ * stream answered). */
+static bool authenticated(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+			  bool https)
+{
+	st->authn = ism_authn_check(w, req);
+	if (st->authn == NULL) {
+		ism_stream_local(w, st, 503, "out of memory", false);
+		return false;
+	}
+	if (st->authn->status != ISM_JWT_OK) {
+		jwt_refused(w, st, req, https, st->authn->status);
+		return false;
+	}
+	return true;
+}
+
 void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			const char *body, uint32_t len, bool req_done)
 {
@@ -1457,7 +1512,18 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 
 	if (!request_start(w, st, req, &body, &len, req_done))
 		return;
-	r = request_lookup(w, st, req, https, &vh, &undecided);
+	/* Once, or again after the JWTs added fields (istiod has a gateway's
+	 * jwt_authn filter clear the route cache); one call, so it stays
+	 * inlined here (a second one cost 50 instructions a request). */
+	for (bool again = true; again;) {
+		r = request_lookup(w, st, req, https, &vh, &undecided);
+		again = false;
+		if (w->table->jwt.n > 0 && st->authn == NULL) {
+			if (!authenticated(w, st, req, https))
+				return;
+			again = st->authn->added;
+		}
+	}
 	if (!authorized(w, st, req)) {
 		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
 		return;

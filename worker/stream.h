@@ -135,9 +135,14 @@ struct ism_stream {
 	 * head (a body against its content-length, a bad trailer field); NULL:
 	 * none */
 	const char *codec_details;
-	/* Envoy's details of an AuthorizationPolicy's denial (malloc'd; the
-	 * table's may be gone when the line is written); NULL: none */
+	/* Envoy's details of an AuthorizationPolicy's (or a JWT provider's)
+	 * denial (malloc'd; the table's may be gone when the line is
+	 * written); NULL: none */
 	char *denied;
+	/* What the request's JWTs came to (worker/authn.h), when a
+	 * RequestAuthentication applies: the claims the policies read, the
+	 * memory the request's edits point into; NULL: none. */
+	struct ism_authn *authn;
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */

@@ -240,6 +240,10 @@ struct ism_wctx {
 	uint32_t n_xbufs, n_xfree, cap_xbufs;
 	struct ism_tls *tls;	       /* TLS contexts (worker/tls.c) */
 	struct ism_mirror_ctx *mirror; /* request mirroring (worker/mirror.c); NULL: unused */
+	/* The key sets of the table's JWT providers (worker/authn.c), parsed
+	 * when the table came: jwks[i] is table->jwt.p[i]'s. */
+	struct ism_jwks *jwks;
+	uint32_t n_jwks;
 	char sigbuf[128];
 	char masterbuf[64];
 };

@@ -19,6 +19,7 @@
 
 #include "conf/defaults.h"
 #include "lib/log.h"
+#include "worker/authn.h"
 #include "worker/balancer.h"
 #include "worker/h2.h"
 #include "worker/h2io.h"
@@ -293,6 +294,7 @@ static void start_drain(struct ism_wctx *w, const char *why)
 static void switch_table(struct ism_wctx *w)
 {
 	const struct ism_table *t = ism_shm_peek(w->shm, w->index);
+	struct ism_jwks *jwks = NULL;
 	struct ism_lb *lb;
 
 	if (t == NULL || t == w->table) {
@@ -308,7 +310,8 @@ static void switch_table(struct ism_wctx *w)
 		return;
 	}
 	lb = ism_lb_new(t);
-	if (lb == NULL) {
+	if (lb == NULL || ism_authn_sets(t, &jwks) < 0) {
+		ism_lb_free(lb);
 		ism_shm_commit(w->shm, w->index, 0);
 		ism_err("out of memory building balancer state; staying on generation %llu",
 			(unsigned long long)(w->table ? w->table->gen : 0));
@@ -318,12 +321,14 @@ static void switch_table(struct ism_wctx *w)
 	 * from it. */
 	if (ism_router_use_table(w->rs, t) < 0) {
 		ism_lb_free(lb);
+		ism_authn_install(NULL, jwks, t->jwt.n);
 		ism_shm_commit(w->shm, w->index, 0);
 		ism_err("out of memory for the route regexes; staying on generation %llu",
 			(unsigned long long)(w->table ? w->table->gen : 0));
 		return;
 	}
 	ism_shm_commit(w->shm, w->index, 1);
+	ism_authn_install(w, jwks, t->jwt.n);
 	ism_lb_free(w->lb);
 	w->lb = lb;
 	w->table = t;
@@ -822,6 +827,7 @@ int ism_worker_main(const struct ism_worker_args *args)
 out_router:
 	ism_shm_release(w->shm, w->index);
 	ism_lb_free(w->lb);
+	ism_authn_install(w, NULL, 0);
 	ism_router_scratch_free(w->rs);
 out_ring:
 	ism_tls_free(w);

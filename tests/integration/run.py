@@ -46,6 +46,7 @@ import test_h2upconn  # noqa: E402
 import test_h2strict  # noqa: E402
 import test_upstream_pp  # noqa: E402
 import test_authz  # noqa: E402
+import test_jwt  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1526,6 +1527,7 @@ test_h2upconn.register(test)
 test_h2strict.register(test)
 test_upstream_pp.register(test)
 test_authz.register(test)
+test_jwt.register(test)
 
 
 # --------------------------------------------------------------------------- runner

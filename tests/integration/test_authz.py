@@ -325,10 +325,10 @@ def authz_reload_and_errors(env):
     rules denies everything."""
     head = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL))
     cases = [("  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n", "spec.action", "not implemented yet"),
-             ("  rules: [{from: [{source: {requestPrincipals: [\"*\"]}}]}]\n",
-              "spec.rules[0].from[0].source.requestPrincipals", "not implemented yet"),
-             ("  rules: [{when: [{key: \"request.auth.claims[iss]\", values: [a]}]}]\n", "spec.rules[0].when[0]",
-              "not implemented yet"),
+             ("  rules: [{when: [{key: \"request.auth.claims[a][]\", values: [a]}]}]\n", "spec.rules[0].when[0]",
+              "request.auth.claims[<name>]"),
+             ("  rules: [{when: [{key: \"experimental.envoy.filters.a[b]\", values: [a]}]}]\n",
+              "spec.rules[0].when[0]", "not implemented yet"),
              ("  action: DENY\n  rules: [{from: [{source: {ipBlocks: [10.0.0.0/33]}}]}]\n",
               "spec.rules[0].from[0].source.ipBlocks[0]", "10.0.0.0/33"),
              ("  rules: [{from: [{source: {notRemoteIpBlocks: [10.0.0.1, not-an-ip]}}]}]\n",

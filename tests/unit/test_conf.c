@@ -2234,6 +2234,91 @@ static void test_later_kinds_elsewhere(void **state)
  * with the rule's when keys; for TCP ports an HTTP attribute left out of a
  * DENY rule and the whole rule out of an ALLOW filter; dry-run and AUDIT
  * policies decide nothing. */
+/* A JWKS of one P-256 key (RFC 7515 A.3's). */
+#define EC_JWKS                                                                                    \
+	"'{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"kid\": \"k1\", \"x\": "              \
+	"\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", \"y\": "                                 \
+	"\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]}'"
+
+/* RequestAuthentication: each jwtRule a provider, by issuer; Envoy's default
+ * locations; scope and permission always split; requestPrincipals and
+ * request.auth.* as istiod's matchers. */
+static void test_authn_compiled(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+		"metadata: {name: jwt, namespace: istio-system}\nspec:\n  jwtRules:\n"
+		"  - issuer: https://z.example\n    jwks: " EC_JWKS "\n"
+		"    audiences: [api]\n    forwardOriginalToken: true\n"
+		"    fromHeaders: [{name: X-Token, prefix: \"T \"}]\n    fromCookies: [tok]\n"
+		"    outputClaimToHeaders: [{header: X-Sub, claim: sub}]\n"
+		"    outputPayloadToHeader: X-Payload\n    spaceDelimitedClaims: [roles, scope]\n"
+		"  - issuer: https://a.example\n    jwks: " EC_JWKS "\n"
+		"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+		"metadata: {name: p, namespace: istio-system}\nspec:\n  rules:\n"
+		"  - from: [{source: {requestPrincipals: [\"https://a.example/*\", \"*\"]}}]\n"
+		"    when: [{key: \"request.auth.claims[groups][x.y]\", values: [admin]},\n"
+		"           {key: request.auth.audiences, values: [\"api*\"]}]\n";
+	struct fx *f = *state;
+	const struct ism_jwt_authn *a;
+	const struct ism_az_cond *c;
+
+	load_compile(f, yaml);
+	a = &f->t->jwt;
+	assert_int_equal(a->n, 2);
+	/* By issuer: a before z. */
+	assert_string_equal(a->p[0].issuer.p, "https://a.example");
+	assert_int_equal(a->p[0].n_loc, 2);
+	assert_int_equal(a->p[0].loc[0].where, ISM_JWT_HEADER);
+	assert_string_equal(a->p[0].loc[0].name.p, "authorization");
+	assert_string_equal(a->p[0].loc[0].prefix.p, "Bearer ");
+	assert_int_equal(a->p[0].loc[1].where, ISM_JWT_PARAM);
+	assert_string_equal(a->p[0].loc[1].name.p, "access_token");
+	assert_false(a->p[0].forward);
+	assert_int_equal(a->p[0].n_spaced, 2);
+	assert_true(strstr(a->p[0].jwks.p, "P-256") != NULL);
+	assert_string_equal(a->p[1].issuer.p, "https://z.example");
+	assert_int_equal(a->p[1].n_aud, 1);
+	assert_string_equal(a->p[1].aud[0].p, "api");
+	assert_true(a->p[1].forward);
+	assert_int_equal(a->p[1].n_loc, 2);
+	assert_string_equal(a->p[1].loc[0].name.p, "x-token");
+	assert_string_equal(a->p[1].loc[0].prefix.p, "T ");
+	assert_int_equal(a->p[1].loc[1].where, ISM_JWT_COOKIE);
+	assert_string_equal(a->p[1].payload_header.p, "x-payload");
+	assert_int_equal(a->p[1].n_claim_hdrs, 1);
+	assert_string_equal(a->p[1].claim_hdrs[0].header.p, "x-sub");
+	assert_string_equal(a->p[1].claim_hdrs[0].claim.p, "sub");
+	/* permission, scope, roles: scope once */
+	assert_int_equal(a->p[1].n_spaced, 3);
+	assert_string_equal(a->p[1].spaced[2].p, "roles");
+	/* requestPrincipals: "<iss>/<any>" an exact issuer and any subject; "*"
+	 * any of both */
+	assert_int_equal(f->t->authz.allow.n, 1);
+	assert_int_equal(f->t->authz.allow.p[0].prin[0].n, 3);
+	c = &f->t->authz.allow.p[0].prin[0].c[0];
+	assert_int_equal(c->attr, ISM_AZ_REQ_PRINCIPAL);
+	assert_int_equal(c->n, 2);
+	assert_int_equal(c->v[0].m.kind, ISM_SM_EXACT);
+	assert_string_equal(c->v[0].m.s.p, "https://a.example");
+	assert_int_equal(c->v[0].sub.kind, ISM_SM_REGEX);
+	assert_string_equal(c->v[0].sub.s.p, ".+");
+	assert_int_equal(c->v[1].m.kind, ISM_SM_REGEX);
+	assert_int_equal(c->v[1].sub.kind, ISM_SM_REGEX);
+	/* the claim's path, names joined with ']'; audiences: aud */
+	c = &f->t->authz.allow.p[0].prin[0].c[1];
+	assert_int_equal(c->attr, ISM_AZ_CLAIM);
+	assert_string_equal(c->name.p, "groups]x.y");
+	assert_int_equal(c->v[0].m.kind, ISM_SM_EXACT);
+	c = &f->t->authz.allow.p[0].prin[0].c[2];
+	assert_string_equal(c->name.p, "aud");
+	assert_int_equal(c->v[0].m.kind, ISM_SM_PREFIX);
+	assert_string_equal(c->v[0].m.s.p, "api");
+	/* On TCP ports an ALLOW rule with requestPrincipals never matches. */
+	assert_int_equal(f->t->authz.tcp_allow.n, 0);
+	assert_true(f->t->authz.tcp_allow.on);
+}
+
 static void test_authz_compiled(void **state)
 {
 #define AZ(name, ns, spec)                                                                         \
@@ -3123,9 +3208,10 @@ static const struct bad bads[] = {
     {"AuthorizationPolicy requestPrincipals",
      APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
-	 "  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n",
-     13, 22, "AuthorizationPolicy istio-system/p: spec.rules[0].from[0].source.requestPrincipals",
-     "not implemented yet"},
+	 "  rules:\n  - from: [{source: {requestPrincipals: [\"x/y\", \"\"]}}]\n",
+     13, 49,
+     "AuthorizationPolicy istio-system/p: spec.rules[0].from[0].source.requestPrincipals[1]",
+     "must not be empty"},
     {"AuthorizationPolicy CIDR",
      APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
@@ -3138,12 +3224,12 @@ static const struct bad bads[] = {
 	 "  rules:\n  - when: [{key: source.ipp, values: [a]}]\n",
      13, 18, "AuthorizationPolicy istio-system/p: spec.rules[0].when[0].key",
      "unknown attribute \"source.ipp\""},
-    {"AuthorizationPolicy JWT claim",
+    {"AuthorizationPolicy JWT claim without a name",
      APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
-	 "  rules:\n  - when: [{key: \"request.auth.claims[iss]\", values: [a]}]\n",
+	 "  rules:\n  - when: [{key: \"request.auth.claims[]\", values: [a]}]\n",
      13, 18, "AuthorizationPolicy istio-system/p: spec.rules[0].when[0].key",
-     "not implemented yet (a RequestAuthentication"},
+     "expected request.auth.claims[<name>]"},
     {"AuthorizationPolicy DENY without rules",
      APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
@@ -3172,11 +3258,45 @@ static const struct bad bads[] = {
 	 "  rules:\n  - to: [{operation: {ports: [\"70000\"]}}]\n",
      13, 31, "AuthorizationPolicy istio-system/p: spec.rules[0].to[0].operation.ports[0]",
      "not a port"},
-    {"RequestAuthentication that selects the appliance",
-     APP "  labels: {istio: ingressgateway}\n---\napiVersion: security.istio.io/v1\n"
-	 "kind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\n"
+    {"WasmPlugin that selects the appliance",
+     APP "  labels: {istio: ingressgateway}\n---\napiVersion: extensions.istio.io/v1alpha1\n"
+	 "kind: WasmPlugin\nmetadata: {name: w, namespace: istio-system}\n"
 	 "spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n",
-     10, 7, "RequestAuthentication istio-system/jwt: kind", "its selector selects"},
+     10, 7, "WasmPlugin istio-system/w: kind", "its selector selects"},
+#define RA(rule)                                                                                   \
+	APP "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"                 \
+	    "metadata: {name: jwt, namespace: istio-system}\nspec:\n  jwtRules:\n" rule
+    {"RequestAuthentication jwksUri not fetched", RA("  - issuer: a\n    jwksUri: https://x/k\n"),
+     14, 14, "RequestAuthentication istio-system/jwt: spec.jwtRules[0].jwksUri",
+     "fetching the key set (jwksUri) is not implemented yet"},
+    {"RequestAuthentication issuer discovery not fetched", RA("  - issuer: a\n"), 13, 13,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].issuer",
+     "the issuer's OpenID discovery"},
+    {"RequestAuthentication jwksUri scheme", RA("  - jwksUri: ftp://x/k\n    jwks: " EC_JWKS "\n"),
+     13, 14, "RequestAuthentication istio-system/jwt: spec.jwtRules[0].jwksUri",
+     "URI scheme is not supported"},
+    {"RequestAuthentication neither issuer nor jwksUri", RA("  - jwks: " EC_JWKS "\n"), 13, 5,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0]",
+     "issuer or jwksUri must be non-empty string"},
+    {"RequestAuthentication bad jwks", RA("  - issuer: a\n    jwks: '{\"keys\": 3}'\n"), 14, 11,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].jwks", "jwks parse error"},
+    {"RequestAuthentication empty audience",
+     RA("  - issuer: a\n    jwks: " EC_JWKS "\n    audiences: [\"\"]\n"), 15, 17,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].audiences[0]", "empty"},
+    {"RequestAuthentication header without a name",
+     RA("  - issuer: a\n    jwks: " EC_JWKS "\n    fromHeaders: [{prefix: x}]\n"), 15, 19,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].fromHeaders[0].name",
+     "required field"},
+    {"RequestAuthentication claim header name",
+     RA("  - issuer: a\n    jwks: " EC_JWKS
+	"\n    outputClaimToHeaders: [{header: \"x y\", claim: sub}]\n"),
+     15, 37,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].outputClaimToHeaders[0].header",
+     "not a field name"},
+    {"RequestAuthentication unknown field",
+     RA("  - issuer: a\n    jwks: " EC_JWKS "\n    iss: b\n"), 15, 5,
+     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].iss", "unknown field"},
+#undef RA
     {"unknown kind",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Sidekick\n"
 	 "metadata: {name: sk}\nspec: {}\n",
@@ -3986,6 +4106,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authz_compiled, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_authn_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),

@@ -1,0 +1,660 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of Istio's RequestAuthentication (security.istio.io/v1),
+as istiod hands it to Envoy's jwt_authn filter at a gateway: a request without
+a token goes on, a bad token is a 401 (or a 403 for its audience) with Envoy's
+text, WWW-Authenticate and response code details, and no upstream sees it; the
+signature algorithms and key selection by kid; the token locations; the
+payload and claim fields the upstream gets (and the route chosen again with
+them); AuthorizationPolicy's requestPrincipals and request.auth.* on the
+verified token; several issuers; gRPC and HTTP/2; CORS preflights; errors,
+reloads and documents that do not apply.
+
+Keys and tokens come from tests/upstream/jwtmint.py, run under Debian's python
+(harness.DEBIAN_PYTHON) with python3-cryptography. Registered into run.py's
+list by register(test)."""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import time
+
+from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, appliance, check, curl, debian_python_has,
+                     docs, free_port, metric, poll, virtual_service)
+from test_authz import (ROUTE_ALL, SVC, check_denied, gateway_ports, get, log_line, policy, reload, upstream_count,
+                        world)
+from test_h2 import TOOLS, check_grpc_local_error, h2_client, hdr, need_tools
+
+_test = Registry()
+register = _test.register
+
+ISS = "https://issuer.example.com"
+ISS2 = "https://other-issuer.example.org"
+
+# Envoy's jwt_verify_lib status texts (status.cc), as they reach the client.
+EXPIRED = "Jwt is expired"
+NOT_YET = "Jwt not yet valid"
+UNKNOWN_ISSUER = "Jwt issuer is not configured"
+VERIFY_FAILS = "Jwt verification fails"
+BAD_FORM = "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+ALG_NOT_IMPL = "Jwt header [alg] is not supported"
+KID_ALG = "Jwks doesn't have key to match kid or alg from Jwt"
+AUDIENCE = "Audiences in Jwt are not allowed"
+
+
+# --------------------------------------------------------------------------- keys and tokens
+
+
+def b64u(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class Keys:
+    """Private keys made by jwtmint.py in the test's directory; their public
+    JWKs; tokens signed with them."""
+
+    def __init__(self, env, **kinds):
+        """kinds: name=rsa|ec256|ec384|ed25519|hmac."""
+        if not debian_python_has("cryptography"):
+            raise Skip(f"{DEBIAN_PYTHON} lacks cryptography (Debian package python3-cryptography)")
+        self.dir = env.path("keys")
+        os.makedirs(self.dir, exist_ok=True)
+        self.pub = self._tool(["keys", self.dir] + [f"{n}:{k}" for n, k in kinds.items()])
+
+    def _tool(self, args, stdin=None):
+        argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "jwtmint.py")] + args
+        try:
+            p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise TestFailure(f"jwtmint.py {args[0]} still running after 60 s")
+        check(p.returncode == 0, f"jwtmint.py {args[0]} exited {p.returncode}: {p.stderr.decode()[-1500:]}")
+        return json.loads(p.stdout)
+
+    def jwk(self, name, kid=None, alg=None):
+        k = dict(self.pub[name])
+        if kid is not None:
+            k["kid"] = kid
+        if alg is not None:
+            k["alg"] = alg
+        return k
+
+    def sign(self, jobs):
+        """jobs: [(key name, alg, payload, header or None)]; the tokens."""
+        return self._tool(["sign", self.dir], json.dumps(
+            [{"key": k, "alg": a, "payload": p, "header": h or {}} for k, a, p, h in jobs]).encode())
+
+    def token(self, key, alg, payload, header=None):
+        return self.sign([(key, alg, payload, header)])[0]
+
+
+def jwks(*keys):
+    return json.dumps({"keys": list(keys)})
+
+
+def claims(sub="alice", iss=ISS, **more):
+    now = int(time.time())
+    c = {"iss": iss, "sub": sub, "iat": now, "exp": now + 3600}
+    c.update(more)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def request_authn(name, rules, ns="default", extra=""):
+    """A RequestAuthentication of jwtRules rules (a list of dicts, written as
+    YAML flow, which JSON is)."""
+    return (f"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+            f"metadata: {{name: {name}, namespace: {ns}}}\nspec:\n{extra}  jwtRules: {json.dumps(rules)}\n")
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def seen(r):
+    """What the upstream received, from its /headers answer (the request head
+    as it came): (request line, [(lowercased name, value)])."""
+    check(r.status == 200 and r.header("x-upstream") == "a", f"want the upstream's 200 to /headers, got {r}")
+    lines = r.body.decode("latin-1").split("\r\n")
+    fields = []
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            fields.append((k.strip().lower(), v.strip()))
+    return lines[0], fields
+
+
+def field(fields, name):
+    return [v for k, v in fields if k == name]
+
+
+def admin(env):
+    """The Appliance extra for an admin listener and a text access log; (extra, admin port, log path)."""
+    port, log = free_port(), env.path("access.log")
+    return f"  admin: {{address: 127.0.0.1:{port}}}\n  accessLog: {{path: {log}, format: text}}\n", port, log
+
+
+def body_text(body):
+    """A local reply's text: isthmus ends its bodies with a newline (its
+    "fault filter abort\n" too), Envoy does not; the rest must be Envoy's."""
+    body = body.decode() if isinstance(body, bytes) else body
+    return body[:-1] if body.endswith("\n") else body
+
+
+def check_refused(r, status, text, realm, what):
+    """r is Envoy's jwt_authn answer: status, text as the body, the realm in WWW-Authenticate."""
+    want = f'Bearer realm="{realm}", error="invalid_token"'
+    check(r.status == status and body_text(r.body) == text and r.header("x-upstream") is None
+          and (r.header("content-type") or "").startswith("text/plain")
+          and r.header_all("www-authenticate") == [want],
+          f"{what}: want {status} {text!r} text/plain with www-authenticate {want!r}, got {r}")
+
+
+def details(text):
+    return "jwt_authn_access_denied{" + text.replace(" ", "_") + "}"
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@_test
+def jwt_no_token_valid_token_forwarding(env):
+    """A RequestAuthentication alone does not require a token: a request
+    without one is served. A valid ES256 token (Authorization: Bearer) is
+    served and the upstream does not get the Authorization field (Envoy
+    removes a verified token's field by default) while it gets the rest; with
+    forwardOriginalToken: true it gets it as sent. A bad token is refused, so
+    the RequestAuthentication is in force. A reload that replaces the key
+    refuses the old key's tokens and takes the new one's."""
+    keys = Keys(env, e="ec256", e2="ec256")
+    rule = {"issuer": ISS, "jwks": jwks(keys.jwk("e", kid="k1"))}
+    (gw,), up = world(env, request_authn("jwt", [rule]), routes=ROUTE_ALL)
+    good, bad_sig = keys.sign([("e", "ES256", claims(), {"kid": "k1"}), ("e", "ES256", claims(sub="x"), None)])
+    bad_sig = bad_sig.rsplit(".", 1)[0] + "." + good.rsplit(".", 1)[1]  # another payload's signature
+
+    line, fields = seen(get(gw, "/headers", headers={"X-Other": "kept"}))
+    check(field(fields, "x-other") == ["kept"], f"no token: the upstream got {fields}")
+    line, fields = seen(get(gw, "/headers", headers=[("Authorization", f"Bearer {good}"), ("X-Other", "kept")]))
+    check(field(fields, "authorization") == [] and field(fields, "x-other") == ["kept"],
+          f"a verified token's Authorization reached the upstream (or x-other did not): {fields}")
+    r = get(gw, "/headers", headers=bearer(bad_sig))
+    check_refused(r, 401, VERIFY_FAILS, "http://test.local/headers", "a token signed for another payload")
+
+    reload(env, request_authn("jwt", [dict(rule, forwardOriginalToken=True)]))
+    line, fields = seen(get(gw, "/headers", headers=bearer(good)))
+    check(field(fields, "authorization") == [f"Bearer {good}"],
+          f"forwardOriginalToken: the upstream should get the token's field as sent: {fields}")
+    check(get(gw, "/headers", headers=bearer(bad_sig)).status == 401, "a bad token after the reload")
+    # A reload that rotates the key: the workers verify with the new set.
+    reload(env, request_authn("jwt", [dict(rule, jwks=jwks(keys.jwk("e2", kid="k1")))]))
+    check_refused(get(gw, "/headers", headers=bearer(good)), 401, VERIFY_FAILS, "http://test.local/headers",
+                  "the old key's token after the key was replaced")
+    r = get(gw, "/headers", headers=bearer(keys.token("e2", "ES256", claims(), {"kid": "k1"})))
+    check(r.status == 200, f"the new key's token: {r}")
+
+
+@_test
+def jwt_invalid_tokens(env):
+    """Each kind of bad token is answered as Envoy's jwt_authn answers it:
+    401 with the status text as a text/plain body and WWW-Authenticate:
+    Bearer realm="http://<host><path and query>", error="invalid_token"
+    (expired beyond the 60 s clock skew, not yet valid beyond it, unknown
+    issuer, bad signature, not three parts, an unsupported alg, a kid no key
+    has, and parse errors: no alg, a kid or exp or aud of the wrong type, bad
+    base64url); 403 for an audience the provider does not list, or none. A
+    token expired by 30 s, or valid in 30 s, passes (the skew); audiences
+    compare without https:// and a trailing /. No upstream sees a refused
+    request; its access-log line has no response flag, the details
+    jwt_authn_access_denied{<text, spaces as _>} and the route;
+    isthmus_jwt_denied_total counts them. The realm's path is normalised and
+    cut at 256 bytes, as Envoy's."""
+    keys = Keys(env, e="ec256", other="ec256")
+    extra, aport, log = admin(env)
+    rule = {"issuer": ISS, "audiences": ["api.example.com", "https://second.example.com/"],
+            "jwks": jwks(keys.jwk("e", kid="k1"))}
+    (gw,), up = world(env, request_authn("jwt", [rule]), app_extra=extra)
+    now = int(time.time())
+    k1 = {"kid": "k1"}
+
+    def c(**kw):  # the provider lists audiences: a token without one of them is 403
+        return claims(**dict({"aud": "api.example.com"}, **kw))
+
+    jobs = {
+        "expired": ("e", "ES256", c(exp=now - 120), k1),
+        "expired30": ("e", "ES256", c(exp=now - 30), k1),
+        "nbf": ("e", "ES256", c(nbf=now + 120), k1),
+        "nbf30": ("e", "ES256", c(nbf=now + 30), k1),
+        "issuer": ("e", "ES256", c(iss="https://evil.example.com"), k1),
+        "signature": ("other", "ES256", c(), k1),
+        "kid": ("e", "ES256", c(), {"kid": "k2"}),
+        "audience": ("e", "ES256", c(aud="web.example.com"), k1),
+        "no_aud": ("e", "ES256", c(aud=None), k1),
+        "aud_list": ("e", "ES256", c(aud=["x.example.com", "api.example.com"]), k1),
+        "aud_norm": ("e", "ES256", c(aud="second.example.com"), k1),
+        "good": ("e", "ES256", c(), k1),
+    }
+    tok = dict(zip(jobs, keys.sign(list(jobs.values()))))
+    head, payload, sig = tok["good"].split(".")
+    tok["garbage"] = "not-a-jwt"
+    tok["two_parts"] = f"{head}.{payload}"
+    tok["alg_none"] = f"{b64u(json.dumps({'alg': 'none', 'typ': 'JWT'}))}.{payload}.{sig}"
+    tok["alg_hs1"] = f"{b64u(json.dumps({'alg': 'HS1', 'kid': 'k1'}))}.{payload}.{sig}"
+    # Parse errors, each before the signature is looked at (base64url characters
+    # only: Envoy's extraction stops at any other).
+    pl = json.loads(b64u_decode(payload))
+    tok["no_alg"] = f"{b64u(json.dumps({'kid': 'k1'}))}.{payload}.{sig}"
+    tok["kid_num"] = f"{b64u(json.dumps({'alg': 'ES256', 'kid': 7}))}.{payload}.{sig}"
+    tok["exp_str"] = f"{head}.{b64u(json.dumps(dict(pl, exp='soon')))}.{sig}"
+    tok["aud_num"] = f"{head}.{b64u(json.dumps(dict(pl, aud=[7])))}.{sig}"
+    tok["head_b64"] = f"A.{payload}.{sig}"
+    tok["sig_b64"] = f"{head}.{payload}.A"
+
+    for name in ("expired30", "nbf30", "aud_list", "aud_norm", "good"):
+        r = get(gw, f"/ok/{name}", headers=bearer(tok[name]))
+        check(r.status == 200 and r.header("x-upstream") == "a", f"token {name} should pass: {r}")
+
+    refused = [("expired", 401, EXPIRED), ("nbf", 401, NOT_YET), ("issuer", 401, UNKNOWN_ISSUER),
+               ("signature", 401, VERIFY_FAILS), ("garbage", 401, BAD_FORM), ("two_parts", 401, BAD_FORM),
+               ("alg_none", 401, ALG_NOT_IMPL), ("alg_hs1", 401, ALG_NOT_IMPL), ("kid", 401, KID_ALG),
+               ("no_alg", 401, "Jwt header [alg] field is required and must be a string"),
+               ("kid_num", 401, "Jwt header [kid] field is not a string"),
+               ("exp_str", 401, "Jwt payload [exp] field is not an integer"),
+               ("aud_num", 401, "Jwt payload [aud] field is not a string or string list"),
+               ("head_b64", 401, "Jwt header is an invalid Base64url encoded"),
+               ("sig_b64", 401, "Jwt signature is an invalid Base64url encoded"),
+               ("audience", 403, AUDIENCE), ("no_aud", 403, AUDIENCE)]
+    before, denied0 = upstream_count(up), metric(aport, "isthmus_jwt_denied_total")
+    for name, status, text in refused:
+        path = f"/p/{name}?q=1"  # also the access-log line's key below
+        check_refused(get(gw, path, headers=bearer(tok[name])), status, text, f"http://test.local{path}",
+                      f"token {name}")
+    check(upstream_count(up) == before, "the upstream saw a refused request")
+    for name, status, text in refused:
+        line = log_line(log, f" /p/{name}?q=1 HTTP/1.1\" ")
+        check(f"\" {status} - {details(text)} " in line and line.endswith(" default/vs#0"),
+              f"token {name}: want the line to have {status}, no flag, {details(text)} and the route "
+              f"(Envoy finds it before its filters): {line}")
+    try:
+        poll(lambda: metric(aport, "isthmus_jwt_denied_total") - denied0 == len(refused), 5,
+             what=f"isthmus_jwt_denied_total to grow by {len(refused)}")
+    except TestFailure as e:
+        raise TestFailure(f"{e}: it grew by {metric(aport, 'isthmus_jwt_denied_total') - denied0}")
+    # The realm is the URL as the filter sees it: the path normalised, cut at 256 bytes.
+    long = "/n/../p/" + "a" * 300 + "?q=1"
+    check_refused(get(gw, long, headers=bearer(tok["expired"])), 401, EXPIRED,
+                  "http://test.local" + ("/p/" + "a" * 300 + "?q=1")[:256], "a long path")
+
+
+@_test
+def jwt_algorithms_and_kid(env):
+    """One key set with an RSA key twice (kid r for RS256, kid rp with alg
+    PS256), P-256 (alg ES256), P-384, Ed25519, an HMAC secret and a P-256 key
+    without kid: a token of each algorithm verifies against the key its kid
+    names; a token without kid, or with a kid no key has, is verified by the
+    key without kid. A token whose kid names another key than its signer's is
+    refused ("Jwt verification fails"), as is an RS256 token for the key that
+    says alg PS256 only, and an HS256 token with another secret."""
+    keys = Keys(env, r="rsa", e="ec256", e3="ec384", o="ed25519", h="hmac", n="ec256", h2="hmac")
+    set_ = jwks(keys.jwk("r", kid="r"), keys.jwk("r", kid="rp", alg="PS256"), keys.jwk("e", kid="e", alg="ES256"),
+                keys.jwk("e3", kid="e3"), keys.jwk("o", kid="o"), keys.jwk("h", kid="h", alg="HS256"),
+                keys.jwk("n"))
+    (gw,), _ = world(env, request_authn("jwt", [{"issuer": ISS, "jwks": set_}]))
+    good = [("r", "RS256", "r"), ("r", "PS256", "rp"), ("r", "PS256", "r"), ("e", "ES256", "e"),
+            ("e3", "ES384", "e3"), ("o", "EdDSA", "o"), ("h", "HS256", "h"), ("n", "ES256", None),
+            ("n", "ES256", "unknown-kid")]
+    bad = [("e", "ES256", "e3"), ("r", "RS256", "rp"), ("h2", "HS256", "h"), ("o", "EdDSA", "e")]
+    toks = keys.sign([(k, a, claims(sub=f"{k}-{a}"), {"kid": kid} if kid else None) for k, a, kid in good + bad])
+    for (k, a, kid), t in zip(good, toks):
+        r = get(gw, "/", headers=bearer(t))
+        check(r.status == 200 and r.header("x-upstream") == "a", f"{a} by key {k}, kid {kid}: want 200, got {r}")
+    for (k, a, kid), t in zip(bad, toks[len(good):]):
+        r = get(gw, "/", headers=bearer(t))
+        check(r.status == 401 and body_text(r.body) == VERIFY_FAILS,
+              f"{a} by key {k} with kid {kid}: want 401 {VERIFY_FAILS!r}, got {r}")
+
+
+@_test
+def jwt_locations(env):
+    """fromHeaders (a custom field and prefix), fromParams and fromCookies:
+    a token at each is checked (a bad one is refused) and a good one is
+    served; a verified token's field is removed, its query parameter taken out
+    of the query the upstream gets (the other parameters kept), a cookie kept;
+    with locations given, Authorization and access_token are not read. Then,
+    without locations, Envoy's defaults: Authorization "Bearer " and the
+    access_token query parameter."""
+    keys = Keys(env, e="ec256")
+    key = jwks(keys.jwk("e", kid="k1"))
+    rule = {"issuer": ISS, "jwks": key, "fromHeaders": [{"name": "X-Jwt", "prefix": "Token "}],
+            "fromParams": ["tok"], "fromCookies": ["session"]}
+    (gw,), _ = world(env, request_authn("jwt", [rule]))
+    good = keys.token("e", "ES256", claims(), {"kid": "k1"})
+    bad = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
+
+    line, fields = seen(get(gw, "/headers", headers={"X-Jwt": f"Token {good}", "X-Other": "1"}))
+    check(field(fields, "x-jwt") == [] and field(fields, "x-other") == ["1"], f"x-jwt: the upstream got {fields}")
+    check(get(gw, "/headers", headers={"X-Jwt": f"Token {bad}"}).status == 401, "a bad token in x-jwt")
+    check(get(gw, "/headers", headers={"X-Jwt": f"Bearer {bad}"}).status == 200,
+          "a field without the prefix holds no token")
+    line, fields = seen(get(gw, f"/headers?a=1&tok={good}&b=2"))
+    check(line == "GET /headers?a=1&b=2 HTTP/1.1", f"fromParams: the upstream's request line is {line!r}")
+    line, fields = seen(get(gw, f"/headers?tok={good}"))
+    check(line == "GET /headers HTTP/1.1", f"fromParams, the only parameter: the upstream's request line is {line!r}")
+    r = get(gw, f"/headers?tok={bad}")
+    check(r.status == 401 and body_text(r.body) == VERIFY_FAILS, f"a bad token in ?tok: {r}")
+    line, fields = seen(get(gw, "/headers", headers={"Cookie": f"a=b; session={good}; c=d"}))
+    check(field(fields, "cookie") == [f"a=b; session={good}; c=d"], f"fromCookies: the cookie stays: {fields}")
+    check(get(gw, "/headers", headers={"Cookie": f"a=b; session={bad}"}).status == 401, "a bad token in a cookie")
+    for what, kw in (("Authorization", {"headers": bearer(bad)}), ("access_token", {"path": f"/?access_token={bad}"})):
+        r = get(gw, **kw)
+        check(r.status == 200, f"with locations given, {what} is not read: {r}")
+
+    reload(env, request_authn("jwt", [{"issuer": ISS, "jwks": key}]))
+    line, fields = seen(get(gw, f"/headers?access_token={good}&b=2"))
+    check(line == "GET /headers?b=2 HTTP/1.1", f"access_token: the upstream's request line is {line!r}")
+    check(get(gw, f"/headers?access_token={bad}").status == 401, "a bad token in access_token")
+    check(get(gw, "/headers", headers=bearer(bad)).status == 401, "a bad token in Authorization")
+    check(get(gw, "/headers", headers={"X-Jwt": f"Token {bad}"}).status == 200, "x-jwt is no location any more")
+
+
+@_test
+def jwt_output_headers(env):
+    """outputPayloadToHeader gives the upstream the payload as sent (base64url);
+    outputClaimToHeaders a string, a number, a nested claim (a.b), a boolean
+    and a list (the base64 of its JSON). Those fields sent by the client are
+    removed, with or without a token (and not added for claims the token
+    lacks). With the claim fields added the route is chosen again: a route
+    matching x-sub: alice is taken for alice's token, even though the client
+    sent x-sub: alice for bob's token too (bob's is not taken)."""
+    keys = Keys(env, e="ec256")
+    rule = {"issuer": ISS, "jwks": jwks(keys.jwk("e")), "outputPayloadToHeader": "x-jwt-payload",
+            "outputClaimToHeaders": [{"header": "x-sub", "claim": "sub"}, {"header": "x-num", "claim": "n"},
+                                     {"header": "x-nested", "claim": "a.b"}, {"header": "x-admin", "claim": "admin"},
+                                     {"header": "x-groups", "claim": "groups"}]}
+    routes = (f"  - match: [{{headers: {{x-sub: {{exact: alice}}}}}}]\n"
+              f"    headers: {{request: {{set: {{x-route: alice}}}}}}\n"
+              f"    route: [{{destination: {{host: {SVC}}}}}]\n" + ROUTE_ALL)
+    (gw,), _ = world(env, request_authn("jwt", [rule]), routes=routes)
+    alice, bob = keys.sign([("e", "ES256", claims(n=42, a={"b": "deep"}, admin=True, groups=["dev", "ops"]), None),
+                            ("e", "ES256", claims(sub="bob", admin=False), None)])
+    spoof = {"X-Sub": "alice", "X-Jwt-Payload": "spoofed", "X-Num": "7", "X-Nested": "x", "X-Admin": "true"}
+
+    line, fields = seen(get(gw, "/headers", headers=dict(spoof, **bearer(alice))))
+    want = {"x-jwt-payload": [alice.split(".")[1]], "x-sub": ["alice"], "x-num": ["42"], "x-nested": ["deep"],
+            "x-admin": ["true"], "x-route": ["alice"]}
+    got = {k: field(fields, k) for k in want}
+    check(got == want, f"alice's token: want the upstream to get {want}, got {got}")
+    check(json.loads(b64u_decode(got["x-jwt-payload"][0]))["sub"] == "alice", "the payload field decodes")
+    groups = field(fields, "x-groups")
+    check(len(groups) == 1 and json.loads(base64.b64decode(groups[0])) == ["dev", "ops"],
+          f"a list claim is the base64 of its JSON: {groups}")
+
+    # (Which route a client's own x-sub picks without a token is not asserted:
+    # Envoy finds the route before jwt_authn removes the field and finds it
+    # again only when a claim field is added.)
+    line, fields = seen(get(gw, "/headers", headers=spoof))
+    got = {k: field(fields, k) for k in want if k != "x-route"}
+    check(all(v == [] for v in got.values()), f"no token: the client's own fields reached the upstream: {got}")
+
+    line, fields = seen(get(gw, "/headers", headers=dict(spoof, **bearer(bob))))
+    got = {k: field(fields, k) for k in want}
+    want = {"x-jwt-payload": [bob.split(".")[1]], "x-sub": ["bob"], "x-num": [], "x-nested": [],
+            "x-admin": ["false"], "x-route": []}
+    check(got == want, f"bob's token (no n, no a.b): want {want}, got {got}")
+
+
+PRINCIPAL = f"{ISS}/alice"
+
+
+@_test
+def jwt_authz_request_principals_and_claims(env):
+    """AuthorizationPolicy on the verified token: requestPrincipals ["*"]
+    (no token: RBAC's 403, logged rbac_access_denied_matched_policy[none]),
+    an exact "<iss>/<sub>", notRequestPrincipals, request.auth.principal,
+    request.auth.claims[groups] (a list claim), request.auth.claims[a][b]
+    (nested), request.auth.claims[scope] (a space-separated string: each
+    word, not the whole), a claim of spaceDelimitedClaims likewise (another
+    string claim is not split), request.auth.audiences and
+    request.auth.presenter.
+    Each path is checked with a token that holds, one that does not and none;
+    "*" needs a subject (a verified token without sub is denied)."""
+    keys = Keys(env, e="ec256")
+    extra, _, log = admin(env)
+
+    def rule(path, cond):
+        return f"  - to: [{{operation: {{paths: [{path}]}}}}]\n    {cond}\n"
+
+    allow = policy("jwt", "  rules:\n" + "".join((
+        rule("/any", 'from: [{source: {requestPrincipals: ["*"]}}]'),
+        rule("/alice", f'from: [{{source: {{requestPrincipals: ["{PRINCIPAL}"]}}}}]'),
+        rule("/prefix", f'from: [{{source: {{requestPrincipals: ["{ISS}/al*"]}}}}]'),
+        rule("/notbob", f'from: [{{source: {{notRequestPrincipals: ["{ISS}/bob"]}}}}]'),
+        rule("/principal", f'when: [{{key: request.auth.principal, values: ["{PRINCIPAL}"]}}]'),
+        rule("/groups", 'when: [{key: "request.auth.claims[groups]", values: [admins]}]'),
+        rule("/nested", 'when: [{key: "request.auth.claims[a][b]", values: [c]}]'),
+        rule("/scope", 'when: [{key: "request.auth.claims[scope]", values: [write]}]'),
+        rule("/scope-whole", 'when: [{key: "request.auth.claims[scope]", values: ["read write"]}]'),
+        rule("/roles", 'when: [{key: "request.auth.claims[roles]", values: [editor]}]'),
+        rule("/team", 'when: [{key: "request.auth.claims[team]", values: [red]}]'),
+        rule("/aud", 'when: [{key: request.auth.audiences, values: [api.example.com]}]'),
+        rule("/azp", 'when: [{key: request.auth.presenter, values: [frontend]}]'))))
+    ra = request_authn("jwt", [{"issuer": ISS, "jwks": jwks(keys.jwk("e")), "spaceDelimitedClaims": ["roles"]}])
+    (gw,), _ = world(env, ra, allow, app_extra=extra)
+    alice, bob, nosub = keys.sign([
+        ("e", "ES256", claims(groups=["dev", "admins"], a={"b": "c"}, scope="read write", roles="viewer editor",
+                              team="red", aud=["x.example.com", "api.example.com"], azp="frontend"), None),
+        ("e", "ES256", claims(sub="bob", groups=["dev"], a={"b": "d", "c": "c"}, scope="read writer",
+                              roles="editors", team="red blue", aud="other.example.com", azp="backend", c="c"),
+         None),
+        ("e", "ES256", claims(sub=None), None)])
+    cases = {"/any": (200, 200, 403), "/alice": (200, 403, 403), "/prefix": (200, 403, 403),
+             "/notbob": (200, 403, 200), "/principal": (200, 403, 403), "/groups": (200, 403, 403),
+             "/nested": (200, 403, 403), "/scope": (200, 403, 403), "/scope-whole": (403, 403, 403),
+             "/roles": (200, 403, 403), "/team": (200, 403, 403), "/aud": (200, 403, 403),
+             "/azp": (200, 403, 403)}
+    for path, want in cases.items():
+        for who, headers, status in (("alice", bearer(alice), want[0]), ("bob", bearer(bob), want[1]),
+                                     ("no token", None, want[2])):
+            r = get(gw, path, headers=headers)
+            if status == 403:
+                check_denied(r, f"{path} with {who}")
+            else:
+                check(r.status == 200 and r.header("x-upstream") == "a", f"{path} with {who}: want 200, got {r}")
+    log_line(log, " /any HTTP/1.1\" 403 - rbac_access_denied_matched_policy[none] ")
+    check_denied(get(gw, "/any", headers=bearer(nosub)), "requestPrincipals [\"*\"] with a verified token without sub")
+
+
+@_test
+def jwt_two_issuers(env):
+    """Two jwtRules of different issuers and keys, both at the default
+    location: a token of either is served (and its claims are what the
+    policies read); a token of a third issuer is 401 "Jwt issuer is not
+    configured"; a token of the first issuer signed with the second's key is
+    401 "Jwt verification fails"."""
+    keys = Keys(env, a="ec256", b="rsa")
+    ra = request_authn("jwt", [{"issuer": ISS2, "jwks": jwks(keys.jwk("b"))},
+                               {"issuer": ISS, "jwks": jwks(keys.jwk("a"))}])
+    allow = policy("jwt", f'  rules: [{{from: [{{source: {{requestPrincipals: ["{ISS}/*", "{ISS2}/bob"]}}}}]}}]\n')
+    (gw,), _ = world(env, ra, allow)
+    one, two, three, wrong, two_carol = keys.sign([
+        ("a", "ES256", claims(), None), ("b", "RS256", claims(iss=ISS2, sub="bob"), None),
+        ("a", "ES256", claims(iss="https://third.example.net"), None), ("b", "RS256", claims(), None),
+        ("b", "RS256", claims(iss=ISS2, sub="carol"), None)])
+    for what, t in (("the first issuer's", one), ("the second issuer's", two)):
+        r = get(gw, "/", headers=bearer(t))
+        check(r.status == 200 and r.header("x-upstream") == "a", f"{what} token: want 200, got {r}")
+    check_denied(get(gw, "/", headers=bearer(two_carol)), "the second issuer's carol (the policy reads her claims)")
+    check_denied(get(gw, "/"), "no token")
+    for what, t, text in (("a third issuer's", three, UNKNOWN_ISSUER), ("the first's, the second's key", wrong,
+                                                                       VERIFY_FAILS)):
+        check_refused(get(gw, "/x", headers=bearer(t)), 401, text, "http://test.local/x", f"{what} token")
+
+
+@_test
+def jwt_grpc_and_h2(env):
+    """Over h2c: a valid token is served, a bad one is 401 with Envoy's text
+    and WWW-Authenticate (realm from :authority); a gRPC call with a bad token
+    is HTTP 200, trailers-only grpc-status 16 (UNAUTHENTICATED), one whose
+    audience is refused grpc-status 7 (over HTTP/1.1 too, 16); curl with HTTP/2
+    prior knowledge too."""
+    need_tools("h2")
+    keys = Keys(env, e="ec256")
+    rule = {"issuer": ISS, "audiences": ["api.example.com"], "jwks": jwks(keys.jwk("e"))}
+    (gw,), _ = world(env, request_authn("jwt", [rule]))
+    good, aud = keys.sign([("e", "ES256", claims(aud="api.example.com"), None),
+                           ("e", "ES256", claims(aud="web.example.com"), None)])
+    bad = good.rsplit(".", 1)[0] + ".AAAA"
+    auth = lambda t: [["authorization", f"Bearer {t}"]]  # noqa: E731
+    rep = h2_client(gw, [{"path": "/ok", "headers": auth(good)}, {"path": "/bad?x=1", "headers": auth(bad)},
+                         {"path": "/isthmus.test.Echo/Unary", "grpc": "x", "headers": auth(bad)},
+                         {"path": "/isthmus.test.Echo/Unary", "grpc": "x", "headers": auth(aud)}],
+                    authority="test.local")
+    ok, refused, grpc_bad, grpc_aud = rep["streams"]
+    check(ok["status"] == 200 and hdr(ok, "x-upstream") == "a", f"h2c with a valid token: {ok}")
+    want = 'Bearer realm="http://test.local/bad?x=1", error="invalid_token"'
+    check(refused["status"] == 401 and body_text(refused["body"]) == VERIFY_FAILS
+          and hdr(refused, "www-authenticate") == want,
+          f"h2c with a bad token: want 401 {VERIFY_FAILS!r} and {want!r}: {refused}")
+    check_grpc_local_error(grpc_bad, 16, "a gRPC call with a bad token")
+    check(hdr(grpc_bad, "grpc-message") == VERIFY_FAILS, f"grpc-message: {grpc_bad['headers']}")
+    check_grpc_local_error(grpc_aud, 7, "a gRPC call with an audience not allowed")
+    with Conn("127.0.0.1", gw) as conn:
+        r = conn.request("POST", "/isthmus.test.Echo/Unary", "test.local",
+                         [("Content-Type", "application/grpc"), ("Authorization", f"Bearer {bad}")], b"")
+    check(r.status == 200 and r.header("grpc-status") == "16", f"a gRPC request over HTTP/1.1 with a bad token: {r}")
+    for t, want in ((good, "2 200"), (bad, "2 401")):
+        rc, out, err = curl(["--http2-prior-knowledge", "-H", f"Authorization: Bearer {t}", "-w",
+                             "\n%{http_version} %{http_code}", f"http://127.0.0.1:{gw}/c"], timeout=20)
+        check(rc == 0 and out.rpartition("\n")[2] == want, f"curl h2c: want {want}: rc {rc} {out!r} {err}")
+
+
+@_test
+def jwt_cors_preflight(env):
+    """A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)
+    is not checked: with a bad token it is answered by the route's corsPolicy
+    (200, Access-Control-Allow-Origin); the same OPTIONS without
+    Access-Control-Request-Method, or a GET from the origin, is refused."""
+    keys = Keys(env, e="ec256")
+    routes = ("  - corsPolicy: {allowOrigins: [{exact: \"https://app.example.com\"}], allowMethods: [GET, POST]}\n"
+              f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+    (gw,), up = world(env, request_authn("jwt", [{"issuer": ISS, "jwks": jwks(keys.jwk("e"))}]), routes=routes)
+    bad = keys.token("e", "ES256", claims())[:-4] + "AAAA"
+    origin = {"Origin": "https://app.example.com"}
+    r = get(gw, "/x", method="OPTIONS", headers=dict(origin, **{"Access-Control-Request-Method": "POST"},
+                                                     **bearer(bad)))
+    check(r.status == 200 and r.header("access-control-allow-origin") == "https://app.example.com"
+          and r.header("x-upstream") is None, f"a preflight with a bad token: want CORS's 200, got {r}")
+    for method, hdrs in (("OPTIONS", origin), ("GET", origin)):
+        r = get(gw, "/x", method=method, headers=dict(hdrs, **bearer(bad)))
+        check(r.status == 401 and body_text(r.body) == VERIFY_FAILS,
+              f"{method} (not a preflight) with a bad token: {r}")
+
+
+@_test
+def jwt_config_errors_and_scope(env):
+    """isthmus -c refuses a rule with jwksUri and no jwks, or with an issuer
+    alone ("not implemented yet": nothing is fetched), a jwksUri that is not
+    http(s), a jwks that is not a key set, each at the file's line and column
+    of the field's value, and a rule with neither issuer nor jwksUri; a
+    reload with such a document is refused and the old RequestAuthentication
+    serves on; a RequestAuthentication of another namespace, or of the root
+    namespace whose selector does not select the appliance, loads with a
+    warning and checks nothing (a bad token is served), while one of the root
+    namespace that selects it applies."""
+    keys = Keys(env, e="ec256")
+    key = jwks(keys.jwk("e"))
+    head = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL))
+    cases = [(f"  - issuer: {ISS}\n    jwksUri: https://issuer.example.com/keys\n", "jwksUri", "jwksUri",
+              "not implemented yet"),
+             (f"  - issuer: {ISS}\n", "issuer", "issuer", "not implemented yet"),
+             (f"  - issuer: {ISS}\n    jwks: '{{\"keys\": [{{\"kty\": \"EC\"'\n", "jwks", "jwks", "jwks"),
+             (f"  - issuer: {ISS}\n    jwks: '{{\"nokeys\": []}}'\n", "jwks", "jwks", "jwks"),
+             (f"  - issuer: {ISS}\n    jwksUri: ftp://issuer.example.com/keys\n    jwks: '{key}'\n", "jwksUri",
+              "jwksUri", "URI scheme is not supported"),
+             ("  - jwks: '" + key + "'\n", "jwtRules[0]", None, "issuer or jwksUri")]
+    for rules, path, at, want in cases:
+        text = docs(head, "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+                    "metadata: {name: bad, namespace: default}\nspec:\n  jwtRules:\n" + rules)
+        rc, out = env.check_config(env.write("bad.yaml", text))
+        m = re.search(r"bad\.yaml:(\d+):(\d+): error: RequestAuthentication default/bad: spec\.(\S+)", out)
+        check(rc != 0 and m and m.group(3).startswith(path if "[" in path else f"jwtRules[0].{path}")
+              and want in out, f"{rules.strip()!r}: want an error at {path} saying {want!r}: rc {rc}, {out}")
+        if at is not None:
+            lines = text.split("\n")
+            i = next(i for i, l in enumerate(lines) if l.lstrip(" -").startswith(at + ":"))
+            col = lines[i].index(at) + len(at) + 3  # its value's
+            check((int(m.group(1)), int(m.group(2))) == (i + 1, col),
+                  f"{rules.strip()!r}: want the error at {i + 1}:{col}: {out}")
+
+    good = request_authn("jwt", [{"issuer": ISS, "jwks": key}])
+    (gw,), _ = world(env, good, app_extra="  labels: {istio: ingressgateway}\n")
+    bad = keys.token("e", "ES256", claims())[:-4] + "AAAA"
+    check(get(gw, "/", headers=bearer(bad)).status == 401, "a bad token at start")
+    reload(env, request_authn("jwt", [{"issuer": ISS, "jwksUri": "https://issuer.example.com/keys"}]), ok=False)
+    check(get(gw, "/", headers=bearer(bad)).status == 401, "a bad token after the refused reload")
+    elsewhere = request_authn("shop", [{"issuer": ISS, "jwks": key}], ns="shop")
+    other_sel = request_authn("sel", [{"issuer": ISS, "jwks": key}], ns="istio-system",
+                              extra="  selector: {matchLabels: {app: other}}\n")
+    reload(env, elsewhere, other_sel)
+    rc, out = env.check_config(env.path("isthmus.yaml"))
+    check(rc == 0 and "RequestAuthentication shop/shop: spec" in out and "warning" in out
+          and "RequestAuthentication istio-system/sel: spec.selector" in out,
+          f"isthmus -c warns of the two that do not apply: rc {rc}, {out}")
+    r = get(gw, "/", headers=bearer(bad))
+    check(r.status == 200 and r.header("x-upstream") == "a", f"no RequestAuthentication applies: {r}")
+    reload(env, elsewhere, request_authn("root", [{"issuer": ISS, "jwks": key}], ns="istio-system",
+                                         extra="  selector: {matchLabels: {istio: ingressgateway}}\n"))
+    check(get(gw, "/", headers=bearer(bad)).status == 401, "the root namespace's, selecting the appliance, applies")
+
+
+@_test
+def jwt_token_extraction_as_envoy(env):
+    """Where Envoy's extractor finds the token: after the prefix (matched
+    case-sensitively), from the first base64url character or dot up to the
+    next character that is neither (extractJWT), so "Bearer <token> trailing"
+    and "Bearer <token>,x" carry <token>; a cookie value in double quotes is
+    unquoted (Http::Utility::parseCookieValue, RFC 6265). A field without the
+    prefix ("bearer ...") holds no token and reaches the upstream; a forged
+    token so extracted is refused for its signature."""
+    keys = Keys(env, e="ec256")
+    rule = {"issuer": ISS, "jwks": jwks(keys.jwk("e")),
+            "fromHeaders": [{"name": "Authorization", "prefix": "Bearer "}], "fromCookies": ["session"]}
+    (gw,), _ = world(env, request_authn("jwt", [rule]))
+    good = keys.token("e", "ES256", claims())
+    line, fields = seen(get(gw, "/headers", headers={"Authorization": f"bearer {good}"}))
+    check(field(fields, "authorization") == [f"bearer {good}"], f"bearer (lower case) is no prefix: {fields}")
+    bad = []
+    for what, hdrs in (("spaces after the prefix", {"Authorization": f"Bearer    {good}"}),
+                       ("a space and more after the token", {"Authorization": f"Bearer {good} trailing"}),
+                       ("a comma and more after the token", {"Authorization": f"Bearer {good},x"}),
+                       ("a quoted cookie value", {"Cookie": f'a=1; session="{good}"'})):
+        r = get(gw, "/", headers=hdrs)
+        if not (r.status == 200 and r.header("x-upstream") == "a"):
+            bad.append(f"{what}: {r.status} {body_text(r.body)!r}")
+    check(not bad, "want 200 (the token extracted as Envoy extracts it): " + "; ".join(bad))
+    forged = good.rsplit(".", 1)[0] + ".AAAA"
+    for what, hdrs in (("a bad token, then a space and more", {"Authorization": f"Bearer {forged} trailing"}),
+                       ("a bad token in a quoted cookie", {"Cookie": f'session="{forged}"'}),
+                       ):
+        r = get(gw, "/", headers=hdrs)
+        check(r.status == 401 and body_text(r.body) == VERIFY_FAILS, f"{what}: want 401 {VERIFY_FAILS!r}, got {r}")
+    # A good and a bad token in two Authorization fields pass, in either
+    # order, as in Envoy: its provider verifier takes them last first and stops
+    # at the bad one; a good one verified before removes the field (both
+    # values); its allow_missing verifier then finds no token, or goes on
+    # past the bad one to the good one, whose status is the last. Nothing of
+    # either reaches the upstream.
+    for order in ((good, forged), (forged, good)):
+        line, fields = seen(get(gw, "/headers", headers=[("Authorization", f"Bearer {t}") for t in order]))
+        check(field(fields, "authorization") == [], f"good and bad tokens: no Authorization upstream, got {fields}")
+    # Every token is verified: two good ones pass; past the 16 a check reads,
+    # the request is refused rather than let one through unchecked.
+    r = get(gw, "/", headers=[("Authorization", f"Bearer {good}")] * 2)
+    check(r.status == 200 and r.header("x-upstream") == "a", f"two good tokens: want 200, got {r}")
+    r = get(gw, "/", headers=[("Authorization", f"Bearer {good}")] * 17)
+    check(r.status == 401 and body_text(r.body) == "Found multiple Jwt tokens",
+          f"17 tokens: want 401 'Found multiple Jwt tokens', got {r}")
