@@ -17,6 +17,8 @@
 #              STREAMS (10, h2c's and grpc's per connection) GRPC_BYTES (32, each message's size)
 #              CG_KEEP (a directory: each build's last callgrind profiles are kept there, for
 #              callgrind_annotate)
+#              LOAD_HEADER (a request field every request of the load carries, "name: value";
+#              with ISTHMUS_EXTRA=bench/jwt.yaml, "authorization: Bearer $(cat bench/jwt-es256.token)")
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -48,7 +50,7 @@ bench_tmp
 results_open "$BENCH_DIR"
 raise_nofile
 say "# isthmus instructions $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS GRPC_BYTES=$GRPC_BYTES)"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS GRPC_BYTES=$GRPC_BYTES${ISTHMUS_EXTRA:+ ISTHMUS_EXTRA=$ISTHMUS_EXTRA}${LOAD_HEADER:+ LOAD_HEADER=${LOAD_HEADER:0:40}...})"
 say "# host: $(uname -srm), $(nproc) CPUs; $(valgrind --version)"
 for b in "$@"; do say "# build $b: $(cd "$b/.." 2>/dev/null && git describe --always --dirty 2>/dev/null || echo '?')"; done
 if [ "$LOAD" = grpc ]; then
@@ -75,13 +77,13 @@ load() { # outfile seconds port
 	local req err non2xx
 	case $LOAD in
 	h1)
-		run_wrk "$1" "$2" -c"$CONNS" "http://127.0.0.1:$3/"
+		run_wrk "$1" "$2" -c"$CONNS" ${LOAD_HEADER:+-H "$LOAD_HEADER"} "http://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
 	h1tls)
-		run_wrk "$1" "$2" -c"$CONNS" "https://127.0.0.1:$3/"
+		run_wrk "$1" "$2" -c"$CONNS" ${LOAD_HEADER:+-H "$LOAD_HEADER"} "https://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_wrk "$1") ;;
 	h2c|h2tls)
-		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" "$SCHEME://127.0.0.1:$3/"
+		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" ${LOAD_HEADER:+-H "$LOAD_HEADER"} "$SCHEME://127.0.0.1:$3/"
 		read -r req _ _ err non2xx < <(parse_h2load "$1") ;;
 	grpc)
 		run_h2load "$1" "$2" -c"$CONNS" -m"$STREAMS" -d "$TMP/grpc-req.bin" -H 'content-type: application/grpc' \

@@ -277,6 +277,12 @@ static void conv_match(struct cbuild *b, const struct ism_cm_match *in, struct i
 	out->without_headers = conv_kv(b, in->without, in->n_without);
 	out->n_query = (uint32_t)in->n_query;
 	out->query = conv_kv(b, in->query, in->n_query);
+	out->n_claims = (uint32_t)in->n_claims;
+	out->claims = conv_kv(b, in->claims, in->n_claims);
+	out->n_without_claims = (uint32_t)in->n_without_claims;
+	out->without_claims = conv_kv(b, in->without_claims, in->n_without_claims);
+	if (in->n_claims + in->n_without_claims > 0)
+		b->t->jwt.routes = 1;
 }
 
 /* --- clusters --- */

@@ -42,6 +42,11 @@ struct ism_cm_match {
 	uint32_t port;
 	size_t n_headers, n_without, n_query;
 	struct ism_cm_kv *headers, *without, *query;
+	/* headers and withoutHeaders "@request.auth.claims.<a>.<b>" or
+	 * "@request.auth.claims[<a>][<b>]": the verified JWT's claim (name: its
+	 * names joined with ']'), as istiod's metadata matchers */
+	size_t n_claims, n_without_claims;
+	struct ism_cm_kv *claims, *without_claims;
 	/* match.gateways: "<ns>/<name>" or "mesh"; none: every gateway the
 	 * VirtualService is bound to. */
 	size_t n_gateways;

@@ -14,6 +14,7 @@
 #include "conf/mirror.h"
 #include "conf/model.h"
 #include "conf/re2syntax.h"
+#include "lib/ascii.h"
 #include "lib/base64.h"
 
 /* A gateway reference as Istio resolves one (resolveGatewayName), lowercased:
@@ -143,8 +144,68 @@ void ism_model_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_prese
 	parse_sm(v, n, allow_present, m);
 }
 
+#define ROUTING_CLAIM "@request.auth.claims"
+
+/* Istio's ToRoutingClaim: a header name "@request.auth.claims.<a>.<b>" or
+ * "@request.auth.claims[<a>][<b>]" (the prefix without regard to case) is
+ * the verified JWT's claim; its names joined with ']' into *path (the
+ * model's pool), or an error at k when a name is empty or holds ']'. false:
+ * not a claim. */
+static bool routing_claim(struct ism_vctx *v, const struct ism_node *k, const char **path)
+{
+	size_t pl = sizeof(ROUTING_CLAIM) - 1, len = k->len - pl, n = 0;
+	const char *rest = k->str + pl;
+	bool square, bad = false;
+	char *d;
+
+	*path = NULL;
+	if (k->len <= pl + 1 || strncasecmp(k->str, ROUTING_CLAIM, pl) != 0)
+		return false;
+	square = rest[0] == '[';
+	if (rest[0] != '.' && !(square && len > 2 && rest[len - 1] == ']'))
+		return false;
+	if ((d = ism_v_strdup(v, rest + 1)) == NULL)
+		return true;
+	if (square)
+		d[len - 2] = '\0'; /* "a][b" */
+	/* The names, in place, joined with ']' (never longer than the text). */
+	for (const char *p = d;;) {
+		const char *sep = square ? strstr(p, "][") : strchr(p, '.');
+		size_t sl = sep != NULL ? (size_t)(sep - p) : strlen(p);
+
+		bad |= sl == 0 || memchr(p, ']', sl) != NULL;
+		memmove(d + n, p, sl);
+		n += sl;
+		if (sep == NULL)
+			break;
+		d[n++] = ']';
+		p = sep + (square ? 2 : 1);
+	}
+	d[n] = '\0';
+	if (bad)
+		ism_v_err(v, k, "\"%s\": a claim's names must not be empty or hold ']'", k->str);
+	else
+		*path = d;
+	return true;
+}
+
+/* Istio's pseudo-headers a header match may name. */
+static bool pseudo_header(const char *s)
+{
+	static const char *const names[] = {":method", ":scheme", ":authority", ":path", ":status"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A match's map at key (headers, withoutHeaders, queryParams): name ->
+ * StringMatch, names lowercased when lower; with claims (headers,
+ * withoutHeaders), "@request.auth.claims..." names go there instead. */
 static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const char *key,
-		       bool lower, struct ism_cm_kv **out)
+		       bool lower, struct ism_cm_kv **out, struct ism_cm_kv **claims,
+		       size_t *n_claims)
 {
 	const struct ism_node *n = ism_v_node(v, match, key, false, ISM_NODE_MAP);
 	size_t count = 0, old;
@@ -153,16 +214,36 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 	if (n == NULL)
 		return 0;
 	*out = ism_v_alloc(v, n->n, sizeof(**out));
-	if (*out == NULL)
+	if (claims != NULL)
+		*claims = ism_v_alloc(v, n->n, sizeof(**claims));
+	if (*out == NULL || (claims != NULL && *claims == NULL))
 		return 0;
 	old = ism_v_push(v, ".%s", key);
 	for (size_t i = 0; i < n->n; i++) {
 		const struct ism_node *k = n->pairs[i].key;
 		size_t o2 = ism_v_push(v, ".%s", k->str);
-		struct ism_cm_kv *kv = &(*out)[count++];
+		const char *claim = NULL;
+		struct ism_cm_kv *kv;
 
+		if (claims != NULL && routing_claim(v, k, &claim)) {
+			kv = &(*claims)[(*n_claims)++];
+			kv->name = claim != NULL ? claim : "";
+			parse_sm(v, n->pairs[i].value, false, &kv->m);
+			if (kv->m.kind == ISM_SM_ANY)
+				ism_v_err(v, n->pairs[i].value,
+					  "a claim's match needs exact, prefix or regex");
+			ism_v_pop(v, o2);
+			continue;
+		}
+		kv = &(*out)[count++];
 		if (k->len == 0)
 			ism_v_err(v, k, "name must not be empty");
+		else if (claims != NULL && !ism_is_token(k->str) && !pseudo_header(k->str))
+			ism_v_err(
+			    v, k,
+			    "\"%s\" is not a header name (RFC 9110 token, a pseudo-header, or "
+			    "@request.auth.claims.<name>)",
+			    k->str);
 		kv->name = lower ? ism_model_lower_dup(v, k->str) : k->str;
 		parse_sm(v, n->pairs[i].value, true, &kv->m);
 		ism_v_pop(v, o2);
@@ -223,9 +304,10 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 		parse_sm(v, s, false, dst[i]);
 		ism_v_pop(v, old);
 	}
-	m->n_headers = parse_kv(v, n, "headers", true, &m->headers);
-	m->n_without = parse_kv(v, n, "withoutHeaders", true, &m->without);
-	m->n_query = parse_kv(v, n, "queryParams", false, &m->query);
+	m->n_headers = parse_kv(v, n, "headers", true, &m->headers, &m->claims, &m->n_claims);
+	m->n_without = parse_kv(v, n, "withoutHeaders", true, &m->without, &m->without_claims,
+				&m->n_without_claims);
+	m->n_query = parse_kv(v, n, "queryParams", false, &m->query, NULL, NULL);
 	ism_v_bool(v, n, "ignoreUriCase", &m->ignore_uri_case);
 }
 

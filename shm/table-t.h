@@ -70,6 +70,11 @@ struct ism_match {
 	const struct ism_kvmatch *without_headers;
 	uint32_t n_query;
 	const struct ism_kvmatch *query;
+	/* VirtualService "@request.auth.claims..." headers: the verified
+	 * JWT's claim at name (names joined with ']'; worker/authn.h), which
+	 * must hold (claims) or must not (without_claims) */
+	uint32_t n_claims, n_without_claims;
+	const struct ism_kvmatch *claims, *without_claims;
 };
 
 /* Envoy retry_on conditions (Istio retries.retryOn), as bits. */
@@ -1189,6 +1194,7 @@ struct ism_jwt_provider {
 struct ism_jwt_authn {
 	uint32_t n; /* 0: no RequestAuthentication applies */
 	const struct ism_jwt_provider *p;
+	uint8_t routes; /* a route matches claims: found again once a token is verified */
 };
 
 /* One compiled generation. */

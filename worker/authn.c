@@ -479,3 +479,53 @@ void ism_authn_free(struct ism_authn *a)
 		ism_jwt_free(&a->jwt);
 	free(a);
 }
+
+/* ---------- claims, for the policies and the routes ---------- */
+
+/* Whether claim name (top level) is one provider p splits at spaces. */
+static bool spaced(const struct ism_jwt_provider *p, const char *name, size_t len)
+{
+	for (uint32_t i = 0; p != NULL && i < p->n_spaced; i++)
+		if (p->spaced[i].len == len && memcmp(p->spaced[i].p, name, len) == 0)
+			return true;
+	return false;
+}
+
+bool ism_authn_claim_holds(const struct ism_json *payload, const struct ism_jwt_provider *by,
+			   const char *path, size_t len,
+			   bool (*holds)(void *ctx, const char *v, size_t len), void *ctx)
+{
+	const struct ism_json *v = payload;
+	const char *p = path, *end = path + len;
+	bool top = memchr(path, ']', len) == NULL;
+
+	while (v != NULL && p < end) {
+		const char *e = memchr(p, ']', (size_t)(end - p));
+		size_t n = (size_t)((e != NULL ? e : end) - p);
+
+		v = ism_json_get_n(v, p, n);
+		p += n + 1;
+	}
+	if (v == NULL)
+		return false;
+	if (v->type == ISM_JSON_STRING && !(top && spaced(by, path, len)))
+		return holds(ctx, v->str, v->n);
+	if (v->type == ISM_JSON_STRING) {
+		/* Envoy's payload metadata holds it as the list of its words. */
+		for (size_t i = 0; i < v->n;) {
+			size_t e = i;
+
+			while (e < v->n && v->str[e] != ' ')
+				e++;
+			if (e > i && holds(ctx, v->str + i, e - i))
+				return true;
+			i = e + 1;
+		}
+		return false;
+	}
+	for (uint32_t i = 0; v->type == ISM_JSON_ARRAY && i < v->n; i++)
+		if (v->items[i].type == ISM_JSON_STRING &&
+		    holds(ctx, v->items[i].str, v->items[i].n))
+			return true;
+	return false;
+}

@@ -46,6 +46,16 @@ void ism_authn_install(struct ism_wctx *w, struct ism_jwks *sets, uint32_t n);
 struct ism_authn *ism_authn_check(struct ism_wctx *w, struct ism_http_req *req);
 void ism_authn_free(struct ism_authn *a);
 
+/* Whether the claim at path (len bytes: names joined with ']') of a verified
+ * token's payload holds for holds(): a string (split into words when its
+ * provider by lists the top-level claim in spaceDelimitedClaims), or one
+ * string of a list, as Envoy's metadata matcher reads the jwt_authn payload
+ * (istiod's list-or-value matcher, for AuthorizationPolicy and VirtualService
+ * claims alike). */
+bool ism_authn_claim_holds(const struct ism_json *payload, const struct ism_jwt_provider *by,
+			   const char *path, size_t len,
+			   bool (*holds)(void *ctx, const char *v, size_t len), void *ctx);
+
 /* Envoy's answer to a refused token: 401, or 403 for its audiences. */
 static inline int ism_authn_http_status(enum ism_jwt_status s)
 {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/addr.h"
+#include "worker/authn.h"
 #include "worker/authz.h"
 #include "worker/router.h"
 #include "worker/tls.h"
@@ -87,63 +88,11 @@ static bool principal_holds(struct az_ctx *c, const struct ism_az_cond *cond)
 	return false;
 }
 
-/* Whether claim name (top level) is one the provider splits at spaces. */
-static bool spaced(const struct ism_jwt_provider *p, const char *name, size_t len)
+static bool claim_value_holds(void *ctx, const char *v, size_t len)
 {
-	for (uint32_t i = 0; p != NULL && i < p->n_spaced; i++)
-		if (p->spaced[i].len == len && memcmp(p->spaced[i].p, name, len) == 0)
-			return true;
-	return false;
-}
+	struct az_ctx *c = ctx;
 
-/* One of the condition's values holds for a word of v (split at spaces). */
-static bool words_hold(struct az_ctx *c, const struct ism_az_cond *cond, const char *v, size_t len)
-{
-	for (size_t i = 0; i < len;) {
-		size_t e = i;
-
-		while (e < len && v[e] != ' ')
-			e++;
-		if (e > i && str_holds(c, cond, v + i, e - i))
-			return true;
-		i = e + 1;
-	}
-	return false;
-}
-
-/* A claim condition: the claim at the condition's path (names joined with
- * ']'), a string one of the values matches or a list with such a string, as
- * Envoy's metadata matcher (istiod's list-or-value matcher) reads the
- * jwt_authn payload, whose spaced claims it made lists of words. */
-static bool claim_holds(struct az_ctx *c, const struct ism_az_cond *cond)
-{
-	const struct ism_json *v = c->in->jwt;
-	const char *p = cond->name.p, *end = p + cond->name.len;
-	bool top = memchr(p, ']', cond->name.len) == NULL;
-	char seg[ISM_AZ_CLAIM_NAME_MAX + 1];
-
-	while (v != NULL && p < end) {
-		const char *e = memchr(p, ']', (size_t)(end - p));
-		size_t len = (size_t)((e != NULL ? e : end) - p);
-
-		if (len > ISM_AZ_CLAIM_NAME_MAX)
-			return false;
-		memcpy(seg, p, len);
-		seg[len] = '\0';
-		v = ism_json_get(v, seg);
-		p += len + 1;
-	}
-	if (v == NULL)
-		return false;
-	if (v->type == ISM_JSON_STRING)
-		return top && spaced(c->in->jwt_by, cond->name.p, cond->name.len)
-			   ? words_hold(c, cond, v->str, v->n)
-			   : str_holds(c, cond, v->str, v->n);
-	for (uint32_t i = 0; v->type == ISM_JSON_ARRAY && i < v->n; i++)
-		if (v->items[i].type == ISM_JSON_STRING &&
-		    str_holds(c, cond, v->items[i].str, v->items[i].n))
-			return true;
-	return false;
+	return str_holds(c, c->cond, v, len);
 }
 
 /* One of the condition's values holds (before its negation). */
@@ -192,7 +141,10 @@ static bool values_hold(struct az_ctx *c, const struct ism_az_cond *cond)
 	case ISM_AZ_REQ_PRINCIPAL:
 		return c->in->jwt != NULL && principal_holds(c, cond);
 	case ISM_AZ_CLAIM:
-		return c->in->jwt != NULL && claim_holds(c, cond);
+		c->cond = cond;
+		return c->in->jwt != NULL &&
+		       ism_authn_claim_holds(c->in->jwt, c->in->jwt_by, cond->name.p,
+					     cond->name.len, claim_value_holds, c);
 	}
 	return false;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
+#include "worker/authn.h"
 #include "worker/router.h"
 
 #include <errno.h>
@@ -49,7 +50,17 @@ struct ism_router_scratch {
 	size_t join_cap;
 	char *path; /* a normalised path */
 	size_t path_cap;
+	/* the verified JWT's claims a route's claim matches read (worker/authn.h) */
+	const struct ism_json *jwt;
+	const struct ism_jwt_provider *jwt_by;
 };
+
+void ism_router_set_claims(struct ism_router_scratch *s, const struct ism_json *payload,
+			   const struct ism_jwt_provider *by)
+{
+	s->jwt = payload;
+	s->jwt_by = by;
+}
 
 struct ism_router_scratch *ism_router_scratch_new(void)
 {
@@ -440,6 +451,28 @@ static bool header_holds(const struct ism_kvmatch *kv, const struct ism_http_req
 	return sm_match(&kv->m, v, len, s);
 }
 
+struct claim_ctx {
+	const struct ism_strmatch *m;
+	struct ism_router_scratch *s;
+};
+
+static bool claim_value_holds(void *ctx, const char *v, size_t len)
+{
+	struct claim_ctx *c = ctx;
+
+	return sm_match(c->m, v, len, c->s);
+}
+
+/* A route's claim match: Envoy's metadata matcher on the jwt_authn payload,
+ * false without a verified token. */
+static bool claim_holds(const struct ism_kvmatch *kv, struct ism_router_scratch *s)
+{
+	struct claim_ctx c = {&kv->m, s};
+
+	return s->jwt != NULL && ism_authn_claim_holds(s->jwt, s->jwt_by, kv->name.p, kv->name.len,
+						       claim_value_holds, &c);
+}
+
 static bool match_holds(const struct ism_match *m, const struct ism_http_req *req,
 			const char *scheme, uint16_t port, struct ism_router_scratch *s)
 {
@@ -470,6 +503,12 @@ static bool match_holds(const struct ism_match *m, const struct ism_http_req *re
 		if (!sm_match(&m->query[i].m, v, len, s))
 			return false;
 	}
+	for (i = 0; i < m->n_claims; i++)
+		if (!claim_holds(&m->claims[i], s))
+			return false;
+	for (i = 0; i < m->n_without_claims; i++)
+		if (claim_holds(&m->without_claims[i], s))
+			return false;
 	return true;
 }
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/json.h"
 #include "shm/table-t.h"
 #include "worker/http1.h"
 
@@ -58,6 +59,11 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
  * match (a regex bounded as there; one that reaches its bound does not hold). */
 bool ism_router_strmatch(const struct ism_strmatch *m, const char *v, size_t len,
 			 struct ism_router_scratch *s);
+
+/* The claims the routes' claim matches read from now on: a verified JWT's
+ * payload and its provider (worker/authn.h); NULL: none. */
+void ism_router_set_claims(struct ism_router_scratch *s, const struct ism_json *payload,
+			   const struct ism_jwt_provider *by);
 
 /* Finds header name in req; with several occurrences, joins their values
  * with "," into the scratch (Envoy's rule), valid until its next use. false

@@ -1343,6 +1343,12 @@ static const struct ism_route *request_lookup(struct ism_wctx *w, struct ism_str
 	const struct ism_route *r;
 
 	*vh = request_vhost(l, st->sess, req);
+	if (w->table->jwt.routes)
+		ism_router_set_claims(w->rs,
+				      st->authn != NULL && st->authn->by != NULL
+					  ? &st->authn->jwt.payload.root
+					  : NULL,
+				      st->authn != NULL ? st->authn->by : NULL);
 	r = *vh ? ism_router_route(*vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
 	st->route_stats = r ? r->stats : NULL;
 	if (r != NULL && st->log_req != NULL)
@@ -1512,16 +1518,17 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 
 	if (!request_start(w, st, req, &body, &len, req_done))
 		return;
-	/* Once, or again after the JWTs added fields (istiod has a gateway's
-	 * jwt_authn filter clear the route cache); one call, so it stays
-	 * inlined here (a second one cost 50 instructions a request). */
+	/* Once, or again after the JWTs added fields or a verified token's
+	 * claims may choose the route (istiod has a gateway's jwt_authn filter
+	 * clear the route cache); one call, so it stays inlined here (a second
+	 * one cost 50 instructions a request). */
 	for (bool again = true; again;) {
 		r = request_lookup(w, st, req, https, &vh, &undecided);
 		again = false;
 		if (w->table->jwt.n > 0 && st->authn == NULL) {
 			if (!authenticated(w, st, req, https))
 				return;
-			again = st->authn->added;
+			again = st->authn->added || (st->authn->by != NULL && w->table->jwt.routes);
 		}
 	}
 	if (!authorized(w, st, req)) {

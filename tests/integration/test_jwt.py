@@ -658,3 +658,75 @@ def jwt_token_extraction_as_envoy(env):
     r = get(gw, "/", headers=[("Authorization", f"Bearer {good}")] * 17)
     check(r.status == 401 and body_text(r.body) == "Found multiple Jwt tokens",
           f"17 tokens: want 401 'Found multiple Jwt tokens', got {r}")
+
+
+@_test
+def jwt_claim_routes(env):
+    """VirtualService header matches named "@request.auth.claims.<a>.<b>" or
+    "@request.auth.claims[<a>][<b>]" match the verified token's claims, as
+    istiod turns them into metadata matchers on the jwt_authn payload (the
+    route found again once the token is verified): a string claim, one string
+    of a list, a nested claim, a scope split into words; in withoutHeaders
+    the match is inverted (no token: it holds). Without a token, or with one
+    whose claims do not match, the next route takes the request. A client
+    cannot send such a field itself. isthmus -c refuses an empty claim name
+    and a claim match without a value, at their position."""
+    keys = Keys(env, e="ec256")
+    rule = {"issuer": ISS, "jwks": jwks(keys.jwk("e"))}
+
+    def route(name, match):
+        return (f"  - match: [{match}]\n    headers: {{request: {{set: {{x-route: {name}}}}}}}\n"
+                f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+
+    routes = (route("groups", '{headers: {"@request.auth.claims.groups": {exact: admin}}}') +
+              route("tier", '{headers: {"@request.auth.claims[org][tier]": {prefix: gold}}}') +
+              route("scope", '{headers: {"@Request.Auth.Claims[scope]": {exact: write}}}') +
+              route("not-bob", '{headers: {x-case: {exact: nobob}}, '
+                    'withoutHeaders: {"@request.auth.claims.sub": {exact: bob}}}') + ROUTE_ALL)
+    (gw,), _ = world(env, request_authn("jwt", [rule]), routes=routes)
+
+    def routed(token, extra=None):
+        hdrs = dict(bearer(token)) if token else {}
+        hdrs.update(extra or {})
+        _, fields = seen(get(gw, "/headers", headers=hdrs))
+        return field(fields, "x-route")
+
+    t = {name: keys.token("e", "ES256", c) for name, c in (
+        ("admin-list", claims(groups=["users", "admin"])),
+        ("admin-str", claims(groups="admin")),
+        ("users", claims(groups=["users"], org={"tier": "silver"})),
+        ("gold", claims(org={"tier": "gold-1"})),
+        ("flat-tier", claims(**{"org.tier": "gold"})),
+        ("scope", claims(scope="read write")),
+        ("scope-whole", claims(scope="readwrite")),
+        ("bob", claims(sub="bob")))}
+    cases = [("no token", None, None, []),
+             ("groups list holding admin", t["admin-list"], None, ["groups"]),
+             ("groups string admin", t["admin-str"], None, ["groups"]),
+             ("groups without admin, silver tier", t["users"], None, []),
+             ("nested org.tier gold-1", t["gold"], None, ["tier"]),
+             ("a top-level claim named org.tier is not nested", t["flat-tier"], None, []),
+             ("scope 'read write' holds the word write", t["scope"], None, ["scope"]),
+             ("scope 'readwrite'", t["scope-whole"], None, []),
+             ("withoutHeaders sub bob, no token", None, {"x-case": "nobob"}, ["not-bob"]),
+             ("withoutHeaders sub bob, alice's token", t["admin-str"], {"x-case": "nobob"}, ["groups"]),
+             ("withoutHeaders sub bob, bob's token", t["bob"], {"x-case": "nobob"}, [])]
+    bad = [f"{what}: want x-route {want}, got {got}" for what, tok, extra, want in cases
+           if (got := routed(tok, extra)) != want]
+    check(not bad, "claim routes: " + "; ".join(bad))
+    # A client's own field of that name is no claim (nor a valid field name).
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("GET", "/headers", "test.local", {"@request.auth.claims.groups": "admin"})
+    check(r.status == 400 or "x-route: groups" not in r.body.decode("latin-1").lower(),
+          f"a client-sent @request.auth.claims field must not choose the route: {r}")
+
+    head = docs(appliance(env), gateway_ports([free_port()]))
+    for key, match, want in (('"@request.auth.claims.a..b"', "{exact: x}", "must not be empty"),
+                             ('"@request.auth.claims[a]"', "{}", "needs exact, prefix or regex")):
+        text = docs(head, virtual_service("vs", ["*"], route("x", f"{{headers: {{{key}: {match}}}}}")))
+        rc, out = env.check_config(env.write("bad.yaml", text))
+        lines = text.split("\n")
+        i = next(i for i, l in enumerate(lines) if key in l)
+        col = lines[i].index(key if want.startswith("must") else match) + 1
+        check(rc != 0 and want in out and f"bad.yaml:{i + 1}:{col}: error" in out,
+              f"{key}: {match}: want an error at {i + 1}:{col} saying {want!r}: rc {rc}, {out}")

@@ -3297,6 +3297,17 @@ static const struct bad bads[] = {
      RA("  - issuer: a\n    jwks: " EC_JWKS "\n    iss: b\n"), 15, 5,
      "RequestAuthentication istio-system/jwt: spec.jwtRules[0].iss", "unknown field"},
 #undef RA
+#define VSM(match)                                                                                 \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\n" \
+	    "spec:\n  hosts: [\"*\"]\n  http:\n  - match: [" match "]\n"                           \
+	    "    route: [{destination: {host: a}}]\n"
+    {"VirtualService header name", VSM("{headers: {\"x y\": {exact: a}}}"), 14, 24,
+     "VirtualService default/v: spec.http[0].match[0].headers.x y", "is not a header name"},
+    {"VirtualService empty claim name",
+     VSM("{withoutHeaders: {\"@request.auth.claims[a][]\": {exact: a}}}"), 14, 31,
+     "VirtualService default/v: spec.http[0].match[0].withoutHeaders.@request.auth.claims[a][]",
+     "must not be empty"},
+#undef VSM
     {"unknown kind",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Sidekick\n"
 	 "metadata: {name: sk}\nspec: {}\n",
