@@ -8,8 +8,10 @@
  * workers verify tokens with them (worker/authn.c).
  *
  * istiod fetches a rule's jwksUri (or its issuer's OpenID discovery) itself
- * and inlines the keys; isthmus does not fetch yet, so a rule without jwks
- * is "not implemented yet" at the field that would be fetched. */
+ * and inlines the keys; so does isthmus's master (master/jwks.h), through the
+ * source set with ism_conf_jwks_source. A key set that cannot be had leaves
+ * the rule without keys (its tokens refused, as istiod's fail-closed key
+ * set), with a warning; isthmus -c fetches nothing. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +19,14 @@
 #include "conf/model.h"
 #include "lib/ascii.h"
 #include "lib/jose.h"
+
+/* Where fetched key sets come from; NULL: nowhere (isthmus -c). */
+static const struct ism_jwks_source *jwks_source;
+
+void ism_conf_jwks_source(const struct ism_jwks_source *src)
+{
+	jwks_source = src;
+}
 
 /* s lowercased, in the model's pool. */
 static char *lower_dup(struct ism_vctx *v, const char *s)
@@ -167,31 +177,60 @@ static void parse_spaced(struct ism_vctx *v, const struct ism_node *m, struct is
 	}
 }
 
-/* The key set: jwks, parsed (lib/jose.h) to refuse one Envoy could not use;
- * without it istiod would fetch jwksUri (or the issuer's discovery
- * document), which isthmus does not do yet. */
-static void parse_jwks(struct ism_vctx *v, const struct ism_node *m, const char *uri,
-		       struct ism_cm_jwt_rule *r)
+/* Whether text is a key set Envoy could use (lib/jose.h); why when not. */
+static bool usable(const char *text, char *why, size_t cap)
 {
 	struct ism_jwks set;
+
+	why[0] = '\0';
+	if (ism_jwks_parse(text, strlen(text), &set, why, cap) != ISM_JWT_OK)
+		return false;
+	ism_jwks_free(&set);
+	return true;
+}
+
+/* The key set: jwks, refused when Envoy could not use it; without it, what
+ * the source fetched from jwksUri (or the issuer's discovery). A key set that
+ * cannot be had is a warning, the rule keeps no keys. */
+static void parse_jwks(struct ism_vctx *v, const struct ism_node *m, const char *uri,
+		       uint32_t timeout_ms, struct ism_cm_jwt_rule *r)
+{
+	const char *at = uri != NULL ? "jwksUri" : "issuer";
+	const char *what = uri != NULL ? uri : "the issuer's OpenID discovery";
+	const char *text;
 	char why[256];
 	int rc = ism_v_str(v, m, "jwks", false, &r->jwks);
 
 	if (rc < 0)
 		return;
-	if (rc == 0 || r->jwks[0] == '\0') {
-		ism_v_err_key(v, m, uri != NULL ? "jwksUri" : "issuer",
-			      "fetching the key set (%s) is " ISM_NOT_IMPL
-			      ": give the JSON Web Key Set inline in jwks",
-			      uri != NULL ? "jwksUri" : "the issuer's OpenID discovery");
+	if (rc > 0 && r->jwks[0] != '\0') {
+		if (!usable(r->jwks, why, sizeof(why)))
+			ism_v_err_key(v, m, "jwks", "jwks parse error: %s", why);
 		return;
 	}
-	why[0] = '\0';
-	if (ism_jwks_parse(r->jwks, strlen(r->jwks), &set, why, sizeof(why)) != ISM_JWT_OK) {
-		ism_v_err_key(v, m, "jwks", "jwks parse error: %s", why);
+	r->jwks = NULL;
+	if (r->issuer[0] == '\0' && uri == NULL)
+		return; /* refused: neither issuer nor jwksUri */
+	if (jwks_source == NULL) {
+		ism_v_warn(v, ism_node_get(m, at, NULL),
+			   "%s: the key set is fetched when isthmus runs (isthmus -c fetches "
+			   "nothing)",
+			   what);
 		return;
 	}
-	ism_jwks_free(&set);
+	text = jwks_source->get(jwks_source->ctx, r->issuer, uri, timeout_ms, why, sizeof(why));
+	if (text == NULL)
+		ism_v_warn(v, ism_node_get(m, at, NULL),
+			   "%s: the key set cannot be fetched (%s): its tokens are refused until "
+			   "a refresh fetches it",
+			   what, why);
+	else if (!usable(text, why, sizeof(why)))
+		ism_v_warn(v, ism_node_get(m, at, NULL),
+			   "%s: what was fetched is no usable key set (%s): its tokens are refused "
+			   "until a refresh fetches one",
+			   what, why);
+	else
+		r->jwks = ism_v_strdup(v, text);
 }
 
 static void parse_rule(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_jwt_rule *r)
@@ -210,7 +249,7 @@ static void parse_rule(struct ism_vctx *v, const struct ism_node *m, struct ism_
 					    "spaceDelimitedClaims",
 					    NULL};
 	const char *uri = NULL, *why;
-	uint32_t timeout;
+	uint32_t timeout = 5000; /* istiod's default */
 
 	if (!ism_v_keys(v, m, known, NULL))
 		return;
@@ -223,15 +262,18 @@ static void parse_rule(struct ism_vctx *v, const struct ism_node *m, struct ism_
 		uri = NULL;
 	if (r->issuer[0] == '\0' && uri == NULL)
 		ism_v_err(v, m, "issuer or jwksUri must be non-empty string");
-	if (uri != NULL && (why = jwks_uri_refused(uri)) != NULL)
+	if (uri != NULL && (why = jwks_uri_refused(uri)) != NULL) {
 		ism_v_err_key(v, m, "jwksUri", "\"%s\": %s", uri, why);
-	parse_jwks(v, m, uri, r);
+		uri = NULL;
+	}
+	/* How long a fetch of the key set may take. */
+	ism_v_dur(v, m, "timeout", 1, &timeout);
+	if (v->d->n_errors == 0 || ism_node_get(m, "jwks", NULL) != NULL)
+		parse_jwks(v, m, uri, timeout, r);
 	parse_locations(v, m, r);
 	header_name(v, m, "outputPayloadToHeader", false, &r->payload_header);
 	ism_v_bool(v, m, "forwardOriginalToken", &r->forward);
 	parse_claim_headers(v, m, r);
-	/* The time a fetch of jwksUri may take: nothing is fetched yet. */
-	ism_v_dur(v, m, "timeout", 1, &timeout);
 	parse_spaced(v, m, r);
 }
 

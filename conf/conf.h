@@ -69,6 +69,24 @@ int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d);
 int ism_conf_load_buf(const char *name, const char *buf, size_t len, struct ism_conf **out,
 		      struct ism_diags *d);
 void ism_conf_free(struct ism_conf *conf);
+/* Where the key sets of RequestAuthentication rules without jwks come from
+ * (their jwksUri, or their issuer's OpenID discovery): the master's cache
+ * (master/jwks.h). get returns the key set's text, kept by the source until
+ * the next load, or NULL with why; uri NULL: the issuer's discovery. With no
+ * source (isthmus -c), nothing is fetched: such a rule loads with a warning
+ * and no keys. Set before loads, never while one runs. */
+struct ism_jwks_source {
+	const char *(*get)(void *ctx, const char *issuer, const char *uri, uint32_t timeout_ms,
+			   char *why, size_t cap);
+	void *ctx;
+};
+void ism_conf_jwks_source(const struct ism_jwks_source *src);
+
+/* A duration as the file writes one ("10s", "250ms", "1.5s", "2m", "1h",
+ * "100us", "1m30s") in milliseconds, a positive value under 1 ms rounding up
+ * to 1 ms; 0 or -1. */
+int ism_parse_duration_ms(const char *s, uint32_t *out);
+
 /* Reads a file of at most max bytes (NUL-terminated); 0 or -errno. */
 int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len);
 /* The certificate and key files the model was loaded with (for a watch). */

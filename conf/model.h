@@ -853,8 +853,8 @@ int ism_v_enum_nocase(struct ism_vctx *v, const struct ism_node *map, const char
 const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map, const char *key,
 				  bool required, enum ism_node_kind k);
 
-/* Parsing helpers shared by model and tests of the model. */
-int ism_parse_duration_ms(const char *s, uint32_t *out);
+/* Parsing helpers shared by model and tests of the model (and
+ * ism_parse_duration_ms, in conf/conf.h). */
 int ism_parse_u64(const char *s, uint64_t *out);
 /* "region/zone[/subzone]" with non-empty parts of at most 63 bytes. */
 bool ism_locality_valid(const char *s);

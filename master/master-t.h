@@ -14,6 +14,8 @@
 #include "master/reply.h"
 #include "shm/shm.h"
 
+struct ism_jwks_cache;
+
 struct ism_health;
 struct ism_ctl;
 struct ism_resolver;
@@ -59,6 +61,10 @@ struct ism_loader {
 	struct ism_conf *conf;
 	struct ism_diags *d;
 	int ret;
+	/* ISM_LOAD_JWKS: the master's key sets (master/jwks.h); the refresh
+	 * found no change (nothing loaded), one failed */
+	struct ism_jwks_cache *jwks;
+	bool jwks_same, jwks_failed;
 };
 
 /* A certificate or key file of the running configuration, as last seen. */
@@ -111,7 +117,11 @@ struct ism_master {
 	struct ism_loader loader;
 	struct ism_resolver *dns;  /* the names of DNS ServiceEntries (master/resolve.h) */
 	uint64_t dns_next_publish; /* monotonic: a changed answer is not published before */
-	bool dns_publish_failing;  /* the last publish for changed answers was refused */
+	/* RequestAuthentication key sets fetched (master/jwks.h), and when
+	 * they are fetched again (monotonic; 0: none to fetch) */
+	struct ism_jwks_cache *jwks;
+	uint64_t jwks_next;
+	bool dns_publish_failing; /* the last publish for changed answers was refused */
 	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
 };
 

@@ -35,6 +35,7 @@
 #include "master/buildinfo.h"
 #include "master/ctl.h"
 #include "master/fds.h"
+#include "master/jwks.h"
 #include "master/master-t.h"
 #include "master/reload.h"
 #include "master/resolve.h"
@@ -1057,6 +1058,12 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 		t = h;
 	t = ism_resolver_timeout_ms(m->dns, now, t);
 	t = ism_reload_timeout_ms(m, now, t);
+	if (m->jwks_next != 0) {
+		uint64_t due = m->jwks_next > now ? m->jwks_next - now : 0;
+
+		if (due < (uint64_t)t)
+			t = (int)due;
+	}
 	if (m->next_sweep_due != UINT64_MAX) {
 		uint64_t due = m->next_sweep_due > now ? m->next_sweep_due - now : 0;
 
@@ -1087,6 +1094,33 @@ static void dns_publish(struct ism_master *m, uint64_t now)
 	 * do not keep the loader busy. */
 	m->dns_next_publish = now + DNS_PUBLISH_MS;
 	ism_reload_request(m, ISM_LOAD_DNS, NULL);
+}
+
+/* The key sets' refresh interval: PILOT_JWT_PUB_KEY_REFRESH_INTERVAL, as
+ * istiod reads it, or its default. */
+static uint32_t jwks_refresh_ms(void)
+{
+	const char *s = getenv(ISM_JWKS_REFRESH_ENV);
+	uint32_t ms;
+
+	if (s == NULL || *s == '\0')
+		return ISM_JWKS_REFRESH_MS;
+	if (ism_parse_duration_ms(s, &ms) < 0 || ms == 0) {
+		ism_warn("%s=%s: not a duration (\"20m\"); 20m it is", ISM_JWKS_REFRESH_ENV, s);
+		return ISM_JWKS_REFRESH_MS;
+	}
+	return ms;
+}
+
+/* The key sets fetched again when due, off the loop (tried again each turn
+ * while another load runs). */
+static void jwks_refresh(struct ism_master *m, uint64_t now)
+{
+	if (m->jwks_next == 0 || now < m->jwks_next || m->stopping || m->conf_text == NULL ||
+	    ism_reload_busy(m))
+		return;
+	if (ism_reload_request(m, ISM_LOAD_JWKS, NULL) == 0)
+		m->jwks_next = now + ISM_JWKS_REFRESH_FAILED_MS;
 }
 
 static int master_loop(struct ism_master *m)
@@ -1143,6 +1177,7 @@ static int master_loop(struct ism_master *m)
 		ism_resolver_run(m->dns, pfd + 4 + nctl, (int)ndns, now);
 		ism_reload_warm(m, ism_now_ms());
 		dns_publish(m, now);
+		jwks_refresh(m, now);
 		if (!m->stopping)
 			respawn_due(m, now);
 		start_owed_due(m, now);
@@ -1310,6 +1345,8 @@ static void master_free(struct ism_master *m)
 	if (m->notify_fd >= 0)
 		close(m->notify_fd);
 	ism_reload_fini(m);
+	ism_jwks_cache_use(NULL);
+	ism_jwks_cache_free(m->jwks);
 	free(m->next_sweep);
 	ism_events_free(&m->events);
 	watch_free(m);
@@ -1344,10 +1381,18 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_free;
 	}
 	ism_diags_init(d);
+	/* Key sets are fetched from the first load on (conf/authn.c's source). */
+	m->jwks = ism_jwks_cache_new(jwks_refresh_ms());
+	if (m->jwks == NULL) {
+		ism_err("out of memory");
+		goto out_free;
+	}
+	ism_jwks_cache_use(m->jwks);
 	if (master_open(m) < 0)
 		goto out_free;
 	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
+	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), 0, false, false);
 	ism_diags_print(stderr, d);
 	if (ret < 0) {
 		ism_err("%s: not started", m->conf_path);

@@ -14,6 +14,7 @@
 #include "master/commands.h"
 #include "master/ctl.h"
 #include "master/master-t.h"
+#include "master/jwks.h"
 #include "master/resolve.h"
 
 int ism_reload_init(struct ism_master *m)
@@ -35,7 +36,9 @@ bool ism_reload_busy(const struct ism_master *m)
 	return m->loader.state != ISM_LOADER_IDLE;
 }
 
-/* The thread: the file (or the running text) to a model, nothing else. */
+/* The thread: the file (or the running text) to a model, nothing else; for
+ * a key set refresh, the fetches first (the running text only when one
+ * changed). */
 static void *loader_main(void *arg)
 {
 	struct ism_loader *l = arg;
@@ -44,6 +47,12 @@ static void *loader_main(void *arg)
 	uint64_t one = 1;
 
 	l->ret = 0;
+	if (l->source == ISM_LOAD_JWKS)
+		l->jwks_same = !ism_jwks_cache_refresh(l->jwks, &l->jwks_failed);
+	if (l->source == ISM_LOAD_JWKS && l->jwks_same) {
+		l->ret = 1;
+		goto out;
+	}
 	if (l->source == ISM_LOAD_FILE) {
 		l->ret = ism_master_read_file(l->path, &l->file_text, &l->file_len, l->d);
 		text = l->file_text;
@@ -51,6 +60,7 @@ static void *loader_main(void *arg)
 	}
 	if (l->ret == 0)
 		l->ret = ism_conf_load_buf(l->path, text, len, &l->conf, l->d);
+out:
 	if (write(l->efd, &one, sizeof(one)) < 0)
 		ism_err("reload: cannot wake the master: %s", strerror(errno));
 	return NULL;
@@ -68,6 +78,8 @@ static int start(struct ism_master *m, enum ism_load_source src, uint64_t ticket
 	ism_diags_init(l->d);
 	l->source = (uint8_t)src;
 	l->ticket = ticket;
+	l->jwks = m->jwks;
+	l->jwks_same = l->jwks_failed = false;
 	l->path = m->conf_path;
 	l->text = m->conf_text;
 	l->len = m->conf_len;
@@ -225,6 +237,26 @@ static void report_dns(struct ism_master *m, int ret, const struct ism_diags *d)
 	}
 }
 
+/* A publish for changed key sets, said as a DNS one. */
+static void report_jwks(struct ism_master *m, int ret, const struct ism_diags *d)
+{
+	char buf[4096];
+
+	if (ret < 0) {
+		ism_diags_format(buf, sizeof(buf), d);
+		ism_err("jwks: the changed key sets cannot be published; generation %llu keeps "
+			"serving:\n%s",
+			(unsigned long long)m->gen, buf);
+		ism_event_add(&m->events, "jwks", "publish refused: %s",
+			      d->n ? d->items[0].msg : "error");
+	} else {
+		ism_notice("jwks: generation %llu published with the changed key sets",
+			   (unsigned long long)m->gen);
+		ism_event_add(&m->events, "jwks", "generation %llu published",
+			      (unsigned long long)m->gen);
+	}
+}
+
 /* The load is over: published (or refused), reported, and the queued one
  * started. */
 static void finish(struct ism_master *m)
@@ -235,6 +267,14 @@ static void finish(struct ism_master *m)
 	int ret = l->ret;
 
 	l->state = ISM_LOADER_IDLE;
+	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), m->jwks_next, src == ISM_LOAD_JWKS,
+				     l->jwks_failed);
+	if (src == ISM_LOAD_JWKS && ret > 0) {
+		free(l->d); /* no key set changed: nothing to publish */
+		l->d = NULL;
+		ret = 0;
+		goto queued;
+	}
 	if (ret == 0 && m->stopping) {
 		ism_conf_free(l->conf);
 		ism_diag_add(l->d, ISM_DIAG_ERROR, l->path, 0, 0, "", "isthmus is stopping");
@@ -259,9 +299,13 @@ static void finish(struct ism_master *m)
 	case ISM_LOAD_DNS:
 		report_dns(m, ret, l->d);
 		break;
+	case ISM_LOAD_JWKS:
+		report_jwks(m, ret, l->d);
+		break;
 	}
 	free(l->d);
 	l->d = NULL;
+queued:
 	ticket = l->queued;
 	l->queued = 0;
 	if (ticket != 0 && !m->stopping && start(m, ISM_LOAD_FILE, ticket) == 0)

@@ -37,6 +37,7 @@ enum ism_load_source {
 	ISM_LOAD_FILE = 0, /* the file, read again: SIGHUP, `isthmusctl reload` */
 	ISM_LOAD_TEXT,	   /* the running text again, because certificate files changed */
 	ISM_LOAD_DNS,	   /* the running text again, because a name's answer changed */
+	ISM_LOAD_JWKS,	   /* the key sets fetched again; the running text when one changed */
 };
 
 /* 0 or -errno (the eventfd). */

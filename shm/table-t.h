@@ -1175,8 +1175,9 @@ struct ism_jwt_provider {
 	struct ism_str issuer; /* empty: any (a rule with only jwksUri) */
 	uint32_t n_aud;	       /* audiences (at most ISM_JWT_AUD_MAX); 0: any */
 	const struct ism_str *aud;
-	/* The JSON Web Key Set, as given: each worker parses it (lib/jose.h)
-	 * once per generation. */
+	/* The JSON Web Key Set, as given or fetched: each worker parses it
+	 * (lib/jose.h) once per generation. Empty: it could not be fetched,
+	 * every token fails (istiod's fail-closed key set). */
 	struct ism_str jwks;
 	uint32_t n_loc; /* where tokens are: fromHeaders, fromParams, fromCookies, or
 			   Envoy's defaults (Authorization "Bearer ", access_token) */

@@ -82,9 +82,11 @@ int ism_authn_sets(const struct ism_table *t, struct ism_jwks **out)
 
 		/* Checked by the master with the same parser: only memory
 		 * fails here (then every token of the provider fails, as
-		 * Envoy's with no valid key). */
-		if (ism_jwks_parse(a->p[i].jwks.p, a->p[i].jwks.len, &sets[i], why, sizeof(why)) !=
-		    ISM_JWT_OK)
+		 * Envoy's with no valid key). None: one that could not be
+		 * fetched. */
+		if (a->p[i].jwks.len > 0 &&
+		    ism_jwks_parse(a->p[i].jwks.p, a->p[i].jwks.len, &sets[i], why, sizeof(why)) !=
+			ISM_JWT_OK)
 			ism_warn("JWT provider %s: key set: %s", a->p[i].issuer.p, why);
 	}
 	return 0;
@@ -348,6 +350,10 @@ static enum ism_jwt_status token_holds(struct check *c, uint32_t qi, const struc
 		aud[i] = q->aud[i].p;
 	if (!ism_jwt_audience_ok(jwt, aud, na))
 		return ISM_JWT_AUDIENCE_DENIED;
+	/* A key set that could not be fetched: istiod's fail-closed one, a key
+	 * no token was signed with. */
+	if (q->jwks.len == 0)
+		return ISM_JWT_VERIFICATION_FAIL;
 	if (qi >= c->w->n_jwks || c->w->jwks[qi].n == 0)
 		return ISM_JWT_JWKS_NO_VALID_KEYS;
 	return ism_jwt_verify(jwt, &c->w->jwks[qi]);

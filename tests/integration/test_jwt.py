@@ -556,22 +556,17 @@ def jwt_cors_preflight(env):
 
 @_test
 def jwt_config_errors_and_scope(env):
-    """isthmus -c refuses a rule with jwksUri and no jwks, or with an issuer
-    alone ("not implemented yet": nothing is fetched), a jwksUri that is not
-    http(s), a jwks that is not a key set, each at the file's line and column
-    of the field's value, and a rule with neither issuer nor jwksUri; a
-    reload with such a document is refused and the old RequestAuthentication
-    serves on; a RequestAuthentication of another namespace, or of the root
+    """isthmus -c refuses a jwksUri that is not http(s), a jwks that is not
+    a key set, each at the file's line and column of the field's value, and a
+    rule with neither issuer nor jwksUri; a reload with such a document is
+    refused and the old RequestAuthentication serves on; a RequestAuthentication of another namespace, or of the root
     namespace whose selector does not select the appliance, loads with a
     warning and checks nothing (a bad token is served), while one of the root
     namespace that selects it applies."""
     keys = Keys(env, e="ec256")
     key = jwks(keys.jwk("e"))
     head = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL))
-    cases = [(f"  - issuer: {ISS}\n    jwksUri: https://issuer.example.com/keys\n", "jwksUri", "jwksUri",
-              "not implemented yet"),
-             (f"  - issuer: {ISS}\n", "issuer", "issuer", "not implemented yet"),
-             (f"  - issuer: {ISS}\n    jwks: '{{\"keys\": [{{\"kty\": \"EC\"'\n", "jwks", "jwks", "jwks"),
+    cases = [(f"  - issuer: {ISS}\n    jwks: '{{\"keys\": [{{\"kty\": \"EC\"'\n", "jwks", "jwks", "jwks"),
              (f"  - issuer: {ISS}\n    jwks: '{{\"nokeys\": []}}'\n", "jwks", "jwks", "jwks"),
              (f"  - issuer: {ISS}\n    jwksUri: ftp://issuer.example.com/keys\n    jwks: '{key}'\n", "jwksUri",
               "jwksUri", "URI scheme is not supported"),
@@ -594,7 +589,7 @@ def jwt_config_errors_and_scope(env):
     (gw,), _ = world(env, good, app_extra="  labels: {istio: ingressgateway}\n")
     bad = keys.token("e", "ES256", claims())[:-4] + "AAAA"
     check(get(gw, "/", headers=bearer(bad)).status == 401, "a bad token at start")
-    reload(env, request_authn("jwt", [{"issuer": ISS, "jwksUri": "https://issuer.example.com/keys"}]), ok=False)
+    reload(env, request_authn("jwt", [{"issuer": ISS, "jwksUri": "ftp://issuer.example.com/keys"}]), ok=False)
     check(get(gw, "/", headers=bearer(bad)).status == 401, "a bad token after the refused reload")
     elsewhere = request_authn("shop", [{"issuer": ISS, "jwks": key}], ns="shop")
     other_sel = request_authn("sel", [{"issuer": ISS, "jwks": key}], ns="istio-system",
@@ -730,3 +725,107 @@ def jwt_claim_routes(env):
         col = lines[i].index(key if want.startswith("must") else match) + 1
         check(rc != 0 and want in out and f"bad.yaml:{i + 1}:{col}: error" in out,
               f"{key}: {match}: want an error at {i + 1}:{col} saying {want!r}: rc {rc}, {out}")
+
+
+class KeyServer:
+    """A JWKS server on 127.0.0.5 (a thread of the test; TLS when cert is
+    given): /keys serves self.body (status self.status), /redirect answers
+    302 to /keys, /.well-known/openid-configuration names /keys as jwks_uri.
+    self.hits counts the requests for /keys."""
+
+    def __init__(self, env, cert=None):
+        import http.server
+        import ssl
+        import threading
+        ks = self
+        self.body, self.status, self.hits = b"{}", 200, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path == "/keys":
+                    ks.hits += 1
+                    status, body, extra = ks.status, ks.body, {}
+                elif self.path == "/redirect":
+                    status, body, extra = 302, b"", {"Location": "/keys"}
+                elif self.path == "/.well-known/openid-configuration":
+                    status, body, extra = 200, json.dumps({"jwks_uri": ks.url("/keys")}).encode(), {}
+                else:
+                    status, body, extra = 404, b"", {}
+                self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.5", 0), Handler)
+        self.tls = cert is not None
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*cert)
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        env.cleanups.append(self.srv.shutdown)
+
+    def url(self, path=""):
+        return f"{'https' if self.tls else 'http'}://127.0.0.5:{self.srv.server_port}{path}"
+
+
+@_test
+def jwt_jwks_uri(env):
+    """Key sets named by jwksUri, or by the issuer's OpenID discovery, are
+    fetched by the master as istiod fetches them (redirects followed; https
+    verified against the trusted roots, here SSL_CERT_FILE's test CA) and
+    verify tokens; fetched again every PILOT_JWT_PUB_KEY_REFRESH_INTERVAL
+    (1 s here), so a rotated key takes over without a reload; a key set
+    that cannot be fetched (status 500) loads with a warning and refuses its
+    tokens ("Jwt verification fails", istiod's fail-closed key set) until a
+    refresh gets it. isthmus -c fetches nothing and says so."""
+    from test_tls import Pki
+    keys = Keys(env, a="ec256", b="ec256", c="rsa")
+    plain = KeyServer(env)
+    pki = Pki(env)
+    tls = KeyServer(env, cert=pki.leaf("keys", ["IP:127.0.0.5"]))
+    plain.body = jwks(keys.jwk("a")).encode()
+    tls.body = jwks(keys.jwk("c")).encode()
+    rules = [{"issuer": ISS, "jwksUri": plain.url("/redirect")},
+             {"issuer": tls.url(), "jwksUri": tls.url("/keys")},
+             {"issuer": plain.url()}]
+    text = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL),
+                request_authn("jwt", rules))
+    rc, out = env.check_config(env.write("check.yaml", text))
+    check(rc == 0 and "the key set is fetched when isthmus runs" in out and plain.hits == 0,
+          f"isthmus -c: valid, fetching nothing, with a warning: rc {rc}, hits {plain.hits}, {out}")
+    os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"] = "1s"
+    os.environ["SSL_CERT_FILE"] = pki.ca()
+    try:
+        (gw,), _ = world(env, request_authn("jwt", rules))
+    finally:
+        del os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"], os.environ["SSL_CERT_FILE"]
+    a1 = keys.token("a", "ES256", claims())
+    for what, token in (("jwksUri through a redirect", a1),
+                        ("https, the test CA trusted", keys.token("c", "RS256", claims(iss=tls.url()))),
+                        ("the issuer's OpenID discovery", keys.token("a", "ES256", claims(iss=plain.url())))):
+        r = get(gw, "/", headers=bearer(token))
+        check(r.status == 200 and r.header("x-upstream") == "a", f"{what}: want 200, got {r}")
+    # The key rotates: the refresh picks the new one up, the old one's tokens fail.
+    plain.body = jwks(keys.jwk("b")).encode()
+    b1 = keys.token("b", "ES256", claims())
+    poll(lambda: get(gw, "/", headers=bearer(b1)).status == 200, 30, what="the rotated key to verify tokens")
+    # Refused; with several providers Envoy reports the status of its last
+    # requirement, the first provider by issuer (not this token's): theirs.
+    r = get(gw, "/", headers=bearer(a1))
+    check(r.status == 401 and body_text(r.body) == UNKNOWN_ISSUER, f"the retired key's token: want 401, got {r}")
+    # A key set that cannot be had: at a reload, and until a refresh gets it.
+    plain.status = 500
+    reload(env, request_authn("jwt", [{"issuer": ISS2, "jwksUri": plain.url("/keys")}]))
+    b2 = keys.token("b", "ES256", claims(iss=ISS2))
+    r = get(gw, "/", headers=bearer(b2))
+    check(r.status == 401 and body_text(r.body) == VERIFY_FAILS, f"no key set: want 401 {VERIFY_FAILS!r}, got {r}")
+    check("the key set cannot be fetched" in open(env.path("isthmus.log")).read(),
+          "the reload's warning that the key set cannot be fetched")
+    plain.status = 200
+    poll(lambda: get(gw, "/", headers=bearer(b2)).status == 200, 30, what="the key set fetched by a refresh")

@@ -2319,6 +2319,28 @@ static void test_authn_compiled(void **state)
 	assert_true(f->t->authz.tcp_allow.on);
 }
 
+/* Without a key set source (isthmus -c), a rule whose keys are fetched loads
+ * with a warning at jwksUri (or issuer) and no keys. */
+static void test_authn_unfetched(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+		"metadata: {name: jwt, namespace: istio-system}\nspec:\n  jwtRules:\n"
+		"  - issuer: a\n    jwksUri: https://keys.example/k\n    timeout: 2s\n"
+		"  - issuer: https://b.example\n";
+	struct fx *f = *state;
+
+	load_compile(f, yaml);
+	assert_int_equal(f->t->jwt.n, 2);
+	assert_int_equal(f->t->jwt.p[0].jwks.len, 0);
+	assert_int_equal(f->t->jwt.p[1].jwks.len, 0);
+	assert_true(
+	    has_warning(&f->d, "RequestAuthentication istio-system/jwt: spec.jwtRules[0]",
+			"https://keys.example/k: the key set is fetched when isthmus runs"));
+	assert_true(has_warning(&f->d, "RequestAuthentication istio-system/jwt: spec.jwtRules[1]",
+				"the issuer's OpenID discovery: the key set is fetched"));
+}
+
 static void test_authz_compiled(void **state)
 {
 #define AZ(name, ns, spec)                                                                         \
@@ -3266,12 +3288,6 @@ static const struct bad bads[] = {
 #define RA(rule)                                                                                   \
 	APP "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"                 \
 	    "metadata: {name: jwt, namespace: istio-system}\nspec:\n  jwtRules:\n" rule
-    {"RequestAuthentication jwksUri not fetched", RA("  - issuer: a\n    jwksUri: https://x/k\n"),
-     14, 14, "RequestAuthentication istio-system/jwt: spec.jwtRules[0].jwksUri",
-     "fetching the key set (jwksUri) is not implemented yet"},
-    {"RequestAuthentication issuer discovery not fetched", RA("  - issuer: a\n"), 13, 13,
-     "RequestAuthentication istio-system/jwt: spec.jwtRules[0].issuer",
-     "the issuer's OpenID discovery"},
     {"RequestAuthentication jwksUri scheme", RA("  - jwksUri: ftp://x/k\n    jwks: " EC_JWKS "\n"),
      13, 14, "RequestAuthentication istio-system/jwt: spec.jwtRules[0].jwksUri",
      "URI scheme is not supported"},
@@ -4118,6 +4134,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authz_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authn_compiled, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_authn_unfetched, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
