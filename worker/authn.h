@@ -56,6 +56,13 @@ bool ism_authn_claim_holds(const struct ism_json *payload, const struct ism_jwt_
 			   const char *path, size_t len,
 			   bool (*holds)(void *ctx, const char *v, size_t len), void *ctx);
 
+/* The verified token's claims (its payload); NULL when a is NULL or no
+ * token was verified. */
+static inline const struct ism_json *ism_authn_claims(const struct ism_authn *a)
+{
+	return a != NULL && a->by != NULL ? &a->jwt.payload.root : NULL;
+}
+
 /* Envoy's answer to a refused token: 401, or 403 for its audiences. */
 static inline int ism_authn_http_status(enum ism_jwt_status s)
 {

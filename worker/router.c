@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
-#include "worker/authn.h"
 #include "worker/router.h"
 
 #include <errno.h>
@@ -15,6 +14,7 @@
 
 #include "conf/re2syntax.h"
 #include "lib/ascii.h"
+#include "worker/authn.h"
 #include "worker/pathnorm.h"
 
 /* What one regex evaluation may cost. PCRE2 backtracks, so a pattern RE2

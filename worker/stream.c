@@ -736,17 +736,16 @@ static bool authorized(struct ism_wctx *w, struct ism_stream *st, const struct i
 
 	if (!ism_authz_any(&w->table->authz, req != NULL))
 		return true;
-	in = (struct ism_az_in){
-	    .req = req,
-	    .peer = s->peer,
-	    .client = req != NULL ? ism_stream_client(st) : s->peer,
-	    .sni = s->sni,
-	    .ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
-	    .dest = sess_dest,
-	    .ctx = s,
-	    .rs = w->rs,
-	    .jwt = st->authn != NULL && st->authn->by != NULL ? &st->authn->jwt.payload.root : NULL,
-	    .jwt_by = st->authn != NULL ? st->authn->by : NULL};
+	in = (struct ism_az_in){.req = req,
+				.peer = s->peer,
+				.client = req != NULL ? ism_stream_client(st) : s->peer,
+				.sni = s->sni,
+				.ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
+				.dest = sess_dest,
+				.ctx = s,
+				.rs = w->rs,
+				.jwt = ism_authn_claims(st->authn),
+				.jwt_by = st->authn != NULL ? st->authn->by : NULL};
 	denied = ism_authz_check(&w->table->authz, &in, &rule);
 	if (denied == NULL)
 		return true;
@@ -1334,21 +1333,16 @@ static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_
 /* The request's virtual host (*vh) and route (https: its scheme; NULL: none,
  * and *undecided when a regex could not decide within its bound), found as
  * Envoy's connection manager finds them before its filters run (the log names
- * the route of a request they answer). */
-static const struct ism_route *request_lookup(struct ism_wctx *w, struct ism_stream *st,
-					      const struct ism_http_req *req, bool https,
-					      const struct ism_vhost **vh, bool *undecided)
+ * the route of a request they answer). Inline: with the JWT check's second
+ * call, GCC kept it out of line, 23 instructions a request more (callgrind). */
+static inline const struct ism_route *request_lookup(struct ism_wctx *w, struct ism_stream *st,
+						     const struct ism_http_req *req, bool https,
+						     const struct ism_vhost **vh, bool *undecided)
 {
 	const struct ism_listener *l = &w->table->listeners[st->sess->listener];
 	const struct ism_route *r;
 
 	*vh = request_vhost(l, st->sess, req);
-	if (w->table->jwt.routes)
-		ism_router_set_claims(w->rs,
-				      st->authn != NULL && st->authn->by != NULL
-					  ? &st->authn->jwt.payload.root
-					  : NULL,
-				      st->authn != NULL ? st->authn->by : NULL);
 	r = *vh ? ism_router_route(*vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
 	st->route_stats = r ? r->stats : NULL;
 	if (r != NULL && st->log_req != NULL)
@@ -1475,7 +1469,7 @@ static void jwt_refused(struct ism_wctx *w, struct ism_stream *st, const struct 
 		     req->host != NULL ? req->host : "", path,
 		     s != ISM_JWT_MISSED ? ", error=\"invalid_token\"" : "");
 	h.value_len = n < (int)sizeof(realm) ? (size_t)n : sizeof(realm) - 1;
-	n = snprintf(details, sizeof(details), "jwt_authn_access_denied{%s}", text);
+	snprintf(details, sizeof(details), "jwt_authn_access_denied{%s}", text);
 	for (char *p = details; *p != '\0'; p++)
 		if (*p == ' ')
 			*p = '_';
@@ -1487,9 +1481,12 @@ static void jwt_refused(struct ism_wctx *w, struct ism_stream *st, const struct 
 
 /* The request's JWTs checked (a RequestAuthentication applies): Envoy's
  * jwt_authn filter comes before its RBAC filters. false when refused (the
- * stream answered). */
+ * stream answered). With fields added, or a verified token whose claims a
+ * route may match, the route is found again (*vh, *r, *undecided), as
+ * istiod has a gateway's jwt_authn filter clear the route cache. */
 static bool authenticated(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
-			  bool https)
+			  bool https, const struct ism_vhost **vh, const struct ism_route **r,
+			  bool *undecided)
 {
 	st->authn = ism_authn_check(w, req);
 	if (st->authn == NULL) {
@@ -1499,6 +1496,11 @@ static bool authenticated(struct ism_wctx *w, struct ism_stream *st, struct ism_
 	if (st->authn->status != ISM_JWT_OK) {
 		jwt_refused(w, st, req, https, st->authn->status);
 		return false;
+	}
+	if (st->authn->added || (st->authn->by != NULL && w->table->jwt.routes)) {
+		ism_router_set_claims(w->rs, ism_authn_claims(st->authn), st->authn->by);
+		*r = request_lookup(w, st, req, https, vh, undecided);
+		ism_router_set_claims(w->rs, NULL, NULL);
 	}
 	return true;
 }
@@ -1518,19 +1520,9 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 
 	if (!request_start(w, st, req, &body, &len, req_done))
 		return;
-	/* Once, or again after the JWTs added fields or a verified token's
-	 * claims may choose the route (istiod has a gateway's jwt_authn filter
-	 * clear the route cache); one call, so it stays inlined here (a second
-	 * one cost 50 instructions a request). */
-	for (bool again = true; again;) {
-		r = request_lookup(w, st, req, https, &vh, &undecided);
-		again = false;
-		if (w->table->jwt.n > 0 && st->authn == NULL) {
-			if (!authenticated(w, st, req, https))
-				return;
-			again = st->authn->added || (st->authn->by != NULL && w->table->jwt.routes);
-		}
-	}
+	r = request_lookup(w, st, req, https, &vh, &undecided);
+	if (w->table->jwt.n > 0 && !authenticated(w, st, req, https, &vh, &r, &undecided))
+		return;
 	if (!authorized(w, st, req)) {
 		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
 		return;
