@@ -288,6 +288,7 @@ int ism_jwks_fetch(const char *uri, uint32_t timeout_ms, char **body, size_t *bl
 		struct url u;
 		char req[2600];
 		ssize_t n, head = 0;
+		bool v6;
 		int rl;
 
 		if (!parse_url(location, &u, why, cap))
@@ -301,10 +302,14 @@ int ism_jwks_fetch(const char *uri, uint32_t timeout_ms, char **body, size_t *bl
 			}
 			SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		}
+		/* Host: an IPv6 literal in brackets, the port when not the
+		 * scheme's. */
+		v6 = strchr(u.host, ':') != NULL;
 		rl = snprintf(req, sizeof(req),
-			      "GET %s HTTP/1.1\r\nhost: %s%s%s\r\naccept: application/json\r\n"
+			      "GET %s HTTP/1.1\r\nhost: %s%s%s%s%s\r\naccept: application/json\r\n"
 			      "user-agent: isthmus\r\nconnection: close\r\n\r\n",
-			      u.path, u.host, strcmp(u.port, u.tls ? "443" : "80") != 0 ? ":" : "",
+			      u.path, v6 ? "[" : "", u.host, v6 ? "]" : "",
+			      strcmp(u.port, u.tls ? "443" : "80") != 0 ? ":" : "",
 			      strcmp(u.port, u.tls ? "443" : "80") != 0 ? u.port : "");
 		if (rl < 0 || (size_t)rl >= sizeof(req)) {
 			snprintf(why, cap, "%s: URL too long", location);
