@@ -50,7 +50,7 @@ bench_tmp
 results_open "$BENCH_DIR"
 raise_nofile
 say "# isthmus instructions $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS GRPC_BYTES=$GRPC_BYTES${ISTHMUS_EXTRA:+ ISTHMUS_EXTRA=$ISTHMUS_EXTRA}${LOAD_HEADER:+ LOAD_HEADER=${LOAD_HEADER:0:40}...})"
+say "# command: $0 $* (ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS KERNEL_DURATION=$KERNEL_DURATION LOAD=$LOAD STREAMS=$STREAMS GRPC_BYTES=$GRPC_BYTES${ISTHMUS_EXTRA:+ ISTHMUS_EXTRA=$ISTHMUS_EXTRA}${ISTHMUS_SPEC_EXTRA:+ ISTHMUS_SPEC_EXTRA=$ISTHMUS_SPEC_EXTRA}${LOAD_HEADER:+ LOAD_HEADER=${LOAD_HEADER:0:40}...})"
 say "# host: $(uname -srm), $(nproc) CPUs; $(valgrind --version)"
 for b in "$@"; do say "# build $b: $(cd "$b/.." 2>/dev/null && git describe --always --dirty 2>/dev/null || echo '?')"; done
 if [ "$LOAD" = grpc ]; then

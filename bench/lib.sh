@@ -413,7 +413,8 @@ upstream_ports() { echo "${UPS:-$UP1 $UP2}"; }
 # protocol $1 (HTTP or HTTPS) whose tls block is $2 (a "tls: {...}" line, or empty); $3: more
 # Appliance spec lines (indented two spaces), or empty; $6: more Gateway servers (YAML list items
 # indented two spaces), or empty. ISTHMUS_EXTRA: a file of more YAML documents, appended (e.g.
-# bench/authz.yaml, for what AuthorizationPolicies cost a request).
+# bench/authz.yaml, for what AuthorizationPolicies cost a request); ISTHMUS_SPEC_EXTRA: a file
+# of more Appliance spec lines (e.g. bench/extauthz-spec.yaml, with bench/extauthz.yaml).
 start_isthmus() { # protocol tls-line appliance-lines [name [build [servers]]]
 	local name=${4:-isthmus} build=${5:-$BUILD}
 	local bin="$build/isthmus" d="$TMP/$name" scheme up eps=""
@@ -435,6 +436,7 @@ spec:
   listenAddress: 127.0.0.1
   controlSocket: $d/ctl.sock
 $3
+$(if [ -n "${ISTHMUS_SPEC_EXTRA:-}" ]; then cat "$ISTHMUS_SPEC_EXTRA"; fi)
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway

@@ -770,6 +770,7 @@ void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 					   "proxyHeaders",
 					   "enableAutoMtls",
 					   "logging",
+					   "extensionProviders",
 					   NULL};
 	struct ism_cm_appliance *a = &v->conf->app;
 
@@ -794,6 +795,7 @@ void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	parse_gateway_topology(v, spec, a);
 	parse_dns(v, spec, &a->dns);
 	parse_health_checks(v, spec, a);
+	ism_model_parse_extauthz(v, spec, a);
 }
 
 void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out)

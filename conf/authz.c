@@ -21,8 +21,9 @@
  *   (conf/authn.c).
  *
  * conf/compile.c makes Envoy's RBAC filters of them, for HTTP and apart for
- * TCP. What needs a CUSTOM action's extension provider or Envoy's dynamic
- * metadata (experimental.*) is "not implemented yet". */
+ * TCP; a CUSTOM policy's rules, for HTTP only, decide which requests its
+ * provider (conf/extauthz.c) checks. What needs Envoy's dynamic metadata
+ * (experimental.*) is "not implemented yet". */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -677,6 +678,105 @@ static void parse_rules(struct ism_vctx *v, const struct ism_node *spec, const c
 	ism_v_pop(v, old);
 }
 
+/* The fields and when keys istiod's validation refuses in a CUSTOM policy's
+ * rules ("not supported with CUSTOM action"): those of identities. */
+static void custom_rules(struct ism_vctx *v, const struct ism_node *spec)
+{
+	static const char *const src[] = {"namespaces",
+					  "notNamespaces",
+					  "serviceAccounts",
+					  "notServiceAccounts",
+					  "trustDomains",
+					  "notTrustDomains",
+					  "principals",
+					  "notPrincipals",
+					  "requestPrincipals",
+					  "notRequestPrincipals",
+					  NULL};
+	static const char *const keys[] = {"source.namespace", "source.serviceAccount",
+					   "source.trustDomain", "source.principal", NULL};
+	const struct ism_node *rules = ism_node_get(spec, "rules", NULL);
+
+	for (size_t i = 0; rules != NULL && rules->kind == ISM_NODE_SEQ && i < rules->n; i++) {
+		const struct ism_node *r = rules->items[i];
+		const struct ism_node *from =
+		    r->kind == ISM_NODE_MAP ? ism_node_get(r, "from", NULL) : NULL;
+		const struct ism_node *when =
+		    r->kind == ISM_NODE_MAP ? ism_node_get(r, "when", NULL) : NULL;
+
+		for (size_t j = 0; from != NULL && from->kind == ISM_NODE_SEQ && j < from->n; j++) {
+			const struct ism_node *s =
+			    from->items[j]->kind == ISM_NODE_MAP
+				? ism_node_get(from->items[j], "source", NULL)
+				: NULL;
+
+			for (size_t k = 0; s != NULL && s->kind == ISM_NODE_MAP && src[k]; k++)
+				if (ism_node_get(s, src[k], NULL) != NULL) {
+					size_t old =
+					    ism_v_push(v, ".rules[%zu].from[%zu].source", i, j);
+
+					ism_v_err_key(v, s, src[k],
+						      "%s is not supported with CUSTOM action (as "
+						      "Istio refuses it)",
+						      src[k]);
+					ism_v_pop(v, old);
+				}
+		}
+		for (size_t j = 0; when != NULL && when->kind == ISM_NODE_SEQ && j < when->n; j++) {
+			const struct ism_node *k = when->items[j]->kind == ISM_NODE_MAP
+						       ? ism_node_get(when->items[j], "key", NULL)
+						       : NULL;
+			bool bad = k != NULL && k->kind == ISM_NODE_SCALAR &&
+				   strncmp(k->str, "request.auth.", 13) == 0;
+
+			for (size_t m = 0; k != NULL && k->kind == ISM_NODE_SCALAR && keys[m]; m++)
+				bad = bad || strcmp(k->str, keys[m]) == 0;
+			if (bad) {
+				size_t old = ism_v_push(v, ".rules[%zu].when[%zu].key", i, j);
+
+				ism_v_err(
+				    v, k,
+				    "%s is not supported with CUSTOM action (as Istio refuses "
+				    "it)",
+				    k->str);
+				ism_v_pop(v, old);
+			}
+		}
+	}
+}
+
+/* spec.provider: a CUSTOM policy's, and only a CUSTOM policy's. */
+static void parse_provider(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_az *az)
+{
+	static const char *const known[] = {"name", NULL};
+	const struct ism_node *p = ism_v_node(v, spec, "provider", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (az->action != ISM_AZ_CUSTOM) {
+		if (ism_node_get(spec, "provider", NULL) != NULL)
+			ism_v_err_key(v, spec, "provider",
+				      "provider must not be set with a non-CUSTOM action");
+		return;
+	}
+	custom_rules(v, spec);
+	if (p == NULL) {
+		if (ism_node_get(spec, "provider", NULL) == NULL && az->has_rules)
+			ism_v_err_key(v, spec, "action",
+				      "a CUSTOM policy needs provider.name: an entry of the "
+				      "Appliance's spec.extensionProviders");
+		return;
+	}
+	old = ism_v_push(v, ".provider");
+	if (ism_v_keys(v, p, known, NULL) && ism_v_str(v, p, "name", true, &az->provider) > 0) {
+		az->provider_at = ism_node_get(p, "name", NULL);
+		if (az->provider[0] == '\0') {
+			ism_v_err_key(v, p, "name", "must not be empty");
+			az->provider = NULL;
+		}
+	}
+	ism_v_pop(v, old);
+}
+
 /* Whether the document's annotation istio.io/dry-run is "true". */
 static bool dry_run(const struct ism_node *doc)
 {
@@ -692,26 +792,27 @@ static bool dry_run(const struct ism_node *doc)
 
 void ism_model_parse_authz(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l)
 {
-	static const char *const known[] = {"selector", "targetRef", "targetRefs",
-					    "action",	"rules",     NULL};
-	static const char *const unimpl[] = {"provider", NULL};
-	static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", NULL};
-	static const char *const actions_later[] = {"CUSTOM", NULL};
+	static const char *const known[] = {"selector", "targetRef", "targetRefs", "action",
+					    "rules",	"provider",  NULL};
+	static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM", NULL};
 	struct ism_cm_az *az = ism_v_alloc(v, 1, sizeof(*az));
 	const char *action = "ALLOW";
 
 	if (az == NULL)
 		return;
 	l->az = az;
-	ism_v_keys(v, spec, known, unimpl);
-	ism_v_enum(v, spec, "action", actions, actions_later, &action);
-	az->action = strcmp(action, "DENY") == 0    ? ISM_AZ_DENY
-		     : strcmp(action, "AUDIT") == 0 ? ISM_AZ_AUDIT
-						    : ISM_AZ_ALLOW;
+	ism_v_keys(v, spec, known, NULL);
+	ism_v_enum(v, spec, "action", actions, NULL, &action);
+	az->action = strcmp(action, "DENY") == 0     ? ISM_AZ_DENY
+		     : strcmp(action, "AUDIT") == 0  ? ISM_AZ_AUDIT
+		     : strcmp(action, "CUSTOM") == 0 ? ISM_AZ_CUSTOM
+						     : ISM_AZ_ALLOW;
 	az->dry_run = dry_run(l->r.at);
 	parse_rules(v, spec, l->r.ns, az);
-	if (az->action == ISM_AZ_DENY && !az->has_rules)
+	parse_provider(v, spec, az);
+	if ((az->action == ISM_AZ_DENY || az->action == ISM_AZ_CUSTOM) && !az->has_rules)
 		ism_v_err_key(v, spec, ism_node_get(spec, "rules", NULL) ? "rules" : "action",
-			      "a DENY policy without rules never applies: add the empty rule {} "
-			      "to deny every request");
+			      "a %s policy without rules never applies: add the empty rule {} "
+			      "to %s every request",
+			      action, az->action == ISM_AZ_DENY ? "deny" : "check");
 }

@@ -2935,11 +2935,19 @@ static int az_policy_cmp(const void *a, const void *b)
 		      ((const struct ism_az_policy *)b)->details.p);
 }
 
-/* The RBAC filter of action (ALLOW or DENY), for TCP ports when tcp: the
- * rules of the enforced policies that apply, by name as Envoy's engine
+/* Whether policy az is enforced: not a dry run, except a CUSTOM one, whose
+ * rules istiod has call the authorizer all the same. */
+static bool enforced(const struct ism_cm_az *az)
+{
+	return !az->dry_run || az->action == ISM_AZ_CUSTOM;
+}
+
+/* The RBAC filter of action (ALLOW, DENY or CUSTOM), for TCP ports when tcp:
+ * the rules of the enforced policies that apply, by name as Envoy's engine
  * holds them. An AUDIT policy decides nothing, a dry-run one is not
  * enforced; an ALLOW policy without rules turns the filter on and adds no
- * rule (Envoy's policy that never matches). */
+ * rule (Envoy's policy that never matches). CUSTOM rules are built as DENY
+ * ones (istiod's shadow rules). */
 static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
 			 struct ism_az_rbac *out)
 {
@@ -2950,7 +2958,7 @@ static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
 	for (size_t i = 0; i < c->n_laters; i++) {
 		const struct ism_cm_az *az = c->laters[i]->az;
 
-		if (az != NULL && az->action == action && !az->dry_run) {
+		if (az != NULL && az->action == action && enforced(az)) {
 			out->on = 1;
 			n += az->n_rules;
 		}
@@ -2960,7 +2968,7 @@ static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
 		const struct ism_cm_later *l = c->laters[i];
 		char name[600];
 
-		if (l->az == NULL || l->az->action != action || l->az->dry_run)
+		if (l->az == NULL || l->az->action != action || !enforced(l->az))
 			continue;
 		for (size_t j = 0; j < l->az->n_rules; j++) {
 			if (!conv_az_rule(b, &l->az->rules[j], tcp, action == ISM_AZ_ALLOW,
@@ -2976,12 +2984,74 @@ static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
 	out->p = p;
 }
 
+static struct ism_xa_pats conv_xa_pats(struct cbuild *b, const struct ism_cm_xa_pats *in)
+{
+	struct ism_xa_pat *p = in->n ? ANEW(b, in->n, struct ism_xa_pat) : NULL;
+
+	for (size_t i = 0; p != NULL && i < in->n; i++) {
+		const char *s = in->p[i];
+		size_t len = strlen(s);
+
+		if (s[0] == '*')
+			p[i] = (struct ism_xa_pat){ISM_XA_SUFFIX, astrn(b, s + 1, len - 1)};
+		else if (s[len - 1] == '*')
+			p[i] = (struct ism_xa_pat){ISM_XA_PREFIX, astrn(b, s, len - 1)};
+		else
+			p[i] = (struct ism_xa_pat){ISM_XA_EXACT, astrn(b, s, len)};
+	}
+	return (struct ism_xa_pats){p != NULL ? (uint32_t)in->n : 0, p};
+}
+
+/* The provider the CUSTOM policies name (the loader checked it is one, the
+ * same for all); NULL without CUSTOM rules. */
+static const struct ism_extauthz *conv_extauthz(struct cbuild *b)
+{
+	const struct ism_conf *c = b->c;
+	const struct ism_cm_xa *x = NULL;
+	struct ism_extauthz *out;
+	struct ism_xa_field *add;
+
+	for (size_t i = 0; x == NULL && i < c->n_laters; i++) {
+		const struct ism_cm_az *az = c->laters[i]->az;
+
+		for (size_t j = 0; az != NULL && az->action == ISM_AZ_CUSTOM &&
+				   az->provider != NULL && j < c->app.n_xas;
+		     j++)
+			if (strcmp(c->app.xas[j].name, az->provider) == 0)
+				x = &c->app.xas[j];
+	}
+	if (x == NULL || (out = ANEW(b, 1, struct ism_extauthz)) == NULL)
+		return NULL;
+	*out = (struct ism_extauthz){.cluster = cluster_index(b, &x->dest),
+				     .timeout_ms = x->timeout_ms,
+				     .status_on_error = x->status_on_error,
+				     .fail_open = x->fail_open,
+				     .deny_all = !x->down_deny.set,
+				     .name = astr(b, x->name),
+				     .path_prefix = astr(b, x->path_prefix),
+				     .req = conv_xa_pats(b, &x->req),
+				     .up = conv_xa_pats(b, &x->up),
+				     .down_allow = conv_xa_pats(b, &x->down_allow),
+				     .down_deny = conv_xa_pats(b, &x->down_deny)};
+	add = x->n_add ? ANEW(b, x->n_add, struct ism_xa_field) : NULL;
+	for (size_t i = 0; add != NULL && i < x->n_add; i++)
+		add[i] = (struct ism_xa_field){astr(b, x->add_name[i]), astr(b, x->add_value[i])};
+	out->n_add = add != NULL ? (uint32_t)x->n_add : 0;
+	out->add = add;
+	return out;
+}
+
 static void conv_authz(struct cbuild *b, struct ism_authz *out)
 {
 	conv_az_rbac(b, ISM_AZ_DENY, false, &out->deny);
 	conv_az_rbac(b, ISM_AZ_ALLOW, false, &out->allow);
 	conv_az_rbac(b, ISM_AZ_DENY, true, &out->tcp_deny);
 	conv_az_rbac(b, ISM_AZ_ALLOW, true, &out->tcp_allow);
+	conv_az_rbac(b, ISM_AZ_CUSTOM, false, &out->custom);
+	if (out->custom.n > 0)
+		out->xa = conv_extauthz(b);
+	if (out->xa == NULL)
+		out->custom = (struct ism_az_rbac){0};
 }
 
 /* --- RequestAuthentication: Envoy's jwt_authn providers (conf/authn.c) --- */

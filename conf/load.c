@@ -904,6 +904,7 @@ void ism_model_xref(struct ism_vctx *v)
 	ism_model_delegate(v);
 	xref_hcs(v);
 	ism_tls_xref(v);
+	ism_model_xref_extauthz(v);
 	v->res = "";
 	ism_v_pop(v, 0);
 }

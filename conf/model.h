@@ -660,11 +660,47 @@ struct ism_cm_appliance {
 	bool xf_port;		  /* spec.proxyHeaders.xForwardedPort.enabled */
 	bool xf_host;		  /* spec.proxyHeaders.xForwardedHost.enabled */
 	struct ism_cm_dns dns;	  /* spec.dns */
+	size_t n_xas;		  /* spec.extensionProviders */
+	struct ism_cm_xa *xas;
 };
+
+/* --- spec.extensionProviders (conf/extauthz.c) --- */
+
+/* A list of field-name patterns as istiod writes them (exact; "x-*" a
+ * prefix; "*-id" a suffix), lowercased. */
+struct ism_cm_xa_pats {
+	size_t n;
+	const char **p;
+	bool set; /* written (an empty list is not set) */
+};
+
+/* One entry of spec.extensionProviders: an envoyExtAuthzHttp, checked as
+ * istiod's buildExtAuthzHTTP checks it. */
+struct ism_cm_xa {
+	const char *name;
+	const struct ism_node *at, *service_at;
+	struct ism_cm_dest dest; /* the service's host and port, resolved by xref */
+	uint32_t timeout_ms;
+	const char *path_prefix; /* "": none */
+	bool fail_open;
+	uint16_t status_on_error;
+	struct ism_cm_xa_pats req, up, down_allow, down_deny;
+	size_t n_add; /* includeAdditionalHeadersInCheck, by name */
+	const char **add_name, **add_value;
+};
+
+struct ism_vctx;
+
+/* spec.extensionProviders of the Appliance. */
+void ism_model_parse_extauthz(struct ism_vctx *v, const struct ism_node *spec,
+			      struct ism_cm_appliance *a);
+/* The providers' services resolved, and the CUSTOM policies that apply
+ * checked against them (a provider they name, one provider for all). */
+void ism_model_xref_extauthz(struct ism_vctx *v);
 
 /* --- AuthorizationPolicy (conf/authz.c) --- */
 
-enum ism_az_action { ISM_AZ_ALLOW, ISM_AZ_DENY, ISM_AZ_AUDIT };
+enum ism_az_action { ISM_AZ_ALLOW, ISM_AZ_DENY, ISM_AZ_AUDIT, ISM_AZ_CUSTOM };
 
 /* One key of a rule with its values and notValues (Istio's rule of a
  * ruleList); http_only: an attribute only HTTP has (hosts, methods, paths,
@@ -696,6 +732,9 @@ struct ism_cm_az {
 	enum ism_az_action action;
 	bool dry_run; /* annotation istio.io/dry-run "true": not enforced */
 	bool has_rules;
+	/* CUSTOM: the provider's name (spec.provider.name) and where it is */
+	const char *provider;
+	const struct ism_node *provider_at;
 	size_t n_rules;
 	struct ism_cm_az_rule *rules;
 };

@@ -397,13 +397,20 @@ static bool explain_authz(const struct ism_table *t, const struct ism_listener *
 	const char *denied;
 	int pre = (int)sizeof(ISM_AZ_DETAILS) - 1;
 
-	if (!ism_authz_any(&t->authz, req != NULL))
+	if (!ism_authz_any(&t->authz, req != NULL) && (req == NULL || t->authz.custom.n == 0))
 		return true;
 	if (req != NULL) {
 		ism_stream_xff_client(t->trusted_proxies, req, client);
 		if (client[0] != '\0')
 			in.client = client;
 	}
+	if (req != NULL && ism_authz_custom(&t->authz, &in))
+		ism_say(r,
+			"authorization: a CUSTOM rule matches: the provider %s decides (explain "
+			"does not ask it); if it allows:\n",
+			t->authz.xa->name.p);
+	if (!ism_authz_any(&t->authz, req != NULL))
+		return true;
 	denied = ism_authz_check(&t->authz, &in, &rule);
 	if (denied != NULL) {
 		ism_say(r, "authorization: %s: %s\n",

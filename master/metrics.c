@@ -258,6 +258,24 @@ static void mirror_families(struct ism_reply *r, const struct ism_worker_stats *
 		ism_prom_u64(r, dropped.name, st->mirror_dropped[k], "reason", reasons[k], NULL);
 }
 
+/* The checks of CUSTOM policies' provider (worker/extauthz.c), by result
+ * (enum ism_xa_result; Envoy's ext_authz stats ok, denied, error,
+ * failure_mode_allowed). */
+static void extauthz_family(struct ism_reply *r, const struct ism_worker_stats *st)
+{
+	static const struct ism_metric m = {
+	    "isthmus_ext_authz_total", "counter",
+	    "Checks of the external authorizer of CUSTOM AuthorizationPolicies, by result: ok "
+	    "(allowed), denied (its answer sent), error (statusOnError sent), "
+	    "failure_mode_allowed (an error, and failOpen let the request go on)."};
+	static const char *const results[ISM_XA_R_N] = {"ok", "denied", "error",
+							"failure_mode_allowed"};
+
+	ism_prom_family(r, &m);
+	for (int k = 0; k < ISM_XA_R_N; k++)
+		ism_prom_u64(r, m.name, st->ext_authz[k], "result", results[k], NULL);
+}
+
 static void worker_counters(struct ism_reply *r, const struct ism_worker_stats *st)
 {
 	for (size_t i = 0; i < sizeof(worker_metrics) / sizeof(worker_metrics[0]); i++) {
@@ -693,6 +711,7 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 	cluster_ejections(r, ism_shm_current(&m->shm), m->shm.hdr);
 	worker_counters(r, &st);
 	mirror_families(r, &st);
+	extauthz_family(r, &st);
 	master_families(m, r);
 	ism_resolver_metrics(m->dns, r);
 	build_info(r);

@@ -112,6 +112,15 @@ enum ism_mirror_drop {
 	ISM_MIRROR_DROP_N,
 };
 
+/* What an external authorizer's check came to (Envoy's ext_authz stats). */
+enum ism_xa_result {
+	ISM_XA_R_OK = 0,    /* allowed (200) */
+	ISM_XA_R_DENIED,    /* denied: its answer went to the client */
+	ISM_XA_R_ERROR,	    /* 5xx, failure, timeout: statusOnError went to the client */
+	ISM_XA_R_FAIL_OPEN, /* an error, and failOpen let the request go on */
+	ISM_XA_R_N,
+};
+
 /* Counters one worker writes (relaxed atomics, single writer); the master sums them.
  * The worker adds with ism_wstat_add, not atomic_fetch_add. */
 struct ism_worker_stats {
@@ -158,6 +167,8 @@ struct ism_worker_stats {
 	/* requests (401, 403) whose JWT a RequestAuthentication's provider
 	 * refused, Envoy's jwt_authn filter's "denied" */
 	_Atomic uint64_t jwt_denied;
+	/* checks of a CUSTOM policy's provider (worker/extauthz.c), by result */
+	_Atomic uint64_t ext_authz[ISM_XA_R_N];
 	/* HTTP/2 client connections (worker/h2.c) and the heap they hold:
 	 * libnghttp2's blocks, their output buffers and isthmus's structs (less
 	 * the pages an idle one gave back), not their streams' body buffers */

@@ -1144,6 +1144,45 @@ struct ism_az_rbac {
 struct ism_authz {
 	struct ism_az_rbac deny, allow;
 	struct ism_az_rbac tcp_deny, tcp_allow;
+	/* CUSTOM: the requests the rules match are checked by xa (HTTP only) */
+	struct ism_az_rbac custom;
+	const struct ism_extauthz *xa;
+};
+
+/* A field-name pattern of an external authorizer (lowercase). */
+enum ism_xa_pat_kind { ISM_XA_EXACT, ISM_XA_PREFIX, ISM_XA_SUFFIX };
+
+struct ism_xa_pat {
+	uint8_t kind; /* enum ism_xa_pat_kind */
+	struct ism_str s;
+};
+
+struct ism_xa_pats {
+	uint32_t n;
+	const struct ism_xa_pat *p;
+};
+
+struct ism_xa_field {
+	struct ism_str name; /* lowercase */
+	struct ism_str value;
+};
+
+/* The external authorizer of the CUSTOM policies (Istio's envoyExtAuthzHttp,
+ * Envoy's ext_authz HTTP service; conf/extauthz.c, worker/extauthz.c). */
+struct ism_extauthz {
+	uint32_t cluster; /* the checks go to this cluster */
+	uint32_t timeout_ms;
+	uint16_t status_on_error;
+	uint8_t fail_open;
+	uint8_t deny_all; /* headersToDownstreamOnDeny unset: all fields but host */
+	struct ism_str name;
+	struct ism_str path_prefix;
+	struct ism_xa_pats req;	       /* request fields the check carries */
+	struct ism_xa_pats up;	       /* an allowing answer's fields that go upstream */
+	struct ism_xa_pats down_allow; /* and to the client */
+	struct ism_xa_pats down_deny;  /* a denying answer's fields the client gets */
+	uint32_t n_add;		       /* includeAdditionalHeadersInCheck */
+	const struct ism_xa_field *add;
 };
 
 /* --- RequestAuthentication: Envoy's jwt_authn filter, as istiod writes it --- */

@@ -177,6 +177,17 @@ static const struct ism_az_policy *matched(struct az_ctx *c, const struct ism_az
 	return NULL;
 }
 
+bool ism_authz_custom(const struct ism_authz *az, const struct ism_az_in *in)
+{
+	struct az_ctx c;
+
+	if (az->custom.n == 0 || in->req == NULL)
+		return false;
+	c.in = in;
+	memset(c.known, 0, sizeof(c.known));
+	return matched(&c, &az->custom) != NULL;
+}
+
 const char *ism_authz_check(const struct ism_authz *az, const struct ism_az_in *in,
 			    const struct ism_az_policy **rule)
 {

@@ -54,6 +54,10 @@ static inline bool ism_authz_any(const struct ism_authz *az, bool req)
 	return ism_authz_deny(az, req)->n != 0 || ism_authz_allow(az, req)->on;
 }
 
+/* Whether a rule of the CUSTOM policies matches the request in: its
+ * provider (az->xa) decides it (worker/extauthz.h). */
+bool ism_authz_custom(const struct ism_authz *az, const struct ism_az_in *in);
+
 /* NULL when in may go on, else why not: Envoy's response code details,
  * "rbac_access_denied_matched_policy[<the DENY rule>]" or ISM_AZ_NONE
  * (strings of the table). *rule: the rule that decided, the DENY one that

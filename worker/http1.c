@@ -1117,50 +1117,83 @@ int ism_chunked_scan(struct ism_chunked *c, const char *buf, size_t len, size_t 
 
 const char *ism_http_reason(int status)
 {
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 204:
-		return "No Content";
-	case 301:
-		return "Moved Permanently";
-	case 302:
-		return "Found";
-	case 304:
-		return "Not Modified";
-	case 400:
-		return "Bad Request";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 408:
-		return "Request Timeout";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 502:
-		return "Bad Gateway";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	case 505:
-		return "HTTP Version Not Supported";
-	default:
-		return "Unknown";
+	/* RFC 9110's reason phrases (and 207, 208, 226, 422..424, 428, 429,
+	 * 431, 508, 510, 511 of the RFCs that define them), for the answers
+	 * made here, whose status may be an authorizer's or a route's. */
+	static const struct {
+		uint16_t status;
+		const char *reason;
+	} reasons[] = {
+	    {100, "Continue"},
+	    {200, "OK"},
+	    {201, "Created"},
+	    {202, "Accepted"},
+	    {203, "Non-Authoritative Information"},
+	    {204, "No Content"},
+	    {205, "Reset Content"},
+	    {206, "Partial Content"},
+	    {207, "Multi-Status"},
+	    {208, "Already Reported"},
+	    {226, "IM Used"},
+	    {300, "Multiple Choices"},
+	    {301, "Moved Permanently"},
+	    {302, "Found"},
+	    {303, "See Other"},
+	    {304, "Not Modified"},
+	    {305, "Use Proxy"},
+	    {307, "Temporary Redirect"},
+	    {308, "Permanent Redirect"},
+	    {400, "Bad Request"},
+	    {401, "Unauthorized"},
+	    {402, "Payment Required"},
+	    {403, "Forbidden"},
+	    {404, "Not Found"},
+	    {405, "Method Not Allowed"},
+	    {406, "Not Acceptable"},
+	    {407, "Proxy Authentication Required"},
+	    {408, "Request Timeout"},
+	    {409, "Conflict"},
+	    {410, "Gone"},
+	    {411, "Length Required"},
+	    {412, "Precondition Failed"},
+	    {413, "Content Too Large"},
+	    {414, "URI Too Long"},
+	    {415, "Unsupported Media Type"},
+	    {416, "Range Not Satisfiable"},
+	    {417, "Expectation Failed"},
+	    {421, "Misdirected Request"},
+	    {422, "Unprocessable Content"},
+	    {423, "Locked"},
+	    {424, "Failed Dependency"},
+	    {426, "Upgrade Required"},
+	    {428, "Precondition Required"},
+	    {429, "Too Many Requests"},
+	    {431, "Request Header Fields Too Large"},
+	    {500, "Internal Server Error"},
+	    {501, "Not Implemented"},
+	    {502, "Bad Gateway"},
+	    {503, "Service Unavailable"},
+	    {504, "Gateway Timeout"},
+	    {505, "HTTP Version Not Supported"},
+	    {506, "Variant Also Negotiates"},
+	    {507, "Insufficient Storage"},
+	    {508, "Loop Detected"},
+	    {510, "Not Extended"},
+	    {511, "Network Authentication Required"},
+	};
+	size_t lo = 0, hi = sizeof(reasons) / sizeof(reasons[0]);
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (reasons[mid].status == status)
+			return reasons[mid].reason;
+		if (reasons[mid].status < status)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	return "Unknown";
 }
 
 ssize_t ism_body_take(struct ism_body *b, char *p, size_t len, size_t *data_len, bool *done)

@@ -50,10 +50,13 @@ static void count_drop(struct ism_wctx *w, enum ism_mirror_drop why)
 
 /* ---------- the sink: the session of the copies ---------- */
 
-static void sink_later(struct ism_wctx *w, struct ism_stream *st)
+void ism_mirror_later(struct ism_wctx *w, struct ism_stream *st)
 {
-	struct ism_mirror_ctx *m = w->mirror;
+	struct ism_mirror_ctx *m = ctx_of(w);
 
+	/* Without memory the stream ends at its deadline, as a stalled one. */
+	if (m == NULL)
+		return;
 	if (m->n_sent == m->cap_sent) {
 		uint32_t cap = m->cap_sent ? m->cap_sent * 2 : 64;
 		uint64_t *p = realloc(m->sent, cap * sizeof(*p));
@@ -67,21 +70,6 @@ static void sink_later(struct ism_wctx *w, struct ism_stream *st)
 	m->sent[m->n_sent++] = ((uint64_t)st->idx << 32) | st->gen;
 }
 
-static int sink_interim(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp)
-{
-	(void)w;
-	(void)st;
-	(void)resp;
-	return 0;
-}
-
-static bool sink_flush(struct ism_wctx *w, struct ism_stream *st)
-{
-	(void)w;
-	(void)st;
-	return false;
-}
-
 static int sink_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 		     uint8_t mode, const char *body, uint32_t len, bool done)
 {
@@ -91,7 +79,7 @@ static int sink_head(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	(void)done;
 	if (resp->status >= 100 && resp->status < 600)
 		ism_wstat_add(&w->st->mirror_resp_class[resp->status / 100], 1);
-	sink_later(w, st);
+	ism_mirror_later(w, st);
 	return 1;
 }
 
@@ -114,15 +102,8 @@ static int sink_local(struct ism_wctx *w, struct ism_stream *st, const struct is
 	count_drop(w, lr->why != NULL && strstr(lr->why, "no healthy") != NULL
 			  ? ISM_MIRROR_DROP_NO_HEALTHY
 			  : ISM_MIRROR_DROP_FAILED);
-	sink_later(w, st);
+	ism_mirror_later(w, st);
 	return 0;
-}
-
-static void sink_want_body(struct ism_wctx *w, struct ism_stream *st)
-{
-	/* A copy starts with its whole body. */
-	(void)w;
-	ISM_BUG_ON(!st->req_done);
 }
 
 static void sink_end(struct ism_wctx *w, struct ism_sess *s, void *sp)
@@ -134,13 +115,13 @@ static void sink_end(struct ism_wctx *w, struct ism_sess *s, void *sp)
 }
 
 static const struct ism_sess_ops sink_ops = {
-    .interim = sink_interim,
-    .flush = sink_flush,
+    .interim = ism_sess_drop_interim,
+    .flush = ism_sess_nothing_queued,
     .head = sink_head,
     .data = sink_data,
     .trailers = ism_sess_drop_trailers,
     .local = sink_local,
-    .want_body = sink_want_body,
+    .want_body = ism_sess_whole_request,
     .stream_done = sink_end,
     .abort = sink_end,
 };
@@ -172,6 +153,7 @@ void ism_mirror_after_batch(struct ism_wctx *w)
 		case ISM_ST_ATTEMPT:
 		case ISM_ST_ABANDONED:
 		case ISM_ST_DELAY:   /* a copy has no fault */
+		case ISM_ST_AUTHZ:   /* nor a check */
 		case ISM_ST_UPGRADE: /* nor an upgrade */
 		case ISM_ST_TUNNEL:
 			break;

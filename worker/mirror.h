@@ -32,8 +32,11 @@ void ism_mirror_body(struct ism_wctx *w, struct ism_stream *st, const char *p, u
 		     bool done);
 /* st goes away with copies still waiting for its body: they are dropped. */
 void ism_mirror_orphaned(struct ism_wctx *w, struct ism_stream *st);
-/* After each batch of completions: the copies' sink tells their streams that
- * what it was given "went out". */
+/* Internal stream st (a copy, or an authorization check, worker/extauthz.h:
+ * st->mirror set) is told after the batch that what its sink session took
+ * "went out" (a session never answers in the call). */
+void ism_mirror_later(struct ism_wctx *w, struct ism_stream *st);
+/* After each batch of completions: the internal streams are told. */
 void ism_mirror_after_batch(struct ism_wctx *w);
 void ism_mirror_free(struct ism_wctx *w);
 

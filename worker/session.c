@@ -565,6 +565,28 @@ void ism_sess_free_all(struct ism_wctx *w)
 	ism_slab_free(&w->sess);
 }
 
+int ism_sess_drop_interim(struct ism_wctx *w, struct ism_stream *st,
+			  const struct ism_http_resp *resp)
+{
+	(void)w;
+	(void)st;
+	(void)resp;
+	return 0;
+}
+
+bool ism_sess_nothing_queued(struct ism_wctx *w, struct ism_stream *st)
+{
+	(void)w;
+	(void)st;
+	return false;
+}
+
+void ism_sess_whole_request(struct ism_wctx *w, struct ism_stream *st)
+{
+	(void)w;
+	ISM_BUG_ON(!st->req_done);
+}
+
 int ism_sess_drop_trailers(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_header *h, size_t n)
 {

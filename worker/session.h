@@ -124,6 +124,14 @@ const struct ism_buf *ism_sess_xfcc(struct ism_sess *s);
 
 /* Closes the connection; the streams on it end with it. */
 void ism_sess_close(struct ism_wctx *w, struct ism_sess *s);
+/* The interim and flush ops of a session that drops interim heads (a sink
+ * of internal streams, worker/mirror.h, worker/extauthz.h). */
+int ism_sess_drop_interim(struct ism_wctx *w, struct ism_stream *st,
+			  const struct ism_http_resp *resp);
+bool ism_sess_nothing_queued(struct ism_wctx *w, struct ism_stream *st);
+/* The want_body op of such a sink: its streams start with their whole
+ * request. */
+void ism_sess_whole_request(struct ism_wctx *w, struct ism_stream *st);
 /* The trailers op of a session that drops a response's trailers. */
 int ism_sess_drop_trailers(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_header *h, size_t n);

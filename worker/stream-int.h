@@ -2,7 +2,8 @@
 /* Between the files that make up streams: stream.c (the lifecycle, the
  * attempts, the request and the response), answer.c (answers made here),
  * exchange.c (the access-log line and the counters) and hvalue.c (header
- * values with operators). Private to them. */
+ * values with operators); extauthz.c answers with them too. Private to
+ * them. */
 #ifndef ISM_WORKER_STREAM_INT_H
 #define ISM_WORKER_STREAM_INT_H
 

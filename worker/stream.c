@@ -26,6 +26,7 @@
 #include "worker/authz.h"
 #include "worker/balancer.h"
 #include "worker/cors.h"
+#include "worker/extauthz.h"
 #include "worker/fault.h"
 #include "worker/grpcweb.h"
 #include "worker/h2up.h"
@@ -77,9 +78,12 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	st->log_req = NULL;
 	/* What only some requests have (a plain route's has none of them). */
 	if (st->set_cookie != NULL || st->resp_edits != NULL || st->cors != NULL ||
-	    st->deferred != NULL || st->gw != NULL || st->denied != NULL || st->authn != NULL) {
+	    st->deferred != NULL || st->gw != NULL || st->denied != NULL || st->authn != NULL ||
+	    st->xa != NULL) {
 		ism_authn_free(st->authn);
 		st->authn = NULL;
+		ism_extauthz_wait_free(st->xa);
+		st->xa = NULL;
 		ism_gw_free(st->gw);
 		free(st->denied);
 		st->denied = NULL;
@@ -727,25 +731,32 @@ static bool sess_dest(void *ctx, struct sockaddr_storage *out)
  * TCP connection) through; when they do not, st keeps Envoy's details of
  * the denial, and the caller answers (Envoy's RBAC filter comes before the
  * fault and CORS filters and the router). */
-static bool authorized(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
+static struct ism_az_in az_in(struct ism_wctx *w, struct ism_stream *st,
+			      const struct ism_http_req *req)
 {
 	struct ism_sess *s = st->sess;
+
+	return (struct ism_az_in){.req = req,
+				  .peer = s->peer,
+				  .client = req != NULL ? ism_stream_client(st) : s->peer,
+				  .sni = s->sni,
+				  .ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
+				  .dest = sess_dest,
+				  .ctx = s,
+				  .rs = w->rs,
+				  .jwt = ism_authn_claims(st->authn),
+				  .jwt_by = st->authn != NULL ? st->authn->by : NULL};
+}
+
+static bool authorized(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
+{
 	const struct ism_az_policy *rule;
 	struct ism_az_in in;
 	const char *denied;
 
 	if (!ism_authz_any(&w->table->authz, req != NULL))
 		return true;
-	in = (struct ism_az_in){.req = req,
-				.peer = s->peer,
-				.client = req != NULL ? ism_stream_client(st) : s->peer,
-				.sni = s->sni,
-				.ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
-				.dest = sess_dest,
-				.ctx = s,
-				.rs = w->rs,
-				.jwt = ism_authn_claims(st->authn),
-				.jwt_by = st->authn != NULL ? st->authn->by : NULL};
+	in = az_in(w, st, req);
 	denied = ism_authz_check(&w->table->authz, &in, &rule);
 	if (denied == NULL)
 		return true;
@@ -1505,24 +1516,61 @@ static bool authenticated(struct ism_wctx *w, struct ism_stream *st, struct ism_
 	return true;
 }
 
+/* Whether a CUSTOM policy's provider checks the request: it is kept, and
+ * goes on (ism_stream_authz_allow) or is answered when the check ends;
+ * Envoy's ext_authz filter comes after its jwt_authn one, before its RBAC
+ * ones. */
+static bool authz_checks(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
+			 bool https, const struct ism_vhost *vh, const struct ism_route *r,
+			 bool undecided, const char *body, uint32_t len, bool req_done)
+{
+	struct ism_az_in in = az_in(w, st, req);
+	struct ism_xa_wait *x;
+
+	if (!ism_authz_custom(&w->table->authz, &in))
+		return false;
+	x = ism_extauthz_keep(w, st, req, body, len, req_done);
+	if (x != NULL) {
+		x->https = https;
+		x->vh = vh;
+		x->r = r;
+		x->undecided = undecided;
+	}
+	if (x == NULL || ism_extauthz_send(w, st) < 0)
+		ism_stream_local(w, st, 503, "out of memory", false);
+	return true;
+}
+
 void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			const char *body, uint32_t len, bool req_done)
 {
-	bool https = request_https(w->table, st->sess, req);
+	bool https, undecided;
 	const struct ism_vhost *vh;
 	const struct ism_route *r;
-	bool undecided;
 	const struct ism_dest *d;
 	const struct ism_cluster *cl;
 	struct ism_req_edits ed = {0};
 	struct ism_buf head = {0};
 	int ei = -1, ret;
 
-	if (!request_start(w, st, req, &body, &len, req_done))
-		return;
-	r = request_lookup(w, st, req, https, &vh, &undecided);
-	if (w->table->jwt.n > 0 && !authenticated(w, st, req, https, &vh, &r, &undecided))
-		return;
+	if (st->xa != NULL) {
+		/* Its CUSTOM check let it through (ism_stream_authz_allow): it
+		 * goes on from Envoy's RBAC filters, as it was routed. */
+		https = st->xa->https;
+		vh = st->xa->vh;
+		r = st->xa->r;
+		undecided = st->xa->undecided;
+	} else {
+		https = request_https(w->table, st->sess, req);
+		if (!request_start(w, st, req, &body, &len, req_done))
+			return;
+		r = request_lookup(w, st, req, https, &vh, &undecided);
+		if (w->table->jwt.n > 0 && !authenticated(w, st, req, https, &vh, &r, &undecided))
+			return;
+		if (w->table->authz.custom.n > 0 &&
+		    authz_checks(w, st, req, https, vh, r, undecided, body, len, req_done))
+			return;
+	}
 	if (!authorized(w, st, req)) {
 		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
 		return;
@@ -1568,6 +1616,16 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ism_buf_free(&head);
 }
 
+void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_xa_wait *x = st->xa;
+
+	st->state = ISM_ST_NEW;
+	ism_stream_request(w, st, &x->req, x->body.p, x->body.len, x->req_done);
+	/* Its strings are in the head built of it; the body went with it. */
+	ism_buf_free(&x->body);
+}
+
 void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
 			     const struct ism_http_header *h, size_t n)
 {
@@ -1609,6 +1667,21 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 		return;
 	}
 
+	if (st->state == ISM_ST_AUTHZ) {
+		/* Taken with the head's bytes once the check lets it through. */
+		if (ism_buf_append(&st->xa->body, p, len, UINT32_MAX) < 0 ||
+		    st->xa->body.len > ISM_REPLAY_MAX) {
+			if (bid >= 0)
+				ism_w_buf_recycle(w, bid);
+			ism_stream_local(w, st, 507, ISM_WHY_RETRY_BUFFER, true);
+			return;
+		}
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		st->xa->req_done = done;
+		req_ends(w, st, done);
+		return;
+	}
 	if (st->copies != NULL)
 		ism_mirror_body(w, st, p, len, done);
 	if (st->up == NULL && (st->state == ISM_ST_BACKOFF || st->state == ISM_ST_WAITING ||
@@ -1922,7 +1995,9 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	 * on what the router gives it), then gRPC-Web's (its filter is first:
 	 * it sees the response last). */
 	if ((st->resp_edits != NULL && (resp = resp_edited(w, st, resp, &copy, &made)) == NULL) ||
-	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL))
+	    (st->cors != NULL && (resp = edited(w, &st->cors->edits, resp, &copy)) == NULL) ||
+	    (st->xa != NULL && st->xa->down.n > 0 &&
+	     (resp = edited(w, &st->xa->down, resp, &copy)) == NULL))
 		goto oom;
 	if (st->gw != NULL &&
 	    ism_gw_transform(resp->status, resp->headers, resp->n_headers, done && len == 0)) {
@@ -2069,6 +2144,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 	case ISM_ST_BACKOFF:
 	case ISM_ST_DELAY:
 	case ISM_ST_TUNNEL:
+	case ISM_ST_AUTHZ:
 	case ISM_ST_ABANDONED:
 	case ISM_ST_FREE:
 		break;
@@ -2220,6 +2296,7 @@ void ism_stream_free_all(struct ism_wctx *w)
 		free(st->resp_edits);
 		free(st->cors);
 		free(st->deferred);
+		ism_extauthz_wait_free(st->xa);
 		ism_buf_free(&st->replay);
 		ism_buf_free(&st->req_trl);
 		ism_buf_free(&st->filter_hdrs);

@@ -31,6 +31,7 @@ enum ism_stream_state {
 	ISM_ST_DELAY,	  /* a fault delay runs; the request goes on, or is aborted, after it */
 	ISM_ST_UPGRADE,	  /* the upstream's 101 goes to the client; a tunnel follows */
 	ISM_ST_TUNNEL,	  /* bytes flow both ways (worker/tunnel.c) until either side ends */
+	ISM_ST_AUTHZ,	  /* a CUSTOM policy's provider checks the request (worker/extauthz.h) */
 };
 
 /* What a stream's deadline bounds (enum values of deadline_kind). */
@@ -52,6 +53,7 @@ enum ism_stamp {
 
 struct ism_cors_out;
 struct ism_deferred;
+struct ism_xa_wait;
 
 struct ism_stream {
 	uint32_t idx;
@@ -143,6 +145,9 @@ struct ism_stream {
 	 * RequestAuthentication applies: the claims the policies read, the
 	 * memory the request's edits point into; NULL: none. */
 	struct ism_authn *authn;
+	/* ISM_ST_AUTHZ: the request kept while its check runs, then what an
+	 * allowing answer adds to the response (worker/extauthz.h); NULL */
+	struct ism_xa_wait *xa;
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */
@@ -171,6 +176,12 @@ struct ism_stream {
 	struct ism_tunnel *tun;		    /* ISM_ST_TUNNEL: the pump; NULL */
 	const struct ism_l4route *l4_route; /* the TCP or TLS route (table of table_gen) */
 };
+
+/* ---- from the external authorizer (worker/extauthz.c) ---- */
+
+/* The check of st's request (kept in st->xa) let it through: it goes on as
+ * it would have without one, from the DENY and ALLOW policies on. */
+void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---- from the session ---- */
 

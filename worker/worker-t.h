@@ -153,6 +153,7 @@ struct ism_lb;
 struct ism_router_scratch;
 struct ism_tls;
 struct ism_mirror_ctx;
+struct ism_xa_ctx;
 struct ism_h2pages;
 
 /* The one per-process context of a worker. */
@@ -240,6 +241,7 @@ struct ism_wctx {
 	uint32_t n_xbufs, n_xfree, cap_xbufs;
 	struct ism_tls *tls;	       /* TLS contexts (worker/tls.c) */
 	struct ism_mirror_ctx *mirror; /* request mirroring (worker/mirror.c); NULL: unused */
+	struct ism_xa_ctx *xa;	       /* external authorization (worker/extauthz.c); NULL */
 	/* The key sets of the table's JWT providers (worker/authn.c), parsed
 	 * when the table came: jwks[i] is table->jwt.p[i]'s. */
 	struct ism_jwks *jwks;

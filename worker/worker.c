@@ -21,6 +21,7 @@
 #include "lib/log.h"
 #include "worker/authn.h"
 #include "worker/balancer.h"
+#include "worker/extauthz.h"
 #include "worker/h2.h"
 #include "worker/h2io.h"
 #include "worker/h2up.h"
@@ -778,6 +779,7 @@ static int worker_run(struct ism_wctx *w)
 	ism_sess_free_all(w);
 	ism_stream_free_all(w);
 	ism_mirror_free(w);
+	ism_extauthz_free(w);
 	ism_up_free_all(w);
 	ism_h2pages_free(w->h2pages);
 	w->h2pages = NULL;

@@ -47,6 +47,7 @@ import test_h2strict  # noqa: E402
 import test_upstream_pp  # noqa: E402
 import test_authz  # noqa: E402
 import test_jwt  # noqa: E402
+import test_extauthz  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1528,6 +1529,7 @@ test_h2strict.register(test)
 test_upstream_pp.register(test)
 test_authz.register(test)
 test_jwt.register(test)
+test_extauthz.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -324,7 +324,8 @@ def authz_reload_and_errors(env):
     bad policy is refused and the old one serves on; an ALLOW policy without
     rules denies everything."""
     head = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL))
-    cases = [("  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n", "spec.action", "not implemented yet"),
+    cases = [("  action: CUSTOM\n  provider: {name: ext}\n  rules: [{}]\n", "spec.provider.name",
+              'no extension provider "ext"'),
              ("  rules: [{when: [{key: \"request.auth.claims[a][]\", values: [a]}]}]\n", "spec.rules[0].when[0]",
               "request.auth.claims[<name>]"),
              ("  rules: [{when: [{key: \"experimental.envoy.filters.a[b]\", values: [a]}]}]\n",

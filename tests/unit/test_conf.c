@@ -2243,6 +2243,68 @@ static void test_later_kinds_elsewhere(void **state)
 /* RequestAuthentication: each jwtRule a provider, by issuer; Envoy's default
  * locations; scope and permission always split; requestPrincipals and
  * request.auth.* as istiod's matchers. */
+/* The provider's fields from line 12; the ServiceEntry and the policy after. */
+#define XA_PROV(fields)                                                                            \
+	"  extensionProviders:\n  - name: az\n    envoyExtAuthzHttp:\n      service: az.x\n"       \
+	"      port: 80\n" fields
+#define XA_SE                                                                                      \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: az}\n"      \
+	"spec:\n  hosts: [az.x]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n"      \
+	"  endpoints: [{address: 127.0.0.5}]\n"
+#define XA_AP(name, spec)                                                                          \
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"                       \
+	"metadata: {name: " name ", namespace: istio-system}\nspec:\n" spec
+#define XA_CUSTOM(prov) "  action: CUSTOM\n  provider: {name: " prov "}\n  rules: [{}]\n"
+
+/* The CUSTOM policies' provider as the worker gets it: its cluster, its
+ * settings, its patterns by kind; a dry-run CUSTOM policy's rules count (as
+ * istiod has them call the authorizer), a CUSTOM policy adds no DENY or ALLOW
+ * rule, and nothing of it reaches a TCP port. */
+static void test_extauthz_compiled(void **state)
+{
+	static const char yaml[] = APP XA_PROV(
+	    "      timeout: 250ms\n      pathPrefix: /check\n      failOpen: true\n"
+	    "      statusOnError: \"503\"\n"
+	    "      includeRequestHeadersInCheck: [Cookie, \"x-*\", \"*-id\"]\n"
+	    "      headersToUpstreamOnAllow: [x-user]\n"
+	    "      includeAdditionalHeadersInCheck: {X-From: isthmus}\n")
+	    XA_SE XA_AP(
+		"p", XA_CUSTOM(
+			 "az")) "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+				"metadata: {name: q, namespace: istio-system, annotations: "
+				"{istio.io/dry-run: \"true\"}}\nspec:\n  action: CUSTOM\n"
+				"  provider: {name: az}\n  rules: [{to: [{operation: {paths: "
+				"[/a]}}]}]\n";
+	struct fx *f = *state;
+	const struct ism_extauthz *xa;
+
+	load_compile(f, yaml);
+	assert_int_equal(f->t->authz.custom.n, 2);
+	assert_int_equal(f->t->authz.deny.n, 0);
+	assert_false(f->t->authz.allow.on);
+	assert_int_equal(f->t->authz.tcp_deny.n, 0);
+	xa = f->t->authz.xa;
+	assert_non_null(xa);
+	assert_string_equal(f->t->clusters[xa->cluster].host.p, "az.x");
+	assert_int_equal(xa->timeout_ms, 250);
+	assert_string_equal(xa->path_prefix.p, "/check");
+	assert_true(xa->fail_open);
+	assert_int_equal(xa->status_on_error, 503);
+	assert_true(xa->deny_all);
+	assert_int_equal(xa->req.n, 3);
+	assert_int_equal(xa->req.p[0].kind, ISM_XA_EXACT);
+	assert_string_equal(xa->req.p[0].s.p, "cookie");
+	assert_int_equal(xa->req.p[1].kind, ISM_XA_PREFIX);
+	assert_string_equal(xa->req.p[1].s.p, "x-");
+	assert_int_equal(xa->req.p[2].kind, ISM_XA_SUFFIX);
+	assert_string_equal(xa->req.p[2].s.p, "-id");
+	assert_int_equal(xa->up.n, 1);
+	assert_int_equal(xa->down_allow.n, 0);
+	assert_int_equal(xa->n_add, 1);
+	assert_string_equal(xa->add[0].name.p, "x-from");
+	assert_string_equal(xa->add[0].value.p, "isthmus");
+}
+
 static void test_authn_compiled(void **state)
 {
 	static const char yaml[] =
@@ -3222,11 +3284,70 @@ static const struct bad bads[] = {
      9, 7, "EnvoyFilter default/ef: kind",
      "EnvoyFilter is not implemented yet, and this one applies to the appliance (a policy of the "
      "appliance's namespace without a selector"},
-    {"AuthorizationPolicy CUSTOM",
-     APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
-	 "  action: CUSTOM\n  rules: [{}]\n",
-     12, 11, "AuthorizationPolicy istio-system/p: spec.action", "CUSTOM is not implemented yet"},
+    {"CUSTOM with an unknown provider", APP XA_PROV("") XA_SE XA_AP("p", XA_CUSTOM("other")), 27,
+     20, "AuthorizationPolicy istio-system/p: spec.provider.name",
+     "no extension provider \"other\""},
+    {"CUSTOM policies with two providers",
+     APP XA_PROV("  - name: b\n    envoyExtAuthzHttp: {service: az.x, port: 80}\n")
+	 XA_SE XA_AP("p", XA_CUSTOM("az")) XA_AP("q", XA_CUSTOM("b")),
+     37, 20, "AuthorizationPolicy istio-system/q: spec.provider.name", "one provider"},
+    {"CUSTOM without a provider",
+     APP XA_PROV("") XA_SE XA_AP("p", "  action: CUSTOM\n  rules: [{}]\n"), 26, 11,
+     "AuthorizationPolicy istio-system/p: spec.action", "needs provider.name"},
+    {"CUSTOM without rules",
+     APP XA_PROV("") XA_SE XA_AP("p", "  action: CUSTOM\n  provider: {name: az}\n"), 26, 11,
+     "AuthorizationPolicy istio-system/p: spec.action", "without rules never applies"},
+    {"provider beside ALLOW",
+     APP XA_PROV("") XA_SE XA_AP("p", "  provider: {name: az}\n  rules: [{}]\n"), 26, 13,
+     "AuthorizationPolicy istio-system/p: spec.provider", "must not be set with a non-CUSTOM"},
+    {"CUSTOM with requestPrincipals",
+     APP XA_PROV("")
+	 XA_SE XA_AP("p", "  action: CUSTOM\n  provider: {name: az}\n"
+			  "  rules: [{from: [{source: {requestPrincipals: [\"*\"]}}]}]\n"),
+     28, 48, "AuthorizationPolicy istio-system/p: spec.rules[0].from[0].source.requestPrincipals",
+     "not supported with CUSTOM action"},
+    {"provider name in upper case",
+     APP "  extensionProviders:\n  - name: Az\n    envoyExtAuthzHttp: {service: az.x, port: "
+	 "80}\n" XA_SE,
+     8, 11, "Appliance t: spec.extensionProviders[0].name", "upper-case"},
+    {"provider names twice",
+     APP XA_PROV("  - name: az\n    envoyExtAuthzHttp: {service: az.x, port: 80}\n") XA_SE, 12, 11,
+     "Appliance t: spec.extensionProviders[1].name", "must be unique"},
+    {"provider statusOnError", APP XA_PROV("      statusOnError: abc\n") XA_SE, 12, 22,
+     "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.statusOnError",
+     "not a status code"},
+    {"provider statusOnError unknown", APP XA_PROV("      statusOnError: \"299\"\n") XA_SE, 12, 22,
+     "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.statusOnError",
+     "unsupported status 299"},
+    {"provider pathPrefix", APP XA_PROV("      pathPrefix: check\n") XA_SE, 12, 19,
+     "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.pathPrefix", "must begin with '/'"},
+    {"provider lone wildcard", APP XA_PROV("      headersToUpstreamOnAllow: [a, \"*\"]\n") XA_SE,
+     12, 37,
+     "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.headersToUpstreamOnAllow[1]",
+     "a single wildcard"},
+    {"provider additional field with an operator",
+     APP XA_PROV("      includeAdditionalHeadersInCheck: {x-a: \"%START_TIME%\"}\n") XA_SE, 12, 46,
+     "Appliance t: "
+     "spec.extensionProviders[0].envoyExtAuthzHttp.includeAdditionalHeadersInCheck.x-a",
+     "not implemented yet"},
+    {"provider with the request body",
+     APP XA_PROV("      includeRequestBodyInCheck: {maxRequestBytes: 10}\n") XA_SE, 12, 7,
+     "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck",
+     "not implemented yet"},
+    {"gRPC provider",
+     APP
+     "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80}\n" XA_SE,
+     9, 5, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc", "not implemented yet"},
+    {"provider without a service entry",
+     APP
+     "  extensionProviders:\n  - name: g\n    envoyExtAuthzHttp: {service: ns/no.x, port: 80}\n",
+     9, 34, "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.service",
+     "no ServiceEntry for host no.x"},
+    {"provider port",
+     APP
+     "  extensionProviders:\n  - name: g\n    envoyExtAuthzHttp: {service: az.x, port: 81}\n" XA_SE,
+     9, 46, "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.port",
+     "port 81 is not a port of"},
     {"AuthorizationPolicy requestPrincipals",
      APP "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 	 "metadata: {name: p, namespace: istio-system}\nspec:\n"
@@ -4133,6 +4254,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authz_compiled, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_extauthz_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authn_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authn_unfetched, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
