@@ -134,8 +134,9 @@ FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c
 FUZZ_SRCS_fuzz_pathnorm := worker/pathnorm.c lib/log.c
 FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c
 FUZZ_SRCS_fuzz_cel := conf/cel.c conf/cellex.c conf/celeval.c
-FUZZ_SRCS_fuzz_grpccheck := health/grpccheck.c lib/grpc.c
+FUZZ_SRCS_fuzz_grpccheck := health/grpccheck.c lib/grpc.c lib/pb.c
 FUZZ_SRCS_fuzz_jose := lib/jose.c lib/json.c
+FUZZ_SRCS_fuzz_xagrpc := worker/xagrpc.c lib/pb.c
 # worker/h2.c's pure parts need the worker linked, as the binary links it.
 FUZZ_SRCS_fuzz_h2 := $(LIB_SRCS)
 

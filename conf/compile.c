@@ -3026,6 +3026,7 @@ static const struct ism_extauthz *conv_extauthz(struct cbuild *b)
 				     .timeout_ms = x->timeout_ms,
 				     .status_on_error = x->status_on_error,
 				     .fail_open = x->fail_open,
+				     .grpc = x->grpc,
 				     .deny_all = !x->down_deny.set,
 				     .name = astr(b, x->name),
 				     .path_prefix = astr(b, x->path_prefix),

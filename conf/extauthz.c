@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* spec.extensionProviders of the Appliance (Istio's
  * meshConfig.extensionProviders): the external authorizers of CUSTOM
- * AuthorizationPolicies. An envoyExtAuthzHttp entry is checked as istiod's
- * validation and buildExtAuthzHTTP check it (name, port, service, pathPrefix,
- * statusOnError, no lone "*" pattern); its service is a ServiceEntry host of
- * the file, whose cluster carries the checks. The other kinds of provider
- * are "not implemented yet". */
+ * AuthorizationPolicies. An envoyExtAuthzHttp or envoyExtAuthzGrpc entry is
+ * checked as istiod's validation and buildExtAuthzHTTP/GRPC check it (name,
+ * port, service, pathPrefix, statusOnError, no lone "*" pattern); its service
+ * is a ServiceEntry host of the file, whose cluster carries the checks (over
+ * HTTP/2 for gRPC: its port's protocol GRPC or HTTP2). The other kinds of
+ * provider are "not implemented yet". */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -140,27 +141,14 @@ static void parse_status(struct ism_vctx *v, const struct ism_node *m, struct is
 		      s);
 }
 
-static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
+/* What both kinds have: the service, its port, the timeout, what an error
+ * does. */
+static void parse_common(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
 {
-	static const char *const known[] = {"service",
-					    "port",
-					    "timeout",
-					    "pathPrefix",
-					    "failOpen",
-					    "statusOnError",
-					    "includeRequestHeadersInCheck",
-					    "includeHeadersInCheck",
-					    "includeAdditionalHeadersInCheck",
-					    "headersToUpstreamOnAllow",
-					    "headersToDownstreamOnDeny",
-					    "headersToDownstreamOnAllow",
-					    NULL};
-	static const char *const unimpl[] = {"includeRequestBodyInCheck", NULL};
 	const char *service, *slash;
 	char *host;
 	uint32_t port;
 
-	ism_v_keys(v, m, known, unimpl);
 	if (ism_v_str(v, m, "service", true, &service) > 0) {
 		/* "<namespace>/<host>" names the host of that namespace. */
 		slash = strchr(service, '/');
@@ -178,7 +166,30 @@ static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_
 	}
 	x->timeout_ms = 600000;
 	ism_v_dur(v, m, "timeout", 1, &x->timeout_ms);
+	ism_v_bool(v, m, "failOpen", &x->fail_open);
+	parse_status(v, m, x);
 	x->path_prefix = "";
+}
+
+static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
+{
+	static const char *const known[] = {"service",
+					    "port",
+					    "timeout",
+					    "pathPrefix",
+					    "failOpen",
+					    "statusOnError",
+					    "includeRequestHeadersInCheck",
+					    "includeHeadersInCheck",
+					    "includeAdditionalHeadersInCheck",
+					    "headersToUpstreamOnAllow",
+					    "headersToDownstreamOnDeny",
+					    "headersToDownstreamOnAllow",
+					    NULL};
+	static const char *const unimpl[] = {"includeRequestBodyInCheck", NULL};
+
+	ism_v_keys(v, m, known, unimpl);
+	parse_common(v, m, x);
 	if (ism_v_str(v, m, "pathPrefix", false, &x->path_prefix) > 0) {
 		if (x->path_prefix[0] != '/')
 			ism_v_err_key(v, m, "pathPrefix", "must begin with '/', found \"%s\"",
@@ -188,8 +199,6 @@ static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_
 				      "\"%s\" is not a path (no blanks, '?' or '#')",
 				      x->path_prefix);
 	}
-	ism_v_bool(v, m, "failOpen", &x->fail_open);
-	parse_status(v, m, x);
 	parse_pats(v, m, "includeRequestHeadersInCheck", &x->req);
 	if (!x->req.set)
 		parse_pats(v, m, "includeHeadersInCheck", &x->req);
@@ -199,14 +208,26 @@ static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_
 	parse_add(v, m, x);
 }
 
+static void parse_grpc(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
+{
+	static const char *const known[] = {"service",	"port",		 "timeout",
+					    "failOpen", "statusOnError", NULL};
+	static const char *const unimpl[] = {"includeRequestBodyInCheck", NULL};
+
+	ism_v_keys(v, m, known, unimpl);
+	x->grpc = true;
+	parse_common(v, m, x);
+}
+
 void ism_model_parse_extauthz(struct ism_vctx *v, const struct ism_node *spec,
 			      struct ism_cm_appliance *a)
 {
-	static const char *const known[] = {"name", "envoyExtAuthzHttp", NULL};
-	static const char *const unimpl[] = {
-	    "envoyExtAuthzGrpc", "zipkin",	"lightstep",	 "datadog",    "stackdriver",
-	    "opencensus",	 "skywalking",	"opentelemetry", "prometheus", "envoyFileAccessLog",
-	    "envoyHttpAls",	 "envoyTcpAls", "envoyOtelAls",	 "sds",	       NULL};
+	static const char *const known[] = {"name", "envoyExtAuthzHttp", "envoyExtAuthzGrpc", NULL};
+	static const char *const unimpl[] = {"zipkin",	      "lightstep",   "datadog",
+					     "stackdriver",   "opencensus",  "skywalking",
+					     "opentelemetry", "prometheus",  "envoyFileAccessLog",
+					     "envoyHttpAls",  "envoyTcpAls", "envoyOtelAls",
+					     "sds",	      NULL};
 	const struct ism_node *l = ism_v_node(v, spec, "extensionProviders", false, ISM_NODE_SEQ);
 	size_t old;
 
@@ -217,7 +238,7 @@ void ism_model_parse_extauthz(struct ism_vctx *v, const struct ism_node *spec,
 		return;
 	old = ism_v_push(v, ".extensionProviders");
 	for (size_t i = 0; i < l->n; i++) {
-		const struct ism_node *e = l->items[i], *http;
+		const struct ism_node *e = l->items[i], *http, *grpc;
 		struct ism_cm_xa *x = &a->xas[a->n_xas];
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 		const char *why;
@@ -239,19 +260,26 @@ void ism_model_parse_extauthz(struct ism_vctx *v, const struct ism_node *spec,
 				    "entry %zu (line %d)",
 				    x->name, j, a->xas[j].at->line);
 		http = ism_v_node(v, e, "envoyExtAuthzHttp", false, ISM_NODE_MAP);
-		if (http == NULL) {
-			if (ism_node_get(e, "envoyExtAuthzHttp", NULL) == NULL)
-				ism_v_err(
-				    v, e,
-				    "provider \"%s\" has no kind: envoyExtAuthzHttp is the one "
-				    "isthmus implements",
-				    x->name);
-			ism_v_pop(v, o2);
-			continue;
+		grpc = ism_v_node(v, e, "envoyExtAuthzGrpc", false, ISM_NODE_MAP);
+		if (http != NULL && grpc != NULL) {
+			ism_v_err_key(v, e, "envoyExtAuthzGrpc",
+				      "a provider has one kind: envoyExtAuthzHttp or "
+				      "envoyExtAuthzGrpc, not both");
+		} else if (http == NULL && grpc == NULL) {
+			if (ism_node_get(e, "envoyExtAuthzHttp", NULL) == NULL &&
+			    ism_node_get(e, "envoyExtAuthzGrpc", NULL) == NULL)
+				ism_v_err(v, e,
+					  "provider \"%s\" has no kind: envoyExtAuthzHttp and "
+					  "envoyExtAuthzGrpc are those isthmus implements",
+					  x->name);
+		} else {
+			ism_v_push(v, http != NULL ? ".envoyExtAuthzHttp" : ".envoyExtAuthzGrpc");
+			if (http != NULL)
+				parse_http(v, http, x);
+			else
+				parse_grpc(v, grpc, x);
+			a->n_xas++;
 		}
-		ism_v_push(v, ".envoyExtAuthzHttp");
-		parse_http(v, http, x);
-		a->n_xas++;
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
@@ -270,13 +298,14 @@ static const struct ism_cm_xa *find(const struct ism_cm_appliance *a, const char
  * LookupCluster). */
 static void xref_service(struct ism_vctx *v, struct ism_cm_xa *x, size_t i)
 {
+	const char *kind = x->grpc ? "envoyExtAuthzGrpc" : "envoyExtAuthzHttp";
 	const struct ism_cm_se *se;
 
 	if (x->dest.host == NULL || x->dest.port == 0)
 		return;
 	v->res = v->conf->app.r.label;
 	ism_v_pop(v, 0);
-	ism_v_push(v, "spec.extensionProviders[%zu].envoyExtAuthzHttp.service", i);
+	ism_v_push(v, "spec.extensionProviders[%zu].%s.service", i, kind);
 	se = ism_model_find_se(v->conf, x->dest.host);
 	if (se == NULL) {
 		ism_v_err(v, x->service_at,
@@ -293,10 +322,20 @@ static void xref_service(struct ism_vctx *v, struct ism_cm_xa *x, size_t i)
 	    !ism_strmap_get(se->port_by_number, (const char *)&x->dest.port, sizeof(x->dest.port),
 			    NULL)) {
 		ism_v_pop(v, 0);
-		ism_v_push(v, "spec.extensionProviders[%zu].envoyExtAuthzHttp.port", i);
+		ism_v_push(v, "spec.extensionProviders[%zu].%s.port", i, kind);
 		ism_v_err(v, x->dest.port_at, "port %u is not a port of %s", x->dest.port,
 			  se->r.label);
+		return;
 	}
+	for (size_t k = 0; x->grpc && k < se->n_ports; k++)
+		if (se->ports[k].number == x->dest.port && se->ports[k].proto != ISM_UP_HTTP2) {
+			ism_v_pop(v, 0);
+			ism_v_push(v, "spec.extensionProviders[%zu].%s.port", i, kind);
+			ism_v_err(v, x->dest.port_at,
+				  "port %u of %s is not of protocol GRPC or HTTP2: a gRPC "
+				  "authorizer is spoken to over HTTP/2",
+				  x->dest.port, se->r.label);
+		}
 }
 
 void ism_model_xref_extauthz(struct ism_vctx *v)

@@ -674,10 +674,12 @@ struct ism_cm_xa_pats {
 	bool set; /* written (an empty list is not set) */
 };
 
-/* One entry of spec.extensionProviders: an envoyExtAuthzHttp, checked as
- * istiod's buildExtAuthzHTTP checks it. */
+/* One entry of spec.extensionProviders: an envoyExtAuthzHttp or an
+ * envoyExtAuthzGrpc, checked as istiod's buildExtAuthzHTTP and
+ * buildExtAuthzGRPC check them. */
 struct ism_cm_xa {
 	const char *name;
+	bool grpc; /* envoyExtAuthzGrpc: the fields of the HTTP one below are unset */
 	const struct ism_node *at, *service_at;
 	struct ism_cm_dest dest; /* the service's host and port, resolved by xref */
 	uint32_t timeout_ms;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lib/grpc.h"
+#include "lib/pb.h"
 #include "shm/table-t.h"
 
 #define PATH	"/grpc.health.v1.Health/Check"
@@ -89,57 +90,19 @@ static void complete(struct ism_grpc_check *g, int grpc_status)
 		verdict(g, ISM_GRPC_SERVING, "SERVING");
 }
 
-static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
 /* A HealthCheckResponse (protobuf): its status field (1, varint), other fields
- * skipped by their wire type. Returns false when it does not parse. */
+ * skipped. Returns false when it does not parse. */
 static bool parse_response(struct ism_grpc_check *g, const uint8_t *p, size_t n)
 {
 	const uint8_t *end = p + n;
-	uint64_t key, v;
+	struct ism_pb_field f;
+	int r;
 
 	g->serving = SERVING_UNKNOWN;
-	while (p < end) {
-		if (!varint(&p, end, &key))
-			return false;
-		switch (key & 7) {
-		case 0:
-			if (!varint(&p, end, &v))
-				return false;
-			if (key >> 3 == 1)
-				g->serving = v > 1000 ? 1000 : (int)v;
-			break;
-		case 1:
-			if ((size_t)(end - p) < 8)
-				return false;
-			p += 8;
-			break;
-		case 2:
-			if (!varint(&p, end, &v) || v > (uint64_t)(end - p))
-				return false;
-			p += v;
-			break;
-		case 5:
-			if ((size_t)(end - p) < 4)
-				return false;
-			p += 4;
-			break;
-		default:
-			return false;
-		}
-	}
-	return true;
+	while ((r = ism_pb_next(&p, end, &f)) > 0)
+		if (f.num == 1 && f.wire == ISM_PB_VARINT)
+			g->serving = f.v > 1000 ? 1000 : (int)f.v;
+	return r == 0;
 }
 
 /* Envoy's decodeData: gRPC frames out of the DATA bytes; one message at most

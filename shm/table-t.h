@@ -1175,6 +1175,7 @@ struct ism_extauthz {
 	uint16_t status_on_error;
 	uint8_t fail_open;
 	uint8_t deny_all; /* headersToDownstreamOnDeny unset: all fields but host */
+	uint8_t grpc;	  /* envoyExtAuthzGrpc: Authorization/Check over HTTP/2 */
 	struct ism_str name;
 	struct ism_str path_prefix;
 	struct ism_xa_pats req;	       /* request fields the check carries */

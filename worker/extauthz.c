@@ -10,8 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/addr.h"
 #include "lib/ascii.h"
+#include "lib/grpc.h"
 #include "lib/log.h"
+#include "lib/pb.h"
+#include "worker/authn.h"
 #include "worker/extauthz.h"
 #include "worker/mirror.h"
 #include "worker/ring.h"
@@ -19,7 +23,9 @@
 #include "worker/sock.h"
 #include "worker/stream-int.h"
 #include "worker/stream.h"
+#include "worker/tls.h"
 #include "worker/upstream.h"
+#include "worker/xagrpc.h"
 
 struct ism_xa_ctx {
 	struct ism_sess sink; /* the session of every check */
@@ -28,6 +34,7 @@ struct ism_xa_ctx {
 /* One check: its stream's sp. */
 struct xa_check {
 	uint64_t of; /* the request it checks: idx << 32 | gen */
+	bool grpc;   /* a gRPC call (the provider's kind when it went) */
 	int status;  /* the answer's; 0: none */
 	bool failed; /* no usable answer: an error */
 	struct ism_buf fields;
@@ -141,6 +148,8 @@ void ism_extauthz_wait_free(struct ism_xa_wait *x)
 	free(x->text);
 	free(x->down_e);
 	free(x->down_v);
+	free(x->jwt_issuer);
+	ism_buf_free(&x->query);
 	ism_buf_free(&x->body);
 	ism_buf_free(&x->answer);
 	free(x);
@@ -225,6 +234,79 @@ static int check_head(const struct ism_extauthz *xa, const struct ism_cluster *c
 	return ret ? -ENOMEM : 0;
 }
 
+/* An identity of ssl's certificate (the peer's, or local's) for a
+ * CheckRequest's principal, as Envoy takes it: the first URI SAN, else the
+ * subject. Into b, NUL-terminated; "" without one. */
+static const char *principal(SSL *ssl, bool local, struct ism_buf *b)
+{
+	char *comma;
+	bool san;
+
+	b->len = 0;
+	if (ssl == NULL ||
+	    ism_tls_peer_field(ssl, local ? ISM_HV_LOCAL_URI_SAN : ISM_HV_PEER_URI_SAN, b) < 0)
+		return "";
+	san = b->len > 0;
+	if (!san &&
+	    ism_tls_peer_field(ssl, local ? ISM_HV_LOCAL_SUBJECT : ISM_HV_PEER_SUBJECT, b) < 0)
+		return "";
+	if (ism_buf_append(b, "", 1, UINT32_MAX) < 0)
+		return "";
+	/* The URI SANs come joined with ','; a subject has commas of its own. */
+	if (san && (comma = strchr(b->p, ',')) != NULL)
+		*comma = '\0';
+	return b->p;
+}
+
+/* The gRPC check of st's kept request: a Check call's head, and its
+ * CheckRequest. */
+static int check_grpc(const struct ism_stream *st, const struct ism_extauthz *xa,
+		      const struct ism_cluster *cl, struct ism_buf *b)
+{
+	const struct ism_xa_wait *x = st->xa;
+	struct ism_sess *s = st->sess;
+	const struct ism_sess_pp *pp = ism_sess_pp(s);
+	SSL *ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL;
+	struct ism_buf src_id = {0}, dst_id = {0};
+	char dst[INET6_ADDRSTRLEN] = "", timeout[ISM_GRPC_TIMEOUT_MAX];
+	struct ism_xa_grpc_req in = {.req = &x->req,
+				     .scheme = x->https ? "https" : "http",
+				     .protocol = x->req.h2		     ? "HTTP/2"
+						 : x->req.minor_version == 0 ? "HTTP/1.0"
+									     : "HTTP/1.1",
+				     .id = ((uint64_t)st->idx << 32) | st->gen,
+				     .size = x->req.framing.content_length,
+				     .src_ip = s->peer,
+				     .src_port = s->peer_port,
+				     .dst_ip = dst,
+				     .sni = s->sni};
+	struct ism_pbw msg = {0};
+	int ret;
+
+	clock_gettime(CLOCK_REALTIME, &in.time);
+	if (pp == NULL || !ism_addr_text(&pp->dst.sa, dst, &in.dst_port))
+		dst[0] = '\0';
+	in.src_principal = principal(ssl, false, &src_id);
+	in.dst_principal = principal(ssl, true, &dst_id);
+	ism_xa_grpc_request(&in, &msg);
+	ism_buf_free(&src_id);
+	ism_buf_free(&dst_id);
+	if (msg.err) {
+		ism_pbw_free(&msg);
+		return -ENOMEM;
+	}
+	ret = ism_buf_put_str(b, "POST " ISM_XA_GRPC_PATH " HTTP/1.1\r\n", UINT32_MAX);
+	ret |= ism_buf_put_field(b, "host", cl->host.p, cl->host.len, UINT32_MAX);
+	ret |= ism_buf_put_str(b, "content-type: application/grpc\r\n", UINT32_MAX);
+	ret |= ism_buf_put_field(b, "grpc-timeout", timeout,
+				 ism_grpc_timeout_fmt(timeout, xa->timeout_ms), UINT32_MAX);
+	ret |= ism_put_num_line(b, "content-length: ", msg.len, 10, UINT32_MAX);
+	ret |= ism_buf_append(b, "\r\n", 2, UINT32_MAX);
+	ret |= ism_buf_append(b, msg.p, (uint32_t)msg.len, UINT32_MAX);
+	ism_pbw_free(&msg);
+	return ret < 0 ? -ENOMEM : 0;
+}
+
 /* What chk's answer (or its failure) decides for the request it checks. */
 static void decide(struct ism_wctx *w, struct xa_check *chk);
 
@@ -242,6 +324,11 @@ struct ism_xa_wait *ism_extauthz_keep(struct ism_wctx *w, struct ism_stream *st,
 		return NULL;
 	}
 	x->req_done = req_done;
+	if (st->authn != NULL && st->authn->by != NULL &&
+	    (x->jwt_issuer = strdup(st->authn->by->issuer.p)) == NULL) {
+		ism_extauthz_wait_free(x);
+		return NULL;
+	}
 	st->xa = x;
 	st->state = ISM_ST_AUTHZ;
 	return x;
@@ -265,17 +352,24 @@ int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
 		return -ENOMEM;
 	}
 	chk->of = ((uint64_t)st->idx << 32) | st->gen;
+	chk->grpc = xa->grpc;
 	c->sp = chk;
 	c->mirror = 1;	/* an internal stream: its sink takes the response */
 	c->counted = 1; /* not in the worker's, listener's or route's counters */
 	c->cluster = xa->cluster;
-	c->is_head = st->is_head;
+	c->is_head = st->is_head && !xa->grpc;
 	c->idempotent = 1; /* no body: a stale connection's check goes again */
 	c->req_done = 1;
 	c->route_deadline = w->now + xa->timeout_ms;
 	if (cl->tls.mode != ISM_TLS_NONE)
 		snprintf(c->up_sni, sizeof(c->up_sni), "%s", cl->host.p);
-	if (check_head(xa, cl, &st->xa->req, &c->replay) < 0 || ism_stream_mirror_start(w, c) < 0) {
+	c->grpc = xa->grpc;
+	st->xa->check = ((uint64_t)c->idx << 32) | c->gen;
+	st->xa->checking = true;
+	if ((xa->grpc ? check_grpc(st, xa, cl, &c->replay)
+		      : check_head(xa, cl, &st->xa->req, &c->replay)) < 0 ||
+	    ism_stream_mirror_start(w, c) < 0) {
+		st->xa->checking = false;
 		/* Not started: an error, as Envoy's when its cluster cannot be had. */
 		c->sp = NULL;
 		ism_stream_abort(w, c);
@@ -410,28 +504,181 @@ static int allow_fields(const struct ism_extauthz *xa, struct ism_xa_wait *x,
 	return 0;
 }
 
-static void decide(struct ism_wctx *w, struct xa_check *chk)
+/* An error (Envoy's): failOpen lets the request on, else statusOnError. */
+static void errored(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa)
 {
-	struct ism_stream *st = checked(w, chk);
-	const struct ism_extauthz *xa = w->table->authz.xa;
+	if (xa->fail_open) {
+		ism_wstat_add(&w->st->ext_authz[ISM_XA_R_FAIL_OPEN], 1);
+		ism_stream_authz_allow(w, st);
+		return;
+	}
+	ism_wstat_add(&w->st->ext_authz[ISM_XA_R_ERROR], 1);
+	refuse(w, st, xa->status_on_error, ISM_XA_ERROR, "", 0, NULL, 0);
+}
+
+/* The last value of the answer's field name (head or trailers); NULL. */
+static const char *answer_field(const struct xa_check *chk, const char *name)
+{
+	struct ism_http_header h[ISM_XA_FIELDS_MAX];
+	size_t n = ism_buf_get_pairs(&chk->fields, h, ISM_XA_FIELDS_MAX);
+	const char *v = NULL;
+
+	for (size_t i = 0; i < n; i++)
+		if (ism_http_header_is(&h[i], name))
+			v = h[i].value;
+	return v;
+}
+
+/* The kept request's query as a CheckResponse edits it: the keys to set or
+ * remove dropped, then each one set appended. 0, or -ENOMEM. */
+static int edit_query(struct ism_xa_wait *x, const struct ism_xa_grpc_resp *r)
+{
+	const char *q = x->req.query, *end = q != NULL ? q + x->req.query_len : NULL;
+	struct ism_buf b = {0};
+	int ret = 0;
+
+	if (r->qset.n == 0 && r->qrm.n == 0)
+		return 0;
+	for (const char *p = q; p != NULL && p < end;) {
+		const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(e - p));
+		size_t kl = (size_t)((eq ? eq : e) - p);
+		bool drop = false;
+
+		for (uint32_t i = 0; i < r->qrm.n && !drop; i++)
+			drop = r->qrm.f[i].name_len == kl && memcmp(r->qrm.f[i].name, p, kl) == 0;
+		for (uint32_t i = 0; i < r->qset.n && !drop; i++)
+			drop = r->qset.f[i].name_len == kl && memcmp(r->qset.f[i].name, p, kl) == 0;
+		if (!drop && e > p) {
+			if (b.len > 0)
+				ret |= ism_buf_append(&b, "&", 1, UINT32_MAX);
+			ret |= ism_buf_append(&b, p, (uint32_t)(e - p), UINT32_MAX);
+		}
+		p = e + 1;
+	}
+	for (uint32_t i = 0; i < r->qset.n; i++) {
+		if (b.len > 0)
+			ret |= ism_buf_append(&b, "&", 1, UINT32_MAX);
+		ret |= ism_buf_append(&b, r->qset.f[i].name, r->qset.f[i].name_len, UINT32_MAX);
+		ret |= ism_buf_append(&b, "=", 1, UINT32_MAX);
+		ret |= ism_buf_append(&b, r->qset.f[i].value, r->qset.f[i].value_len, UINT32_MAX);
+	}
+	if (ret < 0) {
+		ism_buf_free(&b);
+		return -ENOMEM;
+	}
+	ism_buf_free(&x->query);
+	x->query = b;
+	x->req.query = b.len > 0 ? b.p : NULL;
+	x->req.query_len = b.len;
+	return 0;
+}
+
+/* An allowing CheckResponse's edits of the kept request and of the response
+ * (their strings in x->answer). 0, or -ENOMEM. */
+static int grpc_edits(struct ism_xa_wait *x, const struct ism_xa_grpc_resp *r)
+{
+	struct ism_http_header *grown;
+
+	grown = realloc(x->req.headers, (x->req.n_headers + r->hdrs.n + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -ENOMEM;
+	x->req.headers = grown;
+	for (uint32_t i = 0; i < r->remove.n; i++) {
+		const struct ism_xa_field_opt *f = &r->remove.f[i];
+
+		/* Envoy removes neither pseudo-headers nor Host. */
+		if (!framing(f->name, f->name_len) && !name_is(f->name, f->name_len, "host"))
+			drop_field(&x->req, f->name, f->name_len);
+	}
+	for (uint32_t i = 0; i < r->hdrs.n; i++) {
+		const struct ism_xa_field_opt *f = &r->hdrs.f[i];
+
+		if (framing(f->name, f->name_len))
+			continue;
+		if (!f->append)
+			drop_field(&x->req, f->name, f->name_len);
+		x->req.headers[x->req.n_headers++] =
+		    (struct ism_http_header){f->name, f->name_len, f->value, f->value_len};
+		if (name_is(f->name, f->name_len, "host")) {
+			x->req.host = f->value;
+			x->req.host_len = f->value_len;
+		}
+	}
+	if (r->resp.n > 0) {
+		x->down_e = calloc(r->resp.n, sizeof(*x->down_e));
+		x->down_v = calloc(r->resp.n, sizeof(*x->down_v));
+		if (x->down_e == NULL || x->down_v == NULL)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < r->resp.n; i++) {
+			const struct ism_xa_field_opt *f = &r->resp.f[i];
+
+			if (framing(f->name, f->name_len))
+				continue;
+			x->down_v[x->down.n] = (struct ism_str){f->value, f->value_len};
+			x->down_e[x->down.n] =
+			    (struct ism_hdr_edit){.name = {f->name, f->name_len},
+						  .drop = !f->append,
+						  .n_values = 1,
+						  .values = &x->down_v[x->down.n]};
+			x->down.n++;
+		}
+		x->down.e = x->down_e;
+	}
+	return edit_query(x, r);
+}
+
+/* The gRPC service's answer: a CheckResponse in a 200 whose grpc-status is
+ * 0; anything else is an error. */
+static void decide_grpc(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa,
+			struct xa_check *chk)
+{
+	struct ism_xa_grpc_resp r = {0};
+	struct ism_http_header *h;
+	const char *gs = answer_field(chk, "grpc-status");
+	size_t n = 0;
+
+	if (chk->failed || chk->status != 200 || gs == NULL || strcmp(gs, "0") != 0 ||
+	    ism_xa_grpc_response((const uint8_t *)chk->body.p, chk->body.len, &r) < 0) {
+		ism_xa_grpc_resp_free(&r);
+		errored(w, st, xa);
+		return;
+	}
+	if (!r.ok) {
+		ism_wstat_add(&w->st->ext_authz[ISM_XA_R_DENIED], 1);
+		h = malloc((r.hdrs.n + 1) * sizeof(*h));
+		for (uint32_t i = 0; h != NULL && i < r.hdrs.n; i++)
+			if (!framing(r.hdrs.f[i].name, r.hdrs.f[i].name_len))
+				h[n++] = (struct ism_http_header){
+				    r.hdrs.f[i].name, r.hdrs.f[i].name_len, r.hdrs.f[i].value,
+				    r.hdrs.f[i].value_len};
+		refuse(w, st, r.status, ISM_XA_DENIED, r.body ? r.body : "", r.body_len, h, n);
+		free(h);
+		ism_xa_grpc_resp_free(&r);
+		return;
+	}
+	ism_wstat_add(&w->st->ext_authz[ISM_XA_R_OK], 1);
+	/* The edits point into the answer, which the request keeps now. */
+	st->xa->answer = chk->body;
+	chk->body = (struct ism_buf){0};
+	if (grpc_edits(st->xa, &r) < 0) {
+		ism_xa_grpc_resp_free(&r);
+		ism_stream_local(w, st, 503, "out of memory", false);
+		return;
+	}
+	ism_xa_grpc_resp_free(&r);
+	ism_stream_authz_allow(w, st);
+}
+
+/* The HTTP service's answer. */
+static void decide_http(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa,
+			struct xa_check *chk)
+{
 	struct ism_http_header h[ISM_XA_FIELDS_MAX];
 	size_t n;
 
-	if (st == NULL)
-		return; /* its client went away meanwhile */
-	if (st->table_gen != w->table->gen || xa == NULL) {
-		ism_stream_local(w, st, 503, "configuration changed while the request waited",
-				 false);
-		return;
-	}
 	if (chk->failed || chk->status >= 500 || chk->status < 200) {
-		if (xa->fail_open) {
-			ism_wstat_add(&w->st->ext_authz[ISM_XA_R_FAIL_OPEN], 1);
-			ism_stream_authz_allow(w, st);
-			return;
-		}
-		ism_wstat_add(&w->st->ext_authz[ISM_XA_R_ERROR], 1);
-		refuse(w, st, xa->status_on_error, ISM_XA_ERROR, "", 0, NULL, 0);
+		errored(w, st, xa);
 		return;
 	}
 	n = ism_buf_get_pairs(&chk->fields, h, ISM_XA_FIELDS_MAX);
@@ -451,6 +698,31 @@ static void decide(struct ism_wctx *w, struct xa_check *chk)
 		return;
 	}
 	ism_stream_authz_allow(w, st);
+}
+
+static void decide(struct ism_wctx *w, struct xa_check *chk)
+{
+	struct ism_stream *st = checked(w, chk);
+	const struct ism_extauthz *xa = w->table->authz.xa;
+
+	if (st == NULL)
+		return;		  /* its client went away meanwhile */
+	st->xa->checking = false; /* this check, ending */
+	/* A reload came meanwhile: the request goes on with the new table; its
+	 * check stands, as Envoy's in-flight request keeps its filters. */
+	if (st->table_gen != w->table->gen)
+		ism_stream_authz_rebase(w, st);
+	if (xa == NULL) {
+		/* No CUSTOM policy now: nothing to apply of the answer. */
+		ism_stream_authz_allow(w, st);
+		return;
+	}
+	if (xa->grpc != chk->grpc)
+		errored(w, st, xa);
+	else if (xa->grpc)
+		decide_grpc(w, st, xa, chk);
+	else
+		decide_http(w, st, xa, chk);
 }
 
 /* ---------- the sink: the session of every check ---------- */
@@ -484,6 +756,18 @@ static int sink_data(struct ism_wctx *w, struct ism_stream *c, const char *p, ui
 	take_body(c->sp, p, len);
 	if (bid >= 0)
 		ism_w_buf_recycle(w, bid);
+	return 0;
+}
+
+/* A gRPC answer's trailers: grpc-status is there. */
+static int sink_trailers(struct ism_wctx *w, struct ism_stream *c, const struct ism_http_header *h,
+			 size_t n)
+{
+	struct xa_check *chk = c->sp;
+
+	(void)w;
+	if (ism_buf_put_pairs(&chk->fields, h, n) < 0)
+		chk->failed = true;
 	return 0;
 }
 
@@ -526,7 +810,7 @@ static const struct ism_sess_ops sink_ops = {
     .flush = ism_sess_nothing_queued,
     .head = sink_head,
     .data = sink_data,
-    .trailers = ism_sess_drop_trailers,
+    .trailers = sink_trailers,
     .local = sink_local,
     .want_body = ism_sess_whole_request,
     .stream_done = sink_end,
@@ -540,4 +824,25 @@ void ism_extauthz_free(struct ism_wctx *w)
 	free(w->xa->sink.pp);
 	free(w->xa);
 	w->xa = NULL;
+}
+
+void ism_extauthz_gone(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_xa_wait *x = st->xa;
+	uint32_t idx = (uint32_t)(x->check >> 32), gen = (uint32_t)x->check;
+	struct ism_stream *c;
+
+	st->xa = NULL;
+	if (x->checking && idx < w->streams.n && w->streams.gen[idx] == gen &&
+	    (c = w->streams.obj[idx])->sess == &w->xa->sink && c->sp != NULL) {
+		/* Its sink forgets it: nothing decides for a request gone. */
+		struct xa_check *chk = c->sp;
+
+		c->sp = NULL;
+		ism_buf_free(&chk->fields);
+		ism_buf_free(&chk->body);
+		free(chk);
+		ism_stream_abort(w, c);
+	}
+	ism_extauthz_wait_free(x);
 }

@@ -25,8 +25,8 @@
 #define ISM_XA_FLAG "UAEX"
 /* An answer body over this is an error. */
 #define ISM_XA_BODY_MAX (64u * 1024u)
-/* Fields of an answer read (those after are ignored). */
-#define ISM_XA_FIELDS_MAX 64u
+/* Fields of an HTTP answer read: all it may have. */
+#define ISM_XA_FIELDS_MAX ISM_MAX_HDRS
 
 /* A request waiting for its check (ism_stream.xa, state ISM_ST_AUTHZ), and
  * what stream.c needs to go on with it. */
@@ -45,6 +45,14 @@ struct ism_xa_wait {
 	struct ism_buf answer;
 	struct ism_hdr_edit *down_e;
 	struct ism_str *down_v;
+	struct ism_buf query; /* the query a gRPC answer edited */
+	/* The issuer of the provider that verified the request's token, to
+	 * find it again in a newer table (ism_stream_authz_rebase); NULL */
+	char *jwt_issuer;
+	/* The check in flight (its stream: idx << 32 | gen), cancelled if the
+	 * request goes first, as Envoy's ext_authz cancels its call */
+	uint64_t check;
+	bool checking;
 };
 
 /* Stream st's request (req, the body bytes body, len read with it, req_done)
@@ -59,6 +67,9 @@ struct ism_xa_wait *ism_extauthz_keep(struct ism_wctx *w, struct ism_stream *st,
  * (nothing started: the caller answers). */
 int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st);
 void ism_extauthz_wait_free(struct ism_xa_wait *x);
+/* Request st goes away: a check of it still in flight is cancelled (its
+ * upstream stream reset, or its connection closed), then st->xa freed. */
+void ism_extauthz_gone(struct ism_wctx *w, struct ism_stream *st);
 void ism_extauthz_free(struct ism_wctx *w);
 
 #endif

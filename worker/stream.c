@@ -82,8 +82,8 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	    st->xa != NULL) {
 		ism_authn_free(st->authn);
 		st->authn = NULL;
-		ism_extauthz_wait_free(st->xa);
-		st->xa = NULL;
+		if (st->xa != NULL)
+			ism_extauthz_gone(w, st);
 		ism_gw_free(st->gw);
 		free(st->denied);
 		st->denied = NULL;
@@ -1616,14 +1616,43 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ism_buf_free(&head);
 }
 
+void ism_stream_authz_rebase(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_table *t = w->table;
+	struct ism_xa_wait *x = st->xa;
+	const struct ism_vhost *vh;
+	const struct ism_route *r;
+	bool undecided;
+
+	st->table_gen = t->gen;
+	st->lis_stats =
+	    st->sess->listener < t->n_listeners ? t->listeners[st->sess->listener].stats : NULL;
+	if (st->authn != NULL) {
+		st->authn->by = NULL;
+		for (uint32_t i = 0; x->jwt_issuer != NULL && i < t->jwt.n; i++)
+			if (strcmp(t->jwt.p[i].issuer.p, x->jwt_issuer) == 0)
+				st->authn->by = &t->jwt.p[i];
+	}
+	if (st->authn != NULL && st->authn->by != NULL && t->jwt.routes)
+		ism_router_set_claims(w->rs, ism_authn_claims(st->authn), st->authn->by);
+	r = request_lookup(w, st, &x->req, x->https, &vh, &undecided);
+	ism_router_set_claims(w->rs, NULL, NULL);
+	x->vh = vh;
+	x->r = r;
+	x->undecided = undecided;
+}
+
 void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_xa_wait *x = st->xa;
+	struct ism_buf body = x->body;
 
+	/* The body goes with the head built of the request (whose strings
+	 * are in it); st, and x with it, may be gone when the call returns. */
+	x->body = (struct ism_buf){0};
 	st->state = ISM_ST_NEW;
-	ism_stream_request(w, st, &x->req, x->body.p, x->body.len, x->req_done);
-	/* Its strings are in the head built of it; the body went with it. */
-	ism_buf_free(&x->body);
+	ism_stream_request(w, st, &x->req, body.p, body.len, x->req_done);
+	ism_buf_free(&body);
 }
 
 void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,

@@ -182,6 +182,11 @@ struct ism_stream {
 /* The check of st's request (kept in st->xa) let it through: it goes on as
  * it would have without one, from the DENY and ALLOW policies on. */
 void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st);
+/* The worker moved to a newer table while st's request waited for its
+ * check: st is routed again on it (its listener's counters, its JWT
+ * provider found again by issuer, its route), so that nothing of it points
+ * into the old table. */
+void ism_stream_authz_rebase(struct ism_wctx *w, struct ism_stream *st);
 
 /* ---- from the session ---- */
 

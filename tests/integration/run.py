@@ -48,6 +48,7 @@ import test_upstream_pp  # noqa: E402
 import test_authz  # noqa: E402
 import test_jwt  # noqa: E402
 import test_extauthz  # noqa: E402
+import test_extauthz_grpc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1530,6 +1531,7 @@ test_upstream_pp.register(test)
 test_authz.register(test)
 test_jwt.register(test)
 test_extauthz.register(test)
+test_extauthz_grpc.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -3334,10 +3334,20 @@ static const struct bad bads[] = {
      APP XA_PROV("      includeRequestBodyInCheck: {maxRequestBytes: 10}\n") XA_SE, 12, 7,
      "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck",
      "not implemented yet"},
-    {"gRPC provider",
+    {"gRPC provider on an HTTP port",
      APP
      "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80}\n" XA_SE,
-     9, 5, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc", "not implemented yet"},
+     9, 46, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc.port",
+     "not of protocol GRPC or HTTP2"},
+    {"gRPC provider with the request body",
+     APP "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80, "
+	 "includeRequestBodyInCheck: {}}\n" XA_SE,
+     9, 50, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc.includeRequestBodyInCheck",
+     "not implemented yet"},
+    {"provider of two kinds",
+     APP "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80}\n"
+	 "    envoyExtAuthzHttp: {service: az.x, port: 80}\n" XA_SE,
+     9, 24, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc", "not both"},
     {"provider without a service entry",
      APP
      "  extensionProviders:\n  - name: g\n    envoyExtAuthzHttp: {service: ns/no.x, port: 80}\n",

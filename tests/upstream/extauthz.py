@@ -44,40 +44,18 @@ connection is closed after the answer.
 """
 
 import argparse
-import json
 import socket
 import ssl
 import struct
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from testserve import Recorder, bounded_int
 
 MAX_DELAY_MS = 5000
 MAX_PAD = 1 << 20
 MAX_BODY = 64 << 20  # a check request's body is read and counted, up to this
 IDLE_S = 120  # a connection silent that long is closed (a leak guard, not a test knob)
-
-
-class Recorder:
-    def __init__(self, path):
-        self.path = path
-        self.lock = threading.Lock()
-
-    def add(self, rec):
-        line = json.dumps(rec) + "\n"
-        with self.lock:
-            with open(self.path, "a") as f:
-                f.write(line)
-                f.flush()
-
-
-def bounded_int(text, default, low, high):
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        return default
-    return max(low, min(high, v))
 
 
 def parse_set(text):

@@ -37,13 +37,13 @@ messages of 4 MiB.
 import argparse
 import contextlib
 import json
-import signal
 import sys
 import threading
 import time
 from concurrent import futures
 
 import grpc
+from testserve import serve_grpc
 
 SERVICE = "isthmus.test.Echo"
 SLEEP_CAP_MS = 60000
@@ -271,25 +271,7 @@ def main():
         maximum_concurrent_rpcs=256,
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MSG),
                  ("grpc.max_send_message_length", MAX_MSG)])
-    addr, _, _ = args.listen.rpartition(":")
-    if args.cert:
-        with open(args.key, "rb") as k, open(args.cert, "rb") as c:
-            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-        port = server.add_secure_port(args.listen, creds)
-    else:
-        port = server.add_insecure_port(args.listen)
-    if not port:
-        print(f"grpc_upstream: cannot listen on {args.listen}", file=sys.stderr)
-        return 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    print(f"listening on {addr}:{port}", flush=True)
-    while not stop.wait(1.0):
-        pass
-    server.stop(grace=1.0).wait(3.0)
-    return 0
+    return serve_grpc(server, "grpc_upstream", args.listen, args.cert, args.key)
 
 
 if __name__ == "__main__":
