@@ -2986,20 +2986,23 @@ static void conv_az_rbac(struct cbuild *b, enum ism_az_action action, bool tcp,
 
 static struct ism_xa_pats conv_xa_pats(struct cbuild *b, const struct ism_cm_xa_pats *in)
 {
-	struct ism_xa_pat *p = in->n ? ANEW(b, in->n, struct ism_xa_pat) : NULL;
+	struct ism_strmatch *m = in->n ? ANEW(b, in->n, struct ism_strmatch) : NULL;
 
-	for (size_t i = 0; p != NULL && i < in->n; i++) {
+	for (size_t i = 0; m != NULL && i < in->n; i++) {
 		const char *s = in->p[i];
 		size_t len = strlen(s);
 
 		if (s[0] == '*')
-			p[i] = (struct ism_xa_pat){ISM_XA_SUFFIX, astrn(b, s + 1, len - 1)};
+			m[i] = (struct ism_strmatch){.kind = ISM_SM_SUFFIX,
+						     .s = astrn(b, s + 1, len - 1)};
 		else if (s[len - 1] == '*')
-			p[i] = (struct ism_xa_pat){ISM_XA_PREFIX, astrn(b, s, len - 1)};
+			m[i] =
+			    (struct ism_strmatch){.kind = ISM_SM_PREFIX, .s = astrn(b, s, len - 1)};
 		else
-			p[i] = (struct ism_xa_pat){ISM_XA_EXACT, astrn(b, s, len)};
+			m[i] = (struct ism_strmatch){.kind = ISM_SM_EXACT, .s = astrn(b, s, len)};
+		m[i].ignore_case = 1;
 	}
-	return (struct ism_xa_pats){p != NULL ? (uint32_t)in->n : 0, p};
+	return (struct ism_xa_pats){m != NULL ? (uint32_t)in->n : 0, m};
 }
 
 /* The provider the CUSTOM policies name (the loader checked it is one, the

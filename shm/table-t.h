@@ -1149,17 +1149,12 @@ struct ism_authz {
 	const struct ism_extauthz *xa;
 };
 
-/* A field-name pattern of an external authorizer (lowercase). */
-enum ism_xa_pat_kind { ISM_XA_EXACT, ISM_XA_PREFIX, ISM_XA_SUFFIX };
-
-struct ism_xa_pat {
-	uint8_t kind; /* enum ism_xa_pat_kind */
-	struct ism_str s;
-};
-
+/* Field names of an external authorizer's lists: istiod's patterns (exact,
+ * "x-*" a prefix, "*-id" a suffix) as string matches without regard to
+ * case. */
 struct ism_xa_pats {
 	uint32_t n;
-	const struct ism_xa_pat *p;
+	const struct ism_strmatch *m;
 };
 
 struct ism_xa_field {

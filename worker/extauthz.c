@@ -19,6 +19,7 @@
 #include "worker/extauthz.h"
 #include "worker/mirror.h"
 #include "worker/ring.h"
+#include "worker/router.h"
 #include "worker/session.h"
 #include "worker/sock.h"
 #include "worker/stream-int.h"
@@ -57,23 +58,12 @@ static struct ism_xa_ctx *ctx_of(struct ism_wctx *w)
 
 /* ---------- field names ---------- */
 
-static bool pat_holds(const struct ism_xa_pat *p, const char *name, size_t len)
-{
-	switch ((enum ism_xa_pat_kind)p->kind) {
-	case ISM_XA_EXACT:
-		return len == p->s.len && ism_eq_nocase(name, p->s.p, len);
-	case ISM_XA_PREFIX:
-		return len >= p->s.len && ism_eq_nocase(name, p->s.p, p->s.len);
-	case ISM_XA_SUFFIX:
-		return len >= p->s.len && ism_eq_nocase(name + len - p->s.len, p->s.p, p->s.len);
-	}
-	return false;
-}
-
-static bool pats_hold(const struct ism_xa_pats *ps, const char *name, size_t len)
+/* Whether a pattern of ps names the field name (len bytes). */
+static bool pats_hold(struct ism_wctx *w, const struct ism_xa_pats *ps, const char *name,
+		      size_t len)
 {
 	for (uint32_t i = 0; i < ps->n; i++)
-		if (pat_holds(&ps->p[i], name, len))
+		if (ism_router_strmatch(&ps->m[i], name, len, w->rs))
 			return true;
 	return false;
 }
@@ -197,8 +187,9 @@ static bool added(const struct ism_extauthz *xa, const char *name, size_t len)
 /* The check's head, as Envoy's raw HTTP client makes it: the method, the
  * path after pathPrefix, Host, authorization and the listed fields,
  * content-length 0, the additional fields. */
-static int check_head(const struct ism_extauthz *xa, const struct ism_cluster *cl,
-		      const struct ism_http_req *req, struct ism_buf *b)
+static int check_head(struct ism_wctx *w, const struct ism_extauthz *xa,
+		      const struct ism_cluster *cl, const struct ism_http_req *req,
+		      struct ism_buf *b)
 {
 	int ret = 0;
 
@@ -222,7 +213,7 @@ static int check_head(const struct ism_extauthz *xa, const struct ism_cluster *c
 		if (framing(h->name, h->name_len) || name_is(h->name, h->name_len, "host") ||
 		    added(xa, h->name, h->name_len) ||
 		    (!name_is(h->name, h->name_len, "authorization") &&
-		     !pats_hold(&xa->req, h->name, h->name_len)))
+		     !pats_hold(w, &xa->req, h->name, h->name_len)))
 			continue;
 		ret |= put_joined(b, req, i);
 	}
@@ -367,7 +358,7 @@ int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
 	st->xa->check = ((uint64_t)c->idx << 32) | c->gen;
 	st->xa->checking = true;
 	if ((xa->grpc ? check_grpc(st, xa, cl, &c->replay)
-		      : check_head(xa, cl, &st->xa->req, &c->replay)) < 0 ||
+		      : check_head(w, xa, cl, &st->xa->req, &c->replay)) < 0 ||
 	    ism_stream_mirror_start(w, c) < 0) {
 		st->xa->checking = false;
 		/* Not started: an error, as Envoy's when its cluster cannot be had. */
@@ -423,7 +414,7 @@ static void refuse(struct ism_wctx *w, struct ism_stream *st, int status, const 
  * (and never those that frame the answer, nor its Server where isthmus
  * writes its own, as Envoy's connection manager overwrites it). Into h
  * (cap); their count. */
-static size_t deny_fields(const struct ism_wctx *w, const struct ism_stream *st,
+static size_t deny_fields(struct ism_wctx *w, const struct ism_stream *st,
 			  const struct ism_extauthz *xa, const struct ism_http_header *in, size_t n,
 			  struct ism_http_header *h, size_t cap)
 {
@@ -436,7 +427,7 @@ static size_t deny_fields(const struct ism_wctx *w, const struct ism_stream *st,
 		if (framing(name, len) || name_is(name, len, "host") ||
 		    (name_is(name, len, "server") && ism_stream_own_server(w, st)))
 			continue;
-		if (xa->deny_all || pats_hold(&xa->down_deny, name, len) ||
+		if (xa->deny_all || pats_hold(w, &xa->down_deny, name, len) ||
 		    name_is(name, len, "www-authenticate") || name_is(name, len, "location"))
 			h[k++] = in[i];
 	}
@@ -459,7 +450,7 @@ static void drop_field(struct ism_http_req *req, const char *name, size_t len)
  * headersToUpstreamOnAllow names replace the request's of their name (the
  * last of a name wins, as Envoy sets them), those headersToDownstreamOnAllow
  * names are added to the response. */
-static int allow_fields(const struct ism_extauthz *xa, struct ism_xa_wait *x,
+static int allow_fields(struct ism_wctx *w, const struct ism_extauthz *xa, struct ism_xa_wait *x,
 			const struct ism_http_header *in, size_t n)
 {
 	struct ism_http_header *grown;
@@ -483,7 +474,7 @@ static int allow_fields(const struct ism_extauthz *xa, struct ism_xa_wait *x,
 
 		if (framing(h->name, h->name_len))
 			continue;
-		if (xa->up.n > 0 && pats_hold(&xa->up, h->name, h->name_len)) {
+		if (xa->up.n > 0 && pats_hold(w, &xa->up, h->name, h->name_len)) {
 			drop_field(&x->req, h->name, h->name_len);
 			x->req.headers[x->req.n_headers++] = *h;
 			if (name_is(h->name, h->name_len, "host")) {
@@ -491,7 +482,7 @@ static int allow_fields(const struct ism_extauthz *xa, struct ism_xa_wait *x,
 				x->req.host_len = h->value_len;
 			}
 		}
-		if (xa->down_allow.n > 0 && pats_hold(&xa->down_allow, h->name, h->name_len)) {
+		if (xa->down_allow.n > 0 && pats_hold(w, &xa->down_allow, h->name, h->name_len)) {
 			x->down_v[x->down.n] = (struct ism_str){h->value, (uint32_t)h->value_len};
 			x->down_e[x->down.n] =
 			    (struct ism_hdr_edit){.name = {h->name, (uint32_t)h->name_len},
@@ -693,7 +684,7 @@ static void decide_http(struct ism_wctx *w, struct ism_stream *st, const struct 
 	/* The fields point into the answer, which the request keeps now. */
 	st->xa->answer = chk->fields;
 	chk->fields = (struct ism_buf){0};
-	if (allow_fields(xa, st->xa, h, n) < 0) {
+	if (allow_fields(w, xa, st->xa, h, n) < 0) {
 		ism_stream_local(w, st, 503, "out of memory", false);
 		return;
 	}

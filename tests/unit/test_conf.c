@@ -2292,12 +2292,14 @@ static void test_extauthz_compiled(void **state)
 	assert_int_equal(xa->status_on_error, 503);
 	assert_true(xa->deny_all);
 	assert_int_equal(xa->req.n, 3);
-	assert_int_equal(xa->req.p[0].kind, ISM_XA_EXACT);
-	assert_string_equal(xa->req.p[0].s.p, "cookie");
-	assert_int_equal(xa->req.p[1].kind, ISM_XA_PREFIX);
-	assert_string_equal(xa->req.p[1].s.p, "x-");
-	assert_int_equal(xa->req.p[2].kind, ISM_XA_SUFFIX);
-	assert_string_equal(xa->req.p[2].s.p, "-id");
+	assert_int_equal(xa->req.m[0].kind, ISM_SM_EXACT);
+	assert_string_equal(xa->req.m[0].s.p, "cookie");
+	assert_int_equal(xa->req.m[1].kind, ISM_SM_PREFIX);
+	assert_string_equal(xa->req.m[1].s.p, "x-");
+	assert_int_equal(xa->req.m[2].kind, ISM_SM_SUFFIX);
+	assert_string_equal(xa->req.m[2].s.p, "-id");
+	for (uint32_t i = 0; i < xa->req.n; i++)
+		assert_true(xa->req.m[i].ignore_case);
 	assert_int_equal(xa->up.n, 1);
 	assert_int_equal(xa->down_allow.n, 0);
 	assert_int_equal(xa->n_add, 1);
