@@ -228,7 +228,7 @@ void ism_stream_count(struct ism_wctx *w, struct ism_stream *st)
 		b++;
 	ism_wstat_add(&w->st->latency_bucket[b], 1);
 	ism_wstat_add(&w->st->latency_sum_ms, ms);
-	if (st->status < 100 || st->status >= 600 || w->table->gen != st->table_gen)
+	if (st->status < 100 || st->status >= 600)
 		return;
 	if (cl != NULL)
 		atomic_fetch_add_explicit(&cl->dyn->responses[st->status / 100], 1,

@@ -138,7 +138,6 @@ void ism_extauthz_wait_free(struct ism_xa_wait *x)
 	free(x->text);
 	free(x->down_e);
 	free(x->down_v);
-	free(x->jwt_issuer);
 	ism_buf_free(&x->query);
 	ism_buf_free(&x->body);
 	ism_buf_free(&x->answer);
@@ -315,11 +314,6 @@ struct ism_xa_wait *ism_extauthz_keep(struct ism_wctx *w, struct ism_stream *st,
 		return NULL;
 	}
 	x->req_done = req_done;
-	if (st->authn != NULL && st->authn->by != NULL &&
-	    (x->jwt_issuer = strdup(st->authn->by->issuer.p)) == NULL) {
-		ism_extauthz_wait_free(x);
-		return NULL;
-	}
 	st->xa = x;
 	st->state = ISM_ST_AUTHZ;
 	return x;
@@ -699,10 +693,9 @@ static void decide(struct ism_wctx *w, struct xa_check *chk)
 	if (st == NULL)
 		return;		  /* its client went away meanwhile */
 	st->xa->checking = false; /* this check, ending */
-	/* A reload came meanwhile: the request goes on with the new table; its
-	 * check stands, as Envoy's in-flight request keeps its filters. */
-	if (st->table_gen != w->table->gen)
-		ism_stream_authz_rebase(w, st);
+	/* A reload that came meanwhile routed the request again on the new
+	 * table (ism_streams_regen); the check stands, as Envoy's in-flight
+	 * request keeps its filters. */
 	if (xa == NULL) {
 		/* No CUSTOM policy now: nothing to apply of the answer. */
 		ism_stream_authz_allow(w, st);

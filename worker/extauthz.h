@@ -35,7 +35,7 @@ struct ism_xa_wait {
 	struct ism_buf body;	 /* the body bytes read so far (decoded) */
 	uint8_t req_done;	 /* the body ended within them */
 	uint8_t https, undecided;
-	const struct ism_vhost *vh; /* as found before the check (table of the stream's gen) */
+	const struct ism_vhost *vh; /* as found before the check (routed again on a newer table) */
 	const struct ism_route *r;
 	/* headersToDownstreamOnAllow: added to the upstream's response; n 0: none */
 	struct ism_hdr_edits down;
@@ -46,9 +46,6 @@ struct ism_xa_wait {
 	struct ism_hdr_edit *down_e;
 	struct ism_str *down_v;
 	struct ism_buf query; /* the query a gRPC answer edited */
-	/* The issuer of the provider that verified the request's token, to
-	 * find it again in a newer table (ism_stream_authz_rebase); NULL */
-	char *jwt_issuer;
 	/* The check in flight (its stream: idx << 32 | gen), cancelled if the
 	 * request goes first, as Envoy's ext_authz cancels its call */
 	uint64_t check;

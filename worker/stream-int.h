@@ -30,12 +30,12 @@ struct ism_route;
 /* An AuthorizationPolicy's denial (Envoy's RBAC filter's answer). */
 #define ISM_WHY_RBAC "RBAC: access denied"
 
-/* The request's cluster, while the worker still uses the table it was routed
- * with; NULL after a reload moved the worker on (its indices mean nothing now). */
+/* The request's cluster; NULL before one is chosen, or when a newer table
+ * has none of its name (ism_streams_regen). */
 static inline const struct ism_cluster *ism_stream_cluster(struct ism_wctx *w,
 							   const struct ism_stream *st)
 {
-	if (w->table->gen != st->table_gen || st->cluster >= w->table->n_clusters)
+	if (st->cluster >= w->table->n_clusters)
 		return NULL;
 	return &w->table->clusters[st->cluster];
 }

@@ -33,6 +33,7 @@
 #include "worker/hash.h"
 #include "worker/hvalue.h"
 #include "worker/mirror.h"
+#include "worker/regen.h"
 #include "worker/ring.h"
 #include "worker/router.h"
 #include "worker/session.h"
@@ -65,7 +66,6 @@ struct ism_stream *ism_stream_new(struct ism_wctx *w, struct ism_sess *s)
 	st->ep_id = UINT32_MAX;
 	st->prev_ep = UINT32_MAX;
 	st->t0_ms = w->now;
-	st->table_gen = w->table->gen;
 	return st;
 }
 
@@ -596,12 +596,13 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	     st->state != ISM_ST_DELAY) ||
 	    st->waiting)
 		return;
-	if (cl == NULL) {
-		ism_stream_local(w, st, 503, "configuration changed while the request waited",
-				 false);
-		return;
-	}
-	ei = pick_endpoint(w, st);
+	/* Out of a fault delay: an answer made now goes at once (it would wait
+	 * for the delay's end otherwise, which has come). */
+	if (st->state == ISM_ST_DELAY)
+		st->state = ISM_ST_NEW;
+	/* A newer table without the cluster: Envoy's router finds no cluster
+	 * of the name at its retry, and answers so. */
+	ei = cl != NULL ? pick_endpoint(w, st) : -1;
 	if (ei < 0) {
 		ism_stream_local(w, st, 503, "no healthy upstream", false);
 		return;
@@ -799,7 +800,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	int ei;
 
 	st->l4 = 1;
-	st->l4_route = r;
+	st->l4_stats = r != NULL ? r->stats : NULL;
 	ism_stream_log_begin(w, st, NULL);
 	if (!authorized(w, st, NULL)) {
 		st->flags = ""; /* Envoy's RBAC filter closes without a flag */
@@ -1057,7 +1058,6 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	const struct ism_table *t = w->table;
 	uint16_t l = st->sess->listener;
 
-	st->table_gen = t->gen;
 	st->lis_stats = l < t->n_listeners ? t->listeners[l].stats : NULL;
 	if (req != NULL) {
 		ism_wstat_add(&w->st->requests, 1);
@@ -1616,32 +1616,6 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	ism_buf_free(&head);
 }
 
-void ism_stream_authz_rebase(struct ism_wctx *w, struct ism_stream *st)
-{
-	const struct ism_table *t = w->table;
-	struct ism_xa_wait *x = st->xa;
-	const struct ism_vhost *vh;
-	const struct ism_route *r;
-	bool undecided;
-
-	st->table_gen = t->gen;
-	st->lis_stats =
-	    st->sess->listener < t->n_listeners ? t->listeners[st->sess->listener].stats : NULL;
-	if (st->authn != NULL) {
-		st->authn->by = NULL;
-		for (uint32_t i = 0; x->jwt_issuer != NULL && i < t->jwt.n; i++)
-			if (strcmp(t->jwt.p[i].issuer.p, x->jwt_issuer) == 0)
-				st->authn->by = &t->jwt.p[i];
-	}
-	if (st->authn != NULL && st->authn->by != NULL && t->jwt.routes)
-		ism_router_set_claims(w->rs, ism_authn_claims(st->authn), st->authn->by);
-	r = request_lookup(w, st, &x->req, x->https, &vh, &undecided);
-	ism_router_set_claims(w->rs, NULL, NULL);
-	x->vh = vh;
-	x->r = r;
-	x->undecided = undecided;
-}
-
 void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_xa_wait *x = st->xa;
@@ -1653,6 +1627,95 @@ void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st)
 	st->state = ISM_ST_NEW;
 	ism_stream_request(w, st, &x->req, body.p, body.len, x->req_done);
 	ism_buf_free(&body);
+}
+
+/* ---------- a newer table ---------- */
+
+/* One unit of a cluster's counted capacity goes from the old table's
+ * namesake to the new one's (to NULL: none has the name). */
+static void move_count(_Atomic uint32_t *from, _Atomic uint32_t *to)
+{
+	atomic_fetch_sub_explicit(from, 1, memory_order_relaxed);
+	if (to != NULL)
+		atomic_fetch_add_explicit(to, 1, memory_order_relaxed);
+}
+
+/* A request waiting for its check is routed again: the route its check's
+ * answer lets it on to, its counters and the name its line logs. */
+static void authz_route_again(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_xa_wait *x = st->xa;
+	bool undecided;
+
+	if (st->authn != NULL && st->authn->by != NULL && w->table->jwt.routes)
+		ism_router_set_claims(w->rs, ism_authn_claims(st->authn), st->authn->by);
+	x->r = request_lookup(w, st, &x->req, x->https, &x->vh, &undecided);
+	ism_router_set_claims(w->rs, NULL, NULL);
+	x->undecided = undecided;
+}
+
+/* Stream st, of table g->old, goes on with g->cur (w->table). */
+static void regen(struct ism_wctx *w, struct ism_stream *st, const struct ism_regen *g)
+{
+	const struct ism_table *t = g->cur;
+	const struct ism_cluster *oc =
+	    st->cluster < g->old->n_clusters ? &g->old->clusters[st->cluster] : NULL;
+	const uint32_t ci = ism_regen_cluster(g, st->cluster);
+	struct ism_cluster_dyn *nd = ci != UINT32_MAX ? t->clusters[ci].dyn : NULL;
+	const uint16_t l = st->sess->listener;
+
+	/* The capacity it holds goes with it: workers still on the old table
+	 * read the old counts, those on the new one the new counts. */
+	if (oc != NULL && st->waiting)
+		move_count(&oc->dyn->pending, nd != NULL ? &nd->pending : NULL);
+	if (oc != NULL && st->retry_counted)
+		move_count(&oc->dyn->retries_active, nd != NULL ? &nd->retries_active : NULL);
+	if (oc != NULL && st->rq_counted)
+		move_count(&oc->dyn->in_flight, nd != NULL ? &nd->in_flight : NULL);
+	if (nd == NULL)
+		st->retry_counted = st->rq_counted = 0;
+	st->cluster = ci;
+	st->ep = ism_regen_endpoint(g, ci, st->ep);
+	st->lis_stats = st->lis_stats != NULL && l < t->n_listeners ? t->listeners[l].stats : NULL;
+	st->route_stats = ism_regen_route(g, st->route_stats);
+	st->l4_stats = ism_regen_l4(g, st->l4_stats);
+	if (st->tun != NULL)
+		st->tun->stats = ism_regen_l4(g, st->tun->stats);
+	if (st->authn != NULL && st->authn->by != NULL) {
+		/* Its token's provider, by issuer (they are unique). */
+		const char *iss = st->authn->by->issuer.p;
+
+		st->authn->by = NULL;
+		for (uint32_t i = 0; i < t->jwt.n && st->authn->by == NULL; i++)
+			if (strcmp(t->jwt.p[i].issuer.p, iss) == 0)
+				st->authn->by = &t->jwt.p[i];
+	}
+	if (st->state == ISM_ST_AUTHZ)
+		authz_route_again(w, st);
+}
+
+void ism_streams_regen(struct ism_wctx *w, const struct ism_table *old)
+{
+	struct ism_regen g;
+
+	if (ism_regen_init(&g, old, w->table) < 0) {
+		/* Empty maps: the requests keep nothing of the old table, and
+		 * one that would try again answers 503. */
+		ism_err(
+		    "out of memory finding the clusters of requests in flight in generation %llu",
+		    (unsigned long long)w->table->gen);
+		g = (struct ism_regen){.old = old, .cur = w->table};
+	}
+	for (uint32_t i = 0; i < w->streams.n; i++) {
+		struct ism_stream *st = w->streams.obj[i];
+
+		if (st->state != ISM_ST_FREE && st->state != ISM_ST_ABANDONED)
+			regen(w, st, &g);
+	}
+	ism_regen_free(&g);
+	/* Waiters look again: the new limits may let them on. */
+	if (w->wait_head != NULL)
+		w->wake_waiters = 1;
 }
 
 void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
@@ -1789,9 +1852,7 @@ void ism_stream_up_tunnel(struct ism_wctx *w, struct ism_stream *st)
 	 * connect success), and the tunnel opens. */
 	record_outcome(w, st, ISM_FAIL_NONE, 200);
 	tunnel_start(w, st, cl != NULL ? cl->tcp_idle_ms : ISM_DEFAULT_TCP_IDLE_MS,
-		     cl != NULL ? cl->tcp_max_duration_ms : 0,
-		     st->l4_route != NULL && w->table->gen == st->table_gen ? st->l4_route->stats
-									    : NULL);
+		     cl != NULL ? cl->tcp_max_duration_ms : 0, st->l4_stats);
 }
 
 void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)

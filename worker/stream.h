@@ -88,12 +88,13 @@ struct ism_stream {
 	uint8_t route_server;
 	uint16_t status;
 	/* the route, the cluster and the attempts */
-	uint32_t cluster; /* index in the table of generation table_gen */
-	uint64_t table_gen;
+	/* Everything of the table below is the table the worker uses: one that
+	 * replaces it moves them to its namesakes (ism_streams_regen). */
+	uint32_t cluster; /* index in the table; UINT32_MAX: none */
 	uint32_t ep_id; /* endpoint of the attempt in progress (in-flight count held); UINT32_MAX */
 	uint32_t ep_inc;	       /* its slot's incarnation then (ism_up_ep_incarnation) */
 	uint32_t prev_ep;	       /* endpoint of the latest attempt */
-	const struct ism_endpoint *ep; /* idem, in the table of table_gen */
+	const struct ism_endpoint *ep; /* idem, in the table; NULL: none */
 	struct ism_retry_state rs;
 	uint8_t retry_counted; /* counted in the cluster's retries_active */
 	uint8_t rq_counted;    /* counted in the cluster's in_flight (http2MaxRequests) */
@@ -153,7 +154,7 @@ struct ism_stream {
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */
 	uint64_t resp_head_ms;		  /* monotonic: when the upstream's head came (0: not) */
 	uint64_t req_sent_ms;		  /* monotonic: when its last byte went upstream (0: not) */
-	struct ism_counters *lis_stats;	  /* of the table of table_gen */
+	struct ism_counters *lis_stats;	  /* of the table; NULL: none */
 	struct ism_counters *route_stats; /* idem; NULL: no route */
 	uint64_t bytes_in;		  /* body bytes from the client (a tunnel's bytes) */
 	uint64_t bytes_out;		  /* and to it */
@@ -173,8 +174,8 @@ struct ism_stream {
 	/* tunnels (worker/tunnel.h) */
 	uint8_t upgrade; /* an HTTP/1.1 upgrade (WebSocket): a 101 makes the exchange a tunnel */
 	uint8_t l4;	 /* a TCP or TLS-passthrough connection: a tunnel once connected */
-	struct ism_tunnel *tun;		    /* ISM_ST_TUNNEL: the pump; NULL */
-	const struct ism_l4route *l4_route; /* the TCP or TLS route (table of table_gen) */
+	struct ism_tunnel *tun;		 /* ISM_ST_TUNNEL: the pump; NULL */
+	struct ism_l4counters *l4_stats; /* the TCP or TLS route's; NULL: none */
 };
 
 /* ---- from the external authorizer (worker/extauthz.c) ---- */
@@ -182,11 +183,14 @@ struct ism_stream {
 /* The check of st's request (kept in st->xa) let it through: it goes on as
  * it would have without one, from the DENY and ALLOW policies on. */
 void ism_stream_authz_allow(struct ism_wctx *w, struct ism_stream *st);
-/* The worker moved to a newer table while st's request waited for its
- * check: st is routed again on it (its listener's counters, its JWT
- * provider found again by issuer, its route), so that nothing of it points
- * into the old table. */
-void ism_stream_authz_rebase(struct ism_wctx *w, struct ism_stream *st);
+
+/* ---- from the worker ---- */
+
+/* The worker moved from table old (still mapped) to w->table: every stream
+ * goes on with the newer table's namesakes of what it had of the old one
+ * (worker/regen.h), so that nothing of it points into the old one. A
+ * request waiting for its external check is routed again on the new table. */
+void ism_streams_regen(struct ism_wctx *w, const struct ism_table *old);
 
 /* ---- from the session ---- */
 

@@ -17,10 +17,6 @@ static void count_bytes(struct ism_wctx *w, struct ism_tunnel *t, int from, uint
 {
 	struct ism_stream *st = t->st;
 
-	/* The route's counters live in the stream's generation, which a reload
-	 * may have reclaimed since. */
-	if (t->stats != NULL && w->table->gen != st->table_gen)
-		t->stats = NULL;
 	if (from == ISM_TUN_CLIENT) {
 		st->bytes_in += n;
 		st->meter[ISM_M_DOWN_WIRE_IN] += n;

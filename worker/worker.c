@@ -289,12 +289,13 @@ static void start_drain(struct ism_wctx *w, const char *why)
 	ism_up_drain(w);
 }
 
-/* Moves to the newest published generation. Requests in flight copied what they
- * need from the old table when they were routed, so nothing refers to it once
- * the new one is acquired. */
+/* Moves to the newest published generation. Requests in flight copied their
+ * route's policy when they were routed; what else they had of the old table
+ * is moved to its namesakes in the new one, so nothing refers to the old one
+ * once the new one is acquired. */
 static void switch_table(struct ism_wctx *w)
 {
-	const struct ism_table *t = ism_shm_peek(w->shm, w->index);
+	const struct ism_table *t = ism_shm_peek(w->shm, w->index), *old;
 	struct ism_jwks *jwks = NULL;
 	struct ism_lb *lb;
 
@@ -328,11 +329,16 @@ static void switch_table(struct ism_wctx *w)
 			(unsigned long long)(w->table ? w->table->gen : 0));
 		return;
 	}
-	ism_shm_commit(w->shm, w->index, 1);
+	old = w->table;
 	ism_authn_install(w, jwks, t->jwt.n);
 	ism_lb_free(w->lb);
 	w->lb = lb;
 	w->table = t;
+	/* Before the old table is released: the requests in flight find what
+	 * they had of it in the new one. */
+	if (old != NULL)
+		ism_streams_regen(w, old);
+	ism_shm_commit(w->shm, w->index, 1);
 	ism_log_set_level((enum ism_log_level)t->log_level);
 	ism_alog_use(&w->alog, &t->access_log);
 	ism_debug("using generation %llu", (unsigned long long)t->gen);

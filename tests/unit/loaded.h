@@ -36,11 +36,40 @@ static inline int loaded_ep_id(void *ctx, enum ism_conf_slot kind, const char *k
 	return 0;
 }
 
-/* Loads text as file name; when it loads, compiles it (which must succeed).
- * The load's rc; the diagnostics are in l->d either way. */
-static inline int loaded_load(struct loaded *l, const char *name, const char *text)
+/* Endpoint slots by key (loaded_slot_id): a key keeps its id across loads,
+ * as the master keeps them; no outlier slots. */
+struct loaded_slots {
+	char keys[64][300];
+	uint32_t n;
+};
+
+static inline int loaded_slot_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
+				 uint32_t *id)
 {
-	uint32_t next = 0;
+	struct loaded_slots *s = ctx;
+
+	(void)has_hc;
+	if (kind == ISM_CONF_SLOT_OUTLIER) {
+		*id = ISM_NO_OD_SLOT;
+		return 0;
+	}
+	for (uint32_t i = 0; i < s->n; i++)
+		if (strcmp(s->keys[i], key) == 0) {
+			*id = i;
+			return 0;
+		}
+	assert_true(s->n < 64);
+	snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
+	*id = s->n++;
+	return 0;
+}
+
+/* Loads text as file name; when it loads, compiles it (which must succeed)
+ * with endpoint ids from ep_id (ctx). The load's rc; the diagnostics are in
+ * l->d either way. */
+static inline int loaded_load_ids(struct loaded *l, const char *name, const char *text,
+				  ism_conf_ep_id_cb ep_id, void *ctx)
+{
 	int rc;
 
 	memset(l, 0, sizeof(*l));
@@ -51,9 +80,17 @@ static inline int loaded_load(struct loaded *l, const char *name, const char *te
 	l->mem = malloc(LOADED_ARENA_SIZE);
 	assert_non_null(l->mem);
 	ism_arena_init(&l->arena, l->mem, LOADED_ARENA_SIZE);
-	rc = ism_conf_compile(l->conf, &l->arena, loaded_ep_id, &next, &l->t, &l->d);
+	rc = ism_conf_compile(l->conf, &l->arena, ep_id, ctx, &l->t, &l->d);
 	assert_int_equal(rc, 0);
 	return 0;
+}
+
+/* loaded_load_ids with ids 0, 1, 2... in the order asked (loaded_ep_id). */
+static inline int loaded_load(struct loaded *l, const char *name, const char *text)
+{
+	uint32_t next = 0;
+
+	return loaded_load_ids(l, name, text, loaded_ep_id, &next);
 }
 
 /* The cluster of t named name ("outbound|<port>|<subset>|<host>"); fails the

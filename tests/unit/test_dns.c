@@ -67,8 +67,7 @@ struct fake {
 	const char *name[4];
 	struct ism_dns_addr addrs[4][4];
 	size_t n[4];
-	char keys[64][300];
-	uint32_t n_keys;
+	struct loaded_slots slots;
 };
 
 static void answer(struct fake *f, size_t i, const char *name, const char *a, const char *b)
@@ -105,26 +104,6 @@ static size_t fake_lookup(void *ctx, const char *name, const struct ism_dns_addr
 	return 0;
 }
 
-static int key_id(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
-{
-	struct fake *f = ctx;
-
-	(void)has_hc;
-	if (kind == ISM_CONF_SLOT_OUTLIER) {
-		*id = ISM_NO_OD_SLOT;
-		return 0;
-	}
-	for (uint32_t i = 0; i < f->n_keys; i++)
-		if (strcmp(f->keys[i], key) == 0) {
-			*id = i;
-			return 0;
-		}
-	assert_true(f->n_keys < 64);
-	snprintf(f->keys[f->n_keys], sizeof(f->keys[0]), "%s", key);
-	*id = f->n_keys++;
-	return 0;
-}
-
 struct compiled {
 	struct ism_diags d;
 	struct ism_conf *conf;
@@ -142,13 +121,13 @@ static void compile(struct compiled *c, const char *text, struct fake *f)
 	assert_non_null(c->mem);
 	ism_arena_init(&c->arena, c->mem, LOADED_ARENA_SIZE);
 	if (f != NULL)
-		assert_int_equal(ism_conf_compile_dns(c->conf, &c->arena, key_id, f, fake_lookup, f,
-						      &c->t, &c->d),
+		assert_int_equal(ism_conf_compile_dns(c->conf, &c->arena, loaded_slot_id, &f->slots,
+						      fake_lookup, f, &c->t, &c->d),
 				 0);
 	else
-		assert_int_equal(
-		    ism_conf_compile(c->conf, &c->arena, key_id, &(struct fake){0}, &c->t, &c->d),
-		    0);
+		assert_int_equal(ism_conf_compile(c->conf, &c->arena, loaded_slot_id,
+						  &(struct loaded_slots){0}, &c->t, &c->d),
+				 0);
 }
 
 static void compiled_free(struct compiled *c)
@@ -218,7 +197,7 @@ static void test_ids_follow_keys(void **state)
 	assert_int_equal(eb->id, id2); /* the address that stayed keeps its id */
 	assert_null(ep(loaded_cluster(b.t, "outbound|80||svc.x"), "10.0.0.1:9000"));
 	assert_non_null(ep(loaded_cluster(b.t, "outbound|80||svc.x"), "10.0.0.3:9000"));
-	assert_string_equal(f.keys[id2], "svc.x|10.0.0.2:9000");
+	assert_string_equal(f.slots.keys[id2], "svc.x|10.0.0.2:9000");
 	compiled_free(&a);
 	compiled_free(&b);
 }
@@ -241,7 +220,7 @@ static void test_round_robin(void **state)
 		  sizeof(text));
 	assert_string_equal(text, "10.0.0.1");
 	id = cl->endpoints[0].id;
-	assert_string_equal(f.keys[id], "rr.x|a.test:81");
+	assert_string_equal(f.slots.keys[id], "rr.x|a.test:81");
 	compiled_free(&c);
 	/* Another answer: the same logical endpoint, another address. */
 	answer(&f, 0, "a.test", "10.0.0.5", NULL);

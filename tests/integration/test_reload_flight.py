@@ -1,0 +1,325 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of requests in flight across a reload: what they had of the
+old generation (their cluster, its endpoints and counted capacity, the route,
+listener and cluster counters) is found by name in the new one, as Envoy's
+router finds its cluster by name at each retry. A request whose attempt fails
+after the reload is retried; one in a fault delay or waiting for a connection
+goes on when the wait ends (they were answered 503, or not at all); one whose cluster
+the new file no longer has answers 503 UH; one holding an http2MaxRequests slot
+still holds it in the new generation; its response is counted and logged with
+its cluster; a TCP tunnel's bytes are counted in its route's new counters.
+Beside them: a fault delay that ends with no endpoint left
+answers at once (it waited for a second end of the delay, for ever).
+
+Every reload here puts a ServiceEntry in front of the request's own, so the
+cluster's index in the table changes: the request must find it by name.
+
+Registered into run.py's list by register(test)."""
+
+import json
+import threading
+import time
+
+from harness import (Registry, appliance, check, ctl_cmd, docs, file_lines, free_port, gateway, http_get, poll,
+                     service_entry, virtual_service)
+from test_retries import SVC, UP_ADDR, ScriptedUpstream
+from test_tunnels import TcpClient, scrape, tcp_world
+
+_test = Registry()
+register = _test.register
+
+CLUSTER = f"outbound|80||{SVC}"
+LOG_FMT = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %UPSTREAM_CLUSTER%"
+
+
+def reload_to(env, gen):
+    """A reload of the file as it is now, which must publish generation gen;
+    returns once every worker uses it."""
+    sock = env.path("ctl.sock")
+    ans = ctl_cmd(sock, "reload")
+    check(f"generation {gen} published" in ans, f"reload answered {ans!r}")
+    poll(lambda: all(w["generation"] == gen for w in json.loads(ctl_cmd(sock, "show workers json"))),
+         10, what=f"every worker on generation {gen}")
+
+
+class Flight:
+    """A gateway of one worker in front of a ScriptedUpstream, with an access
+    log and an admin listener; write(...) makes its file, reload(...) makes a
+    new one and waits until the worker uses it."""
+
+    def __init__(self, env, first, fail_on=(1,)):
+        self.env = env
+        self.up = ScriptedUpstream(first, fail_on=fail_on)
+        self.gw = free_port()
+        self.admin = free_port()
+        self.log = env.path("access.log")
+        self.gen = 1
+
+    def write(self, routes, dr="", front=False, own=True):
+        """The file: routes (the VirtualService's http list), dr (extra
+        documents), front: a ServiceEntry whose cluster comes before the
+        request's; own: the request's ServiceEntry is there."""
+        extra = (f"  admin: {{address: 127.0.0.1:{self.admin}}}\n"
+                 f"  accessLog: {{path: {self.log}, format: text, textFormat: \"{LOG_FMT}\"}}\n")
+        parts = [appliance(self.env, workers=1, extra=extra,
+                           timeouts={"upstreamResponse": "20s", "upstreamConnect": "10s"}),
+                 gateway(self.gw)]
+        if front:
+            parts.append(service_entry("aaa", "aaa.test.internal", [{"address": UP_ADDR, "port": self.up.port}]))
+            parts.append(service_entry("aab", "aab.test.internal", [{"address": UP_ADDR, "port": self.up.port}],
+                                       port=81))
+        parts.append(virtual_service("vs", ["*"], routes))
+        if own:
+            parts.append(service_entry("svc", SVC, [{"address": UP_ADDR, "port": self.up.port}]))
+        if dr:
+            parts.append(dr)
+        return self.env.write("isthmus.yaml", docs(*parts))
+
+    def start(self, routes, dr=""):
+        self.env.start_gateway(self.write(routes, dr), self.gw)
+
+    def reload(self, routes, dr="", own=True):
+        self.write(routes, dr, front=True, own=own)
+        self.gen += 1
+        reload_to(self.env, self.gen)
+
+    def requests(self):
+        return int(json.loads(ctl_cmd(self.env.path("ctl.sock"), "show info json"))["requests"])
+
+    def send(self, path):
+        """GET path in a thread; a dict that gets the response as "r" (or the
+        exception as "e") and the time it came as "t"."""
+        out = {}
+
+        def run():
+            try:
+                out["r"] = http_get(self.gw, path, timeout=30)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                out["e"] = e
+            out["t"] = time.monotonic()
+
+        out["thread"] = threading.Thread(target=run, daemon=True)
+        out["thread"].start()
+        return out
+
+    def delayed(self, delay, path):
+        """Starts the gateway with one route, delayed by a fault of delay, and
+        sends path, waiting until the gateway has it; (routes, send's dict,
+        the time it was sent)."""
+        routes = (f"  - fault: {{delay: {{fixedDelay: {delay}, percentage: {{value: 100}}}}}}\n"
+                  f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+        self.start(routes)
+        base = self.requests()
+        t0 = time.monotonic()
+        out = self.send(path)
+        poll(lambda: self.requests() > base, 10, what=f"{path} at the gateway")
+        return routes, out, t0
+
+    def line(self, path):
+        """The access log line of path (polled)."""
+        got = poll(lambda: [ln for ln in file_lines(self.log) if ln.startswith(path + " ")] or None, 10,
+                   what=f"the access log line of {path}")
+        return got[-1]
+
+    def cluster_2xx(self):
+        """isthmus_cluster_responses_total of the request's cluster, 2xx."""
+        body = http_get(self.admin, "/metrics").body.decode()
+        for ln in body.splitlines():
+            if ln.startswith(f'isthmus_cluster_responses_total{{cluster="{CLUSTER}",code_class="2xx"}} '):
+                return int(ln.split()[-1])
+        return 0
+
+    def close(self):
+        self.up.close()
+
+
+def done(out, what):
+    out["thread"].join(30)
+    check("r" in out, f"{what}: no response ({out.get('e')!r})")
+    return out["r"]
+
+
+ROUTE = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+
+
+@_test
+def reload_retries_attempt_in_flight(env):
+    """An attempt that fails after a reload is retried on the new generation's
+    cluster of the same name (it was answered with the 503: the request had no
+    cluster any more), and its line names the cluster and both tries."""
+    release = threading.Event()
+
+    def late_503(c, head, rest):
+        release.wait(20)
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+    f = Flight(env, late_503)
+    try:
+        routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx}\n"
+        f.start(routes)
+        out = f.send("/retried")
+        poll(lambda: len(f.up.heads) >= 1, 10, what="the first attempt at the upstream")
+        f.reload(routes + "    headers: {request: {set: {x-gen: \"2\"}}}\n")
+        release.set()
+        r = done(out, "the request in flight")
+        check(r.status == 200 and r.body == b"got 0", f"got {r.status} {r.body!r}, want the retry's 200 'got 0'")
+        check(f.up.conns == 2, f"{f.up.conns} upstream connections, want 2 (the retry)")
+        # The request keeps its route as routed: the new route's edit is not on the retry.
+        check("x-gen" not in f.up.heads[1].lower(), f"the retry took the new route's edits: {f.up.heads[1]!r}")
+        line = f.line("/retried")
+        check(line == f"/retried 200 - 2 {CLUSTER}", f"access log: {line!r}")
+        check(f.cluster_2xx() == 1, f"the new generation's cluster counted {f.cluster_2xx()} 2xx, want 1")
+    finally:
+        release.set()
+        f.close()
+
+
+@_test
+def reload_during_fault_delay(env):
+    """A request in a fault delay when the reload comes goes on when the delay
+    ends (it got no answer at all: the 503 'configuration changed' made at
+    the delay's end waited for the delay's end, which had come)."""
+    f = Flight(env, None, fail_on=())
+    try:
+        routes, out, t0 = f.delayed("4s", "/delayed")
+        f.reload(routes)
+        reloaded = time.monotonic()
+        r = done(out, "the delayed request")
+        check(r.status == 200 and r.body == b"got 0", f"got {r.status} {r.body!r}, want the upstream's 200")
+        check(reloaded < out["t"], "the reload ended after the response: the delay did not span it")
+        check(out["t"] - t0 >= 3.5, f"answered after {out['t'] - t0:.1f} s, before the 4 s delay")
+        check(f.line("/delayed") == f"/delayed 200 DI 1 {CLUSTER}", f"access log: {f.line('/delayed')!r}")
+    finally:
+        f.close()
+
+
+@_test
+def reload_while_waiting_for_connection(env):
+    """A request queued for a connection (maxConnections reached) when the
+    reload comes is sent once the connection is released (it was answered 503
+    'configuration changed')."""
+    release = threading.Event()
+
+    def hold(c, head, rest):
+        release.wait(20)
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nheld")
+
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
+          "      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 10}\n")
+    f = Flight(env, hold)
+    try:
+        f.start(ROUTE, dr)
+        first = f.send("/held")
+        poll(lambda: len(f.up.heads) >= 1, 10, what="the first request at the upstream")
+        base = f.requests()
+        second = f.send("/queued")
+        poll(lambda: f.requests() > base, 10, what="the second request at the gateway")
+        f.reload(ROUTE, dr)
+        check("r" not in second, f"the queued request was answered at the reload: {second.get('r')}")
+        release.set()
+        r1, r2 = done(first, "the held request"), done(second, "the queued request")
+        check(r1.status == 200 and r1.body == b"held", f"held request: {r1.status} {r1.body!r}")
+        check(r2.status == 200 and r2.body == b"got 0", f"queued request: {r2.status} {r2.body!r}, want 200")
+        check(f.line("/queued") == f"/queued 200 - 1 {CLUSTER}", f"access log: {f.line('/queued')!r}")
+        check(f.cluster_2xx() == 2, f"the new generation's cluster counted {f.cluster_2xx()} 2xx, want 2")
+    finally:
+        release.set()
+        f.close()
+
+
+@_test
+def reload_removes_cluster_of_waiting_request(env):
+    """A request in a fault delay whose cluster the new file no longer has is
+    answered as Envoy's router answers a retry that finds no cluster: 503 UH,
+    'no healthy upstream'."""
+    f = Flight(env, None, fail_on=())
+    try:
+        _, out, _ = f.delayed("3s", "/orphan")
+        f.reload("  - route: [{destination: {host: aaa.test.internal}}]\n", own=False)
+        r = done(out, "the delayed request")
+        check(r.status == 503 and r.body == b"no healthy upstream\n",
+              f"got {r.status} {r.body!r}, want 503 'no healthy upstream'")
+        check(f.line("/orphan") == "/orphan 503 UH,DI 0 -", f"access log: {f.line('/orphan')!r}")
+        check(f.up.conns == 0, f"{f.up.conns} upstream connections, want none")
+        r = http_get(f.gw, "/after")
+        check(r.status == 200, f"a request after the reload: {r.status}")
+    finally:
+        f.close()
+
+
+@_test
+def reload_keeps_max_requests_slot(env):
+    """http2MaxRequests (Envoy's max_requests) holds across a reload: a request
+    in flight still takes its slot in the new generation, so another is an
+    overflow (503 UO) until it ends, and then the slot is free again (given
+    back once, in the new generation)."""
+    release = threading.Event()
+
+    def hold(c, head, rest):
+        release.wait(20)
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nheld")
+
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n      http: {{http2MaxRequests: 1}}\n")
+    f = Flight(env, hold)
+    try:
+        f.start(ROUTE, dr)
+        first = f.send("/held")
+        poll(lambda: len(f.up.heads) >= 1, 10, what="the first request at the upstream")
+        f.reload(ROUTE, dr)
+        r = http_get(f.gw, "/over")
+        check(r.status == 503, f"a second request while the first holds the slot: {r.status}, want 503")
+        check(f.line("/over") == "/over 503 UO 0 " + CLUSTER, f"access log: {f.line('/over')!r}")
+        release.set()
+        r1 = done(first, "the held request")
+        check(r1.status == 200 and r1.body == b"held", f"held request: {r1.status} {r1.body!r}")
+        for i in range(3):
+            r = http_get(f.gw, f"/free{i}")
+            check(r.status == 200, f"request {i} after the held one ended: {r.status}, want 200")
+    finally:
+        release.set()
+        f.close()
+
+
+@_test
+def fault_delay_ends_without_endpoint(env):
+    """A fault delay that ends with no endpoint left to take the request (the
+    only one set to maint meanwhile) answers 503 'no healthy upstream' at its
+    end; the answer made as the delay ended waited for the delay's end, which
+    had come, and the client waited for nothing."""
+    f = Flight(env, None, fail_on=())
+    sock = env.path("ctl.sock")
+    try:
+        _, out, t0 = f.delayed("2s", "/stranded")
+        key = [e["key"] for e in json.loads(ctl_cmd(sock, "show endpoints json"))]
+        check(len(key) == 1, f"endpoints: {key}")
+        check(ctl_cmd(sock, f"set endpoint {key[0]} state maint").startswith("ok"), "maint")
+        r = done(out, "the delayed request")
+        check(r.status == 503 and r.body == b"no healthy upstream\n",
+              f"got {r.status} {r.body!r}, want 503 'no healthy upstream'")
+        check(out["t"] - t0 < 10, f"answered after {out['t'] - t0:.1f} s, not at the delay's end")
+        check(f.line("/stranded") == f"/stranded 503 UH,DI 0 {CLUSTER}", f"access log: {f.line('/stranded')!r}")
+    finally:
+        f.close()
+
+
+@_test
+def reload_counts_open_tunnel(env):
+    """A TCP tunnel open across a reload that keeps the workers goes on, and
+    the bytes it carries after the reload are counted in the new generation's
+    counters of its TCP route (they were counted nowhere)."""
+    world, (t1,), port = tcp_world(env, workers=1)
+    c = TcpClient(port)
+    try:
+        check(c.greeting == "t1", f"greeting through the tcp route: {c.greeting!r}")
+        c.echo(b"x" * 1000)
+        world.service("aaa.tcp.internal", [t1])  # a cluster in front of the route's
+        world.write()
+        reload_to(env, 2)
+        c.echo(b"y" * 5000)
+        want = {"isthmus_l4_route_received_bytes_total": 5000, "isthmus_l4_route_sent_bytes_total": 5000}
+        poll(lambda: all(scrape(world.admin).get(k) == v for k, v in want.items()), 10,
+             what=f"the new generation's TCP route counters at {want}")
+    finally:
+        c.close()
