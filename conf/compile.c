@@ -221,7 +221,7 @@ static void set_port(struct sockaddr_storage *ss, uint16_t port)
 {
 	if (ss->ss_family == AF_INET)
 		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else
+	else if (ss->ss_family == AF_INET6)
 		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
 }
 
@@ -566,6 +566,9 @@ static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se
 		o->addrlen = a != NULL ? a[j].len : e->addrlen;
 		if (e->name != NULL && k->se->resolution == ISM_RES_DNS_RR)
 			snprintf(o->text, sizeof(o->text), "%s:%u", e->name, port);
+		else if (e->is_unix) /* the path, as Envoy names a pipe */
+			snprintf(o->text, sizeof(o->text), "%s",
+				 e->address + sizeof(ISM_UNIX_PREFIX) - 1);
 		else
 			snprintf(o->text, sizeof(o->text),
 				 o->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",

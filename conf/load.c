@@ -689,6 +689,15 @@ static bool selects(struct ism_vctx *v, const struct ism_cm_se *se, struct ism_c
 	    !ism_model_labels_include(we->ep.labels_at, se->selector, se->n_selector))
 		return false;
 	we->matched = true;
+	if (we->ep.is_unix && se->resolution != ISM_RES_STATIC) {
+		set_res(v, &se->r);
+		ism_v_push(v, "spec.workloadSelector");
+		ism_v_warn(v, se->selector_at,
+			   "%s is not an endpoint: its address is a Unix socket, and resolution is "
+			   "not STATIC",
+			   we->r.label);
+		return false;
+	}
 	if (we->ep.name != NULL && se->resolution == ISM_RES_STATIC) {
 		set_res(v, &se->r);
 		ism_v_push(v, "spec.workloadSelector");

@@ -468,6 +468,9 @@ struct ism_cm_se_ep {
 	const char *name;
 	struct sockaddr_storage addr; /* port 0 */
 	socklen_t addrlen;
+	/* address unix://<path> (or unix://@<abstract name>): addr is an
+	 * AF_UNIX one, which serves every service port */
+	bool is_unix;
 	size_t n_ports;
 	struct ism_cm_named_port *ports;
 	const struct ism_node *ports_at; /* the ports mapping (NULL when absent) */
@@ -948,6 +951,8 @@ void ism_model_headers(struct ism_vctx *v, const struct ism_node *map, struct is
 
 /* What an error says of a field or a kind isthmus does not implement yet. */
 #define ISM_NOT_IMPL "not implemented yet"
+/* Istio's prefix of a Unix domain socket address. */
+#define ISM_UNIX_PREFIX "unix://"
 
 /* Port protocols as Istio names them (protocol.Parse, any case), by what isthmus
  * does with them. A Gateway server of one of ISM_PROTOS_TCP carries bytes (tcp

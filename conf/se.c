@@ -2,7 +2,9 @@
 /* The ServiceEntry kind (hosts, ports, resolution, endpoints,
  * workloadSelector, exportTo), the endpoint a WorkloadEntry is, and the names
  * the master resolves for the DNS resolutions. */
+#include <stddef.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "conf/model.h"
 
@@ -80,6 +82,41 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 	ism_v_pop(v, old);
 }
 
+/* An endpoint's address unix://<path>: a Unix domain socket, as Istio
+ * validates it (an absolute path to a file, or an abstract name after '@'),
+ * for resolution STATIC (a WorkloadEntry's: selected by STATIC ones only). */
+static void parse_unix(struct ism_vctx *v, const struct ism_node *n, const struct ism_cm_se *se,
+		       struct ism_cm_se_ep *e)
+{
+	const char *path = e->address + sizeof(ISM_UNIX_PREFIX) - 1;
+	struct sockaddr_un *un = (struct sockaddr_un *)&e->addr;
+	const size_t len = strlen(path);
+	size_t old = ism_v_push(v, ".address");
+	const struct ism_node *at = ism_node_get(n, "address", NULL);
+
+	if (se != NULL && se->resolution != ISM_RES_STATIC)
+		ism_v_err(v, at, "a unix:// address needs resolution STATIC");
+	else if (len == 0)
+		ism_v_err(v, at, "unix address must not be empty");
+	else if (path[0] != '@' && (path[0] != '/' || path[len - 1] == '/'))
+		ism_v_err(v, at, "%s is not an absolute path to a file", path);
+	else if (len >= sizeof(un->sun_path))
+		ism_v_err(v, at, "the socket path is %zu bytes, over the %zu a Unix socket takes",
+			  len, sizeof(un->sun_path) - 1);
+	else {
+		/* An abstract name has a NUL first, and no NUL after it. */
+		memset(un, 0, sizeof(*un));
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, path, len);
+		if (path[0] == '@')
+			un->sun_path[0] = '\0';
+		e->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+					 (path[0] == '@' ? 0 : 1));
+		e->is_unix = true;
+	}
+	ism_v_pop(v, old);
+}
+
 /* An endpoint's address: an IP address, or for the DNS resolutions a host name
  * the master resolves (Istio: a DNS name or an IP address for DNS, an IP
  * address for STATIC). A WorkloadEntry's (se NULL) may be either: which
@@ -93,6 +130,10 @@ static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 	if (ism_v_str(v, n, "address", true, &e->address) <= 0 ||
 	    ism_model_parse_ip(e->address, &e->addr, &e->addrlen))
 		return;
+	if (strncmp(e->address, ISM_UNIX_PREFIX, sizeof(ISM_UNIX_PREFIX) - 1) == 0) {
+		parse_unix(v, n, se, e);
+		return;
+	}
 	if (names && ism_model_host_syntax_ok(e->address) && e->address[0] != '*') {
 		e->name = ism_model_lower_dup(v, e->address);
 		return;
@@ -100,12 +141,11 @@ static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 	old = ism_v_push(v, ".address");
 	if (names)
 		ism_v_err(v, ism_node_get(n, "address", NULL),
-			  "must be an IPv4 or IPv6 address or a host name (unix:// is " ISM_NOT_IMPL
-			  ")");
+			  "must be an IPv4 or IPv6 address or a host name");
 	else
 		ism_v_err(v, ism_node_get(n, "address", NULL),
-			  "must be an IPv4 or IPv6 address unless resolution is DNS or "
-			  "DNS_ROUND_ROBIN (unix:// is " ISM_NOT_IMPL ")");
+			  "must be an IPv4 or IPv6 address (or unix://<path>) unless resolution is "
+			  "DNS or DNS_ROUND_ROBIN");
 	ism_v_pop(v, old);
 }
 
@@ -143,6 +183,10 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 	pm = ism_v_node(v, n, "ports", false, ISM_NODE_MAP);
 	if (pm == NULL)
 		return;
+	if (e->is_unix) {
+		ism_v_err_key(v, n, "ports", "unix endpoint %s must not include ports", e->address);
+		return;
+	}
 	e->ports_at = pm;
 	e->ports = ism_v_alloc(v, pm->n, sizeof(*e->ports));
 	old = ism_v_push(v, ".ports");
@@ -271,6 +315,11 @@ void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct 
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
 		ism_model_parse_endpoint(v, l->items[i], se, &se->eps[se->n_eps++]);
+		if (se->eps[se->n_eps - 1].is_unix && se->n_ports != 1)
+			ism_v_err(v, l->items[i],
+				  "exactly 1 service port required for unix endpoints (%zu in "
+				  "spec.ports)",
+				  se->n_ports);
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

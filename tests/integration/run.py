@@ -50,6 +50,7 @@ import test_jwt  # noqa: E402
 import test_extauthz  # noqa: E402
 import test_extauthz_grpc  # noqa: E402
 import test_reload_flight  # noqa: E402
+import test_unix_upstream  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1534,6 +1535,7 @@ test_jwt.register(test)
 test_extauthz.register(test)
 test_extauthz_grpc.register(test)
 test_reload_flight.register(test)
+test_unix_upstream.register(test)
 
 
 # --------------------------------------------------------------------------- runner

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 
 #include <cmocka.h>
 
@@ -1583,6 +1584,46 @@ static void test_upstream_proxy_protocol(void **state)
 	assert_non_null(a80->hc);
 	assert_int_equal(a80->hc_pp, ISM_UPP_V1);
 	assert_int_equal(p81->hc_pp, ISM_UPP_V1);
+	assert_int_equal(f->d.n, 0);
+}
+
+/* Endpoints on Unix domain sockets (unix://<path>, unix://@<abstract>):
+ * AF_UNIX addresses whose length counts the path's NUL (none for an
+ * abstract name, whose first byte is NUL), named by their path, keyed
+ * <host>|<path>; the service port does not touch them. */
+static void test_unix_endpoints(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http: [{route: [{destination: {host: "
+	    "u}}]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: u}\n"
+	    "spec:\n  hosts: [u]\n  ports: [{number: 8080, name: http}]\n  resolution: STATIC\n"
+	    "  endpoints: [{address: \"unix:///run/app.sock\"}, {address: \"unix://@app\"}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *cl =
+	    loaded_cluster(t, "outbound|8080||u.default.svc.cluster.local");
+	const struct sockaddr_un *a, *b;
+
+	assert_int_equal(cl->n_endpoints, 2);
+	a = (const struct sockaddr_un *)&cl->endpoints[0].addr;
+	b = (const struct sockaddr_un *)&cl->endpoints[1].addr;
+	assert_int_equal(a->sun_family, AF_UNIX);
+	assert_string_equal(a->sun_path, "/run/app.sock");
+	assert_int_equal(cl->endpoints[0].addrlen, offsetof(struct sockaddr_un, sun_path) + 14);
+	assert_string_equal(cl->endpoints[0].addr_text.p, "/run/app.sock");
+	assert_int_equal(b->sun_family, AF_UNIX);
+	assert_int_equal(b->sun_path[0], '\0');
+	assert_memory_equal(b->sun_path + 1, "app", 3);
+	assert_int_equal(cl->endpoints[1].addrlen, offsetof(struct sockaddr_un, sun_path) + 4);
+	assert_string_equal(cl->endpoints[1].addr_text.p, "@app");
+	assert_string_equal(f->eps.keys[cl->endpoints[0].id - 100],
+			    "u.default.svc.cluster.local|/run/app.sock");
 	assert_int_equal(f->d.n, 0);
 }
 
@@ -4260,6 +4301,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateway_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_kinds_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_unix_endpoints, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnel, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_zone_aware, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_protocols, fx_setup, fx_teardown),
