@@ -508,21 +508,26 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
 }
 
 /* nghttp2 resets a stream the client got wrong; malformed requests are costly.
- * One whose head was taken is logged with Envoy's detail for nghttp2's error
- * and its flag for a client's protocol error. */
+ * It is logged with Envoy's detail for nghttp2's error and its flag for a
+ * client's protocol error. */
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib_error, void *ud)
 {
 	struct ism_h2 *h = ud;
 	struct ism_h2s *x = f->hd.stream_id != 0 ? h2s_of(h, f->hd.stream_id) : NULL;
+	const char *details = lib_error == NGHTTP2_ERR_HTTP_HEADER ? "http2.invalid.header.field"
+			      : lib_error == NGHTTP2_ERR_HTTP_MESSAGING
+				  ? "http2.violation.of.messaging.rule"
+				  : "http2.unknown.nghttp2.error";
 
 	(void)ng;
 	if (x != NULL && x->st != NULL && x->st->codec_details == NULL) {
-		x->st->codec_details =
-		    lib_error == NGHTTP2_ERR_HTTP_HEADER      ? "http2.invalid.header.field"
-		    : lib_error == NGHTTP2_ERR_HTTP_MESSAGING ? "http2.violation.of.messaging.rule"
-							      : "http2.unknown.nghttp2.error";
+		x->st->codec_details = details;
 		if (x->st->flags == NULL)
 			x->st->flags = "DPE";
+	} else if (x != NULL && x->st == NULL && x->state == ISM_H2S_HEAD &&
+		   f->hd.type == NGHTTP2_HEADERS) {
+		/* Refused within its header block: never a request here. */
+		ism_stream_refused_head(h->w, h->s, x->head_wire, details);
 	}
 	if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && h->state == ISM_H2_OPEN &&
 	    !budget_take(h->w, h, ISM_H2_MALFORMED_COST))

@@ -1066,6 +1066,20 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	ism_stream_log_begin(w, st, req);
 }
 
+void ism_stream_refused_head(struct ism_wctx *w, struct ism_sess *s, uint64_t wire,
+			     const char *details)
+{
+	struct ism_stream *st = ism_stream_new(w, s);
+
+	if (st == NULL)
+		return;
+	ism_stream_log_begin(w, st, NULL);
+	st->meter[ISM_M_DOWN_HEAD_IN] = st->meter[ISM_M_DOWN_WIRE_IN] = wire;
+	st->codec_details = details;
+	st->flags = "DPE";
+	ism_stream_abort(w, st);
+}
+
 void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 		       int status, const char *why)
 {

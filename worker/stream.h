@@ -219,6 +219,12 @@ void ism_stream_req_trailers(struct ism_wctx *w, struct ism_stream *st,
  * request_payload_too_large), an HTTP/2 header block over the limits (431,
  * http2.too_many_headers) or with a field nghttp2 would have refused (400,
  * http2.invalid.header.field). */
+/* A request the codec refused within its header block (HTTP/2: a field or
+ * a pseudo-header nghttp2 does not take, wire bytes of it), reset before it
+ * was a request: logged as Envoy's codec logs the stream it resets, without
+ * request fields, response code 0, flag DPE, details details. */
+void ism_stream_refused_head(struct ism_wctx *w, struct ism_sess *s, uint64_t wire,
+			     const char *details);
 /* Envoy's xff_num_trusted_hops (Istio's gatewayTopology.numTrustedProxies,
  * trusted): into out, the Nth address from the right of the X-Forwarded-For
  * req has (the last such field, the one forwarded), when it has that many and

@@ -257,7 +257,10 @@ def h2_refusal_details(env):
     http2.too_many_headers), and the streams nghttp2 resets after their head
     was taken: trailers with an uppercase field name (DPE
     http2.invalid.header.field), trailers without END_STREAM (DPE
-    http2.violation.of.messaging.rule)."""
+    http2.violation.of.messaging.rule); and those nghttp2 resets within
+    their header block (an uppercase or a connection-specific field name), never
+    requests, logged without request fields as Envoy logs the streams its
+    codec resets (they were not logged)."""
     log = env.path("access.log")
     fmt = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%"
     gw, _, _ = gateway_1w(env, app_extra=limits(maxRequestHeaderBytes=8192, maxRequestHeaders=100) +
@@ -271,8 +274,13 @@ def h2_refusal_details(env):
                        ("/open-trailer", {"trailers": [["x-t", "1"]], "trailers_end": False})):
         rep = attack(gw, "request", 0, json.dumps({"headers": P + [[":path", path]], "data": ["body"], **spec}))
         check(rep["rst"].get("1") == PROTOCOL_ERROR, f"{path}: {rep}")
-    # A header block over the limits is not kept: its path is not known.
-    want = ["- 431 DPE http2.too_many_headers", "- 431 DPE http2.too_many_headers",
+    for path, field in (("/upper", ["X-Upper", "1"]), ("/conn", ["connection", "close"])):
+        rep = attack(gw, "request", 0, json.dumps({"headers": G + [[":path", path], field]}))
+        check(rep["rst"].get("1") == PROTOCOL_ERROR and "1" not in rep["status"], f"{path}: {rep}")
+    # A header block over the limits is not kept: its path is not known;
+    # nor is one nghttp2 refused.
+    want = ["- 0 DPE http2.invalid.header.field", "- 0 DPE http2.invalid.header.field",
+            "- 431 DPE http2.too_many_headers", "- 431 DPE http2.too_many_headers",
             "/bad-trailer 0 DPE http2.invalid.header.field", "/ok 200 - via_upstream",
             "/open-trailer 0 DPE http2.violation.of.messaging.rule"]
     poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
