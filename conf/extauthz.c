@@ -141,6 +141,27 @@ static void parse_status(struct ism_vctx *v, const struct ism_node *m, struct is
 		      s);
 }
 
+/* includeRequestBodyInCheck (Envoy's BufferSettings, whose max_request_bytes
+ * must be above 0). */
+static void parse_body(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
+{
+	static const char *const known[] = {"maxRequestBytes", "allowPartialMessage", "packAsBytes",
+					    NULL};
+	const struct ism_node *b =
+	    ism_v_node(v, m, "includeRequestBodyInCheck", false, ISM_NODE_MAP);
+	size_t old;
+
+	if (b == NULL)
+		return;
+	old = ism_v_push(v, ".includeRequestBodyInCheck");
+	if (ism_v_keys(v, b, known, NULL)) {
+		ism_v_u32(v, b, "maxRequestBytes", true, 1, UINT32_MAX, &x->body_max);
+		ism_v_bool(v, b, "allowPartialMessage", &x->body_partial);
+		ism_v_bool(v, b, "packAsBytes", &x->body_bytes);
+	}
+	ism_v_pop(v, old);
+}
+
 /* What both kinds have: the service, its port, the timeout, what an error
  * does. */
 static void parse_common(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
@@ -169,6 +190,7 @@ static void parse_common(struct ism_vctx *v, const struct ism_node *m, struct is
 	ism_v_bool(v, m, "failOpen", &x->fail_open);
 	parse_status(v, m, x);
 	x->path_prefix = "";
+	parse_body(v, m, x);
 }
 
 static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
@@ -185,10 +207,10 @@ static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_
 					    "headersToUpstreamOnAllow",
 					    "headersToDownstreamOnDeny",
 					    "headersToDownstreamOnAllow",
+					    "includeRequestBodyInCheck",
 					    NULL};
-	static const char *const unimpl[] = {"includeRequestBodyInCheck", NULL};
 
-	ism_v_keys(v, m, known, unimpl);
+	ism_v_keys(v, m, known, NULL);
 	parse_common(v, m, x);
 	if (ism_v_str(v, m, "pathPrefix", false, &x->path_prefix) > 0) {
 		if (x->path_prefix[0] != '/')
@@ -210,11 +232,11 @@ static void parse_http(struct ism_vctx *v, const struct ism_node *m, struct ism_
 
 static void parse_grpc(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
 {
-	static const char *const known[] = {"service",	"port",		 "timeout",
-					    "failOpen", "statusOnError", NULL};
-	static const char *const unimpl[] = {"includeRequestBodyInCheck", NULL};
+	static const char *const known[] = {
+	    "service", "port", "timeout", "failOpen", "statusOnError", "includeRequestBodyInCheck",
+	    NULL};
 
-	ism_v_keys(v, m, known, unimpl);
+	ism_v_keys(v, m, known, NULL);
 	x->grpc = true;
 	parse_common(v, m, x);
 }

@@ -692,6 +692,10 @@ struct ism_cm_xa {
 	struct ism_cm_xa_pats req, up, down_allow, down_deny;
 	size_t n_add; /* includeAdditionalHeadersInCheck, by name */
 	const char **add_name, **add_value;
+	/* includeRequestBodyInCheck: maxRequestBytes (0: unset), allowPartialMessage,
+	 * packAsBytes */
+	uint32_t body_max;
+	bool body_partial, body_bytes;
 };
 
 struct ism_vctx;

@@ -1173,6 +1173,13 @@ struct ism_extauthz {
 	uint8_t grpc;	  /* envoyExtAuthzGrpc: Authorization/Check over HTTP/2 */
 	struct ism_str name;
 	struct ism_str path_prefix;
+	/* includeRequestBodyInCheck: the body is read before the check, which
+	 * carries body_max bytes of it at most; a longer one is answered 413
+	 * unless body_partial; body_bytes: the gRPC check's raw_body, no body in
+	 * an HTTP one. body_max 0: the body is not in the check. */
+	uint32_t body_max;
+	uint8_t body_partial;
+	uint8_t body_bytes;
 	struct ism_xa_pats req;	       /* request fields the check carries */
 	struct ism_xa_pats up;	       /* an allowing answer's fields that go upstream */
 	struct ism_xa_pats down_allow; /* and to the client */

@@ -43,7 +43,7 @@ const char *ism_stream_flag_for(int status, const char *why)
 	case 404:
 		return "NR";
 	case 408:
-		return "DT";
+		return strcmp(why, ISM_WHY_STREAM_IDLE) == 0 ? "SI" : "DT";
 	case 504:
 		return "UT";
 	case 502:
@@ -268,6 +268,7 @@ const char *ism_stream_local_details(int status, const char *why)
 		const char *why, *details;
 	} map[] = {
 	    {408, ISM_WHY_HEAD_TIMEOUT, "request_header_timeout"},
+	    {408, ISM_WHY_STREAM_IDLE, "stream_idle_timeout"},
 	    {413, ISM_WHY_BODY_TOO_LARGE, "request_payload_too_large"},
 	    {507, ISM_WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
 	    {400, ISM_WHY_NO_HOST, "missing_host_header"},

@@ -147,31 +147,40 @@ void ism_extauthz_wait_free(struct ism_xa_wait *x)
 /* ---------- the check request ---------- */
 
 /* The values of req's fields named as field i, joined as Envoy's check
- * request joins them, once: nothing when an earlier field has that name.
- * 0, or -ENOMEM. */
+ * request joins them, once: nothing when an earlier field has that name
+ * (ism_xa_field_first). 0, or -ENOMEM. */
 static int put_joined(struct ism_buf *b, const struct ism_http_req *req, size_t i)
 {
 	const struct ism_http_header *h = &req->headers[i];
 	const char *sep = name_is(h->name, h->name_len, "cookie") ? "; " : ",";
 	int ret;
 
-	for (size_t j = 0; j < i; j++)
-		if (req->headers[j].name_len == h->name_len &&
-		    ism_eq_nocase(req->headers[j].name, h->name, h->name_len))
-			return 0;
+	if (!ism_xa_field_first(req, i))
+		return 0;
 	ret = ism_buf_append(b, h->name, (uint32_t)h->name_len, UINT32_MAX);
 	ret |= ism_buf_append(b, ": ", 2, UINT32_MAX);
 	ret |= ism_buf_append(b, h->value, (uint32_t)h->value_len, UINT32_MAX);
-	for (size_t j = i + 1; j < req->n_headers; j++) {
-		const struct ism_http_header *o = &req->headers[j];
-
-		if (o->name_len != h->name_len || !ism_eq_nocase(o->name, h->name, h->name_len))
-			continue;
+	for (size_t j = ism_xa_field_next(req, i, i); j < req->n_headers;
+	     j = ism_xa_field_next(req, i, j)) {
 		ret |= ism_buf_put_str(b, sep, UINT32_MAX);
-		ret |= ism_buf_append(b, o->value, (uint32_t)o->value_len, UINT32_MAX);
+		ret |= ism_buf_append(b, req->headers[j].value, (uint32_t)req->headers[j].value_len,
+				      UINT32_MAX);
 	}
 	ret |= ism_buf_append(b, "\r\n", 2, UINT32_MAX);
 	return ret ? -ENOMEM : 0;
+}
+
+/* includeRequestBodyInCheck: the body bytes the check carries (*len of
+ * them, and whether the request's body has more); NULL when the check has no
+ * body part (no setting, or a request without a body). */
+static const char *check_body(const struct ism_extauthz *xa, const struct ism_xa_wait *x,
+			      uint32_t *len, bool *partial)
+{
+	if (xa->body_max == 0 || !x->has_body)
+		return NULL;
+	*partial = x->body.len > xa->body_max;
+	*len = *partial ? xa->body_max : x->body.len;
+	return x->body.p != NULL ? x->body.p : "";
 }
 
 /* Whether field name is one of xa's additional ones (which replace it). */
@@ -183,13 +192,17 @@ static bool added(const struct ism_extauthz *xa, const char *name, size_t len)
 	return false;
 }
 
-/* The check's head, as Envoy's raw HTTP client makes it: the method, the
- * path after pathPrefix, Host, authorization and the listed fields,
- * content-length 0, the additional fields. */
+/* The check, as Envoy's raw HTTP client makes it: the method, the path
+ * after pathPrefix, Host, authorization and the listed fields, the body's
+ * length, the additional fields; the body (includeRequestBodyInCheck as a
+ * string, none as bytes). */
 static int check_head(struct ism_wctx *w, const struct ism_extauthz *xa,
-		      const struct ism_cluster *cl, const struct ism_http_req *req,
-		      struct ism_buf *b)
+		      const struct ism_cluster *cl, const struct ism_xa_wait *x, struct ism_buf *b)
 {
+	const struct ism_http_req *req = &x->req;
+	uint32_t body_len = 0;
+	bool partial = false;
+	const char *body = check_body(xa, x, &body_len, &partial);
 	int ret = 0;
 
 	ret |= ism_buf_append(b, req->method, (uint32_t)req->method_len, UINT32_MAX);
@@ -216,11 +229,19 @@ static int check_head(struct ism_wctx *w, const struct ism_extauthz *xa,
 			continue;
 		ret |= put_joined(b, req, i);
 	}
-	ret |= ism_buf_put_str(b, "content-length: 0\r\n", UINT32_MAX);
+	if (body != NULL && !added(xa, ISM_XA_PARTIAL_BODY, sizeof(ISM_XA_PARTIAL_BODY) - 1) &&
+	    pats_hold(w, &xa->req, ISM_XA_PARTIAL_BODY, sizeof(ISM_XA_PARTIAL_BODY) - 1))
+		ret |= ism_buf_put_field(b, ISM_XA_PARTIAL_BODY, partial ? "true" : "false",
+					 partial ? 4 : 5, UINT32_MAX);
+	if (body == NULL || xa->body_bytes)
+		body_len = 0;
+	ret |= ism_put_num_line(b, "content-length: ", body_len, 10, UINT32_MAX);
 	for (uint32_t i = 0; i < xa->n_add; i++)
 		ret |= ism_buf_put_field(b, xa->add[i].name.p, xa->add[i].value.p,
 					 xa->add[i].value.len, UINT32_MAX);
 	ret |= ism_buf_append(b, "\r\n", 2, UINT32_MAX);
+	if (body_len > 0)
+		ret |= ism_buf_append(b, body, body_len, UINT32_MAX);
 	return ret ? -ENOMEM : 0;
 }
 
@@ -273,6 +294,8 @@ static int check_grpc(const struct ism_stream *st, const struct ism_extauthz *xa
 	struct ism_pbw msg = {0};
 	int ret;
 
+	in.body = check_body(xa, x, &in.body_len, &in.partial);
+	in.raw_body = xa->body_bytes;
 	clock_gettime(CLOCK_REALTIME, &in.time);
 	if (pp == NULL || !ism_addr_text(&pp->dst.sa, dst, &in.dst_port))
 		dst[0] = '\0';
@@ -314,9 +337,60 @@ struct ism_xa_wait *ism_extauthz_keep(struct ism_wctx *w, struct ism_stream *st,
 		return NULL;
 	}
 	x->req_done = req_done;
+	x->has_body = !req_done || len > 0;
+	x->cap = ISM_REPLAY_MAX;
 	st->xa = x;
 	st->state = ISM_ST_AUTHZ;
 	return x;
+}
+
+/* A client that waits for 100 Continue before its body gets it from here
+ * (Envoy answers Expect: 100-continue itself): no upstream has the request
+ * yet to answer it. */
+static void go_ahead(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct ism_http_resp cont = {.status = 100,
+					   .minor_version = 1,
+					   .reason = "Continue",
+					   .reason_len = 8,
+					   .framing = {.content_length = -1}};
+
+	if (st->sess->ops->interim(w, st, &cont) == 0)
+		st->sess->ops->flush(w, st);
+}
+
+/* includeRequestBodyInCheck: whether the body the check carries is there
+ * (all of it, or with allowPartialMessage its first body_max bytes), as
+ * Envoy's filter buffers it first; if not, more is asked for, or a body over
+ * the bound is answered 413 as Envoy's buffer limit answers it. A WebSocket
+ * upgrade is checked at once, as Envoy does not buffer one. */
+static bool body_read(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa)
+{
+	struct ism_xa_wait *x = st->xa;
+
+	x->reading = false;
+	st->deadline_kind = ISM_SDL_NONE;
+	st->deadline = 0;
+	if (xa->body_max == 0 || !x->has_body || st->upgrade)
+		return true;
+	if (x->body.len > xa->body_max && !xa->body_partial) {
+		ism_stream_local(w, st, 413, ISM_WHY_BODY_TOO_LARGE, true);
+		return false;
+	}
+	if (!x->req_done && !(xa->body_partial && x->body.len >= xa->body_max)) {
+		/* Each piece within timeouts.idle of the last (Envoy's stream
+		 * idle timeout). */
+		if (!x->reading && x->req.framing.expect_continue && x->body.len == 0)
+			go_ahead(w, st);
+		x->reading = true;
+		st->deadline_kind = ISM_SDL_BODY;
+		st->deadline = w->table->timeouts.idle_ms ? w->now + w->table->timeouts.idle_ms : 0;
+		st->sess->ops->want_body(w, st);
+		return false;
+	}
+	/* What comes while the check runs is kept as without the setting. */
+	x->cap = x->body.len + ISM_REPLAY_MAX;
+	return true;
 }
 
 int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
@@ -329,6 +403,8 @@ int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
 
 	if (xa == NULL || xa->cluster >= t->n_clusters)
 		return -ENOMEM;
+	if (!body_read(w, st, xa))
+		return 0;
 	cl = &t->clusters[xa->cluster];
 	chk = calloc(1, sizeof(*chk));
 	c = chk != NULL ? ism_stream_new(w, &w->xa->sink) : NULL;
@@ -352,7 +428,7 @@ int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
 	st->xa->check = ((uint64_t)c->idx << 32) | c->gen;
 	st->xa->checking = true;
 	if ((xa->grpc ? check_grpc(st, xa, cl, &c->replay)
-		      : check_head(w, xa, cl, &st->xa->req, &c->replay)) < 0 ||
+		      : check_head(w, xa, cl, st->xa, &c->replay)) < 0 ||
 	    ism_stream_mirror_start(w, c) < 0) {
 		st->xa->checking = false;
 		/* Not started: an error, as Envoy's when its cluster cannot be had. */

@@ -34,6 +34,11 @@ struct ism_xa_wait {
 	struct ism_http_req req; /* a copy; its fields edited by an allowing answer */
 	struct ism_buf body;	 /* the body bytes read so far (decoded) */
 	uint8_t req_done;	 /* the body ended within them */
+	uint8_t has_body;	 /* the request has a body (its head did not end it) */
+	/* includeRequestBodyInCheck: the body is read before the check is sent
+	 * (ism_extauthz_send, again as it comes) */
+	uint8_t reading;
+	uint64_t cap; /* the body bytes kept at most (then 507) */
 	uint8_t https, undecided;
 	const struct ism_vhost *vh; /* as found before the check (routed again on a newer table) */
 	const struct ism_route *r;
@@ -60,8 +65,10 @@ struct ism_xa_wait *ism_extauthz_keep(struct ism_wctx *w, struct ism_stream *st,
 				      uint32_t len, bool req_done);
 /* The check of st's kept request starts: st waits until
  * ism_stream_authz_allow, or an answer (denied, error) ends it; a check that
- * cannot start is an error at once (decided in the call). 0, or -ENOMEM
- * (nothing started: the caller answers). */
+ * cannot start is an error at once (decided in the call). With
+ * includeRequestBodyInCheck, the body is read first (st->xa->reading: called
+ * again as more of it is kept), or answered 413 past the bound. 0, or
+ * -ENOMEM (nothing started: the caller answers). */
 int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st);
 void ism_extauthz_wait_free(struct ism_xa_wait *x);
 /* Request st goes away: a check of it still in flight is cancelled (its

@@ -1774,18 +1774,21 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	}
 
 	if (st->state == ISM_ST_AUTHZ) {
-		/* Taken with the head's bytes once the check lets it through. */
-		if (ism_buf_append(&st->xa->body, p, len, UINT32_MAX) < 0 ||
-		    st->xa->body.len > ISM_REPLAY_MAX) {
-			if (bid >= 0)
-				ism_w_buf_recycle(w, bid);
+		struct ism_xa_wait *x = st->xa;
+		int kept = ism_buf_append(&x->body, p, len, UINT32_MAX);
+
+		/* Taken with the head's bytes once the check lets it through;
+		 * read for the check first when its provider wants the body. */
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		if (kept < 0 || (!x->reading && x->body.len > x->cap)) {
 			ism_stream_local(w, st, 507, ISM_WHY_RETRY_BUFFER, true);
 			return;
 		}
-		if (bid >= 0)
-			ism_w_buf_recycle(w, bid);
-		st->xa->req_done = done;
+		x->req_done = done;
 		req_ends(w, st, done);
+		if (x->reading && ism_extauthz_send(w, st) < 0)
+			ism_stream_local(w, st, 503, "out of memory", false);
 		return;
 	}
 	if (st->copies != NULL)
@@ -2243,12 +2246,13 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 	case ISM_ST_UPGRADE: /* the 101 went out: WebSocket bytes from now */
 		tunnel_start(w, st, w->table->timeouts.idle_ms, 0, NULL);
 		return;
+	case ISM_ST_AUTHZ: /* the 100 Continue of a body read for a check */
+		return;
 	case ISM_ST_NEW:
 	case ISM_ST_WAITING:
 	case ISM_ST_BACKOFF:
 	case ISM_ST_DELAY:
 	case ISM_ST_TUNNEL:
-	case ISM_ST_AUTHZ:
 	case ISM_ST_ABANDONED:
 	case ISM_ST_FREE:
 		break;
@@ -2367,6 +2371,9 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 		}
 		od_settle(w, st, ISM_FAIL_TIMEOUT); /* the upstream stalled mid-body */
 		stream_cut(w, st);
+		return;
+	case ISM_SDL_BODY:
+		ism_stream_local(w, st, 408, ISM_WHY_STREAM_IDLE, true);
 		return;
 	case ISM_SDL_NONE:
 		break;

@@ -11,7 +11,7 @@
  *             HttpRequest http = 2 }
  *   HttpRequest { string id = 1, method = 2; map<string, string> headers = 3;
  *                 string path = 4, host = 5, scheme = 6; int64 size = 9;
- *                 string protocol = 10 }
+ *                 string protocol = 10, body = 11; bytes raw_body = 12 }
  *
  *   CheckResponse { google.rpc.Status status = 1 { int32 code = 1 };
  *                   DeniedHttpResponse denied_response = 2
@@ -79,33 +79,57 @@ static void put_entry(struct ism_pbw *w, const char *name, size_t nl, const char
 	ism_pbw_end(w, e);
 }
 
+static bool same_name(const struct ism_http_header *a, const struct ism_http_header *b)
+{
+	return a->name_len == b->name_len && ism_eq_nocase(a->name, b->name, a->name_len);
+}
+
+bool ism_xa_field_first(const struct ism_http_req *req, size_t i)
+{
+	const struct ism_http_header *h = &req->headers[i];
+
+	if (h->name_len == sizeof(ISM_XA_PARTIAL_BODY) - 1 &&
+	    ism_eq_nocase(h->name, ISM_XA_PARTIAL_BODY, h->name_len))
+		return false;
+	for (size_t j = 0; j < i; j++)
+		if (same_name(&req->headers[j], h))
+			return false;
+	return true;
+}
+
+size_t ism_xa_field_next(const struct ism_http_req *req, size_t i, size_t j)
+{
+	while (++j < req->n_headers && !same_name(&req->headers[j], &req->headers[i]))
+		;
+	return j;
+}
+
 /* The request's fields, each name once with its values joined by ',', as
- * Envoy's check request has them (Host is :authority there). */
-static void put_fields(struct ism_pbw *w, const struct ism_http_req *req)
+ * Envoy's check request has them (Host is :authority there); partial: the
+ * body's x-envoy-auth-partial-body, NULL: none. */
+static void put_fields(struct ism_pbw *w, const struct ism_http_req *req, const char *partial)
 {
 	for (size_t i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
-		bool seen = ism_http_header_is(h, "host");
 		size_t e, v;
 
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = req->headers[j].name_len == h->name_len &&
-			       ism_eq_nocase(req->headers[j].name, h->name, h->name_len);
-		if (seen)
+		if (ism_http_header_is(h, "host") || !ism_xa_field_first(req, i))
 			continue;
 		e = ism_pbw_begin(w, 3);
 		put_key(w, h->name, h->name_len);
 		v = ism_pbw_begin(w, 2);
 		ism_pbw_raw(w, h->value, h->value_len);
-		for (size_t j = i + 1; j < req->n_headers; j++)
-			if (req->headers[j].name_len == h->name_len &&
-			    ism_eq_nocase(req->headers[j].name, h->name, h->name_len)) {
-				ism_pbw_raw(w, ",", 1);
-				ism_pbw_raw(w, req->headers[j].value, req->headers[j].value_len);
-			}
+		for (size_t j = ism_xa_field_next(req, i, i); j < req->n_headers;
+		     j = ism_xa_field_next(req, i, j)) {
+			ism_pbw_raw(w, ",", 1);
+			ism_pbw_raw(w, req->headers[j].value, req->headers[j].value_len);
+		}
 		ism_pbw_end(w, v);
 		ism_pbw_end(w, e);
 	}
+	if (partial != NULL)
+		put_entry(w, ISM_XA_PARTIAL_BODY, sizeof(ISM_XA_PARTIAL_BODY) - 1, partial,
+			  strlen(partial));
 }
 
 /* The request's path with its query, as string field. */
@@ -155,13 +179,15 @@ void ism_xa_grpc_request(const struct ism_xa_grpc_req *in, struct ism_pbw *out)
 	put_path(out, 2, req);
 	ism_pbw_end(out, path);
 	put_entry(out, ":scheme", 7, in->scheme, strlen(in->scheme));
-	put_fields(out, req);
+	put_fields(out, req, in->body != NULL ? (in->partial ? "true" : "false") : NULL);
 	put_path(out, 4, req);
 	if (req->host != NULL)
 		ism_pbw_str(out, 5, req->host, req->host_len);
 	put_cstr(out, 6, in->scheme);
 	ism_pbw_varint(out, 9, (uint64_t)in->size);
 	put_cstr(out, 10, in->protocol);
+	if (in->body != NULL)
+		ism_pbw_str(out, in->raw_body ? 12 : 11, in->body, in->body_len);
 	ism_pbw_end(out, http);
 	ism_pbw_end(out, request);
 	if (in->sni != NULL) {

@@ -32,7 +32,25 @@ struct ism_xa_grpc_req {
 	const char *dst_ip, *dst_principal;
 	uint16_t dst_port;
 	const char *sni;
+	/* includeRequestBodyInCheck: the body's bytes the check carries (NULL:
+	 * none, and no x-envoy-auth-partial-body), as raw_body rather than
+	 * body; partial: the request's body has more */
+	const char *body;
+	uint32_t body_len;
+	bool raw_body, partial;
 };
+
+/* The field Envoy's check carries to say whether the body in it is the
+ * request's whole body ("false") or its start ("true"); a client's own
+ * field of that name is never passed on. */
+#define ISM_XA_PARTIAL_BODY "x-envoy-auth-partial-body"
+
+/* Whether field i of req is in the check: the first of its name (without
+ * regard to case), and not a client's ISM_XA_PARTIAL_BODY. */
+bool ism_xa_field_first(const struct ism_http_req *req, size_t i);
+/* The index of the next field after j named as field i; req->n_headers:
+ * none. With ism_xa_field_first, the values of each name joined once. */
+size_t ism_xa_field_next(const struct ism_http_req *req, size_t i, size_t j);
 
 /* in as a gRPC message (the 5-byte prefix, then the CheckRequest) into out;
  * out->err when memory ran out. */

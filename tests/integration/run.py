@@ -49,6 +49,7 @@ import test_authz  # noqa: E402
 import test_jwt  # noqa: E402
 import test_extauthz  # noqa: E402
 import test_extauthz_grpc  # noqa: E402
+import test_extauthz_body  # noqa: E402
 import test_reload_flight  # noqa: E402
 import test_unix_upstream  # noqa: E402
 
@@ -1534,6 +1535,7 @@ test_authz.register(test)
 test_jwt.register(test)
 test_extauthz.register(test)
 test_extauthz_grpc.register(test)
+test_extauthz_body.register(test)
 test_reload_flight.register(test)
 test_unix_upstream.register(test)
 

@@ -908,9 +908,14 @@ def error_cases():
         ("a lone * in includeRequestHeadersInCheck", providers(provider(includeRequestHeadersInCheck=["*"])),
          [custom()], r"Appliance test: " + field_ + r"includeRequestHeadersInCheck\[0\]", "",
          ("includeRequestHeadersInCheck", 1)),
-        ("includeRequestBodyInCheck", providers(provider(includeRequestBodyInCheck={"maxRequestBytes": 1024})),
-         [custom()], r"Appliance test: " + field_ + "includeRequestBodyInCheck", "not implemented yet",
+        ("includeRequestBodyInCheck without maxRequestBytes",
+         providers(provider(includeRequestBodyInCheck={"allowPartialMessage": True})), [custom()],
+         r"Appliance test: " + field_ + r"includeRequestBodyInCheck\.maxRequestBytes", "required field missing",
          ("includeRequestBodyInCheck", 1)),
+        ("includeRequestBodyInCheck with maxRequestBytes 0",
+         providers(provider(includeRequestBodyInCheck={"maxRequestBytes": 0})), [custom()],
+         r"Appliance test: " + field_ + r"includeRequestBodyInCheck\.maxRequestBytes",
+         "must be an integer between 1 and 4294967295", ("includeRequestBodyInCheck", 1)),
         ("a command operator in includeAdditionalHeadersInCheck",
          providers(provider(includeAdditionalHeadersInCheck={"x-peer": "%DOWNSTREAM_REMOTE_ADDRESS%"})),
          [custom()], r"Appliance test: " + field_ + "includeAdditionalHeadersInCheck", "not implemented yet",
@@ -958,10 +963,13 @@ def extauthz_config_errors(env):
     name in capitals, a name twice, a service without a ServiceEntry, a port
     not of it, statusOnError not a status (abc) or not one of Envoy's
     StatusCode values (299), a pathPrefix not beginning with "/", a lone "*"
-    in a field list, includeRequestBodyInCheck, a command operator in
+    in a field list, includeRequestBodyInCheck without maxRequestBytes
+    (required field missing) or with maxRequestBytes 0 (must be an integer
+    between 1 and 4294967295), a command operator in
     includeAdditionalHeadersInCheck and a telemetry provider (not
     implemented yet), an entry of no kind, CUSTOM without a provider
-    (envoyExtAuthzGrpc's errors: test_extauthz_grpc.py)."""
+    (envoyExtAuthzGrpc's errors: test_extauthz_grpc.py; more of
+    includeRequestBodyInCheck's: test_extauthz_body.py)."""
     ports = dict(gw=free_port(), admin=free_port(), log=env.path("access.log"), up=1, authz_port=2)
     text = config(env, providers(provider(timeout="1s", pathPrefix="/check", statusOnError="503",
                                           includeRequestHeadersInCheck=INCLUDE, headersToUpstreamOnAllow=["x-*"],

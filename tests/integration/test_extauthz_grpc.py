@@ -1002,8 +1002,13 @@ def error_cases():
          field_ + r"(port|service)", r"(?i)protocol|GRPC|HTTP2", None),
         ("the authorizer's port of protocol TCP", providers(gprovider()), "TCP",
          field_ + r"(port|service)", r"(?i)protocol|GRPC|HTTP2", None),
-        ("includeRequestBodyInCheck", providers(gprovider(includeRequestBodyInCheck={"maxRequestBytes": 1024})),
-         "GRPC", field_ + "includeRequestBodyInCheck", "not implemented yet", ("includeRequestBodyInCheck", 1)),
+        ("includeRequestBodyInCheck without maxRequestBytes", providers(gprovider(includeRequestBodyInCheck={})),
+         "GRPC", field_ + r"includeRequestBodyInCheck\.maxRequestBytes", "required field missing",
+         ("includeRequestBodyInCheck", 1)),
+        ("includeRequestBodyInCheck with maxRequestBytes 0",
+         providers(gprovider(includeRequestBodyInCheck={"maxRequestBytes": 0, "packAsBytes": True})), "GRPC",
+         field_ + r"includeRequestBodyInCheck\.maxRequestBytes", "must be an integer between 1 and 4294967295",
+         ("includeRequestBodyInCheck", 1)),
         ("a service no ServiceEntry has", providers(gprovider(service="missing.auth.internal")), "GRPC",
          field_ + "service", "missing.auth.internal", ("service: missing", 1)),
         ("a port the ServiceEntry lacks", providers(gprovider(port=81)), "GRPC", field_ + "port", "",
@@ -1024,10 +1029,11 @@ def extauthz_grpc_config_errors(env):
     """isthmus -c accepts an envoyExtAuthzGrpc provider whose service's port
     has protocol GRPC or HTTP2 (with timeout, failOpen, statusOnError), and
     refuses, naming the file, line and column, the document and the field:
-    the port's protocol HTTP or TCP, includeRequestBodyInCheck (not
-    implemented yet), a service without a ServiceEntry, a port not of it,
-    statusOnError abc, a timeout that is not a duration, an entry of both
-    kinds."""
+    the port's protocol HTTP or TCP, includeRequestBodyInCheck without
+    maxRequestBytes (required field missing) or with maxRequestBytes 0 (must
+    be an integer between 1 and 4294967295), a service without a
+    ServiceEntry, a port not of it, statusOnError abc, a timeout that is not
+    a duration, an entry of both kinds."""
     ports = dict(gw=free_port(), admin=free_port(), log=env.path("access.log"), up=1, authz_port=2)
     good = providers(gprovider(timeout="250ms", failOpen=True, statusOnError="503"))
     for protocol in ("GRPC", "HTTP2"):

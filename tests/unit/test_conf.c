@@ -2308,7 +2308,8 @@ static void test_extauthz_compiled(void **state)
 	    "      statusOnError: \"503\"\n"
 	    "      includeRequestHeadersInCheck: [Cookie, \"x-*\", \"*-id\"]\n"
 	    "      headersToUpstreamOnAllow: [x-user]\n"
-	    "      includeAdditionalHeadersInCheck: {X-From: isthmus}\n")
+	    "      includeAdditionalHeadersInCheck: {X-From: isthmus}\n"
+	    "      includeRequestBodyInCheck: {maxRequestBytes: 4096, allowPartialMessage: true}\n")
 	    XA_SE XA_AP(
 		"p", XA_CUSTOM(
 			 "az")) "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
@@ -2331,6 +2332,9 @@ static void test_extauthz_compiled(void **state)
 	assert_string_equal(xa->path_prefix.p, "/check");
 	assert_true(xa->fail_open);
 	assert_int_equal(xa->status_on_error, 503);
+	assert_int_equal(xa->body_max, 4096);
+	assert_true(xa->body_partial);
+	assert_false(xa->body_bytes);
 	assert_true(xa->deny_all);
 	assert_int_equal(xa->req.n, 3);
 	assert_int_equal(xa->req.m[0].kind, ISM_SM_EXACT);
@@ -3373,20 +3377,29 @@ static const struct bad bads[] = {
      "Appliance t: "
      "spec.extensionProviders[0].envoyExtAuthzHttp.includeAdditionalHeadersInCheck.x-a",
      "not implemented yet"},
-    {"provider with the request body",
-     APP XA_PROV("      includeRequestBodyInCheck: {maxRequestBytes: 10}\n") XA_SE, 12, 7,
-     "Appliance t: spec.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck",
-     "not implemented yet"},
+    {"provider body without its bound", APP XA_PROV("      includeRequestBodyInCheck: {}\n") XA_SE,
+     12, 34,
+     "Appliance t: "
+     "spec.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck.maxRequestBytes",
+     "required field missing"},
+    {"provider body with an unknown field",
+     APP XA_PROV("      includeRequestBodyInCheck: {maxRequestBytes: 5, packAsByte: true}\n") XA_SE,
+     12, 55,
+     "Appliance t: "
+     "spec.extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck.packAsByte",
+     "did you mean 'packAsBytes'"},
     {"gRPC provider on an HTTP port",
      APP
      "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80}\n" XA_SE,
      9, 46, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc.port",
      "not of protocol GRPC or HTTP2"},
-    {"gRPC provider with the request body",
+    {"gRPC provider with a body bound of 0",
      APP "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80, "
-	 "includeRequestBodyInCheck: {}}\n" XA_SE,
-     9, 50, "Appliance t: spec.extensionProviders[0].envoyExtAuthzGrpc.includeRequestBodyInCheck",
-     "not implemented yet"},
+	 "includeRequestBodyInCheck: {maxRequestBytes: 0}}\n" XA_SE,
+     9, 95,
+     "Appliance t: "
+     "spec.extensionProviders[0].envoyExtAuthzGrpc.includeRequestBodyInCheck.maxRequestBytes",
+     "must be an integer between 1 and 4294967295"},
     {"provider of two kinds",
      APP "  extensionProviders:\n  - name: g\n    envoyExtAuthzGrpc: {service: az.x, port: 80}\n"
 	 "    envoyExtAuthzHttp: {service: az.x, port: 80}\n" XA_SE,

@@ -182,6 +182,82 @@ static void test_check_request(void **state)
 	ism_pbw_free(&w);
 }
 
+/* The entries of key in the headers map of HttpRequest http; the last
+ * one's value in *v. */
+static int map_entries(const struct ism_pb_field *http, const char *key, struct ism_pb_field *v)
+{
+	const uint8_t *at = http->p, *end = http->p + http->len;
+	struct ism_pb_field f;
+	int n = 0;
+
+	while (ism_pb_next(&at, end, &f) > 0) {
+		struct ism_pb_field k = {0};
+
+		if (f.num == 3 && field(f.p, f.len, 1, &k) && k.len == strlen(key) &&
+		    memcmp(k.p, key, k.len) == 0) {
+			n++;
+			assert_true(field(f.p, f.len, 2, v));
+		}
+	}
+	return n;
+}
+
+/* includeRequestBodyInCheck: the body as body (11) or raw_body (12), and
+ * x-envoy-auth-partial-body in the map; a client's own field of that name
+ * is never in it. */
+static void test_check_request_body(void **state)
+{
+	struct ism_http_header h[] = {{"X-Envoy-Auth-Partial-Body", 25, "evil", 4},
+				      {"x-a", 3, "1", 1}};
+	struct ism_http_req req = {.method = "POST",
+				   .method_len = 4,
+				   .path = "/",
+				   .path_len = 1,
+				   .headers = h,
+				   .n_headers = 2};
+	struct {
+		const char *body;
+		bool raw, partial;
+		uint32_t num, other;
+		const char *flag;
+	} cases[] = {
+	    {"hello", false, true, 11, 12, "true"},
+	    {"hello", true, false, 12, 11, "false"},
+	    {NULL, false, false, 0, 0, NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ism_xa_grpc_req in = {.req = &req,
+					     .scheme = "http",
+					     .protocol = "HTTP/1.1",
+					     .size = 5,
+					     .body = cases[i].body,
+					     .body_len = 5,
+					     .raw_body = cases[i].raw,
+					     .partial = cases[i].partial};
+		struct ism_pbw w = {0};
+		struct ism_pb_field http, f, v = {0};
+
+		ism_xa_grpc_request(&in, &w);
+		assert_false(w.err);
+		http = PATH(w.p + 5, w.len - 5, 1, 4, 2);
+		if (cases[i].body != NULL) {
+			f = PATH(http.p, http.len, cases[i].num);
+			assert_str(&f, "hello");
+			assert_false(field(http.p, http.len, cases[i].other, &f));
+			assert_int_equal(map_entries(&http, "x-envoy-auth-partial-body", &v), 1);
+			assert_str(&v, cases[i].flag);
+		} else {
+			assert_false(field(http.p, http.len, 11, &f));
+			assert_false(field(http.p, http.len, 12, &f));
+			assert_int_equal(map_entries(&http, "x-envoy-auth-partial-body", &v), 0);
+		}
+		assert_int_equal(map_entries(&http, "x-a", &v), 1);
+		ism_pbw_free(&w);
+	}
+}
+
 /* A CheckResponse framed: status code, then the rest of the message. */
 static size_t answer(uint8_t *out, uint64_t code, const uint8_t *rest, size_t n)
 {
@@ -323,6 +399,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_pb_nested),
 	    cmocka_unit_test(test_check_request),
+	    cmocka_unit_test(test_check_request_body),
 	    cmocka_unit_test(test_check_response),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,7 +18,9 @@ Every check request is first recorded: one JSON line appended to FILE (and
 flushed) before anything is answered, {"method", "path" (the request target
 as received), "version", "headers": [[lowercased name, value], ...] in the
 order received, "content_length" (the field's value, or null), "chunked",
-"body_len" (body bytes read), "peer" ("ADDR:PORT"), "tls" (bool), "name"}.
+"body_len" (body bytes read), "body_sha256" (hex, of all of them),
+"body_b64" (base64 of the first 64 KiB of them), "peer" ("ADDR:PORT"),
+"tls" (bool), "name"}.
 
 Then it answers by the fields the check request carries (so the gateway must
 pass them: the tests list them in includeRequestHeadersInCheck):
@@ -44,6 +46,8 @@ connection is closed after the answer.
 """
 
 import argparse
+import base64
+import hashlib
 import socket
 import ssl
 import struct
@@ -54,7 +58,8 @@ from testserve import Recorder, bounded_int
 
 MAX_DELAY_MS = 5000
 MAX_PAD = 1 << 20
-MAX_BODY = 64 << 20  # a check request's body is read and counted, up to this
+MAX_BODY = 64 << 20  # a check request's body is read and kept, up to this
+KEEP_B64 = 64 << 10  # the body's first bytes recorded as they came (base64)
 IDLE_S = 120  # a connection silent that long is closed (a leak guard, not a test knob)
 
 
@@ -93,10 +98,10 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
     def read_body(self):
-        """Reads the request body (Content-Length or chunked); its length."""
+        """Reads the request body (Content-Length or chunked); its bytes."""
         te = self.headers.get("Transfer-Encoding") or ""
+        parts, n = [], 0
         if "chunked" in te.lower():
-            n = 0
             while True:
                 line = self.rfile.readline(65537)
                 if not line:
@@ -105,34 +110,38 @@ class Handler(BaseHTTPRequestHandler):
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
-                    return n
-                n += len(self.rfile.read(size))
+                    return b"".join(parts)
+                d = self.rfile.read(size)
+                parts.append(d)
+                n += len(d)
                 self.rfile.readline(3)
                 if n > MAX_BODY:
                     raise ConnectionError("body too long")
         cl = self.headers.get("Content-Length")
         if cl is None:
-            return 0
-        left, n = int(cl), 0
+            return b""
+        left = int(cl)
         if left > MAX_BODY:
             raise ConnectionError("body too long")
         while left > 0:
             d = self.rfile.read(min(left, 65536))
             if not d:
                 raise ConnectionError("EOF in the body")
-            n += len(d)
+            parts.append(d)
             left -= len(d)
-        return n
+        return b"".join(parts)
 
     def check(self):
         chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-        body_len = self.read_body()
+        got = self.read_body()
         host, port = self.client_address[:2]
         self.server.recorder.add({
             "method": self.command, "path": self.path, "version": self.request_version,
             "headers": [[k.lower(), v] for k, v in self.headers.items()],
             "content_length": self.headers.get("Content-Length"), "chunked": chunked,
-            "body_len": body_len, "peer": f"{host}:{port}", "tls": isinstance(self.connection, ssl.SSLSocket),
+            "body_len": len(got), "body_sha256": hashlib.sha256(got).hexdigest(),
+            "body_b64": base64.b64encode(got[:KEEP_B64]).decode(),
+            "peer": f"{host}:{port}", "tls": isinstance(self.connection, ssl.SSLSocket),
             "name": self.server.name})
         h = self.headers
         verdict = (h.get("x-authz") or "").strip()

@@ -31,7 +31,10 @@ before anything is answered:
    "http": {"id", "method", "headers": {name: value}, "header_pairs": [[name,
             value]] in the order sent (a map entry twice shows here),
             "path", "host", "scheme", "query", "fragment", "size" (int64;
-            null when absent, which reads as 0), "protocol", "body",
+            null when absent, which reads as 0), "protocol", "body" (field
+            11, its bytes as latin-1 text; null when absent), "body_len",
+            "body_sha256" (hex; null when absent), "raw_body", "raw_body_len",
+            "raw_body_sha256" (field 12, the same way),
             "fields": [HttpRequest's field numbers present]} or null,
    "tls_session": {"sni"} or null (absent),
    "attributes_fields": [AttributeContext's field numbers present]}
@@ -90,6 +93,7 @@ wait ends early when the gateway cancels the call).
 """
 
 import argparse
+import hashlib
 import json
 import signal
 import sys
@@ -251,12 +255,16 @@ def http_request(m):
         e = Msg(entry)
         pairs.append([e.string(1) or "", e.string(2) or ""])
     size = m.last(9, VARINT)
-    body = m.last(11, LEN)
-    return {"id": m.string(1), "method": m.string(2), "headers": {k: v for k, v in pairs}, "header_pairs": pairs,
-            "path": m.string(4), "host": m.string(5), "scheme": m.string(6), "query": m.string(7),
-            "fragment": m.string(8), "size": None if size is None else signed64(size),
-            "protocol": m.string(10), "body": None if body is None else body.decode("latin-1"),
-            "fields": m.numbers()}
+    out = {"id": m.string(1), "method": m.string(2), "headers": {k: v for k, v in pairs}, "header_pairs": pairs,
+           "path": m.string(4), "host": m.string(5), "scheme": m.string(6), "query": m.string(7),
+           "fragment": m.string(8), "size": None if size is None else signed64(size),
+           "protocol": m.string(10), "fields": m.numbers()}
+    for num, name in ((11, "body"), (12, "raw_body")):
+        data = m.last(num, LEN)
+        out[name] = None if data is None else data.decode("latin-1")
+        out[name + "_len"] = None if data is None else len(data)
+        out[name + "_sha256"] = None if data is None else hashlib.sha256(data).hexdigest()
+    return out
 
 
 def decode_check_request(b):
@@ -286,7 +294,7 @@ def encode_check_request(spec):
     """The selftest's CheckRequest from JSON: {"source": {"address", "port",
     "principal"}, "destination": {...}, "time": {"seconds", "nanos"},
     "http": {"id", "method", "headers": [[k, v]], "path", "host", "scheme",
-    "size", "protocol"}, "sni"}."""
+    "size", "protocol", "body", "raw_body" (text, each char a byte)}, "sni"}."""
     def peer_(p):
         sock = f_bytes(2, p["address"]) + f_varint(3, p["port"])
         out = f_bytes(1, f_bytes(1, sock))
@@ -313,6 +321,9 @@ def encode_check_request(spec):
             hb += f_varint(9, h["size"])
         if "protocol" in h:
             hb += f_bytes(10, h["protocol"])
+        for num, name in ((11, "body"), (12, "raw_body")):
+            if name in h:
+                hb += f_bytes(num, h[name].encode("latin-1"))
         request += f_bytes(2, hb)
     attrs += f_bytes(4, request)
     if "sni" in spec:
@@ -786,7 +797,7 @@ def codec_selftest():
             "destination": {"address": "127.0.0.1", "port": 80},
             "time": {"seconds": 1700000000, "nanos": 5}, "sni": "s.example",
             "http": {"id": "7", "method": "GET", "headers": [[":path", "/a?b"], ["x", "1,2"]], "path": "/a?b",
-                     "host": "h", "scheme": "https", "size": -1, "protocol": "HTTP/2"}}
+                     "host": "h", "scheme": "https", "size": -1, "protocol": "HTTP/2", "raw_body": "\x00\xffb"}}
     rec = decode_check_request(encode_check_request(spec))
     want = {"source": ["127.0.0.9", 4242, "spiffe://x/c"], "destination": ["127.0.0.1", 80, None]}
     for side, (a, p, pr) in want.items():
@@ -795,7 +806,9 @@ def codec_selftest():
             bad.append(f"{side}: {s}")
     h = rec["http"]
     if (h["size"] != -1 or h["headers"] != {":path": "/a?b", "x": "1,2"} or h["protocol"] != "HTTP/2"
-            or rec["tls_session"] != {"sni": "s.example"} or rec["time"] != {"seconds": 1700000000, "nanos": 5}):
+            or rec["tls_session"] != {"sni": "s.example"} or rec["time"] != {"seconds": 1700000000, "nanos": 5}
+            or h["body"] is not None or h["body_len"] is not None or h["raw_body"] != "\x00\xffb"
+            or h["raw_body_len"] != 3 or h["raw_body_sha256"] != hashlib.sha256(b"\x00\xffb").hexdigest()):
         bad.append(f"round trip: {rec}")
     print(json.dumps({"ok": not bad, "bad": bad}))
     return 0 if not bad else 1
