@@ -833,11 +833,16 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 		       struct cset *cs)
 {
 	for (size_t i = 0; i < cs->n && b->rc == 0; i++) {
-		char key[600];
+		char key[2 * ISM_EP_KEY_MAX];
 		int rc;
 
-		snprintf(key, sizeof(key), "%s|%s", k->host, cs->ep[i].text);
-		rc = b->ep_id(b->ctx, ISM_CONF_SLOT_ENDPOINT, key, cl->hc != NULL, &cs->ep[i].id);
+		/* Names the file may hold fit (shm/shm-t.h): this refuses in
+		 * isthmus -c what a start would. */
+		if (snprintf(key, sizeof(key), "%s|%s", k->host, cs->ep[i].text) >= ISM_EP_KEY_MAX)
+			rc = -ENAMETOOLONG;
+		else
+			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_ENDPOINT, key, cl->hc != NULL,
+				      &cs->ep[i].id);
 		if (rc == 0) {
 			snprintf(key, sizeof(key), "%s|%u", cl->name.p, cs->ep[i].id);
 			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_OUTLIER, key, false, &cs->ep[i].od);

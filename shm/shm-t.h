@@ -22,8 +22,11 @@
  * service's default cluster and in two of its subsets takes three). */
 #define ISM_MAX_OD_SLOTS (4 * ISM_MAX_ENDPOINTS)
 #define ISM_GEN_SLOTS	 16
-#define ISM_EP_KEY_MAX	 160
-#define ISM_CACHELINE	 64
+/* An endpoint's key "<service host>|<address>:<port>" with its NUL: a host
+ * of 253 bytes made longer by a short name's namespace suffix (up to 335),
+ * '|', and a DNS_ROUND_ROBIN name with its port (259). 5 MiB of keys. */
+#define ISM_EP_KEY_MAX 640
+#define ISM_CACHELINE  64
 
 /* Request-duration histogram: upper bounds in milliseconds, the last one +Inf. */
 #define ISM_LAT_BUCKETS 14

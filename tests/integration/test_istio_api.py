@@ -469,3 +469,27 @@ def workload_entry_errors(env):
     for extra, want, error in cases:
         rc, out = env.check_config(env.write("f.yaml", docs(head, extra)))
         check(want in out and (rc != 0) == error, f"{want!r}: rc {rc}, {out}")
+
+
+@_test
+def long_service_host(env):
+    """A ServiceEntry host as long as Istio allows (253 bytes) serves: its
+    endpoints' keys fit (a host over 140 bytes was refused at the start with
+    "File name too long", after isthmus -c had said the file was valid), the
+    route reaches them, and the control socket names them whole."""
+    host = ".".join(c * 63 for c in "abc") + "." + "d" * 61
+    check(len(host) == 253, f"host of {len(host)} bytes")
+    ports = env.upstream(["127.0.0.2:0=a", "127.0.0.3:0=b"], name="long")
+    gw = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(gw),
+        virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {host}}}}}]\n"),
+        service_entry("long", host, [{"address": "127.0.0.2", "port": ports["a"]},
+                                     {"address": "127.0.0.3", "port": ports["b"]}])))
+    rc, out = env.check_config(conf)
+    check(rc == 0, f"isthmus -c: {out}")
+    env.start_gateway(conf, gw)
+    seen = {http_get(gw, f"/{i}").status for i in range(4)}
+    check(seen == {200}, f"answers: {seen}")
+    keys = sorted(e["key"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json")))
+    check(keys == [f"{host}|127.0.0.2:{ports['a']}", f"{host}|127.0.0.3:{ports['b']}"], f"endpoint keys {keys}")

@@ -182,7 +182,22 @@ static void test_ep_intern(void **state)
 	assert_int_equal(a, c); /* stable id, state kept */
 	assert_int_equal(atomic_load(&shm.hdr->eps[a].health), ISM_EP_HEALTHY);
 	assert_int_equal(atomic_load(&shm.hdr->eps[b].health), ISM_EP_UNHEALTHY);
-	/* No generation references them: the sweep frees both. */
+	/* The longest key a file can make (a 335-byte host, a DNS_ROUND_ROBIN
+	 * name with its port) fits; one past the bound does not. */
+	{
+		char key[ISM_EP_KEY_MAX + 1];
+		uint32_t d;
+
+		memset(key, 'h', 595);
+		key[335] = '|';
+		key[595] = '\0';
+		assert_int_equal(ism_shm_ep_intern(&shm, key, ISM_EP_HEALTHY, &d), 0);
+		assert_string_equal(shm.hdr->ep_keys[d], key);
+		memset(key, 'h', ISM_EP_KEY_MAX);
+		key[ISM_EP_KEY_MAX] = '\0';
+		assert_int_equal(ism_shm_ep_intern(&shm, key, ISM_EP_HEALTHY, &d), -ENAMETOOLONG);
+	}
+	/* No generation references them: the sweep frees them. */
 	ism_shm_ep_sweep(&shm);
 	assert_int_equal(atomic_load(&shm.hdr->eps[a].in_use), 0);
 	assert_int_equal(atomic_load(&shm.hdr->eps[b].in_use), 0);
