@@ -26,6 +26,7 @@
 	X(RESP_CODE, "response.code", ISM_CEL_INT)                                                 \
 	X(RESP_CODE_DETAILS, "response.code_details", ISM_CEL_STRING)                              \
 	X(RESP_SIZE, "response.size", ISM_CEL_INT)                                                 \
+	X(RESP_FLAGS, "response.flags", ISM_CEL_INT)                                               \
 	X(SRC_ADDRESS, "source.address", ISM_CEL_STRING)                                           \
 	X(SRC_PORT, "source.port", ISM_CEL_INT)                                                    \
 	X(DST_ADDRESS, "destination.address", ISM_CEL_STRING)                                      \
@@ -34,8 +35,19 @@
 	X(CONN_MTLS, "connection.mtls", ISM_CEL_BOOL)                                              \
 	X(CONN_SNI, "connection.requested_server_name", ISM_CEL_STRING)                            \
 	X(CONN_TLS_VERSION, "connection.tls_version", ISM_CEL_STRING)                              \
+	X(CONN_TERMINATION, "connection.termination_details", ISM_CEL_STRING)                      \
+	X(CONN_SUBJECT_LOCAL, "connection.subject_local_certificate", ISM_CEL_STRING)              \
+	X(CONN_SUBJECT_PEER, "connection.subject_peer_certificate", ISM_CEL_STRING)                \
+	X(CONN_URI_SAN_LOCAL, "connection.uri_san_local_certificate", ISM_CEL_STRING)              \
+	X(CONN_URI_SAN_PEER, "connection.uri_san_peer_certificate", ISM_CEL_STRING)                \
+	X(CONN_DNS_SAN_LOCAL, "connection.dns_san_local_certificate", ISM_CEL_STRING)              \
+	X(CONN_DNS_SAN_PEER, "connection.dns_san_peer_certificate", ISM_CEL_STRING)                \
+	X(CONN_SHA256_PEER, "connection.sha256_peer_certificate_digest", ISM_CEL_STRING)           \
 	X(UP_ADDRESS, "upstream.address", ISM_CEL_STRING)                                          \
 	X(UP_PORT, "upstream.port", ISM_CEL_INT)                                                   \
+	X(UP_LOCAL_ADDRESS, "upstream.local_address", ISM_CEL_STRING)                              \
+	X(UP_TRANSPORT_FAILURE, "upstream.transport_failure_reason", ISM_CEL_STRING)               \
+	X(UP_ATTEMPTS, "upstream.request_attempt_count", ISM_CEL_UINT)                             \
 	X(XDS_CLUSTER, "xds.cluster_name", ISM_CEL_STRING)                                         \
 	X(XDS_ROUTE, "xds.route_name", ISM_CEL_STRING)
 
@@ -48,15 +60,9 @@ enum ism_log_attr { ISM_LOG_ATTRS(ISM_LOG_ATTR_ENUM) ISM_LA_COUNT };
  * unknown. */
 #define ISM_LOG_ATTRS_LATER                                                                        \
 	"request.time", "request.total_size", "response.headers", "response.trailers",             \
-	    "response.flags", "response.grpc_status", "response.total_size",                       \
-	    "response.backend_latency", "connection.termination_details",                          \
-	    "connection.transport_failure_reason", "connection.subject_local_certificate",         \
-	    "connection.subject_peer_certificate", "connection.uri_san_local_certificate",         \
-	    "connection.uri_san_peer_certificate", "connection.dns_san_local_certificate",         \
-	    "connection.dns_san_peer_certificate", "connection.sha256_peer_certificate_digest",    \
-	    "upstream.tls_version", "upstream.local_address", "upstream.transport_failure_reason", \
-	    "upstream.request_attempt_count", "xds.node", "xds.cluster_metadata",                  \
-	    "xds.route_metadata", "xds.upstream_host_metadata", "xds.filter_chain_name",           \
-	    "metadata", "filter_state"
+	    "response.grpc_status", "response.total_size", "response.backend_latency",             \
+	    "connection.transport_failure_reason", "upstream.tls_version", "xds.node",             \
+	    "xds.cluster_metadata", "xds.route_metadata", "xds.upstream_host_metadata",            \
+	    "xds.filter_chain_name", "metadata", "filter_state"
 
 #endif

@@ -10,7 +10,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf/cel.h"
 #include "conf/hfmt.h"
+#include "conf/logattrs.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "worker/ring.h"
@@ -129,7 +131,7 @@ static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t ca
 
 /* ip and port as Envoy shows an address ("[v6]:port", "v4:port"); 0 when ip
  * is unknown. */
-static size_t addr_port(char *v, size_t cap, const char *ip, uint16_t port)
+size_t ism_alog_addr_port(char *v, size_t cap, const char *ip, uint16_t port)
 {
 	if (ip == NULL || ip[0] == '\0')
 		return 0;
@@ -268,11 +270,11 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	case ISM_ALOG_F_UPSTREAM_CLUSTER:
 		return copy_str(v, cap, r->cluster);
 	case ISM_ALOG_F_CLIENT:
-		return addr_port(v, cap, r->client, r->client_port);
+		return ism_alog_addr_port(v, cap, r->client, r->client_port);
 	case ISM_ALOG_F_CLIENT_IP:
 		return copy_str(v, cap, r->client);
 	case ISM_ALOG_F_LOCAL:
-		return addr_port(v, cap, r->local, r->local_port);
+		return ism_alog_addr_port(v, cap, r->local, r->local_port);
 	case ISM_ALOG_F_LOCAL_IP:
 		return copy_str(v, cap, r->local);
 	case ISM_ALOG_F_CODE_DETAILS:
@@ -290,7 +292,7 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	case ISM_ALOG_F_TRAILER:
 		return resp_header(op, q, v, cap);
 	case ISM_ALOG_F_UP_LOCAL:
-		return addr_port(v, cap, q->up_local, q->up_local_port);
+		return ism_alog_addr_port(v, cap, q->up_local, q->up_local_port);
 	case ISM_ALOG_F_UP_LOCAL_IP:
 		return copy_str(v, cap, q->up_local[0] ? q->up_local : NULL);
 	case ISM_ALOG_F_ROUTE_NAME:
@@ -699,7 +701,10 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->wants_local = l->wants_up_local = l->wants_resp = l->wants_trailers = false;
 	l->hv_mask = 0;
 	memset(l->named, 0, sizeof(l->named));
-	/* The fields a filter reads of the request (worker/logfilter.c). */
+	/* The fields a filter reads of the request (worker/logfilter.c), and
+	 * the upstream connection's own address when it reads that. */
+	if (conf->filter != NULL && ism_cel_reads(conf->filter, ISM_LA_UP_LOCAL_ADDRESS))
+		l->wants_up_local = true;
 	if (conf->filter != NULL)
 		l->headers |= 1u << ISM_ALOG_H_METHOD | 1u << ISM_ALOG_H_PATH |
 			      1u << ISM_ALOG_H_AUTHORITY | 1u << ISM_ALOG_H_USER_AGENT |
@@ -940,6 +945,16 @@ static bool has_flag(const char *list, const char *token)
 		p = comma != NULL ? comma + 1 : NULL;
 	}
 	return false;
+}
+
+uint64_t ism_alog_flag_bits(const char *flags)
+{
+	uint64_t bits = 0;
+
+	for (size_t i = 0; flags != NULL && i < sizeof(flag_order) / sizeof(flag_order[0]); i++)
+		if (has_flag(flags, flag_order[i]))
+			bits |= 1ull << i;
+	return bits;
 }
 
 const char *ism_alog_flags(uint8_t add, const char *flags, char *buf, size_t len)

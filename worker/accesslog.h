@@ -200,6 +200,13 @@ enum ism_alog_flag {
  * the order Envoy's access log prints them. flags itself where add is 0, else
  * written into buf. */
 const char *ism_alog_flags(uint8_t add, const char *flags, char *buf, size_t len);
+/* The flags of a list as Envoy's response-flag bits (its StreamInfo's
+ * legacy mask, CEL's response.flags): bit i for the i-th flag in the order
+ * its access log prints them (LH 0x1, UH 0x2, ... DF 0x4000000). */
+uint64_t ism_alog_flag_bits(const char *flags);
+/* ip:port (an IPv6 address in brackets) into v (cap bytes), as Envoy writes
+ * an address; its length, 0 without ip. */
+size_t ism_alog_addr_port(char *v, size_t cap, const char *ip, uint16_t port);
 
 /* Starts writing what has accumulated, if no write is in flight. */
 void ism_alog_flush(struct ism_wctx *w);

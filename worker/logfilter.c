@@ -120,6 +120,59 @@ static bool hval_attr(struct lf_ctx *c, uint8_t kind, bool port, struct ism_cel_
 	return int_val(v, out);
 }
 
+/* A field of a TLS connection's certificate (operator kind's value), as
+ * Envoy's CEL gives it: absent on a plain connection; first: the first of a
+ * comma-separated list (a SAN), absent when the certificate has none;
+ * empty: "" when the certificate has none (a subject). */
+static bool cert_attr(struct lf_ctx *c, uint8_t kind, bool first, bool empty,
+		      struct ism_cel_val *out)
+{
+	const char *comma;
+
+	if (!ism_sess_tls(c->st->sess))
+		return false;
+	if (!hval_attr(c, kind, false, out))
+		return empty && str_val("", 0, out);
+	if (first && (comma = memchr(out->v.s.p, ',', out->v.s.len)) != NULL)
+		out->v.s.len = (size_t)(comma - out->v.s.p);
+	return true;
+}
+
+/* What Envoy's CEL says of the upstream (upstream.*): absent until an
+ * attempt was made. */
+static bool upstream_attr(struct lf_ctx *c, uint16_t id, struct ism_cel_val *out)
+{
+	const struct ism_alog_rec *r = c->r;
+
+	if (r->upstream == NULL)
+		return false;
+	switch ((enum ism_log_attr)id) {
+	case ISM_LA_UP_ADDRESS:
+		return hval_attr(c, ISM_HV_UPSTREAM_HOST, false, out);
+	case ISM_LA_UP_PORT:
+		return hval_attr(c, ISM_HV_UPSTREAM_PORT, true, out);
+	case ISM_LA_UP_LOCAL_ADDRESS: {
+		/* Kept when the exchange's response head came (ism_alog_use). */
+		const size_t cap = INET6_ADDRSTRLEN + 8;
+		char *p = r->req != NULL ? lf_room(c, cap) : NULL;
+		size_t n = p != NULL
+			       ? ism_alog_addr_port(p, cap, r->req->up_local, r->req->up_local_port)
+			       : 0;
+
+		return n > 0 && str_val(p, n, out);
+	}
+	case ISM_LA_UP_TRANSPORT_FAILURE:
+		return str_val(r->transport ? r->transport : "",
+			       r->transport ? strlen(r->transport) : 0, out);
+	case ISM_LA_UP_ATTEMPTS:
+		out->type = ISM_CEL_UINT;
+		out->v.u = r->attempts;
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool request_attr(struct lf_ctx *c, uint16_t id, struct ism_cel_val *out)
 {
 	const struct ism_alog_req *q = c->r->req;
@@ -179,6 +232,8 @@ static bool lf_attr(void *arg, uint16_t id, struct ism_cel_val *out)
 		return str_val(r->details, r->details ? strlen(r->details) : 0, out);
 	case ISM_LA_RESP_SIZE:
 		return int_val((int64_t)r->bytes_out, out);
+	case ISM_LA_RESP_FLAGS:
+		return int_val((int64_t)ism_alog_flag_bits(r->flags), out);
 	case ISM_LA_SRC_ADDRESS:
 		return hval_attr(c, ISM_HV_CLIENT, false, out);
 	case ISM_LA_SRC_PORT:
@@ -199,10 +254,28 @@ static bool lf_attr(void *arg, uint16_t id, struct ism_cel_val *out)
 		return str_val(r->sni ? r->sni : "", r->sni ? strlen(r->sni) : 0, out);
 	case ISM_LA_CONN_TLS_VERSION:
 		return hval_attr(c, ISM_HV_TLS_VERSION, false, out);
+	case ISM_LA_CONN_TERMINATION:
+		return str_val(r->termination, r->termination ? strlen(r->termination) : 0, out);
+	case ISM_LA_CONN_SUBJECT_LOCAL:
+		return cert_attr(c, ISM_HV_LOCAL_SUBJECT, false, true, out);
+	case ISM_LA_CONN_SUBJECT_PEER:
+		return cert_attr(c, ISM_HV_PEER_SUBJECT, false, true, out);
+	case ISM_LA_CONN_URI_SAN_LOCAL:
+		return cert_attr(c, ISM_HV_LOCAL_URI_SAN, true, false, out);
+	case ISM_LA_CONN_URI_SAN_PEER:
+		return cert_attr(c, ISM_HV_PEER_URI_SAN, true, false, out);
+	case ISM_LA_CONN_DNS_SAN_LOCAL:
+		return cert_attr(c, ISM_HV_LOCAL_DNS_SAN, true, false, out);
+	case ISM_LA_CONN_DNS_SAN_PEER:
+		return cert_attr(c, ISM_HV_PEER_DNS_SAN, true, false, out);
+	case ISM_LA_CONN_SHA256_PEER:
+		return cert_attr(c, ISM_HV_PEER_FINGERPRINT, false, false, out);
 	case ISM_LA_UP_ADDRESS:
-		return hval_attr(c, ISM_HV_UPSTREAM_HOST, false, out);
 	case ISM_LA_UP_PORT:
-		return hval_attr(c, ISM_HV_UPSTREAM_PORT, true, out);
+	case ISM_LA_UP_LOCAL_ADDRESS:
+	case ISM_LA_UP_TRANSPORT_FAILURE:
+	case ISM_LA_UP_ATTEMPTS:
+		return upstream_attr(c, id, out);
 	case ISM_LA_XDS_CLUSTER:
 		return str_val(r->cluster, r->cluster ? strlen(r->cluster) : 0, out);
 	case ISM_LA_XDS_ROUTE:

@@ -367,7 +367,9 @@ def telemetry_access_log_filter(env):
     request.headers['x-debug'] == 'true'`, a 200 writes no line, a 404 and a
     200 asked with x-debug: true do. After a reload, a filter on the
     connection's and the upstream's addresses and ports, the protocol, the
-    path and the query logs the one request that has them all. isthmus -c
+    path and the query logs the one request that has them all; after another,
+    one on the response flags and the upstream's attempt count, local address
+    and transport failure reason. isthmus -c
     names the byte of an unknown attribute, of one isthmus does not give yet,
     and of a syntax error."""
     up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
@@ -411,6 +413,24 @@ def telemetry_access_log_filter(env):
     check(http_get(gw, "/ok/three?q=1").status == 200, "a request the new filter logs")
     poll(lambda: "/ok/three" in open(log).read(), 20, what="the line of /ok/three")
     check("/ok/four" not in open(log).read(), "no line of /ok/four")
+    # Response flags as Envoy's bits (NR is 0x100), the upstream's attempt
+    # count, local address and transport failure reason, absent before an
+    # attempt; the connection's certificates, absent on a plain connection.
+    env.write("isthmus.yaml", conf("(response.flags == 256 && !has(upstream.request_attempt_count) && "
+                                   "!has(upstream.local_address)) || (response.flags == 0 && "
+                                   "upstream.request_attempt_count == 1u && "
+                                   "upstream.local_address.startsWith('127.0.0.1:') && "
+                                   "upstream.transport_failure_reason == '' && "
+                                   "!has(connection.subject_peer_certificate) && "
+                                   "!has(connection.termination_details) && "
+                                   "request.headers['x-want'] == 'yes')"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    check(http_get(gw, "/gone").status == 404, "a request without a route")
+    check(http_get(gw, "/ok/five", headers={"x-want": "yes"}).status == 200, "a request the filter logs")
+    check(http_get(gw, "/ok/six").status == 200, "a request the filter leaves out")
+    poll(lambda: "/ok/five" in open(log).read() and "/gone" in open(log).read(), 20,
+         what="the lines of /gone and /ok/five")
+    check("/ok/six" not in open(log).read(), "no line of /ok/six")
 
 
 @_test

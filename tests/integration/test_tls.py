@@ -23,8 +23,8 @@ import time
 import urllib.parse
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
-                     file_lines, free_port, gateway, have, poll, service_entry, virtual_service, vmrss_kib,
-                     wrk_reap)
+                     file_lines, free_port, gateway, have, http_get, poll, service_entry, virtual_service,
+                     vmrss_kib, wrk_reap)
 
 SVC = "tls.test.internal"
 _test = Registry()
@@ -700,6 +700,46 @@ def tls_access_log_operators(env):
           f"serial {w['serial']}")
     check(all(wo[k] is None for k in ("san", "dns", "subject", "issuer", "fp", "serial")),
           f"no client certificate: {wo}")
+
+
+@_test
+def tls_access_log_filter_certificates(env):
+    """The access-log filter's attributes of the client's TLS connection, as
+    Envoy's CEL gives them: the first URI and DNS SAN, the subject and the
+    SHA-256 digest of the client certificate, the appliance's own
+    certificate's first DNS SAN and subject. Without a client certificate the
+    SANs and the digest are absent and the subject is ""; on a plain
+    connection they are all absent. The filter logs exactly the requests
+    whose attributes it names."""
+    pki = Pki(env)
+    port, plain = free_port(), free_port()
+    srv = pki.leaf("t", ["DNS:t.example.com", "DNS:u.example.com"])
+    client = pki.leaf("client", ["URI:spiffe://x/a", "DNS:a.example.com", "URI:spiffe://x/b", "DNS:b.example.com"])
+    log = env.path("access.log")
+    subject = x509(client[0], "-subject")
+    expr = (f"(connection.uri_san_peer_certificate == 'spiffe://x/a' && "
+            f"connection.dns_san_peer_certificate == 'a.example.com' && "
+            f"connection.subject_peer_certificate == '{subject}' && "
+            f"connection.sha256_peer_certificate_digest == '{cert_hash(client[0])}' && "
+            f"connection.dns_san_local_certificate == 't.example.com' && "
+            f"connection.subject_local_certificate != '' && !has(connection.uri_san_local_certificate)) || "
+            f"(request.url_path == '/without' && connection.subject_peer_certificate == '' && "
+            f"!has(connection.uri_san_peer_certificate) && !has(connection.sha256_peer_certificate_digest)) || "
+            f"(request.url_path == '/plain' && !has(connection.subject_peer_certificate) && "
+            f"!has(connection.subject_local_certificate))")
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
+           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+           f"    filter: {{expression: \"{expr}\"}}\n")
+    world(env, [server(port, ["t.example.com"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}"),
+                server(plain, ["*"], None, protocol="HTTP")],
+          app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"%REQ(:PATH)%\"}}\n", extra_docs=[tel])
+    for path, cert in (("/with", client), ("/without", None), ("/other", None)):
+        with TlsConn(port, "t.example.com", client_ctx(pki, cert=cert)) as c:
+            check(c.request("GET", path, "t.example.com").status == 200, f"{path}")
+    for path in ("/plain", "/other-plain"):
+        check(http_get(plain, path).status == 200, f"plaintext {path}")
+    poll(lambda: len(file_lines(log)) >= 3, 10, what="three access-log lines")
+    check(sorted(file_lines(log)) == ["/plain", "/with", "/without"], f"lines: {file_lines(log)}")
 
 
 def xfcc_expected(pki, crt, by=()):

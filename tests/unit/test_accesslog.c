@@ -1026,10 +1026,29 @@ static void test_render_named_req(void **state)
 	assert_string_equal(render(f), "00-abc-01 ua/1 -");
 }
 
+/* Response flags as Envoy's StreamInfo bits (CEL's response.flags): bit i
+ * for the i-th flag of its access log's order. */
+static void test_flag_bits(void **state)
+{
+	(void)state;
+	assert_int_equal(ism_alog_flag_bits(NULL), 0);
+	assert_int_equal(ism_alog_flag_bits("LH"), 0x1);
+	assert_int_equal(ism_alog_flag_bits("NR"), 0x100);
+	assert_int_equal(ism_alog_flag_bits("UH,DI"), 0x202);
+	assert_int_equal(ism_alog_flag_bits("UAEX"), 0x1000);
+	assert_int_equal(ism_alog_flag_bits("UF,URX"), 0x8020);
+	assert_int_equal(ism_alog_flag_bits("SI"), 0x10000);
+	assert_int_equal(ism_alog_flag_bits("DPE"), 0x40000);
+	assert_int_equal(ism_alog_flag_bits("DF"), 0x4000000);
+	assert_int_equal(ism_alog_flag_bits("DR"), 0x10000000);
+	assert_int_equal(ism_alog_flag_bits("U"), 0); /* a prefix is not a flag */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_time_http),
+	    cmocka_unit_test(test_flag_bits),
 	    cmocka_unit_test(test_parse_named_req),
 	    cmocka_unit_test_teardown(test_render_named_req, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_resp, fx_teardown),
