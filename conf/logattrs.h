@@ -27,6 +27,9 @@
 	X(RESP_CODE_DETAILS, "response.code_details", ISM_CEL_STRING)                              \
 	X(RESP_SIZE, "response.size", ISM_CEL_INT)                                                 \
 	X(RESP_FLAGS, "response.flags", ISM_CEL_INT)                                               \
+	X(RESP_HEADERS, "response.headers", ISM_CEL_MAP)                                           \
+	X(RESP_TRAILERS, "response.trailers", ISM_CEL_MAP)                                         \
+	X(RESP_GRPC_STATUS, "response.grpc_status", ISM_CEL_INT)                                   \
 	X(SRC_ADDRESS, "source.address", ISM_CEL_STRING)                                           \
 	X(SRC_PORT, "source.port", ISM_CEL_INT)                                                    \
 	X(DST_ADDRESS, "destination.address", ISM_CEL_STRING)                                      \
@@ -59,8 +62,7 @@ enum ism_log_attr { ISM_LOG_ATTRS(ISM_LOG_ATTR_ENUM) ISM_LA_COUNT };
  * reads one is refused as "not implemented yet" (conf/telemetry.c), not as
  * unknown. */
 #define ISM_LOG_ATTRS_LATER                                                                        \
-	"request.time", "request.total_size", "response.headers", "response.trailers",             \
-	    "response.grpc_status", "response.total_size", "response.backend_latency",             \
+	"request.time", "request.total_size", "response.total_size", "response.backend_latency",   \
 	    "connection.transport_failure_reason", "upstream.tls_version", "xds.node",             \
 	    "xds.cluster_metadata", "xds.route_metadata", "xds.upstream_host_metadata",            \
 	    "xds.filter_chain_name", "metadata", "filter_state"

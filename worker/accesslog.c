@@ -705,10 +705,18 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	 * the upstream connection's own address when it reads that. */
 	if (conf->filter != NULL && ism_cel_reads(conf->filter, ISM_LA_UP_LOCAL_ADDRESS))
 		l->wants_up_local = true;
+	l->filter_resp =
+	    conf->filter != NULL && (ism_cel_reads(conf->filter, ISM_LA_RESP_HEADERS) ||
+				     ism_cel_reads(conf->filter, ISM_LA_RESP_GRPC_STATUS));
+	l->filter_trailers =
+	    conf->filter != NULL && (ism_cel_reads(conf->filter, ISM_LA_RESP_TRAILERS) ||
+				     ism_cel_reads(conf->filter, ISM_LA_RESP_GRPC_STATUS));
 	if (conf->filter != NULL)
 		l->headers |= 1u << ISM_ALOG_H_METHOD | 1u << ISM_ALOG_H_PATH |
 			      1u << ISM_ALOG_H_AUTHORITY | 1u << ISM_ALOG_H_USER_AGENT |
 			      1u << ISM_ALOG_H_X_REQUEST_ID | 1u << ISM_ALOG_H_REFERER;
+	l->wants_resp = l->filter_resp;
+	l->wants_trailers = l->filter_trailers;
 	for (uint32_t i = 0; conf->format != ISM_ALOG_JSON && i < conf->n_ops; i++) {
 		const struct ism_alog_op *op = &conf->ops[i];
 		uint8_t f = op->field;

@@ -110,8 +110,12 @@ struct ism_alog {
 	bool wants_up_local; /* ... or its upstream connection's own */
 	bool wants_resp;     /* the format has %RESP()% operators */
 	bool wants_trailers; /* the format has %TRAILER()% operators */
-	uint64_t hv_mask;    /* (1 << enum ism_hval_kind) the format shows */
-	char *line;	     /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
+	/* the filter reads the response's fields, its trailers (response.headers,
+	 * response.trailers; both for response.grpc_status): kept for it */
+	bool filter_resp;
+	bool filter_trailers;
+	uint64_t hv_mask; /* (1 << enum ism_hval_kind) the format shows */
+	char *line;	  /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
 	/* file and stdout */
 	char *buf[2];
 	uint32_t len[2];

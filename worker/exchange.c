@@ -259,6 +259,7 @@ void ism_stream_log_resp(struct ism_wctx *w, struct ism_stream *st, const struct
 		    (struct ism_http_header){ISM_SVC_TIME_NAME, sizeof(ISM_SVC_TIME_NAME) - 1, svc,
 					     ism_fmt_num(svc, ism_stream_service_ms(w, st), 10)};
 	ism_alog_capture_fields(&w->alog, st->log_req, ISM_ALOG_F_RESP, h, n, own, n_own);
+	ism_logfilter_capture_resp(w, st, false, h, n, own, n_own);
 }
 
 const char *ism_stream_local_details(int status, const char *why)

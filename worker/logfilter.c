@@ -15,6 +15,7 @@
 #include "worker/accesslog.h"
 #include "worker/hvalue.h"
 #include "worker/logfilter.h"
+#include "worker/policy.h"
 #include "worker/session.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
@@ -30,6 +31,18 @@ struct lf_ctx {
 	size_t used;
 	char scratch[LF_SCRATCH];
 };
+
+void ism_logfilter_capture_resp(struct ism_wctx *w, struct ism_stream *st, bool trailers,
+				const struct ism_http_header *h, size_t n,
+				const struct ism_http_header *own, size_t n_own)
+{
+	struct ism_buf *b = trailers ? &st->filter_trl : &st->filter_resp;
+
+	if (!(trailers ? w->alog.filter_trailers : w->alog.filter_resp) || b->len > 0)
+		return;
+	if (ism_buf_put_pairs(b, own, n_own) < 0 || ism_buf_put_pairs(b, h, n) < 0)
+		ism_buf_free(b);
+}
 
 void ism_logfilter_capture(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_req *req)
@@ -118,6 +131,52 @@ static bool hval_attr(struct lf_ctx *c, uint8_t kind, bool port, struct ism_cel_
 		v = v * 10 + (p[i] - '0');
 	}
 	return int_val(v, out);
+}
+
+/* The values of the fields of b (name NUL value NUL ...) named key (any
+ * case), joined with ",", as Envoy's header maps give them; absent without. */
+static bool pairs_joined(struct lf_ctx *c, const struct ism_buf *b, const char *key, size_t len,
+			 struct ism_cel_val *out)
+{
+	size_t off = 0, n = 0;
+	char *p = NULL;
+
+	while (off < b->len) {
+		const char *name = b->p + off, *value = name + strlen(name) + 1;
+		size_t vl = strlen(value);
+
+		off = (size_t)(value - b->p) + vl + 1;
+		if (strlen(name) != len || !ism_eq_nocase(name, key, len))
+			continue;
+		if (p == NULL)
+			p = c->scratch + c->used;
+		if ((n > 0 && lf_room(c, 1) == NULL) || lf_room(c, vl) == NULL)
+			return false;
+		if (n > 0)
+			p[n++] = ',';
+		memcpy(p + n, value, vl);
+		n += vl;
+	}
+	return p != NULL && str_val(p, n, out);
+}
+
+/* response.grpc_status as Envoy's Grpc::Common::getGrpcStatus gives it:
+ * the trailers' grpc-status, else the response head's, else the one of the
+ * HTTP status (Envoy's httpToGrpcStatus); a value that is not a known code
+ * is -1 (its InvalidCode); absent without a response. */
+static bool grpc_status(struct lf_ctx *c, struct ism_cel_val *out)
+{
+	int64_t code = 0;
+
+	if (pairs_joined(c, &c->st->filter_trl, "grpc-status", 11, out) ||
+	    pairs_joined(c, &c->st->filter_resp, "grpc-status", 11, out)) {
+		for (size_t i = 0; i < out->v.s.len && code >= 0; i++)
+			code = out->v.s.p[i] >= '0' && out->v.s.p[i] <= '9'
+				   ? code * 10 + (out->v.s.p[i] - '0')
+				   : -1;
+		return int_val(out->v.s.len > 0 && code >= 0 && code <= 16 ? code : -1, out);
+	}
+	return c->r->status != 0 && int_val(ism_http_to_grpc((int)c->r->status), out);
 }
 
 /* A field of a TLS connection's certificate (operator kind's value), as
@@ -234,6 +293,12 @@ static bool lf_attr(void *arg, uint16_t id, struct ism_cel_val *out)
 		return int_val((int64_t)r->bytes_out, out);
 	case ISM_LA_RESP_FLAGS:
 		return int_val((int64_t)ism_alog_flag_bits(r->flags), out);
+	case ISM_LA_RESP_HEADERS:
+	case ISM_LA_RESP_TRAILERS:
+		out->type = ISM_CEL_MAP;
+		return true;
+	case ISM_LA_RESP_GRPC_STATUS:
+		return grpc_status(c, out);
 	case ISM_LA_SRC_ADDRESS:
 		return hval_attr(c, ISM_HV_CLIENT, false, out);
 	case ISM_LA_SRC_PORT:
@@ -287,7 +352,8 @@ static bool lf_attr(void *arg, uint16_t id, struct ism_cel_val *out)
 }
 
 /* request.headers[key]: the pseudo-headers as Envoy's header map has them,
- * else every field of that name (any case), joined with ",". */
+ * else the request's fields; response.headers[key], response.trailers[key]:
+ * the response's. */
 static bool lf_map_get(void *arg, uint16_t id, const char *key, size_t len, struct ism_cel_val *out)
 {
 	static const struct {
@@ -298,32 +364,21 @@ static bool lf_map_get(void *arg, uint16_t id, const char *key, size_t len, stru
 		      {":method", ISM_LA_REQ_METHOD},
 		      {":scheme", ISM_LA_REQ_SCHEME}};
 	struct lf_ctx *c = arg;
-	const struct ism_buf *b = &c->st->filter_hdrs;
-	size_t off = 0, n = 0;
-	char *p = NULL;
 
-	if (id != ISM_LA_REQ_HEADERS)
+	switch ((enum ism_log_attr)id) {
+	case ISM_LA_REQ_HEADERS:
+		for (size_t i = 0;
+		     len > 0 && key[0] == ':' && i < sizeof(pseudo) / sizeof(pseudo[0]); i++)
+			if (strlen(pseudo[i].name) == len && memcmp(pseudo[i].name, key, len) == 0)
+				return lf_attr(arg, pseudo[i].attr, out);
+		return pairs_joined(c, &c->st->filter_hdrs, key, len, out);
+	case ISM_LA_RESP_HEADERS:
+		return pairs_joined(c, &c->st->filter_resp, key, len, out);
+	case ISM_LA_RESP_TRAILERS:
+		return pairs_joined(c, &c->st->filter_trl, key, len, out);
+	default:
 		return false;
-	for (size_t i = 0; len > 0 && key[0] == ':' && i < sizeof(pseudo) / sizeof(pseudo[0]); i++)
-		if (strlen(pseudo[i].name) == len && memcmp(pseudo[i].name, key, len) == 0)
-			return lf_attr(arg, pseudo[i].attr, out);
-	while (off < b->len) {
-		const char *name = b->p + off, *value = name + strlen(name) + 1;
-		size_t vl = strlen(value);
-
-		off = (size_t)(value - b->p) + vl + 1;
-		if (strlen(name) != len || !ism_eq_nocase(name, key, len))
-			continue;
-		if (p == NULL)
-			p = c->scratch + c->used;
-		if ((n > 0 && lf_room(c, 1) == NULL) || lf_room(c, vl) == NULL)
-			return false;
-		if (n > 0)
-			p[n++] = ',';
-		memcpy(p + n, value, vl);
-		n += vl;
 	}
-	return p != NULL && str_val(p, n, out);
 }
 
 bool ism_logfilter_pass(struct ism_wctx *w, struct ism_stream *st, const struct ism_alog_rec *r)

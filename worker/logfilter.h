@@ -17,6 +17,13 @@ struct ism_wctx;
  * generation's log has a filter. Without memory, request.headers is empty. */
 void ism_logfilter_capture(struct ism_wctx *w, struct ism_stream *st,
 			   const struct ism_http_req *req);
+/* Keeps the response's header fields h (and own, the appliance's), or its
+ * trailers, that the filter's response.headers, response.trailers and
+ * response.grpc_status read: only when it reads them; the first head or
+ * trailers of the exchange (the one the client got). */
+void ism_logfilter_capture_resp(struct ism_wctx *w, struct ism_stream *st, bool trailers,
+				const struct ism_http_header *h, size_t n,
+				const struct ism_http_header *own, size_t n_own);
 /* Whether the line r of st's exchange is written: the filter's verdict, true
  * without a filter. */
 bool ism_logfilter_pass(struct ism_wctx *w, struct ism_stream *st, const struct ism_alog_rec *r);

@@ -32,6 +32,7 @@
 #include "worker/h2up.h"
 #include "worker/hash.h"
 #include "worker/hvalue.h"
+#include "worker/logfilter.h"
 #include "worker/mirror.h"
 #include "worker/regen.h"
 #include "worker/ring.h"
@@ -100,6 +101,8 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	ism_buf_free(&st->replay);
 	ism_buf_free(&st->req_trl);
 	ism_buf_free(&st->filter_hdrs);
+	ism_buf_free(&st->filter_resp);
+	ism_buf_free(&st->filter_trl);
 	st->sess = NULL;
 	st->up = NULL;
 	st->usp = NULL;
@@ -2165,8 +2168,10 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
 			    const struct ism_http_header *h, size_t n)
 {
-	if (st->log_req != NULL)
+	if (st->log_req != NULL) {
 		ism_alog_capture_fields(&w->alog, st->log_req, ISM_ALOG_F_TRAILER, h, n, NULL, 0);
+		ism_logfilter_capture_resp(w, st, true, h, n, NULL, 0);
+	}
 	/* gRPC-Web: the trailers end the body, as its last frame; those of a
 	 * held response are dropped (its grpc-status is made of its status). */
 	if (st->gw != NULL && st->gw->held)
@@ -2411,6 +2416,8 @@ void ism_stream_free_all(struct ism_wctx *w)
 		ism_buf_free(&st->replay);
 		ism_buf_free(&st->req_trl);
 		ism_buf_free(&st->filter_hdrs);
+		ism_buf_free(&st->filter_resp);
+		ism_buf_free(&st->filter_trl);
 	}
 	ism_slab_free(&w->streams);
 	ism_buf_free(&w->act_path);

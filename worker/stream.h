@@ -133,6 +133,9 @@ struct ism_stream {
 	struct ism_alog_req *log_req; /* the request's part of the line; NULL: log off */
 	/* the request's fields, for the log's filter (worker/logfilter.h); empty: none */
 	struct ism_buf filter_hdrs;
+	/* the response's fields and trailers, when the filter reads them */
+	struct ism_buf filter_resp;
+	struct ism_buf filter_trl;
 	const char *flags; /* reason code of a failure (Envoy-style), or NULL */
 	/* Envoy's response code details of an answer made here whose reason
 	 * Envoy names (ism_stream_local_details); NULL: the flags decide */

@@ -1600,3 +1600,34 @@ def h2_upstream_whole_response_then_connection_error(env):
         check(r.status == 200 and r.body == b"whole", f"{what}: {r}")
         check(took < 3, f"{what}: the whole response took {took:.1f}s (the response timeout is 8 s)")
         t.join(10)
+
+
+@_test
+def grpc_access_log_filter(env):
+    """The access-log filter's response.grpc_status, response.headers and
+    response.trailers, as Envoy's CEL gives them: a call's grpc-status from
+    its trailers (5 after a message), a trailers-only answer's from its head
+    (7), the HTTP status's gRPC equivalent for an answer without one (404:
+    12); a filter on them logs exactly the calls it names."""
+    need_tools("grpc")
+    up = start_grpc_upstream(env, "127.0.0.2", "g1")
+    log = env.path("access.log")
+    expr = ("(response.grpc_status == 5 && response.trailers['grpc-message'] == 'gone' && "
+            "response.headers['content-type'].startsWith('application/grpc')) || "
+            "(response.grpc_status == 7 && response.headers['grpc-message'] == 'denied' && "
+            "!('grpc-status' in response.trailers)) || (response.grpc_status == 12 && response.code == 404)")
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
+           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+           f"    filter: {{expression: \"{expr}\"}}\n")
+    gw = one_service(env, up, protocol="GRPC", host=GSVC, workers=1, extra_docs=[tel],
+                     routes=f"  - match: [{{uri: {{prefix: /isthmus.test.Echo/}}}}]\n"
+                            f"    route: [{{destination: {{host: {GSVC}}}}}]\n",
+                     app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"%REQ(:PATH)%\"}}\n")
+    res = grpc(gw, [{"method": "Unary", "request": "fine"},
+                    {"method": "ServerStream", "request": json.dumps({"n": 1, "code": 5, "message": "gone"})},
+                    {"method": "Status", "request": json.dumps({"code": 7, "message": "denied"})}])
+    check([r["code_value"] for r in res] == [0, 5, 7], f"the calls: {res}")
+    check(http_get(gw, "/nope").status == 404, "a request without a route")
+    want = ["/isthmus.test.Echo/ServerStream", "/isthmus.test.Echo/Status", "/nope"]
+    poll(lambda: len(file_lines(log)) >= 3, 10, what="three access-log lines")
+    check(sorted(file_lines(log)) == want, f"lines: {file_lines(log)}, want {want}")

@@ -388,7 +388,7 @@ def telemetry_access_log_filter(env):
                     tel % expr)
 
     for expr, want in (("respnse.code >= 400", "byte 0: unknown attribute"),
-                       ("response.grpc_status != 0", "response.grpc_status: an attribute of Envoy's"),
+                       ("upstream.tls_version != ''", "upstream.tls_version: an attribute of Envoy's"),
                        ("response.code >=", "byte ")):
         rc, out = env.check_config(env.write("bad.yaml", conf(expr)))
         check(rc != 0 and "spec.accessLogging[0].filter.expression" in out and want in out,
