@@ -745,8 +745,11 @@ static uint64_t hang_age(const struct ism_master *m, int i, uint64_t now)
 
 	if (ws->pid == 0 || ws->hung)
 		return 0;
+	/* now may be older than a start made later in the same turn. */
 	if (hb == 0)
-		return now - ws->started_ms > HANG_START_MS ? now - ws->started_ms : 0;
+		return now > ws->started_ms && now - ws->started_ms > HANG_START_MS
+			   ? now - ws->started_ms
+			   : 0;
 	return now > hb && now - hb > HANG_MS ? now - hb : 0;
 }
 

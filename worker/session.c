@@ -541,11 +541,18 @@ void ism_sess_drain(struct ism_wctx *w)
 
 void ism_sess_drain_over(struct ism_wctx *w)
 {
+	/* Every connection closes now, its exchanges cut (logged DC, as
+	 * Envoy's at its drain timeout), so that what they held of the shared
+	 * counts (requests in flight to endpoints and clusters, places in
+	 * the queue for a connection, retries) goes back before the worker
+	 * exits: the next workers' limits would count them for ever. */
 	for (uint32_t i = 0; i < w->sess.n; i++) {
 		struct ism_sess *s = w->sess.obj[i];
 
 		if (s->state == ISM_SESS_TUNNEL)
 			ism_tunnel_close(w, s->st->tun, NULL);
+		else if (s->state != ISM_SESS_FREE)
+			ism_sess_close(w, s);
 	}
 }
 

@@ -2407,6 +2407,13 @@ void ism_stream_free_all(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->streams.n; i++) {
 		struct ism_stream *st = w->streams.obj[i];
 
+		/* The worker ends: what a live stream holds of the shared counts
+		 * goes back (nothing else would take it off). */
+		if (st->state != ISM_ST_FREE && st->state != ISM_ST_ABANDONED) {
+			wait_remove(w, st);
+			retry_done(w, st);
+			ep_done(w, st, false);
+		}
 		ism_alog_req_free(st->log_req);
 		free(st->set_cookie);
 		free(st->resp_edits);

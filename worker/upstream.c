@@ -1362,6 +1362,10 @@ void ism_up_free_all(struct ism_wctx *w)
 	for (uint32_t i = 0; i < w->ups.n; i++) {
 		struct ism_upconn *u = w->ups.obj[i];
 
+		/* The worker ends: the connection's place among its endpoint's
+		 * (maxConnections) goes back; its finalize will not come. */
+		if (u->state != ISM_UP_FREE && ism_up_same_ep(w, u))
+			unreserve(w, u->ep_id);
 		if (u->state != ISM_UP_FREE)
 			ism_sock_release(w, &u->s);
 		ism_buf_free(&u->in);
