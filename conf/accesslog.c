@@ -355,6 +355,15 @@ void ism_model_parse_access_log(struct ism_vctx *v, const struct ism_node *spec,
 	ism_v_pop(v, old);
 }
 
+const char *ism_conf_access_log_at(const struct ism_conf *conf, int *line, int *col)
+{
+	const struct ism_node *at = conf->app.access_log_at;
+
+	*line = at != NULL ? at->line : 0;
+	*col = at != NULL ? at->col : 0;
+	return conf->app.r.label;
+}
+
 void ism_model_alog_stdout(struct ism_vctx *v, struct ism_alog_conf *l)
 {
 	size_t bad;

@@ -138,6 +138,11 @@ struct ism_conf_dns {
 };
 void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out);
 
+/* Where the Appliance's spec.accessLog.path is written (*line, *col; 0 when
+ * it is not) and the Appliance's label ("Appliance NAME"), for an error the
+ * master finds about it (the workers cannot write it). */
+const char *ism_conf_access_log_at(const struct ism_conf *conf, int *line, int *col);
+
 /* Compiles the model into arena. Regexes are compiled with PCRE2 into the arena
  * too, so the table is self-contained. Returns 0 and *out, or -ENOMEM when the
  * arena is full / -errno from ep_id, with a diagnostic in d. */

@@ -64,7 +64,9 @@ static int *listen_sockets(const struct ism_table *t, const struct ism_table *cu
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds);
 static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
-		       struct ism_diags *d);
+		       enum ism_diag_severity sev, struct ism_diags *d);
+static int check_log_dest(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+			  uid_t uid, gid_t gid, enum ism_diag_severity sev, struct ism_diags *d);
 
 static int ep_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
@@ -154,6 +156,8 @@ int ism_master_check(const char *conf_path)
 	struct ism_arena arena;
 	void *block = NULL;
 	uint32_t next[2] = {0, 0};
+	uid_t uid;
+	gid_t gid;
 	int status = 1;
 
 	if (d == NULL)
@@ -167,6 +171,11 @@ int ism_master_check(const char *conf_path)
 	ism_arena_init(&arena, block, GEN_ARENA_SIZE);
 	if (ism_conf_compile(conf, &arena, check_id_cb, next, &t, d) < 0)
 		goto out;
+	/* What a start would refuse of the workers' user and their access log,
+	 * on this machine: warnings, for a file may be checked on another one
+	 * (or for another root) than the one it runs on. */
+	resolve_ids(conf_path, t, &uid, &gid, ISM_DIAG_WARNING, d);
+	check_log_dest(conf_path, conf, t, uid, gid, ISM_DIAG_WARNING, d);
 	/* What the master would do at its start: this process's limit is the
 	 * one a master started the same way gets. */
 	if (fds_apply(conf_path, conf, (struct ism_table *)t, ISM_FDS_RAISE, d) < 0)
@@ -183,6 +192,59 @@ out:
 	ism_conf_free(conf);
 	free(d);
 	return status;
+}
+
+/* The workers (uid, gid: -1 for the master's own) can open the access-log
+ * file t names, as they will: the file for appending, or its directory for
+ * creating it. Tried in a child that drops to them, so that a path the
+ * workers cannot write refuses the start or the reload here, with its place
+ * in the file, rather than letting every worker fail at its start. The
+ * child calls async-signal-safe functions only. */
+static int check_log_dest(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+			  uid_t uid, gid_t gid, enum ism_diag_severity sev, struct ism_diags *d)
+{
+	const char *path = t->access_log.path.p;
+	const bool drop = geteuid() == 0;
+	char dir[4096], field[256], who[96] = "";
+	const char *slash;
+	int status = 0, line, col;
+	pid_t pid;
+
+	if (t->access_log.dest != ISM_ALOG_FILE || strlen(path) >= sizeof(dir))
+		return 0;
+	slash = strrchr(path, '/');
+	snprintf(dir, sizeof(dir), "%.*s",
+		 slash == NULL	 ? 1
+		 : slash == path ? 1
+				 : (int)(slash - path),
+		 slash == NULL ? "." : path);
+	pid = fork();
+	if (pid < 0)
+		return 0; /* nothing known: the workers will say */
+	if (pid == 0) {
+		int fd;
+
+		if (drop && ((gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) ||
+			     (uid != (uid_t)-1 && setuid(uid) < 0)))
+			_exit(EPERM);
+		fd = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			_exit(0);
+		if (errno != ENOENT)
+			_exit(errno & 0xff);
+		_exit(access(dir, W_OK | X_OK) == 0 ? 0 : errno & 0xff);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
+		return 0;
+	snprintf(field, sizeof(field), "%s: spec.accessLog.path",
+		 ism_conf_access_log_at(conf, &line, &col));
+	if (t->user.len && drop)
+		snprintf(who, sizeof(who), " (user %s)", t->user.p);
+	ism_diag_add(d, sev, file, line, col, field, "%s cannot be written by the workers%s: %s",
+		     path, who, strerror(WEXITSTATUS(status)));
+	return -EACCES;
 }
 
 /* Whether two tables send the access log to the same place. A worker opens it
@@ -484,7 +546,9 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	}
 	ret = ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &t, d);
 	if (ret == 0)
-		ret = resolve_ids(m->conf_path, t, &uid, &gid, d);
+		ret = resolve_ids(m->conf_path, t, &uid, &gid, ISM_DIAG_ERROR, d);
+	if (ret == 0)
+		ret = check_log_dest(m->conf_path, conf, t, uid, gid, ISM_DIAG_ERROR, d);
 	if (ret == 0)
 		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
 				cur == NULL ? ISM_FDS_RAISE : ISM_FDS_KEEP, d);
@@ -632,7 +696,7 @@ static void close_inherited(const struct ism_master *m, int keep_fd)
 /* The user and group the workers run as; -1 where the file names none. A name
  * that does not resolve refuses the load (a reload keeps the running set). */
 static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
-		       struct ism_diags *d)
+		       enum ism_diag_severity sev, struct ism_diags *d)
 {
 	*uid = (uid_t)-1;
 	*gid = (gid_t)-1;
@@ -640,8 +704,8 @@ static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, 
 		struct group *gr = getgrnam(t->group.p);
 
 		if (gr == NULL) {
-			ism_diag_add(d, ISM_DIAG_ERROR, file, 0, 0, "spec.group",
-				     "group %s: not found", t->group.p);
+			ism_diag_add(d, sev, file, 0, 0, "spec.group", "group %s: not found",
+				     t->group.p);
 			return -ENOENT;
 		}
 		*gid = gr->gr_gid;
@@ -650,8 +714,8 @@ static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, 
 		struct passwd *pw = getpwnam(t->user.p);
 
 		if (pw == NULL) {
-			ism_diag_add(d, ISM_DIAG_ERROR, file, 0, 0, "spec.user",
-				     "user %s: not found", t->user.p);
+			ism_diag_add(d, sev, file, 0, 0, "spec.user", "user %s: not found",
+				     t->user.p);
 			return -ENOENT;
 		}
 		*uid = pw->pw_uid;

@@ -1123,3 +1123,44 @@ def logging_level(env):
     write("info")
     reload()
     poll(lambda: env.gateway.log().count("reload: generation") == 1, 10, what="the reload's notice back at info")
+
+
+@_test
+def access_log_unwritable_refused(env):
+    """An access-log path the workers cannot write (its directory missing, or
+    not writable by spec.user) is an error of the file with its place at the
+    start and at a reload, which keeps the running configuration serving (it
+    was published, and every new worker failed to start: no traffic at all);
+    isthmus -c warns of it (a file may be checked on another machine than
+    the one it runs on)."""
+    from harness import ctl_cmd
+
+    good_log = env.path("access.log")
+    text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {good_log}}}\n")
+    bad = text.replace(good_log, env.path("missing-dir/access.log"))
+    where = (r"bad\.yaml:\d+:\d+: {}: Appliance test: spec\.accessLog\.path: .*missing-dir/access\.log cannot be "
+             r"written by the workers: No such file or directory")
+    rc, out = env.check_config(env.write("bad.yaml", bad))
+    check(rc == 0 and re.search(where.format("warning"), out), f"isthmus -c of a log in a missing directory: rc {rc}, {out}")
+    p = subprocess.run([env.isthmus, "-f", env.path("bad.yaml")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=30, cwd=env.dir)
+    out = p.stdout.decode("utf-8", "replace")
+    check(p.returncode != 0 and re.search(where.format("error"), out) and "not started" in out,
+          f"a start with a log in a missing directory: rc {p.returncode}, {out}")
+    conf = env.write("isthmus.yaml", text)
+    env.start_gateway(conf, gw_port)
+    env.write("isthmus.yaml", bad)
+    answer = ctl_cmd(env.path("ctl.sock"), "reload")
+    check("refused" in answer and "spec.accessLog.path" in answer, f"reload to an unwritable log: {answer}")
+    for i in range(4):
+        check(env.get(f"/app/{i}").status == 200, f"request {i} after the refused reload")
+    if os.geteuid() == 0:
+        # A directory the workers' user cannot write, though the master (root) could.
+        locked = env.path("root-only")
+        os.makedirs(locked, mode=0o755, exist_ok=True)
+        os.chmod(locked, 0o755)
+        as_nobody = text.replace("  accessLog:", "  user: nobody\n  accessLog:").replace(
+            good_log, os.path.join(locked, "access.log"))
+        rc, out = env.check_config(env.write("nobody.yaml", as_nobody))
+        check("warning: " in out and "cannot be written by the workers (user nobody): Permission denied" in out,
+              f"isthmus -c of a log nobody cannot write: rc {rc}, {out}")
