@@ -558,9 +558,11 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	}
 	if (cur != NULL &&
 	    (!ism_table_same_listeners(cur, t) || worker_count(cur) != worker_count(t) ||
-	     !same_log_dest(cur, t) || cur->limits.receive_buffers != t->limits.receive_buffers)) {
-		/* Listener, worker-count, access-log destination or receive
-		 * buffer change (a worker sizes its ring as it starts): a new
+	     !same_log_dest(cur, t) || cur->limits.receive_buffers != t->limits.receive_buffers ||
+	     uid != m->run_uid || gid != m->run_gid)) {
+		/* Listener, worker-count, access-log destination, receive
+		 * buffer (a worker sizes its ring as it starts) or user and
+		 * group change (a worker drops to them as it starts): a new
 		 * set of workers. New sockets are bound before anything is
 		 * published, so a port that cannot be bound refuses the reload and
 		 * the running set keeps serving. */

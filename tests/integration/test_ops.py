@@ -1164,3 +1164,34 @@ def access_log_unwritable_refused(env):
         rc, out = env.check_config(env.write("nobody.yaml", as_nobody))
         check("warning: " in out and "cannot be written by the workers (user nobody): Permission denied" in out,
               f"isthmus -c of a log nobody cannot write: rc {rc}, {out}")
+
+
+@_test
+def reload_changes_worker_user(env):
+    """A reload that sets spec.user starts a new set of workers as that user
+    (the running ones stayed root, and only a worker restarted later took the
+    new user: a mixed set); traffic goes on."""
+    from harness import Skip, ctl_cmd
+
+    if os.geteuid() != 0:
+        raise Skip("needs root to change users")
+    text, gw_port, _, _ = _two_services(env, "")
+    conf = env.write("isthmus.yaml", text)
+    env.start_gateway(conf, gw_port)
+    nobody = pwd.getpwnam("nobody").pw_uid
+
+    def uids():
+        out = set()
+        for pid in env.workers():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    out.add(next(int(l.split()[1]) for l in f if l.startswith("Uid:")))
+            except (OSError, StopIteration):
+                pass
+        return out
+
+    poll(lambda: uids() == {0}, 10, what="the workers running as root")
+    env.write("isthmus.yaml", text.replace("  timeouts:", "  user: nobody\n  timeouts:", 1))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    poll(lambda: uids() == {nobody}, 15, what="every worker running as nobody after the reload")
+    check(env.get("/app/1").status == 200, "not serving after the reload")
