@@ -117,6 +117,9 @@ struct ism_master {
 	struct ism_loader loader;
 	struct ism_resolver *dns;  /* the names of DNS ServiceEntries (master/resolve.h) */
 	uint64_t dns_next_publish; /* monotonic: a changed answer is not published before */
+	/* A worker died holding requests: the running text is published again
+	 * (ISM_LOAD_HEAL) once the loader is free. */
+	bool heal_pending;
 	/* RequestAuthentication key sets fetched (master/jwks.h), and when
 	 * they are fetched again (monotonic; 0: none to fetch) */
 	struct ism_jwks_cache *jwks;

@@ -547,7 +547,10 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	ret = ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &t, d);
 	if (ret == 0)
 		ret = resolve_ids(m->conf_path, t, &uid, &gid, ISM_DIAG_ERROR, d);
-	if (ret == 0)
+	/* A destination the running workers opened already is not tried again
+	 * (a publish for a DNS answer compiles the same file). */
+	if (ret == 0 &&
+	    (cur == NULL || !same_log_dest(cur, t) || uid != m->run_uid || gid != m->run_gid))
 		ret = check_log_dest(m->conf_path, conf, t, uid, gid, ISM_DIAG_ERROR, d);
 	if (ret == 0)
 		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
@@ -861,6 +864,13 @@ static void reap(struct ism_master *m)
 
 			if (ws->pid != pid)
 				continue;
+			/* What it held of the shared counts goes back: of the
+			 * endpoints here; of the generation's clusters, when it
+			 * held requests, by a new generation, which the living
+			 * workers' streams move to with their own share only
+			 * (worker/regen.c). */
+			if (ism_shm_worker_give_back(&m->shm, i) && !m->stopping)
+				m->heal_pending = true;
 			atomic_store(&ss->pid, 0);
 			atomic_store(&ss->gen, 0);
 			atomic_store(&ss->stats.conn_active, 0);
@@ -1165,6 +1175,16 @@ static void dns_publish(struct ism_master *m, uint64_t now)
 	ism_reload_request(m, ISM_LOAD_DNS, NULL);
 }
 
+/* The running text published again after a worker died holding requests,
+ * once the loader is free (ISM_LOAD_HEAL). */
+static void heal_publish(struct ism_master *m)
+{
+	if (!m->heal_pending || m->stopping || m->conf_text == NULL || ism_reload_busy(m))
+		return;
+	m->heal_pending = false;
+	ism_reload_request(m, ISM_LOAD_HEAL, NULL);
+}
+
 /* The key sets' refresh interval: PILOT_JWT_PUB_KEY_REFRESH_INTERVAL, as
  * istiod reads it, or its default. */
 static uint32_t jwks_refresh_ms(void)
@@ -1246,6 +1266,7 @@ static int master_loop(struct ism_master *m)
 		ism_resolver_run(m->dns, pfd + 4 + nctl, (int)ndns, now);
 		ism_reload_warm(m, ism_now_ms());
 		dns_publish(m, now);
+		heal_publish(m);
 		jwks_refresh(m, now);
 		if (!m->stopping)
 			respawn_due(m, now);

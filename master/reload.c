@@ -257,6 +257,24 @@ static void report_jwks(struct ism_master *m, int ret, const struct ism_diags *d
 	}
 }
 
+/* A publish after a worker died holding part of the clusters' counts. */
+static void report_heal(struct ism_master *m, int ret, const struct ism_diags *d)
+{
+	if (ret < 0) {
+		ism_warn("a dead worker's share of the clusters' counts stays until the next "
+			 "reload: %s",
+			 d->n ? d->items[0].msg : "error");
+		return;
+	}
+	ism_notice("generation %llu published: a worker died holding requests, its share of "
+		   "the clusters' counts is left behind",
+		   (unsigned long long)m->gen);
+	ism_event_add(&m->events, "worker",
+		      "generation %llu published without a dead worker's "
+		      "share of the clusters' counts",
+		      (unsigned long long)m->gen);
+}
+
 /* The load is over: published (or refused), reported, and the queued one
  * started. */
 static void finish(struct ism_master *m)
@@ -301,6 +319,9 @@ static void finish(struct ism_master *m)
 		break;
 	case ISM_LOAD_JWKS:
 		report_jwks(m, ret, l->d);
+		break;
+	case ISM_LOAD_HEAL:
+		report_heal(m, ret, l->d);
 		break;
 	}
 	free(l->d);

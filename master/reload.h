@@ -38,6 +38,10 @@ enum ism_load_source {
 	ISM_LOAD_TEXT,	   /* the running text again, because certificate files changed */
 	ISM_LOAD_DNS,	   /* the running text again, because a name's answer changed */
 	ISM_LOAD_JWKS,	   /* the key sets fetched again; the running text when one changed */
+	/* the running text again, because a worker died holding part of the
+	 * clusters' counts of the generation (a new one starts from what the
+	 * living workers hold) */
+	ISM_LOAD_HEAL,
 };
 
 /* 0 or -errno (the eventfd). */

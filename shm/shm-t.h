@@ -189,6 +189,17 @@ static inline void ism_wstat_add(_Atomic uint64_t *c, uint64_t n)
 			      memory_order_relaxed);
 }
 
+/* What one worker holds of an endpoint's shared counts, in its slot, so that
+ * the master gives back the share of a worker that died without doing so
+ * itself (a crash, a kill): requests in flight (eps[].inflight) and
+ * connections (eps[].connections) of the endpoint slot's incarnation inc.
+ * Written by that worker only; read by the master once it is gone. */
+struct ism_ep_held {
+	uint32_t inc;
+	uint32_t inflight;
+	uint32_t conns;
+};
+
 struct ism_worker_slot {
 	_Atomic int32_t pid;	/* master at fork; 0 = free */
 	_Atomic uint32_t index; /* master */
@@ -198,6 +209,7 @@ struct ism_worker_slot {
 	_Atomic uint64_t heartbeat_ms; /* worker: monotonic time of its last loop turn */
 	_Atomic uint32_t draining;     /* worker: 1 once it stopped accepting */
 	struct ism_worker_stats stats;
+	struct ism_ep_held held[ISM_MAX_ENDPOINTS]; /* worker: its share, by endpoint */
 } __attribute__((aligned(ISM_CACHELINE)));
 
 /* One generation slot: a fixed arena holding one compiled ism_table. */

@@ -400,6 +400,27 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 	od_sweep(shm, od_used);
 }
 
+bool ism_shm_worker_give_back(struct ism_shm *shm, int w)
+{
+	struct ism_worker_slot *ws = ism_shm_worker(shm, w);
+	bool held = false;
+
+	for (uint32_t i = 0; i < ISM_MAX_ENDPOINTS; i++) {
+		struct ism_ep_held *h = &ws->held[i];
+		struct ism_ep_state *es = &shm->hdr->eps[i];
+
+		if (h->inflight == 0 && h->conns == 0)
+			continue;
+		held = held || h->inflight > 0;
+		if (h->inc == atomic_load(&es->incarnation)) {
+			atomic_fetch_sub(&es->inflight, h->inflight);
+			atomic_fetch_sub(&es->connections, h->conns);
+		}
+		*h = (struct ism_ep_held){0};
+	}
+	return held;
+}
+
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w)
 {
 	ISM_BUG_ON(w < 0 || w >= ISM_WORKER_SLOTS);

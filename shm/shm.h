@@ -107,6 +107,12 @@ void ism_shm_ep_sweep(struct ism_shm *shm);
 
 /* --- workers (master) --- */
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w);
+/* Worker slot w's process is gone: what it held of the endpoints' shared
+ * counts (its struct ism_ep_held records) is taken off them, unless the
+ * endpoint's slot went to another endpoint since; the records are cleared.
+ * Whether it held requests in flight (connections alone hold no cluster
+ * count). */
+bool ism_shm_worker_give_back(struct ism_shm *shm, int w);
 /* Sums every worker's counters into out. */
 void ism_shm_stats_sum(const struct ism_shm *shm, struct ism_worker_stats *out);
 

@@ -145,7 +145,11 @@ static void ep_done(struct ism_wctx *w, struct ism_stream *st, bool failed)
 	es = &w->shm->hdr->eps[st->ep_id];
 	/* Unless a reload gave the slot to another endpoint meanwhile. */
 	if (st->ep_inc == ism_up_ep_incarnation(w, st->ep_id)) {
+		struct ism_ep_held *h = ism_up_held(w, st->ep_id, st->ep_inc);
+
 		atomic_fetch_sub_explicit(&es->inflight, 1, memory_order_relaxed);
+		if (h->inflight > 0)
+			h->inflight--;
 		if (failed)
 			atomic_fetch_add_explicit(&es->failures, 1, memory_order_relaxed);
 	}
@@ -574,6 +578,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	st->up_tls_err = 0;
 	ism_retry_tried(&st->rs, ep->id, ep->priority);
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].inflight, 1, memory_order_relaxed);
+	ism_up_held(w, ep->id, st->ep_inc)->inflight++;
 	atomic_fetch_add_explicit(&w->shm->hdr->eps[ep->id].requests, 1, memory_order_relaxed);
 	if (u == NULL) {
 		ism_stream_local(w, st, 503, "upstream connect error", false);

@@ -45,18 +45,36 @@ static uint64_t cluster_connections(struct ism_wctx *w, const struct ism_cluster
  * count given back when it went over the limit, so workers racing for the last
  * one never both get it. When both gave it back, one tries again; after a few
  * such rounds the request waits (a release or the next tick tries it again). */
+uint32_t ism_up_ep_incarnation(const struct ism_wctx *w, uint32_t ep_id)
+{
+	return atomic_load_explicit(&w->shm->hdr->eps[ep_id].incarnation, memory_order_relaxed);
+}
+
+struct ism_ep_held *ism_up_held(struct ism_wctx *w, uint32_t ep_id, uint32_t inc)
+{
+	struct ism_ep_held *h = &w->slot->held[ep_id];
+
+	if (h->inc != inc)
+		*h = (struct ism_ep_held){.inc = inc};
+	return h;
+}
+
 static bool reserve(struct ism_wctx *w, const struct ism_cluster *cl, uint32_t ep_id, bool limit)
 {
 	_Atomic uint32_t *mine = &w->shm->hdr->eps[ep_id].connections;
+	struct ism_ep_held *h = ism_up_held(w, ep_id, ism_up_ep_incarnation(w, ep_id));
 
 	if (!limit || cl->pool.max_connections == UINT32_MAX || cl->pool.max_connections == 0) {
 		atomic_fetch_add_explicit(mine, 1, memory_order_relaxed);
+		h->conns++;
 		return true;
 	}
 	for (int round = 0; round < 3; round++) {
 		atomic_fetch_add(mine, 1);
-		if (cluster_connections(w, cl) <= cl->pool.max_connections)
+		if (cluster_connections(w, cl) <= cl->pool.max_connections) {
+			h->conns++;
 			return true;
+		}
 		atomic_fetch_sub(mine, 1);
 		if (cluster_connections(w, cl) >= cl->pool.max_connections)
 			return false;
@@ -64,19 +82,19 @@ static bool reserve(struct ism_wctx *w, const struct ism_cluster *cl, uint32_t e
 	return false;
 }
 
-uint32_t ism_up_ep_incarnation(const struct ism_wctx *w, uint32_t ep_id)
-{
-	return atomic_load_explicit(&w->shm->hdr->eps[ep_id].incarnation, memory_order_relaxed);
-}
-
 bool ism_up_same_ep(const struct ism_wctx *w, const struct ism_upconn *u)
 {
 	return u->ep_inc == ism_up_ep_incarnation(w, u->ep_id);
 }
 
+/* Callers know the endpoint's slot is still the one they reserved in. */
 static void unreserve(struct ism_wctx *w, uint32_t ep_id)
 {
+	struct ism_ep_held *h = ism_up_held(w, ep_id, ism_up_ep_incarnation(w, ep_id));
+
 	atomic_fetch_sub_explicit(&w->shm->hdr->eps[ep_id].connections, 1, memory_order_relaxed);
+	if (h->conns > 0)
+		h->conns--;
 }
 
 static void up_unalloc(struct ism_wctx *w, struct ism_upconn *u)

@@ -192,6 +192,10 @@ bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u);
 bool ism_up_same_ep(const struct ism_wctx *w, const struct ism_upconn *u);
 /* The incarnation of endpoint slot ep_id now (struct ism_ep_state). */
 uint32_t ism_up_ep_incarnation(const struct ism_wctx *w, uint32_t ep_id);
+/* This worker's record of what it holds of endpoint ep_id's shared counts
+ * (struct ism_ep_held, in its slot), for the slot's incarnation inc: a record
+ * of an earlier incarnation starts again. */
+struct ism_ep_held *ism_up_held(struct ism_wctx *w, uint32_t ep_id, uint32_t inc);
 /* An HTTP/2 connection joins its endpoint's list (until it closes). */
 void ism_up_mux_add(struct ism_wctx *w, struct ism_upconn *u);
 /* The connection's last operation ended: its slot is free. */

@@ -55,14 +55,14 @@ class Flight:
         self.log = env.path("access.log")
         self.gen = 1
 
-    def write(self, routes, dr="", front=False, own=True):
+    def write(self, routes, dr="", front=False, own=True, workers=1):
         """The file: routes (the VirtualService's http list), dr (extra
         documents), front: a ServiceEntry whose cluster comes before the
         request's; own: the request's ServiceEntry is there."""
         extra = (f"  admin: {{address: 127.0.0.1:{self.admin}}}\n"
                  f"  accessLog: {{path: {self.log}, format: text, textFormat: \"{LOG_FMT}\"}}\n")
-        parts = [appliance(self.env, workers=1, extra=extra,
-                           timeouts={"upstreamResponse": "20s", "upstreamConnect": "10s"}),
+        parts = [appliance(self.env, workers=workers, extra=extra,
+                           timeouts={"upstreamResponse": "20s", "upstreamConnect": "10s", "drain": "1s"}),
                  gateway(self.gw)]
         if front:
             parts.append(service_entry("aaa", "aaa.test.internal", [{"address": UP_ADDR, "port": self.up.port}]))
@@ -78,8 +78,8 @@ class Flight:
     def start(self, routes, dr=""):
         self.env.start_gateway(self.write(routes, dr), self.gw)
 
-    def reload(self, routes, dr="", own=True):
-        self.write(routes, dr, front=True, own=own)
+    def reload(self, routes, dr="", own=True, workers=1):
+        self.write(routes, dr, front=True, own=own, workers=workers)
         self.gen += 1
         reload_to(self.env, self.gen)
 
@@ -323,3 +323,81 @@ def reload_counts_open_tunnel(env):
              what=f"the new generation's TCP route counters at {want}")
     finally:
         c.close()
+
+
+@_test
+def worker_killed_gives_back_counts(env):
+    """A worker killed while it holds requests (a crash, a hang's kill)
+    leaves nothing counted: its share of the endpoint's connections and
+    requests in flight is taken off by the master, and its share of the
+    cluster's http2MaxRequests count is left behind in a new generation
+    (every later request was answered 503 UO, for ever)."""
+    import os
+    import signal
+
+    release = threading.Event()
+
+    def hold(c, head, rest):
+        release.wait(20)
+
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
+          "      tcp: {maxConnections: 2}\n      http: {http2MaxRequests: 2, http1MaxPendingRequests: 1}\n")
+    f = Flight(env, hold, fail_on=(1, 2))
+    try:
+        f.start(ROUTE, dr)
+        held = [f.send(f"/held{i}") for i in range(2)]
+        poll(lambda: len(f.up.heads) >= 2, 10, what="two requests at the upstream")
+        victim = env.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        poll(lambda: len(env.workers()) == 1 and env.workers()[0] != victim, 10, what="the worker restarted")
+        for h in held:  # their connections went with the worker
+            h["thread"].join(30)
+        inflight = poll(lambda: [e for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))
+                                 if e.get("inflight") == 0] or None, 10, what="the endpoint's in-flight count back to 0")
+        check(len(inflight) == 1, f"endpoints: {inflight}")
+        for i in range(4):
+            r = http_get(f.gw, f"/after{i}")
+            check(r.status == 200, f"request {i} after the kill: {r.status} {r.body!r}, want 200")
+        events = ctl_cmd(env.path("ctl.sock"), "show events")
+        check("without a dead worker's share" in events, f"no event of the new generation: {events}")
+    finally:
+        release.set()
+        f.close()
+
+
+@_test
+def drain_over_gives_back_counts(env):
+    """A worker whose drain time ends with requests open (a reload that
+    starts a new set of workers, timeouts.drain 1s) closes them and gives
+    back what they held of the shared counts before it exits: the new
+    workers have the endpoint's connections and the cluster's requests
+    (maxConnections, http2MaxRequests) to themselves (every later request
+    was answered 503, for ever)."""
+    release = threading.Event()
+
+    def hold(c, head, rest):
+        release.wait(20)
+
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
+          "      tcp: {maxConnections: 2}\n      http: {http2MaxRequests: 2, http1MaxPendingRequests: 1}\n")
+    f = Flight(env, hold, fail_on=(1, 2))
+    try:
+        f.start(ROUTE, dr)
+        held = [f.send(f"/held{i}") for i in range(2)]
+        poll(lambda: len(f.up.heads) >= 2, 10, what="two requests at the upstream")
+        f.reload(ROUTE, dr, workers=2)
+        poll(lambda: "exited after draining" in env.gateway.log(), 15, what="the old worker to exit at its drain time")
+        for h in held:  # closed at the drain's end
+            h["thread"].join(30)
+        poll(lambda: all(e.get("inflight") == 0 for e in json.loads(ctl_cmd(env.path("ctl.sock"),
+                                                                           "show endpoints json"))),
+             10, what="the endpoints' in-flight counts back to 0")
+        for i in range(4):
+            r = http_get(f.gw, f"/after{i}")
+            check(r.status == 200, f"request {i} after the drain: {r.status} {r.body!r}, want 200")
+        check(f.line("/held0").startswith("/held0 0 DC"), f"the cut request's line: {f.line('/held0')!r}")
+    finally:
+        release.set()
+        f.close()
