@@ -325,6 +325,42 @@ def reload_counts_open_tunnel(env):
         c.close()
 
 
+FULL_DR = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+           f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
+           "      tcp: {maxConnections: 2}\n      http: {http2MaxRequests: 2, http1MaxPendingRequests: 1}\n")
+
+
+def holding_worker(env, lose, what):
+    """A worker holding two requests to an upstream that never answers them,
+    with maxConnections and http2MaxRequests of 2, which lose(f) takes away
+    (a kill, a drain); then every count must be back: the endpoint's
+    in-flight count is 0 and new requests are answered 200 (they got 503
+    for ever). Returns the Flight, closed."""
+    release = threading.Event()
+
+    def hold(c, head, rest):
+        release.wait(20)
+
+    f = Flight(env, hold, fail_on=(1, 2))
+    try:
+        f.start(ROUTE, FULL_DR)
+        held = [f.send(f"/held{i}") for i in range(2)]
+        poll(lambda: len(f.up.heads) >= 2, 10, what="two requests at the upstream")
+        lose(f)
+        for h in held:  # their connections went with the worker
+            h["thread"].join(30)
+        poll(lambda: all(e.get("inflight") == 0
+                         for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))),
+             10, what="the endpoints' in-flight counts back to 0")
+        for i in range(4):
+            r = http_get(f.gw, f"/after{i}")
+            check(r.status == 200, f"request {i} after {what}: {r.status} {r.body!r}, want 200")
+    finally:
+        release.set()
+        f.close()
+    return f
+
+
 @_test
 def worker_killed_gives_back_counts(env):
     """A worker killed while it holds requests (a crash, a hang's kill)
@@ -335,35 +371,14 @@ def worker_killed_gives_back_counts(env):
     import os
     import signal
 
-    release = threading.Event()
-
-    def hold(c, head, rest):
-        release.wait(20)
-
-    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
-          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
-          "      tcp: {maxConnections: 2}\n      http: {http2MaxRequests: 2, http1MaxPendingRequests: 1}\n")
-    f = Flight(env, hold, fail_on=(1, 2))
-    try:
-        f.start(ROUTE, dr)
-        held = [f.send(f"/held{i}") for i in range(2)]
-        poll(lambda: len(f.up.heads) >= 2, 10, what="two requests at the upstream")
+    def kill(f):
         victim = env.workers()[0]
         os.kill(victim, signal.SIGKILL)
         poll(lambda: len(env.workers()) == 1 and env.workers()[0] != victim, 10, what="the worker restarted")
-        for h in held:  # their connections went with the worker
-            h["thread"].join(30)
-        inflight = poll(lambda: [e for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))
-                                 if e.get("inflight") == 0] or None, 10, what="the endpoint's in-flight count back to 0")
-        check(len(inflight) == 1, f"endpoints: {inflight}")
-        for i in range(4):
-            r = http_get(f.gw, f"/after{i}")
-            check(r.status == 200, f"request {i} after the kill: {r.status} {r.body!r}, want 200")
-        events = ctl_cmd(env.path("ctl.sock"), "show events")
-        check("without a dead worker's share" in events, f"no event of the new generation: {events}")
-    finally:
-        release.set()
-        f.close()
+
+    holding_worker(env, kill, "the kill")
+    events = ctl_cmd(env.path("ctl.sock"), "show events")
+    check("without a dead worker's share" in events, f"no event of the new generation: {events}")
 
 
 @_test
@@ -373,31 +388,12 @@ def drain_over_gives_back_counts(env):
     back what they held of the shared counts before it exits: the new
     workers have the endpoint's connections and the cluster's requests
     (maxConnections, http2MaxRequests) to themselves (every later request
-    was answered 503, for ever)."""
-    release = threading.Event()
+    was answered 503, for ever); the cut requests are logged DC."""
 
-    def hold(c, head, rest):
-        release.wait(20)
+    def drain(f):
+        f.reload(ROUTE, FULL_DR, workers=2)
+        poll(lambda: "exited after draining" in env.gateway.log(), 15,
+             what="the old worker to exit at its drain time")
 
-    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
-          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n"
-          "      tcp: {maxConnections: 2}\n      http: {http2MaxRequests: 2, http1MaxPendingRequests: 1}\n")
-    f = Flight(env, hold, fail_on=(1, 2))
-    try:
-        f.start(ROUTE, dr)
-        held = [f.send(f"/held{i}") for i in range(2)]
-        poll(lambda: len(f.up.heads) >= 2, 10, what="two requests at the upstream")
-        f.reload(ROUTE, dr, workers=2)
-        poll(lambda: "exited after draining" in env.gateway.log(), 15, what="the old worker to exit at its drain time")
-        for h in held:  # closed at the drain's end
-            h["thread"].join(30)
-        poll(lambda: all(e.get("inflight") == 0 for e in json.loads(ctl_cmd(env.path("ctl.sock"),
-                                                                           "show endpoints json"))),
-             10, what="the endpoints' in-flight counts back to 0")
-        for i in range(4):
-            r = http_get(f.gw, f"/after{i}")
-            check(r.status == 200, f"request {i} after the drain: {r.status} {r.body!r}, want 200")
-        check(f.line("/held0").startswith("/held0 0 DC"), f"the cut request's line: {f.line('/held0')!r}")
-    finally:
-        release.set()
-        f.close()
+    f = holding_worker(env, drain, "the drain")
+    check(f.line("/held0").startswith("/held0 0 DC"), f"the cut request's line: {f.line('/held0')!r}")
