@@ -317,6 +317,11 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	*why = "CONNECT is not supported";
 	if (req->method == NULL || req->path == NULL)
 		return 501;
+	/* :path is HTTP/1.1's request target: maxUriBytes holds for both, and
+	 * the refusal is logged alike. */
+	*why = ISM_WHY_URI_TOO_LONG;
+	if (lim->max_uri_bytes && req->target_len > lim->max_uri_bytes)
+		return 414;
 	*why = ISM_WHY_BODY_TOO_LARGE;
 	if (f.cl > 0 && lim->max_request_body_bytes && (uint64_t)f.cl > lim->max_request_body_bytes)
 		return 413;
