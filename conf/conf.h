@@ -84,7 +84,8 @@ void ism_conf_jwks_source(const struct ism_jwks_source *src);
 
 /* A duration as the file writes one ("10s", "250ms", "1.5s", "2m", "1h",
  * "100us", "1m30s") in milliseconds, a positive value under 1 ms rounding up
- * to 1 ms; 0 or -1. */
+ * to 1 ms; 0, -ERANGE for a well-formed one over UINT32_MAX ms
+ * (1193h2m47.295s), -EINVAL for anything else. */
 int ism_parse_duration_ms(const char *s, uint32_t *out);
 
 /* Reads a file of at most max bytes (NUL-terminated); 0 or -errno. */

@@ -373,9 +373,12 @@ static uint64_t unit_ns(const char **s)
 int ism_parse_duration_ms(const char *s, uint32_t *out)
 {
 	/* Go/Istio form: one or more <decimal><unit>, e.g. "1m30s", "1.5s". The sum
-	 * is kept in nanoseconds with overflow checks, then rounded up to ms. */
+	 * is kept in nanoseconds with overflow checks, then rounded up to ms. A
+	 * sum past the largest is noted and the text read to its end, so that
+	 * -ERANGE is only said of a well-formed duration. */
 	const uint64_t max_ns = (uint64_t)UINT32_MAX * 1000000ull;
 	uint64_t total = 0;
+	bool over = false;
 
 	if (*s == '\0')
 		return -EINVAL;
@@ -389,8 +392,9 @@ int ism_parse_duration_ms(const char *s, uint32_t *out)
 
 		for (; *s >= '0' && *s <= '9'; s++, digits = true) {
 			if (ip > 1000000000000ull)
-				return -ERANGE;
-			ip = ip * 10 + (uint64_t)(*s - '0');
+				over = true;
+			else
+				ip = ip * 10 + (uint64_t)(*s - '0');
 		}
 		if (*s == '.') {
 			for (s++; *s >= '0' && *s <= '9'; s++, digits = true) {
@@ -405,13 +409,18 @@ int ism_parse_duration_ms(const char *s, uint32_t *out)
 		u = unit_ns(&s);
 		if (u == 0)
 			return -EINVAL;
-		if (ip > max_ns / u)
-			return -ERANGE;
+		if (over || ip > max_ns / u) {
+			over = true;
+			continue;
+		}
 		part = ip * u + (frac * u) / scale;
 		if (part > max_ns - total)
-			return -ERANGE;
-		total += part;
+			over = true;
+		else
+			total += part;
 	}
+	if (over)
+		return -ERANGE;
 	*out = (uint32_t)((total + 999999) / 1000000);
 	return 0;
 }
@@ -422,12 +431,18 @@ int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 	const struct ism_node *n;
 	uint32_t ms;
 	size_t old;
-	int rc = 1;
+	int rc = 1, prc = -EINVAL;
 
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (n->kind != ISM_NODE_SCALAR || ism_parse_duration_ms(n->str, &ms) < 0) {
+	if (n->kind == ISM_NODE_SCALAR)
+		prc = ism_parse_duration_ms(n->str, &ms);
+	if (prc == -ERANGE) {
+		/* Durations are kept in 32-bit milliseconds. */
+		ism_v_err(v, n, "too large: at most 1193h2m47.295s (%u ms)", UINT32_MAX);
+		rc = -1;
+	} else if (prc < 0) {
 		ism_v_err(v, n,
 			  "must be a duration such as \"10s\", \"250ms\", \"1.5s\" or \"2m\"");
 		rc = -1;

@@ -403,6 +403,48 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev)
 	return attach(b, n);
 }
 
+/* The line and column (from 1, columns in characters as libyaml counts
+ * them) of byte off of the text. */
+static void text_position(const struct builder *b, size_t off, int *line, int *col)
+{
+	int l = 1, c = 1;
+
+	for (size_t i = 0; i < off && i < b->len; i++) {
+		unsigned char ch = (unsigned char)b->buf[i];
+
+		if (ch == '\n' || (ch == '\r' && (i + 1 >= b->len || b->buf[i + 1] != '\n'))) {
+			l++;
+			c = 1;
+		} else if ((ch & 0xc0) != 0x80 && ch != '\r') {
+			c++; /* a UTF-8 continuation byte is part of the character before */
+		}
+	}
+	*line = l;
+	*col = c;
+}
+
+/* libyaml's reader decodes the text ahead of the scanner, and tells where it
+ * found a byte that is not UTF-8 or a character YAML refuses (a NUL, another
+ * control) by its offset alone: its problem_mark is left at the start. */
+static void reader_error(struct builder *b, const yaml_parser_t *p)
+{
+	const char *what = p->problem ? p->problem : "error";
+	int line, col;
+
+	text_position(b, p->problem_offset, &line, &col);
+	if (strstr(what, "control") != NULL)
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, line, col, "",
+			     "YAML syntax error: %s (U+%04X)", what, (unsigned)p->problem_value);
+	else if (p->problem_value >= 0)
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, line, col, "",
+			     "YAML syntax error: not UTF-8 text: %s (byte 0x%02X)", what,
+			     (unsigned)p->problem_value);
+	else
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, line, col, "",
+			     "YAML syntax error: not UTF-8 text: %s", what);
+	b->rc = -EINVAL;
+}
+
 static void syntax_error(struct builder *b, const yaml_parser_t *p)
 {
 	const yaml_mark_t *m = &p->problem_mark;
@@ -410,6 +452,10 @@ static void syntax_error(struct builder *b, const yaml_parser_t *p)
 	if (p->error == YAML_MEMORY_ERROR) {
 		b->rc = -ENOMEM;
 		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, 0, 0, "", "out of memory");
+		return;
+	}
+	if (p->error == YAML_READER_ERROR) {
+		reader_error(b, p);
 		return;
 	}
 	if (m->index < b->len && b->buf[m->index] == '\t')

@@ -726,6 +726,20 @@ static void test_durations(void **state)
 	/* More than 2^32 ms does not fit. */
 	assert_int_equal(ism_conf_load_buf("t.yaml", over, strlen(over), &c, &f->d), -EINVAL);
 	assert_null(c);
+	/* The largest, and one past it: too large, unless it is no duration. */
+	{
+		uint32_t ms = 0;
+
+		assert_int_equal(ism_parse_duration_ms("1193h2m47.295s", &ms), 0);
+		assert_int_equal(ms, UINT32_MAX);
+		assert_int_equal(ism_parse_duration_ms("4294967295ms", &ms), 0);
+		assert_int_equal(ism_parse_duration_ms("1193h2m47.296s", &ms), -ERANGE);
+		assert_int_equal(ism_parse_duration_ms("4294967296ms", &ms), -ERANGE);
+		assert_int_equal(ism_parse_duration_ms("99999999999999999999h", &ms), -ERANGE);
+		assert_int_equal(ism_parse_duration_ms("1194h1s", &ms), -ERANGE);
+		assert_int_equal(ism_parse_duration_ms("1194hx", &ms), -EINVAL);
+		assert_int_equal(ism_parse_duration_ms("99999999999999999999", &ms), -EINVAL);
+	}
 }
 
 /* --- the Istio samples --- */
@@ -3063,8 +3077,18 @@ static const struct bad bads[] = {
      "between 1 and 64"},
     {"bad appliance duration", APP "  timeouts:\n    idle: 10\n", 8, 11,
      "Appliance t: spec.timeouts.idle", "must be a duration"},
+    {"not UTF-8", APP "  workers: 2\n  user: \"\xc3\xa9\xff\"\n", 8, 11, "",
+     "YAML syntax error: not UTF-8 text: invalid leading UTF-8 octet (byte 0xFF)"},
+    {"not UTF-8, line 5",
+     "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata:\n  name: t\n"
+     "spec: {user: \xfe}\n",
+     5, 14, "", "invalid leading UTF-8 octet (byte 0xFE)"},
     {"negative duration", APP "  timeouts:\n    drain: -5s\n", 8, 12,
      "Appliance t: spec.timeouts.drain", "must be a duration"},
+    {"duration too large", APP "  timeouts:\n    idle: 1194h\n", 8, 11,
+     "Appliance t: spec.timeouts.idle", "too large: at most 1193h2m47.295s (4294967295 ms)"},
+    {"route timeout too large", VS_HEAD "    - destination: {host: a.b}\n    timeout: 2000h\n", 23,
+     14, VS_FIELD "spec.http[0].timeout", "too large: at most 1193h2m47.295s"},
     {"access log format", APP "  accessLog: {path: /tmp/a.log, format: xml}\n", 7, 41,
      "Appliance t: spec.accessLog.format", "unknown value \"xml\""},
     {"unknown log operator",
@@ -4215,6 +4239,49 @@ static void test_unknown_field_no_guess(void **state)
 	assert_string_equal(buf, "conf/x.yaml:7:3: error: Appliance t: spec.zzz: unknown field\n");
 }
 
+/* A byte that is not UTF-8, a NUL or another control character is reported
+ * where it is (libyaml's reader tells its offset alone), its column counted
+ * in characters. */
+static void test_bad_bytes(void **state)
+{
+	static const char nul3[] = "apiVersion: isthmus.io/v1\nkind: Appliance\nmeta\0data:\n";
+	static const char nul8[] = APP "  workers: 2\n  user: x\0y\n";
+	static const char ctl8[] = APP "  workers: 2\n  user: \"\xc3\xa9\x01\"\n";
+	static const char bad5[] = "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata:\n"
+				   "  name: t\nspec: {user: \"\xc3\xa9\xc3\"}\n";
+	static const struct {
+		const char *yaml;
+		size_t len;
+		int line, col;
+		const char *msg;
+	} cases[] = {
+	    {nul3, sizeof(nul3) - 1, 3, 5, "control characters are not allowed (U+0000)"},
+	    {nul8, sizeof(nul8) - 1, 8, 10, "control characters are not allowed (U+0000)"},
+	    {ctl8, sizeof(ctl8) - 1, 8, 11, "control characters are not allowed (U+0001)"},
+	    /* the trailing byte the leading 0xC3 wants is the quote */
+	    {bad5, sizeof(bad5) - 1, 5, 17,
+	     "not UTF-8 text: invalid trailing UTF-8 octet (byte 0x22)"},
+	};
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ism_conf *c = (struct ism_conf *)1;
+
+		ism_diags_init(&f->d);
+		assert_int_equal(
+		    ism_conf_load_buf("t.yaml", cases[i].yaml, cases[i].len, &c, &f->d), -EINVAL);
+		assert_null(c);
+		if (f->d.n != 1 || f->d.items[0].line != cases[i].line ||
+		    f->d.items[0].col != cases[i].col ||
+		    strstr(f->d.items[0].msg, cases[i].msg) == NULL) {
+			fprintf(stderr, "case %zu: wanted %d:%d \"%s\"; got:\n", i, cases[i].line,
+				cases[i].col, cases[i].msg);
+			dump(&f->d);
+			fail();
+		}
+	}
+}
+
 static void test_unreadable_file(void **state)
 {
 	struct fx *f = *state;
@@ -4344,6 +4411,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_invalid, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_bytes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
