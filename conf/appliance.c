@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "conf/model.h"
 #include "lib/addr.h"
@@ -679,7 +680,16 @@ static void parse_process(struct ism_vctx *v, const struct ism_node *spec,
 	parse_workers(v, spec, a);
 	ism_v_str(v, spec, "user", false, &a->user);
 	ism_v_str(v, spec, "group", false, &a->group);
-	ism_v_str(v, spec, "controlSocket", false, &a->control_socket);
+	if (ism_v_str(v, spec, "controlSocket", false, &a->control_socket) > 0 &&
+	    strlen(a->control_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		/* The start would fail to bind it (ENAMETOOLONG), naming no place. */
+		old = ism_v_push(v, ".controlSocket");
+		ism_v_err(v, ism_node_get(spec, "controlSocket", NULL),
+			  "a unix socket path holds at most %zu bytes; this one has %zu",
+			  sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+			  strlen(a->control_socket));
+		ism_v_pop(v, old);
+	}
 	if (ism_v_str(v, spec, "pidFile", false, &a->pid_file) > 0 && a->pid_file[0] != '/') {
 		old = ism_v_push(v, ".pidFile");
 		ism_v_err(v, ism_node_get(spec, "pidFile", NULL), "must be an absolute path");

@@ -914,6 +914,7 @@ void ism_model_xref(struct ism_vctx *v)
 	xref_hcs(v);
 	ism_tls_xref(v);
 	ism_model_xref_extauthz(v);
+	ism_model_xref_listeners(v);
 	v->res = "";
 	ism_v_pop(v, 0);
 }

@@ -707,6 +707,10 @@ void ism_model_parse_extauthz(struct ism_vctx *v, const struct ism_node *spec,
 /* The providers' services resolved, and the CUSTOM policies that apply
  * checked against them (a provider they name, one provider for all). */
 void ism_model_xref_extauthz(struct ism_vctx *v);
+/* conf/listen.c: the Gateway servers' listening addresses and the admin
+ * listener's, refused where the master could not bind them all (a wildcard
+ * beside another address of its port, the admin listener on a server's). */
+void ism_model_xref_listeners(struct ism_vctx *v);
 
 /* --- AuthorizationPolicy (conf/authz.c) --- */
 

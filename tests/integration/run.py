@@ -171,6 +171,65 @@ def check_bad_file(env):
           f"out-of-range port / unknown field not reported as file:line:col (rc {rc}): {out!r}")
 
 
+def _position(text, marker, value):
+    """Line and column (from 1) of value on the first line holding marker."""
+    for i, line in enumerate(text.split("\n")):
+        if marker in line:
+            return i + 1, line.index(value, line.index(marker)) + 1
+    raise TestFailure(f"{marker!r} not in the file")
+
+
+@test
+def check_unbindable_files(env):
+    """Files the master could never bind are errors of the file, at the
+    offending value, from isthmus -c, the start and a reload alike (they were
+    "valid", then the start failed with "File name too long" or "Address
+    already in use", naming no place): a control socket path longer than a
+    unix address holds, the admin listener on a server's address and port, a
+    wildcard bind beside another address of one port."""
+    port = free_port()
+    app = appliance(env)  # listenAddress 127.0.0.1
+    long_sock = "/tmp/" + "s" * 110 + ".sock"
+    wild = gateway(port) + f"  - port: {{number: {port}, protocol: HTTP}}\n    bind: 0.0.0.0\n    hosts: [b.test]\n"
+    cases = [
+        ("sock", docs(app.replace(f"controlSocket: {env.path('ctl.sock')}", f"controlSocket: {long_sock}"),
+                      gateway(port)),
+         ("controlSocket:", "/tmp/"), "Appliance test: spec.controlSocket",
+         "a unix socket path holds at most 107 bytes; this one has 120"),
+        ("admin", docs(appliance(env, extra=f"  admin: {{address: \"127.0.0.1:{port}\"}}\n"), gateway(port)),
+         ("admin:", '"127'), "Appliance test: spec.admin.address",
+         f"127.0.0.1:{port} cannot be bound beside 127.0.0.1:{port} (the Appliance's listenAddress) of "
+         "Gateway default/gw spec.servers[0]: the same address and port"),
+        ("wild", docs(app, wild), ("bind: 0.0.0.0", "0.0.0.0"), "Gateway default/gw: spec.servers[1].bind",
+         f"0.0.0.0:{port} cannot be bound beside 127.0.0.1:{port} (the Appliance's listenAddress) of "
+         "Gateway default/gw spec.servers[0]: a wildcard address takes the port on every address of its family"),
+    ]
+    for name, text, (marker, value), field, msg in cases:
+        path = env.write(f"{name}.yaml", text)
+        line, col = _position(text, marker, value)
+        want = f"{path}:{line}:{col}: error: {field}: {msg}"
+        rc, out = env.check_config(path)
+        check(rc == 1 and want in out, f"{name}: isthmus -c exited {rc}, want 1 and {want!r}: {out!r}")
+        p = subprocess.run([env.isthmus, "-f", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=20, stdin=subprocess.DEVNULL)
+        out = p.stdout.decode("utf-8", "replace")
+        check(p.returncode != 0 and want in out, f"{name}: the start exited {p.returncode}, want {want!r}: {out!r}")
+        check(not os.path.exists(long_sock), f"{name}: a control socket was bound")
+    # A reload to the admin case is refused, with the position, and the
+    # running generation serves on.
+    conf = env.write("isthmus.yaml", docs(app, gateway(port)))
+    env.start_gateway(conf, port)
+    path = env.path("admin.yaml")
+    text = open(path).read()
+    line, col = _position(text, "admin:", '"127')
+    env.write("isthmus.yaml", text)
+    os.kill(env.gateway.pid, signal.SIGHUP)
+    poll(lambda: "reload refused" in env.gateway.log(), 5, what="'reload refused' in the log")
+    check(f"{conf}:{line}:{col}: error: Appliance test: spec.admin.address" in env.gateway.log(),
+          f"the refused reload does not name {conf}:{line}:{col}: {env.gateway.log()[-2000:]!r}")
+    check(env.gateway.alive(), "master died on a refused reload")
+
+
 SAMPLE_NEEDS = {
     # sample file -> ServiceEntry hosts (short name, port) it refers to
     "bookinfo-gateway.yaml": [("productpage", 9080)],

@@ -533,6 +533,7 @@ static void test_binding(void **state)
 {
 	static const char yaml[] = APP
 	    "  namespace: front\n"
+	    "  listenAddress: 127.0.0.1\n" /* not a wildcard beside 127.0.0.5:80 */
 	    "---\n"
 	    "apiVersion: networking.istio.io/v1\n"
 	    "kind: Gateway\n"
@@ -574,7 +575,7 @@ static void test_binding(void **state)
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_listener *l0, *l1;
 
-	/* Gateway b's first server shares 0.0.0.0:80 with a; its second binds apart. */
+	/* Gateway b's first server shares 127.0.0.1:80 with a; its second binds apart. */
 	assert_int_equal(t->n_listeners, 2);
 	l0 = &t->listeners[0];
 	l1 = &t->listeners[1];
@@ -3050,6 +3051,12 @@ static void test_mirror_errors(void **state)
 
 #define GW_FIELD "Gateway default/gw: spec.servers[0]."
 
+/* A Gateway (lines 8-14 after a 7-line Appliance) with one server on port
+ * 8080 of the listenAddress. */
+#define GW_PORT_8080                                                                               \
+	"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"           \
+	"spec:\n  servers:\n  - port: {number: 8080, protocol: HTTP}\n    hosts: [a]\n"
+
 /* APP is lines 1-6, the ServiceEntry lines 7-13; its ports are line 14. */
 #define SE_HEAD                                                                                    \
 	APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"                        \
@@ -3691,6 +3698,38 @@ static const struct bad bads[] = {
      16, 19, DR_FIELD "portLevelSettings[0].tls.mode", "unknown value"},
     {"port-level without port", DR_HEAD "    portLevelSettings:\n    - loadBalancer: {}\n", 15, 7,
      DR_FIELD "portLevelSettings[0].port", "required field missing"},
+    {"control socket too long",
+     APP "  controlSocket: "
+	 "/run/"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxx.sock\n",
+     7, 18, "Appliance t: spec.controlSocket",
+     "a unix socket path holds at most 107 bytes; this one has 120"},
+    {"admin on a server's address", APP "  admin: {address: \"0.0.0.0:8080\"}\n" GW_PORT_8080, 7,
+     20, "Appliance t: spec.admin.address",
+     "0.0.0.0:8080 cannot be bound beside 0.0.0.0:8080 (the Appliance's listenAddress) of "
+     "Gateway default/gw spec.servers[0]: the same address and port"},
+    {"admin under a server's wildcard", APP "  admin: {address: \"127.0.0.1:8080\"}\n" GW_PORT_8080,
+     7, 20, "Appliance t: spec.admin.address",
+     "127.0.0.1:8080 cannot be bound beside 0.0.0.0:8080 (the Appliance's listenAddress) of "
+     "Gateway default/gw spec.servers[0]: a wildcard address takes the port"},
+    {"wildcard bind beside a specific one",
+     GW_SERVERS "  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.1\n    hosts: [a]\n"
+		"  - port: {number: 8080, protocol: HTTP}\n    bind: 0.0.0.0\n    hosts: [b]\n",
+     17, 11, "Gateway default/gw: spec.servers[1].bind",
+     "0.0.0.0:8080 cannot be bound beside 127.0.0.1:8080 of Gateway default/gw spec.servers[0]: "
+     "a wildcard address takes the port on every address of its family"},
+    {"specific bind beside the listenAddress",
+     GW_SERVERS "  - port: {number: 8080, protocol: HTTP}\n    hosts: [a]\n"
+		"  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.1\n    hosts: [b]\n",
+     16, 11, "Gateway default/gw: spec.servers[1].bind",
+     "127.0.0.1:8080 cannot be bound beside 0.0.0.0:8080 (the Appliance's listenAddress) of "
+     "Gateway default/gw spec.servers[0]"},
+    {"specific bind under an IPv6 wildcard",
+     GW_SERVERS "  - port: {number: 8080, protocol: HTTP}\n    bind: \"::\"\n    hosts: [a]\n"
+		"  - port: {number: 8080, protocol: HTTP}\n    bind: \"::1\"\n    hosts: [b]\n",
+     17, 11, "Gateway default/gw: spec.servers[1].bind",
+     "[::1]:8080 cannot be bound beside [::]:8080 of Gateway default/gw spec.servers[0]"},
     {"gateway protocol UDP", GW_SERVERS "  - port: {number: 80, protocol: UDP}\n    hosts: [a]\n",
      13, 34, GW_FIELD "port.protocol", "UDP is not implemented yet"},
     {"gateway protocol tls", GW_SERVERS "  - port: {number: 80, protocol: tls}\n    hosts: [a]\n",
@@ -4239,6 +4278,46 @@ static void test_unknown_field_no_guess(void **state)
 	assert_string_equal(buf, "conf/x.yaml:7:3: error: Appliance t: spec.zzz: unknown field\n");
 }
 
+/* Listening addresses the master binds together load: one address shared
+ * (one listener), specific addresses apart on a port, an IPv6 address beside
+ * the IPv4 wildcard, the admin listener on a port of its own. [::] beside an
+ * IPv4 address is refused only where [::] takes IPv4 too (bindv6only 0). */
+static void test_listen_addresses(void **state)
+{
+	static const char ok[] = GW_SERVERS
+	    "  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.1\n    hosts: [a]\n"
+	    "  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.1\n    hosts: [b]\n"
+	    "  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.2\n    hosts: [a]\n"
+	    "  - port: {number: 8080, protocol: HTTP}\n    bind: \"::1\"\n    hosts: [a]\n"
+	    "  - port: {number: 8081, protocol: HTTP}\n    hosts: [a]\n"
+	    "  - port: {number: 8081, protocol: HTTP}\n    hosts: [b]\n"
+	    "  - port: {number: 8081, protocol: HTTP}\n    bind: \"::1\"\n    hosts: [a]\n";
+	static const char admin_ok[] = APP "  admin: {address: \"0.0.0.0:9901\"}\n" GW_PORT_8080;
+	static const char dual[] = GW_SERVERS
+	    "  - port: {number: 8080, protocol: HTTP}\n    hosts: [a]\n"
+	    "  - port: {number: 8080, protocol: HTTP}\n    bind: \"::\"\n    hosts: [b]\n";
+	struct fx *f = *state;
+	struct ism_conf *c = NULL;
+	FILE *v6only = fopen("/proc/sys/net/ipv6/bindv6only", "r");
+	bool dual_stack = true;
+
+	if (v6only != NULL) {
+		dual_stack = fgetc(v6only) != '1';
+		fclose(v6only);
+	}
+	assert_int_equal(ism_conf_load_buf("t.yaml", ok, strlen(ok), &c, &f->d), 0);
+	ism_conf_free(c);
+	assert_int_equal(ism_conf_load_buf("t.yaml", admin_ok, strlen(admin_ok), &c, &f->d), 0);
+	ism_conf_free(c);
+	c = NULL;
+	assert_int_equal(ism_conf_load_buf("t.yaml", dual, strlen(dual), &c, &f->d),
+			 dual_stack ? -EINVAL : 0);
+	if (dual_stack)
+		assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.servers[1].bind",
+				     "[::] takes the port on the IPv4 addresses too"));
+	ism_conf_free(c);
+}
+
 /* A byte that is not UTF-8, a NUL or another control character is reported
  * where it is (libyaml's reader tells its offset alone), its column counted
  * in characters. */
@@ -4412,6 +4491,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_bytes, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_listen_addresses, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
