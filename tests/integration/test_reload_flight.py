@@ -397,3 +397,27 @@ def drain_over_gives_back_counts(env):
 
     f = holding_worker(env, drain, "the drain")
     check(f.line("/held0").startswith("/held0 0 DC"), f"the cut request's line: {f.line('/held0')!r}")
+
+
+@_test
+def reloads_replacing_workers_kill_none(env):
+    """Reloads that start new sets of workers one after the other (the worker
+    count 3, 2, 3, ...) kill no worker as hung: a worker started in the
+    master's turn after it read its clock was judged to have gone 2^64-1 ms
+    without a heartbeat, and killed at once."""
+    f = Flight(env, None, fail_on=())
+    try:
+        f.start(ROUTE)
+        # Workers are judged once the master has been awake 5 s.
+        poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["uptime_s"] >= 6, 15,
+             what="the master up for 6 s")
+        for i in range(12):
+            n = 3 if i % 2 == 0 else 2
+            f.reload(ROUTE, workers=n)
+            poll(lambda: len(env.workers()) == n, 15, what=f"the {n} workers of reload {i + 1}")
+            check(http_get(f.gw, f"/r{i}").status == 200, f"a request after reload {i + 1}")
+        info = json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))
+        check(info["worker_hangs"] == 0 and "hung" not in env.gateway.log(),
+              f"workers killed as hung: {info['worker_hangs']}")
+    finally:
+        f.close()
