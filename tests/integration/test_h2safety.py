@@ -414,7 +414,7 @@ def h2_body_credit_before_answer(env):
     gw, _, _ = gateway_1w(env, app_extra=limits(http2InitialConnectionWindowSize=2 * n * size),
                           timeouts={"upstreamResponse": "10s"})
     rep = attack(gw, "upload-credit", n, json.dumps({"path": f"/delay/{int(delay * 1000)}", "size": size,
-                                                     "wait": 15}))
+                                                     "wait": 15, "opening_wu": True}))
     check(rep["credit_before_answer"] == n * size,
           f"connection credit before the first answer (at {rep['answer_at']} s, bodies at {rep['bodies_at']} s): "
           f"{rep['credit_before_answer']} of the bodies' {n * size} bytes; WINDOW_UPDATEs [at, increment]: "

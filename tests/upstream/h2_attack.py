@@ -52,8 +52,10 @@ ATTACK:
                     "trailers_end": true}: one stream exactly so (N ignored);
                     with trailers, END_STREAM is on their HEADERS (when
                     trailers_end) and not on the DATA
-  upload-credit N   JSON {"path": P, "size": BYTES, "wait": S}: once the
-                    SETTINGS are acknowledged both ways, N POSTs of P in one
+  upload-credit N   JSON {"path": P, "size": BYTES, "wait": S, "opening_wu": B}:
+                    once the SETTINGS are acknowledged both ways (and, with
+                    opening_wu, the server's first connection-level
+                    WINDOW_UPDATE came: it raises its window), N POSTs of P in one
                     write, each a HEADERS and its whole body of BYTES in DATA
                     frames (END_STREAM on the last), so that the server reads
                     every body whole before it sends any upstream; waits up to
@@ -388,9 +390,11 @@ def run(p, attack, n, arg):
         p.settings()
         # Both ends' SETTINGS in force (the server's stream window applies
         # once it read our ACK), and the server's opening WINDOW_UPDATE in
-        # (it goes before the server's ACK of ours): the connection credit
-        # seen from here on is what the bodies earned.
-        p.wait(lambda: p.acked and p.rep["acks"] > 0, 5)
+        # when the spec says the server raises its connection window (it
+        # may come after the ACK of ours): the connection credit seen from
+        # here on is what the bodies earned.
+        p.wait(lambda: p.acked and p.rep["acks"] > 0 and
+               (not spec.get("opening_wu") or len(p.conn_wu) > 0), 5)
         frames = []
         for i in range(n):
             sid = 1 + 2 * i
