@@ -685,29 +685,24 @@ static int we_cmp(const void *pa, const void *pb)
  * resolution (as Istio: a STATIC service's endpoints are addresses). */
 static bool selects(struct ism_vctx *v, const struct ism_cm_se *se, struct ism_cm_we *we)
 {
+	const char *why = NULL;
+
 	if (strcmp(we->r.ns, se->r.ns) != 0 ||
 	    !ism_model_labels_include(we->ep.labels_at, se->selector, se->n_selector))
 		return false;
 	we->matched = true;
-	if (we->ep.is_unix && se->resolution != ISM_RES_STATIC) {
-		set_res(v, &se->r);
-		ism_v_push(v, "spec.workloadSelector");
-		ism_v_warn(v, se->selector_at,
-			   "%s is not an endpoint: its address is a Unix socket, and resolution is "
-			   "not STATIC",
-			   we->r.label);
-		return false;
-	}
-	if (we->ep.name != NULL && se->resolution == ISM_RES_STATIC) {
-		set_res(v, &se->r);
-		ism_v_push(v, "spec.workloadSelector");
-		ism_v_warn(v, se->selector_at,
-			   "%s is not an endpoint: its address is a host name, and resolution is "
-			   "STATIC (Istio selects it for DNS resolution only)",
-			   we->r.label);
-		return false;
-	}
-	return true;
+	if (we->ep.is_unix && se->resolution != ISM_RES_STATIC)
+		why = "a Unix socket, and resolution is not STATIC";
+	else if (we->ep.name != NULL && se->resolution == ISM_RES_STATIC)
+		why = "a host name, and resolution is STATIC (Istio selects it for DNS resolution "
+		      "only)";
+	if (why == NULL)
+		return true;
+	set_res(v, &se->r);
+	ism_v_push(v, "spec.workloadSelector");
+	ism_v_warn(v, se->selector_at, "%s is not an endpoint: its address is %s", we->r.label,
+		   why);
+	return false;
 }
 
 /* The endpoints of the ServiceEntries with a workloadSelector: the

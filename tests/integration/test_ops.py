@@ -104,6 +104,18 @@ def _two_services(env, extra, up_name="a"):
     return text, gw_port, ports[up_name], refused
 
 
+def worker_uids(env):
+    """{pid: real uid} of the running workers (those gone meanwhile left out)."""
+    out = {}
+    for pid in env.workers():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                out[pid] = next(int(l.split()[1]) for l in f if l.startswith("Uid:"))
+        except (OSError, StopIteration):
+            pass
+    return out
+
+
 @_test
 def access_log_istio_operators(env):
     """More of the operators of Istio's default access-log format: Envoy's
@@ -973,14 +985,7 @@ def worker_user_and_unknown_user_reload(env):
     nobody = pwd.getpwnam("nobody").pw_uid
 
     def uids():
-        out = {}
-        for pid in env.workers():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    out[pid] = next(int(l.split()[1]) for l in f if l.startswith("Uid:"))
-            except (OSError, StopIteration):
-                pass
-        return out
+        return worker_uids(env)
 
     pids = poll(lambda: len(uids()) == 2 and set(uids().values()) == {nobody} and uids(), 10,
                 what="two workers running as nobody")
@@ -1181,14 +1186,7 @@ def reload_changes_worker_user(env):
     nobody = pwd.getpwnam("nobody").pw_uid
 
     def uids():
-        out = set()
-        for pid in env.workers():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    out.add(next(int(l.split()[1]) for l in f if l.startswith("Uid:")))
-            except (OSError, StopIteration):
-                pass
-        return out
+        return set(worker_uids(env).values())
 
     poll(lambda: uids() == {0}, 10, what="the workers running as root")
     env.write("isthmus.yaml", text.replace("  timeouts:", "  user: nobody\n  timeouts:", 1))
