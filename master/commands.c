@@ -212,7 +212,8 @@ static uint64_t cmd_show_workers(struct ism_master *m, char *args, struct ism_re
 		kv_bool(&k, "retiring", m->workers[i].retiring);
 		kv_num(&k, "heartbeat_age_ms", hb && now > hb ? now - hb : 0);
 		kv_num(&k, "connections", atomic_load(&ws->stats.conn_active));
-		kv_num(&k, "requests", atomic_load(&ws->stats.requests));
+		kv_num(&k, "requests",
+		       atomic_load(&ws->stats.requests) - m->workers[i].requests_base);
 		kv_end(&k);
 	}
 	ism_say(r, json ? "]\n" : "");

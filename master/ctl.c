@@ -43,12 +43,12 @@ struct ctl_client {
 	uint64_t since;	   /* accepted at: the oldest is dropped first */
 	uint64_t deadline; /* of the current state */
 	uint32_t len;
-	uint64_t ticket;       /* CTL_WAITING: the reload's */
-	int json;	       /* CTL_WAITING: the answer in JSON */
-	struct ism_reply head; /* the admin answer's status line and header */
-	struct ism_reply body; /* the page, or the command's answer */
-	size_t sent;	       /* of head, then body */
-	char line[CTL_LINE_MAX];
+	uint64_t ticket;	     /* CTL_WAITING: the reload's */
+	int json;		     /* CTL_WAITING: the answer in JSON */
+	struct ism_reply head;	     /* the admin answer's status line and header */
+	struct ism_reply body;	     /* the page, or the command's answer */
+	size_t sent;		     /* of head, then body */
+	char line[CTL_LINE_MAX + 1]; /* 4095 bytes, the newline and a NUL */
 };
 
 enum ctl_pool_id {
@@ -307,26 +307,29 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 		       struct ism_reply *body)
 {
 	const char *ctype = "text/plain";
+	bool head_only = strncmp(req, "HEAD ", 5) == 0;
+	const char *path = head_only ? req + 5 : req + 4;
+	size_t plen = strcspn(path, " ?"); /* the query is not part of the page */
 	int status = 200;
 
-	if (strncmp(req, "GET /healthz/ready ", 19) == 0 ||
-	    strncmp(req, "HEAD /healthz/ready ", 20) == 0) {
-		status = ism_master_ready(c->m) ? 200 : 503;
-		ism_say(body, "%s\n", status == 200 ? "ready" : "not ready");
-	} else if (strncmp(req, "GET /healthz/live ", 18) == 0 ||
-		   strncmp(req, "HEAD /healthz/live ", 19) == 0) {
-		/* The master's loop answered: it is alive, starting and stopping too. */
-		ism_say(body, "live\n");
-	} else if (strncmp(req, "GET /metrics ", 13) == 0) {
-		ctype = "text/plain; version=0.0.4";
-		metrics_page(c, body);
-	} else if (strncmp(req, "GET ", 4) != 0 && strncmp(req, "HEAD ", 5) != 0) {
+#define PAGE_IS(p) (plen == sizeof(p) - 1 && memcmp(path, p, plen) == 0)
+	if (!head_only && strncmp(req, "GET ", 4) != 0) {
 		status = 405;
 		ism_say(body, "method not allowed\n");
+	} else if (PAGE_IS("/healthz/ready")) {
+		status = ism_master_ready(c->m) ? 200 : 503;
+		ism_say(body, "%s\n", status == 200 ? "ready" : "not ready");
+	} else if (PAGE_IS("/healthz/live")) {
+		/* The master's loop answered: it is alive, starting and stopping too. */
+		ism_say(body, "live\n");
+	} else if (PAGE_IS("/metrics")) {
+		ctype = "text/plain; version=0.0.4";
+		metrics_page(c, body);
 	} else {
 		status = 404;
 		ism_say(body, "not found: /healthz/live, /healthz/ready, /metrics\n");
 	}
+#undef PAGE_IS
 	if (body->incomplete) {
 		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",
 			 CTL_REPLY_MAX >> 20);
@@ -337,7 +340,7 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 			CTL_REPLY_MAX >> 20);
 	}
 	http_head(head, status, ctype, body);
-	if (strncmp(req, "HEAD ", 5) == 0)
+	if (head_only)
 		ism_reply_free(body);
 }
 

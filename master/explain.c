@@ -352,6 +352,20 @@ static bool local_address(const struct ism_listener *l, const char *to, struct s
 	return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
+/* from=CLIENT_IP: an address, as a connection's peer is; false (and the
+ * error said) otherwise. */
+static bool take_peer(const char *arg, const char **peer, struct ism_reply *r)
+{
+	struct sockaddr_storage ss;
+
+	if (!ism_addr_parse(arg + 5, &ss, NULL)) {
+		ism_say(r, "error: %s is not an IP address\n%s", arg, usage);
+		return false;
+	}
+	*peer = arg + 5;
+	return true;
+}
+
 /* What explain's connection reached: local (NULL: unknown), on the
  * listener's port. */
 struct explain_dest {
@@ -607,7 +621,8 @@ static void explain_l4(struct ism_master *m, const struct ism_table *t, char **t
 		char *end;
 
 		if (strncmp(tok[i], "from=", 5) == 0) {
-			peer = tok[i] + 5;
+			if (!take_peer(tok[i], &peer, r))
+				return;
 		} else if (strncmp(tok[i], "to=", 3) == 0) {
 			to = tok[i] + 3;
 		} else if (port == 0 && (port = strtoul(tok[i], &end, 10)) > 0 && port <= 65535 &&
@@ -684,10 +699,10 @@ void ism_explain(struct ism_master *m, char *args, struct ism_reply *r)
 		return;
 	}
 	for (int i = 2; i < n_tok; i++) {
-		if (strncmp(tok[i], "from=", 5) == 0)
-			peer = tok[i] + 5;
-		else
+		if (strncmp(tok[i], "from=", 5) != 0)
 			hv[n_h++] = tok[i];
+		else if (!take_peer(tok[i], &peer, r))
+			return;
 	}
 	len = build(buf, sizeof(buf), tok[0], tok[1], hv, n_h, &port);
 	if (len < 0 || ism_http_parse_request(buf, (size_t)len, &lim, &req) <= 0) {

@@ -30,6 +30,8 @@ struct ism_wslot {
 	uint8_t retiring;	  /* of a set replaced by a reload: draining, not restarted */
 	uint8_t hung;		  /* killed for a stale heartbeat, not reaped yet */
 	uint64_t retire_deadline; /* monotonic: killed if still draining then */
+	uint64_t requests_base;	  /* the slot's request count when it started: the
+				   * count stays whole for the metrics */
 };
 
 enum ism_loader_state {

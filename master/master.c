@@ -770,6 +770,7 @@ static int spawn_worker(struct ism_master *m, int i)
 	atomic_store(&ss->stats.h2_sessions, 0);
 	atomic_store(&ss->stats.h2_heap_bytes, 0);
 	atomic_store(&ss->heartbeat_ms, 0); /* none yet from this worker */
+	ws->requests_base = atomic_load(&ss->stats.requests);
 	pid = fork();
 	if (pid < 0) {
 		int err = errno;

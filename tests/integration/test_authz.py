@@ -312,6 +312,9 @@ def authz_tcp(env):
     ans = ctl_cmd(env.path("ctl.sock"), f"explain tcp {tcp} from=127.0.0.3")
     check("authorization: allowed by the ALLOW rule ns[default]-policy[allow]-rule[1]" in ans
           and "tcp route" in ans, f"explain tcp from .3: {ans}")
+    for cmd in (f"explain tcp {tcp} from=notanip", f"GET http://test.local:{tcp}/ from=10.0.0.1x"):
+        ans = ctl_cmd(env.path("ctl.sock"), cmd if cmd.startswith("explain") else "explain " + cmd)
+        check(ans.startswith("error: from=") and "is not an IP address" in ans, f"{cmd}: {ans}")
 
 
 @_test

@@ -117,12 +117,40 @@ def control_nul_byte(env):
 
 
 @_test
+def control_line_limit(env):
+    """A command line of 4095 bytes is read (and answered as the command it is);
+    one of 4096 is refused as too long; the admin pages take a query and HEAD."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    ans = _socat(sock, b"x" * 4095 + b"\n")
+    check(ans.startswith("error:") and "too long" not in ans and "unknown" in ans,
+          f"a 4095-byte line answered {ans[:120]!r}")
+    ans = _socat(sock, b"x" * 4096 + b"\n")
+    check(ans.startswith("error:") and "too long" in ans, f"a 4096-byte line answered {ans[:120]!r}")
+    for path, want in (("/healthz/ready?probe=1", 200), ("/healthz/live?x", 200), ("/metrics?name[]=x", 200),
+                       ("/healthz/readyz", 404), ("/healthz/ready/", 404)):
+        r = http_get(aport, path, addr="127.0.0.1", timeout=5)
+        check(r.status == want, f"GET {path}: {r.status}, want {want}")
+    with socket.create_connection(("127.0.0.1", aport), timeout=5) as s:
+        s.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = s.recv(65536).decode("latin-1")
+    check(head.startswith("HTTP/1.1 200 ") and head.endswith("\r\n\r\n") and "content-length: " in head,
+          f"HEAD /metrics answered {head[:200]!r}")
+
+
+@_test
 def events_worker_subject(env):
-    """`show events` names a worker once: "worker 0 (pid N) killed by signal 9"."""
+    """`show events` names a worker once: "worker 0 (pid N) killed by signal 9";
+    the worker restarted in its slot counts its own requests in `show workers`
+    (from 0), while `show info` keeps the total."""
     _start(env)
     sock = env.path("ctl.sock")
+    for _ in range(20):
+        check(env.get("/").status == 200, "a request before the kill")
     workers = json.loads(ctl_cmd(sock, "show workers json"))
-    victim = workers[0]
+    victim = max(workers, key=lambda w: w["requests"])
+    total = _info(env)["requests"]
+    check(victim["requests"] > 0 and total >= 21, f"requests before the kill: {workers}, total {total}")
     os.kill(victim["pid"], signal.SIGKILL)
     pat = re.compile(rf" worker {victim['index']} \(pid {victim['pid']}\) killed by signal 9; restart in \d+ ms$",
                      re.M)
@@ -132,6 +160,11 @@ def events_worker_subject(env):
     doc = json.loads(ctl_cmd(sock, "show events json"))
     check(any(e["kind"] == "worker" and e["event"].startswith(f"{victim['index']} (pid {victim['pid']})")
               for e in doc), f"'show events json' lacks the worker's exit: {doc}")
+    heir = poll(lambda: next((w for w in json.loads(ctl_cmd(sock, "show workers json"))
+                              if w["index"] == victim["index"] and w["pid"] != victim["pid"]), None), 10,
+                what="the worker's restart")
+    check(heir["requests"] == 0, f"the restarted worker shows the dead one's requests: {heir}")
+    check(_info(env)["requests"] >= total, f"the total went back: {_info(env)['requests']} < {total}")
 
 
 # --------------------------------------------------------------------------- admin listener and control socket pools
