@@ -676,7 +676,11 @@ static void parse_process(struct ism_vctx *v, const struct ism_node *spec,
 {
 	size_t old;
 
-	ism_v_str(v, spec, "namespace", false, &a->ns);
+	if (ism_v_str(v, spec, "namespace", false, &a->ns) > 0 && !ism_model_dns1123_label(a->ns)) {
+		old = ism_v_push(v, ".namespace");
+		ism_v_err(v, ism_node_get(spec, "namespace", NULL), ISM_DNS1123_LABEL_RULE);
+		ism_v_pop(v, old);
+	}
 	parse_workers(v, spec, a);
 	ism_v_str(v, spec, "user", false, &a->user);
 	ism_v_str(v, spec, "group", false, &a->group);

@@ -88,8 +88,13 @@ void ism_conf_jwks_source(const struct ism_jwks_source *src);
  * (1193h2m47.295s), -EINVAL for anything else. */
 int ism_parse_duration_ms(const char *s, uint32_t *out);
 
-/* Reads a file of at most max bytes (NUL-terminated); 0 or -errno. */
+/* Reads a file of at most max bytes (NUL-terminated); 0 or -errno: -EINVAL
+ * for what is not a regular file (a FIFO is refused, not waited on), -EFBIG
+ * over max. */
 int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len);
+/* Why ism_conf_read_file failed with rc, in words: max is the size limit it
+ * was given; buf holds the text when it needs one. */
+const char *ism_conf_read_why(int rc, size_t max, char buf[64]);
 /* The certificate and key files the model was loaded with (for a watch). */
 size_t ism_conf_files(const struct ism_conf *conf, const char *const **files);
 /* spec.limits.maxConnectionsPerWorker as the file sets it: the value, with its

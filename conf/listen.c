@@ -19,6 +19,7 @@ struct laddr {
 	uint16_t port;
 	uint8_t v6;
 	uint8_t wild;
+	uint8_t mapped; /* written ::ffff:a.b.c.d: addr holds a.b.c.d */
 	uint8_t addr[16];
 	const struct ism_cm_gw *gw;
 	size_t srv; /* index in gw->servers */
@@ -53,6 +54,11 @@ static bool laddr_set(struct laddr *l, const struct sockaddr_storage *ss, uint16
 	l->port = port;
 	if (ss->ss_family == AF_INET) {
 		memcpy(l->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6 &&
+		   IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)ss)->sin6_addr)) {
+		/* ::ffff:a.b.c.d takes the port of a.b.c.d: compared as it. */
+		memcpy(l->addr, ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr + 12, 4);
+		l->mapped = 1;
 	} else if (ss->ss_family == AF_INET6) {
 		l->v6 = 1;
 		memcpy(l->addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
@@ -83,7 +89,7 @@ static const char *laddr_text(const struct laddr *l, char *buf, size_t len)
 	char ip[INET6_ADDRSTRLEN];
 
 	inet_ntop(l->v6 ? AF_INET6 : AF_INET, l->addr, ip, sizeof(ip));
-	snprintf(buf, len, l->v6 ? "[%s]:%u" : "%s:%u", ip, l->port);
+	snprintf(buf, len, l->v6 ? "[%s]:%u" : l->mapped ? "[::ffff:%s]:%u" : "%s:%u", ip, l->port);
 	return buf;
 }
 
@@ -130,7 +136,7 @@ static void clash(struct ism_vctx *v, const struct laddr *a, const struct laddr 
 {
 	const struct laddr *at = b->k > a->k ? b : a, *other = at == a ? b : a;
 	bool from_listen = other->gw != NULL && other->gw->servers[other->srv].bind == NULL;
-	char mine[64], theirs[64], name[300];
+	char mine[64], theirs[64], name[400];
 
 	ism_v_err(v, laddr_at(v, at), "%s cannot be bound beside %s%s of %s: %s; %s",
 		  laddr_text(at, mine, sizeof(mine)), laddr_text(other, theirs, sizeof(theirs)),
@@ -140,8 +146,9 @@ static void clash(struct ism_vctx *v, const struct laddr *a, const struct laddr 
 				 : "give both the same bind, or different ports");
 }
 
-#define WHY_WILD "a wildcard address takes the port on every address of its family"
-#define WHY_DUAL "[::] takes the port on the IPv4 addresses too (net.ipv6.bindv6only is 0)"
+#define WHY_WILD   "a wildcard address takes the port on every address of its family"
+#define WHY_MAPPED "an IPv4-mapped IPv6 address takes the port of its IPv4 address"
+#define WHY_DUAL   "[::] takes the port on the IPv4 addresses too (net.ipv6.bindv6only is 0)"
 
 /* The addresses of one port, l[0..n), sorted: each distinct one against the
  * wildcards, and the admin listener against a server of its address. */
@@ -163,6 +170,12 @@ static void check_port(struct ism_vctx *v, const struct laddr *l, size_t n, bool
 		/* The admin listener sorts last of its address. */
 		if (l[j - 1].gw == NULL && j - 1 > i)
 			clash(v, &l[i], &l[j - 1], "the same address and port");
+		/* One address written both ways is two sockets on one port. */
+		for (size_t m = i + 1; m < j; m++)
+			if (l[m].mapped != l[i].mapped && l[m].gw != NULL) {
+				clash(v, &l[i], &l[m], WHY_MAPPED);
+				break;
+			}
 		if (!l[i].wild && !l[i].v6 && w4 != NULL)
 			clash(v, &l[i], w4, WHY_WILD);
 		if (!l[i].wild && l[i].v6 && w6 != NULL)

@@ -3,6 +3,7 @@
  * resources (gateways named by VirtualServices, subsets, service ports). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1020,7 +1021,7 @@ int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len)
 	int fd, rc = 0;
 	char *b;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO's open waits for a writer */
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -1062,6 +1063,19 @@ out_close:
 	return rc;
 }
 
+const char *ism_conf_read_why(int rc, size_t max, char buf[64])
+{
+	if (rc == -EINVAL)
+		return "not a regular file";
+	if (rc != -EFBIG)
+		return strerror(-rc);
+	if (max % (1u << 20) == 0)
+		snprintf(buf, 64, "larger than the %zu MiB limit", max >> 20);
+	else
+		snprintf(buf, 64, "larger than the %zu-byte limit", max);
+	return buf;
+}
+
 int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d)
 {
 	char *buf = NULL;
@@ -1071,7 +1085,10 @@ int ism_conf_load(const char *path, struct ism_conf **out, struct ism_diags *d)
 	*out = NULL;
 	rc = ism_conf_read_file(path, ISM_CONF_MAX_FILE, &buf, &len);
 	if (rc < 0) {
-		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s", strerror(-rc));
+		char why[64];
+
+		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s",
+			     ism_conf_read_why(rc, ISM_CONF_MAX_FILE, why));
 		return rc;
 	}
 	rc = ism_conf_load_buf(path, buf, len, out, d);

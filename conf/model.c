@@ -196,11 +196,17 @@ static bool dns_name_ok(const char *s, size_t max, const char *charset)
 	       isalnum((unsigned char)s[n - 1]) && s[strspn(s, charset)] == '\0';
 }
 
-#define DNS_LOWER "abcdefghijklmnopqrstuvwxyz0123456789-."
+#define DNS_LABEL "abcdefghijklmnopqrstuvwxyz0123456789-"
+#define DNS_LOWER DNS_LABEL "."
 
 bool ism_model_dns1123_subdomain(const char *s)
 {
 	return dns_name_ok(s, 253, DNS_LOWER);
+}
+
+bool ism_model_dns1123_label(const char *s)
+{
+	return dns_name_ok(s, 63, DNS_LABEL);
 }
 
 bool ism_model_trust_domain_ok(const char *s)
@@ -223,8 +229,7 @@ static const char *export_entry_err(const char *e, size_t n, enum ism_export_kin
 		return "exportTo ~ (none) is not allowed for Istio configuration objects";
 	if (strcmp(e, "~") == 0)
 		return n > 1 ? "cannot export service entry to no one (~) and someone" : NULL;
-	if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 &&
-	    !dns_name_ok(e, 63, "abcdefghijklmnopqrstuvwxyz0123456789-"))
+	if (strcmp(e, ".") != 0 && strcmp(e, "*") != 0 && !dns_name_ok(e, 63, DNS_LABEL))
 		return "only ., *, or a valid DNS 1123 label is allowed as exportTo entry";
 	if (strcmp(e, "*") == 0 && n > 1)
 		return "cannot have both public (*) and non-public exportTo values for a resource";
@@ -481,15 +486,6 @@ static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_n
 	return NULL;
 }
 
-static bool name_ok(const char *s)
-{
-	for (; *s; s++)
-		if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '-' ||
-		      *s == '.'))
-			return false;
-	return true;
-}
-
 static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struct ism_cm_res *r)
 {
 	static const char *const keys[] = {
@@ -506,21 +502,23 @@ static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struc
 	ism_v_keys(v, md, keys, NULL);
 	ism_v_node(v, md, "labels", false, ISM_NODE_MAP);
 	ism_v_node(v, md, "annotations", false, ISM_NODE_MAP);
+	/* Kubernetes' names: a name is a DNS-1123 subdomain, a namespace a
+	 * DNS-1123 label. */
 	if (ism_v_str(v, md, "name", true, &r->name) <= 0) {
 		ok = false;
-	} else if (!name_ok(r->name)) {
+	} else if (!ism_model_dns1123_subdomain(r->name)) {
 		size_t o2 = ism_v_push(v, ".name");
 
 		ism_v_err(v, ism_node_get(md, "name", NULL),
-			  "must consist of lower case letters, digits, '-' and '.'");
+			  "must be at most 253 lower case letters, digits, '-' and '.', "
+			  "starting and ending with a letter or digit");
 		ism_v_pop(v, o2);
 		ok = false;
 	}
-	if (ism_v_str(v, md, "namespace", false, &r->ns) > 0 && !name_ok(r->ns)) {
+	if (ism_v_str(v, md, "namespace", false, &r->ns) > 0 && !ism_model_dns1123_label(r->ns)) {
 		size_t o2 = ism_v_push(v, ".namespace");
 
-		ism_v_err(v, ism_node_get(md, "namespace", NULL),
-			  "must consist of lower case letters, digits, '-' and '.'");
+		ism_v_err(v, ism_node_get(md, "namespace", NULL), ISM_DNS1123_LABEL_RULE);
 		ism_v_pop(v, o2);
 		ok = false;
 	}

@@ -21,7 +21,7 @@ struct ism_cm_res {
 	const char *ns;
 	const char *name;
 	const struct ism_node *at; /* the document's root */
-	char label[200];	   /* "VirtualService default/reviews" */
+	char label[352];	   /* "VirtualService default/reviews": kind, 63, 253 */
 };
 
 struct ism_cm_sm {
@@ -981,6 +981,11 @@ char *ism_model_lower_dup(struct ism_vctx *v, const char *s);
 bool ism_model_host_syntax_ok(const char *s);
 /* A DNS-1123 subdomain (Kubernetes' rule for the names of service accounts). */
 bool ism_model_dns1123_subdomain(const char *s);
+/* Whether s is a DNS-1123 label (a Kubernetes namespace); what one is. */
+bool ism_model_dns1123_label(const char *s);
+#define ISM_DNS1123_LABEL_RULE                                                                     \
+	"must be at most 63 lower case letters, digits and '-', starting and ending with a "       \
+	"letter or digit"
 /* A trust domain: a DNS name, letters of either case. */
 bool ism_model_trust_domain_ok(const char *s);
 /* An IPv4 or IPv6 address (no port) into *ss and *len; false when s is none. */

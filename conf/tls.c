@@ -171,8 +171,9 @@ static int pem_field(struct ism_vctx *v, const struct ism_node *map, const char 
 	}
 	rc = ism_conf_read_file(path, PEM_MAX, &buf, &len);
 	if (rc < 0) {
-		ism_v_err(v, n, "%s: %s", path,
-			  rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		char text[64];
+
+		ism_v_err(v, n, "%s: %s", path, ism_conf_read_why(rc, PEM_MAX, text));
 		goto out;
 	}
 	why = pem_check(buf, len, k);

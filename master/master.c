@@ -379,10 +379,11 @@ static void watch_set(struct ism_master *m, const struct ism_conf *conf)
 int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d)
 {
 	int ret = ism_conf_read_file(path, ISM_CONF_MAX_FILE, text, len);
+	char why[64];
 
 	if (ret < 0)
 		ism_diag_add(d, ISM_DIAG_ERROR, path, 0, 0, "", "cannot read: %s",
-			     ret == -EFBIG ? "larger than the 16 MiB limit" : strerror(-ret));
+			     ism_conf_read_why(ret, ISM_CONF_MAX_FILE, why));
 	return ret;
 }
 

@@ -169,6 +169,13 @@ def check_bad_file(env):
     rc, out = env.check_config(bad2)
     check(rc == 1 and re.search(re.escape(bad2) + r":\d+:\d+: error: ", out),
           f"out-of-range port / unknown field not reported as file:line:col (rc {rc}): {out!r}")
+    # A FIFO (or a directory) is refused at once: a check never waits for a writer.
+    fifo = env.path("fifo.yaml")
+    os.mkfifo(fifo)
+    for path in (fifo, env.dir):
+        rc, out = env.check_config(path)
+        check(rc == 1 and f"{path}: error: cannot read: not a regular file" in out,
+              f"isthmus -c on {path} (not a regular file): rc {rc} {out!r}")
 
 
 def _position(text, marker, value):

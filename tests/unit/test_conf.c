@@ -2771,6 +2771,8 @@ struct bad {
 	"spec:\n"                                                                                  \
 	"  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n"
 
+#define X64 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
 /* APP is lines 1-6, GW_DOC lines 7-12, the VirtualService lines 13-21; its first
  * route entry is line 22. */
 #define VS_HTTP                                                                                    \
@@ -3719,6 +3721,13 @@ static const struct bad bads[] = {
      17, 11, "Gateway default/gw: spec.servers[1].bind",
      "0.0.0.0:8080 cannot be bound beside 127.0.0.1:8080 of Gateway default/gw spec.servers[0]: "
      "a wildcard address takes the port on every address of its family"},
+    {"IPv4-mapped bind beside its IPv4 address",
+     GW_SERVERS "  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.1\n    hosts: [a]\n"
+		"  - port: {number: 8080, protocol: HTTP}\n    bind: \"::ffff:127.0.0.1\"\n"
+		"    hosts: [b]\n",
+     17, 11, "Gateway default/gw: spec.servers[1].bind",
+     "[::ffff:127.0.0.1]:8080 cannot be bound beside 127.0.0.1:8080 of Gateway default/gw "
+     "spec.servers[0]: an IPv4-mapped IPv6 address takes the port of its IPv4 address"},
     {"specific bind beside the listenAddress",
      GW_SERVERS "  - port: {number: 8080, protocol: HTTP}\n    hosts: [a]\n"
 		"  - port: {number: 8080, protocol: HTTP}\n    bind: 127.0.0.1\n    hosts: [b]\n",
@@ -3881,6 +3890,24 @@ static const struct bad bads[] = {
      10, 11, "metadata.name", "required field missing"},
     {"duplicate resource", APP GW_DOC GW_DOC, 14, 1, "Gateway default/gw: metadata.name",
      "defined twice (first at line 8)"},
+    {"metadata.name of 254 bytes",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	 "metadata: {name: " X64 X64 X64 X64 "}\nspec: {}\n",
+     10, 18, "metadata.name", "at most 253 lower case letters"},
+    {"metadata.name ending in '-'",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	 "metadata: {name: gw-}\nspec: {}\n",
+     10, 18, "metadata.name", "ending with a letter or digit"},
+    {"metadata.namespace with a dot",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	 "metadata: {name: gw, namespace: a.b}\nspec: {}\n",
+     10, 33, "metadata.namespace", "at most 63 lower case letters, digits and '-'"},
+    {"spec.namespace with a capital", APP "  namespace: Shop\n", 7, 14,
+     "Appliance t: spec.namespace", "at most 63 lower case letters"},
+    {"metadata.namespace of 64 bytes",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	 "metadata: {name: gw, namespace: " X64 "}\nspec: {}\n",
+     10, 33, "metadata.namespace", "at most 63"},
 };
 
 /* rewrite: compiled into the route (the path) and into each destination (the
