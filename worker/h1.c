@@ -363,9 +363,11 @@ static bool upgrade_wanted(const struct ism_sess *s, const struct ism_http_req *
 	return false;
 }
 
-/* A request the stream cannot be given (a parse error): its stream answers. */
-static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req, int status,
-		   const char *why)
+/* A request the stream cannot be given (a parse error): its stream answers,
+ * its head counted as head bytes of the request (what was read of it), the
+ * bytes read as wire bytes. */
+static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req, uint64_t head,
+		   int status, const char *why)
 {
 	struct ism_stream *st = ism_stream_new(w, s);
 
@@ -373,6 +375,8 @@ static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *
 		ism_sess_close(w, s);
 		return;
 	}
+	st->meter[ISM_M_DOWN_HEAD_IN] = head;
+	st->meter[ISM_M_DOWN_WIRE_IN] = s->in.len > head ? s->in.len : head;
 	s->st = st;
 	s->state = ISM_SESS_STREAM;
 	s->close_after = 1;
@@ -416,7 +420,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 
 	if (s->listener >= t->n_listeners) {
 		s->req = (struct ism_body){.mode = ISM_BODY_NONE};
-		refuse(w, s, NULL, 503, "listener not configured");
+		refuse(w, s, NULL, s->in.len, 503, "listener not configured");
 		return;
 	}
 	if (h2_preface(w, s))
@@ -432,7 +436,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	}
 	s->req = (struct ism_body){.mode = ISM_BODY_NONE};
 	if (n < 0) {
-		refuse(w, s, NULL, ism_http_error_status(n), ism_http_error_why(n));
+		refuse(w, s, NULL, s->in.len, ism_http_error_status(n), ism_http_error_why(n));
 		return;
 	}
 	s->http10 = req.minor_version == 0;
@@ -442,22 +446,22 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	request_body(s, &req);
 	if (s->req.mode == ISM_BODY_CL && t->limits.max_request_body_bytes &&
 	    s->req.remaining > t->limits.max_request_body_bytes) {
-		refuse(w, s, &req, 413, ISM_WHY_BODY_TOO_LARGE);
+		refuse(w, s, &req, (uint64_t)n, 413, ISM_WHY_BODY_TOO_LARGE);
 		return;
 	}
 	if (req.method_len == 7 && memcmp(req.method, "CONNECT", 7) == 0) {
-		refuse(w, s, &req, 501, "CONNECT is not supported");
+		refuse(w, s, &req, (uint64_t)n, 501, "CONNECT is not supported");
 		return;
 	}
 	/* Body bytes that came with the head: decoded in place, they go with
 	 * the head to the upstream. */
 	body = ism_body_take(&s->req, s->in.p + n, s->in.len - (size_t)n, &data_len, &done);
 	if (body < 0) {
-		refuse(w, s, &req, 400, ISM_WHY_BAD_CHUNK);
+		refuse(w, s, &req, (uint64_t)n, 400, ISM_WHY_BAD_CHUNK);
 		return;
 	}
 	if (t->limits.max_request_body_bytes && (uint64_t)body > t->limits.max_request_body_bytes) {
-		refuse(w, s, &req, 413, ISM_WHY_BODY_TOO_LARGE);
+		refuse(w, s, &req, (uint64_t)n, 413, ISM_WHY_BODY_TOO_LARGE);
 		return;
 	}
 	if (done)
@@ -531,7 +535,7 @@ void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t re
 
 		ism_w_buf_recycle(w, bid);
 		if (ret < 0) {
-			refuse(w, s, NULL, 431, "request head too large");
+			refuse(w, s, NULL, s->in.len + res, 431, "request head too large");
 			return;
 		}
 		try_request(w, s);
@@ -584,7 +588,7 @@ void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
 			return;
 		}
 		if (s->state == ISM_SESS_HEAD) {
-			refuse(w, s, NULL, 408, ISM_WHY_HEAD_TIMEOUT);
+			refuse(w, s, NULL, s->in.len, 408, ISM_WHY_HEAD_TIMEOUT);
 			return;
 		}
 		ism_sess_close(w, s);

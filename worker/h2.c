@@ -365,7 +365,9 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 	x->rq.end = x->rq.end_given = end;
 	if (st != NULL && status) {
 		st->grpc = x->hdr.grpc;
-		ism_stream_refuse(w, st, NULL, status, why);
+		/* A 413 on its content-length is logged with the request, as
+		 * HTTP/1.1's is: the whole head was read. */
+		ism_stream_refuse(w, st, status == 413 ? &req : NULL, status, why);
 	} else if (st != NULL) {
 		char key[25];
 

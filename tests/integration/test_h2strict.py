@@ -695,8 +695,11 @@ def h2strict_body_limit_answer_whole(env):
     maxRequestBodyBytes) whose body arrives in the same read gets that answer
     whole: the body counted past the limit does not make a second answer that
     cut the first (a reset and no :status before); so does one refused as its
-    body streams past the limit."""
-    gw, up = strict_world(env, app_extra="  limits: {maxRequestBodyBytes: 100}\n")
+    body streams past the limit. Both are logged with their request."""
+    log = env.path("access.log")
+    fmt = "%PROTOCOL% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS%"
+    gw, up = strict_world(env, app_extra="  limits: {maxRequestBodyBytes: 100}\n"
+                          f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     body = "x" * 200
     for what, fields in (("declared 200 over a limit of 100", H("POST", "/big", extra=[["content-length", "200"]])),
                          ("200 bytes streamed over a limit of 100", H("POST", "/big2"))):
@@ -704,6 +707,10 @@ def h2strict_body_limit_answer_whole(env):
         s = sget(rep, 1)
         check(s.get("status") == 413 and s.get("ended"), f"{what}: want a whole 413: {s} ({rep['error']})")
     check(all(r["target"] != "/big" for r in up.snapshot()), f"the upstream got the refused /big: {up.snapshot()}")
+    want = ["HTTP/2 GET /warm 200 via_upstream", "HTTP/2 POST /big 413 request_payload_too_large",
+            "HTTP/2 POST /big2 413 request_payload_too_large"]
+    poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
+    check(sorted(file_lines(log)) == want, f"lines {sorted(file_lines(log))}, want {want}")
 
 
 # --------------------------------------------------------------------------- (b2) a reset half-way through a body

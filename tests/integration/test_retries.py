@@ -341,7 +341,7 @@ def access_log_byte_meters(env):
     try:
         gw = free_port()
         env.start_gateway(gateway_conf(env, gw, up.port, "    retries: {attempts: 2, retryOn: 5xx}\n",
-                                       app_extra=meter_log(log)), gw)
+                                       app_extra=meter_log(log) + "  limits: {maxRequestBodyBytes: 2000}\n"), gw)
         get = b"GET /a HTTP/1.1\r\nhost: retry.test\r\n\r\n"
         post_head = b"POST /b HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 1000\r\n\r\n"
         chunked_head = b"POST /c HTTP/1.1\r\nhost: retry.test\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -368,6 +368,19 @@ def access_log_byte_meters(env):
             check({k: r[k] for k in w} == w, f"{path}: {r}, want {w}")
         # The chunked body goes on chunked: its framing with it.
         check(recs["/c"]["uwo"] > heads[3] + 500, f"/c upstream wire bytes: {recs['/c']}")
+        # Requests refused at their head count what was read of it.
+        big = b"POST /d HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 5000\r\n\r\n"
+        bad = b"GET /e HTTP/1.1\r\nhost: retry.test\r\nno colon here\r\n\r\n"
+        for data, status in ((big, 413), (bad, 400)):
+            with Conn("127.0.0.1", gw, timeout=30) as c:
+                c.send(data)
+                r = c.read_response("POST")
+            check(r.status == status, f"{data!r}: {r.status}, want {status}")
+        lines = poll(lambda: file_lines(log) if len(file_lines(log)) >= 5 else None, 5, what="five access-log lines")
+        refused = [json.loads(l) for l in lines[3:]]
+        for r, data in zip(refused, (big, bad)):
+            check((r["in"], r["dhi"], r["dwi"]) == (0, len(data), len(data)),
+                  f"a refused head of {len(data)} bytes logged {r}")
     finally:
         up.close()
 
