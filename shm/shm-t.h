@@ -209,6 +209,10 @@ struct ism_worker_slot {
 	_Atomic uint64_t heartbeat_ms; /* worker: monotonic time of its last loop turn */
 	_Atomic uint32_t draining;     /* worker: 1 once it stopped accepting */
 	struct ism_worker_stats stats;
+	/* worker: its streams holding places in clusters' counted capacity
+	 * (waiting for a connection, a retry, a request under http2MaxRequests);
+	 * the master reads it once the worker is gone */
+	uint32_t cluster_holds;
 	struct ism_ep_held held[ISM_MAX_ENDPOINTS]; /* worker: its share, by endpoint */
 } __attribute__((aligned(ISM_CACHELINE)));
 

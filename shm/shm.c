@@ -418,6 +418,8 @@ bool ism_shm_worker_give_back(struct ism_shm *shm, int w)
 		}
 		*h = (struct ism_ep_held){0};
 	}
+	held = held || ws->cluster_holds > 0;
+	ws->cluster_holds = 0;
 	return held;
 }
 

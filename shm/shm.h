@@ -110,8 +110,10 @@ struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w);
 /* Worker slot w's process is gone: what it held of the endpoints' shared
  * counts (its struct ism_ep_held records) is taken off them, unless the
  * endpoint's slot went to another endpoint since; the records are cleared.
- * Whether it held requests in flight (connections alone hold no cluster
- * count). */
+ * Whether it held requests in flight or places in the clusters' counted
+ * capacity (waiting, retrying: slot's cluster_holds; connections alone hold
+ * no cluster count): a new generation then starts the clusters' counts from
+ * the living workers' share. */
 bool ism_shm_worker_give_back(struct ism_shm *shm, int w);
 /* Sums every worker's counters into out. */
 void ism_shm_stats_sum(const struct ism_shm *shm, struct ism_worker_stats *out);

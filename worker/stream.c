@@ -158,6 +158,24 @@ static void ep_done(struct ism_wctx *w, struct ism_stream *st, bool failed)
 
 /* ---------- the queue for a connection (maxConnections) ---------- */
 
+/* A stream takes (and gives back) a place in a cluster's counted capacity:
+ * its flag, and the worker's count of them in its slot, which the master
+ * reads when the worker dies (the places are then healed by a new
+ * generation, ism_shm_worker_give_back). */
+static void hold_set(struct ism_wctx *w, uint8_t *flag)
+{
+	if (!*flag)
+		w->slot->cluster_holds++;
+	*flag = 1;
+}
+
+static void hold_clear(struct ism_wctx *w, uint8_t *flag)
+{
+	if (*flag)
+		w->slot->cluster_holds--;
+	*flag = 0;
+}
+
 static void wait_remove(struct ism_wctx *w, struct ism_stream *st)
 {
 	const struct ism_cluster *cl;
@@ -173,7 +191,7 @@ static void wait_remove(struct ism_wctx *w, struct ism_stream *st)
 	else
 		w->wait_tail = st->wait_prev;
 	st->wait_next = st->wait_prev = NULL;
-	st->waiting = 0;
+	hold_clear(w, &st->waiting);
 	cl = ism_stream_cluster(w, st);
 	if (cl != NULL)
 		atomic_fetch_sub_explicit(&cl->dyn->pending, 1, memory_order_relaxed);
@@ -200,7 +218,7 @@ static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 	ism_buf_free(&st->replay);
 	st->replay = *head;
 	*head = (struct ism_buf){0};
-	st->waiting = 1;
+	hold_set(w, &st->waiting);
 	st->wait_next = NULL;
 	st->wait_prev = w->wait_tail;
 	if (w->wait_tail)
@@ -288,14 +306,15 @@ static void retry_done(struct ism_wctx *w, struct ism_stream *st)
 		atomic_fetch_sub_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
 	if (st->rq_counted && cl != NULL)
 		atomic_fetch_sub_explicit(&cl->dyn->in_flight, 1, memory_order_relaxed);
-	st->retry_counted = 0;
-	st->rq_counted = 0;
+	hold_clear(w, &st->retry_counted);
+	hold_clear(w, &st->rq_counted);
 }
 
 /* http2MaxRequests (Envoy's max_requests): requests in flight to the cluster,
  * from every worker and either protocol; false when the cap is reached. The
  * count is also what a retry budget is a share of. */
-static bool request_admitted(struct ism_stream *st, const struct ism_cluster *cl)
+static bool request_admitted(struct ism_wctx *w, struct ism_stream *st,
+			     const struct ism_cluster *cl)
 {
 	uint32_t n;
 
@@ -309,7 +328,7 @@ static bool request_admitted(struct ism_stream *st, const struct ism_cluster *cl
 		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
 		return false;
 	}
-	st->rq_counted = 1;
+	hold_set(w, &st->rq_counted);
 	return true;
 }
 
@@ -411,7 +430,7 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 	atomic_fetch_add_explicit(&cl->dyn->retries, 1, memory_order_relaxed);
 	if (!st->retry_counted) {
 		atomic_fetch_add_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
-		st->retry_counted = 1;
+		hold_set(w, &st->retry_counted);
 	}
 	start_timer(w, st, ms);
 	st->state = ISM_ST_BACKOFF;
@@ -1446,7 +1465,7 @@ static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_st
 	}
 	cl = &t->clusters[d->cluster];
 	st->cluster = d->cluster;
-	if (!request_admitted(st, cl)) {
+	if (!request_admitted(w, st, cl)) {
 		ism_stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false);
 		return NULL;
 	}
@@ -1694,8 +1713,10 @@ static void regen(struct ism_wctx *w, struct ism_stream *st, const struct ism_re
 		move_count(&oc->dyn->retries_active, nd != NULL ? &nd->retries_active : NULL);
 	if (oc != NULL && st->rq_counted)
 		move_count(&oc->dyn->in_flight, nd != NULL ? &nd->in_flight : NULL);
-	if (nd == NULL)
-		st->retry_counted = st->rq_counted = 0;
+	if (nd == NULL) {
+		hold_clear(w, &st->retry_counted);
+		hold_clear(w, &st->rq_counted);
+	}
 	st->cluster = ci;
 	st->ep = ism_regen_endpoint(g, ci, st->ep);
 	st->lis_stats = st->lis_stats != NULL && l < t->n_listeners ? t->listeners[l].stats : NULL;
@@ -1836,7 +1857,7 @@ int ism_stream_mirror_start(struct ism_wctx *w, struct ism_stream *st)
 	ei = pick_endpoint(w, st);
 	if (ei < 0)
 		return -ENOENT;
-	if (!request_admitted(st, cl))
+	if (!request_admitted(w, st, cl))
 		return -EBUSY;
 	st->connect_timeout_ms = cl->connect_timeout_ms;
 	st->pool_idle_ms = cl->idle_timeout_ms;

@@ -382,6 +382,46 @@ def worker_killed_gives_back_counts(env):
 
 
 @_test
+def worker_killed_in_backoff_gives_back_retry(env):
+    """A worker killed while a request waits in a retry's back-off holds the
+    cluster's maxRetries place and no endpoint count: the master heals it
+    all the same, by a new generation (the place stayed taken until the next
+    reload: with maxRetries 1, no request of the cluster was retried)."""
+    import os
+    import signal
+
+    from test_retries import answer_503
+
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n      http: {{maxRetries: 1}}\n")
+
+    def cluster():
+        return next(c for c in json.loads(ctl_cmd(env.path("ctl.sock"), "show clusters json"))
+                    if c["name"] == CLUSTER)
+
+    f = Flight(env, answer_503, fail_on=(1, 2, 3))
+    try:
+        f.start(ROUTE + "    retries: {attempts: 2, retryOn: 5xx, backoff: 30s}\n", dr)
+        # The back-off is random below 30 s: a request whose retry comes at
+        # once (1 in 60 for 0.5 s) leaves no window; the next one does.
+        for i in range(3):
+            out = f.send(f"/backoff{i}")
+            poll(lambda: cluster()["retries_active"] == 1 or "t" in out, 10,
+                 what="the request in its retry's back-off")
+            if cluster()["retries_active"] == 1:
+                break
+        check(cluster()["retries_active"] == 1, f"no request stayed in its back-off: {cluster()}")
+        victim = env.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        poll(lambda: len(env.workers()) == 1 and env.workers()[0] != victim, 10, what="the worker restarted")
+        poll(lambda: cluster()["retries_active"] == 0, 10, what="the cluster's retries in flight back to 0")
+        events = ctl_cmd(env.path("ctl.sock"), "show events")
+        check("without a dead worker's share" in events, f"no event of the new generation: {events}")
+    finally:
+        f.close()
+
+
+@_test
 def drain_over_gives_back_counts(env):
     """A worker whose drain time ends with requests open (a reload that
     starts a new set of workers, timeouts.drain 1s) closes them and gives
