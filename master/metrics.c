@@ -160,6 +160,9 @@ static const struct worker_metric worker_metrics[] = {
        "Access-log lines dropped: buffers full, a write or a syslog send failed."),
     WM(accept_errors, "isthmus_accept_errors_total", "counter",
        "Accepts that failed for lack of descriptors or memory (accepting pauses, then retries)."),
+    WM(accept_kicks, "isthmus_accept_kicks_total", "counter",
+       "Accepts a worker added at its tick for a connection waiting in a listen queue that no "
+       "accept was woken for (a wake lost with a draining worker's accept)."),
     WM(send_parked, "isthmus_send_parked_total", "counter",
        "Sends a peer could not take at once, moved from the receive buffers to the "
        "connection's own memory."),

@@ -147,6 +147,7 @@ struct ism_worker_stats {
 	_Atomic uint64_t proxy_protocol_errors; /* connections closed for a bad PROXY header */
 	_Atomic uint64_t access_log_dropped; /* lines dropped: buffers full, write or send failed */
 	_Atomic uint64_t accept_errors;	     /* accepts failed for lack of descriptors or memory */
+	_Atomic uint64_t accept_kicks;	     /* accepts added at the tick for a queued connection */
 	_Atomic uint64_t
 	    send_parked; /* sends the peer could not take at once, moved to private memory */
 	_Atomic uint64_t recv_buffer_waits; /* receives that waited for a free ring buffer */

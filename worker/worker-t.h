@@ -9,6 +9,7 @@
 
 #include <liburing.h>
 #include <stdbool.h>
+#include <poll.h>
 #include <stdint.h>
 
 #include "shm/shm.h"
@@ -157,6 +158,12 @@ struct ism_xa_ctx;
 struct ism_h2pages;
 
 /* The one per-process context of a worker. */
+/* A listener's accepts in this worker. */
+struct ism_accept {
+	uint8_t armed;	/* accept requests in flight (one, two while one is a kick) */
+	uint8_t paused; /* after EMFILE/ENFILE: the tick arms it again */
+};
+
 struct ism_wctx {
 	struct io_uring ring;
 	struct io_uring_buf_ring *br;
@@ -181,11 +188,13 @@ struct ism_wctx {
 	 * i, what an update installs at index i (worker/sock.c). */
 	int *fdnum;
 	uint32_t n_fixed; /* its size; 0: none (descriptors as they are) */
-	/* per listener: 1 while its accepts pause after EMFILE/ENFILE */
-	uint8_t *accept_paused;
-	uint64_t accept_pause_ms; /* when the current episode began; 0: none */
-	uint64_t accept_fail_ms;  /* the episode's latest failure */
-	uint64_t accept_refused;  /* accept failures in the current episode */
+	/* per listener: its accepts in flight, whether they pause after
+	 * EMFILE/ENFILE (worker/worker.c) */
+	struct ism_accept *accepts;
+	struct pollfd *accept_pfd; /* the tick's look at the listen queues */
+	uint64_t accept_pause_ms;  /* when the current episode began; 0: none */
+	uint64_t accept_fail_ms;   /* the episode's latest failure */
+	uint64_t accept_refused;   /* accept failures in the current episode */
 	struct ism_shm *shm;
 	struct ism_worker_slot *slot;
 	struct ism_worker_stats *st;

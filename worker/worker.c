@@ -191,6 +191,34 @@ static void arm_accept(struct ism_wctx *w, int l)
 
 	io_uring_prep_accept(sqe, w->listen_fds[l], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0));
+	w->accepts[l].armed++;
+}
+
+/* The kernel wakes one waiting accept per connection (io_uring waits for a
+ * listener exclusively): a wake given to an accept being cancelled (a
+ * draining worker's, an exiting one's) is lost with it, and the connection
+ * waits in the listen queue until the next one comes (seconds on a quiet
+ * gateway, after every reload that replaces the workers). At each tick a
+ * listener with a connection queued gets a second accept, which takes it at
+ * once: a queued connection waits one tick at most. */
+static void accept_kick(struct ism_wctx *w)
+{
+	int n = 0;
+
+	if (w->draining)
+		return;
+	for (int l = 0; l < w->n_listen; l++)
+		w->accept_pfd[l] = (struct pollfd){.fd = w->listen_fds[l], .events = POLLIN};
+	if (poll(w->accept_pfd, (nfds_t)w->n_listen, 0) <= 0)
+		return;
+	for (int l = 0; l < w->n_listen; l++)
+		if ((w->accept_pfd[l].revents & POLLIN) && !w->accepts[l].paused &&
+		    w->accepts[l].armed < 2) {
+			arm_accept(w, l);
+			n++;
+		}
+	if (n > 0)
+		ism_wstat_add(&w->st->accept_kicks, (uint64_t)n);
 }
 
 /* EMFILE, ENFILE and their kin leave the connection in the listen queue: an
@@ -216,7 +244,7 @@ static void accept_failed(struct ism_wctx *w, int l, int res)
 	}
 	w->accept_refused++;
 	w->accept_fail_ms = w->now;
-	w->accept_paused[l] = 1;
+	w->accepts[l].paused = 1;
 }
 
 /* At the tick: paused listeners accept again; an episode without a failure
@@ -224,10 +252,10 @@ static void accept_failed(struct ism_wctx *w, int l, int res)
 static void accept_resume(struct ism_wctx *w)
 {
 	for (int l = 0; l < w->n_listen; l++) {
-		if (!w->accept_paused[l])
+		if (!w->accepts[l].paused)
 			continue;
-		w->accept_paused[l] = 0;
-		if (!w->draining)
+		w->accepts[l].paused = 0;
+		if (!w->draining && w->accepts[l].armed == 0)
 			arm_accept(w, l);
 	}
 	if (w->accept_pause_ms && w->now - w->accept_fail_ms >= ACCEPT_EPISODE_MS) {
@@ -276,7 +304,8 @@ static void start_drain(struct ism_wctx *w, const char *why)
 	for (int l = 0; l < w->n_listen; l++) {
 		struct io_uring_sqe *sqe = ism_w_sqe(w);
 
-		io_uring_prep_cancel64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0), 0);
+		io_uring_prep_cancel64(sqe, ism_ud(ISM_OP_ACCEPT, (uint32_t)l, 0),
+				       IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data64(sqe, ism_ud(ISM_OP_CANCEL, 0, 0));
 	}
 	/* Our copies of the listening sockets go too (the pending accepts hold
@@ -392,6 +421,8 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 		w->buf_avail--;
 	switch (op) {
 	case ISM_OP_ACCEPT:
+		if (!(cqe->flags & IORING_CQE_F_MORE) && w->accepts[idx].armed > 0)
+			w->accepts[idx].armed--;
 		if (cqe->res >= 0) {
 			/* Accepted before the accept was cancelled: served all the
 			 * same (its response says "connection: close"); closing it
@@ -403,13 +434,14 @@ static void handle_cqe(struct ism_wctx *w, struct io_uring_cqe *cqe)
 		} else if (cqe->res != -ECANCELED) {
 			ism_debug("accept: %s", strerror(-cqe->res));
 		}
-		if (!(cqe->flags & IORING_CQE_F_MORE) && !w->draining)
+		if (w->accepts[idx].armed == 0 && !w->draining)
 			arm_accept(w, (int)idx);
 		break;
 	case ISM_OP_TICK:
 		w->now = ism_now_ms();
 		atomic_store_explicit(&w->slot->heartbeat_ms, w->now, memory_order_relaxed);
 		accept_resume(w);
+		accept_kick(w);
 		ism_up_tick(w);
 		ism_sess_tick(w);
 		ism_stream_tick(w);
@@ -719,8 +751,9 @@ static int wctx_init(struct ism_wctx *w, const struct ism_worker_args *args)
 	w->notify_fd = args->notify_fd;
 	w->now = ism_now_ms();
 	w->conn_seq = (uint64_t)getpid() << 40;
-	w->accept_paused = calloc((size_t)w->n_listen + 1, 1);
-	if (w->accept_paused == NULL)
+	w->accepts = calloc((size_t)w->n_listen + 1, sizeof(*w->accepts));
+	w->accept_pfd = calloc((size_t)w->n_listen + 1, sizeof(*w->accept_pfd));
+	if (w->accepts == NULL || w->accept_pfd == NULL)
 		return -ENOMEM;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
@@ -843,7 +876,8 @@ out_ring:
 out_signal:
 	close(w->signal_fd);
 out_free:
-	free(w->accept_paused);
+	free(w->accepts);
+	free(w->accept_pfd);
 	free(w);
 	return status;
 }

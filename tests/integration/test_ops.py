@@ -526,6 +526,36 @@ def access_log_reload(env):
 
 
 @_test
+def reloads_replacing_workers_lose_no_connection(env):
+    """A connection that comes while a reload replaces the workers is served
+    at once: the kernel wakes one waiting accept per connection, and a wake
+    given to a draining worker's accept was lost with it, leaving the
+    connection in the listen queue until the next one came (1 reload in 30
+    or so; on a quiet gateway, for ever). Each reload here starts new
+    workers (the access log moves), and a request follows at once."""
+    from harness import ctl_cmd
+
+    log, log2 = env.path("access.log"), env.path("access2.log")
+    text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}}}\n")
+    env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+    slow = []
+    for i in range(60):
+        dest = log2 if i % 2 == 0 else log
+        env.write("isthmus.yaml", text.replace(f"path: {log}}}", f"path: {dest}}}"))
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), f"reload {i + 1} refused")
+        t0 = time.monotonic()
+        try:
+            r = env.get(f"/app/{i}", timeout=5)
+            check(r.status == 200, f"request after reload {i + 1}: {r.status}")
+        except OSError as e:
+            slow.append((i + 1, f"{e}"))
+            continue
+        if time.monotonic() - t0 > 2:
+            slow.append((i + 1, f"{time.monotonic() - t0:.1f} s"))
+    check(not slow, f"requests after reloads that replaced the workers waited: {slow}")
+
+
+@_test
 def access_log_syslog(env):
     """syslog over a unix datagram socket the test owns: one RFC 3164 message
     per line, with the facility, the tag and the worker's pid. Without the
