@@ -504,17 +504,25 @@ static int setup_signals(struct ism_wctx *w)
 }
 
 /* At exit: whatever the access log still holds is written, blocking (the loop
- * is over). A write still in flight is waited for first. */
+ * is over). A write still in flight is waited for first, for a second at
+ * most: it may still be among the requests the loop's last turn prepared,
+ * which go to the kernel now (waiting without submitting them waited for
+ * ever, and the master killed the worker as hung). */
 static void final_log_flush(struct ism_wctx *w)
 {
 	struct ism_alog *l = &w->alog;
+	struct __kernel_timespec ts = {.tv_nsec = 100 * 1000000L};
+	const uint64_t until = ism_now_ms() + 1000;
 
 	if (l->fd < 0)
 		return;
-	while (l->in_flight) {
+	while (l->in_flight && ism_now_ms() < until) {
 		struct io_uring_cqe *cqe;
+		int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
 
-		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+		if (ret == -ETIME || ret == -EINTR)
+			continue;
+		if (ret < 0)
 			break;
 		handle_cqe(w, cqe);
 		io_uring_cqe_seen(&w->ring, cqe);

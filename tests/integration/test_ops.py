@@ -556,6 +556,42 @@ def reloads_replacing_workers_lose_no_connection(env):
 
 
 @_test
+def draining_workers_exit_under_load(env):
+    """Reloads that replace the workers under load, with access-log lines of
+    10 kB (a buffer's write at almost every request): every draining worker
+    writes its last lines and exits by itself. The write prepared in a
+    worker's last loop turn was waited for without being submitted: the
+    worker hung until the master killed it as hung 5 s later (about one run
+    in two here), its lines lost."""
+    log, log2 = env.path("access.log"), env.path("access2.log")
+    fmt = f"  accessLog: {{path: {log}, format: text, textFormat: \"%REQ(:PATH)% %REQ(X-PAD)%\"}}\n"
+    text, gw_port, _, _ = _two_services(env, fmt)
+    env.start_gateway(env.write("isthmus.yaml", text), gw_port)
+    sock = env.path("ctl.sock")
+    wrk = subprocess.Popen(["wrk", "-t1", "-c16", "-d60s", "--timeout", "3s", "-H", "x-pad: " + "p" * 10000,
+                            f"http://127.0.0.1:{gw_port}/app/x"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        poll(lambda: json.loads(ctl_cmd(sock, "show info json"))["requests"] > 100, 5,
+             what="wrk traffic through the gateway")
+        for i in range(40):
+            dest = log2 if i % 2 == 0 else log
+            env.write("isthmus.yaml", text.replace(f"path: {log},", f"path: {dest},"))
+            check("published" in ctl_cmd(sock, "reload"), f"reload {i + 1} refused")
+            time.sleep(0.1)  # pacing: load between the reloads
+            check(wrk.poll() is None, "wrk ended early")
+        wrk.send_signal(signal.SIGINT)
+        out, _ = wrk.communicate(timeout=10)
+    finally:
+        wrk_reap(wrk)
+    check_wrk_clean(out, 100, "during the reloads")
+    poll(lambda: len(env.workers()) == 2, 10, what="every draining worker to exit")
+    info = json.loads(ctl_cmd(sock, "show info json"))
+    check(info["worker_hangs"] == 0 and "hung" not in env.gateway.log(),
+          f"draining workers killed as hung: {info['worker_hangs']}")
+
+
+@_test
 def access_log_syslog(env):
     """syslog over a unix datagram socket the test owns: one RFC 3164 message
     per line, with the facility, the tag and the worker's pid. Without the
