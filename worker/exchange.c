@@ -91,6 +91,7 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 	    {"UC", "upstream_reset_before_response_started{connection_termination}"},
 	    {"UR", "upstream_reset_before_response_started{remote_reset}"},
 	    {"UO", "upstream_reset_before_response_started{overflow}"},
+	    {"UPE", "upstream_reset_before_response_started{protocol_error}"},
 	};
 
 	if (st->codec_details != NULL)

@@ -306,7 +306,7 @@ static void response_head(struct ism_wctx *w, struct ism_h2us *x, bool end)
 	x->n_hdr = x->hdr_bytes = 0;
 	if (resp.status < 200) {
 		if (resp.status < 100) {
-			ism_stream_up_bad(w, st, "malformed upstream response head");
+			ism_stream_up_bad(w, st, ISM_WHY_PROTOCOL);
 			return;
 		}
 		return; /* 1xx: not relayed */
@@ -530,7 +530,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	/* Before a head, as Envoy's router: a response nghttp2 found malformed
 	 * is 502 (UPE), the upstream's reset 503 (UR). */
 	if (x->malformed)
-		ism_stream_up_bad(c->w, st, "malformed upstream response head");
+		ism_stream_up_bad(c->w, st, ISM_WHY_PROTOCOL);
 	else if (code == NGHTTP2_REFUSED_STREAM)
 		ism_stream_up_failed(c->w, st, ISM_FAIL_REFUSED);
 	else

@@ -39,8 +39,10 @@ int ism_retry_wanted(const struct ism_retry_state *rs, enum ism_failure f, int s
 		return (on & (ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR |
 			      ISM_RETRY_RESET_BEFORE_REQUEST | ISM_RETRY_RESET)) != 0;
 	case ISM_FAIL_RESET:
+	case ISM_FAIL_PROTOCOL:
 		/* Envoy counts a reset as a 5xx, and as a gateway error (its
-		 * RetryPolicy's wouldRetryFromReset). */
+		 * RetryPolicy's wouldRetryFromReset); a malformed response is its
+		 * codec's protocol-error reset. */
 		return (on & (ISM_RETRY_RESET | ISM_RETRY_5XX | ISM_RETRY_GATEWAY_ERROR)) != 0;
 	case ISM_FAIL_REFUSED:
 		/* Envoy: refused-stream, and the resets of reset, 5xx and

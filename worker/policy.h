@@ -19,6 +19,7 @@ enum ism_failure {
 	ISM_FAIL_RESET,	   /* the connection closed or reset before a complete response head */
 	ISM_FAIL_TIMEOUT,  /* no response within the (per-try) timeout */
 	ISM_FAIL_REFUSED,  /* HTTP/2 REFUSED_STREAM (or past a GOAWAY): not processed at all */
+	ISM_FAIL_PROTOCOL, /* a malformed response head: Envoy's protocol-error reset (502 UPE) */
 };
 
 /* The retry policy of one request, copied from its route when it is routed. */

@@ -279,11 +279,12 @@ static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 		snprintf(why, sizeof(why), "status %d", status);
 	ism_warn("endpoint %s ejected by outlier detection (cluster %s, %s)",
 		 w->shm->hdr->ep_keys[st->prev_ep], cl->name.p,
-		 f == ISM_FAIL_CONNECT	 ? "connect failure"
-		 : f == ISM_FAIL_RESET	 ? "reset"
-		 : f == ISM_FAIL_REFUSED ? "refused stream"
-		 : f == ISM_FAIL_TIMEOUT ? "timeout"
-					 : why);
+		 f == ISM_FAIL_CONNECT	  ? "connect failure"
+		 : f == ISM_FAIL_RESET	  ? "reset"
+		 : f == ISM_FAIL_REFUSED  ? "refused stream"
+		 : f == ISM_FAIL_PROTOCOL ? "malformed response"
+		 : f == ISM_FAIL_TIMEOUT  ? "timeout"
+					  : why);
 }
 
 /* The outcome of a response that streamed (od_pending), told to outlier
@@ -669,7 +670,7 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	else if (f == ISM_FAIL_TIMEOUT)
 		ism_stream_local(w, st, 504, "upstream timeout", true);
 	else
-		ism_stream_local(w, st, 503, why, true);
+		ism_stream_local(w, st, f == ISM_FAIL_PROTOCOL ? 502 : 503, why, true);
 }
 
 /* ---------- the end of an exchange ---------- */
@@ -2355,7 +2356,9 @@ void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *wh
 		stream_cut(w, st);
 		return;
 	}
-	ism_stream_local(w, st, 502, why, true);
+	/* Envoy's router takes a protocol error as a reset: retried as one,
+	 * else 502 (UPE). */
+	attempt_failed(w, st, ISM_FAIL_PROTOCOL, why);
 }
 
 /* ---------- timers ---------- */

@@ -314,7 +314,10 @@ void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_fa
  * (an HTTP/2 RST_STREAM, or nghttp2's for DATA that contradict the head's
  * content-length): the response is cut short, logged UR. */
 void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st);
-/* The upstream sent a head it must not (malformed, too large): 502. */
+/* The upstream sent a head it must not (malformed, too large), or a body its
+ * framing refuses: Envoy's protocol-error reset, retried as a reset, else
+ * 502 UPE; after the head went out, the response is cut. */
+#define ISM_WHY_PROTOCOL "malformed upstream response head"
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);
 
 /* ---- for worker/mirror.c ---- */

@@ -1035,8 +1035,10 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			return;
 		}
 		if (n < 0 || resp.status == 101) {
+			/* A head the parser refuses (or a 101 to a request that
+			 * asked for no upgrade): Envoy's codec's protocol error. */
 			u->reusable = 0;
-			ism_stream_up_failed(w, st, ISM_FAIL_RESET);
+			ism_stream_up_bad(w, st, ISM_WHY_PROTOCOL);
 			return;
 		}
 		if (resp.status < 200) {

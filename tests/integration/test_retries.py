@@ -385,6 +385,65 @@ def access_log_byte_meters(env):
         up.close()
 
 
+# Response heads Envoy's HTTP/1.1 codec refuses, by the path that gets them.
+BAD_HEADS = {
+    "/clte": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\nok",
+    "/two-lengths": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+    "/status": b"HTTP/1.1 1000 Odd\r\ncontent-length: 0\r\n\r\n",
+    "/nul": b"HTTP/1.1 200 OK\r\nx-a: a\x00b\r\ncontent-length: 0\r\n\r\n",
+    "/fold": b"HTTP/1.1 200 OK\r\nx-a: a\r\n b\r\ncontent-length: 0\r\n\r\n",
+    "/garbage": b"garbage\r\n\r\n",
+    "/unasked-101": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+    "/too-large": b"HTTP/1.1 200 OK\r\nx-big: " + b"b" * 5000 + b"\r\ncontent-length: 0\r\n\r\n",
+}
+
+
+def bad_head(c, head, rest):
+    """Sends the bad head the request's path names, then keeps the connection
+    open: the answer must not wait for its close."""
+    path = head.split(" ", 2)[1]
+    c.sendall(BAD_HEADS.get(path, BAD_HEADS["/garbage"]))
+    time.sleep(3)
+
+
+@_test
+def upstream_malformed_head_502(env):
+    """A response head the HTTP/1.1 parser refuses (conflicting lengths, a bad
+    status, NUL or folded fields, garbage, a 101 no upgrade asked for, a head
+    over maxResponseHeaderBytes) is Envoy's protocol-error reset: 502 UPE,
+    upstream_reset_before_response_started{protocol_error}, at once, while
+    the upstream keeps its connection open (it was 503 UC, "closed before the
+    response head", once the upstream closed); retried under retryOn reset
+    (URX,UPE once they are spent, in Envoy's order)."""
+    up = ScriptedUpstream(bad_head, fail_on=range(1, 100))
+    log = env.path("access.log")
+    fmt = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %UPSTREAM_REQUEST_ATTEMPT_COUNT%"
+    extra = (f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"
+             "  limits: {maxResponseHeaderBytes: 4096}\n")
+    try:
+        gw = free_port()
+        env.start_gateway(gateway_conf(env, gw, up.port, app_extra=extra), gw)
+        for path in BAD_HEADS:
+            t0 = time.monotonic()
+            r = http_get(gw, path, host="retry.test", timeout=10)
+            el = time.monotonic() - t0
+            check(r.status == 502 and el < 2, f"{path}: {r.status} after {el:.1f} s, want 502 at once")
+        want = [f"{p} 502 UPE upstream_reset_before_response_started{{protocol_error}} 1" for p in BAD_HEADS]
+        poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
+        check(file_lines(log) == want, f"access log {file_lines(log)}, want {want}")
+        conns = up.conns
+        env.write("isthmus.yaml", open(gateway_conf(env, gw, up.port, "    retries: {attempts: 2, retryOn: reset}\n",
+                                                    app_extra=extra)).read())
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload was refused")
+        r = http_get(gw, "/garbage", host="retry.test", timeout=10)
+        check(r.status == 502 and up.conns - conns == 3, f"retried: {r.status}, {up.conns - conns} tries, want 3")
+        line = poll(lambda: file_lines(log)[len(want):] or None, 5, what="the retried request's line")[0]
+        check(line == "/garbage 502 URX,UPE upstream_reset_before_response_started{protocol_error} 3",
+              f"the retried request's line: {line!r}")
+    finally:
+        up.close()
+
+
 @_test
 def grpc_web_held_answer_cut(env):
     """A gRPC-Web request's answer that is not gRPC waits whole for its body,
