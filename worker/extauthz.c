@@ -383,8 +383,7 @@ static bool body_read(struct ism_wctx *w, struct ism_stream *st, const struct is
 		if (!x->reading && x->req.framing.expect_continue && x->body.len == 0)
 			go_ahead(w, st);
 		x->reading = true;
-		st->deadline_kind = ISM_SDL_BODY;
-		st->deadline = w->table->timeouts.idle_ms ? w->now + w->table->timeouts.idle_ms : 0;
+		ism_stream_set_deadline(w, st, ISM_SDL_BODY, w->table->timeouts.idle_ms);
 		st->sess->ops->want_body(w, st);
 		return false;
 	}

@@ -56,6 +56,11 @@ struct ism_http_header *ism_stream_edit_fields(struct ism_wctx *w, const struct 
 
 /* ---- answer.c ---- */
 
+/* The stream's deadline of kind is ms from now (0: none), or the route's
+ * timeout if that comes first; the loop wakes for it (w->stream_wake). */
+void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
+			     enum ism_stream_deadline kind, uint32_t ms);
+
 /* An answer made while a fault delay runs (ism_stream_answer, flags its
  * reason code), copied whole for the delay's end; NULL without memory. */
 struct ism_deferred *ism_stream_defer(const struct ism_local *lr, const char *flags);

@@ -121,8 +121,8 @@ const char *ism_stream_client(const struct ism_stream *st)
 	return st->xff_client[0] || st->sess == NULL ? st->xff_client : st->sess->peer;
 }
 
-static void set_deadline(struct ism_wctx *w, struct ism_stream *st, enum ism_stream_deadline kind,
-			 uint32_t ms)
+void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
+			     enum ism_stream_deadline kind, uint32_t ms)
 {
 	st->deadline_kind = (uint8_t)kind;
 	st->deadline = kind != ISM_SDL_NONE && ms ? w->now + ms : 0;
@@ -133,6 +133,9 @@ static void set_deadline(struct ism_wctx *w, struct ism_stream *st, enum ism_str
 		st->deadline_kind = ISM_SDL_RESPONSE;
 		st->deadline = st->route_deadline;
 	}
+	/* The loop wakes for the earliest (ism_stream_expire_due). */
+	if (st->deadline && st->deadline < w->stream_wake)
+		w->stream_wake = st->deadline;
 }
 
 /* The attempt in progress ends: the endpoint's in-flight count goes back. */
@@ -436,7 +439,7 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 	start_timer(w, st, ms);
 	st->state = ISM_ST_BACKOFF;
 	/* Only the route's timeout bounds the wait. */
-	set_deadline(w, st, ISM_SDL_RESPONSE, 0);
+	ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, 0);
 }
 
 /* An endpoint for the stream's next attempt: avoiding those tried and their
@@ -607,9 +610,9 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	st->up = u;
 	st->state = ISM_ST_ATTEMPT;
 	if (u->state == ISM_UP_CONNECTING)
-		set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
+		ism_stream_set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
 	else
-		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 }
 
 /* The next attempt: after a retry's back-off, a wait for a connection, or a
@@ -737,7 +740,7 @@ static void tunnel_start(struct ism_wctx *w, struct ism_stream *st, uint32_t idl
 			 uint32_t max_ms, struct ism_l4counters *stats)
 {
 	st->route_deadline = 0;
-	set_deadline(w, st, ISM_SDL_NONE, 0);
+	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 	if (ism_tunnel_open(w, st, idle_ms, max_ms, stats) < 0) {
 		stream_cut(w, st);
 		return;
@@ -957,7 +960,7 @@ void ism_stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct i
 	st->state = ISM_ST_LOCAL;
 	st->resp_started = 1;
 	st->resp_done = 1;
-	set_deadline(w, st, ISM_SDL_NONE, 0);
+	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 	/* An allowed origin's request gets the CORS fields on every answer
 	 * (Envoy's local replies pass its CORS filter too); without memory, it
 	 * goes without them. */
@@ -1836,7 +1839,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	}
 	req_ends(w, st, done);
 	if (!st->resp_started && st->deadline_kind == ISM_SDL_RESPONSE)
-		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 	ret = ism_up_req_data(w, st, p, len, bid, done);
 	st->req_streamed = !ism_up_replayable(st);
 	if (ret < 0) {
@@ -1877,14 +1880,14 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 	const struct ism_cluster *cl;
 
 	if (!st->l4) {
-		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 		return;
 	}
 	/* Through an HTTP proxy (the DestinationRule's tunnel): its answer to
 	 * the CONNECT first, within the connect timeout. */
 	cl = ism_stream_cluster(w, st);
 	if (cl != NULL && cl->tunnel.len > 0) {
-		set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
+		ism_stream_set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
 		ism_up_tunnel_ask(w, st->up, &cl->tunnel, cl->tunnel_post);
 		return;
 	}
@@ -1908,7 +1911,7 @@ void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)
 	 * per_try_timeout: an upstream that trickles its head does not stretch
 	 * the try. Past the head, bytes keep the response timeout going. */
 	if (!st->sending && !per_try_bounded(st))
-		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 }
 
 void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st)
@@ -1938,7 +1941,7 @@ bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st)
 	if (!st->sess->ops->flush(w, st))
 		return false;
 	st->sending = 1;
-	set_deadline(w, st, ISM_SDL_NONE, 0);
+	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 	return true;
 }
 
@@ -2027,7 +2030,7 @@ static inline void head_out(struct ism_wctx *w, struct ism_stream *st,
 	if (done)
 		ism_stream_count(w, st);
 	st->sending = 1;
-	set_deadline(w, st, ISM_SDL_NONE, 0);
+	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 	if (ret == 0) /* taken at once: as if it went out */
 		ism_stream_resp_sent(w, st);
 }
@@ -2086,7 +2089,7 @@ static int gw_hold(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	st->resp_started = 1;
 	if (done)
 		return gw_release(w, st);
-	set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+	ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 	ism_up_resume(w, st);
 	return 0;
 }
@@ -2189,7 +2192,7 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 	st->resp_head_done = 1;
 	st->resp_started = 1;
 	st->sending = 1;
-	set_deadline(w, st, ISM_SDL_NONE, 0);
+	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 }
 
 bool ism_stream_up_trailers(struct ism_wctx *w, struct ism_stream *st,
@@ -2246,7 +2249,7 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 		ism_stream_count(w, st);
 	if (ret > 0) {
 		st->sending = 1;
-		set_deadline(w, st, ISM_SDL_NONE, 0);
+		ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 		return;
 	}
 	if (done)
@@ -2272,7 +2275,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 			stream_cut(w, st);
 			return;
 		}
-		set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 		ism_up_resume(w, st);
 		return;
 	case ISM_ST_UPGRADE: /* the 101 went out: WebSocket bytes from now */
@@ -2315,7 +2318,7 @@ static bool replay_stale(struct ism_wctx *w, struct ism_stream *st)
 		return true;
 	}
 	st->up = nu;
-	set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
+	ism_stream_set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
 	return true;
 }
 
@@ -2415,20 +2418,31 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 	ISM_BUG_ON(1);
 }
 
+void ism_stream_expire_due(struct ism_wctx *w)
+{
+	w->stream_wake = UINT64_MAX;
+	for (uint32_t i = 0; i < w->streams.n; i++) {
+		struct ism_stream *st = w->streams.obj[i];
+
+		if (st->state == ISM_ST_FREE || st->state == ISM_ST_ABANDONED || st->deadline == 0)
+			continue;
+		if (st->deadline > w->now) {
+			if (st->deadline < w->stream_wake)
+				w->stream_wake = st->deadline;
+			continue;
+		}
+		st->deadline = 0;
+		expire(w, st); /* a deadline it sets lowers stream_wake */
+	}
+}
+
 void ism_stream_tick(struct ism_wctx *w)
 {
 	/* Connections released by other workers are not announced: look again. */
 	if (w->wait_head)
 		w->wake_waiters = 1;
-	for (uint32_t i = 0; i < w->streams.n; i++) {
-		struct ism_stream *st = w->streams.obj[i];
-
-		if (st->state == ISM_ST_FREE || st->state == ISM_ST_ABANDONED ||
-		    st->deadline == 0 || st->deadline > w->now)
-			continue;
-		st->deadline = 0;
-		expire(w, st);
-	}
+	if (w->now >= w->stream_wake)
+		ism_stream_expire_due(w);
 }
 
 void ism_stream_free_all(struct ism_wctx *w)

@@ -336,6 +336,10 @@ void ism_stream_timer(struct ism_wctx *w, uint32_t idx, uint32_t gen);
 /* Deadlines past due; streams waiting for a connection get their try after a
  * connection was released (after each batch, and at the tick). */
 void ism_stream_tick(struct ism_wctx *w);
+/* Streams whose deadline has come expire; w->stream_wake becomes the next
+ * deadline. Run when the loop wakes at stream_wake (a deadline fires at its
+ * millisecond, as Envoy's timers do, not at the 100 ms tick). */
+void ism_stream_expire_due(struct ism_wctx *w);
 void ism_stream_after_batch(struct ism_wctx *w);
 void ism_stream_free_all(struct ism_wctx *w);
 /* The client address of stream st: by numTrustedProxies, else the peer. */

@@ -227,6 +227,9 @@ struct ism_wctx {
 	struct ism_stream *wait_head;
 	struct ism_stream *wait_tail;
 	int wake_waiters; /* a connection was released: retry the queue after this batch */
+	/* The earliest stream deadline (or earlier: one since moved or cleared);
+	 * UINT64_MAX: none. The loop's wait ends then. */
+	uint64_t stream_wake;
 	/* slabs: objects are recycled, never freed; a slot's gen tells its lives apart */
 	struct ism_slab sess;			    /* struct ism_sess */
 	struct ism_slab streams;		    /* struct ism_stream */

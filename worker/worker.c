@@ -564,11 +564,26 @@ static void kicked_run(struct ism_wctx *w)
 	w->n_h2_kicked = 0;
 }
 
+/* How long the loop may wait: a second, or until the earliest stream
+ * deadline (the wait's own timeout: no request for it). */
+static struct __kernel_timespec wait_time(const struct ism_wctx *w)
+{
+	uint64_t now, ms = 1000;
+
+	if (w->stream_wake != UINT64_MAX) {
+		now = ism_now_ms();
+		ms = w->stream_wake <= now ? 0 : w->stream_wake - now;
+		if (ms > 1000)
+			ms = 1000;
+	}
+	return (struct __kernel_timespec){.tv_sec = (long long)(ms / 1000),
+					  .tv_nsec = (long long)(ms % 1000) * 1000000};
+}
+
 static int loop(struct ism_wctx *w)
 {
-	struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
-
 	for (;;) {
+		struct __kernel_timespec ts;
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 		int ret;
@@ -576,6 +591,7 @@ static int loop(struct ism_wctx *w)
 		buf_publish(w);
 		if (w->draining && (w->n_active == 0 || w->now >= w->drain_deadline))
 			break;
+		ts = wait_time(w);
 		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
 		if (ret < 0 && ret != -ETIME && ret != -EINTR) {
 			ism_err("io_uring wait: %s", strerror(-ret));
@@ -590,6 +606,8 @@ static int loop(struct ism_wctx *w)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
+		if (w->now >= w->stream_wake)
+			ism_stream_expire_due(w);
 		/* Held bytes and flushes go before the loop waits again: nothing
 		 * else would wake it for them. Receives that waited for a ring
 		 * buffer resume last (the pass gave buffers back); one may deliver
@@ -758,6 +776,7 @@ static int wctx_init(struct ism_wctx *w, const struct ism_worker_args *args)
 	w->master_fd = args->master_fd;
 	w->notify_fd = args->notify_fd;
 	w->now = ism_now_ms();
+	w->stream_wake = UINT64_MAX;
 	w->conn_seq = (uint64_t)getpid() << 40;
 	w->accepts = calloc((size_t)w->n_listen + 1, sizeof(*w->accepts));
 	w->accept_pfd = calloc((size_t)w->n_listen + 1, sizeof(*w->accept_pfd));
