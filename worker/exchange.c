@@ -47,7 +47,9 @@ const char *ism_stream_flag_for(int status, const char *why)
 	case 504:
 		return "UT";
 	case 502:
-		return strstr(why, "invalid") || strstr(why, "malformed") ? "UPE" : "UC";
+		/* Every 502 made here is an upstream protocol error (a malformed or
+		 * too large head or body, an upgrade not switched). */
+		return "UPE";
 	case 503:
 		if (strstr(why, "overflow"))
 			return "UO";
@@ -290,6 +292,7 @@ const char *ism_stream_local_details(int status, const char *why)
 	    {431, ISM_WHY_H2_HEAD_TOO_BIG, "http2.too_many_headers"},
 	    {400, ISM_WHY_H2_BAD_LENGTH, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_HOSTS, "http2.invalid.header.field"},
+	    {400, ISM_WHY_H2_CONNECT_END, "http2.violation.of.messaging.rule"},
 	};
 
 	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)

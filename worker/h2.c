@@ -309,6 +309,12 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	req->framing =
 	    (struct ism_http_framing){.content_length = f.cl, .chunked = !end && f.cl < 0};
 	connect = req->method != NULL && name_is(req->method, req->method_len, "CONNECT");
+	/* A tunnel whose client has nothing to send opens nothing: as a
+	 * GET it would be answered as one, a 2xx the client takes for its
+	 * tunnel (RFC 8441 5). */
+	*why = ISM_WHY_H2_CONNECT_END;
+	if (connect && f.proto != NULL && end)
+		return 400;
 	if (connect && f.proto != NULL && req->path != NULL)
 		extended_connect(req, f.proto, f.proto_len);
 	*why = ISM_WHY_H2_HOSTS;

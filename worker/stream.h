@@ -244,6 +244,7 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 #define ISM_WHY_H2_HEAD_TOO_BIG "request headers too large"
 #define ISM_WHY_H2_BAD_LENGTH	"bad content-length"
 #define ISM_WHY_H2_HOSTS	"more than one host"
+#define ISM_WHY_H2_CONNECT_END	"an extended CONNECT that ends its stream"
 
 /* An answer made here to a gRPC request (st->grpc), as Envoy gives it: HTTP
  * 200 with these three fields (content-type: gRPC's, or gRPC-Web's for a
@@ -317,7 +318,8 @@ void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st);
 /* The upstream sent a head it must not (malformed, too large), or a body its
  * framing refuses: Envoy's protocol-error reset, retried as a reset, else
  * 502 UPE; after the head went out, the response is cut. */
-#define ISM_WHY_PROTOCOL "malformed upstream response head"
+#define ISM_WHY_PROTOCOL  "malformed upstream response head"
+#define ISM_WHY_NO_SWITCH "upstream answered the upgrade with a 2xx, not 101"
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);
 
 /* ---- for worker/mirror.c ---- */

@@ -1034,6 +1034,15 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			ism_stream_up_upgrade(w, st, &resp, u->in.p + n, u->in.len - (uint32_t)n);
 			return;
 		}
+		/* An HTTP/2 client's extended CONNECT (RFC 8441) takes a 2xx
+		 * for its tunnel: a 2xx that is not the upstream's 101 would
+		 * open none. */
+		if (n >= 0 && st->upgrade && st->sess->ops->upgrade == NULL && resp.status >= 200 &&
+		    resp.status < 300) {
+			u->reusable = 0;
+			ism_stream_up_bad(w, st, ISM_WHY_NO_SWITCH);
+			return;
+		}
 		if (n < 0 || resp.status == 101) {
 			/* A head the parser refuses (or a 101 to a request that
 			 * asked for no upgrade): Envoy's codec's protocol error. */

@@ -806,8 +806,8 @@ def h2strict_reset_mid_body(env):
 def h2strict_pseudo_headers(env):
     """RFC 9113 8.3.1 / 8.5 and RFC 8441 4: missing :method, missing :scheme,
     :path twice, :path empty, :path not starting with '/', GET with :path '*',
-    CONNECT with :path, CONNECT without :authority, :protocol on a GET, a
-    pseudo-header in trailers: each stream reset PROTOCOL_ERROR (or 400),
+    CONNECT with :path, CONNECT without :authority, :protocol on a GET, an
+    extended CONNECT with END_STREAM, a pseudo-header in trailers: each stream reset PROTOCOL_ERROR (or 400),
     nothing of it at the upstream, the next stream served."""
     gw, up = strict_world(env)
     G = H(path="/b3")
@@ -828,6 +828,10 @@ def h2strict_pseudo_headers(env):
                                            [":scheme", "http"]], end=False)]),
         ("CONNECT without :authority", [hdrs(1, [[":method", "CONNECT"]], end=False)]),
         (":protocol on a GET", [hdrs(1, G + [[":protocol", "websocket"]])]),
+        # RFC 8441 5: a 2xx opens the tunnel; as a GET it was answered 200.
+        ("extended CONNECT that ends its stream",
+         [hdrs(1, [[":method", "CONNECT"], [":protocol", "websocket"], [":scheme", "http"], [":path", "/b3-ws"],
+                   [":authority", "a.test"]], end=True)]),
         ("pseudo-header in trailers",
          [hdrs(1, H("POST", "/b3-trailers"), end=False), {"op": "data", "data": "abc"},
           hdrs(1, [[":path", "/b3-smuggled"], ["x-t", "1"]], end=True)]),

@@ -954,6 +954,24 @@ def ws_echo_h2(env):
 
 
 @_test
+def ws_h2_upgrade_refused(env):
+    """An extended CONNECT whose backend answers without switching protocols:
+    its 2xx would read as the tunnel open (RFC 8441 5; the client took the
+    backend's body for WebSocket frames), so the client gets 502 (UPE); a 403
+    reaches it as it is."""
+    isthmus_only("RFC 8441")
+    world, w, ports, _ = ws_world(env)
+    for path, want in (("/status/200", 502), ("/status/403", 403)):
+        argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "ws_h2_client.py"), str(ports["http"]), path, "1", "1",
+                "--timeout", "20"]
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=40)
+        rep = parse_tool("ws_h2_client.py", p.returncode, p.stdout, p.stderr)
+        check(rep["status"] == want, f"extended CONNECT to {path}: {rep}, want {want}")
+    e = wait_log(world.log, lambda e: e.get(NAMES["log_status"]) == 502, "of the refused HTTP/2 upgrade")
+    check(e.get("flags") == "UPE", f"its line: {e}")
+
+
+@_test
 def ws_timeouts(env):
     """timeouts.idle (2 s) closes a silent WebSocket tunnel, both sides; the
     route's timeout (1 s) and timeouts.upstreamResponse (3 s) do not cut a live
