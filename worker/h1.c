@@ -57,18 +57,28 @@ static int own_fields(struct ism_wctx *w, struct ism_sess *s, bool date, uint32_
 	return 0;
 }
 
+/* Which head of the upstream's client_head writes. */
+enum head_kind {
+	HEAD_INTERIM = 0, /* a 1xx before the final head: the fields as they are */
+	HEAD_FINAL,	  /* the response's */
+	HEAD_UPGRADE,	  /* the 101 of an upgrade: isthmus's fields as on a final
+			   * head, the caller adds the upgrade's */
+};
+
 /* The head the client gets for a response head of the upstream: its
  * end-to-end fields, then (final head) the framing of what is relayed: the
  * upstream's transfer codings for a body chunked again here, the parsed
  * length, or for a response without a body the length it announces (HEAD,
- * 304), never one on a 1xx or a 204 (RFC 9110 8.6). */
+ * 304), never one on a 1xx or a 204 (RFC 9110 8.6). A final head and a 101
+ * carry isthmus's Server (the upstream's replaced), service time and Date. */
 static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_http_resp *resp,
-		       uint8_t mode, bool final)
+		       uint8_t mode, enum head_kind kind)
 {
 	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
 	const uint32_t queued = s->out.len;
 	int64_t cl = resp->framing.content_length;
-	bool chunked = final && s->resp_out == ISM_H1_OUT_CHUNKED;
+	const bool final = kind != HEAD_INTERIM, framed = kind == HEAD_FINAL;
+	bool chunked = framed && s->resp_out == ISM_H1_OUT_CHUNKED;
 	char line[] = "HTTP/1.1 000 ";
 	int code = resp->status, ret = 0;
 	bool date = false;
@@ -89,7 +99,7 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 		} else if (chunked && ism_http_header_is(h, "transfer-encoding"))
 			ret |= ism_buf_put_header(&s->out, h, limit);
 	}
-	if (final && mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 &&
+	if (framed && mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 &&
 	    resp->status != 204)
 		ret |= ism_put_num_line(&s->out, "content-length: ", (uint64_t)cl, 10, limit);
 	if (final)
@@ -97,9 +107,9 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	if (final && s->st != NULL && s->st->set_cookie)
 		ret |= ism_buf_put_field(&s->out, "set-cookie", s->st->set_cookie,
 					 strlen(s->st->set_cookie), limit);
-	if (final && !s->keepalive)
+	if (framed && !s->keepalive)
 		ret |= ism_buf_append(&s->out, "connection: close\r\n", 19, limit);
-	else if (final && s->http10)
+	else if (framed && s->http10)
 		ret |= ism_buf_append(&s->out, "connection: keep-alive\r\n", 24, limit);
 	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
 	if (ret)
@@ -112,7 +122,7 @@ static int h1_interim(struct ism_wctx *w, struct ism_stream *st, const struct is
 {
 	struct ism_sess *s = st->sess;
 
-	return client_head(w, s, resp, ISM_BODY_NONE, false);
+	return client_head(w, s, resp, ISM_BODY_NONE, HEAD_INTERIM);
 }
 
 static bool h1_flush(struct ism_wctx *w, struct ism_stream *st)
@@ -146,7 +156,8 @@ static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	if (mode == ISM_BODY_CLOSE || (mode == ISM_BODY_CHUNKED && s->http10) || w->draining ||
 	    s->req.mode != ISM_BODY_NONE)
 		s->keepalive = 0;
-	if (client_head(w, s, resp, mode, true) < 0 || body_into(s, &s->out, body, len, done) < 0) {
+	if (client_head(w, s, resp, mode, HEAD_FINAL) < 0 ||
+	    body_into(s, &s->out, body, len, done) < 0) {
 		s->out.len = queued;
 		return -ENOMEM;
 	}
@@ -249,7 +260,7 @@ static int h1_upgrade(struct ism_wctx *w, struct ism_stream *st, const struct is
 	uint32_t queued = s->out.len;
 	int ret = 0;
 
-	if (client_head(w, s, resp, ISM_BODY_NONE, false) < 0) {
+	if (client_head(w, s, resp, ISM_BODY_NONE, HEAD_UPGRADE) < 0) {
 		s->out.len = queued;
 		return -ENOMEM;
 	}

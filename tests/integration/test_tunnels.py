@@ -954,6 +954,26 @@ def ws_echo_h2(env):
 
 
 @_test
+def ws_101_own_fields(env):
+    """The upstream's 101 carries what every answer from an upstream does:
+    isthmus's Server in place of the backend's, x-envoy-upstream-service-time
+    and one Date (the 101 went out with the backend's Server and no service
+    time)."""
+    isthmus_only("spec.proxyHeaders")
+    world, w, ports, _ = ws_world(env)
+    with Conn("127.0.0.1", ports["http"]) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: ws.test\r\n" +
+               b"".join(f"{k}: {v}\r\n".encode() for k, v in ws_upgrade_headers()) + b"\r\n")
+        status, _, headers, _ = c.read_head()
+    names = [k.lower() for k, _ in headers]
+    h = {k.lower(): v for k, v in headers}
+    check(status == 101 and h.get("sec-websocket-accept") == WS_ACCEPT, f"the upgrade: {status} {headers}")
+    check(names.count("server") == 1 and h["server"] == "isthmus", f"the 101's Server: {headers}")
+    check(h.get("x-envoy-upstream-service-time", "").isdigit(), f"the 101's service time: {headers}")
+    check(names.count("date") == 1 and h.get("connection", "").lower() == "upgrade", f"the 101: {headers}")
+
+
+@_test
 def ws_h2_upgrade_refused(env):
     """An extended CONNECT whose backend answers without switching protocols:
     its 2xx would read as the tunnel open (RFC 8441 5; the client took the
