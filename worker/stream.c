@@ -671,9 +671,9 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	else if (f == ISM_FAIL_CONNECT)
 		ism_stream_local(w, st, 503, "upstream connect error", false);
 	else if (f == ISM_FAIL_TIMEOUT)
-		ism_stream_local(w, st, 504, "upstream timeout", true);
+		ism_stream_local(w, st, 504, "upstream timeout", false);
 	else
-		ism_stream_local(w, st, f == ISM_FAIL_PROTOCOL ? 502 : 503, why, true);
+		ism_stream_local(w, st, f == ISM_FAIL_PROTOCOL ? 502 : 503, why, false);
 }
 
 /* ---------- the end of an exchange ---------- */
@@ -2018,7 +2018,7 @@ static inline void head_out(struct ism_wctx *w, struct ism_stream *st,
 	ret = st->sess->ops->head(w, st, resp, mode, body, len, done);
 	if (ret < 0) {
 		st->od_pending = 0;
-		ism_stream_local(w, st, 502, "upstream response head too large", true);
+		ism_stream_local(w, st, 502, "upstream response head too large", false);
 		return;
 	}
 	if (!st->mirror)
@@ -2392,7 +2392,7 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 			/* The route's timeout ended the wait: a timeout, as Envoy's
 			 * (504 UT); the connect timeout ended it: an overflow. */
 			if (st->route_deadline && w->now >= st->route_deadline)
-				ism_stream_local(w, st, 504, "upstream timeout", true);
+				ism_stream_local(w, st, 504, "upstream timeout", false);
 			else
 				ism_stream_local(
 				    w, st, 503, "upstream overflow (no connection in time)", false);
