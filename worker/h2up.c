@@ -314,8 +314,10 @@ static void response_head(struct ism_wctx *w, struct ism_h2us *x, bool end)
 	x->state = ISM_H2US_RESPONSE;
 	/* A head that ends the stream has an empty body: an HTTP/1.1 client is
 	 * told so (a trailers-only gRPC answer, a 404 without body), or it
-	 * would wait for the connection's end. */
-	if (end && cl < 0 && !st->is_head && resp.status != 204 && resp.status != 304)
+	 * would wait for the connection's end; an HTTP/2 client's stream ends
+	 * with the head, as the upstream's did (no content-length added). */
+	if (end && cl < 0 && !st->is_head && resp.status != 204 && resp.status != 304 &&
+	    st->sess->state != ISM_SESS_H2)
 		cl = 0;
 	resp.framing.content_length = cl;
 	/* Without a length, an HTTP/1.1 client gets the body chunked. */

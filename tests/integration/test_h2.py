@@ -1637,6 +1637,12 @@ def grpc_access_log_filter(env):
                     {"method": "Status", "request": json.dumps({"code": 7, "message": "denied"})}])
     check([r["code_value"] for r in res] == [0, 5, 7], f"the calls: {res}")
     check(http_get(gw, "/nope").status == 404, "a request without a route")
+    # A trailers-only answer reaches an HTTP/2 client as it left the upstream:
+    # one HEADERS frame, no content-length added (the filter logs no code 9).
+    rep = h2_client(gw, [{"path": "/isthmus.test.Echo/Status", "grpc": json.dumps({"code": 9, "message": "m"})}])
+    s = rep["streams"][0]
+    check(s["trailers_only"] and hdr(s, "grpc-status") == "9" and hdr(s, "content-length") is None,
+          f"a trailers-only answer through isthmus: {s}")
     want = ["/isthmus.test.Echo/ServerStream", "/isthmus.test.Echo/Status", "/nope"]
     poll(lambda: len(file_lines(log)) >= 3, 10, what="three access-log lines")
     check(sorted(file_lines(log)) == want, f"lines: {file_lines(log)}, want {want}")
