@@ -22,6 +22,10 @@
 
 enum ism_h2_state {
 	ISM_H2_OPEN = 0,
+	/* A graceful stop or a reload began: the GOAWAY of stream 2^31-1 went
+	 * (RFC 9113 6.8), streams the client sent meanwhile are still taken;
+	 * ISM_H2_NOTICE_MS later the GOAWAY naming the last one follows. */
+	ISM_H2_NOTICE,
 	ISM_H2_GOAWAY, /* GOAWAY sent (stop, reload, idle): open streams finish */
 	ISM_H2_FAILED, /* a connection error: the GOAWAY goes out, then the close */
 };
@@ -75,6 +79,7 @@ struct ism_h2 {
 	uint64_t stir_ms;     /* when it last read or sent */
 	uint64_t budget_ms;   /* when the frame budget was last refilled */
 	uint32_t budget;      /* frames that carry no request the client may still send */
+	uint64_t notice_ms;   /* ISM_H2_NOTICE: when the notice went */
 	uint64_t data_sent;   /* DATA frames sent */
 	uint64_t wu_received; /* WINDOW_UPDATE frames received */
 };
@@ -92,6 +97,11 @@ struct ism_h2 {
 #define ISM_H2_MALFORMED_COST 10u
 #define ISM_H2_WU_BASE	      1000u
 #define ISM_H2_WU_PER_DATA    10u
+
+/* From the shutdown notice to the GOAWAY naming the last stream: a round
+ * trip and then some, for the streams the client sent before it read the
+ * notice (Envoy's drain_timeout, 5 s by default, is that wait). */
+#define ISM_H2_NOTICE_MS 1000u
 
 static nghttp2_session_callbacks *h2_cbs;
 static nghttp2_option *h2_opt;
@@ -492,6 +502,22 @@ static bool budget_take(struct ism_wctx *w, struct ism_h2 *h, uint32_t cost)
 	return true;
 }
 
+/* Whether the session takes new streams (it sent no GOAWAY naming its last). */
+static bool taking(const struct ism_h2 *h)
+{
+	return h->state == ISM_H2_OPEN || h->state == ISM_H2_NOTICE;
+}
+
+/* The GOAWAY naming the last stream taken (NO_ERROR): streams after it are
+ * refused, those before it finish. */
+static void goaway(struct ism_h2 *h)
+{
+	nghttp2_submit_goaway(h->io.ng, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(h->io.ng), NGHTTP2_NO_ERROR,
+			      NULL, 0);
+	h->state = ISM_H2_GOAWAY;
+}
+
 /* The client floods: GOAWAY ENHANCE_YOUR_CALM, and nothing more is read. */
 static int calm(struct ism_h2 *h, const char *what)
 {
@@ -542,7 +568,7 @@ static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib
 		/* Refused within its header block: never a request here. */
 		ism_stream_refused_head(h->w, h->s, x->head_wire, details);
 	}
-	if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && h->state == ISM_H2_OPEN &&
+	if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && taking(h) &&
 	    !budget_take(h->w, h, ISM_H2_MALFORMED_COST))
 		return calm(h, "malformed request");
 	return 0;
@@ -614,7 +640,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 
 	(void)ng;
 	/* Our resets count too: requests that make us reset them are a flood. */
-	if (f->hd.type == NGHTTP2_RST_STREAM && h->state == ISM_H2_OPEN && !budget_take(h->w, h, 1))
+	if (f->hd.type == NGHTTP2_RST_STREAM && taking(h) && !budget_take(h->w, h, 1))
 		calm(h, "reset stream");
 	x = f->hd.stream_id != 0 ? h2s_of(h, f->hd.stream_id) : NULL;
 	if (x != NULL && x->st != NULL) {
@@ -734,6 +760,7 @@ static bool finished(const struct ism_h2 *h)
 {
 	switch ((enum ism_h2_state)h->state) {
 	case ISM_H2_OPEN:
+	case ISM_H2_NOTICE:
 	case ISM_H2_GOAWAY:
 		return !h->io.sending && !nghttp2_session_want_read(h->io.ng) &&
 		       !nghttp2_session_want_write(h->io.ng);
@@ -1239,11 +1266,8 @@ void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s)
 	case ISM_DL_IDLE:
 		/* No stream for the idle time: GOAWAY, then the close (the
 		 * GOAWAY's send is bounded as any send). */
-		if (h->n_streams == 0 && h->state == ISM_H2_OPEN) {
-			nghttp2_submit_goaway(h->io.ng, NGHTTP2_FLAG_NONE,
-					      nghttp2_session_get_last_proc_stream_id(h->io.ng),
-					      NGHTTP2_NO_ERROR, NULL, 0);
-			h->state = ISM_H2_GOAWAY;
+		if (h->n_streams == 0 && taking(h)) {
+			goaway(h);
 			h2_flush(w, s);
 			return;
 		}
@@ -1275,6 +1299,8 @@ void ism_h2_tick(struct ism_wctx *w, struct ism_sess *s)
 		ism_sess_close(w, s);
 		return;
 	}
+	if (h->state == ISM_H2_NOTICE && w->now - h->notice_ms >= ISM_H2_NOTICE_MS)
+		goaway(h);
 	h->io.busy++;
 	for (x = h->streams; x != NULL; x = next) {
 		struct ism_stream *st = x->st;
@@ -1308,10 +1334,15 @@ void ism_h2_drain(struct ism_wctx *w, struct ism_sess *s)
 
 	if (h->state != ISM_H2_OPEN)
 		return;
-	h->state = ISM_H2_GOAWAY;
-	nghttp2_submit_goaway(h->io.ng, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(h->io.ng), NGHTTP2_NO_ERROR,
-			      NULL, 0);
+	/* Two GOAWAYs, as RFC 9113 6.8 advises and Envoy sends them: a client
+	 * that sent a stream before it read the first would see it refused by
+	 * a GOAWAY naming the last stream at once. */
+	if (nghttp2_submit_shutdown_notice(h->io.ng) == 0) {
+		h->state = ISM_H2_NOTICE;
+		h->notice_ms = w->now;
+	} else {
+		goaway(h);
+	}
 	kick(w, s);
 }
 

@@ -90,7 +90,8 @@ class RawClient:
         self.lock = threading.Condition()
         self.wlock = threading.Lock()
         self.streams = {}
-        self.goaway = None
+        self.goaway = None  # the latest
+        self.goaways = []
         self.closed = False
         self.error = None
         self.pending = bytearray(PREFACE + frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + WINDOW.to_bytes(4, "big"))
@@ -143,6 +144,7 @@ class RawClient:
         elif ftype == GOAWAY:
             self.goaway = {"last": int.from_bytes(payload[0:4], "big") & 0x7fffffff,
                            "code": int.from_bytes(payload[4:8], "big"), "data": payload[8:].decode("latin-1")}
+            self.goaways.append(self.goaway)
         elif ftype == RST_STREAM:
             self.stream(sid)["reset"] = int.from_bytes(payload[0:4], "big")
         elif ftype == DATA:
@@ -216,6 +218,12 @@ class RawClient:
             elif op == "wait":
                 self.flush()
                 self.wait_for(lambda: self.finished(sid))
+            elif op == "wait_goaway":
+                self.flush()
+                self.wait_for(lambda: self.goaway is not None or self.closed)
+            elif op == "wait_closed":
+                self.flush()
+                self.wait_for(lambda: self.closed)
             elif op == "sync":
                 # The test looks at the upstream meanwhile; a line on stdin goes on.
                 self.flush()
@@ -230,7 +238,7 @@ class RawClient:
     def report(self):
         with self.lock:
             return {"streams": {str(k): v for k, v in self.streams.items()}, "goaway": self.goaway,
-                    "closed": self.closed, "error": self.error}
+                    "goaways": self.goaways, "closed": self.closed, "error": self.error}
 
 
 def client_main(addr, timeout, steps):
@@ -753,6 +761,28 @@ class Session:
             return json.loads(out.decode().strip().split("\n")[-1])
         except (ValueError, IndexError):
             raise TestFailure(f"raw HTTP/2 client exited {self.p.returncode}: {out[-500:]!r} {err[-1500:]!r}")
+
+
+@_test
+def h2strict_drain_notice(env):
+    """A graceful stop sends two GOAWAYs, as RFC 9113 6.8 advises and Envoy
+    does: first one of stream 2^31-1, then, a second later, one naming the
+    last stream taken. A stream the client sends after the first (it had not
+    read it, say) is served, not refused (a single GOAWAY refused it: the
+    client saw its request fail); the connection then closes."""
+    gw, up = strict_world(env, workers=1)
+    s = Session(env, gw, [hdrs(1, H(path="/n-warm")), {"op": "wait", "sid": 1}, {"op": "sync"},
+                          {"op": "wait_goaway"}, hdrs(3, H(path="/n-after-notice")), {"op": "wait", "sid": 3},
+                          {"op": "wait_closed"}])
+    s.at_sync()
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    s.go()
+    rep = s.result()
+    check(served(sget(rep, 3), "/n-after-notice"), f"the stream sent after the notice: {sget(rep, 3)} ({rep})")
+    g = rep["goaways"]
+    check(len(g) == 2 and g[0]["last"] == 0x7fffffff and g[1]["last"] == 3 and
+          all(x["code"] == NO_ERROR for x in g), f"the GOAWAYs: {g}")
+    check(rep["closed"], f"the connection after the last GOAWAY: {rep}")
 
 
 @_test
