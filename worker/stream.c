@@ -121,6 +121,14 @@ const char *ism_stream_client(const struct ism_stream *st)
 	return st->xff_client[0] || st->sess == NULL ? st->xff_client : st->sess->peer;
 }
 
+/* Every stream deadline set is told here: the loop wakes for the earliest
+ * (ism_stream_expire_due). */
+static inline void wake_at(struct ism_wctx *w, uint64_t at)
+{
+	if (at && at < w->stream_wake)
+		w->stream_wake = at;
+}
+
 void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
 			     enum ism_stream_deadline kind, uint32_t ms)
 {
@@ -133,9 +141,7 @@ void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
 		st->deadline_kind = ISM_SDL_RESPONSE;
 		st->deadline = st->route_deadline;
 	}
-	/* The loop wakes for the earliest (ism_stream_expire_due). */
-	if (st->deadline && st->deadline < w->stream_wake)
-		w->stream_wake = st->deadline;
+	wake_at(w, st->deadline);
 }
 
 /* The attempt in progress ends: the endpoint's in-flight count goes back. */
@@ -238,6 +244,7 @@ static void wait_for_connection(struct ism_wctx *w, struct ism_stream *st,
 	st->deadline = st->route_deadline && st->route_deadline < st->wait_deadline
 			   ? st->route_deadline
 			   : st->wait_deadline;
+	wake_at(w, st->deadline);
 }
 
 void ism_stream_after_batch(struct ism_wctx *w)
