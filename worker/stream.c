@@ -2448,8 +2448,13 @@ void ism_stream_tick(struct ism_wctx *w)
 	/* Connections released by other workers are not announced: look again. */
 	if (w->wait_head)
 		w->wake_waiters = 1;
-	if (w->now >= w->stream_wake)
+	/* Every second the whole list is looked at, whatever stream_wake says:
+	 * a deadline set without telling it would otherwise wait for another
+	 * stream's. */
+	if (w->now >= w->stream_wake || w->now - w->stream_scan_ms >= 1000) {
+		w->stream_scan_ms = w->now;
 		ism_stream_expire_due(w);
+	}
 }
 
 void ism_stream_free_all(struct ism_wctx *w)

@@ -230,6 +230,7 @@ struct ism_wctx {
 	/* The earliest stream deadline (or earlier: one since moved or cleared);
 	 * UINT64_MAX: none. The loop's wait ends then. */
 	uint64_t stream_wake;
+	uint64_t stream_scan_ms; /* the tick's last look at every stream */
 	/* slabs: objects are recycled, never freed; a slot's gen tells its lives apart */
 	struct ism_slab sess;			    /* struct ism_sess */
 	struct ism_slab streams;		    /* struct ism_stream */
