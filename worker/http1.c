@@ -353,20 +353,20 @@ static void scan_connection(struct hdr_scan *s, const char *v, size_t n)
 	}
 }
 
-/* An optional ":port" after a host: digits only, at most 65535 (RFC 3986 allows
- * an empty port, which means the default). */
+/* An optional ":port" after a host: digits only (RFC 3986's *DIGIT: leading
+ * zeros too, "000080" is 80), at most 65535; an empty port means the default. */
 static int valid_port(const char *p, size_t n)
 {
 	uint32_t v = 0;
 
-	if (n > 5)
-		return 0;
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] < '0' || p[i] > '9')
 			return 0;
 		v = v * 10 + (uint32_t)(p[i] - '0');
+		if (v > 65535)
+			return 0;
 	}
-	return v <= 65535;
+	return 1;
 }
 
 /* uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): a reg-name or IPv4
