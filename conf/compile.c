@@ -1108,6 +1108,7 @@ static void apply_policy(struct cbuild *b, const struct ism_cm_tp *tp, struct is
 		cl->pool.retry_budget_min = tp->rb.min_retries;
 	}
 	cl->overprovisioning = ISM_DEFAULT_OVERPROVISIONING;
+	cl->panic_threshold = ISM_DEFAULT_PANIC_THRESHOLD;
 	if (tp->od.set) {
 		struct ism_outlier *od = ANEW(b, 1, struct ism_outlier);
 

@@ -8,9 +8,15 @@
 /* Envoy's overprovisioning factor 1.4, in percent: a priority level counts as
  * wholly healthy while 1/1.4 (about 71 %) of its hosts are. */
 #define ISM_DEFAULT_OVERPROVISIONING 140
-/* Envoy's connection-pool idle timeout (Istio's connectionPool.http.idleTimeout
- * unset): an upstream connection unused this long is closed. */
-#define ISM_DEFAULT_POOL_IDLE_MS 60000u
+/* Envoy's healthy_panic_threshold, which a cluster keeps where its
+ * DestinationRule has no outlierDetection (istiod sets it to minHealthPercent,
+ * default 0, only with one): a priority less than half healthy uses all its
+ * endpoints. */
+#define ISM_DEFAULT_PANIC_THRESHOLD 50
+/* Envoy's connection-pool idle timeout, its common_http_protocol_options'
+ * default of an hour (Istio's connectionPool.http and tcp.idleTimeout unset:
+ * istiod sets none): an upstream connection unused this long is closed. */
+#define ISM_DEFAULT_POOL_IDLE_MS 3600000u
 /* Envoy's outlier_detection.max_ejection_time: the ejection time of an
  * endpoint ejected again and again stops growing here (or at the base time,
  * when that is longer). */

@@ -1052,8 +1052,10 @@ out:
 /* A new checked endpoint. One that starts unhealthy (the master interns new
  * endpoints of a checked service so, as Envoy does) is checked at once and
  * takes its offset after that check; one already healthy (its service just got
- * a check) starts at its fixed offset into the interval, plus Envoy's
- * initial_jitter. Either way the checks end up spread over the interval. */
+ * a check) starts at its fixed offset into the interval. Either way its first
+ * check waits a random time below Envoy's initial_jitter more (at the start
+ * too, as Envoy's first checks), and the checks end up spread over the
+ * interval. */
 static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const struct ism_endpoint *ep,
 		  uint64_t now)
 {
@@ -1077,12 +1079,12 @@ static int ep_add(struct ism_health *h, const struct ism_cluster *cl, const stru
 	e->seen = true;
 	if (atomic_load(&ep_state(h, e->id)->health) == ISM_EP_HEALTHY) {
 		e->next_ms = now + ep_offset(e, e->interval_ms);
-		if (e->initial_jitter_ms)
-			e->next_ms += hc_rand(h) % e->initial_jitter_ms;
 	} else {
 		e->next_ms = now;
 		e->spread_due = true;
 	}
+	if (e->initial_jitter_ms)
+		e->next_ms += hc_rand(h) % e->initial_jitter_ms;
 	return 0;
 
 fail_e:

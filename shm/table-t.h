@@ -775,7 +775,8 @@ struct ism_cluster {
 	uint8_t n_priorities;
 	uint8_t locality_weighted; /* Envoy locality_weighted_lb_config: pick a group by weight */
 	uint8_t zone_aware;	 /* priorities by region (zoneAwareLbSetting), no outlier needed */
-	uint8_t panic_threshold; /* percent; outlierDetection.minHealthPercent, default 0 */
+	uint8_t panic_threshold; /* percent; outlierDetection.minHealthPercent (default 0),
+				  * Envoy's 50 without outlierDetection */
 	uint32_t overprovisioning;    /* percent, 140 */
 	const struct ism_outlier *od; /* NULL: no outlier detection (and no locality failover) */
 	struct ism_hash_policy hash;  /* lb is ISM_LB_RING_HASH or ISM_LB_MAGLEV */

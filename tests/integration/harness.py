@@ -608,6 +608,15 @@ def destination_rule(name, host, subsets):
     return s
 
 
+def no_panic_rule(name, host):
+    """A DestinationRule whose outlierDetection sets minHealthPercent 0 (Istio's
+    default there): no panic, so a cluster whose endpoints all fail their
+    active checks answers 503 no healthy upstream. Without outlierDetection a
+    cluster keeps Envoy's 50 % panic threshold and sends to them all."""
+    return (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  host: {host}\n  trafficPolicy:\n    outlierDetection: {{minHealthPercent: 0}}\n")
+
+
 def virtual_service(name, hosts, http_yaml, gateways=("gw",)):
     hl = ", ".join(f'"{h}"' for h in hosts)
     gl = ", ".join(gateways)

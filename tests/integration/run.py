@@ -23,7 +23,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
-                     destination_rule, docs, free_port, gateway, have, poll, service_entry,
+                     destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, service_entry,
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
 import test_policies  # noqa: E402
@@ -1053,6 +1053,55 @@ def graceful_stop(env):
 
 
 @test
+def health_initial_jitter(env):
+    """initialJitter spreads the first checks of the endpoints at the start
+    (Envoy's first check waits a random time below it): they all went out
+    within a millisecond of each other, the jitter applied only to an
+    endpoint already healthy when its service got a check."""
+    first = {}
+    socks = []
+
+    def serve(ls, i):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                try:
+                    c.recv(4096)
+                    first.setdefault(i, time.monotonic())
+                    c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    for i in range(6):
+        ls = socket.socket()
+        ls.bind(("127.0.0.2", 0))
+        ls.listen(8)
+        socks.append(ls)
+        threading.Thread(target=serve, args=(ls, i), daemon=True).start()
+    try:
+        gw_port = free_port()
+        hc = ("  healthChecks:\n"
+              f"  - {{host: {WEB}, path: /healthz, interval: 30s, timeout: 1s, healthyThreshold: 1,"
+              f" unhealthyThreshold: 2, initialJitter: 2s}}\n")
+        eps = [{"address": "127.0.0.2", "port": ls.getsockname()[1]} for ls in socks]
+        env.start_gateway(env.write("isthmus.yaml", docs(
+            appliance(env, extra=hc), gateway(gw_port),
+            virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+            service_entry("web", WEB, eps))), gw_port)
+        poll(lambda: len(first) == 6, 10, what="a first check of each of the 6 endpoints")
+        spread = max(first.values()) - min(first.values())
+        # 6 draws below 2 s: a spread under 0.3 s is about 1 chance in 2,000.
+        check(0.3 <= spread <= 2.5, f"the first checks spread over {spread * 1000:.0f} ms, want the jitter's")
+    finally:
+        for ls in socks:
+            ls.close()
+
+
+@test
 def health_ejection(env):
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
     ports.update(env.upstream(["127.0.0.3:0=b"], name="b"))
@@ -1071,6 +1120,32 @@ def health_ejection(env):
     check(counts == {"b": 100}, f"failing endpoint still picked: {counts}")
     Env.ctl("127.0.0.2", ports["a"], "health/ok")
     poll(lambda: "a" in tally(env, 20), 5, what="the recovered endpoint to get traffic again")
+
+
+@test
+def health_panic_threshold(env):
+    """A cluster without outlierDetection keeps Envoy's 50 % panic threshold:
+    1 endpoint of 3 passing its checks (33 %) puts the priority in panic and
+    the traffic goes to all 3; 2 of 3 (67 %) is no panic, the failing one gets
+    none. With outlierDetection (minHealthPercent 0, Istio's default) there is
+    no panic: the healthy one alone."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    ports.update(env.upstream(["127.0.0.3:0=b"], name="b"))
+    ports.update(env.upstream(["127.0.0.4:0=c"], name="c"))
+    gw_port = free_port()
+    parts = [appliance(env, health_checks=[WEB]), gateway(gw_port),
+             virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+             service_entry("web", WEB, [{"address": f"127.0.0.{i + 2}", "port": ports[n]}
+                                        for i, n in enumerate("abc")])]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw_port)
+    poll(lambda: set(tally(env, 30)) == {"a", "b", "c"}, 10, what="the three endpoints to get traffic")
+    Env.ctl("127.0.0.2", ports["a"], "health/fail")
+    poll(lambda: set(tally(env, 30)) == {"b", "c"}, 5, what="traffic to leave a (2 of 3 healthy: no panic)")
+    Env.ctl("127.0.0.3", ports["b"], "health/fail")
+    poll(lambda: set(tally(env, 60)) == {"a", "b", "c"}, 5, what="1 of 3 healthy: panic, traffic to all three")
+    env.write("isthmus.yaml", docs(*parts, no_panic_rule("web", WEB)))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload was refused")
+    poll(lambda: tally(env, 30) == {"c": 30}, 5, what="with outlierDetection, traffic to c alone")
 
 
 @test

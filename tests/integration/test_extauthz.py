@@ -26,7 +26,8 @@ import threading
 import time
 
 from harness import (DEBIAN_PYTHON, Conn, Registry, TestFailure, appliance, build_request, check, ctl_cmd, curl, docs,
-                     file_lines, free_port, http_get, poll, service_entry, service_entry_protocol, virtual_service)
+                     file_lines, free_port, http_get, no_panic_rule, poll, service_entry, service_entry_protocol,
+                     virtual_service)
 from test_authz import ROUTE_ALL, SVC, UP, check_denied, gateway_ports, policy, tcp_through, upstream_count
 from test_h2 import TOOLS, check_grpc_local_error, dest_rule, h2_client, hdr, need_tools
 from test_jwt import field, request_authn, seen
@@ -601,12 +602,13 @@ def extauthz_dry_run_and_tcp(env):
 @_test
 def extauthz_no_healthy_endpoint(env):
     """The authorizer's only endpoint is unhealthy (its health check, GET
-    /healthz, gets extauthz.py's 403): a checked request is an error (403,
-    empty body, UAEX ext_authz_error) without a check being sent, and a
-    request the rule does not match is served."""
+    /healthz, gets extauthz.py's 403; its DestinationRule's outlierDetection
+    leaves no panic threshold): a checked request is an error (403, empty
+    body, UAEX ext_authz_error) without a check being sent, and a request the
+    rule does not match is served."""
     rules = '  rules: [{to: [{operation: {notPaths: ["/open*"]}}]}]\n'
     w = World(env, providers(provider(timeout="2s", includeRequestHeadersInCheck=INCLUDE)), custom(rules=rules),
-              health=[AUTHZ_HOST])
+              no_panic_rule("authz", AUTHZ_HOST), health=[AUTHZ_HOST])
 
     def unhealthy():
         text = http_get(w.admin, "/metrics").body.decode()

@@ -30,7 +30,7 @@ import time
 from urllib.parse import parse_qsl
 
 from harness import (DEBIAN_PYTHON, Conn, Registry, appliance, check, curl, docs, file_lines, free_port,
-                     http_get, poll, service_entry, service_entry_protocol, virtual_service)
+                     http_get, no_panic_rule, poll, service_entry, service_entry_protocol, virtual_service)
 from test_authz import ROUTE_ALL, SVC, UP, gateway_ports
 from test_extauthz import (AUTHZ_ADDR, AUTHZ_HOST, LOG_FORMAT, World, check_config_errors, check_error_answer,
                            check_own_answers, check_upstream_served, curl_h2c, custom, providers)
@@ -893,14 +893,15 @@ def extauthz_grpc_cancel(env):
 @_test
 def extauthz_grpc_no_healthy_endpoint(env):
     """The authorizer's only endpoint is unhealthy (a grpc health check:
-    extauthz_grpc.py has no grpc.health.v1 service, UNIMPLEMENTED): a
+    extauthz_grpc.py has no grpc.health.v1 service, UNIMPLEMENTED; its
+    DestinationRule's outlierDetection leaves no panic threshold): a
     checked request is an error (403, empty body, UAEX ext_authz_error)
     without a Check being sent; a request the rule does not match is
     served."""
     rules = '  rules: [{to: [{operation: {notPaths: ["/open*"]}}]}]\n'
     hc = (f"  healthChecks:\n  - {{host: {AUTHZ_HOST}, type: grpc, interval: 200ms, timeout: 200ms, "
           f"healthyThreshold: 1, unhealthyThreshold: 2}}\n")
-    w = GWorld(env, providers(gprovider(timeout="2s")) + hc, custom(rules=rules))
+    w = GWorld(env, providers(gprovider(timeout="2s")) + hc, custom(rules=rules), no_panic_rule("authz", AUTHZ_HOST))
 
     def unhealthy():
         text = http_get(w.admin, "/metrics").body.decode()

@@ -412,8 +412,8 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 
 from harness import (DEBIAN_PYTHON, Conn, Env, Registry, TestFailure, appliance, check, ctl_cmd, docs,  # noqa: E402
-                     file_lines, free_port, gateway, poll, service_entry, service_entry_protocol,
-                     spawn_listening, virtual_service)
+                     file_lines, free_port, gateway, no_panic_rule, poll, service_entry,
+                     service_entry_protocol, spawn_listening, virtual_service)
 from test_h2 import (GRPC_FOR_HTTP, SVC, UNAVAILABLE, alog, check_grpc_local_error, h1_upstream, limits,  # noqa: E402
                      need_tools, one_service, wait_log)
 
@@ -1158,7 +1158,7 @@ def h2strict_grpc_local_replies(env):
     route timeout (504 -> 14), connect failure (503 -> 14), a path refused
     before routing (400 -> 13), a streamed body
     over maxRequestBodyBytes (413 -> 2), and no healthy upstream (every
-    endpoint failing its active health check: 503 -> 14)."""
+    endpoint failing its active health check, no panic threshold: 503 -> 14)."""
     need_tools("h2")
     up = h1_upstream(env)
     dead = free_port("127.0.0.3")
@@ -1178,7 +1178,8 @@ def h2strict_grpc_local_replies(env):
         appliance(env, health_checks=[SVC], extra=limits(maxRequestBodyBytes=1000)), gateway(gw_port),
         virtual_service("vs", ["*"], routes),
         service_entry("svc", SVC, [{"address": "127.0.0.2", "port": up}]),
-        service_entry("dead", "dead.internal", [{"address": "127.0.0.3", "port": dead}])))
+        service_entry("dead", "dead.internal", [{"address": "127.0.0.3", "port": dead}]),
+        no_panic_rule("svc", SVC)))
     env.start_gateway(conf, gw_port)
     poll(lambda: grpc_call(gw_port, "a.test").get("body", "").startswith("a "), 10,
          what="a gRPC request served by the (healthy) upstream")

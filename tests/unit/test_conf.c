@@ -245,7 +245,7 @@ static void test_example_file(void **state)
 
 	assert_int_equal(api->lb, ISM_LB_ROUND_ROBIN);
 	assert_int_equal(api->connect_timeout_ms, 2000); /* the Appliance default */
-	assert_int_equal(api->idle_timeout_ms, 60000);
+	assert_int_equal(api->idle_timeout_ms, 3600000); /* Envoy's default hour */
 	assert_int_equal(api->n_endpoints, 4);
 	for (uint32_t i = 0; i < 4; i++)
 		assert_int_equal(ep_port(&api->endpoints[i]), 18081); /* targetPort */
@@ -484,7 +484,7 @@ static void test_matches_and_defaults(void **state)
 	assert_int_equal(c->endpoints[1].addr.ss_family, AF_INET6);
 	assert_int_equal(c->endpoints[1].addrlen, sizeof(struct sockaddr_in6));
 	assert_int_equal(c->locality_weighted, 0);
-	assert_int_equal(c->panic_threshold, 0);
+	assert_int_equal(c->panic_threshold, 50); /* no outlierDetection: Envoy's */
 	assert_int_equal(c->hash.on, ISM_HASH_NONE);
 	assert_int_equal(c->pool.max_connections, UINT32_MAX);
 	assert_int_equal(c->pool.max_pending, UINT32_MAX);
@@ -1540,7 +1540,7 @@ static void test_pool_outlier_ports(void **state)
 	assert_int_equal(p81->pool.max_pending, UINT32_MAX);
 	assert_int_equal(p81->connect_timeout_ms, 10000);
 	assert_null(p81->od);
-	assert_int_equal(p81->panic_threshold, 0);
+	assert_int_equal(p81->panic_threshold, 50);
 
 	/* The subset replaces outlierDetection whole and inherits the rest. */
 	assert_int_equal(a80->lb, ISM_LB_RANDOM);

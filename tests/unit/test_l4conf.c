@@ -440,7 +440,7 @@ static void test_tcp_pool(void **state)
 	assert_int_equal(cl->tcp_idle_ms, 0);
 	assert_int_equal(cl->tcp_max_duration_ms, 0);
 	assert_int_equal(cl->keepalive, 0);
-	assert_int_equal(cl->idle_timeout_ms, 60000);
+	assert_int_equal(cl->idle_timeout_ms, 3600000); /* the default hour */
 	/* Subset v2: its pool block, without tcp: the defaults. */
 	cl = loaded_cluster(l.t, "outbound|9000|v2|tcp-echo.default.svc.cluster.local");
 	assert_int_equal(cl->tcp_idle_ms, 3600000);
