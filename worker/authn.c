@@ -319,8 +319,14 @@ static void token_passed(struct check *c, const struct ism_jwt_provider *p, cons
 		const struct ism_json *v = ism_jwt_claim(jwt, p->claim_hdrs[i].claim.p);
 		size_t len = v != NULL ? ism_jwt_claim_text(v, text, sizeof(text)) : 0;
 
-		if (len > 0)
+		/* A claim is the issuer's signed text, not a field value: one with
+		 * a NUL, CR or LF would end the field upstream (another field, or
+		 * a request smuggled after the head). It is not output. */
+		if (len > 0 && ism_http_value_ok(text, len))
 			add_field(c, &p->claim_hdrs[i].header, text, len);
+		else if (len > 0)
+			ism_debug("JWT: claim %s holds a NUL, CR or LF: not output to %s",
+				  p->claim_hdrs[i].claim.p, p->claim_hdrs[i].header.p);
 	}
 	if (!p->forward) {
 		if (t->loc->where == ISM_JWT_HEADER)
@@ -360,48 +366,61 @@ static enum ism_jwt_status token_holds(struct check *c, uint32_t qi, const struc
 }
 
 /* One token checked against provider p (its issuer allowed at the location:
- * p's); any: allow_missing's, the provider chosen by the token's issuer. */
+ * p's); any: allow_missing's, the provider chosen by the token's issuer. A
+ * verified token's parse is left in *jwt and its provider in *q. */
 static enum ism_jwt_status verify_token(struct check *c, uint32_t pi, bool any,
-					const struct token *t)
+					const struct token *t, struct ism_jwt *jwt, int *q)
 {
 	const struct ism_jwt_authn *a = &c->w->table->jwt;
 	const struct ism_jwt_provider *p = &a->p[pi];
-	struct ism_jwt jwt;
-	enum ism_jwt_status s = ism_jwt_parse(t->p, t->len, &jwt);
-	int q = (int)pi;
+	enum ism_jwt_status s = ism_jwt_parse(t->p, t->len, jwt);
 
+	*q = (int)pi;
 	if (s != ISM_JWT_OK)
 		return s;
-	if (p->issuer.len > 0 && (jwt.iss == NULL || strcmp(jwt.iss, p->issuer.p) != 0))
+	if (p->issuer.len > 0 && (jwt->iss == NULL || strcmp(jwt->iss, p->issuer.p) != 0))
 		s = ISM_JWT_UNKNOWN_ISSUER;
-	else if (any && (q = by_issuer(a, jwt.iss)) < 0)
+	else if (any && (*q = by_issuer(a, jwt->iss)) < 0)
 		s = ISM_JWT_UNKNOWN_ISSUER;
 	else
-		s = token_holds(c, (uint32_t)q, &jwt);
-	if (s == ISM_JWT_OK)
-		token_passed(c, &a->p[q], t, &jwt);
-	else
-		ism_jwt_free(&jwt);
+		s = token_holds(c, (uint32_t)*q, jwt);
+	if (s != ISM_JWT_OK)
+		ism_jwt_free(jwt);
 	return s;
 }
 
-/* Provider pi's verifier (any false: it stops at the first token that fails)
- * or allow_missing's over pi's locations (any: every token, the last one's
- * status, a missing token fine). */
+/* Provider pi's verifier, or (any) allow_missing's over pi's locations: every
+ * token found must verify, in Envoy's order (the last found first), the
+ * first that fails says why; no token is fine for allow_missing. Nothing of
+ * a verified token (its field removed, its claims output) is applied unless
+ * they all are: a good token beside a bad one would otherwise pass the bad
+ * one to the upstream, which might take it for the good one — the hole
+ * Envoy's authenticator closes for a provider, and which its allow_missing
+ * (going on after a failure, the last token's status its verdict) left
+ * open: isthmus holds allow_missing to the same rule. */
 static enum ism_jwt_status verifier(struct check *c, uint32_t pi, bool any)
 {
+	const struct ism_jwt_authn *a = &c->w->table->jwt;
 	struct token toks[TOKENS_MAX + 1];
-	size_t n = find_tokens(c, &c->w->table->jwt.p[pi], toks);
-	enum ism_jwt_status s = ISM_JWT_MISSED;
+	struct ism_jwt jwts[TOKENS_MAX];
+	int q[TOKENS_MAX];
+	size_t n = find_tokens(c, &a->p[pi], toks), i = n;
+	enum ism_jwt_status s = ISM_JWT_OK;
 
 	if (n > TOKENS_MAX)
 		return ISM_JWT_MULTIPLE_TOKENS;
-	for (size_t i = n; i-- > 0;) {
-		s = verify_token(c, pi, any, &toks[i]);
-		if (s != ISM_JWT_OK && !any)
-			break;
+	if (n == 0)
+		return any ? ISM_JWT_OK : ISM_JWT_MISSED;
+	while (i-- > 0 && (s = verify_token(c, pi, any, &toks[i], &jwts[i], &q[i])) == ISM_JWT_OK)
+		;
+	/* i: the token that failed (SIZE_MAX: none); those after it verified. */
+	for (size_t j = n; j-- > i + 1;) {
+		if (s == ISM_JWT_OK)
+			token_passed(c, &a->p[q[j]], &toks[j], &jwts[j]);
+		else
+			ism_jwt_free(&jwts[j]);
 	}
-	return any && s == ISM_JWT_MISSED ? ISM_JWT_OK : s;
+	return s;
 }
 
 /* any(Pi, allow_missing(Pi)); p_status: Pi's own, when known (-1: not yet). */

@@ -76,6 +76,15 @@ static inline const struct ism_http_header *ism_http_field(const struct ism_http
 }
 
 /* Whether one of fields h[0, n) is the field name (a literal). */
+/* Envoy's headerValueIsValid: a value isthmus makes from what others gave it
+ * (an authorizer's answer, a token's claim) holds no NUL, CR or LF, which
+ * would end the field or the head on the wire (a request smuggled inside). */
+static inline bool ism_http_value_ok(const void *p, size_t n)
+{
+	return n == 0 || (memchr(p, 0, n) == NULL && memchr(p, '\r', n) == NULL &&
+			  memchr(p, '\n', n) == NULL);
+}
+
 static inline bool ism_http_has_field(const struct ism_http_header *h, size_t n, const char *name)
 {
 	return ism_http_field(h, n, name, strlen(name)) != NULL;

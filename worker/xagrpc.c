@@ -226,13 +226,6 @@ static bool token(const uint8_t *p, size_t n)
 	return true;
 }
 
-/* Envoy's headerValueIsValid: no NUL, CR or LF. */
-static bool value_ok(const uint8_t *p, size_t n)
-{
-	return n == 0 || (memchr(p, 0, n) == NULL && memchr(p, '\r', n) == NULL &&
-			  memchr(p, '\n', n) == NULL);
-}
-
 /* A query key or value as Envoy's queryParameterIsUrlEncoded wants it:
  * unreserved characters, sub-delimiters but '&' and '=', ':', '@', '/',
  * '?' and percent-encodings. */
@@ -308,7 +301,7 @@ static bool read_opt(const struct ism_pb_field *m, struct ism_xa_list *l, bool q
 			return false;
 	}
 	return r == 0 && token((const uint8_t *)o.name, o.name_len) &&
-	       value_ok((const uint8_t *)o.value, o.value_len) && add(l, &o);
+	       ism_http_value_ok(o.value, o.value_len) && add(l, &o);
 }
 
 /* A repeated string (a name, a query key) into list l. */
