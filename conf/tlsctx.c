@@ -328,8 +328,13 @@ void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check)
 		return;
 	if (SSL_set_tlsext_host_name(ssl, sni) != 1)
 		ism_tls_log_errors("SNI");
-	if (check)
+	/* The name is looked for in the DNS SANs only, as Envoy's SAN check: a
+	 * certificate without one is not taken on its subject's CN (OpenSSL's
+	 * fallback). */
+	if (check) {
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
 		SSL_set1_host(ssl, sni);
+	}
 }
 
 static struct ism_tlsctx_entry *cache_find(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c,

@@ -1460,6 +1460,35 @@ def tls_upstream_nginx(env):
 
 
 @_test
+def tls_upstream_cn_is_no_name(env):
+    """The upstream's name is looked for in its certificate's DNS SANs only, as
+    Envoy's SAN check: a certificate whose CN is the name but whose SANs do
+    not carry it is refused (503, a connect failure); OpenSSL's fallback to
+    the CN took it. One that carries it as a DNS SAN is served."""
+    pki = Pki(env)
+    cn_only = pki.leaf("cn-only.test.internal", ["URI:spiffe://x/cn-only"])
+    san = pki.leaf("san.test.internal", ["DNS:san.test.internal"])
+    ports = {a: free_port(a) for a in ("127.0.0.5", "127.0.0.6")}
+    spawn_nginx(env, "".join(f"""  server {{
+    listen {a}:{ports[a]} ssl;
+    ssl_certificate {crt}; ssl_certificate_key {key};
+    location / {{ default_type text/plain; return 200 "tls-upstream sni=$ssl_server_name\\n"; }}
+  }}
+""" for a, (crt, key) in (("127.0.0.5", cn_only), ("127.0.0.6", san))), list(ports.items()))
+    port = free_port()
+    parts = [appliance(env), gateway(port)]
+    for i, (host, addr) in enumerate((("cn-only.test.internal", "127.0.0.5"), ("san.test.internal", "127.0.0.6"))):
+        parts += [virtual_service(f"vs{i}", [host.split(".")[0] + ".up"], route_to(host)),
+                  service_entry(f"se{i}", host, [{"address": addr, "port": ports[addr]}]),
+                  dr_tls(f"dr{i}", host, f"mode: SIMPLE, caCertificates: {pki.ca()}, sni: {host}")]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), port)
+    r = env.get("/", host="cn-only.up", timeout=15)
+    check(r.status == 503 and b"tls-upstream" not in r.body, f"a certificate naming the host in its CN only: {r}")
+    r = env.get("/", host="san.up", timeout=15)
+    check(r.status == 200 and b"sni=san.test.internal" in r.body, f"a certificate naming it in a DNS SAN: {r}")
+
+
+@_test
 def tls_upstream_service_entry_sans(env):
     """A ServiceEntry's subjectAltNames are what the upstream certificate must
     carry when the DestinationRule's tls names none (Istio's service
