@@ -692,9 +692,10 @@ static void server_check(struct ism_vctx *v, const struct ism_node *n, const str
 				  "tlsCertificates");
 		if (c->mode == ISM_TLS_SIMPLE)
 			refuse_client_checks(v, n);
-		/* caCertificates for MUTUAL may come from a credential: xref. */
+		/* caCertificates for MUTUAL may come from a credential: xref. One
+		 * given but refused has its own error already. */
 		if (c->mode != ISM_TLS_SIMPLE && c->ca.text.len == 0 && t->n_creds == 0 &&
-		    t->ca_cred == NULL)
+		    t->ca_cred == NULL && ism_node_get(n, "caCertificates", NULL) == NULL)
 			ism_v_err(v, n, "caCertificates is required with mode %s",
 				  mode_names[c->mode]);
 	}

@@ -1971,6 +1971,12 @@ def tls_config_errors(env):
         line = next((l for l in out.splitlines() if words in l), "")
         check(rc != 0 and line.startswith(f"{path}:{line_no}:{col}: error: ") and field in line,
               f"{name}: want '{path}:{line_no}:{col}: error: ... {field} ... {words}', rc {rc}:\n{out}")
+    # A caCertificates that is no certificate: its own error, not a second one
+    # saying caCertificates is missing.
+    text = docs(appliance(env), gateway_of(server(port, ["*"], tls_simple(a, "MUTUAL") + f", caCertificates: {a[1]}")))
+    rc, out = env.check_config(env.write("ca-key.yaml", text))
+    check(rc != 0 and "spec.servers[0].tls.caCertificates" in out and "is required" not in out,
+          f"a key given as caCertificates: rc {rc}:\n{out}")
     path = env.write("strict.yaml", docs(appliance(env), gateway(port), peer_auth("p", "STRICT")))
     rc, out = env.check_config(path)
     check(rc != 0 and re.search(re.escape(path) + r":\d+:\d+", out) and "meshIdentity" in out,
