@@ -12,8 +12,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -75,7 +77,31 @@ static int no_passphrase(char *buf, int size, int rw, void *u)
 }
 
 /* Checks the PEM text; returns NULL or the reason it is refused. */
-static const char *pem_check(const char *text, size_t len, enum pem_kind k)
+/* Why certificate x is not valid now, in warn (empty when it is): expired,
+ * or not valid yet. */
+static void cert_time(X509 *x, char warn[96])
+{
+	const ASN1_TIME *after = X509_get0_notAfter(x), *before = X509_get0_notBefore(x);
+	const ASN1_TIME *t = X509_cmp_current_time(after) < 0	 ? after
+			     : X509_cmp_current_time(before) > 0 ? before
+								 : NULL;
+	struct tm tm;
+	char when[32] = "?";
+
+	warn[0] = '\0';
+	if (t == NULL)
+		return;
+	if (ASN1_TIME_to_tm(t, &tm) == 1)
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	snprintf(warn, 96,
+		 t == after ? "the certificate expired on %s"
+			    : "the certificate is not valid before %s",
+		 when);
+}
+
+/* Whether text is what k wants; NULL, or why not. warn: what a loaded one is
+ * worth knowing (a chain whose certificate is expired or not valid yet). */
+static const char *pem_check(const char *text, size_t len, enum pem_kind k, char warn[96])
 {
 	BIO *bio;
 	const char *why = NULL;
@@ -93,6 +119,8 @@ static const char *pem_check(const char *text, size_t len, enum pem_kind k)
 		X509 *x;
 
 		while ((x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
+			if (n == 0 && k == PEM_CHAIN)
+				cert_time(x, warn);
 			X509_free(x);
 			n++;
 		}
@@ -155,7 +183,7 @@ static int pem_field(struct ism_vctx *v, const struct ism_node *map, const char 
 {
 	const struct ism_node *n = ism_node_get(map, key, NULL);
 	const char *name, *why;
-	char path[PATH_MAX], *buf = NULL;
+	char path[PATH_MAX], *buf = NULL, warn[96] = "";
 	size_t len = 0, old;
 	int rc = ism_v_str(v, map, key, false, &name);
 
@@ -176,12 +204,15 @@ static int pem_field(struct ism_vctx *v, const struct ism_node *map, const char 
 		ism_v_err(v, n, "%s: %s", path, ism_conf_read_why(rc, PEM_MAX, text));
 		goto out;
 	}
-	why = pem_check(buf, len, k);
+	why = pem_check(buf, len, k, warn);
 	if (why != NULL) {
 		ism_v_err(v, n, "%s: %s", path, why);
 		rc = -1;
 		goto out;
 	}
+	/* Served all the same, as Envoy serves it: the operator hears of it. */
+	if (warn[0] != '\0')
+		ism_v_warn(v, n, "%s: %s", path, warn);
 	out->path.p = ism_v_strdup(v, path);
 	out->text.p = ism_v_strdup(v, buf);
 	out->path.len = (uint32_t)strlen(path);

@@ -81,6 +81,28 @@ class Pki:
                       "-days", "30", "-sha256", "-out", crt, "-extfile", ext)
         return crt, keyp
 
+    def leaf_dated(self, name, sans, start, end, ca="ca"):
+        """leaf() valid from start to end (openssl ca's YYYYMMDDHHMMSSZ)."""
+        self.ca(ca)
+        d = self.env.path(f"{name}-dated.d")
+        os.makedirs(d, exist_ok=True)
+        for f, text in (("index.txt", ""), ("serial", "1000\n")):
+            with open(os.path.join(d, f), "w") as fh:
+                fh.write(text)
+        cnf = os.path.join(d, "ca.cnf")
+        with open(cnf, "w") as fh:
+            fh.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {d}/index.txt\nserial = {d}/serial\n"
+                     f"new_certs_dir = {d}\ndefault_md = sha256\npolicy = p\ncopy_extensions = copy\n"
+                     "[p]\ncommonName = supplied\n[x]\n"
+                     f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        crt, key, csr = (self.env.path(f"{name}{s}") for s in (".crt", ".key", ".csr"))
+        self._openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                      "-subj", f"/CN={name}")
+        cacrt, cakey = self.cas[ca]
+        self._openssl("ca", "-batch", "-config", cnf, "-keyfile", cakey, "-cert", cacrt, "-in", csr, "-out", crt,
+                      "-startdate", start, "-enddate", end, "-extensions", "x", "-notext")
+        return crt, key
+
     def crl(self, revoked, ca="ca"):
         """A CRL of ca revoking the certificates at the paths in revoked; its path."""
         self.ca(ca)
@@ -1971,6 +1993,17 @@ def tls_config_errors(env):
         line = next((l for l in out.splitlines() if words in l), "")
         check(rc != 0 and line.startswith(f"{path}:{line_no}:{col}: error: ") and field in line,
               f"{name}: want '{path}:{line_no}:{col}: error: ... {field} ... {words}', rc {rc}:\n{out}")
+    # A certificate that has expired, or is not valid yet, is served (as Envoy
+    # serves it), with a warning naming its date.
+    for name, start, end, words in (("expired", "20200101000000Z", "20200201000000Z",
+                                     "the certificate expired on 2020-02-01 00:00:00 UTC"),
+                                    ("early", "20400101000000Z", "20400201000000Z",
+                                     "the certificate is not valid before 2040-01-01 00:00:00 UTC")):
+        pair = pki.leaf_dated(name, ["DNS:a.example.com"], start, end)
+        path = env.write(f"{name}.yaml", docs(appliance(env), gateway_of(server(port, ["*"], tls_simple(pair)))))
+        rc, out = env.check_config(path)
+        check(rc == 0 and re.search(re.escape(path) + r":\d+:\d+: warning: .*serverCertificate.*" + re.escape(words), out),
+              f"a certificate {name}: rc {rc}:\n{out}")
     # A caCertificates that is no certificate: its own error, not a second one
     # saying caCertificates is missing.
     text = docs(appliance(env), gateway_of(server(port, ["*"], tls_simple(a, "MUTUAL") + f", caCertificates: {a[1]}")))
