@@ -81,20 +81,28 @@ class Pki:
                       "-days", "30", "-sha256", "-out", crt, "-extfile", ext)
         return crt, keyp
 
-    def leaf_dated(self, name, sans, start, end, ca="ca"):
-        """leaf() valid from start to end (openssl ca's YYYYMMDDHHMMSSZ)."""
-        self.ca(ca)
-        d = self.env.path(f"{name}-dated.d")
+    def _ca_dir(self, tag, counter, start, more):
+        """A directory for `openssl ca` (an empty index, the counter file
+        holding start) and its config with more ({d}: the directory);
+        (directory, config path)."""
+        d = self.env.path(tag)
         os.makedirs(d, exist_ok=True)
-        for f, text in (("index.txt", ""), ("serial", "1000\n")):
+        for f, text in (("index.txt", ""), (counter, start)):
             with open(os.path.join(d, f), "w") as fh:
                 fh.write(text)
         cnf = os.path.join(d, "ca.cnf")
         with open(cnf, "w") as fh:
-            fh.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {d}/index.txt\nserial = {d}/serial\n"
-                     f"new_certs_dir = {d}\ndefault_md = sha256\npolicy = p\ncopy_extensions = copy\n"
-                     "[p]\ncommonName = supplied\n[x]\n"
-                     f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth,clientAuth\n")
+            fh.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {d}/index.txt\ndefault_md = sha256\n" +
+                     more.replace("{d}", d))
+        return d, cnf
+
+    def leaf_dated(self, name, sans, start, end, ca="ca"):
+        """leaf() valid from start to end (openssl ca's YYYYMMDDHHMMSSZ)."""
+        self.ca(ca)
+        _, cnf = self._ca_dir(f"{name}-dated.d", "serial", "1000\n",
+                              "serial = {d}/serial\nnew_certs_dir = {d}\npolicy = p\ncopy_extensions = copy\n"
+                              "[p]\ncommonName = supplied\n[x]\n"
+                              f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth,clientAuth\n")
         crt, key, csr = (self.env.path(f"{name}{s}") for s in (".crt", ".key", ".csr"))
         self._openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
                       "-subj", f"/CN={name}")
@@ -106,15 +114,8 @@ class Pki:
     def crl(self, revoked, ca="ca"):
         """A CRL of ca revoking the certificates at the paths in revoked; its path."""
         self.ca(ca)
-        d = self.env.path(f"{ca}-crl.d")
-        os.makedirs(d, exist_ok=True)
-        for f, text in (("index.txt", ""), ("crlnumber", "01\n")):
-            with open(os.path.join(d, f), "w") as fh:
-                fh.write(text)
-        cnf = os.path.join(d, "ca.cnf")
-        with open(cnf, "w") as fh:
-            fh.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {d}/index.txt\ncrlnumber = {d}/crlnumber\n"
-                     "default_md = sha256\ndefault_crl_days = 1\n")
+        _, cnf = self._ca_dir(f"{ca}-crl.d", "crlnumber", "01\n",
+                              "crlnumber = {d}/crlnumber\ndefault_crl_days = 1\n")
         cacrt, cakey = self.cas[ca]
         for crt in revoked:
             self._openssl("ca", "-config", cnf, "-keyfile", cakey, "-cert", cacrt, "-revoke", crt)
