@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -18,6 +19,7 @@
  * the context (ex data, freed with it). */
 struct peer_rules {
 	uint8_t accept_untrusted; /* a server's insecureSkipVerify */
+	uint8_t name_check;	  /* a client's: a DNS SAN must cover the SNI sent */
 	uint32_t n_pins;
 	struct ism_pin *pins;
 	uint32_t n; /* subjectAltNames: s[0..n) */
@@ -54,7 +56,38 @@ void ism_tls_log_errors(const char *what)
 	}
 }
 
-static bool san_matches(X509 *x, const struct peer_rules *l)
+bool ism_tlsctx_dns_name_covers(const char *pattern, size_t plen, const char *name)
+{
+	size_t nlen = strlen(name);
+	const char *pdot = memchr(pattern, '.', plen), *ndot = memchr(name, '.', nlen);
+	const char *star;
+	size_t pl, nl, pre, suf;
+
+	if (plen == nlen && strncasecmp(pattern, name, nlen) == 0)
+		return true;
+	if (pdot == NULL || ndot == NULL)
+		return false;
+	pl = (size_t)(pdot - pattern); /* the first labels' lengths */
+	nl = (size_t)(ndot - name);
+	star = memchr(pattern, '*', pl);
+	if (star == NULL || memchr(pdot, '*', plen - pl) != NULL ||
+	    (pl >= 4 && strncasecmp(pattern, "xn--", 4) == 0))
+		return false;
+	if (plen - pl != nlen - nl || strncasecmp(pdot, ndot, plen - pl) != 0)
+		return false;
+	pre = (size_t)(star - pattern);
+	suf = pl - pre - 1;
+	if (memchr(star + 1, '*', suf) != NULL)
+		return false;
+	return pl == 1 || (pl <= nl + 1 && strncasecmp(pattern, name, pre) == 0 &&
+			   strncasecmp(star + 1, ndot - suf, suf) == 0);
+}
+
+/* Whether one of x's subjectAltNames matches one of the names l lists: a DNS
+ * SAN by ism_tlsctx_dns_name_covers, the other kinds (URI, email, IP address) exactly,
+ * as Envoy's SAN matchers for Istio's exact subjectAltNames. With sni, only
+ * the DNS SANs, against that name (Envoy's automatic SAN validation). */
+static bool san_matches(X509 *x, const struct peer_rules *l, const char *sni)
 {
 	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	bool ok = false;
@@ -78,11 +111,15 @@ static bool san_matches(X509 *x, const struct peer_rules *l)
 			    (ip->length == 4 || ip->length == 16))
 				len = (int)strlen(text);
 		}
-		if (len < 0)
+		if (len < 0 || (sni != NULL && g->type != GEN_DNS))
 			continue;
 		text[len] = '\0';
-		for (uint32_t j = 0; j < l->n && !ok; j++)
-			ok = strcmp(l->s[j], text) == 0;
+		if (sni != NULL)
+			ok = ism_tlsctx_dns_name_covers(text, (size_t)len, sni);
+		for (uint32_t j = 0; sni == NULL && j < l->n && !ok; j++)
+			ok = g->type == GEN_DNS
+				 ? ism_tlsctx_dns_name_covers(text, (size_t)len, l->s[j])
+				 : strcmp(l->s[j], text) == 0;
 	}
 	GENERAL_NAMES_free(names);
 	return ok;
@@ -121,12 +158,14 @@ static bool pin_matches(X509 *x, const struct peer_rules *r)
 }
 
 /* The checks beyond the chain, on the peer's own certificate: one of the
- * subjectAltNames, then one of the pins. A server's insecureSkipVerify takes
+ * subjectAltNames, or a DNS SAN covering the server name asked for (the
+ * automatic check), then one of the pins. A server's insecureSkipVerify takes
  * every certificate (Envoy's ACCEPT_UNTRUSTED). */
 static int verify_cb(int ok, X509_STORE_CTX *st)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
 	const struct peer_rules *r = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), rules_idx);
+	const char *sni;
 	X509 *x;
 
 	if (r == NULL)
@@ -136,7 +175,13 @@ static int verify_cb(int ok, X509_STORE_CTX *st)
 	if (!ok || X509_STORE_CTX_get_error_depth(st) != 0)
 		return ok;
 	x = X509_STORE_CTX_get_current_cert(st);
-	if (r->n && !san_matches(x, r)) {
+	sni = r->name_check ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+	if (sni != NULL && sni[0] != '\0' && !san_matches(x, r, sni)) {
+		X509_STORE_CTX_set_error(st, X509_V_ERR_HOSTNAME_MISMATCH);
+		ism_debug("peer certificate: no DNS subjectAltName covers %s", sni);
+		return 0;
+	}
+	if (r->n && !san_matches(x, r, NULL)) {
 		X509_STORE_CTX_set_error(st, X509_V_ERR_SUBJECT_ISSUER_MISMATCH);
 		ism_debug("peer certificate: no subjectAltName matches");
 		return 0;
@@ -218,15 +263,16 @@ static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 
 static int attach_rules(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 {
-	bool untrusted = server && c->skip_verify;
+	bool untrusted = server && c->skip_verify, name_check = !server && c->name_check;
 	struct peer_rules *r;
 
-	if (c->n_sans == 0 && c->n_pins == 0 && !untrusted)
+	if (c->n_sans == 0 && c->n_pins == 0 && !untrusted && !name_check)
 		return 0;
 	r = calloc(1, sizeof(*r) + c->n_sans * sizeof(char *));
 	if (r == NULL)
 		return -1;
 	r->accept_untrusted = untrusted;
+	r->name_check = name_check;
 	for (uint32_t i = 0; i < c->n_sans; i++) {
 		r->s[i] = strdup(c->sans[i].p);
 		if (r->s[i] == NULL)
@@ -306,11 +352,6 @@ fail:
 	return NULL;
 }
 
-bool ism_tlsctx_name_checked(const struct ism_tls_conf *c)
-{
-	return c->name_check;
-}
-
 void ism_tlsctx_h2_alpn(SSL *ssl, bool mesh)
 {
 	static const unsigned char h2[] = "\x02h2";
@@ -322,19 +363,10 @@ void ism_tlsctx_h2_alpn(SSL *ssl, bool mesh)
 		SSL_set_alpn_protos(ssl, h2, sizeof(h2) - 1);
 }
 
-void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check)
+void ism_tlsctx_server_name(SSL *ssl, const char *sni)
 {
-	if (sni[0] == '\0')
-		return;
-	if (SSL_set_tlsext_host_name(ssl, sni) != 1)
+	if (sni[0] != '\0' && SSL_set_tlsext_host_name(ssl, sni) != 1)
 		ism_tls_log_errors("SNI");
-	/* The name is looked for in the DNS SANs only, as Envoy's SAN check: a
-	 * certificate without one is not taken on its subject's CN (OpenSSL's
-	 * fallback). */
-	if (check) {
-		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-		SSL_set1_host(ssl, sni);
-	}
 }
 
 static struct ism_tlsctx_entry *cache_find(struct ism_tlsctx_cache *k, const struct ism_tls_conf *c,

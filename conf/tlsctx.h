@@ -44,13 +44,19 @@ void ism_tlsctx_unmark_all(struct ism_tlsctx_cache *k);
 void ism_tlsctx_sweep(struct ism_tlsctx_cache *k, void (*gone)(SSL_CTX *ctx, void *arg), void *arg);
 void ism_tlsctx_cache_free(struct ism_tlsctx_cache *k);
 
-/* Whether a client session of c checks the server's certificate against the
- * name it asked for: when the DestinationRule names no subjectAltNames, as
- * Istio's automatic SAN check (c->name_check, set by the compiler). */
-bool ism_tlsctx_name_checked(const struct ism_tls_conf *c);
-/* The server name a client session sends (none when sni is ""), and with
- * check the name its certificate must carry. */
-void ism_tlsctx_peer_name(SSL *ssl, const char *sni, bool check);
+/* Whether a certificate's DNS name pattern (plen bytes) covers name, as
+ * Envoy's dnsNameMatch: equal ignoring case, or a wildcard in the pattern's
+ * first label only (not an A-label: "xn--"), "*" or one "*" within the label
+ * ("f*.example.com"), standing for a part of name's first label; the rest
+ * must be equal and both must have two labels at least. "*.internal" covers
+ * "a.internal" (OpenSSL's host check refuses it), never "a.b.internal". */
+bool ism_tlsctx_dns_name_covers(const char *pattern, size_t plen, const char *name);
+/* The server name a client session sends (none when sni is ""). Where its
+ * context's configuration has name_check (the DestinationRule names no
+ * subjectAltNames: Istio's automatic SAN check), a DNS subjectAltName of the
+ * server's certificate must cover it, as Envoy matches names: never its
+ * subject's CN. */
+void ism_tlsctx_server_name(SSL *ssl, const char *sni);
 /* Offers HTTP/2 by ALPN on a client session, as Istio's gateway does:
  * istio-h2, istio, h2 towards the mesh (mesh: ISTIO_MUTUAL, its istio.alpn
  * filter), h2 otherwise. */

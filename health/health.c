@@ -58,14 +58,13 @@ struct hc_ep {
 	bool spread_due; /* checked at once when added: its next wait takes its offset */
 	bool suspended;	 /* in maintenance (admin maint): not checked */
 	int fd;
-	uint32_t armed;	 /* epoll events fd waits for */
-	uint32_t want;	 /* events the last I/O that would block waits for */
-	SSL_CTX *ctx;	 /* the cluster's TLS client context (a reference); NULL: plaintext */
-	SSL *ssl;	 /* the check's session, while connected */
-	bool mesh;	 /* ctx is ISTIO_MUTUAL's (a gRPC check's ALPN) */
-	bool name_check; /* the certificate must carry sni (ism_tlsctx_name_checked) */
-	char sni[256];	 /* server name sent: the DestinationRule's sni, else the Host */
-	uint8_t pp;	 /* the PROXY header the check starts with (enum ism_upstream_pp) */
+	uint32_t armed; /* epoll events fd waits for */
+	uint32_t want;	/* events the last I/O that would block waits for */
+	SSL_CTX *ctx;	/* the cluster's TLS client context (a reference); NULL: plaintext */
+	SSL *ssl;	/* the check's session, while connected */
+	bool mesh;	/* ctx is ISTIO_MUTUAL's (a gRPC check's ALPN) */
+	char sni[256];	/* server name sent: the DestinationRule's sni, else the Host */
+	uint8_t pp;	/* the PROXY header the check starts with (enum ism_upstream_pp) */
 	uint8_t pp_len, pp_sent;
 	uint8_t pp_hdr[ISM_PP_WRITE_MAX];
 	uint64_t next_ms;
@@ -696,7 +695,7 @@ static void ep_start_tls(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	/* gRPC is HTTP/2 only: servers refuse a TLS session without h2 */
 	if (e->type == ISM_HC_GRPC)
 		ism_tlsctx_h2_alpn(e->ssl, e->mesh);
-	ism_tlsctx_peer_name(e->ssl, e->sni, e->name_check);
+	ism_tlsctx_server_name(e->ssl, e->sni);
 	e->state = HC_HANDSHAKE;
 	ep_handshake(h, e, now);
 }
@@ -1023,7 +1022,6 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	SSL_CTX_free(e->ctx);
 	e->ctx = ctx;
 	memcpy(e->sni, sni, sizeof(sni));
-	e->name_check = ctx != NULL && ism_tlsctx_name_checked(tls);
 	e->mesh = ctx != NULL && tls->mode == ISM_TLS_ISTIO_MUTUAL;
 	e->pp = cl->hc_pp;
 	free(e->req);

@@ -355,7 +355,7 @@ SSL *ism_tls_client_ssl(struct ism_wctx *w, const struct ism_tls_conf *c, struct
 		ism_tlsctx_h2_alpn(ssl, c->mode == ISM_TLS_ISTIO_MUTUAL);
 	SSL_set_ex_data(ssl, ep_idx, (void *)(uintptr_t)(ep_id + 1));
 	SSL_set_ex_data(ssl, key_idx, (void *)(uintptr_t)key);
-	ism_tlsctx_peer_name(ssl, sni, ism_tlsctx_name_checked(c));
+	ism_tlsctx_server_name(ssl, sni);
 	if (t->sess == NULL) {
 		t->sess = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess));
 		t->sess_ctx = calloc(ISM_MAX_ENDPOINTS, sizeof(*t->sess_ctx));

@@ -1512,6 +1512,46 @@ def tls_upstream_cn_is_no_name(env):
 
 
 @_test
+def tls_upstream_wildcard_names(env):
+    """An upstream certificate's wildcard DNS SANs cover names as Envoy's
+    dnsNameMatch, for the automatic check of the sni and for the
+    DestinationRule's subjectAltNames alike: "*.internal" covers a.internal
+    (OpenSSL's host check refused it, as it refused a wildcard against an
+    exact subjectAltName), a wildcard stands for one label only, and a
+    subjectAltName the certificate does not cover is still a 503."""
+    pki = Pki(env)
+    short = pki.leaf("short", ["DNS:*.internal"])
+    deep = pki.leaf("deep", ["DNS:*.Test.internal"])
+    ports = {a: free_port(a) for a in ("127.0.0.5", "127.0.0.6")}
+    spawn_nginx(env, "".join(f"""  server {{
+    listen {a}:{ports[a]} ssl;
+    ssl_certificate {crt}; ssl_certificate_key {key};
+    location / {{ default_type text/plain; return 200 "tls-upstream sni=$ssl_server_name\\n"; }}
+  }}
+""" for a, (crt, key) in (("127.0.0.5", short), ("127.0.0.6", deep))), list(ports.items()))
+    ca = pki.ca()
+    cases = {  # request Host: (upstream, tls, status)
+        "short.up": ("127.0.0.5", "sni: a.internal", 200),
+        "short-deep.up": ("127.0.0.5", "sni: a.b.internal", 503),
+        "deep.up": ("127.0.0.6", "sni: API.test.internal", 200),
+        "deep-two.up": ("127.0.0.6", "sni: a.api.test.internal", 503),
+        "san.up": ("127.0.0.6", "sni: x.test.internal, subjectAltNames: [api.test.internal]", 200),
+        "san-two.up": ("127.0.0.6", "sni: x.test.internal, subjectAltNames: [a.api.test.internal]", 503),
+    }
+    port = free_port()
+    parts = [appliance(env), gateway(port)]
+    for i, (host, (addr, tls, _)) in enumerate(cases.items()):
+        cluster = f"up{i}.internal"
+        parts += [virtual_service(f"vs{i}", [host], route_to(cluster)),
+                  service_entry(f"se{i}", cluster, [{"address": addr, "port": ports[addr]}]),
+                  dr_tls(f"dr{i}", cluster, f"mode: SIMPLE, caCertificates: {ca}, {tls}")]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), port)
+    for host, (_, _, want) in cases.items():
+        r = env.get("/", host=host, timeout=15)
+        check(r.status == want and (want != 200 or b"tls-upstream" in r.body), f"{host}: want {want}, got {r}")
+
+
+@_test
 def tls_upstream_service_entry_sans(env):
     """A ServiceEntry's subjectAltNames are what the upstream certificate must
     carry when the DestinationRule's tls names none (Istio's service

@@ -16,12 +16,49 @@
 #include <openssl/x509.h>
 
 #include "conf/conf.h"
+#include "conf/tlsctx.h"
 #include "loaded.h"
 #include "tests/unit/selfsigned.h"
 #include "worker/router.h"
 #include "worker/tls.h"
 
 static char dir[64];
+
+static bool covers(const char *pattern, const char *name)
+{
+	return ism_tlsctx_dns_name_covers(pattern, strlen(pattern), name);
+}
+
+/* A certificate's DNS names cover a server name as Envoy's dnsNameMatch. */
+static void test_dns_name_covers(void **state)
+{
+	(void)state;
+	assert_true(covers("api.example.com", "api.example.com"));
+	assert_true(covers("API.Example.com", "api.example.COM"));
+	assert_true(covers("*.internal", "a.internal"));
+	assert_true(covers("*.example.com", "api.example.com"));
+	assert_true(covers("*.Example.com", "API.example.com"));
+	assert_true(covers("f*.example.com", "foo.example.com"));
+	assert_true(covers("f*.example.com", "f.example.com"));
+	assert_true(covers("*o.example.com", "foo.example.com"));
+	assert_true(covers("b*z.example.com", "baz.example.com"));
+	assert_true(covers("b*z.example.com", "bz.example.com"));
+	assert_false(covers("b*z.example.com", "b.example.com"));
+	assert_false(covers("b*z.example.com", "bzz.example.org"));
+	assert_false(covers("*.example.com", "a.b.example.com"));
+	assert_false(covers("*.example.com", "example.com"));
+	assert_false(covers("*.example.com", "a.example.org"));
+	assert_false(covers("*", "localhost"));
+	assert_false(covers("*", "a.b"));
+	assert_false(covers("a.*.example.com", "a.b.example.com"));
+	assert_false(covers("*.*.example.com", "a.b.example.com"));
+	assert_false(covers("**.example.com", "a.example.com"));
+	assert_false(covers("xn--*.example.com", "xn--a.example.com"));
+	assert_false(covers("foo.example.com", "bar.example.com"));
+	assert_false(covers("foo.example.com", "foo.example.co"));
+	/* a pattern with a NUL inside does not cover its prefix */
+	assert_false(ism_tlsctx_dns_name_covers("a.example.com\0.evil", 19, "a.example.com"));
+}
 
 /* A self-signed EC certificate for name, written to <dir>/<file>.crt and .key. */
 static void make_cert(const char *file, const char *name)
@@ -491,6 +528,7 @@ int main(void)
 	    cmocka_unit_test(test_upstream_alpn),
 	    cmocka_unit_test(test_health_check_tls),
 	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_dns_name_covers),
 	    cmocka_unit_test(test_peer_authentication),
 	};
 
