@@ -33,13 +33,15 @@ struct entry {
 	char *issuer;
 	char *uri;
 	uint32_t timeout_ms;
-	char *text; /* NULL: never fetched */
+	uint32_t load; /* the last load that named it (ism_jwks_cache_begin_load) */
+	char *text;    /* NULL: never fetched */
 };
 
 struct ism_jwks_cache {
 	struct entry *e;
 	size_t n, cap;
 	uint32_t refresh_ms, failed_ms;
+	uint32_t load; /* the load running or last run */
 	struct ism_jwks_source src;
 };
 
@@ -466,6 +468,7 @@ static const char *get(void *ctx, const char *issuer, const char *uri, uint32_t 
 		c->n++;
 	}
 	e->timeout_ms = timeout_ms;
+	e->load = c->load;
 	if (e->text != NULL)
 		return e->text;
 	if (fetch_entry(e, &changed, why, cap) < 0) {
@@ -499,6 +502,31 @@ void ism_jwks_cache_free(struct ism_jwks_cache *c)
 	if (c != NULL)
 		free(c->e);
 	free(c);
+}
+
+void ism_jwks_cache_begin_load(struct ism_jwks_cache *c)
+{
+	c->load++;
+}
+
+void ism_jwks_cache_keep_loaded(struct ism_jwks_cache *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct entry *e = &c->e[i];
+
+		if (e->load == c->load) {
+			c->e[n++] = *e;
+			continue;
+		}
+		ism_info("JWT key set of %s (%s) dropped: no RequestAuthentication names it",
+			 e->issuer, e->uri ? e->uri : "OpenID discovery");
+		free(e->issuer);
+		free(e->uri);
+		free(e->text);
+	}
+	c->n = n;
 }
 
 void ism_jwks_cache_use(struct ism_jwks_cache *c)

@@ -10,6 +10,9 @@
  *   minute after a refresh that failed, each is fetched again; a failed
  *   fetch keeps what was fetched before, and a change publishes a new
  *   generation;
+ * - a key set that the last load published did not name (its
+ *   RequestAuthentication was removed or changed) is dropped: it is neither
+ *   kept nor fetched again (istiod evicts one unused for a day);
  * - a key set that cannot be had (the fetch failed, or what came is not a
  *   JWKS) leaves its provider without keys, so its tokens are refused (Jwt
  *   verification fails), as istiod's fail-closed public-only key set does.
@@ -37,6 +40,12 @@ struct ism_jwks_cache;
 /* A cache refreshed every refresh_ms. */
 struct ism_jwks_cache *ism_jwks_cache_new(uint32_t refresh_ms);
 void ism_jwks_cache_free(struct ism_jwks_cache *c);
+/* A load begins (the master's thread, the loader idle): the key sets it
+ * asks for are marked as its own. */
+void ism_jwks_cache_begin_load(struct ism_jwks_cache *c);
+/* The load that began last was published: the key sets it did not ask for
+ * are dropped. */
+void ism_jwks_cache_keep_loaded(struct ism_jwks_cache *c);
 /* c becomes the key sets' source of the loads that follow (conf/authn.c). */
 void ism_jwks_cache_use(struct ism_jwks_cache *c);
 /* Whether the cache holds a key set to refresh; one never fetched. */

@@ -80,6 +80,7 @@ static int start(struct ism_master *m, enum ism_load_source src, uint64_t ticket
 	l->ticket = ticket;
 	l->jwks = m->jwks;
 	l->jwks_same = l->jwks_failed = false;
+	ism_jwks_cache_begin_load(m->jwks);
 	l->path = m->conf_path;
 	l->text = m->conf_text;
 	l->len = m->conf_len;
@@ -285,8 +286,6 @@ static void finish(struct ism_master *m)
 	int ret = l->ret;
 
 	l->state = ISM_LOADER_IDLE;
-	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), m->jwks_next, src == ISM_LOAD_JWKS,
-				     l->jwks_failed);
 	if (src == ISM_LOAD_JWKS && ret > 0) {
 		free(l->d); /* no key set changed: nothing to publish */
 		l->d = NULL;
@@ -301,6 +300,8 @@ static void finish(struct ism_master *m)
 		ret = ism_master_publish(m, l->conf, l->d); /* frees the model */
 	}
 	l->conf = NULL;
+	if (ret == 0) /* what the served file no longer names is not kept */
+		ism_jwks_cache_keep_loaded(m->jwks);
 	if (src == ISM_LOAD_FILE && ret == 0) {
 		ism_master_text_loaded(m, l->file_text, l->file_len);
 		l->file_text = NULL;
@@ -327,6 +328,8 @@ static void finish(struct ism_master *m)
 	free(l->d);
 	l->d = NULL;
 queued:
+	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), m->jwks_next, src == ISM_LOAD_JWKS,
+				     l->jwks_failed);
 	ticket = l->queued;
 	l->queued = 0;
 	if (ticket != 0 && !m->stopping && start(m, ISM_LOAD_FILE, ticket) == 0)

@@ -843,3 +843,38 @@ def jwt_jwks_uri(env):
           "the reload's warning that the key set cannot be fetched")
     plain.status = 200
     poll(lambda: get(gw, "/", headers=bearer(b2)).status == 200, 30, what="the key set fetched by a refresh")
+
+
+@_test
+def jwt_jwks_dropped_with_provider(env):
+    """A key set that the served file no longer names is dropped: after a
+    reload removes its RequestAuthentication rule it is not fetched again
+    (a failing one no longer warns every minute), while the key sets still
+    named go on being refreshed; named again, it is fetched again at once."""
+    keys = Keys(env, a="ec256")
+    kept, gone = KeyServer(env), KeyServer(env)
+    kept.body = jwks(keys.jwk("a")).encode()
+    gone.status = 500
+    both = [{"issuer": ISS, "jwksUri": kept.url("/keys")}, {"issuer": ISS2, "jwksUri": gone.url("/keys")}]
+    os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"] = "1s"
+    try:
+        (gw,), _ = world(env, request_authn("jwt", both))
+    finally:
+        del os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"]
+    poll(lambda: gone.hits >= 2 and kept.hits >= 2, 30, what="both key sets fetched again by refreshes")
+    reload(env, request_authn("jwt", both[:1]))
+    hits = gone.hits
+    start = kept.hits
+    poll(lambda: kept.hits >= start + 3, 30, what="the named key set refreshed three more times")
+    check(gone.hits == hits, f"the dropped key set was fetched {gone.hits - hits} times after the reload")
+    check("dropped: no RequestAuthentication names it" in open(env.path("isthmus.log")).read(),
+          "the log says the key set was dropped")
+    token = keys.token("a", "ES256", claims())
+    r = get(gw, "/", headers=bearer(token))
+    check(r.status == 200, f"the kept key set verifies: want 200, got {r}")
+    gone.status = 200
+    gone.body = jwks(keys.jwk("a")).encode()
+    reload(env, request_authn("jwt", both))
+    check(gone.hits > hits, "named again, the key set is fetched by the reload")
+    r = get(gw, "/", headers=bearer(keys.token("a", "ES256", claims(iss=ISS2))))
+    check(r.status == 200, f"its tokens verify again: want 200, got {r}")
