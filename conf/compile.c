@@ -2265,6 +2265,186 @@ static uint32_t emit_vhosts(struct cbuild *b, const struct lgroup *lg, const str
 	return nv;
 }
 
+/* Whether match m of a route on a listener of port port holds for every
+ * request, as istiod's IsCatchAllRoute sees the route it makes of it: a path
+ * prefix "/" or regex ".*" (or none), no header, query or claim condition
+ * (method, scheme and authority are header matchers in Envoy), and a port
+ * that is the listener's, if any. */
+static bool match_catches_all(const struct ism_match *m, uint32_t port)
+{
+	const struct ism_strmatch *u = &m->uri;
+	bool any_path = u->kind == ISM_SM_ANY ||
+			(u->kind == ISM_SM_PREFIX && u->s.len == 1 && u->s.p[0] == '/') ||
+			(u->kind == ISM_SM_REGEX && !u->search && u->s.len == 2 &&
+			 memcmp(u->s.p, ".*", 2) == 0);
+
+	return any_path && (m->port == 0 || m->port == port) && m->scheme.kind == ISM_SM_ANY &&
+	       m->method.kind == ISM_SM_ANY && m->authority.kind == ISM_SM_ANY &&
+	       m->n_headers == 0 && m->n_without_headers == 0 && m->n_query == 0 &&
+	       m->n_claims == 0 && m->n_without_claims == 0;
+}
+
+/* The routes of a virtual host that several VirtualServices bind one domain
+ * to (the n vhosts in[], in istiod's order), as istiod builds a gateway's
+ * virtual host of the domain: each one's routes in turn, each match its own
+ * route, a VirtualService's taken up to its first catch-all match (the rest
+ * can never match: istiod leaves them out), then every catch-all route moved
+ * behind the others, in their order (SortVHostRoutes). A route whose matches
+ * end in a catch-all is split: its matches before it stay, as one route,
+ * where the route was. Destinations, policies and counters are shared. */
+static const struct ism_route *merge_routes(struct cbuild *b, const struct ism_vhost *const *in,
+					    uint32_t n, uint32_t port, uint32_t *n_out)
+{
+	uint32_t total = 0, k = 0, nc = 0;
+	struct ism_route *out, *all_catch;
+
+	for (uint32_t i = 0; i < n; i++)
+		total += in[i]->n_routes;
+	out = ANEW(b, total + n, struct ism_route);
+	all_catch = ANEW(b, n, struct ism_route); /* one per VirtualService at most */
+	if (out == NULL || all_catch == NULL) {
+		*n_out = 0;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t r = 0; r < in[i]->n_routes; r++) {
+			const struct ism_route *rt = &in[i]->routes[r];
+			uint32_t c = 0;
+
+			while (c < rt->n_match && !match_catches_all(&rt->match[c], port))
+				c++;
+			if (rt->n_match > 0 && c == rt->n_match) {
+				out[k++] = *rt;
+				continue;
+			}
+			if (c > 0) { /* the matches before the catch-all */
+				out[k] = *rt;
+				out[k++].n_match = c;
+			}
+			all_catch[nc] = *rt;
+			if (rt->n_match > 0) {
+				all_catch[nc].match = &rt->match[c];
+				all_catch[nc].n_match = 1;
+			}
+			nc++;
+			break;
+		}
+	}
+	memcpy(&out[k], all_catch, nc * sizeof(*out));
+	*n_out = k + nc;
+	return out;
+}
+
+/* The n vhosts of a listener (or an HTTPS server) vh[], with each domain that
+ * several of them serve (of one https_redirect) given a vhost of its own
+ * whose routes are theirs merged (merge_routes), as istiod merges the
+ * VirtualServices of one host on a gateway; the router would take the first
+ * one's routes only. The merged vhost takes the place of the first that
+ * served the domain. Returns the vhosts (vh itself when no domain is
+ * shared), their count in *n. */
+static struct ism_vhost *merge_shared_domains(struct cbuild *b, struct ism_vhost *vh, uint32_t *n,
+					      uint32_t port)
+{
+	struct ism_strmap seen[2];
+	uint32_t nd = 0, ng = 0, shared = 0, *group = NULL, *count = NULL, *at = NULL, *mem = NULL;
+	const struct ism_vhost **in = NULL; /* one domain's vhosts */
+	struct ism_vhost *out = NULL;
+	uint32_t k = 0, d;
+
+	for (uint32_t i = 0; i < *n; i++)
+		nd += vh[i].n_domains;
+	ism_strmap_init(&seen[0], b->seed);
+	ism_strmap_init(&seen[1], b->seed);
+	group = calloc(nd + 1, sizeof(*group)); /* per (vhost, domain): its domain's group */
+	count = calloc(nd + 1, sizeof(*count)); /* per group: the vhosts serving it */
+	at = calloc(nd + 2, sizeof(*at));	/* per group: its first member in mem */
+	mem = calloc(nd + 1, sizeof(*mem));	/* the members (vhosts), group by group */
+	in = calloc(*n + 1, sizeof(*in));
+	if (group == NULL || count == NULL || at == NULL || mem == NULL || in == NULL)
+		goto nomem;
+	d = 0;
+	for (uint32_t i = 0; i < *n; i++) {
+		struct ism_strmap *m = &seen[vh[i].https_redirect != 0];
+
+		for (uint32_t j = 0; j < vh[i].n_domains; j++, d++) {
+			const struct ism_str *dom = &vh[i].domains[j];
+			int rc = ism_strmap_add(m, dom->p, dom->len, ng, &group[d]);
+
+			if (rc < 0)
+				goto nomem;
+			if (rc > 0)
+				group[d] = ng++;
+			shared += count[group[d]]++ == 1;
+		}
+	}
+	if (shared == 0)
+		goto done;
+	for (uint32_t g = 0; g < ng; g++)
+		at[g + 1] = at[g] + count[g];
+	memset(count, 0, ng * sizeof(*count));
+	d = 0;
+	for (uint32_t i = 0; i < *n; i++)
+		for (uint32_t j = 0; j < vh[i].n_domains; j++, d++)
+			if (count[group[d]] == 0 || mem[at[group[d]] + count[group[d]] - 1] != i)
+				mem[at[group[d]] + count[group[d]]++] = i;
+	out = ANEW(b, *n + shared, struct ism_vhost);
+	if (out == NULL)
+		goto nomem;
+	d = 0;
+	for (uint32_t i = 0; i < *n; i++) {
+		struct ism_str *own = ANEW(b, vh[i].n_domains, struct ism_str);
+		uint32_t n_own = 0;
+
+		if (own == NULL)
+			goto nomem;
+		for (uint32_t j = 0; j < vh[i].n_domains; j++, d++) {
+			uint32_t g = group[d], nm = count[g];
+			char name[512];
+			size_t len = 0;
+
+			if (nm == 1) {
+				own[n_own++] = vh[i].domains[j];
+				continue;
+			}
+			if (mem[at[g]] != i)
+				continue; /* merged where the domain was first served */
+			for (uint32_t m = 0; m < nm; m++) {
+				in[m] = &vh[mem[at[g] + m]];
+				if (len < sizeof(name))
+					len +=
+					    (size_t)snprintf(name + len, sizeof(name) - len, "%s%s",
+							     m ? "," : "", in[m]->name.p);
+			}
+			out[k] = (struct ism_vhost){.name = astr(b, name),
+						    .https_redirect = vh[i].https_redirect,
+						    .n_domains = 1,
+						    .domains = &vh[i].domains[j]};
+			out[k].routes = merge_routes(b, in, nm, port, &out[k].n_routes);
+			if (out[k++].routes == NULL)
+				goto nomem;
+		}
+		if (n_own > 0) {
+			out[k] = vh[i];
+			out[k].n_domains = n_own;
+			out[k++].domains = own;
+		}
+	}
+	vh = out;
+	*n = k;
+	goto done;
+nomem:
+	b->rc = -ENOMEM;
+done:
+	ism_strmap_free(&seen[0]);
+	ism_strmap_free(&seen[1]);
+	free(group);
+	free(count);
+	free(at);
+	free(mem);
+	free(in);
+	return vh;
+}
+
 /* A Gateway server's name in the table: its own, else "<ns>/<gateway>#<index>". */
 static struct ism_str server_name(struct cbuild *b, const struct lgroup *lg, size_t s)
 {
@@ -2333,8 +2513,8 @@ static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s
 	ts->sni = sni;
 	ts->n_sni = (uint32_t)srv->n_hosts;
 	copy_tls(b, &srv->tls.c, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &ts->tls);
-	ts->vhosts = vh;
 	ts->n_vhosts = emit_vhosts(b, lg, ev, n, 0, vh);
+	ts->vhosts = merge_shared_domains(b, vh, &ts->n_vhosts, lg->port);
 }
 
 /* --- tcp and tls routes --- */
@@ -2772,6 +2952,7 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 		if (redirect)
 			l->n_vhosts += build_redirect_vhosts(b, lg, vh + l->n_vhosts);
 	}
+	l->vhosts = merge_shared_domains(b, vh, &l->n_vhosts, lg->port);
 out:
 	binder_free(&x);
 }

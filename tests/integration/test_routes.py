@@ -654,6 +654,70 @@ def direct_response(env):
           f"access log: {got}")
 
 
+def said(status):
+    return f"    directResponse: {{status: 200, body: {{string: \"{status}\"}}}}\n"
+
+
+@_test
+def virtual_services_share_a_host(env):
+    """Several VirtualServices binding one host to a gateway serve it
+    together, as istiod builds the host's virtual host: each one's routes in
+    turn (a VirtualService's routes after its first catch-all are left out:
+    they can never match), then every catch-all route (no match, path prefix
+    "/" or regex ".*" without header or query condition) moved behind the
+    others. The router took the first VirtualService's routes alone, so its
+    catch-all swallowed the others' routes and the second one's paths were
+    404. Over HTTP and on an HTTPS server alike; a host served by one of them
+    only keeps that one's routes."""
+    from test_tls import Pki, client_ctx, gateway_of, server, tls_get
+    up = env.upstream(["127.0.0.2:0=up"], name="up")["up"]
+    pki = Pki(env)
+    crt, key = pki.leaf("shop", ["DNS:shop.example.com", "DNS:*.example.org"])
+    gw, tls_port = free_port(), free_port()
+    vss = {
+        "first": (["shop.example.com", "p.example.org", "q.example.org"],
+                  "  - match: [{uri: {prefix: /a}}]\n" + said("first-a") +
+                  "  - match: [{uri: {prefix: /}}]\n" + said("first-all") +
+                  "  - match: [{uri: {prefix: /b}}]\n" + said("first-b")),
+        "second": (["shop.example.com", "q.example.org"],
+                   "  - match: [{uri: {prefix: /b}}]\n" + said("second-b") +
+                   "  - match: [{uri: {regex: \".*\"}, headers: {x-h: {exact: \"1\"}}}]\n" + said("second-h") +
+                   "  - match: [{uri: {prefix: /up}}]\n    route: [{destination: {host: shared.internal}}]\n" +
+                   "  - match: [{uri: {prefix: /m}}, {uri: {regex: \".*\"}}, {uri: {prefix: /n}}]\n" +
+                   said("second-mall")),
+        "third": (["shop.example.com"],
+                  "  - match: [{uri: {prefix: /n}}]\n" + said("third-n") +
+                  "  - " + said("third-all")[4:]),
+    }
+    parts = [appliance(env),
+             gateway_of(server(gw, ["*"], None, "HTTP"),
+                        server(tls_port, ["*"], f"mode: SIMPLE, serverCertificate: {crt}, privateKey: {key}")),
+             service_entry("shared", "shared.internal", [{"address": "127.0.0.2", "port": up}])]
+    parts += [virtual_service(name, hosts, http) for name, (hosts, http) in vss.items()]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw)
+    ctx = client_ctx(pki)
+    cases = [  # (host, path, headers, what answers)
+        ("shop.example.com", "/a", None, "first-a"),
+        ("shop.example.com", "/b", None, "second-b"),  # first's /b comes after its catch-all
+        ("shop.example.com", "/zz", {"x-h": "1"}, "second-h"),  # a header condition is no catch-all
+        ("shop.example.com", "/m1", None, "second-mall"),  # its matches before the catch-all stay
+        ("shop.example.com", "/n", None, "third-n"),  # second's /n came after its catch-all match
+        ("shop.example.com", "/zz", None, "first-all"),  # the catch-alls, in order
+        ("shop.example.com", "/up/x", None, "up /up/x"),
+        ("p.example.org", "/b", None, "first-all"),  # first's alone
+        ("q.example.org", "/b", None, "second-b"),
+        ("q.example.org", "/zz", None, "first-all"),
+    ]
+    for host, path, headers, want in cases:
+        r = env.get(path, host=host, headers=headers)
+        check(r.status == 200 and r.body.decode().strip() == want,
+              f"HTTP {host}{path} {headers or ''}: want {want!r}, got {r}")
+        if headers is None:
+            r = tls_get(tls_port, host, ctx, path=path)
+            check(r.status == 200 and r.body.decode().strip() == want,
+                  f"HTTPS {host}{path}: want {want!r}, got {r}")
+
+
 @_test
 def direct_response_first_answer(env):
     """A direct response without body or field as the first answer of each
