@@ -200,6 +200,17 @@ static bool pseudo_header(const char *s)
 	return false;
 }
 
+/* Whether StringMatch n is {regex: "*"}: not an RE2 regex, which istiod
+ * makes a presence match (canBeConvertedToPresentMatch); only a
+ * withoutHeaders' passes Istio's validation. */
+static bool star_regex(const struct ism_node *n)
+{
+	const struct ism_node *re =
+	    n->kind == ISM_NODE_MAP && n->n == 1 ? ism_node_get(n, "regex", NULL) : NULL;
+
+	return re != NULL && re->kind == ISM_NODE_SCALAR && strcmp(re->str, "*") == 0;
+}
+
 /* A match's map at key (headers, withoutHeaders, queryParams): name ->
  * StringMatch, names lowercased when lower; with claims (headers,
  * withoutHeaders), "@request.auth.claims..." names go there instead. */
@@ -245,7 +256,17 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 			    "@request.auth.claims.<name>)",
 			    k->str);
 		kv->name = lower ? ism_model_lower_dup(v, k->str) : k->str;
-		parse_sm(v, n->pairs[i].value, true, &kv->m);
+		if (claims != NULL &&
+		    (strcasecmp(k->str, "host") == 0 || strcmp(k->str, ":status") == 0))
+			ism_v_warn(v, k,
+				   "\"%s\" is never a request's header in Envoy (its Host is "
+				   ":authority): the condition always finds it absent; match the "
+				   "host with authority",
+				   k->str);
+		if (strcmp(key, "withoutHeaders") == 0 && star_regex(n->pairs[i].value))
+			kv->m.kind = ISM_SM_PRESENT; /* istiod's present match: the header absent */
+		else
+			parse_sm(v, n->pairs[i].value, true, &kv->m);
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

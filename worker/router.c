@@ -46,6 +46,7 @@ struct ism_router_scratch {
 	uint32_t n_jit;
 	bool limit_hit;			 /* the last ism_router_route stopped at a match limit */
 	const struct ism_match *matched; /* the match block that chose the last route */
+	const char *scheme;		 /* the last ism_router_route's request's */
 	char *join;
 	size_t join_cap;
 	char *path; /* a normalised path */
@@ -390,12 +391,64 @@ static bool sm_match_opt(const struct ism_strmatch *m, const char *v, size_t len
 	return sm_match(m, v, len, s);
 }
 
+/* Room for len bytes in the scratch's join buffer; false without memory. */
+static bool join_room(struct ism_router_scratch *s, size_t len)
+{
+	char *p;
+
+	if (len <= s->join_cap)
+		return true;
+	p = realloc(s->join, len);
+	if (p == NULL)
+		return false;
+	s->join = p;
+	s->join_cap = len;
+	return true;
+}
+
+/* Envoy's request pseudo-header name (":method", ":authority", ":scheme",
+ * ":path": the path with its query, as Envoy's :path), false when the
+ * request has none of that name (":status", any other). */
+static bool pseudo_header(const struct ism_http_req *req, const struct ism_str *name,
+			  struct ism_router_scratch *s, const char **v, size_t *len)
+{
+	if (strcmp(name->p, ":method") == 0) {
+		*v = req->method;
+		*len = req->method_len;
+	} else if (strcmp(name->p, ":authority") == 0 && req->host != NULL) {
+		*v = req->host;
+		*len = req->host_len;
+	} else if (strcmp(name->p, ":scheme") == 0 && s->scheme != NULL) {
+		*v = s->scheme;
+		*len = strlen(s->scheme);
+	} else if (strcmp(name->p, ":path") == 0 && req->path != NULL) {
+		*v = req->path;
+		*len = req->path_len;
+		if (req->query == NULL || !join_room(s, req->path_len + 1 + req->query_len))
+			return true;
+		memcpy(s->join, req->path, req->path_len);
+		s->join[req->path_len] = '?';
+		memcpy(s->join + req->path_len + 1, req->query, req->query_len);
+		*v = s->join;
+		*len = req->path_len + 1 + req->query_len;
+	} else {
+		return false;
+	}
+	return true;
+}
+
 bool ism_router_header(const struct ism_http_req *req, const struct ism_str *name,
 		       struct ism_router_scratch *s, const char **v, size_t *len)
 {
 	const struct ism_http_header *first = NULL;
 	size_t i, n = 0, total = 0, off = 0;
 
+	/* Envoy's header map has the pseudo-headers, and no Host: HTTP/1.1's
+	 * is its :authority. */
+	if (name->len > 0 && name->p[0] == ':')
+		return pseudo_header(req, name, s, v, len);
+	if (ieq(name->p, name->len, "host", 4))
+		return false;
 	for (i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
@@ -413,17 +466,11 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 		*len = first->value_len;
 		return true;
 	}
-	if (total > s->join_cap) {
-		char *p = realloc(s->join, total);
-
-		if (!p) {
-			/* Without memory, the first value is the best available answer. */
-			*v = first->value;
-			*len = first->value_len;
-			return true;
-		}
-		s->join = p;
-		s->join_cap = total;
+	if (!join_room(s, total)) {
+		/* Without memory, the first value is the best available answer. */
+		*v = first->value;
+		*len = first->value_len;
+		return true;
 	}
 	for (i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
@@ -440,13 +487,18 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 	return true;
 }
 
+/* Whether header condition kv holds; a header the request lacks holds no
+ * condition, or, with missing_empty, is taken as the empty value but for a
+ * presence match (istiod's treat_missing_header_as_empty on a withoutHeaders
+ * condition). */
 static bool header_holds(const struct ism_kvmatch *kv, const struct ism_http_req *req,
-			 struct ism_router_scratch *s)
+			 struct ism_router_scratch *s, bool missing_empty)
 {
-	const char *v;
-	size_t len;
+	const char *v = "";
+	size_t len = 0;
 
-	if (!ism_router_header(req, &kv->name, s, &v, &len))
+	if (!ism_router_header(req, &kv->name, s, &v, &len) &&
+	    (!missing_empty || kv->m.kind == ISM_SM_PRESENT))
 		return false;
 	return sm_match(&kv->m, v, len, s);
 }
@@ -491,10 +543,10 @@ static bool match_holds(const struct ism_match *m, const struct ism_http_req *re
 	if (!sm_match_opt(&m->authority, req->host, req->host_len, s))
 		return false;
 	for (i = 0; i < m->n_headers; i++)
-		if (!header_holds(&m->headers[i], req, s))
+		if (!header_holds(&m->headers[i], req, s, false))
 			return false;
 	for (i = 0; i < m->n_without_headers; i++)
-		if (header_holds(&m->without_headers[i], req, s))
+		if (header_holds(&m->without_headers[i], req, s, true))
 			return false;
 	for (i = 0; i < m->n_query; i++) {
 		if (!ism_http_query_value(req->query, req->query_len, m->query[i].name.p,
@@ -520,6 +572,7 @@ const struct ism_route *ism_router_route(const struct ism_vhost *vh, const struc
 
 	s->limit_hit = false;
 	s->matched = NULL;
+	s->scheme = scheme;
 	for (i = 0; i < vh->n_routes; i++) {
 		const struct ism_route *r = &vh->routes[i];
 

@@ -719,6 +719,61 @@ def virtual_services_share_a_host(env):
 
 
 @_test
+def header_matches_as_envoy(env):
+    """Header conditions see the request as Envoy's header map does, over
+    HTTP/1.1 and HTTP/2 alike: the pseudo-headers :method, :authority,
+    :scheme and :path (the path with its query) match, and were never
+    found; "host" is never a header (Envoy's Host is :authority: a warning
+    says so at load); a withoutHeaders condition takes a missing header as
+    the empty value (istiod's treat_missing_header_as_empty), so a pattern
+    matching "" excludes requests without the header, and its regex "*" is
+    istiod's presence match (it was refused)."""
+    http = ("  - match: [{uri: {prefix: /m}, headers: {\":method\": {exact: GET}}}]\n" + said("method") +
+            "  - match: [{headers: {\":path\": {regex: \"/p.*[?]x=1\"}}}]\n" + said("path") +
+            "  - match: [{uri: {prefix: /a}, headers: {\":authority\": {prefix: \"a.\"}}}]\n" + said("authority") +
+            "  - match: [{uri: {prefix: /s}, headers: {\":scheme\": {exact: http}}}]\n" + said("scheme") +
+            "  - match: [{uri: {prefix: /w}, withoutHeaders: {\":method\": {exact: POST}}}]\n" + said("not-post") +
+            "  - match: [{uri: {prefix: /h}, headers: {host: {prefix: \"a.\"}}}]\n" + said("host") +
+            "  - match: [{uri: {prefix: /e}, withoutHeaders: {x-h: {exact: \"\"}}}]\n" + said("x-h-not-empty") +
+            "  - match: [{uri: {prefix: /r}, withoutHeaders: {x-h: {regex: \".*\"}}}]\n" + said("x-h-never") +
+            "  - match: [{uri: {prefix: /z}, withoutHeaders: {x-h: {regex: \"*\"}}}]\n" + said("x-h-absent") +
+            "  - " + said("default")[4:])
+    gw = free_port()
+    conf = env.write("isthmus.yaml", docs(appliance(env), gateway(gw), virtual_service("vs", ["*"], http)))
+    rc, out = env.check_config(conf)
+    check(rc == 0 and "\"host\" is never a request's header in Envoy" in out,
+          f"isthmus -c: valid, with the host warning: rc {rc}: {out}")
+    env.start_gateway(conf, gw)
+    cases = [  # (method, host, path, headers, want)
+        ("GET", "a.example", "/m", [], "method"),
+        ("POST", "a.example", "/m", [], "default"),
+        ("GET", "a.example", "/px?x=1", [], "path"),
+        ("GET", "a.example", "/px?x=2", [], "default"),
+        ("GET", "a.example:8080", "/a", [], "authority"),
+        ("GET", "b.example", "/a", [], "default"),
+        ("GET", "a.example", "/s", [], "scheme"),
+        ("GET", "a.example", "/w", [], "not-post"),
+        ("POST", "a.example", "/w", [], "default"),
+        ("GET", "a.example", "/h", [], "default"),
+        ("GET", "a.example", "/e", [], "default"),
+        ("GET", "a.example", "/e", ["x-h: "], "default"),
+        ("GET", "a.example", "/e", ["x-h: 1"], "x-h-not-empty"),
+        ("GET", "a.example", "/r", [], "default"),
+        ("GET", "a.example", "/r", ["x-h: 1"], "default"),
+        ("GET", "a.example", "/z", [], "x-h-absent"),
+        ("GET", "a.example", "/z", ["x-h: 1"], "default"),
+    ]
+    for method, host, path, headers, want in cases:
+        for proto in ("--http1.1", "--http2-prior-knowledge"):
+            args = [proto, "-X", method, "-H", f"host: {host}", f"http://127.0.0.1:{gw}{path}"]
+            for h in headers:
+                args[1:1] = ["-H", h.replace(": ", ";") if h.endswith(": ") else h]
+            rc, body, err = curl(args)
+            check(rc == 0 and body.strip() == want, f"{proto} {method} {host}{path} {headers}: want {want!r}, "
+                  f"got rc {rc} {body!r} {err}")
+
+
+@_test
 def direct_response_first_answer(env):
     """A direct response without body or field as the first answer of each
     worker (its scratch for the fields never used yet): answered, not 503."""

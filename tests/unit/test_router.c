@@ -297,6 +297,54 @@ static void test_headers(void **state)
 		assert_true(one(&m_join, mkreq(&t, "GET", "/", "h", "x-a", "1", "X-A", "2", NULL)));
 		assert_false(one(&m_join, mkreq(&t, "GET", "/", "h", "x-a", "1", NULL)));
 	}
+	/* withoutHeaders: a missing header is the empty value (istiod's
+	 * treat_missing_header_as_empty) but for a presence match */
+	{
+		const struct ism_kvmatch h_empty[] = {{S("x-h"), SM(ISM_SM_EXACT, "")}};
+		struct ism_kvmatch h_any[] = {{S("x-h"), {.kind = ISM_SM_REGEX, .s = S(".*")}}};
+		const struct ism_match m_empty = {.n_without_headers = 1,
+						  .without_headers = h_empty};
+		const struct ism_match m_any = {.n_without_headers = 1, .without_headers = h_any};
+		const struct ism_match m_empty_req = {.n_headers = 1, .headers = h_empty};
+
+		assert_false(one(&m_empty, mkreq(&t, "GET", "/", "h", NULL)));
+		assert_false(one(&m_empty, mkreq(&t, "GET", "/", "h", "x-h", "", NULL)));
+		assert_true(one(&m_empty, mkreq(&t, "GET", "/", "h", "x-h", "a", NULL)));
+		assert_false(one(&m_empty_req, mkreq(&t, "GET", "/", "h", NULL)));
+		h_any[0].m.re = re(".*");
+		assert_false(one(&m_any, mkreq(&t, "GET", "/", "h", NULL)));
+		assert_false(one(&m_any, mkreq(&t, "GET", "/", "h", "x-h", "abc", NULL)));
+		pcre2_code_free((pcre2_code *)h_any[0].m.re);
+	}
+	/* Envoy's pseudo-headers; its HTTP/1.1 Host is :authority, never "host" */
+	{
+		const struct ism_kvmatch h_method[] = {{S(":method"), SM(ISM_SM_EXACT, "GET")}};
+		const struct ism_kvmatch h_auth[] = {{S(":authority"), SM(ISM_SM_PREFIX, "a.")}};
+		const struct ism_kvmatch h_scheme[] = {{S(":scheme"), SM(ISM_SM_EXACT, "http")}};
+		const struct ism_kvmatch h_path[] = {{S(":path"), SM(ISM_SM_EXACT, "/p?x=1")}};
+		const struct ism_kvmatch h_status[] = {{S(":status"), {.kind = ISM_SM_PRESENT}}};
+		const struct ism_kvmatch h_host[] = {{S("host"), {.kind = ISM_SM_PRESENT}}};
+		const struct ism_match m_method = {.n_headers = 1, .headers = h_method};
+		const struct ism_match m_not_method = {.n_without_headers = 1,
+						       .without_headers = h_method};
+		const struct ism_match m_auth = {.n_headers = 1, .headers = h_auth};
+		const struct ism_match m_scheme = {.n_headers = 1, .headers = h_scheme};
+		const struct ism_match m_path = {.n_headers = 1, .headers = h_path};
+		const struct ism_match m_status = {.n_headers = 1, .headers = h_status};
+		const struct ism_match m_host = {.n_headers = 1, .headers = h_host};
+
+		assert_true(one(&m_method, mkreq(&t, "GET", "/", "h", NULL)));
+		assert_false(one(&m_method, mkreq(&t, "POST", "/", "h", NULL)));
+		assert_false(one(&m_not_method, mkreq(&t, "GET", "/", "h", NULL)));
+		assert_true(one(&m_not_method, mkreq(&t, "POST", "/", "h", NULL)));
+		assert_true(one(&m_auth, mkreq(&t, "GET", "/", "a.example:8080", NULL)));
+		assert_false(one(&m_auth, mkreq(&t, "GET", "/", "b.example", NULL)));
+		assert_true(one(&m_scheme, mkreq(&t, "GET", "/", "h", NULL))); /* one() says http */
+		assert_true(one(&m_path, mkreq(&t, "GET", "/p?x=1", "h", NULL)));
+		assert_false(one(&m_path, mkreq(&t, "GET", "/p", "h", NULL)));
+		assert_false(one(&m_status, mkreq(&t, "GET", "/", "h", NULL)));
+		assert_false(one(&m_host, mkreq(&t, "GET", "/", "h", NULL)));
+	}
 	pcre2_code_free((pcre2_code *)h_re[0].m.re);
 }
 
