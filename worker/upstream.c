@@ -878,6 +878,17 @@ int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const cha
 	return ism_buf_put_body(out, p, len, st->req_chunked, done);
 }
 
+/* An upgraded request ended and what went before is out: the upstream's
+ * receiving half ends, as a tunnel's where the transport has a half close
+ * (plaintext): its answer still comes, then its close ends the response.
+ * Over TLS (no half close here) the connection ends, and the response with
+ * it (the receive reports the end), as a TLS tunnel ends whole. */
+static void shut_wr(struct ism_upconn *u)
+{
+	u->shut_wr = 0;
+	shutdown(u->s.fd, u->s.x.ssl == NULL ? SHUT_WR : SHUT_RDWR);
+}
+
 int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
 		    bool done)
 {
@@ -886,9 +897,12 @@ int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, ui
 
 	if (st->usp != NULL)
 		return ism_h2up_req_data(w, st, p, len, bid, done);
+	u->shut_wr = done && st->upgrade;
 	if (!u->st->req_chunked && len == 0) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
+		if (u->shut_wr && u->state == ISM_UP_BUSY && !u->s.send_armed)
+			shut_wr(u);
 		return 0;
 	}
 	/* The session was asked for these bytes by an attempt that failed, and
@@ -1179,6 +1193,8 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 	/* A tunnel's CONNECT is out: its answer comes (parse_head). */
 	if (u->st->l4)
 		return;
+	if (u->shut_wr)
+		shut_wr(u);
 	ism_stream_up_sent(w, u->st);
 }
 

@@ -44,6 +44,9 @@ struct ism_upconn {
 	uint8_t head_sent; /* the request head went out */
 	uint8_t head_done; /* the final response head was parsed */
 	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
+	/* an upgraded request ended (an HTTP/2 client's END_STREAM on its
+	 * WebSocket): the sending half ends once what goes before it is out */
+	uint8_t shut_wr;
 	uint32_t ep_id;
 	uint32_t ep_inc;   /* the endpoint slot's incarnation when it connected */
 	uint64_t conn_id;  /* Envoy's %UPSTREAM_CONNECTION_ID% (ism_wctx.conn_seq) */

@@ -992,6 +992,24 @@ def ws_h2_upgrade_refused(env):
 
 
 @_test
+def ws_h2_client_half_close(env):
+    """An HTTP/2 WebSocket whose client ends the stream (END_STREAM after
+    its echoes, no close frame): the end reaches the backend as its
+    connection's half close, as a tunnel's, and the backend's close ends the
+    stream at once. The END_STREAM was dropped: the backend never saw the
+    end, and the stream stayed open until timeouts.idle (30 s here)."""
+    isthmus_only("RFC 8441")
+    world, w, ports, _ = ws_world(env, timeouts={"idle": "30s"})
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "ws_h2_client.py"), str(ports["http"]), "/", "3", "100",
+            "--timeout", "20", "--half-close"]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=40)
+    rep = parse_tool("ws_h2_client.py", p.returncode, p.stdout, p.stderr)
+    check(rep["error"] is None and rep["echoed"] == 3 and rep["ended"] is not None and rep["ended"] < 10,
+          f"the half-closed stream: {rep}")
+    poll(lambda: w.ws_stats()["open"] == 0, 5, what="the backend's side to be closed")
+
+
+@_test
 def ws_timeouts(env):
     """timeouts.idle (2 s) closes a silent WebSocket tunnel, both sides; the
     route's timeout (1 s) and timeouts.upstreamResponse (3 s) do not cut a live

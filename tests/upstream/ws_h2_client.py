@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """A WebSocket client over HTTP/2 (RFC 8441 extended CONNECT), with python3-h2.
 
-    ws_h2_client.py PORT PATH COUNT SIZE [--timeout S]
+    ws_h2_client.py PORT PATH COUNT SIZE [--timeout S] [--half-close]
 
 Connects to 127.0.0.1:PORT in plaintext (prior knowledge), waits for the
 server's SETTINGS, opens PATH with :method CONNECT and :protocol websocket,
 then (after a 200) reads one text message when PATH ends in /report, sends
 COUNT binary messages of SIZE random bytes one at a time and checks each echo,
-and ends the stream. Prints one JSON object: {"connect_protocol": the server's
+and ends the stream. With --half-close the stream ends after the last echo
+with END_STREAM alone (the client's half close, no close frame), and the
+server's end of the stream is awaited ("ended": seconds from the END_STREAM to
+the server's, or null). Prints one JSON object: {"connect_protocol": the server's
 SETTINGS_ENABLE_CONNECT_PROTOCOL, "status": the response's :status, "report":
 the first text message or null, "echoed": messages that came back intact,
 "error": text or null}. Exits 0 when it could say what happened."""
@@ -58,8 +61,11 @@ def parse(buf):
 
 def main():
     port, path, count, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    timeout = float(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--timeout" else 20.0
-    out = {"connect_protocol": None, "status": None, "report": None, "echoed": 0, "error": None}
+    opts = sys.argv[5:]
+    timeout = float(opts[opts.index("--timeout") + 1]) if "--timeout" in opts else 20.0
+    half_close = "--half-close" in opts
+    out = {"connect_protocol": None, "status": None, "report": None, "echoed": 0, "error": None, "ended": None}
+    half_closed_at = None
     deadline = time.time() + timeout
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -112,6 +118,8 @@ def main():
                 elif isinstance(e, h2.events.WindowUpdated):
                     if sid is not None and out["status"] == 200:
                         flush()
+                elif isinstance(e, h2.events.StreamEnded) and half_closed_at is not None:
+                    out["ended"] = round(time.time() - half_closed_at, 3)
                 elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
                     raise RuntimeError(f"the stream ended: {e}")
             while (f := parse(buf)) is not None:
@@ -128,7 +136,14 @@ def main():
                 if out["echoed"] < count:
                     send_next()
             s.sendall(c.data_to_send())
-            if want == "echo" and out["echoed"] >= count:
+            if half_close and out["ended"] is not None:
+                break
+            if half_close and half_closed_at is None and out["echoed"] >= count:
+                c.end_stream(sid)
+                s.sendall(c.data_to_send())
+                half_closed_at = time.time()
+                continue
+            if want == "echo" and out["echoed"] >= count and not half_close:
                 c.send_data(sid, frame(8, struct.pack("!H", 1000)), end_stream=True)
                 s.sendall(c.data_to_send())
                 break
