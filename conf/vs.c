@@ -900,9 +900,20 @@ static struct ism_cm_dest *parse_dests(struct ism_vctx *v, const struct ism_node
 	next:
 		ism_v_pop(v, o2);
 	}
-	/* Istio: a single destination takes all traffic whatever its weight. */
-	if (*n == 1)
+	/* Istio: a single destination takes all traffic whatever its weight;
+	 * several must not all weigh 0 (its validation's "total destination
+	 * weight = 0"; every request would be 503). */
+	if (*n == 1) {
 		dest[0].weight = 100;
+	} else if (dest != NULL) {
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < *n; i++)
+			total += dest[i].weight;
+		if (total == 0)
+			ism_v_err(v, l,
+				  "total destination weight = 0: give one destination a weight");
+	}
 	ism_v_pop(v, old);
 	return dest;
 }

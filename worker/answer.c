@@ -147,15 +147,19 @@ bool ism_stream_cors(struct ism_wctx *w, struct ism_stream *st, const struct ism
 void ism_stream_https_redirect(struct ism_wctx *w, struct ism_stream *st,
 			       const struct ism_http_req *req)
 {
-	size_t hl = req->host ? ism_host_len(req->host, req->host_len) : 0;
 	char *loc = NULL;
 
 	if (req->host == NULL) {
 		ism_stream_local(w, st, 400, "no Host to redirect to", true);
 		return;
 	}
-	if (asprintf(&loc, "https://%.*s%.*s", (int)hl, req->host, (int)req->target_len,
-		     req->target) < 0) {
+	/* Envoy's createSslRedirectPath: the Host as it came (its port too)
+	 * and the :path (normalised, with its query; an absolute-form
+	 * target's path). */
+	if (asprintf(&loc, "https://%.*s%.*s%s%.*s", (int)req->host_len, req->host,
+		     (int)req->path_len, req->path, req->query != NULL ? "?" : "",
+		     req->query != NULL ? (int)req->query_len : 0,
+		     req->query != NULL ? req->query : "") < 0) {
 		ism_stream_local(w, st, 503, "out of memory", true);
 		return;
 	}

@@ -57,7 +57,7 @@ const char *ism_stream_flag_for(int status, const char *why)
 			return "UH";
 		if (strcmp(why, ISM_WHY_CLOSED) == 0)
 			return "UC";
-		if (strcmp(why, ISM_WHY_RESET) == 0)
+		if (strcmp(why, ISM_WHY_RESET) == 0 || strcmp(why, ISM_WHY_REFUSED) == 0)
 			return "UR";
 		if (strstr(why, "connect"))
 			return "UF";
@@ -293,6 +293,9 @@ const char *ism_stream_local_details(int status, const char *why)
 	    {400, ISM_WHY_H2_BAD_LENGTH, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_HOSTS, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_CONNECT_END, "http2.violation.of.messaging.rule"},
+	    /* Envoy's router: an HTTP/2 upstream's REFUSED_STREAM (UR) */
+	    {503, ISM_WHY_REFUSED,
+	     "upstream_reset_before_response_started{remote_refused_stream_reset}"},
 	};
 
 	for (size_t i = 0; why != NULL && i < sizeof(map) / sizeof(map[0]); i++)

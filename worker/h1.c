@@ -86,7 +86,10 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	for (int i = 11; i >= 9; i--, code /= 10) /* a status is three digits */
 		line[i] = (char)('0' + code % 10);
 	ret |= ism_buf_append(&s->out, line, sizeof(line) - 1, limit);
-	ret |= ism_buf_append(&s->out, resp->reason, (uint32_t)resp->reason_len, limit);
+	if (resp->reason_len > 0)
+		ret |= ism_buf_append(&s->out, resp->reason, (uint32_t)resp->reason_len, limit);
+	else /* an HTTP/2 upstream's (it has none): the status's own, as Envoy writes */
+		ret |= ism_buf_put_str(&s->out, ism_http_reason(resp->status), limit);
 	ret |= ism_buf_append(&s->out, "\r\n", 2, limit);
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *h = &resp->headers[i];
@@ -412,6 +415,26 @@ static bool h2_preface(struct ism_wctx *w, struct ism_sess *s)
 	return true;
 }
 
+/* The request is whole while its stream runs: the client is read on, so
+ * that a reset of its connection ends the exchange at once (DC, as Envoy
+ * notices it), not when the response is next written. One receive's worth
+ * of what it pipelines meanwhile waits in s->in; the rest is not read until
+ * the response ends. Its end (a FIN) is a half close: ism_h1_client_end. */
+static void watch_client(struct ism_wctx *w, struct ism_sess *s)
+{
+	if (s->state == ISM_SESS_STREAM && s->req.mode == ISM_BODY_NONE && s->in.len == 0 &&
+	    !s->close_after)
+		ism_sock_recv(w, &s->s);
+}
+
+bool ism_h1_client_end(struct ism_sess *s)
+{
+	if (s->state != ISM_SESS_STREAM || s->req.mode != ISM_BODY_NONE)
+		return false;
+	s->close_after = 1;
+	return true;
+}
+
 /* Parses what the client sent; when a head is complete, starts its stream. */
 static void try_request(struct ism_wctx *w, struct ism_sess *s)
 {
@@ -495,8 +518,10 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	st->upgrade = upgrade_wanted(s, &req);
 	ism_stream_request(w, st, &req, s->in.p + n, (uint32_t)data_len, done);
 	/* The head and its body bytes are consumed, answered or sent on. */
-	if (s->state != ISM_SESS_FREE && s->state != ISM_SESS_CLOSING)
+	if (s->state != ISM_SESS_FREE && s->state != ISM_SESS_CLOSING) {
 		ism_buf_consume(&s->in, (uint32_t)n + (uint32_t)body);
+		watch_client(w, s);
+	}
 }
 
 /* Request body bytes read after the head (ring buffer bid). */
@@ -533,6 +558,8 @@ static void body_read(struct ism_wctx *w, struct ism_sess *s, char *data, uint32
 	if (done)
 		s->req.mode = ISM_BODY_NONE;
 	ism_stream_req_data(w, st, data, (uint32_t)data_len, bid, done);
+	if (done)
+		watch_client(w, s);
 }
 
 void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t res, int bid)
@@ -562,6 +589,7 @@ void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t re
 		if (ism_buf_append(&s->in, data, res, limit) < 0)
 			s->keepalive = 0;
 		ism_w_buf_recycle(w, bid);
+		watch_client(w, s);
 		return;
 	case ISM_SESS_H2:
 	case ISM_SESS_L4:

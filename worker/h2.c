@@ -687,11 +687,14 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 		/* Our END_STREAM went: the stream ends when the bytes are out. */
 		if (x->end_sent && x->st != NULL)
 			return 0;
-		/* Reset by the client (or for an error): the stream ends now. */
+		/* Reset by the client (Envoy's DR, downstream remote reset), or
+		 * for its error: the stream ends now. */
 		if (x->st != NULL) {
 			struct ism_stream *st = x->st;
 
 			x->st = NULL;
+			if (st->flags == NULL)
+				st->flags = "DR";
 			ism_stream_abort(h->w, st);
 		}
 		break;

@@ -63,7 +63,8 @@ struct ism_h2c {
 	struct ism_upconn *u;
 	uint8_t goaway; /* no new streams (GOAWAY came or went, drain, identifiers spent) */
 	uint32_t n_streams;
-	uint32_t max_streams;	/* the DestinationRule's cap */
+	/* http2KeepAlive of the cluster that last took it (a reload's reaches
+	 * the connections it finds pooled) */
 	uint32_t ping_interval; /* ms; 0: no PINGs */
 	uint32_t ping_timeout;
 	uint64_t last_rx;	/* when bytes last came */
@@ -134,12 +135,14 @@ static struct ism_h2us *us_of(struct ism_h2c *c, int32_t id)
 	return nghttp2_session_get_stream_user_data(c->io.ng, id);
 }
 
-/* The room a connection has for another stream. */
-static bool has_room(const struct ism_h2c *c)
+/* The room a connection has for another stream of cluster cl: below its
+ * DestinationRule's cap as it is now (a reload's too) and the peer's. */
+static bool has_room(const struct ism_h2c *c, const struct ism_cluster *cl)
 {
 	uint32_t peer =
 	    nghttp2_session_get_remote_settings(c->io.ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-	uint32_t cap = c->max_streams < peer ? c->max_streams : peer;
+	uint32_t mine = cl->h2_max_streams ? cl->h2_max_streams : H2UP_STREAMS_DEFAULT;
+	uint32_t cap = mine < peer ? mine : peer;
 
 	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING &&
 	       !ism_up_overdue(c->w, c->u) && ism_up_same_ep(c->w, c->u);
@@ -261,9 +264,14 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	if (x == NULL || f->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	x->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
+	/* Over the limits (or a NUL nghttp2 lets through): the stream is reset
+	 * as malformed, the upstream's protocol error (502 UPE before a head,
+	 * as an HTTP/1.1 upstream's too large head), not its own reset. */
 	if (x->hdr_bytes > c->w->table->limits.max_response_header_bytes ||
-	    ++x->n_hdr >= ISM_MAX_HDRS || memchr(value, '\0', valuelen) != NULL)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+	    ++x->n_hdr >= ISM_MAX_HDRS || memchr(value, '\0', valuelen) != NULL) {
+		x->malformed = 1;
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	return ism_buf_put_pair(&x->hdr, name, namelen, value, valuelen) < 0
 		   ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
 		   : 0;
@@ -616,8 +624,7 @@ void ism_h2up_kicked(struct ism_wctx *w, uint64_t ud)
 	up_flush(w, c);
 }
 
-static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
-				const struct ism_cluster *cl)
+static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u)
 {
 	const struct ism_limits *lim = &w->table->limits;
 	nghttp2_settings_entry iv[] = {
@@ -635,9 +642,6 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u,
 	c->w = w;
 	c->u = u;
 	c->io.batch = 1;
-	c->max_streams = cl->h2_max_streams ? cl->h2_max_streams : H2UP_STREAMS_DEFAULT;
-	c->ping_interval = cl->h2_ping_interval_ms;
-	c->ping_timeout = cl->h2_ping_timeout_ms;
 	c->last_rx = w->now;
 	c->io.pages = w->h2pages;
 	mem = ism_h2io_mem(&c->io);
@@ -661,7 +665,7 @@ static struct ism_upconn *find_conn(struct ism_wctx *w, const struct ism_stream 
 
 	for (struct ism_upconn *u = ism_up_candidates(w, st, cl, ep_id, true); u != NULL;
 	     u = u->pool_next)
-		if (u->mux != NULL && ism_up_fits(u, cl, ep_id, key) && has_room(u->mux))
+		if (u->mux != NULL && ism_up_fits(u, cl, ep_id, key) && has_room(u->mux, cl))
 			return u;
 	return NULL;
 }
@@ -680,12 +684,11 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 		u = ism_up_connect(w, st, cl, ep, true, full);
 		if (u == NULL)
 			return NULL;
-		u->mux = new_conn(w, u, cl);
+		u->mux = new_conn(w, u);
 		if (u->mux == NULL) {
 			ism_up_close(w, u);
 			return NULL;
 		}
-		u->idle_ms = st->pool_idle_ms;
 		/* The session reads whatever comes (DATA within its windows):
 		 * one multishot receive stays armed for many reads. */
 		ism_sock_multi(&u->s);
@@ -694,6 +697,10 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 		u->reused = 1;
 		ism_wstat_add(&w->st->upstream_reused, 1);
 	}
+	/* The cluster's settings as they are now, a reload's too. */
+	u->idle_ms = st->pool_idle_ms;
+	u->mux->ping_interval = cl->h2_ping_interval_ms;
+	u->mux->ping_timeout = cl->h2_ping_timeout_ms;
 	x = malloc(sizeof(*x)); /* not calloc, which skips glibc's per-thread cache */
 	if (x == NULL)
 		return NULL;

@@ -410,7 +410,8 @@ static void on_read(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
 	if (res <= 0) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		ism_sess_close(w, s);
+		if (res < 0 || !ism_h1_client_end(s))
+			ism_sess_close(w, s);
 		return;
 	}
 	ism_wstat_add(&w->st->bytes_in, (uint64_t)res);

@@ -22,6 +22,7 @@ struct ism_route;
  * (ism_stream_flag_for reads its flag from the words: UC, UR). */
 #define ISM_WHY_CLOSED	     "upstream connection closed before the response head"
 #define ISM_WHY_RESET	     "upstream reset the stream before the response head"
+#define ISM_WHY_REFUSED	     "upstream refused the stream before the response head"
 #define ISM_WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
 /* A gRPC-Web text request whose body is not base64 (Envoy's answer). */
 #define ISM_WHY_GW_BASE64 "Bad gRPC-web request, invalid base64 data."

@@ -490,6 +490,8 @@ static uint64_t expected_ms(const struct ism_wctx *w, const struct ism_stream *s
 
 	if (route == 0 || ms == 0)
 		return ms;
+	if (st->route_deadline == 0) /* the request is not whole yet */
+		return ms;
 	left = st->route_deadline > w->now ? st->route_deadline - w->now : 1;
 	return ms < left ? ms : left;
 }
@@ -746,7 +748,7 @@ void ism_stream_tunnel_end(struct ism_wctx *w, struct ism_stream *st, const char
 static void tunnel_start(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
 			 uint32_t max_ms, struct ism_l4counters *stats)
 {
-	st->route_deadline = 0;
+	st->route_deadline = st->route_timeout_ms = 0;
 	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
 	if (ism_tunnel_open(w, st, idle_ms, max_ms, stats) < 0) {
 		stream_cut(w, st);
@@ -882,14 +884,15 @@ void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st)
 	wait_remove(w, st);
 	retry_done(w, st);
 	if (st->log_req != NULL) {
-		/* An exchange cut short: by the upstream once its response began,
-		 * else by the client. */
+		/* An exchange cut short: by the client (its connection, its
+		 * reset) unless a flag says who else (upstream_cut's). */
 		if (st->flags == NULL)
-			st->flags = st->resp_started && !st->resp_done ? "UC" : "DC";
+			st->flags = "DC";
 		ism_stream_log(w, st);
 	}
 	if (st->up != NULL) {
-		ep_done(w, st, !st->resp_done);
+		/* The endpoint failed only where it cut the exchange. */
+		ep_done(w, st, st->up_cut);
 		ism_up_abort(w, st);
 	}
 	stream_free(w, st);
@@ -904,6 +907,20 @@ static void stream_cut(struct ism_wctx *w, struct ism_stream *st)
 
 	ism_stream_abort(w, st);
 	s->ops->abort(w, s, sp);
+}
+
+/* The upstream cut the response short once it began (as Envoy: a reset
+ * after the head): its outlier outcome f, the endpoint's failure, the line's
+ * flags unless set (UC: its connection closed); part of the response is out:
+ * only a close tells the client. */
+static void upstream_cut(struct ism_wctx *w, struct ism_stream *st, enum ism_failure f,
+			 const char *flags)
+{
+	od_settle(w, st, f);
+	if (st->flags == NULL)
+		st->flags = flags;
+	st->up_cut = 1;
+	stream_cut(w, st);
 }
 
 /* ---------- answers made here (worker/answer.c makes them) ---------- */
@@ -1002,7 +1019,7 @@ static bool stream_fault(struct ism_wctx *w, struct ism_stream *st, const struct
 
 	if (ms != 0) {
 		st->log_flags |= ISM_ALOG_DI;
-		st->delay_ms = ms;
+		st->delay_end_ms = w->now + ms; /* delay_over says when it was */
 		start_timer(w, st, ms);
 		st->state = ISM_ST_DELAY;
 	}
@@ -1015,6 +1032,7 @@ static bool stream_fault(struct ism_wctx *w, struct ism_stream *st, const struct
  * out (as after a retry's back-off, its route timeout counted from now). */
 static void delay_over(struct ism_wctx *w, struct ism_stream *st)
 {
+	st->delay_end_ms = w->now;
 	if (!ism_stream_answer_deferred(w, st))
 		do_retry(w, st);
 }
@@ -1235,12 +1253,40 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 	return true;
 }
 
-/* Whether the request's body is all read (done), and when it was: where
- * x-envoy-upstream-service-time counts from, as Envoy's router does. */
-static void req_ends(const struct ism_wctx *w, struct ism_stream *st, bool done)
+/* The route's timeout runs from the end of the request (after a fault
+ * delay, from the delay's end), as Envoy's router starts its global timer
+ * once the request is complete (onRequestComplete): until then an upload or
+ * a client's stream is bounded by the body's idle timeout. Where an attempt
+ * runs or waits, its deadline comes no later. */
+static void route_clock(struct ism_wctx *w, struct ism_stream *st)
 {
-	if (done && !st->req_done)
+	uint64_t from = w->now;
+
+	if (st->route_timeout_ms == 0 || st->route_deadline != 0 || !st->req_done)
+		return;
+	if (st->state == ISM_ST_DELAY && st->delay_end_ms > from)
+		from = st->delay_end_ms;
+	st->route_deadline = from + st->route_timeout_ms;
+	if ((st->state != ISM_ST_ATTEMPT && st->state != ISM_ST_RESPONSE &&
+	     st->state != ISM_ST_WAITING) ||
+	    (st->deadline != 0 && st->deadline <= st->route_deadline))
+		return;
+	if (!st->waiting) /* the wait's expiry tells the two apart itself */
+		st->deadline_kind = ISM_SDL_RESPONSE;
+	st->deadline = st->route_deadline;
+	wake_at(w, st->deadline);
+}
+
+/* Whether the request's body is all read (done), and when it was: where
+ * x-envoy-upstream-service-time counts from, as Envoy's router does, and the
+ * route's timeout (route_clock). */
+static void req_ends(struct ism_wctx *w, struct ism_stream *st, bool done)
+{
+	if (done && !st->req_done) {
 		st->req_end_ms = w->now;
+		st->req_done = 1;
+		route_clock(w, st);
+	}
 	st->req_done = done;
 }
 
@@ -1507,7 +1553,8 @@ static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_st
 	st->pool_idle_ms = cl->idle_timeout_ms;
 	st->response_timeout_ms = t->timeouts.upstream_response_ms;
 	st->route_timeout_ms = route_timeout(st, r, req);
-	st->route_deadline = st->route_timeout_ms ? w->now + st->route_timeout_ms : 0;
+	st->route_deadline = 0;
+	route_clock(w, st); /* a request whole already: from now */
 	return d;
 }
 
@@ -1657,11 +1704,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		ism_mirror_request(w, st, r, req, &head, body, len, req_done);
 	if (st->state == ISM_ST_DELAY) {
 		/* It goes out when the fault delay ends; the route's timeout starts
-		 * then, as Envoy's router runs after the fault filter (its mirror
-		 * copies went already: only their timing differs from Envoy's). */
+		 * then (route_clock), as Envoy's router runs after the fault filter
+		 * (its mirror copies went already: only their timing differs from
+		 * Envoy's). */
 		st->replay = head;
-		if (st->route_deadline)
-			st->route_deadline += st->delay_ms;
 		return;
 	}
 	dispatch(w, st, cl, &cl->endpoints[ei], &head);
@@ -2173,7 +2219,7 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 
 	/* Neither the route's timeout nor the response timeout cut a WebSocket:
 	 * timeouts.idle of silence does. */
-	st->route_deadline = 0;
+	st->route_deadline = st->route_timeout_ms = 0;
 	if (st->sess->ops->upgrade == NULL) {
 		/* An HTTP/2 client's extended CONNECT (RFC 8441): a 200, then
 		 * the bytes both ways as the stream's request and response
@@ -2278,8 +2324,8 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 			stream_finish(w, st);
 			return;
 		}
-		if (st->up == NULL) {
-			stream_cut(w, st);
+		if (st->up == NULL) { /* the upstream went meanwhile */
+			upstream_cut(w, st, ISM_FAIL_RESET, "UC");
 			return;
 		}
 		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
@@ -2333,10 +2379,7 @@ static void up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_failur
 		      const char *why)
 {
 	if (st->state == ISM_ST_RESPONSE) {
-		/* The upstream cut the response short (as Envoy: a reset after the
-		 * head); part of it is out: only a close tells the client. */
-		od_settle(w, st, f == ISM_FAIL_NONE ? ISM_FAIL_RESET : f);
-		stream_cut(w, st);
+		upstream_cut(w, st, f == ISM_FAIL_NONE ? ISM_FAIL_RESET : f, "UC");
 		return;
 	}
 	if (f == ISM_FAIL_RESET && replay_stale(w, st))
@@ -2348,7 +2391,7 @@ void ism_stream_up_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_fa
 {
 	/* An HTTP/2 upstream's REFUSED_STREAM (or a stream past its GOAWAY) is
 	 * Envoy's remote refused-stream reset: UR. */
-	up_failed(w, st, f, f == ISM_FAIL_REFUSED ? ISM_WHY_RESET : ISM_WHY_CLOSED);
+	up_failed(w, st, f, f == ISM_FAIL_REFUSED ? ISM_WHY_REFUSED : ISM_WHY_CLOSED);
 }
 
 void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
@@ -2362,8 +2405,7 @@ void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st)
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why)
 {
 	if (st->state == ISM_ST_RESPONSE) {
-		od_settle(w, st, ISM_FAIL_RESET);
-		stream_cut(w, st);
+		upstream_cut(w, st, ISM_FAIL_RESET, "UPE");
 		return;
 	}
 	/* Envoy's router takes a protocol error as a reset: retried as one,
@@ -2413,8 +2455,7 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 			attempt_failed(w, st, ISM_FAIL_TIMEOUT, NULL);
 			return;
 		}
-		od_settle(w, st, ISM_FAIL_TIMEOUT); /* the upstream stalled mid-body */
-		stream_cut(w, st);
+		upstream_cut(w, st, ISM_FAIL_TIMEOUT, "UT"); /* it stalled mid-body */
 		return;
 	case ISM_SDL_BODY:
 		ism_stream_local(w, st, 408, ISM_WHY_STREAM_IDLE, true);

@@ -102,6 +102,7 @@ struct ism_stream {
 	uint8_t retry_counted; /* counted in the cluster's retries_active */
 	uint8_t rq_counted;    /* counted in the cluster's in_flight (http2MaxRequests) */
 	uint8_t od_pending;    /* a 2xx-4xx response streams: outlier outcome told at its end */
+	uint8_t up_cut;	       /* the upstream cut the response short (upstream_cut) */
 	/* why the latest attempt's connection could not be made (Envoy's
 	 * upstream transport failure reason, ism_up_failure_text): a connect's
 	 * errno, or the handshake's first OpenSSL error; 0: none */
@@ -158,6 +159,7 @@ struct ism_stream {
 	uint8_t log_flags;		  /* enum ism_alog_flag bits: flags beside flags */
 	uint64_t t0_ms;			  /* monotonic: when the request head was complete */
 	uint64_t req_end_ms;		  /* monotonic: when its body was (0: not yet) */
+	uint64_t delay_end_ms;		  /* monotonic: when a fault delay ends, ended (0: none) */
 	uint64_t resp_head_ms;		  /* monotonic: when the upstream's head came (0: not) */
 	uint64_t req_sent_ms;		  /* monotonic: when its last byte went upstream (0: not) */
 	struct ism_counters *lis_stats;	  /* of the table; NULL: none */
@@ -174,7 +176,6 @@ struct ism_stream {
 	 * the client sent names it; "" otherwise (the session's peer). */
 	char xff_client[INET6_ADDRSTRLEN];
 	/* fault injection and CORS (worker/fault.h, worker/cors.h) */
-	uint32_t delay_ms;	       /* ISM_ST_DELAY: the delay */
 	struct ism_deferred *deferred; /* ISM_ST_DELAY: an answer made meanwhile; NULL */
 	struct ism_cors_out *cors;     /* Access-Control-* fields of the answer (malloc'd); NULL */
 	/* tunnels (worker/tunnel.h) */
@@ -363,10 +364,13 @@ static inline bool ism_stream_field_replaced(const struct ism_wctx *w, const str
 }
 /* x-envoy-upstream-service-time of st's response: ms since its request ended
  * (Envoy's router: since the request was complete), or since its head came
- * when the response comes before the body's end. */
+ * when the response comes before the body's end; not before a fault delay
+ * ended (the router sees the request after the fault filter). */
 static inline uint64_t ism_stream_service_ms(const struct ism_wctx *w, const struct ism_stream *st)
 {
-	return w->now - (st->req_end_ms ? st->req_end_ms : st->t0_ms);
+	uint64_t from = st->req_end_ms ? st->req_end_ms : st->t0_ms;
+
+	return w->now - (st->delay_end_ms > from ? st->delay_end_ms : from);
 }
 
 #endif

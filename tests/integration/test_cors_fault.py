@@ -237,7 +237,8 @@ def fault_abort_and_delay(env):
     """abort 100 %: the status and Envoy's "fault filter abort", no upstream
     hit, FI in the access log; a 204 abort answers without a body on a kept
     connection; delay 100 %: the request goes on after fixedDelay (DI), the
-    route's timeout counted from then; both: the abort after the delay (DI,FI).
+    route's timeout and x-envoy-upstream-service-time counted from then;
+    both: the abort after the delay (DI,FI).
     HTTP/1.1 and HTTP/2."""
     extra, log = alog(env, "text")
     extra = extra.replace("%REQ(:PATH)%", "%DURATION% %REQ(:PATH)%")
@@ -258,7 +259,12 @@ def fault_abort_and_delay(env):
         # of 1 s: the timeout starts once the delay is over.
         t0 = time.monotonic()
         if proto == "HTTP/1.1":
-            st = env.get("/delay/500").status
+            r = env.get("/delay/500")
+            st = r.status
+            # Envoy's router takes the request after the delay: the service
+            # time is the upstream's 500 ms, not the delay's 800 more.
+            svc = int(r.header("x-envoy-upstream-service-time"))
+            check(500 <= svc < 1300, f"x-envoy-upstream-service-time of the delayed request: {svc}")
         else:
             st = curl_h2c(env.gw_port, "/delay/500")[0]
         took = time.monotonic() - t0

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 
-from harness import (DEBIAN_PYTHON, Conn, Env, Registry, Skip, TestFailure, appliance, check, curl,
+from harness import (DEBIAN_PYTHON, Conn, Env, Registry, Skip, TestFailure, appliance, check, ctl_cmd, curl,
                      debian_python_has, docs, file_lines, free_port, gateway, have, http_get, poll, service_entry,
                      service_entry_protocol, spawn_listening, virtual_service, wait_master_exit)
 from test_locality import endpoints_view
@@ -782,6 +782,51 @@ def h2_upstream_multiplexed(env):
 
 
 @_test
+def h2_upstream_pool_settings_reload(env):
+    """A reload's maxConcurrentStreams and http2KeepAlive reach the HTTP/2
+    connections already pooled (one worker, maxConnections 1, so one
+    connection all along): raised from 1 to 8, six requests at once share it
+    (they went one at a time: the connection kept the cap it was made with);
+    PINGs begin on it; lowered to 1 again, requests take it one at a time."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    ctl = env.path("ctl.sock")
+
+    def conf(http):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, workers=1), gateway(gw), virtual_service("vs", ["*"], route(SVC)),
+            service_entry_protocol("svc", SVC, [{"address": "127.0.0.2", "port": port}], "HTTP2"),
+            dest_rule("dr", SVC, http=http).replace(
+                "    connectionPool:\n", "    connectionPool:\n      tcp: {maxConnections: 1}\n")))
+
+    gw = free_port()
+    env.start_gateway(conf("maxConcurrentStreams: 1"), gw)
+    r = env.get("/warm")
+    check(r.status == 200, f"through the HTTP/2 upstream: {r}")
+    conf("maxConcurrentStreams: 8, http2KeepAlive: {interval: 200ms, timeout: 5s}")
+    ans = ctl_cmd(ctl, "reload")
+    check("published" in ans, f"reload: {ans!r}")
+    st = parallel_get(env, 6, "/delay/700")
+    check(st == [200] * 6, f"six requests after the raise: {st}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["h2_connections"] == 1 and s["max_streams_per_conn"] >= 2,
+          f"the pooled connection after the raise to 8 (streams at once on it): {s}")
+    pings = s["pings"]
+    poll(lambda: h2up_stats("127.0.0.2", port)["pings"] >= pings + 2, 10,
+         what="PINGs on the pooled connection after the reload's http2KeepAlive")
+    conf("maxConcurrentStreams: 1")
+    ans = ctl_cmd(ctl, "reload")
+    check("published" in ans, f"reload: {ans!r}")
+    t0 = time.monotonic()
+    st = parallel_get(env, 3, "/delay/300")
+    took = time.monotonic() - t0
+    check(st == [200] * 3 and took >= 0.85, f"three requests after the cut to 1 took {took:.2f} s, want one at "
+          f"a time (0.9 s at least): {st}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["h2_connections"] == 1, f"a new connection after the cut: {s}")
+
+
+@_test
 def h2_upstream_peer_settings(env):
     """An upstream announcing SETTINGS_MAX_CONCURRENT_STREAMS 3: 12 requests at
     once are all served (streams refused before the SETTINGS arrive are retried),
@@ -791,6 +836,9 @@ def h2_upstream_peer_settings(env):
     one_service(env, port, protocol="HTTP2", workers=1)
     r = env.get("/first")
     check(r.status == 200 and info(r.body)["protocol"] == "HTTP/2", f"not HTTP/2 to the upstream: {r}")
+    # An HTTP/2 answer has no reason phrase: the HTTP/1.1 client gets the
+    # status's own, as Envoy writes it (it got "HTTP/1.1 200 ").
+    check(r.reason == "OK", f"the reason phrase of an HTTP/2 upstream's 200: {r.reason!r}")
     st = parallel_get(env, 12, "/delay/300")
     check(st == [200] * 12, f"12 requests to an upstream taking 3 streams at once: {st}")
     # The 12 took several connections (3 streams each): each /goaway closes one

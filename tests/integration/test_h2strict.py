@@ -27,6 +27,7 @@ import json
 import os
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -224,6 +225,15 @@ class RawClient:
             elif op == "wait_closed":
                 self.flush()
                 self.wait_for(lambda: self.closed)
+            elif op == "wait_body":  # until the stream's body holds st["data"]
+                self.flush()
+                self.wait_for(lambda: st["data"] in self.stream(sid)["body"] or self.finished(sid))
+            elif op == "close":  # the client goes: its connection closes now
+                self.flush()
+                self.sock.close()
+                with self.lock:
+                    self.closed = True
+                break
             elif op == "sync":
                 # The test looks at the upstream meanwhile; a line on stdin goes on.
                 self.flush()
@@ -276,6 +286,7 @@ H2UP_CASES = {
 # connection closed.
 H2UP_EARLY = {"/rst-before-head": ("rst", 2), "/refused-before-head": ("rst", 7),
               "/bad-head": ("head", [(":status", "200"), ("connection", "close"), ("content-length", "2")]),
+              "/many-fields-head": ("head", [(":status", "200")] + [(f"x-f{i}", "v") for i in range(1001)]),
               "/close-before-head": ("close", None)}
 
 
@@ -785,6 +796,51 @@ def h2strict_drain_notice(env):
     check(rep["closed"], f"the connection after the last GOAWAY: {rep}")
 
 
+def mid_body(req):
+    """RecUp's answer: for /gone..., a head announcing 10^6 bytes and 5 of
+    them, the rest never sent; else its default."""
+    if req["target"].startswith("/gone"):
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nhello"
+    return RecUp.ok(req)
+
+
+@_test
+def client_gone_mid_response(env):
+    """A client that goes while its response streams is who cut the
+    exchange, as Envoy logs it: DC when its connection closes (HTTP/2) or is
+    reset (HTTP/1.1: noticed at once, the upstream silent), DR when an HTTP/2
+    client resets the stream; the endpoint did
+    not fail (show endpoints counts no failure). Both were logged UC, the
+    upstream's connection closing, and counted as the endpoint's failures."""
+    log = env.path("access.log")
+    fmt = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%"
+    gw, up = strict_world(env, respond=mid_body,
+                          app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    with Conn("127.0.0.1", gw) as c:
+        c.send(b"GET /gone-h1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        got = b""
+        while b"hello" not in got:
+            d = c.sock.recv(65536)
+            check(d, f"the gateway closed before the body's first bytes: {got!r}")
+            got += d
+        # A reset, as a client that aborts sends one (an end alone is a
+        # half close: the response would still go).
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    rep = h2_raw(gw, [hdrs(1, H(path="/gone-rst")), {"op": "wait_body", "sid": 1, "data": "hello"},
+                      {"op": "rst", "sid": 1, "code": CANCEL}, hdrs(3, H(path="/after")), {"op": "wait", "sid": 3}])
+    check(sget(rep, 1)["status"] == 200 and served(sget(rep, 3), "/after"), f"the reset stream, the next: {rep}")
+    rep = h2_raw(gw, [hdrs(1, H(path="/gone-close")), {"op": "wait_body", "sid": 1, "data": "hello"},
+                      {"op": "close"}])
+    check(sget(rep, 1)["status"] == 200, f"the stream whose client closed: {rep}")
+    want = {"/gone-h1": "/gone-h1 200 DC", "/gone-rst": "/gone-rst 200 DR", "/gone-close": "/gone-close 200 DC"}
+    lines = poll(lambda: (lambda ls: ls if all(any(l.startswith(p + " ") for l in ls) for p in want) else None)(
+        file_lines(log)), 10, what="the three lines of the clients that went")
+    for p, w in want.items():
+        check(w in lines, f"{p}: want {w!r}, the log has {[l for l in lines if l.startswith(p)]}")
+    doc = json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))
+    check(all(e.get("failures") == 0 for e in doc), f"endpoint failures counted for the clients that went: {doc}")
+
+
 @_test
 def h2strict_reset_mid_body(env):
     """A POST whose body stops short (content-length 100, 10 bytes sent; or no
@@ -1082,7 +1138,7 @@ def h2strict_upstream_content_length(env):
 # retries, URX too), a head it breaks HTTP/2's rules with 502 UPE, a connection
 # closed before a head 503 UC.
 EARLY = {"/rst-before-head": (503, "UR"), "/refused-before-head": (503, "UR,URX"), "/bad-head": (502, "UPE"),
-         "/close-before-head": (503, "UC")}
+         "/many-fields-head": (502, "UPE"), "/close-before-head": (503, "UC")}
 
 
 @_test
@@ -1090,7 +1146,10 @@ def h2strict_upstream_fails_before_head(env):
     """An HTTP/2 upstream that resets a stream (INTERNAL_ERROR, or
     REFUSED_STREAM: retried as Istio's default retryOn says, then the same),
     answers a head with a connection-specific field (which nghttp2 refuses and
-    resets), or closes its connection, each before any head: the client gets
+    resets) or with over 1000 fields (isthmus's limit: its protocol error,
+    as an HTTP/1.1 upstream's too large head; it was 503 UR, as if the
+    upstream had reset the stream), or closes its connection, each before
+    any head: the client gets
     Envoy's answer (503 UR, 502 UPE, 503 UC; an HTTP/1.1 upstream closing
     before a head is 503 UC too, upstream_closed_503), over HTTP/1.1 and
     HTTP/2 alike, the access log says the flag, the next request is served,
@@ -1098,6 +1157,7 @@ def h2strict_upstream_fails_before_head(env):
     need_tools("h2")
     port, log = start_h2up(env)
     extra, access = alog(env, "text")
+    extra = extra.replace("%REQ(:PATH)%", "%REQ(:PATH)% %RESPONSE_CODE_DETAILS%")
     gw = one_service(env, port, protocol="HTTP2", workers=1, app_extra=extra)
     rep = h2_raw(gw, [hdrs(1, H(path="/warm"))])
     check(served(sget(rep, 1), "/warm"), f"through the h2c upstream: {sget(rep, 1)}")
@@ -1121,7 +1181,14 @@ def h2strict_upstream_fails_before_head(env):
     check(not fails, f"{len(fails)} failures:\n  " + "\n  ".join(fails))
     want = {f"{proto} {status} {flag} {path}" for path, (status, flag) in EARLY.items()
             for proto in ("HTTP/1.1", "HTTP/2")}
-    wait_log(access, lambda ls: want <= set(ls), f"the access log lines {sorted(want)}")
+    lines = wait_log(access, lambda ls: want <= {l.rsplit(" ", 1)[0] for l in ls},
+                     f"the access log lines {sorted(want)}")
+    # Envoy's details for a refused stream (its remote reset's otherwise).
+    details = {l.split()[3]: l.split()[4] for l in lines if l.split()[2] in ("UR", "UR,URX")}
+    check(details.get("/refused-before-head") ==
+          "upstream_reset_before_response_started{remote_refused_stream_reset}" and
+          details.get("/rst-before-head") == "upstream_reset_before_response_started{remote_reset}",
+          f"the reset lines' details: {details}")
     # REFUSED_STREAM is retried (Istio's default retryOn has refused-stream): 3 tries.
     tries = sum(1 for rec in map(json.loads, file_lines(log))
                 if dict(rec["headers"]).get(":path") == "/refused-before-head")

@@ -425,6 +425,36 @@ def timeouts_fire_on_time(env):
         up.close()
 
 
+@_test
+def route_timeout_from_request_end(env):
+    """A route's timeout runs from the end of the request, as Envoy's router
+    starts its timer once the request is complete: a POST whose body takes
+    longer than the timeout to arrive (30 bytes, 10 every 300 ms, against
+    500 ms) is served (it was 504 once 500 ms had passed since routing),
+    while one whose answer takes longer than the timeout after the body's
+    end still gets 504 UT."""
+    up = env.upstream([f"{UP_ADDR}:0=up"], name="up")["up"]
+    gw = free_port()
+    routes = f"  - timeout: 500ms\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(gw), virtual_service("vs", ["*"], routes),
+        service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]))), gw)
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: retry.test\r\nContent-Length: 30\r\n\r\n")
+        for i in range(3):
+            time.sleep(0.3)
+            c.send(bytes([ord("a") + i]) * 10)
+        r = c.read_response()
+        check(r.status == 200 and r.body == b"a" * 10 + b"b" * 10 + b"c" * 10,
+              f"a body slower than the route's timeout: {r}")
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        t0 = time.monotonic()
+        r = c.request("POST", "/delay/900", "retry.test", body=b"x" * 10)
+        took = time.monotonic() - t0
+        check(r.status == 504 and 0.45 <= took < 0.85, f"an answer slower than the timeout: {r.status} "
+              f"after {took:.2f} s")
+
+
 # Response heads Envoy's HTTP/1.1 codec refuses, by the path that gets them.
 BAD_HEADS = {
     "/clte": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\nok",

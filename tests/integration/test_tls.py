@@ -1145,8 +1145,11 @@ def tls_resumption_across_workers(env):
 
 @_test
 def tls_https_redirect(env):
-    """An HTTP server with httpsRedirect answers 301 to https://host/path?query;
-    the HTTPS server of that host serves."""
+    """An HTTP server with httpsRedirect answers 301 to https://host/path?query,
+    as Envoy's createSslRedirectPath makes it: the Host as it came, its port
+    too (isthmus dropped it), and the request's path (an absolute-form
+    target's path: the whole target was pasted after the host); the HTTPS
+    server of that host serves."""
     pki = Pki(env)
     https, http = free_port(), free_port()
     crt = pki.leaf("a", ["DNS:a.example.com"])
@@ -1156,8 +1159,13 @@ def tls_https_redirect(env):
     poll(lambda: socket.create_connection(("127.0.0.1", http), 1).close() is None, 5, what="the HTTP port")
     with Conn("127.0.0.1", http) as c:
         r = c.request("GET", "/p/x?q=1&r=2", host=f"a.example.com:{http}")
-    check(r.status == 301 and r.header("location") == "https://a.example.com/p/x?q=1&r=2",
+    check(r.status == 301 and r.header("location") == f"https://a.example.com:{http}/p/x?q=1&r=2",
           f"redirect: {r.status} location {r.header('location')!r}")
+    with Conn("127.0.0.1", http) as c:
+        c.send(b"GET http://a.example.com/abs?x=1 HTTP/1.1\r\nHost: a.example.com\r\n\r\n")
+        r = c.read_response()
+    check(r.status == 301 and r.header("location") == "https://a.example.com/abs?x=1",
+          f"an absolute-form target's redirect: {r.status} location {r.header('location')!r}")
     check(r.header("x-upstream") is None, "the redirect went to the upstream")
     rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", "Host: a.example.com",
                          f"http://127.0.0.1:{http}/"])
@@ -1236,7 +1244,7 @@ def tls_https_redirect_every_host(env):
                        ("c.test", 404), ("example.com", 404), ("nothing.org", 404)):
         with Conn("127.0.0.1", http) as c:
             r = c.request("GET", "/p/x?q=1", host=host)
-        loc = f"https://{host.split(':')[0]}/p/x?q=1" if want == 301 else None
+        loc = f"https://{host}/p/x?q=1" if want == 301 else None  # the Host as it came
         check(r.status == want and r.header("location") == loc,
               f"Host {host}: {r.status} location {r.header('location')!r}, want {want} {loc}")
         check((r.header("x-upstream") == "a") == (want == 200), f"Host {host}: x-upstream {r.header('x-upstream')}")

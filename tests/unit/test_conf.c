@@ -3096,6 +3096,9 @@ static const struct bad bads[] = {
      "Appliance t: spec.timeouts.drain", "must be a duration"},
     {"duration too large", APP "  timeouts:\n    idle: 1194h\n", 8, 11,
      "Appliance t: spec.timeouts.idle", "too large: at most 1193h2m47.295s (4294967295 ms)"},
+    {"total weight 0",
+     VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
+     5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
     {"route timeout too large", VS_HEAD "    - destination: {host: a.b}\n    timeout: 2000h\n", 23,
      14, VS_FIELD "spec.http[0].timeout", "too large: at most 1193h2m47.295s"},
     {"access log format", APP "  accessLog: {path: /tmp/a.log, format: xml}\n", 7, 41,
@@ -3915,8 +3918,8 @@ static const struct bad bads[] = {
 static void test_rewrite(void **state)
 {
 	static const char yaml[] =
-	    VS_HEAD "    - destination: {host: a.b}\n"
-		    "    - destination: {host: c.d}\n"
+	    VS_HEAD "    - {destination: {host: a.b}, weight: 50}\n"
+		    "    - {destination: {host: c.d}, weight: 50}\n"
 		    "    match: [{uri: {prefix: /api/}}]\n"
 		    "    rewrite: {uri: /, authority: \"backend.internal:8080\"}\n"
 		    "  - route: [{destination: {host: a.b}}]\n"

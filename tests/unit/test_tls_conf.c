@@ -332,7 +332,7 @@ static void test_upstream_alpn(void **state)
 	static const char text[] = APP
 	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n" GW
 	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE_HTTP_GRPC VS_ANY
-	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
+	    "    - {destination: {host: up.local, port: {number: 80}}, weight: 1}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}}}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
@@ -378,7 +378,7 @@ static void test_health_check_tls(void **state)
 	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n"
 	    "  healthChecks: [{host: up.local}]\n" GW
 	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE_HTTP_GRPC VS_ANY
-	    "    - {destination: {host: up.local, port: {number: 80}, subset: s}}\n"
+	    "    - {destination: {host: up.local, port: {number: 80}, subset: s}, weight: 1}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
 	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
