@@ -68,6 +68,8 @@ static const struct {
     {"UPSTREAM_CONNECTION_ID", ISM_ALOG_F_UP_CONNECTION_ID},
     {"STREAM_ID", ISM_ALOG_F_STREAM_ID},
     {"DOWNSTREAM_HANDSHAKE_DURATION", ISM_ALOG_F_HANDSHAKE},
+    {"GRPC_STATUS", ISM_ALOG_F_GRPC_STATUS},
+    {"GRPC_STATUS_NUMBER", ISM_ALOG_F_GRPC_STATUS},
 };
 
 /* The byte meters' operators, by enum ism_meter. */
@@ -247,6 +249,24 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 						 : parse_resp(s, t, op, n_resp, err, errlen)) < 0)
 			return -1;
 		op->max_len = (uint16_t)t->max_len;
+	} else if (op->field == ISM_ALOG_F_GRPC_STATUS) {
+		static const char *const formats[] = {"CAMEL_STRING", "SNAKE_STRING", "NUMBER"};
+		bool number = ism_fmt_is(t, "GRPC_STATUS_NUMBER");
+		uint8_t f = ISM_ALOG_GRPC_CAMEL;
+
+		while (!number && t->has_arg && t->arg_len > 0 && f < 3 &&
+		       (strlen(formats[f]) != t->arg_len ||
+			memcmp(formats[f], t->arg, t->arg_len) != 0))
+			f++;
+		if (f == 3 || (number && t->has_arg)) {
+			ism_fmt_fail(
+			    s, t,
+			    number ? "%GRPC_STATUS_NUMBER% takes no argument"
+				   : "%GRPC_STATUS()% takes CAMEL_STRING, SNAKE_STRING or NUMBER",
+			    err, errlen);
+			return -1;
+		}
+		op->hdr = number ? ISM_ALOG_GRPC_NUMBER : f;
 	} else if (op->field == ISM_ALOG_F_ENV) {
 		size_t n;
 

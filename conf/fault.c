@@ -5,26 +5,7 @@
 #include <string.h>
 
 #include "conf/model.h"
-
-/* Istio's grpcStatus names, indexed by their gRPC code. */
-static const char *const grpc_names[] = {"OK",
-					 "CANCELLED",
-					 "UNKNOWN",
-					 "INVALID_ARGUMENT",
-					 "DEADLINE_EXCEEDED",
-					 "NOT_FOUND",
-					 "ALREADY_EXISTS",
-					 "PERMISSION_DENIED",
-					 "RESOURCE_EXHAUSTED",
-					 "FAILED_PRECONDITION",
-					 "ABORTED",
-					 "OUT_OF_RANGE",
-					 "UNIMPLEMENTED",
-					 "INTERNAL",
-					 "UNAVAILABLE",
-					 "DATA_LOSS",
-					 "UNAUTHENTICATED",
-					 NULL};
+#include "lib/grpc.h"
 
 /* Whether percentage.value of n is above 0 yet below Istio's smallest share
  * (0.0001): a digit other than 0 where the share counts none. */
@@ -109,10 +90,10 @@ static void parse_abort(struct ism_vctx *v, const struct ism_node *n, struct ism
 		if (ism_v_u32(v, n, "httpStatus", false, 200, 599, &status) > 0)
 			f->abort_status = (uint16_t)status;
 	} else if (grpc != NULL) {
-		if (ism_v_enum(v, n, "grpcStatus", grpc_names, NULL, &name) > 0) {
+		if (ism_v_enum(v, n, "grpcStatus", ism_grpc_names, NULL, &name) > 0) {
 			/* Envoy answers a gRPC abort with HTTP 200 and this grpc-status. */
-			for (int16_t i = 0; grpc_names[i] != NULL; i++)
-				if (grpc_names[i] == name)
+			for (int16_t i = 0; ism_grpc_names[i] != NULL; i++)
+				if (ism_grpc_names[i] == name)
 					f->abort_grpc = i;
 			f->abort_status = 200;
 		}

@@ -56,3 +56,41 @@ size_t ism_grpc_timeout_fmt(char *out, uint64_t ms)
 	n = snprintf(out, ISM_GRPC_TIMEOUT_MAX, "%llu%c", (unsigned long long)t, *unit);
 	return n > 0 ? (size_t)n : 0;
 }
+
+const char *const ism_grpc_names[18] = {"OK",
+					"CANCELLED",
+					"UNKNOWN",
+					"INVALID_ARGUMENT",
+					"DEADLINE_EXCEEDED",
+					"NOT_FOUND",
+					"ALREADY_EXISTS",
+					"PERMISSION_DENIED",
+					"RESOURCE_EXHAUSTED",
+					"FAILED_PRECONDITION",
+					"ABORTED",
+					"OUT_OF_RANGE",
+					"UNIMPLEMENTED",
+					"INTERNAL",
+					"UNAVAILABLE",
+					"DATA_LOSS",
+					"UNAUTHENTICATED",
+					NULL};
+
+const char *const ism_grpc_camel_names[18] = {"OK",
+					      "Canceled",
+					      "Unknown",
+					      "InvalidArgument",
+					      "DeadlineExceeded",
+					      "NotFound",
+					      "AlreadyExists",
+					      "PermissionDenied",
+					      "ResourceExhausted",
+					      "FailedPrecondition",
+					      "Aborted",
+					      "OutOfRange",
+					      "Unimplemented",
+					      "Internal",
+					      "Unavailable",
+					      "DataLoss",
+					      "Unauthenticated",
+					      NULL};

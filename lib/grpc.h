@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* gRPC's timeout header (grpc-timeout: "TimeoutValue TimeoutUnit", at most 8
  * digits, then H, M, S, m, u or n), read and written as Envoy's
- * Grpc::Common reads and writes it. */
+ * Grpc::Common reads and writes it; the status codes' names. */
 #ifndef ISM_LIB_GRPC_H
 #define ISM_LIB_GRPC_H
 
@@ -19,5 +19,11 @@ int64_t ism_grpc_timeout_parse(const char *v, size_t len);
  * milliseconds while they fit 8 digits, else seconds, minutes, hours (8 digit
  * hours at most). Returns its length. */
 size_t ism_grpc_timeout_fmt(char *out, uint64_t ms);
+
+/* The codes' names, indexed by code (0..16), then NULL: as gRPC's
+ * (UPPER_SNAKE: "DEADLINE_EXCEEDED", Istio's grpcStatus and absl's), or as
+ * Envoy's Grpc::Utility::grpcStatusToString ("DeadlineExceeded"). */
+extern const char *const ism_grpc_names[18];
+extern const char *const ism_grpc_camel_names[18];
 
 #endif

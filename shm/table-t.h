@@ -944,6 +944,13 @@ enum ism_alog_hdr {
 #undef ISM_ALOG_HDR_ENUM
 
 /* What one operator of a line shows. */
+/* How %GRPC_STATUS(FORMAT)% writes a status, as Envoy's formatter. */
+enum ism_alog_grpc {
+	ISM_ALOG_GRPC_CAMEL = 0, /* CAMEL_STRING (the default): DeadlineExceeded */
+	ISM_ALOG_GRPC_SNAKE,	 /* SNAKE_STRING: DEADLINE_EXCEEDED */
+	ISM_ALOG_GRPC_NUMBER,	 /* NUMBER: 4 */
+};
+
 enum ism_alog_field {
 	ISM_ALOG_F_LITERAL = 0,	      /* text of the template */
 	ISM_ALOG_F_START_TIME,	      /* %START_TIME%: 2026-11-26T07:05:26.015Z */
@@ -982,8 +989,11 @@ enum ism_alog_field {
 	ISM_ALOG_F_CONNECTION_ID,     /* %CONNECTION_ID%: the client connection's */
 	ISM_ALOG_F_UP_CONNECTION_ID,  /* %UPSTREAM_CONNECTION_ID%: the answer's connection's */
 	ISM_ALOG_F_STREAM_ID,	      /* %STREAM_ID%: the request's id (X-Request-Id) */
-	ISM_ALOG_F_METER,	      /* a byte meter's count (hdr: enum ism_meter) */
-	ISM_ALOG_F_ENV, /* %ENVIRONMENT(NAME):N%: lit, the variable's value at load; "": absent */
+	/* %GRPC_STATUS(FORMAT)%, %GRPC_STATUS_NUMBER%: a gRPC request's status
+	 * (hdr: enum ism_alog_grpc) */
+	ISM_ALOG_F_GRPC_STATUS,
+	ISM_ALOG_F_METER, /* a byte meter's count (hdr: enum ism_meter) */
+	ISM_ALOG_F_ENV,	  /* %ENVIRONMENT(NAME):N%: lit, the variable's value at load; "": absent */
 	/* %DOWNSTREAM_HANDSHAKE_DURATION%: ms from the client connection's accept
 	 * to its TLS handshake's end */
 	ISM_ALOG_F_HANDSHAKE,

@@ -13,6 +13,7 @@
 #include "conf/cel.h"
 #include "conf/hfmt.h"
 #include "conf/logattrs.h"
+#include "lib/grpc.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "worker/ring.h"
@@ -236,6 +237,10 @@ static size_t number(const struct ism_alog_op *op, const struct ism_alog_rec *r,
 		return ms(v, cap, r->resp_tx_ms);
 	case ISM_ALOG_F_HANDSHAKE:
 		return ms(v, cap, r->handshake_ms);
+	case ISM_ALOG_F_GRPC_STATUS: /* a code without a name, or NUMBER */
+		return r->grpc_status != -2
+			   ? printed(snprintf(v, cap, "%lld", (long long)r->grpc_status), cap)
+			   : 0;
 	case ISM_ALOG_F_HVAL: /* a port */
 		return copy_str(v, cap, r->hv[op->hdr]);
 	default:
@@ -308,6 +313,15 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 		return header(r, ISM_ALOG_H_X_REQUEST_ID, v, cap);
 	case ISM_ALOG_F_UP_PROTOCOL:
 		return copy_str(v, cap, r->up_protocol);
+	case ISM_ALOG_F_GRPC_STATUS:
+		/* Envoy's names: grpcStatusToString's (CAMEL_STRING), absl's
+		 * (SNAKE_STRING); a code without one is its number, as NUMBER */
+		if (op->hdr != ISM_ALOG_GRPC_NUMBER && r->grpc_status >= 0 && r->grpc_status <= 16)
+			return copy_str(v, cap,
+					(op->hdr == ISM_ALOG_GRPC_SNAKE
+					     ? ism_grpc_names
+					     : ism_grpc_camel_names)[r->grpc_status]);
+		break;
 	case ISM_ALOG_F_HVAL:
 		if (!hval_port(op->hdr))
 			return copy_str(v, cap, op->hdr < ISM_HV_KINDS ? r->hv[op->hdr] : NULL);
@@ -699,6 +713,7 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
 	l->wants_local = l->wants_up_local = l->wants_resp = l->wants_trailers = false;
+	l->wants_grpc = false;
 	l->hv_mask = 0;
 	memset(l->named, 0, sizeof(l->named));
 	/* The fields a filter reads of the request (worker/logfilter.c), and
@@ -732,6 +747,9 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 				    f == ISM_ALOG_F_UP_LOCAL_IP || f == ISM_ALOG_F_UP_LOCAL_PORT;
 		l->wants_resp = l->wants_resp || f == ISM_ALOG_F_RESP;
 		l->wants_trailers = l->wants_trailers || f == ISM_ALOG_F_TRAILER;
+		if (f == ISM_ALOG_F_GRPC_STATUS) /* its fields are kept as the filter's */
+			l->wants_grpc = l->filter_resp = l->filter_trailers = l->wants_resp =
+			    l->wants_trailers = true;
 		if (f == ISM_ALOG_F_HVAL && op->hdr < ISM_HV_KINDS)
 			l->hv_mask |= 1ull << op->hdr;
 	}

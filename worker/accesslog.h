@@ -85,6 +85,9 @@ struct ism_alog_rec {
 	/* ms from the client connection's accept to the end of its TLS
 	 * handshake; -1: none (plaintext, TLS passed through) */
 	int64_t handshake_ms;
+	/* A gRPC request's status (ism_logfilter_grpc_status, any code) when
+	 * the format shows it (ism_alog.wants_grpc); -2: none, not gRPC */
+	int64_t grpc_status;
 	/* The values of the header values' operators the format shows
 	 * (ism_alog.hv_mask), by kind; NULL: absent */
 	const char *hv[ISM_HV_KINDS];
@@ -110,6 +113,7 @@ struct ism_alog {
 	bool wants_up_local; /* ... or its upstream connection's own */
 	bool wants_resp;     /* the format has %RESP()% operators */
 	bool wants_trailers; /* the format has %TRAILER()% operators */
+	bool wants_grpc;     /* ... %GRPC_STATUS% ones (the response's fields are kept) */
 	/* the filter reads the response's fields, its trailers (response.headers,
 	 * response.trailers; both for response.grpc_status): kept for it */
 	bool filter_resp;

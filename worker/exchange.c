@@ -201,6 +201,9 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 			   : ism_h2up_wanted(st, cl)			     ? "HTTP/2"
 									     : "HTTP/1.1",
 	};
+	/* Envoy's %GRPC_STATUS%: a gRPC request's only, any code */
+	r.grpc_status =
+	    w->alog.wants_grpc && st->grpc ? ism_logfilter_grpc_status(st, st->status, true) : -2;
 	log_times(w, st, &r);
 	log_hvals(w, st, w->alog.hv_mask, r.hv, hv, sizeof(hv));
 	if (w->alog.wants_local && (pp = ism_sess_pp(st->sess)) != NULL &&

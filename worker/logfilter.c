@@ -160,23 +160,41 @@ static bool pairs_joined(struct lf_ctx *c, const struct ism_buf *b, const char *
 	return p != NULL && str_val(p, n, out);
 }
 
-/* response.grpc_status as Envoy's Grpc::Common::getGrpcStatus gives it:
- * the trailers' grpc-status, else the response head's, else the one of the
- * HTTP status (Envoy's httpToGrpcStatus); a value that is not a known code
- * is -1 (its InvalidCode); absent without a response. */
-static bool grpc_status(struct lf_ctx *c, struct ism_cel_val *out)
+/* The first value of the field of b (name NUL value NUL ...) named key (any
+ * case); NULL without one. */
+static const char *pair_value(const struct ism_buf *b, const char *key, size_t len)
 {
+	for (size_t off = 0; off < b->len;) {
+		const char *name = b->p + off, *value = name + strlen(name) + 1;
+
+		off = (size_t)(value - b->p) + strlen(value) + 1;
+		if (strlen(name) == len && ism_eq_nocase(name, key, len))
+			return value;
+	}
+	return NULL;
+}
+
+int64_t ism_logfilter_grpc_status(const struct ism_stream *st, uint32_t status, bool user_defined)
+{
+	const char *v = pair_value(&st->filter_trl, "grpc-status", 11);
 	int64_t code = 0;
 
-	if (pairs_joined(c, &c->st->filter_trl, "grpc-status", 11, out) ||
-	    pairs_joined(c, &c->st->filter_resp, "grpc-status", 11, out)) {
-		for (size_t i = 0; i < out->v.s.len && code >= 0; i++)
-			code = out->v.s.p[i] >= '0' && out->v.s.p[i] <= '9'
-				   ? code * 10 + (out->v.s.p[i] - '0')
-				   : -1;
-		return int_val(out->v.s.len > 0 && code >= 0 && code <= 16 ? code : -1, out);
-	}
-	return c->r->status != 0 && int_val(ism_http_to_grpc((int)c->r->status), out);
+	if (v == NULL)
+		v = pair_value(&st->filter_resp, "grpc-status", 11);
+	if (v == NULL)
+		return status != 0 ? ism_http_to_grpc((int)status) : -2;
+	for (size_t i = 0; v[i] != '\0' && code >= 0; i++)
+		code =
+		    v[i] >= '0' && v[i] <= '9' && code < INT32_MAX ? code * 10 + (v[i] - '0') : -1;
+	return v[0] != '\0' && code >= 0 && (user_defined || code <= 16) ? code : -1;
+}
+
+/* response.grpc_status (ism_logfilter_grpc_status, known codes only). */
+static bool grpc_status(struct lf_ctx *c, struct ism_cel_val *out)
+{
+	int64_t code = ism_logfilter_grpc_status(c->st, c->r->status, false);
+
+	return code != -2 && int_val(code, out);
 }
 
 /* A field of a TLS connection's certificate (operator kind's value), as

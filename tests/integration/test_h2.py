@@ -945,20 +945,26 @@ def grpc_access_log_trailers(env):
     """%TRAILER()% logs the response's trailer fields: a gRPC call's status and
     message as its upstream ended it, an alternative when the first is absent;
     a trailers-only answer has its status in the head (%RESP()%) and no
-    trailers, as in Envoy."""
+    trailers, as in Envoy. %GRPC_STATUS% (was an unknown operator) says the
+    status as Envoy's formatter: the trailers', else the head's, in its
+    CAMEL_STRING, SNAKE_STRING and NUMBER forms; "-" for a request that is
+    not gRPC."""
     need_tools("grpc")
     log = env.path("access.log")
     fmt = ("%REQ(:PATH)% %RESP(GRPC-STATUS)% %TRAILER(GRPC-STATUS)% %TRAILER(X-NONE?GRPC-STATUS)% "
-           "%TRAILER(GRPC-MESSAGE)%")
+           "%TRAILER(GRPC-MESSAGE)% %GRPC_STATUS% %GRPC_STATUS(SNAKE_STRING)% %GRPC_STATUS_NUMBER%")
     gw, _ = grpc_world(env, app_extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     res = grpc(gw, [{"method": "Unary", "request": "u"},
                     {"method": "ServerStream", "request": json.dumps({"n": 3, "code": NOT_FOUND,
                                                                       "message": "after three"})},
                     {"method": "Status", "request": json.dumps({"code": NOT_FOUND, "message": "no such thing"})}])
     check([r["code"] for r in res] == ["OK", "NOT_FOUND", "NOT_FOUND"], f"calls: {res}")
-    lines = poll(lambda: file_lines(log) if len(file_lines(log)) >= 3 else None, 5, what="three access-log lines")
+    rc, _, err = curl(["-o", "/dev/null", "--http2-prior-knowledge", f"http://127.0.0.1:{gw}/plain"])
+    check(rc == 0, f"a request that is not gRPC: {err}")
+    lines = poll(lambda: file_lines(log) if len(file_lines(log)) >= 4 else None, 5, what="four access-log lines")
     by = {l.split(" ", 1)[0].rsplit("/", 1)[-1]: l.split(" ", 1)[1] for l in lines}
-    check(by == {"Unary": "- 0 0 -", "ServerStream": "- 5 5 after three", "Status": "5 - - -"},
+    check(by == {"Unary": "- 0 0 - OK OK 0", "ServerStream": "- 5 5 after three NotFound NOT_FOUND 5",
+                 "Status": "5 - - - NotFound NOT_FOUND 5", "plain": "2 - - - - - -"},
           f"access log: {lines}")
 
 

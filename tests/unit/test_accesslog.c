@@ -256,6 +256,10 @@ static void test_parse_errors(void **state)
 	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
 	    {"%VIRTUAL_CLUSTER_NAME%",
 	     "not implemented yet in the access log: \"%VIRTUAL_CLUSTER_NAME%\" at offset 0"},
+	    {"%GRPC_STATUS(CAMEL)%", "%GRPC_STATUS()% takes CAMEL_STRING, SNAKE_STRING or NUMBER: "
+				     "\"%GRPC_STATUS(CAMEL)%\" at offset 0"},
+	    {"%GRPC_STATUS_NUMBER(NUMBER)%", "%GRPC_STATUS_NUMBER% takes no argument: "
+					     "\"%GRPC_STATUS_NUMBER(NUMBER)%\" at offset 0"},
 	    /* A header value's operator the line does not show: a whole PEM. */
 	    {"%DOWNSTREAM_PEER_CERT%",
 	     "not implemented yet in the access log: \"%DOWNSTREAM_PEER_CERT%\" at offset 0"},
@@ -508,6 +512,27 @@ static void test_render_transport_failure(void **state)
 	assert_string_equal(render(f), "\"-\" -");
 	f->rec.transport = "delayed connect error: Connection refused";
 	assert_string_equal(render(f), "\"delayed_connect_error:_Connection_refused\" -");
+}
+
+/* %GRPC_STATUS(FORMAT)% and %GRPC_STATUS_NUMBER%, as Envoy's formatter
+ * writes them: "-" for a request that is not gRPC. */
+static void test_render_grpc_status(void **state)
+{
+	struct fx *f =
+	    exchange(state, "GET / HTTP/1.1\r\nhost: h\r\n\r\n",
+		     "%GRPC_STATUS% %GRPC_STATUS(CAMEL_STRING)% %GRPC_STATUS(SNAKE_STRING)% "
+		     "%GRPC_STATUS(NUMBER)% %GRPC_STATUS_NUMBER%");
+
+	f->rec.grpc_status = -2;
+	assert_string_equal(render(f), "- - - - -");
+	f->rec.grpc_status = 4;
+	assert_string_equal(render(f), "DeadlineExceeded DeadlineExceeded DEADLINE_EXCEEDED 4 4");
+	f->rec.grpc_status = 1;
+	assert_string_equal(render(f), "Canceled Canceled CANCELLED 1 1");
+	f->rec.grpc_status = 42; /* a code of the user's */
+	assert_string_equal(render(f), "42 42 42 42 42");
+	f->rec.grpc_status = -1; /* not a number: Envoy's InvalidCode */
+	assert_string_equal(render(f), "-1 -1 -1 -1 -1");
 }
 
 /* format: istio-json without jsonFormat: Istio's JSON default, its keys in
@@ -1072,6 +1097,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_transport_failure, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_grpc_status, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_unparsed, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_operators, fx_teardown),
 	    cmocka_unit_test_teardown(test_capture_limits, fx_teardown),
