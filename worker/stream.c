@@ -1282,12 +1282,13 @@ static void route_clock(struct ism_wctx *w, struct ism_stream *st)
  * route's timeout (route_clock). */
 static void req_ends(struct ism_wctx *w, struct ism_stream *st, bool done)
 {
-	if (done && !st->req_done) {
+	bool ends = done && !st->req_done;
+
+	st->req_done = done;
+	if (ends) {
 		st->req_end_ms = w->now;
-		st->req_done = 1;
 		route_clock(w, st);
 	}
-	st->req_done = done;
 }
 
 /* Whether the request's scheme is https, as Envoy's connection manager

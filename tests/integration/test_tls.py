@@ -1490,6 +1490,20 @@ def tls_upstream_nginx(env):
                            f"(the certificate does not name it), got {r.status} {r.body!r}")
 
 
+def tls_nginx_pair(env, first, second):
+    """nginx serving TLS with certificate first ((crt, key)) on 127.0.0.5 and
+    second on 127.0.0.6, each answering "tls-upstream sni=<its SNI>"; their
+    ports by address."""
+    ports = {a: free_port(a) for a in ("127.0.0.5", "127.0.0.6")}
+    spawn_nginx(env, "".join(f"""  server {{
+    listen {a}:{ports[a]} ssl;
+    ssl_certificate {crt}; ssl_certificate_key {key};
+    location / {{ default_type text/plain; return 200 "tls-upstream sni=$ssl_server_name\\n"; }}
+  }}
+""" for a, (crt, key) in (("127.0.0.5", first), ("127.0.0.6", second))), list(ports.items()))
+    return ports
+
+
 @_test
 def tls_upstream_cn_is_no_name(env):
     """The upstream's name is looked for in its certificate's DNS SANs only, as
@@ -1499,13 +1513,7 @@ def tls_upstream_cn_is_no_name(env):
     pki = Pki(env)
     cn_only = pki.leaf("cn-only.test.internal", ["URI:spiffe://x/cn-only"])
     san = pki.leaf("san.test.internal", ["DNS:san.test.internal"])
-    ports = {a: free_port(a) for a in ("127.0.0.5", "127.0.0.6")}
-    spawn_nginx(env, "".join(f"""  server {{
-    listen {a}:{ports[a]} ssl;
-    ssl_certificate {crt}; ssl_certificate_key {key};
-    location / {{ default_type text/plain; return 200 "tls-upstream sni=$ssl_server_name\\n"; }}
-  }}
-""" for a, (crt, key) in (("127.0.0.5", cn_only), ("127.0.0.6", san))), list(ports.items()))
+    ports = tls_nginx_pair(env, cn_only, san)
     port = free_port()
     parts = [appliance(env), gateway(port)]
     for i, (host, addr) in enumerate((("cn-only.test.internal", "127.0.0.5"), ("san.test.internal", "127.0.0.6"))):
@@ -1530,13 +1538,7 @@ def tls_upstream_wildcard_names(env):
     pki = Pki(env)
     short = pki.leaf("short", ["DNS:*.internal"])
     deep = pki.leaf("deep", ["DNS:*.Test.internal"])
-    ports = {a: free_port(a) for a in ("127.0.0.5", "127.0.0.6")}
-    spawn_nginx(env, "".join(f"""  server {{
-    listen {a}:{ports[a]} ssl;
-    ssl_certificate {crt}; ssl_certificate_key {key};
-    location / {{ default_type text/plain; return 200 "tls-upstream sni=$ssl_server_name\\n"; }}
-  }}
-""" for a, (crt, key) in (("127.0.0.5", short), ("127.0.0.6", deep))), list(ports.items()))
+    ports = tls_nginx_pair(env, short, deep)
     ca = pki.ca()
     cases = {  # request Host: (upstream, tls, status)
         "short.up": ("127.0.0.5", "sni: a.internal", 200),
