@@ -338,6 +338,13 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	*why = ISM_WHY_URI_TOO_LONG;
 	if (lim->max_uri_bytes && req->target_len > lim->max_uri_bytes)
 		return 414;
+	/* A fragment is never sent (RFC 9110 7.1): Envoy refuses a :path with
+	 * '#' (its http_reject_path_with_fragment), as the HTTP/1.1 parser
+	 * refuses one; else "/admin#x" went on as "/admin%23x", past a policy
+	 * on "/admin", and one in the query raw into the upstream's head. */
+	*why = ISM_WHY_BAD_PATH;
+	if (memchr(req->target, '#', req->target_len) != NULL)
+		return 400;
 	*why = ISM_WHY_BODY_TOO_LARGE;
 	if (f.cl > 0 && lim->max_request_body_bytes && (uint64_t)f.cl > lim->max_request_body_bytes)
 		return 413;

@@ -26,8 +26,6 @@ struct ism_route;
 #define ISM_WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
 /* A gRPC-Web text request whose body is not base64 (Envoy's answer). */
 #define ISM_WHY_GW_BASE64 "Bad gRPC-web request, invalid base64 data."
-/* A request path that normalisation refuses (Envoy: path_normalization_failed). */
-#define ISM_WHY_BAD_PATH "bad request path"
 /* An AuthorizationPolicy's denial (Envoy's RBAC filter's answer). */
 #define ISM_WHY_RBAC "RBAC: access denied"
 

@@ -103,6 +103,7 @@ static void stream_free(struct ism_wctx *w, struct ism_stream *st)
 	ism_buf_free(&st->filter_hdrs);
 	ism_buf_free(&st->filter_resp);
 	ism_buf_free(&st->filter_trl);
+	ism_buf_free(&st->xff);
 	st->sess = NULL;
 	st->up = NULL;
 	st->usp = NULL;
@@ -1109,7 +1110,47 @@ static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct
 
 /* What the request's head and the session say about it, for the stream and
  * its log line. */
-static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req)
+/* Several X-Forwarded-For fields are one list, as Envoy's header map joins
+ * an inline header's repeats (with ","): the first field takes the joined
+ * value (in st->xff), the others leave req. Else the last one alone (a proxy
+ * that adds a field per hop) named the client to numTrustedProxies, and the
+ * upstream got that one only. Without memory, the first alone stays. */
+static void join_xff(struct ism_stream *st, struct ism_http_req *req)
+{
+	struct ism_http_header *first = NULL;
+	bool joined = true;
+	size_t k = 0;
+
+	for (size_t i = 0; i < req->n_headers; i++) {
+		struct ism_http_header *h = &req->headers[i];
+
+		if (!ism_http_header_is(h, "x-forwarded-for")) {
+			req->headers[k++] = *h;
+			continue;
+		}
+		if (first == NULL) {
+			req->headers[k++] = *h;
+			first = &req->headers[k - 1];
+			continue;
+		}
+		if (joined &&
+		    ((st->xff.len == 0 &&
+		      ism_buf_append(&st->xff, first->value, (uint32_t)first->value_len,
+				     UINT32_MAX) < 0) ||
+		     ism_buf_append(&st->xff, ",", 1, UINT32_MAX) < 0 ||
+		     ism_buf_append(&st->xff, h->value, (uint32_t)h->value_len, UINT32_MAX) < 0)) {
+			ism_buf_free(&st->xff);
+			joined = false;
+		}
+	}
+	req->n_headers = k;
+	if (joined && st->xff.len > 0) {
+		first->value = st->xff.p;
+		first->value_len = st->xff.len;
+	}
+}
+
+static void request_begin(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req)
 {
 	const struct ism_table *t = w->table;
 	uint16_t l = st->sess->listener;
@@ -1117,6 +1158,7 @@ static void request_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	st->lis_stats = l < t->n_listeners ? t->listeners[l].stats : NULL;
 	if (req != NULL) {
 		ism_wstat_add(&w->st->requests, 1);
+		join_xff(st, req);
 		ism_stream_xff_client(t->trusted_proxies, req, st->xff_client);
 	}
 	ism_stream_log_begin(w, st, req);

@@ -136,6 +136,8 @@ struct ism_stream {
 	struct ism_buf filter_hdrs;
 	/* the response's fields and trailers, when the filter reads them */
 	struct ism_buf filter_resp;
+	/* the request's X-Forwarded-For fields joined into one (join_xff) */
+	struct ism_buf xff;
 	struct ism_buf filter_trl;
 	const char *flags; /* reason code of a failure (Envoy-style), or NULL */
 	/* Envoy's response code details of an answer made here whose reason
@@ -246,6 +248,9 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 #define ISM_WHY_H2_BAD_LENGTH	"bad content-length"
 #define ISM_WHY_H2_HOSTS	"more than one host"
 #define ISM_WHY_H2_CONNECT_END	"an extended CONNECT that ends its stream"
+/* A request path that normalisation refuses, or an HTTP/2 :path with a
+ * fragment (Envoy: path_normalization_failed). */
+#define ISM_WHY_BAD_PATH "bad request path"
 
 /* An answer made here to a gRPC request (st->grpc), as Envoy gives it: HTTP
  * 200 with these three fields (content-type: gRPC's, or gRPC-Web's for a

@@ -196,6 +196,34 @@ def authz_remote_ip_xff(env):
 
 
 @_test
+def authz_remote_ip_xff_lines(env):
+    """X-Forwarded-For in several fields (a proxy that adds one per hop, as
+    HAProxy's forwardfor does) is one list, as Envoy's header map joins them:
+    with numTrustedProxies 2 the client is the second address from the right
+    of all the fields together. The last field alone named too few addresses,
+    so the peer (a trusted proxy) was taken for the client and an ALLOW of
+    the proxies' addresses let an outside client in. The upstream gets the
+    joined list with the peer appended, and the access log says the same."""
+    allow = policy("proxies-only", "  rules:\n  - from: [{source: {remoteIpBlocks: [127.0.0.1/32, 127.0.0.9/32]}}]\n")
+    log = env.path("access.log")
+    (gw,), _ = world(env, allow, app_extra="  gatewayTopology: {numTrustedProxies: 2}\n"
+                     f"  accessLog: {{path: {log}, format: text, textFormat: \"%REQ(:PATH)% %REQ(X-FORWARDED-FOR)%\"}}\n")
+    cases = [  # (X-Forwarded-For fields, status)
+        (["127.0.0.5", "127.0.0.9"], 403),  # client 127.0.0.5, then proxy 127.0.0.9
+        (["127.0.0.5, 127.0.0.9"], 403),
+        (["127.0.0.9", "127.0.0.1"], 200),  # the client is the allowed 127.0.0.9
+    ]
+    for i, (fields, status) in enumerate(cases):
+        r = get(gw, f"/headers?{i}", headers=[("X-Forwarded-For", v) for v in fields])
+        check(r.status == status, f"X-Forwarded-For fields {fields}: want {status}, got {r}")
+    got = [l.lower() for l in r.body.decode().split("\r\n") if l.lower().startswith("x-forwarded-for:")]
+    check(got == ["x-forwarded-for: 127.0.0.9,127.0.0.1, 127.0.0.1"],
+          f"the upstream's X-Forwarded-For of two fields: {got}")
+    lines = poll(lambda: (lambda ls: ls if len(ls) >= 3 else None)(file_lines(log)), 5, what="three log lines")
+    check("/headers?2 127.0.0.9,127.0.0.1, 127.0.0.1" in lines, f"the access log's X-Forwarded-For: {lines}")
+
+
+@_test
 def authz_operation_and_when(env):
     """ALLOW with a rule of two operations (ORed) and a request.headers
     condition: hosts (suffix, case-insensitive), methods, notPaths and ports

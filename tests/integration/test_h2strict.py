@@ -892,7 +892,8 @@ def h2strict_reset_mid_body(env):
 def h2strict_pseudo_headers(env):
     """RFC 9113 8.3.1 / 8.5 and RFC 8441 4: missing :method, missing :scheme,
     :path twice, :path empty, :path not starting with '/', GET with :path '*',
-    CONNECT with :path, CONNECT without :authority, :protocol on a GET, an
+    a :path with '#' (a fragment, refused as Envoy refuses it), CONNECT with
+    :path, CONNECT without :authority, :protocol on a GET, an
     extended CONNECT with END_STREAM, a pseudo-header in trailers: each stream reset PROTOCOL_ERROR (or 400),
     nothing of it at the upstream, the next stream served."""
     gw, up = strict_world(env)
@@ -908,6 +909,10 @@ def h2strict_pseudo_headers(env):
         ("empty :path", [hdrs(1, H(path=""))]),
         (":path without leading slash", [hdrs(1, H(path="x"))]),
         ("GET with :path *", [hdrs(1, H(path="*"))]),
+        # A fragment is never sent: Envoy answers 400 (it went on as
+        # /b3%23x, past a policy on /b3; raw into the upstream's query).
+        (":path with a fragment", [hdrs(1, H(path="/b3#x"))]),
+        (":path with a fragment in its query", [hdrs(1, H(path="/b3?a#b"))]),
         ("CONNECT with :path", [hdrs(1, [[":method", "CONNECT"], [":authority", "a.test:443"], [":path", "/b3"]],
                                      end=False)]),
         ("CONNECT with :scheme", [hdrs(1, [[":method", "CONNECT"], [":authority", "a.test:443"],
