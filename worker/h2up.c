@@ -198,6 +198,7 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 	nghttp2_data_provider dp = {.source.ptr = x};
 	ssize_t n = ism_http_parse_request(x->head.p, x->head.len, &lim, &req);
 	struct ism_h2nv nv;
+	bool te = false;
 	int32_t id;
 
 	if (n < 0 || ism_h2nv_init(&nv, req.n_headers + 6) < 0)
@@ -209,13 +210,15 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 	for (size_t i = 0; i < req.n_headers; i++) {
 		const struct ism_http_header *h = &req.headers[i];
 
-		/* HTTP/2 has no connection-specific fields (RFC 9113 8.2.2). */
+		/* HTTP/2 has no connection-specific fields (RFC 9113 8.2.2) but
+		 * "te: trailers", which the head has when the client sent it. */
+		te |= ism_http_te_trailers(h);
 		if (ism_http_header_is(h, "host") || ism_http_header_is(h, "transfer-encoding") ||
-		    ism_http_is_hop_by_hop(h->name, h->name_len))
+		    (ism_http_is_hop_by_hop(h->name, h->name_len) && !ism_http_te_trailers(h)))
 			continue;
 		ism_h2nv_add(&nv, h->name, h->name_len, h->value, h->value_len);
 	}
-	if (x->st->grpc)
+	if (x->st->grpc && !te)
 		ISM_H2NV_ADD_LIT(&nv, "te", "trailers", 8);
 	/* Body bytes that came with the head go first. */
 	x->rq.b.len = x->rq.off = 0;

@@ -836,6 +836,25 @@ int ism_http_is_hop_by_hop(const char *name, size_t len)
 	}
 }
 
+bool ism_http_te_trailers(const struct ism_http_header *h)
+{
+	const char *p = h->value, *end = h->value + h->value_len, *e;
+	size_t elen;
+
+	if (!EQ_LIT(h->name, h->name_len, "te"))
+		return false;
+	while (next_elem(&p, end, &e, &elen)) {
+		const char *semi = memchr(e, ';', elen);
+		size_t n = semi != NULL ? (size_t)(semi - e) : elen;
+
+		while (n > 0 && (e[n - 1] == ' ' || e[n - 1] == '\t'))
+			n--;
+		if (EQ_LIT(e, n, "trailers"))
+			return true;
+	}
+	return false;
+}
+
 int ism_http_end_to_end(const struct ism_http_framing *f, const struct ism_http_header *hdrs,
 			size_t n, const struct ism_http_header *h)
 {

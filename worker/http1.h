@@ -191,6 +191,9 @@ const char *ism_http_error_why(ssize_t err);
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization? no:
  * only the RFC 9110 7.6.1 set) plus every header named in a Connection header. */
 int ism_http_is_hop_by_hop(const char *name, size_t len);
+/* Whether h is a TE field naming "trailers" (the one TE Envoy passes on, as
+ * "te: trailers": its sanitizeTEHeader; the rest of TE is hop-by-hop). */
+bool ism_http_te_trailers(const struct ism_http_header *h);
 int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
 				 size_t len);
 /* Whether a proxy forwards field h of a message (hdrs, n; f its framing) as it is: not

@@ -683,7 +683,7 @@ static struct client_said put_client_fields(const struct ism_table *t, const str
 	const char *xff = NULL;
 	size_t xff_len = 0;
 	const struct ism_http_header *xfh_last = NULL;
-	bool xfp_kept = false, xfport_kept = false;
+	bool xfp_kept = false, xfport_kept = false, te = false;
 	bool have_rid = edit_drops(drops, "x-request-id");
 	int ret = 0;
 
@@ -717,6 +717,13 @@ static struct client_said put_client_fields(const struct ism_table *t, const str
 		/* Written per attempt instead (ISM_STAMP_GRPC). */
 		if ((st->stamp & ISM_STAMP_GRPC) && ism_http_header_is(h, "grpc-timeout"))
 			continue;
+		/* TE is hop-by-hop but for "trailers", which goes on alone, once
+		 * (Envoy's sanitizeTEHeader). */
+		if (!te && ism_http_te_trailers(h)) {
+			te = true;
+			ret |= ism_buf_put_str(out, "te: trailers\r\n", limit);
+			continue;
+		}
 		if (!ism_http_end_to_end(&req->framing, req->headers, req->n_headers, h))
 			continue;
 		/* Every request is an edge request (as above): Envoy replaces

@@ -827,6 +827,38 @@ def h2_upstream_pool_settings_reload(env):
 
 
 @_test
+def te_trailers_passed_on(env):
+    """A client's TE naming "trailers" goes on as "te: trailers" alone, as
+    Envoy's sanitizeTEHeader keeps it, to an HTTP/2 upstream (it went only
+    with gRPC requests) and to an HTTP/1.1 one (TE is hop-by-hop otherwise:
+    it was always dropped); another TE goes nowhere."""
+    need_tools("h2")
+    h2port = start_h2_upstream(env, "127.0.0.3", "u")
+    h1port = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+    routes = (f"  - match: [{{uri: {{prefix: /h2}}}}]\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+              f"  - route: [{{destination: {{host: h1.internal}}}}]\n")
+    gw = one_service(env, h2port, protocol="HTTP2", addr="127.0.0.3", routes=routes, workers=1,
+                     extra_docs=[service_entry("h1", "h1.internal", [{"address": "127.0.0.2", "port": h1port}])])
+
+    def h2_te(te):
+        r = http_get(gw, "/h2/x", headers={"TE": te})
+        check(r.status == 200, f"to the HTTP/2 upstream: {r}")
+        return [v for k, v in info(r.body)["headers"] if k.lower() == "te"]
+
+    def h1_te(te):
+        r = http_get(gw, "/headers", headers={"TE": te})
+        check(r.status == 200, f"to the HTTP/1.1 upstream: {r}")
+        return [l.split(":", 1)[1].strip() for l in r.body.decode().split("\r\n") if l.lower().startswith("te:")]
+
+    for te, want in (("trailers", ["trailers"]), ("deflate, trailers;q=1", ["trailers"]), ("deflate", [])):
+        check(h2_te(te) == want, f"TE {te!r} at the HTTP/2 upstream: {h2_te(te)}, want {want}")
+        check(h1_te(te) == want, f"TE {te!r} at the HTTP/1.1 upstream: {h1_te(te)}, want {want}")
+    rc, out, err = curl(["--http2-prior-knowledge", "-H", "te: trailers", f"http://127.0.0.1:{gw}/h2/y"])
+    check(rc == 0 and [v for k, v in json.loads(out)["headers"] if k == "te"] == ["trailers"],
+          f"an HTTP/2 client's te: trailers at the HTTP/2 upstream: {out[:300]} {err}")
+
+
+@_test
 def h2_upstream_peer_settings(env):
     """An upstream announcing SETTINGS_MAX_CONCURRENT_STREAMS 3: 12 requests at
     once are all served (streams refused before the SETTINGS arrive are retried),
