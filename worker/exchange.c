@@ -35,8 +35,9 @@ const char *ism_stream_flag_for(int status, const char *why)
 		/* Envoy's jwt_authn filter answers without a flag. */
 		return NULL;
 	case 403:
-		/* Envoy's RBAC and jwt_authn filters answer without a flag. */
-		return strcmp(why, ISM_WHY_RBAC) == 0 ||
+		/* Envoy's RBAC and jwt_authn filters answer without a flag, and
+		 * so does its connection manager refusing an upgrade. */
+		return strcmp(why, ISM_WHY_RBAC) == 0 || strcmp(why, ISM_WHY_UPGRADE) == 0 ||
 			       strcmp(why, ism_jwt_status_text(ISM_JWT_AUDIENCE_DENIED)) == 0
 			   ? NULL
 			   : "DPE";
@@ -296,6 +297,7 @@ const char *ism_stream_local_details(int status, const char *why)
 	    {400, ISM_WHY_H2_BAD_LENGTH, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_HOSTS, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_CONNECT_END, "http2.violation.of.messaging.rule"},
+	    {403, ISM_WHY_UPGRADE, "upgrade_failed"},
 	    /* Envoy's router: an HTTP/2 upstream's REFUSED_STREAM (UR) */
 	    {503, ISM_WHY_REFUSED,
 	     "upstream_reset_before_response_started{remote_refused_stream_reset}"},

@@ -26,6 +26,8 @@ struct ism_route;
 #define ISM_WHY_RETRY_BUFFER "exceeded request buffer limit while retrying upstream"
 /* A gRPC-Web text request whose body is not base64 (Envoy's answer). */
 #define ISM_WHY_GW_BASE64 "Bad gRPC-web request, invalid base64 data."
+/* An upgrade other than WebSocket (Envoy: 403 upgrade_failed). */
+#define ISM_WHY_UPGRADE "upgrade not allowed"
 /* An AuthorizationPolicy's denial (Envoy's RBAC filter's answer). */
 #define ISM_WHY_RBAC "RBAC: access denied"
 

@@ -1319,6 +1319,16 @@ static void route_clock(struct ism_wctx *w, struct ism_stream *st)
 	wake_at(w, st->deadline);
 }
 
+/* Whether an upgrade request asks for WebSocket (its Upgrade, any case). */
+static bool websocket_upgrade(const struct ism_http_req *req)
+{
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (ism_http_header_is(&req->headers[i], "upgrade"))
+			return req->headers[i].value_len == 9 &&
+			       strncasecmp(req->headers[i].value, "websocket", 9) == 0;
+	return false;
+}
+
 /* Whether the request's body is all read (done), and when it was: where
  * x-envoy-upstream-service-time counts from, as Envoy's router does, and the
  * route's timeout (route_clock). */
@@ -1707,6 +1717,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		if (!request_start(w, st, req, &body, &len, req_done))
 			return;
 		r = request_lookup(w, st, req, https, &vh, &undecided);
+		/* Envoy's connection manager: on a route, an upgrade other than
+		 * WebSocket (Istio's only upgrade_configs entry) is 403, and the
+		 * connection closes (no upgrade payload is read as requests). */
+		if (r != NULL && st->upgrade && !websocket_upgrade(req)) {
+			ism_stream_local(w, st, 403, ISM_WHY_UPGRADE, true);
+			return;
+		}
 		if (w->table->jwt.n > 0 && !authenticated(w, st, req, https, &vh, &r, &undecided))
 			return;
 		if (w->table->authz.custom.n > 0 &&

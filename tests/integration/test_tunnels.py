@@ -35,8 +35,8 @@ import threading
 import time
 import urllib.request
 
-from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, check, ctl_cmd, debian_python_has, docs,
-                     file_lines, free_port, have, poll, vmrss_kib)
+from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, build_request, check, ctl_cmd,
+                     debian_python_has, docs, file_lines, free_port, have, poll, vmrss_kib)
 from test_h2 import background, parse_tool
 from test_tls import Pki
 
@@ -989,6 +989,41 @@ def ws_h2_upgrade_refused(env):
         check(rep["status"] == want, f"extended CONNECT to {path}: {rep}, want {want}")
     e = wait_log(world.log, lambda e: e.get(NAMES["log_status"]) == 502, "of the refused HTTP/2 upgrade")
     check(e.get("flags") == "UPE", f"its line: {e}")
+
+
+@_test
+def upgrade_other_than_websocket_refused(env):
+    """An upgrade other than WebSocket is refused as Envoy's connection
+    manager refuses an upgrade type it is not configured for (Istio's
+    gateway configures websocket only): 403, details upgrade_failed, the
+    connection closed, nothing at the backend; over HTTP/2 an extended
+    CONNECT of another :protocol likewise. It was tunnelled: a backend that
+    answered 101 got a raw pipe past the gateway's per-request checks.
+    "WebSocket" in any case still upgrades."""
+    isthmus_only("refusing upgrades")
+    world, w, ports, _ = ws_world(env)
+    before = w.ws_stats()
+    with Conn("127.0.0.1", ports["http"]) as c:
+        r = c.request("GET", "/", "ws.test", headers=[("Upgrade", "foo/1"), ("Connection", "Upgrade")])
+        check(r.status == 403 and c.closed_by_peer(2), f"Upgrade: foo/1: {r}")
+    with Conn("127.0.0.1", ports["http"]) as c:
+        r = c.request("GET", "/", "ws.test", headers=[("Upgrade", "websocket, foo"), ("Connection", "Upgrade")])
+        check(r.status == 403, f"Upgrade: websocket, foo: {r}")
+    argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "ws_h2_client.py"), str(ports["http"]), "/", "1", "1",
+            "--timeout", "20", "--protocol", "foo"]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=40)
+    rep = parse_tool("ws_h2_client.py", p.returncode, p.stdout, p.stderr)
+    check(rep["status"] == 403, f"an extended CONNECT of :protocol foo: {rep}")
+    after = w.ws_stats()
+    check(after["upgraded"] == before["upgraded"] and after["refused"] == before["refused"],
+          f"the backend saw the refused upgrades: {before} -> {after}")
+    with Conn("127.0.0.1", ports["http"]) as c:
+        c.send(build_request("GET", "/", "ws.test", [("Upgrade", "WebSocket"), ("Connection", "Upgrade"),
+                                                    ("Sec-WebSocket-Key", WS_KEY), ("Sec-WebSocket-Version", "13")]))
+        status = c.read_head()[0]
+        check(status == 101, f"Upgrade: WebSocket: {status}")
+    e = wait_log(world.log, lambda e: e.get(NAMES["log_status"]) == 403, "of the refused upgrade")
+    check(e.get("flags") in (None, "-"), f"its line: {e}")
 
 
 @_test

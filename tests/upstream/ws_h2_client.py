@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A WebSocket client over HTTP/2 (RFC 8441 extended CONNECT), with python3-h2.
 
-    ws_h2_client.py PORT PATH COUNT SIZE [--timeout S] [--half-close]
+    ws_h2_client.py PORT PATH COUNT SIZE [--timeout S] [--half-close] [--protocol P]
 
 Connects to 127.0.0.1:PORT in plaintext (prior knowledge), waits for the
 server's SETTINGS, opens PATH with :method CONNECT and :protocol websocket,
@@ -64,6 +64,7 @@ def main():
     opts = sys.argv[5:]
     timeout = float(opts[opts.index("--timeout") + 1]) if "--timeout" in opts else 20.0
     half_close = "--half-close" in opts
+    proto = opts[opts.index("--protocol") + 1] if "--protocol" in opts else "websocket"
     out = {"connect_protocol": None, "status": None, "report": None, "echoed": 0, "error": None, "ended": None}
     half_closed_at = None
     deadline = time.time() + timeout
@@ -102,7 +103,7 @@ def main():
                     out["connect_protocol"] = c.remote_settings.get(
                         h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
                     sid = c.get_next_available_stream_id()
-                    c.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                    c.send_headers(sid, [(":method", "CONNECT"), (":protocol", proto),
                                          (":scheme", "http"), (":path", path),
                                          (":authority", f"ws.test:{port}"),
                                          ("sec-websocket-version", "13")])
