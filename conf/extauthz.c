@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf/model.h"
 #include "lib/ascii.h"
@@ -78,6 +79,26 @@ static void parse_pats(struct ism_vctx *v, const struct ism_node *m, const char 
 	ism_v_pop(v, old);
 }
 
+/* Whether field name frames a message or its connection (the body's length
+ * and coding, hop-by-hop fields): never an additional field of a check. */
+static bool framing_field(const char *name)
+{
+	static const char *const names[] = {"content-length",
+					    "transfer-encoding",
+					    "connection",
+					    "keep-alive",
+					    "proxy-connection",
+					    "upgrade",
+					    "te",
+					    "trailer",
+					    NULL};
+
+	for (size_t i = 0; names[i] != NULL; i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
 /* includeAdditionalHeadersInCheck: a map of field name to value. */
 static void parse_add(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_xa *x)
 {
@@ -99,6 +120,11 @@ static void parse_add(struct ism_vctx *v, const struct ism_node *m, struct ism_c
 
 		if (!ism_is_token(k->str) || k->len > 255) {
 			ism_v_err(v, k, "\"%s\" is not a field name (an RFC 9110 token)", k->str);
+		} else if (framing_field(k->str)) {
+			ism_v_err(v, k,
+				  "\"%s\" frames the check request, which isthmus writes itself; "
+				  "it cannot be added",
+				  k->str);
 		} else if (val->kind != ISM_NODE_SCALAR) {
 			ism_v_err(v, val, "expected a string");
 		} else if (strchr(val->str, '%') != NULL) {

@@ -22,10 +22,10 @@ struct ism_router_scratch;
 /* What a check reads. */
 struct ism_az_in {
 	const struct ism_http_req *req; /* the request (normalised path); NULL: a connection */
-	const char *peer;		/* the connection's peer address (a PROXY header's) */
-	const char *client;		/* remote.ip: X-Forwarded-For's client, else peer itself */
-	const char *sni;		/* the ClientHello's server name; NULL: none */
-	SSL *ssl;			/* the client's TLS (its certificate); NULL: none */
+	const char *peer;		/* source.ip: the socket's peer (never a PROXY header's) */
+	const char *client; /* remote.ip: X-Forwarded-For's client, a PROXY header's, the peer */
+	const char *sni;    /* the ClientHello's server name; NULL: none */
+	SSL *ssl;	    /* the client's TLS (its certificate); NULL: none */
 	/* The address the client connected to, asked for when a condition
 	 * needs it; false when unknown. */
 	bool (*dest)(void *ctx, struct sockaddr_storage *out);

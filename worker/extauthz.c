@@ -213,12 +213,15 @@ static int check_head(struct ism_wctx *w, const struct ism_extauthz *xa,
 		ret |= ism_buf_append(b, "?", 1, UINT32_MAX);
 		ret |= ism_buf_append(b, req->query, (uint32_t)req->query_len, UINT32_MAX);
 	}
-	ret |= ism_buf_put_str(b, " HTTP/1.1\r\nhost: ", UINT32_MAX);
-	if (req->host != NULL)
-		ret |= ism_buf_append(b, req->host, (uint32_t)req->host_len, UINT32_MAX);
-	else
-		ret |= ism_buf_append(b, cl->host.p, cl->host.len, UINT32_MAX);
-	ret |= ism_buf_put_str(b, "\r\n", UINT32_MAX);
+	ret |= ism_buf_put_str(b, " HTTP/1.1\r\n", UINT32_MAX);
+	if (!added(xa, "host", 4)) { /* else the additional field's (below) */
+		ret |= ism_buf_put_str(b, "host: ", UINT32_MAX);
+		if (req->host != NULL)
+			ret |= ism_buf_append(b, req->host, (uint32_t)req->host_len, UINT32_MAX);
+		else
+			ret |= ism_buf_append(b, cl->host.p, cl->host.len, UINT32_MAX);
+		ret |= ism_buf_put_str(b, "\r\n", UINT32_MAX);
+	}
 	for (size_t i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 

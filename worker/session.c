@@ -150,10 +150,11 @@ static void set_peer(struct ism_sess *s, const struct sockaddr_storage *ss)
  * listener filter gives them to the connection). 0, or -ENOMEM. */
 static int keep_pp_addrs(struct ism_sess *s, const struct ism_pp *pp)
 {
-	set_peer(s, &pp->src);
 	s->pp = calloc(1, sizeof(*s->pp));
 	if (s->pp == NULL)
 		return -ENOMEM;
+	memcpy(s->pp->direct, s->peer, sizeof(s->peer));
+	set_peer(s, &pp->src);
 	memcpy(&s->pp->src, &pp->src, pp->addrlen);
 	memcpy(&s->pp->dst, &pp->dst, pp->addrlen);
 	return 0;

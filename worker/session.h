@@ -60,6 +60,10 @@ struct ism_sess_pp {
 	 * mirror's sink, whose copies' headers name their own connections). */
 	union ism_pp_addr src, dst;
 	struct ism_upconn *conns; /* its private upstream connections, by pool_next */
+	/* the socket's own peer where an inbound PROXY header named the client
+	 * (ism_sess.peer): what ipBlocks match, Envoy's direct_remote_ip; "":
+	 * no such header */
+	char direct[INET6_ADDRSTRLEN];
 };
 
 struct ism_sess {

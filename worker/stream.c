@@ -778,8 +778,11 @@ static struct ism_az_in az_in(struct ism_wctx *w, struct ism_stream *st,
 {
 	struct ism_sess *s = st->sess;
 
+	/* ipBlocks: the socket's peer, whatever a PROXY header says (Envoy's
+	 * direct_remote_ip, as Istio writes them); remoteIpBlocks: the client. */
 	return (struct ism_az_in){.req = req,
-				  .peer = s->peer,
+				  .peer =
+				      s->pp != NULL && s->pp->direct[0] ? s->pp->direct : s->peer,
 				  .client = req != NULL ? ism_stream_client(st) : s->peer,
 				  .sni = s->sni,
 				  .ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,

@@ -357,7 +357,10 @@ static bool read_denied(const struct ism_pb_field *m, struct ism_xa_grpc_resp *o
 		if (f.num == 1 && f.wire == ISM_PB_LEN) {
 			while ((r2 = ism_pb_next(&in, ie, &g)) > 0)
 				if (g.num == 1 && g.wire == ISM_PB_VARINT && g.v > 0) {
-					good = good && g.v >= 100 && g.v <= 599;
+					/* an interim status is no answer: the
+					 * check failed (statusOnError), as
+					 * an HTTP authorizer's 1xx */
+					good = good && g.v >= 200 && g.v <= 599;
 					out->status = (uint16_t)g.v;
 				}
 			good = good && r2 == 0;

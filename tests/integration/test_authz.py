@@ -224,6 +224,25 @@ def authz_remote_ip_xff_lines(env):
 
 
 @_test
+def authz_ip_blocks_behind_proxy_protocol(env):
+    """On a listener behind a PROXY-protocol load balancer, ipBlocks (and
+    source.ip) are the socket's peer, the load balancer, as Istio writes them
+    (Envoy's direct_remote_ip); remoteIpBlocks is the client the PROXY header
+    names. ipBlocks matched the PROXY header's client, so a rule meant for
+    the balancer's address decided on the client's."""
+    deny = policy("pp", "  action: DENY\n  rules:\n"
+                  "  - from: [{source: {ipBlocks: [203.0.113.0/24, 127.0.0.3/32]}}]\n"
+                  "  - from: [{source: {remoteIpBlocks: [198.51.100.0/24]}}]\n")
+    (gw,), _ = world(env, deny, app_extra="  gatewayTopology: {proxyProtocol: {}}\n")
+    for src, client, status in (("127.0.0.1", "203.0.113.7", 200), ("127.0.0.1", "198.51.100.9", 403),
+                                ("127.0.0.3", "192.0.2.1", 403), ("127.0.0.1", "192.0.2.1", 200)):
+        with Conn("127.0.0.1", gw, source=(src, 0)) as c:
+            c.send(f"PROXY TCP4 {client} 127.0.0.1 40000 {gw}\r\n".encode())
+            r = c.request("GET", "/", "test.local")
+        check(r.status == status, f"from {src}, PROXY naming {client}: want {status}, got {r}")
+
+
+@_test
 def authz_operation_and_when(env):
     """ALLOW with a rule of two operations (ORed) and a request.headers
     condition: hosts (suffix, case-insensitive), methods, notPaths and ports

@@ -253,6 +253,19 @@ def extauthz_matched_requests_only(env):
 
 
 @_test
+def extauthz_additional_host(env):
+    """An additional field named host replaces the check request's Host (the
+    check carried two Host fields: the request's and the configured one)."""
+    w = World(env, providers(provider(includeRequestHeadersInCheck=INCLUDE,
+                                      includeAdditionalHeadersInCheck={"host": "authz.internal"})), custom())
+    n = w.authz.count()
+    r = w.req("/a", ask("allow"))
+    check(r.status == 200 and r.header("x-upstream") == "a", f"the allowed request: {r}")
+    rec = w.authz.one_since(n, "the request")
+    check(got(rec, "host") == ["authz.internal"], f"the check's Host: {got(rec, 'host')}")
+
+
+@_test
 def extauthz_check_request(env):
     """The check request: the client's method; the path pathPrefix + the
     normalised path with its query; Host the request's authority as sent;
@@ -918,6 +931,10 @@ def error_cases():
          providers(provider(includeRequestBodyInCheck={"maxRequestBytes": 0})), [custom()],
          r"Appliance test: " + field_ + r"includeRequestBodyInCheck\.maxRequestBytes",
          "must be an integer between 1 and 4294967295", ("includeRequestBodyInCheck", 1)),
+        ("a framing field in includeAdditionalHeadersInCheck",
+         providers(provider(includeAdditionalHeadersInCheck={"Content-Length": "50"})),
+         [custom()], r"Appliance test: " + field_ + "includeAdditionalHeadersInCheck", "frames the check request",
+         ("includeAdditionalHeadersInCheck", 1)),
         ("a command operator in includeAdditionalHeadersInCheck",
          providers(provider(includeAdditionalHeadersInCheck={"x-peer": "%DOWNSTREAM_REMOTE_ADDRESS%"})),
          [custom()], r"Appliance test: " + field_ + "includeAdditionalHeadersInCheck", "not implemented yet",

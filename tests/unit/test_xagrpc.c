@@ -379,6 +379,19 @@ static void test_check_response(void **state)
 	assert_int_equal(r->hdrs.n, 1);
 	assert_int_equal(r->body_len, 2);
 	ism_xa_grpc_resp_free(r);
+	/* An interim status is no denial: the check failed (statusOnError). */
+	for (uint64_t code = 100; code <= 199; code += 99) {
+		struct ism_pbw d = {0};
+		size_t o = ism_pbw_begin(&d, 2), st = ism_pbw_begin(&d, 1);
+
+		ism_pbw_varint(&d, 1, code);
+		ism_pbw_end(&d, st);
+		ism_pbw_end(&d, o);
+		n = answer(buf, 7, d.p, d.len);
+		assert_int_equal(ism_xa_grpc_response(buf, n, r), -EINVAL);
+		ism_xa_grpc_resp_free(r);
+		ism_pbw_free(&d);
+	}
 	n = answer(buf, 16, NULL, 0);
 	assert_int_equal(ism_xa_grpc_response(buf, n, r), 0);
 	assert_false(r->ok);
