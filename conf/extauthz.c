@@ -79,24 +79,12 @@ static void parse_pats(struct ism_vctx *v, const struct ism_node *m, const char 
 	ism_v_pop(v, old);
 }
 
-/* Whether field name frames a message or its connection (the body's length
- * and coding, hop-by-hop fields): never an additional field of a check. */
+/* Whether field name frames a message or its connection (the body's length,
+ * a hop-by-hop field): never an additional field of a check. */
 static bool framing_field(const char *name)
 {
-	static const char *const names[] = {"content-length",
-					    "transfer-encoding",
-					    "connection",
-					    "keep-alive",
-					    "proxy-connection",
-					    "upgrade",
-					    "te",
-					    "trailer",
-					    NULL};
-
-	for (size_t i = 0; names[i] != NULL; i++)
-		if (strcasecmp(name, names[i]) == 0)
-			return true;
-	return false;
+	return strcasecmp(name, "content-length") == 0 ||
+	       ism_http_is_hop_by_hop(name, strlen(name));
 }
 
 /* includeAdditionalHeadersInCheck: a map of field name to value. */

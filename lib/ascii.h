@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 /* The length of host (a Host header value) without its port: "[v6]:port"
  * keeps the brackets, "name:port" is cut at the first colon. */
@@ -19,6 +20,29 @@ static inline size_t ism_host_len(const char *host, size_t len)
 	}
 	end = memchr(host, ':', len);
 	return end ? (size_t)(end - host) : len;
+}
+
+/* Whether field name (len bytes, any case) is hop-by-hop, one a proxy never
+ * forwards as it is: RFC 9110 7.6.1's Connection, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade (a field that a
+ * Connection field names is one too: see worker/http1.h). */
+static inline int ism_http_is_hop_by_hop(const char *name, size_t len)
+{
+	switch (len) {
+	case 2:
+		return strncasecmp(name, "te", 2) == 0;
+	case 7:
+		return strncasecmp(name, "trailer", 7) == 0 || strncasecmp(name, "upgrade", 7) == 0;
+	case 10:
+		return strncasecmp(name, "connection", 10) == 0 ||
+		       strncasecmp(name, "keep-alive", 10) == 0;
+	case 16:
+		return strncasecmp(name, "proxy-connection", 16) == 0;
+	case 17:
+		return strncasecmp(name, "transfer-encoding", 17) == 0;
+	default:
+		return 0;
+	}
 }
 
 /* The value of hex digit c (either case), or -1. */

@@ -818,24 +818,6 @@ const char *ism_http_error_why(ssize_t err)
 	}
 }
 
-int ism_http_is_hop_by_hop(const char *name, size_t len)
-{
-	switch (len) {
-	case 2:
-		return EQ_LIT(name, len, "te");
-	case 7:
-		return EQ_LIT(name, len, "trailer") || EQ_LIT(name, len, "upgrade");
-	case 10:
-		return EQ_LIT(name, len, "connection") || EQ_LIT(name, len, "keep-alive");
-	case 16:
-		return EQ_LIT(name, len, "proxy-connection");
-	case 17:
-		return EQ_LIT(name, len, "transfer-encoding");
-	default:
-		return 0;
-	}
-}
-
 bool ism_http_te_trailers(const struct ism_http_header *h)
 {
 	const char *p = h->value, *end = h->value + h->value_len, *e;

@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <sys/types.h>
 
+#include "lib/ascii.h"
+
 #define ISM_HTTP_INCOMPLETE 0
 
 /* Errors, each mapping to the status the client gets (ism_http_error_status). */
@@ -187,10 +189,6 @@ int ism_http_error_status(ssize_t err);
 /* The text of the answer to err (an ISM_WHY_* above). */
 const char *ism_http_error_why(ssize_t err);
 
-/* Hop-by-hop headers that a proxy must not forward (Connection, Keep-Alive,
- * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization? no:
- * only the RFC 9110 7.6.1 set) plus every header named in a Connection header. */
-int ism_http_is_hop_by_hop(const char *name, size_t len);
 /* Whether h is a TE field naming "trailers" (the one TE Envoy passes on, as
  * "te: trailers": its sanitizeTEHeader; the rest of TE is hop-by-hop). */
 bool ism_http_te_trailers(const struct ism_http_header *h);
