@@ -133,21 +133,32 @@ static bool hval_attr(struct lf_ctx *c, uint8_t kind, bool port, struct ism_cel_
 	return int_val(v, out);
 }
 
-/* The values of the fields of b (name NUL value NUL ...) named key (any
- * case), joined with ",", as Envoy's header maps give them; absent without. */
+/* The next value, from *off on, of a field of b (name NUL value NUL ...)
+ * named key (any case); NULL past the last one. */
+static const char *pair_next(const struct ism_buf *b, size_t *off, const char *key, size_t len)
+{
+	while (*off < b->len) {
+		const char *name = b->p + *off, *value = name + strlen(name) + 1;
+
+		*off = (size_t)(value - b->p) + strlen(value) + 1;
+		if (strlen(name) == len && ism_eq_nocase(name, key, len))
+			return value;
+	}
+	return NULL;
+}
+
+/* The values of the fields of b named key, joined with ",", as Envoy's
+ * header maps give them; absent without. */
 static bool pairs_joined(struct lf_ctx *c, const struct ism_buf *b, const char *key, size_t len,
 			 struct ism_cel_val *out)
 {
 	size_t off = 0, n = 0;
+	const char *value;
 	char *p = NULL;
 
-	while (off < b->len) {
-		const char *name = b->p + off, *value = name + strlen(name) + 1;
+	while ((value = pair_next(b, &off, key, len)) != NULL) {
 		size_t vl = strlen(value);
 
-		off = (size_t)(value - b->p) + vl + 1;
-		if (strlen(name) != len || !ism_eq_nocase(name, key, len))
-			continue;
 		if (p == NULL)
 			p = c->scratch + c->used;
 		if ((n > 0 && lf_room(c, 1) == NULL) || lf_room(c, vl) == NULL)
@@ -160,18 +171,12 @@ static bool pairs_joined(struct lf_ctx *c, const struct ism_buf *b, const char *
 	return p != NULL && str_val(p, n, out);
 }
 
-/* The first value of the field of b (name NUL value NUL ...) named key (any
- * case); NULL without one. */
+/* The first value of the field of b named key; NULL without one. */
 static const char *pair_value(const struct ism_buf *b, const char *key, size_t len)
 {
-	for (size_t off = 0; off < b->len;) {
-		const char *name = b->p + off, *value = name + strlen(name) + 1;
+	size_t off = 0;
 
-		off = (size_t)(value - b->p) + strlen(value) + 1;
-		if (strlen(name) == len && ism_eq_nocase(name, key, len))
-			return value;
-	}
-	return NULL;
+	return pair_next(b, &off, key, len);
 }
 
 int64_t ism_logfilter_grpc_status(const struct ism_stream *st, uint32_t status, bool user_defined)
