@@ -843,16 +843,28 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 		else
 			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_ENDPOINT, key, cl->hc != NULL,
 				      &cs->ep[i].id);
+		bool od = false;
+
 		if (rc == 0) {
 			snprintf(key, sizeof(key), "%s|%u", cl->name.p, cs->ep[i].id);
 			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_OUTLIER, key, false, &cs->ep[i].od);
+			od = true;
 		}
-		if (rc < 0) {
+		if (rc == -ENOSPC)
+			ism_diag_add(
+			    b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
+			    "cannot assign an id to endpoint %s|%s: %s: the %u %s of the "
+			    "generations running, draining and loaded are all taken (a reload "
+			    "that replaces most endpoints can go in two steps)",
+			    k->host, cs->ep[i].text, strerror(-rc),
+			    od ? ISM_MAX_OD_SLOTS : ISM_MAX_ENDPOINTS,
+			    od ? "endpoint ids of clusters" : "endpoint ids");
+		else if (rc < 0)
 			ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
 				     "cannot assign an id to endpoint %s|%s: %s", k->host,
 				     cs->ep[i].text, strerror(-rc));
+		if (rc < 0)
 			b->rc = rc;
-		}
 	}
 }
 

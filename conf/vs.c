@@ -256,13 +256,11 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 			    "@request.auth.claims.<name>)",
 			    k->str);
 		kv->name = lower ? ism_model_lower_dup(v, k->str) : k->str;
-		if (claims != NULL &&
-		    (strcasecmp(k->str, "host") == 0 || strcmp(k->str, ":status") == 0))
-			ism_v_warn(v, k,
-				   "\"%s\" is never a request's header in Envoy (its Host is "
-				   ":authority): the condition always finds it absent; match the "
-				   "host with authority",
-				   k->str);
+		if (claims != NULL && strcmp(k->str, ":status") == 0)
+			ism_v_warn(
+			    v, k,
+			    "\":status\" is never a request's header in Envoy: the condition "
+			    "always finds it absent");
 		if (strcmp(key, "withoutHeaders") == 0 && star_regex(n->pairs[i].value))
 			kv->m.kind = ISM_SM_PRESENT; /* istiod's present match: the header absent */
 		else

@@ -117,7 +117,8 @@ static void explain_dns_origin(const struct ism_endpoint *ep, struct ism_reply *
 }
 
 static void explain_cluster(struct ism_master *m, const struct ism_table *t, uint32_t ci,
-			    const struct ism_http_req *req, const char *peer, struct ism_reply *r)
+			    const struct ism_http_req *req, const char *peer,
+			    struct ism_router_scratch *rs, struct ism_reply *r)
 {
 	const struct ism_cluster *cl = &t->clusters[ci];
 	const struct ism_ep_state *eps = m->shm.hdr->eps;
@@ -165,7 +166,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 		}
 	}
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
-		rq.has_hash = (uint8_t)ism_hash_key(&cl->hash, req, peer, &rq.hash);
+		rq.has_hash = (uint8_t)ism_hash_key(&cl->hash, req, peer, rs, &rq.hash);
 		ism_say(r, "  hash key: %s\n",
 			rq.has_hash ? "present (the pick below is stable)"
 				    : "absent (a random endpoint)");
@@ -322,7 +323,7 @@ static const struct ism_vhost *explain_vhost(const struct ism_listener *l,
 /* Route rt's destinations, then the clusters of those with a weight. */
 static void explain_dests(struct ism_master *m, const struct ism_table *t,
 			  const struct ism_route *rt, struct ism_http_req *req, const char *peer,
-			  struct ism_reply *r)
+			  struct ism_router_scratch *rs, struct ism_reply *r)
 {
 	for (uint32_t i = 0; i < rt->n_dest; i++) {
 		const struct ism_dest_actions *da = rt->dest[i].act;
@@ -335,7 +336,7 @@ static void explain_dests(struct ism_master *m, const struct ism_table *t,
 	}
 	for (uint32_t i = 0; i < rt->n_dest; i++)
 		if (rt->dest[i].weight > 0)
-			explain_cluster(m, t, rt->dest[i].cluster, req, peer, r);
+			explain_cluster(m, t, rt->dest[i].cluster, req, peer, rs, r);
 }
 
 /* --- AuthorizationPolicy --- */
@@ -492,7 +493,7 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	if ((rt->fault != NULL || rt->cors != NULL) && !explain_fault_cors(rt, req, rs, r))
 		return;
 	if (explain_actions(t, l, rt, req, rs, r))
-		explain_dests(m, t, rt, req, peer, r);
+		explain_dests(m, t, rt, req, peer, rs, r);
 }
 
 /* --- TCP and TLS passthrough connections --- */
@@ -519,7 +520,7 @@ static void explain_tunnel(const struct ism_cluster *cl, struct ism_reply *r)
 static void explain_l4_route(struct ism_master *m, const struct ism_table *t,
 			     const struct ism_l4route *routes, uint32_t n, const char *sni,
 			     const struct sockaddr_storage *local, const char *peer,
-			     struct ism_reply *r)
+			     struct ism_router_scratch *rs, struct ism_reply *r)
 {
 	const char *kind = sni != NULL ? "tls" : "tcp";
 	const struct ism_l4route *rt = ism_router_l4(routes, n, sni, local);
@@ -555,7 +556,7 @@ static void explain_l4_route(struct ism_master *m, const struct ism_table *t,
 		if (rt->dest[i].weight == 0 || j < i)
 			continue;
 		explain_tunnel(&t->clusters[rt->dest[i].cluster], r);
-		explain_cluster(m, t, rt->dest[i].cluster, &none, peer, r);
+		explain_cluster(m, t, rt->dest[i].cluster, &none, peer, rs, r);
 	}
 }
 
@@ -587,7 +588,7 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 		ism_say(r, "tls route: none without SNI: the connection is closed (NR)\n");
 		return;
 	}
-	explain_l4_route(m, t, l->tls[s].l4, l->tls[s].n_l4, sni, local, peer, r);
+	explain_l4_route(m, t, l->tls[s].l4, l->tls[s].n_l4, sni, local, peer, rs, r);
 }
 
 static bool passes_through(const struct ism_listener *l)
@@ -668,7 +669,7 @@ static void explain_l4(struct ism_master *m, const struct ism_table *t, char **t
 		explain_tls(m, t, l, sni, known ? &local : NULL, peer, rs, r);
 	else if (explain_authz(t, l, NULL, peer, known ? &local : NULL, NULL, rs, r))
 		explain_l4_route(m, t, l->tcp_routes, l->n_tcp, NULL, known ? &local : NULL, peer,
-				 r);
+				 rs, r);
 	ism_router_scratch_free(rs);
 }
 

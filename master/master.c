@@ -1214,12 +1214,37 @@ static void jwks_refresh(struct ism_master *m, uint64_t now)
 		m->jwks_next = now + ISM_JWKS_REFRESH_FAILED_MS;
 }
 
+#define MASTER_POLLFDS (4 + ISM_CTL_POLLFDS + ISM_RESOLVER_POLLFDS)
+
+/* poll(2) over the entries of pfd that hold a descriptor, their results
+ * put back in place: the slots without one (fd -1) would count toward
+ * nfds, which the kernel refuses above the open-files limit (EINVAL), and
+ * the control socket's and admin listener's slots alone are 290. */
+static int poll_open(struct pollfd *pfd, nfds_t n, int timeout)
+{
+	struct pollfd open[MASTER_POLLFDS];
+	nfds_t at[MASTER_POLLFDS], k = 0;
+	int ret;
+
+	for (nfds_t i = 0; i < n; i++) {
+		pfd[i].revents = 0;
+		if (pfd[i].fd >= 0) {
+			open[k] = pfd[i];
+			at[k++] = i;
+		}
+	}
+	ret = poll(open, k, timeout);
+	for (nfds_t i = 0; ret > 0 && i < k; i++)
+		pfd[at[i]].revents = open[i].revents;
+	return ret;
+}
+
 static int master_loop(struct ism_master *m)
 {
 	uint64_t last_reclaim = 0;
 
 	for (;;) {
-		struct pollfd pfd[4 + ISM_CTL_POLLFDS + ISM_RESOLVER_POLLFDS];
+		struct pollfd pfd[MASTER_POLLFDS];
 		nfds_t n = 0, nctl, ndns;
 		uint64_t now = ism_now_ms();
 		int ret;
@@ -1245,7 +1270,7 @@ static int master_loop(struct ism_master *m)
 		n += nctl;
 		ndns = (nfds_t)ism_resolver_pollfds(m->dns, pfd + n, ISM_RESOLVER_POLLFDS);
 		n += ndns;
-		ret = poll(pfd, n, m->stopping ? 100 : next_timeout(m, now));
+		ret = poll_open(pfd, n, m->stopping ? 100 : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
 			ism_err("poll: %s", strerror(errno));
 			return 1;

@@ -153,12 +153,21 @@ void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table,
 	atomic_store(&shm->hdr->current, (gen << 8) | (uint64_t)slot);
 }
 
+/* A slot given up: its pages go back to the kernel (the region is shared
+ * memory, so a hole is punched for every process that maps it; the next
+ * table built there starts on zero pages). A table of many routes would
+ * otherwise keep its slot resident after every reload, up to
+ * ISM_GEN_SLOTS of them. */
+static void gen_release(struct ism_gen_slot *g)
+{
+	g->table = NULL;
+	(void)madvise(g->base, g->size, MADV_REMOVE);
+	atomic_store(&g->gen, 0);
+}
+
 void ism_shm_gen_abort(struct ism_shm *shm, int slot)
 {
-	struct ism_gen_slot *g = &shm->hdr->gens[slot];
-
-	g->table = NULL;
-	atomic_store(&g->gen, 0);
+	gen_release(&shm->hdr->gens[slot]);
 }
 
 static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
@@ -187,8 +196,7 @@ int ism_shm_gen_reclaim(struct ism_shm *shm)
 			continue;
 		if (gen_in_use(shm, gen))
 			continue;
-		g->table = NULL;
-		atomic_store(&g->gen, 0);
+		gen_release(g);
 		freed++;
 	}
 	return freed;

@@ -863,7 +863,7 @@ static void syslog_send(struct ism_alog *l, size_t n, uint64_t now_ms)
 		l->failing = 0;
 		return;
 	}
-	ism_alog_drop(l);
+	ism_alog_drop(l, 1);
 	if (!l->failing)
 		ism_warn("access log: syslog %s: %s (lines are dropped and counted until it "
 			 "takes them again)",
@@ -907,8 +907,18 @@ void ism_alog_written(struct ism_wctx *w, int res)
 		submit(w);
 		return;
 	}
-	if (res < 0)
-		ism_alog_drop(l);
+	if (res < 0) {
+		/* Every line not written yet is lost: counted one by one. */
+		ism_alog_drop_text(l, l->buf[b] + l->off, l->len[b] - l->off);
+		if (!l->failing)
+			ism_warn("access log: %s: %s (lines are dropped and counted until a write "
+				 "succeeds)",
+				 l->path, strerror(-res));
+		l->failing = 1;
+	} else if (l->failing) {
+		ism_notice("access log: %s: written again", l->path);
+		l->failing = 0;
+	}
 	l->len[b] = 0;
 	if (l->len[l->filling] >= ISM_ALOG_BUF / 2)
 		ism_alog_flush(w);
@@ -924,7 +934,7 @@ static void append(struct ism_wctx *w, const char *line, size_t len)
 		ism_alog_flush(w);
 		fill = &l->len[l->filling];
 		if (*fill + len + 1 > ISM_ALOG_BUF) {
-			ism_alog_drop(l); /* both buffers full: the disk is behind */
+			ism_alog_drop(l, 1); /* both buffers full: the disk is behind */
 			return;
 		}
 	}

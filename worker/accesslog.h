@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -132,7 +133,7 @@ struct ism_alog {
 	uint8_t pri; /* facility * 8 + 6 (info) */
 	char tag[33];
 	char host[64]; /* sent over UDP only: a local socket's receiver knows it */
-	int failing;   /* sends fail (reported once until one succeeds) */
+	int failing;   /* sends or writes fail (reported once until one succeeds) */
 	time_t head_sec;
 	uint32_t head_len;
 	char head[ISM_ALOG_SYSHEAD]; /* "<PRI>Mmm dd hh:mm:ss [host ]tag[pid]: ", for head_sec */
@@ -156,9 +157,19 @@ void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf);
 void ism_alog_reopen(struct ism_alog *l);
 void ism_alog_close(struct ism_alog *l);
 
-static inline void ism_alog_drop(struct ism_alog *l)
+static inline void ism_alog_drop(struct ism_alog *l, uint64_t lines)
 {
-	atomic_fetch_add_explicit(l->dropped, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(l->dropped, lines, memory_order_relaxed);
+}
+
+/* The lines of buffered text p (n bytes) lost: each counted. */
+static inline void ism_alog_drop_text(struct ism_alog *l, const char *p, size_t n)
+{
+	uint64_t lines = 0;
+
+	for (const char *end = p + n; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+		lines++;
+	ism_alog_drop(l, lines);
 }
 
 /* The renderer of conf's format: JSON, or conf's text template. */

@@ -78,7 +78,7 @@ void ism_stream_error(struct ism_wctx *w, struct ism_stream *st, int status, con
 	char body[256];
 	int len = snprintf(body, sizeof(body), "%s\n", why);
 
-	ISM_BUG_ON(n > 3);
+	ISM_BUG_ON(n > 2);
 	for (size_t i = 0; i < n; i++)
 		h[1 + i] = hdrs[i];
 	flag = ism_stream_flag_for(status, why);
@@ -87,6 +87,10 @@ void ism_stream_error(struct ism_wctx *w, struct ism_stream *st, int status, con
 	if (flag != NULL && strcmp(flag, "UH") == 0 && cl != NULL && cl->n_endpoints == 0 &&
 	    cl->unresolved.len > 0)
 		flag = "UH,DF";
+	/* A circuit breaker's drop: Envoy's router says so to the client
+	 * (unless Istio's envoyDebugHeaders are off). */
+	if (flag != NULL && strcmp(flag, "UO") == 0 && w->table->debug_headers)
+		h[1 + n++] = (struct ism_http_header){"x-envoy-overloaded", 18, "true", 4};
 	ism_stream_answer(w, st,
 			  &(struct ism_local){.status = status,
 					      .why = why,

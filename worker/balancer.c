@@ -260,7 +260,7 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 {
 	struct ism_cluster_dyn ld;
 	uint32_t i, n = 0, others = 0, p;
-	bool panic;
+	bool panic, hashed;
 	int g = -1;
 
 	k->cl = cl;
@@ -269,10 +269,15 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 	read_loads(cl, &ld);
 	if (rq->skip_prio != 0)
 		ism_prio_skip(ld.health, ld.n_priorities, rq->skip_prio, ld.healthy_load);
-	p = choose_priority(&ld, rq->rnd % 100);
+	/* A hashing cluster draws the priority and the locality from the key,
+	 * as Envoy's hashing balancers choose the priority with the key's hash
+	 * and fold locality weights into the ring: a key keeps its endpoint
+	 * while the loads and weights stay. */
+	hashed = rq->has_hash && (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV);
+	p = choose_priority(&ld, (uint32_t)((hashed ? rq->hash : rq->rnd) % 100));
 	panic = ld.total_panic || ld.panic[p];
 	if (cl->locality_weighted && !panic && cl->dyn != NULL)
-		g = choose_group(cl, p, rq->rnd2);
+		g = choose_group(cl, p, hashed ? (uint32_t)(rq->hash >> 32) : rq->rnd2);
 	if (g >= 0)
 		n = mark_range(lb, cl, h, cl->groups[g].first,
 			       cl->groups[g].first + cl->groups[g].count, -1, false);

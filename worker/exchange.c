@@ -277,6 +277,7 @@ const char *ism_stream_local_details(int status, const char *why)
 	} map[] = {
 	    {408, ISM_WHY_HEAD_TIMEOUT, "request_header_timeout"},
 	    {408, ISM_WHY_STREAM_IDLE, "stream_idle_timeout"},
+	    {504, ISM_WHY_PER_TRY_TIMEOUT, "upstream_per_try_timeout"},
 	    {413, ISM_WHY_BODY_TOO_LARGE, "request_payload_too_large"},
 	    {507, ISM_WHY_RETRY_BUFFER, "request_payload_exceeded_retry_buffer_limit"},
 	    {400, ISM_WHY_NO_HOST, "missing_host_header"},

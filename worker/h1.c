@@ -494,7 +494,9 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 		refuse(w, s, &req, (uint64_t)n, 400, ISM_WHY_BAD_CHUNK);
 		return;
 	}
-	if (t->limits.max_request_body_bytes && (uint64_t)body > t->limits.max_request_body_bytes) {
+	/* The body's bytes, not a chunked body's framing (RFC 9112 7.1). */
+	if (t->limits.max_request_body_bytes &&
+	    (uint64_t)data_len > t->limits.max_request_body_bytes) {
 		refuse(w, s, &req, (uint64_t)n, 413, ISM_WHY_BODY_TOO_LARGE);
 		return;
 	}
@@ -547,8 +549,9 @@ static void body_read(struct ism_wctx *w, struct ism_sess *s, char *data, uint32
 	st->meter[ISM_M_DOWN_WIRE_IN] += (uint64_t)n;
 	st->bytes_in += (uint64_t)data_len;
 	if (w->table->limits.max_request_body_bytes &&
-	    st->req_seen > w->table->limits.max_request_body_bytes) {
-		/* A chunked body has no length up front: counted as it passes. */
+	    st->bytes_in > w->table->limits.max_request_body_bytes) {
+		/* A chunked body has no length up front: its bytes are counted
+		 * as they pass (its framing is not body). */
 		ism_w_buf_recycle(w, bid);
 		s->req.mode = ISM_BODY_NONE;
 		s->close_after = 1;

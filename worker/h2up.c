@@ -145,7 +145,8 @@ static bool has_room(const struct ism_h2c *c, const struct ism_cluster *cl)
 	uint32_t cap = mine < peer ? mine : peer;
 
 	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING &&
-	       !ism_up_overdue(c->w, c->u) && ism_up_same_ep(c->w, c->u);
+	       !ism_up_overdue(c->w, c->u) && !ism_up_expired(c->w->now, c->u) &&
+	       ism_up_same_ep(c->w, c->u);
 }
 
 bool ism_h2up_wanted(const struct ism_stream *st, const struct ism_cluster *cl)
@@ -921,6 +922,8 @@ void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)
 {
 	struct ism_h2c *c = u->mux;
 
+	if (ism_up_expired(w->now, u))
+		c->goaway = 1; /* its maxConnectionDuration: drained */
 	if (c->n_streams == 0 && (c->goaway || u->idle_deadline <= w->now)) {
 		ism_up_close(w, u);
 		return;

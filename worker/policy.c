@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "worker/hash.h"
+#include "worker/router.h"
 
 void ism_retry_state_init(struct ism_retry_state *rs, const struct ism_retry *r)
 {
@@ -134,7 +135,7 @@ int ism_http_to_grpc(int status)
 
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd)
 {
-	uint64_t span = ((1ull << (n < 20 ? n : 20)) - 1) * base_ms;
+	uint64_t span = n == 0 ? 0 : (uint64_t)base_ms << (n < 20 ? n - 1 : 19);
 
 	if (span > 10ull * base_ms)
 		span = 10ull * base_ms;
@@ -162,8 +163,39 @@ enum ism_outcome ism_outcome_of(const struct ism_outlier *od, enum ism_failure f
 	return ISM_OUTCOME_SUCCESS;
 }
 
+/* A field's hash as Envoy's header hash takes it: every value of the field,
+ * in any order (Envoy sorts them before hashing them in turn; a sum of their
+ * hashes does not depend on the order either). A pseudo-header, and host
+ * (Envoy's name for :authority), as the router sees them. */
+static int header_hash(const struct ism_str *name, const struct ism_http_req *req,
+		       struct ism_router_scratch *rs, uint64_t *hash)
+{
+	uint64_t sum = 0;
+	const char *v;
+	size_t len, n = 0;
+
+	if (name->p[0] == ':' || strcmp(name->p, "host") == 0) {
+		if (!ism_router_header(req, name, rs, &v, &len))
+			return 0;
+		*hash = ism_hash64(v, len, 0);
+		return 1;
+	}
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+
+		if (h->name_len != name->len || strncasecmp(h->name, name->p, name->len) != 0)
+			continue;
+		*hash = ism_hash64(h->value, h->value_len, 0);
+		sum += *hash;
+		n++;
+	}
+	if (n > 1)
+		*hash = ism_hash64(&sum, sizeof(sum), n);
+	return n > 0;
+}
+
 int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *req, const char *peer,
-		 uint64_t *hash)
+		 struct ism_router_scratch *rs, uint64_t *hash)
 {
 	const char *v = NULL;
 	size_t vlen = 0;
@@ -171,24 +203,17 @@ int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *re
 
 	switch (hp->on) {
 	case ISM_HASH_HEADER:
-		for (size_t i = 0; i < req->n_headers && !found; i++) {
-			const struct ism_http_header *h = &req->headers[i];
-
-			if (h->name_len == hp->name.len &&
-			    strncasecmp(h->name, hp->name.p, h->name_len) == 0) {
-				v = h->value;
-				vlen = h->value_len;
-				found = 1;
-			}
-		}
-		break;
+		return header_hash(&hp->name, req, rs, hash);
 	case ISM_HASH_COOKIE:
+		/* An empty value is no value (Envoy's cookie hash): with a ttl,
+		 * a cookie is issued. */
 		for (size_t i = 0; i < req->n_headers && !found; i++) {
 			const struct ism_http_header *h = &req->headers[i];
 
 			if (h->name_len == 6 && strncasecmp(h->name, "cookie", 6) == 0)
 				found = ism_http_cookie_value(h->value, h->value_len, hp->name.p,
-							      hp->name.len, &v, &vlen);
+							      hp->name.len, &v, &vlen) &&
+					vlen > 0;
 		}
 		break;
 	case ISM_HASH_SOURCE_IP:

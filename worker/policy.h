@@ -12,6 +12,8 @@
 #include "shm/table-t.h"
 #include "worker/http1.h"
 
+struct ism_router_scratch;
+
 /* How an attempt failed, before or instead of a usable response. */
 enum ism_failure {
 	ISM_FAIL_NONE = 0, /* a response arrived: judge its status */
@@ -101,18 +103,20 @@ static inline uint32_t ism_retry_prio_skip(struct ism_retry_state *rs)
 	return rs->prio_skip;
 }
 
-/* Envoy's fully jittered exponential back-off before retry n (1-based):
- * rand[0, (2^n - 1) * base), capped at 10 * base. rnd is uniform 32-bit. */
+/* Envoy's fully jittered exponential back-off before retry n (1-based), as
+ * its JitteredExponentialBackOffStrategy: rand[0, 2^(n-1) * base), the
+ * interval capped at 10 * base. rnd is uniform 32-bit. */
 uint32_t ism_retry_backoff_ms(uint32_t base_ms, uint32_t n, uint32_t rnd);
 
 /* What the attempt means to outlier detection (od: the cluster's, for its
  * outlierDetectionHttpErrorCodes; NULL: 5xx are the errors). */
 enum ism_outcome ism_outcome_of(const struct ism_outlier *od, enum ism_failure f, int status);
 
-/* The consistent-hash key of a request under hp: a header value, a cookie, the
- * client address or a query parameter. Returns 1 and *hash when the request has
- * the key, 0 when it has none (the caller may then issue a cookie). */
+/* The consistent-hash key of a request under hp: a header's values, a cookie,
+ * the client address or a query parameter (rs: the router's scratch, for
+ * pseudo-headers). Returns 1 and *hash when the request has the key, 0 when
+ * it has none (the caller may then issue a cookie). */
 int ism_hash_key(const struct ism_hash_policy *hp, const struct ism_http_req *req, const char *peer,
-		 uint64_t *hash);
+		 struct ism_router_scratch *rs, uint64_t *hash);
 
 #endif

@@ -443,12 +443,16 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 	const struct ism_http_header *first = NULL;
 	size_t i, n = 0, total = 0, off = 0;
 
-	/* Envoy's header map has the pseudo-headers, and no Host: HTTP/1.1's
-	 * is its :authority. */
+	/* Envoy's header map has the pseudo-headers; HTTP/1.1's Host is its
+	 * :authority, which a lookup of "host" finds (its static lookup table
+	 * maps the one name to the other). */
 	if (name->len > 0 && name->p[0] == ':')
 		return pseudo_header(req, name, s, v, len);
-	if (ieq(name->p, name->len, "host", 4))
-		return false;
+	if (ieq(name->p, name->len, "host", 4)) {
+		*v = req->host;
+		*len = req->host_len;
+		return req->host != NULL;
+	}
 	for (i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 

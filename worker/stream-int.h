@@ -65,8 +65,8 @@ void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
 /* An answer made while a fault delay runs (ism_stream_answer, flags its
  * reason code), copied whole for the delay's end; NULL without memory. */
 struct ism_deferred *ism_stream_defer(const struct ism_local *lr, const char *flags);
-/* An error answered here: why, a line of text, is its body; hdrs (n, may be
- * 0): more fields. */
+/* An error answered here: why, a line of text, is its body; hdrs (n, 0..2):
+ * more fields. */
 void ism_stream_error(struct ism_wctx *w, struct ism_stream *st, int status, const char *why,
 		      bool close, const struct ism_http_header *hdrs, size_t n);
 /* ism_stream_error without more fields. */

@@ -8,6 +8,7 @@
  * session except as ABANDONED, while its retry timer is still on the ring. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,15 @@ static inline void wake_at(struct ism_wctx *w, uint64_t at)
 void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
 			     enum ism_stream_deadline kind, uint32_t ms)
 {
+	/* While the client's body still comes, no upstream timer runs: Envoy's
+	 * router starts them at the request's end, whether the response began
+	 * or not. Bytes either way keep the stream's idle timeout off; a client
+	 * that stalls meets it (408 SI), never the upstream's (a 504 that
+	 * outlier detection would count against the endpoint). */
+	if (kind == ISM_SDL_RESPONSE && !st->req_done && !st->l4 && !st->upgrade) {
+		kind = ISM_SDL_BODY;
+		ms = w->table->timeouts.idle_ms;
+	}
 	st->deadline_kind = (uint8_t)kind;
 	st->deadline = kind != ISM_SDL_NONE && ms ? w->now + ms : 0;
 	/* The route's timeout bounds the whole exchange, whatever the per-read
@@ -681,7 +691,7 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	else if (f == ISM_FAIL_CONNECT)
 		ism_stream_local(w, st, 503, "upstream connect error", false);
 	else if (f == ISM_FAIL_TIMEOUT)
-		ism_stream_local(w, st, 504, "upstream timeout", false);
+		ism_stream_local(w, st, 504, why != NULL ? why : "upstream timeout", false);
 	else
 		ism_stream_local(w, st, f == ISM_FAIL_PROTOCOL ? 502 : 503, why, false);
 }
@@ -1088,6 +1098,25 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
  * next requests hash to the same endpoint (Istio's consistentHash.httpCookie),
  * written as Envoy writes it: Max-Age unless the ttl is 0 (a session cookie),
  * Path when one is given, the attributes, HttpOnly. */
+static uint64_t addr_hash(const union ism_pp_addr *a, uint64_t seed)
+{
+	if (a->sa.sa_family == AF_INET6)
+		return ism_hash64(&a->in6.sin6_port, 2, ism_hash64(&a->in6.sin6_addr, 16, seed));
+	return ism_hash64(&a->in.sin_port, 2, ism_hash64(&a->in.sin_addr, 4, seed));
+}
+
+/* The value of a cookie issued on st's connection: the same for each of its
+ * requests, as Envoy's (a hash of the client's address and the one it
+ * connected to), so that parallel first requests share one endpoint. */
+static uint64_t cookie_value(struct ism_wctx *w, struct ism_stream *st)
+{
+	struct ism_sess_pp *pp = st->sess != NULL ? ism_sess_pp(st->sess) : NULL;
+
+	if (pp == NULL || pp->src.sa.sa_family == AF_UNSPEC)
+		return (uint64_t)ism_w_rand(w) << 32 | ism_w_rand(w);
+	return addr_hash(&pp->dst, addr_hash(&pp->src, 0));
+}
+
 static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl)
 {
 	const struct ism_hash_policy *hp = &cl->hash;
@@ -1096,12 +1125,12 @@ static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct
 
 	if (hp->on != ISM_HASH_COOKIE || !hp->issue_cookie)
 		return;
-	snprintf(value, sizeof(value), "%08x%08x", ism_w_rand(w), ism_w_rand(w));
-	if (hp->cookie_ttl_ms != 0)
-		snprintf(age, sizeof(age), "; Max-Age=%u",
-			 hp->cookie_ttl_ms / 1000 ? hp->cookie_ttl_ms / 1000 : 1);
+	snprintf(value, sizeof(value), "%016" PRIx64, cookie_value(w, st));
+	/* Whole seconds, as Envoy takes the ttl: under 1 s, a session cookie. */
+	if (hp->cookie_ttl_ms >= 1000)
+		snprintf(age, sizeof(age), "; Max-Age=%u", hp->cookie_ttl_ms / 1000);
 	free(st->set_cookie);
-	n = asprintf(&st->set_cookie, "%s=%s%s%s%s%s; HttpOnly", hp->name.p, value, age,
+	n = asprintf(&st->set_cookie, "%s=\"%s\"%s%s%s%s; HttpOnly", hp->name.p, value, age,
 		     hp->cookie_path.len ? "; Path=" : "", hp->cookie_path.p, hp->cookie_attrs.p);
 	if (n < 0) {
 		st->set_cookie = NULL;
@@ -1588,7 +1617,7 @@ static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_st
 	ism_retry_state_init(&st->rs, &r->retry);
 	if (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV) {
 		st->has_hash =
-		    (uint8_t)ism_hash_key(&cl->hash, req, ism_stream_client(st), &st->hash);
+		    (uint8_t)ism_hash_key(&cl->hash, req, ism_stream_client(st), w->rs, &st->hash);
 		if (!st->has_hash)
 			issue_cookie(w, st, cl);
 	}
@@ -1954,7 +1983,8 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 		return;
 	}
 	req_ends(w, st, done);
-	if (!st->resp_started && st->deadline_kind == ISM_SDL_RESPONSE)
+	if (st->deadline_kind == ISM_SDL_BODY ||
+	    (!st->resp_started && st->deadline_kind == ISM_SDL_RESPONSE))
 		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
 	ret = ism_up_req_data(w, st, p, len, bid, done);
 	st->req_streamed = !ism_up_replayable(st);
@@ -2515,7 +2545,13 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 		return;
 	case ISM_SDL_RESPONSE:
 		if (!st->resp_started) {
-			attempt_failed(w, st, ISM_FAIL_TIMEOUT, NULL);
+			/* Envoy's router tells its per-try timeout from the
+			 * route's in the details. */
+			attempt_failed(w, st, ISM_FAIL_TIMEOUT,
+				       per_try_bounded(st) && (st->route_deadline == 0 ||
+							       w->now < st->route_deadline)
+					   ? ISM_WHY_PER_TRY_TIMEOUT
+					   : NULL);
 			return;
 		}
 		upstream_cut(w, st, ISM_FAIL_TIMEOUT, "UT"); /* it stalled mid-body */

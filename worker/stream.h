@@ -39,8 +39,8 @@ enum ism_stream_deadline {
 	ISM_SDL_NONE = 0,
 	ISM_SDL_CONNECT,  /* the connect, or the wait for a pooled connection: 503 */
 	ISM_SDL_RESPONSE, /* bytes from the upstream, and the route's timeout: 504 */
-	/* the client's body read for an external check (timeouts.idle between
-	 * its pieces): 408, Envoy's stream idle timeout */
+	/* the client's body, read for an external check or sent to the upstream
+	 * (timeouts.idle between its pieces): 408, Envoy's stream idle timeout */
 	ISM_SDL_BODY,
 };
 
@@ -242,6 +242,7 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 			   char out[INET6_ADDRSTRLEN]);
 
 #define ISM_WHY_HEAD_TIMEOUT	"request timeout"
+#define ISM_WHY_PER_TRY_TIMEOUT "upstream per-try timeout"
 #define ISM_WHY_STREAM_IDLE	"stream timeout"
 #define ISM_WHY_BODY_TOO_LARGE	"request body too large"
 #define ISM_WHY_H2_HEAD_TOO_BIG "request headers too large"

@@ -225,6 +225,8 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	ism_buf_free(&u->out);
 	ism_buf_free(&u->hold);
 	u->idle_deadline = w->now + idle_ms;
+	if (u->expires_at != 0 && u->expires_at < u->idle_deadline)
+		u->idle_deadline = u->expires_at;
 	if (u->owner == NULL) /* a private one stays in its session's list */
 		pool_push(w, u);
 	ism_sock_multi(&u->s);
@@ -246,7 +248,7 @@ void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32
 	/* Bytes held after the response: not a clean connection. */
 	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed &&
 	    u->hold.len == 0 && !w->draining && !ism_sock_held(&u->s) &&
-	    w->shm->hdr->eps[u->ep_id].in_use && ism_up_same_ep(w, u))
+	    !ism_up_expired(w->now, u) && w->shm->hdr->eps[u->ep_id].in_use && ism_up_same_ep(w, u))
 		pool_put(w, u, idle_ms);
 	else
 		ism_up_close(w, u);
@@ -324,8 +326,22 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	}
 	fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
+		int err = errno;
+
 		unreserve(w, ep->id);
 		up_unalloc(w, u);
+		/* Out of descriptors: the worker's own shortage, not the
+		 * endpoint's failure. Idle pooled connections give theirs back,
+		 * and the request waits for one as for a connection. */
+		if ((err == EMFILE || err == ENFILE) && full != NULL) {
+			if (w->fd_warn_ms == 0 || w->now - w->fd_warn_ms >= 1000)
+				ism_warn("upstream connection: %s: idle pooled connections closed, "
+					 "requests wait for a descriptor",
+					 strerror(err));
+			w->fd_warn_ms = w->now;
+			ism_up_reclaim_idle(w);
+			*full = true;
+		}
 		return NULL;
 	}
 	ism_sock_open(w, &u->s, fd, true, u->s.idx, u->s.gen);
@@ -349,6 +365,7 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 	}
 	u->state = ISM_UP_CONNECTING;
 	u->connect_deadline = cl->connect_timeout_ms ? w->now + cl->connect_timeout_ms : 0;
+	u->expires_at = cl->tcp_max_duration_ms ? w->now + cl->tcp_max_duration_ms : 0;
 	memcpy(&u->addr, &ep->addr, ep->addrlen);
 	u->addrlen = ep->addrlen;
 	sqe = ism_w_sqe(w);
@@ -1383,6 +1400,16 @@ void ism_up_tick(struct ism_wctx *w)
 		case ISM_UP_CLOSING:
 			break;
 		}
+	}
+}
+
+void ism_up_reclaim_idle(struct ism_wctx *w)
+{
+	for (uint32_t i = 0; i < w->ups.n; i++) {
+		struct ism_upconn *u = w->ups.obj[i];
+
+		if (u->state == ISM_UP_IDLE || (u->state == ISM_UP_MUX && ism_h2up_idle(u)))
+			ism_up_close(w, u);
 	}
 }
 

@@ -54,6 +54,11 @@ struct ism_upconn {
 	uint32_t requests; /* requests sent on this connection */
 	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */
 	uint64_t idle_deadline;
+	/* its cluster's connectionPool.tcp.maxConnectionDuration from its
+	 * connect: no stream starts on it after that, and it closes once it
+	 * carries none (Envoy's max_connection_duration, which Istio sets on
+	 * HTTP clusters); 0: never */
+	uint64_t expires_at;
 	/* CONNECTING: when it is given up if not usable by then (its cluster's
 	 * connectTimeout from the connect); 0: never */
 	uint64_t connect_deadline;
@@ -189,6 +194,14 @@ static inline bool ism_up_fits(const struct ism_upconn *u, const struct ism_clus
 /* Whether u is still connecting past its connect deadline: it takes no new
  * stream, and the next tick closes it. */
 bool ism_up_overdue(const struct ism_wctx *w, const struct ism_upconn *u);
+/* Closes the idle pooled connections (HTTP/1.1 ones and HTTP/2 ones without
+ * streams): the descriptors they hold, when the worker has run out. */
+void ism_up_reclaim_idle(struct ism_wctx *w);
+/* Whether u lived its maxConnectionDuration (expires_at). */
+static inline bool ism_up_expired(uint64_t now, const struct ism_upconn *u)
+{
+	return u->expires_at != 0 && u->expires_at <= now;
+}
 /* Whether u's endpoint slot still holds the endpoint u connected to (a slot a
  * reload swept may be given to another): if not, u carries nothing more and
  * its count is not the slot's. */

@@ -193,6 +193,7 @@ struct ism_wctx {
 	struct ism_accept *accepts;
 	struct pollfd *accept_pfd; /* the tick's look at the listen queues */
 	uint64_t accept_pause_ms;  /* when the current episode began; 0: none */
+	uint64_t fd_warn_ms;	   /* when an upstream socket last found no descriptor */
 	uint64_t accept_fail_ms;   /* the episode's latest failure */
 	uint64_t accept_refused;   /* accept failures in the current episode */
 	struct ism_shm *shm;

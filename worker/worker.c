@@ -236,6 +236,9 @@ static bool accept_resource_error(int res)
 static void accept_failed(struct ism_wctx *w, int l, int res)
 {
 	ism_wstat_add(&w->st->accept_errors, 1);
+	/* Descriptors idle pooled upstream connections hold go to clients. */
+	if (res == -EMFILE || res == -ENFILE)
+		ism_up_reclaim_idle(w);
 	if (w->accept_pause_ms == 0) {
 		w->accept_pause_ms = w->now ? w->now : 1;
 		w->accept_refused = 0;
@@ -531,7 +534,7 @@ static void final_log_flush(struct ism_wctx *w)
 		int i = b ? l->filling : !l->filling;
 
 		if (l->len[i] && write(l->fd, l->buf[i], l->len[i]) < 0)
-			ism_alog_drop(l);
+			ism_alog_drop_text(l, l->buf[i], l->len[i]);
 		l->len[i] = 0;
 	}
 	ism_alog_close(l);

@@ -535,6 +535,29 @@ def nofile_default_derived(env):
     check(env.get("/").status == 200, "no service")
 
 
+@_test
+def nofile_low_hard_limit(env):
+    """Under an open-file hard limit below the master's poll slots (2
+    listeners, 32 control and 256 admin clients), the master runs: only the
+    slots that hold a descriptor are polled (it exited at once with
+    "poll: Invalid argument"); the control socket and the admin listener
+    answer."""
+    aport = free_port()
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, extra=f"  admin:\n    address: 127.0.0.1:{aport}\n"), gateway(gw_port),
+        virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    _start_limited(env, conf, gw_port, 200, 200)
+    check(env.get("/").status == 200, "no service under a 200-file limit")
+    info = _info(env)
+    check(info.get("open_files_limit") == 200, f"show info under a 200-file limit: {info}")
+    check(_admin_metric(aport, "isthmus_max_connections_per_worker") == info.get("max_connections_per_worker"),
+          "the admin listener under a 200-file limit")
+    check(env.gateway.alive(), f"the master exited: {env.gateway.log()[-400:]}")
+
+
 # --------------------------------------------------------------------------- reloads off the loop
 
 
@@ -630,6 +653,37 @@ def reload_off_the_loop(env):
     check(info["generation"] == 3 and info["reloads"] == 2 and not info["reloading"],
           f"after a reload and a reload + SIGHUP queued behind it: {info}")
     check(env.get("/b/x").status == 200 and env.get("/a/x").status == 404, "the last file is not in force")
+
+
+def _many_endpoints(net, n=5000):
+    """A ServiceEntry of n STATIC endpoints 127.<net>.x.y, the host many.example
+    routed to it."""
+    eps = "".join(f"  - {{address: 127.{net}.{i // 250}.{i % 250 + 1}}}\n" for i in range(n))
+    return (virtual_service("many", ["many.example"], "  - route: [{destination: {host: many.internal}}]\n") +
+            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: many}\nspec:\n"
+            "  hosts: [many.internal]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n"
+            "  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints:\n" + eps)
+
+
+@_test
+def reload_endpoint_ids_taken(env):
+    """A reload that replaces 5,000 endpoints with 5,000 others needs more
+    than the 8,192 endpoint ids, the running generation's being held: it is
+    refused with the bound, the reason and the way out (it said only "No
+    space left on device"), the old configuration serving; two steps fit."""
+    _start(env)
+    conf = env.path("isthmus.yaml")
+    base = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(base + "---\n" + _many_endpoints(1))
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 0 and "published" in out, f"reload with 5000 endpoints: rc {rc} {out!r} {err!r}")
+    with open(conf, "w") as f:
+        f.write(base + "---\n" + _many_endpoints(2))
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 1 and "the 8192 endpoint ids of the generations running, draining and loaded are all taken" in out
+          and "two steps" in out, f"reload replacing 5000 endpoints: rc {rc} {out[:600]!r}")
+    check(env.get("/").status == 200, "the old configuration does not serve after the refused reload")
 
 
 @_test

@@ -827,6 +827,33 @@ def h2_upstream_pool_settings_reload(env):
 
 
 @_test
+def h2_upstream_max_connection_duration(env):
+    """connectionPool.tcp.maxConnectionDuration on an HTTP/2 cluster (Istio
+    sets Envoy's max_connection_duration on HTTP clusters from it): a pooled
+    connection takes no stream once it is that old, the one it carries
+    finishes on it, and the next request opens a new connection (it was
+    reused for ever)."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    gw = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(gw), virtual_service("vs", ["*"], route(SVC)),
+        service_entry_protocol("svc", SVC, [{"address": "127.0.0.2", "port": port}], "HTTP2"),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+        f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool:\n      tcp: {{maxConnectionDuration: 1s}}\n"))
+    env.start_gateway(conf, gw)
+    t0 = time.monotonic()
+    r = env.get("/delay/1500")
+    check(r.status == 200, f"a request that outlives the connection's duration: {r}")
+    check(h2up_stats("127.0.0.2", port)["h2_connections"] == 1, "one connection for the first request")
+    check(time.monotonic() - t0 >= 1.0, "the first request took less than the duration")
+    r = env.get("/after")
+    check(r.status == 200, f"after the duration: {r}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["h2_connections"] == 2, f"the request after the duration took the old connection: {s}")
+
+
+@_test
 def te_trailers_passed_on(env):
     """A client's TE naming "trailers" goes on as "te: trailers" alone, as
     Envoy's sanitizeTEHeader keeps it, to an HTTP/2 upstream (it went only

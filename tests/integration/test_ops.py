@@ -592,6 +592,27 @@ def draining_workers_exit_under_load(env):
 
 
 @_test
+def access_log_full_disk(env):
+    """An access log whose writes fail (a full disk: /dev/full): proxying
+    goes on, every lost line is counted in isthmus_access_log_dropped_total
+    (it counted one per failed buffer of hundreds of lines), and the log says
+    so once."""
+    admin = free_port()
+    extra = f"  admin: {{address: 127.0.0.1:{admin}}}\n  accessLog: {{path: /dev/full}}\n"
+    text, gw_port, _, _ = _two_services(env, extra)
+    env.start_gateway(env.write("isthmus.yaml", text.replace("workers: 2", "workers: 1")), gw_port)
+    before = metric(admin, "isthmus_access_log_dropped_total")
+    for i in range(40):
+        check(env.get(f"/app/full{i}").status == 200, "a request failed with the access log on a full disk")
+    poll(lambda: metric(admin, "isthmus_access_log_dropped_total") >= before + 40, 10,
+         what="forty dropped lines counted")
+    check(metric(admin, "isthmus_access_log_dropped_total") == before + 40,
+          f"dropped lines counted: {metric(admin, 'isthmus_access_log_dropped_total') - before}, want 40")
+    check(env.log_count("access log: /dev/full: No space left on device") == 1,
+          "the failing writes were not logged once")
+
+
+@_test
 def access_log_syslog(env):
     """syslog over a unix datagram socket the test owns: one RFC 3164 message
     per line, with the facility, the tag and the worker's pid. Without the

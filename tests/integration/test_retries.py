@@ -455,6 +455,42 @@ def route_timeout_from_request_end(env):
               f"after {took:.2f} s")
 
 
+@_test
+def client_stall_mid_upload(env):
+    """No upstream timer runs while the client's body comes (Envoy's router
+    starts them at the request's end): a client that pauses mid-upload for
+    longer than timeouts.upstreamResponse is served, the upstream's echo
+    begun meanwhile (it got 504 UT, charged to the endpoint: three such
+    clients ejected a healthy one); one that
+    stalls for good meets the stream's idle timeout, 408, and the endpoint,
+    under outlier detection that ejects at the first gateway error, keeps
+    serving."""
+    up = env.upstream([f"{UP_ADDR}:0=up"], name="up")["up"]
+    gw = free_port()
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    outlierDetection: {{consecutiveGatewayErrors: 1, "
+          "consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}\n")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts={"upstreamResponse": "1s", "idle": "2500ms"}), gateway(gw),
+        virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"), dr,
+        service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]))), gw)
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: retry.test\r\nContent-Length: 20\r\n\r\n" + b"a" * 10)
+        time.sleep(1.6)  # the client's pause, longer than upstreamResponse
+        c.send(b"b" * 10)
+        r = c.read_response()
+        check(r.status == 200 and r.body == b"a" * 10 + b"b" * 10, f"a client's pause mid-upload: {r}")
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        t0 = time.monotonic()  # /status answers once the whole body came
+        c.send(b"POST /status/200 HTTP/1.1\r\nHost: retry.test\r\nContent-Length: 20\r\n\r\n" + b"a" * 10)
+        r = c.read_response()
+        took = time.monotonic() - t0
+        check(r.status == 408 and took >= 2.3, f"a client that stalls mid-upload: {r.status} after {took:.2f} s, "
+              "want 408 at timeouts.idle")
+    r = env.get("/echo", host="retry.test")
+    check(r.status == 200, f"the endpoint after the client's stall (not ejected): {r}")
+
+
 # Response heads Envoy's HTTP/1.1 codec refuses, by the path that gets them.
 BAD_HEADS = {
     "/clte": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\nok",

@@ -9,11 +9,13 @@ Registered into run.py's list by register(test)."""
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
+import threading
 import time
 
-from harness import (Conn, Registry, appliance, check, ctl_cmd, docs, free_port, gateway, in_netns,
+from harness import (Conn, Registry, Skip, appliance, check, ctl_cmd, docs, free_port, gateway, in_netns,
                      make_netns, metric, poll, service_entry, virtual_service)
 from test_locality import endpoints_view
 
@@ -195,6 +197,35 @@ def chunked_strict_and_rechunked(env):
 
 
 @_test
+def chunked_body_limit_counts_data(env):
+    """limits.maxRequestBodyBytes counts a chunked body's data, not its
+    framing (RFC 9112 7.1): 1000 bytes in 2-byte chunks (3,500 bytes on the
+    wire) pass a 1000-byte limit, sent with the head or after it, as the same
+    body with a Content-Length does (they were 413); 1001 bytes are 413."""
+    one_upstream(env, extra="  limits: {maxRequestBodyBytes: 1000}\n")
+
+    def chunked(n):
+        return b"2\r\nab\r\n" * (n // 2) + (b"1\r\na\r\n" if n % 2 else b"") + b"0\r\n\r\n"
+
+    head = b"POST /echo/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for n, want in ((1000, 200), (1001, 413)):
+        for later in (False, True):
+            with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+                if later:
+                    c.send(head)
+                    time.sleep(0.05)  # the body in reads of its own, after the head's
+                    c.send(chunked(n))
+                else:
+                    c.send(head + chunked(n))
+                try:
+                    r = c.read_response()
+                except (EOFError, ConnectionResetError):
+                    r = None
+                check(r is not None and r.status == want,
+                      f"{n} bytes chunked ({'after' if later else 'with'} the head): {r}, want {want}")
+
+
+@_test
 def chunked_response_rechunked(env):
     """Chunked responses reach the client re-chunked (extensions and trailers
     dropped), bare for an HTTP/1.0 client; a malformed one is a 502."""
@@ -373,6 +404,47 @@ def accept_backs_off_at_descriptor_limit(env):
     finally:
         for c in conns:
             c.close()
+
+
+@_test
+def upstream_descriptors_run_out(env):
+    """A worker that runs out of descriptors for upstream connections (one
+    HTTP/2 client's 60 streams at once, each needing its own HTTP/1.1
+    upstream connection, room for about 30): the streams wait for a
+    connection and are all served, none is charged to the endpoint (they were
+    503 UF, failures of a healthy endpoint, with nothing logged); the warning
+    says why; and the connections the burst left idle in the pool give their
+    descriptors back to the clients that come next (they waited in the listen
+    queue until the upstream closed its side)."""
+    if not shutil.which("h2load"):
+        raise Skip("h2load is not installed (Debian package nghttp2-client)")
+    one_upstream(env, dr="apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+                    f"spec:\n  host: {SVC}\n  trafficPolicy:\n    connectionPool: {{tcp: {{connectTimeout: 10s}}}}\n")
+    worker = env.workers()[0]
+    soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+    top = max(int(fd) for fd in os.listdir(f"/proc/{worker}/fd"))
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (top + 30, hard))
+    p = subprocess.run(["h2load", "-c", "1", "-m", "60", "-n", "60", f"http://127.0.0.1:{env.gw_port}/delay/300"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, text=True)
+    check("status codes: 60 2xx" in p.stdout, f"60 streams through a worker short of descriptors: {p.stdout[-600:]}")
+    view = endpoints_view(env)
+    check(all(v.get("failures", "0") == "0" for v in view.values()), f"the endpoint was charged: {view}")
+    check(env.log_count("idle pooled connections closed") >= 1, "no warning of the shortage")
+    out = []
+
+    def one():
+        try:
+            out.append(env.get("/after", timeout=10).status)
+        except Exception as e:  # reported by the check below
+            out.append(repr(e))
+
+    ts = [threading.Thread(target=one) for _ in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(15)
+    check(out == [200] * 20, f"20 new clients after the burst: {out}")
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def two_routes(env, mode=None):

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "worker/balancer.h"
+#include "worker/hash.h"
 
 #define EP(i, w, p)                                                                                \
 	{                                                                                          \
@@ -38,6 +39,20 @@ static const struct ism_endpoint c10_eps[] = {EP(80, 1, 0), EP(81, 1, 0), EP(82,
 static struct ism_cluster_dyn c10_dyn = {
     .n_priorities = 3, .healthy_load = {100}, .health = {100, 100, 100}};
 
+/* Maglev over two priorities (loads 70/30), the first with two locality
+ * groups of equal effective weight: a key keeps its endpoint whatever the
+ * random numbers say. */
+static const struct ism_endpoint c11_eps[] = {EP(90, 1, 0), EP(91, 1, 0), EP(92, 1, 0),
+					      EP(93, 1, 0), EP(94, 1, 1), EP(95, 1, 1)};
+static const struct ism_lgroup c11_groups[] = {
+    {.priority = 0, .weight = 2, .first = 0, .count = 2},
+    {.priority = 0, .weight = 2, .first = 2, .count = 2},
+    {.priority = 1, .weight = 2, .first = 4, .count = 2}};
+static uint32_t c11_eff[] = {50, 50, 100};
+static struct ism_cluster_dyn c11_dyn = {
+    .n_priorities = 2, .healthy_load = {70, 30}, .health = {100, 100}, .eff_weight = c11_eff};
+static const uint32_t c11_table[] = {0, 1, 2, 3, 4, 5};
+
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 4, .endpoints = c1_eps},
@@ -61,11 +76,19 @@ static const struct ism_cluster clusters[] = {
      .warmup_minimum = 0.01},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 2, .endpoints = c9_eps},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 4, .endpoints = c10_eps, .dyn = &c10_dyn},
+    {.lb = ISM_LB_MAGLEV,
+     .n_endpoints = 6,
+     .endpoints = c11_eps,
+     .dyn = &c11_dyn,
+     .locality_weighted = 1,
+     .n_groups = 3,
+     .groups = c11_groups,
+     .hash = {.table = c11_table, .table_len = 6}},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 11,
+    .n_clusters = 12,
     .clusters = clusters,
 };
 
@@ -244,12 +267,44 @@ static void test_locality_failover_and_back(void **state)
 	assert_int_equal(lbpick(f, 1, UINT32_MAX, 0), -ENOENT);
 }
 
+/* A hashing cluster takes the priority and the locality group from the key,
+ * as Envoy's hashing balancers choose the priority with the key's hash (and
+ * fold locality weights into the ring): the random numbers change nothing. */
+static void test_hash_keeps_priority_and_locality(void **state)
+{
+	static const uint32_t rnds[] = {0, 12345678, 1u << 31, UINT32_MAX};
+	struct fixture *f = *state;
+	unsigned per_ep[6] = {0};
+
+	for (uint32_t k = 0; k < 400; k++) {
+		struct ism_lb_req rq = {.has_hash = 1, .hash = ism_hash64(&k, sizeof(k), 0)};
+		int first = -1;
+
+		for (size_t r = 0; r < sizeof(rnds) / sizeof(rnds[0]); r++) {
+			int i;
+
+			rq.rnd = rq.rnd2 = rnds[r];
+			i = ism_lb_pick(f->lb, 11, f->h, &rq);
+			assert_true(i >= 0 && i < 6);
+			if (first < 0)
+				first = i;
+			assert_int_equal(i, first);
+		}
+		per_ep[first]++;
+	}
+	/* the loads and weights still hold: 70 % to the first priority, split
+	 * between its groups, 30 % to the second */
+	assert_in_range(per_ep[4] + per_ep[5], 80, 160);
+	assert_in_range(per_ep[0] + per_ep[1], 90, 190);
+	assert_in_range(per_ep[2] + per_ep[3], 90, 190);
+}
+
 static void test_enoent_and_range(void **state)
 {
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 11, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 12, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -462,6 +517,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ineligible_never_picked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ejection_per_cluster, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locality_failover_and_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hash_keeps_priority_and_locality, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enoent_and_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exclude, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exclude_several, setup, teardown),

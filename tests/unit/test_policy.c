@@ -12,6 +12,7 @@
 #include "lib/grpc.h"
 #include "worker/hash.h"
 #include "worker/policy.h"
+#include "worker/router.h"
 
 static struct ism_retry_state state_for(uint32_t on, const uint16_t *codes, uint32_t n)
 {
@@ -109,17 +110,19 @@ static void test_vocabulary(void **state)
 static void test_backoff(void **state)
 {
 	(void)state;
-	/* Retry 1: [0, 25); retry 2: [0, 75); retry 3: [0, 175); later capped at 250. */
+	/* Envoy's JitteredExponentialBackOffStrategy: retry 1 [0, 25), retry 2
+	 * [0, 50), retry 3 [0, 100), retry 4 [0, 200), later capped at 250. */
 	assert_int_equal(ism_retry_backoff_ms(25, 1, 0), 0);
 	assert_int_equal(ism_retry_backoff_ms(25, 1, UINT32_MAX), 24);
-	assert_int_equal(ism_retry_backoff_ms(25, 2, UINT32_MAX), 74);
-	assert_int_equal(ism_retry_backoff_ms(25, 3, UINT32_MAX), 174);
-	assert_int_equal(ism_retry_backoff_ms(25, 4, UINT32_MAX), 249);
+	assert_int_equal(ism_retry_backoff_ms(25, 2, UINT32_MAX), 49);
+	assert_int_equal(ism_retry_backoff_ms(25, 3, UINT32_MAX), 99);
+	assert_int_equal(ism_retry_backoff_ms(25, 4, UINT32_MAX), 199);
+	assert_int_equal(ism_retry_backoff_ms(25, 5, UINT32_MAX), 249);
 	assert_int_equal(ism_retry_backoff_ms(25, 30, UINT32_MAX), 249);
 	assert_int_equal(ism_retry_backoff_ms(25, 0, UINT32_MAX), 0);
 	/* retries.backoff: 100 ms; a base so long that ten times it would not fit
 	 * 32 bits waits the longest that does. */
-	assert_int_equal(ism_retry_backoff_ms(100, 2, UINT32_MAX), 299);
+	assert_int_equal(ism_retry_backoff_ms(100, 2, UINT32_MAX), 199);
 	assert_int_equal(ism_retry_backoff_ms(UINT32_MAX, 5, UINT32_MAX), UINT32_MAX - 1);
 }
 
@@ -254,41 +257,76 @@ static void test_hash_keys(void **state)
 {
 	struct ism_http_header h[] = {
 	    {"X-User", 6, "alice", 5},
-	    {"Cookie", 6, "a=1; session=xyz; b=2", 21},
+	    {"Cookie", 6, "a=1; session=xyz; b=2; empty=; quoted=\"\"", 40},
+	    {"x-two", 5, "a", 1},
+	    {"X-Two", 5, "b", 1},
 	};
-	struct ism_http_req req = {
-	    .headers = h, .n_headers = 2, .query = "k=v&id=42&e", .query_len = 11};
+	struct ism_http_req req = {.headers = h,
+				   .n_headers = 4,
+				   .host = "shop.example:8080",
+				   .host_len = 17,
+				   .query = "k=v&id=42&e",
+				   .query_len = 11};
+	struct ism_router_scratch *rs = ism_router_scratch_new();
 	struct ism_hash_policy hp = {0};
-	uint64_t hash = 0;
+	uint64_t hash = 0, ab;
 
 	(void)state;
+	assert_non_null(rs);
 	hp.on = ISM_HASH_HEADER;
 	hp.name = (struct ism_str){"x-user", 6};
-	assert_int_equal(ism_hash_key(&hp, &req, "10.0.0.1", &hash), 1);
+	assert_int_equal(ism_hash_key(&hp, &req, "10.0.0.1", rs, &hash), 1);
 	assert_true(hash == ism_hash64("alice", 5, 0));
 	hp.name = (struct ism_str){"x-none", 6};
-	assert_int_equal(ism_hash_key(&hp, &req, "10.0.0.1", &hash), 0);
+	assert_int_equal(ism_hash_key(&hp, &req, "10.0.0.1", rs, &hash), 0);
+	/* every value of a repeated field, in any order (Envoy sorts them) */
+	hp.name = (struct ism_str){"x-two", 5};
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &ab), 1);
+	assert_true(ab != ism_hash64("a", 1, 0) && ab != ism_hash64("b", 1, 0));
+	h[2].value = "b";
+	h[3].value = "a";
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
+	assert_true(hash == ab);
+	h[3].value = "c";
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
+	assert_true(hash != ab);
+	/* host and :authority: the request's authority, over HTTP/2 too (no
+	 * Host field here); :method */
+	hp.name = (struct ism_str){"host", 4};
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
+	assert_true(hash == ism_hash64("shop.example:8080", 17, 0));
+	hp.name = (struct ism_str){":authority", 10};
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
+	assert_true(hash == ism_hash64("shop.example:8080", 17, 0));
+	hp.name = (struct ism_str){":status", 7};
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 0);
 
 	hp.on = ISM_HASH_COOKIE;
 	hp.name = (struct ism_str){"session", 7};
-	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 1);
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
 	assert_true(hash == ism_hash64("xyz", 3, 0));
 	hp.name = (struct ism_str){"sess", 4};
-	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 0);
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 0);
+	/* an empty value is none (Envoy): a cookie is issued instead */
+	hp.name = (struct ism_str){"empty", 5};
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 0);
+	hp.name = (struct ism_str){"quoted", 6};
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 0);
 
 	hp.on = ISM_HASH_SOURCE_IP;
-	assert_int_equal(ism_hash_key(&hp, &req, "127.0.0.9", &hash), 1);
+	assert_int_equal(ism_hash_key(&hp, &req, "127.0.0.9", rs, &hash), 1);
 	assert_true(hash == ism_hash64("127.0.0.9", 9, 0));
 
 	hp.on = ISM_HASH_QUERY_PARAM;
 	hp.name = (struct ism_str){"id", 2};
-	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 1);
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
 	assert_true(hash == ism_hash64("42", 2, 0));
 	hp.name = (struct ism_str){"e", 1};
-	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 1);
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 1);
 	assert_true(hash == ism_hash64("", 0, 0));
 	hp.name = (struct ism_str){"i", 1};
-	assert_int_equal(ism_hash_key(&hp, &req, "", &hash), 0);
+	assert_int_equal(ism_hash_key(&hp, &req, "", rs, &hash), 0);
+	ism_router_scratch_free(rs);
 }
 
 int main(void)

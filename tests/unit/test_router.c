@@ -316,14 +316,15 @@ static void test_headers(void **state)
 		assert_false(one(&m_any, mkreq(&t, "GET", "/", "h", "x-h", "abc", NULL)));
 		pcre2_code_free((pcre2_code *)h_any[0].m.re);
 	}
-	/* Envoy's pseudo-headers; its HTTP/1.1 Host is :authority, never "host" */
+	/* Envoy's pseudo-headers; its HTTP/1.1 Host is :authority, which a
+	 * lookup of "host" finds */
 	{
 		const struct ism_kvmatch h_method[] = {{S(":method"), SM(ISM_SM_EXACT, "GET")}};
 		const struct ism_kvmatch h_auth[] = {{S(":authority"), SM(ISM_SM_PREFIX, "a.")}};
 		const struct ism_kvmatch h_scheme[] = {{S(":scheme"), SM(ISM_SM_EXACT, "http")}};
 		const struct ism_kvmatch h_path[] = {{S(":path"), SM(ISM_SM_EXACT, "/p?x=1")}};
 		const struct ism_kvmatch h_status[] = {{S(":status"), {.kind = ISM_SM_PRESENT}}};
-		const struct ism_kvmatch h_host[] = {{S("host"), {.kind = ISM_SM_PRESENT}}};
+		const struct ism_kvmatch h_host[] = {{S("host"), SM(ISM_SM_PREFIX, "a.")}};
 		const struct ism_match m_method = {.n_headers = 1, .headers = h_method};
 		const struct ism_match m_not_method = {.n_without_headers = 1,
 						       .without_headers = h_method};
@@ -343,7 +344,9 @@ static void test_headers(void **state)
 		assert_true(one(&m_path, mkreq(&t, "GET", "/p?x=1", "h", NULL)));
 		assert_false(one(&m_path, mkreq(&t, "GET", "/p", "h", NULL)));
 		assert_false(one(&m_status, mkreq(&t, "GET", "/", "h", NULL)));
-		assert_false(one(&m_host, mkreq(&t, "GET", "/", "h", NULL)));
+		assert_true(one(&m_host, mkreq(&t, "GET", "/", "a.example:8080", NULL)));
+		assert_false(one(&m_host, mkreq(&t, "GET", "/", "b.example", NULL)));
+		assert_false(one(&m_host, mkreq(&t, "GET", "/", NULL, NULL)));
 	}
 	pcre2_code_free((pcre2_code *)h_re[0].m.re);
 }

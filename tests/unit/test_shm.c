@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,6 +148,43 @@ static void test_peek_commit(void **state)
 	assert_int_equal(atomic_load(&shm.hdr->workers[0].gen), 3);
 	assert_int_equal(atomic_load(&shm.hdr->workers[0].gen_next), 0);
 	assert_int_equal(ism_shm_gen_reclaim(&shm), 1); /* 1 is free now */
+	ism_shm_destroy(&shm);
+}
+
+/* Pages of a slot (its first len bytes) resident in memory. */
+static size_t resident_pages(const struct ism_gen_slot *g, size_t len)
+{
+	unsigned char vec[GEN_SIZE / 4096];
+	size_t n = 0;
+
+	assert_true(len <= GEN_SIZE);
+	assert_int_equal(mincore(g->base, len, vec), 0);
+	for (size_t i = 0; i < (len + 4095) / 4096; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+/* A reclaimed slot gives its pages back (a large table's slot stayed
+ * resident after its reload, up to every slot of them). */
+static void test_reclaim_releases_pages(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	int s1, s2;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	s1 = ism_shm_gen_begin(&shm, &a);
+	memset(ism_arena_alloc(&a, GEN_SIZE / 2, 64), 0x5a, GEN_SIZE / 2);
+	ism_shm_gen_publish(&shm, s1, build(&a, 1), 1);
+	assert_true(resident_pages(&shm.hdr->gens[s1], GEN_SIZE / 2) == GEN_SIZE / 2 / 4096);
+	s2 = ism_shm_gen_begin(&shm, &a);
+	ism_shm_gen_publish(&shm, s2, build(&a, 2), 2);
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 1);
+	assert_int_equal(resident_pages(&shm.hdr->gens[s1], GEN_SIZE / 2), 0);
+	/* The slot is usable again, from zero pages. */
+	assert_int_equal(ism_shm_gen_begin(&shm, &a), s1);
+	assert_int_equal(((unsigned char *)shm.hdr->gens[s1].base)[100], 0);
 	ism_shm_destroy(&shm);
 }
 
@@ -399,10 +437,11 @@ static void test_stress_reclaim(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_arena),     cmocka_unit_test(test_publish_acquire_reclaim),
-	    cmocka_unit_test(test_abort),     cmocka_unit_test(test_peek_commit),
-	    cmocka_unit_test(test_ep_intern), cmocka_unit_test(test_ep_intern_scale),
-	    cmocka_unit_test(test_od_intern), cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_arena),	    cmocka_unit_test(test_publish_acquire_reclaim),
+	    cmocka_unit_test(test_abort),	    cmocka_unit_test(test_reclaim_releases_pages),
+	    cmocka_unit_test(test_peek_commit),	    cmocka_unit_test(test_ep_intern),
+	    cmocka_unit_test(test_ep_intern_scale), cmocka_unit_test(test_od_intern),
+	    cmocka_unit_test(test_stress_reclaim),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
