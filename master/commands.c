@@ -23,16 +23,18 @@ int ism_master_ready(const struct ism_master *m)
 {
 	if (m->stopping || atomic_load(&m->shm.hdr->stopping) || m->n_workers == 0)
 		return 0;
+	/* Serving: a worker, of the current set or of the one a reload is
+	 * replacing, takes connections on a published configuration. One in
+	 * its restart delay (a crash loop) does not take a gateway whose other
+	 * workers serve out of its balancer's pool. */
 	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
 
-		if (!m->workers[i].active)
-			continue;
-		if (atomic_load(&ws->pid) == 0 || atomic_load(&ws->gen) == 0 ||
-		    atomic_load(&ws->draining))
-			return 0;
+		if (atomic_load(&ws->pid) != 0 && atomic_load(&ws->gen) != 0 &&
+		    !atomic_load(&ws->draining))
+			return 1;
 	}
-	return 1;
+	return 0;
 }
 
 /* The same fields in three shapes: "key: value" lines, one JSON object, or

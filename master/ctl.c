@@ -83,6 +83,8 @@ struct ism_ctl {
 	struct ctl_pool pool[CTL_POOLS];
 	size_t metrics_len; /* of the last /metrics page: the next one is allocated at once */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev; /* the socket file bound at path: only it is removed at the end */
+	ino_t ino;
 };
 
 static const char *const pool_names[CTL_POOLS] = {"control", "admin"};
@@ -98,10 +100,20 @@ static int bind_unix(const char *path)
 	ret = ism_runfile_make_parent(path);
 	if (ret < 0)
 		return ret;
+	/* A socket a running master answers on is its, not to be taken (a
+	 * second start on the same file would leave it without one); one
+	 * nobody answers is a stale one of an earlier run. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(path); /* a stale socket of an earlier run */
+	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+	close(fd);
+	if (ret == 0 || ret == EAGAIN)
+		return -EADDRINUSE;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
 	    listen(fd, 64) < 0) {
 		ret = -errno;
@@ -109,6 +121,16 @@ static int bind_unix(const char *path)
 		return ret;
 	}
 	return fd;
+}
+
+/* Removes the control socket at c->path if it is still the one c bound:
+ * another master may have taken the path since. */
+static void unlink_own(const struct ism_ctl *c)
+{
+	struct stat st;
+
+	if (c->ino != 0 && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+		unlink(c->path);
 }
 
 static int bind_admin(const struct ism_table *t)
@@ -159,6 +181,7 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 {
 	struct ism_ctl *c = calloc(1, sizeof(*c));
 	struct ctl_pool *cp, *ap;
+	struct stat st;
 	int ret;
 
 	if (c == NULL)
@@ -175,8 +198,13 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 	cp->lfd = bind_unix(t->control_socket.p);
 	if (cp->lfd < 0) {
 		ret = cp->lfd;
-		ism_err("control socket %s: %s", t->control_socket.p, strerror(-ret));
+		ism_err("control socket %s: %s%s", t->control_socket.p, strerror(-ret),
+			ret == -EADDRINUSE ? " (a running isthmus answers on it)" : "");
 		goto out_pools;
+	}
+	if (stat(c->path, &st) == 0) {
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
 	}
 	if (t->group.len) {
 		/* root:<group> 0660: the operators of the isthmus group may use it. */
@@ -197,7 +225,7 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 	*out = c;
 	return 0;
 out_unlink:
-	unlink(c->path);
+	unlink_own(c);
 out_pools:
 	pool_fini(cp);
 	pool_fini(ap);
@@ -211,7 +239,7 @@ void ism_ctl_destroy(struct ism_ctl *c)
 		return;
 	for (int p = 0; p < CTL_POOLS; p++)
 		pool_fini(&c->pool[p]);
-	unlink(c->path);
+	unlink_own(c);
 	free(c);
 }
 
@@ -535,19 +563,20 @@ static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, sho
  * reading its answer (the slowest reader). */
 static struct ctl_client *pool_slot(struct ctl_pool *p)
 {
-	struct ctl_client *oldest[CTL_WRITING + 1] = {NULL};
+	struct ctl_client *oldest[CTL_WAITING + 1] = {NULL};
 
+	/* The oldest one still sending its request, else still reading its
+	 * answer, else waiting for a reload (which goes on without it):
+	 * clients parked on a slow reload cannot lock the operator out. */
 	for (uint32_t i = 0; i < p->size; i++) {
 		struct ctl_client *cl = &p->cl[i];
 
 		if (cl->state == CTL_FREE)
 			return cl;
-		if (cl->state == CTL_WAITING)
-			continue;
 		if (oldest[cl->state] == NULL || cl->since < oldest[cl->state]->since)
 			oldest[cl->state] = cl;
 	}
-	for (int s = CTL_READING; s <= CTL_WRITING; s++)
+	for (int s = CTL_READING; s <= CTL_WAITING; s++)
 		if (oldest[s] != NULL) {
 			p->dropped[CTL_DROP_FULL]++;
 			client_drop(oldest[s]);

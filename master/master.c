@@ -524,6 +524,30 @@ static void log_unresolved(const struct ism_table *t)
 	}
 }
 
+static bool same_str(const struct ism_str *a, const struct ism_str *b)
+{
+	return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
+
+/* What only a start takes (running.md): a reload that changes it publishes,
+ * with a warning, so that nobody takes the file for what runs. */
+static void start_only_fields(const char *file, const struct ism_table *cur,
+			      const struct ism_table *t, struct ism_diags *d)
+{
+	static const char why[] = "changed: takes effect at the next start (a reload keeps the "
+				  "running one)";
+
+	if (cur == NULL)
+		return;
+	if (!same_str(&cur->control_socket, &t->control_socket))
+		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.controlSocket %s", why);
+	if (!same_str(&cur->pid_file, &t->pid_file))
+		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.pidFile %s", why);
+	if (cur->admin_addrlen != t->admin_addrlen ||
+	    memcmp(&cur->admin_addr, &t->admin_addr, t->admin_addrlen) != 0)
+		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.admin.address %s", why);
+}
+
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
 {
 	const struct ism_table *t = NULL;
@@ -578,6 +602,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 			goto out;
 		}
 	}
+	start_only_fields(m->conf_path, cur, t, d);
 	/* Workers read loads from their first request on: compute them first. */
 	ism_lbstate_compute(t, m->shm.hdr);
 	ret = reset_sweeps(m, t);
@@ -893,7 +918,7 @@ static void reap(struct ism_master *m)
 			lived = ism_now_ms() - ws->started_ms;
 			if (lived < 1000) {
 				ws->restarts++;
-				delay = RESPAWN_MIN_MS << (ws->restarts < 7 ? ws->restarts : 7);
+				delay = RESPAWN_MIN_MS << (ws->restarts < 8 ? ws->restarts - 1 : 7);
 				if (delay > RESPAWN_MAX_MS)
 					delay = RESPAWN_MAX_MS;
 			} else {
@@ -1090,6 +1115,15 @@ static void start_stop(struct ism_master *m, const char *why)
 	for (int i = 0; i < m->n_slots; i++)
 		if (m->workers[i].pid)
 			kill(m->workers[i].pid, SIGTERM);
+	/* The ports are given up at once, as HAProxy's soft stop unbinds them:
+	 * the workers close their copies as they begin to drain, so a client
+	 * that connects now is refused (and tries elsewhere) instead of
+	 * waiting in a listen queue nobody accepts from until the drain ends. */
+	for (int i = 0; i < m->n_listen; i++)
+		if (m->listen_fds[i] >= 0) {
+			close(m->listen_fds[i]);
+			m->listen_fds[i] = -1;
+		}
 }
 
 static int live_workers(const struct ism_master *m)
@@ -1108,7 +1142,9 @@ static void handle_signals(struct ism_master *m)
 	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP:
-			ism_notice("SIGHUP: reloading %s", m->conf_path);
+		case SIGUSR2: /* HAProxy's master-worker reload: the same here */
+			ism_notice("%s: reloading %s",
+				   si.ssi_signo == SIGHUP ? "SIGHUP" : "SIGUSR2", m->conf_path);
 			ism_reload_request(m, ISM_LOAD_FILE, NULL);
 			break;
 		case SIGTERM:
@@ -1239,6 +1275,8 @@ static int poll_open(struct pollfd *pfd, nfds_t n, int timeout)
 	return ret;
 }
 
+static void master_unbind(struct ism_master *m);
+
 static int master_loop(struct ism_master *m)
 {
 	uint64_t last_reclaim = 0;
@@ -1249,11 +1287,20 @@ static int master_loop(struct ism_master *m)
 		uint64_t now = ism_now_ms();
 		int ret;
 
-		if (m->stopping) {
-			/* A load running then is waited for: its thread uses what the
-			 * master frees on the way out, and its callers get an answer. */
-			if (live_workers(m) == 0 && !ism_reload_busy(m))
+		if (m->stopping && live_workers(m) == 0) {
+			if (!ism_reload_busy(m))
 				return 0;
+			/* Nothing serves any more: a load still running (a slow
+			 * key set or DNS answer) could only be refused now, and
+			 * the stop does not wait for it. Its thread uses what a
+			 * normal exit frees, so the process ends here, having
+			 * given up its pid file, control socket and ports. */
+			ism_notice("stopped (the reload in progress abandoned)");
+			master_unbind(m);
+			fflush(NULL);
+			_exit(0);
+		}
+		if (m->stopping) {
 			if (now >= m->stop_deadline) {
 				ism_warn("drain time over: killing %d workers", live_workers(m));
 				for (int i = 0; i < m->n_slots; i++)
@@ -1319,6 +1366,7 @@ static int setup_signals(struct ism_master *m)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);
@@ -1435,7 +1483,8 @@ static void master_unbind(struct ism_master *m)
 		ism_runfile_pid_remove(m->pid_file);
 	ism_ctl_destroy(m->ctl);
 	for (int i = 0; i < m->n_listen; i++)
-		close(m->listen_fds[i]);
+		if (m->listen_fds[i] >= 0)
+			close(m->listen_fds[i]);
 	free(m->listen_fds);
 }
 

@@ -176,6 +176,10 @@ static void report_reload(struct ism_master *m, uint64_t ticket, int ret, const 
 		ism_say(&r, "reload: generation %llu published\n", (unsigned long long)m->gen);
 		ism_notice("reload: generation %llu published (%llu ms)",
 			   (unsigned long long)m->gen, (unsigned long long)ms);
+		/* Its warnings go to whoever asked too (isthmus -c shows them):
+		 * one may say every request of a route will fail. */
+		if (d->n)
+			say_diags(&r, d);
 		if (d->n) {
 			char warn[2048];
 

@@ -3,6 +3,7 @@
 #include "master/runfile.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -23,11 +24,25 @@ int ism_runfile_make_parent(const char *path)
 	if (slash == NULL || slash == dir)
 		return 0;
 	*slash = '\0';
-	/* 0755 whatever the umask (the unit's is 0027): the control socket's own
-	 * mode (0660, root:<group>) keeps others out, and its group must reach it. */
-	if (mkdir(dir, 0755) == 0)
-		return chmod(dir, 0755) < 0 ? -errno : 0;
-	return errno == EEXIST ? 0 : -errno;
+	/* Every missing level, as mkdir -p: 0755 whatever the umask (the unit's
+	 * is 0027): the control socket's own mode (0660, root:<group>) keeps
+	 * others out, and its group must reach it. */
+	for (char *p = dir + 1;; p++) {
+		bool last = *p == '\0';
+
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) == 0) {
+			if (chmod(dir, 0755) < 0)
+				return -errno;
+		} else if (errno != EEXIST) {
+			return -errno;
+		}
+		if (last)
+			return 0;
+		*p = '/';
+	}
 }
 
 /* The pid the file holds; 0 when it holds none. */

@@ -167,6 +167,42 @@ def events_worker_subject(env):
     check(_info(env)["requests"] >= total, f"the total went back: {_info(env)['requests']} < {total}")
 
 
+@_test
+def ready_while_a_worker_restarts(env):
+    """One worker in a crash loop (killed as soon as it is back, so its restart
+    waits 100, 200, 400, 800 ms): /healthz/ready stays 200 while the other
+    serves (it answered 503 for the whole restart delay, which takes a
+    gateway that serves out of its balancer's pool); show events names the
+    delays, the first 100 ms as documented."""
+    aport = _start(env, workers=2)
+    sock = env.path("ctl.sock")
+
+    def worker0():
+        """Worker 0 when it runs a generation, else None (a slot waiting for
+        its restart is not listed)."""
+        return next((w for w in json.loads(ctl_cmd(sock, "show workers json"))
+                     if w["index"] == 0 and w["generation"]), None)
+
+    seen = []  # readiness asked while worker 0 was down, before and after
+    for k in range(8):
+        w = poll(worker0, 10, what="worker 0 to run")
+        os.kill(w["pid"], signal.SIGKILL)
+        after = poll(lambda: (lambda n: "down" if n is None else n if n["pid"] != w["pid"] else None)(worker0()),
+                     5, interval=0.01, what="worker 0 to exit")
+        if after == "down":
+            status, _ = _ready_ms(aport)
+            if worker0() is None:
+                seen.append(status)
+        if len(seen) >= 3:
+            break
+    check(len(seen) >= 3, f"worker 0 was never seen down around a readiness probe: {seen}")
+    check(all(st == 200 for st in seen), f"/healthz/ready with worker 0 in its restart delay: {seen}")
+    check(env.get("/").status == 200, "the other worker does not serve")
+    events = ctl_cmd(sock, "show events")
+    check(re.search(r"worker 0 \(pid \d+\) killed by signal 9; restart in 100 ms", events),
+          f"the first young death's delay is not 100 ms:\n{events}")
+
+
 # --------------------------------------------------------------------------- admin listener and control socket pools
 
 
@@ -578,6 +614,37 @@ def _reload_conf(env, gw_port, up_port, prefix, creds=None):
 
 
 @_test
+def control_pool_full_of_reload_waiters(env):
+    """40 clients that asked for a reload wait for its end (a slow one: 1,200
+    credentials to read), more than the control socket's 32 slots: an
+    operator's `show info` still gets an answer, taking the slot of the
+    oldest waiter (every new client was closed until the reload was over)."""
+    from test_tls import Pki
+
+    pki = Pki(env)
+    crt = pki.ca("cred")
+    key = env.path("cred.key")
+    up = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+    gw_port, env.aport = free_port(), free_port()
+    env.start_gateway(env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/a")), gw_port)
+    env.write("isthmus.yaml", _reload_conf(env, gw_port, up, "/a", creds=(1200, crt, key)))
+    sock = env.path("ctl.sock")
+    waiters = []
+    try:
+        for _ in range(40):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sock)
+            s.sendall(b"reload\n")
+            waiters.append(s)
+        info = _info(env)
+        check(info.get("reloading"), f"the reload was over before the check: {info}")
+    finally:
+        for s in waiters:
+            s.close()
+    poll(lambda: not _info(env).get("reloading"), 60, what="the reload to end")
+
+
+@_test
 def reload_off_the_loop(env):
     """A reload whose load takes seconds (1,200 credentials) runs off the loop:
     meanwhile /healthz/ready and `isthmusctl show info` answer within 1 s and a
@@ -653,6 +720,113 @@ def reload_off_the_loop(env):
     check(info["generation"] == 3 and info["reloads"] == 2 and not info["reloading"],
           f"after a reload and a reload + SIGHUP queued behind it: {info}")
     check(env.get("/b/x").status == 200 and env.get("/a/x").status == 404, "the last file is not in force")
+
+
+@_test
+def second_master_keeps_off_the_control_socket(env):
+    """A second master started on the control socket of a running one (the
+    same file, without a pid file; or another file naming the same socket)
+    refuses to start and leaves the socket to the first: it unlinked it
+    before binding, and on its way out, so the running gateway could no
+    longer be managed."""
+    _start(env, admin=False)
+    conf = env.path("isthmus.yaml")
+    other = env.write("other.yaml", open(conf).read().replace(f"number: {env.gw_port},",
+                                                               f"number: {free_port()},"))
+    for c in (conf, other):
+        p = subprocess.run([env.isthmus, "-f", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        out = p.stdout.decode()
+        check(p.returncode != 0, f"a second master on {os.path.basename(c)} started: {out[-400:]}")
+        if c == other:
+            check("a running isthmus answers on it" in out, f"the refusal does not say why: {out[-400:]}")
+        check("generation" in ctl_cmd(env.path("ctl.sock"), "show info"),
+              f"the first master's control socket after a second start on {os.path.basename(c)}")
+    check(env.get("/").status == 200, "the first master does not serve")
+
+
+@_test
+def stop_unbinds_at_once(env):
+    """A graceful stop gives the ports up at once (HAProxy's soft stop): a
+    client that connects while a slow response drains is refused at once,
+    not left in a listen queue nobody accepts from until the drain ends (then
+    reset); the response in flight still completes."""
+    _start(env, admin=False, extra="")
+    out = {}
+
+    def slow():
+        out["r"] = env.get("/delay/2500", timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
+         5, what="the slow request to be in flight")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", env.gw_port), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    poll(refused, 2, what="connections to the port to be refused during the drain")
+    t.join(20)
+    check(out.get("r") is not None and out["r"].status == 200, f"the response in flight: {out.get('r')}")
+
+
+@_test
+def stop_during_a_slow_reload(env):
+    """SIGTERM while a reload waits for a key set that never comes (a JWKS
+    server that accepts and never answers, timeout 15 s): the master ends
+    once its workers have, abandoning the reload (it waited for the fetch's
+    timeout, holding the pid file and the ports)."""
+    _start(env, admin=False)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(16)
+    try:
+        conf = env.path("isthmus.yaml")
+        with open(conf, "a") as f:
+            f.write("---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+                    "metadata: {name: ra, namespace: istio-system}\nspec:\n  jwtRules:\n"
+                    "  - issuer: https://issuer.example\n"
+                    f"    jwksUri: http://127.0.0.1:{dead.getsockname()[1]}/jwks\n    timeout: 15s\n")
+        os.kill(env.gateway.pid, signal.SIGHUP)
+        poll(lambda: _info(env).get("reloading"), 5, what="the reload to wait for the key set")
+        t0 = time.monotonic()
+        os.kill(env.gateway.pid, signal.SIGTERM)
+        env.gateway.p.wait(timeout=30)
+        took = time.monotonic() - t0
+        check(took < 5, f"the master took {took:.1f} s to stop during a reload waiting 15 s for a key set")
+        check(env.gateway.p.returncode == 0, f"exit status {env.gateway.p.returncode}")
+        check("reload in progress abandoned" in env.gateway.log(), "the abandoned reload is not logged")
+        check(not os.path.exists(env.path("ctl.sock")), "the control socket was left behind")
+    finally:
+        dead.close()
+
+
+@_test
+def reload_answers_its_warnings(env):
+    """`isthmusctl reload` answers the load's warnings with the generation it
+    published (only the log had them): a route to a host without a
+    ServiceEntry (every request 503), and fields only a start takes
+    (controlSocket, admin.address) changed by the file."""
+    aport = _start(env)
+    conf = env.path("isthmus.yaml")
+    text = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(text.replace(f"host: {SVC}}}", "host: nothere.internal}")
+                .replace(f"address: 127.0.0.1:{aport}", f"address: 127.0.0.1:{free_port()}")
+                .replace("ctl.sock", "other.sock"))
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 0 and "generation 2 published" in out, f"reload: rc {rc} {out!r} {err!r}")
+    for want in ("no ServiceEntry for host nothere.internal", "spec.controlSocket changed: takes effect at the "
+                 "next start", "spec.admin.address changed"):
+        check(want in out, f"the reload's answer lacks {want!r}: {out!r}")
+    check(not os.path.exists(env.path("other.sock")), "the control socket moved at a reload")
+    rc, out, err = _isthmusctl(env, "reload", "json")
+    doc = json.loads(out)
+    check(doc["result"] == "ok" and any("nothere.internal" in l for l in doc["lines"]),
+          f"reload json: {doc}")
 
 
 def _many_endpoints(net, n=5000):

@@ -76,6 +76,32 @@ static void test_write_and_remove(void **state)
 	CHECK("kept", access(path, F_OK) == 0, "another's pid file was removed");
 }
 
+/* Every missing level above the file is made, 0755 whatever the umask, as
+ * mkdir -p (one level was: a deeper path refused the start). */
+static void test_parents(void **state)
+{
+	char path[128], sub[128];
+	struct stat st;
+	mode_t old = umask(077);
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/a/b/c/isthmus.sock", dir);
+	CHECK("made", ism_runfile_make_parent(path) == 0, "cannot make the parents of %s", path);
+	umask(old);
+	snprintf(sub, sizeof(sub), "%s/a/b/c", dir);
+	CHECK("deepest", stat(sub, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0755,
+	      "%s mode %o", sub, st.st_mode & 0777);
+	snprintf(sub, sizeof(sub), "%s/a", dir);
+	CHECK("first", stat(sub, &st) == 0 && (st.st_mode & 0777) == 0755, "%s mode %o", sub,
+	      st.st_mode & 0777);
+	CHECK("again", ism_runfile_make_parent(path) == 0, "the parents existing: an error");
+	/* a file where a directory should be: its error */
+	snprintf(sub, sizeof(sub), "%s/f", dir);
+	put(sub, "x");
+	snprintf(path, sizeof(path), "%s/f/d/isthmus.sock", dir);
+	CHECK("in the way", ism_runfile_make_parent(path) == -ENOTDIR, "a file in the way");
+}
+
 static void test_check(void **state)
 {
 	char path[128], text[32];
@@ -124,6 +150,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_write_and_remove),
 	    cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_parents),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
