@@ -191,9 +191,10 @@ static bool usable(const char *text, char *why, size_t cap)
 
 /* The key set: jwks, refused when Envoy could not use it; without it, what
  * the source fetched from jwksUri (or the issuer's discovery). A key set that
- * cannot be had is a warning, the rule keeps no keys. */
+ * cannot be had is a warning, the rule keeps no keys; fetch false (a policy
+ * that does not apply): nothing fetched. */
 static void parse_jwks(struct ism_vctx *v, const struct ism_node *m, const char *uri,
-		       uint32_t timeout_ms, struct ism_cm_jwt_rule *r)
+		       uint32_t timeout_ms, bool fetch, struct ism_cm_jwt_rule *r)
 {
 	const char *at = uri != NULL ? "jwksUri" : "issuer";
 	const char *what = uri != NULL ? uri : "the issuer's OpenID discovery";
@@ -209,8 +210,8 @@ static void parse_jwks(struct ism_vctx *v, const struct ism_node *m, const char 
 		return;
 	}
 	r->jwks = NULL;
-	if (r->issuer[0] == '\0' && uri == NULL)
-		return; /* refused: neither issuer nor jwksUri */
+	if ((r->issuer[0] == '\0' && uri == NULL) || !fetch)
+		return; /* refused (neither issuer nor jwksUri), or not applied */
 	if (jwks_source == NULL) {
 		ism_v_warn(v, ism_node_get(m, at, NULL),
 			   "%s: the key set is fetched when isthmus runs (isthmus -c fetches "
@@ -233,7 +234,8 @@ static void parse_jwks(struct ism_vctx *v, const struct ism_node *m, const char 
 		r->jwks = ism_v_strdup(v, text);
 }
 
-static void parse_rule(struct ism_vctx *v, const struct ism_node *m, struct ism_cm_jwt_rule *r)
+static void parse_rule(struct ism_vctx *v, const struct ism_node *m, bool fetch,
+		       struct ism_cm_jwt_rule *r)
 {
 	static const char *const known[] = {"issuer",
 					    "audiences",
@@ -269,7 +271,7 @@ static void parse_rule(struct ism_vctx *v, const struct ism_node *m, struct ism_
 	/* How long a fetch of the key set may take. */
 	ism_v_dur(v, m, "timeout", 1, &timeout);
 	if (v->d->n_errors == 0 || ism_node_get(m, "jwks", NULL) != NULL)
-		parse_jwks(v, m, uri, timeout, r);
+		parse_jwks(v, m, uri, timeout, fetch, r);
 	parse_locations(v, m, r);
 	header_name(v, m, "outputPayloadToHeader", false, &r->payload_header);
 	ism_v_bool(v, m, "forwardOriginalToken", &r->forward);
@@ -298,7 +300,7 @@ void ism_model_parse_authn(struct ism_vctx *v, const struct ism_node *spec, stru
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
 		if (ism_v_expect(v, rules->items[i], ISM_NODE_MAP))
-			parse_rule(v, rules->items[i], &ra->rules[ra->n_rules++]);
+			parse_rule(v, rules->items[i], !l->ignored, &ra->rules[ra->n_rules++]);
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

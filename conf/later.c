@@ -22,8 +22,10 @@
  * An AuthorizationPolicy or a RequestAuthentication that applies is read; a
  * document of the other kinds that applies is an error, "not implemented
  * yet": isthmus would serve without what it asks (a filter's work). One that
- * does not apply loads with a warning saying why; the rest of its spec is not
- * read, as it has no effect here. */
+ * does not apply loads with a warning saying why. Its selector and targets
+ * are checked whatever its kind, and an AuthorizationPolicy's or a
+ * RequestAuthentication's whole spec too, as Istio's validation checks a
+ * policy wherever it applies; of the other kinds the rest is not read. */
 #include <stdio.h>
 #include <string.h>
 
@@ -56,21 +58,23 @@ static bool sidecar_only(const struct ism_node *spec)
 
 void ism_model_parse_later(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l)
 {
-	bool ef = strcmp(l->r.kind, "EnvoyFilter") == 0;
-	const char *key = ef ? "workloadSelector" : "selector";
-	const struct ism_node *n = ism_v_node(v, spec, key, false, ISM_NODE_MAP);
+	static const char *const ef_keys[] = {"labels", NULL};
+	const struct ism_node *n;
 
-	if (n != NULL) {
-		size_t old = ism_v_push(v, ".%s", key);
+	if (strcmp(l->r.kind, "EnvoyFilter") != 0) {
+		l->selector_at = ism_model_policy_selector(v, spec, &l->sel, &l->n_sel);
+	} else if ((n = ism_v_node(v, spec, "workloadSelector", false, ISM_NODE_MAP)) != NULL) {
+		size_t old = ism_v_push(v, ".workloadSelector");
 
 		l->selector_at = n;
-		ism_model_labels_field(v, n, ef ? "labels" : "matchLabels", &l->sel, &l->n_sel);
+		if (ism_v_keys(v, n, ef_keys, NULL))
+			ism_model_labels_field(v, n, "labels", &l->sel, &l->n_sel);
 		ism_v_pop(v, old);
 	}
 	l->target_key = ism_node_get(spec, "targetRefs", NULL) != NULL	? "targetRefs"
 			: ism_node_get(spec, "targetRef", NULL) != NULL ? "targetRef"
 									: NULL;
-	l->sidecar_only = ef && sidecar_only(spec);
+	l->sidecar_only = strcmp(l->r.kind, "EnvoyFilter") == 0 && sidecar_only(spec);
 	l->spec = spec;
 }
 
@@ -114,7 +118,7 @@ static bool not_here(struct ism_vctx *v, const struct ism_cm_later *l)
 	}
 	if (strcmp(l->r.kind, "AuthorizationPolicy") == 0 ||
 	    strcmp(l->r.kind, "RequestAuthentication") == 0)
-		ism_v_warn(v, at, "%s: ignored (its spec is not read)", why);
+		ism_v_warn(v, at, "%s: ignored (its spec is checked, not applied)", why);
 	else
 		ism_v_warn(v, at, "%s: ignored (%s is " ISM_NOT_IMPL "; its spec is not read)", why,
 			   l->r.kind);
@@ -131,16 +135,25 @@ void ism_model_laters(struct ism_vctx *v)
 		v->res = l->r.label;
 		ism_v_pop(v, 0);
 		ism_v_push(v, "spec");
-		if (not_here(v, l))
-			continue;
+		l->ignored = not_here(v, l);
+		/* A policy that does not apply is checked all the same: a mistake
+		 * in it is one whichever proxy it was written for. */
+		ism_v_pop(v, 0);
+		ism_v_push(v, "spec");
 		if (strcmp(l->r.kind, "AuthorizationPolicy") == 0) {
 			ism_model_parse_authz(v, l->spec, l);
+			if (l->ignored)
+				l->az = NULL;
 			continue;
 		}
 		if (strcmp(l->r.kind, "RequestAuthentication") == 0) {
 			ism_model_parse_authn(v, l->spec, l);
+			if (l->ignored)
+				l->ra = NULL;
 			continue;
 		}
+		if (l->ignored)
+			continue;
 		ism_v_pop(v, 0);
 		ism_v_push(v, "kind");
 		ism_v_err(

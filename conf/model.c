@@ -293,6 +293,82 @@ void ism_model_selector_labels(struct ism_vctx *v, const struct ism_node *n,
 			   "workload selector specified without labels (Istio warns the same)");
 }
 
+/* One PolicyTargetReference at n (spec.targetRef, or an entry of
+ * spec.targetRefs), as Istio's CRD schema (kind and name required) and
+ * validatePolicyTargetReference: no namespace (cross-namespace references are
+ * not supported), and a Service, ServiceEntry, Gateway or GatewayClass of its
+ * group (a Service's group "" or "core"). */
+static void target_ref(struct ism_vctx *v, const struct ism_node *n)
+{
+	static const char *const keys[] = {"group", "kind", "name", "namespace", NULL};
+	static const char *const allowed[][2] = {{"", "Service"},
+						 {"core", "Service"},
+						 {"networking.istio.io", "ServiceEntry"},
+						 {"gateway.networking.k8s.io", "Gateway"},
+						 {"gateway.networking.k8s.io", "GatewayClass"}};
+	const char *group = "", *kind = NULL, *name = NULL, *ns = "";
+	const struct ism_node *g, *s;
+	bool ok = false;
+
+	if (!ism_v_expect(v, n, ISM_NODE_MAP) || !ism_v_keys(v, n, keys, NULL))
+		return;
+	/* group and namespace may be empty ("" is the core group, and the
+	 * policy's own namespace). */
+	if ((g = ism_v_node(v, n, "group", false, ISM_NODE_SCALAR)) != NULL && !ism_node_is_null(g))
+		group = g->str;
+	if ((s = ism_v_node(v, n, "namespace", false, ISM_NODE_SCALAR)) != NULL &&
+	    !ism_node_is_null(s))
+		ns = s->str;
+	ism_v_str(v, n, "name", true, &name);
+	if (ns[0] != '\0')
+		ism_v_err_key(v, n, "namespace",
+			      "targetRef namespace must not be set; cross namespace referencing "
+			      "is not supported");
+	if (ism_v_str(v, n, "kind", true, &kind) <= 0)
+		return;
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		ok = ok || (strcmp(allowed[i][0], group) == 0 && strcmp(allowed[i][1], kind) == 0);
+	if (!ok)
+		ism_v_err_key(
+		    v, n, ism_node_get(n, "group", NULL) != NULL ? "group" : "kind",
+		    "targetRef must be to one of core/Service, "
+		    "networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway, "
+		    "gateway.networking.k8s.io/GatewayClass but was %s/%s",
+		    group, kind);
+}
+
+const struct ism_node *ism_model_policy_selector(struct ism_vctx *v, const struct ism_node *spec,
+						 struct ism_cm_label **sel, size_t *n_sel)
+{
+	static const char *const one[] = {"selector", "targetRef", "targetRefs", NULL};
+	static const char *const skeys[] = {"matchLabels", NULL};
+	const struct ism_node *n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP), *l;
+	size_t old;
+
+	ism_model_one_of(v, spec, one, "targetRefs, targetRef or selector");
+	if (n != NULL) {
+		old = ism_v_push(v, ".selector");
+		if (ism_v_keys(v, n, skeys, NULL))
+			ism_model_selector_labels(v, n, sel, n_sel);
+		ism_v_pop(v, old);
+	}
+	if (ism_node_get(spec, "targetRef", NULL) != NULL) {
+		old = ism_v_push(v, ".targetRef");
+		target_ref(v, ism_node_get(spec, "targetRef", NULL));
+		ism_v_pop(v, old);
+	}
+	if ((l = ism_v_node(v, spec, "targetRefs", false, ISM_NODE_SEQ)) == NULL)
+		return n;
+	if (l->n > 16)
+		ism_v_err_key(v, spec, "targetRefs", "at most 16 targetRefs (Istio's schema)");
+	for (size_t i = 0; i < l->n; i++) {
+		old = ism_v_push(v, ".targetRefs[%zu]", i);
+		target_ref(v, l->items[i]);
+		ism_v_pop(v, old);
+	}
+	return n;
+}
+
 /* --- PeerAuthentication --- */
 
 static uint8_t pa_mode(struct ism_vctx *v, const struct ism_node *map)

@@ -788,6 +788,7 @@ struct ism_cm_later {
 	struct ism_cm_label *sel;
 	const char *target_key; /* "targetRef" or "targetRefs" when set; NULL */
 	bool sidecar_only;	/* EnvoyFilter: every configPatch's match.context a sidecar's */
+	bool ignored;		/* it does not apply: its spec checked, not applied */
 	struct ism_cm_az *az;	/* AuthorizationPolicy: its spec, checked, when it applies */
 	struct ism_cm_ra *ra;	/* RequestAuthentication: the same */
 };
@@ -1099,6 +1100,14 @@ bool ism_model_warn_elsewhere(struct ism_vctx *v, const struct ism_cm_res *r,
  * validates one (conf/model.c). */
 void ism_model_selector_labels(struct ism_vctx *v, const struct ism_node *n,
 			       struct ism_cm_label **labels, size_t *n_labels);
+/* A policy's spec.selector (its matchLabels into *sel, *n_sel), spec.targetRef
+ * and spec.targetRefs, validated as Istio validates them for the kinds that
+ * have all three (validateOneOfSelectorType, validateWorkloadSelector,
+ * validatePolicyTargetReference(s)): at most one of the three, references to
+ * a Service, ServiceEntry, Gateway or GatewayClass of the policy's namespace.
+ * Returns the selector node, NULL when absent (conf/model.c). */
+const struct ism_node *ism_model_policy_selector(struct ism_vctx *v, const struct ism_node *spec,
+						 struct ism_cm_label **sel, size_t *n_sel);
 /* The access log Istio's "envoy" provider writes: standard output, Istio's
  * default text format (conf/accesslog.c). */
 void ism_model_alog_stdout(struct ism_vctx *v, struct ism_alog_conf *l);

@@ -146,18 +146,11 @@ void ism_model_parse_telemetry(struct ism_vctx *v, const struct ism_node *spec,
 {
 	static const char *const keys[] = {"selector", "targetRef",	"targetRefs", "tracing",
 					   "metrics",  "accessLogging", NULL};
-	static const char *const skeys[] = {"matchLabels", NULL};
 	const struct ism_node *n;
 	size_t old;
 
 	ism_v_keys(v, spec, keys, NULL);
-	if ((n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP)) != NULL) {
-		t->selector_at = n;
-		old = ism_v_push(v, ".selector");
-		ism_v_keys(v, n, skeys, NULL);
-		ism_model_selector_labels(v, n, &t->sel, &t->n_sel);
-		ism_v_pop(v, old);
-	}
+	t->selector_at = ism_model_policy_selector(v, spec, &t->sel, &t->n_sel);
 	t->targets =
 	    ism_node_get(spec, "targetRef", NULL) || ism_node_get(spec, "targetRefs", NULL);
 	warn_ignored(v, spec, "targetRef",

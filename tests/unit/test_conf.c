@@ -2259,7 +2259,7 @@ static void test_later_kinds_elsewhere(void **state)
 	    "AuthorizationPolicy", "security.istio.io/v1", "viewer", "bookinfo",
 	    "  rules: [{from: [{source: {principals: [a]}}]}]\n")
 	    LATER("AuthorizationPolicy", "security.istio.io/v1beta1", "deny-x", "istio-system",
-		  "  selector: {matchLabels: {app: x}}\n  action: DENY\n")
+		  "  selector: {matchLabels: {app: x}}\n  action: DENY\n  rules: [{}]\n")
 		LATER("RequestAuthentication", "security.istio.io/v1", "jwt", "default",
 		      "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, "
 		      "name: gw}]\n")
@@ -3911,6 +3911,52 @@ static const struct bad bads[] = {
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {name: gw, namespace: " X64 "}\nspec: {}\n",
      10, 33, "metadata.namespace", "at most 63"},
+/* F2: a policy's selector and targets, checked as any field; a policy
+ * that does not apply is checked all the same. */
+#define POLICY(kind, meta, spec)                                                                   \
+	APP "---\napiVersion: security.istio.io/v1\nkind: " kind "\nmetadata: {" meta              \
+	    "}\nspec:\n" spec
+    {"policy selector matchLabel",
+     POLICY("AuthorizationPolicy", "name: p, namespace: istio-system",
+	    "  selector: {matchLabel: {app: foo}}\n  action: DENY\n  rules: [{}]\n"),
+     12, 14, "AuthorizationPolicy istio-system/p: spec.selector.matchLabel",
+     "unknown field; did you mean 'matchLabels'?"},
+    {"policy selector unknown key",
+     POLICY("RequestAuthentication", "name: r", "  selector: {matchLabels: {a: b}, x: 1}\n"), 12,
+     35, "RequestAuthentication default/r: spec.selector.x", "unknown field"},
+    {"policy of another namespace checked",
+     POLICY("RequestAuthentication", "name: r, namespace: other",
+	    "  jwtRules: [{issuer: x, bogus: 1}]\n"),
+     12, 26, "RequestAuthentication other/r: spec.jwtRules[0].bogus", "unknown field"},
+    {"policy with targets checked",
+     POLICY("AuthorizationPolicy", "name: p",
+	    "  targetRefs: [{kind: Service, name: a}]\n  action: DENY\n"),
+     13, 11, "AuthorizationPolicy default/p: spec.action", "without rules never applies"},
+    {"targetRef beside selector",
+     POLICY("RequestAuthentication", "name: r",
+	    "  selector: {matchLabels: {a: b}}\n  targetRef: {kind: Service, name: foo}\n"),
+     13, 3, "RequestAuthentication default/r: spec.targetRef", "only one of"},
+    {"targetRef without name",
+     POLICY("RequestAuthentication", "name: r", "  targetRef: {group: \"\", kind: Service}\n"), 12,
+     14, "RequestAuthentication default/r: spec.targetRef.name", "required field missing"},
+    {"targetRef namespace",
+     POLICY("RequestAuthentication", "name: r",
+	    "  targetRef: {kind: Service, name: a, namespace: bar}\n"),
+     12, 50, "RequestAuthentication default/r: spec.targetRef.namespace",
+     "cross namespace referencing is not supported"},
+    {"targetRef group",
+     POLICY("AuthorizationPolicy", "name: p",
+	    "  targetRefs: [{kind: Service, name: a}, {group: __, kind: Service, name: a}]\n"),
+     12, 50, "AuthorizationPolicy default/p: spec.targetRefs[1].group",
+     "targetRef must be to one of core/Service"},
+    {"targetRef kind",
+     POLICY("RequestAuthentication", "name: r", "  targetRef: {kind: Serv_ice, name: a}\n"), 12, 21,
+     "RequestAuthentication default/r: spec.targetRef.kind", "but was /Serv_ice"},
+    {"Telemetry targetRef",
+     APP "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
+	 "spec:\n  targetRef: {kind: Service, name: a, x: 1}\n",
+     12, 39, "Telemetry default/t: spec.targetRef.x", "unknown field"},
+#undef POLICY
 };
 
 /* rewrite: compiled into the route (the path) and into each destination (the
