@@ -196,7 +196,9 @@ static bool usable(const char *text, char *why, size_t cap)
 static void parse_jwks(struct ism_vctx *v, const struct ism_node *m, const char *uri,
 		       uint32_t timeout_ms, bool fetch, struct ism_cm_jwt_rule *r)
 {
-	const char *at = uri != NULL ? "jwksUri" : "issuer";
+	const char *at = uri == NULL				     ? "issuer"
+			 : ism_node_get(m, "jwks_uri", NULL) != NULL ? "jwks_uri"
+								     : "jwksUri";
 	const char *what = uri != NULL ? uri : "the issuer's OpenID discovery";
 	const char *text;
 	char why[256];
@@ -240,6 +242,7 @@ static void parse_rule(struct ism_vctx *v, const struct ism_node *m, bool fetch,
 	static const char *const known[] = {"issuer",
 					    "audiences",
 					    "jwksUri",
+					    "jwks_uri",
 					    "jwks",
 					    "fromHeaders",
 					    "fromParams",
@@ -250,22 +253,30 @@ static void parse_rule(struct ism_vctx *v, const struct ism_node *m, bool fetch,
 					    "timeout",
 					    "spaceDelimitedClaims",
 					    NULL};
-	const char *uri = NULL, *why;
+	/* presence: istiod gives Envoy nothing of it (nothing reads it in
+	 * pilot/), so what a gateway does with it is not defined yet. */
+	static const char *const later[] = {"presence", NULL};
+	/* jwks_uri: the proto's own name, which Istio's schema takes beside
+	 * its JSON name, jwksUri (one of them, or jwks, at most). */
+	static const char *const sources[] = {"jwksUri", "jwks_uri", "jwks", NULL};
+	const char *ukey, *uri = NULL, *why;
 	uint32_t timeout = 5000; /* istiod's default */
 
-	if (!ism_v_keys(v, m, known, NULL))
+	if (!ism_v_keys(v, m, known, later))
 		return;
+	ism_model_one_of(v, m, sources, "jwks or jwksUri");
+	ukey = ism_node_get(m, "jwks_uri", NULL) != NULL ? "jwks_uri" : "jwksUri";
 	r->issuer = "";
 	ism_v_str(v, m, "issuer", false, &r->issuer);
 	r->aud = ism_v_strlist(v, m, "audiences", false, &r->n_aud, NULL);
 	if (r->n_aud > ISM_JWT_AUD_MAX)
 		ism_v_err_key(v, m, "audiences", "at most %d audiences", ISM_JWT_AUD_MAX);
-	if (ism_v_str(v, m, "jwksUri", false, &uri) > 0 && uri[0] == '\0')
+	if (ism_v_str(v, m, ukey, false, &uri) > 0 && uri[0] == '\0')
 		uri = NULL;
 	if (r->issuer[0] == '\0' && uri == NULL)
 		ism_v_err(v, m, "issuer or jwksUri must be non-empty string");
 	if (uri != NULL && (why = jwks_uri_refused(uri)) != NULL) {
-		ism_v_err_key(v, m, "jwksUri", "\"%s\": %s", uri, why);
+		ism_v_err_key(v, m, ukey, "\"%s\": %s", uri, why);
 		uri = NULL;
 	}
 	/* How long a fetch of the key set may take. */

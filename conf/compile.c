@@ -201,6 +201,7 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 	out->ca = apem(b, src->ca, &fp);
 	out->crl = apem(b, src->crl, &fp);
 	out->ciphers = acopy(b, in->ciphers, &fp);
+	out->curves = acopy(b, in->curves, &fp);
 	out->sni = acopy(b, in->sni, &fp);
 	sans = in->n_sans ? ANEW(b, in->n_sans, struct ism_str) : NULL;
 	for (uint32_t i = 0; sans != NULL && i < in->n_sans; i++)

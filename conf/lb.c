@@ -516,7 +516,10 @@ void ism_model_parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct is
 					   "warmup",
 					   "warmupDurationSecs",
 					   NULL};
-	static const char *const kinds[] = {"simple", "consistentHash", NULL};
+	static const char *const kinds[] = {"simple", "consistentHash", "backendUtilization", NULL};
+	/* backendUtilization: Envoy's client-side weighted round robin over the
+	 * endpoints' ORCA load reports, which isthmus does not read. */
+	static const char *const later_keys[] = {"backendUtilization", NULL};
 	static const char *const ok[] = {"ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN",
 					 "RANDOM",	"UNSPECIFIED",	 NULL};
 	static const char *const later[] = {"PASSTHROUGH", NULL};
@@ -528,8 +531,8 @@ void ism_model_parse_lb(struct ism_vctx *v, const struct ism_node *tp, struct is
 		return;
 	p->set = true;
 	old = ism_v_push(v, ".loadBalancer");
-	ism_v_keys(v, n, keys, NULL);
-	ism_model_one_of(v, n, kinds, "simple, consistentHash");
+	ism_v_keys(v, n, keys, later_keys);
+	ism_model_one_of(v, n, kinds, "simple, consistentHash, backendUtilization");
 	if (ism_v_enum(v, n, "simple", ok, later, &s) > 0) {
 		p->has_simple = true;
 		if (strcmp(s, "ROUND_ROBIN") == 0)

@@ -300,12 +300,52 @@ static void parse_versions(struct ism_vctx *v, const struct ism_node *n, struct 
 			  "maxProtocolVersion is below minProtocolVersion");
 }
 
-/* cipherSuites: names OpenSSL knows for TLS 1.2 and below, joined by ':'. */
-static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct ism_tls_conf *c)
+static bool in_names(const char *const *names, const char *s)
+{
+	for (; *names; names++)
+		if (strcmp(*names, s) == 0)
+			return true;
+	return false;
+}
+
+/* Whether OpenSSL takes cipher suite name (a suite for TLS 1.2 and below);
+ * NULL when it does, else what the error adds. */
+static const char *cipher_refused(SSL_CTX *ctx, const char *name)
+{
+	if (SSL_CTX_set_cipher_list(ctx, name) == 1)
+		return NULL;
+	return strncmp(name, "TLS_", 4) == 0
+		   ? "unknown cipher suite (TLS 1.3 suites are not configurable, as in Envoy)"
+		   : "unknown cipher suite";
+}
+
+/* The names Envoy (BoringSSL) takes in ecdh_curves, with their aliases. */
+static const char *const envoy_curves[] = {
+    "P-224",	      "secp224r1", "P-256",	"prime256v1", "P-384",
+    "secp384r1",      "P-521",	   "secp521r1", "X25519",     "X25519Kyber768Draft00",
+    "X25519MLKEM768", NULL};
+
+/* The same for an ECDH curve (a TLS group): one Envoy knows, that this
+ * OpenSSL has. */
+static const char *curve_refused(SSL_CTX *ctx, const char *name)
+{
+	if (!in_names(envoy_curves, name))
+		return "unknown ECDH curve (Envoy's names: P-224, P-256, P-384, P-521, X25519, "
+		       "X25519Kyber768Draft00, X25519MLKEM768)";
+	if (SSL_CTX_set1_groups_list(ctx, name) != 1)
+		return "ECDH curve this build's OpenSSL does not have";
+	return NULL;
+}
+
+/* A list of names at n.key that OpenSSL takes one by one (refused: what
+ * refused(ctx, name) says, at the name), joined by ':' into *out. */
+static void parse_ossl_list(struct ism_vctx *v, const struct ism_node *n, const char *key,
+			    const char *(*refused)(SSL_CTX *ctx, const char *name),
+			    struct ism_str *out)
 {
 	const struct ism_node *l;
 	size_t nc, total = 1, old;
-	const char **cs = ism_v_strlist(v, n, "cipherSuites", false, &nc, &l);
+	const char **cs = ism_v_strlist(v, n, key, false, &nc, &l);
 	SSL_CTX *ctx;
 	char *joined;
 
@@ -318,16 +358,16 @@ static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct i
 		v->nomem = 1;
 		return;
 	}
-	old = ism_v_push(v, ".cipherSuites");
+	old = ism_v_push(v, ".%s", key);
 	for (size_t i = 0; i < nc; i++) {
+		const char *why = strchr(cs[i], ':') != NULL ? "one name per entry, without ':'"
+							     : refused(ctx, cs[i]);
+
 		total += strlen(cs[i]) + 1;
-		if (strchr(cs[i], ':') != NULL || SSL_CTX_set_cipher_list(ctx, cs[i]) != 1) {
+		if (why != NULL) {
 			size_t o2 = ism_v_push(v, "[%zu]", i);
 
-			ism_v_err(v, l->items[i], "unknown cipher suite \"%s\"%s", cs[i],
-				  strncmp(cs[i], "TLS_", 4) == 0
-				      ? " (TLS 1.3 suites are not configurable, as in Envoy)"
-				      : "");
+			ism_v_err(v, l->items[i], "\"%s\": %s", cs[i], why);
 			ism_v_pop(v, o2);
 		}
 	}
@@ -348,8 +388,7 @@ static void parse_ciphers(struct ism_vctx *v, const struct ism_node *n, struct i
 		total += len;
 	}
 	joined[total] = '\0';
-	c->ciphers.p = joined;
-	c->ciphers.len = (uint32_t)total;
+	*out = (struct ism_str){.p = joined, .len = (uint32_t)total};
 }
 
 void ism_tls_parse_sans(struct ism_vctx *v, const struct ism_node *n, const struct ism_str **sans,
@@ -561,13 +600,15 @@ static void plaintext_tls(struct ism_vctx *v, const struct ism_node *n, const ch
 	}
 }
 
-static bool in_names(const char *const *names, const char *s)
-{
-	for (; *names; names++)
-		if (strcmp(*names, s) == 0)
-			return true;
-	return false;
-}
+/* A server's tls fields: those of its certificates, and those of the
+ * handshake that use them. */
+#define SERVER_CERT_KEYS                                                                           \
+	"serverCertificate", "privateKey", "caCertificates", "caCrl", "credentialName",            \
+	    "credentialNames", "tlsCertificates"
+#define SERVER_HANDSHAKE_KEYS                                                                      \
+	"subjectAltNames", "verifyCertificateHash", "verifyCertificateSpki",                       \
+	    "caCertCredentialName", "insecureSkipVerify", "minProtocolVersion",                    \
+	    "maxProtocolVersion", "cipherSuites", "ecdhCurves"
 
 /* tls of a server that passes TLS through (mode_set: mode PASSTHROUGH is
  * written, else it is Istio's default): nothing but the mode means anything.
@@ -575,13 +616,8 @@ static bool in_names(const char *const *names, const char *s)
  * does not happen here are as ignored. */
 static void passthrough_tls(struct ism_vctx *v, const struct ism_node *n, bool mode_set)
 {
-	static const char *const certs[] = {
-	    "serverCertificate", "privateKey",	    "caCertificates",  "caCrl",
-	    "credentialName",	 "credentialNames", "tlsCertificates", NULL};
-	static const char *const handshake[] = {
-	    "subjectAltNames",	    "verifyCertificateHash", "verifyCertificateSpki",
-	    "caCertCredentialName", "insecureSkipVerify",    "minProtocolVersion",
-	    "maxProtocolVersion",   "cipherSuites",	     NULL};
+	static const char *const certs[] = {SERVER_CERT_KEYS, NULL};
+	static const char *const handshake[] = {SERVER_HANDSHAKE_KEYS, NULL};
 
 	for (size_t i = 0; i < n->n; i++) {
 		const struct ism_node *k = n->pairs[i].key;
@@ -664,7 +700,8 @@ static void server_fields(struct ism_vctx *v, const struct ism_node *n, struct i
 	ism_v_bool(v, n, "insecureSkipVerify", &skip);
 	c->skip_verify = skip;
 	parse_versions(v, n, c);
-	parse_ciphers(v, n, c);
+	parse_ossl_list(v, n, "cipherSuites", cipher_refused, &c->ciphers);
+	parse_ossl_list(v, n, "ecdhCurves", curve_refused, &c->curves);
 }
 
 /* Mode SIMPLE asks for no client certificate: the fields that check one
@@ -738,24 +775,8 @@ static void server_check(struct ism_vctx *v, const struct ism_node *n, const str
 void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const char *protocol,
 			  struct ism_cm_tls *t)
 {
-	static const char *const keys[] = {"mode",
-					   "httpsRedirect",
-					   "serverCertificate",
-					   "privateKey",
-					   "caCertificates",
-					   "caCrl",
-					   "credentialName",
-					   "credentialNames",
-					   "tlsCertificates",
-					   "subjectAltNames",
-					   "verifyCertificateHash",
-					   "verifyCertificateSpki",
-					   "caCertCredentialName",
-					   "insecureSkipVerify",
-					   "minProtocolVersion",
-					   "maxProtocolVersion",
-					   "cipherSuites",
-					   NULL};
+	static const char *const keys[] = {"mode", "httpsRedirect", SERVER_CERT_KEYS,
+					   SERVER_HANDSHAKE_KEYS, NULL};
 	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
 	struct ism_tls_conf *c = &t->c;
 	bool tls = ism_model_server_kind(protocol, false) == ISM_SRV_HTTPS, redirect = false;

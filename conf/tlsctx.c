@@ -307,6 +307,8 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
 	if (c->ciphers.len && SSL_CTX_set_cipher_list(ctx, c->ciphers.p) != 1)
 		goto fail;
+	if (c->curves.len && SSL_CTX_set1_groups_list(ctx, c->curves.p) != 1)
+		goto fail;
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
 	 * on an open session gets a no_renegotiation alert. */

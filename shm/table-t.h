@@ -441,6 +441,7 @@ struct ism_tls_conf {
 	struct ism_pem ca;	/* client certificates (server) or the upstream's (client) */
 	struct ism_pem crl;	/* caCrl */
 	struct ism_str ciphers; /* OpenSSL cipher list for TLS <= 1.2; empty: default */
+	struct ism_str curves;	/* server: OpenSSL groups list (ecdhCurves); empty: default */
 	uint32_t n_sans;
 	const struct ism_str *sans; /* subjectAltNames the peer must present one of */
 	/* server: the client certificate must match one of them, when any */

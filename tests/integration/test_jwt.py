@@ -577,15 +577,17 @@ def jwt_config_errors_and_scope(env):
     rule with neither issuer nor jwksUri; a reload with such a document is
     refused and the old RequestAuthentication serves on; a RequestAuthentication of another namespace, or of the root
     namespace whose selector does not select the appliance, loads with a
-    warning and checks nothing (a bad token is served), while one of the root
+    warning (its spec checked, not applied: a bad token is served), while one of the root
     namespace that selects it applies."""
     keys = Keys(env, e="ec256")
     key = jwks(keys.jwk("e"))
     head = docs(appliance(env), gateway_ports([free_port()]), virtual_service("vs", ["*"], ROUTE_ALL))
     cases = [(f"  - issuer: {ISS}\n    jwks: '{{\"keys\": [{{\"kty\": \"EC\"'\n", "jwks", "jwks", "jwks"),
              (f"  - issuer: {ISS}\n    jwks: '{{\"nokeys\": []}}'\n", "jwks", "jwks", "jwks"),
-             (f"  - issuer: {ISS}\n    jwksUri: ftp://issuer.example.com/keys\n    jwks: '{key}'\n", "jwksUri",
+             (f"  - issuer: {ISS}\n    jwksUri: ftp://issuer.example.com/keys\n", "jwksUri",
               "jwksUri", "URI scheme is not supported"),
+             (f"  - issuer: {ISS}\n    jwksUri: https://issuer.example.com/keys\n    jwks: '{key}'\n", "jwks",
+              None, "only one of jwks or jwksUri"),
              ("  - jwks: '" + key + "'\n", "jwtRules[0]", None, "issuer or jwksUri")]
     for rules, path, at, want in cases:
         text = docs(head, "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"

@@ -3956,6 +3956,27 @@ static const struct bad bads[] = {
      APP "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
 	 "spec:\n  targetRef: {kind: Service, name: a, x: 1}\n",
      12, 39, "Telemetry default/t: spec.targetRef.x", "unknown field"},
+    /* F1: Istio fields, never "unknown field". */
+    {"jwks_uri as jwksUri",
+     POLICY("RequestAuthentication", "name: r",
+	    "  jwtRules: [{issuer: x, jwks_uri: \"ftp://a/b\"}]\n"),
+     12, 36, "RequestAuthentication default/r: spec.jwtRules[0].jwks_uri",
+     "URI scheme is not supported"},
+    {"jwks_uri and jwksUri",
+     POLICY("RequestAuthentication", "name: r",
+	    "  jwtRules: [{issuer: x, jwksUri: \"https://a/b\", jwks_uri: \"https://a/b\"}]\n"),
+     12, 50, "RequestAuthentication default/r: spec.jwtRules[0].jwks_uri",
+     "only one of jwks or jwksUri"},
+    {"jwtRules presence",
+     POLICY("RequestAuthentication", "name: r", "  jwtRules: [{issuer: x, presence: REQUIRED}]\n"),
+     12, 26, "RequestAuthentication default/r: spec.jwtRules[0].presence", "not implemented yet"},
+    {"loadBalancer backendUtilization",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	 "spec:\n  host: a.b\n  subsets:\n  - name: v1\n"
+	 "    trafficPolicy: {loadBalancer: {backendUtilization: {}}}\n",
+     15, 36,
+     "DestinationRule default/d: spec.subsets[0].trafficPolicy.loadBalancer.backendUtilization",
+     "not implemented yet"},
 #undef POLICY
 };
 

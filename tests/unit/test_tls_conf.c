@@ -151,7 +151,7 @@ static void test_https_servers(void **state)
 			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
 			      "    hosts: [a.example.com]\n"
 			      "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
-			      "a.key, minProtocolVersion: TLSV1_3}\n"
+			      "a.key, minProtocolVersion: TLSV1_3, ecdhCurves: [X25519, P-256]}\n"
 			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
 			      "    hosts: [\"*.example.com\"]\n"
 			      "    tls: {mode: SIMPLE, credentialName: bcert}\n"
@@ -165,6 +165,9 @@ static void test_https_servers(void **state)
 	assert_int_equal(li->tls[0].tls.mode, ISM_TLS_SIMPLE);
 	assert_int_equal(li->tls[0].tls.min_ver, 0x0304);
 	assert_int_equal(li->tls[0].tls.n_certs, 1);
+	/* ecdhCurves: OpenSSL's groups list, as Envoy's ecdh_curves. */
+	assert_string_equal(li->tls[0].tls.curves.p, "X25519:P-256");
+	assert_int_equal(li->tls[1].tls.curves.len, 0);
 	assert_non_null(strstr(li->tls[0].tls.certs[0].cert.text.p, "BEGIN CERTIFICATE"));
 	assert_non_null(strstr(li->tls[1].tls.certs[0].cert.path.p, "/b.crt"));
 	assert_true(li->tls[0].tls.fingerprint != li->tls[1].tls.fingerprint);
@@ -430,6 +433,10 @@ static void test_errors(void **state)
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
 		"cipherSuites: [NOT-A-CIPHER]}\n",
 	     "spec.servers[0].tls.cipherSuites[0]", "unknown cipher suite"},
+	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
+		"ecdhCurves: [X25519, X448]}\n",
+	     "spec.servers[0].tls.ecdhCurves[1]", "\"X448\": unknown ECDH curve (Envoy's names"},
 	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
 		"minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}\n",
