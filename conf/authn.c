@@ -280,7 +280,7 @@ static void parse_rule(struct ism_vctx *v, const struct ism_node *m, bool fetch,
 		uri = NULL;
 	}
 	/* How long a fetch of the key set may take. */
-	ism_v_dur(v, m, "timeout", 1, &timeout);
+	ism_v_istio_dur(v, m, "timeout", &timeout);
 	if (v->d->n_errors == 0 || ism_node_get(m, "jwks", NULL) != NULL)
 		parse_jwks(v, m, uri, timeout, fetch, r);
 	parse_locations(v, m, r);

@@ -107,7 +107,7 @@ static void parse_max_age(struct ism_vctx *v, const struct ism_node *n, struct i
 	uint32_t ms;
 	char buf[16];
 
-	if (ism_v_dur(v, n, "maxAge", 1, &ms) <= 0)
+	if (ism_v_istio_dur(v, n, "maxAge", &ms) <= 0)
 		return;
 	if (ms % 1000 != 0) {
 		size_t old = ism_v_push(v, ".maxAge");

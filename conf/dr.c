@@ -31,9 +31,9 @@ static void parse_h2_keepalive(struct ism_vctx *v, const struct ism_node *h, str
 	old = ism_v_push(v, ".http2KeepAlive");
 	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_node(v, n, "interval", true, ISM_NODE_SCALAR) != NULL)
-		ri = ism_v_dur(v, n, "interval", 1, &interval);
+		ri = ism_v_istio_dur(v, n, "interval", &interval);
 	if (ism_v_node(v, n, "timeout", true, ISM_NODE_SCALAR) != NULL)
-		rt = ism_v_dur(v, n, "timeout", 1, &timeout);
+		rt = ism_v_istio_dur(v, n, "timeout", &timeout);
 	if (ri > 0 && rt > 0) {
 		p->ping_interval_ms = interval;
 		p->ping_timeout_ms = timeout;
@@ -53,7 +53,7 @@ static void parse_pool_http(struct ism_vctx *v, const struct ism_node *h, struct
 	size_t old = ism_v_push(v, ".http");
 
 	ism_v_keys(v, h, keys, NULL);
-	p->has_idle = ism_v_dur(v, h, "idleTimeout", 1, &p->idle_ms) > 0;
+	p->has_idle = ism_v_istio_dur(v, h, "idleTimeout", &p->idle_ms) > 0;
 	pool_max(v, h, "http1MaxPendingRequests", &p->limits.max_pending);
 	pool_max(v, h, "http2MaxRequests", &p->limits.max_requests);
 	ism_v_u32(v, h, "maxRequestsPerConnection", false, 0, INT32_MAX,
@@ -84,7 +84,7 @@ static void keepalive_secs(struct ism_vctx *v, const struct ism_node *map, const
 {
 	uint32_t ms;
 
-	if (ism_v_dur(v, map, key, 1, &ms) <= 0)
+	if (ism_v_istio_dur(v, map, key, &ms) <= 0)
 		return;
 	if (ms < 1000 || ms / 1000 > 32767)
 		ism_v_err_key(v, map, key,
@@ -118,15 +118,22 @@ static void parse_pool_tcp(struct ism_vctx *v, const struct ism_node *t, struct 
 	static const char *const keys[] = {"connectTimeout", "maxConnections",
 					   "tcpKeepalive",   "maxConnectionDuration",
 					   "idleTimeout",    NULL};
+	const struct ism_node *idle;
 	size_t old = ism_v_push(v, ".tcp");
+	uint32_t ms;
 
 	ism_v_keys(v, t, keys, NULL);
-	p->has_connect = ism_v_dur(v, t, "connectTimeout", 1, &p->connect_ms) > 0;
+	p->has_connect = ism_v_istio_dur(v, t, "connectTimeout", &p->connect_ms) > 0;
 	pool_max(v, t, "maxConnections", &p->limits.max_connections);
 	parse_tcp_keepalive(v, t, p);
-	ism_v_dur(v, t, "maxConnectionDuration", 1, &p->tcp_max_ms);
-	/* Istio: 0s turns the tunnels' idle timeout off. */
-	p->has_tcp_idle = ism_v_dur(v, t, "idleTimeout", 0, &p->tcp_idle_ms) > 0;
+	ism_v_istio_dur(v, t, "maxConnectionDuration", &p->tcp_max_ms);
+	/* Istio: 0s turns the tunnels' idle timeout off; its validation skips
+	 * a value under 1 ms (Milliseconds() == 0), checks the others. */
+	idle = ism_node_get(t, "idleTimeout", NULL);
+	p->has_tcp_idle = (idle != NULL && idle->kind == ISM_NODE_SCALAR &&
+				   ism_parse_duration_ms(idle->str, &ms) == 0 && ms <= 1
+			       ? ism_v_dur(v, t, "idleTimeout", 0, &p->tcp_idle_ms)
+			       : ism_v_istio_dur(v, t, "idleTimeout", &p->tcp_idle_ms)) > 0;
 	ism_v_pop(v, old);
 }
 
@@ -222,8 +229,8 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 	}
 	ism_v_u32(v, n, "consecutive5xxErrors", false, 0, UINT32_MAX, &o->consecutive_5xx);
 	ism_v_u32(v, n, "consecutiveGatewayErrors", false, 0, UINT32_MAX, &o->consecutive_gateway);
-	ism_v_dur(v, n, "interval", 1, &o->interval_ms);
-	ism_v_dur(v, n, "baseEjectionTime", 1, &o->base_ejection_ms);
+	ism_v_istio_dur(v, n, "interval", &o->interval_ms);
+	ism_v_istio_dur(v, n, "baseEjectionTime", &o->base_ejection_ms);
 	/* Istio passes maxEjectionPercent on only when > 0: 0 keeps Envoy's 10. */
 	if (ism_v_u32(v, n, "maxEjectionPercent", false, 0, 100, &o->max_ejection_percent) > 0 &&
 	    o->max_ejection_percent == 0)

@@ -62,7 +62,7 @@ static void parse_delay(struct ism_vctx *v, const struct ism_node *n, struct ism
 	size_t old = ism_v_push(v, ".delay");
 
 	ism_v_keys(v, n, keys, unimpl);
-	if (ism_v_dur(v, n, "fixedDelay", 1, &f->delay_ms) == 0 &&
+	if (ism_v_istio_dur(v, n, "fixedDelay", &f->delay_ms) == 0 &&
 	    ism_node_get(n, "exponentialDelay", NULL) == NULL)
 		ism_v_warn(v, n, "no fixedDelay: no request is delayed (Istio drops such a delay)");
 	f->delay_ppm = share(v, n, true, "delayed");

@@ -370,12 +370,13 @@ static uint64_t unit_ns(const char **s)
 	return 0;
 }
 
-int ism_parse_duration_ms(const char *s, uint32_t *out)
+/* A duration in nanoseconds, at most UINT32_MAX ms: 0, -EINVAL or -ERANGE. */
+static int parse_duration_ns(const char *s, uint64_t *out)
 {
 	/* Go/Istio form: one or more <decimal><unit>, e.g. "1m30s", "1.5s". The sum
-	 * is kept in nanoseconds with overflow checks, then rounded up to ms. A
-	 * sum past the largest is noted and the text read to its end, so that
-	 * -ERANGE is only said of a well-formed duration. */
+	 * is kept in nanoseconds with overflow checks. A sum past the largest is
+	 * noted and the text read to its end, so that -ERANGE is only said of a
+	 * well-formed duration. */
 	const uint64_t max_ns = (uint64_t)UINT32_MAX * 1000000ull;
 	uint64_t total = 0;
 	bool over = false;
@@ -421,24 +422,42 @@ int ism_parse_duration_ms(const char *s, uint32_t *out)
 	}
 	if (over)
 		return -ERANGE;
-	*out = (uint32_t)((total + 999999) / 1000000);
+	*out = total;
 	return 0;
 }
 
-int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
-	      uint32_t *out)
+int ism_parse_duration_ms(const char *s, uint32_t *out)
+{
+	uint64_t ns;
+	int rc = parse_duration_ns(s, &ns);
+
+	if (rc == 0)
+		*out = (uint32_t)((ns + 999999) / 1000000);
+	return rc;
+}
+
+/* ism_v_dur, and with istio Istio's rule (ValidateDuration) besides. */
+static int dur_field(struct ism_vctx *v, const struct ism_node *map, const char *key,
+		     uint32_t min_ms, bool istio, uint32_t *out)
 {
 	const struct ism_node *n;
-	uint32_t ms;
+	uint64_t ns = 0;
+	uint32_t ms = 0;
 	size_t old;
 	int rc = 1, prc = -EINVAL;
 
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (n->kind == ISM_NODE_SCALAR)
-		prc = ism_parse_duration_ms(n->str, &ms);
-	if (prc == -ERANGE) {
+	if (n->kind == ISM_NODE_SCALAR && (prc = parse_duration_ns(n->str, &ns)) == 0)
+		ms = (uint32_t)((ns + 999999) / 1000000);
+	if (prc == 0 && istio && ns < 1000000) {
+		ism_v_err(v, n, "must be at least 1ms (Istio: duration must be greater than 1ms)");
+		rc = -1;
+	} else if (prc == 0 && istio && ns % 1000000 != 0) {
+		ism_v_err(v, n, "only durations to ms precision are supported (as in Istio)");
+		rc = -1;
+	} else if (prc == -ERANGE) {
 		/* Durations are kept in 32-bit milliseconds. */
 		ism_v_err(v, n, "too large: at most 1193h2m47.295s (%u ms)", UINT32_MAX);
 		rc = -1;
@@ -454,6 +473,17 @@ int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 	}
 	ism_v_pop(v, old);
 	return rc;
+}
+
+int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
+	      uint32_t *out)
+{
+	return dur_field(v, map, key, min_ms, false, out);
+}
+
+int ism_v_istio_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *out)
+{
+	return dur_field(v, map, key, 1, true, out);
 }
 
 int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key, double lo,

@@ -500,7 +500,7 @@ static void parse_warmup(struct ism_vctx *v, const struct ism_node *n, struct is
 	ism_v_keys(v, w, keys, NULL);
 	if (ism_node_get(w, "duration", NULL) == NULL)
 		ism_v_err(v, w, "duration is required (as Istio validates it)");
-	ism_v_dur(v, w, "duration", 1, &p->warmup_ms);
+	ism_v_istio_dur(v, w, "duration", &p->warmup_ms);
 	if (ism_v_double(v, w, "minimumPercent", 0, 100, false, &pct) > 0)
 		p->warmup_minimum = pct / 100;
 	ism_v_double(v, w, "aggression", 0, 1e6, true, &p->warmup_aggression);

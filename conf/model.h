@@ -883,6 +883,10 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
  * milliseconds, a positive value under 1 ms rounding up to 1 ms. */
 int ism_v_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t min_ms,
 	      uint32_t *out);
+/* A duration of an Istio resource, as Istio's ValidateDuration
+ * (pkg/config/validation/agent/validation.go) has it: at least 1 ms, and a
+ * whole number of milliseconds. */
+int ism_v_istio_dur(struct ism_vctx *v, const struct ism_node *map, const char *key, uint32_t *out);
 /* A number (a double) at map.key in [lo, hi] ((lo, hi] when lo_open): 1 and
  * *out when present and valid, 0 when absent, -1 when invalid (reported). */
 int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key, double lo,

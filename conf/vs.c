@@ -512,10 +512,10 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_u32(v, n, "attempts", false, 0, 10000, &rt->attempts) == 0)
 		ism_v_warn(v, n, "attempts is not set: no retries (Istio's default is 0 here)");
-	ism_v_dur(v, n, "perTryTimeout", 1, &rt->per_try_timeout_ms);
+	ism_v_istio_dur(v, n, "perTryTimeout", &rt->per_try_timeout_ms);
 	/* Envoy's base interval: retry N waits below (2^N - 1) x backoff, at most
 	 * ten times it. */
-	ism_v_dur(v, n, "backoff", 1, &rt->backoff_base_ms);
+	ism_v_istio_dur(v, n, "backoff", &rt->backoff_base_ms);
 	parse_retry_on(v, n, rt);
 	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0)
 		rt->ignore_previous_hosts = b;
@@ -935,7 +935,7 @@ static void parse_route(struct ism_vctx *v, const struct ism_node *n, const char
 		return;
 	ism_v_keys(v, n, keys, unimpl);
 	ism_v_str(v, n, "name", false, &r->name);
-	ism_v_dur(v, n, "timeout", 0, &r->timeout_ms);
+	ism_v_istio_dur(v, n, "timeout", &r->timeout_ms);
 	parse_retries(v, n, r);
 	parse_rewrite(v, n, &r->rewrite);
 	ism_model_headers(v, n, &r->headers, r->rewrite.authority);

@@ -3977,6 +3977,25 @@ static const struct bad bads[] = {
      15, 36,
      "DestinationRule default/d: spec.subsets[0].trafficPolicy.loadBalancer.backendUtilization",
      "not implemented yet"},
+    /* F4: Istio's ValidateDuration where Istio applies it. */
+    {"route timeout 0s", VS_HEAD "    - destination: {host: a.b}\n    timeout: 0s\n", 23, 14,
+     VS_FIELD "spec.http[0].timeout", "must be at least 1ms (Istio: duration must be greater"},
+    {"route timeout 500us", VS_HEAD "    - destination: {host: a.b}\n    timeout: 500us\n", 23, 14,
+     VS_FIELD "spec.http[0].timeout", "must be at least 1ms"},
+    {"perTryTimeout beyond ms",
+     VS_HEAD "    - destination: {host: a.b}\n    retries: {attempts: 2, perTryTimeout: 1.0005s}\n",
+     23, 43, VS_FIELD "spec.http[0].retries.perTryTimeout",
+     "only durations to ms precision are supported"},
+    {"outlier interval 100us",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	 "spec:\n  host: a.b\n  trafficPolicy: {outlierDetection: {interval: 100us}}\n",
+     13, 48, "DestinationRule default/d: spec.trafficPolicy.outlierDetection.interval",
+     "must be at least 1ms"},
+    {"tcp idleTimeout beyond ms",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	 "spec:\n  host: a.b\n  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 1.5ms}}}\n",
+     13, 55, "DestinationRule default/d: spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+     "only durations to ms precision"},
 #undef POLICY
 };
 
