@@ -28,6 +28,8 @@ static void no_effect(struct ism_vctx *v, const struct ism_node *map, const char
 	ism_v_pop(v, old);
 }
 
+/* Port, as Istio's validateServerPort: number, name and protocol required
+ * (an absent protocol is Istio's invalid protocol ""), targetPort an error. */
 static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 			      struct ism_cm_server *s)
 {
@@ -52,11 +54,39 @@ static void parse_server_port(struct ism_vctx *v, const struct ism_node *srv,
 	if (ism_v_u32(v, p, "number", true, 1, 65535, &num) > 0)
 		s->port = (uint16_t)num;
 	if (ism_v_u32(v, p, "targetPort", false, 1, 65535, &num) > 0)
-		no_effect(v, p, "targetPort",
-			  "deprecated in Istio's API, where a Gateway ignores it");
-	ism_v_str(v, p, "name", false, &s->port_name);
+		ism_v_err_key(v, p, "targetPort",
+			      "targetPort has no impact on Gateways (as Istio)");
+	ism_v_str(v, p, "name", true, &s->port_name);
+	if (ism_node_get(p, "protocol", NULL) == NULL) {
+		size_t o2 = ism_v_push(v, ".protocol");
+
+		ism_v_err(v, p, "required field missing (Istio: invalid protocol \"\")");
+		ism_v_pop(v, o2);
+	}
 	ism_v_enum_nocase(v, p, "protocol", ok, later, &s->protocol);
 	ism_v_pop(v, old);
+}
+
+/* What Istio's ValidateNamespaceSlashWildcardHostname (gateway, not from the
+ * Gateway API) says of server host h, after namespace ns/ (NULL: none). */
+static const char *host_err(const char *ns, const char *h)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *why;
+
+	if (ns != NULL && (ns[0] == '\0' || h[0] == '\0'))
+		return "config namespace and dnsName in host entry cannot be empty";
+	if (ns != NULL && strcmp(ns, "*") != 0 && strcmp(ns, ".") != 0 &&
+	    !ism_model_dns1123_label(ns))
+		return "invalid namespace value in gateway (*, . or a namespace name)";
+	if (strcmp(h, "*") != 0 && strchr(h, '.') == NULL)
+		return "short names (non FQDN) are not allowed";
+	/* A gateway takes an IP address as a host too. */
+	if ((why = ism_model_domain_err(h)) != NULL && ism_model_parse_ip(h, &ss, &len) &&
+	    strchr(h, '*') == NULL)
+		return NULL;
+	return why;
 }
 
 static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_server *s)
@@ -64,7 +94,7 @@ static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct is
 	static const char *const keys[] = {"port", "hosts",	      "bind", "name",
 					   "tls",  "defaultEndpoint", NULL};
 	const struct ism_node *hl;
-	const char **hosts, *dflt;
+	const char **hosts, *dflt, *why;
 	size_t nh, old;
 
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
@@ -108,8 +138,8 @@ static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct is
 			sh->ns = ns;
 			h = slash + 1;
 		}
-		if ((sh->ns != NULL && sh->ns[0] == '\0') || !ism_model_host_syntax_ok(h)) {
-			ism_v_err(v, hl->items[i], "invalid host \"%s\"", hosts[i]);
+		if ((why = host_err(sh->ns, h)) != NULL) {
+			ism_v_err(v, hl->items[i], "invalid host \"%s\": %s", hosts[i], why);
 		} else {
 			sh->dns = ism_model_lower_dup(v, h);
 			s->n_hosts++;
@@ -119,10 +149,31 @@ static void parse_server(struct ism_vctx *v, const struct ism_node *n, struct is
 	ism_v_pop(v, old);
 }
 
+/* Istio's ValidateGateway: port names unique among the servers of one
+ * Gateway; the last parsed (index i) against those before it, in names. */
+static void unique_port_name(struct ism_vctx *v, const struct ism_cm_server *s, size_t i,
+			     struct ism_strmap *names)
+{
+	const struct ism_node *p = s->at != NULL ? ism_node_get(s->at, "port", NULL) : NULL;
+	uint32_t first;
+	size_t old;
+
+	if (s->port_name == NULL || p == NULL || names == NULL ||
+	    ism_v_map_add(v, names, s->port_name, strlen(s->port_name), (uint32_t)i, &first) != 0)
+		return;
+	old = ism_v_push(v, ".port");
+	ism_v_err_key(v, p, "name",
+		      "port names in servers must be unique: duplicate name %s (servers[%u] has it "
+		      "too)",
+		      s->port_name, first);
+	ism_v_pop(v, old);
+}
+
 void ism_model_parse_gateway(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_gw *g)
 {
 	static const char *const keys[] = {"selector", "servers", NULL};
 	const struct ism_node *l;
+	struct ism_strmap *names;
 	size_t old;
 
 	ism_v_keys(v, spec, keys, NULL);
@@ -130,14 +181,19 @@ void ism_model_parse_gateway(struct ism_vctx *v, const struct ism_node *spec, st
 	l = ism_v_node(v, spec, "servers", true, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;
+	if (l->n == 0)
+		ism_v_err_key(v, spec, "servers",
+			      "gateway must have at least one server (as Istio)");
 	g->servers = ism_v_alloc(v, l->n, sizeof(*g->servers));
 	if (g->servers == NULL)
 		return;
+	names = ism_v_map(v, l->n);
 	old = ism_v_push(v, ".servers");
 	for (size_t i = 0; i < l->n; i++) {
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 
 		parse_server(v, l->items[i], &g->servers[g->n_servers++]);
+		unique_port_name(v, &g->servers[g->n_servers - 1], i, names);
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

@@ -69,6 +69,52 @@ bool ism_model_host_syntax_ok(const char *s)
 	return label > 0;
 }
 
+/* Whether label (len bytes) is one of Istio's DNS-1123 labels
+ * (pkg/config/labels: [a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?, at most 63). */
+static bool istio_label(const char *label, size_t len)
+{
+	if (len == 0 || len > 63 || !isalnum((unsigned char)label[0]) ||
+	    !isalnum((unsigned char)label[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)label[i]) && label[i] != '-')
+			return false;
+	return true;
+}
+
+const char *ism_model_domain_err(const char *s)
+{
+	size_t n = strlen(s), first = strcspn(s, ".");
+	const char *p, *tld;
+
+	if (n == 0)
+		return "empty domain name not allowed";
+	if (n > 255)
+		return "domain name too long (max 255)";
+	if (strchr(s, '*') != NULL && n != 1 && strncmp(s, "*.", 2) != 0)
+		return "partial wildcard not allowed";
+	if (!(first == 1 && s[0] == '*') && !istio_label(s, first))
+		return "invalid label (letters, digits and '-', starting and ending with a letter "
+		       "or digit, at most 63)";
+	if (s[first] == '\0')
+		return NULL;
+	p = s + first + 1;
+	tld = strrchr(p, '.') != NULL ? strrchr(p, '.') + 1 : p;
+	if (*tld != '\0' && tld[strspn(tld, "0123456789")] == '\0')
+		return "the top level domain cannot be all-numeric";
+	while (*p != '\0') {
+		size_t len = strcspn(p, ".");
+
+		if (!istio_label(p, len))
+			return "invalid label (letters, digits and '-', starting and ending with a "
+			       "letter or digit, at most 63)";
+		p += len;
+		if (*p == '.')
+			p++; /* a last empty label: "istio.io." */
+	}
+	return NULL;
+}
+
 bool ism_model_parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
 	return ism_addr_parse(s, ss, len);

@@ -984,6 +984,12 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 char *ism_model_lower_dup(struct ism_vctx *v, const char *s);
 /* DNS name, optionally with a leftmost "*" label, or "*" alone. */
 bool ism_model_host_syntax_ok(const char *s);
+/* What Istio's ValidateWildcardDomain and ValidatePartialWildCard
+ * (pkg/config/validation/agent/validation.go) say of host name s: "*", or
+ * DNS-1123 labels (either case) the first of which may be "*", the top level
+ * one not all digits, a last empty label allowed ("istio.io."); NULL when
+ * valid. */
+const char *ism_model_domain_err(const char *s);
 /* A DNS-1123 subdomain (Kubernetes' rule for the names of service accounts). */
 bool ism_model_dns1123_subdomain(const char *s);
 /* Whether s is a DNS-1123 label (a Kubernetes namespace); what one is. */

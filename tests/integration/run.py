@@ -197,7 +197,7 @@ def check_unbindable_files(env):
     port = free_port()
     app = appliance(env)  # listenAddress 127.0.0.1
     long_sock = "/tmp/" + "s" * 110 + ".sock"
-    wild = gateway(port) + f"  - port: {{number: {port}, protocol: HTTP}}\n    bind: 0.0.0.0\n    hosts: [b.test]\n"
+    wild = gateway(port) + f"  - port: {{number: {port}, name: http-{port}, protocol: HTTP}}\n    bind: 0.0.0.0\n    hosts: [b.test]\n"
     cases = [
         ("sock", docs(app.replace(f"controlSocket: {env.path('ctl.sock')}", f"controlSocket: {long_sock}"),
                       gateway(port)),

@@ -155,8 +155,17 @@ def server(port, hosts, tls, protocol="HTTPS"):
 
 
 def gateway_of(*servers, name="gw"):
+    """A Gateway of servers; a port name a server before has gets "-2", "-3"...
+    (Istio: port names in servers must be unique), so the listener keeps the
+    first one's."""
+    seen = {}
+
+    def unique(m):
+        seen[m.group(1)] = seen.get(m.group(1), 0) + 1
+        return m.group(0) if seen[m.group(1)] == 1 else f"name: {m.group(1)}-{seen[m.group(1)]},"
+    named = [re.sub(r"name: ([^,}]+),", unique, s, count=1) for s in servers]
     return (f"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n"
-            f"  servers:\n" + "".join(servers))
+            f"  servers:\n" + "".join(named))
 
 
 def route_to(host):

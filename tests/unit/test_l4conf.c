@@ -597,7 +597,8 @@ static void test_warnings(void **state)
 	assert_int_equal(
 	    load(&l,
 		 "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
-		 "metadata: {name: other}\nspec:\n  servers: [{port: {number: 80}, hosts: "
+		 "metadata: {name: other}\nspec:\n  servers: [{port: {number: 80, name: http-80, "
+		 "protocol: HTTP}, hosts: "
 		 "[\"*\"]}]\n"
 		 "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 		 "metadata: {name: gw}\nspec:\n  servers:\n"

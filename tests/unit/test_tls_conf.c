@@ -152,10 +152,10 @@ static void test_https_servers(void **state)
 			      "    hosts: [a.example.com]\n"
 			      "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
 			      "a.key, minProtocolVersion: TLSV1_3, ecdhCurves: [X25519, P-256]}\n"
-			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+			      "  - port: {number: 443, name: https-b, protocol: HTTPS}\n"
 			      "    hosts: [\"*.example.com\"]\n"
 			      "    tls: {mode: SIMPLE, credentialName: bcert}\n"
-			      "  - port: {number: 80, protocol: HTTP}\n"
+			      "  - port: {number: 80, name: http-80, protocol: HTTP}\n"
 			      "    hosts: [a.example.com]\n    tls: {httpsRedirect: true}\n" SE VS),
 			 0);
 	assert_int_equal(l.t->n_listeners, 2);
@@ -247,10 +247,10 @@ static void test_https_redirect_hosts(void **state)
 
 	(void)state;
 	assert_int_equal(load(&l, APP GW "  servers:\n"
-					 "  - port: {number: 80, protocol: HTTP}\n"
+					 "  - port: {number: 80, name: http-80-2, protocol: HTTP}\n"
 					 "    hosts: [\"*.example.com\", b.example.com]\n"
 					 "    tls: {httpsRedirect: true}\n"
-					 "  - port: {number: 80, protocol: HTTP}\n"
+					 "  - port: {number: 80, name: http-80-3, protocol: HTTP}\n"
 					 "    hosts: [b.example.com, c.example.org]\n" SE VS),
 			 0);
 	li = &l.t->listeners[0];
@@ -290,7 +290,8 @@ static void test_istio_mutual_sni(void **state)
 	static const char mesh[] = "  meshIdentity: {certificate: a.crt, privateKey: a.key, "
 				   "caCertificates: b.crt}\n";
 	static const char rest[] = GW
-	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE
+	    "  servers:\n  - port: {number: 80, name: http-80-4, protocol: HTTP}\n    hosts: "
+	    "[\"*\"]\n" SE
 	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
 	    "spec:\n  hosts: [a.example.com, b.example.com]\n  gateways: [gw]\n  http:\n"
 	    "  - match: [{uri: {prefix: /v1}}]\n    route: [{destination: {host: up.local, subset: "
@@ -334,7 +335,8 @@ static void test_upstream_alpn(void **state)
 {
 	static const char text[] = APP
 	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n" GW
-	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE_HTTP_GRPC VS_ANY
+	    "  servers:\n  - port: {number: 80, name: http-80-5, protocol: HTTP}\n    hosts: "
+	    "[\"*\"]\n" SE_HTTP_GRPC VS_ANY
 	    "    - {destination: {host: up.local, port: {number: 80}}, weight: 1}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}}}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
@@ -380,7 +382,8 @@ static void test_health_check_tls(void **state)
 	static const char text[] = APP
 	    "  meshIdentity: {certificate: a.crt, privateKey: a.key, caCertificates: b.crt}\n"
 	    "  healthChecks: [{host: up.local}]\n" GW
-	    "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n" SE_HTTP_GRPC VS_ANY
+	    "  servers:\n  - port: {number: 80, name: http-80-6, protocol: HTTP}\n    hosts: "
+	    "[\"*\"]\n" SE_HTTP_GRPC VS_ANY
 	    "    - {destination: {host: up.local, port: {number: 80}, subset: s}, weight: 1}\n"
 	    "    - {destination: {host: up.local, port: {number: 81}, subset: s}}\n"
 	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
@@ -414,36 +417,45 @@ static void test_errors(void **state)
 	static const struct {
 		const char *text, *field, *msg;
 	} cases[] = {
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443, protocol: HTTPS}\n    hosts: "
+		"[\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: b.key}\n",
 	     "spec.servers[0].tls.privateKey", "the key does not belong to the certificate"},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-2, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: nope.crt, privateKey: a.key}\n",
 	     "spec.servers[0].tls.serverCertificate", "nope.crt: No such file"},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-3, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.key, privateKey: a.key}\n",
 	     "spec.servers[0].tls.serverCertificate", "a.key"},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-4, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: MUTUAL, serverCertificate: a.crt, privateKey: a.key}\n",
 	     "spec.servers[0].tls", "caCertificates is required"},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-5, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, credentialName: missing}\n",
 	     "spec.servers[0].tls", "credential \"missing\""},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-6, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
 		"cipherSuites: [NOT-A-CIPHER]}\n",
 	     "spec.servers[0].tls.cipherSuites[0]", "unknown cipher suite"},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-7, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
 		"ecdhCurves: [X25519, X448]}\n",
 	     "spec.servers[0].tls.ecdhCurves[1]", "\"X448\": unknown ECDH curve (Envoy's names"},
-	    {GW "  servers:\n  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-8, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
 		"minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}\n",
 	     "spec.servers[0].tls", "below minProtocolVersion"},
-	    {GW "  servers:\n  - port: {number: 8443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+	    {GW "  servers:\n  - port: {number: 8443, name: https-8443, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n"
-		"  - port: {number: 8443, protocol: HTTP}\n    hosts: [\"*\"]\n",
+		"  - port: {number: 8443, name: http-8443, protocol: HTTP}\n    hosts: [\"*\"]\n",
 	     "spec.servers[1].port.protocol",
 	     "this HTTP server cannot share it with the HTTPS server"},
 	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
@@ -497,8 +509,10 @@ static void test_peer_authentication(void **state)
 
 	(void)state;
 	snprintf(text, sizeof(text),
-		 APP "%s" GW "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
-		     "  - port: {number: 81}\n    hosts: [\"*\"]\n%s",
+		 APP
+		 "%s" GW "  servers:\n  - port: {number: 80, name: http-80-7, protocol: HTTP}\n    "
+			 "hosts: [\"*\"]\n"
+		 "  - port: {number: 81, name: http-81, protocol: HTTP}\n    hosts: [\"*\"]\n%s",
 		 mesh, pa);
 	assert_int_equal(load(&l, text), 0);
 	/* 80: the workload policy is UNSET, the namespace's STRICT applies. */
@@ -512,8 +526,9 @@ static void test_peer_authentication(void **state)
 	/* A selector without labels is a namespace policy, as in Istio: the
 	 * first namespace policy of the file applies, not this one. */
 	snprintf(text, sizeof(text),
-		 APP "%s" GW "  servers:\n  - port: {number: 80}\n    hosts: [\"*\"]\n"
-		     "  - port: {number: 81}\n    hosts: [\"*\"]\n"
+		 APP "%s" GW "  servers:\n  - port: {number: 80, name: http-80-8, protocol: "
+			     "HTTP}\n    hosts: [\"*\"]\n"
+		     "  - port: {number: 81, name: http-81-2, protocol: HTTP}\n    hosts: [\"*\"]\n"
 		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 		     "metadata: {name: ns, namespace: edge}\nspec: {mtls: {mode: DISABLE}}\n"
 		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
