@@ -82,6 +82,11 @@ static bool istio_label(const char *label, size_t len)
 	return true;
 }
 
+bool ism_model_istio_label(const char *s)
+{
+	return istio_label(s, strlen(s));
+}
+
 const char *ism_model_domain_err(const char *s)
 {
 	size_t n = strlen(s), first = strcspn(s, ".");

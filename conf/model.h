@@ -990,6 +990,9 @@ bool ism_model_host_syntax_ok(const char *s);
  * one not all digits, a last empty label allowed ("istio.io."); NULL when
  * valid. */
 const char *ism_model_domain_err(const char *s);
+/* Istio's labels.IsDNS1123Label: letters (either case), digits and '-',
+ * starting and ending with a letter or digit, at most 63. */
+bool ism_model_istio_label(const char *s);
 /* A DNS-1123 subdomain (Kubernetes' rule for the names of service accounts). */
 bool ism_model_dns1123_subdomain(const char *s);
 /* Whether s is a DNS-1123 label (a Kubernetes namespace); what one is. */

@@ -26,7 +26,7 @@ static const char *gateway_ref(struct ism_vctx *v, const char *name, const char 
 	char buf[512];
 
 	if (slash != NULL && !(slash == name + 1 && name[0] == '.'))
-		return ism_model_lower_dup(v, name);
+		return ism_v_strdup(v, name);
 	if (slash != NULL) {
 		snprintf(buf, sizeof(buf), "%s/%s", ns, slash + 1);
 	} else if (dot == NULL) {
@@ -37,7 +37,7 @@ static const char *gateway_ref(struct ism_vctx *v, const char *name, const char 
 
 		snprintf(buf, sizeof(buf), "%.*s/%.*s", (int)nl, dot + 1, (int)(dot - name), name);
 	}
-	return ism_model_lower_dup(v, buf);
+	return ism_v_strdup(v, buf);
 }
 
 bool ism_model_match_source(const struct ism_cm_match *m)
@@ -95,9 +95,11 @@ static int check_regex(struct ism_vctx *v, const struct ism_node *n, bool anchor
 }
 
 /* Istio StringMatch: exactly one of exact, prefix, regex. `{}` means "present"
- * where allow_present (headers, query parameters). */
+ * where allow_present (headers, query parameters). An empty prefix only where
+ * empty_prefix (a uri's: Istio's validateStringMatch refuses it elsewhere, as
+ * Envoy's StringMatcher does). */
 static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_present,
-		     struct ism_cm_sm *m)
+		     bool empty_prefix, struct ism_cm_sm *m)
 {
 	static const char *const keys[] = {"exact", "prefix", "regex", NULL};
 
@@ -129,6 +131,10 @@ static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_pr
 				m->kind = ISM_SM_EXACT;
 			} else if (strcmp(k->str, "prefix") == 0) {
 				m->kind = ISM_SM_PREFIX;
+				if (val->len == 0 && !empty_prefix)
+					ism_v_err(v, val,
+						  "prefix string match should not be empty (as "
+						  "Istio; only a uri's may be)");
 			} else {
 				m->kind = ISM_SM_REGEX;
 				check_regex(v, val, true);
@@ -141,7 +147,7 @@ static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_pr
 void ism_model_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_present,
 		  struct ism_cm_sm *m)
 {
-	parse_sm(v, n, allow_present, m);
+	parse_sm(v, n, allow_present, true, m);
 }
 
 #define ROUTING_CLAIM "@request.auth.claims"
@@ -239,7 +245,7 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 		if (claims != NULL && routing_claim(v, k, &claim)) {
 			kv = &(*claims)[(*n_claims)++];
 			kv->name = claim != NULL ? claim : "";
-			parse_sm(v, n->pairs[i].value, false, &kv->m);
+			parse_sm(v, n->pairs[i].value, false, false, &kv->m);
 			if (kv->m.kind == ISM_SM_ANY)
 				ism_v_err(v, n->pairs[i].value,
 					  "a claim's match needs exact, prefix or regex");
@@ -264,7 +270,7 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 		if (strcmp(key, "withoutHeaders") == 0 && star_regex(n->pairs[i].value))
 			kv->m.kind = ISM_SM_PRESENT; /* istiod's present match: the header absent */
 		else
-			parse_sm(v, n->pairs[i].value, true, &kv->m);
+			parse_sm(v, n->pairs[i].value, true, false, &kv->m);
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
@@ -280,7 +286,15 @@ static void parse_match_source(struct ism_vctx *v, const struct ism_node *n, con
 	size_t ng;
 
 	ism_model_labels_field(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
-	ism_v_str(v, n, "sourceNamespace", false, &m->source_ns);
+	if (ism_v_str(v, n, "sourceNamespace", false, &m->source_ns) > 0 &&
+	    !ism_model_istio_label(m->source_ns)) {
+		size_t old = ism_v_push(v, ".sourceNamespace");
+
+		ism_v_err(v, ism_node_get(n, "sourceNamespace", NULL),
+			  "sourceNamespace match %s is invalid (as Istio: a DNS-1123 label)",
+			  m->source_ns);
+		ism_v_pop(v, old);
+	}
 	gws = ism_v_strlist(v, n, "gateways", false, &ng, &m->gateways_at);
 	m->gateways = ism_v_alloc(v, ng, sizeof(*m->gateways));
 	for (size_t i = 0; gws != NULL && m->gateways != NULL && i < ng; i++)
@@ -320,7 +334,7 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 		if (s == NULL)
 			continue;
 		old = ism_v_push(v, ".%s", sms[i]);
-		parse_sm(v, s, false, dst[i]);
+		parse_sm(v, s, false, i == 0, dst[i]);
 		ism_v_pop(v, old);
 	}
 	m->n_headers = parse_kv(v, n, "headers", true, &m->headers, &m->claims, &m->n_claims);
@@ -458,13 +472,10 @@ static void parse_retry_on(struct ism_vctx *v, const struct ism_node *rt, struct
 	old = ism_v_push(v, ".retryOn");
 	for (p = s;;) {
 		size_t len = strcspn(p, ",");
-		const char *b = p, *e = p + len;
 
-		while (b < e && (*b == ' ' || *b == '\t'))
-			b++;
-		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		retry_entry(v, n, b, (size_t)(e - b), r, codes);
+		/* Split on ',' alone, as Istio's ValidateHTTPRetry: " reset" is
+		 * no policy. */
+		retry_entry(v, n, p, len, r, codes);
 		if (p[len] == '\0')
 			break;
 		p += len + 1;
@@ -485,6 +496,25 @@ static void default_retry(struct ism_retry *r)
 				.codes = default_retry_codes,
 				.ignore_previous_hosts = 1,
 				.backoff_base_ms = 25};
+}
+
+/* retries n with attempts 0 (or absent): Istio's ValidateHTTPRetry refuses
+ * perTryTimeout, retryOn and retryRemoteLocalities beside it ("http retry
+ * policy configured when attempts are set to 0 (disabled)"); without them,
+ * a warning. */
+static void disabled_retries(struct ism_vctx *v, const struct ism_node *n)
+{
+	static const char *const set[] = {"perTryTimeout", "retryOn", "retryRemoteLocalities"};
+
+	for (size_t i = 0; i < 3; i++)
+		if (ism_node_get(n, set[i], NULL) != NULL) {
+			ism_v_err_key(v, n, set[i],
+				      "http retry policy configured when attempts are set to 0 "
+				      "(disabled), as Istio refuses it");
+			return;
+		}
+	if (ism_node_get(n, "attempts", NULL) == NULL)
+		ism_v_warn(v, n, "attempts is not set: no retries (Istio's default is 0 here)");
 }
 
 static void parse_retries(struct ism_vctx *v, const struct ism_node *route, struct ism_cm_route *r)
@@ -510,8 +540,8 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	rt->attempts = 0;
 	old = ism_v_push(v, ".retries");
 	ism_v_keys(v, n, keys, NULL);
-	if (ism_v_u32(v, n, "attempts", false, 0, 10000, &rt->attempts) == 0)
-		ism_v_warn(v, n, "attempts is not set: no retries (Istio's default is 0 here)");
+	if (ism_v_u32(v, n, "attempts", false, 0, 10000, &rt->attempts) >= 0 && rt->attempts == 0)
+		disabled_retries(v, n);
 	ism_v_istio_dur(v, n, "perTryTimeout", &rt->per_try_timeout_ms);
 	/* Envoy's base interval: retry N waits below (2^N - 1) x backoff, at most
 	 * ten times it. */
@@ -1194,13 +1224,125 @@ static void parse_http_routes(struct ism_vctx *v, const struct ism_node *spec, s
 	ism_v_pop(v, old);
 }
 
+/* Whether spec.gateways names a gateway other than the mesh (Istio's
+ * isGateway: the VirtualService applies to gateways, not to the mesh). */
+static bool binds_gateway(const struct ism_node *spec)
+{
+	const struct ism_node *g = ism_node_get(spec, "gateways", NULL);
+
+	for (size_t i = 0; g != NULL && g->kind == ISM_NODE_SEQ && i < g->n; i++)
+		if (g->items[i]->kind == ISM_NODE_SCALAR && strcmp(g->items[i]->str, "mesh") != 0)
+			return true;
+	return false;
+}
+
+/* Istio's duplicate hosts of a VirtualService (host.Name.Matches of any
+ * two): the same name twice, or one that a wildcard of the list covers
+ * ("*.example.com" and "a.example.com", "*.com" and "*.example.com"). h: the
+ * n hosts as written (lowercased), l the list node. Looked up by suffix, so a
+ * long list stays linear. */
+static void dup_hosts(struct ism_vctx *v, const struct ism_node *l, const char *const *h, size_t n)
+{
+	struct ism_strmap *m = ism_v_map(v, n);
+	uint32_t star = UINT32_MAX, j = UINT32_MAX;
+	size_t i, old;
+	char buf[300];
+
+	for (i = 0; m != NULL && i < n && j == UINT32_MAX; i++) {
+		if (ism_v_map_add(v, m, h[i], strlen(h[i]), (uint32_t)i, &j) != 0)
+			j = UINT32_MAX;
+		if (strcmp(h[i], "*") == 0)
+			star = (uint32_t)i;
+	}
+	for (i = j != UINT32_MAX ? i - 1 : 0; m != NULL && i < n; i++) {
+		if (j == UINT32_MAX && star != UINT32_MAX && star != i)
+			j = star;
+		for (const char *d = strchr(h[i] + 1, '.'); j == UINT32_MAX && d != NULL;
+		     d = strchr(d + 1, '.')) {
+			snprintf(buf, sizeof(buf), "*%s", d);
+			if (!ism_strmap_get(m, buf, strlen(buf), &j) || j == i)
+				j = UINT32_MAX;
+		}
+		if (j != UINT32_MAX)
+			break;
+	}
+	if (j == UINT32_MAX || i >= n)
+		return;
+	old = ism_v_push(v, ".hosts[%zu]", i);
+	ism_v_err(v, l->items[i], "duplicate hosts in virtual service: %s & %s (as Istio)", h[j],
+		  h[i]);
+	ism_v_pop(v, old);
+}
+
+/* Istio: JWT claim based routing (headers or withoutHeaders
+ * @request.auth.claims...) only in a VirtualService bound to a gateway. */
+static void mesh_claims(struct ism_vctx *v, const struct ism_node *spec)
+{
+	static const char *const maps[] = {"headers", "withoutHeaders"};
+	const struct ism_node *http = ism_node_get(spec, "http", NULL);
+
+	for (size_t i = 0; http != NULL && http->kind == ISM_NODE_SEQ && i < http->n; i++) {
+		const struct ism_node *ms = http->items[i]->kind == ISM_NODE_MAP
+						? ism_node_get(http->items[i], "match", NULL)
+						: NULL;
+
+		for (size_t j = 0; ms != NULL && ms->kind == ISM_NODE_SEQ && j < ms->n; j++)
+			for (size_t k = 0; k < 2 && ms->items[j]->kind == ISM_NODE_MAP; k++) {
+				const struct ism_node *h =
+				    ism_node_get(ms->items[j], maps[k], NULL);
+
+				for (size_t p = 0; h != NULL && h->kind == ISM_NODE_MAP && p < h->n;
+				     p++) {
+					const struct ism_node *key = h->pairs[p].key;
+					const char *path;
+					size_t old;
+
+					if (!routing_claim(v, key, &path))
+						continue;
+					old = ism_v_push(v, ".http[%zu].match[%zu].%s.%s", i, j,
+							 maps[k], key->str);
+					ism_v_err(
+					    v, key,
+					    "JWT claim based routing (key: %s) is only "
+					    "supported for gateway, found no gateways (as Istio)",
+					    key->str);
+					ism_v_pop(v, old);
+				}
+			}
+	}
+}
+
+/* Istio: http, tcp or tls must be provided (a list with a route). */
+static void some_routes(struct ism_vctx *v, const struct ism_node *spec)
+{
+	static const char *const kinds[] = {"http", "tcp", "tls"};
+	const struct ism_node *first = NULL;
+	size_t old;
+
+	for (size_t i = 0; i < 3; i++) {
+		const struct ism_node *l = ism_node_get(spec, kinds[i], NULL);
+
+		if (l != NULL && (l->kind != ISM_NODE_SEQ || l->n > 0))
+			return;
+		if (first == NULL && l != NULL)
+			first = l;
+	}
+	old = ism_v_push(v, ".http");
+	ism_v_err(v, first != NULL ? first : spec,
+		  "%s: a VirtualService has http, tcp or tls routes (Istio: http, tcp or tls must "
+		  "be provided in virtual service)",
+		  first != NULL ? "no route" : "required field missing");
+	ism_v_pop(v, old);
+}
+
 void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_vs *vs)
 {
 	static const char *const keys[] = {"hosts", "gateways", "http", "tcp",
 					   "tls",   "exportTo", NULL};
 	const struct ism_node *gl, *l;
-	const char **hosts, **gws, **raw;
+	const char **hosts, **gws, **raw, *why;
 	size_t nh, ng, old, n_raw = 0;
+	bool gateway = binds_gateway(spec);
 
 	ism_v_keys(v, spec, keys, NULL);
 	ism_model_parse_export(v, spec, vs->r.ns, ISM_EXPORT_ANY, &vs->export_to, &vs->n_export_to);
@@ -1211,15 +1353,32 @@ void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct 
 	vs->hosts = ism_v_alloc(v, nh, sizeof(*vs->hosts));
 	raw = ism_v_alloc(v, nh, sizeof(*raw));
 	for (size_t i = 0; hosts != NULL && vs->hosts != NULL && raw != NULL && i < nh; i++) {
-		if (!ism_model_host_syntax_ok(hosts[i])) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		/* Istio's ValidateWildcardDomain; an IP address passes. */
+		why = ism_model_domain_err(hosts[i]);
+		if (why != NULL &&
+		    (strchr(hosts[i], '*') != NULL || !ism_model_parse_ip(hosts[i], &ss, &len))) {
 			old = ism_v_push(v, ".hosts[%zu]", i);
-			ism_v_err(v, l->items[i], "invalid host \"%s\"", hosts[i]);
+			ism_v_err(v, l->items[i], "invalid host \"%s\": %s", hosts[i], why);
+			ism_v_pop(v, old);
+			continue;
+		}
+		if (!gateway && strcmp(hosts[i], "*") == 0) {
+			old = ism_v_push(v, ".hosts[%zu]", i);
+			ism_v_err(
+			    v, l->items[i],
+			    "wildcard host * is not allowed for virtual services bound to the "
+			    "mesh gateway (as Istio)");
 			ism_v_pop(v, old);
 			continue;
 		}
 		raw[n_raw++] = ism_model_lower_dup(v, hosts[i]);
 		vs->hosts[vs->n_hosts++] = ism_model_host(v, hosts[i], vs->r.ns);
 	}
+	if (raw != NULL && n_raw == nh && nh > 1)
+		dup_hosts(v, l, raw, n_raw);
 	gws = ism_v_strlist(v, spec, "gateways", false, &ng, &gl);
 	if (vs->delegate_only && gl != NULL) {
 		old = ism_v_push(v, ".gateways");
@@ -1240,13 +1399,9 @@ void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct 
 		vs->gateway_at[vs->n_gateways] = gl->items[i];
 		vs->gateways[vs->n_gateways++] = gateway_ref(v, gws[i], vs->r.ns);
 	}
-	if (ism_node_get(spec, "http", NULL) == NULL && ism_node_get(spec, "tcp", NULL) == NULL &&
-	    ism_node_get(spec, "tls", NULL) == NULL) {
-		old = ism_v_push(v, ".http");
-		ism_v_err(v, spec,
-			  "required field missing: a VirtualService has http, tcp or tls routes");
-		ism_v_pop(v, old);
-	}
+	some_routes(v, spec);
+	if (!gateway)
+		mesh_claims(v, spec);
 	parse_http_routes(v, spec, vs);
 	vs->tcp = parse_l4routes(v, spec, "tcp", vs, NULL, 0, &vs->n_tcp);
 	vs->tls = parse_l4routes(v, spec, "tls", vs, raw, n_raw, &vs->n_tls);

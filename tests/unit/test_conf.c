@@ -531,46 +531,46 @@ static void test_ep_id_full(void **state)
 /* Gateway host patterns and namespaces decide the domains of a VirtualService. */
 static void test_binding(void **state)
 {
-	static const char yaml[] = APP
-	    "  namespace: front\n"
-	    "  listenAddress: 127.0.0.1\n" /* not a wildcard beside 127.0.0.5:80 */
-	    "---\n"
-	    "apiVersion: networking.istio.io/v1\n"
-	    "kind: Gateway\n"
-	    "metadata: {name: a}\n"
-	    "spec:\n"
-	    "  servers:\n"
-	    "  - port: {number: 80, name: http, protocol: HTTP}\n"
-	    "    hosts: [\"*.example.com\", \"other/foo.com\", \"./bar.com\", \"*/x.org\"]\n"
-	    "---\n"
-	    "apiVersion: networking.istio.io/v1\n"
-	    "kind: Gateway\n"
-	    "metadata: {name: b, namespace: edge}\n"
-	    "spec:\n"
-	    "  servers:\n"
-	    "  - port: {number: 80, name: http-80, protocol: HTTP}\n"
-	    "    hosts: [\"front/one.net\"]\n"
-	    "  - port: {number: 80, name: http-bound, protocol: HTTP}\n"
-	    "    bind: 127.0.0.5\n"
-	    "    hosts: [\"*\"]\n"
-	    "---\n"
-	    "apiVersion: networking.istio.io/v1\n"
-	    "kind: VirtualService\n"
-	    "metadata: {name: v}\n"
-	    "spec:\n"
-	    "  hosts: [a.example.com, example.com, \"*.example.com\", bar.com, foo.com, x.org]\n"
-	    "  gateways: [a]\n"
-	    "  http:\n"
-	    "  - route: [{destination: {host: s, port: {number: 80}}}]\n"
-	    "---\n"
-	    "apiVersion: networking.istio.io/v1\n"
-	    "kind: VirtualService\n"
-	    "metadata: {name: w}\n"
-	    "spec:\n"
-	    "  hosts: [\"*\"]\n"
-	    "  gateways: [edge/b, mesh]\n"
-	    "  http:\n"
-	    "  - route: [{destination: {host: s}}]\n";
+	static const char yaml[] =
+	    APP "  namespace: front\n"
+		"  listenAddress: 127.0.0.1\n" /* not a wildcard beside 127.0.0.5:80 */
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: a}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [\"*.example.com\", \"other/foo.com\", \"./bar.com\", \"*/x.org\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: b, namespace: edge}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, name: http-80, protocol: HTTP}\n"
+		"    hosts: [\"front/one.net\"]\n"
+		"  - port: {number: 80, name: http-bound, protocol: HTTP}\n"
+		"    bind: 127.0.0.5\n"
+		"    hosts: [\"*\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata: {name: v}\n"
+		"spec:\n"
+		"  hosts: [example.com, \"*.example.com\", bar.com, foo.com, x.org]\n"
+		"  gateways: [a]\n"
+		"  http:\n"
+		"  - route: [{destination: {host: s, port: {number: 80}}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata: {name: w}\n"
+		"spec:\n"
+		"  hosts: [\"*\"]\n"
+		"  gateways: [edge/b, mesh]\n"
+		"  http:\n"
+		"  - route: [{destination: {host: s}}]\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_listener *l0, *l1;
@@ -585,11 +585,10 @@ static void test_binding(void **state)
 			 0x7f000005);
 	assert_int_equal(l0->n_vhosts, 2);
 	assert_string_equal(l0->vhosts[0].name.p, "front/v");
-	assert_int_equal(l0->vhosts[0].n_domains, 4);
-	assert_string_equal(l0->vhosts[0].domains[0].p, "a.example.com");
-	assert_string_equal(l0->vhosts[0].domains[1].p, "*.example.com");
-	assert_string_equal(l0->vhosts[0].domains[2].p, "bar.com"); /* "." = Gateway ns */
-	assert_string_equal(l0->vhosts[0].domains[3].p, "x.org");
+	assert_int_equal(l0->vhosts[0].n_domains, 3);
+	assert_string_equal(l0->vhosts[0].domains[0].p, "*.example.com");
+	assert_string_equal(l0->vhosts[0].domains[1].p, "bar.com"); /* "." = Gateway ns */
+	assert_string_equal(l0->vhosts[0].domains[2].p, "x.org");
 	/* "*" takes the server's host as its domain. */
 	assert_string_equal(l0->vhosts[1].name.p, "front/w");
 	assert_int_equal(l0->vhosts[1].n_domains, 1);
@@ -1193,13 +1192,13 @@ static void test_retries(void **state)
 	    TASK_HEAD "  - name: explicit\n"
 		      "    route: [{destination: {host: helloworld}}]\n"
 		      "    retries:\n      attempts: 3\n      perTryTimeout: 500ms\n"
-		      "      retryOn: \"5xx, 409,gateway-error,429\"\n"
+		      "      retryOn: \"5xx,409,gateway-error,429\"\n"
 		      "      retryIgnorePreviousHosts: false\n"
 		      "      retryRemoteLocalities: true\n"
 		      "      backoff: 100ms\n"
 		      "  - name: off\n"
 		      "    route: [{destination: {host: helloworld}}]\n"
-		      "    retries: {attempts: 0, retryOn: 5xx}\n"
+		      "    retries: {attempts: 0}\n"
 		      "  - name: names\n"
 		      "    route: [{destination: {host: helloworld}}]\n"
 		      "    retries: {attempts: 1}\n" TASK_SE;
@@ -4057,6 +4056,62 @@ static const struct bad bads[] = {
     {"gateway host partial wildcard",
      GW_SERVERS "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*a.test\"]\n",
      14, 13, GW_FIELD "hosts[0]", "partial wildcard not allowed"},
+/* F5: VirtualService rules of Istio's ValidateVirtualService,
+ * validateHTTPRouteMatchRequest, ValidateHTTPRetry. */
+#define VS_DOC(gws, rest)                                                                          \
+	APP GW_DOC "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"               \
+		   "metadata: {name: vs, namespace: shop}\nspec:\n" gws rest
+    {"vs duplicate hosts",
+     VS_DOC("  gateways: [default/gw]\n", "  hosts: [a.example.com, \"*.example.com\"]\n"
+					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     19, 11, VS_FIELD "spec.hosts[0]",
+     "duplicate hosts in virtual service: *.example.com & a.example.com"},
+    {"vs same host twice",
+     VS_DOC("  gateways: [default/gw]\n",
+	    "  hosts: [a.b, a.b]\n  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     19, 16, VS_FIELD "spec.hosts[1]", "duplicate hosts in virtual service: a.b & a.b"},
+    {"vs * bound to the mesh",
+     VS_DOC("", "  hosts: [\"*\"]\n  http: [{route: [{destination: {host: a.b}}]}]\n"), 18, 11,
+     VS_FIELD "spec.hosts[0]",
+     "wildcard host * is not allowed for virtual services bound to the "
+     "mesh gateway"},
+    {"vs host label",
+     VS_DOC("  gateways: [default/gw]\n",
+	    "  hosts: [\"-a.com\"]\n  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     19, 11, VS_FIELD "spec.hosts[0]", "invalid host \"-a.com\": invalid label"},
+    {"vs claim route in the mesh",
+     VS_DOC("", "  hosts: [a.b]\n  http:\n  - match: [{headers: {\"@request.auth.claims.sub\": "
+		"{exact: x}}}]\n    route: [{destination: {host: a.b}}]\n"),
+     20, 24, VS_FIELD "spec.http[0].match[0].headers.@request.auth.claims.sub",
+     "JWT claim based routing (key: @request.auth.claims.sub) is only supported for gateway"},
+    {"retries attempts 0 with retryOn",
+     VS_HEAD "    - destination: {host: a.b}\n    retries: {attempts: 0, retryOn: 5xx}\n", 23, 37,
+     VS_FIELD "spec.http[0].retries.retryOn",
+     "http retry policy configured when attempts are set to 0 (disabled)"},
+    {"retries perTryTimeout without attempts",
+     VS_HEAD "    - destination: {host: a.b}\n    retries: {perTryTimeout: 2s}\n", 23, 30,
+     VS_FIELD "spec.http[0].retries.perTryTimeout", "attempts are set to 0"},
+    {"retryOn with a space",
+     VS_HEAD
+     "    - destination: {host: a.b}\n    retries: {attempts: 2, retryOn: \"5xx, reset\"}\n",
+     23, 37, VS_FIELD "spec.http[0].retries.retryOn", "unknown retry condition \" reset\""},
+    {"empty prefix of a header",
+     VS_HEAD "    - destination: {host: a.b}\n    match: [{headers: {x-b: {prefix: \"\"}}}]\n", 23,
+     38, VS_FIELD "spec.http[0].match[0].headers.x-b.prefix",
+     "prefix string match should not be empty"},
+    {"empty prefix of a method",
+     VS_HEAD "    - destination: {host: a.b}\n    match: [{method: {prefix: \"\"}}]\n", 23, 31,
+     VS_FIELD "spec.http[0].match[0].method.prefix", "prefix string match should not be empty"},
+    {"http empty", VS_DOC("  gateways: [default/gw]\n", "  hosts: [a.b]\n  http: []\n"), 20, 9,
+     VS_FIELD "spec.http", "http, tcp or tls must be provided in virtual service"},
+    {"sourceNamespace",
+     VS_HEAD "    - destination: {host: a.b}\n    match: [{sourceNamespace: Bad_NS}]\n", 23, 31,
+     VS_FIELD "spec.http[0].match[0].sourceNamespace", "sourceNamespace match Bad_NS is invalid"},
+    {"gateway named in other case",
+     VS_DOC("  gateways: [default/GW]\n",
+	    "  hosts: [a.b]\n  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     18, 14, VS_FIELD "spec.gateways[0]", "no Gateway default/GW"},
+#undef VS_DOC
 #undef POLICY
 };
 
