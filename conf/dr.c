@@ -292,6 +292,10 @@ static void parse_port_settings(struct ism_vctx *v, const struct ism_node *tp,
 				  first);
 			pt->port = 0;
 		}
+		/* Istio's validatePortTrafficPolicies. */
+		if (it->n == 1 && pn != NULL)
+			ism_v_err(v, it,
+				  "port traffic policy must have at least one field (as Istio)");
 		parse_tp(v, it, &pt->tp);
 		if (pt->port != 0) {
 			ism_v_map_add(v, p->port_ix, (const char *)&pt->port, sizeof(pt->port),
@@ -482,6 +486,10 @@ void ism_model_parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct 
 		ism_v_keys(v, it, skeys, NULL);
 		if (ism_v_str(v, it, "name", true, &s->name) <= 0)
 			goto next;
+		if (!ism_model_istio_label(s->name))
+			ism_v_err_key(v, it, "name",
+				      "subset name is invalid: %s (as Istio: a DNS-1123 label)",
+				      s->name);
 		/* Reported once for each earlier subset of that name. */
 		if (ism_v_map_add(v, dr->subset_ix, s->name, strlen(s->name),
 				  (uint32_t)dr->n_subsets, &first) == 0) {
@@ -496,7 +504,7 @@ void ism_model_parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct 
 		} else {
 			seen[dr->n_subsets] = 1;
 		}
-		ism_model_labels_field(v, it, "labels", &s->labels, &s->n_labels);
+		ism_model_istio_labels(v, it, "labels", &s->labels, &s->n_labels);
 		parse_policy(v, it, &s->policy);
 		dr->n_subsets++;
 	next:

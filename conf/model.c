@@ -201,6 +201,67 @@ const struct ism_node *ism_model_labels_field(struct ism_vctx *v, const struct i
 	return l;
 }
 
+/* Kubernetes' qualified name, as Istio's qualifiedNameFmt:
+ * (?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], len bytes. */
+static bool qualified_name(const char *s, size_t len)
+{
+	if (len == 0 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("-_.", s[i]) == NULL)
+			return false;
+	return true;
+}
+
+/* What Istio's labels.Instance.Validate says of key k and value val: the
+ * key an optional DNS prefix (labels joined by '.', at most 253) and '/',
+ * then a qualified name of at most 63; the value empty or a qualified name;
+ * NULL when both pass. */
+static const char *label_err(const char *k, const char *val)
+{
+	const char *slash = strchr(k, '/'), *name = slash != NULL ? slash + 1 : k;
+
+	if (slash != NULL) {
+		size_t plen = (size_t)(slash - k);
+
+		if (plen > 253)
+			return "invalid tag key (DNS prefix is too long)";
+		for (const char *p = k; p < slash;) {
+			size_t len = strcspn(p, "./");
+
+			if (!istio_label(p, len))
+				return "invalid tag key";
+			p += len + (p[len] == '.');
+		}
+	}
+	if (!qualified_name(name, strlen(name)))
+		return "invalid tag key";
+	if (strlen(name) > 63)
+		return "invalid tag key (name is too long)";
+	if (val[0] != '\0' && !qualified_name(val, strlen(val)))
+		return "invalid tag value";
+	return NULL;
+}
+
+const struct ism_node *ism_model_istio_labels(struct ism_vctx *v, const struct ism_node *map,
+					      const char *key, struct ism_cm_label **out, size_t *n)
+{
+	const struct ism_node *l = ism_model_labels_field(v, map, key, out, n);
+	const char *why;
+
+	for (size_t i = 0; i < *n; i++)
+		if ((why = label_err((*out)[i].key, (*out)[i].value)) != NULL) {
+			size_t old = ism_v_push(v, ".%s.%s", key, (*out)[i].key);
+			const struct ism_node *k = NULL;
+
+			ism_node_get(l, (*out)[i].key, &k);
+			ism_v_err(v, k, "%s: \"%s\": \"%s\" (as Istio's label validation)", why,
+				  (*out)[i].key, (*out)[i].value);
+			ism_v_pop(v, old);
+		}
+	return l;
+}
+
 void ism_model_key_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
 		       const char *msg)
 {

@@ -1015,6 +1015,11 @@ bool ism_model_authority_ok(const char *s);
 const struct ism_node *ism_model_labels_field(struct ism_vctx *v, const struct ism_node *map,
 					      const char *key, struct ism_cm_label **out,
 					      size_t *n);
+/* The same, each label checked as Istio's labels.Instance.Validate (a
+ * subset's labels, an endpoint's, a match's sourceLabels). */
+const struct ism_node *ism_model_istio_labels(struct ism_vctx *v, const struct ism_node *map,
+					      const char *key, struct ism_cm_label **out,
+					      size_t *n);
 /* An error at map.key (the key node), with the path pushed. */
 void ism_model_key_err(struct ism_vctx *v, const struct ism_node *map, const char *key,
 		       const char *msg);

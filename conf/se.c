@@ -169,7 +169,7 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 			      "'-' and '.')",
 			      e->service_account);
 	parse_ep_address(v, n, se, e);
-	e->labels_at = ism_model_labels_field(v, n, "labels", &e->labels, &e->n_labels);
+	e->labels_at = ism_model_istio_labels(v, n, "labels", &e->labels, &e->n_labels);
 	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
 	    !ism_locality_valid(e->locality)) {
 		old = ism_v_push(v, ".locality");
@@ -266,6 +266,25 @@ static void parse_selector(struct ism_vctx *v, const struct ism_node *spec, stru
 	ism_v_pop(v, old);
 }
 
+/* spec.addresses: not used here (the VIPs of sidecars' interception), but
+ * checked as Istio's ValidateIPSubnet: an IP address, or a CIDR block. */
+static void parse_addresses(struct ism_vctx *v, const struct ism_node *spec)
+{
+	const struct ism_node *l;
+	size_t n;
+	const char **a = ism_v_strlist(v, spec, "addresses", false, &n, &l);
+	struct ism_subnet sn;
+
+	for (size_t i = 0; a != NULL && i < n; i++)
+		if (!ism_model_subnet(a[i], &sn)) {
+			size_t old = ism_v_push(v, ".addresses[%zu]", i);
+
+			ism_v_err(v, l->items[i], "%s is not a valid %s (as Istio)", a[i],
+				  strchr(a[i], '/') != NULL ? "CIDR block" : "IP");
+			ism_v_pop(v, old);
+		}
+}
+
 void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
 	static const char *const keys[] = {
@@ -296,7 +315,7 @@ void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct 
 		se->location_at = ism_node_get(spec, "location", NULL);
 	}
 	ism_model_parse_export(v, spec, se->r.ns, ISM_EXPORT_SE, &se->export_to, &se->n_export_to);
-	ism_v_node(v, spec, "addresses", false, ISM_NODE_SEQ);
+	parse_addresses(v, spec);
 	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);
 	parse_selector(v, spec, se);
 	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);

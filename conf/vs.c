@@ -285,7 +285,7 @@ static void parse_match_source(struct ism_vctx *v, const struct ism_node *n, con
 	const char **gws;
 	size_t ng;
 
-	ism_model_labels_field(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
+	ism_model_istio_labels(v, n, "sourceLabels", &m->source_labels, &m->n_source_labels);
 	if (ism_v_str(v, n, "sourceNamespace", false, &m->source_ns) > 0 &&
 	    !ism_model_istio_label(m->source_ns)) {
 		size_t old = ism_v_push(v, ".sourceNamespace");

@@ -4112,6 +4112,32 @@ static const struct bad bads[] = {
 	    "  hosts: [a.b]\n  http: [{route: [{destination: {host: a.b}}]}]\n"),
      18, 14, VS_FIELD "spec.gateways[0]", "no Gateway default/GW"},
 #undef VS_DOC
+/* F5: DestinationRule and ServiceEntry rules (validateSubset,
+ * labels.Instance.Validate, validatePortTrafficPolicies,
+ * ValidateIPSubnet). */
+#define DR_DOC(rest)                                                                               \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: "    \
+	    "d}\n"                                                                                 \
+	    "spec:\n  host: a.b\n" rest
+    {"subset name", DR_DOC("  subsets: [{name: \"v1/x\"}]\n"), 13, 20,
+     "DestinationRule default/d: spec.subsets[0].name", "subset name is invalid: v1/x"},
+    {"subset label key", DR_DOC("  subsets: [{name: v1, labels: {\"bad key!\": v1}}]\n"), 13, 33,
+     "DestinationRule default/d: spec.subsets[0].labels.bad key!", "invalid tag key"},
+    {"subset label value", DR_DOC("  subsets: [{name: v1, labels: {app: \"v 1\"}}]\n"), 13, 33,
+     "DestinationRule default/d: spec.subsets[0].labels.app", "invalid tag value"},
+    {"portLevelSettings with only port",
+     DR_DOC("  trafficPolicy: {portLevelSettings: [{port: {number: 80}}]}\n"), 13, 39,
+     "DestinationRule default/d: spec.trafficPolicy.portLevelSettings[0]",
+     "port traffic policy must have at least one field"},
+    {"ServiceEntry addresses",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	 "spec:\n  hosts: [a.b]\n  addresses: [10.0.0.0/33]\n  ports: [{number: 80, name: http}]\n"
+	 "  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n",
+     13, 15, "ServiceEntry default/s: spec.addresses[0]", "10.0.0.0/33 is not a valid CIDR block"},
+    {"sourceLabels",
+     VS_HEAD "    - destination: {host: a.b}\n    match: [{sourceLabels: {app: \"v 1\"}}]\n", 23,
+     29, VS_FIELD "spec.http[0].match[0].sourceLabels.app", "invalid tag value"},
+#undef DR_DOC
 #undef POLICY
 };
 
