@@ -205,9 +205,19 @@ static void set_res(struct ism_vctx *v, const struct ism_cm_res *r)
 }
 
 /* A route's destination cd (the map that holds it is at "<path>" + what:
- * ".destination" for route[] and mirrors[], "" for mirror). */
-static void xref_dest_at(struct ism_vctx *v, const struct ism_cm_dest *cd, const char *what)
+ * ".destination" for route[] and mirrors[], "" for mirror). used: whether
+ * the appliance uses its VirtualService; an unknown subset is an error
+ * only then (Istio validates no subset reference; a VirtualService bound to
+ * the mesh only gets a warning). */
+#define MESH_ONLY                                                                                  \
+	" (the VirtualService is bound to the mesh only: not an error, as Istio checks no subset " \
+	"reference)"
+
+static void xref_dest_at(struct ism_vctx *v, const struct ism_cm_dest *cd, const char *what,
+			 bool used)
 {
+	void (*report)(struct ism_vctx *, const struct ism_node *, const char *, ...) =
+	    used ? ism_v_err : ism_v_warn;
 	struct ism_cm_dest *d = (struct ism_cm_dest *)cd;
 	const struct ism_cm_se *se;
 	size_t old;
@@ -218,14 +228,14 @@ static void xref_dest_at(struct ism_vctx *v, const struct ism_cm_dest *cd, const
 	    ism_model_find_subset(ism_model_find_dr(v->conf, d->host), d->subset) == NULL) {
 		old = ism_v_push(v, "%s.subset", what);
 		if (ism_model_find_dr(v->conf, d->host) == NULL)
-			ism_v_err(v, d->subset_at,
-				  "unknown subset \"%s\": no DestinationRule for host %s",
-				  d->subset, d->host);
+			report(v, d->subset_at,
+			       "unknown subset \"%s\": no DestinationRule for host %s%s", d->subset,
+			       d->host, used ? "" : MESH_ONLY);
 		else
-			ism_v_err(v, d->subset_at,
-				  "unknown subset \"%s\": the DestinationRule for host %s does "
-				  "not define it",
-				  d->subset, d->host);
+			report(v, d->subset_at,
+			       "unknown subset \"%s\": the DestinationRule for host %s does not "
+			       "define it%s",
+			       d->subset, d->host, used ? "" : MESH_ONLY);
 		ism_v_pop(v, old);
 	}
 	se = ism_model_find_se(v->conf, d->host);
@@ -264,9 +274,9 @@ static void xref_dest_at(struct ism_vctx *v, const struct ism_cm_dest *cd, const
 	}
 }
 
-static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd)
+static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd, bool used)
 {
-	xref_dest_at(v, cd, ".destination");
+	xref_dest_at(v, cd, ".destination", used);
 }
 
 /* A match naming a gateway the VirtualService is not bound to never applies
@@ -296,7 +306,7 @@ static void xref_match_gateways(struct ism_vctx *v, const struct ism_cm_vs *vs,
 
 /* The matches and destinations of a VirtualService's tcp or tls routes (kind). */
 static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const char *kind,
-			  const struct ism_cm_l4route *rs, size_t n)
+			  const struct ism_cm_l4route *rs, size_t n, bool used)
 {
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < rs[i].n_match; j++)
@@ -304,7 +314,7 @@ static void xref_l4routes(struct ism_vctx *v, const struct ism_cm_vs *vs, const 
 		for (size_t j = 0; j < rs[i].n_dest; j++) {
 			size_t old = ism_v_push(v, "spec.%s[%zu].route[%zu]", kind, i, j);
 
-			xref_dest(v, &rs[i].dest[j]);
+			xref_dest(v, &rs[i].dest[j], used);
 			ism_v_pop(v, old);
 		}
 	}
@@ -359,6 +369,7 @@ static void order_vss(struct ism_vctx *v)
 static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 {
 	size_t bound = 0, old;
+	bool used;
 
 	set_res(v, &vs->r);
 	vs->gateway_idx = ism_v_alloc(v, vs->n_gateways, sizeof(*vs->gateway_idx));
@@ -376,7 +387,8 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		ism_v_err(v, vs->gateway_at[i], "no Gateway %s in this file", vs->gateways[i]);
 		ism_v_pop(v, old);
 	}
-	if (bound == 0 && vs->n_gateways == 0 && !vs->delegate_only)
+	used = vs->n_gateways > 0 || vs->delegate_only;
+	if (!used)
 		ism_v_warn(v, vs->r.at,
 			   "bound to the mesh only: no gateway of this appliance uses it");
 	if (bound > 0 && !vs->delegate_only && vs_rank(v->conf, vs) == 3) {
@@ -396,22 +408,22 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 			xref_match_gateways(v, vs, &r->match[j], "http", i, j);
 		for (size_t j = 0; j < r->n_dest; j++) {
 			old = ism_v_push(v, "spec.http[%zu].route[%zu]", i, j);
-			xref_dest(v, &r->dest[j]);
+			xref_dest(v, &r->dest[j], used);
 			ism_v_pop(v, old);
 		}
 		if (r->mirror != NULL) {
 			old = ism_v_push(v, "spec.http[%zu].mirror", i);
-			xref_dest_at(v, r->mirror, "");
+			xref_dest_at(v, r->mirror, "", used);
 			ism_v_pop(v, old);
 		}
 		for (size_t j = 0; j < r->n_mirrors; j++) {
 			old = ism_v_push(v, "spec.http[%zu].mirrors[%zu]", i, j);
-			xref_dest(v, &r->mirrors[j]);
+			xref_dest(v, &r->mirrors[j], used);
 			ism_v_pop(v, old);
 		}
 	}
-	xref_l4routes(v, vs, "tcp", vs->tcp, vs->n_tcp);
-	xref_l4routes(v, vs, "tls", vs->tls, vs->n_tls);
+	xref_l4routes(v, vs, "tcp", vs->tcp, vs->n_tcp, used);
+	xref_l4routes(v, vs, "tls", vs->tls, vs->n_tls, used);
 }
 
 static size_t n_of_kind(const struct ism_conf *c, int kind)

@@ -640,9 +640,26 @@ static const struct kind_info kinds[] = {
     {"WasmPlugin", "extensions.istio.io", wasm_versions, NULL, true},
 };
 
+/* Every apiVersion of kind k, "group/v1, group/v1beta1 or group/v1alpha3",
+ * into buf. */
+static const char *versions_of(const struct kind_info *k, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (const char *const *ver = k->versions; *ver && n < cap; ver++)
+		n += (size_t)snprintf(buf + n, cap - n, "%s%s/%s",
+				      ver == k->versions ? ""
+				      : ver[1] == NULL	 ? " or "
+							 : ", ",
+				      k->group, *ver);
+	return buf;
+}
+
 static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_node *doc)
 {
 	const char *kind = NULL, *api = NULL;
+	char vbuf[256];
 	const struct ism_node *kn = ism_node_get(doc, "kind", NULL);
 	const struct ism_node *an = ism_node_get(doc, "apiVersion", NULL);
 
@@ -663,8 +680,8 @@ static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_n
 					return k;
 		v->path[0] = '\0';
 		ism_v_push(v, "apiVersion");
-		ism_v_err(v, an, "\"%s\" is not an apiVersion of %s (use %s/%s)", api, kind,
-			  k->group, k->versions[0]);
+		ism_v_err(v, an, "\"%s\" is not an apiVersion of %s (use %s)", api, kind,
+			  versions_of(k, vbuf, sizeof(vbuf)));
 		ism_v_pop(v, 0);
 		return NULL;
 	}

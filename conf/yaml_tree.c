@@ -513,9 +513,19 @@ int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, siz
 
 	out->n = 0;
 	out->docs = NULL;
+	/* The file is UTF-8 (as documented): libyaml would read UTF-16 after its
+	 * byte order mark, which no other tool of a UTF-8 setup does. */
+	if (len >= 2 &&
+	    ((buf[0] == '\xff' && buf[1] == '\xfe') || (buf[0] == '\xfe' && buf[1] == '\xff'))) {
+		ism_diag_add(d, ISM_DIAG_ERROR, name, 1, 1, "",
+			     "the file is UTF-16 text (it starts with a UTF-16 byte order mark): "
+			     "isthmus reads UTF-8 only");
+		return -EINVAL;
+	}
 	if (!yaml_parser_initialize(&parser))
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 	while (!done) {
 		if (!yaml_parser_parse(&parser, &ev)) {
 			syntax_error(&b, &parser);

@@ -895,6 +895,25 @@ static void test_sample_jason(void **state)
 				"no gateway of this appliance uses it"));
 }
 
+/* A VirtualService bound to the mesh only may name a subset no
+ * DestinationRule defines: a warning, as Istio checks no subset reference
+ * (one the appliance uses: an error, test_invalid's "unknown subset"). */
+static void test_mesh_only_unknown_subset(void **state)
+{
+	static const char yaml[] = APP "---\napiVersion: networking.istio.io/v1\n"
+				       "kind: VirtualService\nmetadata: {name: reviews}\nspec:\n"
+				       "  hosts: [reviews]\n  http:\n"
+				       "  - route: [{destination: {host: reviews, subset: v1}}]\n";
+	struct fx *f = *state;
+
+	load_compile(f, yaml);
+	assert_true(
+	    has_warning(&f->d, "VirtualService default/reviews: spec.http[0].route[0]",
+			"unknown subset \"v1\": no DestinationRule for host "
+			"reviews.default.svc.cluster.local (the VirtualService is bound to the "
+			"mesh only"));
+}
+
 /* --- locality load balancing, retries, hashing, pools (issue 3) --- */
 
 /* The 1-based line and column of the first occurrence of needle in text. */
@@ -3909,7 +3928,9 @@ static const struct bad bads[] = {
     {"unknown kind", APP "---\napiVersion: v1\nkind: ConfigMap\n", 9, 7, "kind",
      "unknown kind \"ConfigMap\""},
     {"wrong apiVersion", APP "---\napiVersion: networking.istio.io/v2\nkind: Gateway\n", 8, 13,
-     "apiVersion", "is not an apiVersion of Gateway"},
+     "apiVersion",
+     "is not an apiVersion of Gateway (use networking.istio.io/v1alpha3, "
+     "networking.istio.io/v1beta1 or networking.istio.io/v1)"},
     {"missing metadata.name",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {namespace: x}\nspec: {}\n",
@@ -4592,6 +4613,9 @@ static void test_bad_bytes(void **state)
 	static const char ctl8[] = APP "  workers: 2\n  user: \"\xc3\xa9\x01\"\n";
 	static const char bad5[] = "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata:\n"
 				   "  name: t\nspec: {user: \"\xc3\xa9\xc3\"}\n";
+	/* UTF-16 (little-endian, with its byte order mark): refused whole. */
+	static const char u16[] = "\xff\xfe"
+				  "a\0p\0i\0:\0 \0x\0\n\0";
 	static const struct {
 		const char *yaml;
 		size_t len;
@@ -4604,6 +4628,7 @@ static void test_bad_bytes(void **state)
 	    /* the trailing byte the leading 0xC3 wants is the quote */
 	    {bad5, sizeof(bad5) - 1, 5, 17,
 	     "not UTF-8 text: invalid trailing UTF-8 octet (byte 0x22)"},
+	    {u16, sizeof(u16) - 1, 1, 1, "the file is UTF-16 text"},
 	};
 	struct fx *f = *state;
 
@@ -4710,6 +4735,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sample_weighted, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_reviews, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_jason, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_mesh_only_unknown_subset, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_task, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_without_outlier, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
