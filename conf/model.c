@@ -843,6 +843,7 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 	const struct kind_info *k;
 	const struct ism_node *spec;
 	struct ism_cm_res hdr = {0};
+	char label[sizeof(hdr.label)];
 	size_t old;
 
 	v->res = "";
@@ -865,6 +866,10 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 	} else {
 		if (hdr.ns == NULL)
 			hdr.ns = c->app.ns;
+		/* Named from here on (an unknown top-level key, a missing spec),
+		 * until the resource's own label takes over. */
+		snprintf(label, sizeof(label), "%s %s/%s", k->kind, hdr.ns, hdr.name);
+		v->res = label;
 	}
 	ism_v_keys(v, doc, top, NULL);
 	if (k->no_effect != NULL) {
@@ -875,9 +880,11 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 		return;
 	}
 	spec = ism_v_node(v, doc, "spec", true, ISM_NODE_MAP);
-	if (spec == NULL)
-		return;
-	old = ism_v_push(v, "spec");
-	parse_spec(v, k, doc, &hdr, spec);
-	ism_v_pop(v, old);
+	if (spec != NULL) {
+		old = ism_v_push(v, "spec");
+		parse_spec(v, k, doc, &hdr, spec);
+		ism_v_pop(v, old);
+	}
+	if (v->res == label)
+		v->res = "";
 }

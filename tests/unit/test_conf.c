@@ -4159,6 +4159,14 @@ static const struct bad bads[] = {
      VS_HEAD "    - destination: {host: a.b}\n    match: [{sourceLabels: {app: \"v 1\"}}]\n", 23,
      29, VS_FIELD "spec.http[0].match[0].sourceLabels.app", "invalid tag value"},
 #undef DR_DOC
+    /* F7: top-level errors of a document name its kind and name. */
+    {"unknown top-level key, named",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\n_err: x\n"
+	 "spec: {servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]}\n",
+     11, 1, "Gateway default/g: _err", "unknown field"},
+    {"missing spec, named",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\n", 8, 1,
+     "Gateway default/g: spec", "required field missing"},
 #undef POLICY
 };
 
