@@ -90,6 +90,7 @@ struct se_labels {
 struct cbuild {
 	const struct ism_conf *c;
 	struct ism_arena *a;
+	size_t hash_bytes; /* what the consistent-hash rings and tables asked of it */
 	ism_conf_ep_id_cb ep_id;
 	void *ctx;
 	ism_conf_dns_cb dns; /* NULL: no name resolves */
@@ -985,8 +986,12 @@ static int build_ring(struct cbuild *b, const char *const *keys, const uint32_t 
 		cap *= 2;
 	}
 	if (rc > 0) {
-		uint64_t *ap = ANEW(b, (size_t)rc, uint64_t);
-		uint32_t *ao = ANEW(b, (size_t)rc, uint32_t);
+		uint64_t *ap;
+		uint32_t *ao;
+
+		b->hash_bytes += (size_t)rc * (sizeof(*ap) + sizeof(*ao));
+		ap = ANEW(b, (size_t)rc, uint64_t);
+		ao = ANEW(b, (size_t)rc, uint32_t);
 
 		if (ap != NULL && ao != NULL) {
 			memcpy(ap, points, (size_t)rc * sizeof(*ap));
@@ -1030,7 +1035,10 @@ static void build_hash(struct cbuild *b, const struct ism_cm_hash *h, struct ism
 		w[i] = cl->endpoints[i].weight;
 	}
 	if (h->lb == ISM_LB_MAGLEV) {
-		uint32_t *table = ANEW(b, h->table_size, uint32_t);
+		uint32_t *table;
+
+		b->hash_bytes += (size_t)h->table_size * sizeof(*table);
+		table = ANEW(b, h->table_size, uint32_t);
 
 		if (table == NULL)
 			goto out_free;
@@ -3466,7 +3474,12 @@ out_free:
 		alloc_counters(&b);
 	if (b.rc == -ENOMEM)
 		ism_diag_add(d, ISM_DIAG_ERROR, conf->file, 0, 0, "",
-			     "the route table does not fit in its arena (%zu bytes)", arena->size);
+			     "the route table does not fit in its arena (%zu bytes)%s", arena->size,
+			     b.hash_bytes > arena->size / 2
+				 ? ": consistentHash rings and Maglev tables fill most of it "
+				   "(ringHash.minimumRingSize, maglev.tableSize, for each cluster "
+				   "and subset)"
+				 : "");
 	if (b.rc < 0)
 		return b.rc;
 	*out = b.t;

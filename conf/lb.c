@@ -97,6 +97,9 @@ static void parse_cookie(struct ism_vctx *v, const struct ism_node *ch, struct i
 	ism_v_pop(v, old);
 }
 
+/* The most points of a ring and entries of a Maglev table: 2^20. */
+#define ISM_RING_MAX 1048576u
+
 /* ringHash / maglev / minimumRingSize: the table the worker looks keys up in. */
 static void parse_hash_algo(struct ism_vctx *v, const struct ism_node *ch, struct ism_cm_hash *h)
 {
@@ -113,7 +116,9 @@ static void parse_hash_algo(struct ism_vctx *v, const struct ism_node *ch, struc
 	if (r != NULL) {
 		old = ism_v_push(v, ".ringHash");
 		ism_v_keys(v, r, rkeys, NULL);
-		ism_v_u32(v, r, "minimumRingSize", false, 0, 8388608, &h->ring_size);
+		/* isthmus's bound (Envoy's is 8M): every cluster's ring is in the
+		 * route table's 16 MiB, 12 bytes a point. */
+		ism_v_u32(v, r, "minimumRingSize", false, 0, ISM_RING_MAX, &h->ring_size);
 		ism_v_pop(v, old);
 	} else if (m != NULL) {
 		const struct ism_node *ts = ism_node_get(m, "tableSize", NULL);
@@ -122,17 +127,21 @@ static void parse_hash_algo(struct ism_vctx *v, const struct ism_node *ch, struc
 		old = ism_v_push(v, ".maglev");
 		ism_v_keys(v, m, mkeys, NULL);
 		if (ism_v_u32(v, m, "tableSize", false, 0, UINT32_MAX, &h->table_size) > 0 &&
-		    h->table_size != 0 && (h->table_size >= 5000011 || !is_prime(h->table_size))) {
+		    h->table_size != 0 &&
+		    (h->table_size > ISM_RING_MAX || !is_prime(h->table_size))) {
 			size_t o2 = ism_v_push(v, ".tableSize");
 
-			ism_v_err(v, ts, "must be a prime number below 5000011 (e.g. 65537)");
+			/* Envoy's bound is 5000011; a table is in the route
+			 * table's 16 MiB, 4 bytes an entry. */
+			ism_v_err(v, ts, "must be a prime number below %u (e.g. 65537)",
+				  ISM_RING_MAX + 1);
 			ism_v_pop(v, o2);
 		}
 		if (h->table_size == 0)
 			h->table_size = 65537;
 		ism_v_pop(v, old);
 	}
-	if (ism_v_u64(v, ch, "minimumRingSize", 0, 8388608, &legacy) > 0) {
+	if (ism_v_u64(v, ch, "minimumRingSize", 0, ISM_RING_MAX, &legacy) > 0) {
 		if (r != NULL || m != NULL) {
 			old = ism_v_push(v, ".minimumRingSize");
 			ism_v_warn(v, ism_node_get(ch, "minimumRingSize", NULL),

@@ -13,6 +13,7 @@
 
 #include "conf/mirror.h"
 #include "conf/model.h"
+#include "lib/status.h"
 #include "conf/re2syntax.h"
 #include "lib/ascii.h"
 #include "lib/base64.h"
@@ -423,8 +424,11 @@ static void retry_entry(struct ism_vctx *v, const struct ism_node *at, const cha
 	memcpy(buf, s, len);
 	buf[len] = '\0';
 	if (strspn(buf, "0123456789") == len) {
-		if (ism_parse_u64(buf, &code) < 0 || code < 100 || code > 599) {
-			ism_v_err(v, at, "\"%s\" is not an HTTP status code (100..599)", buf);
+		/* Istio's validation takes the codes Go's http.StatusText names
+		 * (and istiod makes retriable status codes of those only). */
+		if (ism_parse_u64(buf, &code) < 0 || code < 100 || code > 599 ||
+		    !ism_http_status_known((int)code)) {
+			ism_v_err(v, at, "\"%s\" is not a registered HTTP status code", buf);
 			return;
 		}
 		codes[r->n_codes++] = (uint16_t)code;

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "lib/ascii.h"
+#include "lib/status.h"
 
 #define ISM_HTTP_INCOMPLETE 0
 
@@ -181,8 +182,6 @@ int ism_http_query_value(const char *q, size_t len, const char *name, size_t nle
 int ism_http_cookie_value(const char *v, size_t len, const char *name, size_t nlen,
 			  const char **out, size_t *out_len);
 
-/* The reason phrase of a status ("Not Found"), or "Unknown" for one not listed. */
-const char *ism_http_reason(int status);
 
 /* The HTTP status a parse error is answered with. */
 int ism_http_error_status(ssize_t err);

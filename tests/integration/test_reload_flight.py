@@ -374,7 +374,7 @@ def worker_killed_gives_back_counts(env):
     def kill(f):
         victim = env.workers()[0]
         os.kill(victim, signal.SIGKILL)
-        poll(lambda: len(env.workers()) == 1 and env.workers()[0] != victim, 10, what="the worker restarted")
+        poll(lambda: (lambda ws: len(ws) == 1 and ws[0] != victim)(env.workers()), 10, what="the worker restarted")
 
     holding_worker(env, kill, "the kill")
     events = ctl_cmd(env.path("ctl.sock"), "show events")
@@ -413,7 +413,7 @@ def worker_killed_in_backoff_gives_back_retry(env):
         check(cluster()["retries_active"] == 1, f"no request stayed in its back-off: {cluster()}")
         victim = env.workers()[0]
         os.kill(victim, signal.SIGKILL)
-        poll(lambda: len(env.workers()) == 1 and env.workers()[0] != victim, 10, what="the worker restarted")
+        poll(lambda: (lambda ws: len(ws) == 1 and ws[0] != victim)(env.workers()), 10, what="the worker restarted")
         poll(lambda: cluster()["retries_active"] == 0, 10, what="the cluster's retries in flight back to 0")
         events = ctl_cmd(env.path("ctl.sock"), "show events")
         check("without a dead worker's share" in events, f"no event of the new generation: {events}")

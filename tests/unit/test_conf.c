@@ -3226,7 +3226,13 @@ static const struct bad bads[] = {
     {"retryOn status out of range",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
 	     "      attempts: 3\n      retryOn: 5xx,600\n",
-     25, 16, VS_FIELD "spec.http[0].retries.retryOn", "\"600\" is not an HTTP status code"},
+     25, 16, VS_FIELD "spec.http[0].retries.retryOn",
+     "\"600\" is not a registered HTTP status code"},
+    {"retryOn status Go does not name",
+     VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
+	     "      attempts: 3\n      retryOn: 5xx,499\n",
+     25, 16, VS_FIELD "spec.http[0].retries.retryOn",
+     "\"499\" is not a registered HTTP status code"},
     {"retries backoff",
      VS_HEAD "    - destination: {host: a.b}\n    retries:\n"
 	     "      attempts: 3\n      backoff: 0s\n",
@@ -3663,11 +3669,16 @@ static const struct bad bads[] = {
      DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
 	     "        maglev: {tableSize: 1000}\n",
      17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize",
-     "must be a prime number below 5000011"},
+     "must be a prime number below 1048577"},
     {"maglev size too large",
      DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
-	     "        maglev: {tableSize: 5000011}\n",
-     17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize", "below 5000011"},
+	     "        maglev: {tableSize: 1048583}\n",
+     17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize", "below 1048577"},
+    {"ring too large",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
+	     "        ringHash: {minimumRingSize: 2097152}\n",
+     17, 37, DR_FIELD "loadBalancer.consistentHash.ringHash.minimumRingSize",
+     "must be an integer between 0 and 1048576"},
     {"warmup minimumPercent",
      DR_HEAD "    loadBalancer: {warmup: {duration: 10s, minimumPercent: 150}}\n", 14, 60,
      DR_FIELD "loadBalancer.warmup.minimumPercent", "must be a number of at least 0"},
@@ -4728,6 +4739,41 @@ static void test_error_after_many_warnings(void **state)
 	free(yaml);
 }
 
+/* A route table that does not fit because of its consistent-hash tables
+ * says so (the error named no field): two subsets' Maglev tables of 65537
+ * entries (256 KiB each) in a 256 KiB arena. */
+static void test_arena_full_of_hash_tables(void **state)
+{
+	struct fx *f = *state;
+	static const char yaml[] = APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: gw}\nspec:\n  servers:\n"
+	    "  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: ['*']\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+	    "  - route: [{destination: {host: s.example.com, subset: a}}]\n"
+	    "  - route: [{destination: {host: s.example.com, subset: b}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	    "metadata: {name: d}\nspec:\n  host: s.example.com\n  trafficPolicy:\n"
+	    "    loadBalancer:\n      consistentHash: {useSourceIp: true, maglev: {tableSize: "
+	    "65537}}\n  subsets:\n  - {name: a, labels: {v: a}}\n  - {name: b, labels: {v: b}}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	    "metadata: {name: s}\nspec:\n  hosts: [s.example.com]\n  location: MESH_EXTERNAL\n"
+	    "  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+	    "  endpoints:\n  - {address: 10.0.0.1, labels: {v: a}}\n"
+	    "  - {address: 10.0.0.2, labels: {v: b}}\n";
+	static unsigned char mem[256 << 10];
+	struct ism_arena arena;
+
+	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, sizeof(yaml) - 1, &f->conf, &f->d), 0);
+	ism_arena_init(&arena, mem, sizeof(mem));
+	assert_int_equal(ism_conf_compile(f->conf, &arena, test_ep_id, &f->eps, &f->t, &f->d),
+			 -ENOMEM);
+	assert_int_equal(f->d.n_errors, 1);
+	assert_non_null(strstr(f->d.items[f->d.n - 1].msg,
+			       "consistentHash rings and Maglev tables fill most of it"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -4794,6 +4840,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
