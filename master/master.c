@@ -33,6 +33,7 @@
 #include "health/lbstate.h"
 #include "lib/log.h"
 #include "master/buildinfo.h"
+#include "master/counters.h"
 #include "master/ctl.h"
 #include "master/fds.h"
 #include "master/jwks.h"
@@ -524,6 +525,15 @@ static void log_unresolved(const struct ism_table *t)
 	}
 }
 
+/* A generation no worker counts in any more leaves its listener, route and
+ * cluster counts to the current one's namesakes (master/counters.h). */
+static void counts_to_current(const struct ism_table *gone, void *ctx)
+{
+	struct ism_master *m = ctx;
+
+	ism_counters_carry(gone, ism_shm_current(&m->shm));
+}
+
 static bool same_str(const struct ism_str *a, const struct ism_str *b)
 {
 	return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
@@ -560,7 +570,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 
 	slot = ism_shm_gen_begin(&m->shm, &arena);
 	if (slot == -ENOSPC) {
-		ism_shm_gen_reclaim(&m->shm);
+		ism_shm_gen_reclaim_with(&m->shm, counts_to_current, m);
 		slot = ism_shm_gen_begin(&m->shm, &arena);
 	}
 	if (slot < 0) {
@@ -1349,7 +1359,7 @@ static int master_loop(struct ism_master *m)
 		watch_check(m, now);
 		tickets_rotate(m, now);
 		if (now - last_reclaim >= 1000) {
-			if (ism_shm_gen_reclaim(&m->shm))
+			if (ism_shm_gen_reclaim_with(&m->shm, counts_to_current, m))
 				ism_shm_ep_sweep(&m->shm);
 			last_reclaim = now;
 		}

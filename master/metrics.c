@@ -3,6 +3,8 @@
  * ism_prom_family and ism_prom_u64/f64; the families that read one field per
  * worker, per endpoint or per cluster are tables of (metric, field). */
 #include "master/metrics.h"
+
+#include "master/counters.h"
 #include "master/resolve.h"
 
 #include <stdarg.h>
@@ -291,7 +293,24 @@ static void worker_counters(struct ism_reply *r, const struct ism_worker_stats *
 
 /* ---------- per listener, route and cluster ---------- */
 
-static void route_responses(struct ism_reply *r, const struct ism_table *t)
+/* A route's count k: its own plus its namesakes' in the generations not
+ * reclaimed yet (master/counters.h). */
+static uint64_t route_count(const struct ism_older *o, const struct ism_listener *l,
+			    const struct ism_route *rt, int k)
+{
+	uint64_t n = atomic_load(&rt->stats->responses[k]);
+
+	for (int i = 0; i < o->n; i++) {
+		const struct ism_counters *c = ism_counters_route(o->t[i], &l->name, &rt->name);
+
+		if (c != NULL && c != rt->stats)
+			n += atomic_load(&c->responses[k]);
+	}
+	return n;
+}
+
+static void route_responses(struct ism_reply *r, const struct ism_table *t,
+			    const struct ism_older *o)
 {
 	static const struct ism_metric m = {"isthmus_route_responses_total", "counter",
 					    "Responses by route and status class."};
@@ -317,11 +336,11 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t)
 							   sizeof(rt->stats), 0, NULL) <= 0)
 						continue;
 					for (int k = 1; k <= 5; k++)
-						ism_prom_u64(r, m.name,
-							     atomic_load(&rt->stats->responses[k]),
-							     "listener", t->listeners[l].name.p,
-							     "route", rt->name.p, "code_class",
-							     classes[k], NULL);
+						ism_prom_u64(
+						    r, m.name,
+						    route_count(o, &t->listeners[l], rt, k),
+						    "listener", t->listeners[l].name.p, "route",
+						    rt->name.p, "code_class", classes[k], NULL);
 				}
 		}
 		ism_strmap_free(&seen);
@@ -330,22 +349,34 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t)
 
 /* One counter of the TCP and TLS routes' (struct ism_l4counters at off) of
  * listener l's routes r[0..n), each route once (its matches share them). */
+static uint64_t l4_field(const struct ism_l4counters *c, size_t off)
+{
+	return atomic_load((const _Atomic uint64_t *)((const char *)c + off));
+}
+
 static void l4_counter(struct ism_reply *r, const char *name, size_t off,
 		       const struct ism_listener *l, const struct ism_l4route *rt, uint32_t n,
-		       struct ism_strmap *seen)
+		       struct ism_strmap *seen, const struct ism_older *o)
 {
 	for (uint32_t i = 0; i < n; i++) {
+		uint64_t v;
+
 		if (rt[i].stats == NULL || ism_strmap_add(seen, (const char *)&rt[i].stats,
 							  sizeof(rt[i].stats), 0, NULL) <= 0)
 			continue;
-		ism_prom_u64(
-		    r, name,
-		    atomic_load((const _Atomic uint64_t *)((const char *)rt[i].stats + off)),
-		    "listener", l->name.p, "route", rt[i].name.p, NULL);
+		v = l4_field(rt[i].stats, off);
+		for (int g = 0; g < o->n; g++) {
+			const struct ism_l4counters *c =
+			    ism_counters_l4(o->t[g], &l->name, &rt[i].name);
+
+			if (c != NULL && c != rt[i].stats)
+				v += l4_field(c, off);
+		}
+		ism_prom_u64(r, name, v, "listener", l->name.p, "route", rt[i].name.p, NULL);
 	}
 }
 
-static void l4_routes(struct ism_reply *r, const struct ism_table *t)
+static void l4_routes(struct ism_reply *r, const struct ism_table *t, const struct ism_older *o)
 {
 	static const struct {
 		struct ism_metric m;
@@ -369,10 +400,11 @@ static void l4_routes(struct ism_reply *r, const struct ism_table *t)
 			struct ism_strmap seen;
 
 			ism_strmap_init(&seen, 0x6973746875730002ull);
-			l4_counter(r, ms[k].m.name, ms[k].off, l, l->tcp_routes, l->n_tcp, &seen);
+			l4_counter(r, ms[k].m.name, ms[k].off, l, l->tcp_routes, l->n_tcp, &seen,
+				   o);
 			for (uint32_t i = 0; i < l->n_tls; i++)
 				l4_counter(r, ms[k].m.name, ms[k].off, l, l->tls[i].l4,
-					   l->tls[i].n_l4, &seen);
+					   l->tls[i].n_l4, &seen, o);
 			ism_strmap_free(&seen);
 		}
 	}
@@ -392,40 +424,70 @@ static const struct cluster_metric cluster_metrics[] = {
      offsetof(struct ism_cluster_dyn, overflow)},
 };
 
-/* Per listener, route and cluster of the published generation (they start
- * again at a reload, as Prometheus counters may). */
-static void table_families(struct ism_reply *r, const struct ism_table *t)
+/* A cluster's counter at byte offset off of its struct ism_cluster_dyn: its
+ * own plus its namesakes' in the generations not reclaimed yet. */
+static uint64_t cluster_count(const struct ism_older *o, const struct ism_cluster *cl, size_t off)
+{
+	uint64_t n = atomic_load((const _Atomic uint64_t *)((const char *)cl->dyn + off));
+
+	for (int i = 0; i < o->n; i++) {
+		const struct ism_cluster_dyn *d = ism_counters_cluster(o->t[i], &cl->name);
+
+		if (d != NULL && d != cl->dyn)
+			n += atomic_load((const _Atomic uint64_t *)((const char *)d + off));
+	}
+	return n;
+}
+
+static uint64_t listener_count(const struct ism_older *o, const struct ism_listener *l, int k)
+{
+	uint64_t n = atomic_load(&l->stats->responses[k]);
+
+	for (int i = 0; i < o->n; i++) {
+		const struct ism_counters *c = ism_counters_listener(o->t[i], &l->name);
+
+		if (c != NULL && c != l->stats)
+			n += atomic_load(&c->responses[k]);
+	}
+	return n;
+}
+
+/* Per listener, route and cluster of the published generation, kept by name
+ * across generations (master/counters.h). */
+static void table_families(struct ism_reply *r, const struct ism_table *t,
+			   const struct ism_shm_hdr *h)
 {
 	static const struct ism_metric cl_resp = {"isthmus_cluster_responses_total", "counter",
 						  "Responses by cluster and status class."};
 	static const struct ism_metric li_resp = {"isthmus_listener_responses_total", "counter",
 						  "Responses by listener and status class."};
+	struct ism_older o;
 
+	ism_older_tables(h, t, &o);
 	ism_prom_family(r, &cl_resp);
 	for (uint32_t c = 0; t && c < t->n_clusters; c++)
 		for (int k = 1; k <= 5; k++)
 			ism_prom_u64(r, cl_resp.name,
-				     atomic_load(&t->clusters[c].dyn->responses[k]), "cluster",
-				     t->clusters[c].name.p, "code_class", classes[k], NULL);
+				     cluster_count(&o, &t->clusters[c],
+						   offsetof(struct ism_cluster_dyn, responses) +
+						       (size_t)k * sizeof(uint64_t)),
+				     "cluster", t->clusters[c].name.p, "code_class", classes[k],
+				     NULL);
 	ism_prom_family(r, &li_resp);
 	for (uint32_t l = 0; t && l < t->n_listeners; l++)
 		for (int k = 1; k <= 5; k++)
-			ism_prom_u64(r, li_resp.name,
-				     atomic_load(&t->listeners[l].stats->responses[k]), "listener",
-				     t->listeners[l].name.p, "code_class", classes[k], NULL);
-	route_responses(r, t);
-	l4_routes(r, t);
+			ism_prom_u64(r, li_resp.name, listener_count(&o, &t->listeners[l], k),
+				     "listener", t->listeners[l].name.p, "code_class", classes[k],
+				     NULL);
+	route_responses(r, t, &o);
+	l4_routes(r, t, &o);
 	for (size_t i = 0; i < sizeof(cluster_metrics) / sizeof(cluster_metrics[0]); i++) {
 		const struct cluster_metric *cm = &cluster_metrics[i];
 
 		ism_prom_family(r, &cm->m);
 		for (uint32_t c = 0; t && c < t->n_clusters; c++)
-			ism_prom_u64(
-			    r, cm->m.name,
-			    atomic_load(
-				(const _Atomic uint64_t *)((const char *)t->clusters[c].dyn +
-							   cm->off)),
-			    "cluster", t->clusters[c].name.p, NULL);
+			ism_prom_u64(r, cm->m.name, cluster_count(&o, &t->clusters[c], cm->off),
+				     "cluster", t->clusters[c].name.p, NULL);
 	}
 }
 
@@ -710,7 +772,7 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 
 	ism_shm_stats_sum(&m->shm, &st);
 	worker_families(r, &st);
-	table_families(r, ism_shm_current(&m->shm));
+	table_families(r, ism_shm_current(&m->shm), m->shm.hdr);
 	cluster_ejections(r, ism_shm_current(&m->shm), m->shm.hdr);
 	worker_counters(r, &st);
 	mirror_families(r, &st);

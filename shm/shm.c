@@ -184,6 +184,12 @@ static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
 
 int ism_shm_gen_reclaim(struct ism_shm *shm)
 {
+	return ism_shm_gen_reclaim_with(shm, NULL, NULL);
+}
+
+int ism_shm_gen_reclaim_with(struct ism_shm *shm,
+			     void (*gone)(const struct ism_table *t, void *ctx), void *ctx)
+{
 	uint64_t cur = current_word(shm);
 	int freed = 0;
 
@@ -196,6 +202,8 @@ int ism_shm_gen_reclaim(struct ism_shm *shm)
 			continue;
 		if (gen_in_use(shm, gen))
 			continue;
+		if (gone != NULL && g->table != NULL)
+			gone(g->table, ctx);
 		gen_release(g);
 		freed++;
 	}

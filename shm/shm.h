@@ -66,6 +66,10 @@ void ism_shm_gen_abort(struct ism_shm *shm, int slot);
 /* Frees every unpublished-or-superseded slot that no live worker records.
  * Returns how many slots were freed. */
 int ism_shm_gen_reclaim(struct ism_shm *shm);
+/* The same, gone called first with each freed slot's table (its counts are
+ * final then: no worker counts in it). */
+int ism_shm_gen_reclaim_with(struct ism_shm *shm,
+			     void (*gone)(const struct ism_table *t, void *ctx), void *ctx);
 /* The published table (master's view), or NULL. */
 const struct ism_table *ism_shm_current(const struct ism_shm *shm);
 uint64_t ism_shm_current_gen(const struct ism_shm *shm);

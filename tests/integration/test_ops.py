@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, ctl_cmd, curl, docs,
@@ -1018,6 +1019,74 @@ def metrics_latency_and_clusters(env):
     check(delta('isthmus_listener_responses_total{listener="http",code_class="2xx"}') == 13, "listener 2xx")
     route = 'isthmus_route_responses_total{listener="http",route="default/ops#0",code_class="4xx"}'
     check(delta(route) == 2, f"route 4xx moved by {delta(route)}")
+
+
+@_test
+def counters_kept_by_name(env):
+    """The listener, route and cluster counters are kept by name across
+    generations, as Envoy keeps its stats by name: a reload, and the
+    generation published after a worker dies holding a request (its share of
+    the clusters' counts given back), leave them counting on (they started
+    again at zero, even when no reload happened); each scrape, while the old
+    generation drains and after it is reclaimed, counts every response once."""
+    admin = free_port()
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+
+    def text(extra_route=""):
+        return docs(appliance(env, extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"), gateway(gw_port),
+                    virtual_service("ops", ["*"], extra_route +
+                                    f"  - name: app\n    route: [{{destination: {{host: {SVC}}}}}]\n"),
+                    service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]))
+
+    env.start_gateway(env.write("isthmus.yaml", text()), gw_port)
+    cl = f"outbound|80||{SVC}"
+    names = {"listener": ('isthmus_listener_responses_total', 'listener="http",code_class="2xx"'),
+             "route": ('isthmus_route_responses_total', 'listener="http",route="app",code_class="2xx"'),
+             "cluster": ('isthmus_cluster_responses_total', f'cluster="{cl}",code_class="2xx"')}
+
+    def counts():
+        return {k: _metric_labelled(admin, n, lab) for k, (n, lab) in names.items()}
+
+    for _ in range(10):
+        check(env.get("/app/x").status == 200, "a request failed")
+    check(counts() == {"listener": 10, "route": 10, "cluster": 10}, f"after 10 requests: {counts()}")
+    env.write("isthmus.yaml", text("  - match: [{uri: {prefix: /gone}}]\n    directResponse: {status: 410}\n"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload failed")
+    check(counts() == {"listener": 10, "route": 10, "cluster": 10}, f"right after the reload: {counts()}")
+    for _ in range(5):
+        check(env.get("/app/x").status == 200, "a request failed")
+    check(counts() == {"listener": 15, "route": 15, "cluster": 15}, f"5 more after the reload: {counts()}")
+    # A worker dies holding a request: a generation of its own is published.
+    gen = int(re.search(r"generation: (\d+)", ctl_cmd(env.path("ctl.sock"), "show info")).group(1))
+    slow = []
+    th = threading.Thread(target=lambda: slow.append(_slow_get(env)))
+    th.start()
+    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
+         5, what="the slow request to be in flight")
+    for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json")):
+        if w["connections"]:
+            os.kill(w["pid"], signal.SIGKILL)
+    th.join(15)
+    poll(lambda: int(re.search(r"generation: (\d+)", ctl_cmd(env.path("ctl.sock"), "show info")).group(1)) > gen,
+         10, what="the generation published for the dead worker")
+    check(counts() == {"listener": 15, "route": 15, "cluster": 15}, f"after the worker's death: {counts()}")
+    for _ in range(5):
+        check(env.get("/app/x").status == 200, "a request failed")
+    # Every scrape while the old generations are reclaimed (the master looks
+    # each second) counts each response once: watched for 3 s.
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        got = counts()
+        check(got == {"listener": 20, "route": 20, "cluster": 20}, f"20 responses, scraped: {got}")
+        time.sleep(0.1)  # the scrapes' pace, not a synchronisation
+
+
+def _slow_get(env):
+    try:
+        return env.get("/delay/3000", timeout=10).status
+    except Exception as e:  # the worker is killed: no answer
+        return repr(e)
 
 
 @_test
