@@ -239,6 +239,82 @@ static const struct ism_node *lookup(struct ism_vctx *v, const struct ism_node *
 	return n;
 }
 
+/* What a plain scalar is to YAML 1.1, as Kubernetes reads a file (its YAML
+ * library resolves these before the schema's types are checked): NULL for a
+ * string. */
+static const char *yaml_kind(const struct ism_node *n)
+{
+	static const char *const bools[] = {"y",    "Y",     "yes",   "Yes",   "YES",  "n",
+					    "N",    "no",    "No",    "NO",    "true", "True",
+					    "TRUE", "false", "False", "FALSE", "on",   "On",
+					    "ON",   "off",   "Off",   "OFF",   NULL};
+	const char *p = n->str;
+	bool digits = false, dot = false;
+
+	if (!n->plain || n->kind != ISM_NODE_SCALAR)
+		return NULL;
+	for (const char *const *b = bools; *b; b++)
+		if (strcmp(p, *b) == 0)
+			return "a boolean";
+	if (*p == '+' || *p == '-')
+		p++;
+	if (strcmp(p, ".inf") == 0 || strcmp(p, ".Inf") == 0 || strcmp(p, ".INF") == 0 ||
+	    strcmp(n->str, ".nan") == 0 || strcmp(n->str, ".NaN") == 0 ||
+	    strcmp(n->str, ".NAN") == 0)
+		return "a number";
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'b' || p[1] == 'o') && p[2] != '\0' &&
+	    strspn(p + 2, "0123456789abcdefABCDEF_") == strlen(p + 2))
+		return "an integer";
+	for (; *p; p++) {
+		if (*p >= '0' && *p <= '9')
+			digits = true;
+		else if (*p == '_' && digits)
+			continue;
+		else if (*p == '.' && !dot)
+			dot = true;
+		else
+			break;
+	}
+	if (!digits)
+		return NULL;
+	if ((*p == 'e' || *p == 'E') && dot) {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (*p < '0' || *p > '9')
+			return NULL;
+		p += strspn(p, "0123456789");
+	}
+	if (*p != '\0')
+		return NULL;
+	return dot ? "a number" : "an integer";
+}
+
+/* A scalar a string field takes: not one YAML 1.1 makes a number, boolean or
+ * null (the Kubernetes API server refuses those there). */
+static bool string_scalar(struct ism_vctx *v, const struct ism_node *n)
+{
+	const char *kind = yaml_kind(n);
+
+	if (kind == NULL)
+		return true;
+	ism_v_err(v, n, "must be a string, not %s: quote it (\"%s\"), as Kubernetes reads YAML",
+		  kind, n->str);
+	return false;
+}
+
+/* A scalar a number or boolean field takes: not a quoted string. */
+static bool typed_scalar(struct ism_vctx *v, const struct ism_node *n, const char *what)
+{
+	if (n->kind != ISM_NODE_SCALAR || n->plain)
+		return true;
+	ism_v_err(v, n,
+		  "must be %s, not a quoted string: write it without quotes, as Kubernetes "
+		  "reads YAML",
+		  what);
+	return false;
+}
+
 int ism_v_str(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
 	      const char **out)
 {
@@ -253,6 +329,8 @@ int ism_v_str(struct ism_vctx *v, const struct ism_node *map, const char *key, b
 		rc = -1;
 	} else if (n->len == 0 || ism_node_is_null(n)) {
 		ism_v_err(v, n, "must not be empty");
+		rc = -1;
+	} else if (!string_scalar(v, n)) {
 		rc = -1;
 	} else {
 		*out = n->str;
@@ -289,7 +367,10 @@ int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo || x > hi) {
+	if (!typed_scalar(v, n, "an integer")) {
+		rc = -1;
+	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
+		   x > hi) {
 		ism_v_err(v, n, "must be an integer between %llu and %llu", (unsigned long long)lo,
 			  (unsigned long long)hi);
 		rc = -1;
@@ -311,7 +392,10 @@ int ism_v_u32(struct ism_vctx *v, const struct ism_node *map, const char *key, b
 	n = lookup(v, map, key, required, &old);
 	if (n == NULL)
 		return 0;
-	if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo || x > hi) {
+	if (!typed_scalar(v, n, "an integer")) {
+		rc = -1;
+	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
+		   x > hi) {
 		ism_v_err(v, n, "must be an integer between %u and %u", lo, hi);
 		rc = -1;
 	} else {
@@ -330,7 +414,9 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "true") == 0) {
+	if (!typed_scalar(v, n, "true or false")) {
+		rc = -1;
+	} else if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "true") == 0) {
 		*out = true;
 	} else if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "false") == 0) {
 		*out = false;
@@ -498,6 +584,10 @@ int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
+	if (!typed_scalar(v, n, "a number")) {
+		ism_v_pop(v, old);
+		return -1;
+	}
 	if (n->kind == ISM_NODE_SCALAR && n->len > 0) {
 		errno = 0;
 		x = strtod(n->str, &end);
@@ -572,7 +662,7 @@ const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const
 		if (ism_v_expect(v, it, ISM_NODE_SCALAR)) {
 			if (it->len == 0)
 				ism_v_err(v, it, "must not be empty");
-			else
+			else if (string_scalar(v, it))
 				out[(*n)++] = it->str;
 		}
 		ism_v_pop(v, o2);

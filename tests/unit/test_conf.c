@@ -1215,7 +1215,7 @@ static void test_retries(void **state)
 		      "      retryIgnorePreviousHosts: false\n"
 		      "      retryRemoteLocalities: true\n"
 		      "      backoff: 100ms\n"
-		      "  - name: off\n"
+		      "  - name: \"off\"\n"
 		      "    route: [{destination: {host: helloworld}}]\n"
 		      "    retries: {attempts: 0}\n"
 		      "  - name: names\n"
@@ -1788,8 +1788,8 @@ static void test_h2_pool(void **state)
 	    "    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"
 	    "    - {destination: {host: s, port: {number: 80}, subset: c}, weight: 1}\n"
 	    "    - {destination: {host: s, port: {number: 81}, subset: c}, weight: 1}\n"
-	    "    - {destination: {host: s, port: {number: 80}, subset: n}, weight: 1}\n"
-	    "    - {destination: {host: s, port: {number: 81}, subset: n}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 80}, subset: \"n\"}, weight: 1}\n"
+	    "    - {destination: {host: s, port: {number: 81}, subset: \"n\"}, weight: 1}\n"
 	    "    - {destination: {host: s, port: {number: 82}}, weight: 1}\n"
 	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
 	    "spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
@@ -1815,7 +1815,7 @@ static void test_h2_pool(void **state)
 	    "      connectionPool:\n"
 	    "        http: {useClientProtocol: true, maxConcurrentStreams: 10,\n"
 	    "               http2KeepAlive: {interval: 1s, timeout: 1s}}\n"
-	    "  - name: n\n    trafficPolicy:\n"
+	    "  - name: \"n\"\n    trafficPolicy:\n"
 	    "      connectionPool:\n"
 	    "        http: {h2UpgradePolicy: DEFAULT, maxConcurrentStreams: 7}\n";
 	struct fx *f = *state;
@@ -2059,7 +2059,7 @@ static void test_dr_scopes(void **state)
 	static const char merge[] = APP "  namespace: gw\n" SC_SE("s", "gw")
 	    SC_DR("b", "gw", "s",
 		  "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
-		  "  subsets: [{name: x, labels: {v: \"2\"}}, {name: y, labels: {v: \"3\"}}]\n")
+		  "  subsets: [{name: x, labels: {v: \"2\"}}, {name: \"y\", labels: {v: \"3\"}}]\n")
 		SC_DR("a", "gw", "s", "  subsets: [{name: x, labels: {v: \"1\"}}]\n")
 		    SC_DR("c", "gw", "s",
 			  "  exportTo: [\"*\"]\n"
@@ -4739,6 +4739,58 @@ static void test_error_after_many_warnings(void **state)
 	free(yaml);
 }
 
+/* Types as the Kubernetes API server reads the YAML: a quoted number where
+ * an integer, number or boolean goes, and a plain scalar that YAML 1.1 makes
+ * a number or boolean where a string goes, are errors naming the field (they
+ * loaded, a string field taking the digits). */
+static void test_yaml_types(void **state)
+{
+	static const struct {
+		const char *doc, *field, *msg;
+	} cases[] = {
+	    {"spec:\n  hosts: [12345]\n  http:\n  - route: [{destination: {host: a.b}}]\n",
+	     "spec.hosts[0]", "must be a string, not an integer: quote it (\"12345\")"},
+	    {"spec:\n  hosts: [a.example.com]\n  http:\n"
+	     "  - route: [{destination: {host: a.b}, weight: '50'}, {destination: {host: c.d}, "
+	     "weight: 50}]\n",
+	     "spec.http[0].route[0].weight", "must be an integer, not a quoted string"},
+	    {"spec:\n  hosts: [a.example.com]\n  http:\n  - name: yes\n"
+	     "    route: [{destination: {host: a.b}}]\n",
+	     "spec.http[0].name", "must be a string, not a boolean"},
+	    {"spec:\n  hosts: [a.example.com]\n  http:\n  - name: r\n    timeout: 1s\n"
+	     "    retries: {attempts: \"3\"}\n    route: [{destination: {host: a.b}}]\n",
+	     "spec.http[0].retries.attempts", "must be an integer, not a quoted string"},
+	    {"spec:\n  hosts: [a.example.com]\n  http:\n  - name: 1.5\n"
+	     "    route: [{destination: {host: a.b}}]\n",
+	     "spec.http[0].name", "must be a string, not a number"},
+	};
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char yaml[1024], field[128];
+		int len = snprintf(yaml, sizeof(yaml),
+				   APP "---\napiVersion: networking.istio.io/v1\nkind: "
+				       "VirtualService\nmetadata: {name: v}\n%s",
+				   cases[i].doc);
+		bool found = false;
+
+		assert_true(len > 0 && (size_t)len < sizeof(yaml));
+		ism_conf_free(f->conf);
+		f->conf = NULL;
+		memset(&f->d, 0, sizeof(f->d));
+		assert_int_equal(ism_conf_load_buf("t.yaml", yaml, (size_t)len, &f->conf, &f->d),
+				 -EINVAL);
+		snprintf(field, sizeof(field), "VirtualService default/v: %s", cases[i].field);
+		for (size_t k = 0; k < f->d.n && !found; k++)
+			found = f->d.items[k].severity == ISM_DIAG_ERROR &&
+				strcmp(f->d.items[k].field, field) == 0 &&
+				strstr(f->d.items[k].msg, cases[i].msg) != NULL;
+		if (!found)
+			print_message("case %zu: no error \"%s\" at %s\n", i, cases[i].msg, field);
+		assert_true(found);
+	}
+}
+
 /* A route table that does not fit because of its consistent-hash tables
  * says so (the error named no field): two subsets' Maglev tables of 65537
  * entries (256 KiB each) in a 256 KiB arena. */
@@ -4841,6 +4893,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
