@@ -836,6 +836,27 @@ static void parse_spec(struct ism_vctx *v, const struct kind_info *k, const stru
 	}
 }
 
+/* "KIND ns/name" ("Appliance name") as the document's metadata writes them,
+ * before they are checked; the name "?" when it has none. */
+static void provisional_label(const struct ism_node *doc, const char *kind, const char *app_ns,
+			      char *out, size_t len)
+{
+	const struct ism_node *md = ism_node_get(doc, "metadata", NULL);
+	const struct ism_node *name = md != NULL ? ism_node_get(md, "name", NULL) : NULL;
+	const struct ism_node *ns = md != NULL ? ism_node_get(md, "namespace", NULL) : NULL;
+	const char *n = name != NULL && name->kind == ISM_NODE_SCALAR ? name->str : "?";
+	const char *in = ns != NULL && ns->kind == ISM_NODE_SCALAR ? ns->str
+			 : app_ns != NULL			   ? app_ns
+								   : "default";
+
+	/* A name too long to be one is shown in part: the field must fit too. */
+	if (strcmp(kind, "Appliance") == 0)
+		snprintf(out, len, "Appliance %.64s%s", n, strlen(n) > 64 ? "..." : "");
+	else
+		snprintf(out, len, "%s %.64s%s/%.64s%s", kind, in, strlen(in) > 64 ? "..." : "", n,
+			 strlen(n) > 64 ? "..." : "");
+}
+
 void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 {
 	static const char *const top[] = {"apiVersion", "kind", "metadata", "spec", "status", NULL};
@@ -855,6 +876,8 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 	k = check_kind(v, doc);
 	if (k == NULL)
 		return;
+	provisional_label(doc, k->kind, c->app.ns, label, sizeof(label));
+	v->res = label; /* the metadata's own errors name the resource too */
 	if (!parse_metadata(v, doc, &hdr))
 		return;
 	if (strcmp(k->kind, "Appliance") == 0) {

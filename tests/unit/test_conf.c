@@ -3945,27 +3945,27 @@ static const struct bad bads[] = {
     {"missing metadata.name",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {namespace: x}\nspec: {}\n",
-     10, 11, "metadata.name", "required field missing"},
+     10, 11, "Gateway x/?: metadata.name", "required field missing"},
     {"duplicate resource", APP GW_DOC GW_DOC, 14, 1, "Gateway default/gw: metadata.name",
      "defined twice (first at line 8)"},
     {"metadata.name of 254 bytes",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {name: " X64 X64 X64 X64 "}\nspec: {}\n",
-     10, 18, "metadata.name", "at most 253 lower case letters"},
+     10, 18, "Gateway default/" X64 "...: metadata.name", "at most 253 lower case letters"},
     {"metadata.name ending in '-'",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {name: gw-}\nspec: {}\n",
-     10, 18, "metadata.name", "ending with a letter or digit"},
+     10, 18, "Gateway default/gw-: metadata.name", "ending with a letter or digit"},
     {"metadata.namespace with a dot",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {name: gw, namespace: a.b}\nspec: {}\n",
-     10, 33, "metadata.namespace", "at most 63 lower case letters, digits and '-'"},
+     10, 33, "Gateway a.b/gw: metadata.namespace", "at most 63 lower case letters, digits and '-'"},
     {"spec.namespace with a capital", APP "  namespace: Shop\n", 7, 14,
      "Appliance t: spec.namespace", "at most 63 lower case letters"},
     {"metadata.namespace of 64 bytes",
      APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
 	 "metadata: {name: gw, namespace: " X64 "}\nspec: {}\n",
-     10, 33, "metadata.namespace", "at most 63"},
+     10, 33, "Gateway " X64 "/gw: metadata.namespace", "at most 63"},
 /* F2: a policy's selector and targets, checked as any field; a policy
  * that does not apply is checked all the same. */
 #define POLICY(kind, meta, spec)                                                                   \
