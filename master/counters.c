@@ -11,11 +11,6 @@
 
 #include "lib/strmap.h"
 
-static bool same(const struct ism_str *a, const struct ism_str *b)
-{
-	return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
-}
-
 void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur, struct ism_older *o)
 {
 	o->n = 0;
@@ -32,7 +27,7 @@ const struct ism_cluster_dyn *ism_counters_cluster(const struct ism_table *t,
 						   const struct ism_str *name)
 {
 	for (uint32_t c = 0; c < t->n_clusters; c++)
-		if (same(&t->clusters[c].name, name))
+		if (ism_str_eq(&t->clusters[c].name, name))
 			return t->clusters[c].dyn;
 	return NULL;
 }
@@ -41,7 +36,7 @@ static const struct ism_listener *listener_named(const struct ism_table *t,
 						 const struct ism_str *name)
 {
 	for (uint32_t l = 0; l < t->n_listeners; l++)
-		if (same(&t->listeners[l].name, name))
+		if (ism_str_eq(&t->listeners[l].name, name))
 			return &t->listeners[l];
 	return NULL;
 }
@@ -64,7 +59,7 @@ static const struct ism_counters *route_in(const struct ism_listener *l,
 		for (uint32_t v = 0; v < nv; v++)
 			for (uint32_t i = 0; i < vh[v].n_routes; i++)
 				if (vh[v].routes[i].stats != NULL &&
-				    same(&vh[v].routes[i].name, route))
+				    ism_str_eq(&vh[v].routes[i].name, route))
 					return vh[v].routes[i].stats;
 	}
 	return NULL;
@@ -83,7 +78,7 @@ static const struct ism_l4counters *l4_among(const struct ism_l4route *rt, uint3
 					     const struct ism_str *route)
 {
 	for (uint32_t i = 0; i < n; i++)
-		if (rt[i].stats != NULL && same(&rt[i].name, route))
+		if (rt[i].stats != NULL && ism_str_eq(&rt[i].name, route))
 			return rt[i].stats;
 	return NULL;
 }

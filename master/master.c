@@ -534,11 +534,6 @@ static void counts_to_current(const struct ism_table *gone, void *ctx)
 	ism_counters_carry(gone, ism_shm_current(&m->shm));
 }
 
-static bool same_str(const struct ism_str *a, const struct ism_str *b)
-{
-	return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
-}
-
 /* What only a start takes (running.md): a reload that changes it publishes,
  * with a warning, so that nobody takes the file for what runs. */
 static void start_only_fields(const char *file, const struct ism_table *cur,
@@ -549,9 +544,9 @@ static void start_only_fields(const char *file, const struct ism_table *cur,
 
 	if (cur == NULL)
 		return;
-	if (!same_str(&cur->control_socket, &t->control_socket))
+	if (!ism_str_eq(&cur->control_socket, &t->control_socket))
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.controlSocket %s", why);
-	if (!same_str(&cur->pid_file, &t->pid_file))
+	if (!ism_str_eq(&cur->pid_file, &t->pid_file))
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.pidFile %s", why);
 	if (cur->admin_addrlen != t->admin_addrlen ||
 	    memcmp(&cur->admin_addr, &t->admin_addr, t->admin_addrlen) != 0)

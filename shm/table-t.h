@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #define ISM_TABLE_MAGIC 0x49534d54u /* "ISMT" */
@@ -22,6 +23,11 @@ struct ism_str {
 	const char *p;
 	uint32_t len;
 };
+
+static inline bool ism_str_eq(const struct ism_str *a, const struct ism_str *b)
+{
+	return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
 
 enum ism_sm_kind {
 	ISM_SM_ANY = 0, /* no condition */

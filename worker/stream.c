@@ -1094,10 +1094,6 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 	}
 }
 
-/* httpCookie with a ttl: a request without the cookie gets one, so that its
- * next requests hash to the same endpoint (Istio's consistentHash.httpCookie),
- * written as Envoy writes it: Max-Age unless the ttl is 0 (a session cookie),
- * Path when one is given, the attributes, HttpOnly. */
 static uint64_t addr_hash(const union ism_pp_addr *a, uint64_t seed)
 {
 	if (a->sa.sa_family == AF_INET6)
@@ -1117,6 +1113,11 @@ static uint64_t cookie_value(struct ism_wctx *w, struct ism_stream *st)
 	return addr_hash(&pp->dst, addr_hash(&pp->src, 0));
 }
 
+/* httpCookie with a ttl: a request without the cookie gets one, so that its
+ * next requests hash to the same endpoint (Istio's consistentHash.httpCookie),
+ * written as Envoy writes it: the value quoted, Max-Age in whole seconds
+ * unless the ttl is under 1 s (a session cookie), Path when one is given, the
+ * attributes, HttpOnly. */
 static void issue_cookie(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl)
 {
 	const struct ism_hash_policy *hp = &cl->hash;
