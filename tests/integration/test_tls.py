@@ -1712,7 +1712,7 @@ def tls_upstream_auto_mtls(env):
           f"show endpoints: {tls_of('mixed.test')}")
     # Off for the whole appliance, then for the namespace.
     pa = ("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
-          "metadata: {name: off, namespace: default}\nspec: {mtls: {mode: DISABLE}}\n")
+          "metadata: {name: \"off\", namespace: default}\nspec: {mtls: {mode: DISABLE}}\n")
     for extra, extra_docs in (("  enableAutoMtls: false\n", ()), ("", (pa,))):
         conf(extra, extra_docs)
         check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), f"reload with {extra}{extra_docs} refused")
