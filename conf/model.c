@@ -69,17 +69,31 @@ bool ism_model_host_syntax_ok(const char *s)
 	return label > 0;
 }
 
+#define DNS_LABEL   "abcdefghijklmnopqrstuvwxyz0123456789-"
+#define DNS_LOWER   DNS_LABEL "."
+#define DNS_ANYCASE "ABCDEFGHIJKLMNOPQRSTUVWXYZ" DNS_LABEL /* letters of either case, digits, - */
+
+/* Whether s (len bytes, 1..max) is a name of charset's characters that starts
+ * and ends with a letter or digit: the shape of every Kubernetes and Istio
+ * name rule below. */
+static bool name_ok(const char *s, size_t len, size_t max, const char *charset)
+{
+	size_t n = strlen(charset);
+
+	if (len == 0 || len > max || !isalnum((unsigned char)s[0]) ||
+	    !isalnum((unsigned char)s[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (memchr(charset, s[i], n) == NULL)
+			return false;
+	return true;
+}
+
 /* Whether label (len bytes) is one of Istio's DNS-1123 labels
  * (pkg/config/labels: [a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?, at most 63). */
 static bool istio_label(const char *label, size_t len)
 {
-	if (len == 0 || len > 63 || !isalnum((unsigned char)label[0]) ||
-	    !isalnum((unsigned char)label[len - 1]))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)label[i]) && label[i] != '-')
-			return false;
-	return true;
+	return name_ok(label, len, 63, DNS_ANYCASE);
 }
 
 bool ism_model_istio_label(const char *s)
@@ -205,12 +219,7 @@ const struct ism_node *ism_model_labels_field(struct ism_vctx *v, const struct i
  * (?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], len bytes. */
 static bool qualified_name(const char *s, size_t len)
 {
-	if (len == 0 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[len - 1]))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr("-_.", s[i]) == NULL)
-			return false;
-	return true;
+	return name_ok(s, len, SIZE_MAX, DNS_ANYCASE "_.");
 }
 
 /* What Istio's labels.Instance.Validate says of key k and value val: the
@@ -302,14 +311,8 @@ size_t ism_model_one_of(struct ism_vctx *v, const struct ism_node *map, const ch
  * and ending with a letter or digit. */
 static bool dns_name_ok(const char *s, size_t max, const char *charset)
 {
-	size_t n = strlen(s);
-
-	return n > 0 && n <= max && isalnum((unsigned char)s[0]) &&
-	       isalnum((unsigned char)s[n - 1]) && s[strspn(s, charset)] == '\0';
+	return name_ok(s, strlen(s), max, charset);
 }
-
-#define DNS_LABEL "abcdefghijklmnopqrstuvwxyz0123456789-"
-#define DNS_LOWER DNS_LABEL "."
 
 bool ism_model_dns1123_subdomain(const char *s)
 {
