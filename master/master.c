@@ -1154,6 +1154,16 @@ static void handle_signals(struct ism_master *m)
 			break;
 		case SIGTERM:
 		case SIGINT:
+			if (m->stopping) {
+				/* A second one during the drain (Ctrl-C twice, an
+				 * operator who will not wait): stop now, as the
+				 * drain time's end would. */
+				ism_warn("%s during the drain: killing %d workers now",
+					 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+					 live_workers(m));
+				m->stop_deadline = 0;
+				break;
+			}
 			start_stop(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
 		case SIGCHLD:
@@ -1307,7 +1317,9 @@ static int master_loop(struct ism_master *m)
 		}
 		if (m->stopping) {
 			if (now >= m->stop_deadline) {
-				ism_warn("drain time over: killing %d workers", live_workers(m));
+				if (m->stop_deadline > 0)
+					ism_warn("drain time over: killing %d workers",
+						 live_workers(m));
 				for (int i = 0; i < m->n_slots; i++)
 					if (m->workers[i].pid)
 						kill(m->workers[i].pid, SIGKILL);

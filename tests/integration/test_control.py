@@ -36,7 +36,7 @@ def _socat(path, data, timeout=10):
     return p.stdout.decode("utf-8", "replace")
 
 
-def _start(env, extra="", workers=2, admin=True):
+def _start(env, extra="", workers=2, admin=True, timeouts=None):
     """One upstream behind one route; returns the admin port (or None)."""
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
     gw_port = free_port()
@@ -44,7 +44,7 @@ def _start(env, extra="", workers=2, admin=True):
     if admin:
         extra = f"  admin:\n    address: 127.0.0.1:{aport}\n" + extra
     conf = env.write("isthmus.yaml", docs(
-        appliance(env, workers=workers, extra=extra), gateway(gw_port),
+        appliance(env, workers=workers, timeouts=timeouts, extra=extra), gateway(gw_port),
         virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
         service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
     env.start_gateway(conf, gw_port)
@@ -771,6 +771,38 @@ def stop_unbinds_at_once(env):
     poll(refused, 2, what="connections to the port to be refused during the drain")
     t.join(20)
     check(out.get("r") is not None and out["r"].status == 200, f"the response in flight: {out.get('r')}")
+
+
+@_test
+def second_stop_signal_stops_now(env):
+    """A second SIGTERM during the drain (an operator who will not wait for
+    a slow response, Ctrl-C twice) stops at once: the workers are killed and
+    the master exits, well before the drain time (60 s) would end it; one
+    SIGTERM alone keeps draining."""
+    _start(env, admin=False, timeouts={"drain": "60s", "upstreamResponse": "60s"})
+    out = {}
+
+    def slow():
+        try:
+            out["r"] = env.get("/delay/30000", timeout=40)
+        except Exception as e:  # the cut response
+            out["r"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
+         5, what="the slow request to be in flight")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    poll(lambda: "stopping (SIGTERM)" in env.gateway.log(), 5, what="the drain to begin")
+    check(env.gateway.p.poll() is None, "one SIGTERM did not drain the slow response")
+    t0 = time.monotonic()
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    env.gateway.p.wait(timeout=30)
+    took = time.monotonic() - t0
+    check(took < 10, f"the master took {took:.1f} s to stop after a second SIGTERM")
+    check("SIGTERM during the drain: killing" in env.gateway.log(), "the hard stop is not logged")
+    t.join(20)
+    check("r" in out and getattr(out["r"], "status", None) != 200, f"the slow response was not cut: {out.get('r')}")
 
 
 @_test
