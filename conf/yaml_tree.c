@@ -300,6 +300,32 @@ static int attach(struct builder *b, struct ism_node *n)
 	return 0;
 }
 
+/* The field path to the node being built ("spec.http[0].route"), from the
+ * keys and item counts on the stack; cut with "..." where it does not fit. */
+static void stack_path(const struct builder *b, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < b->depth && len + 4 < size; i++) {
+		const struct frame *f = &b->stack[i];
+		int w;
+
+		if (f->node->kind == ISM_NODE_SEQ)
+			w = snprintf(buf + len, size - len, "[%zu]", f->n);
+		else if (f->n % 2 == 1 && f->kids[f->n - 1]->kind == ISM_NODE_SCALAR)
+			w = snprintf(buf + len, size - len, "%s%.64s", len ? "." : "",
+				     f->kids[f->n - 1]->str);
+		else
+			continue;
+		if (w < 0 || (size_t)w >= size - len) {
+			snprintf(buf + (size > 4 ? size - 4 : 0), size > 4 ? 4 : size, "...");
+			return;
+		}
+		len += (size_t)w;
+	}
+}
+
 static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m)
 {
 	struct ism_node *n;
@@ -309,7 +335,13 @@ static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m
 	if (rc < 0)
 		return rc;
 	if (b->depth == ISM_CONF_MAX_DEPTH) {
-		builder_error(b, n, "nesting too deep");
+		char path[256];
+
+		stack_path(b, path, sizeof(path));
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, n->line, n->col, path,
+			     "nesting too deep: more than %d levels of mappings and lists",
+			     ISM_CONF_MAX_DEPTH);
+		b->rc = -EINVAL;
 		return -EINVAL;
 	}
 	f = &b->stack[b->depth++];

@@ -3176,6 +3176,15 @@ static const struct bad bads[] = {
 	 "x}}}}}}}}}}}}}}}}}\n",
      11, 74, "Appliance t: spec.accessLog.jsonFormat.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a",
      "objects and lists nested deeper than 16"},
+    {"nesting too deep",
+     APP "  a: "
+	 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[x]]]]]]]]]]]]]]]]]]"
+	 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+     7, 68,
+     "spec.a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+     "[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+     "[0][0]",
+     "nesting too deep: more than 64 levels of mappings and lists"},
     {"jsonFormat empty",
      APP "  accessLog: {path: /tmp/a.log, format: istio-json, jsonFormat: {}}\n", 7, 65,
      "Appliance t: spec.accessLog.jsonFormat", "an empty dictionary"},
@@ -4098,6 +4107,14 @@ static const struct bad bads[] = {
 					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
      19, 11, VS_FIELD "spec.hosts[0]",
      "duplicate hosts in virtual service: *.example.com & a.example.com"},
+    {"vs * covers the others",
+     VS_DOC("  gateways: [default/gw]\n", "  hosts: [a.b, \"*\"]\n"
+					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     19, 11, VS_FIELD "spec.hosts[0]", "duplicate hosts in virtual service: * & a.b"},
+    {"vs wildcard covers a wildcard",
+     VS_DOC("  gateways: [default/gw]\n", "  hosts: [c.d, \"*.com\", \"*.example.com\"]\n"
+					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     19, 25, VS_FIELD "spec.hosts[2]", "duplicate hosts in virtual service: *.com & *.example.com"},
     {"vs same host twice",
      VS_DOC("  gateways: [default/gw]\n",
 	    "  hosts: [a.b, a.b]\n  http: [{route: [{destination: {host: a.b}}]}]\n"),
