@@ -828,6 +828,9 @@ struct ism_vctx {
 	char path[256];
 	size_t plen;
 	int nomem; /* set when an allocation failed */
+	/* A VirtualService bound to no gateway is parsed: Istio refuses its
+	 * header matches on JWT claims. */
+	bool claims_refused;
 };
 
 /* Appends to the field path; returns the old length for ism_v_pop. */

@@ -244,6 +244,11 @@ static size_t parse_kv(struct ism_vctx *v, const struct ism_node *match, const c
 		struct ism_cm_kv *kv;
 
 		if (claims != NULL && routing_claim(v, k, &claim)) {
+			if (v->claims_refused)
+				ism_v_err(v, k,
+					  "JWT claim based routing (key: %s) is only supported for "
+					  "gateway, found no gateways (as Istio)",
+					  k->str);
 			kv = &(*claims)[(*n_claims)++];
 			kv->name = claim != NULL ? claim : "";
 			parse_sm(v, n->pairs[i].value, false, false, &kv->m);
@@ -1244,76 +1249,49 @@ static bool binds_gateway(const struct ism_node *spec)
  * two): the same name twice, or one that a wildcard of the list covers
  * ("*.example.com" and "a.example.com", "*.com" and "*.example.com"). h: the
  * n hosts as written (lowercased), l the list node. Looked up by suffix, so a
- * long list stays linear. */
+ * long list stays linear: covering(m, h[i], i, star) is the index of another
+ * host of map m that covers h[i] ("*" at star, or "*" and a suffix of h[i]
+ * from one of its dots), or UINT32_MAX. */
+static uint32_t covering(const struct ism_strmap *m, const char *h, uint32_t i, uint32_t star)
+{
+	char buf[300];
+	uint32_t j;
+
+	if (star != UINT32_MAX && star != i)
+		return star;
+	for (const char *d = strchr(h + 1, '.'); d != NULL; d = strchr(d + 1, '.')) {
+		snprintf(buf, sizeof(buf), "*%s", d);
+		if (ism_strmap_get(m, buf, strlen(buf), &j) && j != i)
+			return j;
+	}
+	return UINT32_MAX;
+}
+
 static void dup_hosts(struct ism_vctx *v, const struct ism_node *l, const char *const *h, size_t n)
 {
 	struct ism_strmap *m = ism_v_map(v, n);
 	uint32_t star = UINT32_MAX, j = UINT32_MAX;
 	size_t i, old;
-	char buf[300];
 
-	for (i = 0; m != NULL && i < n && j == UINT32_MAX; i++) {
-		if (ism_v_map_add(v, m, h[i], strlen(h[i]), (uint32_t)i, &j) != 0)
-			j = UINT32_MAX;
+	if (m == NULL)
+		return;
+	/* The same name twice: i the second, j the first. */
+	for (i = 0; i < n; i++) {
+		if (ism_v_map_add(v, m, h[i], strlen(h[i]), (uint32_t)i, &j) == 0)
+			break;
 		if (strcmp(h[i], "*") == 0)
 			star = (uint32_t)i;
 	}
-	for (i = j != UINT32_MAX ? i - 1 : 0; m != NULL && i < n; i++) {
-		if (j == UINT32_MAX && star != UINT32_MAX && star != i)
-			j = star;
-		for (const char *d = strchr(h[i] + 1, '.'); j == UINT32_MAX && d != NULL;
-		     d = strchr(d + 1, '.')) {
-			snprintf(buf, sizeof(buf), "*%s", d);
-			if (!ism_strmap_get(m, buf, strlen(buf), &j) || j == i)
-				j = UINT32_MAX;
-		}
-		if (j != UINT32_MAX)
-			break;
-	}
-	if (j == UINT32_MAX || i >= n)
+	/* Else the first name that another's wildcard covers. */
+	for (size_t k = 0; i == n && k < n; k++)
+		if ((j = covering(m, h[k], (uint32_t)k, star)) != UINT32_MAX)
+			i = k;
+	if (i == n)
 		return;
 	old = ism_v_push(v, ".hosts[%zu]", i);
 	ism_v_err(v, l->items[i], "duplicate hosts in virtual service: %s & %s (as Istio)", h[j],
 		  h[i]);
 	ism_v_pop(v, old);
-}
-
-/* Istio: JWT claim based routing (headers or withoutHeaders
- * @request.auth.claims...) only in a VirtualService bound to a gateway. */
-static void mesh_claims(struct ism_vctx *v, const struct ism_node *spec)
-{
-	static const char *const maps[] = {"headers", "withoutHeaders"};
-	const struct ism_node *http = ism_node_get(spec, "http", NULL);
-
-	for (size_t i = 0; http != NULL && http->kind == ISM_NODE_SEQ && i < http->n; i++) {
-		const struct ism_node *ms = http->items[i]->kind == ISM_NODE_MAP
-						? ism_node_get(http->items[i], "match", NULL)
-						: NULL;
-
-		for (size_t j = 0; ms != NULL && ms->kind == ISM_NODE_SEQ && j < ms->n; j++)
-			for (size_t k = 0; k < 2 && ms->items[j]->kind == ISM_NODE_MAP; k++) {
-				const struct ism_node *h =
-				    ism_node_get(ms->items[j], maps[k], NULL);
-
-				for (size_t p = 0; h != NULL && h->kind == ISM_NODE_MAP && p < h->n;
-				     p++) {
-					const struct ism_node *key = h->pairs[p].key;
-					const char *path;
-					size_t old;
-
-					if (!routing_claim(v, key, &path))
-						continue;
-					old = ism_v_push(v, ".http[%zu].match[%zu].%s.%s", i, j,
-							 maps[k], key->str);
-					ism_v_err(
-					    v, key,
-					    "JWT claim based routing (key: %s) is only "
-					    "supported for gateway, found no gateways (as Istio)",
-					    key->str);
-					ism_v_pop(v, old);
-				}
-			}
-	}
 }
 
 /* Istio: http, tcp or tls must be provided (a list with a route). */
@@ -1404,9 +1382,9 @@ void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct 
 		vs->gateways[vs->n_gateways++] = gateway_ref(v, gws[i], vs->r.ns);
 	}
 	some_routes(v, spec);
-	if (!gateway)
-		mesh_claims(v, spec);
+	v->claims_refused = !gateway;
 	parse_http_routes(v, spec, vs);
+	v->claims_refused = false;
 	vs->tcp = parse_l4routes(v, spec, "tcp", vs, NULL, 0, &vs->n_tcp);
 	vs->tls = parse_l4routes(v, spec, "tls", vs, raw, n_raw, &vs->n_tls);
 }
