@@ -23,7 +23,7 @@ void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur, 
 	}
 }
 
-const struct ism_cluster_dyn *ism_counters_cluster(const struct ism_table *t,
+static const struct ism_cluster_dyn *cluster_named(const struct ism_table *t,
 						   const struct ism_str *name)
 {
 	for (uint32_t c = 0; c < t->n_clusters; c++)
@@ -41,14 +41,6 @@ static const struct ism_listener *listener_named(const struct ism_table *t,
 	return NULL;
 }
 
-const struct ism_counters *ism_counters_listener(const struct ism_table *t,
-						 const struct ism_str *listener)
-{
-	const struct ism_listener *l = listener_named(t, listener);
-
-	return l != NULL ? l->stats : NULL;
-}
-
 static const struct ism_counters *route_in(const struct ism_listener *l,
 					   const struct ism_str *route)
 {
@@ -63,15 +55,6 @@ static const struct ism_counters *route_in(const struct ism_listener *l,
 					return vh[v].routes[i].stats;
 	}
 	return NULL;
-}
-
-const struct ism_counters *ism_counters_route(const struct ism_table *t,
-					      const struct ism_str *listener,
-					      const struct ism_str *route)
-{
-	const struct ism_listener *l = listener_named(t, listener);
-
-	return l != NULL ? route_in(l, route) : NULL;
 }
 
 static const struct ism_l4counters *l4_among(const struct ism_l4route *rt, uint32_t n,
@@ -92,13 +75,47 @@ static const struct ism_l4counters *l4_in(const struct ism_listener *l, const st
 	return c;
 }
 
-const struct ism_l4counters *ism_counters_l4(const struct ism_table *t,
-					     const struct ism_str *listener,
-					     const struct ism_str *route)
+/* t's counters of that kind and name (ism_counters_sum); NULL when t has
+ * none. */
+static const void *counted_in(const struct ism_table *t, enum ism_counted kind,
+			      const struct ism_str *listener, const struct ism_str *name)
 {
-	const struct ism_listener *l = listener_named(t, listener);
+	const struct ism_listener *l;
 
-	return l != NULL ? l4_in(l, route) : NULL;
+	switch (kind) {
+	case ISM_COUNTED_LISTENER:
+		l = listener_named(t, name);
+		return l != NULL ? l->stats : NULL;
+	case ISM_COUNTED_ROUTE:
+		l = listener_named(t, listener);
+		return l != NULL ? route_in(l, name) : NULL;
+	case ISM_COUNTED_L4:
+		l = listener_named(t, listener);
+		return l != NULL ? l4_in(l, name) : NULL;
+	case ISM_COUNTED_CLUSTER:
+		return cluster_named(t, name);
+	}
+	return NULL;
+}
+
+static uint64_t counter_at(const void *obj, size_t off)
+{
+	return atomic_load((const _Atomic uint64_t *)((const char *)obj + off));
+}
+
+uint64_t ism_counters_sum(const struct ism_older *o, enum ism_counted kind,
+			  const struct ism_str *listener, const struct ism_str *name,
+			  const void *own, size_t off)
+{
+	uint64_t n = counter_at(own, off);
+
+	for (int i = 0; i < o->n; i++) {
+		const void *c = counted_in(o->t[i], kind, listener, name);
+
+		if (c != NULL && c != own)
+			n += counter_at(c, off);
+	}
+	return n;
 }
 
 /* The counts of from into to (either NULL: nothing). */
@@ -147,7 +164,7 @@ void ism_counters_carry(const struct ism_table *from, const struct ism_table *to
 	for (uint32_t c = 0; c < from->n_clusters; c++) {
 		const struct ism_cluster_dyn *src = from->clusters[c].dyn;
 		struct ism_cluster_dyn *dst =
-		    (struct ism_cluster_dyn *)ism_counters_cluster(to, &from->clusters[c].name);
+		    (struct ism_cluster_dyn *)cluster_named(to, &from->clusters[c].name);
 
 		if (src == NULL || dst == NULL || src == dst)
 			continue;

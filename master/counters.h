@@ -22,18 +22,20 @@ struct ism_older {
 void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur,
 		      struct ism_older *o);
 
-/* The counters of t's object of that name; NULL when t has none. A route
- * and a TCP or TLS route are named within their listener. */
-const struct ism_cluster_dyn *ism_counters_cluster(const struct ism_table *t,
-						   const struct ism_str *name);
-const struct ism_counters *ism_counters_listener(const struct ism_table *t,
-						 const struct ism_str *listener);
-const struct ism_counters *ism_counters_route(const struct ism_table *t,
-					      const struct ism_str *listener,
-					      const struct ism_str *route);
-const struct ism_l4counters *ism_counters_l4(const struct ism_table *t,
-					     const struct ism_str *listener,
-					     const struct ism_str *route);
+/* What a kept counter belongs to. */
+enum ism_counted {
+	ISM_COUNTED_LISTENER, /* struct ism_counters */
+	ISM_COUNTED_ROUTE,    /* struct ism_counters, named within its listener */
+	ISM_COUNTED_L4,	      /* a TCP or TLS route's struct ism_l4counters, likewise */
+	ISM_COUNTED_CLUSTER,  /* struct ism_cluster_dyn */
+};
+
+/* The uint64_t counter at byte offset off of own, the current generation's
+ * object of that kind and name (listener: the listener's name for a route,
+ * else NULL), plus its namesake's in each generation of o. */
+uint64_t ism_counters_sum(const struct ism_older *o, enum ism_counted kind,
+			  const struct ism_str *listener, const struct ism_str *name,
+			  const void *own, size_t off);
 
 /* Adds the counts of from (a generation no worker counts in any more) to
  * their namesakes in to. */

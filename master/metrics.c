@@ -293,21 +293,8 @@ static void worker_counters(struct ism_reply *r, const struct ism_worker_stats *
 
 /* ---------- per listener, route and cluster ---------- */
 
-/* A route's count k: its own plus its namesakes' in the generations not
- * reclaimed yet (master/counters.h). */
-static uint64_t route_count(const struct ism_older *o, const struct ism_listener *l,
-			    const struct ism_route *rt, int k)
-{
-	uint64_t n = atomic_load(&rt->stats->responses[k]);
-
-	for (int i = 0; i < o->n; i++) {
-		const struct ism_counters *c = ism_counters_route(o->t[i], &l->name, &rt->name);
-
-		if (c != NULL && c != rt->stats)
-			n += atomic_load(&c->responses[k]);
-	}
-	return n;
-}
+/* The byte offset of responses[k] in a struct of counters. */
+#define RESPONSES(type, k) (offsetof(type, responses) + (size_t)(k) * sizeof(uint64_t))
 
 static void route_responses(struct ism_reply *r, const struct ism_table *t,
 			    const struct ism_older *o)
@@ -338,7 +325,10 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t,
 					for (int k = 1; k <= 5; k++)
 						ism_prom_u64(
 						    r, m.name,
-						    route_count(o, &t->listeners[l], rt, k),
+						    ism_counters_sum(
+							o, ISM_COUNTED_ROUTE, &t->listeners[l].name,
+							&rt->name, rt->stats,
+							RESPONSES(struct ism_counters, k)),
 						    "listener", t->listeners[l].name.p, "route",
 						    rt->name.p, "code_class", classes[k], NULL);
 				}
@@ -349,30 +339,18 @@ static void route_responses(struct ism_reply *r, const struct ism_table *t,
 
 /* One counter of the TCP and TLS routes' (struct ism_l4counters at off) of
  * listener l's routes r[0..n), each route once (its matches share them). */
-static uint64_t l4_field(const struct ism_l4counters *c, size_t off)
-{
-	return atomic_load((const _Atomic uint64_t *)((const char *)c + off));
-}
-
 static void l4_counter(struct ism_reply *r, const char *name, size_t off,
 		       const struct ism_listener *l, const struct ism_l4route *rt, uint32_t n,
 		       struct ism_strmap *seen, const struct ism_older *o)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t v;
-
 		if (rt[i].stats == NULL || ism_strmap_add(seen, (const char *)&rt[i].stats,
 							  sizeof(rt[i].stats), 0, NULL) <= 0)
 			continue;
-		v = l4_field(rt[i].stats, off);
-		for (int g = 0; g < o->n; g++) {
-			const struct ism_l4counters *c =
-			    ism_counters_l4(o->t[g], &l->name, &rt[i].name);
-
-			if (c != NULL && c != rt[i].stats)
-				v += l4_field(c, off);
-		}
-		ism_prom_u64(r, name, v, "listener", l->name.p, "route", rt[i].name.p, NULL);
+		ism_prom_u64(
+		    r, name,
+		    ism_counters_sum(o, ISM_COUNTED_L4, &l->name, &rt[i].name, rt[i].stats, off),
+		    "listener", l->name.p, "route", rt[i].name.p, NULL);
 	}
 }
 
@@ -424,34 +402,6 @@ static const struct cluster_metric cluster_metrics[] = {
      offsetof(struct ism_cluster_dyn, overflow)},
 };
 
-/* A cluster's counter at byte offset off of its struct ism_cluster_dyn: its
- * own plus its namesakes' in the generations not reclaimed yet. */
-static uint64_t cluster_count(const struct ism_older *o, const struct ism_cluster *cl, size_t off)
-{
-	uint64_t n = atomic_load((const _Atomic uint64_t *)((const char *)cl->dyn + off));
-
-	for (int i = 0; i < o->n; i++) {
-		const struct ism_cluster_dyn *d = ism_counters_cluster(o->t[i], &cl->name);
-
-		if (d != NULL && d != cl->dyn)
-			n += atomic_load((const _Atomic uint64_t *)((const char *)d + off));
-	}
-	return n;
-}
-
-static uint64_t listener_count(const struct ism_older *o, const struct ism_listener *l, int k)
-{
-	uint64_t n = atomic_load(&l->stats->responses[k]);
-
-	for (int i = 0; i < o->n; i++) {
-		const struct ism_counters *c = ism_counters_listener(o->t[i], &l->name);
-
-		if (c != NULL && c != l->stats)
-			n += atomic_load(&c->responses[k]);
-	}
-	return n;
-}
-
 /* Per listener, route and cluster of the published generation, kept by name
  * across generations (master/counters.h). */
 static void table_families(struct ism_reply *r, const struct ism_table *t,
@@ -468,15 +418,18 @@ static void table_families(struct ism_reply *r, const struct ism_table *t,
 	for (uint32_t c = 0; t && c < t->n_clusters; c++)
 		for (int k = 1; k <= 5; k++)
 			ism_prom_u64(r, cl_resp.name,
-				     cluster_count(&o, &t->clusters[c],
-						   offsetof(struct ism_cluster_dyn, responses) +
-						       (size_t)k * sizeof(uint64_t)),
+				     ism_counters_sum(&o, ISM_COUNTED_CLUSTER, NULL,
+						      &t->clusters[c].name, t->clusters[c].dyn,
+						      RESPONSES(struct ism_cluster_dyn, k)),
 				     "cluster", t->clusters[c].name.p, "code_class", classes[k],
 				     NULL);
 	ism_prom_family(r, &li_resp);
 	for (uint32_t l = 0; t && l < t->n_listeners; l++)
 		for (int k = 1; k <= 5; k++)
-			ism_prom_u64(r, li_resp.name, listener_count(&o, &t->listeners[l], k),
+			ism_prom_u64(r, li_resp.name,
+				     ism_counters_sum(&o, ISM_COUNTED_LISTENER, NULL,
+						      &t->listeners[l].name, t->listeners[l].stats,
+						      RESPONSES(struct ism_counters, k)),
 				     "listener", t->listeners[l].name.p, "code_class", classes[k],
 				     NULL);
 	route_responses(r, t, &o);
@@ -486,7 +439,10 @@ static void table_families(struct ism_reply *r, const struct ism_table *t,
 
 		ism_prom_family(r, &cm->m);
 		for (uint32_t c = 0; t && c < t->n_clusters; c++)
-			ism_prom_u64(r, cm->m.name, cluster_count(&o, &t->clusters[c], cm->off),
+			ism_prom_u64(r, cm->m.name,
+				     ism_counters_sum(&o, ISM_COUNTED_CLUSTER, NULL,
+						      &t->clusters[c].name, t->clusters[c].dyn,
+						      cm->off),
 				     "cluster", t->clusters[c].name.p, NULL);
 	}
 }
