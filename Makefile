@@ -132,7 +132,7 @@ FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c lib/strmap.c he
                         lib/jose.c lib/json.c lib/status.c
 FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c
 FUZZ_SRCS_fuzz_pathnorm := worker/pathnorm.c lib/log.c
-FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c
+FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c lib/json.c
 FUZZ_SRCS_fuzz_cel := conf/cel.c conf/cellex.c conf/celeval.c
 FUZZ_SRCS_fuzz_grpccheck := health/grpccheck.c lib/grpc.c lib/pb.c
 FUZZ_SRCS_fuzz_jose := lib/jose.c lib/json.c

@@ -13,6 +13,7 @@
 
 #include "conf/re2syntax.h"
 #include "lib/ascii.h"
+#include "lib/json.h"
 
 /* Named groups a pattern of ISM_RE2_MAX_LEN bytes can hold: "(?<a>)" is 6. */
 #define MAX_NAMES (ISM_RE2_MAX_LEN / 6 + 1)
@@ -296,47 +297,13 @@ static bool in_list(const char *const *list, size_t n, const unsigned char *name
 	return false;
 }
 
-/* Decodes the UTF-8 character at p[0..n): its length, or 0 when it is not
- * strict UTF-8 (overlong forms, surrogates and values above U+10FFFF are
- * refused by Go's regexp and by PCRE2). */
-static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
-{
-	size_t need;
-	uint32_t c, min;
-
-	if (p[0] < 0x80) {
-		*cp = p[0];
-		return 1;
-	}
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		need = 1, c = p[0] & 0x1F, min = 0x80;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		need = 2, c = p[0] & 0x0F, min = 0x800;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		need = 3, c = p[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < need + 1)
-		return 0;
-	for (size_t k = 1; k <= need; k++) {
-		if ((p[k] & 0xC0) != 0x80)
-			return 0;
-		c = c << 6 | (p[k] & 0x3F);
-	}
-	if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-		return 0;
-	*cp = c;
-	return need + 1;
-}
-
 /* The character at s->i, which the caller knows is not special. */
 static uint32_t next_char(struct re2_scan *s)
 {
 	uint32_t c = 0;
 
 	/* The whole pattern was checked to be UTF-8 before the scan. */
-	s->i += utf8_decode(s->p + s->i, s->len - s->i, &c);
+	s->i += ism_utf8_decode(s->p + s->i, s->len - s->i, &c);
 	return c;
 }
 
@@ -1086,7 +1053,7 @@ static int check_bytes(struct re2_scan *s)
 
 		if (s->p[j] == '\0')
 			return fail(s, j, "NUL byte in the regex (write \\x00)");
-		n = utf8_decode(s->p + j, s->len - j, &c);
+		n = ism_utf8_decode(s->p + j, s->len - j, &c);
 		if (n == 0)
 			return fail(s, j, "invalid UTF-8");
 		j += n;

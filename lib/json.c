@@ -7,10 +7,42 @@
 
 #include "lib/json.h"
 
+size_t ism_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	size_t need;
+	uint32_t c, min;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		need = 1, c = p[0] & 0x1f, min = 0x80;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		need = 2, c = p[0] & 0x0f, min = 0x800;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		need = 3, c = p[0] & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < need + 1)
+		return 0;
+	for (size_t k = 1; k <= need; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[k] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return need + 1;
+}
+
 size_t ism_json_escape(char *out, size_t cap, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
+	size_t n = 0, k;
+	uint32_t cp;
 
 	for (size_t i = 0; i < len && n + 7 < cap; i++) {
 		unsigned char ch = (unsigned char)s[i];
@@ -18,6 +50,15 @@ size_t ism_json_escape(char *out, size_t cap, const char *s, size_t len)
 		if (ch == '"' || ch == '\\') {
 			out[n++] = '\\';
 			out[n++] = (char)ch;
+		} else if (ch >= 0x80 &&
+			   (k = ism_utf8_decode((const unsigned char *)s + i, len - i, &cp)) > 0) {
+			/* Valid UTF-8 as it is (Envoy's JSON sanitizer); a
+			 * character that does not fit is left out whole. */
+			if (n + k + 7 >= cap)
+				break;
+			memcpy(out + n, s + i, k);
+			n += k;
+			i += k - 1;
 		} else if (ch < 0x20 || ch >= 0x7f) {
 			out[n++] = '\\';
 			out[n++] = 'u';
@@ -55,36 +96,6 @@ static void skip_ws(struct rd *r)
 {
 	while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
 		r->p++;
-}
-
-/* The length of the UTF-8 sequence at p (before end), or 0 when it is not one
- * RFC 3629 allows: no overlong forms, surrogates or code points past U+10FFFF. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	uint32_t cp, min;
-	size_t n;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		n = 2, cp = p[0] & 0x1f, min = 0x80;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		n = 3, cp = p[0] & 0x0f, min = 0x800;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4, cp = p[0] & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
 }
 
 /* The four hex digits at p (before end) as a number, or -1. */
@@ -172,6 +183,7 @@ static int parse_string(struct rd *r, struct ism_json *v)
 {
 	char *o = r->chars;
 	size_t n = 0, k;
+	uint32_t cp;
 
 	r->p++;
 	for (;;) {
@@ -187,7 +199,7 @@ static int parse_string(struct rd *r, struct ism_json *v)
 		}
 		if ((unsigned char)*r->p < 0x20)
 			return -1;
-		k = utf8_len((const unsigned char *)r->p, (const unsigned char *)r->end);
+		k = ism_utf8_decode((const unsigned char *)r->p, (size_t)(r->end - r->p), &cp);
 		if (k == 0)
 			return -1;
 		if (o)

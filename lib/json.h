@@ -8,9 +8,15 @@
 #include <stdint.h>
 
 /* Writes s (len bytes) into out (capacity cap, NUL-terminated) as the inside of
- * a JSON string: quotes, backslashes and control or non-ASCII bytes escaped.
+ * a JSON string: quotes, backslashes, control characters, DEL and bytes that
+ * are not UTF-8 escaped (\u00XX, the byte's value), valid UTF-8 as it is.
  * Returns the bytes written (cut short when out is too small). */
 size_t ism_json_escape(char *out, size_t cap, const char *s, size_t len);
+
+/* Decodes the UTF-8 character at p[0..n) (n > 0) into *cp: its length, or 0
+ * when it is not one RFC 3629 allows (overlong forms, surrogates, values past
+ * U+10FFFF, a sequence cut short). */
+size_t ism_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp);
 
 /* --- reading: RFC 8259 JSON into a tree (a JWT's header and claims, a JWKS) --- */
 

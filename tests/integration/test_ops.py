@@ -44,7 +44,20 @@ def access_log(env):
     check(r.status == 200, "request failed")
     check(env.get("/nowhere").status == 404, "no 404 for an unrouted path")
     check(env.get("/status/503").status == 503, "upstream 503 not passed on")
-    poll(lambda: len(_lines(log)) >= 3, 5, what="three access-log lines")
+    # UTF-8 is written as it is (Envoy's JSON sanitizer), a byte that is not
+    # UTF-8 as \u00XX (it was every byte past 0x7f: "é" read back as "Ã©").
+    utf8 = "é€𝄞 ok"
+    for path, agent in (("/app/utf8", utf8.encode()), ("/app/latin1", b"caf\xe9")):
+        check(env.get(path, headers={"User-Agent": agent.decode("latin-1")}).status == 200,
+              f"{path} failed")
+    poll(lambda: len(_lines(log)) >= 5, 5, what="five access-log lines")
+    with open(log, "rb") as f:
+        raw = f.read()
+    agents = {r["path"]: r["user_agent"] for r in _lines(log)}
+    check(agents.get("/app/utf8") == utf8 and utf8.encode() in raw,
+          f"a UTF-8 user agent logged as {agents.get('/app/utf8')!r}")
+    check(agents.get("/app/latin1") == "caf\u00e9" and b"caf\\u00e9" in raw,
+          f"a user agent that is not UTF-8 logged as {agents.get('/app/latin1')!r}")
     # Each worker writes its own lines: find them by path, not by position.
     by_path = {r["path"]: r for r in _lines(log)}
     ok, nr, up503 = by_path.get("/app/x?q=1"), by_path.get("/nowhere"), by_path.get("/status/503")

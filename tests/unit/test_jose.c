@@ -1309,6 +1309,39 @@ static void test_jwks_x509(void **state)
 
 /* --- claims --- */
 
+/* ism_json_escape: UTF-8 as it is, bytes that are not UTF-8 (a lone
+ * continuation, an overlong form, a surrogate, past U+10FFFF, a sequence cut
+ * short) and control characters escaped; a character never split at the cut. */
+static void test_json_escape_utf8(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e",
+	     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e"},
+	    {"\xe2\x80\xa8", "\xe2\x80\xa8"},
+	    {"caf\xe9", "caf\\u00e9"},
+	    {"\x80x", "\\u0080x"},
+	    {"\xc0\xaf", "\\u00c0\\u00af"},
+	    {"\xed\xa0\x80", "\\u00ed\\u00a0\\u0080"},
+	    {"\xf4\x90\x80\x80", "\\u00f4\\u0090\\u0080\\u0080"},
+	    {"a\xe2\x82", "a\\u00e2\\u0082"},
+	    {"\"\\\n\x7f\x01", "\\\"\\\\\\u000a\\u007f\\u0001"},
+	};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = ism_json_escape(out, sizeof(out), cases[i].in, strlen(cases[i].in));
+
+		assert_string_equal(out, cases[i].out);
+		assert_int_equal(n, strlen(cases[i].out));
+	}
+	/* Room for "ab" and a part of the euro sign only: it is left out whole. */
+	assert_int_equal(ism_json_escape(out, 11, "ab\xe2\x82\xac", 5), 2);
+	assert_string_equal(out, "ab");
+}
+
 static void test_claims(void **state)
 {
 	static const struct {
@@ -1458,7 +1491,7 @@ int main(void)
 	    cmocka_unit_test(test_verify_split),   cmocka_unit_test(test_jwks_skipped),
 	    cmocka_unit_test(test_jwks_numbers),   cmocka_unit_test(test_jwks_sets),
 	    cmocka_unit_test(test_jwks_x509),	   cmocka_unit_test(test_claims),
-	    cmocka_unit_test(test_python_tokens),
+	    cmocka_unit_test(test_python_tokens),  cmocka_unit_test(test_json_escape_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, make_keys, free_keys);
