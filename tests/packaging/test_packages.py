@@ -429,6 +429,11 @@ def test_deb(build, tmp):
                                                     MANPAGER="cat", PAGER="cat"))
             check(f"man -l {os.path.basename(man)}: renders without warnings",
                   p.returncode == 0 and not p.stderr.strip(), p.stderr.strip()[:300])
+            # A control character in the source (a "\f" a script once wrote
+            # as a form feed) renders as text, and groff says nothing.
+            rc, out = run(["sh", "-c", f"zcat {man} | grep -c -P '[\\x00-\\x08\\x0b-\\x1f]'"])
+            check(f"{os.path.basename(man)}: no control characters in the source", out.strip() == "0",
+                  f"{out.strip()} lines hold one")
 
         if shutil.which("logrotate"):
             rc, out = run(["logrotate", "-d", "/etc/logrotate.d/isthmus"])
