@@ -71,16 +71,15 @@ static size_t hval_sock(struct ism_sess *s, bool local, char *out, size_t cap, b
 			bool port_only)
 {
 	const struct ism_sess_pp *pp;
-	union ism_pp_addr peer;
-	socklen_t len = sizeof(peer);
+	const char *ip;
+	uint16_t port;
 
 	if (local)
 		return (pp = ism_sess_pp(s)) != NULL
 			   ? hval_sockaddr(&pp->dst.sa, out, cap, no_port, port_only)
 			   : 0;
-	if (getpeername(s->s.fd, &peer.sa, &len) < 0)
-		return 0;
-	return hval_sockaddr(&peer.sa, out, cap, no_port, port_only);
+	ip = ism_sess_direct_peer(s, &port);
+	return hval_addr(out, cap, ip, port, no_port, port_only);
 }
 
 /* The first of the n fields h named name (any case). */

@@ -104,9 +104,22 @@ static void unmap_v4(union ism_pp_addr *a)
 	a->in = in;
 }
 
+/* Text address ip and port as an address (AF_UNSPEC when it is none). */
+static void text_addr(const char *ip, uint16_t port, union ism_pp_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, ip, &a->in.sin_addr) == 1) {
+		a->in.sin_family = AF_INET;
+		a->in.sin_port = htons(port);
+	} else if (inet_pton(AF_INET6, ip, &a->in6.sin6_addr) == 1) {
+		a->in6.sin6_family = AF_INET6;
+		a->in6.sin6_port = htons(port);
+	}
+}
+
 struct ism_sess_pp *ism_sess_pp(struct ism_sess *s)
 {
-	socklen_t sl = sizeof(union ism_pp_addr), dl = sl;
+	socklen_t dl = sizeof(union ism_pp_addr);
 	struct ism_sess_pp *pp = s->pp;
 
 	if (pp != NULL)
@@ -115,18 +128,26 @@ struct ism_sess_pp *ism_sess_pp(struct ism_sess *s)
 	if (pp == NULL)
 		return NULL;
 	s->pp = pp;
-	if (s->s.state != ISM_SOCK_OPEN)
-		return pp;
 	/* As Envoy's connection manager and tcp_proxy name the downstream
-	 * connection: its remote and local addresses. */
-	if (getpeername(s->s.fd, &pp->src.sa, &sl) < 0 ||
-	    getsockname(s->s.fd, &pp->dst.sa, &dl) < 0) {
-		memset(&pp->src, 0, sizeof(pp->src));
+	 * connection: its remote address, as the accept found it (a reset
+	 * connection's getpeername fails), and its local one (getsockname
+	 * still answers for a reset or closed connection until its close). */
+	text_addr(s->peer, s->peer_port, &pp->src);
+	if (s->s.state != ISM_SOCK_OPEN || getsockname(s->s.fd, &pp->dst.sa, &dl) < 0)
 		memset(&pp->dst, 0, sizeof(pp->dst));
-	}
 	unmap_v4(&pp->src);
 	unmap_v4(&pp->dst);
 	return pp;
+}
+
+const char *ism_sess_direct_peer(const struct ism_sess *s, uint16_t *port)
+{
+	if (s->pp != NULL && s->pp->direct[0]) {
+		*port = s->pp->direct_port;
+		return s->pp->direct;
+	}
+	*port = s->peer_port;
+	return s->peer;
 }
 
 const struct ism_buf *ism_sess_xfcc(struct ism_sess *s)
@@ -154,6 +175,7 @@ static int keep_pp_addrs(struct ism_sess *s, const struct ism_pp *pp)
 	if (s->pp == NULL)
 		return -ENOMEM;
 	memcpy(s->pp->direct, s->peer, sizeof(s->peer));
+	s->pp->direct_port = s->peer_port;
 	set_peer(s, &pp->src);
 	memcpy(&s->pp->src, &pp->src, pp->addrlen);
 	memcpy(&s->pp->dst, &pp->dst, pp->addrlen);

@@ -64,6 +64,7 @@ struct ism_sess_pp {
 	 * (ism_sess.peer): what ipBlocks match, Envoy's direct_remote_ip; "":
 	 * no such header */
 	char direct[INET6_ADDRSTRLEN];
+	uint16_t direct_port;
 };
 
 struct ism_sess {
@@ -116,6 +117,9 @@ void ism_sess_free_all(struct ism_wctx *w);
 /* The session's ism_sess_pp, made at the first call (its addresses those of
  * its socket, unless an inbound PROXY header gave them); NULL without memory. */
 struct ism_sess_pp *ism_sess_pp(struct ism_sess *s);
+/* The socket's own peer (Envoy's direct remote address), whatever a PROXY
+ * header said, as the accept found it; its port in *port. "" when unknown. */
+const char *ism_sess_direct_peer(const struct ism_sess *s, uint16_t *port);
 
 /* Whether the client is TLS (X-Forwarded-Proto, upstream SNI). */
 bool ism_sess_tls(const struct ism_sess *s);

@@ -727,6 +727,21 @@ static void stream_finish(struct ism_wctx *w, struct ism_stream *st)
 	s->ops->stream_done(w, s, sp);
 }
 
+/* The upstream connection the response (or tunnel) came on, for the access
+ * log: %UPSTREAM_CONNECTION_ID% and %UPSTREAM_LOCAL_ADDRESS%. */
+static void log_upstream_conn(struct ism_wctx *w, struct ism_stream *st)
+{
+	const struct sockaddr *local;
+
+	if (st->log_req == NULL || st->up == NULL)
+		return;
+	st->log_req->up_conn_id = st->up->conn_id;
+	if (w->alog.wants_up_local &&
+	    ((local = ism_up_local(st->up)) == NULL ||
+	     !ism_addr_text(local, st->log_req->up_local, &st->log_req->up_local_port)))
+		st->log_req->up_local[0] = '\0';
+}
+
 /* ---------- tunnels ---------- */
 
 /* The stream's tunnel ends: its line is logged (a WebSocket's 101 was
@@ -787,12 +802,12 @@ static struct ism_az_in az_in(struct ism_wctx *w, struct ism_stream *st,
 			      const struct ism_http_req *req)
 {
 	struct ism_sess *s = st->sess;
+	uint16_t port;
 
 	/* ipBlocks: the socket's peer, whatever a PROXY header says (Envoy's
 	 * direct_remote_ip, as Istio writes them); remoteIpBlocks: the client. */
 	return (struct ism_az_in){.req = req,
-				  .peer =
-				      s->pp != NULL && s->pp->direct[0] ? s->pp->direct : s->peer,
+				  .peer = ism_sess_direct_peer(s, &port),
 				  .client = req != NULL ? ism_stream_client(st) : s->peer,
 				  .sni = s->sni,
 				  .ssl = ism_sess_tls(s) ? s->s.x.ssl : NULL,
@@ -2048,6 +2063,7 @@ void ism_stream_up_tunnel(struct ism_wctx *w, struct ism_stream *st)
 	/* Connected: a success to outlier detection (Envoy's local-origin
 	 * connect success), and the tunnel opens. */
 	record_outcome(w, st, ISM_FAIL_NONE, 200);
+	log_upstream_conn(w, st);
 	tunnel_start(w, st, cl != NULL ? cl->tcp_idle_ms : ISM_DEFAULT_TCP_IDLE_MS,
 		     cl != NULL ? cl->tcp_max_duration_ms : 0, st->l4_stats);
 }
@@ -2269,15 +2285,7 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 	}
 	st->resp_head_ms = w->now;
 	st->status = (uint16_t)resp->status;
-	if (st->log_req != NULL && st->up != NULL)
-		st->log_req->up_conn_id = st->up->conn_id;
-	if (w->alog.wants_up_local && st->log_req != NULL && st->up != NULL) {
-		const struct sockaddr *local = ism_up_local(st->up);
-
-		if (local == NULL ||
-		    !ism_addr_text(local, st->log_req->up_local, &st->log_req->up_local_port))
-			st->log_req->up_local[0] = '\0';
-	}
+	log_upstream_conn(w, st);
 	/* The route's edits, then the CORS fields (Envoy's CORS filter sets them
 	 * on what the router gives it), then gRPC-Web's (its filter is first:
 	 * it sees the response last). */
@@ -2325,16 +2333,24 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 		return;
 	}
 	record_outcome(w, st, ISM_FAIL_NONE, resp->status);
+	st->resp_head_ms = w->now;
 	st->status = (uint16_t)resp->status;
+	log_upstream_conn(w, st);
 	ok = (st->resp_edits == NULL || (resp = resp_edited(w, st, resp, &copy, &made)) != NULL) &&
-	     (st->cors == NULL || (resp = edited(w, &st->cors->edits, resp, &copy)) != NULL) &&
-	     st->sess->ops->upgrade(w, st, resp, p, len) >= 0;
+	     (st->cors == NULL || (resp = edited(w, &st->cors->edits, resp, &copy)) != NULL);
+	/* The 101 the client gets is the line's response, as head_out's. */
+	if (ok && w->alog.wants_resp && st->log_req != NULL)
+		ism_stream_log_resp(w, st, resp->headers, resp->n_headers, true);
+	ok = ok && st->sess->ops->upgrade(w, st, resp, p, len) >= 0;
 	free(made);
 	if (!ok) {
 		stream_cut(w, st);
 		return;
 	}
 	ism_stream_count_status(w, resp->status);
+	/* Counted as Envoy's connection manager charges the 101 (its
+	 * listener's, route's and cluster's 1xx), the latency to it. */
+	ism_stream_count(w, st);
 	st->state = ISM_ST_UPGRADE;
 	st->resp_head_done = 1;
 	st->resp_started = 1;

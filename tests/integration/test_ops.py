@@ -9,6 +9,8 @@ import pwd
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -314,6 +316,41 @@ def access_log_retry_buffer_details(env):
     want = ["/buffered/x 507 request_payload_exceeded_retry_buffer_limit"]
     poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
     check(file_lines(log) == want, f"lines {file_lines(log)}, want {want}")
+
+
+@_test
+def access_log_addresses_of_a_reset(env):
+    """A client that resets its connection mid-response still has the
+    connection's addresses in its line, as Envoy records them at the accept:
+    %DOWNSTREAM_LOCAL_ADDRESS% and %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% were "-"
+    (asked of the socket once it was reset), and a Telemetry filter on
+    destination.port dropped exactly such lines."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port = free_port()
+    log = env.path("access.log")
+    fmt = ("%RESPONSE_FLAGS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_PORT% "
+           "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n")
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
+           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+           f"    filter: {{expression: \"destination.port == {gw_port}\"}}\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"),
+        gateway(gw_port),
+        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]), tel))
+    env.start_gateway(conf, gw_port)
+    check(env.get("/status/200").status == 200, "a plain request failed")
+    c = socket.create_connection(("127.0.0.1", gw_port), timeout=5)
+    cport = c.getsockname()[1]
+    c.sendall(b"GET /delay/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+    poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["requests"] >= 2, 5,
+         what="the request to be read")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    poll(lambda: any("/delay/1500" in l for l in file_lines(log)), 10, what="the reset request's line")
+    line = next(l for l in file_lines(log) if "/delay/1500" in l)
+    want = f"DC 127.0.0.1:{gw_port} {gw_port} 127.0.0.1:{cport} 127.0.0.1:{cport} /delay/1500"
+    check(line == want, f"the reset request's line {line!r}, want {want!r}")
 
 
 @_test

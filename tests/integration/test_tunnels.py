@@ -479,8 +479,9 @@ class World:
     services: host -> (protocol, [Backend], {Backend name: labels}); listeners: one
     Gateway server each (http, https, tcp, tls passthrough), with their routes."""
 
-    def __init__(self, env, workers=2, timeouts=None, app_extra=""):
+    def __init__(self, env, workers=2, timeouts=None, app_extra="", log_format="format: json"):
         self.env = env
+        self.log_format = log_format
         self.workers = workers
         self.timeouts = {"requestHeader": "2s", "idle": "5s", "upstreamConnect": "1s", "upstreamResponse": "3s",
                          "drain": "3s"}
@@ -537,7 +538,7 @@ class World:
         return (f"apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {{name: test}}\nspec:\n"
                 f"  locality: eu-west/eu-west-1a\n  workers: {self.workers}\n  listenAddress: 127.0.0.1\n"
                 f"  controlSocket: {self.env.path('ctl.sock')}\n  admin: {{address: 127.0.0.1:{self.admin}}}\n"
-                f"  accessLog: {{path: {self.log}, format: json}}\n  timeouts: {_flow(self.timeouts)}\n"
+                f"  accessLog: {{path: {self.log}, {self.log_format}}}\n  timeouts: {_flow(self.timeouts)}\n"
                 f"{self.app_extra}")
 
     @staticmethod
@@ -1495,6 +1496,54 @@ def tcp_access_log_and_metrics(env):
         name = NAMES[key]
         check(info1.get(name, 0) - info0.get(name, 0) == want,
               f"show info {name} moved by {info1.get(name, 0) - info0.get(name, 0)}, want {want}")
+
+
+@_test
+def tunnel_lines_and_counts_as_any_response(env):
+    """A WebSocket's line has its response as any request's (the 101's
+    fields, %RESPONSE_DURATION%) and the upstream connection it went on
+    (%UPSTREAM_LOCAL_ADDRESS%, %UPSTREAM_CONNECTION_ID%), and its 101 counts
+    in its listener's, route's and cluster's 1xx as Envoy charges it; a TCP
+    tunnel's line names its upstream connection too (Envoy's tcp_proxy sets
+    the upstream local address). Each was "-", and the 101 counted nowhere
+    but isthmus_responses_total."""
+    isthmus_only("the access log's operators and the per-listener counters")
+    w = ws_backend(env, "w1", "127.0.0.2")
+    t1 = tcp_backend(env, "t1", "127.0.0.3")
+    fmt = ("{code: '%RESPONSE_CODE%', up: '%RESP(X-UPSTREAM)%', rsd: '%RESPONSE_DURATION%', "
+           "ula: '%UPSTREAM_LOCAL_ADDRESS%', ucid: '%UPSTREAM_CONNECTION_ID%', "
+           "uh: '%UPSTREAM_HOST%', route: '%ROUTE_NAME%'}")
+    world = World(env, log_format=f"format: istio-json, jsonFormat: {fmt}")
+    ws_port = world.http(world.service("ws.test.internal", [w], protocol="HTTP"))
+    tcp_port = world.tcp([(world.service("t1.tcp.internal", [t1]), None)])
+    world.start()
+
+    def ones():
+        body = urllib.request.urlopen(f"http://127.0.0.1:{world.admin}/metrics", timeout=5).read().decode()
+        out = {}
+        for m in re.finditer(r'^(isthmus_(?:listener|route|cluster)_responses_total)'
+                             r'\{[^}]*code_class="1xx"[^}]*\} (\S+)$', body, re.M):
+            out[m.group(1)] = out.get(m.group(1), 0) + float(m.group(2))
+        return out
+
+    rep = ws_run(f"ws://127.0.0.1:{ws_port}/x", [{"op": "echo", "count": 2, "size": 10},
+                                                {"op": "close", "code": 1000, "reason": ""}])
+    ws_ok(rep, "the WebSocket")
+    e = wait_log(world.log, lambda e: e.get("code") == 101, "with code 101")
+    check(e.get("up") == "w1" and isinstance(e.get("rsd"), int), f"the 101's response fields: {e}")
+    check(re.fullmatch(r"127\.0\.0\.1:\d+", e.get("ula") or "") and isinstance(e.get("ucid"), int),
+          f"the WebSocket's upstream connection: {e}")
+    got = ones()
+    check(sorted(got) == ["isthmus_cluster_responses_total", "isthmus_listener_responses_total",
+                          "isthmus_route_responses_total"] and all(v >= 1 for v in got.values()),
+          f"the 101 in the 1xx counters: {got}")
+    c = TcpClient(tcp_port)
+    c.echo(b"x" * 100)
+    c.close()
+    route = world.route_of(tcp_port)
+    e = wait_log(world.log, lambda e: e.get("route") == route, f"for route {route}")
+    check(re.fullmatch(r"127\.0\.0\.1:\d+", e.get("ula") or "") and isinstance(e.get("ucid"), int)
+          and e.get("uh") == t1.hostport, f"the TCP tunnel's upstream connection: {e}")
 
 
 @_test
