@@ -151,8 +151,8 @@ def test_config(src, tmp, port, admin_port, up_port):
         (r"(?m)^(    interval:) 5s$", r"\1 200ms"),
         (r"(?m)^(      number:) 80$", rf"\1 {port}"),
         (r"(?m)^(    targetPort:) 8080$", rf"\1 {up_port}"),
-        (r"(?m)^(  - address:) 10\.0\.1\.10$", r"\1 127.0.0.1"),
-        (r"(?m)^(  - address:) 10\.0\.2\.10$", r"\1 127.0.0.2"),
+        (r"(?m)^(  - address:) 192\.0\.2\.10$", r"\1 127.0.0.1"),
+        (r"(?m)^(  - address:) 192\.0\.2\.20$", r"\1 127.0.0.2"),
     ]
     for pat, rep in subs:
         text, n = re.subn(pat, rep, text)
