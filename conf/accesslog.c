@@ -355,9 +355,22 @@ void ism_model_parse_access_log(struct ism_vctx *v, const struct ism_node *spec,
 	ism_v_pop(v, old);
 }
 
-const char *ism_conf_access_log_at(const struct ism_conf *conf, int *line, int *col)
+const char *ism_conf_app_field_at(const struct ism_conf *conf, enum ism_app_field f, int *line,
+				  int *col)
 {
-	const struct ism_node *at = conf->app.access_log_at;
+	const struct ism_node *at = NULL;
+
+	switch (f) {
+	case ISM_APP_ACCESS_LOG_PATH:
+		at = conf->app.access_log_at;
+		break;
+	case ISM_APP_USER:
+		at = conf->app.user_at;
+		break;
+	case ISM_APP_GROUP:
+		at = conf->app.group_at;
+		break;
+	}
 
 	*line = at != NULL ? at->line : 0;
 	*col = at != NULL ? at->col : 0;

@@ -803,6 +803,8 @@ void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	parse_process(v, spec, a);
 	ism_model_parse_access_log(v, spec, &a->access_log);
 	a->access_log_at = ism_node_get(ism_node_get(spec, "accessLog", NULL), "path", NULL);
+	a->user_at = ism_node_get(spec, "user", NULL);
+	a->group_at = ism_node_get(spec, "group", NULL);
 	parse_admin(v, spec, a);
 	parse_limits(v, spec, &a->limits);
 	parse_timeouts(v, spec, &a->timeouts);

@@ -144,10 +144,16 @@ struct ism_conf_dns {
 };
 void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out);
 
-/* Where the Appliance's spec.accessLog.path is written (*line, *col; 0 when
- * it is not) and the Appliance's label ("Appliance NAME"), for an error the
- * master finds about it (the workers cannot write it). */
-const char *ism_conf_access_log_at(const struct ism_conf *conf, int *line, int *col);
+/* Where the Appliance's field f is written (*line, *col; 0 when it is not)
+ * and the Appliance's label ("Appliance NAME"), for an error the master finds
+ * about it on this machine (the workers cannot write the log, no such user). */
+enum ism_app_field {
+	ISM_APP_ACCESS_LOG_PATH,
+	ISM_APP_USER,
+	ISM_APP_GROUP,
+};
+const char *ism_conf_app_field_at(const struct ism_conf *conf, enum ism_app_field f, int *line,
+				  int *col);
 
 /* Compiles the model into arena. Regexes are compiled with PCRE2 into the arena
  * too, so the table is self-contained. Returns 0 and *out, or -ENOMEM when the

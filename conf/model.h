@@ -623,8 +623,9 @@ struct ism_cm_appliance {
 	uint32_t workers;		   /* 0: one per CPU */
 	const struct ism_node *workers_at; /* spec.workers; NULL: not written */
 	const char *user, *group, *control_socket, *pid_file;
-	struct ism_alog_conf access_log;      /* strings and ops point into the model */
-	const struct ism_node *access_log_at; /* spec.accessLog.path; NULL: not written */
+	struct ism_alog_conf access_log;	   /* strings and ops point into the model */
+	const struct ism_node *access_log_at;	   /* spec.accessLog.path; NULL: not written */
+	const struct ism_node *user_at, *group_at; /* spec.user, spec.group, likewise */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
 	const char *listen;

@@ -17,8 +17,8 @@ int ism_master_ready(const struct ism_master *m);
 
 /* Runs one command line and writes its answer. An answer that reports a failure
  * starts with "error:" (or "reload refused"; in JSON, a result other than
- * "ok"), which isthmusctl turns into its exit status. Returns 0, or for a reload, which runs off the loop, the ticket
- * its report will carry (master/reload.h): the answer is then
+ * "ok"), which isthmusctl turns into its exit status. Returns 0, or for a reload, which runs off
+ * the loop, the ticket its report will carry (master/reload.h): the answer is then
  * ism_cmd_reload_answer(report, *json), and r is left empty. */
 uint64_t ism_cmd_run(struct ism_master *m, const char *line, struct ism_reply *r, int *json);
 /* The answer to "reload" (json: "reload json") from the reload's report. */

@@ -15,28 +15,34 @@
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: isthmus [-d] [-f FILE]\n"
-		     "       isthmus -c [-f FILE]\n"
+		     "       isthmus -c [--portable] [-f FILE]\n"
 		     "       isthmus -v | -vv | --version | -h | --help\n"
 		     "  -f FILE        appliance file (default " ISM_DEFAULT_CONF ")\n"
-		     "  -c             check the file and exit: 0 when valid, 1 otherwise\n"
+		     "  -c             check the file and exit: 0 when it would start here, 1\n"
+		     "                 otherwise\n"
+		     "  --portable     with -c: for another machine: a spec.user or spec.group\n"
+		     "                 missing here, and an access log the workers cannot write\n"
+		     "                 here, are warnings\n"
 		     "  -d             debug logging\n"
 		     "  -v, --version  print the version; -vv: also the build, the libraries'\n"
 		     "                 versions and what the kernel offers (io_uring, kTLS)\n"
 		     "  -h, --help     this help\n"
-		     "Signals: HUP reloads the file, USR1 reopens the access log, TERM/INT stop\n"
-		     "gracefully. The control socket's commands: isthmusctl --help.\n");
+		     "Signals: HUP (or USR2) reloads the file, USR1 reopens the access log,\n"
+		     "TERM/INT stop gracefully (a second one: at once). The control socket's\n"
+		     "commands: isthmusctl --help.\n");
 }
 
 static const struct option options[] = {
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'v'},
+    {"portable", no_argument, NULL, 'p'},
     {NULL, 0, NULL, 0},
 };
 
 int main(int argc, char **argv)
 {
 	struct ism_master_opts opts = {.conf_path = ISM_DEFAULT_CONF, .foreground = 1};
-	int check = 0, version = 0, opt;
+	int check = 0, version = 0, portable = 0, opt;
 
 	/* Before anything allocates through OpenSSL (worker/tls.h). */
 	ism_tls_mem_init();
@@ -47,6 +53,9 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			opts.conf_path = optarg;
+			break;
+		case 'p':
+			portable = 1;
 			break;
 		case 'd':
 			ism_log_set_level(ISM_LOG_DEBUG);
@@ -63,7 +72,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (portable && !check)) {
 		usage(stderr);
 		return 2;
 	}
@@ -74,6 +83,6 @@ int main(int argc, char **argv)
 	if (version)
 		return 0;
 	if (check)
-		return ism_master_check(opts.conf_path);
+		return ism_master_check(opts.conf_path, portable);
 	return ism_master_run(&opts);
 }

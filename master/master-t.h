@@ -94,8 +94,9 @@ struct ism_master {
 	uint64_t owed_retry_at; /* monotonic: after a fork failure, not before */
 	int n_slots;		/* slots ever used: loops over workers go to here */
 	uint64_t gen;
-	uint64_t loaded_ms; /* wall time of the last successful load */
-	char conf_sum[17];  /* FNV-1a 64 of the file loaded, hex */
+	bool reload_refused; /* the last reload of the file was refused (STATUS= says so) */
+	uint64_t loaded_ms;  /* wall time of the last successful load */
+	char conf_sum[17];   /* FNV-1a 64 of the file loaded, hex */
 	int stopping;
 	uint64_t stop_deadline;
 	uint64_t last_turn;    /* monotonic: the loop's previous turn */

@@ -64,8 +64,8 @@ static int *listen_sockets(const struct ism_table *t, const struct ism_table *cu
 			   const int *cur_fds, int *err);
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds);
-static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
-		       enum ism_diag_severity sev, struct ism_diags *d);
+static int resolve_ids(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+		       uid_t *uid, gid_t *gid, enum ism_diag_severity sev, struct ism_diags *d);
 static int check_log_dest(const char *file, const struct ism_conf *conf, const struct ism_table *t,
 			  uid_t uid, gid_t gid, enum ism_diag_severity sev, struct ism_diags *d);
 
@@ -149,7 +149,7 @@ static int fds_apply(const char *file, const struct ism_conf *conf, struct ism_t
 	return -EMFILE;
 }
 
-int ism_master_check(const char *conf_path)
+int ism_master_check(const char *conf_path, bool portable)
 {
 	struct ism_diags *d = calloc(1, sizeof(*d));
 	struct ism_conf *conf = NULL;
@@ -173,10 +173,17 @@ int ism_master_check(const char *conf_path)
 	if (ism_conf_compile(conf, &arena, check_id_cb, next, &t, d) < 0)
 		goto out;
 	/* What a start would refuse of the workers' user and their access log,
-	 * on this machine: warnings, for a file may be checked on another one
-	 * (or for another root) than the one it runs on. */
-	resolve_ids(conf_path, t, &uid, &gid, ISM_DIAG_WARNING, d);
-	check_log_dest(conf_path, conf, t, uid, gid, ISM_DIAG_WARNING, d);
+	 * on this machine, as nginx -t and haproxy -c refuse it: errors, but for
+	 * a file meant for another machine (--portable); the log only as root,
+	 * which alone can try it as the workers' user. */
+	if (resolve_ids(conf_path, conf, t, &uid, &gid,
+			portable ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) < 0 &&
+	    !portable)
+		goto out;
+	if (check_log_dest(conf_path, conf, t, uid, gid,
+			   portable || geteuid() != 0 ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) < 0 &&
+	    !portable && geteuid() == 0)
+		goto out;
 	/* What the master would do at its start: this process's limit is the
 	 * one a master started the same way gets. */
 	if (fds_apply(conf_path, conf, (struct ism_table *)t, ISM_FDS_RAISE, d) < 0)
@@ -193,6 +200,13 @@ out:
 	ism_conf_free(conf);
 	free(d);
 	return status;
+}
+
+/* "<label>: spec.<name>" and its position, for a diagnostic on field f. */
+static void app_field(const struct ism_conf *conf, enum ism_app_field f, const char *name,
+		      char *field, size_t size, int *line, int *col)
+{
+	snprintf(field, size, "%s: spec.%s", ism_conf_app_field_at(conf, f, line, col), name);
 }
 
 /* The workers (uid, gid: -1 for the master's own) can open the access-log
@@ -239,8 +253,8 @@ static int check_log_dest(const char *file, const struct ism_conf *conf, const s
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
 		return 0;
-	snprintf(field, sizeof(field), "%s: spec.accessLog.path",
-		 ism_conf_access_log_at(conf, &line, &col));
+	app_field(conf, ISM_APP_ACCESS_LOG_PATH, "accessLog.path", field, sizeof(field), &line,
+		  &col);
 	if (t->user.len && drop)
 		snprintf(who, sizeof(who), " (user %s)", t->user.p);
 	ism_diag_add(d, sev, file, line, col, field, "%s cannot be written by the workers%s: %s",
@@ -576,7 +590,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	}
 	ret = ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &t, d);
 	if (ret == 0)
-		ret = resolve_ids(m->conf_path, t, &uid, &gid, ISM_DIAG_ERROR, d);
+		ret = resolve_ids(m->conf_path, conf, t, &uid, &gid, ISM_DIAG_ERROR, d);
 	/* A destination the running workers opened already is not tried again
 	 * (a publish for a DNS answer compiles the same file). */
 	if (ret == 0 &&
@@ -731,16 +745,20 @@ static void close_inherited(const struct ism_master *m, int keep_fd)
 
 /* The user and group the workers run as; -1 where the file names none. A name
  * that does not resolve refuses the load (a reload keeps the running set). */
-static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, gid_t *gid,
-		       enum ism_diag_severity sev, struct ism_diags *d)
+static int resolve_ids(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+		       uid_t *uid, gid_t *gid, enum ism_diag_severity sev, struct ism_diags *d)
 {
+	char field[256];
+	int line, col;
+
 	*uid = (uid_t)-1;
 	*gid = (gid_t)-1;
 	if (t->group.len) {
 		struct group *gr = getgrnam(t->group.p);
 
 		if (gr == NULL) {
-			ism_diag_add(d, sev, file, 0, 0, "spec.group", "group %s: not found",
+			app_field(conf, ISM_APP_GROUP, "group", field, sizeof(field), &line, &col);
+			ism_diag_add(d, sev, file, line, col, field, "group %s: not found",
 				     t->group.p);
 			return -ENOENT;
 		}
@@ -750,7 +768,8 @@ static int resolve_ids(const char *file, const struct ism_table *t, uid_t *uid, 
 		struct passwd *pw = getpwnam(t->user.p);
 
 		if (pw == NULL) {
-			ism_diag_add(d, sev, file, 0, 0, "spec.user", "user %s: not found",
+			app_field(conf, ISM_APP_USER, "user", field, sizeof(field), &line, &col);
+			ism_diag_add(d, sev, file, line, col, field, "user %s: not found",
 				     t->user.p);
 			return -ENOENT;
 		}
@@ -1099,8 +1118,11 @@ void ism_master_notify_reloading(void)
 
 void ism_master_notify_ready(const struct ism_master *m)
 {
-	sd_notifyf(0, "READY=1\nSTATUS=serving generation %llu with %d workers",
-		   (unsigned long long)m->gen, m->n_workers);
+	/* As HAProxy's "Reload failed!": a reload refused after the unit's
+	 * check passed (a port another process holds) shows in systemctl status. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving generation %llu with %d workers%s",
+		   (unsigned long long)m->gen, m->n_workers,
+		   m->reload_refused ? "; the last reload was refused (see the log)" : "");
 }
 
 static void start_stop(struct ism_master *m, const char *why)

@@ -5,6 +5,8 @@
 #ifndef ISM_MASTER_MASTER_H
 #define ISM_MASTER_MASTER_H
 
+#include <stdbool.h>
+
 struct ism_master_opts {
 	const char *conf_path;
 	int foreground; /* always true for now: systemd and tests run it in the foreground */
@@ -14,8 +16,10 @@ struct ism_master_opts {
 /* Runs the master until it stops. Returns the process exit status. */
 int ism_master_run(const struct ism_master_opts *opts);
 
-/* `isthmus -c`: loads and compiles the file, prints diagnostics to stderr.
- * Returns 0 when the file is valid, 1 otherwise. */
-int ism_master_check(const char *conf_path);
+/* `isthmus -c`: 0 when the file would start here, else 1 with the errors
+ * printed. portable: for another machine (or root) than this one: a missing
+ * spec.user or spec.group, and an access log the workers cannot write, are
+ * warnings. */
+int ism_master_check(const char *conf_path, bool portable);
 
 #endif

@@ -158,6 +158,7 @@ static void report_reload(struct ism_master *m, uint64_t ticket, int ret, const 
 	struct ism_reply r;
 
 	ism_reply_init(&r, 1u << 20);
+	m->reload_refused = ret < 0;
 	if (ret < 0) {
 		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
 		ism_event_add(&m->events, "reload",

@@ -346,11 +346,12 @@ class Env:
 
     # ---- the gateway
 
-    def check_config(self, path):
-        """Runs isthmus -c -f path; returns (exit code, combined output)."""
+    def check_config(self, path, portable=False):
+        """Runs isthmus -c -f path (--portable); returns (exit code, combined output)."""
         if not os.access(self.isthmus, os.X_OK):
             raise TestFailure(f"{self.isthmus} is not built")
-        p = subprocess.run([self.isthmus, "-c", "-f", path], stdout=subprocess.PIPE,
+        p = subprocess.run([self.isthmus, "-c"] + (["--portable"] if portable else []) + ["-f", path],
+                           stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=20, cwd=self.dir)
         return p.returncode, p.stdout.decode("utf-8", "replace")
 

@@ -885,7 +885,22 @@ def systemd_notify(env):
         m = next_msg()
         check(m.startswith("RELOADING=1") and "MONOTONIC_USEC=" in m, f"at reload {m!r}")
         m = next_msg()
-        check("READY=1" in m and "generation 2" in m, f"after reload {m!r}")
+        check("READY=1" in m and "generation 2" in m and "refused" not in m, f"after reload {m!r}")
+        # A refused reload says so in STATUS= (HAProxy's "Reload failed!"):
+        # systemctl status showed the same line as after a good one.
+        with open(conf) as f:
+            good = f.read()
+        env.write("isthmus.yaml", good.replace("kind: Gateway", "kind: Gateway\nbogus: 1", 1))
+        os.kill(env.gateway.pid, signal.SIGHUP)
+        check(next_msg().startswith("RELOADING=1"), "no RELOADING=1 at the refused reload")
+        m = next_msg()
+        check("READY=1" in m and "generation 2" in m and "the last reload was refused" in m,
+              f"after a refused reload {m!r}")
+        env.write("isthmus.yaml", good)
+        os.kill(env.gateway.pid, signal.SIGHUP)
+        check(next_msg().startswith("RELOADING=1"), "no RELOADING=1 at the reload after")
+        m = next_msg()
+        check("READY=1" in m and "generation 3" in m and "refused" not in m, f"after a good reload again {m!r}")
         os.kill(env.gateway.pid, signal.SIGTERM)
         m = next_msg()
         check("STOPPING=1" in m, f"at stop {m!r}")
@@ -1342,8 +1357,9 @@ def access_log_unwritable_refused(env):
     not writable by spec.user) is an error of the file with its place at the
     start and at a reload, which keeps the running configuration serving (it
     was published, and every new worker failed to start: no traffic at all);
-    isthmus -c warns of it (a file may be checked on another machine than
-    the one it runs on)."""
+    isthmus -c refuses it as a start would (the unit's ExecStartPre= and
+    ExecReload= run it: it passed files the master then refused), and
+    --portable (a file checked on another machine) only warns of it."""
     from harness import ctl_cmd
 
     good_log = env.path("access.log")
@@ -1352,7 +1368,10 @@ def access_log_unwritable_refused(env):
     where = (r"bad\.yaml:\d+:\d+: {}: Appliance test: spec\.accessLog\.path: .*missing-dir/access\.log cannot be "
              r"written by the workers: No such file or directory")
     rc, out = env.check_config(env.write("bad.yaml", bad))
-    check(rc == 0 and re.search(where.format("warning"), out), f"isthmus -c of a log in a missing directory: rc {rc}, {out}")
+    check(rc == 1 and re.search(where.format("error"), out), f"isthmus -c of a log in a missing directory: rc {rc}, {out}")
+    rc, out = env.check_config(env.path("bad.yaml"), portable=True)
+    check(rc == 0 and re.search(where.format("warning"), out),
+          f"isthmus -c --portable of a log in a missing directory: rc {rc}, {out}")
     p = subprocess.run([env.isthmus, "-f", env.path("bad.yaml")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=30, cwd=env.dir)
     out = p.stdout.decode("utf-8", "replace")
@@ -1373,8 +1392,17 @@ def access_log_unwritable_refused(env):
         as_nobody = text.replace("  accessLog:", "  user: nobody\n  accessLog:").replace(
             good_log, os.path.join(locked, "access.log"))
         rc, out = env.check_config(env.write("nobody.yaml", as_nobody))
-        check("warning: " in out and "cannot be written by the workers (user nobody): Permission denied" in out,
+        check(rc == 1 and "error: " in out and
+              "cannot be written by the workers (user nobody): Permission denied" in out,
               f"isthmus -c of a log nobody cannot write: rc {rc}, {out}")
+        rc, out = env.check_config(env.write("nosuchuser.yaml", text.replace(
+            "  accessLog:", "  user: isthmus-no-such-user\n  accessLog:")))
+        missing = r"nosuchuser\.yaml:\d+:\d+: {}: Appliance test: spec\.user: user isthmus-no-such-user: not found"
+        check(rc == 1 and re.search(missing.format("error"), out),
+              f"isthmus -c of a user missing here: rc {rc}, {out}")
+        rc, out = env.check_config(env.path("nosuchuser.yaml"), portable=True)
+        check(rc == 0 and re.search(missing.format("warning"), out),
+              f"isthmus -c --portable of a user missing here: rc {rc}, {out}")
 
 
 @_test
