@@ -16,7 +16,13 @@ DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev libur
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -I. -MMD -MP \
+# What Debian's dpkg-buildflags gives with hardening=+all (the packaged
+# haproxy and nginx are built so): off for the sanitizer build, whose
+# interceptors the _chk functions would bypass.
+HARDEN   ?= -fstack-protector-strong -fstack-clash-protection -fcf-protection -D_FORTIFY_SOURCE=2 \
+            -Wformat -Werror=format-security
+HARDEN_LD ?= -Wl,-z,relro -Wl,-z,now
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(HARDEN) $(EXTRA_CFLAGS) -I. -MMD -MP \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -89,22 +95,22 @@ $(BUILD)/libisthmus.a: $(LIB_OBJS)
 	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/isthmus: $(MAIN_OBJ) $(BUILD)/libisthmus.a
-	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(HARDEN) $(HARDEN_LD) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/isthmusctl: ctl/isthmusctl.c
 	@mkdir -p $(dir $@)
-	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -o $@ $<
+	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) $(HARDEN_LD) -o $@ $<
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libisthmus.a
 	@mkdir -p $(dir $@)
-	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL) $(TEST_LIBS)
+	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(HARDEN) $(HARDEN_LD) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL) $(TEST_LIBS)
 
 $(BUILD)/tests/upstream.o: tests/upstream/upstream.c
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
-	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(HARDEN) $(HARDEN_LD) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/tests/keyupdate_flood: tests/upstream/keyupdate_flood.c
 	@mkdir -p $(dir $@)
@@ -155,7 +161,7 @@ fuzz-run: fuzz
 		if [ $$rc != 0 ]; then echo "$$n failed (exit $$rc): see $(BUILD)/fuzz/$$n.log" >&2; exit 1; fi; done
 
 asan:
-	$(MAKE) BUILD=build-asan EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' all unit integration
+	$(MAKE) BUILD=build-asan HARDEN= EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' all unit integration
 
 check: deps
 	$(MAKE) all

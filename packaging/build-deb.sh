@@ -17,7 +17,7 @@ DEBVER="$VERSION-$REVISION"
 OUT="$BUILD/isthmus_${DEBVER}_${ARCH}.deb"
 
 # The packaged configuration must load.
-out=$("$BUILD/isthmus" -c -f "$here/isthmus.yaml" 2>&1) || { echo "$out" >&2; exit 1; }
+out=$("$BUILD/isthmus" -c --portable -f "$here/isthmus.yaml" 2>&1) || { echo "$out" >&2; exit 1; }
 
 stage="$BUILD/pkg/deb"
 rm -rf "$stage"

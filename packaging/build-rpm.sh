@@ -14,7 +14,7 @@ command -v rpmbuild >/dev/null || { echo "build-rpm: rpmbuild not found (apt-get
 . "$here/package.conf"
 pkg_setup build-rpm
 RELEASE=${RPM_RELEASE:-$PKG_REVISION}
-out=$("$BUILD/isthmus" -c -f "$here/isthmus.yaml" 2>&1) || { echo "$out" >&2; exit 1; }
+out=$("$BUILD/isthmus" -c --portable -f "$here/isthmus.yaml" 2>&1) || { echo "$out" >&2; exit 1; }
 
 top_abs="$top/$BUILD/pkg/rpm"
 stage="$top_abs/stage"

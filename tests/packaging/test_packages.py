@@ -352,6 +352,9 @@ def run_installed(build, tmp):
             print("---- isthmus stderr (tail) ----\n" + tail + "\n----")
 
 
+OPERATOR_DIR = "/etc/isthmus/mesh"
+
+
 def test_deb(build, tmp):
     debs = sorted(glob.glob(os.path.join(build, "isthmus_*.deb")))
     if not check("a .deb in " + build, len(debs) == 1, str(debs)):
@@ -441,11 +444,25 @@ def test_deb(build, tmp):
                   out.strip()[-500:])
 
         run_installed(build, tmp)
+        # What an operator put in /etc/isthmus (keys, as docs/tls.md
+        # shows) outlives a purge; dpkg's own copies do not.
+        os.makedirs(OPERATOR_DIR, exist_ok=True)
+        with open(os.path.join(OPERATOR_DIR, "key.pem"), "w") as f:
+            f.write("operator's\n")
+        with open("/etc/isthmus/isthmus.yaml.dpkg-old", "w") as f:
+            f.write("dpkg's\n")
     finally:
         rc, out = run(["dpkg", "--purge", "isthmus"], timeout=300)
     check("dpkg --purge isthmus", rc == 0, out.strip())
+    check("dpkg --purge says nothing of deluser", "deluser" not in out, out.strip())
     check("package gone (dpkg-query)", run(["dpkg-query", "-W", "isthmus"])[0] != 0
           or "not-installed" in run(["dpkg-query", "-W", "-f=${Status}", "isthmus"])[1])
+    kept = os.path.exists(os.path.join(OPERATOR_DIR, "key.pem"))
+    check("purge kept the operator's file in /etc/isthmus, removed the conffiles' .dpkg-old",
+          kept and not os.path.lexists("/etc/isthmus/isthmus.yaml.dpkg-old")
+          and not os.path.lexists("/etc/isthmus/isthmus.yaml"),
+          str(os.listdir("/etc/isthmus")) if os.path.isdir("/etc/isthmus") else "no /etc/isthmus")
+    shutil.rmtree("/etc/isthmus", ignore_errors=True)
     left = [p for p in list(DEB_FILES) + ["/etc/isthmus", "/var/log/isthmus", WANTS]
             if os.path.lexists(p)]
     check("purge removed the files, /etc/isthmus, /var/log/isthmus and the unit link",
@@ -481,6 +498,10 @@ def test_rpm(build, tmp):
     listed = set(out.split())
     check("rpm -qlp lists every file", rc == 0 and set(RPM_FILES) <= listed,
           str(sorted(set(RPM_FILES) - listed)))
+    # Owned, so that an erase removes them (rpm makes a file's parents
+    # without owning them).
+    docdirs = {"/usr/share/doc/isthmus", "/usr/share/doc/isthmus/examples"}
+    check("rpm -qlp owns the doc directories", docdirs <= listed, str(sorted(docdirs - listed)))
     rc, out = run(["rpm", "-qcp", pkg])
     check("rpm -qcp: exactly the three config files", rc == 0 and set(out.split()) == RPM_CONFIG,
           out.strip())
