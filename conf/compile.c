@@ -104,8 +104,11 @@ struct cbuild {
 	struct lgroup *groups;
 	size_t n_groups, cap_groups;
 	const struct ism_route **vs_routes; /* per VirtualService, compiled once */
-	struct l4comp **l4[2];		    /* per VirtualService: its tcp, tls routes */
-	const struct ism_hc **hcs;	    /* per health check, compiled once */
+	/* per VirtualService: 1 + the listener whose counters vs_routes[vi]
+	 * holds (0: none yet); the listener build_listener builds */
+	uint32_t *vs_routes_at, listener;
+	struct l4comp **l4[2];	   /* per VirtualService: its tcp, tls routes */
+	const struct ism_hc **hcs; /* per health check, compiled once */
 	/* The VirtualServices bound to each Gateway, in file order:
 	 * vs_of_gw[vs_at[g] .. vs_at[g + 1]) for Gateway g. */
 	size_t *vs_at;
@@ -1705,13 +1708,37 @@ static struct ism_dest *compile_dests(struct cbuild *b, const struct ism_cm_dest
 	return d;
 }
 
+/* A VirtualService's routes as listener b->listener has them: their counters
+ * its own, as Envoy counts a route per route configuration (one per port), so
+ * that a route served on two ports is not one count shown under both. The
+ * first listener takes them as compiled, each later one a copy (listeners
+ * are built in order: the copy replaces the cache). */
+static const struct ism_route *listener_routes(struct cbuild *b, size_t vi, uint32_t n)
+{
+	const struct ism_route *cached = b->vs_routes[vi];
+	struct ism_route *copy;
+
+	if (b->vs_routes_at[vi] == 0 || b->vs_routes_at[vi] == b->listener + 1) {
+		b->vs_routes_at[vi] = b->listener + 1;
+		return cached;
+	}
+	copy = ANEW(b, n, struct ism_route);
+	for (uint32_t i = 0; copy != NULL && i < n; i++) {
+		copy[i] = cached[i];
+		copy[i].stats = ANEW(b, 1, struct ism_counters);
+	}
+	b->vs_routes[vi] = copy;
+	b->vs_routes_at[vi] = b->listener + 1;
+	return copy;
+}
+
 static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
 	struct ism_route *routes;
 
 	if (b->vs_routes[vi] != NULL)
-		return b->vs_routes[vi];
+		return listener_routes(b, vi, (uint32_t)vs->n_routes);
 	routes = ANEW(b, vs->n_routes, struct ism_route);
 	for (size_t i = 0; routes != NULL && i < vs->n_routes; i++) {
 		const struct ism_cm_route *r = &vs->routes[i];
@@ -1751,11 +1778,12 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->act = compile_actions(b, r);
 		o->fault = compile_fault(b, r->fault);
 		o->cors = compile_cors(b, r->cors);
-		/* One counter set per route, whichever vhosts and gateways
-		 * share it. */
+		/* One counter set per route and listener, whichever vhosts
+		 * and gateways of the listener share it. */
 		o->stats = ANEW(b, 1, struct ism_counters);
 	}
 	b->vs_routes[vi] = routes;
+	b->vs_routes_at[vi] = b->listener + 1;
 	return routes;
 }
 
@@ -1807,6 +1835,46 @@ static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, c
 }
 
 /* --- listeners --- */
+
+/* The routes of listener l that have one name (two VirtualServices' routes
+ * named alike) count in one set of counters: a route's series is named by
+ * listener and route name, and two series of one name would make the whole
+ * metrics page unreadable to Prometheus. */
+static void one_counter_per_name(struct cbuild *b, const struct ism_listener *l)
+{
+	struct ism_strmap first; /* name -> index in owners */
+	struct ism_counters **owners = NULL;
+	size_t n = 0, cap = 0;
+
+	ism_strmap_init(&first, b->seed);
+	for (uint32_t set = 0; set < ism_listener_sets(l) && b->rc == 0; set++) {
+		uint32_t nv;
+		const struct ism_vhost *vh = ism_listener_set(l, set, &nv);
+
+		for (uint32_t v = 0; v < nv && b->rc == 0; v++)
+			for (uint32_t i = 0; i < vh[v].n_routes; i++) {
+				struct ism_route *rt = (struct ism_route *)&vh[v].routes[i];
+				uint32_t at;
+				int rc;
+
+				if (rt->stats == NULL)
+					continue;
+				rc = ism_strmap_add(&first, rt->name.p, rt->name.len, (uint32_t)n,
+						    &at);
+				if (rc == 0) {
+					rt->stats = owners[at];
+					continue;
+				}
+				if (rc < 0 || ism_grow(&owners, &cap, n, sizeof(*owners)) < 0) {
+					b->rc = -ENOMEM;
+					break;
+				}
+				owners[n++] = rt->stats;
+			}
+	}
+	free(owners);
+	ism_strmap_free(&first);
+}
 
 /* The servers of every Gateway, grouped by listening address and port. */
 static void group_servers(struct cbuild *b)
@@ -3385,8 +3453,11 @@ static void build(struct cbuild *b)
 	for (size_t i = 0; i < c->app.n_pp_ports; i++)
 		b->proxy_protocol[c->app.pp_ports[i]] = 1;
 	ls = ANEW(b, b->n_groups, struct ism_listener);
-	for (size_t i = 0; ls != NULL && i < b->n_groups && b->rc == 0; i++)
+	for (size_t i = 0; ls != NULL && i < b->n_groups && b->rc == 0; i++) {
+		b->listener = (uint32_t)i;
 		build_listener(b, &b->groups[i], &ls[i]);
+		one_counter_per_name(b, &ls[i]);
+	}
 	if (b->rc < 0)
 		return;
 	warn_l4_unused(b);
@@ -3433,12 +3504,13 @@ int ism_conf_compile_dns(const struct ism_conf *conf, struct ism_arena *arena,
 	b.seed = ism_strmap_seed();
 	ism_strmap_init(&b.key_ix, b.seed);
 	b.vs_routes = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.vs_routes));
+	b.vs_routes_at = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.vs_routes_at));
 	b.hcs = calloc(conf->app.n_hcs ? conf->app.n_hcs : 1, sizeof(*b.hcs));
 	b.se_labels = calloc(conf->n_ses ? conf->n_ses : 1, sizeof(*b.se_labels));
 	for (int tls = 0; tls < 2; tls++)
 		b.l4[tls] = calloc(conf->n_vss ? conf->n_vss : 1, sizeof(*b.l4[tls]));
-	if (b.vs_routes == NULL || b.hcs == NULL || b.se_labels == NULL || b.l4[0] == NULL ||
-	    b.l4[1] == NULL) {
+	if (b.vs_routes == NULL || b.vs_routes_at == NULL || b.hcs == NULL || b.se_labels == NULL ||
+	    b.l4[0] == NULL || b.l4[1] == NULL) {
 		b.rc = -ENOMEM;
 		goto out_free;
 	}
@@ -3469,6 +3541,7 @@ out_free:
 	free(b.scratch);
 	free(b.hcs);
 	free(b.vs_routes);
+	free(b.vs_routes_at);
 	free_l4(&b);
 	if (b.rc == 0)
 		alloc_counters(&b);

@@ -1041,6 +1041,48 @@ def http_ok(port):
 
 
 @_test
+def route_counters_per_listener(env):
+    """A route served on two ports is counted per port, as Envoy counts a
+    route per route configuration (Istio makes one per port): requests on
+    one port move its listener's series only (the route had one counter,
+    shown under both listeners), and a reload keeps each count by name. Two
+    VirtualServices' routes of one name are one series (two series of one
+    name made Prometheus refuse the whole page)."""
+    import urllib.request
+
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    p1, p2, admin = free_port(), free_port(), free_port()
+    gw = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n"
+          f"  - port: {{number: {p1}, name: one, protocol: HTTP}}\n    hosts: ['*']\n"
+          f"  - port: {{number: {p2}, name: two, protocol: HTTP}}\n    hosts: ['*']\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"), gw,
+        virtual_service("ops", ["*"], f"  - name: r\n    route: [{{destination: {{host: {SVC}}}}}]\n"),
+        virtual_service("ops2", ["b.example"], f"  - name: r\n    route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, p1)
+
+    def counts():
+        body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        series = [(m.group(1), float(m.group(2))) for m in re.finditer(
+            r'^isthmus_route_responses_total\{listener="([^"]+)",route="r",code_class="2xx"\} (\S+)$', body, re.M)]
+        check(len(series) == len(dict(series)), f"one series per listener and route name: {series}")
+        return dict(series)
+
+    for _ in range(2):
+        check(env.get("/").status == 200, "a request on the first port failed")
+    rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: b.example",
+                         f"http://127.0.0.1:{p1}/"])
+    check(out == "200", f"a request for b.example: {rc} {out} {err}")
+    rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{p2}/"])
+    check(out == "200", f"a request on the second port: {rc} {out} {err}")
+    check(counts() == {"one": 3, "two": 1}, f"the route's 2xx per listener: {counts()}")
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload was refused")
+    check(env.get("/").status == 200, "a request after the reload failed")
+    check(counts() == {"one": 4, "two": 1}, f"the route's 2xx per listener after a reload: {counts()}")
+
+
+@_test
 def metrics_latency_and_clusters(env):
     """The request-duration histogram and the per-cluster counters follow the
     traffic actually sent: 10 fast requests and 3 slow (/delay/300) ones."""
