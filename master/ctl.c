@@ -311,10 +311,11 @@ static void http_head(struct ism_reply *head, int status, const char *ctype,
 			     : status == 503 ? "Service Unavailable"
 					     : "Internal Server Error";
 
+	/* RFC 9110 15.5.6: a 405 says which methods are. */
 	ism_say(head,
-		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+		"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n%s"
 		"connection: close\r\n\r\n",
-		status, reason, ctype, body->len);
+		status, reason, ctype, body->len, status == 405 ? "allow: GET, HEAD\r\n" : "");
 }
 
 /* Allocated at once at the size of the last page (and an eighth): a page of

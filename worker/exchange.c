@@ -252,10 +252,14 @@ void ism_stream_log_resp(struct ism_wctx *w, struct ism_stream *st, const struct
 			 size_t n, bool upstream)
 {
 	const struct ism_table *t = w->table;
-	struct ism_http_header own[3];
+	struct ism_http_header own[4];
 	size_t n_own = 0;
-	char svc[21];
+	char svc[21], status[21];
 
+	/* Envoy's response header map holds the status as :status. */
+	if (st->status >= 100 && st->status <= 999)
+		own[n_own++] = (struct ism_http_header){":status", 7, status,
+							ism_fmt_num(status, st->status, 10)};
 	if (ism_stream_own_server(w, st))
 		own[n_own++] = (struct ism_http_header){"server", 6, t->server.p, t->server.len};
 	if (!ism_http_has_field(h, n, "date"))

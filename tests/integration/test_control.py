@@ -136,6 +136,11 @@ def control_line_limit(env):
         head = s.recv(65536).decode("latin-1")
     check(head.startswith("HTTP/1.1 200 ") and head.endswith("\r\n\r\n") and "content-length: " in head,
           f"HEAD /metrics answered {head[:200]!r}")
+    with socket.create_connection(("127.0.0.1", aport), timeout=5) as s:
+        s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        head = s.recv(65536).decode("latin-1")
+    check(head.startswith("HTTP/1.1 405 ") and "\r\nallow: GET, HEAD\r\n" in head,
+          f"POST /metrics answered {head[:200]!r} (RFC 9110: a 405 has Allow)")
 
 
 @_test

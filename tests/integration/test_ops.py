@@ -147,7 +147,8 @@ def access_log_istio_operators(env):
     fmt = ("%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_LOCAL_ADDRESS% "
            "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_PORT% %UPSTREAM_CLUSTER_RAW% "
            "%RESP(SERVER)% %RESP(LOCATION?CONTENT-TYPE):10% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "
-           "%REQ(TRACEPARENT)% %UPSTREAM_TRANSPORT_FAILURE_REASON% %CONNECTION_TERMINATION_DETAILS%")
+           "%REQ(TRACEPARENT)% %UPSTREAM_TRANSPORT_FAILURE_REASON% %CONNECTION_TERMINATION_DETAILS% "
+           "%RESP(:STATUS)%")
     text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     text = text.replace("  - match: [{uri: {prefix: /down}}]",
                         "  - match: [{uri: {prefix: /moved}}]\n    redirect: {uri: /app}\n"
@@ -160,15 +161,15 @@ def access_log_istio_operators(env):
     lines = {l.split(" ", 1)[0]: l.split(" ") for l in file_lines(log)}
     local = f"127.0.0.1:{gw_port} 127.0.0.1 {gw_port}"
     # The service time is the upstream's answers' only: a number, then checked apart.
-    svc = lines.get("/app/x", ["", "", "", ""])[-4]
+    svc = lines.get("/app/x", ["", "", "", "", ""])[-5]
     check(svc.isdigit() and int(svc) < 60000, f"the service time of /app/x: {lines}")
-    lines["/app/x"][-4] = "N"
+    lines["/app/x"][-5] = "N"
     refused = "delayed_connect_error:_Connection_refused"
-    want = {"/app/x": f"/app/x 200 via_upstream {local} outbound|80||{SVC} isthmus text/plain N 00-t-01 - -",
+    want = {"/app/x": f"/app/x 200 via_upstream {local} outbound|80||{SVC} isthmus text/plain N 00-t-01 - - 200",
             "/down/y": f"/down/y 503 upstream_reset_before_response_started{{connection_failure,{refused}}} {local} "
-                       f"outbound|80||{DOWN} isthmus text/plain - - {refused} -",
-            "/nowhere": f"/nowhere 404 route_not_found {local} - isthmus text/plain - - - -",
-            "/moved": f"/moved 301 direct_response {local} - isthmus http://tes - - - -"}
+                       f"outbound|80||{DOWN} isthmus text/plain - - {refused} - 503",
+            "/nowhere": f"/nowhere 404 route_not_found {local} - isthmus text/plain - - - - 404",
+            "/moved": f"/moved 301 direct_response {local} - isthmus http://tes - - - - 301"}
     got = {p: " ".join(f) for p, f in lines.items()}
     check(got == want, f"lines {got}, want {want}")
     # Istio's own default (pilot/pkg/model/telemetry_logging.go, EnvoyTextLogFormat).
