@@ -133,7 +133,7 @@ FUZZ_SECONDS ?= 20
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS))
 # Each harness links only the modules it exercises.
 FUZZ_SRCS_fuzz_http1 := worker/http1.c lib/log.c
-FUZZ_SRCS_fuzz_alog  := conf/alog.c conf/fmt.c conf/hfmt.c
+FUZZ_SRCS_fuzz_alog  := conf/alog.c conf/fmt.c conf/hfmt.c lib/log.c
 FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c lib/strmap.c health/priority.c lib/grpc.c \
                         lib/jose.c lib/json.c lib/status.c
 FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c

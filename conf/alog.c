@@ -12,6 +12,7 @@
 
 #include "conf/fmt.h"
 #include "conf/hfmt.h"
+#include "lib/log.h"
 
 /* Istio's default (meshConfig.accessLogFormat unset: EnvoyTextLogFormat in
  * Istio's pilot/pkg/model/telemetry_logging.go), without its final newline,
@@ -95,6 +96,22 @@ static const char *const later[] = {
     "UPSTREAM_FILTER_STATE",
     "METADATA",
     "CEL",
+    /* the upstream connection's TLS (Envoy's StreamInfoUpstreamSsl...) */
+    "UPSTREAM_PEER_SUBJECT",
+    "UPSTREAM_PEER_ISSUER",
+    "UPSTREAM_PEER_CERT",
+    "UPSTREAM_PEER_CERT_V_START",
+    "UPSTREAM_PEER_CERT_V_END",
+    "UPSTREAM_PEER_URI_SAN",
+    "UPSTREAM_PEER_DNS_SAN",
+    "UPSTREAM_PEER_IP_SAN",
+    "UPSTREAM_LOCAL_SUBJECT",
+    "UPSTREAM_LOCAL_URI_SAN",
+    "UPSTREAM_LOCAL_DNS_SAN",
+    "UPSTREAM_LOCAL_IP_SAN",
+    "UPSTREAM_TLS_CIPHER",
+    "UPSTREAM_TLS_VERSION",
+    "UPSTREAM_TLS_SESSION_ID",
     NULL,
 };
 
@@ -267,6 +284,16 @@ static int parse_operator(const char *s, const struct ism_fmt_tok *t, struct ism
 			return -1;
 		}
 		op->hdr = number ? ISM_ALOG_GRPC_NUMBER : f;
+	} else if (op->field == ISM_ALOG_F_START_TIME && t->has_arg) {
+		/* Envoy's %START_TIME(FORMAT)%: strftime's, %s, %f, %Nf. */
+		size_t at;
+		const char *why = ism_time_format_check(t->arg, t->arg_len, &at);
+
+		if (why != NULL) {
+			ism_fmt_fail(s, t, why, err, errlen);
+			return -1;
+		}
+		op->lit = (struct ism_str){t->arg, (uint32_t)t->arg_len};
 	} else if (op->field == ISM_ALOG_F_ENV) {
 		size_t n;
 

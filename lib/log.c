@@ -106,6 +106,85 @@ size_t ism_time_iso(uint64_t wall_ms, char *buf, size_t cap)
 	return n + (w < 0 ? 0 : (size_t)w < cap - n ? (size_t)w : cap - n - 1);
 }
 
+/* strftime's conversions a START_TIME format may use (glibc's, without the
+ * E and O modifiers); %s, %f and %Nf are ism_time_format's own. */
+static const char time_convs[] = "aAbBcCdDeFgGhHIjklmMnprRStTuUVwWxXyYzZ%";
+
+/* The conversion at fmt[i] ('%' there): its length (2, or 3 for %Nf), 0 when
+ * it is none. */
+static size_t time_conv(const char *fmt, size_t len, size_t i)
+{
+	if (i + 1 >= len)
+		return 0;
+	if (fmt[i + 1] >= '1' && fmt[i + 1] <= '9')
+		return i + 2 < len && fmt[i + 2] == 'f' ? 3 : 0;
+	if (fmt[i + 1] == 'f' || fmt[i + 1] == 's' ||
+	    (fmt[i + 1] != '\0' && strchr(time_convs, fmt[i + 1]) != NULL))
+		return 2;
+	return 0;
+}
+
+const char *ism_time_format_check(const char *fmt, size_t len, size_t *at)
+{
+	if (len == 0 || len > 256) {
+		*at = 0;
+		return "a START_TIME format is 1 to 256 bytes";
+	}
+	for (size_t i = 0; i < len; i++) {
+		size_t k;
+
+		if (fmt[i] == '\0' || fmt[i] == '\n' || fmt[i] == '\r') {
+			*at = i;
+			return "a control character in a START_TIME format";
+		}
+		if (fmt[i] != '%')
+			continue;
+		if ((k = time_conv(fmt, len, i)) == 0) {
+			*at = i;
+			return "not a conversion START_TIME knows (strftime's, %s, %f, %1f..%9f)";
+		}
+		i += k - 1;
+	}
+	return NULL;
+}
+
+size_t ism_time_format(const char *fmt, size_t len, uint64_t wall_ms, char *buf, size_t cap)
+{
+	time_t sec = (time_t)(wall_ms / 1000);
+	size_t n = 0;
+	struct tm tm;
+
+	if (cap == 0)
+		return 0;
+	gmtime_r(&sec, &tm);
+	for (size_t i = 0; i < len && n + 1 < cap; i++) {
+		size_t k = fmt[i] == '%' ? time_conv(fmt, len, i) : 0;
+		char one[4] = {0}, frac[10];
+		int digits = 0;
+
+		if (k == 0) {
+			buf[n++] = fmt[i];
+			continue;
+		}
+		if (fmt[i + 1] == 's') {
+			int w = snprintf(buf + n, cap - n, "%lld", (long long)sec);
+
+			n += w < 0 ? 0 : (size_t)w < cap - n ? (size_t)w : cap - n - 1;
+		} else if (fmt[i + k - 1] == 'f') {
+			digits = k == 3 ? fmt[i + 1] - '0' : 9;
+			snprintf(frac, sizeof(frac), "%03u000000", (unsigned)(wall_ms % 1000));
+			for (int d = 0; d < digits && n + 1 < cap; d++)
+				buf[n++] = frac[d];
+		} else {
+			memcpy(one, fmt + i, 2);
+			n += strftime(buf + n, cap - n, one, &tm);
+		}
+		i += k - 1;
+	}
+	buf[n] = '\0';
+	return n;
+}
+
 /* n as width decimal digits at p. */
 static void put_digits(char *p, unsigned n, int width)
 {

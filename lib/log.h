@@ -37,6 +37,14 @@ uint64_t ism_wall_ms(void);
 /* Wall ms as "2026-01-02T03:04:05.678Z" (UTC) into buf; the length written
  * (cut to cap - 1). Any process. */
 size_t ism_time_iso(uint64_t wall_ms, char *buf, size_t cap);
+/* Envoy's %START_TIME(FORMAT)%: wall ms as FORMAT (len bytes) says, in UTC:
+ * strftime's conversions, %s the seconds since the epoch, %f and %1f..%9f
+ * the fraction of the second in 9 (or 1..9) digits (the milliseconds, then
+ * zeros). The length written into buf (cut to cap - 1). */
+size_t ism_time_format(const char *fmt, size_t len, uint64_t wall_ms, char *buf, size_t cap);
+/* NULL when FORMAT is one ism_time_format takes, else why not; *at: the
+ * offset of the conversion at fault. */
+const char *ism_time_format_check(const char *fmt, size_t len, size_t *at);
 /* Length of an HTTP date (RFC 9110 5.6.7 IMF-fixdate): "Sun, 06 Nov 1994 08:49:37 GMT". */
 #define ISM_HTTP_DATE_LEN 29
 /* Epoch second sec as an IMF-fixdate into buf (ISM_HTTP_DATE_LEN bytes and a

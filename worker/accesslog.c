@@ -260,7 +260,9 @@ static size_t value(const struct ism_alog_op *op, const struct ism_alog_rec *r, 
 	*num = false;
 	switch (op->field) {
 	case ISM_ALOG_F_START_TIME:
-		return ism_time_iso(q->start_ms, v, cap);
+		return op->lit.len > 0
+			   ? ism_time_format(op->lit.p, op->lit.len, q->start_ms, v, cap)
+			   : ism_time_iso(q->start_ms, v, cap);
 	case ISM_ALOG_F_REQ:
 		return req_header(op, r, v, cap);
 	case ISM_ALOG_F_PROTOCOL:

@@ -148,7 +148,7 @@ def access_log_istio_operators(env):
            "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_PORT% %UPSTREAM_CLUSTER_RAW% "
            "%RESP(SERVER)% %RESP(LOCATION?CONTENT-TYPE):10% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "
            "%REQ(TRACEPARENT)% %UPSTREAM_TRANSPORT_FAILURE_REASON% %CONNECTION_TERMINATION_DETAILS% "
-           "%RESP(:STATUS)%")
+           "%RESP(:STATUS)% %START_TIME(%s.%3f)%")
     text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     text = text.replace("  - match: [{uri: {prefix: /down}}]",
                         "  - match: [{uri: {prefix: /moved}}]\n    redirect: {uri: /app}\n"
@@ -161,9 +161,14 @@ def access_log_istio_operators(env):
     lines = {l.split(" ", 1)[0]: l.split(" ") for l in file_lines(log)}
     local = f"127.0.0.1:{gw_port} 127.0.0.1 {gw_port}"
     # The service time is the upstream's answers' only: a number, then checked apart.
-    svc = lines.get("/app/x", ["", "", "", "", ""])[-5]
+    svc = lines.get("/app/x", ["", "", "", "", "", ""])[-6]
     check(svc.isdigit() and int(svc) < 60000, f"the service time of /app/x: {lines}")
-    lines["/app/x"][-5] = "N"
+    lines["/app/x"][-6] = "N"
+    # %START_TIME(FORMAT)%: the epoch's seconds and milliseconds, now.
+    for f in lines.values():
+        check(re.fullmatch(r"\d+\.\d{3}", f[-1]) and abs(float(f[-1]) - time.time()) < 60,
+              f"%START_TIME(%s.%3f)% {f[-1]!r} is not now")
+        f.pop()
     refused = "delayed_connect_error:_Connection_refused"
     want = {"/app/x": f"/app/x 200 via_upstream {local} outbound|80||{SVC} isthmus text/plain N 00-t-01 - - 200",
             "/down/y": f"/down/y 503 upstream_reset_before_response_started{{connection_failure,{refused}}} {local} "

@@ -256,6 +256,8 @@ static void test_parse_errors(void **state)
 	    {"%DURATION %", "malformed command operator: \"%DURATION \" at offset 0"},
 	    {"%VIRTUAL_CLUSTER_NAME%",
 	     "not implemented yet in the access log: \"%VIRTUAL_CLUSTER_NAME%\" at offset 0"},
+	    {"%UPSTREAM_PEER_SUBJECT%",
+	     "not implemented yet in the access log: \"%UPSTREAM_PEER_SUBJECT%\" at offset 0"},
 	    {"%GRPC_STATUS(CAMEL)%", "%GRPC_STATUS()% takes CAMEL_STRING, SNAKE_STRING or NUMBER: "
 				     "\"%GRPC_STATUS(CAMEL)%\" at offset 0"},
 	    {"%GRPC_STATUS_NUMBER(NUMBER)%", "%GRPC_STATUS_NUMBER% takes no argument: "
@@ -269,8 +271,15 @@ static void test_parse_errors(void **state)
 	     "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ%\" at offset 0"},
 	    {"%REQ()%", "%REQ()% needs a header name, as in %REQ(USER-AGENT)%: \"%REQ()%\" at "
 			"offset 0"},
-	    {"%START_TIME(%s)%", "this command operator takes no argument: \"%START_TIME(%s)%\" at "
-				 "offset 0"},
+	    {"%START_TIME(%Q)%",
+	     "not a conversion START_TIME knows (strftime's, %s, %f, %1f..%9f): "
+	     "\"%START_TIME(%Q)%\" at offset 0"},
+	    {"%START_TIME(%0f)%",
+	     "not a conversion START_TIME knows (strftime's, %s, %f, %1f..%9f): "
+	     "\"%START_TIME(%0f)%\" at offset 0"},
+	    {"%START_TIME(x%)%",
+	     "not a conversion START_TIME knows (strftime's, %s, %f, %1f..%9f): "
+	     "\"%START_TIME(x%)%\" at offset 0"},
 	    {"%DURATION(x)%", "this command operator takes no argument: \"%DURATION(x)%\" at "
 			      "offset 0"},
 	    {"%DURATION:3%",
@@ -512,6 +521,18 @@ static void test_render_transport_failure(void **state)
 	assert_string_equal(render(f), "\"-\" -");
 	f->rec.transport = "delayed connect error: Connection refused";
 	assert_string_equal(render(f), "\"delayed_connect_error:_Connection_refused\" -");
+}
+
+/* %START_TIME(FORMAT)%, as Envoy's: strftime's conversions in UTC, %s the
+ * epoch's seconds, %f and %Nf the fraction (milliseconds, then zeros). */
+static void test_render_start_time_format(void **state)
+{
+	struct fx *f = exchange(state, "GET / HTTP/1.1\r\nhost: h\r\n\r\n",
+				"%START_TIME(%s.%3f)% %START_TIME(%Y/%m/%dT%H:%M:%S%z)% "
+				"%START_TIME(%f)% %START_TIME(%1f|%%|%j)% %START_TIME%");
+
+	assert_string_equal(render(f), "1795676726.015 2026/11/26T07:05:26+0000 015000000 0|%|330 "
+				       "2026-11-26T07:05:26.015Z");
 }
 
 /* %GRPC_STATUS(FORMAT)% and %GRPC_STATUS_NUMBER%, as Envoy's formatter
@@ -1097,6 +1118,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_render_default_text, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_missing, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_transport_failure, fx_teardown),
+	    cmocka_unit_test_teardown(test_render_start_time_format, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_grpc_status, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_unparsed, fx_teardown),
 	    cmocka_unit_test_teardown(test_render_text_operators, fx_teardown),
