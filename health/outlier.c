@@ -17,6 +17,8 @@
 
 #include <stdatomic.h>
 
+#include "lib/log.h"
+
 #define EJECTING 2u
 
 /* Called on every successful response: a counter already at 0 is only read,
@@ -213,8 +215,15 @@ int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_shm_hdr *h, uint6
 
 		if (ej == 1) {
 			if (now_ms >=
-			    atomic_load_explicit(&o->ejected_until_ms, memory_order_relaxed))
-				changed += uneject(h, o, now_ms);
+				atomic_load_explicit(&o->ejected_until_ms, memory_order_relaxed) &&
+			    uneject(h, o, now_ms)) {
+				/* As its ejection and a health check's return are. */
+				ism_notice("endpoint %s returned from ejection: its ejection time "
+					   "is over (cluster %s)",
+					   o->ep < ISM_MAX_ENDPOINTS ? h->ep_keys[o->ep] : "?",
+					   cl->name.p);
+				changed++;
+			}
 			continue;
 		}
 		if (o == NULL || ej != 0 || od == NULL)

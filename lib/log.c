@@ -67,6 +67,17 @@ void ism_log(enum ism_log_level level, const char *fmt, ...)
 		return;
 }
 
+void ism_log_lines(enum ism_log_level level, const char *text)
+{
+	while (*text != '\0') {
+		size_t n = strcspn(text, "\n");
+
+		if (n > 0)
+			ism_log(level, "%.*s", (int)n, text);
+		text += n + (text[n] == '\n');
+	}
+}
+
 static uint64_t clock_ms(clockid_t id)
 {
 	struct timespec ts;

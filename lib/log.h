@@ -23,6 +23,9 @@ void ism_log_set_level(enum ism_log_level level);
 /* A short role shown in each line ("master", "worker 3"); copied. */
 void ism_log_set_role(const char *role);
 void ism_log(enum ism_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Each non-empty line of text as a record of its own (a reload's errors):
+ * every line has its time, process and level, none is cut at the first. */
+void ism_log_lines(enum ism_log_level level, const char *text);
 
 #define ism_err(...)	ism_log(ISM_LOG_ERR, __VA_ARGS__)
 #define ism_warn(...)	ism_log(ISM_LOG_WARN, __VA_ARGS__)

@@ -156,9 +156,12 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "connections_active", st.conn_active);
 	kv_num(&k, "connections_accepted", st.conn_accepted);
 	kv_num(&k, "requests", st.requests);
-	kv_num(&k, "responses_2xx", st.resp_class[2]);
-	kv_num(&k, "responses_4xx", st.resp_class[4]);
-	kv_num(&k, "responses_5xx", st.resp_class[5]);
+	for (int c = 1; c <= 5; c++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "responses_%dxx", c);
+		kv_num(&k, name, st.resp_class[c]);
+	}
 	kv_num(&k, "tunnels_active", st.tunnels_active);
 	kv_num(&k, "tunnels_total", st.tunnels_total);
 	kv_num(&k, "tunnel_bytes_in", st.tunnel_bytes_in);

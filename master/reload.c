@@ -169,7 +169,7 @@ static void report_reload(struct ism_master *m, uint64_t ticket, int ret, const 
 			"serving:\n",
 			(unsigned long long)m->gen);
 		say_diags(&r, d);
-		ism_err("%s", r.p ? r.p : "reload refused");
+		ism_log_lines(ISM_LOG_ERR, r.p ? r.p : "reload refused");
 	} else {
 		atomic_fetch_add(&m->shm.hdr->reloads, 1);
 		ism_event_add(&m->events, "reload", "generation %llu published",
@@ -185,7 +185,7 @@ static void report_reload(struct ism_master *m, uint64_t ticket, int ret, const 
 			char warn[2048];
 
 			ism_diags_format(warn, sizeof(warn), d);
-			ism_warn("%s", warn);
+			ism_log_lines(ISM_LOG_WARN, warn);
 		}
 	}
 	ism_ctl_reload_done(m->ctl, ticket, r.p ? r.p : "reload refused: out of memory\n");

@@ -234,6 +234,12 @@ def check_unbindable_files(env):
     poll(lambda: "reload refused" in env.gateway.log(), 5, what="'reload refused' in the log")
     check(f"{conf}:{line}:{col}: error: Appliance test: spec.admin.address" in env.gateway.log(),
           f"the refused reload does not name {conf}:{line}:{col}: {env.gateway.log()[-2000:]!r}")
+    # Each line a record of its own, with its time, process and level (the
+    # errors were bare lines after the first, and an empty one ended them).
+    errs = [l for l in env.gateway.log().splitlines() if "spec.admin.address" in l]
+    check(errs and all(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z master\[\d+\] error: ", l) for l in errs),
+          f"the refused reload's lines: {errs}")
+    check("\n\n" not in env.gateway.log(), "an empty line in the master's log")
     check(env.gateway.alive(), "master died on a refused reload")
 
 

@@ -398,6 +398,29 @@ def outlier_ejection_per_subset(env):
 
 
 @_test
+def outlier_return_by_time_logged(env):
+    """An endpoint whose ejection time is over returns, and the log says so
+    (its ejection and a health check's return were logged, a return by time
+    only in show events)."""
+    ports = _setup(env, "    loadBalancer: {simple: ROUND_ROBIN}\n"
+                        "    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 1s,\n"
+                        "      maxEjectionPercent: 100}\n", n_endpoints=2)
+    sock = env.path("ctl.sock")
+
+    def ejected():
+        eps = json.loads(ctl_cmd(sock, f"show endpoints outbound|80||{SVC} json"))
+        return {int(e["key"].rsplit(":", 1)[1]) for e in eps if e["ejected"]}
+
+    env.ctl("127.0.0.1", ports[0], "fail/503")
+    poll(lambda: env.get("/").status and ejected() == {ports[0]}, 10, what="e0's ejection")
+    env.ctl("127.0.0.1", ports[0], "ok")
+    poll(lambda: ejected() == set(), 10, what="e0's return when its ejection time is over")
+    key = f"{SVC}|127.0.0.1:{ports[0]}"
+    poll(lambda: env.log_count(f"endpoint {key} returned from ejection: its ejection time is over "
+                               f"(cluster outbound|80||{SVC})") == 1, 5, what="the return's log line")
+
+
+@_test
 def outlier_error_codes(env):
     """outlierDetection.outlierDetectionHttpErrorCodes (Envoy's error matcher
     on the status, as Istio sets it): the listed statuses are errors, and the

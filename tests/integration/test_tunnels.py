@@ -1537,6 +1537,7 @@ def tunnel_lines_and_counts_as_any_response(env):
     check(sorted(got) == ["isthmus_cluster_responses_total", "isthmus_listener_responses_total",
                           "isthmus_route_responses_total"] and all(v >= 1 for v in got.values()),
           f"the 101 in the 1xx counters: {got}")
+    check(show_info(env).get("responses_1xx", 0) >= 1, f"show info's responses_1xx: {show_info(env)}")
     c = TcpClient(tcp_port)
     c.echo(b"x" * 100)
     c.close()
