@@ -1088,13 +1088,8 @@ def route_counters_per_listener(env):
     check(counts() == {"one": 4, "two": 1}, f"the route's 2xx per listener after a reload: {counts()}")
 
 
-@_test
-def metrics_all_documented(env):
-    """Every metric family /metrics serves is named in docs/operations.md
-    (isthmus_tls_handshakes_total and three more were served and documented
-    nowhere); the page is well formed: one TYPE line per family."""
-    import urllib.request
-
+def _start_with_admin(env):
+    """One upstream behind every path, and an admin listener; its port."""
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
     gw_port, admin = free_port(), free_port()
     conf = env.write("isthmus.yaml", docs(
@@ -1102,6 +1097,17 @@ def metrics_all_documented(env):
         virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
         service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
     env.start_gateway(conf, gw_port)
+    return admin
+
+
+@_test
+def metrics_all_documented(env):
+    """Every metric family /metrics serves is named in docs/operations.md
+    (isthmus_tls_handshakes_total and three more were served and documented
+    nowhere); the page is well formed: one TYPE line per family."""
+    import urllib.request
+
+    admin = _start_with_admin(env)
     check(env.get("/").status == 200, "a request failed")
     body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
     types = re.findall(r"(?m)^# TYPE (\S+) ", body)
@@ -1119,13 +1125,7 @@ def metrics_latency_and_clusters(env):
     traffic actually sent: 10 fast requests and 3 slow (/delay/300) ones."""
     import urllib.request
 
-    ports = env.upstream(["127.0.0.2:0=a"], name="a")
-    gw_port, admin = free_port(), free_port()
-    conf = env.write("isthmus.yaml", docs(
-        appliance(env, extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"), gateway(gw_port),
-        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
-        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
-    env.start_gateway(conf, gw_port)
+    admin = _start_with_admin(env)
 
     def scrape():
         body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
