@@ -73,7 +73,9 @@ void ism_stream_log_begin(struct ism_wctx *w, struct ism_stream *st, const struc
 	if (w->alog.fd < 0)
 		return;
 	ism_alog_req_free(st->log_req);
-	st->log_req = ism_alog_capture(w->alog.headers, w->alog.named, req, ism_wall_ms());
+	/* The exchange's start: its stream's (the wall clock that long ago). */
+	st->log_req = ism_alog_capture(w->alog.headers, w->alog.named, req,
+				       ism_wall_ms() - (w->now - st->t0_ms));
 	st->flags = NULL;
 	ism_logfilter_capture(w, st, req);
 }

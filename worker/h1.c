@@ -380,8 +380,8 @@ static bool upgrade_wanted(const struct ism_sess *s, const struct ism_http_req *
 /* A request the stream cannot be given (a parse error): its stream answers,
  * its head counted as head bytes of the request (what was read of it), the
  * bytes read as wire bytes. */
-static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req, uint64_t head,
-		   int status, const char *why)
+static void refuse_since(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req,
+			 uint64_t head, int status, const char *why, uint64_t t0)
 {
 	struct ism_stream *st = ism_stream_new(w, s);
 
@@ -389,12 +389,19 @@ static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *
 		ism_sess_close(w, s);
 		return;
 	}
+	st->t0_ms = t0;
 	st->meter[ISM_M_DOWN_HEAD_IN] = head;
 	st->meter[ISM_M_DOWN_WIRE_IN] = s->in.len > head ? s->in.len : head;
 	s->st = st;
 	s->state = ISM_SESS_STREAM;
 	s->close_after = 1;
 	ism_stream_refuse(w, st, req, status, why);
+}
+
+static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req, uint64_t head,
+		   int status, const char *why)
+{
+	refuse_since(w, s, req, head, status, why, w->now);
 }
 
 /* Whether the connection's first bytes are the HTTP/2 preface, or its
@@ -630,7 +637,11 @@ void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
 			return;
 		}
 		if (s->state == ISM_SESS_HEAD) {
-			refuse(w, s, NULL, s->in.len, 408, ISM_WHY_HEAD_TIMEOUT);
+			/* As Envoy's stream, the exchange began with the head's
+			 * first bytes, when the timer started: its line starts
+			 * there and its duration is the wait. */
+			refuse_since(w, s, NULL, s->in.len, 408, ISM_WHY_HEAD_TIMEOUT,
+				     s->deadline - w->table->timeouts.request_header_ms);
 			return;
 		}
 		ism_sess_close(w, s);

@@ -261,6 +261,26 @@ def access_log_local_details(env):
     check(sorted(file_lines(log)) == want, f"lines {sorted(file_lines(log))}, want {want}")
 
 
+@_test
+def request_timeout_line_starts_with_the_head(env):
+    """A 408 (the head not complete within timeouts.requestHeader) is logged
+    as Envoy logs its stream: starting with the head's first bytes, its
+    duration the wait (it started at the timeout, duration 0, hiding a slow
+    client)."""
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %DURATION% %START_TIME(%s.%3f)%"
+    text, gw_port, _, _ = _two_services(env, f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    env.start_gateway(env.write("isthmus.yaml", text.replace("requestHeader: 2s", "requestHeader: 1s")), gw_port)
+    with Conn("127.0.0.1", gw_port) as c:
+        sent = time.time()
+        c.send(b"GET /app/x HTTP/1.1\r\nHost: a\r\n")  # the head never ends
+        check(c.read_response().status == 408, "no 408 for a head past the timeout")
+    poll(lambda: len(file_lines(log)) >= 1, 5, what="the 408's line")
+    code, duration, start = file_lines(log)[0].split()
+    check(code == "408" and 900 <= int(duration) <= 10000, f"the 408's line {file_lines(log)[0]!r}: want ~1000 ms")
+    check(abs(float(start) - sent) < 0.5, f"the 408's line starts at {start}, the head at {sent:.3f}")
+
+
 def _metric_labelled(port, name, labels):
     """The value of metric name{labels} on the admin listener at 127.0.0.1:port; 0 when absent."""
     import urllib.request
