@@ -119,9 +119,12 @@ static const char *const later[] = {
 static const char *const headers[ISM_ALOG_H_COUNT] = {ISM_ALOG_HEADERS(HDR_NAME)};
 #undef HDR_NAME
 
-/* One header name of %REQ(...)%: its id, ISM_ALOG_H_NONE, or -1. */
+/* One header name of %REQ(...)%: its id, ISM_ALOG_H_NONE, or -1. "host" is
+ * the :authority, as Envoy's request header map finds it (over HTTP/2 too). */
 static int header_id(const char *s, size_t len)
 {
+	if (len == 4 && strncasecmp(s, "host", 4) == 0)
+		return ISM_ALOG_H_AUTHORITY;
 	for (int i = 0; i < ISM_ALOG_H_COUNT; i++)
 		if (strlen(headers[i]) == len && strncasecmp(headers[i], s, len) == 0)
 			return i;

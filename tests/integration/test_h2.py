@@ -235,7 +235,7 @@ def alog(env, fmt="json"):
     if fmt == "json":
         return f"  accessLog: {{path: {path}, format: json}}\n", path
     return (f"  accessLog: {{path: {path}, format: text, "
-            f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\"}}\n"), path
+            f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)% %REQ(HOST)%\"}}\n"), path
 
 
 # Envoy's byte meters, by the keys meter_log gives them.
@@ -428,7 +428,9 @@ def grpc_upstream_selftest(env):
 @_test
 def h2c_prior_knowledge(env):
     """curl --http2-prior-knowledge through a plaintext server to an HTTP/1.1
-    upstream; %PROTOCOL% logs HTTP/2 for it and HTTP/1.1 for an HTTP/1.1 request."""
+    upstream; %PROTOCOL% logs HTTP/2 for it and HTTP/1.1 for an HTTP/1.1 request,
+    %REQ(HOST)% the authority of both (Envoy's header map finds :authority
+    under host; it was "-" over HTTP/2)."""
     need_tools("curl")
     extra, log = alog(env, "text")
     gw = one_service(env, h1_upstream(env), app_extra=extra)
@@ -440,8 +442,8 @@ def h2c_prior_knowledge(env):
     rc, out, err = curl_h2(["--http1.1", "-w", "%{http_version}", f"http://127.0.0.1:{gw}/hello/h1"], timeout=20)
     check(rc == 0 and out.endswith("1.1"), f"HTTP/1.1 beside it: rc {rc} {out!r} {err}")
     lines = wait_log(log, lambda ls: len(ls) >= 2, "two access-log lines")
-    check("HTTP/2 200 - /hello/h2" in lines, f"no 'HTTP/2 200 - /hello/h2' line: {lines}")
-    check("HTTP/1.1 200 - /hello/h1" in lines, f"no 'HTTP/1.1 200 - /hello/h1' line: {lines}")
+    check(f"HTTP/2 200 - /hello/h2 127.0.0.1:{gw}" in lines, f"no 'HTTP/2 200 - /hello/h2' line: {lines}")
+    check(f"HTTP/1.1 200 - /hello/h1 127.0.0.1:{gw}" in lines, f"no 'HTTP/1.1 200 - /hello/h1' line: {lines}")
 
 
 @_test
