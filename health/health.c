@@ -102,6 +102,14 @@ struct ism_health {
 	const struct ism_table *table;
 };
 
+bool ism_health_settled(const struct ism_health *h)
+{
+	for (uint32_t i = 0; i < h->n; i++)
+		if (!h->list[i]->checked && !h->list[i]->suspended)
+			return false;
+	return true;
+}
+
 int ism_health_create(struct ism_shm *shm, struct ism_health **out)
 {
 	struct ism_health *h;

@@ -47,5 +47,8 @@ int ism_health_fd(const struct ism_health *h);
 int ism_health_timeout_ms(const struct ism_health *h, uint64_t now_ms);
 /* Starts due checks, advances the ones in progress, records results. */
 void ism_health_run(struct ism_health *h, uint64_t now_ms);
+/* Whether every checked endpoint has had a result (Envoy's first round,
+ * which it waits for before a cluster serves). */
+bool ism_health_settled(const struct ism_health *h);
 
 #endif

@@ -4,6 +4,6 @@
 #ifndef ISM_LIB_VERSION_H
 #define ISM_LIB_VERSION_H
 
-#define ISM_VERSION "0.2.0"
+#define ISM_VERSION "0.3.0"
 
 #endif

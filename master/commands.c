@@ -21,6 +21,9 @@
 
 int ism_master_ready(const struct ism_master *m)
 {
+	/* Upgraded: the old workers serve until the new ones start. */
+	if (!m->stopping && m->up.state == ISM_UPGRADE_SETTLING)
+		return 1;
 	if (m->stopping || atomic_load(&m->shm.hdr->stopping) || m->n_workers == 0)
 		return 0;
 	/* Serving: a worker, of the current set or of the one a reload is

@@ -27,9 +27,10 @@ static void usage(FILE *out)
 		     "  -v, --version  print the version; -vv: also the build, the libraries'\n"
 		     "                 versions and what the kernel offers (io_uring, kTLS)\n"
 		     "  -h, --help     this help\n"
-		     "Signals: HUP (or USR2) reloads the file, USR1 reopens the access log,\n"
-		     "TERM/INT stop gracefully (a second one: at once). The control socket's\n"
-		     "commands: isthmusctl --help.\n");
+		     "Signals: HUP reloads the file, USR2 upgrades (executes the binary at its\n"
+		     "path, keeping the sockets), USR1 reopens the access log, TERM/INT stop\n"
+		     "gracefully (a second one: at once). The control socket's commands:\n"
+		     "isthmusctl --help.\n");
 }
 
 static const struct option options[] = {
@@ -41,7 +42,8 @@ static const struct option options[] = {
 
 int main(int argc, char **argv)
 {
-	struct ism_master_opts opts = {.conf_path = ISM_DEFAULT_CONF, .foreground = 1};
+	struct ism_master_opts opts = {
+	    .conf_path = ISM_DEFAULT_CONF, .foreground = 1, .argv = argv};
 	int check = 0, version = 0, portable = 0, opt;
 
 	/* Before anything allocates through OpenSSL (worker/tls.h). */

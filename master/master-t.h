@@ -12,6 +12,7 @@
 #include "lib/version.h"
 #include "master/events.h"
 #include "master/reply.h"
+#include "master/upgrade.h"
 #include "shm/shm.h"
 
 struct ism_jwks_cache;
@@ -129,6 +130,8 @@ struct ism_master {
 	uint64_t jwks_next;
 	bool dns_publish_failing; /* the last publish for changed answers was refused */
 	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
+	struct ism_upgrade up; /* a binary upgrade (master/upgrade.h) */
+	bool deferred;	       /* the workers wait for the upgrade's settling */
 };
 
 /* Reads the appliance file (at most ISM_CONF_MAX_FILE bytes, NUL-terminated)

@@ -61,7 +61,7 @@
 #define DNS_PUBLISH_MS 200
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
-			   const int *cur_fds, int *err);
+			   const int *cur_fds, struct ism_upgrade *up, int *err);
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds);
 static int resolve_ids(const char *file, const struct ism_conf *conf, const struct ism_table *t,
@@ -613,7 +613,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		 * set of workers. New sockets are bound before anything is
 		 * published, so a port that cannot be bound refuses the reload and
 		 * the running set keeps serving. */
-		new_fds = listen_sockets(t, cur, m->listen_fds, &ret);
+		new_fds = listen_sockets(t, cur, m->listen_fds, NULL, &ret);
 		if (new_fds == NULL) {
 			ism_shm_gen_abort(&m->shm, slot);
 			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
@@ -685,11 +685,12 @@ static int bind_one(const struct ism_listener *l)
 }
 
 /* The sockets for t's listeners: those of cur (whose fds are cur_fds) that t
- * keeps are reused as they are, so their queued connections are not lost; the
- * others are bound. Returns a new array, or NULL with *err set (nothing bound
- * stays open). */
+ * keeps are reused as they are, so their queued connections are not lost, and
+ * so are those an upgrading master handed over (up, at the start); the others
+ * are bound. Returns a new array, or NULL with *err set (nothing bound stays
+ * open). */
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
-			   const int *cur_fds, int *err)
+			   const int *cur_fds, struct ism_upgrade *up, int *err)
 {
 	int *fds = calloc(t->n_listeners ? t->n_listeners : 1, sizeof(int));
 
@@ -704,6 +705,8 @@ static int *listen_sockets(const struct ism_table *t, const struct ism_table *cu
 			if (cur->listeners[j].addrlen == l->addrlen &&
 			    memcmp(&cur->listeners[j].addr, &l->addr, l->addrlen) == 0)
 				fds[i] = cur_fds[j];
+		if (fds[i] < 0 && up != NULL)
+			fds[i] = ism_upgrade_adopt(up, l);
 		if (fds[i] >= 0)
 			continue;
 		fds[i] = bind_one(l);
@@ -908,6 +911,8 @@ static void reap(struct ism_master *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (ism_upgrade_reaped(&m->up, pid))
+			continue;
 		for (int i = 0; i < m->n_slots; i++) {
 			struct ism_wslot *ws = &m->workers[i];
 			struct ism_worker_slot *ss = ism_shm_worker(&m->shm, i);
@@ -1169,10 +1174,13 @@ static void handle_signals(struct ism_master *m)
 	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP:
-		case SIGUSR2: /* HAProxy's master-worker reload: the same here */
-			ism_notice("%s: reloading %s",
-				   si.ssi_signo == SIGHUP ? "SIGHUP" : "SIGUSR2", m->conf_path);
+			ism_notice("SIGHUP: reloading %s", m->conf_path);
 			ism_reload_request(m, ISM_LOAD_FILE, NULL);
+			break;
+		case SIGUSR2:
+			/* HAProxy's master-worker reload: the binary at the path
+			 * (a package upgrade's) executed, the file loaded by it. */
+			ism_upgrade_exec(m);
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -1212,6 +1220,9 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 		t = h;
 	t = ism_resolver_timeout_ms(m->dns, now, t);
 	t = ism_reload_timeout_ms(m, now, t);
+	h = ism_upgrade_timeout_ms(&m->up, now);
+	if (h >= 0 && h < t)
+		t = h;
 	if (m->jwks_next != 0) {
 		uint64_t due = m->jwks_next > now ? m->jwks_next - now : 0;
 
@@ -1381,6 +1392,13 @@ static int master_loop(struct ism_master *m)
 		dns_publish(m, now);
 		heal_publish(m);
 		jwks_refresh(m, now);
+		if (m->deferred && !m->stopping &&
+		    ism_upgrade_may_start(&m->up, ism_health_settled(m->health), now)) {
+			m->deferred = false;
+			if (start_workers(m, worker_count(ism_shm_current(&m->shm))) < 0)
+				start_stop(m, "fork failed");
+		}
+		ism_upgrade_step(&m->up, !m->deferred || m->stopping, now);
 		if (!m->stopping)
 			respawn_due(m, now);
 		start_owed_due(m, now);
@@ -1501,7 +1519,8 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 	ret = ism_ctl_create(m, t, &m->ctl);
 	if (ret < 0)
 		return ret;
-	m->listen_fds = listen_sockets(t, NULL, NULL, &ret);
+	m->listen_fds = listen_sockets(t, NULL, NULL, &m->up, &ret);
+	ism_upgrade_adopted(&m->up);
 	if (m->listen_fds == NULL)
 		return ret;
 	m->n_listen = (int)t->n_listeners;
@@ -1533,11 +1552,19 @@ static int master_serve(struct ism_master *m, const struct ism_table *t)
 {
 	int status;
 
-	if (start_workers(m, worker_count(t)) < 0)
+	/* Upgraded: the old workers serve until the health checks have had a
+	 * first round (master_loop starts these then). */
+	m->deferred = !ism_upgrade_may_start(&m->up, false, ism_now_ms());
+	if (!m->deferred && start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");
 	log_ktls(ism_shm_current(&m->shm));
-	ism_notice("isthmus started: generation %llu, %d workers", (unsigned long long)m->gen,
-		   m->n_workers);
+	if (m->deferred)
+		ism_notice("isthmus started: generation %llu; its workers start after a first "
+			   "round of health checks, the old ones serving meanwhile",
+			   (unsigned long long)m->gen);
+	else
+		ism_notice("isthmus started: generation %llu, %d workers",
+			   (unsigned long long)m->gen, m->n_workers);
 	ism_master_notify_ready(m);
 	status = master_loop(m);
 	ism_notice("stopped");
@@ -1576,6 +1603,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 		return 1;
 	}
 	ism_log_set_role("master");
+	ism_upgrade_init(&m->up, opts->argv);
 	m->conf_path = opts->conf_path;
 	m->debug = opts->debug;
 	m->sfd = -1;

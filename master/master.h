@@ -11,6 +11,7 @@ struct ism_master_opts {
 	const char *conf_path;
 	int foreground; /* always true for now: systemd and tests run it in the foreground */
 	int debug;	/* -d: debug logging, whatever spec.logging.level says */
+	char *const *argv; /* the command line, executed again by an upgrade */
 };
 
 /* Runs the master until it stops. Returns the process exit status. */

@@ -273,7 +273,12 @@ class Env:
 
     @property
     def isthmus(self):
-        return os.path.join(self.build, "isthmus")
+        """The binary start_gateway runs: the build's, or one a test set."""
+        return getattr(self, "_isthmus", None) or os.path.join(self.build, "isthmus")
+
+    @isthmus.setter
+    def isthmus(self, path):
+        self._isthmus = path
 
     @property
     def upstream_bin(self):

@@ -36,7 +36,7 @@ def _socat(path, data, timeout=10):
     return p.stdout.decode("utf-8", "replace")
 
 
-def _start(env, extra="", workers=2, admin=True, timeouts=None):
+def _start(env, extra="", workers=2, admin=True, timeouts=None, health_checks=()):
     """One upstream behind one route; returns the admin port (or None)."""
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
     gw_port = free_port()
@@ -44,7 +44,8 @@ def _start(env, extra="", workers=2, admin=True, timeouts=None):
     if admin:
         extra = f"  admin:\n    address: 127.0.0.1:{aport}\n" + extra
     conf = env.write("isthmus.yaml", docs(
-        appliance(env, workers=workers, timeouts=timeouts, extra=extra), gateway(gw_port),
+        appliance(env, workers=workers, timeouts=timeouts, health_checks=health_checks, extra=extra),
+        gateway(gw_port),
         virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
         service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
     env.start_gateway(conf, gw_port)
@@ -808,6 +809,74 @@ def second_stop_signal_stops_now(env):
     check("SIGTERM during the drain: killing" in env.gateway.log(), "the hard stop is not logged")
     t.join(20)
     check("r" in out and getattr(out["r"], "status", None) != 200, f"the slow response was not cut: {out.get('r')}")
+
+
+def _exe(pid):
+    return os.readlink(f"/proc/{pid}/exe")
+
+
+@_test
+def upgrade_keeps_every_connection(env):
+    """SIGUSR2 upgrades the binary as HAProxy's master-worker reload does: the
+    master checks the file with the binary now at its path, executes it in its
+    own process (the pid stays), hands over the listening sockets and its
+    workers, which serve until the new ones start and then drain. A client
+    sending request after request on new connections meanwhile sees no
+    refusal and no failure (a package upgrade restarted the service: every
+    new connection was refused for the drain time), nor a 503 of an endpoint
+    the new master has not checked yet (its workers start after a first
+    round of health checks). A binary whose check fails is not executed, and
+    the running one serves on."""
+    bindir = env.path("bin")
+    os.makedirs(bindir)
+    exe = os.path.join(bindir, "isthmus")
+    shutil.copy2(env.isthmus, exe)
+    env.isthmus = exe
+    _start(env, admin=False, timeouts={"drain": "5s"}, health_checks=[SVC])
+    poll(lambda: env.get("/").status == 200, 10, what="the checked endpoint to serve")
+    pid = env.gateway.pid
+    old = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
+    results, stop = [], threading.Event()
+
+    def client():
+        t_end = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < t_end and len(results) < 5000:
+            try:
+                results.append(env.get("/", timeout=5).status)
+            except Exception as e:  # a refused or cut connection
+                results.append(repr(e))
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        poll(lambda: len(results) >= 20, 10, what="requests before the upgrade")
+        shutil.copy2(exe, exe + ".new")
+        os.replace(exe + ".new", exe)  # as dpkg replaces it
+        check(_exe(pid).endswith(" (deleted)"), f"the running binary is not the replaced one: {_exe(pid)}")
+        before = len(results)
+        os.kill(pid, signal.SIGUSR2)
+        poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
+        poll(lambda: len(results) >= before + 20, 10, what="requests after the upgrade")
+    finally:
+        stop.set()
+        t.join(30)
+    check(env.gateway.p.poll() is None and env.gateway.pid == pid, "the master did not stay")
+    check(_exe(pid) == exe, f"the master runs {_exe(pid)}, want the new {exe}")
+    new = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
+    check(new and not (new & old), f"workers before {old}, after {new}")
+    check(all(not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split()[2] == "Z"
+              for p in old), "an old worker is still running")
+    bad = [r for r in results if r != 200]
+    check(not bad, f"{len(bad)} of {len(results)} requests failed during the upgrade: {bad[:5]}")
+    # A binary that fails its check is not executed.
+    with open(exe + ".new", "w") as f:
+        f.write("#!/bin/sh\necho 'this binary refuses the file' >&2\nexit 1\n")
+    os.chmod(exe + ".new", 0o755)
+    os.replace(exe + ".new", exe)
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: "this binary refuses the file" in env.gateway.log(), 20, what="the refused upgrade")
+    check("upgrade refused" in env.gateway.log(), "the refused upgrade is not logged as such")
+    check(env.gateway.p.poll() is None and env.get("/").status == 200, "the running binary stopped serving")
 
 
 @_test

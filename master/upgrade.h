@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A binary upgrade without a refused connection, as HAProxy's master-worker
+ * reload: on SIGUSR2 the master checks the file with the binary now at its
+ * path (a package upgrade replaced it), then executes that binary in its own
+ * process, handing it the listening sockets and its workers. The new master
+ * (the same pid: systemd, the pid file and the workers' parent stay) loads
+ * the file, adopts the sockets, starts its workers once its health checks
+ * have had a first round, and only then lets the old workers drain: they
+ * served all along, and a connection never met a closed port. */
+#ifndef ISM_MASTER_UPGRADE_H
+#define ISM_MASTER_UPGRADE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shm/shm.h"
+
+struct ism_master;
+struct ism_listener;
+
+enum ism_upgrade_state {
+	ISM_UPGRADE_NONE = 0, /* no upgrade under way */
+	ISM_UPGRADE_SETTLING, /* executed: the old workers serve while the health checks
+				 have their first round */
+	ISM_UPGRADE_DRAINING, /* the new workers serve; the old ones drain */
+};
+
+/* An old worker handed over: its pid and the master's end of its socketpair
+ * (closing it tells the worker to drain). */
+struct ism_heir {
+	pid_t pid;
+	int fd;
+};
+
+struct ism_upgrade {
+	uint8_t state;	    /* enum ism_upgrade_state */
+	char exe[PATH_MAX]; /* the binary's path, as at the start */
+	char *const *argv;  /* the command line, executed again as it was */
+	int *listen;	    /* listening sockets handed over, -1 once adopted */
+	int n_listen;
+	struct ism_heir heirs[ISM_WORKER_SLOTS];
+	int n_heirs;
+	uint32_t drain_ms;	 /* the old workers' drain time */
+	uint64_t settle_until;	 /* monotonic: the first round is not waited for longer */
+	uint64_t drain_deadline; /* monotonic: old workers still there are killed */
+};
+
+/* At the start: the path and command line, and what an upgrading master
+ * handed over (its environment, then cleared). */
+void ism_upgrade_init(struct ism_upgrade *u, char *const *argv);
+/* The handed-over socket listening where l listens, taken; -1 when none. */
+int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l);
+/* The handed-over sockets no listener took are closed. */
+void ism_upgrade_adopted(struct ism_upgrade *u);
+/* Whether the workers may start now (no upgrade, or its settling is over);
+ * once they have, ism_upgrade_step lets the old ones go. */
+bool ism_upgrade_may_start(const struct ism_upgrade *u, bool health_settled, uint64_t now);
+/* Advances the upgrade: the old workers drain once the new ones run, and are
+ * killed past their drain time. */
+void ism_upgrade_step(struct ism_upgrade *u, bool started, uint64_t now);
+/* Whether pid was an old worker (reaped now). */
+bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid);
+/* Milliseconds until the upgrade needs a turn (-1: none). */
+int ism_upgrade_timeout_ms(const struct ism_upgrade *u, uint64_t now);
+/* SIGUSR2: checks the file with the binary at the path, then executes it.
+ * Returns only when the upgrade did not happen (logged). */
+void ism_upgrade_exec(struct ism_master *m);
+
+#endif
