@@ -424,7 +424,7 @@ def test_deb(build, tmp):
         # systemd is not running here: what an upgrade does is read, not run.
         post = open("/var/lib/dpkg/info/isthmus.postinst").read()
         check("postinst upgrades a running master with SIGUSR2 (from 0.3.0 on), else restarts",
-              "--signal=SIGUSR2" in post and "--compare-versions \"$2\" ge 0.3.0" in post
+              "kill -USR2" in post and "--compare-versions \"$2\" ge 0.3.0" in post
               and "action=restart" in post, post[-800:])
 
         for man in MANS:
@@ -520,7 +520,8 @@ def test_rpm(build, tmp):
     check("%post/%preun/%postun scriptlets present",
           all(s in out for s in ("postinstall", "preuninstall", "postuninstall")))
     check("%posttrans upgrades the running master (SIGUSR2), %postun restarts nothing",
-          "posttrans" in out and "--signal=SIGUSR2" in out and "restart" not in out, out[-600:])
+          "posttrans" in out and "--signal=SIGUSR2" in out and "try-restart" not in out
+          and "systemctl restart" not in out, out[-600:])
 
     # The scratch root knows the users the package names (rpm resolves them
     # there); without them rpm installs root-owned and drops the setgid bit.
