@@ -1158,9 +1158,11 @@ static void start_stop(struct ism_master *m, const char *why)
 		}
 }
 
+/* The workers alive: the master's own, and an upgrade's old ones (a stop
+ * waits for them too). */
 static int live_workers(const struct ism_master *m)
 {
-	int n = 0;
+	int n = m->up.n_heirs;
 
 	for (int i = 0; i < m->n_slots; i++)
 		n += m->workers[i].pid != 0;
@@ -1356,6 +1358,7 @@ static int master_loop(struct ism_master *m)
 				for (int i = 0; i < m->n_slots; i++)
 					if (m->workers[i].pid)
 						kill(m->workers[i].pid, SIGKILL);
+				ism_upgrade_kill_heirs(&m->up);
 				m->stop_deadline = now + STOP_GRACE_MS;
 			}
 		}
@@ -1520,7 +1523,6 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 	if (ret < 0)
 		return ret;
 	m->listen_fds = listen_sockets(t, NULL, NULL, &m->up, &ret);
-	ism_upgrade_adopted(&m->up);
 	if (m->listen_fds == NULL)
 		return ret;
 	m->n_listen = (int)t->n_listeners;
@@ -1532,6 +1534,7 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 			return ret;
 		}
 	}
+	ism_upgrade_adopted(&m->up);
 	return 0;
 }
 
@@ -1593,6 +1596,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	struct ism_diags *d = calloc(1, sizeof(*d));
 	const struct ism_table *t;
 	int ret, status = 1;
+	bool served = false;
 
 	/* Nothing to undo yet: the descriptors below are not set (0 would be
 	 * closed on the way out). */
@@ -1623,6 +1627,8 @@ int ism_master_run(const struct ism_master_opts *opts)
 	ism_jwks_cache_use(m->jwks);
 	if (master_open(m) < 0)
 		goto out_free;
+	/* Upgraded: the keys the old master made, so that sessions resume. */
+	ism_upgrade_tickets(&m->up, &m->shm.hdr->tickets);
 	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
 	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), 0, false, false);
@@ -1643,6 +1649,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	if (master_bind(m, t) < 0)
 		goto out_unbind;
 	status = master_serve(m, t);
+	served = true;
 out_unbind:
 	master_unbind(m);
 	if (m->sfd >= 0)
@@ -1650,6 +1657,15 @@ out_unbind:
 out_close:
 	master_close(m);
 out_free:
+	/* An upgrade's new binary that could not start: the old workers serve
+	 * on, and the pid file names their master still. */
+	if (!served && m->up.state == ISM_UPGRADE_SETTLING) {
+		if (m->pid_file != NULL)
+			ism_runfile_pid_write(m->pid_file);
+		status = ism_upgrade_wait(&m->up, m->conf_path);
+		if (m->pid_file != NULL)
+			ism_runfile_pid_remove(m->pid_file);
+	}
 	master_free(m);
 	free(d);
 	return status;

@@ -8,11 +8,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +27,8 @@
 #define ENV_LISTEN "ISTHMUS_UPGRADE_LISTEN" /* "fd,fd,..." */
 #define ENV_HEIRS  "ISTHMUS_UPGRADE_HEIRS"  /* "pid:fd,pid:fd,..." */
 #define ENV_DRAIN  "ISTHMUS_UPGRADE_DRAIN"  /* the old workers' drain time, ms */
+/* a memfd holding the session-ticket keys and when they were rotated */
+#define ENV_TICKETS "ISTHMUS_UPGRADE_TICKETS"
 /* The first round of health checks is not waited for longer: the old
  * workers serve meanwhile. */
 #define SETTLE_MAX_MS 10000
@@ -82,26 +87,81 @@ static void take_heirs(struct ism_upgrade *u, const char *s)
 	}
 }
 
+/* The path the binary was started by, as execvp finds argv[0]: absolute,
+ * its links kept (a version directory switched by a link is followed at the
+ * upgrade), else the file /proc/self/exe names. */
+static void exe_path(struct ism_upgrade *u, const char *arg0)
+{
+	char cwd[PATH_MAX];
+	const char *path = getenv("PATH");
+	ssize_t n;
+	int w = -1;
+
+	if (arg0 != NULL && arg0[0] == '/')
+		w = snprintf(u->exe, sizeof(u->exe), "%s", arg0);
+	else if (arg0 != NULL && strchr(arg0, '/') != NULL && getcwd(cwd, sizeof(cwd)) != NULL)
+		w = snprintf(u->exe, sizeof(u->exe), "%s/%s", cwd, arg0);
+	for (const char *p = path; arg0 != NULL && arg0[0] != '\0' && strchr(arg0, '/') == NULL &&
+				   p != NULL && *p != '\0' && w < 0;) {
+		size_t len = strcspn(p, ":");
+
+		w = snprintf(u->exe, sizeof(u->exe), "%.*s/%s", (int)len, p, arg0);
+		if (w >= (int)sizeof(u->exe) || access(u->exe, X_OK) < 0)
+			w = -1;
+		p += len + (p[len] == ':');
+	}
+	if (w > 0 && w < (int)sizeof(u->exe))
+		return;
+	n = readlink("/proc/self/exe", u->exe, sizeof(u->exe) - 1);
+	u->exe[n > 0 ? n : 0] = '\0';
+}
+
+/* The ticket keys from the memfd at fd (closed). */
+static void take_tickets(struct ism_upgrade *u, const char *s)
+{
+	long fd = strtol(s, NULL, 10);
+
+	if (fd <= 2 || fd >= INT_MAX || !own_fd((int)fd))
+		return;
+	u->have_tickets =
+	    pread((int)fd, u->tickets, sizeof(u->tickets), 0) == (ssize_t)sizeof(u->tickets) &&
+	    pread((int)fd, &u->tickets_rotated_ms, sizeof(u->tickets_rotated_ms),
+		  sizeof(u->tickets)) == (ssize_t)sizeof(u->tickets_rotated_ms);
+	close((int)fd);
+}
+
+bool ism_upgrade_tickets(struct ism_upgrade *u, struct ism_ticket_keys *tk)
+{
+	if (!u->have_tickets)
+		return false;
+	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_acq_rel); /* odd: writing */
+	atomic_thread_fence(memory_order_release);
+	memcpy(tk->keys, u->tickets, sizeof(tk->keys));
+	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_release);
+	tk->rotated_ms = u->tickets_rotated_ms ? u->tickets_rotated_ms : 1;
+	explicit_bzero(u->tickets, sizeof(u->tickets));
+	u->have_tickets = false;
+	return true;
+}
+
 void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
 {
 	const char *listen = getenv(ENV_LISTEN), *heirs = getenv(ENV_HEIRS);
-	const char *drain = getenv(ENV_DRAIN);
-	ssize_t n = readlink("/proc/self/exe", u->exe, sizeof(u->exe) - 1);
-	char *deleted;
+	const char *drain = getenv(ENV_DRAIN), *tickets = getenv(ENV_TICKETS);
 
 	u->argv = argv;
-	u->exe[n > 0 ? n : 0] = '\0';
-	/* Replaced since it started (a package upgrade before an earlier one). */
-	if ((deleted = strstr(u->exe, " (deleted)")) != NULL && deleted[10] == '\0')
-		*deleted = '\0';
+	exe_path(u, argv != NULL ? argv[0] : NULL);
 	if (listen != NULL)
 		take_listen(u, listen);
 	if (heirs != NULL)
 		take_heirs(u, heirs);
+	if (tickets != NULL)
+		take_tickets(u, tickets);
 	u->drain_ms = drain != NULL ? (uint32_t)strtoul(drain, NULL, 10) : 0;
 	unsetenv(ENV_LISTEN);
 	unsetenv(ENV_HEIRS);
 	unsetenv(ENV_DRAIN);
+	unsetenv(ENV_TICKETS);
 	if (u->n_listen > 0 || u->n_heirs > 0) {
 		u->state = ISM_UPGRADE_SETTLING;
 		u->settle_until = ism_now_ms() + SETTLE_MAX_MS;
@@ -122,8 +182,12 @@ int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l)
 		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
 		    len != l->addrlen || memcmp(&ss, &l->addr, len) != 0)
 			continue;
-		u->listen[i] = -1;
-		ism_notice("listening on port %u (%s): the socket handed over", l->port, l->name.p);
+		/* A copy: the one handed over stays for another try, should this
+		 * start fail (ism_upgrade_wait). */
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (fd >= 0)
+			ism_notice("listening on port %u (%s): the socket handed over", l->port,
+				   l->name.p);
 		return fd;
 	}
 	return -1;
@@ -132,8 +196,7 @@ int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l)
 void ism_upgrade_adopted(struct ism_upgrade *u)
 {
 	for (int i = 0; i < u->n_listen; i++)
-		if (u->listen[i] >= 0)
-			close(u->listen[i]);
+		close(u->listen[i]);
 	free(u->listen);
 	u->listen = NULL;
 	u->n_listen = 0;
@@ -181,11 +244,16 @@ void ism_upgrade_step(struct ism_upgrade *u, bool started, uint64_t now)
 			return;
 		ism_warn("upgrade: %d old workers still draining after their drain time: killed",
 			 u->n_heirs);
-		for (int i = 0; i < u->n_heirs; i++)
-			kill(u->heirs[i].pid, SIGKILL);
+		ism_upgrade_kill_heirs(u);
 		u->drain_deadline = now + KILL_GRACE_MS;
 		return;
 	}
+}
+
+void ism_upgrade_kill_heirs(struct ism_upgrade *u)
+{
+	for (int i = 0; i < u->n_heirs; i++)
+		kill(u->heirs[i].pid, SIGKILL);
 }
 
 bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid)
@@ -309,52 +377,56 @@ static void set_cloexec(const int *fds, int n, bool on)
 	}
 }
 
-void ism_upgrade_exec(struct ism_master *m)
+/* What an upgrade hands over: listening sockets, old workers, their drain
+ * time, the ticket keys' memfd (-1: none). */
+struct handover {
+	const int *listen;
+	int n_listen;
+	struct ism_heir heirs[ISM_WORKER_SLOTS];
+	int n_heirs;
+	uint32_t drain_ms;
+	int tickets_fd;
+};
+
+/* Checks conf with the binary at u->exe, then executes it with h in its
+ * environment. Returns only when it did not happen (logged). */
+static void handover_exec(struct ism_upgrade *u, const char *conf, const struct handover *h)
 {
-	struct ism_upgrade *u = &m->up;
-	const struct ism_table *t = ism_shm_current(&m->shm);
-	char listen[4096] = "", heirs[4096] = "", drain[32];
-	char e_listen[4200], e_heirs[4200], e_drain[64];
-	int fds[ISM_WORKER_SLOTS], n_fds = 0;
+	char listen[4096] = "", heirs[4096] = "", drain[32], tickets[16] = "";
+	char e_listen[4200], e_heirs[4200], e_drain[64], e_tickets[64];
+	int fds[ISM_WORKER_SLOTS + 1], n_fds = 0;
 	size_t n_env = 0, k = 0;
 	char **env;
 
-	if (m->stopping || ism_reload_busy(m) || u->state != ISM_UPGRADE_NONE || t == NULL) {
-		ism_warn("SIGUSR2: no upgrade now (%s)",
-			 m->stopping			? "stopping"
-			 : ism_reload_busy(m)		? "a reload is running"
-			 : u->state != ISM_UPGRADE_NONE ? "the last upgrade is not over"
-							: "nothing published");
-		return;
-	}
 	if (u->exe[0] == '\0' || u->argv == NULL || access(u->exe, X_OK) < 0) {
 		ism_err("upgrade refused: the binary %s cannot be executed: %s",
 			u->exe[0] ? u->exe : "(unknown)", strerror(errno));
 		return;
 	}
-	ism_notice("SIGUSR2: upgrading to %s: checking %s with it", u->exe, m->conf_path);
-	if (check_with(u->exe, m->conf_path) < 0)
+	ism_notice("upgrading to %s: checking %s with it", u->exe, conf);
+	if (check_with(u->exe, conf) < 0)
 		return;
-	for (int i = 0, len = 0; i < m->n_listen; i++)
-		if (m->listen_fds[i] >= 0)
+	for (int i = 0, len = 0; i < h->n_listen; i++)
+		if (h->listen[i] >= 0)
 			len += snprintf(listen + len, sizeof(listen) - (size_t)len, "%s%d",
-					len ? "," : "", m->listen_fds[i]);
-	for (int i = 0, len = 0; i < m->n_slots; i++) {
-		const struct ism_wslot *ws = &m->workers[i];
-
-		if (ws->pid == 0 || ws->fd < 0)
-			continue;
+					len ? "," : "", h->listen[i]);
+	for (int i = 0, len = 0; i < h->n_heirs; i++) {
 		len += snprintf(heirs + len, sizeof(heirs) - (size_t)len, "%s%d:%d", len ? "," : "",
-				(int)ws->pid, ws->fd);
-		fds[n_fds++] = ws->fd;
+				(int)h->heirs[i].pid, h->heirs[i].fd);
+		fds[n_fds++] = h->heirs[i].fd;
 	}
-	snprintf(drain, sizeof(drain), "%u", t->timeouts.drain_ms);
+	snprintf(drain, sizeof(drain), "%u", h->drain_ms);
+	if (h->tickets_fd >= 0) {
+		snprintf(tickets, sizeof(tickets), "%d", h->tickets_fd);
+		fds[n_fds++] = h->tickets_fd;
+	}
 	while (environ[n_env] != NULL)
 		n_env++;
-	env = calloc(n_env + 4, sizeof(*env));
+	env = calloc(n_env + 5, sizeof(*env));
 	if (env == NULL || put_env(e_listen, sizeof(e_listen), ENV_LISTEN, listen) < 0 ||
 	    put_env(e_heirs, sizeof(e_heirs), ENV_HEIRS, heirs) < 0 ||
-	    put_env(e_drain, sizeof(e_drain), ENV_DRAIN, drain) < 0) {
+	    put_env(e_drain, sizeof(e_drain), ENV_DRAIN, drain) < 0 ||
+	    put_env(e_tickets, sizeof(e_tickets), ENV_TICKETS, tickets) < 0) {
 		ism_err("upgrade refused: out of memory");
 		free(env);
 		return;
@@ -365,19 +437,112 @@ void ism_upgrade_exec(struct ism_master *m)
 	env[k++] = e_listen;
 	env[k++] = e_heirs;
 	env[k++] = e_drain;
+	if (tickets[0] != '\0')
+		env[k++] = e_tickets;
 	env[k] = NULL;
-	set_cloexec(m->listen_fds, m->n_listen, false);
+	set_cloexec(h->listen, h->n_listen, false);
 	set_cloexec(fds, n_fds, false);
 	ism_master_notify_reloading();
 	ism_notice("upgrade: executing %s (pid %d stays; %d listening sockets and %d workers "
 		   "handed over)",
-		   u->exe, (int)getpid(), m->n_listen, n_fds);
+		   u->exe, (int)getpid(), h->n_listen, h->n_heirs);
 	fflush(NULL);
 	execve(u->exe, u->argv, env);
-	ism_err("upgrade refused: execve %s: %s; isthmus goes on as it runs", u->exe,
-		strerror(errno));
-	set_cloexec(m->listen_fds, m->n_listen, true);
+	ism_err("upgrade refused: execve %s: %s", u->exe, strerror(errno));
+	set_cloexec(h->listen, h->n_listen, true);
 	set_cloexec(fds, n_fds, true);
 	free(env);
+}
+
+void ism_upgrade_exec(struct ism_master *m)
+{
+	struct ism_upgrade *u = &m->up;
+	const struct ism_table *t = ism_shm_current(&m->shm);
+	struct handover h = {.listen = m->listen_fds, .n_listen = m->n_listen};
+	const struct ism_ticket_keys *tk = &m->shm.hdr->tickets;
+
+	if (m->stopping || ism_reload_busy(m) || u->state != ISM_UPGRADE_NONE || t == NULL) {
+		ism_warn("SIGUSR2: no upgrade now (%s)",
+			 m->stopping			? "stopping"
+			 : ism_reload_busy(m)		? "a reload is running"
+			 : u->state != ISM_UPGRADE_NONE ? "the last upgrade is not over"
+							: "nothing published");
+		return;
+	}
+	for (int i = 0; i < m->n_slots; i++)
+		if (m->workers[i].pid != 0 && m->workers[i].fd >= 0)
+			h.heirs[h.n_heirs++] =
+			    (struct ism_heir){m->workers[i].pid, m->workers[i].fd};
+	h.drain_ms = t->timeouts.drain_ms;
+	/* The session-ticket keys, so that sessions resume across the upgrade:
+	 * in a memfd (never in the environment, which /proc shows). */
+	h.tickets_fd = memfd_create("isthmus-tickets", MFD_CLOEXEC);
+	if (h.tickets_fd >= 0 &&
+	    (write(h.tickets_fd, tk->keys, sizeof(tk->keys)) != (ssize_t)sizeof(tk->keys) ||
+	     write(h.tickets_fd, &tk->rotated_ms, sizeof(tk->rotated_ms)) !=
+		 (ssize_t)sizeof(tk->rotated_ms))) {
+		close(h.tickets_fd);
+		h.tickets_fd = -1;
+	}
+	handover_exec(u, m->conf_path, &h);
+	if (h.tickets_fd >= 0)
+		close(h.tickets_fd);
 	ism_master_notify_ready(m);
+}
+
+/* ---------- the new master that could not start ---------- */
+
+int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
+{
+	struct handover h = {.listen = u->listen, .n_listen = u->n_listen, .tickets_fd = -1};
+	sigset_t set;
+
+	ism_err("upgrade failed: %s did not start on %s; the %d old workers serve on. Fix the "
+		"cause and send SIGUSR2 again, or SIGTERM to stop",
+		u->exe, conf, u->n_heirs);
+	sd_notifyf(0, "READY=1\nSTATUS=upgrade failed: the old workers serve on (see the log)");
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	for (;;) {
+		struct timespec second = {1, 0};
+		int sig = sigtimedwait(&set, NULL, &second);
+		int status;
+		pid_t pid;
+
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			ism_upgrade_reaped(u, pid);
+		if (u->n_heirs == 0) {
+			ism_err(
+			    "upgrade failed and the old workers are gone: nothing serves; exiting");
+			return 1;
+		}
+		switch (sig) {
+		case SIGUSR2:
+		case SIGHUP:
+			h.n_heirs = u->n_heirs;
+			memcpy(h.heirs, u->heirs, sizeof(h.heirs[0]) * (size_t)u->n_heirs);
+			h.drain_ms = u->drain_ms;
+			handover_exec(u, conf, &h);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			/* The old workers drain as at a stop, then the master ends. */
+			release_heirs(u, ism_now_ms());
+			while (u->n_heirs > 0 && ism_now_ms() < u->drain_deadline) {
+				sigtimedwait(&set, NULL, &second);
+				while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+					ism_upgrade_reaped(u, pid);
+			}
+			ism_upgrade_kill_heirs(u);
+			ism_notice("stopped");
+			return 0;
+		default:
+			break;
+		}
+	}
 }

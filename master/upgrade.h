@@ -36,13 +36,18 @@ struct ism_heir {
 
 struct ism_upgrade {
 	uint8_t state;	    /* enum ism_upgrade_state */
-	char exe[PATH_MAX]; /* the binary's path, as at the start */
+	char exe[PATH_MAX]; /* the binary's path, as argv[0] named it at the start */
 	char *const *argv;  /* the command line, executed again as it was */
 	int *listen;	    /* listening sockets handed over, -1 once adopted */
 	int n_listen;
 	struct ism_heir heirs[ISM_WORKER_SLOTS];
 	int n_heirs;
-	uint32_t drain_ms;	 /* the old workers' drain time */
+	uint32_t drain_ms; /* the old workers' drain time */
+	/* the session-ticket keys handed over, so that sessions resume across
+	 * the upgrade (have_tickets: they were) */
+	struct ism_ticket_key tickets[ISM_TICKET_KEYS];
+	uint64_t tickets_rotated_ms;
+	bool have_tickets;
 	uint64_t settle_until;	 /* monotonic: the first round is not waited for longer */
 	uint64_t drain_deadline; /* monotonic: old workers still there are killed */
 };
@@ -50,9 +55,12 @@ struct ism_upgrade {
 /* At the start: the path and command line, and what an upgrading master
  * handed over (its environment, then cleared). */
 void ism_upgrade_init(struct ism_upgrade *u, char *const *argv);
-/* The handed-over socket listening where l listens, taken; -1 when none. */
+/* The ticket keys handed over into tk (then wiped here); false when none were. */
+bool ism_upgrade_tickets(struct ism_upgrade *u, struct ism_ticket_keys *tk);
+/* A copy of the handed-over socket listening where l listens; -1 when none. */
 int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l);
-/* The handed-over sockets no listener took are closed. */
+/* The start succeeded: the handed-over sockets are closed (the listeners
+ * hold their copies). */
 void ism_upgrade_adopted(struct ism_upgrade *u);
 /* Whether the workers may start now (no upgrade, or its settling is over);
  * once they have, ism_upgrade_step lets the old ones go. */
@@ -60,6 +68,8 @@ bool ism_upgrade_may_start(const struct ism_upgrade *u, bool health_settled, uin
 /* Advances the upgrade: the old workers drain once the new ones run, and are
  * killed past their drain time. */
 void ism_upgrade_step(struct ism_upgrade *u, bool started, uint64_t now);
+/* The old workers killed (the stop's drain time is over). */
+void ism_upgrade_kill_heirs(struct ism_upgrade *u);
 /* Whether pid was an old worker (reaped now). */
 bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid);
 /* Milliseconds until the upgrade needs a turn (-1: none). */
@@ -67,5 +77,9 @@ int ism_upgrade_timeout_ms(const struct ism_upgrade *u, uint64_t now);
 /* SIGUSR2: checks the file with the binary at the path, then executes it.
  * Returns only when the upgrade did not happen (logged). */
 void ism_upgrade_exec(struct ism_master *m);
+/* The new master could not start (u SETTLING): HAProxy's wait mode. The old
+ * workers serve on, supervised; SIGUSR2 (or SIGHUP) tries the upgrade again
+ * with what was handed over, SIGTERM drains them and ends. The exit status. */
+int ism_upgrade_wait(struct ism_upgrade *u, const char *conf);
 
 #endif

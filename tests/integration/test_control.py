@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Registry, Skip, TestFailure, appliance, check, ctl_cmd, docs, free_port, gateway,
+from harness import (Registry, Skip, TestFailure, appliance, check, ctl_cmd, curl, docs, free_port, gateway,
                      http_get, poll, service_entry, virtual_service)
 
 SVC = "ctl.test.internal"
@@ -757,15 +757,7 @@ def stop_unbinds_at_once(env):
     not left in a listen queue nobody accepts from until the drain ends (then
     reset); the response in flight still completes."""
     _start(env, admin=False, extra="")
-    out = {}
-
-    def slow():
-        out["r"] = env.get("/delay/2500", timeout=20)
-
-    t = threading.Thread(target=slow)
-    t.start()
-    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
-         5, what="the slow request to be in flight")
+    t, out = _slow_in_flight(env)
     os.kill(env.gateway.pid, signal.SIGTERM)
 
     def refused():
@@ -811,8 +803,32 @@ def second_stop_signal_stops_now(env):
     check("r" in out and getattr(out["r"], "status", None) != 200, f"the slow response was not cut: {out.get('r')}")
 
 
+def _slow_in_flight(env):
+    """A 2.5 s response under way in a thread; (the thread, {"r": its response} once done)."""
+    out = {}
+
+    def slow():
+        out["r"] = env.get("/delay/2500", timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
+         5, what="the slow request to be in flight")
+    return t, out
+
+
 def _exe(pid):
     return os.readlink(f"/proc/{pid}/exe")
+
+
+def _own_binary(env):
+    """A copy of the binary that start_gateway runs then, which the test
+    replaces as a package upgrade does: its path."""
+    os.makedirs(env.path("bin"))
+    exe = os.path.join(env.path("bin"), "isthmus")
+    shutil.copy2(env.isthmus, exe)
+    env.isthmus = exe
+    return exe
 
 
 @_test
@@ -827,11 +843,7 @@ def upgrade_keeps_every_connection(env):
     the new master has not checked yet (its workers start after a first
     round of health checks). A binary whose check fails is not executed, and
     the running one serves on."""
-    bindir = env.path("bin")
-    os.makedirs(bindir)
-    exe = os.path.join(bindir, "isthmus")
-    shutil.copy2(env.isthmus, exe)
-    env.isthmus = exe
+    exe = _own_binary(env)
     _start(env, admin=False, timeouts={"drain": "5s"}, health_checks=[SVC])
     poll(lambda: env.get("/").status == 200, 10, what="the checked endpoint to serve")
     pid = env.gateway.pid
@@ -877,6 +889,74 @@ def upgrade_keeps_every_connection(env):
     poll(lambda: "this binary refuses the file" in env.gateway.log(), 20, what="the refused upgrade")
     check("upgrade refused" in env.gateway.log(), "the refused upgrade is not logged as such")
     check(env.gateway.p.poll() is None and env.get("/").status == 200, "the running binary stopped serving")
+
+
+@_test
+def stop_during_an_upgrade_waits_for_old_workers(env):
+    """SIGTERM while an upgrade's old workers still drain (one holds a slow
+    response): the master waits for them as for its own, then ends; it
+    ended at once, leaving them to init with their requests."""
+    exe = _own_binary(env)
+    _start(env, admin=False, timeouts={"drain": "10s", "upstreamResponse": "10s"})
+    pid = env.gateway.pid
+    old = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
+    t, out = _slow_in_flight(env)
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: "old workers draining" in env.gateway.log(), 20, what="the old workers to drain")
+    os.kill(pid, signal.SIGTERM)
+    env.gateway.p.wait(timeout=30)
+    t.join(20)
+    check(out.get("r") is not None and out["r"].status == 200, f"the slow response: {out.get('r')}")
+    left = [p for p in old if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    check(not left, f"old workers {left} outlived their master")
+
+
+@_test
+def upgrade_that_cannot_start_waits(env):
+    """A new binary that passes its check but cannot start (a new port that
+    another process holds: only a bind finds out) leaves the old workers
+    serving under their master, as HAProxy's wait mode does (the master
+    exited and every connection was refused); a second SIGUSR2, once the
+    port is free, upgrades; SIGTERM in the wait drains them and ends."""
+    exe = _own_binary(env)
+    _start(env, admin=False, timeouts={"drain": "5s"})
+    pid = env.gateway.pid
+    conf = env.path("isthmus.yaml")
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(8)
+    p2 = held.getsockname()[1]
+    text = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(text.replace("    hosts: [\"*\"]\n", f"    hosts: [\"*\"]\n  - port: {{number: {p2}, name: extra, "
+                             "protocol: HTTP}\n    hosts: [\"*\"]\n", 1))
+    shutil.copy2(exe, exe + ".new")
+    os.replace(exe + ".new", exe)
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: "upgrade failed" in env.gateway.log(), 20, what="the failed start to be told")
+    check(env.gateway.p.poll() is None, "the master exited: nothing supervises the old workers")
+    for i in range(10):
+        check(env.get(f"/{i}").status == 200, f"request {i}: the old workers do not serve")
+    held.close()
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the second upgrade to end")
+    check(env.get("/").status == 200, "no answer after the second upgrade")
+    rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{p2}/"])
+    check(out == "200", f"the new port after the second upgrade: {rc} {out} {err}")
+    # Again, and SIGTERM in the wait: the old workers drain, the master ends.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(8)
+    text = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(text.replace(f"number: {p2},", f"number: {held.getsockname()[1]},"))
+    fails = env.gateway.log().count("upgrade failed")
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: env.gateway.log().count("upgrade failed") > fails, 20, what="the second failed start")
+    os.kill(pid, signal.SIGTERM)
+    env.gateway.p.wait(timeout=30)
+    held.close()
+    check(env.gateway.p.returncode == 0, f"exit status {env.gateway.p.returncode} after SIGTERM in the wait")
 
 
 @_test
