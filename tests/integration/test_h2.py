@@ -235,7 +235,7 @@ def alog(env, fmt="json"):
     if fmt == "json":
         return f"  accessLog: {{path: {path}, format: json}}\n", path
     return (f"  accessLog: {{path: {path}, format: text, "
-            f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)% %REQ(HOST)%\"}}\n"), path
+            f"textFormat: \"%PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\"}}\n"), path
 
 
 # Envoy's byte meters, by the keys meter_log gives them.
@@ -433,6 +433,7 @@ def h2c_prior_knowledge(env):
     under host; it was "-" over HTTP/2)."""
     need_tools("curl")
     extra, log = alog(env, "text")
+    extra = extra.replace("%REQ(:PATH)%", "%REQ(:PATH)% %REQ(HOST)%")
     gw = one_service(env, h1_upstream(env), app_extra=extra)
     rc, out, err = curl_h2(["--http2-prior-knowledge", "-D", "-", "-w", "%{http_version} %{http_code}",
                             f"http://127.0.0.1:{gw}/hello/h2"], timeout=20)
