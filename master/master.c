@@ -911,7 +911,7 @@ static void reap(struct ism_master *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (ism_upgrade_reaped(&m->up, pid))
+		if (ism_upgrade_reaped(&m->up, pid, status))
 			continue;
 		for (int i = 0; i < m->n_slots; i++) {
 			struct ism_wslot *ws = &m->workers[i];
@@ -1206,6 +1206,7 @@ static void handle_signals(struct ism_master *m)
 			for (int i = 0; i < m->n_slots; i++)
 				if (m->workers[i].pid)
 					kill(m->workers[i].pid, SIGUSR1);
+			ism_upgrade_signal_heirs(&m->up, SIGUSR1);
 			break;
 		default:
 			break;
@@ -1358,7 +1359,7 @@ static int master_loop(struct ism_master *m)
 				for (int i = 0; i < m->n_slots; i++)
 					if (m->workers[i].pid)
 						kill(m->workers[i].pid, SIGKILL);
-				ism_upgrade_kill_heirs(&m->up);
+				ism_upgrade_signal_heirs(&m->up, SIGKILL);
 				m->stop_deadline = now + STOP_GRACE_MS;
 			}
 		}
@@ -1556,7 +1557,8 @@ static int master_serve(struct ism_master *m, const struct ism_table *t)
 	int status;
 
 	/* Upgraded: the old workers serve until the health checks have had a
-	 * first round (master_loop starts these then). */
+	 * first round (master_loop starts these then), counted from now. */
+	ism_upgrade_settle(&m->up, ism_now_ms());
 	m->deferred = !ism_upgrade_may_start(&m->up, false, ism_now_ms());
 	if (!m->deferred && start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");

@@ -164,7 +164,7 @@ void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
 	unsetenv(ENV_TICKETS);
 	if (u->n_listen > 0 || u->n_heirs > 0) {
 		u->state = ISM_UPGRADE_SETTLING;
-		u->settle_until = ism_now_ms() + SETTLE_MAX_MS;
+		u->settle_until = UINT64_MAX; /* ism_upgrade_settle: once the checks run */
 		ism_notice("upgrade: %s started with %d listening sockets and %d old workers "
 			   "handed over",
 			   u->exe, u->n_listen, u->n_heirs);
@@ -202,9 +202,17 @@ void ism_upgrade_adopted(struct ism_upgrade *u)
 	u->n_listen = 0;
 }
 
+void ism_upgrade_settle(struct ism_upgrade *u, uint64_t now)
+{
+	if (u->state == ISM_UPGRADE_SETTLING)
+		u->settle_until = now + SETTLE_MAX_MS;
+}
+
 bool ism_upgrade_may_start(const struct ism_upgrade *u, bool health_settled, uint64_t now)
 {
-	return u->state != ISM_UPGRADE_SETTLING || health_settled || now >= u->settle_until;
+	/* No old worker left (they died meanwhile): nothing serves, no wait. */
+	return u->state != ISM_UPGRADE_SETTLING || health_settled || now >= u->settle_until ||
+	       u->n_heirs == 0;
 }
 
 /* The old workers drain: the end of their socketpair closed (as when their
@@ -244,24 +252,31 @@ void ism_upgrade_step(struct ism_upgrade *u, bool started, uint64_t now)
 			return;
 		ism_warn("upgrade: %d old workers still draining after their drain time: killed",
 			 u->n_heirs);
-		ism_upgrade_kill_heirs(u);
+		ism_upgrade_signal_heirs(u, SIGKILL);
 		u->drain_deadline = now + KILL_GRACE_MS;
 		return;
 	}
 }
 
-void ism_upgrade_kill_heirs(struct ism_upgrade *u)
+void ism_upgrade_signal_heirs(const struct ism_upgrade *u, int sig)
 {
 	for (int i = 0; i < u->n_heirs; i++)
-		kill(u->heirs[i].pid, SIGKILL);
+		kill(u->heirs[i].pid, sig);
 }
 
-bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid)
+bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid, int status)
 {
 	for (int i = 0; i < u->n_heirs; i++) {
 		if (u->heirs[i].pid != pid)
 			continue;
-		ism_info("old worker (pid %d) exited after the upgrade", (int)pid);
+		if (WIFSIGNALED(status))
+			ism_warn("old worker (pid %d) killed by signal %d during the upgrade",
+				 (int)pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) != 0)
+			ism_warn("old worker (pid %d) exited with status %d during the upgrade",
+				 (int)pid, WEXITSTATUS(status));
+		else
+			ism_info("old worker (pid %d) exited after the upgrade", (int)pid);
 		if (u->heirs[i].fd >= 0)
 			close(u->heirs[i].fd);
 		u->heirs[i] = u->heirs[--u->n_heirs];
@@ -506,6 +521,7 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (;;) {
@@ -515,13 +531,16 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 		pid_t pid;
 
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			ism_upgrade_reaped(u, pid);
+			ism_upgrade_reaped(u, pid, status);
 		if (u->n_heirs == 0) {
 			ism_err(
 			    "upgrade failed and the old workers are gone: nothing serves; exiting");
 			return 1;
 		}
 		switch (sig) {
+		case SIGUSR1: /* logrotate: the old workers reopen the log */
+			ism_upgrade_signal_heirs(u, SIGUSR1);
+			break;
 		case SIGUSR2:
 		case SIGHUP:
 			h.n_heirs = u->n_heirs;
@@ -536,9 +555,9 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 			while (u->n_heirs > 0 && ism_now_ms() < u->drain_deadline) {
 				sigtimedwait(&set, NULL, &second);
 				while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-					ism_upgrade_reaped(u, pid);
+					ism_upgrade_reaped(u, pid, status);
 			}
-			ism_upgrade_kill_heirs(u);
+			ism_upgrade_signal_heirs(u, SIGKILL);
 			ism_notice("stopped");
 			return 0;
 		default:

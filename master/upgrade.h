@@ -62,16 +62,20 @@ int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l);
 /* The start succeeded: the handed-over sockets are closed (the listeners
  * hold their copies). */
 void ism_upgrade_adopted(struct ism_upgrade *u);
+/* The file is loaded and the health checks run: the settling's bound counts
+ * from now. */
+void ism_upgrade_settle(struct ism_upgrade *u, uint64_t now);
 /* Whether the workers may start now (no upgrade, or its settling is over);
  * once they have, ism_upgrade_step lets the old ones go. */
 bool ism_upgrade_may_start(const struct ism_upgrade *u, bool health_settled, uint64_t now);
 /* Advances the upgrade: the old workers drain once the new ones run, and are
  * killed past their drain time. */
 void ism_upgrade_step(struct ism_upgrade *u, bool started, uint64_t now);
-/* The old workers killed (the stop's drain time is over). */
-void ism_upgrade_kill_heirs(struct ism_upgrade *u);
-/* Whether pid was an old worker (reaped now). */
-bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid);
+/* sig to the old workers (SIGKILL past the stop's drain time, SIGUSR1 to
+ * reopen the access log). */
+void ism_upgrade_signal_heirs(const struct ism_upgrade *u, int sig);
+/* Whether pid was an old worker (reaped now, with its wait status). */
+bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid, int status);
 /* Milliseconds until the upgrade needs a turn (-1: none). */
 int ism_upgrade_timeout_ms(const struct ism_upgrade *u, uint64_t now);
 /* SIGUSR2: checks the file with the binary at the path, then executes it.

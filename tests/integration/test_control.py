@@ -36,8 +36,9 @@ def _socat(path, data, timeout=10):
     return p.stdout.decode("utf-8", "replace")
 
 
-def _start(env, extra="", workers=2, admin=True, timeouts=None, health_checks=()):
-    """One upstream behind one route; returns the admin port (or None)."""
+def _start(env, extra="", workers=2, admin=True, timeouts=None, health_checks=(), more=()):
+    """One upstream behind one route (and the documents of more); returns the
+    admin port (or None)."""
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
     gw_port = free_port()
     aport = free_port() if admin else None
@@ -47,7 +48,7 @@ def _start(env, extra="", workers=2, admin=True, timeouts=None, health_checks=()
         appliance(env, workers=workers, timeouts=timeouts, health_checks=health_checks, extra=extra),
         gateway(gw_port),
         virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
-        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]), *more))
     env.start_gateway(conf, gw_port)
     poll(lambda: env.get("/").status == 200, 10, what="200 through the gateway")
     return aport
@@ -909,6 +910,50 @@ def stop_during_an_upgrade_waits_for_old_workers(env):
     check(out.get("r") is not None and out["r"].status == 200, f"the slow response: {out.get('r')}")
     left = [p for p in old if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
     check(not left, f"old workers {left} outlived their master")
+
+
+@_test
+def upgrade_old_workers_gone_or_rotated(env):
+    """While an upgrade settles (a health check whose first answer takes 6 s),
+    the old workers serve and reopen the access log on SIGUSR1 as the new
+    ones do (logrotate's signal reached only the new set); once they are
+    gone (killed), the new workers start at once (nothing accepted until the
+    settling ended), and the deaths are warnings."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.3", 0))
+    blackhole.listen(64)  # accepts, never answers: the check's first round takes its timeout
+    log = env.path("access.log")
+    exe = _own_binary(env)
+    _start(env, admin=False, timeouts={"drain": "5s"},
+           extra=(f"  accessLog: {{path: {log}, format: text, textFormat: \"%REQ(:PATH)%\\n\"}}\n"
+                  "  healthChecks:\n  - {host: slow.internal, path: /healthz, interval: 10s, timeout: 6s,\n"
+                  "    healthyThreshold: 1, unhealthyThreshold: 1}\n"),
+           more=[virtual_service("slow", ["slow.example"],
+                                 "  - route: [{destination: {host: slow.internal}}]\n"),
+                 service_entry("slow", "slow.internal",
+                               [{"address": "127.0.0.3", "port": blackhole.getsockname()[1]}])])
+    pid = env.gateway.pid
+    old = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
+    try:
+        shutil.copy2(exe, exe + ".new")
+        os.replace(exe + ".new", exe)
+        os.kill(pid, signal.SIGUSR2)
+        poll(lambda: "its workers start after a first round" in env.gateway.log(), 20,
+             what="the new master to settle")
+        os.rename(log, log + ".1")
+        os.kill(pid, signal.SIGUSR1)
+        poll(lambda: env.get("/rotated").status == 200 and os.path.exists(log) and
+             "/rotated" in open(log).read(), 5, what="the old workers to write the reopened log")
+        t0 = time.monotonic()
+        for p in old:
+            os.kill(p, signal.SIGKILL)
+        poll(lambda: env.get("/after").status == 200, 10, what="an answer once the old workers are gone")
+        took = time.monotonic() - t0
+        check(took < 3, f"{took:.1f} s without a worker after the old ones died (settling lasts 6 s)")
+        check(env.gateway.log().count("killed by signal 9 during the upgrade") == len(old),
+              "the old workers' deaths are not warnings")
+    finally:
+        blackhole.close()
 
 
 @_test
