@@ -1582,6 +1582,7 @@ static void master_free(struct ism_master *m)
 	if (m->notify_fd >= 0)
 		close(m->notify_fd);
 	ism_reload_fini(m);
+	ism_upgrade_adopted(&m->up);
 	ism_jwks_cache_use(NULL);
 	ism_jwks_cache_free(m->jwks);
 	free(m->next_sweep);

@@ -59,8 +59,8 @@ void ism_upgrade_init(struct ism_upgrade *u, char *const *argv);
 bool ism_upgrade_tickets(struct ism_upgrade *u, struct ism_ticket_keys *tk);
 /* A copy of the handed-over socket listening where l listens; -1 when none. */
 int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l);
-/* The start succeeded: the handed-over sockets are closed (the listeners
- * hold their copies). */
+/* The start succeeded (the listeners hold their copies), or the master ends:
+ * the handed-over sockets are closed. */
 void ism_upgrade_adopted(struct ism_upgrade *u);
 /* The file is loaded and the health checks run: the settling's bound counts
  * from now. */
