@@ -37,7 +37,7 @@
 
 extern char **environ;
 
-/* fd is one of this process's sockets: closed on exec again. */
+/* Whether fd (handed over) is open; it is marked close-on-exec again. */
 static bool own_fd(int fd)
 {
 	int flags = fcntl(fd, F_GETFD);
