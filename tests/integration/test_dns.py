@@ -710,6 +710,11 @@ def dns_start_with_dead_server(env):
     port, procs = upstreams(env, {"u2": "127.0.0.2"})
     dns_port = free_udp_tcp_port()
     sock, _ = silent_udp(env, dns_port)
+    # The TCP port dnsmasq takes later, kept from the ephemeral ports the
+    # connections meanwhile take (one did once: dnsmasq could not bind).
+    tcp_hold = socket.socket()
+    tcp_hold.bind(("127.0.0.1", dns_port))
+    env.cleanups.append(tcp_hold.close)
     n = name("app")
     w = World(env)
     t0 = time.monotonic()
@@ -720,6 +725,7 @@ def dns_start_with_dead_server(env):
     r = env.get("/")
     check(r.status == 503, f"unresolved service answered {r}")
     sock.close()
+    tcp_hold.close()
     dns = Dnsmasq(env, ttl=1, records={n: ["127.0.0.2"]}, port=dns_port)
     poll(lambda: all_from(env, "u2"), 10, interval=0.1, what="the name to resolve once a server answers")
     check(dns.queries(n), "served without asking the server")
