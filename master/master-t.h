@@ -4,6 +4,7 @@
 #define ISM_MASTER_MASTER_T_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -155,6 +156,8 @@ void ism_master_text_loaded(struct ism_master *m, char *text, size_t len);
 /* systemd: RELOADING=1 when a reload begins, READY=1 (with the generation)
  * when it is over and at the start. */
 void ism_master_notify_reloading(void);
+/* The signals the master handles (blocked, then read from its signalfd). */
+void ism_master_signal_set(sigset_t *set);
 void ism_master_notify_ready(const struct ism_master *m);
 
 #endif

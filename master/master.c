@@ -1158,6 +1158,15 @@ static void start_stop(struct ism_master *m, const char *why)
 		}
 }
 
+/* sig to every worker alive: the master's own, and an upgrade's old ones. */
+static void signal_workers(const struct ism_master *m, int sig)
+{
+	for (int i = 0; i < m->n_slots; i++)
+		if (m->workers[i].pid)
+			kill(m->workers[i].pid, sig);
+	ism_upgrade_signal_heirs(&m->up, sig);
+}
+
 /* The workers alive: the master's own, and an upgrade's old ones (a stop
  * waits for them too). */
 static int live_workers(const struct ism_master *m)
@@ -1203,10 +1212,7 @@ static void handle_signals(struct ism_master *m)
 			break;
 		case SIGUSR1:
 			/* logrotate moved the access log: every worker reopens it. */
-			for (int i = 0; i < m->n_slots; i++)
-				if (m->workers[i].pid)
-					kill(m->workers[i].pid, SIGUSR1);
-			ism_upgrade_signal_heirs(&m->up, SIGUSR1);
+			signal_workers(m, SIGUSR1);
 			break;
 		default:
 			break;
@@ -1356,10 +1362,7 @@ static int master_loop(struct ism_master *m)
 				if (m->stop_deadline > 0)
 					ism_warn("drain time over: killing %d workers",
 						 live_workers(m));
-				for (int i = 0; i < m->n_slots; i++)
-					if (m->workers[i].pid)
-						kill(m->workers[i].pid, SIGKILL);
-				ism_upgrade_signal_heirs(&m->up, SIGKILL);
+				signal_workers(m, SIGKILL);
 				m->stop_deadline = now + STOP_GRACE_MS;
 			}
 		}
@@ -1417,17 +1420,22 @@ static int master_loop(struct ism_master *m)
 	}
 }
 
+void ism_master_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGUSR2);
+}
+
 static int setup_signals(struct ism_master *m)
 {
 	sigset_t set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
+	ism_master_signal_set(&set);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);

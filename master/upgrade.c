@@ -507,6 +507,16 @@ void ism_upgrade_exec(struct ism_master *m)
 
 /* ---------- the new master that could not start ---------- */
 
+/* The old workers that exited, reaped (the wait has no other children). */
+static void reap_heirs(struct ism_upgrade *u)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		ism_upgrade_reaped(u, pid, status);
+}
+
 int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 {
 	struct handover h = {.listen = u->listen, .n_listen = u->n_listen, .tickets_fd = -1};
@@ -516,22 +526,13 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 		"cause and send SIGUSR2 again, or SIGTERM to stop",
 		u->exe, conf, u->n_heirs);
 	sd_notifyf(0, "READY=1\nSTATUS=upgrade failed: the old workers serve on (see the log)");
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGCHLD);
+	ism_master_signal_set(&set);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (;;) {
 		struct timespec second = {1, 0};
 		int sig = sigtimedwait(&set, NULL, &second);
-		int status;
-		pid_t pid;
 
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			ism_upgrade_reaped(u, pid, status);
+		reap_heirs(u);
 		if (u->n_heirs == 0) {
 			ism_err(
 			    "upgrade failed and the old workers are gone: nothing serves; exiting");
@@ -554,8 +555,7 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 			release_heirs(u, ism_now_ms());
 			while (u->n_heirs > 0 && ism_now_ms() < u->drain_deadline) {
 				sigtimedwait(&set, NULL, &second);
-				while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-					ism_upgrade_reaped(u, pid, status);
+				reap_heirs(u);
 			}
 			ism_upgrade_signal_heirs(u, SIGKILL);
 			ism_notice("stopped");
