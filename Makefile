@@ -152,23 +152,32 @@ $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard conf/*.c worker/*.c shm/*.c lib/*
 
 fuzz: $(FUZZ_BINS)
 
+# The harnesses run side by side, FUZZ_JOBS at a time (one per CPU), each
+# FUZZ_SECONDS; a failure prints the end of its log and fails the run.
+FUZZ_JOBS ?= $(JOBS)
 fuzz-run: fuzz
-	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	@printf '%s\n' $(FUZZ_BINS) | xargs -P $(FUZZ_JOBS) -n 1 sh -c 'n=$$(basename $$0); \
 		mkdir -p $(BUILD)/fuzz/corpus-$$n; \
-		rc=0; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-			-artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n fuzz/corpus/$$n \
-			>$(BUILD)/fuzz/$$n.log 2>&1 || rc=$$?; tail -n 3 $(BUILD)/fuzz/$$n.log; \
-		if [ $$rc != 0 ]; then echo "$$n failed (exit $$rc): see $(BUILD)/fuzz/$$n.log" >&2; exit 1; fi; done
+		if $$0 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -artifact_prefix=$(BUILD)/fuzz/$$n- \
+			$(BUILD)/fuzz/corpus-$$n fuzz/corpus/$$n >$(BUILD)/fuzz/$$n.log 2>&1; \
+		then echo "== $$n ($(FUZZ_SECONDS) s): $$(tail -n 1 $(BUILD)/fuzz/$$n.log)"; \
+		else tail -n 30 $(BUILD)/fuzz/$$n.log >&2; echo "$$n failed: see $(BUILD)/fuzz/$$n.log" >&2; exit 1; fi'
 
+ASAN_MAKE = $(MAKE) BUILD=build-asan HARDEN= \
+	EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined'
 asan:
-	$(MAKE) BUILD=build-asan HARDEN= EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' all unit integration
+	$(ASAN_MAKE) all unit
+	$(ASAN_MAKE) integration
 
+# make check compiles JOBS files at a time (one per CPU); the tests run one
+# at a time whatever -j says.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 check: deps
-	$(MAKE) all
-	$(MAKE) unit
+	$(MAKE) -j$(JOBS) all
+	$(MAKE) -j$(JOBS) unit
 	$(MAKE) integration
-	$(MAKE) asan
-	$(MAKE) fuzz-run
+	$(MAKE) -j$(JOBS) asan
+	$(MAKE) -j$(JOBS) fuzz-run
 	@# Installs and purges the .deb on this machine: as root only (CI runs as root).
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) package-test; \
 	else echo 'make check: package-test not run: it installs the .deb and needs root'; fi

@@ -13,7 +13,8 @@
  *
  * It connects to 127.0.0.1:PORT with SNI, completes the handshake (no certificate check),
  * prints "connected", then sends up to COUNT KeyUpdates for at most SECONDS (a send that
- * blocks, the server no longer reading, is retried until then), and prints one of
+ * blocks is retried until then, or until it has blocked for FLOOD_STALL_MS: the server no
+ * longer reads), and prints one of
  * "closed after N" (the connection failed after N KeyUpdates), "served N" (requests), or
  * "sent N unsent B" (B: bytes still in its socket once the server read all it would); it
  * then keeps the connection open, not reading, until its standard input ends.
@@ -39,6 +40,7 @@
 
 #define FLOOD_RCVBUF	    4096  /* the answers stay in the server's socket and ring */
 #define FLOOD_SEND_WAIT_MS  200	  /* a blocked send returns this often to look at the clock */
+#define FLOOD_STALL_MS	    3000  /* sends blocked this long: the flood is over */
 #define FLOOD_DRAIN_STEP_MS 100	  /* the send queue looked at this often, */
 #define FLOOD_STILL_MS	    1000  /* until it is empty or the same this long, */
 #define FLOOD_DRAIN_MAX_MS  10000 /* this long at most */
@@ -87,8 +89,22 @@ static int dial(int port, int small_rcvbuf)
 
 enum flood_mode { FLOOD_BARE, FLOOD_TRICKLE, FLOOD_REQUESTS };
 
-/* Writes all of p, retrying a send that blocked until the deadline: 0, 1
- * (the deadline passed first) or -1 (the connection failed). */
+/* When the sends began to block (0: the last one did not). */
+static double blocked_since;
+
+/* After a send that blocked: whether to stop, the deadline passed or the
+ * sends blocked for FLOOD_STALL_MS. */
+static int give_up(double deadline)
+{
+	double t = now();
+
+	if (blocked_since == 0)
+		blocked_since = t;
+	return t >= deadline || t - blocked_since >= FLOOD_STALL_MS / 1000.0;
+}
+
+/* Writes all of p, retrying a send that blocked until give_up(): 0, 1
+ * (gave up first) or -1 (the connection failed). */
 static int write_all(SSL *s, const char *p, int len, double deadline)
 {
 	while (len > 0) {
@@ -97,9 +113,10 @@ static int write_all(SSL *s, const char *p, int len, double deadline)
 		if (r > 0) {
 			p += r;
 			len -= r;
+			blocked_since = 0;
 		} else if (SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE) {
 			return -1;
-		} else if (now() >= deadline) {
+		} else if (give_up(deadline)) {
 			return 1;
 		}
 	}
@@ -160,8 +177,11 @@ static long flood(SSL *s, const char *sni, enum flood_mode mode, long count, dou
 		if (r != 1) {
 			if (SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE)
 				return -(1 + n);
+			if (give_up(deadline))
+				break;
 			continue;
 		}
+		blocked_since = 0;
 		pending = 0;
 		n++;
 		if (mode == FLOOD_TRICKLE)
