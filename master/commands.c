@@ -606,14 +606,12 @@ static int find_endpoint(struct ism_master *m, const char *what)
 	char *end;
 	unsigned long id = strtoul(what, &end, 10);
 
+	uint32_t by_key;
+
 	if (*what && *end == '\0' && id < ISM_MAX_ENDPOINTS &&
 	    atomic_load(&m->shm.hdr->eps[id].in_use))
 		return (int)id;
-	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
-		if (atomic_load(&m->shm.hdr->eps[i].in_use) &&
-		    strcmp(m->shm.hdr->ep_keys[i], what) == 0)
-			return i;
-	return -1;
+	return ism_shm_ep_find(&m->shm, what, &by_key) ? (int)by_key : -1;
 }
 
 /* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight

@@ -509,21 +509,20 @@ static void watch_check(struct ism_master *m, uint64_t now)
 
 static void tickets_rotate(struct ism_master *m, uint64_t now)
 {
-	struct ism_ticket_keys *tk = &m->shm.hdr->tickets;
+	const struct ism_ticket_keys *tk = &m->shm.hdr->tickets;
+	struct ism_ticket_key keys[ISM_TICKET_KEYS];
 	int fresh = tk->rotated_ms == 0;
 
 	if (!fresh && now - tk->rotated_ms < TICKET_ROTATE_MS)
 		return;
-	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_acq_rel); /* odd: writing */
-	atomic_thread_fence(memory_order_release);
 	for (int i = fresh ? 0 : ISM_TICKET_KEYS - 1; i >= 0; i--) {
 		if (i > 0 && !fresh)
-			tk->keys[i] = tk->keys[i - 1];
-		else if (RAND_bytes((unsigned char *)&tk->keys[i], sizeof(tk->keys[i])) != 1)
+			keys[i] = tk->keys[i - 1];
+		else if (RAND_bytes((unsigned char *)&keys[i], sizeof(keys[i])) != 1)
 			ism_warn("session-ticket keys: no randomness");
 	}
-	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_release);
-	tk->rotated_ms = now ? now : 1;
+	ism_shm_tickets_set(&m->shm, keys, now ? now : 1);
+	explicit_bzero(keys, sizeof(keys));
 }
 
 /* Clusters left without endpoints for want of an answer, in the log: their
@@ -1639,7 +1638,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	if (master_open(m) < 0)
 		goto out_free;
 	/* Upgraded: the keys the old master made, so that sessions resume. */
-	ism_upgrade_tickets(&m->up, &m->shm.hdr->tickets);
+	ism_upgrade_tickets(&m->up, &m->shm);
 	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
 	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), 0, false, false);
@@ -1649,6 +1648,8 @@ int ism_master_run(const struct ism_master_opts *opts)
 		goto out_close;
 	}
 	t = ism_shm_current(&m->shm);
+	/* Upgraded: what the old master's control socket set of the endpoints. */
+	ism_upgrade_endpoints(&m->up, &m->shm);
 	/* Before anything is bound: a second isthmus on the same file must not
 	 * take the control socket of the first away. */
 	if (pid_file_claim(m, t) < 0)

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -22,6 +23,7 @@
 #include "lib/log.h"
 #include "master/master-t.h"
 #include "master/reload.h"
+#include "master/reply.h"
 #include "shm/shm.h"
 
 #define ENV_LISTEN "ISTHMUS_UPGRADE_LISTEN" /* "fd,fd,..." */
@@ -29,6 +31,10 @@
 #define ENV_DRAIN  "ISTHMUS_UPGRADE_DRAIN"  /* the old workers' drain time, ms */
 /* a memfd holding the session-ticket keys and when they were rotated */
 #define ENV_TICKETS "ISTHMUS_UPGRADE_TICKETS"
+/* a memfd holding what the control socket set, one line per endpoint:
+ * "endpoint <enum ism_ep_admin> <ism_ep_state.weight> <key>" */
+#define ENV_STATE "ISTHMUS_UPGRADE_STATE"
+#define STATE_MAX ((size_t)ISM_MAX_ENDPOINTS * (ISM_EP_KEY_MAX + 32))
 /* The first round of health checks is not waited for longer: the old
  * workers serve meanwhile. */
 #define SETTLE_MAX_MS 10000
@@ -116,38 +122,127 @@ static void exe_path(struct ism_upgrade *u, const char *arg0)
 	u->exe[n > 0 ? n : 0] = '\0';
 }
 
-/* The ticket keys from the memfd at fd (closed). */
-static void take_tickets(struct ism_upgrade *u, const char *s)
+/* The memfd handed over as s, or -1. */
+static int take_memfd(const char *s)
 {
-	long fd = strtol(s, NULL, 10);
+	long fd = s != NULL ? strtol(s, NULL, 10) : -1;
 
-	if (fd <= 2 || fd >= INT_MAX || !own_fd((int)fd))
-		return;
-	u->have_tickets =
-	    pread((int)fd, u->tickets, sizeof(u->tickets), 0) == (ssize_t)sizeof(u->tickets) &&
-	    pread((int)fd, &u->tickets_rotated_ms, sizeof(u->tickets_rotated_ms),
-		  sizeof(u->tickets)) == (ssize_t)sizeof(u->tickets_rotated_ms);
-	close((int)fd);
+	return fd > 2 && fd < INT_MAX && own_fd((int)fd) ? (int)fd : -1;
 }
 
-bool ism_upgrade_tickets(struct ism_upgrade *u, struct ism_ticket_keys *tk)
+/* A memfd holding the len bytes at p, or -1. */
+static int handover_memfd(const char *name, const void *p, size_t len)
 {
-	if (!u->have_tickets)
-		return false;
-	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_acq_rel); /* odd: writing */
-	atomic_thread_fence(memory_order_release);
-	memcpy(tk->keys, u->tickets, sizeof(tk->keys));
-	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_release);
-	tk->rotated_ms = u->tickets_rotated_ms ? u->tickets_rotated_ms : 1;
-	explicit_bzero(u->tickets, sizeof(u->tickets));
-	u->have_tickets = false;
-	return true;
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd >= 0 && write(fd, p, len) != (ssize_t)len) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+bool ism_upgrade_tickets(const struct ism_upgrade *u, struct ism_shm *shm)
+{
+	struct ism_ticket_key keys[ISM_TICKET_KEYS];
+	uint64_t rotated_ms = 0;
+	bool ok = u->tickets_fd >= 0 &&
+		  pread(u->tickets_fd, keys, sizeof(keys), 0) == (ssize_t)sizeof(keys) &&
+		  pread(u->tickets_fd, &rotated_ms, sizeof(rotated_ms), sizeof(keys)) ==
+		      (ssize_t)sizeof(rotated_ms);
+
+	if (ok)
+		ism_shm_tickets_set(shm, keys, rotated_ms ? rotated_ms : 1);
+	explicit_bzero(keys, sizeof(keys));
+	return ok;
+}
+
+/* The ticket keys and when they were rotated, in a memfd (never in the
+ * environment, which /proc shows), or -1. */
+static int tickets_memfd(const struct ism_ticket_keys *tk)
+{
+	unsigned char buf[sizeof(tk->keys) + sizeof(tk->rotated_ms)];
+	int fd;
+
+	memcpy(buf, tk->keys, sizeof(tk->keys));
+	memcpy(buf + sizeof(tk->keys), &tk->rotated_ms, sizeof(tk->rotated_ms));
+	fd = handover_memfd("isthmus-tickets", buf, sizeof(buf));
+	explicit_bzero(buf, sizeof(buf));
+	return fd;
+}
+
+/* What the control socket set of shm's endpoints (a state other than ready,
+ * a weight), in a memfd; -1 when nothing was set (or no memfd could be made:
+ * logged). */
+static int state_memfd(const struct ism_shm *shm)
+{
+	const struct ism_shm_hdr *h = shm->hdr;
+	struct ism_reply r;
+	int fd = -1;
+
+	ism_reply_init(&r, STATE_MAX);
+	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
+		uint32_t admin = atomic_load(&h->eps[i].admin), w = atomic_load(&h->eps[i].weight);
+
+		if (atomic_load(&h->eps[i].in_use) && (admin != ISM_EP_ADMIN_READY || w != 0))
+			ism_say(&r, "endpoint %u %u %s\n", admin, w, h->ep_keys[i]);
+	}
+	if (r.len > 0 && !r.incomplete)
+		fd = handover_memfd("isthmus-state", r.p, r.len);
+	if (r.len > 0 && fd < 0)
+		ism_warn("upgrade: what the control socket set of the endpoints cannot be handed "
+			 "over: the new master starts from the file's states and weights");
+	ism_reply_free(&r);
+	return fd;
+}
+
+void ism_upgrade_endpoints(const struct ism_upgrade *u, struct ism_shm *shm)
+{
+	struct stat st;
+	char *text = NULL, *line, *next;
+	int kept = 0, gone = 0;
+
+	if (u->state_fd < 0 || fstat(u->state_fd, &st) < 0 || st.st_size <= 0 ||
+	    (size_t)st.st_size > STATE_MAX || (text = malloc((size_t)st.st_size + 1)) == NULL ||
+	    pread(u->state_fd, text, (size_t)st.st_size, 0) != st.st_size) {
+		free(text);
+		return;
+	}
+	text[st.st_size] = '\0';
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		unsigned admin, w;
+		uint32_t id;
+		int key = 0;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		if (sscanf(line, "endpoint %u %u %n", &admin, &w, &key) != 2 || key == 0 ||
+		    admin > ISM_EP_ADMIN_MAINT ||
+		    (w != 0 &&
+		     (!(w & ISM_EP_WEIGHT_SET) || (w & ~ISM_EP_WEIGHT_SET) > ISM_EP_WEIGHT_MAX)))
+			continue;
+		if (!ism_shm_ep_find(shm, line + key, &id)) {
+			gone++;
+			continue;
+		}
+		atomic_store(&shm->hdr->eps[id].admin, admin);
+		atomic_store(&shm->hdr->eps[id].weight, w);
+		kept++;
+	}
+	free(text);
+	if (kept > 0)
+		atomic_fetch_add(&shm->hdr->health_epoch, 1);
+	if (kept + gone > 0)
+		ism_notice("upgrade: the control socket's states and weights of %d endpoints kept "
+			   "(%d no longer in the file)",
+			   kept, gone);
 }
 
 void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
 {
 	const char *listen = getenv(ENV_LISTEN), *heirs = getenv(ENV_HEIRS);
-	const char *drain = getenv(ENV_DRAIN), *tickets = getenv(ENV_TICKETS);
+	const char *drain = getenv(ENV_DRAIN);
 
 	u->argv = argv;
 	exe_path(u, argv != NULL ? argv[0] : NULL);
@@ -155,13 +250,14 @@ void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
 		take_listen(u, listen);
 	if (heirs != NULL)
 		take_heirs(u, heirs);
-	if (tickets != NULL)
-		take_tickets(u, tickets);
+	u->tickets_fd = take_memfd(getenv(ENV_TICKETS));
+	u->state_fd = take_memfd(getenv(ENV_STATE));
 	u->drain_ms = drain != NULL ? (uint32_t)strtoul(drain, NULL, 10) : 0;
 	unsetenv(ENV_LISTEN);
 	unsetenv(ENV_HEIRS);
 	unsetenv(ENV_DRAIN);
 	unsetenv(ENV_TICKETS);
+	unsetenv(ENV_STATE);
 	if (u->n_listen > 0 || u->n_heirs > 0) {
 		u->state = ISM_UPGRADE_SETTLING;
 		u->settle_until = UINT64_MAX; /* ism_upgrade_settle: once the checks run */
@@ -200,6 +296,11 @@ void ism_upgrade_adopted(struct ism_upgrade *u)
 	free(u->listen);
 	u->listen = NULL;
 	u->n_listen = 0;
+	if (u->tickets_fd >= 0)
+		close(u->tickets_fd);
+	if (u->state_fd >= 0)
+		close(u->state_fd);
+	u->tickets_fd = u->state_fd = -1;
 }
 
 void ism_upgrade_settle(struct ism_upgrade *u, uint64_t now)
@@ -393,7 +494,8 @@ static void set_cloexec(const int *fds, int n, bool on)
 }
 
 /* What an upgrade hands over: listening sockets, old workers, their drain
- * time, the ticket keys' memfd (-1: none). */
+ * time, the memfds of the ticket keys and of the endpoints' states (-1:
+ * none). */
 struct handover {
 	const int *listen;
 	int n_listen;
@@ -401,15 +503,16 @@ struct handover {
 	int n_heirs;
 	uint32_t drain_ms;
 	int tickets_fd;
+	int state_fd;
 };
 
 /* Checks conf with the binary at u->exe, then executes it with h in its
  * environment. Returns only when it did not happen (logged). */
 static void handover_exec(struct ism_upgrade *u, const char *conf, const struct handover *h)
 {
-	char listen[4096] = "", heirs[4096] = "", drain[32], tickets[16] = "";
-	char e_listen[4200], e_heirs[4200], e_drain[64], e_tickets[64];
-	int fds[ISM_WORKER_SLOTS + 1], n_fds = 0;
+	char listen[4096] = "", heirs[4096] = "", drain[32], tickets[16] = "", state[16] = "";
+	char e_listen[4200], e_heirs[4200], e_drain[64], e_tickets[64], e_state[64];
+	int fds[ISM_WORKER_SLOTS + 2], n_fds = 0;
 	size_t n_env = 0, k = 0;
 	char **env;
 
@@ -435,13 +538,18 @@ static void handover_exec(struct ism_upgrade *u, const char *conf, const struct 
 		snprintf(tickets, sizeof(tickets), "%d", h->tickets_fd);
 		fds[n_fds++] = h->tickets_fd;
 	}
+	if (h->state_fd >= 0) {
+		snprintf(state, sizeof(state), "%d", h->state_fd);
+		fds[n_fds++] = h->state_fd;
+	}
 	while (environ[n_env] != NULL)
 		n_env++;
-	env = calloc(n_env + 5, sizeof(*env));
+	env = calloc(n_env + 6, sizeof(*env));
 	if (env == NULL || put_env(e_listen, sizeof(e_listen), ENV_LISTEN, listen) < 0 ||
 	    put_env(e_heirs, sizeof(e_heirs), ENV_HEIRS, heirs) < 0 ||
 	    put_env(e_drain, sizeof(e_drain), ENV_DRAIN, drain) < 0 ||
-	    put_env(e_tickets, sizeof(e_tickets), ENV_TICKETS, tickets) < 0) {
+	    put_env(e_tickets, sizeof(e_tickets), ENV_TICKETS, tickets) < 0 ||
+	    put_env(e_state, sizeof(e_state), ENV_STATE, state) < 0) {
 		ism_err("upgrade refused: out of memory");
 		free(env);
 		return;
@@ -454,6 +562,8 @@ static void handover_exec(struct ism_upgrade *u, const char *conf, const struct 
 	env[k++] = e_drain;
 	if (tickets[0] != '\0')
 		env[k++] = e_tickets;
+	if (state[0] != '\0')
+		env[k++] = e_state;
 	env[k] = NULL;
 	set_cloexec(h->listen, h->n_listen, false);
 	set_cloexec(fds, n_fds, false);
@@ -474,7 +584,6 @@ void ism_upgrade_exec(struct ism_master *m)
 	struct ism_upgrade *u = &m->up;
 	const struct ism_table *t = ism_shm_current(&m->shm);
 	struct handover h = {.listen = m->listen_fds, .n_listen = m->n_listen};
-	const struct ism_ticket_keys *tk = &m->shm.hdr->tickets;
 
 	if (m->stopping || ism_reload_busy(m) || u->state != ISM_UPGRADE_NONE || t == NULL) {
 		ism_warn("SIGUSR2: no upgrade now (%s)",
@@ -489,19 +598,15 @@ void ism_upgrade_exec(struct ism_master *m)
 			h.heirs[h.n_heirs++] =
 			    (struct ism_heir){m->workers[i].pid, m->workers[i].fd};
 	h.drain_ms = t->timeouts.drain_ms;
-	/* The session-ticket keys, so that sessions resume across the upgrade:
-	 * in a memfd (never in the environment, which /proc shows). */
-	h.tickets_fd = memfd_create("isthmus-tickets", MFD_CLOEXEC);
-	if (h.tickets_fd >= 0 &&
-	    (write(h.tickets_fd, tk->keys, sizeof(tk->keys)) != (ssize_t)sizeof(tk->keys) ||
-	     write(h.tickets_fd, &tk->rotated_ms, sizeof(tk->rotated_ms)) !=
-		 (ssize_t)sizeof(tk->rotated_ms))) {
-		close(h.tickets_fd);
-		h.tickets_fd = -1;
-	}
+	/* So that sessions resume across the upgrade, and what the operator
+	 * drained stays drained. */
+	h.tickets_fd = tickets_memfd(&m->shm.hdr->tickets);
+	h.state_fd = state_memfd(&m->shm);
 	handover_exec(u, m->conf_path, &h);
 	if (h.tickets_fd >= 0)
 		close(h.tickets_fd);
+	if (h.state_fd >= 0)
+		close(h.state_fd);
 	ism_master_notify_ready(m);
 }
 
@@ -519,7 +624,10 @@ static void reap_heirs(struct ism_upgrade *u)
 
 int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 {
-	struct handover h = {.listen = u->listen, .n_listen = u->n_listen, .tickets_fd = -1};
+	struct handover h = {.listen = u->listen,
+			     .n_listen = u->n_listen,
+			     .tickets_fd = u->tickets_fd,
+			     .state_fd = u->state_fd};
 	sigset_t set;
 
 	ism_err("upgrade failed: %s did not start on %s; the %d old workers serve on. Fix the "

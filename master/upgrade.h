@@ -43,11 +43,11 @@ struct ism_upgrade {
 	struct ism_heir heirs[ISM_WORKER_SLOTS];
 	int n_heirs;
 	uint32_t drain_ms; /* the old workers' drain time */
-	/* the session-ticket keys handed over, so that sessions resume across
-	 * the upgrade (have_tickets: they were) */
-	struct ism_ticket_key tickets[ISM_TICKET_KEYS];
-	uint64_t tickets_rotated_ms;
-	bool have_tickets;
+	/* memfds handed over (-1: none), kept for a retry from the wait mode:
+	 * the session-ticket keys, so that sessions resume across the upgrade;
+	 * what the control socket set of the endpoints (text lines) */
+	int tickets_fd;
+	int state_fd;
 	uint64_t settle_until;	 /* monotonic: the first round is not waited for longer */
 	uint64_t drain_deadline; /* monotonic: old workers still there are killed */
 };
@@ -55,12 +55,16 @@ struct ism_upgrade {
 /* At the start: the path and command line, and what an upgrading master
  * handed over (its environment, then cleared). */
 void ism_upgrade_init(struct ism_upgrade *u, char *const *argv);
-/* The ticket keys handed over into tk (then wiped here); false when none were. */
-bool ism_upgrade_tickets(struct ism_upgrade *u, struct ism_ticket_keys *tk);
+/* The ticket keys handed over become shm's; false when none were. */
+bool ism_upgrade_tickets(const struct ism_upgrade *u, struct ism_shm *shm);
+/* Once the file is loaded: the endpoints' states and weights that the old
+ * master's control socket had set, set again on the endpoints of the same
+ * key (an endpoint the file no longer has is passed over). */
+void ism_upgrade_endpoints(const struct ism_upgrade *u, struct ism_shm *shm);
 /* A copy of the handed-over socket listening where l listens; -1 when none. */
 int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l);
 /* The start succeeded (the listeners hold their copies), or the master ends:
- * the handed-over sockets are closed. */
+ * what was handed over is closed. */
 void ism_upgrade_adopted(struct ism_upgrade *u);
 /* The file is loaded and the health checks run: the settling's bound counts
  * from now. */

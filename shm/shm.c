@@ -325,6 +325,23 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	return 0;
 }
 
+bool ism_shm_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id)
+{
+	return ism_strmap_get(&shm->ep_ix, key, strlen(key), id);
+}
+
+void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[ISM_TICKET_KEYS],
+			 uint64_t rotated_ms)
+{
+	struct ism_ticket_keys *tk = &shm->hdr->tickets;
+
+	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_acq_rel); /* odd: writing */
+	atomic_thread_fence(memory_order_release);
+	memcpy(tk->keys, keys, sizeof(tk->keys));
+	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_release);
+	tk->rotated_ms = rotated_ms;
+}
+
 int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id)
 {
 	struct ism_od_state *ods = shm->hdr->ods;

@@ -95,12 +95,21 @@ void ism_shm_release(struct ism_shm *shm, int w);
  * listening sockets of one serve the other. */
 int ism_table_same_listeners(const struct ism_table *a, const struct ism_table *b);
 
+/* --- session-ticket keys (master) --- */
+
+/* keys become the workers' session-ticket keys (keys[0] encrypting), rotated
+ * at rotated_ms (monotonic, not 0), under the sequence counter. */
+void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[ISM_TICKET_KEYS],
+			 uint64_t rotated_ms);
+
 /* --- endpoint state (master) --- */
 
 /* Returns the id for key, allocating a slot the first time the key is seen
  * (the lowest free one). -ENOSPC when the table is full. The new slot starts
  * with health `initial`. Constant time on average. */
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id);
+/* The id of the endpoint slot that key holds; false when none does. */
+bool ism_shm_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id);
 /* The outlier-detection slot for key ("<cluster name>|<endpoint id>"),
  * allocated the first time the key is seen, for endpoint slot ep. -ENOSPC when
  * the table is full, -ENOMEM. */

@@ -957,6 +957,57 @@ def upgrade_old_workers_gone_or_rotated(env):
 
 
 @_test
+def upgrade_keeps_endpoint_settings(env):
+    """What isthmusctl set of the endpoints outlives a binary upgrade, as it
+    outlives a reload: a drained endpoint stays drained (it took traffic again
+    after a package upgrade), a weight stays set; also when the upgrade went
+    through the wait mode first (a port held, then freed: the retry hands
+    over the same)."""
+    exe = _own_binary(env)
+    ups = {n: env.upstream([f"{a}:0={n}"], name=n)[n] for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"))}
+    gw_port = free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts={"drain": "5s"}), gateway(gw_port),
+        virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ups["a"]},
+                                   {"address": "127.0.0.3", "port": ups["b"]}])))
+    env.start_gateway(conf, gw_port)
+    sock = env.path("ctl.sock")
+    pid = env.gateway.pid
+    key = {n: f"{SVC}|{a}:{ups[n]}" for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"))}
+    check(ctl_cmd(sock, f"set endpoint {key['a']} state drain").startswith("ok"), "set state refused")
+    check(ctl_cmd(sock, f"set endpoint {key['b']} weight 7").startswith("ok"), "set weight refused")
+
+    def settings():
+        eps = {e["key"]: e for e in json.loads(ctl_cmd(sock, "show endpoints json"))}
+        return {n: (eps[k]["admin"], eps[k]["weight"], eps[k]["weight_set"]) for n, k in key.items()}
+
+    want = {"a": ("drain", 1, False), "b": ("ready", 7, True)}
+    check(settings() == want, f"before the upgrade: {settings()}")
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(8)
+    text = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(text.replace("    hosts: [\"*\"]\n", f"    hosts: [\"*\"]\n  - port: {{number: "
+                             f"{held.getsockname()[1]}, name: extra, protocol: HTTP}}\n    hosts: [\"*\"]\n", 1))
+    shutil.copy2(exe, exe + ".new")
+    os.replace(exe + ".new", exe)
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: "upgrade failed" in env.gateway.log(), 20, what="the failed start to be told")
+    held.close()
+    os.kill(pid, signal.SIGUSR2)
+    poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
+    check(settings() == want, f"after the upgrade: {settings()}")
+    check("states and weights of 2 endpoints kept" in env.gateway.log(), "the handover is not logged")
+    got = {}
+    for i in range(20):
+        r = env.get(f"/{i}")
+        got[r.body.split(b" ")[0]] = got.get(r.body.split(b" ")[0], 0) + 1
+    check(set(got) == {b"b"}, f"requests after the upgrade reached {got}: the drained endpoint took some")
+
+
+@_test
 def upgrade_that_cannot_start_waits(env):
     """A new binary that passes its check but cannot start (a new port that
     another process holds: only a bind finds out) leaves the old workers
