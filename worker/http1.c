@@ -464,7 +464,11 @@ static void fill_framing(const struct hdr_scan *s, struct ism_http_framing *f)
 /* The framing rules common to requests and responses (RFC 9112 6.1, 6.3): a
  * 1.0 message with Transfer-Encoding has faulty framing, and a message with both
  * Transfer-Encoding and Content-Length is the classic smuggling vector, so both
- * are refused instead of letting Transfer-Encoding win. */
+ * are refused instead of letting Transfer-Encoding win. A message must end in
+ * chunked and name nothing else, as Envoy's codec requires: any other coding
+ * would have to be decoded to find the end (a request), or would reach a
+ * client that is not sent chunked (HTTP/1.0, HTTP/2) still coded, and named
+ * nowhere. */
 static int te_common(const struct hdr_scan *s, int minor)
 {
 	if (!s->te)
@@ -473,7 +477,7 @@ static int te_common(const struct hdr_scan *s, int minor)
 		return ISM_HTTP_EBAD;
 	if (s->te_chunked && !s->te_last_chunk)
 		return ISM_HTTP_EBAD; /* chunked, then something: cannot find the end */
-	return 0;
+	return s->te_other ? ISM_HTTP_ETE_UNSUPPORTED : 0;
 }
 
 static int method_is(const struct ism_http_req *req, const char *m, size_t n)
@@ -634,10 +638,6 @@ static int request_semantics(struct ism_http_req *req)
 	r = te_common(&s, req->minor_version);
 	if (r < 0)
 		return r;
-	/* A request must end in chunked and name nothing else: any other coding
-	 * would have to be decoded to find the end, which a gateway does not do. */
-	if (s.te && s.te_other)
-		return ISM_HTTP_ETE_UNSUPPORTED;
 	fill_framing(&s, &req->framing);
 	req->framing.chunked = s.te;
 	return 0;
@@ -725,11 +725,6 @@ static int response_semantics(struct ism_http_resp *resp)
 	r = te_common(&s, resp->minor_version);
 	if (r < 0)
 		return r;
-	/* A response may carry other codings before chunked (the proxy forwards
-	 * them); one not ending in chunked would be delimited by the close, which
-	 * this gateway does not relay. */
-	if (s.te && !s.te_last_chunk)
-		return ISM_HTTP_ETE_UNSUPPORTED;
 	fill_framing(&s, &resp->framing);
 	resp->framing.chunked = s.te;
 	return 0;

@@ -499,6 +499,9 @@ BAD_HEADS = {
     "/nul": b"HTTP/1.1 200 OK\r\nx-a: a\x00b\r\ncontent-length: 0\r\n\r\n",
     "/fold": b"HTTP/1.1 200 OK\r\nx-a: a\r\n b\r\ncontent-length: 0\r\n\r\n",
     "/garbage": b"garbage\r\n\r\n",
+    # A coding other than chunked (Envoy's codec refuses it): an HTTP/1.0 or
+    # HTTP/2 client got the body still gzip-coded, the coding named nowhere.
+    "/te-gzip": b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     "/unasked-101": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
     "/too-large": b"HTTP/1.1 200 OK\r\nx-big: " + b"b" * 5000 + b"\r\ncontent-length: 0\r\n\r\n",
 }
@@ -515,7 +518,8 @@ def bad_head(c, head, rest):
 @_test
 def upstream_malformed_head_502(env):
     """A response head the HTTP/1.1 parser refuses (conflicting lengths, a bad
-    status, NUL or folded fields, garbage, a 101 no upgrade asked for, a head
+    status, NUL or folded fields, garbage, a transfer coding other than
+    chunked, a 101 no upgrade asked for, a head
     over maxResponseHeaderBytes) is Envoy's protocol-error reset: 502 UPE,
     upstream_reset_before_response_started{protocol_error}, at once, while
     the upstream keeps its connection open (it was 503 UC, "closed before the
