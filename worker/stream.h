@@ -361,12 +361,16 @@ static inline bool ism_stream_own_server(const struct ism_wctx *w, const struct 
 {
 	return w->table->server.len > 0 && (st == NULL || !st->route_server);
 }
-/* Whether field h of an upstream's head for st gives way to them. */
+/* Whether field h of an upstream's head for st gives way to them: Server,
+ * and x-envoy-upstream-service-time, which Envoy's router sets (the client
+ * got the upstream's and isthmus's, the upstream's first). */
 static inline bool ism_stream_field_replaced(const struct ism_wctx *w, const struct ism_stream *st,
 					     const struct ism_http_header *h)
 {
-	return h->name_len == 6 && ism_stream_own_server(w, st) &&
-	       ism_eq_nocase(h->name, "server", 6);
+	return (h->name_len == 6 && ism_stream_own_server(w, st) &&
+		ism_eq_nocase(h->name, "server", 6)) ||
+	       (h->name_len == sizeof(ISM_SVC_TIME_NAME) - 1 && w->table->debug_headers &&
+		st != NULL && ism_eq_nocase(h->name, ISM_SVC_TIME_NAME, h->name_len));
 }
 /* x-envoy-upstream-service-time of st's response: ms since its request ended
  * (Envoy's router: since the request was complete), or since its head came

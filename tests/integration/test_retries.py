@@ -17,8 +17,8 @@ import socket
 import threading
 import time
 
-from harness import (Conn, Registry, appliance, check, ctl_cmd, docs, file_lines, free_port, gateway, http_get, poll,
-                     service_entry, service_entry_protocol, virtual_service)
+from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, http_get,
+                     poll, service_entry, service_entry_protocol, virtual_service)
 from test_h2 import h2up_stats, meter_log, one_service, route, start_h2_upstream
 
 SVC = "retry.test.internal"
@@ -607,6 +607,31 @@ def service_time_from_request_end(env):
     svc = r.header_all("x-envoy-upstream-service-time")
     check(r.status == 200 and r.body == b"got 5", f"POST /a: {r.status} {r.body!r} {up.errors}")
     check(len(svc) == 1 and int(svc[0]) < 2000, f"service time {svc}: the body's wait counted")
+
+
+@_test
+def service_time_replaced(env):
+    """An upstream's own x-envoy-upstream-service-time gives way to isthmus's,
+    as Envoy's router sets the field: the client got both, the upstream's
+    first (which clients and log pipelines read), over HTTP/1.1 and HTTP/2."""
+    def own_field(c, head, rest):
+        c.sendall(b"HTTP/1.1 200 OK\r\nx-envoy-upstream-service-time: 987654\r\ncontent-length: 2\r\n\r\nok")
+        time.sleep(0.3)
+
+    up = ScriptedUpstream(own_field, fail_on=range(1, 10))
+    try:
+        gw = gateway_to(env, up.port)
+        r = http_get(gw, "/a", host="retry.test")
+        rc, out, err = curl(["-s", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge", "-H", "host: retry.test",
+                             f"http://127.0.0.1:{gw}/b"])
+    finally:
+        up.close()
+    svc = r.header_all("x-envoy-upstream-service-time")
+    check(r.status == 200 and len(svc) == 1 and svc[0] != "987654", f"HTTP/1.1: {r.status}, service time {svc}")
+    svc2 = [ln.split(":", 1)[1].strip() for ln in out.splitlines()
+            if ln.lower().startswith("x-envoy-upstream-service-time:")]
+    check(rc == 0 and out.startswith("HTTP/2 200") and len(svc2) == 1 and svc2[0] != "987654",
+          f"HTTP/2: {rc} {out!r} {err}")
 
 
 @_test
