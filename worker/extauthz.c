@@ -347,21 +347,6 @@ struct ism_xa_wait *ism_extauthz_keep(struct ism_wctx *w, struct ism_stream *st,
 	return x;
 }
 
-/* A client that waits for 100 Continue before its body gets it from here
- * (Envoy answers Expect: 100-continue itself): no upstream has the request
- * yet to answer it. */
-static void go_ahead(struct ism_wctx *w, struct ism_stream *st)
-{
-	const struct ism_http_resp cont = {.status = 100,
-					   .minor_version = 1,
-					   .reason = "Continue",
-					   .reason_len = 8,
-					   .framing = {.content_length = -1}};
-
-	if (st->sess->ops->interim(w, st, &cont) == 0)
-		st->sess->ops->flush(w, st);
-}
-
 /* includeRequestBodyInCheck: whether the body the check carries is there
  * (all of it, or with allowPartialMessage its first body_max bytes), as
  * Envoy's filter buffers it first; if not, more is asked for, or a body over
@@ -383,8 +368,6 @@ static bool body_read(struct ism_wctx *w, struct ism_stream *st, const struct is
 	if (!x->req_done && !(xa->body_partial && x->body.len >= xa->body_max)) {
 		/* Each piece within timeouts.idle of the last (Envoy's stream
 		 * idle timeout). */
-		if (!x->reading && x->req.framing.expect_continue && x->body.len == 0)
-			go_ahead(w, st);
 		x->reading = true;
 		ism_stream_set_deadline(w, st, ISM_SDL_BODY, w->table->timeouts.idle_ms);
 		st->sess->ops->want_body(w, st);
@@ -868,8 +851,7 @@ static void sink_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)
 }
 
 static const struct ism_sess_ops sink_ops = {
-    .interim = ism_sess_drop_interim,
-    .flush = ism_sess_nothing_queued,
+    .cont = ism_sess_no_continue,
     .head = sink_head,
     .data = sink_data,
     .trailers = sink_trailers,

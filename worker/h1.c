@@ -59,25 +59,24 @@ static int own_fields(struct ism_wctx *w, struct ism_sess *s, bool date, uint32_
 
 /* Which head of the upstream's client_head writes. */
 enum head_kind {
-	HEAD_INTERIM = 0, /* a 1xx before the final head: the fields as they are */
-	HEAD_FINAL,	  /* the response's */
-	HEAD_UPGRADE,	  /* the 101 of an upgrade: isthmus's fields as on a final
-			   * head, the caller adds the upgrade's */
+	HEAD_FINAL = 0, /* the response's */
+	HEAD_UPGRADE,	/* the 101 of an upgrade: isthmus's fields as on a final
+			 * head, the caller adds the upgrade's */
 };
 
 /* The head the client gets for a response head of the upstream: its
  * end-to-end fields, then (final head) the framing of what is relayed: the
- * upstream's transfer codings for a body chunked again here, the parsed
+ * upstream's transfer coding for a body chunked again here, the parsed
  * length, or for a response without a body the length it announces (HEAD,
- * 304), never one on a 1xx or a 204 (RFC 9110 8.6). A final head and a 101
- * carry isthmus's Server (the upstream's replaced), service time and Date. */
+ * 304), never one on a 204 (RFC 9110 8.6); isthmus's Server (the upstream's
+ * replaced), service time and Date. */
 static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_http_resp *resp,
 		       uint8_t mode, enum head_kind kind)
 {
 	const uint32_t limit = w->table->limits.max_response_header_bytes + 4096;
 	const uint32_t queued = s->out.len;
 	int64_t cl = resp->framing.content_length;
-	const bool final = kind != HEAD_INTERIM, framed = kind == HEAD_FINAL;
+	const bool framed = kind == HEAD_FINAL;
 	bool chunked = framed && s->resp_out == ISM_H1_OUT_CHUNKED;
 	char line[] = "HTTP/1.1 000 ";
 	int code = resp->status, ret = 0;
@@ -94,7 +93,7 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *h = &resp->headers[i];
 
-		if (final && ism_stream_field_replaced(w, s->st, h))
+		if (ism_stream_field_replaced(w, s->st, h))
 			continue;
 		if (ism_http_end_to_end(&resp->framing, resp->headers, resp->n_headers, h)) {
 			ret |= ism_buf_put_header(&s->out, h, limit);
@@ -105,9 +104,10 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	if (framed && mode != ISM_BODY_CHUNKED && mode != ISM_BODY_CLOSE && cl >= 0 &&
 	    resp->status != 204)
 		ret |= ism_put_num_line(&s->out, "content-length: ", (uint64_t)cl, 10, limit);
-	if (final)
-		ret |= own_fields(w, s, !date, limit);
-	if (final && s->st != NULL && s->st->set_cookie)
+	if (chunked && mode == ISM_BODY_CLOSE) /* the upstream said nothing of it */
+		ret |= ism_buf_put_str(&s->out, "transfer-encoding: chunked\r\n", limit);
+	ret |= own_fields(w, s, !date, limit);
+	if (s->st != NULL && s->st->set_cookie)
 		ret |= ism_buf_put_field(&s->out, "set-cookie", s->st->set_cookie,
 					 strlen(s->st->set_cookie), limit);
 	if (framed && !s->keepalive)
@@ -121,21 +121,32 @@ static int client_head(struct ism_wctx *w, struct ism_sess *s, const struct ism_
 	return 0;
 }
 
-static int h1_interim(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp)
-{
-	struct ism_sess *s = st->sess;
+#define CONTINUE_HEAD "HTTP/1.1 100 Continue\r\n\r\n"
 
-	return client_head(w, s, resp, ISM_BODY_NONE, HEAD_INTERIM);
+/* A send of the stream's: now, or once the 100 Continue in flight is out
+ * (ism_h1_sent), the stream's bytes after it. */
+static void h1_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint32_t len, int bid)
+{
+	if (s->cont_flying)
+		s->held = (struct ism_span){.p = p, .len = len, .bid = bid};
+	else
+		ism_sess_send(w, s, p, len, bid);
 }
 
-static bool h1_flush(struct ism_wctx *w, struct ism_stream *st)
+/* 100 Continue at once, as Envoy's connection manager answers Expect:
+ * 100-continue itself (the field does not go upstream); not to an HTTP/1.0
+ * client, whose expectation is ignored (RFC 9110 10.1.1). Sent on its own:
+ * what the stream sends meanwhile waits for it (h1_send). */
+static void h1_cont(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_sess *s = st->sess;
 
-	if (s->out.len == 0)
-		return false;
-	ism_sess_send(w, s, s->out.p, s->out.len, -1);
-	return true;
+	if (s->http10 || s->s.send_armed)
+		return;
+	s->cont_flying = 1;
+	s->held = (struct ism_span){.bid = -1};
+	st->meter[ISM_M_DOWN_HEAD_OUT] += sizeof(CONTINUE_HEAD) - 1;
+	ism_sess_send(w, s, CONTINUE_HEAD, sizeof(CONTINUE_HEAD) - 1, -1);
 }
 
 /* Body data as the client gets it, appended to out: as it is, or as a chunk of
@@ -153,10 +164,14 @@ static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	uint32_t queued = s->out.len;
 
 	/* A chunked body is chunked again by isthmus (its extensions and
-	 * trailers dropped); an HTTP/1.0 client cannot read chunks: it gets the
-	 * data, then the close. */
-	s->resp_out = mode == ISM_BODY_CHUNKED && !s->http10 ? ISM_H1_OUT_CHUNKED : ISM_H1_OUT_RAW;
-	if (mode == ISM_BODY_CLOSE || (mode == ISM_BODY_CHUNKED && s->http10) || w->draining ||
+	 * trailers dropped), and so is one the upstream's close ends, as
+	 * Envoy's codec chunks a body without a length: the client's
+	 * connection outlives the upstream's. An HTTP/1.0 client cannot read
+	 * chunks: it gets the data, then the close. */
+	s->resp_out = (mode == ISM_BODY_CHUNKED || mode == ISM_BODY_CLOSE) && !s->http10
+			  ? ISM_H1_OUT_CHUNKED
+			  : ISM_H1_OUT_RAW;
+	if (((mode == ISM_BODY_CLOSE || mode == ISM_BODY_CHUNKED) && s->http10) || w->draining ||
 	    s->req.mode != ISM_BODY_NONE)
 		s->keepalive = 0;
 	if (client_head(w, s, resp, mode, HEAD_FINAL) < 0 ||
@@ -165,7 +180,7 @@ static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 		return -ENOMEM;
 	}
 	st->bytes_out += len;
-	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	h1_send(w, s, s->out.p, s->out.len, -1);
 	return 1;
 }
 
@@ -179,7 +194,7 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 	/* A ring buffer goes out as it is; the memory of others (an HTTP/2
 	 * upstream's stream, which may go while the send is in flight) is copied. */
 	if (s->resp_out == ISM_H1_OUT_RAW && len && bid >= 0) {
-		ism_sess_send(w, s, p, len, bid);
+		h1_send(w, s, p, len, bid);
 		return 1;
 	}
 	/* Chunked again: the data is copied with its framing into the socket's
@@ -192,7 +207,7 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 		return ret;
 	if (s->s.tx.len == 0)
 		return 0;
-	ism_sess_send(w, s, s->s.tx.p, s->s.tx.len, -1);
+	h1_send(w, s, s->s.tx.p, s->s.tx.len, -1);
 	return 1;
 }
 
@@ -247,7 +262,7 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	if (ret)
 		return -ENOMEM;
 	ism_debug("%s %d %s", s->peer, lr->status, lr->why);
-	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	h1_send(w, s, s->out.p, s->out.len, -1);
 	return 0;
 }
 
@@ -279,7 +294,7 @@ static int h1_upgrade(struct ism_wctx *w, struct ism_stream *st, const struct is
 		return -ENOMEM;
 	}
 	st->bytes_out += len;
-	ism_sess_send(w, s, s->out.p, s->out.len, -1);
+	h1_send(w, s, s->out.p, s->out.len, -1);
 	return 0;
 }
 
@@ -325,8 +340,7 @@ static void h1_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
 }
 
 const struct ism_sess_ops ism_h1_ops = {
-    .interim = h1_interim,
-    .flush = h1_flush,
+    .cont = h1_cont,
     .head = h1_head,
     .data = h1_data,
     .trailers = ism_sess_drop_trailers, /* as a chunked body's are (Envoy's default) */
@@ -377,11 +391,15 @@ static bool upgrade_wanted(const struct ism_sess *s, const struct ism_http_req *
 	return false;
 }
 
+/* What refuse_since knows of a request of which nothing was read. */
+static const struct ism_http_req no_request;
+
 /* A request the stream cannot be given (a parse error): its stream answers,
  * its head counted as head bytes of the request (what was read of it), the
- * bytes read as wire bytes. */
+ * bytes read as wire bytes; method: what was read of it (its method). */
 static void refuse_since(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req,
-			 uint64_t head, int status, const char *why, uint64_t t0)
+			 const struct ism_http_req *method, uint64_t head, int status,
+			 const char *why, uint64_t t0)
 {
 	struct ism_stream *st = ism_stream_new(w, s);
 
@@ -389,6 +407,9 @@ static void refuse_since(struct ism_wctx *w, struct ism_sess *s, struct ism_http
 		ism_sess_close(w, s);
 		return;
 	}
+	/* The answer to a HEAD has no body (RFC 9110 9.3.2): the method is
+	 * known once the request line was read, whatever is at fault after. */
+	st->is_head = method->method_len == 4 && memcmp(method->method, "HEAD", 4) == 0;
 	st->t0_ms = t0;
 	st->meter[ISM_M_DOWN_HEAD_IN] = head;
 	st->meter[ISM_M_DOWN_WIRE_IN] = s->in.len > head ? s->in.len : head;
@@ -401,7 +422,7 @@ static void refuse_since(struct ism_wctx *w, struct ism_sess *s, struct ism_http
 static void refuse(struct ism_wctx *w, struct ism_sess *s, struct ism_http_req *req, uint64_t head,
 		   int status, const char *why)
 {
-	refuse_since(w, s, req, head, status, why, w->now);
+	refuse_since(w, s, req, req != NULL ? req : &no_request, head, status, why, w->now);
 }
 
 /* Whether the connection's first bytes are the HTTP/2 preface, or its
@@ -477,7 +498,9 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	}
 	s->req = (struct ism_body){.mode = ISM_BODY_NONE};
 	if (n < 0) {
-		refuse(w, s, NULL, s->in.len, ism_http_error_status(n), ism_http_error_why(n));
+		/* Not logged as a request, but a HEAD's answer has no body. */
+		refuse_since(w, s, NULL, &req, s->in.len, ism_http_error_status(n),
+			     ism_http_error_why(n), w->now);
 		return;
 	}
 	s->http10 = req.minor_version == 0;
@@ -616,6 +639,21 @@ void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t re
 
 void ism_h1_sent(struct ism_wctx *w, struct ism_sess *s, int res)
 {
+	if (s->cont_flying) {
+		/* The 100 Continue is out: what the stream sent meanwhile goes
+		 * now; until then (and after) its own deadlines run. */
+		struct ism_span held = s->held;
+
+		s->cont_flying = 0;
+		s->held = (struct ism_span){.bid = -1};
+		if (s->st != NULL)
+			s->st->meter[ISM_M_DOWN_WIRE_OUT] += (uint64_t)res;
+		if (held.len > 0)
+			ism_sess_send(w, s, held.p, held.len, held.bid);
+		else
+			ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
+		return;
+	}
 	s->out.len = 0;
 	if (s->st == NULL) {
 		ism_sess_close(w, s);
@@ -640,7 +678,7 @@ void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
 			/* As Envoy's stream, the exchange began with the head's
 			 * first bytes, when the timer started: its line starts
 			 * there and its duration is the wait. */
-			refuse_since(w, s, NULL, s->in.len, 408, ISM_WHY_HEAD_TIMEOUT,
+			refuse_since(w, s, NULL, &no_request, s->in.len, 408, ISM_WHY_HEAD_TIMEOUT,
 				     s->deadline - w->table->timeouts.request_header_ms);
 			return;
 		}

@@ -226,6 +226,7 @@ struct head_said {
 	unsigned hosts;
 	const char *proto; /* :protocol; NULL: none */
 	size_t proto_len;
+	bool expect; /* expect: 100-continue */
 };
 
 /* Takes field n: v into req when it is a pseudo-header or Host, and notes in
@@ -302,6 +303,8 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 				return 503;
 			continue;
 		}
+		if (name_is(n, nl, "expect") && vl == 12 && ism_eq_nocase(v, "100-continue", 12))
+			f.expect = true;
 		if (name_is(n, nl, "content-length")) {
 			char *e;
 
@@ -316,8 +319,8 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	if (cookie->len)
 		req->headers[req->n_headers++] =
 		    (struct ism_http_header){"cookie", 6, cookie->p, cookie->len};
-	req->framing =
-	    (struct ism_http_framing){.content_length = f.cl, .chunked = !end && f.cl < 0};
+	req->framing = (struct ism_http_framing){
+	    .content_length = f.cl, .chunked = !end && f.cl < 0, .expect_continue = f.expect};
 	connect = req->method != NULL && name_is(req->method, req->method_len, "CONNECT");
 	/* A tunnel whose client has nothing to send opens nothing: as a
 	 * GET it would be answered as one, a 2xx the client takes for its
@@ -893,21 +896,17 @@ static int submit(struct ism_wctx *w, struct ism_stream *st, struct ism_h2nv *nv
 	return 0;
 }
 
-static int h2_interim(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp)
+/* 100 Continue at once, a HEADERS frame before the response's (as Envoy's
+ * connection manager answers Expect: 100-continue itself). */
+static void h2_cont(struct ism_wctx *w, struct ism_stream *st)
 {
-	/* 1xx heads are not relayed to HTTP/2 clients (100-continue is
-	 * answered by the upstream's final response). */
-	(void)w;
-	(void)st;
-	(void)resp;
-	return 0;
-}
+	struct ism_h2s *x = sp_of(st);
+	nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
 
-static bool h2_flush_interim(struct ism_wctx *w, struct ism_stream *st)
-{
 	(void)w;
-	(void)st;
-	return false;
+	if (nghttp2_submit_headers(st->sess->h2->io.ng, NGHTTP2_FLAG_NONE, x->id, NULL, &nv, 1,
+				   NULL) == 0)
+		kick(w, st->sess);
 }
 
 static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
@@ -1100,8 +1099,7 @@ static void h2_abort(struct ism_wctx *w, struct ism_sess *s, void *sp)
 }
 
 const struct ism_sess_ops ism_h2_ops = {
-    .interim = h2_interim,
-    .flush = h2_flush_interim,
+    .cont = h2_cont,
     .head = h2_head,
     .data = h2_data,
     .trailers = h2_trailers,

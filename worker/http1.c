@@ -766,14 +766,26 @@ int ism_http_resp_has_body(int status, const char *method, size_t method_len)
 	return !(status < 200 || status == 204 || status == 304);
 }
 
+static bool method_in(const char *const *names, size_t n, const char *method, size_t method_len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (method_len == strlen(names[i]) && memcmp(method, names[i], method_len) == 0)
+			return true;
+	return false;
+}
+
 bool ism_http_method_idempotent(const char *method, size_t method_len)
 {
 	static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
 
-	for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
-		if (method_len == strlen(idem[i]) && memcmp(method, idem[i], method_len) == 0)
-			return true;
-	return false;
+	return method_in(idem, sizeof(idem) / sizeof(idem[0]), method, method_len);
+}
+
+bool ism_http_method_bodiless(const char *method, size_t method_len)
+{
+	static const char *const none[] = {"GET", "HEAD", "DELETE", "TRACE", "CONNECT"};
+
+	return method_in(none, sizeof(none) / sizeof(none[0]), method, method_len);
 }
 
 int ism_http_error_status(ssize_t err)

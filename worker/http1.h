@@ -171,6 +171,9 @@ int ism_http_resp_has_body(int status, const char *method, size_t method_len);
 /* Whether a request method is idempotent (RFC 9110 9.2.2: GET, HEAD, OPTIONS,
  * TRACE, PUT, DELETE): sending the request twice has the effect of once. */
 bool ism_http_method_idempotent(const char *method, size_t method_len);
+/* Whether a request of method has no body to speak of (Envoy's
+ * requestShouldHaveNoBody: GET, HEAD, DELETE, TRACE, CONNECT). */
+bool ism_http_method_bodiless(const char *method, size_t method_len);
 
 /* The value of the first query parameter called name in q ("a=1&b=2"; q NULL:
  * none; "b" and "b=" give ""), as sent (not decoded): 1 and *out, or 0. */
@@ -181,7 +184,6 @@ int ism_http_query_value(const char *q, size_t len, const char *name, size_t nle
  * 0. */
 int ism_http_cookie_value(const char *v, size_t len, const char *name, size_t nlen,
 			  const char **out, size_t *out_len);
-
 
 /* The HTTP status a parse error is answered with. */
 int ism_http_error_status(ssize_t err);

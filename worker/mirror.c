@@ -115,8 +115,7 @@ static void sink_end(struct ism_wctx *w, struct ism_sess *s, void *sp)
 }
 
 static const struct ism_sess_ops sink_ops = {
-    .interim = ism_sess_drop_interim,
-    .flush = ism_sess_nothing_queued,
+    .cont = ism_sess_no_continue,
     .head = sink_head,
     .data = sink_data,
     .trailers = ism_sess_drop_trailers,

@@ -42,6 +42,11 @@ static void sess_finalize(struct ism_wctx *w, struct ism_sess *s)
 	s->xfcc_made = 0;
 	ism_buf_free(&s->in);
 	ism_buf_free(&s->out);
+	/* a send that waited for a 100 Continue (h1.c) */
+	if (s->held.len > 0 && s->held.bid >= 0)
+		ism_w_buf_recycle(w, s->held.bid);
+	s->held = (struct ism_span){.bid = -1};
+	s->cont_flying = 0;
 	s->state = ISM_SESS_FREE;
 	ism_slab_put(&w->sess, s->s.idx);
 	w->n_active--;
@@ -596,20 +601,10 @@ void ism_sess_free_all(struct ism_wctx *w)
 	ism_slab_free(&w->sess);
 }
 
-int ism_sess_drop_interim(struct ism_wctx *w, struct ism_stream *st,
-			  const struct ism_http_resp *resp)
+void ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st)
 {
 	(void)w;
 	(void)st;
-	(void)resp;
-	return 0;
-}
-
-bool ism_sess_nothing_queued(struct ism_wctx *w, struct ism_stream *st)
-{
-	(void)w;
-	(void)st;
-	return false;
 }
 
 void ism_sess_whole_request(struct ism_wctx *w, struct ism_stream *st)

@@ -79,13 +79,15 @@ struct ism_sess {
 	uint8_t resp_out;    /* enum ism_h1_out */
 	uint8_t served;	     /* a request was read: HTTP/1.1 it is */
 	uint8_t handshaken;  /* its TLS handshake ended, at handshake_ms */
+	uint8_t cont_flying; /* HTTP/1.1: its 100 Continue is being sent (h1.c) */
 	uint16_t listener;
 	const struct ism_sess_ops *ops; /* HTTP/1.1 (h1.c) or HTTP/2 (h2.c) */
 	struct ism_h2 *h2;		/* HTTP/2: the connection's state (h2.c) */
 	uint64_t deadline;
-	struct ism_body req; /* how the request body is delimited */
-	struct ism_buf in;   /* client bytes not yet consumed */
-	struct ism_buf out;  /* response heads, local responses */
+	struct ism_body req;  /* how the request body is delimited */
+	struct ism_buf in;    /* client bytes not yet consumed */
+	struct ism_buf out;   /* response heads, local responses */
+	struct ism_span held; /* HTTP/1.1: a send waiting for the 100 Continue (len 0: none) */
 	struct ism_stream *st;
 	char peer[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
@@ -132,11 +134,9 @@ const struct ism_buf *ism_sess_xfcc(struct ism_sess *s);
 
 /* Closes the connection; the streams on it end with it. */
 void ism_sess_close(struct ism_wctx *w, struct ism_sess *s);
-/* The interim and flush ops of a session that drops interim heads (a sink
- * of internal streams, worker/mirror.h, worker/extauthz.h). */
-int ism_sess_drop_interim(struct ism_wctx *w, struct ism_stream *st,
-			  const struct ism_http_resp *resp);
-bool ism_sess_nothing_queued(struct ism_wctx *w, struct ism_stream *st);
+/* The cont op of a sink of internal streams (worker/mirror.h,
+ * worker/extauthz.h): no client to tell. */
+void ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st);
 /* The want_body op of such a sink: its streams start with their whole
  * request. */
 void ism_sess_whole_request(struct ism_wctx *w, struct ism_stream *st);
@@ -170,10 +170,11 @@ struct ism_local {
 };
 
 struct ism_sess_ops {
-	/* An interim (1xx) response head, queued until flush or the final head. */
-	int (*interim)(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp);
-	/* Sends what is queued (interim heads); false when nothing was. */
-	bool (*flush)(struct ism_wctx *w, struct ism_stream *st);
+	/* 100 Continue to a client whose request asked for it (Expect:
+	 * 100-continue), now: isthmus answers it itself, as Envoy's connection
+	 * manager does (the field does not go upstream, and an upstream's 1xx
+	 * heads are not relayed). */
+	void (*cont)(struct ism_wctx *w, struct ism_stream *st);
 	/* The final response head of the upstream (mode: how the upstream
 	 * delimits its body), with the body bytes that came with it; done: the
 	 * body ended. 1: a send started (ism_stream_resp_sent follows once it

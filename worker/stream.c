@@ -1531,6 +1531,10 @@ static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_
 		return false;
 	}
 	request_begin(w, st, req);
+	/* Envoy's connection manager answers Expect: 100-continue itself,
+	 * before its filters (the field does not go upstream). */
+	if (req->framing.expect_continue)
+		st->sess->ops->cont(w, st);
 	st->http10 = req->minor_version == 0;
 	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	st->route_server = 0;
@@ -2089,25 +2093,6 @@ void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st)
 		stream_finish(w, st);
 }
 
-bool ism_stream_up_interim(struct ism_wctx *w, struct ism_stream *st,
-			   const struct ism_http_resp *resp)
-{
-	if (st->sess->ops->interim(w, st, resp) < 0) {
-		stream_cut(w, st);
-		return false;
-	}
-	return true;
-}
-
-bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st)
-{
-	if (!st->sess->ops->flush(w, st))
-		return false;
-	st->sending = 1;
-	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
-	return true;
-}
-
 /* Response head resp with the route's header edits e applied, in *copy (its
  * fields in the worker's scratch); NULL without memory. */
 static const struct ism_http_resp *edited(struct ism_wctx *w, const struct ism_hdr_edits *e,
@@ -2429,7 +2414,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 		stream_finish(w, st);
 		return;
 	case ISM_ST_RESPONSE:
-	case ISM_ST_ATTEMPT: /* interim heads went out: what follows them */
+	case ISM_ST_ATTEMPT: /* (nothing goes out before the final head) */
 		if (st->resp_done) {
 			stream_finish(w, st);
 			return;
@@ -2444,7 +2429,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 	case ISM_ST_UPGRADE: /* the 101 went out: WebSocket bytes from now */
 		tunnel_start(w, st, w->table->timeouts.idle_ms, 0, NULL);
 		return;
-	case ISM_ST_AUTHZ: /* the 100 Continue of a body read for a check */
+	case ISM_ST_AUTHZ: /* (nothing goes out while a check runs) */
 		return;
 	case ISM_ST_NEW:
 	case ISM_ST_WAITING:

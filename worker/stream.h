@@ -293,14 +293,10 @@ void ism_stream_up_tunnel(struct ism_wctx *w, struct ism_stream *st);
 void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st);
 /* The request bytes handed to the upstream went out. */
 void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st);
-/* Response heads: interim (1xx) ones first (false: the stream ended, stop),
- * then the final one, with the body bytes (decoded) that came with it, done
- * when the body ended within them. */
-bool ism_stream_up_interim(struct ism_wctx *w, struct ism_stream *st,
-			   const struct ism_http_resp *resp);
-/* The interim heads queued go to the client: true when they do, and the
- * upstream connection waits for ism_up_resume. */
-bool ism_stream_up_flush(struct ism_wctx *w, struct ism_stream *st);
+/* The final response head (an upstream's 1xx heads are not relayed, as
+ * Envoy's connection manager swallows them unless it proxies 100-continue,
+ * which Istio does not set), with the body bytes (decoded) that came with it,
+ * done when the body ended within them. */
 void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
 			uint8_t mode, const char *body, uint32_t len, bool done);
 /* The upstream accepted the upgrade the stream asked for: its 101 head resp

@@ -219,7 +219,6 @@ static void pool_put(struct ism_wctx *w, struct ism_upconn *u, uint32_t idle_ms)
 	u->state = ISM_UP_IDLE;
 	u->st = NULL;
 	u->reused = 0;
-	u->paused = 0;
 	ism_buf_free(&u->s.tx);
 	ism_buf_free(&u->in);
 	ism_buf_free(&u->out);
@@ -451,7 +450,6 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	u->got_bytes = 0;
 	u->head_sent = 0;
 	u->head_done = 0;
-	u->paused = 0;
 	u->reusable = 1;
 	if (++u->requests >= cl->pool.max_requests_per_conn && cl->pool.max_requests_per_conn)
 		u->reusable = 0;
@@ -731,6 +729,10 @@ static struct client_said put_client_fields(const struct ism_table *t, const str
 			continue;
 		if (envoy_control(t, h))
 			continue;
+		/* Answered here (the session's cont op), as Envoy's connection
+		 * manager removes the field once it answered 100 itself. */
+		if (req->framing.expect_continue && ism_http_header_is(h, "expect"))
+			continue;
 		/* Written per attempt instead (ISM_STAMP_GRPC). */
 		if ((st->stamp & ISM_STAMP_GRPC) && ism_http_header_is(h, "grpc-timeout"))
 			continue;
@@ -874,6 +876,10 @@ int ism_up_request(struct ism_wctx *w, const struct ism_stream *st, const struct
 	else if (req->framing.content_length >= 0)
 		ret |= ism_put_num_line(
 		    out, "content-length: ", (uint64_t)req->framing.content_length, 10, limit);
+	/* No body where the method gives one a meaning: said, as Envoy's
+	 * codec says it (RFC 9110 8.6; an origin may answer 411 without). */
+	else if (!st->upgrade && !ism_http_method_bodiless(req->method, req->method_len))
+		ret |= ism_buf_put_str(out, "content-length: 0\r\n", limit);
 	ret |= put_xff(out, said.xff, said.xff_len, st->sess->peer, drops, limit);
 	if (xfcc != NULL && !edit_drops(drops, "x-forwarded-client-cert"))
 		ret |= put_xfcc(out, req, xfcc_kept, xfcc, limit);
@@ -1033,9 +1039,9 @@ static void final_head(struct ism_wctx *w, struct ism_upconn *u, const struct is
 	ism_stream_up_head(w, st, resp, u->resp.mode, u->in.p + n, (uint32_t)data_len, done);
 }
 
-/* Parses the response head(s) in u->in. Interim 1xx heads go to the stream;
- * the final one decides the body framing and whether the connection can carry
- * another request. */
+/* Parses the response head(s) in u->in. Interim 1xx heads are dropped
+ * (ism_stream_up_head); the final one decides the body framing and whether
+ * the connection can carry another request. */
 static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 {
 	struct ism_stream *st = u->st;
@@ -1056,10 +1062,7 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			return;
 		}
 		if (n == ISM_HTTP_INCOMPLETE) {
-			if (ism_stream_up_flush(w, st))
-				u->paused = 1; /* interim heads go out first */
-			else
-				ism_sock_recv(w, &u->s);
+			ism_sock_recv(w, &u->s);
 			return;
 		}
 		if (n >= 0 && resp.status == 101 && st->upgrade) {
@@ -1089,8 +1092,6 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			return;
 		}
 		if (resp.status < 200) {
-			if (!ism_stream_up_interim(w, st, &resp))
-				return;
 			ism_buf_consume(&u->in, (uint32_t)n);
 			continue;
 		}
@@ -1110,7 +1111,6 @@ void ism_up_resume(struct ism_wctx *w, struct ism_stream *st)
 	if (u->state != ISM_UP_BUSY || u->st == NULL)
 		return;
 	if (!u->head_done) {
-		u->paused = 0;
 		parse_head(w, u);
 		return;
 	}
@@ -1168,8 +1168,7 @@ static void on_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 			ism_stream_up_bad(w, st, "upstream response head too large");
 			return;
 		}
-		if (!u->paused)
-			parse_head(w, u);
+		parse_head(w, u);
 		return;
 	}
 	n = ism_body_take(&u->resp, data, (size_t)res, &data_len, &done);

@@ -43,7 +43,6 @@ struct ism_upconn {
 	uint8_t reusable;  /* may go back to the pool after this stream */
 	uint8_t head_sent; /* the request head went out */
 	uint8_t head_done; /* the final response head was parsed */
-	uint8_t paused;	   /* interim heads go to the client: wait for ism_up_resume */
 	/* an upgraded request ended (an HTTP/2 client's END_STREAM on its
 	 * WebSocket): the sending half ends once what goes before it is out */
 	uint8_t shut_wr;

@@ -567,6 +567,49 @@ def expect_continue(env):
 
 
 @test
+def head_errors_have_no_body(env):
+    """The answers isthmus makes to a HEAD it refuses (no Host, a transfer
+    coding other than chunked, a head over the limit) have the length their
+    body would have and no body (RFC 9110 9.3.2): their text followed the
+    head on the connection."""
+    standard(env)
+    for what, head, want in (("no Host", b"HEAD / HTTP/1.1\r\n\r\n", 400),
+                             ("TE gzip", b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+                             ("a big head", b"HEAD / HTTP/1.1\r\nHost: a\r\nx-big: " + b"a" * 70000 + b"\r\n\r\n",
+                              431)):
+        with Conn("127.0.0.1", env.gw_port, timeout=10) as c:
+            c.send(head)
+            r = c.read_response("HEAD")
+            closed = c.closed_by_peer(5)
+            check(r.status == want and int(r.header("content-length") or 0) > 0,
+                  f"{what}: {r.status} {r.headers}, want {want} with its length")
+            check(closed and c.buf == b"", f"{what}: {c.buf[:80]!r} after the head of a HEAD's answer")
+
+
+@test
+def close_delimited_response_chunked(env):
+    """An upstream's response that its close ends (no length, not chunked)
+    reaches an HTTP/1.1 client chunked, and the client's connection serves
+    on, as Envoy's codec chunks a body without a length (the client's
+    connection was closed with the upstream's); an HTTP/1.0 client gets the
+    body and the close."""
+    standard(env)
+    raw = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nbody until the close".hex()
+    with Conn("127.0.0.1", env.gw_port, timeout=10) as c:
+        r = c.request("GET", "/raw", headers={"x-respond": raw})
+        check(r.status == 200 and r.body == b"body until the close" and
+              (r.header("transfer-encoding") or "").lower() == "chunked" and
+              "close" not in (r.header("connection") or ""), f"HTTP/1.1: {r.status} {r.headers} {r.body!r}")
+        r = c.request("GET", "/api/next")
+        check(r.status == 200, f"the next request on the connection: {r}")
+    with Conn("127.0.0.1", env.gw_port, timeout=10) as c:
+        c.send(f"GET /raw HTTP/1.0\r\nHost: a\r\nx-respond: {raw}\r\n\r\n".encode())
+        closed = c.closed_by_peer(5)
+        check(closed and c.buf.startswith(b"HTTP/1.1 200") and c.buf.endswith(b"\r\n\r\nbody until the close") and
+              b"chunked" not in c.buf.lower(), f"HTTP/1.0: closed {closed}, {c.buf!r}")
+
+
+@test
 def connection_close(env):
     standard(env)
     with Conn("127.0.0.1", env.gw_port) as c:
@@ -1582,6 +1625,20 @@ def port_open(addr, port):
         return True
     except OSError:
         return False
+
+
+@test
+def readme_sample_error(env):
+    """README's example of a refused file is what isthmus -c says of the demo
+    file with that mistake (its line had drifted as the file grew)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        m = re.search(r"^    (isthmus\.yaml:\d+:\d+: error: Appliance demo: spec\.workerz: .*)$", f.read(), re.M)
+    check(m is not None, "README.md shows no error of spec.workerz")
+    with open(os.path.join(ROOT, "conf", "isthmus.yaml")) as f:
+        text = f.read()
+    check(text.count("\n  workers: ") == 1, "the demo file has no one spec.workers")
+    rc, out = env.check_config(env.write("isthmus.yaml", text.replace("\n  workers: ", "\n  workerz: ")), True)
+    check(rc != 0 and m.group(1) in out, f"README says {m.group(1)!r}; isthmus -c says:\n{out}")
 
 
 @test

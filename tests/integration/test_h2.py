@@ -708,6 +708,92 @@ def h2_graceful_reload_goaway(env):
     check(env.gateway.alive(), "master died")
 
 
+@_test
+def expect_continue_answered_here(env):
+    """Expect: 100-continue is answered 100 by isthmus at once and the field
+    goes no further, as Envoy's connection manager does by default (Istio
+    sets no proxy_100_continue); an upstream's 1xx heads are not relayed. So
+    a client that waits for the 100 before its body gets it whatever the
+    protocols (an HTTP/2 client, or an HTTP/1.1 one to an HTTP/2 upstream,
+    got none: each upload waited out the client's expect timeout, 20 s
+    here); an HTTP/1.0 client gets no 1xx (RFC 9110 15.2: it got the
+    upstream's 100 and 103); an upstream's 103 Early Hints reach no client."""
+    h1 = h1_upstream(env)
+    h2p = start_h2_upstream(env, "127.0.0.3", "b")
+    h2host = "h2b.test.internal"
+    gw = one_service(env, h1, routes=(f"  - match: [{{headers: {{x-to: {{exact: h2}}}}}}]\n"
+                                      f"    route: [{{destination: {{host: {h2host}}}}}]\n"
+                                      "  - match: [{uri: {prefix: /direct}}]\n"
+                                      "    directResponse: {status: 418, body: {string: teapot}}\n"
+                                      f"{route(SVC)}"),
+                     extra_docs=(service_entry_protocol("h2b", h2host, [{"address": "127.0.0.3", "port": h2p}],
+                                                        "HTTP2"),))
+    body = env.write("body.bin", "x" * 2048)
+    for client in ("--http1.1", "--http2-prior-knowledge"):
+        for to, path in (("h1", "/headers"), ("h2", "/x")):
+            rc, out, err = curl([client, "-s", "-m", "40", "--expect100-timeout", "20", "-H", "Expect: 100-continue",
+                                 "-H", f"x-to: {to}", "--data-binary", f"@{body}", "-w", "\n%{http_code} %{time_total}",
+                                 f"http://127.0.0.1:{gw}{path}"])
+            what = f"curl {client} to the {to} upstream"
+            seen, _, tail = out.rpartition("\n")
+            code, took = (tail.split() + ["", ""])[:2]
+            check(rc == 0 and code == "200", f"{what}: {rc} {out[-300:]!r} {err}")
+            check(float(took) < 10, f"{what} took {took} s: no 100 Continue came, the client waited for it")
+            check("expect" not in seen.lower(), f"{what}: the upstream got the Expect field: {seen[:400]!r}")
+    # HTTP/1.0 with Expect: no 100 (its body comes at once), nor the upstream's 103.
+    hint = ("HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n"
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").encode().hex()
+    for version in ("1.0", "1.1"):
+        with Conn("127.0.0.1", gw, timeout=10) as c:
+            c.send(f"POST /raw HTTP/{version}\r\nHost: a\r\nx-respond: {hint}\r\nExpect: 100-continue\r\n"
+                   "Content-Length: 2\r\n\r\nhi".encode())
+            r = c.read_response("POST", allow_interim=True)
+            if version == "1.1" and r.status == 100:
+                r = c.read_response("POST", allow_interim=True)
+            check(r.status == 200 and r.body == b"ok", f"HTTP/{version}: {r.status} {r.body!r}, want 200 with no 1xx "
+                                                       "of the upstream's")
+        with Conn("127.0.0.1", gw, timeout=10) as c:
+            c.send(f"POST /echo HTTP/{version}\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+                   "hi".encode())
+            r = c.read_response("POST", allow_interim=True)
+            want = 200 if version == "1.0" else 100
+            check(r.status == want, f"HTTP/{version} with Expect: {r.status} first, want {want}")
+    # Answered here at once: the 100, then the answer that was made meanwhile
+    # (it waited for the 100's send), on every protocol.
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        c.send(b"POST /direct HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        r = c.read_response("POST", allow_interim=True)
+        r2 = c.read_response("POST", allow_interim=True)
+        check(r.status == 100 and r2.status == 418 and r2.body == b"teapot", f"a direct response: {r} then {r2}")
+    # (curl 7.88, waiting for the 100, sometimes takes the RST_STREAM NO_ERROR
+    # that follows a response made before the body for an empty reply.)
+    rep = h2_client(gw, [{"method": "POST", "path": "/direct", "headers": [["expect", "100-continue"]],
+                          "body": "hi"}])
+    (s,) = rep["streams"]
+    check(s["status"] == 418 and s["body"] == "teapot", f"HTTP/2, a direct response: {s}")
+
+
+@_test
+def bodiless_request_says_length(env):
+    """A request without a body whose method gives one a meaning (POST, PUT,
+    PATCH, OPTIONS) reaches an HTTP/1.1 upstream with content-length: 0, as
+    Envoy's codec writes it (RFC 9110 8.6: an origin may refuse one without,
+    411); GET, HEAD and DELETE get none; from HTTP/1.1 and HTTP/2 clients."""
+    gw = one_service(env, h1_upstream(env))
+    for method, want in (("POST", True), ("PUT", True), ("OPTIONS", True), ("GET", False), ("DELETE", False)):
+        with Conn("127.0.0.1", gw, timeout=10) as c:
+            c.send(f"{method} /headers HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            r = c.read_response(method)
+        got = b"\r\ncontent-length: 0\r\n" in r.body.lower()
+        check(r.status == 200 and got == want, f"HTTP/1.1 {method}: the upstream got {r.body!r}")
+    rep = h2_client(gw, [{"method": "POST", "path": "/headers"}, {"method": "GET", "path": "/headers"}])
+    post, get = rep["streams"]
+    check(post["status"] == 200 and "\r\ncontent-length: 0\r\n" in post["body"].lower(),
+          f"HTTP/2 POST: the upstream got {post['body']!r}")
+    check(get["status"] == 200 and "content-length" not in get["body"].lower(),
+          f"HTTP/2 GET: the upstream got {get['body']!r}")
+
+
 # --------------------------------------------------------------------------- HTTP/2 to upstreams
 
 
