@@ -493,8 +493,16 @@ static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct is
 	ism_v_dur(v, n, "minRefresh", 100, &dns->min_refresh_ms);
 	ism_v_dur(v, n, "maxRefresh", 100, &dns->max_refresh_ms);
 	ism_v_dur(v, n, "timeout", 100, &dns->timeout_ms);
-	if (dns->max_refresh_ms < dns->min_refresh_ms)
+	if (dns->max_refresh_ms < dns->min_refresh_ms && ism_node_get(n, "maxRefresh", NULL))
 		ism_model_key_err(v, n, "maxRefresh", "must not be less than minRefresh");
+	else if (dns->max_refresh_ms < dns->min_refresh_ms) {
+		char why[96];
+
+		snprintf(why, sizeof(why),
+			 "must not be more than maxRefresh, %us unless set: set maxRefresh too",
+			 ISM_DEFAULT_DNS_MAX_REFRESH_MS / 1000);
+		ism_model_key_err(v, n, "minRefresh", why);
+	}
 	if (dns->timeout_ms > 60000)
 		ism_model_key_err(v, n, "timeout", "must be at most 60s");
 	ism_v_pop(v, old);
@@ -802,7 +810,8 @@ void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->labels_at = ism_model_labels_field(v, spec, "labels", &a->labels, &a->n_labels);
 	parse_process(v, spec, a);
 	ism_model_parse_access_log(v, spec, &a->access_log);
-	a->access_log_at = ism_node_get(ism_node_get(spec, "accessLog", NULL), "path", NULL);
+	a->access_log_spec_at = ism_node_get(spec, "accessLog", NULL);
+	a->access_log_at = ism_node_get(a->access_log_spec_at, "path", NULL);
 	a->user_at = ism_node_get(spec, "user", NULL);
 	a->group_at = ism_node_get(spec, "group", NULL);
 	parse_admin(v, spec, a);

@@ -593,6 +593,7 @@ struct ism_cm_tel_log {
 	bool disabled;
 	size_t n_providers;
 	const char **providers;
+	const struct ism_node **provider_at; /* each one's providers[] item */
 	/* filter.expression, compiled (conf/cel.h; in the loader's memory); NULL: none */
 	const void *filter;
 	uint32_t filter_size;
@@ -625,6 +626,7 @@ struct ism_cm_appliance {
 	const char *user, *group, *control_socket, *pid_file;
 	struct ism_alog_conf access_log;	   /* strings and ops point into the model */
 	const struct ism_node *access_log_at;	   /* spec.accessLog.path; NULL: not written */
+	const struct ism_node *access_log_spec_at; /* spec.accessLog; NULL: not written */
 	const struct ism_node *user_at, *group_at; /* spec.user, spec.group, likewise */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;

@@ -126,15 +126,18 @@ static void parse_log(struct ism_vctx *v, const struct ism_node *n, struct ism_c
 	if (ps == NULL)
 		return;
 	l->providers = ism_v_alloc(v, ps->n, sizeof(*l->providers));
+	l->provider_at = ism_v_alloc(v, ps->n, sizeof(*l->provider_at));
 	old = ism_v_push(v, ".providers");
-	for (size_t i = 0; l->providers != NULL && i < ps->n; i++) {
+	for (size_t i = 0; l->providers != NULL && l->provider_at != NULL && i < ps->n; i++) {
 		size_t o2 = ism_v_push(v, "[%zu]", i);
 		const char *name;
 
 		if (ism_v_expect(v, ps->items[i], ISM_NODE_MAP)) {
 			ism_v_keys(v, ps->items[i], pkeys, NULL);
-			if (ism_v_str(v, ps->items[i], "name", true, &name) > 0)
+			if (ism_v_str(v, ps->items[i], "name", true, &name) > 0) {
+				l->provider_at[l->n_providers] = ps->items[i];
 				l->providers[l->n_providers++] = name;
+			}
 		}
 		ism_v_pop(v, o2);
 	}
@@ -302,7 +305,7 @@ static void warn_providers(struct ism_vctx *v, const struct ism_cm_tel *t)
 			ism_v_pop(v, 0);
 			ism_v_push(v, "spec.accessLogging[%zu].providers[%zu]", j, k);
 			ism_v_warn(
-			    v, t->r.at,
+			    v, t->logs[j].provider_at[k],
 			    "provider %s: an extension provider of Istio's meshConfig, which "
 			    "isthmus has not (its access log is the \"envoy\" provider's): "
 			    "ignored",
@@ -338,7 +341,7 @@ void ism_model_telemetry(struct ism_vctx *v)
 		v->res = a->r.label;
 		ism_v_pop(v, 0);
 		ism_v_push(v, "spec.accessLog");
-		ism_v_warn(v, a->r.at,
+		ism_v_warn(v, a->access_log_spec_at != NULL ? a->access_log_spec_at : a->r.at,
 			   "%s disables the \"envoy\" access log provider: no access log is "
 			   "written",
 			   by->r.label);

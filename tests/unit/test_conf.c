@@ -136,6 +136,15 @@ static bool has_warning(const struct ism_diags *d, const char *field_part, const
 	return has_diag(d, ISM_DIAG_WARNING, field_part, msg_part);
 }
 
+/* The line of the first warning whose message has msg_part; 0: none. */
+static int warning_line(const struct ism_diags *d, const char *msg_part)
+{
+	for (size_t i = 0; i < d->n && i < 64; i++)
+		if (d->items[i].severity == ISM_DIAG_WARNING && strstr(d->items[i].msg, msg_part))
+			return d->items[i].line;
+	return 0;
+}
+
 /* load_compile of another text in the same fixture, the first one's
  * configuration and table gone. */
 static const struct ism_table *reload_compile(struct fx *f, const char *text)
@@ -2209,12 +2218,15 @@ static void test_telemetry(void **state)
 	assert_true(
 	    has_warning(&f->d, "Appliance t: spec.accessLog",
 			"Telemetry default/quiet disables the \"envoy\" access log provider"));
+	/* at spec.accessLog, not at the document's start */
+	assert_int_equal(warning_line(&f->d, "disables the \"envoy\""), 8);
 	reload_compile(f, server_only);
 	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_FILE);
 	reload_compile(f, workload);
 	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
 	assert_true(has_warning(&f->d, "Telemetry default/gw: spec.accessLogging[0].providers[1]",
 				"provider otel"));
+	assert_int_equal(warning_line(&f->d, "provider otel"), 20);
 	assert_true(
 	    has_warning(&f->d, "Telemetry default/other: spec", "does not select this appliance"));
 	assert_true(has_warning(&f->d, "Telemetry shop/far: spec", "namespace shop"));
@@ -3600,6 +3612,10 @@ static const struct bad bads[] = {
      "Appliance t: spec.dns.servers[1]", "must be ADDRESS or ADDRESS:PORT"},
     {"dns refresh bounds", APP "  dns:\n    minRefresh: 10s\n    maxRefresh: 5s\n", 9, 5,
      "Appliance t: spec.dns.maxRefresh", "must not be less than minRefresh"},
+    /* The default maxRefresh is below it: the field written is named, with
+     * its position. */
+    {"dns refresh over the default", APP "  dns:\n    minRefresh: 400s\n", 8, 5,
+     "Appliance t: spec.dns.minRefresh", "300s unless set: set maxRefresh too"},
     {"dns timeout", APP "  dns:\n    timeout: 2m\n", 8, 5, "Appliance t: spec.dns.timeout",
      "at most 60s"},
     {"dns unknown key", APP "  dns:\n    ttl: 2s\n", 8, 5, "Appliance t: spec.dns.ttl", ""},

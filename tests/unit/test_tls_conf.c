@@ -511,7 +511,7 @@ static void test_peer_authentication(void **state)
 	snprintf(text, sizeof(text),
 		 APP
 		 "%s" GW "  servers:\n  - port: {number: 80, name: http-80-7, protocol: HTTP}\n    "
-			 "hosts: [\"*\"]\n"
+		 "hosts: [\"*\"]\n"
 		 "  - port: {number: 81, name: http-81, protocol: HTTP}\n    hosts: [\"*\"]\n%s",
 		 mesh, pa);
 	assert_int_equal(load(&l, text), 0);
@@ -527,7 +527,7 @@ static void test_peer_authentication(void **state)
 	 * first namespace policy of the file applies, not this one. */
 	snprintf(text, sizeof(text),
 		 APP "%s" GW "  servers:\n  - port: {number: 80, name: http-80-8, protocol: "
-			     "HTTP}\n    hosts: [\"*\"]\n"
+		     "HTTP}\n    hosts: [\"*\"]\n"
 		     "  - port: {number: 81, name: http-81-2, protocol: HTTP}\n    hosts: [\"*\"]\n"
 		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 		     "metadata: {name: ns, namespace: edge}\nspec: {mtls: {mode: DISABLE}}\n"
