@@ -434,38 +434,46 @@ static bool same(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* The entry of (issuer, uri), made (never fetched) the first time; NULL
+ * without memory. */
+static struct entry *entry_of(struct ism_jwks_cache *c, const char *issuer, const char *uri)
+{
+	struct entry *e;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(c->e[i].issuer, issuer) == 0 && same(c->e[i].uri, uri))
+			return &c->e[i];
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? 2 * c->cap : 8;
+		struct entry *ne = realloc(c->e, ncap * sizeof(*ne));
+
+		if (ne == NULL)
+			return NULL;
+		c->e = ne;
+		c->cap = ncap;
+	}
+	e = &c->e[c->n];
+	*e = (struct entry){.issuer = strdup(issuer), .uri = uri ? strdup(uri) : NULL};
+	if (e->issuer == NULL || (uri != NULL && e->uri == NULL)) {
+		free(e->issuer);
+		free(e->uri);
+		return NULL;
+	}
+	c->n++;
+	return e;
+}
+
 /* conf/authn.c's source: a key set fetched before, or fetched now. */
 static const char *get(void *ctx, const char *issuer, const char *uri, uint32_t timeout_ms,
 		       char *why, size_t cap)
 {
 	struct ism_jwks_cache *c = ctx;
-	struct entry *e = NULL;
+	struct entry *e = entry_of(c, issuer, uri);
 	bool changed;
 
-	for (size_t i = 0; i < c->n && e == NULL; i++)
-		if (strcmp(c->e[i].issuer, issuer) == 0 && same(c->e[i].uri, uri))
-			e = &c->e[i];
 	if (e == NULL) {
-		if (c->n == c->cap) {
-			size_t ncap = c->cap ? 2 * c->cap : 8;
-			struct entry *ne = realloc(c->e, ncap * sizeof(*ne));
-
-			if (ne == NULL) {
-				snprintf(why, cap, "out of memory");
-				return NULL;
-			}
-			c->e = ne;
-			c->cap = ncap;
-		}
-		e = &c->e[c->n];
-		*e = (struct entry){.issuer = strdup(issuer), .uri = uri ? strdup(uri) : NULL};
-		if (e->issuer == NULL || (uri != NULL && e->uri == NULL)) {
-			free(e->issuer);
-			free(e->uri);
-			snprintf(why, cap, "out of memory");
-			return NULL;
-		}
-		c->n++;
+		snprintf(why, cap, "out of memory");
+		return NULL;
 	}
 	e->timeout_ms = timeout_ms;
 	e->load = c->load;
@@ -502,6 +510,29 @@ void ism_jwks_cache_free(struct ism_jwks_cache *c)
 	if (c != NULL)
 		free(c->e);
 	free(c);
+}
+
+bool ism_jwks_cache_entry(const struct ism_jwks_cache *c, size_t i, const char **issuer,
+			  const char **uri, const char **text)
+{
+	if (i >= c->n)
+		return false;
+	*issuer = c->e[i].issuer;
+	*uri = c->e[i].uri;
+	*text = c->e[i].text;
+	return true;
+}
+
+int ism_jwks_cache_seed(struct ism_jwks_cache *c, const char *issuer, const char *uri,
+			const char *text)
+{
+	struct entry *e = entry_of(c, issuer, uri);
+
+	if (e == NULL)
+		return -ENOMEM;
+	if (e->text == NULL && (e->text = strdup(text)) == NULL)
+		return -ENOMEM;
+	return 0;
 }
 
 void ism_jwks_cache_begin_load(struct ism_jwks_cache *c)

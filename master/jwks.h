@@ -40,6 +40,14 @@ struct ism_jwks_cache;
 /* A cache refreshed every refresh_ms. */
 struct ism_jwks_cache *ism_jwks_cache_new(uint32_t refresh_ms);
 void ism_jwks_cache_free(struct ism_jwks_cache *c);
+/* The i-th key set (0..): true with its issuer, its jwksUri (NULL: by
+ * discovery) and its text (NULL: never fetched); false past the last. */
+bool ism_jwks_cache_entry(const struct ism_jwks_cache *c, size_t i, const char **issuer,
+			  const char **uri, const char **text);
+/* A binary upgrade: the key set of (issuer, uri) as the old master had it,
+ * given to the first load as fetched (refreshed as any). 0 or -ENOMEM. */
+int ism_jwks_cache_seed(struct ism_jwks_cache *c, const char *issuer, const char *uri,
+			const char *text);
 /* A load begins (the master's thread, the loader idle): the key sets it
  * asks for are marked as its own. */
 void ism_jwks_cache_begin_load(struct ism_jwks_cache *c);

@@ -1637,8 +1637,10 @@ int ism_master_run(const struct ism_master_opts *opts)
 	ism_jwks_cache_use(m->jwks);
 	if (master_open(m) < 0)
 		goto out_free;
-	/* Upgraded: the keys the old master made, so that sessions resume. */
+	/* Upgraded: the keys the old master made, so that sessions resume, and
+	 * its answers, so that the load need not ask again before it serves. */
 	ism_upgrade_tickets(&m->up, &m->shm);
+	ism_upgrade_answers(&m->up, m->dns, m->jwks);
 	tickets_rotate(m, ism_now_ms());
 	ret = ism_master_load(m, d);
 	m->jwks_next = ism_jwks_next(m->jwks, ism_now_ms(), 0, false, false);

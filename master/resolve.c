@@ -428,6 +428,49 @@ size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_
 	return n;
 }
 
+int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_state state,
+		      const char *const *addrs, size_t n, uint64_t resolved_ms, uint32_t ttl_s)
+{
+	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS];
+	size_t k = 0;
+	struct dname *d;
+	int rc;
+
+	if ((state != ISM_DNS_RESOLVED && state != ISM_DNS_STALE) || n == 0 ||
+	    n > ISM_RESOLVER_MAX_ADDRS)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		struct ism_dns_addr x;
+		struct sockaddr_in *in = (struct sockaddr_in *)&x.addr;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&x.addr;
+
+		memset(&x, 0, sizeof(x));
+		if (inet_pton(AF_INET, addrs[i], &in->sin_addr) == 1) {
+			in->sin_family = AF_INET;
+			x.len = sizeof(*in);
+		} else if (inet_pton(AF_INET6, addrs[i], &in6->sin6_addr) == 1) {
+			in6->sin6_family = AF_INET6;
+			x.len = sizeof(*in6);
+		} else {
+			return -EINVAL;
+		}
+		snprintf(x.text, sizeof(x.text), "%s", addrs[i]);
+		k = keep_lowest(a, k, &x);
+	}
+	rc = add_name(r, name);
+	if (rc < 0)
+		return rc;
+	d = find(r, name);
+	d->used = false; /* until a load names it */
+	d->state = state;
+	d->n = k;
+	memcpy(d->addrs, a, k * sizeof(a[0]));
+	d->resolved_ms = resolved_ms;
+	d->ttl_s = ttl_s;
+	d->next_ms = 0;
+	return 0;
+}
+
 /* "a,b,c" or "(none)". */
 static void addrs_text(const struct ism_dns_addr *a, size_t n, char *buf, size_t cap)
 {

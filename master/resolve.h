@@ -93,6 +93,13 @@ struct ares_addrinfo;
 size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_addr *out,
 				 uint32_t *ttl);
 
+/* A binary upgrade: name's answer as the old master had it (state
+ * RESOLVED or STALE; addresses as text), serving from the first load on and
+ * asked again at once, as a reload keeps an answer. 0, -EINVAL (an address
+ * that is none, a state without an answer), or -errno. */
+int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_state state,
+		      const char *const *addrs, size_t n, uint64_t resolved_ms, uint32_t ttl_s);
+
 /* Asks name again now (every name when name is "*"). 0, or -ENOENT when
  * no ServiceEntry resolves it. */
 int ism_resolver_force(struct ism_resolver *r, const char *name);

@@ -21,9 +21,11 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "master/jwks.h"
 #include "master/master-t.h"
 #include "master/reload.h"
 #include "master/reply.h"
+#include "master/resolve.h"
 #include "shm/shm.h"
 
 #define ENV_LISTEN "ISTHMUS_UPGRADE_LISTEN" /* "fd,fd,..." */
@@ -31,10 +33,9 @@
 #define ENV_DRAIN  "ISTHMUS_UPGRADE_DRAIN"  /* the old workers' drain time, ms */
 /* a memfd holding the session-ticket keys and when they were rotated */
 #define ENV_TICKETS "ISTHMUS_UPGRADE_TICKETS"
-/* a memfd holding what the control socket set, one line per endpoint:
- * "endpoint <enum ism_ep_admin> <ism_ep_state.weight> <key>" */
+/* a memfd holding the state (state_memfd) */
 #define ENV_STATE "ISTHMUS_UPGRADE_STATE"
-#define STATE_MAX ((size_t)ISM_MAX_ENDPOINTS * (ISM_EP_KEY_MAX + 32))
+#define STATE_MAX ((size_t)64 << 20)
 /* The first round of health checks is not waited for longer: the old
  * workers serve meanwhile. */
 #define SETTLE_MAX_MS 10000
@@ -171,12 +172,22 @@ static int tickets_memfd(const struct ism_ticket_keys *tk)
 	return fd;
 }
 
-/* What the control socket set of shm's endpoints (a state other than ready,
- * a weight), in a memfd; -1 when nothing was set (or no memfd could be made:
+/* The state an upgrade hands over, text records of one line each:
+ *
+ *   endpoint ADMIN WEIGHT KEY		what isthmusctl set of an endpoint
+ *   dns STATE TTL RESOLVED_MS NAME ADDR...	a DNS ServiceEntry name's answer
+ *   jwks ISSUER_LEN URI_LEN TEXT_LEN	a key set, its ISSUER URI TEXT bytes
+ *					following the line (URI_LEN -1: by
+ *					discovery), then a newline
+ */
+
+/* m's state in a memfd; -1 when there is none (or no memfd could be made:
  * logged). */
-static int state_memfd(const struct ism_shm *shm)
+static int state_memfd(const struct ism_master *m)
 {
-	const struct ism_shm_hdr *h = shm->hdr;
+	const struct ism_shm_hdr *h = m->shm.hdr;
+	struct ism_dns_view dv;
+	const char *iss, *uri, *text;
 	struct ism_reply r;
 	int fd = -1;
 
@@ -187,20 +198,45 @@ static int state_memfd(const struct ism_shm *shm)
 		if (atomic_load(&h->eps[i].in_use) && (admin != ISM_EP_ADMIN_READY || w != 0))
 			ism_say(&r, "endpoint %u %u %s\n", admin, w, h->ep_keys[i]);
 	}
+	for (size_t i = 0; m->dns != NULL && ism_resolver_view(m->dns, i, ism_now_ms(), &dv); i++) {
+		if (dv.n_addrs == 0)
+			continue;
+		ism_say(&r, "dns %d %u %llu %s", (int)dv.state, dv.ttl_s,
+			(unsigned long long)dv.resolved_ms, dv.name);
+		for (size_t k = 0; k < dv.n_addrs; k++)
+			ism_say(&r, " %s", dv.addrs[k].text);
+		ism_say(&r, "\n");
+	}
+	for (size_t i = 0; m->jwks != NULL && ism_jwks_cache_entry(m->jwks, i, &iss, &uri, &text);
+	     i++)
+		if (text != NULL)
+			ism_say(&r, "jwks %zu %ld %zu\n%s%s%s\n", strlen(iss),
+				uri != NULL ? (long)strlen(uri) : -1L, strlen(text), iss,
+				uri != NULL ? uri : "", text);
 	if (r.len > 0 && !r.incomplete)
 		fd = handover_memfd("isthmus-state", r.p, r.len);
 	if (r.len > 0 && fd < 0)
-		ism_warn("upgrade: what the control socket set of the endpoints cannot be handed "
-			 "over: the new master starts from the file's states and weights");
+		ism_warn(
+		    "upgrade: the endpoints' states, the DNS answers and the key sets cannot be "
+		    "handed over: the new master starts from the file and asks again");
 	ism_reply_free(&r);
 	return fd;
 }
 
-void ism_upgrade_endpoints(const struct ism_upgrade *u, struct ism_shm *shm)
+/* One record of the handed-over state: its line (NUL-terminated, the kind's
+ * word first), and what follows it (a jwks record's bytes). */
+struct record {
+	char *line;
+	const char *data;
+	long lens[3];
+};
+
+/* Calls each(ctx, rec) for every record of u's state. */
+static void each_record(const struct ism_upgrade *u, void (*each)(void *, struct record *),
+			void *ctx)
 {
 	struct stat st;
-	char *text = NULL, *line, *next;
-	int kept = 0, gone = 0;
+	char *text = NULL, *p, *end;
 
 	if (u->state_fd < 0 || fstat(u->state_fd, &st) < 0 || st.st_size <= 0 ||
 	    (size_t)st.st_size > STATE_MAX || (text = malloc((size_t)st.st_size + 1)) == NULL ||
@@ -209,34 +245,120 @@ void ism_upgrade_endpoints(const struct ism_upgrade *u, struct ism_shm *shm)
 		return;
 	}
 	text[st.st_size] = '\0';
-	for (line = text; line != NULL && *line != '\0'; line = next) {
-		unsigned admin, w;
-		uint32_t id;
-		int key = 0;
+	end = text + st.st_size;
+	for (p = text; p < end;) {
+		struct record rec = {.line = p};
+		char *nl = memchr(p, '\n', (size_t)(end - p));
 
-		next = strchr(line, '\n');
-		if (next != NULL)
-			*next++ = '\0';
-		if (sscanf(line, "endpoint %u %u %n", &admin, &w, &key) != 2 || key == 0 ||
-		    admin > ISM_EP_ADMIN_MAINT ||
-		    (w != 0 &&
-		     (!(w & ISM_EP_WEIGHT_SET) || (w & ~ISM_EP_WEIGHT_SET) > ISM_EP_WEIGHT_MAX)))
-			continue;
-		if (!ism_shm_ep_find(shm, line + key, &id)) {
-			gone++;
-			continue;
+		if (nl == NULL)
+			break;
+		*nl = '\0';
+		p = nl + 1;
+		if (strncmp(rec.line, "jwks ", 5) == 0) {
+			if (sscanf(rec.line, "jwks %ld %ld %ld", &rec.lens[0], &rec.lens[1],
+				   &rec.lens[2]) != 3 ||
+			    rec.lens[0] < 0 || rec.lens[1] < -1 || rec.lens[2] < 0 ||
+			    rec.lens[0] + (rec.lens[1] > 0 ? rec.lens[1] : 0) + rec.lens[2] >=
+				end - p)
+				break;
+			rec.data = p;
+			p += rec.lens[0] + (rec.lens[1] > 0 ? rec.lens[1] : 0) + rec.lens[2] + 1;
 		}
-		atomic_store(&shm->hdr->eps[id].admin, admin);
-		atomic_store(&shm->hdr->eps[id].weight, w);
-		kept++;
+		each(ctx, &rec);
 	}
 	free(text);
-	if (kept > 0)
+}
+
+struct endpoints_kept {
+	struct ism_shm *shm;
+	int kept, gone;
+};
+
+static void endpoint_record(void *ctx, struct record *rec)
+{
+	struct endpoints_kept *k = ctx;
+	unsigned admin, w;
+	uint32_t id;
+	int key = 0;
+
+	if (sscanf(rec->line, "endpoint %u %u %n", &admin, &w, &key) != 2 || key == 0 ||
+	    admin > ISM_EP_ADMIN_MAINT ||
+	    (w != 0 && (!(w & ISM_EP_WEIGHT_SET) || (w & ~ISM_EP_WEIGHT_SET) > ISM_EP_WEIGHT_MAX)))
+		return;
+	if (!ism_shm_ep_find(k->shm, rec->line + key, &id)) {
+		k->gone++;
+		return;
+	}
+	atomic_store(&k->shm->hdr->eps[id].admin, admin);
+	atomic_store(&k->shm->hdr->eps[id].weight, w);
+	k->kept++;
+}
+
+void ism_upgrade_endpoints(const struct ism_upgrade *u, struct ism_shm *shm)
+{
+	struct endpoints_kept k = {.shm = shm};
+
+	each_record(u, endpoint_record, &k);
+	if (k.kept > 0)
 		atomic_fetch_add(&shm->hdr->health_epoch, 1);
-	if (kept + gone > 0)
+	if (k.kept + k.gone > 0)
 		ism_notice("upgrade: the control socket's states and weights of %d endpoints kept "
 			   "(%d no longer in the file)",
-			   kept, gone);
+			   k.kept, k.gone);
+}
+
+struct answers_kept {
+	struct ism_resolver *dns;
+	struct ism_jwks_cache *jwks;
+	int names, key_sets;
+};
+
+static void answer_record(void *ctx, struct record *rec)
+{
+	struct answers_kept *k = ctx;
+	const char *addrs[ISM_RESOLVER_MAX_ADDRS];
+	unsigned long long resolved;
+	char *save = NULL, *tok;
+	unsigned ttl;
+	size_t n = 0;
+	int state, at = 0;
+
+	if (rec->data != NULL) {
+		long il = rec->lens[0], ul = rec->lens[1], tl = rec->lens[2];
+		char *iss = strndup(rec->data, (size_t)il);
+		char *uri = ul >= 0 ? strndup(rec->data + il, (size_t)ul) : NULL;
+		char *text = strndup(rec->data + il + (ul > 0 ? ul : 0), (size_t)tl);
+
+		if (iss != NULL && text != NULL && (ul < 0 || uri != NULL) &&
+		    ism_jwks_cache_seed(k->jwks, iss, uri, text) == 0)
+			k->key_sets++;
+		free(iss);
+		free(uri);
+		free(text);
+		return;
+	}
+	if (sscanf(rec->line, "dns %d %u %llu %n", &state, &ttl, &resolved, &at) != 3 || at == 0)
+		return;
+	tok = strtok_r(rec->line + at, " ", &save);
+	if (tok == NULL)
+		return;
+	for (char *a; n < ISM_RESOLVER_MAX_ADDRS && (a = strtok_r(NULL, " ", &save)) != NULL;)
+		addrs[n++] = a;
+	if (state >= 0 && state < ISM_DNS_N_STATES &&
+	    ism_resolver_seed(k->dns, tok, (enum ism_dns_state)state, addrs, n, resolved, ttl) == 0)
+		k->names++;
+}
+
+void ism_upgrade_answers(const struct ism_upgrade *u, struct ism_resolver *dns,
+			 struct ism_jwks_cache *jwks)
+{
+	struct answers_kept k = {.dns = dns, .jwks = jwks};
+
+	each_record(u, answer_record, &k);
+	if (k.names + k.key_sets > 0)
+		ism_notice("upgrade: %d DNS answers and %d JWT key sets kept (asked again as at "
+			   "a reload)",
+			   k.names, k.key_sets);
 }
 
 void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
@@ -601,7 +723,7 @@ void ism_upgrade_exec(struct ism_master *m)
 	/* So that sessions resume across the upgrade, and what the operator
 	 * drained stays drained. */
 	h.tickets_fd = tickets_memfd(&m->shm.hdr->tickets);
-	h.state_fd = state_memfd(&m->shm);
+	h.state_fd = state_memfd(m);
 	handover_exec(u, m->conf_path, &h);
 	if (h.tickets_fd >= 0)
 		close(h.tickets_fd);

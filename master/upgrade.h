@@ -19,6 +19,8 @@
 
 struct ism_master;
 struct ism_listener;
+struct ism_resolver;
+struct ism_jwks_cache;
 
 enum ism_upgrade_state {
 	ISM_UPGRADE_NONE = 0, /* no upgrade under way */
@@ -45,7 +47,8 @@ struct ism_upgrade {
 	uint32_t drain_ms; /* the old workers' drain time */
 	/* memfds handed over (-1: none), kept for a retry from the wait mode:
 	 * the session-ticket keys, so that sessions resume across the upgrade;
-	 * what the control socket set of the endpoints (text lines) */
+	 * the state: what the control socket set of the endpoints, the DNS
+	 * answers, the JWT key sets (text records, master/upgrade.c) */
 	int tickets_fd;
 	int state_fd;
 	uint64_t settle_until;	 /* monotonic: the first round is not waited for longer */
@@ -57,6 +60,12 @@ struct ism_upgrade {
 void ism_upgrade_init(struct ism_upgrade *u, char *const *argv);
 /* The ticket keys handed over become shm's; false when none were. */
 bool ism_upgrade_tickets(const struct ism_upgrade *u, struct ism_shm *shm);
+/* Before the file is loaded: the DNS answers and the JWT key sets the old
+ * master had, so that the first load has them as a reload would (with the
+ * servers or an issuer unreachable at the upgrade, the routes went on
+ * without), asked again as at a reload. */
+void ism_upgrade_answers(const struct ism_upgrade *u, struct ism_resolver *dns,
+			 struct ism_jwks_cache *jwks);
 /* Once the file is loaded: the endpoints' states and weights that the old
  * master's control socket had set, set again on the endpoints of the same
  * key (an endpoint the file no longer has is passed over). */

@@ -832,6 +832,34 @@ def _own_binary(env):
     return exe
 
 
+def _replace_and_upgrade(env, exe):
+    """The binary at exe replaced by a copy of itself, as dpkg replaces it,
+    then SIGUSR2 to the master."""
+    shutil.copy2(exe, exe + ".new")
+    os.replace(exe + ".new", exe)
+    os.kill(env.gateway.pid, signal.SIGUSR2)
+
+
+def _upgrade_done(env, exe):
+    """_replace_and_upgrade, until the upgrade is over."""
+    _replace_and_upgrade(env, exe)
+    poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
+
+
+def _hold_new_port(conf):
+    """A second Gateway port added to the file at conf, on a port a socket of
+    the test holds (an upgrade's new master cannot bind it): (socket, port)."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(8)
+    port = held.getsockname()[1]
+    text = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(text.replace("    hosts: [\"*\"]\n", f"    hosts: [\"*\"]\n  - port: {{number: {port}, name: extra, "
+                             "protocol: HTTP}\n    hosts: [\"*\"]\n", 1))
+    return held, port
+
+
 @_test
 def upgrade_keeps_every_connection(env):
     """SIGUSR2 upgrades the binary as HAProxy's master-worker reload does: the
@@ -935,9 +963,7 @@ def upgrade_old_workers_gone_or_rotated(env):
     pid = env.gateway.pid
     old = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
     try:
-        shutil.copy2(exe, exe + ".new")
-        os.replace(exe + ".new", exe)
-        os.kill(pid, signal.SIGUSR2)
+        _replace_and_upgrade(env, exe)
         poll(lambda: "its workers start after a first round" in env.gateway.log(), 20,
              what="the new master to settle")
         os.rename(log, log + ".1")
@@ -984,16 +1010,8 @@ def upgrade_keeps_endpoint_settings(env):
 
     want = {"a": ("drain", 1, False), "b": ("ready", 7, True)}
     check(settings() == want, f"before the upgrade: {settings()}")
-    held = socket.socket()
-    held.bind(("127.0.0.1", 0))
-    held.listen(8)
-    text = open(conf).read()
-    with open(conf, "w") as f:
-        f.write(text.replace("    hosts: [\"*\"]\n", f"    hosts: [\"*\"]\n  - port: {{number: "
-                             f"{held.getsockname()[1]}, name: extra, protocol: HTTP}}\n    hosts: [\"*\"]\n", 1))
-    shutil.copy2(exe, exe + ".new")
-    os.replace(exe + ".new", exe)
-    os.kill(pid, signal.SIGUSR2)
+    held, _ = _hold_new_port(conf)
+    _replace_and_upgrade(env, exe)
     poll(lambda: "upgrade failed" in env.gateway.log(), 20, what="the failed start to be told")
     held.close()
     os.kill(pid, signal.SIGUSR2)
@@ -1018,17 +1036,8 @@ def upgrade_that_cannot_start_waits(env):
     _start(env, admin=False, timeouts={"drain": "5s"})
     pid = env.gateway.pid
     conf = env.path("isthmus.yaml")
-    held = socket.socket()
-    held.bind(("127.0.0.1", 0))
-    held.listen(8)
-    p2 = held.getsockname()[1]
-    text = open(conf).read()
-    with open(conf, "w") as f:
-        f.write(text.replace("    hosts: [\"*\"]\n", f"    hosts: [\"*\"]\n  - port: {{number: {p2}, name: extra, "
-                             "protocol: HTTP}\n    hosts: [\"*\"]\n", 1))
-    shutil.copy2(exe, exe + ".new")
-    os.replace(exe + ".new", exe)
-    os.kill(pid, signal.SIGUSR2)
+    held, p2 = _hold_new_port(conf)
+    _replace_and_upgrade(env, exe)
     poll(lambda: "upgrade failed" in env.gateway.log(), 20, what="the failed start to be told")
     check(env.gateway.p.poll() is None, "the master exited: nothing supervises the old workers")
     for i in range(10):

@@ -558,16 +558,40 @@ def dns_server_stopped_keeps_last_answer(env):
     check(len(w.log_lines(n, NAMES["log_failure"])) == 1, "the failure logged again after the recovery")
 
 
-@_test
-def dns_nxdomain_servfail_keep_last_answer(env):
-    """After a good answer, NXDOMAIN (the name removed) and then SERVFAIL keep
-    the last good answer serving, each counted as a failure."""
+def app_on_u2(env, timeout):
+    """The upstream u2 (127.0.0.2) behind the name app, which dnsmasq answers
+    (TTL 1 s; spec.dns.timeout timeout), serving: (port, name, dnsmasq, World)."""
     port, procs = upstreams(env, {"u2": "127.0.0.2"})
     n = name("app")
     dns = Dnsmasq(env, ttl=1, records={n: ["127.0.0.2"]})
     w = World(env, dns)
-    w.start([entry(SVC, [{"address": n, "port": port}])], dns_extra=dns_spec(dns.port, "500ms", "5s", "500ms"))
+    w.start([entry(SVC, [{"address": n, "port": port}])], dns_extra=dns_spec(dns.port, "500ms", "5s", timeout))
     poll(lambda: all_from(env, "u2"), 10, what="u2 to serve")
+    return port, n, dns, w
+
+
+@_test
+def upgrade_keeps_dns_answers(env):
+    """A binary upgrade hands the DNS answers over, as a reload keeps them:
+    with the DNS server dead at the upgrade, the name's endpoint serves on
+    (the new master asked again, waited spec.dns.timeout, and its routes had
+    no endpoint: 503 UH until the server came back)."""
+    from test_control import _own_binary, _upgrade_done
+    exe = _own_binary(env)
+    port, n, dns, w = app_on_u2(env, "1s")
+    dns.stop()
+    _upgrade_done(env, exe)
+    counts = tally_ok(env, 50)
+    check(counts == {"u2": 50}, f"after the upgrade with the DNS server dead: {counts}")
+    check("1 DNS answers and 0 JWT key sets kept" in env.gateway.log(), "the handover is not logged")
+    wait_endpoints(w, port, ["127.0.0.2"], timeout=1)
+
+
+@_test
+def dns_nxdomain_servfail_keep_last_answer(env):
+    """After a good answer, NXDOMAIN (the name removed) and then SERVFAIL keep
+    the last good answer serving, each counted as a failure."""
+    port, n, dns, w = app_on_u2(env, "500ms")
     for how in ("NXDOMAIN", "SERVFAIL"):
         fails0 = w.failures()
         q0 = len(dns.queries(n))

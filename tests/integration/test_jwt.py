@@ -791,6 +791,28 @@ class KeyServer:
 
 
 @_test
+def upgrade_keeps_key_sets(env):
+    """A binary upgrade hands the fetched key sets over, as a reload keeps
+    them: with the issuer's key server failing at the upgrade, tokens verify
+    on (the new master fetched again, failed, and refused every token, 401,
+    until a refresh a minute later)."""
+    from test_control import _own_binary, _upgrade_done
+    exe = _own_binary(env)
+    keys = Keys(env, a="ec256")
+    plain = KeyServer(env)
+    plain.body = jwks(keys.jwk("a")).encode()
+    (gw,), _ = world(env, request_authn("jwt", [{"issuer": ISS, "jwksUri": plain.url("/keys")}]))
+    token = keys.token("a", "ES256", claims())
+    r = get(gw, "/", headers=bearer(token))
+    check(r.status == 200, f"before the upgrade: {r}")
+    plain.status = 500
+    _upgrade_done(env, exe)
+    r = get(gw, "/", headers=bearer(token))
+    check(r.status == 200, f"after the upgrade, the key server failing: {r}")
+    check("0 DNS answers and 1 JWT key sets kept" in env.gateway.log(), "the handover is not logged")
+
+
+@_test
 def jwt_jwks_uri(env):
     """Key sets named by jwksUri, or by the issuer's OpenID discovery, are
     fetched by the master as istiod fetches them (redirects followed; https

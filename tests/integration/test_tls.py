@@ -1109,14 +1109,11 @@ def tls_resumption_across_upgrade(env):
     session issued before it resumes after it (TLS 1.3 and 1.2), as it
     resumes on another worker; the new master made new keys, and every client
     paid a full handshake after an upgrade."""
-    import shutil
-    import signal
+    from test_control import _own_binary, _upgrade_done
 
     pki = Pki(env)
     port = free_port()
-    exe = env.path("isthmus-bin")
-    shutil.copy2(env.isthmus, exe)
-    env.isthmus = exe
+    exe = _own_binary(env)
     crt = pki.leaf("r", ["DNS:r.example.com"])
     world(env, [server(port, ["*"], tls_simple(crt))], workers=2)
     sess = {}
@@ -1125,10 +1122,7 @@ def tls_resumption_across_upgrade(env):
         rc, out = s_client(port, version, "-ign_eof", "-sess_out", sess[version], sni="r.example.com",
                            data=b"GET / HTTP/1.1\r\nHost: r.example.com\r\nConnection: close\r\n\r\n")
         check(rc == 0 and "New," in out and "HTTP/1.1 200" in out, f"{version} before: rc {rc}:\n{out[-1500:]}")
-    shutil.copy2(exe, exe + ".new")
-    os.replace(exe + ".new", exe)
-    os.kill(env.gateway.pid, signal.SIGUSR2)
-    poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
+    _upgrade_done(env, exe)
     for version in ("-tls1_3", "-tls1_2"):
         rc, out = s_client(port, version, "-ign_eof", "-sess_in", sess[version], sni="r.example.com",
                            data=b"GET / HTTP/1.1\r\nHost: r.example.com\r\nConnection: close\r\n\r\n")
