@@ -766,26 +766,42 @@ int ism_http_resp_has_body(int status, const char *method, size_t method_len)
 	return !(status < 200 || status == 204 || status == 304);
 }
 
-static bool method_in(const char *const *names, size_t n, const char *method, size_t method_len)
-{
-	for (size_t i = 0; i < n; i++)
-		if (method_len == strlen(names[i]) && memcmp(method, names[i], method_len) == 0)
-			return true;
-	return false;
-}
-
+/* By length first: a request pays a compare or two, not a walk of a list
+ * (a memcmp of a constant length is a load and a compare). */
 bool ism_http_method_idempotent(const char *method, size_t method_len)
 {
-	static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-
-	return method_in(idem, sizeof(idem) / sizeof(idem[0]), method, method_len);
+	switch (method_len) {
+	case 3:
+		return memcmp(method, "GET", 3) == 0 || memcmp(method, "PUT", 3) == 0;
+	case 4:
+		return memcmp(method, "HEAD", 4) == 0;
+	case 5:
+		return memcmp(method, "TRACE", 5) == 0;
+	case 6:
+		return memcmp(method, "DELETE", 6) == 0;
+	case 7:
+		return memcmp(method, "OPTIONS", 7) == 0;
+	default:
+		return false;
+	}
 }
 
 bool ism_http_method_bodiless(const char *method, size_t method_len)
 {
-	static const char *const none[] = {"GET", "HEAD", "DELETE", "TRACE", "CONNECT"};
-
-	return method_in(none, sizeof(none) / sizeof(none[0]), method, method_len);
+	switch (method_len) {
+	case 3:
+		return memcmp(method, "GET", 3) == 0;
+	case 4:
+		return memcmp(method, "HEAD", 4) == 0;
+	case 5:
+		return memcmp(method, "TRACE", 5) == 0;
+	case 6:
+		return memcmp(method, "DELETE", 6) == 0;
+	case 7:
+		return memcmp(method, "CONNECT", 7) == 0;
+	default:
+		return false;
+	}
 }
 
 int ism_http_error_status(ssize_t err)

@@ -700,6 +700,17 @@ static void test_helpers(void **state)
 	assert_false(ism_http_method_idempotent("PATCH", 5));
 	assert_false(ism_http_method_idempotent("GE", 2));
 	assert_false(ism_http_method_idempotent("get", 3)); /* methods are case-sensitive */
+	assert_true(ism_http_method_idempotent("HEAD", 4));
+	assert_true(ism_http_method_idempotent("TRACE", 5));
+	assert_false(ism_http_method_idempotent("CONNECT", 7));
+
+	/* Envoy's requestShouldHaveNoBody */
+	static const char *const bodiless[] = {"GET", "HEAD", "DELETE", "TRACE", "CONNECT"};
+	static const char *const with_body[] = {"POST", "PUT", "PATCH", "OPTIONS", "get", "GE", ""};
+	for (size_t i = 0; i < sizeof(bodiless) / sizeof(bodiless[0]); i++)
+		assert_true(ism_http_method_bodiless(bodiless[i], strlen(bodiless[i])));
+	for (size_t i = 0; i < sizeof(with_body) / sizeof(with_body[0]); i++)
+		assert_false(ism_http_method_bodiless(with_body[i], strlen(with_body[i])));
 
 	static const char *const hop[] = {"Connection", "keep-alive", "PROXY-CONNECTION",
 					  "te",		"Trailer",    "Transfer-Encoding",
