@@ -33,12 +33,13 @@ static int own_fields(struct ism_wctx *w, struct ism_sess *s, bool date, uint32_
 	uint32_t fixed = t->own_h1.len - skip, n = 0;
 	char tail[24 + 8 + ISM_HTTP_DATE_LEN];
 
-	if (t->debug_headers && s->st != NULL) {
+	if (ism_stream_own_svc_time(w, s->st)) {
 		n = ism_fmt_num(tail, ism_stream_service_ms(w, s->st), 10);
 		tail[n++] = '\r';
 		tail[n++] = '\n';
 	} else if (t->debug_headers) {
-		fixed -= sizeof(ISM_SVC_TIME_FIELD) - 1; /* no stream: its name goes too */
+		/* no stream, or its route decides: the name goes too */
+		fixed -= sizeof(ISM_SVC_TIME_FIELD) - 1;
 	}
 	if (date) {
 		memcpy(tail + n, "date: ", 6);
@@ -137,16 +138,17 @@ static void h1_send(struct ism_wctx *w, struct ism_sess *s, const char *p, uint3
  * 100-continue itself (the field does not go upstream); not to an HTTP/1.0
  * client, whose expectation is ignored (RFC 9110 10.1.1). Sent on its own:
  * what the stream sends meanwhile waits for it (h1_send). */
-static void h1_cont(struct ism_wctx *w, struct ism_stream *st)
+static bool h1_cont(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_sess *s = st->sess;
 
 	if (s->http10 || s->s.send_armed)
-		return;
+		return false;
 	s->cont_flying = 1;
 	s->held = (struct ism_span){.bid = -1};
 	st->meter[ISM_M_DOWN_HEAD_OUT] += sizeof(CONTINUE_HEAD) - 1;
 	ism_sess_send(w, s, CONTINUE_HEAD, sizeof(CONTINUE_HEAD) - 1, -1);
+	return true;
 }
 
 /* Body data as the client gets it, appended to out: as it is, or as a chunk of
@@ -409,7 +411,7 @@ static void refuse_since(struct ism_wctx *w, struct ism_sess *s, struct ism_http
 	}
 	/* The answer to a HEAD has no body (RFC 9110 9.3.2): the method is
 	 * known once the request line was read, whatever is at fault after. */
-	st->is_head = method->method_len == 4 && memcmp(method->method, "HEAD", 4) == 0;
+	st->is_head = ism_http_is_head(method);
 	st->t0_ms = t0;
 	st->meter[ISM_M_DOWN_HEAD_IN] = head;
 	st->meter[ISM_M_DOWN_WIRE_IN] = s->in.len > head ? s->in.len : head;

@@ -202,10 +202,13 @@ static struct ism_stream *attach(struct ism_wctx *w, struct ism_sess *s, struct 
 int ism_h2_head_add(const struct ism_limits *lim, struct ism_h2head *hd, const uint8_t *name,
 		    size_t nl, const uint8_t *value, size_t vl)
 {
-	/* So that a head refused for its size is answered as gRPC too. */
+	/* So that a head refused for its size is answered as gRPC too, and a
+	 * HEAD without a body. */
 	if (nl == 12 && memcmp(name, "content-type", 12) == 0 &&
 	    ism_http_grpc_type((const char *)value, vl))
 		hd->grpc = 1;
+	if (nl == 7 && vl == 4 && memcmp(name, ":method", 7) == 0 && memcmp(value, "HEAD", 4) == 0)
+		hd->head = 1;
 	if (hd->over)
 		return 0;
 	/* An HPACK bomb (small on the wire, huge decoded) stops here. */
@@ -391,6 +394,7 @@ static void request_head(struct ism_wctx *w, struct ism_sess *s, struct ism_h2s 
 	x->rq.end = x->rq.end_given = end;
 	if (st != NULL && status) {
 		st->grpc = x->hdr.grpc;
+		st->is_head = x->hdr.head;
 		/* A 413 on its content-length is logged with the request, as
 		 * HTTP/1.1's is: the whole head was read. */
 		ism_stream_refuse(w, st, status == 413 ? &req : NULL, status, why);
@@ -898,15 +902,16 @@ static int submit(struct ism_wctx *w, struct ism_stream *st, struct ism_h2nv *nv
 
 /* 100 Continue at once, a HEADERS frame before the response's (as Envoy's
  * connection manager answers Expect: 100-continue itself). */
-static void h2_cont(struct ism_wctx *w, struct ism_stream *st)
+static bool h2_cont(struct ism_wctx *w, struct ism_stream *st)
 {
 	struct ism_h2s *x = sp_of(st);
 	nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
 
-	(void)w;
 	if (nghttp2_submit_headers(st->sess->h2->io.ng, NGHTTP2_FLAG_NONE, x->id, NULL, &nv, 1,
-				   NULL) == 0)
-		kick(w, st->sess);
+				   NULL) != 0)
+		return false;
+	kick(w, st->sess);
+	return true;
 }
 
 static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_resp *resp,
@@ -940,7 +945,7 @@ static int h2_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	/* The fields isthmus adds (spec.proxyHeaders). */
 	if (ism_stream_own_server(w, st))
 		ISM_H2NV_ADD_LIT(&nv, "server", t->server.p, t->server.len);
-	if (t->debug_headers)
+	if (ism_stream_own_svc_time(w, st))
 		ISM_H2NV_ADD_LIT(&nv, ISM_SVC_TIME_NAME, svc,
 				 ism_fmt_num(svc, ism_stream_service_ms(w, st), 10));
 	if (!date)

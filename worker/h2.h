@@ -54,6 +54,7 @@ struct ism_h2head {
 	uint32_t bytes; /* RFC 9113 6.5.2's size: name + value + 32 per field */
 	uint8_t over;	/* past the limits: b is freed and stays empty */
 	uint8_t grpc;	/* a gRPC content type came, kept past the limits */
+	uint8_t head;	/* :method HEAD came, likewise (its answer has no body) */
 };
 
 /* Adds a field (nghttp2 validated it); -ENOMEM, else 0. Past the header list

@@ -167,6 +167,11 @@ ssize_t ism_http_parse_response(const char *buf, size_t len, const struct ism_ht
 /* Whether a response to this request method with this status carries a body
  * (not for HEAD, 1xx, 204, 304). */
 int ism_http_resp_has_body(int status, const char *method, size_t method_len);
+/* Whether req (what was read of it) is a HEAD, whose answers have no body. */
+static inline bool ism_http_is_head(const struct ism_http_req *req)
+{
+	return req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+}
 
 /* Whether a request method is idempotent (RFC 9110 9.2.2: GET, HEAD, OPTIONS,
  * TRACE, PUT, DELETE): sending the request twice has the effect of once. */

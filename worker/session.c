@@ -601,10 +601,11 @@ void ism_sess_free_all(struct ism_wctx *w)
 	ism_slab_free(&w->sess);
 }
 
-void ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st)
+bool ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st)
 {
 	(void)w;
 	(void)st;
+	return false;
 }
 
 void ism_sess_whole_request(struct ism_wctx *w, struct ism_stream *st)

@@ -136,7 +136,7 @@ const struct ism_buf *ism_sess_xfcc(struct ism_sess *s);
 void ism_sess_close(struct ism_wctx *w, struct ism_sess *s);
 /* The cont op of a sink of internal streams (worker/mirror.h,
  * worker/extauthz.h): no client to tell. */
-void ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st);
+bool ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st);
 /* The want_body op of such a sink: its streams start with their whole
  * request. */
 void ism_sess_whole_request(struct ism_wctx *w, struct ism_stream *st);
@@ -174,7 +174,7 @@ struct ism_sess_ops {
 	 * 100-continue), now: isthmus answers it itself, as Envoy's connection
 	 * manager does (the field does not go upstream, and an upstream's 1xx
 	 * heads are not relayed). */
-	void (*cont)(struct ism_wctx *w, struct ism_stream *st);
+	bool (*cont)(struct ism_wctx *w, struct ism_stream *st); /* false: not sent */
 	/* The final response head of the upstream (mode: how the upstream
 	 * delimits its body), with the body bytes that came with it; done: the
 	 * body ended. 1: a send started (ism_stream_resp_sent follows once it

@@ -1335,6 +1335,8 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 			return false;
 		}
 		st->route_server = ism_act_edit(st->resp_edits, "server", 6) != NULL;
+		st->route_svc_time = ism_act_edit(st->resp_edits, ISM_SVC_TIME_NAME,
+						  sizeof(ISM_SVC_TIME_NAME) - 1) != NULL;
 	}
 	/* Without memory, the line shows the request as it came. */
 	if (st->log_req != NULL)
@@ -1508,6 +1510,17 @@ static int gw_response_data(struct ism_wctx *w, struct ism_stream *st, const cha
 /* The request's first steps, whatever its route: a gRPC-Web request becomes
  * gRPC (its body, *body and *len, decoded), a gRPC one is known as such, its
  * path is normalised, its log line begun. false when the stream answered. */
+/* req without its Expect fields. */
+static void drop_expect(struct ism_http_req *req)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (!ism_http_header_is(&req->headers[i], "expect"))
+			req->headers[n++] = req->headers[i];
+	req->n_headers = n;
+}
+
 static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			  const char **body, uint32_t *len, bool req_done)
 {
@@ -1519,7 +1532,14 @@ static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_
 	if (t->listeners[st->sess->listener].grpc_web &&
 	    !gw_request(w, st, req, body, len, req_done))
 		return false;
-	/* Known first: a refused request gets a gRPC error too. */
+	/* Known first: a refused request gets a gRPC error too, and a refused
+	 * HEAD no body. */
+	st->is_head = ism_http_is_head(req);
+	/* Answered here (below), as Envoy's connection manager answers it and
+	 * removes the field before anything sees the request: routes, policies,
+	 * checks and the access log do not, the upstream does not. */
+	if (req->framing.expect_continue)
+		drop_expect(req);
 	for (size_t i = 0; i < req->n_headers; i++)
 		if (ism_http_header_is(&req->headers[i], "content-type") &&
 		    ism_http_grpc_type(req->headers[i].value, req->headers[i].value_len))
@@ -1532,12 +1552,16 @@ static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_
 	}
 	request_begin(w, st, req);
 	/* Envoy's connection manager answers Expect: 100-continue itself,
-	 * before its filters (the field does not go upstream). */
-	if (req->framing.expect_continue)
-		st->sess->ops->cont(w, st);
+	 * before its filters, and counts the 100 as its and the listener's
+	 * 1xx. */
+	if (req->framing.expect_continue && st->sess->ops->cont(w, st)) {
+		ism_stream_count_status(w, 100);
+		if (st->lis_stats != NULL)
+			atomic_fetch_add_explicit(&st->lis_stats->responses[1], 1,
+						  memory_order_relaxed);
+	}
 	st->http10 = req->minor_version == 0;
-	st->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-	st->route_server = 0;
+	st->route_server = st->route_svc_time = 0;
 	st->idempotent = ism_http_method_idempotent(req->method, req->method_len);
 	req_ends(w, st, req_done);
 	st->req_chunked = req->framing.chunked;

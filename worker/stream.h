@@ -87,8 +87,10 @@ struct ism_stream {
 	uint8_t resp_done;	/* the upstream's response is all read */
 	uint8_t counted;	/* the exchange is in the counters */
 	/* The route's response edits name Server: they decide it, not
-	 * spec.proxyHeaders.server (ism_stream_own_server). */
+	 * spec.proxyHeaders.server (ism_stream_own_server); likewise
+	 * x-envoy-upstream-service-time (ism_stream_own_svc_time). */
 	uint8_t route_server;
+	uint8_t route_svc_time;
 	uint16_t status;
 	/* the route, the cluster and the attempts */
 	/* Everything of the table below is the table the worker uses: one that
@@ -357,16 +359,23 @@ static inline bool ism_stream_own_server(const struct ism_wctx *w, const struct 
 {
 	return w->table->server.len > 0 && (st == NULL || !st->route_server);
 }
+/* Whether st's head gets isthmus's x-envoy-upstream-service-time
+ * (spec.proxyHeaders.envoyDebugHeaders): Envoy's router sets it before the
+ * route's response edits apply, so one that sets or removes it decides. */
+static inline bool ism_stream_own_svc_time(const struct ism_wctx *w, const struct ism_stream *st)
+{
+	return w->table->debug_headers && st != NULL && !st->route_svc_time;
+}
 /* Whether field h of an upstream's head for st gives way to them: Server,
- * and x-envoy-upstream-service-time, which Envoy's router sets (the client
- * got the upstream's and isthmus's, the upstream's first). */
+ * and x-envoy-upstream-service-time (the client got the upstream's and
+ * isthmus's, the upstream's first). */
 static inline bool ism_stream_field_replaced(const struct ism_wctx *w, const struct ism_stream *st,
 					     const struct ism_http_header *h)
 {
 	return (h->name_len == 6 && ism_stream_own_server(w, st) &&
 		ism_eq_nocase(h->name, "server", 6)) ||
-	       (h->name_len == sizeof(ISM_SVC_TIME_NAME) - 1 && w->table->debug_headers &&
-		st != NULL && ism_eq_nocase(h->name, ISM_SVC_TIME_NAME, h->name_len));
+	       (h->name_len == sizeof(ISM_SVC_TIME_NAME) - 1 && ism_stream_own_svc_time(w, st) &&
+		ism_eq_nocase(h->name, ISM_SVC_TIME_NAME, h->name_len));
 }
 /* x-envoy-upstream-service-time of st's response: ms since its request ended
  * (Envoy's router: since the request was complete), or since its head came

@@ -729,10 +729,6 @@ static struct client_said put_client_fields(const struct ism_table *t, const str
 			continue;
 		if (envoy_control(t, h))
 			continue;
-		/* Answered here (the session's cont op), as Envoy's connection
-		 * manager removes the field once it answered 100 itself. */
-		if (req->framing.expect_continue && ism_http_header_is(h, "expect"))
-			continue;
 		/* Written per attempt instead (ISM_STAMP_GRPC). */
 		if ((st->stamp & ISM_STAMP_GRPC) && ism_http_header_is(h, "grpc-timeout"))
 			continue;

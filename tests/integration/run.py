@@ -574,6 +574,7 @@ def head_errors_have_no_body(env):
     head on the connection."""
     standard(env)
     for what, head, want in (("no Host", b"HEAD / HTTP/1.1\r\n\r\n", 400),
+                             ("a bad path", b"HEAD /a%00 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
                              ("TE gzip", b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
                              ("a big head", b"HEAD / HTTP/1.1\r\nHost: a\r\nx-big: " + b"a" * 70000 + b"\r\n\r\n",
                               431)):

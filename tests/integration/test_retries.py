@@ -613,25 +613,37 @@ def service_time_from_request_end(env):
 def service_time_replaced(env):
     """An upstream's own x-envoy-upstream-service-time gives way to isthmus's,
     as Envoy's router sets the field: the client got both, the upstream's
-    first (which clients and log pipelines read), over HTTP/1.1 and HTTP/2."""
+    first (which clients and log pipelines read), over HTTP/1.1 and HTTP/2;
+    a route's response edit that sets or removes it decides it."""
     def own_field(c, head, rest):
         c.sendall(b"HTTP/1.1 200 OK\r\nx-envoy-upstream-service-time: 987654\r\ncontent-length: 2\r\n\r\nok")
         time.sleep(0.3)
 
-    up = ScriptedUpstream(own_field, fail_on=range(1, 10))
-    try:
-        gw = gateway_to(env, up.port)
+    def both(gw):
+        """The field's values an HTTP/1.1 and an HTTP/2 client get."""
         r = http_get(gw, "/a", host="retry.test")
         rc, out, err = curl(["-s", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge", "-H", "host: retry.test",
                              f"http://127.0.0.1:{gw}/b"])
+        check(r.status == 200 and rc == 0 and out.startswith("HTTP/2 200"), f"{r.status}; {rc} {out!r} {err}")
+        return (r.header_all("x-envoy-upstream-service-time"),
+                [ln.split(":", 1)[1].strip() for ln in out.splitlines()
+                 if ln.lower().startswith("x-envoy-upstream-service-time:")])
+
+    up = ScriptedUpstream(own_field, fail_on=range(1, 20))
+    try:
+        gw = gateway_to(env, up.port)
+        for svc, proto in zip(both(gw), ("HTTP/1.1", "HTTP/2")):
+            check(len(svc) == 1 and svc[0] != "987654", f"{proto}: service time {svc}")
+        # The route's response edits apply after the router set it, as
+        # Envoy's: one that sets it, or removes it, decides.
+        for edit, want in (("set: {x-envoy-upstream-service-time: '42'}", ["42"]),
+                           ("remove: [x-envoy-upstream-service-time]", [])):
+            env.write("isthmus.yaml", open(gateway_conf(env, gw, up.port,
+                                                        f"    headers: {{response: {{{edit}}}}}\n")).read())
+            check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload was refused")
+            check(both(gw) == (want, want), f"a route's {edit}: {both(gw)}, want {want} for both")
     finally:
         up.close()
-    svc = r.header_all("x-envoy-upstream-service-time")
-    check(r.status == 200 and len(svc) == 1 and svc[0] != "987654", f"HTTP/1.1: {r.status}, service time {svc}")
-    svc2 = [ln.split(":", 1)[1].strip() for ln in out.splitlines()
-            if ln.lower().startswith("x-envoy-upstream-service-time:")]
-    check(rc == 0 and out.startswith("HTTP/2 200") and len(svc2) == 1 and svc2[0] != "987654",
-          f"HTTP/2: {rc} {out!r} {err}")
 
 
 @_test
