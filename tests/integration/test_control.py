@@ -842,8 +842,9 @@ def _replace_and_upgrade(env, exe):
 
 def _upgrade_done(env, exe):
     """_replace_and_upgrade, until the upgrade is over."""
+    done = env.gateway.log().count("upgrade: done")
     _replace_and_upgrade(env, exe)
-    poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
+    poll(lambda: env.gateway.log().count("upgrade: done") > done, 30, what="the upgrade to end")
 
 
 def _hold_new_port(conf):
@@ -1018,6 +1019,11 @@ def upgrade_keeps_endpoint_settings(env):
     poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
     check(settings() == want, f"after the upgrade: {settings()}")
     check("states and weights of 2 endpoints kept" in env.gateway.log(), "the handover is not logged")
+    # The new master hands over what it was handed.
+    kept = env.gateway.log().count("states and weights of 2 endpoints kept")
+    _upgrade_done(env, exe)
+    check(env.gateway.log().count("states and weights of 2 endpoints kept") == kept + 1 and settings() == want,
+          f"after a second upgrade: {settings()}")
     got = {}
     for i in range(20):
         r = env.get(f"/{i}")
