@@ -648,12 +648,15 @@ void ism_h1_sent(struct ism_wctx *w, struct ism_sess *s, int res)
 
 		s->cont_flying = 0;
 		s->held = (struct ism_span){.bid = -1};
-		if (s->st != NULL)
-			s->st->meter[ISM_M_DOWN_WIRE_OUT] += (uint64_t)res;
+		if (s->st == NULL) { /* it ended meanwhile */
+			if (held.len > 0 && held.bid >= 0)
+				ism_w_buf_recycle(w, held.bid);
+			ism_sess_close(w, s);
+			return;
+		}
+		s->st->meter[ISM_M_DOWN_WIRE_OUT] += (uint64_t)res;
 		if (held.len > 0)
 			ism_sess_send(w, s, held.p, held.len, held.bid);
-		else
-			ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 		return;
 	}
 	s->out.len = 0;

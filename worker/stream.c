@@ -1507,9 +1507,6 @@ static int gw_response_data(struct ism_wctx *w, struct ism_stream *st, const cha
 	return ret < 0 ? -ENOMEM : 0;
 }
 
-/* The request's first steps, whatever its route: a gRPC-Web request becomes
- * gRPC (its body, *body and *len, decoded), a gRPC one is known as such, its
- * path is normalised, its log line begun. false when the stream answered. */
 /* req without its Expect fields. */
 static void drop_expect(struct ism_http_req *req)
 {
@@ -1521,6 +1518,10 @@ static void drop_expect(struct ism_http_req *req)
 	req->n_headers = n;
 }
 
+/* The request's first steps, whatever its route: a gRPC-Web request becomes
+ * gRPC (its body, *body and *len, decoded), a gRPC one is known as such, its
+ * path is normalised, its log line begun, an Expect: 100-continue answered.
+ * false when the stream answered. */
 static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			  const char **body, uint32_t *len, bool req_done)
 {

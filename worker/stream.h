@@ -82,7 +82,7 @@ struct ism_stream {
 	int8_t req_chunked;   /* the body has no length: the upstream gets it chunked */
 	uint64_t req_seen;    /* request body bytes taken from the client so far */
 	/* the response */
-	uint8_t resp_head_done; /* the final head came (interim ones are passed on) */
+	uint8_t resp_head_done; /* the final head came (interim ones are dropped) */
 	uint8_t resp_started;	/* bytes of the final response went to the client */
 	uint8_t resp_done;	/* the upstream's response is all read */
 	uint8_t counted;	/* the exchange is in the counters */
