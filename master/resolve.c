@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lib/addr.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
 #include "master/events.h"
@@ -441,19 +442,9 @@ int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_sta
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		struct ism_dns_addr x;
-		struct sockaddr_in *in = (struct sockaddr_in *)&x.addr;
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&x.addr;
 
-		memset(&x, 0, sizeof(x));
-		if (inet_pton(AF_INET, addrs[i], &in->sin_addr) == 1) {
-			in->sin_family = AF_INET;
-			x.len = sizeof(*in);
-		} else if (inet_pton(AF_INET6, addrs[i], &in6->sin6_addr) == 1) {
-			in6->sin6_family = AF_INET6;
-			x.len = sizeof(*in6);
-		} else {
+		if (!ism_addr_parse(addrs[i], &x.addr, &x.len))
 			return -EINVAL;
-		}
 		snprintf(x.text, sizeof(x.text), "%s", addrs[i]);
 		k = keep_lowest(a, k, &x);
 	}

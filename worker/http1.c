@@ -766,42 +766,44 @@ int ism_http_resp_has_body(int status, const char *method, size_t method_len)
 	return !(status < 200 || status == 204 || status == 304);
 }
 
-/* By length first: a request pays a compare or two, not a walk of a list
- * (a memcmp of a constant length is a load and a compare). */
+/* What a request's method is, by length first: a request pays a compare or
+ * two, not a walk of a list (a memcmp of a constant length is a load and a
+ * compare). */
+enum {
+	METHOD_IDEMPOTENT = 1, /* RFC 9110 9.2.2 */
+	METHOD_BODILESS = 2,   /* Envoy's requestShouldHaveNoBody */
+};
+
+static unsigned method_traits(const char *m, size_t n)
+{
+	switch (n) {
+	case 3:
+		return memcmp(m, "GET", 3) == 0	  ? METHOD_IDEMPOTENT | METHOD_BODILESS
+		       : memcmp(m, "PUT", 3) == 0 ? METHOD_IDEMPOTENT
+						  : 0;
+	case 4:
+		return memcmp(m, "HEAD", 4) == 0 ? METHOD_IDEMPOTENT | METHOD_BODILESS : 0;
+	case 5:
+		return memcmp(m, "TRACE", 5) == 0 ? METHOD_IDEMPOTENT | METHOD_BODILESS : 0;
+	case 6:
+		return memcmp(m, "DELETE", 6) == 0 ? METHOD_IDEMPOTENT | METHOD_BODILESS : 0;
+	case 7:
+		return memcmp(m, "OPTIONS", 7) == 0   ? METHOD_IDEMPOTENT
+		       : memcmp(m, "CONNECT", 7) == 0 ? METHOD_BODILESS
+						      : 0;
+	default:
+		return 0;
+	}
+}
+
 bool ism_http_method_idempotent(const char *method, size_t method_len)
 {
-	switch (method_len) {
-	case 3:
-		return memcmp(method, "GET", 3) == 0 || memcmp(method, "PUT", 3) == 0;
-	case 4:
-		return memcmp(method, "HEAD", 4) == 0;
-	case 5:
-		return memcmp(method, "TRACE", 5) == 0;
-	case 6:
-		return memcmp(method, "DELETE", 6) == 0;
-	case 7:
-		return memcmp(method, "OPTIONS", 7) == 0;
-	default:
-		return false;
-	}
+	return method_traits(method, method_len) & METHOD_IDEMPOTENT;
 }
 
 bool ism_http_method_bodiless(const char *method, size_t method_len)
 {
-	switch (method_len) {
-	case 3:
-		return memcmp(method, "GET", 3) == 0;
-	case 4:
-		return memcmp(method, "HEAD", 4) == 0;
-	case 5:
-		return memcmp(method, "TRACE", 5) == 0;
-	case 6:
-		return memcmp(method, "DELETE", 6) == 0;
-	case 7:
-		return memcmp(method, "CONNECT", 7) == 0;
-	default:
-		return false;
-	}
+	return method_traits(method, method_len) & METHOD_BODILESS;
 }
 
 int ism_http_error_status(ssize_t err)
