@@ -228,7 +228,8 @@ static int state_memfd(const struct ism_master *m)
 struct record {
 	char *line;
 	const char *data;
-	long lens[3];
+	long lens[3]; /* a jwks record's: its issuer's, URI's (-1: none), text's */
+	size_t data_len;
 };
 
 /* Calls each(ctx, rec) for every record of u's state. */
@@ -257,12 +258,14 @@ static void each_record(const struct ism_upgrade *u, void (*each)(void *, struct
 		if (strncmp(rec.line, "jwks ", 5) == 0) {
 			if (sscanf(rec.line, "jwks %ld %ld %ld", &rec.lens[0], &rec.lens[1],
 				   &rec.lens[2]) != 3 ||
-			    rec.lens[0] < 0 || rec.lens[1] < -1 || rec.lens[2] < 0 ||
-			    rec.lens[0] + (rec.lens[1] > 0 ? rec.lens[1] : 0) + rec.lens[2] >=
-				end - p)
+			    rec.lens[0] < 0 || rec.lens[1] < -1 || rec.lens[2] < 0)
+				break;
+			rec.data_len = (size_t)(rec.lens[0] + (rec.lens[1] > 0 ? rec.lens[1] : 0) +
+						rec.lens[2]);
+			if (rec.data_len >= (size_t)(end - p))
 				break;
 			rec.data = p;
-			p += rec.lens[0] + (rec.lens[1] > 0 ? rec.lens[1] : 0) + rec.lens[2] + 1;
+			p += rec.data_len + 1;
 		}
 		each(ctx, &rec);
 	}
@@ -327,7 +330,7 @@ static void answer_record(void *ctx, struct record *rec)
 		long il = rec->lens[0], ul = rec->lens[1], tl = rec->lens[2];
 		char *iss = strndup(rec->data, (size_t)il);
 		char *uri = ul >= 0 ? strndup(rec->data + il, (size_t)ul) : NULL;
-		char *text = strndup(rec->data + il + (ul > 0 ? ul : 0), (size_t)tl);
+		char *text = strndup(rec->data + rec->data_len - (size_t)tl, (size_t)tl);
 
 		if (iss != NULL && text != NULL && (ul < 0 || uri != NULL) &&
 		    ism_jwks_cache_seed(k->jwks, iss, uri, text) == 0)
