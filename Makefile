@@ -165,9 +165,11 @@ fuzz-run: fuzz
 
 ASAN_MAKE = $(MAKE) BUILD=build-asan HARDEN= \
 	EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined'
+# '+': make sees $(MAKE) only when the line names it, so these sub-makes
+# would run without the jobserver (-j1).
 asan:
-	$(ASAN_MAKE) all unit
-	$(ASAN_MAKE) integration
+	+$(ASAN_MAKE) all unit
+	+$(ASAN_MAKE) integration
 
 # make check compiles JOBS files at a time (one per CPU); the tests run one
 # at a time whatever -j says.
