@@ -26,6 +26,11 @@ int ism_master_ready(const struct ism_master *m)
 		return 1;
 	if (m->stopping || atomic_load(&m->shm.hdr->stopping) || m->n_workers == 0)
 		return 0;
+	return ism_master_workers_serve(m);
+}
+
+bool ism_master_workers_serve(const struct ism_master *m)
+{
 	/* Serving: a worker, of the current set or of the one a reload is
 	 * replacing, takes connections on a published configuration. One in
 	 * its restart delay (a crash loop) does not take a gateway whose other
@@ -35,9 +40,9 @@ int ism_master_ready(const struct ism_master *m)
 
 		if (atomic_load(&ws->pid) != 0 && atomic_load(&ws->gen) != 0 &&
 		    !atomic_load(&ws->draining))
-			return 1;
+			return true;
 	}
-	return 0;
+	return false;
 }
 
 /* The same fields in three shapes: "key: value" lines, one JSON object, or

@@ -5,6 +5,7 @@
 #ifndef ISM_MASTER_COMMANDS_H
 #define ISM_MASTER_COMMANDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,8 +13,12 @@
 
 struct ism_master;
 
-/* Serving: not stopping, and every worker alive and on a published generation. */
+/* Serving: not stopping, and ism_master_workers_serve; while an upgrade
+ * settles, the old workers serve. */
 int ism_master_ready(const struct ism_master *m);
+/* Whether a worker of the master's (of the current set, or of the one a reload
+ * is replacing) takes connections on a published configuration. */
+bool ism_master_workers_serve(const struct ism_master *m);
 
 /* Runs one command line and writes its answer. An answer that reports a failure
  * starts with "error:" (or "reload refused"; in JSON, a result other than

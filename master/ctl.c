@@ -85,11 +85,16 @@ struct ism_ctl {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev; /* the socket file bound at path: only it is removed at the end */
 	ino_t ino;
+	bool adopted; /* the socket was handed over by an upgrading master */
+	bool paused;  /* nothing is accepted (ism_ctl_pause) */
 };
 
 static const char *const pool_names[CTL_POOLS] = {"control", "admin"};
+_Static_assert(CTL_POOLS == ISM_CTL_LISTENERS, "a listener per pool");
 
-static int bind_unix(const char *path)
+/* The control socket at path: the one an upgrading master handed over to up
+ * (*adopted set), or one bound now. */
+static int bind_unix(struct ism_upgrade *up, const char *path, bool *adopted)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, ret;
@@ -97,6 +102,10 @@ static int bind_unix(const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = ism_upgrade_adopt_addr(up, (struct sockaddr *)&sa, sizeof(sa));
+	*adopted = fd >= 0;
+	if (fd >= 0)
+		return fd;
 	ret = ism_runfile_make_parent(path);
 	if (ret < 0)
 		return ret;
@@ -124,19 +133,26 @@ static int bind_unix(const char *path)
 }
 
 /* Removes the control socket at c->path if it is still the one c bound:
- * another master may have taken the path since. */
+ * another master may have taken the path since. One handed over by an
+ * upgrade that did not start stays, for the wait mode's next try. */
 static void unlink_own(const struct ism_ctl *c)
 {
 	struct stat st;
 
+	if (c->adopted && c->m->up.n_listen > 0)
+		return;
 	if (c->ino != 0 && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
 		unlink(c->path);
 }
 
-static int bind_admin(const struct ism_table *t)
+/* The admin listener: as bind_unix. */
+static int bind_admin(struct ism_upgrade *up, const struct ism_table *t)
 {
 	int one = 1, fd, ret;
 
+	fd = ism_upgrade_adopt_addr(up, (const struct sockaddr *)&t->admin_addr, t->admin_addrlen);
+	if (fd >= 0)
+		return fd;
 	fd = socket(t->admin_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -195,7 +211,7 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 		goto out_pools;
 	}
 	snprintf(c->path, sizeof(c->path), "%s", t->control_socket.p);
-	cp->lfd = bind_unix(t->control_socket.p);
+	cp->lfd = bind_unix(&m->up, t->control_socket.p, &c->adopted);
 	if (cp->lfd < 0) {
 		ret = cp->lfd;
 		ism_err("control socket %s: %s%s", t->control_socket.p, strerror(-ret),
@@ -215,7 +231,7 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 				 t->control_socket.p, t->group.p);
 	}
 	if (t->admin_addr.ss_family != 0) {
-		ap->lfd = bind_admin(t);
+		ap->lfd = bind_admin(&m->up, t);
 		if (ap->lfd < 0) {
 			ret = ap->lfd;
 			ism_err("admin listener: %s", strerror(-ret));
@@ -243,6 +259,30 @@ void ism_ctl_destroy(struct ism_ctl *c)
 	free(c);
 }
 
+int ism_ctl_listeners(const struct ism_ctl *c, int *fds)
+{
+	int n = 0;
+
+	for (int p = 0; c != NULL && p < CTL_POOLS; p++)
+		if (c->pool[p].lfd >= 0)
+			fds[n++] = c->pool[p].lfd;
+	return n;
+}
+
+bool ism_ctl_pause(struct ism_ctl *c, bool pause)
+{
+	bool busy = false;
+
+	if (c == NULL)
+		return false;
+	c->paused = pause;
+	for (int p = 0; p < CTL_POOLS; p++)
+		for (uint32_t i = 0; i < c->pool[p].size; i++)
+			busy |= c->pool[p].cl[i].state == CTL_READING ||
+				c->pool[p].cl[i].state == CTL_WRITING;
+	return busy;
+}
+
 size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 {
 	size_t n = 0;
@@ -250,7 +290,7 @@ size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 	if (c == NULL || max < CTL_POOLS)
 		return 0;
 	for (int p = 0; p < CTL_POOLS; p++)
-		pfd[n++] = (struct pollfd){.fd = c->pool[p].lfd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = c->pool[p].lfd, .events = c->paused ? 0 : POLLIN};
 	for (int p = 0; p < CTL_POOLS; p++)
 		for (uint32_t i = 0; i < c->pool[p].size && n < max; i++) {
 			const struct ctl_client *cl = &c->pool[p].cl[i];

@@ -22,6 +22,7 @@
 #define ISM_MASTER_CTL_H
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,14 @@ struct ism_table;
  * missing) and its admin listener, if any. Returns 0 and *out, or -errno. */
 int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_ctl **out);
 void ism_ctl_destroy(struct ism_ctl *c);
+/* The most listening sockets ism_ctl_listeners gives. */
+#define ISM_CTL_LISTENERS 2
+/* The listening sockets of c (the control socket, the admin listener when
+ * there is one), stored at fds: how many. */
+int ism_ctl_listeners(const struct ism_ctl *c, int *fds);
+/* pause: nothing more is accepted (what connects waits in the backlogs),
+ * until called again without. Whether a client is still being answered. */
+bool ism_ctl_pause(struct ism_ctl *c, bool pause);
 /* Fills up to max pollfds (the two listeners, then the clients); returns how many. */
 size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max);
 /* Milliseconds until the earliest client deadline (for poll), at most cap. */

@@ -33,6 +33,7 @@
 #include "health/lbstate.h"
 #include "lib/log.h"
 #include "master/buildinfo.h"
+#include "master/commands.h"
 #include "master/counters.h"
 #include "master/ctl.h"
 #include "master/fds.h"
@@ -1190,7 +1191,7 @@ static void handle_signals(struct ism_master *m)
 		case SIGUSR2:
 			/* HAProxy's master-worker reload: the binary at the path
 			 * (a package upgrade's) executed, the file loaded by it. */
-			ism_upgrade_exec(m);
+			ism_upgrade_request(m, ism_now_ms());
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -1228,7 +1229,7 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 		t = h;
 	t = ism_resolver_timeout_ms(m->dns, now, t);
 	t = ism_reload_timeout_ms(m, now, t);
-	h = ism_upgrade_timeout_ms(&m->up, now);
+	h = ism_upgrade_timeout_ms(&m->up, !m->deferred, now);
 	if (h >= 0 && h < t)
 		t = h;
 	if (m->jwks_next != 0) {
@@ -1393,6 +1394,7 @@ static int master_loop(struct ism_master *m)
 		update_lbstate(m, now);
 		kill_hung(m, now);
 		ism_ctl_run(m->ctl, pfd + 4, (int)nctl);
+		ism_upgrade_due(m, ism_now_ms());
 		ism_resolver_run(m->dns, pfd + 4 + nctl, (int)ndns, now);
 		ism_reload_warm(m, ism_now_ms());
 		dns_publish(m, now);
@@ -1404,7 +1406,10 @@ static int master_loop(struct ism_master *m)
 			if (start_workers(m, worker_count(ism_shm_current(&m->shm))) < 0)
 				start_stop(m, "fork failed");
 		}
-		ism_upgrade_step(&m->up, !m->deferred || m->stopping, now);
+		/* The old workers drain once a new one serves (not once forked:
+		 * readiness, and the connections meanwhile, stay theirs). */
+		ism_upgrade_step(&m->up,
+				 (!m->deferred && ism_master_workers_serve(m)) || m->stopping, now);
 		if (!m->stopping)
 			respawn_due(m, now);
 		start_owed_due(m, now);
@@ -1542,6 +1547,7 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 			return ret;
 		}
 	}
+	ism_upgrade_leftovers(&m->up, t->control_socket.p, m->pid_file);
 	ism_upgrade_adopted(&m->up);
 	return 0;
 }

@@ -15,17 +15,20 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "master/ctl.h"
 #include "master/jwks.h"
 #include "master/master-t.h"
 #include "master/reload.h"
 #include "master/reply.h"
 #include "master/resolve.h"
+#include "master/runfile.h"
 #include "shm/shm.h"
 
 #define ENV_LISTEN "ISTHMUS_UPGRADE_LISTEN" /* "fd,fd,..." */
@@ -40,7 +43,11 @@
  * workers serve meanwhile. */
 #define SETTLE_MAX_MS 10000
 #define KILL_GRACE_MS 5000
-#define CHECK_MAX_MS  60000
+#define SERVE_POLL_MS 20
+/* The control and admin clients being answered at an upgrade's request are
+ * waited for no longer (what connects meanwhile waits for the new master). */
+#define QUIESCE_MS   1000
+#define CHECK_MAX_MS 60000
 
 extern char **environ;
 
@@ -59,7 +66,8 @@ static void take_listen(struct ism_upgrade *u, const char *s)
 	for (const char *p = s; *p; p++)
 		n += *p == ',';
 	u->listen = calloc(n, sizeof(*u->listen));
-	if (u->listen == NULL)
+	u->taken = calloc(n, sizeof(*u->taken));
+	if (u->listen == NULL || u->taken == NULL)
 		return;
 	for (char *end; *s;) {
 		long fd = strtol(s, &end, 10);
@@ -179,6 +187,7 @@ static int tickets_memfd(const struct ism_ticket_keys *tk)
  *   jwks ISSUER_LEN URI_LEN TEXT_LEN	a key set, its ISSUER URI TEXT bytes
  *					following the line (URI_LEN -1: by
  *					discovery), then a newline
+ *   pidfile PATH				the pid file the old master wrote
  */
 
 /* m's state in a memfd; -1 when there is none (or no memfd could be made:
@@ -213,6 +222,8 @@ static int state_memfd(const struct ism_master *m)
 			ism_say(&r, "jwks %zu %ld %zu\n%s%s%s\n", strlen(iss),
 				uri != NULL ? (long)strlen(uri) : -1L, strlen(text), iss,
 				uri != NULL ? uri : "", text);
+	if (m->pid_file != NULL && strchr(m->pid_file, '\n') == NULL)
+		ism_say(&r, "pidfile %s\n", m->pid_file);
 	if (r.len > 0 && !r.incomplete)
 		fd = handover_memfd("isthmus-state", r.p, r.len);
 	if (r.len > 0 && fd < 0)
@@ -392,26 +403,88 @@ void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
 	}
 }
 
-int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l)
+/* Whether the address a (of length alen, as getsockname gave it) is b: a
+ * unix socket's by its path (getsockname's length counts the path only). */
+static bool same_addr(const struct sockaddr_storage *a, socklen_t alen, const struct sockaddr *b,
+		      socklen_t blen)
+{
+	if (a->ss_family == AF_UNIX && b->sa_family == AF_UNIX)
+		return strncmp(((const struct sockaddr_un *)a)->sun_path,
+			       ((const struct sockaddr_un *)b)->sun_path,
+			       sizeof(((struct sockaddr_un *)0)->sun_path)) == 0;
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+int ism_upgrade_adopt_addr(struct ism_upgrade *u, const struct sockaddr *sa, socklen_t len)
 {
 	for (int i = 0; i < u->n_listen; i++) {
 		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
+		socklen_t sslen = sizeof(ss);
 		int fd = u->listen[i];
 
 		memset(&ss, 0, sizeof(ss));
-		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
-		    len != l->addrlen || memcmp(&ss, &l->addr, len) != 0)
+		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0 ||
+		    !same_addr(&ss, sslen, sa, len))
 			continue;
 		/* A copy: the one handed over stays for another try, should this
 		 * start fail (ism_upgrade_wait). */
-		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		if (fd >= 0)
-			ism_notice("listening on port %u (%s): the socket handed over", l->port,
-				   l->name.p);
-		return fd;
+		u->taken[i] = true;
+		return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	}
 	return -1;
+}
+
+int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l)
+{
+	int fd = ism_upgrade_adopt_addr(u, (const struct sockaddr *)&l->addr, l->addrlen);
+
+	if (fd >= 0)
+		ism_notice("listening on port %u (%s): the socket handed over", l->port, l->name.p);
+	return fd;
+}
+
+struct pid_file_left {
+	const char *now;
+};
+
+static void pid_file_record(void *ctx, struct record *rec)
+{
+	const struct pid_file_left *k = ctx;
+	const char *path;
+
+	if (strncmp(rec->line, "pidfile ", 8) != 0)
+		return;
+	path = rec->line + 8;
+	if (k->now != NULL && strcmp(path, k->now) == 0)
+		return;
+	ism_runfile_pid_remove(path);
+	ism_notice("upgrade: the old pid file %s removed: the file names %s", path,
+		   k->now != NULL ? k->now : "none");
+}
+
+void ism_upgrade_leftovers(const struct ism_upgrade *u, const char *control_socket,
+			   const char *pid_file)
+{
+	struct pid_file_left k = {.now = pid_file};
+	struct stat now, st;
+	bool have_now = control_socket != NULL && stat(control_socket, &now) == 0;
+
+	for (int i = 0; i < u->n_listen; i++) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+
+		memset(&sa, 0, sizeof(sa));
+		if (u->taken[i] || getsockname(u->listen[i], (struct sockaddr *)&sa, &len) < 0 ||
+		    sa.sun_family != AF_UNIX || sa.sun_path[0] == '\0' ||
+		    sa.sun_path[sizeof(sa.sun_path) - 1] != '\0' || stat(sa.sun_path, &st) < 0 ||
+		    !S_ISSOCK(st.st_mode) ||
+		    (have_now && st.st_dev == now.st_dev && st.st_ino == now.st_ino))
+			continue;
+		unlink(sa.sun_path);
+		ism_notice("upgrade: the old control socket %s removed: the file names %s",
+			   sa.sun_path, control_socket != NULL ? control_socket : "none");
+	}
+	each_record(u, pid_file_record, &k);
 }
 
 void ism_upgrade_adopted(struct ism_upgrade *u)
@@ -419,7 +492,9 @@ void ism_upgrade_adopted(struct ism_upgrade *u)
 	for (int i = 0; i < u->n_listen; i++)
 		close(u->listen[i]);
 	free(u->listen);
+	free(u->taken);
 	u->listen = NULL;
+	u->taken = NULL;
 	u->n_listen = 0;
 	if (u->tickets_fd >= 0)
 		close(u->tickets_fd);
@@ -511,14 +586,18 @@ bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid, int status)
 	return false;
 }
 
-int ism_upgrade_timeout_ms(const struct ism_upgrade *u, uint64_t now)
+int ism_upgrade_timeout_ms(const struct ism_upgrade *u, bool started, uint64_t now)
 {
 	uint64_t at;
 
+	if (u->exec_at != 0)
+		return u->exec_at <= now ? 0 : (int)(u->exec_at - now);
 	switch ((enum ism_upgrade_state)u->state) {
 	case ISM_UPGRADE_NONE:
 		return -1;
 	case ISM_UPGRADE_SETTLING:
+		if (started) /* polled: until a new worker serves */
+			return SERVE_POLL_MS;
 		at = u->settle_until;
 		break;
 	case ISM_UPGRADE_DRAINING:
@@ -704,18 +783,44 @@ static void handover_exec(struct ism_upgrade *u, const char *conf, const struct 
 	free(env);
 }
 
+void ism_upgrade_request(struct ism_master *m, uint64_t now)
+{
+	if (m->up.exec_at == 0)
+		m->up.exec_at = now + QUIESCE_MS;
+	ism_upgrade_due(m, now);
+}
+
+void ism_upgrade_due(struct ism_master *m, uint64_t now)
+{
+	if (m->up.exec_at == 0 || (ism_ctl_pause(m->ctl, true) && now < m->up.exec_at))
+		return;
+	m->up.exec_at = 0;
+	ism_upgrade_exec(m);
+	ism_ctl_pause(m->ctl, false);
+}
+
 void ism_upgrade_exec(struct ism_master *m)
 {
 	struct ism_upgrade *u = &m->up;
 	const struct ism_table *t = ism_shm_current(&m->shm);
-	struct handover h = {.listen = m->listen_fds, .n_listen = m->n_listen};
+	/* The control socket and the admin listener too: what is sent to them
+	 * while the new binary loads its file waits in their backlogs. */
+	int *listen = calloc((size_t)m->n_listen + ISM_CTL_LISTENERS, sizeof(*listen));
+	struct handover h = {.listen = listen};
 
+	if (listen == NULL) {
+		ism_err("upgrade refused: out of memory");
+		return;
+	}
+	memcpy(listen, m->listen_fds, (size_t)m->n_listen * sizeof(*listen));
+	h.n_listen = m->n_listen + ism_ctl_listeners(m->ctl, listen + m->n_listen);
 	if (m->stopping || ism_reload_busy(m) || u->state != ISM_UPGRADE_NONE || t == NULL) {
 		ism_warn("SIGUSR2: no upgrade now (%s)",
 			 m->stopping			? "stopping"
 			 : ism_reload_busy(m)		? "a reload is running"
 			 : u->state != ISM_UPGRADE_NONE ? "the last upgrade is not over"
 							: "nothing published");
+		free(listen);
 		return;
 	}
 	for (int i = 0; i < m->n_slots; i++)
@@ -732,6 +837,7 @@ void ism_upgrade_exec(struct ism_master *m)
 		close(h.tickets_fd);
 	if (h.state_fd >= 0)
 		close(h.state_fd);
+	free(listen);
 	ism_master_notify_ready(m);
 }
 

@@ -871,14 +871,17 @@ def upgrade_keeps_every_connection(env):
     refusal and no failure (a package upgrade restarted the service: every
     new connection was refused for the drain time), nor a 503 of an endpoint
     the new master has not checked yet (its workers start after a first
-    round of health checks). A binary whose check fails is not executed, and
-    the running one serves on."""
+    round of health checks). A readiness probe says ready all along (the
+    admin listener was refused while the new binary loaded, and said 503
+    between the old workers' drain and the new ones' start). A binary whose
+    check fails is not executed, and the running one serves on."""
+    import urllib.request
     exe = _own_binary(env)
-    _start(env, admin=False, timeouts={"drain": "5s"}, health_checks=[SVC])
+    aport = _start(env, timeouts={"drain": "5s"}, health_checks=[SVC])
     poll(lambda: env.get("/").status == 200, 10, what="the checked endpoint to serve")
     pid = env.gateway.pid
     old = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
-    results, stop = [], threading.Event()
+    results, probes, stop = [], [], threading.Event()
 
     def client():
         t_end = time.monotonic() + 60
@@ -888,8 +891,18 @@ def upgrade_keeps_every_connection(env):
             except Exception as e:  # a refused or cut connection
                 results.append(repr(e))
 
-    t = threading.Thread(target=client)
-    t.start()
+    def prober():
+        t_end = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < t_end and len(probes) < 5000:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{aport}/healthz/ready", timeout=5) as r:
+                    probes.append(r.status)
+            except Exception as e:  # a refusal, or 503
+                probes.append(repr(e))
+
+    threads = [threading.Thread(target=client), threading.Thread(target=prober)]
+    for t in threads:
+        t.start()
     try:
         poll(lambda: len(results) >= 20, 10, what="requests before the upgrade")
         shutil.copy2(exe, exe + ".new")
@@ -901,7 +914,8 @@ def upgrade_keeps_every_connection(env):
         poll(lambda: len(results) >= before + 20, 10, what="requests after the upgrade")
     finally:
         stop.set()
-        t.join(30)
+        for t in threads:
+            t.join(30)
     check(env.gateway.p.poll() is None and env.gateway.pid == pid, "the master did not stay")
     check(_exe(pid) == exe, f"the master runs {_exe(pid)}, want the new {exe}")
     new = {w["pid"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))}
@@ -910,6 +924,8 @@ def upgrade_keeps_every_connection(env):
               for p in old), "an old worker is still running")
     bad = [r for r in results if r != 200]
     check(not bad, f"{len(bad)} of {len(results)} requests failed during the upgrade: {bad[:5]}")
+    bad = [r for r in probes if r != 200]
+    check(probes and not bad, f"{len(bad)} of {len(probes)} readiness probes failed during the upgrade: {bad[:5]}")
     # A binary that fails its check is not executed.
     with open(exe + ".new", "w") as f:
         f.write("#!/bin/sh\necho 'this binary refuses the file' >&2\nexit 1\n")

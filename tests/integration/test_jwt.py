@@ -21,7 +21,7 @@ import subprocess
 import time
 
 from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, appliance, check, curl, debian_python_has,
-                     docs, free_port, metric, poll, virtual_service)
+                     ctl_cmd, docs, free_port, metric, poll, virtual_service)
 from test_authz import (ROUTE_ALL, SVC, check_denied, gateway_ports, get, log_line, policy, reload, upstream_count,
                         world)
 from test_h2 import TOOLS, check_grpc_local_error, h2_client, hdr, need_tools
@@ -745,7 +745,8 @@ def jwt_claim_routes(env):
 
 class KeyServer:
     """A JWKS server on 127.0.0.5 (a thread of the test; TLS when cert is
-    given): /keys serves self.body (status self.status), /redirect answers
+    given): /keys (any query) serves self.body (status self.status) after
+    self.delay seconds, /redirect answers
     302 to /keys, /.well-known/openid-configuration names /keys as jwks_uri.
     self.hits counts the requests for /keys."""
 
@@ -754,12 +755,13 @@ class KeyServer:
         import ssl
         import threading
         ks = self
-        self.body, self.status, self.hits = b"{}", 200, 0
+        self.body, self.status, self.hits, self.delay = b"{}", 200, 0, 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                if self.path == "/keys":
+                if self.path.split("?")[0] == "/keys":
                     ks.hits += 1
+                    time.sleep(ks.delay)
                     status, body, extra = ks.status, ks.body, {}
                 elif self.path == "/redirect":
                     status, body, extra = 302, b"", {"Location": "/keys"}
@@ -810,6 +812,58 @@ def upgrade_keeps_key_sets(env):
     r = get(gw, "/", headers=bearer(token))
     check(r.status == 200, f"after the upgrade, the key server failing: {r}")
     check("0 DNS answers and 1 JWT key sets kept" in env.gateway.log(), "the handover is not logged")
+
+
+@_test
+def upgrade_keeps_control_sockets(env):
+    """A binary upgrade hands over the control socket and the admin listener
+    too: a command or a probe sent while the new binary loads its file (here
+    2 s, fetching a key set the old master did not have) waits in their
+    backlogs and is answered once the new master serves (both were closed
+    at the exec and refused until then). A pidFile or controlSocket that the
+    file names anew goes with the next upgrade: the old ones are removed, as
+    a stop removes them (they were left behind)."""
+    import urllib.request
+    from test_control import _own_binary, _replace_and_upgrade, _upgrade_done
+    exe = _own_binary(env)
+    keys = Keys(env, a="ec256")
+    ks = KeyServer(env)
+    ks.body = jwks(keys.jwk("a")).encode()
+    aport, pid_file, ctl = free_port(), env.path("run/a.pid"), env.path("ctl.sock")
+    rule = {"issuer": ISS, "jwksUri": ks.url("/keys")}
+    (gw,), _ = world(env, request_authn("jwt", [rule]),
+                     app_extra=f"  admin:\n    address: 127.0.0.1:{aport}\n  pidFile: {pid_file}\n")
+    token = keys.token("a", "ES256", claims())
+    check(get(gw, "/", headers=bearer(token)).status == 200, "before the upgrade")
+    env.conf(request_authn("jwt", [rule, {"issuer": "https://other.example", "jwksUri": ks.url("/keys?2")}]))
+    ks.delay = 2
+    executing = env.gateway.log().count("upgrade: executing")
+    _replace_and_upgrade(env, exe)
+    poll(lambda: env.gateway.log().count("upgrade: executing") > executing, 30,
+         what="the old master to execute the new binary")
+    t0 = time.monotonic()
+    info = json.loads(ctl_cmd(ctl, "show info json", timeout=30))
+    took = time.monotonic() - t0
+    ready = urllib.request.urlopen(f"http://127.0.0.1:{aport}/healthz/ready", timeout=30).status
+    check(info.get("ready") is True and ready == 200,
+          f"a command and a probe sent during the load: want answers, got {info}, {ready}")
+    check(took > 1, f"the command was answered in {took:.1f} s: it did not wait for the load")
+    ks.delay = 0
+    poll(lambda: "upgrade: done" in env.gateway.log(), 30, what="the upgrade to end")
+    check(get(gw, "/", headers=bearer(token)).status == 200, "after the upgrade")
+    # Both paths named anew: the next upgrade removes the old ones.
+    text = open(env.path("isthmus.yaml")).read()
+    new_ctl, new_pid = env.path("ctl2.sock"), env.path("run/b.pid")
+    with open(env.path("isthmus.yaml"), "w") as f:
+        f.write(text.replace(f"pidFile: {pid_file}", f"pidFile: {new_pid}")
+                .replace(f"controlSocket: {ctl}", f"controlSocket: {new_ctl}"))
+    _upgrade_done(env, exe)
+    log = env.gateway.log()
+    check(not os.path.exists(ctl) and not os.path.exists(pid_file),
+          f"the old control socket and pid file are left: {os.path.exists(ctl)}, {os.path.exists(pid_file)}")
+    check(open(new_pid).read().strip() == str(env.gateway.pid) and json.loads(ctl_cmd(new_ctl, "show info json")).get("ready") is True,
+          "the new pid file and control socket")
+    check("the old control socket" in log and "the old pid file" in log, "the removals are not logged")
 
 
 @_test
