@@ -1,15 +1,161 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The listener, route and cluster counters kept by name across generations
- * (master/counters.h). Lookups are linear: they run for the generations not
- * reclaimed yet (none in steady state, one for about a second after a
- * publish) and once at each reclaim. */
+ * (master/counters.h). A generation is indexed by kind and name once for each
+ * use (a metrics page, a reclaim), so that a lookup costs the same whatever
+ * the number of routes. */
 #include "master/counters.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "lib/strmap.h"
+#include "lib/log.h"
+
+/* Calls each(ctx, kind, listener, name, obj) for every counted object of t,
+ * in the order a search would find them (a route's counters are one object
+ * for every vhost of its listener that has the route). */
+typedef void each_counted_fn(void *ctx, enum ism_counted kind, const struct ism_str *listener,
+			     const struct ism_str *name, const void *obj);
+
+static void each_l4(const struct ism_l4route *rt, uint32_t n, const struct ism_listener *l,
+		    each_counted_fn *each, void *ctx)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (rt[i].stats != NULL)
+			each(ctx, ISM_COUNTED_L4, &l->name, &rt[i].name, rt[i].stats);
+}
+
+static void each_counted(const struct ism_table *t, each_counted_fn *each, void *ctx)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++)
+		if (t->clusters[c].dyn != NULL)
+			each(ctx, ISM_COUNTED_CLUSTER, NULL, &t->clusters[c].name,
+			     t->clusters[c].dyn);
+	for (uint32_t li = 0; li < t->n_listeners; li++) {
+		const struct ism_listener *l = &t->listeners[li];
+
+		if (l->stats != NULL)
+			each(ctx, ISM_COUNTED_LISTENER, NULL, &l->name, l->stats);
+		for (uint32_t set = 0; set < ism_listener_sets(l); set++) {
+			uint32_t nv;
+			const struct ism_vhost *vh = ism_listener_set(l, set, &nv);
+
+			for (uint32_t v = 0; v < nv; v++)
+				for (uint32_t i = 0; i < vh[v].n_routes; i++)
+					if (vh[v].routes[i].stats != NULL)
+						each(ctx, ISM_COUNTED_ROUTE, &l->name,
+						     &vh[v].routes[i].name, vh[v].routes[i].stats);
+		}
+		each_l4(l->tcp_routes, l->n_tcp, l, each, ctx);
+		for (uint32_t i = 0; i < l->n_tls; i++)
+			each_l4(l->tls[i].l4, l->tls[i].n_l4, l, each, ctx);
+	}
+}
+
+/* A key: its kind's digit, the listener's name (none: empty), NUL, the
+ * name. */
+static size_t key_len(const struct ism_str *listener, const struct ism_str *name)
+{
+	return 2 + (listener != NULL ? listener->len : 0) + name->len;
+}
+
+static void key_write(char *p, enum ism_counted kind, const struct ism_str *listener,
+		      const struct ism_str *name)
+{
+	size_t ll = listener != NULL ? listener->len : 0;
+
+	p[0] = (char)('0' + kind);
+	if (ll)
+		memcpy(p + 1, listener->p, ll);
+	p[1 + ll] = '\0';
+	if (name->len)
+		memcpy(p + 2 + ll, name->p, name->len);
+}
+
+struct index_build {
+	struct ism_counted_index *x;
+	size_t bytes, n, at;
+	bool failed;
+};
+
+static void count_key(void *ctx, enum ism_counted kind, const struct ism_str *listener,
+		      const struct ism_str *name, const void *obj)
+{
+	struct index_build *b = ctx;
+
+	(void)kind;
+	(void)obj;
+	b->bytes += key_len(listener, name);
+	b->n++;
+}
+
+static void add_key(void *ctx, enum ism_counted kind, const struct ism_str *listener,
+		    const struct ism_str *name, const void *obj)
+{
+	struct index_build *b = ctx;
+	char *key = b->x->keys + b->at;
+	size_t len = key_len(listener, name);
+	int ret;
+
+	key_write(key, kind, listener, name);
+	b->at += len;
+	/* The first of a name stays, as a search finds it first. */
+	ret = ism_strmap_add(&b->x->map, key, len, (uint32_t)b->n, NULL);
+	if (ret < 0)
+		b->failed = true;
+	else if (ret > 0)
+		b->x->objs[b->n++] = obj;
+}
+
+/* x indexes t; false when out of memory (logged: x then finds nothing). */
+static bool index_table(struct ism_counted_index *x, const struct ism_table *t)
+{
+	struct index_build b = {.x = x};
+
+	memset(x, 0, sizeof(*x));
+	ism_strmap_init(&x->map, 0x6973746875730004ull);
+	each_counted(t, count_key, &b);
+	x->keys = malloc(b.bytes ? b.bytes : 1);
+	x->objs = calloc(b.n ? b.n : 1, sizeof(*x->objs));
+	if (x->keys == NULL || x->objs == NULL || ism_strmap_reserve(&x->map, b.n) < 0) {
+		b.failed = true;
+	} else {
+		b.n = 0;
+		each_counted(t, add_key, &b);
+	}
+	if (b.failed) {
+		ism_strmap_free(&x->map);
+		ism_warn("counters: out of memory indexing a generation: its counts are left out");
+	}
+	return !b.failed;
+}
+
+static void index_free(struct ism_counted_index *x)
+{
+	ism_strmap_free(&x->map);
+	free(x->keys);
+	free(x->objs);
+	memset(x, 0, sizeof(*x));
+}
+
+/* The object of that kind and name x indexes; NULL: none. */
+static const void *index_find(const struct ism_counted_index *x, enum ism_counted kind,
+			      const struct ism_str *listener, const struct ism_str *name)
+{
+	char small[512], *key = small;
+	size_t len = key_len(listener, name);
+	uint32_t i;
+	bool found;
+
+	if (len > sizeof(small) && (key = malloc(len)) == NULL)
+		return NULL;
+	key_write(key, kind, listener, name);
+	found = ism_strmap_get(&x->map, key, len, &i);
+	if (key != small)
+		free(key);
+	return found ? x->objs[i] : NULL;
+}
 
 void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur, struct ism_older *o)
 {
@@ -18,84 +164,18 @@ void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur, 
 		uint64_t gen = atomic_load(&h->gens[i].gen);
 		const struct ism_table *t = h->gens[i].table;
 
-		if (gen != 0 && gen != UINT64_MAX && t != NULL && t != cur)
-			o->t[o->n++] = t;
+		if (gen != 0 && gen != UINT64_MAX && t != NULL && t != cur) {
+			o->t[o->n] = t;
+			index_table(&o->idx[o->n++], t);
+		}
 	}
 }
 
-static const struct ism_cluster_dyn *cluster_named(const struct ism_table *t,
-						   const struct ism_str *name)
+void ism_older_free(struct ism_older *o)
 {
-	for (uint32_t c = 0; c < t->n_clusters; c++)
-		if (ism_str_eq(&t->clusters[c].name, name))
-			return t->clusters[c].dyn;
-	return NULL;
-}
-
-static const struct ism_listener *listener_named(const struct ism_table *t,
-						 const struct ism_str *name)
-{
-	for (uint32_t l = 0; l < t->n_listeners; l++)
-		if (ism_str_eq(&t->listeners[l].name, name))
-			return &t->listeners[l];
-	return NULL;
-}
-
-static const struct ism_counters *route_in(const struct ism_listener *l,
-					   const struct ism_str *route)
-{
-	for (uint32_t set = 0; set < ism_listener_sets(l); set++) {
-		uint32_t nv;
-		const struct ism_vhost *vh = ism_listener_set(l, set, &nv);
-
-		for (uint32_t v = 0; v < nv; v++)
-			for (uint32_t i = 0; i < vh[v].n_routes; i++)
-				if (vh[v].routes[i].stats != NULL &&
-				    ism_str_eq(&vh[v].routes[i].name, route))
-					return vh[v].routes[i].stats;
-	}
-	return NULL;
-}
-
-static const struct ism_l4counters *l4_among(const struct ism_l4route *rt, uint32_t n,
-					     const struct ism_str *route)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (rt[i].stats != NULL && ism_str_eq(&rt[i].name, route))
-			return rt[i].stats;
-	return NULL;
-}
-
-static const struct ism_l4counters *l4_in(const struct ism_listener *l, const struct ism_str *route)
-{
-	const struct ism_l4counters *c = l4_among(l->tcp_routes, l->n_tcp, route);
-
-	for (uint32_t i = 0; c == NULL && i < l->n_tls; i++)
-		c = l4_among(l->tls[i].l4, l->tls[i].n_l4, route);
-	return c;
-}
-
-/* t's counters of that kind and name (ism_counters_sum); NULL when t has
- * none. */
-static const void *counted_in(const struct ism_table *t, enum ism_counted kind,
-			      const struct ism_str *listener, const struct ism_str *name)
-{
-	const struct ism_listener *l;
-
-	switch (kind) {
-	case ISM_COUNTED_LISTENER:
-		l = listener_named(t, name);
-		return l != NULL ? l->stats : NULL;
-	case ISM_COUNTED_ROUTE:
-		l = listener_named(t, listener);
-		return l != NULL ? route_in(l, name) : NULL;
-	case ISM_COUNTED_L4:
-		l = listener_named(t, listener);
-		return l != NULL ? l4_in(l, name) : NULL;
-	case ISM_COUNTED_CLUSTER:
-		return cluster_named(t, name);
-	}
-	return NULL;
+	for (int i = 0; i < o->n; i++)
+		index_free(&o->idx[i]);
+	o->n = 0;
 }
 
 static uint64_t counter_at(const void *obj, size_t off)
@@ -110,7 +190,7 @@ uint64_t ism_counters_sum(const struct ism_older *o, enum ism_counted kind,
 	uint64_t n = counter_at(own, off);
 
 	for (int i = 0; i < o->n; i++) {
-		const void *c = counted_in(o->t[i], kind, listener, name);
+		const void *c = index_find(&o->idx[i], kind, listener, name);
 
 		if (c != NULL && c != own)
 			n += counter_at(c, off);
@@ -118,13 +198,11 @@ uint64_t ism_counters_sum(const struct ism_older *o, enum ism_counted kind,
 	return n;
 }
 
-/* The counts of from into to (either NULL: nothing). */
+/* The counts of from into to. */
 static void add_counters(const struct ism_counters *from, const struct ism_counters *to)
 {
 	struct ism_counters *dst = (struct ism_counters *)to;
 
-	if (from == NULL || to == NULL || from == to)
-		return;
 	for (int k = 0; k < 6; k++)
 		atomic_fetch_add(&dst->responses[k], atomic_load(&from->responses[k]));
 }
@@ -133,69 +211,63 @@ static void add_l4(const struct ism_l4counters *from, const struct ism_l4counter
 {
 	struct ism_l4counters *dst = (struct ism_l4counters *)to;
 
-	if (from == NULL || to == NULL || from == to)
-		return;
 	atomic_fetch_add(&dst->connections, atomic_load(&from->connections));
 	atomic_fetch_add(&dst->bytes_in, atomic_load(&from->bytes_in));
 	atomic_fetch_add(&dst->bytes_out, atomic_load(&from->bytes_out));
 }
 
+static void add_cluster(const struct ism_cluster_dyn *from, const struct ism_cluster_dyn *to)
+{
+	struct ism_cluster_dyn *dst = (struct ism_cluster_dyn *)to;
+
+	for (int k = 0; k < 6; k++)
+		atomic_fetch_add(&dst->responses[k], atomic_load(&from->responses[k]));
+	atomic_fetch_add(&dst->retries, atomic_load(&from->retries));
+	atomic_fetch_add(&dst->overflow, atomic_load(&from->overflow));
+}
+
+struct carry {
+	struct ism_counted_index to;
+	struct ism_strmap seen; /* the objects of from carried already */
+};
+
 /* Whether p was carried already (a route's counters are one object for
- * every listener and vhost it serves); notes it. */
+ * every vhost of its listener that has the route); notes it. */
 static bool carried(struct ism_strmap *seen, const void *p)
 {
 	return ism_strmap_add(seen, (const char *)&p, sizeof(p), 0, NULL) == 0;
 }
 
-static void carry_l4(const struct ism_l4route *rt, uint32_t n, const struct ism_listener *to,
-		     struct ism_strmap *seen)
+static void carry_one(void *ctx, enum ism_counted kind, const struct ism_str *listener,
+		      const struct ism_str *name, const void *obj)
 {
-	for (uint32_t i = 0; i < n; i++)
-		if (rt[i].stats != NULL && !carried(seen, rt[i].stats))
-			add_l4(rt[i].stats, l4_in(to, &rt[i].name));
+	struct carry *k = ctx;
+	const void *dst = index_find(&k->to, kind, listener, name);
+
+	if (dst == NULL || dst == obj || carried(&k->seen, obj))
+		return;
+	switch (kind) {
+	case ISM_COUNTED_LISTENER:
+	case ISM_COUNTED_ROUTE:
+		add_counters(obj, dst);
+		break;
+	case ISM_COUNTED_L4:
+		add_l4(obj, dst);
+		break;
+	case ISM_COUNTED_CLUSTER:
+		add_cluster(obj, dst);
+		break;
+	}
 }
 
 void ism_counters_carry(const struct ism_table *from, const struct ism_table *to)
 {
-	struct ism_strmap seen;
+	struct carry k;
 
-	if (from == NULL || to == NULL || from == to)
+	if (from == NULL || to == NULL || from == to || !index_table(&k.to, to))
 		return;
-	for (uint32_t c = 0; c < from->n_clusters; c++) {
-		const struct ism_cluster_dyn *src = from->clusters[c].dyn;
-		struct ism_cluster_dyn *dst =
-		    (struct ism_cluster_dyn *)cluster_named(to, &from->clusters[c].name);
-
-		if (src == NULL || dst == NULL || src == dst)
-			continue;
-		for (int k = 0; k < 6; k++)
-			atomic_fetch_add(&dst->responses[k], atomic_load(&src->responses[k]));
-		atomic_fetch_add(&dst->retries, atomic_load(&src->retries));
-		atomic_fetch_add(&dst->overflow, atomic_load(&src->overflow));
-	}
-	ism_strmap_init(&seen, 0x6973746875730003ull);
-	for (uint32_t li = 0; li < from->n_listeners; li++) {
-		const struct ism_listener *l = &from->listeners[li];
-		const struct ism_listener *tl = listener_named(to, &l->name);
-
-		if (tl == NULL)
-			continue;
-		add_counters(l->stats, tl->stats);
-		for (uint32_t set = 0; set < ism_listener_sets(l); set++) {
-			uint32_t nv;
-			const struct ism_vhost *vh = ism_listener_set(l, set, &nv);
-
-			for (uint32_t v = 0; v < nv; v++)
-				for (uint32_t i = 0; i < vh[v].n_routes; i++) {
-					const struct ism_route *rt = &vh[v].routes[i];
-
-					if (rt->stats != NULL && !carried(&seen, rt->stats))
-						add_counters(rt->stats, route_in(tl, &rt->name));
-				}
-		}
-		carry_l4(l->tcp_routes, l->n_tcp, tl, &seen);
-		for (uint32_t i = 0; i < l->n_tls; i++)
-			carry_l4(l->tls[i].l4, l->tls[i].n_l4, tl, &seen);
-	}
-	ism_strmap_free(&seen);
+	ism_strmap_init(&k.seen, 0x6973746875730003ull);
+	each_counted(from, carry_one, &k);
+	ism_strmap_free(&k.seen);
+	index_free(&k.to);
 }

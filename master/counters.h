@@ -11,16 +11,8 @@
 
 #include <stdint.h>
 
+#include "lib/strmap.h"
 #include "shm/shm.h"
-
-/* The generations other than cur that are not reclaimed yet. */
-struct ism_older {
-	const struct ism_table *t[ISM_GEN_SLOTS];
-	int n;
-};
-
-void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur,
-		      struct ism_older *o);
 
 /* What a kept counter belongs to. */
 enum ism_counted {
@@ -29,6 +21,27 @@ enum ism_counted {
 	ISM_COUNTED_L4,	      /* a TCP or TLS route's struct ism_l4counters, likewise */
 	ISM_COUNTED_CLUSTER,  /* struct ism_cluster_dyn */
 };
+
+/* A generation's counted objects by kind and name, looked up in constant time
+ * (a table of 20,000 routes was searched route by route for each of them:
+ * seconds of the master's loop after each reload). */
+struct ism_counted_index {
+	struct ism_strmap map; /* kind, listener NUL name -> index into objs */
+	char *keys;	       /* the keys' bytes */
+	const void **objs;
+};
+
+/* The generations other than cur that are not reclaimed yet, each indexed
+ * (ism_older_free frees the indexes). */
+struct ism_older {
+	const struct ism_table *t[ISM_GEN_SLOTS];
+	struct ism_counted_index idx[ISM_GEN_SLOTS];
+	int n;
+};
+
+void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur,
+		      struct ism_older *o);
+void ism_older_free(struct ism_older *o);
 
 /* The uint64_t counter at byte offset off of own, the current generation's
  * object of that kind and name (listener: the listener's name for a route,

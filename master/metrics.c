@@ -445,6 +445,7 @@ static void table_families(struct ism_reply *r, const struct ism_table *t,
 						      cm->off),
 				     "cluster", t->clusters[c].name.p, NULL);
 	}
+	ism_older_free(&o);
 }
 
 /* Outlier detection per cluster (Envoy's outlier_detection.ejections_active
