@@ -833,6 +833,37 @@ static int cep_cmp(const void *pa, const void *pb, void *ctx)
 	return a->order < b->order ? -1 : a->order > b->order;
 }
 
+/* No id for endpoint e of k (rc, for its outlier slot when od): an error at
+ * the ServiceEntry's endpoints (its hosts when it lists none). */
+static void endpoint_id_error(struct cbuild *b, const struct ckey *k, const struct cep *e, int rc,
+			      bool od)
+{
+	const struct ism_node *spec =
+	    k->se != NULL ? ism_node_get(k->se->r.at, "spec", NULL) : NULL;
+	const struct ism_node *at = spec != NULL ? ism_node_get(spec, "endpoints", NULL) : NULL;
+	char field[400];
+
+	if (at == NULL && spec != NULL)
+		at = ism_node_get(spec, "hosts", NULL);
+	snprintf(field, sizeof(field), "%s%s%s", k->se != NULL ? k->se->r.label : "",
+		 k->se != NULL ? ": spec." : "",
+		 k->se == NULL				 ? ""
+		 : ism_node_get(spec, "endpoints", NULL) ? "endpoints"
+							 : "hosts");
+	if (rc == -ENOSPC)
+		ism_diag_add(
+		    b->d, ISM_DIAG_ERROR, b->c->file, at ? at->line : 0, at ? at->col : 0, field,
+		    "cannot assign an id to endpoint %s|%s: %s: the %u %s of the "
+		    "generations running, draining and loaded are all taken (a reload "
+		    "that replaces most endpoints can go in two steps)",
+		    k->host, e->text, strerror(-rc), od ? ISM_MAX_OD_SLOTS : ISM_MAX_ENDPOINTS,
+		    od ? "endpoint ids of clusters" : "endpoint ids");
+	else
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, at ? at->line : 0, at ? at->col : 0,
+			     field, "cannot assign an id to endpoint %s|%s: %s", k->host, e->text,
+			     strerror(-rc));
+}
+
 /* Endpoint ids, asked in the ServiceEntry's order. */
 static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_cluster *cl,
 		       struct cset *cs)
@@ -855,19 +886,8 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_OUTLIER, key, false, &cs->ep[i].od);
 			od = true;
 		}
-		if (rc == -ENOSPC)
-			ism_diag_add(
-			    b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
-			    "cannot assign an id to endpoint %s|%s: %s: the %u %s of the "
-			    "generations running, draining and loaded are all taken (a reload "
-			    "that replaces most endpoints can go in two steps)",
-			    k->host, cs->ep[i].text, strerror(-rc),
-			    od ? ISM_MAX_OD_SLOTS : ISM_MAX_ENDPOINTS,
-			    od ? "endpoint ids of clusters" : "endpoint ids");
-		else if (rc < 0)
-			ism_diag_add(b->d, ISM_DIAG_ERROR, b->c->file, 0, 0, "",
-				     "cannot assign an id to endpoint %s|%s: %s", k->host,
-				     cs->ep[i].text, strerror(-rc));
+		if (rc < 0)
+			endpoint_id_error(b, k, &cs->ep[i], rc, od);
 		if (rc < 0)
 			b->rc = rc;
 	}
@@ -2587,6 +2607,94 @@ static size_t count_vs(const struct bind_event *ev, size_t n)
 
 /* An HTTPS server of a listener: its SNI names, certificates and own routes,
  * from its n events. */
+/* --- name indexes (struct ism_name_index) --- */
+
+/* The names of entry i of an indexed array (*n of them). */
+typedef const struct ism_str *names_fn(const void *arr, uint32_t i, uint32_t *n);
+
+static const struct ism_str *vhost_names(const void *arr, uint32_t i, uint32_t *n)
+{
+	const struct ism_vhost *vh = arr;
+
+	*n = vh[i].n_domains;
+	return vh[i].domains;
+}
+
+static const struct ism_str *server_names(const void *arr, uint32_t i, uint32_t *n)
+{
+	const struct ism_tls_server *ts = arr;
+
+	*n = ts[i].n_sni;
+	return ts[i].sni;
+}
+
+/* Whether name is one an index takes: "*", "*.suffix" or exact, within
+ * ISM_NAME_INDEX_MAX bytes. */
+static bool indexable(const struct ism_str *name)
+{
+	if (name->len > ISM_NAME_INDEX_MAX)
+		return false;
+	if (name->len > 0 && name->p[0] == '*')
+		return name->len == 1 || name->p[1] == '.';
+	return memchr(name->p, '*', name->len) == NULL;
+}
+
+/* ix over the n entries of arr (none for a set of fewer than
+ * ISM_NAME_INDEX_MIN names, or one with a name it cannot take: scanned). */
+static void index_names(struct cbuild *b, struct ism_name_index *ix, const void *arr, uint32_t n,
+			names_fn *names)
+{
+	struct ism_name_slot *slots;
+	size_t total = 0, cap = 8;
+
+	*ix = (struct ism_name_index){.any = -1, .seed = b->seed};
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k;
+		const struct ism_str *nm = names(arr, i, &k);
+
+		for (uint32_t j = 0; j < k; j++)
+			if (!indexable(&nm[j]))
+				return;
+		total += k;
+	}
+	if (total < ISM_NAME_INDEX_MIN)
+		return;
+	while (cap < 2 * total)
+		cap *= 2;
+	slots = ANEW(b, cap, struct ism_name_slot);
+	if (slots == NULL)
+		return;
+	memset(slots, 0, cap * sizeof(*slots));
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k;
+		const struct ism_str *nm = names(arr, i, &k);
+
+		for (uint32_t j = 0; j < k; j++) {
+			bool wild = nm[j].len > 1 && nm[j].p[0] == '*';
+			size_t off = wild; /* a wildcard by its ".suffix" */
+			uint64_t h = ism_hash64(nm[j].p + off, nm[j].len - off, ix->seed);
+			size_t at = h & (cap - 1);
+
+			if (nm[j].len == 1 && nm[j].p[0] == '*') {
+				if (ix->any < 0)
+					ix->any = (int32_t)i;
+				continue;
+			}
+			/* The first entry of a name keeps it, as a scan finds it. */
+			while (slots[at].name != NULL &&
+			       !(slots[at].hash == h && slots[at].wild == wild &&
+				 slots[at].name->len == nm[j].len &&
+				 memcmp(slots[at].name->p, nm[j].p, nm[j].len) == 0))
+				at = (at + 1) & (cap - 1);
+			if (slots[at].name == NULL)
+				slots[at] = (struct ism_name_slot){
+				    .hash = h, .name = &nm[j], .entry = i, .wild = wild};
+		}
+	}
+	ix->slots = slots;
+	ix->cap = (uint32_t)cap;
+}
+
 static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s,
 			     const struct bind_event *ev, size_t n, struct ism_tls_server *ts)
 {
@@ -2604,6 +2712,7 @@ static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s
 	copy_tls(b, &srv->tls.c, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &ts->tls);
 	ts->n_vhosts = emit_vhosts(b, lg, ev, n, 0, vh);
 	ts->vhosts = merge_shared_domains(b, vh, &ts->n_vhosts, lg->port);
+	index_names(b, &ts->vhost_index, ts->vhosts, ts->n_vhosts, vhost_names);
 }
 
 /* --- tcp and tls routes --- */
@@ -2991,6 +3100,7 @@ static void build_tls_servers(struct cbuild *b, const struct lgroup *lg, struct 
 	free(claimed.owner);
 	l->tls = ts;
 	l->n_tls = ts ? (uint32_t)lg->n_srv : 0;
+	index_names(b, &l->sni_index, l->tls, l->n_tls, server_names);
 }
 
 static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism_listener *l)
@@ -3042,6 +3152,7 @@ static void build_listener(struct cbuild *b, const struct lgroup *lg, struct ism
 			l->n_vhosts += build_redirect_vhosts(b, lg, vh + l->n_vhosts);
 	}
 	l->vhosts = merge_shared_domains(b, vh, &l->n_vhosts, lg->port);
+	index_names(b, &l->vhost_index, l->vhosts, l->n_vhosts, vhost_names);
 out:
 	binder_free(&x);
 }

@@ -509,6 +509,7 @@ static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism
 
 	ism_v_keys(v, spec, keys, NULL);
 	n = ism_v_node(v, spec, "selector", false, ISM_NODE_MAP);
+	pa->selector_at = n;
 	if (n != NULL) {
 		old = ism_v_push(v, ".selector");
 		ism_v_keys(v, n, skeys, NULL);
@@ -521,6 +522,7 @@ static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism
 	if (n != NULL) {
 		old = ism_v_push(v, ".mtls");
 		pa->mode = pa_mode(v, n);
+		pa->mode_at = ism_node_get(n, "mode", NULL);
 		ism_v_pop(v, old);
 	}
 	n = ism_v_node(v, spec, "portLevelMtls", false, ISM_NODE_MAP);

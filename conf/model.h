@@ -564,6 +564,8 @@ struct ism_cm_pa_port {
 
 struct ism_cm_pa {
 	struct ism_cm_res r;
+	const struct ism_node *selector_at; /* spec.selector; NULL: none */
+	const struct ism_node *mode_at;	    /* spec.mtls.mode; NULL: none */
 	bool has_selector;
 	size_t n_sel;
 	struct ism_cm_label *sel;

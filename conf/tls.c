@@ -1115,26 +1115,37 @@ void ism_tls_xref_drs(struct ism_vctx *v)
 
 enum pa_level { PA_WORKLOAD, PA_NAMESPACE, PA_MESH, PA_LEVELS };
 
+/* Why a policy does not apply to the appliance (pa_level's negative answers). */
+enum { PA_OTHER_NS = -1, PA_ROOT_SELECTOR = -2, PA_NOT_SELECTED = -3 };
+
+/* The level at which pa applies to the appliance, or why it does not. */
+static int pa_level(const struct ism_conf *c, const struct ism_cm_pa *pa)
+{
+	const struct ism_cm_appliance *a = &c->app;
+	bool own = strcmp(pa->r.ns, a->ns) == 0, root = strcmp(pa->r.ns, a->root_ns) == 0;
+
+	if (root && !pa->has_selector)
+		return PA_MESH;
+	if (own && !pa->has_selector)
+		return PA_NAMESPACE;
+	if (!own && !root)
+		return PA_OTHER_NS;
+	if (root)
+		return PA_ROOT_SELECTOR;
+	return ism_model_labels_include(a->labels_at, pa->sel, pa->n_sel) ? PA_WORKLOAD
+									  : PA_NOT_SELECTED;
+}
+
 /* The policies that apply, by level: the first of each level in the file wins
  * (Istio keeps the oldest). */
 static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_LEVELS])
 {
-	const struct ism_cm_appliance *a = &c->app;
-
 	memset(out, 0, sizeof(*out) * PA_LEVELS);
 	for (size_t i = 0; i < c->n_pas; i++) {
-		const struct ism_cm_pa *pa = c->pas[i];
-		int level = -1;
+		int level = pa_level(c, c->pas[i]);
 
-		if (strcmp(pa->r.ns, a->root_ns) == 0 && !pa->has_selector)
-			level = PA_MESH;
-		else if (strcmp(pa->r.ns, a->ns) == 0 && !pa->has_selector)
-			level = PA_NAMESPACE;
-		else if (strcmp(pa->r.ns, a->ns) == 0 && strcmp(pa->r.ns, a->root_ns) != 0 &&
-			 ism_model_labels_include(a->labels_at, pa->sel, pa->n_sel))
-			level = PA_WORKLOAD;
 		if (level >= 0 && out[level] == NULL)
-			out[level] = pa;
+			out[level] = c->pas[i];
 	}
 }
 
@@ -1198,12 +1209,110 @@ static const char *kind_name(uint8_t k)
 	return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
+/* The policies that do not apply, each with a warning saying why. */
+static void unused_pas(struct ism_vctx *v, const struct ism_cm_pa *const lv[PA_LEVELS])
+{
+	const struct ism_conf *c = v->conf;
+
+	for (size_t i = 0; i < c->n_pas; i++) {
+		const struct ism_cm_pa *pa = c->pas[i];
+		const struct ism_node *md = ism_node_get(pa->r.at, "metadata", NULL);
+		const struct ism_node *ns = md != NULL ? ism_node_get(md, "namespace", NULL) : NULL;
+		int level = pa_level(c, pa);
+
+		/* Another namespace's own policy tells automatic mutual TLS what
+		 * that namespace's services accept (ism_tls_ns_mtls). */
+		if ((level >= 0 && lv[level] == pa) || (level == PA_OTHER_NS && !pa->has_selector))
+			continue;
+		v->res = pa->r.label;
+		ism_v_pop(v, 0);
+		switch (level) {
+		case PA_OTHER_NS:
+			ism_v_push(v, ns != NULL ? "metadata.namespace" : "metadata");
+			ism_v_warn(v, ns != NULL ? ns : pa->r.at,
+				   "it selects workloads of namespace %s, not this appliance "
+				   "(namespace %s): it does not apply here",
+				   pa->r.ns, c->app.ns);
+			break;
+		case PA_ROOT_SELECTOR:
+			ism_v_push(v, "spec.selector");
+			ism_v_warn(
+			    v, pa->selector_at,
+			    "a policy with a selector in the root namespace %s applies to no "
+			    "workload, as Istio ignores it",
+			    pa->r.ns);
+			break;
+		case PA_NOT_SELECTED:
+			ism_v_push(v, "spec.selector");
+			ism_v_warn(
+			    v, pa->selector_at,
+			    "it does not select this appliance (its spec.labels): it does not "
+			    "apply here");
+			break;
+		default:
+			ism_v_push(v, "metadata.name");
+			ism_v_warn(v,
+				   md != NULL && ism_node_get(md, "name", NULL) != NULL
+				       ? ism_node_get(md, "name", NULL)
+				       : pa->r.at,
+				   "%s, of the same level, is first in the file and applies (Istio "
+				   "keeps the oldest): this one does not",
+				   lv[level]->r.label);
+			break;
+		}
+	}
+}
+
+/* What overrides the mesh-wide policy for the appliance: a namespace policy
+ * of mode modes, in its namespace unless that is the root namespace. */
+static const char *pa_override(const struct ism_conf *c, const char *modes, char *buf, size_t cap)
+{
+	if (strcmp(c->app.ns, c->app.root_ns) == 0)
+		snprintf(buf, cap,
+			 "give the Appliance a spec.namespace other than the root namespace %s, "
+			 "then a policy of mode %s in it",
+			 c->app.root_ns, modes);
+	else
+		snprintf(buf, cap, "give namespace %s a policy of mode %s", c->app.ns, modes);
+	return buf;
+}
+
+static void mesh_strict(struct ism_vctx *v, const struct ism_cm_pa *const lv[PA_LEVELS],
+			const struct ism_cm_server *const *on_port)
+{
+	const struct ism_cm_pa *m = lv[PA_MESH];
+	char hint[256];
+
+	if (m == NULL || m->mode != ISM_PA_STRICT || !v->conf->app.has_mesh ||
+	    (lv[PA_NAMESPACE] != NULL && lv[PA_NAMESPACE]->mode != ISM_PA_UNSET) ||
+	    (lv[PA_WORKLOAD] != NULL && lv[PA_WORKLOAD]->mode != ISM_PA_UNSET))
+		return;
+	for (uint32_t port = 1; port < 65536; port++) {
+		if (on_port[port] == NULL || on_port[port]->kind != ISM_SRV_HTTP)
+			continue;
+		v->res = m->r.label;
+		ism_v_pop(v, 0);
+		ism_v_push(v, "spec.mtls.mode");
+		ism_v_warn(
+		    v, m->mode_at != NULL ? m->mode_at : m->r.at,
+		    "the mesh-wide STRICT makes the plaintext HTTP port %u (and any other) "
+		    "mutual TLS only: clients without a mesh certificate are refused. An "
+		    "Istio ingress gateway applies no PeerAuthentication; to serve them here, "
+		    "%s",
+		    port, pa_override(v->conf, "PERMISSIVE or DISABLE", hint, sizeof(hint)));
+		return;
+	}
+}
+
 static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_port)
 {
 	const struct ism_conf *c = v->conf;
 	const struct ism_cm_pa *lv[PA_LEVELS];
+	char hint[256];
 
 	pa_levels(c, lv);
+	unused_pas(v, lv);
+	mesh_strict(v, lv, on_port);
 	for (int i = 0; i < PA_LEVELS; i++) {
 		const struct ism_cm_pa *pa = lv[i];
 
@@ -1211,8 +1320,17 @@ static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_p
 			continue;
 		v->res = pa->r.label;
 		ism_v_pop(v, 0);
+		ism_v_push(v, "spec.mtls.mode");
 		if (!c->app.has_mesh && pa->mode == ISM_PA_STRICT)
-			ism_v_err(v, pa->r.at, "STRICT needs the Appliance's spec.meshIdentity");
+			ism_v_err(v, pa->mode_at != NULL ? pa->mode_at : pa->r.at,
+				  "STRICT needs the Appliance's spec.meshIdentity%s%s%s",
+				  i == PA_MESH ? " (an Istio ingress gateway applies no "
+						 "PeerAuthentication: to leave this appliance's "
+						 "ports plaintext, "
+					       : "",
+				  i == PA_MESH ? pa_override(c, "DISABLE", hint, sizeof(hint)) : "",
+				  i == PA_MESH ? ")" : "");
+		ism_v_pop(v, 0);
 		for (size_t p = 0; i == PA_WORKLOAD && p < pa->n_ports; p++) {
 			const struct ism_cm_server *srv = on_port[pa->ports[p].port];
 			size_t old = ism_v_push(v, "spec.portLevelMtls.%u", pa->ports[p].port);

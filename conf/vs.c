@@ -492,17 +492,16 @@ static void parse_retry_on(struct ism_vctx *v, const struct ism_node *rt, struct
 	ism_v_pop(v, old);
 }
 
-/* Istio's default policy, for routes without `retries`. */
-static const uint16_t default_retry_codes[] = {503};
-
+/* Istio's default policy, for routes without `retries`
+ * (pilot/pkg/networking/core/route/retry: retriable-status-codes without a
+ * code since Istio 1.24, which stopped retrying an upstream's 503: a request
+ * that reached its upstream may have been acted on). */
 static void default_retry(struct ism_retry *r)
 {
 	*r = (struct ism_retry){.attempts = 2,
 				.retry_on = ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_REFUSED_STREAM |
 					    ISM_RETRY_GRPC_UNAVAILABLE | ISM_RETRY_GRPC_CANCELLED |
 					    ISM_RETRY_RETRIABLE_STATUS_CODES,
-				.n_codes = 1,
-				.codes = default_retry_codes,
 				.ignore_previous_hosts = 1,
 				.backoff_base_ms = 25};
 }

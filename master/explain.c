@@ -271,6 +271,15 @@ static bool explain_actions(const struct ism_table *t, const struct ism_listener
 	return forward;
 }
 
+/* No server of the port for sni ("": none given), and what then happens. */
+static void no_server(struct ism_reply *r, const char *what, const char *sni, const char *then)
+{
+	if (sni[0] == '\0')
+		ism_say(r, "%s: none without SNI (no \"*\" server on the port): %s\n", what, then);
+	else
+		ism_say(r, "%s: none for SNI \"%s\": %s\n", what, sni, then);
+}
+
 /* The virtual host that serves req on listener l, through the HTTPS server
  * its SNI picks; NULL when none does, or the listener does not serve HTTP
  * (said why). */
@@ -293,8 +302,7 @@ static const struct ism_vhost *explain_vhost(const struct ism_listener *l,
 		snprintf(sni, sizeof(sni), "%.*s", (int)n, req->host ? req->host : "");
 		s = ism_router_pick_server(l, sni);
 		if (s < 0) {
-			ism_say(r, "HTTPS server: none for SNI \"%s\": the handshake is refused\n",
-				sni);
+			no_server(r, "HTTPS server", sni, "the handshake is refused");
 			return NULL;
 		}
 		if (l->tls[s].passthrough) {
@@ -306,11 +314,11 @@ static const struct ism_vhost *explain_vhost(const struct ism_listener *l,
 		}
 		ism_say(r, "HTTPS server: %s (mode %s)\n", l->tls[s].name.p,
 			ism_tls_mode_name(l->tls[s].tls.mode));
-		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts,
+		vh = ism_router_vhost(l->tls[s].vhosts, l->tls[s].n_vhosts, &l->tls[s].vhost_index,
 				      req->host ? req->host : "", req->host ? req->host_len : 0);
 	} else {
-		vh = ism_router_vhost(l->vhosts, l->n_vhosts, req->host ? req->host : "",
-				      req->host ? req->host_len : 0);
+		vh = ism_router_vhost(l->vhosts, l->n_vhosts, &l->vhost_index,
+				      req->host ? req->host : "", req->host ? req->host_len : 0);
 	}
 	if (vh == NULL) {
 		ism_say(r, "virtual host: none serves this Host: the answer is 404 (NR)\n");
@@ -570,7 +578,7 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 	int s = ism_router_pick_server(l, sni);
 
 	if (s < 0) {
-		ism_say(r, "server: none for SNI \"%s\": the connection is closed\n", sni);
+		no_server(r, "server", sni, "the connection is closed");
 		return;
 	}
 	if (!l->tls[s].passthrough) {

@@ -504,6 +504,28 @@ struct ism_l4route {
 	struct ism_l4counters *stats;
 };
 
+/* Names ("*", "*.suffix" or exact, lowercased) by hash, each to the first
+ * entry (a virtual host of a set, an HTTPS server of a listener) that has it,
+ * so that finding a Host's virtual host or an SNI's server costs the same
+ * however many there are, as Envoy's findVirtualHost (a Host no name took was
+ * compared with every name of every entry). */
+#define ISM_NAME_INDEX_MAX 256 /* a set with a longer name is scanned */
+#define ISM_NAME_INDEX_MIN 16  /* a set of fewer names is scanned: as fast */
+
+struct ism_name_slot {
+	uint64_t hash;		    /* of the name's bytes; a wildcard's from its '.' */
+	const struct ism_str *name; /* NULL: an empty slot */
+	uint32_t entry;
+	uint8_t wild; /* "*.suffix" */
+};
+
+struct ism_name_index {
+	uint32_t cap; /* slots, a power of two; 0: none, the entries are scanned */
+	int32_t any;  /* the first entry named "*"; -1: none */
+	uint64_t seed;
+	const struct ism_name_slot *slots;
+};
+
 /* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */
 struct ism_tls_server {
 	struct ism_str name; /* "<ns>/<gateway>#<index>" or the server's name */
@@ -516,6 +538,7 @@ struct ism_tls_server {
 	struct ism_tls_conf tls; /* mode ISM_TLS_NONE when passthrough */
 	uint32_t n_vhosts;
 	const struct ism_vhost *vhosts;
+	struct ism_name_index vhost_index; /* of vhosts' domains */
 	/* Gateway protocol TLS with tls.mode PASSTHROUGH: TLS is not terminated;
 	 * the ClientHello's SNI picks this server and then the first of its TLS
 	 * routes (l4) whose match holds, and the connection's bytes, ClientHello
@@ -533,8 +556,10 @@ struct ism_listener {
 	uint16_t port;
 	uint32_t n_vhosts; /* plaintext HTTP servers */
 	const struct ism_vhost *vhosts;
+	struct ism_name_index vhost_index; /* of vhosts' domains */
 	uint32_t n_tls; /* HTTPS servers: the connection's server is chosen by SNI */
 	const struct ism_tls_server *tls;
+	struct ism_name_index sni_index; /* of tls' sni names */
 	/* Plaintext listeners: the mutual TLS PeerAuthentication asks for
 	 * (ISM_TLS_NONE: DISABLE; ISM_TLS_MUTUAL: STRICT; ISM_TLS_OPTIONAL_MUTUAL:
 	 * PERMISSIVE, TLS told from plaintext by the first bytes), served with

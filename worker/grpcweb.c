@@ -74,12 +74,10 @@ bool ism_gw_transform(int status, const struct ism_http_header *h, size_t n, boo
 	       !media_is(ct->value, m, "application/grpc-web+proto");
 }
 
-int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header *h, size_t n,
-			const char *body, size_t len, struct ism_buf *out)
+int ism_grpc_error_fields(const char *ct, const char *gs, const struct ism_http_header *h, size_t n,
+			  const char *msg, size_t len, bool with_msg, struct ism_buf *out)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	const char *ct = ism_gw_content_type(flags);
-	char gs[21];
 	int ret = 0;
 	char *v;
 	size_t k = 0;
@@ -93,15 +91,18 @@ int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header 
 			ret |= ism_buf_put_pair(out, h[i].name, h[i].name_len, h[i].value,
 						h[i].value_len);
 	ret |= ism_buf_put_pair(out, "content-type", 12, ct, strlen(ct));
-	ret |= ism_buf_put_pair(out, "grpc-status", 11, gs,
-				ism_fmt_num(gs, (uint64_t)ism_http_to_grpc(status), 10));
+	ret |= ism_buf_put_pair(out, "grpc-status", 11, gs, strlen(gs));
+	if (ret)
+		return -ENOMEM;
+	if (!with_msg)
+		return 0;
 	/* grpc-message: its room at the worst (every byte escaped), then filled */
-	if (ret || ism_buf_put_pair(out, "grpc-message", 12, "", 0) < 0 ||
+	if (ism_buf_put_pair(out, "grpc-message", 12, "", 0) < 0 ||
 	    ism_buf_reserve(out, (uint32_t)(3 * len), UINT32_MAX) < 0)
 		return -ENOMEM;
 	v = out->p + out->len - 1; /* over the value's NUL */
 	for (size_t i = 0; i < len; i++) {
-		uint8_t c = (uint8_t)body[i];
+		uint8_t c = (uint8_t)msg[i];
 
 		if (c < 0x20 || c >= 0x7e || c == '%') {
 			v[k++] = '%';
@@ -114,6 +115,15 @@ int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header 
 	v[k] = '\0';
 	out->len += (uint32_t)k;
 	return 0;
+}
+
+int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header *h, size_t n,
+			const char *body, size_t len, struct ism_buf *out)
+{
+	char gs[21];
+
+	gs[ism_fmt_num(gs, (uint64_t)ism_http_to_grpc(status), 10)] = '\0';
+	return ism_grpc_error_fields(ism_gw_content_type(flags), gs, h, n, body, len, true, out);
 }
 
 void ism_gw_request_fields(struct ism_http_header *h, size_t *n, size_t cap)

@@ -88,11 +88,17 @@ int ism_gw_encode(struct ism_gw_b64 *c, const char *in, size_t len, bool final,
  * (200 with application/grpc-web or +proto), and unless its head ends it. */
 bool ism_gw_transform(int status, const struct ism_http_header *h, size_t n, bool done);
 
-/* The fields of the turned response's head onto out (name NUL value NUL ...):
- * those of h[0..n) but its framing, content type and gRPC status, then
- * content-type (ism_gw_content_type), grpc-status (ism_http_to_grpc's of
- * status) and grpc-message: body, percent-encoded as gRPC's spec says (bytes
- * below 0x20, from 0x7e up and '%' as %XX, as Envoy's encoder). 0 or -ENOMEM. */
+/* The fields of a gRPC error onto out (name NUL value NUL ...): those of
+ * h[0..n) but its framing, content type and gRPC status, then content-type ct,
+ * grpc-status gs and, with with_msg, grpc-message: msg, percent-encoded as
+ * gRPC's spec says (bytes below 0x20, from 0x7e up and '%' as %XX, as Envoy's
+ * encoder). 0 or -ENOMEM. */
+int ism_grpc_error_fields(const char *ct, const char *gs, const struct ism_http_header *h, size_t n,
+			  const char *msg, size_t len, bool with_msg, struct ism_buf *out);
+
+/* The fields of the turned response's head onto out: ism_grpc_error_fields
+ * with ism_gw_content_type, the grpc-status ism_http_to_grpc gives status and
+ * body as grpc-message. 0 or -ENOMEM. */
 int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header *h, size_t n,
 			const char *body, size_t len, struct ism_buf *out);
 

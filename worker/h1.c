@@ -216,6 +216,8 @@ static int h1_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uin
 static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_local *lr)
 {
 	struct ism_local grpc;
+	struct ism_buf gb = {0};
+	struct ism_http_header *g = NULL;
 	struct ism_sess *s = st->sess;
 	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
 	uint32_t limit = 4096 + lr->body_len;
@@ -230,14 +232,16 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	if (st->grpc) {
 		/* A gRPC(-Web) client gets a gRPC error, trailers-only, as from
 		 * Envoy: 200 with its status in the head, no body. */
-		struct ism_http_header g[3];
-		char gs[8];
+		int n = ism_stream_grpc_answer(st, lr, &gb, &g);
 
-		ism_stream_grpc_answer(st, lr, gs, g);
+		if (n < 0) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		limit += gb.len + 4 * (uint32_t)n;
 		ret |= ism_buf_put_str(&s->out, "HTTP/1.1 200 OK\r\n", limit);
-		for (size_t i = 0; i < 3; i++)
-			ret |= ism_buf_put_header(&s->out, &g[i], limit + 256);
-		grpc = (struct ism_local){.status = 200, .why = lr->why};
+		grpc = (struct ism_local){
+		    .status = 200, .why = lr->why, .hdrs = g, .n_hdrs = (size_t)n};
 		lr = &grpc;
 		body = true;
 	} else {
@@ -261,6 +265,9 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 		ret |= ism_buf_append(&s->out, lr->body, lr->body_len, limit);
 		st->bytes_out += lr->body_len;
 	}
+out:
+	ism_buf_free(&gb);
+	free(g);
 	if (ret)
 		return -ENOMEM;
 	ism_debug("%s %d %s", s->peer, lr->status, lr->why);

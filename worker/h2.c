@@ -1010,7 +1010,7 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 {
 	struct ism_h2s *x = sp_of(st);
 	struct ism_h2nv nv;
-	char sts[8], clen[24], gs[8];
+	char sts[8], clen[24];
 	bool body = ism_http_resp_has_body(lr->status, "GET", 3);
 
 	if (ism_h2nv_init(&nv, lr->n_hdrs + 6) < 0)
@@ -1018,15 +1018,22 @@ static int h2_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	x->resp.b.len = x->resp.off = 0;
 	if (st->grpc) {
 		/* A gRPC client gets a gRPC error, trailers-only, as from Envoy. */
-		struct ism_http_header g[3];
+		struct ism_buf gb = {0};
+		struct ism_http_header *g = NULL;
+		int n = ism_stream_grpc_answer(st, lr, &gb, &g);
 
-		ism_stream_grpc_answer(st, lr, gs, g);
 		ISM_H2NV_ADD_LIT(&nv, ":status", "200", 3);
 		local_fields(w, st, lr, &nv);
-		for (size_t i = 0; i < 3; i++)
+		for (int i = 0; i < n; i++)
 			ism_h2nv_add(&nv, g[i].name, g[i].name_len, g[i].value, g[i].value_len);
-		ism_debug("%s gRPC %s %s (HTTP/2 stream %d)", st->sess->peer, gs, lr->why, x->id);
-		return submit(w, st, &nv, false);
+		ism_debug("%s gRPC %d %s (HTTP/2 stream %d)", st->sess->peer, lr->status, lr->why,
+			  x->id);
+		if (n < 0)
+			ism_h2nv_free(&nv);
+		n = n < 0 ? -ENOMEM : submit(w, st, &nv, false);
+		ism_buf_free(&gb);
+		free(g);
+		return n;
 	}
 	snprintf(sts, sizeof(sts), "%d", lr->status);
 	ISM_H2NV_ADD_LIT(&nv, ":status", sts, strlen(sts));

@@ -14,6 +14,7 @@
 
 #include "conf/re2syntax.h"
 #include "lib/ascii.h"
+#include "lib/strmap.h"
 #include "worker/authn.h"
 #include "worker/pathnorm.h"
 
@@ -174,11 +175,54 @@ int ism_router_domain_rank(const struct ism_str *d, const char *host, size_t n)
 	return ieq(host, n, d->p, d->len) ? INT_MAX : -1;
 }
 
+/* The slot of ix holding name (len bytes, lowercase) as a wildcard's suffix
+ * (wild) or exactly; NULL: none. */
+static const struct ism_name_slot *name_slot(const struct ism_name_index *ix, const char *name,
+					     size_t len, bool wild)
+{
+	uint64_t h = ism_hash64(name, len, ix->seed);
+
+	for (uint32_t i = (uint32_t)h & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
+		const struct ism_name_slot *sl = &ix->slots[i];
+		size_t off =
+		    sl->name != NULL && sl->wild; /* a wildcard's suffix starts at its '.' */
+
+		if (sl->name == NULL)
+			return NULL;
+		if (sl->hash == h && sl->wild == wild && sl->name->len - off == len &&
+		    memcmp(sl->name->p + off, name, len) == 0)
+			return sl;
+	}
+}
+
+/* The entry of ix that names host (n bytes, any case) as ism_router_domain_rank
+ * ranks names: exactly, else by the longest wildcard, else "*"; -1: none; -2:
+ * ix cannot tell (none was built, or the host is too long for it), the entries
+ * are to be scanned. */
+static int64_t name_find(const struct ism_name_index *ix, const char *host, size_t n)
+{
+	char low[ISM_NAME_INDEX_MAX] = "";
+	const struct ism_name_slot *sl;
+
+	if (ix == NULL || ix->cap == 0 || n > sizeof(low))
+		return -2;
+	for (size_t i = 0; i < n; i++)
+		low[i] = ism_lower(host[i]);
+	sl = name_slot(ix, low, n, false);
+	/* The host must be longer than ".suffix": from its second byte on. */
+	for (size_t i = 1; sl == NULL && i < n; i++)
+		if (low[i] == '.')
+			sl = name_slot(ix, low + i, n - i, true);
+	return sl != NULL ? (int64_t)sl->entry : (int64_t)ix->any;
+}
+
 const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
-					 const char *host, size_t host_len)
+					 const struct ism_name_index *ix, const char *host,
+					 size_t host_len)
 {
 	const struct ism_vhost *best = NULL;
 	int best_rank = -1;
+	int64_t e;
 	size_t n;
 
 	if (!host) {
@@ -186,6 +230,9 @@ const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_
 		host_len = 0;
 	}
 	n = ism_host_len(host, host_len);
+	e = name_find(ix, host, n);
+	if (e != -2)
+		return e >= 0 ? &vhosts[e] : NULL;
 	for (uint32_t i = 0; i < n_vhosts && best_rank < INT_MAX; i++) {
 		for (uint32_t j = 0; j < vhosts[i].n_domains; j++) {
 			int rank = ism_router_domain_rank(&vhosts[i].domains[j], host, n);
@@ -203,6 +250,10 @@ int ism_router_pick_server(const struct ism_listener *l, const char *sni)
 {
 	int best = -1, best_rank = -1;
 	size_t n = strlen(sni);
+	int64_t e = name_find(&l->sni_index, sni, n);
+
+	if (e != -2)
+		return (int)e;
 
 	/* As a Host picks a vhost: exact, then the longest wildcard, then "*". */
 	for (uint32_t s = 0; s < l->n_tls; s++) {
@@ -215,8 +266,9 @@ int ism_router_pick_server(const struct ism_listener *l, const char *sni)
 			}
 		}
 	}
-	if (best < 0 && n == 0 && l->n_tls > 0)
-		return 0; /* no SNI and no "*" server: the first */
+	/* No SNI and no "*" server: none, as Istio gives every server but a "*"
+	 * one its hosts as the filter chain's server_names (Envoy then closes a
+	 * connection without SNI: no filter chain matches). */
 	return best;
 }
 

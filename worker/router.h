@@ -41,11 +41,12 @@ int ism_router_normalize(struct ism_router_scratch *s, uint8_t mode, struct ism_
  * exactly. The best rank wins, the first among equals. */
 int ism_router_domain_rank(const struct ism_str *d, const char *host, size_t n);
 const struct ism_vhost *ism_router_vhost(const struct ism_vhost *vhosts, uint32_t n_vhosts,
-					 const char *host, size_t host_len);
+					 const struct ism_name_index *ix, const char *host,
+					 size_t host_len);
 
 /* The HTTPS server (Gateway server with tls) of listener l for the SNI name
- * (lowercase; "" when none): exact name, then the longest wildcard, then "*";
- * without SNI, the "*" server or the first. -1: no server has that name. */
+ * (lowercase; "" when none): exact name, then the longest wildcard, then "*".
+ * -1: no server has that name (without SNI: no "*" server). */
 int ism_router_pick_server(const struct ism_listener *l, const char *sni);
 
 /* The first route of vh whose match holds for req (Istio: first match wins; the

@@ -317,7 +317,7 @@ static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listen
 	/* TLS passthrough: the ClientHello goes on untouched, with what follows
 	 * it; one that no route takes is closed and logged. */
 	if (srv < 0 && has_passthrough(l)) {
-		start_l4(w, s, NULL, 0, name, "no server for the SNI");
+		start_l4(w, s, NULL, 0, name, n > 0 ? "no server for the SNI" : "no SNI");
 		return 2;
 	}
 	if (srv >= 0 && l->tls[srv].passthrough) {

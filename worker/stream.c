@@ -691,7 +691,7 @@ static void attempt_failed(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	else if (f == ISM_FAIL_CONNECT)
 		ism_stream_local(w, st, 503, "upstream connect error", false);
 	else if (f == ISM_FAIL_TIMEOUT)
-		ism_stream_local(w, st, 504, why != NULL ? why : "upstream timeout", false);
+		ism_stream_local(w, st, 504, why != NULL ? why : ISM_WHY_ROUTE_TIMEOUT, false);
 	else
 		ism_stream_local(w, st, f == ISM_FAIL_PROTOCOL ? 502 : 503, why, false);
 }
@@ -1250,11 +1250,11 @@ static const struct ism_vhost *request_vhost(const struct ism_listener *l, const
 	if (l->n_tls) {
 		int i = ism_router_pick_server(l, s->sni ? s->sni : "");
 
-		return i >= 0
-			   ? ism_router_vhost(l->tls[i].vhosts, l->tls[i].n_vhosts, host, host_len)
-			   : NULL;
+		return i >= 0 ? ism_router_vhost(l->tls[i].vhosts, l->tls[i].n_vhosts,
+						 &l->tls[i].vhost_index, host, host_len)
+			      : NULL;
 	}
-	return ism_router_vhost(l->vhosts, l->n_vhosts, host, host_len);
+	return ism_router_vhost(l->vhosts, l->n_vhosts, &l->vhost_index, host, host_len);
 }
 
 /* ---------- a route's actions ---------- */
@@ -1411,18 +1411,30 @@ static bool request_https(const struct ism_table *t, struct ism_sess *s,
 
 /* ---------- gRPC-Web ---------- */
 
-void ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *lr, char gs[8],
-			    struct ism_http_header out[3])
+int ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *lr,
+			   struct ism_buf *b, struct ism_http_header **out)
 {
 	const char *ct = st->gw != NULL ? ism_gw_content_type(st->gw->flags) : "application/grpc";
+	uint32_t len = lr->body != NULL ? lr->body_len : 0;
+	char gs[8];
+	size_t cap;
 
 	if (lr->grpc_status != NULL)
-		snprintf(gs, 8, "%s", lr->grpc_status);
+		snprintf(gs, sizeof(gs), "%s", lr->grpc_status);
 	else
-		snprintf(gs, 8, "%d", ism_http_to_grpc(lr->status));
-	out[0] = (struct ism_http_header){"content-type", 12, ct, strlen(ct)};
-	out[1] = (struct ism_http_header){"grpc-status", 11, gs, strlen(gs)};
-	out[2] = (struct ism_http_header){"grpc-message", 12, lr->why, strlen(lr->why)};
+		snprintf(gs, sizeof(gs), "%d", ism_http_to_grpc(lr->status));
+	/* The body's text is the message, its newline dropped (Envoy's local
+	 * reply: none for an empty body, nor for a HEAD request). */
+	if (len > 0 && lr->body[len - 1] == '\n')
+		len--;
+	if (ism_grpc_error_fields(ct, gs, lr->hdrs, lr->n_hdrs, lr->body, len,
+				  len > 0 && !st->is_head, b) < 0)
+		return -ENOMEM;
+	cap = lr->n_hdrs + 3;
+	*out = malloc(cap * sizeof(**out));
+	if (*out == NULL)
+		return -ENOMEM;
+	return (int)ism_buf_get_pairs(b, *out, cap);
 }
 
 /* Body bytes of a gRPC-Web text request decoded (*p, *len: the base64 that
@@ -2561,7 +2573,7 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 			/* The route's timeout ended the wait: a timeout, as Envoy's
 			 * (504 UT); the connect timeout ended it: an overflow. */
 			if (st->route_deadline && w->now >= st->route_deadline)
-				ism_stream_local(w, st, 504, "upstream timeout", false);
+				ism_stream_local(w, st, 504, ISM_WHY_ROUTE_TIMEOUT, false);
 			else
 				ism_stream_local(
 				    w, st, 503, "upstream overflow (no connection in time)", false);

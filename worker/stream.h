@@ -244,6 +244,7 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 			   char out[INET6_ADDRSTRLEN]);
 
 #define ISM_WHY_HEAD_TIMEOUT	"request timeout"
+#define ISM_WHY_ROUTE_TIMEOUT	"upstream request timeout" /* Envoy's words */
 #define ISM_WHY_PER_TRY_TIMEOUT "upstream per-try timeout"
 #define ISM_WHY_STREAM_IDLE	"stream timeout"
 #define ISM_WHY_BODY_TOO_LARGE	"request body too large"
@@ -255,13 +256,15 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
  * fragment (Envoy: path_normalization_failed). */
 #define ISM_WHY_BAD_PATH "bad request path"
 
-/* An answer made here to a gRPC request (st->grpc), as Envoy gives it: HTTP
- * 200 with these three fields (content-type: gRPC's, or gRPC-Web's for a
- * gRPC-Web request; grpc-status: lr's, or the one Envoy maps its status to;
- * grpc-message: lr's reason), trailers-only, into out. gs: the status's digits. */
+/* An answer made here to a gRPC request (st->grpc), as Envoy's local reply
+ * gives it: HTTP 200, trailers-only, with lr's fields but its framing, then
+ * content-type (gRPC's, or gRPC-Web's for a gRPC-Web request), grpc-status
+ * (lr's, or the one Envoy maps its status to) and grpc-message (lr's body,
+ * percent-encoded; none when it has none). Into *out (allocated; its strings
+ * in b): how many, or -ENOMEM. */
 struct ism_local;
-void ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *lr, char gs[8],
-			    struct ism_http_header out[3]);
+int ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *lr,
+			   struct ism_buf *b, struct ism_http_header **out);
 
 /* A request the session could not read (status: 400, 408, 413, 431, 501 ...):
  * answered here, with why as the body and the access log's reason. */

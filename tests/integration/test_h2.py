@@ -600,7 +600,8 @@ def h2_byte_meters(env):
 def h2_stream_timeout_and_retry(env):
     """Timeouts and retries are per stream: on one connection, a stream past the
     route timeout gets 504 while its neighbours get 200; a stream whose first
-    endpoint answers 503 is retried on the other; the connection lives on."""
+    endpoint answers 503 is retried on the other (retryOn 503); the connection
+    lives on."""
     need_tools("h2")
     pa = h1_upstream(env, "127.0.0.2", "a")
     pb = h1_upstream(env, "127.0.0.3", "b")
@@ -608,7 +609,7 @@ def h2_stream_timeout_and_retry(env):
     gw_port = free_port()
     conf = env.write("isthmus.yaml", docs(
         appliance(env, extra=extra), gateway(gw_port),
-        virtual_service("vs", ["*"], route(SVC, "    timeout: 1s\n")),
+        virtual_service("vs", ["*"], route(SVC, "    timeout: 1s\n    retries: {attempts: 2, retryOn: \"503\"}\n")),
         service_entry("svc", SVC, [{"address": "127.0.0.2", "port": pa}, {"address": "127.0.0.3", "port": pb}])))
     env.start_gateway(conf, gw_port)
     Env.ctl("127.0.0.2", pa, "fail/503")
@@ -1506,7 +1507,11 @@ def grpc_local_errors(env):
     UNIMPLEMENTED (gRPC-Web is not gRPC: a plain 404), no healthy upstream → 14, upstream timeout → 14 (504 maps to
     UNAVAILABLE), overflow (http2MaxRequests) → 14; the grpcio client agrees. The timeout is
     met at an upstream that ignores the grpc-timeout isthmus sends it (h2_upstream.py's
-    /delay): a grpcio server would answer DEADLINE_EXCEEDED itself at that moment."""
+    /delay): a grpcio server would answer DEADLINE_EXCEEDED itself at that moment. As
+    Envoy's local reply, the answer keeps the fields it was made with (a route's response
+    edits, a redirect's location, the overflow's x-envoy-overloaded) and its body is the
+    grpc-message, percent-encoded (none without a body); they were dropped, and the
+    message was isthmus's reason (a direct response's body was lost)."""
     need_tools("grpc", "h2")
     dead = free_port("127.0.0.3")
     slow = start_h2_upstream(env, "127.0.0.4", "slow")
@@ -1517,7 +1522,12 @@ def grpc_local_errors(env):
               f"    rewrite: {{uriRegexRewrite: {{match: \"^.*$\", rewrite: /delay/5000}}}}\n"
               f"    route: [{{destination: {{host: slow.internal}}}}]\n    timeout: 1s\n"
               f"  - match: [{{authority: {{exact: dead.test}}}}]\n"
-              f"    route: [{{destination: {{host: dead.internal}}}}]\n")
+              f"    route: [{{destination: {{host: dead.internal}}}}]\n"
+              f"  - match: [{{authority: {{exact: dr.test}}}}]\n"
+              f"    headers: {{response: {{set: {{x-route: edited}}}}}}\n"
+              f"    directResponse: {{status: 503, body: {{string: \"down 100% \\u00e9\"}}}}\n"
+              f"  - match: [{{authority: {{exact: redir.test}}}}]\n"
+              f"    redirect: {{uri: /elsewhere}}\n")
     gw, ports = grpc_world(env, routes=routes, app_extra=extra, extra_docs=[
         service_entry_protocol("dead", "dead.internal", [{"address": "127.0.0.3", "port": dead}], "GRPC"),
         service_entry_protocol("slow", "slow.internal", [{"address": "127.0.0.4", "port": slow}], "GRPC"),
@@ -1538,14 +1548,26 @@ def grpc_local_errors(env):
             check(s["status"] == 404 and hdr(s, "grpc-status") is None, f"no route, {ctype}: want a plain 404: {s}")
     check_grpc_local_error(grpc_raw(gw, unary, "x", authority="dead.test"), UNAVAILABLE, "dead upstream")
     t0 = time.monotonic()
-    check_grpc_local_error(grpc_raw(gw, sleep, json.dumps({"ms": 5000}), authority="slow.test"), UNAVAILABLE,
-                           "upstream timeout (route timeout 1s)")
+    s = grpc_raw(gw, sleep, json.dumps({"ms": 5000}), authority="slow.test")
+    check_grpc_local_error(s, UNAVAILABLE, "upstream timeout (route timeout 1s)")
+    check(hdr(s, "grpc-message") == "upstream request timeout", f"the timeout's message, Envoy's: {s['headers']}")
     check(time.monotonic() - t0 < 4, f"the timeout answer took {time.monotonic() - t0:.1f}s")
     # Two calls at once with http2MaxRequests 1: one overflows.
     rep = h2_client(gw, [{"path": sleep, "grpc": json.dumps({"ms": 600})}] * 2, authority="grpc.test")
     a, b = sorted(rep["streams"], key=lambda s: hdr(s, "grpc-status") or "0")
     check(a["grpc_messages"] == ["slept"], f"the call within http2MaxRequests: {a}")
     check_grpc_local_error(b, UNAVAILABLE, "overflow of http2MaxRequests 1")
+    check(hdr(b, "x-envoy-overloaded") == "true", f"the overflow's x-envoy-overloaded: {b}")
+    s = grpc_raw(gw, unary, "x", authority="dr.test")
+    check_grpc_local_error(s, UNAVAILABLE, "a direct response 503")
+    check(hdr(s, "grpc-message") == "down 100%25 %C3%A9" and hdr(s, "x-route") == "edited",
+          f"a direct response: want its body as grpc-message and the route's field: {s['headers']}")
+    s = grpc_raw(gw, unary, "x", authority="redir.test")
+    check_grpc_local_error(s, 2, "a redirect (301: UNKNOWN)")
+    check(hdr(s, "location") == "http://redir.test/elsewhere" and hdr(s, "grpc-message") is None,
+          f"a redirect: want its location and no grpc-message (no body): {s['headers']}")
+    s = grpc_raw(gw, unary, "x", authority="dead.test")
+    check(hdr(s, "grpc-message") == "upstream connect error", f"a connect failure's message: {s['headers']}")
     res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="nowhere.test")
     check(res[0]["code_value"] == UNIMPLEMENTED, f"grpcio client, no route: {res[0]}")
     res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="dead.test")

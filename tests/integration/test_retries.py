@@ -251,6 +251,30 @@ def retry_body_during_backoff(env):
     check(worker_crashes(env) == 0, "a worker crashed")
 
 
+@_test
+def default_policy_leaves_503(env):
+    """A route without retries has Istio's default policy, which since Istio
+    1.24 retries no HTTP status: an upstream's 503 to a POST goes to the client
+    after one try (it was tried three times, the request acted on each time).
+    A retryOn that names 503 still retries it."""
+    up = ScriptedUpstream(answer_503, fail_on=(1, 2, 3, 4, 5, 6))
+    try:
+        gw = gateway_to(env, up.port, timeouts={"upstreamResponse": "10s"})
+        with Conn("127.0.0.1", gw, timeout=30) as c:
+            r = c.request("POST", "/order", "retry.test", {"content-length": "2"}, body=b"hi")
+        check(r.status == 503 and len(up.heads) == 1,
+              f"the default policy: {r.status}, {len(up.heads)} tries (want 503 after one)")
+        gateway_conf(env, gw, up.port, "    retries: {attempts: 2, retryOn: \"connect-failure,503\"}\n",
+                     {"upstreamResponse": "10s"})
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+        with Conn("127.0.0.1", gw, timeout=30) as c:
+            r = c.request("POST", "/order", "retry.test", {"content-length": "2"}, body=b"hi")
+        check(r.status == 503 and len(up.heads) == 4,
+              f"retryOn 503: {r.status}, {len(up.heads) - 1} tries (want 503 after three)")
+    finally:
+        up.close()
+
+
 def fields(head, name):
     """The values of field name in a request head."""
     return [ln.split(":", 1)[1].strip() for ln in head.split("\r\n")[1:]

@@ -499,14 +499,15 @@ static void test_matches_and_defaults(void **state)
 	assert_int_equal(c->pool.max_pending, UINT32_MAX);
 	assert_int_equal(c->pool.max_requests_per_conn, 0);
 	assert_int_equal(c->pool.max_retries, UINT32_MAX);
-	/* Istio's default retry policy for a route without retries. */
+	/* Istio's default retry policy for a route without retries: no
+	 * retriable status code since Istio 1.24 (an upstream's 503 is not
+	 * retried). */
 	assert_int_equal(vh->routes[0].retry.attempts, 2);
 	assert_int_equal(vh->routes[0].retry.retry_on,
 			 ISM_RETRY_CONNECT_FAILURE | ISM_RETRY_REFUSED_STREAM |
 			     ISM_RETRY_GRPC_UNAVAILABLE | ISM_RETRY_GRPC_CANCELLED |
 			     ISM_RETRY_RETRIABLE_STATUS_CODES);
-	assert_int_equal(vh->routes[0].retry.n_codes, 1);
-	assert_int_equal(vh->routes[0].retry.codes[0], 503);
+	assert_int_equal(vh->routes[0].retry.n_codes, 0);
 	assert_int_equal(vh->routes[0].retry.ignore_previous_hosts, 1);
 	assert_int_equal(vh->routes[0].retry.backoff_base_ms, 25);
 	assert_int_equal(vh->routes[0].retry.per_try_timeout_ms, 0);
@@ -535,6 +536,10 @@ static void test_ep_id_full(void **state)
 	assert_null(t);
 	assert_int_equal(f->d.n_errors, 1);
 	assert_non_null(strstr(f->d.items[0].msg, "127.0.0.9:81"));
+	/* At the ServiceEntry's endpoints (it had no position). */
+	assert_true(f->d.items[0].line > 0);
+	assert_non_null(strstr(f->d.items[0].field, "ServiceEntry default/"));
+	assert_non_null(strstr(f->d.items[0].field, ": spec.endpoints"));
 }
 
 /* Gateway host patterns and namespaces decide the domains of a VirtualService. */
@@ -1237,8 +1242,7 @@ static void test_retries(void **state)
 	assert_int_equal(t->listeners[0].vhosts[0].n_routes, 4);
 	/* Istio's default. */
 	assert_int_equal(r[0].retry.attempts, 2);
-	assert_int_equal(r[0].retry.n_codes, 1);
-	assert_int_equal(r[0].retry.codes[0], 503);
+	assert_int_equal(r[0].retry.n_codes, 0);
 	/* Numeric entries are status codes and imply retriable-status-codes. */
 	assert_int_equal(r[1].retry.attempts, 3);
 	assert_int_equal(r[1].retry.per_try_timeout_ms, 500);
@@ -1262,7 +1266,7 @@ static void test_retries(void **state)
 						  ISM_RETRY_GRPC_UNAVAILABLE |
 						  ISM_RETRY_GRPC_CANCELLED |
 						  ISM_RETRY_RETRIABLE_STATUS_CODES);
-	assert_int_equal(r[3].retry.codes[0], 503);
+	assert_int_equal(r[3].retry.n_codes, 0);
 	/* retryRemoteLocalities: Envoy's previous_priorities, off by default */
 	assert_int_equal(r[1].retry.remote_localities, 1);
 	assert_int_equal(r[0].retry.remote_localities, 0);

@@ -159,7 +159,8 @@ static void test_explain_tls(void **state)
 	want("tls other", out,
 	     "server: none for SNI \"b.example.com\": the connection is closed\n");
 	out = explain(f, "tls -");
-	want("tls -", out, "tls route: none without SNI: the connection is closed (NR)\n");
+	want("tls -", out,
+	     "server: none without SNI (no \"*\" server on the port): the connection is closed\n");
 	out = explain(f, "GET http://a.example.com:8443/");
 	want("GET on passthrough", out,
 	     "TLS passthrough server: default/gw#1: TLS is not terminated here, its connections "

@@ -114,7 +114,7 @@ static void test_vhost_order(void **state)
 	};
 	const struct ism_listener l = {.n_vhosts = 4, .vhosts = vhs};
 
-#define VH(h) ism_router_vhost(l.vhosts, l.n_vhosts, (h), strlen(h))
+#define VH(h) ism_router_vhost(l.vhosts, l.n_vhosts, NULL, (h), strlen(h))
 	assert_ptr_equal(VH("www.example.com"), &vhs[3]);
 	assert_ptr_equal(VH("WWW.Example.COM:8080"), &vhs[3]);
 	assert_ptr_equal(VH("foo.test"), &vhs[3]);
@@ -127,11 +127,12 @@ static void test_vhost_order(void **state)
 	assert_ptr_equal(VH("api.example.com"), &vhs[1]);
 	assert_ptr_equal(VH("other.org"), &vhs[0]);
 	assert_ptr_equal(VH("[::1]:80"), &vhs[0]);
-	assert_ptr_equal(ism_router_vhost(l.vhosts, l.n_vhosts, NULL, 0), &vhs[0]);
+	assert_ptr_equal(ism_router_vhost(l.vhosts, l.n_vhosts, NULL, NULL, 0), &vhs[0]);
 	/* without "*", an unknown host has no virtual host */
 	const struct ism_listener l2 = {.n_vhosts = 3, .vhosts = vhs + 1};
-	assert_null(ism_router_vhost(l2.vhosts, l2.n_vhosts, "other.org", 9));
-	assert_ptr_equal(ism_router_vhost(l2.vhosts, l2.n_vhosts, "b.example.com", 13), &vhs[1]);
+	assert_null(ism_router_vhost(l2.vhosts, l2.n_vhosts, NULL, "other.org", 9));
+	assert_ptr_equal(ism_router_vhost(l2.vhosts, l2.n_vhosts, NULL, "b.example.com", 13),
+			 &vhs[1]);
 #undef VH
 }
 

@@ -182,12 +182,13 @@ static void test_https_servers(void **state)
 	assert_int_equal(li->tls[0].vhosts[0].n_domains, 1);
 	assert_string_equal(li->tls[0].vhosts[0].domains[0].p, "a.example.com");
 	assert_int_equal(li->tls[1].vhosts[0].n_domains, 2);
-	/* SNI: exact, then wildcard, none: the first; unknown: refused. */
+	/* SNI: exact, then wildcard; unknown or none (no "*" server) refused,
+	 * as Envoy finds no filter chain for them. */
 	assert_int_equal(ism_router_pick_server(li, "a.example.com"), 0);
 	assert_int_equal(ism_router_pick_server(li, "x.example.com"), 1);
 	assert_int_equal(ism_router_pick_server(li, "x.y.example.com"), 1);
 	assert_int_equal(ism_router_pick_server(li, "example.com"), -1);
-	assert_int_equal(ism_router_pick_server(li, ""), 0);
+	assert_int_equal(ism_router_pick_server(li, ""), -1);
 	/* The plain listener: vhosts marked for the redirect. */
 	assert_int_equal(l.t->listeners[1].n_tls, 0);
 	assert_int_equal(l.t->listeners[1].vhosts[0].https_redirect, 1);
@@ -254,20 +255,22 @@ static void test_https_redirect_hosts(void **state)
 					 "    hosts: [b.example.com, c.example.org]\n" SE VS),
 			 0);
 	li = &l.t->listeners[0];
-	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "x.example.com", 13);
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "x.example.com", 13);
 	assert_non_null(vh);
 	assert_int_equal(vh->https_redirect, 1);
 	assert_int_equal(vh->n_routes, 0);
 	assert_string_equal(vh->name.p, "default/gw#0");
 	assert_string_equal(vh->domains[0].p, "*.example.com");
-	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "b.example.com", 13);
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "b.example.com", 13);
 	assert_non_null(vh);
 	assert_int_equal(vh->https_redirect, 1);
-	vh = ism_router_vhost(li->vhosts, li->n_vhosts, "a.example.com", 13);
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "a.example.com", 13);
 	assert_non_null(vh);
 	assert_int_equal(vh->https_redirect, 1);
-	assert_null(ism_router_vhost(li->vhosts, li->n_vhosts, "c.example.org", 13));
-	assert_null(ism_router_vhost(li->vhosts, li->n_vhosts, "example.com", 11));
+	assert_null(
+	    ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "c.example.org", 13));
+	assert_null(
+	    ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "example.com", 11));
 	unload(&l);
 }
 
@@ -462,6 +465,13 @@ static void test_errors(void **state)
 	     "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n",
 	     "PeerAuthentication default/default",
 	     "STRICT needs the Appliance's spec.meshIdentity"},
+	    /* The mesh's policy: what leaves the appliance plaintext instead. */
+	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	     "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n",
+	     "PeerAuthentication istio-system/default: spec.mtls.mode",
+	     "needs the Appliance's spec.meshIdentity (an Istio ingress gateway applies no "
+	     "PeerAuthentication: to leave this appliance's ports plaintext, give namespace "
+	     "default a policy of mode DISABLE)"},
 	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 	     "metadata: {name: wl}\nspec:\n  selector: {matchLabels: {app: gw}}\n"
 	     "  portLevelMtls: {}\n",
@@ -540,6 +550,176 @@ static void test_peer_authentication(void **state)
 	unload(&l);
 }
 
+/* The policies that do not apply, and a mesh-wide STRICT over a plaintext
+ * port, are told with their positions. */
+static void test_peer_authentication_warnings(void **state)
+{
+	static const char mesh[] = "  namespace: edge\n  labels: {app: gw}\n"
+				   "  meshIdentity: {certificate: a.crt, privateKey: a.key, "
+				   "caCertificates: b.crt}\n";
+	static const char pa[] =
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: mesh, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: mesh2, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: rootsel, namespace: istio-system}\n"
+	    "spec: {selector: {matchLabels: {app: gw}}, mtls: {mode: DISABLE}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: shopsel, namespace: shop}\n"
+	    "spec: {selector: {matchLabels: {app: gw}}, mtls: {mode: DISABLE}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: shop, namespace: shop}\nspec: {mtls: {mode: DISABLE}}\n"
+	    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	    "metadata: {name: other, namespace: edge}\n"
+	    "spec: {selector: {matchLabels: {app: web}}, mtls: {mode: DISABLE}}\n";
+	struct loaded l;
+	char text[4096];
+
+	(void)state;
+	snprintf(text, sizeof(text),
+		 APP "%s" GW "  servers:\n  - port: {number: 80, name: http-80-9, protocol: "
+		     "HTTP}\n    hosts: [\"*\"]\n%s",
+		 mesh, pa);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_MUTUAL);
+	assert_true(
+	    has_diag(&l.d, "PeerAuthentication istio-system/mesh: spec.mtls.mode",
+		     "the mesh-wide STRICT makes the plaintext HTTP port 80 (and any other) "
+		     "mutual TLS only"));
+	assert_true(has_diag(&l.d, "PeerAuthentication istio-system/mesh2: metadata.name",
+			     "PeerAuthentication istio-system/mesh, of the same level, is first"));
+	assert_true(has_diag(&l.d, "PeerAuthentication istio-system/rootsel: spec.selector",
+			     "in the root namespace istio-system applies to no workload"));
+	assert_true(has_diag(&l.d, "PeerAuthentication shop/shopsel: metadata.namespace",
+			     "it selects workloads of namespace shop, not this appliance"));
+	assert_true(has_diag(&l.d, "PeerAuthentication edge/other: spec.selector",
+			     "it does not select this appliance"));
+	/* shop's own policy speaks for shop's services (automatic mutual TLS). */
+	assert_false(has_diag(&l.d, "PeerAuthentication shop/shop:", ""));
+	unload(&l);
+	/* A namespace policy that sets a mode overrides the mesh's: no warning. */
+	snprintf(text, sizeof(text),
+		 APP "%s" GW "  servers:\n  - port: {number: 80, name: http-80-10, protocol: "
+		     "HTTP}\n    hosts: [\"*\"]\n%s"
+		     "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		     "metadata: {name: edge, namespace: edge}\nspec: {mtls: {mode: PERMISSIVE}}\n",
+		 mesh, pa);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_OPTIONAL_MUTUAL);
+	assert_false(has_diag(&l.d, "PeerAuthentication istio-system/mesh: spec.mtls.mode", ""));
+	unload(&l);
+}
+
+/* A set of 16 names or more is looked up by hash (struct ism_name_index): it
+ * picks what a scan of every name picks, exact first, then the longest
+ * wildcard, then "*", the first of equal ones; an SNI's server likewise. */
+static void test_name_index(void **state)
+{
+	static const char *const hosts[] = {"h3.example.com",
+					    "H3.Example.COM:8080",
+					    "h19.example.com",
+					    "x.w.example.com",
+					    "y.a.w.example.com",
+					    "a.w.example.com",
+					    "w.example.com",
+					    "zz.example.com",
+					    "example.com",
+					    "other.org",
+					    "",
+					    ".example.com",
+					    "h3.example.com.",
+					    "a..w.example.com"};
+	char text[16384];
+	size_t len;
+	struct loaded l;
+	struct ism_listener scan;
+	const struct ism_listener *li;
+
+	(void)state;
+	len =
+	    (size_t)snprintf(text, sizeof(text),
+			     APP GW "  servers:\n  - port: {number: 80, name: http, protocol: "
+				    "HTTP}\n    hosts: [\"*\"]\n"
+				    "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+				    "    hosts: [\"*\"]\n"
+				    "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
+				    "a.key}\n");
+	for (int i = 0; i < 20; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+					"---\napiVersion: networking.istio.io/v1\nkind: "
+					"VirtualService\nmetadata: {name: v%d}\nspec:\n  hosts: "
+					"[h%d.example.com]\n  gateways: [gw]\n  http: [{route: "
+					"[{destination: {host: up.local}}]}]\n",
+					i, i);
+	for (int i = 0; i < 3; i++)
+		len += (size_t)snprintf(
+		    text + len, sizeof(text) - len,
+		    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: "
+		    "{name: w%d}\nspec:\n  hosts: [\"%s\"]\n  gateways: [gw]\n  http: [{route: "
+		    "[{destination: {host: up.local}}]}]\n",
+		    i,
+		    (const char *[]){"*.w.example.com", "*.a.w.example.com", "*.example.com"}[i]);
+	len += (size_t)snprintf(text + len, sizeof(text) - len,
+				VS_ANY "    - destination: {host: up.local}\n");
+	for (int i = 0; i < 18; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+					"  - port: {number: 8443, name: s%d, protocol: HTTPS}\n"
+					"    hosts: [\"%s%d.example.com\"]\n"
+					"    tls: {mode: SIMPLE, serverCertificate: a.crt, "
+					"privateKey: a.key}\n",
+					i, i == 17 ? "*.s" : "s", i);
+	/* The servers of port 8443 go in the Gateway: moved before the
+	 * VirtualServices. */
+	assert_true(len < sizeof(text));
+	{
+		char *vs =
+		    strstr(text, "---\napiVersion: networking.istio.io/v1\nkind: VirtualService");
+		char *srv = strstr(text, "  - port: {number: 8443");
+		size_t nsrv = strlen(srv), nvs = (size_t)(srv - vs);
+		char *tmp = malloc(nvs);
+
+		assert_non_null(tmp);
+		memcpy(tmp, vs, nvs);
+		memmove(vs, srv, nsrv);
+		memcpy(vs + nsrv, tmp, nvs);
+		free(tmp);
+	}
+	if (load(&l, text) != 0)
+		ism_diags_print(stderr, &l.d);
+	assert_non_null(l.t);
+	for (uint32_t k = 0; k < l.t->n_listeners; k++) {
+		li = &l.t->listeners[k];
+		scan = *li;
+		scan.sni_index.cap = 0;
+		if (li->n_tls == 0) {
+			assert_true(li->vhost_index.cap > 0);
+			for (size_t h = 0; h < sizeof(hosts) / sizeof(hosts[0]); h++)
+				assert_ptr_equal(ism_router_vhost(li->vhosts, li->n_vhosts,
+								  &li->vhost_index, hosts[h],
+								  strlen(hosts[h])),
+						 ism_router_vhost(li->vhosts, li->n_vhosts, NULL,
+								  hosts[h], strlen(hosts[h])));
+			assert_string_equal(ism_router_vhost(li->vhosts, li->n_vhosts,
+							     &li->vhost_index, "H3.example.com", 14)
+						->domains[0]
+						.p,
+					    "h3.example.com");
+			continue;
+		}
+		for (size_t h = 0; h < sizeof(hosts) / sizeof(hosts[0]); h++)
+			assert_int_equal(ism_router_pick_server(li, hosts[h]),
+					 ism_router_pick_server(&scan, hosts[h]));
+		if (li->n_tls >= 16) {
+			assert_true(li->sni_index.cap > 0);
+			assert_int_equal(ism_router_pick_server(li, "s7.example.com"), 7);
+			assert_int_equal(ism_router_pick_server(li, "q.s17.example.com"), 17);
+			assert_int_equal(ism_router_pick_server(li, ""), -1);
+		}
+	}
+	unload(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -552,6 +732,8 @@ int main(void)
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_dns_name_covers),
 	    cmocka_unit_test(test_peer_authentication),
+	    cmocka_unit_test(test_peer_authentication_warnings),
+	    cmocka_unit_test(test_name_index),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
