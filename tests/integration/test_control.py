@@ -789,8 +789,7 @@ def second_stop_signal_stops_now(env):
 
     t = threading.Thread(target=slow)
     t.start()
-    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
-         5, what="the slow request to be in flight")
+    _wait_in_flight(env)
     os.kill(env.gateway.pid, signal.SIGTERM)
     poll(lambda: "stopping (SIGTERM)" in env.gateway.log(), 5, what="the drain to begin")
     check(env.gateway.p.poll() is None, "one SIGTERM did not drain the slow response")
@@ -804,6 +803,13 @@ def second_stop_signal_stops_now(env):
     check("r" in out and getattr(out["r"], "status", None) != 200, f"the slow response was not cut: {out.get('r')}")
 
 
+def _wait_in_flight(env):
+    """Until a request is in flight at its endpoint (a connection accepted is
+    not yet a request a drain waits for)."""
+    poll(lambda: any(e["inflight"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))),
+         5, what="the slow request to be in flight")
+
+
 def _slow_in_flight(env):
     """A 2.5 s response under way in a thread; (the thread, {"r": its response} once done)."""
     out = {}
@@ -813,8 +819,7 @@ def _slow_in_flight(env):
 
     t = threading.Thread(target=slow)
     t.start()
-    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
-         5, what="the slow request to be in flight")
+    _wait_in_flight(env)
     return t, out
 
 

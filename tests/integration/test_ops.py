@@ -1220,7 +1220,9 @@ def counters_kept_by_name(env):
     slow = []
     th = threading.Thread(target=lambda: slow.append(_slow_get(env)))
     th.start()
-    poll(lambda: any(w["connections"] for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))),
+    # In flight at its endpoint (its connection accepted is not enough: a
+    # worker killed before it sent the request held nothing).
+    poll(lambda: any(e["inflight"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))),
          5, what="the slow request to be in flight")
     for w in json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json")):
         if w["connections"]:
