@@ -840,16 +840,15 @@ static void endpoint_id_error(struct cbuild *b, const struct ckey *k, const stru
 {
 	const struct ism_node *spec =
 	    k->se != NULL ? ism_node_get(k->se->r.at, "spec", NULL) : NULL;
-	const struct ism_node *at = spec != NULL ? ism_node_get(spec, "endpoints", NULL) : NULL;
-	char field[400];
+	const struct ism_node *eps = spec != NULL ? ism_node_get(spec, "endpoints", NULL) : NULL;
+	const struct ism_node *at = eps != NULL	   ? eps
+				    : spec != NULL ? ism_node_get(spec, "hosts", NULL)
+						   : NULL;
+	char field[400] = "";
 
-	if (at == NULL && spec != NULL)
-		at = ism_node_get(spec, "hosts", NULL);
-	snprintf(field, sizeof(field), "%s%s%s", k->se != NULL ? k->se->r.label : "",
-		 k->se != NULL ? ": spec." : "",
-		 k->se == NULL				 ? ""
-		 : ism_node_get(spec, "endpoints", NULL) ? "endpoints"
-							 : "hosts");
+	if (spec != NULL)
+		snprintf(field, sizeof(field), "%s: spec.%s", k->se->r.label,
+			 eps != NULL ? "endpoints" : "hosts");
 	if (rc == -ENOSPC)
 		ism_diag_add(
 		    b->d, ISM_DIAG_ERROR, b->c->file, at ? at->line : 0, at ? at->col : 0, field,
@@ -886,10 +885,10 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_OUTLIER, key, false, &cs->ep[i].od);
 			od = true;
 		}
-		if (rc < 0)
+		if (rc < 0) {
 			endpoint_id_error(b, k, &cs->ep[i], rc, od);
-		if (rc < 0)
 			b->rc = rc;
+		}
 	}
 }
 
@@ -2605,8 +2604,6 @@ static size_t count_vs(const struct bind_event *ev, size_t n)
 	return count;
 }
 
-/* An HTTPS server of a listener: its SNI names, certificates and own routes,
- * from its n events. */
 /* --- name indexes (struct ism_name_index) --- */
 
 /* The names of entry i of an indexed array (*n of them). */
@@ -2628,15 +2625,16 @@ static const struct ism_str *server_names(const void *arr, uint32_t i, uint32_t 
 	return ts[i].sni;
 }
 
-/* Whether name is one an index takes: "*", "*.suffix" or exact, within
- * ISM_NAME_INDEX_MAX bytes. */
+/* Whether name is one an index takes: "*", "*.suffix" or exact, lowercase,
+ * within ISM_NAME_INDEX_MAX bytes. */
 static bool indexable(const struct ism_str *name)
 {
 	if (name->len > ISM_NAME_INDEX_MAX)
 		return false;
-	if (name->len > 0 && name->p[0] == '*')
-		return name->len == 1 || name->p[1] == '.';
-	return memchr(name->p, '*', name->len) == NULL;
+	for (uint32_t i = 0; i < name->len; i++)
+		if ((name->p[i] >= 'A' && name->p[i] <= 'Z') || (name->p[i] == '*' && i > 0))
+			return false;
+	return name->len < 2 || name->p[0] != '*' || name->p[1] == '.';
 }
 
 /* ix over the n entries of arr (none for a set of fewer than
@@ -2695,6 +2693,8 @@ static void index_names(struct cbuild *b, struct ism_name_index *ix, const void 
 	ix->cap = (uint32_t)cap;
 }
 
+/* An HTTPS server of a listener: its SNI names, certificates and own routes,
+ * from its n events. */
 static void build_tls_server(struct cbuild *b, const struct lgroup *lg, size_t s,
 			     const struct bind_event *ev, size_t n, struct ism_tls_server *ts)
 {

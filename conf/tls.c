@@ -1310,9 +1310,14 @@ static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_p
 	const struct ism_cm_pa *lv[PA_LEVELS];
 	char hint[256];
 
+	int applies = PA_LEVELS; /* the level whose mode applies: the first that sets one */
+
 	pa_levels(c, lv);
 	unused_pas(v, lv);
 	mesh_strict(v, lv, on_port);
+	for (int i = PA_LEVELS; i-- > 0;)
+		if (lv[i] != NULL && lv[i]->mode != ISM_PA_UNSET)
+			applies = i;
 	for (int i = 0; i < PA_LEVELS; i++) {
 		const struct ism_cm_pa *pa = lv[i];
 
@@ -1321,7 +1326,8 @@ static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_p
 		v->res = pa->r.label;
 		ism_v_pop(v, 0);
 		ism_v_push(v, "spec.mtls.mode");
-		if (!c->app.has_mesh && pa->mode == ISM_PA_STRICT)
+		/* A STRICT that a narrower level overrides asks for nothing. */
+		if (!c->app.has_mesh && pa->mode == ISM_PA_STRICT && i == applies)
 			ism_v_err(v, pa->mode_at != NULL ? pa->mode_at : pa->r.at,
 				  "STRICT needs the Appliance's spec.meshIdentity%s%s%s",
 				  i == PA_MESH ? " (an Istio ingress gateway applies no "

@@ -87,7 +87,7 @@ int ism_grpc_error_fields(const char *ct, const char *gs, const struct ism_http_
 		    !ism_http_header_is(&h[i], "transfer-encoding") &&
 		    !ism_http_header_is(&h[i], "content-type") &&
 		    !ism_http_header_is(&h[i], "grpc-status") &&
-		    !ism_http_header_is(&h[i], "grpc-message"))
+		    !(with_msg && ism_http_header_is(&h[i], "grpc-message")))
 			ret |= ism_buf_put_pair(out, h[i].name, h[i].name_len, h[i].value,
 						h[i].value_len);
 	ret |= ism_buf_put_pair(out, "content-type", 12, ct, strlen(ct));

@@ -1415,17 +1415,25 @@ int ism_stream_grpc_answer(const struct ism_stream *st, const struct ism_local *
 			   struct ism_buf *b, struct ism_http_header **out)
 {
 	const char *ct = st->gw != NULL ? ism_gw_content_type(st->gw->flags) : "application/grpc";
+	const struct ism_http_header *own = ism_http_field(lr->hdrs, lr->n_hdrs, "grpc-status", 11);
 	uint32_t len = lr->body != NULL ? lr->body_len : 0;
-	char gs[8];
+	char gs[24];
 	size_t cap;
 
-	if (lr->grpc_status != NULL)
+	/* A grpc-status the answer was made with (a route's response edit)
+	 * stays, as in Envoy's local reply; else lr's, else Envoy's mapping. */
+	if (own != NULL)
+		snprintf(gs, sizeof(gs), "%.*s", (int)own->value_len, own->value);
+	else if (lr->grpc_status != NULL)
 		snprintf(gs, sizeof(gs), "%s", lr->grpc_status);
 	else
 		snprintf(gs, sizeof(gs), "%d", ism_http_to_grpc(lr->status));
-	/* The body's text is the message, its newline dropped (Envoy's local
-	 * reply: none for an empty body, nor for a HEAD request). */
-	if (len > 0 && lr->body[len - 1] == '\n')
+	/* The body's text is the message (none for an empty body, nor for a
+	 * HEAD request: then one the answer was made with stays); the line
+	 * isthmus writes for its own reason goes without its newline, as
+	 * Envoy's reasons have none. */
+	if (len == strlen(lr->why) + 1 && lr->body[len - 1] == '\n' &&
+	    memcmp(lr->body, lr->why, len - 1) == 0)
 		len--;
 	if (ism_grpc_error_fields(ct, gs, lr->hdrs, lr->n_hdrs, lr->body, len,
 				  len > 0 && !st->is_head, b) < 0)

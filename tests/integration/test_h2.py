@@ -1527,7 +1527,12 @@ def grpc_local_errors(env):
               f"    headers: {{response: {{set: {{x-route: edited}}}}}}\n"
               f"    directResponse: {{status: 503, body: {{string: \"down 100% \\u00e9\"}}}}\n"
               f"  - match: [{{authority: {{exact: redir.test}}}}]\n"
-              f"    redirect: {{uri: /elsewhere}}\n")
+              f"    redirect: {{uri: /elsewhere}}\n"
+              f"  - match: [{{authority: {{exact: own.test}}}}]\n"
+              f"    headers: {{response: {{set: {{grpc-status: \"5\", grpc-message: gone}}}}}}\n"
+              f"    directResponse: {{status: 404}}\n"
+              f"  - match: [{{authority: {{exact: nl.test}}}}]\n"
+              f"    directResponse: {{status: 503, body: {{string: \"two\\nlines\\n\"}}}}\n")
     gw, ports = grpc_world(env, routes=routes, app_extra=extra, extra_docs=[
         service_entry_protocol("dead", "dead.internal", [{"address": "127.0.0.3", "port": dead}], "GRPC"),
         service_entry_protocol("slow", "slow.internal", [{"address": "127.0.0.4", "port": slow}], "GRPC"),
@@ -1568,6 +1573,13 @@ def grpc_local_errors(env):
           f"a redirect: want its location and no grpc-message (no body): {s['headers']}")
     s = grpc_raw(gw, unary, "x", authority="dead.test")
     check(hdr(s, "grpc-message") == "upstream connect error", f"a connect failure's message: {s['headers']}")
+    # A grpc-status the route's edits set stays, and so does its grpc-message
+    # when the answer has no body; a body's newlines are encoded.
+    s = grpc_raw(gw, unary, "x", authority="own.test")
+    check(hdr(s, "grpc-status") == "5" and hdr(s, "grpc-message") == "gone",
+          f"the route's own grpc-status and grpc-message: {s['headers']}")
+    s = grpc_raw(gw, unary, "x", authority="nl.test")
+    check(hdr(s, "grpc-message") == "two%0Alines%0A", f"a body's newlines: {s['headers']}")
     res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="nowhere.test")
     check(res[0]["code_value"] == UNIMPLEMENTED, f"grpcio client, no route: {res[0]}")
     res = grpc(gw, [{"method": "Unary", "request": "x"}], authority="dead.test")

@@ -598,6 +598,21 @@ static void test_peer_authentication_warnings(void **state)
 	/* shop's own policy speaks for shop's services (automatic mutual TLS). */
 	assert_false(has_diag(&l.d, "PeerAuthentication shop/shop:", ""));
 	unload(&l);
+	/* Without meshIdentity, the mesh's STRICT overridden by the namespace's
+	 * DISABLE (what its error says to do) asks for no certificate. */
+	snprintf(text, sizeof(text),
+		 APP
+		 "  namespace: edge\n" GW "  servers:\n  - port: {number: 80, name: http-80-11, "
+		 "protocol: HTTP}\n    hosts: [\"*\"]\n"
+		 "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		 "metadata: {name: mesh, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+		 "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		 "metadata: {name: edge, namespace: edge}\nspec: {mtls: {mode: DISABLE}}\n");
+	if (load(&l, text) != 0)
+		ism_diags_print(stderr, &l.d);
+	assert_non_null(l.t);
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_NONE);
+	unload(&l);
 	/* A namespace policy that sets a mode overrides the mesh's: no warning. */
 	snprintf(text, sizeof(text),
 		 APP "%s" GW "  servers:\n  - port: {number: 80, name: http-80-10, protocol: "
