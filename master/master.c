@@ -1554,7 +1554,9 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 
 static void master_unbind(struct ism_master *m)
 {
-	if (m->pid_file != NULL)
+	/* An upgrade's new master that could not start leaves it to the wait
+	 * mode: the same process supervises the old workers on. */
+	if (m->pid_file != NULL && m->up.n_listen == 0)
 		ism_runfile_pid_remove(m->pid_file);
 	ism_ctl_destroy(m->ctl);
 	for (int i = 0; i < m->n_listen; i++)

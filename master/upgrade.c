@@ -32,8 +32,10 @@
 #include "shm/shm.h"
 
 #define ENV_LISTEN "ISTHMUS_UPGRADE_LISTEN" /* "fd,fd,..." */
-#define ENV_HEIRS  "ISTHMUS_UPGRADE_HEIRS"  /* "pid:fd,pid:fd,..." */
-#define ENV_DRAIN  "ISTHMUS_UPGRADE_DRAIN"  /* the old workers' drain time, ms */
+/* those of them that are the control socket and the admin listener */
+#define ENV_CTL	  "ISTHMUS_UPGRADE_CTL"	  /* "fd,fd" */
+#define ENV_HEIRS "ISTHMUS_UPGRADE_HEIRS" /* "pid:fd,pid:fd,..." */
+#define ENV_DRAIN "ISTHMUS_UPGRADE_DRAIN" /* the old workers' drain time, ms */
 /* a memfd holding the session-ticket keys and when they were rotated */
 #define ENV_TICKETS "ISTHMUS_UPGRADE_TICKETS"
 /* a memfd holding the state (state_memfd) */
@@ -67,7 +69,8 @@ static void take_listen(struct ism_upgrade *u, const char *s)
 		n += *p == ',';
 	u->listen = calloc(n, sizeof(*u->listen));
 	u->taken = calloc(n, sizeof(*u->taken));
-	if (u->listen == NULL || u->taken == NULL)
+	u->is_ctl = calloc(n, sizeof(*u->is_ctl));
+	if (u->listen == NULL || u->taken == NULL || u->is_ctl == NULL)
 		return;
 	for (char *end; *s;) {
 		long fd = strtol(s, &end, 10);
@@ -80,6 +83,20 @@ static void take_listen(struct ism_upgrade *u, const char *s)
 		    getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
 		    listening)
 			u->listen[u->n_listen++] = (int)fd;
+		s = *end == ',' ? end + 1 : end;
+	}
+}
+
+/* Marks the sockets handed over that ctl ("fd,fd") names. */
+static void take_ctl(struct ism_upgrade *u, const char *s)
+{
+	for (char *end; s != NULL && *s;) {
+		long fd = strtol(s, &end, 10);
+
+		if (end == s)
+			break;
+		for (int i = 0; i < u->n_listen; i++)
+			u->is_ctl[i] |= u->listen[i] == fd;
 		s = *end == ',' ? end + 1 : end;
 	}
 }
@@ -382,14 +399,18 @@ void ism_upgrade_init(struct ism_upgrade *u, char *const *argv)
 
 	u->argv = argv;
 	exe_path(u, argv != NULL ? argv[0] : NULL);
-	if (listen != NULL)
+	if (listen != NULL) {
 		take_listen(u, listen);
+		if (u->is_ctl != NULL)
+			take_ctl(u, getenv(ENV_CTL));
+	}
 	if (heirs != NULL)
 		take_heirs(u, heirs);
 	u->tickets_fd = take_memfd(getenv(ENV_TICKETS));
 	u->state_fd = take_memfd(getenv(ENV_STATE));
 	u->drain_ms = drain != NULL ? (uint32_t)strtoul(drain, NULL, 10) : 0;
 	unsetenv(ENV_LISTEN);
+	unsetenv(ENV_CTL);
 	unsetenv(ENV_HEIRS);
 	unsetenv(ENV_DRAIN);
 	unsetenv(ENV_TICKETS);
@@ -444,7 +465,8 @@ int ism_upgrade_adopt(struct ism_upgrade *u, const struct ism_listener *l)
 }
 
 struct pid_file_left {
-	const char *now;
+	const char *now; /* the pid file the file names (NULL: none) */
+	bool stop;	 /* the master stops: removed, not replaced */
 };
 
 static void pid_file_record(void *ctx, struct record *rec)
@@ -458,8 +480,21 @@ static void pid_file_record(void *ctx, struct record *rec)
 	if (k->now != NULL && strcmp(path, k->now) == 0)
 		return;
 	ism_runfile_pid_remove(path);
-	ism_notice("upgrade: the old pid file %s removed: the file names %s", path,
-		   k->now != NULL ? k->now : "none");
+	if (!k->stop)
+		ism_notice("upgrade: the old pid file %s removed: the file names %s", path,
+			   k->now != NULL ? k->now : "none");
+}
+
+/* Whether fd is a unix socket bound at a path, there still a socket file
+ * (*st); its address into *sa. */
+static bool unix_socket_at(int fd, struct sockaddr_un *sa, struct stat *st)
+{
+	socklen_t len = sizeof(*sa);
+
+	memset(sa, 0, sizeof(*sa));
+	return getsockname(fd, (struct sockaddr *)sa, &len) == 0 && sa->sun_family == AF_UNIX &&
+	       sa->sun_path[0] != '\0' && sa->sun_path[sizeof(sa->sun_path) - 1] == '\0' &&
+	       stat(sa->sun_path, st) == 0 && S_ISSOCK(st->st_mode);
 }
 
 void ism_upgrade_leftovers(const struct ism_upgrade *u, const char *control_socket,
@@ -471,13 +506,8 @@ void ism_upgrade_leftovers(const struct ism_upgrade *u, const char *control_sock
 
 	for (int i = 0; i < u->n_listen; i++) {
 		struct sockaddr_un sa;
-		socklen_t len = sizeof(sa);
 
-		memset(&sa, 0, sizeof(sa));
-		if (u->taken[i] || getsockname(u->listen[i], (struct sockaddr *)&sa, &len) < 0 ||
-		    sa.sun_family != AF_UNIX || sa.sun_path[0] == '\0' ||
-		    sa.sun_path[sizeof(sa.sun_path) - 1] != '\0' || stat(sa.sun_path, &st) < 0 ||
-		    !S_ISSOCK(st.st_mode) ||
+		if (u->taken[i] || !unix_socket_at(u->listen[i], &sa, &st) ||
 		    (have_now && st.st_dev == now.st_dev && st.st_ino == now.st_ino))
 			continue;
 		unlink(sa.sun_path);
@@ -493,8 +523,10 @@ void ism_upgrade_adopted(struct ism_upgrade *u)
 		close(u->listen[i]);
 	free(u->listen);
 	free(u->taken);
+	free(u->is_ctl);
 	u->listen = NULL;
 	u->taken = NULL;
+	u->is_ctl = NULL;
 	u->n_listen = 0;
 	if (u->tickets_fd >= 0)
 		close(u->tickets_fd);
@@ -702,6 +734,7 @@ static void set_cloexec(const int *fds, int n, bool on)
  * none). */
 struct handover {
 	const int *listen;
+	const bool *is_ctl; /* which of listen are the control socket and admin listener */
 	int n_listen;
 	struct ism_heir heirs[ISM_WORKER_SLOTS];
 	int n_heirs;
@@ -715,6 +748,7 @@ struct handover {
 static void handover_exec(struct ism_upgrade *u, const char *conf, const struct handover *h)
 {
 	char listen[4096] = "", heirs[4096] = "", drain[32], tickets[16] = "", state[16] = "";
+	char ctl[32] = "", e_ctl[64];
 	char e_listen[4200], e_heirs[4200], e_drain[64], e_tickets[64], e_state[64];
 	int fds[ISM_WORKER_SLOTS + 2], n_fds = 0;
 	size_t n_env = 0, k = 0;
@@ -728,10 +762,15 @@ static void handover_exec(struct ism_upgrade *u, const char *conf, const struct 
 	ism_notice("upgrading to %s: checking %s with it", u->exe, conf);
 	if (check_with(u->exe, conf) < 0)
 		return;
-	for (int i = 0, len = 0; i < h->n_listen; i++)
-		if (h->listen[i] >= 0)
-			len += snprintf(listen + len, sizeof(listen) - (size_t)len, "%s%d",
-					len ? "," : "", h->listen[i]);
+	for (int i = 0, len = 0, clen = 0; i < h->n_listen; i++) {
+		if (h->listen[i] < 0)
+			continue;
+		len += snprintf(listen + len, sizeof(listen) - (size_t)len, "%s%d", len ? "," : "",
+				h->listen[i]);
+		if (h->is_ctl != NULL && h->is_ctl[i])
+			clen += snprintf(ctl + clen, sizeof(ctl) - (size_t)clen, "%s%d",
+					 clen ? "," : "", h->listen[i]);
+	}
 	for (int i = 0, len = 0; i < h->n_heirs; i++) {
 		len += snprintf(heirs + len, sizeof(heirs) - (size_t)len, "%s%d:%d", len ? "," : "",
 				(int)h->heirs[i].pid, h->heirs[i].fd);
@@ -748,8 +787,9 @@ static void handover_exec(struct ism_upgrade *u, const char *conf, const struct 
 	}
 	while (environ[n_env] != NULL)
 		n_env++;
-	env = calloc(n_env + 6, sizeof(*env));
+	env = calloc(n_env + 7, sizeof(*env));
 	if (env == NULL || put_env(e_listen, sizeof(e_listen), ENV_LISTEN, listen) < 0 ||
+	    put_env(e_ctl, sizeof(e_ctl), ENV_CTL, ctl) < 0 ||
 	    put_env(e_heirs, sizeof(e_heirs), ENV_HEIRS, heirs) < 0 ||
 	    put_env(e_drain, sizeof(e_drain), ENV_DRAIN, drain) < 0 ||
 	    put_env(e_tickets, sizeof(e_tickets), ENV_TICKETS, tickets) < 0 ||
@@ -762,6 +802,8 @@ static void handover_exec(struct ism_upgrade *u, const char *conf, const struct 
 		if (strncmp(environ[i], "ISTHMUS_UPGRADE_", 16) != 0)
 			env[k++] = environ[i];
 	env[k++] = e_listen;
+	if (ctl[0] != '\0')
+		env[k++] = e_ctl;
 	env[k++] = e_heirs;
 	env[k++] = e_drain;
 	if (tickets[0] != '\0')
@@ -787,12 +829,24 @@ void ism_upgrade_request(struct ism_master *m, uint64_t now)
 {
 	if (m->up.exec_at == 0)
 		m->up.exec_at = now + QUIESCE_MS;
+	if (ism_reload_busy(m) && !m->stopping)
+		ism_notice("SIGUSR2: the upgrade waits for the reload under way");
 	ism_upgrade_due(m, now);
 }
 
 void ism_upgrade_due(struct ism_master *m, uint64_t now)
 {
-	if (m->up.exec_at == 0 || (ism_ctl_pause(m->ctl, true) && now < m->up.exec_at))
+	if (m->up.exec_at == 0)
+		return;
+	/* A reload under way is let finish (a package upgrade's reload and
+	 * SIGUSR2 meet): the control socket serves meanwhile, and the clients'
+	 * bound counts from its end. */
+	if (ism_reload_busy(m) && !m->stopping) {
+		ism_ctl_pause(m->ctl, false);
+		m->up.exec_at = now + QUIESCE_MS;
+		return;
+	}
+	if (ism_ctl_pause(m->ctl, true) && now < m->up.exec_at)
 		return;
 	m->up.exec_at = 0;
 	ism_upgrade_exec(m);
@@ -806,14 +860,19 @@ void ism_upgrade_exec(struct ism_master *m)
 	/* The control socket and the admin listener too: what is sent to them
 	 * while the new binary loads its file waits in their backlogs. */
 	int *listen = calloc((size_t)m->n_listen + ISM_CTL_LISTENERS, sizeof(*listen));
-	struct handover h = {.listen = listen};
+	bool *is_ctl = calloc((size_t)m->n_listen + ISM_CTL_LISTENERS, sizeof(*is_ctl));
+	struct handover h = {.listen = listen, .is_ctl = is_ctl};
 
-	if (listen == NULL) {
+	if (listen == NULL || is_ctl == NULL) {
 		ism_err("upgrade refused: out of memory");
+		free(listen);
+		free(is_ctl);
 		return;
 	}
 	memcpy(listen, m->listen_fds, (size_t)m->n_listen * sizeof(*listen));
 	h.n_listen = m->n_listen + ism_ctl_listeners(m->ctl, listen + m->n_listen);
+	for (int i = m->n_listen; i < h.n_listen; i++)
+		is_ctl[i] = true;
 	if (m->stopping || ism_reload_busy(m) || u->state != ISM_UPGRADE_NONE || t == NULL) {
 		ism_warn("SIGUSR2: no upgrade now (%s)",
 			 m->stopping			? "stopping"
@@ -821,6 +880,7 @@ void ism_upgrade_exec(struct ism_master *m)
 			 : u->state != ISM_UPGRADE_NONE ? "the last upgrade is not over"
 							: "nothing published");
 		free(listen);
+		free(is_ctl);
 		return;
 	}
 	for (int i = 0; i < m->n_slots; i++)
@@ -838,6 +898,7 @@ void ism_upgrade_exec(struct ism_master *m)
 	if (h.state_fd >= 0)
 		close(h.state_fd);
 	free(listen);
+	free(is_ctl);
 	ism_master_notify_ready(m);
 }
 
@@ -853,9 +914,89 @@ static void reap_heirs(struct ism_upgrade *u)
 		ism_upgrade_reaped(u, pid, status);
 }
 
+/* The wait ends with a stop: the control socket and the pid file handed
+ * over go, as a stop removes its own. */
+static void stopped_waiting(const struct ism_upgrade *u)
+{
+	struct pid_file_left k = {.now = NULL};
+	struct sockaddr_un sa;
+	struct stat st;
+
+	for (int i = 0; i < u->n_listen; i++)
+		if (unix_socket_at(u->listen[i], &sa, &st))
+			unlink(sa.sun_path);
+	k.stop = true;
+	each_record(u, pid_file_record, &k);
+}
+
+/* A client of the control socket (admin: of the admin listener) while the
+ * upgrade waits: its request read (100 ms at most), then an answer that says
+ * so, at once (it waited in the backlog until the next try, or the stop). */
+static void answer_waiting(int fd, bool admin)
+{
+	static const char ctl[] = "error: the upgrade failed and isthmus waits: the old workers "
+				  "serve on; fix the cause and send SIGUSR2 again, or SIGTERM to "
+				  "stop (see the log)\n";
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char req[256], out[512];
+	ssize_t n = poll(&p, 1, 100) > 0 ? recv(fd, req, sizeof(req) - 1, 0) : 0;
+	bool probe;
+	const char *body;
+	int len;
+
+	req[n > 0 ? n : 0] = '\0';
+	probe = strncmp(req, "GET /healthz/", 13) == 0 || strncmp(req, "HEAD /healthz/", 14) == 0;
+	/* The old workers serve: ready and live; nothing else is answered. */
+	body = probe ? "ready: the old workers serve (the upgrade failed)\n"
+		     : "the upgrade failed: isthmus waits (see the log)\n";
+	len = admin ? snprintf(out, sizeof(out),
+			       "HTTP/1.1 %s\r\ncontent-type: text/plain\r\ncontent-length: "
+			       "%zu\r\nconnection: close\r\n\r\n%s",
+			       probe ? "200 OK" : "503 Service Unavailable", strlen(body), body)
+		    : snprintf(out, sizeof(out), "%s", ctl);
+	if (send(fd, out, (size_t)len, MSG_NOSIGNAL) < 0)
+		ism_debug("upgrade wait: answer: %s", strerror(errno));
+	shutdown(fd, SHUT_WR);
+	close(fd);
+}
+
+/* One turn of the wait: the clients of the control socket and the admin
+ * listener handed over answered (answer_waiting; the turn lasts 100 ms at
+ * most), then a pending signal taken: its number, or -1. */
+static int wait_turn(const struct ism_upgrade *u, const sigset_t *set)
+{
+	struct timespec none = {0, 0}, second = {1, 0};
+	struct pollfd pfd[ISM_CTL_LISTENERS];
+	bool admin[ISM_CTL_LISTENERS];
+	int n = 0;
+
+	for (int i = 0; u->is_ctl != NULL && i < u->n_listen && n < ISM_CTL_LISTENERS; i++)
+		if (u->is_ctl[i]) {
+			struct sockaddr_storage ss;
+			socklen_t len = sizeof(ss);
+
+			admin[n] = getsockname(u->listen[i], (struct sockaddr *)&ss, &len) == 0 &&
+				   ss.ss_family != AF_UNIX;
+			pfd[n++] = (struct pollfd){.fd = u->listen[i], .events = POLLIN};
+		}
+	if (n == 0)
+		return sigtimedwait(set, NULL, &second);
+	if (poll(pfd, (nfds_t)n, 100) > 0)
+		for (int i = 0; i < n; i++) {
+			int c = pfd[i].revents & POLLIN
+				    ? accept4(pfd[i].fd, NULL, NULL, SOCK_CLOEXEC)
+				    : -1;
+
+			if (c >= 0)
+				answer_waiting(c, admin[i]);
+		}
+	return sigtimedwait(set, NULL, &none);
+}
+
 int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 {
 	struct handover h = {.listen = u->listen,
+			     .is_ctl = u->is_ctl,
 			     .n_listen = u->n_listen,
 			     .tickets_fd = u->tickets_fd,
 			     .state_fd = u->state_fd};
@@ -869,7 +1010,7 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (;;) {
 		struct timespec second = {1, 0};
-		int sig = sigtimedwait(&set, NULL, &second);
+		int sig = wait_turn(u, &set);
 
 		reap_heirs(u);
 		if (u->n_heirs == 0) {
@@ -897,6 +1038,7 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 				reap_heirs(u);
 			}
 			ism_upgrade_signal_heirs(u, SIGKILL);
+			stopped_waiting(u);
 			ism_notice("stopped");
 			return 0;
 		default:

@@ -44,6 +44,7 @@ struct ism_upgrade {
 	int *listen;	    /* listening sockets handed over: the listeners', the control
 			       socket's, the admin listener's */
 	bool *taken;	    /* which of them the new master took a copy of */
+	bool *is_ctl;	    /* which of them are the control socket and admin listener */
 	int n_listen;
 	struct ism_heir heirs[ISM_WORKER_SLOTS];
 	int n_heirs;
@@ -104,9 +105,9 @@ bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid, int status);
 /* Milliseconds until the upgrade needs a turn (-1: none); started: the new
  * workers have been started (ism_upgrade_step waits for one to serve). */
 int ism_upgrade_timeout_ms(const struct ism_upgrade *u, bool started, uint64_t now);
-/* SIGUSR2: the control socket and the admin listener stop accepting; once
- * the clients being answered are (QUIESCE_MS at most), ism_upgrade_due
- * executes the binary. */
+/* SIGUSR2: once a reload under way is over, the control socket and the
+ * admin listener stop accepting; once the clients being answered are
+ * (QUIESCE_MS at most), ism_upgrade_due executes the binary. */
 void ism_upgrade_request(struct ism_master *m, uint64_t now);
 /* Every turn of the master's loop: the requested upgrade, when it is due. */
 void ism_upgrade_due(struct ism_master *m, uint64_t now);

@@ -1058,15 +1058,33 @@ def upgrade_that_cannot_start_waits(env):
     another process holds: only a bind finds out) leaves the old workers
     serving under their master, as HAProxy's wait mode does (the master
     exited and every connection was refused); a second SIGUSR2, once the
-    port is free, upgrades; SIGTERM in the wait drains them and ends."""
+    port is free, upgrades; SIGTERM in the wait drains them and ends,
+    removing the control socket and the pid file as a stop does (they were
+    left behind). In the wait, a command is answered that the upgrade failed
+    and a readiness probe that the old workers serve (both waited unanswered
+    in the backlog)."""
+    import urllib.error
+    import urllib.request
     exe = _own_binary(env)
-    _start(env, admin=False, timeouts={"drain": "5s"})
+    pid_file = env.path("run/isthmus.pid")
+    aport = _start(env, timeouts={"drain": "5s"}, extra=f"  pidFile: {pid_file}\n")
     pid = env.gateway.pid
     conf = env.path("isthmus.yaml")
     held, p2 = _hold_new_port(conf)
     _replace_and_upgrade(env, exe)
     poll(lambda: "upgrade failed" in env.gateway.log(), 20, what="the failed start to be told")
     check(env.gateway.p.poll() is None, "the master exited: nothing supervises the old workers")
+    check(os.path.exists(pid_file) and open(pid_file).read().strip() == str(pid) and
+          os.path.exists(env.path("ctl.sock")), "the wait keeps the pid file and the control socket")
+    ans = ctl_cmd(env.path("ctl.sock"), "show info", timeout=10)
+    check(ans.startswith("error: the upgrade failed"), f"a command in the wait: {ans!r}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{aport}/healthz/ready", timeout=10) as r:
+        check(r.status == 200 and b"old workers serve" in r.read(), f"readiness in the wait: {r.status}")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{aport}/metrics", timeout=10)
+        check(False, "/metrics answered 200 in the wait")
+    except urllib.error.HTTPError as e:
+        check(e.code == 503, f"/metrics in the wait: {e.code}")
     for i in range(10):
         check(env.get(f"/{i}").status == 200, f"request {i}: the old workers do not serve")
     held.close()
@@ -1089,6 +1107,8 @@ def upgrade_that_cannot_start_waits(env):
     env.gateway.p.wait(timeout=30)
     held.close()
     check(env.gateway.p.returncode == 0, f"exit status {env.gateway.p.returncode} after SIGTERM in the wait")
+    left = [p for p in (env.path("ctl.sock"), pid_file) if os.path.exists(p)]
+    check(not left, f"left behind by the stop in the wait: {left}")
 
 
 @_test

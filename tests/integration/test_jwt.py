@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -756,11 +757,13 @@ class KeyServer:
         import threading
         ks = self
         self.body, self.status, self.hits, self.delay = b"{}", 200, 0, 0
+        self.paths = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 if self.path.split("?")[0] == "/keys":
                     ks.hits += 1
+                    ks.paths.append(self.path)
                     time.sleep(ks.delay)
                     status, body, extra = ks.status, ks.body, {}
                 elif self.path == "/redirect":
@@ -864,6 +867,20 @@ def upgrade_keeps_control_sockets(env):
     check(open(new_pid).read().strip() == str(env.gateway.pid) and json.loads(ctl_cmd(new_ctl, "show info json")).get("ready") is True,
           "the new pid file and control socket")
     check("the old control socket" in log and "the old pid file" in log, "the removals are not logged")
+    # SIGUSR2 while a reload runs (it fetches a new key set, 2 s): the upgrade
+    # waits for it, then goes (it was dropped: "no upgrade now").
+    with open(env.path("isthmus.yaml"), "a") as f:
+        f.write("---\n" + request_authn("jwt3", [{"issuer": "https://third.example",
+                                                   "jwksUri": ks.url("/keys?3")}]))
+    ks.delay = 2
+    done = env.gateway.log().count("upgrade: done")
+    os.kill(env.gateway.pid, signal.SIGHUP)
+    poll(lambda: ks.hits >= 1 and "keys?3" in "".join(ks.paths), 10, what="the reload to fetch the new key set")
+    _replace_and_upgrade(env, exe)
+    poll(lambda: env.gateway.log().count("upgrade: done") > done, 30, what="the upgrade after the reload")
+    log = env.gateway.log()
+    check("the upgrade waits for the reload under way" in log and "no upgrade now" not in log,
+          "SIGUSR2 during a reload: not deferred")
 
 
 @_test
