@@ -497,24 +497,34 @@ static bool unix_socket_at(int fd, struct sockaddr_un *sa, struct stat *st)
 	       stat(sa->sun_path, st) == 0 && S_ISSOCK(st->st_mode);
 }
 
-void ism_upgrade_leftovers(const struct ism_upgrade *u, const char *control_socket,
-			   const char *pid_file)
+/* The control socket and the pid file handed over that the master no longer
+ * uses: those the file does not name (control_socket, pid_file: what it
+ * names, NULL for none), or at a stop (stop) all of them. */
+static void leftovers(const struct ism_upgrade *u, const char *control_socket, const char *pid_file,
+		      bool stop)
 {
-	struct pid_file_left k = {.now = pid_file};
+	struct pid_file_left k = {.now = pid_file, .stop = stop};
 	struct stat now, st;
 	bool have_now = control_socket != NULL && stat(control_socket, &now) == 0;
 
 	for (int i = 0; i < u->n_listen; i++) {
 		struct sockaddr_un sa;
 
-		if (u->taken[i] || !unix_socket_at(u->listen[i], &sa, &st) ||
+		if ((u->taken[i] && !stop) || !unix_socket_at(u->listen[i], &sa, &st) ||
 		    (have_now && st.st_dev == now.st_dev && st.st_ino == now.st_ino))
 			continue;
 		unlink(sa.sun_path);
-		ism_notice("upgrade: the old control socket %s removed: the file names %s",
-			   sa.sun_path, control_socket != NULL ? control_socket : "none");
+		if (!stop)
+			ism_notice("upgrade: the old control socket %s removed: the file names %s",
+				   sa.sun_path, control_socket != NULL ? control_socket : "none");
 	}
 	each_record(u, pid_file_record, &k);
+}
+
+void ism_upgrade_leftovers(const struct ism_upgrade *u, const char *control_socket,
+			   const char *pid_file)
+{
+	leftovers(u, control_socket, pid_file, false);
 }
 
 void ism_upgrade_adopted(struct ism_upgrade *u)
@@ -914,21 +924,6 @@ static void reap_heirs(struct ism_upgrade *u)
 		ism_upgrade_reaped(u, pid, status);
 }
 
-/* The wait ends with a stop: the control socket and the pid file handed
- * over go, as a stop removes its own. */
-static void stopped_waiting(const struct ism_upgrade *u)
-{
-	struct pid_file_left k = {.now = NULL};
-	struct sockaddr_un sa;
-	struct stat st;
-
-	for (int i = 0; i < u->n_listen; i++)
-		if (unix_socket_at(u->listen[i], &sa, &st))
-			unlink(sa.sun_path);
-	k.stop = true;
-	each_record(u, pid_file_record, &k);
-}
-
 /* A client of the control socket (admin: of the admin listener) while the
  * upgrade waits: its request read (100 ms at most), then an answer that says
  * so, at once (it waited in the backlog until the next try, or the stop). */
@@ -1038,7 +1033,8 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 				reap_heirs(u);
 			}
 			ism_upgrade_signal_heirs(u, SIGKILL);
-			stopped_waiting(u);
+			/* As a stop removes its own. */
+			leftovers(u, NULL, NULL, true);
 			ism_notice("stopped");
 			return 0;
 		default:
