@@ -176,6 +176,19 @@ static struct ism_pem apem(struct cbuild *b, struct ism_pem in, uint64_t *fp)
 	return out;
 }
 
+/* struct ism_tls_conf.peer_auth of t. */
+static uint64_t peer_auth(const struct ism_tls_conf *t)
+{
+	const uint8_t head[2] = {t->mode, t->skip_verify};
+	uint64_t h = ism_hash64(head, sizeof(head), 0x6973746875730005ull);
+
+	h = ism_hash64(t->ca.text.p, t->ca.text.len, h);
+	h = ism_hash64(t->crl.text.p, t->crl.text.len, h);
+	for (uint32_t i = 0; i < t->n_sans; i++)
+		h = ism_hash64(t->sans[i].p, t->sans[i].len + 1, h); /* with its NUL: a separator */
+	return t->n_pins ? ism_hash64(t->pins, t->n_pins * sizeof(*t->pins), h) : h;
+}
+
 /* A TLS configuration copied into the arena, ISTIO_MUTUAL filled in with the
  * mesh identity, with the application protocols alpn (enum ism_alpn bits), and
  * its fingerprint: what the workers key their contexts by. */
@@ -220,6 +233,7 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 		out->n_pins = in->n_pins;
 	}
 	out->fingerprint = fp;
+	out->peer_auth = peer_auth(out);
 }
 
 static void set_port(struct sockaddr_storage *ss, uint16_t port)

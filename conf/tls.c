@@ -1382,18 +1382,68 @@ static void listener_key(const struct ism_conf *c, const struct ism_cm_server *s
 /* Servers sharing a listener must be of one class (ism_srv_class), and a TCP
  * listener has one server, as Istio merges them (mergeGateways keeps the first
  * of two that cannot share a port, and refuses a second opaque TCP server). */
+/* The TLS servers of one listener name each host once, as Istio's
+ * MergeGateways wants (it skips a later server that names a host again:
+ * "duplicate host names"; Envoy would have two filter chains of one server
+ * name). An error at the host named again. */
+static void tls_hosts_once(struct ism_vctx *v, const struct ism_cm_gw *gw, size_t s,
+			   const unsigned char *key, struct ism_strmap *names,
+			   const struct ism_cm_server **owner)
+{
+	const struct ism_cm_server *srv = &gw->servers[s];
+	const struct ism_node *hosts = ism_node_get(srv->at, "hosts", NULL);
+
+	if (srv->kind != ISM_SRV_HTTPS && srv->kind != ISM_SRV_PASSTHROUGH)
+		return;
+	for (size_t h = 0; h < srv->n_hosts; h++) {
+		size_t len = strlen(srv->hosts[h].dns);
+		char *name = ism_v_alloc(v, 1, LISTENER_KEY + len);
+		uint32_t i = (uint32_t)names->n;
+		const struct ism_cm_server *f;
+
+		if (name == NULL)
+			return;
+		memcpy(name, key, LISTENER_KEY);
+		memcpy(name + LISTENER_KEY, srv->hosts[h].dns, len);
+		if (ism_v_map_add(v, names, name, LISTENER_KEY + len, i, &i) != 0) {
+			owner[i] = srv;
+			continue;
+		}
+		if ((f = owner[i]) == srv)
+			continue;
+		v->res = gw->r.label;
+		ism_v_pop(v, 0);
+		ism_v_push(v, "spec.servers[%zu].hosts[%zu]", s, h);
+		ism_v_err(v,
+			  hosts != NULL && hosts->kind == ISM_NODE_SEQ && h < hosts->n
+			      ? hosts->items[h]
+			      : srv->at,
+			  "port %u: host %s is named by the server at line %d already: a port's "
+			  "TLS servers name each host once (Istio skips this server: duplicate "
+			  "host names)",
+			  srv->port, srv->hosts[h].dns, f->at ? f->at->line : 0);
+	}
+}
+
 static void xref_listeners(struct ism_vctx *v)
 {
 	const struct ism_conf *c = v->conf;
-	const struct ism_cm_server **first;
-	struct ism_strmap *by_key;
-	size_t n = 0, k = 0;
+	const struct ism_cm_server **first, **owner;
+	struct ism_strmap *by_key, *names;
+	size_t n = 0, k = 0, n_hosts = 0;
 
+	for (size_t g = 0; g < c->n_gws; g++)
+		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
+			n_hosts += c->gws[g]->servers[s].n_hosts;
 	for (size_t g = 0; g < c->n_gws; g++)
 		n += c->gws[g]->n_servers;
 	first = ism_v_alloc(v, n, sizeof(*first));
 	by_key = ism_v_map(v, n);
-	for (size_t g = 0; first != NULL && by_key != NULL && g < c->n_gws; g++) {
+	owner = ism_v_alloc(v, n_hosts, sizeof(*owner));
+	names = ism_v_map(v, n_hosts);
+	for (size_t g = 0;
+	     first != NULL && by_key != NULL && owner != NULL && names != NULL && g < c->n_gws;
+	     g++) {
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++) {
 			const struct ism_cm_server *srv = &c->gws[g]->servers[s], *f;
 			const struct ism_node *at;
@@ -1403,6 +1453,7 @@ static void xref_listeners(struct ism_vctx *v)
 			if (key == NULL)
 				return;
 			listener_key(c, srv, key);
+			tls_hosts_once(v, c->gws[g], s, key, names, owner);
 			if (ism_v_map_add(v, by_key, (const char *)key, LISTENER_KEY, (uint32_t)k,
 					  &j) != 0) {
 				first[k++] = srv;

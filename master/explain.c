@@ -27,6 +27,7 @@
 #include "worker/http1.h"
 #include "worker/policy.h"
 #include "worker/router.h"
+#include "worker/sniff.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
 
@@ -575,8 +576,20 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 			const struct sockaddr_storage *local, const char *peer,
 			struct ism_router_scratch *rs, struct ism_reply *r)
 {
+	size_t n = strlen(sni);
+	bool name = n <= ISM_SNI_MAX;
 	int s = ism_router_pick_server(l, sni);
 
+	/* What the worker's reading of the ClientHello refuses (worker/sniff.h). */
+	for (size_t i = 0; i < n; i++)
+		name = name && ism_sni_byte_ok((uint8_t)sni[i]);
+	if (!name) {
+		ism_say(r,
+			"server: none: \"%s\" is no server name (%u bytes of printable ASCII at "
+			"most): the connection is closed before any handshake\n",
+			sni, ISM_SNI_MAX);
+		return;
+	}
 	if (s < 0) {
 		no_server(r, "server", sni, "the connection is closed");
 		return;

@@ -458,6 +458,10 @@ struct ism_tls_conf {
 	struct ism_str sni;
 	uint8_t alpn;	      /* enum ism_alpn bits */
 	uint64_t fingerprint; /* of everything above: equal means the same context */
+	/* server: of what decides whether a client is taken (mode,
+	 * insecureSkipVerify, CA, CRL, SANs, pins; not the certificates): a
+	 * connection taken under another is not served on after a reload */
+	uint64_t peer_auth;
 };
 
 /* Counters of a TCP or TLS route (mutable, like ism_counters). */

@@ -43,6 +43,9 @@ const char *ism_stream_flag_for(int status, const char *why)
 			   : "DPE";
 	case 404:
 		return "NR";
+	case 421:
+		/* A connection a reload no longer takes (taken_as_now). */
+		return NULL;
 	case 408:
 		return strcmp(why, ISM_WHY_STREAM_IDLE) == 0 ? "SI" : "DT";
 	case 504:

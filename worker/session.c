@@ -286,6 +286,7 @@ static int start_tls(struct ism_wctx *w, struct ism_sess *s, const struct ism_tl
 	s->s.x.ssl = ism_tls_server_ssl(w, conf, &s->s.x);
 	if (s->s.x.ssl == NULL)
 		return -ENOMEM;
+	s->peer_auth = conf->peer_auth;
 	s->pre = ISM_PRE_NONE;
 	if (s->in.len && ism_xp_feed(&s->s, s->in.p, s->in.len) < 0)
 		return -ENOMEM;

@@ -95,6 +95,7 @@ struct ism_sess {
 	uint64_t accept_ms;	/* monotonic: when the connection was accepted */
 	uint64_t handshake_ms;	/* monotonic: when its TLS handshake ended (handshaken) */
 	char *sni;		/* the ClientHello's server name, NULL when none */
+	uint64_t peer_auth;	/* its server's, at the handshake (struct ism_tls_conf) */
 	int8_t xfcc_made;	/* xfcc: 0 not made yet, 1 made, -1 no client certificate */
 	struct ism_buf xfcc;	/* the client certificate's X-Forwarded-Client-Cert element */
 	struct ism_sess_pp *pp; /* NULL until needed */

@@ -11,7 +11,6 @@
 #define TLS_HS_CLIENT_HELLO  1
 #define TLS_EXT_SERVER_NAME  0
 #define TLS_SNI_HOST_NAME    0
-#define TLS_SNI_MAX	     255
 
 enum ism_sniff ism_sniff_tls(const uint8_t *p, size_t n)
 {
@@ -133,7 +132,7 @@ static int rd_entry(struct hs_reader *r, size_t type_width, size_t end, size_t *
 }
 
 struct sni {
-	uint8_t name[TLS_SNI_MAX];
+	uint8_t name[ISM_SNI_MAX];
 	size_t len; /* 0: none seen */
 	bool ext_seen;
 };
@@ -157,13 +156,13 @@ static int parse_server_name(struct hs_reader *r, size_t end, struct sni *s)
 				return rc;
 			continue;
 		}
-		if (s->len || len == 0 || len > TLS_SNI_MAX)
+		if (s->len || len == 0 || len > ISM_SNI_MAX)
 			return -EINVAL;
 		/* byte by byte, so that a bad one is refused as soon as it is there */
 		for (i = 0; i < len; i++) {
 			if ((rc = rd(r, 1, end, s->name + i)) < 0)
 				return rc;
-			if (s->name[i] <= 0x20 || s->name[i] >= 0x7F)
+			if (!ism_sni_byte_ok(s->name[i]))
 				return -EINVAL;
 		}
 		s->len = len;

@@ -5,6 +5,7 @@
 #ifndef ISM_WORKER_SNIFF_H
 #define ISM_WORKER_SNIFF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,5 +31,12 @@ enum ism_sniff ism_sniff_tls(const uint8_t *p, size_t n);
  * bytes or holds a byte outside printable ASCII, or a hello not ending within
  * ISM_SNIFF_MAX_BYTES. Bytes after the ClientHello are not looked at. */
 int ism_sniff_sni(const uint8_t *p, size_t n, char *out, size_t outsz);
+
+/* A host name ism_sniff_sni takes: 1 to ISM_SNI_MAX bytes of printable ASCII. */
+#define ISM_SNI_MAX 255
+static inline bool ism_sni_byte_ok(uint8_t c)
+{
+	return c > 0x20 && c < 0x7F;
+}
 
 #endif

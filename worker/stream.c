@@ -1239,21 +1239,48 @@ void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_htt
 	ism_stream_local(w, st, status, why, true);
 }
 
+/* Whether session s (TLS to an HTTPS server) would be taken as its server
+ * takes a client now: a reload that changed what it asks of clients (SIMPLE
+ * became MUTUAL, another CA) or left no server for its SNI leaves its earlier
+ * connections unserved (421: a client tries again on a new connection, as
+ * RFC 9110 says), as the peers' connections of an old configuration never
+ * get a new one's routes. */
+/* The HTTPS server of session s's SNI in table t (found again for each
+ * request: a reload may have reordered them); -1: none, or not HTTPS. */
+static int32_t tls_server_of(const struct ism_table *t, const struct ism_sess *s)
+{
+	const struct ism_listener *l = &t->listeners[s->listener];
+
+	return l->n_tls ? ism_router_pick_server(l, s->sni ? s->sni : "") : -1;
+}
+
+static bool taken_as_now(const struct ism_table *t, struct ism_stream *st)
+{
+	const struct ism_sess *s = st->sess;
+	const struct ism_listener *l = &t->listeners[s->listener];
+	int32_t i = st->tls_server = tls_server_of(t, s);
+
+	if (l->n_tls == 0)
+		return true;
+	return s->s.x.ssl == NULL ||
+	       (i >= 0 && !l->tls[i].passthrough && l->tls[i].tls.peer_auth == s->peer_auth);
+}
+
 /* The virtual host of the request: on an HTTPS port, among those of the server
- * the SNI chose (found again: a reload may reorder them). */
-static const struct ism_vhost *request_vhost(const struct ism_listener *l, const struct ism_sess *s,
+ * the SNI chose (taken_as_now). */
+static const struct ism_vhost *request_vhost(const struct ism_listener *l,
+					     const struct ism_stream *st,
 					     const struct ism_http_req *req)
 {
 	const char *host = req->host ? req->host : "";
 	size_t host_len = req->host ? req->host_len : 0;
+	const struct ism_tls_server *ts =
+	    l->n_tls && st->tls_server >= 0 ? &l->tls[st->tls_server] : NULL;
 
-	if (l->n_tls) {
-		int i = ism_router_pick_server(l, s->sni ? s->sni : "");
-
-		return i >= 0 ? ism_router_vhost(l->tls[i].vhosts, l->tls[i].n_vhosts,
-						 &l->tls[i].vhost_index, host, host_len)
-			      : NULL;
-	}
+	if (l->n_tls)
+		return ts != NULL ? ism_router_vhost(ts->vhosts, ts->n_vhosts, &ts->vhost_index,
+						     host, host_len)
+				  : NULL;
 	return ism_router_vhost(l->vhosts, l->n_vhosts, &l->vhost_index, host, host_len);
 }
 
@@ -1601,7 +1628,7 @@ static inline const struct ism_route *request_lookup(struct ism_wctx *w, struct 
 	const struct ism_listener *l = &w->table->listeners[st->sess->listener];
 	const struct ism_route *r;
 
-	*vh = request_vhost(l, st->sess, req);
+	*vh = request_vhost(l, st, req);
 	r = *vh ? ism_router_route(*vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
 	st->route_stats = r ? r->stats : NULL;
 	if (r != NULL && st->log_req != NULL)
@@ -1813,6 +1840,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		https = request_https(w->table, st->sess, req);
 		if (!request_start(w, st, req, &body, &len, req_done))
 			return;
+		if (!taken_as_now(w->table, st)) {
+			ism_stream_local(w, st, 421, ISM_WHY_MISDIRECTED, true);
+			return;
+		}
 		r = request_lookup(w, st, req, https, &vh, &undecided);
 		/* Envoy's connection manager: on a route, an upgrade other than
 		 * WebSocket (Istio's only upgrade_configs entry) is 403, and the
@@ -1904,6 +1935,7 @@ static void authz_route_again(struct ism_wctx *w, struct ism_stream *st)
 
 	if (st->authn != NULL && st->authn->by != NULL && w->table->jwt.routes)
 		ism_router_set_claims(w->rs, ism_authn_claims(st->authn), st->authn->by);
+	st->tls_server = tls_server_of(w->table, st->sess);
 	x->r = request_lookup(w, st, &x->req, x->https, &x->vh, &undecided);
 	ism_router_set_claims(w->rs, NULL, NULL);
 	x->undecided = undecided;

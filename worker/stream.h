@@ -95,7 +95,8 @@ struct ism_stream {
 	/* the route, the cluster and the attempts */
 	/* Everything of the table below is the table the worker uses: one that
 	 * replaces it moves them to its namesakes (ism_streams_regen). */
-	uint32_t cluster; /* index in the table; UINT32_MAX: none */
+	uint32_t cluster;   /* index in the table; UINT32_MAX: none */
+	int32_t tls_server; /* HTTPS listener: its server the SNI picks, for this request */
 	uint32_t ep_id; /* endpoint of the attempt in progress (in-flight count held); UINT32_MAX */
 	uint32_t ep_inc;	       /* its slot's incarnation then (ism_up_ep_incarnation) */
 	uint32_t prev_ep;	       /* endpoint of the latest attempt */
@@ -245,6 +246,7 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 
 #define ISM_WHY_HEAD_TIMEOUT	"request timeout"
 #define ISM_WHY_ROUTE_TIMEOUT	"upstream request timeout" /* Envoy's words */
+#define ISM_WHY_MISDIRECTED	"the server's client authentication changed: connect again"
 #define ISM_WHY_PER_TRY_TIMEOUT "upstream per-try timeout"
 #define ISM_WHY_STREAM_IDLE	"stream timeout"
 #define ISM_WHY_BODY_TOO_LARGE	"request body too large"

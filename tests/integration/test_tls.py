@@ -351,6 +351,48 @@ def tls_sni_selects_server(env):
 
 
 @_test
+def tls_reload_client_auth_changed(env):
+    """A reload that changes what a server asks of clients (SIMPLE becomes
+    MUTUAL, then its CA changes) leaves the connections it took before
+    unserved: their next request is 421 Misdirected Request and the
+    connection closes, so the client connects again and is checked (they were
+    served on, the new routes given to a client that never showed a
+    certificate). A reload that changes only the server's certificate keeps
+    them."""
+    pki = Pki(env)
+    port = free_port()
+    first, second = pki.leaf("first", ["DNS:m.example.com"]), pki.leaf("second", ["DNS:m.example.com"])
+    client = pki.leaf("client", ["URI:spiffe://x/client"])
+    other_ca_client = pki.leaf("client2", ["URI:spiffe://x/client"], ca="ca2")
+    conf = world(env, [server(port, ["m.example.com"], tls_simple(first))], vs_hosts=("m.example.com",))
+    text = open(conf).read()
+
+    def reload(new_tls):
+        with open(conf, "w") as f:
+            f.write(text.replace(tls_simple(first), new_tls))
+        ans = ctl_cmd(env.path("ctl.sock"), "reload")
+        check("published" in ans, f"reload: {ans!r}")
+
+    ctx = client_ctx(pki)
+    with TlsConn(port, "m.example.com", ctx) as c:
+        check(c.request("GET", "/", "m.example.com").status == 200, "before the reload")
+        reload(tls_simple(second))
+        r = c.request("GET", "/", "m.example.com")
+        check(r.status == 200, f"a new server certificate only: the connection serves on: {r}")
+        reload(f"{tls_simple(first, 'MUTUAL')}, caCertificates: {pki.ca()}")
+        r = c.request("GET", "/", "m.example.com")
+        check(r.status == 421 and c.closed_by_peer(5), f"SIMPLE became MUTUAL: want 421 and the close, got {r}")
+    refused(port, "m.example.com", ctx)
+    with TlsConn(port, "m.example.com", client_ctx(pki, cert=client)) as c:
+        check(c.request("GET", "/", "m.example.com").status == 200, "a client certificate after the reload")
+        reload(f"{tls_simple(first, 'MUTUAL')}, caCertificates: {pki.ca('ca2')}")
+        r = c.request("GET", "/", "m.example.com")
+        check(r.status == 421, f"another client CA: want 421, got {r}")
+    with TlsConn(port, "m.example.com", client_ctx(pki, cert=other_ca_client)) as c:
+        check(c.request("GET", "/", "m.example.com").status == 200, "the new CA's client")
+
+
+@_test
 def tls_sni_unknown_and_absent(env):
     """No "*" server: the longest wildcard wins, and an SNI that no server has
     is closed without a handshake; so is a ClientHello without SNI, as Envoy

@@ -158,6 +158,9 @@ static void test_explain_tls(void **state)
 	out = explain(f, "tls b.example.com 8443");
 	want("tls other", out,
 	     "server: none for SNI \"b.example.com\": the connection is closed\n");
+	/* A name the worker's reading of the ClientHello refuses. */
+	out = explain(f, "tls \xc3\xa9.example.com 8443");
+	want("tls non-ASCII", out, "is no server name");
 	out = explain(f, "tls -");
 	want("tls -", out,
 	     "server: none without SNI (no \"*\" server on the port): the connection is closed\n");

@@ -465,6 +465,14 @@ static void test_errors(void **state)
 	     "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n",
 	     "PeerAuthentication default/default",
 	     "STRICT needs the Appliance's spec.meshIdentity"},
+	    /* A port's TLS servers name each host once (Istio skips the second). */
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-9, protocol: HTTPS}\n"
+		"    hosts: [a.example.com]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n"
+		"  - port: {number: 443, name: https-443-10, protocol: HTTPS}\n"
+		"    hosts: [b.example.com, a.example.com]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n",
+	     "spec.servers[1].hosts[1]", "host a.example.com is named by the server at line"},
 	    /* The mesh's policy: what leaves the appliance plaintext instead. */
 	    {"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 	     "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n",
