@@ -1149,6 +1149,17 @@ static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_L
 	}
 }
 
+/* The level whose mode applies: the narrowest that sets one (UNSET inherits
+ * from the next); PA_LEVELS: none sets one. */
+static int pa_applies(const struct ism_cm_pa *const lv[PA_LEVELS])
+{
+	int i = 0;
+
+	while (i < PA_LEVELS && (lv[i] == NULL || lv[i]->mode == ISM_PA_UNSET))
+		i++;
+	return i;
+}
+
 uint8_t ism_tls_ns_mtls(const struct ism_conf *c, const char *ns)
 {
 	const struct ism_cm_pa *nsp = NULL, *mesh = NULL;
@@ -1172,14 +1183,14 @@ void ism_tls_peer_mtls(const struct ism_conf *c, uint8_t *modes)
 {
 	const struct ism_cm_pa *lv[PA_LEVELS];
 	const struct ism_cm_pa *w;
-	uint8_t mode = ISM_PA_UNSET;
+	uint8_t mode;
+	int applies;
 
 	/* The first level (workload, namespace, mesh) with a mode set... */
 	pa_levels(c, lv);
 	w = lv[PA_WORKLOAD];
-	for (int i = 0; i < PA_LEVELS && mode == ISM_PA_UNSET; i++)
-		if (lv[i] != NULL)
-			mode = lv[i]->mode;
+	applies = pa_applies(lv);
+	mode = applies < PA_LEVELS ? lv[applies]->mode : ISM_PA_UNSET;
 	memset(modes, mode, 65536);
 	/* ...unless the workload policy's first setting for the port is not
 	 * UNSET: walked backwards, the first one is written last. */
@@ -1283,9 +1294,7 @@ static void mesh_strict(struct ism_vctx *v, const struct ism_cm_pa *const lv[PA_
 	const struct ism_cm_pa *m = lv[PA_MESH];
 	char hint[256];
 
-	if (m == NULL || m->mode != ISM_PA_STRICT || !v->conf->app.has_mesh ||
-	    (lv[PA_NAMESPACE] != NULL && lv[PA_NAMESPACE]->mode != ISM_PA_UNSET) ||
-	    (lv[PA_WORKLOAD] != NULL && lv[PA_WORKLOAD]->mode != ISM_PA_UNSET))
+	if (pa_applies(lv) != PA_MESH || m->mode != ISM_PA_STRICT || !v->conf->app.has_mesh)
 		return;
 	for (uint32_t port = 1; port < 65536; port++) {
 		if (on_port[port] == NULL || on_port[port]->kind != ISM_SRV_HTTP)
@@ -1310,14 +1319,12 @@ static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_p
 	const struct ism_cm_pa *lv[PA_LEVELS];
 	char hint[256];
 
-	int applies = PA_LEVELS; /* the level whose mode applies: the first that sets one */
+	int applies;
 
 	pa_levels(c, lv);
+	applies = pa_applies(lv);
 	unused_pas(v, lv);
 	mesh_strict(v, lv, on_port);
-	for (int i = PA_LEVELS; i-- > 0;)
-		if (lv[i] != NULL && lv[i]->mode != ISM_PA_UNSET)
-			applies = i;
 	for (int i = 0; i < PA_LEVELS; i++) {
 		const struct ism_cm_pa *pa = lv[i];
 
