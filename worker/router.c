@@ -201,11 +201,14 @@ static const struct ism_name_slot *name_slot(const struct ism_name_index *ix, co
  * are to be scanned. */
 static int64_t name_find(const struct ism_name_index *ix, const char *host, size_t n)
 {
-	char low[ISM_NAME_INDEX_MAX] = "";
+	char low[ISM_NAME_INDEX_MAX];
 	const struct ism_name_slot *sl;
 
 	if (ix == NULL || ix->cap == 0 || n > sizeof(low))
 		return -2;
+	/* Only the host's bytes are written and read; the first is set apart so
+	 * that GCC does not take a short host for an uninitialized read. */
+	low[0] = '\0';
 	for (size_t i = 0; i < n; i++)
 		low[i] = ism_lower(host[i]);
 	sl = name_slot(ix, low, n, false);
