@@ -21,12 +21,20 @@
 #include "health/outlier.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
+#include "worker/http1.h"
 #include "worker/proxyproto.h"
 
 /* Times are ism_now_ms() milliseconds, the clock the master passes to
  * ism_health_run; set_table reads it itself to schedule new endpoints. */
 
-#define HC_RESP_MAX 1024 /* bytes of a response read before giving up on it */
+/* An HTTP check's response head: its buffer grows from HC_HEAD_MIN up to
+ * HC_HEAD_MAX bytes (Envoy's default limit on a response's headers is 60 KiB),
+ * and holds no more than HC_HEADERS fields. The body is read and dropped. */
+#define HC_HEAD_MIN 2048
+#define HC_HEAD_MAX 65536
+#define HC_HEADERS  100
+/* What one read of a gRPC check's exchange takes. */
+#define HC_READ_MAX 4096
 #define HC_EVENTS   64
 
 enum hc_state {
@@ -35,7 +43,7 @@ enum hc_state {
 	HC_PROXY,      /* PROXY header being sent (a cluster with proxyProtocol) */
 	HC_HANDSHAKE,  /* TLS handshake in progress (a cluster that originates TLS) */
 	HC_SENDING,    /* request partly written */
-	HC_READING,    /* waiting for the status line (gRPC: the verdict) */
+	HC_READING,    /* reading the response to its end (gRPC: the verdict) */
 };
 
 /* What one check came to (Envoy's HealthCheckFailureType). */
@@ -85,8 +93,14 @@ struct hc_ep {
 	struct ism_grpc_check *grpc; /* the gRPC exchange, while connected */
 	char label[ISM_EP_KEY_MAX];  /* "<service>|<address>:<port>" for logs */
 
-	size_t got;
-	char buf[HC_RESP_MAX];
+	/* An HTTP check's response, read to its end (as Envoy decides a check
+	 * on the complete response): the head in rbuf (rcap bytes, got of them
+	 * read; allocated while connected), then the final head's status and its
+	 * body, read and dropped. */
+	char *rbuf;
+	size_t rcap, got;
+	int status; /* 0: the final head is not read yet */
+	struct ism_body body;
 };
 
 struct ism_health {
@@ -151,6 +165,9 @@ static void ep_close(struct hc_ep *e)
 	e->ssl = NULL;
 	ism_grpc_check_free(e->grpc);
 	e->grpc = NULL;
+	free(e->rbuf);
+	e->rbuf = NULL;
+	e->rcap = 0;
 	if (e->fd >= 0) {
 		/* close() also drops the descriptor from the epoll set */
 		close(e->fd);
@@ -366,6 +383,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	e->seq++;
 	e->fd = fd;
 	e->got = 0;
+	e->status = 0;
 	e->sent = 0;
 	e->deadline_ms = now + e->timeout_ms;
 	e->state = HC_CONNECTING;
@@ -380,30 +398,6 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		ep_close(e);
 		e->next_ms = now + ep_wait(h, e, e->interval_ms);
 	}
-}
-
-/* Parses "HTTP/1.x NNN" at the start of b. Returns the status, 0 when more bytes
- * are needed, -1 when it is not an HTTP/1 status line. */
-static int parse_status(const char *b, size_t n, bool eof)
-{
-	static const char pfx[] = "HTTP/1.";
-	size_t k = n < 7 ? n : 7;
-	int i, status = 0;
-
-	if (memcmp(b, pfx, k) != 0)
-		return -1;
-	if (n < 12 || (n == 12 && !eof))
-		return eof || memchr(b, '\n', n) ? -1 : 0;
-	if (b[7] < '0' || b[7] > '9' || b[8] != ' ')
-		return -1;
-	for (i = 9; i < 12; i++) {
-		if (b[i] < '0' || b[i] > '9')
-			return -1;
-		status = status * 10 + (b[i] - '0');
-	}
-	if (n > 12 && b[12] != ' ' && b[12] != '\r' && b[12] != '\n')
-		return -1;
-	return status >= 100 && status <= 599 ? status : -1;
 }
 
 static bool status_expected(const struct hc_ep *e, int status)
@@ -532,15 +526,15 @@ static bool ep_write_out(struct ism_health *h, struct hc_ep *e, uint64_t now);
 
 static void ep_grpc_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
-	char why[128];
+	char why[128], buf[HC_READ_MAX];
 	ssize_t r;
 
 	for (;;) {
-		r = ep_recv(h, e, e->buf, sizeof(e->buf), now);
+		r = ep_recv(h, e, buf, sizeof(buf), now);
 		if (r < 0)
 			return;
-		switch (ism_grpc_check_in(e->grpc, (const uint8_t *)e->buf, (size_t)r, why,
-					  sizeof(why))) {
+		switch (
+		    ism_grpc_check_in(e->grpc, (const uint8_t *)buf, (size_t)r, why, sizeof(why))) {
 		case ISM_GRPC_MORE:
 			/* what the session answers (acknowledgements) goes out
 			 * before the next read; a write that waits for the
@@ -561,40 +555,120 @@ static void ep_grpc_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	}
 }
 
-static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
+/* The verdict on a complete response: its status. */
+static void ep_verdict(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	char reason[64];
-	bool eof = false;
+
+	if (status_expected(e, e->status)) {
+		ep_result(h, e, HC_PASS, NULL, now);
+		return;
+	}
+	snprintf(reason, sizeof(reason), "unexpected status %d", e->status);
+	ep_result(h, e, HC_FAIL_STATUS, reason, now);
+}
+
+/* Takes the got bytes read of an HTTP check's response: its heads (an interim
+ * 1xx one is skipped, as Envoy's codec skips it, 101 excepted), then the final
+ * head's body, whose bytes are dropped. true: more is to be read; false: the
+ * check ended, its result given. */
+static bool ep_take(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	static const struct ism_http_limits lim = {.max_head_bytes = HC_HEAD_MAX,
+						   .max_headers = HC_HEADERS};
+	size_t data_len;
+	ssize_t n;
+	bool done;
+
+	while (e->status == 0) {
+		struct ism_http_header hdrs[HC_HEADERS];
+		struct ism_http_resp resp = {.headers = hdrs};
+
+		n = ism_http_parse_response(e->rbuf, e->got, &lim, &resp);
+		if (n == ISM_HTTP_INCOMPLETE)
+			return true;
+		if (n < 0) {
+			ep_result(h, e, HC_FAIL_NETWORK, "bad response", now);
+			return false;
+		}
+		e->got -= (size_t)n;
+		memmove(e->rbuf, e->rbuf + n, e->got);
+		if (resp.status >= 100 && resp.status < 200 && resp.status != 101)
+			continue;
+		e->status = resp.status;
+		e->body = (struct ism_body){.mode = ISM_BODY_NONE};
+		if (!ism_http_resp_has_body(resp.status, "GET", 3))
+			break;
+		if (resp.framing.chunked) {
+			e->body.mode = ISM_BODY_CHUNKED;
+			ism_chunked_init(&e->body.ch);
+		} else if (resp.framing.content_length > 0) {
+			e->body.mode = ISM_BODY_CL;
+			e->body.remaining = (uint64_t)resp.framing.content_length;
+		} else if (resp.framing.content_length < 0) {
+			e->body.mode = ISM_BODY_CLOSE;
+		}
+	}
+	n = ism_body_take(&e->body, e->rbuf, e->got, &data_len, &done);
+	e->got = 0;
+	if (n < 0) {
+		ep_result(h, e, HC_FAIL_NETWORK, "bad response body", now);
+		return false;
+	}
+	if (done)
+		ep_verdict(h, e, now);
+	return !done;
+}
+
+/* The connection's end while an HTTP check reads: the end of a body the close
+ * delimits, else a response cut short. */
+static void ep_eof(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
+	if (e->status != 0 && e->body.mode == ISM_BODY_CLOSE)
+		ep_verdict(h, e, now);
+	else
+		ep_result(h, e, HC_FAIL_NETWORK,
+			  e->status	? "connection closed within the response body"
+			  : e->got == 0 ? "connection closed without a response"
+					: "connection closed within the response head",
+			  now);
+}
+
+static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
+{
 	ssize_t r;
-	int status;
 
 	if (e->type == ISM_HC_GRPC) {
 		ep_grpc_read(h, e, now);
 		return;
 	}
 	for (;;) {
-		r = ep_recv(h, e, e->buf + e->got, sizeof(e->buf) - e->got, now);
+		if (e->got == e->rcap) {
+			/* A head too large for the limit is refused by the parser
+			 * before it fills HC_HEAD_MAX bytes. */
+			size_t cap = e->rcap ? e->rcap * 2 : HC_HEAD_MIN;
+			char *p = cap <= HC_HEAD_MAX ? realloc(e->rbuf, cap) : NULL;
+
+			if (p == NULL) {
+				ep_result(h, e, HC_FAIL_NETWORK,
+					  cap > HC_HEAD_MAX ? "response head too large"
+							    : "out of memory",
+					  now);
+				return;
+			}
+			e->rbuf = p;
+			e->rcap = cap;
+		}
+		r = ep_recv(h, e, e->rbuf + e->got, e->rcap - e->got, now);
 		if (r < 0)
 			return;
-		eof = r == 0;
-		e->got += (size_t)r;
-		status = parse_status(e->buf, e->got, eof);
-		if (status == 0 && !eof && e->got < sizeof(e->buf))
-			continue;
-		if (status <= 0) {
-			ep_result(h, e, HC_FAIL_NETWORK,
-				  eof && e->got == 0 ? "connection closed without a response"
-						     : "bad response",
-				  now);
+		if (r == 0) {
+			ep_eof(h, e, now);
 			return;
 		}
-		if (status_expected(e, status)) {
-			ep_result(h, e, HC_PASS, NULL, now);
-		} else {
-			snprintf(reason, sizeof(reason), "unexpected status %d", status);
-			ep_result(h, e, HC_FAIL_STATUS, reason, now);
-		}
-		return;
+		e->got += (size_t)r;
+		if (!ep_take(h, e, now))
+			return;
 	}
 }
 
@@ -988,6 +1062,33 @@ static void ep_timing(struct hc_ep *e, const struct ism_hc *hc)
 	e->unhealthy_thr = hc->unhealthy_threshold ? hc->unhealthy_threshold : 1;
 }
 
+/* The timing of check hc into e (ep_timing). A waiting endpoint whose waits
+ * change (a reload) has its next check within the new wait, at its offset
+ * into it, when that comes sooner: a check that went from 1 h to 1 s is not
+ * left an hour. One whose waits stay keeps its time, so that reloads do not
+ * bunch the checks. */
+static void ep_retime(struct ism_health *h, struct hc_ep *e, const struct ism_hc *hc, uint64_t now)
+{
+	uint32_t was[] = {e->interval_ms,	e->unhealthy_interval_ms,
+			  e->unhealthy_edge_ms, e->healthy_edge_ms,
+			  e->jitter_ms,		e->jitter_pct};
+	uint32_t base;
+	uint64_t at;
+
+	ep_timing(e, hc);
+	if (e->state != HC_IDLE || e->next_ms <= now ||
+	    (was[0] == e->interval_ms && was[1] == e->unhealthy_interval_ms &&
+	     was[2] == e->unhealthy_edge_ms && was[3] == e->healthy_edge_ms &&
+	     was[4] == e->jitter_ms && was[5] == e->jitter_pct))
+		return;
+	base = atomic_load(&ep_state(h, e->id)->health) == ISM_EP_HEALTHY
+		   ? e->interval_ms
+		   : e->unhealthy_interval_ms;
+	at = now + ep_offset(e, base);
+	if (at < e->next_ms)
+		e->next_ms = at;
+}
+
 /* Copies the check of cluster cl for endpoint ep into e, with its TLS settings
  * (ism_ep_hc_tls) where they originate TLS (their sni, else the check's Host, as
  * the server name) and its PROXY header (cl->hc_pp). A check in progress with
@@ -1041,7 +1142,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	memcpy(&e->addr, &ep->addr, sizeof(e->addr));
 	e->addrlen = ep->addrlen;
 	e->type = type;
-	ep_timing(e, hc);
+	ep_retime(h, e, hc, now);
 	snprintf(e->label, sizeof(e->label), "%.*s|%.*s", (int)cl->host.len,
 		 cl->host.p ? cl->host.p : "", (int)ep->addr_text.len,
 		 ep->addr_text.p ? ep->addr_text.p : "");

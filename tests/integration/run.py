@@ -1151,6 +1151,126 @@ def health_initial_jitter(env):
             ls.close()
 
 
+def _raw_check_servers(answers, stop):
+    """One listener on 127.0.0.2 per answer (its parts, bytes, sent to each
+    check's request on a thread of the connection's own, which then holds it
+    open until stop is set, or closes it when the parts end with None): their
+    ports and listening sockets."""
+    ports = []
+
+    def answer(c, parts):
+        with c:
+            c.settimeout(5)
+            try:
+                c.recv(4096)
+                for part in parts:
+                    if part is None:
+                        break
+                    c.sendall(part)
+                else:
+                    stop.wait(10)
+            except OSError:
+                pass
+
+    def serve(ls, parts):
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(c, parts), daemon=True).start()
+
+    socks = []
+    for parts in answers:
+        ls = socket.socket()
+        ls.bind(("127.0.0.2", 0))
+        ls.listen(16)
+        socks.append(ls)
+        ports.append(ls.getsockname()[1])
+        threading.Thread(target=serve, args=(ls, parts), daemon=True).start()
+    return ports, socks
+
+
+@test
+def health_check_reads_whole_response(env):
+    """An HTTP check is decided on the whole response, as Envoy's: a status
+    line and then silence, a body that never ends, or a connection closed
+    within the body fail (timeout, network failure), where they passed on their
+    status line; a 103 Early Hints before the 200 is skipped (it was taken for
+    the answer: unexpected status 103), and a head larger than 1 KiB, a
+    chunked body in pieces and a body the close ends pass."""
+    big = b"x-big: " + b"a" * 4000 + b"\r\n"
+    answers = {
+        "half": [b"HTTP/1.1 200 OK\r\n"],
+        "endless": [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"],
+        "cut": [b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", None],
+        "early": [b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n",
+                  b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", None],
+        "big": [b"HTTP/1.1 200 OK\r\n" + big + b"transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+                b"2\r\nde\r\n", b"0\r\n\r\n", None],
+        "closed": [b"HTTP/1.1 200 OK\r\n\r\nthe close ends this", None],
+    }
+    names = list(answers)
+    stop = threading.Event()
+    ports, socks = _raw_check_servers([answers[n] for n in names], stop)
+    try:
+        gw_port = free_port()
+        hc = ("  healthChecks:\n"
+              f"  - {{host: {WEB}, path: /healthz, interval: 300ms, timeout: 500ms, healthyThreshold: 1,"
+              " unhealthyThreshold: 1}\n")
+        env.start_gateway(env.write("isthmus.yaml", docs(
+            appliance(env, extra=hc), gateway(gw_port),
+            virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+            service_entry("web", WEB, [{"address": "127.0.0.2", "port": p} for p in ports]))), gw_port)
+        sock = env.path("ctl.sock")
+
+        def rows():
+            doc = json.loads(ctl_cmd(sock, "show endpoints json"))
+            return {n: next(e for e in doc if e["key"].endswith(f":{p}")) for n, p in zip(names, ports)}
+        # Three checks of each decided (a held one ends at its 500 ms timeout).
+        got = poll(lambda: (lambda r: r if all(e["checks"] >= 3 for e in r.values()) else None)(rows()),
+                   20, what="three checks of every endpoint")
+        health = {n: e["health"] for n, e in got.items()}
+        want = {"half": "unhealthy", "endless": "unhealthy", "cut": "unhealthy",
+                "early": "healthy", "big": "healthy", "closed": "healthy"}
+        check(health == want, f"health {health}, want {want}")
+        for n in ("half", "endless", "cut"):
+            check(got[n]["check_failures"] == got[n]["checks"], f"{n}: {got[n]}")
+        for n in ("early", "big", "closed"):
+            check(got[n]["check_failures"] == 0, f"{n}: {got[n]}")
+    finally:
+        stop.set()
+        for ls in socks:
+            ls.close()
+
+
+@test
+def health_interval_shortened_by_reload(env):
+    """A reload that shortens a check's interval brings the next check within
+    the new interval: from 60 s to 300 ms, a failing endpoint is found within
+    seconds, where the check waited out the old 60 s."""
+    port = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+    gw_port = free_port()
+
+    def conf(interval):
+        hc = ("  healthChecks:\n"
+              f"  - {{host: {WEB}, path: /healthz, interval: {interval}, timeout: 1s, healthyThreshold: 1,"
+              " unhealthyThreshold: 1}\n")
+        return env.write("isthmus.yaml", docs(
+            appliance(env, extra=hc), gateway(gw_port),
+            virtual_service("web", ["*"], f"  - route: [{{destination: {{host: {WEB}}}}}]\n"),
+            service_entry("web", WEB, [{"address": "127.0.0.2", "port": port}])))
+    env.start_gateway(conf("60s"), gw_port)
+    sock = env.path("ctl.sock")
+    wait_serving(env, "/")
+    conf("300ms")
+    ans = ctl_cmd(sock, "reload")
+    check("published" in ans, f"reload: {ans!r}")
+    Env.ctl("127.0.0.2", port, "health/fail")
+    poll(lambda: set(endpoint_health(ctl_cmd(sock, "show endpoints")).values()) == {"unhealthy"}, 10,
+         what="the failing endpoint found unhealthy at the new interval")
+
+
 @test
 def health_ejection(env):
     ports = env.upstream(["127.0.0.2:0=a"], name="a")
