@@ -610,10 +610,11 @@ static int find_endpoint(struct ism_master *m, const char *what)
 {
 	char *end;
 	unsigned long id = strtoul(what, &end, 10);
-
 	uint32_t by_key;
 
-	if (*what && *end == '\0' && id < ISM_MAX_ENDPOINTS &&
+	/* An id is digits only, as a weight is: strtoul would take "-0", "+0"
+	 * and leading blanks too. */
+	if (*what >= '0' && *what <= '9' && *end == '\0' && id < ISM_MAX_ENDPOINTS &&
 	    atomic_load(&m->shm.hdr->eps[id].in_use))
 		return (int)id;
 	return ism_shm_ep_find(&m->shm, what, &by_key) ? (int)by_key : -1;

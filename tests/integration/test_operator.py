@@ -323,6 +323,11 @@ def weight_zero_no_new_requests(env):
     for bad in ("-1", "1000001", "x", "0x10"):
         ans = ctl_cmd(sock, f"set endpoint {a['key']} weight {bad}")
         check(ans.startswith("error: weight must be"), f"weight {bad}: {ans!r}")
+    # An endpoint's id is digits only, as a weight is ("-0" drained endpoint 0).
+    check(ctl_cmd(sock, f"set endpoint {row['id']} weight configured").startswith("ok:"), "by id")
+    for bad in (f"-{row['id']}", f"+{row['id']}", f"\t{row['id']}"):
+        ans = ctl_cmd(sock, f"set endpoint {bad} state drain")
+        check(ans.startswith("error: no endpoint"), f"set endpoint {bad!r}: {ans!r}")
 
 
 # --------------------------------------------------------------------------- show workers, JSON
