@@ -695,6 +695,10 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	if (x == NULL)
 		return 0;
 	x->ng_closed = 1;
+	/* No more of its header blocks comes (a block it was in the middle of
+	 * is the connection's to finish, h->frag): it no longer holds the
+	 * connection to timeouts.requestHeader while its answer goes out. */
+	block_end(h, x);
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	switch ((enum ism_h2s_state)x->state) {
 	case ISM_H2S_ACTIVE:
