@@ -70,6 +70,9 @@ struct ism_h2c {
 	uint64_t last_rx;	/* when bytes last came */
 	uint64_t ping_deadline; /* a PING awaits its ACK until then; 0: none */
 	struct ism_h2us *streams;
+	/* The next stream of a walk over streams that calls out to them (which
+	 * may unlink any stream: unlink_stream moves it on past one it unlinks) */
+	struct ism_h2us *cursor;
 	/* Streams given response bytes (or their end) in this receive pass:
 	 * delivered once it is over, so that a response's DATA and its end (the
 	 * trailers) reach the stream together (struct ism_h2us *; NULL: freed) */
@@ -105,6 +108,8 @@ static void unlink_stream(struct ism_h2us *x)
 	for (uint32_t i = 0; x->pending && i < c->n_pend; i++)
 		if (c->pend[i] == (uintptr_t)x)
 			c->pend[i] = 0;
+	if (c->cursor == x)
+		c->cursor = x->next;
 	if (x->prev)
 		x->prev->next = x->next;
 	else
@@ -573,14 +578,35 @@ static int init_once(void)
 	return 0;
 }
 
-/* Streams whose request bytes the completed send carried hear so. */
-static void notify_sent(struct ism_wctx *w, struct ism_h2c *c)
+/* Ends a stretch in which c called out to its streams (c->io.busy): a stream's
+ * client may have closed the connection meanwhile (a PROXY-protocol upstream's
+ * connections go with their client), whose end waited for the stretch to end
+ * (ism_up_close); it ends now. false: the connection closes, c may be gone. */
+static bool unbusy(struct ism_wctx *w, struct ism_h2c *c)
 {
-	struct ism_h2us *x, *next;
+	struct ism_upconn *u = c->u;
+
+	if (--c->io.busy > 0 || u->state != ISM_UP_CLOSING)
+		return true;
+	if (u->s.inflight == 0)
+		ism_up_finalize(w, u);
+	return false;
+}
+
+bool ism_h2up_busy(const struct ism_upconn *u)
+{
+	return u->mux != NULL && u->mux->io.busy > 0;
+}
+
+/* Streams whose request bytes the completed send carried hear so. false: the
+ * connection closes (unbusy). */
+static bool notify_sent(struct ism_wctx *w, struct ism_h2c *c)
+{
+	struct ism_h2us *x;
 
 	c->io.busy++;
-	for (x = c->streams; x != NULL; x = next) {
-		next = x->next;
+	for (c->cursor = c->streams; (x = c->cursor) != NULL;) {
+		c->cursor = x->next;
 		if (!x->notify || !ism_h2io_out(&c->io, x->notify_batch))
 			continue;
 		x->notify = 0;
@@ -588,7 +614,7 @@ static void notify_sent(struct ism_wctx *w, struct ism_h2c *c)
 		if (x->st != NULL)
 			ism_stream_up_sent(w, x->st);
 	}
-	c->io.busy--;
+	return unbusy(w, c);
 }
 
 static void up_flush(struct ism_wctx *w, struct ism_h2c *c)
@@ -810,13 +836,13 @@ void ism_h2up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_stream
 void ism_h2up_ready(struct ism_wctx *w, struct ism_upconn *u)
 {
 	struct ism_h2c *c = u->mux;
-	struct ism_h2us *x, *next;
+	struct ism_h2us *x;
 
 	u->state = ISM_UP_MUX;
 	c->last_rx = w->now;
 	c->io.busy++;
-	for (x = c->streams; x != NULL; x = next) {
-		next = x->next;
+	for (c->cursor = c->streams; (x = c->cursor) != NULL;) {
+		c->cursor = x->next;
 		if (x->state == ISM_H2US_QUEUED && x->st != NULL) {
 			struct ism_stream *st = x->st;
 			int f = submit_request(w, c, x);
@@ -827,7 +853,8 @@ void ism_h2up_ready(struct ism_wctx *w, struct ism_upconn *u)
 				ism_stream_up_ready(w, st);
 		}
 	}
-	c->io.busy--;
+	if (!unbusy(w, c))
+		return;
 	ism_sock_recv(w, &u->s);
 	up_flush(w, c);
 }
@@ -895,8 +922,9 @@ void ism_h2up_recv(struct ism_wctx *w, struct ism_upconn *u, int res, int bid)
 	 * before goes on to its client (ism_h2up_closing keeps it), and one
 	 * that waits for it must be given it now. */
 	deliver_pending(w, c);
-	c->io.busy--;
 	ism_w_buf_recycle(w, bid);
+	if (!unbusy(w, c))
+		return;
 	if (n < 0) {
 		ism_debug("upstream endpoint %u: HTTP/2: %s", u->ep_id, nghttp2_strerror((int)n));
 		ism_up_close(w, u);
@@ -914,8 +942,8 @@ void ism_h2up_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 		return;
 	}
 	ism_h2io_sent(&u->mux->io);
-	notify_sent(w, u->mux);
-	up_flush(w, u->mux);
+	if (notify_sent(w, u->mux))
+		up_flush(w, u->mux);
 }
 
 void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u)

@@ -43,6 +43,9 @@ void ism_h2up_tick(struct ism_wctx *w, struct ism_upconn *u);
 void ism_h2up_drain(struct ism_wctx *w, struct ism_upconn *u);
 /* Whether u carries no stream. */
 bool ism_h2up_idle(const struct ism_upconn *u);
+/* Whether u's HTTP/2 state is calling out to its streams: u, closed
+ * meanwhile, ends once that is over (not under its feet). */
+bool ism_h2up_busy(const struct ism_upconn *u);
 /* Frees u's HTTP/2 state (its streams are gone). */
 void ism_h2up_free(struct ism_upconn *u);
 /* After the batch: the connection of ud (its socket's user_data), which its

@@ -169,7 +169,7 @@ void ism_up_close(struct ism_wctx *w, struct ism_upconn *u)
 		ism_h2up_closing(w, u,
 				 was == ISM_UP_CONNECTING ? ISM_FAIL_CONNECT : ISM_FAIL_RESET);
 	ism_sock_close(&u->s);
-	if (u->s.inflight == 0)
+	if (u->s.inflight == 0 && !ism_h2up_busy(u))
 		ism_up_finalize(w, u);
 }
 
