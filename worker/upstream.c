@@ -1122,7 +1122,10 @@ void ism_up_resume(struct ism_wctx *w, struct ism_stream *st)
 static void on_eof(struct ism_wctx *w, struct ism_upconn *u, int res)
 {
 	u->reusable = 0;
-	if (u->head_done && u->resp.mode == ISM_BODY_CLOSE) {
+	/* The peer's close (a FIN) ends a body that the close delimits; a
+	 * reset or a receive that failed cuts it, as any body (RFC 9112 8: an
+	 * incomplete message is not passed on as whole). */
+	if (res == 0 && u->head_done && u->resp.mode == ISM_BODY_CLOSE) {
 		ism_stream_up_data(w, u->st, NULL, 0, -1, true);
 		return;
 	}

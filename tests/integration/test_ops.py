@@ -380,6 +380,73 @@ def access_log_addresses_of_a_reset(env):
 
 
 @_test
+def close_delimited_body_reset_is_cut(env):
+    """A body that its upstream's close delimits (no length, not chunked) and
+    that ends with a reset, not a FIN, is cut short: the HTTP/1.1 client's
+    connection closes without the last chunk, and the line says UC. It was
+    passed on as whole (the last chunk sent, no flag), as nginx does not (a
+    reset is not the close that ends such a body, RFC 9112 8)."""
+    release = threading.Event()
+    ls = socket.socket()
+    ls.bind(("127.0.0.2", 0))
+    ls.listen(4)
+
+    def serve():
+        try:
+            c, _ = ls.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(10)
+            try:
+                c.recv(4096)
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n" + b"A" * 1000)
+                release.wait(10)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        gw_port = free_port()
+        log = env.path("access.log")
+        conf = env.write("isthmus.yaml", docs(
+            appliance(env, extra=f"  accessLog: {{path: {log}, format: text, textFormat: "
+                                 "\"%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\\n\"}\n"),
+            gateway(gw_port),
+            virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+            service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ls.getsockname()[1]}])))
+        env.start_gateway(conf, gw_port)
+        c = socket.create_connection(("127.0.0.1", gw_port), timeout=10)
+        c.sendall(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        deadline = time.monotonic() + 10
+        while got.count(b"A") < 1000 and time.monotonic() < deadline:
+            d = c.recv(65536)
+            if not d:
+                break
+            got += d
+        check(got.startswith(b"HTTP/1.1 200") and got.count(b"A") == 1000, f"before the reset: {got[:200]!r}")
+        release.set()
+        c.settimeout(10)
+        while not got.endswith(b"\r\n0\r\n\r\n"):  # the last chunk, or the close
+            try:
+                d = c.recv(65536)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            got += d
+        c.close()
+        check(not got.endswith(b"\r\n0\r\n\r\n"), f"the cut body ended with the last chunk: {got[-40:]!r}")
+        poll(lambda: any("/cut" in l for l in file_lines(log)), 10, what="the cut request's line")
+        line = next(l for l in file_lines(log) if "/cut" in l)
+        check(line == "200 UC /cut", f"the cut request's line {line!r}")
+    finally:
+        release.set()
+        ls.close()
+
+
+@_test
 def access_log_istio_json(env):
     """format: istio-json: the line an Istio gateway writes with
     meshConfig.accessLogEncoding JSON: Istio's 24 keys, typed as Envoy's
