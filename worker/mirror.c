@@ -225,6 +225,7 @@ static void start(struct ism_wctx *w, struct ism_stream *c)
 	int ret;
 
 	c->copies = NULL;
+	c->route_deadline = w->now + c->route_timeout_ms;
 	ret = ism_stream_mirror_start(w, c);
 	if (ret == 0) {
 		ism_wstat_add(&w->st->mirror_sent, 1);
@@ -272,9 +273,11 @@ static struct ism_stream *new_copy(struct ism_wctx *w, const struct ism_stream *
 	c->req_done = 1;
 	c->req_chunked = (int8_t)(req->framing.chunked && !ism_h2up_wanted(c, cl));
 	/* The request's route timeout bounds the copy, as Envoy's shadow;
-	 * without one, timeouts.upstreamResponse bounds its whole exchange. */
-	c->route_deadline = w->now + (st->route_timeout_ms ? st->route_timeout_ms
-							   : t->timeouts.upstream_response_ms);
+	 * without one, timeouts.upstreamResponse bounds its whole exchange.
+	 * Either runs from the copy's start (start()), once the request is
+	 * whole, as the original's route timeout runs from its end. */
+	c->route_timeout_ms =
+	    st->route_timeout_ms ? st->route_timeout_ms : t->timeouts.upstream_response_ms;
 	snprintf(c->up_sni, sizeof(c->up_sni), "%s", cl->host.p);
 	if (copy_head(c, head) < 0) {
 		drop(w, c, ISM_MIRROR_DROP_FAILED);

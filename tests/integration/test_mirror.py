@@ -141,6 +141,28 @@ def route(mirror_yaml, extra=""):
 
 
 @_test
+def mirror_slow_upload_copied(env):
+    """A copy's bound (the route's timeout) runs from the end of the request,
+    as the original's does: an upload slower than the route's timeout is
+    answered and copied. The copy's bound ran from the request head, so the
+    copy, started once the body was whole, had timed out already (dropped,
+    "failed")."""
+    rec = recorder(env, "127.0.0.5")
+    gw, admin = setup(env, route(f"    mirror: {{host: {MIR}}}\n", "    timeout: 1s\n"),
+                      {MIR: ("127.0.0.5", rec.port)})
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\ncontent-length: 6\r\n\r\n")
+        for b in b"abcdef":  # a slow client: 1.8 s for its body
+            time.sleep(0.3)
+            c.send(bytes([b]))
+        r = c.read_response()
+        check(r.status == 200, f"the original: {r}")
+    poll(lambda: rec.count() == 1, 10, what="the slow upload's copy at the mirror")
+    check(rec.got[0][0] == "POST" and rec.got[0][3] == b"abcdef", f"the copy: {rec.got}")
+    check(dropped(admin, "failed") == 0, f"copies dropped as failed: {dropped(admin, 'failed')}")
+
+
+@_test
 def mirror_copies_every_request(env):
     """Every request, GET and POST, reaches the mirror with the same method,
     path and body and the Host "<host>-shadow[:port]"; the client's answers
