@@ -696,8 +696,15 @@ void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
 		}
 		ism_sess_close(w, s);
 		return;
-	case ISM_DL_IDLE:
 	case ISM_DL_SEND:
+		/* A client that takes no byte of its response for the idle
+		 * time: a timeout (Envoy's stream idle timeout, SI), not the
+		 * client's close. */
+		if (s->st != NULL && s->st->flags == NULL)
+			s->st->flags = "SI";
+		ism_sess_close(w, s);
+		return;
+	case ISM_DL_IDLE:
 	case ISM_DL_NONE:
 		ism_sess_close(w, s);
 		return;

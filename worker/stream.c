@@ -912,6 +912,10 @@ void ism_stream_abort(struct ism_wctx *w, struct ism_stream *st)
 	st->od_pending = 0; /* cut short by the client, or told already */
 	wait_remove(w, st);
 	retry_done(w, st);
+	/* A response whose head went is counted where it is cut (its status
+	 * and its time to the cut), as one that ends whole is at its end. */
+	if (st->resp_started)
+		ism_stream_count(w, st);
 	if (st->log_req != NULL) {
 		/* An exchange cut short: by the client (its connection, its
 		 * reset) unless a flag says who else (upstream_cut's). */

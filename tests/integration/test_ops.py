@@ -446,6 +446,69 @@ def close_delimited_body_reset_is_cut(env):
         ls.close()
 
 
+def _labelled(port, name):
+    """{labels text: value} of metric name on the admin listener at port."""
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name):].rsplit(" ", 1)
+            out[labels] = float(value)
+    return out
+
+
+@_test
+def cut_responses_counted(env):
+    """A response cut short after its head went is counted by its status in
+    the listener's, route's and cluster's responses and in the duration
+    histogram, as one that ends whole (it was in the global count only); one
+    that the client takes no byte of for timeouts.idle is logged SI (Envoy's
+    stream idle timeout), not DC (the client's close)."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, admin = free_port(), free_port()
+    log = env.path("access.log")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts={"idle": "1s"},
+                  extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"
+                        f"  accessLog: {{path: {log}, format: text, textFormat: "
+                        "\"%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\\n\"}\n"),
+        gateway(gw_port),
+        virtual_service("ops", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, gw_port)
+    check(env.get("/status/200").status == 200, "a plain request failed")
+
+    def twos():
+        got = {}
+        for name in ("isthmus_listener_responses_total", "isthmus_route_responses_total",
+                     "isthmus_cluster_responses_total"):
+            got[name] = sum(v for k, v in _labelled(admin, name).items() if 'code_class="2xx"' in k)
+        got["histogram"] = metric(admin, "isthmus_request_duration_seconds_count")
+        return got
+    before = twos()
+    check(all(v == 1 for v in before.values()), f"after one request: {before}")
+    raw = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort".hex()
+    with Conn("127.0.0.1", gw_port, timeout=10) as c:
+        c.send(f"GET /raw HTTP/1.1\r\nHost: x\r\nx-respond: {raw}\r\n\r\n".encode())
+        check(c.closed_by_peer(5) and c.buf.startswith(b"HTTP/1.1 200"), f"the cut response: {c.buf!r}")
+    # A client that asks for 50 MB and reads nothing.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", gw_port))
+    try:
+        s.sendall(b"GET /bytes/50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        poll(lambda: len([l for l in file_lines(log) if "/bytes/" in l]) == 1, 15,
+             what="the stalled client's line")
+    finally:
+        s.close()
+    lines = file_lines(log)
+    check("200 UC /raw" in lines and "200 SI /bytes/50000000" in lines, f"the lines: {lines}")
+    after = twos()
+    check(all(after[k] == before[k] + 2 for k in after), f"counted {before} -> {after}, want 2 more each")
+
+
 @_test
 def access_log_istio_json(env):
     """format: istio-json: the line an Istio gateway writes with
