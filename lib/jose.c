@@ -243,6 +243,7 @@ static enum ism_jwt_status parse_claims(struct ism_jwt *jwt)
 	if ((rc = find_string(root, "iss", &v)) == WRONG_TYPE)
 		return ISM_JWT_ISS_NOT_STRING;
 	jwt->iss = rc == FOUND ? v->str : NULL;
+	jwt->iss_len = rc == FOUND ? v->n : 0;
 	if ((rc = find_string(root, "sub", &v)) == WRONG_TYPE)
 		return ISM_JWT_SUB_NOT_STRING;
 	jwt->sub = rc == FOUND ? v->str : NULL;

@@ -108,6 +108,7 @@ struct ism_jwt {
 	struct ism_json_doc header, payload;
 	const char *alg, *kid;	/* kid NULL: none or empty */
 	const char *iss, *sub;	/* NULL: none; NUL-terminated */
+	size_t iss_len;		/* iss's bytes, a NUL it holds among them */
 	uint64_t iat, nbf, exp; /* 0: absent */
 	size_t n_aud;
 	const char **aud; /* the audiences (a string is a list of one) */

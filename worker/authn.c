@@ -148,6 +148,55 @@ static void add_field(struct check *c, const struct ism_str *name, const char *v
 	c->out->added = true;
 }
 
+/* The byte at v[*i] (len bytes), a %XX escape decoded (*i moved to its
+ * last digit); an invalid escape is its own bytes, as Envoy's
+ * PercentEncoding::decode keeps it. */
+static char pct_byte(const char *v, size_t len, size_t *i)
+{
+	int hi = *i + 2 < len ? ism_hexval((unsigned char)v[*i + 1]) : -1;
+	int lo = hi >= 0 ? ism_hexval((unsigned char)v[*i + 2]) : -1;
+
+	if (v[*i] != '%' || lo < 0)
+		return v[*i];
+	*i += 2;
+	return (char)(hi << 4 | lo);
+}
+
+/* Whether a query parameter's name as sent (k, kl bytes) is name once its
+ * escapes are decoded, as Envoy's jwt_authn reads the query
+ * (parseAndDecodeQueryString): "acc%65ss_token" is access_token, and is
+ * verified and removed as such. */
+static bool param_named(const char *k, size_t kl, const struct ism_str *name)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < kl; i++, j++)
+		if (j >= name->len || pct_byte(k, kl, &i) != name->p[j])
+			return false;
+	return j == name->len;
+}
+
+/* The value of req's first query parameter named name (param_named), as
+ * sent: true and *v, *len; false: none. */
+static bool param_value(const struct ism_http_req *req, const struct ism_str *name, const char **v,
+			size_t *len)
+{
+	const char *q = req->query, *end = q + req->query_len;
+
+	while (q != NULL && q < end) {
+		const char *amp = memchr(q, '&', (size_t)(end - q)), *pe = amp ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(pe - q));
+
+		if (param_named(q, (size_t)((eq ? eq : pe) - q), name)) {
+			*v = eq ? eq + 1 : pe;
+			*len = (size_t)(pe - *v);
+			return true;
+		}
+		q = pe + 1;
+	}
+	return false;
+}
+
 /* Removes query parameter name (every one of that name) from req's query. */
 static void remove_param(struct check *c, const struct ism_str *name)
 {
@@ -163,7 +212,7 @@ static void remove_param(struct check *c, const struct ism_str *name)
 		const char *eq = memchr(q, '=', (size_t)(pe - q));
 		size_t kl = (size_t)((eq ? eq : pe) - q);
 
-		if (kl != name->len || memcmp(q, name->p, kl) != 0) {
+		if (!param_named(q, kl, name)) {
 			if (n > 0)
 				d[n++] = '&';
 			memcpy(d + n, q, (size_t)(pe - q));
@@ -211,17 +260,8 @@ static bool decode_param(struct check *c, const char *v, size_t len, struct toke
 
 	if (d == NULL)
 		return false;
-	for (size_t i = 0; i < len; i++) {
-		int hi = i + 2 < len ? ism_hexval((unsigned char)v[i + 1]) : -1;
-		int lo = hi >= 0 ? ism_hexval((unsigned char)v[i + 2]) : -1;
-
-		if (v[i] == '%' && lo >= 0) {
-			d[n++] = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			d[n++] = v[i];
-		}
-	}
+	for (size_t i = 0; i < len; i++)
+		d[n++] = pct_byte(v, len, &i);
 	t->p = d;
 	t->len = n;
 	return true;
@@ -271,8 +311,7 @@ static size_t find_tokens(struct check *c, const struct ism_jwt_provider *p, str
 			if (loc->where != where)
 				continue;
 			if (where == ISM_JWT_PARAM) {
-				if (ism_http_query_value(req->query, req->query_len, loc->name.p,
-							 loc->name.len, &v, &len) &&
+				if (param_value(req, &loc->name, &v, &len) &&
 				    decode_param(c, v, len, &out[n]))
 					out[n++].loc = loc;
 				continue;
@@ -290,16 +329,24 @@ static size_t find_tokens(struct check *c, const struct ism_jwt_provider *p, str
 
 /* ---------- verifying ---------- */
 
-/* Envoy's JwksCache::findByIssuer: the first provider with issuer iss, else
+/* Whether jwt's iss is issuer, every byte of it (a NUL within iss is no
+ * end: Envoy compares whole strings). */
+static bool iss_is(const struct ism_jwt *jwt, const struct ism_str *issuer)
+{
+	return jwt->iss != NULL && jwt->iss_len == issuer->len &&
+	       memcmp(jwt->iss, issuer->p, issuer->len) == 0;
+}
+
+/* Envoy's JwksCache::findByIssuer: the first provider with jwt's issuer, else
  * the first without an issuer; -1: none. */
-static int by_issuer(const struct ism_jwt_authn *a, const char *iss)
+static int by_issuer(const struct ism_jwt_authn *a, const struct ism_jwt *jwt)
 {
 	int any = -1;
 
 	for (uint32_t i = 0; i < a->n; i++) {
 		if (a->p[i].issuer.len == 0 && any < 0)
 			any = (int)i;
-		else if (iss != NULL && strcmp(a->p[i].issuer.p, iss) == 0)
+		else if (iss_is(jwt, &a->p[i].issuer))
 			return (int)i;
 	}
 	return any;
@@ -378,9 +425,9 @@ static enum ism_jwt_status verify_token(struct check *c, uint32_t pi, bool any,
 	*q = (int)pi;
 	if (s != ISM_JWT_OK)
 		return s;
-	if (p->issuer.len > 0 && (jwt->iss == NULL || strcmp(jwt->iss, p->issuer.p) != 0))
+	if (p->issuer.len > 0 && !iss_is(jwt, &p->issuer))
 		s = ISM_JWT_UNKNOWN_ISSUER;
-	else if (any && (*q = by_issuer(a, jwt->iss)) < 0)
+	else if (any && (*q = by_issuer(a, jwt)) < 0)
 		s = ISM_JWT_UNKNOWN_ISSUER;
 	else
 		s = token_holds(c, (uint32_t)*q, jwt);

@@ -368,6 +368,15 @@ def jwt_locations(env):
     check(get(gw, f"/headers?access_token={bad}").status == 401, "a bad token in access_token")
     check(get(gw, "/headers", headers=bearer(bad)).status == 401, "a bad token in Authorization")
     check(get(gw, "/headers", headers={"X-Jwt": f"Token {bad}"}).status == 200, "x-jwt is no location any more")
+    # A parameter's name is read decoded, as Envoy reads the query
+    # (parseAndDecodeQueryString): acc%65ss_token is access_token. It was not
+    # seen, so a bad token there went to the upstream beside a good one in
+    # Authorization (which was removed), where the upstream's decoding finds it.
+    for name in ("acc%65ss_token", "%61ccess_token", "access%5Ftoken"):
+        r = get(gw, f"/headers?{name}={bad}", headers=bearer(good))
+        check(r.status == 401 and body_text(r.body) == VERIFY_FAILS, f"a good Authorization and a bad ?{name}: {r}")
+        line, fields = seen(get(gw, f"/headers?a=1&{name}={good}&b=2"))
+        check(line == "GET /headers?a=1&b=2 HTTP/1.1", f"?{name}: the upstream's request line is {line!r}")
 
 
 @_test
@@ -491,23 +500,28 @@ def jwt_two_issuers(env):
     location: a token of either is served (and its claims are what the
     policies read); a token of a third issuer is 401 "Jwt issuer is not
     configured"; a token of the first issuer signed with the second's key is
-    401 "Jwt verification fails"."""
+    401 "Jwt verification fails"; one whose iss is the first's followed by a
+    NUL and more is 401 "Jwt issuer is not configured"."""
     keys = Keys(env, a="ec256", b="rsa")
     ra = request_authn("jwt", [{"issuer": ISS2, "jwks": jwks(keys.jwk("b"))},
                                {"issuer": ISS, "jwks": jwks(keys.jwk("a"))}])
     allow = policy("jwt", f'  rules: [{{from: [{{source: {{requestPrincipals: ["{ISS}/*", "{ISS2}/bob"]}}}}]}}]\n')
     (gw,), _ = world(env, ra, allow)
-    one, two, three, wrong, two_carol = keys.sign([
+    one, two, three, wrong, two_carol, nul = keys.sign([
         ("a", "ES256", claims(), None), ("b", "RS256", claims(iss=ISS2, sub="bob"), None),
         ("a", "ES256", claims(iss="https://third.example.net"), None), ("b", "RS256", claims(), None),
-        ("b", "RS256", claims(iss=ISS2, sub="carol"), None)])
+        ("b", "RS256", claims(iss=ISS2, sub="carol"), None), ("a", "ES256", claims(iss=ISS + "\x00junk"), None)])
     for what, t in (("the first issuer's", one), ("the second issuer's", two)):
         r = get(gw, "/", headers=bearer(t))
         check(r.status == 200 and r.header("x-upstream") == "a", f"{what} token: want 200, got {r}")
     check_denied(get(gw, "/", headers=bearer(two_carol)), "the second issuer's carol (the policy reads her claims)")
     check_denied(get(gw, "/"), "no token")
+    # An issuer is every byte of iss: one with a NUL after the first's issuer
+    # is no issuer of ours (it was taken for the first's, compared as a C
+    # string, while the policies read its whole principal).
     for what, t, text in (("a third issuer's", three, UNKNOWN_ISSUER), ("the first's, the second's key", wrong,
-                                                                       VERIFY_FAILS)):
+                                                                       VERIFY_FAILS),
+                          ("an issuer with a NUL", nul, UNKNOWN_ISSUER)):
         check_refused(get(gw, "/x", headers=bearer(t)), 401, text, "http://test.local/x", f"{what} token")
 
 
