@@ -272,11 +272,16 @@ static enum ism_jwt_status parse_claims(struct ism_jwt *jwt)
 	}
 	if (jwt->n_aud == 0)
 		return ISM_JWT_OK;
-	jwt->aud = malloc(jwt->n_aud * sizeof(*jwt->aud));
+	jwt->aud = malloc(jwt->n_aud * (sizeof(*jwt->aud) + sizeof(*jwt->aud_len)));
 	if (jwt->aud == NULL)
 		return ISM_JWT_AUD_NOT_STRING;
-	for (size_t i = 0; i < jwt->n_aud; i++)
-		jwt->aud[i] = v->type == ISM_JSON_STRING ? v->str : v->items[i].str;
+	jwt->aud_len = (size_t *)(jwt->aud + jwt->n_aud);
+	for (size_t i = 0; i < jwt->n_aud; i++) {
+		const struct ism_json *a = v->type == ISM_JSON_STRING ? v : &v->items[i];
+
+		jwt->aud[i] = a->str;
+		jwt->aud_len[i] = a->n;
+	}
 	return ISM_JWT_OK;
 }
 
@@ -376,19 +381,19 @@ enum ism_jwt_status ism_jwt_check_time(const struct ism_jwt *jwt, uint64_t now, 
 	return ISM_JWT_OK;
 }
 
-/* CheckAudience's sanitizeAudience: s without an http:// or https:// prefix
- * and without one trailing slash, as [*off, *off + *len). */
-static void sanitize(const char *s, size_t *off, size_t *len)
+/* CheckAudience's sanitizeAudience: s (n bytes) without an http:// or
+ * https:// prefix and without one trailing slash, as [*off, *off + *len). */
+static void sanitize(const char *s, size_t n, size_t *off, size_t *len)
 {
-	size_t n = strlen(s), beg = 0;
+	size_t beg = 0;
 
 	if (n == 0) {
 		*off = *len = 0;
 		return;
 	}
-	if (strncmp(s, "http://", 7) == 0)
+	if (n >= 7 && strncmp(s, "http://", 7) == 0)
 		beg = 7;
-	else if (strncmp(s, "https://", 8) == 0)
+	else if (n >= 8 && strncmp(s, "https://", 8) == 0)
 		beg = 8;
 	if (s[n - 1] == '/')
 		n--;
@@ -403,9 +408,9 @@ bool ism_jwt_audience_ok(const struct ism_jwt *jwt, const char *const *want, siz
 	for (size_t i = 0; i < jwt->n_aud; i++) {
 		size_t ao, al, wo, wl;
 
-		sanitize(jwt->aud[i], &ao, &al);
+		sanitize(jwt->aud[i], jwt->aud_len[i], &ao, &al);
 		for (size_t j = 0; j < n; j++) {
-			sanitize(want[j], &wo, &wl);
+			sanitize(want[j], strlen(want[j]), &wo, &wl);
 			if (al == wl && memcmp(jwt->aud[i] + ao, want[j] + wo, al) == 0)
 				return true;
 		}

@@ -112,6 +112,7 @@ struct ism_jwt {
 	uint64_t iat, nbf, exp; /* 0: absent */
 	size_t n_aud;
 	const char **aud; /* the audiences (a string is a list of one) */
+	size_t *aud_len;  /* their bytes, a NUL one holds among them */
 	/* "header.payload": what the signature covers; in the token, or in
 	 * signed_buf when empty parts lay between them ("h..p.s", which
 	 * Envoy reads as "h.p.s") */
@@ -130,7 +131,8 @@ struct ism_jwt {
  * implements (ES256/384/512, HS256/384/512, RS256/384/512, PS256/384/512,
  * EdDSA), the registered claims' types. On an error *out is freed (running
  * out of memory reads as the failure of the step that needed it). The token
- * must outlive *out. A kid or an audience holding a NUL byte is cut there. */
+ * must outlive *out. A kid holding a NUL byte is cut there; an audience and the
+ * issuer are all their bytes (aud_len, iss_len), as Envoy compares strings. */
 enum ism_jwt_status ism_jwt_parse(const char *token, size_t len, struct ism_jwt *out);
 void ism_jwt_free(struct ism_jwt *jwt);
 

@@ -612,6 +612,9 @@ static void test_audience(void **state)
 	    /* "https://" and "" both come to nothing. */
 	    {"{\"aud\":\"\"}", scheme_only, 1, true},
 	    {"{\"aud\":\"http:///\"}", scheme_only, 1, true},
+	    /* An audience is all its bytes: a NUL is no end (it was). */
+	    {"{\"aud\":\"api.example.com\\u0000.evil\"}", api, 1, false},
+	    {"{\"aud\":[\"x\\u0000\",\"api.example.com\"]}", api, 1, true},
 	};
 
 	(void)state;
