@@ -1832,12 +1832,24 @@ static bool match_applies(const struct ism_conf *c, const struct ism_cm_match *m
 	return m->source_ns == NULL || (c->app.ns != NULL && strcmp(m->source_ns, c->app.ns) == 0);
 }
 
+/* Whether a match of VirtualService vs names a port other than port. */
+static bool other_port(const struct ism_cm_vs *vs, uint16_t port)
+{
+	for (size_t i = 0; i < vs->n_routes; i++)
+		for (size_t j = 0; j < vs->routes[i].n_match; j++)
+			if (vs->routes[i].match[j].port != 0 && vs->routes[i].match[j].port != port)
+				return true;
+	return false;
+}
+
 /* The routes of VirtualService vi for requests that came through Gateway gw
- * ("<ns>/<name>"), their count in *n. A match naming gateways applies only
- * through one of them, and a route whose every match is left out is left out
- * (Istio: sourceMatchHTTP). Without match.gateways: the routes compiled once. */
+ * ("<ns>/<name>") on a listener of port port, their count in *n. A match
+ * naming gateways applies only through one of them, one naming another port
+ * not at all, and a route whose every match is left out is left out (Istio's
+ * TranslateRoute and sourceMatchHTTP). Without such matches: the routes
+ * compiled once. */
 static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, const char *gw,
-						  uint32_t *n)
+						  uint16_t port, uint32_t *n)
 {
 	const struct ism_cm_vs *vs = b->c->vss[vi];
 	const struct ism_route *all = compile_routes(b, vi);
@@ -1845,7 +1857,7 @@ static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, c
 	uint32_t k = 0;
 
 	*n = (uint32_t)vs->n_routes;
-	if (!vs->match_source || all == NULL)
+	if ((!vs->match_source && !other_port(vs, port)) || all == NULL)
 		return all;
 	out = ANEW(b, vs->n_routes, struct ism_route);
 	for (size_t i = 0; out != NULL && i < vs->n_routes; i++) {
@@ -1854,7 +1866,8 @@ static const struct ism_route *routes_for_gateway(struct cbuild *b, size_t vi, c
 		uint32_t nm = 0;
 
 		for (size_t j = 0; m != NULL && j < r->n_match; j++)
-			if (match_applies(b->c, &r->match[j], gw))
+			if (match_applies(b->c, &r->match[j], gw) &&
+			    (r->match[j].port == 0 || r->match[j].port == port))
 				m[nm++] = all[i].match[j];
 		if (r->n_match > 0 && nm == 0)
 			continue;
@@ -2340,12 +2353,19 @@ static int emit_vhost(struct cbuild *b, const struct lgroup *lg, const struct bi
 	vh->n_domains = (uint32_t)nd;
 	vh->domains = ds;
 	if (gwi == SIZE_MAX) {
-		vh->routes = routes_for_gateway(b, ev[0].vs, NULL, &vh->n_routes);
+		vh->routes = routes_for_gateway(b, ev[0].vs, NULL, lg->port, &vh->n_routes);
 	} else {
 		const struct ism_cm_gw *gw = b->c->gws[gwi];
 
 		snprintf(vname, sizeof(vname), "%s/%s", gw->r.ns, gw->r.name);
-		vh->routes = routes_for_gateway(b, ev[0].vs, vname, &vh->n_routes);
+		vh->routes = routes_for_gateway(b, ev[0].vs, vname, lg->port, &vh->n_routes);
+	}
+	/* No route of it applies here: istiod omits the VirtualService for
+	 * this server ("no routes matched"), so its hosts are the other
+	 * virtual hosts' to take (an HTTPS redirect's host keeps one). */
+	if (vh->n_routes == 0 && !redirect && b->rc == 0) {
+		*vh = (struct ism_vhost){0};
+		return 0;
 	}
 	return 1;
 }

@@ -424,6 +424,38 @@ def route_by_gateway(env):
 
 
 @test
+def vhost_without_routes_here(env):
+    """A VirtualService none of whose routes applies on a listener (each
+    match names another port, or other gateways) claims no host there, as
+    istiod omits it for that server ("no routes matched"): its host falls to
+    the "*" VirtualService, 200, where it answered 404; on the listener its
+    routes are for, it serves them."""
+    ports = env.upstream(["127.0.0.2:0=v2", "127.0.0.3:0=v3"], name="vh")
+    pub, internal = free_port(), free_port()
+    by_port = (f"  - match: [{{port: {internal}, uri: {{prefix: /}}}}]\n"
+               "    route: [{destination: {host: vh.internal, subset: v2}}]\n")
+    by_gw = ("  - match: [{gateways: [internal]}]\n"
+             "    route: [{destination: {host: vh.internal, subset: v2}}]\n")
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(pub, name="public"), gateway(internal, name="internal"),
+        virtual_service("a", ["a.example.com"], by_port, gateways=("public", "internal")),
+        virtual_service("b", ["b.example.com"], by_gw, gateways=("public", "internal")),
+        virtual_service("rest", ["*"], "  - route: [{destination: {host: vh.internal, subset: v3}}]\n",
+                        gateways=("public", "internal")),
+        destination_rule("vh", "vh.internal", ["v2", "v3"]),
+        service_entry("vh", "vh.internal", [
+            {"address": "127.0.0.2", "port": ports["v2"], "labels": {"version": "v2"}},
+            {"address": "127.0.0.3", "port": ports["v3"], "labels": {"version": "v3"}}]),
+    ))
+    env.start_gateway(conf, pub)
+    for host in ("a.example.com", "b.example.com"):
+        for port, want in ((pub, "v3"), (internal, "v2")):
+            r = http_get(port, "/x", host=host)
+            check(r.status == 200 and who(r) == want,
+                  f"{host} on the {'public' if port == pub else 'internal'} port: want {want}, got {r}")
+
+
+@test
 def route_delegate(env):
     """delegate: /shop is handed to a VirtualService without hosts (the shop
     team's), whose routes are merged with the root route as Istio merges them:
