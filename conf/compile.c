@@ -1413,6 +1413,22 @@ static void compile_retry(struct cbuild *b, const struct ism_retry *in, struct i
 	out->codes = codes;
 }
 
+/* Whether the cluster of destination d balances by consistent hash. Istio
+ * gives a route of one such destination a retry policy without Envoy's
+ * previous_hosts predicate unless retryIgnorePreviousHosts says otherwise
+ * (route/retry: "When Consistent Hashing is enabled, we don't want to use
+ * other hosts during retries"): its retries go to the endpoint the key
+ * hashes to. */
+static bool dest_hashed(struct cbuild *b, const struct ism_cm_dest *d)
+{
+	const struct ism_cm_dr *dr = ism_model_find_dr(b->c, d->host);
+	const struct ism_cm_subset *s = d->subset ? ism_model_find_subset(dr, d->subset) : NULL;
+	struct ism_cm_tp tp;
+
+	ism_model_policy(dr, s, d->svc_port, &tp);
+	return tp.lb.has_hash;
+}
+
 /* The path rewrite of a forwarding route, or the path of a redirect. */
 static void compile_path(struct cbuild *b, const struct ism_cm_route *r, struct ism_path_rewrite *p)
 {
@@ -1807,6 +1823,8 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->total_weight = total;
 		o->timeout_ms = r->timeout_ms;
 		compile_retry(b, &r->retry, &o->retry);
+		if (!r->retry_prev_set && r->n_dest == 1 && dest_hashed(b, &r->dest[0]))
+			o->retry.ignore_previous_hosts = 0;
 		o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
 		o->act = compile_actions(b, r);
 		o->fault = compile_fault(b, r->fault);

@@ -211,6 +211,7 @@ static bool route_merge(struct ism_vctx *v, const struct ism_cm_route *root,
 	if (!leaf->has_retry) {
 		out->has_retry = root->has_retry;
 		out->retry = root->retry;
+		out->retry_prev_set = root->retry_prev_set;
 	}
 	if (!ism_model_rewrite_set(&leaf->rewrite))
 		out->rewrite = root->rewrite;

@@ -130,6 +130,9 @@ struct ism_cm_route {
 	uint32_t timeout_ms;
 	bool has_retry;		/* false: Istio's default policy */
 	struct ism_retry retry; /* codes point into the pool */
+	/* retryIgnorePreviousHosts was given; else a route of one destination
+	 * whose cluster hashes retries to the same endpoint (compile_routes) */
+	bool retry_prev_set;
 	struct ism_cm_rewrite rewrite;
 	struct ism_cm_headers headers;
 	struct ism_cm_redirect redirect;

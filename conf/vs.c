@@ -555,8 +555,10 @@ static void parse_retries(struct ism_vctx *v, const struct ism_node *route, stru
 	 * ten times it. */
 	ism_v_istio_dur(v, n, "backoff", &rt->backoff_base_ms);
 	parse_retry_on(v, n, rt);
-	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0)
+	if (ism_v_bool(v, n, "retryIgnorePreviousHosts", &b) > 0) {
 		rt->ignore_previous_hosts = b;
+		r->retry_prev_set = true;
+	}
 	if (ism_v_bool(v, n, "retryRemoteLocalities", &b) > 0)
 		rt->remote_localities = b;
 	if (rt->attempts == 0) {

@@ -52,6 +52,41 @@ def consistent_hash_header(env):
 
 
 @_test
+def consistent_hash_retries_stay(env):
+    """A route of one destination whose cluster hashes retries to the endpoint
+    its key hashes to, as Istio's retry policy for it has no previous_hosts
+    predicate ("When Consistent Hashing is enabled, we don't want to use other
+    hosts during retries"): the keys of a dead endpoint get 503 UF, the others
+    200, and no key moves (they were retried on the live endpoint).
+    retryIgnorePreviousHosts: true brings the predicate back."""
+    live = env.upstream(["127.0.0.1:0=e0"], name="e0")["e0"]
+    dead = free_port()
+    gw_port = free_port()
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: pol}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {{httpHeaderName: x-user}}\n")
+
+    def conf(retries=""):
+        return env.write("isthmus.yaml", docs(
+            appliance(env), gateway(gw_port),
+            virtual_service("pol", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n{retries}"),
+            dr, service_entry("pol", SVC, [{"address": "127.0.0.1", "port": live},
+                                           {"address": "127.0.0.1", "port": dead}])))
+    env.start_gateway(conf(), gw_port)
+    got = {u: env.get("/", headers={"x-user": f"user-{u}"}) for u in range(20)}
+    codes = {u: r.status for u, r in got.items()}
+    check(set(codes.values()) == {200, 503}, f"statuses by key {codes}: want the dead endpoint's keys 503")
+    for u, r in got.items():
+        if r.status == 200:
+            check(r.header("x-upstream") == "e0", f"user-{u}: {r}")
+    conf("    retries: {attempts: 2, retryOn: connect-failure, retryIgnorePreviousHosts: true}\n")
+    ans = ctl_cmd(env.path("ctl.sock"), "reload")
+    check("published" in ans, f"reload: {ans!r}")
+    for u in range(20):
+        r = env.get("/", headers={"x-user": f"user-{u}"})
+        check(r.status == 200 and r.header("x-upstream") == "e0", f"user-{u} with retryIgnorePreviousHosts: {r}")
+
+
+@_test
 def consistent_hash_cookie_issued(env):
     _setup(env, "    loadBalancer:\n      consistentHash:\n        httpCookie: {name: sticky, path: /, ttl: 60s}\n"
                 "        maglev: {tableSize: 65537}\n")
