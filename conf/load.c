@@ -42,51 +42,57 @@ static const struct ism_cm_port_tp *port_tp(const struct ism_cm_policy *p, uint3
 	return &p->ports[i];
 }
 
-/* Port-level settings replace the blocks they hold (all of them: a block
- * they leave out is the default, as Istio merges them), not the policy-wide
- * fields. */
-static void port_replace(struct ism_cm_tp *out, const struct ism_cm_port_tp *pt)
+/* Istio's GetPortLevelTrafficPolicy: a portLevelSettings entry of policy p
+ * for port stands for the whole of it, with the four blocks the entry holds
+ * (shadowCopyPortTrafficPolicy: the connection pool, load balancer, outlier
+ * detection and TLS, a block it leaves out the default) and nothing else:
+ * no proxyProtocol, retryBudget or tunnel. true: one did. */
+static bool port_level(const struct ism_cm_policy *p, uint32_t port, struct ism_cm_tp *out)
 {
-	struct ism_cm_rbudget rb = out->rb;
-	uint8_t pp = out->pp;
+	const struct ism_cm_port_tp *pt = port_tp(p, port);
 
-	*out = pt->tp;
-	out->rb = rb;
-	out->pp = pp;
+	if (pt == NULL)
+		return false;
+	*out = (struct ism_cm_tp){
+	    .lb = pt->tp.lb, .pool = pt->tp.pool, .od = pt->tp.od, .tls = pt->tp.tls};
+	return true;
 }
 
+/* Istio's MergeSubsetTrafficPolicy: the rule's policy for the port, then the
+ * subset's for the port over it, block by block (a block the subset's
+ * port-level entry leaves out is the default), proxyProtocol and retryBudget
+ * where the subset's own policy sets them. A subset's tunnel is its own
+ * (Istio's tunnelingconfig.Apply), none under a port-level entry. */
 void ism_model_policy(const struct ism_cm_dr *dr, const struct ism_cm_subset *s, uint32_t port,
 		      struct ism_cm_tp *out)
 {
-	const struct ism_cm_port_tp *pt;
+	struct ism_cm_tp sub;
+	bool sub_port;
 
 	memset(out, 0, sizeof(*out));
 	if (dr != NULL) {
 		*out = dr->policy.tp;
-		pt = port_tp(&dr->policy, port);
-		if (pt != NULL)
-			port_replace(out, pt);
+		port_level(&dr->policy, port, out);
 	}
 	if (s == NULL)
 		return;
-	if (s->policy.tp.lb.set)
-		out->lb = s->policy.tp.lb;
-	if (s->policy.tp.pool.set)
-		out->pool = s->policy.tp.pool;
-	if (s->policy.tp.od.set)
-		out->od = s->policy.tp.od;
-	if (s->policy.tp.tls.set)
-		out->tls = s->policy.tp.tls;
-	if (s->policy.tp.rb.set)
-		out->rb = s->policy.tp.rb;
-	if (s->policy.tp.pp != ISM_UPP_NONE)
-		out->pp = s->policy.tp.pp;
-	out->tunnel_host = s->policy.tp.tunnel_host;
-	out->tunnel_port = s->policy.tp.tunnel_port;
-	out->tunnel_post = s->policy.tp.tunnel_post;
-	pt = port_tp(&s->policy, port);
-	if (pt != NULL)
-		port_replace(out, pt);
+	sub = s->policy.tp;
+	sub_port = port_level(&s->policy, port, &sub);
+	if (sub.lb.set || sub_port)
+		out->lb = sub.lb;
+	if (sub.pool.set || sub_port)
+		out->pool = sub.pool;
+	if (sub.od.set || sub_port)
+		out->od = sub.od;
+	if (sub.tls.set || sub_port)
+		out->tls = sub.tls;
+	if (sub.rb.set)
+		out->rb = sub.rb;
+	if (sub.pp != ISM_UPP_NONE)
+		out->pp = sub.pp;
+	out->tunnel_host = sub.tunnel_host;
+	out->tunnel_port = sub.tunnel_port;
+	out->tunnel_post = sub.tunnel_post;
 }
 
 void ism_model_pool_defaults(struct ism_pool_limits *l)

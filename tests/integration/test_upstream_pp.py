@@ -157,10 +157,11 @@ def check_addrs(got, version, src, sport, dport, what, dst="127.0.0.1"):
 def upstream_pp_http(env):
     """HTTP/1.1 routes to upstreams that require the PROXY protocol: v1 (the
     default version) and v2 name the client's address and port and the
-    listener's address and port; a subset's proxyProtocol replaces the rule's,
-    a portLevelSettings entry of the rule does not drop it; nginx reads both
-    versions; a cluster without proxyProtocol sends none (the upstream refuses
-    the connection, 503)."""
+    listener's address and port; a subset's proxyProtocol replaces the rule's;
+    nginx reads both versions; a cluster without proxyProtocol sends none (the
+    upstream refuses the connection, 503), nor does one whose rule has it but
+    also a portLevelSettings entry for its port, which stands for the whole
+    policy there (Istio's shadowCopyPortTrafficPolicy: it was sent)."""
     pport, plog = pp_upstream(env, "pp")
     nports = start_nginx(env)
     port = free_port()
@@ -175,8 +176,11 @@ def upstream_pp_http(env):
           service_entry("bare", bare, [{"address": PP_ADDR, "port": pport}]),
           dr("pp", host, ["proxyProtocol: {}",
                           "portLevelSettings:",
-                          "- {port: {number: 80}, connectionPool: {http: {idleTimeout: 30s}}}"],
+                          "- {port: {number: 81}, connectionPool: {http: {idleTimeout: 30s}}}"],
              [("b", {"v": "b"}, ["proxyProtocol: {version: V2}"])]),
+          dr("bare", bare, ["proxyProtocol: {}",
+                            "portLevelSettings:",
+                            "- {port: {number: 80}, connectionPool: {http: {idleTimeout: 30s}}}"]),
           dr("nginx", nhost, ["proxyProtocol: {version: V1}"],
              [("b", {"v": "b"}, ["proxyProtocol: {version: V2}"])]))
     with SrcConn(CLIENT_A, port) as c:

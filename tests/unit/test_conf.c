@@ -1593,9 +1593,13 @@ static void test_pool_outlier_ports(void **state)
 }
 
 /* trafficPolicy.proxyProtocol: the rule's (V1 when the version is left out),
- * replaced by a subset's; a portLevelSettings entry, which cannot have one,
- * leaves it as it is (Istio's MergeTrafficPolicy). The health check takes
- * the service port's without a subset, as it takes its tls. */
+ * replaced by a subset's. A portLevelSettings entry for the port, which
+ * cannot have one, stands for the whole policy there (Istio's
+ * GetPortLevelTrafficPolicy: shadowCopyPortTrafficPolicy keeps the four
+ * blocks only), so the rule's is gone at that port, a subset's own stays
+ * (MergeTrafficPolicy) unless the subset's own port-level entry stands for
+ * its policy. The health check takes the service port's without a subset,
+ * as it takes its tls. */
 static void test_upstream_proxy_protocol(void **state)
 {
 	static const char yaml[] =
@@ -1625,16 +1629,16 @@ static void test_upstream_proxy_protocol(void **state)
 	    loaded_cluster(t, "outbound|80||t.default.svc.cluster.local");
 
 	assert_int_equal(p80->pp, ISM_UPP_V1);
-	assert_int_equal(p81->pp, ISM_UPP_V1);
+	assert_int_equal(p81->pp, ISM_UPP_NONE);
 	assert_int_equal(p81->pool.max_connections, 5);
 	assert_int_equal(a80->pp, ISM_UPP_V2);
 	assert_int_equal(a81->pp, ISM_UPP_V2);
-	assert_int_equal(b81->pp, ISM_UPP_V1);
+	assert_int_equal(b81->pp, ISM_UPP_NONE);
 	assert_int_equal(b81->lb, ISM_LB_RANDOM);
 	assert_int_equal(other->pp, ISM_UPP_NONE);
 	assert_non_null(a80->hc);
 	assert_int_equal(a80->hc_pp, ISM_UPP_V1);
-	assert_int_equal(p81->hc_pp, ISM_UPP_V1);
+	assert_int_equal(p81->hc_pp, ISM_UPP_NONE);
 	assert_int_equal(f->d.n, 0);
 }
 
