@@ -28,14 +28,15 @@ static const struct ism_cm_sm *sm_or_null(const struct ism_cm_sm *m)
 /* Istio's stringMatchConflict: leaf must ask for a subset of what root
  * matches, and only an exact value under an exact one, or a prefix or exact
  * value under a prefix, is known to; anything else (a regex on either side,
- * say) conflicts. Either side absent: no conflict. */
+ * an empty exact or prefix at the root, which Istio's GetExact() != "" does
+ * not take for one, say) conflicts. Either side absent: no conflict. */
 static bool sm_conflict(const struct ism_cm_sm *root, const struct ism_cm_sm *leaf)
 {
 	if (root == NULL || leaf == NULL)
 		return false;
-	if (root->kind == ISM_SM_EXACT)
+	if (root->kind == ISM_SM_EXACT && root->s[0] != '\0')
 		return !(leaf->kind == ISM_SM_EXACT && strcmp(leaf->s, root->s) == 0);
-	if (root->kind == ISM_SM_PREFIX)
+	if (root->kind == ISM_SM_PREFIX && root->s[0] != '\0')
 		return !((leaf->kind == ISM_SM_PREFIX || leaf->kind == ISM_SM_EXACT) &&
 			 strncmp(leaf->s, root->s, strlen(root->s)) == 0);
 	return true;

@@ -2879,6 +2879,11 @@ static void test_delegate(void **state)
 	static const char hidden[] = DELEGATE_ROOT DELEGATE_VS("  exportTo: [.]\n");
 	static const char to_root[] = DELEGATE_ROOT DELEGATE_VS("  exportTo: [shop, default]\n");
 #undef DELEGATE_ROOT
+	static const char empty_prefix[] = APP GW_DOC
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: root}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - match: [{uri: {prefix: \"\"}}]\n"
+	    "    delegate: {name: shop-routes, namespace: shop}\n" DELEGATE_VS("");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
@@ -2917,6 +2922,17 @@ static void test_delegate(void **state)
 				"delegate shop/shop-routes is not exported to namespace default"));
 	t = reload_compile(f, to_root);
 	assert_int_equal(t->listeners[0].vhosts[0].n_routes, 4); /* the delegate's three, front */
+
+	/* A root prefix "" is no prefix to Istio's stringMatchConflict (its
+	 * GetPrefix() != ""): a delegate route with a uri match conflicts,
+	 * the one without takes the root's match. */
+	t = reload_compile(f, empty_prefix);
+	vh = &t->listeners[0].vhosts[0];
+	assert_int_equal(vh->n_routes, 1);
+	assert_string_equal(vh->routes[0].name.p, "rest");
+	assert_true(
+	    has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
+			"route http[0] of delegate shop/shop-routes conflicts with the match"));
 }
 
 /* Mistakes in delegation, each named where it is: those of one document
