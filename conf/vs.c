@@ -340,7 +340,12 @@ static void parse_match(struct ism_vctx *v, const struct ism_node *n, const char
 		if (s == NULL)
 			continue;
 		old = ism_v_push(v, ".%s", sms[i]);
-		parse_sm(v, s, false, i == 0, dst[i]);
+		/* `{}`, which Istio's validation lets pass: an empty uri match
+		 * is its default (prefix "/": any path), an empty method, scheme
+		 * or authority one a presence match (TranslateRouteMatch,
+		 * canBeConvertedToPresentMatch). */
+		if (i > 0 || s->kind != ISM_NODE_MAP || s->n != 0)
+			parse_sm(v, s, i > 0, i == 0, dst[i]);
 		ism_v_pop(v, old);
 	}
 	m->n_headers = parse_kv(v, n, "headers", true, &m->headers, &m->claims, &m->n_claims);
@@ -932,7 +937,9 @@ static struct ism_cm_dest *parse_dests(struct ism_vctx *v, const struct ism_node
 			parse_destination(v, dn, ns, d);
 			ism_v_pop(v, o3);
 		}
-		ism_v_u32(v, it, "weight", false, 0, 100000, &d->weight);
+		/* int32 in Istio's API, whose validation refuses only a
+		 * negative one; the sum must fit Envoy's uint32 (below). */
+		ism_v_u32(v, it, "weight", false, 0, INT32_MAX, &d->weight);
 		if (http)
 			ism_model_headers(v, it, &d->headers, NULL);
 	next:
@@ -951,6 +958,11 @@ static struct ism_cm_dest *parse_dests(struct ism_vctx *v, const struct ism_node
 		if (total == 0)
 			ism_v_err(v, l,
 				  "total destination weight = 0: give one destination a weight");
+		else if (total > UINT32_MAX)
+			ism_v_err(v, l,
+				  "the sum of the weights, %llu, exceeds 4294967295 (Envoy refuses "
+				  "such a route)",
+				  (unsigned long long)total);
 	}
 	ism_v_pop(v, old);
 	return dest;

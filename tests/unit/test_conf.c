@@ -2935,6 +2935,31 @@ static void test_delegate(void **state)
 			"route http[0] of delegate shop/shop-routes conflicts with the match"));
 }
 
+/* What Istio's validation lets pass and istiod translates: an empty uri match
+ * is its default (any path), an empty method, scheme or authority one a
+ * presence match; weights past 100000 (int32 in the API). */
+static void test_empty_string_matches(void **state)
+{
+	static const char yaml[] = APP GW_DOC
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: root}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - match: [{uri: {}, method: {}, scheme: {}, authority: {}}]\n"
+	    "    route:\n"
+	    "    - {destination: {host: front, port: {number: 80}}, weight: 200000}\n"
+	    "    - {destination: {host: back, port: {number: 80}}, weight: 100000}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r = &t->listeners[0].vhosts[0].routes[0];
+
+	assert_int_equal(r->n_match, 1);
+	assert_int_equal(r->match[0].uri.kind, ISM_SM_ANY);
+	assert_int_equal(r->match[0].method.kind, ISM_SM_PRESENT);
+	assert_int_equal(r->match[0].scheme.kind, ISM_SM_PRESENT);
+	assert_int_equal(r->match[0].authority.kind, ISM_SM_PRESENT);
+	assert_int_equal(r->dest[0].weight, 200000);
+	assert_int_equal(r->total_weight, 300000);
+}
+
 /* Mistakes in delegation, each named where it is: those of one document
  * first, then those between documents (the loader's second pass). */
 static void test_delegate_errors(void **state)
@@ -3392,8 +3417,14 @@ static const struct bad bads[] = {
      VS_FIELD "spec.http[0].timeout", "must be a duration"},
     {"weight out of range",
      VS_HEAD "    - destination: {host: a.b}\n    - destination: {host: c.d}\n"
-	     "      weight: 100001\n",
-     24, 15, VS_FIELD "spec.http[0].route[1].weight", "between 0 and 100000"},
+	     "      weight: 2147483648\n",
+     24, 15, VS_FIELD "spec.http[0].route[1].weight", "between 0 and 2147483647"},
+    {"weights past uint32",
+     VS_HEAD "    - destination: {host: a.b}\n      weight: 2147483647\n"
+	     "    - destination: {host: c.d}\n      weight: 2147483647\n"
+	     "    - destination: {host: e.f}\n      weight: 2\n",
+     22, 5, VS_FIELD "spec.http[0].route",
+     "the sum of the weights, 4294967296, exceeds 4294967295"},
     {"bad regex",
      VS_HEAD "    - destination: {host: a.b}\n    match:\n    - uri:\n"
 	     "        regex: \"a(b\"\n",
@@ -4953,6 +4984,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_string_matches, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_mirror, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_mirror_errors, fx_setup, fx_teardown),

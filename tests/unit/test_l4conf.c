@@ -551,7 +551,7 @@ static void test_errors(void **state)
 	     "host tcp-echo.default.svc.cluster.local has 2 ports: set port.number"},
 	    {TCP_GW VS_HEAD "  tcp:\n  - route: [{destination: {host: my-nginx}, weight: -1}]\n",
 	     52, 53, "VirtualService default/vs: spec.tcp[0].route[0].weight",
-	     "must be an integer between 0 and 100000"},
+	     "must be an integer between 0 and 2147483647"},
 	    {TCP_GW VS_HEAD "  tcp:\n  - route: [{destination: {host: my-nginx}, headers: {}}]\n",
 	     52, 45, "VirtualService default/vs: spec.tcp[0].route[0].headers", "unknown field"},
 	    {TCP_GW VS_HEAD "  tcp:\n  - route: [{destination: {host: my-nginx, subset: v9}}]\n",
