@@ -595,19 +595,24 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		return n;
 	}
 	ism_w_buf_recycle(w, xb);
+	if (err == SSL_ERROR_WANT_READ && x->end == 0 && x->key_updates <= XP_MAX_KEY_UPDATES) {
+		submit_recv(w, io);
+		return 0;
+	}
+	/* The end, or a failure: the owner hears it once for its ask, as it
+	 * hears bytes (a delivery queued for the same ask, or a receive's
+	 * completion in the same batch, would tell it again after it
+	 * answered the first: the end of a body twice). */
+	x->want = 0;
 	if (x->key_updates > XP_MAX_KEY_UPDATES) {
 		ism_debug("TLS: more than %d KeyUpdates without data", XP_MAX_KEY_UPDATES);
 		return -EPROTO;
 	}
-	if (err == SSL_ERROR_WANT_READ && x->end != 0) {
+	if (err == SSL_ERROR_WANT_READ) {
 		/* All that came before the end was read: now the end. */
 		n = x->end;
 		x->end = 0;
 		return n;
-	}
-	if (err == SSL_ERROR_WANT_READ) {
-		submit_recv(w, io);
-		return 0;
 	}
 	if (err == SSL_ERROR_ZERO_RETURN)
 		return ISM_XP_EOF;

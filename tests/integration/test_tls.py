@@ -24,7 +24,7 @@ import urllib.parse
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
                      file_lines, free_port, gateway, have, http_get, in_netns, make_netns, poll, service_entry,
-                     virtual_service, vmrss_kib, wrk_reap)
+                     spawn_listening, virtual_service, vmrss_kib, wrk_reap)
 
 SVC = "tls.test.internal"
 _test = Registry()
@@ -1909,6 +1909,37 @@ def tls_upstream_handshake_alert(env):
     reason = r"TLS_error:\|\d+:SSL_routines::certificate_verify_failed:TLS_error_end"
     check(re.fullmatch(rf"503 upstream_reset_before_response_started\{{connection_failure,{reason}\}} {reason}", line),
           f"the access-log line of the refused upstream: {line!r}")
+
+
+@_test
+def tls_upstream_close_delimited_end_once(env):
+    """An upstream over TLS that answers with a body its close ends and
+    close_notify right behind it (openssl s_server -www: HTTP/1.0, no
+    length): the end of the body reaches the client once. A delivery queued
+    when the client's send completed told the end again after a receive had
+    told it, and the worker aborted (BUG: a send while one was in flight)
+    on about one request in two; the client had its answer, the requests the
+    worker held were lost."""
+    pki = Pki(env)
+    crt, key = pki.leaf("up.example.com", ["DNS:up.example.com"])
+    up = free_port("127.0.0.7")
+    spawn_listening(env, "s_server", ["openssl", "s_server", "-accept", f"127.0.0.7:{up}", "-cert", crt,
+                                      "-key", key, "-www", "-quiet"], "127.0.0.7", up)
+    port = free_port()
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(port),
+        virtual_service("vs", ["*"], route_to("up.example.com")),
+        service_entry("up", "up.example.com", [{"address": "127.0.0.7", "port": up}]),
+        dr_tls("up", "up.example.com", f"mode: SIMPLE, caCertificates: {pki.ca()}"))), port)
+    for i in range(20):
+        try:
+            r = http_get(port, "/", host="up.example.com")
+        except (EOFError, OSError) as e:
+            raise TestFailure(f"request {i}: {e!r} (the worker died?) {env.gateway.log()[-600:]}")
+        check(r.status == 200 and b"</HTML>" in r.body.upper(), f"request {i}: {r}")
+    log = env.gateway.log()
+    check("BUG" not in log and "killed by signal" not in log,
+          f"a worker aborted: {[l for l in log.splitlines() if 'BUG' in l or 'signal' in l][:3]}")
 
 
 @_test
