@@ -130,7 +130,8 @@ integration: all
 	ISM_DEBIAN_PYTHON=$(DEBIAN_PYTHON) python3 tests/integration/run.py --build $(BUILD)
 
 FUZZ_SECONDS ?= 20
-FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS))
+FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
+	     -fno-sanitize-recover=undefined $(shell pkg-config --cflags $(PKGS))
 # Each harness links only the modules it exercises.
 FUZZ_SRCS_fuzz_http1 := worker/http1.c lib/log.c
 FUZZ_SRCS_fuzz_alog  := conf/alog.c conf/fmt.c conf/hfmt.c lib/log.c

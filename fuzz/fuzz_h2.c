@@ -28,6 +28,7 @@ static struct ism_limits lim = {
     .h2_initial_stream_window = 65535,
     .h2_initial_conn_window = 1 << 20,
     .h2_max_header_list = 4096,
+    .max_uri_bytes = 2048, /* the 414 of a :path over it */
 };
 static struct ism_http_header hdrs[ISM_MAX_HDRS];
 
@@ -166,9 +167,9 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	nghttp2_settings_entry iv[ISM_H2_N_SETTINGS];
+	nghttp2_settings_entry iv[ISM_H2_N_SETTINGS + 1];
 	nghttp2_session *ng;
-	size_t off = 0;
+	size_t off = 0, n_iv;
 
 	if (cbs == NULL) {
 		check(nghttp2_session_callbacks_new(&cbs) == 0, "callbacks");
@@ -179,7 +180,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	}
 	check(nghttp2_session_server_new2(&ng, cbs, NULL, ism_h2_option()) == 0, "session");
-	nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, iv, ism_h2_settings(&lim, iv));
+	/* As ism_h2_start: RFC 8441's extended CONNECT too. */
+	n_iv = ism_h2_settings(&lim, iv);
+	iv[n_iv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
+	nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, iv, n_iv);
 	nghttp2_session_mem_recv(ng, (const uint8_t *)ISM_H2_PREFACE, ISM_H2_PREFACE_LEN);
 	/* In pieces whose sizes the input's first byte picks: a frame split
 	 * across reads must read as one. */

@@ -433,7 +433,9 @@ int ism_json_parse(const char *s, size_t len, struct ism_json_doc *doc)
 			return -1;
 	}
 	r.nodes = doc->mem;
-	r.chars = (char *)doc->mem + r.n_nodes * sizeof(struct ism_json);
+	/* A bare scalar needs no memory: mem stays NULL, and NULL + 0 is no
+	 * pointer C allows. */
+	r.chars = doc->mem != NULL ? (char *)doc->mem + r.n_nodes * sizeof(struct ism_json) : NULL;
 	if (parse_doc(&r, s, len, &doc->root) < 0) {
 		ism_json_free(doc);
 		return -1;

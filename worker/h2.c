@@ -279,13 +279,17 @@ static void extended_connect(struct ism_http_req *req, const char *proto, size_t
 int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 		      struct ism_http_req *req, struct ism_buf *cookie, bool end, const char **why)
 {
-	const char *p = hd->b.p, *end_p = hd->b.p + hd->b.len;
+	const char *p, *end_p;
 	struct head_said f = {.cl = -1};
 	bool connect = false;
 
 	*why = ISM_WHY_H2_HEAD_TOO_BIG;
 	if (hd->over)
 		return 431;
+	/* No field (or over the limits, above) leaves no buffer: NULL + 0 is no
+	 * pointer C allows. */
+	p = hd->b.p;
+	end_p = p != NULL ? p + hd->b.len : NULL;
 	while (p < end_p) {
 		const char *n = p, *v;
 		size_t nl = strlen(n), vl;
