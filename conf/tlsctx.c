@@ -256,8 +256,15 @@ static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 		}
 		BIO_free(b);
 		ERR_clear_error();
-		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+		/* Every certificate of the chain, not the leaf alone, as Envoy
+		 * checks it unless only_verify_leaf_cert_crl (Istio sets none):
+		 * a certificate an intermediate CA on a CRL issued is refused. */
+		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	}
+	/* A CA of the list need not be a root: Envoy's validator allows a
+	 * partial chain (X509_V_FLAG_PARTIAL_CHAIN), so an intermediate given
+	 * as the trust anchor verifies what it issued. */
+	X509_STORE_set_flags(st, X509_V_FLAG_PARTIAL_CHAIN);
 	return 0;
 }
 
@@ -305,9 +312,15 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
 	if (c->max_ver)
 		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
-	if (c->ciphers.len && SSL_CTX_set_cipher_list(ctx, c->ciphers.p) != 1)
+	/* Unset: Envoy's defaults (its context configs' DEFAULT_CIPHER_SUITES
+	 * and DEFAULT_CURVES), not OpenSSL's, which take static RSA and CBC
+	 * suites and more groups. BoringSSL's equally preferred pairs
+	 * ([a|b]) are in Envoy's order here. */
+	if (SSL_CTX_set_cipher_list(ctx, c->ciphers.len ? c->ciphers.p : ISM_TLS_DEFAULT_CIPHERS) !=
+	    1)
 		goto fail;
-	if (c->curves.len && SSL_CTX_set1_groups_list(ctx, c->curves.p) != 1)
+	if (SSL_CTX_set1_groups_list(ctx, c->curves.len ? c->curves.p : ISM_TLS_DEFAULT_CURVES) !=
+	    1)
 		goto fail;
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
@@ -321,7 +334,12 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	if (server) {
 		unsigned char sid[8];
 
-		if (c->mode == ISM_TLS_MUTUAL || c->mode == ISM_TLS_ISTIO_MUTUAL)
+		/* OPTIONAL_MUTUAL with subjectAltNames or pins requires a
+		 * certificate all the same, as Envoy's validator does once it
+		 * has names or hashes to check (a client without one has none
+		 * that matches). */
+		if (c->mode == ISM_TLS_MUTUAL || c->mode == ISM_TLS_ISTIO_MUTUAL ||
+		    (c->mode == ISM_TLS_OPTIONAL_MUTUAL && (c->n_sans > 0 || c->n_pins > 0)))
 			verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		else if (c->mode == ISM_TLS_OPTIONAL_MUTUAL)
 			verify = SSL_VERIFY_PEER;

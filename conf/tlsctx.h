@@ -15,6 +15,15 @@
 
 #include "shm/table-t.h"
 
+/* Envoy's defaults for a context that names no cipher suites (TLS 1.2; TLS 1.3
+ * suites are not configurable) and no ECDH curves: ECDHE with AES-GCM or
+ * ChaCha20-Poly1305, and X25519 and P-256. */
+#define ISM_TLS_DEFAULT_CIPHERS                                                                    \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"                             \
+	"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:"                                 \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+#define ISM_TLS_DEFAULT_CURVES "X25519:P-256"
+
 /* A server or client context for c; NULL (the reason logged at debug) when the
  * library refuses a part of it. */
 SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server);

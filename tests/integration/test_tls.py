@@ -480,6 +480,48 @@ def tls_mutual_crl(env):
 
 
 @_test
+def tls_envoy_validation_defaults(env):
+    """What Envoy does with istiod's output where the Gateway says nothing:
+    without cipherSuites, TLS 1.2 takes Envoy's ECDHE AEAD suites only (a
+    static-RSA or CBC suite was taken, OpenSSL's defaults); an intermediate CA
+    given as caCertificates verifies what it issued (Envoy's partial chain:
+    it was "unknown ca"); and caCrl is checked for every certificate of the
+    chain, so a client certificate whose intermediate CA the root revoked is
+    refused (only the leaf was checked)."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("v", ["DNS:*.example.com"])
+    # An intermediate CA under the root, and a client certificate it issued.
+    ikey, icsr, icrt, iext = (env.path(f"int{s}") for s in (".key", ".csr", ".crt", ".ext"))
+    with open(iext, "w") as f:
+        f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    pki._openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", ikey, "-out", icsr, "-subj", "/CN=int")
+    pki._openssl("x509", "-req", "-in", icsr, "-CA", pki.ca(), "-CAkey", env.path("ca.key"), "-set_serial", "5000",
+                 "-days", "30", "-sha256", "-out", icrt, "-extfile", iext)
+    pki.cas["int"] = (icrt, ikey)
+    client = pki.leaf("ic", ["URI:spiffe://x/ic"], ca="int")
+    bundle, crls = env.path("bundle.crt"), env.path("chain.crl")
+    with open(bundle, "w") as f:
+        f.write(open(pki.ca()).read() + open(icrt).read())
+    root_crl, int_crl = pki.crl([icrt], ca="ca"), pki.crl([], ca="int")
+    with open(crls, "w") as f:
+        f.write(open(root_crl).read() + open(int_crl).read())
+    world(env, [server(port, ["a.example.com"], tls_simple(srv)),
+                server(port, ["partial.example.com"], f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {icrt}"),
+                server(port, ["crl.example.com"],
+                       f"{tls_simple(srv, 'MUTUAL')}, caCertificates: {bundle}, caCrl: {crls}")],
+          vs_hosts=("a.example.com", "partial.example.com", "crl.example.com"))
+    tls12 = ssl.TLSVersion.TLSv1_2
+    for suite in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA"):
+        handshake_refused(port, "a.example.com", client_ctx(pki, max_version=tls12, ciphers=suite))
+    r = tls_get(port, "a.example.com", client_ctx(pki, max_version=tls12, ciphers="ECDHE-RSA-AES128-GCM-SHA256"))
+    check(r.status == 200, f"Envoy's default suite refused: {r}")
+    r = tls_get(port, "partial.example.com", client_ctx(pki, cert=client))
+    check(r.status == 200, f"a certificate of the intermediate CA given as the trust anchor: {r}")
+    refused(port, "crl.example.com", client_ctx(pki, cert=client))
+
+
+@_test
 def tls_optional_mutual(env):
     """OPTIONAL_MUTUAL: no certificate is fine, a good one is fine, one the CA did
     not sign is refused."""
@@ -520,7 +562,8 @@ def tls_client_pins(env):
     client certificate must match one of either list (the colon-separated form
     too), besides being signed by the CA; the SPKI pin still takes a
     certificate re-issued for the same key; a mismatch ends the handshake with
-    an alert. OPTIONAL_MUTUAL checks the pins of a certificate sent.
+    an alert. OPTIONAL_MUTUAL with pins requires a certificate, as Envoy's
+    validator does once it has hashes or names to check.
     insecureSkipVerify takes any client certificate (it is still required), and
     XFCC describes it. caCertCredentialName takes the client CA from another
     credential, over the CA that credentialName's own would give. Bad pins and
@@ -563,7 +606,9 @@ def tls_client_pins(env):
         got = alert_of(port, hosts[0], ctx)
         check(got == "SSLV3_ALERT_BAD_CERTIFICATE", f"an unpinned certificate (TLS 1.2: {tls12}): alert {got!r}")
 
-    check(get(hosts[1], None).status == 200, "OPTIONAL_MUTUAL with pins: no certificate refused")
+    # Pins make a certificate required even under OPTIONAL_MUTUAL, as Envoy's
+    # validator asks for one once it has hashes to check (it served one).
+    refused(port, hosts[1], client_ctx(pki))
     check(get(hosts[1], hashed).status == 200, "OPTIONAL_MUTUAL: the pinned certificate refused")
     refused(port, hosts[1], client_ctx(pki, cert=other))
 
