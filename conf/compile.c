@@ -196,7 +196,8 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 		     struct ism_tls_conf *out)
 {
 	const struct ism_tls_conf *mesh = &b->c->app.mesh;
-	const struct ism_tls_conf *src = in->mode == ISM_TLS_ISTIO_MUTUAL ? mesh : in;
+	bool istio = in->mode == ISM_TLS_ISTIO_MUTUAL;
+	const struct ism_tls_conf *src = istio ? mesh : in;
 	uint64_t fp = in->mode | (uint64_t)in->min_ver << 8 | (uint64_t)in->max_ver << 24 |
 		      (uint64_t)in->skip_verify << 40 | (uint64_t)in->name_check << 41 |
 		      (uint64_t)alpn << 48;
@@ -216,9 +217,16 @@ static void copy_tls(struct cbuild *b, const struct ism_tls_conf *in, uint8_t al
 		out->certs[i].key = apem(b, src->certs[i].key, &fp);
 	}
 	out->ca = apem(b, src->ca, &fp);
-	out->crl = apem(b, src->crl, &fp);
-	out->ciphers = acopy(b, in->ciphers, &fp);
-	out->curves = acopy(b, in->curves, &fp);
+	/* ISTIO_MUTUAL: the server's own caCrl and subjectAltNames apply, as
+	 * Istio's BuildListenerTLSContext passes them; its versions, ciphers and
+	 * curves do not (applyServerTLSSettings is for the other modes). */
+	out->crl = apem(b, istio && in->crl.text.len ? in->crl : src->crl, &fp);
+	if (!istio) {
+		out->ciphers = acopy(b, in->ciphers, &fp);
+		out->curves = acopy(b, in->curves, &fp);
+	} else {
+		out->min_ver = out->max_ver = 0;
+	}
 	out->sni = acopy(b, in->sni, &fp);
 	sans = in->n_sans ? ANEW(b, in->n_sans, struct ism_str) : NULL;
 	for (uint32_t i = 0; sans != NULL && i < in->n_sans; i++)

@@ -743,12 +743,27 @@ static void server_check(struct ism_vctx *v, const struct ism_node *n, const str
 		ism_v_pop(v, o2);
 	}
 	if (c->mode == ISM_TLS_ISTIO_MUTUAL) {
-		if (sources || c->ca.text.len || c->n_sans || c->n_pins || t->ca_cred != NULL)
+		static const char *const unapplied[] = {"minProtocolVersion", "maxProtocolVersion",
+							"cipherSuites", "ecdhCurves", NULL};
+
+		if (sources || c->ca.text.len || c->n_pins || t->ca_cred != NULL)
 			ism_v_err(v, n,
 				  "ISTIO_MUTUAL uses the appliance's meshIdentity: "
-				  "certificates, credentials, caCertCredentialName, "
-				  "subjectAltNames and pins (verifyCertificateHash, "
+				  "certificates, credentials, caCertificates, "
+				  "caCertCredentialName and pins (verifyCertificateHash, "
 				  "verifyCertificateSpki) must be empty");
+		for (size_t i = 0; unapplied[i]; i++) {
+			const struct ism_node *at = ism_node_get(n, unapplied[i], NULL);
+			size_t o2;
+
+			if (at == NULL)
+				continue;
+			o2 = ism_v_push(v, ".%s", unapplied[i]);
+			ism_v_warn(v, at,
+				   "has no effect with ISTIO_MUTUAL: Istio applies it to SIMPLE, "
+				   "MUTUAL and OPTIONAL_MUTUAL only");
+			ism_v_pop(v, o2);
+		}
 	} else {
 		if (sources == 0)
 			ism_v_err(v, n,

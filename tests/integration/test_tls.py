@@ -522,6 +522,32 @@ def tls_envoy_validation_defaults(env):
 
 
 @_test
+def tls_istio_mutual_server_crl_and_sans(env):
+    """An ISTIO_MUTUAL Gateway server applies its caCrl and subjectAltNames to
+    mesh clients, as Istio's BuildListenerTLSContext passes them (the CRL was
+    dropped without a word, so a revoked mesh certificate was served, and
+    subjectAltNames were an error); its versions are not applied (Istio
+    applies them to the other modes only): a warning, and TLS 1.2 clients
+    still served."""
+    pki = Pki(env)
+    port = free_port()
+    good = pki.leaf("mesh-good", ["URI:spiffe://cluster.local/ns/default/sa/good"])
+    other = pki.leaf("mesh-other", ["URI:spiffe://cluster.local/ns/default/sa/other"])
+    revoked = pki.leaf("mesh-revoked", ["URI:spiffe://cluster.local/ns/default/sa/good"])
+    crl = pki.crl([revoked[0]])
+    conf = world(env, [server(port, ["*"], f'mode: ISTIO_MUTUAL, caCrl: {crl}, minProtocolVersion: TLSV1_3, '
+                                           'subjectAltNames: ["spiffe://cluster.local/ns/default/sa/good"]')],
+                 app_extra=mesh_identity(pki))
+    r = tls_get(port, "a.example.com", client_ctx(pki, cert=good, max_version=ssl.TLSVersion.TLSv1_2))
+    check(r.status == 200, f"a mesh client with the SAN, over TLS 1.2: {r}")
+    refused(port, "a.example.com", client_ctx(pki, cert=revoked))
+    refused(port, "a.example.com", client_ctx(pki, cert=other))
+    out = subprocess.run([env.isthmus, "-c", "-f", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=60).stdout.decode()
+    check("minProtocolVersion: has no effect with ISTIO_MUTUAL" in out, f"isthmus -c: {out}")
+
+
+@_test
 def tls_optional_mutual(env):
     """OPTIONAL_MUTUAL: no certificate is fine, a good one is fine, one the CA did
     not sign is refused."""
