@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -385,6 +386,25 @@ void ism_tlsctx_h2_alpn(SSL *ssl, bool mesh)
 
 void ism_tlsctx_server_name(SSL *ssl, const char *sni)
 {
+	const struct peer_rules *r = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), rules_idx);
+	size_t n = strlen(sni);
+	unsigned char bin[16];
+	char ip[INET6_ADDRSTRLEN];
+
+	/* An IP address is no server name (RFC 6066 3): none is sent, as
+	 * Envoy's auto_sni sends none for an IP authority, and the automatic
+	 * check (auto_san_validation) looks for it among the certificate's IP
+	 * subjectAltNames instead. */
+	if (n >= 2 && sni[0] == '[' && sni[n - 1] == ']')
+		snprintf(ip, sizeof(ip), "%.*s", (int)(n - 2), sni + 1);
+	else
+		snprintf(ip, sizeof(ip), "%s", sni);
+	if (inet_pton(AF_INET, ip, bin) == 1 || inet_pton(AF_INET6, ip, bin) == 1) {
+		if (r != NULL && r->name_check &&
+		    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip) != 1)
+			ism_tls_log_errors("IP address check");
+		return;
+	}
 	if (sni[0] != '\0' && SSL_set_tlsext_host_name(ssl, sni) != 1)
 		ism_tls_log_errors("SNI");
 }

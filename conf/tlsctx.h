@@ -64,7 +64,8 @@ bool ism_tlsctx_dns_name_covers(const char *pattern, size_t plen, const char *na
  * context's configuration has name_check (the DestinationRule names no
  * subjectAltNames: Istio's automatic SAN check), a DNS subjectAltName of the
  * server's certificate must cover it, as Envoy matches names: never its
- * subject's CN. */
+ * subject's CN. An IP address (bracketed or not) is not sent: one of the
+ * certificate's IP subjectAltNames must be it instead. */
 void ism_tlsctx_server_name(SSL *ssl, const char *sni);
 /* Offers HTTP/2 by ALPN on a client session, as Istio's gateway does:
  * istio-h2, istio, h2 towards the mesh (mesh: ISTIO_MUTUAL, its istio.alpn

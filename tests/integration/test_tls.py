@@ -1690,6 +1690,31 @@ def tls_upstream_cn_is_no_name(env):
 
 
 @_test
+def tls_upstream_ip_host(env):
+    """A request whose Host is an IP address sends the upstream no server name
+    (RFC 6066 has none for an address; Envoy's auto_sni sends none), and the
+    automatic check looks for that address among the certificate's IP
+    subjectAltNames: it was sent as the SNI and looked for among the DNS
+    names, so a certificate carrying the IP SAN was refused (503)."""
+    pki = Pki(env)
+    with_ip = pki.leaf("ip.test.internal", ["DNS:ip.test.internal", "IP:127.0.0.5"])
+    dns_only = pki.leaf("dns.test.internal", ["DNS:dns.test.internal"])
+    ports = tls_nginx_pair(env, with_ip, dns_only)
+    port = free_port()
+    routes = ("  - match: [{uri: {prefix: /five}}]\n    route: [{destination: {host: five.test.internal}}]\n"
+              "  - route: [{destination: {host: six.test.internal}}]\n")
+    parts = [appliance(env), gateway(port), virtual_service("vs", ["*"], routes)]
+    for i, (host, addr) in enumerate((("five.test.internal", "127.0.0.5"), ("six.test.internal", "127.0.0.6"))):
+        parts += [service_entry(f"se{i}", host, [{"address": addr, "port": ports[addr]}]),
+                  dr_tls(f"dr{i}", host, f"mode: SIMPLE, caCertificates: {pki.ca()}")]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), port)
+    r = env.get("/five", host="127.0.0.5", timeout=15)
+    check(r.status == 200 and r.body == b"tls-upstream sni=\n", f"an IP SAN for an IP Host, no SNI: {r}")
+    r = env.get("/six", host="127.0.0.5", timeout=15)
+    check(r.status == 503 and b"tls-upstream" not in r.body, f"a certificate without the IP SAN: {r}")
+
+
+@_test
 def tls_upstream_wildcard_names(env):
     """An upstream certificate's wildcard DNS SANs cover names as Envoy's
     dnsNameMatch, for the automatic check of the sni and for the
