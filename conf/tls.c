@@ -9,6 +9,7 @@
  * key files once they dropped privileges. Relative paths are taken from the
  * directory of the appliance file. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -308,6 +309,37 @@ static bool in_names(const char *const *names, const char *s)
 	return false;
 }
 
+/* Istio's ValidCipherSuites (pkg/config/security): its validation warns of
+ * any other name and istiod leaves it out (FilterCipherSuites), so Envoy
+ * never sees it; a name that starts with neither a letter nor a digit (an
+ * OpenSSL operator: "-", "+", "!", "@") passes, as IsValidCipherSuite lets
+ * it. */
+static const char *const istio_ciphers[] = {"ECDHE-ECDSA-AES128-GCM-SHA256",
+					    "ECDHE-RSA-AES128-GCM-SHA256",
+					    "ECDHE-ECDSA-AES256-GCM-SHA384",
+					    "ECDHE-RSA-AES256-GCM-SHA384",
+					    "ECDHE-ECDSA-CHACHA20-POLY1305",
+					    "ECDHE-RSA-CHACHA20-POLY1305",
+					    "ECDHE-ECDSA-AES128-SHA",
+					    "ECDHE-RSA-AES128-SHA",
+					    "ECDHE-ECDSA-AES256-SHA",
+					    "ECDHE-RSA-AES256-SHA",
+					    "AES128-GCM-SHA256",
+					    "AES256-GCM-SHA384",
+					    "AES128-SHA",
+					    "AES256-SHA",
+					    "DES-CBC3-SHA",
+					    "ALL",
+					    NULL};
+
+static const char *cipher_unsupported(const char *name)
+{
+	if (!isalnum((unsigned char)name[0]) || in_names(istio_ciphers, name))
+		return NULL;
+	return "not a cipher suite Istio supports: left out, as istiod leaves it out (Envoy's "
+	       "defaults apply when none is left)";
+}
+
 /* Whether OpenSSL takes cipher suite name (a suite for TLS 1.2 and below);
  * NULL when it does, else what the error adds. */
 static const char *cipher_refused(SSL_CTX *ctx, const char *name)
@@ -338,10 +370,12 @@ static const char *curve_refused(SSL_CTX *ctx, const char *name)
 }
 
 /* A list of names at n.key that OpenSSL takes one by one (refused: what
- * refused(ctx, name) says, at the name), joined by ':' into *out. */
+ * refused(ctx, name) says, at the name), joined by ':' into *out; those that
+ * unsupported (if given) has a reason for are left out with a warning saying
+ * it. */
 static void parse_ossl_list(struct ism_vctx *v, const struct ism_node *n, const char *key,
 			    const char *(*refused)(SSL_CTX *ctx, const char *name),
-			    struct ism_str *out)
+			    const char *(*unsupported)(const char *name), struct ism_str *out)
 {
 	const struct ism_node *l;
 	size_t nc, total = 1, old;
@@ -360,16 +394,18 @@ static void parse_ossl_list(struct ism_vctx *v, const struct ism_node *n, const 
 	}
 	old = ism_v_push(v, ".%s", key);
 	for (size_t i = 0; i < nc; i++) {
+		const char *left = unsupported != NULL ? unsupported(cs[i]) : NULL;
 		const char *why = strchr(cs[i], ':') != NULL ? "one name per entry, without ':'"
+				  : left != NULL	     ? NULL
 							     : refused(ctx, cs[i]);
+		size_t o2 = ism_v_push(v, "[%zu]", i);
 
 		total += strlen(cs[i]) + 1;
-		if (why != NULL) {
-			size_t o2 = ism_v_push(v, "[%zu]", i);
-
+		if (why != NULL)
 			ism_v_err(v, l->items[i], "\"%s\": %s", cs[i], why);
-			ism_v_pop(v, o2);
-		}
+		else if (left != NULL)
+			ism_v_warn(v, l->items[i], "\"%s\": %s", cs[i], left);
+		ism_v_pop(v, o2);
 	}
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
@@ -382,12 +418,16 @@ static void parse_ossl_list(struct ism_vctx *v, const struct ism_node *n, const 
 	for (size_t i = 0; i < nc; i++) {
 		size_t len = strlen(cs[i]);
 
-		if (i)
+		if (unsupported != NULL && unsupported(cs[i]) != NULL)
+			continue;
+		if (total)
 			joined[total++] = ':';
 		memcpy(joined + total, cs[i], len);
 		total += len;
 	}
 	joined[total] = '\0';
+	if (total == 0)
+		return;
 	*out = (struct ism_str){.p = joined, .len = (uint32_t)total};
 }
 
@@ -700,8 +740,8 @@ static void server_fields(struct ism_vctx *v, const struct ism_node *n, struct i
 	ism_v_bool(v, n, "insecureSkipVerify", &skip);
 	c->skip_verify = skip;
 	parse_versions(v, n, c);
-	parse_ossl_list(v, n, "cipherSuites", cipher_refused, &c->ciphers);
-	parse_ossl_list(v, n, "ecdhCurves", curve_refused, &c->curves);
+	parse_ossl_list(v, n, "cipherSuites", cipher_refused, cipher_unsupported, &c->ciphers);
+	parse_ossl_list(v, n, "ecdhCurves", curve_refused, NULL, &c->curves);
 }
 
 /* Mode SIMPLE asks for no client certificate: the fields that check one

@@ -151,7 +151,9 @@ static void test_https_servers(void **state)
 			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
 			      "    hosts: [a.example.com]\n"
 			      "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
-			      "a.key, minProtocolVersion: TLSV1_3, ecdhCurves: [X25519, P-256]}\n"
+			      "a.key, minProtocolVersion: TLSV1_3, ecdhCurves: [X25519, P-256],\n"
+			      "          cipherSuites: [ECDHE-RSA-AES128-SHA256, "
+			      "ECDHE-RSA-AES256-GCM-SHA384]}\n"
 			      "  - port: {number: 443, name: https-b, protocol: HTTPS}\n"
 			      "    hosts: [\"*.example.com\"]\n"
 			      "    tls: {mode: SIMPLE, credentialName: bcert}\n"
@@ -168,6 +170,11 @@ static void test_https_servers(void **state)
 	/* ecdhCurves: OpenSSL's groups list, as Envoy's ecdh_curves. */
 	assert_string_equal(li->tls[0].tls.curves.p, "X25519:P-256");
 	assert_int_equal(li->tls[1].tls.curves.len, 0);
+	/* A suite outside Istio's ValidCipherSuites is left out, with a warning,
+	 * as istiod filters it (Envoy then never sees it). */
+	assert_string_equal(li->tls[0].tls.ciphers.p, "ECDHE-RSA-AES256-GCM-SHA384");
+	assert_true(has_diag(&l.d, "spec.servers[0].tls.cipherSuites[0]",
+			     "\"ECDHE-RSA-AES128-SHA256\": not a cipher suite Istio supports"));
 	assert_non_null(strstr(li->tls[0].tls.certs[0].cert.text.p, "BEGIN CERTIFICATE"));
 	assert_non_null(strstr(li->tls[1].tls.certs[0].cert.path.p, "/b.crt"));
 	assert_true(li->tls[0].tls.fingerprint != li->tls[1].tls.fingerprint);
@@ -443,8 +450,8 @@ static void test_errors(void **state)
 	    {GW "  servers:\n  - port: {number: 443, name: https-443-6, protocol: HTTPS}\n    "
 		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
-		"cipherSuites: [NOT-A-CIPHER]}\n",
-	     "spec.servers[0].tls.cipherSuites[0]", "unknown cipher suite"},
+		"cipherSuites: [\"AES128-SHA:AES256-SHA\"]}\n",
+	     "spec.servers[0].tls.cipherSuites[0]", "one name per entry"},
 	    {GW "  servers:\n  - port: {number: 443, name: https-443-7, protocol: HTTPS}\n    "
 		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
