@@ -744,6 +744,26 @@ static void server_fields(struct ism_vctx *v, const struct ism_node *n, struct i
 	parse_ossl_list(v, n, "ecdhCurves", curve_refused, NULL, &c->curves);
 }
 
+/* Each of the fields keys that tls n sets, said at it: "<key> <what>", an
+ * error or (warn) a warning. */
+static void fields_said(struct ism_vctx *v, const struct ism_node *n, const char *const *keys,
+			bool warn, const char *what)
+{
+	for (size_t i = 0; keys[i]; i++) {
+		const struct ism_node *at = ism_node_get(n, keys[i], NULL);
+		size_t o2;
+
+		if (at == NULL)
+			continue;
+		o2 = ism_v_push(v, ".%s", keys[i]);
+		if (warn)
+			ism_v_warn(v, at, "%s %s", keys[i], what);
+		else
+			ism_v_err(v, at, "%s %s", keys[i], what);
+		ism_v_pop(v, o2);
+	}
+}
+
 /* Mode SIMPLE asks for no client certificate: the fields that check one
  * are errors. */
 static void refuse_client_checks(struct ism_vctx *v, const struct ism_node *n)
@@ -753,19 +773,9 @@ static void refuse_client_checks(struct ism_vctx *v, const struct ism_node *n)
 	    "subjectAltNames",	    "verifyCertificateHash", "verifyCertificateSpki",
 	    "caCertCredentialName", "insecureSkipVerify",    NULL};
 
-	for (size_t i = 0; client_checks[i]; i++) {
-		const struct ism_node *at = ism_node_get(n, client_checks[i], NULL);
-		size_t o2;
-
-		if (at == NULL)
-			continue;
-		o2 = ism_v_push(v, ".%s", client_checks[i]);
-		ism_v_err(v, at,
-			  "%s needs mode MUTUAL or OPTIONAL_MUTUAL (SIMPLE asks for no "
-			  "client certificate)",
-			  client_checks[i]);
-		ism_v_pop(v, o2);
-	}
+	fields_said(v, n, client_checks, false,
+		    "needs mode MUTUAL or OPTIONAL_MUTUAL (SIMPLE asks for no client "
+		    "certificate)");
 }
 
 /* What the fields of tls n (parsed into t) must say together for its
@@ -792,18 +802,9 @@ static void server_check(struct ism_vctx *v, const struct ism_node *n, const str
 				  "certificates, credentials, caCertificates, "
 				  "caCertCredentialName and pins (verifyCertificateHash, "
 				  "verifyCertificateSpki) must be empty");
-		for (size_t i = 0; unapplied[i]; i++) {
-			const struct ism_node *at = ism_node_get(n, unapplied[i], NULL);
-			size_t o2;
-
-			if (at == NULL)
-				continue;
-			o2 = ism_v_push(v, ".%s", unapplied[i]);
-			ism_v_warn(v, at,
-				   "has no effect with ISTIO_MUTUAL: Istio applies it to SIMPLE, "
-				   "MUTUAL and OPTIONAL_MUTUAL only");
-			ism_v_pop(v, o2);
-		}
+		fields_said(v, n, unapplied, true,
+			    "has no effect with ISTIO_MUTUAL: Istio applies it to SIMPLE, "
+			    "MUTUAL and OPTIONAL_MUTUAL only");
 	} else {
 		if (sources == 0)
 			ism_v_err(v, n,

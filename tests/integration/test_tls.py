@@ -544,7 +544,7 @@ def tls_istio_mutual_server_crl_and_sans(env):
     refused(port, "a.example.com", client_ctx(pki, cert=other))
     out = subprocess.run([env.isthmus, "-c", "-f", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          timeout=60).stdout.decode()
-    check("minProtocolVersion: has no effect with ISTIO_MUTUAL" in out, f"isthmus -c: {out}")
+    check("tls.minProtocolVersion: minProtocolVersion has no effect with ISTIO_MUTUAL" in out, f"isthmus -c: {out}")
 
 
 @_test
