@@ -181,19 +181,15 @@ static bool param_named(const char *k, size_t kl, const struct ism_str *name)
 static bool param_value(const struct ism_http_req *req, const struct ism_str *name, const char **v,
 			size_t *len)
 {
-	const char *q = req->query, *end = q + req->query_len;
+	const char *q = req->query, *end = q != NULL ? q + req->query_len : NULL;
+	struct ism_query_param p;
 
-	while (q != NULL && q < end) {
-		const char *amp = memchr(q, '&', (size_t)(end - q)), *pe = amp ? amp : end;
-		const char *eq = memchr(q, '=', (size_t)(pe - q));
-
-		if (param_named(q, (size_t)((eq ? eq : pe) - q), name)) {
-			*v = eq ? eq + 1 : pe;
-			*len = (size_t)(pe - *v);
+	while (ism_query_next(&q, end, &p))
+		if (param_named(p.name, p.name_len, name)) {
+			*v = p.value;
+			*len = p.value_len;
 			return true;
 		}
-		q = pe + 1;
-	}
 	return false;
 }
 
@@ -201,24 +197,20 @@ static bool param_value(const struct ism_http_req *req, const struct ism_str *na
 static void remove_param(struct check *c, const struct ism_str *name)
 {
 	struct ism_http_req *req = c->req;
-	const char *q = req->query, *end = q + req->query_len;
+	const char *q = req->query;
+	struct ism_query_param p;
 	char *d;
 	size_t n = 0;
 
 	if (q == NULL || (d = mem(c->out, req->query_len)) == NULL)
 		return;
-	while (q < end) {
-		const char *amp = memchr(q, '&', (size_t)(end - q)), *pe = amp ? amp : end;
-		const char *eq = memchr(q, '=', (size_t)(pe - q));
-		size_t kl = (size_t)((eq ? eq : pe) - q);
-
-		if (!param_named(q, kl, name)) {
-			if (n > 0)
-				d[n++] = '&';
-			memcpy(d + n, q, (size_t)(pe - q));
-			n += (size_t)(pe - q);
-		}
-		q = pe + 1;
+	while (ism_query_next(&q, req->query + req->query_len, &p)) {
+		if (param_named(p.name, p.name_len, name))
+			continue;
+		if (n > 0)
+			d[n++] = '&';
+		memcpy(d + n, p.name, p.len);
+		n += p.len;
 	}
 	req->query = n > 0 ? d : NULL;
 	req->query_len = n;

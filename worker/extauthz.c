@@ -580,27 +580,26 @@ static const char *answer_field(const struct xa_check *chk, const char *name)
 static int edit_query(struct ism_xa_wait *x, const struct ism_xa_grpc_resp *r)
 {
 	const char *q = x->req.query, *end = q != NULL ? q + x->req.query_len : NULL;
+	struct ism_query_param p;
 	struct ism_buf b = {0};
 	int ret = 0;
 
 	if (r->qset.n == 0 && r->qrm.n == 0)
 		return 0;
-	for (const char *p = q; p != NULL && p < end;) {
-		const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(e - p));
-		size_t kl = (size_t)((eq ? eq : e) - p);
+	while (ism_query_next(&q, end, &p)) {
 		bool drop = false;
 
 		for (uint32_t i = 0; i < r->qrm.n && !drop; i++)
-			drop = r->qrm.f[i].name_len == kl && memcmp(r->qrm.f[i].name, p, kl) == 0;
+			drop = r->qrm.f[i].name_len == p.name_len &&
+			       memcmp(r->qrm.f[i].name, p.name, p.name_len) == 0;
 		for (uint32_t i = 0; i < r->qset.n && !drop; i++)
-			drop = r->qset.f[i].name_len == kl && memcmp(r->qset.f[i].name, p, kl) == 0;
-		if (!drop && e > p) {
+			drop = r->qset.f[i].name_len == p.name_len &&
+			       memcmp(r->qset.f[i].name, p.name, p.name_len) == 0;
+		if (!drop && p.len > 0) {
 			if (b.len > 0)
 				ret |= ism_buf_append(&b, "&", 1, UINT32_MAX);
-			ret |= ism_buf_append(&b, p, (uint32_t)(e - p), UINT32_MAX);
+			ret |= ism_buf_append(&b, p.name, (uint32_t)p.len, UINT32_MAX);
 		}
-		p = e + 1;
 	}
 	for (uint32_t i = 0; i < r->qset.n; i++) {
 		if (b.len > 0)

@@ -1218,21 +1218,14 @@ int ism_http_cookie_value(const char *v, size_t len, const char *name, size_t nl
 int ism_http_query_value(const char *q, size_t len, const char *name, size_t nlen, const char **out,
 			 size_t *out_len)
 {
-	size_t i = 0;
+	const char *end = q != NULL ? q + len : NULL;
+	struct ism_query_param p;
 
-	while (q != NULL && i < len) {
-		size_t start = i, eq;
-
-		while (i < len && q[i] != '&')
-			i++;
-		for (eq = start; eq < i && q[eq] != '='; eq++)
-			;
-		if (eq - start == nlen && memcmp(q + start, name, nlen) == 0) {
-			*out = eq < i ? q + eq + 1 : q + i;
-			*out_len = eq < i ? i - eq - 1 : 0;
+	while (ism_query_next(&q, end, &p))
+		if (p.name_len == nlen && memcmp(p.name, name, nlen) == 0) {
+			*out = p.value;
+			*out_len = p.value_len;
 			return 1;
 		}
-		i++;
-	}
 	return 0;
 }

@@ -180,6 +180,33 @@ bool ism_http_method_idempotent(const char *method, size_t method_len);
  * requestShouldHaveNoBody: GET, HEAD, DELETE, TRACE, CONNECT). */
 bool ism_http_method_bodiless(const char *method, size_t method_len);
 
+/* One parameter of a query ("a=1&b"), as sent (not decoded): its name, its
+ * value (what follows its first '='; "" when it has none) and all of it. */
+struct ism_query_param {
+	const char *name, *value;
+	size_t name_len, value_len, len;
+};
+
+/* The parameter at *q of a query that ends at end, *q moved past it and the
+ * '&' after it: true and *p, or false at the end (*q NULL or at end). */
+static inline bool ism_query_next(const char **q, const char *end, struct ism_query_param *p)
+{
+	const char *s = *q, *amp, *pe, *eq;
+
+	if (s == NULL || s >= end)
+		return false;
+	amp = memchr(s, '&', (size_t)(end - s));
+	pe = amp != NULL ? amp : end;
+	eq = memchr(s, '=', (size_t)(pe - s));
+	p->name = s;
+	p->name_len = (size_t)((eq != NULL ? eq : pe) - s);
+	p->value = eq != NULL ? eq + 1 : pe;
+	p->value_len = (size_t)(pe - p->value);
+	p->len = (size_t)(pe - s);
+	*q = pe + 1;
+	return true;
+}
+
 /* The value of the first query parameter called name in q ("a=1&b=2"; q NULL:
  * none; "b" and "b=" give ""), as sent (not decoded): 1 and *out, or 0. */
 int ism_http_query_value(const char *q, size_t len, const char *name, size_t nlen, const char **out,

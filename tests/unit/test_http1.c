@@ -1038,6 +1038,61 @@ static void test_body_take(void **state)
 	assert_int_equal(ism_body_take(&b, bad, sizeof(bad) - 1, &dlen, &done), ISM_HTTP_EBAD);
 }
 
+/* The query q (len bytes, an exact-sized copy) parameter by parameter, each
+ * as "name|value|whole", joined by spaces, into out. */
+static void query_params(const char *q, size_t len, char *out, size_t cap)
+{
+	const char *c = q, *end = q != NULL ? q + len : NULL;
+	struct ism_query_param p;
+	size_t n = 0;
+
+	out[0] = 0;
+	while (ism_query_next(&c, end, &p))
+		n += (size_t)snprintf(out + n, cap - n, "%s%.*s|%.*s|%.*s", n > 0 ? " " : "",
+				      (int)p.name_len, p.name, (int)p.value_len, p.value,
+				      (int)p.len, p.name);
+	assert_true(n < cap);
+}
+
+static void test_query(void **state)
+{
+	static const struct {
+		const char *q, *want;
+	} cases[] = {
+	    {NULL, ""},
+	    {"", ""},
+	    {"a=1&b=2", "a|1|a=1 b|2|b=2"},
+	    {"b", "b||b"},
+	    {"b=", "b||b="},
+	    {"a=1=2", "a|1=2|a=1=2"},
+	    {"&&x", "|| || x||x"},
+	    {"x&", "x||x"},
+	    {"=v", "|v|=v"},
+	};
+	char out[256];
+	const char *v;
+	size_t vl;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].q != NULL ? strlen(cases[i].q) : 0;
+		char *q = cases[i].q != NULL ? copy(cases[i].q, len) : NULL;
+
+		query_params(q, len, out, sizeof(out));
+		assert_string_equal(out, cases[i].want);
+		free(q);
+	}
+	/* The first of a name; "b" and "b=" both give "". */
+	assert_int_equal(ism_http_query_value("a=1&b&a=2", 9, "a", 1, &v, &vl), 1);
+	assert_int_equal(vl, 1);
+	assert_memory_equal(v, "1", 1);
+	assert_int_equal(ism_http_query_value("a=1&b&a=2", 9, "b", 1, &v, &vl), 1);
+	assert_int_equal(vl, 0);
+	assert_int_equal(ism_http_query_value("a=1&b&a=2", 9, "c", 1, &v, &vl), 0);
+	assert_int_equal(ism_http_query_value("ab=1", 4, "a", 1, &v, &vl), 0);
+	assert_int_equal(ism_http_query_value(NULL, 0, "a", 1, &v, &vl), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1048,7 +1103,7 @@ int main(void)
 	    cmocka_unit_test(test_hex8_uuid4),	      cmocka_unit_test(test_host_bytes),
 	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
 	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
-	    cmocka_unit_test(test_body_take),
+	    cmocka_unit_test(test_body_take),	      cmocka_unit_test(test_query),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
