@@ -1094,8 +1094,9 @@ def reload_bad_refused(env):
 
 
 def slow_request_in_flight(env, path):
-    """Starts a GET of path through the gateway in a thread and returns once the
-    upstream has received it: (thread, result dict with "r" or "e")."""
+    """Starts a GET of path (a /delay/ path) through the gateway in a thread and
+    returns once the upstream is delaying it: (thread, result dict with "r" or
+    "e"). Not the upstream's count of requests: health checks add to that."""
     result = {}
 
     def slow():
@@ -1104,13 +1105,10 @@ def slow_request_in_flight(env, path):
         except Exception as e:  # reported by the caller
             result["e"] = e
 
-    def served_count():
-        return sum(int(Env.ctl(*env.ports[u], "count")) for u in ("v1", "v2"))
-
-    before = served_count()
     t = threading.Thread(target=slow, daemon=True)
     t.start()
-    poll(lambda: served_count() > before, 3, what="the slow request to reach the upstream")
+    poll(lambda: sum(int(Env.ctl(*env.ports[u], "delaying")) for u in ("v1", "v2")) > 0, 3,
+         what="the slow request to reach the upstream")
     return t, result
 
 

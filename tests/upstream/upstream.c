@@ -53,6 +53,7 @@ struct up_ctx {
 	atomic_int fail_status; /* 0: normal */
 	atomic_bool reset;
 	atomic_uint_fast64_t count;
+	atomic_uint_fast64_t delaying; /* requests in a /delay/ wait now */
 	char pattern[UP_PAT_LEN + 26];
 };
 
@@ -425,8 +426,9 @@ static int handle_ctl(struct up_conn *c, const char *cmd)
 		atomic_store(&ctx.reset, false);
 	} else if (strcmp(cmd, "reset") == 0) {
 		atomic_store(&ctx.reset, true);
-	} else if (strcmp(cmd, "count") == 0) {
-		n = snprintf(body, sizeof(body), "%" PRIuFAST64 "\n", atomic_load(&ctx.count));
+	} else if (strcmp(cmd, "count") == 0 || strcmp(cmd, "delaying") == 0) {
+		n = snprintf(body, sizeof(body), "%" PRIuFAST64 "\n",
+			     atomic_load(cmd[0] == 'c' ? &ctx.count : &ctx.delaying));
 		return send_simple(c, 200, body, (size_t)n);
 	} else {
 		return send_simple(c, 404, "unknown control\n", 16);
@@ -518,8 +520,10 @@ static int handle(struct up_conn *c, struct up_body *b, int64_t content_length, 
 			v = UP_DELAY_CAP_MS;
 		ts.tv_sec = (time_t)(v / 1000);
 		ts.tv_nsec = (long)(v % 1000) * 1000000L;
+		atomic_fetch_add(&ctx.delaying, 1);
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
+		atomic_fetch_sub(&ctx.delaying, 1);
 		return send_default(c);
 	}
 	if (path_arg(path, "/bytes/", &arg) || path_arg(path, "/chunked/", &arg)) {
@@ -733,11 +737,12 @@ static int listen_on(const char *spec, const char *default_name, struct up_liste
 
 static void usage(void)
 {
-	fputs("usage: upstream --listen ADDR:PORT[=NAME] (ADDR: IPv4, or [IPv6]) [--listen ...] --name NAME [--zone ZONE]\n"
+	fputs("usage: upstream --listen ADDR:PORT[=NAME] (ADDR: IPv4, or [IPv6]) [--listen ...] "
+	      "--name NAME [--zone ZONE]\n"
 	      "paths: /status/N /delay/MS /echo /echo/count /bytes/N /chunked/N /headers /close\n"
 	      "       /rawecho (the request as received) /raw (sends the hex of header x-respond,\n"
 	      "       then closes) /stall/MS (reads no body, closes after MS)\n"
-	      "       /healthz /__ctl/{health/fail,health/ok,fail/N,ok,reset,count}\n",
+	      "       /healthz /__ctl/{health/fail,health/ok,fail/N,ok,reset,count,delaying}\n",
 	      stderr);
 }
 
