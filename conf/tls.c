@@ -823,9 +823,14 @@ static void server_check(struct ism_vctx *v, const struct ism_node *n, const str
 			ism_v_err(v, n, "caCertificates is required with mode %s",
 				  mode_names[c->mode]);
 	}
-	if (c->min_ver && c->min_ver < TLS1_2_VERSION && c->ciphers.len == 0)
-		ism_v_err(v, ism_node_get(n, "minProtocolVersion", NULL),
-			  "versions below TLS 1.2 need cipherSuites set explicitly");
+	if (c->min_ver && c->min_ver < TLS1_2_VERSION && c->ciphers.len == 0) {
+		size_t o = ism_v_push(v, ".minProtocolVersion");
+
+		ism_v_warn(v, ism_node_get(n, "minProtocolVersion", NULL),
+			   "versions below TLS 1.2 need cipherSuites that suit them: the "
+			   "default suites are TLS 1.2's (Istio warns the same)");
+		ism_v_pop(v, o);
+	}
 }
 
 void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const char *protocol,

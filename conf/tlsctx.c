@@ -311,6 +311,12 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	if (ctx == NULL)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
+	/* TLS 1.0 and 1.1 sign with SHA-1 (and MD5), which OpenSSL's security
+	 * levels above 0 refuse along with the versions themselves (Debian's
+	 * default is level 2): a server that allows them gets level 0, as
+	 * BoringSSL, which has no levels, serves them for Envoy. */
+	if (c->min_ver && c->min_ver < TLS1_2_VERSION)
+		SSL_CTX_set_security_level(ctx, 0);
 	if (c->max_ver)
 		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
 	/* Unset: Envoy's defaults (its context configs' DEFAULT_CIPHER_SUITES

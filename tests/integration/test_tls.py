@@ -1067,15 +1067,29 @@ def tls_rsa_and_ecdsa(env):
 def tls_protocol_versions(env):
     """Per server on one port: minProtocolVersion TLSV1_3 refuses a TLS 1.2
     client; maxProtocolVersion TLSV1_2 with one cipher suite negotiates exactly
-    that and refuses a client without it."""
+    that and refuses a client without it; minProtocolVersion TLSV1_0 with a
+    suite for it serves TLS 1.0 and 1.1 clients (OpenSSL's security level 0
+    there: above it OpenSSL refuses both versions), which the other servers
+    refuse."""
     pki = Pki(env)
     port = free_port()
     c13 = pki.leaf("v13", ["DNS:v13.example.com"])
     c12 = pki.leaf("v12", ["DNS:v12.example.com"])
+    c10 = pki.leaf("v10", ["DNS:v10.example.com"])
     world(env, [server(port, ["v13.example.com"], f"{tls_simple(c13)}, minProtocolVersion: TLSV1_3"),
                 server(port, ["v12.example.com"], f"{tls_simple(c12)}, maxProtocolVersion: TLSV1_2, "
-                                                   "cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256]")],
-          vs_hosts=("v13.example.com", "v12.example.com"))
+                                                   "cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256]"),
+                server(port, ["v10.example.com"], f"{tls_simple(c10)}, minProtocolVersion: TLSV1_0, "
+                                                   "cipherSuites: [ECDHE-RSA-AES128-SHA]")],
+          vs_hosts=("v13.example.com", "v12.example.com", "v10.example.com"))
+    for version in ("-tls1", "-tls1_1"):
+        old = (version, "-cipher", "ECDHE-RSA-AES128-SHA@SECLEVEL=0")
+        rc, out = s_client(port, *old, "-ign_eof", sni="v10.example.com",
+                           data=b"GET / HTTP/1.1\r\nHost: v10.example.com\r\nConnection: close\r\n\r\n")
+        check(rc == 0 and "Cipher is ECDHE-RSA-AES128-SHA" in out and "HTTP/1.1 200" in out,
+              f"s_client {version} to the TLSV1_0 server: rc {rc}\n{out[-1500:]}")
+        rc, out = s_client(port, *old, sni="v12.example.com")
+        check(rc != 0 and "protocol version" in out, f"s_client {version} to a TLS 1.2 server: rc {rc}\n{out[-800:]}")
     with TlsConn(port, "v13.example.com", client_ctx(pki)) as c:
         check(c.sock.version() == "TLSv1.3", f"v13 negotiated {c.sock.version()}")
     handshake_refused(port, "v13.example.com", client_ctx(pki, max_version=ssl.TLSVersion.TLSv1_2))

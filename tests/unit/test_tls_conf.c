@@ -156,7 +156,8 @@ static void test_https_servers(void **state)
 			      "ECDHE-RSA-AES256-GCM-SHA384]}\n"
 			      "  - port: {number: 443, name: https-b, protocol: HTTPS}\n"
 			      "    hosts: [\"*.example.com\"]\n"
-			      "    tls: {mode: SIMPLE, credentialName: bcert}\n"
+			      "    tls: {mode: SIMPLE, credentialName: bcert, minProtocolVersion: "
+			      "TLSV1_1}\n"
 			      "  - port: {number: 80, name: http-80, protocol: HTTP}\n"
 			      "    hosts: [a.example.com]\n    tls: {httpsRedirect: true}\n" SE VS),
 			 0);
@@ -175,6 +176,11 @@ static void test_https_servers(void **state)
 	assert_string_equal(li->tls[0].tls.ciphers.p, "ECDHE-RSA-AES256-GCM-SHA384");
 	assert_true(has_diag(&l.d, "spec.servers[0].tls.cipherSuites[0]",
 			     "\"ECDHE-RSA-AES128-SHA256\": not a cipher suite Istio supports"));
+	/* A version below 1.2 without suites for it: a warning, as Istio's
+	 * validation gives, and loaded as asked. */
+	assert_int_equal(li->tls[1].tls.min_ver, 0x0302);
+	assert_true(has_diag(&l.d, "spec.servers[1].tls.minProtocolVersion",
+			     "versions below TLS 1.2 need cipherSuites that suit them"));
 	assert_non_null(strstr(li->tls[0].tls.certs[0].cert.text.p, "BEGIN CERTIFICATE"));
 	assert_non_null(strstr(li->tls[1].tls.certs[0].cert.path.p, "/b.crt"));
 	assert_true(li->tls[0].tls.fingerprint != li->tls[1].tls.fingerprint);
