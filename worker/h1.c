@@ -173,8 +173,12 @@ static int h1_head(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	s->resp_out = (mode == ISM_BODY_CHUNKED || mode == ISM_BODY_CLOSE) && !s->http10
 			  ? ISM_H1_OUT_CHUNKED
 			  : ISM_H1_OUT_RAW;
+	/* An upgrade answered with anything but its 101 is refused, and the
+	 * connection ends after the answer, as Envoy drains it: what the client
+	 * sent after the request was meant for the tunnel, not read as
+	 * requests. */
 	if (((mode == ISM_BODY_CLOSE || mode == ISM_BODY_CHUNKED) && s->http10) || w->draining ||
-	    s->req.mode != ISM_BODY_NONE)
+	    s->req.mode != ISM_BODY_NONE || st->upgrade)
 		s->keepalive = 0;
 	if (client_head(w, s, resp, mode, HEAD_FINAL) < 0 ||
 	    body_into(s, &s->out, body, len, done) < 0) {
@@ -223,8 +227,9 @@ static int h1_local(struct ism_wctx *w, struct ism_stream *st, const struct ism_
 	uint32_t limit = 4096 + lr->body_len;
 	int ret = 0;
 
-	/* A request whose body was not read leaves the stream unparseable. */
-	if (lr->close || w->draining || s->req.mode != ISM_BODY_NONE)
+	/* A request whose body was not read leaves the stream unparseable; an
+	 * upgrade refused ends the connection (h1_head). */
+	if (lr->close || w->draining || s->req.mode != ISM_BODY_NONE || st->upgrade)
 		s->close_after = 1;
 	for (size_t i = 0; i < lr->n_hdrs; i++)
 		limit += (uint32_t)(lr->hdrs[i].name_len + lr->hdrs[i].value_len + 4);

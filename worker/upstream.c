@@ -915,6 +915,30 @@ static void shut_wr(struct ism_upconn *u)
 	shutdown(u->s.fd, u->s.x.ssl == NULL ? SHUT_WR : SHUT_RDWR);
 }
 
+/* Whether u's request is an upgrade its upstream has not answered yet. What
+ * its client sends meanwhile (an HTTP/2 client's WebSocket DATA) waits for
+ * the 101, as Envoy pauses the upstream request until then
+ * (paused_for_websocket_): an upstream that does not switch reads bytes sent
+ * before it as its next request, one isthmus never routed or authorized. */
+static bool paused(const struct ism_upconn *u)
+{
+	return u->st->upgrade && !u->head_done;
+}
+
+/* What waited in u->hold goes: true; false when nothing waited. The stream
+ * hears of the send when it went (on_sent). */
+static bool send_held(struct ism_wctx *w, struct ism_upconn *u)
+{
+	if (u->hold.len == 0)
+		return false;
+	ism_buf_keep(&u->out, u->hold.p, u->hold.len, ISM_REPLAY_MAX);
+	ism_buf_free(&u->s.tx);
+	u->s.tx = u->hold;
+	u->hold = (struct ism_buf){0};
+	ism_sock_send(w, &u->s, u->s.tx.p, u->s.tx.len, -1);
+	return true;
+}
+
 int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len, int bid,
 		    bool done)
 {
@@ -927,14 +951,15 @@ int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, ui
 	if (!u->st->req_chunked && len == 0) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		if (u->shut_wr && u->state == ISM_UP_BUSY && !u->s.send_armed)
+		if (u->shut_wr && u->state == ISM_UP_BUSY && !u->s.send_armed && !paused(u))
 			shut_wr(u);
 		return 0;
 	}
 	/* The session was asked for these bytes by an attempt that failed, and
 	 * they came while this one connects or sends its head: they wait, and
-	 * go once it sent what went before (on_sent). */
-	if (u->state != ISM_UP_BUSY || u->s.send_armed) {
+	 * go once it sent what went before (on_sent). An upgrade's wait for
+	 * its 101. */
+	if (u->state != ISM_UP_BUSY || u->s.send_armed || paused(u)) {
 		ret = ism_up_body_into(u->st, &u->hold, p, len, done);
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
@@ -1066,10 +1091,21 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			 * tunnel's. */
 			u->head_done = 1;
 			u->reusable = 0;
-			/* An HTTP/2 client's WebSocket reads the rest as a body. */
+			/* An HTTP/2 client's WebSocket reads the rest as a body;
+			 * what it sent before the 101 goes now, and its end. */
 			u->resp = (struct ism_body){.mode = ISM_BODY_CLOSE};
+			if (!u->s.send_armed && !send_held(w, u) && u->shut_wr)
+				shut_wr(u);
 			ism_stream_up_upgrade(w, st, &resp, u->in.p + n, u->in.len - (uint32_t)n);
 			return;
+		}
+		/* Any other answer to an upgrade refuses it: what the client sent
+		 * for the tunnel is dropped unsent, and the connection, which may
+		 * have carried some or been half closed, is not used again (Envoy
+		 * drains it). */
+		if (st->upgrade) {
+			u->reusable = 0;
+			ism_buf_free(&u->hold);
 		}
 		/* An HTTP/2 client's extended CONNECT (RFC 8441) takes a 2xx
 		 * for its tunnel: a 2xx that is not the upstream's 101 would
@@ -1202,20 +1238,15 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 	}
 	u->head_sent = 1;
 	u->st->meter[ISM_M_UP_WIRE_OUT] += (uint64_t)res;
-	if (u->hold.len > 0) {
-		/* What waited for this send goes now; the stream hears of the
-		 * send when that went too. */
-		ism_buf_keep(&u->out, u->hold.p, u->hold.len, ISM_REPLAY_MAX);
-		ism_buf_free(&u->s.tx);
-		u->s.tx = u->hold;
-		u->hold = (struct ism_buf){0};
-		ism_sock_send(w, &u->s, u->s.tx.p, u->s.tx.len, -1);
+	/* What waited for this send goes now; the stream hears of the send
+	 * when that went too. An upgrade's waits for its 101 (parse_head),
+	 * and so does the stream. */
+	if (paused(u) ? u->hold.len > 0 : send_held(w, u))
 		return;
-	}
 	/* A tunnel's CONNECT is out: its answer comes (parse_head). */
 	if (u->st->l4)
 		return;
-	if (u->shut_wr)
+	if (u->shut_wr && !paused(u))
 		shut_wr(u);
 	ism_stream_up_sent(w, u->st);
 }

@@ -22,7 +22,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
+from harness import (DEBIAN_PYTHON, ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
                      destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, service_entry,
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
@@ -1110,6 +1110,36 @@ def slow_request_in_flight(env, path):
     poll(lambda: sum(int(Env.ctl(*env.ports[u], "delaying")) for u in ("v1", "v2")) > 0, 3,
          what="the slow request to reach the upstream")
     return t, result
+
+
+@test
+def h2_websocket_early_data_held(env):
+    """An HTTP/2 client's WebSocket (extended CONNECT) to an HTTP/1.1 backend
+    that does not switch: what the client sends before the answer (here a
+    whole HTTP/1.1 request, then END_STREAM) waits for the 101, as Envoy
+    pauses the request, and is dropped with the refusal. Sent at once, the
+    backend read it as its next request, past the gateway's routing and
+    policies, and its answer went to the next client that got the connection
+    from the pool."""
+    standard(env)
+    tool = os.path.join(ROOT, "tests", "upstream", "ws_h2_client.py")
+
+    def count():
+        return sum(int(Env.ctl(*env.ports[u], "count")) for u in ("v1", "v2"))
+
+    for path, want in (("/status/403", 403), ("/status/200", 502)):
+        before = count()
+        p = subprocess.run([DEBIAN_PYTHON, tool, str(env.gw_port), path, "1", "1", "--timeout", "20",
+                            "--early", r"GET /smuggled HTTP/1.1\r\nHost: test.local\r\n\r\n", "--early-end"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=40)
+        rep = json.loads(p.stdout) if p.returncode == 0 else {}
+        check(rep.get("status") == want, f"extended CONNECT to {path}: want {want}, got {p.stdout!r} {p.stderr!r}")
+        for i in range(4):
+            r = env.get(f"/next-{i}")
+            check(r.status == 200 and r.body.endswith(f" /next-{i}\n".encode()),
+                  f"request {i} after the refused upgrade to {path}: {r}")
+        check(count() == before + 5, f"{path}: the backends counted {count() - before} requests, want 5 "
+              "(the upgrade and the four after it: nothing smuggled)")
 
 
 @test

@@ -1065,30 +1065,31 @@ def ws_timeouts(env):
     poll(lambda: w.ws_stats()["open"] == 0, 5, what="the backend side of the idle tunnel to be closed")
 
 
-def upgrade_then_http(conn, path, status, body):
-    """On conn: an upgrade request the backend refuses with status; the answer is an
-    ordinary response, then the same connection carries a plain GET."""
-    r = conn.request("GET", path, "ws.test", headers=ws_upgrade_headers())
-    check(r.status == status and r.body == body, f"upgrade to {path}: want {status} {body!r}, got {r}")
-    check(r.header("upgrade") is None, f"a refused upgrade's answer carries Upgrade: {r}")
-    r2 = conn.request("GET", "/after", "ws.test")
-    rep = json.loads(r2.body) if r2.status == 200 else {}
-    check(r2.status == 200 and rep.get("upgraded") is False and rep.get("path") == "/after",
-          f"the request after the refused upgrade, same connection: {r2}")
-
-
 @_test
-def ws_upgrade_refused_continues_http(env):
+def ws_upgrade_refused_closes(env):
     """The backend answers an upgrade with 403, then with 200: each answer reaches
-    the client as an ordinary response and the connection goes on as HTTP/1.1 (a
-    plain GET, then an upgrade that succeeds and echoes a frame, all on one
-    client connection)."""
+    the client as an ordinary response with `connection: close`, and the
+    connection ends after it, as Envoy drains a connection whose upgrade was
+    refused: what the client sent after its upgrade request (here a request,
+    sent at once) was meant for the tunnel, and is neither read as a request nor
+    sent to the backend. An upgrade on a new connection then succeeds."""
     world, w, ports, _ = ws_world(env)
+    after = build_request("GET", "/after", "ws.test")
+    for path, status in (("/status/403", 403), ("/status/200", 200)):
+        with Conn("127.0.0.1", ports["http"]) as c:
+            c.send(build_request("GET", path, "ws.test", ws_upgrade_headers()) + after)
+            r = c.read_response()
+            check(r.status == status and r.body == f"w1 {path}\n".encode(),
+                  f"upgrade to {path}: want {status}, got {r}")
+            check(r.header("upgrade") is None and r.header("connection") == "close",
+                  f"a refused upgrade's answer: want connection: close and no Upgrade, got {r}")
+            check(c.closed_by_peer(), f"the connection after the refused upgrade to {path} stays open")
+            check(c.buf == b"", f"bytes after the refused upgrade's answer: {c.buf!r}")
+    stats = w.ws_stats()
+    # plain: the stats asked for here, and nothing else (/after never came).
+    check(stats["refused"] == 2 and stats["plain"] == 1, f"backend stats: {stats}")
     with Conn("127.0.0.1", ports["http"]) as c:
-        upgrade_then_http(c, "/status/403", 403, b"w1 /status/403\n")
-        upgrade_then_http(c, "/status/200", 200, b"w1 /status/200\n")
-        c.send(b"GET / HTTP/1.1\r\nHost: ws.test\r\n" +
-               b"".join(f"{k}: {v}\r\n".encode() for k, v in ws_upgrade_headers()) + b"\r\n")
+        c.send(build_request("GET", "/", "ws.test", ws_upgrade_headers()))
         status, _, headers, _ = c.read_head()
         h = dict(headers)
         check(status == 101 and h.get("sec-websocket-accept") == WS_ACCEPT,
@@ -1096,7 +1097,6 @@ def ws_upgrade_refused_continues_http(env):
         c.send(ws_frame(b"after-refusals"))
         op, payload = ws_read_frame(c)
         check(op == 1 and payload == b"after-refusals", f"echo over the tunnel: {op} {payload!r}")
-    check(w.ws_stats()["refused"] == 2, f"backend stats: {w.ws_stats()}")
 
 
 @_test

@@ -2,6 +2,7 @@
 """A WebSocket client over HTTP/2 (RFC 8441 extended CONNECT), with python3-h2.
 
     ws_h2_client.py PORT PATH COUNT SIZE [--timeout S] [--half-close] [--protocol P]
+                    [--early TEXT [--early-end]]
 
 Connects to 127.0.0.1:PORT in plaintext (prior knowledge), waits for the
 server's SETTINGS, opens PATH with :method CONNECT and :protocol websocket,
@@ -10,7 +11,9 @@ COUNT binary messages of SIZE random bytes one at a time and checks each echo,
 and ends the stream. With --half-close the stream ends after the last echo
 with END_STREAM alone (the client's half close, no close frame), and the
 server's end of the stream is awaited ("ended": seconds from the END_STREAM to
-the server's, or null). Prints one JSON object: {"connect_protocol": the server's
+the server's, or null). With --early, TEXT (backslash escapes decoded) goes as
+DATA right behind the request's HEADERS, before any answer, with END_STREAM
+when --early-end. Prints one JSON object: {"connect_protocol": the server's
 SETTINGS_ENABLE_CONNECT_PROTOCOL, "status": the response's :status, "report":
 the first text message or null, "echoed": messages that came back intact,
 "error": text or null}. Exits 0 when it could say what happened."""
@@ -65,6 +68,8 @@ def main():
     timeout = float(opts[opts.index("--timeout") + 1]) if "--timeout" in opts else 20.0
     half_close = "--half-close" in opts
     proto = opts[opts.index("--protocol") + 1] if "--protocol" in opts else "websocket"
+    early = opts[opts.index("--early") + 1].encode().decode("unicode_escape").encode("latin-1") \
+        if "--early" in opts else None
     out = {"connect_protocol": None, "status": None, "report": None, "echoed": 0, "error": None, "ended": None}
     half_closed_at = None
     deadline = time.time() + timeout
@@ -107,6 +112,8 @@ def main():
                                          (":scheme", "http"), (":path", path),
                                          (":authority", f"ws.test:{port}"),
                                          ("sec-websocket-version", "13")])
+                    if early is not None:
+                        c.send_data(sid, early, end_stream="--early-end" in opts)
                 elif isinstance(e, h2.events.ResponseReceived):
                     out["status"] = int(dict(e.headers)[b":status"])
                     if out["status"] != 200:
