@@ -61,6 +61,44 @@ static size_t stride(size_t n)
 	return n <= 512 ? 1 : n / 256;
 }
 
+/* The value helpers on a parsed request: the query walked parameter by
+ * parameter covers it exactly; a cookie's value and a parameter's value lie
+ * inside their field; the Connection and TE readers take every field. */
+static void fuzz_values(const struct ism_http_req *rq)
+{
+	const char *q = rq->query, *end = q != NULL ? q + rq->query_len : NULL, *v;
+	struct ism_query_param p;
+	size_t covered = 0, vl;
+
+	while (ism_query_next(&q, end, &p)) {
+		check(inside(p.name, p.name_len, rq->query, rq->query_len), "param name");
+		check(inside(p.value, p.value_len, rq->query, rq->query_len), "param value");
+		check(p.name_len <= p.len && p.value_len <= p.len, "param lengths");
+		covered += p.len + 1;
+		if (ism_http_query_value(rq->query, rq->query_len, p.name, p.name_len, &v, &vl))
+			check(inside(v, vl, rq->query, rq->query_len), "query value");
+		else
+			check(0, "a parameter walked is not found by name");
+	}
+	/* Every byte but a trailing '&' (an empty last parameter, not walked). */
+	check(rq->query_len == 0 || covered == rq->query_len + 1 ||
+		  (covered == rq->query_len && rq->query[rq->query_len - 1] == '&'),
+	      "the walk covers the query");
+	for (size_t i = 0; i < rq->n_headers; i++) {
+		const struct ism_http_header *h = &rq->headers[i];
+		const char *eq = memchr(h->value, '=', h->value_len);
+
+		(void)ism_http_te_trailers(h);
+		(void)ism_http_end_to_end(&rq->framing, rq->headers, rq->n_headers, h);
+		check(ism_http_named_in_connection(rq->headers, rq->n_headers, h->name,
+						   h->name_len) >= 0,
+		      "named in connection");
+		if (eq != NULL && ism_http_cookie_value(h->value, h->value_len, h->value,
+							(size_t)(eq - h->value), &v, &vl))
+			check(inside(v, vl, h->value, h->value_len), "cookie value");
+	}
+}
+
 static ssize_t req(const char *buf, size_t len, const struct ism_http_limits *lim,
 		   struct ism_http_req *rq, struct ism_http_header *hdrs)
 {
@@ -90,6 +128,7 @@ static void fuzz_request(const char *buf, size_t len, const struct ism_http_limi
 		check_headers(hdrs, rq.n_headers, buf, n);
 		check_framing(&rq.framing);
 		check(!(rq.framing.chunked && rq.minor_version == 0), "TE in 1.0");
+		fuzz_values(&rq);
 		struct ism_http_header hdrs2[MAX_HDRS];
 		check(req(buf, n, lim, &rq2, hdrs2) == r, "head alone");
 		check(rq2.n_headers == rq.n_headers &&
