@@ -206,8 +206,8 @@ void ism_stream_redirect(struct ism_wctx *w, struct ism_stream *st, const struct
 		ism_stream_local(w, st, 400, "no Host to redirect to", true);
 		return;
 	}
-	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
-				 req->path_len, req->query, req->query_len, limit, path);
+	n = ism_act_rewrite_path(w->rs, &a->path, st->route_match, req->path, req->path_len,
+				 req->query, req->query_len, limit, path);
 	if (n < 0 || ism_act_location(&a->redirect, port, tls, req->host, req->host_len, path->p,
 				      path->len, limit, loc) < 0) {
 		ism_stream_local(w, st, 500, "redirect location too long", false);

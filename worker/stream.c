@@ -1308,8 +1308,8 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 		ism_stream_local(w, st, 500, "path too long to rewrite", false);
 		return false;
 	}
-	n = ism_act_rewrite_path(w->rs, &a->path, ism_router_matched(w->rs), req->path,
-				 req->path_len, req->query, req->query_len, limit, np);
+	n = ism_act_rewrite_path(w->rs, &a->path, st->route_match, req->path, req->path_len,
+				 req->query, req->query_len, limit, np);
 	if (n == -EAGAIN)
 		ism_wstat_add(&w->st->regex_limit, 1);
 	if (n < 0) {
@@ -1635,6 +1635,7 @@ static inline const struct ism_route *request_lookup(struct ism_wctx *w, struct 
 	*vh = request_vhost(l, st, req);
 	r = *vh ? ism_router_route(*vh, req, https ? "https" : "http", l->port, w->rs) : NULL;
 	st->route_stats = r ? r->stats : NULL;
+	st->route_match = ism_router_matched(w->rs);
 	if (r != NULL && st->log_req != NULL)
 		snprintf(st->log_req->route, sizeof(st->log_req->route), "%s", r->name.p);
 	*undecided = r == NULL && ism_router_limit_hit(w->rs);

@@ -169,10 +169,14 @@ struct ism_stream {
 	uint64_t req_sent_ms;		  /* monotonic: when its last byte went upstream (0: not) */
 	struct ism_counters *lis_stats;	  /* of the table; NULL: none */
 	struct ism_counters *route_stats; /* idem; NULL: no route */
-	uint64_t bytes_in;		  /* body bytes from the client (a tunnel's bytes) */
-	uint64_t bytes_out;		  /* and to it */
-	uint64_t meter[ISM_M_COUNT];	  /* Envoy's byte meters (enum ism_meter) */
-	uint32_t up_head_len;		  /* the request head sent upstream (HTTP/1.1) */
+	/* The match block that chose the route (NULL: a route without any):
+	 * the prefix a prefix rewrite replaces, the request's own (a request
+	 * that waits for a check resumes after others were routed). */
+	const struct ism_match *route_match;
+	uint64_t bytes_in;	     /* body bytes from the client (a tunnel's bytes) */
+	uint64_t bytes_out;	     /* and to it */
+	uint64_t meter[ISM_M_COUNT]; /* Envoy's byte meters (enum ism_meter) */
+	uint32_t up_head_len;	     /* the request head sent upstream (HTTP/1.1) */
 	/* request mirroring (worker/mirror.c) */
 	uint8_t mirror; /* a mirrored copy: its sink session discards the response */
 	/* the original: its copies waiting for its body; a copy: the next one */

@@ -108,14 +108,14 @@ def custom(name="ext-authz", rules="  rules: [{}]\n", provider_name="ext", ns="d
     return policy(name, f"  action: CUSTOM\n  provider: {{name: {provider_name}}}\n{rules}", ns=ns)
 
 
-def config(env, prov, *extra_docs, gw, admin, log, up, authz_port, routes=ROUTE_ALL, health=()):
+def config(env, prov, *extra_docs, gw, admin, log, up, authz_port, routes=ROUTE_ALL, health=(), workers=2):
     """The file: an Appliance with an admin listener, a text access log
     (LOG_FORMAT) and the providers prov; a plaintext Gateway on gw; routes to
     SVC (the upstream on UP:up); the authorizer's ServiceEntry (AUTHZ_HOST
     port 80 → AUTHZ_ADDR:authz_port); extra_docs."""
     extra = (f"  admin: {{address: 127.0.0.1:{admin}}}\n"
              f"  accessLog: {{path: {log}, format: text, textFormat: \"{LOG_FORMAT}\"}}\n" + prov)
-    return docs(appliance(env, extra=extra, health_checks=health), gateway_ports([gw]),
+    return docs(appliance(env, extra=extra, health_checks=health, workers=workers), gateway_ports([gw]),
                 virtual_service("vs", ["*"], routes),
                 service_entry("a", SVC, [{"address": UP, "port": up}]),
                 service_entry("authz", AUTHZ_HOST, [{"address": AUTHZ_ADDR, "port": authz_port}]),
@@ -128,8 +128,9 @@ class World:
     (LOG_FORMAT). authz_port: where the authorizer's ServiceEntry points
     (default: the running extauthz.py)."""
 
-    def __init__(self, env, prov, *extra_docs, routes=ROUTE_ALL, authz_port=None, health=(), cert=None):
+    def __init__(self, env, prov, *extra_docs, routes=ROUTE_ALL, authz_port=None, health=(), cert=None, workers=2):
         self.env = env
+        self.workers = workers
         self.authz = Authorizer(env, cert=cert)
         self.authz_port = authz_port or self.authz.port
         self.up = env.upstream([f"{UP}:0=a"], name="a")["a"]
@@ -143,7 +144,7 @@ class World:
 
     def text(self, prov, *extra_docs):
         return config(self.env, prov, *extra_docs, gw=self.gw, admin=self.admin, log=self.log, up=self.up,
-                      authz_port=self.authz_port, routes=self.routes, health=self.health)
+                      authz_port=self.authz_port, routes=self.routes, health=self.health, workers=self.workers)
 
     def write(self, prov, *extra_docs):
         return self.env.write("isthmus.yaml", self.text(prov, *extra_docs))
@@ -308,6 +309,29 @@ def extauthz_check_request(env):
     check(rec["method"] == "DELETE" and rec["path"] in ("/check/d?", "/check/d") and got(rec, "authorization") == []
           and got(rec, "host") == ["test.local"] and got(rec, "content-length") == ["0"] and rec["body_len"] == 0,
           f"the DELETE's check: {rec}")
+
+
+@_test
+def extauthz_rewrite_own_match(env):
+    """A request that waits for its check keeps the match that chose its route:
+    its prefix rewrite replaces its own route's prefix, /api/, after another
+    request was routed by another route (/b) on the same worker meanwhile. It
+    took the last one the worker had routed: /api/foo went upstream as
+    /pi/foo."""
+    route = f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+    routes = ("  - match: [{uri: {prefix: /api/}}]\n    rewrite: {uri: /}\n" + route +
+              "  - match: [{uri: {prefix: /b}}]\n" + route)
+    w = World(env, providers(provider(includeRequestHeadersInCheck=INCLUDE)), custom(), routes=routes, workers=1)
+    before, slow = w.authz.count(), {}
+    t = threading.Thread(target=lambda: slow.update(r=w.req("/api/foo?q=1", ask("slow", delay=600))), daemon=True)
+    t.start()
+    poll(lambda: w.authz.count() > before, 5, what="the slow check to reach the authorizer")
+    r = w.req("/b/zz", ask("allow"))
+    check(r.status == 200 and r.body == b"a /b/zz\n", f"the request routed meanwhile: {r}")
+    t.join(10)
+    r = slow.get("r")
+    check(r is not None and r.status == 200 and r.body == b"a /foo?q=1\n",
+          f"the request that waited for its check: want /foo?q=1 upstream, got {r}")
 
 
 @_test
