@@ -465,6 +465,10 @@ static void explain_route(struct ism_master *m, const struct ism_table *t,
 	bool known;
 	int ret = ism_router_normalize(rs, t->path_norm, req);
 
+	/* As a worker's request (ism_stream_request), over plaintext. */
+	req->edge_xfp = "http";
+	req->edge_peer = peer;
+	req->xfp_trusted = t->trusted_proxies > 0;
 	if (ret < 0) {
 		ism_say(r, "path: refused by pathNormalization: the answer is %s\n",
 			ret == -ENOMEM ? "503 (out of memory)" : "400");

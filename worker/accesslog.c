@@ -125,7 +125,7 @@ static size_t header(const struct ism_alog_rec *r, uint8_t h, char *v, size_t ca
 	if (h == ISM_ALOG_H_X_FORWARDED_FOR && q->http_minor >= 0 && peer && peer[0]) {
 		if (q->val[h] == NULL)
 			return copy_str(v, cap, peer);
-		return printed(snprintf(v, cap, "%.*s, %s", (int)q->len[h], q->val[h], peer), cap);
+		return printed(snprintf(v, cap, "%.*s,%s", (int)q->len[h], q->val[h], peer), cap);
 	}
 	return copy(v, cap, q->val[h], q->len[h]);
 }

@@ -133,6 +133,15 @@ struct ism_http_req {
 	size_t n_headers;
 	struct ism_http_header *headers; /* caller's array, capacity given to the parser */
 	struct ism_http_framing framing;
+	/* What the gateway makes of two fields before it routes, as Envoy's
+	 * connection manager sets them before its route lookup, so that routes,
+	 * policies and hash keys read them as the upstream gets them
+	 * (ism_router_header): X-Forwarded-Proto (the connection's scheme, in
+	 * place of the client's unless xfp_trusted and it sent one), and the
+	 * address appended to X-Forwarded-For. NULL (the parser's): as sent. */
+	const char *edge_xfp;
+	const char *edge_peer;
+	uint8_t xfp_trusted;
 };
 
 struct ism_http_limits {

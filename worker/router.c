@@ -496,6 +496,7 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 		       struct ism_router_scratch *s, const char **v, size_t *len)
 {
 	const struct ism_http_header *first = NULL;
+	const char *more = NULL; /* a value the edge appends (the peer to X-Forwarded-For) */
 	size_t i, n = 0, total = 0, off = 0;
 
 	/* Envoy's header map has the pseudo-headers; HTTP/1.1's Host is its
@@ -508,6 +509,8 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 		*len = req->host_len;
 		return req->host != NULL;
 	}
+	if (req->edge_peer != NULL && ieq(name->p, name->len, "x-forwarded-for", 15))
+		more = req->edge_peer;
 	for (i = 0; i < req->n_headers; i++) {
 		const struct ism_http_header *h = &req->headers[i];
 
@@ -518,13 +521,28 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 		n++;
 		total += h->value_len + 1;
 	}
-	if (!first)
+	/* The client's is replaced but for a trusted proxy's, and added when
+	 * there is none (put_forwarded sends the same). */
+	if (req->edge_xfp != NULL && ieq(name->p, name->len, "x-forwarded-proto", 17) &&
+	    (first == NULL || !req->xfp_trusted)) {
+		*v = req->edge_xfp;
+		*len = strlen(req->edge_xfp);
+		return true;
+	}
+	if (!first && !more)
 		return false;
-	if (n == 1) {
+	if (n == 1 && !more) {
 		*v = first->value;
 		*len = first->value_len;
 		return true;
 	}
+	if (n == 0) {
+		*v = more;
+		*len = strlen(more);
+		return true;
+	}
+	if (more != NULL)
+		total += strlen(more) + 1;
 	if (!join_room(s, total)) {
 		/* Without memory, the first value is the best available answer. */
 		*v = first->value;
@@ -540,6 +558,11 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 			s->join[off++] = ',';
 		memcpy(s->join + off, h->value, h->value_len);
 		off += h->value_len;
+	}
+	if (more != NULL) {
+		s->join[off++] = ',';
+		memcpy(s->join + off, more, strlen(more));
+		off += strlen(more);
 	}
 	*v = s->join;
 	*len = off;

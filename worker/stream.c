@@ -1843,6 +1843,9 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		undecided = st->xa->undecided;
 	} else {
 		https = request_https(w->table, st->sess, req);
+		req->edge_xfp = ism_sess_tls(st->sess) ? "https" : "http";
+		req->edge_peer = st->sess->peer;
+		req->xfp_trusted = w->table->trusted_proxies > 0;
 		if (!request_start(w, st, req, &body, &len, req_done))
 			return;
 		if (!taken_as_now(w->table, st)) {

@@ -761,8 +761,8 @@ static struct client_said put_client_fields(const struct ism_table *t, const str
 	return (struct client_said){xff, xff_len, xfh_last, xfp_kept, xfport_kept, have_rid, ret};
 }
 
-/* X-Forwarded-For: the client's with the peer appended, else the peer's
- * (unless the route drops it). */
+/* X-Forwarded-For: the client's with the peer appended (after a comma, as
+ * Envoy's appendXff), else the peer's (unless the route drops it). */
 static int put_xff(struct ism_buf *out, const char *xff, size_t xff_len, const char *peer,
 		   const struct ism_hdr_edits *drops, uint32_t limit)
 {
@@ -771,7 +771,7 @@ static int put_xff(struct ism_buf *out, const char *xff, size_t xff_len, const c
 	if (xff) {
 		ret |= ism_buf_put_str(out, "x-forwarded-for: ", limit);
 		ret |= ism_buf_append(out, xff, (uint32_t)xff_len, limit);
-		ret |= ism_buf_append(out, ", ", 2, limit);
+		ret |= ism_buf_append(out, ",", 1, limit);
 		ret |= ism_buf_put_str(out, peer, limit);
 		ret |= ism_buf_append(out, "\r\n", 2, limit);
 	} else if (!edit_drops(drops, "x-forwarded-for")) {

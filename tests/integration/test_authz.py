@@ -203,7 +203,8 @@ def authz_remote_ip_xff_lines(env):
     of all the fields together. The last field alone named too few addresses,
     so the peer (a trusted proxy) was taken for the client and an ALLOW of
     the proxies' addresses let an outside client in. The upstream gets the
-    joined list with the peer appended, and the access log says the same."""
+    joined list with the peer appended after a comma (Envoy's appendXff), and
+    the access log says the same."""
     allow = policy("proxies-only", "  rules:\n  - from: [{source: {remoteIpBlocks: [127.0.0.1/32, 127.0.0.9/32]}}]\n")
     log = env.path("access.log")
     (gw,), _ = world(env, allow, app_extra="  gatewayTopology: {numTrustedProxies: 2}\n"
@@ -217,10 +218,10 @@ def authz_remote_ip_xff_lines(env):
         r = get(gw, f"/headers?{i}", headers=[("X-Forwarded-For", v) for v in fields])
         check(r.status == status, f"X-Forwarded-For fields {fields}: want {status}, got {r}")
     got = [l.lower() for l in r.body.decode().split("\r\n") if l.lower().startswith("x-forwarded-for:")]
-    check(got == ["x-forwarded-for: 127.0.0.9,127.0.0.1, 127.0.0.1"],
+    check(got == ["x-forwarded-for: 127.0.0.9,127.0.0.1,127.0.0.1"],
           f"the upstream's X-Forwarded-For of two fields: {got}")
     lines = poll(lambda: (lambda ls: ls if len(ls) >= 3 else None)(file_lines(log)), 5, what="three log lines")
-    check("/headers?2 127.0.0.9,127.0.0.1, 127.0.0.1" in lines, f"the access log's X-Forwarded-For: {lines}")
+    check("/headers?2 127.0.0.9,127.0.0.1,127.0.0.1" in lines, f"the access log's X-Forwarded-For: {lines}")
 
 
 @_test

@@ -69,7 +69,7 @@ def access_log(env):
                       "bytes_in", "bytes_out", "duration_ms", "upstream", "upstream_cluster", "attempts",
                       "flags", "request_id", "user_agent", "x_forwarded_for", "sni"):
             check(field in rec, f"access-log line lacks {field}: {rec}")
-    check(ok["user_agent"] == "itest/1" and ok["x_forwarded_for"] == "10.9.8.7, 127.0.0.1" and
+    check(ok["user_agent"] == "itest/1" and ok["x_forwarded_for"] == "10.9.8.7,127.0.0.1" and
           ok["protocol"] == "HTTP/1.1" and ok["upstream_cluster"] == f"outbound|80||{SVC}" and
           re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
                        ok["request_id"]), f"bad line {ok}")
@@ -672,7 +672,7 @@ def access_log_text(env):
     check(age < 60, f"START_TIME {ok['start']} is not now")
     want = {"method": "GET", "path": "/app/x?q=1", "protocol": "HTTP/1.1", "code": "200", "flags": "-",
             "details": "via_upstream", "termination": "-", "transport": "-",
-            "bytes_in": "0", "bytes_out": str(size_body), "xff": "192.0.2.7, 127.0.0.1",
+            "bytes_in": "0", "bytes_out": str(size_body), "xff": "192.0.2.7,127.0.0.1",
             "ua": "itest-agent/1.0", "authority": f"127.0.0.1:{gw_port}",
             "upstream": f"127.0.0.2:{up}", "cluster": f"outbound|80||{SVC}", "local": f"127.0.0.1:{gw_port}",
             "route": "app"}
@@ -1406,7 +1406,7 @@ def trusted_proxies_client_address(env):
     for path, (xff, want) in cases.items():
         got = by_path[path]
         check(got["client"] == want, f"{path} with X-Forwarded-For {xff!r}: client {got['client']}, want {want}")
-        check(got["x_forwarded_for"] == (f"{xff}, 127.0.0.1" if xff else "127.0.0.1"),
+        check(got["x_forwarded_for"] == (f"{xff},127.0.0.1" if xff else "127.0.0.1"),
               f"{path}: X-Forwarded-For sent upstream {got['x_forwarded_for']!r}")
     # Envoy's x-envoy-external-address is that client too, whatever the client wrote.
     r = env.get("/headers", headers=[("X-Forwarded-For", "203.0.113.7, 10.0.0.1"),

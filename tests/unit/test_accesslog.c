@@ -445,7 +445,7 @@ static void test_render_json(void **state)
 		       "\"upstream\":\"web.demo.internal|127.0.0.2:18091\","
 		       "\"upstream_cluster\":\"outbound|80||web.demo.internal\",\"attempts\":1,"
 		       "\"flags\":\"-\",\"request_id\":\"-\",\"user_agent\":\"curl/8.1\","
-		       "\"x_forwarded_for\":\"10.0.0.9, 127.0.0.1\",\"sni\":\"-\"}");
+		       "\"x_forwarded_for\":\"10.0.0.9,127.0.0.1\",\"sni\":\"-\"}");
 	snprintf(f->q->request_id, sizeof(f->q->request_id), RID);
 	assert_non_null(strstr(render(f), "\"request_id\":\"" RID "\""));
 	/* JSON captures only the headers it shows. */
@@ -485,7 +485,7 @@ static void test_render_default_text(void **state)
 	 * (service time, the two local addresses) are "-" here. */
 	assert_string_equal(
 	    render(f), "[2026-11-26T07:05:26.015Z] \"GET /app/x?q=1 HTTP/1.1\" 200 - via_upstream "
-		       "- \"-\" 84 137 4 - \"10.0.0.9, 127.0.0.1\" \"curl/8.1\" \"" RID "\" "
+		       "- \"-\" 84 137 4 - \"10.0.0.9,127.0.0.1\" \"curl/8.1\" \"" RID "\" "
 		       "\"shop.example\" \"127.0.0.2:18091\" outbound|80||web.demo.internal - - "
 		       "127.0.0.1:40001 - default/web#1");
 	f->rec.sni = "shop.example";
@@ -578,7 +578,7 @@ static void test_render_istio_json(void **state)
 	    "\"upstream_cluster\":\"outbound|80||web.demo.internal\","
 	    "\"upstream_host\":\"127.0.0.2:18091\",\"upstream_local_address\":null,"
 	    "\"upstream_service_time\":null,\"upstream_transport_failure_reason\":null,"
-	    "\"user_agent\":\"curl/8.1\",\"x_forwarded_for\":\"10.0.0.9, 127.0.0.1\"}");
+	    "\"user_agent\":\"curl/8.1\",\"x_forwarded_for\":\"10.0.0.9,127.0.0.1\"}");
 	/* A failure: its flags and the reason, no upstream. */
 	f->rec.status = 503;
 	f->rec.flags = "UF,URX";
