@@ -313,6 +313,21 @@ static void warn_providers(struct ism_vctx *v, const struct ism_cm_tel *t)
 		}
 }
 
+/* Whether filter reads a request value the access log's record cuts
+ * (ISM_ALOG_VALUE): the worker then keeps the request's fields whole for it
+ * (worker/logfilter.c), so that a client cannot keep its request out of the
+ * log with a long value. */
+static bool reads_request(const void *filter)
+{
+	static const uint16_t whole[] = {
+	    ISM_LA_REQ_HEADERS, ISM_LA_REQ_PATH,   ISM_LA_REQ_URL_PATH, ISM_LA_REQ_QUERY,
+	    ISM_LA_REQ_HOST,	ISM_LA_REQ_METHOD, ISM_LA_REQ_REFERER,	ISM_LA_REQ_USERAGENT};
+
+	for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++)
+		if (ism_cel_reads(filter, whole[i]))
+			return true;
+	return false;
+}
 void ism_model_telemetry(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
@@ -353,7 +368,7 @@ void ism_model_telemetry(struct ism_vctx *v)
 		a->access_log.filter = filter->filter;
 		a->access_log.filter_size = filter->filter_size;
 		a->access_log.filter_headers =
-		    filter->filter != NULL && ism_cel_reads(filter->filter, ISM_LA_REQ_HEADERS);
+		    filter->filter != NULL && reads_request(filter->filter);
 	}
 	v->res = "";
 	ism_v_pop(v, 0);

@@ -1102,7 +1102,9 @@ struct ism_alog_conf {
 	 * a line is written only when it is true; NULL: every line. */
 	const void *filter;
 	uint32_t filter_size;
-	/* the filter reads request.headers: each request's fields are kept for it */
+	/* the filter reads request.headers, or one of the request's values the
+	 * access log cuts at 1 KiB (path, host, method, referer, user agent):
+	 * each request's fields are kept for it, whole */
 	uint8_t filter_headers;
 };
 

@@ -7,6 +7,7 @@
  * reads differs). */
 #include <openssl/ssl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf/cel.h"
@@ -21,8 +22,10 @@
 #include "worker/stream.h"
 
 /* Room for the values made for one evaluation (joined header fields, the
- * addresses, the TLS version): a value that does not fit is absent. */
+ * addresses, the TLS version); fields joined past it have memory of their
+ * own (LF_HEAP of them), so that a client's long fields are whole. */
 #define LF_SCRATCH 4096
+#define LF_HEAP	   8
 
 struct lf_ctx {
 	struct ism_wctx *w;
@@ -30,6 +33,8 @@ struct lf_ctx {
 	const struct ism_alog_rec *r;
 	size_t used;
 	char scratch[LF_SCRATCH];
+	char *heap[LF_HEAP];
+	uint32_t n_heap;
 };
 
 void ism_logfilter_capture_resp(struct ism_wctx *w, struct ism_stream *st, bool trailers,
@@ -50,7 +55,13 @@ void ism_logfilter_capture(struct ism_wctx *w, struct ism_stream *st,
 	if (w->alog.conf == NULL || !w->alog.conf->filter_headers || req == NULL)
 		return;
 	st->filter_hdrs.len = 0;
-	if (ism_buf_put_pairs(&st->filter_hdrs, req->headers, req->n_headers) < 0)
+	/* The request's values whole (the record's are cut at 1 KiB), under
+	 * the pseudo-headers' names, then its fields. */
+	if (ism_buf_put_pair(&st->filter_hdrs, ":path", 5, req->target, req->target_len) < 0 ||
+	    ism_buf_put_pair(&st->filter_hdrs, ":method", 7, req->method, req->method_len) < 0 ||
+	    (req->host != NULL &&
+	     ism_buf_put_pair(&st->filter_hdrs, ":authority", 10, req->host, req->host_len) < 0) ||
+	    ism_buf_put_pairs(&st->filter_hdrs, req->headers, req->n_headers) < 0)
 		ism_buf_free(&st->filter_hdrs);
 }
 
@@ -83,13 +94,32 @@ static char *lf_room(struct lf_ctx *c, size_t n)
 	return p;
 }
 
-/* Field h of the captured request (enum ism_alog_hdr). */
+static const char *pair_value(const struct ism_buf *b, const char *key, size_t len);
+
+/* Field h of the captured request (enum ism_alog_hdr): whole when the
+ * request's fields were kept for the filter (ism_logfilter_capture), else as
+ * the record has it. */
 static bool req_field(const struct lf_ctx *c, int h, struct ism_cel_val *out)
 {
+	static const struct {
+		int h;
+		const char *name;
+	} whole[] = {{ISM_ALOG_H_PATH, ":path"},
+		     {ISM_ALOG_H_METHOD, ":method"},
+		     {ISM_ALOG_H_AUTHORITY, ":authority"},
+		     {ISM_ALOG_H_REFERER, "referer"},
+		     {ISM_ALOG_H_USER_AGENT, "user-agent"}};
 	const struct ism_alog_req *q = c->r->req;
 
 	if (q == NULL || q->http_minor < 0)
 		return false;
+	for (size_t i = 0; c->st->filter_hdrs.len > 0 && i < sizeof(whole) / sizeof(whole[0]); i++)
+		if (whole[i].h == h) {
+			const char *v =
+			    pair_value(&c->st->filter_hdrs, whole[i].name, strlen(whole[i].name));
+
+			return str_val(v, v != NULL ? strlen(v) : 0, out);
+		}
 	return str_val(q->val[h], q->val[h] ? q->len[h] : 0, out);
 }
 
@@ -152,23 +182,31 @@ static const char *pair_next(const struct ism_buf *b, size_t *off, const char *k
 static bool pairs_joined(struct lf_ctx *c, const struct ism_buf *b, const char *key, size_t len,
 			 struct ism_cel_val *out)
 {
-	size_t off = 0, n = 0;
-	const char *value;
-	char *p = NULL;
+	size_t off = 0, n = 0, fields = 0, total = 0;
+	const char *value, *first = NULL;
+	char *p;
 
 	while ((value = pair_next(b, &off, key, len)) != NULL) {
+		first = first ? first : value;
+		total += strlen(value) + 1;
+		fields++;
+	}
+	if (fields <= 1) /* none, or one: its value as kept */
+		return str_val(first, first != NULL ? total - 1 : 0, out);
+	p = lf_room(c, total);
+	if (p == NULL && c->n_heap < LF_HEAP && (p = malloc(total)) != NULL)
+		c->heap[c->n_heap++] = p;
+	if (p == NULL)
+		return false;
+	for (off = 0; (value = pair_next(b, &off, key, len)) != NULL;) {
 		size_t vl = strlen(value);
 
-		if (p == NULL)
-			p = c->scratch + c->used;
-		if ((n > 0 && lf_room(c, 1) == NULL) || lf_room(c, vl) == NULL)
-			return false;
 		if (n > 0)
 			p[n++] = ',';
 		memcpy(p + n, value, vl);
 		n += vl;
 	}
-	return p != NULL && str_val(p, n, out);
+	return str_val(p, n, out);
 }
 
 /* The first value of the field of b named key; NULL without one. */
@@ -408,8 +446,12 @@ bool ism_logfilter_pass(struct ism_wctx *w, struct ism_stream *st, const struct 
 {
 	struct lf_ctx c = {.w = w, .st = st, .r = r};
 	const struct ism_cel_env env = {.attr = lf_attr, .map_get = lf_map_get, .ctx = &c};
+	bool pass;
 
 	if (w->alog.conf == NULL || w->alog.conf->filter == NULL)
 		return true;
-	return ism_cel_filter(w->alog.conf->filter, &env);
+	pass = ism_cel_filter(w->alog.conf->filter, &env);
+	for (uint32_t i = 0; i < c.n_heap; i++)
+		free(c.heap[i]);
+	return pass;
 }

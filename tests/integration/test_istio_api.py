@@ -431,6 +431,19 @@ def telemetry_access_log_filter(env):
     poll(lambda: "/ok/five" in open(log).read() and "/gone" in open(log).read(), 20,
          what="the lines of /gone and /ok/five")
     check("/ok/six" not in open(log).read(), "no line of /ok/six")
+    # Values over the access log's 1 KiB and the filter's 4 KiB scratch are
+    # read whole: a long User-Agent or path kept a request out of the log.
+    env.write("isthmus.yaml", conf("request.headers['user-agent'] != 'kube-probe/1.29' && "
+                                   "request.path.endsWith('tag=end') && request.useragent != 'x'"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    pad = "p" * 1100
+    for path, agents in ((f"/ok/seven?pad={pad}&tag=end", ["u" * 5000]),
+                         ("/ok/nine?tag=end", ["kube-probe/1.29"]),
+                         ("/ok/eight?tag=end", ["v" * 2100, "w" * 2100])):
+        check(http_get(gw, path, headers=[("User-Agent", a) for a in agents]).status == 200, f"GET {path}")
+    poll(lambda: "/ok/seven" in open(log).read() and "/ok/eight" in open(log).read(), 20,
+         what="the lines of /ok/seven and /ok/eight")
+    check("/ok/nine" not in open(log).read(), "no line of /ok/nine (its line would be before /ok/eight's)")
 
 
 @_test
