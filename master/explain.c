@@ -258,7 +258,9 @@ static bool explain_actions(const struct ism_table *t, const struct ism_listener
 	case ISM_ROUTE_FORWARD:
 		if (a->path.kind == ISM_PATH_KEEP)
 			break;
-		if (n < 0)
+		if (n == -ENODATA)
+			ism_say(r, "rewrite: the regex leaves nothing: the path stays\n");
+		else if (n < 0)
 			ism_say(r, "rewrite: %s: the answer is 500\n",
 				n == -EAGAIN ? "the regex reached its match limit"
 					     : "the path is too long");

@@ -119,6 +119,10 @@ int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_re
 	switch ((enum ism_path_rw)pr->kind) {
 	case ISM_PATH_REGEX:
 		ret = replace_all(rs, pr, path, path_len, limit, out);
+		/* Envoy's rewritePathByPrefixOrRegex makes no rewrite of an
+		 * empty result: the path stays. */
+		if (ret == 0 && out->len == 0)
+			return -ENODATA;
 		break;
 	case ISM_PATH_PREFIX:
 		k = matched_len(m, path, path_len);

@@ -26,7 +26,8 @@ struct ism_router_scratch;
  * the query (query_len bytes after '?'; NULL: none) appended, a '/' put first
  * when the result would not start with one.
  * Returns the length of the path part of out; -E2BIG when out would pass
- * limit bytes, -EAGAIN when the pattern stopped at its match limit, -ENOMEM. */
+ * limit bytes, -EAGAIN when the pattern stopped at its match limit, -ENOMEM;
+ * -ENODATA when a regex rewrite comes out empty (no rewrite, as Envoy's). */
 int ism_act_rewrite_path(struct ism_router_scratch *rs, const struct ism_path_rewrite *pr,
 			 const struct ism_match *m, const char *path, size_t path_len,
 			 const char *query, size_t query_len, uint32_t limit, struct ism_buf *out);

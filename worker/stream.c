@@ -1310,6 +1310,8 @@ static bool rewrite_path(struct ism_wctx *w, struct ism_stream *st,
 	}
 	n = ism_act_rewrite_path(w->rs, &a->path, st->route_match, req->path, req->path_len,
 				 req->query, req->query_len, limit, np);
+	if (n == -ENODATA)
+		return true;
 	if (n == -EAGAIN)
 		ism_wstat_add(&w->st->regex_limit, 1);
 	if (n < 0) {
@@ -1337,6 +1339,14 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 {
 	const struct ism_dest_actions *da = d->act;
 
+	/* The request's edits first, as Envoy's finalizeRequestHeaders makes
+	 * them before it rewrites the host and the path: their %REQ(:PATH)%
+	 * and %REQ(:AUTHORITY)% are the request's own. */
+	if (da != NULL && da->req.n > 0 &&
+	    (ed->hdrs = ism_hval_edits(w, st, req, r, &da->req, 0, &ed->made)) == NULL) {
+		ism_stream_local(w, st, 503, "out of memory", false);
+		return false;
+	}
 	if (r->act != NULL && r->act->path.kind != ISM_PATH_KEEP &&
 	    !rewrite_path(w, st, r->act, req, ed))
 		return false;
@@ -1347,11 +1357,6 @@ static bool request_actions(struct ism_wctx *w, struct ism_stream *st, const str
 		}
 		req->host = da->authority.p;
 		req->host_len = da->authority.len;
-	}
-	if (da != NULL && da->req.n > 0 &&
-	    (ed->hdrs = ism_hval_edits(w, st, req, r, &da->req, 0, &ed->made)) == NULL) {
-		ism_stream_local(w, st, 503, "out of memory", false);
-		return false;
 	}
 	if (da != NULL && da->resp.n > 0) {
 		struct ism_hval_ctx c = {.w = w, .st = st, .req = req, .r = r, .later = true};

@@ -63,17 +63,22 @@ REWRITES = (
     # the authority, with a prefix rewrite to the upstream's /headers
     "  - match: [{uri: {prefix: /h/}}]\n    rewrite: {uri: /, authority: \"backend.internal:8080\"}\n" + dest() +
     "  - match: [{uri: {prefix: /h2/}}]\n    rewrite: {uri: /, authority: h2.backend}\n" + dest(H2SVC) +
+    # a regex rewrite that leaves nothing: no rewrite (Envoy's)
+    "  - match: [{uri: {prefix: /gone}}]\n"
+    "    rewrite: {uriRegexRewrite: {match: \"^/gone(.*)$\", rewrite: \"\\\\1\"}}\n" + dest() +
     "  - " + dest()[4:])
 
 
 @_test
 def rewrite_uri(env):
     """GET /api/x arrives as /x, /old as /new, /svc/users/list as /list/users
-    (uriRegexRewrite), each with its query; the rest unchanged."""
+    (uriRegexRewrite), each with its query; a uriRegexRewrite that leaves
+    nothing leaves the path as it is, as Envoy's (it sent /); the rest
+    unchanged."""
     gw = setup(env, REWRITES)
     for path, want in (("/api/x?q=1&r", "up /x?q=1&r"), ("/api/", "up /"), ("/old?z", "up /new?z"),
                        ("/svc/users/list", "up /list/users"), ("/svc/a/b/c?d=/e", "up /b/c/a?d=/e"),
-                       ("/plain/x?y", "up /plain/x?y")):
+                       ("/gone?q=1", "up /gone?q=1"), ("/plain/x?y", "up /plain/x?y")):
         r = env.get(path)
         check(r.status == 200 and r.body.decode().strip() == want,
               f"GET {path}: want {want!r} from the upstream, got {r.status} {r.body!r}")
@@ -427,8 +432,9 @@ def headers_command_operators(env):
     """Envoy's command operators in header values, made for each request: the
     client's address (with and without port), the connection's local address
     and peer port, the protocol, request fields (pseudo-headers, an
-    alternative, a length), the route and cluster, the start time, the host
-    name; %% is a '%'. A value that comes out empty is not sent, and a set of
+    alternative, a length; the request as it came, before the route's
+    rewrite, as Envoy makes a request's edits), the route and cluster, the
+    start time, the host name; %% is a '%'. A value that comes out empty is not sent, and a set of
     it leaves the client's field (as Envoy skips the set); the TLS operators
     are empty on plaintext. Response edits and a route's own answer have
     them too. Operators isthmus does not make, and malformed ones, are errors
@@ -457,7 +463,8 @@ def headers_command_operators(env):
     check(one("x-ua") == "ua=probe/2 is 100%", f"x-ua {one('x-ua')}")
     check(one("x-ua3") == "pro", f"x-ua3 {one('x-ua3')}")
     check(one("x-alt") == "ops.example:81", f"x-alt {one('x-alt')}")
-    check(one("x-path") == "/headers?q=1", f"x-path (after the rewrite) {one('x-path')}")
+    # Made before the route's rewrite, as Envoy makes a request's edits.
+    check(one("x-path") == "/ops/headers?q=1", f"x-path (before the rewrite) {one('x-path')}")
     check(one("x-route") == f"ops outbound|80||{SVC}", f"x-route {one('x-route')}")
     start = datetime.datetime.strptime(one("x-start"), "%Y-%m-%dt%H:%M:%S.%fz")
     age = abs((datetime.datetime.utcnow() - start).total_seconds())
