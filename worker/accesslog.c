@@ -709,8 +709,47 @@ static int open_dest(const struct ism_alog *l)
 	}
 }
 
+/* The room a line of conf needs: a JSON line whole however long its values
+ * (each one is cut at ISM_ALOG_VALUE, then escaped, up to six bytes a byte
+ * for Istio's templates), so that it stays JSON; a text line is cut at
+ * ISM_ALOG_LINE. At most what a write buffer takes. */
+static uint32_t line_room(const struct ism_alog_conf *conf)
+{
+	size_t n = 2;
+
+	switch ((enum ism_alog_format)conf->format) {
+	case ISM_ALOG_TEXT:
+		return ISM_ALOG_LINE;
+	case ISM_ALOG_JSON:
+		n += sizeof(json_ops) / sizeof(json_ops[0]) * (ISM_ALOG_VALUE + 1 + 32);
+		break;
+	case ISM_ALOG_DICT:
+		for (uint32_t i = 0; i < conf->n_ops; i++)
+			n += dict_structure(conf->ops[i].field) ||
+				     conf->ops[i].field == ISM_ALOG_F_LITERAL
+				 ? 6 * (size_t)conf->ops[i].lit.len + 8
+				 : 2 * VALUE_ROOM + 8;
+		break;
+	}
+	n = n < ISM_ALOG_LINE ? ISM_ALOG_LINE : n;
+	return (uint32_t)(n < ISM_ALOG_BUF - 1 ? n : ISM_ALOG_BUF - 1);
+}
+
 void ism_alog_use(struct ism_alog *l, const struct ism_alog_conf *conf)
 {
+	uint32_t room = line_room(conf);
+	char *line;
+
+	/* Room for a line as long as the format may make (ism_alog_open
+	 * allocates it; without the memory the room stays, and such a line
+	 * is cut). */
+	if (l->line == NULL) {
+		l->line_cap = room;
+	} else if (room > l->line_cap &&
+		   (line = realloc(l->line, ISM_ALOG_SYSHEAD + room)) != NULL) {
+		l->line = line;
+		l->line_cap = room;
+	}
 	l->conf = conf;
 	l->render = ism_alog_renderer(conf);
 	l->headers = ism_alog_headers(conf);
@@ -782,7 +821,7 @@ int ism_alog_open(struct ism_alog *l, const struct ism_alog_conf *conf, _Atomic 
 	if (conf->dest == ISM_ALOG_OFF)
 		return 0;
 	l->dest = conf->dest;
-	l->line = malloc(ISM_ALOG_SYSHEAD + ISM_ALOG_LINE);
+	l->line = malloc(ISM_ALOG_SYSHEAD + l->line_cap);
 	if (l->dest == ISM_ALOG_SYSLOG) {
 		syslog_setup(l, conf);
 	} else {
@@ -956,7 +995,7 @@ void ism_alog_log(struct ism_wctx *w, const struct ism_alog_rec *r)
 	if (l->fd < 0)
 		return;
 	line = l->line + ISM_ALOG_SYSHEAD;
-	n = l->render(l->conf, r, line, ISM_ALOG_LINE);
+	n = l->render(l->conf, r, line, l->line_cap);
 	if (l->dest == ISM_ALOG_SYSLOG)
 		syslog_send(l, n, r->req->start_ms + r->duration_ms);
 	else

@@ -119,8 +119,9 @@ struct ism_alog {
 	 * response.trailers; both for response.grpc_status): kept for it */
 	bool filter_resp;
 	bool filter_trailers;
-	uint64_t hv_mask; /* (1 << enum ism_hval_kind) the format shows */
-	char *line;	  /* ISM_ALOG_SYSHEAD + ISM_ALOG_LINE bytes */
+	uint64_t hv_mask;  /* (1 << enum ism_hval_kind) the format shows */
+	char *line;	   /* ISM_ALOG_SYSHEAD + line_cap bytes */
+	uint32_t line_cap; /* the longest line of the format (ism_alog_use) */
 	/* file and stdout */
 	char *buf[2];
 	uint32_t len[2];

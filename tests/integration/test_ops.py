@@ -570,6 +570,23 @@ def access_log_istio_json(env):
          what="a line in the new format")
     new = [json.loads(l) for l in file_lines(log) if '"req"' in l][-1]
     check(new == {"code": 200, "req": "GET /app/reloaded", "flags": "-", "sni": None}, f"jsonFormat line {new}")
+    # Values that escape long (a byte 0xff is \u00ff) past 16 KiB in all: the
+    # line stays JSON, every key there (it was cut mid-escape, unclosed).
+    hs = {f"h{i}": f"%REQ(X-H{i})%" for i in range(8)}
+    hs["h8"] = "%REQ(USER-AGENT)%"  # eight named fields at most, and a usual one
+    env.write("isthmus.yaml", text.replace(
+        "format: istio-json}", "format: istio-json, jsonFormat: " + json.dumps(hs)[:-1] + ", code: '%RESPONSE_CODE%'}}"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload with nine fields refused")
+    fields = [(f"X-H{i}", "\xff" * 1000) for i in range(8)] + [("User-Agent", "\xff" * 1000)]
+    poll(lambda: env.get("/app/long", headers=fields).status == 200 and
+         any('"h8"' in l for l in file_lines(log)), 10, what="a line in the nine-field format")
+    raw = [l for l in file_lines(log) if '"h8"' in l][-1]
+    try:
+        long = json.loads(raw)
+    except ValueError as e:
+        raise TestFailure(f"a long line is not JSON ({e}): {len(raw)} bytes, ends {raw[-40:]!r}")
+    check(long.get("code") == 200 and len(raw) > 16384 and all(long.get(f"h{i}") for i in range(9)),
+          f"the long line: {len(raw)} bytes, keys {sorted(long)}")
 
 
 @_test
