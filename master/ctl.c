@@ -3,9 +3,13 @@
  *
  * Both are served from the master's poll loop, one request per connection. A
  * client is a small state machine: it reads its request (bounded by a deadline),
- * then its answer is built at once and written as the socket takes it (POLLOUT),
+ * then its answer is built and written as the socket takes it (POLLOUT),
  * bounded by another deadline, so a client that stops reading costs a slot and
- * its buffer, never the loop's time. */
+ * its buffer, never the loop's time. A /metrics page costs the loop most (a
+ * page of megabytes with thousands of endpoints): the scrapes wait for the
+ * next build, which they share, and builds take at most a share of the loop's
+ * time, so a client looping on /metrics cannot starve the health checks and
+ * readiness probes the same loop answers. */
 #include "master/ctl.h"
 
 #include <errno.h>
@@ -29,12 +33,23 @@
 #define CTL_LINE_MAX	 4096	      /* a command line, or an admin request head */
 #define CTL_REPLY_MAX	 (64u << 20)  /* one answer; more is an error, never a cut text */
 #define CTL_REPLY_BUDGET (256u << 20) /* all the answers being written */
+/* After a /metrics build of T ms, the next starts T * CTL_METRICS_PAUSE ms
+ * later at the earliest: builds take at most a fifth of the loop's time. */
+#define CTL_METRICS_PAUSE 4
 
 enum ctl_state {
 	CTL_FREE = 0,
 	CTL_READING, /* until the request is complete: POLLIN */
 	CTL_WRITING, /* until the answer is sent: POLLOUT */
+	CTL_PENDING, /* for the next /metrics build: only hang-ups polled */
 	CTL_WAITING, /* for the reload of its ticket to be over: only hang-ups polled */
+};
+
+/* A built /metrics page, shared by the clients it answers. */
+struct ctl_page {
+	uint32_t refs;
+	uint64_t pass; /* enforce_budget's pass that counted it last */
+	struct ism_reply text;
 };
 
 struct ctl_client {
@@ -45,8 +60,10 @@ struct ctl_client {
 	uint32_t len;
 	uint64_t ticket;	     /* CTL_WAITING: the reload's */
 	int json;		     /* CTL_WAITING: the answer in JSON */
+	bool head_only;		     /* CTL_PENDING: a HEAD request */
 	struct ism_reply head;	     /* the admin answer's status line and header */
 	struct ism_reply body;	     /* the page, or the command's answer */
+	struct ctl_page *page;	     /* else the /metrics page sent as the body */
 	size_t sent;		     /* of head, then body */
 	char line[CTL_LINE_MAX + 1]; /* 4095 bytes, the newline and a NUL */
 };
@@ -81,7 +98,10 @@ struct ctl_pool {
 struct ism_ctl {
 	struct ism_master *m;
 	struct ctl_pool pool[CTL_POOLS];
-	size_t metrics_len; /* of the last /metrics page: the next one is allocated at once */
+	size_t metrics_len;    /* of the last /metrics page: the next one is allocated at once */
+	uint64_t metrics_next; /* the earliest time of the next /metrics build */
+	uint64_t metrics_builds;
+	uint64_t budget_pass; /* enforce_budget's: each shared page is counted once */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev; /* the socket file bound at path: only it is removed at the end */
 	ino_t ino;
@@ -279,7 +299,8 @@ bool ism_ctl_pause(struct ism_ctl *c, bool pause)
 	for (int p = 0; p < CTL_POOLS; p++)
 		for (uint32_t i = 0; i < c->pool[p].size; i++)
 			busy |= c->pool[p].cl[i].state == CTL_READING ||
-				c->pool[p].cl[i].state == CTL_WRITING;
+				c->pool[p].cl[i].state == CTL_WRITING ||
+				c->pool[p].cl[i].state == CTL_PENDING;
 	return busy;
 }
 
@@ -310,11 +331,13 @@ int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap)
 	for (int p = 0; c != NULL && p < CTL_POOLS; p++)
 		for (uint32_t i = 0; i < c->pool[p].size; i++) {
 			const struct ctl_client *cl = &c->pool[p].cl[i];
+			/* A scrape waits for the next build too. */
+			uint64_t due = cl->deadline;
 
+			if (cl->state == CTL_PENDING && c->metrics_next < due)
+				due = c->metrics_next;
 			if (cl->state != CTL_FREE && cl->deadline)
-				t = cl->deadline <= now	     ? 0
-				    : cl->deadline - now < t ? cl->deadline - now
-							     : t;
+				t = due <= now ? 0 : due - now < t ? due - now : t;
 		}
 	return (int)t;
 }
@@ -331,12 +354,18 @@ static void ctl_metrics(const struct ism_ctl *c, struct ism_reply *r)
 	    "their slot went to a new client (pool_full), or they were too slow to send the "
 	    "request or read the answer (timeout), or their answers with the others' went over "
 	    "the memory budget (memory)."};
+	static const struct ism_metric builds = {
+	    "isthmus_metrics_builds_total", "counter",
+	    "/metrics pages built, this one included: the scrapes waiting for the next build "
+	    "share it."};
 
 	ism_prom_family(r, &dropped);
 	for (int p = 0; p < CTL_POOLS; p++)
 		for (int k = 0; k < CTL_DROP_REASONS; k++)
 			ism_prom_u64(r, dropped.name, c->pool[p].dropped[k], "listener",
 				     pool_names[p], "reason", reasons[k], NULL);
+	ism_prom_family(r, &builds);
+	ism_prom_u64(r, builds.name, c->metrics_builds, NULL);
 }
 
 /* The status line and header of an admin answer whose body is body. */
@@ -358,24 +387,20 @@ static void http_head(struct ism_reply *head, int status, const char *ctype,
 		status, reason, ctype, body->len, status == 405 ? "allow: GET, HEAD\r\n" : "");
 }
 
-/* Allocated at once at the size of the last page (and an eighth): a page of
- * megabytes is not copied at each doubling. */
-static void metrics_page(struct ism_ctl *c, struct ism_reply *body)
+/* The text of an answer refused for its size. */
+static void too_large(struct ism_reply *body)
 {
-	size_t hint = c->metrics_len + c->metrics_len / 8;
-
-	ism_reply_reserve(body, hint < CTL_REPLY_MAX ? hint : CTL_REPLY_MAX);
-	ism_metrics_write(c->m, body);
-	ctl_metrics(c, body);
-	c->metrics_len = body->len;
+	ism_reply_free(body);
+	ism_say(body, "the page is larger than the %u MiB limit: not sent\n", CTL_REPLY_MAX >> 20);
 }
 
-/* The admin pages: liveness, readiness for the L4 balancer and Prometheus
- * metrics. A page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
-static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *head,
-		       struct ism_reply *body)
+/* The admin pages but /metrics (ctl_serve_metrics): liveness, readiness for
+ * the L4 balancer, 404 and 405. Whether the request is a scrape instead,
+ * nothing answered then: it waits for the next page. */
+static bool admin_page(struct ism_ctl *c, struct ctl_client *cl)
 {
-	const char *ctype = "text/plain";
+	const char *req = cl->line, *ctype = "text/plain";
+	struct ism_reply *head = &cl->head, *body = &cl->body;
 	bool head_only = strncmp(req, "HEAD ", 5) == 0;
 	const char *path = head_only ? req + 5 : req + 4;
 	size_t plen = strcspn(path, " ?"); /* the query is not part of the page */
@@ -392,25 +417,52 @@ static void admin_page(struct ism_ctl *c, const char *req, struct ism_reply *hea
 		/* The master's loop answered: it is alive, starting and stopping too. */
 		ism_say(body, "live\n");
 	} else if (PAGE_IS("/metrics")) {
-		ctype = "text/plain; version=0.0.4";
-		metrics_page(c, body);
+		cl->head_only = head_only;
+		return true;
 	} else {
 		status = 404;
 		ism_say(body, "not found: /healthz/live, /healthz/ready, /metrics\n");
 	}
 #undef PAGE_IS
-	if (body->incomplete) {
-		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",
-			 CTL_REPLY_MAX >> 20);
-		ism_reply_free(body);
-		status = 500;
-		ctype = "text/plain";
-		ism_say(body, "the page is larger than the %u MiB limit: not sent\n",
-			CTL_REPLY_MAX >> 20);
-	}
 	http_head(head, status, ctype, body);
 	if (head_only)
 		ism_reply_free(body);
+	return false;
+}
+
+static void page_put(struct ctl_page *pg)
+{
+	if (pg != NULL && --pg->refs == 0) {
+		ism_reply_free(&pg->text);
+		free(pg);
+	}
+}
+
+/* A /metrics page, allocated at once at the size of the last one (and an
+ * eighth): a page of megabytes is not copied at each doubling. The next
+ * build is put off by CTL_METRICS_PAUSE times what this one took. NULL when
+ * there is no memory. */
+static struct ctl_page *metrics_build(struct ism_ctl *c)
+{
+	struct ctl_page *pg = calloc(1, sizeof(*pg));
+	size_t hint = c->metrics_len + c->metrics_len / 8;
+	uint64_t start = ism_now_ms(), end;
+
+	if (pg == NULL)
+		return NULL;
+	pg->refs = 1;
+	ism_reply_init(&pg->text, CTL_REPLY_MAX);
+	ism_reply_reserve(&pg->text, hint < CTL_REPLY_MAX ? hint : CTL_REPLY_MAX);
+	c->metrics_builds++;
+	ism_metrics_write(c->m, &pg->text);
+	ctl_metrics(c, &pg->text);
+	c->metrics_len = pg->text.len;
+	if (pg->text.incomplete)
+		ism_warn("admin listener: a page over the %u MiB limit (or no memory): 500",
+			 CTL_REPLY_MAX >> 20);
+	end = ism_now_ms();
+	c->metrics_next = end + (end - start) * CTL_METRICS_PAUSE;
+	return pg;
 }
 
 /* ---------- clients ---------- */
@@ -421,6 +473,7 @@ static void client_drop(struct ctl_client *cl)
 		close(cl->fd);
 	ism_reply_free(&cl->head);
 	ism_reply_free(&cl->body);
+	page_put(cl->page);
 	*cl = (struct ctl_client){.state = CTL_FREE, .fd = -1};
 }
 
@@ -428,7 +481,8 @@ static void client_drop(struct ctl_client *cl)
  * POLLOUT. The client is dropped when all is sent or it went away. */
 static void client_send(struct ctl_client *cl)
 {
-	size_t total = cl->head.len + cl->body.len;
+	const struct ism_reply *body = cl->page != NULL ? &cl->page->text : &cl->body;
+	size_t total = cl->head.len + body->len;
 
 	while (cl->sent < total) {
 		struct iovec iov[2];
@@ -438,13 +492,12 @@ static void client_send(struct ctl_client *cl)
 		if (cl->sent < cl->head.len) {
 			iov[msg.msg_iovlen++] =
 			    (struct iovec){cl->head.p + cl->sent, cl->head.len - cl->sent};
-			if (cl->body.len)
-				iov[msg.msg_iovlen++] = (struct iovec){cl->body.p, cl->body.len};
+			if (body->len)
+				iov[msg.msg_iovlen++] = (struct iovec){body->p, body->len};
 		} else {
 			size_t off = cl->sent - cl->head.len;
 
-			iov[msg.msg_iovlen++] =
-			    (struct iovec){cl->body.p + off, cl->body.len - off};
+			iov[msg.msg_iovlen++] = (struct iovec){body->p + off, body->len - off};
 		}
 		n = sendmsg(cl->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
@@ -479,8 +532,9 @@ static int has_nul(const struct ctl_client *cl, int http)
 	return memchr(cl->line, '\0', nl ? (size_t)(nl - cl->line) : cl->len) != NULL;
 }
 
-/* The answers being written hold at most CTL_REPLY_BUDGET bytes: past it the
- * oldest of them (other than keep, the newest) are dropped. */
+/* The answers being written hold at most CTL_REPLY_BUDGET bytes (a page
+ * shared by several clients counted once): past it the oldest of them (other
+ * than keep, the newest) are dropped. */
 static void enforce_budget(struct ism_ctl *c, const struct ctl_client *keep)
 {
 	for (;;) {
@@ -488,6 +542,7 @@ static void enforce_budget(struct ism_ctl *c, const struct ctl_client *keep)
 		struct ctl_pool *op = NULL;
 		size_t held = 0;
 
+		c->budget_pass++;
 		for (int id = 0; id < CTL_POOLS; id++)
 			for (uint32_t i = 0; i < c->pool[id].size; i++) {
 				struct ctl_client *cl = &c->pool[id].cl[i];
@@ -495,6 +550,10 @@ static void enforce_budget(struct ism_ctl *c, const struct ctl_client *keep)
 				if (cl->state != CTL_WRITING)
 					continue;
 				held += cl->head.cap + cl->body.cap;
+				if (cl->page != NULL && cl->page->pass != c->budget_pass) {
+					cl->page->pass = c->budget_pass;
+					held += cl->page->text.cap;
+				}
 				if (cl != keep && (oldest == NULL || cl->since < oldest->since)) {
 					oldest = cl;
 					op = &c->pool[id];
@@ -507,8 +566,22 @@ static void enforce_budget(struct ism_ctl *c, const struct ctl_client *keep)
 	}
 }
 
-/* The request is in (or refused: nul, too long): the answer is built now and
- * goes out as the client reads it. */
+/* The answer is in cl: it goes out as the client reads it. */
+static void client_write(struct ism_ctl *c, struct ctl_client *cl)
+{
+	if (cl->body.incomplete || cl->head.incomplete) { /* no memory even for the error */
+		client_drop(cl);
+		return;
+	}
+	cl->state = CTL_WRITING;
+	cl->sent = 0;
+	cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
+	enforce_budget(c, cl);
+	client_send(cl);
+}
+
+/* The request is in (or refused: nul, too long): the answer is built now
+ * (a scrape's when the next page is: ctl_serve_metrics). */
 static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, enum ctl_bad bad)
 {
 	static const char *const why[] = {"", "contains a NUL byte", "is too long"};
@@ -522,7 +595,11 @@ static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, en
 	} else if (bad != CTL_BAD_NONE) {
 		ism_say(r, "error: the command line %s: refused\n", why[bad]);
 	} else if (http) {
-		admin_page(c, cl->line, &cl->head, r);
+		if (admin_page(c, cl)) {
+			cl->state = CTL_PENDING;
+			cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
+			return;
+		}
 	} else {
 		cl->ticket = ism_cmd_run(c->m, cl->line, r, &cl->json);
 		if (cl->ticket != 0) {
@@ -536,15 +613,42 @@ static void client_answer(struct ism_ctl *c, struct ctl_client *cl, int http, en
 				CTL_REPLY_MAX >> 20);
 		}
 	}
-	if (r->incomplete || cl->head.incomplete) { /* no memory even for the error */
-		client_drop(cl);
+	client_write(c, cl);
+}
+
+/* The scrapes waiting get one page built now, unless the last build was too
+ * recent (metrics_next): all of them share it, so that any number of scrapes
+ * cost the loop one build, and a page is never older than its request. A
+ * page larger than CTL_REPLY_MAX is a 500, never a cut 200. */
+static void ctl_serve_metrics(struct ism_ctl *c, uint64_t now)
+{
+	struct ctl_pool *p = &c->pool[CTL_ADMIN];
+	struct ctl_page *pg = NULL;
+
+	if (now < c->metrics_next)
 		return;
+	for (uint32_t i = 0; i < p->size; i++) {
+		struct ctl_client *cl = &p->cl[i];
+
+		if (cl->state != CTL_PENDING)
+			continue;
+		if (pg == NULL)
+			pg = metrics_build(c);
+		if (pg == NULL || pg->text.incomplete) {
+			too_large(&cl->body);
+			http_head(&cl->head, 500, "text/plain", &cl->body);
+		} else {
+			http_head(&cl->head, 200, "text/plain; version=0.0.4", &pg->text);
+			if (!cl->head_only) {
+				cl->page = pg;
+				pg->refs++;
+			}
+		}
+		if (cl->head_only)
+			ism_reply_free(&cl->body);
+		client_write(c, cl);
 	}
-	cl->state = CTL_WRITING;
-	cl->sent = 0;
-	cl->deadline = ism_now_ms() + ISM_CTL_ANSWER_MS;
-	enforce_budget(c, cl);
-	client_send(cl);
+	page_put(pg);
 }
 
 static void client_read(struct ism_ctl *c, struct ctl_client *cl, int http)
@@ -590,8 +694,9 @@ static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, sho
 			client_send(cl);
 		break;
 	case CTL_WAITING:
+	case CTL_PENDING:
 		if (revents & (POLLERR | POLLHUP | POLLNVAL))
-			client_drop(cl); /* gone: the reload goes on */
+			client_drop(cl); /* gone: the reload or the next page goes on */
 		break;
 	case CTL_FREE:
 	default:
@@ -607,8 +712,9 @@ static struct ctl_client *pool_slot(struct ctl_pool *p)
 	struct ctl_client *oldest[CTL_WAITING + 1] = {NULL};
 
 	/* The oldest one still sending its request, else still reading its
-	 * answer, else waiting for a reload (which goes on without it):
-	 * clients parked on a slow reload cannot lock the operator out. */
+	 * answer, else waiting for a page, else waiting for a reload (which
+	 * goes on without it): clients parked on a slow reload cannot lock the
+	 * operator out. */
 	for (uint32_t i = 0; i < p->size; i++) {
 		struct ctl_client *cl = &p->cl[i];
 
@@ -676,6 +782,8 @@ void ism_ctl_run(struct ism_ctl *c, const struct pollfd *pfd, size_t n)
 	for (int id = 0; id < CTL_POOLS; id++)
 		if (c->pool[id].lfd >= 0 && (pfd[id].revents & POLLIN))
 			accept_from(c, id, now);
+	/* Last, when the probes of this turn are answered. */
+	ctl_serve_metrics(c, ism_now_ms());
 }
 
 void ism_ctl_reload_done(struct ism_ctl *c, uint64_t ticket, const char *report)

@@ -17,7 +17,11 @@
  * `reload` client waits, without a deadline, for the reload to be over (it runs
  * off the loop). When a pool is full, a new client takes the slot of the
  * oldest one still sending its request, else of the oldest one still reading
- * its answer; a waiting one keeps its slot. Master only. */
+ * its answer; a waiting one keeps its slot. The /metrics scrapes wait for the
+ * next page and share it; pages take at most a fifth of the loop's time (the
+ * next build is put off by 4 times the last one's duration), so that the
+ * probes and health checks on the same loop never queue behind them. Master
+ * only. */
 #ifndef ISM_MASTER_CTL_H
 #define ISM_MASTER_CTL_H
 

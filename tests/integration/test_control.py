@@ -359,6 +359,45 @@ def admin_slow_scraper(env):
     check(env.gateway.alive(), "master died")
 
 
+def _read_all(s):
+    buf = b""
+    while True:
+        d = s.recv(1 << 16)
+        if not d:
+            return buf
+        buf += d
+
+
+@_test
+def admin_metrics_flood(env):
+    """64 scrapes sent together (2,000 endpoints: a page of 2 MB) share a few
+    /metrics builds (isthmus_metrics_builds_total), where each was a build of
+    its own that held the master's loop, so that a client looping on /metrics
+    starved the health checks and readiness probes; a /healthz/ready sent
+    behind them is answered, and every scrape gets a whole page."""
+    aport, _ = _start_many(env, services=20)
+    n = 64
+    before = _admin_metric(aport, "isthmus_metrics_builds_total")
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", aport), timeout=10))
+        for s in socks:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, ms = _ready_ms(aport, timeout=10)
+        check(status == 200, f"/healthz/ready behind {n} scrapes: {status} after {ms:.0f} ms")
+        for i, s in enumerate(socks):
+            head, _, body = _read_all(s).partition(b"\r\n\r\n")
+            m = re.search(rb"content-length: (\d+)", head)
+            check(head.startswith(b"HTTP/1.1 200") and m and int(m.group(1)) == len(body) > 1 << 20,
+                  f"scrape {i} got {head[:120]!r} and {len(body)} body bytes")
+    finally:
+        for s in socks:
+            s.close()
+    builds = _admin_metric(aport, "isthmus_metrics_builds_total") - before - 1
+    check(builds <= n // 4, f"{n} scrapes sent together took {builds:.0f} /metrics builds")
+
+
 # --------------------------------------------------------------------------- large answers
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
