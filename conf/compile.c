@@ -3598,6 +3598,51 @@ static int setup_re(struct cbuild *b)
 	return 0;
 }
 
+/* Listeners whose names are alike (two Gateways both calling their port
+ * `http`) are each named by their address and port instead, as Envoy and
+ * Istio name a listener (0.0.0.0_8080): the name is the `listener` label of
+ * their metrics and the key their counters are kept by across generations,
+ * and two listeners sharing it would be duplicate series whose counts a
+ * reload mixes. A name no other listener has stays. */
+static void name_listeners(struct cbuild *b, struct ism_listener *ls, size_t n)
+{
+	uint32_t *first = calloc(n ? n : 1, sizeof(*first)); /* the first listener of its name */
+	bool *shared = calloc(n ? n : 1, sizeof(*shared));   /* by that first one */
+	struct ism_strmap names;
+
+	ism_strmap_init(&names, b->seed);
+	if (first == NULL || shared == NULL)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
+		int rc =
+		    ism_strmap_add(&names, ls[i].name.p, ls[i].name.len, (uint32_t)i, &first[i]);
+
+		if (rc < 0)
+			goto nomem;
+		if (rc > 0)
+			first[i] = (uint32_t)i;
+		else
+			shared[first[i]] = true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char ip[INET6_ADDRSTRLEN], name[INET6_ADDRSTRLEN + 8];
+		uint16_t port;
+
+		if (shared[first[i]] &&
+		    ism_addr_text((const struct sockaddr *)&ls[i].addr, ip, &port)) {
+			snprintf(name, sizeof(name), "%s_%u", ip, port);
+			ls[i].name = astr(b, name);
+		}
+	}
+	goto out;
+nomem:
+	b->rc = -ENOMEM;
+out:
+	ism_strmap_free(&names);
+	free(first);
+	free(shared);
+}
+
 static void build(struct cbuild *b)
 {
 	const struct ism_conf *c = b->c;
@@ -3629,6 +3674,8 @@ static void build(struct cbuild *b)
 		build_listener(b, &b->groups[i], &ls[i]);
 		one_counter_per_name(b, &ls[i]);
 	}
+	if (ls != NULL && b->rc == 0)
+		name_listeners(b, ls, b->n_groups);
 	if (b->rc < 0)
 		return;
 	warn_l4_unused(b);

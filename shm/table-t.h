@@ -554,7 +554,10 @@ struct ism_tls_server {
 
 /* One listening socket: a Gateway server port (servers sharing a port are merged). */
 struct ism_listener {
-	struct ism_str name;	      /* "<port>" or the server's port name */
+	/* The first server's port name, else "<port>"; a name other listeners
+	 * have too is "<address>_<port>" instead (Envoy's listener name), so it
+	 * is unique in a table unless a port is named so on purpose. */
+	struct ism_str name;
 	struct sockaddr_storage addr; /* bind address and port */
 	socklen_t addrlen;
 	uint16_t port;

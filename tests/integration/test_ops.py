@@ -1255,6 +1255,50 @@ def route_counters_per_listener(env):
     check(counts() == {"one": 4, "two": 1}, f"the route's 2xx per listener after a reload: {counts()}")
 
 
+@_test
+def listener_names_alike(env):
+    """Two Gateways that both call their port `http` are two listeners named
+    by address and port (127.0.0.1_PORT), as Envoy names them: their series
+    were two of one name (`listener="http"`), which Prometheus drops, and a
+    reload moved one's counts to the other (the kept counters took the first
+    listener of the name). Each keeps its own counts across a reload."""
+    import urllib.request
+
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    p1, p2, admin = free_port(), free_port(), free_port()
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env, extra=f"  admin: {{address: 127.0.0.1:{admin}}}\n"), gateway(p1), gateway(p2, name="gw2"),
+        virtual_service("ops", ["*"], f"  - name: r\n    route: [{{destination: {{host: {SVC}}}}}]\n",
+                        gateways=("gw", "gw2")),
+        service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])))
+    env.start_gateway(conf, p1)
+
+    def counts():
+        body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        out = {}
+        for family, labels in (("listener", ""), ("route", ',route="r"')):
+            series = [(m.group(1), float(m.group(2))) for m in re.finditer(
+                rf'^isthmus_{family}_responses_total\{{listener="([^"]+)"{labels},code_class="2xx"\}} (\S+)$',
+                body, re.M)]
+            check(len(series) == len(dict(series)), f"two {family} series of one name: {series}")
+            out[family] = dict(series)
+        return out
+
+    def send(port, n):
+        for _ in range(n):
+            rc, out, err = curl(["-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/"])
+            check(out == "200", f"a request on port {port}: {rc} {out} {err}")
+
+    send(p1, 3)
+    send(p2, 1)
+    want = {f"127.0.0.1_{p1}": 3, f"127.0.0.1_{p2}": 1}
+    check(counts() == {"listener": want, "route": want}, f"2xx per listener: {counts()}")
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload was refused")
+    send(p1, 1)
+    want[f"127.0.0.1_{p1}"] = 4
+    check(counts() == {"listener": want, "route": want}, f"2xx per listener after a reload: {counts()}")
+
+
 def _start_with_admin(env):
     """One upstream behind every path, and an admin listener; its port."""
     ports = env.upstream(["127.0.0.2:0=a"], name="a")

@@ -2728,6 +2728,44 @@ static void test_grpc_web_listener(void **state)
 	assert_int_equal(seen, 3);
 }
 
+/* Listener names are the metrics' `listener` label and the key of the kept
+ * counters: two Gateways that both call their port `http` (two listeners,
+ * two series of one name before) name those listeners by address and port,
+ * as Envoy does; a name no other listener has stays, and a server sharing a
+ * listener does not make its name shared. */
+static void test_listener_names_unique(void **state)
+{
+	static const char yaml[] =
+	    APP "  listenAddress: 127.0.0.1\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+		"metadata: {name: gw}\nspec:\n  servers:\n"
+		"  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: [a.test]\n"
+		"  - port: {number: 8082, name: web, protocol: HTTP}\n    hosts: [a.test]\n"
+		"  - port: {number: 8083, name: other, protocol: HTTP}\n    bind: \"::1\"\n"
+		"    hosts: [a.test]\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+		"metadata: {name: gw2}\nspec:\n  servers:\n"
+		"  - port: {number: 8081, name: http, protocol: HTTP}\n    hosts: [b.test]\n"
+		"  - port: {number: 8082, name: web, protocol: HTTP}\n    hosts: [b.test]\n"
+		"  - port: {number: 8084, name: other, protocol: HTTP}\n    hosts: [b.test]\n";
+	static const struct {
+		uint16_t port;
+		const char *name;
+	} want[] = {{8080, "127.0.0.1_8080"},
+		    {8081, "127.0.0.1_8081"},
+		    {8082, "web"},
+		    {8083, "::1_8083"},
+		    {8084, "127.0.0.1_8084"}};
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	assert_int_equal(t->n_listeners, 5);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		for (uint32_t l = 0; l < t->n_listeners; l++)
+			if (t->listeners[l].port == want[i].port)
+				assert_string_equal(t->listeners[l].name.p, want[i].name);
+}
+
 /* format: istio-json: Istio's JSON default, or jsonFormat's members in file
  * order, each a key op and its template's ops. */
 static void test_access_log_dict(void **state)
@@ -4965,6 +5003,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_access_log_dict, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_access_log_dict_nested, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_grpc_web_listener, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_listener_names_unique, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rewrite, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_redirect, fx_setup, fx_teardown),
