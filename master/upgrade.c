@@ -924,17 +924,27 @@ static void reap_heirs(struct ism_upgrade *u)
 		ism_upgrade_reaped(u, pid, status);
 }
 
+/* The clients of the wait: accepted, each waits for its request without
+ * holding the loop (a probe is answered at once behind idle connections). */
+#define WAIT_CLIENTS 64
+
+struct wait_client {
+	int fd; /* -1: free */
+	bool admin;
+	uint64_t deadline; /* to send the request: then answered without it */
+};
+
 /* A client of the control socket (admin: of the admin listener) while the
- * upgrade waits: its request read (100 ms at most), then an answer that says
- * so, at once (it waited in the backlog until the next try, or the stop). */
+ * upgrade waits, whose request came (or its deadline, or its slot, went):
+ * an answer that says so, at once (it waited in the backlog until the next
+ * try, or the stop). */
 static void answer_waiting(int fd, bool admin)
 {
 	static const char ctl[] = "error: the upgrade failed and isthmus waits: the old workers "
 				  "serve on; fix the cause and send SIGUSR2 again, or SIGTERM to "
 				  "stop (see the log)\n";
-	struct pollfd p = {.fd = fd, .events = POLLIN};
 	char req[256], out[512];
-	ssize_t n = poll(&p, 1, 100) > 0 ? recv(fd, req, sizeof(req) - 1, 0) : 0;
+	ssize_t n = recv(fd, req, sizeof(req) - 1, MSG_DONTWAIT);
 	bool probe;
 	const char *body;
 	int len;
@@ -949,21 +959,53 @@ static void answer_waiting(int fd, bool admin)
 			       "%zu\r\nconnection: close\r\n\r\n%s",
 			       probe ? "200 OK" : "503 Service Unavailable", strlen(body), body)
 		    : snprintf(out, sizeof(out), "%s", ctl);
-	if (send(fd, out, (size_t)len, MSG_NOSIGNAL) < 0)
+	if (send(fd, out, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		ism_debug("upgrade wait: answer: %s", strerror(errno));
 	shutdown(fd, SHUT_WR);
 	close(fd);
 }
 
-/* One turn of the wait: the clients of the control socket and the admin
- * listener handed over answered (answer_waiting; the turn lasts 100 ms at
- * most), then a pending signal taken: its number, or -1. */
-static int wait_turn(const struct ism_upgrade *u, const sigset_t *set)
+/* The clients whose request came (pfd[i].revents, pfd given) or whose
+ * deadline is past now answered: all of them with UINT64_MAX. */
+static void wait_answer(struct wait_client *wc, const struct pollfd *pfd, uint64_t now)
+{
+	for (int i = 0; i < WAIT_CLIENTS; i++)
+		if (wc[i].fd >= 0 && ((pfd != NULL && pfd[i].revents) || wc[i].deadline <= now)) {
+			answer_waiting(wc[i].fd, wc[i].admin);
+			wc[i].fd = -1;
+		}
+}
+
+/* Up to WAIT_CLIENTS new clients of lfd: each in a free slot, else in that
+ * of the oldest client, answered now without its request. */
+static void wait_accept(int lfd, bool admin, struct wait_client *wc, uint64_t now)
+{
+	for (int k = 0; k < WAIT_CLIENTS; k++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct wait_client *slot = NULL;
+
+		if (fd < 0)
+			return;
+		for (int i = 0; i < WAIT_CLIENTS && (slot == NULL || slot->fd >= 0); i++)
+			if (slot == NULL || wc[i].fd < 0 || wc[i].deadline < slot->deadline)
+				slot = &wc[i];
+		if (slot->fd >= 0)
+			answer_waiting(slot->fd, slot->admin);
+		*slot = (struct wait_client){
+		    .fd = fd, .admin = admin, .deadline = now + ISM_CTL_REQUEST_MS};
+	}
+}
+
+/* One turn of the wait (100 ms at most): the clients of the control socket
+ * and the admin listener handed over whose request came are answered, new
+ * ones accepted, then a pending signal taken: its number, or -1. */
+static int wait_turn(const struct ism_upgrade *u, const sigset_t *set, struct wait_client *wc)
 {
 	struct timespec none = {0, 0}, second = {1, 0};
-	struct pollfd pfd[ISM_CTL_LISTENERS];
+	struct pollfd pfd[ISM_CTL_LISTENERS + WAIT_CLIENTS];
 	bool admin[ISM_CTL_LISTENERS];
-	int n = 0;
+	int n = 0, nl;
+	uint64_t now;
 
 	for (int i = 0; u->is_ctl != NULL && i < u->n_listen && n < ISM_CTL_LISTENERS; i++)
 		if (u->is_ctl[i]) {
@@ -976,15 +1018,15 @@ static int wait_turn(const struct ism_upgrade *u, const sigset_t *set)
 		}
 	if (n == 0)
 		return sigtimedwait(set, NULL, &second);
-	if (poll(pfd, (nfds_t)n, 100) > 0)
-		for (int i = 0; i < n; i++) {
-			int c = pfd[i].revents & POLLIN
-				    ? accept4(pfd[i].fd, NULL, NULL, SOCK_CLOEXEC)
-				    : -1;
-
-			if (c >= 0)
-				answer_waiting(c, admin[i]);
-		}
+	nl = n;
+	for (int i = 0; i < WAIT_CLIENTS; i++)
+		pfd[n++] = (struct pollfd){.fd = wc[i].fd, .events = POLLIN}; /* -1: skipped */
+	poll(pfd, (nfds_t)n, 100);
+	now = ism_now_ms();
+	wait_answer(wc, pfd + nl, now);
+	for (int i = 0; i < nl; i++)
+		if (pfd[i].revents & POLLIN)
+			wait_accept(pfd[i].fd, admin[i], wc, now);
 	return sigtimedwait(set, NULL, &none);
 }
 
@@ -995,8 +1037,11 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 			     .n_listen = u->n_listen,
 			     .tickets_fd = u->tickets_fd,
 			     .state_fd = u->state_fd};
+	struct wait_client wc[WAIT_CLIENTS];
 	sigset_t set;
 
+	for (int i = 0; i < WAIT_CLIENTS; i++)
+		wc[i].fd = -1;
 	ism_err("upgrade failed: %s did not start on %s; the %d old workers serve on. Fix the "
 		"cause and send SIGUSR2 again, or SIGTERM to stop",
 		u->exe, conf, u->n_heirs);
@@ -1005,7 +1050,7 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (;;) {
 		struct timespec second = {1, 0};
-		int sig = wait_turn(u, &set);
+		int sig = wait_turn(u, &set, wc);
 
 		reap_heirs(u);
 		if (u->n_heirs == 0) {
@@ -1022,11 +1067,14 @@ int ism_upgrade_wait(struct ism_upgrade *u, const char *conf)
 			h.n_heirs = u->n_heirs;
 			memcpy(h.heirs, u->heirs, sizeof(h.heirs[0]) * (size_t)u->n_heirs);
 			h.drain_ms = u->drain_ms;
+			/* The new master inherits the listeners, not these. */
+			wait_answer(wc, NULL, UINT64_MAX);
 			handover_exec(u, conf, &h);
 			break;
 		case SIGTERM:
 		case SIGINT:
 			/* The old workers drain as at a stop, then the master ends. */
+			wait_answer(wc, NULL, UINT64_MAX);
 			release_heirs(u, ism_now_ms());
 			while (u->n_heirs > 0 && ism_now_ms() < u->drain_deadline) {
 				sigtimedwait(&set, NULL, &second);

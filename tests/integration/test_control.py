@@ -233,6 +233,17 @@ def _closed(s):
         return True
 
 
+def _answered(s):
+    """True when the peer has answered on s or closed it; s is non-blocking."""
+    try:
+        s.recv(1, socket.MSG_PEEK)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 @_test
 def admin_idle_flood(env):
     """300 idle TCP connections to the admin listener, then 40 to the control
@@ -1101,7 +1112,8 @@ def upgrade_that_cannot_start_waits(env):
     removing the control socket and the pid file as a stop does (they were
     left behind). In the wait, a command is answered that the upgrade failed
     and a readiness probe that the old workers serve (both waited unanswered
-    in the backlog)."""
+    in the backlog), at once behind idle connections (each held the wait
+    100 ms, one after another)."""
     import urllib.error
     import urllib.request
     exe = _own_binary(env)
@@ -1119,6 +1131,22 @@ def upgrade_that_cannot_start_waits(env):
     check(ans.startswith("error: the upgrade failed"), f"a command in the wait: {ans!r}")
     with urllib.request.urlopen(f"http://127.0.0.1:{aport}/healthz/ready", timeout=10) as r:
         check(r.status == 200 and b"old workers serve" in r.read(), f"readiness in the wait: {r.status}")
+    idle = [socket.create_connection(("127.0.0.1", aport), timeout=5) for _ in range(10)]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{aport}/healthz/ready", timeout=10) as r:
+            check(r.status == 200, f"readiness behind idle connections in the wait: {r.status}")
+        # The idle ones wait for their request (2 s at most), the probe did not wait for them.
+        for s in idle:
+            s.setblocking(False)
+        check(not _answered(idle[-1]), "the idle connections were answered before the probe behind them")
+        for s in idle:
+            s.sendall(b"GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        poll(lambda: all(_answered(s) for s in idle), 5, interval=0.05,
+             what="the wait to answer the idle connections' requests")
+        check(all(s.recv(100).startswith(b"HTTP/1.1 200") for s in idle), "liveness in the wait: not 200")
+    finally:
+        for s in idle:
+            s.close()
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{aport}/metrics", timeout=10)
         check(False, "/metrics answered 200 in the wait")
