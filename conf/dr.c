@@ -238,8 +238,11 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 	ism_v_u32(v, n, "minHealthPercent", false, 0, 100, &p->min_health);
 	if (ism_v_bool(v, n, "splitExternalLocalOriginErrors", &split) > 0)
 		o->split_local = split;
-	ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
-		  &o->consecutive_local);
+	/* The same for consecutiveLocalOriginFailures: 0 keeps Envoy's 5. */
+	if (ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
+		      &o->consecutive_local) > 0 &&
+	    o->consecutive_local == 0)
+		o->consecutive_local = 5;
 	parse_od_codes(v, n, o);
 	o->max_ejection_ms = o->base_ejection_ms > ISM_DEFAULT_MAX_EJECTION_MS
 				 ? o->base_ejection_ms

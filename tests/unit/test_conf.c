@@ -1543,7 +1543,9 @@ static void test_pool_outlier_ports(void **state)
 	    "      connectionPool: {tcp: {maxConnections: 5}}\n"
 	    "  subsets:\n"
 	    "  - name: a\n    trafficPolicy:\n"
-	    "      outlierDetection: {consecutiveGatewayErrors: 3, consecutive5xxErrors: 0}\n";
+	    "      outlierDetection: {consecutiveGatewayErrors: 3, consecutive5xxErrors: 0,\n"
+	    "                         splitExternalLocalOriginErrors: true,\n"
+	    "                         consecutiveLocalOriginFailures: 0}\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cluster *p80 = s_cluster(t, 80, "");
@@ -1584,6 +1586,10 @@ static void test_pool_outlier_ports(void **state)
 	assert_int_equal(a80->od->consecutive_gateway, 3);
 	assert_int_equal(a80->od->consecutive_5xx, 0);
 	assert_int_equal(a80->od->base_ejection_ms, 30000);
+	/* consecutiveLocalOriginFailures 0 keeps Envoy's 5, as Istio sends it
+	 * only when > 0. */
+	assert_int_equal(a80->od->split_local, 1);
+	assert_int_equal(a80->od->consecutive_local, 5);
 	assert_int_equal(a80->panic_threshold, 0);
 	/* Subset at port 81: the rule's port settings, then the subset's block. */
 	assert_int_equal(a81->pool.max_connections, 5);
