@@ -380,7 +380,7 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 
 	/* What went out is kept (the rest of the body, if any, is still with
 	 * the client session and follows the replay). */
-	if (cl == NULL || st->req_streamed || w->draining || st->resp_started)
+	if (cl == NULL || st->req_streamed || st->resp_started)
 		return false;
 	/* A TCP or TLS connection sends nothing before it is connected. */
 	if (!st->l4 && st->replay.len == 0 && !ism_up_replayable(st))
@@ -396,6 +396,15 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 			st->log_flags |= ISM_ALOG_URX;
 		return false;
 	}
+	/* A draining worker retries as Envoy's router does while its listener
+	 * drains: the drain time bounds the exchange, as it bounds a slow
+	 * response. But a back-off that could still be running when that time
+	 * is over would end in the connection cut at the drain's end, where
+	 * the client can have the upstream's answer now. */
+	if (w->draining &&
+	    w->now + ism_retry_backoff_ms(st->rs.backoff_base_ms, st->rs.tries, UINT32_MAX) >=
+		w->drain_deadline)
+		return false;
 	if (!st->retry_counted &&
 	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >= retry_cap(cl)) {
 		/* Envoy's retry circuit breaker: UO. */

@@ -55,14 +55,14 @@ class Flight:
         self.log = env.path("access.log")
         self.gen = 1
 
-    def write(self, routes, dr="", front=False, own=True, workers=1):
+    def write(self, routes, dr="", front=False, own=True, workers=1, drain="1s"):
         """The file: routes (the VirtualService's http list), dr (extra
         documents), front: a ServiceEntry whose cluster comes before the
         request's; own: the request's ServiceEntry is there."""
         extra = (f"  admin: {{address: 127.0.0.1:{self.admin}}}\n"
                  f"  accessLog: {{path: {self.log}, format: text, textFormat: \"{LOG_FMT}\"}}\n")
         parts = [appliance(self.env, workers=workers, extra=extra,
-                           timeouts={"upstreamResponse": "20s", "upstreamConnect": "10s", "drain": "1s"}),
+                           timeouts={"upstreamResponse": "20s", "upstreamConnect": "10s", "drain": drain}),
                  gateway(self.gw)]
         if front:
             parts.append(service_entry("aaa", "aaa.test.internal", [{"address": UP_ADDR, "port": self.up.port}]))
@@ -78,8 +78,8 @@ class Flight:
     def start(self, routes, dr=""):
         self.env.start_gateway(self.write(routes, dr), self.gw)
 
-    def reload(self, routes, dr="", own=True, workers=1):
-        self.write(routes, dr, front=True, own=own, workers=workers)
+    def reload(self, routes, dr="", own=True, workers=1, drain="1s"):
+        self.write(routes, dr, front=True, own=own, workers=workers, drain=drain)
         self.gen += 1
         reload_to(self.env, self.gen)
 
@@ -169,6 +169,35 @@ def reload_retries_attempt_in_flight(env):
         line = f.line("/retried")
         check(line == f"/retried 200 - 2 {CLUSTER}", f"access log: {line!r}")
         check(f.cluster_2xx() == 1, f"the new generation's cluster counted {f.cluster_2xx()} 2xx, want 1")
+    finally:
+        release.set()
+        f.close()
+
+
+@_test
+def draining_worker_retries(env):
+    """An attempt that fails on a worker that a reload set draining (one that
+    changes the worker count) is retried, as Envoy's router retries while its
+    listener drains: the client got the upstream's 503."""
+    release = threading.Event()
+
+    def late_503(c, head, rest):
+        release.wait(20)
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+    f = Flight(env, late_503)
+    try:
+        routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx}\n"
+        f.start(routes)
+        out = f.send("/retried")
+        poll(lambda: len(f.up.heads) >= 1, 10, what="the first attempt at the upstream")
+        f.reload(routes, workers=2, drain="20s")
+        workers = json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))
+        check(sum(w["draining"] for w in workers) == 1, f"want one worker draining: {workers}")
+        release.set()
+        r = done(out, "the request in flight")
+        check(r.status == 200 and r.body == b"got 0", f"got {r.status} {r.body!r}, want the retry's 200 'got 0'")
+        check(f.line("/retried") == f"/retried 200 - 2 {CLUSTER}", f"access log: {f.line('/retried')!r}")
     finally:
         release.set()
         f.close()
