@@ -208,6 +208,20 @@ bool ism_strmap_get(const struct ism_strmap *m, const char *key, size_t len, uin
 	return true;
 }
 
+bool ism_strmap_replace(struct ism_strmap *m, const char *key, size_t len, uint32_t value)
+{
+	struct ism_strmap_slot *s;
+
+	if (m->n == 0)
+		return false;
+	s = probe(m, key, len, ism_hash64(key, len, m->seed));
+	if (s->key == NULL)
+		return false;
+	s->key = key;
+	s->value = value;
+	return true;
+}
+
 void ism_strmap_free(struct ism_strmap *m)
 {
 	if (!m->fixed)

@@ -60,6 +60,10 @@ int ism_strmap_add(struct ism_strmap *m, const char *key, size_t len, uint32_t v
 int ism_strmap_reserve(struct ism_strmap *m, size_t n);
 /* True and *value (when not NULL) when key is in the map. */
 bool ism_strmap_get(const struct ism_strmap *m, const char *key, size_t len, uint32_t *value);
+/* Gives key, which the map holds, the new value, and makes key's bytes the
+ * ones the map keeps (those it kept before may then go). False, the map
+ * unchanged, when key is not in it. */
+bool ism_strmap_replace(struct ism_strmap *m, const char *key, size_t len, uint32_t value);
 /* Frees the slots (not the keys); the map is empty again, with the same seed. */
 void ism_strmap_free(struct ism_strmap *m);
 

@@ -386,7 +386,7 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 		const char *loc = cl ? cl->endpoints[i].locality.p : "";
 		uint32_t w = atomic_load(&e->weight);
 
-		if (!atomic_load(&e->in_use))
+		if (!ism_shm_ep_listed(&m->shm, id))
 			continue;
 		list_item(&k, r, json, !first);
 		if (!json)

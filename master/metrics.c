@@ -578,8 +578,10 @@ static const struct endpoint_metric endpoint_metrics[] = {
 };
 
 /* The "<service>|<addr>:<port>" keys become the labels service and endpoint. */
-static void endpoint_families(struct ism_reply *r, const struct ism_shm_hdr *h)
+static void endpoint_families(struct ism_reply *r, const struct ism_shm *shm)
 {
+	const struct ism_shm_hdr *h = shm->hdr;
+
 	for (size_t k = 0; k < sizeof(endpoint_metrics) / sizeof(endpoint_metrics[0]); k++) {
 		const struct endpoint_metric *em = &endpoint_metrics[k];
 
@@ -590,7 +592,7 @@ static void endpoint_families(struct ism_reply *r, const struct ism_shm_hdr *h)
 			const char *bar = strchr(key, '|');
 			char svc[ISM_EP_KEY_MAX];
 
-			if (!atomic_load(&h->eps[i].in_use) || bar == NULL)
+			if (!ism_shm_ep_listed(shm, (uint32_t)i) || bar == NULL)
 				continue;
 			snprintf(svc, sizeof(svc), "%.*s", (int)(bar - key), key);
 			ism_prom_u64(r, em->m.name, em->value(&h->eps[i]), "service", svc,
@@ -739,5 +741,5 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 	build_info(r);
 	process_families(m, r);
 	worker_processes(m, r);
-	endpoint_families(r, m->shm.hdr);
+	endpoint_families(r, &m->shm);
 }

@@ -221,7 +221,8 @@ static int state_memfd(const struct ism_master *m)
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 		uint32_t admin = atomic_load(&h->eps[i].admin), w = atomic_load(&h->eps[i].weight);
 
-		if (atomic_load(&h->eps[i].in_use) && (admin != ISM_EP_ADMIN_READY || w != 0))
+		if (ism_shm_ep_listed(&m->shm, (uint32_t)i) &&
+		    (admin != ISM_EP_ADMIN_READY || w != 0))
 			ism_say(&r, "endpoint %u %u %s\n", admin, w, h->ep_keys[i]);
 	}
 	for (size_t i = 0; m->dns != NULL && ism_resolver_view(m->dns, i, ism_now_ms(), &dv); i++) {

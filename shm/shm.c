@@ -40,6 +40,14 @@ char *ism_arena_strndup(struct ism_arena *a, const char *s, size_t len)
 	return p;
 }
 
+/* The master's flags of an endpoint or outlier-detection slot (ep_flags,
+ * od_flags). */
+enum {
+	SLOT_CURRENT = 1, /* the current generation's table has it */
+	SLOT_BUILD = 2,	  /* given to the table being built */
+	SLOT_RETIRED = 4, /* its key went to a newer slot: draining generations hold it */
+};
+
 static size_t round_page(size_t n)
 {
 	return (n + 4095) & ~(size_t)4095;
@@ -56,6 +64,10 @@ static void free_index(struct ism_shm *shm)
 		free(shm->od_keys[i]);
 	free(shm->od_keys);
 	shm->od_keys = NULL;
+	free(shm->ep_flags);
+	shm->ep_flags = NULL;
+	free(shm->od_flags);
+	shm->od_flags = NULL;
 }
 
 int ism_shm_create(struct ism_shm *shm, size_t gen_size)
@@ -76,7 +88,11 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 	shm->ep_free = 0;
 	shm->od_slots = malloc(ism_strmap_fixed_cap(ISM_MAX_OD_SLOTS) * sizeof(*shm->od_slots));
 	shm->od_keys = calloc(ISM_MAX_OD_SLOTS, sizeof(*shm->od_keys));
-	if (shm->od_slots == NULL || shm->od_keys == NULL) {
+	shm->ep_flags = calloc(ISM_MAX_ENDPOINTS, 1);
+	shm->od_flags = calloc(ISM_MAX_OD_SLOTS, 1);
+	shm->flagged_current = 0;
+	if (shm->od_slots == NULL || shm->od_keys == NULL || shm->ep_flags == NULL ||
+	    shm->od_flags == NULL) {
 		free_index(shm);
 		return -ENOMEM;
 	}
@@ -133,6 +149,10 @@ int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena)
 			continue;
 		/* Mark the slot busy with a generation no worker can hold. */
 		atomic_store(&g->gen, UINT64_MAX);
+		for (uint32_t e = 0; e < ISM_MAX_ENDPOINTS; e++)
+			shm->ep_flags[e] &= ~SLOT_BUILD;
+		for (uint32_t o = 0; o < ISM_MAX_OD_SLOTS; o++)
+			shm->od_flags[o] &= ~SLOT_BUILD;
 		g->table = NULL;
 		g->used = 0;
 		ism_arena_init(arena, g->base, g->size);
@@ -168,6 +188,11 @@ static void gen_release(struct ism_gen_slot *g)
 void ism_shm_gen_abort(struct ism_shm *shm, int slot)
 {
 	gen_release(&shm->hdr->gens[slot]);
+	/* The slots the build took for endpoints no generation has go now: the
+	 * next build would not take them back (no published table has them),
+	 * so a reload refused for want of ids, tried again in two steps, found
+	 * them taken still. */
+	ism_shm_ep_sweep(shm);
 }
 
 static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
@@ -290,18 +315,83 @@ void ism_shm_release(struct ism_shm *shm, int w)
 	atomic_store(&shm->hdr->workers[w].gen, 0);
 }
 
+static void mark_table(const struct ism_table *t, unsigned char *used, unsigned char *od_used,
+		       unsigned char bit)
+{
+	for (uint32_t c = 0; c < t->n_clusters; c++) {
+		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++) {
+			const struct ism_endpoint *ep = &t->clusters[c].endpoints[e];
+
+			used[ep->id] |= bit;
+			if (ep->od < ISM_MAX_OD_SLOTS)
+				od_used[ep->od] |= bit;
+		}
+	}
+}
+
+/* SLOT_CURRENT on the current table's slots, marked again after each publish. */
+static void flag_current(struct ism_shm *shm)
+{
+	uint64_t cur = current_word(shm);
+
+	if (cur == shm->flagged_current)
+		return;
+	for (uint32_t e = 0; e < ISM_MAX_ENDPOINTS; e++)
+		shm->ep_flags[e] &= ~SLOT_CURRENT;
+	for (uint32_t o = 0; o < ISM_MAX_OD_SLOTS; o++)
+		shm->od_flags[o] &= ~SLOT_CURRENT;
+	if (cur != 0 && shm->hdr->gens[cur & 0xff].table != NULL)
+		mark_table(shm->hdr->gens[cur & 0xff].table, shm->ep_flags, shm->od_flags,
+			   SLOT_CURRENT);
+	shm->flagged_current = cur;
+}
+
+/* Whether the slot found by key serves the table being built: the current
+ * table has it (a reload keeps its endpoint, and its state), or the build
+ * took it already. Otherwise a reload removed the endpoint and this one adds
+ * it back, and a draining generation, or one not yet reclaimed, holds the
+ * slot still: the endpoint gets a new one, as Envoy makes a new host, where
+ * the old slot's ejection, admin state and warmup came back with it, or not,
+ * depending on whether the sweep had run in between. */
+static bool slot_kept(unsigned char *flags)
+{
+	if ((*flags & (SLOT_CURRENT | SLOT_BUILD)) == 0)
+		return false;
+	*flags |= SLOT_BUILD;
+	return true;
+}
+
+/* The key's index entry, given to the new slot id: the slot old it had
+ * before (UINT32_MAX: none) is retired (no longer found by key, left out of
+ * the index's rebuilds). */
+static void slot_rekey(struct ism_strmap *ix, unsigned char *flags, uint32_t old, const char *key,
+		       uint32_t id)
+{
+	flags[id] = SLOT_BUILD;
+	if (old != UINT32_MAX) {
+		flags[old] |= SLOT_RETIRED;
+		ism_strmap_replace(ix, key, strlen(key), id);
+		return;
+	}
+	/* Cannot fail: the index has room for every slot. */
+	ism_strmap_add(ix, key, strlen(key), id, NULL);
+}
+
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id)
 {
 	struct ism_shm_hdr *h = shm->hdr;
-	uint32_t free_slot = shm->ep_free, inc;
+	uint32_t free_slot = shm->ep_free, inc, old = UINT32_MAX;
 
 	if (strlen(key) >= ISM_EP_KEY_MAX)
 		return -ENAMETOOLONG;
 	/* A reload interns every endpoint of the file: by hash, not by a scan
 	 * of the table per endpoint. Slots are taken here only and freed by the
 	 * sweep only, which rebuilds the index. */
-	if (ism_strmap_get(&shm->ep_ix, key, strlen(key), id))
+	flag_current(shm);
+	if (ism_strmap_get(&shm->ep_ix, key, strlen(key), &old) && slot_kept(&shm->ep_flags[old])) {
+		*id = old;
 		return 0;
+	}
 	while (free_slot < ISM_MAX_ENDPOINTS && atomic_load(&h->eps[free_slot].in_use))
 		free_slot++;
 	if (free_slot == ISM_MAX_ENDPOINTS)
@@ -318,9 +408,7 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	if (initial_health == ISM_EP_HEALTHY)
 		atomic_store(&h->eps[free_slot].warm_since_ms, ism_now_ms());
 	atomic_store(&h->eps[free_slot].in_use, 1);
-	/* Cannot fail: the index has room for every slot. */
-	ism_strmap_add(&shm->ep_ix, h->ep_keys[free_slot], strlen(h->ep_keys[free_slot]), free_slot,
-		       NULL);
+	slot_rekey(&shm->ep_ix, shm->ep_flags, old, h->ep_keys[free_slot], free_slot);
 	*id = free_slot;
 	return 0;
 }
@@ -328,6 +416,12 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 bool ism_shm_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id)
 {
 	return ism_strmap_get(&shm->ep_ix, key, strlen(key), id);
+}
+
+bool ism_shm_ep_listed(const struct ism_shm *shm, uint32_t id)
+{
+	return id < ISM_MAX_ENDPOINTS && atomic_load(&shm->hdr->eps[id].in_use) &&
+	       !(shm->ep_flags[id] & SLOT_RETIRED);
 }
 
 void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[ISM_TICKET_KEYS],
@@ -345,11 +439,14 @@ void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[I
 int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id)
 {
 	struct ism_od_state *ods = shm->hdr->ods;
-	uint32_t free_slot = shm->od_free, inc;
+	uint32_t free_slot = shm->od_free, inc, old = UINT32_MAX;
 	char *copy;
 
-	if (ism_strmap_get(&shm->od_ix, key, strlen(key), id))
+	flag_current(shm);
+	if (ism_strmap_get(&shm->od_ix, key, strlen(key), &old) && slot_kept(&shm->od_flags[old])) {
+		*id = old;
 		return 0;
+	}
 	while (free_slot < ISM_MAX_OD_SLOTS && atomic_load(&ods[free_slot].in_use))
 		free_slot++;
 	if (free_slot == ISM_MAX_OD_SLOTS)
@@ -365,22 +462,9 @@ int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_
 	ods[free_slot].incarnation = inc + 1;
 	ods[free_slot].ep = ep;
 	atomic_store(&ods[free_slot].in_use, 1);
-	ism_strmap_add(&shm->od_ix, copy, strlen(copy), free_slot, NULL);
+	slot_rekey(&shm->od_ix, shm->od_flags, old, copy, free_slot);
 	*id = free_slot;
 	return 0;
-}
-
-static void mark_table(const struct ism_table *t, unsigned char *used, unsigned char *od_used)
-{
-	for (uint32_t c = 0; c < t->n_clusters; c++) {
-		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++) {
-			const struct ism_endpoint *ep = &t->clusters[c].endpoints[e];
-
-			used[ep->id] = 1;
-			if (ep->od < ISM_MAX_OD_SLOTS)
-				od_used[ep->od] = 1;
-		}
-	}
 }
 
 /* An outlier slot no generation holds any more: no worker can eject through
@@ -398,10 +482,12 @@ static void od_sweep(struct ism_shm *shm, const unsigned char *od_used)
 		    atomic_load(&h->eps[o->ep].ejected_in) > 0)
 			atomic_fetch_sub(&h->eps[o->ep].ejected_in, 1);
 		atomic_store(&o->in_use, 0);
+		shm->od_flags[i] = 0;
 	}
+	/* A retired slot's key is its newer slot's. */
 	ism_strmap_init_fixed(&shm->od_ix, shm->od_ix.seed, shm->od_slots, shm->od_ix.cap);
 	for (uint32_t i = 0; i < ISM_MAX_OD_SLOTS; i++)
-		if (atomic_load(&h->ods[i].in_use))
+		if (atomic_load(&h->ods[i].in_use) && !(shm->od_flags[i] & SLOT_RETIRED))
 			ism_strmap_add(&shm->od_ix, shm->od_keys[i], strlen(shm->od_keys[i]), i,
 				       NULL);
 	shm->od_free = 0;
@@ -419,14 +505,16 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 		uint64_t gen = atomic_load(&g->gen);
 
 		if (gen != 0 && gen != UINT64_MAX && g->table != NULL)
-			mark_table(g->table, used, od_used);
+			mark_table(g->table, used, od_used, 1);
 	}
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
-		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use))
+		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use)) {
 			atomic_store(&shm->hdr->eps[i].in_use, 0);
+			shm->ep_flags[i] = 0;
+		}
 	ism_strmap_init_fixed(&shm->ep_ix, shm->ep_ix.seed, shm->ep_slots, shm->ep_ix.cap);
 	for (uint32_t i = 0; i < ISM_MAX_ENDPOINTS; i++)
-		if (atomic_load(&shm->hdr->eps[i].in_use))
+		if (ism_shm_ep_listed(shm, i))
 			ism_strmap_add(&shm->ep_ix, shm->hdr->ep_keys[i],
 				       strlen(shm->hdr->ep_keys[i]), i, NULL);
 	shm->ep_free = 0;

@@ -46,6 +46,12 @@ struct ism_shm {
 	struct ism_strmap_slot *od_slots;
 	char **od_keys;
 	uint32_t od_free;
+	/* Master, process-local: ISM_SLOT_* flags of each endpoint and
+	 * outlier-detection slot, and the current generation (hdr->current)
+	 * whose table ISM_SLOT_CURRENT marks. */
+	unsigned char *ep_flags;
+	unsigned char *od_flags;
+	uint64_t flagged_current;
 };
 
 /* Maps a new anonymous shared region with gen_size bytes per generation slot,
@@ -56,12 +62,14 @@ void ism_shm_destroy(struct ism_shm *shm);
 
 /* --- generations (master) --- */
 
-/* Finds a free generation slot and prepares an empty arena in it.
+/* Finds a free generation slot and prepares an empty arena in it: the
+ * endpoints interned until it is published or dropped are the new table's.
  * Returns the slot index or -ENOSPC when every slot is held by a live generation. */
 int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena);
 /* Publishes the table built in slot's arena as generation gen (> every earlier one). */
 void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table, uint64_t gen);
-/* Drops a slot that was begun but not published. */
+/* Drops a slot that was begun but not published, and the endpoint and
+ * outlier-detection slots that no other generation holds. */
 void ism_shm_gen_abort(struct ism_shm *shm, int slot);
 /* Frees every unpublished-or-superseded slot that no live worker records.
  * Returns how many slots were freed. */
@@ -104,15 +112,25 @@ void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[I
 
 /* --- endpoint state (master) --- */
 
-/* Returns the id for key, allocating a slot the first time the key is seen
- * (the lowest free one). -ENOSPC when the table is full. The new slot starts
- * with health `initial`. Constant time on average. */
+/* Returns the id for key in the table being built (ism_shm_gen_begin): the
+ * slot key has in the current table or was given earlier in this build, else
+ * a new one (the lowest free), which starts with health `initial` and nothing
+ * else of an earlier endpoint of that key: one that a reload removed and
+ * this one adds back is new, as Envoy makes a new host, even while a
+ * generation still draining holds its old slot (which keeps its state for
+ * that generation, and is no longer found by key). -ENOSPC when the table is
+ * full. Constant time on average. */
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id);
 /* The id of the endpoint slot that key holds; false when none does. */
 bool ism_shm_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id);
-/* The outlier-detection slot for key ("<cluster name>|<endpoint id>"),
- * allocated the first time the key is seen, for endpoint slot ep. -ENOSPC when
- * the table is full, -ENOMEM. */
+/* Whether endpoint slot id is in use and is its key's: false for a slot that
+ * only a draining generation holds and whose key a newer slot took (what
+ * lists endpoints by key leaves it out, as a name is listed once). */
+bool ism_shm_ep_listed(const struct ism_shm *shm, uint32_t id);
+/* The outlier-detection slot for key ("<cluster name>|<endpoint id>") in the
+ * table being built, kept and allocated as ism_shm_ep_intern's (an endpoint
+ * that a reload takes out of a cluster and the next puts back has a new
+ * one), for endpoint slot ep. -ENOSPC when the table is full, -ENOMEM. */
 int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id);
 /* Frees endpoint and outlier-detection slots that neither the current nor any
  * live generation references. */

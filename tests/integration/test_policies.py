@@ -19,9 +19,10 @@ _test = Registry()
 register = _test.register
 
 
-def _setup(env, policy, n_endpoints=3, admin_port=None):
+def _setup(env, policy, n_endpoints=3, admin_port=None, keep=None):
     """n upstream processes on 127.0.0.1 named e0..e(n-1); a DestinationRule with
-    `policy` (YAML under trafficPolicy); the gateway routing everything there."""
+    `policy` (YAML under trafficPolicy); the gateway routing everything there.
+    keep(indexes) writes the file again with only those endpoints."""
     eps = []
     for i in range(n_endpoints):
         ports = env.upstream([f"127.0.0.1:0=e{i}"], name=f"e{i}")
@@ -30,11 +31,16 @@ def _setup(env, policy, n_endpoints=3, admin_port=None):
     extra = f"  admin: {{address: 127.0.0.1:{admin_port}}}\n" if admin_port else ""
     dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: pol}\n"
           f"spec:\n  host: {SVC}\n  trafficPolicy:\n{policy}")
-    conf = env.write("isthmus.yaml", docs(
-        appliance(env, extra=extra), gateway(gw_port),
-        virtual_service("pol", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
-        dr, service_entry("pol", SVC, eps)))
-    env.start_gateway(conf, gw_port)
+
+    def write(indexes):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, extra=extra), gateway(gw_port),
+            virtual_service("pol", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+            dr, service_entry("pol", SVC, [eps[i] for i in indexes])))
+
+    env.start_gateway(write(range(n_endpoints)), gw_port)
+    if keep is not None:
+        keep.append(write)
     return [e["port"] for e in eps]
 
 
@@ -453,6 +459,43 @@ def outlier_return_by_time_logged(env):
     key = f"{SVC}|127.0.0.1:{ports[0]}"
     poll(lambda: env.log_count(f"endpoint {key} returned from ejection: its ejection time is over "
                                f"(cluster outbound|80||{SVC})") == 1, 5, what="the return's log line")
+
+
+@_test
+def readded_endpoint_starts_anew(env):
+    """An endpoint that a reload removes and the next one adds back is a new
+    endpoint, as Envoy makes a new host: e0's ejection (120 s) and e2's drain
+    by the control socket are gone, and both take their share again. They came
+    back with the endpoint when the second reload came before the master's
+    sweep of unused endpoints (a second or so), and not after it. e1, which
+    both reloads keep, keeps its weight set by the control socket."""
+    writer = []
+    ports = _setup(env, "    loadBalancer: {simple: ROUND_ROBIN}\n"
+                        "    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 120s,\n"
+                        "      maxEjectionPercent: 100}\n", keep=writer)
+    sock = env.path("ctl.sock")
+    key = [f"{SVC}|127.0.0.1:{p}" for p in ports]
+
+    def endpoints():
+        return {e["key"]: e for e in json.loads(ctl_cmd(sock, f"show endpoints outbound|80||{SVC} json"))}
+
+    env.ctl("127.0.0.1", ports[0], "fail/503")
+    poll(lambda: env.get("/").status and endpoints()[key[0]]["ejected"], 10, what="e0's ejection")
+    env.ctl("127.0.0.1", ports[0], "ok")
+    for cmd in (f"set endpoint {key[2]} state drain", f"set endpoint {key[1]} weight 3"):
+        check(ctl_cmd(sock, cmd).startswith("ok"), cmd)
+    writer[0]([1])
+    check("generation 2 published" in ctl_cmd(sock, "reload"), "the reload without e0 and e2")
+    writer[0](range(3))
+    check("generation 3 published" in ctl_cmd(sock, "reload"), "the reload adding them back")
+    eps = endpoints()
+    check(not eps[key[0]]["ejected"] and eps[key[0]]["ejections"] == 0, f"e0 came back ejected: {eps[key[0]]}")
+    check(eps[key[2]]["admin"] == "ready", f"e2 came back drained: {eps[key[2]]}")
+    check(eps[key[1]]["weight"] == 3 and eps[key[1]]["weight_set"], f"e1 lost its weight: {eps[key[1]]}")
+    # Each endpoint once, though the first generation may still hold e0's and e2's old state.
+    listed = [e["key"] for e in json.loads(ctl_cmd(sock, "show endpoints json"))]
+    check(sorted(listed) == sorted(key), f"show endpoints lists {listed}")
+    poll(lambda: set(tally_ok(env, 10)) == {"e0", "e1", "e2"}, 10, what="e0 and e2 to take traffic again")
 
 
 @_test

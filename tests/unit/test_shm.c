@@ -302,6 +302,136 @@ static void test_od_intern(void **state)
 	ism_shm_destroy(&shm);
 }
 
+/* Publishes generation gen: one cluster of the n endpoints ids[] with the
+ * outlier slots ods[], interned meanwhile by intern(shm, ids, ods). */
+static void publish_eps(struct ism_shm *shm, uint64_t gen, uint32_t n,
+			void (*intern)(struct ism_shm *shm, uint32_t *ids, uint32_t *ods))
+{
+	struct ism_arena a;
+	struct ism_table *t;
+	struct ism_cluster *cl;
+	struct ism_endpoint *eps;
+	uint32_t ids[4], ods[4];
+	int slot = ism_shm_gen_begin(shm, &a);
+
+	assert_true(slot >= 0 && n <= 4);
+	intern(shm, ids, ods);
+	t = build(&a, (uint32_t)gen);
+	cl = ism_arena_alloc(&a, sizeof(*cl), 8);
+	eps = ism_arena_alloc(&a, n * sizeof(*eps), 8);
+	assert_non_null(cl);
+	assert_non_null(eps);
+	for (uint32_t i = 0; i < n; i++)
+		eps[i] = (struct ism_endpoint){.id = ids[i], .od = ods[i]};
+	*cl = (struct ism_cluster){.n_endpoints = n, .endpoints = eps};
+	t->n_clusters = 1;
+	t->clusters = cl;
+	ism_shm_gen_publish(shm, slot, t, gen);
+}
+
+static uint32_t kept_b; /* b's slot, in every generation */
+
+/* The slots of the current table's endpoint i (od may be NULL). */
+static void current_ep(const struct ism_shm *shm, uint32_t i, uint32_t *id, uint32_t *od)
+{
+	const struct ism_table *t = ism_shm_current(shm);
+
+	assert_non_null(t);
+	assert_true(i < t->clusters[0].n_endpoints);
+	*id = t->clusters[0].endpoints[i].id;
+	if (od != NULL)
+		*od = t->clusters[0].endpoints[i].od;
+}
+
+static void intern_ep(struct ism_shm *shm, const char *key, uint32_t *id, uint32_t *od)
+{
+	char od_key[64];
+
+	assert_int_equal(ism_shm_ep_intern(shm, key, ISM_EP_HEALTHY, id), 0);
+	snprintf(od_key, sizeof(od_key), "outbound|80||svc|%u", *id);
+	assert_int_equal(ism_shm_od_intern(shm, od_key, *id, od), 0);
+}
+
+static void intern_ab(struct ism_shm *shm, uint32_t *ids, uint32_t *ods)
+{
+	intern_ep(shm, "svc|a", &ids[0], &ods[0]);
+	intern_ep(shm, "svc|b", &ids[1], &ods[1]);
+}
+
+static void intern_b(struct ism_shm *shm, uint32_t *ids, uint32_t *ods)
+{
+	intern_ep(shm, "svc|b", &ids[0], &ods[0]);
+	assert_int_equal(ids[0], kept_b); /* kept */
+}
+
+static void intern_ab_again(struct ism_shm *shm, uint32_t *ids, uint32_t *ods)
+{
+	uint32_t id, od;
+
+	intern_ab(shm, ids, ods);
+	/* The same key twice in one build: the same new slot. */
+	intern_ep(shm, "svc|a", &id, &od);
+	assert_int_equal(id, ids[0]);
+	assert_int_equal(od, ods[0]);
+}
+
+/* An endpoint that generation 2 removes and generation 3 adds back, while
+ * generation 1 (a worker draining on it) still holds its slot: a new slot,
+ * found by its key, with none of the old one's state, which the old
+ * generation keeps; b, which every generation has, keeps its slot and state.
+ * Once generation 1 goes, the sweep frees the old slot only. */
+static void test_ep_readded(void **state)
+{
+	struct ism_shm shm;
+	struct ism_shm_hdr *h;
+	uint32_t a_old, a_od, a_new, a_new_od, found;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	h = shm.hdr;
+	publish_eps(&shm, 1, 2, intern_ab);
+	current_ep(&shm, 0, &a_old, &a_od);
+	current_ep(&shm, 1, &kept_b, NULL);
+	atomic_store(&h->eps[a_old].admin, ISM_EP_ADMIN_DRAIN);
+	atomic_store(&h->ods[a_od].ejected, 1);
+	atomic_store(&h->eps[a_old].ejected_in, 1);
+	atomic_store(&h->eps[kept_b].admin, ISM_EP_ADMIN_MAINT);
+	publish_eps(&shm, 2, 1, intern_b);
+	/* A sweep meanwhile: generation 1 holds a still. */
+	ism_shm_ep_sweep(&shm);
+	publish_eps(&shm, 3, 2, intern_ab_again);
+	current_ep(&shm, 0, &a_new, &a_new_od);
+	assert_int_not_equal(a_new, a_old);
+	assert_int_not_equal(a_new_od, a_od);
+	assert_int_equal(atomic_load(&h->eps[a_new].admin), ISM_EP_ADMIN_READY);
+	assert_int_equal(atomic_load(&h->eps[a_new].ejected_in), 0);
+	assert_int_equal(atomic_load(&h->ods[a_new_od].ejected), 0);
+	assert_true(ism_shm_ep_find(&shm, "svc|a", &found));
+	assert_int_equal(found, a_new);
+	/* The old slot keeps its state for generation 1, listed no more. */
+	assert_int_equal(atomic_load(&h->eps[a_old].admin), ISM_EP_ADMIN_DRAIN);
+	assert_int_equal(atomic_load(&h->ods[a_od].ejected), 1);
+	assert_false(ism_shm_ep_listed(&shm, a_old));
+	assert_true(ism_shm_ep_listed(&shm, a_new));
+	assert_int_equal(atomic_load(&h->eps[kept_b].admin), ISM_EP_ADMIN_MAINT);
+	/* A sweep while generation 1 lives frees nothing; once it is gone, the
+	 * old slots only, and the key still finds the new one. */
+	ism_shm_ep_sweep(&shm);
+	assert_int_equal(atomic_load(&h->eps[a_old].in_use), 1);
+	assert_true(ism_shm_ep_find(&shm, "svc|a", &found));
+	assert_int_equal(found, a_new);
+	assert_true(ism_shm_gen_reclaim(&shm) > 0);
+	ism_shm_ep_sweep(&shm);
+	assert_int_equal(atomic_load(&h->eps[a_old].in_use), 0);
+	assert_int_equal(atomic_load(&h->ods[a_od].in_use), 0);
+	assert_int_equal(atomic_load(&h->eps[a_new].in_use), 1);
+	assert_true(ism_shm_ep_find(&shm, "svc|a", &found));
+	assert_int_equal(found, a_new);
+	assert_true(ism_shm_ep_find(&shm, "svc|b", &found));
+	assert_int_equal(found, kept_b);
+	ism_shm_destroy(&shm);
+}
+
 static double cpu_now(void)
 {
 	struct timespec ts;
@@ -441,7 +571,7 @@ int main(void)
 	    cmocka_unit_test(test_abort),	    cmocka_unit_test(test_reclaim_releases_pages),
 	    cmocka_unit_test(test_peek_commit),	    cmocka_unit_test(test_ep_intern),
 	    cmocka_unit_test(test_ep_intern_scale), cmocka_unit_test(test_od_intern),
-	    cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_ep_readded),	    cmocka_unit_test(test_stress_reclaim),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
