@@ -330,7 +330,13 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	epoch = atomic_load(&h->health_epoch);
 	if (epoch != m->epoch) {
 		m->epoch = epoch;
-		ism_lbstate_compute(t, h);
+		/* Every generation still held: a worker whose listeners a reload
+		 * moved drains on its own, and balanced with the loads it had at
+		 * the reload, where Envoy's clusters, which no listener owns,
+		 * follow health for a draining listener's requests too. */
+		for (int i = 0; i < ISM_GEN_SLOTS; i++)
+			if (ism_shm_gen_table(&m->shm, i) != NULL)
+				ism_lbstate_compute(ism_shm_gen_table(&m->shm, i), h);
 		ism_events_observe(&m->events, t, h);
 	}
 }

@@ -493,6 +493,14 @@ static void od_sweep(struct ism_shm *shm, const unsigned char *od_used)
 	shm->od_free = 0;
 }
 
+const struct ism_table *ism_shm_gen_table(const struct ism_shm *shm, int i)
+{
+	const struct ism_gen_slot *g = &shm->hdr->gens[i];
+	uint64_t gen = atomic_load(&g->gen);
+
+	return gen != 0 && gen != UINT64_MAX ? g->table : NULL;
+}
+
 void ism_shm_ep_sweep(struct ism_shm *shm)
 {
 	static unsigned char used[ISM_MAX_ENDPOINTS]; /* master-only scratch */
@@ -500,13 +508,9 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 
 	memset(used, 0, sizeof(used));
 	memset(od_used, 0, sizeof(od_used));
-	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
-		struct ism_gen_slot *g = &shm->hdr->gens[i];
-		uint64_t gen = atomic_load(&g->gen);
-
-		if (gen != 0 && gen != UINT64_MAX && g->table != NULL)
-			mark_table(g->table, used, od_used, 1);
-	}
+	for (int i = 0; i < ISM_GEN_SLOTS; i++)
+		if (ism_shm_gen_table(shm, i) != NULL)
+			mark_table(ism_shm_gen_table(shm, i), used, od_used, 1);
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
 		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use)) {
 			atomic_store(&shm->hdr->eps[i].in_use, 0);

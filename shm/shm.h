@@ -78,6 +78,10 @@ int ism_shm_gen_reclaim(struct ism_shm *shm);
  * final then: no worker counts in it). */
 int ism_shm_gen_reclaim_with(struct ism_shm *shm,
 			     void (*gone)(const struct ism_table *t, void *ctx), void *ctx);
+/* The table of generation slot i (0 <= i < ISM_GEN_SLOTS) while workers may
+ * use it: the current one, or one superseded and not yet reclaimed; else
+ * NULL. Valid until the next reclaim. */
+const struct ism_table *ism_shm_gen_table(const struct ism_shm *shm, int i);
 /* The published table (master's view), or NULL. */
 const struct ism_table *ism_shm_current(const struct ism_shm *shm);
 uint64_t ism_shm_current_gen(const struct ism_shm *shm);

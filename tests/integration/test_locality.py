@@ -598,3 +598,54 @@ def retry_avoids_tried_endpoints(env):
         check(r.status == 200 and r.header("x-upstream") == "a3" and max(got.values()) == 1,
               f"request {i}: {r.status} from {r.header('x-upstream')}, tries {got}; want 200 from a3 "
               "with no endpoint tried twice")
+
+
+@_test
+def draining_worker_follows_health(env):
+    """A worker that a reload moving the listener leaves draining on the old
+    generation balances with the priority loads of the endpoints' health now,
+    as a draining Envoy listener shares its clusters: a2 failing its checks
+    after the reload leaves zone a 70 % and sends zone b 30 % of the
+    requests finished on the old connections (all went to a1, with the loads
+    frozen at the reload). The requests' heads are begun before the reload,
+    so that the old connections are not idle (closed after a second)."""
+    ups = Ups(env)
+    for n, loc in (("a1", LOC_A), ("a2", LOC_A), ("b1", LOC_B)):
+        ups.start(n, loc)
+    sock = env.path("ctl.sock")
+    dr = dest_rule(SVC, od={"consecutive5xxErrors": 0, "minHealthPercent": 0}, simple="ROUND_ROBIN")
+
+    def write(port):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, locality=LOC_A, workers=1, extra=health_checks(SVC),
+                      timeouts={"requestHeader": "30s", "idle": "30s"}),
+            gateway(port), virtual_service("web", ["*"], route_all(SVC) + "    retries: {attempts: 0}\n"),
+            service_entry("web", SVC, ups.entries()), dr))
+
+    def loads():
+        return json.loads(ctl_cmd(sock, "show clusters json"))[0]["loads"]
+
+    gw = free_port()
+    env.start_gateway(write(gw), gw)
+    poll(lambda: loads() == [100, 0], 10, what="zone a whole, every endpoint healthy")
+    conns = [Conn("127.0.0.1", gw) for _ in range(40)]
+    try:
+        for c in conns:
+            check(c.request("GET", "/").status == 200, "a request before the reload")
+            c.send(b"GET / HTTP/1.1\r\nhost: test.local\r\n")
+        write(free_port())
+        check("generation 2 published" in ctl_cmd(sock, "reload"), "the reload moving the listener")
+        poll(lambda: any(w["draining"] for w in json.loads(ctl_cmd(sock, "show workers json"))), 10,
+             what="the old worker draining")
+        ups.ctl("a2", "health/fail")
+        poll(lambda: loads() == [70, 30], 10, what="zone a at 70 % with a2 failing")
+        got = {}
+        for c in conns:
+            c.send(b"\r\n")
+            r = c.read_response()
+            check(r.status == 200, f"a request on an old connection: {r.status}")
+            got[r.header("x-upstream")] = got.get(r.header("x-upstream"), 0) + 1
+        check(got.get("b1", 0) > 0 and "a2" not in got, f"the draining worker's requests went {got}")
+    finally:
+        for c in conns:
+            c.close()
