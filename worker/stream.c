@@ -1638,10 +1638,11 @@ static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_
  * and *undecided when a regex could not decide within its bound), found as
  * Envoy's connection manager finds them before its filters run (the log names
  * the route of a request they answer). Inline: with the JWT check's second
- * call, GCC kept it out of line, 23 instructions a request more (callgrind). */
-static inline const struct ism_route *request_lookup(struct ism_wctx *w, struct ism_stream *st,
-						     const struct ism_http_req *req, bool https,
-						     const struct ism_vhost **vh, bool *undecided)
+ * call, GCC kept it out of line, 23 instructions a request more (callgrind),
+ * and with the route's match kept, always. */
+static inline __attribute__((always_inline)) const struct ism_route *
+request_lookup(struct ism_wctx *w, struct ism_stream *st, const struct ism_http_req *req,
+	       bool https, const struct ism_vhost **vh, bool *undecided)
 {
 	const struct ism_listener *l = &w->table->listeners[st->sess->listener];
 	const struct ism_route *r;
@@ -1857,7 +1858,10 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 		undecided = st->xa->undecided;
 	} else {
 		https = request_https(w->table, st->sess, req);
-		req->edge_xfp = ism_sess_tls(st->sess) ? "https" : "http";
+		/* Without a trusted proxy the scheme is the connection's. */
+		req->edge_xfp = (w->table->trusted_proxies == 0 ? https : ism_sess_tls(st->sess))
+				    ? "https"
+				    : "http";
 		req->edge_peer = st->sess->peer;
 		req->xfp_trusted = w->table->trusted_proxies > 0;
 		if (!request_start(w, st, req, &body, &len, req_done))
