@@ -323,6 +323,54 @@ static int check_grpc(const struct ism_stream *st, const struct ism_extauthz *xa
 	return ret < 0 ? -ENOMEM : 0;
 }
 
+/* The check of st's kept request into b, which shows X-Forwarded-Proto and
+ * X-Forwarded-For as the upstream gets them (ism_router_header), as Envoy's
+ * ext_authz filter reads the header map its connection manager changed: an
+ * authorizer that reads them gets the connection's scheme, not what a
+ * client said. The kept request itself stays as it came. 0, or -ENOMEM. */
+static int check_build(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa,
+		       const struct ism_cluster *cl, struct ism_buf *b)
+{
+	static const struct ism_str edge[] = {{"x-forwarded-proto", 17}, {"x-forwarded-for", 15}};
+	struct ism_http_req *req = &st->xa->req;
+	struct ism_http_header *kept = req->headers, *h;
+	size_t n_kept = req->n_headers, n = 0, off[2] = {0, 0}, len[2] = {0, 0};
+	bool got[2] = {false, false};
+	struct ism_buf vals = {0};
+	int ret = 0;
+
+	h = malloc((n_kept + 2) * sizeof(*h));
+	if (h == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_kept; i++)
+		if (req->edge_xfp == NULL || (!ism_http_header_is(&kept[i], "x-forwarded-proto") &&
+					      !ism_http_header_is(&kept[i], "x-forwarded-for")))
+			h[n++] = kept[i];
+	for (size_t k = 0; req->edge_xfp != NULL && k < 2; k++) {
+		const char *v;
+
+		off[k] = vals.len;
+		got[k] = ism_router_header(req, &edge[k], w->rs, &v, &len[k]);
+		if (got[k])
+			ret |= ism_buf_append(&vals, v, (uint32_t)len[k], UINT32_MAX);
+	}
+	/* Their values once all are in vals (whose memory may move). */
+	for (size_t k = 0; ret == 0 && k < 2; k++)
+		if (got[k])
+			h[n++] = (struct ism_http_header){edge[k].p, edge[k].len, vals.p + off[k],
+							  len[k]};
+	if (ret == 0) {
+		req->headers = h;
+		req->n_headers = n;
+		ret = xa->grpc ? check_grpc(st, xa, cl, b) : check_head(w, xa, cl, st->xa, b);
+		req->headers = kept;
+		req->n_headers = n_kept;
+	}
+	ism_buf_free(&vals);
+	free(h);
+	return ret < 0 ? -ENOMEM : 0;
+}
+
 /* What chk's answer (or its failure) decides for the request it checks. */
 static void decide(struct ism_wctx *w, struct xa_check *chk);
 
@@ -412,9 +460,7 @@ int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
 	c->grpc = xa->grpc;
 	st->xa->check = ((uint64_t)c->idx << 32) | c->gen;
 	st->xa->checking = true;
-	if ((xa->grpc ? check_grpc(st, xa, cl, &c->replay)
-		      : check_head(w, xa, cl, st->xa, &c->replay)) < 0 ||
-	    ism_stream_mirror_start(w, c) < 0) {
+	if (check_build(w, st, xa, cl, &c->replay) < 0 || ism_stream_mirror_start(w, c) < 0) {
 		st->xa->checking = false;
 		/* Not started: an error, as Envoy's when its cluster cannot be had. */
 		c->sp = NULL;

@@ -271,14 +271,17 @@ def extauthz_grpc_check_request(env):
     with the query, host the authority as sent, scheme http, protocol
     HTTP/1.1, size the content-length (-1 without one); the headers map with
     :authority :method :path :scheme, every field of the client's (values of
-    one name joined with ","), names lower-case; no body; no tls_session;
+    one name joined with ","), names lower-case, X-Forwarded-Proto and -For as
+    the upstream gets them (the client's https is http; the peer appended);
+    no body; no tls_session;
     the call's deadline the provider's timeout (grpc-timeout). A chunked
     POST has size -1; HTTP/1.0 says protocol HTTP/1.0; h2c streams say
     HTTP/2, the :authority, size 5 with a content-length and -1 without."""
     w = GWorld(env, providers(gprovider(timeout="2s")), custom())
     n = w.authz.count()
     hdrs = ask("allow") + [("X-Multi", "one"), ("X-Multi", "two"), ("User-Agent", "test-agent/1.0"),
-                           ("Content-Type", "text/plain"), ("Acme-Tenant", "T1")]
+                           ("Content-Type", "text/plain"), ("Acme-Tenant", "T1"),
+                           ("X-Forwarded-Proto", "https"), ("X-Forwarded-For", "192.0.2.1")]
     t0 = time.time()
     with Conn("127.0.0.1", w.gw, timeout=10, source=("127.0.0.7", 0)) as c:
         sport = c.sock.getsockname()[1]
@@ -297,7 +300,10 @@ def extauthz_grpc_check_request(env):
     check_headers_map(rec1, {":authority": "shop.example.com:8443", ":method": "POST",
                              ":path": "/api/items?x=1&y=two", ":scheme": "http", "x-multi": "one,two",
                              "user-agent": "test-agent/1.0", "content-type": "text/plain", "acme-tenant": "T1",
-                             "content-length": "1000", "x-authz": "allow"}, "the POST")
+                             "content-length": "1000", "x-authz": "allow",
+                             # as the upstream gets them (Envoy's filter reads the changed map)
+                             "x-forwarded-proto": "http", "x-forwarded-for": "192.0.2.1,127.0.0.7"},
+                      "the POST")
     check_peer(rec1, "source", "127.0.0.7", sport, "", "the POST")
     check_peer(rec1, "destination", "127.0.0.1", w.gw, "", "the POST")
     check(rec1["tls_session"] is None, f"a plaintext request with a tls_session: {rec1['tls_session']}")
