@@ -142,11 +142,10 @@ def done(out, what):
 ROUTE = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
 
 
-@_test
-def reload_retries_attempt_in_flight(env):
-    """An attempt that fails after a reload is retried on the new generation's
-    cluster of the same name (it was answered with the 503: the request had no
-    cluster any more), and its line names the cluster and both tries."""
+def retried_in_flight(env):
+    """A Flight whose upstream answers the first attempt of /retried, now in
+    flight, with a 503 once release is set; its route retries on 5xx:
+    (f, out, release, routes). The caller closes f and sets release."""
     release = threading.Event()
 
     def late_503(c, head, rest):
@@ -154,11 +153,25 @@ def reload_retries_attempt_in_flight(env):
         c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
 
     f = Flight(env, late_503)
+    routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx}\n"
     try:
-        routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx}\n"
         f.start(routes)
         out = f.send("/retried")
         poll(lambda: len(f.up.heads) >= 1, 10, what="the first attempt at the upstream")
+    except BaseException:
+        release.set()
+        f.close()
+        raise
+    return f, out, release, routes
+
+
+@_test
+def reload_retries_attempt_in_flight(env):
+    """An attempt that fails after a reload is retried on the new generation's
+    cluster of the same name (it was answered with the 503: the request had no
+    cluster any more), and its line names the cluster and both tries."""
+    f, out, release, routes = retried_in_flight(env)
+    try:
         f.reload(routes + "    headers: {request: {set: {x-gen: \"2\"}}}\n")
         release.set()
         r = done(out, "the request in flight")
@@ -179,18 +192,8 @@ def draining_worker_retries(env):
     """An attempt that fails on a worker that a reload set draining (one that
     changes the worker count) is retried, as Envoy's router retries while its
     listener drains: the client got the upstream's 503."""
-    release = threading.Event()
-
-    def late_503(c, head, rest):
-        release.wait(20)
-        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-
-    f = Flight(env, late_503)
+    f, out, release, routes = retried_in_flight(env)
     try:
-        routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx}\n"
-        f.start(routes)
-        out = f.send("/retried")
-        poll(lambda: len(f.up.heads) >= 1, 10, what="the first attempt at the upstream")
         f.reload(routes, workers=2, drain="20s")
         workers = json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))
         check(sum(w["draining"] for w in workers) == 1, f"want one worker draining: {workers}")
