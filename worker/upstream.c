@@ -1241,8 +1241,11 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 	/* What waited for this send goes now; the stream hears of the send
 	 * when that went too. An upgrade's waits for its 101 (parse_head),
 	 * and so does the stream. */
-	if (paused(u) ? u->hold.len > 0 : send_held(w, u))
+	if (u->hold.len > 0) {
+		if (!paused(u))
+			send_held(w, u);
 		return;
+	}
 	/* A tunnel's CONNECT is out: its answer comes (parse_head). */
 	if (u->st->l4)
 		return;
