@@ -97,6 +97,10 @@ static int build(char *out, size_t cap, const char *method, const char *url, cha
 			     eq + 1);
 		n += w > 0 ? (size_t)w : 0;
 	}
+	/* A field cut short (n is what snprintf would have written) is too
+	 * long a request; out + n is past the end. */
+	if (n >= cap)
+		return -E2BIG;
 	w = snprintf(out + n, cap - n, "\r\n");
 	if (w < 0 || (size_t)w >= cap - n)
 		return -E2BIG;
