@@ -179,8 +179,12 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 	 * (no route, a redirect, an overflow) or not: the line shows one. */
 	if (w->table->request_id && st->log_req->http_minor >= 0 &&
 	    st->log_req->request_id[0] == '\0' &&
-	    !(w->table->preserve_rid && st->log_req->val[ISM_ALOG_H_X_REQUEST_ID] != NULL))
-		ism_up_request_id(w, st->log_req->request_id);
+	    !(w->table->preserve_rid && st->log_req->val[ISM_ALOG_H_X_REQUEST_ID] != NULL)) {
+		if (st->rid[0] != '\0')
+			memcpy(st->log_req->request_id, st->rid, sizeof(st->rid));
+		else
+			ism_up_request_id(w, st->log_req->request_id);
+	}
 	cl = ism_stream_cluster(w, st);
 	if (ism_up_failure_text(st->up_errno, st->up_tls_err, transport, sizeof(transport)) == 0)
 		transport[0] = '\0';

@@ -323,30 +323,38 @@ static int check_grpc(const struct ism_stream *st, const struct ism_extauthz *xa
 	return ret < 0 ? -ENOMEM : 0;
 }
 
-/* The check of st's kept request into b, which shows X-Forwarded-Proto and
- * X-Forwarded-For as the upstream gets them (ism_router_header), as Envoy's
+/* The check of st's kept request into b, which shows X-Forwarded-Proto,
+ * X-Forwarded-For and X-Request-Id as the upstream gets them
+ * (ism_router_header), as Envoy's
  * ext_authz filter reads the header map its connection manager changed: an
  * authorizer that reads them gets the connection's scheme, not what a
  * client said. The kept request itself stays as it came. 0, or -ENOMEM. */
 static int check_build(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa,
 		       const struct ism_cluster *cl, struct ism_buf *b)
 {
-	static const struct ism_str edge[] = {{"x-forwarded-proto", 17}, {"x-forwarded-for", 15}};
+	static const struct ism_str edge[] = {
+	    {"x-forwarded-proto", 17}, {"x-forwarded-for", 15}, {"x-request-id", 12}};
+	enum { N_EDGE = sizeof(edge) / sizeof(edge[0]) };
 	struct ism_http_req *req = &st->xa->req;
 	struct ism_http_header *kept = req->headers, *h;
-	size_t n_kept = req->n_headers, n = 0, off[2] = {0, 0}, len[2] = {0, 0};
-	bool got[2] = {false, false};
+	size_t n_kept = req->n_headers, n = 0, off[N_EDGE] = {0}, len[N_EDGE] = {0};
+	bool got[N_EDGE] = {false};
 	struct ism_buf vals = {0};
 	int ret = 0;
 
-	h = malloc((n_kept + 2) * sizeof(*h));
+	h = malloc((n_kept + N_EDGE) * sizeof(*h));
 	if (h == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < n_kept; i++)
-		if (req->edge_xfp == NULL || (!ism_http_header_is(&kept[i], "x-forwarded-proto") &&
-					      !ism_http_header_is(&kept[i], "x-forwarded-for")))
+	for (size_t i = 0; i < n_kept; i++) {
+		bool edge_field = false;
+
+		for (size_t k = 0; req->edge_xfp != NULL && k < N_EDGE && !edge_field; k++)
+			edge_field = kept[i].name_len == edge[k].len &&
+				     ism_eq_nocase(kept[i].name, edge[k].p, edge[k].len);
+		if (!edge_field)
 			h[n++] = kept[i];
-	for (size_t k = 0; req->edge_xfp != NULL && k < 2; k++) {
+	}
+	for (size_t k = 0; req->edge_xfp != NULL && k < N_EDGE; k++) {
 		const char *v;
 
 		off[k] = vals.len;
@@ -355,7 +363,7 @@ static int check_build(struct ism_wctx *w, struct ism_stream *st, const struct i
 			ret |= ism_buf_append(&vals, v, (uint32_t)len[k], UINT32_MAX);
 	}
 	/* Their values once all are in vals (whose memory may move). */
-	for (size_t k = 0; ret == 0 && k < 2; k++)
+	for (size_t k = 0; ret == 0 && k < N_EDGE; k++)
 		if (got[k])
 			h[n++] = (struct ism_http_header){edge[k].p, edge[k].len, vals.p + off[k],
 							  len[k]};

@@ -137,11 +137,15 @@ struct ism_http_req {
 	 * connection manager sets them before its route lookup, so that routes,
 	 * policies and hash keys read them as the upstream gets them
 	 * (ism_router_header): X-Forwarded-Proto (the connection's scheme, in
-	 * place of the client's unless xfp_trusted and it sent one), and the
-	 * address appended to X-Forwarded-For. NULL (the parser's): as sent. */
+	 * place of the client's unless xfp_trusted and it sent one), the
+	 * address appended to X-Forwarded-For, and the X-Request-Id made (in
+	 * place of the client's unless rid_kept and it sent one). NULL (the
+	 * parser's): as sent. */
 	const char *edge_xfp;
 	const char *edge_peer;
+	const char *edge_rid;
 	uint8_t xfp_trusted;
+	uint8_t rid_kept;
 };
 
 struct ism_http_limits {

@@ -529,6 +529,12 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 		*len = strlen(req->edge_xfp);
 		return true;
 	}
+	if (req->edge_rid != NULL && ieq(name->p, name->len, "x-request-id", 12) &&
+	    (first == NULL || !req->rid_kept)) {
+		*v = req->edge_rid;
+		*len = strlen(req->edge_rid);
+		return true;
+	}
 	if (!first && !more)
 		return false;
 	if (n == 1 && !more) {

@@ -1864,6 +1864,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 				    : "http";
 		req->edge_peer = st->sess->peer;
 		req->xfp_trusted = w->table->trusted_proxies > 0;
+		/* Made now, the upstream's and the log's (a client's kept one
+		 * wins where preserveExternalRequestId says so). */
+		st->rid[0] = '\0';
+		if (w->table->request_id)
+			ism_up_request_id(w, st->rid);
+		req->edge_rid = st->rid[0] != '\0' ? st->rid : NULL;
+		req->rid_kept = w->table->preserve_rid;
 		if (!request_start(w, st, req, &body, &len, req_done))
 			return;
 		if (!taken_as_now(w->table, st)) {

@@ -173,6 +173,9 @@ struct ism_stream {
 	 * the prefix a prefix rewrite replaces, the request's own (a request
 	 * that waits for a check resumes after others were routed). */
 	const struct ism_match *route_match;
+	/* The X-Request-Id isthmus made for the request, before it routes it, as
+	 * Envoy's connection manager makes it ("": none made). */
+	char rid[37];
 	uint64_t bytes_in;	     /* body bytes from the client (a tunnel's bytes) */
 	uint64_t bytes_out;	     /* and to it */
 	uint64_t meter[ISM_M_COUNT]; /* Envoy's byte meters (enum ism_meter) */

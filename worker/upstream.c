@@ -836,7 +836,10 @@ static int put_request_id(struct ism_wctx *w, const struct ism_stream *st, struc
 	char rid[37];
 	int ret;
 
-	ism_up_request_id(w, rid);
+	if (st->rid[0] != '\0')
+		memcpy(rid, st->rid, sizeof(rid));
+	else
+		ism_up_request_id(w, rid);
 	ret = ism_buf_put_field(out, "x-request-id", rid, 36, limit);
 	if (st->log_req != NULL)
 		memcpy(st->log_req->request_id, rid, sizeof(rid));

@@ -272,7 +272,8 @@ def extauthz_grpc_check_request(env):
     HTTP/1.1, size the content-length (-1 without one); the headers map with
     :authority :method :path :scheme, every field of the client's (values of
     one name joined with ","), names lower-case, X-Forwarded-Proto and -For as
-    the upstream gets them (the client's https is http; the peer appended);
+    the upstream gets them (the client's https is http; the peer appended),
+    and the X-Request-Id isthmus made;
     no body; no tls_session;
     the call's deadline the provider's timeout (grpc-timeout). A chunked
     POST has size -1; HTTP/1.0 says protocol HTTP/1.0; h2c streams say
@@ -304,6 +305,8 @@ def extauthz_grpc_check_request(env):
                              # as the upstream gets them (Envoy's filter reads the changed map)
                              "x-forwarded-proto": "http", "x-forwarded-for": "192.0.2.1,127.0.0.7"},
                       "the POST")
+    check(re.fullmatch(r"[0-9a-f-]{36}", hmap(rec1).get("x-request-id", "")),
+          f"the POST's check: want the x-request-id isthmus made, got {hmap(rec1).get('x-request-id')!r}")
     check_peer(rec1, "source", "127.0.0.7", sport, "", "the POST")
     check_peer(rec1, "destination", "127.0.0.1", w.gw, "", "the POST")
     check(rec1["tls_session"] is None, f"a plaintext request with a tls_session: {rec1['tls_session']}")

@@ -617,22 +617,26 @@ EDGE = (
     "    directResponse: {status: 200, body: {string: xff-appended}}\n"
     "  - match: [{uri: {prefix: /xff}, headers: {x-forwarded-for: {exact: 127.0.0.1}}}]\n"
     "    directResponse: {status: 200, body: {string: xff-peer}}\n"
+    "  - match: [{uri: {prefix: /rid}, headers: {x-request-id: {regex: \"[0-9a-f-]{36}\"}}}]\n"
+    "    directResponse: {status: 200, body: {string: rid-made}}\n"
     "  - " + dest()[4:])
 
 
 @_test
 def route_matches_edge_fields(env):
-    """Routes match X-Forwarded-Proto and X-Forwarded-For as Envoy's route table
-    sees them, after its connection manager set them: the connection's scheme in
-    place of the client's (no trusted proxy: a plaintext client that says https
-    is http), and the peer appended. Matched on the client's, a spoofed
-    X-Forwarded-Proto: https took a route meant for TLS, and a request without
-    the field matched neither scheme; the upstream gets the same values."""
+    """Routes match X-Forwarded-Proto, X-Forwarded-For and X-Request-Id as
+    Envoy's route table sees them, after its connection manager set them: the
+    connection's scheme in place of the client's (no trusted proxy: a plaintext
+    client that says https is http), the peer appended, the id made (in place
+    of the client's). Matched on the client's, a spoofed X-Forwarded-Proto:
+    https took a route meant for TLS, and a request without the field matched
+    neither scheme; the upstream gets the same values."""
     setup(env, EDGE)
     for path, hdrs, want in (("/xfp", {"X-Forwarded-Proto": "https"}, b"xfp-http"),
                              ("/xfp", None, b"xfp-http"),
                              ("/a", {"X-Forwarded-For": "1.2.3.4"}, b"xff-appended"),
-                             ("/xff", None, b"xff-peer")):
+                             ("/xff", None, b"xff-peer"),
+                             ("/rid", None, b"rid-made"), ("/rid", {"X-Request-Id": "mine"}, b"rid-made")):
         r = env.get(path, headers=hdrs)
         check(r.status == 200 and r.body == want, f"GET {path} {hdrs}: want {want!r}, got {r}")
     r = env.get("/headers", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "1.2.3.4"})
