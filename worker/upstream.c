@@ -450,6 +450,7 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	u->got_bytes = 0;
 	u->head_sent = 0;
 	u->head_done = 0;
+	u->refused = 0;
 	u->reusable = 1;
 	if (++u->requests >= cl->pool.max_requests_per_conn && cl->pool.max_requests_per_conn)
 		u->reusable = 0;
@@ -950,6 +951,11 @@ int ism_up_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, ui
 
 	if (st->usp != NULL)
 		return ism_h2up_req_data(w, st, p, len, bid, done);
+	if (u->refused) { /* its answer went as a response: the rest is no request */
+		if (bid >= 0)
+			ism_w_buf_recycle(w, bid);
+		return 0;
+	}
 	u->shut_wr = done && st->upgrade;
 	if (!u->st->req_chunked && len == 0) {
 		if (bid >= 0)
@@ -1102,14 +1108,6 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			ism_stream_up_upgrade(w, st, &resp, u->in.p + n, u->in.len - (uint32_t)n);
 			return;
 		}
-		/* Any other answer to an upgrade refuses it: what the client sent
-		 * for the tunnel is dropped unsent, and the connection, which may
-		 * have carried some or been half closed, is not used again (Envoy
-		 * drains it). */
-		if (st->upgrade) {
-			u->reusable = 0;
-			ism_buf_free(&u->hold);
-		}
 		/* An HTTP/2 client's extended CONNECT (RFC 8441) takes a 2xx
 		 * for its tunnel: a 2xx that is not the upstream's 101 would
 		 * open none. */
@@ -1129,6 +1127,15 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 		if (resp.status < 200) {
 			ism_buf_consume(&u->in, (uint32_t)n);
 			continue;
+		}
+		/* Any other final answer to an upgrade refuses it: what the
+		 * client sent for the tunnel is dropped unsent, and the
+		 * connection, which may have been half closed, is not used
+		 * again (Envoy drains it). */
+		if (st->upgrade) {
+			u->reusable = 0;
+			u->refused = 1;
+			ism_buf_free(&u->hold);
 		}
 		final_head(w, u, &resp, (size_t)n);
 		return;

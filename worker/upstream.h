@@ -46,6 +46,9 @@ struct ism_upconn {
 	/* an upgraded request ended (an HTTP/2 client's END_STREAM on its
 	 * WebSocket): the sending half ends once what goes before it is out */
 	uint8_t shut_wr;
+	/* an upgrade answered otherwise than with its 101: what its client
+	 * still sends is dropped, never sent */
+	uint8_t refused;
 	uint32_t ep_id;
 	uint32_t ep_inc;   /* the endpoint slot's incarnation when it connected */
 	uint64_t conn_id;  /* Envoy's %UPSTREAM_CONNECTION_ID% (ism_wctx.conn_seq) */

@@ -1143,6 +1143,62 @@ def h2_websocket_early_data_held(env):
 
 
 @test
+def h2_websocket_refused_then_data(env):
+    """An HTTP/2 client's WebSocket that its HTTP/1.1 backend refuses with a 403
+    whose body comes late: what the client sends once the 403's head came (a
+    whole HTTP/1.1 request) is dropped, never sent. It went to the backend
+    behind the upgrade request, which read it as its next request."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.2", 0))
+    srv.listen(4)
+    seen = {}
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            seen["after"] = data.split(b"\r\n\r\n", 1)[1]
+            c.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 3\r\n\r\n")
+            c.settimeout(0.2)
+            end = time.monotonic() + 1.5  # the body waits: what comes meanwhile is seen
+            while time.monotonic() < end:
+                try:
+                    chunk = c.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    break
+                seen["after"] += chunk
+            c.sendall(b"no\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    gw = free_port()
+    host = "refuser.test.internal"
+    conf = env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw), virtual_service("ws", ["*"], f"  - route: [{{destination: {{host: {host}}}}}]\n"),
+        service_entry("refuser", host, [{"address": "127.0.0.2", "port": srv.getsockname()[1]}])))
+    env.start_gateway(conf, gw)
+    try:
+        p = subprocess.run([DEBIAN_PYTHON, os.path.join(ROOT, "tests", "upstream", "ws_h2_client.py"), str(gw),
+                            "/ws", "1", "1", "--timeout", "10",
+                            "--after", r"GET /smuggled HTTP/1.1\r\nHost: refuser\r\n\r\n"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        rep = json.loads(p.stdout) if p.returncode == 0 else {}
+        check(rep.get("status") == 403, f"the refused upgrade: want 403, got {p.stdout!r} {p.stderr!r}")
+        t.join(10)
+        check("after" in seen and b"smuggled" not in seen["after"],
+              f"the backend got bytes after the upgrade request: {seen.get('after')!r}")
+    finally:
+        srv.close()
+
+
+@test
 def graceful_stop(env):
     standard(env)
     t, result = slow_request_in_flight(env, "/delay/1000")

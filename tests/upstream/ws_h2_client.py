@@ -2,7 +2,7 @@
 """A WebSocket client over HTTP/2 (RFC 8441 extended CONNECT), with python3-h2.
 
     ws_h2_client.py PORT PATH COUNT SIZE [--timeout S] [--half-close] [--protocol P]
-                    [--early TEXT [--early-end]]
+                    [--early TEXT [--early-end]] [--after TEXT]
 
 Connects to 127.0.0.1:PORT in plaintext (prior knowledge), waits for the
 server's SETTINGS, opens PATH with :method CONNECT and :protocol websocket,
@@ -13,7 +13,8 @@ with END_STREAM alone (the client's half close, no close frame), and the
 server's end of the stream is awaited ("ended": seconds from the END_STREAM to
 the server's, or null). With --early, TEXT (backslash escapes decoded) goes as
 DATA right behind the request's HEADERS, before any answer, with END_STREAM
-when --early-end. Prints one JSON object: {"connect_protocol": the server's
+when --early-end. With --after, an answer other than 200 is no error: TEXT
+goes as DATA once it came, with END_STREAM, and the stream's end is awaited. Prints one JSON object: {"connect_protocol": the server's
 SETTINGS_ENABLE_CONNECT_PROTOCOL, "status": the response's :status, "report":
 the first text message or null, "echoed": messages that came back intact,
 "error": text or null}. Exits 0 when it could say what happened."""
@@ -70,6 +71,8 @@ def main():
     proto = opts[opts.index("--protocol") + 1] if "--protocol" in opts else "websocket"
     early = opts[opts.index("--early") + 1].encode().decode("unicode_escape").encode("latin-1") \
         if "--early" in opts else None
+    after = opts[opts.index("--after") + 1].encode().decode("unicode_escape").encode("latin-1") \
+        if "--after" in opts else None
     out = {"connect_protocol": None, "status": None, "report": None, "echoed": 0, "error": None, "ended": None}
     half_closed_at = None
     deadline = time.time() + timeout
@@ -116,6 +119,11 @@ def main():
                         c.send_data(sid, early, end_stream="--early-end" in opts)
                 elif isinstance(e, h2.events.ResponseReceived):
                     out["status"] = int(dict(e.headers)[b":status"])
+                    if out["status"] != 200 and after is not None:
+                        c.send_data(sid, after, end_stream=True)
+                        half_closed_at = time.time()
+                        want = "answer"  # its body is no WebSocket frame
+                        continue
                     if out["status"] != 200:
                         raise RuntimeError("not accepted")
                     if want == "echo" and count:
@@ -130,7 +138,7 @@ def main():
                     out["ended"] = round(time.time() - half_closed_at, 3)
                 elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
                     raise RuntimeError(f"the stream ended: {e}")
-            while (f := parse(buf)) is not None:
+            while want != "answer" and (f := parse(buf)) is not None:
                 op, payload, buf = f
                 if want == "report":
                     out["report"] = payload.decode("utf-8", "replace")
@@ -144,7 +152,7 @@ def main():
                 if out["echoed"] < count:
                     send_next()
             s.sendall(c.data_to_send())
-            if half_close and out["ended"] is not None:
+            if (half_close or after is not None) and out["ended"] is not None:
                 break
             if half_close and half_closed_at is None and out["echoed"] >= count:
                 c.end_stream(sid)
