@@ -332,49 +332,21 @@ static int check_grpc(const struct ism_stream *st, const struct ism_extauthz *xa
 static int check_build(struct ism_wctx *w, struct ism_stream *st, const struct ism_extauthz *xa,
 		       const struct ism_cluster *cl, struct ism_buf *b)
 {
-	static const struct ism_str edge[] = {
-	    {"x-forwarded-proto", 17}, {"x-forwarded-for", 15}, {"x-request-id", 12}};
-	enum { N_EDGE = sizeof(edge) / sizeof(edge[0]) };
 	struct ism_http_req *req = &st->xa->req;
 	struct ism_http_header *kept = req->headers, *h;
-	size_t n_kept = req->n_headers, n = 0, off[N_EDGE] = {0}, len[N_EDGE] = {0};
-	bool got[N_EDGE] = {false};
-	struct ism_buf vals = {0};
-	int ret = 0;
+	size_t n_kept = req->n_headers, cap = n_kept + 3; /* the edge's three may be new */
+	struct ism_buf pairs = {0};
+	int ret = -ENOMEM;
 
-	h = malloc((n_kept + N_EDGE) * sizeof(*h));
-	if (h == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < n_kept; i++) {
-		bool edge_field = false;
-
-		for (size_t k = 0; req->edge_xfp != NULL && k < N_EDGE && !edge_field; k++)
-			edge_field = kept[i].name_len == edge[k].len &&
-				     ism_eq_nocase(kept[i].name, edge[k].p, edge[k].len);
-		if (!edge_field)
-			h[n++] = kept[i];
-	}
-	for (size_t k = 0; req->edge_xfp != NULL && k < N_EDGE; k++) {
-		const char *v;
-
-		off[k] = vals.len;
-		got[k] = ism_router_header(req, &edge[k], w->rs, &v, &len[k]);
-		if (got[k])
-			ret |= ism_buf_append(&vals, v, (uint32_t)len[k], UINT32_MAX);
-	}
-	/* Their values once all are in vals (whose memory may move). */
-	for (size_t k = 0; ret == 0 && k < N_EDGE; k++)
-		if (got[k])
-			h[n++] = (struct ism_http_header){edge[k].p, edge[k].len, vals.p + off[k],
-							  len[k]};
-	if (ret == 0) {
+	h = malloc(cap * sizeof(*h));
+	if (h != NULL && ism_router_edge_pairs(req, w->rs, &pairs) == 0) {
 		req->headers = h;
-		req->n_headers = n;
+		req->n_headers = ism_buf_get_pairs(&pairs, h, cap);
 		ret = xa->grpc ? check_grpc(st, xa, cl, b) : check_head(w, xa, cl, st->xa, b);
 		req->headers = kept;
 		req->n_headers = n_kept;
 	}
-	ism_buf_free(&vals);
+	ism_buf_free(&pairs);
 	free(h);
 	return ret < 0 ? -ENOMEM : 0;
 }

@@ -2,9 +2,11 @@
 /* The access log's filter (worker/logfilter.h). The attributes' values are
  * Envoy's (its CEL attribute wrappers): what a request does not have is
  * absent, which makes the expression an error and the line unwritten, as in
- * Envoy; request.headers is the request's fields as the client sent them
- * (Envoy's, after the route's edits: a route that edits a field the filter
- * reads differs). */
+ * Envoy; request.headers is the request's fields as the client sent them,
+ * but for the forwarding fields the edge sets (X-Forwarded-Proto,
+ * X-Forwarded-For, X-Request-Id: as the upstream gets them, as Envoy's
+ * connection manager sets them before the filters run). Envoy's also has
+ * the route's edits: a route that edits a field the filter reads differs. */
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "worker/hvalue.h"
 #include "worker/logfilter.h"
 #include "worker/policy.h"
+#include "worker/router.h"
 #include "worker/session.h"
 #include "worker/sock.h"
 #include "worker/stream.h"
@@ -56,12 +59,13 @@ void ism_logfilter_capture(struct ism_wctx *w, struct ism_stream *st,
 		return;
 	st->filter_hdrs.len = 0;
 	/* The request's values whole (the record's are cut at 1 KiB), under
-	 * the pseudo-headers' names, then its fields. */
+	 * the pseudo-headers' names, then its fields as the upstream gets
+	 * them. */
 	if (ism_buf_put_pair(&st->filter_hdrs, ":path", 5, req->target, req->target_len) < 0 ||
 	    ism_buf_put_pair(&st->filter_hdrs, ":method", 7, req->method, req->method_len) < 0 ||
 	    (req->host != NULL &&
 	     ism_buf_put_pair(&st->filter_hdrs, ":authority", 10, req->host, req->host_len) < 0) ||
-	    ism_buf_put_pairs(&st->filter_hdrs, req->headers, req->n_headers) < 0)
+	    ism_router_edge_pairs(req, w->rs, &st->filter_hdrs) < 0)
 		ism_buf_free(&st->filter_hdrs);
 }
 

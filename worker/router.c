@@ -17,6 +17,7 @@
 #include "lib/strmap.h"
 #include "worker/authn.h"
 #include "worker/pathnorm.h"
+#include "worker/sock.h"
 
 /* What one regex evaluation may cost. PCRE2 backtracks, so a pattern RE2
  * runs in linear time ("/(a|aa)+") can take exponential time here: the match
@@ -573,6 +574,34 @@ bool ism_router_header(const struct ism_http_req *req, const struct ism_str *nam
 	*v = s->join;
 	*len = off;
 	return true;
+}
+
+int ism_router_edge_pairs(const struct ism_http_req *req, struct ism_router_scratch *s,
+			  struct ism_buf *b)
+{
+	static const struct ism_str edge[] = {
+	    {"x-forwarded-proto", 17}, {"x-forwarded-for", 15}, {"x-request-id", 12}};
+	enum { N_EDGE = sizeof(edge) / sizeof(edge[0]) };
+
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct ism_http_header *h = &req->headers[i];
+		bool edge_field = false;
+
+		for (size_t k = 0; req->edge_xfp != NULL && k < N_EDGE && !edge_field; k++)
+			edge_field = ieq(h->name, h->name_len, edge[k].p, edge[k].len);
+		if (!edge_field &&
+		    ism_buf_put_pair(b, h->name, h->name_len, h->value, h->value_len) < 0)
+			return -ENOMEM;
+	}
+	for (size_t k = 0; req->edge_xfp != NULL && k < N_EDGE; k++) {
+		const char *v;
+		size_t len;
+
+		if (ism_router_header(req, &edge[k], s, &v, &len) &&
+		    ism_buf_put_pair(b, edge[k].p, edge[k].len, v, len) < 0)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Whether header condition kv holds; a header the request lacks holds no

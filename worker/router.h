@@ -13,6 +13,7 @@
 #include "shm/table-t.h"
 #include "worker/http1.h"
 
+struct ism_buf;
 struct ism_router_scratch;
 
 /* Per-process scratch for regex matching; NULL on allocation failure. */
@@ -71,6 +72,14 @@ void ism_router_set_claims(struct ism_router_scratch *s, const struct ism_json *
  * when absent. */
 bool ism_router_header(const struct ism_http_req *req, const struct ism_str *name,
 		       struct ism_router_scratch *s, const char **v, size_t *len);
+
+/* Puts req's fields into b as pairs (ism_buf_put_pair), as the upstream gets
+ * them: X-Forwarded-Proto, X-Forwarded-For and X-Request-Id last, with the
+ * values ism_router_header gives, once the edge's are set (req->edge_xfp);
+ * the others as they came. What Envoy's filters read from the header map its
+ * connection manager changed. 0, or -ENOMEM. */
+int ism_router_edge_pairs(const struct ism_http_req *req, struct ism_router_scratch *s,
+			  struct ism_buf *b);
 
 /* Whether address a is in subnet sn. */
 bool ism_router_in_subnet(const struct ism_subnet *sn, const struct sockaddr_storage *a);

@@ -369,7 +369,8 @@ def telemetry_access_log_filter(env):
     connection's and the upstream's addresses and ports, the protocol, the
     path and the query logs the one request that has them all; after another,
     one on the response flags and the upstream's attempt count, local address
-    and transport failure reason. isthmus -c
+    and transport failure reason; values read whole; the forwarding fields
+    as the upstream gets them. isthmus -c
     names the byte of an unknown attribute, of one isthmus does not give yet,
     and of a syntax error."""
     up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
@@ -444,6 +445,21 @@ def telemetry_access_log_filter(env):
     poll(lambda: "/ok/seven" in open(log).read() and "/ok/eight" in open(log).read(), 20,
          what="the lines of /ok/seven and /ok/eight")
     check("/ok/nine" not in open(log).read(), "no line of /ok/nine (its line would be before /ok/eight's)")
+    # The forwarding fields as the upstream gets them, as Envoy's connection
+    # manager sets them before its filters: a plaintext client's
+    # X-Forwarded-Proto is the connection's scheme, X-Forwarded-For has the
+    # peer appended, X-Request-Id is the one made here.
+    env.write("isthmus.yaml", conf("request.headers['x-forwarded-proto'] == 'http' && "
+                                   "request.headers['x-forwarded-for'] == '10.9.9.9,127.0.0.1' && "
+                                   "request.headers['x-request-id'] != 'mine' && "
+                                   "size(request.headers['x-request-id']) == 36"))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    edge = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9", "X-Request-Id": "mine"}
+    check(http_get(gw, "/ok/ten", headers=edge).status == 200, "a request the filter logs")
+    check(http_get(gw, "/ok/eleven", headers={"X-Forwarded-Proto": "https"}).status == 200,
+          "a request the filter leaves out")
+    poll(lambda: "/ok/ten" in open(log).read(), 20, what="the line of /ok/ten")
+    check("/ok/eleven" not in open(log).read(), "no line of /ok/eleven")
 
 
 @_test
