@@ -177,7 +177,7 @@ void ism_model_parse_gateway(struct ism_vctx *v, const struct ism_node *spec, st
 	size_t old;
 
 	ism_v_keys(v, spec, keys, NULL);
-	ism_v_node(v, spec, "selector", false, ISM_NODE_MAP);
+	g->selector_at = ism_model_labels_field(v, spec, "selector", &g->selector, &g->n_selector);
 	l = ism_v_node(v, spec, "servers", true, ISM_NODE_SEQ);
 	if (l == NULL)
 		return;

@@ -184,30 +184,60 @@ static void build_maps(struct ism_vctx *v)
 	for (size_t i = 0; i < c->n_ses; i++)
 		n_hosts += c->ses[i]->n_hosts;
 	c->se_by_host = ism_v_map(v, n_hosts);
-	c->gw_by_name = ism_v_map(v, c->n_gws);
 	if (v->nomem)
 		return;
 	for (size_t i = 0; i < c->n_ses; i++)
 		for (size_t j = 0; j < c->ses[i]->n_hosts; j++)
 			ism_v_map_add(v, c->se_by_host, c->ses[i]->hosts[j],
 				      strlen(c->ses[i]->hosts[j]), (uint32_t)i, NULL);
-	for (size_t i = 0; i < c->n_gws; i++) {
-		char buf[512];
-		const char *name;
-
-		/* As a VirtualService names it (conf/vs.c ism_model_parse_vs). */
-		snprintf(buf, sizeof(buf), "%s/%s", c->gws[i]->r.ns, c->gws[i]->r.name);
-		name = ism_v_strdup(v, buf);
-		if (name == NULL)
-			return;
-		ism_v_map_add(v, c->gw_by_name, name, strlen(name), (uint32_t)i, NULL);
-	}
 }
 
 static void set_res(struct ism_vctx *v, const struct ism_cm_res *r)
 {
 	v->res = r->label;
 	ism_v_pop(v, 0);
+}
+
+#define GW_ELSEWHERE UINT32_MAX
+
+/* Which Gateways apply, as istiod gives a Gateway to the proxies its
+ * selector selects (none or an empty one: every gateway): with spec.labels,
+ * one whose selector is not among them is left out of gws, with a warning;
+ * without, the appliance is the proxy every Gateway of its file selects. Then
+ * the Gateways by name, as a VirtualService names them. */
+static void index_gateways(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+	size_t n = 0;
+
+	c->gw_by_name = ism_v_map(v, c->n_gws);
+	for (size_t i = 0; c->gw_by_name != NULL && i < c->n_gws; i++) {
+		struct ism_cm_gw *g = c->gws[i];
+		bool applies =
+		    c->app.n_labels == 0 ||
+		    ism_model_labels_include(c->app.labels_at, g->selector, g->n_selector);
+		char buf[512];
+		const char *name;
+
+		if (!applies) {
+			set_res(v, &g->r);
+			ism_v_push(v, "spec.selector");
+			ism_v_warn(v, g->selector_at,
+				   "selects other proxies than this appliance (its spec.labels): "
+				   "its servers are not served here, as istiod gives a Gateway "
+				   "only to the proxies it selects");
+		}
+		/* As a VirtualService names it (conf/vs.c ism_model_parse_vs). */
+		snprintf(buf, sizeof(buf), "%s/%s", g->r.ns, g->r.name);
+		name = ism_v_strdup(v, buf);
+		if (name == NULL)
+			return;
+		ism_v_map_add(v, c->gw_by_name, name, strlen(name),
+			      applies ? (uint32_t)n : GW_ELSEWHERE, NULL);
+		if (applies)
+			c->gws[n++] = g;
+	}
+	c->n_gws = n;
 }
 
 /* A route's destination cd (the map that holds it is at "<path>" + what:
@@ -385,8 +415,11 @@ static void xref_vs(struct ism_vctx *v, struct ism_cm_vs *vs)
 		vs->gateway_idx[i] = SIZE_MAX;
 		if (ism_strmap_get(v->conf->gw_by_name, vs->gateways[i], strlen(vs->gateways[i]),
 				   &g)) {
-			vs->gateway_idx[i] = g;
-			bound++;
+			/* One of another proxy: routes served there, not here. */
+			if (g != GW_ELSEWHERE) {
+				vs->gateway_idx[i] = g;
+				bound++;
+			}
 			continue;
 		}
 		old = ism_v_push(v, "spec.gateways[%zu]", i);
@@ -912,6 +945,7 @@ void ism_model_xref(struct ism_vctx *v)
 	if (v->nomem)
 		return;
 	xref_unique(v); /* in the file's order: "first at line N" */
+	index_gateways(v);
 	order_vss(v);
 	apply_proxy_config(v);
 	ism_model_telemetry(v);

@@ -261,6 +261,9 @@ struct ism_cm_gw {
 	struct ism_cm_res r;
 	size_t n_servers;
 	struct ism_cm_server *servers;
+	const struct ism_node *selector_at; /* spec.selector; NULL: none */
+	struct ism_cm_label *selector;
+	size_t n_selector;
 };
 
 /* consistentHash */
@@ -823,7 +826,9 @@ struct ism_conf {
 	/* Lookups by name, built by the cross-reference pass (first one wins). */
 	struct ism_strmap *se_by_host;	     /* -> index in ses */
 	const struct ism_dr_index *dr_index; /* which rule a host gets (conf/drindex.c) */
-	struct ism_strmap *gw_by_name;	     /* "<ns>/<name>" -> index in gws */
+	/* "<ns>/<name>" -> index in gws; GW_ELSEWHERE for a Gateway that
+	 * selects other proxies (left out of gws). */
+	struct ism_strmap *gw_by_name;
 };
 
 /* --- validation context and field helpers (conf/fields.c) --- */

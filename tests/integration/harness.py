@@ -52,6 +52,15 @@ def poll(cond, timeout, interval=0.05, what="condition"):
 _GIVEN_PORTS = set()
 
 
+def port_open(addr, port):
+    """Whether addr:port accepts a connection (within half a second)."""
+    try:
+        socket.create_connection((addr, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port that was free a moment ago (bound to port 0, then released), and
     not handed out before in this run: the kernel may offer a just-released port

@@ -23,7 +23,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (DEBIAN_PYTHON, ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
-                     destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, service_entry,
+                     destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, port_open, service_entry,
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
 import test_policies  # noqa: E402
@@ -1854,14 +1854,6 @@ def admin_listener(env):
 
 DEMO_PORTS = [("127.0.0.1", 8080), ("127.0.0.1", 9901)] + [
     (f"127.0.0.{a}", p) for a in range(1, 5) for p in (18081, 18082)] + [("127.0.0.1", 18083)]
-
-
-def port_open(addr, port):
-    try:
-        socket.create_connection((addr, port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 @test

@@ -13,7 +13,7 @@ import json
 import os
 
 from harness import (Registry, appliance, check, ctl_cmd, destination_rule, docs, free_port, gateway, http_get,
-                     poll, service_entry, virtual_service)
+                     poll, port_open, service_entry, virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -460,6 +460,47 @@ def telemetry_access_log_filter(env):
           "a request the filter leaves out")
     poll(lambda: "/ok/ten" in open(log).read(), 20, what="the line of /ok/ten")
     check("/ok/eleven" not in open(log).read(), "no line of /ok/eleven")
+
+
+@_test
+def gateway_selector(env):
+    """A Gateway applies where its selector selects, as istiod gives it to
+    the proxies it selects: on an appliance labelled istio: ingressgateway, a
+    pasted egress gateway's Gateway (istio: egressgateway) opens no listener,
+    with a warning at its selector, and a VirtualService bound to it and to
+    the ingress Gateway is served on the ingress one only; a Gateway without
+    a selector applies. Without spec.labels every Gateway of the file
+    applies, the appliance being the proxy they select."""
+    up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
+    ing, egr, bare = free_port(), free_port(), free_port()
+
+    def gw(name, port, sel):
+        g = gateway(port, name=name)
+        return g.replace("spec:\n", f"spec:\n  selector: {{istio: {sel}}}\n", 1) if sel else g
+
+    def conf(labels):
+        return docs(appliance(env, extra="  labels: {istio: ingressgateway}\n" if labels else ""),
+                    gw("ingress", ing, "ingressgateway"), gw("egress", egr, "egressgateway"),
+                    gw("bare", bare, None),
+                    virtual_service("vs", ["*"], "  - route: [{destination: {host: a.example}}]\n",
+                                    gateways=("ingress", "egress", "bare")),
+                    service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]))
+
+    path = env.write("isthmus.yaml", conf(True))
+    rc, out = env.check_config(path)
+    check(rc == 0 and "2 listeners" in out and "Gateway default/egress: spec.selector" in out
+          and "selects other proxies than this appliance" in out
+          and "Gateway default/ingress" not in out and "Gateway default/bare" not in out,
+          f"isthmus -c: rc {rc}, {out}")
+    env.start_gateway(path, ing)
+    check(http_get(ing, "/").status == 200 and http_get(bare, "/").status == 200,
+          "the ingress Gateway's and the selector-less one's listeners serve")
+    check(not port_open("127.0.0.1", egr), f"the egress Gateway's port {egr} is open")
+    # Without labels, the appliance is the proxy every Gateway selects.
+    env.write("isthmus.yaml", conf(False))
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+    poll(lambda: port_open("127.0.0.1", egr), 20, what=f"the egress Gateway's port {egr} to open")
+    check(http_get(egr, "/").status == 200, "the egress Gateway's listener serves without labels")
 
 
 @_test
