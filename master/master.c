@@ -31,6 +31,7 @@
 #include "conf/conf.h"
 #include "health/health.h"
 #include "health/lbstate.h"
+#include "lib/addr.h"
 #include "lib/log.h"
 #include "master/buildinfo.h"
 #include "master/commands.h"
@@ -62,9 +63,11 @@
 #define DNS_PUBLISH_MS 200
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
-			   const int *cur_fds, struct ism_upgrade *up, int *err);
+			   const int *cur_fds, struct ism_upgrade *up, bool wait, int *err,
+			   const struct ism_listener **failed);
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds);
+static bool retiring_workers(const struct ism_master *m);
 static int resolve_ids(const char *file, const struct ism_conf *conf, const struct ism_table *t,
 		       uid_t *uid, gid_t *gid, enum ism_diag_severity sev, struct ism_diags *d);
 static int check_log_dest(const char *file, const struct ism_conf *conf, const struct ism_table *t,
@@ -619,11 +622,21 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		 * set of workers. New sockets are bound before anything is
 		 * published, so a port that cannot be bound refuses the reload and
 		 * the running set keeps serving. */
-		new_fds = listen_sockets(t, cur, m->listen_fds, NULL, &ret);
+		const struct ism_listener *failed;
+		char ip[INET6_ADDRSTRLEN] = "?";
+		uint16_t port = 0;
+
+		new_fds =
+		    listen_sockets(t, cur, m->listen_fds, NULL, retiring_workers(m), &ret, &failed);
 		if (new_fds == NULL) {
-			ism_shm_gen_abort(&m->shm, slot);
+			/* Said before the abort: the listener is in the slot. */
+			if (failed != NULL)
+				ism_addr_text((const struct sockaddr *)&failed->addr, ip, &port);
 			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
-				     "a new listener cannot be bound: %s", strerror(-ret));
+				     "a new listener cannot be bound: %s (%s port %u): %s",
+				     failed != NULL ? failed->name.p : "?", ip, port,
+				     strerror(-ret));
+			ism_shm_gen_abort(&m->shm, slot);
 			goto out;
 		}
 	}
@@ -661,46 +674,74 @@ out:
 	return ret;
 }
 
-static int bind_one(const struct ism_listener *l)
+/* Lets fd bind beside the running listeners of port (cur's, whose fds are
+ * cur_fds) whose address covers its own or is covered by it, as a reload
+ * that moves a port between an address and the wildcard must: both sockets
+ * with SO_REUSEPORT, which Linux allows for one user's sockets. The old ones
+ * close as the reload retires them. Whether fd may now bind. */
+static bool share_port(const struct ism_table *cur, const int *cur_fds, uint16_t port, int fd)
 {
-	int one = 1, err;
+	int one = 1;
+	bool any = false;
+
+	for (uint32_t j = 0; cur != NULL && j < cur->n_listeners; j++)
+		if (cur->listeners[j].port == port &&
+		    setsockopt(cur_fds[j], SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0)
+			any = true;
+	return any && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0;
+}
+
+/* A listening socket for l, beside cur's (share_port). wait: a port may be
+ * held a moment longer by workers this master retires (a reload dropped it,
+ * and they have not seen their stop signal yet): wait a little for it. */
+static int bind_one(const struct ism_listener *l, const struct ism_table *cur, const int *cur_fds,
+		    bool wait)
+{
+	int one = 1, zero = 0, err;
+	bool shared = false;
 	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* A port a reload dropped a moment ago may still be held by the old
-	 * workers until they see their stop signal: wait a little for it. */
 	for (int tries = 0; bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0; tries++) {
-		if (errno != EADDRINUSE || tries >= 40) {
-			err = errno;
-			ism_err("listener %s (port %u): %s", l->name.p, l->port, strerror(err));
-			close(fd);
-			return -err;
-		}
+		err = errno;
+		if (err == EADDRINUSE && !shared &&
+		    (shared = share_port(cur, cur_fds, l->port, fd)))
+			continue;
+		if (err != EADDRINUSE || !wait || tries >= 40)
+			goto fail;
 		usleep(50000);
 	}
 	if (listen(fd, 4096) < 0) {
 		err = errno;
-		ism_err("listener %s (port %u): %s", l->name.p, l->port, strerror(err));
-		close(fd);
-		return -err;
+		goto fail;
 	}
+	/* Listening now: no other process's socket may join this one. */
+	if (shared)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof(zero));
 	ism_notice("listening on port %u (%s)", l->port, l->name.p);
 	return fd;
+fail:
+	ism_err("listener %s (port %u): %s", l->name.p, l->port, strerror(err));
+	close(fd);
+	return -err;
 }
 
 /* The sockets for t's listeners: those of cur (whose fds are cur_fds) that t
  * keeps are reused as they are, so their queued connections are not lost, and
  * so are those an upgrading master handed over (up, at the start); the others
- * are bound. Returns a new array, or NULL with *err set (nothing bound stays
+ * are bound (bind_one; wait as there). Returns a new array, or NULL with *err
+ * set and *failed the listener that could not be bound (nothing bound stays
  * open). */
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
-			   const int *cur_fds, struct ism_upgrade *up, int *err)
+			   const int *cur_fds, struct ism_upgrade *up, bool wait, int *err,
+			   const struct ism_listener **failed)
 {
 	int *fds = calloc(t->n_listeners ? t->n_listeners : 1, sizeof(int));
 
 	*err = -ENOMEM;
+	*failed = NULL;
 	if (fds == NULL)
 		return NULL;
 	for (uint32_t i = 0; i < t->n_listeners; i++) {
@@ -715,9 +756,10 @@ static int *listen_sockets(const struct ism_table *t, const struct ism_table *cu
 			fds[i] = ism_upgrade_adopt(up, l);
 		if (fds[i] >= 0)
 			continue;
-		fds[i] = bind_one(l);
+		fds[i] = bind_one(l, cur, cur_fds, wait);
 		if (fds[i] < 0) {
 			*err = fds[i];
+			*failed = l;
 			for (uint32_t k = 0; k < i; k++) {
 				int reused = 0;
 
@@ -1060,6 +1102,15 @@ static void start_owed_due(struct ism_master *m, uint64_t now)
  * connections (a kept-alive one gets "connection: close" on its next
  * response), bounded by the drain timeout. Sockets no listener uses any more
  * are closed here; the old workers hold their own copies until they exit. */
+/* Whether workers of an earlier set are still draining. */
+static bool retiring_workers(const struct ism_master *m)
+{
+	for (int i = 0; i < m->n_slots; i++)
+		if (m->workers[i].retiring && m->workers[i].pid)
+			return true;
+	return false;
+}
+
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds)
 {
@@ -1541,7 +1592,9 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 	ret = ism_ctl_create(m, t, &m->ctl);
 	if (ret < 0)
 		return ret;
-	m->listen_fds = listen_sockets(t, NULL, NULL, &m->up, &ret);
+	const struct ism_listener *failed;
+
+	m->listen_fds = listen_sockets(t, NULL, NULL, &m->up, true, &ret, &failed);
 	if (m->listen_fds == NULL)
 		return ret;
 	m->n_listen = (int)t->n_listeners;

@@ -16,7 +16,8 @@ import threading
 import time
 
 from harness import (Conn, Registry, TestFailure, appliance, check_wrk_clean, wrk_reap, check, ctl_cmd, curl, docs,
-                     free_port, file_lines, gateway, metric, poll, service_entry, virtual_service)
+                     free_port, file_lines, gateway, in_netns, make_netns, metric, poll, service_entry,
+                     virtual_service)
 
 SVC = "ops.test.internal"
 _test = Registry()
@@ -1713,3 +1714,57 @@ def reload_changes_worker_user(env):
     check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
     poll(lambda: uids() == {nobody}, 15, what="every worker running as nobody after the reload")
     check(env.get("/app/1").status == 200, "not serving after the reload")
+
+
+@_test
+def reload_moves_bind_address(env):
+    """A reload that moves a port between an address and the wildcard
+    (listenAddress 127.0.0.1 to 0.0.0.0 and back) is applied: the new socket
+    is bound beside the running one, which the retired workers close (it was
+    refused, "Address already in use", by the master's own socket, after a
+    2 s wait on the master's loop). A port another process holds is still
+    refused, the reply naming the listener and its address. In a network
+    namespace of the test's own, so that the wildcard is its loopback only."""
+    ns = make_netns(env)
+    with in_netns(env, ns):
+        up = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+        gw = free_port()
+
+        def conf(addr, extra_port=None):
+            app = appliance(env, workers=1).replace("listenAddress: 127.0.0.1", f"listenAddress: {addr}")
+            g = gateway(gw)
+            if extra_port:
+                g += f"  - port: {{number: {extra_port}, name: busy, protocol: HTTP}}\n    hosts: [\"*\"]\n"
+            return env.write("isthmus.yaml", docs(
+                app, g, virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+                service_entry("a", SVC, [{"address": "127.0.0.2", "port": up}])))
+
+        env.start_gateway(conf("127.0.0.1"), gw)
+        sock = env.path("ctl.sock")
+        for addr in ("0.0.0.0", "127.0.0.1", "0.0.0.0"):
+            conf(addr)
+            out = ctl_cmd(sock, "reload")
+            check("published" in out, f"reload to listenAddress {addr} refused: {out}")
+            # Which socket listens: the kernel's table, in hex.
+            want = "00000000" if addr == "0.0.0.0" else "0100007F"
+            poll(lambda: listening(gw) == [want], 20,
+                 what=f"{addr}:{gw} alone to listen (the old socket closed); now {listening(gw)}")
+            check(env.get("/moved").status == 200, f"the port after the move to {addr}")
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        try:
+            conf("0.0.0.0", busy.getsockname()[1])
+            out = ctl_cmd(sock, "reload")
+            check("reload refused" in out and f"a new listener cannot be bound: busy (0.0.0.0 port "
+                  f"{busy.getsockname()[1]}): Address already in use" in out, f"reload onto a held port: {out}")
+        finally:
+            busy.close()
+        check(env.get("/still").status == 200, "the running configuration after the refused reload")
+
+
+def listening(port):
+    """The local addresses (hex, as /proc/net/tcp has them) listening on port, in
+    this thread's network namespace."""
+    rows = [l.split() for l in open("/proc/thread-self/net/tcp").read().splitlines()[1:]]
+    return sorted(r[1].split(":")[0] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
