@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/addr.h"
 #include "lib/log.h"
@@ -66,6 +67,7 @@ struct ism_resolver {
 	bool changed;
 	uint64_t results[RES_N];
 	uint64_t changes; /* answers whose addresses differ from the one before */
+	uint64_t jitter;  /* xorshift state of the retries' spread */
 };
 
 const char *ism_dns_state_name(enum ism_dns_state s)
@@ -117,11 +119,15 @@ static size_t server_count(ares_channel ch)
 /* A channel for conf: c-ares doubles a try's timeout each round over the
  * servers, so two tries of timeout / (3 x servers) end within the timeout.
  * With servers of its own, the hosts file is not read (the answers are the
- * servers'); without, the system's servers are counted once it read them. */
+ * servers'); without, the system's servers are counted once it read them.
+ * EDNS with 1,232-byte answers (the DNS flag day's size): an answer of some
+ * 70 addresses fits over UDP, where 512 bytes (28) sent it over TCP, whose
+ * failure c-ares takes for its server's and so fails every query pending on
+ * it (c-ares drops EDNS for a server that answers FORMERR to it). */
 static int channel_open(ares_channel *ch, const struct ism_conf_dns *c, const char *csv)
 {
-	struct ares_options o = {0};
-	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+	struct ares_options o = {.flags = ARES_FLAG_EDNS, .ednspsz = 1232};
+	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ;
 	size_t ns = c->n_servers ? c->n_servers : 1, got;
 	int rc;
 
@@ -167,6 +173,7 @@ int ism_resolver_create(struct ism_events *events, struct ism_resolver **out)
 	}
 	r->events = events;
 	r->conf = defaults;
+	r->jitter = ism_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r;
 	ism_strmap_init(&r->ix, ism_strmap_seed());
 	rc = channel_open(&r->ch, &r->conf, "");
 	r->ch_ok = rc == 0;
@@ -530,6 +537,20 @@ static void answered(struct dname *n, const struct ism_dns_addr *a, size_t k, ui
 	    now + ism_resolver_refresh_ms(ttl, r->conf.min_refresh_ms, r->conf.max_refresh_ms);
 }
 
+/* minRefresh and up to half of it more: names that failed together (all the
+ * queries of a server c-ares gave up on) are not asked together again, as
+ * Envoy jitters its failure refresh. */
+static uint64_t retry_ms(struct ism_resolver *r)
+{
+	uint64_t x = r->jitter | 1;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	r->jitter = x;
+	return r->conf.min_refresh_ms + x % (r->conf.min_refresh_ms / 2 + 1);
+}
+
 /* A query failed: the last good answer, if any, keeps serving. Logged when the
  * state changes, not at every retry. */
 static void failed(struct dname *n, const char *why, uint64_t now)
@@ -539,7 +560,7 @@ static void failed(struct dname *n, const char *why, uint64_t now)
 
 	n->failures++;
 	snprintf(n->error, sizeof(n->error), "%s", why);
-	n->next_ms = now + r->conf.min_refresh_ms;
+	n->next_ms = now + retry_ms(r);
 	switch (n->state) {
 	case ISM_DNS_PENDING:
 		ism_warn("dns %s: %s; no endpoint from it until it resolves", n->name, why);

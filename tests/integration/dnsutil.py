@@ -153,6 +153,69 @@ def closed_udp_port(host="127.0.0.1"):
 # --------------------------------------------------------------------------- dnsmasq
 
 
+class UdpDns:
+    """A DNS server on a loopback UDP port only (a TCP connection to the port is
+    refused, as behind a firewall that lets DNS over UDP through alone),
+    answering the A queries for records {name: [IPv4 addresses]} (NOERROR with
+    no record for other types and names). An answer fits in 512 bytes, or in
+    the query's EDNS payload size; one that does not is sent empty with TC set,
+    for the client to ask again over TCP. Served by a daemon thread until
+    env.close(); `asked` counts the queries by name."""
+
+    def __init__(self, env, records, ttl=30):
+        self.records = {k.lower(): v for k, v in records.items()}
+        self.ttl = ttl
+        self.asked = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        env.cleanups.append(self.close)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def _answer(self, d):
+        qid, flags, qd, _, _, ar = struct.unpack("!HHHHHH", d[:12])
+        end = _skip_name(d, 12)
+        labels, off = [], 12
+        while d[off]:
+            labels.append(d[off + 1:off + 1 + d[off]].decode("ascii", "replace"))
+            off += 1 + d[off]
+        qname = ".".join(labels).lower()
+        qtype = struct.unpack("!H", d[end:end + 2])[0]
+        question = d[12:end + 4]
+        room = 512
+        if ar and len(d) >= end + 4 + 11 and d[end + 4] == 0 and struct.unpack("!H", d[end + 5:end + 7])[0] == 41:
+            room = max(512, struct.unpack("!H", d[end + 7:end + 9])[0])
+        self.asked[qname] = self.asked.get(qname, 0) + 1
+        addrs = self.records.get(qname, []) if qtype == TYPE_A else []
+        rrs = b"".join(struct.pack("!HHHIH", 0xC00C, TYPE_A, 1, self.ttl, 4) + socket.inet_aton(a) for a in addrs)
+        opt = struct.pack("!BHHIH", 0, 41, 1232, 0, 0) if room > 512 else b""
+        bits = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080  # QR, AA, the query's RD, RA
+        if 12 + len(question) + len(rrs) + len(opt) > room:
+            bits, addrs, rrs = bits | 0x0200, [], b""  # TC
+        return struct.pack("!HHHHHH", qid, bits, qd, len(addrs), 0, 1 if opt else 0) + question + rrs + opt
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                d, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                self.sock.sendto(self._answer(d), peer)
+            except Exception:  # a short or odd query, or the socket closed: no answer
+                pass
+
+
 class Dnsmasq:
     """dnsmasq on 127.0.0.1:port for names under ZONE, from a hosts file of the
     test's directory. records: {name: [address, ...]} at start."""

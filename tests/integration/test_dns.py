@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 
-from dnsutil import TYPE_AAAA, ZONE, Dnsmasq, addresses, free_udp_tcp_port, query
+from dnsutil import TYPE_AAAA, ZONE, Dnsmasq, UdpDns, addresses, free_udp_tcp_port, query
 import harness
 from harness import (Conn, Env, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, docs,
                      file_lines, free_port, gateway, have, poll, service_entry, virtual_service, wrk_reap)
@@ -700,6 +700,28 @@ def dns_never_resolved_503(env):
     flags = (line.get("flags") or "").split(",")
     check(all(f in flags for f in NAMES["flags_unresolved"]),
           f"access-log line of the unresolved name lacks {','.join(NAMES['flags_unresolved'])}: {line}")
+
+
+@_test
+def dns_large_answer_udp_only(env):
+    """A name of 40 addresses beside one of one, from a server that answers
+    over UDP only: with EDNS the 40 fit in one UDP answer (1,232 bytes) and
+    both names resolve. Without it the big answer was truncated, its retry
+    over TCP refused, and c-ares, taking that for its server's failure, failed
+    every query pending on it: the small name never resolved either, retried
+    in step with the big one (503 for good)."""
+    port, procs = upstreams(env, {"u2": "127.0.0.2"})
+    big, small = name("big"), name("small")
+    dns = UdpDns(env, {big: [f"127.0.9.{i}" for i in range(1, 41)], small: ["127.0.0.2"]})
+    w = World(env, dns)
+    w.start([entry(SVC, [{"address": small, "port": port}]),
+             entry("big.svc.test", [{"address": big, "port": port}])],
+            dns_extra=dns_spec(dns.port, "500ms", "5s", "1s"))
+    poll(lambda: all_from(env, "u2"), 10, interval=0.1, what=f"{small}, asked beside {big}, to serve")
+    out = w.ctl("show dns")
+    row = [l for l in out.splitlines() if f"name={big} " in l]
+    check(row and "state=resolved" in row[0] and row[0].count("127.0.9.") == 40,
+          f"{big}'s 40 addresses over UDP: {out}")
 
 
 @_test
