@@ -653,10 +653,11 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 			ism_locality_parse(e->locality, &cs->loc[l].parsed); /* validated */
 			cs->n_loc++;
 		}
-		for (size_t j = first; j < cs->n; j++) {
-			cs->loc[l].orig += e->weight;
+		/* The endpoint's weight once, however many addresses its name
+		 * has: Istio's locality weight sums the configured endpoints'. */
+		cs->loc[l].orig += e->weight;
+		for (size_t j = first; j < cs->n; j++)
 			cs->ep[j].loc = l;
-		}
 	}
 	ism_strmap_free(&locs);
 	return rc < 0 ? rc : 0;
@@ -938,7 +939,9 @@ static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_c
 			g->weight = cs->distributed ? lc->weight : 0;
 		}
 		g->count++;
-		if (!cs->distributed)
+		/* Each configured endpoint once (its addresses follow each
+		 * other), as the locality's weight in collect. */
+		if (!cs->distributed && (g->count == 1 || cs->ep[i - 1].e != c->e))
 			g->weight = g->weight > UINT32_MAX - c->e->weight
 					? UINT32_MAX
 					: g->weight + c->e->weight;

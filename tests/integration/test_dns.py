@@ -445,6 +445,30 @@ def dns_locality_as_static(env):
     check(spill <= 8, f"the one-address-down split differs: STATIC {static[1]}, DNS {dyn[1]}")
 
 
+@_test
+def dns_locality_weight_per_name(env):
+    """A locality's weight sums its configured endpoints' weights, however many
+    addresses their names resolve to, as Istio's locality weight and Envoy's
+    strict DNS cluster keep it: with `distribute` sending eu-west/* 100, zone a
+    (one name of three addresses) and zone b (one name of one) take half each.
+    It was 75/25, moving with the size of each answer."""
+    port, procs = upstreams(env, {"a2": "127.0.0.2", "a3": "127.0.0.3", "a4": "127.0.0.4", "b5": "127.0.0.5"})
+    na, nb = name("zonea"), name("zoneb")
+    dns = Dnsmasq(env, ttl=30, records={na: ["127.0.0.2", "127.0.0.3", "127.0.0.4"], nb: ["127.0.0.5"]})
+    dr = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\n"
+          f"spec:\n  host: {SVC}\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting:\n"
+          f"        enabled: true\n        distribute:\n"
+          f"        - {{from: \"{LOC_A}/*\", to: {{\"eu-west/*\": 100}}}}\n")
+    w = World(env, dns)
+    w.start([entry(SVC, [{"address": na, "port": port, "locality": LOC_A},
+                         {"address": nb, "port": port, "locality": LOC_B}])], dr=dr)
+    wait_endpoints(w, port, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"])
+    ups = tally_ok(env, 400)
+    a = sum(ups.get(n, 0) for n in ("a2", "a3", "a4"))
+    check(sum(ups.values()) == 400 and 0.35 <= a / 400 <= 0.65,
+          f"zone a (one name, three addresses) took {a} of 400, want about half: {ups}")
+
+
 def stop_gateway(env):
     env.gateway.p.send_signal(signal.SIGTERM)
     env.gateway.p.wait(timeout=15)
