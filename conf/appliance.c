@@ -450,9 +450,13 @@ static void parse_gateway_topology(struct ism_vctx *v, const struct ism_node *sp
 /* spec.dns (defaults in conf/defaults.h). */
 static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_dns *dns)
 {
-	static const char *const keys[] = {"servers", "minRefresh", "maxRefresh", "timeout", NULL};
+	static const char *const keys[] = {"servers", "minRefresh",   "maxRefresh",
+					   "timeout", "lookupFamily", NULL};
+	/* In enum ism_dns_family's order. */
+	static const char *const families[] = {"V4_ONLY", "V6_ONLY",	  "ALL",
+					       "AUTO",	  "V4_PREFERRED", NULL};
 	const struct ism_node *n, *l;
-	const char **servers;
+	const char **servers, *family;
 	size_t ns, old;
 
 	dns->min_refresh_ms = ISM_DEFAULT_DNS_MIN_REFRESH_MS;
@@ -505,6 +509,10 @@ static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct is
 	}
 	if (dns->timeout_ms > 60000)
 		ism_model_key_err(v, n, "timeout", "must be at most 60s");
+	if (ism_v_enum(v, n, "lookupFamily", families, NULL, &family) == 1)
+		for (uint8_t i = 0; families[i] != NULL; i++)
+			if (strcmp(family, families[i]) == 0)
+				dns->family = i;
 	ism_v_pop(v, old);
 }
 
@@ -832,5 +840,6 @@ void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out
 				     .servers = d->servers,
 				     .min_refresh_ms = d->min_refresh_ms,
 				     .max_refresh_ms = d->max_refresh_ms,
-				     .timeout_ms = d->timeout_ms};
+				     .timeout_ms = d->timeout_ms,
+				     .family = (enum ism_dns_family)d->family};
 }

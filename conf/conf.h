@@ -136,11 +136,22 @@ typedef size_t (*ism_conf_dns_cb)(void *ctx, const char *name, const struct ism_
 typedef int (*ism_conf_name_cb)(void *ctx, const char *name);
 int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *ctx);
 
+/* spec.dns.lookupFamily: which addresses of a name are its endpoints
+ * (Envoy's DnsLookupFamily). */
+enum ism_dns_family {
+	ISM_DNS_V4_ONLY, /* the default, as istiod sets it for IPv4 and dual-stack proxies */
+	ISM_DNS_V6_ONLY,
+	ISM_DNS_ALL,
+	ISM_DNS_AUTO,	      /* IPv6 ones, else IPv4 ones */
+	ISM_DNS_V4_PREFERRED, /* IPv4 ones, else IPv6 ones */
+};
+
 /* spec.dns of the Appliance, defaults applied. */
 struct ism_conf_dns {
 	size_t n_servers;	    /* 0: the system's resolver configuration */
 	const char *const *servers; /* "ADDRESS[:PORT]", valid while the model is */
 	uint32_t min_refresh_ms, max_refresh_ms, timeout_ms;
+	enum ism_dns_family family;
 };
 void ism_conf_dns_settings(const struct ism_conf *conf, struct ism_conf_dns *out);
 

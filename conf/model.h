@@ -623,6 +623,7 @@ struct ism_cm_dns {
 	const char **servers;			 /* "ADDRESS[:PORT]", "[IPv6]:PORT" */
 	uint32_t min_refresh_ms, max_refresh_ms; /* the TTL is clamped between them */
 	uint32_t timeout_ms;			 /* of one resolution, retries included */
+	uint8_t family;				 /* enum ism_dns_family */
 };
 
 struct ism_cm_appliance {

@@ -225,7 +225,8 @@ int ism_resolver_configure(struct ism_resolver *r, const struct ism_conf_dns *dn
 			return -ENAMETOOLONG;
 		len += (size_t)w;
 	}
-	if (r->ch_ok && strcmp(csv, r->servers) == 0 && dns->timeout_ms == r->conf.timeout_ms) {
+	if (r->ch_ok && strcmp(csv, r->servers) == 0 && dns->timeout_ms == r->conf.timeout_ms &&
+	    dns->family == r->conf.family) {
 		uint64_t latest = ism_now_ms() + dns->max_refresh_ms;
 
 		r->conf.min_refresh_ms = dns->min_refresh_ms;
@@ -249,7 +250,8 @@ int ism_resolver_configure(struct ism_resolver *r, const struct ism_conf_dns *dn
 	r->conf = *dns;
 	r->conf.servers = NULL;
 	snprintf(r->servers, sizeof(r->servers), "%s", csv);
-	/* Other servers may answer otherwise: every name is asked again. */
+	/* Other servers (or another family) may answer otherwise: every name
+	 * is asked again. */
 	for (size_t i = 0; i < r->n; i++)
 		if (!r->names[i]->in_flight)
 			r->names[i]->next_ms = 0;
@@ -396,9 +398,37 @@ static size_t keep_lowest(struct ism_dns_addr *out, size_t n, const struct ism_d
 	return n + 1;
 }
 
-size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_addr *out,
-				 uint32_t *ttl)
+/* The family fam takes from an answer: AF_INET, AF_INET6 or AF_UNSPEC. */
+static int family_taken(const struct ares_addrinfo *ai, enum ism_dns_family fam)
 {
+	int first = AF_UNSPEC, other = AF_UNSPEC;
+
+	switch (fam) {
+	case ISM_DNS_V4_ONLY:
+		return AF_INET;
+	case ISM_DNS_V6_ONLY:
+		return AF_INET6;
+	case ISM_DNS_ALL:
+		return AF_UNSPEC;
+	case ISM_DNS_AUTO:
+		first = AF_INET6;
+		other = AF_INET;
+		break;
+	case ISM_DNS_V4_PREFERRED:
+		first = AF_INET;
+		other = AF_INET6;
+		break;
+	}
+	for (const struct ares_addrinfo_node *p = ai ? ai->nodes : NULL; p != NULL; p = p->ai_next)
+		if (p->ai_family == first)
+			return first;
+	return other;
+}
+
+size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, enum ism_dns_family fam,
+				 struct ism_dns_addr *out, uint32_t *ttl)
+{
+	int taken = family_taken(ai, fam);
 	size_t n = 0;
 
 	*ttl = UINT32_MAX;
@@ -407,6 +437,8 @@ size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_
 		struct ism_dns_addr a;
 		const void *raw;
 
+		if (taken != AF_UNSPEC && p->ai_family != taken)
+			continue;
 		memset(&a, 0, sizeof(a));
 		if (p->ai_family == AF_INET && p->ai_addrlen >= sizeof(struct sockaddr_in)) {
 			struct sockaddr_in *s = (struct sockaddr_in *)&a.addr;
@@ -618,7 +650,7 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 		goto out;
 	}
 	if (status == ARES_SUCCESS)
-		k = ism_resolver_answer_addrs(ai, a, &ttl);
+		k = ism_resolver_answer_addrs(ai, r->conf.family, a, &ttl);
 	res = classify(status, k);
 	r->results[res]++;
 	if (res == RES_OK)
@@ -683,7 +715,12 @@ int ism_resolver_timeout_ms(struct ism_resolver *r, uint64_t now, int cap)
 
 static void ask(struct ism_resolver *r, struct dname *n)
 {
-	struct ares_addrinfo_hints h = {.ai_family = AF_UNSPEC, .ai_flags = ARES_AI_NOSORT};
+	/* One family asked where one is taken (answer_addrs sorts out the rest). */
+	struct ares_addrinfo_hints h = {.ai_family = r->conf.family == ISM_DNS_V4_ONLY ? AF_INET
+						     : r->conf.family == ISM_DNS_V6_ONLY
+							 ? AF_INET6
+							 : AF_UNSPEC,
+					.ai_flags = ARES_AI_NOSORT};
 
 	n->in_flight = true;
 	n->next_ms = UINT64_MAX;

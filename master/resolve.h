@@ -89,9 +89,11 @@ size_t ism_resolver_lookup(void *ctx, const char *name, const struct ism_dns_add
 struct ares_addrinfo;
 /* The addresses of an answer into out (ISM_RESOLVER_MAX_ADDRS), sorted,
  * without repeats: the lowest when there are more, so a server that rotates
- * a long answer gives the same set each time. The smallest TTL in *ttl. */
-size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, struct ism_dns_addr *out,
-				 uint32_t *ttl);
+ * a long answer gives the same set each time; of the families fam takes (for
+ * AUTO and V4_PREFERRED, the other family's only where the answer has none of
+ * the first). The smallest TTL of those in *ttl. */
+size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, enum ism_dns_family fam,
+				 struct ism_dns_addr *out, uint32_t *ttl);
 
 /* A binary upgrade: name's answer as the old master had it (state
  * RESOLVED or STALE; addresses as text), serving from the first load on and

@@ -656,21 +656,33 @@ def dns_round_robin(env):
 
 
 @_test
-def dns_aaaa_ipv6(env):
-    """AAAA on ::1: a name with only an AAAA record serves from an upstream on
-    [::1]; a name with an A (127.0.0.2) and an AAAA (::1) record gives two
-    endpoints that share the traffic."""
+def dns_lookup_family(env):
+    """spec.dns.lookupFamily, Envoy's DnsLookupFamily: by default V4_ONLY, as
+    istiod sets it for an IPv4 or dual-stack proxy, a name with an A
+    (127.0.0.2) and an AAAA (::1) record gives the IPv4 endpoint alone (its
+    AAAA became an endpoint an IPv4 appliance may not reach); ALL gives both,
+    which share the traffic; V6_ONLY the AAAA one; AUTO prefers IPv6 and
+    V4_PREFERRED IPv4, each taking the other family where a name has none of
+    its first (an AAAA-only name under V4_PREFERRED serves from [::1])."""
     port, procs = upstreams(env, {"u6": "::1", "u2": "127.0.0.2"})
     n6, nd = name("six"), name("dual")
     dns = Dnsmasq(env, ttl=2, records={n6: ["::1"], nd: ["127.0.0.2", "::1"]})
     w = World(env, dns)
-    w.start([entry(SVC, [{"address": n6, "port": port}])])
-    poll(lambda: all_from(env, "u6"), 10, what="the AAAA-only name to serve from [::1]")
-    wait_endpoints(w, port, ["::1"])
-    stop_gateway(env)
-    w2 = World(env, dns)
-    w2.start([entry(SVC, [{"address": nd, "port": port}])])
-    wait_endpoints(w2, port, ["127.0.0.2", "::1"])
+    w.start([entry(SVC, [{"address": nd, "port": port}])])
+    wait_endpoints(w, port, ["127.0.0.2"])
+    check(all_from(env, "u2"), "the dual name under V4_ONLY")
+    for family, addr, want in (("ALL", nd, ["127.0.0.2", "::1"]), ("V6_ONLY", nd, ["::1"]),
+                               ("AUTO", nd, ["::1"]), ("V4_PREFERRED", nd, ["127.0.0.2"]),
+                               ("V4_PREFERRED", n6, ["::1"])):
+        w.write([entry(SVC, [{"address": addr, "port": port}])],
+                dns_extra=dns_spec(dns.port) + f"    lookupFamily: {family}\n")
+        out = w.ctl("reload")
+        check("published" in out, f"reload to lookupFamily {family}: {out}")
+        wait_endpoints(w, port, want)
+    poll(lambda: all_from(env, "u6"), 10, what="the AAAA-only name to serve from [::1] under V4_PREFERRED")
+    w.write([entry(SVC, [{"address": nd, "port": port}])], dns_extra=dns_spec(dns.port) + "    lookupFamily: ALL\n")
+    check("published" in w.ctl("reload"), "reload to ALL")
+    wait_endpoints(w, port, ["127.0.0.2", "::1"])
     poll(lambda: set(tally_ok(env, 100)) == {"u2", "u6"}, 10, what="the A and the AAAA address to share the traffic")
 
 

@@ -552,9 +552,9 @@ static void test_long_answer_stable(void **state)
 	size_t na, nb;
 
 	(void)state;
-	na = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 0), a, &ttl);
+	na = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 0), ISM_DNS_ALL, a, &ttl);
 	assert_int_equal(ttl, 7);
-	nb = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 37), b, &ttl);
+	nb = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 37), ISM_DNS_ALL, b, &ttl);
 	assert_int_equal(na, ISM_RESOLVER_MAX_ADDRS);
 	assert_int_equal(nb, ISM_RESOLVER_MAX_ADDRS);
 	for (size_t i = 0; i < na; i++) {
@@ -567,10 +567,56 @@ static void test_long_answer_stable(void **state)
 	/* three addresses, one twice */
 	rotated(sa, nodes, &ai, 3, 1);
 	sa[2].sin_addr.s_addr = sa[0].sin_addr.s_addr;
-	na = ism_resolver_answer_addrs(&ai, a, &ttl);
+	na = ism_resolver_answer_addrs(&ai, ISM_DNS_ALL, a, &ttl);
 	assert_int_equal(na, 2);
 	assert_string_equal(a[0].text, "10.1.0.1");
 	assert_string_equal(a[1].text, "10.1.0.2");
+}
+
+/* lookupFamily: which addresses of an answer of both families are taken,
+ * as Envoy's DnsLookupFamily; AUTO and V4_PREFERRED fall back to the other
+ * family only where the answer has none of the first. */
+static void test_lookup_family(void **state)
+{
+	static struct sockaddr_in v4;
+	static struct sockaddr_in6 v6;
+	struct ares_addrinfo_node n6 = {.ai_ttl = 9,
+					.ai_family = AF_INET6,
+					.ai_addrlen = sizeof(v6),
+					.ai_addr = (struct sockaddr *)&v6};
+	struct ares_addrinfo_node n4 = {.ai_ttl = 3,
+					.ai_family = AF_INET,
+					.ai_addrlen = sizeof(v4),
+					.ai_addr = (struct sockaddr *)&v4,
+					.ai_next = &n6};
+	struct ares_addrinfo both = {.nodes = &n4}, only4 = {.nodes = &n4}, only6 = {.nodes = &n6};
+	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS];
+	uint32_t ttl;
+
+	(void)state;
+	v4.sin_family = AF_INET;
+	inet_pton(AF_INET, "10.2.0.1", &v4.sin_addr);
+	v6.sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "fd00::1", &v6.sin6_addr);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V4_ONLY, a, &ttl), 1);
+	assert_string_equal(a[0].text, "10.2.0.1");
+	assert_int_equal(ttl, 3);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V6_ONLY, a, &ttl), 1);
+	assert_string_equal(a[0].text, "fd00::1");
+	assert_int_equal(ttl, 9);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_ALL, a, &ttl), 2);
+	assert_int_equal(ttl, 3);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_AUTO, a, &ttl), 1);
+	assert_string_equal(a[0].text, "fd00::1");
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V4_PREFERRED, a, &ttl), 1);
+	assert_string_equal(a[0].text, "10.2.0.1");
+	n4.ai_next = NULL;
+	assert_int_equal(ism_resolver_answer_addrs(&only4, ISM_DNS_AUTO, a, &ttl), 1);
+	assert_string_equal(a[0].text, "10.2.0.1");
+	assert_int_equal(ism_resolver_answer_addrs(&only4, ISM_DNS_V6_ONLY, a, &ttl), 0);
+	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_PREFERRED, a, &ttl), 1);
+	assert_string_equal(a[0].text, "fd00::1");
+	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_ONLY, a, &ttl), 0);
 }
 
 int main(void)
@@ -585,6 +631,7 @@ int main(void)
 	    cmocka_unit_test(test_refresh_clamp),
 	    cmocka_unit_test(test_resolver_failing_server),
 	    cmocka_unit_test(test_long_answer_stable),
+	    cmocka_unit_test(test_lookup_family),
 	    cmocka_unit_test(test_resolver_cap_and_fairness),
 	    cmocka_unit_test(test_resolver_swap_many_names),
 	};
