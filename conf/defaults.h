@@ -35,5 +35,7 @@
 #define ISM_DEFAULT_DNS_MAX_REFRESH_MS 300000u
 #define ISM_DEFAULT_DNS_TIMEOUT_MS     5000u
 #define ISM_DNS_MAX_SERVERS	       8 /* appliance.c says "at most 8 servers" */
+/* The distinct names of DNS ServiceEntries the master resolves. */
+#define ISM_DNS_MAX_NAMES 4096
 
 #endif

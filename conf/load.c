@@ -953,6 +953,7 @@ void ism_model_xref(struct ism_vctx *v)
 	ism_tls_xref_drs(v);
 	ism_model_dr_index(v);
 	xref_selectors(v);
+	ism_model_xref_dns_names(v);
 	for (size_t i = 0; i < v->conf->n_drs; i++)
 		if (ism_model_dr_visible(v->conf, v->conf->drs[i]))
 			xref_dr(v, v->conf->drs[i]);

@@ -723,6 +723,8 @@ void ism_model_xref_extauthz(struct ism_vctx *v);
  * listener's, refused where the master could not bind them all (a wildcard
  * beside another address of its port, the admin listener on a server's). */
 void ism_model_xref_listeners(struct ism_vctx *v);
+/* Refuses more distinct DNS names than the master resolves (conf/se.c). */
+void ism_model_xref_dns_names(struct ism_vctx *v);
 
 /* --- AuthorizationPolicy (conf/authz.c) --- */
 

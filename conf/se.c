@@ -2,10 +2,12 @@
 /* The ServiceEntry kind (hosts, ports, resolution, endpoints,
  * workloadSelector, exportTo), the endpoint a WorkloadEntry is, and the names
  * the master resolves for the DNS resolutions. */
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/un.h>
 
+#include "conf/defaults.h"
 #include "conf/model.h"
 
 /* What a ServiceEntry port's protocol asks the upstream connections to speak:
@@ -344,7 +346,10 @@ void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct 
 	ism_v_pop(v, old);
 }
 
-int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *ctx)
+/* Calls cb once for each distinct name the DNS ServiceEntries resolve, with
+ * the entry that first names it, until cb returns other than 0 (returned). */
+static int walk_names(const struct ism_conf *conf,
+		      int (*cb)(void *ctx, const struct ism_cm_se *se, const char *name), void *ctx)
 {
 	struct ism_strmap seen;
 	int rc = 0;
@@ -364,9 +369,54 @@ int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *c
 				continue;
 			rc = ism_strmap_add(&seen, name, strlen(name), 0, NULL);
 			if (rc > 0)
-				rc = cb(ctx, name);
+				rc = cb(ctx, se, name);
 		}
 	}
 	ism_strmap_free(&seen);
 	return rc;
+}
+
+struct name_cb {
+	ism_conf_name_cb cb;
+	void *ctx;
+	struct ism_vctx *v;
+	size_t n;
+};
+
+static int pass_name(void *ctx, const struct ism_cm_se *se, const char *name)
+{
+	struct name_cb *c = ctx;
+
+	(void)se;
+	return c->cb(c->ctx, name);
+}
+
+int ism_conf_dns_names(const struct ism_conf *conf, ism_conf_name_cb cb, void *ctx)
+{
+	struct name_cb c = {.cb = cb, .ctx = ctx};
+
+	return walk_names(conf, pass_name, &c);
+}
+
+static int count_name(void *ctx, const struct ism_cm_se *se, const char *name)
+{
+	struct name_cb *c = ctx;
+
+	if (++c->n <= ISM_DNS_MAX_NAMES)
+		return 0;
+	c->v->res = se->r.label;
+	ism_v_pop(c->v, 0);
+	ism_v_push(c->v, "spec");
+	ism_v_err(c->v, se->r.at,
+		  "%s is one name more than the %u the master resolves (the distinct names of "
+		  "the DNS ServiceEntries)",
+		  name, ISM_DNS_MAX_NAMES);
+	return -E2BIG;
+}
+
+void ism_model_xref_dns_names(struct ism_vctx *v)
+{
+	struct name_cb c = {.v = v};
+
+	walk_names(v->conf, count_name, &c);
 }

@@ -28,7 +28,7 @@
 /* Descriptors the loop polls for the resolver at most (c-ares' own limit). */
 #define ISM_RESOLVER_POLLFDS 16
 /* Names resolved at most, and addresses kept per answer. */
-#define ISM_RESOLVER_MAX_NAMES 4096
+#define ISM_RESOLVER_MAX_NAMES ISM_DNS_MAX_NAMES
 #define ISM_RESOLVER_MAX_ADDRS 64
 
 struct ism_resolver;

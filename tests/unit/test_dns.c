@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "conf/defaults.h"
 #include "lib/log.h"
 #include "loaded.h"
 #include "master/resolve.h"
@@ -619,6 +620,52 @@ static void test_lookup_family(void **state)
 	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_ONLY, a, &ttl), 0);
 }
 
+/* More distinct names than the master resolves are an error of the file, at
+ * the entry that names the one too many (isthmus -c passed them; the start
+ * refused with no position, a reload left the last ones unresolved). */
+static void test_names_bounded(void **state)
+{
+	size_t cap = 64 + (ISM_DNS_MAX_NAMES + 1) * 160, len;
+	char *text = malloc(cap);
+	struct ism_diags d;
+	struct ism_conf *conf = NULL;
+
+	(void)state;
+	assert_non_null(text);
+	len = (size_t)snprintf(text, cap, "%s", HEAD ROUTES);
+	/* 41 entries of 100 names, the last one's 97th the 4097th */
+	for (size_t e = 0; e * 100 <= ISM_DNS_MAX_NAMES; e++) {
+		len +=
+		    (size_t)snprintf(text + len, cap - len,
+				     "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+				     "metadata: {name: e%zu}\nspec:\n  hosts: [e%zu.x]\n"
+				     "  ports: [{number: 80, name: http}]\n  resolution: DNS\n"
+				     "  endpoints:\n",
+				     e, e);
+		for (size_t i = 0; i < 100 && e * 100 + i <= ISM_DNS_MAX_NAMES; i++)
+			len += (size_t)snprintf(text + len, cap - len, "  - address: n%zu.test\n",
+						e * 100 + i);
+	}
+	assert_true(len < cap);
+	ism_diags_init(&d);
+	assert_int_not_equal(ism_conf_load_buf("dns.yaml", text, len, &conf, &d), 0);
+	assert_int_equal(d.n_errors, 1);
+	for (size_t i = 0; i < d.n && i < 64; i++) {
+		if (d.items[i].severity != ISM_DIAG_ERROR)
+			continue;
+		assert_non_null(
+		    strstr(d.items[i].msg, "n4096.test is one name more than the 4096"));
+		assert_string_equal(d.items[i].field, "ServiceEntry default/e40: spec");
+		assert_true(d.items[i].line > 0);
+	}
+	/* one fewer: loaded */
+	text[len - strlen("  - address: n4096.test\n")] = '\0';
+	ism_diags_init(&d);
+	assert_int_equal(ism_conf_load_buf("dns.yaml", text, strlen(text), &conf, &d), 0);
+	ism_conf_free(conf);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -632,6 +679,7 @@ int main(void)
 	    cmocka_unit_test(test_resolver_failing_server),
 	    cmocka_unit_test(test_long_answer_stable),
 	    cmocka_unit_test(test_lookup_family),
+	    cmocka_unit_test(test_names_bounded),
 	    cmocka_unit_test(test_resolver_cap_and_fairness),
 	    cmocka_unit_test(test_resolver_swap_many_names),
 	};
