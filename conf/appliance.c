@@ -114,6 +114,29 @@ static void parse_hc_intervals(struct ism_vctx *v, const struct ism_node *n, str
 	ism_v_u32(v, n, "intervalJitterPercent", false, 0, 100, &h->interval_jitter_percent);
 }
 
+/* Whether s may be a header field's value: not empty, printable (a tab
+ * inside), no leading or trailing blank. */
+static bool field_value_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* Whether s holds visible ASCII only (no space, no control character). */
+static bool visible(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+			return false;
+	return true;
+}
+
 static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_hc *h,
 		     const char *ns)
 {
@@ -161,9 +184,17 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 	if (ism_v_str(v, n, "serviceName", false, &h->service) > 0 &&
 	    strlen(h->service) > ISM_HC_SERVICE_MAX)
 		ism_v_err_key(v, n, "serviceName", "longer than %d bytes", ISM_HC_SERVICE_MAX);
-	if (ism_v_str(v, n, "path", false, &h->path) > 0 && h->path[0] != '/')
-		ism_v_err_key(v, n, "path", "must start with \"/\"");
-	ism_v_str(v, n, "hostHeader", false, &h->host_header);
+	/* Envoy refuses what is not a header value in both; a path is a
+	 * request line's target too: visible characters only. */
+	if (ism_v_str(v, n, "path", false, &h->path) > 0 &&
+	    (h->path[0] != '/' || !visible(h->path)))
+		ism_v_err_key(v, n, "path",
+			      "must start with \"/\" and hold visible characters only (no space, "
+			      "no control character)");
+	if (ism_v_str(v, n, "hostHeader", false, &h->host_header) > 0 &&
+	    !field_value_ok(h->host_header))
+		ism_v_err_key(v, n, "hostHeader",
+			      "must be a field value: not empty, no control characters");
 	ism_v_dur(v, n, "interval", 1, &h->interval_ms);
 	ism_v_dur(v, n, "timeout", 1, &h->timeout_ms);
 	ism_v_u32(v, n, "healthyThreshold", false, 1, 1000, &h->healthy);
@@ -555,20 +586,6 @@ static void parse_trust_domain(struct ism_vctx *v, const struct ism_node *spec,
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
-}
-
-/* Whether s may be a header field's value: not empty, printable (a tab
- * inside), no leading or trailing blank. */
-static bool field_value_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
-			return false;
-	return true;
 }
 
 /* The value of bool field flag ("disabled", "enabled") of proxyHeaders field
