@@ -70,6 +70,11 @@ struct ism_h2c {
 	uint64_t last_rx;	/* when bytes last came */
 	uint64_t ping_deadline; /* a PING awaits its ACK until then; 0: none */
 	struct ism_h2us *streams;
+	/* Streams let go of whose RST_STREAM nghttp2 has not sent yet: it may
+	 * hold a DATA frame of their body (framed without a copy, sent when the
+	 * connection has room), so they live on, unlinked, until it closes them
+	 * (on_stream_close), linked by next. */
+	struct ism_h2us *dying;
 	/* The next stream of a walk over streams that calls out to them (which
 	 * may unlink any stream: unlink_stream moves it on past one it unlinks) */
 	struct ism_h2us *cursor;
@@ -235,8 +240,10 @@ static int submit_request(struct ism_wctx *w, struct ism_h2c *c, struct ism_h2us
 		return ISM_FAIL_RESET;
 	}
 	dp.read_callback = on_read_body;
+	/* A body, or trailers to follow (a retry's, say, of a request that has
+	 * no body): DATA frames end it; else the HEADERS do. */
 	id = nghttp2_submit_request(c->io.ng, NULL, nv.nv, nv.n,
-				    x->rq.b.len || !x->rq.end ? &dp : NULL, x);
+				    x->rq.b.len || !x->rq.end || x->rq.trailers ? &dp : NULL, x);
 	ism_h2nv_free(&nv);
 	/* The connection's last stream identifier went (or none was left): it
 	 * takes no new stream, and closes once its streams are done. */
@@ -514,21 +521,39 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	return 0;
 }
 
+/* Frees the dying stream id, if it is one (struct ism_h2c's dying). */
+static void reap(struct ism_h2c *c, int32_t id)
+{
+	for (struct ism_h2us **p = &c->dying; *p != NULL; p = &(*p)->next) {
+		struct ism_h2us *x = *p;
+
+		if (x->id == id) {
+			*p = x->next;
+			free_stream(x);
+			return;
+		}
+	}
+}
+
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
 {
 	struct ism_h2c *c = ud;
 	struct ism_h2us *x = us_of(c, id);
 	struct ism_stream *st;
 
-	if (x == NULL)
+	if (x == NULL) {
+		reap(c, id);
 		return 0;
+	}
 	x->ng_closed = 1;
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	st = x->st;
 	if (st == NULL)
 		return 0;
-	/* The whole response came: the stream takes it at its pace. */
-	if (x->state == ISM_H2US_RESPONSE && x->resp.end && code == NGHTTP2_NO_ERROR)
+	/* The whole response came (its END_STREAM, before any reset): the
+	 * stream takes it at its pace, as Envoy's router completes a response
+	 * whose upstream then resets the stream (the request's body unread). */
+	if (x->state == ISM_H2US_RESPONSE && x->resp.end && !x->malformed)
 		return 0;
 	ism_debug("upstream endpoint %u: stream %d reset (%s)", c->u->ep_id, id,
 		  nghttp2_http2_strerror(code));
@@ -825,9 +850,17 @@ void ism_h2up_detach(struct ism_wctx *w, struct ism_upconn *u, struct ism_stream
 	 * goes back to the connection's window, even of a closed stream. */
 	if (c != NULL && x->id > 0)
 		ism_h2in_drop(&c->io, x->id, &x->resp);
-	if (c != NULL && x->id > 0 && !x->ng_closed)
+	if (c != NULL && x->id > 0 && !x->ng_closed) {
 		nghttp2_submit_rst_stream(c->io.ng, NGHTTP2_FLAG_NONE, x->id, NGHTTP2_CANCEL);
-	free_stream(x);
+		unlink_stream(x);
+		ism_h2in_free(&x->resp);
+		ism_buf_free(&x->head);
+		ism_buf_free(&x->hdr);
+		x->next = c->dying;
+		c->dying = x;
+	} else {
+		free_stream(x);
+	}
 	if (c != NULL)
 		kick(w, c);
 }
@@ -996,6 +1029,12 @@ void ism_h2up_free(struct ism_upconn *u)
 		return;
 	while (c->streams != NULL) {
 		free_stream(c->streams);
+	}
+	while (c->dying != NULL) {
+		struct ism_h2us *x = c->dying;
+
+		c->dying = x->next;
+		free_stream(x);
 	}
 	ism_h2io_free(&c->io);
 	free(c->pend);

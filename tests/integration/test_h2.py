@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -150,7 +151,7 @@ def grpc(port, calls, ca=None, sni=None, authority=None, parallel=False, timeout
     return run_tool("grpc_client.py", grpc_args(port, calls, ca, sni, authority, parallel), timeout)
 
 
-def start_h2_upstream(env, addr, name, cert=None, max_streams=None, zone=None):
+def start_h2_upstream(env, addr, name, cert=None, max_streams=None, zone=None, window=None):
     """h2_upstream.py on addr (a port of its own); returns the port."""
     port = free_port(addr)
     argv = [DEBIAN_PYTHON, os.path.join(TOOLS, "h2_upstream.py"), "--listen", f"{addr}:{port}", "--name", name]
@@ -160,6 +161,8 @@ def start_h2_upstream(env, addr, name, cert=None, max_streams=None, zone=None):
         argv += ["--max-streams", str(max_streams)]
     if zone:
         argv += ["--zone", zone]
+    if window:
+        argv += ["--window", str(window)]
     spawn_listening(env, f"h2up-{name}", argv, addr, port)
     return port
 
@@ -1907,3 +1910,75 @@ def grpc_access_log_filter(env):
     want = ["/isthmus.test.Echo/ServerStream", "/isthmus.test.Echo/Status", "/nope"]
     poll(lambda: len(file_lines(log)) >= 3, 10, what="three access-log lines")
     check(sorted(file_lines(log)) == want, f"lines: {file_lines(log)}, want {want}")
+
+
+@_test
+def h2_upstream_stream_ended_with_data_queued(env):
+    """Streams to an HTTP/2 upstream that end while nghttp2 still holds a DATA
+    frame of their request body (the connection's output full: the upstream
+    stopped reading): a stream's memory stays until nghttp2 closes it. It was
+    freed at once, and the next flush framed the held DATA from it: a
+    use-after-free (the sanitizer build's worker died; the release build could
+    send one client's body inside another's stream). 32 HTTP/2 uploads to an
+    upstream that stops reading once they came (h2_stall_upstream.py, on the
+    connection a first request opened), reset
+    by their client meanwhile, which keeps the connection for one more
+    request; the upstream reads again and the gateway serves on, its worker
+    never restarted."""
+    up = free_port("127.0.0.2")
+    spawn_listening(env, "h2stall", [DEBIAN_PYTHON, os.path.join(TOOLS, "h2_stall_upstream.py"),
+                                     f"127.0.0.2:{up}", "33", "6"], "127.0.0.2", up)
+    gw = free_port()
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts={"upstreamResponse": "30s"},
+                  extra="  limits: {http2InitialStreamWindowSize: 1048576, "
+                        "http2InitialConnectionWindowSize: 16777216}\n"),
+        gateway(gw), virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry_protocol("up", SVC, [{"address": "127.0.0.2", "port": up}], "HTTP2"))), gw)
+    check(http_get(gw, "/warm").status == 200, "the first request, which opens the upstream connection")
+    rep = h2_client(gw, [{"method": "POST", "path": f"/upload/{i}", "body_size": 16 << 20, "cancel_after": 3.0}
+                         for i in range(32)], after=[{"path": "/after-resets"}], burst=True, timeout=30)
+    check(all(s["cancelled"] for s in rep["streams"]),
+          f"the uploads the client reset: {[(s['status'], s['cancelled']) for s in rep['streams']]}")
+    check(rep["after"][0]["status"] == 200, f"the request after the resets, on their connection: {rep['after']}")
+    check(http_get(gw, "/after").status == 200, "the gateway after the upstream read again")
+    check("exited" not in env.gateway.log(), f"a worker exited: {env.gateway.log()[-1500:]}")
+
+
+@_test
+def h2_upstream_whole_response_then_reset(env):
+    """An HTTP/2 upstream that answers whole (END_STREAM) while the request
+    body is still coming, then resets the stream (CANCEL, INTERNAL_ERROR): the
+    client gets the whole response, as Envoy's router completes it; only a
+    reset with NO_ERROR did, the others cut it after its DATA (logged 200 UR)."""
+    up = start_h2_upstream(env, "127.0.0.2", "early")
+    gw = one_service(env, up, protocol="HTTP2")
+    for code in (8, 2):
+        rep = h2_client(gw, [{"method": "POST", "path": f"/early/{code}", "body_size": 4 << 20}], timeout=20)
+        s = rep["streams"][0]
+        check(s["status"] == 200 and s["body"] == "early\n" and s["reset"] in (None, 0),
+              f"a whole response, then the upstream's reset {code}: {s['status']} {s['body']!r} reset {s['reset']}")
+
+
+@_test
+def h2_upstream_retry_keeps_trailers(env):
+    """A request without a body but with trailers, retried to an HTTP/2
+    upstream (the first endpoint answers 503, retryOn 503): the retry carries
+    the trailers too (its HEADERS ended the stream, so they never went)."""
+    bad = start_h2_upstream(env, "127.0.0.2", "bad")
+    good = start_h2_upstream(env, "127.0.0.3", "good")
+    check(http_get(bad, "/__ctl/fail/503", addr="127.0.0.2").status == 200, "the failing endpoint")
+    gw = free_port()
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env), gateway(gw),
+        virtual_service("vs", ["*"], route(SVC, "    retries: {attempts: 2, retryOn: \"503\"}\n")),
+        service_entry_protocol("svc", SVC, [{"address": "127.0.0.2", "port": bad},
+                                            {"address": "127.0.0.3", "port": good}], "HTTP2"))), gw)
+    rep = h2_client(gw, [{"method": "POST", "path": f"/t/{i}", "trailers": [["x-req-trailer", "yes"]]}
+                         for i in range(8)], timeout=20)
+    answers = [info(s) for s in rep["streams"] if s["status"] == 200]
+    check(len(answers) == 8, f"8 answers from the good endpoint: {[s['status'] for s in rep['streams']]}")
+    retried = [a for a in answers if ["x-envoy-attempt-count", "2"] in a["headers"]]
+    check(retried, f"no request was retried (none went to the failing endpoint first): {answers}")
+    check(all(["x-req-trailer", "yes"] in a["trailers"] for a in answers),
+          f"a retry lost the request's trailers: {[(a['path'], a['trailers']) for a in answers]}")

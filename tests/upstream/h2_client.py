@@ -12,8 +12,10 @@ usage: h2_client.py --connect ADDR:PORT [--ca CRT [--sni NAME]] [--authority A]
 REQUESTS and AFTER are JSON lists of requests, all on one connection (prior
 knowledge in plaintext; ALPN h2 with --ca):
   {"method": "GET", "path": "/", "headers": [["name", "value"]], "body": "text",
-   "body_size": N, "trailers": [["name", "value"]], "grpc": "message"}
-body_size sends N bytes of the a..z pattern; grpc sends one gRPC message (POST,
+   "body_size": N, "trailers": [["name", "value"]], "grpc": "message", "cancel_after": S}
+body_size sends N bytes of the a..z pattern; cancel_after resets the stream
+(RST_STREAM CANCEL) S seconds from the start unless it ended before (its result
+then says "cancelled": true); grpc sends one gRPC message (POST,
 content-type application/grpc, te: trailers unless given). REQUESTS are opened
 together: with --burst all at once right after the preface, before the
 server's SETTINGS is read (so a server limit is not known yet); otherwise
@@ -41,6 +43,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -72,10 +75,11 @@ class Stream:
         self.pending_trailers = []
         self.pending_end = False
         self.sent_sha = None
+        self.cancelled = False
 
     @property
     def finished(self):
-        return self.ended or self.reset is not None or self.not_sent is not None
+        return self.ended or self.reset is not None or self.not_sent is not None or self.cancelled
 
     def grpc_messages(self):
         if not any(k == "content-type" and v.startswith("application/grpc") for k, v in self.headers):
@@ -95,7 +99,7 @@ class Stream:
                 "trailers": self.trailers, "trailers_only": self.trailers_only, "body_len": self.body_len,
                 "body": bytes(self.body[:KEEP_BODY]).decode("latin-1"), "sha256": self.sha.hexdigest(),
                 "sent_sha256": self.sent_sha, "grpc_messages": self.grpc_messages(), "reset": self.reset,
-                "not_sent": self.not_sent, "done_at": self.done_at}
+                "not_sent": self.not_sent, "done_at": self.done_at, "cancelled": self.cancelled}
 
 
 class Client:
@@ -175,8 +179,16 @@ class Client:
         s.pending_end = bool(body) or bool(trailers)
 
     def pump(self, streams):
-        """Sends what flow control lets through of the request bodies."""
+        """Sends what flow control lets through of the request bodies (and the
+        resets cancel_after asks for)."""
         for s in streams:
+            if s.id is not None and not s.finished and self.now() >= s.spec.get("cancel_after", float("inf")):
+                try:
+                    self.h2.reset_stream(s.id, h2.errors.ErrorCodes.CANCEL)
+                except h2.exceptions.ProtocolError:
+                    pass
+                s.cancelled = True
+                s.done_at = self.now()
             if s.id is None or not s.pending_end or s.finished:
                 continue
             while s.pending:

@@ -20,6 +20,8 @@ Prints "listening on ADDR:PORT" per listener once it listens. Paths (query ignor
   /big/N           N bytes of the a..z pattern, as flow control allows
   /reset[/CODE]    RST_STREAM with CODE (default 2, INTERNAL_ERROR) and no response
                    (HTTP/1.1: the connection is closed)
+  /early[/CODE]    "early\n" at once, whole (END_STREAM) whatever of the request body is
+                   still to come, then RST_STREAM with CODE (default 8, CANCEL)
   /goaway          the default answer, with GOAWAY sent first: no new streams on
                    this connection, which closes once its open streams end
   /healthz         200, or 503 after /__ctl/health/fail
@@ -213,6 +215,11 @@ async def handle(ex):
     if path == "/reset" or path.startswith("/reset/"):
         code = parse_int(path[7:], 0, 0xffffffff) if path.startswith("/reset/") else 2
         return await ex.reset(2 if code is None else code)
+    arg = path_arg(path, "/early/")
+    if arg is not None:
+        code = parse_int(arg, 0, 0xffffffff)
+        await simple(ex, 200, "early\n")
+        return await ex.reset(8 if code is None else code)
     if st.fail_status:
         await ex.drain_body()
         return await simple(ex, st.fail_status, f"{ex.conn.name} fail {st.fail_status}\n")
