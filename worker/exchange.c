@@ -42,7 +42,9 @@ const char *ism_stream_flag_for(int status, const char *why)
 			   ? NULL
 			   : "DPE";
 	case 404:
-		return "NR";
+		/* Envoy's connection manager refuses a path that is not
+		 * relative without a flag. */
+		return strcmp(why, ISM_WHY_ABSOLUTE_PATH) == 0 ? NULL : "NR";
 	case 421:
 		/* A connection a reload no longer takes (taken_as_now). */
 		return NULL;
@@ -301,6 +303,7 @@ const char *ism_stream_local_details(int status, const char *why)
 	    {414, ISM_WHY_URI_TOO_LONG, "http1.headers_too_large"},
 	    {400, ISM_WHY_BAD_CHUNK, "http1.codec_error"},
 	    {400, ISM_WHY_BAD_PATH, "path_normalization_failed"},
+	    {404, ISM_WHY_ABSOLUTE_PATH, "absolute_path_rejected"},
 	    {431, ISM_WHY_HEAD_TOO_BIG, "http1.headers_too_large"},
 	    {431, ISM_WHY_TOO_MANY, "http1.too_many_headers"},
 	    {501, ISM_WHY_TE, "http1.invalid_transfer_encoding"},
@@ -310,6 +313,7 @@ const char *ism_stream_local_details(int status, const char *why)
 	    {431, ISM_WHY_H2_HEAD_TOO_BIG, "http2.too_many_headers"},
 	    {400, ISM_WHY_H2_BAD_LENGTH, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_HOSTS, "http2.invalid.header.field"},
+	    {400, ISM_WHY_BAD_HOST, "http2.invalid.header.field"},
 	    {400, ISM_WHY_H2_CONNECT_END, "http2.violation.of.messaging.rule"},
 	    {403, ISM_WHY_UPGRADE, "upgrade_failed"},
 	    /* Envoy's router: an HTTP/2 upstream's REFUSED_STREAM (UR) */

@@ -340,6 +340,12 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	*why = ISM_WHY_H2_HOSTS;
 	if (f.hosts > 1 && !f.authority)
 		return 400;
+	/* The authority and the path as HTTP/1.1's parser takes them: else one
+	 * it refuses ("a:80x", "u@a") was routed by what came before the ':'
+	 * and sent upstream as it came, where it may be read otherwise. */
+	*why = ISM_WHY_BAD_HOST;
+	if (req->host != NULL && !ism_http_host_ok(req->host, req->host_len))
+		return 400;
 	*why = "CONNECT is not supported";
 	if (req->method == NULL || req->path == NULL)
 		return 501;
@@ -354,6 +360,11 @@ int ism_h2_parse_head(const struct ism_limits *lim, const struct ism_h2head *hd,
 	 * on "/admin", and one in the query raw into the upstream's head. */
 	*why = ISM_WHY_BAD_PATH;
 	if (memchr(req->target, '#', req->target_len) != NULL)
+		return 400;
+	/* Visible ASCII, as HTTP/1.1's request target; a path not in origin
+	 * form ("*") is routed to none, as HTTP/1.1's "OPTIONS *". */
+	if (req->target_len > 0 && req->target[0] == '/' &&
+	    !ism_http_origin_target_ok(req->target, req->target_len))
 		return 400;
 	*why = ISM_WHY_BODY_TOO_LARGE;
 	if (f.cl > 0 && lim->max_request_body_bytes && (uint64_t)f.cl > lim->max_request_body_bytes)

@@ -497,6 +497,16 @@ static void split_query(struct ism_http_req *req, const char *p, size_t n)
 	}
 }
 
+bool ism_http_host_ok(const char *h, size_t n)
+{
+	return valid_host(h, n);
+}
+
+bool ism_http_origin_target_ok(const char *t, size_t n)
+{
+	return n > 0 && t[0] == '/' && skip_target(t, t + n) == t + n;
+}
+
 /* Classifies the request-target (RFC 9112 3.2). Its bytes are already known to
  * be visible ASCII. */
 static int parse_target(struct ism_http_req *req)

@@ -79,13 +79,21 @@ static inline const struct ism_http_header *ism_http_field(const struct ism_http
 }
 
 /* Whether one of fields h[0, n) is the field name (a literal). */
-/* Envoy's headerValueIsValid: a value isthmus makes from what others gave it
- * (an authorizer's answer, a token's claim) holds no NUL, CR or LF, which
- * would end the field or the head on the wire (a request smuggled inside). */
+/* A value isthmus makes from what others gave it (an authorizer's answer, a
+ * token's claim) holds no NUL, CR or LF, which would end the field or the
+ * head on the wire (a request smuggled inside), as Envoy's
+ * headerValueIsValid; nor any other control character but HTAB, which the
+ * request parser refuses from a client (an HTTP/2 upstream's request is
+ * read back with it). */
 static inline bool ism_http_value_ok(const void *p, size_t n)
 {
-	return n == 0 || (memchr(p, 0, n) == NULL && memchr(p, '\r', n) == NULL &&
-			  memchr(p, '\n', n) == NULL);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = ((const unsigned char *)p)[i];
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
 }
 
 static inline bool ism_http_has_field(const struct ism_http_header *h, size_t n, const char *name)
@@ -238,6 +246,11 @@ const char *ism_http_error_why(ssize_t err);
 /* Whether h is a TE field naming "trailers" (the one TE Envoy passes on, as
  * "te: trailers": its sanitizeTEHeader; the rest of TE is hop-by-hop). */
 bool ism_http_te_trailers(const struct ism_http_header *h);
+/* What the request parser takes as a Host (a uri-host and an optional port,
+ * RFC 9110 7.2) and as an origin-form target (a '/' then visible ASCII but
+ * '#'): an HTTP/2 request's :authority and :path are held to the same. */
+bool ism_http_host_ok(const char *h, size_t n);
+bool ism_http_origin_target_ok(const char *t, size_t n);
 int ism_http_named_in_connection(const struct ism_http_header *hdrs, size_t n, const char *name,
 				 size_t len);
 /* Whether a proxy forwards field h of a message (hdrs, n; f its framing) as it is: not

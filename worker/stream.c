@@ -1877,6 +1877,13 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 			ism_stream_local(w, st, 421, ISM_WHY_MISDIRECTED, true);
 			return;
 		}
+		/* Envoy's connection manager takes relative paths only: another
+		 * ("*" of "OPTIONS *", an HTTP/2 :path "a") is 404. */
+		if ((req->path_len == 0 || req->path[0] != '/') &&
+		    !(req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0)) {
+			ism_stream_local(w, st, 404, ISM_WHY_ABSOLUTE_PATH, false);
+			return;
+		}
 		r = request_lookup(w, st, req, https, &vh, &undecided);
 		/* Envoy's connection manager: on a route, an upgrade other than
 		 * WebSocket (Istio's only upgrade_configs entry) is 403, and the

@@ -263,7 +263,9 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 #define ISM_WHY_H2_CONNECT_END	"an extended CONNECT that ends its stream"
 /* A request path that normalisation refuses, or an HTTP/2 :path with a
  * fragment (Envoy: path_normalization_failed). */
-#define ISM_WHY_BAD_PATH "bad request path"
+#define ISM_WHY_BAD_PATH      "bad request path"
+#define ISM_WHY_BAD_HOST      "bad authority"
+#define ISM_WHY_ABSOLUTE_PATH "not a relative path"
 
 /* An answer made here to a gRPC request (st->grpc), as Envoy's local reply
  * gives it: HTTP 200, trailers-only, with lr's fields but its framing, then

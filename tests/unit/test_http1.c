@@ -488,6 +488,50 @@ static void test_field_name_bytes(void **state)
 		}
 }
 
+/* What isthmus puts in a value made from others' text (ism_http_value_ok),
+ * and an HTTP/2 request's :authority and :path (ism_http_host_ok,
+ * ism_http_origin_target_ok), are what the request parser takes: an HTTP/2
+ * upstream's request is read back with it, and a refusal there was charged
+ * to the upstream. Every byte, in a value and in a Host and a target. */
+static void test_made_values_parse(void **state)
+{
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		char v[8], in[128];
+		struct ism_http_header hdrs[MAX_HDRS];
+		struct ism_http_req req = {.headers = hdrs};
+		char *b;
+		int n;
+
+		snprintf(v, sizeof(v), "a%cb", c);
+		n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: h\r\nx-v: %s\r\n\r\n", v);
+		b = copy(in, (size_t)n);
+		assert_int_equal(ism_http_value_ok(v, 3),
+				 ism_http_parse_request(b, (size_t)n, &lim, &req) == n);
+		free(b);
+		n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", v);
+		b = copy(in, (size_t)n);
+		memset(&req, 0, sizeof(req));
+		req.headers = hdrs;
+		assert_int_equal(ism_http_host_ok(v, 3),
+				 ism_http_parse_request(b, (size_t)n, &lim, &req) == n);
+		free(b);
+		snprintf(v, sizeof(v), "/a%cb", c);
+		n = snprintf(in, sizeof(in), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", v);
+		b = copy(in, (size_t)n);
+		memset(&req, 0, sizeof(req));
+		req.headers = hdrs;
+		assert_int_equal(ism_http_origin_target_ok(v, 4),
+				 ism_http_parse_request(b, (size_t)n, &lim, &req) == n);
+		free(b);
+	}
+	assert_false(ism_http_host_ok("a.test:80x", 10));
+	assert_false(ism_http_host_ok("u@a.test", 8));
+	assert_true(ism_http_host_ok("a.test:8080", 11));
+	assert_true(ism_http_host_ok("[::1]:80", 8));
+	assert_false(ism_http_origin_target_ok("*", 1));
+}
+
 static void test_invalid_requests(void **state)
 {
 	(void)state;
@@ -1096,14 +1140,23 @@ static void test_query(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_valid_requests),    cmocka_unit_test(test_many_headers),
-	    cmocka_unit_test(test_valid_responses),   cmocka_unit_test(test_invalid_requests),
-	    cmocka_unit_test(test_invalid_responses), cmocka_unit_test(test_limits),
-	    cmocka_unit_test(test_field_name_bytes),  cmocka_unit_test(test_lower8),
-	    cmocka_unit_test(test_hex8_uuid4),	      cmocka_unit_test(test_host_bytes),
-	    cmocka_unit_test(test_helpers),	      cmocka_unit_test(test_chunked_valid),
-	    cmocka_unit_test(test_chunked_invalid),   cmocka_unit_test(test_chunked_decode),
-	    cmocka_unit_test(test_body_take),	      cmocka_unit_test(test_query),
+	    cmocka_unit_test(test_valid_requests),
+	    cmocka_unit_test(test_many_headers),
+	    cmocka_unit_test(test_valid_responses),
+	    cmocka_unit_test(test_invalid_requests),
+	    cmocka_unit_test(test_invalid_responses),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_field_name_bytes),
+	    cmocka_unit_test(test_made_values_parse),
+	    cmocka_unit_test(test_lower8),
+	    cmocka_unit_test(test_hex8_uuid4),
+	    cmocka_unit_test(test_host_bytes),
+	    cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_chunked_valid),
+	    cmocka_unit_test(test_chunked_invalid),
+	    cmocka_unit_test(test_chunked_decode),
+	    cmocka_unit_test(test_body_take),
+	    cmocka_unit_test(test_query),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
