@@ -339,6 +339,10 @@ static int gather_room(struct ism_h2io *io, size_t len)
 
 static void gather_put(struct ism_h2io *io, const void *data, size_t len)
 {
+	/* An empty DATA frame (a body whose end came alone) may have no
+	 * buffer at all: memcpy's NULL is undefined even for no bytes. */
+	if (len == 0)
+		return;
 	memcpy(io->gather.p + io->gather.len, data, len);
 	io->gather.len += (uint32_t)len;
 }

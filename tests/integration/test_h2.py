@@ -1982,3 +1982,44 @@ def h2_upstream_retry_keeps_trailers(env):
     check(retried, f"no request was retried (none went to the failing endpoint first): {answers}")
     check(all(["x-req-trailer", "yes"] in a["trailers"] for a in answers),
           f"a retry lost the request's trailers: {[(a['path'], a['trailers']) for a in answers]}")
+
+
+@_test
+def h2_client_empty_last_data(env):
+    """A response to an HTTP/2 client whose body is only its end, arriving on
+    its own (an HTTP/1.1 upstream's chunked head, then its last chunk a moment
+    later): the empty END_STREAM DATA frame is sent without a body buffer. It
+    passed NULL to memcpy, undefined behaviour that killed the sanitizer
+    build's worker (with every connection on it)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.2", 0))
+    ls.listen(4)
+    ls.settimeout(20)
+    env.cleanups.append(ls.close)
+
+    def serve():
+        try:
+            c, _ = ls.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(10)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = c.recv(4096)
+                if not d:
+                    return
+                got += d
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            time.sleep(0.3)  # the last chunk in a read of its own
+            c.sendall(b"0\r\n\r\n")
+            c.recv(1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    gw = one_service(env, ls.getsockname()[1], workers=1)
+    rep = h2_client(gw, [{"path": "/empty"}], timeout=20)
+    s = rep["streams"][0]
+    check(s["status"] == 200 and s["body_len"] == 0 and s["finished"] and s["reset"] is None,
+          f"the empty chunked response over HTTP/2: {s}")
+    check("exited" not in env.gateway.log(), f"a worker exited: {env.gateway.log()[-1500:]}")
+
