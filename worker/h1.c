@@ -492,7 +492,7 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	struct ism_stream *st;
 	size_t data_len = 0;
 	ssize_t n, body;
-	bool done = true;
+	bool done = true, line;
 
 	if (s->listener >= t->n_listeners) {
 		s->req = (struct ism_body){.mode = ISM_BODY_NONE};
@@ -501,8 +501,20 @@ static void try_request(struct ism_wctx *w, struct ism_sess *s)
 	}
 	if (h2_preface(w, s))
 		return;
-	n = ism_http_parse_request(s->in.p, s->in.len, &lim, &req);
+	/* A head ends at a line end: bytes with none, the request line whole
+	 * before them, leave it unfinished (unless past its bound), and a head
+	 * trickled in is not parsed again from its start at each receive (a
+	 * cost that grew with the square of its size). */
+	line = s->head_seen > 0;
+	if (line && s->head_seen < s->in.len && s->in.len <= lim.max_head_bytes &&
+	    memchr(s->in.p + s->head_seen, '\n', s->in.len - s->head_seen) == NULL)
+		n = ISM_HTTP_INCOMPLETE;
+	else
+		n = ism_http_parse_request(s->in.p, s->in.len, &lim, &req);
+	s->head_seen = 0;
 	if (n == ISM_HTTP_INCOMPLETE) {
+		if (line || memchr(s->in.p, '\n', s->in.len) != NULL)
+			s->head_seen = s->in.len;
 		if (s->state == ISM_SESS_IDLE) {
 			s->state = ISM_SESS_HEAD;
 			ism_sess_set_deadline(w, s, ISM_DL_HEADER, t->timeouts.request_header_ms);

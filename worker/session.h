@@ -84,8 +84,12 @@ struct ism_sess {
 	const struct ism_sess_ops *ops; /* HTTP/1.1 (h1.c) or HTTP/2 (h2.c) */
 	struct ism_h2 *h2;		/* HTTP/2: the connection's state (h2.c) */
 	uint64_t deadline;
-	struct ism_body req;  /* how the request body is delimited */
-	struct ism_buf in;    /* client bytes not yet consumed */
+	struct ism_body req; /* how the request body is delimited */
+	struct ism_buf in;   /* client bytes not yet consumed */
+	/* HTTP/1.1: in's length when a head was last parsed unfinished, its
+	 * request line whole (0: none), so that bytes without a line end do not
+	 * have it parsed again from its start (h1.c try_request) */
+	uint32_t head_seen;
 	struct ism_buf out;   /* response heads, local responses */
 	struct ism_span held; /* HTTP/1.1: a send waiting for the 100 Continue (len 0: none) */
 	struct ism_stream *st;

@@ -571,3 +571,42 @@ def regex_bounded(env):
     rc, out = env.check_config(bad)
     check(rc != 0 and re.search(r"bad\.yaml:\d+:\d+: .*uri\.regex: regular expression refused at "
                                 r"offset 4: back-reference", out), f"isthmus -c said: {out}")
+
+
+@_test
+def trickled_head_parsed_once(env):
+    """A head is parsed again only when a line end came (it was parsed from
+    its start at every receive, a cost that grew with the square of its
+    size): one that comes a few bytes at a time, lines split anywhere, its
+    last CRLF in two sends, is still taken whole (every field reaches the
+    upstream), and a trickled line that grows past maxRequestHeaderBytes
+    without a line end is still refused (431)."""
+    one_upstream(env, extra="  limits: {maxRequestHeaderBytes: 65536}\n")
+    fields = "".join(f"x-f{i}: {'v' * 30}{i}\r\n" for i in range(60))
+    head = f"GET /headers HTTP/1.1\r\nHost: t\r\n{fields}".encode()
+    with socket.create_connection(("127.0.0.1", env.gw_port), timeout=10) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(head), 7):
+            c.sendall(head[i:i + 7])
+        c.sendall(b"\r")
+        c.sendall(b"\n")
+        got = b""
+        while b"x-f59" not in got:
+            d = c.recv(65536)
+            if not d:
+                break
+            got += d
+    check(got.startswith(b"HTTP/1.1 200 ") and all(f"x-f{i}: ".encode() in got for i in range(60)),
+          f"the trickled head: {got[:300]!r}")
+    with socket.create_connection(("127.0.0.1", env.gw_port), timeout=10) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nx-long: ")
+        long_line = b"a" * 70000
+        try:
+            for i in range(0, len(long_line), 4096):
+                c.sendall(long_line[i:i + 4096])
+        except OSError:
+            pass  # refused and closed while sending
+        got = c.recv(4096)
+    check(got.startswith(b"HTTP/1.1 431 "), f"a trickled line past the head's bound: {got[:200]!r}")
+
