@@ -502,18 +502,25 @@ int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_sta
 }
 
 /* "a,b,c" or "(none)". */
+/* The addresses a[0..n) into buf, "a,b,c"; those that do not fit whole are
+ * said as ",... (+N more)" (cap holds at least that much). */
 static void addrs_text(const struct ism_dns_addr *a, size_t n, char *buf, size_t cap)
 {
-	size_t len = 0;
+	char more[48];
+	size_t len = 0, i;
 
 	snprintf(buf, cap, "(none)");
-	for (size_t i = 0; i < n && len < cap; i++) {
-		int w = snprintf(buf + len, cap - len, "%s%s", i ? "," : "", a[i].text);
+	for (i = 0; i < n; i++) {
+		size_t need = strlen(a[i].text) + (i ? 1 : 0);
 
-		if (w < 0)
+		snprintf(more, sizeof(more), ",... (+%zu more)", n - i);
+		/* room kept for the marker unless this is the last address */
+		if (len + need + (i + 1 < n ? strlen(more) : 0) >= cap)
 			break;
-		len += (size_t)w;
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? "," : "", a[i].text);
 	}
+	if (i < n)
+		snprintf(buf + len, cap - len, "%s", i ? more : more + 1);
 }
 
 static bool same_addrs(const struct dname *n, const struct ism_dns_addr *a, size_t k)

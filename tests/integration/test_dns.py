@@ -745,7 +745,8 @@ def dns_large_answer_udp_only(env):
     both names resolve. Without it the big answer was truncated, its retry
     over TCP refused, and c-ares, taking that for its server's failure, failed
     every query pending on it: the small name never resolved either, retried
-    in step with the big one (503 for good)."""
+    in step with the big one (503 for good). The log says how many addresses
+    its line leaves out."""
     port, procs = upstreams(env, {"u2": "127.0.0.2"})
     big, small = name("big"), name("small")
     dns = UdpDns(env, {big: [f"127.0.9.{i}" for i in range(1, 41)], small: ["127.0.0.2"]})
@@ -758,6 +759,13 @@ def dns_large_answer_udp_only(env):
     row = [l for l in out.splitlines() if f"name={big} " in l]
     check(row and "state=resolved" in row[0] and row[0].count("127.0.9.") == 40,
           f"{big}'s 40 addresses over UDP: {out}")
+    # The log's list of a long answer ends with what it leaves out, each
+    # address it names whole (it was cut inside one, which read as another).
+    line = w.log_lines(big, r"\(none\) -> ")
+    m = re.search(r"-> ((?:127\.0\.9\.\d+,)+)\.\.\. \(\+(\d+) more\)", line[0] if line else "")
+    check(m is not None and all(1 <= int(a.rsplit(".", 1)[1]) <= 40 for a in m.group(1).rstrip(",").split(","))
+          and len(m.group(1).rstrip(",").split(",")) + int(m.group(2)) == 40,
+          f"the master's log line of {big}'s answer: {line}")
 
 
 @_test
