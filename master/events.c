@@ -31,10 +31,15 @@ const char *ism_events_admin_name(uint32_t admin)
 					     : "ready";
 }
 
+/* Health and admin changes of the endpoints. A slot the sweep freed and a
+ * later build gave to another endpoint (a new incarnation) is that endpoint's
+ * first look, as observe_ejections takes an outlier slot's: the one before it
+ * neither changed into it nor was set to its state. */
 static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h)
 {
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 		const struct ism_ep_state *e = &h->eps[i];
+		uint32_t inc = atomic_load(&e->incarnation);
 		uint8_t health, admin;
 
 		if (!atomic_load(&e->in_use)) {
@@ -43,7 +48,7 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h
 		}
 		health = (uint8_t)atomic_load(&e->health);
 		admin = (uint8_t)atomic_load(&e->admin);
-		if (ev->ep_seen[i]) {
+		if (ev->ep_seen[i] == inc) {
 			if (health != ev->ep_health[i])
 				ism_event_add(ev, "health", "%s is now %s", h->ep_keys[i],
 					      health == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
@@ -51,7 +56,7 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h
 				ism_event_add(ev, "admin", "%s set to %s", h->ep_keys[i],
 					      ism_events_admin_name(admin));
 		}
-		ev->ep_seen[i] = 1;
+		ev->ep_seen[i] = inc;
 		ev->ep_health[i] = health;
 		ev->ep_admin[i] = admin;
 	}

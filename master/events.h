@@ -22,10 +22,12 @@ struct ism_event {
 struct ism_events {
 	struct ism_event ring[ISM_EVENTS_MAX];
 	uint64_t n; /* events recorded since start */
-	/* what the endpoints and clusters looked like at the last look */
+	/* what the endpoints and clusters looked like at the last look: per
+	 * endpoint slot, health, admin state and the slot's incarnation then
+	 * (0: not seen; a slot given to another key is new) */
 	uint8_t ep_health[ISM_MAX_ENDPOINTS];
 	uint8_t ep_admin[ISM_MAX_ENDPOINTS];
-	uint8_t ep_seen[ISM_MAX_ENDPOINTS];
+	uint32_t ep_seen[ISM_MAX_ENDPOINTS];
 	/* per outlier slot: ejected, and the slot's incarnation then (0: not
 	 * seen; a slot given to another key is new) */
 	uint8_t od_ejected[ISM_MAX_OD_SLOTS];

@@ -52,6 +52,7 @@ import test_extauthz_grpc  # noqa: E402
 import test_extauthz_body  # noqa: E402
 import test_reload_flight  # noqa: E402
 import test_unix_upstream  # noqa: E402
+import test_health  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = []
@@ -1971,6 +1972,7 @@ test_extauthz_grpc.register(test)
 test_extauthz_body.register(test)
 test_reload_flight.register(test)
 test_unix_upstream.register(test)
+test_health.register(test)
 
 
 # --------------------------------------------------------------------------- runner
