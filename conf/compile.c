@@ -886,17 +886,46 @@ static void endpoint_id_error(struct cbuild *b, const struct ckey *k, const stru
 			     strerror(-rc));
 }
 
-/* Endpoint ids, asked in the ServiceEntry's order. */
+/* Whether endpoint c of cluster k (whose health check is hc) is, under its key
+ * "<host>|<address>:<port>", the endpoint of another service port whose
+ * health check is another (one checked and the other not, or each its own):
+ * the same endpoint port, or Unix socket. One endpoint slot would hold one
+ * health for both, which one check decided, where Envoy has a cluster, with
+ * its own hosts and health checker, per service port. */
+static bool key_shared_apart(const struct cbuild *b, const struct ckey *k, size_t hc,
+			     const struct cep *c)
+{
+	for (size_t p = 0; p < k->se->n_ports; p++) {
+		const struct ism_cm_se_port *q = &k->se->ports[p];
+
+		if (q->number != k->port && (c->e->is_unix || endpoint_port(c->e, q) == c->port) &&
+		    ism_model_find_hc(b->c, k->host, q->number) != hc)
+			return true;
+	}
+	return false;
+}
+
+/* Endpoint ids, asked in the ServiceEntry's order. An endpoint is keyed
+ * "<host>|<address>:<port>", or "<host>:<service port>|<address>:<port>"
+ * where another service port reaches it with another health check
+ * (key_shared_apart): each port has its own slot and health then. */
 static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_cluster *cl,
 		       struct cset *cs)
 {
+	size_t hc = cs->n > 0 ? ism_model_find_hc(b->c, k->host, k->port) : SIZE_MAX;
+
 	for (size_t i = 0; i < cs->n && b->rc == 0; i++) {
 		char key[2 * ISM_EP_KEY_MAX];
-		int rc;
+		int len, rc;
 
+		if (key_shared_apart(b, k, hc, &cs->ep[i]))
+			len = snprintf(key, sizeof(key), "%s:%u|%s", k->host, k->port,
+				       cs->ep[i].text);
+		else
+			len = snprintf(key, sizeof(key), "%s|%s", k->host, cs->ep[i].text);
 		/* Names the file may hold fit (shm/shm-t.h): this refuses in
 		 * isthmus -c what a start would. */
-		if (snprintf(key, sizeof(key), "%s|%s", k->host, cs->ep[i].text) >= ISM_EP_KEY_MAX)
+		if (len >= ISM_EP_KEY_MAX)
 			rc = -ENAMETOOLONG;
 		else
 			rc = b->ep_id(b->ctx, ISM_CONF_SLOT_ENDPOINT, key, cl->hc != NULL,

@@ -91,7 +91,7 @@ struct hc_ep {
 	char *req;
 	size_t req_len, sent;	     /* sent: of what ep_output gives */
 	struct ism_grpc_check *grpc; /* the gRPC exchange, while connected */
-	char label[ISM_EP_KEY_MAX];  /* "<service>|<address>:<port>" for logs */
+	char label[ISM_EP_KEY_MAX];  /* the endpoint's key, for logs */
 
 	/* An HTTP check's response, read to its end (as Envoy decides a check
 	 * on the complete response): the head in rbuf (rcap bytes, got of them
@@ -1143,9 +1143,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	e->addrlen = ep->addrlen;
 	e->type = type;
 	ep_retime(h, e, hc, now);
-	snprintf(e->label, sizeof(e->label), "%.*s|%.*s", (int)cl->host.len,
-		 cl->host.p ? cl->host.p : "", (int)ep->addr_text.len,
-		 ep->addr_text.p ? ep->addr_text.p : "");
+	snprintf(e->label, sizeof(e->label), "%s", h->shm->hdr->ep_keys[ep->id]);
 	return 0;
 
 out_st:
@@ -1219,8 +1217,11 @@ static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_
 
 			if (ep->id >= ISM_MAX_ENDPOINTS)
 				continue;
-			/* subsets of one service share endpoint ids, and their
-			 * clusters the same check and TLS settings (hc_tls) */
+			/* clusters that share an endpoint id share its check:
+			 * the subsets of one service port, with its TLS
+			 * settings (hc_tls), and ports of one check
+			 * (conf/compile.c keys the endpoints of ports with
+			 * other checks apart) */
 			if (e && e->seen)
 				continue;
 			if (e) {
@@ -1253,10 +1254,8 @@ static void release_unchecked(struct ism_health *h, const struct ism_table *t)
 			if (atomic_load(&ep_state(h, id)->health) == ISM_EP_HEALTHY)
 				continue;
 			set_health(h, id, ISM_EP_HEALTHY);
-			ism_notice(
-			    "endpoint %.*s|%.*s is now healthy: no health check", (int)cl->host.len,
-			    cl->host.p ? cl->host.p : "", (int)cl->endpoints[i].addr_text.len,
-			    cl->endpoints[i].addr_text.p ? cl->endpoints[i].addr_text.p : "");
+			ism_notice("endpoint %s is now healthy: no health check",
+				   h->shm->hdr->ep_keys[id]);
 		}
 	}
 }

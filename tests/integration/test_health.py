@@ -7,8 +7,8 @@ Registered into run.py's list by register(test)."""
 
 import json
 
-from harness import (Env, Registry, appliance, check, ctl_cmd, docs, free_port, gateway, poll, service_entry,
-                     virtual_service)
+from harness import (Env, Registry, appliance, check, ctl_cmd, docs, free_port, gateway, no_panic_rule, poll,
+                     service_entry, virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -70,3 +70,55 @@ def events_reused_endpoint_slot(env):
     bad = [line for line in events.splitlines()
            if key["c"] in line and (" admin " in line or "is now unhealthy" in line)]
     check(not bad, f"events of a new endpoint in a reused slot: {bad}\n{events}")
+
+
+def _two_ports(env, gw, port, checks):
+    """SVC's ports 80 and 8080 both reaching the endpoint's port (targetPort),
+    / routed to 80 and /admin to 8080, no panic (a cluster whose endpoints
+    fail their checks answers 503), with the checks of checks: {service
+    port: path}."""
+    hc = "  healthChecks:\n" + "".join(
+        f"  - {{host: {SVC}, port: {p}, path: {path}, interval: 200ms, timeout: 500ms,"
+        " healthyThreshold: 1, unhealthyThreshold: 1}\n" for p, path in checks.items())
+    se = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hc}\nspec:\n"
+          f"  hosts: [{SVC}]\n  ports:\n"
+          f"  - {{number: 80, name: http, protocol: HTTP, targetPort: {port}}}\n"
+          f"  - {{number: 8080, name: http-admin, protocol: HTTP, targetPort: {port}}}\n"
+          "  resolution: STATIC\n  endpoints: [{address: 127.0.0.2}]\n")
+    routes = (f"  - match: [{{uri: {{prefix: /admin}}}}]\n"
+              f"    route: [{{destination: {{host: {SVC}, port: {{number: 8080}}}}}}]\n"
+              f"  - route: [{{destination: {{host: {SVC}, port: {{number: 80}}}}}}]\n")
+    return env.write("isthmus.yaml", docs(
+        appliance(env, extra=hc), gateway(gw), virtual_service("hc", ["*"], routes), se,
+        no_panic_rule("hc", SVC)))
+
+
+@_test
+def health_check_per_service_port(env):
+    """Two service ports that reach the same endpoint port (the same
+    targetPort) are two clusters, each with its own hosts and health checker
+    in Envoy: a check configured on port 8080 only (failing) took port 80's
+    cluster down too, and with a check on each port only one of them ran,
+    deciding both. Each port's endpoint now has its own slot
+    (SVC:<port>|address:port) and its own check's verdict."""
+    port = env.upstream(["127.0.0.2:0=a"], name="a")["a"]
+    gw = free_port()
+    key = {p: f"{SVC}:{p}|127.0.0.2:{port}" for p in (80, 8080)}
+    env.start_gateway(_two_ports(env, gw, port, {8080: "/status/503"}), gw)
+    poll(lambda: env.get("/admin").status == 503, 10, what="port 8080's failing check to take its cluster down")
+    poll(lambda: env.get("/").status == 200, 5, what="port 80, which has no check, to serve")
+    eps = _endpoints(env)
+    check(eps.get(key[80], {}).get("health") == "healthy" and eps[key[80]]["checks"] == 0,
+          f"port 80's endpoint: {eps}")
+    check(eps.get(key[8080], {}).get("health") == "unhealthy", f"port 8080's endpoint: {eps}")
+
+    # A check per port: port 80's passes, 8080's fails; both run.
+    _two_ports(env, gw, port, {8080: "/status/503", 80: "/healthz"})
+    _reload(env)
+    poll(lambda: all(e["checks"] >= 2 for k, e in _endpoints(env).items() if k in key.values()), 10,
+         what="two checks of each port's endpoint")
+    eps = _endpoints(env)
+    check(eps[key[80]]["check_failures"] == 0 and eps[key[80]]["health"] == "healthy", f"port 80's: {eps}")
+    check(eps[key[8080]]["check_failures"] == eps[key[8080]]["checks"], f"port 8080's: {eps}")
+    check(env.get("/").status == 200 and env.get("/admin").status == 503,
+          "port 80 serves and port 8080 does not")

@@ -2666,6 +2666,86 @@ static void test_hc_fields(void **state)
 	assert_int_equal(h82->healthy_edge_interval_ms, 5000);
 }
 
+/* Service ports s:80..83 of one endpoint, 80, 81 and 82 reaching its port
+ * 9000, 83 its 9001, routed to, with the checks of hcs. */
+#define HC_PORTS_YAML(hcs)                                                                         \
+	APP hcs "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"   \
+		"spec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: "      \
+		"[\"*\"]}]\n"                                                                      \
+		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " \
+		"vs}\n"                                                                            \
+		"spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route:\n"                 \
+		"    - {destination: {host: s, port: {number: 80}}, weight: 1}\n"                  \
+		"    - {destination: {host: s, port: {number: 81}}, weight: 1}\n"                  \
+		"    - {destination: {host: s, port: {number: 82}}, weight: 1}\n"                  \
+		"    - {destination: {host: s, port: {number: 83}}, weight: 1}\n"                  \
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: "   \
+		"s}\n"                                                                             \
+		"spec:\n  hosts: [s]\n"                                                            \
+		"  ports: [{number: 80, name: a, targetPort: 9000}, {number: 81, name: b, "        \
+		"targetPort: 9000},\n"                                                             \
+		"          {number: 82, name: c, targetPort: 9000}, {number: 83, name: d, "        \
+		"targetPort: 9001}]\n"                                                             \
+		"  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+
+/* The endpoint key of service port port's cluster, and whether it is checked. */
+static const char *port_key(struct fx *f, const struct ism_table *t, unsigned port, bool *hc)
+{
+	char name[96];
+	const struct ism_cluster *cl;
+
+	snprintf(name, sizeof(name), "outbound|%u||s.default.svc.cluster.local", port);
+	cl = loaded_cluster(t, name);
+	assert_non_null(cl);
+	assert_int_equal(cl->n_endpoints, 1);
+	*hc = f->eps.hc[cl->endpoints[0].id - 100];
+	return f->eps.keys[cl->endpoints[0].id - 100];
+}
+
+/* Ports that reach one endpoint port with other checks (one checked, the
+ * other not, or each its own) have an endpoint each, keyed with the service
+ * port, as Envoy has hosts per cluster: a check of one port decided the
+ * other's health, and of two checks one ran. A port whose endpoint port is
+ * its own, and ports of one check, keep the plain key. */
+static void test_hc_port_keys(void **state)
+{
+	static const char apart[] = HC_PORTS_YAML("  healthChecks:\n"
+						  "  - {host: s, port: 81, path: /b}\n"
+						  "  - {host: s, port: 82, path: /c}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, apart);
+	bool hc;
+
+	assert_string_equal(port_key(f, t, 80, &hc),
+			    "s.default.svc.cluster.local:80|10.0.0.1:9000");
+	assert_false(hc);
+	assert_string_equal(port_key(f, t, 81, &hc),
+			    "s.default.svc.cluster.local:81|10.0.0.1:9000");
+	assert_true(hc);
+	assert_string_equal(port_key(f, t, 82, &hc),
+			    "s.default.svc.cluster.local:82|10.0.0.1:9000");
+	assert_true(hc);
+	assert_string_equal(port_key(f, t, 83, &hc), "s.default.svc.cluster.local|10.0.0.1:9001");
+	assert_false(hc);
+	assert_int_equal(f->eps.n, 4);
+}
+
+static void test_hc_port_keys_shared(void **state)
+{
+	static const char one[] = HC_PORTS_YAML("  healthChecks: [{host: s, path: /all}]\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, one);
+	bool hc;
+
+	for (unsigned port = 80; port <= 82; port++) {
+		assert_string_equal(port_key(f, t, port, &hc),
+				    "s.default.svc.cluster.local|10.0.0.1:9000");
+		assert_true(hc);
+	}
+	assert_string_equal(port_key(f, t, 83, &hc), "s.default.svc.cluster.local|10.0.0.1:9001");
+	assert_int_equal(f->eps.n, 2);
+}
+
 /* spec.accessLog: the destination, and the text template parsed at load into
  * operators in the table; the defaults. */
 static void test_access_log(void **state)
@@ -5007,6 +5087,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_authn_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authn_unfetched, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_hc_fields, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_hc_port_keys, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_hc_port_keys_shared, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_workload_selector, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_dr_scopes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_proxy_config, fx_setup, fx_teardown),
