@@ -116,12 +116,36 @@ struct ism_health {
 	const struct ism_table *table;
 };
 
+/* Whether e waits for the first result that decides it: an endpoint not
+ * healthy (a new one, one back from maintenance) without a result yet. One
+ * already healthy when its service got a check serves meanwhile, and is
+ * checked at its offset into the interval. */
+static bool ep_first_due(const struct ism_health *h, const struct hc_ep *e)
+{
+	return !e->checked && !e->suspended &&
+	       atomic_load(&h->shm->hdr->eps[e->id].health) != ISM_EP_HEALTHY;
+}
+
 bool ism_health_settled(const struct ism_health *h)
 {
 	for (uint32_t i = 0; i < h->n; i++)
-		if (!h->list[i]->checked && !h->list[i]->suspended)
+		if (ep_first_due(h, h->list[i]))
 			return false;
 	return true;
+}
+
+uint64_t ism_health_settle_by(const struct ism_health *h)
+{
+	uint64_t by = 0;
+
+	for (uint32_t i = 0; i < h->n; i++) {
+		const struct hc_ep *e = h->list[i];
+		uint64_t end = e->state == HC_IDLE ? e->next_ms + e->timeout_ms : e->deadline_ms;
+
+		if (ep_first_due(h, e) && end > by)
+			by = end;
+	}
+	return by;
 }
 
 int ism_health_create(struct ism_shm *shm, struct ism_health **out)

@@ -47,8 +47,13 @@ int ism_health_fd(const struct ism_health *h);
 int ism_health_timeout_ms(const struct ism_health *h, uint64_t now_ms);
 /* Starts due checks, advances the ones in progress, records results. */
 void ism_health_run(struct ism_health *h, uint64_t now_ms);
-/* Whether every checked endpoint has had a result (Envoy's first round,
- * which it waits for before a cluster serves). */
+/* Whether every checked endpoint that is not healthy has had a result
+ * (Envoy's first round, which it waits for before a cluster serves; one
+ * healthy before its service got a check serves meanwhile). */
 bool ism_health_settled(const struct ism_health *h);
+/* When the endpoints ism_health_settled waits for will have had their first
+ * result at the latest, a check ending at its timeout (monotonic ms; 0: none
+ * waits). */
+uint64_t ism_health_settle_by(const struct ism_health *h);
 
 #endif

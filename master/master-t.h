@@ -132,7 +132,11 @@ struct ism_master {
 	bool dns_publish_failing; /* the last publish for changed answers was refused */
 	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
 	struct ism_upgrade up; /* a binary upgrade (master/upgrade.h) */
-	bool deferred;	       /* the workers wait for the upgrade's settling */
+	/* The workers wait for the upgrade's settling, or at the start for a
+	 * first round of health checks, until first_round_until at most
+	 * (monotonic; 0: the upgrade's own bound) */
+	bool deferred;
+	uint64_t first_round_until;
 };
 
 /* Reads the appliance file (at most ISM_CONF_MAX_FILE bytes, NUL-terminated)
@@ -146,6 +150,10 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d);
  * checks, the certificate watch. 0, or -errno with the reasons in d; the
  * running generation is untouched on failure. On the loop only. */
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d);
+/* When a first round of health checks (the endpoints waiting for their first
+ * result) is waited for at most: their timeouts and a margin (monotonic ms;
+ * 0: none waits). */
+uint64_t ism_master_first_round_until(const struct ism_master *m);
 /* A reload's model, before it is published: the resolver asks its new names.
  * The milliseconds to wait for their first answers at most (its
  * spec.dns.timeout), or 0 when no name is waiting for one. */

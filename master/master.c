@@ -61,6 +61,10 @@
 #define MASTER_STALL_MS 2000
 /* Publishes for changed DNS answers begin this far apart at least. */
 #define DNS_PUBLISH_MS 200
+/* A first round of health checks is waited for (the start's workers) until
+ * its checks' timeouts have passed, and this long more for the loop to take
+ * their results. */
+#define FIRST_ROUND_MARGIN_MS 1000
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
 			   const int *cur_fds, struct ism_upgrade *up, bool wait, int *err,
@@ -574,6 +578,13 @@ static void start_only_fields(const char *file, const struct ism_table *cur,
 	if (cur->admin_addrlen != t->admin_addrlen ||
 	    memcmp(&cur->admin_addr, &t->admin_addr, t->admin_addrlen) != 0)
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.admin.address %s", why);
+}
+
+uint64_t ism_master_first_round_until(const struct ism_master *m)
+{
+	uint64_t by = ism_health_settle_by(m->health);
+
+	return by != 0 ? by + FIRST_ROUND_MARGIN_MS : 0;
 }
 
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
@@ -1289,6 +1300,12 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 	h = ism_upgrade_timeout_ms(&m->up, !m->deferred, now);
 	if (h >= 0 && h < t)
 		t = h;
+	if (m->deferred && m->first_round_until != 0) {
+		uint64_t due = m->first_round_until > now ? m->first_round_until - now : 0;
+
+		if (due < (uint64_t)t)
+			t = (int)due;
+	}
 	if (m->jwks_next != 0) {
 		uint64_t due = m->jwks_next > now ? m->jwks_next - now : 0;
 
@@ -1389,6 +1406,35 @@ static int poll_open(struct pollfd *pfd, nfds_t n, int timeout)
 	return ret;
 }
 
+/* Whether the workers master_serve deferred may start: an upgrade's once its
+ * settling is over (master/upgrade.h); at a start, once the health checks
+ * have had a first round, or its checks' timeouts have passed
+ * (first_round_until), as Envoy starts its listeners once its clusters have
+ * initialised, their first active health checks included. */
+static bool workers_may_start(const struct ism_master *m, uint64_t now)
+{
+	bool settled = ism_health_settled(m->health);
+
+	return ism_upgrade_may_start(&m->up, settled, now) &&
+	       (settled || now >= m->first_round_until);
+}
+
+/* The deferred workers start, unless a reload that replaced the set
+ * started it meanwhile. */
+static void start_deferred(struct ism_master *m)
+{
+	m->deferred = false;
+	if (m->first_round_until != 0 && !ism_health_settled(m->health))
+		ism_warn("health checks: not every endpoint had a first result by its timeout; "
+			 "the workers start");
+	else if (m->first_round_until != 0)
+		ism_notice("health checks: first round over; the workers start");
+	if (m->n_workers + m->owed == 0 &&
+	    start_workers(m, worker_count(ism_shm_current(&m->shm))) < 0)
+		start_stop(m, "fork failed");
+	ism_master_notify_ready(m);
+}
+
 static void master_unbind(struct ism_master *m);
 
 static int master_loop(struct ism_master *m)
@@ -1457,12 +1503,8 @@ static int master_loop(struct ism_master *m)
 		dns_publish(m, now);
 		heal_publish(m);
 		jwks_refresh(m, now);
-		if (m->deferred && !m->stopping &&
-		    ism_upgrade_may_start(&m->up, ism_health_settled(m->health), now)) {
-			m->deferred = false;
-			if (start_workers(m, worker_count(ism_shm_current(&m->shm))) < 0)
-				start_stop(m, "fork failed");
-		}
+		if (m->deferred && !m->stopping && workers_may_start(m, now))
+			start_deferred(m);
 		/* The old workers drain once a new one serves (not once forked:
 		 * readiness, and the connections meanwhile, stay theirs). */
 		ism_upgrade_step(&m->up,
@@ -1628,23 +1670,34 @@ static void master_unbind(struct ism_master *m)
  * status. */
 static int master_serve(struct ism_master *m, const struct ism_table *t)
 {
+	bool upgrade = m->up.state == ISM_UPGRADE_SETTLING;
+	uint64_t now = ism_now_ms();
 	int status;
 
 	/* Upgraded: the old workers serve until the health checks have had a
-	 * first round (master_loop starts these then), counted from now. */
-	ism_upgrade_settle(&m->up, ism_now_ms());
-	m->deferred = !ism_upgrade_may_start(&m->up, false, ism_now_ms());
+	 * first round (master_loop starts these then), counted from now. At a
+	 * start the workers, and readiness, wait for that round too, bounded
+	 * by its checks' timeouts; at once without checks. */
+	ism_upgrade_settle(&m->up, now);
+	m->first_round_until = upgrade ? 0 : ism_master_first_round_until(m);
+	m->deferred = !workers_may_start(m, now);
 	if (!m->deferred && start_workers(m, worker_count(t)) < 0)
 		start_stop(m, "fork failed");
 	log_ktls(ism_shm_current(&m->shm));
-	if (m->deferred)
+	if (m->deferred && upgrade)
 		ism_notice("isthmus started: generation %llu; its workers start after a first "
 			   "round of health checks, the old ones serving meanwhile",
 			   (unsigned long long)m->gen);
+	else if (m->deferred)
+		ism_notice("isthmus started: generation %llu; its workers start after a first "
+			   "round of health checks (%llu ms at most)",
+			   (unsigned long long)m->gen,
+			   (unsigned long long)(m->first_round_until - now));
 	else
 		ism_notice("isthmus started: generation %llu, %d workers",
 			   (unsigned long long)m->gen, m->n_workers);
-	ism_master_notify_ready(m);
+	if (!m->deferred || upgrade)
+		ism_master_notify_ready(m);
 	status = master_loop(m);
 	ism_notice("stopped");
 	return status;

@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Integration tests of the active health checks as the rest of the gateway
-sees them: which endpoint a check decides, and what `show events` says of
-the endpoints.
+sees them: which endpoint a check decides, what waits for a first round of
+checks, and what `show events` says of the endpoints.
 
 Registered into run.py's list by register(test)."""
 
 import json
 
-from harness import (Env, Registry, appliance, check, ctl_cmd, docs, free_port, gateway, no_panic_rule, poll,
-                     service_entry, virtual_service)
+from harness import (Env, Registry, TestFailure, appliance, check, ctl_cmd, docs, free_port, gateway, http_get,
+                     no_panic_rule, poll, service_entry, virtual_service)
 
 _test = Registry()
 register = _test.register
@@ -122,3 +122,45 @@ def health_check_per_service_port(env):
     check(eps[key[8080]]["check_failures"] == eps[key[8080]]["checks"], f"port 8080's: {eps}")
     check(env.get("/").status == 200 and env.get("/admin").status == 503,
           "port 80 serves and port 8080 does not")
+
+
+def _ready(aport):
+    """GET /healthz/ready: its status, or None when no answer came."""
+    try:
+        return http_get(aport, "/healthz/ready", timeout=5).status
+    except (OSError, EOFError, TestFailure):
+        return None
+
+
+@_test
+def health_first_round_before_serving(env):
+    """At the start the workers, and readiness, wait for the first round of
+    health checks, as Envoy starts its listeners once its clusters have
+    initialised, their first health checks included: /healthz/ready said 200
+    at once and a checked service answered 503 until its endpoint's first
+    check (here 700 ms) had passed. A request sent as the listener opens is
+    served once the round is over, with 200; readiness is 200 only with the
+    endpoint healthy; a service whose check never answers (timeout 1.5 s)
+    does not hold the start past its timeout, and answers 503."""
+    port = env.upstream(["127.0.0.2:0=web"], name="web")["web"]
+    gw, aport = free_port(), free_port()
+    dead = "dead.test.internal"
+    hc = (f"  admin:\n    address: 127.0.0.1:{aport}\n  healthChecks:\n"
+          f"  - {{host: {SVC}, path: /delay/700, interval: 30s, timeout: 5s}}\n"
+          f"  - {{host: {dead}, path: /delay/30000, interval: 30s, timeout: 1500ms}}\n")
+    routes = (f"  - match: [{{uri: {{prefix: /dead}}}}]\n"
+              f"    route: [{{destination: {{host: {dead}}}}}]\n"
+              f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=hc), gateway(gw), virtual_service("hc", ["*"], routes),
+        service_entry("hc", SVC, [{"address": "127.0.0.2", "port": port}]),
+        service_entry("dead", dead, [{"address": "127.0.0.2", "port": port}]),
+        no_panic_rule("hc", SVC), no_panic_rule("dead", dead))), gw)
+    r = env.get("/")
+    check(r.status == 200, f"a request sent as the gateway started: {r}")
+    poll(lambda: _ready(aport) == 200, 10, interval=0.02, what="readiness")
+    eps = _endpoints(env)
+    web = next(e for k, e in eps.items() if k.startswith(SVC + "|"))
+    check(web["health"] == "healthy", f"ready with the checked endpoint {web}")
+    check(env.get("/").status == 200, "the checked service once ready")
+    check(env.get("/dead").status == 503, "the service whose check timed out")

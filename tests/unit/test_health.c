@@ -704,6 +704,42 @@ static void test_uneject(void **state)
 	assert_int_equal(epoch_of(f), 4);
 }
 
+static bool settled_done(struct fixture *f)
+{
+	return ism_health_settled(f->h);
+}
+
+/* The first round: the endpoints not healthy without a result (new ones,
+ * unhealthy as interned) are waited for until each has one (a pass, a
+ * timeout), within the bound settle_by gives; one healthy before its service
+ * got a check holds no round. */
+static void test_first_round(void **state)
+{
+	struct fixture *f = *state;
+	static const int idx[] = {4, 0, 2}; /* ids 5 (healthy), 1 (200, new), 3 (hung) */
+	struct ism_endpoint sel[3];
+	uint64_t before, by;
+
+	use_eps(f, sel, idx, 1);
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	assert_true(ism_health_settled(f->h));
+	assert_int_equal(ism_health_settle_by(f->h), 0);
+
+	use_eps(f, sel, idx, 3);
+	atomic_store(&f->hdr->eps[3].health, ISM_EP_UNHEALTHY);
+	f->last_health[3] = ISM_EP_UNHEALTHY;
+	before = ism_now_ms();
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	by = ism_health_settle_by(f->h);
+	assert_true(by >= before + f->hc.timeout_ms && by <= ism_now_ms() + f->hc.timeout_ms);
+	assert_false(ism_health_settled(f->h));
+	assert_true(drive(f, settled_done, 5000));
+	assert_int_equal(health_of(f, 1), ISM_EP_HEALTHY);
+	assert_int_equal(health_of(f, 3), ISM_EP_UNHEALTHY);
+	assert_int_equal(checks_of(f, 3), 1); /* its timeout ended the round */
+	assert_int_equal(ism_health_settle_by(f->h), 0);
+}
+
 /* --- spreading: 200 endpoints, interval 1 s --- */
 
 #define N_SPREAD 200
@@ -848,6 +884,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_intervals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jitter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uneject, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_first_round, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spread, setup, teardown),
 	};
 
