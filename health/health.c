@@ -1225,10 +1225,14 @@ fail:
 	return ret;
 }
 
-static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_t now)
+/* The checks of t's checked endpoints: of every one (set_table: one checked
+ * already is configured as t says), or, to warm t before it is published,
+ * of the ones without a check that are not healthy (new endpoints of a
+ * checked service), added and due at once. How many were added, or -errno. */
+static int take_checked(struct ism_health *h, const struct ism_table *t, bool warm, uint64_t now)
 {
 	uint32_t c, i;
-	int ret;
+	int ret, added = 0;
 
 	for (c = 0; c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
@@ -1246,19 +1250,28 @@ static int take_checked(struct ism_health *h, const struct ism_table *t, uint64_
 			 * settings (hc_tls), and ports of one check
 			 * (conf/compile.c keys the endpoints of ports with
 			 * other checks apart) */
-			if (e && e->seen)
+			if (e && (warm || e->seen))
+				continue;
+			if (!e && warm &&
+			    atomic_load(&ep_state(h, ep->id)->health) == ISM_EP_HEALTHY)
 				continue;
 			if (e) {
 				ret = ep_configure(h, e, cl, ep, now);
 				e->seen = true;
 			} else {
 				ret = ep_add(h, cl, ep, now);
+				added++;
 			}
 			if (ret < 0)
 				return ret;
 		}
 	}
-	return 0;
+	return added;
+}
+
+int ism_health_warm(struct ism_health *h, const struct ism_table *t)
+{
+	return take_checked(h, t, true, ism_now_ms());
 }
 
 /* "No check configured" reads as healthy: every endpoint of the table that is not
@@ -1295,7 +1308,7 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
 		h->list[i]->seen = false;
 	ism_tlsctx_unmark_all(&h->ctxs);
 	if (t)
-		ret = take_checked(h, t, now);
+		ret = take_checked(h, t, false, now);
 	/* a check holds its own reference until it is reconfigured */
 	ism_tlsctx_sweep(&h->ctxs, NULL, NULL);
 	if (ret < 0) {

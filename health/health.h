@@ -55,5 +55,14 @@ bool ism_health_settled(const struct ism_health *h);
  * result at the latest, a check ending at its timeout (monotonic ms; 0: none
  * waits). */
 uint64_t ism_health_settle_by(const struct ism_health *h);
+/* Warms t, a table built and not published yet, as Envoy warms a cluster, its
+ * first health checks included, before it serves: the endpoints of its
+ * checked services that have no check and are not healthy (new ones, which
+ * the master interns unhealthy) are checked from now, besides the running
+ * checks; ism_health_settled says when they have had their first results.
+ * The next ism_health_set_table keeps them when its table has them and
+ * forgets them otherwise. Returns how many endpoints it took, or -errno.
+ * Master only. */
+int ism_health_warm(struct ism_health *h, const struct ism_table *t);
 
 #endif

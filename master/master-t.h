@@ -40,6 +40,18 @@ enum ism_loader_state {
 	ISM_LOADER_IDLE = 0,
 	ISM_LOADER_RUNNING, /* its thread reads, parses and validates */
 	ISM_LOADER_WARMING, /* loaded; its new DNS names are asked before it is published */
+	/* compiled (ism_loader.built); its new endpoints with an active
+	 * health check have their first checks before it is published */
+	ISM_LOADER_CHECKING,
+};
+
+/* A generation compiled and not published yet (ism_master_build). */
+struct ism_build {
+	int slot;		   /* its generation slot; -1: none */
+	const struct ism_table *t; /* in the slot's arena */
+	struct ism_conf *conf;	   /* the model it was compiled from (owned) */
+	uid_t uid;		   /* the workers' user and group it names; -1: as is */
+	gid_t gid;
 };
 
 /* Loads off the loop (master/reload.c). The thread owns what it fills until
@@ -53,8 +65,9 @@ struct ism_loader {
 	uint64_t queued;      /* ticket of the file reload to run next; 0: none */
 	uint64_t last_ticket; /* tickets handed out */
 	uint64_t started_ms;
-	uint64_t warm_until; /* monotonic: ISM_LOADER_WARMING ends then at the latest */
-	uint32_t warm_ms;    /* the wait that deadline allows, for the log */
+	uint64_t warm_until;	/* monotonic: WARMING or CHECKING ends then at the latest */
+	uint32_t warm_ms;	/* the wait that deadline allows, for the log */
+	struct ism_build built; /* CHECKING: what is published then */
 	/* in (ISM_LOAD_TEXT: the master's conf_text, unchanged while a load runs) */
 	const char *path;
 	const char *text;
@@ -150,6 +163,19 @@ int ism_master_load(struct ism_master *m, struct ism_diags *d);
  * checks, the certificate watch. 0, or -errno with the reasons in d; the
  * running generation is untouched on failure. On the loop only. */
 int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d);
+/* ism_master_publish in two steps, for a reload that warms what it compiled
+ * before it serves. Build compiles conf (taken) into a generation slot and
+ * checks what the start or the reload would refuse of it (the workers' user,
+ * their access log, the open-file limit): 0 and *b, or -errno with the
+ * reasons in d (conf freed, nothing kept). Commit publishes b (new sockets
+ * bound first: a port that cannot be bound refuses it), or drops it: 0, or
+ * -errno with the reasons in d. Drop gives up b unpublished: its slot, the
+ * endpoint slots only it took and the checks that warmed them. On the loop
+ * only. */
+int ism_master_build(struct ism_master *m, struct ism_conf *conf, struct ism_build *b,
+		     struct ism_diags *d);
+int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diags *d);
+void ism_master_build_drop(struct ism_master *m, struct ism_build *b);
 /* When a first round of health checks (the endpoints waiting for their first
  * result) is waited for at most: their timeouts and a margin (monotonic ms;
  * 0: none waits). */

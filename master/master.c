@@ -61,9 +61,9 @@
 #define MASTER_STALL_MS 2000
 /* Publishes for changed DNS answers begin this far apart at least. */
 #define DNS_PUBLISH_MS 200
-/* A first round of health checks is waited for (the start's workers) until
- * its checks' timeouts have passed, and this long more for the loop to take
- * their results. */
+/* A first round of health checks is waited for (the start's workers, a
+ * reload's publish) until its checks' timeouts have passed, and this long
+ * more for the loop to take their results. */
 #define FIRST_ROUND_MARGIN_MS 1000
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
@@ -580,49 +580,75 @@ static void start_only_fields(const char *file, const struct ism_table *cur,
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.admin.address %s", why);
 }
 
-uint64_t ism_master_first_round_until(const struct ism_master *m)
+int ism_master_build(struct ism_master *m, struct ism_conf *conf, struct ism_build *b,
+		     struct ism_diags *d)
 {
-	uint64_t by = ism_health_settle_by(m->health);
-
-	return by != 0 ? by + FIRST_ROUND_MARGIN_MS : 0;
-}
-
-int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
-{
-	const struct ism_table *t = NULL;
 	const struct ism_table *cur = ism_shm_current(&m->shm);
 	struct ism_arena arena;
-	int *new_fds = NULL;
-	uid_t uid = (uid_t)-1;
-	gid_t gid = (gid_t)-1;
-	int slot, ret;
+	int ret;
 
-	slot = ism_shm_gen_begin(&m->shm, &arena);
-	if (slot == -ENOSPC) {
+	*b = (struct ism_build){.slot = -1, .conf = conf, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	b->slot = ism_shm_gen_begin(&m->shm, &arena);
+	if (b->slot == -ENOSPC) {
 		ism_shm_gen_reclaim_with(&m->shm, counts_to_current, m);
-		slot = ism_shm_gen_begin(&m->shm, &arena);
+		b->slot = ism_shm_gen_begin(&m->shm, &arena);
 	}
-	if (slot < 0) {
-		ret = slot;
+	if (b->slot < 0) {
+		ret = b->slot;
+		b->slot = -1;
 		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
 			     "every generation slot is still in use by a worker; try again later");
-		goto out;
+		goto fail;
 	}
-	ret = ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &t, d);
+	ret =
+	    ism_conf_compile_dns(conf, &arena, ep_id_cb, m, ism_resolver_lookup, m->dns, &b->t, d);
 	if (ret == 0)
-		ret = resolve_ids(m->conf_path, conf, t, &uid, &gid, ISM_DIAG_ERROR, d);
+		ret = resolve_ids(m->conf_path, conf, b->t, &b->uid, &b->gid, ISM_DIAG_ERROR, d);
 	/* A destination the running workers opened already is not tried again
 	 * (a publish for a DNS answer compiles the same file). */
-	if (ret == 0 &&
-	    (cur == NULL || !same_log_dest(cur, t) || uid != m->run_uid || gid != m->run_gid))
-		ret = check_log_dest(m->conf_path, conf, t, uid, gid, ISM_DIAG_ERROR, d);
+	if (ret == 0 && (cur == NULL || !same_log_dest(cur, b->t) || b->uid != m->run_uid ||
+			 b->gid != m->run_gid))
+		ret = check_log_dest(m->conf_path, conf, b->t, b->uid, b->gid, ISM_DIAG_ERROR, d);
 	if (ret == 0)
-		ret = fds_apply(m->conf_path, conf, (struct ism_table *)t,
+		ret = fds_apply(m->conf_path, conf, (struct ism_table *)b->t,
 				cur == NULL ? ISM_FDS_RAISE : ISM_FDS_KEEP, d);
-	if (ret < 0) {
-		ism_shm_gen_abort(&m->shm, slot);
-		goto out;
+	if (ret < 0)
+		goto fail;
+	ism_shm_gen_built(&m->shm, b->slot, b->t);
+	return 0;
+
+fail:
+	if (b->slot >= 0)
+		ism_shm_gen_abort(&m->shm, b->slot);
+	ism_conf_free(conf);
+	*b = (struct ism_build){.slot = -1};
+	return ret;
+}
+
+void ism_master_build_drop(struct ism_master *m, struct ism_build *b)
+{
+	int ret;
+
+	if (b->slot >= 0) {
+		ism_shm_gen_abort(&m->shm, b->slot);
+		/* The checks that warmed its new endpoints go with them. */
+		ret = ism_health_set_table(m->health, ism_shm_current(&m->shm));
+		if (ret < 0)
+			ism_warn("health checks not updated: %s", strerror(-ret));
 	}
+	ism_conf_free(b->conf);
+	*b = (struct ism_build){.slot = -1};
+}
+
+int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diags *d)
+{
+	const struct ism_table *t = b->t;
+	const struct ism_table *cur = ism_shm_current(&m->shm);
+	int *new_fds = NULL;
+	uid_t uid = b->uid;
+	gid_t gid = b->gid;
+	int ret;
+
 	if (cur != NULL &&
 	    (!ism_table_same_listeners(cur, t) || worker_count(cur) != worker_count(t) ||
 	     !same_log_dest(cur, t) || cur->limits.receive_buffers != t->limits.receive_buffers ||
@@ -640,25 +666,22 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 		new_fds =
 		    listen_sockets(t, cur, m->listen_fds, NULL, retiring_workers(m), &ret, &failed);
 		if (new_fds == NULL) {
-			/* Said before the abort: the listener is in the slot. */
+			/* Said before the drop: the listener is in the slot. */
 			if (failed != NULL)
 				ism_addr_text((const struct sockaddr *)&failed->addr, ip, &port);
 			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
 				     "a new listener cannot be bound: %s (%s port %u): %s",
 				     failed != NULL ? failed->name.p : "?", ip, port,
 				     strerror(-ret));
-			ism_shm_gen_abort(&m->shm, slot);
-			goto out;
+			goto fail;
 		}
 	}
 	start_only_fields(m->conf_path, cur, t, d);
 	/* Workers read loads from their first request on: compute them first. */
 	ism_lbstate_compute(t, m->shm.hdr);
 	ret = reset_sweeps(m, t);
-	if (ret < 0) {
-		ism_shm_gen_abort(&m->shm, slot);
-		goto out;
-	}
+	if (ret < 0)
+		goto fail;
 	m->gen++;
 	m->run_uid = uid;
 	m->run_gid = gid;
@@ -666,7 +689,7 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	if (m->debug)
 		((struct ism_table *)t)->log_level = ISM_LOG_DEBUG;
 	ism_log_set_level((enum ism_log_level)t->log_level);
-	ism_shm_gen_publish(&m->shm, slot, (struct ism_table *)t, m->gen);
+	ism_shm_gen_publish(&m->shm, b->slot, (struct ism_table *)t, m->gen);
 	if (new_fds != NULL)
 		replace_workers(m, cur, t, new_fds);
 	/* The baseline later changes are reported against. */
@@ -674,15 +697,33 @@ int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_d
 	ret = ism_health_set_table(m->health, t);
 	if (ret < 0)
 		ism_warn("health checks not updated: %s", strerror(-ret));
-	watch_set(m, conf);
+	watch_set(m, b->conf);
 	log_unresolved(t);
 	ism_resolver_compiled(m->dns);
-	if (dns_apply(m, conf, true, d) < 0)
+	if (dns_apply(m, b->conf, true, d) < 0)
 		ism_warn("dns: the resolver keeps its previous settings and names");
-	ret = 0;
-out:
-	ism_conf_free(conf);
+	ism_conf_free(b->conf);
+	*b = (struct ism_build){.slot = -1};
+	return 0;
+
+fail:
+	ism_master_build_drop(m, b);
 	return ret;
+}
+
+uint64_t ism_master_first_round_until(const struct ism_master *m)
+{
+	uint64_t by = ism_health_settle_by(m->health);
+
+	return by != 0 ? by + FIRST_ROUND_MARGIN_MS : 0;
+}
+
+int ism_master_publish(struct ism_master *m, struct ism_conf *conf, struct ism_diags *d)
+{
+	struct ism_build b;
+	int ret = ism_master_build(m, conf, &b, d);
+
+	return ret < 0 ? ret : ism_master_commit(m, &b, d);
 }
 
 /* Lets fd bind beside the running listeners of port (cur's, whose fds are

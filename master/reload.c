@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "health/health.h"
 #include "lib/log.h"
 #include "master/commands.h"
 #include "master/ctl.h"
@@ -21,7 +22,7 @@ int ism_reload_init(struct ism_master *m)
 {
 	struct ism_loader *l = &m->loader;
 
-	*l = (struct ism_loader){.state = ISM_LOADER_IDLE};
+	*l = (struct ism_loader){.state = ISM_LOADER_IDLE, .built = {.slot = -1}};
 	l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	return l->efd < 0 ? -errno : 0;
 }
@@ -299,8 +300,11 @@ static void finish(struct ism_master *m)
 	}
 	if (ret == 0 && m->stopping) {
 		ism_conf_free(l->conf);
+		ism_master_build_drop(m, &l->built);
 		ism_diag_add(l->d, ISM_DIAG_ERROR, l->path, 0, 0, "", "isthmus is stopping");
 		ret = -ECANCELED;
+	} else if (ret == 0 && l->built.slot >= 0) {
+		ret = ism_master_commit(m, &l->built, l->d); /* frees the model */
 	} else if (ret == 0) {
 		ret = ism_master_publish(m, l->conf, l->d); /* frees the model */
 	}
@@ -355,6 +359,48 @@ queued:
 		ism_master_notify_ready(m);
 }
 
+/* A reload whose generation has new endpoints with an active health check
+ * (a route moved to a checked service) is compiled now and published once
+ * their first checks have ended, or their timeouts passed
+ * (ISM_LOADER_CHECKING), as Envoy warms a cluster, its first health checks
+ * included, before it replaces the one serving: the running generation
+ * serves meanwhile, where the new one would answer 503 from endpoints not
+ * checked yet. Others are published now. */
+static void warm_checks(struct ism_master *m)
+{
+	struct ism_loader *l = &m->loader;
+	uint64_t until, now = ism_now_ms();
+	int n;
+
+	if (l->ret != 0 || l->source != ISM_LOAD_FILE || m->stopping) {
+		finish(m);
+		return;
+	}
+	l->ret = ism_master_build(m, l->conf, &l->built, l->d); /* takes the model */
+	l->conf = NULL;
+	if (l->ret < 0) {
+		finish(m);
+		return;
+	}
+	n = ism_health_warm(m->health, l->built.t);
+	if (n < 0)
+		ism_warn("reload: the new endpoints are not checked before the publish: %s",
+			 strerror(-n));
+	until = ism_master_first_round_until(m);
+	if (n <= 0 || until <= now) {
+		finish(m);
+		return;
+	}
+	/* The new endpoints' first look (unhealthy, as interned): their first
+	 * results are events, as those of a start's endpoints are. */
+	ism_events_observe(&m->events, ism_shm_current(&m->shm), m->shm.hdr);
+	l->state = ISM_LOADER_CHECKING;
+	l->warm_until = until;
+	l->warm_ms = (uint32_t)(until - now);
+	ism_info("reload: waiting up to %u ms for the first health checks of %d new endpoints",
+		 l->warm_ms, n);
+}
+
 void ism_reload_run(struct ism_master *m)
 {
 	struct ism_loader *l = &m->loader;
@@ -374,19 +420,34 @@ void ism_reload_run(struct ism_master *m)
 			return;
 		}
 	}
-	finish(m);
+	warm_checks(m);
 }
 
 void ism_reload_warm(struct ism_master *m, uint64_t now)
 {
 	struct ism_loader *l = &m->loader;
 
-	if (l->state != ISM_LOADER_WARMING)
+	switch (l->state) {
+	case ISM_LOADER_IDLE:
+	case ISM_LOADER_RUNNING:
 		return;
-	if (!ism_resolver_settled(m->dns) && now < l->warm_until && !m->stopping)
+	case ISM_LOADER_WARMING:
+		if (!ism_resolver_settled(m->dns) && now < l->warm_until && !m->stopping)
+			return;
+		ism_resolver_warn_pending(m->dns, l->warm_ms, "publishing");
+		warm_checks(m);
 		return;
-	ism_resolver_warn_pending(m->dns, l->warm_ms, "publishing");
-	finish(m);
+	case ISM_LOADER_CHECKING:
+		if (!ism_health_settled(m->health) && now < l->warm_until && !m->stopping)
+			return;
+		if (!ism_health_settled(m->health) && !m->stopping)
+			ism_warn("reload: not every new endpoint had its first health check within "
+				 "%u ms; publishing",
+				 l->warm_ms);
+		finish(m);
+		return;
+	}
+	ISM_BUG_ON(1);
 }
 
 int ism_reload_timeout_ms(const struct ism_master *m, uint64_t now, int cap)
@@ -394,7 +455,7 @@ int ism_reload_timeout_ms(const struct ism_master *m, uint64_t now, int cap)
 	const struct ism_loader *l = &m->loader;
 	uint64_t due;
 
-	if (l->state != ISM_LOADER_WARMING)
+	if (l->state != ISM_LOADER_WARMING && l->state != ISM_LOADER_CHECKING)
 		return cap;
 	due = l->warm_until > now ? l->warm_until - now : 0;
 	return due < (uint64_t)cap ? (int)due : cap;
@@ -409,6 +470,9 @@ void ism_reload_fini(struct ism_master *m)
 			pthread_join(l->thread, NULL);
 		l->state = ISM_LOADER_IDLE;
 		ism_conf_free(l->conf);
+		/* the region is gone by now: the slot goes with it */
+		ism_conf_free(l->built.conf);
+		l->built = (struct ism_build){.slot = -1};
 		free(l->file_text);
 		free(l->d);
 		l->conf = NULL;

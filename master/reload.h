@@ -7,8 +7,10 @@
  * answering readiness probes, scrapes and the control socket, running health
  * checks and restarting workers. When the thread is done the loop compiles and
  * publishes the result (ism_master_publish) as at the start, once the DNS
- * names it adds have had their first answers (or spec.dns.timeout passed), as
- * Envoy warms a cluster before it serves.
+ * names it adds have had their first answers (or spec.dns.timeout passed),
+ * and, compiled, once the endpoints it adds to services with an active health
+ * check have had their first checks (or the checks' timeouts passed), as
+ * Envoy warms a cluster, its first health checks included, before it serves.
  *
  * A thread, not a child process: the model it builds is a graph of pointers
  * that a child could not hand back without serialising it, and a parse in the
@@ -58,9 +60,11 @@ uint64_t ism_reload_request(struct ism_master *m, enum ism_load_source src, stru
 int ism_reload_fd(const struct ism_master *m);
 void ism_reload_run(struct ism_master *m);
 /* A reload's model whose new DNS names have no first answer yet waits for
- * them, the running generation serving meanwhile, at most spec.dns.timeout:
- * the loop calls this each turn after the resolver ran, and bounds its wait
- * with ism_reload_timeout_ms (at most cap). */
+ * them, the running generation serving meanwhile, at most spec.dns.timeout;
+ * then its generation, compiled, waits for the first health checks of its
+ * new checked endpoints, at most their timeouts and a margin: the loop calls
+ * this each turn after the resolver and the health checks ran, and bounds
+ * its wait with ism_reload_timeout_ms (at most cap). */
 void ism_reload_warm(struct ism_master *m, uint64_t now);
 int ism_reload_timeout_ms(const struct ism_master *m, uint64_t now, int cap);
 /* A load is running or warming. */

@@ -161,6 +161,14 @@ int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena)
 	return -ENOSPC;
 }
 
+void ism_shm_gen_built(struct ism_shm *shm, int slot, const struct ism_table *table)
+{
+	struct ism_gen_slot *g = &shm->hdr->gens[slot];
+
+	ISM_BUG_ON(slot < 0 || slot >= ISM_GEN_SLOTS || atomic_load(&g->gen) != UINT64_MAX);
+	g->table = (void *)table;
+}
+
 void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table, uint64_t gen)
 {
 	struct ism_gen_slot *g = &shm->hdr->gens[slot];
@@ -508,9 +516,11 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 
 	memset(used, 0, sizeof(used));
 	memset(od_used, 0, sizeof(od_used));
+	/* The live generations, and a table built that waits to be published
+	 * (a slot being built has one once ism_shm_gen_built gave it). */
 	for (int i = 0; i < ISM_GEN_SLOTS; i++)
-		if (ism_shm_gen_table(shm, i) != NULL)
-			mark_table(ism_shm_gen_table(shm, i), used, od_used, 1);
+		if (atomic_load(&shm->hdr->gens[i].gen) != 0 && shm->hdr->gens[i].table != NULL)
+			mark_table(shm->hdr->gens[i].table, used, od_used, 1);
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
 		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use)) {
 			atomic_store(&shm->hdr->eps[i].in_use, 0);

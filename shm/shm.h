@@ -66,6 +66,10 @@ void ism_shm_destroy(struct ism_shm *shm);
  * endpoints interned until it is published or dropped are the new table's.
  * Returns the slot index or -ENOSPC when every slot is held by a live generation. */
 int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena);
+/* The table built in slot's arena is complete and waits to be published (a
+ * reload warming it): until it is published or dropped, the sweep keeps the
+ * endpoint and outlier-detection slots it holds. */
+void ism_shm_gen_built(struct ism_shm *shm, int slot, const struct ism_table *table);
 /* Publishes the table built in slot's arena as generation gen (> every earlier one). */
 void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table, uint64_t gen);
 /* Drops a slot that was begun but not published, and the endpoint and
@@ -137,7 +141,8 @@ bool ism_shm_ep_listed(const struct ism_shm *shm, uint32_t id);
  * one), for endpoint slot ep. -ENOSPC when the table is full, -ENOMEM. */
 int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id);
 /* Frees endpoint and outlier-detection slots that neither the current nor any
- * live generation references. */
+ * live generation, nor a table built and waiting (ism_shm_gen_built),
+ * references. */
 void ism_shm_ep_sweep(struct ism_shm *shm);
 
 /* --- workers (master) --- */

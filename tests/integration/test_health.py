@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Integration tests of the active health checks as the rest of the gateway
 sees them: which endpoint a check decides, what waits for a first round of
-checks, and what `show events` says of the endpoints.
+checks (the start, a reload), and what `show events` says of the
+endpoints.
 
 Registered into run.py's list by register(test)."""
 
 import json
+import threading
 
 from harness import (Env, Registry, TestFailure, appliance, check, ctl_cmd, docs, free_port, gateway, http_get,
                      no_panic_rule, poll, service_entry, virtual_service)
@@ -164,3 +166,51 @@ def health_first_round_before_serving(env):
     check(web["health"] == "healthy", f"ready with the checked endpoint {web}")
     check(env.get("/").status == 200, "the checked service once ready")
     check(env.get("/dead").status == 503, "the service whose check timed out")
+
+
+@_test
+def reload_warms_health_checks(env):
+    """A reload that moves a route to a service with an active health check
+    is published once the new endpoint's first check has ended (here 700
+    ms), as Envoy warms a new cluster, its first health checks included,
+    before it replaces the one serving: the requests meanwhile go to the old
+    destination, where every one answered 503 until that check passed."""
+    ports = {n: env.upstream([f"{a}:0={n}"], name=n)[n] for n, a in (("old", "127.0.0.2"), ("new", "127.0.0.3"))}
+    gw = free_port()
+    new = "new.test.internal"
+    hc = (f"  healthChecks:\n"
+          f"  - {{host: {new}, path: /delay/700, interval: 30s, timeout: 5s}}\n")
+
+    def conf(host):
+        return env.write("isthmus.yaml", docs(
+            appliance(env, extra=hc), gateway(gw), _route(host),
+            service_entry("old", SVC, [{"address": "127.0.0.2", "port": ports["old"]}]),
+            service_entry("new", new, [{"address": "127.0.0.3", "port": ports["new"]}]),
+            no_panic_rule("new", new)))
+
+    env.start_gateway(conf(SVC), gw)
+    poll(lambda: env.get("/").status == 200, 10, what="200 from the old service")
+    conf(new)
+    answers, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                r = env.get("/", timeout=5)
+                answers.append((r.status, r.header("x-upstream")))
+            except (OSError, EOFError) as e:
+                answers.append((type(e).__name__, None))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        _reload(env)
+        n = len(answers)
+        poll(lambda: len(answers) > n + 5, 10, what="answers after the reload")
+    finally:
+        stop.set()
+        t.join(10)
+    bad = [a for a in answers if a[0] != 200]
+    check(not bad, f"{len(bad)} of {len(answers)} answers not 200 around the reload: {bad[:5]}")
+    check(answers[-1][1] == "new", f"the last answers came from {answers[-3:]}")
+    check(env.get("/").header("x-upstream") == "new", "after the reload, the new service")

@@ -740,6 +740,69 @@ static void test_first_round(void **state)
 	assert_int_equal(ism_health_settle_by(f->h), 0);
 }
 
+/* A table built and not published yet is warmed: its new checked endpoints
+ * (not healthy, without a check) are checked besides the running ones, and
+ * the first round ends with a result of each (a pass, a timeout), within
+ * the bound settle_by gave. Published, the table keeps the warmed checks and
+ * their state; dropped (the running table set again), they stop. */
+static void test_warm(void **state)
+{
+	struct fixture *f = *state;
+	static const int running_idx[] = {4}; /* id 5, healthy */
+	struct ism_endpoint running[1], built[3];
+	struct ism_cluster cl_built;
+	struct ism_table t_built;
+	uint64_t before, by, c1;
+
+	use_eps(f, running, running_idx, 1);
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+
+	/* 5 kept; 1 (answers 200) and 3 (hung) new, unhealthy as interned */
+	built[0] = f->eps[4];
+	built[1] = f->eps[0];
+	built[2] = f->eps[2];
+	cl_built = f->cl[0];
+	cl_built.endpoints = built;
+	cl_built.n_endpoints = 3;
+	t_built = f->t;
+	t_built.clusters = &cl_built;
+	atomic_store(&f->hdr->eps[3].health, ISM_EP_UNHEALTHY);
+	f->last_health[3] = ISM_EP_UNHEALTHY;
+	before = ism_now_ms();
+	assert_int_equal(ism_health_warm(f->h, &t_built), 2);
+	by = ism_health_settle_by(f->h);
+	assert_true(by >= before + f->hc.timeout_ms && by <= ism_now_ms() + f->hc.timeout_ms);
+	assert_false(ism_health_settled(f->h));
+	/* a second look at the same table adds nothing */
+	assert_int_equal(ism_health_warm(f->h, &t_built), 0);
+	assert_true(drive(f, settled_done, 5000));
+	assert_int_equal(health_of(f, 1), ISM_EP_HEALTHY);
+	assert_int_equal(health_of(f, 3), ISM_EP_UNHEALTHY);
+	assert_int_equal(checks_of(f, 3), 1); /* its timeout ended the round */
+	assert_int_equal(ism_health_settle_by(f->h), 0);
+
+	/* published: the warmed checks go on, their state kept */
+	assert_int_equal(ism_health_set_table(f->h, &t_built), 0);
+	assert_int_equal(health_of(f, 1), ISM_EP_HEALTHY);
+	c1 = checks_of(f, 1);
+	assert_false(drive(f, always_false, 300));
+	assert_true(checks_of(f, 1) > c1);
+
+	/* a later build warmed with a new endpoint (4, refused), then dropped:
+	 * its check stops, the running ones go on */
+	built[2] = f->eps[3];
+	atomic_store(&f->hdr->eps[4].health, ISM_EP_UNHEALTHY);
+	f->last_health[4] = ISM_EP_UNHEALTHY;
+	assert_int_equal(ism_health_warm(f->h, &t_built), 1);
+	assert_true(drive(f, settled_done, 5000));
+	assert_int_equal(ism_health_set_table(f->h, &f->t), 0);
+	c1 = checks_of(f, 4);
+	before = checks_of(f, 5);
+	assert_false(drive(f, always_false, 300));
+	assert_int_equal(checks_of(f, 4), c1);
+	assert_true(checks_of(f, 5) > before);
+}
+
 /* --- spreading: 200 endpoints, interval 1 s --- */
 
 #define N_SPREAD 200
@@ -885,6 +948,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_jitter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uneject, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_round, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_warm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spread, setup, teardown),
 	};
 

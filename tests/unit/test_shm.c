@@ -432,6 +432,46 @@ static void test_ep_readded(void **state)
 	ism_shm_destroy(&shm);
 }
 
+/* A table built and waiting to be published (a reload warming it): the sweep
+ * keeps the endpoint slots it took, which no published generation holds;
+ * dropped, they go. */
+static void test_ep_built(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	struct ism_table *t;
+	struct ism_cluster *cl;
+	struct ism_endpoint *ep;
+	uint32_t id;
+	int slot;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	slot = ism_shm_gen_begin(&shm, &a);
+	assert_true(slot >= 0);
+	assert_int_equal(ism_shm_ep_intern(&shm, "svc|new", ISM_EP_UNHEALTHY, &id), 0);
+	t = build(&a, 1);
+	cl = ism_arena_alloc(&a, sizeof(*cl), 8);
+	ep = ism_arena_alloc(&a, sizeof(*ep), 8);
+	assert_non_null(cl);
+	assert_non_null(ep);
+	*ep = (struct ism_endpoint){.id = id, .od = ISM_NO_OD_SLOT};
+	*cl = (struct ism_cluster){.n_endpoints = 1, .endpoints = ep};
+	t->n_clusters = 1;
+	t->clusters = cl;
+	ism_shm_gen_built(&shm, slot, t);
+	ism_shm_ep_sweep(&shm);
+	assert_int_equal(atomic_load(&shm.hdr->eps[id].in_use), 1);
+	assert_true(ism_shm_ep_find(&shm, "svc|new", &id));
+	/* not a generation a worker may take, nor one to reclaim */
+	assert_null(ism_shm_current(&shm));
+	assert_null(ism_shm_gen_table(&shm, slot));
+	assert_int_equal(ism_shm_gen_reclaim(&shm), 0);
+	ism_shm_gen_abort(&shm, slot);
+	assert_int_equal(atomic_load(&shm.hdr->eps[id].in_use), 0);
+	ism_shm_destroy(&shm);
+}
+
 static double cpu_now(void)
 {
 	struct timespec ts;
@@ -571,7 +611,8 @@ int main(void)
 	    cmocka_unit_test(test_abort),	    cmocka_unit_test(test_reclaim_releases_pages),
 	    cmocka_unit_test(test_peek_commit),	    cmocka_unit_test(test_ep_intern),
 	    cmocka_unit_test(test_ep_intern_scale), cmocka_unit_test(test_od_intern),
-	    cmocka_unit_test(test_ep_readded),	    cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_ep_readded),	    cmocka_unit_test(test_ep_built),
+	    cmocka_unit_test(test_stress_reclaim),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
