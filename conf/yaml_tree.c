@@ -533,11 +533,26 @@ static int step(struct builder *b, const yaml_event_t *ev)
 	}
 }
 
+/* The length of a UTF-8 byte order mark at the start of buf (len bytes): 3 or 0. */
+static size_t utf8_bom(const char *buf, size_t len)
+{
+	return len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+}
+
 int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, size_t len,
 		   struct ism_yaml_docs *out, struct ism_diags *d)
 {
-	struct builder b = {
-	    .pool = pool, .name = name, .d = d, .seed = ism_strmap_seed(), .buf = buf, .len = len};
+	/* A UTF-8 byte order mark (which editors on Windows write) is no
+	 * character of the text, as go-yaml (kubectl) and PyYAML read it:
+	 * libyaml, told the encoding, would count it as the first line's first
+	 * column, and the first key would not line up with the next. */
+	const size_t bom = utf8_bom(buf, len);
+	struct builder b = {.pool = pool,
+			    .name = name,
+			    .d = d,
+			    .seed = ism_strmap_seed(),
+			    .buf = buf + bom,
+			    .len = len - bom};
 	yaml_parser_t parser;
 	yaml_event_t ev;
 	bool done = false;
@@ -545,6 +560,8 @@ int ism_yaml_parse(struct ism_pool *pool, const char *name, const char *buf, siz
 
 	out->n = 0;
 	out->docs = NULL;
+	buf += bom;
+	len -= bom;
 	/* The file is UTF-8 (as documented): libyaml would read UTF-16 after its
 	 * byte order mark, which no other tool of a UTF-8 setup does. */
 	if (len >= 2 &&

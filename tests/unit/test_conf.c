@@ -4889,6 +4889,31 @@ static void test_bad_bytes(void **state)
 	}
 }
 
+/* A UTF-8 byte order mark at the start of the file is skipped, as kubectl and
+ * PyYAML skip it: the file loads, and a column of its first line is counted
+ * without it. */
+static void test_utf8_bom(void **state)
+{
+	static const char ok[] = "\xef\xbb\xbf" APP;
+	static const char bad[] =
+	    "\xef\xbb\xbf"
+	    "apiVersion: isthmus.io/v2\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec: {locality: a/b}\n";
+	struct fx *f = *state;
+	struct ism_conf *c = NULL;
+
+	if (ism_conf_load_buf("t.yaml", ok, sizeof(ok) - 1, &f->conf, &f->d) != 0)
+		dump(&f->d);
+	assert_int_equal(f->d.n, 0);
+	assert_non_null(f->conf);
+	ism_diags_init(&f->d);
+	assert_int_equal(ism_conf_load_buf("t.yaml", bad, sizeof(bad) - 1, &c, &f->d), -EINVAL);
+	assert_int_equal(f->d.n_errors, 1);
+	assert_int_equal(f->d.items[0].line, 1);
+	assert_int_equal(f->d.items[0].col, 13);
+	assert_non_null(strstr(f->d.items[0].msg, "is not an apiVersion of Appliance"));
+}
+
 static void test_unreadable_file(void **state)
 {
 	struct fx *f = *state;
@@ -5110,6 +5135,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_one_error_per_mistake, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors_and_format, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_bytes, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_utf8_bom, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_listen_addresses, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
