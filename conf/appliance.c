@@ -51,7 +51,7 @@ static void parse_statuses(struct ism_vctx *v, const struct ism_node *hc, struct
 		char buf[32];
 		char *dash;
 
-		if (!ism_v_expect(v, it, ISM_NODE_SCALAR))
+		if (!ism_v_expect(v, it, ISM_NODE_SCALAR) || !ism_v_yaml_int(v, it))
 			goto next;
 		snprintf(buf, sizeof(buf), "%s", it->str);
 		dash = strchr(buf, '-');
@@ -395,12 +395,15 @@ static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,
 	a->workers_at = n;
 	if (n == NULL || (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "auto") == 0))
 		return;
-	if (n->kind == ISM_NODE_SCALAR && ism_parse_u64(n->str, &x) == 0 && x >= 1 && x <= 64) {
-		a->workers = (uint32_t)x;
-		return;
-	}
 	old = ism_v_push(v, ".workers");
-	ism_v_err(v, n, "must be an integer between 1 and 64, or \"auto\" (one per CPU)");
+	if (ism_v_yaml_int(v, n)) {
+		if (n->kind == ISM_NODE_SCALAR && ism_parse_u64(n->str, &x) == 0 && x >= 1 &&
+		    x <= 64)
+			a->workers = (uint32_t)x;
+		else
+			ism_v_err(v, n,
+				  "must be an integer between 1 and 64, or \"auto\" (one per CPU)");
+	}
 	ism_v_pop(v, old);
 }
 
@@ -425,11 +428,13 @@ static void parse_proxy_protocol(struct ism_vctx *v, const struct ism_node *spec
 		uint64_t port;
 		size_t o2 = ism_v_push(v, ".ports[%zu]", i);
 
-		if (!ism_v_expect(v, l->items[i], ISM_NODE_SCALAR) ||
-		    ism_parse_u64(l->items[i]->str, &port) < 0 || port == 0 || port > 65535)
-			ism_v_err(v, l->items[i], "must be a port number (1..65535)");
-		else
-			a->pp_ports[a->n_pp_ports++] = (uint32_t)port;
+		if (ism_v_expect(v, l->items[i], ISM_NODE_SCALAR) &&
+		    ism_v_yaml_int(v, l->items[i])) {
+			if (ism_parse_u64(l->items[i]->str, &port) < 0 || port == 0 || port > 65535)
+				ism_v_err(v, l->items[i], "must be a port number (1..65535)");
+			else
+				a->pp_ports[a->n_pp_ports++] = (uint32_t)port;
+		}
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

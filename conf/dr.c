@@ -173,19 +173,20 @@ static void parse_od_codes(struct ism_vctx *v, const struct ism_node *n, struct 
 	old = ism_v_push(v, ".outlierDetectionHttpErrorCodes");
 	for (size_t i = 0; i < seq->n; i++) {
 		const struct ism_node *it = seq->items[i];
+		size_t o2 = ism_v_push(v, "[%zu]", i);
 		uint64_t code;
 
-		if (it->kind != ISM_NODE_SCALAR || ism_parse_u64(it->str, &code) < 0 ||
-		    code < 100 || code > ISM_STATUS_MAX) {
-			size_t o2 = ism_v_push(v, "[%zu]", i);
-
+		if (!ism_v_yaml_int(v, it)) {
+			/* reported */
+		} else if (it->kind != ISM_NODE_SCALAR || ism_parse_u64(it->str, &code) < 0 ||
+			   code < 100 || code > ISM_STATUS_MAX) {
 			ism_v_err(v, it, "must be an HTTP status between 100 and %d",
 				  ISM_STATUS_MAX);
-			ism_v_pop(v, o2);
-			continue;
+		} else {
+			o->error_codes[code / 64] |= UINT64_C(1) << (code % 64);
+			o->has_error_codes = 1;
 		}
-		o->error_codes[code / 64] |= UINT64_C(1) << (code % 64);
-		o->has_error_codes = 1;
+		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
 }

@@ -356,6 +356,74 @@ int ism_parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* How go-yaml v2 (YAML 1.1, the library Kubernetes reads a file with)
+ * reads integer text s that is not plain decimal: each '_' dropped, then
+ * strconv.ParseInt's base 0 (a leading 0 octal, 0x hexadecimal, 0o octal, 0b
+ * binary), and a leading 0 before an 8 or 9 the decimal it is as a float.
+ * True with the value in *out and the base's name in *how ("" for decimal);
+ * false for plain decimal text, and for text that is no such integer (the
+ * field's own check says what it is). */
+static bool yaml11_int(const char *s, uint64_t *out, const char **how)
+{
+	char t[80];
+	const char *p, *digits = t;
+	unsigned base = 10;
+	uint64_t x = 0;
+	size_t n = 0;
+
+	if (strchr(s, '_') == NULL && (s[0] != '0' || s[1] == '\0'))
+		return false;
+	for (p = s; *p != '\0' && n < sizeof(t) - 1; p++)
+		if (*p != '_')
+			t[n++] = *p;
+	if (*p != '\0')
+		return false;
+	t[n] = '\0';
+	*how = "";
+	if (t[0] == '0' && (t[1] == 'x' || t[1] == 'X'))
+		base = 16, digits = t + 2, *how = "hexadecimal ";
+	else if (t[0] == '0' && (t[1] == 'o' || t[1] == 'O'))
+		base = 8, digits = t + 2, *how = "octal ";
+	else if (t[0] == '0' && (t[1] == 'b' || t[1] == 'B'))
+		base = 2, digits = t + 2, *how = "binary ";
+	else if (t[0] == '0' && t[1] != '\0' && t[strspn(t, "01234567")] == '\0')
+		base = 8, *how = "octal ";
+	if (*digits == '\0')
+		return false;
+	for (p = digits; *p != '\0'; p++) {
+		unsigned d = *p >= '0' && *p <= '9'   ? (unsigned)(*p - '0')
+			     : *p >= 'a' && *p <= 'f' ? (unsigned)(*p - 'a' + 10)
+			     : *p >= 'A' && *p <= 'F' ? (unsigned)(*p - 'A' + 10)
+						      : 16;
+
+		if (d >= base || x > (UINT64_MAX - d) / base)
+			return false;
+		x = x * base + d;
+	}
+	*out = x;
+	return true;
+}
+
+bool ism_v_yaml_int(struct ism_vctx *v, const struct ism_node *n)
+{
+	const char *how, *bare;
+	uint64_t x;
+	char val[24];
+
+	if (n->kind != ISM_NODE_SCALAR || !n->plain || !yaml11_int(n->str, &x, &how))
+		return true;
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)x);
+	bare = n->str + strspn(n->str, "0");
+	/* A leading 0 the writer may have meant as padding: say both. */
+	if (strcmp(how, "octal ") == 0 && n->str[1] != 'o' && n->str[1] != 'O' &&
+	    bare[strspn(bare, "0123456789")] == '\0' && *bare != '\0' && strcmp(bare, val) != 0)
+		ism_v_err(v, n, "%s is octal %s to Kubernetes; write %s, or %s without the 0",
+			  n->str, val, val, bare);
+	else
+		ism_v_err(v, n, "%s is %s%s to Kubernetes; write %s", n->str, how, val, val);
+	return false;
+}
+
 int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, uint64_t lo,
 	      uint64_t hi, uint64_t *out)
 {
@@ -367,7 +435,7 @@ int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (!typed_scalar(v, n, "an integer")) {
+	if (!typed_scalar(v, n, "an integer") || !ism_v_yaml_int(v, n)) {
 		rc = -1;
 	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
 		   x > hi) {
@@ -392,7 +460,7 @@ int ism_v_u32(struct ism_vctx *v, const struct ism_node *map, const char *key, b
 	n = lookup(v, map, key, required, &old);
 	if (n == NULL)
 		return 0;
-	if (!typed_scalar(v, n, "an integer")) {
+	if (!typed_scalar(v, n, "an integer") || !ism_v_yaml_int(v, n)) {
 		rc = -1;
 	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
 		   x > hi) {
@@ -584,7 +652,7 @@ int ism_v_double(struct ism_vctx *v, const struct ism_node *map, const char *key
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (!typed_scalar(v, n, "a number")) {
+	if (!typed_scalar(v, n, "a number") || !ism_v_yaml_int(v, n)) {
 		ism_v_pop(v, old);
 		return -1;
 	}
@@ -790,12 +858,16 @@ int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *ke
 	val = ism_node_get(n, "value", NULL);
 	if (val == NULL) {
 		*ppm = 0; /* Istio: an unset value is 0 */
-	} else if (val->kind != ISM_NODE_SCALAR || !percent_millionths(val->str, ppm)) {
+	} else {
 		size_t o2 = ism_v_push(v, ".value");
 
-		ism_v_err(v, val, "must be a number between 0 and 100");
+		if (!ism_v_yaml_int(v, val)) {
+			rc = -1;
+		} else if (val->kind != ISM_NODE_SCALAR || !percent_millionths(val->str, ppm)) {
+			ism_v_err(v, val, "must be a number between 0 and 100");
+			rc = -1;
+		}
 		ism_v_pop(v, o2);
-		rc = -1;
 	}
 	ism_v_pop(v, old);
 	return rc;

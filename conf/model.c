@@ -547,7 +547,9 @@ static void parse_pa(struct ism_vctx *v, const struct ism_node *spec, struct ism
 		uint64_t port;
 
 		old = ism_v_push(v, ".portLevelMtls.%s", k->str);
-		if (ism_parse_u64(k->str, &port) < 0 || port == 0 || port > 65535) {
+		if (!ism_v_yaml_int(v, k)) {
+			/* reported */
+		} else if (ism_parse_u64(k->str, &port) < 0 || port == 0 || port > 65535) {
 			ism_v_err(v, k, "must be a port number (1..65535)");
 		} else if (ism_v_expect(v, val, ISM_NODE_MAP)) {
 			pp->port = (uint32_t)port;

@@ -930,6 +930,12 @@ int ism_v_enum_nocase(struct ism_vctx *v, const struct ism_node *map, const char
 const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map, const char *key,
 				  bool required, enum ism_node_kind k);
 
+/* False, with the error at n, when n is a plain integer that YAML 1.1 (as
+ * Kubernetes reads a file) reads otherwise than as the decimal it looks like:
+ * a leading 0 (octal: 075 is 61), 0x, 0o, 0b, or a '_' (dropped). True for
+ * anything else, whatever its type. */
+bool ism_v_yaml_int(struct ism_vctx *v, const struct ism_node *n);
+
 /* Parsing helpers shared by model and tests of the model (and
  * ism_parse_duration_ms, in conf/conf.h). */
 int ism_parse_u64(const char *s, uint64_t *out);
