@@ -241,53 +241,23 @@ static const struct ism_node *lookup(struct ism_vctx *v, const struct ism_node *
 
 /* What a plain scalar is to YAML 1.1, as Kubernetes reads a file (its YAML
  * library resolves these before the schema's types are checked): NULL for a
- * string. */
+ * string (and for null, which the fields check apart). */
 static const char *yaml_kind(const struct ism_node *n)
 {
-	static const char *const bools[] = {"y",    "Y",     "yes",   "Yes",   "YES",  "n",
-					    "N",    "no",    "No",    "NO",    "true", "True",
-					    "TRUE", "false", "False", "FALSE", "on",   "On",
-					    "ON",   "off",   "Off",   "OFF",   NULL};
-	const char *p = n->str;
-	bool digits = false, dot = false;
-
 	if (!n->plain || n->kind != ISM_NODE_SCALAR)
 		return NULL;
-	for (const char *const *b = bools; *b; b++)
-		if (strcmp(p, *b) == 0)
-			return "a boolean";
-	if (*p == '+' || *p == '-')
-		p++;
-	if (strcmp(p, ".inf") == 0 || strcmp(p, ".Inf") == 0 || strcmp(p, ".INF") == 0 ||
-	    strcmp(n->str, ".nan") == 0 || strcmp(n->str, ".NaN") == 0 ||
-	    strcmp(n->str, ".NAN") == 0)
-		return "a number";
-	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'b' || p[1] == 'o') && p[2] != '\0' &&
-	    strspn(p + 2, "0123456789abcdefABCDEF_") == strlen(p + 2))
+	switch (ism_yaml_resolve(n->str)) {
+	case ISM_YAML_BOOL:
+		return "a boolean";
+	case ISM_YAML_INT:
 		return "an integer";
-	for (; *p; p++) {
-		if (*p >= '0' && *p <= '9')
-			digits = true;
-		else if (*p == '_' && digits)
-			continue;
-		else if (*p == '.' && !dot)
-			dot = true;
-		else
-			break;
+	case ISM_YAML_FLOAT:
+		return "a number";
+	case ISM_YAML_STR:
+	case ISM_YAML_NULL:
+		break;
 	}
-	if (!digits)
-		return NULL;
-	if ((*p == 'e' || *p == 'E') && dot) {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (*p < '0' || *p > '9')
-			return NULL;
-		p += strspn(p, "0123456789");
-	}
-	if (*p != '\0')
-		return NULL;
-	return dot ? "a number" : "an integer";
+	return NULL;
 }
 
 /* A scalar a string field takes: not one YAML 1.1 makes a number, boolean or
@@ -303,15 +273,19 @@ static bool string_scalar(struct ism_vctx *v, const struct ism_node *n)
 	return false;
 }
 
-/* A scalar a number or boolean field takes: not a quoted string. */
+/* A scalar a number or boolean field takes: not a quoted string, nor one
+ * tagged !!str. */
 static bool typed_scalar(struct ism_vctx *v, const struct ism_node *n, const char *what)
 {
 	if (n->kind != ISM_NODE_SCALAR || n->plain)
 		return true;
-	ism_v_err(v, n,
-		  "must be %s, not a quoted string: write it without quotes, as Kubernetes "
-		  "reads YAML",
-		  what);
+	if (n->tag == ISM_TAG_STR)
+		ism_v_err(v, n, "must be %s, not a string (it is tagged !!str)", what);
+	else
+		ism_v_err(v, n,
+			  "must be %s, not a quoted string: write it without quotes, as "
+			  "Kubernetes reads YAML",
+			  what);
 	return false;
 }
 

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf/conf.h"
 
@@ -47,6 +48,18 @@ enum ism_node_kind {
 	ISM_NODE_SEQ,
 };
 
+/* A scalar's YAML tag, of those isthmus reads: the core types' (as go-yaml
+ * resolves them for Kubernetes). Any other tag is refused while the tree is
+ * built. */
+enum ism_node_tag {
+	ISM_TAG_NONE = 0, /* no tag: the scalar's style and text say its type */
+	ISM_TAG_STR,	  /* !!str (or the non-specific !): a string, whatever its text */
+	ISM_TAG_INT,	  /* !!int: its text is an integer */
+	ISM_TAG_FLOAT,	  /* !!float: an integer or a floating-point number */
+	ISM_TAG_BOOL,	  /* !!bool: a boolean word */
+	ISM_TAG_NULL,	  /* !!null: a null word */
+};
+
 struct ism_node;
 
 struct ism_pair {
@@ -60,7 +73,11 @@ struct ism_node {
 	int line;
 	int col;
 	/* scalar */
-	bool plain; /* unquoted: "null", "~" and "" are null only when plain */
+	/* its text is typed as YAML 1.1 types an unquoted scalar's ("80" an
+	 * integer; "null", "~" and "" null): unquoted without a tag, or tagged
+	 * !!int, !!float, !!bool or !!null; false when quoted or !!str */
+	bool plain;
+	uint8_t tag; /* enum ism_node_tag */
 	const char *str;
 	size_t len;
 	/* map: pairs; seq: items */
@@ -89,6 +106,21 @@ struct ism_node *ism_node_get(const struct ism_node *map, const char *key,
 			      const struct ism_node **keynode);
 /* True for a plain null scalar (``, `~`, `null`). */
 bool ism_node_is_null(const struct ism_node *n);
+
+/* What YAML 1.1 makes of an unquoted scalar's text, as go-yaml v2 (the
+ * library Kubernetes reads a file with) resolves it. */
+enum ism_yaml_type {
+	ISM_YAML_STR = 0,
+	ISM_YAML_NULL,	/* "", ~, null, Null, NULL */
+	ISM_YAML_BOOL,	/* ism_yaml_bool's words */
+	ISM_YAML_INT,	/* 80, -1, 0x1f, 0o17, 0b101, 1_000 */
+	ISM_YAML_FLOAT, /* 1.5, -2.5e3, .inf, .nan */
+};
+enum ism_yaml_type ism_yaml_resolve(const char *s);
+/* Whether s is one of YAML 1.1's boolean words (y, Y, yes, Yes, YES, n, N, no,
+ * No, NO, true, True, TRUE, false, False, FALSE, on, On, ON, off, Off, OFF),
+ * and its value in *value. */
+bool ism_yaml_bool(const char *s, bool *value);
 const char *ism_node_kind_name(enum ism_node_kind k);
 
 /* --- diagnostics --- */

@@ -133,8 +133,77 @@ bool ism_node_is_null(const struct ism_node *n)
 {
 	if (n == NULL || n->kind != ISM_NODE_SCALAR || !n->plain)
 		return false;
-	return n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
-	       strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
+	return ism_yaml_resolve(n->str) == ISM_YAML_NULL;
+}
+
+static bool yaml_word(const char *s, const char *const *words)
+{
+	for (; *words != NULL; words++)
+		if (strcmp(s, *words) == 0)
+			return true;
+	return false;
+}
+
+bool ism_yaml_bool(const char *s, bool *value)
+{
+	static const char *const trues[] = {"y",    "Y",    "yes", "Yes", "YES", "true",
+					    "True", "TRUE", "on",  "On",  "ON",	 NULL};
+	static const char *const falses[] = {"n",     "N",     "no",  "No",  "NO",  "false",
+					     "False", "FALSE", "off", "Off", "OFF", NULL};
+
+	if (yaml_word(s, trues))
+		*value = true;
+	else if (yaml_word(s, falses))
+		*value = false;
+	else
+		return false;
+	return true;
+}
+
+enum ism_yaml_type ism_yaml_resolve(const char *s)
+{
+	static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
+	static const char *const nans[] = {".nan", ".NaN", ".NAN", NULL};
+	static const char *const infs[] = {".inf", ".Inf", ".INF", NULL};
+	const char *p = s;
+	bool digits = false, dot = false, b;
+
+	if (yaml_word(s, nulls))
+		return ISM_YAML_NULL;
+	if (ism_yaml_bool(s, &b))
+		return ISM_YAML_BOOL;
+	if (yaml_word(s, nans))
+		return ISM_YAML_FLOAT;
+	if (*p == '+' || *p == '-')
+		p++;
+	if (yaml_word(p, infs))
+		return ISM_YAML_FLOAT;
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'b' || p[1] == 'o') && p[2] != '\0' &&
+	    strspn(p + 2, "0123456789abcdefABCDEF_") == strlen(p + 2))
+		return ISM_YAML_INT;
+	for (; *p; p++) {
+		if (*p >= '0' && *p <= '9')
+			digits = true;
+		else if (*p == '_' && digits)
+			continue;
+		else if (*p == '.' && !dot)
+			dot = true;
+		else
+			break;
+	}
+	if (!digits)
+		return ISM_YAML_STR;
+	if ((*p == 'e' || *p == 'E') && dot) {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (*p < '0' || *p > '9')
+			return ISM_YAML_STR;
+		p += strspn(p, "0123456789");
+	}
+	if (*p != '\0')
+		return ISM_YAML_STR;
+	return dot ? ISM_YAML_FLOAT : ISM_YAML_INT;
 }
 
 const char *ism_node_kind_name(enum ism_node_kind k)
@@ -326,7 +395,41 @@ static void stack_path(const struct builder *b, char *buf, size_t size)
 	}
 }
 
-static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m)
+#define YAML_TAG_PREFIX "tag:yaml.org,2002:"
+
+/* The error at n for a tag isthmus does not read, or whose scalar's text is
+ * not of its type; the tag as the file writes it, !!name for the core
+ * schema's. */
+static void tag_error(struct builder *b, const struct ism_node *n, const char *tag, const char *why)
+{
+	const size_t pl = sizeof(YAML_TAG_PREFIX) - 1;
+	const bool core = strncmp(tag, YAML_TAG_PREFIX, pl) == 0;
+	char path[256];
+
+	stack_path(b, path, sizeof(path));
+	if (why == NULL)
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, n->line, n->col, path,
+			     "YAML tag %s%.64s is not implemented yet"
+			     " (isthmus reads !!str, !!int, !!float, !!bool and !!null)",
+			     core ? "!!" : "", core ? tag + pl : tag);
+	else
+		ism_diag_add(b->d, ISM_DIAG_ERROR, b->name, n->line, n->col, path,
+			     "!!%s \"%.64s\" is not %s, as YAML reads it", tag + pl, n->str, why);
+	b->rc = -EINVAL;
+}
+
+/* A collection's tag: none, or its own kind's. */
+static void collection_tag(struct builder *b, const struct ism_node *n, const yaml_char_t *t)
+{
+	const char *tag = (const char *)t;
+
+	if (tag != NULL && strcmp(tag, n->kind == ISM_NODE_MAP ? YAML_TAG_PREFIX "map"
+							       : YAML_TAG_PREFIX "seq") != 0)
+		tag_error(b, n, tag, NULL);
+}
+
+static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m,
+		const yaml_char_t *tag)
 {
 	struct ism_node *n;
 	struct frame *f;
@@ -334,6 +437,7 @@ static int push(struct builder *b, enum ism_node_kind kind, const yaml_mark_t *m
 
 	if (rc < 0)
 		return rc;
+	collection_tag(b, n, tag);
 	if (b->depth == ISM_CONF_MAX_DEPTH) {
 		char path[256];
 
@@ -416,6 +520,52 @@ out_kids:
 	return rc;
 }
 
+/* A scalar's tag (its text in n->str): a core type's, as go-yaml reads it
+ * for Kubernetes (!!str a string whatever its text; !!int, !!float, !!bool,
+ * !!null a value of that type, written quoted or not), into n->tag and
+ * n->plain; any other is refused (reported). */
+static void scalar_tag(struct builder *b, struct ism_node *n, const yaml_char_t *t)
+{
+	static const struct {
+		const char *name, *what;
+		uint8_t tag;
+		enum ism_yaml_type type;
+	} core[] = {
+	    {"str", NULL, ISM_TAG_STR, ISM_YAML_STR},
+	    {"int", "an integer", ISM_TAG_INT, ISM_YAML_INT},
+	    {"float", "a number", ISM_TAG_FLOAT, ISM_YAML_FLOAT},
+	    {"bool", "a boolean", ISM_TAG_BOOL, ISM_YAML_BOOL},
+	    {"null", "null", ISM_TAG_NULL, ISM_YAML_NULL},
+	};
+	const size_t pl = sizeof(YAML_TAG_PREFIX) - 1, nc = sizeof(core) / sizeof(core[0]);
+	const char *tag = (const char *)t;
+	enum ism_yaml_type type;
+	size_t i = nc;
+
+	if (tag == NULL)
+		return;
+	/* The non-specific tag "!": a string, as for a quoted scalar. */
+	if (strcmp(tag, "!") == 0) {
+		n->tag = ISM_TAG_STR;
+		n->plain = false;
+		return;
+	}
+	if (strncmp(tag, YAML_TAG_PREFIX, pl) == 0)
+		for (i = 0; i < nc && strcmp(tag + pl, core[i].name) != 0; i++)
+			;
+	if (i == nc) {
+		tag_error(b, n, tag, NULL);
+		return;
+	}
+	n->tag = core[i].tag;
+	n->plain = core[i].type != ISM_YAML_STR;
+	type = ism_yaml_resolve(n->str);
+	/* go-yaml takes an integer for !!float (80 is 80.0). */
+	if (n->plain && type != core[i].type &&
+	    !(core[i].type == ISM_YAML_FLOAT && type == ISM_YAML_INT))
+		tag_error(b, n, tag, core[i].what);
+}
+
 static int on_scalar(struct builder *b, const yaml_event_t *ev)
 {
 	size_t len = ev->data.scalar.length;
@@ -432,6 +582,7 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev)
 		builder_error(b, n, "NUL character in a string");
 	n->len = len;
 	n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	scalar_tag(b, n, ev->data.scalar.tag);
 	return attach(b, n);
 }
 
@@ -511,9 +662,9 @@ static int step(struct builder *b, const yaml_event_t *ev)
 {
 	switch (ev->type) {
 	case YAML_MAPPING_START_EVENT:
-		return push(b, ISM_NODE_MAP, &ev->start_mark);
+		return push(b, ISM_NODE_MAP, &ev->start_mark, ev->data.mapping_start.tag);
 	case YAML_SEQUENCE_START_EVENT:
-		return push(b, ISM_NODE_SEQ, &ev->start_mark);
+		return push(b, ISM_NODE_SEQ, &ev->start_mark, ev->data.sequence_start.tag);
 	case YAML_MAPPING_END_EVENT:
 	case YAML_SEQUENCE_END_EVENT:
 		return pop(b);

@@ -3329,6 +3329,18 @@ static const struct bad bads[] = {
      DR_HEAD "    outlierDetection: {outlierDetectionHttpErrorCodes: [0503]}\n", 14, 57,
      DR_FIELD "outlierDetection.outlierDetectionHttpErrorCodes[0]",
      "0503 is octal 323 to Kubernetes; write 323, or 503 without the 0"},
+    /* Tags: the core types' as go-yaml reads them, any other refused. */
+    {"!!str in an integer field", SE_HEAD "  ports: [{number: !!str 80, name: http}]\n", 14, 20,
+     "ServiceEntry default/se: spec.ports[0].number",
+     "must be an integer, not a string (it is tagged !!str)"},
+    {"!!binary", SE_HEAD "  subjectAltNames: [!!binary dXAuaW50ZXJuYWw=]\n", 14, 21,
+     "spec.subjectAltNames[0]", "YAML tag !!binary is not implemented yet"},
+    {"local tag", APP "  user: !who x\n", 7, 9, "spec.user",
+     "YAML tag !who is not implemented yet"},
+    {"!!int of a word", APP "  workers: !!int four\n", 7, 12, "spec.workers",
+     "!!int \"four\" is not an integer, as YAML reads it"},
+    {"!!set", APP "  labels: !!set {a: b}\n", 7, 11, "spec.labels",
+     "YAML tag !!set is not implemented yet"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
@@ -5056,6 +5068,36 @@ static void test_yaml_types(void **state)
 	}
 }
 
+/* Scalar tags as go-yaml reads them for Kubernetes: !!int, !!float, !!bool and
+ * !!null give the value of their type whether quoted or not (!!float an
+ * integer too: 100 is 100.0), !!str a string whatever its text. */
+static void test_yaml_tags(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+		"metadata: {name: gw}\nspec:\n  servers:\n"
+		"  - port: {number: !!int \"8080\", name: !!str http, protocol: HTTP}\n"
+		"    hosts: ['*']\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		"metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+		"  - name: !!str 123\n"
+		"    route: [{destination: {host: s.example.com}, weight: !!float 100}]\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+		"metadata: {name: s}\nspec:\n  hosts: [s.example.com]\n  resolution: STATIC\n"
+		"  ports: [{number: 80, name: http}]\n"
+		"  endpoints: [{address: 10.0.0.1, weight: !!int '5'}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_route *r;
+
+	assert_int_equal(t->n_listeners, 1);
+	assert_int_equal(t->listeners[0].port, 8080);
+	r = &t->listeners[0].vhosts[0].routes[0];
+	assert_string_equal(r->name.p, "123");
+	assert_int_equal(r->dest[0].weight, 100);
+	assert_int_equal(loaded_cluster(t, "outbound|80||s.example.com")->endpoints[0].weight, 5);
+}
+
 /* A route table that does not fit because of its consistent-hash tables
  * says so (the error named no field): two subsets' Maglev tables of 65537
  * entries (256 KiB each) in a 256 KiB arena. */
@@ -5163,6 +5205,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_yaml_tags, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_string_matches, fx_setup, fx_teardown),
