@@ -456,13 +456,10 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
+	/* YAML 1.1's booleans, as Kubernetes reads them (True, yes, on...). */
 	if (!typed_scalar(v, n, "true or false")) {
 		rc = -1;
-	} else if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "true") == 0) {
-		*out = true;
-	} else if (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "false") == 0) {
-		*out = false;
-	} else {
+	} else if (n->kind != ISM_NODE_SCALAR || !ism_yaml_bool(n->str, out)) {
 		ism_v_err(v, n, "must be true or false");
 		rc = -1;
 	}

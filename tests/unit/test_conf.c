@@ -3341,6 +3341,8 @@ static const struct bad bads[] = {
      "!!int \"four\" is not an integer, as YAML reads it"},
     {"!!set", APP "  labels: !!set {a: b}\n", 7, 11, "spec.labels",
      "YAML tag !!set is not implemented yet"},
+    {"boolean word", APP "  preserveExternalRequestId: tRuE\n", 7, 30,
+     "Appliance t: spec.preserveExternalRequestId", "must be true or false"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
@@ -5098,6 +5100,34 @@ static void test_yaml_tags(void **state)
 	assert_int_equal(loaded_cluster(t, "outbound|80||s.example.com")->endpoints[0].weight, 5);
 }
 
+/* Boolean fields take YAML 1.1's booleans, as Kubernetes reads them: y, yes,
+ * on, True, TRUE... and n, no, off, False, FALSE...; anything else is an error. */
+static void test_yaml_booleans(void **state)
+{
+	static const char *const trues[] = {"y",    "Y",    "yes", "Yes", "YES", "true",
+					    "True", "TRUE", "on",  "On",  "ON"};
+	static const char *const falses[] = {"n",     "N",     "no",  "No",  "NO", "false",
+					     "False", "FALSE", "off", "Off", "OFF"};
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < 2 * 11; i++) {
+		const char *word = i < 11 ? trues[i] : falses[i - 11];
+		char yaml[512];
+		struct ism_conf *c = NULL;
+
+		snprintf(yaml, sizeof(yaml), APP "  preserveExternalRequestId: %s\n", word);
+		ism_diags_init(&f->d);
+		if (ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &c, &f->d) != 0)
+			dump(&f->d);
+		assert_non_null(c);
+		if (c->app.preserve_rid != (i < 11)) {
+			print_message("%s read as %d\n", word, c->app.preserve_rid);
+			fail();
+		}
+		ism_conf_free(c);
+	}
+}
+
 /* A route table that does not fit because of its consistent-hash tables
  * says so (the error named no field): two subsets' Maglev tables of 65537
  * entries (256 KiB each) in a 256 KiB arena. */
@@ -5206,6 +5236,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_tags, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_string_matches, fx_setup, fx_teardown),

@@ -216,7 +216,7 @@ static void test_bad_input(void **state)
 	     "corsPolicy.exposeHeaders[0]", "not a valid header name"},
 	    {"    corsPolicy: {allowOrigins: [{exact: x}], maxAge: 1500ms}\n", 30, 54,
 	     "corsPolicy.maxAge", "whole seconds"},
-	    {"    corsPolicy: {allowOrigins: [{exact: x}], allowCredentials: yes}\n", 30, 64,
+	    {"    corsPolicy: {allowOrigins: [{exact: x}], allowCredentials: maybe}\n", 30, 64,
 	     "corsPolicy.allowCredentials", "true or false"},
 	    {"    corsPolicy: {allowOrigins: [{exact: x}], unmatchedPreflights: DROP}\n", 30, 67,
 	     "corsPolicy.unmatchedPreflights", "expected UNSPECIFIED, FORWARD or IGNORE"},
