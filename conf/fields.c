@@ -474,13 +474,11 @@ static uint64_t unit_ns(const char **s)
 		const char *name;
 		uint64_t ns;
 	} units[] = {
-	    {"ns", 1ull},
-	    {"us", 1000ull},
-	    {"\xc2\xb5s", 1000ull},
-	    {"ms", 1000000ull},
-	    {"s", 1000000000ull},
-	    {"m", 60000000000ull},
-	    {"h", 3600000000000ull},
+	    {"ns", 1ull},	    {"us", 1000ull},
+	    {"\xc2\xb5s", 1000ull}, /* U+00B5 micro sign */
+	    {"\xce\xbcs", 1000ull}, /* U+03BC Greek mu, as Go's time.ParseDuration */
+	    {"ms", 1000000ull},	    {"s", 1000000000ull},
+	    {"m", 60000000000ull},  {"h", 3600000000000ull},
 	};
 
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
@@ -506,6 +504,9 @@ static int parse_duration_ns(const char *s, uint64_t *out)
 	uint64_t total = 0;
 	bool over = false;
 
+	/* A leading '+', as Go's time.ParseDuration takes it. */
+	if (*s == '+')
+		s++;
 	if (*s == '\0')
 		return -EINVAL;
 	if (strcmp(s, "0") == 0) {

@@ -753,6 +753,19 @@ static void test_durations(void **state)
 		assert_int_equal(ism_parse_duration_ms("1194h1s", &ms), -ERANGE);
 		assert_int_equal(ism_parse_duration_ms("1194hx", &ms), -EINVAL);
 		assert_int_equal(ism_parse_duration_ms("99999999999999999999", &ms), -EINVAL);
+		/* As Go's time.ParseDuration: a leading '+', and the Greek mu
+		 * (U+03BC) as well as the micro sign (U+00B5). */
+		assert_int_equal(ism_parse_duration_ms("+1s", &ms), 0);
+		assert_int_equal(ms, 1000);
+		assert_int_equal(ism_parse_duration_ms("+0", &ms), 0);
+		assert_int_equal(ms, 0);
+		assert_int_equal(ism_parse_duration_ms("2500\xce\xbcs", &ms), 0);
+		assert_int_equal(ms, 3);
+		assert_int_equal(ism_parse_duration_ms("2500\xc2\xb5s", &ms), 0);
+		assert_int_equal(ms, 3);
+		assert_int_equal(ism_parse_duration_ms("+", &ms), -EINVAL);
+		assert_int_equal(ism_parse_duration_ms("++1s", &ms), -EINVAL);
+		assert_int_equal(ism_parse_duration_ms("1s+1s", &ms), -EINVAL);
 	}
 }
 
