@@ -777,17 +777,41 @@ static void parse_provider(struct ism_vctx *v, const struct ism_node *spec, stru
 	ism_v_pop(v, old);
 }
 
-/* Whether the document's annotation istio.io/dry-run is "true". */
-static bool dry_run(const struct ism_node *doc)
+/* Whether the document's annotation istio.io/dry-run says so, read as istiod
+ * reads it (isDryRun: Go's strconv.ParseBool): 1, t, T, TRUE, true, True are
+ * dry-run; 0, f, F, FALSE, false, False not; anything else is an error
+ * istiod logs, and the policy is enforced: a warning at the annotation here
+ * (the path at spec, kept). */
+static bool dry_run(struct ism_vctx *v, const struct ism_node *doc)
 {
+	static const char *const trues[] = {"1", "t", "T", "TRUE", "true", "True", NULL};
+	static const char *const falses[] = {"0", "f", "F", "FALSE", "false", "False", NULL};
 	const struct ism_node *md = ism_node_get(doc, "metadata", NULL);
 	const struct ism_node *an =
 	    md != NULL && md->kind == ISM_NODE_MAP ? ism_node_get(md, "annotations", NULL) : NULL;
 	const struct ism_node *d = an != NULL && an->kind == ISM_NODE_MAP
 				       ? ism_node_get(an, "istio.io/dry-run", NULL)
 				       : NULL;
+	const char *s = d != NULL && d->kind == ISM_NODE_SCALAR ? d->str : NULL;
+	size_t i;
 
-	return d != NULL && d->kind == ISM_NODE_SCALAR && strcasecmp(d->str, "true") == 0;
+	if (d == NULL)
+		return false;
+	for (i = 0; s != NULL && trues[i] != NULL; i++)
+		if (strcmp(s, trues[i]) == 0)
+			return true;
+	for (i = 0; s != NULL && falses[i] != NULL; i++)
+		if (strcmp(s, falses[i]) == 0)
+			return false;
+	ism_v_pop(v, 0);
+	ism_v_push(v, "metadata.annotations.istio.io/dry-run");
+	ism_v_warn(v, d,
+		   "\"%.64s\" is not a boolean as istiod reads it (1, t, T, TRUE, true, True, 0, "
+		   "f, F, FALSE, false or False): the policy is enforced, not a dry run",
+		   s != NULL ? s : "");
+	ism_v_pop(v, 0);
+	ism_v_push(v, "spec");
+	return false;
 }
 
 void ism_model_parse_authz(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_later *l)
@@ -807,7 +831,7 @@ void ism_model_parse_authz(struct ism_vctx *v, const struct ism_node *spec, stru
 		     : strcmp(action, "AUDIT") == 0  ? ISM_AZ_AUDIT
 		     : strcmp(action, "CUSTOM") == 0 ? ISM_AZ_CUSTOM
 						     : ISM_AZ_ALLOW;
-	az->dry_run = dry_run(l->r.at);
+	az->dry_run = dry_run(v, l->r.at);
 	parse_rules(v, spec, l->r.ns, az);
 	parse_provider(v, spec, az);
 	if ((az->action == ISM_AZ_DENY || az->action == ISM_AZ_CUSTOM) && !az->has_rules)

@@ -31,8 +31,10 @@ ROUTE_ALL = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
 
 
 def policy(name, spec, ns="default", dry_run=False):
-    """An AuthorizationPolicy; spec: its lines under spec:, indented two spaces."""
-    ann = ', annotations: {istio.io/dry-run: "true"}' if dry_run else ""
+    """An AuthorizationPolicy; spec: its lines under spec:, indented two spaces;
+    dry_run: True, or the istio.io/dry-run annotation's value as written."""
+    value = "true" if dry_run is True else dry_run
+    ann = f', annotations: {{istio.io/dry-run: "{value}"}}' if dry_run else ""
     return (f"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
             f"metadata: {{name: {name}, namespace: {ns}{ann}}}\nspec:\n{spec}")
 
@@ -427,6 +429,23 @@ def authz_reload_and_errors(env):
     check(get(gw, "/").status == 200, "/ after the refused reload")
     reload(env, *quiet, block, policy("allow-nothing", "  action: ALLOW\n"))
     check_denied(get(gw, "/"), "/ with an ALLOW policy without rules")
+
+
+@_test
+def authz_dry_run_values(env):
+    """istio.io/dry-run is read as istiod reads it (strconv.ParseBool): "1" is a
+    dry run, so its DENY decides nothing; "tRuE" is no boolean to istiod, which
+    logs it and enforces the policy: isthmus -c warns at the annotation, and the
+    DENY applies (a case-insensitive "true" took it for a dry run)."""
+    one = policy("dry-one", "  action: DENY\n  rules: [{to: [{operation: {paths: [/one]}}]}]\n", dry_run="1")
+    odd = policy("odd", "  action: DENY\n  rules: [{to: [{operation: {paths: [/two]}}]}]\n", dry_run="tRuE")
+    (gw,), _ = world(env, one, odd)
+    rc, out = env.check_config(env.path("isthmus.yaml"))
+    check(rc == 0 and re.search(r"isthmus\.yaml:\d+:\d+: warning: AuthorizationPolicy default/odd: "
+                                r"metadata\.annotations\.istio\.io/dry-run: \"tRuE\" is not a boolean", out),
+          f"isthmus -c warns at the annotation: rc {rc}, {out}")
+    check(get(gw, "/one").status == 200, 'GET /one under a DENY annotated dry-run "1"')
+    check_denied(get(gw, "/two"), 'GET /two under a DENY annotated dry-run "tRuE"')
 
 
 @_test

@@ -2616,6 +2616,41 @@ static void test_authz_compiled(void **state)
 #undef AZ
 }
 
+/* istio.io/dry-run read as istiod reads it (strconv.ParseBool): 1, t, T,
+ * TRUE, true, True are a dry run; 0, f, F, FALSE, false, False are not; any
+ * other value is a warning at the annotation, and the policy is enforced. */
+static void test_authz_dry_run_values(void **state)
+{
+#define DRY(name, value)                                                                           \
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  "          \
+	"name: " name "\n  annotations: {istio.io/dry-run: \"" value                               \
+	"\"}\nspec:\n  action: DENY\n  rules: [{}]\n"
+	static const char yaml[] = APP DRY("one", "1") DRY("t", "t") DRY("upper", "TRUE")
+	    DRY("title", "True") DRY("zero", "0") DRY("title-false", "False") DRY("mixed", "tRuE")
+		DRY("word", "yes");
+	struct fx *f = *state;
+	const struct ism_authz *az;
+
+	load_compile(f, yaml);
+	az = &f->t->authz;
+	/* Enforced: zero, title-false, and the two that are no booleans to
+	 * istiod (in the order of their names). */
+	assert_int_equal(az->deny.n, 4);
+	assert_non_null(strstr(az->deny.p[0].details.p, "policy[mixed]"));
+	assert_non_null(strstr(az->deny.p[1].details.p, "policy[title-false]"));
+	assert_non_null(strstr(az->deny.p[2].details.p, "policy[word]"));
+	assert_non_null(strstr(az->deny.p[3].details.p, "policy[zero]"));
+	assert_int_equal(f->d.n_errors, 0);
+	assert_true(has_warning(
+	    &f->d, "AuthorizationPolicy default/mixed: metadata.annotations.istio.io/dry-run",
+	    "\"tRuE\" is not a boolean as istiod reads it"));
+	assert_true(has_warning(
+	    &f->d, "AuthorizationPolicy default/word: metadata.annotations.istio.io/dry-run",
+	    "the policy is enforced, not a dry run"));
+	assert_int_equal(warning_line(&f->d, "\"tRuE\" is not a boolean"), 66);
+#undef DRY
+}
+
 static void test_hc_fields(void **state)
 {
 	static const char yaml[] =
@@ -5213,6 +5248,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_h2_pool, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_h2_limits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authz_compiled, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_authz_dry_run_values, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_extauthz_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authn_compiled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_authn_unfetched, fx_setup, fx_teardown),
