@@ -33,6 +33,7 @@
 #include "health/lbstate.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "lib/strmap.h"
 #include "master/buildinfo.h"
 #include "master/commands.h"
 #include "master/counters.h"
@@ -93,19 +94,59 @@ static int ep_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool ha
 	return -EINVAL;
 }
 
-/* `isthmus -c`: ids counted per kind, as a master would hand them out. */
+/* `isthmus -c`'s ids, per kind (enum ism_conf_slot): a key keeps the id it
+ * got first, as a master hands them out (ism_shm_ep_intern and
+ * ism_shm_od_intern find a key's slot by it): an endpoint of several
+ * clusters (a service's, its subsets', its ports') is one id. */
+struct check_ids {
+	uint32_t next[2];
+	struct ism_strmap seen[2]; /* key -> id; the keys are copies in keys[] */
+	char **keys;
+	size_t n_keys, cap_keys;
+};
+
 static int check_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc,
 		       uint32_t *id)
 {
-	uint32_t *next = ctx;
+	struct check_ids *c = ctx;
 	uint32_t max = kind == ISM_CONF_SLOT_ENDPOINT ? ISM_MAX_ENDPOINTS : ISM_MAX_OD_SLOTS;
+	char *copy;
+	int rc;
 
-	(void)key;
 	(void)has_hc;
-	if (next[kind] >= max)
+	if (ism_strmap_get(&c->seen[kind], key, strlen(key), id))
+		return 0;
+	if (c->next[kind] >= max)
 		return -ENOSPC;
-	*id = next[kind]++;
+	if (c->n_keys == c->cap_keys) {
+		size_t cap = c->cap_keys ? 2 * c->cap_keys : 1024;
+		char **keys = realloc(c->keys, cap * sizeof(*keys));
+
+		if (keys == NULL)
+			return -ENOMEM;
+		c->keys = keys;
+		c->cap_keys = cap;
+	}
+	copy = strdup(key);
+	if (copy == NULL)
+		return -ENOMEM;
+	rc = ism_strmap_add(&c->seen[kind], copy, strlen(copy), c->next[kind], NULL);
+	if (rc < 0) {
+		free(copy);
+		return rc;
+	}
+	c->keys[c->n_keys++] = copy;
+	*id = c->next[kind]++;
 	return 0;
+}
+
+static void check_ids_free(struct check_ids *c)
+{
+	for (size_t i = 0; i < c->n_keys; i++)
+		free(c->keys[i]);
+	free(c->keys);
+	ism_strmap_free(&c->seen[ISM_CONF_SLOT_ENDPOINT]);
+	ism_strmap_free(&c->seen[ISM_CONF_SLOT_OUTLIER]);
 }
 
 /* The open-file limit for t: maxConnectionsPerWorker as the file sets it, or
@@ -164,7 +205,7 @@ int ism_master_check(const char *conf_path, bool portable)
 	const struct ism_table *t = NULL;
 	struct ism_arena arena;
 	void *block = NULL;
-	uint32_t next[2] = {0, 0};
+	struct check_ids ids = {0};
 	uid_t uid;
 	gid_t gid;
 	int status = 1;
@@ -178,7 +219,9 @@ int ism_master_check(const char *conf_path, bool portable)
 	if (block == NULL)
 		goto out;
 	ism_arena_init(&arena, block, GEN_ARENA_SIZE);
-	if (ism_conf_compile(conf, &arena, check_id_cb, next, &t, d) < 0)
+	ism_strmap_init(&ids.seen[ISM_CONF_SLOT_ENDPOINT], ism_strmap_seed());
+	ism_strmap_init(&ids.seen[ISM_CONF_SLOT_OUTLIER], ism_strmap_seed());
+	if (ism_conf_compile(conf, &arena, check_id_cb, &ids, &t, d) < 0)
 		goto out;
 	/* What a start would refuse of the workers' user and their access log,
 	 * on this machine, as nginx -t and haproxy -c refuse it: errors, but for
@@ -204,6 +247,7 @@ out:
 			"%s: configuration is valid (%u listeners, %u clusters, %u connections "
 			"per worker)\n",
 			conf_path, t->n_listeners, t->n_clusters, t->limits.max_connections);
+	check_ids_free(&ids);
 	free(block);
 	ism_conf_free(conf);
 	free(d);

@@ -16,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
+#include "master/master.h"
 #include "tests/unit/check.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -528,9 +530,42 @@ static void test_duplicate_among_many(void **state)
 	free(t.p);
 }
 
+/* isthmus -c counts an endpoint once, however many clusters hold it, as the
+ * master's slots do (ism_shm_ep_intern): 5000 endpoints, each in the
+ * service's cluster and in a subset's, take 5000 of the 8192 ids, not 10,000
+ * (-c refused the file the master serves). */
+static void test_check_counts_endpoints_once(void **state)
+{
+	char path[] = "/tmp/isthmus-check-ids-XXXXXX";
+	struct text t = {0};
+	int fd, rc;
+
+	(void)state;
+	app(&t);
+	gateway(&t, "gw", 8080, 0);
+	doc(&t, "VirtualService", "v");
+	put(&t, "  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+		"  - match: [{uri: {prefix: /a}}]\n"
+		"    route: [{destination: {host: s.svc, subset: a}}]\n"
+		"  - route: [{destination: {host: s.svc}}]\n");
+	doc(&t, "DestinationRule", "d");
+	put(&t, "  host: s.svc\n  subsets: [{name: a, labels: {app: s}}]\n");
+	service_head(&t, "s");
+	for (size_t i = 0; i < 5000; i++)
+		put(&t, "  - {address: 10.1.%zu.%zu, labels: {app: s}}\n", i >> 8, i & 255);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, t.p, t.len), (ssize_t)t.len);
+	close(fd);
+	rc = ism_master_check(path, true);
+	unlink(path);
+	free(t.p);
+	assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
-	struct CMUnitTest tests[sizeof(shapes) / sizeof(shapes[0]) + 2];
+	struct CMUnitTest tests[sizeof(shapes) / sizeof(shapes[0]) + 3];
 	size_t n = 0;
 
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
@@ -539,5 +574,6 @@ int main(void)
 						 .initial_state = (void *)&shapes[i]};
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_100k_keys);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_duplicate_among_many);
+	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_check_counts_endpoints_once);
 	return _cmocka_run_group_tests("conf_scale", tests, n, NULL, NULL);
 }
