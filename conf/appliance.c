@@ -171,8 +171,10 @@ static void parse_hc(struct ism_vctx *v, const struct ism_node *n, struct ism_cm
 		return;
 	ism_v_keys(v, n, keys, NULL);
 	if (ism_v_str(v, n, "host", true, &host) > 0) {
-		if (!ism_model_host_syntax_ok(host) || host[0] == '*')
-			ism_v_err_key(v, n, "host", "invalid host name \"%s\"", host);
+		if (ism_model_domain_err(host) != NULL || host[0] == '*')
+			ism_v_err_key(v, n, "host", "invalid host name \"%s\"%s%s", host,
+				      host[0] == '*' ? " (a service host, no wildcard)" : ": ",
+				      host[0] == '*' ? "" : ism_model_domain_err(host));
 		h->host = ism_model_host(v, host, ns);
 	}
 	ism_v_u32(v, n, "port", false, 1, 65535, &h->port);

@@ -383,13 +383,14 @@ static void parse_tunnel(struct ism_vctx *v, const struct ism_node *tp, struct i
 	old = ism_v_push(v, ".tunnel");
 	ism_v_keys(v, n, keys, NULL);
 	ism_v_enum(v, n, "protocol", protocols, NULL, &proto);
-	if (ism_v_str(v, n, "targetHost", true, &host) > 0 &&
-	    (host[0] == '*' ||
-	     (!ism_model_host_syntax_ok(host) && !ism_model_parse_ip(host, &ss, &len)))) {
+	/* Istio's validateTunnelSettings: an FQDN or an IP address. */
+	if (ism_v_str(v, n, "targetHost", true, &host) > 0 && ism_model_fqdn_err(host) != NULL &&
+	    !ism_model_parse_ip(host, &ss, &len)) {
 		size_t o2 = ism_v_push(v, ".targetHost");
 
 		ism_v_err(v, ism_node_get(n, "targetHost", NULL),
-			  "must be a host name or an IP address, not \"%s\"", host);
+			  "must be a host name (FQDN) or an IP address, not \"%s\": %s", host,
+			  ism_model_fqdn_err(host));
 		ism_v_pop(v, o2);
 		host = NULL;
 	}
@@ -457,9 +458,11 @@ void ism_model_parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct 
 	ism_v_keys(v, spec, keys, NULL);
 	if (ism_v_str(v, spec, "host", true, &host) > 0) {
 		dr->host_at = ism_node_get(spec, "host", NULL);
-		if (!ism_model_host_syntax_ok(host)) {
+		/* Istio's ValidateWildcardDomain. */
+		if (ism_model_domain_err(host) != NULL) {
 			old = ism_v_push(v, ".host");
-			ism_v_err(v, dr->host_at, "invalid host name \"%s\"", host);
+			ism_v_err(v, dr->host_at, "invalid host name \"%s\": %s", host,
+				  ism_model_domain_err(host));
 			ism_v_pop(v, old);
 		}
 		dr->host = ism_model_host(v, host, dr->r.ns);

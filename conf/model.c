@@ -42,33 +42,6 @@ const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns)
 	return ism_model_lower_dup(v, buf);
 }
 
-bool ism_model_host_syntax_ok(const char *s)
-{
-	size_t label = 0;
-
-	if (strcmp(s, "*") == 0)
-		return true;
-	if (s[0] == '*') {
-		if (s[1] != '.')
-			return false;
-		s += 2;
-	}
-	if (*s == '\0' || strlen(s) > 253)
-		return false;
-	for (; *s; s++) {
-		if (*s == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if (isalnum((unsigned char)*s) || *s == '-' || *s == '_') {
-			label++;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
-}
-
 #define DNS_LABEL   "abcdefghijklmnopqrstuvwxyz0123456789-"
 #define DNS_LOWER   DNS_LABEL "."
 #define DNS_ANYCASE "ABCDEFGHIJKLMNOPQRSTUVWXYZ" DNS_LABEL /* letters of either case, digits, - */
@@ -101,37 +74,59 @@ bool ism_model_istio_label(const char *s)
 	return istio_label(s, strlen(s));
 }
 
-const char *ism_model_domain_err(const char *s)
-{
-	size_t n = strlen(s), first = strcspn(s, ".");
-	const char *p, *tld;
+#define LABEL_ERR                                                                                  \
+	"invalid label (letters, digits and '-', starting and ending with a letter or digit, at "  \
+	"most 63)"
 
+/* What Istio's CheckDNS1123Preconditions says of s (n bytes); NULL: fine. */
+static const char *dns_length_err(size_t n)
+{
 	if (n == 0)
 		return "empty domain name not allowed";
 	if (n > 255)
 		return "domain name too long (max 255)";
-	if (strchr(s, '*') != NULL && n != 1 && strncmp(s, "*.", 2) != 0)
-		return "partial wildcard not allowed";
-	if (!(first == 1 && s[0] == '*') && !istio_label(s, first))
-		return "invalid label (letters, digits and '-', starting and ending with a letter "
-		       "or digit, at most 63)";
-	if (s[first] == '\0')
-		return NULL;
-	p = s + first + 1;
-	tld = strrchr(p, '.') != NULL ? strrchr(p, '.') + 1 : p;
+	return NULL;
+}
+
+/* What Istio's ValidateDNS1123Labels says of s: DNS-1123 labels (either
+ * case) joined by '.', a last empty one allowed ("istio.io."), the top level
+ * one not all digits; NULL when valid. */
+static const char *dns1123_labels_err(const char *s)
+{
+	const char *tld = strrchr(s, '.') != NULL ? strrchr(s, '.') + 1 : s;
+
 	if (*tld != '\0' && tld[strspn(tld, "0123456789")] == '\0')
 		return "the top level domain cannot be all-numeric";
-	while (*p != '\0') {
+	for (const char *p = s; *p != '\0';) {
 		size_t len = strcspn(p, ".");
 
 		if (!istio_label(p, len))
-			return "invalid label (letters, digits and '-', starting and ending with a "
-			       "letter or digit, at most 63)";
+			return LABEL_ERR;
 		p += len;
 		if (*p == '.')
 			p++; /* a last empty label: "istio.io." */
 	}
 	return NULL;
+}
+
+const char *ism_model_domain_err(const char *s)
+{
+	size_t n = strlen(s), first = strcspn(s, ".");
+
+	if (dns_length_err(n) != NULL)
+		return dns_length_err(n);
+	if (strchr(s, '*') != NULL && n != 1 && strncmp(s, "*.", 2) != 0)
+		return "partial wildcard not allowed";
+	if (!(first == 1 && s[0] == '*') && !istio_label(s, first))
+		return LABEL_ERR;
+	return s[first] == '\0' ? NULL : dns1123_labels_err(s + first + 1);
+}
+
+const char *ism_model_fqdn_err(const char *s)
+{
+	const char *why = dns_length_err(strlen(s));
+
+	return why != NULL ? why : dns1123_labels_err(s);
 }
 
 bool ism_model_parse_ip(const char *s, struct sockaddr_storage *ss, socklen_t *len)

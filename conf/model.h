@@ -1007,14 +1007,16 @@ void ism_model_headers(struct ism_vctx *v, const struct ism_node *map, struct is
 const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns);
 /* A lowercase copy of s in the model's pool; NULL (and v->nomem) without memory. */
 char *ism_model_lower_dup(struct ism_vctx *v, const char *s);
-/* DNS name, optionally with a leftmost "*" label, or "*" alone. */
-bool ism_model_host_syntax_ok(const char *s);
 /* What Istio's ValidateWildcardDomain and ValidatePartialWildCard
  * (pkg/config/validation/agent/validation.go) say of host name s: "*", or
  * DNS-1123 labels (either case) the first of which may be "*", the top level
  * one not all digits, a last empty label allowed ("istio.io."); NULL when
  * valid. */
 const char *ism_model_domain_err(const char *s);
+/* What Istio's ValidateFQDN says of host name s: DNS-1123 labels (either
+ * case), no wildcard, the top level one not all digits, a last empty label
+ * allowed; NULL when valid. */
+const char *ism_model_fqdn_err(const char *s);
 /* Istio's labels.IsDNS1123Label: letters (either case), digits and '-',
  * starting and ending with a letter or digit, at most 63. */
 bool ism_model_istio_label(const char *s);

@@ -127,6 +127,7 @@ static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 			     const struct ism_cm_se *se, struct ism_cm_se_ep *e)
 {
 	bool names = se == NULL || se->resolution != ISM_RES_STATIC;
+	const char *why;
 	size_t old;
 
 	if (ism_v_str(v, n, "address", true, &e->address) <= 0 ||
@@ -136,14 +137,17 @@ static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 		parse_unix(v, n, se, e);
 		return;
 	}
-	if (names && ism_model_host_syntax_ok(e->address) && e->address[0] != '*') {
+	/* Istio: a name is an FQDN (ValidateFQDN). */
+	why = ism_model_fqdn_err(e->address);
+	if (names && why == NULL) {
 		e->name = ism_model_lower_dup(v, e->address);
 		return;
 	}
 	old = ism_v_push(v, ".address");
 	if (names)
 		ism_v_err(v, ism_node_get(n, "address", NULL),
-			  "must be an IPv4 or IPv6 address or a host name");
+			  "\"%s\" is not an IPv4 or IPv6 address, nor a valid host name (FQDN): %s",
+			  e->address, why);
 	else
 		ism_v_err(v, ism_node_get(n, "address", NULL),
 			  "must be an IPv4 or IPv6 address (or unix://<path>) unless resolution is "
@@ -301,10 +305,24 @@ void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct 
 	hosts = ism_v_strlist(v, spec, "hosts", true, &nh, &l);
 	se->hosts = ism_v_alloc(v, nh, sizeof(*se->hosts));
 	for (size_t i = 0; hosts != NULL && se->hosts != NULL && i < nh; i++) {
-		if (!ism_model_host_syntax_ok(hosts[i]) || hosts[i][0] == '*') {
+		/* Istio's ValidateWildcardDomain, and no "*"; a wildcard that
+		 * passes is Istio's, not isthmus's yet. */
+		const char *why = ism_model_domain_err(hosts[i]);
+
+		if (why != NULL || hosts[i][0] == '*') {
 			old = ism_v_push(v, ".hosts[%zu]", i);
-			ism_v_err(v, l->items[i],
-				  "invalid host \"%s\" (wildcards are " ISM_NOT_IMPL ")", hosts[i]);
+			if (why != NULL)
+				ism_v_err(v, l->items[i], "invalid host \"%s\": %s", hosts[i], why);
+			else if (strcmp(hosts[i], "*") == 0)
+				ism_v_err(
+				    v, l->items[i],
+				    "invalid host * (as Istio: a ServiceEntry cannot take every "
+				    "host)");
+			else
+				ism_v_err(v, l->items[i],
+					  "a wildcard host (\"%s\") is " ISM_NOT_IMPL
+					  " in a ServiceEntry",
+					  hosts[i]);
 			ism_v_pop(v, old);
 			continue;
 		}

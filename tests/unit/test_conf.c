@@ -3320,6 +3320,17 @@ static void test_mirror_errors(void **state)
 	"spec:\n  servers:\n  - port: {number: 8080, name: http-8080, protocol: HTTP}\n    "       \
 	"hosts: [a.test]\n"
 
+/* APP is lines 1-6, a ServiceEntry of host h (line 12, column 11) from line 7. */
+#define SE_HOST(h)                                                                                 \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"                        \
+	    "metadata: {name: se}\nspec:\n  hosts: [" h "]\n  resolution: STATIC\n"                \
+	    "  ports: [{number: 80, name: http}]\n"
+
+/* APP is lines 1-6, a DestinationRule of host h (line 12, column 9) from line 7. */
+#define DR_HOST(h)                                                                                 \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
+	    "metadata: {name: d}\nspec:\n  host: " h "\n  trafficPolicy: {tls: {mode: DISABLE}}\n"
+
 /* APP is lines 1-6, the ServiceEntry lines 7-13; its ports are line 14. */
 #define SE_HEAD                                                                                    \
 	APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"                        \
@@ -3391,6 +3402,37 @@ static const struct bad bads[] = {
      "YAML tag !!set is not implemented yet"},
     {"boolean word", APP "  preserveExternalRequestId: tRuE\n", 7, 30,
      "Appliance t: spec.preserveExternalRequestId", "must be true or false"},
+    /* Host names as Istio validates them (ValidateWildcardDomain,
+     * ValidateFQDN): no '_', no label starting or ending with '-', none over
+     * 63 bytes, a top-level label not all digits. */
+    {"ServiceEntry host with _", SE_HOST("a_b.example.com"), 12, 11,
+     "ServiceEntry default/se: spec.hosts[0]", "invalid host \"a_b.example.com\": invalid label"},
+    {"ServiceEntry host -x", SE_HOST("-x.example.com"), 12, 11,
+     "ServiceEntry default/se: spec.hosts[0]", "invalid host \"-x.example.com\": invalid label"},
+    {"ServiceEntry host numeric TLD", SE_HOST("example.123"), 12, 11,
+     "ServiceEntry default/se: spec.hosts[0]",
+     "invalid host \"example.123\": the top level domain cannot be all-numeric"},
+    {"ServiceEntry host 64-byte label",
+     SE_HOST("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com"), 12,
+     11, "ServiceEntry default/se: spec.hosts[0]", "invalid label"},
+    {"ServiceEntry wildcard host", SE_HOST("\"*.example.com\""), 12, 11,
+     "ServiceEntry default/se: spec.hosts[0]",
+     "a wildcard host (\"*.example.com\") is not implemented yet in a ServiceEntry"},
+    {"DNS endpoint not an FQDN",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
+	 "  ports: [{number: 80, name: http}]\n  resolution: DNS\n"
+	 "  endpoints:\n  - address: bad_name.-example.com\n",
+     16, 14, "ServiceEntry default/se: spec.endpoints[0].address",
+     "\"bad_name.-example.com\" is not an IPv4 or IPv6 address, nor a valid host name (FQDN)"},
+    {"DestinationRule host with _", DR_HOST("a_b.example.com"), 12, 9,
+     "DestinationRule default/d: spec.host",
+     "invalid host name \"a_b.example.com\": invalid label"},
+    {"destination host with _", VS_HEAD "    - {destination: {host: a_b.example.com}}\n", 22, 28,
+     VS_FIELD "spec.http[0].route[0].destination.host",
+     "invalid host name \"a_b.example.com\": invalid label"},
+    {"tunnel host with _", DR_HEAD "    tunnel: {targetHost: a_b.example.com, targetPort: 1}\n", 14,
+     26, DR_FIELD "tunnel.targetHost", "must be a host name (FQDN) or an IP address"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
@@ -3885,7 +3927,8 @@ static const struct bad bads[] = {
 	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
 	 "  ports: [{number: 80, name: http}]\n  resolution: DNS\n"
 	 "  endpoints:\n  - address: \"*.y\"\n",
-     16, 14, "ServiceEntry default/se: spec.endpoints[0].address", "or a host name"},
+     16, 14, "ServiceEntry default/se: spec.endpoints[0].address",
+     "\"*.y\" is not an IPv4 or IPv6 address, nor a valid host name (FQDN): invalid label"},
     {"DYNAMIC_DNS resolution",
      APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
 	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
@@ -3985,7 +4028,7 @@ static const struct bad bads[] = {
     {"tunnel protocol", DR_HEAD "    tunnel: {protocol: SOCKS, targetHost: p.x, targetPort: 1}\n",
      14, 24, DR_FIELD "tunnel.protocol", "CONNECT"},
     {"tunnel host", DR_HEAD "    tunnel: {targetHost: \"*.x\", targetPort: 1}\n", 14, 26,
-     DR_FIELD "tunnel.targetHost", "must be a host name or an IP address, not \"*.x\""},
+     DR_FIELD "tunnel.targetHost", "must be a host name (FQDN) or an IP address, not \"*.x\""},
     {"tunnel port", DR_HEAD "    tunnel: {targetHost: p.x, targetPort: 0}\n", 14, 43,
      DR_FIELD "tunnel.targetPort", "between 1 and 65535"},
     {"tunnel no port", DR_HEAD "    tunnel: {targetHost: p.x}\n", 14, 13,
