@@ -26,6 +26,11 @@ static uint8_t se_port_proto(const char *proto)
 	return ISM_UP_HTTP1;
 }
 
+/* Istio's ValidatePortName, of a service's ports and an endpoint's. */
+#define PORT_NAME_RULE                                                                             \
+	"as Istio: a DNS-1123 label, letters, digits and '-', starting and ending with a letter "  \
+	"or digit, at most 63"
+
 static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
 {
 	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
@@ -59,6 +64,9 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 			goto next;
 		if (ism_v_str(v, it, "name", true, &p->name) <= 0)
 			goto next;
+		if (!ism_model_istio_label(p->name))
+			ism_v_err_key(v, it, "name", "invalid port name \"%s\" (%s)", p->name,
+				      PORT_NAME_RULE);
 		/* Empty, as Istio takes it: sniffed, which a gateway's upstream
 		 * speaks as HTTP/1.1, as when unset. */
 		pn = ism_node_get(it, "protocol", NULL);
@@ -205,10 +213,15 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 		    se == NULL || (se->port_by_name != NULL &&
 				   ism_strmap_get(se->port_by_name, name, strlen(name), NULL));
 
-		if (!known) {
+		if (!known || !ism_model_istio_label(name)) {
 			size_t o2 = ism_v_push(v, ".%s", name);
 
-			ism_v_err(v, pm->pairs[i].key, "no port named \"%s\" in spec.ports", name);
+			if (!ism_model_istio_label(name))
+				ism_v_err(v, pm->pairs[i].key, "invalid port name \"%s\" (%s)",
+					  name, PORT_NAME_RULE);
+			else
+				ism_v_err(v, pm->pairs[i].key, "no port named \"%s\" in spec.ports",
+					  name);
 			ism_v_pop(v, o2);
 			continue;
 		}

@@ -3433,6 +3433,15 @@ static const struct bad bads[] = {
      "invalid host name \"a_b.example.com\": invalid label"},
     {"tunnel host with _", DR_HEAD "    tunnel: {targetHost: a_b.example.com, targetPort: 1}\n", 14,
      26, DR_FIELD "tunnel.targetHost", "must be a host name (FQDN) or an IP address"},
+    /* Port names as Istio's ValidatePortName: DNS-1123 labels. */
+    {"ServiceEntry port name with _", SE_HEAD "  ports: [{number: 80, name: Http_1}]\n", 14, 30,
+     "ServiceEntry default/se: spec.ports[0].name", "invalid port name \"Http_1\""},
+    {"ServiceEntry port name @", SE_HEAD "  ports: [{number: 80, name: \"@\"}]\n", 14, 30,
+     "ServiceEntry default/se: spec.ports[0].name", "invalid port name \"@\""},
+    {"WorkloadEntry port name with a space",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+	 "metadata: {name: we}\nspec:\n  address: 10.0.0.1\n  ports: {\"a b\": 80}\n",
+     13, 11, "WorkloadEntry default/we: spec.ports.a b", "invalid port name \"a b\" (as Istio"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
