@@ -151,6 +151,9 @@ static void parse_pool(struct ism_vctx *v, const struct ism_node *tp, struct ism
 	p->tcp_idle_ms = ISM_DEFAULT_TCP_IDLE_MS;
 	old = ism_v_push(v, ".connectionPool");
 	ism_v_keys(v, n, keys, NULL);
+	/* Istio's validateConnectionPool. */
+	if (n->n == 0)
+		ism_v_err(v, n, "connection pool must have at least one field (as Istio)");
 	t = ism_v_node(v, n, "tcp", false, ISM_NODE_MAP);
 	if (t != NULL)
 		parse_pool_tcp(v, t, p);
@@ -239,11 +242,18 @@ static void parse_od(struct ism_vctx *v, const struct ism_node *tp, struct ism_c
 	ism_v_u32(v, n, "minHealthPercent", false, 0, 100, &p->min_health);
 	if (ism_v_bool(v, n, "splitExternalLocalOriginErrors", &split) > 0)
 		o->split_local = split;
-	/* The same for consecutiveLocalOriginFailures: 0 keeps Envoy's 5. */
+	/* The same for consecutiveLocalOriginFailures: 0 keeps Envoy's 5. It
+	 * counts only with the split (Istio's validateOutlierDetection). */
 	if (ism_v_u32(v, n, "consecutiveLocalOriginFailures", false, 0, UINT32_MAX,
-		      &o->consecutive_local) > 0 &&
-	    o->consecutive_local == 0)
-		o->consecutive_local = 5;
+		      &o->consecutive_local) > 0) {
+		if (o->consecutive_local > 0 && !split)
+			ism_v_err_key(v, n, "consecutiveLocalOriginFailures",
+				      "outlier detection consecutive local origin failures is "
+				      "specified, but split external local origin errors is set to "
+				      "false (as Istio): set splitExternalLocalOriginErrors: true");
+		if (o->consecutive_local == 0)
+			o->consecutive_local = 5;
+	}
 	parse_od_codes(v, n, o);
 	o->max_ejection_ms = o->base_ejection_ms > ISM_DEFAULT_MAX_EJECTION_MS
 				 ? o->base_ejection_ms
@@ -420,6 +430,13 @@ static void parse_policy(struct ism_vctx *v, const struct ism_node *map, struct 
 		return;
 	old = ism_v_push(v, ".trafficPolicy");
 	ism_v_keys(v, tp, keys, NULL);
+	/* Istio's validateTrafficPolicy. */
+	if (tp->n == 0)
+		ism_v_err(v, tp, "traffic policy must have at least one field (as Istio)");
+	if (ism_node_get(tp, "tunnel", NULL) != NULL &&
+	    ism_node_get(tp, "proxyProtocol", NULL) != NULL)
+		ism_v_err_key(v, tp, "tunnel",
+			      "tunnel and proxyProtocol must not be set together (as Istio)");
 	parse_tp(v, tp, &p->tp);
 	parse_retry_budget(v, tp, &p->tp.rb);
 	parse_upstream_pp(v, tp, &p->tp.pp);

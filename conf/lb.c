@@ -37,9 +37,11 @@ static const char *parse_cookie_attrs(struct ism_vctx *v, const struct ism_node 
 	static const char *const keys[] = {"name", "value", NULL};
 	const struct ism_node *seq = ism_v_node(v, c, "attributes", false, ISM_NODE_SEQ);
 	char *out = ism_v_strdup(v, "");
+	struct ism_strmap *names; /* name -> its first entry (Istio's validateLoadBalancer) */
+	uint32_t first;
 	size_t old;
 
-	if (seq == NULL || out == NULL)
+	if (seq == NULL || out == NULL || (names = ism_v_map(v, seq->n)) == NULL)
 		return "";
 	old = ism_v_push(v, ".attributes");
 	for (size_t i = 0; i < seq->n; i++) {
@@ -55,6 +57,12 @@ static const char *parse_cookie_attrs(struct ism_vctx *v, const struct ism_node 
 			ism_v_err_key(v, it, "name",
 				      "\"%s\" is not a cookie attribute name (RFC 9110 token)",
 				      name);
+		else if (name != NULL &&
+			 ism_v_map_add(v, names, name, strlen(name), (uint32_t)i, &first) == 0)
+			ism_v_err_key(
+			    v, it, "name",
+			    "duplicate cookie attribute name: %s (attributes[%u]; as Istio)", name,
+			    first);
 		if (ism_v_str(v, it, "value", false, &value) > 0 && !cookie_text_ok(value))
 			ism_v_err_key(
 			    v, it, "value",
@@ -121,35 +129,36 @@ static void parse_hash_algo(struct ism_vctx *v, const struct ism_node *ch, struc
 		ism_v_u32(v, r, "minimumRingSize", false, 0, ISM_RING_MAX, &h->ring_size);
 		ism_v_pop(v, old);
 	} else if (m != NULL) {
-		const struct ism_node *ts = ism_node_get(m, "tableSize", NULL);
+		uint32_t size = 0;
+		int rc;
 
 		h->lb = ISM_LB_MAGLEV;
 		old = ism_v_push(v, ".maglev");
 		ism_v_keys(v, m, mkeys, NULL);
-		if (ism_v_u32(v, m, "tableSize", false, 0, UINT32_MAX, &h->table_size) > 0 &&
-		    h->table_size != 0 &&
-		    (h->table_size > ISM_RING_MAX || !is_prime(h->table_size))) {
-			size_t o2 = ism_v_push(v, ".tableSize");
-
-			/* Envoy's bound is 5000011; a table is in the route
-			 * table's 16 MiB, 4 bytes an entry. */
-			ism_v_err(v, ts, "must be a prime number below %u (e.g. 65537)",
-				  ISM_RING_MAX + 1);
-			ism_v_pop(v, o2);
-		}
-		if (h->table_size == 0)
-			h->table_size = 65537;
+		/* Istio's validateLoadBalancer: tableSize must be set. Envoy's
+		 * bound is 5000011; a table is in the route table's 16 MiB, 4
+		 * bytes an entry. */
+		rc = ism_v_u32(v, m, "tableSize", false, 0, UINT32_MAX, &size);
+		if (rc == 0)
+			ism_v_err(v, m, "tableSize must be set for maglev (as Istio), e.g. 65537");
+		else if (rc > 0 && (size == 0 || size > ISM_RING_MAX || !is_prime(size)))
+			ism_v_err_key(
+			    v, m, "tableSize", "must be %sa prime number below %u (e.g. 65537)",
+			    size == 0 ? "set for maglev (as Istio): " : "", ISM_RING_MAX + 1);
+		else if (rc > 0)
+			h->table_size = size;
 		ism_v_pop(v, old);
 	}
-	if (ism_v_u64(v, ch, "minimumRingSize", 0, ISM_RING_MAX, &legacy) > 0) {
-		if (r != NULL || m != NULL) {
-			old = ism_v_push(v, ".minimumRingSize");
-			ism_v_warn(v, ism_node_get(ch, "minimumRingSize", NULL),
-				   "deprecated, and ignored: %s is set", r ? "ringHash" : "maglev");
-			ism_v_pop(v, old);
-		} else {
+	/* Istio's validateLoadBalancer: not both (a minimumRingSize of 0 is unset). */
+	if (ism_v_u64(v, ch, "minimumRingSize", 0, ISM_RING_MAX, &legacy) > 0 && legacy != 0) {
+		if (r != NULL || m != NULL)
+			ism_v_err_key(
+			    v, ch, "minimumRingSize",
+			    "only one of MinimumRingSize or Maglev/Ringhash can be specified "
+			    "(as Istio): %s is set",
+			    r ? "ringHash" : "maglev");
+		else
 			h->ring_size = (uint32_t)legacy;
-		}
 	}
 	if (h->ring_size == 0)
 		h->ring_size = 1024;

@@ -3326,6 +3326,11 @@ static void test_mirror_errors(void **state)
 	    "metadata: {name: se}\nspec:\n  hosts: [" h "]\n  resolution: STATIC\n"                \
 	    "  ports: [{number: 80, name: http}]\n"
 
+/* APP is lines 1-6, a DestinationRule of host a.b from line 7; rest from line 13. */
+#define DR_SPEC(rest)                                                                              \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
+	    "metadata: {name: d}\nspec:\n  host: a.b\n" rest
+
 /* APP is lines 1-6, a DestinationRule of host h (line 12, column 9) from line 7. */
 #define DR_HOST(h)                                                                                 \
 	APP "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"                     \
@@ -3442,6 +3447,42 @@ static const struct bad bads[] = {
      APP "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
 	 "metadata: {name: we}\nspec:\n  address: 10.0.0.1\n  ports: {\"a b\": 80}\n",
      13, 11, "WorkloadEntry default/we: spec.ports.a b", "invalid port name \"a b\" (as Istio"},
+    /* Istio's validateTrafficPolicy, validateConnectionPool,
+     * validateOutlierDetection and validateLoadBalancer. */
+    {"empty trafficPolicy", DR_SPEC("  trafficPolicy: {}\n"), 13, 18,
+     "DestinationRule default/d: spec.trafficPolicy",
+     "traffic policy must have at least one field (as Istio)"},
+    {"empty subset trafficPolicy", DR_SPEC("  subsets:\n  - name: a\n    trafficPolicy: {}\n"), 15,
+     20, "DestinationRule default/d: spec.subsets[0].trafficPolicy",
+     "traffic policy must have at least one field (as Istio)"},
+    {"tunnel with proxyProtocol",
+     DR_HEAD "    proxyProtocol: {version: V1}\n    tunnel: {targetHost: p.x, targetPort: 1}\n", 15,
+     13, DR_FIELD "tunnel", "tunnel and proxyProtocol must not be set together (as Istio)"},
+    {"local origin failures without the split",
+     DR_HEAD "    outlierDetection: {consecutiveLocalOriginFailures: 3}\n", 14, 56,
+     DR_FIELD "outlierDetection.consecutiveLocalOriginFailures",
+     "split external local origin errors is set to false"},
+    {"empty connectionPool", DR_HEAD "    connectionPool: {}\n", 14, 21, DR_FIELD "connectionPool",
+     "connection pool must have at least one field (as Istio)"},
+    {"duplicate cookie attribute",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n"
+	     "        httpCookie: {name: c, attributes: [{name: Secure}, {name: Secure}]}\n",
+     16, 67, DR_FIELD "loadBalancer.consistentHash.httpCookie.attributes[1].name",
+     "duplicate cookie attribute name: Secure"},
+    {"minimumRingSize with ringHash",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
+	     "        ringHash: {minimumRingSize: 64}\n        minimumRingSize: 64\n",
+     18, 26, DR_FIELD "loadBalancer.consistentHash.minimumRingSize",
+     "only one of MinimumRingSize or Maglev/Ringhash can be specified (as Istio)"},
+    {"maglev without tableSize",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
+	     "        maglev: {}\n",
+     17, 17, DR_FIELD "loadBalancer.consistentHash.maglev", "tableSize must be set for maglev"},
+    {"maglev tableSize 0",
+     DR_HEAD "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n"
+	     "        maglev: {tableSize: 0}\n",
+     17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize",
+     "must be set for maglev (as Istio)"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
