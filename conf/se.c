@@ -10,6 +10,15 @@
 #include "conf/defaults.h"
 #include "conf/model.h"
 
+/* Whether proto (a protocol as the ports' list writes it) is one of list. */
+static bool proto_in(const char *const *list, const char *proto)
+{
+	for (size_t i = 0; list[i] != NULL; i++)
+		if (strcmp(list[i], proto) == 0)
+			return true;
+	return false;
+}
+
 /* What a ServiceEntry port's protocol asks the upstream connections to speak:
  * HTTP/2 for HTTP2, GRPC and GRPC-WEB (Istio's IsHTTP2: the gRPC-Web
  * translation happens at the gateway, the upstream gets HTTP/2); HTTP/1.1 for
@@ -20,10 +29,7 @@ static uint8_t se_port_proto(const char *proto)
 {
 	static const char *const h2[] = {"HTTP2", "GRPC", "GRPC-WEB", NULL};
 
-	for (size_t i = 0; h2[i] != NULL; i++)
-		if (strcmp(h2[i], proto) == 0)
-			return ISM_UP_HTTP2;
-	return ISM_UP_HTTP1;
+	return proto_in(h2, proto) ? ISM_UP_HTTP2 : ISM_UP_HTTP1;
 }
 
 /* Istio's ValidatePortName, of a service's ports and an endpoint's. */
@@ -31,17 +37,24 @@ static uint8_t se_port_proto(const char *proto)
 	"as Istio: a DNS-1123 label, letters, digits and '-', starting and ending with a letter "  \
 	"or digit, at most 63"
 
-static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
+/* The ports of spec into se; the first one that is neither HTTP nor TLS to
+ * Istio (protocol.Parse's IsHTTP, IsTLS: an unset protocol is neither), or
+ * NULL. */
+static const struct ism_node *parse_se_ports(struct ism_vctx *v, const struct ism_node *spec,
+					     struct ism_cm_se *se)
 {
 	static const char *const keys[] = {"number", "name", "protocol", "targetPort", NULL};
 	static const char *const protos[] = {"HTTP",	 "HTTPS",	 "HTTP2", "GRPC",
 					     "GRPC-WEB", ISM_PROTOS_TCP, NULL};
 	static const char *const later[] = {ISM_PROTOS_LATER, NULL};
+	static const char *const http_tls[] = {"HTTP",	   "HTTPS", "HTTP2",	  "GRPC",
+					       "GRPC-WEB", "TLS",   "HTTP_PROXY", NULL};
+	const struct ism_node *opaque = NULL;
 	const struct ism_node *l = ism_v_node(v, spec, "ports", true, ISM_NODE_SEQ);
 	size_t old;
 
 	if (l == NULL)
-		return;
+		return NULL;
 	old = ism_v_push(v, ".ports");
 	if (l->n == 0)
 		ism_v_err(v, l, "must not be empty");
@@ -70,9 +83,12 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 		/* Empty, as Istio takes it: sniffed, which a gateway's upstream
 		 * speaks as HTTP/1.1, as when unset. */
 		pn = ism_node_get(it, "protocol", NULL);
+		proto = "";
 		if ((pn == NULL || pn->kind != ISM_NODE_SCALAR || pn->len != 0) &&
 		    ism_v_enum_nocase(v, it, "protocol", protos, later, &proto) > 0)
 			p->proto = se_port_proto(proto);
+		if (opaque == NULL && !proto_in(http_tls, proto))
+			opaque = it;
 		ism_v_u32(v, it, "targetPort", false, 1, 65535, &p->target);
 		if (ism_strmap_get(se->port_by_number, (const char *)&p->number, sizeof(p->number),
 				   NULL) ||
@@ -90,6 +106,7 @@ static void parse_se_ports(struct ism_vctx *v, const struct ism_node *spec, stru
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);
+	return opaque;
 }
 
 /* An endpoint's address unix://<path>: a Unix domain socket, as Istio
@@ -287,21 +304,29 @@ static void parse_selector(struct ism_vctx *v, const struct ism_node *spec, stru
 
 /* spec.addresses: not used here (the VIPs of sidecars' interception), but
  * checked as Istio's ValidateIPSubnet: an IP address, or a CIDR block. */
-static void parse_addresses(struct ism_vctx *v, const struct ism_node *spec)
+static void parse_addresses(struct ism_vctx *v, const struct ism_node *spec,
+			    const struct ism_cm_se *se)
 {
 	const struct ism_node *l;
 	size_t n;
 	const char **a = ism_v_strlist(v, spec, "addresses", false, &n, &l);
 	struct ism_subnet sn;
+	bool cidr = false;
 
-	for (size_t i = 0; a != NULL && i < n; i++)
-		if (!ism_model_subnet(a[i], &sn)) {
-			size_t old = ism_v_push(v, ".addresses[%zu]", i);
+	for (size_t i = 0; a != NULL && i < n; i++) {
+		size_t old = ism_v_push(v, ".addresses[%zu]", i);
 
+		if (!ism_model_subnet(a[i], &sn))
 			ism_v_err(v, l->items[i], "%s is not a valid %s (as Istio)", a[i],
 				  strchr(a[i], '/') != NULL ? "CIDR block" : "IP");
-			ism_v_pop(v, old);
-		}
+		else if (strchr(a[i], '/') != NULL && !cidr && se->resolution != ISM_RES_STATIC)
+			ism_v_err(
+			    v, l->items[i],
+			    "CIDR addresses are allowed only for NONE/STATIC resolution types "
+			    "(as Istio)");
+		cidr = cidr || strchr(a[i], '/') != NULL;
+		ism_v_pop(v, old);
+	}
 }
 
 void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_se *se)
@@ -310,7 +335,7 @@ void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct 
 	    "hosts",	"ports",     "resolution",	"location",	    "endpoints",
 	    "exportTo", "addresses", "subjectAltNames", "workloadSelector", NULL};
 	static const char *const locs[] = {"MESH_EXTERNAL", "MESH_INTERNAL", NULL};
-	const struct ism_node *l;
+	const struct ism_node *l, *opaque;
 	const char **hosts, *s = "STATIC";
 	size_t nh, old;
 
@@ -341,14 +366,29 @@ void ism_model_parse_se(struct ism_vctx *v, const struct ism_node *spec, struct 
 		}
 		se->hosts[se->n_hosts++] = ism_model_host(v, hosts[i], se->r.ns);
 	}
-	parse_se_ports(v, spec, se);
+	opaque = parse_se_ports(v, spec, se);
 	se_resolution(v, spec, se);
+	/* Istio: the hosts of a port that is neither HTTP nor TLS cannot be
+	 * told apart (no Host, no SNI). */
+	if (nh > 1 && opaque != NULL) {
+		const struct ism_node *num = ism_node_get(opaque, "number", NULL);
+		const struct ism_node *pr = ism_node_get(opaque, "protocol", NULL);
+		const char *ps =
+		    pr != NULL && pr->kind == ISM_NODE_SCALAR && pr->len ? pr->str : NULL;
+
+		ism_v_err_key(
+		    v, spec, "hosts",
+		    "multiple hosts provided with non-HTTP, non-TLS ports (as Istio): port "
+		    "%s %s%s",
+		    num != NULL && num->kind == ISM_NODE_SCALAR ? num->str : "?",
+		    ps != NULL ? "is " : "has no protocol", ps != NULL ? ps : "");
+	}
 	if (ism_v_enum(v, spec, "location", locs, NULL, &s) > 0) {
 		se->mesh_internal = strcmp(s, "MESH_INTERNAL") == 0;
 		se->location_at = ism_node_get(spec, "location", NULL);
 	}
 	ism_model_parse_export(v, spec, se->r.ns, ISM_EXPORT_SE, &se->export_to, &se->n_export_to);
-	parse_addresses(v, spec);
+	parse_addresses(v, spec, se);
 	ism_tls_parse_sans(v, spec, &se->sans, &se->n_sans);
 	parse_selector(v, spec, se);
 	l = ism_v_node(v, spec, "endpoints", false, ISM_NODE_SEQ);

@@ -3483,6 +3483,24 @@ static const struct bad bads[] = {
 	     "        maglev: {tableSize: 0}\n",
      17, 29, DR_FIELD "loadBalancer.consistentHash.maglev.tableSize",
      "must be set for maglev (as Istio)"},
+    /* ValidateServiceEntry: hosts a non-HTTP, non-TLS port cannot tell
+     * apart; CIDR addresses with a DNS resolution. */
+    {"two hosts, a port without protocol", SE_HOST("a.b, c.d"), 12, 10,
+     "ServiceEntry default/se: spec.hosts",
+     "multiple hosts provided with non-HTTP, non-TLS ports (as Istio): port 80 has no protocol"},
+    {"two hosts, a TCP port",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	 "metadata: {name: se}\nspec:\n  hosts: [a.b, c.d]\n  resolution: STATIC\n"
+	 "  ports: [{number: 443, name: https, protocol: HTTPS}, {number: 5432, name: pg, "
+	 "protocol: tcp}]\n",
+     12, 10, "ServiceEntry default/se: spec.hosts", "port 5432 is tcp"},
+    {"CIDR with DNS",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+	 "metadata: {name: se}\nspec:\n  hosts: [a.b]\n  resolution: DNS\n"
+	 "  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+	 "  addresses: [10.0.0.1, 10.0.0.0/24]\n",
+     15, 25, "ServiceEntry default/se: spec.addresses[1]",
+     "CIDR addresses are allowed only for NONE/STATIC resolution types (as Istio)"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
