@@ -1054,7 +1054,8 @@ static int build_ring(struct cbuild *b, const char *const *keys, const uint32_t 
 			rc = -ENOMEM;
 			break;
 		}
-		rc = ism_ring_build(keys, w, n, cl->hash.ring_size, points, owners, cap);
+		rc = ism_ring_build(keys, w, n, cl->hash.ring_size, ISM_RING_ENVOY_MAX, points,
+				    owners, cap);
 		if (rc != -ENOSPC || cap >= (1u << 24))
 			break;
 		free(points);

@@ -87,11 +87,12 @@ static unsigned __int128 ceil_div(unsigned __int128 a, unsigned __int128 b)
 }
 
 int ism_ring_build(const char *const *key, const uint32_t *w, uint32_t n, uint32_t min_size,
-		   uint64_t *points, uint32_t *owners, uint32_t cap)
+		   uint32_t max_size, uint64_t *points, uint32_t *owners, uint32_t cap)
 {
 	unsigned __int128 prefix = 0, total, done = 0;
 	uint64_t sum = 0, c_min;
 	uint32_t wmin = UINT32_MAX, e, m;
+	bool capped;
 	size_t at = 0;
 	int rc;
 
@@ -109,6 +110,11 @@ int ism_ring_build(const char *const *key, const uint32_t *w, uint32_t n, uint32
 	m = min_size > n ? min_size : n;
 	c_min = (uint64_t)ceil_div((unsigned __int128)wmin * m, sum);
 	total = ceil_div((unsigned __int128)c_min * sum, wmin);
+	/* Envoy's scale is min(c_min / w_min * W, max_ring_size): past the
+	 * maximum, endpoint e's points are max * S_e / W, rounded as above. */
+	capped = total > max_size && max_size >= m;
+	if (capped)
+		total = max_size;
 	if (total > cap || total > INT_MAX)
 		return -ENOSPC;
 
@@ -118,7 +124,8 @@ int ism_ring_build(const char *const *key, const uint32_t *w, uint32_t n, uint32
 		uint64_t i;
 
 		prefix += w[e];
-		upto = ceil_div((unsigned __int128)c_min * prefix, wmin);
+		upto = capped ? ceil_div((unsigned __int128)max_size * prefix, sum)
+			      : ceil_div((unsigned __int128)c_min * prefix, wmin);
 		for (i = 0; done < upto; i++, done++, at++) {
 			points[at] = ism_hash64(key[e], len, i);
 			owners[at] = e;

@@ -797,6 +797,55 @@ static void xref_selectors(struct ism_vctx *v)
 	}
 }
 
+/* Envoy's bound on a locality of a cluster: its endpoints' weights sum to at
+ * most 2^32 - 1 (Envoy refuses the cluster otherwise). Checked per
+ * ServiceEntry, whose service's cluster holds every endpoint once (a subset's
+ * holds fewer); reported at the endpoint whose weight passes it. */
+static void xref_weights(struct ism_vctx *v)
+{
+	struct ism_conf *c = v->conf;
+
+	for (size_t i = 0; i < c->n_ses && !v->nomem; i++) {
+		const struct ism_cm_se *se = c->ses[i];
+		uint64_t *sum = ism_v_alloc(v, se->n_eps, sizeof(*sum));
+		struct ism_strmap locs; /* locality -> index in sum */
+		uint32_t n_locs = 0, at;
+
+		ism_strmap_init(&locs, c->seed);
+		for (size_t j = 0; sum != NULL && j < se->n_eps; j++) {
+			const struct ism_cm_se_ep *e = &se->eps[j];
+			const struct ism_node *w = ism_node_get(e->at, "weight", NULL);
+			int rc =
+			    ism_strmap_add(&locs, e->locality, strlen(e->locality), n_locs, &at);
+
+			if (rc < 0) {
+				v->nomem = 1;
+				break;
+			}
+			if (rc > 0)
+				at = n_locs++;
+			if (sum[at] > UINT32_MAX || (sum[at] += e->weight) <= UINT32_MAX)
+				continue;
+			set_res(v, &se->r);
+			if (se->selector_at != NULL)
+				ism_v_push(v, "spec.workloadSelector");
+			else
+				ism_v_push(v, "spec.endpoints[%zu].weight", j);
+			ism_v_err(
+			    v,
+			    se->selector_at != NULL ? se->selector_at
+			    : w != NULL		    ? w
+						    : e->at,
+			    "the weights of the endpoints of locality \"%s\" sum to more than "
+			    "4294967295 (%s), which Envoy refuses",
+			    e->locality,
+			    se->selector_at != NULL ? "with the WorkloadEntries selected"
+						    : "with this one");
+		}
+		ism_strmap_free(&locs);
+	}
+}
+
 /* The first ProxyConfig by name (istiod sorts them by creation time, then
  * name) of namespace ns: one whose selector selects the appliance (workload),
  * or one without a selector; NULL when none. */
@@ -954,6 +1003,7 @@ void ism_model_xref(struct ism_vctx *v)
 	ism_model_dr_index(v);
 	xref_selectors(v);
 	ism_model_xref_dns_names(v);
+	xref_weights(v);
 	for (size_t i = 0; i < v->conf->n_drs; i++)
 		if (ism_model_dr_visible(v->conf, v->conf->drs[i]))
 			xref_dr(v, v->conf->drs[i]);

@@ -484,8 +484,9 @@ struct ism_cm_se_ep {
 	struct ism_cm_label *labels;
 	const struct ism_node *labels_at; /* the labels mapping (NULL when absent) */
 	const char *locality;		  /* "" when absent */
-	uint32_t weight;
-	const char *service_account; /* serviceAccount; NULL: none */
+	uint32_t weight;		  /* >= 1: Istio reads 0 (or none) as 1 */
+	const char *service_account;	  /* serviceAccount; NULL: none */
+	const struct ism_node *at;	  /* the endpoint's mapping (a WorkloadEntry's spec) */
 };
 
 /* ServiceEntry.resolution, as far as isthmus implements it. */

@@ -190,6 +190,7 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 
 	e->weight = 1;
 	e->locality = "";
+	e->at = n;
 	if (!ism_v_expect(v, n, ISM_NODE_MAP))
 		return;
 	ism_v_keys(v, n, keys, NULL);
@@ -209,7 +210,11 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 			  "(at most 63 bytes each)");
 		ism_v_pop(v, old);
 	}
-	ism_v_u32(v, n, "weight", false, 1, 1000000, &e->weight);
+	/* Any uint32, as Envoy takes it; 0 is 1, as Istio's
+	 * GetLoadBalancingWeight reads it. A locality's sum is bounded
+	 * (xref_weights). */
+	if (ism_v_u32(v, n, "weight", false, 0, UINT32_MAX, &e->weight) > 0 && e->weight == 0)
+		e->weight = 1;
 	ism_v_str(v, n, "network", false, &(const char *){NULL});
 	pm = ism_v_node(v, n, "ports", false, ISM_NODE_MAP);
 	if (pm == NULL)

@@ -29,8 +29,23 @@ static void count(const struct ism_cluster *cl, const struct ism_shm_hdr *h,
 	}
 }
 
+/* What every group weight of cl is multiplied by before its health scales
+ * it: 1000, so that a small weight keeps its fraction (the effective weight is
+ * rounded down, and 1 * 70 % would otherwise be 0); less where the heaviest
+ * group's would pass the 32 bits of an effective weight. One factor for all
+ * groups keeps their proportions. */
+static uint32_t group_scale(const struct ism_cluster *cl)
+{
+	uint32_t max = 1;
+
+	for (uint32_t g = 0; g < cl->n_groups; g++)
+		if (cl->groups[g].weight > max)
+			max = cl->groups[g].weight;
+	return max > UINT32_MAX / 1000 ? UINT32_MAX / max : 1000;
+}
+
 static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgroup *g,
-			     const struct ism_shm_hdr *h)
+			     uint32_t scale, const struct ism_shm_hdr *h)
 {
 	uint32_t eligible = 0, excluded = 0;
 
@@ -42,11 +57,7 @@ static uint32_t group_weight(const struct ism_cluster *cl, const struct ism_lgro
 		else if (ism_ep_eligible(h, e))
 			eligible++;
 	}
-	/* Scaled so that small weights keep their fraction: the effective weight
-	 * is rounded down, and 1 * 70 % would otherwise be 0. */
-	uint32_t w = (g->weight < 4000000 ? g->weight : 4000000) * 1000;
-
-	return ism_locality_effective_weight(w, eligible, g->count, excluded,
+	return ism_locality_effective_weight(g->weight * scale, eligible, g->count, excluded,
 					     cl->overprovisioning ? cl->overprovisioning
 								  : ISM_DEFAULT_OVERPROVISIONING);
 }
@@ -58,7 +69,7 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 		struct ism_cluster_dyn *d = cl->dyn;
 		struct ism_prio_input in = {0};
 		struct ism_prio_load out = {0};
-		uint32_t s;
+		uint32_t s, s_eff;
 
 		if (d == NULL)
 			continue;
@@ -76,8 +87,10 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 			d->panic[p] = p < out.n_priorities ? out.panic[p] : 0;
 			d->health[p] = p < out.n_priorities ? out.health[p] : 0;
 		}
+		s_eff = group_scale(cl);
 		for (uint32_t g = 0; g < cl->n_groups && d->eff_weight; g++)
-			__atomic_store_n(&d->eff_weight[g], group_weight(cl, &cl->groups[g], h),
+			__atomic_store_n(&d->eff_weight[g],
+					 group_weight(cl, &cl->groups[g], s_eff, h),
 					 __ATOMIC_RELAXED);
 		atomic_store_explicit(&d->seq, s + 2, memory_order_release);
 	}

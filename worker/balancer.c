@@ -204,6 +204,13 @@ static uint32_t choose_priority(const struct ism_cluster_dyn *ld, uint32_t h)
 	return 0;
 }
 
+/* rnd (uniform in 0..2^32) scaled to 0..total: total is a sum of 32-bit
+ * weights, which passes 2^32, so the product takes 128 bits. */
+static inline uint64_t scale_rnd(uint32_t rnd, uint64_t total)
+{
+	return (uint64_t)(((unsigned __int128)rnd * total) >> 32);
+}
+
 /* In a locality-weighted cluster: one group of priority p, chosen by effective
  * weight (weighted random). Returns the group index, or -1 when every effective
  * weight is 0 (then the whole priority is used). */
@@ -216,7 +223,7 @@ static int choose_group(const struct ism_cluster *cl, uint32_t p, uint32_t rnd)
 			total += __atomic_load_n(&cl->dyn->eff_weight[g], __ATOMIC_RELAXED);
 	if (total == 0)
 		return -1;
-	target = ((uint64_t)rnd * total) >> 32;
+	target = scale_rnd(rnd, total);
 	for (uint32_t g = 0; g < cl->n_groups; g++) {
 		if (cl->groups[g].priority != p)
 			continue;
@@ -448,7 +455,7 @@ static int pick_random(const struct cand *k, uint32_t rnd)
 	for (i = 0; i < k->cl->n_endpoints; i++)
 		if (is_cand(k, i))
 			total += (uint64_t)weight_now(&k->cl->endpoints[i], k->eps);
-	target = ((uint64_t)rnd * total) >> 32;
+	target = scale_rnd(rnd, total);
 	for (i = 0; i < k->cl->n_endpoints; i++) {
 		if (!is_cand(k, i))
 			continue;

@@ -53,6 +53,18 @@ static struct ism_cluster_dyn c11_dyn = {
     .n_priorities = 2, .healthy_load = {70, 30}, .health = {100, 100}, .eff_weight = c11_eff};
 static const uint32_t c11_table[] = {0, 1, 2, 3, 4, 5};
 
+/* Weights of 32 bits, whose sums pass 2^32: random over two endpoints of
+ * the largest weight; a locality-weighted cluster whose two groups have
+ * effective weights of 4e9 each. */
+static const struct ism_endpoint c12_eps[] = {EP(100, UINT32_MAX, 0), EP(101, UINT32_MAX, 0)};
+static const struct ism_endpoint c13_eps[] = {EP(110, 1, 0), EP(111, 1, 0)};
+static const struct ism_lgroup c13_groups[] = {
+    {.priority = 0, .weight = UINT32_MAX, .first = 0, .count = 1},
+    {.priority = 0, .weight = UINT32_MAX, .first = 1, .count = 1}};
+static uint32_t c13_eff[] = {4000000000u, 4000000000u};
+static struct ism_cluster_dyn c13_dyn = {
+    .n_priorities = 1, .healthy_load = {100}, .health = {100}, .eff_weight = c13_eff};
+
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 4, .endpoints = c1_eps},
@@ -84,11 +96,19 @@ static const struct ism_cluster clusters[] = {
      .n_groups = 3,
      .groups = c11_groups,
      .hash = {.table = c11_table, .table_len = 6}},
+    {.lb = ISM_LB_RANDOM, .n_endpoints = 2, .endpoints = c12_eps},
+    {.lb = ISM_LB_ROUND_ROBIN,
+     .n_endpoints = 2,
+     .endpoints = c13_eps,
+     .dyn = &c13_dyn,
+     .locality_weighted = 1,
+     .n_groups = 2,
+     .groups = c13_groups},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 12,
+    .n_clusters = 14,
     .clusters = clusters,
 };
 
@@ -304,7 +324,7 @@ static void test_enoent_and_range(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 12, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 14, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -432,6 +452,30 @@ static void test_random_by_weight(void **state)
 	assert_int_equal(n[1], 3072);
 }
 
+/* Sums of weights past 2^32 (endpoint weights are any uint32, a cluster's
+ * locality groups each up to that): the random number scales to the whole
+ * sum, so equal weights share equally. */
+static void test_heavy_weights(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n[2] = {0}, g[2] = {0};
+	uint32_t i;
+
+	for (i = 0; i < 4096; i++) {
+		int id = pick_id(f, 12, UINT32_MAX, i << 20);
+
+		assert_true(id == 100 || id == 101);
+		n[id - 100]++;
+		id = pick_id(f, 13, UINT32_MAX, i << 20);
+		assert_true(id == 110 || id == 111);
+		g[id - 110]++;
+	}
+	assert_int_equal(n[0], 2048);
+	assert_int_equal(n[1], 2048);
+	assert_int_equal(g[0], 2048);
+	assert_int_equal(g[1], 2048);
+}
+
 /* Unequal weights: Envoy's EDF over weight / (in flight + 1). Idle endpoints
  * share by weight exactly (1:3 in every 4 picks once the schedule is warm);
  * with 2 requests in flight on the weight-3 endpoint, its weight counts as
@@ -525,6 +569,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_least_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_by_weight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_weighted_least_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_heavy_weights, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_warmup_round_robin, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_warmup_least_request, setup, teardown),
 	};

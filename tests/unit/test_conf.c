@@ -5287,6 +5287,67 @@ static void test_yaml_booleans(void **state)
 	}
 }
 
+/* Endpoint weights as Istio and Envoy take them: 0 is 1 (Istio's
+ * GetLoadBalancingWeight), any uint32 above is the weight (Envoy takes any
+ * weight >= 1), a WorkloadEntry's as an endpoint's; a locality's weights sum
+ * to at most 2^32 - 1, Envoy's bound, another locality's apart. */
+static void test_endpoint_weights(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+		"metadata: {name: gw}\nspec:\n  servers:\n"
+		"  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: ['*']\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		"metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+		"  - match: [{uri: {prefix: /w}}]\n"
+		"    route: [{destination: {host: w.example.com}}]\n"
+		"  - route: [{destination: {host: s.example.com}}]\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+		"metadata: {name: s}\nspec:\n  hosts: [s.example.com]\n  resolution: STATIC\n"
+		"  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints:\n"
+		"  - {address: 10.0.0.1, weight: 0, locality: r/a}\n"
+		"  - {address: 10.0.0.2, weight: 2000000, locality: r/a}\n"
+		"  - {address: 10.0.0.3, weight: 4294967295, locality: r/b}\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+		"metadata: {name: w}\nspec:\n  hosts: [w.example.com]\n  resolution: STATIC\n"
+		"  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+		"  workloadSelector: {labels: {app: w}}\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+		"metadata: {name: w1}\nspec: {address: 10.0.1.1, weight: 0, labels: {app: w}}\n";
+	static const char over[] =
+	    APP "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+		"metadata: {name: s}\nspec:\n  hosts: [s.example.com]\n  resolution: STATIC\n"
+		"  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints:\n"
+		"  - {address: 10.0.0.1, weight: 4294967295, locality: r/a}\n"
+		"  - {address: 10.0.0.2, weight: 4294967295, locality: r/b}\n"
+		"  - {address: 10.0.0.3, weight: 1, locality: r/a}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = loaded_cluster(t, "outbound|80||s.example.com");
+	struct ism_conf *bad = NULL;
+
+	assert_int_equal(c->n_endpoints, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		const char *a = c->endpoints[i].addr_text.p;
+		uint32_t want = strcmp(a, "10.0.0.1:80") == 0	? 1
+				: strcmp(a, "10.0.0.2:80") == 0 ? 2000000
+								: UINT32_MAX;
+
+		assert_int_equal(c->endpoints[i].weight, want);
+	}
+	c = loaded_cluster(t, "outbound|80||w.example.com");
+	assert_int_equal(c->n_endpoints, 1);
+	assert_int_equal(c->endpoints[0].weight, 1);
+	ism_diags_init(&f->d);
+	assert_int_equal(ism_conf_load_buf("t.yaml", over, strlen(over), &bad, &f->d), -EINVAL);
+	assert_int_equal(f->d.n_errors, 1);
+	assert_int_equal(f->d.items[0].line, 18);
+	assert_int_equal(f->d.items[0].col, 33);
+	assert_string_equal(f->d.items[0].field,
+			    "ServiceEntry default/s: spec.endpoints[2].weight");
+	assert_non_null(strstr(f->d.items[0].msg, "locality \"r/a\" sum to more than 4294967295"));
+}
+
 /* A route table that does not fit because of its consistent-hash tables
  * says so (the error named no field): two subsets' Maglev tables of 65537
  * entries (256 KiB each) in a 256 KiB arena. */
@@ -5396,6 +5457,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_tags, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_endpoint_weights, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),

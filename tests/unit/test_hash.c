@@ -50,7 +50,8 @@ static struct ring *ring_new(const char *const *key, const uint32_t *w, uint32_t
 	struct ring *r = malloc(sizeof(*r));
 
 	assert_non_null(r);
-	r->n = ism_ring_build(key, w, n, min_size, r->points, r->owners, RING_CAP);
+	r->n =
+	    ism_ring_build(key, w, n, min_size, ISM_RING_ENVOY_MAX, r->points, r->owners, RING_CAP);
 	assert_true(r->n > 0);
 	return r;
 }
@@ -350,18 +351,44 @@ static void test_ring_errors(void **state)
 	uint32_t o[8];
 
 	(void)state;
-	assert_int_equal(ism_ring_build(keys5, ones, 0, 8, p, o, 8), -EINVAL);
-	assert_int_equal(ism_ring_build(keys5, w0, 2, 8, p, o, 8), -EINVAL);
-	assert_int_equal(ism_ring_build(knull, ones, 2, 8, p, o, 8), -EINVAL);
-	assert_int_equal(ism_ring_build(NULL, ones, 2, 8, p, o, 8), -EINVAL);
-	assert_int_equal(ism_ring_build(keys5, NULL, 2, 8, p, o, 8), -EINVAL);
-	assert_int_equal(ism_ring_build(keys5, ones, 2, 8, NULL, o, 8), -EINVAL);
+	assert_int_equal(ism_ring_build(keys5, ones, 0, 8, ISM_RING_ENVOY_MAX, p, o, 8), -EINVAL);
+	assert_int_equal(ism_ring_build(keys5, w0, 2, 8, ISM_RING_ENVOY_MAX, p, o, 8), -EINVAL);
+	assert_int_equal(ism_ring_build(knull, ones, 2, 8, ISM_RING_ENVOY_MAX, p, o, 8), -EINVAL);
+	assert_int_equal(ism_ring_build(NULL, ones, 2, 8, ISM_RING_ENVOY_MAX, p, o, 8), -EINVAL);
+	assert_int_equal(ism_ring_build(keys5, NULL, 2, 8, ISM_RING_ENVOY_MAX, p, o, 8), -EINVAL);
+	assert_int_equal(ism_ring_build(keys5, ones, 2, 8, ISM_RING_ENVOY_MAX, NULL, o, 8),
+			 -EINVAL);
 	/* 9 points asked of 8 slots; exactly 8 fit */
-	assert_int_equal(ism_ring_build(keys5, ones, 3, 9, p, o, 8), -ENOSPC);
-	assert_int_equal(ism_ring_build(keys5, ones, 2, 8, p, o, 8), 8);
-	assert_int_equal(ism_ring_build(keys5, ones, 2, 8, p, o, 7), -ENOSPC);
+	assert_int_equal(ism_ring_build(keys5, ones, 3, 9, ISM_RING_ENVOY_MAX, p, o, 8), -ENOSPC);
+	assert_int_equal(ism_ring_build(keys5, ones, 2, 8, ISM_RING_ENVOY_MAX, p, o, 8), 8);
+	assert_int_equal(ism_ring_build(keys5, ones, 2, 8, ISM_RING_ENVOY_MAX, p, o, 7), -ENOSPC);
 	/* 5 endpoints need 5 points even when the minimum is lower */
-	assert_int_equal(ism_ring_build(keys5, ones, 5, 1, p, o, 4), -ENOSPC);
+	assert_int_equal(ism_ring_build(keys5, ones, 5, 1, ISM_RING_ENVOY_MAX, p, o, 4), -ENOSPC);
+}
+
+/* Envoy's maximum_ring_size: where the lightest endpoint's one point would
+ * make the ring larger, the ring has the maximum, shared by weight (the
+ * running total rounded up), and an endpoint of a tiny share keeps one point
+ * only if it comes first. Weights of any 32-bit size. */
+static void test_ring_max_size(void **state)
+{
+	static const uint32_t w[][2] = {{1, 1000}, {1, UINT32_MAX}, {UINT32_MAX, 1}};
+	static const uint32_t want[][2] = {{1, 63}, {1, 63}, {64, 0}};
+	uint64_t p[64];
+	uint32_t o[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		uint32_t count[2] = {0, 0};
+
+		assert_int_equal(ism_ring_build(keys5, w[i], 2, 8, 64, p, o, 64), 64);
+		for (int j = 0; j < 64; j++)
+			count[o[j]]++;
+		assert_int_equal(count[0], want[i][0]);
+		assert_int_equal(count[1], want[i][1]);
+	}
+	/* Within the maximum, the minimum rules as before: 1001 points. */
+	assert_int_equal(ism_ring_build(keys5, w[0], 2, 8, 2000, p, o, 64), -ENOSPC);
 }
 
 /* ---- Maglev ---- */
@@ -518,6 +545,7 @@ int main(void)
 	    cmocka_unit_test(test_ring_weights),
 	    cmocka_unit_test(test_ring_disruption),
 	    cmocka_unit_test(test_ring_errors),
+	    cmocka_unit_test(test_ring_max_size),
 	    cmocka_unit_test(test_maglev_deterministic),
 	    cmocka_unit_test(test_maglev_distribution),
 	    cmocka_unit_test(test_maglev_weights),

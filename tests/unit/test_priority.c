@@ -8,11 +8,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "health/lbstate.h"
 #include "health/priority.h"
+#include "shm/shm-t.h"
 
 /* One priority level: hosts, healthy, degraded (no excluded hosts). */
 struct level {
@@ -428,6 +431,39 @@ static void test_locality_weights_doc(void **state)
 	}
 }
 
+/* The effective locality weights the master publishes keep the groups'
+ * proportions whatever their size (a group's weight is the sum of its
+ * endpoints' 32-bit weights): 5,000,000 and 10,000,000 are 1:2, where a
+ * clamp at 4,000,000 made them equal; the largest weight fits too. */
+static void test_locality_weights_heavy(void **state)
+{
+	static const struct ism_endpoint eps[] = {{.id = 0, .od = 0, .weight = 1},
+						  {.id = 1, .od = 1, .weight = 1},
+						  {.id = 2, .od = 2, .weight = 1}};
+	static const struct ism_lgroup groups[] = {{.weight = 5000000, .first = 0, .count = 1},
+						   {.weight = 10000000, .first = 1, .count = 1},
+						   {.weight = UINT32_MAX, .first = 2, .count = 1}};
+	uint32_t eff[3] = {0};
+	struct ism_cluster_dyn dyn = {.eff_weight = eff};
+	const struct ism_cluster cl = {.n_endpoints = 3,
+				       .endpoints = eps,
+				       .n_groups = 3,
+				       .groups = groups,
+				       .locality_weighted = 1,
+				       .dyn = &dyn};
+	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
+	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
+
+	(void)state;
+	assert_non_null(h);
+	memset(h, 0, sizeof(*h)); /* healthy, ready, nothing ejected */
+	ism_lbstate_compute(&t, h);
+	assert_true(eff[0] > 0);
+	assert_int_equal(eff[1], 2 * eff[0]);
+	assert_true(eff[2] > eff[1]);
+	free(h);
+}
+
 static void test_locality_weight_edges(void **state)
 {
 	(void)state;
@@ -634,6 +670,7 @@ int main(void)
 	    cmocka_unit_test(test_locality_priority_rules),
 	    cmocka_unit_test(test_failover_priority),
 	    cmocka_unit_test(test_compact),
+	    cmocka_unit_test(test_locality_weights_heavy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
