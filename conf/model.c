@@ -882,6 +882,17 @@ void ism_model_doc(struct ism_vctx *v, const struct ism_node *doc)
 	v->res = label; /* the metadata's own errors name the resource too */
 	if (!parse_metadata(v, doc, &hdr))
 		return;
+	/* Istio's ValidateGateway: a Gateway's name is a DNS-1123 label, no
+	 * dots (a VirtualService's "edge.v1" would read as Gateway v1/edge). */
+	if (strcmp(k->kind, "Gateway") == 0 && !ism_model_istio_label(hdr.name)) {
+		ism_v_push(v, "metadata.name");
+		ism_v_err(
+		    v, ism_node_get(ism_node_get(doc, "metadata", NULL), "name", NULL),
+		    "invalid gateway name \"%s\" (as Istio: a DNS-1123 label, letters, digits "
+		    "and '-', no dots)",
+		    hdr.name);
+		ism_v_pop(v, 0);
+	}
 	if (strcmp(k->kind, "Appliance") == 0) {
 		c->app.r = hdr;
 		c->app.r.kind = k->kind;

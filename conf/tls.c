@@ -862,9 +862,17 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 		return;
 	}
 	ism_v_keys(v, n, keys, NULL);
-	if (ism_v_bool(v, n, "httpsRedirect", &redirect) > 0 && redirect)
-		ism_v_err(v, ism_node_get(n, "httpsRedirect", NULL),
-			  "httpsRedirect applies to HTTP servers (this one is %s)", protocol);
+	/* Istio's ValidateGateway warns; its connections are TLS already. */
+	if (ism_v_bool(v, n, "httpsRedirect", &redirect) > 0 && redirect) {
+		size_t o2 = ism_v_push(v, ".httpsRedirect");
+
+		ism_v_warn(
+		    v, ism_node_get(n, "httpsRedirect", NULL),
+		    "tls.httpsRedirect should only be used with http servers (Istio warns the "
+		    "same): ignored on this %s server",
+		    protocol);
+		ism_v_pop(v, o2);
+	}
 	mode = server_mode(v, n, protocol, t);
 	if (mode < 0) {
 		ism_v_pop(v, old);

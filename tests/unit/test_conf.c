@@ -3501,6 +3501,12 @@ static const struct bad bads[] = {
 	 "  addresses: [10.0.0.1, 10.0.0.0/24]\n",
      15, 25, "ServiceEntry default/se: spec.addresses[1]",
      "CIDR addresses are allowed only for NONE/STATIC resolution types (as Istio)"},
+    {"gateway name with a dot",
+     APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge.v1}\n"
+	 "spec:\n  servers:\n  - port: {number: 8080, name: http, protocol: HTTP}\n"
+	 "    hosts: ['*']\n",
+     10, 18, "Gateway default/edge.v1: metadata.name",
+     "invalid gateway name \"edge.v1\" (as Istio: a DNS-1123 label"},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
@@ -5348,6 +5354,23 @@ static void test_endpoint_weights(void **state)
 	assert_non_null(strstr(f->d.items[0].msg, "locality \"r/a\" sum to more than 4294967295"));
 }
 
+/* httpsRedirect on a server that is not HTTP is a warning, as Istio's
+ * ValidateGateway has it (its connections are TLS already), not an error. */
+static void test_https_redirect_elsewhere(void **state)
+{
+	static const char yaml[] = GW_SERVERS
+	    "  - port: {number: 8443, name: tls, protocol: TLS}\n    hosts: [a.example.com]\n"
+	    "    tls: {mode: PASSTHROUGH, httpsRedirect: true}\n";
+	struct fx *f = *state;
+
+	if (ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &f->conf, &f->d) != 0)
+		dump(&f->d);
+	assert_non_null(f->conf);
+	assert_true(has_warning(&f->d, "Gateway default/gw: spec.servers[0].tls.httpsRedirect",
+				"should only be used with http servers (Istio warns the same)"));
+	assert_int_equal(warning_line(&f->d, "should only be used with http servers"), 15);
+}
+
 /* A route table that does not fit because of its consistent-hash tables
  * says so (the error named no field): two subsets' Maglev tables of 65537
  * entries (256 KiB each) in a 256 KiB arena. */
@@ -5457,6 +5480,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_tags, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_https_redirect_elsewhere, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_endpoint_weights, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
