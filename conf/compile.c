@@ -636,7 +636,7 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 		const struct ism_cm_se_ep *e = k->se->n_eps ? &k->se->eps[i] : &cs->self;
 		size_t l = cs->n_loc, first = cs->n;
 
-		if (s != NULL && !ism_model_labels_include(e->labels_at, s->labels, s->n_labels))
+		if (s != NULL && !ism_model_ep_labels_include(e, s->labels, s->n_labels))
 			continue;
 		rc = expand(b, k, e, i, endpoint_port(e, sp), cs);
 		if (rc < 0)
@@ -743,7 +743,7 @@ static size_t fprio_agree(const struct ism_cm_llb *l, const struct ism_locality 
 
 		if (k->absent_fail >= j)
 			break;
-		if (ism_node_get(e->labels_at, k->key, NULL) == NULL) {
+		if (ism_model_ep_label(e, k->key) == NULL) {
 			j = k->absent_fail;
 			break;
 		}

@@ -124,6 +124,29 @@ bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_l
 	return true;
 }
 
+const char *ism_model_ep_label(const struct ism_cm_se_ep *e, const char *key)
+{
+	const struct ism_node *n;
+
+	for (size_t i = e->n_labels - e->n_topo; i < e->n_labels; i++)
+		if (strcmp(e->labels[i].key, key) == 0)
+			return e->labels[i].value;
+	n = ism_node_get(e->labels_at, key, NULL);
+	return n != NULL && n->kind == ISM_NODE_SCALAR ? n->str : NULL;
+}
+
+bool ism_model_ep_labels_include(const struct ism_cm_se_ep *e, const struct ism_cm_label *want,
+				 size_t n_want)
+{
+	for (size_t i = 0; i < n_want; i++) {
+		const char *have = ism_model_ep_label(e, want[i].key);
+
+		if (have == NULL || strcmp(have, want[i].value) != 0)
+			return false;
+	}
+	return true;
+}
+
 bool ism_model_host_covers(const char *pat, const char *h)
 {
 	size_t pl, hl;
@@ -740,7 +763,7 @@ static bool selects(struct ism_vctx *v, const struct ism_cm_se *se, struct ism_c
 	const char *why = NULL;
 
 	if (strcmp(we->r.ns, se->r.ns) != 0 ||
-	    !ism_model_labels_include(we->ep.labels_at, se->selector, se->n_selector))
+	    !ism_model_ep_labels_include(&we->ep, se->selector, se->n_selector))
 		return false;
 	we->matched = true;
 	if (we->ep.is_unix && se->resolution != ISM_RES_STATIC)

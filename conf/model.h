@@ -480,13 +480,19 @@ struct ism_cm_se_ep {
 	size_t n_ports;
 	struct ism_cm_named_port *ports;
 	const struct ism_node *ports_at; /* the ports mapping (NULL when absent) */
-	size_t n_labels;
+	/* Its labels as Istio has them (AugmentLabels): those it writes, and
+	 * last the n_topo it derives from its locality (region, zone, subzone:
+	 * in place of any written) and network (where none is written). Look
+	 * one up with ism_model_ep_label. */
+	size_t n_labels, n_topo;
 	struct ism_cm_label *labels;
 	const struct ism_node *labels_at; /* the labels mapping (NULL when absent) */
-	const char *locality;		  /* "" when absent */
-	uint32_t weight;		  /* >= 1: Istio reads 0 (or none) as 1 */
-	const char *service_account;	  /* serviceAccount; NULL: none */
-	const struct ism_node *at;	  /* the endpoint's mapping (a WorkloadEntry's spec) */
+	/* "" when absent; without the field, the one its labels give
+	 * (topology.istio.io/locality, istio-locality) */
+	const char *locality;
+	uint32_t weight;	     /* >= 1: Istio reads 0 (or none) as 1 */
+	const char *service_account; /* serviceAccount; NULL: none */
+	const struct ism_node *at;   /* the endpoint's mapping (a WorkloadEntry's spec) */
 };
 
 /* ServiceEntry.resolution, as far as isthmus implements it. */
@@ -1194,6 +1200,13 @@ bool ism_model_labels_include(const struct ism_node *have, const struct ism_cm_l
 bool ism_model_names_ns(const char *const *list, size_t n, const char *own, const char *ns);
 /* The value of label key in have (a labels mapping, may be NULL); "" when absent. */
 const char *ism_model_label(const struct ism_node *have, const char *key);
+/* The value of endpoint e's label key, among those Istio gives it (written
+ * and derived, struct ism_cm_se_ep); NULL when it has none. */
+const char *ism_model_ep_label(const struct ism_cm_se_ep *e, const char *key);
+/* True when endpoint e has every label of want (key and value): a subset's,
+ * a workloadSelector's. */
+bool ism_model_ep_labels_include(const struct ism_cm_se_ep *e, const struct ism_cm_label *want,
+				 size_t n_want);
 /* True when host pattern pat ("*", "*.suffix" or a name) covers host h (a
  * name or a pattern itself): "*.example.com" covers "a.example.com" and
  * "*.a.example.com", not "example.com" (Istio's SubsetOf, h of pat). */

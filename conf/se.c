@@ -180,12 +180,102 @@ static void parse_ep_address(struct ism_vctx *v, const struct ism_node *n,
 	ism_v_pop(v, old);
 }
 
+/* Istio's topology labels (pilot/pkg/serviceregistry/util/label, and
+ * pkg/model's locality labels). */
+#define LABEL_REGION	   "topology.kubernetes.io/region"
+#define LABEL_ZONE	   "topology.kubernetes.io/zone"
+#define LABEL_SUBZONE	   "topology.istio.io/subzone"
+#define LABEL_NETWORK	   "topology.istio.io/network"
+#define LABEL_LOCALITY	   "topology.istio.io/locality"
+#define LABEL_LOCALITY_OLD "istio-locality"
+
+/* An endpoint without `locality`: the one its labels give, as
+ * Istio reads it (GetLocalityLabel: topology.istio.io/locality, else the
+ * older istio-locality; SanitizeLocalityLabel: '.' separates the parts,
+ * Kubernetes labels having no '/'). */
+static void locality_from_labels(struct ism_vctx *v, struct ism_cm_se_ep *e)
+{
+	const char *key = LABEL_LOCALITY;
+	const struct ism_node *l = ism_node_get(e->labels_at, key, NULL);
+	char *loc;
+	size_t old;
+
+	if (l == NULL)
+		l = ism_node_get(e->labels_at, key = LABEL_LOCALITY_OLD, NULL);
+	if (l == NULL || l->kind != ISM_NODE_SCALAR || l->len == 0 ||
+	    (loc = ism_v_strdup(v, l->str)) == NULL)
+		return;
+	if (strchr(loc, '/') == NULL)
+		for (char *p = loc; *p != '\0'; p++)
+			if (*p == '.')
+				*p = '/';
+	if (ism_locality_valid(loc)) {
+		e->locality = loc;
+		return;
+	}
+	old = ism_v_push(v, ".labels.%s", key);
+	ism_v_err(v, l,
+		  "the endpoint's locality, \"%s\" (as Istio reads this label without a "
+		  "locality field), must be \"region.zone\" or \"region.zone.subzone\" with "
+		  "non-empty parts (at most 63 bytes each)",
+		  loc);
+	ism_v_pop(v, old);
+}
+
+/* The labels Istio adds to an endpoint's own (AugmentLabels): region, zone
+ * and subzone from its locality, in place of any it writes, and
+ * topology.istio.io/network from its network where it writes none (or an
+ * empty one). They go last in e->labels (e->n_topo of them), the labels
+ * they replace left out. */
+static void topology_labels(struct ism_vctx *v, struct ism_cm_se_ep *e, const char *network)
+{
+	static const char *const parts[] = {LABEL_REGION, LABEL_ZONE, LABEL_SUBZONE};
+	const struct ism_node *wn = ism_node_get(e->labels_at, LABEL_NETWORK, NULL);
+	struct ism_cm_label topo[4], *all;
+	const char *p = e->locality;
+	size_t nt = 0, n = 0;
+
+	for (size_t i = 0; i < 3 && *p != '\0'; i++) {
+		size_t len = strcspn(p, "/");
+		char *val = len > 0 ? ism_pool_strndup(&v->conf->pool, p, len) : NULL;
+
+		if (len > 0 && val == NULL) {
+			v->nomem = 1;
+			return;
+		}
+		if (len > 0)
+			topo[nt++] = (struct ism_cm_label){parts[i], val};
+		p += len + (p[len] == '/');
+	}
+	if (network != NULL && network[0] != '\0' &&
+	    (wn == NULL || (wn->kind == ISM_NODE_SCALAR && wn->len == 0)))
+		topo[nt++] = (struct ism_cm_label){LABEL_NETWORK, network};
+	if (nt == 0)
+		return;
+	all = ism_v_alloc(v, e->n_labels + nt, sizeof(*all));
+	if (all == NULL)
+		return;
+	for (size_t i = 0; i < e->n_labels; i++) {
+		bool replaced = false;
+
+		for (size_t j = 0; j < nt && !replaced; j++)
+			replaced = strcmp(e->labels[i].key, topo[j].key) == 0;
+		if (!replaced)
+			all[n++] = e->labels[i];
+	}
+	memcpy(all + n, topo, nt * sizeof(*topo));
+	e->labels = all;
+	e->n_labels = n + nt;
+	e->n_topo = nt;
+}
+
 void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_se *se,
 			      struct ism_cm_se_ep *e)
 {
 	static const char *const keys[] = {"address", "ports",	 "labels",	   "locality",
 					   "weight",  "network", "serviceAccount", NULL};
 	const struct ism_node *pm;
+	const char *network = NULL;
 	size_t old;
 
 	e->weight = 1;
@@ -210,12 +300,15 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 			  "(at most 63 bytes each)");
 		ism_v_pop(v, old);
 	}
+	if (ism_node_get(n, "locality", NULL) == NULL)
+		locality_from_labels(v, e);
 	/* Any uint32, as Envoy takes it; 0 is 1, as Istio's
 	 * GetLoadBalancingWeight reads it. A locality's sum is bounded
 	 * (xref_weights). */
 	if (ism_v_u32(v, n, "weight", false, 0, UINT32_MAX, &e->weight) > 0 && e->weight == 0)
 		e->weight = 1;
-	ism_v_str(v, n, "network", false, &(const char *){NULL});
+	ism_v_str(v, n, "network", false, &network);
+	topology_labels(v, e, network);
 	pm = ism_v_node(v, n, "ports", false, ISM_NODE_MAP);
 	if (pm == NULL)
 		return;

@@ -495,6 +495,39 @@ def istio_failover_task(env):
 
 
 @_test
+def locality_from_labels(env):
+    """An endpoint's locality and topology labels as Istio gives them
+    (convertWorkloadEntryToWorkloadInstance, AugmentLabels): a2 has no
+    `locality`, only the label topology.istio.io/locality ('.' for '/'), which
+    is its locality, so under outlier detection it shares priority 0 with a1
+    (locality written), where it was ranked another region and took nothing;
+    and a subset selecting topology.kubernetes.io/zone, which Istio derives
+    from the locality, holds both, where it held none (503)."""
+    ups = Ups(env)
+    ups.start("a1", LOC_A)
+    ups.start("a2", LOC_A, addr="127.0.0.2")
+    entries = ups.entries()
+    del entries[1]["locality"]
+    entries[1]["labels"] = {"topology.istio.io/locality": "eu-west.eu-west-1a"}
+    http = (f"  - match: [{{uri: {{prefix: /zone-a}}}}]\n"
+            f"    route: [{{destination: {{host: {SVC}, subset: zone-a}}}}]\n" + route_all(SVC))
+    dr = (dest_rule(SVC, od=OD_FAST) +
+          "  subsets:\n  - {name: zone-a, labels: {topology.kubernetes.io/zone: eu-west-1a}}\n")
+    env.gw_port = free_port()
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, locality=LOC_A), gateway(env.gw_port), virtual_service("web", ["*"], http),
+        service_entry("web", SVC, entries), dr)), env.gw_port)
+    shown = ctl_cmd(env.path("ctl.sock"), f"show endpoints outbound|80||{SVC}")
+    line = next((l for l in shown.splitlines() if ups.key("a2") in l), "")
+    check("locality=eu-west/eu-west-1a" in line and "priority=0" in line,
+          f"a2's locality from its label, priority 0: {shown}")
+    for path in ("/", "/zone-a/x"):
+        counts = tally_ok(env, 400, path=path)
+        check(set(counts) == {"a1", "a2"} and min(counts.values()) >= 100,
+              f"GET {path}: a1 and a2 share it: {counts}")
+
+
+@_test
 def failover_needs_outlier_detection(env):
     """`failover` without outlierDetection: isthmus -c accepts the file with a
     warning naming the field, and (as in Istio) no locality priorities are set up:

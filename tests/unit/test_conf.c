@@ -3507,6 +3507,11 @@ static const struct bad bads[] = {
 	 "    hosts: ['*']\n",
      10, 18, "Gateway default/edge.v1: metadata.name",
      "invalid gateway name \"edge.v1\" (as Istio: a DNS-1123 label"},
+    {"locality label of a region alone",
+     SE_HEAD "  ports: [{number: 80, name: http}]\n  endpoints:\n"
+	     "  - {address: 10.0.0.1, labels: {topology.istio.io/locality: eu-west}}\n",
+     16, 62, "ServiceEntry default/se: spec.endpoints[0].labels.topology.istio.io/locality",
+     "the endpoint's locality, \"eu-west\""},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
@@ -5371,6 +5376,119 @@ static void test_https_redirect_elsewhere(void **state)
 	assert_int_equal(warning_line(&f->d, "should only be used with http servers"), 15);
 }
 
+/* Endpoints get Istio's topology labels (AugmentLabels): region, zone and
+ * subzone from their locality, in place of any they write, and
+ * topology.istio.io/network from network where they write none; without
+ * `locality`, the label topology.istio.io/locality (or istio-locality), '.'
+ * for '/', is the locality. Subsets and workloadSelectors match them. */
+static void test_topology_labels(void **state)
+{
+#define SUB(name, k, val) "  - {name: " name ", labels: {" k ": " val "}}\n"
+	static const char yaml[] = APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: gw}\nspec:\n  servers:\n"
+	    "  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: ['*']\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+	    "  - match: [{uri: {prefix: /z}}]\n"
+	    "    route: [{destination: {host: s.example.com, subset: zone-a}}]\n"
+	    "  - match: [{uri: {prefix: /r}}]\n"
+	    "    route: [{destination: {host: s.example.com, subset: region}}]\n"
+	    "  - match: [{uri: {prefix: /s}}]\n"
+	    "    route: [{destination: {host: s.example.com, subset: sub}}]\n"
+	    "  - match: [{uri: {prefix: /n1}}]\n"
+	    "    route: [{destination: {host: s.example.com, subset: n1}}]\n"
+	    "  - match: [{uri: {prefix: /n2}}]\n"
+	    "    route: [{destination: {host: s.example.com, subset: n2}}]\n"
+	    "  - route: [{destination: {host: w.example.com}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	    "metadata: {name: d}\nspec:\n  host: s.example.com\n  subsets:\n" SUB(
+		"zone-a", "topology.kubernetes.io/zone",
+		"eu-west-1a") SUB("region", "topology.kubernetes.io/region",
+				  "eu-west") SUB("sub", "topology.istio.io/subzone",
+						 "s1") SUB("n1", "topology.istio.io/network", "n1")
+		SUB("n2", "topology.istio.io/network",
+		    "n2") "---\napiVersion: "
+			  "networking.istio.io/"
+			  "v1\nkind: "
+			  "ServiceEntry\n"
+			  "metadata: {name: s}\nspec:\n  hosts: [s.example.com]\n  resolution: "
+			  "STATIC\n"
+			  "  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints:\n"
+			  /* 1: written; 2: its label's; 3: the older label's, its zone label
+			   * replaced; 4: no locality, its zone label as written; 5: the
+			   * network label written wins; 6: network's label; 7: a subzone */
+			  "  - {address: 10.0.0.1, locality: eu-west/eu-west-1a}\n"
+			  "  - {address: 10.0.0.2, labels: {topology.istio.io/locality: "
+			  "eu-west.eu-west-1a}}\n"
+			  "  - {address: 10.0.0.3, labels: {istio-locality: eu-west.eu-west-1b, "
+			  "topology.kubernetes.io/zone: eu-west-1a}}\n"
+			  "  - {address: 10.0.0.4, labels: {topology.kubernetes.io/zone: "
+			  "eu-west-1a}}\n"
+			  "  - {address: 10.0.0.5, network: n1, labels: "
+			  "{topology.istio.io/network: n2}}\n"
+			  "  - {address: 10.0.0.6, network: n1}\n"
+			  "  - {address: 10.0.0.7, locality: us-east/us-east-1a/s1}\n"
+			  "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+			  "metadata: {name: w}\nspec:\n  hosts: [w.example.com]\n  resolution: "
+			  "STATIC\n"
+			  "  ports: [{number: 80, name: http, protocol: HTTP}]\n"
+			  "  workloadSelector: {labels: {topology.kubernetes.io/zone: "
+			  "eu-west-1b}}\n"
+			  "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+			  "metadata: {name: w1}\nspec: {address: 10.0.1.1, locality: "
+			  "eu-west/eu-west-1b}\n"
+			  "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n"
+			  "metadata: {name: w2}\nspec: {address: 10.0.1.2, labels: "
+			  "{istio-locality: "
+			  "eu-west.eu-west-1c}}\n";
+	static const struct {
+		const char *subset, *want;
+	} cases[] = {
+	    {"zone-a", "10.0.0.1:80 10.0.0.2:80 10.0.0.4:80 "},
+	    {"region", "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 "},
+	    {"sub", "10.0.0.7:80 "},
+	    {"n1", "10.0.0.6:80 "},
+	    {"n2", "10.0.0.5:80 "},
+	};
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c;
+	char name[128], got[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = 0;
+
+		snprintf(name, sizeof(name), "outbound|80|%s|s.example.com", cases[i].subset);
+		c = loaded_cluster(t, name);
+		got[0] = '\0';
+		/* in address order: the endpoints are sorted by priority first */
+		for (int a = 1; a <= 7; a++)
+			for (uint32_t j = 0; j < c->n_endpoints; j++) {
+				char want[32];
+
+				snprintf(want, sizeof(want), "10.0.0.%d:80", a);
+				if (strcmp(c->endpoints[j].addr_text.p, want) == 0)
+					n +=
+					    (size_t)snprintf(got + n, sizeof(got) - n, "%s ", want);
+			}
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("subset %s holds %s, want %s", cases[i].subset, got,
+				 cases[i].want);
+	}
+	/* The localities the labels gave. */
+	c = loaded_cluster(t, "outbound|80|region|s.example.com");
+	for (uint32_t j = 0; j < c->n_endpoints; j++)
+		if (strcmp(c->endpoints[j].addr_text.p, "10.0.0.2:80") == 0)
+			assert_string_equal(c->endpoints[j].locality.p, "eu-west/eu-west-1a");
+		else if (strcmp(c->endpoints[j].addr_text.p, "10.0.0.3:80") == 0)
+			assert_string_equal(c->endpoints[j].locality.p, "eu-west/eu-west-1b");
+	c = loaded_cluster(t, "outbound|80||w.example.com");
+	assert_int_equal(c->n_endpoints, 1);
+	assert_string_equal(c->endpoints[0].addr_text.p, "10.0.1.1:80");
+#undef SUB
+}
+
 /* A route table that does not fit because of its consistent-hash tables
  * says so (the error named no field): two subsets' Maglev tables of 65537
  * entries (256 KiB each) in a 256 KiB arena. */
@@ -5480,6 +5598,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_types, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_tags, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_topology_labels, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_https_redirect_elsewhere, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_endpoint_weights, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
