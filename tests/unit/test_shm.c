@@ -40,6 +40,24 @@ static struct ism_table *build(struct ism_arena *a, uint32_t tag)
 	return t;
 }
 
+/* build()'s table with one cluster of the n endpoints of ids and ods. */
+static struct ism_table *build_cluster(struct ism_arena *a, uint32_t tag, const uint32_t *ids,
+				       const uint32_t *ods, uint32_t n)
+{
+	struct ism_table *t = build(a, tag);
+	struct ism_cluster *cl = ism_arena_alloc(a, sizeof(*cl), 8);
+	struct ism_endpoint *eps = ism_arena_alloc(a, n * sizeof(*eps), 8);
+
+	assert_non_null(cl);
+	assert_non_null(eps);
+	for (uint32_t i = 0; i < n; i++)
+		eps[i] = (struct ism_endpoint){.id = ids[i], .od = ods[i]};
+	*cl = (struct ism_cluster){.n_endpoints = n, .endpoints = eps};
+	t->n_clusters = 1;
+	t->clusters = cl;
+	return t;
+}
+
 static void test_arena(void **state)
 {
 	unsigned char block[256];
@@ -250,8 +268,6 @@ static void test_od_intern(void **state)
 	struct ism_shm shm;
 	struct ism_arena a;
 	struct ism_table *t;
-	struct ism_cluster *cl;
-	struct ism_endpoint *ep;
 	uint32_t id, o_all, o_v1, again, o_v2;
 	char k_all[64], k_v1[64], k_v2[64];
 	int slot;
@@ -276,15 +292,7 @@ static void test_od_intern(void **state)
 	/* A generation holding the endpoint in the cluster without a subset only. */
 	slot = ism_shm_gen_begin(&shm, &a);
 	assert_true(slot >= 0);
-	t = build(&a, 1);
-	cl = ism_arena_alloc(&a, sizeof(*cl), 8);
-	ep = ism_arena_alloc(&a, sizeof(*ep), 8);
-	assert_non_null(cl);
-	assert_non_null(ep);
-	*ep = (struct ism_endpoint){.id = id, .od = o_all};
-	*cl = (struct ism_cluster){.n_endpoints = 1, .endpoints = ep};
-	t->n_clusters = 1;
-	t->clusters = cl;
+	t = build_cluster(&a, 1, &id, &o_all, 1);
 	ism_shm_gen_publish(&shm, slot, t, 1);
 	ism_shm_ep_sweep(&shm);
 	assert_int_equal(atomic_load(&shm.hdr->eps[id].in_use), 1);
@@ -309,23 +317,12 @@ static void publish_eps(struct ism_shm *shm, uint64_t gen, uint32_t n,
 {
 	struct ism_arena a;
 	struct ism_table *t;
-	struct ism_cluster *cl;
-	struct ism_endpoint *eps;
 	uint32_t ids[4], ods[4];
 	int slot = ism_shm_gen_begin(shm, &a);
 
 	assert_true(slot >= 0 && n <= 4);
 	intern(shm, ids, ods);
-	t = build(&a, (uint32_t)gen);
-	cl = ism_arena_alloc(&a, sizeof(*cl), 8);
-	eps = ism_arena_alloc(&a, n * sizeof(*eps), 8);
-	assert_non_null(cl);
-	assert_non_null(eps);
-	for (uint32_t i = 0; i < n; i++)
-		eps[i] = (struct ism_endpoint){.id = ids[i], .od = ods[i]};
-	*cl = (struct ism_cluster){.n_endpoints = n, .endpoints = eps};
-	t->n_clusters = 1;
-	t->clusters = cl;
+	t = build_cluster(&a, (uint32_t)gen, ids, ods, n);
 	ism_shm_gen_publish(shm, slot, t, gen);
 }
 
@@ -440,8 +437,6 @@ static void test_ep_built(void **state)
 	struct ism_shm shm;
 	struct ism_arena a;
 	struct ism_table *t;
-	struct ism_cluster *cl;
-	struct ism_endpoint *ep;
 	uint32_t id;
 	int slot;
 
@@ -450,15 +445,7 @@ static void test_ep_built(void **state)
 	slot = ism_shm_gen_begin(&shm, &a);
 	assert_true(slot >= 0);
 	assert_int_equal(ism_shm_ep_intern(&shm, "svc|new", ISM_EP_UNHEALTHY, &id), 0);
-	t = build(&a, 1);
-	cl = ism_arena_alloc(&a, sizeof(*cl), 8);
-	ep = ism_arena_alloc(&a, sizeof(*ep), 8);
-	assert_non_null(cl);
-	assert_non_null(ep);
-	*ep = (struct ism_endpoint){.id = id, .od = ISM_NO_OD_SLOT};
-	*cl = (struct ism_cluster){.n_endpoints = 1, .endpoints = ep};
-	t->n_clusters = 1;
-	t->clusters = cl;
+	t = build_cluster(&a, 1, &id, &(uint32_t){ISM_NO_OD_SLOT}, 1);
 	ism_shm_gen_built(&shm, slot, t);
 	ism_shm_ep_sweep(&shm);
 	assert_int_equal(atomic_load(&shm.hdr->eps[id].in_use), 1);
