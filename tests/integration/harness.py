@@ -52,6 +52,17 @@ def poll(cond, timeout, interval=0.05, what="condition"):
 _GIVEN_PORTS = set()
 
 
+def read_head(c, buf=b""):
+    """The request head from socket c (and what followed it); (None, b"") at EOF."""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            return None, b""
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1"), rest
+
+
 def port_open(addr, port):
     """Whether addr:port accepts a connection (within half a second)."""
     try:

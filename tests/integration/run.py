@@ -23,7 +23,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (DEBIAN_PYTHON, ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
-                     destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, port_open, service_entry,
+                     destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, port_open, read_head, service_entry,
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
 import test_policies  # noqa: E402
@@ -1157,13 +1157,9 @@ def h2_websocket_refused_then_data(env):
     def serve():
         c, _ = srv.accept()
         with c:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = c.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            seen["after"] = data.split(b"\r\n\r\n", 1)[1]
+            head, seen["after"] = read_head(c)
+            if head is None:
+                return
             c.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 3\r\n\r\n")
             c.settimeout(0.2)
             end = time.monotonic() + 1.5  # the body waits: what comes meanwhile is seen

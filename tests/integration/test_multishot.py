@@ -27,7 +27,7 @@ import threading
 import time
 
 from harness import (Conn, Registry, Skip, build_request, check, ctl_cmd, docs, free_port, gateway, have, metric,
-                     poll, service_entry, virtual_service, vmrss_kib, appliance)
+                     poll, read_head, service_entry, virtual_service, vmrss_kib, appliance)
 from test_tls import Pki, gateway_of, server, tls_simple
 
 _test = Registry()
@@ -397,12 +397,9 @@ def stray_upstream(conns, stop):
         buf = b""
         try:
             while not stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    d = c.recv(4096)
-                    if not d:
-                        return
-                    buf += d
-                _, buf = buf.split(b"\r\n\r\n", 1)
+                head, buf = read_head(c, buf)
+                if head is None:
+                    return
                 c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
                 time.sleep(0.2)
                 c.sendall(b"X")

@@ -18,24 +18,13 @@ import threading
 import time
 
 from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, http_get,
-                     poll, service_entry, service_entry_protocol, virtual_service)
+                     poll, read_head, service_entry, service_entry_protocol, virtual_service)
 from test_h2 import h2up_stats, meter_log, one_service, route, start_h2_upstream
 
 SVC = "retry.test.internal"
 UP_ADDR = "127.0.0.2"
 _test = Registry()
 register = _test.register
-
-
-def read_head(c, buf=b""):
-    """The request head from socket c (and what followed it); (None, b"") at EOF."""
-    while b"\r\n\r\n" not in buf:
-        d = c.recv(65536)
-        if not d:
-            return None, b""
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    return head.decode("latin-1"), rest
 
 
 def read_body(c, head, rest):
