@@ -105,6 +105,7 @@ static void test_reused_slot(void **state)
 	assert_true(has_event(ev, n, "admin", "svc|c:80 set to maint"));
 	assert_false(has_event(ev, n, "health", "svc|c:80"));
 	ism_shm_destroy(&shm);
+	ism_events_free(ev);
 	free(ev);
 }
 
