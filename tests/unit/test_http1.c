@@ -488,6 +488,20 @@ static void test_field_name_bytes(void **state)
 		}
 }
 
+/* Whether the parser takes the whole request fmt makes with v. */
+static bool parses_with(const char *fmt, const char *v)
+{
+	struct ism_http_header hdrs[MAX_HDRS];
+	struct ism_http_req req = {.headers = hdrs};
+	char in[128];
+	int n = snprintf(in, sizeof(in), fmt, v);
+	char *b = copy(in, (size_t)n);
+	bool ok = ism_http_parse_request(b, (size_t)n, &lim, &req) == n;
+
+	free(b);
+	return ok;
+}
+
 /* What isthmus puts in a value made from others' text (ism_http_value_ok),
  * and an HTTP/2 request's :authority and :path (ism_http_host_ok,
  * ism_http_origin_target_ok), are what the request parser takes: an HTTP/2
@@ -497,33 +511,16 @@ static void test_made_values_parse(void **state)
 {
 	(void)state;
 	for (int c = 1; c < 256; c++) {
-		char v[8], in[128];
-		struct ism_http_header hdrs[MAX_HDRS];
-		struct ism_http_req req = {.headers = hdrs};
-		char *b;
-		int n;
+		char v[8];
 
 		snprintf(v, sizeof(v), "a%cb", c);
-		n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: h\r\nx-v: %s\r\n\r\n", v);
-		b = copy(in, (size_t)n);
 		assert_int_equal(ism_http_value_ok(v, 3),
-				 ism_http_parse_request(b, (size_t)n, &lim, &req) == n);
-		free(b);
-		n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", v);
-		b = copy(in, (size_t)n);
-		memset(&req, 0, sizeof(req));
-		req.headers = hdrs;
+				 parses_with("GET / HTTP/1.1\r\nHost: h\r\nx-v: %s\r\n\r\n", v));
 		assert_int_equal(ism_http_host_ok(v, 3),
-				 ism_http_parse_request(b, (size_t)n, &lim, &req) == n);
-		free(b);
+				 parses_with("GET / HTTP/1.1\r\nHost: %s\r\n\r\n", v));
 		snprintf(v, sizeof(v), "/a%cb", c);
-		n = snprintf(in, sizeof(in), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", v);
-		b = copy(in, (size_t)n);
-		memset(&req, 0, sizeof(req));
-		req.headers = hdrs;
 		assert_int_equal(ism_http_origin_target_ok(v, 4),
-				 ism_http_parse_request(b, (size_t)n, &lim, &req) == n);
-		free(b);
+				 parses_with("GET %s HTTP/1.1\r\nHost: h\r\n\r\n", v));
 	}
 	assert_false(ism_http_host_ok("a.test:80x", 10));
 	assert_false(ism_http_host_ok("u@a.test", 8));
