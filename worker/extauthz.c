@@ -414,7 +414,13 @@ int ism_extauthz_send(struct ism_wctx *w, struct ism_stream *st)
 	struct ism_stream *c;
 	const struct ism_cluster *cl;
 
-	if (xa == NULL || xa->cluster >= t->n_clusters)
+	if (xa == NULL) {
+		/* A reload took the CUSTOM policy away while the body was read
+		 * for the check: it goes on unchecked, as decide() lets one on. */
+		ism_stream_authz_allow(w, st);
+		return 0;
+	}
+	if (xa->cluster >= t->n_clusters)
 		return -ENOMEM;
 	if (!body_read(w, st, xa))
 		return 0;
@@ -490,11 +496,19 @@ static void refuse(struct ism_wctx *w, struct ism_stream *st, int status, const 
 			  ISM_XA_FLAG);
 }
 
+/* Whether a denying answer's field may reach the client at all: never one
+ * that frames the answer, nor host, nor its Server where isthmus writes its
+ * own (Envoy's connection manager overwrites it). */
+static bool deny_passes(struct ism_wctx *w, const struct ism_stream *st, const char *name,
+			size_t len)
+{
+	return !framing(name, len) && !name_is(name, len, "host") &&
+	       !(name_is(name, len, "server") && ism_stream_own_server(w, st));
+}
+
 /* A denying answer's fields the client gets: those headersToDownstreamOnDeny
- * names, with www-authenticate and location; without the list, all but host
- * (and never those that frame the answer, nor its Server where isthmus
- * writes its own, as Envoy's connection manager overwrites it). Into h
- * (cap); their count. */
+ * names, with www-authenticate and location; without the list, all that
+ * deny_passes. Into h (cap); their count. */
 static size_t deny_fields(struct ism_wctx *w, const struct ism_stream *st,
 			  const struct ism_extauthz *xa, const struct ism_http_header *in, size_t n,
 			  struct ism_http_header *h, size_t cap)
@@ -505,8 +519,7 @@ static size_t deny_fields(struct ism_wctx *w, const struct ism_stream *st,
 		const char *name = in[i].name;
 		size_t len = in[i].name_len;
 
-		if (framing(name, len) || name_is(name, len, "host") ||
-		    (name_is(name, len, "server") && ism_stream_own_server(w, st)))
+		if (!deny_passes(w, st, name, len))
 			continue;
 		if (xa->deny_all || pats_hold(w, &xa->down_deny, name, len) ||
 		    name_is(name, len, "www-authenticate") || name_is(name, len, "location"))
@@ -719,7 +732,7 @@ static void decide_grpc(struct ism_wctx *w, struct ism_stream *st, const struct 
 		ism_wstat_add(&w->st->ext_authz[ISM_XA_R_DENIED], 1);
 		h = malloc((r.hdrs.n + 1) * sizeof(*h));
 		for (uint32_t i = 0; h != NULL && i < r.hdrs.n; i++)
-			if (!framing(r.hdrs.f[i].name, r.hdrs.f[i].name_len))
+			if (deny_passes(w, st, r.hdrs.f[i].name, r.hdrs.f[i].name_len))
 				h[n++] = (struct ism_http_header){
 				    r.hdrs.f[i].name, r.hdrs.f[i].name_len, r.hdrs.f[i].value,
 				    r.hdrs.f[i].value_len};
@@ -787,9 +800,9 @@ static void decide(struct ism_wctx *w, struct xa_check *chk)
 		ism_stream_authz_allow(w, st);
 		return;
 	}
-	if (xa->grpc != chk->grpc)
-		errored(w, st, xa);
-	else if (xa->grpc)
+	/* The answer is read as the kind of service it came from (a reload
+	 * may have changed the provider's kind meanwhile). */
+	if (chk->grpc)
 		decide_grpc(w, st, xa, chk);
 	else
 		decide_http(w, st, xa, chk);

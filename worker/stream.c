@@ -1814,8 +1814,8 @@ static bool authenticated(struct ism_wctx *w, struct ism_stream *st, struct ism_
 
 /* Whether a CUSTOM policy's provider checks the request: it is kept, and
  * goes on (ism_stream_authz_allow) or is answered when the check ends;
- * Envoy's ext_authz filter comes after its jwt_authn one, before its RBAC
- * ones. */
+ * istiod puts Envoy's ext_authz filter first, before jwt_authn and the RBAC
+ * filters, so a CUSTOM rule sees no verified token. */
 static bool authz_checks(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			 bool https, const struct ism_vhost *vh, const struct ism_route *r,
 			 bool undecided, const char *body, uint32_t len, bool req_done)
@@ -1851,7 +1851,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 
 	if (st->xa != NULL) {
 		/* Its CUSTOM check let it through (ism_stream_authz_allow): it
-		 * goes on from Envoy's RBAC filters, as it was routed. */
+		 * goes on from Envoy's jwt_authn filter, as it was routed. */
 		https = st->xa->https;
 		vh = st->xa->vh;
 		r = st->xa->r;
@@ -1892,12 +1892,15 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 			ism_stream_local(w, st, 403, ISM_WHY_UPGRADE, true);
 			return;
 		}
-		if (w->table->jwt.n > 0 && !authenticated(w, st, req, https, &vh, &r, &undecided))
-			return;
 		if (w->table->authz.custom.n > 0 &&
 		    authz_checks(w, st, req, https, vh, r, undecided, body, len, req_done))
 			return;
 	}
+	/* Istio puts Envoy's jwt_authn after its CUSTOM ext_authz: the check
+	 * sees the client's token, and the fields its answer adds are what
+	 * the JWT check reads. */
+	if (w->table->jwt.n > 0 && !authenticated(w, st, req, https, &vh, &r, &undecided))
+		return;
 	if (!authorized(w, st, req)) {
 		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
 		return;

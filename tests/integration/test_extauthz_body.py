@@ -924,6 +924,28 @@ def reload_midway(env, kind):
     no_crash(w, workers)
 
 
+def policy_gone_midway(env, kind):
+    # One worker, so that a request served unchecked shows the reload has
+    # reached the worker that reads the half-sent body.
+    w = kind.world(env, kind.prov(body_setting(4000)), workers=1)
+    workers = w.env.workers()
+    ask = kind.ask
+    body = text_body(3000, "G")
+    n = w.authz.count()
+    before = received_bytes(w)
+
+    def reload_before(i):
+        if i == 1:
+            poll(lambda: received_bytes(w) >= before + 1500, 5, what="the first half of the body to reach the gateway")
+            w.reload(kind.prov(body_setting(4000)))
+            poll(lambda: w.req("/probe", ask("deny")).status == 200, 5,
+                 what="a request served unchecked after the reload")
+    r = post_pieces(w, "/echo/policy-gone", ask("deny"), [body[:1500], body[1500:]], before_piece=reload_before)
+    check_echo(r, body, "a body half read for its check when a reload took the CUSTOM policy away")
+    check(w.authz.count() == n, f"{kind.name} was asked after the policy went: {w.authz.count() - n} checks")
+    no_crash(w, workers)
+
+
 WS_HOST = "ws.test.internal"
 WS_ADDR = "127.0.0.2"
 
@@ -1257,6 +1279,21 @@ def extauthz_body_grpc_reload_midway(env):
     and reaches the upstream; a partial body whose check went before a
     reload reaches the upstream whole after it."""
     reload_midway(env, GRPC)
+
+
+@_test
+def extauthz_body_http_policy_gone_midway(env):
+    """The HTTP authorizer: a reload that takes the CUSTOM policy away while a
+    body is read for its check lets the request on unchecked, as one whose
+    check was in flight (it was answered 503)."""
+    policy_gone_midway(env, HTTP)
+
+
+@_test
+def extauthz_body_grpc_policy_gone_midway(env):
+    """The gRPC authorizer: a reload that takes the CUSTOM policy away while a
+    body is read for its check lets the request on unchecked."""
+    policy_gone_midway(env, GRPC)
 
 
 @_test

@@ -121,14 +121,14 @@ def gprovider(name="ext", service=AUTHZ_HOST, port=80, **fields):
 
 
 def gconfig(env, prov, *extra_docs, gw, admin, log, up, authz_port, protocol="GRPC", routes=ROUTE_ALL,
-            gateway_doc=None):
+            gateway_doc=None, workers=2):
     """The file: an Appliance with an admin listener, a text access log
     (LOG_FORMAT) and the providers prov; a plaintext Gateway on gw (or
     gateway_doc); routes to SVC (the upstream on UP:up); the authorizer's
     ServiceEntry (AUTHZ_HOST port 80, protocol protocol → AUTHZ_ADDR:authz_port)."""
     extra = (f"  admin: {{address: 127.0.0.1:{admin}}}\n"
              f"  accessLog: {{path: {log}, format: text, textFormat: \"{LOG_FORMAT}\"}}\n" + prov)
-    return docs(appliance(env, extra=extra), gateway_doc or gateway_ports([gw]),
+    return docs(appliance(env, extra=extra, workers=workers), gateway_doc or gateway_ports([gw]),
                 virtual_service("vs", ["*"], routes),
                 service_entry("a", SVC, [{"address": UP, "port": up}]),
                 service_entry_protocol("authz", AUTHZ_HOST, [{"address": AUTHZ_ADDR, "port": authz_port}], protocol),
@@ -145,9 +145,10 @@ class GWorld(World):
     upstream_count) are test_extauthz.World's."""
 
     def __init__(self, env, prov, *extra_docs, routes=ROUTE_ALL, authz_port=None, cert=None, tls=None,
-                 authz=None, proxy_protocol=False, protocol="GRPC"):
+                 authz=None, proxy_protocol=False, protocol="GRPC", workers=2):
         self.env = env
         self.protocol = protocol
+        self.workers = workers
         self.authz = authz or GrpcAuthorizer(env, cert=cert)
         self.authz_port = authz_port or self.authz.port
         self.up = env.upstream([f"{UP}:0=a"], name="a")["a"]
@@ -165,7 +166,7 @@ class GWorld(World):
             prov += f"  proxyProtocol: {{ports: [{self.gw}]}}\n"
         return gconfig(self.env, prov, *extra_docs, gw=self.gw, admin=self.admin, log=self.log, up=self.up,
                        authz_port=self.authz_port, routes=self.routes, gateway_doc=self.gateway_doc,
-                       protocol=self.protocol)
+                       protocol=self.protocol, workers=self.workers)
 
 
 def query_of(request_line):
@@ -427,7 +428,7 @@ def extauthz_grpc_denied(env):
     """A CheckResponse with a code other than 0 denies: the client gets
     denied_response's status (403 when it has none, or 0, or there is no
     denied_response), its fields (append true: both of a name) and its
-    body; the upstream sees none of them; the access log says UAEX
+    body, but for host and server; the upstream sees none of them; the access log says UAEX
     ext_authz_denied; isthmus_ext_authz_total counts them denied. A denied
     HEAD gets the status and fields and the connection goes on; over h2c the
     denial comes as over HTTP/1.1."""
@@ -447,6 +448,10 @@ def extauthz_grpc_denied(env):
         ("/d/unset", ask("deny", body="no status given"), 403, b"no status given", {}),
         ("/d/zero", ask("deny", status=0, body="status zero"), 403, b"status zero", {}),
         ("/d/bare", ask("deny-bare", code=16), 403, b"", {}),
+        # The answer's host and server never reach the client (the HTTP
+        # service's are dropped alike): one server field, isthmus's.
+        ("/d/host", ask("deny", status=401, set="host=h|server=s|x-k=v"), 401, b"",
+         {"host": [], "server": ["isthmus"], "x-k": ["v"]}),
     ]
     for path, hdrs, status, body, fields in cases:
         r = w.req(path, hdrs)
@@ -570,6 +575,33 @@ def extauthz_grpc_authorizer_down(env):
         return r.status == 401 and r.body == b"up now"
     poll(decided, 10, interval=0.2, what="the authorizer started late to decide a request")
     check(late.count() >= 1, "the late authorizer recorded no check")
+
+
+@_test
+def extauthz_provider_kind_changes_midcheck(env):
+    """A reload that makes the provider of a check in flight a gRPC one (the
+    same name) reads the check's answer as what it is, an HTTP service's: the
+    allowing answer lets the request on to the upstream, where it was 403
+    ext_authz_error."""
+    import test_extauthz
+    http_authz = test_extauthz.Authorizer(env, name="http")
+    hsvc = "http-authz.auth.internal"
+    hse = service_entry("hauthz", hsvc, [{"address": AUTHZ_ADDR, "port": http_authz.port}])
+    hprov = providers(test_extauthz.provider(service=hsvc, includeRequestHeadersInCheck=test_extauthz.INCLUDE))
+    w = GWorld(env, hprov, custom(), hse, workers=1)
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("r", w.req("/k/slow", test_extauthz.ask("slow", delay=2500))))
+    t.start()
+    try:
+        poll(lambda: http_authz.count() == 1, 5, what="the slow check to reach the HTTP authorizer")
+        w.reload(providers(gprovider(timeout="3s")), custom(), hse)
+        g0 = w.authz.count()
+        r = w.req("/k/grpc", ask("deny", status=401, body="grpc now"))
+        check(r.status == 401 and r.body == b"grpc now" and w.authz.count() == g0 + 1,
+              f"after the reload, the gRPC authorizer decides: {r}")
+    finally:
+        t.join(10)
+    check_upstream_served(got.get("r"), "/k/slow", "the check in flight over the provider's change of kind")
 
 
 @_test
