@@ -74,29 +74,37 @@ struct ism_h2 {
 	 * its stream (a bad field) has no stream to count it in n_blocks. */
 	uint8_t frag;
 	uint64_t frag_ms;
-	uint64_t unused_ms;   /* when n_streams last became zero (or the session began) */
-	uint64_t send_ms;     /* when the send in flight started */
-	uint64_t stir_ms;     /* when it last read or sent */
-	uint64_t budget_ms;   /* when the frame budget was last refilled */
-	uint32_t budget;      /* frames that carry no request the client may still send */
-	uint64_t notice_ms;   /* ISM_H2_NOTICE: when the notice went */
-	uint64_t data_sent;   /* DATA frames sent */
-	uint64_t wu_received; /* WINDOW_UPDATE frames received */
+	uint64_t unused_ms;	/* when n_streams last became zero (or the session began) */
+	uint64_t send_ms;	/* when the send in flight started */
+	uint64_t stir_ms;	/* when it last read or sent */
+	uint64_t budget_ms;	/* when the frame budget was last refilled */
+	uint32_t budget;	/* frames that carry no request the client may still send */
+	uint64_t notice_ms;	/* ISM_H2_NOTICE: when the notice went */
+	uint64_t data_sent;	/* DATA frames sent */
+	uint64_t wu_received;	/* WINDOW_UPDATE frames received */
+	uint64_t prio_received; /* PRIORITY frames received */
+	uint64_t opened;	/* streams the client opened */
 };
 
-/* Frames that carry no request (PING, SETTINGS, PRIORITY, empty DATA, HEADERS
- * or CONTINUATION, and the RST_STREAMs we send) come out of a per-connection
+/* Frames that carry no request (PING, SETTINGS, empty DATA, HEADERS or
+ * CONTINUATION, and the RST_STREAMs we send) come out of a per-connection
  * budget of ISM_H2_BUDGET refilled at ISM_H2_BUDGET_PER_S; WINDOW_UPDATEs may
- * number ISM_H2_WU_BASE plus ISM_H2_WU_PER_DATA per DATA frame sent. Past
- * either: GOAWAY ENHANCE_YOUR_CALM (CVE-2019-9512, 9515, 9518, 2025-8671). */
+ * number ISM_H2_WU_BASE plus ISM_H2_WU_PER_STREAM per stream the client
+ * opened and ISM_H2_WU_PER_DATA per DATA frame sent, PRIORITY frames
+ * ISM_H2_PRIO_PER_STREAM per stream opened and one more (Envoy's
+ * protocol_constraints, with its defaults: a client sending one of each per
+ * request is never cut). Past any: GOAWAY ENHANCE_YOUR_CALM (CVE-2019-9512,
+ * 9515, 9518, 2025-8671). */
 #define ISM_H2_BUDGET	    500u
 #define ISM_H2_BUDGET_PER_S 100u
 /* A malformed request (nghttp2 resets it: RFC 9113 8.1.1) costs this much of
  * the budget, so that a burst of them ends in ENHANCE_YOUR_CALM well before
  * the default 100 streams awaiting their reset can fill the connection. */
-#define ISM_H2_MALFORMED_COST 10u
-#define ISM_H2_WU_BASE	      1000u
-#define ISM_H2_WU_PER_DATA    10u
+#define ISM_H2_MALFORMED_COST  10u
+#define ISM_H2_WU_BASE	       1000u
+#define ISM_H2_WU_PER_STREAM   2u
+#define ISM_H2_WU_PER_DATA     20u
+#define ISM_H2_PRIO_PER_STREAM 100u
 
 /* From the shutdown notice to the GOAWAY naming the last stream: a round
  * trip and then some, for the streams the client sent before it read the
@@ -473,6 +481,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 		h->streams->prev = x;
 	h->streams = x;
 	h->n_streams++;
+	h->opened++;
 	block_begin(h, x);
 	nghttp2_session_set_stream_user_data(ng, x->id, x);
 	return 0;
@@ -505,7 +514,6 @@ static bool idle_frame(const nghttp2_frame_hd *hd)
 		return hd->length == 0;
 	case NGHTTP2_PING:
 	case NGHTTP2_SETTINGS:
-	case NGHTTP2_PRIORITY:
 		return true;
 	default:
 		/* RST_STREAM: nghttp2's own rate limit (CVE-2023-44487). */
@@ -568,8 +576,12 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
 		h->frag = 0;
 	}
 	if (hd->type == NGHTTP2_WINDOW_UPDATE &&
-	    ++h->wu_received > ISM_H2_WU_BASE + ISM_H2_WU_PER_DATA * h->data_sent)
+	    ++h->wu_received > ISM_H2_WU_BASE + ISM_H2_WU_PER_STREAM * h->opened +
+				   ISM_H2_WU_PER_DATA * h->data_sent)
 		return calm(h, "WINDOW_UPDATE");
+	if (hd->type == NGHTTP2_PRIORITY &&
+	    ++h->prio_received > ISM_H2_PRIO_PER_STREAM * (1 + h->opened))
+		return calm(h, "PRIORITY");
 	if (idle_frame(hd) && !budget_take(h->w, h, 1))
 		return calm(h, "empty or control frame");
 	return 0;

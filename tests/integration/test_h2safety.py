@@ -155,6 +155,21 @@ def h2_frame_floods(env):
 
 
 @_test
+def h2_polite_client_not_cut(env):
+    """A client that sends a PRIORITY frame and a connection WINDOW_UPDATE with
+    each of 1,200 requests, one at a time, is served them all: the PRIORITY and
+    WINDOW_UPDATE allowances grow with the streams it opens, as Envoy's
+    protocol constraints do (it got GOAWAY ENHANCE_YOUR_CALM after 500 or
+    1,000 of them)."""
+    gw, _, _ = gateway_1w(env)
+    n = 1200
+    rep = attack(gw, "polite", n, "/ok", timeout=120)
+    ok = sum(1 for s in rep["status"].values() if s == 200)
+    check(ok == n and rep["goaway"] is None and not rep["closed"],
+          f"{ok} of {n} requests served; GOAWAY {rep['goaway']} {rep.get('goaway_data')!r}, closed {rep['closed']}")
+
+
+@_test
 def h2_stream_flood(env):
     """Thousands of streams past http2MaxConcurrentStreams. Once the client
     acknowledged the limit: GOAWAY PROTOCOL_ERROR (nghttp2, RFC 9113 5.1.2)

@@ -22,6 +22,10 @@ ATTACK:
                     POST stream), empty-headers N (a new stream each)
                     N frames of that kind
   streams N         N GET streams (JSON: the path) without reading in between
+  polite N          N GETs of JSON's path (default /) one at a time, each with
+                    a PRIORITY frame on its stream and a connection-level
+                    WINDOW_UPDATE of 1, as browsers send them; stops at the
+                    first stream that does not end within 10 s
   zero-window N     SETTINGS_INITIAL_WINDOW_SIZE 0, GET JSON's path, never a
                     WINDOW_UPDATE; waits up to N seconds for the stream's end
   idle N            one GET (JSON: the path, default /), then nothing: waits up
@@ -301,6 +305,17 @@ def run(p, attack, n, arg):
             p.wait(lambda: p.acked, 5)
         flood(p, lambda i: HeadersFrame(1 + 2 * i, p.block(get_headers(arg or "/")),
                                         flags=["END_HEADERS", "END_STREAM"]), n)
+    elif attack == "polite":
+        p.settings()
+        for i in range(n):
+            sid = 1 + 2 * i
+            if not p.send(HeadersFrame(sid, p.block(get_headers(arg or "/")), flags=["END_HEADERS", "END_STREAM"]),
+                          PriorityFrame(sid, depends_on=0, stream_weight=16),
+                          WindowUpdateFrame(0, window_increment=1)):
+                break
+            if not p.wait(lambda: str(sid) in p.ended, 10):
+                break
+        return
     elif attack == "zero-window":
         p.settings(INITIAL_WINDOW_SIZE=0)
         p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]))
