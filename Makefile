@@ -126,8 +126,11 @@ unit: $(TEST_BINS)
 # The HTTP/2 and gRPC test tools (tests/upstream/*.py) need Debian's python3-h2
 # and python3-grpcio: they run under DEBIAN_PYTHON, whichever python3 runs run.py.
 DEBIAN_PYTHON ?= /usr/bin/python3
+# The integration tests run TEST_JOBS side by side, each in a process of its
+# own: they mostly wait on sockets and timers (a run uses under half a CPU).
+TEST_JOBS ?= 4
 integration: all
-	ISM_DEBIAN_PYTHON=$(DEBIAN_PYTHON) python3 tests/integration/run.py --build $(BUILD)
+	ISM_DEBIAN_PYTHON=$(DEBIAN_PYTHON) python3 tests/integration/run.py --build $(BUILD) --jobs $(TEST_JOBS)
 
 FUZZ_SECONDS ?= 20
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
@@ -172,8 +175,8 @@ asan:
 	+$(ASAN_MAKE) all unit
 	+$(ASAN_MAKE) integration
 
-# make check compiles JOBS files at a time (one per CPU); the tests run one
-# at a time whatever -j says.
+# make check compiles JOBS files at a time (one per CPU); the integration
+# tests run TEST_JOBS at a time whatever -j says.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 check: deps
 	$(MAKE) -j$(JOBS) all

@@ -72,6 +72,23 @@ def port_open(addr, port):
         return False
 
 
+def _claim_port(port):
+    """Whether port was not handed out before in this run, now claimed. Tests that
+    run side by side (run.py --jobs) share ISM_PORT_REGISTRY, a directory holding
+    a file per port handed out; alone, a set of this process's."""
+    reg = os.environ.get("ISM_PORT_REGISTRY")
+    if reg is None:
+        if port in _GIVEN_PORTS:
+            return False
+        _GIVEN_PORTS.add(port)
+        return True
+    try:
+        os.close(os.open(os.path.join(reg, str(port)), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        return False
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port that was free a moment ago (bound to port 0, then released), and
     not handed out before in this run: the kernel may offer a just-released port
@@ -83,8 +100,7 @@ def free_port(host="127.0.0.1"):
             port = s.getsockname()[1]
         finally:
             s.close()
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
+        if _claim_port(port):
             return port
     raise TestFailure("no free port that was not handed out already")
 

@@ -12,17 +12,19 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (DEBIAN_PYTHON, ctl_cmd, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
+from harness import (DEBIAN_PYTHON, ctl_cmd, file_lines, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
                      destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, port_open, read_head, service_entry,
                      virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
@@ -1992,12 +1994,109 @@ def check_sanitizers(env):
                                   + text[max(0, i - 200):i + 1500])
 
 
+# Tests that must run with no other test beside them under --jobs: the demo's
+# ports and control socket are fixed.
+SERIAL = {"demo_make_run"}
+
+# What a test's process exits with under --jobs.
+EXIT_OK, EXIT_FAIL, EXIT_SKIP = 0, 1, 3
+
+
+def run_one(t, build, keep):
+    """Runs test t in this process; prints its line(s); returns "ok", "fail" or "skip"."""
+    env = Env(build, None, t.__name__)
+    t0 = time.monotonic()
+    result = "fail"
+    try:
+        t(env)
+        env.close()
+        check_sanitizers(env)
+        print(f"ok {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+        result = "ok"
+    except Skip as e:
+        print(f"SKIP {t.__name__}: {e}", flush=True)
+        result = "skip"
+    except Exception as e:
+        reason = str(e) if isinstance(e, TestFailure) else traceback.format_exc().rstrip()
+        print(f"FAIL {t.__name__}: {reason}", flush=True)
+        if env.gateway is not None:
+            print(f"  isthmus log ({env.gateway.log_path}):\n{tail(env.gateway.log())}", flush=True)
+    finally:
+        env.close()
+        if not keep and result != "fail":
+            env.cleanup_dir()
+    return result
+
+
+def run_forked(t, build, keep, out_path):
+    """Starts test t in a child process whose output goes to out_path; returns its pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = EXIT_FAIL
+    try:
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        code = {"ok": EXIT_OK, "skip": EXIT_SKIP}.get(run_one(t, build, keep), EXIT_FAIL)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run_jobs(selected, build, keep, jobs):
+    """Runs the tests jobs at a time, each in a process of its own (its rlimits,
+    environment and threads its own), the SERIAL ones alone; prints each test's
+    lines when it ends. Returns (passed, failed, skipped)."""
+    rundir = tempfile.mkdtemp(prefix="itest-run-")
+    os.environ["ISM_PORT_REGISTRY"] = os.path.join(rundir, "ports")
+    os.mkdir(os.environ["ISM_PORT_REGISTRY"])
+    counts = {EXIT_OK: 0, EXIT_FAIL: 0, EXIT_SKIP: 0}
+    running = {}  # pid -> output path
+    queue = list(selected)
+
+    def reap():
+        pid, status = os.wait()
+        out_path = running.pop(pid)
+        with open(out_path, errors="replace") as f:
+            text = f.read()
+        code = os.waitstatus_to_exitcode(status)
+        if code not in counts:
+            code = EXIT_FAIL
+            text += f"FAIL {os.path.basename(out_path)}: its process ended with status {status}\n"
+        counts[code] += 1
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        os.unlink(out_path)
+
+    while queue or running:
+        t = queue[0] if queue else None
+        serial = t is not None and t.__name__ in SERIAL
+        if t is not None and len(running) < jobs and not (serial and running) \
+                and not any(os.path.basename(p) in SERIAL for p in running.values()):
+            queue.pop(0)
+            out_path = os.path.join(rundir, t.__name__)
+            running[run_forked(t, build, keep, out_path)] = out_path
+            continue
+        reap()
+    shutil.rmtree(rundir, ignore_errors=True)
+    return counts[EXIT_OK], counts[EXIT_FAIL], counts[EXIT_SKIP]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--only", default=None, help="comma-separated test names")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep temp dirs")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="tests run side by side, each in a process of its own (the serial ones alone)")
     args = ap.parse_args()
     if args.list:
         for t in TESTS:
@@ -2012,32 +2111,15 @@ def main():
             print(f"unknown tests: {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
         selected = [t for t in TESTS if t.__name__ in names]
-    passed = failed = skipped = 0
-    for t in selected:
-        env = Env(build, None, t.__name__)
-        t0 = time.monotonic()
-        ok = False
-        try:
-            t(env)
-            env.close()
-            check_sanitizers(env)
-            print(f"ok {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
-            passed += 1
-            ok = True
-        except Skip as e:
-            print(f"SKIP {t.__name__}: {e}", flush=True)
-            skipped += 1
-            ok = True
-        except Exception as e:
-            failed += 1
-            reason = str(e) if isinstance(e, TestFailure) else traceback.format_exc().rstrip()
-            print(f"FAIL {t.__name__}: {reason}", flush=True)
-            if env.gateway is not None:
-                print(f"  isthmus log ({env.gateway.log_path}):\n{tail(env.gateway.log())}", flush=True)
-        finally:
-            env.close()
-            if not args.keep and ok:
-                env.cleanup_dir()
+    if args.jobs > 1:
+        passed, failed, skipped = run_jobs(selected, build, args.keep, args.jobs)
+    else:
+        passed = failed = skipped = 0
+        for t in selected:
+            result = run_one(t, build, args.keep)
+            passed += result == "ok"
+            failed += result == "fail"
+            skipped += result == "skip"
     if skipped:
         print(f"{skipped} skipped (each SKIP above says why)")
     print(f"{passed} passed, {failed} failed")

@@ -77,6 +77,7 @@ class Recorder:
         class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 128  # socketserver's 5 drops connects on a busy machine
 
         self.status, self.delay = status, delay
         self.srv = S((addr, 0), H)

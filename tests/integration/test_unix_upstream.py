@@ -32,6 +32,7 @@ LOG_FMT = "%REQ(:PATH)% %RESPONSE_CODE% %UPSTREAM_LOCAL_ADDRESS% %UPSTREAM_HOST%
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 refuses connects on a busy machine
 
     def handle_error(self, request, client_address):
         pass  # a health check that closes after the status line: nothing to report
