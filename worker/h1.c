@@ -458,23 +458,15 @@ static bool h2_preface(struct ism_wctx *w, struct ism_sess *s)
 }
 
 /* The request is whole while its stream runs: the client is read on, so
- * that a reset of its connection ends the exchange at once (DC, as Envoy
- * notices it), not when the response is next written. One receive's worth
- * of what it pipelines meanwhile waits in s->in; the rest is not read until
- * the response ends. Its end (a FIN) is a half close: ism_h1_client_end. */
+ * that its close (a reset, or a FIN: no half close, as Envoy's) ends the
+ * exchange at once (DC), not when the response is next written. One
+ * receive's worth of what it pipelines meanwhile waits in s->in; the rest is
+ * not read until the response ends. */
 static void watch_client(struct ism_wctx *w, struct ism_sess *s)
 {
 	if (s->state == ISM_SESS_STREAM && s->req.mode == ISM_BODY_NONE && s->in.len == 0 &&
 	    !s->close_after)
 		ism_sock_recv(w, &s->s);
-}
-
-bool ism_h1_client_end(struct ism_sess *s)
-{
-	if (s->state != ISM_SESS_STREAM || s->req.mode != ISM_BODY_NONE)
-		return false;
-	s->close_after = 1;
-	return true;
 }
 
 /* Parses what the client sent; when a head is complete, starts its stream. */

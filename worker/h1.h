@@ -14,10 +14,6 @@
 void ism_h1_begin(struct ism_wctx *w, struct ism_sess *s);
 /* res (> 0) bytes from the client in ring buffer bid at data. */
 void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t res, int bid);
-/* The client's end (a FIN) came: true when it is a half close after a whole
- * request, whose response still goes (then the connection closes), as HAProxy
- * takes one (a script sends and shuts its side down); false: it closes now. */
-bool ism_h1_client_end(struct ism_sess *s);
 /* The session's send of res bytes completed. */
 void ism_h1_sent(struct ism_wctx *w, struct ism_sess *s, int res);
 /* The session's deadline passed (also before HTTP: the preamble, TLS). */

@@ -439,8 +439,9 @@ static void on_read(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
 	if (res <= 0) {
 		if (bid >= 0)
 			ism_w_buf_recycle(w, bid);
-		if (res < 0 || !ism_h1_client_end(s))
-			ism_sess_close(w, s);
+		/* The end (a FIN) too ends the exchange, as Envoy's connection
+		 * manager takes one: no half close on HTTP connections. */
+		ism_sess_close(w, s);
 		return;
 	}
 	ism_wstat_add(&w->st->bytes_in, (uint64_t)res);

@@ -450,6 +450,7 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	u->got_bytes = 0;
 	u->head_sent = 0;
 	u->head_done = 0;
+	u->interim = 0;
 	u->refused = 0;
 	u->reusable = 1;
 	if (++u->requests >= cl->pool.max_requests_per_conn && cl->pool.max_requests_per_conn)
@@ -1125,6 +1126,15 @@ static void parse_head(struct ism_wctx *w, struct ism_upconn *u)
 			return;
 		}
 		if (resp.status < 200) {
+			/* The interim heads together are held to the head's
+			 * bound: an upstream sending them without end would
+			 * hold the exchange (each read re-arms its timer). */
+			u->interim += (uint32_t)n;
+			if (u->interim > lim.max_head_bytes) {
+				u->reusable = 0;
+				ism_stream_up_bad(w, st, ISM_WHY_INTERIM);
+				return;
+			}
 			ism_buf_consume(&u->in, (uint32_t)n);
 			continue;
 		}

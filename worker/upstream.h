@@ -54,6 +54,7 @@ struct ism_upconn {
 	uint64_t conn_id;  /* Envoy's %UPSTREAM_CONNECTION_ID% (ism_wctx.conn_seq) */
 	int connect_err;   /* errno of a connect that failed; 0: none */
 	uint32_t requests; /* requests sent on this connection */
+	uint32_t interim;  /* bytes of interim (1xx) heads for this stream */
 	uint32_t idle_ms;  /* HTTP/2: how long it stays without streams */
 	uint64_t idle_deadline;
 	/* its cluster's connectionPool.tcp.maxConnectionDuration from its

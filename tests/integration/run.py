@@ -646,6 +646,28 @@ def close_delimited_response_chunked(env):
 
 
 @test
+def interim_heads_bounded(env):
+    """An upstream's interim (1xx) heads count together in
+    maxResponseHeaderBytes: 30 "100 Continue" heads before the final one
+    (750 bytes) pass under 1024, 60 of them (1500) are a protocol error, 502
+    UPE, so that an upstream sending them without end cannot hold the
+    exchange."""
+    log = env.path("access.log")
+    standard(env, extra=f"  limits: {{maxResponseHeaderBytes: 1024}}\n"
+                        f"  accessLog: {{path: {log}, format: text, textFormat: \"%REQ(:PATH)% %RESPONSE_CODE% "
+                        f"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\"}}\n")
+    final = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal"
+    for n, want in ((30, 200), (60, 502)):
+        raw = (b"HTTP/1.1 100 Continue\r\n\r\n" * n + final).hex()
+        r = env.get(f"/raw?n={n}", headers={"x-respond": raw})
+        check(r.status == want and (want != 200 or r.body == b"final"), f"{n} interim heads: {r}, want {want}")
+    line = poll(lambda: next((l for l in file_lines(log) if l.startswith("/raw?n=60 ")), None), 5,
+                what="the access-log line of /raw?n=60")
+    check(line == "/raw?n=60 502 UPE upstream_reset_before_response_started{protocol_error}",
+          f"the access log says {line!r}")
+
+
+@test
 def connection_close(env):
     standard(env)
     with Conn("127.0.0.1", env.gw_port) as c:
