@@ -55,7 +55,7 @@ struct ctl_page {
 struct ctl_client {
 	enum ctl_state state;
 	int fd;
-	uint64_t since;	   /* accepted at: the oldest is dropped first */
+	uint64_t since;	   /* its accept's number (ism_ctl.accepted): the oldest is dropped first */
 	uint64_t deadline; /* of the current state */
 	uint32_t len;
 	uint64_t ticket;	     /* CTL_WAITING: the reload's */
@@ -93,11 +93,16 @@ struct ctl_pool {
 	uint32_t size;
 	struct ctl_client *cl;
 	uint64_t dropped[CTL_DROP_REASONS];
+	/* An accept found no descriptor with no client of the pool to give one
+	 * up: the listener is not polled until then (it would wake the loop at
+	 * once, again and again). */
+	uint64_t accept_after;
 };
 
 struct ism_ctl {
 	struct ism_master *m;
 	struct ctl_pool pool[CTL_POOLS];
+	uint64_t accepted;     /* clients accepted, both pools (their since) */
 	size_t metrics_len;    /* of the last /metrics page: the next one is allocated at once */
 	uint64_t metrics_next; /* the earliest time of the next /metrics build */
 	uint64_t metrics_builds;
@@ -310,8 +315,12 @@ size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 
 	if (c == NULL || max < CTL_POOLS)
 		return 0;
+	uint64_t now = ism_now_ms();
+
 	for (int p = 0; p < CTL_POOLS; p++)
-		pfd[n++] = (struct pollfd){.fd = c->pool[p].lfd, .events = c->paused ? 0 : POLLIN};
+		pfd[n++] = (struct pollfd){
+		    .fd = c->pool[p].lfd,
+		    .events = c->paused || now < c->pool[p].accept_after ? 0 : POLLIN};
 	for (int p = 0; p < CTL_POOLS; p++)
 		for (uint32_t i = 0; i < c->pool[p].size && n < max; i++) {
 			const struct ctl_client *cl = &c->pool[p].cl[i];
@@ -328,7 +337,11 @@ int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap)
 {
 	uint64_t t = cap > 0 ? (uint64_t)cap : 0;
 
-	for (int p = 0; c != NULL && p < CTL_POOLS; p++)
+	for (int p = 0; c != NULL && p < CTL_POOLS; p++) {
+		uint64_t after = c->pool[p].accept_after;
+
+		if (after > now && after - now < t)
+			t = after - now;
 		for (uint32_t i = 0; i < c->pool[p].size; i++) {
 			const struct ctl_client *cl = &c->pool[p].cl[i];
 			/* A scrape waits for the next build too. */
@@ -339,6 +352,7 @@ int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap)
 			if (cl->state != CTL_FREE && cl->deadline)
 				t = due <= now ? 0 : due - now < t ? due - now : t;
 		}
+	}
 	return (int)t;
 }
 
@@ -707,19 +721,24 @@ static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, sho
 /* A slot for a new client: a free one, else that of the oldest client still
  * sending its request (an idle connection), else that of the oldest one still
  * reading its answer (the slowest reader). */
-static struct ctl_client *pool_slot(struct ctl_pool *p)
+/* A free slot of the pool, else the slot of the client that gives its up
+ * (dropped, its descriptor closed): the oldest one still sending its
+ * request, else still reading its answer, else waiting for a page, else
+ * waiting for a reload (which goes on without it): clients parked on a slow
+ * reload cannot lock the operator out. With busy_only, a busy client's slot
+ * only (a descriptor freed). */
+static struct ctl_client *pool_slot(struct ctl_pool *p, bool busy_only)
 {
 	struct ctl_client *oldest[CTL_WAITING + 1] = {NULL};
 
-	/* The oldest one still sending its request, else still reading its
-	 * answer, else waiting for a page, else waiting for a reload (which
-	 * goes on without it): clients parked on a slow reload cannot lock the
-	 * operator out. */
 	for (uint32_t i = 0; i < p->size; i++) {
 		struct ctl_client *cl = &p->cl[i];
 
-		if (cl->state == CTL_FREE)
-			return cl;
+		if (cl->state == CTL_FREE) {
+			if (!busy_only)
+				return cl;
+			continue;
+		}
 		if (oldest[cl->state] == NULL || cl->since < oldest[cl->state]->since)
 			oldest[cl->state] = cl;
 	}
@@ -732,6 +751,12 @@ static struct ctl_client *pool_slot(struct ctl_pool *p)
 	return NULL;
 }
 
+/* An accept's error that a closed descriptor may cure. */
+static bool no_descriptor(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
 /* At most a pool's worth of connections per turn, so a flood of connections
  * cannot keep the loop accepting. */
 static void accept_from(struct ism_ctl *c, int id, uint64_t now)
@@ -742,16 +767,24 @@ static void accept_from(struct ism_ctl *c, int id, uint64_t now)
 		int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct ctl_client *cl;
 
-		if (fd < 0)
+		/* Out of descriptors: a client of the pool gives its up for
+		 * the new one, as a full pool's rule says; with none to, the
+		 * listener rests. */
+		if (fd < 0 && no_descriptor(errno) && pool_slot(p, true) != NULL)
+			fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (no_descriptor(errno))
+				p->accept_after = now + ISM_CTL_ACCEPT_PAUSE_MS;
 			return;
-		cl = pool_slot(p);
+		}
+		cl = pool_slot(p, false);
 		if (cl == NULL) {
 			close(fd);
 			continue;
 		}
 		*cl = (struct ctl_client){.state = CTL_READING,
 					  .fd = fd,
-					  .since = now,
+					  .since = ++c->accepted,
 					  .deadline = now + ISM_CTL_REQUEST_MS};
 		/* The request usually came with the connection. */
 		client_read(c, cl, id == CTL_ADMIN);

@@ -33,6 +33,9 @@
 #define ISM_CTL_CONTROL_CLIENTS 32
 #define ISM_CTL_ADMIN_CLIENTS	256 /* L4 balancer probes and Prometheus scrapes */
 #define ISM_CTL_REQUEST_MS	2000
+/* How long a listener rests when an accept finds no descriptor and no
+ * client of its pool can give one up (the worker's listeners rest a tick). */
+#define ISM_CTL_ACCEPT_PAUSE_MS 100
 #define ISM_CTL_ANSWER_MS	10000
 /* The most pollfds ism_ctl_pollfds fills. */
 #define ISM_CTL_POLLFDS (2 + ISM_CTL_CONTROL_CLIENTS + ISM_CTL_ADMIN_CLIENTS)

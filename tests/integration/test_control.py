@@ -525,6 +525,38 @@ def master_stall_spares_workers(env):
     check(env.get("/").status == 200, "no service after the stall")
 
 
+@_test
+def admin_out_of_descriptors(env):
+    """The master out of descriptors (its RLIMIT_NOFILE lowered to what it has
+    open plus 8) under 40 idle admin connections: a readiness probe behind
+    them is answered at once, the oldest idle client giving its descriptor up
+    as a full pool's rule says, and the loop does not spin on the listener
+    (the probe waited for the idle clients' 2 s deadline while the master
+    burnt a CPU retrying the accept)."""
+    import resource
+    from test_security import cpu_seconds
+    aport = _start(env, workers=1)
+    master = env.gateway.pid
+    soft, hard = resource.prlimit(master, resource.RLIMIT_NOFILE)
+    resource.prlimit(master, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{master}/fd")) + 8, hard))
+    idle = []
+    try:
+        for _ in range(40):
+            idle.append(socket.create_connection(("127.0.0.1", aport), timeout=5))
+        c0 = cpu_seconds(master)
+        probes = [_ready_ms(aport) for _ in range(5)]
+        used = cpu_seconds(master) - c0
+        bad = [p for p in probes if p[0] != 200 or p[1] > 1000]
+        check(not bad, f"/healthz/ready out of descriptors: {len(bad)} of 5 probes failed or took over 1 s: {probes}")
+        check(used < 0.5 * max(1.0, sum(p[1] for p in probes) / 1000),
+              f"the master used {used:.2f} s of CPU during {len(probes)} probes out of descriptors")
+    finally:
+        for c in idle:
+            c.close()
+        resource.prlimit(master, resource.RLIMIT_NOFILE, (soft, hard))
+    check(_ready_ms(aport)[0] == 200, "/healthz/ready after the descriptors came back")
+
+
 # --------------------------------------------------------------------------- open-file limit
 
 
