@@ -4,6 +4,7 @@
  * timeouts, logging, PROXY protocol, gatewayTopology, proxyHeaders, path
  * normalization, DNS settings, trust domain and health checks. Its access
  * log is conf/accesslog.c's, its credentials and mesh identity conf/tls.c's. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -752,6 +753,20 @@ static void parse_process(struct ism_vctx *v, const struct ism_node *spec,
 	}
 }
 
+/* Whether a is a loopback address (127.0.0.0/8, ::1, or IPv4's in IPv6). */
+static bool loopback(const struct sockaddr_storage *a)
+{
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+
+	if (a->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+	if (a->ss_family != AF_INET6)
+		return false;
+	if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+		return in6->sin6_addr.s6_addr[12] == 127;
+	return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+}
+
 /* spec.admin: {address}, where the admin listener listens. */
 static void parse_admin(struct ism_vctx *v, const struct ism_node *spec, struct ism_cm_appliance *a)
 {
@@ -770,6 +785,16 @@ static void parse_admin(struct ism_vctx *v, const struct ism_node *spec, struct 
 
 		ism_v_err(v, ism_node_get(n, "address", NULL),
 			  "must be \"IP:port\" or \"[IPv6]:port\"");
+		ism_v_pop(v, o2);
+	} else if (addr != NULL && !loopback(&a->admin)) {
+		size_t o2 = ism_v_push(v, ".address");
+
+		/* Its pages name every service and endpoint and the libraries'
+		 * versions: Istio keeps Envoy's admin on 127.0.0.1. */
+		ism_v_warn(v, ism_node_get(n, "address", NULL),
+			   "%s is not a loopback address: the admin pages (every service and "
+			   "endpoint, the libraries' versions) are open to whoever reaches it",
+			   addr);
 		ism_v_pop(v, o2);
 	}
 	ism_v_pop(v, old);

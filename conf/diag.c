@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conf/tree.h"
+#include "lib/log.h"
 
 void ism_diags_init(struct ism_diags *d)
 {
@@ -16,6 +17,7 @@ void ism_diag_addv(struct ism_diags *d, enum ism_diag_severity sev, const char *
 {
 	struct ism_diag *g;
 	size_t cap = sizeof(d->items) / sizeof(d->items[0]);
+	char msg[sizeof(g->msg)];
 
 	if (sev == ISM_DIAG_ERROR)
 		d->n_errors++;
@@ -41,7 +43,8 @@ void ism_diag_addv(struct ism_diags *d, enum ism_diag_severity sev, const char *
 	g->line = line;
 	g->col = col;
 	snprintf(g->field, sizeof(g->field), "%s", field ? field : "");
-	vsnprintf(g->msg, sizeof(g->msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ism_log_escape(g->msg, sizeof(g->msg), msg);
 }
 
 void ism_diag_add(struct ism_diags *d, enum ism_diag_severity sev, const char *file, int line,

@@ -41,9 +41,36 @@ static const char *level_name(enum ism_log_level level)
 	return "?";
 }
 
+size_t ism_log_escape(char *dst, size_t cap, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	if (cap == 0)
+		return 0;
+	for (; *src != '\0'; src++) {
+		unsigned char b = (unsigned char)*src;
+
+		if ((b >= 0x20 && b != 0x7f) || b == '\t') {
+			if (n + 1 >= cap)
+				break;
+			dst[n++] = (char)b;
+			continue;
+		}
+		if (n + 4 >= cap)
+			break;
+		dst[n++] = '\\';
+		dst[n++] = 'x';
+		dst[n++] = hex[b >> 4];
+		dst[n++] = hex[b & 15];
+	}
+	dst[n] = '\0';
+	return n;
+}
+
 void ism_log(enum ism_log_level level, const char *fmt, ...)
 {
-	char line[1024];
+	char line[1024], msg[1024];
 	struct timespec ts;
 	size_t n;
 	va_list ap;
@@ -56,9 +83,10 @@ void ism_log(enum ism_log_level level, const char *fmt, ...)
 	n += (size_t)snprintf(line + n, sizeof(line) - n, " %s[%d] %s: ", log_ctx.role,
 			      (int)getpid(), level_name(level));
 	va_start(ap, fmt);
-	if (n < sizeof(line))
-		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (n < sizeof(line))
+		n += ism_log_escape(line + n, sizeof(line) - n, msg);
 	if (n >= sizeof(line) - 1)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';

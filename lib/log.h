@@ -26,6 +26,12 @@ void ism_log(enum ism_log_level level, const char *fmt, ...) __attribute__((form
 /* Each non-empty line of text as a record of its own (a reload's errors):
  * every line has its time, process and level, none is cut at the first. */
 void ism_log_lines(enum ism_log_level level, const char *text);
+/* src into dst (cap bytes, NUL-terminated, cut short if need be), each control
+ * byte (below 0x20 but TAB, and DEL) written \xNN: text from elsewhere (a
+ * fetched document, a server's answer) in a message cannot start a line of
+ * its own nor drive a terminal. ism_log and the configuration's diagnostics
+ * write their messages so. The length written. */
+size_t ism_log_escape(char *dst, size_t cap, const char *src);
 
 #define ism_err(...)	ism_log(ISM_LOG_ERR, __VA_ARGS__)
 #define ism_warn(...)	ism_log(ISM_LOG_WARN, __VA_ARGS__)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ enum ctl_drop_reason {
 	CTL_DROP_FULL = 0, /* its slot went to a new client */
 	CTL_DROP_TIMEOUT,
 	CTL_DROP_MEMORY, /* its answer went over CTL_REPLY_BUDGET with the others' */
+	CTL_DROP_PEER,	 /* a process of the workers' user (control socket) */
 	CTL_DROP_REASONS,
 };
 
@@ -119,9 +121,11 @@ _Static_assert(CTL_POOLS == ISM_CTL_LISTENERS, "a listener per pool");
 
 /* The control socket at path: the one an upgrading master handed over to up
  * (*adopted set), or one bound now. */
-static int bind_unix(struct ism_upgrade *up, const char *path, bool *adopted)
+static int bind_unix(struct ism_upgrade *up, const char *path, bool *adopted, char *bad, size_t cap)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	mode_t mask;
 	int fd, ret;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -131,9 +135,12 @@ static int bind_unix(struct ism_upgrade *up, const char *path, bool *adopted)
 	*adopted = fd >= 0;
 	if (fd >= 0)
 		return fd;
-	ret = ism_runfile_make_parent(path);
+	ret = ism_runfile_make_parent(path, bad, cap);
 	if (ret < 0)
 		return ret;
+	/* Only a socket is ever removed there: a file named by mistake stays. */
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
 	/* A socket a running master answers on is its, not to be taken (a
 	 * second start on the same file would leave it without one); one
 	 * nobody answers is a stale one of an earlier run. */
@@ -148,8 +155,12 @@ static int bind_unix(struct ism_upgrade *up, const char *path, bool *adopted)
 	if (fd < 0)
 		return -errno;
 	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
-	    listen(fd, 64) < 0) {
+	/* Made 0660 as it is bound (a chmod by path after would follow a
+	 * link put in its place meanwhile). */
+	mask = umask(0117);
+	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(mask);
+	if (ret < 0 || listen(fd, 64) < 0) {
 		ret = -errno;
 		close(fd);
 		return ret;
@@ -222,6 +233,7 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 {
 	struct ism_ctl *c = calloc(1, sizeof(*c));
 	struct ctl_pool *cp, *ap;
+	char bad[PATH_MAX], why[PATH_MAX + 128];
 	struct stat st;
 	int ret;
 
@@ -236,11 +248,15 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 		goto out_pools;
 	}
 	snprintf(c->path, sizeof(c->path), "%s", t->control_socket.p);
-	cp->lfd = bind_unix(&m->up, t->control_socket.p, &c->adopted);
+	cp->lfd = bind_unix(&m->up, t->control_socket.p, &c->adopted, bad, sizeof(bad));
 	if (cp->lfd < 0) {
 		ret = cp->lfd;
-		ism_err("control socket %s: %s%s", t->control_socket.p, strerror(-ret),
-			ret == -EADDRINUSE ? " (a running isthmus answers on it)" : "");
+		ism_err("control socket %s: %s", t->control_socket.p,
+			ret == -EADDRINUSE ? "in use (a running isthmus answers on it)"
+			: ret == -ENOTSOCK
+			    ? "it exists and is not a socket (only a stale socket is "
+			      "replaced)"
+			    : ism_runfile_why(ret, bad, why, sizeof(why)));
 		goto out_pools;
 	}
 	if (stat(c->path, &st) == 0) {
@@ -251,7 +267,7 @@ int ism_ctl_create(struct ism_master *m, const struct ism_table *t, struct ism_c
 		/* root:<group> 0660: the operators of the isthmus group may use it. */
 		struct group *gr = getgrnam(t->group.p);
 
-		if (gr == NULL || chown(t->control_socket.p, 0, gr->gr_gid) < 0)
+		if (gr == NULL || lchown(t->control_socket.p, 0, gr->gr_gid) < 0)
 			ism_warn("control socket %s: cannot give it to group %s",
 				 t->control_socket.p, t->group.p);
 	}
@@ -361,13 +377,15 @@ int ism_ctl_timeout_ms(const struct ism_ctl *c, uint64_t now, int cap)
 /* The control socket's and the admin listener's own clients. */
 static void ctl_metrics(const struct ism_ctl *c, struct ism_reply *r)
 {
-	static const char *const reasons[CTL_DROP_REASONS] = {"pool_full", "timeout", "memory"};
+	static const char *const reasons[CTL_DROP_REASONS] = {"pool_full", "timeout", "memory",
+							      "worker_user"};
 	static const struct ism_metric dropped = {
 	    "isthmus_ctl_clients_dropped_total", "counter",
 	    "Control-socket and admin-listener clients closed before their answer was sent: "
 	    "their slot went to a new client (pool_full), or they were too slow to send the "
 	    "request or read the answer (timeout), or their answers with the others' went over "
-	    "the memory budget (memory)."};
+	    "the memory budget (memory), or they run as the workers' user (worker_user: refused "
+	    "at once)."};
 	static const struct ism_metric builds = {
 	    "isthmus_metrics_builds_total", "counter",
 	    "/metrics pages built, this one included: the scrapes waiting for the next build "
@@ -751,6 +769,20 @@ static struct ctl_client *pool_slot(struct ctl_pool *p, bool busy_only)
 	return NULL;
 }
 
+/* Whether the control socket's peer runs as the workers' user (spec.user,
+ * not root): a worker, which parses what the network sends, is no operator,
+ * though the socket's group may be its group too. */
+static bool worker_peer(const struct ism_ctl *c, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uid_t uid = c->m->run_uid;
+
+	if (uid == (uid_t)-1 || uid == 0)
+		return false;
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid == uid;
+}
+
 /* An accept's error that a closed descriptor may cure. */
 static bool no_descriptor(int e)
 {
@@ -776,6 +808,11 @@ static void accept_from(struct ism_ctl *c, int id, uint64_t now)
 			if (no_descriptor(errno))
 				p->accept_after = now + ISM_CTL_ACCEPT_PAUSE_MS;
 			return;
+		}
+		if (id == CTL_CONTROL && worker_peer(c, fd)) {
+			p->dropped[CTL_DROP_PEER]++;
+			close(fd);
+			continue;
 		}
 		cl = pool_slot(p, false);
 		if (cl == NULL) {

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -1727,9 +1728,12 @@ static int master_bind(struct ism_master *m, const struct ism_table *t)
 	m->n_listen = (int)t->n_listeners;
 	/* Written once everything is bound: the file names a master that serves. */
 	if (m->pid_file != NULL) {
-		ret = ism_runfile_pid_write(m->pid_file);
+		char bad[PATH_MAX], why[PATH_MAX + 128];
+
+		ret = ism_runfile_pid_write(m->pid_file, bad, sizeof(bad));
 		if (ret < 0) {
-			ism_err("pid file %s: %s; not started", m->pid_file, strerror(-ret));
+			ism_err("pid file %s: %s; not started", m->pid_file,
+				ism_runfile_why(ret, bad, why, sizeof(why)));
 			return ret;
 		}
 	}
@@ -1879,8 +1883,10 @@ out_free:
 	/* An upgrade's new binary that could not start: the old workers serve
 	 * on, and the pid file names their master still. */
 	if (!served && m->up.state == ISM_UPGRADE_SETTLING) {
+		char bad[PATH_MAX];
+
 		if (m->pid_file != NULL)
-			ism_runfile_pid_write(m->pid_file);
+			ism_runfile_pid_write(m->pid_file, bad, sizeof(bad));
 		status = ism_upgrade_wait(&m->up, m->conf_path);
 		if (m->pid_file != NULL)
 			ism_runfile_pid_remove(m->pid_file);

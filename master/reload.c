@@ -200,8 +200,8 @@ static void report_rotation(struct ism_master *m, int ret, const struct ism_diag
 		char buf[4096];
 
 		ism_diags_format(buf, sizeof(buf), d);
-		ism_err("certificate reload refused, the current certificates keep serving:\n%s",
-			buf);
+		ism_err("certificate reload refused, the current certificates keep serving:");
+		ism_log_lines(ISM_LOG_ERR, buf);
 		ism_event_add(&m->events, "certificates", "reload refused: %s",
 			      d->n ? d->items[0].msg : "error");
 		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);

@@ -13,16 +13,59 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int ism_runfile_make_parent(const char *path)
+/* Whether dir (a directory, its symbolic links followed) is one only this
+ * user and root can change: owned by either, and writable by no one else
+ * unless sticky (/tmp: others cannot take or rename what is in it). */
+static bool dir_safe(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return false;
+	return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 || (st.st_mode & S_ISVTX);
+}
+
+/* Every directory above path, from the root down, is dir_safe: a local user
+ * who can change one could swap what the master creates there for a link to
+ * a file of root's (OpenSSH's safe_path). 0, or -EPERM with *bad the first
+ * that is not (a prefix of path, in bad). */
+static int path_safe(const char *path, char *bad, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return 0; /* beside the working directory, as it was given */
+	for (const char *p = path;; p++) {
+		if (*p != '/' && p != slash)
+			continue;
+		size_t n = p == path ? 1 : (size_t)(p - path);
+
+		if (n >= cap)
+			return -ENAMETOOLONG;
+		memcpy(bad, path, n);
+		bad[n] = '\0';
+		if (!dir_safe(bad))
+			return -EPERM;
+		if (p == slash)
+			return 0;
+	}
+}
+
+int ism_runfile_make_parent(const char *path, char *bad, size_t cap)
 {
 	char dir[PATH_MAX];
 	char *slash;
+	int ret;
 
 	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
 	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir)
+	if (slash == NULL)
 		return 0;
+	if (slash == dir)
+		return path_safe(path, bad, cap);
 	*slash = '\0';
 	/* Every missing level, as mkdir -p: 0755 whatever the umask (the unit's
 	 * is 0027): the control socket's own mode (0660, root:<group>) keeps
@@ -40,7 +83,7 @@ int ism_runfile_make_parent(const char *path)
 			return -errno;
 		}
 		if (last)
-			return 0;
+			return (ret = path_safe(path, bad, cap)) < 0 ? ret : 0;
 		*p = '/';
 	}
 }
@@ -96,17 +139,20 @@ int ism_runfile_pid_check(const char *path, pid_t *other)
 	return -EEXIST;
 }
 
-int ism_runfile_pid_write(const char *path)
+int ism_runfile_pid_write(const char *path, char *bad, size_t cap)
 {
 	char tmp[PATH_MAX], line[32];
-	int fd, len, ret = ism_runfile_make_parent(path);
+	int fd, len, ret = ism_runfile_make_parent(path, bad, cap);
 
 	if (ret < 0)
 		return ret;
 	if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
 	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* A new file of its own, never through a link: one a crash left is
+	 * removed first (unlink takes a link, not what it names). */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	/* 0644 whatever the umask: logrotate and scripts read it. */
@@ -121,6 +167,17 @@ int ism_runfile_pid_write(const char *path)
 	if (ret < 0)
 		unlink(tmp);
 	return ret;
+}
+
+const char *ism_runfile_why(int ret, const char *bad, char *buf, size_t cap)
+{
+	if (ret != -EPERM)
+		return strerror(-ret);
+	snprintf(buf, cap,
+		 "directory %s may be changed by another user: it must be owned by root or this "
+		 "user, and writable by no one else unless sticky",
+		 bad);
+	return buf;
 }
 
 void ism_runfile_pid_remove(const char *path)

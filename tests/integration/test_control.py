@@ -834,6 +834,64 @@ def second_master_keeps_off_the_control_socket(env):
 
 
 @_test
+def control_socket_path_checked(env):
+    """The control socket's path is checked before anything is made there: a
+    regular file it names by mistake is kept and the start refused, saying so
+    (it was taken for a stale socket and deleted); a directory above it that
+    another user may change (world-writable, not sticky) refuses the start,
+    named (a local user could swap the socket for a link to a file of root's
+    before its chmod and chown)."""
+    _start(env, admin=False)
+    conf = env.path("isthmus.yaml")
+    text = open(conf).read()
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    env.gateway.p.wait(timeout=30)
+    keep = env.write("important.conf", "do not lose me\n")
+    open_dir = env.path("open")
+    os.mkdir(open_dir)
+    os.chmod(open_dir, 0o777)
+    for what, path, says in (("a regular file", keep, "it exists and is not a socket"),
+                             ("a world-writable directory", os.path.join(open_dir, "ctl.sock"),
+                              f"directory {open_dir} may be changed by another user")):
+        c = env.write("bad.yaml", text.replace(env.path("ctl.sock"), path))
+        p = subprocess.run([env.isthmus, "-f", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        out = p.stdout.decode()
+        check(p.returncode != 0 and says in out, f"{what}: rc {p.returncode}, {out[-400:]!r}")
+    with open(keep) as f:
+        check(f.read() == "do not lose me\n", "the regular file named as the control socket was changed")
+    check(os.listdir(open_dir) == [], f"something was made in the world-writable directory: {os.listdir(open_dir)}")
+
+
+@_test
+def control_socket_refuses_worker_user(env):
+    """With spec.user nobody and spec.group nogroup (as the package's
+    isthmus:isthmus), the control socket is root:nogroup 0660: a process of
+    the group that is not the workers' user is served, one running as the
+    workers' user is refused at once and counted
+    (isthmus_ctl_clients_dropped_total{reason="worker_user"}): a worker, which
+    parses what the network sends, is no operator (it could set every endpoint
+    to maint)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise Skip("needs root and setpriv to act as other users")
+    os.chmod(env.dir, 0o711)  # others may reach the socket inside; its mode decides
+    aport = _start(env, extra="  user: nobody\n  group: nogroup\n")
+
+    def ctl_as(uid):
+        p = subprocess.run(["setpriv", f"--reuid={uid}", "--regid=nogroup", "--clear-groups",
+                            os.path.join(env.build, "isthmusctl"), "-s", env.path("ctl.sock"), "show", "info"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        return p.returncode, p.stdout.decode("utf-8", "replace")
+
+    rc, out = ctl_as("daemon")
+    check(rc == 0 and "generation: 1" in out, f"a member of the group (daemon): rc {rc} {out!r}")
+    rc, out = ctl_as("nobody")
+    check(rc != 0 and "generation" not in out, f"the workers' user was served: rc {rc} {out!r}")
+    got = _admin_metric(aport, 'isthmus_ctl_clients_dropped_total{listener="control",reason="worker_user"}')
+    check(got == 1, f"isthmus_ctl_clients_dropped_total worker_user {got}")
+    check(env.get("/").status == 200, "no service after the refusal")
+
+
+@_test
 def stop_unbinds_at_once(env):
     """A graceful stop gives the ports up at once (HAProxy's soft stop): a
     client that connects while a slow response drains is refused at once,

@@ -1485,13 +1485,18 @@ def spawn_nginx(env, servers, listens):
     (bounded) until each (address, port) of listens takes connections."""
     if not have("nginx"):
         raise Skip("nginx is not installed (Debian package nginx)")
+    # nginx gives its temporary directories to its workers' user: a directory
+    # of their own, so that the test's (where isthmus keeps its control
+    # socket, which it wants owned by root) stays root's.
+    tmp = env.path("nginx-temp")
+    os.makedirs(tmp, exist_ok=True)
     conf = env.write("nginx.conf", f"""
 worker_processes 1; pid {env.path('nginx.pid')}; error_log {env.path('nginx-error.log')} info;
 events {{ worker_connections 256; }}
 http {{
   access_log {env.path('nginx-access.log')};
-  client_body_temp_path {env.dir}; proxy_temp_path {env.dir}; fastcgi_temp_path {env.dir};
-  uwsgi_temp_path {env.dir}; scgi_temp_path {env.dir};
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
 {servers}
 }}
 """)

@@ -20,6 +20,7 @@
 
 #include "conf/cel.h"
 #include "conf/conf.h"
+#include "lib/log.h"
 #include "conf/logattrs.h"
 #include "conf/model.h"
 #include "loaded.h"
@@ -5147,6 +5148,56 @@ static void test_many_errors(void **state)
 	free(yaml);
 }
 
+/* An admin listener on an address other than loopback is a warning: its
+ * pages name every service and endpoint; on 127.0.0.1 or ::1, none. */
+static void test_admin_public_warns(void **state)
+{
+	static const char pub[] = APP "  admin: {address: \"0.0.0.0:9901\"}\n" GW_PORT_8080;
+	static const char lo4[] = APP "  admin: {address: \"127.0.0.9:9901\"}\n" GW_PORT_8080;
+	static const char lo6[] = APP "  admin: {address: \"[::1]:9901\"}\n" GW_PORT_8080;
+	struct fx *f = *state;
+	struct ism_conf *c = NULL;
+	bool warned = false;
+
+	assert_int_equal(ism_conf_load_buf("t.yaml", pub, strlen(pub), &c, &f->d), 0);
+	ism_conf_free(c);
+	for (size_t i = 0; i < f->d.n; i++)
+		warned |= strcmp(f->d.items[i].field, "Appliance t: spec.admin.address") == 0 &&
+			  strstr(f->d.items[i].msg, "not a loopback address") != NULL;
+	assert_true(warned);
+	for (int k = 0; k < 2; k++) {
+		const char *y = k ? lo6 : lo4;
+
+		ism_diags_init(&f->d);
+		assert_int_equal(ism_conf_load_buf("t.yaml", y, strlen(y), &c, &f->d), 0);
+		ism_conf_free(c);
+		for (size_t i = 0; i < f->d.n; i++)
+			assert_string_not_equal(f->d.items[i].field,
+						"Appliance t: spec.admin.address");
+	}
+}
+
+/* A diagnostic's message holds no control byte but TAB: text from elsewhere
+ * (an OpenID discovery document's jwks_uri) cannot forge a line of the
+ * operator's output nor drive the terminal; ism_log writes the same way. */
+static void test_diag_escapes(void **state)
+{
+	struct ism_diags d;
+	char out[64];
+
+	(void)state;
+	ism_diags_init(&d);
+	ism_diag_add(&d, ISM_DIAG_WARNING, "t.yaml", 1, 1, "f", "fetched %s",
+		     "gopher://x\n2026 master[1] notice: forged\x1b[2K\tend\x7f");
+	assert_string_equal(
+	    d.items[0].msg,
+	    "fetched gopher://x\\x0a2026 master[1] notice: forged\\x1b[2K\tend\\x7f");
+	assert_int_equal(ism_log_escape(out, 8, "ab\rcd"), 7);
+	assert_string_equal(out, "ab\\x0dc");
+	assert_int_equal(ism_log_escape(out, 5, "ab\rcd"), 2);
+	assert_string_equal(out, "ab");
+}
+
 /* Past the kept 64, an error takes the place of the last warning kept: 70
  * warnings (routes to hosts without a ServiceEntry), then the route table does
  * not fit a small arena, and that error is shown. */
@@ -5593,6 +5644,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_listen_addresses, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_field_no_guess, fx_setup, fx_teardown),
+	    cmocka_unit_test(test_diag_escapes),
+	    cmocka_unit_test_setup_teardown(test_admin_public_warns, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_many_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_error_after_many_warnings, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_arena_full_of_hash_tables, fx_setup, fx_teardown),

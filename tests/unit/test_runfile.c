@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The master's run-time files (master/runfile.c): the pid file is written
- * whole (mode 0644 whatever the umask, its directory made), removed only while
- * it names this process, and a file naming another live isthmus is told from
- * a stale one (a dead pid, a pid reused by another program, garbage). */
+ * whole (mode 0644 whatever the umask, its directory made, never through a
+ * link), removed only while it names this process, and a file naming another
+ * live isthmus is told from a stale one (a dead pid, a pid reused by another
+ * program, garbage); a directory another user may change is refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include "tests/unit/check.h"
 
 static char dir[64];
+static char bad[256]; /* the directory a check refused */
 
 static int setup(void **state)
 {
@@ -59,7 +61,7 @@ static void test_write_and_remove(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/run/isthmus.pid", dir);
-	CHECK("write", ism_runfile_pid_write(path) == 0, "cannot write %s", path);
+	CHECK("write", ism_runfile_pid_write(path, bad, sizeof(bad)) == 0, "cannot write %s", path);
 	umask(old);
 	f = fopen(path, "r");
 	assert_non_null(f);
@@ -86,7 +88,8 @@ static void test_parents(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/a/b/c/isthmus.sock", dir);
-	CHECK("made", ism_runfile_make_parent(path) == 0, "cannot make the parents of %s", path);
+	CHECK("made", ism_runfile_make_parent(path, bad, sizeof(bad)) == 0,
+	      "cannot make the parents of %s", path);
 	umask(old);
 	snprintf(sub, sizeof(sub), "%s/a/b/c", dir);
 	CHECK("deepest", stat(sub, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0755,
@@ -94,12 +97,14 @@ static void test_parents(void **state)
 	snprintf(sub, sizeof(sub), "%s/a", dir);
 	CHECK("first", stat(sub, &st) == 0 && (st.st_mode & 0777) == 0755, "%s mode %o", sub,
 	      st.st_mode & 0777);
-	CHECK("again", ism_runfile_make_parent(path) == 0, "the parents existing: an error");
+	CHECK("again", ism_runfile_make_parent(path, bad, sizeof(bad)) == 0,
+	      "the parents existing: an error");
 	/* a file where a directory should be: its error */
 	snprintf(sub, sizeof(sub), "%s/f", dir);
 	put(sub, "x");
 	snprintf(path, sizeof(path), "%s/f/d/isthmus.sock", dir);
-	CHECK("in the way", ism_runfile_make_parent(path) == -ENOTDIR, "a file in the way");
+	CHECK("in the way", ism_runfile_make_parent(path, bad, sizeof(bad)) == -ENOTDIR,
+	      "a file in the way");
 }
 
 static void test_check(void **state)
@@ -145,12 +150,74 @@ static void test_check(void **state)
 	waitpid(child, &status, 0);
 }
 
+/* A link planted at the pid file's temporary name (a local user who could
+ * write the directory) is not followed: the file it names keeps its text and
+ * mode, and the pid file is written. */
+static void test_pid_link(void **state)
+{
+	char path[128], tmp[160], victim[128], got[64] = "";
+	struct stat st;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/l/isthmus.pid", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	put(victim, "root's secret\n");
+	assert_int_equal(chmod(victim, 0600), 0);
+	CHECK("parent", ism_runfile_make_parent(path, bad, sizeof(bad)) == 0, "no parent");
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	assert_int_equal(symlink(victim, tmp), 0);
+	CHECK("write", ism_runfile_pid_write(path, bad, sizeof(bad)) == 0, "cannot write %s", path);
+	f = fopen(victim, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(got, sizeof(got), f));
+	fclose(f);
+	CHECK("victim text", strcmp(got, "root's secret\n") == 0, "the link's file now holds %s",
+	      got);
+	CHECK("victim mode", stat(victim, &st) == 0 && (st.st_mode & 0777) == 0600, "mode %o",
+	      st.st_mode & 0777);
+	CHECK("pid file", stat(path, &st) == 0 && S_ISREG(st.st_mode), "no pid file");
+	CHECK("no tmp", lstat(tmp, &st) < 0, "the temporary name is left");
+}
+
+/* A directory above the file that others may change is refused, named; a
+ * sticky one (/tmp) is not. */
+static void test_unsafe_dirs(void **state)
+{
+	char path[160], open_dir[128], want[128];
+
+	(void)state;
+	snprintf(open_dir, sizeof(open_dir), "%s/open", dir);
+	assert_int_equal(mkdir(open_dir, 0755), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	snprintf(path, sizeof(path), "%s/sub/isthmus.sock", open_dir);
+	CHECK("open", ism_runfile_make_parent(path, bad, sizeof(bad)) == -EPERM,
+	      "a world-writable directory taken");
+	CHECK("named", strcmp(bad, open_dir) == 0, "named %s, not %s", bad, open_dir);
+	snprintf(path, sizeof(path), "%s/isthmus.pid", open_dir);
+	CHECK("pid", ism_runfile_pid_write(path, bad, sizeof(bad)) == -EPERM,
+	      "a pid file in a world-writable directory written");
+	assert_int_equal(chmod(open_dir, 01777), 0);
+	CHECK("sticky", ism_runfile_pid_write(path, bad, sizeof(bad)) == 0,
+	      "a sticky directory refused (%s)", bad);
+	if (geteuid() == 0) {
+		snprintf(want, sizeof(want), "%s/theirs", dir);
+		assert_int_equal(mkdir(want, 0755), 0);
+		assert_int_equal(chown(want, 65534, 65534), 0);
+		snprintf(path, sizeof(path), "%s/isthmus.sock", want);
+		CHECK("theirs",
+		      ism_runfile_make_parent(path, bad, sizeof(bad)) == -EPERM &&
+			  strcmp(bad, want) == 0,
+		      "a directory another user owns taken (%s)", bad);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_write_and_remove),
-	    cmocka_unit_test(test_check),
-	    cmocka_unit_test(test_parents),
+	    cmocka_unit_test(test_write_and_remove), cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_parents),	     cmocka_unit_test(test_pid_link),
+	    cmocka_unit_test(test_unsafe_dirs),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
