@@ -657,9 +657,16 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	    st->waiting)
 		return;
 	/* Out of a fault delay: an answer made now goes at once (it would wait
-	 * for the delay's end otherwise, which has come). */
-	if (st->state == ISM_ST_DELAY)
+	 * for the delay's end otherwise, which has come); the request counts
+	 * in http2MaxRequests from now, as Envoy's router, after the fault
+	 * filter, takes its slot. */
+	if (st->state == ISM_ST_DELAY) {
 		st->state = ISM_ST_NEW;
+		if (cl != NULL && !st->rq_counted && !request_admitted(w, st, cl)) {
+			ism_stream_local(w, st, 503, ISM_WHY_MAX_REQUESTS, false);
+			return;
+		}
+	}
 	/* A newer table without the cluster: Envoy's router finds no cluster
 	 * of the name at its retry, and answers so. */
 	ei = cl != NULL ? pick_endpoint(w, st) : -1;
@@ -1719,8 +1726,9 @@ static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_st
 	}
 	cl = &t->clusters[d->cluster];
 	st->cluster = d->cluster;
-	if (!request_admitted(w, st, cl)) {
-		ism_stream_local(w, st, 503, "upstream overflow (http2MaxRequests)", false);
+	/* A request a fault delays is admitted when the delay ends (do_retry). */
+	if (st->state != ISM_ST_DELAY && !request_admitted(w, st, cl)) {
+		ism_stream_local(w, st, 503, ISM_WHY_MAX_REQUESTS, false);
 		return NULL;
 	}
 	/* HTTP/2 frames the body itself: it goes as it came, never chunked. */

@@ -337,9 +337,10 @@ void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st);
 /* The upstream sent a head it must not (malformed, too large), or a body its
  * framing refuses: Envoy's protocol-error reset, retried as a reset, else
  * 502 UPE; after the head went out, the response is cut. */
-#define ISM_WHY_PROTOCOL  "malformed upstream response head"
-#define ISM_WHY_NO_SWITCH "upstream answered the upgrade with a 2xx, not 101"
-#define ISM_WHY_INTERIM	  "upstream interim (1xx) heads over maxResponseHeaderBytes"
+#define ISM_WHY_PROTOCOL     "malformed upstream response head"
+#define ISM_WHY_MAX_REQUESTS "upstream overflow (http2MaxRequests)"
+#define ISM_WHY_NO_SWITCH    "upstream answered the upgrade with a 2xx, not 101"
+#define ISM_WHY_INTERIM	     "upstream interim (1xx) heads over maxResponseHeaderBytes"
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);
 
 /* ---- for worker/mirror.c ---- */

@@ -1616,6 +1616,36 @@ def max_requests_overflow(env):
 
 
 @_test
+def max_requests_not_held_by_fault_delay(env):
+    """A request a route's fault delays takes its http2MaxRequests slot when the
+    delay ends, as Envoy's router (after the fault filter) takes it: with
+    http2MaxRequests 2, two requests held in a 3 s delay leave the service to
+    the others (a request on another route was 503 UO while they waited)."""
+    up = h1_upstream(env)
+    routes = (f"  - match: [{{uri: {{prefix: /slow}}}}]\n"
+              f"    fault: {{delay: {{fixedDelay: 3s, percentage: {{value: 100}}}}}}\n"
+              f"    route: [{{destination: {{host: {SVC}}}}}]\n" + route(SVC))
+    gw = one_service(env, up, routes=routes, workers=1,
+                     extra_docs=[dest_rule("dr", SVC, http="http2MaxRequests: 2")])
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(http_get(gw, "/slow", timeout=20).status))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        def held():
+            m = re.search(r"^connections_active: (\d+)$", ctl_cmd(env.path("ctl.sock"), "show info"), re.M)
+            return m is not None and int(m.group(1)) >= 2
+        poll(held, 5, what="the two delayed requests' connections at the gateway")
+        st = [http_get(gw, f"/fast/{i}").status for i in range(3)]
+        check(st == [200, 200, 200], f"requests on another route while two wait in a fault delay: {st}")
+    finally:
+        for t in threads:
+            t.join(20)
+    check(sorted(got) == [200, 200], f"the delayed requests: {got}")
+
+
+@_test
 def grpc_retry_on(env):
     """retryOn with gRPC names retries on the grpc-status of the answer: each of
     cancelled, deadline-exceeded, resource-exhausted, unavailable, internal;
