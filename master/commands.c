@@ -290,6 +290,7 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 					 : "CONNECT");
 		kv_num(&k, "overflow", d ? atomic_load(&d->overflow) : 0);
 		kv_num(&k, "retries", d ? atomic_load(&d->retries) : 0);
+		kv_num(&k, "in_flight", d ? atomic_load(&d->in_flight) : 0);
 		kv_num(&k, "waiting", d ? atomic_load(&d->pending) : 0);
 		kv_num(&k, "retries_active", d ? atomic_load(&d->retries_active) : 0);
 		kv_end(&k);

@@ -94,6 +94,9 @@ struct ism_watch {
 	int missing;
 };
 
+/* How often a refused heal publish (ism_master.heal_pending) is tried again. */
+#define ISM_HEAL_RETRY_MS 1000u
+
 struct ism_master {
 	const char *conf_path;
 	int debug; /* -d: every process logs at debug level, whatever the file says */
@@ -136,8 +139,11 @@ struct ism_master {
 	struct ism_resolver *dns;  /* the names of DNS ServiceEntries (master/resolve.h) */
 	uint64_t dns_next_publish; /* monotonic: a changed answer is not published before */
 	/* A worker died holding requests: the running text is published again
-	 * (ISM_LOAD_HEAL) once the loader is free. */
+	 * (ISM_LOAD_HEAL) once the loader is free, and until a publish
+	 * succeeds, every ISM_HEAL_RETRY_MS (heal_after, monotonic) */
 	bool heal_pending;
+	bool heal_failing; /* the last heal was refused (said once) */
+	uint64_t heal_after;
 	/* RequestAuthentication key sets fetched (master/jwks.h), and when
 	 * they are fetched again (monotonic; 0: none to fetch) */
 	struct ism_jwks_cache *jwks;

@@ -1434,7 +1434,8 @@ static void dns_publish(struct ism_master *m, uint64_t now)
  * once the loader is free (ISM_LOAD_HEAL). */
 static void heal_publish(struct ism_master *m)
 {
-	if (!m->heal_pending || m->stopping || m->conf_text == NULL || ism_reload_busy(m))
+	if (!m->heal_pending || m->stopping || m->conf_text == NULL || ism_reload_busy(m) ||
+	    ism_now_ms() < m->heal_after)
 		return;
 	m->heal_pending = false;
 	ism_reload_request(m, ISM_LOAD_HEAL, NULL);

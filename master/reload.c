@@ -268,11 +268,19 @@ static void report_jwks(struct ism_master *m, int ret, const struct ism_diags *d
 static void report_heal(struct ism_master *m, int ret, const struct ism_diags *d)
 {
 	if (ret < 0) {
-		ism_warn("a dead worker's share of the clusters' counts stays until the next "
-			 "reload: %s",
-			 d->n ? d->items[0].msg : "error");
+		/* Tried again until a publish takes (its generation slots all
+		 * held by draining workers, a file of the running text away):
+		 * the counts left would keep a limit reached for ever. */
+		if (!m->heal_failing)
+			ism_warn("a dead worker's share of the clusters' counts stays until a "
+				 "publish succeeds (tried every %u ms): %s",
+				 ISM_HEAL_RETRY_MS, d->n ? d->items[0].msg : "error");
+		m->heal_failing = true;
+		m->heal_pending = true;
+		m->heal_after = ism_now_ms() + ISM_HEAL_RETRY_MS;
 		return;
 	}
+	m->heal_failing = false;
 	ism_notice("generation %llu published: a worker died holding requests, its share of "
 		   "the clusters' counts is left behind",
 		   (unsigned long long)m->gen);

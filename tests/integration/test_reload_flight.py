@@ -366,7 +366,7 @@ FULL_DR = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:
            "      tcp: {maxConnections: 2}\n      http: {http2MaxRequests: 2, http1MaxPendingRequests: 1}\n")
 
 
-def holding_worker(env, lose, what):
+def holding_worker(env, lose, what, dr=FULL_DR):
     """A worker holding two requests to an upstream that never answers them,
     with maxConnections and http2MaxRequests of 2, which lose(f) takes away
     (a kill, a drain); then every count must be back: the endpoint's
@@ -379,7 +379,7 @@ def holding_worker(env, lose, what):
 
     f = Flight(env, hold, fail_on=(1, 2))
     try:
-        f.start(ROUTE, FULL_DR)
+        f.start(ROUTE, dr)
         held = [f.send(f"/held{i}") for i in range(2)]
         poll(lambda: len(f.up.heads) >= 2, 10, what="two requests at the upstream")
         lose(f)
@@ -415,6 +415,33 @@ def worker_killed_gives_back_counts(env):
     holding_worker(env, kill, "the kill")
     events = ctl_cmd(env.path("ctl.sock"), "show events")
     check("without a dead worker's share" in events, f"no event of the new generation: {events}")
+
+
+@_test
+def worker_killed_heal_retried(env):
+    """The publish that leaves a killed worker's share of the counts behind is
+    tried again until it succeeds: here the running file's certificate is away
+    when the worker dies (the publish is refused), then back; the heal follows
+    within seconds (a refused heal was never tried again, and every request
+    to the cluster was 503 UO until an operator's reload)."""
+    import os
+    import signal
+
+    from test_tls import Pki, gateway_of, server, tls_simple
+
+    crt, key = Pki(env).leaf("heal", ["DNS:heal.test"])
+    tls_gw = gateway_of(server(free_port(), ["*"], tls_simple((crt, key))), name="gw-tls")
+
+    def kill(f):
+        os.rename(crt, crt + ".away")
+        victim = env.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        poll(lambda: "counts stays until" in env.gateway.log(), 10, what="the refused heal in the log")
+        os.rename(crt + ".away", crt)
+        poll(lambda: "a worker died holding requests" in env.gateway.log(), 10,
+             what="the heal published once the certificate is back")
+
+    holding_worker(env, kill, "the kill", dr=FULL_DR + "---\n" + tls_gw)
 
 
 @_test
