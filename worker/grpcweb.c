@@ -129,19 +129,21 @@ int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header 
 void ism_gw_request_fields(struct ism_http_header *h, size_t *n, size_t cap)
 {
 	size_t k = 0;
+	bool accepts = false;
 
 	for (size_t i = 0; i < *n; i++) {
-		if (ism_http_header_is(&h[i], "content-length") ||
-		    ism_http_header_is(&h[i], "grpc-accept-encoding"))
+		if (ism_http_header_is(&h[i], "content-length"))
 			continue;
 		h[k] = h[i];
 		if (ism_http_header_is(&h[k], "content-type")) {
 			h[k].value = "application/grpc";
 			h[k].value_len = 16;
 		}
+		accepts |= ism_http_header_is(&h[k], "grpc-accept-encoding");
 		k++;
 	}
-	if (k < cap)
+	/* The client's own stands (Envoy's filter since 1.17). */
+	if (!accepts && k < cap)
 		h[k++] = (struct ism_http_header){"grpc-accept-encoding", 20,
 						  "identity,deflate,gzip", 21};
 	*n = k;

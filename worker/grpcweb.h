@@ -62,7 +62,7 @@ uint8_t ism_gw_request(const struct ism_http_header *h, size_t n);
 
 /* The request's fields as the upstream gets them, in place: content-type
  * application/grpc, no content-length, grpc-accept-encoding (Envoy's
- * "identity,deflate,gzip", replacing the client's) added when *n < cap.
+ * "identity,deflate,gzip") added when the client sent none and *n < cap.
  * te: trailers goes with every gRPC request to an HTTP/2 upstream already. */
 void ism_gw_request_fields(struct ism_http_header *h, size_t *n, size_t cap);
 

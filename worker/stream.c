@@ -1590,21 +1590,15 @@ static void drop_expect(struct ism_http_req *req)
 	req->n_headers = n;
 }
 
-/* The request's first steps, whatever its route: a gRPC-Web request becomes
- * gRPC (its body, *body and *len, decoded), a gRPC one is known as such, its
- * path is normalised, its log line begun, an Expect: 100-continue answered.
- * false when the stream answered. */
+/* The request's first steps, whatever its route: a gRPC one is known as
+ * such, its path is normalised, its log line begun, an Expect: 100-continue
+ * answered. false when the stream answered. */
 static bool request_start(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
-			  const char **body, uint32_t *len, bool req_done)
+			  bool req_done)
 {
 	const struct ism_table *t = w->table;
 	int ret;
 
-	/* A gRPC-Web request goes on as gRPC (Envoy's grpc_web filter comes
-	 * before every other). */
-	if (t->listeners[st->sess->listener].grpc_web &&
-	    !gw_request(w, st, req, body, len, req_done))
-		return false;
 	/* Known first: a refused request gets a gRPC error too, and a refused
 	 * HEAD no body. */
 	st->is_head = ism_http_is_head(req);
@@ -1879,7 +1873,7 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 			ism_up_request_id(w, st->rid);
 		req->edge_rid = st->rid[0] != '\0' ? st->rid : NULL;
 		req->rid_kept = w->table->preserve_rid;
-		if (!request_start(w, st, req, &body, &len, req_done))
+		if (!request_start(w, st, req, req_done))
 			return;
 		if (!taken_as_now(w->table, st)) {
 			ism_stream_local(w, st, 421, ISM_WHY_MISDIRECTED, true);
@@ -1912,6 +1906,15 @@ void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_ht
 	if (!authorized(w, st, req)) {
 		ism_stream_local(w, st, 403, ISM_WHY_RBAC, false);
 		return;
+	}
+	/* A gRPC-Web request goes on as gRPC (its body decoded) from here:
+	 * istiod puts Envoy's grpc_web filter after ext_authz, jwt_authn and
+	 * RBAC, whose checks (and the route, found before the filters) see it
+	 * as the client sent it, and whose answers are not gRPC-Web's. */
+	if (w->table->listeners[st->sess->listener].grpc_web && st->gw == NULL) {
+		if (!gw_request(w, st, req, &body, &len, req_done))
+			return;
+		st->req_chunked = req->framing.chunked;
 	}
 	if ((r = request_route(w, st, req, https, vh, r, undecided)) == NULL ||
 	    (d = request_upstream(w, st, r, req, &ei)) == NULL)

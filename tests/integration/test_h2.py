@@ -1247,6 +1247,39 @@ def grpc_web(env):
 
 
 @_test
+def grpc_web_after_policies(env):
+    """A gRPC-Web request is translated after the route is found and the
+    AuthorizationPolicies judged it, as istiod orders Envoy's grpc_web filter
+    after RBAC: a route matching content-type application/grpc-web takes it; a
+    DENY rule on content-type application/grpc-web-text refuses it, answered
+    as RBAC answers (403, plain text, not a gRPC-Web error). The route was
+    skipped and the DENY never held: both saw application/grpc."""
+    from test_authz import policy
+    need_tools("grpc")
+    gw_port = free_port()
+    web = gateway(gw_port).replace("protocol: HTTP}", "protocol: GRPC-WEB}")
+    routes = (f"  - match: [{{uri: {{prefix: /isthmus.test.Echo/}}, headers: {{content-type: "
+              f"{{prefix: application/grpc-web}}}}}}]\n"
+              f"    headers: {{response: {{set: {{x-route: by-content-type}}}}}}\n"
+              f"    route: [{{destination: {{host: {GSVC}}}}}]\n" + route(GSVC))
+    deny = policy("deny-text", "  action: DENY\n  rules: [{when: [{key: \"request.headers[content-type]\", "
+                               "values: [application/grpc-web-text]}]}]\n")
+    gw, _ = grpc_world(env, gateway_doc=web, routes=routes, extra_docs=[deny])
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Unary", "g.test", [("Content-Type", "application/grpc-web")],
+                      gw_msg(b"hello"))
+    check(r.status == 200 and r.header("x-route") == "by-content-type" and gw_frames(r.body)[0] == (0, b"hello"),
+          f"the route on gRPC-Web's content type: {r.status} {r.headers}")
+    import base64
+    with Conn("127.0.0.1", gw) as c:
+        r = c.request("POST", "/isthmus.test.Echo/Unary", "g.test", [("Content-Type", "application/grpc-web-text")],
+                      base64.b64encode(gw_msg(b"hello")))
+    check(r.status == 403 and r.body == b"RBAC: access denied\n" and r.header("grpc-status") is None and
+          (r.header("content-type") or "").startswith("text/plain"),
+          f"DENY on gRPC-Web-text's content type: {r.status} {r.headers} {r.body!r}")
+
+
+@_test
 def grpc_web_non_grpc_answer(env):
     """An answer to a gRPC-Web request that is neither gRPC nor gRPC-Web (an
     upstream's error page, a plain 200) becomes a gRPC error, as Envoy's

@@ -70,18 +70,26 @@ static void test_request_fields(void **state)
 	size_t n = 5;
 
 	(void)state;
+	/* The client's grpc-accept-encoding stands (Envoy's since 1.17). */
 	ism_gw_request_fields(h, &n, 6);
 	assert_int_equal(n, 4);
 	assert_string_equal(h[0].name, "host");
 	assert_string_equal(h[1].name, "Content-Type");
 	assert_string_equal(h[1].value, "application/grpc");
-	assert_string_equal(h[2].name, "x-user");
-	assert_string_equal(h[3].name, "grpc-accept-encoding");
-	assert_string_equal(h[3].value, "identity,deflate,gzip");
+	assert_string_equal(h[2].name, "grpc-accept-encoding");
+	assert_string_equal(h[2].value, "br");
+	assert_string_equal(h[3].name, "x-user");
+	/* Without one, Envoy's default is added. */
+	h[2] = (struct ism_http_header)H("x-other", "o");
+	n = 4;
+	ism_gw_request_fields(h, &n, 6);
+	assert_int_equal(n, 5);
+	assert_string_equal(h[4].name, "grpc-accept-encoding");
+	assert_string_equal(h[4].value, "identity,deflate,gzip");
 	/* No room: nothing added. */
 	n = 4;
-	ism_gw_request_fields(h, &n, 3);
-	assert_int_equal(n, 3);
+	ism_gw_request_fields(h, &n, 4);
+	assert_int_equal(n, 4);
 	assert_string_equal(ism_gw_content_type(ISM_GW_ON), "application/grpc-web+proto");
 	assert_string_equal(ism_gw_content_type(ISM_GW_ON | ISM_GW_TEXT_OUT),
 			    "application/grpc-web-text+proto");
