@@ -655,10 +655,14 @@ static bool last_token_is(const struct ism_http_header *h, const char *host, siz
 }
 
 /* The request line. An HTTP/1.0 client is forwarded as HTTP/1.0, so the
- * upstream answers in a framing that client can read (no chunked coding). */
+ * upstream answers in a framing that client can read (no chunked coding),
+ * unless it is a gRPC-Web request: its translation drops the body's length
+ * (HTTP/1.0 has no chunked coding, RFC 9112 6.1), and the answer is isthmus's
+ * to frame anyway. */
 static int put_request_line(struct ism_buf *out, const struct ism_stream *st,
 			    const struct ism_http_req *req, uint32_t limit)
 {
+	bool http10 = st->http10 && st->gw == NULL;
 	int ret = 0;
 
 	ret |= ism_buf_append(out, req->method, (uint32_t)req->method_len, limit);
@@ -668,8 +672,8 @@ static int put_request_line(struct ism_buf *out, const struct ism_stream *st,
 		ret |= ism_buf_append(out, "?", 1, limit);
 		ret |= ism_buf_append(out, req->query, (uint32_t)req->query_len, limit);
 	}
-	ret |= ism_buf_put_str(out, st->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", limit);
-	if (st->http10)
+	ret |= ism_buf_put_str(out, http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", limit);
+	if (http10)
 		ret |= ism_buf_append(out, "connection: keep-alive\r\n", 24, limit);
 	return ret;
 }

@@ -1280,6 +1280,30 @@ def grpc_web_after_policies(env):
 
 
 @_test
+def grpc_web_http10_client(env):
+    """A gRPC-Web request from an HTTP/1.0 client (its body has a length, which
+    the translation drops) is served: upstream it goes as HTTP/1.1 (HTTP/1.0
+    has no chunked coding), and the client gets the answer's frames, then the
+    close. It went upstream as HTTP/1.0 with transfer-encoding: chunked: a
+    gRPC upstream's request failed as a connect failure (503 UF, charged to a
+    healthy endpoint)."""
+    need_tools("grpc")
+    gw_port = free_port()
+    web = gateway(gw_port).replace("protocol: HTTP}", "protocol: GRPC-WEB}")
+    gw, _ = grpc_world(env, gateway_doc=web)
+    msg = gw_msg(b"abc")
+    with Conn("127.0.0.1", gw) as c:
+        c.send(b"POST /isthmus.test.Echo/Unary HTTP/1.0\r\nHost: g.test\r\n"
+               b"Content-Type: application/grpc-web\r\nContent-Length: %d\r\n\r\n" % len(msg) + msg)
+        closed = c.closed_by_peer(10)
+        head, _, body = c.buf.partition(b"\r\n\r\n")
+    frames = gw_frames(body) if closed else []
+    check(closed and head.startswith(b"HTTP/1.1 200") and frames[:1] == [(0, b"abc")] and
+          gw_trailers(frames[-1][1]).get("grpc-status") == "0",
+          f"gRPC-Web over HTTP/1.0: closed {closed}, {c.buf[:400]!r}")
+
+
+@_test
 def grpc_web_non_grpc_answer(env):
     """An answer to a gRPC-Web request that is neither gRPC nor gRPC-Web (an
     upstream's error page, a plain 200) becomes a gRPC error, as Envoy's
