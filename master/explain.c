@@ -209,7 +209,8 @@ static bool explain_fault_cors(const struct ism_route *rt, const struct ism_http
 	else if (f != NULL && f->abort_status)
 		ism_say(r, "fault: an abort with status %u for %.4g %% of requests (FI)\n",
 			f->abort_status, f->abort_ppm / 10000.0);
-	if (rt->cors == NULL)
+	/* None on a redirect or a direct response (as the worker's). */
+	if (rt->cors == NULL || !ism_route_forwards(rt))
 		return true;
 	v = ism_cors_check(rt->cors, req, rs, &o);
 	if (v == ISM_CORS_PREFLIGHT)

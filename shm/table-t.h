@@ -312,6 +312,13 @@ struct ism_route {
 	const struct ism_fault *fault;	     /* fault injection; NULL: none */
 };
 
+/* Whether route r forwards to its destinations (not a redirect nor a direct
+ * response, where Envoy's route entry and its CORS filter are absent). */
+static inline bool ism_route_forwards(const struct ism_route *r)
+{
+	return r->act == NULL || r->act->kind == ISM_ROUTE_FORWARD;
+}
+
 /* Istio CorsPolicy of a route, compiled: what Envoy's CORS filter gets from
  * Istio. The Access-Control-* values are as Istio renders them (lists joined
  * with ",", maxAge in seconds); "" when not set. */

@@ -1684,10 +1684,11 @@ static const struct ism_route *request_route(struct ism_wctx *w, struct ism_stre
 		return NULL;
 	}
 	/* Envoy's order: the fault filter, the CORS filter, then the router
-	 * (whose are the redirects and direct responses). */
+	 * (whose are the redirects and direct responses). The CORS filter does
+	 * nothing on a redirect or a direct response (no route entry there). */
 	if (r->fault != NULL && stream_fault(w, st, r->fault))
 		return NULL;
-	if (r->cors != NULL && ism_stream_cors(w, st, r->cors, req))
+	if (r->cors != NULL && ism_route_forwards(r) && ism_stream_cors(w, st, r->cors, req))
 		return NULL;
 	switch ((enum ism_route_kind)(r->act != NULL ? r->act->kind : ISM_ROUTE_FORWARD)) {
 	case ISM_ROUTE_REDIRECT:
