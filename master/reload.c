@@ -193,15 +193,21 @@ static void report_reload(struct ism_master *m, uint64_t ticket, int ret, const 
 	ism_reply_free(&r);
 }
 
+/* The diagnostics of a refused publish, a log line each. */
+static void log_diags(const struct ism_diags *d)
+{
+	char buf[4096];
+
+	ism_diags_format(buf, sizeof(buf), d);
+	ism_log_lines(ISM_LOG_ERR, buf);
+}
+
 /* A certificate rotation's outcome. */
 static void report_rotation(struct ism_master *m, int ret, const struct ism_diags *d)
 {
 	if (ret < 0) {
-		char buf[4096];
-
-		ism_diags_format(buf, sizeof(buf), d);
 		ism_err("certificate reload refused, the current certificates keep serving:");
-		ism_log_lines(ISM_LOG_ERR, buf);
+		log_diags(d);
 		ism_event_add(&m->events, "certificates", "reload refused: %s",
 			      d->n ? d->items[0].msg : "error");
 		atomic_fetch_add(&m->shm.hdr->reload_failures, 1);
@@ -223,16 +229,14 @@ static void report_rotation(struct ism_master *m, int ret, const struct ism_diag
 static void report_dns(struct ism_master *m, int ret, const struct ism_diags *d)
 {
 	if (ret < 0) {
-		char buf[4096];
-
 		m->dns_next_publish = ism_now_ms() + DNS_RETRY_MS;
 		if (m->dns_publish_failing)
 			return;
 		m->dns_publish_failing = true;
-		ism_diags_format(buf, sizeof(buf), d);
 		ism_err("dns: the new answers cannot be published; generation %llu keeps "
-			"serving, tried again every %u s:\n%s",
-			(unsigned long long)m->gen, DNS_RETRY_MS / 1000, buf);
+			"serving, tried again every %u s:",
+			(unsigned long long)m->gen, DNS_RETRY_MS / 1000);
+		log_diags(d);
 		ism_event_add(&m->events, "dns", "publish refused: %s",
 			      d->n ? d->items[0].msg : "error");
 	} else {
@@ -247,13 +251,11 @@ static void report_dns(struct ism_master *m, int ret, const struct ism_diags *d)
 /* A publish for changed key sets, said as a DNS one. */
 static void report_jwks(struct ism_master *m, int ret, const struct ism_diags *d)
 {
-	char buf[4096];
-
 	if (ret < 0) {
-		ism_diags_format(buf, sizeof(buf), d);
 		ism_err("jwks: the changed key sets cannot be published; generation %llu keeps "
-			"serving:\n%s",
-			(unsigned long long)m->gen, buf);
+			"serving:",
+			(unsigned long long)m->gen);
+		log_diags(d);
 		ism_event_add(&m->events, "jwks", "publish refused: %s",
 			      d->n ? d->items[0].msg : "error");
 	} else {
