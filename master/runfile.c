@@ -110,23 +110,29 @@ static pid_t read_pid(const char *path)
 	return (pid_t)pid;
 }
 
-/* A live process whose command is isthmus (its name as the kernel keeps it). */
+/* A live process whose command is isthmus (its name as the kernel keeps
+ * it): not a zombie, whose parent has not reaped it yet (a master killed by
+ * SIGKILL under a supervisor that reaps late is gone all the same). */
 static int is_isthmus(pid_t pid)
 {
-	char path[64], comm[32] = "";
+	char path[64], stat[128] = "";
+	const char *close;
 	FILE *f;
 
 	if (kill(pid, 0) < 0 && errno != EPERM)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	/* "pid (comm) S ...": the command, then the state after it. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "r");
 	if (f == NULL)
 		return 0;
-	if (fgets(comm, sizeof(comm), f) == NULL)
-		comm[0] = '\0';
+	if (fgets(stat, sizeof(stat), f) == NULL)
+		stat[0] = '\0';
 	fclose(f);
-	comm[strcspn(comm, "\n")] = '\0';
-	return strcmp(comm, "isthmus") == 0;
+	close = strrchr(stat, ')');
+	if (close == NULL || close[1] != ' ' || close[2] == 'Z' || close[2] == 'X')
+		return 0;
+	return close - strchr(stat, '(') == 8 && strncmp(strchr(stat, '(') + 1, "isthmus", 7) == 0;
 }
 
 int ism_runfile_pid_check(const char *path, pid_t *other)

@@ -147,6 +147,11 @@ static void test_check(void **state)
 	CHECK("live isthmus", ism_runfile_pid_check(path, &other) == -EEXIST && other == child,
 	      "a live isthmus not seen (other %d)", (int)other);
 	kill(child, SIGKILL);
+	/* Killed and not reaped yet (a zombie, its name kept): gone. */
+	for (int i = 0; i < 200 && ism_runfile_pid_check(path, &other) != 0; i++)
+		usleep(10000);
+	CHECK("zombie", ism_runfile_pid_check(path, &other) == 0,
+	      "a killed isthmus not yet reaped taken for a live one");
 	waitpid(child, &status, 0);
 }
 
