@@ -327,12 +327,11 @@ bool ism_ctl_pause(struct ism_ctl *c, bool pause)
 
 size_t ism_ctl_pollfds(const struct ism_ctl *c, struct pollfd *pfd, size_t max)
 {
+	uint64_t now = ism_now_ms();
 	size_t n = 0;
 
 	if (c == NULL || max < CTL_POOLS)
 		return 0;
-	uint64_t now = ism_now_ms();
-
 	for (int p = 0; p < CTL_POOLS; p++)
 		pfd[n++] = (struct pollfd){
 		    .fd = c->pool[p].lfd,
@@ -736,9 +735,6 @@ static void client_event(struct ism_ctl *c, struct ctl_client *cl, int http, sho
 	}
 }
 
-/* A slot for a new client: a free one, else that of the oldest client still
- * sending its request (an idle connection), else that of the oldest one still
- * reading its answer (the slowest reader). */
 /* A free slot of the pool, else the slot of the client that gives its up
  * (dropped, its descriptor closed): the oldest one still sending its
  * request, else still reading its answer, else waiting for a page, else

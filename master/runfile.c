@@ -115,8 +115,8 @@ static pid_t read_pid(const char *path)
  * SIGKILL under a supervisor that reaps late is gone all the same). */
 static int is_isthmus(pid_t pid)
 {
-	char path[64], stat[128] = "";
-	const char *close;
+	char path[64], line[128] = "";
+	const char *lpar, *rpar;
 	FILE *f;
 
 	if (kill(pid, 0) < 0 && errno != EPERM)
@@ -126,13 +126,14 @@ static int is_isthmus(pid_t pid)
 	f = fopen(path, "r");
 	if (f == NULL)
 		return 0;
-	if (fgets(stat, sizeof(stat), f) == NULL)
-		stat[0] = '\0';
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
 	fclose(f);
-	close = strrchr(stat, ')');
-	if (close == NULL || close[1] != ' ' || close[2] == 'Z' || close[2] == 'X')
+	lpar = strchr(line, '(');
+	rpar = strrchr(line, ')');
+	if (lpar == NULL || rpar == NULL || rpar[1] != ' ' || rpar[2] == 'Z' || rpar[2] == 'X')
 		return 0;
-	return close - strchr(stat, '(') == 8 && strncmp(strchr(stat, '(') + 1, "isthmus", 7) == 0;
+	return rpar - lpar == 8 && strncmp(lpar + 1, "isthmus", 7) == 0;
 }
 
 int ism_runfile_pid_check(const char *path, pid_t *other)
