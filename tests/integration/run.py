@@ -2022,6 +2022,11 @@ SERIAL = {"demo_make_run"}
 
 # What a test's process exits with under --jobs.
 EXIT_OK, EXIT_FAIL, EXIT_SKIP = 0, 1, 3
+# A test that runs past TEST_LIMIT_S under --jobs is interrupted (its teardown
+# runs), and killed TEST_KILL_S later if it has not ended: the slowest take
+# under a minute under the sanitizers.
+TEST_LIMIT_S = 300
+TEST_KILL_S = 30
 
 
 def run_one(t, build, keep):
@@ -2080,18 +2085,37 @@ def run_jobs(selected, build, keep, jobs):
     os.environ["ISM_PORT_REGISTRY"] = os.path.join(rundir, "ports")
     os.mkdir(os.environ["ISM_PORT_REGISTRY"])
     counts = {EXIT_OK: 0, EXIT_FAIL: 0, EXIT_SKIP: 0}
-    running = {}  # pid -> output path
+    running = {}  # pid -> [output path, when it started, when it was interrupted]
     queue = list(selected)
 
+    def overdue(now):
+        """A test past TEST_LIMIT_S is interrupted (SIGINT: its teardown runs),
+        then killed if that does not end it."""
+        for pid, r in running.items():
+            if r[2] is None and now - r[1] > TEST_LIMIT_S:
+                os.kill(pid, signal.SIGINT)
+                r[2] = now
+            elif r[2] is not None and now - r[2] > TEST_KILL_S:
+                os.kill(pid, signal.SIGKILL)
+
     def reap():
-        pid, status = os.wait()
-        out_path = running.pop(pid)
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                break
+            overdue(time.monotonic())
+            time.sleep(0.05)  # the runner's own wait for its children, not a test's
+        out_path, _, interrupted = running.pop(pid)
         with open(out_path, errors="replace") as f:
             text = f.read()
         code = os.waitstatus_to_exitcode(status)
-        if code not in counts:
+        name = os.path.basename(out_path)
+        if interrupted is not None:
             code = EXIT_FAIL
-            text += f"FAIL {os.path.basename(out_path)}: its process ended with status {status}\n"
+            text += f"FAIL {name}: no end within {TEST_LIMIT_S} s: interrupted\n"
+        elif code not in counts:
+            code = EXIT_FAIL
+            text += f"FAIL {name}: its process ended with status {status}\n"
         counts[code] += 1
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -2101,10 +2125,10 @@ def run_jobs(selected, build, keep, jobs):
         t = queue[0] if queue else None
         serial = t is not None and t.__name__ in SERIAL
         if t is not None and len(running) < jobs and not (serial and running) \
-                and not any(os.path.basename(p) in SERIAL for p in running.values()):
+                and not any(os.path.basename(r[0]) in SERIAL for r in running.values()):
             queue.pop(0)
             out_path = os.path.join(rundir, t.__name__)
-            running[run_forked(t, build, keep, out_path)] = out_path
+            running[run_forked(t, build, keep, out_path)] = [out_path, time.monotonic(), None]
             continue
         reap()
     shutil.rmtree(rundir, ignore_errors=True)
