@@ -264,9 +264,15 @@ def run_installed(build, tmp):
         m, uid, gid = mode_of(rundir)
         check("runtime directory root:root, searchable by the isthmus group",
               uid == 0 and gid == 0 and m & 0o011 == 0o011, f"{uid}:{gid} {m:o}")
-        rc, out = run(["runuser", "-u", "isthmus", "--"] + ctl + ["show", "info"], timeout=10)
-        check("a member of group isthmus reaches the control socket (runuser -u isthmus "
+        # An operator is a member of group isthmus (daemon here, given the
+        # group alone); the workers' user, though of the group, is refused.
+        rc, out = run(["setpriv", "--reuid=daemon", "--regid=isthmus", "--clear-groups"] + ctl
+                      + ["show", "info"], timeout=10)
+        check("a member of group isthmus reaches the control socket (daemon with group isthmus: "
               "isthmusctl show info)", rc == 0 and "generation" in out, f"rc {rc}: {out.strip()}")
+        rc, out = run(["runuser", "-u", "isthmus", "--"] + ctl + ["show", "info"], timeout=10)
+        check("the workers' user isthmus does not (exit 3)", rc == 3 and "generation" not in out,
+              f"rc {rc}: {out.strip()}")
         rc, out = run(["runuser", "-u", "nobody", "--"] + ctl + ["show", "info"], timeout=10)
         check("a user outside group isthmus does not (exit 3)", rc == 3, f"rc {rc}: {out.strip()}")
         rc, out = run(ctl + ["reload"], timeout=20)
