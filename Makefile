@@ -128,7 +128,7 @@ unit: $(TEST_BINS)
 DEBIAN_PYTHON ?= /usr/bin/python3
 # The integration tests run TEST_JOBS side by side, each in a process of its
 # own: they mostly wait on sockets and timers (a run uses under half a CPU).
-TEST_JOBS ?= 4
+TEST_JOBS ?= 3
 integration: all
 	ISM_DEBIAN_PYTHON=$(DEBIAN_PYTHON) python3 tests/integration/run.py --build $(BUILD) --jobs $(TEST_JOBS)
 

@@ -9,6 +9,7 @@ the test's outcome. Every wait is a bounded poll.
 import ctypes
 import contextlib
 import os
+import random
 import re
 import select
 import shutil
@@ -89,15 +90,34 @@ def _claim_port(port):
         return False
 
 
+def _below_ephemeral():
+    """The ports below the kernel's ephemeral range (ip_local_port_range): no
+    outgoing connection takes one of them as its source port, so one handed
+    out stays free until its test binds it, and after it closes it, as when a
+    reload drops a listener and a later one binds it again (with tests side by
+    side, another's connection took such a port from the ephemeral range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low) if low > 12000 else None
+
+
+_PORTS = _below_ephemeral()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bound to port 0, then released), and
-    not handed out before in this run: the kernel may offer a just-released port
-    again, and a test asking for two ports must get two."""
-    for _ in range(100):
+    """A TCP port that was free a moment ago (bound, then released), below the
+    ephemeral range when there is room there, and not handed out before in
+    this run: a test asking for two ports must get two."""
+    for _ in range(200):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            s.bind((host, 0))
+            s.bind((host, random.randrange(*_PORTS) if _PORTS else 0))
             port = s.getsockname()[1]
+        except OSError:
+            continue  # taken: another
         finally:
             s.close()
         if _claim_port(port):
