@@ -2030,19 +2030,19 @@ TEST_KILL_S = 30
 
 
 def run_one(t, build, keep):
-    """Runs test t in this process; prints its line(s); returns "ok", "fail" or "skip"."""
+    """Runs test t in this process; prints its line(s); returns EXIT_OK, EXIT_FAIL or EXIT_SKIP."""
     env = Env(build, None, t.__name__)
     t0 = time.monotonic()
-    result = "fail"
+    result = EXIT_FAIL
     try:
         t(env)
         env.close()
         check_sanitizers(env)
         print(f"ok {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
-        result = "ok"
+        result = EXIT_OK
     except Skip as e:
         print(f"SKIP {t.__name__}: {e}", flush=True)
-        result = "skip"
+        result = EXIT_SKIP
     except Exception as e:
         reason = str(e) if isinstance(e, TestFailure) else traceback.format_exc().rstrip()
         print(f"FAIL {t.__name__}: {reason}", flush=True)
@@ -2050,7 +2050,7 @@ def run_one(t, build, keep):
             print(f"  isthmus log ({env.gateway.log_path}):\n{tail(env.gateway.log())}", flush=True)
     finally:
         env.close()
-        if not keep and result != "fail":
+        if not keep and result != EXIT_FAIL:
             env.cleanup_dir()
     return result
 
@@ -2068,7 +2068,7 @@ def run_forked(t, build, keep, out_path):
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-        code = {"ok": EXIT_OK, "skip": EXIT_SKIP}.get(run_one(t, build, keep), EXIT_FAIL)
+        code = run_one(t, build, keep)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -2160,12 +2160,10 @@ def main():
     if args.jobs > 1:
         passed, failed, skipped = run_jobs(selected, build, args.keep, args.jobs)
     else:
-        passed = failed = skipped = 0
+        counts = {EXIT_OK: 0, EXIT_FAIL: 0, EXIT_SKIP: 0}
         for t in selected:
-            result = run_one(t, build, args.keep)
-            passed += result == "ok"
-            failed += result == "fail"
-            skipped += result == "skip"
+            counts[run_one(t, build, args.keep)] += 1
+        passed, failed, skipped = counts[EXIT_OK], counts[EXIT_FAIL], counts[EXIT_SKIP]
     if skipped:
         print(f"{skipped} skipped (each SKIP above says why)")
     print(f"{passed} passed, {failed} failed")
