@@ -151,7 +151,8 @@ def not_healthy(fields):
 
 def wait_view(env, ups, unhealthy, timeout=5.0):
     """Polls 'show endpoints' until exactly the endpoints named in unhealthy are not
-    healthy (the others healthy), then lets the master republish the loads."""
+    healthy (the others healthy), then until the master has computed the
+    priority loads for every change seen (show info's loads_epoch)."""
     want = {ups.key(n) for n in unhealthy}
     mine = {ups.key(n) for n in ups.eps}
 
@@ -164,7 +165,12 @@ def wait_view(env, ups, unhealthy, timeout=5.0):
 
     poll(settled, timeout, interval=0.05,
          what=f"'show endpoints' to show exactly {sorted(unhealthy)} not healthy")
-    time.sleep(0.2)  # the master recomputes the priority loads on the health change
+
+    def loads_current():
+        info = json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))
+        return info["loads_epoch"] == info["health_epoch"]
+
+    poll(loads_current, timeout, interval=0.05, what="the priority loads computed for the health seen")
 
 
 # --------------------------------------------------------------------------- traffic

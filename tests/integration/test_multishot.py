@@ -186,10 +186,13 @@ def mshot_metrics_count(env, tls):
     once or held first (pipelined behind a delayed one)."""
     aport = free_port()
     start(env, *test_upstream(env), admin=aport)
-    # Connected (and the TLS handshake done, whose ClientHello counts as
+    # Accepted (and the TLS handshake done, whose ClientHello counts as
     # received before TLS is known) before the counters are read.
+    acc0, hs0 = metric(aport, "isthmus_connections_accepted_total"), metric(aport, "isthmus_tls_handshakes_total")
     c = client(env, tls)
-    time.sleep(0.2)
+    poll(lambda: metric(aport, "isthmus_connections_accepted_total") > acc0 and
+         (not tls or metric(aport, "isthmus_tls_handshakes_total") > hs0), 5,
+         what="the gateway to accept the connection (and end its handshake)")
     req0 = metric(aport, "isthmus_requests_total")
     in0 = metric(aport, "isthmus_received_bytes_total")
     sent = 0
@@ -206,7 +209,7 @@ def mshot_metrics_count(env, tls):
         for i in range(600):
             check(served(c.read_response(), f"/q{i}"), f"pipelined request {i}")
     poll(lambda: metric(aport, "isthmus_requests_total") - req0 >= 611, 5, what="611 requests counted")
-    time.sleep(0.2)
+    time.sleep(0.2)  # an observation window: a request counted twice would show by now
     check(metric(aport, "isthmus_requests_total") - req0 == 611,
           f"{metric(aport, 'isthmus_requests_total') - req0} requests counted, want 611")
     got = metric(aport, "isthmus_received_bytes_total") - in0
@@ -385,9 +388,10 @@ def recv_buffers_config(env):
     poll(lambda: served(env.get("/new"), "/new"), 10, what="the new worker to serve")
 
 
-def stray_upstream(conns, stop):
+def stray_upstream(conns, stop, answers, strays):
     """An HTTP/1.1 upstream that answers each request, then sends one stray
-    byte 200 ms later on the connection, which it keeps open."""
+    byte 200 ms later on the connection, which it keeps open (appending the
+    connection to answers, then to strays)."""
     ls = socket.socket()
     ls.bind(("127.0.0.5", 0))
     ls.listen(16)
@@ -400,9 +404,11 @@ def stray_upstream(conns, stop):
                 head, buf = read_head(c, buf)
                 if head is None:
                     return
+                answers.append(c)  # before the answer, which ends the client's wait
                 c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
-                time.sleep(0.2)
+                time.sleep(0.2)  # the answer's connection is idle in the pool by then
                 c.sendall(b"X")
+                strays.append(c)
         except OSError:
             pass
         finally:
@@ -427,13 +433,16 @@ def mshot_pool_drops_stray_bytes(env):
     """A byte from the upstream on an idle pooled connection (its receive stays
     armed in the pool) makes the pool drop it: the next request goes on a new
     connection and gets a clean answer, never the stray byte."""
-    conns, stop = [], threading.Event()
+    conns, stop, answers, strays = [], threading.Event(), [], []
     env.cleanups.append(stop.set)
-    port = stray_upstream(conns, stop)
+    port = stray_upstream(conns, stop, answers, strays)
     start(env, "127.0.0.5", port)
-    before = len(conns)
+    poll(lambda: len(strays) == len(answers), 5, what="the stray bytes after the readiness probes' answers")
+    before, sent = len(conns), len(strays)
     for i in range(3):
-        time.sleep(0.5)  # the stray byte of the previous answer arrives in the pool
+        # On loopback the byte is in the pooled connection's socket when
+        # sendall returns: the worker's receive completes before the request.
+        poll(lambda: len(strays) >= sent + i, 5, what=f"the stray byte after answer {i - 1}")
         r = env.get(f"/s{i}")
         check(r.status == 200 and r.body == b"ok\n", f"request {i} after a stray byte: {r}")
     check(len(conns) - before == 3, f"{len(conns) - before} upstream connections for 3 requests, want a new one each")
