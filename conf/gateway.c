@@ -86,6 +86,8 @@ static const char *host_err(const char *ns, const char *h)
 	if ((why = ism_model_domain_err(h)) != NULL && ism_model_parse_ip(h, &ss, &len) &&
 	    strchr(h, '*') == NULL)
 		return NULL;
+	if (why == NULL && ism_model_partial_wild(h))
+		return "partial wildcard not allowed"; /* Istio's ValidatePartialWildCard */
 	return why;
 }
 

@@ -109,15 +109,31 @@ static const char *dns1123_labels_err(const char *s)
 	return NULL;
 }
 
+bool ism_model_partial_wild(const char *s)
+{
+	return strchr(s, '*') != NULL && strcmp(s, "*") != 0 && strncmp(s, "*.", 2) != 0;
+}
+
+/* Istio's IsWildcardDNS1123Label: "*", a label, or "*" or "*-" and a label. */
+static bool wild_label(const char *s, size_t len)
+{
+	if (len > 0 && s[0] == '*') {
+		s++, len--;
+		if (len > 0 && s[0] == '-')
+			s++, len--;
+		if (len == 0)
+			return s[-1] == '*';
+	}
+	return istio_label(s, len);
+}
+
 const char *ism_model_domain_err(const char *s)
 {
 	size_t n = strlen(s), first = strcspn(s, ".");
 
 	if (dns_length_err(n) != NULL)
 		return dns_length_err(n);
-	if (strchr(s, '*') != NULL && n != 1 && strncmp(s, "*.", 2) != 0)
-		return "partial wildcard not allowed";
-	if (!(first == 1 && s[0] == '*') && !istio_label(s, first))
+	if (!wild_label(s, first))
 		return LABEL_ERR;
 	return s[first] == '\0' ? NULL : dns1123_labels_err(s + first + 1);
 }

@@ -997,6 +997,10 @@ void ism_model_headers(struct ism_vctx *v, const struct ism_node *map, struct is
 
 /* What an error says of a field or a kind isthmus does not implement yet. */
 #define ISM_NOT_IMPL "not implemented yet"
+/* A partial wildcard host (ism_model_partial_wild), which Istio takes where
+ * isthmus does not yet: the format's argument is the host. */
+#define ISM_PARTIAL_NOT_IMPL                                                                       \
+	"a partial wildcard host (\"%s\": Istio and Envoy match it as a suffix) is " ISM_NOT_IMPL
 /* Istio's prefix of a Unix domain socket address. */
 #define ISM_UNIX_PREFIX "unix://"
 
@@ -1014,12 +1018,15 @@ void ism_model_headers(struct ism_vctx *v, const struct ism_node *map, struct is
 const char *ism_model_host(struct ism_vctx *v, const char *host, const char *ns);
 /* A lowercase copy of s in the model's pool; NULL (and v->nomem) without memory. */
 char *ism_model_lower_dup(struct ism_vctx *v, const char *s);
-/* What Istio's ValidateWildcardDomain and ValidatePartialWildCard
- * (pkg/config/validation/agent/validation.go) say of host name s: "*", or
- * DNS-1123 labels (either case) the first of which may be "*", the top level
- * one not all digits, a last empty label allowed ("istio.io."); NULL when
- * valid. */
+/* What Istio's ValidateWildcardDomain (pkg/config/validation/agent/
+ * validation.go) says of host name s: "*", or DNS-1123 labels (either case)
+ * the first of which may be "*", or "*" or "*-" and a label (a partial
+ * wildcard: "*-api.example.com"), the top level one not all digits, a last
+ * empty label allowed ("istio.io."); NULL when valid. */
 const char *ism_model_domain_err(const char *s);
+/* Whether host s is a partial wildcard (Istio's ValidatePartialWildCard
+ * refuses it): a '*' other than "*" or a leading "*.". */
+bool ism_model_partial_wild(const char *s);
 /* What Istio's ValidateFQDN says of host name s: DNS-1123 labels (either
  * case), no wildcard, the top level one not all digits, a last empty label
  * allowed; NULL when valid. */

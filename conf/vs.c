@@ -1124,6 +1124,10 @@ static void parse_sni(struct ism_vctx *v, const struct ism_node *n, const char *
 			ism_v_err(v, it, "invalid SNI host \"%s\"", it->str);
 			goto next;
 		}
+		if (ism_model_partial_wild(h)) {
+			ism_v_err(v, it, ISM_PARTIAL_NOT_IMPL, it->str);
+			goto next;
+		}
 		if (ism_model_parse_ip(h, &ss, &len))
 			ism_v_warn(
 			    v, it,
@@ -1368,6 +1372,12 @@ void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct 
 		    (strchr(hosts[i], '*') != NULL || !ism_model_parse_ip(hosts[i], &ss, &len))) {
 			old = ism_v_push(v, ".hosts[%zu]", i);
 			ism_v_err(v, l->items[i], "invalid host \"%s\": %s", hosts[i], why);
+			ism_v_pop(v, old);
+			continue;
+		}
+		if (ism_model_partial_wild(hosts[i])) {
+			old = ism_v_push(v, ".hosts[%zu]", i);
+			ism_v_err(v, l->items[i], ISM_PARTIAL_NOT_IMPL, hosts[i]);
 			ism_v_pop(v, old);
 			continue;
 		}
