@@ -123,7 +123,9 @@ struct cbuild {
 	int rc;
 };
 
-static void *aalloc(struct cbuild *b, size_t n, size_t size, size_t align)
+/* n zeroed objects of size in arena a (NULL: the table's); NULL and b->rc
+ * set when it is full. */
+static void *malloc_in(struct cbuild *b, struct ism_arena *a, size_t n, size_t size, size_t align)
 {
 	void *p;
 
@@ -132,13 +134,20 @@ static void *aalloc(struct cbuild *b, size_t n, size_t size, size_t align)
 	if (size != 0 && n > SIZE_MAX / size)
 		p = NULL;
 	else
-		p = ism_arena_alloc(b->a, n * size, align);
+		p = ism_arena_alloc(a != NULL ? a : b->a, n * size, align);
 	if (p == NULL && b->rc == 0)
 		b->rc = -ENOMEM;
 	return p;
 }
 
+static void *aalloc(struct cbuild *b, size_t n, size_t size, size_t align)
+{
+	return malloc_in(b, b->a, n, size, align);
+}
+
 #define ANEW(b, n, type) ((type *)aalloc((b), (n), sizeof(type), _Alignof(type)))
+/* What the workers write after publication: in the arena's mutable part. */
+#define MNEW(b, n, type) ((type *)malloc_in((b), (b)->a->mut, (n), sizeof(type), _Alignof(type)))
 
 /* Copies len bytes of s (NULL: none) into the arena, NUL-terminated. */
 static struct ism_str astrn(struct cbuild *b, const char *s, size_t len)
@@ -1394,7 +1403,6 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	const struct ism_conf *c = b->c;
 	const struct ism_cm_dr *dr = ism_model_find_dr(c, k->host);
 	const struct ism_cm_subset *s = k->subset[0] ? ism_model_find_subset(dr, k->subset) : NULL;
-	struct ism_cluster_dyn *dyn;
 	struct ism_cm_tp tp;
 	char name[600];
 	size_t hc;
@@ -1433,10 +1441,8 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 		build_hash(b, &tp.lb.hash, cl);
 	else
 		cl->hash.on = ISM_HASH_NONE;
-	dyn = ANEW(b, 1, struct ism_cluster_dyn);
-	if (dyn != NULL)
-		dyn->eff_weight = ANEW(b, cl->n_groups, uint32_t);
-	cl->dyn = dyn;
+	cl->dyn = MNEW(b, 1, struct ism_cluster_dyn);
+	cl->eff_weight = MNEW(b, cl->n_groups, uint32_t);
 }
 
 /* --- routes --- */
@@ -1815,7 +1821,7 @@ static const struct ism_route *listener_routes(struct cbuild *b, size_t vi, uint
 	copy = ANEW(b, n, struct ism_route);
 	for (uint32_t i = 0; copy != NULL && i < n; i++) {
 		copy[i] = cached[i];
-		copy[i].stats = ANEW(b, 1, struct ism_counters);
+		copy[i].stats = MNEW(b, 1, struct ism_counters);
 	}
 	b->vs_routes[vi] = copy;
 	b->vs_routes_at[vi] = b->listener + 1;
@@ -1872,7 +1878,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		o->cors = compile_cors(b, r->cors);
 		/* One counter set per route and listener, whichever vhosts
 		 * and gateways of the listener share it. */
-		o->stats = ANEW(b, 1, struct ism_counters);
+		o->stats = MNEW(b, 1, struct ism_counters);
 	}
 	b->vs_routes[vi] = routes;
 	b->vs_routes_at[vi] = b->listener + 1;
@@ -2846,7 +2852,7 @@ static const struct l4comp *l4_routes(struct cbuild *b, size_t vi, int tls)
 		out[i].dest = compile_dests(b, r->dest, r->n_dest, &out[i].total);
 		out[i].n_dest = (uint32_t)r->n_dest;
 		/* One counter set per route, whichever matches and listeners take it. */
-		out[i].stats = ANEW(b, 1, struct ism_l4counters);
+		out[i].stats = MNEW(b, 1, struct ism_l4counters);
 		out[i].subnets = calloc(r->n_match ? r->n_match : 1, sizeof(*out[i].subnets));
 		if (out[i].subnets == NULL) {
 			b->rc = -ENOMEM;
@@ -3729,7 +3735,7 @@ static void alloc_counters(struct cbuild *b)
 	for (uint32_t l = 0; l < t->n_listeners && b->rc == 0; l++) {
 		struct ism_listener *li = (struct ism_listener *)&t->listeners[l];
 
-		li->stats = ANEW(b, 1, struct ism_counters);
+		li->stats = MNEW(b, 1, struct ism_counters);
 	}
 }
 

@@ -1167,7 +1167,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 	e->addrlen = ep->addrlen;
 	e->type = type;
 	ep_retime(h, e, hc, now);
-	snprintf(e->label, sizeof(e->label), "%s", h->shm->hdr->ep_keys[ep->id]);
+	snprintf(e->label, sizeof(e->label), "%s", h->shm->pub->ep_keys[ep->id]);
 	return 0;
 
 out_st:
@@ -1292,7 +1292,7 @@ static void release_unchecked(struct ism_health *h, const struct ism_table *t)
 				continue;
 			set_health(h, id, ISM_EP_HEALTHY);
 			ism_notice("endpoint %s is now healthy: no health check",
-				   h->shm->hdr->ep_keys[id]);
+				   h->shm->pub->ep_keys[id]);
 		}
 	}
 }

@@ -88,8 +88,8 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 			d->health[p] = p < out.n_priorities ? out.health[p] : 0;
 		}
 		s_eff = group_scale(cl);
-		for (uint32_t g = 0; g < cl->n_groups && d->eff_weight; g++)
-			__atomic_store_n(&d->eff_weight[g],
+		for (uint32_t g = 0; g < cl->n_groups && cl->eff_weight; g++)
+			__atomic_store_n(&cl->eff_weight[g],
 					 group_weight(cl, &cl->groups[g], s_eff, h),
 					 __ATOMIC_RELAXED);
 		atomic_store_explicit(&d->seq, s + 2, memory_order_release);
@@ -105,8 +105,9 @@ static uint64_t sweep_every_ms(const struct ism_cluster *cl)
 	return cl->od->interval_ms ? cl->od->interval_ms : 10000;
 }
 
-int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h, uint64_t *next_sweep,
-		      uint64_t now_ms, uint64_t *next_due_ms)
+int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h,
+		      const struct ism_shm_pub *pub, uint64_t *next_sweep, uint64_t now_ms,
+		      uint64_t *next_due_ms)
 {
 	int changed = 0;
 
@@ -115,7 +116,7 @@ int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h, uint64_t
 		const struct ism_cluster *cl = &t->clusters[c];
 
 		if (next_sweep[c] <= now_ms) {
-			changed += ism_outlier_sweep(cl, h, now_ms);
+			changed += ism_outlier_sweep(cl, h, pub, now_ms);
 			next_sweep[c] = now_ms + sweep_every_ms(cl);
 		}
 		if (next_sweep[c] < *next_due_ms)

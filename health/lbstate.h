@@ -19,7 +19,8 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
  * next_sweep holds one due time per cluster (zeroed for a new table: all due).
  * Returns how many endpoints changed state; *next_due_ms is the earliest next
  * due time (UINT64_MAX: no cluster has outlier detection). */
-int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h, uint64_t *next_sweep,
-		      uint64_t now_ms, uint64_t *next_due_ms);
+int ism_lbstate_sweep(const struct ism_table *t, struct ism_shm_hdr *h,
+		      const struct ism_shm_pub *pub, uint64_t *next_sweep, uint64_t now_ms,
+		      uint64_t *next_due_ms);
 
 #endif

@@ -204,7 +204,8 @@ static int uneject(struct ism_shm_hdr *h, struct ism_od_state *o, uint64_t now_m
  * endpoint's eligibility, so it needs no recomputation of the loads. A
  * cluster without outlier detection (a reload removed it) still returns the
  * ejections it was left with, when their time is up. */
-int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_shm_hdr *h, uint64_t now_ms)
+int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_shm_hdr *h,
+		      const struct ism_shm_pub *pub, uint64_t now_ms)
 {
 	const struct ism_outlier *od = cl->od;
 	int changed = 0;
@@ -220,7 +221,9 @@ int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_shm_hdr *h, uint6
 				/* As its ejection and a health check's return are. */
 				ism_notice("endpoint %s returned from ejection: its ejection time "
 					   "is over (cluster %s)",
-					   o->ep < ISM_MAX_ENDPOINTS ? h->ep_keys[o->ep] : "?",
+					   pub != NULL && o->ep < ISM_MAX_ENDPOINTS
+					       ? pub->ep_keys[o->ep]
+					       : "?",
 					   cl->name.p);
 				changed++;
 			}

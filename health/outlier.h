@@ -41,8 +41,10 @@ int ism_outlier_record(const struct ism_cluster *cl, struct ism_shm_hdr *h,
 /* The master's sweep for cluster cl: returns ejected endpoints whose time is up
  * (counters reset), and decrements the multiplier of endpoints that have stayed
  * un-ejected for an interval (with outlier detection; without, only the
- * returns). Returns how many endpoints changed state. */
-int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_shm_hdr *h, uint64_t now_ms);
+ * returns). Returns how many endpoints changed state. pub: where a return's
+ * log line finds the endpoint's key (NULL: none). */
+int ism_outlier_sweep(const struct ism_cluster *cl, struct ism_shm_hdr *h,
+		      const struct ism_shm_pub *pub, uint64_t now_ms);
 
 /* A passing active health check returns an ejected endpoint at once (Envoy's
  * successful_active_health_check_uneject_host), from every cluster of t that

@@ -393,10 +393,10 @@ static uint64_t cmd_show_endpoints(struct ism_master *m, char *cluster, struct i
 			continue;
 		list_item(&k, r, json, !first);
 		if (!json)
-			ism_say(r, "%u %s ", id, h->ep_keys[id]);
+			ism_say(r, "%u %s ", id, m->shm.pub->ep_keys[id]);
 		if (json) {
 			kv_num(&k, "id", id);
-			kv_str(&k, "key", h->ep_keys[id]);
+			kv_str(&k, "key", m->shm.pub->ep_keys[id]);
 		}
 		kv_str(&k, "health",
 		       atomic_load(&e->health) == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
@@ -675,8 +675,8 @@ static uint64_t cmd_set_endpoint(struct ism_master *m, char *args, struct ism_re
 		return 0;
 	}
 	atomic_fetch_add(&m->shm.hdr->health_epoch, 1);
-	ism_notice("control socket: endpoint %s %s %s", m->shm.hdr->ep_keys[id], what, val);
-	ism_say(r, "ok: endpoint %s %s %s\n", m->shm.hdr->ep_keys[id], what, val);
+	ism_notice("control socket: endpoint %s %s %s", m->shm.pub->ep_keys[id], what, val);
+	ism_say(r, "ok: endpoint %s %s %s\n", m->shm.pub->ep_keys[id], what, val);
 	return 0;
 }
 

@@ -157,14 +157,13 @@ static const void *index_find(const struct ism_counted_index *x, enum ism_counte
 	return found ? x->objs[i] : NULL;
 }
 
-void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur, struct ism_older *o)
+void ism_older_tables(const struct ism_shm *shm, const struct ism_table *cur, struct ism_older *o)
 {
 	o->n = 0;
 	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
-		uint64_t gen = atomic_load(&h->gens[i].gen);
-		const struct ism_table *t = h->gens[i].table;
+		const struct ism_table *t = ism_shm_gen_table(shm, i);
 
-		if (gen != 0 && gen != UINT64_MAX && t != NULL && t != cur) {
+		if (t != NULL && t != cur) {
 			o->t[o->n] = t;
 			index_table(&o->idx[o->n++], t);
 		}

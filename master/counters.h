@@ -39,8 +39,7 @@ struct ism_older {
 	int n;
 };
 
-void ism_older_tables(const struct ism_shm_hdr *h, const struct ism_table *cur,
-		      struct ism_older *o);
+void ism_older_tables(const struct ism_shm *shm, const struct ism_table *cur, struct ism_older *o);
 void ism_older_free(struct ism_older *o);
 
 /* The uint64_t counter at byte offset off of own, the current generation's

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "shm/shm.h"
 
 void ism_event_add(struct ism_events *ev, const char *kind, const char *fmt, ...)
 {
@@ -35,8 +36,10 @@ const char *ism_events_admin_name(uint32_t admin)
  * later build gave to another endpoint (a new incarnation) is that endpoint's
  * first look, as observe_ejections takes an outlier slot's: the one before it
  * neither changed into it nor was set to its state. */
-static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h)
+static void observe_endpoints(struct ism_events *ev, const struct ism_shm *shm)
 {
+	const struct ism_shm_hdr *h = shm->hdr;
+
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
 		const struct ism_ep_state *e = &h->eps[i];
 		uint32_t inc = atomic_load(&e->incarnation);
@@ -50,10 +53,10 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h
 		admin = (uint8_t)atomic_load(&e->admin);
 		if (ev->ep_seen[i] == inc) {
 			if (health != ev->ep_health[i])
-				ism_event_add(ev, "health", "%s is now %s", h->ep_keys[i],
+				ism_event_add(ev, "health", "%s is now %s", shm->pub->ep_keys[i],
 					      health == ISM_EP_HEALTHY ? "healthy" : "unhealthy");
 			if (admin != ev->ep_admin[i])
-				ism_event_add(ev, "admin", "%s set to %s", h->ep_keys[i],
+				ism_event_add(ev, "admin", "%s set to %s", shm->pub->ep_keys[i],
 					      ism_events_admin_name(admin));
 		}
 		ev->ep_seen[i] = inc;
@@ -64,8 +67,10 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm_hdr *h
 
 /* Ejections and returns, per cluster: each has its own outlier detection. */
 static void observe_ejections(struct ism_events *ev, const struct ism_table *t,
-			      const struct ism_shm_hdr *h)
+			      const struct ism_shm *shm)
 {
+	const struct ism_shm_hdr *h = shm->hdr;
+
 	for (uint32_t c = 0; c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
 
@@ -81,7 +86,7 @@ static void observe_ejections(struct ism_events *ev, const struct ism_table *t,
 			if (ev->od_seen[ep->od] == o->incarnation &&
 			    ejected != ev->od_ejected[ep->od])
 				ism_event_add(ev, "ejection", "%s %s (cluster %s)",
-					      h->ep_keys[ep->id],
+					      shm->pub->ep_keys[ep->id],
 					      ejected ? "ejected by outlier detection"
 						      : "returned from ejection",
 					      cl->name.p);
@@ -128,12 +133,11 @@ static void observe_loads(struct ism_events *ev, const struct ism_table *t)
 	}
 }
 
-void ism_events_observe(struct ism_events *ev, const struct ism_table *t,
-			const struct ism_shm_hdr *h)
+void ism_events_observe(struct ism_events *ev, const struct ism_table *t, const struct ism_shm *shm)
 {
-	observe_endpoints(ev, h);
+	observe_endpoints(ev, shm);
 	if (t != NULL) {
-		observe_ejections(ev, t, h);
+		observe_ejections(ev, t, shm);
 		observe_loads(ev, t);
 	}
 }

@@ -11,6 +11,8 @@
 #include "shm/shm-t.h"
 #include "shm/table-t.h"
 
+struct ism_shm;
+
 #define ISM_EVENTS_MAX 256
 
 struct ism_event {
@@ -43,7 +45,7 @@ void ism_event_add(struct ism_events *ev, const char *kind, const char *fmt, ...
 /* Compares the endpoint states and the cluster loads of t with the last look
  * and records what changed. Called by the master after each recomputation. */
 void ism_events_observe(struct ism_events *ev, const struct ism_table *t,
-			const struct ism_shm_hdr *h);
+			const struct ism_shm *shm);
 
 void ism_events_free(struct ism_events *ev);
 

@@ -271,15 +271,16 @@ static void app_field(const struct ism_conf *conf, enum ism_app_field f, const c
 static int check_log_dest(const char *file, const struct ism_conf *conf, const struct ism_table *t,
 			  uid_t uid, gid_t gid, enum ism_diag_severity sev, struct ism_diags *d)
 {
-	const char *path = t->access_log.path.p;
 	const bool drop = geteuid() == 0;
-	char dir[4096], field[256], who[96] = "";
+	char path[4096], dir[4096], field[256], who[96] = "";
 	const char *slash;
 	int status = 0, line, col;
 	pid_t pid;
 
-	if (t->access_log.dest != ISM_ALOG_FILE || strlen(path) >= sizeof(dir))
+	if (t->access_log.dest != ISM_ALOG_FILE || t->access_log.path.len >= sizeof(path))
 		return 0;
+	/* The child has no mapping of the tables (MADV_DONTFORK): a copy. */
+	memcpy(path, t->access_log.path.p, t->access_log.path.len + 1);
 	slash = strrchr(path, '/');
 	snprintf(dir, sizeof(dir), "%.*s",
 		 slash == NULL	 ? 1
@@ -377,7 +378,7 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	if (t == NULL)
 		return;
 	if (now >= m->next_sweep_due &&
-	    ism_lbstate_sweep(t, h, m->next_sweep, now, &m->next_sweep_due) > 0)
+	    ism_lbstate_sweep(t, h, m->shm.pub, m->next_sweep, now, &m->next_sweep_due) > 0)
 		atomic_fetch_add(&h->health_epoch, 1);
 	epoch = atomic_load(&h->health_epoch);
 	if (epoch != m->epoch) {
@@ -389,7 +390,7 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 		for (int i = 0; i < ISM_GEN_SLOTS; i++)
 			if (ism_shm_gen_table(&m->shm, i) != NULL)
 				ism_lbstate_compute(ism_shm_gen_table(&m->shm, i), h);
-		ism_events_observe(&m->events, t, h);
+		ism_events_observe(&m->events, t, &m->shm);
 	}
 }
 
@@ -738,7 +739,7 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 	if (new_fds != NULL)
 		replace_workers(m, cur, t, new_fds);
 	/* The baseline later changes are reported against. */
-	ism_events_observe(&m->events, t, m->shm.hdr);
+	ism_events_observe(&m->events, t, &m->shm);
 	ret = ism_health_set_table(m->health, t);
 	if (ret < 0)
 		ism_warn("health checks not updated: %s", strerror(-ret));
@@ -988,6 +989,10 @@ static int spawn_worker(struct ism_master *m, int i)
 		    .recv_mshot = m->recv_mshot,
 		};
 
+		/* First: the range of the published part is free in a child
+		 * (MADV_DONTFORK) only until something else is mapped there. */
+		if (ism_shm_worker_map(&m->shm) < 0)
+			_exit(1);
 		close_inherited(m, sv[1]);
 		if (drop_privileges(m->run_uid, m->run_gid) < 0)
 			_exit(1);

@@ -405,7 +405,7 @@ static const struct cluster_metric cluster_metrics[] = {
 /* Per listener, route and cluster of the published generation, kept by name
  * across generations (master/counters.h). */
 static void table_families(struct ism_reply *r, const struct ism_table *t,
-			   const struct ism_shm_hdr *h)
+			   const struct ism_shm *shm)
 {
 	static const struct ism_metric cl_resp = {"isthmus_cluster_responses_total", "counter",
 						  "Responses by cluster and status class."};
@@ -413,7 +413,7 @@ static void table_families(struct ism_reply *r, const struct ism_table *t,
 						  "Responses by listener and status class."};
 	struct ism_older o;
 
-	ism_older_tables(h, t, &o);
+	ism_older_tables(shm, t, &o);
 	ism_prom_family(r, &cl_resp);
 	for (uint32_t c = 0; t && c < t->n_clusters; c++)
 		for (int k = 1; k <= 5; k++)
@@ -588,7 +588,7 @@ static void endpoint_families(struct ism_reply *r, const struct ism_shm *shm)
 		if (k == 0 || strcmp(em->m.name, endpoint_metrics[k - 1].m.name) != 0)
 			ism_prom_family(r, &em->m);
 		for (int i = 0; i < ISM_MAX_ENDPOINTS; i++) {
-			const char *key = h->ep_keys[i];
+			const char *key = shm->pub->ep_keys[i];
 			const char *bar = strchr(key, '|');
 			char svc[ISM_EP_KEY_MAX];
 
@@ -731,7 +731,7 @@ void ism_metrics_write(struct ism_master *m, struct ism_reply *r)
 
 	ism_shm_stats_sum(&m->shm, &st);
 	worker_families(r, &st);
-	table_families(r, ism_shm_current(&m->shm), m->shm.hdr);
+	table_families(r, ism_shm_current(&m->shm), &m->shm);
 	cluster_ejections(r, ism_shm_current(&m->shm), m->shm.hdr);
 	worker_counters(r, &st);
 	mirror_families(r, &st);

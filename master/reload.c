@@ -403,7 +403,7 @@ static void warm_checks(struct ism_master *m)
 	}
 	/* The new endpoints' first look (unhealthy, as interned): their first
 	 * results are events, as those of a start's endpoints are. */
-	ism_events_observe(&m->events, ism_shm_current(&m->shm), m->shm.hdr);
+	ism_events_observe(&m->events, ism_shm_current(&m->shm), &m->shm);
 	l->state = ISM_LOADER_CHECKING;
 	l->warm_until = until;
 	l->warm_ms = (uint32_t)(until - now);

@@ -88,16 +88,22 @@ int ism_runfile_make_parent(const char *path, char *bad, size_t cap)
 	}
 }
 
-/* The pid the file holds; 0 when it holds none. */
+/* The pid the file holds; 0 when it holds none (or it is not a regular
+ * file: a FIFO put there would block the open, a device be read). */
 static pid_t read_pid(const char *path)
 {
 	char buf[32], *end;
+	struct stat st;
 	long pid;
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
 
 	if (fd < 0)
 		return 0;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return 0;
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)

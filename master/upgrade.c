@@ -223,7 +223,7 @@ static int state_memfd(const struct ism_master *m)
 
 		if (ism_shm_ep_listed(&m->shm, (uint32_t)i) &&
 		    (admin != ISM_EP_ADMIN_READY || w != 0))
-			ism_say(&r, "endpoint %u %u %s\n", admin, w, h->ep_keys[i]);
+			ism_say(&r, "endpoint %u %u %s\n", admin, w, m->shm.pub->ep_keys[i]);
 	}
 	for (size_t i = 0; m->dns != NULL && ism_resolver_view(m->dns, i, ism_now_ms(), &dv); i++) {
 		if (dv.n_addrs == 0)

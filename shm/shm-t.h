@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 11u
+#define ISM_SHM_LAYOUT_VERSION 12u
 
 #define ISM_MAX_WORKERS 64
 /* Worker slots: a reload that replaces the workers starts the new set beside
@@ -217,14 +217,11 @@ struct ism_worker_slot {
 	struct ism_ep_held held[ISM_MAX_ENDPOINTS]; /* worker: its share, by endpoint */
 } __attribute__((aligned(ISM_CACHELINE)));
 
-/* One generation slot: a fixed arena holding one compiled ism_table. */
+/* One generation slot as the workers see it: a fixed arena of the published
+ * part (struct ism_shm_pub) holding one compiled ism_table. */
 struct ism_gen_slot {
-	_Atomic uint64_t gen;	       /* master: generation held; 0 = free */
-	_Atomic uint64_t published_ms; /* master */
-	size_t used;		       /* master, before publication */
-	void *table;		       /* master: struct ism_table * inside the arena */
-	unsigned char *base;	       /* start of the arena (fixed at region creation) */
-	size_t size;
+	_Atomic uint64_t gen; /* master: generation held; 0 = free */
+	void *table;	      /* master: struct ism_table * inside the arena */
 } __attribute__((aligned(ISM_CACHELINE)));
 
 /* TLS session-ticket keys, shared by every worker so that a session resumes on
@@ -244,12 +241,26 @@ struct ism_ticket_keys {
 	uint64_t rotated_ms; /* master, monotonic */
 };
 
+/* The published part: what only the master writes and every worker reads
+ * through a mapping it cannot make writable (shm/shm.h), followed by the
+ * generation slots' arenas. The master never takes a pointer, a count or an
+ * index from what a worker can write (struct ism_shm_hdr): a worker parses
+ * what the network sends and runs as spec.user, the master as root. */
+struct ism_shm_pub {
+	uint32_t magic;
+	uint32_t layout_version;
+	/* master: (generation << 8) | slot of the published table; 0 = none yet. */
+	_Atomic uint64_t current;
+	struct ism_gen_slot gens[ISM_GEN_SLOTS];
+	char ep_keys[ISM_MAX_ENDPOINTS][ISM_EP_KEY_MAX]; /* master: "<service>|<address>:<port>" */
+};
+
+/* The part every process writes: counters, endpoint and outlier state, the
+ * workers' slots, followed by each generation slot's mutable arena (the
+ * struct ism_cluster_dyn and counters its table points to). */
 struct ism_shm_hdr {
 	uint32_t magic;
 	uint32_t layout_version;
-	size_t region_size;
-	/* master: (generation << 8) | slot of the published table; 0 = none yet. */
-	_Atomic uint64_t current;
 	_Atomic uint64_t started_ms;	  /* master: wall time of start */
 	_Atomic uint32_t stopping;	  /* master: 1 once a graceful stop began */
 	_Atomic uint32_t n_workers;	  /* master */
@@ -259,11 +270,9 @@ struct ism_shm_hdr {
 	 * admin state; the master recomputes priority loads when it moves. */
 	_Atomic uint64_t health_epoch;
 	struct ism_ticket_keys tickets;
-	struct ism_gen_slot gens[ISM_GEN_SLOTS];
 	struct ism_worker_slot workers[ISM_WORKER_SLOTS];
 	struct ism_ep_state eps[ISM_MAX_ENDPOINTS];
 	struct ism_od_state ods[ISM_MAX_OD_SLOTS];
-	char ep_keys[ISM_MAX_ENDPOINTS][ISM_EP_KEY_MAX]; /* master: "<service>|<address>:<port>" */
 };
 
 #endif

@@ -2,10 +2,12 @@
 #include "shm/shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 
@@ -14,6 +16,7 @@ void ism_arena_init(struct ism_arena *a, void *base, size_t size)
 	a->base = base;
 	a->size = size;
 	a->used = 0;
+	a->mut = NULL;
 }
 
 void *ism_arena_alloc(struct ism_arena *a, size_t size, size_t align)
@@ -70,15 +73,61 @@ static void free_index(struct ism_shm *shm)
 	shm->od_flags = NULL;
 }
 
+/* The published part: a memfd mapped writable here, left out of the
+ * children (each maps it read-only: ism_shm_worker_map). */
+static int pub_create(struct ism_shm *shm, size_t gen_size)
+{
+	size_t pub_hdr = round_page(sizeof(struct ism_shm_pub));
+	size_t total = pub_hdr + gen_size * ISM_GEN_SLOTS;
+	unsigned char *base;
+	int fd = memfd_create("isthmus-tables", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)total) < 0)
+		goto fail;
+	base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (base == MAP_FAILED)
+		goto fail;
+	if (madvise(base, total, MADV_DONTFORK) < 0) {
+		int err = -errno;
+
+		munmap(base, total);
+		close(fd);
+		return err;
+	}
+	shm->pub = (struct ism_shm_pub *)base;
+	shm->pub_size = total;
+	shm->pub_fd = fd;
+	shm->pub->magic = ISM_SHM_MAGIC;
+	shm->pub->layout_version = ISM_SHM_LAYOUT_VERSION;
+	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
+		shm->own[i].base = base + pub_hdr + (size_t)i * gen_size;
+		shm->own[i].size = gen_size;
+	}
+	return 0;
+fail:;
+	int err = -errno;
+
+	close(fd);
+	return err;
+}
+
 int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 {
 	size_t hdr_size = round_page(sizeof(struct ism_shm_hdr));
-	size_t total;
+	size_t mut_size, total;
 	unsigned char *base;
 	struct ism_shm_hdr *hdr;
+	int ret;
 
 	gen_size = round_page(gen_size);
-	total = hdr_size + gen_size * ISM_GEN_SLOTS;
+	mut_size = round_page(gen_size / 4);
+	total = hdr_size + mut_size * ISM_GEN_SLOTS;
+	memset(shm->own, 0, sizeof(shm->own));
+	shm->cur = 0;
+	shm->pub = NULL;
+	shm->pub_fd = -1;
 	/* Room for every endpoint slot's key, so that adding one never fails. */
 	shm->ep_slots = malloc(ism_strmap_fixed_cap(ISM_MAX_ENDPOINTS) * sizeof(*shm->ep_slots));
 	if (shm->ep_slots == NULL)
@@ -109,18 +158,47 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 		free_index(shm);
 		return err;
 	}
+	ret = pub_create(shm, gen_size);
+	if (ret < 0) {
+		munmap(base, total);
+		free_index(shm);
+		return ret;
+	}
 	hdr = (struct ism_shm_hdr *)base;
 	hdr->magic = ISM_SHM_MAGIC;
 	hdr->layout_version = ISM_SHM_LAYOUT_VERSION;
-	hdr->region_size = total;
-	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
-		hdr->gens[i].base = base + hdr_size + (size_t)i * gen_size;
-		hdr->gens[i].size = gen_size;
-	}
+	for (int i = 0; i < ISM_GEN_SLOTS; i++)
+		ism_arena_init(&shm->own[i].mut, base + hdr_size + (size_t)i * mut_size, mut_size);
 	atomic_store(&hdr->started_ms, ism_wall_ms());
 	shm->hdr = hdr;
 	shm->size = total;
 	return 0;
+}
+
+int ism_shm_worker_map(struct ism_shm *shm)
+{
+	char path[64];
+	void *p;
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", shm->pub_fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		err = -errno;
+	else {
+		p = mmap(shm->pub, shm->pub_size, PROT_READ,
+			 MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, fd, 0);
+		if (p == MAP_FAILED)
+			err = -errno;
+		else if (p != shm->pub) {
+			munmap(p, shm->pub_size);
+			err = -EEXIST;
+		}
+		close(fd);
+	}
+	close(shm->pub_fd);
+	shm->pub_fd = -1;
+	return err;
 }
 
 void ism_shm_destroy(struct ism_shm *shm)
@@ -128,12 +206,19 @@ void ism_shm_destroy(struct ism_shm *shm)
 	if (shm->hdr != NULL)
 		munmap(shm->hdr, shm->size);
 	shm->hdr = NULL;
+	if (shm->pub != NULL)
+		munmap(shm->pub, shm->pub_size);
+	shm->pub = NULL;
+	if (shm->pub_fd >= 0)
+		close(shm->pub_fd);
+	shm->pub_fd = -1;
 	free_index(shm);
 }
 
+/* The master's current word: its own, never the one a worker could write. */
 static uint64_t current_word(const struct ism_shm *shm)
 {
-	return atomic_load(&shm->hdr->current);
+	return shm->cur;
 }
 
 int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena)
@@ -141,21 +226,24 @@ int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena)
 	uint64_t cur = current_word(shm);
 
 	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
-		struct ism_gen_slot *g = &shm->hdr->gens[i];
+		struct ism_gen_own *o = &shm->own[i];
 
-		if (atomic_load(&g->gen) != 0)
+		if (o->gen != 0)
 			continue;
 		if (cur != 0 && (int)(cur & 0xff) == i)
 			continue;
 		/* Mark the slot busy with a generation no worker can hold. */
-		atomic_store(&g->gen, UINT64_MAX);
+		o->gen = UINT64_MAX;
+		o->table = NULL;
+		atomic_store(&shm->pub->gens[i].gen, UINT64_MAX);
+		shm->pub->gens[i].table = NULL;
 		for (uint32_t e = 0; e < ISM_MAX_ENDPOINTS; e++)
 			shm->ep_flags[e] &= ~SLOT_BUILD;
-		for (uint32_t o = 0; o < ISM_MAX_OD_SLOTS; o++)
-			shm->od_flags[o] &= ~SLOT_BUILD;
-		g->table = NULL;
-		g->used = 0;
-		ism_arena_init(arena, g->base, g->size);
+		for (uint32_t od = 0; od < ISM_MAX_OD_SLOTS; od++)
+			shm->od_flags[od] &= ~SLOT_BUILD;
+		ism_arena_init(arena, o->base, o->size);
+		ism_arena_init(&o->mut, o->mut.base, o->mut.size);
+		arena->mut = &o->mut;
 		return i;
 	}
 	return -ENOSPC;
@@ -163,39 +251,45 @@ int ism_shm_gen_begin(struct ism_shm *shm, struct ism_arena *arena)
 
 void ism_shm_gen_built(struct ism_shm *shm, int slot, const struct ism_table *table)
 {
-	struct ism_gen_slot *g = &shm->hdr->gens[slot];
-
-	ISM_BUG_ON(slot < 0 || slot >= ISM_GEN_SLOTS || atomic_load(&g->gen) != UINT64_MAX);
-	g->table = (void *)table;
+	ISM_BUG_ON(slot < 0 || slot >= ISM_GEN_SLOTS || shm->own[slot].gen != UINT64_MAX);
+	shm->own[slot].table = table;
 }
 
 void ism_shm_gen_publish(struct ism_shm *shm, int slot, struct ism_table *table, uint64_t gen)
 {
-	struct ism_gen_slot *g = &shm->hdr->gens[slot];
+	struct ism_gen_slot *g = &shm->pub->gens[slot];
 
-	ISM_BUG_ON(slot < 0 || slot >= ISM_GEN_SLOTS || gen == 0 || gen >= (UINT64_MAX >> 8));
+	ISM_BUG_ON(slot < 0 || slot >= ISM_GEN_SLOTS || gen == 0 || gen >= (UINT64_MAX >> 8) ||
+		   shm->own[slot].gen != UINT64_MAX);
 	table->gen = gen;
+	shm->own[slot].table = table;
+	shm->own[slot].gen = gen;
 	g->table = table;
-	atomic_store(&g->published_ms, ism_wall_ms());
 	atomic_store(&g->gen, gen);
-	atomic_store(&shm->hdr->current, (gen << 8) | (uint64_t)slot);
+	shm->cur = (gen << 8) | (uint64_t)slot;
+	atomic_store(&shm->pub->current, shm->cur);
 }
 
-/* A slot given up: its pages go back to the kernel (the region is shared
- * memory, so a hole is punched for every process that maps it; the next
- * table built there starts on zero pages). A table of many routes would
- * otherwise keep its slot resident after every reload, up to
+/* A slot given up: its pages go back to the kernel (a hole is punched in
+ * the memfd and in the mutable arena for every process that maps them; the
+ * next table built there starts on zero pages). A table of many routes
+ * would otherwise keep its slot resident after every reload, up to
  * ISM_GEN_SLOTS of them. */
-static void gen_release(struct ism_gen_slot *g)
+static void gen_release(struct ism_shm *shm, int i)
 {
-	g->table = NULL;
-	(void)madvise(g->base, g->size, MADV_REMOVE);
-	atomic_store(&g->gen, 0);
+	struct ism_gen_own *o = &shm->own[i];
+
+	o->table = NULL;
+	shm->pub->gens[i].table = NULL;
+	(void)madvise(o->base, o->size, MADV_REMOVE);
+	(void)madvise(o->mut.base, o->mut.size, MADV_REMOVE);
+	o->gen = 0;
+	atomic_store(&shm->pub->gens[i].gen, 0);
 }
 
 void ism_shm_gen_abort(struct ism_shm *shm, int slot)
 {
-	gen_release(&shm->hdr->gens[slot]);
+	gen_release(shm, slot);
 	/* The slots the build took for endpoints no generation has go now: the
 	 * next build would not take them back (no published table has them),
 	 * so a reload refused for want of ids, tried again in two steps, found
@@ -203,6 +297,8 @@ void ism_shm_gen_abort(struct ism_shm *shm, int slot)
 	ism_shm_ep_sweep(shm);
 }
 
+/* Whether a live worker records generation gen (a number a worker writes:
+ * one that lies only keeps a slot from being reused). */
 static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
 {
 	for (int w = 0; w < ISM_WORKER_SLOTS; w++) {
@@ -227,17 +323,16 @@ int ism_shm_gen_reclaim_with(struct ism_shm *shm,
 	int freed = 0;
 
 	for (int i = 0; i < ISM_GEN_SLOTS; i++) {
-		struct ism_gen_slot *g = &shm->hdr->gens[i];
-		uint64_t gen = atomic_load(&g->gen);
+		const struct ism_gen_own *o = &shm->own[i];
 
 		/* Free, being built (UINT64_MAX), or the published one: keep. */
-		if (gen == 0 || gen == UINT64_MAX || gen == cur >> 8)
+		if (o->gen == 0 || o->gen == UINT64_MAX || o->gen == cur >> 8)
 			continue;
-		if (gen_in_use(shm, gen))
+		if (gen_in_use(shm, o->gen))
 			continue;
-		if (gone != NULL && g->table != NULL)
-			gone(g->table, ctx);
-		gen_release(g);
+		if (gone != NULL && o->table != NULL)
+			gone(o->table, ctx);
+		gen_release(shm, i);
 		freed++;
 	}
 	return freed;
@@ -249,7 +344,7 @@ const struct ism_table *ism_shm_current(const struct ism_shm *shm)
 
 	if (cur == 0)
 		return NULL;
-	return shm->hdr->gens[cur & 0xff].table;
+	return shm->own[cur & 0xff].table;
 }
 
 uint64_t ism_shm_current_gen(const struct ism_shm *shm)
@@ -257,13 +352,14 @@ uint64_t ism_shm_current_gen(const struct ism_shm *shm)
 	return current_word(shm) >> 8;
 }
 
-/* Hazard protocol: announce the generation in *hazard, then confirm it is still
- * the published one. If the master published in between, it may already have
- * scanned past our slot, so what we announced must not be used. Returns the
- * confirmed current word (0: nothing published). */
+/* Hazard protocol (workers): announce the generation in *hazard, then
+ * confirm it is still the published one. If the master published in
+ * between, it may already have scanned past our slot, so what we announced
+ * must not be used. Returns the confirmed current word (0: nothing
+ * published). */
 static uint64_t announce(struct ism_shm *shm, _Atomic uint64_t *hazard)
 {
-	uint64_t cur = current_word(shm), again;
+	uint64_t cur = atomic_load(&shm->pub->current), again;
 
 	for (;;) {
 		if (cur == 0) {
@@ -271,7 +367,7 @@ static uint64_t announce(struct ism_shm *shm, _Atomic uint64_t *hazard)
 			return 0;
 		}
 		atomic_store(hazard, cur >> 8);
-		again = current_word(shm);
+		again = atomic_load(&shm->pub->current);
 		if (again == cur)
 			return cur;
 		cur = again;
@@ -282,14 +378,14 @@ const struct ism_table *ism_shm_acquire(struct ism_shm *shm, int w)
 {
 	uint64_t cur = announce(shm, &shm->hdr->workers[w].gen);
 
-	return cur ? shm->hdr->gens[cur & 0xff].table : NULL;
+	return cur ? shm->pub->gens[cur & 0xff].table : NULL;
 }
 
 const struct ism_table *ism_shm_peek(struct ism_shm *shm, int w)
 {
 	uint64_t cur = announce(shm, &shm->hdr->workers[w].gen_next);
 
-	return cur ? shm->hdr->gens[cur & 0xff].table : NULL;
+	return cur ? shm->pub->gens[cur & 0xff].table : NULL;
 }
 
 void ism_shm_commit(struct ism_shm *shm, int w, int take)
@@ -314,7 +410,7 @@ int ism_table_same_listeners(const struct ism_table *a, const struct ism_table *
 
 int ism_shm_gen_changed(const struct ism_shm *shm, int w)
 {
-	return (atomic_load_explicit(&shm->hdr->current, memory_order_relaxed) >> 8) !=
+	return (atomic_load_explicit(&shm->pub->current, memory_order_relaxed) >> 8) !=
 	       atomic_load_explicit(&shm->hdr->workers[w].gen, memory_order_relaxed);
 }
 
@@ -348,9 +444,8 @@ static void flag_current(struct ism_shm *shm)
 		shm->ep_flags[e] &= ~SLOT_CURRENT;
 	for (uint32_t o = 0; o < ISM_MAX_OD_SLOTS; o++)
 		shm->od_flags[o] &= ~SLOT_CURRENT;
-	if (cur != 0 && shm->hdr->gens[cur & 0xff].table != NULL)
-		mark_table(shm->hdr->gens[cur & 0xff].table, shm->ep_flags, shm->od_flags,
-			   SLOT_CURRENT);
+	if (cur != 0 && shm->own[cur & 0xff].table != NULL)
+		mark_table(shm->own[cur & 0xff].table, shm->ep_flags, shm->od_flags, SLOT_CURRENT);
 	shm->flagged_current = cur;
 }
 
@@ -408,7 +503,7 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	inc = atomic_load(&h->eps[free_slot].incarnation);
 	memset(&h->eps[free_slot], 0, sizeof(h->eps[free_slot]));
 	atomic_store(&h->eps[free_slot].incarnation, inc + 1);
-	snprintf(h->ep_keys[free_slot], ISM_EP_KEY_MAX, "%s", key);
+	snprintf(shm->pub->ep_keys[free_slot], ISM_EP_KEY_MAX, "%s", key);
 	atomic_store(&h->eps[free_slot].health, initial_health);
 	atomic_store(&h->eps[free_slot].health_changed_ms, ism_wall_ms());
 	/* A new endpoint without a check starts its warmup now (Envoy: a host
@@ -416,7 +511,7 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 	if (initial_health == ISM_EP_HEALTHY)
 		atomic_store(&h->eps[free_slot].warm_since_ms, ism_now_ms());
 	atomic_store(&h->eps[free_slot].in_use, 1);
-	slot_rekey(&shm->ep_ix, shm->ep_flags, old, h->ep_keys[free_slot], free_slot);
+	slot_rekey(&shm->ep_ix, shm->ep_flags, old, shm->pub->ep_keys[free_slot], free_slot);
 	*id = free_slot;
 	return 0;
 }
@@ -503,10 +598,9 @@ static void od_sweep(struct ism_shm *shm, const unsigned char *od_used)
 
 const struct ism_table *ism_shm_gen_table(const struct ism_shm *shm, int i)
 {
-	const struct ism_gen_slot *g = &shm->hdr->gens[i];
-	uint64_t gen = atomic_load(&g->gen);
+	const struct ism_gen_own *o = &shm->own[i];
 
-	return gen != 0 && gen != UINT64_MAX ? g->table : NULL;
+	return o->gen != 0 && o->gen != UINT64_MAX ? o->table : NULL;
 }
 
 void ism_shm_ep_sweep(struct ism_shm *shm)
@@ -519,8 +613,8 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 	/* The live generations, and a table built that waits to be published
 	 * (a slot being built has one once ism_shm_gen_built gave it). */
 	for (int i = 0; i < ISM_GEN_SLOTS; i++)
-		if (atomic_load(&shm->hdr->gens[i].gen) != 0 && shm->hdr->gens[i].table != NULL)
-			mark_table(shm->hdr->gens[i].table, used, od_used, 1);
+		if (shm->own[i].gen != 0 && shm->own[i].table != NULL)
+			mark_table(shm->own[i].table, used, od_used, 1);
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
 		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use)) {
 			atomic_store(&shm->hdr->eps[i].in_use, 0);
@@ -529,8 +623,8 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 	ism_strmap_init_fixed(&shm->ep_ix, shm->ep_ix.seed, shm->ep_slots, shm->ep_ix.cap);
 	for (uint32_t i = 0; i < ISM_MAX_ENDPOINTS; i++)
 		if (ism_shm_ep_listed(shm, i))
-			ism_strmap_add(&shm->ep_ix, shm->hdr->ep_keys[i],
-				       strlen(shm->hdr->ep_keys[i]), i, NULL);
+			ism_strmap_add(&shm->ep_ix, shm->pub->ep_keys[i],
+				       strlen(shm->pub->ep_keys[i]), i, NULL);
 	shm->ep_free = 0;
 	od_sweep(shm, od_used);
 }

@@ -3,7 +3,17 @@
  * endpoint-state ids.
  *
  * The master creates the region before fork(), so it sits at the same address in
- * every process. Generation protocol (hazard-pointer style, all seq_cst):
+ * every process. It has two parts. The published one (struct ism_shm_pub: the
+ * generation slots, the compiled tables, the endpoints' keys) is a memfd the
+ * master maps writable and does not pass to its children (MADV_DONTFORK);
+ * each worker maps it again at the same address from a read-only descriptor
+ * (ism_shm_worker_map), so that no mprotect can make it writable. The other
+ * (struct ism_shm_hdr, and each generation's mutable arena: the clusters'
+ * dynamic state and the counters a table points to) every process writes.
+ * The master keeps its own copy of the slots and of the current generation,
+ * and reads only numbers from the writable part.
+ *
+ * Generation protocol (hazard-pointer style, all seq_cst):
  *   worker:  g = current; store g in its slot; re-read current; retry until equal.
  *   master:  publish = store current; reclaim a slot only when it is not current and
  *            no live worker slot records its generation.
@@ -23,17 +33,37 @@ struct ism_arena {
 	unsigned char *base;
 	size_t size;
 	size_t used;
+	/* Where what the workers write after publication goes (counters, a
+	 * cluster's dynamic state); NULL: this arena (a table no worker uses). */
+	struct ism_arena *mut;
 };
 
+/* An arena over base (mut NULL). */
 void ism_arena_init(struct ism_arena *a, void *base, size_t size);
 /* Zeroed memory aligned to align (a power of two); NULL when the arena is full. */
 void *ism_arena_alloc(struct ism_arena *a, size_t size, size_t align);
 /* Copies len bytes and a NUL into the arena; NULL when full. */
 char *ism_arena_strndup(struct ism_arena *a, const char *s, size_t len);
 
-struct ism_shm {
-	struct ism_shm_hdr *hdr;
+/* The master's own record of a generation slot (what hdr and pub say of it
+ * is for the workers). */
+struct ism_gen_own {
+	uint64_t gen; /* 0 = free, UINT64_MAX = being built */
+	const struct ism_table *table;
+	unsigned char *base; /* the table's arena, in the published part */
 	size_t size;
+	struct ism_arena mut; /* the mutable arena, in the writable part */
+};
+
+struct ism_shm {
+	struct ism_shm_hdr *hdr; /* the writable part */
+	size_t size;
+	struct ism_shm_pub *pub; /* the published part (read-only in a worker) */
+	size_t pub_size;
+	int pub_fd; /* its memfd, until a worker mapped it (-1 after) */
+	/* Master, process-local: the generation slots and the current word. */
+	struct ism_gen_own own[ISM_GEN_SLOTS];
+	uint64_t cur;
 	/* Master, process-local: the endpoint slots in use by key (-> id), and
 	 * the lowest id that may be free (every one below is in use). */
 	struct ism_strmap ep_ix;
@@ -47,18 +77,22 @@ struct ism_shm {
 	char **od_keys;
 	uint32_t od_free;
 	/* Master, process-local: ISM_SLOT_* flags of each endpoint and
-	 * outlier-detection slot, and the current generation (hdr->current)
+	 * outlier-detection slot, and the current generation (cur)
 	 * whose table ISM_SLOT_CURRENT marks. */
 	unsigned char *ep_flags;
 	unsigned char *od_flags;
 	uint64_t flagged_current;
 };
 
-/* Maps a new anonymous shared region with gen_size bytes per generation slot,
- * and allocates the master's endpoint index. Master only, before fork.
- * Returns 0 or -errno. */
+/* Maps a new shared region with gen_size bytes per generation slot (and a
+ * quarter of it for each slot's mutable arena), and allocates the master's
+ * endpoint index. Master only, before fork. Returns 0 or -errno. */
 int ism_shm_create(struct ism_shm *shm, size_t gen_size);
 void ism_shm_destroy(struct ism_shm *shm);
+/* In a process forked from the master, first thing: maps the published part
+ * read-only where the master has it, from a read-only descriptor (a mapping
+ * of it can never be made writable), and closes the memfd. 0 or -errno. */
+int ism_shm_worker_map(struct ism_shm *shm);
 
 /* --- generations (master) --- */
 

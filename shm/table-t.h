@@ -755,12 +755,11 @@ struct ism_cluster_dyn {
 	uint8_t healthy_load[ISM_MAX_PRIORITIES]; /* master: percent per priority, sums to 100 */
 	uint8_t panic[ISM_MAX_PRIORITIES];	  /* master: priority in panic */
 	uint8_t health[ISM_MAX_PRIORITIES];	  /* master: availability per priority, 0..100 */
-	uint32_t *eff_weight;		 /* master: per lgroup, effective locality weight */
-	_Atomic uint32_t pending;	 /* workers: requests waiting for a connection */
-	_Atomic uint32_t retries_active; /* workers */
-	_Atomic uint32_t in_flight;	 /* workers: requests, for pool.max_requests (when set) */
-	_Atomic uint64_t overflow;	 /* workers: requests refused by a pool limit */
-	_Atomic uint64_t retries;	 /* workers: retries made */
+	_Atomic uint32_t pending;		  /* workers: requests waiting for a connection */
+	_Atomic uint32_t retries_active;	  /* workers */
+	_Atomic uint32_t in_flight; /* workers: requests, for pool.max_requests (when set) */
+	_Atomic uint64_t overflow;  /* workers: requests refused by a pool limit */
+	_Atomic uint64_t retries;   /* workers: retries made */
 	_Atomic uint64_t
 	    responses[6]; /* workers: responses by status class (1..5) for this generation */
 };
@@ -828,6 +827,7 @@ struct ism_cluster {
 	struct ism_hash_policy hash;  /* lb is ISM_LB_RING_HASH or ISM_LB_MAGLEV */
 	struct ism_pool_limits pool;
 	struct ism_cluster_dyn *dyn; /* mutable: see struct ism_cluster_dyn */
+	uint32_t *eff_weight;	     /* mutable, master: per lgroup, effective locality weight */
 	struct ism_tls_conf tls;     /* DestinationRule tls; mode ISM_TLS_NONE: plaintext */
 	const struct ism_hc *hc;     /* NULL: no active health check */
 	/* hc set: the TLS settings the check speaks, the service port's without

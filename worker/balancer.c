@@ -220,14 +220,14 @@ static int choose_group(const struct ism_cluster *cl, uint32_t p, uint32_t rnd)
 
 	for (uint32_t g = 0; g < cl->n_groups; g++)
 		if (cl->groups[g].priority == p)
-			total += __atomic_load_n(&cl->dyn->eff_weight[g], __ATOMIC_RELAXED);
+			total += __atomic_load_n(&cl->eff_weight[g], __ATOMIC_RELAXED);
 	if (total == 0)
 		return -1;
 	target = scale_rnd(rnd, total);
 	for (uint32_t g = 0; g < cl->n_groups; g++) {
 		if (cl->groups[g].priority != p)
 			continue;
-		cum += __atomic_load_n(&cl->dyn->eff_weight[g], __ATOMIC_RELAXED);
+		cum += __atomic_load_n(&cl->eff_weight[g], __ATOMIC_RELAXED);
 		if (target < cum)
 			return (int)g;
 	}

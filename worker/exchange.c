@@ -202,7 +202,7 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 	    .client = ism_stream_client(st),
 	    .peer = st->sess->peer,
 	    .client_port = st->xff_client[0] ? 0 : st->sess->peer_port,
-	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->hdr->ep_keys[st->prev_ep] : NULL,
+	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->pub->ep_keys[st->prev_ep] : NULL,
 	    .cluster = cl ? cl->name.p : NULL,
 	    .sni = st->sess->sni,
 	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),

@@ -139,8 +139,8 @@ static size_t hval_upstream(const struct ism_hval_ctx *c, char *out, size_t cap,
 
 	if (st->prev_ep == UINT32_MAX)
 		return 0;
-	key = strrchr(c->w->shm->hdr->ep_keys[st->prev_ep], '|');
-	key = key != NULL ? key + 1 : c->w->shm->hdr->ep_keys[st->prev_ep];
+	key = strrchr(c->w->shm->pub->ep_keys[st->prev_ep], '|');
+	key = key != NULL ? key + 1 : c->w->shm->pub->ep_keys[st->prev_ep];
 	colon = strrchr(key, ':');
 	if (colon == NULL)
 		return 0;

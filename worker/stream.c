@@ -299,7 +299,7 @@ static void record_outcome(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	if (f == ISM_FAIL_NONE)
 		snprintf(why, sizeof(why), "status %d", status);
 	ism_warn("endpoint %s ejected by outlier detection (cluster %s, %s)",
-		 w->shm->hdr->ep_keys[st->prev_ep], cl->name.p,
+		 w->shm->pub->ep_keys[st->prev_ep], cl->name.p,
 		 f == ISM_FAIL_CONNECT	  ? "connect failure"
 		 : f == ISM_FAIL_RESET	  ? "reset"
 		 : f == ISM_FAIL_REFUSED  ? "refused stream"

@@ -50,7 +50,7 @@ static const struct ism_lgroup c11_groups[] = {
     {.priority = 1, .weight = 2, .first = 4, .count = 2}};
 static uint32_t c11_eff[] = {50, 50, 100};
 static struct ism_cluster_dyn c11_dyn = {
-    .n_priorities = 2, .healthy_load = {70, 30}, .health = {100, 100}, .eff_weight = c11_eff};
+    .n_priorities = 2, .healthy_load = {70, 30}, .health = {100, 100}};
 static const uint32_t c11_table[] = {0, 1, 2, 3, 4, 5};
 
 /* Weights of 32 bits, whose sums pass 2^32: random over two endpoints of
@@ -62,8 +62,7 @@ static const struct ism_lgroup c13_groups[] = {
     {.priority = 0, .weight = UINT32_MAX, .first = 0, .count = 1},
     {.priority = 0, .weight = UINT32_MAX, .first = 1, .count = 1}};
 static uint32_t c13_eff[] = {4000000000u, 4000000000u};
-static struct ism_cluster_dyn c13_dyn = {
-    .n_priorities = 1, .healthy_load = {100}, .health = {100}, .eff_weight = c13_eff};
+static struct ism_cluster_dyn c13_dyn = {.n_priorities = 1, .healthy_load = {100}, .health = {100}};
 
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
@@ -92,6 +91,7 @@ static const struct ism_cluster clusters[] = {
      .n_endpoints = 6,
      .endpoints = c11_eps,
      .dyn = &c11_dyn,
+     .eff_weight = c11_eff,
      .locality_weighted = 1,
      .n_groups = 3,
      .groups = c11_groups,
@@ -101,6 +101,7 @@ static const struct ism_cluster clusters[] = {
      .n_endpoints = 2,
      .endpoints = c13_eps,
      .dyn = &c13_dyn,
+     .eff_weight = c13_eff,
      .locality_weighted = 1,
      .n_groups = 2,
      .groups = c13_groups},

@@ -274,7 +274,7 @@ static void test_example_file(void **state)
 	assert_int_equal(api->panic_threshold, 0);
 	assert_int_equal(api->overprovisioning, 140);
 	assert_non_null(api->dyn);
-	assert_non_null(api->dyn->eff_weight);
+	assert_non_null(api->eff_weight);
 	assert_non_null(api->hc);
 	assert_int_equal(api->hc->type, ISM_HC_HTTP);
 	assert_string_equal(api->hc->path.p, "/healthz");
@@ -1056,8 +1056,8 @@ static void test_failover_task(void **state)
 	assert_int_equal(c->panic_threshold, 0);
 	assert_int_equal(c->overprovisioning, 140);
 	assert_non_null(c->dyn);
-	assert_non_null(c->dyn->eff_weight);
-	assert_int_equal(c->dyn->eff_weight[3], 0); /* zeroed: the master fills it */
+	assert_non_null(c->eff_weight);
+	assert_int_equal(c->eff_weight[3], 0); /* zeroed: the master fills it */
 	/* Ids are asked in the ServiceEntry's order. */
 	assert_string_equal(f->eps.keys[0], "helloworld.default.svc.cluster.local|10.0.0.4:5000");
 	assert_int_equal(c->endpoints[3].id, 100);
@@ -1230,7 +1230,7 @@ static void test_distribute(void **state)
 	check_ep(c, 3, "10.0.0.3:5000", 0, 2);
 	assert_int_equal(c->locality_weighted, 1);
 	assert_int_equal(f->eps.n, 4); /* no id for the removed endpoint */
-	assert_int_equal(c->dyn->eff_weight[2], 0);
+	assert_int_equal(c->eff_weight[2], 0);
 }
 
 static void test_retries(void **state)

@@ -78,11 +78,11 @@ static void test_reused_slot(void **state)
 	assert_non_null(ev);
 	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
 	t = publish(&shm, 1, a, 1, &id_a);
-	ism_events_observe(ev, t, shm.hdr);
+	ism_events_observe(ev, t, &shm);
 	assert_int_equal(ev->n, 0);
 	atomic_store(&shm.hdr->eps[id_a].admin, ISM_EP_ADMIN_DRAIN);
 	atomic_store(&shm.hdr->eps[id_a].health, ISM_EP_UNHEALTHY);
-	ism_events_observe(ev, t, shm.hdr);
+	ism_events_observe(ev, t, &shm);
 	assert_true(has_event(ev, 0, "admin", "svc|a:80 set to drain"));
 	assert_true(has_event(ev, 0, "health", "svc|a:80 is now unhealthy"));
 
@@ -90,18 +90,18 @@ static void test_reused_slot(void **state)
 	 * between the sweep and the next build, as in the master, whose sweep
 	 * moves no health epoch) */
 	t = publish(&shm, 2, b, 1, NULL);
-	ism_events_observe(ev, t, shm.hdr);
+	ism_events_observe(ev, t, &shm);
 	assert_true(ism_shm_gen_reclaim(&shm) > 0);
 	ism_shm_ep_sweep(&shm);
 	n = ev->n;
 	t = publish(&shm, 3, bc, 2, ids);
 	assert_int_equal(ids[1], id_a); /* c in a's slot */
-	ism_events_observe(ev, t, shm.hdr);
+	ism_events_observe(ev, t, &shm);
 	assert_int_equal(ev->n, n);
 
 	/* c's own changes are reported */
 	atomic_store(&shm.hdr->eps[ids[1]].admin, ISM_EP_ADMIN_MAINT);
-	ism_events_observe(ev, t, shm.hdr);
+	ism_events_observe(ev, t, &shm);
 	assert_true(has_event(ev, n, "admin", "svc|c:80 set to maint"));
 	assert_false(has_event(ev, n, "health", "svc|c:80"));
 	ism_shm_destroy(&shm);

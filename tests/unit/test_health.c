@@ -228,6 +228,9 @@ static int setup(void **state)
 	memset(f->hdr, 0, sizeof(*f->hdr));
 	f->shm.hdr = f->hdr;
 	f->shm.size = sizeof(*f->hdr);
+	f->shm.pub = calloc(1, sizeof(*f->shm.pub)); /* the endpoints' keys */
+	if (!f->shm.pub)
+		return -1;
 
 	set_ep(f, 0, 1, f->srv.port[SRV_OK]);
 	set_ep(f, 1, 2, f->srv.port[SRV_FLIP]);
@@ -272,6 +275,7 @@ static int teardown(void **state)
 	ism_health_destroy(f->h);
 	servers_stop(&f->srv);
 	free(f->hdr);
+	free(f->shm.pub);
 	free(f);
 	return 0;
 }

@@ -304,7 +304,7 @@ static void test_max_percent_10_of_4(void **state)
 	assert_int_equal(rec(f, 2, ISM_OUTCOME_5XX, 3), 0);
 	assert_int_equal(ld32(&st(f, 2)->ejected), 0);
 	/* Once the first is back, another may go. */
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 1 + 30 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 1 + 30 * SEC), 1);
 	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 40 * SEC), 0);
 	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 40 * SEC), 1);
 	assert_int_equal(ld32(&st(f, 1)->ejected), 1);
@@ -383,11 +383,11 @@ static void test_sweep_without_detector(void **state)
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1 * SEC), 1);
 	until = atomic_load(&st(f, 0)->ejected_until_ms);
 	f->cl.od = NULL;
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, until - 1), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, until - 1), 0);
 	assert_int_equal(ld32(&st(f, 0)->ejected), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, until), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, until), 1);
 	assert_int_equal(ld32(&st(f, 0)->ejected), 0);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, until + 100 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, until + 100 * SEC), 0);
 	fixture_free(f, 1);
 }
 
@@ -423,7 +423,7 @@ static void test_ejection_time_grows(void **state)
 		assert_int_equal(ld64(&e->ejected_until_ms) - ld64(&e->ejected_at_ms), want);
 		assert_int_equal(ld64(&e->ejections), k);
 		now = ld64(&e->ejected_until_ms);
-		assert_int_equal(ism_outlier_sweep(&f->cl, f->h, now), 1);
+		assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, now), 1);
 	}
 	fixture_free(f, 1);
 }
@@ -439,21 +439,21 @@ static void test_sweep_returns_on_time(void **state)
 	atomic_store(&e->cons_gateway, 3);
 	atomic_store(&e->cons_local, 4);
 	atomic_store(&e->cons_5xx, 2);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 100 * SEC), 0);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 130 * SEC - 1), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 100 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 130 * SEC - 1), 0);
 	assert_int_equal(ld32(&e->ejected), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 130 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 130 * SEC), 1);
 	assert_int_equal(ld32(&e->ejected), 0);
 	assert_int_equal(ld64(&e->returned_at_ms), 130 * SEC);
 	assert_int_equal(ld32(&e->cons_5xx), 0);
 	assert_int_equal(ld32(&e->cons_gateway), 0);
 	assert_int_equal(ld32(&e->cons_local), 0);
 	assert_int_equal(elig(f, 0), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 131 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 131 * SEC), 0);
 
 	/* After the time too: a late sweep returns it as well. */
 	assert_int_equal(rec(f, 1, ISM_OUTCOME_5XX, 200 * SEC), 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 500 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 500 * SEC), 1);
 	assert_int_equal(ld32(&st(f, 1)->ejected), 0);
 	assert_int_equal(ld64(&st(f, 1)->returned_at_ms), 500 * SEC);
 	fixture_free(f, 1);
@@ -470,7 +470,7 @@ static void test_sweep_skips_half_written_ejection(void **state)
 	atomic_store(&e->ejected, 2);
 	atomic_store(&e->ejected_until_ms, 1);
 	atomic_store(&ep_st(f, 0)->ejected_in, 1);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, 1000 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, 1000 * SEC), 0);
 	assert_int_equal(ld32(&e->ejected), 2);
 	assert_int_equal(elig(f, 0), 0);
 	assert_int_equal(hc_uneject(f, 0, 1000 * SEC), 0);
@@ -489,27 +489,27 @@ static void test_multiplier_decays(void **state)
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, now), 1);
 		now = ld64(&e->ejected_until_ms);
-		assert_int_equal(ism_outlier_sweep(&f->cl, f->h, now), 1);
+		assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, now), 1);
 	}
 	uint64_t back = now; /* returned at 30 + 60 + 90 = 180 s */
 	assert_int_equal(back, 180 * SEC);
 	assert_int_equal(ld32(&e->eject_mult), 3);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 10 * SEC - 1), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, back + 10 * SEC - 1), 0);
 	assert_int_equal(ld32(&e->eject_mult), 3);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 10 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, back + 10 * SEC), 0);
 	assert_int_equal(ld32(&e->eject_mult), 2);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 20 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, back + 20 * SEC), 0);
 	assert_int_equal(ld32(&e->eject_mult), 1);
 	/* Ejected with k = 1 → k = 2: 60 s. */
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, back + 25 * SEC), 1);
 	assert_int_equal(ld32(&e->eject_mult), 2);
 	assert_int_equal(ld64(&e->ejected_until_ms), back + 85 * SEC);
 	/* No decay while ejected. */
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 84 * SEC), 0);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, back + 84 * SEC), 0);
 	assert_int_equal(ld32(&e->eject_mult), 2);
-	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, back + 85 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&f->cl, f->h, NULL, back + 85 * SEC), 1);
 	for (int i = 1; i <= 4; i++)
-		ism_outlier_sweep(&f->cl, f->h, back + 85 * SEC + (uint64_t)i * 10 * SEC);
+		ism_outlier_sweep(&f->cl, f->h, NULL, back + 85 * SEC + (uint64_t)i * 10 * SEC);
 	assert_int_equal(ld32(&e->eject_mult), 0);
 	/* Back at the base time. */
 	assert_int_equal(rec(f, 0, ISM_OUTCOME_5XX, 1000 * SEC), 1);
@@ -586,7 +586,7 @@ static void test_per_cluster(void **state)
 	assert_int_equal(ld32(&ep_st(all, 1)->ejected_in), 2);
 	assert_int_equal(ld64(&ep_st(all, 1)->ejections), 2);
 	/* the sweep of one cluster returns its own ejections only */
-	assert_int_equal(ism_outlier_sweep(&v1->cl, v1->h, 1003 + 30 * SEC), 1);
+	assert_int_equal(ism_outlier_sweep(&v1->cl, v1->h, NULL, 1003 + 30 * SEC), 1);
 	assert_int_equal(elig(v1, 0), 1);
 	assert_int_equal(elig(all, 1), 0);
 	assert_int_equal(ld32(&ep_st(all, 1)->ejected_in), 1);

@@ -444,13 +444,14 @@ static void test_locality_weights_heavy(void **state)
 						   {.weight = 10000000, .first = 1, .count = 1},
 						   {.weight = UINT32_MAX, .first = 2, .count = 1}};
 	uint32_t eff[3] = {0};
-	struct ism_cluster_dyn dyn = {.eff_weight = eff};
+	struct ism_cluster_dyn dyn = {0};
 	const struct ism_cluster cl = {.n_endpoints = 3,
 				       .endpoints = eps,
 				       .n_groups = 3,
 				       .groups = groups,
 				       .locality_weighted = 1,
-				       .dyn = &dyn};
+				       .dyn = &dyn,
+				       .eff_weight = eff};
 	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
 	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
 

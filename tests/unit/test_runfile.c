@@ -76,6 +76,13 @@ static void test_write_and_remove(void **state)
 	put(path, "1\n");
 	ism_runfile_pid_remove(path);
 	CHECK("kept", access(path, F_OK) == 0, "another's pid file was removed");
+	/* A FIFO at the path is not opened for reading (the open waited for a
+	 * writer: an upgrade's hand-over named such a path), nor removed. */
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	ism_runfile_pid_remove(path);
+	CHECK("fifo", access(path, F_OK) == 0, "a FIFO was removed");
+	unlink(path);
 }
 
 /* Every missing level above the file is made, 0755 whatever the umask, as

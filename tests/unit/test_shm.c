@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -105,18 +106,18 @@ static void test_publish_acquire_reclaim(void **state)
 	assert_true(ism_shm_gen_changed(&shm, 0));
 	/* Worker 0 still records generation 1: its slot must survive. */
 	assert_int_equal(ism_shm_gen_reclaim(&shm), 0);
-	assert_int_equal(atomic_load(&shm.hdr->gens[slot1].gen), 1);
+	assert_int_equal(shm.own[slot1].gen, 1);
 	seen = ism_shm_acquire(&shm, 0);
 	assert_int_equal(seen->gen, 2);
 	assert_int_equal(ism_shm_gen_reclaim(&shm), 1);
-	assert_int_equal(atomic_load(&shm.hdr->gens[slot1].gen), 0);
+	assert_int_equal(shm.own[slot1].gen, 0);
 
 	/* A dead worker (pid 0) does not pin a generation. */
 	slot3 = ism_shm_gen_begin(&shm, &a);
 	ism_shm_gen_publish(&shm, slot3, build(&a, 3), 3);
 	atomic_store(&shm.hdr->workers[0].pid, 0);
 	assert_int_equal(ism_shm_gen_reclaim(&shm), 1);
-	assert_ptr_equal(ism_shm_current(&shm), shm.hdr->gens[slot3].table);
+	assert_ptr_equal(ism_shm_current(&shm), shm.own[slot3].table);
 
 	/* Every slot busy: begin refuses instead of overwriting. */
 	atomic_store(&shm.hdr->workers[0].pid, 1);
@@ -159,7 +160,7 @@ static void test_peek_commit(void **state)
 	ism_shm_commit(&shm, 0, 0);
 	assert_int_equal(atomic_load(&shm.hdr->workers[0].gen), 1);
 	assert_int_equal(ism_shm_gen_reclaim(&shm), 1); /* 2 is free now */
-	assert_int_equal(atomic_load(&shm.hdr->gens[s2].gen), 0);
+	assert_int_equal(shm.own[s2].gen, 0);
 	t = ism_shm_peek(&shm, 0);
 	assert_int_equal(t->gen, 3);
 	ism_shm_commit(&shm, 0, 1);
@@ -170,7 +171,7 @@ static void test_peek_commit(void **state)
 }
 
 /* Pages of a slot (its first len bytes) resident in memory. */
-static size_t resident_pages(const struct ism_gen_slot *g, size_t len)
+static size_t resident_pages(const struct ism_gen_own *g, size_t len)
 {
 	unsigned char vec[GEN_SIZE / 4096];
 	size_t n = 0;
@@ -195,14 +196,14 @@ static void test_reclaim_releases_pages(void **state)
 	s1 = ism_shm_gen_begin(&shm, &a);
 	memset(ism_arena_alloc(&a, GEN_SIZE / 2, 64), 0x5a, GEN_SIZE / 2);
 	ism_shm_gen_publish(&shm, s1, build(&a, 1), 1);
-	assert_true(resident_pages(&shm.hdr->gens[s1], GEN_SIZE / 2) == GEN_SIZE / 2 / 4096);
+	assert_true(resident_pages(&shm.own[s1], GEN_SIZE / 2) == GEN_SIZE / 2 / 4096);
 	s2 = ism_shm_gen_begin(&shm, &a);
 	ism_shm_gen_publish(&shm, s2, build(&a, 2), 2);
 	assert_int_equal(ism_shm_gen_reclaim(&shm), 1);
-	assert_int_equal(resident_pages(&shm.hdr->gens[s1], GEN_SIZE / 2), 0);
+	assert_int_equal(resident_pages(&shm.own[s1], GEN_SIZE / 2), 0);
 	/* The slot is usable again, from zero pages. */
 	assert_int_equal(ism_shm_gen_begin(&shm, &a), s1);
-	assert_int_equal(((unsigned char *)shm.hdr->gens[s1].base)[100], 0);
+	assert_int_equal(shm.own[s1].base[100], 0);
 	ism_shm_destroy(&shm);
 }
 
@@ -248,7 +249,7 @@ static void test_ep_intern(void **state)
 		key[335] = '|';
 		key[595] = '\0';
 		assert_int_equal(ism_shm_ep_intern(&shm, key, ISM_EP_HEALTHY, &d), 0);
-		assert_string_equal(shm.hdr->ep_keys[d], key);
+		assert_string_equal(shm.pub->ep_keys[d], key);
 		memset(key, 'h', ISM_EP_KEY_MAX);
 		key[ISM_EP_KEY_MAX] = '\0';
 		assert_int_equal(ism_shm_ep_intern(&shm, key, ISM_EP_HEALTHY, &d), -ENAMETOOLONG);
@@ -566,7 +567,7 @@ static void test_stress_reclaim(void **state)
 		pids[r] = fork();
 		assert_true(pids[r] >= 0);
 		if (pids[r] == 0)
-			_exit(reader(&shm, r, GENERATIONS));
+			_exit(ism_shm_worker_map(&shm) < 0 ? 6 : reader(&shm, r, GENERATIONS));
 	}
 	for (uint32_t g = 2; g <= GENERATIONS; g++) {
 		int tries = 0;
@@ -591,6 +592,96 @@ static void test_stress_reclaim(void **state)
 	ism_shm_destroy(&shm);
 }
 
+static void on_segv(int sig)
+{
+	(void)sig;
+	_exit(42);
+}
+
+/* Whether this process holds a descriptor of the published part's memfd. */
+static bool holds_memfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	bool found = false;
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char path[300], link[256];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			found = found || strstr(link, "isthmus-tables") != NULL;
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+	return found;
+}
+
+/* What a worker does to the published part (the tables, the generation
+ * slots, the endpoints' keys) after ism_shm_worker_map. */
+static int worker_view(struct ism_shm *shm)
+{
+	const struct ism_table *t;
+	int status;
+	pid_t pid;
+
+	if (ism_shm_worker_map(shm) < 0)
+		return 2;
+	t = ism_shm_acquire(shm, 0);
+	if (t == NULL || t->gen != 1 || strcmp(shm->pub->ep_keys[0], "svc|10.0.0.1:80") != 0)
+		return 3; /* it reads what the master wrote */
+	if (mprotect(shm->pub, shm->pub_size, PROT_READ | PROT_WRITE) == 0 || errno != EACCES)
+		return 4; /* no mprotect makes it writable */
+	if (holds_memfd())
+		return 5; /* nor a descriptor left to map it again */
+	pid = fork();
+	if (pid == 0) {
+		signal(SIGSEGV, on_segv);
+		((volatile char *)shm->pub->ep_keys[0])[0] = 'x';
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 42)
+		return 6;				     /* a store faults */
+	atomic_store(&shm->hdr->workers[0].heartbeat_ms, 7); /* the writable part is */
+	return 0;
+}
+
+/* A worker cannot write what the master reads as structure: its view of the
+ * published part is read-only for good (a compromised worker wrote table
+ * pointers and counts that the root master followed). */
+static void test_worker_view_read_only(void **state)
+{
+	struct ism_shm shm;
+	struct ism_arena a;
+	uint32_t id;
+	int s, status;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(ism_shm_create(&shm, GEN_SIZE), 0);
+	s = ism_shm_gen_begin(&shm, &a);
+	assert_int_equal(ism_shm_ep_intern(&shm, "svc|10.0.0.1:80", ISM_EP_HEALTHY, &id), 0);
+	assert_int_equal(id, 0);
+	ism_shm_gen_publish(&shm, s, build(&a, 1), 1);
+	atomic_store(&shm.hdr->workers[0].pid, 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(worker_view(&shm));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(atomic_load(&shm.hdr->workers[0].heartbeat_ms), 7);
+	/* The master's own view stays writable. */
+	shm.pub->ep_keys[0][0] = 'S';
+	ism_shm_destroy(&shm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,7 +690,7 @@ int main(void)
 	    cmocka_unit_test(test_peek_commit),	    cmocka_unit_test(test_ep_intern),
 	    cmocka_unit_test(test_ep_intern_scale), cmocka_unit_test(test_od_intern),
 	    cmocka_unit_test(test_ep_readded),	    cmocka_unit_test(test_ep_built),
-	    cmocka_unit_test(test_stress_reclaim),
+	    cmocka_unit_test(test_stress_reclaim),  cmocka_unit_test(test_worker_view_read_only),
 	};
 
 	ism_log_set_level(ISM_LOG_WARN);
