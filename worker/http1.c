@@ -737,6 +737,13 @@ static int response_semantics(struct ism_http_resp *resp)
 		return r;
 	fill_framing(&s, &resp->framing);
 	resp->framing.chunked = s.te;
+	/* Envoy's HTTP/1 client codec: a 1xx or 204 whose framing announces a
+	 * body (Transfer-Encoding, a Content-Length other than 0) is a
+	 * protocol error. The status says there is none, so bytes that follow
+	 * would be read as the next response on the connection. */
+	if ((resp->status < 200 || resp->status == 204) &&
+	    (s.te || resp->framing.content_length > 0))
+		return ISM_HTTP_EBAD;
 	return 0;
 }
 

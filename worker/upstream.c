@@ -1063,8 +1063,14 @@ static void final_head(struct ism_wctx *w, struct ism_upconn *u, const struct is
 	 * the head. */
 	body = ism_body_take(&u->resp, u->in.p + n, u->in.len - n, &data_len, &done);
 	if (body < 0) {
+		/* The head goes first, then the cut (when the stream asks for
+		 * more), as when the bad bytes come in a later read (Envoy
+		 * streams the head): whether a request the upstream answered is
+		 * tried again cannot depend on how its answer was cut into
+		 * segments. */
 		u->reusable = 0;
-		ism_stream_up_bad(w, st, "malformed upstream body");
+		u->body_bad = 1;
+		ism_stream_up_head(w, st, resp, u->resp.mode, u->in.p + n, 0, false);
 		return;
 	}
 	if (n + (size_t)body < u->in.len)
@@ -1168,6 +1174,10 @@ void ism_up_resume(struct ism_wctx *w, struct ism_stream *st)
 		return;
 	if (!u->head_done) {
 		parse_head(w, u);
+		return;
+	}
+	if (u->body_bad) {
+		ism_stream_up_bad(w, st, "malformed upstream body");
 		return;
 	}
 	/* The response started: the head's bytes went to the client and the

@@ -49,6 +49,9 @@ struct ism_upconn {
 	/* an upgrade answered otherwise than with its 101: what its client
 	 * still sends is dropped, never sent */
 	uint8_t refused;
+	/* the body bytes that came with the head are malformed: the response
+	 * is cut once its head went to the client (ism_up_resume) */
+	uint8_t body_bad;
 	uint32_t ep_id;
 	uint32_t ep_inc;   /* the endpoint slot's incarnation when it connected */
 	uint64_t conn_id;  /* Envoy's %UPSTREAM_CONNECTION_ID% (ism_wctx.conn_seq) */

@@ -517,6 +517,11 @@ BAD_HEADS = {
     "/te-gzip": b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     "/unasked-101": b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
     "/too-large": b"HTTP/1.1 200 OK\r\nx-big: " + b"b" * 5000 + b"\r\ncontent-length: 0\r\n\r\n",
+    # A 204 (or 1xx) announcing a body (Envoy's codec refuses it): the bytes
+    # that followed a moment later were the next client's answer on the
+    # pooled connection.
+    "/204-length": b"HTTP/1.1 204 No Content\r\ncontent-length: 8\r\n\r\n",
+    "/204-chunked": b"HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\n\r\n",
 }
 
 
@@ -563,6 +568,46 @@ def upstream_malformed_head_502(env):
         line = poll(lambda: file_lines(log)[len(want):] or None, 5, what="the retried request's line")[0]
         check(line == "/garbage 502 URX,UPE upstream_reset_before_response_started{protocol_error} 3",
               f"the retried request's line: {line!r}")
+    finally:
+        up.close()
+
+
+@_test
+def malformed_body_with_head_not_retried(env):
+    """A malformed chunked body that comes in the same read as its head is a
+    cut after the head, as when it comes later (Envoy streams the head): the
+    client gets the 200 and then the end of the connection, logged UPE, and
+    the POST is not sent again under retryOn gateway-error. It was answered
+    502 before the head and retried: a POST the upstream had answered 200
+    ran three times."""
+    def head_and_bad_chunk(c, head, rest):
+        c.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzzzzzzzzzzzzzzzzzzzz\r\n")
+        time.sleep(3)  # the connection stays open: the cut is isthmus's
+
+    up = ScriptedUpstream(head_and_bad_chunk, fail_on=range(1, 10))
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_REQUEST_ATTEMPT_COUNT%"
+    extra = f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"
+    try:
+        gw = free_port()
+        env.start_gateway(gateway_conf(env, gw, up.port, "    retries: {attempts: 2, retryOn: gateway-error}\n",
+                                       app_extra=extra), gw)
+        with Conn("127.0.0.1", gw, timeout=10) as c:
+            c.send(b"POST /order HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 2\r\n\r\nok")
+            raw = b""
+            try:
+                while True:
+                    d = c.sock.recv(65536)
+                    if not d:
+                        break
+                    raw += d
+            except (ConnectionResetError, socket.timeout):
+                pass
+        check(raw.startswith(b"HTTP/1.1 200 OK\r\n") and not raw.endswith(b"0\r\n\r\n"),
+              f"the client got {raw[:200]!r}, want the 200's head and then a cut")
+        line = poll(lambda: file_lines(log) or None, 5, what="the access-log line")[0]
+        check(line == "200 UPE 1", f"access log {line!r}, want '200 UPE 1'")
+        check(up.lines == ["POST /order HTTP/1.1"], f"the upstream got {up.lines}, want the POST once")
     finally:
         up.close()
 

@@ -228,7 +228,8 @@ def chunked_body_limit_counts_data(env):
 @_test
 def chunked_response_rechunked(env):
     """Chunked responses reach the client re-chunked (extensions and trailers
-    dropped), bare for an HTTP/1.0 client; a malformed one is a 502."""
+    dropped), bare for an HTTP/1.0 client; a malformed one is cut after its
+    head."""
     one_upstream(env)
     resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;e=\"v\"\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
     with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
@@ -244,10 +245,14 @@ def chunked_response_rechunked(env):
     head, _, body = raw.partition(b"\r\n\r\n")
     check(b"transfer-encoding" not in head.lower() and body == b"abc",
           f"an HTTP/1.0 client got {raw!r}")
+    # A malformed chunked body is a cut after the head (it came in the head's
+    # read here: the head goes first all the same, as Envoy streams it).
     with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
-        r = c.request("GET", "/raw", headers=raw_response(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n"))
-        check(r.status == 502, f"a malformed chunked response was relayed as {r}")
+        bad = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n"
+        c.send(b"GET /raw HTTP/1.1\r\nHost: a\r\nx-respond: " + bad.encode().hex().encode() + b"\r\n\r\n")
+        raw = read_raw(c)
+    check(raw.startswith(b"HTTP/1.1 200 OK\r\n") and not raw.endswith(b"0\r\n\r\n"),
+          f"a malformed chunked response was relayed as {raw!r}, want its head and a cut")
 
 
 @_test

@@ -266,6 +266,8 @@ static const struct resp_case resp_cases[] = {
     {"200 CL", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 38, 200, 1, "OK", 1, 5, 0, 0,
      0},
     {"204", "HTTP/1.1 204 No Content\r\nDate: x\r\n\r\n", 0, 204, 1, "No Content", 1, -1, 0, 0, 0},
+    {"204 length 0", "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", 0, 204, 1,
+     "No Content", 1, 0, 0, 0, 0},
     {"no reason no SP", "HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 200, 1, "", 1, -1,
      1, 0, 0},
     {"empty reason", "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", 0, 404, 1, "", 1, 0, 0, 0, 0},
@@ -427,6 +429,11 @@ static const struct bad_case bad_resps[] = {
     {"TE in 1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, BAD},
     {"obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", 0, BAD},
     {"space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\n", 0, BAD},
+    /* Envoy's codec: a 1xx or 204 may not announce a body (what followed
+     * would be read as the next response on the connection). */
+    {"204 with a length", "HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\n", 0, BAD},
+    {"204 chunked", "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", 0, BAD},
+    {"100 with a length", "HTTP/1.1 100 Continue\r\nContent-Length: 1\r\n\r\n", 0, BAD},
 };
 
 static void run_bad(const struct bad_case *c, int response)
