@@ -230,12 +230,14 @@ out:
 static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 {
 	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
-	STACK_OF(X509_NAME) *names = server ? sk_X509_NAME_new_null() : NULL;
+	STACK_OF(X509_NAME) *names;
 	BIO *b;
 	X509 *x;
 
 	if (c->ca.text.len == 0)
 		return server ? 0 : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? 0 : -1);
+	/* Made only where a CA is: a SIMPLE server's context leaked it. */
+	names = server ? sk_X509_NAME_new_null() : NULL;
 	b = BIO_new_mem_buf(c->ca.text.p, (int)c->ca.text.len);
 	while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
 		X509_STORE_add_cert(st, x);

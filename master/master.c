@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -932,6 +933,24 @@ static int resolve_ids(const char *file, const struct ism_conf *conf, const stru
 /* Workers give up root after the listeners are bound (the master keeps it for
  * reloads and the control socket), as the master resolved them: a child reads
  * no table, which the master may reclaim as it publishes another. */
+/* LeakSanitizer's check, linked in the sanitizer builds only. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+/* A worker's end. A forked child ends with _exit (the master's atexit
+ * handlers are not its own), which skips LeakSanitizer's check: a sanitizer
+ * build runs it first, so that the workers are checked for leaks too (made
+ * dumpable again for it, as its tracer must attach to the process). Not in
+ * a worker forked while a reload's loader thread ran (check false): it
+ * inherits what that thread held, which no thread of the worker reaches. */
+static void worker_exit(int rc, bool check)
+{
+	if (check && __lsan_do_recoverable_leak_check != NULL) {
+		(void)prctl(PR_SET_DUMPABLE, 1);
+		__lsan_do_recoverable_leak_check();
+	}
+	_exit(rc);
+}
+
 static int drop_privileges(uid_t uid, gid_t gid)
 {
 	if (gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) {
@@ -949,6 +968,7 @@ static int spawn_worker(struct ism_master *m, int i)
 {
 	struct ism_wslot *ws = &m->workers[i];
 	struct ism_worker_slot *ss = ism_shm_worker(&m->shm, i);
+	bool leak_check;
 	int sv[2];
 	pid_t pid;
 
@@ -970,6 +990,8 @@ static int spawn_worker(struct ism_master *m, int i)
 	atomic_store(&ss->stats.h2_heap_bytes, 0);
 	atomic_store(&ss->heartbeat_ms, 0); /* none yet from this worker */
 	ws->requests_base = atomic_load(&ss->stats.requests);
+	/* The loader thread runs from the reload's start until its join. */
+	leak_check = !ism_reload_busy(m);
 	pid = fork();
 	if (pid < 0) {
 		int err = errno;
@@ -996,7 +1018,7 @@ static int spawn_worker(struct ism_master *m, int i)
 		close_inherited(m, sv[1]);
 		if (drop_privileges(m->run_uid, m->run_gid) < 0)
 			_exit(1);
-		_exit(ism_worker_main(&args));
+		worker_exit(ism_worker_main(&args), leak_check);
 	}
 	close(sv[1]);
 	atomic_store(&ss->index, (uint32_t)i);
