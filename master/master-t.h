@@ -150,6 +150,11 @@ struct ism_master {
 	uint64_t jwks_next;
 	bool dns_publish_failing; /* the last publish for changed answers was refused */
 	char *pid_file; /* spec.pidFile at the start (a reload does not move it); NULL: none */
+	/* spec.controlSocket and spec.admin.address at the start, which a
+	 * reload does not move either (NULL, 0 before the start) */
+	char *start_ctl;
+	struct sockaddr_storage start_admin;
+	socklen_t start_admin_len;
 	struct ism_upgrade up; /* a binary upgrade (master/upgrade.h) */
 	/* The workers wait for the upgrade's settling, or at the start for a
 	 * first round of health checks, until first_round_until at most

@@ -608,22 +608,25 @@ static void counts_to_current(const struct ism_table *gone, void *ctx)
 	ism_counters_carry(gone, ism_shm_current(&m->shm));
 }
 
-/* What only a start takes (running.md): a reload that changes it publishes,
- * with a warning, so that nobody takes the file for what runs. */
-static void start_only_fields(const char *file, const struct ism_table *cur,
-			      const struct ism_table *t, struct ism_diags *d)
+/* What only a start takes (running.md): a reload whose file differs from
+ * what the start took publishes, with a warning, so that nobody takes the
+ * file for what runs (compared with the start's, not the last reload's: a
+ * second reload of the changed file warned no more). */
+static void start_only_fields(const struct ism_master *m, const struct ism_table *t,
+			      struct ism_diags *d)
 {
 	static const char why[] = "changed: takes effect at the next start (a reload keeps the "
 				  "running one)";
+	const char *file = m->conf_path;
 
-	if (cur == NULL)
+	if (m->start_ctl == NULL)
 		return;
-	if (!ism_str_eq(&cur->control_socket, &t->control_socket))
+	if (strcmp(m->start_ctl, t->control_socket.p) != 0)
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.controlSocket %s", why);
-	if (!ism_str_eq(&cur->pid_file, &t->pid_file))
+	if (strcmp(m->pid_file != NULL ? m->pid_file : "", t->pid_file.p) != 0)
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.pidFile %s", why);
-	if (cur->admin_addrlen != t->admin_addrlen ||
-	    memcmp(&cur->admin_addr, &t->admin_addr, t->admin_addrlen) != 0)
+	if (m->start_admin_len != t->admin_addrlen ||
+	    memcmp(&m->start_admin, &t->admin_addr, t->admin_addrlen) != 0)
 		ism_diag_add(d, ISM_DIAG_WARNING, file, 0, 0, "", "spec.admin.address %s", why);
 }
 
@@ -723,7 +726,7 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 			goto fail;
 		}
 	}
-	start_only_fields(m->conf_path, cur, t, d);
+	start_only_fields(m, t, d);
 	/* Workers read loads from their first request on: compute them first. */
 	ism_lbstate_compute(t, m->shm.hdr);
 	ret = reset_sweeps(m, t);
@@ -1698,6 +1701,19 @@ static int pid_file_claim(struct ism_master *m, const struct ism_table *t)
 	return 0;
 }
 
+/* What the start takes of t for good (start_only_fields). */
+static int start_fields_keep(struct ism_master *m, const struct ism_table *t)
+{
+	m->start_ctl = strdup(t->control_socket.p);
+	if (m->start_ctl == NULL) {
+		ism_err("out of memory");
+		return -ENOMEM;
+	}
+	memcpy(&m->start_admin, &t->admin_addr, sizeof(m->start_admin));
+	m->start_admin_len = t->admin_addrlen;
+	return 0;
+}
+
 /* What the master keeps from start to stop, whatever the configuration: the
  * shared memory, the health checker and the DNS resolver. 0, or -errno
  * (logged) with nothing left to undo. */
@@ -1834,6 +1850,7 @@ static void master_free(struct ism_master *m)
 	watch_free(m);
 	free(m->conf_text);
 	free(m->pid_file);
+	free(m->start_ctl);
 	free(m);
 }
 
@@ -1891,7 +1908,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	ism_upgrade_endpoints(&m->up, &m->shm);
 	/* Before anything is bound: a second isthmus on the same file must not
 	 * take the control socket of the first away. */
-	if (pid_file_claim(m, t) < 0)
+	if (pid_file_claim(m, t) < 0 || start_fields_keep(m, t) < 0)
 		goto out_close;
 	if (setup_signals(m) < 0) {
 		ism_err("signals: %s", strerror(errno));

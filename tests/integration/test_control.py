@@ -1322,6 +1322,16 @@ def reload_answers_its_warnings(env):
     doc = json.loads(out)
     check(doc["result"] == "ok" and any("nothere.internal" in l for l in doc["lines"]),
           f"reload json: {doc}")
+    # Compared with what the start took, not with the last reload: the same
+    # file warns again (it did not: the running table had its values), and
+    # the start's values back warn no more.
+    check(any("spec.controlSocket changed" in l for l in doc["lines"]),
+          f"a second reload of the changed file: {doc}")
+    with open(conf, "w") as f:
+        f.write(text.replace(f"host: {SVC}}}", "host: nothere.internal}"))
+    rc, out, err = _isthmusctl(env, "reload")
+    check(rc == 0 and "published" in out and "changed: takes effect" not in out,
+          f"the start's values back: rc {rc} {out!r} {err!r}")
 
 
 def _many_endpoints(net, n=5000):
