@@ -399,7 +399,8 @@ static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,
 	if (n == NULL || (n->kind == ISM_NODE_SCALAR && strcmp(n->str, "auto") == 0))
 		return;
 	old = ism_v_push(v, ".workers");
-	if (ism_v_yaml_int(v, n)) {
+	/* An integer written as one: "2" is an error, as a port's "80". */
+	if (ism_v_plain_int(v, n)) {
 		if (n->kind == ISM_NODE_SCALAR && ism_parse_u64(n->str, &x) == 0 && x >= 1 &&
 		    x <= 64)
 			a->workers = (uint32_t)x;

@@ -398,6 +398,11 @@ bool ism_v_yaml_int(struct ism_vctx *v, const struct ism_node *n)
 	return false;
 }
 
+bool ism_v_plain_int(struct ism_vctx *v, const struct ism_node *n)
+{
+	return typed_scalar(v, n, "an integer") && ism_v_yaml_int(v, n);
+}
+
 int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, uint64_t lo,
 	      uint64_t hi, uint64_t *out)
 {
@@ -409,7 +414,7 @@ int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (!typed_scalar(v, n, "an integer") || !ism_v_yaml_int(v, n)) {
+	if (!ism_v_plain_int(v, n)) {
 		rc = -1;
 	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
 		   x > hi) {
@@ -434,7 +439,7 @@ int ism_v_u32(struct ism_vctx *v, const struct ism_node *map, const char *key, b
 	n = lookup(v, map, key, required, &old);
 	if (n == NULL)
 		return 0;
-	if (!typed_scalar(v, n, "an integer") || !ism_v_yaml_int(v, n)) {
+	if (!ism_v_plain_int(v, n)) {
 		rc = -1;
 	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
 		   x > hi) {

@@ -942,6 +942,9 @@ const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map
  * a leading 0 (octal: 075 is 61), 0x, 0o, 0b, or a '_' (dropped). True for
  * anything else, whatever its type. */
 bool ism_v_yaml_int(struct ism_vctx *v, const struct ism_node *n);
+/* Whether n may be read as an integer: not quoted nor tagged !!str
+ * (a string to Kubernetes), and ism_v_yaml_int; else said (false). */
+bool ism_v_plain_int(struct ism_vctx *v, const struct ism_node *n);
 
 /* Parsing helpers shared by model and tests of the model (and
  * ism_parse_duration_ms, in conf/conf.h). */

@@ -230,7 +230,7 @@ out:
 static int load_ca(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 {
 	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
-	STACK_OF(X509_NAME) *names;
+	STACK_OF(X509_NAME) * names;
 	BIO *b;
 	X509 *x;
 

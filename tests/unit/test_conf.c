@@ -3360,6 +3360,9 @@ static const struct bad bads[] = {
      "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
      "spec:\n  locality: eu-west\n",
      5, 13, "Appliance t: spec.locality", "must be \"region/zone\""},
+    /* A quoted number is a string, as a port's "80" (only "auto" is one). */
+    {"workers quoted", APP "  workers: \"2\"\n", 7, 12, "Appliance t: spec.workers",
+     "must be an integer, not a quoted string"},
     {"workers out of range", APP "  workers: 65\n", 7, 12, "Appliance t: spec.workers",
      "between 1 and 64"},
     {"bad appliance duration", APP "  timeouts:\n    idle: 10\n", 8, 11,
