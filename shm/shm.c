@@ -186,8 +186,11 @@ int ism_shm_worker_map(struct ism_shm *shm)
 	if (fd < 0)
 		err = -errno;
 	else {
-		p = mmap(shm->pub, shm->pub_size, PROT_READ,
-			 MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, fd, 0);
+		/* MAP_FIXED, not _NOREPLACE: nothing was mapped since the
+		 * fork, and where the inherited writable view is there still
+		 * (valgrind keeps it), the read-only one replaces it. */
+		p = mmap(shm->pub, shm->pub_size, PROT_READ, MAP_SHARED | MAP_NORESERVE | MAP_FIXED,
+			 fd, 0);
 		if (p == MAP_FAILED)
 			err = -errno;
 		else if (p != shm->pub) {
