@@ -75,9 +75,10 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 			continue;
 		count(cl, h, &in);
 		ism_prio_compute(&in, &out);
-		/* Sequence counter: odd while writing, so a reader retries. */
-		s = atomic_load_explicit(&d->seq, memory_order_relaxed);
-		atomic_store_explicit(&d->seq, s + 1, memory_order_relaxed);
+		/* Sequence counter: odd while writing, so a reader retries;
+		 * even after, whatever a worker wrote in it. */
+		s = (atomic_load_explicit(&d->seq, memory_order_relaxed) + 1) | 1u;
+		atomic_store_explicit(&d->seq, s, memory_order_relaxed);
 		atomic_thread_fence(memory_order_release);
 		d->n_priorities = (uint8_t)out.n_priorities;
 		d->total_panic = out.total_panic;
@@ -92,7 +93,7 @@ void ism_lbstate_compute(const struct ism_table *t, const struct ism_shm_hdr *h)
 			__atomic_store_n(&cl->eff_weight[g],
 					 group_weight(cl, &cl->groups[g], s_eff, h),
 					 __ATOMIC_RELAXED);
-		atomic_store_explicit(&d->seq, s + 2, memory_order_release);
+		atomic_store_explicit(&d->seq, s + 1, memory_order_release);
 	}
 }
 

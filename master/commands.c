@@ -254,7 +254,10 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
 		const struct ism_cluster_dyn *d = cl->dyn;
-		uint32_t n_prio = d ? d->n_priorities : 0;
+		/* The count a worker can write, bounded by the arrays. */
+		uint32_t n_prio = d == NULL				 ? 0
+				  : d->n_priorities > ISM_MAX_PRIORITIES ? ISM_MAX_PRIORITIES
+									 : d->n_priorities;
 		uint32_t healthy = 0, ejected = 0;
 
 		for (uint32_t e = 0; e < cl->n_endpoints; e++) {
@@ -618,7 +621,7 @@ static int find_endpoint(struct ism_master *m, const char *what)
 	/* An id is digits only, as a weight is: strtoul would take "-0", "+0"
 	 * and leading blanks too. */
 	if (*what >= '0' && *what <= '9' && *end == '\0' && id < ISM_MAX_ENDPOINTS &&
-	    atomic_load(&m->shm.hdr->eps[id].in_use))
+	    ism_shm_ep_in_use(&m->shm, (uint32_t)id))
 		return (int)id;
 	return ism_shm_ep_find(&m->shm, what, &by_key) ? (int)by_key : -1;
 }

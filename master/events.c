@@ -45,7 +45,7 @@ static void observe_endpoints(struct ism_events *ev, const struct ism_shm *shm)
 		uint32_t inc = atomic_load(&e->incarnation);
 		uint8_t health, admin;
 
-		if (!atomic_load(&e->in_use)) {
+		if (!ism_shm_ep_in_use(shm, (uint32_t)i)) {
 			ev->ep_seen[i] = 0;
 			continue;
 		}

@@ -1025,7 +1025,7 @@ static int spawn_worker(struct ism_master *m, int i)
 	}
 	close(sv[1]);
 	atomic_store(&ss->index, (uint32_t)i);
-	atomic_store(&ss->pid, pid);
+	ism_shm_worker_live(&m->shm, i, pid);
 	ws->pid = pid;
 	ws->fd = sv[0];
 	ws->started_ms = ism_now_ms();
@@ -1102,7 +1102,7 @@ static void reap(struct ism_master *m)
 			 * (worker/regen.c). */
 			if (ism_shm_worker_give_back(&m->shm, i) && !m->stopping)
 				m->heal_pending = true;
-			atomic_store(&ss->pid, 0);
+			ism_shm_worker_live(&m->shm, i, 0);
 			atomic_store(&ss->gen, 0);
 			atomic_store(&ss->stats.conn_active, 0);
 			atomic_store(&ss->stats.tunnels_active, 0);

@@ -27,6 +27,10 @@
  * '|', and a DNS_ROUND_ROBIN name with its port (259). 5 MiB of keys. */
 #define ISM_EP_KEY_MAX 640
 #define ISM_CACHELINE  64
+/* How many times a reader of a sequence counter (odd while its writer
+ * writes) reads again before it gives up: a writer takes a few hundred
+ * nanoseconds, a counter a worker left odd would keep readers for ever. */
+#define ISM_SEQ_TRIES 4096
 
 /* Request-duration histogram: upper bounds in milliseconds, the last one +Inf. */
 #define ISM_LAT_BUCKETS 14

@@ -49,6 +49,9 @@ enum {
 	SLOT_CURRENT = 1, /* the current generation's table has it */
 	SLOT_BUILD = 2,	  /* given to the table being built */
 	SLOT_RETIRED = 4, /* its key went to a newer slot: draining generations hold it */
+	/* in use, as the master knows it: the region's in_use is for the
+	 * workers, which can write it */
+	SLOT_INUSE = 8,
 };
 
 static size_t round_page(size_t n)
@@ -125,6 +128,7 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 	mut_size = round_page(gen_size / 4);
 	total = hdr_size + mut_size * ISM_GEN_SLOTS;
 	memset(shm->own, 0, sizeof(shm->own));
+	memset(shm->live, 0, sizeof(shm->live));
 	shm->cur = 0;
 	shm->pub = NULL;
 	shm->pub_fd = -1;
@@ -307,7 +311,7 @@ static int gen_in_use(const struct ism_shm *shm, uint64_t gen)
 	for (int w = 0; w < ISM_WORKER_SLOTS; w++) {
 		const struct ism_worker_slot *ws = &shm->hdr->workers[w];
 
-		if (atomic_load(&ws->pid) != 0 &&
+		if (shm->live[w] &&
 		    (atomic_load(&ws->gen) == gen || atomic_load(&ws->gen_next) == gen))
 			return 1;
 	}
@@ -473,7 +477,7 @@ static bool slot_kept(unsigned char *flags)
 static void slot_rekey(struct ism_strmap *ix, unsigned char *flags, uint32_t old, const char *key,
 		       uint32_t id)
 {
-	flags[id] = SLOT_BUILD;
+	flags[id] = SLOT_BUILD | SLOT_INUSE;
 	if (old != UINT32_MAX) {
 		flags[old] |= SLOT_RETIRED;
 		ism_strmap_replace(ix, key, strlen(key), id);
@@ -498,7 +502,7 @@ int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_hea
 		*id = old;
 		return 0;
 	}
-	while (free_slot < ISM_MAX_ENDPOINTS && atomic_load(&h->eps[free_slot].in_use))
+	while (free_slot < ISM_MAX_ENDPOINTS && (shm->ep_flags[free_slot] & SLOT_INUSE))
 		free_slot++;
 	if (free_slot == ISM_MAX_ENDPOINTS)
 		return -ENOSPC;
@@ -524,21 +528,28 @@ bool ism_shm_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id)
 	return ism_strmap_get(&shm->ep_ix, key, strlen(key), id);
 }
 
+bool ism_shm_ep_in_use(const struct ism_shm *shm, uint32_t id)
+{
+	return id < ISM_MAX_ENDPOINTS && (shm->ep_flags[id] & SLOT_INUSE);
+}
+
 bool ism_shm_ep_listed(const struct ism_shm *shm, uint32_t id)
 {
-	return id < ISM_MAX_ENDPOINTS && atomic_load(&shm->hdr->eps[id].in_use) &&
-	       !(shm->ep_flags[id] & SLOT_RETIRED);
+	return id < ISM_MAX_ENDPOINTS &&
+	       (shm->ep_flags[id] & (SLOT_INUSE | SLOT_RETIRED)) == SLOT_INUSE;
 }
 
 void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[ISM_TICKET_KEYS],
 			 uint64_t rotated_ms)
 {
 	struct ism_ticket_keys *tk = &shm->hdr->tickets;
+	/* Odd while writing, even after, whatever a worker wrote in it. */
+	uint32_t s = (atomic_load_explicit(&tk->seq, memory_order_relaxed) + 1) | 1u;
 
-	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_acq_rel); /* odd: writing */
+	atomic_store_explicit(&tk->seq, s, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	memcpy(tk->keys, keys, sizeof(tk->keys));
-	atomic_fetch_add_explicit(&tk->seq, 1, memory_order_release);
+	atomic_store_explicit(&tk->seq, s + 1, memory_order_release);
 	tk->rotated_ms = rotated_ms;
 }
 
@@ -553,7 +564,7 @@ int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_
 		*id = old;
 		return 0;
 	}
-	while (free_slot < ISM_MAX_OD_SLOTS && atomic_load(&ods[free_slot].in_use))
+	while (free_slot < ISM_MAX_OD_SLOTS && (shm->od_flags[free_slot] & SLOT_INUSE))
 		free_slot++;
 	if (free_slot == ISM_MAX_OD_SLOTS)
 		return -ENOSPC;
@@ -582,7 +593,7 @@ static void od_sweep(struct ism_shm *shm, const unsigned char *od_used)
 	for (uint32_t i = 0; i < ISM_MAX_OD_SLOTS; i++) {
 		struct ism_od_state *o = &h->ods[i];
 
-		if (od_used[i] || !atomic_load(&o->in_use))
+		if (od_used[i] || !(shm->od_flags[i] & SLOT_INUSE))
 			continue;
 		if (atomic_load(&o->ejected) != 0 && o->ep < ISM_MAX_ENDPOINTS &&
 		    atomic_load(&h->eps[o->ep].ejected_in) > 0)
@@ -593,7 +604,7 @@ static void od_sweep(struct ism_shm *shm, const unsigned char *od_used)
 	/* A retired slot's key is its newer slot's. */
 	ism_strmap_init_fixed(&shm->od_ix, shm->od_ix.seed, shm->od_slots, shm->od_ix.cap);
 	for (uint32_t i = 0; i < ISM_MAX_OD_SLOTS; i++)
-		if (atomic_load(&h->ods[i].in_use) && !(shm->od_flags[i] & SLOT_RETIRED))
+		if ((shm->od_flags[i] & (SLOT_INUSE | SLOT_RETIRED)) == SLOT_INUSE)
 			ism_strmap_add(&shm->od_ix, shm->od_keys[i], strlen(shm->od_keys[i]), i,
 				       NULL);
 	shm->od_free = 0;
@@ -619,7 +630,7 @@ void ism_shm_ep_sweep(struct ism_shm *shm)
 		if (shm->own[i].gen != 0 && shm->own[i].table != NULL)
 			mark_table(shm->own[i].table, used, od_used, 1);
 	for (int i = 0; i < ISM_MAX_ENDPOINTS; i++)
-		if (!used[i] && atomic_load(&shm->hdr->eps[i].in_use)) {
+		if (!used[i] && (shm->ep_flags[i] & SLOT_INUSE)) {
 			atomic_store(&shm->hdr->eps[i].in_use, 0);
 			shm->ep_flags[i] = 0;
 		}
@@ -653,6 +664,13 @@ bool ism_shm_worker_give_back(struct ism_shm *shm, int w)
 	held = held || ws->cluster_holds > 0;
 	ws->cluster_holds = 0;
 	return held;
+}
+
+void ism_shm_worker_live(struct ism_shm *shm, int w, pid_t pid)
+{
+	ISM_BUG_ON(w < 0 || w >= ISM_WORKER_SLOTS);
+	atomic_store(&shm->hdr->workers[w].pid, pid);
+	shm->live[w] = pid != 0;
 }
 
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w)

@@ -21,8 +21,10 @@
 #ifndef ISM_SHM_SHM_H
 #define ISM_SHM_SHM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lib/strmap.h"
 #include "shm/shm-t.h"
@@ -61,9 +63,11 @@ struct ism_shm {
 	struct ism_shm_pub *pub; /* the published part (read-only in a worker) */
 	size_t pub_size;
 	int pub_fd; /* its memfd, until a worker mapped it (-1 after) */
-	/* Master, process-local: the generation slots and the current word. */
+	/* Master, process-local: the generation slots and the current word,
+	 * and which worker slots have a process (ism_shm_worker_live). */
 	struct ism_gen_own own[ISM_GEN_SLOTS];
 	uint64_t cur;
+	bool live[ISM_WORKER_SLOTS];
 	/* Master, process-local: the endpoint slots in use by key (-> id), and
 	 * the lowest id that may be free (every one below is in use). */
 	struct ism_strmap ep_ix;
@@ -165,6 +169,8 @@ void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[I
 int ism_shm_ep_intern(struct ism_shm *shm, const char *key, uint32_t initial_health, uint32_t *id);
 /* The id of the endpoint slot that key holds; false when none does. */
 bool ism_shm_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id);
+/* Whether endpoint slot id is in use (the master's own record). */
+bool ism_shm_ep_in_use(const struct ism_shm *shm, uint32_t id);
 /* Whether endpoint slot id is in use and is its key's: false for a slot that
  * only a draining generation holds and whose key a newer slot took (what
  * lists endpoints by key leaves it out, as a name is listed once). */
@@ -181,6 +187,9 @@ void ism_shm_ep_sweep(struct ism_shm *shm);
 
 /* --- workers (master) --- */
 struct ism_worker_slot *ism_shm_worker(struct ism_shm *shm, int w);
+/* Worker slot w has process pid (0: none any more). Only the generations a
+ * live slot records are kept from reclaim (a worker can write any slot's). */
+void ism_shm_worker_live(struct ism_shm *shm, int w, pid_t pid);
 /* Worker slot w's process is gone: what it held of the endpoints' shared
  * counts (its struct ism_ep_held records) is taken off them, unless the
  * endpoint's slot went to another endpoint since; the records are cleared.

@@ -98,11 +98,13 @@ static bool eligible(const struct ism_endpoint *ep, const struct ism_shm_hdr *h,
 }
 
 /* The master's latest loads for the cluster, copied under its sequence counter.
- * Before the first computation (n_priorities 0) everything goes to priority 0. */
+ * Before the first computation (n_priorities 0) everything goes to priority 0.
+ * A counter that never settles (another worker wrote it) is given up on after
+ * ISM_SEQ_TRIES reads: what was read then is used, the count bounded. */
 static void read_loads(const struct ism_cluster *cl, struct ism_cluster_dyn *out)
 {
 	const struct ism_cluster_dyn *d = cl->dyn;
-	uint32_t s1, s2;
+	uint32_t s1, s2, tries = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (d == NULL) {
@@ -119,7 +121,9 @@ static void read_loads(const struct ism_cluster *cl, struct ism_cluster_dyn *out
 		memcpy(out->health, d->health, sizeof(out->health));
 		atomic_thread_fence(memory_order_acquire);
 		s2 = atomic_load_explicit(&d->seq, memory_order_relaxed);
-	} while ((s1 & 1) || s1 != s2);
+	} while (((s1 & 1) || s1 != s2) && ++tries < ISM_SEQ_TRIES);
+	if (out->n_priorities > ISM_MAX_PRIORITIES)
+		out->n_priorities = ISM_MAX_PRIORITIES;
 	if (out->n_priorities == 0) {
 		out->n_priorities = 1;
 		out->healthy_load[0] = 100;

@@ -51,7 +51,7 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 	struct ism_ticket_keys *tk = &tls_w->shm->hdr->tickets;
 	struct ism_ticket_key k;
 	OSSL_PARAM params[3];
-	uint32_t seq;
+	uint32_t seq, tries = 0;
 	int found;
 
 	(void)s;
@@ -65,6 +65,10 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
 			}
 		}
 		atomic_thread_fence(memory_order_acquire);
+		/* A counter that never settles (a worker wrote it): no ticket,
+		 * a full handshake, rather than a wait for ever. */
+		if (++tries == ISM_SEQ_TRIES)
+			return 0;
 	} while ((seq & 1) || seq != atomic_load_explicit(&tk->seq, memory_order_relaxed));
 	if (found < 0)
 		return 0; /* unknown key: a full handshake */

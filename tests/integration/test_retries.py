@@ -20,6 +20,7 @@ import time
 from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, http_get,
                      poll, read_head, service_entry, service_entry_protocol, virtual_service)
 from test_h2 import h2up_stats, meter_log, one_service, route, start_h2_upstream
+from test_security import read_raw
 
 SVC = "retry.test.internal"
 UP_ADDR = "127.0.0.2"
@@ -594,15 +595,7 @@ def malformed_body_with_head_not_retried(env):
                                        app_extra=extra), gw)
         with Conn("127.0.0.1", gw, timeout=10) as c:
             c.send(b"POST /order HTTP/1.1\r\nhost: retry.test\r\ncontent-length: 2\r\n\r\nok")
-            raw = b""
-            try:
-                while True:
-                    d = c.sock.recv(65536)
-                    if not d:
-                        break
-                    raw += d
-            except (ConnectionResetError, socket.timeout):
-                pass
+            raw = read_raw(c, timeout=10)
         check(raw.startswith(b"HTTP/1.1 200 OK\r\n") and not raw.endswith(b"0\r\n\r\n"),
               f"the client got {raw[:200]!r}, want the 200's head and then a cut")
         line = poll(lambda: file_lines(log) or None, 5, what="the access-log line")[0]

@@ -44,7 +44,7 @@ def raw_response(text):
 
 
 def read_raw(c, timeout=5.0):
-    """Every byte the peer sends until it closes (or timeout)."""
+    """Every byte the peer sends until it closes or resets (or timeout)."""
     c.sock.settimeout(timeout)
     data = c.buf
     c.buf = b""
@@ -54,7 +54,7 @@ def read_raw(c, timeout=5.0):
             if not d:
                 break
             data += d
-    except socket.timeout:
+    except (socket.timeout, ConnectionResetError):
         pass
     return data
 

@@ -458,7 +458,10 @@ static void test_locality_weights_heavy(void **state)
 	(void)state;
 	assert_non_null(h);
 	memset(h, 0, sizeof(*h)); /* healthy, ready, nothing ejected */
+	/* A sequence counter a worker left odd: the master leaves it even. */
+	atomic_store(&dyn.seq, 7);
 	ism_lbstate_compute(&t, h);
+	assert_int_equal(atomic_load(&dyn.seq) & 1, 0);
 	assert_true(eff[0] > 0);
 	assert_int_equal(eff[1], 2 * eff[0]);
 	assert_true(eff[2] > eff[1]);
