@@ -2724,8 +2724,9 @@ static const struct ism_str *server_names(const void *arr, uint32_t i, uint32_t 
 	return ts[i].sni;
 }
 
-/* Whether name is one an index takes: "*", "*.suffix" or exact, lowercase,
- * within ISM_NAME_INDEX_MAX bytes. */
+/* Whether name is one an index takes: "*", "*.suffix", a partial wildcard
+ * ("*-api.example.com": its suffix length in the index's partial set) or
+ * exact, lowercase, within ISM_NAME_INDEX_MAX bytes. */
 static bool indexable(const struct ism_str *name)
 {
 	if (name->len > ISM_NAME_INDEX_MAX)
@@ -2733,7 +2734,7 @@ static bool indexable(const struct ism_str *name)
 	for (uint32_t i = 0; i < name->len; i++)
 		if ((name->p[i] >= 'A' && name->p[i] <= 'Z') || (name->p[i] == '*' && i > 0))
 			return false;
-	return name->len < 2 || name->p[0] != '*' || name->p[1] == '.';
+	return true;
 }
 
 /* ix over the n entries of arr (none for a set of fewer than
@@ -2777,6 +2778,9 @@ static void index_names(struct cbuild *b, struct ism_name_index *ix, const void 
 					ix->any = (int32_t)i;
 				continue;
 			}
+			if (wild && nm[j].p[1] != '.' && nm[j].len - 1 < 8 * sizeof(ix->partial))
+				ix->partial[(nm[j].len - 1) / 8] |=
+				    (uint8_t)(1u << ((nm[j].len - 1) % 8));
 			/* The first entry of a name keeps it, as a scan finds it. */
 			while (slots[at].name != NULL &&
 			       !(slots[at].hash == h && slots[at].wild == wild &&

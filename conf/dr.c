@@ -481,10 +481,6 @@ void ism_model_parse_dr(struct ism_vctx *v, const struct ism_node *spec, struct 
 			ism_v_err(v, dr->host_at, "invalid host name \"%s\": %s", host,
 				  ism_model_domain_err(host));
 			ism_v_pop(v, old);
-		} else if (ism_model_partial_wild(host)) {
-			old = ism_v_push(v, ".host");
-			ism_v_err(v, dr->host_at, ISM_PARTIAL_NOT_IMPL, host);
-			ism_v_pop(v, old);
 		}
 		dr->host = ism_model_host(v, host, dr->r.ns);
 	}

@@ -49,6 +49,7 @@ struct dr_key {
 struct ism_dr_index {
 	struct dr_key *keys;
 	size_t n_keys;
+	bool partial;		    /* a key is a partial wildcard ("*-api.example.com") */
 	struct ism_strmap *by_host; /* "<ns>/<host>" ("/<host>" locally) -> index in keys */
 	const struct dr_entry **in; /* by index in drs: the entry it went into first */
 };
@@ -348,6 +349,7 @@ static void build_keys(struct ism_vctx *v, struct ism_dr_index *ix, const struct
 			;
 		k->host = refs[i].dr->host;
 		k->ns = refs[i].ns;
+		ix->partial = ix->partial || ism_model_partial_wild(k->host);
 		k->e = ism_v_alloc(v, end - i, sizeof(*k->e));
 		name = key_name(v, k->ns, k->host);
 		if (k->e == NULL || name == NULL)
@@ -390,9 +392,10 @@ static const struct dr_key *best_key(const struct ism_dr_index *ix, const char *
 {
 	const struct dr_key *k = find_key(ix, ns, "", host);
 
-	for (const char *d = host[0] == '*' ? host + 1 : host; k == NULL && d != NULL;
-	     d = strchr(d + 1, '.'))
-		if (*d == '.')
+	/* At each dot, or with a partial wildcard among the keys at each byte
+	 * (the longest suffix first): a wildcard matches one byte at least. */
+	for (const char *d = host + 1; k == NULL && *d != '\0'; d++)
+		if (*d == '.' || (ix->partial && host[0] != '*'))
 			k = find_key(ix, ns, "*", d);
 	return k != NULL ? k : find_key(ix, ns, "", "*");
 }
@@ -492,6 +495,15 @@ static const char *covered_host(struct ism_vctx *v, struct covers *cv, const str
 
 	if (dr->host[0] != '*')
 		return ism_model_find_se(v->conf, dr->host) ? dr->host : NULL;
+	if (ism_model_partial_wild(dr->host)) {
+		const struct ism_conf *c = v->conf;
+
+		for (size_t i = 0; i < c->n_ses; i++)
+			for (size_t h = 0; h < c->ses[i]->n_hosts; h++)
+				if (ism_model_host_covers(dr->host, c->ses[i]->hosts[h]))
+					return c->ses[i]->hosts[h];
+		return NULL;
+	}
 	if (cv->hosts == NULL)
 		covers_build(v, cv);
 	if (cv->by_suffix == NULL ||

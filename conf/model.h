@@ -1000,10 +1000,6 @@ void ism_model_headers(struct ism_vctx *v, const struct ism_node *map, struct is
 
 /* What an error says of a field or a kind isthmus does not implement yet. */
 #define ISM_NOT_IMPL "not implemented yet"
-/* A partial wildcard host (ism_model_partial_wild), which Istio takes where
- * isthmus does not yet: the format's argument is the host. */
-#define ISM_PARTIAL_NOT_IMPL                                                                       \
-	"a partial wildcard host (\"%s\": Istio and Envoy match it as a suffix) is " ISM_NOT_IMPL
 /* Istio's prefix of a Unix domain socket address. */
 #define ISM_UNIX_PREFIX "unix://"
 

@@ -1124,10 +1124,6 @@ static void parse_sni(struct ism_vctx *v, const struct ism_node *n, const char *
 			ism_v_err(v, it, "invalid SNI host \"%s\"", it->str);
 			goto next;
 		}
-		if (ism_model_partial_wild(h)) {
-			ism_v_err(v, it, ISM_PARTIAL_NOT_IMPL, it->str);
-			goto next;
-		}
 		if (ism_model_parse_ip(h, &ss, &len))
 			ism_v_warn(
 			    v, it,
@@ -1310,10 +1306,17 @@ static void dup_hosts(struct ism_vctx *v, const struct ism_node *l, const char *
 		if (strcmp(h[i], "*") == 0)
 			star = (uint32_t)i;
 	}
-	/* Else the first name that another's wildcard covers. */
+	/* Else the first name that another's wildcard covers; a partial
+	 * wildcard ("*-api.example.com") by a comparison with each name. */
 	for (size_t k = 0; i == n && k < n; k++)
 		if ((j = covering(m, h[k], (uint32_t)k, star)) != UINT32_MAX)
 			i = k;
+	for (size_t p = 0; i == n && p < n; p++)
+		for (size_t k = 0; ism_model_partial_wild(h[p]) && i == n && k < n; k++)
+			if (k != p && ism_model_host_covers(h[p], h[k])) {
+				i = k;
+				j = (uint32_t)p;
+			}
 	if (i == n)
 		return;
 	old = ism_v_push(v, ".hosts[%zu]", i);
@@ -1372,12 +1375,6 @@ void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct 
 		    (strchr(hosts[i], '*') != NULL || !ism_model_parse_ip(hosts[i], &ss, &len))) {
 			old = ism_v_push(v, ".hosts[%zu]", i);
 			ism_v_err(v, l->items[i], "invalid host \"%s\": %s", hosts[i], why);
-			ism_v_pop(v, old);
-			continue;
-		}
-		if (ism_model_partial_wild(hosts[i])) {
-			old = ism_v_push(v, ".hosts[%zu]", i);
-			ism_v_err(v, l->items[i], ISM_PARTIAL_NOT_IMPL, hosts[i]);
 			ism_v_pop(v, old);
 			continue;
 		}

@@ -535,6 +535,10 @@ struct ism_name_index {
 	int32_t any;  /* the first entry named "*"; -1: none */
 	uint64_t seed;
 	const struct ism_name_slot *slots;
+	/* The lengths of the partial wildcards' suffixes, a bit each
+	 * ("*-api.example.com": 16): a name is looked up by those suffixes too,
+	 * beside the ones from each of its dots. */
+	uint8_t partial[32];
 };
 
 /* A Gateway server with TLS on a listener: chosen by SNI, with its own routes. */

@@ -213,9 +213,12 @@ static int64_t name_find(const struct ism_name_index *ix, const char *host, size
 	for (size_t i = 0; i < n; i++)
 		low[i] = ism_lower(host[i]);
 	sl = name_slot(ix, low, n, false);
-	/* The host must be longer than ".suffix": from its second byte on. */
+	/* The host must be longer than the suffix: from its second byte on,
+	 * at each dot, and where a partial wildcard's suffix would start; the
+	 * longest suffix first, as Envoy ranks wildcards. */
 	for (size_t i = 1; sl == NULL && i < n; i++)
-		if (low[i] == '.')
+		if (low[i] == '.' || (n - i < 8 * sizeof(ix->partial) &&
+				      (ix->partial[(n - i) / 8] >> ((n - i) % 8)) & 1))
 			sl = name_slot(ix, low + i, n - i, true);
 	return sl != NULL ? (int64_t)sl->entry : (int64_t)ix->any;
 }

@@ -941,3 +941,41 @@ def explain_route_actions(env):
     check("directResponse: the answer is 410 with 4 bytes of body\n" in out, f"explain /gone: {out}")
     r = env.get("/gone")
     check(r.status == 410 and r.body == b"gone", f"direct response: {r}")
+
+
+@_test
+def partial_wildcard_hosts(env):
+    """Partial wildcard hosts, which Istio takes in a VirtualService's hosts
+    and a DestinationRule's host (and refused as not implemented yet): a
+    VirtualService of "*-api.example.com" takes shop-api.example.com (the
+    longest wildcard first, before "*.example.com", and by the listener's
+    name index: more than 16 names), a name that only ends in "-api...."
+    without a byte before it is not its; a DestinationRule of
+    "*-db.internal" gives orders-db.internal its subsets."""
+    ports = env.upstream(["127.0.0.2:0=api", "127.0.0.3:0=web", "127.0.0.4:0=v1", "127.0.0.5:0=v2"], name="ups")
+    gw = free_port()
+    many = [f"h{i}.example.org" for i in range(16)]
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n"
+          "  host: \"*-db.internal\"\n  subsets:\n  - {name: v2, labels: {version: v2}}\n")
+    parts = [appliance(env), gateway(gw),
+             virtual_service("api", ["*-api.example.com"], "  -" + dest("api.internal")[3:]),
+             virtual_service("web", ["*.example.com"] + many, "  -" + dest("web.internal")[3:]),
+             virtual_service("db", ["db.example.net"],
+                             "  - route: [{destination: {host: orders-db.internal, subset: v2}}]\n"),
+             service_entry("api", "api.internal", [{"address": "127.0.0.2", "port": ports["api"]}]),
+             service_entry("web", "web.internal", [{"address": "127.0.0.3", "port": ports["web"]}]),
+             service_entry("db", "orders-db.internal",
+                           [{"address": "127.0.0.4", "port": ports["v1"], "labels": {"version": "v1"}},
+                            {"address": "127.0.0.5", "port": ports["v2"], "labels": {"version": "v2"}}]),
+             dr]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw)
+    for host, want in (("shop-api.example.com", "api"), ("a.b-api.example.com", "api"),
+                       ("shop.example.com", "web"), ("api.example.com", "web"), ("h3.example.org", "web")):
+        r = poll(lambda: env.get("/", host=host), 10, what=f"an answer for {host}")
+        check(r.status == 200 and r.header("x-upstream") == want,
+              f"{host}: {r.status} from {r.header('x-upstream')}, want {want}")
+    for _ in range(6):
+        r = env.get("/", host="db.example.net")
+        check(r.status == 200 and r.header("x-upstream") == "v2",
+              f"subset v2 of orders-db.internal by the DestinationRule *-db.internal: {r.status} "
+              f"from {r.header('x-upstream')}")

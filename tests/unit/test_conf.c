@@ -3434,12 +3434,9 @@ static const struct bad bads[] = {
 	 "  endpoints:\n  - address: bad_name.-example.com\n",
      16, 14, "ServiceEntry default/se: spec.endpoints[0].address",
      "\"bad_name.-example.com\" is not an IPv4 or IPv6 address, nor a valid host name (FQDN)"},
-    /* A partial wildcard passes Istio's ValidateWildcardDomain, where
-     * isthmus does not match it yet; "*-" needs a label after it. */
-    {"DestinationRule partial wildcard host", DR_HOST("\"*-api.example.com\""), 12, 9,
-     "DestinationRule default/d: spec.host",
-     "a partial wildcard host (\"*-api.example.com\": Istio and Envoy match it as a suffix) is "
-     "not implemented yet"},
+    /* A partial wildcard passes Istio's ValidateWildcardDomain (a
+     * ServiceEntry's is not implemented, as no wildcard is); "*-" needs a
+     * label after it. */
     {"DestinationRule host *-", DR_HOST("\"*-.example.com\""), 12, 9,
      "DestinationRule default/d: spec.host", "invalid host name \"*-.example.com\": invalid label"},
     {"DestinationRule host *--", DR_HOST("\"*--a.example.com\""), 12, 9,
@@ -4527,12 +4524,11 @@ static const struct bad bads[] = {
 #define VS_DOC(gws, rest)                                                                          \
 	APP GW_DOC "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"               \
 		   "metadata: {name: vs, namespace: shop}\nspec:\n" gws rest
-    {"vs partial wildcard host",
-     VS_DOC("  gateways: [default/gw]\n", "  hosts: [a.example.com, \"*foo.example.com\"]\n"
+    {"vs partial wildcard covers a host",
+     VS_DOC("  gateways: [default/gw]\n", "  hosts: [a-api.example.com, \"*-api.example.com\"]\n"
 					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
-     19, 26, VS_FIELD "spec.hosts[1]",
-     "a partial wildcard host (\"*foo.example.com\": Istio and Envoy match it as a suffix) is "
-     "not implemented yet"},
+     19, 11, VS_FIELD "spec.hosts[0]",
+     "duplicate hosts in virtual service: *-api.example.com & a-api.example.com"},
     {"vs duplicate hosts",
      VS_DOC("  gateways: [default/gw]\n", "  hosts: [a.example.com, \"*.example.com\"]\n"
 					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),

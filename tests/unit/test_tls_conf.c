@@ -248,6 +248,22 @@ static void test_https_and_passthrough(void **state)
 	/* The server's own hosts are not its names: what its routes name is. */
 	assert_int_equal(ism_router_pick_server(li, "d.example.com"), -1);
 	unload(&l);
+	/* A partial wildcard among the SNI hosts, as Istio takes it there. */
+	assert_int_equal(load(&l, APP GW
+			      "  servers:\n"
+			      "  - port: {number: 443, name: tls, protocol: TLS}\n"
+			      "    hosts: [\"*.example.com\"]\n    tls: {mode: PASSTHROUGH}\n" SE
+			      "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			      "metadata: {name: pt}\nspec:\n  hosts: [\"*.example.com\"]\n"
+			      "  gateways: [gw]\n"
+			      "  tls: [{match: [{sniHosts: [\"*-db.example.com\"]}], "
+			      "route: [{destination: {host: up.local}}]}]\n"),
+			 0);
+	li = &l.t->listeners[0];
+	assert_int_equal(ism_router_pick_server(li, "orders-db.example.com"), 0);
+	assert_int_equal(ism_router_pick_server(li, "-db.example.com"), -1);
+	assert_int_equal(ism_router_pick_server(li, "orders.example.com"), -1);
+	unload(&l);
 }
 
 /* httpsRedirect covers every host of its server, bound by a VirtualService or
@@ -284,6 +300,64 @@ static void test_https_redirect_hosts(void **state)
 	    ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "c.example.org", 13));
 	assert_null(
 	    ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "example.com", 11));
+	unload(&l);
+}
+
+/* A VirtualService of hosts n, routed to up.local, named vs-<name>. */
+#define VS_HOSTS(name, hosts)                                                                      \
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs-" name \
+	"}\nspec:\n  hosts: " hosts "\n  gateways: [gw]\n"                                         \
+	"  http: [{route: [{destination: {host: up.local}}]}]\n"
+
+/* A partial wildcard host (Istio's ValidateWildcardDomain takes it) matches
+ * as a suffix of one byte more at least, the longest wildcard first, as
+ * Envoy's virtual hosts: through the listener's name index (over 16 names)
+ * and by a scan alike. */
+static void test_partial_wildcard_hosts(void **state)
+{
+	static const char *const want[][2] = {
+	    {"shop-api.example.com", "*-api.example.com"},
+	    {"SHOP-API.example.com", "*-api.example.com"},
+	    {"x.shop-api.example.com", "*-api.example.com"},
+	    {"myapi.example.com", "*api.example.com"},
+	    {"-api.example.com", "*api.example.com"},
+	    {"api.example.com", "*.example.com"},
+	    {"shop.example.com", "*.example.com"},
+	    {"h3.example.org", "h3.example.org"},
+	};
+	struct loaded l;
+	const struct ism_listener *li;
+
+	(void)state;
+	assert_int_equal(
+	    load(&l, APP GW
+		 "  servers:\n"
+		 "  - port: {number: 80, name: http, protocol: HTTP}\n"
+		 "    hosts: [\"*\"]\n" SE VS_HOSTS("a", "[\"*-api.example.com\"]")
+		     VS_HOSTS("b", "[\"*api.example.com\"]") VS_HOSTS("c", "[\"*.example.com\"]")
+			 VS_HOSTS("d", "[h0.example.org, h1.example.org, h2.example.org, "
+				       "h3.example.org, h4.example.org, h5.example.org, "
+				       "h6.example.org, h7.example.org, h8.example.org, "
+				       "h9.example.org, h10.example.org, h11.example.org, "
+				       "h12.example.org, h13.example.org, h14.example.org]")),
+	    0);
+	li = &l.t->listeners[0];
+	assert_true(li->vhost_index.cap > 0); /* the index is there */
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *h = want[i][0];
+		const struct ism_vhost *ix =
+		    ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, h, strlen(h));
+		const struct ism_vhost *scan =
+		    ism_router_vhost(li->vhosts, li->n_vhosts, NULL, h, strlen(h));
+		bool named = false;
+
+		assert_non_null(ix);
+		assert_ptr_equal(ix, scan);
+		for (uint32_t d = 0; d < ix->n_domains; d++)
+			named = named || strcmp(ix->domains[d].p, want[i][1]) == 0;
+		if (!named)
+			fail_msg("%s: a virtual host without %s", h, want[i][1]);
+	}
 	unload(&l);
 }
 
@@ -762,6 +836,7 @@ int main(void)
 	    cmocka_unit_test(test_https_servers),
 	    cmocka_unit_test(test_https_and_passthrough),
 	    cmocka_unit_test(test_https_redirect_hosts),
+	    cmocka_unit_test(test_partial_wildcard_hosts),
 	    cmocka_unit_test(test_istio_mutual_sni),
 	    cmocka_unit_test(test_upstream_alpn),
 	    cmocka_unit_test(test_health_check_tls),
