@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "conf/conf.h"
 #include "conf/model.h"
 #include "lib/ascii.h"
 #include "lib/jose.h"
@@ -182,11 +183,16 @@ static bool usable(const char *text, char *why, size_t cap)
 {
 	struct ism_jwks set;
 
+	bool ok;
+
 	why[0] = '\0';
-	if (ism_jwks_parse(text, strlen(text), &set, why, cap) != ISM_JWT_OK)
-		return false;
-	ism_jwks_free(&set);
-	return true;
+	/* It makes OpenSSL keys, on the loader's thread. */
+	ism_conf_ssl_enter();
+	ok = ism_jwks_parse(text, strlen(text), &set, why, cap) == ISM_JWT_OK;
+	if (ok)
+		ism_jwks_free(&set);
+	ism_conf_ssl_leave();
+	return ok;
 }
 
 /* The key set: jwks, refused when Envoy could not use it; without it, what

@@ -61,6 +61,13 @@ struct ism_conf;
 #define ISM_CONF_MAX_DEPTH 64	       /* nested mappings and lists */
 #define ISM_CONF_MAX_NODES (1u << 21)  /* YAML nodes: keys, values, list items */
 
+/* OpenSSL calls made on a thread beside the master's loop (the loader's:
+ * certificate checks, key sets) go between these: fork() waits until none is
+ * under way, so that no worker inherits a lock OpenSSL held (conf/tls.c). Not
+ * around a wait: a worker's start would wait as long. */
+void ism_conf_ssl_enter(void);
+void ism_conf_ssl_leave(void);
+
 /* Loads and validates the file at path. 0 and *out on success (warnings may be
  * in d); -EINVAL with errors in d; -errno when the file cannot be read (also
  * reported in d). */

@@ -39,23 +39,24 @@ enum pem_kind {
 /* The master loads the file on a thread of its own (master/reload.h) while its
  * loop may fork a worker. A lock OpenSSL held on that thread at the fork would
  * stay held in the worker, which would then hang in its own TLS setup: fork()
- * waits until no OpenSSL call made here is under way (pthread_atfork, set up
- * before main, while the process has one thread). */
+ * waits until no OpenSSL call made between ism_conf_ssl_enter and _leave is
+ * under way (pthread_atfork, set up before main, while the process has one
+ * thread). */
 static pthread_mutex_t ssl_gate = PTHREAD_MUTEX_INITIALIZER;
 
-static void ssl_enter(void)
+void ism_conf_ssl_enter(void)
 {
 	pthread_mutex_lock(&ssl_gate);
 }
 
-static void ssl_leave(void)
+void ism_conf_ssl_leave(void)
 {
 	pthread_mutex_unlock(&ssl_gate);
 }
 
 __attribute__((constructor)) static void ssl_gate_init(void)
 {
-	pthread_atfork(ssl_enter, ssl_leave, ssl_leave);
+	pthread_atfork(ism_conf_ssl_enter, ism_conf_ssl_leave, ism_conf_ssl_leave);
 }
 
 static const char *ssl_reason(void)
@@ -108,10 +109,10 @@ static const char *pem_check(const char *text, size_t len, enum pem_kind k, char
 	const char *why = NULL;
 	int n = 0;
 
-	ssl_enter();
+	ism_conf_ssl_enter();
 	bio = BIO_new_mem_buf(text, (int)len);
 	if (bio == NULL) {
-		ssl_leave();
+		ism_conf_ssl_leave();
 		return "out of memory";
 	}
 	switch (k) {
@@ -152,7 +153,7 @@ static const char *pem_check(const char *text, size_t len, enum pem_kind k, char
 	}
 	}
 	BIO_free(bio);
-	ssl_leave();
+	ism_conf_ssl_leave();
 	return why;
 }
 
@@ -235,7 +236,7 @@ static void check_pair(struct ism_vctx *v, const struct ism_node *map, const cha
 	X509 *x;
 	EVP_PKEY *pk;
 
-	ssl_enter();
+	ism_conf_ssl_enter();
 	cb = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
 	kb = BIO_new_mem_buf(c->key.text.p, (int)c->key.text.len);
 	x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
@@ -253,7 +254,7 @@ static void check_pair(struct ism_vctx *v, const struct ism_node *map, const cha
 	EVP_PKEY_free(pk);
 	BIO_free(cb);
 	BIO_free(kb);
-	ssl_leave();
+	ism_conf_ssl_leave();
 }
 
 /* A certificate and its key, both or neither; 1 when both were read. */
@@ -385,10 +386,10 @@ static void parse_ossl_list(struct ism_vctx *v, const struct ism_node *n, const 
 
 	if (cs == NULL || nc == 0)
 		return;
-	ssl_enter();
+	ism_conf_ssl_enter();
 	ctx = SSL_CTX_new(TLS_method());
 	if (ctx == NULL) {
-		ssl_leave();
+		ism_conf_ssl_leave();
 		v->nomem = 1;
 		return;
 	}
@@ -409,7 +410,7 @@ static void parse_ossl_list(struct ism_vctx *v, const struct ism_node *n, const 
 	}
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
-	ssl_leave();
+	ism_conf_ssl_leave();
 	ism_v_pop(v, old);
 	joined = ism_v_alloc(v, 1, total);
 	if (joined == NULL)

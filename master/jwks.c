@@ -141,13 +141,23 @@ struct conn {
 	uint64_t deadline;
 };
 
-/* Waits until fd is ready for events; false at the deadline. */
+/* Waits until fd is ready for events; false at the deadline. A TLS
+ * connection's OpenSSL calls hold off fork() (ism_conf_ssl_enter), its waits
+ * do not. */
 static bool wait_fd(const struct conn *c, short events)
 {
 	struct pollfd p = {.fd = c->fd, .events = events};
 	int64_t ms = left_ms(c->deadline);
+	bool ready;
 
-	return ms > 0 && poll(&p, 1, (int)ms) == 1;
+	if (ms <= 0)
+		return false;
+	if (c->ssl != NULL)
+		ism_conf_ssl_leave();
+	ready = poll(&p, 1, (int)ms) == 1;
+	if (c->ssl != NULL)
+		ism_conf_ssl_enter();
+	return ready;
 }
 
 /* SSL's want: wait for it; false when it is an error or the deadline passed. */
@@ -296,13 +306,19 @@ int ism_jwks_fetch(const char *uri, uint32_t timeout_ms, char **body, size_t *bl
 		if (!parse_url(location, &u, why, cap))
 			break;
 		if (u.tls && ctx == NULL) {
+			bool made;
+
+			ism_conf_ssl_enter();
 			ctx = SSL_CTX_new(TLS_client_method());
-			if (ctx == NULL || !SSL_CTX_set_default_verify_paths(ctx) ||
-			    !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+			made = ctx != NULL && SSL_CTX_set_default_verify_paths(ctx) &&
+			       SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+			if (made)
+				SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+			ism_conf_ssl_leave();
+			if (!made) {
 				snprintf(why, cap, "TLS: cannot set up the client");
 				break;
 			}
-			SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		}
 		/* Host: an IPv6 literal in brackets, the port when not the
 		 * scheme's. */
@@ -319,6 +335,8 @@ int ism_jwks_fetch(const char *uri, uint32_t timeout_ms, char **body, size_t *bl
 		}
 		c.fd = dial(&u, deadline, why, cap);
 		n = -1;
+		if (u.tls)
+			ism_conf_ssl_enter();
 		if (c.fd >= 0 && (!u.tls || tls_start(&c, ctx, u.host, why, cap))) {
 			if (!send_all(&c, req, (size_t)rl) || (n = read_all(&c, buf)) < 0)
 				snprintf(why, cap, "%s: %s", location,
@@ -327,6 +345,8 @@ int ism_jwks_fetch(const char *uri, uint32_t timeout_ms, char **body, size_t *bl
 					     : "no complete answer (1 MiB at most)");
 		}
 		SSL_free(c.ssl);
+		if (u.tls)
+			ism_conf_ssl_leave();
 		if (c.fd >= 0)
 			close(c.fd);
 		if (n < 0)
@@ -372,7 +392,9 @@ int ism_jwks_fetch(const char *uri, uint32_t timeout_ms, char **body, size_t *bl
 		snprintf(why, cap, "%s: status %d", location, r.status);
 		break;
 	}
+	ism_conf_ssl_enter();
 	SSL_CTX_free(ctx);
+	ism_conf_ssl_leave();
 	free(buf);
 	ERR_clear_error();
 	return ret;

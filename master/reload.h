@@ -17,9 +17,11 @@
  * child to validate, then again on the loop to publish, would block the loop
  * as long as before. What the thread calls touches no global state (conf/
  * keeps none; libyaml and PCRE2 keep their state in the objects they are
- * given; OpenSSL is thread-safe, and conf/tls.c makes fork() wait for its
- * checks, so that a worker forked meanwhile cannot inherit a held lock; the
- * log writes each line with one write(2)).
+ * given; OpenSSL is thread-safe, and fork() waits for its calls made here
+ * (the certificate checks, the key sets' parse and https fetch: between
+ * ism_conf_ssl_enter and _leave, conf/conf.h), so that a worker forked
+ * meanwhile cannot inherit a held lock; the log writes each line with one
+ * write(2)).
  *
  * One load runs at a time. A reload of the file asked while one runs is queued
  * to run next, because the file may have changed since the running one read
