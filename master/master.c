@@ -1014,8 +1014,9 @@ static int spawn_worker(struct ism_master *m, int i)
 		    .recv_mshot = m->recv_mshot,
 		};
 
-		/* First: the range of the published part is free in a child
-		 * (MADV_DONTFORK) only until something else is mapped there. */
+		/* First: the published part's range is free in a child
+		 * (MADV_DONTFORK), and its read-only view, mapped there with
+		 * MAP_FIXED, would replace whatever came to it later. */
 		if (ism_shm_worker_map(&m->shm) < 0)
 			_exit(1);
 		close_inherited(m, sv[1]);

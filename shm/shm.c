@@ -82,20 +82,19 @@ static int pub_create(struct ism_shm *shm, size_t gen_size)
 {
 	size_t pub_hdr = round_page(sizeof(struct ism_shm_pub));
 	size_t total = pub_hdr + gen_size * ISM_GEN_SLOTS;
-	unsigned char *base;
+	unsigned char *base = MAP_FAILED;
 	int fd = memfd_create("isthmus-tables", MFD_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)total) < 0)
-		goto fail;
-	base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-	if (base == MAP_FAILED)
-		goto fail;
-	if (madvise(base, total, MADV_DONTFORK) < 0) {
+	if (ftruncate(fd, (off_t)total) < 0 ||
+	    (base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0)) ==
+		MAP_FAILED ||
+	    madvise(base, total, MADV_DONTFORK) < 0) {
 		int err = -errno;
 
-		munmap(base, total);
+		if (base != MAP_FAILED)
+			munmap(base, total);
 		close(fd);
 		return err;
 	}
@@ -109,11 +108,6 @@ static int pub_create(struct ism_shm *shm, size_t gen_size)
 		shm->own[i].size = gen_size;
 	}
 	return 0;
-fail:;
-	int err = -errno;
-
-	close(fd);
-	return err;
 }
 
 int ism_shm_create(struct ism_shm *shm, size_t gen_size)
