@@ -94,6 +94,8 @@ void ism_conf_jwks_source(const struct ism_jwks_source *src);
  * to 1 ms; 0, -ERANGE for a well-formed one over UINT32_MAX ms
  * (1193h2m47.295s), -EINVAL for anything else. */
 int ism_parse_duration_ms(const char *s, uint32_t *out);
+/* The same in nanoseconds, unrounded (at most 2^32 - 1 ms). */
+int ism_parse_duration_ns(const char *s, uint64_t *out);
 
 /* Reads a file of at most max bytes (NUL-terminated); 0 or -errno: -EINVAL
  * for what is not a regular file (a FIFO is refused, not waited on), -EFBIG

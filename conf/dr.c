@@ -121,6 +121,7 @@ static void parse_pool_tcp(struct ism_vctx *v, const struct ism_node *t, struct 
 	const struct ism_node *idle;
 	size_t old = ism_v_push(v, ".tcp");
 	uint32_t ms;
+	uint64_t ns;
 
 	ism_v_keys(v, t, keys, NULL);
 	p->has_connect = ism_v_istio_dur(v, t, "connectTimeout", &p->connect_ms) > 0;
@@ -128,12 +129,15 @@ static void parse_pool_tcp(struct ism_vctx *v, const struct ism_node *t, struct 
 	parse_tcp_keepalive(v, t, p);
 	ism_v_istio_dur(v, t, "maxConnectionDuration", &p->tcp_max_ms);
 	/* Istio: 0s turns the tunnels' idle timeout off; its validation skips
-	 * a value under 1 ms (Milliseconds() == 0), checks the others. */
+	 * a value under 1 ms (Milliseconds() == 0), checks the others, and
+	 * Envoy takes such a value's milliseconds: 0, off too. */
 	idle = ism_node_get(t, "idleTimeout", NULL);
 	p->has_tcp_idle = (idle != NULL && idle->kind == ISM_NODE_SCALAR &&
 				   ism_parse_duration_ms(idle->str, &ms) == 0 && ms <= 1
 			       ? ism_v_dur(v, t, "idleTimeout", 0, &p->tcp_idle_ms)
 			       : ism_v_istio_dur(v, t, "idleTimeout", &p->tcp_idle_ms)) > 0;
+	if (p->has_tcp_idle && ism_parse_duration_ns(idle->str, &ns) == 0 && ns < 1000000)
+		p->tcp_idle_ms = 0;
 	ism_v_pop(v, old);
 }
 

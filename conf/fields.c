@@ -499,7 +499,7 @@ static uint64_t unit_ns(const char **s)
 }
 
 /* A duration in nanoseconds, at most UINT32_MAX ms: 0, -EINVAL or -ERANGE. */
-static int parse_duration_ns(const char *s, uint64_t *out)
+int ism_parse_duration_ns(const char *s, uint64_t *out)
 {
 	/* Go/Istio form: one or more <decimal><unit>, e.g. "1m30s", "1.5s". The sum
 	 * is kept in nanoseconds with overflow checks. A sum past the largest is
@@ -545,7 +545,9 @@ static int parse_duration_ns(const char *s, uint64_t *out)
 			over = true;
 			continue;
 		}
-		part = ip * u + (frac * u) / scale;
+		/* 128 bits: a fraction of 9 digits times an hour's
+		 * nanoseconds is past 64 ("0.500000000m" was 11.55 s). */
+		part = ip * u + (uint64_t)(((unsigned __int128)frac * u) / scale);
 		if (part > max_ns - total)
 			over = true;
 		else
@@ -560,7 +562,7 @@ static int parse_duration_ns(const char *s, uint64_t *out)
 int ism_parse_duration_ms(const char *s, uint32_t *out)
 {
 	uint64_t ns;
-	int rc = parse_duration_ns(s, &ns);
+	int rc = ism_parse_duration_ns(s, &ns);
 
 	if (rc == 0)
 		*out = (uint32_t)((ns + 999999) / 1000000);
@@ -580,7 +582,7 @@ static int dur_field(struct ism_vctx *v, const struct ism_node *map, const char 
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
-	if (n->kind == ISM_NODE_SCALAR && (prc = parse_duration_ns(n->str, &ns)) == 0)
+	if (n->kind == ISM_NODE_SCALAR && (prc = ism_parse_duration_ns(n->str, &ns)) == 0)
 		ms = (uint32_t)((ns + 999999) / 1000000);
 	if (prc == 0 && istio && ns < 1000000) {
 		ism_v_err(v, n, "must be at least 1ms (Istio: duration must be greater than 1ms)");

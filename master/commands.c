@@ -160,7 +160,7 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_bool(&k, "reloading", ism_reload_busy(m));
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));
-	kv_num(&k, "uptime_s", (ism_wall_ms() - atomic_load(&h->started_ms)) / 1000);
+	kv_num(&k, "uptime_s", (ism_now_ms() - m->shm.started_mono_ms) / 1000);
 	kv_num(&k, "health_epoch", atomic_load(&h->health_epoch));
 	kv_num(&k, "loads_epoch", m->epoch);
 	kv_num(&k, "connections_active", st.conn_active);

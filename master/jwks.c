@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -94,11 +95,13 @@ static bool parse_url(const char *s, struct url *u, char *why, size_t cap)
 	return true;
 }
 
-static int64_t left_ms(uint64_t deadline)
+/* What is left until deadline, as poll(2) takes it: a timeout of 596 h or
+ * more was a negative int, a wait for ever. */
+static int left_ms(uint64_t deadline)
 {
 	uint64_t now = ism_now_ms();
 
-	return now >= deadline ? 0 : (int64_t)(deadline - now);
+	return now >= deadline ? 0 : deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
 }
 
 /* A connected TCP socket to u, within the deadline; -1 with why. */
@@ -122,7 +125,7 @@ static int dial(const struct url *u, uint64_t deadline, char *why, size_t cap)
 			continue;
 		p = (struct pollfd){.fd = fd, .events = POLLOUT};
 		if ((connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
-		    poll(&p, 1, (int)left_ms(deadline)) != 1 ||
+		    poll(&p, 1, left_ms(deadline)) != 1 ||
 		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
 			snprintf(why, cap, "%s:%s: %s", u->host, u->port,
 				 err != 0 ? strerror(err) : "connect timed out");
@@ -147,14 +150,14 @@ struct conn {
 static bool wait_fd(const struct conn *c, short events)
 {
 	struct pollfd p = {.fd = c->fd, .events = events};
-	int64_t ms = left_ms(c->deadline);
+	int ms = left_ms(c->deadline);
 	bool ready;
 
 	if (ms <= 0)
 		return false;
 	if (c->ssl != NULL)
 		ism_conf_ssl_leave();
-	ready = poll(&p, 1, (int)ms) == 1;
+	ready = poll(&p, 1, ms) == 1;
 	if (c->ssl != NULL)
 		ism_conf_ssl_enter();
 	return ready;

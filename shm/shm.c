@@ -168,6 +168,7 @@ int ism_shm_create(struct ism_shm *shm, size_t gen_size)
 	for (int i = 0; i < ISM_GEN_SLOTS; i++)
 		ism_arena_init(&shm->own[i].mut, base + hdr_size + (size_t)i * mut_size, mut_size);
 	atomic_store(&hdr->started_ms, ism_wall_ms());
+	shm->started_mono_ms = ism_now_ms();
 	shm->hdr = hdr;
 	shm->size = total;
 	return 0;

@@ -68,6 +68,7 @@ struct ism_shm {
 	struct ism_gen_own own[ISM_GEN_SLOTS];
 	uint64_t cur;
 	bool live[ISM_WORKER_SLOTS];
+	uint64_t started_mono_ms; /* monotonic, at the region's creation: the uptime's */
 	/* Master, process-local: the endpoint slots in use by key (-> id), and
 	 * the lowest id that may be free (every one below is in use). */
 	struct ism_strmap ep_ix;

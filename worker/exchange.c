@@ -192,7 +192,9 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 		transport[0] = '\0';
 	r = (struct ism_alog_rec){
 	    .req = st->log_req,
-	    .duration_ms = ism_wall_ms() - st->log_req->start_ms,
+	    /* Monotonic, as Envoy's: a step of the wall clock meanwhile
+	     * (NTP, an operator) does not lengthen or wrap it. */
+	    .duration_ms = w->now - st->t0_ms,
 	    .bytes_in = st->bytes_in,
 	    .bytes_out = st->bytes_out,
 	    .meter = st->meter,

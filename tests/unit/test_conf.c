@@ -758,6 +758,15 @@ static void test_durations(void **state)
 		 * (U+03BC) as well as the micro sign (U+00B5). */
 		assert_int_equal(ism_parse_duration_ms("+1s", &ms), 0);
 		assert_int_equal(ms, 1000);
+		/* Long fractions of long units, exactly (their product with
+		 * an hour's nanoseconds is past 64 bits: 0.500000000m was
+		 * 11.55 s, and 0.005200000h was refused as not whole ms). */
+		assert_int_equal(ism_parse_duration_ms("0.500000000m", &ms), 0);
+		assert_int_equal(ms, 30000);
+		assert_int_equal(ism_parse_duration_ms("0.005200000h", &ms), 0);
+		assert_int_equal(ms, 18720);
+		assert_int_equal(ism_parse_duration_ms("1.999999999h", &ms), 0);
+		assert_int_equal(ms, 7200000); /* 7199999.9964 ms, rounded up */
 		assert_int_equal(ism_parse_duration_ms("+0", &ms), 0);
 		assert_int_equal(ms, 0);
 		assert_int_equal(ism_parse_duration_ms("2500\xce\xbcs", &ms), 0);

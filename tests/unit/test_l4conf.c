@@ -462,6 +462,18 @@ static void test_tcp_pool(void **state)
 	assert_int_equal(cl->keepalive_interval_s, 0);
 	assert_int_equal(cl->tcp_idle_ms, 3600000);
 	loaded_free(&l);
+	/* An idleTimeout under 1 ms, which Istio's validation lets through: no
+	 * idle timeout, as 0s, since Envoy takes its milliseconds (0); it was
+	 * rounded up to 1 ms, closing every quiet tunnel at the next tick. */
+	assert_int_equal(load(&l, TCP_GW VS_HEAD
+			      "  tcp:\n  - route: [{destination: {host: my-nginx}}]\n"
+			      "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+			      "metadata: {name: d}\nspec:\n  host: my-nginx\n"
+			      "  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 500us}}}\n"),
+			 0);
+	cl = loaded_cluster(l.t, "outbound|443||my-nginx.default.svc.cluster.local");
+	assert_int_equal(cl->tcp_idle_ms, 0);
+	loaded_free(&l);
 }
 
 /* --- mistakes --- */
