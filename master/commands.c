@@ -177,6 +177,7 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "tunnel_bytes_in", st.tunnel_bytes_in);
 	kv_num(&k, "tunnel_bytes_out", st.tunnel_bytes_out);
 	kv_num(&k, "http2_connections", st.h2_sessions);
+	kv_num(&k, "streams", st.streams);
 	kv_num(&k, "http2_connection_heap_bytes", st.h2_heap_bytes);
 	kv_end(&k);
 	ism_say(r, json ? "\n" : "");

@@ -991,6 +991,7 @@ static int spawn_worker(struct ism_master *m, int i)
 	atomic_store(&ss->stats.tunnels_active, 0);
 	atomic_store(&ss->stats.h2_sessions, 0);
 	atomic_store(&ss->stats.h2_heap_bytes, 0);
+	atomic_store(&ss->stats.streams, 0);
 	atomic_store(&ss->heartbeat_ms, 0); /* none yet from this worker */
 	ws->requests_base = atomic_load(&ss->stats.requests);
 	/* The loader thread runs from the reload's start until its join. */
@@ -1109,6 +1110,7 @@ static void reap(struct ism_master *m)
 			atomic_store(&ss->stats.tunnels_active, 0);
 			atomic_store(&ss->stats.h2_sessions, 0);
 			atomic_store(&ss->stats.h2_heap_bytes, 0);
+			atomic_store(&ss->stats.streams, 0);
 			close(ws->fd);
 			ws->fd = -1;
 			ws->pid = 0;

@@ -192,6 +192,8 @@ static const struct worker_metric worker_metrics[] = {
        "Requests answered 401 or 403 because a JWT a RequestAuthentication checks was not "
        "valid."),
     WM(h2_sessions, "isthmus_http2_connections", "gauge", "HTTP/2 client connections open."),
+    WM(streams, "isthmus_streams_active", "gauge",
+       "Streams in flight (requests), and streams given up until their timer is removed."),
     WM(h2_heap_bytes, "isthmus_http2_connection_heap_bytes", "gauge",
        "Heap the HTTP/2 client connections hold: libnghttp2's sessions, output buffers and "
        "isthmus's connection and stream structs, less the pages idle ones gave back; not "

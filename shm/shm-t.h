@@ -182,6 +182,10 @@ struct ism_worker_stats {
 	 * the pages an idle one gave back), not their streams' body buffers */
 	_Atomic uint64_t h2_sessions;
 	_Atomic uint64_t h2_heap_bytes;
+	/* streams' slots in use: a request's from its head to its end, and a
+	 * stream given up until its timer (a fault's delay, a back-off) is
+	 * removed */
+	_Atomic uint64_t streams;
 };
 
 /* Adds n (taken away: (uint64_t)-n) to a counter that only this process

@@ -9,13 +9,14 @@ use them.
 
 Registered into run.py's list by register(test)."""
 
+import json
 import os
 import re
 import subprocess
 import time
 
-from harness import (Conn, Registry, appliance, check, curl, docs, file_lines, free_port, gateway, poll, service_entry,
-                     virtual_service)
+from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, poll,
+                     service_entry, virtual_service)
 from test_h2 import (GSVC, RESOURCE_EXHAUSTED, UNIMPLEMENTED, alog, check_grpc_local_error, grpc, grpc_raw,
                      grpc_world, grpcup_stats, need_tools, wait_log)
 
@@ -474,3 +475,24 @@ def explain_cors_fault(env):
     check("its answer gets Access-Control-* fields" in out and "destination:" in out, f"explain, CORS: {out}")
     out = explain("OPTIONS", url + "/", "origin=https://evil.example", "access-control-request-method=PUT")
     check("no Access-Control-* field" in out and "destination:" in out, f"explain, a refused preflight: {out}")
+
+
+@_test
+def fault_delay_freed_with_client(env):
+    """A request a fault delays whose client goes gives its stream back at
+    once, as Envoy's fault filter drops its timer with the stream: it was
+    held until the end of the delay (an hour here), so requests reset in a
+    loop grew a worker without bound (show info's streams)."""
+    _world(env, "  - fault: {delay: {fixedDelay: 3600s, percentage: {value: 100}}}\n"
+                f"    route: [{{destination: {{host: {SVC}}}}}]\n")
+
+    def streams():
+        return json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["streams"]
+
+    n = 200
+    for i in range(n):
+        with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+            c.send(f"GET /held{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    check(streams() <= n, f"{streams()} streams for {n} requests")
+    poll(lambda: streams() == 0, 10, interval=0.05,
+         what=f"every stream of the {n} delayed requests whose clients went to be given back")
