@@ -1311,12 +1311,15 @@ static void dup_hosts(struct ism_vctx *v, const struct ism_node *l, const char *
 	for (size_t k = 0; i == n && k < n; k++)
 		if ((j = covering(m, h[k], (uint32_t)k, star)) != UINT32_MAX)
 			i = k;
-	for (size_t p = 0; i == n && p < n; p++)
-		for (size_t k = 0; ism_model_partial_wild(h[p]) && i == n && k < n; k++)
+	for (size_t p = 0; i == n && p < n; p++) {
+		if (!ism_model_partial_wild(h[p]))
+			continue;
+		for (size_t k = 0; i == n && k < n; k++)
 			if (k != p && ism_model_host_covers(h[p], h[k])) {
 				i = k;
 				j = (uint32_t)p;
 			}
+	}
 	if (i == n)
 		return;
 	old = ism_v_push(v, ".hosts[%zu]", i);

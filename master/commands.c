@@ -255,10 +255,7 @@ static uint64_t cmd_show_clusters(struct ism_master *m, char *args, struct ism_r
 	for (uint32_t c = 0; t && c < t->n_clusters; c++) {
 		const struct ism_cluster *cl = &t->clusters[c];
 		const struct ism_cluster_dyn *d = cl->dyn;
-		/* The count a worker can write, bounded by the arrays. */
-		uint32_t n_prio = d == NULL				 ? 0
-				  : d->n_priorities > ISM_MAX_PRIORITIES ? ISM_MAX_PRIORITIES
-									 : d->n_priorities;
+		uint32_t n_prio = d != NULL ? ism_dyn_priorities(d) : 0;
 		uint32_t healthy = 0, ejected = 0;
 
 		for (uint32_t e = 0; e < cl->n_endpoints; e++) {

@@ -140,7 +140,7 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 	if (cl->unresolved.len > 0)
 		ism_say(r, "  dns: %s has no answer yet: its endpoints are missing\n",
 			cl->unresolved.p);
-	for (uint32_t p = 0; d && p < d->n_priorities && p < ISM_MAX_PRIORITIES; p++) {
+	for (uint32_t p = 0; d && p < ism_dyn_priorities(d); p++) {
 		uint32_t hosts = 0, eligible = 0;
 
 		for (uint32_t i = 0; i < cl->n_endpoints; i++) {

@@ -768,6 +768,12 @@ struct ism_cluster_dyn {
 	    responses[6]; /* workers: responses by status class (1..5) for this generation */
 };
 
+/* d's count of priorities bounded by its arrays (a worker can write it). */
+static inline uint32_t ism_dyn_priorities(const struct ism_cluster_dyn *d)
+{
+	return d->n_priorities < ISM_MAX_PRIORITIES ? d->n_priorities : ISM_MAX_PRIORITIES;
+}
+
 /* The longest gRPC health check serviceName. */
 #define ISM_HC_SERVICE_MAX 1024
 

@@ -122,8 +122,7 @@ static void read_loads(const struct ism_cluster *cl, struct ism_cluster_dyn *out
 		atomic_thread_fence(memory_order_acquire);
 		s2 = atomic_load_explicit(&d->seq, memory_order_relaxed);
 	} while (((s1 & 1) || s1 != s2) && ++tries < ISM_SEQ_TRIES);
-	if (out->n_priorities > ISM_MAX_PRIORITIES)
-		out->n_priorities = ISM_MAX_PRIORITIES;
+	out->n_priorities = (uint8_t)ism_dyn_priorities(out);
 	if (out->n_priorities == 0) {
 		out->n_priorities = 1;
 		out->healthy_load[0] = 100;

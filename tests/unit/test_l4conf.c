@@ -397,6 +397,14 @@ static void test_tls_two_servers(void **state)
 
 /* --- connectionPool.tcp --- */
 
+/* A tcp route to my-nginx, whose DestinationRule's connectionPool.tcp is
+ * pool. */
+#define MY_NGINX_TCP(pool)                                                                         \
+	TCP_GW VS_HEAD "  tcp:\n  - route: [{destination: {host: my-nginx}}]\n"                    \
+		       "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"          \
+		       "metadata: {name: d}\nspec:\n  host: my-nginx\n"                            \
+		       "  trafficPolicy: {connectionPool: {tcp: " pool "}}\n"
+
 /* idleTimeout, maxConnectionDuration and tcpKeepalive per cluster, merged as
  * every connectionPool field is: a portLevelSettings entry replaces the
  * rule's block whole, a subset's block replaces the inherited one; Istio's
@@ -449,12 +457,7 @@ static void test_tcp_pool(void **state)
 	assert_int_equal(cl->idle_timeout_ms, 5000);
 	/* An empty tcpKeepalive: SO_KEEPALIVE with the system's values. */
 	loaded_free(&l);
-	assert_int_equal(load(&l, TCP_GW VS_HEAD
-			      "  tcp:\n  - route: [{destination: {host: my-nginx}}]\n"
-			      "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-			      "metadata: {name: d}\nspec:\n  host: my-nginx\n"
-			      "  trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {}}}}\n"),
-			 0);
+	assert_int_equal(load(&l, MY_NGINX_TCP("{tcpKeepalive: {}}")), 0);
 	cl = loaded_cluster(l.t, "outbound|443||my-nginx.default.svc.cluster.local");
 	assert_int_equal(cl->keepalive, 1);
 	assert_int_equal(cl->keepalive_probes, 0);
@@ -465,12 +468,7 @@ static void test_tcp_pool(void **state)
 	/* An idleTimeout under 1 ms, which Istio's validation lets through: no
 	 * idle timeout, as 0s, since Envoy takes its milliseconds (0); it was
 	 * rounded up to 1 ms, closing every quiet tunnel at the next tick. */
-	assert_int_equal(load(&l, TCP_GW VS_HEAD
-			      "  tcp:\n  - route: [{destination: {host: my-nginx}}]\n"
-			      "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-			      "metadata: {name: d}\nspec:\n  host: my-nginx\n"
-			      "  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 500us}}}\n"),
-			 0);
+	assert_int_equal(load(&l, MY_NGINX_TCP("{idleTimeout: 500us}")), 0);
 	cl = loaded_cluster(l.t, "outbound|443||my-nginx.default.svc.cluster.local");
 	assert_int_equal(cl->tcp_idle_ms, 0);
 	loaded_free(&l);
