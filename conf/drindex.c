@@ -391,11 +391,13 @@ static const struct dr_key *best_key(const struct ism_dr_index *ix, const char *
 				     const char *host)
 {
 	const struct dr_key *k = find_key(ix, ns, "", host);
-
 	/* At each dot, or with a partial wildcard among the keys at each byte
-	 * (the longest suffix first): a wildcard matches one byte at least. */
-	for (const char *d = host + 1; k == NULL && *d != '\0'; d++)
-		if (*d == '.' || (ix->partial && host[0] != '*'))
+	 * (the longest suffix first) from the first: "*api.internal" covers
+	 * api.internal, as Istio's strings.HasSuffix. */
+	bool each = ix->partial && host[0] != '*';
+
+	for (const char *d = each ? host : host + 1; k == NULL && *d != '\0'; d++)
+		if (*d == '.' || each)
 			k = find_key(ix, ns, "*", d);
 	return k != NULL ? k : find_key(ix, ns, "", "*");
 }

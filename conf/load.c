@@ -155,9 +155,11 @@ bool ism_model_host_covers(const char *pat, const char *h)
 		return true;
 	if (pat[0] != '*')
 		return strcmp(pat, h) == 0;
-	pl = strlen(pat) - 1; /* ".example.com" */
+	pl = strlen(pat) - 1; /* ".example.com", "-api.example.com" */
 	hl = strlen(h);
-	if (hl <= pl)
+	/* A name may equal the suffix (Istio's strings.HasSuffix), which a
+	 * dot-led one never does; a wildcard h is as long as pat at least. */
+	if (hl < pl || (hl == pl && h[0] == '*'))
 		return false;
 	return strcmp(h + hl - pl, pat + 1) == 0;
 }

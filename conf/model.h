@@ -1213,9 +1213,13 @@ const char *ism_model_ep_label(const struct ism_cm_se_ep *e, const char *key);
  * a workloadSelector's. */
 bool ism_model_ep_labels_include(const struct ism_cm_se_ep *e, const struct ism_cm_label *want,
 				 size_t n_want);
-/* True when host pattern pat ("*", "*.suffix" or a name) covers host h (a
- * name or a pattern itself): "*.example.com" covers "a.example.com" and
- * "*.a.example.com", not "example.com" (Istio's SubsetOf, h of pat). */
+/* True when host pattern pat ("*", "*.suffix", "*-partial.suffix" or a name)
+ * covers host h (a name or a pattern itself), as Istio's SubsetOf (h of pat)
+ * compares configuration: "*.example.com" covers "a.example.com" and
+ * "*.a.example.com", not "example.com"; "*-api.example.com" covers
+ * "-api.example.com" and "*api.example.com" covers "api.example.com", which
+ * a request's name never matches (a wildcard takes one byte at least there:
+ * the router's). */
 bool ism_model_host_covers(const char *pat, const char *h);
 /* True when gateway server host pattern s (with its namespace part) admits
  * VirtualService host h of namespace vs_ns; *domain is the effective domain. */

@@ -951,12 +951,18 @@ def partial_wildcard_hosts(env):
     longest wildcard first, before "*.example.com", and by the listener's
     name index: more than 16 names), a name that only ends in "-api...."
     without a byte before it is not its; a DestinationRule of
-    "*-db.internal" gives orders-db.internal its subsets."""
+    "*-db.internal" gives orders-db.internal its subsets, one of
+    "*cache.internal" cache.internal its own (Istio's MostSpecificHostMatch
+    takes the suffix itself)."""
     ports = env.upstream(["127.0.0.2:0=api", "127.0.0.3:0=web", "127.0.0.4:0=v1", "127.0.0.5:0=v2"], name="ups")
     gw = free_port()
     many = [f"h{i}.example.org" for i in range(16)]
     dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n"
           "  host: \"*-db.internal\"\n  subsets:\n  - {name: v2, labels: {version: v2}}\n")
+    dr_cache = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: cache}\n"
+                "spec:\n  host: \"*cache.internal\"\n  subsets:\n  - {name: v1, labels: {version: v1}}\n")
+    v1v2 = [{"address": "127.0.0.4", "port": ports["v1"], "labels": {"version": "v1"}},
+            {"address": "127.0.0.5", "port": ports["v2"], "labels": {"version": "v2"}}]
     parts = [appliance(env), gateway(gw),
              virtual_service("api", ["*-api.example.com"], "  -" + dest("api.internal")[3:]),
              virtual_service("web", ["*.example.com"] + many, "  -" + dest("web.internal")[3:]),
@@ -964,10 +970,10 @@ def partial_wildcard_hosts(env):
                              "  - route: [{destination: {host: orders-db.internal, subset: v2}}]\n"),
              service_entry("api", "api.internal", [{"address": "127.0.0.2", "port": ports["api"]}]),
              service_entry("web", "web.internal", [{"address": "127.0.0.3", "port": ports["web"]}]),
-             service_entry("db", "orders-db.internal",
-                           [{"address": "127.0.0.4", "port": ports["v1"], "labels": {"version": "v1"}},
-                            {"address": "127.0.0.5", "port": ports["v2"], "labels": {"version": "v2"}}]),
-             dr]
+             virtual_service("cache", ["cache.example.net"],
+                             "  - route: [{destination: {host: cache.internal, subset: v1}}]\n"),
+             service_entry("db", "orders-db.internal", v1v2), service_entry("cache", "cache.internal", v1v2),
+             dr, dr_cache]
     env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw)
     for host, want in (("shop-api.example.com", "api"), ("a.b-api.example.com", "api"),
                        ("shop.example.com", "web"), ("api.example.com", "web"), ("h3.example.org", "web")):
@@ -978,4 +984,9 @@ def partial_wildcard_hosts(env):
         r = env.get("/", host="db.example.net")
         check(r.status == 200 and r.header("x-upstream") == "v2",
               f"subset v2 of orders-db.internal by the DestinationRule *-db.internal: {r.status} "
+              f"from {r.header('x-upstream')}")
+    for _ in range(6):
+        r = env.get("/", host="cache.example.net")
+        check(r.status == 200 and r.header("x-upstream") == "v1",
+              f"subset v1 of cache.internal by the DestinationRule *cache.internal: {r.status} "
               f"from {r.header('x-upstream')}")

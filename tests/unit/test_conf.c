@@ -4538,6 +4538,11 @@ static const struct bad bads[] = {
 					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
      19, 11, VS_FIELD "spec.hosts[0]",
      "duplicate hosts in virtual service: *-api.example.com & a-api.example.com"},
+    {"vs partial wildcard covers its suffix",
+     VS_DOC("  gateways: [default/gw]\n", "  hosts: [api.example.com, \"*api.example.com\"]\n"
+					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),
+     19, 11, VS_FIELD "spec.hosts[0]",
+     "duplicate hosts in virtual service: *api.example.com & api.example.com"},
     {"vs duplicate hosts",
      VS_DOC("  gateways: [default/gw]\n", "  hosts: [a.example.com, \"*.example.com\"]\n"
 					  "  http: [{route: [{destination: {host: a.b}}]}]\n"),

@@ -264,6 +264,20 @@ static void test_https_and_passthrough(void **state)
 	assert_int_equal(ism_router_pick_server(li, "-db.example.com"), -1);
 	assert_int_equal(ism_router_pick_server(li, "orders.example.com"), -1);
 	unload(&l);
+	/* An SNI host equal to a partial wildcard's suffix is within it, as
+	 * Istio's SubsetOf. */
+	assert_int_equal(load(&l, APP GW
+			      "  servers:\n"
+			      "  - port: {number: 443, name: tls, protocol: TLS}\n"
+			      "    hosts: [\"*.example.com\"]\n    tls: {mode: PASSTHROUGH}\n" SE
+			      "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			      "metadata: {name: pt}\nspec:\n  hosts: [\"*db.example.com\"]\n"
+			      "  gateways: [gw]\n"
+			      "  tls: [{match: [{sniHosts: [db.example.com]}], "
+			      "route: [{destination: {host: up.local}}]}]\n"),
+			 0);
+	assert_int_equal(ism_router_pick_server(&l.t->listeners[0], "db.example.com"), 0);
+	unload(&l);
 }
 
 /* httpsRedirect covers every host of its server, bound by a VirtualService or
@@ -327,6 +341,7 @@ static void test_partial_wildcard_hosts(void **state)
 	};
 	struct loaded l;
 	const struct ism_listener *li;
+	const struct ism_vhost *vh;
 
 	(void)state;
 	assert_int_equal(
@@ -358,6 +373,23 @@ static void test_partial_wildcard_hosts(void **state)
 		if (!named)
 			fail_msg("%s: a virtual host without %s", h, want[i][1]);
 	}
+	unload(&l);
+	/* Bound to a Gateway host it covers as Istio compares configuration
+	 * (SubsetOf: the suffix itself too), where the server's name serves. */
+	assert_int_equal(load(&l, APP GW
+			      "  servers:\n"
+			      "  - port: {number: 80, name: http, protocol: HTTP}\n"
+			      "    hosts: [api.example.com, myapi.example.org]\n" SE VS_HOSTS(
+				  "a", "[\"*api.example.com\"]")),
+			 0);
+	li = &l.t->listeners[0];
+	vh = ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "api.example.com", 15);
+	assert_non_null(vh);
+	assert_int_equal(vh->n_domains, 1);
+	assert_string_equal(vh->domains[0].p, "api.example.com");
+	assert_int_equal(vh->n_routes, 1);
+	assert_null(
+	    ism_router_vhost(li->vhosts, li->n_vhosts, &li->vhost_index, "myapi.example.org", 17));
 	unload(&l);
 }
 
