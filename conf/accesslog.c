@@ -370,6 +370,12 @@ const char *ism_conf_app_field_at(const struct ism_conf *conf, enum ism_app_fiel
 	case ISM_APP_GROUP:
 		at = conf->app.group_at;
 		break;
+	case ISM_APP_CONTROL_SOCKET:
+		at = conf->app.control_socket_at;
+		break;
+	case ISM_APP_PID_FILE:
+		at = conf->app.pid_file_at;
+		break;
 	}
 
 	*line = at != NULL ? at->line : 0;

@@ -872,6 +872,8 @@ void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->access_log_at = ism_node_get(a->access_log_spec_at, "path", NULL);
 	a->user_at = ism_node_get(spec, "user", NULL);
 	a->group_at = ism_node_get(spec, "group", NULL);
+	a->control_socket_at = ism_node_get(spec, "controlSocket", NULL);
+	a->pid_file_at = ism_node_get(spec, "pidFile", NULL);
 	parse_admin(v, spec, a);
 	parse_limits(v, spec, &a->limits);
 	parse_timeouts(v, spec, &a->timeouts);

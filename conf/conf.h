@@ -171,6 +171,8 @@ enum ism_app_field {
 	ISM_APP_ACCESS_LOG_PATH,
 	ISM_APP_USER,
 	ISM_APP_GROUP,
+	ISM_APP_CONTROL_SOCKET,
+	ISM_APP_PID_FILE,
 };
 const char *ism_conf_app_field_at(const struct ism_conf *conf, enum ism_app_field f, int *line,
 				  int *col);

@@ -644,6 +644,7 @@ struct ism_cm_appliance {
 	const struct ism_node *access_log_at;	   /* spec.accessLog.path; NULL: not written */
 	const struct ism_node *access_log_spec_at; /* spec.accessLog; NULL: not written */
 	const struct ism_node *user_at, *group_at; /* spec.user, spec.group, likewise */
+	const struct ism_node *control_socket_at, *pid_file_at; /* likewise */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
 	const char *listen;

@@ -79,6 +79,8 @@ static int resolve_ids(const char *file, const struct ism_conf *conf, const stru
 		       uid_t *uid, gid_t *gid, enum ism_diag_severity sev, struct ism_diags *d);
 static int check_log_dest(const char *file, const struct ism_conf *conf, const struct ism_table *t,
 			  uid_t uid, gid_t gid, enum ism_diag_severity sev, struct ism_diags *d);
+static int check_run_dirs(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+			  enum ism_diag_severity sev, struct ism_diags *d);
 
 static int ep_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
@@ -237,6 +239,10 @@ int ism_master_check(const char *conf_path, bool portable)
 			   portable || geteuid() != 0 ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) < 0 &&
 	    !portable && geteuid() == 0)
 		goto out;
+	if (check_run_dirs(conf_path, conf, t, portable ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) <
+		0 &&
+	    !portable)
+		goto out;
 	/* What the master would do at its start: this process's limit is the
 	 * one a master started the same way gets. */
 	if (fds_apply(conf_path, conf, (struct ism_table *)t, ISM_FDS_RAISE, d) < 0)
@@ -261,6 +267,41 @@ static void app_field(const struct ism_conf *conf, enum ism_app_field f, const c
 		      char *field, size_t size, int *line, int *col)
 {
 	snprintf(field, size, "%s: spec.%s", ism_conf_app_field_at(conf, f, line, col), name);
+}
+
+/* The directories above the control socket and the pid file, as a start
+ * would make them (ism_runfile_make_parent), looked at without making any:
+ * one that is a file, or one that another user could change, refuses the
+ * start. -1 with the reason in d at the field, else 0. */
+static int check_run_dirs(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+			  enum ism_diag_severity sev, struct ism_diags *d)
+{
+	const struct {
+		enum ism_app_field f;
+		const char *name, *path;
+	} run[] = {
+	    {ISM_APP_CONTROL_SOCKET, "controlSocket", t->control_socket.p},
+	    {ISM_APP_PID_FILE, "pidFile", t->pid_file.p},
+	};
+	int ret = 0;
+
+	for (size_t i = 0; i < sizeof(run) / sizeof(run[0]); i++) {
+		char bad[PATH_MAX], why[PATH_MAX + 128], field[256];
+		int line, col, r;
+
+		if (run[i].path[0] == '\0')
+			continue;
+		r = ism_runfile_parent_check(run[i].path, bad, sizeof(bad));
+		if (r == 0)
+			continue;
+		if (r == -ENOTDIR)
+			snprintf(why, sizeof(why), "%s is not a directory", bad);
+		app_field(conf, run[i].f, run[i].name, field, sizeof(field), &line, &col);
+		ism_diag_add(d, sev, file, line, col, field, "%s: %s", run[i].path,
+			     r == -ENOTDIR ? why : ism_runfile_why(r, bad, why, sizeof(why)));
+		ret = -1;
+	}
+	return ret;
 }
 
 /* The workers (uid, gid: -1 for the master's own) can open the access-log

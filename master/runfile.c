@@ -13,25 +13,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Whether dir (a directory, its symbolic links followed) is one only this
- * user and root can change: owned by either, and writable by no one else
- * unless sticky (/tmp: others cannot take or rename what is in it). */
-static bool dir_safe(const char *dir)
+/* 0 when dir (its symbolic links followed) is a directory only this user and
+ * root can change: owned by either, and writable by no one else unless sticky
+ * (/tmp: others cannot take or rename what is in it); else -ENOENT (missing),
+ * -ENOTDIR, -EPERM or stat's -errno. */
+static int dir_safe(const char *dir)
 {
 	struct stat st;
 
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		return false;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
 	if (st.st_uid != 0 && st.st_uid != geteuid())
-		return false;
-	return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 || (st.st_mode & S_ISVTX);
+		return -EPERM;
+	return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 || (st.st_mode & S_ISVTX) ? 0 : -EPERM;
 }
 
 /* Every directory above path, from the root down, is dir_safe: a local user
  * who can change one could swap what the master creates there for a link to
  * a file of root's (OpenSSH's safe_path). 0, or -EPERM with *bad the first
- * that is not (a prefix of path, in bad). */
-static int path_safe(const char *path, char *bad, size_t cap)
+ * that is not (a prefix of path, in bad). With dry, the levels from the first
+ * missing one down are taken as made (0), and one that is no directory is
+ * -ENOTDIR. */
+static int path_safe(const char *path, bool dry, char *bad, size_t cap)
 {
 	const char *slash = strrchr(path, '/');
 
@@ -41,13 +46,17 @@ static int path_safe(const char *path, char *bad, size_t cap)
 		if (*p != '/' && p != slash)
 			continue;
 		size_t n = p == path ? 1 : (size_t)(p - path);
+		int ret;
 
 		if (n >= cap)
 			return -ENAMETOOLONG;
 		memcpy(bad, path, n);
 		bad[n] = '\0';
-		if (!dir_safe(bad))
-			return -EPERM;
+		ret = dir_safe(bad);
+		if (ret == -ENOENT && dry)
+			return 0;
+		if (ret < 0)
+			return ret == -ENOTDIR && dry ? ret : -EPERM;
 		if (p == slash)
 			return 0;
 	}
@@ -65,7 +74,7 @@ int ism_runfile_make_parent(const char *path, char *bad, size_t cap)
 	if (slash == NULL)
 		return 0;
 	if (slash == dir)
-		return path_safe(path, bad, cap);
+		return path_safe(path, false, bad, cap);
 	*slash = '\0';
 	/* Every missing level, as mkdir -p: 0755 whatever the umask (the unit's
 	 * is 0027): the control socket's own mode (0660, root:<group>) keeps
@@ -83,9 +92,14 @@ int ism_runfile_make_parent(const char *path, char *bad, size_t cap)
 			return -errno;
 		}
 		if (last)
-			return (ret = path_safe(path, bad, cap)) < 0 ? ret : 0;
+			return (ret = path_safe(path, false, bad, cap)) < 0 ? ret : 0;
 		*p = '/';
 	}
+}
+
+int ism_runfile_parent_check(const char *path, char *bad, size_t cap)
+{
+	return path_safe(path, true, bad, cap);
 }
 
 /* The pid the file holds; 0 when it holds none (or it is not a regular

@@ -13,6 +13,11 @@
  * root or this user and writable by no one else (unless sticky, as /tmp): 0,
  * -EPERM with the first that is not in bad (cap bytes), or -errno. */
 int ism_runfile_make_parent(const char *path, char *bad, size_t cap);
+/* What ism_runfile_make_parent would refuse, changing nothing: 0 when the
+ * directories above path that exist are safe (those missing it would make),
+ * -EPERM as it says, or -ENOTDIR with the first level that is no directory
+ * in bad (isthmus -c). */
+int ism_runfile_parent_check(const char *path, char *bad, size_t cap);
 
 /* Whether path names another live isthmus: -EEXIST and *other when it does;
  * 0 when the file is missing, unreadable as a pid, or stale (its process gone,

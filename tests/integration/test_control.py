@@ -840,7 +840,8 @@ def control_socket_path_checked(env):
     (it was taken for a stale socket and deleted); a directory above it that
     another user may change (world-writable, not sticky) refuses the start,
     named (a local user could swap the socket for a link to a file of root's
-    before its chmod and chown)."""
+    before its chmod and chown). isthmus -c refuses both paths alike, and
+    a pidFile below a file, without making anything."""
     _start(env, admin=False)
     conf = env.path("isthmus.yaml")
     text = open(conf).read()
@@ -857,6 +858,17 @@ def control_socket_path_checked(env):
         p = subprocess.run([env.isthmus, "-f", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         out = p.stdout.decode()
         check(p.returncode != 0 and says in out, f"{what}: rc {p.returncode}, {out[-400:]!r}")
+        if what != "a regular file":
+            p = subprocess.run([env.isthmus, "-c", "-f", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=20)
+            out = p.stdout.decode()
+            check(p.returncode == 1 and "error: " in out and "spec.controlSocket" in out and says in out,
+                  f"isthmus -c, {what}: rc {p.returncode}, {out[-400:]!r}")
+    c = env.write("bad.yaml", text.replace("spec:\n", f"spec:\n  pidFile: {keep}/x/isthmus.pid\n", 1))
+    p = subprocess.run([env.isthmus, "-c", "-f", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+    out = p.stdout.decode()
+    check(p.returncode == 1 and "spec.pidFile" in out and f"{keep} is not a directory" in out,
+          f"isthmus -c, a pidFile below a file: rc {p.returncode}, {out[-400:]!r}")
     with open(keep) as f:
         check(f.read() == "do not lose me\n", "the regular file named as the control socket was changed")
     check(os.listdir(open_dir) == [], f"something was made in the world-writable directory: {os.listdir(open_dir)}")

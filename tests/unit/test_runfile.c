@@ -206,6 +206,10 @@ static void test_unsafe_dirs(void **state)
 	CHECK("open", ism_runfile_make_parent(path, bad, sizeof(bad)) == -EPERM,
 	      "a world-writable directory taken");
 	CHECK("named", strcmp(bad, open_dir) == 0, "named %s, not %s", bad, open_dir);
+	CHECK("dry",
+	      ism_runfile_parent_check(path, bad, sizeof(bad)) == -EPERM &&
+		  strcmp(bad, open_dir) == 0,
+	      "a world-writable directory taken by the check (%s)", bad);
 	snprintf(path, sizeof(path), "%s/isthmus.pid", open_dir);
 	CHECK("pid", ism_runfile_pid_write(path, bad, sizeof(bad)) == -EPERM,
 	      "a pid file in a world-writable directory written");
@@ -224,12 +228,34 @@ static void test_unsafe_dirs(void **state)
 	}
 }
 
+/* What a start would refuse, looked at without making anything: levels
+ * missing are fine, one that is a file is named (one that others may change:
+ * test_unsafe_dirs). */
+static void test_parent_check(void **state)
+{
+	char path[160], sub[128];
+	struct stat st;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/new/deeper/isthmus.pid", dir);
+	CHECK("missing", ism_runfile_parent_check(path, bad, sizeof(bad)) == 0,
+	      "missing levels refused");
+	snprintf(sub, sizeof(sub), "%s/new", dir);
+	CHECK("nothing made", stat(sub, &st) < 0 && errno == ENOENT, "%s was made", sub);
+	snprintf(sub, sizeof(sub), "%s/file", dir);
+	put(sub, "x");
+	snprintf(path, sizeof(path), "%s/file/d/isthmus.sock", dir);
+	CHECK("file", ism_runfile_parent_check(path, bad, sizeof(bad)) == -ENOTDIR,
+	      "a file in the way taken");
+	CHECK("file named", strcmp(bad, sub) == 0, "named %s, not %s", bad, sub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_write_and_remove), cmocka_unit_test(test_check),
 	    cmocka_unit_test(test_parents),	     cmocka_unit_test(test_pid_link),
-	    cmocka_unit_test(test_unsafe_dirs),
+	    cmocka_unit_test(test_unsafe_dirs),	     cmocka_unit_test(test_parent_check),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
