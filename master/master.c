@@ -611,7 +611,7 @@ static void watch_check(struct ism_master *m, uint64_t now)
 
 static void tickets_rotate(struct ism_master *m, uint64_t now)
 {
-	const struct ism_ticket_keys *tk = &m->shm.hdr->tickets;
+	const struct ism_ticket_keys *tk = &m->shm.tickets; /* the master's own */
 	struct ism_ticket_key keys[ISM_TICKET_KEYS];
 	int fresh = tk->rotated_ms == 0;
 

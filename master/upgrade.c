@@ -901,7 +901,7 @@ void ism_upgrade_exec(struct ism_master *m)
 	h.drain_ms = t->timeouts.drain_ms;
 	/* So that sessions resume across the upgrade, and what the operator
 	 * drained stays drained. */
-	h.tickets_fd = tickets_memfd(&m->shm.hdr->tickets);
+	h.tickets_fd = tickets_memfd(&m->shm.tickets);
 	h.state_fd = state_memfd(m);
 	handover_exec(u, m->conf_path, &h);
 	if (h.tickets_fd >= 0)

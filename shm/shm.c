@@ -215,6 +215,7 @@ void ism_shm_destroy(struct ism_shm *shm)
 		close(shm->pub_fd);
 	shm->pub_fd = -1;
 	free_index(shm);
+	explicit_bzero(&shm->tickets, sizeof(shm->tickets));
 }
 
 /* The master's current word: its own, never the one a worker could write. */
@@ -546,6 +547,8 @@ void ism_shm_tickets_set(struct ism_shm *shm, const struct ism_ticket_key keys[I
 	memcpy(tk->keys, keys, sizeof(tk->keys));
 	atomic_store_explicit(&tk->seq, s + 1, memory_order_release);
 	tk->rotated_ms = rotated_ms;
+	memcpy(shm->tickets.keys, keys, sizeof(shm->tickets.keys));
+	shm->tickets.rotated_ms = rotated_ms;
 }
 
 int ism_shm_od_intern(struct ism_shm *shm, const char *key, uint32_t ep, uint32_t *id)

@@ -87,6 +87,10 @@ struct ism_shm {
 	unsigned char *ep_flags;
 	unsigned char *od_flags;
 	uint64_t flagged_current;
+	/* Master, process-local: the session-ticket keys and their rotation
+	 * time as ism_shm_tickets_set last wrote them, which the rotation and
+	 * an upgrade's hand-over read (a worker may write the region's). */
+	struct ism_ticket_keys tickets;
 };
 
 /* Maps a new shared region with gen_size bytes per generation slot (and a

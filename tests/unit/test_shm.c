@@ -630,6 +630,15 @@ static void test_worker_forgeries(void **state)
 	atomic_store(&shm.hdr->tickets.seq, 41);
 	ism_shm_tickets_set(&shm, keys, 1);
 	assert_int_equal(atomic_load(&shm.hdr->tickets.seq) & 1, 0);
+	/* The rotation time and keys a worker wrote are not the master's: its
+	 * rotation and an upgrade's hand-over read its own (a forged time held
+	 * the rotation back for ever). */
+	keys[0].name[0] = 7;
+	ism_shm_tickets_set(&shm, keys, 5);
+	shm.hdr->tickets.rotated_ms = UINT64_MAX - 1;
+	memset(shm.hdr->tickets.keys, 0xee, sizeof(shm.hdr->tickets.keys));
+	assert_int_equal(shm.tickets.rotated_ms, 5);
+	assert_memory_equal(shm.tickets.keys, keys, sizeof(keys));
 	ism_shm_destroy(&shm);
 }
 
