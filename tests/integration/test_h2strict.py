@@ -208,6 +208,21 @@ class RawClient:
                     opened.append(sid)
                     with self.lock:
                         self.stream(sid)
+            elif op == "headers_split":  # the block in st["pieces"] frames: HEADERS, then CONTINUATIONs
+                blk = self.enc.encode([(k.encode("latin-1"), v.encode("latin-1")) for k, v in st["headers"]])
+                n = st["pieces"]
+                cuts = [len(blk) * i // n for i in range(n + 1)]
+                for i in range(n):
+                    last = F_END_HEADERS if i == n - 1 else 0
+                    if i == 0:
+                        self.pending += frame(HEADERS, last | (F_END_STREAM if st.get("end") else 0), sid,
+                                              blk[cuts[0]:cuts[1]])
+                    else:
+                        self.pending += frame(CONTINUATION, last, sid, blk[cuts[i]:cuts[i + 1]])
+                if sid not in opened:
+                    opened.append(sid)
+                    with self.lock:
+                        self.stream(sid)
             elif op == "data":
                 self.pending += frame(DATA, F_END_STREAM if st.get("end") else 0, sid, st["data"].encode("latin-1"))
             elif op == "rst":
@@ -730,6 +745,43 @@ def h2strict_body_limit_answer_whole(env):
             "HTTP/2 POST /big2 413 request_payload_too_large"]
     poll(lambda: len(file_lines(log)) >= len(want), 5, what=f"{len(want)} access-log lines")
     check(sorted(file_lines(log)) == want, f"lines {sorted(file_lines(log))}, want {want}")
+
+
+@_test
+def h2strict_body_limit_exact(env):
+    """maxRequestBodyBytes is the most a body may have: a body of exactly the
+    limit is served, streamed without a content-length or declared by one;
+    one byte more is 413 (Envoy's buffer limit is exceeded only past it)."""
+    gw, up = strict_world(env, app_extra="  limits: {maxRequestBodyBytes: 100}\n")
+    for what, path, extra in (("100 bytes streamed", "/exact1", []),
+                              ("100 bytes declared", "/exact2", [["content-length", "100"]])):
+        rep = h2_raw(gw, [hdrs(1, H("POST", path, extra=extra), end=False),
+                          {"op": "data", "data": "x" * 60}, {"op": "data", "data": "y" * 40, "end": True},
+                          {"op": "wait"}])
+        s = sget(rep, 1)
+        check(served(s, path), f"{what} under a limit of 100: {s} ({rep['error']})")
+    rep = h2_raw(gw, [hdrs(1, H("POST", "/over"), end=False), {"op": "data", "data": "x" * 101, "end": True},
+                      {"op": "wait"}])
+    check(sget(rep, 1).get("status") == 413, f"101 bytes over a limit of 100: {sget(rep, 1)}")
+
+
+@_test
+def h2strict_continuation_cap(env):
+    """A header block may come in a HEADERS and up to 8 CONTINUATIONs (nghttp2's
+    max_continuations, CVE-2024-28182); one in more frames, however small,
+    ends the connection with GOAWAY ENHANCE_YOUR_CALM before it is a request."""
+    gw, up = strict_world(env)
+    fields = H(path="/split9", extra=[["x-pad", "p" * 64]])
+    rep = h2_raw(gw, [{"op": "headers_split", "sid": 1, "headers": fields, "pieces": 9, "end": True},
+                      {"op": "wait"}])
+    check(served(sget(rep, 1), "/split9") and rep["goaway"] is None,
+          f"a block in 9 frames (8 CONTINUATIONs): {sget(rep, 1)} goaway {rep['goaway']}")
+    fields = H(path="/split12", extra=[["x-pad", "p" * 64]])
+    rep = h2_raw(gw, [{"op": "headers_split", "sid": 1, "headers": fields, "pieces": 12, "end": True},
+                      {"op": "wait_goaway"}])
+    check(rep["goaway"] is not None and rep["goaway"]["code"] == 11,
+          f"a block in 12 frames (11 CONTINUATIONs): GOAWAY {rep['goaway']}, stream {sget(rep, 1)}")
+    check(all(r["target"] != "/split12" for r in up.snapshot()), "the upstream got /split12")
 
 
 # --------------------------------------------------------------------------- (b2) a reset half-way through a body

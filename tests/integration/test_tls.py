@@ -563,6 +563,23 @@ def tls_optional_mutual(env):
     refused(port, "o.example.com", client_ctx(pki, cert=foreign))
 
 
+@_test
+def tls_optional_mutual_with_sans(env):
+    """OPTIONAL_MUTUAL with subjectAltNames requires a certificate, as Envoy's
+    validator does once it has names to check: none is refused, one with a
+    listed SAN is served, one with another SAN is refused."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("os", ["DNS:os.example.com"])
+    world(env, [server(port, ["*"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}, "
+                                     'subjectAltNames: ["spiffe://x/client"]')])
+    refused(port, "os.example.com", client_ctx(pki))
+    good = pki.leaf("client", ["URI:spiffe://x/client"])
+    check(tls_get(port, "os.example.com", client_ctx(pki, cert=good)).status == 200, "listed SAN refused")
+    other = pki.leaf("client-other", ["URI:spiffe://x/other"])
+    refused(port, "os.example.com", client_ctx(pki, cert=other))
+
+
 def cert_hash(crt, colons=False):
     """verifyCertificateHash of the certificate at crt: its SHA-256 in hex, or
     as `openssl x509 -fingerprint -sha256` prints it (upper case, colons)."""
@@ -1696,10 +1713,11 @@ def tls_nginx_pair(env, first, second):
 def tls_upstream_cn_is_no_name(env):
     """The upstream's name is looked for in its certificate's DNS SANs only, as
     Envoy's SAN check: a certificate whose CN is the name but whose SANs do
-    not carry it is refused (503, a connect failure); OpenSSL's fallback to
-    the CN took it. One that carries it as a DNS SAN is served."""
+    not carry it as a DNS name (a URI SAN that reads as it does not count) is
+    refused (503, a connect failure); OpenSSL's fallback to the CN took it.
+    One that carries it as a DNS SAN is served."""
     pki = Pki(env)
-    cn_only = pki.leaf("cn-only.test.internal", ["URI:spiffe://x/cn-only"])
+    cn_only = pki.leaf("cn-only.test.internal", ["URI:cn-only.test.internal"])
     san = pki.leaf("san.test.internal", ["DNS:san.test.internal"])
     ports = tls_nginx_pair(env, cn_only, san)
     port = free_port()

@@ -107,6 +107,27 @@ static void test_vocabulary(void **state)
 	assert_false(ism_retry_wanted(&rs, ISM_FAIL_CONNECT, 0));
 }
 
+/* The edges of the vocabulary: gateway-error is 502, 503 and 504 only (Envoy's
+ * RetryStateImpl: not 501, not 505); a per-try timeout is retried under reset
+ * alone (Envoy's onPerTryTimeout goes through wouldRetryFromReset). */
+static void test_vocabulary_edges(void **state)
+{
+	struct ism_retry_state rs;
+
+	(void)state;
+	rs = state_for(ISM_RETRY_GATEWAY_ERROR, NULL, 0);
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 501));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_NONE, 503));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_NONE, 505));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
+	rs = state_for(ISM_RETRY_RESET, NULL, 0);
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
+	assert_true(ism_retry_wanted(&rs, ISM_FAIL_PROTOCOL, 0));
+	rs = state_for(ISM_RETRY_CONNECT_FAILURE, NULL, 0);
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_TIMEOUT, 0));
+	assert_false(ism_retry_wanted(&rs, ISM_FAIL_RESET, 0));
+}
+
 static void test_backoff(void **state)
 {
 	(void)state;
@@ -334,6 +355,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_istio_default_policy),
 	    cmocka_unit_test(test_vocabulary),
+	    cmocka_unit_test(test_vocabulary_edges),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_tried),
 	    cmocka_unit_test(test_grpc_timeout),
