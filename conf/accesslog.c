@@ -376,6 +376,12 @@ const char *ism_conf_app_field_at(const struct ism_conf *conf, enum ism_app_fiel
 	case ISM_APP_PID_FILE:
 		at = conf->app.pid_file_at;
 		break;
+	case ISM_APP_LISTEN_ADDRESS:
+		at = conf->app.listen_at;
+		break;
+	case ISM_APP_ADMIN_ADDRESS:
+		at = conf->app.admin_at;
+		break;
 	}
 
 	*line = at != NULL ? at->line : 0;

@@ -754,6 +754,21 @@ static void parse_process(struct ism_vctx *v, const struct ism_node *spec,
 	}
 }
 
+bool ism_conf_listen_is(const struct ism_conf *conf, const struct sockaddr_storage *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (conf->app.listen_at == NULL || !ism_model_parse_ip(conf->app.listen, &ss, &len) ||
+	    ss.ss_family != a->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)&ss)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		      &((const struct sockaddr_in6 *)&ss)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
 /* Whether a is a loopback address (127.0.0.0/8, ::1, or IPv4's in IPv6). */
 static bool loopback(const struct sockaddr_storage *a)
 {
@@ -780,6 +795,7 @@ static void parse_admin(struct ism_vctx *v, const struct ism_node *spec, struct 
 		return;
 	old = ism_v_push(v, ".admin");
 	ism_v_keys(v, n, keys, NULL);
+	a->admin_at = ism_node_get(n, "address", NULL);
 	if (ism_v_str(v, n, "address", false, &addr) > 0 &&
 	    !ism_model_parse_hostport(addr, &a->admin, &a->admin_len)) {
 		size_t o2 = ism_v_push(v, ".address");
@@ -874,6 +890,7 @@ void ism_model_parse_appliance(struct ism_vctx *v, const struct ism_node *spec)
 	a->group_at = ism_node_get(spec, "group", NULL);
 	a->control_socket_at = ism_node_get(spec, "controlSocket", NULL);
 	a->pid_file_at = ism_node_get(spec, "pidFile", NULL);
+	a->listen_at = ism_node_get(spec, "listenAddress", NULL);
 	parse_admin(v, spec, a);
 	parse_limits(v, spec, &a->limits);
 	parse_timeouts(v, spec, &a->timeouts);

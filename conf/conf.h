@@ -173,7 +173,12 @@ enum ism_app_field {
 	ISM_APP_GROUP,
 	ISM_APP_CONTROL_SOCKET,
 	ISM_APP_PID_FILE,
+	ISM_APP_LISTEN_ADDRESS,
+	ISM_APP_ADMIN_ADDRESS,
 };
+/* Whether a's address (its port aside) is spec.listenAddress as the file
+ * writes it: a listener bound there because its servers name no bind. */
+bool ism_conf_listen_is(const struct ism_conf *conf, const struct sockaddr_storage *a);
 const char *ism_conf_app_field_at(const struct ism_conf *conf, enum ism_app_field f, int *line,
 				  int *col);
 

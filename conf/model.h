@@ -644,7 +644,8 @@ struct ism_cm_appliance {
 	const struct ism_node *access_log_at;	   /* spec.accessLog.path; NULL: not written */
 	const struct ism_node *access_log_spec_at; /* spec.accessLog; NULL: not written */
 	const struct ism_node *user_at, *group_at; /* spec.user, spec.group, likewise */
-	const struct ism_node *control_socket_at, *pid_file_at; /* likewise */
+	const struct ism_node *control_socket_at, *pid_file_at, *listen_at; /* likewise */
+	const struct ism_node *admin_at; /* spec.admin.address, likewise */
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
 	const char *listen;

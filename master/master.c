@@ -81,6 +81,8 @@ static int check_log_dest(const char *file, const struct ism_conf *conf, const s
 			  uid_t uid, gid_t gid, enum ism_diag_severity sev, struct ism_diags *d);
 static int check_run_dirs(const char *file, const struct ism_conf *conf, const struct ism_table *t,
 			  enum ism_diag_severity sev, struct ism_diags *d);
+static int check_addresses(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+			   enum ism_diag_severity sev, struct ism_diags *d);
 
 static int ep_id_cb(void *ctx, enum ism_conf_slot kind, const char *key, bool has_hc, uint32_t *id)
 {
@@ -210,6 +212,7 @@ int ism_master_check(const char *conf_path, bool portable)
 	struct ism_arena arena;
 	void *block = NULL;
 	struct check_ids ids = {0};
+	enum ism_diag_severity sev;
 	uid_t uid;
 	gid_t gid;
 	int status = 1;
@@ -239,8 +242,10 @@ int ism_master_check(const char *conf_path, bool portable)
 			   portable || geteuid() != 0 ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) < 0 &&
 	    !portable && geteuid() == 0)
 		goto out;
-	if (check_run_dirs(conf_path, conf, t, portable ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) <
-		0 &&
+	/* What the start does first: make the run directories, bind. */
+	sev = portable ? ISM_DIAG_WARNING : ISM_DIAG_ERROR;
+	if ((check_run_dirs(conf_path, conf, t, sev, d) < 0 ||
+	     check_addresses(conf_path, conf, t, sev, d) < 0) &&
 	    !portable)
 		goto out;
 	/* What the master would do at its start: this process's limit is the
@@ -299,6 +304,59 @@ static int check_run_dirs(const char *file, const struct ism_conf *conf, const s
 		app_field(conf, run[i].f, run[i].name, field, sizeof(field), &line, &col);
 		ism_diag_add(d, sev, file, line, col, field, "%s: %s", run[i].path,
 			     r == -ENOTDIR ? why : ism_runfile_why(r, bad, why, sizeof(why)));
+		ret = -1;
+	}
+	return ret;
+}
+
+/* Whether addr (its port aside) is one a socket of this machine can bind: an
+ * address no interface has fails the start (EADDRNOTAVAIL), where a port in
+ * use, the running appliance's own, is no fault of the file. */
+static int address_here(const struct sockaddr_storage *addr, socklen_t len)
+{
+	struct sockaddr_storage a = *addr;
+	int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (a.ss_family == AF_INET)
+		((struct sockaddr_in *)&a)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&a)->sin6_port = 0;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, len) < 0)
+		ret = -errno;
+	if (fd >= 0)
+		close(fd);
+	return ret == -EADDRINUSE ? 0 : ret;
+}
+
+/* The listeners' and the admin listener's addresses are this machine's, as
+ * binding them at the start needs (isthmus -c): -1 with each that is not in
+ * d, else 0. */
+static int check_addresses(const char *file, const struct ism_conf *conf, const struct ism_table *t,
+			   enum ism_diag_severity sev, struct ism_diags *d)
+{
+	int ret = 0, r;
+
+	for (uint32_t i = 0; i <= t->n_listeners; i++) {
+		char ip[INET6_ADDRSTRLEN] = "?", field[256] = "";
+		uint16_t port = 0;
+		int line = 0, col = 0;
+		bool admin = i == t->n_listeners;
+		const struct sockaddr_storage *a = admin ? &t->admin_addr : &t->listeners[i].addr;
+		socklen_t len = admin ? t->admin_addrlen : t->listeners[i].addrlen;
+
+		if (len == 0 || (r = address_here(a, len)) == 0)
+			continue;
+		ism_addr_text((const struct sockaddr *)a, ip, &port);
+		if (admin)
+			app_field(conf, ISM_APP_ADMIN_ADDRESS, "admin.address", field,
+				  sizeof(field), &line, &col);
+		else if (ism_conf_listen_is(conf, a))
+			app_field(conf, ISM_APP_LISTEN_ADDRESS, "listenAddress", field,
+				  sizeof(field), &line, &col);
+		ism_diag_add(d, sev, file, line, col, field,
+			     "%s%s (%s port %u) cannot be bound here: %s",
+			     admin ? "the admin listener" : "listener ",
+			     admin ? "" : t->listeners[i].name.p, ip, port, strerror(-r));
 		ret = -1;
 	}
 	return ret;

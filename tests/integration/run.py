@@ -25,8 +25,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (DEBIAN_PYTHON, ctl_cmd, file_lines, http_get, check_wrk_clean, wrk_reap, Conn, Env, Proc, Skip, TestFailure, appliance, build_request, check, curl,  # noqa: E402
-                     destination_rule, docs, free_port, gateway, have, no_panic_rule, poll, port_open, read_head, service_entry,
-                     virtual_service, vmrss_kib)
+                     destination_rule, docs, free_port, gateway, have, in_netns, make_netns, no_panic_rule, poll, port_open,
+                     read_head, service_entry, virtual_service, vmrss_kib)
 import test_locality  # noqa: E402
 import test_policies  # noqa: E402
 import test_ops  # noqa: E402
@@ -244,6 +244,37 @@ def check_unbindable_files(env):
           f"the refused reload's lines: {errs}")
     check("\n\n" not in env.gateway.log(), "an empty line in the master's log")
     check(env.gateway.alive(), "master died on a refused reload")
+
+
+@test
+def check_addresses_here(env):
+    """isthmus -c binds nothing but tries the listeners' and the admin
+    listener's addresses as the start binds them: an address no interface of
+    this machine has (here: a namespace of the test's own, loopback alone) is
+    an error at spec.listenAddress or spec.admin.address (a warning with
+    --portable), where the check said "valid" and the start then failed. The
+    same file on loopback is valid."""
+    ns = make_netns(env)
+    port, admin_port = free_port(), free_port()
+    text = docs(appliance(env, extra=f"  admin: {{address: \"198.51.100.8:{admin_port}\"}}\n").replace(
+        "listenAddress: 127.0.0.1", "listenAddress: 198.51.100.7"), gateway(port))
+    path = env.write("elsewhere.yaml", text)
+    want = []
+    for marker, value, field, what in (
+            ("listenAddress:", "198", "spec.listenAddress", f"listener http (198.51.100.7 port {port})"),
+            ("admin:", '"198', "spec.admin.address", f"the admin listener (198.51.100.8 port {admin_port})")):
+        line, col = _position(text, marker, value)
+        want.append(f"{path}:{line}:{col}: %s: Appliance test: {field}: {what} cannot be bound here: "
+                    "Cannot assign requested address")
+    with in_netns(env, ns):
+        rc, out = env.check_config(path)
+        check(rc == 1 and all(w % "error" in out for w in want), f"isthmus -c exited {rc}, want 1 and {want}: {out!r}")
+        rc, out = env.check_config(path, portable=True)
+        check(rc == 0 and all(w % "warning" in out for w in want),
+              f"isthmus -c --portable exited {rc}, want 0 and warnings {want}: {out!r}")
+        here = env.write("here.yaml", text.replace("198.51.100.7", "127.0.0.1").replace("198.51.100.8", "127.0.0.1"))
+        rc, out = env.check_config(here)
+        check(rc == 0 and "cannot be bound" not in out, f"isthmus -c on loopback exited {rc}: {out!r}")
 
 
 SAMPLE_NEEDS = {
