@@ -126,6 +126,8 @@ struct ism_master {
 	int recv_mshot;	      /* the kernel's capped multishot receives, probed once: 0 or -errno */
 	bool probed;	      /* recv_mshot is known */
 	uint64_t epoch;	      /* health epoch the loads were last computed for */
+	uint64_t loads_due;   /* monotonic: the loads are recomputed, and the workers'
+			       * eventfd is listened to, from then on (LOADS_PACE_MS) */
 	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */

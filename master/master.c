@@ -467,8 +467,15 @@ static int reset_sweeps(struct ism_master *m, const struct ism_table *t)
 	return 0;
 }
 
+/* At most one recomputation of the priority loads, and one wake-up by the
+ * workers' eventfd, in this many ms: a worker (a compromised one) that bumps
+ * the health epoch and writes the eventfd in a loop costs the master at most
+ * that many turns, where it took a CPU's quarter or more from the control
+ * socket and the health checks. Envoy batches host updates alike. */
+#define LOADS_PACE_MS 10
+
 /* Outlier sweeps that are due, and new priority loads whenever an endpoint's
- * health, ejection or admin state changed (the health epoch moved). */
+ * health, ejection or admin state changed (the health epoch moved), paced. */
 static void update_lbstate(struct ism_master *m, uint64_t now)
 {
 	const struct ism_table *t = ism_shm_current(&m->shm);
@@ -481,8 +488,9 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	    ism_lbstate_sweep(t, h, m->shm.pub, m->next_sweep, now, &m->next_sweep_due) > 0)
 		atomic_fetch_add(&h->health_epoch, 1);
 	epoch = atomic_load(&h->health_epoch);
-	if (epoch != m->epoch) {
+	if (epoch != m->epoch && now >= m->loads_due) {
 		m->epoch = epoch;
+		m->loads_due = now + LOADS_PACE_MS;
 		/* Every generation still held: a worker whose listeners a reload
 		 * moved drains on its own, and balanced with the loads it had at
 		 * the reload, where Envoy's clusters, which no listener owns,
@@ -1536,6 +1544,9 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 		if (due < (uint64_t)t)
 			t = (int)due;
 	}
+	/* A change seen while paced, or the eventfd listened to again. */
+	if (m->loads_due > now && m->loads_due - now < (uint64_t)t)
+		t = (int)(m->loads_due - now);
 	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_wslot *ws = &m->workers[i];
 
@@ -1690,7 +1701,8 @@ static int master_loop(struct ism_master *m)
 		}
 		pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_health_fd(m->health), .events = POLLIN};
-		pfd[n++] = (struct pollfd){.fd = m->notify_fd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = now >= m->loads_due ? m->notify_fd : -1,
+					   .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = ism_reload_fd(m), .events = POLLIN};
 		nctl = (nfds_t)ism_ctl_pollfds(m->ctl, pfd + n, ISM_CTL_POLLFDS);
 		n += nctl;
@@ -1714,6 +1726,9 @@ static int master_loop(struct ism_master *m)
 				ism_warn("notify: %s", strerror(errno));
 		}
 		update_lbstate(m, now);
+		/* Woken by the eventfd: not again before the pace allows. */
+		if (pfd[2].revents && m->loads_due < now + LOADS_PACE_MS)
+			m->loads_due = now + LOADS_PACE_MS;
 		kill_hung(m, now);
 		ism_ctl_run(m->ctl, pfd + 4, (int)nctl);
 		ism_upgrade_due(m, ism_now_ms());

@@ -6,6 +6,7 @@ read, and the descriptor limit.
 
 Registered into run.py's list by register(test)."""
 
+import ctypes
 import os
 import re
 import resource
@@ -615,3 +616,64 @@ def trickled_head_parsed_once(env):
         got = c.recv(4096)
     check(got.startswith(b"HTTP/1.1 431 "), f"a trickled line past the head's bound: {got[:200]!r}")
 
+
+
+def _voluntary_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise OSError(f"no voluntary_ctxt_switches for {pid}")
+
+
+@_test
+def worker_eventfd_storm_paced(env):
+    """A worker (a compromised one, stood in for here by the test taking its
+    descriptor with pidfd_getfd) that writes the master's eventfd in a loop
+    wakes the master at most once each 10 ms: it woke for every write,
+    costing the root master a CPU's quarter or more and the control socket
+    its latency. Counted by the master's voluntary context switches during
+    1.5 s of writes (each turn of its loop sleeps in poll once); a busy
+    machine only makes fewer. The control socket answers meanwhile."""
+    one_upstream(env, workers=1)
+    w = poll(lambda: env.workers() or None, 10, what="the worker")[0]
+    fds = [int(n) for n in os.listdir(f"/proc/{w}/fd")
+           if os.readlink(f"/proc/{w}/fd/{n}") == "anon_inode:[eventfd]"]
+    check(len(fds) == 1, f"the worker's eventfds: {fds}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(w)
+    try:
+        efd = libc.syscall(438, pidfd, fds[0], 0)  # pidfd_getfd
+        if efd < 0:
+            raise Skip(f"pidfd_getfd: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(pidfd)
+    master = env.gateway.pid
+    one = (1).to_bytes(8, "little")
+    stop = threading.Event()
+    writes = [0]
+
+    def storm():
+        end = time.monotonic() + 1.5
+        while not stop.is_set() and time.monotonic() < end:
+            for _ in range(200):
+                os.write(efd, one)
+            writes[0] += 200
+
+    try:
+        s0 = _voluntary_switches(master)
+        t0 = time.monotonic()
+        th = threading.Thread(target=storm)
+        th.start()
+        info = ctl_cmd(env.path("ctl.sock"), "show info")
+        th.join(timeout=30)
+        wall = time.monotonic() - t0
+        woke = _voluntary_switches(master) - s0
+    finally:
+        stop.set()
+        os.close(efd)
+    check("generation" in info, f"show info during the storm: {info[:200]!r}")
+    # 100 turns a second for the eventfd, and a margin for the control
+    # socket, the health checks and the housekeeping.
+    check(writes[0] > 1000 and woke <= 100 * wall + 150,
+          f"the master turned {woke} times in {wall:.2f} s of {writes[0]} eventfd writes")
