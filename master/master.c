@@ -393,6 +393,9 @@ static int check_log_dest(const char *file, const struct ism_conf *conf, const s
 	if (pid == 0) {
 		int fd;
 
+		/* Nothing of the master's (its tables' memfd, its sockets) in a
+		 * process of the workers' user: stdio alone. */
+		close_range(3, ~0u, 0);
 		if (drop && ((gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) ||
 			     (uid != (uid_t)-1 && setuid(uid) < 0)))
 			_exit(EPERM);
