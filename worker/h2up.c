@@ -45,6 +45,7 @@ struct ism_h2us {
 	uint8_t malformed; /* nghttp2 found its response malformed, and resets it */
 	uint32_t n_hdr;
 	uint32_t hdr_bytes;
+	uint32_t interim; /* the interim (1xx) heads' bytes so far */
 	uint64_t notify_batch;
 	struct ism_stream *st;
 	struct ism_h2c *c;    /* NULL once its connection went */
@@ -327,13 +328,19 @@ static void response_head(struct ism_wctx *w, struct ism_h2us *x, bool end)
 
 	resp.n_headers = fields_of(w, x, &resp.status, &cl);
 	x->hdr.len = 0;
+	x->interim += resp.status < 200 ? x->hdr_bytes : 0;
 	x->n_hdr = x->hdr_bytes = 0;
 	if (resp.status < 200) {
 		if (resp.status < 100) {
 			ism_stream_up_bad(w, st, ISM_WHY_PROTOCOL);
 			return;
 		}
-		return; /* 1xx: not relayed */
+		/* Not relayed; together held to the head's bound, as an
+		 * HTTP/1.1 upstream's: an upstream sending them without end
+		 * would hold the exchange (each frame re-arms its timer). */
+		if (x->interim > w->table->limits.max_response_header_bytes)
+			ism_stream_up_bad(w, st, ISM_WHY_INTERIM);
+		return;
 	}
 	x->state = ISM_H2US_RESPONSE;
 	/* A head that ends the stream has an empty body: an HTTP/1.1 client is

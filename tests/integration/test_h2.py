@@ -1876,6 +1876,28 @@ def h2_upstream_chunked_body(env):
 
 
 @_test
+def h2_upstream_interim_heads_bounded(env):
+    """An HTTP/2 upstream's interim (1xx) heads count together in
+    maxResponseHeaderBytes, as an HTTP/1.1 upstream's: 5 "103" heads (about
+    500 bytes of fields) pass under 1024 and the answer comes, 20 are a
+    protocol error, 502 UPE. Each head's count started again, so an upstream
+    sending them without end held the exchange (every frame re-arms its
+    timer)."""
+    need_tools("h2")
+    log = env.path("access.log")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    gw = one_service(env, port, protocol="HTTP2", app_extra=(
+        f"  limits: {{maxResponseHeaderBytes: 1024}}\n  accessLog: {{path: {log}, format: text, "
+        f"textFormat: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\"}}\n"))
+    for n, want in ((5, 200), (20, 502)):
+        r = env.get(f"/interim/{n}")
+        check(r.status == want, f"{n} interim heads: {r}, want {want}")
+    line = poll(lambda: next((l for l in file_lines(log) if l.startswith("/interim/20 ")), None), 5,
+                what="the access-log line of /interim/20")
+    check(line == "/interim/20 502 UPE", f"the access log says {line!r}")
+
+
+@_test
 def h2_upstream_window_given_back(env):
     """6,000 requests one after another (10 at a time) over one HTTP/2 upstream
     connection, answers of about 600 bytes: several times the connection's

@@ -22,6 +22,8 @@ Prints "listening on ADDR:PORT" per listener once it listens. Paths (query ignor
                    (HTTP/1.1: the connection is closed)
   /early[/CODE]    "early\n" at once, whole (END_STREAM) whatever of the request body is
                    still to come, then RST_STREAM with CODE (default 8, CANCEL)
+  /interim/N       N interim heads ("103", a `link` field each), then the default
+                   answer (HTTP/2 only: 400 over HTTP/1.1)
   /goaway          the default answer, with GOAWAY sent first: no new streams on
                    this connection, which closes once its open streams end
   /healthz         200, or 503 after /__ctl/health/fail
@@ -238,6 +240,15 @@ async def handle(ex):
         if v is None:
             return await simple(ex, 400, "bad status\n")
         return await simple(ex, v, f"{ex.conn.name} status {v}\n")
+    arg = path_arg(path, "/interim/")
+    if arg is not None:
+        n = parse_int(arg, 0, 100000)
+        if n is None or ex.protocol != "HTTP/2":
+            await ex.drain_body()
+            return await simple(ex, 400, "bad interim count, or not HTTP/2\n")
+        for i in range(n):
+            await ex.interim([("link", f"</style{i}.css>; rel=preload")])
+        return await default_answer(ex)
     arg = path_arg(path, "/delay/")
     if arg is not None:
         v = parse_int(arg, 0, 1 << 32)
@@ -302,6 +313,13 @@ class H2Exchange(Exchange):
     async def drain_body(self):
         async for _ in self.body():
             pass
+
+    async def interim(self, headers):
+        """A 103 head before the answer."""
+        if self.gone:
+            raise Gone()
+        self.conn.h2.send_headers(self.stream_id, [(":status", "103")] + list(headers))
+        await self.conn.flush()
 
     async def start(self, status, headers, end=False):
         if self.gone:
