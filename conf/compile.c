@@ -3816,6 +3816,17 @@ out_free:
 				 : "");
 	if (b.rc < 0)
 		return b.rc;
+	b.t->arena_used = arena->used;
+	b.t->arena_size = arena->size;
+	if (arena->used > arena->size / 4 * 3)
+		ism_diag_add(d, ISM_DIAG_WARNING, conf->file, 0, 0, "",
+			     "the route table fills %llu %% of its arena (%zu of %zu bytes): a "
+			     "file a quarter larger will not load%s",
+			     (unsigned long long)(arena->used * 100 / arena->size), arena->used,
+			     arena->size,
+			     b.hash_bytes > arena->used / 2
+				 ? " (consistentHash rings and Maglev tables fill most of it)"
+				 : "");
 	*out = b.t;
 	return 0;
 }

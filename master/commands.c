@@ -163,6 +163,8 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "uptime_s", (ism_now_ms() - m->shm.started_mono_ms) / 1000);
 	kv_num(&k, "health_epoch", atomic_load(&h->health_epoch));
 	kv_num(&k, "loads_epoch", m->epoch);
+	kv_num(&k, "route_table_bytes", t ? t->arena_used : 0);
+	kv_num(&k, "route_table_arena_bytes", t ? t->arena_size : 0);
 	kv_num(&k, "connections_active", st.conn_active);
 	kv_num(&k, "connections_accepted", st.conn_accepted);
 	kv_num(&k, "requests", st.requests);

@@ -258,8 +258,10 @@ out:
 	if (status == 0)
 		fprintf(stderr,
 			"%s: configuration is valid (%u listeners, %u clusters, %u connections "
-			"per worker)\n",
-			conf_path, t->n_listeners, t->n_clusters, t->limits.max_connections);
+			"per worker; route table %llu KiB of %llu)\n",
+			conf_path, t->n_listeners, t->n_clusters, t->limits.max_connections,
+			(unsigned long long)(t->arena_used + 1023) / 1024,
+			(unsigned long long)t->arena_size / 1024);
 	check_ids_free(&ids);
 	free(block);
 	ism_conf_free(conf);

@@ -1362,6 +1362,8 @@ struct ism_table {
 	const struct ism_listener *listeners;
 	uint32_t n_clusters;
 	const struct ism_cluster *clusters;
+	/* The compiled table's bytes in its arena, and the arena's size. */
+	uint64_t arena_used, arena_size;
 };
 
 #endif

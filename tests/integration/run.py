@@ -277,6 +277,47 @@ def check_addresses_here(env):
         check(rc == 0 and "cannot be bound" not in out, f"isthmus -c on loopback exited {rc}: {out!r}")
 
 
+@test
+def check_route_table_size(env):
+    """How full the route table's arena is: isthmus -c says its size beside
+    the arena's, a table over three quarters of it is a warning (from -c and
+    a reload alike: 52 Maglev tables of 65537 entries), and show info gives
+    route_table_bytes and route_table_arena_bytes. Nothing said it: an
+    operator learned of the bound when a file no longer loaded."""
+    port = free_port()
+    ups = env.upstream(["127.0.0.2:0=a"], name="a")
+
+    def conf(n):
+        routes = "".join(f"  - match: [{{uri: {{prefix: /s{i}/}}}}]\n    route: [{{destination: {{host: s{i}.internal}}}}]\n"
+                         for i in range(n))
+        parts = [appliance(env), gateway(port), virtual_service("vs", ["*"], routes)]
+        for i in range(n):
+            parts.append(service_entry(f"s{i}", f"s{i}.internal", [{"address": "127.0.0.2", "port": ups["a"]}]))
+            parts.append(f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d{i}}}\n"
+                         f"spec:\n  host: s{i}.internal\n  trafficPolicy:\n    loadBalancer:\n"
+                         f"      consistentHash: {{httpHeaderName: x-user, maglev: {{tableSize: 65537}}}}\n")
+        return docs(*parts)
+
+    small = env.write("small.yaml", conf(2))
+    rc, out = env.check_config(small)
+    m = re.search(r"route table (\d+) KiB of 16384\)", out)
+    check(rc == 0 and m and 512 <= int(m.group(1)) < 2048 and "warning" not in out,
+          f"isthmus -c of 2 Maglev tables: rc {rc}, {out!r}")
+    big = env.write("big.yaml", conf(52))
+    rc, out = env.check_config(big)
+    check(rc == 0 and "warning: the route table fills" in out and "Maglev tables fill most of it" in out,
+          f"isthmus -c of 52 Maglev tables: rc {rc}, {out!r}")
+    env.start_gateway(small, port)
+    info = ctl_cmd(env.path("ctl.sock"), "show info")
+    used = re.search(r"route_table_bytes: (\d+)", info)
+    arena = re.search(r"route_table_arena_bytes: (\d+)", info)
+    check(used and arena and 512 * 1024 <= int(used.group(1)) < 2 * 1024 * 1024 and int(arena.group(1)) == 16 << 20,
+          f"show info: {info!r}")
+    env.write("small.yaml", open(big).read())
+    answer = ctl_cmd(env.path("ctl.sock"), "reload")
+    check("published" in answer and "the route table fills" in answer, f"a reload to 52 Maglev tables: {answer!r}")
+
+
 SAMPLE_NEEDS = {
     # sample file -> ServiceEntry hosts (short name, port) it refers to
     "bookinfo-gateway.yaml": [("productpage", 9080)],
