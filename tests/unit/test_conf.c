@@ -5449,6 +5449,62 @@ static void test_endpoint_weights(void **state)
 	assert_non_null(strstr(f->d.items[0].msg, "locality \"r/a\" sum to more than 4294967295"));
 }
 
+/* The Appliance, a Gateway on 8080 for every host and the head of a
+ * VirtualService bound to it, up to its http list's items. */
+#define GW_ANY_HTTP                                                                                \
+	APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"                             \
+	    "metadata: {name: gw}\nspec:\n  servers:\n"                                            \
+	    "  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: ['*']\n"             \
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"                      \
+	    "metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+
+/* workloadSelector over WorkloadEntries, selectors of different first labels
+ * (indexed by each in turn): every label of a selector must match, in the
+ * ServiceEntry's namespace only; entries in the order of their names. */
+static void test_workload_selectors(void **state)
+{
+#define WE(name, ns, addr, labels)                                                                 \
+	"---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: " name     \
+	", namespace: " ns "}\nspec: {address: " addr ", labels: " labels "}\n"
+#define SEL(name, labels)                                                                          \
+	"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " name      \
+	"}\n"                                                                                      \
+	"spec:\n  hosts: [" name ".example.com]\n  resolution: STATIC\n"                           \
+	"  ports: [{number: 80, name: http, protocol: HTTP}]\n  workloadSelector: "                \
+	"{labels: " labels "}\n"
+	static const char yaml[] = GW_ANY_HTTP
+	    "  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: a.example.com}}]\n"
+	    "  - match: [{uri: {prefix: /b}}]\n    route: [{destination: {host: b.example.com}}]\n"
+	    "  - route: [{destination: {host: c.example.com}}]\n" SEL("a", "{app: x}")
+		SEL("b", "{tier: web, app: y}") SEL("c", "{tier: web}")
+		    WE("w3", "default", "10.0.0.3", "{app: x, tier: web}")
+			WE("w1", "default", "10.0.0.1", "{app: x}")
+			    WE("w2", "default", "10.0.0.2", "{app: y, tier: web}")
+				WE("w4", "default", "10.0.0.4", "{app: y}")
+				    WE("w5", "other", "10.0.0.5", "{app: x, tier: web}");
+	static const char *const want[][3] = {
+	    {"outbound|80||a.example.com", "10.0.0.1:80", "10.0.0.3:80"},
+	    {"outbound|80||b.example.com", "10.0.0.2:80", NULL},
+	    {"outbound|80||c.example.com", "10.0.0.2:80", "10.0.0.3:80"},
+	};
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	for (size_t i = 0; i < 3; i++) {
+		const struct ism_cluster *c = loaded_cluster(t, want[i][0]);
+		uint32_t n = want[i][2] != NULL ? 2 : 1;
+
+		assert_int_equal(c->n_endpoints, n);
+		assert_string_equal(c->endpoints[0].addr_text.p, want[i][1]);
+		if (n == 2)
+			assert_string_equal(c->endpoints[1].addr_text.p, want[i][2]);
+	}
+	assert_true(has_warning(&f->d, "WorkloadEntry default/w4: spec.labels",
+				"no ServiceEntry of namespace default selects it"));
+#undef WE
+#undef SEL
+}
+
 /* httpsRedirect on a server that is not HTTP is a warning, as Istio's
  * ValidateGateway has it (its connections are TLS already), not an error. */
 static void test_https_redirect_elsewhere(void **state)
@@ -5474,12 +5530,7 @@ static void test_https_redirect_elsewhere(void **state)
 static void test_topology_labels(void **state)
 {
 #define SUB(name, k, val) "  - {name: " name ", labels: {" k ": " val "}}\n"
-	static const char yaml[] = APP
-	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
-	    "metadata: {name: gw}\nspec:\n  servers:\n"
-	    "  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: ['*']\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-	    "metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+	static const char yaml[] = GW_ANY_HTTP
 	    "  - match: [{uri: {prefix: /z}}]\n"
 	    "    route: [{destination: {host: s.example.com, subset: zone-a}}]\n"
 	    "  - match: [{uri: {prefix: /r}}]\n"
@@ -5585,12 +5636,7 @@ static void test_topology_labels(void **state)
 static void test_arena_full_of_hash_tables(void **state)
 {
 	struct fx *f = *state;
-	static const char yaml[] = APP
-	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
-	    "metadata: {name: gw}\nspec:\n  servers:\n"
-	    "  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: ['*']\n"
-	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-	    "metadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n"
+	static const char yaml[] = GW_ANY_HTTP
 	    "  - route: [{destination: {host: s.example.com, subset: a}}]\n"
 	    "  - route: [{destination: {host: s.example.com, subset: b}}]\n"
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
@@ -5692,6 +5738,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_yaml_tags, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_topology_labels, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_https_redirect_elsewhere, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_workload_selectors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_endpoint_weights, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
