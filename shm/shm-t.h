@@ -141,7 +141,6 @@ struct ism_worker_stats {
 	_Atomic uint64_t upstream_connects;
 	_Atomic uint64_t upstream_connect_fail;
 	_Atomic uint64_t upstream_reused; /* requests sent on a pooled connection */
-	_Atomic uint64_t bad_requests;	  /* 4xx answered by the worker itself */
 	_Atomic uint64_t
 	    latency_bucket[ISM_LAT_BUCKETS]; /* exchanges by duration, see ISM_LAT_BOUNDS_MS */
 	_Atomic uint64_t latency_sum_ms;

@@ -1038,8 +1038,6 @@ void ism_stream_answer(struct ism_wctx *w, struct ism_stream *st, const struct i
 	}
 	if (!st->mirror)
 		ism_stream_count_status(w, lr->status);
-	if (flags != NULL && lr->status >= 400 && lr->status < 500 && !st->mirror)
-		ism_wstat_add(&w->st->bad_requests, 1);
 	st->status = (uint16_t)lr->status;
 	st->state = ISM_ST_LOCAL;
 	st->resp_started = 1;

@@ -2135,3 +2135,76 @@ def h2_client_empty_last_data(env):
           f"the empty chunked response over HTTP/2: {s}")
     check("exited" not in env.gateway.log(), f"a worker exited: {env.gateway.log()[-1500:]}")
 
+
+@_test
+def h2_upstream_trailers_over_head_limit(env):
+    """An HTTP/2 upstream's trailer block is held to maxResponseHeaderBytes as
+    its head is (Envoy's codec checks headers and trailers against
+    max_response_headers_kb): one of 6000 bytes over a limit of 4096 resets
+    the stream and is not relayed; a small one is."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    gw = one_service(env, port, protocol="HTTP2", app_extra="  limits: {maxResponseHeaderBytes: 4096}\n")
+    rep = h2_client(gw, [{"method": "POST", "path": "/echo", "body": "data",
+                          "headers": [["te", "trailers"], ["x-send-trailer-x-small", "1"]]}])
+    s = rep["streams"][0]
+    check(s["status"] == 200 and ["x-small", "1"] in (s["trailers"] or []), f"a small trailer: {s} {rep['error']}")
+    rep = h2_client(gw, [{"method": "POST", "path": "/echo", "body": "data",
+                          "headers": [["te", "trailers"], ["x-send-trailer-x-big", "b" * 6000]]}])
+    s = rep["streams"][0]
+    check(not any(k == "x-big" for k, _ in (s["trailers"] or [])) and s["reset"] is not None,
+          f"a trailer block of 6000 bytes over maxResponseHeaderBytes 4096 was relayed: "
+          f"status {s['status']} reset {s['reset']} trailers {[(k, len(v)) for k, v in s['trailers'] or []]}")
+
+
+@_test
+def h2_upstream_goaway_no_new_stream(env):
+    """An HTTP/2 upstream's GOAWAY takes its connection out of the pool at
+    once (Envoy's codec client drains it), although a stream still runs on
+    it: the next request opens a new connection as its first attempt, not a
+    stream on the draining connection, refused, then a second attempt."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u")
+    one_service(env, port, protocol="HTTP2", workers=1)
+    r = env.get("/warm")
+    check(r.status == 200, f"/warm: {r}")
+    slow = {}
+
+    def held():
+        slow["r"] = env.get("/delay/1500", timeout=10)
+
+    t = threading.Thread(target=held, daemon=True)
+    t.start()
+    poll(lambda: h2up_stats("127.0.0.2", port)["in_flight"] >= 1, 5, what="the held stream at the upstream")
+    r = env.get("/goaway")
+    check(r.status == 200, f"/goaway: {r}")
+    first = info(r.body)
+    r = env.get("/after")
+    check(r.status == 200, f"the request after GOAWAY: {r}")
+    after = info(r.body)
+    hdrs = {k.lower(): v for k, v in after["headers"]}
+    check(after["conn"] != first["conn"] and hdrs.get("x-envoy-attempt-count", "1") == "1",
+          f"after the upstream's GOAWAY (connection {first['conn']}, a stream still open on it): "
+          f"connection {after['conn']}, attempt {hdrs.get('x-envoy-attempt-count')}")
+    t.join(10)
+    check(slow.get("r") is not None and slow["r"].status == 200 and info(slow["r"].body)["conn"] == first["conn"],
+          f"the stream in flight on the draining connection: {slow.get('r')}")
+
+
+@_test
+def h2_upstream_peer_stream_cap_spreads(env):
+    """The upstream's SETTINGS_MAX_CONCURRENT_STREAMS (3) caps the streams a
+    connection takes, as Envoy's pool takes the lower of its own and the
+    peer's: 12 requests at once (one worker) go over at least 4 connections,
+    never more than 3 on one, instead of queueing in one connection's
+    nghttp2 session behind the streams it may have."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u", max_streams=3)
+    one_service(env, port, protocol="HTTP2", workers=1)
+    check(env.get("/first").status == 200, "the first request")
+    st = parallel_get(env, 12, "/delay/300")
+    check(st == [200] * 12, f"12 requests: {st}")
+    s = h2up_stats("127.0.0.2", port)
+    check(s["max_streams_per_conn"] <= 3 and s["h2_connections"] >= 4,
+          f"12 requests to an upstream taking 3 streams a connection: {s['h2_connections']} connections, "
+          f"at most {s['max_streams_per_conn']} streams on one: {s}")

@@ -214,3 +214,40 @@ def reload_warms_health_checks(env):
     check(not bad, f"{len(bad)} of {len(answers)} answers not 200 around the reload: {bad[:5]}")
     check(answers[-1][1] == "new", f"the last answers came from {answers[-3:]}")
     check(env.get("/").header("x-upstream") == "new", "after the reload, the new service")
+
+
+@_test
+def health_expected_statuses_edges(env):
+    """expectedStatuses are Envoy's half-open ranges made of Istio's inclusive
+    "200-299": the default [200] does not take a 201; "200-299" takes 299
+    but not 300. Three services, one endpoint each, checked at a path that
+    answers that status; without panic (minHealthPercent 0) a failing one
+    answers 503."""
+    cases = {"a": ("/status/201", None, 503), "b": ("/status/299", '["200-299"]', 200),
+             "c": ("/status/300", '["200-299"]', 503)}
+    addr = {"a": "127.0.0.2", "b": "127.0.0.3", "c": "127.0.0.4"}
+    ports = {}
+    for k in cases:
+        ports.update(env.upstream([f"{addr[k]}:0={k}"], name=k))
+    hc = "  healthChecks:\n"
+    for k, (path, exp, _) in cases.items():
+        hc += (f"  - host: {k}.{SVC}\n    path: {path}\n    interval: 100ms\n    timeout: 200ms\n"
+               f"    healthyThreshold: 1\n    unhealthyThreshold: 1\n")
+        if exp:
+            hc += f"    expectedStatuses: {exp}\n"
+    gw = free_port()
+    parts = [appliance(env, workers=1, extra=hc), gateway(gw)]
+    for k in cases:
+        parts += [virtual_service(k, [f"{k}.example"], f"  - route: [{{destination: {{host: {k}.{SVC}}}}}]\n"),
+                  service_entry(k, f"{k}.{SVC}", [{"address": addr[k], "port": ports[k]}]),
+                  no_panic_rule(f"np-{k}", f"{k}.{SVC}")]
+    env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw)
+
+    def status(k):
+        return http_get(gw, "/x", host=f"{k}.example").status
+
+    for k in ("a", "c"):
+        poll(lambda: status(k) == 503, 5, what=f"{k} (checked at {cases[k][0]}, expecting "
+                                               f"{cases[k][1] or '[200]'}) to be unhealthy")
+    for i in range(5):
+        check(status("b") == 200, f"b (checked at /status/299, expecting 200-299): {status('b')}")

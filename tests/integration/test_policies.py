@@ -237,6 +237,37 @@ def max_requests_per_connection(env):
 
 
 @_test
+def upstream_reuse_and_reload_failures_counted(env):
+    """isthmus_upstream_reused_total counts the requests that went on a pooled
+    connection: 10 requests one after another to one endpoint (2 workers)
+    open at most 2 connections and reuse them at least 8 times.
+    isthmus_reload_failures_total counts a refused reload, and
+    isthmus_reloads_total does not."""
+    admin = free_port()
+    _setup(env, "    connectionPool:\n      http: {maxRequestsPerConnection: 100}\n", n_endpoints=1,
+           admin_port=admin)
+    before = metric(admin, "isthmus_upstream_connects_total")
+    reused0 = metric(admin, "isthmus_upstream_reused_total")
+    for _ in range(10):
+        check(env.get("/").status == 200, "request failed")
+    used = metric(admin, "isthmus_upstream_connects_total") - before
+    reused = metric(admin, "isthmus_upstream_reused_total") - reused0
+    check(used <= 2 and used + reused == 10,
+          f"10 requests: {used} upstream connections opened, {reused} counted as reusing one")
+    fails0 = metric(admin, "isthmus_reload_failures_total")
+    reloads0 = metric(admin, "isthmus_reloads_total")
+    with open(env.path("isthmus.yaml"), "a") as f:
+        f.write("---\nkind: Nonsense\n")
+    ans = ctl_cmd(env.path("ctl.sock"), "reload", timeout=30)
+    check("refused" in ans, f"a bad file's reload: {ans!r}")
+    check(metric(admin, "isthmus_reload_failures_total") == fails0 + 1 and
+          metric(admin, "isthmus_reloads_total") == reloads0,
+          f"after a refused reload: isthmus_reload_failures_total {fails0} -> "
+          f"{metric(admin, 'isthmus_reload_failures_total')}, isthmus_reloads_total {reloads0} -> "
+          f"{metric(admin, 'isthmus_reloads_total')}")
+
+
+@_test
 def max_connection_duration_http(env):
     """connectionPool.tcp.maxConnectionDuration bounds pooled HTTP/1.1
     connections too (Istio sets Envoy's max_connection_duration on HTTP

@@ -11,6 +11,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -140,6 +141,212 @@ def framing_one_content_length(env):
             "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"))
         check(r.status == 200 and r.header("content-length") == "1234",
               f"a HEAD response lost its Content-Length: {r.raw_head!r}")
+
+
+class UncleanUpstream:
+    """An HTTP/1.1 upstream over raw sockets whose connections are numbered:
+    every answer says its connection's number in x-conn. What it does after
+    an answer depends on the path; the socket stays open in every case, so
+    that only the gateway's reading of the answer decides whether the
+    connection carries another request:
+      /close-kept  "Connection: close", the socket left open
+      /http10      an HTTP/1.0 answer without keep-alive, left open
+      /junk-same   the answer and a stray response in one write
+      /junk-later  the head, then (later) the body with a stray response
+      /delay       a keep-alive answer after a second
+      /slowbody    the head at once, the body a second later
+      anything else: a plain keep-alive answer."""
+
+    STRAY = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+
+    def __init__(self, addr="127.0.0.3"):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((addr, free_port(addr)))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.conns, self.lock, self.n, self.paths = [], threading.Lock(), 0, []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.n += 1
+                self.conns.append(s)
+                k = self.n
+            threading.Thread(target=self._serve, args=(s, k), daemon=True).start()
+
+    def _serve(self, s, k):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = s.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                path = head.split(b" ")[1].decode("latin-1")
+                with self.lock:
+                    self.paths.append(path)
+                ok = f"HTTP/1.1 200 OK\r\nx-conn: {k}\r\n".encode()
+                if path == "/close-kept":
+                    s.sendall(ok + b"Connection: close\r\nContent-Length: 2\r\n\r\nok")
+                elif path == "/http10":
+                    s.sendall(f"HTTP/1.0 200 OK\r\nx-conn: {k}\r\nContent-Length: 2\r\n\r\nok".encode())
+                elif path == "/junk-same":
+                    s.sendall(ok + b"Content-Length: 2\r\n\r\nok" + self.STRAY)
+                elif path == "/delay":
+                    time.sleep(1.0)
+                    s.sendall(ok + b"Content-Length: 2\r\n\r\nok")
+                elif path == "/slowbody":
+                    s.sendall(ok + b"Content-Length: 2\r\n\r\n")
+                    time.sleep(1.0)
+                    s.sendall(b"ok")
+                elif path == "/junk-later":
+                    s.sendall(ok + b"Content-Length: 2\r\n\r\n")
+                    time.sleep(0.2)
+                    s.sendall(b"ok" + self.STRAY)
+                else:
+                    body = f"conn {k}\n".encode()
+                    s.sendall(ok + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        except OSError:
+            return
+
+    def close(self):
+        self.lsock.close()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+@_test
+def upstream_connection_reuse_needs_a_clean_end(env):
+    """An upstream connection goes back to the pool only when its answer ended
+    cleanly: not after "Connection: close", nor after an HTTP/1.0 answer
+    without keep-alive, nor when bytes came after the answer (with the head or
+    with the body), as Envoy's codec closes it then (a stray response would
+    be read as the answer to the next request). The next request goes on a
+    new connection, and never gets the stray bytes."""
+    up = UncleanUpstream()
+    try:
+        gw_port = free_port()
+        parts = [appliance(env, workers=1), gateway(gw_port),
+                 virtual_service("sec", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+                 service_entry("sec", SVC, [{"address": "127.0.0.3", "port": up.port}])]
+        env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw_port)
+        poll(lambda: env.get("/ready").status == 200, 10, what="the upstream to answer through the gateway")
+        with Conn("127.0.0.1", gw_port, timeout=5) as c:
+            r = c.request("GET", "/a")
+            r2 = c.request("GET", "/b")
+            check(r.status == 200 and r2.header("x-conn") == r.header("x-conn"),
+                  f"a clean keep-alive answer: the connection is not reused ({r.header('x-conn')}, "
+                  f"then {r2.header('x-conn')})")
+            for path in ("/close-kept", "/http10", "/junk-same", "/junk-later"):
+                r = c.request("GET", path)
+                check(r.status == 200 and r.body == b"ok", f"{path} answered {r.status} {r.body!r}")
+                nxt = c.request("GET", "/next" + path)
+                check(nxt.status == 200 and nxt.body != b"evil" and
+                      nxt.header("x-conn") != r.header("x-conn"),
+                      f"after {path} (upstream connection {r.header('x-conn')}) the next request went "
+                      f"on connection {nxt.header('x-conn')} and got {nxt.body!r}: the connection was reused")
+    finally:
+        up.close()
+
+
+@_test
+def drain_closes_http1_connections(env):
+    """A draining gateway (SIGTERM) ends each HTTP/1.1 connection after its
+    response, as Envoy's connection manager, once draining, sends
+    "connection: close" on HTTP/1: a request in flight whose answer has not
+    started gets it; so does one that arrives on an idle keep-alive
+    connection; a response whose head was out before the drain is followed by
+    the connection's close at once, not after the idle timeout (30 s here)."""
+    up = UncleanUpstream()
+    try:
+        gw_port = free_port()
+        parts = [appliance(env, workers=1, timeouts={"idle": "30s", "drain": "20s"}), gateway(gw_port),
+                 virtual_service("sec", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+                 service_entry("sec", SVC, [{"address": "127.0.0.3", "port": up.port}])]
+        env.start_gateway(env.write("isthmus.yaml", docs(*parts)), gw_port)
+        poll(lambda: env.get("/ready").status == 200, 10, what="the upstream to answer through the gateway")
+        idle = Conn("127.0.0.1", gw_port, timeout=5)
+        busy = Conn("127.0.0.1", gw_port, timeout=5)
+        late = Conn("127.0.0.1", gw_port, timeout=5)
+        try:
+            r = idle.request("GET", "/first")
+            check(r.status == 200 and r.header("connection") is None, f"before the drain: {r.headers}")
+            late.send(b"GET /slowbody HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, _, lh, _ = late.read_head()
+            check(status == 200 and ("connection", "close") not in lh, f"/slowbody head before the drain: {lh}")
+            busy.send(b"GET /delay HTTP/1.1\r\nHost: a\r\n\r\n")
+            poll(lambda: "/delay" in up.paths, 5, what="/delay at the upstream")
+            os.kill(env.gateway.pid, signal.SIGTERM)
+
+            def unbound():
+                try:
+                    socket.create_connection(("127.0.0.1", gw_port), timeout=0.2).close()
+                    return False
+                except OSError:
+                    return True
+            poll(unbound, 2, what="the listener to close on SIGTERM")
+            r = idle.request("GET", "/while-draining")
+            check(r.status == 200 and r.header("connection") == "close",
+                  f"a request on an idle keep-alive connection while draining: {r.status} {r.headers}")
+            check(idle.closed_by_peer(2.0), "the idle connection stayed open after its answer while draining")
+            r = busy.read_response("GET")
+            check(r.status == 200 and r.header("connection") == "close",
+                  f"a request in flight when the drain began: {r.status} {r.headers}")
+            t0 = time.monotonic()
+            body = late._read_exact(2)
+            check(body == b"ok", f"/slowbody's body {body!r}")
+            check(late.closed_by_peer(3.0),
+                  f"a response whose head was out before the drain: its connection still open "
+                  f"{time.monotonic() - t0:.1f} s after it ended (the idle timeout is 30 s)")
+        finally:
+            for c in (idle, busy, late):
+                c.close()
+    finally:
+        up.close()
+
+
+@_test
+def http10_keep_alive_and_connect(env):
+    """An HTTP/1.0 client that asks for keep-alive is told "connection:
+    keep-alive" with its answer (it would close otherwise), as Envoy's
+    connection manager writes it for HTTP/1.0, and the connection serves on;
+    one that does not ask gets the close. An HTTP/1.1 CONNECT is refused
+    501 (CONNECT is not supported) and never reaches the upstream."""
+    one_upstream(env)
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        c.send(b"GET /one HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_response("GET")
+        check(r.status == 200 and r.header("connection") == "keep-alive" and r.header("content-length"),
+              f"HTTP/1.0 keep-alive answered {r.status} {r.headers}")
+        c.send(b"GET /two HTTP/1.0\r\nHost: a\r\n\r\n")
+        r = c.read_response("GET")
+        check(r.status == 200 and r.body == b"a /two\n" and r.header("connection") != "keep-alive",
+              f"the second HTTP/1.0 request on the kept connection: {r.status} {r.headers} {r.body!r}")
+        check(c.closed_by_peer(2.0), "an HTTP/1.0 request without keep-alive left the connection open")
+    # RFC 9110 7.8: a server MUST ignore an Upgrade in an HTTP/1.0 request;
+    # the upstream gets a plain request (the field is hop-by-hop).
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        c.send(b"GET /rawecho HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        r = c.read_response("GET")
+        head, _ = upstream_view(r)
+        check(r.status == 200 and "\r\nupgrade:" not in head,
+              f"an HTTP/1.0 Upgrade reached the upstream as one: {r.status} {head!r}")
+    with Conn("127.0.0.1", env.gw_port, timeout=5) as c:
+        c.send(b"CONNECT 127.0.0.2:443 HTTP/1.1\r\nHost: 127.0.0.2:443\r\n\r\n")
+        r = c.read_response("GET")
+        check(r.status == 501, f"HTTP/1.1 CONNECT answered {r.status} {r.headers} {r.body!r}")
 
 
 def plain_chunks(raw):

@@ -4022,6 +4022,19 @@ static const struct bad bads[] = {
      9, 7, "kind", "unknown kind \"Sidekick\""},
     {"dns server", APP "  dns:\n    servers: [\"127.0.0.1:5353\", nope]\n", 8, 33,
      "Appliance t: spec.dns.servers[1]", "must be ADDRESS or ADDRESS:PORT"},
+    /* 8 servers at most (docs/configuration.md): the ninth is refused. */
+    {"dns nine servers",
+     APP "  dns:\n    servers: [127.0.0.1, 127.0.0.2, 127.0.0.3, 127.0.0.4, 127.0.0.5, "
+	 "127.0.0.6, 127.0.0.7, 127.0.0.8, 127.0.0.9]\n",
+     8, 5, "Appliance t: spec.dns.servers", "at most 8 servers"},
+    /* Thresholds are 1..1000 (docs/configuration.md): 0 is refused, not
+     * taken as 1. */
+    {"health check unhealthyThreshold 0",
+     APP "  healthChecks:\n  - host: a.b\n    unhealthyThreshold: 0\n", 9, 25,
+     "Appliance t: spec.healthChecks[0].unhealthyThreshold", "between 1 and 1000"},
+    {"health check healthyThreshold 0",
+     APP "  healthChecks:\n  - host: a.b\n    healthyThreshold: 0\n", 9, 23,
+     "Appliance t: spec.healthChecks[0].healthyThreshold", "between 1 and 1000"},
     {"dns refresh bounds", APP "  dns:\n    minRefresh: 10s\n    maxRefresh: 5s\n", 9, 5,
      "Appliance t: spec.dns.maxRefresh", "must not be less than minRefresh"},
     /* The default maxRefresh is below it: the field written is named, with
