@@ -2,6 +2,7 @@
 #include "worker/balancer.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,29 @@
 #include "health/priority.h"
 #include "health/warmup.h"
 #include "worker/hash.h"
+
+/* A set of eligible endpoints of one cluster, as Envoy's host sets per
+ * priority and locality: their indices in the cluster's endpoint array, in
+ * order, kept until the health epoch moves (every change of an endpoint's
+ * health, ejection or admin state moves it once the change is stored), so a
+ * pick reads no endpoint's state and draws its candidates in constant time,
+ * where it scanned the whole cluster at each request. */
+struct lb_set {
+	uint64_t stamp; /* the health epoch + 1 it was built at; 0: not yet */
+	uint32_t start; /* its list in ism_lb.idx */
+	uint32_t n;
+	bool equal; /* the weights in force of its endpoints are equal */
+};
+
+/* A cluster's sets, at sets + set_off[c]: per priority below np[c], the
+ * eligible endpoints, then those not kept out (the priority in panic), then
+ * the whole cluster's eligible ones, then per locality group its eligible
+ * ones. */
+#define SET_PRIO(p)	  (p)
+#define SET_PANIC(np, p)  ((np) + (p))
+#define SET_ALL(np)	  (2 * (np))
+#define SET_GROUP(np, g)  (2 * (np) + 1 + (g))
+#define SETS(np, ngroups) (2 * (np) + 1 + (ngroups))
 
 /* Per-worker state: nginx's smooth weighted round robin keeps one "current
  * weight" per peer; all clusters' peers live in one array, each cluster starting
@@ -23,11 +47,69 @@ struct ism_lb {
 	 * and one virtual time per cluster */
 	double *deadline;
 	double *vtime;
-	/* candidates of the pick in progress, one flag per endpoint of the largest
-	 * cluster: health is read once per pick, so a change during the pick
-	 * (the master writes it concurrently) cannot make the set inconsistent */
-	uint8_t *mark;
+	/* round robin among equal weights: per cluster, the endpoint index the
+	 * next pick starts from */
+	uint32_t *rr_next;
+	/* the candidate sets (struct lb_set), their lists, and per cluster its
+	 * first set and its priorities with sets */
+	struct lb_set *sets;
+	uint32_t *idx;
+	uint32_t *set_off;
+	uint8_t *np;
+	/* a retry's candidates (the set less the hosts tried): one entry per
+	 * endpoint of the largest cluster */
+	uint32_t *scratch;
 };
+
+/* The candidate sets' layout for table into lb (sets, idx, set_off, np). */
+static int sets_new(struct ism_lb *lb, const struct ism_table *table)
+{
+	size_t n_sets = 0, n_idx = 0;
+
+	lb->set_off = calloc(table->n_clusters + 1, sizeof(*lb->set_off));
+	lb->np = calloc(table->n_clusters + 1, 1);
+	if (lb->set_off == NULL || lb->np == NULL)
+		return -ENOMEM;
+	for (uint32_t c = 0; c < table->n_clusters; c++) {
+		const struct ism_cluster *cl = &table->clusters[c];
+		uint32_t np = 0;
+
+		for (uint32_t i = 0; i < cl->n_endpoints; i++)
+			if (cl->endpoints[i].priority < ISM_MAX_PRIORITIES &&
+			    cl->endpoints[i].priority >= np)
+				np = cl->endpoints[i].priority + 1u;
+		lb->np[c] = (uint8_t)np;
+		lb->set_off[c] = (uint32_t)n_sets;
+		n_sets += SETS(np, cl->n_groups);
+	}
+	lb->set_off[table->n_clusters] = (uint32_t)n_sets;
+	lb->sets = calloc(n_sets + 1, sizeof(*lb->sets));
+	if (lb->sets == NULL)
+		return -ENOMEM;
+	for (uint32_t c = 0; c < table->n_clusters; c++) {
+		const struct ism_cluster *cl = &table->clusters[c];
+		struct lb_set *s = lb->sets + lb->set_off[c];
+		uint32_t np = lb->np[c], per[ISM_MAX_PRIORITIES] = {0};
+
+		for (uint32_t i = 0; i < cl->n_endpoints; i++)
+			if (cl->endpoints[i].priority < np)
+				per[cl->endpoints[i].priority]++;
+		for (uint32_t p = 0; p < np; p++) {
+			s[SET_PRIO(p)].start = (uint32_t)n_idx;
+			n_idx += per[p];
+			s[SET_PANIC(np, p)].start = (uint32_t)n_idx;
+			n_idx += per[p];
+		}
+		s[SET_ALL(np)].start = (uint32_t)n_idx;
+		n_idx += cl->n_endpoints;
+		for (uint32_t g = 0; g < cl->n_groups; g++) {
+			s[SET_GROUP(np, g)].start = (uint32_t)n_idx;
+			n_idx += cl->groups[g].count;
+		}
+	}
+	lb->idx = calloc(n_idx + 1, sizeof(*lb->idx));
+	return lb->idx != NULL ? 0 : -ENOMEM;
+}
 
 struct ism_lb *ism_lb_new(const struct ism_table *table)
 {
@@ -53,21 +135,17 @@ struct ism_lb *ism_lb_new(const struct ism_table *table)
 	lb->cur = calloc(total + 1, sizeof(*lb->cur));
 	if (!lb->cur)
 		goto fail_off;
-	lb->mark = calloc(widest + 1, 1);
-	if (!lb->mark)
-		goto fail_cur;
+	lb->scratch = calloc(widest + 1, sizeof(*lb->scratch));
 	lb->deadline = calloc(total + 1, sizeof(*lb->deadline));
 	lb->vtime = calloc(table->n_clusters + 1, sizeof(*lb->vtime));
-	if (!lb->deadline || !lb->vtime)
-		goto fail_edf;
+	lb->rr_next = calloc(table->n_clusters + 1, sizeof(*lb->rr_next));
+	if (!lb->scratch || !lb->deadline || !lb->vtime || !lb->rr_next ||
+	    sets_new(lb, table) < 0) {
+		ism_lb_free(lb);
+		return NULL;
+	}
 	return lb;
 
-fail_edf:
-	free(lb->deadline);
-	free(lb->vtime);
-	free(lb->mark);
-fail_cur:
-	free(lb->cur);
 fail_off:
 	free(lb->off);
 fail_lb:
@@ -82,7 +160,12 @@ void ism_lb_free(struct ism_lb *lb)
 		return;
 	free(lb->deadline);
 	free(lb->vtime);
-	free(lb->mark);
+	free(lb->rr_next);
+	free(lb->scratch);
+	free(lb->sets);
+	free(lb->idx);
+	free(lb->set_off);
+	free(lb->np);
 	free(lb->cur);
 	free(lb->off);
 	free(lb);
@@ -154,14 +237,36 @@ static int64_t weight_now(const struct ism_endpoint *ep, const struct ism_ep_sta
 struct cand {
 	const struct ism_cluster *cl;
 	const struct ism_ep_state *eps;
-	const uint8_t *mark;
+	const uint32_t *idx; /* the candidates' indices in the cluster, ascending */
+	uint32_t n;
+	bool equal;   /* their weights in force are equal */
 	uint64_t now; /* monotonic ms */
 	bool warming; /* a candidate is in its warmup: weights are scaled */
 };
 
+/* The position of the first candidate at endpoint index i or after (n when
+ * none): a binary search of the ascending list. */
+static uint32_t cand_from(const struct cand *k, uint32_t i)
+{
+	uint32_t lo = 0, hi = k->n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (k->idx[mid] < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Whether endpoint i is a candidate. */
 static bool is_cand(const struct cand *k, uint32_t i)
 {
-	return k->mark[i] != 0;
+	uint32_t j = cand_from(k, i);
+
+	return j < k->n && k->idx[j] == i;
 }
 
 /* The share of its weight candidate endpoint ep has now (health/warmup.h). */
@@ -176,8 +281,8 @@ static bool any_warming(const struct cand *k)
 {
 	if (k->cl->warmup_ms == 0)
 		return false;
-	for (uint32_t i = 0; i < k->cl->n_endpoints; i++)
-		if (is_cand(k, i) && warm_factor(k, &k->cl->endpoints[i]) < 1.0)
+	for (uint32_t j = 0; j < k->n; j++)
+		if (warm_factor(k, &k->cl->endpoints[k->idx[j]]) < 1.0)
 			return true;
 	return false;
 }
@@ -237,22 +342,59 @@ static int choose_group(const struct ism_cluster *cl, uint32_t p, uint32_t rnd)
 	return -1;
 }
 
-/* Marks the eligible endpoints in [first, end) of priority p (all priorities
- * when p < 0); returns how many. */
-static uint32_t mark_range(struct ism_lb *lb, const struct ism_cluster *cl,
-			   const struct ism_shm_hdr *h, uint32_t first, uint32_t end, int p,
-			   bool panic)
+/* Set which of cluster c (cl), built anew from the endpoints' states when the
+ * health epoch moved since it was (stamp: the epoch + 1, read before any
+ * state): the eligible endpoints of a priority or of the whole cluster, those
+ * not kept out for a priority in panic, or a locality group's. */
+static const struct lb_set *set_get(struct ism_lb *lb, uint32_t c, const struct ism_cluster *cl,
+				    const struct ism_shm_hdr *h, uint64_t stamp, uint32_t which)
 {
+	struct lb_set *s = &lb->sets[lb->set_off[c] + which];
+	uint32_t *out = lb->idx + s->start, np = lb->np[c], first = 0, end = cl->n_endpoints;
 	uint32_t n = 0;
+	int64_t w = -1;
+	bool panic = false;
+	int p = -1;
 
-	memset(lb->mark, 0, cl->n_endpoints);
-	for (uint32_t i = first; i < end; i++) {
-		if (p >= 0 && cl->endpoints[i].priority != (uint32_t)p)
-			continue;
-		lb->mark[i] = eligible(&cl->endpoints[i], h, panic);
-		n += lb->mark[i];
+	if (s->stamp == stamp)
+		return s;
+	if (which >= SET_GROUP(np, 0)) {
+		first = cl->groups[which - SET_GROUP(np, 0)].first;
+		end = first + cl->groups[which - SET_GROUP(np, 0)].count;
+	} else if (which < SET_PANIC(np, 0)) {
+		p = (int)which;
+	} else if (which < SET_ALL(np)) {
+		p = (int)(which - SET_PANIC(np, 0));
+		panic = true;
 	}
-	return n;
+	s->equal = true;
+	for (uint32_t i = first; i < end && i < cl->n_endpoints; i++) {
+		const struct ism_endpoint *ep = &cl->endpoints[i];
+		int64_t wi;
+
+		if ((p >= 0 && ep->priority != (uint32_t)p) || !eligible(ep, h, panic))
+			continue;
+		out[n++] = i;
+		wi = weight_now(ep, h->eps);
+		s->equal = s->equal && (w < 0 || wi == w);
+		w = wi;
+	}
+	s->n = n;
+	s->stamp = stamp;
+	return s;
+}
+
+/* The eligible endpoints of priority p (not kept out, in panic), or none
+ * when no endpoint has that priority. */
+static const struct lb_set *prio_set(struct ism_lb *lb, uint32_t c, const struct ism_cluster *cl,
+				     const struct ism_shm_hdr *h, uint64_t stamp, uint32_t p,
+				     bool panic)
+{
+	uint32_t np = lb->np[c];
+
+	if (p >= np)
+		return NULL;
+	return set_get(lb, c, cl, h, stamp, panic ? SET_PANIC(np, p) : SET_PRIO(p));
 }
 
 static bool excluded(const struct ism_lb_req *rq, uint32_t id)
@@ -263,19 +405,39 @@ static bool excluded(const struct ism_lb_req *rq, uint32_t id)
 	return false;
 }
 
-/* Marks the candidates of this pick (see balancer.h); then leaves out the
- * excluded ids when another candidate remains. Returns the number of candidates. */
-static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cluster *cl,
-			  const struct ism_shm_hdr *h, const struct ism_lb_req *rq)
+/* Whether the weights in force of the candidates are equal. */
+static bool equal_weights(const struct cand *k)
 {
+	int64_t w = -1;
+
+	for (uint32_t j = 0; j < k->n; j++) {
+		int64_t wi = weight_now(&k->cl->endpoints[k->idx[j]], k->eps);
+
+		if (w >= 0 && wi != w)
+			return false;
+		w = wi;
+	}
+	return true;
+}
+
+/* Chooses the candidates of this pick (see balancer.h); then leaves out the
+ * excluded ids when another candidate remains. Returns the number of
+ * candidates. */
+static uint32_t cand_init(struct ism_lb *lb, struct cand *k, uint32_t c,
+			  const struct ism_cluster *cl, const struct ism_shm_hdr *h,
+			  const struct ism_lb_req *rq)
+{
+	/* Read before any endpoint's state: a change stored meanwhile moves
+	 * the epoch after, and the next pick builds the set again. */
+	uint64_t stamp = atomic_load_explicit(&h->health_epoch, memory_order_acquire) + 1;
+	const struct lb_set *s = NULL;
 	struct ism_cluster_dyn ld;
-	uint32_t i, n = 0, others = 0, p;
+	uint32_t others = 0, p;
 	bool panic, hashed;
 	int g = -1;
 
 	k->cl = cl;
 	k->eps = h->eps;
-	k->mark = lb->mark;
 	read_loads(cl, &ld);
 	if (rq->skip_prio != 0)
 		ism_prio_skip(ld.health, ld.n_priorities, rq->skip_prio, ld.healthy_load);
@@ -289,34 +451,38 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, const struct ism_cl
 	if (cl->locality_weighted && !panic && cl->dyn != NULL)
 		g = choose_group(cl, p, hashed ? (uint32_t)(rq->hash >> 32) : rq->rnd2);
 	if (g >= 0)
-		n = mark_range(lb, cl, h, cl->groups[g].first,
-			       cl->groups[g].first + cl->groups[g].count, -1, false);
-	if (n == 0)
-		n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)p, panic);
+		s = set_get(lb, c, cl, h, stamp, SET_GROUP(lb->np[c], (uint32_t)g));
+	if (s == NULL || s->n == 0)
+		s = prio_set(lb, c, cl, h, stamp, p, panic);
 	/* The loads lag health by one recomputation: fall back to the first
 	 * priority that has an eligible endpoint, one the retry does not leave
 	 * out if there is one. */
-	for (uint32_t q = 0; n == 0 && q < ld.n_priorities; q++)
+	for (uint32_t q = 0; (s == NULL || s->n == 0) && q < ld.n_priorities; q++)
 		if (!(rq->skip_prio >> q & 1))
-			n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)q, false);
-	for (uint32_t q = 0; n == 0 && rq->skip_prio != 0 && q < ld.n_priorities; q++)
-		n = mark_range(lb, cl, h, 0, cl->n_endpoints, (int)q, false);
-	if (n == 0 && ld.n_priorities <= 1)
-		n = mark_range(lb, cl, h, 0, cl->n_endpoints, -1, false);
+			s = prio_set(lb, c, cl, h, stamp, q, false);
+	for (uint32_t q = 0; (s == NULL || s->n == 0) && rq->skip_prio != 0 && q < ld.n_priorities;
+	     q++)
+		s = prio_set(lb, c, cl, h, stamp, q, false);
+	if ((s == NULL || s->n == 0) && ld.n_priorities <= 1)
+		s = set_get(lb, c, cl, h, stamp, SET_ALL(lb->np[c]));
+	if (s == NULL || s->n == 0)
+		return 0;
+	k->idx = lb->idx + s->start;
+	k->n = s->n;
+	k->equal = s->equal;
 	if (rq->n_exclude == 0)
-		return n;
-	for (i = 0; i < cl->n_endpoints; i++)
-		if (lb->mark[i] && !excluded(rq, cl->endpoints[i].id))
-			others++;
+		return k->n;
+	for (uint32_t j = 0; j < s->n; j++)
+		if (!excluded(rq, cl->endpoints[k->idx[j]].id))
+			lb->scratch[others++] = k->idx[j];
 	/* A retry avoids the hosts tried only inside the chosen set, as Envoy's
 	 * previous_hosts predicate does; with no other host it reuses them. */
-	if (others > 0 && others < n) {
-		for (i = 0; i < cl->n_endpoints; i++)
-			if (lb->mark[i] && excluded(rq, cl->endpoints[i].id))
-				lb->mark[i] = 0;
-		n = others;
+	if (others > 0 && others < k->n) {
+		k->idx = lb->scratch;
+		k->n = others;
+		k->equal = k->equal || equal_weights(k);
 	}
-	return n;
+	return k->n;
 }
 
 static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
@@ -325,14 +491,20 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	const bool warm = k->cl->warmup_ms != 0;
 	int64_t total = 0;
 	int best = -1;
-	uint32_t i;
 
-	for (i = 0; i < k->cl->n_endpoints; i++) {
-		int64_t w;
+	/* Equal weights: the smooth schedule is a rotation in endpoint order,
+	 * the candidate after the last one picked (Envoy's round robin). */
+	if (k->equal && !k->warming) {
+		uint32_t j = cand_from(k, lb->rr_next[c]);
 
-		if (!is_cand(k, i))
-			continue;
-		w = warm ? rr_weight(k, i) : weight_now(&k->cl->endpoints[i], k->eps);
+		best = (int)k->idx[j < k->n ? j : 0];
+		lb->rr_next[c] = (uint32_t)best + 1;
+		return best;
+	}
+	for (uint32_t j = 0; j < k->n; j++) {
+		uint32_t i = k->idx[j];
+		int64_t w = warm ? rr_weight(k, i) : weight_now(&k->cl->endpoints[i], k->eps);
+
 		cur[i] += w;
 		total += w;
 		if (best < 0 || cur[i] > cur[best])
@@ -340,17 +512,6 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	}
 	cur[best] -= total;
 	return best;
-}
-
-/* The i-th candidate (0-based), in endpoint order. */
-static int nth_cand(const struct cand *k, uint32_t nth)
-{
-	uint32_t i;
-
-	for (i = 0; i < k->cl->n_endpoints; i++)
-		if (is_cand(k, i) && nth-- == 0)
-			return (int)i;
-	return -1;
 }
 
 /* Power of two choices: two distinct candidates drawn from the two halves of
@@ -365,8 +526,8 @@ static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 
 	if (n > 1 && a == b)
 		b = (a + 1) % n;
-	ia = nth_cand(k, a);
-	ib = nth_cand(k, b);
+	ia = (int)k->idx[a];
+	ib = (int)k->idx[b];
 	la = (uint64_t)(atomic_load_explicit(&k->eps[k->cl->endpoints[ia].id].inflight,
 					     memory_order_relaxed) +
 			1) *
@@ -376,20 +537,6 @@ static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 			1) *
 	     (uint64_t)weight_now(&k->cl->endpoints[ia], k->eps);
 	return lb < la ? ib : ia;
-}
-
-static bool equal_weights(const struct cand *k)
-{
-	int64_t w = -1;
-
-	for (uint32_t i = 0; i < k->cl->n_endpoints; i++) {
-		if (!is_cand(k, i))
-			continue;
-		if (w >= 0 && weight_now(&k->cl->endpoints[i], k->eps) != w)
-			return false;
-		w = weight_now(&k->cl->endpoints[i], k->eps);
-	}
-	return true;
 }
 
 /* The distance between two picks of candidate i in the least-request
@@ -413,9 +560,9 @@ static int pick_least_edf(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	double *vt = &lb->vtime[c];
 	int best = -1;
 
-	for (uint32_t i = 0; i < k->cl->n_endpoints; i++) {
-		if (!is_cand(k, i))
-			continue;
+	for (uint32_t j = 0; j < k->n; j++) {
+		uint32_t i = k->idx[j];
+
 		/* New in the schedule, or back after a spell out of it. */
 		if (dl[i] < *vt)
 			dl[i] = *vt + edf_step(k, i);
@@ -452,18 +599,14 @@ static int pick_hash(const struct cand *k, uint64_t hash)
 static int pick_random(const struct cand *k, uint32_t rnd)
 {
 	uint64_t total = 0, target, cum = 0;
-	uint32_t i;
 	int last = -1;
 
-	for (i = 0; i < k->cl->n_endpoints; i++)
-		if (is_cand(k, i))
-			total += (uint64_t)weight_now(&k->cl->endpoints[i], k->eps);
+	for (uint32_t j = 0; j < k->n; j++)
+		total += (uint64_t)weight_now(&k->cl->endpoints[k->idx[j]], k->eps);
 	target = scale_rnd(rnd, total);
-	for (i = 0; i < k->cl->n_endpoints; i++) {
-		if (!is_cand(k, i))
-			continue;
-		cum += (uint64_t)weight_now(&k->cl->endpoints[i], k->eps);
-		last = (int)i;
+	for (uint32_t j = 0; j < k->n; j++) {
+		cum += (uint64_t)weight_now(&k->cl->endpoints[k->idx[j]], k->eps);
+		last = (int)k->idx[j];
 		if (target < cum)
 			break;
 	}
@@ -483,15 +626,15 @@ int ism_lb_pick(struct ism_lb *lb, uint32_t c, const struct ism_shm_hdr *h,
 	cl = &lb->table->clusters[c];
 	if (cl->n_endpoints == 0)
 		return -ENOENT;
-	n = cand_init(lb, &k, cl, h, rq);
+	n = cand_init(lb, &k, c, cl, h, rq);
 	if (n == 0)
 		return -ENOENT;
 	k.now = rq->now_ms;
 	k.warming = any_warming(&k);
 	switch (cl->lb) {
 	case ISM_LB_LEAST_REQUEST:
-		return equal_weights(&k) && !k.warming ? pick_least(&k, n, rq->rnd)
-						       : pick_least_edf(lb, c, &k);
+		return k.equal && !k.warming ? pick_least(&k, n, rq->rnd)
+					     : pick_least_edf(lb, c, &k);
 	case ISM_LB_RANDOM:
 		return pick_random(&k, rq->rnd);
 	case ISM_LB_RING_HASH:

@@ -13,7 +13,10 @@
  *
  * Eligible: healthy, not ejected and not kept out by the operator (drain, maint,
  * weight 0: ism_ep_admin_out); in panic, every endpoint of the priority that is
- * not kept out. When the chosen
+ * not kept out. The eligible endpoints of each priority and locality group are
+ * kept as lists per worker until the health epoch moves (every writer of a
+ * state moves it after storing the state), so a pick reads no endpoint's state
+ * and draws from equal weights in constant time. When the chosen
  * set has nothing eligible (the loads lag a change by one recomputation), the
  * priorities are tried in order. The per-worker state is sized for one table
  * generation and rebuilt when the worker moves to a new one. */

@@ -167,9 +167,23 @@ static int pick_id(struct fixture *f, uint32_t c, uint32_t excl, uint32_t rnd)
 	return (int)clusters[c].endpoints[i].id;
 }
 
+/* A state change, then the health epoch moved, as every writer does (the
+ * workers keep their candidate sets until it moves). */
+static void moved(struct fixture *f)
+{
+	atomic_fetch_add(&f->h->health_epoch, 1);
+}
+
 static void set_health(struct fixture *f, uint32_t id, uint32_t h)
 {
 	atomic_store(&f->eps[id].health, h);
+	moved(f);
+}
+
+static void set_admin(struct fixture *f, uint32_t id, uint32_t a)
+{
+	atomic_store(&f->eps[id].admin, a);
+	moved(f);
 }
 
 static void test_wrr_smooth_exact(void **state)
@@ -201,20 +215,45 @@ static void test_ineligible_never_picked(void **state)
 	int k;
 
 	set_health(f, 2, ISM_EP_UNHEALTHY);
-	atomic_store(&f->eps[1].admin, ISM_EP_ADMIN_DRAIN);
+	set_admin(f, 1, ISM_EP_ADMIN_DRAIN);
 	for (k = 0; k < 50; k++)
 		assert_int_equal(pick_id(f, 0, UINT32_MAX, (uint32_t)k * 77777u), 0);
-	atomic_store(&f->eps[1].admin, ISM_EP_ADMIN_READY);
-	atomic_store(&f->eps[0].admin, ISM_EP_ADMIN_MAINT);
+	set_admin(f, 1, ISM_EP_ADMIN_READY);
+	set_admin(f, 0, ISM_EP_ADMIN_MAINT);
 	for (k = 0; k < 50; k++)
 		assert_int_equal(pick_id(f, 0, UINT32_MAX, 0), 1);
 	set_health(f, 1, ISM_EP_UNHEALTHY);
 	assert_int_equal(lbpick(f, 0, UINT32_MAX, 0), -ENOENT);
 	/* drained and in-maintenance also count as none for least-request */
-	atomic_store(&f->eps[20].admin, ISM_EP_ADMIN_DRAIN);
-	atomic_store(&f->eps[21].admin, ISM_EP_ADMIN_MAINT);
+	set_admin(f, 20, ISM_EP_ADMIN_DRAIN);
+	set_admin(f, 21, ISM_EP_ADMIN_MAINT);
 	set_health(f, 22, ISM_EP_UNHEALTHY);
 	assert_int_equal(lbpick(f, 2, UINT32_MAX, 12345), -ENOENT);
+}
+
+/* Round robin among equal weights is a rotation in endpoint order over the
+ * candidates (Envoy's round robin): an endpoint out of them is passed over,
+ * and back in, it takes its turn again. The candidates are kept until the
+ * health epoch moves: a state stored without it moving is not seen yet. */
+static void test_rr_equal_rotation(void **state)
+{
+	struct fixture *f = *state;
+	static const int want[] = {10, 11, 10, 11, 10};
+
+	for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++)
+		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), want[k]);
+	set_health(f, 10, ISM_EP_UNHEALTHY);
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 11);
+	set_health(f, 10, ISM_EP_HEALTHY);
+	assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 10);
+	assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 11);
+	atomic_store(&f->eps[11].health, ISM_EP_UNHEALTHY);
+	assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 10);
+	assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 11);
+	moved(f);
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 10);
 }
 
 /* Ejection is per cluster, as each of Envoy's clusters has its own outlier
@@ -227,6 +266,7 @@ static void test_ejection_per_cluster(void **state)
 
 	atomic_store(&f->h->ods[40].ejected, 1);
 	atomic_store(&f->eps[40].ejected_in, 1);
+	moved(f);
 	for (uint32_t k = 0; k < 20; k++) {
 		assert_int_equal(pick_id(f, 5, UINT32_MAX, k * 2654435761u), 41);
 		in9 += pick_id(f, 9, UINT32_MAX, k * 2654435761u) == 40;
@@ -235,6 +275,7 @@ static void test_ejection_per_cluster(void **state)
 	/* ejected in cluster 9 as well: out of both */
 	atomic_store(&f->h->ods[140].ejected, 1);
 	atomic_store(&f->eps[40].ejected_in, 2);
+	moved(f);
 	for (uint32_t k = 0; k < 20; k++)
 		assert_int_equal(pick_id(f, 9, UINT32_MAX, k * 2654435761u), 41);
 }
@@ -277,7 +318,7 @@ static void test_locality_failover_and_back(void **state)
 		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 10);
 
 	/* a drained local does not count as available */
-	atomic_store(&f->eps[10].admin, ISM_EP_ADMIN_DRAIN);
+	set_admin(f, 10, ISM_EP_ADMIN_DRAIN);
 	for (k = 0; k < 10; k++) {
 		int id = pick_id(f, 1, UINT32_MAX, 0);
 		assert_true(id == 12 || id == 13);
@@ -560,6 +601,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_wrr_smooth_exact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ineligible_never_picked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rr_equal_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ejection_per_cluster, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locality_failover_and_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hash_keeps_priority_and_locality, setup, teardown),
