@@ -82,6 +82,33 @@ int ism_grpc_error_fields(const char *ct, const char *gs, const struct ism_http_
 	char *v;
 	size_t k = 0;
 
+	/* Ours first: a head of many fields cut at the bound loses the
+	 * upstream's last ones, never these. */
+	ret |= ism_buf_put_pair(out, "content-type", 12, ct, strlen(ct));
+	ret |= ism_buf_put_pair(out, "grpc-status", 11, gs, strlen(gs));
+	if (ret)
+		return -ENOMEM;
+	if (with_msg) {
+		/* grpc-message: its room at the worst (every byte escaped), then
+		 * filled */
+		if (ism_buf_put_pair(out, "grpc-message", 12, "", 0) < 0 ||
+		    ism_buf_reserve(out, (uint32_t)(3 * len), UINT32_MAX) < 0)
+			return -ENOMEM;
+		v = out->p + out->len - 1; /* over the value's NUL */
+		for (size_t i = 0; i < len; i++) {
+			uint8_t c = (uint8_t)msg[i];
+
+			if (c < 0x20 || c >= 0x7e || c == '%') {
+				v[k++] = '%';
+				v[k++] = hex[c >> 4];
+				v[k++] = hex[c & 15];
+			} else {
+				v[k++] = (char)c;
+			}
+		}
+		v[k] = '\0';
+		out->len += (uint32_t)k;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (!ism_http_header_is(&h[i], "content-length") &&
 		    !ism_http_header_is(&h[i], "transfer-encoding") &&
@@ -90,31 +117,7 @@ int ism_grpc_error_fields(const char *ct, const char *gs, const struct ism_http_
 		    !(with_msg && ism_http_header_is(&h[i], "grpc-message")))
 			ret |= ism_buf_put_pair(out, h[i].name, h[i].name_len, h[i].value,
 						h[i].value_len);
-	ret |= ism_buf_put_pair(out, "content-type", 12, ct, strlen(ct));
-	ret |= ism_buf_put_pair(out, "grpc-status", 11, gs, strlen(gs));
-	if (ret)
-		return -ENOMEM;
-	if (!with_msg)
-		return 0;
-	/* grpc-message: its room at the worst (every byte escaped), then filled */
-	if (ism_buf_put_pair(out, "grpc-message", 12, "", 0) < 0 ||
-	    ism_buf_reserve(out, (uint32_t)(3 * len), UINT32_MAX) < 0)
-		return -ENOMEM;
-	v = out->p + out->len - 1; /* over the value's NUL */
-	for (size_t i = 0; i < len; i++) {
-		uint8_t c = (uint8_t)msg[i];
-
-		if (c < 0x20 || c >= 0x7e || c == '%') {
-			v[k++] = '%';
-			v[k++] = hex[c >> 4];
-			v[k++] = hex[c & 15];
-		} else {
-			v[k++] = (char)c;
-		}
-	}
-	v[k] = '\0';
-	out->len += (uint32_t)k;
-	return 0;
+	return ret ? -ENOMEM : 0;
 }
 
 int ism_gw_error_fields(uint8_t flags, int status, const struct ism_http_header *h, size_t n,

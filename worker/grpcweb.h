@@ -88,10 +88,10 @@ int ism_gw_encode(struct ism_gw_b64 *c, const char *in, size_t len, bool final,
  * (200 with application/grpc-web or +proto), and unless its head ends it. */
 bool ism_gw_transform(int status, const struct ism_http_header *h, size_t n, bool done);
 
-/* The fields of a gRPC error onto out (name NUL value NUL ...): those of
+/* The fields of a gRPC error onto out (name NUL value NUL ...): content-type
+ * ct, grpc-status gs and, with with_msg, grpc-message: msg, then those of
  * h[0..n) but its framing, content type and gRPC status (and with with_msg
- * its message), then content-type ct, grpc-status gs and, with with_msg,
- * grpc-message: msg, percent-encoded as
+ * its message): a head cut at ISM_MAX_HDRS keeps these. msg is percent-encoded as
  * gRPC's spec says (bytes below 0x20, from 0x7e up and '%' as %XX, as Envoy's
  * encoder). 0 or -ENOMEM. */
 int ism_grpc_error_fields(const char *ct, const char *gs, const struct ism_http_header *h, size_t n,

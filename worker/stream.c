@@ -426,16 +426,27 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	return true;
 }
 
+/* A grpc-status that is no number: a code no retry policy names, which
+ * outlier detection takes as 500 (Envoy's InvalidCode). */
+#define GRPC_INVALID 999
+
 /* The grpc-status of a gRPC response's head (a trailers-only response), or
  * -1: not gRPC, or the status comes in the trailers. */
 static int grpc_status(const struct ism_stream *st, const struct ism_http_resp *resp)
 {
 	if (!st->grpc)
 		return -1;
-	for (size_t i = 0; i < resp->n_headers; i++)
-		if (ism_http_header_is(&resp->headers[i], "grpc-status") &&
-		    resp->headers[i].value_len > 0 && resp->headers[i].value_len < 4)
-			return atoi(resp->headers[i].value);
+	for (size_t i = 0; i < resp->n_headers; i++) {
+		const struct ism_http_header *f = &resp->headers[i];
+		int v = 0;
+
+		if (!ism_http_header_is(f, "grpc-status"))
+			continue;
+		for (size_t k = 0; k < f->value_len && v <= GRPC_INVALID; k++)
+			v = f->value[k] >= '0' && f->value[k] <= '9' ? v * 10 + (f->value[k] - '0')
+								     : GRPC_INVALID + 1;
+		return f->value_len > 0 && v <= GRPC_INVALID ? v : GRPC_INVALID;
+	}
 	return -1;
 }
 

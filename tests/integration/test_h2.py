@@ -1838,6 +1838,38 @@ def grpc_outlier_ejection(env):
 
 
 @_test
+def grpc_status_not_a_number(env):
+    """A trailers-only gRPC answer whose grpc-status is no number is a failure
+    to outlier detection (500, as Envoy's InvalidCode maps): under
+    consecutive5xxErrors 1 its endpoint is ejected; it read as 0 (OK) and
+    the endpoint stayed in. A grpc-status of 0 keeps it in."""
+    need_tools("h2")
+    dr = (f"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: od}}\nspec:\n"
+          f"  host: {SVC}\n  trafficPolicy:\n    outlierDetection: {{consecutive5xxErrors: 1, interval: 1s, "
+          f"baseEjectionTime: 60s, maxEjectionPercent: 100}}\n")
+    gw = one_service(env, h1_upstream(env), extra_docs=(dr,))
+
+    def call(status):
+        raw = (f"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {status}\r\n"
+               "content-length: 0\r\n\r\n").encode().hex()
+        rep = h2_client(gw, [{"method": "POST", "path": "/raw", "body": "",
+                              "headers": [["content-type", "application/grpc"], ["te", "trailers"],
+                                          ["x-respond", raw]]}])
+        return rep["streams"][0]
+
+    def ejected():
+        return any(e["ejected"] for e in json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json")))
+
+    for _ in range(3):
+        s = call("0")
+        check(s["status"] == 200, f"grpc-status 0: {s}")
+    check(not ejected(), "an endpoint answering grpc-status 0 was ejected")
+    s = call("ab")
+    check(s["status"] == 200, f"grpc-status ab: {s}")
+    poll(ejected, 5, what="the endpoint that answered grpc-status ab to be ejected")
+
+
+@_test
 def h2_upstream_chunked_body(env):
     """An HTTP/1.1 client's chunked body (its first chunk in the same packet as
     the head) reaches an HTTP/2 upstream as plain DATA: no chunk framing, no
