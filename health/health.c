@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -114,7 +115,23 @@ struct ism_health {
 	/* the table of the last ism_health_set_table (the published one): the
 	 * clusters where a passing check ends an ejection */
 	const struct ism_table *table;
+	/* The checks' open descriptors, and at most how many (half the open-file
+	 * limit): a first round of thousands of checks waits for descriptors
+	 * rather than failing for want of them. */
+	uint32_t open, max_open;
 };
+
+/* At most half the open-file limit in checks at once, 16 at least. */
+static void max_open_set(struct ism_health *h)
+{
+	struct rlimit rl;
+
+	h->max_open = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur / 2 < UINT32_MAX
+			  ? (uint32_t)(rl.rlim_cur / 2)
+			  : UINT32_MAX;
+	if (h->max_open < 16)
+		h->max_open = 16;
+}
 
 /* Whether e waits for the first result that decides it: an endpoint not
  * healthy (a new one, one back from maintenance) without a result yet. One
@@ -169,6 +186,7 @@ int ism_health_create(struct ism_shm *shm, struct ism_health **out)
 		ret = -errno;
 		goto fail_by_id;
 	}
+	max_open_set(h);
 	/* Jitter only needs to differ between appliances and restarts. */
 	if (getrandom(&h->rng, sizeof(h->rng), GRND_NONBLOCK) != sizeof(h->rng) || h->rng == 0)
 		h->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ ism_now_ms();
@@ -183,7 +201,7 @@ fail:
 	return ret;
 }
 
-static void ep_close(struct hc_ep *e)
+static void ep_close(struct ism_health *h, struct hc_ep *e)
 {
 	SSL_free(e->ssl);
 	e->ssl = NULL;
@@ -196,15 +214,16 @@ static void ep_close(struct hc_ep *e)
 		/* close() also drops the descriptor from the epoll set */
 		close(e->fd);
 		e->fd = -1;
+		h->open--;
 	}
 	e->armed = 0;
 	e->state = HC_IDLE;
 	e->seq++;
 }
 
-static void ep_free(struct hc_ep *e)
+static void ep_free(struct ism_health *h, struct hc_ep *e)
 {
-	ep_close(e);
+	ep_close(h, e);
 	SSL_CTX_free(e->ctx);
 	free(e->statuses);
 	free(e->req);
@@ -218,7 +237,7 @@ void ism_health_destroy(struct ism_health *h)
 	if (!h)
 		return;
 	for (i = 0; i < h->n; i++)
-		ep_free(h->list[i]);
+		ep_free(h, h->list[i]);
 	ism_tlsctx_cache_free(&h->ctxs);
 	free(h->list);
 	free(h->by_id);
@@ -355,7 +374,7 @@ static void ep_fail(struct ism_health *h, struct hc_ep *e, enum hc_verdict v, co
 static void ep_result(struct ism_health *h, struct hc_ep *e, enum hc_verdict v, const char *reason,
 		      uint64_t now)
 {
-	ep_close(e);
+	ep_close(h, e);
 	atomic_fetch_add_explicit(&ep_state(h, e->id)->hc_checks, 1, memory_order_relaxed);
 	if (v == HC_PASS)
 		ep_pass(h, e, now);
@@ -396,6 +415,11 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 {
 	int fd, err;
 
+	if (h->open >= h->max_open) {
+		/* A descriptor when one is free: soon, without a result. */
+		e->next_ms = now + 1 + hc_rand(h) % 10;
+		return;
+	}
 	fd = socket(e->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		/* Out of descriptors or memory here says nothing about the endpoint:
@@ -406,6 +430,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	}
 	e->seq++;
 	e->fd = fd;
+	h->open++;
 	e->got = 0;
 	e->status = 0;
 	e->sent = 0;
@@ -419,7 +444,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	err = ep_watch(h, e, EPOLLOUT, EPOLL_CTL_ADD);
 	if (err < 0) {
 		ism_err("health check of %s: epoll: %s", e->label, strerror(-err));
-		ep_close(e);
+		ep_close(h, e);
 		e->next_ms = now + ep_wait(h, e, e->interval_ms);
 	}
 }
@@ -756,7 +781,7 @@ static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		if (e->grpc == NULL) {
 			/* says nothing about the endpoint: no result (as for socket()) */
 			ism_err("health check of %s: out of memory", e->label);
-			ep_close(e);
+			ep_close(h, e);
 			e->next_ms = now + ep_wait(h, e, e->interval_ms);
 			return;
 		}
@@ -1147,7 +1172,7 @@ static int ep_configure(struct ism_health *h, struct hc_ep *e, const struct ism_
 		  memcmp(&e->addr, &ep->addr, ep->addrlen) != 0 || e->ctx != ctx ||
 		  strcmp(e->sni, sni) != 0 || e->pp != cl->hc_pp;
 	if (changed && e->state != HC_IDLE) {
-		ep_close(e);
+		ep_close(h, e);
 		e->next_ms = now;
 	}
 	if (ctx != NULL)
@@ -1304,6 +1329,7 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
 	int ret = 0;
 
 	h->table = t;
+	max_open_set(h); /* the limit as the start or the reload just set it */
 	for (i = 0; i < h->n; i++)
 		h->list[i]->seen = false;
 	ism_tlsctx_unmark_all(&h->ctxs);
@@ -1326,7 +1352,7 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
 		}
 		h->by_id[e->id] = NULL;
 		h->list[i] = h->list[--h->n];
-		ep_free(e);
+		ep_free(h, e);
 	}
 	release_unchecked(h, t);
 	return 0;

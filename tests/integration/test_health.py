@@ -7,6 +7,7 @@ endpoints.
 Registered into run.py's list by register(test)."""
 
 import json
+import socket
 import threading
 
 from harness import (Env, Registry, TestFailure, appliance, check, ctl_cmd, docs, free_port, gateway, http_get,
@@ -251,3 +252,44 @@ def health_expected_statuses_edges(env):
                                                f"{cases[k][1] or '[200]'}) to be unhealthy")
     for i in range(5):
         check(status("b") == 200, f"b (checked at /status/299, expecting 200-299): {status('b')}")
+
+
+@_test
+def health_first_round_within_open_files(env):
+    """A first round of more checks than the master has descriptors waits for
+    descriptors instead of failing for want of them: 300 endpoints whose
+    checks each hold a connection for their timeout (a listener that never
+    answers), under a master limited to 200 open files: every endpoint gets a
+    result in the first round, and nothing logs "Too many open files" (each
+    check past the limit did, and its endpoint went without a result for an
+    interval)."""
+    n, port = 300, free_port("127.3.0.1")
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.socket()
+            s.bind((f"127.3.{1 + i // 250}.{1 + i % 250}", port))
+            s.listen(8)  # connections complete in the backlog; none is answered
+            socks.append(s)
+        eps = "".join(f"  - {{address: 127.3.{1 + i // 250}.{1 + i % 250}}}\n" for i in range(n))
+        se = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hc}\nspec:\n"
+              f"  hosts: [{SVC}]\n  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: {port}}}]\n"
+              f"  resolution: STATIC\n  endpoints:\n{eps}")
+        hc = (f"  healthChecks:\n  - {{host: {SVC}, path: /, interval: 30s, timeout: 300ms, "
+              "unhealthyThreshold: 1}\n")
+        gw = free_port()
+        conf = env.write("isthmus.yaml", docs(
+            appliance(env, workers=1, extra=hc), gateway(gw),
+            virtual_service("hc", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"), se))
+        env.gw_port = gw
+        env.gateway = env.spawn("isthmus", ["prlimit", "--nofile=200:200", env.isthmus, "-f", conf])
+
+        def checked():
+            eps = json.loads(ctl_cmd(env.path("ctl.sock"), "show endpoints json"))
+            return len(eps) == n and all(e["checks"] >= 1 for e in eps) and eps
+        poll(checked, 30, what=f"a result for each of the {n} endpoints")
+        check("Too many open files" not in env.gateway.log(),
+              f"the checks ran out of descriptors: {env.gateway.log()[-1200:]}")
+    finally:
+        for s in socks:
+            s.close()
