@@ -881,6 +881,15 @@ def error_404_no_route(env):
     r = env.get("/ap")
     check(r.status == 404, f"/ap answered {r}, want 404")
     check(Env.ctl("127.0.0.4", p, "count").strip() == "1", "404 requests reached the upstream")
+    # Answered before the request's body was read: the body left unread
+    # would be taken for the next request, so the answer says
+    # "connection: close" and the connection closes, as Envoy's does.
+    with Conn("127.0.0.1", gw_port, timeout=5) as c:
+        c.send(b"POST /other HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+        r = c.read_response("POST")
+        check(r.status == 404 and r.header("connection") == "close",
+              f"a 404 before the body was read: {r.status} {r.headers}")
+        check(c.closed_by_peer(3.0), "the connection stayed open after the 404 before its request's body")
 
 
 @test
