@@ -133,26 +133,27 @@ integration: all
 	ISM_DEBIAN_PYTHON=$(DEBIAN_PYTHON) python3 tests/integration/run.py --build $(BUILD) --jobs $(TEST_JOBS)
 
 FUZZ_SECONDS ?= 20
-FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-	     -fno-sanitize-recover=undefined $(shell pkg-config --cflags $(PKGS))
-# Each harness links only the modules it exercises.
-FUZZ_SRCS_fuzz_http1 := worker/http1.c lib/log.c
-FUZZ_SRCS_fuzz_alog  := conf/alog.c conf/fmt.c conf/hfmt.c lib/log.c
-FUZZ_SRCS_fuzz_conf  := $(wildcard conf/*.c) shm/shm.c lib/log.c lib/strmap.c health/priority.c lib/grpc.c \
-                        lib/jose.c lib/json.c lib/status.c
-FUZZ_SRCS_fuzz_proxyproto := worker/proxyproto.c worker/sniff.c
-FUZZ_SRCS_fuzz_pathnorm := worker/pathnorm.c lib/log.c
-FUZZ_SRCS_fuzz_re2syntax := conf/re2syntax.c lib/json.c
-FUZZ_SRCS_fuzz_cel := conf/cel.c conf/cellex.c conf/celeval.c
-FUZZ_SRCS_fuzz_grpccheck := health/grpccheck.c lib/grpc.c lib/pb.c
-FUZZ_SRCS_fuzz_jose := lib/jose.c lib/json.c
-FUZZ_SRCS_fuzz_xagrpc := worker/xagrpc.c lib/pb.c
-# worker/h2.c's pure parts need the worker linked, as the binary links it.
-FUZZ_SRCS_fuzz_h2 := $(LIB_SRCS)
+# The harnesses link one archive of the program's modules (the master's
+# main aside), compiled once with the fuzzer's instrumentation: each takes
+# the objects it uses, and a harness is one file to compile.
+FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=address,undefined \
+	      -fno-sanitize-recover=undefined $(shell pkg-config --cflags $(PKGS))
+FUZZ_FLAGS = $(FUZZ_CFLAGS) -fsanitize=fuzzer
+FUZZ_LIB := $(BUILD)/fuzz/libism.a
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 
-$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard conf/*.c worker/*.c shm/*.c lib/*.c health/*.c)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(call quiet,FUZZ,$@)clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_fuzz_$*) $(LDLIBS_ALL)
+	$(call quiet,FUZZCC,$@)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(call quiet,FUZZ,$@)clang $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) $(LDLIBS_ALL)
+
+-include $(FUZZ_LIB_OBJS:.o=.d)
 
 fuzz: $(FUZZ_BINS)
 
