@@ -158,6 +158,7 @@ static uint64_t cmd_show_info(struct ism_master *m, char *args, struct ism_reply
 	kv_num(&k, "receive_buffers_per_worker", t ? t->limits.receive_buffers : 0);
 	kv_bool(&k, "ready", ism_master_ready(m));
 	kv_bool(&k, "reloading", ism_reload_busy(m));
+	kv_bool(&k, "reload_queued", ism_reload_queued(m));
 	kv_num(&k, "reloads", atomic_load(&h->reloads));
 	kv_num(&k, "reload_failures", atomic_load(&h->reload_failures));
 	kv_num(&k, "uptime_s", (ism_now_ms() - m->shm.started_mono_ms) / 1000);

@@ -37,6 +37,11 @@ bool ism_reload_busy(const struct ism_master *m)
 	return m->loader.state != ISM_LOADER_IDLE;
 }
 
+bool ism_reload_queued(const struct ism_master *m)
+{
+	return m->loader.queued != 0;
+}
+
 /* The thread: the file (or the running text) to a model, nothing else; for
  * a key set refresh, the fetches first (the running text only when one
  * changed). */

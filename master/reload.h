@@ -71,5 +71,7 @@ void ism_reload_warm(struct ism_master *m, uint64_t now);
 int ism_reload_timeout_ms(const struct ism_master *m, uint64_t now, int cap);
 /* A load is running or warming. */
 bool ism_reload_busy(const struct ism_master *m);
+/* Whether another reload waits for the one under way. */
+bool ism_reload_queued(const struct ism_master *m);
 
 #endif

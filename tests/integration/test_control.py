@@ -526,6 +526,39 @@ def master_stall_spares_workers(env):
 
 
 @_test
+def machine_stall_spares_workers(env):
+    """The whole machine held up (the master and its workers stopped together
+    for longer than the heartbeat bound, as a suspended VM), the master
+    resuming a little before its workers: their old heartbeats are the
+    stall's, not a hang, and the master gives them a whole bound again."""
+    aport = _start(env)
+    sock = env.path("ctl.sock")
+    # Both workers past their start (a worker without a first heartbeat has 30 s).
+    poll(lambda: all(x["heartbeat_age_ms"] > 0 for x in json.loads(ctl_cmd(sock, "show workers json"))), 10,
+         what="a heartbeat from every worker")
+    before = [w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))]
+    stopped = []
+    try:
+        for pid in before + [env.gateway.pid]:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        time.sleep(6.5)  # the stall under test, not a synchronisation
+        os.kill(env.gateway.pid, signal.SIGCONT)
+        stopped.remove(env.gateway.pid)
+        ctl_cmd(sock, "show info")  # answered: the master's loop turned before its workers run again
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    after = [w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))]
+    check(after == before, f"workers replaced after the machine stalled: {before} -> {after}")
+    check(_admin_metric(aport, "isthmus_worker_hangs_total") == 0, "a worker counted as hung")
+    check(env.get("/").status == 200, "no service after the stall")
+
+
+@_test
 def admin_out_of_descriptors(env):
     """The master out of descriptors (its RLIMIT_NOFILE lowered to what it has
     open plus 8) under 40 idle admin connections: a readiness probe behind
@@ -843,6 +876,9 @@ def control_socket_path_checked(env):
     before its chmod and chown). isthmus -c refuses both paths alike, and
     a pidFile below a file, without making anything."""
     _start(env, admin=False)
+    # Made 0660 as it is bound (docs/operations.md): no other user may connect.
+    mode = os.stat(env.path("ctl.sock")).st_mode & 0o777
+    check(mode == 0o660, f"the control socket's mode is {mode:o}, not 660")
     conf = env.path("isthmus.yaml")
     text = open(conf).read()
     os.kill(env.gateway.pid, signal.SIGTERM)
@@ -1280,6 +1316,58 @@ def upgrade_that_cannot_start_waits(env):
     check(not left, f"left behind by the stop in the wait: {left}")
 
 
+def _slow_key_set(env, dead, timeout):
+    """Appends to the running file a RequestAuthentication whose key set is at
+    dead (a socket that listens and never answers), fetched with timeout: a
+    reload of it waits that long."""
+    with open(env.path("isthmus.yaml"), "a") as f:
+        f.write("---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+                "metadata: {name: ra, namespace: istio-system}\nspec:\n  jwtRules:\n"
+                "  - issuer: https://issuer.example\n"
+                f"    jwksUri: http://127.0.0.1:{dead.getsockname()[1]}/jwks\n    timeout: {timeout}\n")
+
+
+@_test
+def reload_waiters_all_answered(env):
+    """Three `reload` commands while a slow reload runs (a key set whose
+    server never answers, timeout 1.5 s): the first runs, the other two are
+    queued as one reload, and every client gets its answer (a third request
+    must join the queued ticket, not replace it and leave the second client
+    waiting for ever)."""
+    _start(env, admin=False)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", free_port()))
+    dead.listen(16)
+    clients = []
+    try:
+        _slow_key_set(env, dead, "1500ms")
+        for i in range(3):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(12)
+            c.connect(env.path("ctl.sock"))
+            c.sendall(b"reload\n")
+            clients.append(c)
+            if i == 0:
+                poll(lambda: _info(env).get("reloading"), 5, what="the first reload to run")
+            elif i == 1:
+                poll(lambda: _info(env).get("reload_queued"), 5, what="the second reload to be queued")
+        for i, c in enumerate(clients):
+            got = b""
+            try:
+                while True:
+                    d = c.recv(4096)
+                    if not d:
+                        break
+                    got += d
+            except socket.timeout:
+                raise TestFailure(f"reload client {i + 1} of 3 got no answer in 12 s (so far {got!r})")
+            check(got.startswith(b"reload: generation"), f"reload client {i + 1}: {got!r}")
+    finally:
+        for c in clients:
+            c.close()
+        dead.close()
+
+
 @_test
 def stop_during_a_slow_reload(env):
     """SIGTERM while a reload waits for a key set that never comes (a JWKS
@@ -1291,12 +1379,7 @@ def stop_during_a_slow_reload(env):
     dead.bind(("127.0.0.1", 0))
     dead.listen(16)
     try:
-        conf = env.path("isthmus.yaml")
-        with open(conf, "a") as f:
-            f.write("---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
-                    "metadata: {name: ra, namespace: istio-system}\nspec:\n  jwtRules:\n"
-                    "  - issuer: https://issuer.example\n"
-                    f"    jwksUri: http://127.0.0.1:{dead.getsockname()[1]}/jwks\n    timeout: 15s\n")
+        _slow_key_set(env, dead, "15s")
         os.kill(env.gateway.pid, signal.SIGHUP)
         poll(lambda: _info(env).get("reloading"), 5, what="the reload to wait for the key set")
         t0 = time.monotonic()

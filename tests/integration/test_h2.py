@@ -1505,6 +1505,13 @@ def grpc_timeout_header(env):
           f"Headers without a deadline: {s}")
     left = json.loads(s["grpc_messages"][0])["time_remaining"]
     check(left is None or left > 1e9, f"no deadline anywhere, yet the upstream's call had one: {left} s left")
+    # no grpc-timeout from the client at all, the route's 2 s: that is the call's timeout
+    s = grpc_raw(gw, "/isthmus.test.Echo/Headers", "", headers=[("x-cap", "1")])
+    check(s["status"] == 200 and ["grpc-status", "0"] in s["trailers"] and s["grpc_messages"],
+          f"Headers without a client deadline, route timeout 2s: {s}")
+    left = json.loads(s["grpc_messages"][0])["time_remaining"]
+    check(left is not None and 1.0 < left <= 2.0 + CLOCK_SLACK_MS / 1000,
+          f"no client deadline, the route's 2 s: the upstream's call had {left} s left")
 
 
 @_test
@@ -2166,6 +2173,67 @@ def h2_client_empty_last_data(env):
     check(s["status"] == 200 and s["body_len"] == 0 and s["finished"] and s["reset"] is None,
           f"the empty chunked response over HTTP/2: {s}")
     check("exited" not in env.gateway.log(), f"a worker exited: {env.gateway.log()[-1500:]}")
+
+
+def _h2_frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+@_test
+def h2_answer_cut_with_its_head_is_reset(env):
+    """An HTTP/2 upstream whose response HEADERS and RST_STREAM come in one
+    write: the answer is cut while its head is still queued for the HTTP/2
+    client (not framed yet). The head goes out, then the client's stream is
+    reset at once, as Envoy's codec frames the head and resets; without the
+    reset the client waits for a body that never comes."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.2", free_port("127.0.0.2")))
+    ls.listen(8)
+    ls.settimeout(30)
+    env.cleanups.append(ls.close)
+
+    def serve_conn(c):
+        c.settimeout(15)
+        buf = b""
+        c.sendall(_h2_frame(4, 0, 0))  # our SETTINGS
+        while len(buf) < 24:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+        buf = buf[24:]  # the client's preface
+        while True:
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = int.from_bytes(buf[:3], "big")
+                ftype, flags, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+                buf = buf[9 + n:]
+                if ftype == 4 and not flags & 1:
+                    c.sendall(_h2_frame(4, 1, 0))  # SETTINGS ACK
+                elif ftype == 1:
+                    # :status 200 (HPACK static index 8), END_HEADERS; then INTERNAL_ERROR
+                    c.sendall(_h2_frame(1, 4, sid, b"\x88") + _h2_frame(3, 0, sid, struct.pack(">I", 2)))
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+
+    def serve():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda: (serve_conn(c), c.close()), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    gw = one_service(env, ls.getsockname()[1], protocol="HTTP2", workers=1)
+    for i in range(3):
+        t0 = time.monotonic()
+        rep = h2_client(gw, [{"path": f"/cut{i}"}], timeout=8)
+        took = time.monotonic() - t0
+        s = rep["streams"][0]
+        check(s["reset"] is not None and took < 4,
+              f"an answer cut with its head still queued: {s} after {took:.1f} s ({rep['error']})")
 
 
 @_test

@@ -848,6 +848,40 @@ def h2strict_drain_notice(env):
     check(rep["closed"], f"the connection after the last GOAWAY: {rep}")
 
 
+def slow_answer(req):
+    """RecUp's answer, 2.5 s late for /slow..."""
+    if req["target"].startswith("/slow"):
+        time.sleep(2.5)
+    return RecUp.ok(req)
+
+
+@_test
+def h2strict_drain_notice_then_last_stream(env):
+    """The second GOAWAY of a graceful stop comes a second after the notice
+    even while a stream is still running (RFC 9113 6.8, Envoy's drain): it
+    names the last stream taken, and a stream the client opens after it is
+    not served. Without it the connection took new streams until its last
+    stream ended, for as long as the drain allowed."""
+    gw, up = strict_world(env, respond=slow_answer, workers=1)
+    s = Session(env, gw, [hdrs(1, H(path="/slow-held")), {"op": "sync", "name": "held"},
+                          {"op": "wait_goaway"}, {"op": "sync", "name": "noticed"},
+                          hdrs(3, H(path="/n-late")), {"op": "wait_closed"}])
+    s.at_sync()
+    poll(lambda: any(r["target"] == "/slow-held" for r in up.snapshot()), 5, what="the held stream upstream")
+    os.kill(env.gateway.pid, signal.SIGTERM)
+    s.go()
+    s.at_sync()
+    time.sleep(1.5)  # past the notice's second: the last stream is named by now
+    s.go()
+    rep = s.result()
+    check(served(sget(rep, 1), "/slow-held"), f"the stream held across the drain: {sget(rep, 1)} ({rep})")
+    check(not served(sget(rep, 3), "/n-late") and all(r["target"] != "/n-late" for r in up.snapshot()),
+          f"a stream opened 1.5 s after the notice was served: {sget(rep, 3)}")
+    g = rep["goaways"]
+    check(len(g) == 2 and g[0]["last"] == 0x7fffffff and g[1]["last"] == 1 and
+          all(x["code"] == NO_ERROR for x in g), f"the GOAWAYs: {g}")
+
+
 def mid_body(req):
     """RecUp's answer: for /gone..., a head announcing 10^6 bytes and 5 of
     them, the rest never sent; else its default."""

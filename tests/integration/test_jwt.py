@@ -762,7 +762,8 @@ class KeyServer:
     """A JWKS server on 127.0.0.5 (a thread of the test; TLS when cert is
     given): /keys (any query) serves self.body (status self.status) after
     self.delay seconds, /redirect answers
-    302 to /keys, /.well-known/openid-configuration names /keys as jwks_uri.
+    302 to /keys, /.well-known/openid-configuration (below any path, an empty
+    segment refused) names /keys as jwks_uri.
     self.hits counts the requests for /keys."""
 
     def __init__(self, env, cert=None):
@@ -782,7 +783,7 @@ class KeyServer:
                     status, body, extra = ks.status, ks.body, {}
                 elif self.path == "/redirect":
                     status, body, extra = 302, b"", {"Location": "/keys"}
-                elif self.path == "/.well-known/openid-configuration":
+                elif self.path.endswith("/.well-known/openid-configuration") and "//" not in self.path:
                     status, body, extra = 200, json.dumps({"jwks_uri": ks.url("/keys")}).encode(), {}
                 else:
                     status, body, extra = 404, b"", {}
@@ -955,6 +956,20 @@ def jwt_jwks_uri(env):
 
 
 @_test
+def jwt_discovery_issuer_with_trailing_slash(env):
+    """An issuer written with a trailing slash is found by OpenID discovery as
+    istiod finds it (resolveJwksURIUsingOpenID trims the slash before
+    /.well-known/openid-configuration): its tokens verify."""
+    keys = Keys(env, a="ec256")
+    ks = KeyServer(env)
+    ks.body = jwks(keys.jwk("a")).encode()
+    iss = ks.url("/tenant/")  # discovery at /tenant/.well-known/openid-configuration
+    (gw,), _ = world(env, request_authn("jwt", [{"issuer": iss}]))
+    r = get(gw, "/", headers=bearer(keys.token("a", "ES256", claims(iss=iss))))
+    check(r.status == 200 and ks.hits >= 1, f"issuer {iss!r} by discovery: want 200, got {r} ({ks.hits} key fetches)")
+
+
+@_test
 def jwt_jwks_dropped_with_provider(env):
     """A key set that the served file no longer names is dropped: after a
     reload removes its RequestAuthentication rule it is not fetched again
@@ -971,6 +986,11 @@ def jwt_jwks_dropped_with_provider(env):
     finally:
         del os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"]
     poll(lambda: gone.hits >= 2 and kept.hits >= 2, 30, what="both key sets fetched again by refreshes")
+    # A refused reload drops nothing: the running file still names both key sets.
+    reload(env, "apiVersion: networking.istio.io/v1\nkind: Nonsense\nmetadata: {name: x}\n", ok=False)
+    start = kept.hits, gone.hits
+    poll(lambda: kept.hits >= start[0] + 2 and gone.hits >= start[1] + 2, 30,
+         what="both key sets refreshed after a refused reload")
     reload(env, request_authn("jwt", both[:1]))
     hits = gone.hits
     start = kept.hits

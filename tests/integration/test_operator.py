@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -192,6 +193,26 @@ def admin_live_probe(env):
         r = _admin(aport, "/healthz/live", method)
         check(r.status == 200, f"{method} /healthz/live answered {r}")
     check(_admin(aport, "/healthz/live").body == b"live\n", "GET /healthz/live body")
+    # A request whose lines end in a bare LF (RFC 9112 2.2 lets a server take them) is answered at once.
+    with socket.create_connection(("127.0.0.1", aport), timeout=1.5) as c:
+        c.sendall(b"GET /healthz/live HTTP/1.1\nHost: 127.0.0.1\n\n")
+        try:
+            got = c.recv(4096)
+        except socket.timeout:
+            got = b"(nothing in 1.5 s)"
+        check(got.startswith(b"HTTP/1.1 200 "), f"/healthz/live asked with bare LFs: {got!r}")
+    # A HEAD answer has a head only (RFC 9110 9.3.2), whatever its page.
+    for path in ("/healthz/live", "/healthz/ready", "/nope"):
+        with socket.create_connection(("127.0.0.1", aport), timeout=5) as c:
+            c.sendall(f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            raw = b""
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                raw += d
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 ") and rest == b"", f"HEAD {path}: bytes after the head: {raw!r}")
     check(b"/healthz/live" in _admin(aport, "/nope").body, "the 404 page does not name /healthz/live")
     # A slow request keeps the drain going while the probes are asked.
     before = _served_count(env, eps[0])
@@ -325,7 +346,7 @@ def weight_zero_no_new_requests(env):
         check(ans.startswith("error: weight must be"), f"weight {bad}: {ans!r}")
     # An endpoint's id is digits only, as a weight is ("-0" drained endpoint 0).
     check(ctl_cmd(sock, f"set endpoint {row['id']} weight configured").startswith("ok:"), "by id")
-    for bad in (f"-{row['id']}", f"+{row['id']}", f"\t{row['id']}"):
+    for bad in (f"-{row['id']}", f"+{row['id']}", f"\t{row['id']}", "4000", "8191", "8192"):
         ans = ctl_cmd(sock, f"set endpoint {bad} state drain")
         check(ans.startswith("error: no endpoint"), f"set endpoint {bad!r}: {ans!r}")
 

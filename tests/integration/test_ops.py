@@ -1006,6 +1006,9 @@ def isthmusctl_commands(env):
     doc = json.loads(out)
     check(rc == 1 and doc["result"] == "refused" and doc["errors"] and
           all(e.startswith(conf + ":") for e in doc["errors"]), f"bad reload, json: rc {rc} {out!r}")
+    # A refused file is not the running text: show config keeps the served one's checksum.
+    rc, out = run("show", "config", "json")
+    check(rc == 0 and json.loads(out)["checksum"] == want, f"show config after a refused reload: {out!r}, want {want}")
     rc, out = run("set", "endpoint", key_a, "weight", "0", "json")
     check(rc == 0 and json.loads(out)["result"] == "ok", f"set, json: rc {rc} {out!r}")
     rc, out = run("set", "endpoint", "nope", "weight", "1", "json")

@@ -207,6 +207,35 @@ def draining_worker_retries(env):
 
 
 @_test
+def draining_worker_skips_a_retry_past_its_drain(env):
+    """A retry whose back-off could still run when the draining worker's
+    drain time (1 s) is over is not started (backoff 20 s): the client gets
+    the upstream's 503 at once, not a connection cut at the drain's end."""
+    release = threading.Event()
+
+    def late_503(c, head, rest):
+        release.wait(20)
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+    f = Flight(env, late_503)
+    routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx, backoff: 20s}\n"
+    try:
+        f.start(routes)
+        out = f.send("/retried")
+        poll(lambda: len(f.up.heads) >= 1, 10, what="the first attempt at the upstream")
+        f.reload(routes, workers=2, drain="1s")
+        workers = json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))
+        check(sum(w["draining"] for w in workers) == 1, f"want one worker draining: {workers}")
+        release.set()
+        r = done(out, "the request in flight")
+        check(r.status == 503, f"got {r.status} {r.body!r}, want the upstream's 503 (no retry past the drain)")
+        check(f.line("/retried") == f"/retried 503 - 1 {CLUSTER}", f"access log: {f.line('/retried')!r}")
+    finally:
+        release.set()
+        f.close()
+
+
+@_test
 def reload_during_fault_delay(env):
     """A request in a fault delay when the reload comes goes on when the delay
     ends (it got no answer at all: the 503 'configuration changed' made at

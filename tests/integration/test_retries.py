@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, http_get,
+from harness import (Conn, Registry, TestFailure, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, http_get,
                      poll, read_head, service_entry, service_entry_protocol, virtual_service)
 from test_h2 import h2up_stats, meter_log, one_service, route, start_h2_upstream
 from test_security import read_raw
@@ -933,6 +933,36 @@ def per_try_timeout_trickled_head(env):
         up.close()
 
 
+def slow_body(c, head, rest):
+    """The response head at once, its body 1.5 s later."""
+    try:
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nfirst")
+        time.sleep(1.5)
+        c.sendall(b"-last")
+    except OSError:
+        pass
+
+
+@_test
+def per_try_timeout_ends_with_the_head(env):
+    """perTryTimeout bounds a try until its response head, as Envoy's (its
+    UpstreamRequest ignores the per-try timer once the response began): a
+    body that takes 1.5 s after the head, with a per-try timeout of 500 ms
+    and no other timeout that short, comes whole."""
+    up = ScriptedUpstream(slow_body, fail_on=(1, 2, 3))
+    try:
+        gw = gateway_to(env, up.port, "    retries: {attempts: 1, perTryTimeout: 500ms, retryOn: 5xx}\n",
+                        timeouts={"upstreamResponse": "20s"})
+        try:
+            r = http_get(gw, "/slow-body", timeout=30)
+        except EOFError:
+            raise TestFailure("a body slower than the per-try timeout after its head was cut (connection closed)")
+        check(r.status == 200 and r.body == b"first-last",
+              f"a body slower than the per-try timeout after its head: {r.status} {r.body!r}")
+    finally:
+        up.close()
+
+
 @_test
 def route_timeout_while_waiting_for_connection(env):
     """The route's timeout ending a wait for a connection (maxConnections
@@ -1016,6 +1046,29 @@ def retry_limits_flagged(env):
     seen = sorted((r["flags"], r["attempts"]) for r in recs)
     check(seen == [("UT,UO", 1), ("UT,URX", 3)], f"access log flags and attempts {seen}, want "
           "[('UT,UO', 1), ('UT,URX', 3)]")
+
+
+@_test
+def retry_exhausted_after_one_retry_flagged(env):
+    """attempts: 1 (one retry) that runs out is URX too, as Envoy flags any
+    policy's last try that still wanted a retry: a 503 endpoint tried twice
+    logs 503 URX with 2 attempts; a request answered at its first try has no
+    flag."""
+    log = env.path("access.log")
+    up = env.upstream([f"{UP_ADDR}:0=a"], name="a")["a"]
+    gw = free_port()
+    routes = (f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+              "    retries: {attempts: 1, retryOn: 5xx}\n")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: json}}\n"),
+        gateway(gw), virtual_service("vs", ["*"], routes),
+        service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]))), gw)
+    check(http_get(gw, "/status/503").status == 503, "the 503 endpoint")
+    check(http_get(gw, "/ok").status == 200, "a plain request")
+    recs = poll(lambda: [json.loads(ln) for ln in file_lines(log)] if len(file_lines(log)) >= 2 else None, 5,
+                what="the two access log lines")
+    seen = [(r["status"], r["flags"], r["attempts"]) for r in recs]
+    check(seen == [(503, "URX", 2), (200, "-", 1)], f"access log status, flags and attempts {seen}")
 
 
 @_test

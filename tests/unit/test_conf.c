@@ -3727,6 +3727,10 @@ static const struct bad bads[] = {
 	     "    headers: {request: {set: {x-ip: \"%BYTES_SENT%\"}}}\n",
      23, 37, VS_FIELD "spec.http[0].headers.request.set.x-ip",
      "\"%BYTES_SENT%\" at offset 0 (write %% for a literal %)"},
+    {"header value operator with an empty alternative",
+     VS_HEAD "    - destination: {host: a.b}\n"
+	     "    headers: {request: {set: {x-ip: \"%REQ(x-a?)%\"}}}\n",
+     23, 37, VS_FIELD "spec.http[0].headers.request.set.x-ip", "an empty header name"},
     {"header value control",
      VS_HEAD "    - destination: {host: a.b}\n"
 	     "    headers: {request: {set: {x-a: \"a\\r\\nb: c\"}}}\n",

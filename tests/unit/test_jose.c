@@ -26,6 +26,7 @@
 #include "lib/base64.h"
 #include "lib/jose.h"
 #include "lib/json.h"
+#include "master/jwks.h"
 #include "tests/unit/check.h"
 #include "tests/unit/selfsigned.h"
 
@@ -1479,22 +1480,64 @@ static void test_python_tokens(void **state)
 	}
 }
 
+/* master/jwks.c's refresh schedule, istiod's: the refresh interval after a
+ * refresh that went through, a minute after one that failed (never longer
+ * than the interval), a reload keeping the time already due, and nothing
+ * while the cache holds no key set. */
+static void test_jwks_refresh_schedule(void **state)
+{
+	struct ism_jwks_cache *c = ism_jwks_cache_new(ISM_JWKS_REFRESH_MS);
+	struct ism_jwks_cache *s = ism_jwks_cache_new(1000);
+
+	(void)state;
+	assert_non_null(c);
+	assert_non_null(s);
+	assert_int_equal(ism_jwks_next(c, 5000, 0, true, false), 0);
+	assert_int_equal(ism_jwks_cache_seed(c, "https://issuer.example",
+					     "https://issuer.example/jwks", "{\"keys\":[]}"),
+			 0);
+	assert_int_equal(ism_jwks_next(c, 5000, 0, true, false), 5000 + ISM_JWKS_REFRESH_MS);
+	assert_int_equal(ism_jwks_next(c, 5000, 0, true, true), 5000 + ISM_JWKS_REFRESH_FAILED_MS);
+	assert_int_equal(ism_jwks_next(c, 5000, 7000, false, false), 7000);
+	assert_int_equal(ism_jwks_next(c, 5000, 0, false, false), 5000 + ISM_JWKS_REFRESH_MS);
+	assert_int_equal(ism_jwks_cache_seed(s, "https://issuer.example", NULL, "{\"keys\":[]}"),
+			 0);
+	assert_int_equal(ism_jwks_next(s, 5000, 0, true, true), 6000);
+	assert_int_equal(ism_jwks_next(s, 5000, 0, true, false), 6000);
+	ism_jwks_cache_free(c);
+	ism_jwks_cache_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_json_valid),	   cmocka_unit_test(test_json_invalid),
-	    cmocka_unit_test(test_json_prefixes),  cmocka_unit_test(test_json_decoded),
-	    cmocka_unit_test(test_json_get),	   cmocka_unit_test(test_json_depth),
-	    cmocka_unit_test(test_json_write_cut), cmocka_unit_test(test_b64url),
-	    cmocka_unit_test(test_jwt_statuses),   cmocka_unit_test(test_jwt_fields),
-	    cmocka_unit_test(test_jwt_prefixes),   cmocka_unit_test(test_status_text),
-	    cmocka_unit_test(test_time),	   cmocka_unit_test(test_audience),
-	    cmocka_unit_test(test_verify_algs),	   cmocka_unit_test(test_kid_alg),
-	    cmocka_unit_test(test_sig_lengths),	   cmocka_unit_test(test_pss_salts),
-	    cmocka_unit_test(test_verify_split),   cmocka_unit_test(test_jwks_skipped),
-	    cmocka_unit_test(test_jwks_numbers),   cmocka_unit_test(test_jwks_sets),
-	    cmocka_unit_test(test_jwks_x509),	   cmocka_unit_test(test_claims),
-	    cmocka_unit_test(test_python_tokens),  cmocka_unit_test(test_json_escape_utf8),
+	    cmocka_unit_test(test_json_valid),
+	    cmocka_unit_test(test_json_invalid),
+	    cmocka_unit_test(test_json_prefixes),
+	    cmocka_unit_test(test_json_decoded),
+	    cmocka_unit_test(test_json_get),
+	    cmocka_unit_test(test_json_depth),
+	    cmocka_unit_test(test_json_write_cut),
+	    cmocka_unit_test(test_b64url),
+	    cmocka_unit_test(test_jwt_statuses),
+	    cmocka_unit_test(test_jwt_fields),
+	    cmocka_unit_test(test_jwt_prefixes),
+	    cmocka_unit_test(test_status_text),
+	    cmocka_unit_test(test_time),
+	    cmocka_unit_test(test_audience),
+	    cmocka_unit_test(test_verify_algs),
+	    cmocka_unit_test(test_kid_alg),
+	    cmocka_unit_test(test_sig_lengths),
+	    cmocka_unit_test(test_pss_salts),
+	    cmocka_unit_test(test_verify_split),
+	    cmocka_unit_test(test_jwks_skipped),
+	    cmocka_unit_test(test_jwks_numbers),
+	    cmocka_unit_test(test_jwks_sets),
+	    cmocka_unit_test(test_jwks_x509),
+	    cmocka_unit_test(test_claims),
+	    cmocka_unit_test(test_python_tokens),
+	    cmocka_unit_test(test_json_escape_utf8),
+	    cmocka_unit_test(test_jwks_refresh_schedule),
 	};
 
 	return cmocka_run_group_tests(tests, make_keys, free_keys);

@@ -342,6 +342,19 @@ static void test_check_response(void **state)
 	assert_int_equal(ism_xa_grpc_response(buf, n, r), -EINVAL);
 	ism_xa_grpc_resp_free(r);
 	ism_pbw_free(&w);
+	/* A query parameter to set without a key: the whole answer is invalid. */
+	ok = ism_pbw_begin(&w, 3);
+	{
+		size_t q = ism_pbw_begin(&w, 7);
+
+		ism_pbw_bytes(&w, 2, "2", 1);
+		ism_pbw_end(&w, q);
+	}
+	ism_pbw_end(&w, ok);
+	n = answer(buf, 0, w.p, w.len);
+	assert_int_equal(ism_xa_grpc_response(buf, n, r), -EINVAL);
+	ism_xa_grpc_resp_free(r);
+	ism_pbw_free(&w);
 	/* Lists as long as the answer: 300 fields; a pseudo-header's name is
 	 * read (and not applied). */
 	ok = ism_pbw_begin(&w, 3);
