@@ -182,7 +182,8 @@ struct ism_wctx {
 	 * socket, ism_w_kick) */
 	uint64_t *h2_kicked;
 	uint32_t n_h2_kicked, cap_h2_kicked;
-	uint8_t mshot; /* the kernel takes multishot receives */
+	uint32_t ring_busy; /* waits in a row the kernel refused for want of room */
+	uint8_t mshot;	    /* the kernel takes multishot receives */
 	/* The ring's table of registered descriptors: a socket's operations name
 	 * it by index (its fd number) and skip the descriptor lookup; fdnum[i] is
 	 * i, what an update installs at index i (worker/sock.c). */

@@ -596,7 +596,17 @@ static int loop(struct ism_wctx *w)
 			break;
 		ts = wait_time(w);
 		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
-		if (ret < 0 && ret != -ETIME && ret != -EINTR) {
+		/* EBUSY (completions the kernel could not post yet) and EAGAIN (no
+		 * memory for a request): reap what came and try again, as
+		 * io_uring_enter(2) says; a ring that stays so is given up, and
+		 * the master starts another worker. */
+		if (ret == -EBUSY || ret == -EAGAIN)
+			w->ring_busy++;
+		else
+			w->ring_busy = 0;
+		if ((ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY &&
+		     ret != -EAGAIN) ||
+		    w->ring_busy > 1000) {
 			ism_err("io_uring wait: %s", strerror(-ret));
 			return 1;
 		}
