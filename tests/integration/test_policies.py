@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Registry, Skip, appliance, check, ctl_cmd, curl, docs, free_port, gateway, have, metric, poll,
+from harness import (Conn, Registry, Skip, appliance, check, ctl_cmd, curl, docs, free_port, gateway, have, metric, poll,
                      service_entry, tally_ok, virtual_service)
 
 SVC = "pol.test.internal"
@@ -207,11 +207,15 @@ def pool_max_connections_queues(env):
 def pool_pending_overflow(env):
     _setup(env, "    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 5s}\n"
                 "      http: {http1MaxPendingRequests: 1}\n", n_endpoints=1)
-    got, _ = _parallel(env, 6, "/delay/500", field="x-envoy-overloaded")
+    got, _ = _parallel(env, 6, "/delay/2000", field="x-envoy-overloaded")
     out = [g[0] if isinstance(g, tuple) else g for g in got]
     ok = out.count(200)
     over = out.count(503)
     check(ok + over == 6, f"statuses {out}: want only 200 and 503")
+    # All six reach isthmus while the first is answered (2 s): one on the
+    # connection, one queued, four over the limit; a queue one longer than
+    # http1MaxPendingRequests serves three.
+    check(ok == 2, f"{ok} requests served with maxConnections 1, http1MaxPendingRequests 1 (want 2): {out}")
     # Envoy's router marks a circuit breaker's drop for the client
     check(all(g[1] == ("true" if g[0] == 503 else None) for g in got),
           f"x-envoy-overloaded on the overflow's 503s only: {got}")
@@ -220,6 +224,29 @@ def pool_pending_overflow(env):
     # a third only where it reached isthmus after the first had finished (a
     # slow start on a busy machine).
     check(ok <= 3, f"{ok} requests served with maxConnections 1, http1MaxPendingRequests 1: {out}")
+
+
+@_test
+def pool_idle_timeout_closes_pooled_connection(env):
+    """connectionPool.http.idleTimeout closes a pooled upstream connection that
+    stayed unused that long (Envoy's idle_timeout of the cluster's HTTP
+    protocol options): a request within it reuses the connection, one after it
+    opens a new one."""
+    admin = free_port()
+    _setup(env, "    connectionPool:\n      http: {idleTimeout: 1s}\n", n_endpoints=1, admin_port=admin)
+    # One client connection: one worker, whose pool the upstream connection is in.
+    with Conn("127.0.0.1", env.gw_port) as c:
+        check(c.request("GET", "/", "test.local").status == 200, "first request failed")
+        connects = metric(admin, "isthmus_upstream_connects_total")
+        reused = metric(admin, "isthmus_upstream_reused_total")
+        check(c.request("GET", "/", "test.local").status == 200, "second request failed")
+        check(metric(admin, "isthmus_upstream_reused_total") == reused + 1,
+              "a request right after the first did not reuse its connection")
+        time.sleep(2.5)  # the idleness under test (idleTimeout 1s), not a synchronisation
+        check(c.request("GET", "/", "test.local").status == 200, "request after the idle timeout failed")
+        check(metric(admin, "isthmus_upstream_connects_total") == connects + 1
+              and metric(admin, "isthmus_upstream_reused_total") == reused + 1,
+              "a request 2.5 s after the last (idleTimeout 1s) reused the pooled connection: it was never closed")
 
 
 @_test

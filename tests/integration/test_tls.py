@@ -376,6 +376,7 @@ def tls_reload_client_auth_changed(env):
     ctx = client_ctx(pki)
     with TlsConn(port, "m.example.com", ctx) as c:
         check(c.request("GET", "/", "m.example.com").status == 200, "before the reload")
+        simple_session = c.sock.session  # a ticket of the SIMPLE server
         reload(tls_simple(second))
         r = c.request("GET", "/", "m.example.com")
         check(r.status == 200, f"a new server certificate only: the connection serves on: {r}")
@@ -383,6 +384,19 @@ def tls_reload_client_auth_changed(env):
         r = c.request("GET", "/", "m.example.com")
         check(r.status == 421 and c.closed_by_peer(5), f"SIMPLE became MUTUAL: want 421 and the close, got {r}")
     refused(port, "m.example.com", ctx)
+    # Nor does a session of the SIMPLE server resume on the MUTUAL one: the
+    # session context (the settings' fingerprint) tells them apart, or a ticket
+    # taken before would skip the client certificate the server now requires.
+    try:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="m.example.com", session=simple_session) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: m.example.com\r\nConnection: close\r\n\r\n")
+            got = s.recv(64)
+            resumed = s.session_reused
+    except (ssl.SSLError, OSError, EOFError):
+        got, resumed = b"", False
+    check(not resumed and not got.startswith(b"HTTP/1.1 200"),
+          f"a SIMPLE server's session resumed on the MUTUAL server without a client certificate: {got!r}")
     with TlsConn(port, "m.example.com", client_ctx(pki, cert=client)) as c:
         check(c.request("GET", "/", "m.example.com").status == 200, "a client certificate after the reload")
         reload(f"{tls_simple(first, 'MUTUAL')}, caCertificates: {pki.ca('ca2')}")
