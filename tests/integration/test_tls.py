@@ -1724,6 +1724,34 @@ def tls_nginx_pair(env, first, second):
 
 
 @_test
+def tls_upstream_pool_per_settings(env):
+    """A pooled upstream connection serves only requests of its own TLS
+    settings: two subsets of one endpoint that send it different server names
+    (a DestinationRule sni each) get a connection each, in turns on one
+    client connection (one worker, one pool), as Envoy's pools are per cluster
+    and per transport socket options; reusing the first subset's connection
+    for the second sent it verified for the other name."""
+    pki = Pki(env)
+    crt = pki.leaf("pool.test.internal", ["DNS:a.test.internal", "DNS:b.test.internal"])
+    ports = tls_nginx_pair(env, crt, crt)
+    port = free_port()
+    host = "pool.test.internal"
+    routes = "".join(f"  - match: [{{uri: {{prefix: /{n}}}}}]\n    route: [{{destination: {{host: {host}, subset: {n}}}}}]\n"
+                     for n in ("a", "b"))
+    dr = (dr_tls("pool", host, f"mode: SIMPLE, caCertificates: {pki.ca()}") + "  subsets:\n" +
+          "".join(f"  - name: {n}\n    labels: {{}}\n    trafficPolicy: {{tls: {{mode: SIMPLE, caCertificates: "
+                  f"{pki.ca()}, sni: {n}.test.internal}}}}\n" for n in ("a", "b")))
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(port), virtual_service("vs", ["*"], routes),
+        service_entry("pool", host, [{"address": "127.0.0.5", "port": ports["127.0.0.5"]}]), dr)), port)
+    with Conn("127.0.0.1", port, timeout=15) as c:
+        for n in ("a", "b", "a", "b"):
+            r = c.request("GET", f"/{n}", "x")
+            check(r.status == 200 and r.body == f"tls-upstream sni={n}.test.internal\n".encode(),
+                  f"subset {n}: {r.status} {r.body!r}")
+
+
+@_test
 def tls_upstream_cn_is_no_name(env):
     """The upstream's name is looked for in its certificate's DNS SANs only, as
     Envoy's SAN check: a certificate whose CN is the name but whose SANs do
