@@ -468,6 +468,70 @@ static void test_locality_weights_heavy(void **state)
 	free(h);
 }
 
+/* Endpoints the operator keeps out (drain, maint, weight 0) are excluded, as
+ * Envoy's excluded hosts: they leave a priority's denominator and a
+ * locality's, where unhealthy ones stay in. Four local endpoints and four
+ * of the next priority: two local drained leave priority 0 all healthy
+ * (100/0), two local unhealthy make it 70/30; one of two in a locality
+ * drained keeps that locality's whole weight, one unhealthy takes 0.7 of it. */
+static void test_excluded_by_admin(void **state)
+{
+	static const struct ism_endpoint eps[] = {{.id = 0, .od = 0, .weight = 1, .priority = 0},
+						  {.id = 1, .od = 1, .weight = 1, .priority = 0},
+						  {.id = 2, .od = 2, .weight = 1, .priority = 0},
+						  {.id = 3, .od = 3, .weight = 1, .priority = 0},
+						  {.id = 4, .od = 4, .weight = 1, .priority = 1},
+						  {.id = 5, .od = 5, .weight = 1, .priority = 1},
+						  {.id = 6, .od = 6, .weight = 1, .priority = 1},
+						  {.id = 7, .od = 7, .weight = 1, .priority = 1}};
+	static const struct ism_lgroup groups[] = {
+	    {.priority = 0, .weight = 2, .first = 0, .count = 2},
+	    {.priority = 0, .weight = 2, .first = 2, .count = 2},
+	    {.priority = 1, .weight = 4, .first = 4, .count = 4}};
+	uint32_t eff[3] = {0};
+	struct ism_cluster_dyn dyn = {0};
+	const struct ism_cluster cl = {.n_endpoints = 8,
+				       .n_priorities = 2,
+				       .endpoints = eps,
+				       .n_groups = 3,
+				       .groups = groups,
+				       .locality_weighted = 1,
+				       .dyn = &dyn,
+				       .eff_weight = eff};
+	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
+	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
+	uint32_t whole;
+
+	(void)state;
+	assert_non_null(h);
+	memset(h, 0, sizeof(*h));
+	ism_lbstate_compute(&t, h);
+	whole = eff[0];
+	assert_int_equal(eff[1], whole);
+	atomic_store(&h->eps[0].admin, ISM_EP_ADMIN_DRAIN);
+	atomic_store(&h->eps[1].admin, ISM_EP_ADMIN_MAINT);
+	ism_lbstate_compute(&t, h);
+	assert_int_equal(dyn.healthy_load[0], 100);
+	assert_int_equal(dyn.healthy_load[1], 0);
+	atomic_store(&h->eps[0].admin, ISM_EP_ADMIN_READY);
+	atomic_store(&h->eps[1].admin, ISM_EP_ADMIN_READY);
+	atomic_store(&h->eps[0].health, ISM_EP_UNHEALTHY);
+	atomic_store(&h->eps[1].health, ISM_EP_UNHEALTHY);
+	ism_lbstate_compute(&t, h);
+	assert_int_equal(dyn.healthy_load[0], 70);
+	assert_int_equal(dyn.healthy_load[1], 30);
+	atomic_store(&h->eps[0].health, ISM_EP_HEALTHY);
+	atomic_store(&h->eps[1].health, ISM_EP_HEALTHY);
+	atomic_store(&h->eps[2].admin, ISM_EP_ADMIN_DRAIN);
+	ism_lbstate_compute(&t, h);
+	assert_int_equal(eff[1], whole);
+	atomic_store(&h->eps[2].admin, ISM_EP_ADMIN_READY);
+	atomic_store(&h->eps[2].health, ISM_EP_UNHEALTHY);
+	ism_lbstate_compute(&t, h);
+	assert_int_equal(eff[1], whole * 7 / 10);
+	free(h);
+}
+
 static void test_locality_weight_edges(void **state)
 {
 	(void)state;
@@ -675,6 +739,7 @@ int main(void)
 	    cmocka_unit_test(test_failover_priority),
 	    cmocka_unit_test(test_compact),
 	    cmocka_unit_test(test_locality_weights_heavy),
+	    cmocka_unit_test(test_excluded_by_admin),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
