@@ -6,10 +6,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "health/outlier.h"
 #include "health/priority.h"
 #include "health/warmup.h"
+#include "lib/log.h"
 #include "worker/hash.h"
 
 /* A set of eligible endpoints of one cluster, as Envoy's host sets per
@@ -22,6 +24,10 @@ struct lb_set {
 	uint64_t stamp; /* the health epoch + 1 it was built at; 0: not yet */
 	uint32_t start; /* its list in ism_lb.idx */
 	uint32_t n;
+	/* round robin among equal weights: the endpoint index the next pick
+	 * starts from, its own per set as Envoy's index per locality and
+	 * priority, first drawn at random per worker */
+	uint32_t rr;
 	bool equal; /* the weights in force of its endpoints are equal */
 };
 
@@ -47,9 +53,6 @@ struct ism_lb {
 	 * and one virtual time per cluster */
 	double *deadline;
 	double *vtime;
-	/* round robin among equal weights: per cluster, the endpoint index the
-	 * next pick starts from */
-	uint32_t *rr_next;
 	/* the candidate sets (struct lb_set), their lists, and per cluster its
 	 * first set and its priorities with sets */
 	struct lb_set *sets;
@@ -64,6 +67,8 @@ struct ism_lb {
 /* The candidate sets' layout for table into lb (sets, idx, set_off, np). */
 static int sets_new(struct ism_lb *lb, const struct ism_table *table)
 {
+	/* Each worker's rotations start elsewhere (Envoy seeds them at random). */
+	uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ ism_now_ms();
 	size_t n_sets = 0, n_idx = 0;
 
 	lb->set_off = calloc(table->n_clusters + 1, sizeof(*lb->set_off));
@@ -90,6 +95,11 @@ static int sets_new(struct ism_lb *lb, const struct ism_table *table)
 		const struct ism_cluster *cl = &table->clusters[c];
 		struct lb_set *s = lb->sets + lb->set_off[c];
 		uint32_t np = lb->np[c], per[ISM_MAX_PRIORITIES] = {0};
+
+		for (uint32_t k = 0; k < SETS(np, cl->n_groups) && cl->n_endpoints > 0; k++) {
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			s[k].rr = (uint32_t)((seed >> 33) % cl->n_endpoints);
+		}
 
 		for (uint32_t i = 0; i < cl->n_endpoints; i++)
 			if (cl->endpoints[i].priority < np)
@@ -138,9 +148,7 @@ struct ism_lb *ism_lb_new(const struct ism_table *table)
 	lb->scratch = calloc(widest + 1, sizeof(*lb->scratch));
 	lb->deadline = calloc(total + 1, sizeof(*lb->deadline));
 	lb->vtime = calloc(table->n_clusters + 1, sizeof(*lb->vtime));
-	lb->rr_next = calloc(table->n_clusters + 1, sizeof(*lb->rr_next));
-	if (!lb->scratch || !lb->deadline || !lb->vtime || !lb->rr_next ||
-	    sets_new(lb, table) < 0) {
+	if (!lb->scratch || !lb->deadline || !lb->vtime || sets_new(lb, table) < 0) {
 		ism_lb_free(lb);
 		return NULL;
 	}
@@ -160,7 +168,6 @@ void ism_lb_free(struct ism_lb *lb)
 		return;
 	free(lb->deadline);
 	free(lb->vtime);
-	free(lb->rr_next);
 	free(lb->scratch);
 	free(lb->sets);
 	free(lb->idx);
@@ -240,6 +247,7 @@ struct cand {
 	const uint32_t *idx; /* the candidates' indices in the cluster, ascending */
 	uint32_t n;
 	bool equal;   /* their weights in force are equal */
+	uint32_t *rr; /* the set's round-robin start (struct lb_set) */
 	uint64_t now; /* monotonic ms */
 	bool warming; /* a candidate is in its warmup: weights are scaled */
 };
@@ -346,8 +354,8 @@ static int choose_group(const struct ism_cluster *cl, uint32_t p, uint32_t rnd)
  * health epoch moved since it was (stamp: the epoch + 1, read before any
  * state): the eligible endpoints of a priority or of the whole cluster, those
  * not kept out for a priority in panic, or a locality group's. */
-static const struct lb_set *set_get(struct ism_lb *lb, uint32_t c, const struct ism_cluster *cl,
-				    const struct ism_shm_hdr *h, uint64_t stamp, uint32_t which)
+static struct lb_set *set_get(struct ism_lb *lb, uint32_t c, const struct ism_cluster *cl,
+			      const struct ism_shm_hdr *h, uint64_t stamp, uint32_t which)
 {
 	struct lb_set *s = &lb->sets[lb->set_off[c] + which];
 	uint32_t *out = lb->idx + s->start, np = lb->np[c], first = 0, end = cl->n_endpoints;
@@ -386,9 +394,8 @@ static const struct lb_set *set_get(struct ism_lb *lb, uint32_t c, const struct 
 
 /* The eligible endpoints of priority p (not kept out, in panic), or none
  * when no endpoint has that priority. */
-static const struct lb_set *prio_set(struct ism_lb *lb, uint32_t c, const struct ism_cluster *cl,
-				     const struct ism_shm_hdr *h, uint64_t stamp, uint32_t p,
-				     bool panic)
+static struct lb_set *prio_set(struct ism_lb *lb, uint32_t c, const struct ism_cluster *cl,
+			       const struct ism_shm_hdr *h, uint64_t stamp, uint32_t p, bool panic)
 {
 	uint32_t np = lb->np[c];
 
@@ -430,7 +437,7 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, uint32_t c,
 	/* Read before any endpoint's state: a change stored meanwhile moves
 	 * the epoch after, and the next pick builds the set again. */
 	uint64_t stamp = atomic_load_explicit(&h->health_epoch, memory_order_acquire) + 1;
-	const struct lb_set *s = NULL;
+	struct lb_set *s = NULL;
 	struct ism_cluster_dyn ld;
 	uint32_t others = 0, p;
 	bool panic, hashed;
@@ -470,6 +477,7 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, uint32_t c,
 	k->idx = lb->idx + s->start;
 	k->n = s->n;
 	k->equal = s->equal;
+	k->rr = &s->rr;
 	if (rq->n_exclude == 0)
 		return k->n;
 	for (uint32_t j = 0; j < s->n; j++)
@@ -495,10 +503,10 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	/* Equal weights: the smooth schedule is a rotation in endpoint order,
 	 * the candidate after the last one picked (Envoy's round robin). */
 	if (k->equal && !k->warming) {
-		uint32_t j = cand_from(k, lb->rr_next[c]);
+		uint32_t j = cand_from(k, *k->rr);
 
 		best = (int)k->idx[j < k->n ? j : 0];
-		lb->rr_next[c] = (uint32_t)best + 1;
+		*k->rr = (uint32_t)best + 1;
 		return best;
 	}
 	for (uint32_t j = 0; j < k->n; j++) {

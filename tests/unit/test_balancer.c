@@ -63,6 +63,14 @@ static const struct ism_lgroup c13_groups[] = {
     {.priority = 0, .weight = UINT32_MAX, .first = 1, .count = 1}};
 static uint32_t c13_eff[] = {4000000000u, 4000000000u};
 static struct ism_cluster_dyn c13_dyn = {.n_priorities = 1, .healthy_load = {100}, .health = {100}};
+/* Round robin over two localities of two endpoints each, equal weights. */
+static const struct ism_endpoint c14_eps[] = {EP(120, 1, 0), EP(121, 1, 0), EP(122, 1, 0),
+					      EP(123, 1, 0)};
+static const struct ism_lgroup c14_groups[] = {
+    {.priority = 0, .weight = 1, .first = 0, .count = 2},
+    {.priority = 0, .weight = 1, .first = 2, .count = 2}};
+static uint32_t c14_eff[] = {1, 1};
+static struct ism_cluster_dyn c14_dyn = {.n_priorities = 1, .healthy_load = {100}, .health = {100}};
 
 static const struct ism_cluster clusters[] = {
     {.lb = ISM_LB_ROUND_ROBIN, .n_endpoints = 3, .endpoints = c0_eps},
@@ -105,11 +113,19 @@ static const struct ism_cluster clusters[] = {
      .locality_weighted = 1,
      .n_groups = 2,
      .groups = c13_groups},
+    {.lb = ISM_LB_ROUND_ROBIN,
+     .n_endpoints = 4,
+     .endpoints = c14_eps,
+     .dyn = &c14_dyn,
+     .eff_weight = c14_eff,
+     .locality_weighted = 1,
+     .n_groups = 2,
+     .groups = c14_groups},
 };
 
 static const struct ism_table table = {
     .magic = ISM_TABLE_MAGIC,
-    .n_clusters = 14,
+    .n_clusters = 15,
     .clusters = clusters,
 };
 
@@ -232,16 +248,22 @@ static void test_ineligible_never_picked(void **state)
 }
 
 /* Round robin among equal weights is a rotation in endpoint order over the
- * candidates (Envoy's round robin): an endpoint out of them is passed over,
- * and back in, it takes its turn again. The candidates are kept until the
- * health epoch moves: a state stored without it moving is not seen yet. */
+ * candidates (Envoy's round robin), from a start each worker draws: an
+ * endpoint out of them is passed over, and back in, it takes its turn again.
+ * The candidates are kept until the health epoch moves: a state stored
+ * without it moving is not seen yet. */
 static void test_rr_equal_rotation(void **state)
 {
 	struct fixture *f = *state;
-	static const int want[] = {10, 11, 10, 11, 10};
+	int prev = pick_id(f, 1, UINT32_MAX, 0);
 
-	for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++)
-		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), want[k]);
+	assert_true(prev == 10 || prev == 11);
+	for (int k = 0; k < 5; k++) {
+		int id = pick_id(f, 1, UINT32_MAX, 0);
+
+		assert_int_equal(id, prev == 10 ? 11 : 10);
+		prev = id;
+	}
 	set_health(f, 10, ISM_EP_UNHEALTHY);
 	for (int k = 0; k < 3; k++)
 		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 11);
@@ -254,6 +276,26 @@ static void test_rr_equal_rotation(void **state)
 	moved(f);
 	for (int k = 0; k < 3; k++)
 		assert_int_equal(pick_id(f, 1, UINT32_MAX, 0), 10);
+}
+
+/* Each locality keeps its own rotation (Envoy's index per locality and
+ * priority): picks that go to the two localities in turn still spread
+ * evenly over each one's endpoints; one rotation for the cluster sent every
+ * pick of a locality to its first endpoint. */
+static void test_rr_rotation_per_locality(void **state)
+{
+	struct fixture *f = *state;
+	unsigned n[4] = {0};
+
+	for (int k = 0; k < 40; k++) {
+		struct ism_lb_req rq = {.rnd = 0, .rnd2 = k % 2 ? 0xffffffffu : 0};
+		int i = ism_lb_pick(f->lb, 14, f->h, &rq);
+
+		assert_true(i >= 0 && i < 4);
+		n[i]++;
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(n[i], 10);
 }
 
 /* Ejection is per cluster, as each of Envoy's clusters has its own outlier
@@ -366,7 +408,7 @@ static void test_enoent_and_range(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(lbpick(f, 4, UINT32_MAX, 0), -ENOENT);
-	assert_int_equal(lbpick(f, 14, UINT32_MAX, 0), -EINVAL);
+	assert_int_equal(lbpick(f, 15, UINT32_MAX, 0), -EINVAL);
 }
 
 static void test_exclude(void **state)
@@ -602,6 +644,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrr_smooth_exact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ineligible_never_picked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rr_equal_rotation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rr_rotation_per_locality, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ejection_per_cluster, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locality_failover_and_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hash_keeps_priority_and_locality, setup, teardown),
