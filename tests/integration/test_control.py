@@ -190,6 +190,10 @@ def ready_while_a_worker_restarts(env):
         return next((w for w in json.loads(ctl_cmd(sock, "show workers json"))
                      if w["index"] == 0 and w["generation"]), None)
 
+    # Both workers past their start: a worker 1 not yet on its generation
+    # leaves none serving while worker 0 is down (under load, at once).
+    poll(lambda: len([w for w in json.loads(ctl_cmd(sock, "show workers json")) if w["generation"]]) == 2,
+         10, what="both workers on their generation")
     seen = []  # readiness asked while worker 0 was down, before and after
     for k in range(8):
         w = poll(worker0, 10, what="worker 0 to run")

@@ -452,7 +452,7 @@ def h2_refused_body_credit_given_back(env):
     gw, _, _ = gateway_1w(env, app_extra=limits(http2InitialConnectionWindowSize=2 * n * size,
                                                 maxRequestBodyBytes=1000))
     rep = attack(gw, "upload-credit", n, json.dumps({"path": "/big", "size": size, "wait": 10,
-                                                     "opening_wu": True}))
+                                                     "opening_wu": True, "credit_want": n * size}))
     check(sorted(rep["status"].values()) == [413] * n,
           f"uploads over the limit answered {rep['status']} (rst {rep['rst']}, error {rep['error']})")
     credit = sum(inc for _, inc in rep["credit"])

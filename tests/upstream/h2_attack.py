@@ -56,14 +56,16 @@ ATTACK:
                     "trailers_end": true}: one stream exactly so (N ignored);
                     with trailers, END_STREAM is on their HEADERS (when
                     trailers_end) and not on the DATA
-  upload-credit N   JSON {"path": P, "size": BYTES, "wait": S, "opening_wu": B}:
+  upload-credit N   JSON {"path": P, "size": BYTES, "wait": S, "opening_wu": B,
+                    "credit_want": BYTES}:
                     once the SETTINGS are acknowledged both ways (and, with
                     opening_wu, the server's first connection-level
                     WINDOW_UPDATE came: it raises its window), N POSTs of P in one
                     write, each a HEADERS and its whole body of BYTES in DATA
                     frames (END_STREAM on the last), so that the server reads
                     every body whole before it sends any upstream; waits up to
-                    S seconds (default 10) for every stream's end. "credit"
+                    S seconds (default 10) for every stream's end (and for
+                    credit_want bytes of connection credit, when given). "credit"
                     lists the connection-level WINDOW_UPDATEs that came after
                     the write ([at, increment]), "credit_before_answer" sums
                     those before the first response HEADERS; "bodies_at" and
@@ -421,7 +423,11 @@ def run(p, attack, n, arg):
             first = len(p.conn_wu)
         p.send(*frames)
         p.rep["bodies_at"] = p.now()
-        p.wait(lambda: len(p.ended) >= n, spec.get("wait", 10))
+        want = spec.get("credit_want", 0)
+
+        # (the predicate runs under the lock wait() holds)
+        p.wait(lambda: len(p.ended) >= n and sum(inc for _, inc in p.conn_wu[first:]) >= want,
+               spec.get("wait", 10))
         with p.lock:
             upto = len(p.conn_wu) if p.answer is None else p.answer[1]
             p.rep["credit"] = p.conn_wu[first:]
