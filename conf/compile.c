@@ -3820,8 +3820,8 @@ out_free:
 	b.t->arena_size = arena->size;
 	if (arena->used > arena->size / 4 * 3)
 		ism_diag_add(d, ISM_DIAG_WARNING, conf->file, 0, 0, "",
-			     "the route table fills %llu %% of its arena (%zu of %zu bytes): a "
-			     "file a quarter larger will not load%s",
+			     "the route table fills %llu %% of its arena (%zu of %zu bytes): near "
+			     "the bound, past which a file is refused%s",
 			     (unsigned long long)(arena->used * 100 / arena->size), arena->used,
 			     arena->size,
 			     b.hash_bytes > arena->used / 2
