@@ -782,9 +782,9 @@ static bool selects(struct ism_vctx *v, const struct ism_cm_se *se, struct ism_c
 	return false;
 }
 
-/* A WorkloadEntry with the value of one of its labels. */
+/* A label of a WorkloadEntry. */
 struct we_by {
-	const char *ns, *value;
+	const char *ns, *key, *value;
 	struct ism_cm_we *we;
 };
 
@@ -793,30 +793,44 @@ static int we_by_cmp(const void *pa, const void *pb)
 	const struct we_by *a = pa, *b = pb;
 	int d = strcmp(a->ns, b->ns);
 
+	if (d == 0)
+		d = strcmp(a->key, b->key);
 	return d != 0 ? d : strcmp(a->value, b->value);
 }
 
-/* The WorkloadEntries that carry label key, by namespace and value (into ix,
- * of c->n_wes entries): a selector whose first label is key finds its
- * candidates by a binary search, so that N selectors over M entries take
- * about (N + M) log M, not N times M. Returns how many. */
-static size_t we_index(const struct ism_conf *c, const char *key, struct we_by *ix)
+/* Every label of every WorkloadEntry, by namespace, key and value (into a
+ * new array, *n entries): a selector finds the entries that have its first
+ * label by a binary search, so that N selectors over M entries take about
+ * (N + M) log M whatever their labels, not N times M. NULL when memory runs
+ * out. */
+static struct we_by *we_index(struct ism_vctx *v, size_t *n)
 {
-	size_t n = 0;
+	const struct ism_conf *c = v->conf;
+	size_t total = 0, k = 0;
+	struct we_by *ix;
 
-	for (size_t j = 0; j < c->n_wes; j++) {
-		const char *val = ism_model_ep_label(&c->wes[j]->ep, key);
+	for (size_t j = 0; j < c->n_wes; j++)
+		total += c->wes[j]->ep.n_labels;
+	ix = ism_v_alloc(v, total + 1, sizeof(*ix));
+	for (size_t j = 0; ix != NULL && j < c->n_wes; j++)
+		for (size_t l = 0; l < c->wes[j]->ep.n_labels; l++) {
+			const struct ism_cm_label *lb = &c->wes[j]->ep.labels[l];
+			const char *now = ism_model_ep_label(&c->wes[j]->ep, lb->key);
 
-		if (val != NULL)
-			ix[n++] = (struct we_by){c->wes[j]->r.ns, val, c->wes[j]};
-	}
-	qsort(ix, n, sizeof(*ix), we_by_cmp);
-	return n;
+			/* the value in force (a topology label replaces one written) */
+			if (now != NULL && strcmp(now, lb->value) == 0)
+				ix[k++] =
+				    (struct we_by){c->wes[j]->r.ns, lb->key, lb->value, c->wes[j]};
+		}
+	if (ix != NULL)
+		qsort(ix, k, sizeof(*ix), we_by_cmp);
+	*n = k;
+	return ix;
 }
 
-/* Into sel, the WorkloadEntries se selects: among the entries of ix (n, by
- * the selector's first label) that have its value, or all when the selector
- * has no label. Returns how many. */
+/* Into sel, the WorkloadEntries se selects: among the entries of ix (n) that
+ * have its first label, or all when the selector has no label. Returns how
+ * many. */
 static size_t selected(struct ism_vctx *v, struct ism_cm_se *se, const struct we_by *ix, size_t n,
 		       struct ism_cm_we **sel)
 {
@@ -830,7 +844,7 @@ static size_t selected(struct ism_vctx *v, struct ism_cm_se *se, const struct we
 				sel[k++] = c->wes[j];
 		return k;
 	}
-	want = (struct we_by){se->r.ns, se->selector[0].value, NULL};
+	want = (struct we_by){se->r.ns, se->selector[0].key, se->selector[0].value, NULL};
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -846,49 +860,35 @@ static size_t selected(struct ism_vctx *v, struct ism_cm_se *se, const struct we
 }
 
 /* The endpoints of the ServiceEntries with a workloadSelector: the
- * WorkloadEntries it selects, in the order of their names (as Istio sorts
- * them), indexed by each distinct first label of the selectors in turn. A
- * WorkloadEntry whose labels no selector matches warns. */
+ * WorkloadEntries it selects (we_index), in the order of their names (as
+ * Istio sorts them). A WorkloadEntry whose labels no selector matches
+ * warns. */
 static void xref_selectors(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
 	struct ism_cm_we **sel = ism_v_alloc(v, c->n_wes + 1, sizeof(*sel));
-	struct we_by *ix = ism_v_alloc(v, c->n_wes + 1, sizeof(*ix));
-	bool *done = ism_v_alloc(v, c->n_ses + 1, sizeof(*done));
+	size_t n_ix = 0;
+	struct we_by *ix = sel != NULL ? we_index(v, &n_ix) : NULL;
 
-	for (size_t i = 0; sel != NULL && ix != NULL && done != NULL && i < c->n_ses; i++) {
-		const char *key;
-		size_t n_ix;
+	for (size_t i = 0; ix != NULL && i < c->n_ses; i++) {
+		struct ism_cm_se *se = c->ses[i];
+		size_t n;
 
-		if (c->ses[i]->selector_at == NULL || done[i])
+		if (se->selector_at == NULL)
 			continue;
-		key = c->ses[i]->n_selector > 0 ? c->ses[i]->selector[0].key : NULL;
-		n_ix = key != NULL ? we_index(c, key, ix) : 0;
-		for (size_t s = i; s < c->n_ses; s++) {
-			struct ism_cm_se *se = c->ses[s];
-			size_t n;
-
-			if (se->selector_at == NULL || done[s] ||
-			    (key == NULL
-				 ? se->n_selector != 0
-				 : se->n_selector == 0 || strcmp(se->selector[0].key, key) != 0))
-				continue;
-			done[s] = true;
-			n = selected(v, se, ix, n_ix, sel);
-			qsort(sel, n, sizeof(*sel), we_cmp);
-			if (se->resolution == ISM_RES_DNS_RR && n > 1) {
-				set_res(v, &se->r);
-				ism_v_push(v, "spec.workloadSelector");
-				ism_v_err(
-				    v, se->selector_at,
-				    "resolution DNS_ROUND_ROBIN takes at most one endpoint; this "
-				    "selects %zu WorkloadEntries",
-				    n);
-			}
-			se->eps = ism_v_alloc(v, n + 1, sizeof(*se->eps));
-			for (size_t j = 0; se->eps != NULL && j < n; j++)
-				se->eps[se->n_eps++] = sel[j]->ep;
+		n = selected(v, se, ix, n_ix, sel);
+		qsort(sel, n, sizeof(*sel), we_cmp);
+		if (se->resolution == ISM_RES_DNS_RR && n > 1) {
+			set_res(v, &se->r);
+			ism_v_push(v, "spec.workloadSelector");
+			ism_v_err(v, se->selector_at,
+				  "resolution DNS_ROUND_ROBIN takes at most one endpoint; this "
+				  "selects %zu WorkloadEntries",
+				  n);
 		}
+		se->eps = ism_v_alloc(v, n + 1, sizeof(*se->eps));
+		for (size_t j = 0; se->eps != NULL && j < n; j++)
+			se->eps[se->n_eps++] = sel[j]->ep;
 	}
 	for (size_t i = 0; i < c->n_wes; i++) {
 		if (c->wes[i]->matched)

@@ -359,6 +359,32 @@ static void shape_selectors(struct text *t, size_t n)
 	       "    - destination: {host: s0.svc}\n");
 }
 
+/* The same, each selector's label of a key of its own (k<i>: v): an index by
+ * one key at a time was quadratic again. */
+static void shape_selector_keys(struct text *t, size_t n)
+{
+	app(t);
+	gateway(t, "gw", 8080, 0);
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "w%zu", i);
+		doc(t, "WorkloadEntry", name);
+		put(t, "  address: 10.%zu.%zu.%zu\n  labels: {k%zu: v}\n", i >> 16 & 255,
+		    i >> 8 & 255, i & 255, i);
+		snprintf(name, sizeof(name), "s%zu", i);
+		doc(t, "ServiceEntry", name);
+		put(t,
+		    "  hosts: [s%zu.svc]\n  ports: [{number: 80, name: http}]\n  resolution: "
+		    "STATIC\n"
+		    "  workloadSelector: {labels: {k%zu: v}}\n",
+		    i, i);
+	}
+	doc(t, "VirtualService", "v");
+	put(t, "  hosts: [a.example.com]\n  gateways: [gw]\n  http:\n  - route:\n"
+	       "    - destination: {host: s0.svc}\n");
+}
+
 /* failoverPriority with n entries over n / 4 endpoints. */
 static void shape_failover(struct text *t, size_t n)
 {
@@ -483,14 +509,23 @@ static void check_shape(const struct shape *s)
 }
 
 static const struct shape shapes[] = {
-    {"keys", shape_keys, 16000},	  {"vs_hosts", shape_vs_hosts, 12000},
-    {"gw_hosts", shape_gw_hosts, 1500},	  {"services", shape_services, 2000},
-    {"routes", shape_routes, 5000},	  {"drs", shape_drs, 1500},
-    {"subsets", shape_subsets, 800},	  {"healthchecks", shape_healthchecks, 6000},
-    {"ports", shape_ports, 5000},	  {"servers", shape_servers, 1500},
-    {"gateways", shape_gateways, 1000},	  {"wildcards", shape_wildcards, 4000},
-    {"labels", shape_labels, 3000},	  {"failover", shape_failover, 8000},
-    {"selectors", shape_selectors, 1000}, {"policy_ports", shape_policy_ports, 500},
+    {"keys", shape_keys, 16000},
+    {"vs_hosts", shape_vs_hosts, 12000},
+    {"gw_hosts", shape_gw_hosts, 1500},
+    {"services", shape_services, 2000},
+    {"routes", shape_routes, 5000},
+    {"drs", shape_drs, 1500},
+    {"subsets", shape_subsets, 800},
+    {"healthchecks", shape_healthchecks, 6000},
+    {"ports", shape_ports, 5000},
+    {"servers", shape_servers, 1500},
+    {"gateways", shape_gateways, 1000},
+    {"wildcards", shape_wildcards, 4000},
+    {"labels", shape_labels, 3000},
+    {"failover", shape_failover, 8000},
+    {"selectors", shape_selectors, 1000},
+    {"selector_keys", shape_selector_keys, 1000},
+    {"policy_ports", shape_policy_ports, 500},
 };
 
 static void test_shape(void **state)
