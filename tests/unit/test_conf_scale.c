@@ -333,56 +333,42 @@ static void shape_labels(struct text *t, size_t n)
 }
 
 /* n ServiceEntries selecting by workloadSelector each its one of n
- * WorkloadEntries (app: w<i>; a second label, which a selector also names):
- * every selector was compared with every entry. */
-static void shape_selectors(struct text *t, size_t n)
+ * WorkloadEntries: by two labels (app: w<i>, tier: web), every selector
+ * compared with every entry before the index; or, keyed, by a label of a key
+ * of its own (k<i>: v), which an index by one key at a time left quadratic. */
+static void selector_shape(struct text *t, size_t n, bool keyed)
 {
 	app(t);
 	gateway(t, "gw", 8080, 0);
 	for (size_t i = 0; i < n; i++) {
-		char name[32];
+		char name[32], labels[64];
 
+		snprintf(labels, sizeof(labels), keyed ? "{k%zu: v}" : "{app: w%zu, tier: web}", i);
 		snprintf(name, sizeof(name), "w%zu", i);
 		doc(t, "WorkloadEntry", name);
-		put(t, "  address: 10.%zu.%zu.%zu\n  labels: {app: w%zu, tier: web}\n",
-		    i >> 16 & 255, i >> 8 & 255, i & 255, i);
+		put(t, "  address: 10.%zu.%zu.%zu\n  labels: %s\n", i >> 16 & 255, i >> 8 & 255,
+		    i & 255, labels);
 		snprintf(name, sizeof(name), "s%zu", i);
 		doc(t, "ServiceEntry", name);
 		put(t,
 		    "  hosts: [s%zu.svc]\n  ports: [{number: 80, name: http}]\n  resolution: "
 		    "STATIC\n"
-		    "  workloadSelector: {labels: {app: w%zu, tier: web}}\n",
-		    i, i);
+		    "  workloadSelector: {labels: %s}\n",
+		    i, labels);
 	}
 	doc(t, "VirtualService", "v");
 	put(t, "  hosts: [a.example.com]\n  gateways: [gw]\n  http:\n  - route:\n"
 	       "    - destination: {host: s0.svc}\n");
 }
 
-/* The same, each selector's label of a key of its own (k<i>: v): an index by
- * one key at a time was quadratic again. */
+static void shape_selectors(struct text *t, size_t n)
+{
+	selector_shape(t, n, false);
+}
+
 static void shape_selector_keys(struct text *t, size_t n)
 {
-	app(t);
-	gateway(t, "gw", 8080, 0);
-	for (size_t i = 0; i < n; i++) {
-		char name[32];
-
-		snprintf(name, sizeof(name), "w%zu", i);
-		doc(t, "WorkloadEntry", name);
-		put(t, "  address: 10.%zu.%zu.%zu\n  labels: {k%zu: v}\n", i >> 16 & 255,
-		    i >> 8 & 255, i & 255, i);
-		snprintf(name, sizeof(name), "s%zu", i);
-		doc(t, "ServiceEntry", name);
-		put(t,
-		    "  hosts: [s%zu.svc]\n  ports: [{number: 80, name: http}]\n  resolution: "
-		    "STATIC\n"
-		    "  workloadSelector: {labels: {k%zu: v}}\n",
-		    i, i);
-	}
-	doc(t, "VirtualService", "v");
-	put(t, "  hosts: [a.example.com]\n  gateways: [gw]\n  http:\n  - route:\n"
-	       "    - destination: {host: s0.svc}\n");
+	selector_shape(t, n, true);
 }
 
 /* failoverPriority with n entries over n / 4 endpoints. */
