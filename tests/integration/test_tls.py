@@ -24,6 +24,7 @@ import urllib.parse
 
 from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_wrk_clean, ctl_cmd, curl, docs,
                      file_lines, free_port, gateway, have, http_get, in_netns, make_netns, poll, service_entry,
+                     service_entry_protocol,
                      spawn_listening, virtual_service, vmrss_kib, wrk_reap)
 
 SVC = "tls.test.internal"
@@ -2061,6 +2062,28 @@ def tls_upstream_istio_mutual_sidecar(env):
           f"ClientHellos the sidecar saw: {hellos}")
     check({h["sni"] for h in hellos} == set(want.values()), f"SNIs the sidecar saw: {hellos}")
     check(len(hellos) <= 6, f"{len(hellos)} handshakes for 9 requests to 3 clusters: the pool is not used")
+
+
+@_test
+def tls_upstream_istio_mutual_h2_alpn(env):
+    """Towards an HTTP/2 port (protocol HTTP2) with ISTIO_MUTUAL, the gateway
+    offers Istio's mesh ALPN for HTTP/2, istio-h2, istio, h2, as Istio's
+    istio.alpn filter sets it: a sidecar takes a connection for mesh mTLS on
+    an istio- value; plain h2 alone made it application TLS."""
+    pki = Pki(env)
+    port = free_port()
+    sni = f"outbound_.9080_._.{REVIEWS}"
+    sport, records = start_sidecar(env, pki, "127.0.0.6", snis=(sni,))
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, extra=mesh_identity(pki)), gateway(port),
+        virtual_service("h2", ["*"], f"  - route: [{{destination: {{host: {REVIEWS}, port: {{number: 9080}}}}}}]\n"),
+        service_entry_protocol("reviews", REVIEWS, [{"address": "127.0.0.6", "port": sport}], "HTTP2", port=9080),
+        dr_tls("reviews", REVIEWS, "mode: ISTIO_MUTUAL"))), port)
+    env.get("/", host="h2.test", timeout=15)  # the sidecar speaks HTTP/1.1: what the gateway offered is the test
+    hello = poll(lambda: next((r for r in records()[1:] if r.get("sni") == sni), None), 10,
+                 what="the gateway's ClientHello at the sidecar")
+    check(hello["alpn"] == ["istio-h2", "istio", "h2"] and hello["mesh"],
+          f"the ClientHello towards an HTTP/2 port: {hello}")
 
 
 @_test
