@@ -119,6 +119,12 @@ struct ism_health {
 	 * limit): a first round of thousands of checks waits for descriptors
 	 * rather than failing for want of them. */
 	uint32_t open, max_open;
+	/* No check is due, and none times out, before next_due (a scan of every
+	 * checked endpoint finds them); maintenance states are looked at from
+	 * next_poll, once a second. A turn of the master's loop before both
+	 * handles the checks' events only: the scan of thousands of endpoints
+	 * ran at every turn, several for each check. */
+	uint64_t next_due, next_poll;
 };
 
 /* At most half the open-file limit in checks at once, 16 at least. */
@@ -250,7 +256,19 @@ int ism_health_fd(const struct ism_health *h)
 	return h->epfd;
 }
 
+void ism_health_admin_changed(struct ism_health *h)
+{
+	h->next_poll = 0;
+}
+
 /* --- scheduling --- */
+
+/* Something is due at t: the next turn's scan must not come later. */
+static void due_at(struct ism_health *h, uint64_t t)
+{
+	if (t < h->next_due)
+		h->next_due = t;
+}
 
 static uint32_t hc_rand(struct ism_health *h)
 {
@@ -295,6 +313,7 @@ static void ep_schedule(struct ism_health *h, struct hc_ep *e, uint32_t base, ui
 		e->spread_due = false;
 	}
 	e->next_ms = now + wait;
+	due_at(h, e->next_ms);
 }
 
 /* --- results --- */
@@ -418,6 +437,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	if (h->open >= h->max_open) {
 		/* A descriptor when one is free: soon, without a result. */
 		e->next_ms = now + 1 + hc_rand(h) % 10;
+		due_at(h, e->next_ms);
 		return;
 	}
 	fd = socket(e->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -426,6 +446,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		 * try again next interval without counting a result. */
 		ism_err("health check of %s: socket: %s", e->label, strerror(errno));
 		e->next_ms = now + ep_wait(h, e, e->interval_ms);
+		due_at(h, e->next_ms);
 		return;
 	}
 	e->seq++;
@@ -435,6 +456,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	e->status = 0;
 	e->sent = 0;
 	e->deadline_ms = now + e->timeout_ms;
+	due_at(h, e->deadline_ms);
 	e->state = HC_CONNECTING;
 	if (connect(fd, (const struct sockaddr *)&e->addr, e->addrlen) < 0 &&
 	    errno != EINPROGRESS) {
@@ -446,6 +468,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		ism_err("health check of %s: epoll: %s", e->label, strerror(-err));
 		ep_close(h, e);
 		e->next_ms = now + ep_wait(h, e, e->interval_ms);
+		due_at(h, e->next_ms);
 	}
 }
 
@@ -783,6 +806,7 @@ static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			ism_err("health check of %s: out of memory", e->label);
 			ep_close(h, e);
 			e->next_ms = now + ep_wait(h, e, e->interval_ms);
+			due_at(h, e->next_ms);
 			return;
 		}
 		break;
@@ -968,10 +992,13 @@ static void ep_resume(struct hc_ep *e, uint64_t now)
 
 void ism_health_run(struct ism_health *h, uint64_t now_ms)
 {
+	uint64_t due = UINT64_MAX;
 	char reason[48];
 	uint32_t i;
 
 	run_events(h, now_ms);
+	if (now_ms < h->next_due && now_ms < h->next_poll)
+		return;
 	for (i = 0; i < h->n; i++) {
 		struct hc_ep *e = h->list[i];
 		bool maint;
@@ -980,33 +1007,32 @@ void ism_health_run(struct ism_health *h, uint64_t now_ms)
 			snprintf(reason, sizeof(reason), "timeout after %u ms", e->timeout_ms);
 			ep_result(h, e, HC_FAIL_NETWORK, reason, now_ms);
 		}
-		if (e->state != HC_IDLE)
-			continue;
-		maint = atomic_load(&ep_state(h, e->id)->admin) == ISM_EP_ADMIN_MAINT;
-		if (maint && !e->suspended)
-			ep_suspend(h, e);
-		else if (!maint && e->suspended)
-			ep_resume(e, now_ms);
-		if (!e->suspended && e->next_ms <= now_ms)
-			ep_start(h, e, now_ms);
+		if (e->state == HC_IDLE) {
+			maint = atomic_load(&ep_state(h, e->id)->admin) == ISM_EP_ADMIN_MAINT;
+			if (maint && !e->suspended)
+				ep_suspend(h, e);
+			else if (!maint && e->suspended)
+				ep_resume(e, now_ms);
+			if (!e->suspended && e->next_ms <= now_ms)
+				ep_start(h, e, now_ms);
+		}
+		/* What it waits for now (a suspended one: the next poll). */
+		if (e->state != HC_IDLE && e->deadline_ms < due)
+			due = e->deadline_ms;
+		else if (e->state == HC_IDLE && !e->suspended && e->next_ms < due)
+			due = e->next_ms;
 	}
+	/* The scan's own: what ep_start and the results lowered meanwhile is
+	 * in due too. */
+	h->next_due = due;
+	h->next_poll = now_ms + 1000;
 }
 
 int ism_health_timeout_ms(const struct ism_health *h, uint64_t now_ms)
 {
-	uint64_t due = UINT64_MAX;
-	uint32_t i;
+	uint64_t due = h->next_due < h->next_poll ? h->next_due : h->next_poll;
 
-	for (i = 0; i < h->n; i++) {
-		const struct hc_ep *e = h->list[i];
-		uint64_t t = e->state == HC_IDLE ? e->next_ms : e->deadline_ms;
-
-		if (e->state == HC_IDLE && e->suspended)
-			continue; /* the master's loop looks at least once a second */
-		if (t < due)
-			due = t;
-	}
-	if (due == UINT64_MAX)
+	if (h->n == 0)
 		return -1;
 	if (due <= now_ms)
 		return 0;
@@ -1296,6 +1322,7 @@ static int take_checked(struct ism_health *h, const struct ism_table *t, bool wa
 
 int ism_health_warm(struct ism_health *h, const struct ism_table *t)
 {
+	h->next_due = 0; /* the checks it adds or changes: looked at next turn */
 	return take_checked(h, t, true, ism_now_ms());
 }
 
@@ -1329,6 +1356,7 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t)
 	int ret = 0;
 
 	h->table = t;
+	h->next_due = 0; /* the checks it adds or changes: looked at next turn */
 	max_open_set(h); /* the limit as the start or the reload just set it */
 	for (i = 0; i < h->n; i++)
 		h->list[i]->seen = false;

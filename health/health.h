@@ -43,6 +43,10 @@ int ism_health_set_table(struct ism_health *h, const struct ism_table *t);
 
 /* The epoll descriptor to wait on (readable when ism_health_run has work). */
 int ism_health_fd(const struct ism_health *h);
+/* An endpoint's admin state changed (maintenance suspends its checks, ready
+ * resumes them): looked at in the next ism_health_run rather than at the
+ * next second's. */
+void ism_health_admin_changed(struct ism_health *h);
 /* Milliseconds until the next check or timeout is due (0: now; -1: none). */
 int ism_health_timeout_ms(const struct ism_health *h, uint64_t now_ms);
 /* Starts due checks, advances the ones in progress, records results. */

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "health/health.h"
 #include "health/outlier.h"
 #include "health/warmup.h"
 #include "lib/json.h"
@@ -660,6 +661,7 @@ static uint64_t cmd_set_endpoint(struct ism_master *m, char *args, struct ism_re
 			return 0;
 		}
 		atomic_store(&e->admin, a);
+		ism_health_admin_changed(m->health);
 	} else if (strcmp(what, "weight") == 0 && strcmp(val, "configured") == 0) {
 		atomic_store(&e->weight, 0);
 	} else if (strcmp(what, "weight") == 0) {
