@@ -73,9 +73,11 @@ class Pki:
             alg = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key == "ec" else ["rsa:2048"]
             keyargs = ["-newkey", *alg, "-nodes", "-keyout", keyp]
         self._openssl("req", "-new", *keyargs, "-out", csr, "-subj", f"/CN={name}")
+        # The SANs in a section of their own: a value may hold a comma.
+        alt = "".join(f"{t}.{i}={v}\n" for i, (t, v) in enumerate(x.split(":", 1) for x in sans))
         with open(ext, "w") as f:
-            f.write(f"subjectAltName={','.join(sans)}\nbasicConstraints=CA:FALSE\n"
-                    "extendedKeyUsage=serverAuth,clientAuth\n")
+            f.write("subjectAltName=@alt\nbasicConstraints=CA:FALSE\n"
+                    f"extendedKeyUsage=serverAuth,clientAuth\n[alt]\n{alt}")
         self.serial += 1
         cacrt, cakey = self.cas[ca]
         self._openssl("x509", "-req", "-in", csr, "-CA", cacrt, "-CAkey", cakey, "-set_serial", str(self.serial),
@@ -954,6 +956,24 @@ def xfcc_seen(r):
     """The X-Forwarded-Client-Cert fields of the request /rawecho sent back."""
     return [line.split(":", 1)[1].strip() for line in r.body.decode("latin-1").split("\r\n")
             if line.lower().startswith("x-forwarded-client-cert:")]
+
+
+@_test
+def tls_xfcc_san_separators(env):
+    """A client certificate's SAN that holds the field's own separators (a
+    URI SAN "spiffe://a,By=x" or "spiffe://b;URI=y") is left out of X-Forwarded-Client-Cert,
+    where it would split the element into keys of the client's choosing; its
+    plain SANs go in."""
+    pki = Pki(env)
+    port = free_port()
+    srv = pki.leaf("xs", ["DNS:xs.example.com"])
+    odd = pki.leaf("client-odd", ["URI:spiffe://a,By=x", "URI:spiffe://b;URI=y", "URI:spiffe://x/plain"])
+    world(env, [server(port, ["*"], f"{tls_simple(srv, 'OPTIONAL_MUTUAL')}, caCertificates: {pki.ca()}")])
+    with TlsConn(port, "xs.example.com", client_ctx(pki, cert=odd)) as c:
+        r = c.request("GET", "/rawecho", "xs.example.com")
+    seen = xfcc_seen(r)
+    check(r.status == 200 and len(seen) == 1 and "URI=spiffe://x/plain" in seen[0] and "By=x" not in seen[0]
+          and "URI=y" not in seen[0], f"X-Forwarded-Client-Cert for a SAN with separators: {seen}")
 
 
 @_test
