@@ -532,6 +532,39 @@ static void test_excluded_by_admin(void **state)
 	free(h);
 }
 
+/* Localities of weight 1 keep their proportions under partial health: one of
+ * two endpoints unhealthy leaves its locality 0.7 of the other's, where the
+ * effective weight of 1 x 0.7 rounded down to 0 took all its traffic. */
+static void test_small_locality_weights(void **state)
+{
+	static const struct ism_endpoint eps[] = {{.id = 0, .od = 0, .weight = 1},
+						  {.id = 1, .od = 1, .weight = 1},
+						  {.id = 2, .od = 2, .weight = 1},
+						  {.id = 3, .od = 3, .weight = 1}};
+	static const struct ism_lgroup groups[] = {{.weight = 1, .first = 0, .count = 2},
+						   {.weight = 1, .first = 2, .count = 2}};
+	uint32_t eff[2] = {0};
+	struct ism_cluster_dyn dyn = {0};
+	const struct ism_cluster cl = {.n_endpoints = 4,
+				       .endpoints = eps,
+				       .n_groups = 2,
+				       .groups = groups,
+				       .locality_weighted = 1,
+				       .dyn = &dyn,
+				       .eff_weight = eff};
+	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
+	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
+
+	(void)state;
+	assert_non_null(h);
+	memset(h, 0, sizeof(*h));
+	atomic_store(&h->eps[3].health, ISM_EP_UNHEALTHY);
+	ism_lbstate_compute(&t, h);
+	assert_true(eff[1] > 0);
+	assert_int_equal((uint64_t)eff[1] * 10, (uint64_t)eff[0] * 7);
+	free(h);
+}
+
 static void test_locality_weight_edges(void **state)
 {
 	(void)state;
@@ -740,6 +773,7 @@ int main(void)
 	    cmocka_unit_test(test_compact),
 	    cmocka_unit_test(test_locality_weights_heavy),
 	    cmocka_unit_test(test_excluded_by_admin),
+	    cmocka_unit_test(test_small_locality_weights),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
