@@ -918,6 +918,15 @@ def error_408_slow_header(env):
         el = time.monotonic() - t0
         check(el <= 4.0, f"dribbled head kept the connection {el:.1f}s past a 1s requestHeader timeout")
         check(got is None or got.status == 408, f"dribbled head answered {got}")
+    # A connection that sends no byte at all is bounded too: the timeout
+    # runs from the accept (docs/configuration.md, timeouts.requestHeader).
+    with Conn("127.0.0.1", env.gw_port, timeout=6) as c:
+        t0 = time.monotonic()
+        closed = c.closed_by_peer(4.0)
+        el = time.monotonic() - t0
+        check(closed, "a connection that sent nothing was still open 4 s after the accept (requestHeader 1s)")
+        check(el >= 0.8, f"a silent connection closed after {el:.2f}s, requestHeader is 1s")
+
 
 
 @test

@@ -633,6 +633,53 @@ def _field_error(out, conf, text):
 
 
 @_test
+def max_connections_per_worker_is_a_bound(env):
+    """limits.maxConnectionsPerWorker: 2 with one worker: two client connections
+    open at once are served, a third is closed without an answer (and counted
+    in isthmus_connections_rejected_total); once one of the two closes, a new
+    connection is served again."""
+    from harness import Conn
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw, admin = free_port(), free_port()
+    extra = f"  admin: {{address: 127.0.0.1:{admin}}}\n  limits:\n    maxConnectionsPerWorker: 2\n"
+    text = docs(appliance(env, workers=1, extra=extra), gateway(gw),
+                virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+                service_entry("ctl", SVC, [{"address": "127.0.0.2", "port": ports["a"]}]))
+    env.start_gateway(env.write("isthmus.yaml", text), gw)
+    poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["connections_active"] == 0, 5,
+         what="the start's probe connection gone")
+
+    def rejected():
+        body = http_get(admin, "/metrics").body.decode()
+        m = re.search(r"^isthmus_connections_rejected_total (\d+)", body, re.M)
+        return int(m.group(1)) if m else -1
+
+    before = rejected()
+    c1, c2 = Conn("127.0.0.1", gw, timeout=5), Conn("127.0.0.1", gw, timeout=5)
+    try:
+        for i, c in enumerate((c1, c2)):
+            r = c.request("GET", f"/{i}")
+            check(r.status == 200, f"connection {i + 1} of 2: {r.status}")
+        with Conn("127.0.0.1", gw, timeout=5) as c3:
+            try:
+                c3.send(b"GET /third HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                r = c3.read_response()
+                got = f"answered {r.status}"
+            except Exception as e:  # closed: what is expected
+                got = None
+            check(got is None, f"a third connection beyond maxConnectionsPerWorker 2 was {got}")
+        poll(lambda: rejected() == before + 1, 5, what="isthmus_connections_rejected_total one more")
+    finally:
+        c1.close()
+
+    def served():
+        with Conn("127.0.0.1", gw, timeout=5) as c:
+            return c.request("GET", "/again").status == 200
+    poll(served, 5, what="a connection served once one of the two closed")
+    c2.close()
+
+
+@_test
 def nofile_explicit(env):
     """An explicit maxConnectionsPerWorker the open-file limit cannot honour is
     refused, with its position: by `isthmus -c`, at the start, and at a reload

@@ -46,8 +46,11 @@ OD_FAST = {"consecutive5xxErrors": 1, "interval": "1s", "baseEjectionTime": "30s
 # --------------------------------------------------------------------------- configuration
 
 
-def health_checks(host, interval="100ms", unhealthy=1, healthy=1, timeout="100ms"):
-    """Appliance `extra`: a fast active HTTP check of host on /healthz."""
+def health_checks(host, interval="100ms", unhealthy=1, healthy=1, timeout="1s"):
+    """Appliance `extra`: a fast active HTTP check of host on /healthz. The
+    tests fail endpoints by their answer (503) or their death (refused), seen
+    at once: a timeout of 1 s spares a loaded machine's slow answer (one of
+    100 ms took a healthy endpoint out mid-count)."""
     return ("  healthChecks:\n"
             f"  - {{host: {host}, path: /healthz, interval: {interval}, timeout: {timeout},"
             f" healthyThreshold: {healthy}, unhealthyThreshold: {unhealthy}}}\n")

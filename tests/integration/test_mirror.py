@@ -176,6 +176,65 @@ def mirror_slow_upload_copied(env):
 
 
 @_test
+def mirror_bounded_by_route_timeout(env):
+    """A copy is bounded by its route's timeout (Envoy's shadow request takes
+    the route's global timeout, router.cc: shadow_options.timeout), not by
+    timeouts.upstreamResponse (3 s here): with a route timeout of 1 s, a
+    mirror that answers after 2.5 s sees its copy dropped as failed at 1 s,
+    and no mirror response is counted; the original is answered at once.
+    (A copy that outlives its route's timeout holds its place under
+    limits.mirrorMaxInFlight and a connection to the mirror that much longer.)"""
+    rec = recorder(env, "127.0.0.5", delay=2.5)
+    gw, admin = setup(env, route(f"    mirror: {{host: {MIR}}}\n", "    timeout: 1s\n"),
+                      {MIR: ("127.0.0.5", rec.port)})
+    t = time.monotonic()
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        r = c.request("GET", "/bounded", "shop.example.com")
+    check(r.status == 200 and r.body.startswith(b"up "), f"the original: {r.status} {r.body!r}")
+    check(time.monotonic() - t < 0.8, f"the original took {time.monotonic() - t:.2f}s")
+    poll(lambda: rec.count() == 1, 5, what="the copy at the mirror")
+    def ended():
+        m = metrics(admin)
+        return (m.get('isthmus_mirror_dropped_total{reason="failed"}', 0) +
+                m.get('isthmus_mirror_responses_total{code_class="2xx"}', 0)) >= 1
+    poll(ended, 6, what="the copy's end (dropped or answered)")
+    m = metrics(admin)
+    failed = m.get('isthmus_mirror_dropped_total{reason="failed"}', 0)
+    ok = m.get('isthmus_mirror_responses_total{code_class="2xx"}', 0)
+    check(failed == 1 and ok == 0,
+          f"a copy whose mirror answers after 2.5 s under a route timeout of 1 s: failed {failed}, "
+          f"answered {ok}: the copy was not bounded by the route's timeout")
+    check(time.monotonic() - t < 2.3, f"the copy ended {time.monotonic() - t:.2f}s after the request "
+                                       f"(route timeout 1 s)")
+
+
+@_test
+def mirror_skips_upgrades(env):
+    """An Upgrade request (WebSocket) is not mirrored (worker/mirror.c: a copy
+    would take the mirror's connection with it): the mirror gets nothing and
+    no copy is counted, while a plain request on the same route is copied."""
+    rec = recorder(env, "127.0.0.5")
+    gw, admin = setup(env, route(f"    mirror: {{host: {MIR}}}\n"), {MIR: ("127.0.0.5", rec.port)})
+    with Conn("127.0.0.1", gw, timeout=5) as c:
+        c.send(b"GET /ws HTTP/1.1\r\nHost: shop.example.com\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        try:
+            c.read_response()
+        except Exception:
+            pass
+    with Conn("127.0.0.1", gw, timeout=5) as c:
+        r = c.request("GET", "/plain", "shop.example.com")
+        check(r.status == 200, f"the plain request: {r.status}")
+    poll(lambda: rec.count() >= 1, 5, what="the plain request's copy")
+    time.sleep(0.5)  # a window for a copy that must not come (no condition to poll)
+    paths = [g[1] for g in rec.got]
+    check(paths == ["/plain"], f"the mirror got {paths}: an Upgrade request was mirrored")
+    sent = metrics(admin).get("isthmus_mirror_requests_total", 0)
+    check(sent == 1, f"isthmus_mirror_requests_total {sent}, want 1 (the plain request's copy only)")
+
+
+@_test
 def mirror_copies_every_request(env):
     """Every request, GET and POST, reaches the mirror with the same method,
     path and body and the Host "<host>-shadow[:port]"; the client's answers

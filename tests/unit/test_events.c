@@ -60,6 +60,23 @@ static bool has_event(const struct ism_events *ev, uint64_t from, const char *ki
 	return false;
 }
 
+/* Whether an event of kind from ev->ring[from..] has text ending in tail
+ * (the state's word whole: "maint" is not "maintenance"). */
+static bool has_event_ending(const struct ism_events *ev, uint64_t from, const char *kind,
+			     const char *tail)
+{
+	size_t tl = strlen(tail);
+
+	for (uint64_t i = from; i < ev->n; i++) {
+		const struct ism_event *e = &ev->ring[i % ISM_EVENTS_MAX];
+		size_t n = strlen(e->text);
+
+		if (strcmp(e->kind, kind) == 0 && n >= tl && strcmp(e->text + n - tl, tail) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* An endpoint drained, then removed; once its slot is swept, a new endpoint
  * takes it: neither its admin state nor its health is a change of the old
  * one's (the slot's incarnation tells them apart), while its own changes
@@ -103,6 +120,11 @@ static void test_reused_slot(void **state)
 	atomic_store(&shm.hdr->eps[ids[1]].admin, ISM_EP_ADMIN_MAINT);
 	ism_events_observe(ev, t, &shm);
 	assert_true(has_event(ev, n, "admin", "svc|c:80 set to maint"));
+	/* the words operators grep for, whole (docs/operations.md) */
+	assert_true(has_event_ending(ev, n, "admin", "svc|c:80 set to maint"));
+	assert_string_equal(ism_events_admin_name(ISM_EP_ADMIN_MAINT), "maint");
+	assert_string_equal(ism_events_admin_name(ISM_EP_ADMIN_DRAIN), "drain");
+	assert_string_equal(ism_events_admin_name(ISM_EP_ADMIN_READY), "ready");
 	assert_false(has_event(ev, n, "health", "svc|c:80"));
 	ism_shm_destroy(&shm);
 	ism_events_free(ev);

@@ -226,6 +226,17 @@ static void test_verdicts(void **state)
 	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x02", 7, "0", 4096, why),
 			 ISM_GRPC_FAILED);
 	assert_string_equal(why, "serving status NOT_SERVING");
+	/* Envoy's onRpcComplete: only SERVING passes; UNKNOWN (0, said or
+	 * the field absent) and SERVICE_UNKNOWN (3) fail as NOT_SERVING does */
+	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x03", 7, "0", 4096, why),
+			 ISM_GRPC_FAILED);
+	assert_string_equal(why, "serving status SERVICE_UNKNOWN");
+	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x00", 7, "0", 4096, why),
+			 ISM_GRPC_FAILED);
+	assert_string_equal(why, "serving status UNKNOWN");
+	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x12\x00", 7, "0", 4096, why),
+			 ISM_GRPC_FAILED);
+	assert_string_equal(why, "serving status UNKNOWN");
 	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\0", 5, "0", 4096, why), ISM_GRPC_FAILED);
 	assert_string_equal(why, "no HealthCheckResponse in the answer");
 	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x01", 7, "14", 4096, why),
@@ -237,6 +248,25 @@ static void test_verdicts(void **state)
 	assert_string_equal(why, "HTTP status 503");
 	assert_int_equal(answer(text, 2, "ok", 2, NULL, 4096, why), ISM_GRPC_FAILED);
 	assert_string_equal(why, "not a gRPC response (content-type)");
+	/* Envoy's hasGrpcContentType: application/grpc, alone or followed by
+	 * '+' or ';' (application/grpc-web and application/grpcx are not gRPC) */
+	{
+		static const nghttp2_nv web[] = {NV(":status", "200"),
+						 NV("content-type", "application/grpc-web")};
+		static const nghttp2_nv grpcx[] = {NV(":status", "200"),
+						   NV("content-type", "application/grpcx")};
+		static const nghttp2_nv semi[] = {NV(":status", "200"),
+						  NV("content-type", "application/grpc;charset=x")};
+
+		assert_int_equal(answer(web, 2, "\0\0\0\0\2\x08\x01", 7, "0", 4096, why),
+				 ISM_GRPC_FAILED);
+		assert_string_equal(why, "not a gRPC response (content-type)");
+		assert_int_equal(answer(grpcx, 2, "\0\0\0\0\2\x08\x01", 7, "0", 4096, why),
+				 ISM_GRPC_FAILED);
+		assert_string_equal(why, "not a gRPC response (content-type)");
+		assert_int_equal(answer(semi, 2, "\0\0\0\0\2\x08\x01", 7, "0", 4096, why),
+				 ISM_GRPC_SERVING);
+	}
 	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x01", 7, NULL, 4096, why),
 			 ISM_GRPC_FAILED);
 	assert_string_equal(why, "gRPC protocol violation: unexpected stream end");
