@@ -431,6 +431,35 @@ static void test_locality_weights_doc(void **state)
 	}
 }
 
+/* One locality-weighted cluster over eps and groups in a table of its own
+ * (its loads in dyn, its effective weights in eff), and a header of every
+ * endpoint healthy, ready, not ejected. */
+struct lw {
+	struct ism_cluster_dyn dyn;
+	struct ism_cluster cl;
+	struct ism_table t;
+	struct ism_shm_hdr *h;
+};
+
+static void lw_init(struct lw *f, const struct ism_endpoint *eps, uint32_t n,
+		    const struct ism_lgroup *groups, uint32_t n_groups, uint32_t n_prio,
+		    uint32_t *eff)
+{
+	memset(&f->dyn, 0, sizeof(f->dyn));
+	f->cl = (struct ism_cluster){.n_endpoints = n,
+				     .n_priorities = n_prio,
+				     .endpoints = eps,
+				     .n_groups = n_groups,
+				     .groups = groups,
+				     .locality_weighted = 1,
+				     .dyn = &f->dyn,
+				     .eff_weight = eff};
+	f->t = (struct ism_table){.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &f->cl};
+	f->h = aligned_alloc(ISM_CACHELINE, sizeof(*f->h));
+	assert_non_null(f->h);
+	memset(f->h, 0, sizeof(*f->h));
+}
+
 /* The effective locality weights the master publishes keep the groups'
  * proportions whatever their size (a group's weight is the sum of its
  * endpoints' 32-bit weights): 5,000,000 and 10,000,000 are 1:2, where a
@@ -444,28 +473,18 @@ static void test_locality_weights_heavy(void **state)
 						   {.weight = 10000000, .first = 1, .count = 1},
 						   {.weight = UINT32_MAX, .first = 2, .count = 1}};
 	uint32_t eff[3] = {0};
-	struct ism_cluster_dyn dyn = {0};
-	const struct ism_cluster cl = {.n_endpoints = 3,
-				       .endpoints = eps,
-				       .n_groups = 3,
-				       .groups = groups,
-				       .locality_weighted = 1,
-				       .dyn = &dyn,
-				       .eff_weight = eff};
-	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
-	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
+	struct lw f;
 
 	(void)state;
-	assert_non_null(h);
-	memset(h, 0, sizeof(*h)); /* healthy, ready, nothing ejected */
+	lw_init(&f, eps, 3, groups, 3, 0, eff);
 	/* A sequence counter a worker left odd: the master leaves it even. */
-	atomic_store(&dyn.seq, 7);
-	ism_lbstate_compute(&t, h);
-	assert_int_equal(atomic_load(&dyn.seq) & 1, 0);
+	atomic_store(&f.dyn.seq, 7);
+	ism_lbstate_compute(&f.t, f.h);
+	assert_int_equal(atomic_load(&f.dyn.seq) & 1, 0);
 	assert_true(eff[0] > 0);
 	assert_int_equal(eff[1], 2 * eff[0]);
 	assert_true(eff[2] > eff[1]);
-	free(h);
+	free(f.h);
 }
 
 /* Endpoints the operator keeps out (drain, maint, weight 0) are excluded, as
@@ -488,46 +507,36 @@ static void test_excluded_by_admin(void **state)
 	    {.priority = 0, .weight = 2, .first = 0, .count = 2},
 	    {.priority = 0, .weight = 2, .first = 2, .count = 2},
 	    {.priority = 1, .weight = 4, .first = 4, .count = 4}};
-	uint32_t eff[3] = {0};
-	struct ism_cluster_dyn dyn = {0};
-	const struct ism_cluster cl = {.n_endpoints = 8,
-				       .n_priorities = 2,
-				       .endpoints = eps,
-				       .n_groups = 3,
-				       .groups = groups,
-				       .locality_weighted = 1,
-				       .dyn = &dyn,
-				       .eff_weight = eff};
-	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
-	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
-	uint32_t whole;
+	uint32_t eff[3] = {0}, whole;
+	struct lw f;
+	struct ism_shm_hdr *h;
 
 	(void)state;
-	assert_non_null(h);
-	memset(h, 0, sizeof(*h));
-	ism_lbstate_compute(&t, h);
+	lw_init(&f, eps, 8, groups, 3, 2, eff);
+	h = f.h;
+	ism_lbstate_compute(&f.t, h);
 	whole = eff[0];
 	assert_int_equal(eff[1], whole);
 	atomic_store(&h->eps[0].admin, ISM_EP_ADMIN_DRAIN);
 	atomic_store(&h->eps[1].admin, ISM_EP_ADMIN_MAINT);
-	ism_lbstate_compute(&t, h);
-	assert_int_equal(dyn.healthy_load[0], 100);
-	assert_int_equal(dyn.healthy_load[1], 0);
+	ism_lbstate_compute(&f.t, h);
+	assert_int_equal(f.dyn.healthy_load[0], 100);
+	assert_int_equal(f.dyn.healthy_load[1], 0);
 	atomic_store(&h->eps[0].admin, ISM_EP_ADMIN_READY);
 	atomic_store(&h->eps[1].admin, ISM_EP_ADMIN_READY);
 	atomic_store(&h->eps[0].health, ISM_EP_UNHEALTHY);
 	atomic_store(&h->eps[1].health, ISM_EP_UNHEALTHY);
-	ism_lbstate_compute(&t, h);
-	assert_int_equal(dyn.healthy_load[0], 70);
-	assert_int_equal(dyn.healthy_load[1], 30);
+	ism_lbstate_compute(&f.t, h);
+	assert_int_equal(f.dyn.healthy_load[0], 70);
+	assert_int_equal(f.dyn.healthy_load[1], 30);
 	atomic_store(&h->eps[0].health, ISM_EP_HEALTHY);
 	atomic_store(&h->eps[1].health, ISM_EP_HEALTHY);
 	atomic_store(&h->eps[2].admin, ISM_EP_ADMIN_DRAIN);
-	ism_lbstate_compute(&t, h);
+	ism_lbstate_compute(&f.t, h);
 	assert_int_equal(eff[1], whole);
 	atomic_store(&h->eps[2].admin, ISM_EP_ADMIN_READY);
 	atomic_store(&h->eps[2].health, ISM_EP_UNHEALTHY);
-	ism_lbstate_compute(&t, h);
+	ism_lbstate_compute(&f.t, h);
 	assert_int_equal(eff[1], whole * 7 / 10);
 	free(h);
 }
@@ -544,25 +553,15 @@ static void test_small_locality_weights(void **state)
 	static const struct ism_lgroup groups[] = {{.weight = 1, .first = 0, .count = 2},
 						   {.weight = 1, .first = 2, .count = 2}};
 	uint32_t eff[2] = {0};
-	struct ism_cluster_dyn dyn = {0};
-	const struct ism_cluster cl = {.n_endpoints = 4,
-				       .endpoints = eps,
-				       .n_groups = 2,
-				       .groups = groups,
-				       .locality_weighted = 1,
-				       .dyn = &dyn,
-				       .eff_weight = eff};
-	const struct ism_table t = {.magic = ISM_TABLE_MAGIC, .n_clusters = 1, .clusters = &cl};
-	struct ism_shm_hdr *h = aligned_alloc(ISM_CACHELINE, sizeof(*h));
+	struct lw f;
 
 	(void)state;
-	assert_non_null(h);
-	memset(h, 0, sizeof(*h));
-	atomic_store(&h->eps[3].health, ISM_EP_UNHEALTHY);
-	ism_lbstate_compute(&t, h);
+	lw_init(&f, eps, 4, groups, 2, 0, eff);
+	atomic_store(&f.h->eps[3].health, ISM_EP_UNHEALTHY);
+	ism_lbstate_compute(&f.t, f.h);
 	assert_true(eff[1] > 0);
 	assert_int_equal((uint64_t)eff[1] * 10, (uint64_t)eff[0] * 7);
-	free(h);
+	free(f.h);
 }
 
 static void test_locality_weight_edges(void **state)
