@@ -213,6 +213,7 @@ int ism_master_check(const char *conf_path, bool portable)
 	void *block = NULL;
 	struct check_ids ids = {0};
 	enum ism_diag_severity sev;
+	bool bad;
 	uid_t uid;
 	gid_t gid;
 	int status = 1;
@@ -242,11 +243,12 @@ int ism_master_check(const char *conf_path, bool portable)
 			   portable || geteuid() != 0 ? ISM_DIAG_WARNING : ISM_DIAG_ERROR, d) < 0 &&
 	    !portable && geteuid() == 0)
 		goto out;
-	/* What the start does first: make the run directories, bind. */
+	/* What the start does first: make the run directories, bind (both
+	 * looked at, whatever the first says). */
 	sev = portable ? ISM_DIAG_WARNING : ISM_DIAG_ERROR;
-	if ((check_run_dirs(conf_path, conf, t, sev, d) < 0 ||
-	     check_addresses(conf_path, conf, t, sev, d) < 0) &&
-	    !portable)
+	bad = check_run_dirs(conf_path, conf, t, sev, d) < 0;
+	bad |= check_addresses(conf_path, conf, t, sev, d) < 0;
+	if (bad && !portable)
 		goto out;
 	/* What the master would do at its start: this process's limit is the
 	 * one a master started the same way gets. */

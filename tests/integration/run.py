@@ -272,6 +272,13 @@ def check_addresses_here(env):
         rc, out = env.check_config(path, portable=True)
         check(rc == 0 and all(w % "warning" in out for w in want),
               f"isthmus -c --portable exited {rc}, want 0 and warnings {want}: {out!r}")
+        # A run directory refused too: both said, errors or warnings.
+        blocker = env.write("blocker", "a file where a directory should be\n")
+        both = env.write("both.yaml", text.replace("spec:\n", f"spec:\n  pidFile: {blocker}/x.pid\n", 1))
+        for portable, sev in ((False, "error"), (True, "warning")):
+            rc, out = env.check_config(both, portable=portable)
+            check(f"{sev}: Appliance test: spec.pidFile" in out and f"{sev}: Appliance test: spec.listenAddress" in out,
+                  f"isthmus -c{' --portable' if portable else ''} with two refusals: rc {rc}, {out!r}")
         here = env.write("here.yaml", text.replace("198.51.100.7", "127.0.0.1").replace("198.51.100.8", "127.0.0.1"))
         rc, out = env.check_config(here)
         check(rc == 0 and "cannot be bound" not in out, f"isthmus -c on loopback exited {rc}: {out!r}")
