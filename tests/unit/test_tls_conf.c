@@ -208,6 +208,17 @@ static void test_https_servers(void **state)
 	unload(&l);
 }
 
+/* A passthrough server of *.example.com and a VirtualService of hosts whose
+ * one TLS route takes sni (YAML lists). */
+#define PT_VS(hosts, sni)                                                                          \
+	APP GW "  servers:\n"                                                                      \
+	       "  - port: {number: 443, name: tls, protocol: TLS}\n"                               \
+	       "    hosts: [\"*.example.com\"]\n    tls: {mode: PASSTHROUGH}\n" SE                 \
+	       "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"                   \
+	       "metadata: {name: pt}\nspec:\n  hosts: " hosts "\n  gateways: [gw]\n"               \
+	       "  tls: [{match: [{sniHosts: " sni                                                  \
+	       "}], route: [{destination: {host: up.local}}]}]\n"
+
 /* An HTTPS server and a passthrough server share port 443, told apart by
  * SNI as Istio allows: the HTTPS one terminates TLS for its HTTP routes, the
  * other passes the bytes through to its tls routes, by its routes' SNI hosts. */
@@ -249,16 +260,7 @@ static void test_https_and_passthrough(void **state)
 	assert_int_equal(ism_router_pick_server(li, "d.example.com"), -1);
 	unload(&l);
 	/* A partial wildcard among the SNI hosts, as Istio takes it there. */
-	assert_int_equal(load(&l, APP GW
-			      "  servers:\n"
-			      "  - port: {number: 443, name: tls, protocol: TLS}\n"
-			      "    hosts: [\"*.example.com\"]\n    tls: {mode: PASSTHROUGH}\n" SE
-			      "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-			      "metadata: {name: pt}\nspec:\n  hosts: [\"*.example.com\"]\n"
-			      "  gateways: [gw]\n"
-			      "  tls: [{match: [{sniHosts: [\"*-db.example.com\"]}], "
-			      "route: [{destination: {host: up.local}}]}]\n"),
-			 0);
+	assert_int_equal(load(&l, PT_VS("[\"*.example.com\"]", "[\"*-db.example.com\"]")), 0);
 	li = &l.t->listeners[0];
 	assert_int_equal(ism_router_pick_server(li, "orders-db.example.com"), 0);
 	assert_int_equal(ism_router_pick_server(li, "-db.example.com"), -1);
@@ -266,16 +268,7 @@ static void test_https_and_passthrough(void **state)
 	unload(&l);
 	/* An SNI host equal to a partial wildcard's suffix is within it, as
 	 * Istio's SubsetOf. */
-	assert_int_equal(load(&l, APP GW
-			      "  servers:\n"
-			      "  - port: {number: 443, name: tls, protocol: TLS}\n"
-			      "    hosts: [\"*.example.com\"]\n    tls: {mode: PASSTHROUGH}\n" SE
-			      "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-			      "metadata: {name: pt}\nspec:\n  hosts: [\"*db.example.com\"]\n"
-			      "  gateways: [gw]\n"
-			      "  tls: [{match: [{sniHosts: [db.example.com]}], "
-			      "route: [{destination: {host: up.local}}]}]\n"),
-			 0);
+	assert_int_equal(load(&l, PT_VS("[\"*db.example.com\"]", "[db.example.com]")), 0);
 	assert_int_equal(ism_router_pick_server(&l.t->listeners[0], "db.example.com"), 0);
 	unload(&l);
 }
