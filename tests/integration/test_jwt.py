@@ -350,6 +350,10 @@ def jwt_locations(env):
     line, fields = seen(get(gw, "/headers", headers={"Cookie": f"a=b; session={good}; c=d"}))
     check(field(fields, "cookie") == [f"a=b; session={good}; c=d"], f"fromCookies: the cookie stays: {fields}")
     check(get(gw, "/headers", headers={"Cookie": f"a=b; session={bad}"}).status == 401, "a bad token in a cookie")
+    # The first cookie of the name is the token, as Envoy's extractor takes
+    # it: a second Cookie field's (an HTTP/2 client's crumbs) is not read.
+    r = get(gw, "/headers", headers=[("Cookie", f"session={good}"), ("Cookie", f"session={bad}")])
+    check(r.status == 200, f"a good token in the first Cookie field, a bad one in the second: {r}")
     for what, kw in (("Authorization", {"headers": bearer(bad)}), ("access_token", {"path": f"/?access_token={bad}"})):
         r = get(gw, **kw)
         check(r.status == 200, f"with locations given, {what} is not read: {r}")

@@ -19,7 +19,7 @@ _test = Registry()
 register = _test.register
 
 
-def _setup(env, policy, n_endpoints=3, admin_port=None, keep=None):
+def _setup(env, policy, n_endpoints=3, admin_port=None, keep=None, extra=""):
     """n upstream processes on 127.0.0.1 named e0..e(n-1); a DestinationRule with
     `policy` (YAML under trafficPolicy); the gateway routing everything there.
     keep(indexes) writes the file again with only those endpoints."""
@@ -28,7 +28,7 @@ def _setup(env, policy, n_endpoints=3, admin_port=None, keep=None):
         ports = env.upstream([f"127.0.0.1:0=e{i}"], name=f"e{i}")
         eps.append({"address": "127.0.0.1", "port": ports[f"e{i}"], "locality": "eu-west/eu-west-1a"})
     gw_port = free_port()
-    extra = f"  admin: {{address: 127.0.0.1:{admin_port}}}\n" if admin_port else ""
+    extra += f"  admin: {{address: 127.0.0.1:{admin_port}}}\n" if admin_port else ""
     dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: pol}\n"
           f"spec:\n  host: {SVC}\n  trafficPolicy:\n{policy}")
 
@@ -224,6 +224,20 @@ def pool_pending_overflow(env):
     # a third only where it reached isthmus after the first had finished (a
     # slow start on a busy machine).
     check(ok <= 3, f"{ok} requests served with maxConnections 1, http1MaxPendingRequests 1: {out}")
+
+
+@_test
+def pool_overflow_without_debug_headers(env):
+    """With proxyHeaders.envoyDebugHeaders disabled, a circuit breaker's drop
+    (503 UO) carries no x-envoy-overloaded, as Envoy's router adds it only
+    where its headers are not suppressed (the fifth mutation review: nothing
+    checked the two together)."""
+    _setup(env, "    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 5s}\n"
+                "      http: {http1MaxPendingRequests: 1}\n", n_endpoints=1,
+           extra="  proxyHeaders: {envoyDebugHeaders: {disabled: true}}\n")
+    got, _ = _parallel(env, 6, "/delay/2000", field="x-envoy-overloaded")
+    over = [g for g in got if isinstance(g, tuple) and g[0] == 503]
+    check(over and all(g[1] is None for g in over), f"the overflow's 503s: {got}")
 
 
 @_test
