@@ -28,7 +28,8 @@ struct server {
 	size_t body_len;
 	const uint8_t *resp; /* the response body, sent by read_resp */
 	size_t resp_len, resp_sent;
-	const char *trailer_status;   /* trailers after it: their grpc-status; NULL: none */
+	const char *trailer_status;   /* trailers after it: their grpc-status ("": none in
+					 them); NULL: no trailers */
 	int settings_acks, ping_acks; /* acknowledgements the check sent */
 	uint8_t ping_data[8];	      /* the last one's */
 };
@@ -91,12 +92,14 @@ static ssize_t read_resp(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	*flags |= NGHTTP2_DATA_FLAG_EOF;
 	/* the trailers go after the body: submitted as its end is read */
 	if (sv->trailer_status != NULL) {
-		nghttp2_nv t[] = {{(uint8_t *)"grpc-status", (uint8_t *)sv->trailer_status, 11,
-				   strlen(sv->trailer_status), NGHTTP2_NV_FLAG_NONE},
-				  NV("grpc-message", "why not")};
+		nghttp2_nv t[] = {NV("grpc-message", "why not"),
+				  {(uint8_t *)"grpc-status", (uint8_t *)sv->trailer_status, 11,
+				   strlen(sv->trailer_status), NGHTTP2_NV_FLAG_NONE}};
 
 		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		assert_int_equal(nghttp2_submit_trailer(s, id, t, 2), 0);
+		/* "": trailers without a grpc-status */
+		assert_int_equal(
+		    nghttp2_submit_trailer(s, id, t, sv->trailer_status[0] != '\0' ? 2 : 1), 0);
 	}
 	return (ssize_t)n;
 }
@@ -239,6 +242,10 @@ static void test_verdicts(void **state)
 	assert_string_equal(why, "serving status UNKNOWN");
 	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\0", 5, "0", 4096, why), ISM_GRPC_FAILED);
 	assert_string_equal(why, "no HealthCheckResponse in the answer");
+	/* Trailers without a grpc-status: INTERNAL (Envoy's decodeTrailers),
+	 * though the message says SERVING */
+	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x01", 7, "", 4096, why),
+			 ISM_GRPC_FAILED);
 	assert_int_equal(answer(grpc_head, 2, "\0\0\0\0\2\x08\x01", 7, "14", 4096, why),
 			 ISM_GRPC_FAILED);
 	assert_string_equal(why, "grpc-status 14 (why not)");
