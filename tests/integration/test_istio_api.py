@@ -12,7 +12,7 @@ import copy
 import json
 import os
 
-from harness import (Registry, appliance, check, ctl_cmd, destination_rule, docs, free_port, gateway, http_get,
+from harness import (Conn, Env, Registry, appliance, check, ctl_cmd, destination_rule, docs, free_port, gateway, http_get,
                      poll, port_open, service_entry, virtual_service)
 
 _test = Registry()
@@ -358,6 +358,31 @@ def telemetry_access_log(env):
          and "/second" in open(log).read(), 20, what="the second request's line")
     lines = [ln for ln in open(log).read().splitlines() if ln]
     check(lines and all("/first" not in ln for ln in lines), f"no line of the first request: {lines}")
+
+
+@_test
+def telemetry_access_log_filter_no_response(env):
+    """An exchange that ended without a response (its client gone while the
+    upstream delayed) has no response.code: a filter on it is an error, as in
+    Envoy's CEL, and writes no line; `response.code < 400` logs a 200. A code
+    0 in its place would have logged the exchange."""
+    up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
+    gw = free_port()
+    log = env.path("access.log")
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
+           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+           "    filter: {expression: \"response.code < 400\"}\n")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: text}}\n"), gateway(gw),
+        virtual_service("vs", ["*"], "  - route: [{destination: {host: a.example}}]\n"),
+        service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]), tel)), gw)
+    with Conn("127.0.0.1", gw, timeout=10) as c:
+        c.send(b"GET /delay/3000 HTTP/1.1\r\nHost: test.local\r\n\r\n")
+        poll(lambda: Env.ctl("127.0.0.1", up, "delaying").strip() == "1", 5, what="the delayed request upstream")
+    check(http_get(gw, "/after").status == 200, "the 200 after it")
+    poll(lambda: os.path.exists(log) and "/after" in open(log).read(), 20, what="the 200's line")
+    lines = [ln for ln in open(log).read().splitlines() if ln]
+    check(len(lines) == 1 and "/after" in lines[0], f"the 200's line only (none for the exchange without a response): {lines}")
 
 
 @_test
