@@ -2241,6 +2241,20 @@ static void test_telemetry(void **state)
 			"  selector: {matchLabels: {app: x}}\n"
 			"  accessLogging: [{providers: [{name: envoy}]}]\n")
 		    TEL_DOC("far", "shop", "  accessLogging: [{providers: [{name: envoy}]}]\n");
+	/* istiod's mergeLogs: the providers in scope are those the last
+	 * Telemetry naming any names: the namespace's otel takes the mesh's
+	 * envoy out (the Appliance decides: no log). */
+	static const char out_of_scope[] = TEL_APP TEL_MESH TEL_DOC(
+	    "otel-only", "default", "  accessLogging: [{providers: [{name: otel}]}]\n");
+	/* Those selecting the appliance in the order of their names (b after
+	 * a, whatever the file's order): b's disabled is the last word. */
+	static const char by_name[] = TEL_APP TEL_MESH TEL_DOC(
+	    "b-off", "default",
+	    "  selector: {matchLabels: {istio: ingressgateway}}\n"
+	    "  accessLogging: [{providers: [{name: envoy}], disabled: true}]\n")
+	    TEL_DOC("a-on", "default",
+		    "  selector: {matchLabels: {istio: ingressgateway}}\n"
+		    "  accessLogging: [{providers: [{name: envoy}]}]\n");
 	struct fx *f = *state;
 	const struct ism_alog_conf *l;
 
@@ -2267,6 +2281,10 @@ static void test_telemetry(void **state)
 	assert_true(
 	    has_warning(&f->d, "Telemetry default/other: spec", "does not select this appliance"));
 	assert_true(has_warning(&f->d, "Telemetry shop/far: spec", "namespace shop"));
+	reload_compile(f, out_of_scope);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
+	reload_compile(f, by_name);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
 #undef TEL_APP
 #undef TEL_MESH
 }
