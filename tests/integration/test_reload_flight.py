@@ -142,10 +142,11 @@ def done(out, what):
 ROUTE = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
 
 
-def retried_in_flight(env):
+def retried_in_flight(env, retries="{attempts: 2, retryOn: 5xx}"):
     """A Flight whose upstream answers the first attempt of /retried, now in
-    flight, with a 503 once release is set; its route retries on 5xx:
-    (f, out, release, routes). The caller closes f and sets release."""
+    flight, with a 503 once release is set; its route retries on 5xx (the
+    route's retries): (f, out, release, routes). The caller closes f and sets
+    release."""
     release = threading.Event()
 
     def late_503(c, head, rest):
@@ -153,7 +154,7 @@ def retried_in_flight(env):
         c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
 
     f = Flight(env, late_503)
-    routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx}\n"
+    routes = ROUTE + f"    retries: {retries}\n"
     try:
         f.start(routes)
         out = f.send("/retried")
@@ -211,18 +212,8 @@ def draining_worker_skips_a_retry_past_its_drain(env):
     """A retry whose back-off could still run when the draining worker's
     drain time (1 s) is over is not started (backoff 20 s): the client gets
     the upstream's 503 at once, not a connection cut at the drain's end."""
-    release = threading.Event()
-
-    def late_503(c, head, rest):
-        release.wait(20)
-        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-
-    f = Flight(env, late_503)
-    routes = ROUTE + "    retries: {attempts: 2, retryOn: 5xx, backoff: 20s}\n"
+    f, out, release, routes = retried_in_flight(env, "{attempts: 2, retryOn: 5xx, backoff: 20s}")
     try:
-        f.start(routes)
-        out = f.send("/retried")
-        poll(lambda: len(f.up.heads) >= 1, 10, what="the first attempt at the upstream")
         f.reload(routes, workers=2, drain="1s")
         workers = json.loads(ctl_cmd(env.path("ctl.sock"), "show workers json"))
         check(sum(w["draining"] for w in workers) == 1, f"want one worker draining: {workers}")
