@@ -360,6 +360,17 @@ def telemetry_access_log(env):
     check(lines and all("/first" not in ln for ln in lines), f"no line of the first request: {lines}")
 
 
+def _filter_conf(env, gw, up, log, expr, routes):
+    """One worker, a text access log at log, routes to a.example (the upstream
+    on up) and the mesh's Telemetry whose envoy log has the filter expr."""
+    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
+           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+           f"    filter: {{expression: \"{expr}\"}}\n")
+    return docs(appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: text}}\n"), gateway(gw),
+                virtual_service("vs", ["*"], routes),
+                service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]), tel)
+
+
 @_test
 def telemetry_access_log_filter_no_response(env):
     """An exchange that ended without a response (its client gone while the
@@ -369,13 +380,8 @@ def telemetry_access_log_filter_no_response(env):
     up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
     gw = free_port()
     log = env.path("access.log")
-    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
-           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
-           "    filter: {expression: \"response.code < 400\"}\n")
-    env.start_gateway(env.write("isthmus.yaml", docs(
-        appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: text}}\n"), gateway(gw),
-        virtual_service("vs", ["*"], "  - route: [{destination: {host: a.example}}]\n"),
-        service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]), tel)), gw)
+    env.start_gateway(env.write("isthmus.yaml", _filter_conf(
+        env, gw, up, log, "response.code < 400", "  - route: [{destination: {host: a.example}}]\n")), gw)
     with Conn("127.0.0.1", gw, timeout=10) as c:
         c.send(b"GET /delay/3000 HTTP/1.1\r\nHost: test.local\r\n\r\n")
         poll(lambda: Env.ctl("127.0.0.1", up, "delaying").strip() == "1", 5, what="the delayed request upstream")
@@ -401,17 +407,10 @@ def telemetry_access_log_filter(env):
     up = env.upstream(["127.0.0.1:0=a"], name="a")["a"]
     gw = free_port()
     log = env.path("access.log")
-    tel = ("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, "
-           "namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n"
-           "    filter: {expression: \"%s\"}\n")
 
     def conf(expr):
-        return docs(appliance(env, workers=1, extra=f"  accessLog: {{path: {log}, format: text}}\n"),
-                    gateway(gw),
-                    virtual_service("vs", ["*"], "  - match: [{uri: {prefix: /ok}}]\n"
-                                    "    route: [{destination: {host: a.example}}]\n"),
-                    service_entry("a", "a.example", [{"address": "127.0.0.1", "port": up}]),
-                    tel % expr)
+        return _filter_conf(env, gw, up, log, expr, "  - match: [{uri: {prefix: /ok}}]\n"
+                            "    route: [{destination: {host: a.example}}]\n")
 
     for expr, want in (("respnse.code >= 400", "byte 0: unknown attribute"),
                        ("upstream.tls_version != ''", "upstream.tls_version: an attribute of Envoy's"),
