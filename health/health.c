@@ -270,6 +270,13 @@ static void due_at(struct ism_health *h, uint64_t t)
 		h->next_due = t;
 }
 
+/* e's next check at t, which the scan must not pass over. */
+static void ep_next(struct ism_health *h, struct hc_ep *e, uint64_t t)
+{
+	e->next_ms = t;
+	due_at(h, t);
+}
+
 static uint32_t hc_rand(struct ism_health *h)
 {
 	h->rng ^= h->rng >> 12;
@@ -312,8 +319,7 @@ static void ep_schedule(struct ism_health *h, struct hc_ep *e, uint32_t base, ui
 		wait += ep_offset(e, base);
 		e->spread_due = false;
 	}
-	e->next_ms = now + wait;
-	due_at(h, e->next_ms);
+	ep_next(h, e, now + wait);
 }
 
 /* --- results --- */
@@ -436,8 +442,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 
 	if (h->open >= h->max_open) {
 		/* A descriptor when one is free: soon, without a result. */
-		e->next_ms = now + 1 + hc_rand(h) % 10;
-		due_at(h, e->next_ms);
+		ep_next(h, e, now + 1 + hc_rand(h) % 10);
 		return;
 	}
 	fd = socket(e->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -445,8 +450,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		/* Out of descriptors or memory here says nothing about the endpoint:
 		 * try again next interval without counting a result. */
 		ism_err("health check of %s: socket: %s", e->label, strerror(errno));
-		e->next_ms = now + ep_wait(h, e, e->interval_ms);
-		due_at(h, e->next_ms);
+		ep_next(h, e, now + ep_wait(h, e, e->interval_ms));
 		return;
 	}
 	e->seq++;
@@ -467,8 +471,7 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	if (err < 0) {
 		ism_err("health check of %s: epoll: %s", e->label, strerror(-err));
 		ep_close(h, e);
-		e->next_ms = now + ep_wait(h, e, e->interval_ms);
-		due_at(h, e->next_ms);
+		ep_next(h, e, now + ep_wait(h, e, e->interval_ms));
 	}
 }
 
@@ -805,8 +808,7 @@ static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			/* says nothing about the endpoint: no result (as for socket()) */
 			ism_err("health check of %s: out of memory", e->label);
 			ep_close(h, e);
-			e->next_ms = now + ep_wait(h, e, e->interval_ms);
-			due_at(h, e->next_ms);
+			ep_next(h, e, now + ep_wait(h, e, e->interval_ms));
 			return;
 		}
 		break;
