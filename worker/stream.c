@@ -430,12 +430,11 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
  * outlier detection takes as 500 (Envoy's InvalidCode). */
 #define GRPC_INVALID 999
 
-/* The grpc-status of a gRPC response's head (a trailers-only response), or
- * -1: not gRPC, or the status comes in the trailers. */
-static int grpc_status(const struct ism_stream *st, const struct ism_http_resp *resp)
+/* The grpc-status of a response's head (a trailers-only response), or -1:
+ * none, or the status comes in the trailers. Any response's, as Envoy's retry
+ * state reads it whatever the request was. */
+static int grpc_status(const struct ism_http_resp *resp)
 {
-	if (!st->grpc)
-		return -1;
 	for (size_t i = 0; i < resp->n_headers; i++) {
 		const struct ism_http_header *f = &resp->headers[i];
 		int v = 0;
@@ -2398,11 +2397,11 @@ void ism_stream_up_head(struct ism_wctx *w, struct ism_stream *st, const struct 
 			uint8_t mode, const char *body, uint32_t len, bool done)
 {
 	struct ism_http_resp copy;
-	int grpc = grpc_status(st, resp);
+	int grpc = grpc_status(resp);
 	bool retry = retry_possible(w, st, ISM_FAIL_NONE, resp->status, grpc);
-	/* Outlier detection sees a trailers-only gRPC answer's status as the
-	 * HTTP status Envoy maps it to (UNAVAILABLE: 503). */
-	int od_status = grpc >= 0 ? ism_grpc_to_http(grpc) : resp->status;
+	/* Outlier detection sees a trailers-only answer to a gRPC request as
+	 * the HTTP status Envoy's router maps its status to (UNAVAILABLE: 503). */
+	int od_status = grpc >= 0 && st->grpc ? ism_grpc_to_http(grpc) : resp->status;
 	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 	struct ism_hdr_edits *made = NULL;
 

@@ -265,6 +265,34 @@ def default_policy_leaves_503(env):
         up.close()
 
 
+def answer_grpc_unavailable(c, head, rest):
+    """A trailers-only UNAVAILABLE in an HTTP/1.1 head (HTTP 200)."""
+    c.sendall(b"HTTP/1.1 200 OK\r\ngrpc-status: 14\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    time.sleep(0.3)
+
+
+@_test
+def grpc_retry_on_any_request(env):
+    """retryOn with a gRPC name retries an answer whose head carries that
+    grpc-status whatever the request was, as Envoy's retry state reads it
+    (not only requests with a gRPC content-type); a name the policy does not
+    list leaves it."""
+    up = ScriptedUpstream(answer_grpc_unavailable, fail_on=(1, 3))
+    try:
+        gw = gateway_to(env, up.port, "    retries: {attempts: 2, retryOn: unavailable}\n")
+        r = http_get(gw, "/plain", host="retry.test")
+        check(r.status == 200 and r.body == b"got 0" and len(up.heads) == 2,
+              f"retryOn unavailable, grpc-status 14 to a plain GET: {r.status} {r.body!r}, "
+              f"{len(up.heads)} tries (want a retry)")
+        gateway_conf(env, gw, up.port, "    retries: {attempts: 2, retryOn: internal}\n")
+        check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "reload refused")
+        r = http_get(gw, "/plain", host="retry.test")
+        check(r.status == 200 and r.header("grpc-status") == "14" and len(up.heads) == 3,
+              f"retryOn internal, grpc-status 14: {r.status} {r.headers}, {len(up.heads) - 2} tries (want one)")
+    finally:
+        up.close()
+
+
 def fields(head, name):
     """The values of field name in a request head."""
     return [ln.split(":", 1)[1].strip() for ln in head.split("\r\n")[1:]
