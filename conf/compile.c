@@ -585,7 +585,9 @@ static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se
 	struct cep *o;
 
 	if (e->name != NULL) {
-		n = b->dns != NULL ? b->dns(b->dns_ctx, e->name, &a, &when) : 0;
+		n = b->dns != NULL ? b->dns(b->dns_ctx, e->name,
+					    k->se->resolution == ISM_RES_DNS_RR, &a, &when)
+				   : 0;
 		if (n == 0 && cs->unresolved == NULL)
 			cs->unresolved = e->name;
 		if (n > 0 && k->se->resolution == ISM_RES_DNS_RR)

@@ -357,7 +357,7 @@ static void dns_origin(struct ism_master *m, struct kv *k, const struct ism_endp
 	if (ep->dns_name.len == 0)
 		return;
 	kv_str(k, "dns_name", ep->dns_name.p);
-	if (ism_resolver_lookup(m->dns, ep->dns_name.p, &a, &when) == 0)
+	if (ism_resolver_lookup(m->dns, ep->dns_name.p, true, &a, &when) == 0)
 		when = ep->resolved_ms;
 	ism_time_iso(when, buf, sizeof(buf));
 	kv_str(k, "resolved", when ? buf : "-");

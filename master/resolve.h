@@ -6,8 +6,11 @@
  * `resolution: DNS` or `DNS_ROUND_ROBIN` ServiceEntry, or its hosts when it has
  * no endpoints) has an answer: its A and AAAA addresses, sorted, kept for the
  * answer's smallest TTL clamped between spec.dns.minRefresh and maxRefresh,
- * then asked again. A failed query (timeout, SERVFAIL, NXDOMAIN, no address)
- * keeps the last good answer, retried every minRefresh. A changed answer is
+ * then asked again. A failed query (timeout, SERVFAIL) keeps the last good
+ * answer, retried every minRefresh; an answer of no address (NXDOMAIN, no
+ * data) is an empty answer, as Envoy's resolver gives it: a `DNS` name's
+ * endpoints go (Envoy's strict DNS cluster), a `DNS_ROUND_ROBIN` one keeps its
+ * last address (its logical DNS cluster ignores an empty answer). A changed answer is
  * logged, counted and recorded as an event, and ism_resolver_changed says so
  * until the master compiles a generation with it.
  *
@@ -40,6 +43,10 @@ enum ism_dns_state {
 	ISM_DNS_RESOLVED,    /* its last query answered */
 	ISM_DNS_STALE,	     /* its last query failed: the last good answer serves */
 	ISM_DNS_FAILED,	     /* never answered, its queries fail: no endpoint */
+	/* it answered before, and its last answer said it has no address
+	 * (NXDOMAIN, no data): no DNS endpoint from it, a DNS_ROUND_ROBIN one
+	 * keeps its last address */
+	ISM_DNS_EMPTY,
 	ISM_DNS_N_STATES,
 };
 
@@ -83,8 +90,8 @@ bool ism_resolver_changed(const struct ism_resolver *r);
 /* A generation is compiled with the current answers. */
 void ism_resolver_compiled(struct ism_resolver *r);
 /* The compiler's lookup (ism_conf_dns_cb, ctx the resolver). */
-size_t ism_resolver_lookup(void *ctx, const char *name, const struct ism_dns_addr **addrs,
-			   uint64_t *resolved_ms);
+size_t ism_resolver_lookup(void *ctx, const char *name, bool logical,
+			   const struct ism_dns_addr **addrs, uint64_t *resolved_ms);
 
 struct ares_addrinfo;
 /* The addresses of an answer into out (ISM_RESOLVER_MAX_ADDRS), sorted,

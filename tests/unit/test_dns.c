@@ -68,6 +68,7 @@ struct fake {
 	const char *name[4];
 	struct ism_dns_addr addrs[4][4];
 	size_t n[4];
+	bool empty[4]; /* the last answer had no address: a DNS_ROUND_ROBIN name keeps its own */
 	struct loaded_slots slots;
 };
 
@@ -89,13 +90,14 @@ static void answer(struct fake *f, size_t i, const char *name, const char *a, co
 	}
 }
 
-static size_t fake_lookup(void *ctx, const char *name, const struct ism_dns_addr **addrs,
-			  uint64_t *resolved_ms)
+static size_t fake_lookup(void *ctx, const char *name, bool logical,
+			  const struct ism_dns_addr **addrs, uint64_t *resolved_ms)
 {
 	struct fake *f = ctx;
 
 	for (size_t i = 0; i < 4; i++)
-		if (f->name[i] != NULL && strcmp(f->name[i], name) == 0 && f->n[i] > 0) {
+		if (f->name[i] != NULL && strcmp(f->name[i], name) == 0 && f->n[i] > 0 &&
+		    (logical || !f->empty[i])) {
 			*addrs = f->addrs[i];
 			*resolved_ms = 1000 + i;
 			return f->n[i];
@@ -231,6 +233,21 @@ static void test_round_robin(void **state)
 	inet_ntop(AF_INET, &((const struct sockaddr_in *)&cl->endpoints[0].addr)->sin_addr, text,
 		  sizeof(text));
 	assert_string_equal(text, "10.0.0.5");
+	assert_int_equal(loaded_cluster(c.t, "outbound|80||svc.x")->n_endpoints, 2);
+	compiled_free(&c);
+	/* The name then answers no address: the DNS ServiceEntry's endpoint from
+	 * it goes (Envoy's strict DNS cluster), the logical one keeps its last. */
+	f.empty[0] = true;
+	compile(&c, FILE_TEXT, &f);
+	cl = loaded_cluster(c.t, "outbound|80||rr.x");
+	assert_int_equal(cl->n_endpoints, 1);
+	assert_int_equal(cl->endpoints[0].id, id);
+	inet_ntop(AF_INET, &((const struct sockaddr_in *)&cl->endpoints[0].addr)->sin_addr, text,
+		  sizeof(text));
+	assert_string_equal(text, "10.0.0.5");
+	cl = loaded_cluster(c.t, "outbound|80||svc.x");
+	assert_int_equal(cl->n_endpoints, 1);
+	assert_non_null(ep(cl, "10.0.0.9:80"));
 	compiled_free(&c);
 }
 
@@ -395,7 +412,7 @@ static void test_resolver_failing_server(void **state)
 		assert_true(v.next_in_ms > 1000); /* retried after minRefresh */
 	}
 	assert_false(ism_resolver_view(r, 2, ism_now_ms(), &v));
-	assert_int_equal(ism_resolver_lookup(r, "a.test", &a, &when), 0);
+	assert_int_equal(ism_resolver_lookup(r, "a.test", false, &a, &when), 0);
 	assert_false(ism_resolver_changed(r));
 	assert_int_equal(ism_resolver_force(r, "a.test"), 0);
 	assert_int_equal(ism_resolver_force(r, "*"), 0);
