@@ -47,6 +47,13 @@ struct dname {
 	uint64_t next_ms; /* monotonic: the next query */
 	size_t n;
 	struct ism_dns_addr addrs[ISM_RESOLVER_MAX_ADDRS];
+	/* A DNS_ROUND_ROBIN endpoint's address: the first of an answer in the
+	 * server's order (as Envoy's logical DNS cluster takes it, so that
+	 * gateways behind one rotating server spread), kept while later answers
+	 * hold it (a new address alone at each refresh would publish a
+	 * generation each time); valid when picked. */
+	struct ism_dns_addr pick;
+	bool picked;
 	uint64_t resolved_ms; /* wall: the last answer */
 	uint32_t ttl_s;
 	uint64_t failures; /* consecutive */
@@ -427,46 +434,70 @@ static int family_taken(const struct ares_addrinfo *ai, enum ism_dns_family fam)
 	return other;
 }
 
+/* Whether the sorted a[0..k) holds x. */
+static bool holds(const struct ism_dns_addr *a, size_t k, const struct ism_dns_addr *x)
+{
+	for (size_t i = 0; i < k; i++)
+		if (addr_cmp(&a[i], x) == 0)
+			return true;
+	return false;
+}
+
+/* Node p's address into *a (port 0), false for a family other than IPv4 and
+ * IPv6. */
+static bool node_addr(const struct ares_addrinfo_node *p, struct ism_dns_addr *a)
+{
+	const void *raw;
+
+	memset(a, 0, sizeof(*a));
+	if (p->ai_family == AF_INET && p->ai_addrlen >= sizeof(struct sockaddr_in)) {
+		struct sockaddr_in *s = (struct sockaddr_in *)&a->addr;
+
+		*s = *(const struct sockaddr_in *)p->ai_addr;
+		s->sin_port = 0;
+		a->len = sizeof(*s);
+		raw = &s->sin_addr;
+	} else if (p->ai_family == AF_INET6 && p->ai_addrlen >= sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a->addr;
+
+		*s = *(const struct sockaddr_in6 *)p->ai_addr;
+		s->sin6_port = 0;
+		a->len = sizeof(*s);
+		raw = &s->sin6_addr;
+	} else {
+		return false;
+	}
+	inet_ntop(p->ai_family, raw, a->text, sizeof(a->text));
+	return true;
+}
+
 size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, enum ism_dns_family fam,
-				 struct ism_dns_addr *out, uint32_t *ttl)
+				 struct ism_dns_addr *out, uint32_t *ttl,
+				 struct ism_dns_addr *first)
 {
 	int taken = family_taken(ai, fam);
 	size_t n = 0;
+	struct ism_dns_addr a;
 
 	*ttl = UINT32_MAX;
 	for (const struct ares_addrinfo_node *p = ai ? ai->nodes : NULL; p != NULL;
 	     p = p->ai_next) {
-		struct ism_dns_addr a;
-		const void *raw;
-
-		if (taken != AF_UNSPEC && p->ai_family != taken)
+		if ((taken != AF_UNSPEC && p->ai_family != taken) || !node_addr(p, &a))
 			continue;
-		memset(&a, 0, sizeof(a));
-		if (p->ai_family == AF_INET && p->ai_addrlen >= sizeof(struct sockaddr_in)) {
-			struct sockaddr_in *s = (struct sockaddr_in *)&a.addr;
-
-			*s = *(const struct sockaddr_in *)p->ai_addr;
-			s->sin_port = 0;
-			a.len = sizeof(*s);
-			raw = &s->sin_addr;
-		} else if (p->ai_family == AF_INET6 &&
-			   p->ai_addrlen >= sizeof(struct sockaddr_in6)) {
-			struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a.addr;
-
-			*s = *(const struct sockaddr_in6 *)p->ai_addr;
-			s->sin6_port = 0;
-			a.len = sizeof(*s);
-			raw = &s->sin6_addr;
-		} else {
-			continue;
-		}
-		inet_ntop(p->ai_family, raw, a.text, sizeof(a.text));
 		if (p->ai_ttl >= 0 && (uint32_t)p->ai_ttl < *ttl)
 			*ttl = (uint32_t)p->ai_ttl;
 		n = keep_lowest(out, n, &a);
 	}
 	if (*ttl == UINT32_MAX)
 		*ttl = 0;
+	/* the first kept, in the server's order */
+	for (const struct ares_addrinfo_node *p = ai ? ai->nodes : NULL; first != NULL && p != NULL;
+	     p = p->ai_next)
+		if ((taken == AF_UNSPEC || p->ai_family == taken) && node_addr(p, &a) &&
+		    holds(out, n, &a)) {
+			*first = a;
+			break;
+		}
 	return n;
 }
 
@@ -497,6 +528,10 @@ int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_sta
 	d->state = state;
 	d->n = k;
 	memcpy(d->addrs, a, k * sizeof(a[0]));
+	/* the old master's pick, which its record gives first */
+	ism_addr_parse(addrs[0], &d->pick.addr, &d->pick.len);
+	snprintf(d->pick.text, sizeof(d->pick.text), "%s", addrs[0]);
+	d->picked = true;
 	d->resolved_ms = resolved_ms;
 	d->ttl_s = ttl_s;
 	d->next_ms = 0;
@@ -535,13 +570,20 @@ static bool same_addrs(const struct dname *n, const struct ism_dns_addr *a, size
 	return true;
 }
 
-/* A query answered with k addresses. */
-static void answered(struct dname *n, const struct ism_dns_addr *a, size_t k, uint32_t ttl,
-		     uint64_t now)
+/* A query answered with k addresses, first the first in the server's order. */
+static void answered(struct dname *n, const struct ism_dns_addr *a, size_t k,
+		     const struct ism_dns_addr *first, uint32_t ttl, uint64_t now)
 {
 	struct ism_resolver *r = n->r;
 	bool same = same_addrs(n, a, k);
 	char was[256], is[256];
+
+	if (!n->picked || !holds(a, k, &n->pick)) {
+		if (n->picked && addr_cmp(&n->pick, first) != 0)
+			r->changed = true;
+		n->pick = *first;
+		n->picked = true;
+	}
 
 	addrs_text(n->addrs, n->n, was, sizeof(was));
 	addrs_text(a, k, is, sizeof(is));
@@ -692,7 +734,7 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 {
 	struct dname *n = arg;
 	struct ism_resolver *r = n->r;
-	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS];
+	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS], first;
 	uint64_t now = ism_now_ms();
 	uint32_t ttl = 0;
 	size_t k = 0;
@@ -706,11 +748,11 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 		goto out;
 	}
 	if (status == ARES_SUCCESS)
-		k = ism_resolver_answer_addrs(ai, r->conf.family, a, &ttl);
+		k = ism_resolver_answer_addrs(ai, r->conf.family, a, &ttl, &first);
 	res = classify(status, k);
 	r->results[res]++;
 	if (res == RES_OK)
-		answered(n, a, k, ttl, now);
+		answered(n, a, k, &first, ttl, now);
 	else if (res == RES_NXDOMAIN || res == RES_NODATA)
 		empty(n, status == ARES_SUCCESS ? "no address" : ares_strerror(status), now);
 	else
@@ -868,6 +910,11 @@ size_t ism_resolver_lookup(void *ctx, const char *name, bool logical,
 	*resolved_ms = 0;
 	if (n == NULL || n->n == 0 || (n->state == ISM_DNS_EMPTY && !logical))
 		return 0;
+	if (logical && n->picked) {
+		*addrs = &n->pick;
+		*resolved_ms = n->resolved_ms;
+		return 1;
+	}
 	*addrs = n->addrs;
 	*resolved_ms = n->resolved_ms;
 	return n->n;
@@ -904,6 +951,7 @@ bool ism_resolver_view(const struct ism_resolver *r, size_t i, uint64_t now,
 				     .state = n->state,
 				     .n_addrs = n->n,
 				     .addrs = n->addrs,
+				     .pick = n->picked ? &n->pick : NULL,
 				     .resolved_ms = n->resolved_ms,
 				     .next_in_ms =
 					 n->in_flight || n->next_ms <= now ? 0 : n->next_ms - now,

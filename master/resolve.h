@@ -98,14 +98,16 @@ struct ares_addrinfo;
  * without repeats: the lowest when there are more, so a server that rotates
  * a long answer gives the same set each time; of the families fam takes (for
  * AUTO and V4_PREFERRED, the other family's only where the answer has none of
- * the first). The smallest TTL of those in *ttl. */
+ * the first). The smallest TTL of those in *ttl; in *first (NULL: not
+ * wanted), the first of those kept in the server's order, when there is one. */
 size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, enum ism_dns_family fam,
-				 struct ism_dns_addr *out, uint32_t *ttl);
+				 struct ism_dns_addr *out, uint32_t *ttl,
+				 struct ism_dns_addr *first);
 
 /* A binary upgrade: name's answer as the old master had it (state
- * RESOLVED or STALE; addresses as text), serving from the first load on and
- * asked again at once, as a reload keeps an answer. 0, -EINVAL (an address
- * that is none, a state without an answer), or -errno. */
+ * RESOLVED, STALE or EMPTY; addresses as text, its DNS_ROUND_ROBIN pick first), serving from the
+ * first load on and asked again at once, as a reload keeps an answer. 0, -EINVAL (an address that
+ * is none, a state without an answer), or -errno. */
 int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_state state,
 		      const char *const *addrs, size_t n, uint64_t resolved_ms, uint32_t ttl_s);
 
@@ -120,6 +122,7 @@ struct ism_dns_view {
 	enum ism_dns_state state;
 	size_t n_addrs;
 	const struct ism_dns_addr *addrs; /* the answer serving, sorted */
+	const struct ism_dns_addr *pick;  /* a DNS_ROUND_ROBIN endpoint's address, or NULL */
 	uint64_t resolved_ms;		  /* wall ms of that answer; 0: none */
 	uint64_t next_in_ms;		  /* until the next query; 0: due or running */
 	uint32_t ttl_s;			  /* of that answer */

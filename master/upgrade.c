@@ -200,7 +200,8 @@ static int tickets_memfd(const struct ism_ticket_keys *tk)
 /* The state an upgrade hands over, text records of one line each:
  *
  *   endpoint ADMIN WEIGHT KEY		what isthmusctl set of an endpoint
- *   dns STATE TTL RESOLVED_MS NAME ADDR...	a DNS ServiceEntry name's answer
+ *   dns STATE TTL RESOLVED_MS NAME ADDR...	a DNS ServiceEntry name's answer, its
+ *					DNS_ROUND_ROBIN address first
  *   jwks ISSUER_LEN URI_LEN TEXT_LEN	a key set, its ISSUER URI TEXT bytes
  *					following the line (URI_LEN -1: by
  *					discovery), then a newline
@@ -230,8 +231,12 @@ static int state_memfd(const struct ism_master *m)
 			continue;
 		ism_say(&r, "dns %d %u %llu %s", (int)dv.state, dv.ttl_s,
 			(unsigned long long)dv.resolved_ms, dv.name);
+		/* the DNS_ROUND_ROBIN pick first: the new master keeps it */
+		if (dv.pick != NULL)
+			ism_say(&r, " %s", dv.pick->text);
 		for (size_t k = 0; k < dv.n_addrs; k++)
-			ism_say(&r, " %s", dv.addrs[k].text);
+			if (dv.pick == NULL || strcmp(dv.addrs[k].text, dv.pick->text) != 0)
+				ism_say(&r, " %s", dv.addrs[k].text);
 		ism_say(&r, "\n");
 	}
 	for (size_t i = 0; m->jwks != NULL && ism_jwks_cache_entry(m->jwks, i, &iss, &uri, &text);

@@ -687,6 +687,36 @@ def dns_round_robin(env):
 
 
 @_test
+def dns_round_robin_first_in_server_order(env):
+    """DNS_ROUND_ROBIN connects to the first address of the answer in the
+    server's order, as Envoy's logical DNS cluster takes it (not the lowest:
+    gateways behind one rotating server spread over its addresses), and keeps
+    it while later answers hold it (a rotation alone publishes no generation);
+    once it is gone from the answer, the new answer's first."""
+    port, procs = upstreams(env, {"u2": "127.0.0.2", "u3": "127.0.0.3", "u4": "127.0.0.4"})
+    n = name("order")
+    dns = UdpDns(env, {n: ["127.0.0.3", "127.0.0.2"]}, ttl=1)
+    w = World(env, dns)
+    w.start([entry(SVC, [{"address": n, "port": port}], resolution="DNS_ROUND_ROBIN")],
+            dns_extra=dns_spec(dns.port, "500ms", "5s", "1s"))
+    poll(lambda: all_from(env, "u3"), 10, what="the answer's first address, 127.0.0.3, to serve")
+
+    def generation():
+        return json.loads(w.ctl("show config json"))["generation"]
+
+    gen = generation()
+    dns.records[n] = ["127.0.0.2", "127.0.0.3"]
+    asked = dns.asked.get(n, 0)
+    poll(lambda: dns.asked.get(n, 0) >= asked + 2, 10, interval=0.1, what="two more queries of the name")
+    check(all_from(env, "u3", 50), "a rotated answer moved the endpoint off 127.0.0.3")
+    check(generation() == gen, f"a rotated answer published a generation: {gen} -> {generation()}")
+    dns.records[n] = ["127.0.0.4", "127.0.0.2"]
+    kill(procs["u3"])  # its pooled connections close: the next ones are made to the new address
+    poll(lambda: all_from(env, "u4"), 10, interval=0.1,
+         what="the new answer's first address, 127.0.0.4, once 127.0.0.3 is gone")
+
+
+@_test
 def dns_lookup_family(env):
     """spec.dns.lookupFamily, Envoy's DnsLookupFamily: by default V4_ONLY, as
     istiod sets it for an IPv4 or dual-stack proxy, a name with an A

@@ -564,15 +564,21 @@ static void test_long_answer_stable(void **state)
 	enum { N = 100 };
 	static struct sockaddr_in sa[N];
 	static struct ares_addrinfo_node nodes[N];
-	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS], b[ISM_RESOLVER_MAX_ADDRS];
+	struct ism_dns_addr a[ISM_RESOLVER_MAX_ADDRS], b[ISM_RESOLVER_MAX_ADDRS], first;
 	struct ares_addrinfo ai;
 	uint32_t ttl;
 	size_t na, nb;
 
 	(void)state;
-	na = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 0), ISM_DNS_ALL, a, &ttl);
+	na = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 0), ISM_DNS_ALL, a, &ttl, NULL);
 	assert_int_equal(ttl, 7);
-	nb = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 37), ISM_DNS_ALL, b, &ttl);
+	nb =
+	    ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 37), ISM_DNS_ALL, b, &ttl, &first);
+	assert_string_equal(first.text, "10.1.0.37"); /* the server's first */
+	/* the server's first is not kept: the first of those kept */
+	ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 80), ISM_DNS_ALL, b, &ttl, &first);
+	assert_string_equal(first.text, "10.1.0.0");
+	nb = ism_resolver_answer_addrs(rotated(sa, nodes, &ai, N, 37), ISM_DNS_ALL, b, &ttl, NULL);
 	assert_int_equal(na, ISM_RESOLVER_MAX_ADDRS);
 	assert_int_equal(nb, ISM_RESOLVER_MAX_ADDRS);
 	for (size_t i = 0; i < na; i++) {
@@ -585,7 +591,7 @@ static void test_long_answer_stable(void **state)
 	/* three addresses, one twice */
 	rotated(sa, nodes, &ai, 3, 1);
 	sa[2].sin_addr.s_addr = sa[0].sin_addr.s_addr;
-	na = ism_resolver_answer_addrs(&ai, ISM_DNS_ALL, a, &ttl);
+	na = ism_resolver_answer_addrs(&ai, ISM_DNS_ALL, a, &ttl, NULL);
 	assert_int_equal(na, 2);
 	assert_string_equal(a[0].text, "10.1.0.1");
 	assert_string_equal(a[1].text, "10.1.0.2");
@@ -616,25 +622,25 @@ static void test_lookup_family(void **state)
 	inet_pton(AF_INET, "10.2.0.1", &v4.sin_addr);
 	v6.sin6_family = AF_INET6;
 	inet_pton(AF_INET6, "fd00::1", &v6.sin6_addr);
-	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V4_ONLY, a, &ttl), 1);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V4_ONLY, a, &ttl, NULL), 1);
 	assert_string_equal(a[0].text, "10.2.0.1");
 	assert_int_equal(ttl, 3);
-	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V6_ONLY, a, &ttl), 1);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V6_ONLY, a, &ttl, NULL), 1);
 	assert_string_equal(a[0].text, "fd00::1");
 	assert_int_equal(ttl, 9);
-	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_ALL, a, &ttl), 2);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_ALL, a, &ttl, NULL), 2);
 	assert_int_equal(ttl, 3);
-	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_AUTO, a, &ttl), 1);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_AUTO, a, &ttl, NULL), 1);
 	assert_string_equal(a[0].text, "fd00::1");
-	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V4_PREFERRED, a, &ttl), 1);
+	assert_int_equal(ism_resolver_answer_addrs(&both, ISM_DNS_V4_PREFERRED, a, &ttl, NULL), 1);
 	assert_string_equal(a[0].text, "10.2.0.1");
 	n4.ai_next = NULL;
-	assert_int_equal(ism_resolver_answer_addrs(&only4, ISM_DNS_AUTO, a, &ttl), 1);
+	assert_int_equal(ism_resolver_answer_addrs(&only4, ISM_DNS_AUTO, a, &ttl, NULL), 1);
 	assert_string_equal(a[0].text, "10.2.0.1");
-	assert_int_equal(ism_resolver_answer_addrs(&only4, ISM_DNS_V6_ONLY, a, &ttl), 0);
-	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_PREFERRED, a, &ttl), 1);
+	assert_int_equal(ism_resolver_answer_addrs(&only4, ISM_DNS_V6_ONLY, a, &ttl, NULL), 0);
+	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_PREFERRED, a, &ttl, NULL), 1);
 	assert_string_equal(a[0].text, "fd00::1");
-	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_ONLY, a, &ttl), 0);
+	assert_int_equal(ism_resolver_answer_addrs(&only6, ISM_DNS_V4_ONLY, a, &ttl, NULL), 0);
 }
 
 /* More distinct names than the master resolves are an error of the file, at
