@@ -138,7 +138,7 @@ struct ism_dns_addr {
 /* The current answer for a host name of a DNS ServiceEntry: the number of
  * addresses (0: not resolved yet, or no address), *addrs (valid until the
  * compilation returns) and the wall time in ms of the answer. logical: for a
- * DNS_ROUND_ROBIN endpoint, which keeps the last answer that had an address. */
+ * DNS_ROUND_ROBIN endpoint, the one address it connects to. */
 typedef size_t (*ism_conf_dns_cb)(void *ctx, const char *name, bool logical,
 				  const struct ism_dns_addr **addrs, uint64_t *resolved_ms);
 /* Called once for each distinct host name the model resolves; 0 or -errno

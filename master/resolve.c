@@ -88,8 +88,6 @@ const char *ism_dns_state_name(enum ism_dns_state s)
 		return "stale";
 	case ISM_DNS_FAILED:
 		return "failed";
-	case ISM_DNS_EMPTY:
-		return "empty";
 	case ISM_DNS_N_STATES:
 		break;
 	}
@@ -509,8 +507,8 @@ int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_sta
 	struct dname *d;
 	int rc;
 
-	if ((state != ISM_DNS_RESOLVED && state != ISM_DNS_STALE && state != ISM_DNS_EMPTY) ||
-	    n == 0 || n > ISM_RESOLVER_MAX_ADDRS)
+	if ((state != ISM_DNS_RESOLVED && state != ISM_DNS_STALE) || n == 0 ||
+	    n > ISM_RESOLVER_MAX_ADDRS)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		struct ism_dns_addr x;
@@ -600,12 +598,6 @@ static void answered(struct dname *n, const struct ism_dns_addr *a, size_t k,
 		ism_notice("dns %s: resolved after %llu failures", n->name,
 			   (unsigned long long)n->failures);
 		break;
-	case ISM_DNS_EMPTY:
-		/* its DNS endpoints come back, whatever the addresses */
-		ism_notice("dns %s: has addresses again (%s)", n->name, is);
-		ism_event_add(r->events, "dns", "%s: has addresses again (%s)", n->name, is);
-		r->changed = true;
-		break;
 	case ISM_DNS_N_STATES:
 		ISM_BUG_ON(1);
 	}
@@ -640,14 +632,6 @@ static uint64_t retry_ms(struct ism_resolver *r)
 	return r->conf.min_refresh_ms + x % (r->conf.min_refresh_ms / 2 + 1);
 }
 
-/* A query that gave no address: counted, asked again after minRefresh. */
-static void count_failure(struct dname *n, const char *why, uint64_t now)
-{
-	n->failures++;
-	snprintf(n->error, sizeof(n->error), "%s", why);
-	n->next_ms = now + retry_ms(n->r);
-}
-
 /* A query failed: the last good answer, if any, keeps serving. Logged when the
  * state changes, not at every retry. */
 static void failed(struct dname *n, const char *why, uint64_t now)
@@ -655,7 +639,9 @@ static void failed(struct dname *n, const char *why, uint64_t now)
 	struct ism_resolver *r = n->r;
 	char was[256];
 
-	count_failure(n, why, now);
+	n->failures++;
+	snprintf(n->error, sizeof(n->error), "%s", why);
+	n->next_ms = now + retry_ms(r);
 	switch (n->state) {
 	case ISM_DNS_PENDING:
 		ism_warn("dns %s: %s; no endpoint from it until it resolves", n->name, why);
@@ -670,45 +656,10 @@ static void failed(struct dname *n, const char *why, uint64_t now)
 		break;
 	case ISM_DNS_STALE:
 	case ISM_DNS_FAILED:
-	case ISM_DNS_EMPTY: /* an empty answer stays until one with addresses */
 		break;
 	case ISM_DNS_N_STATES:
 		ISM_BUG_ON(1);
 	}
-}
-
-/* The name has no address (NXDOMAIN, or none of the families asked): an
- * answer, empty, as Envoy's c-ares resolver gives it. A `DNS` name's
- * endpoints go, as Envoy's strict DNS cluster takes an empty answer; a
- * `DNS_ROUND_ROBIN` endpoint keeps the last address (n->addrs stays), as its
- * logical DNS cluster ignores one. A name that never had an address fails as
- * before: nothing to take away. */
-static void empty(struct dname *n, const char *why, uint64_t now)
-{
-	struct ism_resolver *r = n->r;
-	char was[256];
-
-	switch (n->state) {
-	case ISM_DNS_PENDING:
-	case ISM_DNS_FAILED:
-	case ISM_DNS_EMPTY:
-		failed(n, why, now);
-		return;
-	case ISM_DNS_RESOLVED:
-	case ISM_DNS_STALE:
-		addrs_text(n->addrs, n->n, was, sizeof(was));
-		ism_warn("dns %s: %s; its DNS endpoints are removed (a DNS_ROUND_ROBIN endpoint "
-			 "keeps %s)",
-			 n->name, why, was);
-		ism_event_add(r->events, "dns", "%s: %s; no address (was %s)", n->name, why, was);
-		count_failure(n, why, now);
-		n->state = ISM_DNS_EMPTY;
-		r->changed = true;
-		return;
-	case ISM_DNS_N_STATES:
-		break;
-	}
-	ISM_BUG_ON(1);
 }
 
 static enum result classify(int status, size_t k)
@@ -753,10 +704,11 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 	r->results[res]++;
 	if (res == RES_OK)
 		answered(n, a, k, &first, ttl, now);
-	else if (res == RES_NXDOMAIN || res == RES_NODATA)
-		empty(n, status == ARES_SUCCESS ? "no address" : ares_strerror(status), now);
 	else
-		failed(n, ares_strerror(status), now);
+		failed(n,
+		       res == RES_NODATA && status == ARES_SUCCESS ? "no address"
+								   : ares_strerror(status),
+		       now);
 	if (n->forced)
 		n->next_ms = now;
 	n->forced = false;
@@ -908,7 +860,7 @@ size_t ism_resolver_lookup(void *ctx, const char *name, bool logical,
 
 	*addrs = NULL;
 	*resolved_ms = 0;
-	if (n == NULL || n->n == 0 || (n->state == ISM_DNS_EMPTY && !logical))
+	if (n == NULL || n->n == 0)
 		return 0;
 	if (logical && n->picked) {
 		*addrs = &n->pick;
@@ -970,8 +922,7 @@ void ism_resolver_metrics(const struct ism_resolver *r, struct ism_reply *out)
 	static const struct ism_metric names = {
 	    "isthmus_dns_names", "gauge",
 	    "Names resolved, by state: pending (never answered yet), resolved, stale (failing, "
-	    "the last good answer serves), failed (never answered, failing), empty (answered "
-	    "no address after an answer that had some)."};
+	    "the last good answer serves), failed (never answered, failing)."};
 	static const struct ism_metric changes = {
 	    "isthmus_dns_changes_total", "counter",
 	    "Answers whose addresses differed from the name's previous answer."};

@@ -6,11 +6,8 @@
  * `resolution: DNS` or `DNS_ROUND_ROBIN` ServiceEntry, or its hosts when it has
  * no endpoints) has an answer: its A and AAAA addresses, sorted, kept for the
  * answer's smallest TTL clamped between spec.dns.minRefresh and maxRefresh,
- * then asked again. A failed query (timeout, SERVFAIL) keeps the last good
- * answer, retried every minRefresh; an answer of no address (NXDOMAIN, no
- * data) is an empty answer, as Envoy's resolver gives it: a `DNS` name's
- * endpoints go (Envoy's strict DNS cluster), a `DNS_ROUND_ROBIN` one keeps its
- * last address (its logical DNS cluster ignores an empty answer). A changed answer is
+ * then asked again. A failed query (timeout, SERVFAIL, NXDOMAIN, no address)
+ * keeps the last good answer, retried every minRefresh. A changed answer is
  * logged, counted and recorded as an event, and ism_resolver_changed says so
  * until the master compiles a generation with it.
  *
@@ -43,10 +40,6 @@ enum ism_dns_state {
 	ISM_DNS_RESOLVED,    /* its last query answered */
 	ISM_DNS_STALE,	     /* its last query failed: the last good answer serves */
 	ISM_DNS_FAILED,	     /* never answered, its queries fail: no endpoint */
-	/* it answered before, and its last answer said it has no address
-	 * (NXDOMAIN, no data): no DNS endpoint from it, a DNS_ROUND_ROBIN one
-	 * keeps its last address */
-	ISM_DNS_EMPTY,
 	ISM_DNS_N_STATES,
 };
 
@@ -105,7 +98,7 @@ size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, enum ism_dns_fa
 				 struct ism_dns_addr *first);
 
 /* A binary upgrade: name's answer as the old master had it (state
- * RESOLVED, STALE or EMPTY; addresses as text, its DNS_ROUND_ROBIN pick first), serving from the
+ * RESOLVED or STALE; addresses as text, its DNS_ROUND_ROBIN pick first), serving from the
  * first load on and asked again at once, as a reload keeps an answer. 0, -EINVAL (an address that
  * is none, a state without an answer), or -errno. */
 int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_state state,

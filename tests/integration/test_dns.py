@@ -612,50 +612,19 @@ def upgrade_keeps_dns_answers(env):
 
 
 @_test
-def dns_servfail_keeps_nxdomain_empties(env):
-    """After a good answer, SERVFAIL (a failed query) keeps the last answer
-    serving, as Envoy keeps a cluster's hosts when a resolution fails. NXDOMAIN
-    is an answer with no address, as Envoy's resolver takes it: the DNS
-    ServiceEntry's endpoint from the name goes (its service answers 503, as
-    Envoy's strict DNS cluster empties), while a DNS_ROUND_ROBIN endpoint of the
-    same name keeps its last address (Envoy's logical DNS cluster ignores an
-    empty answer); `show dns` says `empty`. The name back, its endpoint
-    returns. Each failure is counted."""
-    port, procs = upstreams(env, {"u2": "127.0.0.2"})
-    n = name("app")
-    dns = Dnsmasq(env, ttl=1, records={n: ["127.0.0.2"]})
-    w = World(env, dns)
-    rr = "rr.dns.test"
-    w.start([entry(SVC, [{"address": n, "port": port}]),
-             entry(rr, [{"address": n, "port": port}], resolution="DNS_ROUND_ROBIN"),
-             virtual_service("rr", ["rr.test"], f"  - route: [{{destination: {{host: {rr}}}}}]\n")],
-            dns_extra=dns_spec(dns.port, "500ms", "5s", "500ms"))
-    poll(lambda: all_from(env, "u2"), 10, what="u2 to serve")
-
-    def rr_ok(k):
-        return [env.get("/rr", host="rr.test").status for _ in range(k)] == [200] * k
-
-    check(rr_ok(5), "the DNS_ROUND_ROBIN service before any failure")
-    fails0, q0 = w.failures(), len(dns.queries(n))
-    dns.servfail(n)
-    poll(lambda: w.failures() >= fails0 + 2 and len(dns.queries(n)) >= q0 + 2, 10, interval=0.1,
-         what="failed resolutions in /metrics to count two SERVFAIL answers")
-    counts = tally_ok(env, 100)
-    check(counts == {"u2": 100}, f"SERVFAIL: the last answer stopped serving: {counts}")
-    wait_endpoints(w, port, ["127.0.0.2"], timeout=1)
-    fails0 = w.failures()
-    dns.remove(n)
-    poll(lambda: env.get("/gone").status == 503, 10, interval=0.1,
-         what="the DNS service to answer 503 once its name is NXDOMAIN")
-    check(w.failures() > fails0, "NXDOMAIN not counted as a failed resolution")
-    wait_endpoints(w, port, [], timeout=1)
-    check(rr_ok(20), "NXDOMAIN: the DNS_ROUND_ROBIN endpoint did not keep its last address")
-    state = {d["name"]: d["state"] for d in json.loads(w.ctl("show dns json"))}
-    check(state.get(n) == "empty", f"show dns after NXDOMAIN: {state}")
-    check(w.log_lines(n, "DNS endpoints are removed"), f"the master's log does not say {n}'s endpoints went")
-    dns.set(n, ["127.0.0.2"])
-    poll(lambda: all_from(env, "u2"), 10, interval=0.1, what="the name's endpoint back once it resolves again")
-    check(rr_ok(5), "the DNS_ROUND_ROBIN service after the name came back")
+def dns_nxdomain_servfail_keep_last_answer(env):
+    """After a good answer, NXDOMAIN (the name removed) and then SERVFAIL keep
+    the last good answer serving, each counted as a failure."""
+    port, n, dns, w = app_on_u2(env, "500ms")
+    for how in ("NXDOMAIN", "SERVFAIL"):
+        fails0 = w.failures()
+        q0 = len(dns.queries(n))
+        dns.remove(n) if how == "NXDOMAIN" else dns.servfail(n)
+        poll(lambda: w.failures() >= fails0 + 2 and len(dns.queries(n)) >= q0 + 2, 10, interval=0.1,
+             what=f"failed resolutions in /metrics to count two {how} answers")
+        counts = tally_ok(env, 200)
+        check(counts == {"u2": 200}, f"{how}: the last answer stopped serving: {counts}")
+        wait_endpoints(w, port, ["127.0.0.2"], timeout=1)
 
 
 @_test

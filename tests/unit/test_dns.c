@@ -68,7 +68,7 @@ struct fake {
 	const char *name[4];
 	struct ism_dns_addr addrs[4][4];
 	size_t n[4];
-	bool empty[4]; /* the last answer had no address: a DNS_ROUND_ROBIN name keeps its own */
+	size_t pick[4]; /* 1 + the address a DNS_ROUND_ROBIN endpoint takes; 0: the first */
 	struct loaded_slots slots;
 };
 
@@ -96,8 +96,12 @@ static size_t fake_lookup(void *ctx, const char *name, bool logical,
 	struct fake *f = ctx;
 
 	for (size_t i = 0; i < 4; i++)
-		if (f->name[i] != NULL && strcmp(f->name[i], name) == 0 && f->n[i] > 0 &&
-		    (logical || !f->empty[i])) {
+		if (f->name[i] != NULL && strcmp(f->name[i], name) == 0 && f->n[i] > 0) {
+			if (logical && f->pick[i] > 0) {
+				*addrs = &f->addrs[i][f->pick[i] - 1];
+				*resolved_ms = 1000 + i;
+				return 1;
+			}
 			*addrs = f->addrs[i];
 			*resolved_ms = 1000 + i;
 			return f->n[i];
@@ -235,19 +239,20 @@ static void test_round_robin(void **state)
 	assert_string_equal(text, "10.0.0.5");
 	assert_int_equal(loaded_cluster(c.t, "outbound|80||svc.x")->n_endpoints, 2);
 	compiled_free(&c);
-	/* The name then answers no address: the DNS ServiceEntry's endpoint from
-	 * it goes (Envoy's strict DNS cluster), the logical one keeps its last. */
-	f.empty[0] = true;
+	/* The resolver's pick for a DNS_ROUND_ROBIN endpoint (the answer's
+	 * first in the server's order) is what it connects to; a DNS
+	 * ServiceEntry of the same name has every address. */
+	answer(&f, 0, "a.test", "10.0.0.1", "10.0.0.2");
+	f.pick[0] = 2;
 	compile(&c, FILE_TEXT, &f);
 	cl = loaded_cluster(c.t, "outbound|80||rr.x");
 	assert_int_equal(cl->n_endpoints, 1);
 	assert_int_equal(cl->endpoints[0].id, id);
 	inet_ntop(AF_INET, &((const struct sockaddr_in *)&cl->endpoints[0].addr)->sin_addr, text,
 		  sizeof(text));
-	assert_string_equal(text, "10.0.0.5");
+	assert_string_equal(text, "10.0.0.2");
 	cl = loaded_cluster(c.t, "outbound|80||svc.x");
-	assert_int_equal(cl->n_endpoints, 1);
-	assert_non_null(ep(cl, "10.0.0.9:80"));
+	assert_int_equal(cl->n_endpoints, 3);
 	compiled_free(&c);
 }
 
