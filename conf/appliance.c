@@ -364,7 +364,7 @@ static void parse_locality(struct ism_vctx *v, const struct ism_node *spec,
 	a->region = a->zone = a->subzone = "";
 	if (ism_v_str(v, spec, "locality", true, &loc) <= 0)
 		return;
-	if (!ism_locality_valid(loc)) {
+	if (!ism_locality_valid(loc, 2)) {
 		size_t old = ism_v_push(v, ".locality");
 
 		ism_v_err(v, ism_node_get(spec, "locality", NULL),

@@ -666,7 +666,7 @@ const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map
 	return n;
 }
 
-bool ism_locality_valid(const char *s)
+bool ism_locality_valid(const char *s, int min_parts)
 {
 	int parts = 1;
 	size_t seg = 0;
@@ -682,7 +682,7 @@ bool ism_locality_valid(const char *s)
 			return false;
 		}
 	}
-	return seg > 0 && parts >= 2 && parts <= 3;
+	return seg > 0 && parts >= min_parts && parts <= 3;
 }
 
 /* A required or optional list of non-empty strings. */

@@ -209,15 +209,15 @@ static void locality_from_labels(struct ism_vctx *v, struct ism_cm_se_ep *e)
 		for (char *p = loc; *p != '\0'; p++)
 			if (*p == '.')
 				*p = '/';
-	if (ism_locality_valid(loc)) {
+	if (ism_locality_valid(loc, 1)) {
 		e->locality = loc;
 		return;
 	}
 	old = ism_v_push(v, ".labels.%s", key);
 	ism_v_err(v, l,
 		  "the endpoint's locality, \"%s\" (as Istio reads this label without a "
-		  "locality field), must be \"region.zone\" or \"region.zone.subzone\" with "
-		  "non-empty parts (at most 63 bytes each)",
+		  "locality field), must be \"region\", \"region.zone\" or "
+		  "\"region.zone.subzone\" with non-empty parts (at most 63 bytes each)",
 		  loc);
 	ism_v_pop(v, old);
 }
@@ -293,11 +293,11 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 	parse_ep_address(v, n, se, e);
 	e->labels_at = ism_model_istio_labels(v, n, "labels", &e->labels, &e->n_labels);
 	if (ism_v_str(v, n, "locality", false, &e->locality) > 0 &&
-	    !ism_locality_valid(e->locality)) {
+	    !ism_locality_valid(e->locality, 1)) {
 		old = ism_v_push(v, ".locality");
 		ism_v_err(v, ism_node_get(n, "locality", NULL),
-			  "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts "
-			  "(at most 63 bytes each)");
+			  "must be \"region\", \"region/zone\" or \"region/zone/subzone\" with "
+			  "non-empty parts (at most 63 bytes each)");
 		ism_v_pop(v, old);
 	}
 	if (ism_node_get(n, "locality", NULL) == NULL)

@@ -1073,6 +1073,37 @@ static void test_failover_task(void **state)
 	assert_int_equal(f->d.n, 0);
 }
 
+/* An endpoint's locality may be a region alone (Istio's ConvertLocality
+ * reads "region1" as region region1, no zone): ranked as another zone of
+ * the region (Istio's LbPriority compares the empty zone), grouped as its
+ * own locality; a label's value too. (The appliance's own still needs a
+ * zone, and an empty part is still an error: the table of bad files.) */
+static void test_region_only_locality(void **state)
+{
+	static const char yaml[] =
+	    TASK_HEAD "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+		      "metadata: {name: hw}\nspec:\n  hosts: [helloworld]\n"
+		      "  ports: [{number: 5000, name: http}]\n  resolution: STATIC\n  endpoints:\n"
+		      "  - {address: 10.0.0.3, locality: region2}\n"
+		      "  - {address: 10.0.0.2, labels: {istio-locality: region1}}\n"
+		      "  - {address: 10.0.0.1, locality: region1/zone1}\n" TASK_DR(
+			  "    loadBalancer:\n      localityLbSetting:\n        failover:\n"
+			  "        - {from: region1, to: region2}\n"
+			  "    outlierDetection: {consecutive5xxErrors: 1}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
+
+	assert_int_equal(c->n_endpoints, 3);
+	assert_int_equal(c->n_priorities, 3);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.2:5000", 1, 1);
+	check_ep(c, 2, "10.0.0.3:5000", 2, 2);
+	check_group(c, 1, "region1", 1, 1, 1, 1);
+	check_group(c, 2, "region2", 2, 1, 2, 1);
+	assert_int_equal(f->d.n, 0);
+}
+
 static void test_failover_without_outlier(void **state)
 {
 	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
@@ -3387,6 +3418,10 @@ static const struct bad bads[] = {
      "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
      "spec:\n  locality: eu-west\n",
      5, 13, "Appliance t: spec.locality", "must be \"region/zone\""},
+    {"endpoint locality with an empty part",
+     SE_HOST("a.b") "  endpoints: [{address: 10.0.0.3, locality: region2/}]\n", 15, 45,
+     "ServiceEntry default/se: spec.endpoints[0].locality",
+     "must be \"region\", \"region/zone\" or \"region/zone/subzone\""},
     /* A quoted number is a string, as a port's "80" (only "auto" is one). */
     {"workers quoted", APP "  workers: \"2\"\n", 7, 12, "Appliance t: spec.workers",
      "must be an integer, not a quoted string"},
@@ -3549,11 +3584,11 @@ static const struct bad bads[] = {
 	 "    hosts: ['*']\n",
      10, 18, "Gateway default/edge.v1: metadata.name",
      "invalid gateway name \"edge.v1\" (as Istio: a DNS-1123 label"},
-    {"locality label of a region alone",
+    {"locality label with an empty part",
      SE_HEAD "  ports: [{number: 80, name: http}]\n  endpoints:\n"
-	     "  - {address: 10.0.0.1, labels: {topology.istio.io/locality: eu-west}}\n",
+	     "  - {address: 10.0.0.1, labels: {topology.istio.io/locality: eu-west..a}}\n",
      16, 62, "ServiceEntry default/se: spec.endpoints[0].labels.topology.istio.io/locality",
-     "the endpoint's locality, \"eu-west\""},
+     "the endpoint's locality, \"eu-west//a\""},
     {"total weight 0",
      VS_HEAD "    - {destination: {host: a.b}, weight: 0}\n    - {destination: {host: c.d}}\n", 22,
      5, VS_FIELD "spec.http[0].route", "total destination weight = 0"},
@@ -5712,6 +5747,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sample_jason, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_mesh_only_unknown_subset, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_task, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_region_only_locality, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_without_outlier, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_priority, fx_setup, fx_teardown),
