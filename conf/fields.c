@@ -273,6 +273,20 @@ static bool string_scalar(struct ism_vctx *v, const struct ism_node *n)
 	return false;
 }
 
+bool ism_v_string_scalar(struct ism_vctx *v, const struct ism_node *n)
+{
+	if (!ism_v_expect(v, n, ISM_NODE_SCALAR))
+		return false;
+	if (ism_node_is_null(n)) {
+		ism_v_err(v, n,
+			  "must be a string, not null (\"%s\"): quote it, or leave the field out, "
+			  "as Kubernetes drops a null",
+			  n->str);
+		return false;
+	}
+	return string_scalar(v, n);
+}
+
 /* A scalar a number or boolean field takes: not a quoted string, nor one
  * tagged !!str. */
 static bool typed_scalar(struct ism_vctx *v, const struct ism_node *n, const char *what)
@@ -840,7 +854,7 @@ int ism_v_percent(struct ism_vctx *v, const struct ism_node *map, const char *ke
 	} else {
 		size_t o2 = ism_v_push(v, ".value");
 
-		if (!ism_v_yaml_int(v, val)) {
+		if (!typed_scalar(v, val, "a number") || !ism_v_yaml_int(v, val)) {
 			rc = -1;
 		} else if (val->kind != ISM_NODE_SCALAR || !percent_millionths(val->str, ppm)) {
 			ism_v_err(v, val, "must be a number between 0 and 100");

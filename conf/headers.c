@@ -83,7 +83,7 @@ static const char *hdr_value(struct ism_vctx *v, const struct ism_node *n, bool 
 	char *out, *o, err[256];
 
 	*fmt = false;
-	if (!ism_v_expect(v, n, ISM_NODE_SCALAR))
+	if (!ism_v_string_scalar(v, n))
 		return NULL;
 	for (size_t i = 0; i < n->len; i++) {
 		unsigned char c = (unsigned char)n->str[i];

@@ -200,7 +200,7 @@ static size_t parse_labels(struct ism_vctx *v, const struct ism_node *map,
 		const struct ism_node *val = map->pairs[i].value;
 		size_t old = ism_v_push(v, ".%s", map->pairs[i].key->str);
 
-		if (ism_v_expect(v, val, ISM_NODE_SCALAR)) {
+		if (ism_v_string_scalar(v, val)) {
 			l[n].key = map->pairs[i].key->str;
 			l[n].value = val->str;
 			n++;

@@ -891,6 +891,10 @@ int ism_v_map_add(struct ism_vctx *v, struct ism_strmap *m, const char *key, siz
 
 /* True when n is of kind k; otherwise reports "expected ..." at n. */
 bool ism_v_expect(struct ism_vctx *v, const struct ism_node *n, enum ism_node_kind k);
+/* A scalar where a string goes (a StringMatch's, a header or label value):
+ * not a YAML null, number or boolean, which the Kubernetes API server drops
+ * or refuses there. false when refused (reported). */
+bool ism_v_string_scalar(struct ism_vctx *v, const struct ism_node *n);
 /* Reports every key of map that is neither in known nor in unimpl (NULL-ended
  * lists): "unknown field"; keys in unimpl: "not implemented yet". Returns false
  * when any was reported. */

@@ -126,7 +126,7 @@ static void parse_sm(struct ism_vctx *v, const struct ism_node *n, bool allow_pr
 		const struct ism_node *k = n->pairs[0].key, *val = n->pairs[0].value;
 		size_t old = ism_v_push(v, ".%s", k->str);
 
-		if (ism_v_expect(v, val, ISM_NODE_SCALAR)) {
+		if (ism_v_string_scalar(v, val)) {
 			m->s = val->str;
 			if (strcmp(k->str, "exact") == 0) {
 				m->kind = ISM_SM_EXACT;

@@ -7,6 +7,7 @@ the test's outcome. Every wait is a bounded poll.
 """
 
 import ctypes
+import json
 import contextlib
 import os
 import random
@@ -651,7 +652,7 @@ def service_entry(name, host, endpoints, port=80, resolution="STATIC", target_po
     for e in endpoints:
         s += f"  - {{address: {e['address']}, ports: {{http: {e['port']}}}"
         if e.get("labels"):
-            s += ", labels: {" + ", ".join(f"{k}: {v}" for k, v in e["labels"].items()) + "}"
+            s += ", labels: {" + ", ".join(f"{k}: {json.dumps(str(v))}" for k, v in e["labels"].items()) + "}"
         if e.get("locality"):
             s += f", locality: {e['locality']}"
         if e.get("weight"):

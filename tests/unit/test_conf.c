@@ -3584,6 +3584,26 @@ static const struct bad bads[] = {
 	 "    hosts: ['*']\n",
      10, 18, "Gateway default/edge.v1: metadata.name",
      "invalid gateway name \"edge.v1\" (as Istio: a DNS-1123 label"},
+    /* Where a string goes, a plain number, boolean or null is refused, as
+     * the Kubernetes API server refuses (or drops) it there. */
+    {"StringMatch of a number",
+     VS_HTTP "  - match: [{uri: {exact: 5}}]\n"
+	     "    route: [{destination: {host: a.b}}]\n",
+     21, 27, VS_FIELD "spec.http[0].match[0].uri.exact", "must be a string, not an integer"},
+    {"header value of a boolean",
+     VS_HTTP "  - route: [{destination: {host: a.b}}]\n"
+	     "    headers: {request: {set: {x-a: yes}}}\n",
+     22, 36, VS_FIELD "spec.http[0].headers.request.set.x-a", "must be a string, not a boolean"},
+    {"label value of null",
+     SE_HEAD "  ports: [{number: 80, name: http}]\n  endpoints:\n"
+	     "  - {address: 10.0.0.1, labels: {version: ~}}\n",
+     16, 43, "ServiceEntry default/se: spec.endpoints[0].labels.version",
+     "must be a string, not null"},
+    {"percentage of a quoted number",
+     VS_HTTP "  - route: [{destination: {host: a.b}}]\n"
+	     "    fault: {abort: {httpStatus: 503, percentage: {value: \"5\"}}}\n",
+     22, 58, VS_FIELD "spec.http[0].fault.abort.percentage.value",
+     "must be a number, not a quoted string"},
     {"locality label with an empty part",
      SE_HEAD "  ports: [{number: 80, name: http}]\n  endpoints:\n"
 	     "  - {address: 10.0.0.1, labels: {topology.istio.io/locality: eu-west..a}}\n",
@@ -5546,11 +5566,11 @@ static void test_workload_selectors(void **state)
 	    "  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: a.example.com}}]\n"
 	    "  - match: [{uri: {prefix: /b}}]\n    route: [{destination: {host: b.example.com}}]\n"
 	    "  - route: [{destination: {host: c.example.com}}]\n" SEL("a", "{app: x}")
-		SEL("b", "{tier: web, app: y}") SEL("c", "{tier: web}")
+		SEL("b", "{tier: web, app: yy}") SEL("c", "{tier: web}")
 		    WE("w3", "default", "10.0.0.3", "{app: x, tier: web}")
 			WE("w1", "default", "10.0.0.1", "{app: x}")
-			    WE("w2", "default", "10.0.0.2", "{app: y, tier: web}")
-				WE("w4", "default", "10.0.0.4", "{app: y}")
+			    WE("w2", "default", "10.0.0.2", "{app: yy, tier: web}")
+				WE("w4", "default", "10.0.0.4", "{app: yy}")
 				    WE("w5", "other", "10.0.0.5", "{app: x, tier: web}");
 	static const char *const want[][3] = {
 	    {"outbound|80||a.example.com", "10.0.0.1:80", "10.0.0.3:80"},
