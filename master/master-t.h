@@ -131,6 +131,9 @@ struct ism_master {
 	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
 	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
+	/* monotonic: when the health checker tries again to take the current
+	 * table's checks, which it could not (memory); 0: it has them */
+	uint64_t health_retry_at;
 	struct ism_events events;
 	char *conf_text; /* the file of the running generation, for certificate reloads */
 	size_t conf_len;

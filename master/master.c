@@ -460,18 +460,14 @@ void ism_master_text_loaded(struct ism_master *m, char *text, size_t len)
 	snprintf(m->conf_sum, sizeof(m->conf_sum), "%016llx", (unsigned long long)h);
 }
 
-/* A new table: every cluster's outlier sweep is due at once. */
-static int reset_sweeps(struct ism_master *m, const struct ism_table *t)
+/* A new table: every cluster's outlier sweep is due at once (sweeps: its
+ * clusters' slots, zeroed, made before anything was published). */
+static void reset_sweeps(struct ism_master *m, const struct ism_table *t, uint64_t *sweeps)
 {
-	uint64_t *p = calloc(t->n_clusters ? t->n_clusters : 1, sizeof(*p));
-
-	if (p == NULL)
-		return -ENOMEM;
 	free(m->next_sweep);
-	m->next_sweep = p;
+	m->next_sweep = sweeps;
 	m->n_sweep = t->n_clusters;
 	m->next_sweep_due = 0;
-	return 0;
 }
 
 /* At most one recomputation of the priority loads, and one wake-up by the
@@ -509,11 +505,16 @@ static void update_lbstate(struct ism_master *m, uint64_t now)
 	}
 }
 
+static void watch_list_free(struct ism_watch *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(w[i].path);
+	free(w);
+}
+
 static void watch_free(struct ism_master *m)
 {
-	for (size_t i = 0; i < m->n_watch; i++)
-		free(m->watch[i].path);
-	free(m->watch);
+	watch_list_free(m->watch, m->n_watch);
 	m->watch = NULL;
 	m->n_watch = 0;
 }
@@ -533,37 +534,38 @@ static void watch_stat(struct ism_watch *wt)
 	wt->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-/* The certificate files of a configuration just published. A file watched
- * already keeps the stamp it had when the load began (no look at the files
- * is taken while a load runs): a change while the load ran, which the load may
- * have read or not, is then seen by the next look and loaded again, never
- * missed. A new file is stamped now. */
-static void watch_set(struct ism_master *m, const struct ism_conf *conf)
+/* The certificate files of a configuration about to be published, into *out
+ * (every one, or -ENOMEM and nothing: a list short of a file would stop its
+ * rotation unseen). A file watched already keeps the stamp it had when the
+ * load began (no look at the files is taken while a load runs): a change
+ * while the load ran, which the load may have read or not, is then seen by
+ * the next look and loaded again, never missed. A new file is stamped now. */
+static int watch_build(const struct ism_master *m, const struct ism_conf *conf,
+		       struct ism_watch **out, size_t *n_out)
 {
 	const char *const *files;
-	size_t n = ism_conf_files(conf, &files), kept = 0;
+	size_t n = ism_conf_files(conf, &files), i;
 	struct ism_watch *w = calloc(n ? n : 1, sizeof(*w));
 
-	for (size_t i = 0; w != NULL && i < n; i++) {
+	for (i = 0; w != NULL && i < n; i++) {
 		size_t j = 0;
 
 		while (j < m->n_watch && strcmp(m->watch[j].path, files[i]) != 0)
 			j++;
-		if (j < m->n_watch) {
-			w[kept] = m->watch[j];
-			w[kept].path = strdup(files[i]);
-		} else {
-			w[kept].path = strdup(files[i]);
-			if (w[kept].path != NULL)
-				watch_stat(&w[kept]);
-		}
-		if (w[kept].path == NULL)
+		if (j < m->n_watch)
+			w[i] = m->watch[j];
+		if ((w[i].path = strdup(files[i])) == NULL)
 			break;
-		kept++;
+		if (j == m->n_watch)
+			watch_stat(&w[i]);
 	}
-	watch_free(m);
-	m->watch = w;
-	m->n_watch = kept;
+	if (w == NULL || i < n) {
+		watch_list_free(w, i);
+		return -ENOMEM;
+	}
+	*out = w;
+	*n_out = n;
+	return 0;
 }
 
 int ism_master_read_file(const char *path, char **text, size_t *len, struct ism_diags *d)
@@ -789,16 +791,26 @@ fail:
 	return ret;
 }
 
+/* The health checker takes table t's checks (the current table). One it
+ * could not take (memory) is tried again each second from the loop: an
+ * endpoint left out would stay unchecked, and so unhealthy, for good. */
+static void health_take(struct ism_master *m, const struct ism_table *t)
+{
+	int ret = ism_health_set_table(m->health, t);
+
+	if (ret < 0 && m->health_retry_at == 0)
+		ism_err("health checks not updated: %s; tried again each second", strerror(-ret));
+	else if (ret == 0 && m->health_retry_at != 0)
+		ism_notice("health checks updated");
+	m->health_retry_at = ret < 0 ? ism_now_ms() + 1000 : 0;
+}
+
 void ism_master_build_drop(struct ism_master *m, struct ism_build *b)
 {
-	int ret;
-
 	if (b->slot >= 0) {
 		ism_shm_gen_abort(&m->shm, b->slot);
 		/* The checks that warmed its new endpoints go with them. */
-		ret = ism_health_set_table(m->health, ism_shm_current(&m->shm));
-		if (ret < 0)
-			ism_warn("health checks not updated: %s", strerror(-ret));
+		health_take(m, ism_shm_current(&m->shm));
 	}
 	ism_conf_free(b->conf);
 	*b = (struct ism_build){.slot = -1};
@@ -811,8 +823,19 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 	int *new_fds = NULL;
 	uid_t uid = b->uid;
 	gid_t gid = b->gid;
+	/* What can fail is made before the first thing is bound or published:
+	 * a commit refused past that would leave a bound socket no worker
+	 * serves, or a published table half taken up. */
+	uint64_t *sweeps = calloc(t->n_clusters ? t->n_clusters : 1, sizeof(*sweeps));
+	struct ism_watch *watch = NULL;
+	size_t n_watch = 0;
 	int ret;
 
+	if (sweeps == NULL || watch_build(m, b->conf, &watch, &n_watch) < 0) {
+		ret = -ENOMEM;
+		ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "", "out of memory");
+		goto fail;
+	}
 	if (cur != NULL &&
 	    (!ism_table_same_listeners(cur, t) || worker_count(cur) != worker_count(t) ||
 	     !same_log_dest(cur, t) || cur->limits.receive_buffers != t->limits.receive_buffers ||
@@ -843,9 +866,7 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 	start_only_fields(m, t, d);
 	/* Workers read loads from their first request on: compute them first. */
 	ism_lbstate_compute(t, m->shm.hdr);
-	ret = reset_sweeps(m, t);
-	if (ret < 0)
-		goto fail;
+	reset_sweeps(m, t, sweeps);
 	m->gen++;
 	m->run_uid = uid;
 	m->run_gid = gid;
@@ -858,10 +879,10 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 		replace_workers(m, cur, t, new_fds);
 	/* The baseline later changes are reported against. */
 	ism_events_observe(&m->events, t, &m->shm);
-	ret = ism_health_set_table(m->health, t);
-	if (ret < 0)
-		ism_warn("health checks not updated: %s", strerror(-ret));
-	watch_set(m, b->conf);
+	health_take(m, t);
+	watch_free(m);
+	m->watch = watch;
+	m->n_watch = n_watch;
 	log_unresolved(t);
 	ism_resolver_compiled(m->dns);
 	if (dns_apply(m, b->conf, true, d) < 0)
@@ -871,6 +892,8 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 	return 0;
 
 fail:
+	free(sweeps);
+	watch_list_free(watch, n_watch);
 	ism_master_build_drop(m, b);
 	return ret;
 }
@@ -1725,6 +1748,8 @@ static int master_loop(struct ism_master *m)
 			handle_signals(m);
 		if (pfd[3].revents)
 			ism_reload_run(m);
+		if (m->health_retry_at != 0 && now >= m->health_retry_at)
+			health_take(m, ism_shm_current(&m->shm));
 		ism_health_run(m->health, now);
 		if (pfd[2].revents) {
 			uint64_t v;
