@@ -232,7 +232,7 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 	int one = 1;
 
 	ism_wstat_add(&w->st->conn_accepted, 1);
-	if (w->n_active >= w->table->limits.max_connections ||
+	if (w->n_active >= w->table->limits.max_connections || ism_sock_queues_reserve(w) < 0 ||
 	    (s = (struct ism_sess *)ism_sock_new(&w->sess, sizeof(struct ism_sess))) == NULL) {
 		ism_wstat_add(&w->st->conn_rejected, 1);
 		close(fd);

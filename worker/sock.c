@@ -359,6 +359,18 @@ void ism_slab_free(struct ism_slab *sl)
 
 /* ---------- the socket ---------- */
 
+int ism_sock_queues_reserve(struct ism_wctx *w)
+{
+	/* every socket ever made, and the one about to be */
+	uint32_t need = w->sess.n + w->ups.n + 1;
+
+	if (ism_ud_reserve(&w->held, &w->cap_held, need) < 0 ||
+	    ism_ud_reserve(&w->bufwait, &w->cap_bufwait, need) < 0 ||
+	    ism_ud_reserve(&w->h2_kicked, &w->cap_h2_kicked, need) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz)
 {
 	uint32_t idx, gen;
@@ -414,16 +426,27 @@ void ism_sock_open(struct ism_wctx *w, struct ism_sock *s, int fd, bool up, uint
 #define HOLD_SOFT ISM_RECV_MSHOT_LIMIT
 #define HOLD_CAP  (2u * ISM_RECV_MSHOT_LIMIT)
 
+int ism_ud_reserve(uint64_t **q, uint32_t *cap, uint32_t need)
+{
+	uint32_t ncap = *cap ? *cap : 64;
+	uint64_t *p;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(*q, ncap * sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	*q = p;
+	*cap = ncap;
+	return 0;
+}
+
 void ism_ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud)
 {
-	if (*n == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 64;
-		uint64_t *p = realloc(*q, ncap * sizeof(*p));
-
-		ISM_BUG_ON(p == NULL); /* bounded by the connection slabs, which did grow */
-		*q = p;
-		*cap = ncap;
-	}
+	/* room was reserved as its objects were made: nothing to fail here */
+	ISM_BUG_ON(*n == *cap && ism_ud_reserve(q, cap, *n + 1) < 0);
 	(*q)[(*n)++] = ud;
 }
 

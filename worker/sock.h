@@ -91,12 +91,21 @@ void *ism_slab_at(const struct ism_slab *sl, uint32_t idx, uint32_t gen);
 /* Frees every object (their owners have let go of what they hold). */
 void ism_slab_free(struct ism_slab *sl);
 
-/* Appends ud to a queue of user_data (a slot, its generation and an op); the
- * connection slabs bound it. */
+/* Appends ud to a queue of user_data (a slot, its generation and an op). A
+ * queue holds each of its objects once at most, and room for them is made
+ * where they are made (ism_ud_reserve, ism_sock_queues_reserve), where a
+ * failure refuses that one object: a push within that bound never
+ * allocates, so never fails. */
 void ism_ud_push(uint64_t **q, uint32_t *n, uint32_t *cap, uint64_t ud);
+/* Room in queue q for need entries. 0 or -ENOMEM. */
+int ism_ud_reserve(uint64_t **q, uint32_t *cap, uint32_t need);
 
 /* ---- the socket ---- */
 
+/* Room in the worker's queues of sockets (TLS deliveries, buffer waits, HTTP/2
+ * kicks, each holding a socket once at most) for one socket more than every
+ * one made: called before a socket is made. 0 or -ENOMEM (not made). */
+int ism_sock_queues_reserve(struct ism_wctx *w);
 /* A new zeroed owner of sz bytes from slab sl, its socket base first, not open. */
 struct ism_sock *ism_sock_new(struct ism_slab *sl, size_t sz);
 /* Makes s an open socket on fd, the slot (idx, gen) of its owner; fd is also

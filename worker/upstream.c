@@ -318,7 +318,9 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		*full = true;
 		return NULL;
 	}
-	u = (struct ism_upconn *)ism_sock_new(&w->ups, sizeof(struct ism_upconn));
+	u = ism_sock_queues_reserve(w) < 0
+		? NULL
+		: (struct ism_upconn *)ism_sock_new(&w->ups, sizeof(struct ism_upconn));
 	if (u == NULL) {
 		unreserve(w, ep->id);
 		return NULL;
