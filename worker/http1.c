@@ -1012,12 +1012,16 @@ int ism_chunked_next(struct ism_chunked *c, const char *buf, size_t len, size_t 
 		case CH_SIZE:
 			if (has(ch, C_HEX)) {
 				unsigned d = (unsigned)ism_hexval(ch);
-				if (c->digits == 16 || c->remaining > (ISM_HTTP_LEN_MAX >> 4))
+				/* any number of digits (leading zeros: RFC 9112
+				 * sets no count), the value bounded, and the
+				 * line's length as an extension's */
+				if (c->remaining > (ISM_HTTP_LEN_MAX >> 4) ||
+				    c->line_len >= ISM_CHUNK_LINE_MAX)
 					goto bad;
 				c->remaining = c->remaining << 4 | d;
 				if (c->remaining > ISM_HTTP_LEN_MAX)
 					goto bad;
-				c->digits++;
+				c->digits = 1;
 				c->line_len++;
 				p++;
 				break;

@@ -268,7 +268,7 @@ int ism_http_end_to_end(const struct ism_http_framing *f, const struct ism_http_
  * sees the sender's framing. */
 struct ism_chunked {
 	uint8_t state;
-	uint8_t digits;
+	uint8_t digits;	      /* 1 once the size has a digit */
 	uint32_t line_len;    /* bytes of the current size line (bounded) */
 	uint32_t trailer_len; /* bytes of the trailer section so far (bounded) */
 	uint64_t remaining;   /* bytes left in the current chunk's data */

@@ -819,6 +819,8 @@ static const struct chunk_case good_chunks[] = {
     {"many chunks", "1\r\na\r\n2\r\nbb\r\nA\r\n0123456789\r\nf\r\n0123456789abcde\r\n0\r\n\r\n", 0,
      53},
     {"upper hex", "1F\r\n0123456789abcdef0123456789abcde\r\n0\r\n\r\n", 0, 42},
+    /* leading zeros: RFC 9112 sets no count of digits, only the value's bound */
+    {"17 digits", "00000000000000005\r\nhello\r\n0\r\n\r\n", 0, 31},
     {"extensions", "5;name=val;flag\r\nhello\r\n0;last=\"q s\"\r\n\r\n", 0, 40},
     {"extensions with BWS", "5; a = b ;c\t;d=\"x\\\"y\" ;e\r\nhello\r\n0\r\n\r\n", 0, 38},
     {"quoted ext with obs-text", "1;q=\"\x80\xff\"\r\nx\r\n0\r\n\r\n", 0, 18},
@@ -914,7 +916,6 @@ static const struct chunk_case bad_chunks[] = {
     {"CR without LF after data", "5\r\nhello\r0\r\n\r\n", 0, 0},
     {"data too long", "3\r\nhello\r\n0\r\n\r\n", 0, 0},
     {"18 digits", "ffffffffffffffffff\r\n", 0, 0},
-    {"17 digits", "00000000000000005\r\nhello\r\n0\r\n\r\n", 0, 0},
     {"over 2^62", "4000000000000001\r\n", 0, 0},
     {"16 f", "ffffffffffffffff\r\n", 0, 0},
     {"bare CR size line", "5\rhello\r\n0\r\n\r\n", 0, 0},
@@ -965,6 +966,12 @@ static void test_chunked_invalid(void **state)
 	memmove(buf + n + 1, buf + n, 10);
 	buf[n] = 'e';
 	run_chunk_split("ext 1025", buf, n + 11, ISM_HTTP_EBAD, 0);
+	/* So does a size of 1024 digits, and one of 1025 fails. */
+	memset(buf, '0', 1023);
+	memcpy(buf + 1023, "1\r\nx\r\n0\r\n\r\n", 11);
+	run_chunk_split("size 1024 digits", buf, 1034, 1, 1034);
+	memmove(buf + 1, buf, 1034);
+	run_chunk_split("size 1025 digits", buf, 1035, ISM_HTTP_EBAD, 0);
 
 	/* A trailer section of 16384 bytes (its final CRLF included) passes. */
 	memcpy(buf, "0\r\nX:", 5);
