@@ -723,7 +723,7 @@ const char **ism_v_strlist(struct ism_vctx *v, const struct ism_node *map, const
 		if (ism_v_expect(v, it, ISM_NODE_SCALAR)) {
 			if (it->len == 0)
 				ism_v_err(v, it, "must not be empty");
-			else if (string_scalar(v, it))
+			else if (ism_v_string_scalar(v, it))
 				out[(*n)++] = it->str;
 		}
 		ism_v_pop(v, o2);
@@ -808,9 +808,11 @@ static bool percent_millionths(const char *s, uint32_t *out)
 	uint64_t whole = 0, frac = 0, scale = 10000;
 	const char *p = s;
 
+	bool over = false; /* a nonzero digit past 100's */
+
 	if (*p == '+')
 		p++;
-	if (*p < '0' || *p > '9')
+	if ((*p < '0' || *p > '9') && !(*p == '.' && p[1] >= '0' && p[1] <= '9'))
 		return false;
 	while (*p >= '0' && *p <= '9') {
 		whole = whole * 10 + (uint64_t)(*p++ - '0');
@@ -823,12 +825,16 @@ static bool percent_millionths(const char *s, uint32_t *out)
 			if (scale > 1) {
 				frac = frac * 10 + (uint64_t)(*p - '0');
 				scale /= 10;
+			} else if (*p != '0') {
+				over = true; /* finer than a millionth: read past it */
 			}
 			p++;
 		}
 		frac *= scale;
 	}
-	if (*p != '\0' || whole * 10000 + frac > 1000000)
+	/* 100.000001 is over 100 (Istio's bound), not 100 */
+	if (*p != '\0' || whole * 10000 + frac > 1000000 ||
+	    (over && whole * 10000 + frac == 1000000))
 		return false;
 	*out = (uint32_t)(whole * 10000 + frac);
 	return true;

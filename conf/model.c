@@ -711,10 +711,22 @@ static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_n
 
 static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struct ism_cm_res *r)
 {
-	static const char *const keys[] = {
-	    "name",	     "namespace",  "labels",	      "annotations",
-	    "uid",	     "generation", "resourceVersion", "creationTimestamp",
-	    "managedFields", "finalizers", "ownerReferences", NULL};
+	static const char *const keys[] = {"name",
+					   "namespace",
+					   "labels",
+					   "annotations",
+					   "uid",
+					   "generation",
+					   "resourceVersion",
+					   "creationTimestamp",
+					   "managedFields",
+					   "finalizers",
+					   "ownerReferences",
+					   "generateName",
+					   "deletionTimestamp",
+					   "deletionGracePeriodSeconds",
+					   "selfLink",
+					   NULL};
 	const struct ism_node *md = ism_v_node(v, doc, "metadata", true, ISM_NODE_MAP);
 	bool ok = true;
 	size_t old;

@@ -1104,6 +1104,26 @@ static void test_region_only_locality(void **state)
 	assert_int_equal(f->d.n, 0);
 }
 
+/* Forms Kubernetes takes that isthmus takes too: metadata fields the API
+ * server adds to objects made with generateName or being deleted, and a
+ * percentage written ".5". */
+static void test_kubernetes_forms(void **state)
+{
+	static const char yaml[] =
+	    TASK_HEAD TASK_SE "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+			      "metadata: {name: hw, generateName: hw-, selfLink: /x, "
+			      "deletionTimestamp: \"2026-01-01T00:00:00Z\", "
+			      "deletionGracePeriodSeconds: 30}\nspec:\n  host: helloworld\n";
+	static const char pct[] =
+	    TASK_HEAD "    fault: {abort: {httpStatus: 503, percentage: {value: .5}}}\n" TASK_SE;
+	struct fx *f = *state;
+
+	assert_non_null(load_compile(f, yaml));
+	assert_int_equal(f->d.n, 0);
+	assert_non_null(reload_compile(f, pct));
+	assert_int_equal(f->d.n, 0);
+}
+
 static void test_failover_without_outlier(void **state)
 {
 	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
@@ -3599,6 +3619,13 @@ static const struct bad bads[] = {
 	     "  - {address: 10.0.0.1, labels: {version: ~}}\n",
      16, 43, "ServiceEntry default/se: spec.endpoints[0].labels.version",
      "must be a string, not null"},
+    {"null in a list of strings",
+     GW_SERVERS "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [~]\n", 14, 13,
+     GW_FIELD "hosts[0]", "must be a string, not null"},
+    {"percentage a millionth over 100",
+     VS_HTTP "  - route: [{destination: {host: a.b}}]\n"
+	     "    fault: {abort: {httpStatus: 503, percentage: {value: 100.000001}}}\n",
+     22, 58, VS_FIELD "spec.http[0].fault.abort.percentage.value", "between 0 and 100"},
     {"percentage of a quoted number",
      VS_HTTP "  - route: [{destination: {host: a.b}}]\n"
 	     "    fault: {abort: {httpStatus: 503, percentage: {value: \"5\"}}}\n",
@@ -5768,6 +5795,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mesh_only_unknown_subset, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_task, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_region_only_locality, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_kubernetes_forms, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_without_outlier, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_priority, fx_setup, fx_teardown),
