@@ -1106,6 +1106,55 @@ def _hold_new_port(conf):
 
 
 @_test
+def upgrade_starts_once_health_settles(env):
+    """The new master's workers start as soon as its first round of health
+    checks has settled (ism_upgrade_may_start), not at the 10 s bound kept
+    for checks that never answer: with one healthy checked endpoint the
+    upgrade is over in a few seconds."""
+    exe = _own_binary(env)
+    _start(env, health_checks=[SVC])
+    poll(lambda: env.get("/").status == 200, 10, what="the checked endpoint to serve")
+    t0 = time.monotonic()
+    _upgrade_done(env, exe)
+    took = time.monotonic() - t0
+    check(took < 8, f"the upgrade took {took:.1f} s with a healthy checked endpoint (10 s is the bound "
+                    "for checks that do not settle)")
+    r = env.get("/")
+    check(r.status == 200, f"after the upgrade: {r}")
+
+
+@_test
+def upgrade_old_workers_drain_their_time(env):
+    """After an upgrade the old workers drain for timeouts.drain before the
+    master kills them (its drain deadline is the drain time plus a grace of
+    5 s): a request in flight on an old worker that ends within the drain
+    time is answered whole, as a reload's draining worker answers it."""
+    exe = _own_binary(env)
+    _start(env, timeouts={"drain": "12s", "upstreamResponse": "20s"})
+    out = {}
+
+    def slow():
+        try:
+            r = env.get("/delay/8000", timeout=20)
+            out["r"] = (r.status, r.body)
+        except Exception as e:  # cut by the old worker's death
+            out["r"] = repr(e)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    poll(lambda: "inflight=1" in ctl_cmd(env.path("ctl.sock"), "show endpoints"), 5,
+         what="the request in flight on an old worker, waiting for the upstream")
+    t0 = time.monotonic()
+    _replace_and_upgrade(env, exe)
+    t.join(25)
+    took = time.monotonic() - t0
+    r = out.get("r")
+    check(isinstance(r, tuple) and r[0] == 200,
+          f"the request in flight on an old worker: {r!r} after {took:.1f} s (drain 12s)")
+    poll(lambda: "upgrade: done" in env.gateway.log(), 20, what="the upgrade to end")
+
+
+@_test
 def upgrade_keeps_every_connection(env):
     """SIGUSR2 upgrades the binary as HAProxy's master-worker reload does: the
     master checks the file with the binary now at its path, executes it in its

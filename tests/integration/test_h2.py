@@ -601,6 +601,86 @@ def h2_byte_meters(env):
 
 
 @_test
+def h2_upstream_refused_stream_retried(env):
+    """An HTTP/2 upstream's RST_STREAM REFUSED_STREAM before a head is retried
+    under retryOn refused-stream (Envoy's RetryPolicy::RETRY_ON_REFUSED_STREAM;
+    in Istio's default retryOn), which a plain reset is not: the upstream sees
+    every attempt."""
+    need_tools("h2")
+    port = start_h2_upstream(env, "127.0.0.2", "u1")
+    gw = one_service(env, port, "HTTP2", timeouts={"upstreamResponse": "10s"},
+                     routes=route(SVC, "    retries: {attempts: 2, retryOn: refused-stream}\n"))
+    before = int(http_get(port, "/__ctl/count", addr="127.0.0.2").body)
+    r = env.get("/reset/7", timeout=15)
+    check(r.status == 503, f"a stream refused on every attempt: {r}")
+    n = int(http_get(port, "/__ctl/count", addr="127.0.0.2").body) - before
+    check(n == 3, f"the upstream saw {n} attempts of a refused stream, want 3 (attempts: 2, retryOn refused-stream)")
+
+
+@_test
+def h2_upstream_settings_refuse_push(env):
+    """The gateway's first SETTINGS to an HTTP/2 upstream says ENABLE_PUSH 0
+    (as Envoy's client codec: it takes no server push), with its stream window:
+    read off the wire by a listener that only records the preface."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.2", free_port("127.0.0.2")))
+    lsock.listen(4)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+    got = {}
+
+    def accept():
+        try:
+            c, _ = lsock.accept()
+            c.settimeout(5)
+            buf = b""
+            while len(buf) < 24 + 9 or len(buf) < 24 + 9 + int.from_bytes(buf[24:27], "big"):
+                d = c.recv(4096)
+                if not d:
+                    break
+                buf += d
+            got["buf"] = buf
+            c.close()
+        except OSError as e:
+            got["error"] = repr(e)
+
+    t = threading.Thread(target=accept)
+    t.start()
+    one_service(env, port, "HTTP2", workers=1)
+    try:
+        env.get("/x", timeout=5)
+    except Exception:
+        pass  # the listener answers nothing
+    t.join(12)
+    lsock.close()
+    buf = got.get("buf", b"")
+    check(buf[:24] == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" and len(buf) >= 33 and buf[27] == 4,
+          f"no preface and SETTINGS from the gateway: {got!r}")
+    n = int.from_bytes(buf[24:27], "big")
+    body = buf[33:33 + n]
+    settings = {int.from_bytes(body[i:i + 2], "big"): int.from_bytes(body[i + 2:i + 6], "big")
+                for i in range(0, len(body) - 5, 6)}
+    check(settings.get(2) == 0, f"SETTINGS_ENABLE_PUSH in the gateway's SETTINGS: {settings} (want 0)")
+
+
+@_test
+def h2_upstream_status_below_100(env):
+    """A :status below 100 from an HTTP/2 upstream (nghttp2 lets "099" through)
+    is no interim head but a malformed response: 502 at once, as an HTTP/1.1
+    upstream's, not a wait for a final head the ended stream cannot bring."""
+    need_tools("h2")
+    port = free_port("127.0.0.2")
+    spawn_listening(env, "h2raw", [DEBIAN_PYTHON, os.path.join(TOOLS, "h2_raw_answer.py"), "--listen",
+                                   f"127.0.0.2:{port}", "--status", "099",
+                                   "--field", "x-a=1"], "127.0.0.2", port)
+    one_service(env, port, "HTTP2", workers=1, timeouts={"upstreamResponse": "8s"})
+    t0 = time.monotonic()
+    r = env.get("/x", timeout=15)
+    took = time.monotonic() - t0
+    check(r.status == 502 and took < 4, f"status 099 from the upstream: {r} after {took:.1f} s (want 502 at once)")
+
+
+@_test
 def h2_stream_timeout_and_retry(env):
     """Timeouts and retries are per stream: on one connection, a stream past the
     route timeout gets 504 while its neighbours get 200; a stream whose first

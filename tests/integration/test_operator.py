@@ -109,9 +109,14 @@ def ctl_help_matches_master(env):
         if c["syntax"] and not c["syntax"].startswith("["):
             ans = ctl_cmd(sock, c["command"])
             check(ans.startswith(f"error: usage: {c['command']} "), f"{c['command']!r} alone: {ans!r}")
-    for line in ("show info now", "reload please"):
+    for line in ("show info now", "reload please", "set endpoint 0 weight 5 extra",
+                 "set endpoint 0 state drain now"):
         ans = ctl_cmd(sock, line)
         check(ans.startswith("error: usage: "), f"{line!r}: {ans!r}")
+    # A command's words end at a space or the end: "show infox" is none.
+    for line in ("show infox", "reloadx", "helpme"):
+        ans = ctl_cmd(sock, line)
+        check(ans.startswith("error: unknown command"), f"{line!r}: {ans!r}")
     check(ctl_cmd(sock, "").startswith("commands"), "an empty line does not answer the list")
 
 

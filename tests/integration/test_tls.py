@@ -497,6 +497,32 @@ def tls_mutual_crl(env):
 
 
 @_test
+def tls_mutual_credential_crl(env):
+    """credentialName: the client CA and its CRL come from the credential
+    itself, or from "<name>-cacert" (Istio's SDS naming: the -cacert secret
+    holds ca.crt and ca.crl); a certificate that CRL lists is refused either
+    way, another of the CA served."""
+    pki = Pki(env)
+    port = free_port()
+    one = pki.leaf("one", ["DNS:one.example.com"])
+    two = pki.leaf("two", ["DNS:two.example.com"])
+    good = pki.leaf("client", ["URI:spiffe://x/client"])
+    revoked = pki.leaf("client-revoked", ["URI:spiffe://x/client"])
+    crl = pki.crl([revoked[0]])
+    creds = (f"  credentials:\n  - {{name: one, certificate: {one[0]}, privateKey: {one[1]}}}\n"
+             f"  - {{name: one-cacert, caCertificates: {pki.ca()}, caCrl: {crl}}}\n"
+             f"  - {{name: two, certificate: {two[0]}, privateKey: {two[1]}, "
+             f"caCertificates: {pki.ca()}, caCrl: {crl}}}\n")
+    world(env, [server(port, ["one.example.com"], "mode: MUTUAL, credentialName: one"),
+                server(port, ["two.example.com"], "mode: MUTUAL, credentialName: two")],
+          vs_hosts=("one.example.com", "two.example.com"), app_extra=creds)
+    for sni in ("one.example.com", "two.example.com"):
+        r = tls_get(port, sni, client_ctx(pki, cert=good))
+        check(r.status == 200, f"{sni}: a certificate the CRL does not list: {r}")
+        refused(port, sni, client_ctx(pki, cert=revoked))
+
+
+@_test
 def tls_envoy_validation_defaults(env):
     """What Envoy does with istiod's output where the Gateway says nothing:
     without cipherSuites, TLS 1.2 takes Envoy's ECDHE AEAD suites only (a

@@ -550,6 +550,10 @@ static void test_render_grpc_status(void **state)
 	assert_string_equal(render(f), "DeadlineExceeded DeadlineExceeded DEADLINE_EXCEEDED 4 4");
 	f->rec.grpc_status = 1;
 	assert_string_equal(render(f), "Canceled Canceled CANCELLED 1 1");
+	f->rec.grpc_status = 16; /* the last code with a name */
+	assert_string_equal(render(f), "Unauthenticated Unauthenticated UNAUTHENTICATED 16 16");
+	f->rec.grpc_status = 17; /* the first without */
+	assert_string_equal(render(f), "17 17 17 17 17");
 	f->rec.grpc_status = 42; /* a code of the user's */
 	assert_string_equal(render(f), "42 42 42 42 42");
 	f->rec.grpc_status = -1; /* not a number: Envoy's InvalidCode */

@@ -1272,6 +1272,15 @@ static void test_distribute(void **state)
 		"        - from: region1/*\n"
 		"          to: {\"region1/*\": 80, region2/zone3: 20}\n"
 		"    outlierDetection: {}\n");
+	static const char region_only[] = TASK_HEAD
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw}\n"
+	    "spec:\n  hosts: [helloworld]\n  ports: [{number: 5000, name: http}]\n"
+	    "  resolution: STATIC\n  endpoints:\n"
+	    "  - {address: 10.0.0.1, locality: region1/zone1}\n"
+	    "  - {address: 10.0.0.3, locality: region2/zone3}\n" TASK_DR(
+		"    loadBalancer:\n      localityLbSetting:\n        distribute:\n"
+		"        - from: region1\n          to: {region2: 100}\n"
+		"    outlierDetection: {}\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
@@ -1291,6 +1300,14 @@ static void test_distribute(void **state)
 	assert_int_equal(c->locality_weighted, 1);
 	assert_int_equal(f->eps.n, 4); /* no id for the removed endpoint */
 	assert_int_equal(c->eff_weight[2], 0);
+
+	/* Istio's LocalityMatch: a pattern without zone (or subzone) matches
+	 * every zone of its region, in from as in to. */
+	t = reload_compile(f, region_only);
+	c = loaded_cluster(t, TASK_CLUSTER);
+	assert_int_equal(c->n_endpoints, 1);
+	assert_int_equal(c->n_groups, 1);
+	check_ep(c, 0, "10.0.0.3:5000", 0, 0);
 }
 
 static void test_retries(void **state)
@@ -1720,6 +1737,36 @@ static void test_upstream_proxy_protocol(void **state)
 	assert_int_equal(a80->hc_pp, ISM_UPP_V1);
 	assert_int_equal(p81->hc_pp, ISM_UPP_NONE);
 	assert_int_equal(f->d.n, 0);
+}
+
+/* A subset's portLevelSettings entry for the port stands for its whole
+ * policy there (Istio's MergeTrafficPolicy with hasPortLevel): the rule's
+ * tls and connectionPool are replaced by the entry's, which sets neither, so
+ * the defaults apply, while the subset at another port keeps the rule's. */
+static void test_subset_port_level_replaces(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n" S_GW_ROUTE S_SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: s}\n"
+	    "spec:\n  host: s\n  trafficPolicy:\n"
+	    "    tls: {mode: SIMPLE, insecureSkipVerify: true}\n"
+	    "    connectionPool: {tcp: {maxConnections: 9}}\n"
+	    "  subsets:\n"
+	    "  - name: a\n    trafficPolicy:\n"
+	    "      portLevelSettings: [{port: {number: 81}, loadBalancer: {simple: RANDOM}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *a80 = s_cluster(t, 80, "a"), *a81 = s_cluster(t, 81, "a");
+	const struct ism_cluster *p81 = s_cluster(t, 81, "");
+
+	assert_int_equal(p81->tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(p81->pool.max_connections, 9);
+	assert_int_equal(a80->tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(a80->pool.max_connections, 9);
+	assert_int_equal(a81->lb, ISM_LB_RANDOM);
+	assert_int_equal(a81->tls.mode, ISM_TLS_NONE);
+	assert_int_equal(a81->pool.max_connections, UINT32_MAX);
 }
 
 /* Endpoints on Unix domain sockets (unix://<path>, unix://@<abstract>):
@@ -3184,6 +3231,52 @@ static void test_delegate(void **state)
 	assert_true(
 	    has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
 			"route http[0] of delegate shop/shop-routes conflicts with the match"));
+}
+
+/* Istio's mergeHTTPRoute and hasConflict, condition by condition
+ * (pilot/pkg/model/virtualservice.go): a header the leaf names too takes the
+ * leaf's value (maps.MergeCopy(root, delegate)); an exact value under a root
+ * prefix is a subset of it; ignoreUriCase must agree or the leaf route is
+ * left out; a leaf without retries takes the root's. */
+static void test_delegate_merge_rules(void **state)
+{
+	static const char yaml[] = APP GW_DOC
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: root}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - name: shop\n"
+	    "    match: [{uri: {prefix: /shop}, headers: {x-a: {prefix: ab}}}]\n"
+	    "    retries: {attempts: 7}\n"
+	    "    delegate: {name: leaf, namespace: shop}\n"
+	    "  - route: [{destination: {host: front, port: {number: 80}}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: leaf, namespace: shop}\nspec:\n  http:\n"
+	    "  - name: exact\n"
+	    "    match: [{uri: {exact: /shop/cart}, headers: {x-a: {exact: abc}}}]\n"
+	    "    route: [{destination: {host: cart, port: {number: 80}}}]\n"
+	    "  - name: nocase\n"
+	    "    match: [{uri: {prefix: /shop/x}, ignoreUriCase: true}]\n"
+	    "    route: [{destination: {host: cart, port: {number: 80}}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_vhost *vh = &t->listeners[0].vhosts[0];
+	const struct ism_match *m;
+
+	/* shop-exact and the root's last route; shop-nocase conflicts. */
+	assert_int_equal(vh->n_routes, 2);
+	assert_string_equal(vh->routes[0].name.p, "shop-exact");
+	assert_int_equal(vh->routes[0].n_match, 1);
+	m = &vh->routes[0].match[0];
+	assert_int_equal(m->uri.kind, ISM_SM_EXACT);
+	assert_string_equal(m->uri.s.p, "/shop/cart");
+	assert_int_equal(m->n_headers, 1);
+	assert_int_equal(m->headers[0].m.kind, ISM_SM_EXACT); /* the leaf's x-a */
+	assert_string_equal(m->headers[0].m.s.p, "abc");
+	assert_int_equal(vh->routes[0].retry.attempts, 7); /* the root's retries */
+	assert_true(has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
+				"route http[1] of delegate shop/leaf conflicts with the match"));
+	assert_false(has_warning(&f->d, "VirtualService default/root: spec.http[0].delegate",
+				 "route http[0] of delegate shop/leaf conflicts with the match"));
+	assert_int_equal(vh->routes[1].n_match, 0);
 }
 
 /* What Istio's validation lets pass and istiod translates: an empty uri match
@@ -5809,6 +5902,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateway_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_kinds_no_effect, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_proxy_protocol, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_subset_port_level_replaces, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unix_endpoints, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnel, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_zone_aware, fx_setup, fx_teardown),
@@ -5862,6 +5956,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delegate_merge_rules, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_string_matches, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate_errors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_mirror, fx_setup, fx_teardown),

@@ -527,6 +527,35 @@ static void test_health_check_tls(void **state)
 	unload(&l);
 }
 
+/* Istio's automatic SAN validation (Envoy's auto_san_validation): the
+ * upstream's certificate must carry the server name unless the rule names
+ * subjectAltNames, which are checked instead. */
+static void test_upstream_name_check(void **state)
+{
+	static const char text[] = APP GW
+	    "  servers:\n  - port: {number: 80, name: http-80-6, protocol: HTTP}\n    hosts: "
+	    "[\"*\"]\n" SE_HTTP_GRPC VS_ANY
+	    "    - {destination: {host: up.local, port: {number: 80}, subset: s}, weight: 1}\n"
+	    "    - {destination: {host: up.local, port: {number: 80}}}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+	    "spec:\n  host: up.local\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n"
+	    "  subsets: [{name: s, labels: {}, trafficPolicy: {tls: {mode: SIMPLE, "
+	    "subjectAltNames: [other.example]}}}]\n";
+	const struct ism_cluster *s80, *all80;
+	struct loaded l;
+
+	(void)state;
+	assert_int_equal(load(&l, text), 0);
+	s80 = loaded_cluster(l.t, "outbound|80|s|up.local");
+	all80 = loaded_cluster(l.t, "outbound|80||up.local");
+	assert_int_equal(all80->tls.mode, ISM_TLS_SIMPLE);
+	assert_true(all80->tls.name_check);
+	assert_int_equal(s80->tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(s80->tls.n_sans, 1);
+	assert_false(s80->tls.name_check);
+	unload(&l);
+}
+
 static void test_errors(void **state)
 {
 	static const struct {
@@ -603,6 +632,16 @@ static void test_errors(void **state)
 	    {"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
 	     "spec:\n  host: up.local\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n",
 	     "spec.trafficPolicy.tls", "ISTIO_MUTUAL needs the Appliance's spec.meshIdentity"},
+	    /* A credential without a CA (nor a "<name>-cacert" one) verifies no
+	     * client certificate: refused for OPTIONAL_MUTUAL as for MUTUAL. */
+	    {"  credentials:\n  - {name: c, certificate: a.crt, privateKey: a.key}\n" GW
+	     "  servers:\n  - port: {number: 443, name: https-443-11, protocol: HTTPS}\n"
+	     "    hosts: [\"*\"]\n    tls: {mode: OPTIONAL_MUTUAL, credentialName: c}\n",
+	     "spec.servers[0].tls", "mode needs client CA certificates"},
+	    {"  credentials:\n  - {name: c, certificate: a.crt, privateKey: a.key}\n" GW
+	     "  servers:\n  - port: {number: 443, name: https-443-12, protocol: HTTPS}\n"
+	     "    hosts: [\"*\"]\n    tls: {mode: MUTUAL, credentialName: c}\n",
+	     "spec.servers[0].tls", "mode needs client CA certificates"},
 	};
 
 	(void)state;
@@ -865,6 +904,7 @@ int main(void)
 	    cmocka_unit_test(test_istio_mutual_sni),
 	    cmocka_unit_test(test_upstream_alpn),
 	    cmocka_unit_test(test_health_check_tls),
+	    cmocka_unit_test(test_upstream_name_check),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_dns_name_covers),
 	    cmocka_unit_test(test_peer_authentication),
