@@ -596,6 +596,15 @@ static int dur_field(struct ism_vctx *v, const struct ism_node *map, const char 
 	n = lookup(v, map, key, false, &old);
 	if (n == NULL)
 		return 0;
+	/* A duration is a string to Kubernetes: a plain 0 is an integer */
+	if (yaml_kind(n) != NULL) {
+		ism_v_err(v, n,
+			  "must be a duration such as \"10s\", \"250ms\", \"1.5s\" or \"2m\" "
+			  "(%s is %s to Kubernetes)",
+			  n->str, yaml_kind(n));
+		ism_v_pop(v, old);
+		return -1;
+	}
 	if (n->kind == ISM_NODE_SCALAR && (prc = ism_parse_duration_ns(n->str, &ns)) == 0)
 		ms = (uint32_t)((ns + 999999) / 1000000);
 	if (prc == 0 && istio && ns < 1000000) {

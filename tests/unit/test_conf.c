@@ -3712,6 +3712,8 @@ static const struct bad bads[] = {
 	     "  - {address: 10.0.0.1, labels: {version: ~}}\n",
      16, 43, "ServiceEntry default/se: spec.endpoints[0].labels.version",
      "must be a string, not null"},
+    {"duration of a plain 0", DR_HEAD "    connectionPool: {tcp: {idleTimeout: 0}}\n", 14, 41,
+     DR_FIELD "connectionPool.tcp.idleTimeout", "(0 is an integer to Kubernetes)"},
     {"null in a list of strings",
      GW_SERVERS "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [~]\n", 14, 13,
      GW_FIELD "hosts[0]", "must be a string, not null"},
