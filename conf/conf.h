@@ -106,6 +106,11 @@ int ism_conf_read_file(const char *path, size_t max, char **buf, size_t *len);
 const char *ism_conf_read_why(int rc, size_t max, char buf[64]);
 /* The certificate and key files the model was loaded with (for a watch). */
 size_t ism_conf_files(const struct ism_conf *conf, const char *const **files);
+/* The first Gateway server of port: the position of its port.number and its
+ * field ("Gateway default/gw: spec.servers[0].port.number", into field), for
+ * a diagnostic about the listener it asks for. false when none has it. */
+bool ism_conf_server_port_at(const struct ism_conf *conf, uint16_t port, int *line, int *col,
+			     char *field, size_t len);
 /* spec.limits.maxConnectionsPerWorker as the file sets it: the value, with its
  * position and its resource's label ("Appliance edge-1") for a diagnostic; 0
  * when the file does not set it (the default applies, which the master derives

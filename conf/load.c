@@ -1308,6 +1308,28 @@ size_t ism_conf_files(const struct ism_conf *conf, const char *const **files)
 	return conf->n_files;
 }
 
+bool ism_conf_server_port_at(const struct ism_conf *conf, uint16_t port, int *line, int *col,
+			     char *field, size_t len)
+{
+	for (size_t g = 0; g < conf->n_gws; g++)
+		for (size_t i = 0; i < conf->gws[g]->n_servers; i++) {
+			const struct ism_cm_server *s = &conf->gws[g]->servers[i];
+			const struct ism_node *n =
+			    ism_node_get(ism_node_get(s->at, "port", NULL), "number", NULL);
+
+			if (s->port != port)
+				continue;
+			if (n == NULL)
+				n = s->at;
+			*line = n->line;
+			*col = n->col;
+			snprintf(field, len, "%s: spec.servers[%zu].port.number",
+				 conf->gws[g]->r.label, i);
+			return true;
+		}
+	return false;
+}
+
 uint32_t ism_conf_max_connections(const struct ism_conf *conf, int *line, int *col,
 				  const char **res)
 {

@@ -816,6 +816,43 @@ void ism_master_build_drop(struct ism_master *m, struct ism_build *b)
 	*b = (struct ism_build){.slot = -1};
 }
 
+/* Listener l could not be bound (err): said at the Gateway server of conf that
+ * asks for it, file, line, column and field. */
+static void unbound_diag(const struct ism_master *m, const struct ism_conf *conf,
+			 const struct ism_listener *l, int err, struct ism_diags *d)
+{
+	char ip[INET6_ADDRSTRLEN] = "?", field[400] = "";
+	uint16_t port = 0;
+	int line = 0, col = 0;
+
+	if (l != NULL) {
+		ism_addr_text((const struct sockaddr *)&l->addr, ip, &port);
+		if (conf != NULL)
+			ism_conf_server_port_at(conf, port, &line, &col, field, sizeof(field));
+	}
+	ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, line, col, field,
+		     "a new listener cannot be bound: %s (%s port %u): %s",
+		     l != NULL ? l->name.p : "?", ip, port, strerror(-err));
+}
+
+/* The start could not bind listener l (err): said as a reload says it, at its
+ * server, the file's text read again for the position. */
+static void start_unbound(struct ism_master *m, const struct ism_listener *l, int err,
+			  struct ism_diags *d)
+{
+	struct ism_conf *conf = NULL;
+
+	ism_diags_init(d);
+	if (m->conf_text == NULL ||
+	    ism_conf_load_buf(m->conf_path, m->conf_text, m->conf_len, &conf, d) < 0)
+		conf = NULL;
+	ism_diags_init(d); /* its warnings were said at the load */
+	unbound_diag(m, conf, l, err, d);
+	ism_diags_print(stderr, d);
+	ism_err("%s: not started", m->conf_path);
+	ism_conf_free(conf);
+}
+
 int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diags *d)
 {
 	const struct ism_table *t = b->t;
@@ -847,19 +884,12 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 		 * published, so a port that cannot be bound refuses the reload and
 		 * the running set keeps serving. */
 		const struct ism_listener *failed;
-		char ip[INET6_ADDRSTRLEN] = "?";
-		uint16_t port = 0;
 
 		new_fds =
 		    listen_sockets(t, cur, m->listen_fds, NULL, retiring_workers(m), &ret, &failed);
 		if (new_fds == NULL) {
 			/* Said before the drop: the listener is in the slot. */
-			if (failed != NULL)
-				ism_addr_text((const struct sockaddr *)&failed->addr, ip, &port);
-			ism_diag_add(d, ISM_DIAG_ERROR, m->conf_path, 0, 0, "",
-				     "a new listener cannot be bound: %s (%s port %u): %s",
-				     failed != NULL ? failed->name.p : "?", ip, port,
-				     strerror(-ret));
+			unbound_diag(m, b->conf, failed, ret, d);
 			goto fail;
 		}
 	}
@@ -1903,19 +1933,19 @@ static void master_close(struct ism_master *m)
 
 /* The control socket, the admin listener and t's listeners bound, then the
  * pid file written. 0, or < 0 (logged where the callee does not) with what was
- * done left to master_unbind. */
-static int master_bind(struct ism_master *m, const struct ism_table *t)
+ * done left to master_unbind; *failed: a listener that could not be bound. */
+static int master_bind(struct ism_master *m, const struct ism_table *t,
+		       const struct ism_listener **failed)
 {
 	int ret;
 
 	/* The control socket and the admin listener first: once traffic is
 	 * accepted, readiness and metrics answer too. */
+	*failed = NULL;
 	ret = ism_ctl_create(m, t, &m->ctl);
 	if (ret < 0)
 		return ret;
-	const struct ism_listener *failed;
-
-	m->listen_fds = listen_sockets(t, NULL, NULL, &m->up, true, &ret, &failed);
+	m->listen_fds = listen_sockets(t, NULL, NULL, &m->up, true, &ret, failed);
 	if (m->listen_fds == NULL)
 		return ret;
 	m->n_listen = (int)t->n_listeners;
@@ -2008,6 +2038,7 @@ int ism_master_run(const struct ism_master_opts *opts)
 	struct ism_master *m = calloc(1, sizeof(*m));
 	struct ism_diags *d = calloc(1, sizeof(*d));
 	const struct ism_table *t;
+	const struct ism_listener *unbound = NULL;
 	int ret, status = 1;
 	bool served = false;
 
@@ -2063,8 +2094,12 @@ int ism_master_run(const struct ism_master_opts *opts)
 		ism_err("signals: %s", strerror(errno));
 		goto out_close;
 	}
-	if (master_bind(m, t) < 0)
+	ret = master_bind(m, t, &unbound);
+	if (ret < 0) {
+		if (unbound != NULL)
+			start_unbound(m, unbound, ret, d);
 		goto out_unbind;
+	}
 	status = master_serve(m, t);
 	served = true;
 out_unbind:

@@ -1778,9 +1778,44 @@ def reload_moves_bind_address(env):
             out = ctl_cmd(sock, "reload")
             check("reload refused" in out and f"a new listener cannot be bound: busy (0.0.0.0 port "
                   f"{busy.getsockname()[1]}): Address already in use" in out, f"reload onto a held port: {out}")
+            # At the server that asks for it: file, line, column, field.
+            lines = open(env.path("isthmus.yaml")).read().splitlines()
+            ln = next(i + 1 for i, l in enumerate(lines) if "name: busy" in l)
+            col = lines[ln - 1].index(str(busy.getsockname()[1])) + 1
+            check(f"isthmus.yaml:{ln}:{col}: error: Gateway default/gw: spec.servers[1].port.number: a new "
+                  "listener cannot be bound" in out, f"the refusal does not name the server's port: {out}")
         finally:
             busy.close()
         check(env.get("/still").status == 200, "the running configuration after the refused reload")
+
+
+@_test
+def start_port_taken_named(env):
+    """A start whose listener's port is taken fails naming the Gateway server
+    that asks for it (file, line, column, field), as a refused reload does,
+    and says the file was not started."""
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        path = env.write("isthmus.yaml", docs(
+            appliance(env, workers=1), gateway(port),
+            virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+            service_entry("a", SVC, [{"address": "127.0.0.2", "port": 9}])))
+        p = subprocess.run([env.isthmus, "-f", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30, cwd=env.dir)
+        out = p.stdout.decode("utf-8", "replace")
+    finally:
+        busy.close()
+    lines = open(path).read().splitlines()
+    ln = next(i + 1 for i, l in enumerate(lines) if f"number: {port}" in l)
+    col = lines[ln - 1].index(str(port)) + 1
+    check(p.returncode != 0, f"the start on a taken port exited {p.returncode}: {out}")
+    check(f"isthmus.yaml:{ln}:{col}: error: Gateway default/gw: spec.servers[0].port.number: a new listener "
+          f"cannot be bound: http (127.0.0.1 port {port}): Address already in use" in out and "not started" in out,
+          f"the start on a taken port does not name the server: {out}")
 
 
 def listening(port):
