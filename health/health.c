@@ -108,6 +108,7 @@ struct ism_health {
 	struct ism_shm *shm;
 	int epfd;
 	struct ism_tlsctx_cache ctxs; /* the clusters' client contexts, by settings */
+	uint64_t short_log_at;	      /* monotonic: the checker's own shortage is said again */
 	uint64_t rng;		      /* xorshift64* state, seeded from getrandom */
 	struct hc_ep **by_id;	      /* ISM_MAX_ENDPOINTS entries */
 	struct hc_ep **list;	      /* the checked endpoints, dense */
@@ -307,6 +308,20 @@ static uint64_t ep_wait(struct ism_health *h, const struct hc_ep *e, uint32_t ba
 	return wait ? wait : 1;
 }
 
+/* The checker's own shortage (descriptors, memory) says nothing about the
+ * endpoint: the check ends without a result and is tried again at the next
+ * interval; said at most once a second, whatever the endpoints. */
+static void ep_no_result(struct ism_health *h, struct hc_ep *e, const char *what, uint64_t now)
+{
+	if (now >= h->short_log_at) {
+		ism_err("health check of %s: %s; no result, tried again next interval", e->label,
+			what);
+		h->short_log_at = now + 1000;
+	}
+	ep_close(h, e);
+	ep_next(h, e, now + ep_wait(h, e, e->interval_ms));
+}
+
 /* Sets the next check after one ended, with the wait of Envoy's interval()
  * (base chosen by the caller). An endpoint checked at once when it was added
  * takes its spreading offset here, once: without it every endpoint of a
@@ -447,10 +462,10 @@ static void ep_start(struct ism_health *h, struct hc_ep *e, uint64_t now)
 	}
 	fd = socket(e->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		/* Out of descriptors or memory here says nothing about the endpoint:
-		 * try again next interval without counting a result. */
-		ism_err("health check of %s: socket: %s", e->label, strerror(errno));
-		ep_next(h, e, now + ep_wait(h, e, e->interval_ms));
+		char why[96];
+
+		snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+		ep_no_result(h, e, why, now);
 		return;
 	}
 	e->seq++;
@@ -722,13 +737,14 @@ static void ep_read(struct ism_health *h, struct hc_ep *e, uint64_t now)
 			/* A head too large for the limit is refused by the parser
 			 * before it fills HC_HEAD_MAX bytes. */
 			size_t cap = e->rcap ? e->rcap * 2 : HC_HEAD_MIN;
-			char *p = cap <= HC_HEAD_MAX ? realloc(e->rbuf, cap) : NULL;
+			char *p;
 
-			if (p == NULL) {
-				ep_result(h, e, HC_FAIL_NETWORK,
-					  cap > HC_HEAD_MAX ? "response head too large"
-							    : "out of memory",
-					  now);
+			if (cap > HC_HEAD_MAX) {
+				ep_result(h, e, HC_FAIL_NETWORK, "response head too large", now);
+				return;
+			}
+			if ((p = realloc(e->rbuf, cap)) == NULL) {
+				ep_no_result(h, e, "out of memory", now);
 				return;
 			}
 			e->rbuf = p;
@@ -805,10 +821,7 @@ static void ep_connected(struct ism_health *h, struct hc_ep *e, uint64_t now)
 		e->grpc = ism_grpc_check_new(e->req, e->req + strlen(e->req) + 1, e->ctx != NULL,
 					     e->timeout_ms);
 		if (e->grpc == NULL) {
-			/* says nothing about the endpoint: no result (as for socket()) */
-			ism_err("health check of %s: out of memory", e->label);
-			ep_close(h, e);
-			ep_next(h, e, now + ep_wait(h, e, e->interval_ms));
+			ep_no_result(h, e, "out of memory", now);
 			return;
 		}
 		break;

@@ -1150,8 +1150,13 @@ static int spawn_worker(struct ism_master *m, int i)
 		m->recv_mshot = pr.recv_mshot;
 		m->probed = true;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		int err = errno;
+
+		/* the caller says "fork": this is before it */
+		ism_err("worker %d: socketpair: %s", i, strerror(err));
+		return -err;
+	}
 	atomic_store(&ss->gen, 0);
 	atomic_store(&ss->draining, 0);
 	atomic_store(&ss->stats.conn_active, 0);
@@ -1185,8 +1190,10 @@ static int spawn_worker(struct ism_master *m, int i)
 		/* First: the published part's range is free in a child
 		 * (MADV_DONTFORK), and its read-only view, mapped there with
 		 * MAP_FIXED, would replace whatever came to it later. */
-		if (ism_shm_worker_map(&m->shm) < 0)
+		if (ism_shm_worker_map(&m->shm) < 0) {
+			ism_err("worker %d: the shared memory cannot be mapped", i);
 			_exit(1);
+		}
 		close_inherited(m, sv[1]);
 		if (drop_privileges(m->run_uid, m->run_gid) < 0)
 			_exit(1);
@@ -2096,8 +2103,11 @@ int ism_master_run(const struct ism_master_opts *opts)
 	}
 	ret = master_bind(m, t, &unbound);
 	if (ret < 0) {
+		/* each cause is said, even one the callee did not log */
 		if (unbound != NULL)
 			start_unbound(m, unbound, ret, d);
+		else
+			ism_err("%s: not started: %s", m->conf_path, strerror(-ret));
 		goto out_unbind;
 	}
 	status = master_serve(m, t);

@@ -314,7 +314,11 @@ static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listen
 	if (n == 0)
 		name[0] = '\0';
 	srv = ism_router_pick_server(l, name);
+	/* Each request picks its server again by it: a connection whose SNI
+	 * could not be kept would be routed by another server's hosts. */
 	s->sni = n > 0 ? strdup(name) : NULL;
+	if (n > 0 && s->sni == NULL)
+		return -ENOMEM;
 	/* TLS passthrough: the ClientHello goes on untouched, with what follows
 	 * it; one that no route takes is closed and logged. */
 	if (srv < 0 && has_passthrough(l)) {
