@@ -110,6 +110,7 @@ struct ism_master {
 	int n_workers;		/* workers in the current set */
 	int owed;		/* of the current set, not started yet: no slot was free */
 	uint64_t owed_retry_at; /* monotonic: after a fork failure, not before */
+	uint32_t owed_backoff;	/* ms: the wait after the last failure of a set with no worker */
 	int n_slots;		/* slots ever used: loops over workers go to here */
 	uint64_t gen;
 	bool reload_refused; /* the last reload of the file was refused (STATUS= says so) */

@@ -1361,9 +1361,17 @@ static int start_owed(struct ism_master *m)
 		ret = spawn_worker(m, i);
 		if (ret < 0) {
 			ism_err("worker %d: fork: %s", i, strerror(-ret));
-			m->owed_retry_at = ism_now_ms() + RESPAWN_MAX_MS;
+			/* A set with no worker serves nobody (its old set stopped
+			 * accepting): soon again, 100 ms doubling to the bound. */
+			m->owed_backoff = m->n_workers > 0
+					      ? RESPAWN_MAX_MS
+					      : (m->owed_backoff ? m->owed_backoff * 2 : 100);
+			if (m->owed_backoff > RESPAWN_MAX_MS)
+				m->owed_backoff = RESPAWN_MAX_MS;
+			m->owed_retry_at = ism_now_ms() + m->owed_backoff;
 			break;
 		}
+		m->owed_backoff = 0;
 		ws->active = 1;
 		m->owed--;
 		m->n_workers++;
@@ -1380,6 +1388,7 @@ static int start_workers(struct ism_master *m, int n)
 	m->n_workers = 0;
 	m->owed = n;
 	m->owed_retry_at = 0;
+	m->owed_backoff = 0;
 	return start_owed(m);
 }
 
@@ -1446,7 +1455,8 @@ static void replace_workers(struct ism_master *m, const struct ism_table *old,
 	m->listen_fds = fds;
 	m->n_listen = (int)t->n_listeners;
 	if (start_workers(m, worker_count(t)) < 0)
-		ism_err("reload: not every new worker started; tried again in 10 s");
+		ism_err("reload: not every new worker started; tried again in %u ms",
+			m->owed_backoff);
 	ism_notice("reload: %d new workers on %u listeners; %d old workers draining; %d more "
 		   "start as slots free",
 		   m->n_workers, t->n_listeners, retired, m->owed);
@@ -1614,6 +1624,13 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 	/* A change seen while paced, or the eventfd listened to again. */
 	if (m->loads_due > now && m->loads_due - now < (uint64_t)t)
 		t = (int)(m->loads_due - now);
+	/* Owed workers tried again after a failed fork. */
+	if (m->owed > 0 && m->owed_retry_at != 0) {
+		uint64_t due = m->owed_retry_at > now ? m->owed_retry_at - now : 0;
+
+		if (due < (uint64_t)t)
+			t = (int)due;
+	}
 	for (int i = 0; i < m->n_slots; i++) {
 		const struct ism_wslot *ws = &m->workers[i];
 
