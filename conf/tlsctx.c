@@ -3,6 +3,7 @@
 #include "conf/tlsctx.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -301,6 +305,43 @@ static int attach_rules(SSL_CTX *ctx, const struct ism_tls_conf *c, int server)
 fail:
 	rules_free(NULL, r, NULL, 0, 0, NULL);
 	return -1;
+}
+
+int ism_tls_warm(const char **what)
+{
+	static const char *const kdfs[] = {"TLS13-KDF", "HKDF", "TLS1-PRF"};
+	static const char *const ciphers[] = {"AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"};
+	static const char *const mds[] = {"SHA256", "SHA384"};
+	static const char *const keys[] = {"X25519", "EC", "RSA"};
+	static const char *const exchanges[] = {"X25519", "ECDH"};
+	static const char *const sigs[] = {"RSA", "ECDSA"};
+	EVP_MAC *mac;
+
+#define WARM(list, fetch, release)                                                                 \
+	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {                              \
+		void *x = fetch(NULL, list[i], NULL);                                              \
+		if (x == NULL) {                                                                   \
+			*what = list[i];                                                           \
+			ERR_clear_error();                                                         \
+			return -ENOENT;                                                            \
+		}                                                                                  \
+		release(x);                                                                        \
+	}
+	WARM(kdfs, EVP_KDF_fetch, EVP_KDF_free)
+	WARM(ciphers, EVP_CIPHER_fetch, EVP_CIPHER_free)
+	WARM(mds, EVP_MD_fetch, EVP_MD_free)
+	WARM(keys, EVP_KEYMGMT_fetch, EVP_KEYMGMT_free)
+	WARM(exchanges, EVP_KEYEXCH_fetch, EVP_KEYEXCH_free)
+	WARM(sigs, EVP_SIGNATURE_fetch, EVP_SIGNATURE_free)
+#undef WARM
+	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (mac == NULL) {
+		*what = "HMAC";
+		ERR_clear_error();
+		return -ENOENT;
+	}
+	EVP_MAC_free(mac);
+	return 0;
 }
 
 SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)

@@ -24,6 +24,15 @@
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
 #define ISM_TLS_DEFAULT_CURVES "X25519:P-256"
 
+/* Fetches once, in the master before any worker is forked, an algorithm of
+ * every kind a handshake uses (the TLS 1.3 and 1.2 key derivations, HMAC,
+ * the AEAD ciphers, the digests, the key exchanges and signatures): OpenSSL
+ * 3.0 builds a provider's algorithms of a kind at their first fetch, and one
+ * allocation failing then leaves the kind unusable in that process for good
+ * (a worker would refuse every TLS 1.3 handshake, silently). Built here, every
+ * worker inherits them. 0, or -ENOENT naming what could not be fetched in
+ * *what. */
+int ism_tls_warm(const char **what);
 /* A server or client context for c; NULL (the reason logged at debug) when the
  * library refuses a part of it. */
 SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server);

@@ -31,6 +31,7 @@
 
 #include "conf/defaults.h"
 #include "conf/conf.h"
+#include "conf/tlsctx.h"
 #include "health/health.h"
 #include "health/lbstate.h"
 #include "lib/addr.h"
@@ -1922,8 +1923,15 @@ static int start_fields_keep(struct ism_master *m, const struct ism_table *t)
  * (logged) with nothing left to undo. */
 static int master_open(struct ism_master *m)
 {
-	int ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);
+	const char *what = NULL;
+	int ret = ism_tls_warm(&what);
 
+	if (ret < 0) {
+		ism_err("OpenSSL: %s cannot be had (out of memory, or a provider without it)",
+			what);
+		return ret;
+	}
+	ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);
 	if (ret < 0) {
 		ism_err("shared memory: %s", strerror(-ret));
 		goto out;

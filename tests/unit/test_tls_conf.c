@@ -894,9 +894,21 @@ static void test_name_index(void **state)
 	unload(&l);
 }
 
+/* The master fetches every kind of algorithm a handshake uses before it forks
+ * (the workers inherit them): each one is there. */
+static void test_tls_warm(void **state)
+{
+	const char *what = NULL;
+
+	(void)state;
+	assert_int_equal(ism_tls_warm(&what), 0);
+	assert_null(what);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_tls_warm),
 	    cmocka_unit_test(test_https_servers),
 	    cmocka_unit_test(test_https_and_passthrough),
 	    cmocka_unit_test(test_https_redirect_hosts),
