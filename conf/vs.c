@@ -1328,6 +1328,40 @@ static void dup_hosts(struct ism_vctx *v, const struct ism_node *l, const char *
 	ism_v_pop(v, old);
 }
 
+/* Istio's analyzeUnreachable*Rules, for the rules after one without matches,
+ * which takes every request: a warning at each, as Istio's validation gives
+ * one (VirtualServiceUnreachableRule). key: "http", "tcp" or "tls". */
+static void unreachable_rules(struct ism_vctx *v, const struct ism_node *spec, const char *key)
+{
+	const struct ism_node *l = ism_node_get(spec, key, NULL);
+	bool taken = false; /* a rule without matches came */
+
+	for (size_t i = 0; l != NULL && l->kind == ISM_NODE_SEQ && i < l->n; i++) {
+		const struct ism_node *it = l->items[i], *m, *name;
+		bool none;
+		char rule[80];
+		size_t old;
+
+		if (it->kind != ISM_NODE_MAP)
+			continue;
+		m = ism_node_get(it, "match", NULL);
+		none = m == NULL || (m->kind == ISM_NODE_SEQ && m->n == 0);
+		if (taken) {
+			name = ism_node_get(it, "name", NULL);
+			if (name != NULL && name->kind == ISM_NODE_SCALAR && name->len > 0)
+				snprintf(rule, sizeof(rule), "\"%.64s\"", name->str);
+			else
+				snprintf(rule, sizeof(rule), "#%zu", i);
+			old = ism_v_push(v, ".%s[%zu]", key, i);
+			ism_v_warn(v, it, "virtualService rule %s not used (%s)", rule,
+				   none ? "only the last rule can have no matches"
+					: "route without matches defined before");
+			ism_v_pop(v, old);
+		}
+		taken = taken || none;
+	}
+}
+
 /* Istio: http, tcp or tls must be provided (a list with a route). */
 static void some_routes(struct ism_vctx *v, const struct ism_node *spec)
 {
@@ -1421,4 +1455,7 @@ void ism_model_parse_vs(struct ism_vctx *v, const struct ism_node *spec, struct 
 	v->claims_refused = false;
 	vs->tcp = parse_l4routes(v, spec, "tcp", vs, NULL, 0, &vs->n_tcp);
 	vs->tls = parse_l4routes(v, spec, "tls", vs, raw, n_raw, &vs->n_tls);
+	unreachable_rules(v, spec, "http");
+	unreachable_rules(v, spec, "tcp");
+	unreachable_rules(v, spec, "tls");
 }

@@ -1070,21 +1070,11 @@ static int resolve_ids(const char *file, const struct ism_conf *conf, const stru
 		       uid_t *uid, gid_t *gid, enum ism_diag_severity sev, struct ism_diags *d)
 {
 	char field[256];
-	int line, col;
+	int line, col, ret = 0;
 
 	*uid = (uid_t)-1;
 	*gid = (gid_t)-1;
-	if (t->group.len) {
-		struct group *gr = getgrnam(t->group.p);
-
-		if (gr == NULL) {
-			app_field(conf, ISM_APP_GROUP, "group", field, sizeof(field), &line, &col);
-			ism_diag_add(d, sev, file, line, col, field, "group %s: not found",
-				     t->group.p);
-			return -ENOENT;
-		}
-		*gid = gr->gr_gid;
-	}
+	/* Both are said when both are missing, in the file's order. */
 	if (t->user.len) {
 		struct passwd *pw = getpwnam(t->user.p);
 
@@ -1092,13 +1082,25 @@ static int resolve_ids(const char *file, const struct ism_conf *conf, const stru
 			app_field(conf, ISM_APP_USER, "user", field, sizeof(field), &line, &col);
 			ism_diag_add(d, sev, file, line, col, field, "user %s: not found",
 				     t->user.p);
-			return -ENOENT;
+			ret = -ENOENT;
+		} else {
+			*uid = pw->pw_uid;
+			*gid = pw->pw_gid; /* unless a group is named */
 		}
-		*uid = pw->pw_uid;
-		if (*gid == (gid_t)-1)
-			*gid = pw->pw_gid;
 	}
-	return 0;
+	if (t->group.len) {
+		struct group *gr = getgrnam(t->group.p);
+
+		if (gr == NULL) {
+			app_field(conf, ISM_APP_GROUP, "group", field, sizeof(field), &line, &col);
+			ism_diag_add(d, sev, file, line, col, field, "group %s: not found",
+				     t->group.p);
+			ret = -ENOENT;
+		} else {
+			*gid = gr->gr_gid;
+		}
+	}
+	return ret;
 }
 
 /* Workers give up root after the listeners are bound (the master keeps it for

@@ -1710,6 +1710,11 @@ def access_log_unwritable_refused(env):
         rc, out = env.check_config(env.path("nosuchuser.yaml"), portable=True)
         check(rc == 0 and re.search(missing.format("warning"), out),
               f"isthmus -c --portable of a user missing here: rc {rc}, {out}")
+        # A user and a group both missing: both are said, in the file's order.
+        rc, out = env.check_config(env.write("nosuchboth.yaml", text.replace(
+            "  accessLog:", "  user: isthmus-no-such-user\n  group: isthmus-no-such-group\n  accessLog:")))
+        both = [m.group(1) for m in re.finditer(r"error: Appliance test: spec\.(user|group): ", out)]
+        check(rc == 1 and both == ["user", "group"], f"isthmus -c of a user and a group missing here: rc {rc}, {out}")
 
 
 @_test

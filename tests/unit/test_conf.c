@@ -1124,6 +1124,35 @@ static void test_kubernetes_forms(void **state)
 	assert_int_equal(f->d.n, 0);
 }
 
+/* Istio's validation warns of the rules after one without matches, which
+ * takes every request (VirtualServiceUnreachableRule): by name, else by
+ * index; the rules before it are not warned of. */
+static void test_unreachable_rules(void **state)
+{
+	/* TASK_HEAD's route (http[0]) has no match */
+	static const char yaml[] =
+	    TASK_HEAD "  - route: [{destination: {host: helloworld}}]\n"
+		      "  - match: [{uri: {prefix: /b}}]\n"
+		      "    route: [{destination: {host: helloworld}}]\n"
+		      "  - name: last\n"
+		      "    route: [{destination: {host: helloworld}}]\n" TASK_SE;
+	struct fx *f = *state;
+
+	assert_non_null(load_compile(f, yaml));
+	assert_int_equal(f->d.n, 3);
+	assert_false(has_warning(&f->d, "spec.http[0]", "not used"));
+	assert_true(has_warning(&f->d, "spec.http[1]",
+				"virtualService rule #1 not used (only the last rule can have no "
+				"matches)"));
+	assert_true(has_warning(&f->d, "spec.http[2]",
+				"virtualService rule #2 not used (route without matches defined "
+				"before)"));
+	assert_true(
+	    has_warning(&f->d, "spec.http[3]",
+			"virtualService rule \"last\" not used (only the last rule can have "
+			"no matches)"));
+}
+
 static void test_failover_without_outlier(void **state)
 {
 	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
@@ -5455,7 +5484,7 @@ static void test_diag_escapes(void **state)
 static void test_error_after_many_warnings(void **state)
 {
 	struct fx *f = *state;
-	size_t cap = 70 * 64 + 1024;
+	size_t cap = 70 * 96 + 1024;
 	char *yaml = malloc(cap);
 	unsigned char small[4096];
 	struct ism_arena arena;
@@ -5473,7 +5502,9 @@ static void test_error_after_many_warnings(void **state)
 			       APP);
 	for (int i = 0; i < 70; i++)
 		len += (size_t)snprintf(yaml + len, cap - len,
-					"  - route: [{destination: {host: s%d.example.com}}]\n", i);
+					"  - match: [{uri: {prefix: /s%d}}]\n"
+					"    route: [{destination: {host: s%d.example.com}}]\n",
+					i, i);
 	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, len, &f->conf, &f->d), 0);
 	assert_int_equal(f->d.n, 70);
 	ism_arena_init(&arena, small, sizeof(small));
@@ -5891,6 +5922,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failover_task, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_region_only_locality, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_kubernetes_forms, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_unreachable_rules, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_without_outlier, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_priority, fx_setup, fx_teardown),
