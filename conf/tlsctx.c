@@ -307,6 +307,17 @@ fail:
 	return -1;
 }
 
+/* After a fetch that failed: whether an allocation failed (the queue emptied). */
+static bool fetch_out_of_memory(void)
+{
+	unsigned long e;
+	bool oom = false;
+
+	while ((e = ERR_get_error()) != 0)
+		oom = oom || ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE;
+	return oom;
+}
+
 int ism_tls_warm(const char **what)
 {
 	static const char *const kdfs[] = {"TLS13-KDF", "HKDF", "TLS1-PRF"};
@@ -320,12 +331,11 @@ int ism_tls_warm(const char **what)
 #define WARM(list, fetch, release)                                                                 \
 	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {                              \
 		void *x = fetch(NULL, list[i], NULL);                                              \
-		if (x == NULL) {                                                                   \
+		if (x == NULL && fetch_out_of_memory()) {                                          \
 			*what = list[i];                                                           \
-			ERR_clear_error();                                                         \
-			return -ENOENT;                                                            \
+			return -ENOMEM;                                                            \
 		}                                                                                  \
-		release(x);                                                                        \
+		release(x); /* one the providers lack is no handshake's */                         \
 	}
 	WARM(kdfs, EVP_KDF_fetch, EVP_KDF_free)
 	WARM(ciphers, EVP_CIPHER_fetch, EVP_CIPHER_free)
@@ -335,10 +345,9 @@ int ism_tls_warm(const char **what)
 	WARM(sigs, EVP_SIGNATURE_fetch, EVP_SIGNATURE_free)
 #undef WARM
 	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	if (mac == NULL) {
+	if (mac == NULL && fetch_out_of_memory()) {
 		*what = "HMAC";
-		ERR_clear_error();
-		return -ENOENT;
+		return -ENOMEM;
 	}
 	EVP_MAC_free(mac);
 	return 0;

@@ -30,8 +30,8 @@
  * 3.0 builds a provider's algorithms of a kind at their first fetch, and one
  * allocation failing then leaves the kind unusable in that process for good
  * (a worker would refuse every TLS 1.3 handshake, silently). Built here, every
- * worker inherits them. 0, or -ENOENT naming what could not be fetched in
- * *what. */
+ * worker inherits them. One the providers lack (ChaCha20 under FIPS) is
+ * skipped. 0, or -ENOMEM naming what could not be built in *what. */
 int ism_tls_warm(const char **what);
 /* A server or client context for c; NULL (the reason logged at debug) when the
  * library refuses a part of it. */

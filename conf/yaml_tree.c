@@ -178,9 +178,18 @@ enum ism_yaml_type ism_yaml_resolve(const char *s)
 		p++;
 	if (yaml_word(p, infs))
 		return ISM_YAML_FLOAT;
-	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'b' || p[1] == 'o') && p[2] != '\0' &&
-	    strspn(p + 2, "0123456789abcdefABCDEF_") == strlen(p + 2))
-		return ISM_YAML_INT;
+	/* go-yaml v2 drops each '_' and parses with Go's ParseInt(s, 0, 64): a
+	 * prefix takes its own digits, at least one ("0bde4f1", "0o9", "0x_"
+	 * are strings) */
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'b' || p[1] == 'o')) {
+		const char *set = p[1] == 'x'	? "0123456789abcdefABCDEF_"
+				  : p[1] == 'b' ? "01_"
+						: "01234567_";
+
+		if (strspn(p + 2, set) == strlen(p + 2) && strspn(p + 2, "_") < strlen(p + 2))
+			return ISM_YAML_INT;
+		return ISM_YAML_STR;
+	}
 	for (; *p; p++) {
 		if (*p >= '0' && *p <= '9')
 			digits = true;

@@ -779,6 +779,7 @@ static uint64_t cmd_show_dns(struct ism_master *m, char *args, struct ism_reply 
 		kv_str(&k, "name", v.name);
 		kv_str(&k, "state", ism_dns_state_name(v.state));
 		kv_str(&k, "addresses", v.n_addrs ? addrs : "-");
+		kv_str(&k, "pick", v.pick != NULL ? v.pick->text : "-");
 		kv_str(&k, "resolved", v.resolved_ms ? when : "-");
 		kv_num(&k, "ttl_s", v.ttl_s);
 		kv_num(&k, "next_in_ms", v.next_in_ms);

@@ -1929,8 +1929,7 @@ static int master_open(struct ism_master *m)
 	int ret = ism_tls_warm(&what);
 
 	if (ret < 0) {
-		ism_err("OpenSSL: %s cannot be had (out of memory, or a provider without it)",
-			what);
+		ism_err("OpenSSL: %s: out of memory", what);
 		return ret;
 	}
 	ret = ism_shm_create(&m->shm, GEN_ARENA_SIZE);

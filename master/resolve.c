@@ -526,13 +526,27 @@ int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_sta
 	d->state = state;
 	d->n = k;
 	memcpy(d->addrs, a, k * sizeof(a[0]));
-	/* the old master's pick, which its record gives first */
-	ism_addr_parse(addrs[0], &d->pick.addr, &d->pick.len);
-	snprintf(d->pick.text, sizeof(d->pick.text), "%s", addrs[0]);
-	d->picked = true;
+	d->picked = false; /* until ism_resolver_seed_pick, or the next answer */
 	d->resolved_ms = resolved_ms;
 	d->ttl_s = ttl_s;
 	d->next_ms = 0;
+	return 0;
+}
+
+int ism_resolver_seed_pick(struct ism_resolver *r, const char *name, const char *addr)
+{
+	struct dname *d = find(r, name);
+	struct ism_dns_addr a = {0};
+
+	if (d == NULL)
+		return -ENOENT;
+	if (!ism_addr_parse(addr, &a.addr, &a.len))
+		return -EINVAL;
+	snprintf(a.text, sizeof(a.text), "%s", addr);
+	if (!holds(d->addrs, d->n, &a))
+		return -EINVAL;
+	d->pick = a;
+	d->picked = true;
 	return 0;
 }
 
@@ -575,13 +589,16 @@ static void answered(struct dname *n, const struct ism_dns_addr *a, size_t k,
 	struct ism_resolver *r = n->r;
 	bool same = same_addrs(n, a, k);
 	char was[256], is[256];
+	/* The DNS_ROUND_ROBIN address: unpicked, the compiler took the lowest
+	 * (an answer an older binary handed over). A change publishes. */
+	struct ism_dns_addr rr = n->picked ? n->pick : n->n > 0 ? n->addrs[0] : *first;
 
 	if (!n->picked || !holds(a, k, &n->pick)) {
-		if (n->picked && addr_cmp(&n->pick, first) != 0)
-			r->changed = true;
 		n->pick = *first;
 		n->picked = true;
 	}
+	if (addr_cmp(&rr, &n->pick) != 0)
+		r->changed = true;
 
 	addrs_text(n->addrs, n->n, was, sizeof(was));
 	addrs_text(a, k, is, sizeof(is));

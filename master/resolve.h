@@ -98,11 +98,16 @@ size_t ism_resolver_answer_addrs(const struct ares_addrinfo *ai, enum ism_dns_fa
 				 struct ism_dns_addr *first);
 
 /* A binary upgrade: name's answer as the old master had it (state
- * RESOLVED or STALE; addresses as text, its DNS_ROUND_ROBIN pick first), serving from the
+ * RESOLVED or STALE; addresses as text), serving from the
  * first load on and asked again at once, as a reload keeps an answer. 0, -EINVAL (an address that
  * is none, a state without an answer), or -errno. */
 int ism_resolver_seed(struct ism_resolver *r, const char *name, enum ism_dns_state state,
 		      const char *const *addrs, size_t n, uint64_t resolved_ms, uint32_t ttl_s);
+/* And the address its DNS_ROUND_ROBIN endpoint connected to (one of the
+ * answer's), kept as a later answer keeps it; without it (an older binary
+ * handed over) the next answer's first in the server's order is taken. 0,
+ * -ENOENT (no such name seeded), -EINVAL. */
+int ism_resolver_seed_pick(struct ism_resolver *r, const char *name, const char *addr);
 
 /* Asks name again now (every name when name is "*"). 0, or -ENOENT when
  * no ServiceEntry resolves it. */

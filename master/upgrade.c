@@ -200,8 +200,8 @@ static int tickets_memfd(const struct ism_ticket_keys *tk)
 /* The state an upgrade hands over, text records of one line each:
  *
  *   endpoint ADMIN WEIGHT KEY		what isthmusctl set of an endpoint
- *   dns STATE TTL RESOLVED_MS NAME ADDR...	a DNS ServiceEntry name's answer, its
- *					DNS_ROUND_ROBIN address first
+ *   dns STATE TTL RESOLVED_MS NAME ADDR...	a DNS ServiceEntry name's answer
+ *   dnspick NAME ADDR			its DNS_ROUND_ROBIN endpoint's address
  *   jwks ISSUER_LEN URI_LEN TEXT_LEN	a key set, its ISSUER URI TEXT bytes
  *					following the line (URI_LEN -1: by
  *					discovery), then a newline
@@ -231,13 +231,12 @@ static int state_memfd(const struct ism_master *m)
 			continue;
 		ism_say(&r, "dns %d %u %llu %s", (int)dv.state, dv.ttl_s,
 			(unsigned long long)dv.resolved_ms, dv.name);
-		/* the DNS_ROUND_ROBIN pick first: the new master keeps it */
-		if (dv.pick != NULL)
-			ism_say(&r, " %s", dv.pick->text);
 		for (size_t k = 0; k < dv.n_addrs; k++)
-			if (dv.pick == NULL || strcmp(dv.addrs[k].text, dv.pick->text) != 0)
-				ism_say(&r, " %s", dv.addrs[k].text);
+			ism_say(&r, " %s", dv.addrs[k].text);
 		ism_say(&r, "\n");
+		/* a record of its own, which an older binary passes over */
+		if (dv.pick != NULL)
+			ism_say(&r, "dnspick %s %s\n", dv.name, dv.pick->text);
 	}
 	for (size_t i = 0; m->jwks != NULL && ism_jwks_cache_entry(m->jwks, i, &iss, &uri, &text);
 	     i++)
@@ -372,6 +371,14 @@ static void answer_record(void *ctx, struct record *rec)
 		free(iss);
 		free(uri);
 		free(text);
+		return;
+	}
+	if (strncmp(rec->line, "dnspick ", 8) == 0) {
+		char *name = strtok_r(rec->line + 8, " ", &save),
+		     *addr = strtok_r(NULL, " ", &save);
+
+		if (name != NULL && addr != NULL)
+			ism_resolver_seed_pick(k->dns, name, addr);
 		return;
 	}
 	if (sscanf(rec->line, "dns %d %u %llu %n", &state, &ttl, &resolved, &at) != 3 || at == 0)

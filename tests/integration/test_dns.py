@@ -683,6 +683,16 @@ def dns_round_robin_first_in_server_order(env):
     kill(procs["u3"])  # its pooled connections close: the next ones are made to the new address
     poll(lambda: all_from(env, "u4"), 10, interval=0.1,
          what="the new answer's first address, 127.0.0.4, once 127.0.0.3 is gone")
+    picks = {d["name"]: d.get("pick") for d in json.loads(w.ctl("show dns json"))}
+    check(picks.get(n) == "127.0.0.4", f"show dns's pick: {picks}")
+    # A binary upgrade hands the pick over: the new master's workers connect
+    # to 127.0.0.4 still, not to the lowest address of the answer.
+    from test_control import _own_binary, _upgrade_done
+    dns.records[n] = ["127.0.0.2", "127.0.0.4"]
+    asked = dns.asked.get(n, 0)
+    poll(lambda: dns.asked.get(n, 0) >= asked + 2, 10, interval=0.1, what="two more queries of the name")
+    _upgrade_done(env, _own_binary(env))
+    check(all_from(env, "u4", 50), "after the upgrade, the DNS_ROUND_ROBIN endpoint left 127.0.0.4")
 
 
 @_test
@@ -787,7 +797,8 @@ def dns_large_answer_udp_only(env):
     poll(lambda: all_from(env, "u2"), 10, interval=0.1, what=f"{small}, asked beside {big}, to serve")
     out = w.ctl("show dns")
     row = [l for l in out.splitlines() if f"name={big} " in l]
-    check(row and "state=resolved" in row[0] and row[0].count("127.0.9.") == 40,
+    addrs = re.search(r"\baddresses=(\S+)", row[0]) if row else None
+    check(row and "state=resolved" in row[0] and addrs and addrs.group(1).count("127.0.9.") == 40,
           f"{big}'s 40 addresses over UDP: {out}")
     # The log's list of a long answer ends with what it leaves out, each
     # address it names whole (it was cut inside one, which read as another).

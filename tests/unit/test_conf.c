@@ -1109,11 +1109,13 @@ static void test_region_only_locality(void **state)
  * percentage written ".5". */
 static void test_kubernetes_forms(void **state)
 {
-	static const char yaml[] =
-	    TASK_HEAD TASK_SE "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
-			      "metadata: {name: hw, generateName: hw-, selfLink: /x, "
-			      "deletionTimestamp: \"2026-01-01T00:00:00Z\", "
-			      "deletionGracePeriodSeconds: 30}\nspec:\n  host: helloworld\n";
+	static const char yaml[] = TASK_HEAD TASK_SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	    "metadata: {name: hw, generateName: hw-, selfLink: /x, "
+	    "deletionTimestamp: \"2026-01-01T00:00:00Z\", "
+	    "deletionGracePeriodSeconds: 30}\nspec:\n  host: helloworld\n"
+	    /* strings to go-yaml, though they start as its integers do */
+	    "  subsets: [{name: v1, labels: {version: 0bde4f1, b: 0o9ab, c: 0x}}]\n";
 	static const char pct[] =
 	    TASK_HEAD "    fault: {abort: {httpStatus: 503, percentage: {value: .5}}}\n" TASK_SE;
 	struct fx *f = *state;
@@ -5545,6 +5547,12 @@ static void test_yaml_types(void **state)
 	    {"spec:\n  hosts: [a.example.com]\n  http:\n  - name: 1.5\n"
 	     "    route: [{destination: {host: a.b}}]\n",
 	     "spec.http[0].name", "must be a string, not a number"},
+	    {"spec:\n  hosts: [a.example.com]\n  http:\n  - name: 0x1f\n"
+	     "    route: [{destination: {host: a.b}}]\n",
+	     "spec.http[0].name", "must be a string, not an integer"},
+	    {"spec:\n  hosts: [a.example.com]\n  http:\n  - name: 0b1_0\n"
+	     "    route: [{destination: {host: a.b}}]\n",
+	     "spec.http[0].name", "must be a string, not an integer"},
 	};
 	struct fx *f = *state;
 
