@@ -1805,7 +1805,9 @@ static int master_loop(struct ism_master *m)
 			handle_signals(m);
 		if (pfd[3].revents)
 			ism_reload_run(m);
-		if (m->health_retry_at != 0 && now >= m->health_retry_at)
+		/* Not while a reload warms its new endpoints' checks: its
+		 * commit takes the table then. */
+		if (m->health_retry_at != 0 && now >= m->health_retry_at && !ism_reload_busy(m))
 			health_take(m, ism_shm_current(&m->shm));
 		ism_health_run(m->health, now);
 		if (pfd[2].revents) {

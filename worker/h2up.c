@@ -763,8 +763,9 @@ struct ism_upconn *ism_h2up_start(struct ism_wctx *w, struct ism_stream *st,
 	u->idle_ms = st->pool_idle_ms;
 	u->mux->ping_interval = cl->h2_ping_interval_ms;
 	u->mux->ping_timeout = cl->h2_ping_timeout_ms;
-	/* room for it in the connection's delivery queue (pend) */
-	if (ism_ud_reserve(&u->mux->pend, &u->mux->cap_pend, u->mux->n_streams + 1) < 0)
+	/* room for it in the connection's delivery queue (pend), twice: a
+	 * stream freed during a pass leaves its place there until the pass ends */
+	if (ism_ud_reserve(&u->mux->pend, &u->mux->cap_pend, 2 * (u->mux->n_streams + 1)) < 0)
 		return NULL;
 	x = malloc(sizeof(*x)); /* not calloc, which skips glibc's per-thread cache */
 	if (x == NULL)

@@ -361,8 +361,10 @@ void ism_slab_free(struct ism_slab *sl)
 
 int ism_sock_queues_reserve(struct ism_wctx *w)
 {
-	/* every socket ever made, and the one about to be */
-	uint32_t need = w->sess.n + w->ups.n + 1;
+	/* every socket ever made, and the one about to be, twice: a socket is
+	 * in a queue once at most but for a turn where it is queued again
+	 * (kicked by a stream and by its connection) */
+	uint32_t need = 2 * (w->sess.n + w->ups.n + 1);
 
 	if (ism_ud_reserve(&w->held, &w->cap_held, need) < 0 ||
 	    ism_ud_reserve(&w->bufwait, &w->cap_bufwait, need) < 0 ||
