@@ -451,7 +451,8 @@ def authz_dry_run_values(env):
 @_test
 def authz_principals(env):
     """Over HTTPS with OPTIONAL_MUTUAL: principals, namespaces and trustDomains
-    from the client certificate's SPIFFE URI; a request without a certificate
+    from the client certificate's SPIFFE URI (a trust domain whose name only
+    starts with a listed one does not match); a request without a certificate
     never matches notPrincipals' "*" (so a DENY notPrincipals ["*"] denies it);
     a connection.sni condition."""
     pki = Pki(env)
@@ -459,7 +460,8 @@ def authz_principals(env):
     srv = pki.leaf("gw", ["DNS:a.example.com", "DNS:blocked.example.com"], key="ec")
     certs = {n: pki.leaf(n, [f"URI:spiffe://{uri}"], key="ec") for n, uri in (
         ("web", "cluster.local/ns/shop/sa/web"), ("other", "cluster.local/ns/shop/sa/other"),
-        ("prod", "td.example/ns/prod/sa/x"), ("prod-cl", "cluster.local/ns/prod/sa/x"))}
+        ("prod", "td.example/ns/prod/sa/x"), ("prod-cl", "cluster.local/ns/prod/sa/x"),
+        ("prod-td-longer", "td.example.evil/ns/prod/sa/x"))}
     allow = policy("mesh", "  rules:\n  - from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]\n"
                    "  - from: [{source: {namespaces: [prod], trustDomains: [td.example]}}]\n"
                    "  - to: [{operation: {paths: [\"/public*\"]}}]\n")
@@ -470,6 +472,9 @@ def authz_principals(env):
               extra_docs=[allow, deny])
     for cert, path, sni, status in (("web", "/x", "a.example.com", 200), ("other", "/x", "a.example.com", 403),
                                     ("prod", "/x", "a.example.com", 200), ("prod-cl", "/x", "a.example.com", 403),
+                                    # trustDomains td.example is the prefix "spiffe://td.example/" (istiod's
+                                    # srcTrustDomainGenerator), not a prefix of another trust domain's name
+                                    ("prod-td-longer", "/x", "a.example.com", 403),
                                     (None, "/x", "a.example.com", 403), (None, "/public", "a.example.com", 200),
                                     (None, "/public/private", "a.example.com", 403),
                                     ("web", "/public/private", "a.example.com", 200),

@@ -621,6 +621,58 @@ def accept_backs_off_at_descriptor_limit(env):
 
 
 @_test
+def accept_out_of_descriptors_frees_idle_upstreams(env):
+    """A worker whose accept fails for want of descriptors closes its idle
+    pooled upstream connections (ism_up_reclaim_idle), as an upstream
+    connect that runs out does: their descriptors go to the clients waiting,
+    who are served at once, where they waited in the listen queue until the
+    pool's idle timeout (an hour) closed the connections, or, here, until
+    the clients served first went idle for timeouts.idle (60 s)."""
+    one_upstream(env, timeouts={"idle": "60s"})
+    worker = env.workers()[0]
+
+    def fds():
+        return sorted(int(fd) for fd in os.listdir(f"/proc/{worker}/fd"))
+
+    base = len(fds())
+    # Ten upstream connections, left idle in the pool once their clients go.
+    conns = [Conn("127.0.0.1", env.gw_port, timeout=15) for _ in range(10)]
+    for c in conns:
+        c.send(b"GET /delay/300 HTTP/1.1\r\nHost: a\r\n\r\n")
+    for i, c in enumerate(conns):
+        r = c.read_response()
+        check(r.status == 200, f"request {i} to fill the pool: {r}")
+    for c in conns:
+        c.close()
+    poll(lambda: len(fds()) <= base + 10, 10, what="the clients' descriptors closed, the pool's kept")
+    soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+    held = fds()
+    # No descriptor above the highest it holds: the free ones below it
+    # (holes) take as many clients, the next ones need the pool's.
+    limit = held[-1] + 1
+    holes = limit - len(held)
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (limit, hard))
+    clients = []
+    try:
+        for i in range(holes + 4):
+            c = Conn("127.0.0.1", env.gw_port, timeout=20)
+            c.send(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")  # kept open
+            clients.append(c)
+        for i, c in enumerate(clients):
+            try:
+                r = c.read_response()
+            except (OSError, EOFError) as e:
+                r = repr(e)
+            check(getattr(r, "status", None) == 200,
+                  f"client {i} of {len(clients)} ({holes} free descriptors, 10 idle upstream "
+                  f"connections): {r}")
+    finally:
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, (soft, hard))
+        for c in clients:
+            c.close()
+
+
+@_test
 def upstream_descriptors_run_out(env):
     """A worker that runs out of descriptors for upstream connections (one
     HTTP/2 client's 60 streams at once, each needing its own HTTP/1.1

@@ -627,6 +627,55 @@ static void test_binding(void **state)
  * references resolve as Istio resolves them. sourceLabels and sourceNamespace
  * are compared with the appliance's labels and namespace, as Istio compares
  * them with the gateway proxy's. */
+/* A Gateway server's hosts are lowercased as the VirtualServices' are (DNS
+ * names are case-insensitive, and Envoy matches a virtual host's domains
+ * without case): a server host written "Shop.Example.COM" binds the
+ * VirtualService of shop.example.com, and a VirtualService of
+ * "*.example.net" takes the server's more specific host, lowercased, as its
+ * domain. */
+static void test_gateway_hosts_lowercased(void **state)
+{
+	static const char yaml[] =
+	    APP "---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: gw}\n"
+		"spec:\n"
+		"  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [\"Shop.Example.COM\", \"./Other.Example.NET\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata: {name: v}\n"
+		"spec:\n"
+		"  hosts: [shop.example.com]\n"
+		"  gateways: [gw]\n"
+		"  http:\n"
+		"  - route: [{destination: {host: s}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata: {name: w}\n"
+		"spec:\n"
+		"  hosts: [\"*.example.net\"]\n"
+		"  gateways: [gw]\n"
+		"  http:\n"
+		"  - route: [{destination: {host: s}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_listener *l = &t->listeners[0];
+
+	assert_int_equal(t->n_listeners, 1);
+	assert_int_equal(l->n_vhosts, 2);
+	assert_string_equal(l->vhosts[0].name.p, "default/v");
+	assert_int_equal(l->vhosts[0].n_domains, 1);
+	assert_string_equal(l->vhosts[0].domains[0].p, "shop.example.com");
+	assert_string_equal(l->vhosts[1].name.p, "default/w");
+	assert_int_equal(l->vhosts[1].n_domains, 1);
+	assert_string_equal(l->vhosts[1].domains[0].p, "other.example.net");
+}
+
 static void test_match_gateways(void **state)
 {
 	static const char yaml[] =
@@ -1339,6 +1388,77 @@ static void test_distribute(void **state)
 	assert_int_equal(c->n_endpoints, 1);
 	assert_int_equal(c->n_groups, 1);
 	check_ep(c, 0, "10.0.0.3:5000", 0, 0);
+}
+
+/* Istio's applyLocalityWeights and applyLocalityFailover take the first
+ * entry that applies and stop there (a `return` after the first distribute
+ * entry whose from matches, a `break` after the first failover entry from the
+ * proxy's region); a later entry that also applies changes nothing. */
+static void test_locality_first_entry_wins(void **state)
+{
+	static const char distribute[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      localityLbSetting:\n        distribute:\n"
+	    "        - from: region1/*\n          to: {region2/zone3: 100}\n"
+	    "        - from: region1/zone1\n          to: {\"region3/*\": 100}\n"
+	    "    outlierDetection: {}\n");
+	static const char failover[] = TASK_HEAD TASK_SE TASK_DR(
+	    "    loadBalancer:\n      localityLbSetting:\n        failover:\n"
+	    "        - {from: region1, to: region3}\n"
+	    "        - {from: region1, to: region2}\n"
+	    "    outlierDetection: {consecutive5xxErrors: 1}\n");
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, distribute);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
+
+	/* the first entry: everything to region2/zone3 */
+	assert_int_equal(c->n_endpoints, 1);
+	assert_int_equal(c->n_groups, 1);
+	check_ep(c, 0, "10.0.0.3:5000", 0, 0);
+	check_group(c, 0, "region2/zone3", 0, 100, 0, 1);
+
+	/* the first entry: region3 is the failover region (P2), region2 after it */
+	t = reload_compile(f, failover);
+	c = loaded_cluster(t, TASK_CLUSTER);
+	assert_int_equal(c->n_endpoints, 4);
+	assert_int_equal(c->n_priorities, 4);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.2:5000", 1, 1);
+	check_ep(c, 2, "10.0.0.4:5000", 2, 2);
+	check_ep(c, 3, "10.0.0.3:5000", 3, 3);
+}
+
+/* Envoy warms endpoints up (slow start) under ROUND_ROBIN and LEAST_REQUEST
+ * only, and Istio sets slow_start_config for those only: with RANDOM or a
+ * consistent hash the warmup has no effect (a warning says so), so the
+ * cluster has none. */
+static void test_warmup_only_rr_lr(void **state)
+{
+	static const char yaml[] = TASK_HEAD TASK_SE
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hw}\n"
+	    "spec:\n  host: helloworld\n  trafficPolicy:\n"
+	    "    loadBalancer: {simple: RANDOM, warmup: {duration: 10s}}\n"
+	    "  subsets:\n"
+	    "  - name: rr\n    labels: {net: n1}\n    trafficPolicy:\n"
+	    "      loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 10s}}\n"
+	    "  - name: hash\n    labels: {net: n1}\n    trafficPolicy:\n"
+	    "      loadBalancer: {consistentHash: {httpHeaderName: x-id}, warmupDurationSecs: "
+	    "10s}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: s}\n"
+	    "spec:\n  hosts: [a.example.com]\n  gateways: [gw]\n  http:\n"
+	    "  - route: [{destination: {host: helloworld, subset: rr}}]\n"
+	    "  - route: [{destination: {host: helloworld, subset: hash}}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
+
+	assert_int_equal(c->lb, ISM_LB_RANDOM);
+	assert_int_equal(c->warmup_ms, 0);
+	assert_true(has_warning(&f->d, "warmup", "has no effect with RANDOM"));
+	c = loaded_cluster(t, "outbound|5000|rr|helloworld.default.svc.cluster.local");
+	assert_int_equal(c->lb, ISM_LB_ROUND_ROBIN);
+	assert_int_equal(c->warmup_ms, 10000);
+	c = loaded_cluster(t, "outbound|5000|hash|helloworld.default.svc.cluster.local");
+	assert_int_equal(c->warmup_ms, 0);
 }
 
 static void test_retries(void **state)
@@ -2313,6 +2433,7 @@ static void test_proxy_config(void **state)
 	    PC_DOC("gw", "default", "  selector: {matchLabels: {istio: ingressgateway}}\n");
 	static const char over[] =
 	    PC_APP "  workers: 4\n" PC_DOC("mesh", "istio-system", "  concurrency: 0\n");
+	static const char max_workers[] = APP "  workers: 64\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, mesh);
 
@@ -2336,6 +2457,10 @@ static void test_proxy_config(void **state)
 	assert_int_equal(f->conf->app.workers, 0);
 	assert_true(has_warning(&f->d, "Appliance t: spec.workers",
 				"ProxyConfig istio-system/mesh sets concurrency 0, which decides"));
+	/* spec.workers alone: 1..64, both bounds included (65 is an error) */
+	reload_compile(f, max_workers);
+	assert_int_equal(f->conf->app.workers, 64);
+	assert_int_equal(f->t->workers, 64);
 #undef PC_APP
 }
 
@@ -2384,6 +2509,14 @@ static void test_telemetry(void **state)
 	    TEL_DOC("a-on", "default",
 		    "  selector: {matchLabels: {istio: ingressgateway}}\n"
 		    "  accessLogging: [{providers: [{name: envoy}]}]\n");
+	/* Two namespace-wide Telemetries in one namespace: istiod's
+	 * namespaceWideTelemetryConfig takes the first of them (the oldest;
+	 * isthmus, without creation times, the first by name), the other
+	 * changes nothing, whatever the file's order. */
+	static const char ns_wide_first[] =
+	    TEL_APP TEL_DOC("b-on", "default", "  accessLogging: [{providers: [{name: envoy}]}]\n")
+		TEL_DOC("a-off", "default",
+			"  accessLogging: [{providers: [{name: envoy}], disabled: true}]\n");
 	struct fx *f = *state;
 	const struct ism_alog_conf *l;
 
@@ -2413,6 +2546,8 @@ static void test_telemetry(void **state)
 	reload_compile(f, out_of_scope);
 	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
 	reload_compile(f, by_name);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
+	reload_compile(f, ns_wide_first);
 	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
 #undef TEL_APP
 #undef TEL_MESH
@@ -2949,6 +3084,12 @@ static void test_hc_port_keys_shared(void **state)
 	}
 	assert_string_equal(port_key(f, t, 83, &hc), "s.default.svc.cluster.local|10.0.0.1:9001");
 	assert_int_equal(f->eps.n, 2);
+	/* Without expectedStatuses: 200 alone (docs/configuration.md; Envoy's
+	 * default expected_statuses), as the half-open range [200, 201). */
+	assert_non_null(s_cluster(t, 80, "")->hc);
+	assert_int_equal(s_cluster(t, 80, "")->hc->n_statuses, 1);
+	assert_int_equal(s_cluster(t, 80, "")->hc->statuses[0][0], 200);
+	assert_int_equal(s_cluster(t, 80, "")->hc->statuses[0][1], 201);
 }
 
 /* spec.accessLog: the destination, and the text template parsed at load into
@@ -5935,6 +6076,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_priority, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_distribute, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_locality_first_entry_wins, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_warmup_only_rr_lr, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retries, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_retry_names, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_consistent_hash, fx_setup, fx_teardown),
@@ -5996,6 +6139,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_workload_selectors, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_endpoint_weights, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_yaml_booleans, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_hosts_lowercased, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_match_gateways, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delegate_merge_rules, fx_setup, fx_teardown),
