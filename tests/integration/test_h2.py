@@ -2353,9 +2353,19 @@ def h2_upstream_goaway_no_new_stream(env):
     def held():
         slow["r"] = env.get("/delay/1500", timeout=10)
 
+    # The held request counted at the upstream: its in-flight count alone
+    # can still hold /warm's stream, whose end the upstream counts a moment
+    # after its answer went (then /goaway could go out first, and the held
+    # request on the connection after the GOAWAY).
+    base = h2up_stats("127.0.0.2", port)["requests"]
     t = threading.Thread(target=held, daemon=True)
     t.start()
-    poll(lambda: h2up_stats("127.0.0.2", port)["in_flight"] >= 1, 5, what="the held stream at the upstream")
+
+    def arrived():
+        s = h2up_stats("127.0.0.2", port)
+        return s["requests"] > base and s["in_flight"] >= 1
+
+    poll(arrived, 5, what="the held stream at the upstream")
     r = env.get("/goaway")
     check(r.status == 200, f"/goaway: {r}")
     first = info(r.body)
