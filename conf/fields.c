@@ -588,6 +588,7 @@ static int dur_field(struct ism_vctx *v, const struct ism_node *map, const char 
 		     uint32_t min_ms, bool istio, uint32_t *out)
 {
 	const struct ism_node *n;
+	const char *kind;
 	uint64_t ns = 0;
 	uint32_t ms = 0;
 	size_t old;
@@ -597,11 +598,12 @@ static int dur_field(struct ism_vctx *v, const struct ism_node *map, const char 
 	if (n == NULL)
 		return 0;
 	/* A duration is a string to Kubernetes: a plain 0 is an integer */
-	if (yaml_kind(n) != NULL) {
+	kind = yaml_kind(n);
+	if (kind != NULL) {
 		ism_v_err(v, n,
 			  "must be a duration such as \"10s\", \"250ms\", \"1.5s\" or \"2m\" "
 			  "(%s is %s to Kubernetes)",
-			  n->str, yaml_kind(n));
+			  n->str, kind);
 		ism_v_pop(v, old);
 		return -1;
 	}
