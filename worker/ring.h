@@ -12,8 +12,21 @@
 
 #include "worker/worker-t.h"
 
-/* A submission entry; the queue is flushed to make room when full. */
+/* A submission entry; the queue is flushed to make room when full, and an
+ * entry the kernel has no room for waits in the worker's backlog. */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);
+/* The backlog's entries to the submission queue, in order, submitting as the
+ * queue fills; what the kernel still refuses waits for the next turn. */
+void ism_w_sqb_move(struct ism_wctx *w);
+/* Whether a warning of a kind last given at *last_ms may be given now (at most
+ * once a second); if so, now is its time. */
+static inline bool ism_w_warn_due(uint64_t *last_ms, uint64_t now)
+{
+	if (*last_ms != 0 && now - *last_ms < 1000)
+		return false;
+	*last_ms = now;
+	return true;
+}
 /* A receive into a ring buffer on socket s, completing with user_data ud; a
  * multishot one completes once per read (IORING_CQE_F_MORE) until it ends. */
 void ism_w_recv(struct ism_wctx *w, const struct ism_sock *s, uint64_t ud, bool multishot);

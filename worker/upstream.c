@@ -335,11 +335,10 @@ struct ism_upconn *ism_up_connect(struct ism_wctx *w, const struct ism_stream *s
 		 * endpoint's failure. Idle pooled connections give theirs back,
 		 * and the request waits for one as for a connection. */
 		if ((err == EMFILE || err == ENFILE) && full != NULL) {
-			if (w->fd_warn_ms == 0 || w->now - w->fd_warn_ms >= 1000)
+			if (ism_w_warn_due(&w->fd_warn_ms, w->now))
 				ism_warn("upstream connection: %s: idle pooled connections closed, "
 					 "requests wait for a descriptor",
 					 strerror(err));
-			w->fd_warn_ms = w->now;
 			ism_up_reclaim_idle(w);
 			*full = true;
 		}

@@ -28,6 +28,9 @@
 #define ISM_BGID	  1
 #define ISM_MAX_HDRS	  1000
 #define ISM_REPLAY_MAX	  (64u * 1024u) /* a request kept whole for a retry, at most */
+/* Submission entries that may wait for the kernel's room (ism_w_sqe): as many
+ * as the ring's queue holds, more than one turn prepares. */
+#define ISM_SQ_BACKLOG 4096u
 
 /* io_uring operations; the op travels in user_data with the object's slot and
  * generation, so a completion for a recycled slot is recognised. */
@@ -183,7 +186,13 @@ struct ism_wctx {
 	uint64_t *h2_kicked;
 	uint32_t n_h2_kicked, cap_h2_kicked;
 	uint32_t ring_busy; /* waits in a row the kernel refused for want of room */
-	uint8_t mshot;	    /* the kernel takes multishot receives */
+	/* submission entries the kernel had no room for, in order (ism_w_sqe):
+	 * moved to the queue before the loop submits again; room for
+	 * ISM_SQ_BACKLOG, whose pages are touched only when used */
+	struct io_uring_sqe *sqb;
+	uint32_t n_sqb;
+	uint64_t sqb_warn_ms; /* when the backlog was last said to fill */
+	uint8_t mshot;	      /* the kernel takes multishot receives */
 	/* The ring's table of registered descriptors: a socket's operations name
 	 * it by index (its fd number) and skip the descriptor lookup; fdnum[i] is
 	 * i, what an update installs at index i (worker/sock.c). */

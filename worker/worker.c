@@ -36,17 +36,47 @@
 #define RING_ENTRIES 4096
 #define TICK_MS	     100
 
+/* An entry of the submission queue to fill. A full queue goes to the kernel
+ * first; where the kernel takes none of it (no memory for a request, a
+ * completion queue it cannot flush), the entry is one of the backlog's, which
+ * the loop moves to the queue before it submits again (ism_w_sqb_move). Once
+ * the backlog holds one, later entries go behind it: they keep their order. A
+ * backlog full too is a bug (ISM_SQ_BACKLOG entries: more than a turn makes). */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	struct io_uring_sqe *sqe = NULL;
 
-	if (sqe == NULL) {
-		/* The submission queue is full: flush it and take a fresh entry. */
-		io_uring_submit(&w->ring);
+	if (w->n_sqb == 0) {
 		sqe = io_uring_get_sqe(&w->ring);
+		if (sqe == NULL && io_uring_submit(&w->ring) > 0)
+			sqe = io_uring_get_sqe(&w->ring);
 	}
-	ISM_BUG_ON(sqe == NULL);
+	if (sqe == NULL) {
+		ISM_BUG_ON(w->n_sqb == ISM_SQ_BACKLOG);
+		if (w->n_sqb == 0 && ism_w_warn_due(&w->sqb_warn_ms, w->now))
+			ism_warn("io_uring: the kernel takes no submission: entries wait");
+		sqe = &w->sqb[w->n_sqb++];
+		memset(sqe, 0, sizeof(*sqe));
+	}
 	return sqe;
+}
+
+void ism_w_sqb_move(struct ism_wctx *w)
+{
+	uint32_t i = 0;
+
+	while (i < w->n_sqb) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+		if (sqe == NULL) {
+			if (io_uring_submit(&w->ring) <= 0)
+				break;
+			continue;
+		}
+		*sqe = w->sqb[i++];
+	}
+	memmove(w->sqb, w->sqb + i, (w->n_sqb - i) * sizeof(*w->sqb));
+	w->n_sqb -= i;
 }
 
 void ism_w_recv(struct ism_wctx *w, const struct ism_sock *s, uint64_t ud, bool multishot)
@@ -521,7 +551,10 @@ static void final_log_flush(struct ism_wctx *w)
 		return;
 	while (l->in_flight && ism_now_ms() < until) {
 		struct io_uring_cqe *cqe;
-		int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		int ret;
+
+		ism_w_sqb_move(w);
+		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
 
 		if (ret == -ETIME || ret == -EINTR)
 			continue;
@@ -579,6 +612,8 @@ static struct __kernel_timespec wait_time(const struct ism_wctx *w)
 		ms = 0;
 	else if (w->stream_wake - w->now < 1000)
 		ms = w->stream_wake - w->now;
+	if (w->n_sqb && ms > 10) /* entries wait for the kernel's room */
+		ms = 10;
 	return (struct __kernel_timespec){.tv_sec = (long long)(ms / 1000),
 					  .tv_nsec = (long long)(ms % 1000) * 1000000};
 }
@@ -594,6 +629,7 @@ static int loop(struct ism_wctx *w)
 		buf_publish(w);
 		if (w->draining && (w->n_active == 0 || w->now >= w->drain_deadline))
 			break;
+		ism_w_sqb_move(w);
 		ts = wait_time(w);
 		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
 		/* EBUSY (completions the kernel could not post yet) and EAGAIN (no
@@ -793,7 +829,8 @@ static int wctx_init(struct ism_wctx *w, const struct ism_worker_args *args)
 	w->conn_seq = (uint64_t)getpid() << 40;
 	w->accepts = calloc((size_t)w->n_listen + 1, sizeof(*w->accepts));
 	w->accept_pfd = calloc((size_t)w->n_listen + 1, sizeof(*w->accept_pfd));
-	if (w->accepts == NULL || w->accept_pfd == NULL)
+	w->sqb = malloc(ISM_SQ_BACKLOG * sizeof(*w->sqb));
+	if (w->accepts == NULL || w->accept_pfd == NULL || w->sqb == NULL)
 		return -ENOMEM;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
@@ -918,6 +955,7 @@ out_signal:
 out_free:
 	free(w->accepts);
 	free(w->accept_pfd);
+	free(w->sqb);
 	free(w);
 	return status;
 }
