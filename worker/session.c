@@ -166,9 +166,9 @@ const struct ism_buf *ism_sess_xfcc(struct ism_sess *s)
 /* ---------- accept ---------- */
 
 /* The client's address: the socket's peer, or what a PROXY header says. */
-static void set_peer(struct ism_sess *s, const struct sockaddr_storage *ss)
+static void set_peer(struct ism_sess *s, const void *ss)
 {
-	ism_addr_text((const struct sockaddr *)ss, s->peer, &s->peer_port);
+	ism_addr_text(ss, s->peer, &s->peer_port);
 }
 
 /* The addresses of an inbound PROXY header (not LOCAL): the client's becomes
@@ -226,7 +226,7 @@ static bool has_passthrough(const struct ism_listener *l)
 
 void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 {
-	struct sockaddr_storage ss;
+	union ism_pp_addr ss;
 	socklen_t sl = sizeof(ss);
 	struct ism_sess *s;
 	int one = 1;
@@ -258,8 +258,13 @@ void ism_sess_accepted(struct ism_wctx *w, int fd, int listener)
 	s->accept_ms = w->now;
 	ism_wstat_add(&w->st->conn_active, 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+	/* A dual-stack listener's IPv4 client is named as IPv4, as Envoy's
+	 * listener reads the peer (policies' IPv4 blocks, X-Forwarded-For, the
+	 * log); a PROXY header's address stays as written, as Envoy's. */
+	if (getpeername(fd, &ss.sa, &sl) == 0) {
+		unmap_v4(&ss);
 		set_peer(s, &ss);
+	}
 	/* A connection that never sends a complete request is bounded by the
 	 * request-header timeout, counted from the accept. */
 	ism_sess_set_deadline(w, s, ISM_DL_HEADER, w->table->timeouts.request_header_ms);

@@ -227,6 +227,43 @@ def authz_remote_ip_xff_lines(env):
 
 
 @_test
+def authz_dual_stack_ipv4_client(env):
+    """On a dual-stack listener ("::"), an IPv4 client is named as IPv4, as
+    Envoy's listener reads the peer: a DENY by an IPv4 block (ipBlocks and
+    remoteIpBlocks) matches it, and X-Forwarded-For, x-envoy-external-address
+    and the access log carry 127.0.0.x, not ::ffff:127.0.0.x. It stayed in its
+    IPv6-mapped form, so an IPv4 DENY let every IPv4 client through. An IPv6
+    client (::1) is judged by IPv6 blocks."""
+    deny = policy("deny-v4", "  action: DENY\n  rules:\n"
+                  "  - from: [{source: {ipBlocks: [127.0.0.2/32]}}]\n"
+                  "  - from: [{source: {remoteIpBlocks: [127.0.0.3/32]}}]\n"
+                  "    to: [{operation: {paths: [/remote]}}]\n"
+                  "  - from: [{source: {ipBlocks: [\"::1/128\"]}}]\n")
+    log = env.path("access.log")
+    up = env.upstream([f"{UP}:0=a"], name="a")["a"]
+    gw = free_port()
+    app = appliance(env, extra=f"  accessLog: {{path: {log}, format: text, "
+                    "textFormat: \"%REQ(:PATH)% %DOWNSTREAM_REMOTE_ADDRESS%\"}\n")
+    check("listenAddress: 127.0.0.1\n" in app, "the harness's Appliance names listenAddress")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        app.replace("listenAddress: 127.0.0.1\n", "listenAddress: \"::\"\n"), gateway_ports([gw]),
+        virtual_service("vs", ["*"], ROUTE_ALL), service_entry("a", SVC, [{"address": UP, "port": up}]), deny)), gw)
+    r = get(gw, "/headers")
+    check(r.status == 200, f"127.0.0.1 is served: {r}")
+    got = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in r.body.decode().split("\r\n")
+           if l.lower().startswith(("x-forwarded-for:", "x-envoy-external-address:"))}
+    check(got == {"x-forwarded-for": "127.0.0.1", "x-envoy-external-address": "127.0.0.1"},
+          f"the upstream's client address fields: {got}")
+    check_denied(get(gw, "/a", src="127.0.0.2"), "127.0.0.2 by ipBlocks on a dual-stack listener")
+    check_denied(get(gw, "/remote", src="127.0.0.3"), "127.0.0.3 by remoteIpBlocks on a dual-stack listener")
+    check(get(gw, "/a", src="127.0.0.3").status == 200, "127.0.0.3 elsewhere is served")
+    with Conn("::1", gw) as c:
+        check_denied(c.request("GET", "/a", "test.local"), "::1 by an IPv6 block")
+    line = log_line(log, "/headers ")
+    check(re.fullmatch(r"/headers 127\.0\.0\.1:\d+", line), f"the access log's client address: {line!r}")
+
+
+@_test
 def authz_ip_blocks_behind_proxy_protocol(env):
     """On a listener behind a PROXY-protocol load balancer, ipBlocks (and
     source.ip) are the socket's peer, the load balancer, as Istio writes them
