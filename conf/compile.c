@@ -572,6 +572,17 @@ static struct cep *cep_add(struct cset *cs)
 	return &cs->ep[cs->n];
 }
 
+/* o's address as inet_ntop writes it, as Envoy names a host: one address
+ * however the file spells it (::1, 0:0:0:0:0:0:0:1, ::FFFF:127.0.0.2). The
+ * text is the endpoint's key (its health, admin state and outlier slots). */
+static const char *ip_text(const struct cep *o, const struct ism_cm_se_ep *e,
+			   char ip[INET6_ADDRSTRLEN])
+{
+	uint16_t port;
+
+	return ism_addr_text((const struct sockaddr *)&o->addr, ip, &port) ? ip : e->address;
+}
+
 /* The cluster endpoints endpoint e gives: itself, or for a name one per
  * address of its answer (DNS) or one for the name, connecting to the first
  * address (DNS_ROUND_ROBIN), none while it has no answer. The new ones are
@@ -580,6 +591,7 @@ static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se
 		  uint16_t port, struct cset *cs)
 {
 	const struct ism_dns_addr *a = NULL;
+	char ip[INET6_ADDRSTRLEN];
 	uint64_t when = 0;
 	size_t n = 1;
 	struct cep *o;
@@ -610,7 +622,7 @@ static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se
 		else
 			snprintf(o->text, sizeof(o->text),
 				 o->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-				 a != NULL ? a[j].text : e->address, port);
+				 a != NULL ? a[j].text : ip_text(o, e, ip), port);
 		cs->n++;
 	}
 	return 0;
@@ -955,6 +967,27 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 	}
 }
 
+/* An address a ServiceEntry lists twice for one port is one endpoint, the
+ * first, as Envoy keeps one host per address: the two have one key, so one
+ * id. Addresses of names stay as their answers give them. */
+static void drop_repeats(struct cset *cs)
+{
+	uint8_t seen[ISM_MAX_ENDPOINTS / 8] = {0};
+	size_t kept = 0;
+
+	for (size_t i = 0; i < cs->n; i++) {
+		uint32_t id = cs->ep[i].id;
+
+		if (cs->ep[i].e->name == NULL && id < ISM_MAX_ENDPOINTS) {
+			if (seen[id / 8] & (1u << (id % 8)))
+				continue;
+			seen[id / 8] |= (uint8_t)(1u << (id % 8));
+		}
+		cs->ep[kept++] = cs->ep[i];
+	}
+	cs->n = kept;
+}
+
 /* The sorted endpoints and their groups (one per priority and locality) into
  * the arena. */
 static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_cluster *cl)
@@ -1039,6 +1072,7 @@ static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct 
 		assign_ids(b, k, cl, &cs);
 	if (b->rc < 0)
 		goto out_free;
+	drop_repeats(&cs);
 	if (cs.n > 1)
 		qsort_r(cs.ep, cs.n, sizeof(*cs.ep), cep_cmp, cs.loc);
 	emit_endpoints(b, &cs, cl);

@@ -1293,6 +1293,34 @@ def upgrade_old_workers_gone_or_rotated(env):
 
 
 @_test
+def endpoint_address_spellings(env):
+    """An endpoint address is named as inet_ntop writes it, as Envoy names a
+    host, and one address listed twice for a port is one endpoint (Envoy keeps
+    one host per address): ::1, 0:0:0:0:0:0:0:1 and 0000::0001 were three
+    endpoints (three shares of the balancing, three health slots), and
+    isthmusctl set endpoint on [::1] left the other spellings serving."""
+    ups = env.upstream(["[::1]:0=six", "127.0.0.2:0=four"], name="sp")
+    gw_port = free_port()
+    eps = [{"address": f'"{a}"', "port": ups["six"]} for a in ("::1", "0:0:0:0:0:0:0:1", "0000::0001")]
+    eps += [{"address": "127.0.0.2", "port": ups["four"]}] * 2
+    eps += [{"address": '"::FFFF:127.0.0.2"', "port": ups["four"]}]
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1), gateway(gw_port),
+        virtual_service("ctl", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"),
+        service_entry("ctl", SVC, eps))), gw_port)
+    sock = env.path("ctl.sock")
+    six, four, mapped = (f"{SVC}|[::1]:{ups['six']}", f"{SVC}|127.0.0.2:{ups['four']}",
+                         f"{SVC}|[::ffff:127.0.0.2]:{ups['four']}")
+    keys = sorted(e["key"] for e in json.loads(ctl_cmd(sock, "show endpoints json")))
+    check(keys == sorted([six, four, mapped]), f"endpoints: {keys}")
+    line = next((l for l in ctl_cmd(sock, "show clusters").split("\n") if SVC in l), "")
+    check(re.search(r"\bendpoints=3\b", line), f"the cluster's endpoints: {line!r}")
+    check(ctl_cmd(sock, f"set endpoint {six} state maint").startswith("ok"), "set state refused")
+    seen = {env.get(f"/x{i}").header("x-upstream") for i in range(12)}
+    check(seen == {"four"}, f"with [::1] in maintenance, answers came from {seen}")
+
+
+@_test
 def upgrade_keeps_endpoint_settings(env):
     """What isthmusctl set of the endpoints outlives a binary upgrade, as it
     outlives a reload: a drained endpoint stays drained (it took traffic again
