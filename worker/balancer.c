@@ -461,15 +461,18 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, uint32_t c,
 		s = set_get(lb, c, cl, h, stamp, SET_GROUP(lb->np[c], (uint32_t)g));
 	if (s == NULL || s->n == 0)
 		s = prio_set(lb, c, cl, h, stamp, p, panic);
-	/* The loads lag health by one recomputation: fall back to the first
-	 * priority that has an eligible endpoint, one the retry does not leave
-	 * out if there is one. */
+	/* The loads lag health by one recomputation, and in panic they count
+	 * endpoints the control socket keeps out (as Envoy's counts its
+	 * excluded hosts), which no request goes to: fall back to the first
+	 * priority with an endpoint to take it, as a request given that
+	 * priority would find it (its panic set in panic), one the retry does
+	 * not leave out if there is one. */
 	for (uint32_t q = 0; (s == NULL || s->n == 0) && q < ld.n_priorities; q++)
 		if (!(rq->skip_prio >> q & 1))
-			s = prio_set(lb, c, cl, h, stamp, q, false);
+			s = prio_set(lb, c, cl, h, stamp, q, ld.total_panic || ld.panic[q]);
 	for (uint32_t q = 0; (s == NULL || s->n == 0) && rq->skip_prio != 0 && q < ld.n_priorities;
 	     q++)
-		s = prio_set(lb, c, cl, h, stamp, q, false);
+		s = prio_set(lb, c, cl, h, stamp, q, ld.total_panic || ld.panic[q]);
 	if ((s == NULL || s->n == 0) && ld.n_priorities <= 1)
 		s = set_get(lb, c, cl, h, stamp, SET_ALL(lb->np[c]));
 	if (s == NULL || s->n == 0)
