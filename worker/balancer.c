@@ -525,8 +525,10 @@ static int pick_rr(struct ism_lb *lb, uint32_t c, const struct cand *k)
 	return best;
 }
 
-/* Power of two choices: two distinct candidates drawn from the two halves of
- * rnd; the one with the lower (in flight + 1) / weight wins (in flight counted
+/* Power of two choices: two candidates drawn from the two halves of rnd, with
+ * replacement as Envoy draws them (with two endpoints, the busier one is still
+ * picked when both draws take it: a quarter of the picks); the one with the
+ * lower (in flight + 1) / weight wins, the first on a tie (in flight counted
  * across all workers), which is plain P2C when the weights are equal. */
 static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 {
@@ -535,8 +537,6 @@ static int pick_least(const struct cand *k, uint32_t n, uint32_t rnd)
 	uint64_t la, lb;
 	int ia, ib;
 
-	if (n > 1 && a == b)
-		b = (a + 1) % n;
 	ia = (int)k->idx[a];
 	ib = (int)k->idx[b];
 	la = (uint64_t)(atomic_load_explicit(&k->eps[k->cl->endpoints[ia].id].inflight,

@@ -492,32 +492,44 @@ static void test_skip_priorities(void **state)
 static void test_least_request(void **state)
 {
 	struct fixture *f = *state;
-	unsigned n[3] = {0};
+	unsigned n[3] = {0}, picks = 0;
 	uint32_t r;
 
-	/* two endpoints: p2c always compares both, so the idle one always wins */
+	/* two endpoints, drawn with replacement as Envoy draws them: the idle one
+	 * wins every comparison of the two, the busy one is picked when both
+	 * draws take it, a quarter of the picks */
 	atomic_store(&f->eps[40].inflight, 3);
-	for (r = 0; r < 65536; r += 13)
-		assert_int_equal(pick_id(f, 5, UINT32_MAX, r * 65537u + r), 41);
-	atomic_store(&f->eps[40].inflight, 0);
-	atomic_store(&f->eps[41].inflight, 7);
-	for (r = 0; r < 65536; r += 13)
-		assert_int_equal(pick_id(f, 5, UINT32_MAX, r * 65537u + r), 40);
+	for (r = 0; r < 65536; r += 7, picks++) {
+		int id = pick_id(f, 5, UINT32_MAX, r * 2654435761u);
 
-	/* three endpoints: the busiest loses every comparison, so is never picked,
-	 * and the idlest wins every pair it is in (2/3 of pairs) */
+		assert_true(id == 40 || id == 41);
+		n[id - 40]++;
+	}
+	assert_true(n[0] * 100 > picks * 22 && n[0] * 100 < picks * 28);
+	atomic_store(&f->eps[40].inflight, 0);
+	memset(n, 0, sizeof(n));
+	picks = 0;
+	/* equal in flight: the first draw wins the tie, so each half of the picks */
+	for (r = 0; r < 65536; r += 7, picks++)
+		n[pick_id(f, 5, UINT32_MAX, r * 2654435761u) - 40]++;
+	assert_true(n[0] * 100 > picks * 45 && n[0] * 100 < picks * 55);
+
+	/* three endpoints: the busiest is picked only when both draws take it
+	 * (1/9), the idlest whenever a draw takes it (5/9) */
+	memset(n, 0, sizeof(n));
+	picks = 0;
 	atomic_store(&f->eps[20].inflight, 9);
 	atomic_store(&f->eps[21].inflight, 0);
 	atomic_store(&f->eps[22].inflight, 4);
-	for (r = 0; r < 65536; r += 7) {
+	for (r = 0; r < 65536; r += 7, picks++) {
 		int id = pick_id(f, 2, UINT32_MAX, r * 2654435761u);
 
 		assert_true(id >= 20 && id <= 22);
 		n[id - 20]++;
 	}
-	assert_int_equal(n[0], 0);
-	assert_true(n[1] > n[2]);
-	assert_true(n[2] > 0);
+	assert_true(n[0] * 100 > picks * 9 && n[0] * 100 < picks * 14);
+	assert_true(n[1] * 100 > picks * 52 && n[1] * 100 < picks * 59);
+	assert_true(n[2] * 100 > picks * 30 && n[2] * 100 < picks * 37);
 }
 
 static void test_random_by_weight(void **state)
