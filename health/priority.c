@@ -189,32 +189,6 @@ uint32_t ism_locality_effective_weight(uint32_t weight, uint32_t eligible, uint3
 	return (uint32_t)((uint64_t)weight * num / (100 * count));
 }
 
-uint32_t ism_prio_choose(const struct ism_prio_load *l, uint32_t h, int *degraded)
-{
-	uint32_t n = min_u32(l->n_priorities, ISM_MAX_PRIORITIES);
-	/* Envoy: hash % 100 + 1, in 1..100, against cumulative loads with <=. */
-	uint32_t x = h % 100 + 1;
-	uint32_t acc = 0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		acc += l->healthy_load[i];
-		if (x <= acc) {
-			*degraded = 0;
-			return i;
-		}
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		acc += l->degraded_load[i];
-		if (x <= acc) {
-			*degraded = 1;
-			return i;
-		}
-	}
-	/* Loads always sum to 100; Envoy's fallback for the impossible case. */
-	*degraded = 0;
-	return 0;
-}
-
 /* Copies s[0..len) into a 64-byte part; a part that does not fit is refused
  * rather than truncated, since a truncated name could match another locality. */
 static int copy_part(char *dst, const char *s, size_t len)

@@ -43,10 +43,21 @@ void ism_prio_compute(const struct ism_prio_input *in, struct ism_prio_load *out
 uint32_t ism_locality_effective_weight(uint32_t weight, uint32_t eligible, uint32_t hosts,
 				       uint32_t excluded, uint32_t overprovisioning);
 
-/* Picks a priority for a request: h is uniform in [0, 100) (Envoy: hash % 100 + 1
- * walked against the cumulative healthy loads, then the degraded ones). Returns
- * the priority; *degraded tells which load it came from. */
-uint32_t ism_prio_choose(const struct ism_prio_load *l, uint32_t h, int *degraded);
+/* The priority for a request, as Envoy's choosePriority: h % 100 + 1 walked
+ * against the cumulative healthy loads of n priorities (isthmus has no degraded
+ * hosts, so the degraded loads, which Envoy walks next, are 0); 0 when the
+ * loads sum to less (Envoy's fallback). The worker's pick calls it. */
+static inline uint32_t ism_prio_choose(const uint8_t *healthy_load, uint32_t n, uint32_t h)
+{
+	uint32_t x = h % 100 + 1, acc = 0;
+
+	for (uint32_t i = 0; i < n && i < ISM_MAX_PRIORITIES; i++) {
+		acc += healthy_load[i];
+		if (x <= acc)
+			return i;
+	}
+	return 0;
+}
 
 /* Envoy's previous_priorities retry priority (adjustForAttemptedPriorities):
  * the loads with the priorities in skip (bit p) left out, the rest spread by

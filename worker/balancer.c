@@ -307,19 +307,6 @@ static int64_t rr_weight(const struct cand *k, uint32_t i)
 	return x >= 1.0 ? (int64_t)x : 1;
 }
 
-/* The priority for this request: h in [0, 100) walked against the loads. */
-static uint32_t choose_priority(const struct ism_cluster_dyn *ld, uint32_t h)
-{
-	uint32_t cum = 0;
-
-	for (uint32_t p = 0; p < ld->n_priorities; p++) {
-		cum += ld->healthy_load[p];
-		if (h < cum)
-			return p;
-	}
-	return 0;
-}
-
 /* rnd (uniform in 0..2^32) scaled to 0..total: total is a sum of 32-bit
  * weights, which passes 2^32, so the product takes 128 bits. */
 static inline uint64_t scale_rnd(uint32_t rnd, uint64_t total)
@@ -453,7 +440,8 @@ static uint32_t cand_init(struct ism_lb *lb, struct cand *k, uint32_t c,
 	 * and fold locality weights into the ring: a key keeps its endpoint
 	 * while the loads and weights stay. */
 	hashed = rq->has_hash && (cl->lb == ISM_LB_RING_HASH || cl->lb == ISM_LB_MAGLEV);
-	p = choose_priority(&ld, (uint32_t)((hashed ? rq->hash : rq->rnd) % 100));
+	p = ism_prio_choose(ld.healthy_load, ld.n_priorities,
+			    (uint32_t)((hashed ? rq->hash : rq->rnd) % 100));
 	panic = ld.total_panic || ld.panic[p];
 	if (cl->locality_weighted && !panic && cl->dyn != NULL)
 		g = choose_group(cl, p, hashed ? (uint32_t)(rq->hash >> 32) : rq->rnd2);

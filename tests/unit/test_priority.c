@@ -369,42 +369,25 @@ static void test_excluded(void **state)
 /* choose walks cumulative loads with Envoy's h%100+1 <= acc. */
 static void test_choose(void **state)
 {
-	struct ism_prio_load l;
-	int deg = -1;
+	static const uint8_t load[3] = {30, 0, 50}; /* 20 short of 100 */
+	uint32_t count[3] = {0};
 
 	(void)state;
-	memset(&l, 0, sizeof(l));
-	l.n_priorities = 3;
-	l.healthy_load[0] = 30;
-	l.healthy_load[1] = 0;
-	l.healthy_load[2] = 50;
-	l.degraded_load[0] = 0;
-	l.degraded_load[1] = 20;
-	assert_int_equal(ism_prio_choose(&l, 0, &deg), 0);
-	assert_int_equal(deg, 0);
-	assert_int_equal(ism_prio_choose(&l, 29, &deg), 0);
-	assert_int_equal(deg, 0);
-	assert_int_equal(ism_prio_choose(&l, 30, &deg), 2);
-	assert_int_equal(deg, 0);
-	assert_int_equal(ism_prio_choose(&l, 79, &deg), 2);
-	assert_int_equal(deg, 0);
-	assert_int_equal(ism_prio_choose(&l, 80, &deg), 1);
-	assert_int_equal(deg, 1);
-	assert_int_equal(ism_prio_choose(&l, 99, &deg), 1);
-	assert_int_equal(deg, 1);
-	assert_int_equal(ism_prio_choose(&l, 130, &deg), 2); /* 130 % 100 = 30 */
-	assert_int_equal(deg, 0);
+	assert_int_equal(ism_prio_choose(load, 3, 0), 0);
+	assert_int_equal(ism_prio_choose(load, 3, 29), 0);
+	assert_int_equal(ism_prio_choose(load, 3, 30), 2);
+	assert_int_equal(ism_prio_choose(load, 3, 79), 2);
+	assert_int_equal(ism_prio_choose(load, 3, 80), 0); /* past the loads: Envoy's P0 */
+	assert_int_equal(ism_prio_choose(load, 3, 99), 0);
+	assert_int_equal(ism_prio_choose(load, 3, 130), 2); /* 130 % 100 = 30 */
+	assert_int_equal(ism_prio_choose(load, 2, 30), 0);  /* only the first two */
 
 	/* Over the whole range the counts equal the loads. */
-	uint32_t count[3][2] = {{0}};
-	for (uint32_t h = 0; h < 100; h++) {
-		uint32_t p = ism_prio_choose(&l, h, &deg);
-		count[p][deg]++;
-	}
-	assert_int_equal(count[0][0], 30);
-	assert_int_equal(count[2][0], 50);
-	assert_int_equal(count[1][1], 20);
-	assert_int_equal(count[0][1] + count[1][0] + count[2][1], 0);
+	for (uint32_t h = 0; h < 100; h++)
+		count[ism_prio_choose(load, 3, h)]++;
+	assert_int_equal(count[0], 30 + 20);
+	assert_int_equal(count[1], 0);
+	assert_int_equal(count[2], 50);
 }
 
 /* 1.5: X weight 1, Y weight 2, Y 100 % healthy, 100 hosts each. Weights are
