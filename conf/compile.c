@@ -735,8 +735,9 @@ static size_t fkey_fail(const struct ism_cm_fkey *k, const char *x)
 }
 
 /* How many leading failoverPriority entries endpoint e (in locality el) agrees
- * with, the count ism_failover_priority takes, found through the label names
- * the endpoint has rather than by trying every entry. */
+ * with (Istio's applyFailoverPriorityPerLocality: agreeing with the first j of
+ * N gives priority N - j), found through the label names the endpoint has
+ * rather than by trying every entry. */
 static size_t fprio_agree(const struct ism_cm_llb *l, const struct ism_locality *el,
 			  const struct ism_cm_se_ep *e)
 {

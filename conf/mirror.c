@@ -110,12 +110,6 @@ void ism_model_mirrors(struct ism_vctx *v, const struct ism_node *route, const c
 	}
 }
 
-bool ism_model_mirrors_set(const struct ism_cm_route *r)
-{
-	return r->mirror != NULL || r->n_mirrors > 0 || r->mirror_pct >= 0 ||
-	       r->mirror_pct_old >= 0;
-}
-
 void ism_model_mirrors_merge(const struct ism_cm_route *root, struct ism_cm_route *out)
 {
 	/* Istio's mergeHTTPRoute: each field the delegate route leaves unset

@@ -4,7 +4,6 @@
 #ifndef ISM_CONF_MIRROR_H
 #define ISM_CONF_MIRROR_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "conf/model.h"
@@ -13,8 +12,6 @@
  * mirrors[] into r, each error reported with its position. */
 void ism_model_mirrors(struct ism_vctx *v, const struct ism_node *route, const char *ns,
 		       struct ism_cm_route *r);
-/* Whether route r sets any of them. */
-bool ism_model_mirrors_set(const struct ism_cm_route *r);
 /* Istio's mergeHTTPRoute: what the delegate route out leaves unset of them
  * comes from root. */
 void ism_model_mirrors_merge(const struct ism_cm_route *root, struct ism_cm_route *out);

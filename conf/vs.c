@@ -18,7 +18,7 @@
 #include "lib/ascii.h"
 #include "lib/base64.h"
 
-/* A gateway reference as Istio resolves one (resolveGatewayName), lowercased:
+/* A gateway reference as Istio resolves one (resolveGatewayName):
  * "ns/name" as it is, "./name" and a short name in namespace ns, the legacy
  * "name.ns.svc.cluster.local" as "ns/name". */
 static const char *gateway_ref(struct ism_vctx *v, const char *name, const char *ns)
@@ -427,7 +427,8 @@ static const struct {
     {"unavailable", ISM_RETRY_GRPC_UNAVAILABLE},
 };
 
-/* One retryOn entry (spaces around it trimmed): a condition name or a status code. */
+/* One retryOn entry, as it stands between the commas (Istio trims nothing): a
+ * condition name or a status code. */
 static void retry_entry(struct ism_vctx *v, const struct ism_node *at, const char *s, size_t len,
 			struct ism_retry *r, uint16_t *codes)
 {

@@ -255,15 +255,6 @@ uint32_t ism_region_priority(const struct ism_locality *client, const struct ism
 	return 2;
 }
 
-uint32_t ism_failover_priority(const int *match, uint32_t n_labels)
-{
-	uint32_t j = 0;
-
-	while (j < n_labels && match[j])
-		j++;
-	return n_labels - j;
-}
-
 /* K passes, each giving the next rank to every entry holding the smallest raw
  * value not yet ranked. In place without scratch memory: a rank is never larger
  * than the raw value it replaces, and every raw value not yet ranked is larger

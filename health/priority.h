@@ -94,11 +94,6 @@ uint32_t ism_locality_priority(const struct ism_locality *client, const struct i
 uint32_t ism_region_priority(const struct ism_locality *client, const struct ism_locality *ep,
 			     const struct ism_failover *failover, uint32_t n_failover);
 
-/* Istio's failoverPriority (applyFailoverPriorityPerLocality): with N labels, an
- * endpoint matching the client on all N labels gets 0; matching only the first
- * j gets N - j. match[i] says whether label i matched (prefix order is applied
- * here: a later label counts only if every earlier one matched). */
-uint32_t ism_failover_priority(const int *match, uint32_t n_labels);
 
 /* Compacts raw priorities in place to 0..K-1 keeping their order; returns K. */
 uint32_t ism_priority_compact(uint32_t *prio, uint32_t n);

@@ -45,7 +45,7 @@ static const struct option options[] = {
 int main(int argc, char **argv)
 {
 	struct ism_master_opts opts = {
-	    .conf_path = ISM_DEFAULT_CONF, .foreground = 1, .argv = argv};
+	    .conf_path = ISM_DEFAULT_CONF, .argv = argv};
 	int check = 0, version = 0, portable = 0, opt;
 
 	/* Before anything allocates through OpenSSL (worker/tls.h). */

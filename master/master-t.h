@@ -130,7 +130,6 @@ struct ism_master {
 	uint64_t loads_due;   /* monotonic: the loads are recomputed, and the workers'
 			       * eventfd is listened to, from then on (LOADS_PACE_MS) */
 	uint64_t *next_sweep; /* per cluster of the current table: next outlier sweep */
-	uint32_t n_sweep;
 	uint64_t next_sweep_due; /* earliest of next_sweep */
 	/* monotonic: when the health checker tries again to take the current
 	 * table's checks, which it could not (memory); 0: it has them */

@@ -463,11 +463,10 @@ void ism_master_text_loaded(struct ism_master *m, char *text, size_t len)
 
 /* A new table: every cluster's outlier sweep is due at once (sweeps: its
  * clusters' slots, zeroed, made before anything was published). */
-static void reset_sweeps(struct ism_master *m, const struct ism_table *t, uint64_t *sweeps)
+static void reset_sweeps(struct ism_master *m, uint64_t *sweeps)
 {
 	free(m->next_sweep);
 	m->next_sweep = sweeps;
-	m->n_sweep = t->n_clusters;
 	m->next_sweep_due = 0;
 }
 
@@ -897,7 +896,7 @@ int ism_master_commit(struct ism_master *m, struct ism_build *b, struct ism_diag
 	start_only_fields(m, t, d);
 	/* Workers read loads from their first request on: compute them first. */
 	ism_lbstate_compute(t, m->shm.hdr);
-	reset_sweeps(m, t, sweeps);
+	reset_sweeps(m, sweeps);
 	m->gen++;
 	m->run_uid = uid;
 	m->run_gid = gid;

@@ -9,7 +9,6 @@
 
 struct ism_master_opts {
 	const char *conf_path;
-	int foreground;	   /* always true for now: systemd and tests run it in the foreground */
 	int debug;	   /* -d: debug logging, whatever spec.logging.level says */
 	char *const *argv; /* the command line, executed again by an upgrade */
 };

@@ -350,11 +350,6 @@ const struct ism_table *ism_shm_current(const struct ism_shm *shm)
 	return shm->own[cur & 0xff].table;
 }
 
-uint64_t ism_shm_current_gen(const struct ism_shm *shm)
-{
-	return current_word(shm) >> 8;
-}
-
 /* Hazard protocol (workers): announce the generation in *hazard, then
  * confirm it is still the published one. If the master published in
  * between, it may already have scanned past our slot, so what we announced

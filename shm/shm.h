@@ -131,7 +131,6 @@ int ism_shm_gen_reclaim_with(struct ism_shm *shm,
 const struct ism_table *ism_shm_gen_table(const struct ism_shm *shm, int i);
 /* The published table (master's view), or NULL. */
 const struct ism_table *ism_shm_current(const struct ism_shm *shm);
-uint64_t ism_shm_current_gen(const struct ism_shm *shm);
 
 /* --- generations (worker) --- */
 

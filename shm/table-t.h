@@ -94,7 +94,7 @@ enum ism_retry_on {
 	ISM_RETRY_RETRIABLE_STATUS_CODES = 1u << 6, /* the codes in ism_retry.codes */
 	ISM_RETRY_RESET_BEFORE_REQUEST = 1u << 7,   /* reset before the request was sent */
 	ISM_RETRY_ENVOY_RATELIMITED = 1u << 8,	    /* never set by isthmus */
-	ISM_RETRY_RETRIABLE_HEADERS = 1u << 9,	    /* not supported: refused by the loader */
+	ISM_RETRY_RETRIABLE_HEADERS = 1u << 9,	    /* never set: accepted with a warning */
 	ISM_RETRY_GRPC_CANCELLED = 1u << 10,	    /* gRPC status in response headers */
 	ISM_RETRY_GRPC_DEADLINE_EXCEEDED = 1u << 11,
 	ISM_RETRY_GRPC_INTERNAL = 1u << 12,

@@ -223,7 +223,7 @@ struct ism_stream *ism_stream_new(struct ism_wctx *w, struct ism_sess *s);
 void ism_stream_request(struct ism_wctx *w, struct ism_stream *st, struct ism_http_req *req,
 			const char *body, uint32_t len, bool req_done);
 /* More request body, decoded (from ring buffer bid, or -1), taken by the
- * session after ism_sess_want_body; done when it ended. */
+ * session after its ops' want_body; done when it ended. */
 void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *p, uint32_t len,
 			 int bid, bool done);
 /* Trailer fields of the request, before its body's end: an HTTP/2 upstream

@@ -449,7 +449,6 @@ struct ism_upconn *ism_up_start(struct ism_wctx *w, struct ism_stream *st,
 	u->st = st;
 	st->meter[ISM_M_UP_HEAD_OUT] += st->up_head_len;
 	u->got_bytes = 0;
-	u->head_sent = 0;
 	u->head_done = 0;
 	u->interim = 0;
 	u->refused = 0;
@@ -1271,7 +1270,6 @@ static void on_sent(struct ism_wctx *w, struct ism_upconn *u, int res)
 		u->reusable = 0;
 		return;
 	}
-	u->head_sent = 1;
 	u->st->meter[ISM_M_UP_WIRE_OUT] += (uint64_t)res;
 	/* What waited for this send goes now; the stream hears of the send
 	 * when that went too. An upgrade's waits for its 101 (parse_head),

@@ -41,7 +41,6 @@ struct ism_upconn {
 	uint8_t reused;	   /* taken from the pool for this stream */
 	uint8_t got_bytes; /* response bytes seen for this stream */
 	uint8_t reusable;  /* may go back to the pool after this stream */
-	uint8_t head_sent; /* the request head went out */
 	uint8_t head_done; /* the final response head was parsed */
 	/* an upgraded request ended (an HTTP/2 client's END_STREAM on its
 	 * WebSocket): the sending half ends once what goes before it is out */

@@ -45,7 +45,7 @@ void *calloc(size_t n, size_t size)
 
 static void test_no_memory_keeps_stdin(void **state)
 {
-	struct ism_master_opts opts = {.conf_path = "/nonexistent/isthmus.yaml", .foreground = 1};
+	struct ism_master_opts opts = {.conf_path = "/nonexistent/isthmus.yaml"};
 	int p[2], saved = dup(0), status;
 
 	(void)state;
