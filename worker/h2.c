@@ -84,11 +84,17 @@ struct ism_h2 {
 	uint64_t wu_received;	/* WINDOW_UPDATE frames received */
 	uint64_t prio_received; /* PRIORITY frames received */
 	uint64_t opened;	/* streams the client opened */
+	/* a response's HEADERS or DATA went out since the client's last PING:
+	 * its next PING is free */
+	uint8_t sent_since_ping;
 };
 
 /* Frames that carry no request (PING, SETTINGS, empty DATA, HEADERS or
- * CONTINUATION, and the RST_STREAMs we send) come out of a per-connection
- * budget of ISM_H2_BUDGET refilled at ISM_H2_BUDGET_PER_S; WINDOW_UPDATEs may
+ * CONTINUATION, and the RST_STREAMs we send for the client's faults) come out
+ * of a per-connection budget of ISM_H2_BUDGET refilled at ISM_H2_BUDGET_PER_S,
+ * but for a PING after a response's HEADERS or DATA went out since the last
+ * (as gRPC servers forgive pings while they send data: grpc-go's window probe
+ * pings with what it receives); WINDOW_UPDATEs may
  * number ISM_H2_WU_BASE plus ISM_H2_WU_PER_STREAM per stream the client
  * opened and ISM_H2_WU_PER_DATA per DATA frame sent, PRIORITY frames
  * ISM_H2_PRIO_PER_STREAM per stream opened and one more (Envoy's
@@ -521,6 +527,19 @@ static bool idle_frame(const nghttp2_frame_hd *hd)
 	}
 }
 
+/* Whether a reset we send with this code answers the client's fault. */
+static bool client_fault(uint32_t code)
+{
+	switch (code) {
+	case NGHTTP2_NO_ERROR:
+	case NGHTTP2_CANCEL:
+	case NGHTTP2_INTERNAL_ERROR:
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* cost frames out of the budget; false once it is spent (the connection goes). */
 static bool budget_take(struct ism_wctx *w, struct ism_h2 *h, uint32_t cost)
 {
@@ -582,6 +601,10 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
 	if (hd->type == NGHTTP2_PRIORITY &&
 	    ++h->prio_received > ISM_H2_PRIO_PER_STREAM * (1 + h->opened))
 		return calm(h, "PRIORITY");
+	if (hd->type == NGHTTP2_PING && !(hd->flags & NGHTTP2_FLAG_ACK) && h->sent_since_ping) {
+		h->sent_since_ping = 0;
+		return 0;
+	}
 	if (idle_frame(hd) && !budget_take(h->w, h, 1))
 		return calm(h, "empty or control frame");
 	return 0;
@@ -680,8 +703,13 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	struct ism_h2s *x;
 
 	(void)ng;
-	/* Our resets count too: requests that make us reset them are a flood. */
-	if (f->hd.type == NGHTTP2_RST_STREAM && taking(h) && !budget_take(h->w, h, 1))
+	/* Our resets for the client's faults count too: requests that make us
+	 * reset them are a flood (CVE-2025-8671). Not those of an exchange that
+	 * went as it may: NO_ERROR after a whole answer to a request whose body
+	 * still came (RFC 9113 8.1), CANCEL and INTERNAL_ERROR for the
+	 * upstream's or our own end of it. */
+	if (f->hd.type == NGHTTP2_RST_STREAM && client_fault(f->rst_stream.error_code) &&
+	    taking(h) && !budget_take(h->w, h, 1))
 		calm(h, "reset stream");
 	x = f->hd.stream_id != 0 ? h2s_of(h, f->hd.stream_id) : NULL;
 	if (x != NULL && x->st != NULL) {
@@ -691,6 +719,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	}
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
+	h->sent_since_ping = 1;
 	h->data_sent += f->hd.type == NGHTTP2_DATA;
 	if (x == NULL)
 		return 0;

@@ -17,7 +17,7 @@ import sys
 
 from harness import (DEBIAN_PYTHON, Registry, TestFailure, check, ctl_cmd, file_lines, free_port, http_get,
                      poll, wait_master_exit)
-from test_h2 import TOOLS, h1_upstream, limits, need_tools, one_service, parse_tool, run_tool
+from test_h2 import TOOLS, h1_upstream, limits, need_tools, one_service, parse_tool, run_tool, start_h2_upstream
 from test_security import cpu_seconds
 
 _test = Registry()
@@ -167,6 +167,43 @@ def h2_polite_client_not_cut(env):
     ok = sum(1 for s in rep["status"].values() if s == 200)
     check(ok == n and rep["goaway"] is None and not rep["closed"],
           f"{ok} of {n} requests served; GOAWAY {rep['goaway']} {rep.get('goaway_data')!r}, closed {rep['closed']}")
+
+
+@_test
+def h2_pings_with_requests_not_cut(env):
+    """A client that sends a PING with each of 1,200 requests, one at a time,
+    each acknowledged (as grpc-go's window probe pings with the data it
+    receives), is served them all: a PING that comes after isthmus sent a
+    response's frames costs nothing, as gRPC servers forgive pings while
+    they send data. Every PING counted against the frame budget, so busy
+    gRPC connections got GOAWAY ENHANCE_YOUR_CALM after about 500."""
+    gw, _, _ = gateway_1w(env)
+    n = 1200
+    rep = attack(gw, "ping-per-request", n, "/ok", timeout=120)
+    ok = sum(1 for s in rep["status"].values() if s == 200)
+    check(ok == n and rep["goaway"] is None and not rep["closed"] and rep["acks"] >= n,
+          f"{ok} of {n} requests served, {rep['acks']} acks; GOAWAY {rep['goaway']} {rep.get('goaway_data')!r}, "
+          f"closed {rep['closed']}")
+
+
+@_test
+def h2_early_answers_not_cut(env):
+    """600 uploads one at a time on one connection to an HTTP/2 upstream that
+    answers each whole before reading its body: each ends in isthmus's
+    RST_STREAM NO_ERROR (RFC 9113 8.1) and the client is served them all. Those
+    resets counted against the client's frame budget as if the client had
+    made them, so the connection got GOAWAY ENHANCE_YOUR_CALM after about 500;
+    only the resets for a client's fault count."""
+    need_tools("h2")
+    up = start_h2_upstream(env, "127.0.0.2", "early")
+    gw = one_service(env, up, protocol="HTTP2", workers=1)
+    n = 600
+    rep = attack(gw, "early-answer", n, "/early/0", timeout=120)
+    ok = sum(1 for s in rep["status"].values() if s == 200)
+    check(ok == n and rep["goaway"] is None and not rep["closed"],
+          f"{ok} of {n} early answers; resets {sorted(set(rep['rst'].values()))}; GOAWAY {rep['goaway']} "
+          f"{rep.get('goaway_data')!r}, closed {rep['closed']}")
+    check(set(rep["rst"].values()) == {NO_ERROR}, f"the streams' resets: {sorted(set(rep['rst'].values()))}")
 
 
 @_test

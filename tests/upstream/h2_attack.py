@@ -26,6 +26,15 @@ ATTACK:
                     a PRIORITY frame on its stream and a connection-level
                     WINDOW_UPDATE of 1, as browsers send them; stops at the
                     first stream that does not end within 10 s
+  ping-per-request N N GETs of JSON's path (default /) one at a time, each
+                    with a PING, the next once the stream ended and the PING
+                    was acknowledged (as grpc-go's window probe pings with what
+                    it receives); stops at the first that does not within 10 s
+  early-answer N    N POSTs of JSON's path one at a time, each a HEADERS
+                    (content-length 100000) and one DATA of 1000 bytes, the
+                    next once the stream ended (an upstream that answers
+                    before the body: the server resets the stream NO_ERROR);
+                    stops at the first that does not end within 10 s
   zero-window N     SETTINGS_INITIAL_WINDOW_SIZE 0, GET JSON's path, never a
                     WINDOW_UPDATE; waits up to N seconds for the stream's end
   idle N            one GET (JSON: the path, default /), then nothing: waits up
@@ -314,6 +323,26 @@ def run(p, attack, n, arg):
             if not p.send(HeadersFrame(sid, p.block(get_headers(arg or "/")), flags=["END_HEADERS", "END_STREAM"]),
                           PriorityFrame(sid, depends_on=0, stream_weight=16),
                           WindowUpdateFrame(0, window_increment=1)):
+                break
+            if not p.wait(lambda: str(sid) in p.ended, 10):
+                break
+        return
+    elif attack == "ping-per-request":
+        p.settings()
+        for i in range(n):
+            sid = 1 + 2 * i
+            if not p.send(HeadersFrame(sid, p.block(get_headers(arg or "/")), flags=["END_HEADERS", "END_STREAM"]),
+                          PingFrame(0, opaque_data=i.to_bytes(8, "big"))):
+                break
+            if not p.wait(lambda: str(sid) in p.ended and p.ping_acks > i, 10):
+                break
+        return
+    elif attack == "early-answer":
+        p.settings()
+        for i in range(n):
+            sid = 1 + 2 * i
+            hdr = get_headers(arg, "POST") + [("content-length", "100000")]
+            if not p.send(HeadersFrame(sid, p.block(hdr), flags=["END_HEADERS"]), DataFrame(sid, b"e" * 1000)):
                 break
             if not p.wait(lambda: str(sid) in p.ended, 10):
                 break
