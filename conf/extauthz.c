@@ -83,7 +83,7 @@ static void parse_pats(struct ism_vctx *v, const struct ism_node *m, const char 
  * a hop-by-hop field): never an additional field of a check. */
 static bool framing_field(const char *name)
 {
-	return strcasecmp(name, "content-length") == 0 ||
+	return strcasecmp(name, "content-length") == 0 || strcasecmp(name, "trailer") == 0 ||
 	       ism_http_is_hop_by_hop(name, strlen(name));
 }
 

@@ -23,16 +23,18 @@ static inline size_t ism_host_len(const char *host, size_t len)
 }
 
 /* Whether field name (len bytes, any case) is hop-by-hop, one a proxy never
- * forwards as it is: RFC 9110 7.6.1's Connection, Keep-Alive,
- * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade (a field that a
- * Connection field names is one too: see worker/http1.h). */
+ * forwards as it is: Connection and RFC 9110 7.6.1's Proxy-Connection,
+ * Keep-Alive, TE, Transfer-Encoding, Upgrade (a field that a Connection field
+ * names is one too: see worker/http1.h). Trailer is end to end (RFC 9110
+ * 6.6.2), as Envoy forwards it: a server may keep only the trailers it
+ * declares (Go's). */
 static inline int ism_http_is_hop_by_hop(const char *name, size_t len)
 {
 	switch (len) {
 	case 2:
 		return strncasecmp(name, "te", 2) == 0;
 	case 7:
-		return strncasecmp(name, "trailer", 7) == 0 || strncasecmp(name, "upgrade", 7) == 0;
+		return strncasecmp(name, "upgrade", 7) == 0;
 	case 10:
 		return strncasecmp(name, "connection", 10) == 0 ||
 		       strncasecmp(name, "keep-alive", 10) == 0;

@@ -72,11 +72,12 @@ static bool pats_hold(struct ism_wctx *w, const struct ism_xa_pats *ps, const ch
 #define name_is(name, len, lit) ((len) == sizeof(lit) - 1 && ism_eq_nocase(name, lit, len))
 
 /* Fields that frame a message or belong to one hop: never taken from an
- * answer, whatever the lists say (isthmus frames what it sends itself). */
+ * answer, whatever the lists say (isthmus frames what it sends itself; the
+ * answer's Trailer declares trailers of its own body). */
 static bool framing(const char *name, size_t len)
 {
 	return ism_http_is_hop_by_hop(name, len) || name_is(name, len, "content-length") ||
-	       (len > 0 && name[0] == ':');
+	       name_is(name, len, "trailer") || (len > 0 && name[0] == ':');
 }
 
 /* ---------- the request kept ---------- */

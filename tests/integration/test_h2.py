@@ -2220,6 +2220,24 @@ def h2_upstream_retry_keeps_trailers(env):
 
 
 @_test
+def h2_trailer_field_end_to_end(env):
+    """A request's Trailer field, which declares the trailers that follow
+    (RFC 9110 6.6.2: end to end), reaches an HTTP/2 upstream with them, as
+    Envoy passes it: a server that keeps only the trailers a request declares
+    (Go's) lost them all, isthmus having dropped the field as hop-by-hop."""
+    up = start_h2_upstream(env, "127.0.0.2", "tr")
+    gw = one_service(env, up, protocol="HTTP2")
+    rep = h2_client(gw, [{"method": "POST", "path": "/t", "body": "b",
+                          "headers": [["trailer", "x-req-trailer"]], "trailers": [["x-req-trailer", "yes"]]}],
+                    timeout=20)
+    s = rep["streams"][0]
+    check(s["status"] == 200, f"answered {statuses(rep['streams'])} {rep.get('error')}")
+    a = info(s)
+    check(["trailer", "x-req-trailer"] in a["headers"] and ["x-req-trailer", "yes"] in a["trailers"],
+          f"the upstream saw fields {a['headers']} and trailers {a['trailers']}")
+
+
+@_test
 def h2_client_empty_last_data(env):
     """A response to an HTTP/2 client whose body is only its end, arriving on
     its own (an HTTP/1.1 upstream's chunked head, then its last chunk a moment

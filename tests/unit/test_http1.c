@@ -760,13 +760,13 @@ static void test_helpers(void **state)
 	for (size_t i = 0; i < sizeof(with_body) / sizeof(with_body[0]); i++)
 		assert_false(ism_http_method_bodiless(with_body[i], strlen(with_body[i])));
 
-	static const char *const hop[] = {"Connection", "keep-alive", "PROXY-CONNECTION",
-					  "te",		"Trailer",    "Transfer-Encoding",
-					  "upgrade"};
+	static const char *const hop[] = {"Connection", "keep-alive",	     "PROXY-CONNECTION",
+					  "te",		"Transfer-Encoding", "upgrade"};
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
 		assert_true(ism_http_is_hop_by_hop(hop[i], strlen(hop[i])));
 	static const char *const end2end[] = {
-	    "Host", "Content-Length", "Proxy-Authorization", "TE2", "Trailers", "X-Upgrade", ""};
+	    "Host",    "Content-Length", "Proxy-Authorization", "TE2",
+	    "Trailer", "Trailers",	 "X-Upgrade",		""};
 	for (size_t i = 0; i < sizeof(end2end) / sizeof(end2end[0]); i++)
 		assert_false(ism_http_is_hop_by_hop(end2end[i], strlen(end2end[i])));
 
