@@ -333,8 +333,9 @@ out:
 
 static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, struct ism_timeouts *t)
 {
-	static const char *const keys[] = {"requestHeader",    "idle",	"upstreamConnect",
-					   "upstreamResponse", "drain", NULL};
+	static const char *const keys[] = {
+	    "requestHeader", "idle", "upstreamConnect", "upstreamResponse", "streamIdle",
+	    "drain",	     NULL};
 	const struct ism_node *n = ism_v_node(v, spec, "timeouts", false, ISM_NODE_MAP);
 	size_t old;
 
@@ -342,6 +343,7 @@ static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, stru
 	t->idle_ms = 60000;
 	t->upstream_connect_ms = 10000;
 	t->upstream_response_ms = 60000;
+	t->stream_idle_ms = ISM_DEFAULT_STREAM_IDLE_MS;
 	t->drain_ms = ISM_DEFAULT_DRAIN_MS;
 	if (n == NULL)
 		return;
@@ -351,6 +353,7 @@ static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, stru
 	ism_v_dur(v, n, "idle", 1, &t->idle_ms);
 	ism_v_dur(v, n, "upstreamConnect", 1, &t->upstream_connect_ms);
 	ism_v_dur(v, n, "upstreamResponse", 1, &t->upstream_response_ms);
+	ism_v_dur(v, n, "streamIdle", 0, &t->stream_idle_ms);
 	ism_v_dur(v, n, "drain", 1, &t->drain_ms);
 	ism_v_pop(v, old);
 }

@@ -24,6 +24,9 @@
 /* spec.timeouts.drain unset: the bound on a graceful stop's drain, as Istio's
  * terminationDrainDuration. */
 #define ISM_DEFAULT_DRAIN_MS 30000u
+/* spec.timeouts.streamIdle unset: Envoy's stream_idle_timeout default (and
+ * Istio's EDGE connection profile); Istio's plain gateway sets 0, none. */
+#define ISM_DEFAULT_STREAM_IDLE_MS 300000u
 /* Istio's connectionPool.tcp.idleTimeout unset: a TCP or TLS-passthrough
  * tunnel without a byte either way for an hour is closed (Envoy's TCP proxy
  * idle_timeout as Istio sets it). */

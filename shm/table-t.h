@@ -949,9 +949,14 @@ struct ism_timeouts {
 	uint32_t request_header_ms;   /* first byte to end of request head; 408 */
 	uint32_t idle_ms;	      /* client keep-alive idle */
 	uint32_t upstream_connect_ms; /* default for clusters without connectTimeout */
-	uint32_t
-	    upstream_response_ms; /* request sent to first response byte, and between reads; 504 */
-	uint32_t drain_ms;	  /* graceful stop / old-generation drain bound */
+	/* the request's end to the first response byte, for routes without a
+	 * timeout (nor a gRPC deadline); 504 */
+	uint32_t upstream_response_ms;
+	/* no byte either way on a stream in progress (its body coming, the wait
+	 * under a route's timeout, between response reads): 408, or the
+	 * response cut, SI (Envoy's stream idle timeout); 0: none */
+	uint32_t stream_idle_ms;
+	uint32_t drain_ms; /* graceful stop / old-generation drain bound */
 };
 
 /* --- the access log (spec.accessLog) --- */

@@ -398,7 +398,7 @@ static bool body_read(struct ism_wctx *w, struct ism_stream *st, const struct is
 		/* Each piece within timeouts.idle of the last (Envoy's stream
 		 * idle timeout). */
 		x->reading = true;
-		ism_stream_set_deadline(w, st, ISM_SDL_BODY, w->table->timeouts.idle_ms);
+		ism_stream_set_deadline(w, st, ISM_SDL_BODY, st->read_idle_ms);
 		st->sess->ops->want_body(w, st);
 		return false;
 	}

@@ -69,6 +69,7 @@ struct ism_stream *ism_stream_new(struct ism_wctx *w, struct ism_sess *s)
 	st->ep_id = UINT32_MAX;
 	st->prev_ep = UINT32_MAX;
 	st->t0_ms = w->now;
+	st->read_idle_ms = w->table->timeouts.stream_idle_ms;
 	return st;
 }
 
@@ -152,7 +153,7 @@ void ism_stream_set_deadline(struct ism_wctx *w, struct ism_stream *st,
 	 * outlier detection would count against the endpoint). */
 	if (kind == ISM_SDL_RESPONSE && !st->req_done && !st->l4 && !st->upgrade) {
 		kind = ISM_SDL_BODY;
-		ms = w->table->timeouts.idle_ms;
+		ms = st->read_idle_ms;
 	}
 	st->deadline_kind = (uint8_t)kind;
 	st->deadline = kind != ISM_SDL_NONE && ms ? w->now + ms : 0;
@@ -507,18 +508,36 @@ static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st)
 	return ism_lb_pick(w->lb, st->cluster, w->shm->hdr, &rq);
 }
 
+/* The wait for the response head: timeouts.upstreamResponse for a route
+ * without a timeout of its own; under a route's timeout (or a gRPC deadline),
+ * which bounds the whole exchange as Envoy's, only the stream idle timeout. */
+static uint32_t head_timeout(const struct ism_stream *st)
+{
+	return st->route_timeout_ms ? st->read_idle_ms : st->response_timeout_ms;
+}
+
 /* The response timeout of an attempt: until the response head came, the retry
  * policy's per-try timeout when shorter; whatever re-arms the deadline before
  * then (body bytes either way, an interim head) keeps it. */
 static bool per_try_bounded(const struct ism_stream *st)
 {
-	return !st->resp_head_done && st->rs.per_try_ms &&
-	       st->rs.per_try_ms < st->response_timeout_ms;
+	uint32_t head = head_timeout(st);
+
+	return !st->resp_head_done && st->rs.per_try_ms && (head == 0 || st->rs.per_try_ms < head);
 }
 
-static uint32_t attempt_timeout(const struct ism_stream *st)
+/* The attempt's timer, armed again as bytes move: before the response head,
+ * its wait (a timeout: 504, retried); after it, and under a route's timeout,
+ * the stream idle timeout, as Envoy's (408, or the response cut: SI), the
+ * route's timeout bounding it all. */
+static void arm_attempt(struct ism_wctx *w, struct ism_stream *st)
 {
-	return per_try_bounded(st) ? st->rs.per_try_ms : st->response_timeout_ms;
+	if (per_try_bounded(st))
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, st->rs.per_try_ms);
+	else if (st->resp_head_done || st->route_timeout_ms)
+		ism_stream_set_deadline(w, st, ISM_SDL_BODY, st->read_idle_ms);
+	else
+		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, st->response_timeout_ms);
 }
 
 /* The time the attempt about to start has, as Envoy's router tells the
@@ -662,7 +681,7 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 	if (u->state == ISM_UP_CONNECTING)
 		ism_stream_set_deadline(w, st, ISM_SDL_CONNECT, st->connect_timeout_ms);
 	else
-		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		arm_attempt(w, st);
 }
 
 /* The next attempt: after a retry's back-off, a wait for a connection, or a
@@ -2156,7 +2175,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	req_ends(w, st, done);
 	if (st->deadline_kind == ISM_SDL_BODY ||
 	    (!st->resp_started && st->deadline_kind == ISM_SDL_RESPONSE))
-		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		arm_attempt(w, st);
 	ret = ism_up_req_data(w, st, p, len, bid, done);
 	st->req_streamed = !ism_up_replayable(st);
 	if (ret < 0) {
@@ -2197,7 +2216,7 @@ void ism_stream_up_ready(struct ism_wctx *w, struct ism_stream *st)
 	const struct ism_cluster *cl;
 
 	if (!st->l4) {
-		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		arm_attempt(w, st);
 		return;
 	}
 	/* Through an HTTP proxy (the DestinationRule's tunnel): its answer to
@@ -2229,7 +2248,7 @@ void ism_stream_up_bytes(struct ism_wctx *w, struct ism_stream *st)
 	 * per_try_timeout: an upstream that trickles its head does not stretch
 	 * the try. Past the head, bytes keep the response timeout going. */
 	if (!st->sending && !per_try_bounded(st))
-		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		arm_attempt(w, st);
 }
 
 void ism_stream_up_sent(struct ism_wctx *w, struct ism_stream *st)
@@ -2388,7 +2407,7 @@ static int gw_hold(struct ism_wctx *w, struct ism_stream *st, const struct ism_h
 	st->resp_started = 1;
 	if (done)
 		return gw_release(w, st);
-	ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+	arm_attempt(w, st);
 	ism_up_resume(w, st);
 	return 0;
 }
@@ -2464,7 +2483,7 @@ void ism_stream_up_upgrade(struct ism_wctx *w, struct ism_stream *st,
 		 * bodies, until either side ends. */
 		copy = *resp;
 		copy.status = 200;
-		st->response_timeout_ms = w->table->timeouts.idle_ms;
+		st->response_timeout_ms = st->read_idle_ms = w->table->timeouts.idle_ms;
 		ism_stream_up_head(w, st, &copy, ISM_BODY_CLOSE, p, len, false);
 		return;
 	}
@@ -2574,7 +2593,7 @@ void ism_stream_resp_sent(struct ism_wctx *w, struct ism_stream *st)
 			upstream_cut(w, st, ISM_FAIL_RESET, "UC");
 			return;
 		}
-		ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, attempt_timeout(st));
+		arm_attempt(w, st);
 		ism_up_resume(w, st);
 		return;
 	case ISM_ST_UPGRADE: /* the 101 went out: WebSocket bytes from now */
@@ -2707,7 +2726,7 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 					   : NULL);
 			return;
 		}
-		upstream_cut(w, st, ISM_FAIL_TIMEOUT, "UT"); /* it stalled mid-body */
+		upstream_cut(w, st, ISM_FAIL_TIMEOUT, "UT"); /* the route's, mid-body */
 		return;
 	case ISM_SDL_BODY:
 		ism_stream_local(w, st, 408, ISM_WHY_STREAM_IDLE, true);

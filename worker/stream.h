@@ -39,8 +39,9 @@ enum ism_stream_deadline {
 	ISM_SDL_NONE = 0,
 	ISM_SDL_CONNECT,  /* the connect, or the wait for a pooled connection: 503 */
 	ISM_SDL_RESPONSE, /* bytes from the upstream, and the route's timeout: 504 */
-	/* the client's body, read for an external check or sent to the upstream
-	 * (timeouts.idle between its pieces): 408, Envoy's stream idle timeout */
+	/* no byte either way (timeouts.streamIdle): the client's body, read for
+	 * an external check or sent to the upstream, or the response between
+	 * reads: 408, or the response cut (SI), Envoy's stream idle timeout */
 	ISM_SDL_BODY,
 };
 
@@ -130,7 +131,8 @@ struct ism_stream {
 	struct ism_buf req_trl;	   /* request trailers (HTTP/2 clients): name NUL value NUL ... */
 	struct __kernel_timespec retry_ts;
 	uint32_t connect_timeout_ms;
-	uint32_t response_timeout_ms;
+	uint32_t response_timeout_ms; /* the wait for the head, without a route timeout */
+	uint32_t read_idle_ms;	      /* no byte either way (timeouts.streamIdle); 0: none */
 	uint32_t pool_idle_ms;
 	char up_sni[256]; /* server name for upstream TLS: the request's host */
 	/* the access log and the counters */

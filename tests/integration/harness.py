@@ -619,7 +619,7 @@ def vmrss_kib(pid):
 
 
 def appliance(env, locality="eu-west/eu-west-1a", workers=2, timeouts=None, health_checks=(), extra=""):
-    t = {"requestHeader": "2s", "idle": "5s", "upstreamConnect": "1s", "upstreamResponse": "3s"}
+    t = {"requestHeader": "2s", "idle": "5s", "upstreamConnect": "1s", "upstreamResponse": "3s", "streamIdle": "5s"}
     t.update(timeouts or {})
     tl = ", ".join(f"{k}: {v}" for k, v in t.items())
     hc = ""

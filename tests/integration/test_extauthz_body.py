@@ -14,7 +14,7 @@ allowPartialMessage is answered 413 without a check; the whole body reaches
 the upstream once allowed. HTTP/1.1 clients with a content-length and
 chunked, all at once and slowly, in pieces, pipelined, with Expect:
 100-continue; HTTP/2 clients (h2_client.py, h2_attack.py, curl uploading
-from a pipe); clients that stop half-way (408 after timeouts.idle) or
+from a pipe); clients that stop half-way (408 after timeouts.streamIdle) or
 leave; reloads while a body comes; bodies of 1 MiB; WebSocket upgrades;
 configuration errors.
 
@@ -743,7 +743,7 @@ def client_gone(env, kind):
     ask = kind.ask
     up0, n = w.upstream_count(), w.authz.count()
     # Clients that stop sending and wait, their connection open: 408 once
-    # timeouts.idle (5 s) passes without the body's next bytes. HTTP/2:
+    # timeouts.streamIdle (5 s) passes without the body's next bytes. HTTP/2:
     # HEADERS and 3000 of 10000 bytes, then nothing (h2_attack.py waits up to
     # 10 s for the stream's end); HTTP/1.1 likewise, meanwhile.
     hdrs = [[":method", "POST"], [":scheme", "http"], [":path", "/gone/h2-stall"], [":authority", "test.local"],
@@ -758,12 +758,12 @@ def client_gone(env, kind):
         r = c.read_response("POST")
         took = time.monotonic() - t1
     check(r.status == 408 and r.header("x-upstream") is None and 4.5 <= took < 9,
-          f"an HTTP/1.1 body stalled after 3000 of 10000 bytes: want 408 after timeouts.idle (5 s), got {r} "
+          f"an HTTP/1.1 body stalled after 3000 of 10000 bytes: want 408 after timeouts.streamIdle (5 s), got {r} "
           f"after {took:.2f} s")
     rep = h2.result()
     took = time.monotonic() - t0
     check(rep["status"].get("1") == 408 and 4.5 <= took,
-          f"an h2c body stalled after 3000 of 10000 bytes: want 408 after timeouts.idle (5 s), got "
+          f"an h2c body stalled after 3000 of 10000 bytes: want 408 after timeouts.streamIdle (5 s), got "
           f"{rep['status']} after {took:.2f} s: {rep}")
     w.check_log("POST", "/gone/stall", 408, "SI", "stream_idle_timeout")
     w.check_log("POST", "/gone/h2-stall", 408, "SI", "stream_idle_timeout", proto="HTTP/2")
@@ -1203,7 +1203,7 @@ def extauthz_body_grpc_h2_slow(env):
 def extauthz_body_http_client_gone(env):
     """The HTTP authorizer with includeRequestBodyInCheck: clients that stop
     sending after 3000 of 10000 bytes and wait (HTTP/1.1, h2c) are answered
-    408 once timeouts.idle (5 s) passes (logged 408 SI stream_idle_timeout);
+    408 once timeouts.streamIdle (5 s) passes (logged 408 SI stream_idle_timeout);
     clients that close before their body's end (HTTP/1.1 with a
     content-length and chunked, h2c) are logged 0 DC; no check is sent for
     any of them and the upstream sees none. Clients that leave while the check of their whole body runs
@@ -1218,7 +1218,7 @@ def extauthz_body_http_client_gone(env):
 def extauthz_body_grpc_client_gone(env):
     """The gRPC authorizer with includeRequestBodyInCheck: clients that stop
     before their body's end get no Check, those that wait 408 after
-    timeouts.idle (SI stream_idle_timeout), those that close 0 DC (HTTP/1.1
+    timeouts.streamIdle (SI stream_idle_timeout), those that close 0 DC (HTTP/1.1
     content-length and chunked, h2c); clients that leave while their Check
     runs leave nothing stuck; a later POST is checked and served; no worker
     died."""

@@ -513,7 +513,7 @@ def client_stall_mid_upload(env):
           f"spec:\n  host: {SVC}\n  trafficPolicy:\n    outlierDetection: {{consecutiveGatewayErrors: 1, "
           "consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}\n")
     env.start_gateway(env.write("isthmus.yaml", docs(
-        appliance(env, workers=1, timeouts={"upstreamResponse": "1s", "idle": "2500ms"}), gateway(gw),
+        appliance(env, workers=1, timeouts={"upstreamResponse": "1s", "streamIdle": "2500ms"}), gateway(gw),
         virtual_service("vs", ["*"], f"  - route: [{{destination: {{host: {SVC}}}}}]\n"), dr,
         service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]))), gw)
     with Conn("127.0.0.1", gw, timeout=10) as c:
@@ -528,7 +528,7 @@ def client_stall_mid_upload(env):
         r = c.read_response()
         took = time.monotonic() - t0
         check(r.status == 408 and took >= 2.3, f"a client that stalls mid-upload: {r.status} after {took:.2f} s, "
-              "want 408 at timeouts.idle")
+              "want 408 at timeouts.streamIdle")
     r = env.get("/echo", host="retry.test")
     check(r.status == 200, f"the endpoint after the client's stall (not ejected): {r}")
 
@@ -987,6 +987,69 @@ def per_try_timeout_ends_with_the_head(env):
             raise TestFailure("a body slower than the per-try timeout after its head was cut (connection closed)")
         check(r.status == 200 and r.body == b"first-last",
               f"a body slower than the per-try timeout after its head: {r.status} {r.body!r}")
+    finally:
+        up.close()
+
+
+@_test
+def timeouts_route_over_upstream_response(env):
+    """timeouts.upstreamResponse bounds the wait for a response head only on
+    routes without a timeout of their own: a route's timeout longer than it
+    is the bound (Istio's route timeout, Envoy's router), where the appliance's
+    60 s cut every long report at 60 s. Between a response's reads only the
+    stream idle timeout (timeouts.streamIdle, Envoy's) applies: a pause longer
+    than upstreamResponse is served whole (it was cut, UT); a pause past
+    streamIdle cuts the response, logged SI."""
+    log = env.path("access.log")
+
+    def answer(c, head, rest):
+        path = head.split(" ")[1]
+        if path.startswith("/wait/"):
+            time.sleep(2)
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate")
+        elif path.startswith("/gap/"):
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\na")
+            time.sleep(float(path.split("/")[2]))
+            c.sendall(b"b")
+        time.sleep(0.5)
+
+    up = ScriptedUpstream(answer, fail_on=range(1, 100))
+    try:
+        gw = free_port()
+        routes = (f"  - match: [{{uri: {{prefix: /wait/long}}}}]\n    timeout: 6s\n"
+                  f"    route: [{{destination: {{host: {SVC}}}}}]\n"
+                  f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+        fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%"
+        env.start_gateway(env.write("isthmus.yaml", docs(
+            appliance(env, workers=1, timeouts={"upstreamResponse": "1s", "streamIdle": "3s"},
+                      extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"),
+            gateway(gw), virtual_service("vs", ["*"], routes),
+            service_entry("svc", SVC, [{"address": UP_ADDR, "port": up.port}]))), gw)
+        t0 = time.monotonic()
+        r = http_get(gw, "/wait/long", timeout=20)
+        check(r.status == 200 and r.body == b"late", f"a 2 s answer under a 6 s route timeout: {r.status} "
+              f"{r.body!r} after {time.monotonic() - t0:.1f} s")
+        t0 = time.monotonic()
+        r = http_get(gw, "/wait/plain", timeout=20)
+        took = time.monotonic() - t0
+        check(r.status == 504 and took < 1.9, f"a 2 s answer on a route without timeout: {r.status} after "
+              f"{took:.1f} s, want 504 at upstreamResponse (1 s)")
+        r = http_get(gw, "/gap/1.6", timeout=20)
+        check(r.status == 200 and r.body == b"ab", f"a 1.6 s pause between reads: {r.status} {r.body!r}")
+        t0 = time.monotonic()
+        with Conn("127.0.0.1", gw, timeout=20) as c:
+            c.send(b"GET /gap/5 HTTP/1.1\r\nHost: retry.test\r\n\r\n")
+            try:
+                r = c.read_response()
+                got = f"{r.status} {r.body!r}"
+            except (TestFailure, OSError, EOFError) as e:
+                got = f"cut: {e}"
+        took = time.monotonic() - t0
+        check(not got.endswith("b'ab'") and 2.5 <= took < 4.8,
+              f"a 5 s pause between reads: {got} after {took:.1f} s, want the response cut at streamIdle (3 s)")
+        lines = poll(lambda: (lambda ls: ls if len(ls) >= 4 else None)(file_lines(log)), 5, what="four log lines")
+        check(lines == ["200 - /wait/long", "504 UT /wait/plain", "200 - /gap/1.6", "200 SI /gap/5"],
+              f"access log: {lines}")
     finally:
         up.close()
 

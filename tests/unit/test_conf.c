@@ -426,6 +426,7 @@ static void test_matches_and_defaults(void **state)
 	assert_int_equal(t->timeouts.idle_ms, 60000);
 	assert_int_equal(t->timeouts.upstream_connect_ms, 10000);
 	assert_int_equal(t->timeouts.upstream_response_ms, 60000);
+	assert_int_equal(t->timeouts.stream_idle_ms, 300000); /* Envoy's default */
 	assert_int_equal(t->timeouts.drain_ms, 30000);
 	assert_int_equal(t->n_listeners, 1);
 	assert_int_equal(
@@ -773,6 +774,7 @@ static void test_durations(void **state)
 				       "    idle: 2m\n"
 				       "    upstreamConnect: 250ms\n"
 				       "    upstreamResponse: 1m30s\n"
+				       "    streamIdle: 0s\n"
 				       "    drain: 100us\n";
 	static const char big[] = APP "  timeouts:\n    idle: 1h\n";
 	static const char over[] = APP "  timeouts:\n    idle: 5000h\n";
@@ -784,7 +786,8 @@ static void test_durations(void **state)
 	assert_int_equal(t->timeouts.idle_ms, 120000);
 	assert_int_equal(t->timeouts.upstream_connect_ms, 250);
 	assert_int_equal(t->timeouts.upstream_response_ms, 90000);
-	assert_int_equal(t->timeouts.drain_ms, 1); /* rounded up, never 0 */
+	assert_int_equal(t->timeouts.stream_idle_ms, 0); /* none, as Istio's gateway */
+	assert_int_equal(t->timeouts.drain_ms, 1);	 /* rounded up, never 0 */
 	assert_int_equal(ism_conf_load_buf("t.yaml", big, strlen(big), &c, &f->d), 0);
 	ism_conf_free(c);
 	/* More than 2^32 ms does not fit. */
