@@ -492,10 +492,20 @@ int ism_h2in_add(struct ism_h2in *in, const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* n bytes of stream id consumed: to its window, and to the connection's unless
+ * that was given back as they arrived. */
+static void consumed(struct ism_h2io *io, int32_t id, size_t n)
+{
+	if (io->conn_at_receipt)
+		nghttp2_session_consume_stream(io->ng, id, n);
+	else
+		nghttp2_session_consume(io->ng, id, n);
+}
+
 void ism_h2in_want(struct ism_h2io *io, int32_t id, struct ism_h2in *in)
 {
 	if (in->fly.len) {
-		nghttp2_session_consume(io->ng, id, in->fly.len);
+		consumed(io, id, in->fly.len);
 		in->unconsumed -= in->fly.len;
 		in->fly.len = 0;
 	}
@@ -524,7 +534,7 @@ void ism_h2in_drop(struct ism_h2io *io, int32_t id, struct ism_h2in *in)
 {
 	/* Of a closed stream, nghttp2 credits the connection's window only. */
 	if (in->unconsumed)
-		nghttp2_session_consume(io->ng, id, in->unconsumed);
+		consumed(io, id, in->unconsumed);
 	in->unconsumed = 0;
 	in->gather.len = 0;
 	in->fly.len = 0;

@@ -50,9 +50,12 @@ struct ism_h2io_big {
 
 struct ism_h2io {
 	nghttp2_session *ng;
-	uint8_t sending;     /* a socket send is in flight */
-	uint16_t busy;	     /* inside nghttp2 or a walk of the streams: flush afterwards */
-	uint8_t kicked;	     /* on the worker's list, to flush after the batch (ism_h2io_kick) */
+	uint8_t sending; /* a socket send is in flight */
+	uint16_t busy;	 /* inside nghttp2 or a walk of the streams: flush afterwards */
+	uint8_t kicked;	 /* on the worker's list, to flush after the batch (ism_h2io_kick) */
+	/* the connection's window is given back as DATA arrives, streams' as
+	 * their consumers take it (an upstream connection: see worker/h2up.c) */
+	uint8_t conn_at_receipt;
 	uint64_t batch;	     /* the output batch being gathered (from 1) */
 	uint64_t fly_batch;  /* the batch being sent */
 	uint64_t sent_batch; /* the latest batch whose send completed */

@@ -489,8 +489,15 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	struct ism_h2us *x = us_of(c, id);
 
 	(void)flags;
+	/* The connection's window opens as the bytes arrive, the stream's as
+	 * its client takes them: a client that reads nothing holds its streams'
+	 * windows, never the connection that other clients' streams share (16
+	 * unread responses of 64 KiB held its 1 MiB, and every other stream on
+	 * it waited). What a connection buffers stays bounded by its streams'
+	 * windows. */
+	nghttp2_session_consume_connection(ng, len);
 	if (x == NULL || x->st == NULL) {
-		nghttp2_session_consume(ng, id, len);
+		nghttp2_session_consume_stream(ng, id, len);
 		return 0;
 	}
 	if (ism_h2in_add(&x->resp, data, len) < 0)
@@ -605,7 +612,8 @@ static int init_once(void)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(up_cbs, on_data);
 	nghttp2_session_callbacks_set_on_frame_send_callback(up_cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(up_cbs, on_stream_close);
-	/* Windows open as the client takes the bytes, not as they arrive. */
+	/* Streams' windows open as the client takes the bytes, not as they
+	 * arrive; the connection's as they arrive (on_data). */
 	nghttp2_option_set_no_auto_window_update(up_opt, 1);
 	return 0;
 }
@@ -704,6 +712,7 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u)
 	c->w = w;
 	c->u = u;
 	c->io.batch = 1;
+	c->io.conn_at_receipt = 1; /* on_data */
 	c->last_rx = w->now;
 	c->io.pages = w->h2pages;
 	mem = ism_h2io_mem(&c->io);

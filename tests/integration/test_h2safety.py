@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from harness import (DEBIAN_PYTHON, Registry, TestFailure, check, ctl_cmd, file_lines, free_port, http_get,
                      poll, wait_master_exit)
@@ -204,6 +205,34 @@ def h2_early_answers_not_cut(env):
           f"{ok} of {n} early answers; resets {sorted(set(rep['rst'].values()))}; GOAWAY {rep['goaway']} "
           f"{rep.get('goaway_data')!r}, closed {rep['closed']}")
     check(set(rep["rst"].values()) == {NO_ERROR}, f"the streams' resets: {sorted(set(rep['rst'].values()))}")
+
+
+@_test
+def h2_upstream_window_not_held_by_unread_streams(env):
+    """A client that reads none of 24 responses (its HTTP/2 window kept at 0)
+    holds its own streams' windows on the shared HTTP/2 upstream connection,
+    not the connection's: another client's request on that connection is
+    answered at once. The connection window opened only as clients took the
+    bytes, so 16 unread responses of 64 KiB held its 1 MiB and every other
+    client's stream to the endpoint waited (504) while the first stayed."""
+    need_tools("h2")
+    up = start_h2_upstream(env, "127.0.0.2", "win")
+    gw = one_service(env, up, protocol="HTTP2", workers=1)
+    p = subprocess.Popen([DEBIAN_PYTHON, os.path.join(TOOLS, "h2_attack.py"), "--connect", f"127.0.0.1:{gw}",
+                          "zero-window-streams", "20", json.dumps({"path": "/big/1000000", "streams": 24})],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env.cleanups.append(lambda: p.poll() is None and os.killpg(p.pid, signal.SIGKILL))
+    check(p.stdout.readline() == "READY\n", "h2_attack.py zero-window-streams: the 24 heads did not come")
+    for i in range(3):
+        t0 = time.monotonic()
+        try:
+            got = http_get(gw, f"/status/200?{i}", addr="127.0.0.1", timeout=20).status
+        except (EOFError, OSError) as e:  # its head came, its body never did
+            got = f"cut ({e})"
+        took = time.monotonic() - t0
+        check(got == 200 and took < 2.5, f"another client beside 24 unread responses: {got} after {took:.1f} s")
+    check(p.poll() is None, "the client that reads nothing went first")
+    os.killpg(p.pid, signal.SIGKILL)
 
 
 @_test

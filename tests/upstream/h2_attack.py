@@ -37,6 +37,11 @@ ATTACK:
                     stops at the first that does not end within 10 s
   zero-window N     SETTINGS_INITIAL_WINDOW_SIZE 0, GET JSON's path, never a
                     WINDOW_UPDATE; waits up to N seconds for the stream's end
+  zero-window-streams N
+                    SETTINGS_INITIAL_WINDOW_SIZE 0, then JSON {"path": P,
+                    "streams": K}: K GETs of P, never a WINDOW_UPDATE; prints
+                    "READY" once the server acknowledged the SETTINGS and all
+                    K streams' heads came, then holds the connection N seconds
   idle N            one GET (JSON: the path, default /), then nothing: waits up
                     to N seconds for the server to close (goaway_at says when
                     its GOAWAY came)
@@ -352,6 +357,16 @@ def run(p, attack, n, arg):
         p.send(HeadersFrame(1, p.block(get_headers(arg)), flags=["END_HEADERS", "END_STREAM"]))
         p.wait(lambda: "1" in p.ended, n)
         p.rep["end_at"] = p.ended.get("1")
+        return
+    elif attack == "zero-window-streams":
+        spec = json.loads(arg)
+        p.settings(INITIAL_WINDOW_SIZE=0)
+        k = spec["streams"]
+        p.send(*(HeadersFrame(1 + 2 * i, p.block(get_headers(spec["path"])), flags=["END_HEADERS", "END_STREAM"])
+                 for i in range(k)))
+        if p.wait(lambda: len(p.rep["status"]) >= k, 10):
+            print("READY", flush=True)
+        p.wait(lambda: False, n)
         return
     elif attack == "idle":
         p.settings()
