@@ -1379,9 +1379,10 @@ static void cluster_tls(struct cbuild *b, const struct ckey *k, const char *subs
 	char name[600];
 
 	/* The certificate must carry the server name unless the DestinationRule
-	 * names subjectAltNames (Istio's automatic SAN validation). */
-	in.name_check = in.n_sans == 0 && !in.skip_verify && in.mode != ISM_TLS_ISTIO_MUTUAL &&
-			in.mode != ISM_TLS_NONE;
+	 * names subjectAltNames (Istio's automatic SAN validation, which istiod
+	 * sets with automatic SNI only: not under an explicit sni). */
+	in.name_check = in.n_sans == 0 && in.sni.len == 0 && !in.skip_verify &&
+			in.mode != ISM_TLS_ISTIO_MUTUAL && in.mode != ISM_TLS_NONE;
 	/* Without subjectAltNames of its own, Istio's service accounts of the
 	 * service, for SIMPLE, MUTUAL and ISTIO_MUTUAL. */
 	if (in.n_sans == 0 && in.mode != ISM_TLS_NONE && k->se != NULL)
