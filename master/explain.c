@@ -56,9 +56,11 @@ static int build(char *out, size_t cap, const char *method, const char *url, cha
 		const char *h = url + 7;
 		const char *slash = strchr(h, '/');
 		size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-		const char *colon = memchr(h, ':', hl);
+		/* The port's colon is past an IPv6 literal's brackets. */
+		size_t name = ism_host_len(h, hl);
+		const char *colon = name < hl && h[name] == ':' ? h + name : NULL;
 
-		if (hl == 0 || hl >= sizeof(host))
+		if (hl == 0 || hl >= sizeof(host) || (name < hl && colon == NULL))
 			return -EINVAL;
 		memcpy(host, h, hl);
 		host[hl] = '\0';

@@ -259,6 +259,9 @@ def authz_dual_stack_ipv4_client(env):
     check(get(gw, "/a", src="127.0.0.3").status == 200, "127.0.0.3 elsewhere is served")
     with Conn("::1", gw) as c:
         check_denied(c.request("GET", "/a", "test.local"), "::1 by an IPv6 block")
+    # explain takes a URL with an IPv6 literal (its port's colon past the brackets)
+    ans = ctl_cmd(env.path("ctl.sock"), f"explain GET http://[::1]:{gw}/a from=::1")
+    check(details("deny-v4", 2) in ans, f"explain of an IPv6 URL: {ans}")
     line = log_line(log, "/headers ")
     check(re.fullmatch(r"/headers 127\.0\.0\.1:\d+", line), f"the access log's client address: {line!r}")
 
