@@ -1157,10 +1157,14 @@ void ism_stream_xff_client(uint32_t trusted, const struct ism_http_req *req,
 			e--;
 		if ((size_t)(e - p) < INET6_ADDRSTRLEN) {
 			struct sockaddr_storage addr;
+			uint16_t port;
 
+			/* As Envoy writes it: inet_ntop's text (FD00:0:0::5 is
+			 * fd00::5), in the headers, the log and the hash. */
 			memcpy(out, p, (size_t)(e - p));
 			out[e - p] = '\0';
-			if (!ism_addr_parse(out, &addr, NULL))
+			if (!ism_addr_parse(out, &addr, NULL) ||
+			    !ism_addr_text((const struct sockaddr *)&addr, out, &port))
 				out[0] = '\0';
 		}
 		return;

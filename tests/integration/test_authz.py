@@ -267,6 +267,26 @@ def authz_dual_stack_ipv4_client(env):
 
 
 @_test
+def xff_client_address_written_as_envoy(env):
+    """The client address X-Forwarded-For names (numTrustedProxies) is written
+    as inet_ntop writes it, as Envoy does, in x-envoy-external-address and the
+    access log: FD00:0:0::5 is fd00::5 (it went on as the client spelt it, so
+    two spellings of one client were two addresses to whatever compares text)."""
+    log = env.path("access.log")
+    (gw,), _ = world(env, app_extra="  gatewayTopology: {numTrustedProxies: 1}\n"
+                     f"  accessLog: {{path: {log}, format: text, "
+                     "textFormat: \"%REQ(:PATH)% %DOWNSTREAM_REMOTE_ADDRESS%\"}\n")
+    for path, xff, want in (("/headers?6", "FD00:0:0::5", "fd00::5"), ("/headers?4", " 10.0.0.7 ", "10.0.0.7")):
+        r = get(gw, path, headers=[("X-Forwarded-For", xff)])
+        got = [l.split(":", 1)[1].strip() for l in r.body.decode().split("\r\n")
+               if l.lower().startswith("x-envoy-external-address:")]
+        check(r.status == 200 and got == [want], f"X-Forwarded-For {xff!r}: external address {got}, want {want}")
+    lines = poll(lambda: (lambda ls: ls if len(ls) >= 2 else None)(file_lines(log)), 5, what="two log lines")
+    # (two workers: either line may come first)
+    check(sorted(lines) == ["/headers?4 10.0.0.7:0", "/headers?6 [fd00::5]:0"], f"the access log: {lines}")
+
+
+@_test
 def authz_ip_blocks_behind_proxy_protocol(env):
     """On a listener behind a PROXY-protocol load balancer, ipBlocks (and
     source.ip) are the socket's peer, the load balancer, as Istio writes them
