@@ -517,8 +517,8 @@ static void parse_dns(struct ism_vctx *v, const struct ism_node *spec, struct is
 
 		if (ism_model_parse_ip(servers[i], &ss, &len) ||
 		    ism_model_parse_hostport(servers[i], &ss, &len)) {
-			/* As c-ares reads a server ("[v4]:53" and "v6:53" it
-			 * refuses), as Envoy builds its resolvers' list. */
+			/* As c-ares reads a server ("[v4]:53" it refuses), as
+			 * Envoy builds its resolvers' list. */
 			const char *text = server_text(v, &ss);
 
 			if (text != NULL)

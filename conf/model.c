@@ -166,8 +166,10 @@ bool ism_model_parse_hostport(const char *s, struct sockaddr_storage *ss, sockle
 		hl = (size_t)(end - hs);
 		colon = end + 1;
 	} else {
-		colon = strrchr(s, ':');
-		if (colon == NULL)
+		/* An IPv6 address with a port is bracketed: "::1:6316" would be
+		 * the address ::0.1.99.22 to the one who reads an address. */
+		colon = strchr(s, ':');
+		if (colon == NULL || strchr(colon + 1, ':') != NULL)
 			return false;
 		hl = (size_t)(colon - s);
 	}

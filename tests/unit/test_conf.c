@@ -4396,6 +4396,12 @@ static const struct bad bads[] = {
      9, 7, "kind", "unknown kind \"Sidekick\""},
     {"dns server", APP "  dns:\n    servers: [\"127.0.0.1:5353\", nope]\n", 8, 33,
      "Appliance t: spec.dns.servers[1]", "must be ADDRESS or ADDRESS:PORT"},
+    /* An IPv6 address with a port is bracketed: unbracketed, the port is no
+     * port (::1:63161 is no address; ::1:6316 would be one). */
+    {"dns server unbracketed", APP "  dns:\n    servers: [\"::1:63161\"]\n", 8, 15,
+     "Appliance t: spec.dns.servers[0]", "(\"[IPv6]:PORT\" with a port)"},
+    {"admin unbracketed", APP "  admin: {address: \"::1:63171\"}\n", 7, 20,
+     "Appliance t: spec.admin.address", "or \"[IPv6]:port\""},
     /* 8 servers at most (docs/configuration.md): the ninth is refused. */
     {"dns nine servers",
      APP "  dns:\n    servers: [127.0.0.1, 127.0.0.2, 127.0.0.3, 127.0.0.4, 127.0.0.5, "

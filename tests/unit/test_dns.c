@@ -353,7 +353,7 @@ static void test_names_and_settings(void **state)
 	compiled_free(&c);
 	compile(&c,
 		HEAD "  dns:\n    servers: [\"127.0.0.1:5353\", \"::1\", \"[::1]:53\", "
-		     "\"[127.0.0.1]:54\", \"::ffff:127.0.0.1:55\"]\n"
+		     "\"[127.0.0.1]:54\", \"[::ffff:127.0.0.1]:55\"]\n"
 		     "    minRefresh: 1s\n    maxRefresh: 30s\n    timeout: 500ms\n" ROUTES SES,
 		NULL);
 	ism_conf_dns_settings(c.conf, &dns);
@@ -361,7 +361,8 @@ static void test_names_and_settings(void **state)
 	assert_string_equal(dns.servers[0], "127.0.0.1:5353");
 	assert_string_equal(dns.servers[1], "::1");
 	assert_string_equal(dns.servers[2], "[::1]:53");
-	/* forms c-ares refuses, given to it as it reads them */
+	/* a form c-ares refuses, given to it as it reads it (an unbracketed
+	 * IPv6 address with a port is refused: test_conf) */
 	assert_string_equal(dns.servers[3], "127.0.0.1:54");
 	assert_string_equal(dns.servers[4], "[::ffff:127.0.0.1]:55");
 	assert_int_equal(dns.min_refresh_ms, 1000);
