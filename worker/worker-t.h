@@ -28,6 +28,9 @@
 #define ISM_BGID	  1
 #define ISM_MAX_HDRS	  1000
 #define ISM_REPLAY_MAX	  (64u * 1024u) /* a request kept whole for a retry, at most */
+/* Free private buffers that keep their memory for the next (1 MiB): past a
+ * burst of TLS reads, the rest go back to the allocator. */
+#define ISM_XBUF_KEEP 64u
 /* Submission entries that may wait for the kernel's room (ism_w_sqe): as many
  * as the ring's queue holds, more than one turn prepares. */
 #define ISM_SQ_BACKLOG 4096u
@@ -259,10 +262,12 @@ struct ism_wctx {
 	size_t act_cap;
 	struct __kernel_timespec tick_ts;
 	struct ism_alog alog;
-	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT_MAX on) */
+	/* private buffers: decrypted TLS data (ids from ISM_BUF_COUNT_MAX on);
+	 * a free one keeps its memory while fewer than ISM_XBUF_KEEP do
+	 * (x_kept), else its slot alone stays (xbufs[i] NULL) */
 	char **xbufs;
 	uint32_t *xfree;
-	uint32_t n_xbufs, n_xfree, cap_xbufs;
+	uint32_t n_xbufs, n_xfree, cap_xbufs, x_kept;
 	struct ism_tls *tls;	       /* TLS contexts (worker/tls.c) */
 	struct ism_mirror_ctx *mirror; /* request mirroring (worker/mirror.c); NULL: unused */
 	struct ism_xa_ctx *xa;	       /* external authorization (worker/extauthz.c); NULL */

@@ -111,8 +111,15 @@ int ism_w_xbuf_get(struct ism_wctx *w)
 {
 	uint32_t i;
 
-	if (w->n_xfree > 0)
-		return (int)(w->xfree[--w->n_xfree] + ISM_BUF_COUNT_MAX);
+	if (w->n_xfree > 0) {
+		i = w->xfree[w->n_xfree - 1];
+		if (w->xbufs[i] != NULL)
+			w->x_kept--;
+		else if ((w->xbufs[i] = malloc(ISM_BUF_SIZE)) == NULL)
+			return -1;
+		w->n_xfree--;
+		return (int)(i + ISM_BUF_COUNT_MAX);
+	}
 	if (w->n_xbufs == w->cap_xbufs) {
 		uint32_t cap = w->cap_xbufs ? w->cap_xbufs * 2 : 64;
 		char **b = realloc(w->xbufs, cap * sizeof(*b));
@@ -137,8 +144,16 @@ int ism_w_xbuf_get(struct ism_wctx *w)
 void ism_w_buf_recycle(struct ism_wctx *w, int bid)
 {
 	if ((uint32_t)bid >= ISM_BUF_COUNT_MAX) {
-		ISM_BUG_ON((uint32_t)bid - ISM_BUF_COUNT_MAX >= w->n_xbufs);
-		w->xfree[w->n_xfree++] = (uint32_t)bid - ISM_BUF_COUNT_MAX;
+		uint32_t i = (uint32_t)bid - ISM_BUF_COUNT_MAX;
+
+		ISM_BUG_ON(i >= w->n_xbufs);
+		if (w->x_kept < ISM_XBUF_KEEP) {
+			w->x_kept++;
+		} else {
+			free(w->xbufs[i]);
+			w->xbufs[i] = NULL;
+		}
+		w->xfree[w->n_xfree++] = i;
 		return;
 	}
 	ISM_BUG_ON(bid < 0 || (uint32_t)bid >= w->n_bufs);

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The worker's submission entries (worker/ring.h) when the kernel takes none:
+/* The worker's private buffers (worker/ring.h): past a burst, at most
+ * ISM_XBUF_KEEP free ones keep their memory; the others' slots stay, and
+ * get memory again when taken.
+ *
+ * The worker's submission entries when the kernel takes none:
  * a ring made disabled refuses every submission (EBADFD) as a kernel without
  * room for a request does, so entries past its queue wait in the backlog —
  * and once it is enabled, they all reach the kernel, each once, in the order
@@ -117,9 +121,44 @@ static void test_later_entry_behind_backlog(void **state)
 	wctx_free(w);
 }
 
+#define BURST 200u
+
+static void test_private_buffers_kept_bounded(void **state)
+{
+	struct ism_wctx *w = calloc(1, sizeof(*w));
+	int bid[BURST];
+	uint32_t held = 0;
+
+	(void)state;
+	assert_non_null(w);
+	for (int round = 0; round < 2; round++) {
+		for (uint32_t i = 0; i < BURST; i++) {
+			bid[i] = ism_w_xbuf_get(w);
+			assert_true(bid[i] >= (int)ISM_BUF_COUNT_MAX);
+			memset(ism_w_buf_addr(w, bid[i]), 'x', ISM_BUF_SIZE); /* its whole memory */
+			for (uint32_t j = 0; j < i; j++)
+				assert_int_not_equal(bid[i], bid[j]);
+		}
+		assert_int_equal(w->n_xbufs, BURST); /* the slots of the first burst, again */
+		for (uint32_t i = 0; i < BURST; i++)
+			ism_w_buf_recycle(w, bid[i]);
+		held = 0;
+		for (uint32_t i = 0; i < w->n_xbufs; i++)
+			held += w->xbufs[i] != NULL;
+		assert_int_equal(held, ISM_XBUF_KEEP);
+		assert_int_equal(w->n_xfree, BURST);
+	}
+	for (uint32_t i = 0; i < w->n_xbufs; i++)
+		free(w->xbufs[i]);
+	free(w->xbufs);
+	free(w->xfree);
+	free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_private_buffers_kept_bounded),
 	    cmocka_unit_test(test_backlog_waits_and_keeps_order),
 	    cmocka_unit_test(test_later_entry_behind_backlog),
 	};
