@@ -644,7 +644,8 @@ static int loop(struct ism_wctx *w)
 		buf_publish(w);
 		if (w->draining && (w->n_active == 0 || w->now >= w->drain_deadline))
 			break;
-		ism_w_sqb_move(w);
+		if (w->n_sqb)
+			ism_w_sqb_move(w);
 		ts = wait_time(w);
 		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
 		/* EBUSY (completions the kernel could not post yet) and EAGAIN (no
