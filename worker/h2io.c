@@ -492,14 +492,35 @@ int ism_h2in_add(struct ism_h2in *in, const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* The connection's credit once unread changed and consumed bytes were taken:
+ * every byte taken, and min(unread, early_max) of those not, given back. */
+static void settle(struct ism_h2io *io, uint64_t taken)
+{
+	uint64_t early = io->unread < io->early_max ? io->unread : io->early_max;
+	uint64_t credit = taken + early - io->early; /* early falls by at most taken */
+
+	io->early = early;
+	if (credit)
+		nghttp2_session_consume_connection(io->ng, (size_t)credit);
+}
+
+void ism_h2io_received(struct ism_h2io *io, size_t n)
+{
+	io->unread += n;
+	settle(io, 0);
+}
+
 /* n bytes of stream id consumed: to its window, and to the connection's unless
  * that was given back as they arrived. */
 static void consumed(struct ism_h2io *io, int32_t id, size_t n)
 {
-	if (io->conn_at_receipt)
-		nghttp2_session_consume_stream(io->ng, id, n);
-	else
+	if (io->early_max == 0) {
 		nghttp2_session_consume(io->ng, id, n);
+		return;
+	}
+	nghttp2_session_consume_stream(io->ng, id, n);
+	io->unread -= n < io->unread ? n : io->unread;
+	settle(io, n);
 }
 
 void ism_h2in_want(struct ism_h2io *io, int32_t id, struct ism_h2in *in)

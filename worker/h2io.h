@@ -53,9 +53,12 @@ struct ism_h2io {
 	uint8_t sending; /* a socket send is in flight */
 	uint16_t busy;	 /* inside nghttp2 or a walk of the streams: flush afterwards */
 	uint8_t kicked;	 /* on the worker's list, to flush after the batch (ism_h2io_kick) */
-	/* the connection's window is given back as DATA arrives, streams' as
-	 * their consumers take it (an upstream connection: see worker/h2up.c) */
-	uint8_t conn_at_receipt;
+	/* the connection's window is given back as DATA arrives, up to
+	 * early_max bytes its streams' consumers have not taken (unread; early
+	 * of them credited so), streams' as their consumers take it (an upstream
+	 * connection: see worker/h2up.c); 0: as consumers take it */
+	uint32_t early_max;
+	uint64_t unread, early;
 	uint64_t batch;	     /* the output batch being gathered (from 1) */
 	uint64_t fly_batch;  /* the batch being sent */
 	uint64_t sent_batch; /* the latest batch whose send completed */
@@ -174,6 +177,10 @@ struct ism_h2in {
 };
 
 int ism_h2in_add(struct ism_h2in *in, const uint8_t *p, size_t len);
+/* n bytes of DATA arrived for a stream that keeps them (io->early_max set):
+ * the connection's window opens for them while io holds at most early_max
+ * unread bytes. */
+void ism_h2io_received(struct ism_h2io *io, size_t n);
 /* The consumer is done with what it was given and wants more. */
 void ism_h2in_want(struct ism_h2io *io, int32_t id, struct ism_h2in *in);
 /* What goes to a waiting consumer now: true with the bytes and the end. */

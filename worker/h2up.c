@@ -155,9 +155,9 @@ static bool has_room(const struct ism_h2c *c, const struct ism_cluster *cl)
 	uint32_t mine = cl->h2_max_streams ? cl->h2_max_streams : H2UP_STREAMS_DEFAULT;
 	uint32_t cap = mine < peer ? mine : peer;
 
-	return !c->goaway && c->n_streams < cap && c->u->state != ISM_UP_CLOSING &&
-	       !ism_up_overdue(c->w, c->u) && !ism_up_expired(c->w->now, c->u) &&
-	       ism_up_same_ep(c->w, c->u);
+	return !c->goaway && c->n_streams < cap && c->io.unread < c->io.early_max &&
+	       c->u->state != ISM_UP_CLOSING && !ism_up_overdue(c->w, c->u) &&
+	       !ism_up_expired(c->w->now, c->u) && ism_up_same_ep(c->w, c->u);
 }
 
 bool ism_h2up_wanted(const struct ism_stream *st, const struct ism_cluster *cl)
@@ -489,19 +489,20 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	struct ism_h2us *x = us_of(c, id);
 
 	(void)flags;
-	/* The connection's window opens as the bytes arrive, the stream's as
-	 * its client takes them: a client that reads nothing holds its streams'
-	 * windows, never the connection that other clients' streams share (16
-	 * unread responses of 64 KiB held its 1 MiB, and every other stream on
-	 * it waited). What a connection buffers stays bounded by its streams'
-	 * windows. */
-	nghttp2_session_consume_connection(ng, len);
 	if (x == NULL || x->st == NULL) {
-		nghttp2_session_consume_stream(ng, id, len);
+		nghttp2_session_consume(ng, id, len);
 		return 0;
 	}
 	if (ism_h2in_add(&x->resp, data, len) < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	/* The connection's window opens as the bytes arrive, the stream's as
+	 * its client takes them: a client that reads nothing holds its streams'
+	 * windows, not the connection that other clients' streams share (16
+	 * unread responses of 64 KiB held its 1 MiB, and every other stream on
+	 * it waited) — up to one more connection window of unread bytes, so
+	 * that a connection holds at most two; past one, it takes no new
+	 * stream (has_room): another connection does. */
+	ism_h2io_received(&c->io, len);
 	pend(c, x);
 	return 0;
 }
@@ -712,7 +713,7 @@ static struct ism_h2c *new_conn(struct ism_wctx *w, struct ism_upconn *u)
 	c->w = w;
 	c->u = u;
 	c->io.batch = 1;
-	c->io.conn_at_receipt = 1; /* on_data */
+	c->io.early_max = lim->h2_initial_conn_window; /* on_data */
 	c->last_rx = w->now;
 	c->io.pages = w->h2pages;
 	mem = ism_h2io_mem(&c->io);

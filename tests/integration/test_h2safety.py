@@ -236,6 +236,35 @@ def h2_upstream_window_not_held_by_unread_streams(env):
 
 
 @_test
+def h2_upstream_unread_bounded(env):
+    """A client that reads nothing of 100 responses from an HTTP/2 upstream,
+    with a stream window of 4 MiB, makes the worker hold at most about two
+    connection windows per upstream connection (the connection's window
+    opens early for one window of unread bytes, no more): the worker grew by
+    hundreds of MiB when the connection's window opened for every byte that
+    arrived. Another client is still served."""
+    need_tools("h2")
+    up = start_h2_upstream(env, "127.0.0.2", "unread")
+    gw = one_service(env, up, protocol="HTTP2", workers=1,
+                     app_extra=limits(http2InitialStreamWindowSize=4 << 20))
+    worker = env.workers()[0]
+    r0 = rss_kib(worker)
+    p = subprocess.Popen([DEBIAN_PYTHON, os.path.join(TOOLS, "h2_attack.py"), "--connect", f"127.0.0.1:{gw}",
+                          "zero-window-streams", "20", json.dumps({"path": "/big/4000000", "streams": 100})],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env.cleanups.append(lambda: p.poll() is None and os.killpg(p.pid, signal.SIGKILL))
+    check(p.stdout.readline() == "READY\n", "h2_attack.py zero-window-streams: the 100 heads did not come")
+    grown = 0
+    end = time.monotonic() + 3  # a window to measure over, not a wait for a condition
+    while time.monotonic() < end:
+        grown = max(grown, rss_kib(worker) - r0)
+        time.sleep(0.1)
+    check(grown < 48 * 1024, f"the worker grew by {grown} KiB holding unread responses")
+    check(http_get(gw, "/status/200", addr="127.0.0.1", timeout=20).status == 200, "another client beside it")
+    os.killpg(p.pid, signal.SIGKILL)
+
+
+@_test
 def h2_stream_flood(env):
     """Thousands of streams past http2MaxConcurrentStreams. Once the client
     acknowledged the limit: GOAWAY PROTOCOL_ERROR (nghttp2, RFC 9113 5.1.2)
