@@ -209,9 +209,13 @@ static void start_l4(struct ism_wctx *w, struct ism_sess *s, const struct ism_l4
 	ism_sess_set_deadline(w, s, ISM_DL_NONE, 0);
 	for (uint32_t i = 0; i < n && !subnets; i++)
 		subnets = routes[i].n_subnets > 0;
-	/* The address the client connected to, for destinationSubnets only. */
-	if (n > 0 && (!subnets || getsockname(s->s.fd, (struct sockaddr *)&local, &ll) == 0))
+	/* The address the client connected to, for destinationSubnets only;
+	 * an IPv4 client's of a dual-stack listener as IPv4, as its peer. */
+	if (n > 0 && (!subnets || getsockname(s->s.fd, (struct sockaddr *)&local, &ll) == 0)) {
+		if (subnets)
+			unmap_v4((union ism_pp_addr *)&local);
 		r = ism_router_l4(routes, n, sni, subnets ? &local : NULL);
+	}
 	ism_stream_l4(w, st, r, r == NULL ? why : NULL);
 }
 

@@ -1857,6 +1857,28 @@ def tls_match_port_and_subnets(env):
 
 
 @_test
+def tls_subnets_on_dual_stack_listener(env):
+    """destinationSubnets on a dual-stack (::) server: the address an IPv4
+    client connected to is IPv4 (127.0.0.5, not ::ffff:127.0.0.5), as its peer
+    is, so an IPv4 subnet matches it; it never matched, and the connection was
+    closed."""
+    isthmus_only("destinationSubnets and server binds")
+    port = free_port()
+    pki = Pki(env)
+    crt = pki.leaf("pa", ["DNS:*.pass.test"], key="ec", ca="backend-ca")
+    b = tcp_backend(env, "pa", "127.0.0.2", cert=crt)
+    world = World(env)
+    h = world.service("pa.tls.internal", [b], protocol="TLS")
+    world.tls([(["s.pass.test"], [(h, None)], {"destinationSubnets": ["127.0.0.5/32"]})], port=port, bind="\"::\"",
+              hosts=["s.pass.test"])
+    world.start()
+    ctx = tls_client_ctx(pki.ca("backend-ca"))
+    got = greet_of(TlsClient(port, "s.pass.test", ctx, addr="127.0.0.5"))
+    check(got == "pa sni=s.pass.test", f"an IPv4 client of a :: server, to 127.0.0.5: {got!r}")
+    tls_refused(port, "s.pass.test", ctx, addr="127.0.0.6")
+
+
+@_test
 def tls_auto_passthrough_refused(env):
     """A Gateway server with tls.mode AUTO_PASSTHROUGH is refused by isthmus -c,
     with the place of the mode and a message naming it."""
