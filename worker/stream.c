@@ -2730,7 +2730,10 @@ static void expire(struct ism_wctx *w, struct ism_stream *st)
 					   : NULL);
 			return;
 		}
-		upstream_cut(w, st, ISM_FAIL_TIMEOUT, "UT"); /* the route's, mid-body */
+		/* The route's, mid-body: no failure of the endpoint's, as
+		 * Envoy's router charges only a timeout before the head (the
+		 * head's status counted). */
+		upstream_cut(w, st, ISM_FAIL_NONE, "UT");
 		return;
 	case ISM_SDL_BODY:
 		ism_stream_local(w, st, 408, ISM_WHY_STREAM_IDLE, true);

@@ -1055,6 +1055,51 @@ def timeouts_route_over_upstream_response(env):
 
 
 @_test
+def route_timeout_mid_body_not_charged(env):
+    """A route's timeout that ends a response after its head (the upstream
+    stalls mid-body) cuts it (UT) without charging the endpoint, as Envoy's
+    router charges only a timeout before the head: under outlier detection
+    that ejects at the first error, the only endpoint kept serving (it was
+    ejected, and every client got 503)."""
+    log = env.path("access.log")
+
+    def answer(c, head, rest):
+        if head.split(" ")[1].startswith("/stall"):
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfive!")
+            time.sleep(4)
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            time.sleep(0.3)
+
+    up = ScriptedUpstream(answer, fail_on=range(1, 100))
+    try:
+        gw = free_port()
+        dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+              f"spec:\n  host: {SVC}\n  trafficPolicy:\n    outlierDetection: {{consecutiveGatewayErrors: 1, "
+              "consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}\n")
+        routes = f"  - timeout: 1s\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+        fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%"
+        env.start_gateway(env.write("isthmus.yaml", docs(
+            appliance(env, workers=1, timeouts={"streamIdle": "0s"},
+                      extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"),
+            gateway(gw), virtual_service("vs", ["*"], routes), dr,
+            service_entry("svc", SVC, [{"address": UP_ADDR, "port": up.port}]))), gw)
+        with Conn("127.0.0.1", gw, timeout=20) as c:
+            c.send(b"GET /stall HTTP/1.1\r\nHost: retry.test\r\n\r\n")
+            try:
+                r = c.read_response()
+                got = f"{r.status} {r.body!r}"
+            except (TestFailure, OSError, EOFError) as e:
+                got = f"cut: {e}"
+        check(got.startswith("cut"), f"a response stalled past the route's timeout: {got}")
+        poll(lambda: "200 UT /stall" in file_lines(log), 5, what="the stalled response's line")
+        r = http_get(gw, "/after", timeout=20)
+        check(r.status == 200 and r.body == b"ok", f"the endpoint after the mid-body timeout: {r}")
+    finally:
+        up.close()
+
+
+@_test
 def route_timeout_while_waiting_for_connection(env):
     """The route's timeout ending a wait for a connection (maxConnections
     reached) is a timeout, 504 with flag UT as Envoy gives it, not an overflow."""
