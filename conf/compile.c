@@ -969,8 +969,9 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 }
 
 /* An address a ServiceEntry lists twice for one port is one endpoint, the
- * first, as Envoy keeps one host per address: the two have one key, so one
- * id. Addresses of names stay as their answers give them. */
+ * first (one health check, admin state and outlier slot: one share): the two
+ * have one key, so one id. Addresses of names stay as their answers give
+ * them. */
 static void drop_repeats(struct cset *cs)
 {
 	uint8_t seen[ISM_MAX_ENDPOINTS / 8] = {0};

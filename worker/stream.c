@@ -2327,6 +2327,19 @@ static const struct ism_http_resp *gw_head(struct ism_wctx *w, struct ism_stream
 	return edited(w, &edits, resp, copy);
 }
 
+/* A response send in flight: the route's timeout still bounds a response the
+ * upstream has not ended, whatever the client's pace (Envoy's router keeps it
+ * until the upstream's end); no other stream timer runs meanwhile. */
+static void sending_deadline(struct ism_wctx *w, struct ism_stream *st)
+{
+	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
+	if (st->route_deadline && !st->resp_done) {
+		st->deadline_kind = ISM_SDL_RESPONSE;
+		st->deadline = st->route_deadline;
+		wake_at(w, st->deadline);
+	}
+}
+
 /* The final response head resp goes to the client (edited already), with the
  * body bytes that came with it. */
 static inline void head_out(struct ism_wctx *w, struct ism_stream *st,
@@ -2352,7 +2365,7 @@ static inline void head_out(struct ism_wctx *w, struct ism_stream *st,
 	if (done)
 		ism_stream_count(w, st);
 	st->sending = 1;
-	ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
+	sending_deadline(w, st);
 	if (ret == 0) /* taken at once: as if it went out */
 		ism_stream_resp_sent(w, st);
 }
@@ -2571,7 +2584,7 @@ void ism_stream_up_data(struct ism_wctx *w, struct ism_stream *st, const char *p
 		ism_stream_count(w, st);
 	if (ret > 0) {
 		st->sending = 1;
-		ism_stream_set_deadline(w, st, ISM_SDL_NONE, 0);
+		sending_deadline(w, st);
 		return;
 	}
 	if (done)

@@ -1100,6 +1100,38 @@ def route_timeout_mid_body_not_charged(env):
 
 
 @_test
+def route_timeout_bounds_slow_reader(env):
+    """A route's timeout bounds the exchange whatever the client's pace, as
+    Envoy's router keeps it until the upstream's end: a client that reads the
+    head of a large response and then nothing has its response cut at the
+    route's timeout (UT), not kept until the connection's idle timeout."""
+    log = env.path("access.log")
+    up = env.upstream([f"{UP_ADDR}:0=up"], name="up")["up"]
+    gw = free_port()
+    fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%"
+    routes = f"  - timeout: 1s\n    route: [{{destination: {{host: {SVC}}}}}]\n"
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts={"idle": "30s", "streamIdle": "30s"},
+                  extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"),
+        gateway(gw), virtual_service("vs", ["*"], routes),
+        service_entry("svc", SVC, [{"address": UP_ADDR, "port": up}]))), gw)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(20)
+    try:
+        s.connect(("127.0.0.1", gw))
+        t0 = time.monotonic()
+        s.sendall(b"GET /bytes/200000000 HTTP/1.1\r\nHost: retry.test\r\n\r\n")
+        check(s.recv(64).startswith(b"HTTP/1.1 200"), "the response's head")
+        poll(lambda: "200 UT /bytes/200000000" in file_lines(log), 10,
+             what="the slow reader's response cut at the route's timeout")
+        took = time.monotonic() - t0
+        check(took < 8, f"cut after {took:.1f} s, want about the route's 1 s")
+    finally:
+        s.close()
+
+
+@_test
 def route_timeout_while_waiting_for_connection(env):
     """The route's timeout ending a wait for a connection (maxConnections
     reached) is a timeout, 504 with flag UT as Envoy gives it, not an overflow."""
