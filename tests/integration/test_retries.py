@@ -991,6 +991,17 @@ def per_try_timeout_ends_with_the_head(env):
         up.close()
 
 
+def answer_or_cut(gw, path):
+    """GET path: "STATUS BODY", or "cut: why" when the response was cut."""
+    with Conn("127.0.0.1", gw, timeout=20) as c:
+        c.send(b"GET %s HTTP/1.1\r\nHost: retry.test\r\n\r\n" % path.encode())
+        try:
+            r = c.read_response()
+            return f"{r.status} {r.body!r}"
+        except (TestFailure, OSError, EOFError) as e:
+            return f"cut: {e}"
+
+
 @_test
 def timeouts_route_over_upstream_response(env):
     """timeouts.upstreamResponse bounds the wait for a response head only on
@@ -1037,13 +1048,7 @@ def timeouts_route_over_upstream_response(env):
         r = http_get(gw, "/gap/1.6", timeout=20)
         check(r.status == 200 and r.body == b"ab", f"a 1.6 s pause between reads: {r.status} {r.body!r}")
         t0 = time.monotonic()
-        with Conn("127.0.0.1", gw, timeout=20) as c:
-            c.send(b"GET /gap/5 HTTP/1.1\r\nHost: retry.test\r\n\r\n")
-            try:
-                r = c.read_response()
-                got = f"{r.status} {r.body!r}"
-            except (TestFailure, OSError, EOFError) as e:
-                got = f"cut: {e}"
+        got = answer_or_cut(gw, "/gap/5")
         took = time.monotonic() - t0
         check(not got.endswith("b'ab'") and 2.5 <= took < 4.8,
               f"a 5 s pause between reads: {got} after {took:.1f} s, want the response cut at streamIdle (3 s)")
@@ -1084,13 +1089,7 @@ def route_timeout_mid_body_not_charged(env):
                       extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n"),
             gateway(gw), virtual_service("vs", ["*"], routes), dr,
             service_entry("svc", SVC, [{"address": UP_ADDR, "port": up.port}]))), gw)
-        with Conn("127.0.0.1", gw, timeout=20) as c:
-            c.send(b"GET /stall HTTP/1.1\r\nHost: retry.test\r\n\r\n")
-            try:
-                r = c.read_response()
-                got = f"{r.status} {r.body!r}"
-            except (TestFailure, OSError, EOFError) as e:
-                got = f"cut: {e}"
+        got = answer_or_cut(gw, "/stall")
         check(got.startswith("cut"), f"a response stalled past the route's timeout: {got}")
         poll(lambda: "200 UT /stall" in file_lines(log), 5, what="the stalled response's line")
         r = http_get(gw, "/after", timeout=20)
