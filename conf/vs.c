@@ -6,6 +6,7 @@
  * routes. */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -1329,38 +1330,355 @@ static void dup_hosts(struct ism_vctx *v, const struct ism_node *l, const char *
 	ism_v_pop(v, old);
 }
 
-/* Istio's analyzeUnreachable*Rules, for the rules after one without matches,
- * which takes every request: a warning at each, as Istio's validation gives
- * one (VirtualServiceUnreachableRule). key: "http", "tcp" or "tls". */
+/* --- Istio's analyzeUnreachable*Rules (pkg/config/validation) --- */
+
+/* A growing text, malloc'd; len -1 once memory ran out. */
+struct canon {
+	char *p;
+	size_t len, cap;
+	bool nomem;
+};
+
+static void canon_put(struct canon *c, const char *s, size_t n)
+{
+	if (c->nomem)
+		return;
+	if (c->len + n + 1 > c->cap) {
+		size_t cap = (c->len + n + 1) * 2;
+		char *p = realloc(c->p, cap);
+
+		if (p == NULL) {
+			c->nomem = true;
+			return;
+		}
+		c->p = p;
+		c->cap = cap;
+	}
+	memcpy(c->p + c->len, s, n);
+	c->len += n;
+	c->p[c->len] = '\0';
+}
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const struct ism_node *x = (*(const struct ism_pair *const *)a)->key;
+	const struct ism_node *y = (*(const struct ism_pair *const *)b)->key;
+	int r = memcmp(x->str, y->str, x->len < y->len ? x->len : y->len);
+
+	return r != 0 ? r : x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* n as one text whatever the order of its maps' keys (Istio compares matches
+ * by their JSON, whose fields have one order), a map's "name" left out at the
+ * top (skip_name), as Istio's asJSON leaves a match's name out. */
+static void canon_node(struct canon *c, const struct ism_node *n, bool skip_name)
+{
+	char head[32];
+
+	switch (n->kind) {
+	case ISM_NODE_SCALAR:
+		snprintf(head, sizeof(head), "s%zu:", n->len);
+		canon_put(c, head, strlen(head));
+		canon_put(c, n->str, n->len);
+		return;
+	case ISM_NODE_SEQ:
+		snprintf(head, sizeof(head), "l%zu:", n->n);
+		canon_put(c, head, strlen(head));
+		for (size_t i = 0; i < n->n; i++)
+			canon_node(c, n->items[i], false);
+		return;
+	case ISM_NODE_MAP: {
+		const struct ism_pair **ps = n->n ? malloc(n->n * sizeof(*ps)) : NULL;
+
+		if (n->n && ps == NULL) {
+			c->nomem = true;
+			return;
+		}
+		for (size_t i = 0; i < n->n; i++)
+			ps[i] = &n->pairs[i];
+		if (n->n > 1) /* qsort takes no NULL, even for no item */
+			qsort(ps, n->n, sizeof(*ps), pair_cmp);
+		canon_put(c, "m", 1);
+		for (size_t i = 0; i < n->n; i++) {
+			if (skip_name && ps[i]->key->len == 4 &&
+			    memcmp(ps[i]->key->str, "name", 4) == 0)
+				continue;
+			canon_node(c, ps[i]->key, false);
+			canon_node(c, ps[i]->value, false);
+		}
+		canon_put(c, "e", 1);
+		free(ps);
+		return;
+	}
+	}
+	canon_put(c, "?", 1);
+}
+
+/* Istio's routeName or requestName: "name" when the item (a map) has one
+ * (http routes and matches only), else "#i". */
+static const char *item_name(const struct ism_node *it, size_t i, bool named, char out[80])
+{
+	const struct ism_node *name =
+	    named && it->kind == ISM_NODE_MAP ? ism_node_get(it, "name", NULL) : NULL;
+
+	if (name != NULL && name->kind == ISM_NODE_SCALAR && name->len > 0)
+		snprintf(out, 80, "\"%.64s\"", name->str);
+	else
+		snprintf(out, 80, "#%zu", i);
+	return out;
+}
+
+/* An http match with a uri prefix, as Istio's genMatchHTTPRoutes keeps it for
+ * the overlap check: its other conditions as "exact:V" / "prefix:V" texts (a
+ * method defaulting to exact:GET, as Istio's does). */
+struct pmatch {
+	size_t rule, match;
+	const struct ism_node *at;
+	const char *prefix, *method, *authority;
+	const struct ism_node *port, *maps[3]; /* headers, queryParams, withoutHeaders */
+	uint32_t next; /* the next match of the same prefix (overlaps), or UINT32_MAX */
+};
+
+static const char *exact_or_prefix(struct ism_vctx *v, const struct ism_node *sm)
+{
+	const struct ism_node *e = sm != NULL ? ism_node_get(sm, "exact", NULL) : NULL;
+	const struct ism_node *p = sm != NULL ? ism_node_get(sm, "prefix", NULL) : NULL;
+	char *out;
+	size_t n;
+
+	if (e != NULL && e->kind == ISM_NODE_SCALAR && e->len > 0)
+		p = NULL;
+	else if (p == NULL || p->kind != ISM_NODE_SCALAR || p->len == 0)
+		return "";
+	else
+		e = NULL;
+	n = (e != NULL ? e->len : p->len) + 8;
+	out = ism_v_alloc(v, n, 1);
+	if (out != NULL)
+		snprintf(out, n, "%s:%s", e != NULL ? "exact" : "prefix",
+			 e != NULL ? e->str : p->str);
+	return out != NULL ? out : "";
+}
+
+/* Istio's check of one condition of the overlap: equal, or the earlier
+ * one's text begins with the later one's (its strings.HasPrefix, as written). */
+static bool covers_text(const char *a, const char *b)
+{
+	return strcmp(a, b) == 0 || strncmp(a, b, strlen(b)) == 0;
+}
+
+/* Istio's coveredValidation of a map condition (headers, query parameters,
+ * withoutHeaders): the same keys, each value covered. */
+static bool covers_map(struct ism_vctx *v, const struct ism_node *a, const struct ism_node *b)
+{
+	size_t na = a != NULL && a->kind == ISM_NODE_MAP ? a->n : 0;
+	size_t nb = b != NULL && b->kind == ISM_NODE_MAP ? b->n : 0;
+
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++) {
+		const struct ism_node *k = a->pairs[i].key;
+		const struct ism_node *bv = ism_node_get(b, k->str, NULL);
+
+		if (bv == NULL ||
+		    !covers_text(exact_or_prefix(v, a->pairs[i].value), exact_or_prefix(v, bv)))
+			return false;
+	}
+	return true;
+}
+
+/* Istio's coveredValidation: the earlier match a takes whatever b would. */
+static bool covers(struct ism_vctx *v, const struct pmatch *a, const struct pmatch *b)
+{
+	bool same_port = (a->port == NULL && b->port == NULL) ||
+			 (a->port != NULL && b->port != NULL && a->port->len == b->port->len &&
+			  memcmp(a->port->str, b->port->str, a->port->len) == 0);
+
+	if (strncmp(b->prefix, a->prefix, strlen(a->prefix)) != 0 || !same_port ||
+	    !covers_text(a->method, b->method) || !covers_text(a->authority, b->authority))
+		return false;
+	for (int k = 0; k < 3; k++)
+		if (!covers_map(v, a->maps[k], b->maps[k]))
+			return false;
+	return true;
+}
+
+static void warn_match(struct ism_vctx *v, const char *key, size_t i, size_t j,
+		       const struct ism_node *at, const char *rule, const char *what,
+		       const char *dup)
+{
+	size_t old = ism_v_push(v, ".%s[%zu].match[%zu]", key, i, j);
+
+	ism_v_warn(
+	    v, at,
+	    "virtualService rule %s match %s is not used (duplicate/overlapping match in rule "
+	    "%s)",
+	    rule, what, dup);
+	ism_v_pop(v, old);
+}
+
+/* Each prefix match that a former one with a shorter prefix covers, found
+ * through the former ones' prefixes (a map of prefix to its matches, in
+ * order): linear in the matches and their prefixes' lengths, where Istio
+ * compares every pair. */
+static void overlaps(struct ism_vctx *v, const struct ism_node *l, struct pmatch *pm, size_t n)
+{
+	struct ism_strmap *by_prefix = ism_v_map(v, n);
+	char rule[80], other[80], what[200], dup[400], name[80];
+
+	if (by_prefix == NULL)
+		return;
+	for (size_t b = 0; b < n; b++) {
+		size_t len = strlen(pm[b].prefix);
+		uint32_t first;
+		int rc;
+
+		for (size_t k = 1; k < len; k++) {
+			uint32_t a;
+
+			if (!ism_strmap_get(by_prefix, pm[b].prefix, k, &a))
+				continue;
+			for (; a != UINT32_MAX; a = pm[a].next) {
+				if (!covers(v, &pm[a], &pm[b]))
+					continue;
+				item_name(l->items[pm[b].rule], pm[b].rule, true, rule);
+				item_name(pm[b].at, pm[b].match, true, name);
+				snprintf(what, sizeof(what), "%s of prefix %.100s", name,
+					 pm[b].prefix);
+				item_name(pm[a].at, pm[a].match, true, name);
+				item_name(l->items[pm[a].rule], pm[a].rule, true, other);
+				snprintf(dup, sizeof(dup), "%s of prefix %.100s on %s", name,
+					 pm[a].prefix, other);
+				warn_match(v, "http", pm[b].rule, pm[b].match, pm[b].at, rule, what,
+					   dup);
+			}
+		}
+		/* b joins the matches of its prefix, after those before it */
+		pm[b].next = UINT32_MAX;
+		rc = ism_v_map_add(v, by_prefix, pm[b].prefix, len, (uint32_t)b, &first);
+		if (rc < 0)
+			return;
+		if (rc == 0) {
+			while (pm[first].next != UINT32_MAX)
+				first = pm[first].next;
+			pm[first].next = (uint32_t)b;
+		}
+	}
+}
+
+/* Istio's analyzeUnreachable*Rules, as its validation warns
+ * (VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch): a rule
+ * after one without matches, which takes every request; a match a former
+ * rule has already (the same conditions, its name aside); a rule all of whose
+ * matches are such; and for http, a prefix match a former one with a shorter
+ * prefix covers, the other conditions the same or covered. key: "http",
+ * "tcp" or "tls". */
 static void unreachable_rules(struct ism_vctx *v, const struct ism_node *spec, const char *key)
 {
 	const struct ism_node *l = ism_node_get(spec, key, NULL);
-	bool taken = false; /* a rule without matches came */
+	bool http = strcmp(key, "http") == 0;
+	size_t empty = SIZE_MAX, n_pm = 0, n_matches = 0;
+	struct ism_strmap *seen;
+	struct pmatch *pm;
 
-	for (size_t i = 0; l != NULL && l->kind == ISM_NODE_SEQ && i < l->n; i++) {
-		const struct ism_node *it = l->items[i], *m, *name;
-		bool none;
-		char rule[80];
-		size_t old;
+	if (l == NULL || l->kind != ISM_NODE_SEQ || l->n == 0)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct ism_node *m = l->items[i]->kind == ISM_NODE_MAP
+					       ? ism_node_get(l->items[i], "match", NULL)
+					       : NULL;
+
+		n_matches += m != NULL && m->kind == ISM_NODE_SEQ ? m->n : 0;
+	}
+	seen = ism_v_map(v, n_matches ? n_matches : 1);
+	pm = http ? ism_v_alloc(v, 1, sizeof(*pm)) : NULL;
+	for (size_t i = 0, cap_pm = 1; seen != NULL && i < l->n; i++) {
+		const struct ism_node *it = l->items[i], *m;
+		size_t old, dups = 0;
+		char rule[80], what[80], dup[80];
 
 		if (it->kind != ISM_NODE_MAP)
 			continue;
 		m = ism_node_get(it, "match", NULL);
-		none = m == NULL || (m->kind == ISM_NODE_SEQ && m->n == 0);
-		if (taken) {
-			name = ism_node_get(it, "name", NULL);
-			if (name != NULL && name->kind == ISM_NODE_SCALAR && name->len > 0)
-				snprintf(rule, sizeof(rule), "\"%.64s\"", name->str);
-			else
-				snprintf(rule, sizeof(rule), "#%zu", i);
+		item_name(it, i, http, rule);
+		if (m == NULL || (m->kind == ISM_NODE_SEQ && m->n == 0) || empty != SIZE_MAX) {
 			old = ism_v_push(v, ".%s[%zu]", key, i);
-			ism_v_warn(v, it, "virtualService rule %s not used (%s)", rule,
-				   none ? "only the last rule can have no matches"
-					: "route without matches defined before");
+			if (empty != SIZE_MAX)
+				ism_v_warn(v, it, "virtualService rule %s not used (%s)", rule,
+					   m == NULL || (m->kind == ISM_NODE_SEQ && m->n == 0)
+					       ? "only the last rule can have no matches"
+					       : "route without matches defined before");
+			ism_v_pop(v, old);
+			if (empty == SIZE_MAX)
+				empty = i;
+			continue;
+		}
+		if (m->kind != ISM_NODE_SEQ)
+			continue;
+		for (size_t j = 0; j < m->n; j++) {
+			const struct ism_node *mt = m->items[j];
+			struct canon c = {0};
+			uint32_t found;
+			int rc;
+
+			canon_node(&c, mt, http);
+			rc = c.nomem ? -1
+				     : ism_v_map_add(v, seen, ism_v_strdup(v, c.p), c.len,
+						     (uint32_t)i, &found);
+			free(c.p);
+			if (rc < 0) {
+				v->nomem = true;
+				return;
+			}
+			if (rc == 0) {
+				item_name(mt, j, http, what);
+				item_name(l->items[found], found, http, dup);
+				warn_match(v, key, i, j, mt, rule, what, dup);
+				dups++;
+				continue;
+			}
+			if (!http || mt->kind != ISM_NODE_MAP)
+				continue;
+			const struct ism_node *uri = ism_node_get(mt, "uri", NULL);
+			const struct ism_node *pre =
+			    uri != NULL ? ism_node_get(uri, "prefix", NULL) : NULL;
+			const char *method = exact_or_prefix(v, ism_node_get(mt, "method", NULL));
+
+			if (pre == NULL || pre->kind != ISM_NODE_SCALAR || pre->len == 0)
+				continue;
+			if (n_pm == cap_pm) {
+				struct pmatch *g = ism_v_alloc(v, cap_pm * 2, sizeof(*g));
+
+				if (g == NULL)
+					return;
+				memcpy(g, pm, n_pm * sizeof(*g));
+				pm = g;
+				cap_pm *= 2;
+			}
+			pm[n_pm++] = (struct pmatch){
+			    .rule = i,
+			    .match = j,
+			    .at = mt,
+			    .prefix = pre->str,
+			    .method = method[0] ? method : "exact:GET",
+			    .authority = exact_or_prefix(v, ism_node_get(mt, "authority", NULL)),
+			    .port = ism_node_get(mt, "port", NULL),
+			    .maps = {ism_node_get(mt, "headers", NULL),
+				     ism_node_get(mt, "queryParams", NULL),
+				     ism_node_get(mt, "withoutHeaders", NULL)},
+			};
+		}
+		if (dups > 0 && dups == m->n) {
+			old = ism_v_push(v, ".%s[%zu]", key, i);
+			ism_v_warn(
+			    v, it,
+			    "virtualService rule %s not used (all matches used by prior rules)",
+			    rule);
 			ism_v_pop(v, old);
 		}
-		taken = taken || none;
 	}
+	if (pm != NULL && n_pm > 1)
+		overlaps(v, l, pm, n_pm);
 }
 
 /* Istio: http, tcp or tls must be provided (a list with a route). */

@@ -1207,6 +1207,66 @@ static void test_unreachable_rules(void **state)
 			"no matches)"));
 }
 
+/* Istio's VirtualServiceIneffectiveMatch: a match a former rule has (its
+ * name and its keys' order aside), a rule all of whose matches are such, and a
+ * prefix match a former one with a shorter prefix covers (the method
+ * defaulting to GET, as Istio's check takes it); tcp rules by their matches
+ * too. Disjoint and uncovered matches are not warned of. */
+static void test_ineffective_matches(void **state)
+{
+	static const char yaml[] =
+	    "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+	    "spec:\n  locality: region1/zone1\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	    "spec:\n  servers: [{port: {number: 80, name: http-80-4, protocol: HTTP}, hosts: "
+	    "[\"*\"]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	    "spec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n"
+	    "  - name: api\n"
+	    "    match:\n"
+	    "    - uri: {prefix: /api}\n"
+	    "    - {name: one, headers: {x-a: {exact: '1'}}, uri: {exact: /x}}\n"
+	    "    route: [{destination: {host: helloworld}}]\n"
+	    "  - name: again\n"
+	    "    match: [{uri: {exact: /x}, name: two, headers: {x-a: {exact: '1'}}}]\n"
+	    "    route: [{destination: {host: helloworld}}]\n"
+	    "  - match:\n"
+	    "    - uri: {prefix: /api/v1}\n"
+	    "    - {uri: {prefix: /apix}, method: {exact: POST}}\n"
+	    "    - {uri: {prefix: /apiy}, headers: {x-b: {exact: '1'}}}\n"
+	    "    - uri: {prefix: /b}\n"
+	    "    route: [{destination: {host: helloworld}}]\n"
+	    "  tcp:\n"
+	    "  - match: [{port: 31400}]\n"
+	    "    route: [{destination: {host: helloworld}}]\n"
+	    "  - match: [{port: 31400}]\n"
+	    "    route: [{destination: {host: helloworld}}]\n" TASK_SE;
+	struct fx *f = *state;
+
+	assert_non_null(load_compile(f, yaml));
+	assert_true(has_warning(&f->d, "spec.http[1].match[0]",
+				"virtualService rule \"again\" match \"two\" is not used "
+				"(duplicate/overlapping match in rule \"api\")"));
+	assert_true(has_warning(&f->d, "spec.http[1]",
+				"virtualService rule \"again\" not used (all matches used by prior "
+				"rules)"));
+	assert_true(
+	    has_warning(&f->d, "spec.http[2].match[0]",
+			"virtualService rule #2 match #0 of prefix /api/v1 is not used "
+			"(duplicate/overlapping match in rule #0 of prefix /api on \"api\")"));
+	assert_false(has_warning(&f->d, "spec.http[2].match[1]", "not used"));
+	assert_false(has_warning(&f->d, "spec.http[2].match[2]", "not used"));
+	assert_false(has_warning(&f->d, "spec.http[2].match[3]", "not used"));
+	assert_false(has_warning(&f->d, "spec.http[2]", "not used (all matches"));
+	assert_true(
+	    has_warning(&f->d, "spec.tcp[1].match[0]",
+			"virtualService rule #1 match #0 is not used (duplicate/overlapping "
+			"match in rule #0)"));
+	assert_true(
+	    has_warning(&f->d, "spec.tcp[1]",
+			"virtualService rule #1 not used (all matches used by prior rules)"));
+}
+
 static void test_failover_without_outlier(void **state)
 {
 	static const char yaml[] = TASK_HEAD TASK_SE TASK_DR(
@@ -5654,7 +5714,7 @@ static void test_error_after_many_warnings(void **state)
 			       APP);
 	for (int i = 0; i < 70; i++)
 		len += (size_t)snprintf(yaml + len, cap - len,
-					"  - match: [{uri: {prefix: /s%d}}]\n"
+					"  - match: [{uri: {prefix: /s%d/}}]\n"
 					"    route: [{destination: {host: s%d.example.com}}]\n",
 					i, i);
 	assert_int_equal(ism_conf_load_buf("t.yaml", yaml, len, &f->conf, &f->d), 0);
@@ -6081,6 +6141,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_region_only_locality, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_kubernetes_forms, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unreachable_rules, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_ineffective_matches, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_without_outlier, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_disabled, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failover_priority, fx_setup, fx_teardown),
