@@ -492,22 +492,23 @@ int ism_h2in_add(struct ism_h2in *in, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* The connection's credit once unread changed and consumed bytes were taken:
- * every byte taken, and min(unread, early_max) of those not, given back. */
-static void settle(struct ism_h2io *io, uint64_t taken)
+/* io's unread bytes become unread, taken bytes having been consumed: the
+ * connection's credit keeps every byte taken and min(unread, early_max) of
+ * those not given back. */
+static void set_unread(struct ism_h2io *io, uint64_t unread, uint64_t taken)
 {
-	uint64_t early = io->unread < io->early_max ? io->unread : io->early_max;
-	uint64_t credit = taken + early - io->early; /* early falls by at most taken */
+	uint64_t before = io->unread < io->early_max ? io->unread : io->early_max;
+	uint64_t after = unread < io->early_max ? unread : io->early_max;
+	uint64_t credit = taken + after - before; /* after falls by at most taken */
 
-	io->early = early;
+	io->unread = unread;
 	if (credit)
 		nghttp2_session_consume_connection(io->ng, (size_t)credit);
 }
 
 void ism_h2io_received(struct ism_h2io *io, size_t n)
 {
-	io->unread += n;
-	settle(io, 0);
+	set_unread(io, io->unread + n, 0);
 }
 
 /* n bytes of stream id consumed: to its window, and to the connection's unless
@@ -519,8 +520,7 @@ static void consumed(struct ism_h2io *io, int32_t id, size_t n)
 		return;
 	}
 	nghttp2_session_consume_stream(io->ng, id, n);
-	io->unread -= n < io->unread ? n : io->unread;
-	settle(io, n);
+	set_unread(io, io->unread - (n < io->unread ? n : io->unread), n);
 }
 
 void ism_h2in_want(struct ism_h2io *io, int32_t id, struct ism_h2in *in)

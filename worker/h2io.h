@@ -54,11 +54,12 @@ struct ism_h2io {
 	uint16_t busy;	 /* inside nghttp2 or a walk of the streams: flush afterwards */
 	uint8_t kicked;	 /* on the worker's list, to flush after the batch (ism_h2io_kick) */
 	/* the connection's window is given back as DATA arrives, up to
-	 * early_max bytes its streams' consumers have not taken (unread; early
-	 * of them credited so), streams' as their consumers take it (an upstream
-	 * connection: see worker/h2up.c); 0: as consumers take it */
+	 * early_max bytes its streams' consumers have not taken (unread; of
+	 * those, min(unread, early_max) are credited so), streams' as their
+	 * consumers take it (an upstream connection: see worker/h2up.c); 0: as
+	 * consumers take it */
 	uint32_t early_max;
-	uint64_t unread, early;
+	uint64_t unread;
 	uint64_t batch;	     /* the output batch being gathered (from 1) */
 	uint64_t fly_batch;  /* the batch being sent */
 	uint64_t sent_batch; /* the latest batch whose send completed */
