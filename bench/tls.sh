@@ -4,10 +4,12 @@
 # second without resumption (openssl s_time -new), (1b) a new connection per request as wrk makes
 # them (wrk -H 'Connection: close'; wrk resumes sessions) and
 # (2) requests per second on kept-alive TLS connections; req/s, p99 and proxy CPU µs per
-# request, medians and isthmus/HAProxy ratios. `make bench` runs it as `sh bench/tls.sh BUILD`,
+# request, medians and isthmus/HAProxy ratios; then (3) a request on an open connection during a
+# burst of full handshakes (bench/hsburst.py): its latency and the burst's. `make bench` runs it as `sh bench/tls.sh BUILD`,
 # so it re-executes itself under bash. See bench/README.md ("TLS"). Usage: bench/tls.sh [BUILD_DIR]
 # Environment: ROUNDS (5) DURATION (10, s) CONNS (64) WARMUP (2, s) KEY (rsa: RSA-2048; ecdsa: P-256)
 #              STIME_PROCS (2: parallel openssl s_time clients in the full-handshake rounds)
+#              BURST (200: ClientHellos sent at once in the burst rounds, bench/hsburst.py)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -18,6 +20,7 @@ CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-2}
 KEY=${KEY:-rsa}
 STIME_PROCS=${STIME_PROCS:-2}
+BURST=${BURST:-200}
 
 UP1=19083 UP2=19084 ADMIN=19901
 declare -A PORT=([isthmus]=19443 [haproxy]=19543)
@@ -26,7 +29,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_NAME=tls
 . "$BENCH_DIR/lib.sh"
 
-case $ROUNDS$DURATION$CONNS$WARMUP in *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP must be integers";; esac
+case $ROUNDS$DURATION$CONNS$WARMUP$BURST in *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP, BURST must be integers";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
 case $KEY in rsa) KEYDESC="RSA-2048" ;; ecdsa) KEYDESC="ECDSA P-256" ;; *) die "KEY must be rsa or ecdsa" ;; esac
 need_tools "$NGINX" "$HAPROXY" "$WRK" curl openssl python3 ps
@@ -225,6 +228,31 @@ for m in $MODES; do
 		say_spread 8 "$p" "${RPS[$m,$p]:-}" "${P99[$m,$p]:-}" "${CPU[$m,$p]:-}"
 	done
 	unset MR MP MC
+done
+# A burst of full handshakes beside an open connection (bench/hsburst.py): the open connection's
+# request waits for what the proxy runs before it; the burst's own time is the handshakes' CPU.
+say ""
+say "## burst: a request on an open TLS connection sent right after BURST ($BURST) ClientHellos, $ROUNDS rounds of 3 per proxy; medians (min..max)"
+declare -A BG=() BA=() BB=()
+for r in $(seq 1 "$ROUNDS"); do
+	for p in $ACTIVE; do
+		proxy_running "$p" || continue
+		if ! timeout 200 python3 "$BENCH_DIR/hsburst.py" "${PORT[$p]}" "$C/ca.crt" "$BURST" 3 >"$TMP/burst-$r-$p.txt" 2>&1; then
+			say "# WARNING: round $r burst $p failed: $(tail -1 "$TMP/burst-$r-$p.txt")"
+			continue
+		fi
+		while read -r g a b; do
+			BG[$p]="${BG[$p]:-} $g" BA[$p]="${BA[$p]:-} $a" BB[$p]="${BB[$p]:-} $b"
+			raw "$r burst $p get_ms $g all_ms $a answered_before_get $b"
+		done <"$TMP/burst-$r-$p.txt"
+	done
+done
+FMT='%-8s %24s %24s %22s'
+say "$(printf "$FMT" proxy 'request ms' 'burst done ms' 'answered before it')"
+for p in $ACTIVE; do
+	say "$(printf "$FMT" "$p" "$(echo "${BG[$p]:-}" | median | fmt_num 1) ($(echo "${BG[$p]:-}" | spread))" \
+		"$(echo "${BA[$p]:-}" | median | fmt_num 1) ($(echo "${BA[$p]:-}" | spread))" \
+		"$(echo "${BB[$p]:-}" | median | fmt_num 0) ($(echo "${BB[$p]:-}" | spread))")"
 done
 say ""
 say "## share of resumed TLS sessions in the hs rounds, % (median, min..max) — wrk resumes a session when it reconnects"

@@ -368,7 +368,8 @@ int ism_sock_queues_reserve(struct ism_wctx *w)
 
 	if (ism_ud_reserve(&w->held, &w->cap_held, need) < 0 ||
 	    ism_ud_reserve(&w->bufwait, &w->cap_bufwait, need) < 0 ||
-	    ism_ud_reserve(&w->h2_kicked, &w->cap_h2_kicked, need) < 0)
+	    ism_ud_reserve(&w->h2_kicked, &w->cap_h2_kicked, need) < 0 ||
+	    ism_ud_reserve(&w->hsq, &w->cap_hsq, need) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -550,6 +551,33 @@ void ism_sock_held_run(struct ism_wctx *w)
 			       (uint32_t)ud, 0, 0);
 	}
 	w->n_held = 0;
+}
+
+bool ism_sock_hs_turn(struct ism_wctx *w, struct ism_sock *s)
+{
+	if (s->x.queued) /* waiting in the queue: its turn comes there */
+		return false;
+	if (w->hs_ns < ISM_HS_TURN_NS) /* none waits then: the queue ran first */
+		return true;
+	s->inflight++;
+	s->x.queued = 1;
+	ism_ud_push(&w->hsq, &w->n_hsq, &w->cap_hsq, ism_ud(ISM_OP_CTLS, s->idx, s->gen));
+	return false;
+}
+
+void ism_sock_hs_run(struct ism_wctx *w)
+{
+	uint32_t i = 0;
+
+	/* A step queues no other socket; those whose turn did not come move to
+	 * the front. */
+	while (i < w->n_hsq && w->hs_ns < ISM_HS_TURN_NS) {
+		uint64_t ud = w->hsq[i++];
+
+		ism_w_dispatch(w, ISM_OP_CTLS, (uint32_t)(ud >> 32) & 0xffffff, (uint32_t)ud, 0, 0);
+	}
+	memmove(w->hsq, w->hsq + i, (w->n_hsq - i) * sizeof(*w->hsq));
+	w->n_hsq -= i;
 }
 
 /* Puts the rest of the send in flight (plaintext) on the ring. From a receive

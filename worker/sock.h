@@ -135,6 +135,15 @@ void ism_sock_deliver_later(struct ism_wctx *w, struct ism_sock *s);
 /* After a batch of completions: held bytes go to the owners that asked for
  * them, as RECV events in private buffers (the worker's loop). */
 void ism_sock_held_run(struct ism_wctx *w);
+/* Whether a client socket's handshake step may run in this turn: while the
+ * turn's steps took less than ISM_HS_TURN_NS (the first always does). If not,
+ * the socket waits in the handshake queue, once, counted in flight; its step
+ * comes through the completion path as op CTLS in a later turn, before any
+ * step of a socket queued after it (ism_sock_hs_run). */
+bool ism_sock_hs_turn(struct ism_wctx *w, struct ism_sock *s);
+/* At the start of a turn: the waiting handshake steps, in order, while the
+ * turn's budget lasts. */
+void ism_sock_hs_run(struct ism_wctx *w);
 /* Sends len bytes at p, from receive buffer bid or (bid < 0) the caller's
  * memory, which must stay until the SENT event. A send from a receive buffer
  * never waits in the kernel: what the peer cannot take at once moves to s->tx

@@ -477,6 +477,14 @@ static void deliver_later(struct ism_wctx *w, struct ism_sock *io)
 	io->x.queued = 1;
 }
 
+static uint64_t clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* What the session wrote last before the caller closes the socket (an alert,
  * close_notify): sent at once with a non-blocking send(), since a ring send
  * would complete after the close. A few bytes, alone in tx unless a ring send
@@ -556,10 +564,19 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	struct ism_xport *x = &io->x;
 	int n, err, xb;
 
-	clear_errors();
 	if (!x->established) {
+		uint64_t t0;
+
+		/* A client's step may wait for a later turn; an upstream's is
+		 * the worker's own request, taken at once. */
+		if (!io->up && !ism_sock_hs_turn(w, io))
+			return 0;
+		t0 = clock_ns();
+		clear_errors();
 		n = SSL_do_handshake(x->ssl);
 		err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
+		if (!io->up)
+			w->hs_ns += clock_ns() - t0;
 		if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) {
 			x->fail_err = ERR_peek_error();
 			ism_tls_log_errors(io->up ? "TLS handshake with upstream"
@@ -579,6 +596,7 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 	}
 	if (!x->want)
 		return 0;
+	clear_errors();
 	if (own_unsent(x) > XP_OWN_UNSENT_MAX) {
 		/* The peer does not read what the session answers: what it
 		 * sends stays unread (in rx, then in the socket, the receive

@@ -34,6 +34,10 @@
 /* Submission entries that may wait for the kernel's room (ism_w_sqe): as many
  * as the ring's queue holds, more than one turn prepares. */
 #define ISM_SQ_BACKLOG 4096u
+/* Client handshake time a loop turn may take, the first step always (about
+ * one RSA-2048 signature, a few ECDSA ones): the rest wait for the next turns,
+ * so that an open connection waits for a few steps, not for a burst. */
+#define ISM_HS_TURN_NS 250000u
 
 /* io_uring operations; the op travels in user_data with the object's slot and
  * generation, so a completion for a recycled slot is recognised. */
@@ -188,6 +192,13 @@ struct ism_wctx {
 	 * socket, ism_w_kick) */
 	uint64_t *h2_kicked;
 	uint32_t n_h2_kicked, cap_h2_kicked;
+	/* client TLS sessions whose next handshake step waits for a later turn,
+	 * in order (user_data, ism_sock_hs_turn): handshakes are the heavy work,
+	 * so a turn runs them for ISM_HS_TURN_NS at most, and the light work of
+	 * established connections goes out between the steps of a burst */
+	uint64_t *hsq;
+	uint32_t n_hsq, cap_hsq;
+	uint64_t hs_ns;	    /* time this turn's client handshake steps took */
 	uint32_t ring_busy; /* waits in a row the kernel refused for want of room */
 	/* submission entries the kernel had no room for, in order (ism_w_sqe):
 	 * moved to the queue before the loop submits again; room for

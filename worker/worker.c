@@ -623,7 +623,7 @@ static struct __kernel_timespec wait_time(const struct ism_wctx *w)
 {
 	uint64_t ms = 1000;
 
-	if (w->stream_wake <= w->now)
+	if (w->stream_wake <= w->now || w->n_hsq) /* handshakes wait for a turn */
 		ms = 0;
 	else if (w->stream_wake - w->now < 1000)
 		ms = w->stream_wake - w->now;
@@ -665,6 +665,11 @@ static int loop(struct ism_wctx *w)
 		w->now = ism_now_ms();
 		if (!w->stale && ism_shm_gen_changed(w->shm, w->index))
 			switch_table(w);
+		/* Handshake steps that waited go first, then the completions
+		 * (whose own steps wait if these took the turn's time). */
+		w->hs_ns = 0;
+		if (w->n_hsq)
+			ism_sock_hs_run(w);
 		io_uring_for_each_cqe(&w->ring, head, cqe)
 		{
 			handle_cqe(w, cqe);
@@ -885,6 +890,7 @@ static void ring_close(struct ism_wctx *w)
 	free(w->bufwait);
 	free(w->held);
 	free(w->h2_kicked);
+	free(w->hsq);
 	free(w->fdnum);
 	io_uring_queue_exit(&w->ring);
 	if (w->bufs)
