@@ -559,6 +559,38 @@ int ism_xp_feed(struct ism_sock *io, const char *p, uint32_t len)
 	return ism_buf_append(&x->rx, p, len, UINT32_MAX) < 0 ? -ENOMEM : 0;
 }
 
+/* The records after the first that have come, read into the rest of its
+ * buffer, n bytes filled: OpenSSL's read gives one record's plaintext at a
+ * time, and a peer's small records go to the owner in one delivery, not one
+ * each (HAProxy reads until its buffer is full too). What stops the reading
+ * other than a record not all here (the peer's close_notify, a failure) is
+ * the end, which comes after these bytes (x->end; it precedes an end the
+ * socket brought). The bytes read. */
+static int read_more(struct ism_xport *x, char *p, int n)
+{
+	size_t got;
+
+	while ((uint32_t)n < ISM_BUF_SIZE && (x->rx.len > x->rx_off || SSL_pending(x->ssl) > 0)) {
+		if (SSL_read_ex(x->ssl, p + n, ISM_BUF_SIZE - (uint32_t)n, &got) == 1) {
+			n += (int)got;
+			continue;
+		}
+		switch (SSL_get_error(x->ssl, 0)) {
+		case SSL_ERROR_WANT_READ:
+			break;
+		case SSL_ERROR_ZERO_RETURN:
+			x->end = ISM_XP_EOF;
+			break;
+		default:
+			ism_tls_log_errors("TLS read");
+			x->end = -EPROTO;
+			break;
+		}
+		break;
+	}
+	return n;
+}
+
 int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 {
 	struct ism_xport *x = &io->x;
@@ -609,6 +641,8 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		return -ENOMEM;
 	n = SSL_read(x->ssl, ism_w_buf_addr(w, xb), ISM_BUF_SIZE);
 	err = n > 0 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
+	if (n > 0)
+		n = read_more(x, ism_w_buf_addr(w, xb), n);
 	flush(w, io);
 	if (n > 0) {
 		x->want = 0;

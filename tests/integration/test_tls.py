@@ -1145,6 +1145,104 @@ def tls_handshake_burst_spares_open_connections(env):
           f"(want at most {n // 4} in one burst); get_ms all_ms answered:\n{out}")
 
 
+def bio_session(port, ctx, sni="localhost"):
+    """A TLS client over a socket through memory BIOs, handshaken: (socket,
+    SSLObject, incoming BIO, outgoing BIO); what the object writes goes out
+    only when the test sends it, so records can be sent together."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            d = sock.recv(65536)
+            check(d, "the handshake ended")
+            inc.write(d)
+    sock.sendall(out.read())
+    return sock, obj, inc, out
+
+
+@_test
+def tls_small_records_read_together(env):
+    """A request body sent as 4,000 TLS records of one byte each, all at once:
+    the worker reads every record that came before it passes the bytes on, so
+    the body goes upstream in a few sends, not one TCP segment a byte (OpenSSL's
+    read returns one record at a time; HAProxy reads until its buffer is full).
+    Counted on the gateway's upstream connection (ss: data_segs_out); the body
+    arrives whole."""
+    pki = Pki(env)
+    port = free_port()
+    pair = pki.leaf("recs", ["DNS:localhost"])
+    conf = world(env, [server(port, ["*"], tls_simple(pair))], workers=1)
+    up_port = int(re.search(r"ports: \{http: (\d+)\}", open(conf).read()).group(1))
+    n = 4000
+    sock, obj, inc, out = bio_session(port, client_ctx(pki))
+    try:
+        obj.write(f"POST /echo/count HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n".encode())
+        for _ in range(n):
+            obj.write(b"x")
+        wire = out.read()
+        check(len(wire) > 20 * n, f"{len(wire)} bytes on the wire for {n} records")
+        sock.sendall(wire)
+        got = b""
+        while not re.search(rb"\r\n\r\n\d+\n", got):
+            try:
+                got += obj.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            d = sock.recv(65536)
+            check(d, f"the connection closed: {got!r}")
+            inc.write(d)
+        check(got.startswith(b"HTTP/1.1 200") and got.endswith(f"\r\n\r\n{n}\n".encode()),
+              f"the body did not arrive whole: {got!r}")
+        ss = subprocess.run(["ss", "-tniH", "state", "established", "dst", f"127.0.0.2:{up_port}"],
+                            capture_output=True, text=True, timeout=10).stdout
+        segs = [int(x) for x in re.findall(r"data_segs_out:(\d+)", ss)]
+        check(len(segs) == 1, f"want the one upstream connection in ss:\n{ss}")
+        check(segs[0] <= n // 10, f"{segs[0]} segments went upstream for a {n}-byte body in 1-byte records")
+    finally:
+        sock.close()
+
+
+@_test
+def tls_close_notify_after_small_records(env):
+    """A request in 1-byte records followed by the client's close_notify, all
+    in one write, the TCP connection left open: the worker reads the records
+    together and still sees the close_notify after them as the client's end,
+    which ends the exchange at once (as a FIN does), not at the idle timeout
+    (60 s here) with the socket still open."""
+    pki = Pki(env)
+    port = free_port()
+    pair = pki.leaf("recs", ["DNS:localhost"])
+    world(env, [server(port, ["*"], tls_simple(pair))], workers=1, timeouts={"idle": "60s"})
+    sock, obj, inc, out = bio_session(port, client_ctx(pki))
+    try:
+        for b in b"GET / HTTP/1.1\r\nHost: x\r\n\r\n":
+            obj.write(bytes([b]))
+        try:
+            obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # our close_notify is written; the gateway's is not awaited
+        sock.sendall(out.read())
+        sock.settimeout(1)
+        deadline = time.monotonic() + 10
+        ended = False
+        while not ended and time.monotonic() < deadline:
+            try:
+                ended = sock.recv(65536) == b""
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                ended = True
+        check(ended, "the gateway kept the connection open 10 s after the client's close_notify")
+    finally:
+        sock.close()
+
+
 @_test
 def tls_rsa_and_ecdsa(env):
     """tlsCertificates with an RSA and an ECDSA certificate on one server, and the
