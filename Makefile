@@ -42,8 +42,9 @@ MAIN_OBJ  := $(BUILD)/master/main.o
 TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 UPSTREAM  := $(BUILD)/tests/upstream
-# test_tls.py's KeyUpdate flood client (standalone: OpenSSL only).
-TEST_TOOLS := $(BUILD)/tests/keyupdate_flood
+# test_tls.py's KeyUpdate flood client (standalone: OpenSSL only); test_ops.py's
+# LD_PRELOAD library that refuses forks on command.
+TEST_TOOLS := $(BUILD)/tests/keyupdate_flood $(BUILD)/tests/fail_fork.so
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 # bench/tunnel.sh's load client and echo server (standalone: libcrypto only).
@@ -115,6 +116,11 @@ $(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
 $(BUILD)/tests/keyupdate_flood: tests/upstream/keyupdate_flood.c
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs openssl 2>/dev/null)
+
+# Not instrumented under the sanitizers: preloaded before their runtime.
+$(BUILD)/tests/fail_fork.so: tests/upstream/fail_fork.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$<)$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)

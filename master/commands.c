@@ -25,8 +25,9 @@ int ism_master_ready(const struct ism_master *m)
 	/* Upgraded: the old workers serve until the new ones start. */
 	if (!m->stopping && m->up.state == ISM_UPGRADE_SETTLING)
 		return 1;
-	if (m->stopping || atomic_load(&m->shm.hdr->stopping) || m->n_workers == 0)
+	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
 		return 0;
+	/* A set a reload replaced counts while it serves: until the new one does. */
 	return ism_master_workers_serve(m);
 }
 

@@ -30,6 +30,7 @@ struct ism_wslot {
 	uint32_t restarts;	  /* consecutive early deaths */
 	uint8_t active;		  /* in the current set: restarted when it dies */
 	uint8_t retiring;	  /* of a set replaced by a reload: draining, not restarted */
+	uint8_t replaced;	  /* ... and still serving: told to drain once the new set serves */
 	uint8_t hung;		  /* killed for a stale heartbeat, not reaped yet */
 	uint64_t retire_deadline; /* monotonic: killed if still draining then */
 	uint64_t requests_base;	  /* the slot's request count when it started: the
@@ -111,7 +112,8 @@ struct ism_master {
 	int owed;		/* of the current set, not started yet: no slot was free */
 	uint64_t owed_retry_at; /* monotonic: after a fork failure, not before */
 	uint32_t owed_backoff;	/* ms: the wait after the last failure of a set with no worker */
-	int n_slots;		/* slots ever used: loops over workers go to here */
+	uint32_t replaced_drain_ms; /* the drain time of the set a reload replaced */
+	int n_slots;		    /* slots ever used: loops over workers go to here */
 	uint64_t gen;
 	bool reload_refused; /* the last reload of the file was refused (STATUS= says so) */
 	uint64_t loaded_ms;  /* wall time of the last successful load */

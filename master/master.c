@@ -1412,12 +1412,7 @@ static void start_owed_due(struct ism_master *m, uint64_t now)
 		      m->n_workers - before, m->owed);
 }
 
-/* A reload that changes listeners or the worker count: a new set of workers
- * starts on the new sockets, the old set stops accepting and drains its
- * connections (a kept-alive one gets "connection: close" on its next
- * response), bounded by the drain timeout. Sockets no listener uses any more
- * are closed here; the old workers hold their own copies until they exit. */
-/* Whether workers of an earlier set are still draining. */
+/* Whether workers of an earlier set are still draining (or serving, replaced). */
 static bool retiring_workers(const struct ism_master *m)
 {
 	for (int i = 0; i < m->n_slots; i++)
@@ -1426,10 +1421,59 @@ static bool retiring_workers(const struct ism_master *m)
 	return false;
 }
 
+/* Whether a worker of the current set takes connections on the published
+ * configuration. */
+static bool current_set_serves(const struct ism_master *m)
+{
+	for (int i = 0; i < m->n_slots; i++) {
+		const struct ism_worker_slot *ss = &m->shm.hdr->workers[i];
+
+		if (m->workers[i].active && m->workers[i].pid && atomic_load(&ss->gen) != 0 &&
+		    !atomic_load(&ss->draining))
+			return true;
+	}
+	return false;
+}
+
+/* The workers a reload replaced keep serving (their generation, their
+ * copies of the sockets) until a worker of the new set does; then they stop
+ * accepting and drain their connections (a kept-alive one gets "connection:
+ * close" on its next response), bounded by their drain timeout. So a new set
+ * that cannot start (fork refused: a process limit, memory) leaves the old one
+ * serving, not nobody, while its workers are tried again. */
+static void retire_replaced(struct ism_master *m, uint64_t now)
+{
+	int n = 0;
+
+	if (!current_set_serves(m))
+		return;
+	for (int i = 0; i < m->n_slots; i++) {
+		struct ism_wslot *ws = &m->workers[i];
+
+		if (!ws->replaced)
+			continue;
+		ws->replaced = 0;
+		if (ws->pid == 0)
+			continue;
+		ws->retire_deadline = now + m->replaced_drain_ms + STOP_GRACE_MS;
+		kill(ws->pid, SIGTERM);
+		n++;
+	}
+	if (n == 0)
+		return;
+	ism_notice("reload: the new worker set serves; %d old workers draining", n);
+	ism_event_add(&m->events, "reload", "the new worker set serves, %d old workers draining",
+		      n);
+}
+
+/* A reload that changes listeners or the worker count: a new set of workers
+ * starts on the new sockets, and the old set drains once the new one serves
+ * (retire_replaced). Sockets no listener uses any more are closed here; the
+ * old workers hold their own copies until they exit. */
 static void replace_workers(struct ism_master *m, const struct ism_table *old,
 			    const struct ism_table *t, int *fds)
 {
-	int retired = 0;
+	int replaced = 0;
 
 	for (int i = 0; i < m->n_slots; i++) {
 		struct ism_wslot *ws = &m->workers[i];
@@ -1440,11 +1484,14 @@ static void replace_workers(struct ism_master *m, const struct ism_table *old,
 		ws->respawn_at = 0;
 		if (ws->pid) {
 			ws->retiring = 1;
-			ws->retire_deadline = ism_now_ms() + old->timeouts.drain_ms + STOP_GRACE_MS;
-			kill(ws->pid, SIGTERM);
-			retired++;
+			ws->replaced = 1;
+			ws->retire_deadline = 0; /* none until told to drain */
+			replaced++;
 		}
 	}
+	/* (an older set still serving, replaced before its successor served,
+	 * drains with this time too) */
+	m->replaced_drain_ms = old->timeouts.drain_ms;
 	for (int j = 0; j < m->n_listen; j++) {
 		int kept = 0;
 
@@ -1459,12 +1506,12 @@ static void replace_workers(struct ism_master *m, const struct ism_table *old,
 	if (start_workers(m, worker_count(t)) < 0)
 		ism_err("reload: not every new worker started; tried again in %u ms",
 			m->owed_backoff);
-	ism_notice("reload: %d new workers on %u listeners; %d old workers draining; %d more "
-		   "start as slots free",
-		   m->n_workers, t->n_listeners, retired, m->owed);
+	ism_notice("reload: %d new workers on %u listeners; %d old workers serve until one of "
+		   "them does; %d more start as slots free",
+		   m->n_workers, t->n_listeners, replaced, m->owed);
 	ism_event_add(&m->events, "reload",
-		      "new worker set (%d) on %u listeners, %d draining, %d owed", m->n_workers,
-		      t->n_listeners, retired, m->owed);
+		      "new worker set (%d) on %u listeners, %d old serving until it does, %d owed",
+		      m->n_workers, t->n_listeners, replaced, m->owed);
 }
 
 /* Old workers past their drain time are killed. */
@@ -1836,6 +1883,7 @@ static int master_loop(struct ism_master *m)
 		if (!m->stopping)
 			respawn_due(m, now);
 		start_owed_due(m, now);
+		retire_replaced(m, now);
 		retire_overdue(m, now);
 		watch_check(m, now);
 		tickets_rotate(m, now);

@@ -1534,9 +1534,10 @@ def reload_owes_workers_until_slots_free(env):
     """workers: 64, the most. A listener-changing reload starts a whole new
     set beside the old one still draining; a second one while both older sets
     still drain (each worker held by a connection with half a request head)
-    finds no slot free: its workers are owed (show info workers_owed, not
-    ready with none running); a third that changes the count to 63 owes 63,
-    not 64 more, and they start as the old workers exit."""
+    finds no slot free: its workers are owed (show info workers_owed), and the
+    set it replaces serves on meanwhile (ready, answering) rather than nobody;
+    a third that changes the count to 63 owes 63, not 64 more, and they start
+    as the old workers exit."""
     import resource
     import socket
     from harness import ctl_cmd
@@ -1596,8 +1597,10 @@ def reload_owes_workers_until_slots_free(env):
         write(gw_port, extra2)
         check("published" in ctl_cmd(sock, "reload"), "second listener-changing reload refused")
         i = info()
-        check(i["workers"] == 0 and i["workers_owed"] == 64 and i["ready"] is False,
-              f"every slot held by a draining worker: {i}")
+        check(i["workers"] == 0 and i["workers_owed"] == 64 and i["ready"] is True,
+              f"every slot held by a draining or replaced worker: {i}")
+        check(env.get("/").status == 200, "the replaced set stopped serving before the new one could start")
+        check(not set(workers()) - gen1 - gen2, "a worker started with no slot free")
         write(gw_port, extra2, workers=63)
         check("published" in ctl_cmd(sock, "reload"), "the count-changing reload refused")
         i = info()
@@ -1656,6 +1659,69 @@ def logging_level(env):
     write("info")
     reload()
     poll(lambda: env.gateway.log().count("reload: generation") == 1, 10, what="the reload's notice back at info")
+
+
+@_test
+def reload_keeps_old_workers_while_new_cannot_fork(env):
+    """A listener-changing reload whose new workers cannot start (the system
+    refuses fork, as a process limit does; tests/upstream/fail_fork.c refuses
+    it on command, root ignoring the real limits): the set it replaces keeps
+    serving its ports, ready, until a worker of the new set serves, instead of
+    stopping with nobody to accept; the new workers are tried again and, once
+    forks succeed, start, serve the new port, and the old set drains."""
+    ports = env.upstream(["127.0.0.2:0=a"], name="a")
+    gw_port, extra = free_port(), free_port()
+    routes = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+    se = service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])
+
+    def write(*listeners):
+        env.write("isthmus.yaml", docs(appliance(env, workers=2), *(gateway(p, name=f"gw{p}") for p in listeners),
+                                       virtual_service("ops", ["*"], routes, gateways=[f"gw{p}" for p in listeners]), se))
+
+    def code(port):
+        return subprocess.run(["curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=10).stdout
+
+    flag = env.path("no-fork")
+    shim = os.path.join(env.build, "tests", "fail_fork.so")
+    check(os.path.exists(shim), f"{shim} is not built")
+    saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "ISM_FAIL_FORK", "ASAN_OPTIONS")}
+    os.environ.update(LD_PRELOAD=shim, ISM_FAIL_FORK=flag,
+                      # the sanitizer build: the library comes before its runtime
+                      ASAN_OPTIONS=":".join(filter(None, (saved["ASAN_OPTIONS"], "verify_asan_link_order=0"))))
+    try:
+        write(gw_port)
+        env.start_gateway(env.path("isthmus.yaml"), gw_port)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    sock = env.path("ctl.sock")
+
+    def info():
+        return json.loads(ctl_cmd(sock, "show info json"))
+
+    poll(lambda: info()["ready"] and info()["workers"] == 2, 20, what="two workers serving")
+    old = {w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))}
+    open(flag, "w").close()
+    write(gw_port, extra)
+    check("published" in ctl_cmd(sock, "reload"), "the listener-changing reload was refused")
+    poll(lambda: "fork: Resource temporarily unavailable" in env.gateway.log(), 10, what="a refused fork")
+    for _ in range(3):  # across the master's first tries again (100, 200, 400 ms)
+        c = code(gw_port)
+        check(c == "200", f"the kept port answered {c!r} while the new set could not start")
+        time.sleep(0.2)
+    i = info()
+    check(i["workers"] == 0 and i["workers_owed"] == 2 and i["ready"] is True, f"while forks fail: {i}")
+    os.unlink(flag)
+    poll(lambda: code(extra) == "200", 30, what="the new set to start and serve the new port")
+    poll(lambda: "the new worker set serves; 2 old workers draining" in env.gateway.log(), 10,
+         what="the old set told to drain once the new one serves")
+    poll(lambda: not {w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))} & old, 30,
+         what="the old set to exit")
+    check(code(gw_port) == "200", "the kept port does not answer after the change")
 
 
 @_test
