@@ -13,6 +13,7 @@
 
 #include "conf/cel-int.h"
 #include "conf/cel.h"
+#include "conf/duration.h"
 
 struct cel_run {
 	const struct cel_node *node;
@@ -831,103 +832,31 @@ bool ism_cel_filter(const void *prog, const struct ism_cel_env *env)
 	return v.type == ISM_CEL_BOOL && v.v.b;
 }
 
-/* Go's time.ParseDuration, step for step (cel-spec's duration() takes Go's
- * syntax): its overflow checks against 2^63 and its float for fractions. */
-static const struct {
-	const char *name;
-	uint64_t ns;
-} units[] = {
-    {"ns", 1},
-    {"us", 1000},
-    {"\xc2\xb5s", 1000}, /* U+00B5 */
-    {"\xce\xbcs", 1000},
-    /* U+03BC */ {"ms", 1000000},
-    {"s", 1000000000ull},
-    {"m", 60000000000ull},
-    {"h", 3600000000000ull},
-};
-
 #define TWO63 (1ull << 63)
 
-static bool is_dig(char c)
-{
-	return c >= '0' && c <= '9';
-}
+/* Go's time.ParseDuration (cel-spec's duration() takes Go's syntax): a
+ * sign, its fraction's digits kept while they fit 2^63. */
+static const struct ism_dur_syntax cel_dur = {
+    .minus = true,
+    .ip_max = TWO63,
+    .frac_max = TWO63,
+    .frac_digits = SIZE_MAX,
+};
 
-/* The integer at p[*k..]; false on overflow. */
-static bool leading_int(const char *p, size_t len, size_t *k, uint64_t *x)
+/* One component added to *d as Go does, step for step: its overflow checks
+ * against 2^63 and its float for fractions. */
+static int component(const struct ism_dur_part *c, uint64_t *d)
 {
-	for (*x = 0; *k < len && is_dig(p[*k]); ++*k) {
-		if (*x > TWO63 / 10)
-			return false;
-		*x = *x * 10 + (uint64_t)(p[*k] - '0');
-		if (*x > TWO63)
-			return false;
-	}
-	return true;
-}
-
-/* The fraction's digits at p[*k..], as many as fit, and their scale. */
-static void leading_fraction(const char *p, size_t len, size_t *k, uint64_t *x, double *scale)
-{
-	bool over = false;
-	uint64_t y;
-
-	for (*x = 0, *scale = 1; *k < len && is_dig(p[*k]); ++*k) {
-		if (over)
-			continue;
-		if (*x > (TWO63 - 1) / 10) {
-			over = true;
-			continue;
-		}
-		y = *x * 10 + (uint64_t)(p[*k] - '0');
-		if (y > TWO63) {
-			over = true;
-			continue;
-		}
-		*x = y;
-		*scale *= 10;
-	}
-}
-
-static uint64_t unit_ns(const char *u, size_t n)
-{
-	for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++)
-		if (strlen(units[k].name) == n && memcmp(units[k].name, u, n) == 0)
-			return units[k].ns;
-	return 0;
-}
-
-/* One component "1.5h" at p[*k..] added to *d. */
-static int component(const char *p, size_t len, size_t *k, uint64_t *d)
-{
-	size_t start = *k, u;
-	uint64_t v, f = 0, unit;
+	uint64_t v;
 	double scale = 1;
-	bool pre, post = false;
 
-	if (!is_dig(p[*k]) && p[*k] != '.')
-		return -EINVAL;
-	if (!leading_int(p, len, k, &v))
+	if (c->ip_over || c->ip > TWO63 / c->unit_ns)
 		return -ERANGE;
-	pre = *k != start;
-	if (*k < len && p[*k] == '.') {
-		start = ++*k;
-		leading_fraction(p, len, k, &f, &scale);
-		post = *k != start;
-	}
-	if (!pre && !post)
-		return -EINVAL;
-	for (u = *k; *k < len && p[*k] != '.' && !is_dig(p[*k]);)
-		++*k;
-	unit = unit_ns(p + u, *k - u);
-	if (unit == 0)
-		return -EINVAL;
-	if (v > TWO63 / unit)
-		return -ERANGE;
-	v *= unit;
-	if (f > 0) {
-		v += (uint64_t)((double)f * ((double)unit / scale));
+	v = c->ip * c->unit_ns;
+	if (c->frac > 0) {
+		for (size_t i = 0; i < c->frac_n; i++)
+			scale *= 10;
+		v += (uint64_t)((double)c->frac * ((double)c->unit_ns / scale));
 		if (v > TWO63)
 			return -ERANGE;
 	}
@@ -937,22 +866,19 @@ static int component(const char *p, size_t len, size_t *k, uint64_t *d)
 
 int cel_duration_parse(const char *p, size_t len, int64_t *ns)
 {
-	size_t k = 0;
+	struct ism_dur_scan sc;
+	struct ism_dur_part c;
 	uint64_t d = 0;
-	bool neg = false;
+	bool neg;
 	int rc;
 
-	if (len > 0 && (p[0] == '-' || p[0] == '+'))
-		neg = p[k++] == '-';
-	if (len - k == 1 && p[k] == '0') {
-		*ns = 0;
-		return 0;
-	}
-	if (k == len)
+	if (ism_dur_begin(&sc, &cel_dur, p, len, &neg) < 0)
 		return -EINVAL;
-	while (k < len)
-		if ((rc = component(p, len, &k, &d)) < 0)
+	while ((rc = ism_dur_next(&sc, &c)) > 0)
+		if ((rc = component(&c, &d)) < 0)
 			return rc;
+	if (rc < 0)
+		return rc;
 	if (!neg && d > TWO63 - 1)
 		return -ERANGE;
 	*ns = neg ? (int64_t)(0 - d) : (int64_t)d;

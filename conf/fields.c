@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/duration.h"
 #include "conf/model.h"
 
 size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...)
@@ -486,31 +487,15 @@ int ism_v_bool(struct ism_vctx *v, const struct ism_node *map, const char *key, 
 	return rc;
 }
 
-/* One unit of a duration, in nanoseconds. */
-static uint64_t unit_ns(const char **s)
-{
-	static const struct {
-		const char *name;
-		uint64_t ns;
-	} units[] = {
-	    {"ns", 1ull},	    {"us", 1000ull},
-	    {"\xc2\xb5s", 1000ull}, /* U+00B5 micro sign */
-	    {"\xce\xbcs", 1000ull}, /* U+03BC Greek mu, as Go's time.ParseDuration */
-	    {"ms", 1000000ull},	    {"s", 1000000000ull},
-	    {"m", 60000000000ull},  {"h", 3600000000000ull},
-	};
-
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		size_t l = strlen(units[i].name);
-
-		/* "ms" is listed before "m" and "s", so the longest name wins. */
-		if (strncmp(*s, units[i].name, l) == 0) {
-			*s += l;
-			return units[i].ns;
-		}
-	}
-	return 0;
-}
+/* The file's durations: no sign but '+'; an integer part past 10^13 + 9 is
+ * too large whatever its unit (past the largest of any unit but ns, of which
+ * it also refuses 10^14ns, 27.8 h, that would fit); a fraction's digits past
+ * the ninth are dropped. */
+static const struct ism_dur_syntax conf_dur = {
+    .ip_max = 10000000000009ull,
+    .frac_max = UINT64_MAX,
+    .frac_digits = 9,
+};
 
 /* A duration in nanoseconds, at most UINT32_MAX ms: 0, -EINVAL or -ERANGE. */
 int ism_parse_duration_ns(const char *s, uint64_t *out)
@@ -520,53 +505,32 @@ int ism_parse_duration_ns(const char *s, uint64_t *out)
 	 * noted and the text read to its end, so that -ERANGE is only said of a
 	 * well-formed duration. */
 	const uint64_t max_ns = (uint64_t)UINT32_MAX * 1000000ull;
-	uint64_t total = 0;
-	bool over = false;
+	struct ism_dur_scan sc;
+	struct ism_dur_part d;
+	uint64_t total = 0, part, scale;
+	bool over = false, neg;
+	int rc;
 
-	/* A leading '+', as Go's time.ParseDuration takes it. */
-	if (*s == '+')
-		s++;
-	if (*s == '\0')
+	if (ism_dur_begin(&sc, &conf_dur, s, strlen(s), &neg) < 0)
 		return -EINVAL;
-	if (strcmp(s, "0") == 0) {
-		*out = 0;
-		return 0;
-	}
-	while (*s) {
-		uint64_t ip = 0, frac = 0, scale = 1, u, part;
-		bool digits = false;
-
-		for (; *s >= '0' && *s <= '9'; s++, digits = true) {
-			if (ip > 1000000000000ull)
-				over = true;
-			else
-				ip = ip * 10 + (uint64_t)(*s - '0');
-		}
-		if (*s == '.') {
-			for (s++; *s >= '0' && *s <= '9'; s++, digits = true) {
-				if (scale < 1000000000ull) {
-					frac = frac * 10 + (uint64_t)(*s - '0');
-					scale *= 10;
-				}
-			}
-		}
-		if (!digits)
-			return -EINVAL;
-		u = unit_ns(&s);
-		if (u == 0)
-			return -EINVAL;
-		if (over || ip > max_ns / u) {
+	while ((rc = ism_dur_next(&sc, &d)) > 0) {
+		if (over || d.ip_over || d.ip > max_ns / d.unit_ns) {
 			over = true;
 			continue;
 		}
+		for (scale = 1; d.frac_n > 0; d.frac_n--)
+			scale *= 10;
 		/* 128 bits: a fraction of 9 digits times an hour's
 		 * nanoseconds is past 64 ("0.500000000m" was 11.55 s). */
-		part = ip * u + (uint64_t)(((unsigned __int128)frac * u) / scale);
+		part =
+		    d.ip * d.unit_ns + (uint64_t)(((unsigned __int128)d.frac * d.unit_ns) / scale);
 		if (part > max_ns - total)
 			over = true;
 		else
 			total += part;
 	}
+	if (rc < 0)
+		return rc;
 	if (over)
 		return -ERANGE;
 	*out = total;

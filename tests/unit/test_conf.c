@@ -18,6 +18,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "conf/cel-int.h"
 #include "conf/cel.h"
 #include "conf/conf.h"
 #include "lib/log.h"
@@ -828,6 +829,69 @@ static void test_durations(void **state)
 		assert_int_equal(ism_parse_duration_ms("+", &ms), -EINVAL);
 		assert_int_equal(ism_parse_duration_ms("++1s", &ms), -EINVAL);
 		assert_int_equal(ism_parse_duration_ms("1s+1s", &ms), -EINVAL);
+	}
+}
+
+/* The file's durations and CEL's duration() read one syntax: where both
+ * bounds allow a text, they agree on it (the sign aside: CEL's may be '-'). */
+static void test_duration_syntax(void **state)
+{
+	static const struct {
+		const char *s;
+		int64_t ns; /* -1: refused by both */
+	} cases[] = {
+	    {"0", 0},
+	    {"+0", 0},
+	    {"1h2m3.5s", 3723500000000},
+	    {"1ms1us1ns", 1001001},
+	    {".5s", 500000000},
+	    {"1.s", 1000000000},
+	    {"1.5h", 5400000000000},
+	    {"2500\xce\xbcs", 2500000},
+	    {"2500\xc2\xb5s", 2500000},
+	    {"1m.5s", 60500000000},
+	    {"", -1},
+	    {"+", -1},
+	    {"00", -1},
+	    {"1", -1},
+	    {".s", -1},
+	    {".", -1},
+	    {"s", -1},
+	    {"1x", -1},
+	    {"1mss", -1},
+	    {"1hm", -1},
+	    {"1h-1m", -1},
+	    {"1s+1s", -1},
+	    {"++1s", -1},
+	    {"1..5s", -1},
+	    {"1.5.s", -1},
+	    {"99999999999999999999x", -1}, /* syntax before bounds */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *s = cases[i].s;
+		uint64_t ns = 0;
+		int64_t cel = 0;
+
+		if (cases[i].ns < 0) {
+			assert_int_equal(ism_parse_duration_ns(s, &ns), -EINVAL);
+			assert_int_equal(cel_duration_parse(s, strlen(s), &cel), -EINVAL);
+			continue;
+		}
+		assert_int_equal(ism_parse_duration_ns(s, &ns), 0);
+		assert_int_equal(cel_duration_parse(s, strlen(s), &cel), 0);
+		assert_int_equal(ns, cases[i].ns);
+		assert_int_equal(cel, cases[i].ns);
+	}
+	/* The sign: CEL's alone may be '-'. */
+	{
+		uint64_t ns;
+		int64_t cel;
+
+		assert_int_equal(ism_parse_duration_ns("-1s", &ns), -EINVAL);
+		assert_int_equal(cel_duration_parse("-1s", 3, &cel), 0);
+		assert_int_equal(cel, -1000000000);
 	}
 }
 
@@ -6129,6 +6193,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ep_id_full, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_binding, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_durations, fx_setup, fx_teardown),
+	    cmocka_unit_test(test_duration_syntax),
 	    cmocka_unit_test_setup_teardown(test_sample_bookinfo, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_helloworld, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_drs, fx_setup, fx_teardown),
