@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "conf/model.h"
+#include "health/priority.h"
 #include "lib/addr.h"
 #include "lib/log.h"
 
@@ -361,33 +362,30 @@ static void parse_timeouts(struct ism_vctx *v, const struct ism_node *spec, stru
 static void parse_locality(struct ism_vctx *v, const struct ism_node *spec,
 			   struct ism_cm_appliance *a)
 {
-	const char *loc = NULL;
-	char *copy, *slash;
+	const char *loc = NULL, *region, *zone, *subzone;
+	struct ism_locality l;
 
 	a->region = a->zone = a->subzone = "";
 	if (ism_v_str(v, spec, "locality", true, &loc) <= 0)
 		return;
-	if (!ism_locality_valid(loc, 2)) {
+	if (ism_locality_parse(loc, false, &l) < 2) {
 		size_t old = ism_v_push(v, ".locality");
 
 		ism_v_err(v, ism_node_get(spec, "locality", NULL),
 			  "must be \"region/zone\" or \"region/zone/subzone\" with non-empty parts "
-			  "(at most 63 bytes each)");
+			  "(at most %zu bytes each)",
+			  ISM_LOCALITY_PART_MAX);
 		ism_v_pop(v, old);
 		return;
 	}
-	copy = ism_v_strdup(v, loc);
-	if (copy == NULL)
+	region = ism_v_strdup(v, l.region);
+	zone = ism_v_strdup(v, l.zone);
+	subzone = ism_v_strdup(v, l.subzone);
+	if (region == NULL || zone == NULL || subzone == NULL)
 		return;
-	a->region = copy;
-	slash = strchr(copy, '/');
-	*slash = '\0';
-	a->zone = slash + 1;
-	slash = strchr(slash + 1, '/');
-	if (slash != NULL) {
-		*slash = '\0';
-		a->subzone = slash + 1;
-	}
+	a->region = region;
+	a->zone = zone;
+	a->subzone = subzone;
 }
 
 static void parse_workers(struct ism_vctx *v, const struct ism_node *spec,

@@ -417,7 +417,7 @@ static bool locality_match(const struct ism_locality *l, const char *pattern)
 {
 	struct ism_locality p;
 
-	if (ism_locality_parse(pattern, &p) < 0)
+	if (ism_locality_parse(pattern, true, &p) < 0)
 		return false;
 	return (strcmp(p.region, "*") == 0 || strcmp(p.region, l->region) == 0) &&
 	       (p.zone[0] == '\0' || strcmp(p.zone, "*") == 0 || strcmp(p.zone, l->zone) == 0) &&
@@ -673,7 +673,7 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 			l = at;
 		} else {
 			cs->loc[l].name = e->locality;
-			ism_locality_parse(e->locality, &cs->loc[l].parsed); /* validated */
+			ism_locality_parse(e->locality, true, &cs->loc[l].parsed); /* validated */
 			cs->n_loc++;
 		}
 		/* The endpoint's weight once, however many addresses its name

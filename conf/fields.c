@@ -12,6 +12,7 @@
 
 #include "conf/duration.h"
 #include "conf/model.h"
+#include "health/priority.h"
 
 size_t ism_v_push(struct ism_vctx *v, const char *fmt, ...)
 {
@@ -657,21 +658,9 @@ const struct ism_node *ism_v_node(struct ism_vctx *v, const struct ism_node *map
 
 bool ism_locality_valid(const char *s, int min_parts)
 {
-	int parts = 1;
-	size_t seg = 0;
+	struct ism_locality l;
 
-	/* Parts of at most 63 bytes: struct ism_locality's fields hold them. */
-	for (; *s; s++) {
-		if (*s == '/') {
-			if (seg == 0)
-				return false;
-			parts++;
-			seg = 0;
-		} else if (++seg > 63) {
-			return false;
-		}
-	}
-	return seg > 0 && parts >= min_parts && parts <= 3;
+	return ism_locality_parse(s, false, &l) >= min_parts;
 }
 
 /* A required or optional list of non-empty strings. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conf/model.h"
+#include "health/priority.h"
 #include "lib/ascii.h"
 
 static bool is_prime(uint32_t n)
@@ -209,24 +210,17 @@ static void parse_hash(struct ism_vctx *v, const struct ism_node *lb, struct ism
 }
 
 /* A locality pattern of distribute: "region[/zone[/subzone]]" with non-empty
- * parts of at most 63 bytes, where "*" may stand for the last part. */
+ * parts, where "*" may stand for the last part. */
 static bool locality_pattern_ok(const char *s)
 {
-	int parts = 0;
+	struct ism_locality l;
+	const char *part[] = {l.region, l.zone, l.subzone};
+	int n = ism_locality_parse(s, false, &l);
 
-	for (;;) {
-		const char *slash = strchr(s, '/');
-		size_t len = slash ? (size_t)(slash - s) : strlen(s);
-
-		parts++;
-		if (len == 0 || len > 63 || parts > 3)
+	for (int i = 0; i < n; i++)
+		if (strchr(part[i], '*') != NULL && !(i == n - 1 && strcmp(part[i], "*") == 0))
 			return false;
-		if (memchr(s, '*', len) != NULL && !(len == 1 && slash == NULL))
-			return false;
-		if (slash == NULL)
-			return true;
-		s = slash + 1;
-	}
+	return n > 0;
 }
 
 static void bad_pattern(struct ism_vctx *v, const struct ism_node *at, const char *s)
@@ -284,9 +278,12 @@ static void parse_distribute_entry(struct ism_vctx *v, const struct ism_node *it
 	ism_v_pop(v, old);
 }
 
+/* One locality part, no '*'. */
 static bool region_ok(const char *s)
 {
-	return strchr(s, '/') == NULL && strchr(s, '*') == NULL && strlen(s) <= 63;
+	struct ism_locality l;
+
+	return ism_locality_parse(s, true, &l) == 1 && strchr(s, '*') == NULL;
 }
 
 static void parse_failover(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_llb *l)

@@ -955,7 +955,8 @@ bool ism_v_plain_int(struct ism_vctx *v, const struct ism_node *n);
 /* Parsing helpers shared by model and tests of the model (and
  * ism_parse_duration_ms, in conf/conf.h). */
 int ism_parse_u64(const char *s, uint64_t *out);
-/* "region/zone[/subzone]" with non-empty parts of at most 63 bytes, or
+/* "region/zone[/subzone]" with non-empty parts of at most
+ * ISM_LOCALITY_PART_MAX (63) bytes, or
  * "region" alone where min_parts is 1 (an endpoint's, as Istio's
  * ConvertLocality reads one). */
 bool ism_locality_valid(const char *s, int min_parts);

@@ -9,6 +9,7 @@
 
 #include "conf/defaults.h"
 #include "conf/model.h"
+#include "health/priority.h"
 
 /* Whether proto (a protocol as the ports' list writes it) is one of list. */
 static bool proto_in(const char *const *list, const char *proto)
@@ -217,8 +218,8 @@ static void locality_from_labels(struct ism_vctx *v, struct ism_cm_se_ep *e)
 	ism_v_err(v, l,
 		  "the endpoint's locality, \"%s\" (as Istio reads this label without a "
 		  "locality field), must be \"region\", \"region.zone\" or "
-		  "\"region.zone.subzone\" with non-empty parts (at most 63 bytes each)",
-		  loc);
+		  "\"region.zone.subzone\" with non-empty parts (at most %zu bytes each)",
+		  loc, ISM_LOCALITY_PART_MAX);
 	ism_v_pop(v, old);
 }
 
@@ -297,7 +298,8 @@ void ism_model_parse_endpoint(struct ism_vctx *v, const struct ism_node *n, stru
 		old = ism_v_push(v, ".locality");
 		ism_v_err(v, ism_node_get(n, "locality", NULL),
 			  "must be \"region\", \"region/zone\" or \"region/zone/subzone\" with "
-			  "non-empty parts (at most 63 bytes each)");
+			  "non-empty parts (at most %zu bytes each)",
+			  ISM_LOCALITY_PART_MAX);
 		ism_v_pop(v, old);
 	}
 	if (ism_node_get(n, "locality", NULL) == NULL)

@@ -189,21 +189,21 @@ uint32_t ism_locality_effective_weight(uint32_t weight, uint32_t eligible, uint3
 	return (uint32_t)((uint64_t)weight * num / (100 * count));
 }
 
-/* Copies s[0..len) into a 64-byte part; a part that does not fit is refused
- * rather than truncated, since a truncated name could match another locality. */
-static int copy_part(char *dst, const char *s, size_t len)
+/* Copies s[0..len) into a part; a part that does not fit is refused rather
+ * than truncated, since a truncated name could match another locality. */
+static int copy_part(char *dst, const char *s, size_t len, bool empty_ok)
 {
-	if (len >= sizeof(((struct ism_locality *)0)->region))
+	if (len > ISM_LOCALITY_PART_MAX || (len == 0 && !empty_ok))
 		return -EINVAL;
 	memcpy(dst, s, len);
 	dst[len] = '\0';
 	return 0;
 }
 
-int ism_locality_parse(const char *s, struct ism_locality *out)
+int ism_locality_parse(const char *s, bool empty_ok, struct ism_locality *out)
 {
 	char *parts[3] = {out->region, out->zone, out->subzone};
-	uint32_t k = 0;
+	int k = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (s == NULL)
@@ -212,13 +212,13 @@ int ism_locality_parse(const char *s, struct ism_locality *out)
 		const char *slash = strchr(s, '/');
 		size_t len = slash ? (size_t)(slash - s) : strlen(s);
 
-		if (k == 3 || copy_part(parts[k], s, len) < 0) {
+		if (k == 3 || copy_part(parts[k], s, len, empty_ok) < 0) {
 			memset(out, 0, sizeof(*out));
 			return -EINVAL;
 		}
 		k++;
 		if (slash == NULL)
-			return 0;
+			return k;
 		s = slash + 1;
 	}
 }

@@ -6,6 +6,7 @@
 #ifndef ISM_HEALTH_PRIORITY_H
 #define ISM_HEALTH_PRIORITY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "shm/table-t.h"
@@ -66,14 +67,20 @@ static inline uint32_t ism_prio_choose(const uint8_t *healthy_load, uint32_t n, 
  * left: then the original loads stand, as in Envoy. */
 int ism_prio_skip(const uint8_t *health, uint32_t n, uint32_t skip, uint8_t *load);
 
-/* A locality "region/zone/subzone" split in place into its three parts (any may
- * be empty). Returns 0, or -EINVAL when it has more than three parts. */
+/* A locality "region/zone/subzone" in its three parts. */
 struct ism_locality {
 	char region[64];
 	char zone[64];
 	char subzone[64];
 };
-int ism_locality_parse(const char *s, struct ism_locality *out);
+/* The longest part of a locality: what struct ism_locality's fields hold. */
+#define ISM_LOCALITY_PART_MAX (sizeof(((struct ism_locality *)0)->region) - 1)
+
+/* Copies the parts of the locality s into out, those it lacks empty (all of
+ * them for a NULL s). Returns how many parts s has (1 to 3; 0 for NULL), or
+ * -EINVAL (out all empty) when it has more than three, one longer than
+ * ISM_LOCALITY_PART_MAX, or, unless empty_ok, an empty one ("", "a//b"). */
+int ism_locality_parse(const char *s, bool empty_ok, struct ism_locality *out);
 
 /* Istio's LbPriority (pilot util.go) with `failover`: 0 same region+zone+subzone,
  * 1 same region+zone, 2 same region, 3 other region (and, when a failover entry
@@ -93,7 +100,6 @@ uint32_t ism_locality_priority(const struct ism_locality *client, const struct i
  * other region. */
 uint32_t ism_region_priority(const struct ism_locality *client, const struct ism_locality *ep,
 			     const struct ism_failover *failover, uint32_t n_failover);
-
 
 /* Compacts raw priorities in place to 0..K-1 keeping their order; returns K. */
 uint32_t ism_priority_compact(uint32_t *prio, uint32_t n);

@@ -568,31 +568,40 @@ static void test_locality_parse(void **state)
 	char longp[80];
 
 	(void)state;
-	assert_int_equal(ism_locality_parse("us-east-1/us-east-1a/rack7", &l), 0);
+	assert_int_equal(ism_locality_parse("us-east-1/us-east-1a/rack7", true, &l), 3);
 	assert_string_equal(l.region, "us-east-1");
 	assert_string_equal(l.zone, "us-east-1a");
 	assert_string_equal(l.subzone, "rack7");
-	assert_int_equal(ism_locality_parse("region1/zone1", &l), 0);
+	assert_int_equal(ism_locality_parse("region1/zone1", true, &l), 2);
 	assert_string_equal(l.region, "region1");
 	assert_string_equal(l.zone, "zone1");
 	assert_string_equal(l.subzone, "");
-	assert_int_equal(ism_locality_parse("region1", &l), 0);
+	assert_int_equal(ism_locality_parse("region1", true, &l), 1);
 	assert_string_equal(l.region, "region1");
 	assert_string_equal(l.zone, "");
-	assert_int_equal(ism_locality_parse("", &l), 0);
+	assert_int_equal(ism_locality_parse("", true, &l), 1);
 	assert_string_equal(l.region, "");
-	assert_int_equal(ism_locality_parse("r//s", &l), 0);
+	assert_int_equal(ism_locality_parse("r//s", true, &l), 3);
 	assert_string_equal(l.region, "r");
 	assert_string_equal(l.zone, "");
 	assert_string_equal(l.subzone, "s");
-	assert_int_equal(ism_locality_parse("a/b/c/d", &l), -EINVAL);
-	assert_int_equal(ism_locality_parse("a/b/c/", &l), -EINVAL);
+	assert_int_equal(ism_locality_parse("a/b/c/d", true, &l), -EINVAL);
+	assert_int_equal(ism_locality_parse("a/b/c/", true, &l), -EINVAL);
 	memset(longp, 'x', sizeof(longp) - 1);
 	longp[sizeof(longp) - 1] = '\0';
-	assert_int_equal(ism_locality_parse(longp, &l), -EINVAL);
+	assert_int_equal(ism_locality_parse(longp, true, &l), -EINVAL);
 	longp[63] = '\0'; /* 63 characters fit */
-	assert_int_equal(ism_locality_parse(longp, &l), 0);
+	assert_int_equal(ism_locality_parse(longp, true, &l), 1);
 	assert_int_equal(strlen(l.region), 63);
+	assert_int_equal(ISM_LOCALITY_PART_MAX, 63);
+	/* Without empty_ok (the file's localities), an empty part is refused. */
+	assert_int_equal(ism_locality_parse("", false, &l), -EINVAL);
+	assert_int_equal(ism_locality_parse("r//s", false, &l), -EINVAL);
+	assert_string_equal(l.region, "");
+	assert_int_equal(ism_locality_parse("r/z/", false, &l), -EINVAL);
+	assert_int_equal(ism_locality_parse("/z", false, &l), -EINVAL);
+	assert_int_equal(ism_locality_parse("r/z", false, &l), 2);
+	assert_int_equal(ism_locality_parse(NULL, false, &l), 0);
 }
 
 static uint32_t prio_of(const char *client, const char *ep, const struct ism_failover *fo,
@@ -600,8 +609,8 @@ static uint32_t prio_of(const char *client, const char *ep, const struct ism_fai
 {
 	struct ism_locality c, e;
 
-	assert_int_equal(ism_locality_parse(client, &c), 0);
-	assert_int_equal(ism_locality_parse(ep, &e), 0);
+	assert_true(ism_locality_parse(client, true, &c) > 0);
+	assert_true(ism_locality_parse(ep, true, &e) > 0);
 	return ism_locality_priority(&c, &e, fo, n_fo);
 }
 
