@@ -419,15 +419,16 @@ bool ism_v_plain_int(struct ism_vctx *v, const struct ism_node *n)
 	return typed_scalar(v, n, "an integer") && ism_v_yaml_int(v, n);
 }
 
-int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, uint64_t lo,
-	      uint64_t hi, uint64_t *out)
+/* ism_v_u64, and required besides (ism_v_u32's). */
+static int v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
+		 uint64_t lo, uint64_t hi, uint64_t *out)
 {
 	const struct ism_node *n;
 	uint64_t x;
 	size_t old;
 	int rc = 1;
 
-	n = lookup(v, map, key, false, &old);
+	n = lookup(v, map, key, required, &old);
 	if (n == NULL)
 		return 0;
 	if (!ism_v_plain_int(v, n)) {
@@ -444,27 +445,20 @@ int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, u
 	return rc;
 }
 
+int ism_v_u64(struct ism_vctx *v, const struct ism_node *map, const char *key, uint64_t lo,
+	      uint64_t hi, uint64_t *out)
+{
+	return v_u64(v, map, key, false, lo, hi, out);
+}
+
 int ism_v_u32(struct ism_vctx *v, const struct ism_node *map, const char *key, bool required,
 	      uint32_t lo, uint32_t hi, uint32_t *out)
 {
-	const struct ism_node *n;
 	uint64_t x;
-	size_t old;
-	int rc = 1;
+	int rc = v_u64(v, map, key, required, lo, hi, &x);
 
-	n = lookup(v, map, key, required, &old);
-	if (n == NULL)
-		return 0;
-	if (!ism_v_plain_int(v, n)) {
-		rc = -1;
-	} else if (n->kind != ISM_NODE_SCALAR || ism_parse_u64(n->str, &x) < 0 || x < lo ||
-		   x > hi) {
-		ism_v_err(v, n, "must be an integer between %u and %u", lo, hi);
-		rc = -1;
-	} else {
+	if (rc > 0)
 		*out = (uint32_t)x;
-	}
-	ism_v_pop(v, old);
 	return rc;
 }
 
