@@ -22,9 +22,6 @@
 #include "lib/log.h"
 #include "worker/pathnorm.h"
 
-const char *const ism_pathnorm_mode_names[] = {"NONE", "BASE", "MERGE_SLASHES",
-					       "DECODE_AND_MERGE_SLASHES", NULL};
-
 /* What a raw input byte is. ENCODE is Chromium's ESCAPE set for paths (url_canon_path.cc's
  * kPathCharLookup), NUL its INVALID entry in the copy Envoy carried. The classes before R_PCT
  * are those the prescan has nothing to do for. */
@@ -320,19 +317,4 @@ bool ism_pathnorm_is_normal(enum ism_pathnorm_mode mode, const char *in, size_t 
 			return false;
 	}
 	return true;
-}
-
-int ism_pathnorm_mode_parse(const char *s)
-{
-	for (int i = 0; ism_pathnorm_mode_names[i] != NULL; i++)
-		if (strcmp(s, ism_pathnorm_mode_names[i]) == 0)
-			return i;
-	return -EINVAL;
-}
-
-const char *ism_pathnorm_mode_name(enum ism_pathnorm_mode m)
-{
-	if ((unsigned)m <= ISM_PATHNORM_DECODE_AND_MERGE_SLASHES)
-		return ism_pathnorm_mode_names[m];
-	return "?";
 }

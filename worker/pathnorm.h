@@ -42,17 +42,6 @@
 
 #include "shm/table-t.h" /* enum ism_pathnorm_mode */
 
-/* Istio's names of the modes, indexed by the enum, NULL-terminated (for the config loader's
- * lists of accepted values). */
-extern const char *const ism_pathnorm_mode_names[];
-
-/* The mode named s (exactly one of ism_pathnorm_mode_names, case-sensitive as Istio's enum), or
- * -EINVAL. */
-int ism_pathnorm_mode_parse(const char *s);
-
-/* Istio's name of mode m ("NONE" ... ); "?" for a value outside the enum. */
-const char *ism_pathnorm_mode_name(enum ism_pathnorm_mode m);
-
 /* The capacity that always suffices for the normalised form of a len-byte path: every byte
  * percent-encoded at worst. Without any byte listed above as percent-encoded, len suffices. */
 #define ISM_PATHNORM_MAX_OUT(len) (3 * (size_t)(len))

@@ -832,6 +832,42 @@ static void test_durations(void **state)
 	}
 }
 
+/* spec.pathNormalization's modes by Istio's names, case and all; DEFAULT is
+ * BASE, as is no mode. */
+static void test_path_normalization_names(void **state)
+{
+	static const struct {
+		const char *name;
+		int mode;
+	} ok[] = {
+	    {"NONE", ISM_PATHNORM_NONE},
+	    {"BASE", ISM_PATHNORM_BASE},
+	    {"MERGE_SLASHES", ISM_PATHNORM_MERGE_SLASHES},
+	    {"DECODE_AND_MERGE_SLASHES", ISM_PATHNORM_DECODE_AND_MERGE_SLASHES},
+	    {"DEFAULT", ISM_PATHNORM_BASE},
+	};
+	static const char *const bad[] = {"base", "Base", "MERGE", "DECODE", "MERGE_SLASHES_"};
+	struct fx *f = *state;
+	char yaml[512];
+	struct ism_conf *c = NULL;
+
+	assert_int_equal(reload_compile(f, APP)->path_norm, ISM_PATHNORM_BASE);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(yaml, sizeof(yaml), APP "  pathNormalization:\n    normalization: %s\n",
+			 ok[i].name);
+		assert_int_equal(reload_compile(f, yaml)->path_norm, ok[i].mode);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(yaml, sizeof(yaml), APP "  pathNormalization:\n    normalization: %s\n",
+			 bad[i]);
+		assert_int_equal(ism_conf_load_buf("t.yaml", yaml, strlen(yaml), &c, &f->d),
+				 -EINVAL);
+		assert_null(c);
+		assert_true(has_diag(&f->d, ISM_DIAG_ERROR, "spec.pathNormalization.normalization",
+				     bad[i]));
+	}
+}
+
 /* The file's durations and CEL's duration() read one syntax: where both
  * bounds allow a text, they agree on it (the sign aside: CEL's may be '-'). */
 static void test_duration_syntax(void **state)
@@ -6194,6 +6230,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_binding, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_durations, fx_setup, fx_teardown),
 	    cmocka_unit_test(test_duration_syntax),
+	    cmocka_unit_test_setup_teardown(test_path_normalization_names, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_bookinfo, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_helloworld, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_sample_drs, fx_setup, fx_teardown),

@@ -253,10 +253,8 @@ static void check_one(const char *name, enum ism_pathnorm_mode m, const char *in
 		want = in;
 	r = run(m, in, n, max, out, &unwritten);
 	if (want == NULL) {
-		CHECK(name, r == -EINVAL, "mode %s: want -EINVAL, got %zd",
-		      ism_pathnorm_mode_name(m), r);
-		CHECK(name, unwritten, "mode %s: refused but out written",
-		      ism_pathnorm_mode_name(m));
+		CHECK(name, r == -EINVAL, "mode %d: want -EINVAL, got %zd", (int)m, r);
+		CHECK(name, unwritten, "mode %d: refused but out written", (int)m);
 		CHECK(name, run_in_place(m, in, n, max, again) == -EINVAL, "in place: not refused");
 		CHECK(name, run(m, in, n, 0, again, &unwritten) == -EINVAL,
 		      "refusal not before capacity");
@@ -265,30 +263,27 @@ static void check_one(const char *name, enum ism_pathnorm_mode m, const char *in
 	}
 	const size_t wn = m == ISM_PATHNORM_NONE ? n : strlen(want);
 	CHECK(name, r >= 0 && (size_t)r == wn && memcmp(out, want, wn) == 0,
-	      "mode %s: want \"%s\", got %zd \"%.*s\"", ism_pathnorm_mode_name(m), want, r,
-	      r > 0 ? (int)r : 0, out);
+	      "mode %d: want \"%s\", got %zd \"%.*s\"", (int)m, want, r, r > 0 ? (int)r : 0, out);
 	CHECK(name, m == ISM_PATHNORM_NONE || out[0] == '/', "does not start with a slash");
 
 	/* A fixed point. */
 	r = run(m, out, wn, ISM_PATHNORM_MAX_OUT(wn), again, &unwritten);
 	CHECK(name, r >= 0 && (size_t)r == wn && memcmp(again, out, wn) == 0,
-	      "mode %s: not idempotent: \"%.*s\" gives %zd \"%.*s\"", ism_pathnorm_mode_name(m),
-	      (int)wn, out, r, r > 0 ? (int)r : 0, again);
+	      "mode %d: not idempotent: \"%.*s\" gives %zd \"%.*s\"", (int)m, (int)wn, out, r,
+	      r > 0 ? (int)r : 0, again);
 
 	/* In place, with the bound as capacity. */
 	r = run_in_place(m, in, n, need, again);
 	CHECK(name, r >= 0 && (size_t)r == wn && memcmp(again, out, wn) == 0,
-	      "mode %s: in place differs: %zd \"%.*s\"", ism_pathnorm_mode_name(m), r,
-	      r > 0 ? (int)r : 0, again);
+	      "mode %d: in place differs: %zd \"%.*s\"", (int)m, r, r > 0 ? (int)r : 0, again);
 
 	/* The capacity rule: exactly len + 2 * encoded bytes; below it, nothing is written. */
 	r = run(m, in, n, need, again, &unwritten);
-	CHECK(name, r >= 0 && (size_t)r == wn, "mode %s: fails at cap %zu: %zd",
-	      ism_pathnorm_mode_name(m), need, r);
+	CHECK(name, r >= 0 && (size_t)r == wn, "mode %d: fails at cap %zu: %zd", (int)m, need, r);
 	if (need > 0) {
 		r = run(m, in, n, need - 1, again, &unwritten);
-		CHECK(name, r == -ENOSPC && unwritten, "mode %s: cap %zu: want -ENOSPC, got %zd",
-		      ism_pathnorm_mode_name(m), need - 1, r);
+		CHECK(name, r == -ENOSPC && unwritten, "mode %d: cap %zu: want -ENOSPC, got %zd",
+		      (int)m, need - 1, r);
 		if (n <= 64)
 			for (size_t cap = 0; cap + 1 < need; cap++)
 				CHECK(name, run(m, in, n, cap, again, &unwritten) == -ENOSPC,
@@ -297,8 +292,8 @@ static void check_one(const char *name, enum ism_pathnorm_mode m, const char *in
 
 	/* The fast path never claims a path that changes. */
 	if (ism_pathnorm_is_normal(m, in, n))
-		CHECK(name, wn == n && memcmp(out, in, n) == 0, "mode %s: normal but changed",
-		      ism_pathnorm_mode_name(m));
+		CHECK(name, wn == n && memcmp(out, in, n) == 0, "mode %d: normal but changed",
+		      (int)m);
 done:
 	free(out);
 	free(again);
@@ -455,7 +450,7 @@ static void test_is_normal(void **state)
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
 		for (int m = 0; m < NMODES; m++)
 			CHECK(yes[i], ism_pathnorm_is_normal(modes[m], yes[i], strlen(yes[i])),
-			      "mode %s: not normal", ism_pathnorm_mode_name(modes[m]));
+			      "mode %d: not normal", (int)modes[m]);
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
 		for (int m = 1; m < NMODES; m++) {
 			bool base_ok = modes[m] == ISM_PATHNORM_BASE &&
@@ -463,7 +458,7 @@ static void test_is_normal(void **state)
 
 			CHECK(no[i],
 			      ism_pathnorm_is_normal(modes[m], no[i], strlen(no[i])) == base_ok,
-			      "mode %s", ism_pathnorm_mode_name(modes[m]));
+			      "mode %d", (int)modes[m]);
 		}
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
 		CHECK(no[i], ism_pathnorm_is_normal(ISM_PATHNORM_NONE, no[i], strlen(no[i])),
@@ -471,27 +466,12 @@ static void test_is_normal(void **state)
 	CHECK("bad mode", !ism_pathnorm_is_normal((enum ism_pathnorm_mode)9, "/", 1), "normal");
 }
 
+/* A value outside the enum is refused. */
 static void test_modes(void **state)
 {
-	static const char *const bad[] = {"",	     "base",  "Base",	"BASE ",  " BASE",
-					  "DEFAULT", "MERGE", "DECODE", "NONE\n", "MERGE_SLASHES_"};
 	char out[8];
 
 	(void)state;
-	for (int m = 0; m < NMODES; m++) {
-		const char *name = ism_pathnorm_mode_names[m];
-
-		assert_non_null(name);
-		assert_int_equal(ism_pathnorm_mode_parse(name), (int)modes[m]);
-		assert_string_equal(ism_pathnorm_mode_name(modes[m]), name);
-	}
-	assert_null(ism_pathnorm_mode_names[NMODES]);
-	assert_string_equal(ism_pathnorm_mode_name(ISM_PATHNORM_BASE), "BASE");
-	assert_string_equal(ism_pathnorm_mode_name(ISM_PATHNORM_DECODE_AND_MERGE_SLASHES),
-			    "DECODE_AND_MERGE_SLASHES");
-	assert_string_equal(ism_pathnorm_mode_name((enum ism_pathnorm_mode)4), "?");
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		CHECK(bad[i], ism_pathnorm_mode_parse(bad[i]) == -EINVAL, "accepted");
 	assert_int_equal(ism_pathnorm((enum ism_pathnorm_mode)4, "/", 1, out, sizeof(out)),
 			 -EINVAL);
 	assert_int_equal(ism_pathnorm((enum ism_pathnorm_mode) - 1, "/", 1, out, sizeof(out)),
