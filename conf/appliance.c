@@ -20,14 +20,13 @@
 static const char *server_text(struct ism_vctx *v, const struct sockaddr_storage *ss)
 {
 	char ip[INET6_ADDRSTRLEN] = "", out[INET6_ADDRSTRLEN + 10];
-	bool v4 = ss->ss_family == AF_INET;
 	uint16_t port = 0;
 
 	ism_addr_text((const struct sockaddr *)ss, ip, &port);
 	if (port == 0)
 		snprintf(out, sizeof(out), "%s", ip);
 	else
-		snprintf(out, sizeof(out), v4 ? "%s:%u" : "[%s]:%u", ip, port);
+		ism_addr_port_text(out, sizeof(out), ip, port);
 	return ism_v_strdup(v, out);
 }
 

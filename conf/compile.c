@@ -620,9 +620,8 @@ static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se
 			snprintf(o->text, sizeof(o->text), "%s",
 				 e->address + sizeof(ISM_UNIX_PREFIX) - 1);
 		else
-			snprintf(o->text, sizeof(o->text),
-				 o->addr.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-				 a != NULL ? a[j].text : ip_text(o, e, ip), port);
+			ism_addr_port_text(o->text, sizeof(o->text),
+					   a != NULL ? a[j].text : ip_text(o, e, ip), port);
 		cs->n++;
 	}
 	return 0;
@@ -1459,8 +1458,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->auto_tls = auto_tls(b, k, k->subset, &tp);
 	cl->pp = tp.pp;
 	if (tp.tunnel_host != NULL) {
-		snprintf(name, sizeof(name), strchr(tp.tunnel_host, ':') ? "[%s]:%u" : "%s:%u",
-			 tp.tunnel_host, tp.tunnel_port);
+		ism_addr_port_text(name, sizeof(name), tp.tunnel_host, (uint16_t)tp.tunnel_port);
 		cl->tunnel = astr(b, name);
 		cl->tunnel_post = tp.tunnel_post;
 	}

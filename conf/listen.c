@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "conf/model.h"
+#include "lib/addr.h"
 
 /* One listening address: a server's, or the admin listener's (gw NULL). */
 struct laddr {
@@ -86,10 +87,12 @@ static bool v6_dual_stack(void)
 
 static const char *laddr_text(const struct laddr *l, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN];
+	char ip[sizeof("::ffff:") - 1 + INET6_ADDRSTRLEN] = "::ffff:";
+	/* One written ::ffff:a.b.c.d is shown so, its a.b.c.d after the prefix. */
+	char *at = l->mapped ? ip + sizeof("::ffff:") - 1 : ip;
 
-	inet_ntop(l->v6 ? AF_INET6 : AF_INET, l->addr, ip, sizeof(ip));
-	snprintf(buf, len, l->v6 ? "[%s]:%u" : l->mapped ? "[::ffff:%s]:%u" : "%s:%u", ip, l->port);
+	inet_ntop(l->v6 ? AF_INET6 : AF_INET, l->addr, at, INET6_ADDRSTRLEN);
+	ism_addr_port_text(buf, len, ip, l->port);
 	return buf;
 }
 

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -31,6 +32,14 @@ static inline bool ism_addr_text(const struct sockaddr *sa, char ip[INET6_ADDRST
 		return false;
 	*port = ntohs(p);
 	return true;
+}
+
+/* Address text ip and port as Envoy writes them, "[ip]:port" for an ip with a
+ * ':' (IPv6), "ip:port" for any other (IPv4, a host name), into out (cap
+ * bytes, NUL-terminated where cap > 0); snprintf's count. */
+static inline int ism_addr_port_text(char *out, size_t cap, const char *ip, uint16_t port)
+{
+	return snprintf(out, cap, strchr(ip, ':') != NULL ? "[%s]:%u" : "%s:%u", ip, port);
 }
 
 /* A dotted quad as inet_ntop writes it (no leading zeros), into out; false

@@ -14,6 +14,7 @@
 #include "conf/hfmt.h"
 #include "conf/logattrs.h"
 #include "lib/grpc.h"
+#include "lib/addr.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "worker/ring.h"
@@ -136,7 +137,7 @@ size_t ism_alog_addr_port(char *v, size_t cap, const char *ip, uint16_t port)
 {
 	if (ip == NULL || ip[0] == '\0')
 		return 0;
-	return printed(snprintf(v, cap, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port), cap);
+	return printed(ism_addr_port_text(v, cap, ip, port), cap);
 }
 
 /* A duration in ms; 0 (absent) when negative. */

@@ -47,7 +47,7 @@ static size_t hval_addr(char *out, size_t cap, const char *ip, uint16_t port, bo
 	if (no_port)
 		return hval_str(out, cap, ip, strlen(ip));
 	n = port_only ? snprintf(buf, sizeof(buf), "%u", port)
-		      : snprintf(buf, sizeof(buf), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+		      : ism_addr_port_text(buf, sizeof(buf), ip, port);
 	return hval_str(out, cap, buf, hval_printed(sizeof(buf), n));
 }
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/addr.h"
+
 static uint32_t be16(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 8 | p[1];
@@ -498,22 +500,14 @@ static size_t inet_parts(const struct sockaddr *a, const void **addr, const void
 static size_t write_v1(uint8_t *out, const struct sockaddr *src, const struct sockaddr *dst)
 {
 	char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN], line[128];
-	const void *sa, *da, *sp, *dp;
 	uint16_t sport, dport;
 	int n = -1;
 
-	if (one_inet_family(src, dst)) {
-		inet_parts(src, &sa, &sp);
-		inet_parts(dst, &da, &dp);
-		memcpy(&sport, sp, 2);
-		memcpy(&dport, dp, 2);
-		inet_ntop(src->sa_family, sa, s, sizeof(s));
-		inet_ntop(dst->sa_family, da, d, sizeof(d));
+	if (one_inet_family(src, dst) && ism_addr_text(src, s, &sport) &&
+	    ism_addr_text(dst, d, &dport))
 		/* glibc's longest IPv6 text is 39 bytes: 104 bytes at most */
 		n = snprintf(line, sizeof(line), "PROXY TCP%c %s %s %u %u\r\n",
-			     src->sa_family == AF_INET ? '4' : '6', s, d, ntohs(sport),
-			     ntohs(dport));
-	}
+			     src->sa_family == AF_INET ? '4' : '6', s, d, sport, dport);
 	if (n < 0 || n > ISM_PP_V1_MAX) {
 		memcpy(out, "PROXY UNKNOWN\r\n", 15);
 		return 15;

@@ -607,6 +607,34 @@ static void test_addresses(void **state)
 	assert_false(ism_router_in_subnet(&lo, &ss));
 }
 
+/* An address and port as text (lib/addr.h), as Envoy writes them: an IPv6
+ * address (a mapped IPv4 one too) in brackets, an IPv4 one or a name not. */
+static void test_addr_port_text(void **state)
+{
+	static const struct {
+		const char *ip;
+		uint16_t port;
+		const char *want;
+	} cases[] = {
+	    {"127.0.0.1", 8080, "127.0.0.1:8080"},
+	    {"0.0.0.0", 0, "0.0.0.0:0"},
+	    {"::1", 443, "[::1]:443"},
+	    {"::", 80, "[::]:80"},
+	    {"::ffff:127.0.0.1", 55, "[::ffff:127.0.0.1]:55"},
+	    {"ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", 65535,
+	     "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"},
+	    {"proxy.example.com", 3128, "proxy.example.com:3128"},
+	};
+	char out[INET6_ADDRSTRLEN + 8];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(ism_addr_port_text(out, sizeof(out), cases[i].ip, cases[i].port),
+				 strlen(cases[i].want));
+		assert_string_equal(out, cases[i].want);
+	}
+}
+
 /* TCP and TLS routes: the first whose sniHosts and destinationSubnets hold. */
 static void test_l4_routes(void **state)
 {
@@ -653,19 +681,13 @@ static void test_l4_routes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_vhost_order),
-	    cmocka_unit_test(test_first_match_wins),
-	    cmocka_unit_test(test_and_or),
-	    cmocka_unit_test(test_string_match_kinds),
-	    cmocka_unit_test(test_ignore_uri_case),
-	    cmocka_unit_test(test_headers),
-	    cmocka_unit_test(test_query_params),
-	    cmocka_unit_test(test_weights),
-	    cmocka_unit_test(test_l4_routes),
-	    cmocka_unit_test(test_suffix_and_template),
-	    cmocka_unit_test(test_addresses),
-	    cmocka_unit_test(test_istio_samples),
-	    cmocka_unit_test(test_regex_match_limit),
+	    cmocka_unit_test(test_vhost_order),	    cmocka_unit_test(test_first_match_wins),
+	    cmocka_unit_test(test_and_or),	    cmocka_unit_test(test_string_match_kinds),
+	    cmocka_unit_test(test_ignore_uri_case), cmocka_unit_test(test_headers),
+	    cmocka_unit_test(test_query_params),    cmocka_unit_test(test_weights),
+	    cmocka_unit_test(test_l4_routes),	    cmocka_unit_test(test_suffix_and_template),
+	    cmocka_unit_test(test_addresses),	    cmocka_unit_test(test_addr_port_text),
+	    cmocka_unit_test(test_istio_samples),   cmocka_unit_test(test_regex_match_limit),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
