@@ -10,9 +10,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "conf/model.h"
 #include "health/health.h"
 #include "health/outlier.h"
 #include "health/warmup.h"
+#include "lib/addr.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "master/cmdlist.h"
@@ -626,7 +628,28 @@ static int find_endpoint(struct ism_master *m, const char *what)
 	if (*what >= '0' && *what <= '9' && *end == '\0' && id < ISM_MAX_ENDPOINTS &&
 	    ism_shm_ep_in_use(&m->shm, (uint32_t)id))
 		return (int)id;
-	return ism_shm_ep_find(&m->shm, what, &by_key) ? (int)by_key : -1;
+	return ism_master_ep_find(&m->shm, what, &by_key) ? (int)by_key : -1;
+}
+
+bool ism_master_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id)
+{
+	const char *bar = strrchr(key, '|');
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN], canon[ISM_EP_KEY_MAX];
+	uint16_t port;
+	int n;
+
+	if (ism_shm_ep_find(shm, key, id))
+		return true;
+	if (bar == NULL || !ism_model_parse_hostport(bar + 1, &ss, NULL) ||
+	    !ism_addr_text((const struct sockaddr *)&ss, ip, &port))
+		return false;
+	n = snprintf(canon, sizeof(canon), "%.*s", (int)(bar + 1 - key), key);
+	if (n < 0 || (size_t)n >= sizeof(canon) ||
+	    (size_t)ism_addr_port_text(canon + n, sizeof(canon) - (size_t)n, ip, port) >=
+		sizeof(canon) - (size_t)n)
+		return false;
+	return ism_shm_ep_find(shm, canon, id);
 }
 
 /* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight

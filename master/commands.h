@@ -20,6 +20,14 @@ int ism_master_ready(const struct ism_master *m);
  * is replacing) takes connections on a published configuration. */
 bool ism_master_workers_serve(const struct ism_master *m);
 
+struct ism_shm;
+
+/* An endpoint by key "<service>|<address>:<port>" (its id into *id), the
+ * address spelled as the keys spell it (inet_ntop's text) or another way: an
+ * operator's ("[0:0::1]:80"), or an older build's whose endpoint states an
+ * upgrade takes over. */
+bool ism_master_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id);
+
 /* Runs one command line and writes its answer. An answer that reports a failure
  * starts with "error:" (or "reload refused"; in JSON, a result other than
  * "ok"), which isthmusctl turns into its exit status. Returns 0, or for a reload, which runs off

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "master/commands.h"
 #include "master/ctl.h"
 #include "master/jwks.h"
 #include "master/master-t.h"
@@ -321,7 +322,7 @@ static void endpoint_record(void *ctx, struct record *rec)
 	    admin > ISM_EP_ADMIN_MAINT ||
 	    (w != 0 && (!(w & ISM_EP_WEIGHT_SET) || (w & ~ISM_EP_WEIGHT_SET) > ISM_EP_WEIGHT_MAX)))
 		return;
-	if (!ism_shm_ep_find(k->shm, rec->line + key, &id)) {
+	if (!ism_master_ep_find(k->shm, rec->line + key, &id)) {
 		k->gone++;
 		return;
 	}

@@ -1318,6 +1318,13 @@ def endpoint_address_spellings(env):
     check(ctl_cmd(sock, f"set endpoint {six} state maint").startswith("ok"), "set state refused")
     seen = {env.get(f"/x{i}").header("x-upstream") for i in range(12)}
     check(seen == {"four"}, f"with [::1] in maintenance, answers came from {seen}")
+    # A key may name the address another way (an operator's, an older build's
+    # at an upgrade): it finds the endpoint all the same.
+    alt = f"{SVC}|[0000:0:0::0001]:{ups['six']}"
+    out = ctl_cmd(sock, f"set endpoint {alt} state ready")
+    check(out.startswith(f"ok: endpoint {six} state ready"), f"set endpoint {alt}: {out!r}")
+    seen = {env.get(f"/y{i}").header("x-upstream") for i in range(12)}
+    check(seen == {"four", "six"}, f"with [::1] ready again, answers came from {seen}")
 
 
 @_test
