@@ -629,6 +629,44 @@ static int expand(struct cbuild *b, const struct ckey *k, const struct ism_cm_se
 
 /* The endpoints of the ServiceEntry that the subset selects, with their
  * localities. 0 or -ENOMEM. */
+/* One endpoint per address and port, the first listed, as one socket address
+ * has one id (so one health check, one admin state, one share); then each
+ * locality's weight from what is kept, each configured endpoint's once however
+ * many addresses its name has (Istio's locality weight sums the configured
+ * endpoints'), so a repeat adds nothing to its locality under distribute. A
+ * name's addresses are not compared: its answer changes. 0 or -ENOMEM. */
+static int drop_repeats(struct cbuild *b, struct cset *cs)
+{
+	struct ism_strmap seen;
+	bool *repeat = calloc(cs->n ? cs->n : 1, sizeof(*repeat));
+	size_t kept = 0;
+	int rc = 0;
+
+	if (repeat == NULL)
+		return -ENOMEM;
+	ism_strmap_init(&seen, b->seed);
+	for (size_t i = 0; i < cs->n && rc >= 0; i++) {
+		if (cs->ep[i].e->name != NULL)
+			continue;
+		/* the keys are the entries' own text: none moves meanwhile */
+		rc = ism_strmap_add(&seen, cs->ep[i].text, strlen(cs->ep[i].text), 0, NULL);
+		repeat[i] = rc == 0;
+	}
+	ism_strmap_free(&seen);
+	for (size_t i = 0; i < cs->n && rc >= 0; i++) {
+		if (repeat[i])
+			continue;
+		if (i == 0 || cs->ep[i - 1].e != cs->ep[i].e)
+			cs->loc[cs->ep[i].loc].orig += cs->ep[i].e->weight;
+		cs->ep[kept++] = cs->ep[i];
+	}
+	free(repeat);
+	if (rc < 0)
+		return rc;
+	cs->n = kept;
+	return 0;
+}
+
 static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_subset *s,
 		   struct cset *cs)
 {
@@ -675,14 +713,11 @@ static int collect(struct cbuild *b, const struct ckey *k, const struct ism_cm_s
 			ism_locality_parse(e->locality, true, &cs->loc[l].parsed); /* validated */
 			cs->n_loc++;
 		}
-		/* The endpoint's weight once, however many addresses its name
-		 * has: Istio's locality weight sums the configured endpoints'. */
-		cs->loc[l].orig += e->weight;
 		for (size_t j = first; j < cs->n; j++)
 			cs->ep[j].loc = l;
 	}
 	ism_strmap_free(&locs);
-	return rc < 0 ? rc : 0;
+	return rc < 0 ? rc : drop_repeats(b, cs);
 }
 
 /* Istio's applyLocalityWeights: the first entry whose `from` matches the
@@ -713,7 +748,8 @@ static void apply_distribute(const struct ism_conf *c, const struct ism_cm_llb *
 				total += lc->orig;
 		}
 		for (size_t i = 0; i < cs->n_loc; i++) {
-			if (!cs->loc[i].hit)
+			/* total 0: what matches holds only repeats, now none */
+			if (!cs->loc[i].hit || total == 0)
 				continue;
 			cs->loc[i].matched = true;
 			cs->loc[i].weight =
@@ -967,28 +1003,6 @@ static void assign_ids(struct cbuild *b, const struct ckey *k, const struct ism_
 	}
 }
 
-/* An address a ServiceEntry lists twice for one port is one endpoint, the
- * first (one health check, admin state and outlier slot: one share): the two
- * have one key, so one id. Addresses of names stay as their answers give
- * them. */
-static void drop_repeats(struct cset *cs)
-{
-	uint8_t seen[ISM_MAX_ENDPOINTS / 8] = {0};
-	size_t kept = 0;
-
-	for (size_t i = 0; i < cs->n; i++) {
-		uint32_t id = cs->ep[i].id;
-
-		if (cs->ep[i].e->name == NULL && id < ISM_MAX_ENDPOINTS) {
-			if (seen[id / 8] & (1u << (id % 8)))
-				continue;
-			seen[id / 8] |= (uint8_t)(1u << (id % 8));
-		}
-		cs->ep[kept++] = cs->ep[i];
-	}
-	cs->n = kept;
-}
-
 /* The sorted endpoints and their groups (one per priority and locality) into
  * the arena. */
 static void emit_endpoints(struct cbuild *b, const struct cset *cs, struct ism_cluster *cl)
@@ -1073,7 +1087,6 @@ static void fill_endpoints(struct cbuild *b, const struct ckey *k, const struct 
 		assign_ids(b, k, cl, &cs);
 	if (b->rc < 0)
 		goto out_free;
-	drop_repeats(&cs);
 	if (cs.n > 1)
 		qsort_r(cs.ep, cs.n, sizeof(*cs.ep), cep_cmp, cs.loc);
 	emit_endpoints(b, &cs, cl);

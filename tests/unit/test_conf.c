@@ -1524,6 +1524,20 @@ static void test_distribute(void **state)
 		"    loadBalancer:\n      localityLbSetting:\n        distribute:\n"
 		"        - from: region1\n          to: {region2: 100}\n"
 		"    outlierDetection: {}\n");
+	static const char repeats[] = TASK_HEAD
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: hw}\n"
+	    "spec:\n  hosts: [helloworld]\n  ports: [{number: 5000, name: http}]\n"
+	    "  resolution: STATIC\n  endpoints:\n"
+	    "  - {address: 10.0.0.1, locality: region1/zone1}\n"
+	    "  - {address: 10.0.0.2, locality: region1/zone2}\n"
+	    "  - {address: 10.0.0.1, locality: region1/zone2, weight: 7}\n"
+	    "  - {address: 10.0.0.2, locality: region1/zone3}\n"
+	    "  - {address: 10.0.0.3, locality: region2/zone3, weight: 5}\n"
+	    "  - {address: 10.0.0.3, locality: region3/zone4}\n" TASK_DR(
+		"    loadBalancer:\n      localityLbSetting:\n        distribute:\n"
+		"        - from: region1/*\n"
+		"          to: {\"region1/*\": 70, region2/zone3: 20, \"region3/*\": 10}\n"
+		"    outlierDetection: {}\n");
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cluster *c = loaded_cluster(t, TASK_CLUSTER);
@@ -1543,6 +1557,22 @@ static void test_distribute(void **state)
 	assert_int_equal(c->locality_weighted, 1);
 	assert_int_equal(f->eps.n, 4); /* no id for the removed endpoint */
 	assert_int_equal(c->eff_weight[2], 0);
+
+	/* An address listed again (in another locality, with another weight)
+	 * is the first one: its repeat adds nothing to region1/zone2's weight
+	 * (1 each: 35 and 35, not 8 and 63), and region1/zone3, which holds only
+	 * a repeat, has no group; region3, which holds only a repeat too, makes
+	 * the share sent to it nobody's. */
+	t = reload_compile(f, repeats);
+	c = loaded_cluster(t, TASK_CLUSTER);
+	assert_int_equal(c->n_endpoints, 3);
+	assert_int_equal(c->n_groups, 3);
+	check_group(c, 0, "region1/zone1", 0, 35, 0, 1);
+	check_group(c, 1, "region1/zone2", 0, 35, 1, 1);
+	check_group(c, 2, "region2/zone3", 0, 20, 2, 1);
+	check_ep(c, 0, "10.0.0.1:5000", 0, 0);
+	check_ep(c, 1, "10.0.0.2:5000", 0, 1);
+	check_ep(c, 2, "10.0.0.3:5000", 0, 2);
 
 	/* Istio's LocalityMatch: a pattern without zone (or subzone) matches
 	 * every zone of its region, in from as in to. */
