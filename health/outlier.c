@@ -108,6 +108,34 @@ static uint32_t bump_mult(const struct ism_outlier *od, _Atomic uint32_t *mult)
 	return next;
 }
 
+/* While one process decides an ejection of a cluster's, no other does: two
+ * workers that each count the others' endpoints not ejected would pass the
+ * max-ejection-percent check together, one endpoint each. A lease rather than
+ * a lock: one that a process took and did not give back (it died) is free
+ * after EJECT_LEASE_MS. False: another decides now; the failure stays counted
+ * and the endpoint's next outcome tries again. */
+#define EJECT_LEASE_MS 1000u
+
+static bool lease_take(struct ism_cluster_dyn *d, uint64_t now_ms)
+{
+	uint64_t held;
+
+	if (d == NULL) /* a table never published (tests) */
+		return true;
+	held = atomic_load_explicit(&d->eject_lease_ms, memory_order_relaxed);
+	if (held != 0 && now_ms < held + EJECT_LEASE_MS)
+		return false;
+	return atomic_compare_exchange_strong_explicit(&d->eject_lease_ms, &held,
+						       now_ms ? now_ms : 1, memory_order_acq_rel,
+						       memory_order_relaxed);
+}
+
+static void lease_give(struct ism_cluster_dyn *d)
+{
+	if (d != NULL)
+		atomic_store_explicit(&d->eject_lease_ms, 0, memory_order_release);
+}
+
 static int try_eject(const struct ism_cluster *cl, struct ism_shm_hdr *h,
 		     const struct ism_endpoint *ep, struct ism_od_state *o, uint64_t now_ms)
 {
@@ -116,11 +144,14 @@ static int try_eject(const struct ism_cluster *cl, struct ism_shm_hdr *h,
 	uint32_t k;
 
 	if (atomic_load_explicit(&o->ejected, memory_order_relaxed) != 0 ||
-	    !ejection_allowed(cl, h, ep))
+	    !lease_take(cl->dyn, now_ms))
 		return 0;
-	if (!atomic_compare_exchange_strong_explicit(&o->ejected, &zero, EJECTING,
-						     memory_order_acq_rel, memory_order_relaxed))
+	if (!ejection_allowed(cl, h, ep) ||
+	    !atomic_compare_exchange_strong_explicit(&o->ejected, &zero, EJECTING,
+						     memory_order_acq_rel, memory_order_relaxed)) {
+		lease_give(cl->dyn);
 		return 0;
+	}
 	k = bump_mult(cl->od, &o->eject_mult);
 	atomic_store_explicit(&o->ejected_at_ms, now_ms, memory_order_relaxed);
 	atomic_store_explicit(&o->ejected_until_ms, now_ms + ism_outlier_ejection_ms(cl->od, k),
@@ -130,6 +161,7 @@ static int try_eject(const struct ism_cluster *cl, struct ism_shm_hdr *h,
 	atomic_fetch_add_explicit(&e->ejected_in, 1, memory_order_relaxed);
 	reset_counters(o);
 	atomic_store_explicit(&o->ejected, 1, memory_order_release);
+	lease_give(cl->dyn);
 	return 1;
 }
 

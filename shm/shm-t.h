@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define ISM_SHM_MAGIC	       0x49534d52u /* "ISMR" */
-#define ISM_SHM_LAYOUT_VERSION 12u
+#define ISM_SHM_LAYOUT_VERSION 13u
 
 #define ISM_MAX_WORKERS 64
 /* Worker slots: a reload that replaces the workers starts the new set beside

@@ -760,10 +760,13 @@ struct ism_cluster_dyn {
 	uint8_t panic[ISM_MAX_PRIORITIES];	  /* master: priority in panic */
 	uint8_t health[ISM_MAX_PRIORITIES];	  /* master: availability per priority, 0..100 */
 	_Atomic uint32_t pending;		  /* workers: requests waiting for a connection */
-	_Atomic uint32_t retries_active;	  /* workers */
-	_Atomic uint32_t in_flight; /* workers: requests, for pool.max_requests (when set) */
-	_Atomic uint64_t overflow;  /* workers: requests refused by a pool limit */
-	_Atomic uint64_t retries;   /* workers: retries made */
+	/* any process: while one decides an ejection of the cluster's, when it
+	 * took the lease (monotonic ms; 0: free), health/outlier.c */
+	_Atomic uint64_t eject_lease_ms;
+	_Atomic uint32_t retries_active; /* workers */
+	_Atomic uint32_t in_flight;	 /* workers: requests, for pool.max_requests (when set) */
+	_Atomic uint64_t overflow;	 /* workers: requests refused by a pool limit */
+	_Atomic uint64_t retries;	 /* workers: retries made */
 	_Atomic uint64_t
 	    responses[6]; /* workers: responses by status class (1..5) for this generation */
 };

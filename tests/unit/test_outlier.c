@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -613,6 +614,21 @@ static void test_per_cluster(void **state)
  * of them eject in most rounds even on two CPUs. */
 #define RACE_EPS 4096
 
+/* Waits for the n children in pid; the sum of their exit statuses. */
+static int reap(const pid_t *pid, int n)
+{
+	int sum = 0;
+
+	for (int c = 0; c < n; c++) {
+		int status;
+
+		assert_int_equal(waitpid(pid[c], &status, 0), pid[c]);
+		assert_true(WIFEXITED(status));
+		sum += WEXITSTATUS(status);
+	}
+	return sum;
+}
+
 static void race(uint32_t threshold, int children, int rounds)
 {
 	size_t states = sizeof(struct ism_shm_hdr);
@@ -636,7 +652,7 @@ static void race(uint32_t threshold, int children, int rounds)
 		ep[i] = (struct ism_endpoint){.id = i, .od = i};
 	for (int r = 0; r < rounds; r++) {
 		pid_t pid[8];
-		int winners = 0;
+		int winners;
 
 		memset(h->eps, 0, RACE_EPS * sizeof(h->eps[0]));
 		memset(h->ods, 0, RACE_EPS * sizeof(h->ods[0]));
@@ -652,13 +668,7 @@ static void race(uint32_t threshold, int children, int rounds)
 			}
 		}
 		atomic_store(go, 1);
-		for (int c = 0; c < children; c++) {
-			int status;
-
-			assert_int_equal(waitpid(pid[c], &status, 0), pid[c]);
-			assert_true(WIFEXITED(status));
-			winners += WEXITSTATUS(status);
-		}
+		winners = reap(pid, children);
 		assert_int_equal(winners, 1);
 		assert_int_equal(ld64(&h->ods[target].ejections), 1);
 		assert_int_equal(ld32(&h->ods[target].ejected), 1);
@@ -666,6 +676,68 @@ static void race(uint32_t threshold, int children, int rounds)
 		assert_int_equal(ld64(&h->ods[target].ejected_until_ms), 1000 + 30 * SEC);
 		assert_int_equal(ld32(&h->ods[target].cons_5xx), 0);
 		assert_int_equal(ld32(&h->eps[target].ejected_in), 1);
+	}
+	free(ep);
+	munmap(map, sz);
+}
+
+/* Processes that each eject another endpoint of one cluster at once, where the
+ * max-ejection percentage (0) lets one be ejected (the first of its priority
+ * always may): the cluster's lease lets one decide at a time, so exactly one
+ * is ejected. Without it each counts the others not ejected yet and most
+ * rounds eject two or more (the scan of RACE_EPS endpoints widens the window). */
+static void test_processes_max_percent(void **state)
+{
+	size_t states = sizeof(struct ism_shm_hdr);
+	size_t sz = states + 2 * ISM_CACHELINE + sizeof(struct ism_cluster_dyn);
+	void *map = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct ism_endpoint *ep = calloc(RACE_EPS, sizeof(*ep));
+	struct ism_outlier od = {.consecutive_5xx = 1,
+				 .interval_ms = 10 * SEC,
+				 .base_ejection_ms = 30 * SEC,
+				 .max_ejection_ms = 300 * SEC,
+				 .max_ejection_percent = 0};
+	struct ism_cluster cl = {.n_endpoints = RACE_EPS, .endpoints = ep, .od = &od};
+	const int children = 2; /* one a CPU, both spinning when the flag flips */
+
+	(void)state;
+	assert_true(map != MAP_FAILED);
+	assert_non_null(ep);
+	struct ism_shm_hdr *h = map;
+	_Atomic uint32_t *go = (_Atomic uint32_t *)((char *)map + states), *ready = go + 1;
+
+	cl.dyn = (struct ism_cluster_dyn *)((char *)map + states + ISM_CACHELINE);
+	for (uint32_t i = 0; i < RACE_EPS; i++)
+		ep[i] = (struct ism_endpoint){.id = i, .od = i};
+	for (int r = 0; r < 50; r++) {
+		pid_t pid[8];
+		int winners;
+		uint32_t ejected = 0;
+
+		memset(h->eps, 0, RACE_EPS * sizeof(h->eps[0]));
+		memset(h->ods, 0, RACE_EPS * sizeof(h->ods[0]));
+		atomic_store(go, 0);
+		atomic_store(ready, 0);
+		for (int c = 0; c < children; c++) {
+			pid[c] = fork();
+			assert_true(pid[c] >= 0);
+			if (pid[c] == 0) {
+				atomic_fetch_add(ready, 1);
+				while (atomic_load(go) == 0)
+					;
+				_exit(ism_outlier_record(&cl, h, &ep[RACE_EPS - 1 - (uint32_t)c],
+							 ISM_OUTCOME_5XX, 1000));
+			}
+		}
+		while (atomic_load(ready) < (uint32_t)children) /* both spin, then go */
+			sched_yield();
+		atomic_store(go, 1);
+		winners = reap(pid, children);
+		for (uint32_t i = 0; i < RACE_EPS; i++)
+			ejected += ld32(&h->ods[i].ejected) != 0;
+		assert_int_equal(winners, 1);
+		assert_int_equal(ejected, 1);
+		assert_int_equal(atomic_load(&cl.dyn->eject_lease_ms), 0); /* given back */
 	}
 	free(ep);
 	munmap(map, sz);
@@ -708,6 +780,7 @@ int main(void)
 	    cmocka_unit_test(test_per_cluster),
 	    cmocka_unit_test(test_processes_threshold_4),
 	    cmocka_unit_test(test_processes_threshold_1),
+	    cmocka_unit_test(test_processes_max_percent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
