@@ -49,8 +49,7 @@ static void client_first(struct ism_wctx *w, struct ism_tunnel *t)
 		ism_sock_recv(w, t->sk[ISM_TUN_CLIENT]);
 		return;
 	}
-	t->early = 1;
-	t->busy[ISM_TUN_UPSTREAM] = 1;
+	t->send[ISM_TUN_UPSTREAM] = ISM_TUN_EARLY;
 	ism_sock_send(w, t->sk[ISM_TUN_UPSTREAM], in->p, in->len, -1);
 }
 
@@ -88,14 +87,15 @@ int ism_tunnel_open(struct ism_wctx *w, struct ism_stream *st, uint32_t idle_ms,
 	/* An upstream that answered the upgrade before it read the whole
 	 * request: the rest of the request's head is still going out, and
 	 * the client's bytes follow it (on_sent). */
-	t->head = t->busy[ISM_TUN_UPSTREAM] = t->sk[ISM_TUN_UPSTREAM]->send_armed;
-	if (!t->head)
+	if (t->sk[ISM_TUN_UPSTREAM]->send_armed)
+		t->send[ISM_TUN_UPSTREAM] = ISM_TUN_HEAD;
+	else
 		client_first(w, t);
 	/* What the upstream sent with its answer to a TCP or TLS route's
 	 * CONNECT (a server that speaks first) goes to the client first. */
 	if (st->l4 && st->up->in.len) {
 		count_bytes(w, t, ISM_TUN_UPSTREAM, st->up->in.len, false);
-		t->up_early = t->busy[ISM_TUN_CLIENT] = 1;
+		t->send[ISM_TUN_CLIENT] = ISM_TUN_EARLY;
 		ism_sock_send(w, t->sk[ISM_TUN_CLIENT], st->up->in.p, st->up->in.len, -1);
 	}
 	ism_sock_recv(w, t->sk[ISM_TUN_UPSTREAM]);
@@ -123,30 +123,47 @@ void ism_tunnel_close(struct ism_wctx *w, struct ism_tunnel *t, const char *flag
 }
 
 /* Side i's sending half ends: a shutdown where its transport allows one
- * (plaintext), else the whole tunnel (TLS has no half close here). */
+ * (plaintext), else the whole tunnel (TLS has no half close here). Once per
+ * side: its peer ended, and nothing goes to it after its last send. */
 static void shut(struct ism_wctx *w, struct ism_tunnel *t, int i)
 {
-	if (t->shut[i])
-		return;
 	if (t->sk[i]->x.ssl != NULL) {
 		ism_tunnel_close(w, t, NULL);
 		return;
 	}
-	t->shut[i] = 1;
 	shutdown(t->sk[i]->fd, SHUT_WR);
 }
 
-/* The end (EOF) came from side i: passed on to the other, once what goes to
- * it is out. Both ended: the tunnel is done. */
+/* The state of a tunnel whose side i alone ended. */
+static enum ism_tun_state ended_alone(int i)
+{
+	return i == ISM_TUN_CLIENT ? ISM_TUN_CLIENT_ENDED : ISM_TUN_UPSTREAM_ENDED;
+}
+
+/* The end (EOF) came from side i (which is not read again): passed on to the
+ * other, once what goes to it is out. Both ended: the tunnel is done once
+ * nothing is in flight. */
 static void ended(struct ism_wctx *w, struct ism_tunnel *t, int i)
 {
-	t->ended[i] = 1;
-	if (t->ended[!i] && !t->busy[0] && !t->busy[1]) {
-		ism_tunnel_close(w, t, NULL);
+	switch ((enum ism_tun_state)t->state) {
+	case ISM_TUN_OPEN:
+		t->state = ended_alone(i);
+		break;
+	case ISM_TUN_CLIENT_ENDED:
+	case ISM_TUN_UPSTREAM_ENDED:
+		ISM_BUG_ON(t->state == ended_alone(i));
+		if (t->send[0] == ISM_TUN_IDLE && t->send[1] == ISM_TUN_IDLE) {
+			ism_tunnel_close(w, t, NULL);
+			return;
+		}
+		t->state = ISM_TUN_DRAINING;
+		break;
+	case ISM_TUN_DRAINING:
+	case ISM_TUN_CLOSED:
+		ISM_BUG_ON(1);
 		return;
 	}
-	t->state = ISM_TUN_HALF;
-	if (!t->busy[!i])
+	if (t->send[!i] == ISM_TUN_IDLE)
 		shut(w, t, !i);
 }
 
@@ -166,39 +183,53 @@ static void on_recv(struct ism_wctx *w, struct ism_tunnel *t, int i, int res, in
 	if (t->idle_ms)
 		t->idle_deadline = w->now + t->idle_ms;
 	count_bytes(w, t, i, (uint64_t)res, false);
-	if (t->busy[!i]) {
+	if (t->send[!i] != ISM_TUN_IDLE) {
 		t->pend_bid[i] = bid;
 		t->pend_len[i] = (uint32_t)res;
 		return;
 	}
-	t->busy[!i] = 1;
+	t->send[!i] = ISM_TUN_RELAY;
 	ism_sock_send(w, t->sk[!i], ism_w_buf_addr(w, bid), (uint32_t)res, bid);
 }
 
-/* The send to side j ended: the side it came from is read again. */
+/* The send to side j ended (res < 0: it failed): early bytes' memory goes.
+ * false: the request's head went and the client's early bytes follow it in its
+ * place, nothing more to do. */
+static bool send_done(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
+{
+	enum ism_tun_send what = (enum ism_tun_send)t->send[j];
+
+	t->send[j] = ISM_TUN_IDLE;
+	switch (what) {
+	case ISM_TUN_RELAY:
+		return true;
+	case ISM_TUN_EARLY:
+		ism_buf_free(j == ISM_TUN_UPSTREAM ? &t->st->sess->in : &t->st->up->in);
+		return true;
+	case ISM_TUN_HEAD:
+		/* The request's head is out: the client's bytes from now, what
+		 * the session holds first; else as after any send (what a
+		 * receive armed before the tunnel brought meanwhile, or a read). */
+		if (res >= 0 && t->st->sess->in.len != 0) {
+			client_first(w, t);
+			return false;
+		}
+		return true;
+	case ISM_TUN_IDLE:
+		break;
+	}
+	ISM_BUG_ON(1);
+	return false;
+}
+
+/* The send to side j ended: what was read from the other side meanwhile goes,
+ * else that side's end, else it is read again. */
 static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 {
 	int from = !j;
 
-	t->busy[j] = 0;
-	if (t->early && j == ISM_TUN_UPSTREAM) {
-		t->early = 0;
-		ism_buf_free(&t->st->sess->in);
-	}
-	if (t->up_early && j == ISM_TUN_CLIENT) {
-		t->up_early = 0;
-		ism_buf_free(&t->st->up->in);
-	}
-	if (t->head && j == ISM_TUN_UPSTREAM && res >= 0) {
-		/* The request's head is out: the client's bytes from now, what
-		 * the session holds first; else as after any send (what a
-		 * receive armed before the tunnel brought meanwhile, or a read). */
-		t->head = 0;
-		if (t->st->sess->in.len != 0) {
-			client_first(w, t);
-			return;
-		}
-	}
+	if (!send_done(w, t, j, res))
+		return;
 	if (res < 0) {
 		ism_tunnel_close(w, t, j == ISM_TUN_UPSTREAM ? "UC" : "DC");
 		return;
@@ -207,19 +238,31 @@ static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 		int bid = t->pend_bid[from];
 
 		t->pend_bid[from] = -1;
-		t->busy[j] = 1;
+		t->send[j] = ISM_TUN_RELAY;
 		ism_sock_send(w, t->sk[j], ism_w_buf_addr(w, bid), t->pend_len[from], bid);
 		return;
 	}
-	if (t->ended[from]) {
-		if (t->ended[j] && !t->busy[from]) {
-			ism_tunnel_close(w, t, NULL);
-			return;
-		}
-		shut(w, t, j);
+	switch ((enum ism_tun_state)t->state) {
+	case ISM_TUN_OPEN:
+		ism_sock_recv(w, t->sk[from]);
 		return;
+	case ISM_TUN_CLIENT_ENDED:
+	case ISM_TUN_UPSTREAM_ENDED:
+		if (t->state == ended_alone(from))
+			shut(w, t, j);
+		else
+			ism_sock_recv(w, t->sk[from]);
+		return;
+	case ISM_TUN_DRAINING: /* done once the send the other way is out too */
+		if (t->send[from] == ISM_TUN_IDLE)
+			ism_tunnel_close(w, t, NULL);
+		else
+			shut(w, t, j);
+		return;
+	case ISM_TUN_CLOSED:
+		break;
 	}
-	ism_sock_recv(w, t->sk[from]);
+	ISM_BUG_ON(1);
 }
 
 void ism_tunnel_event(struct ism_wctx *w, struct ism_tunnel *t, int side, struct ism_sock_ev ev)

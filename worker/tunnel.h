@@ -17,10 +17,23 @@
 #include "worker/sock.h"
 #include "worker/worker-t.h"
 
+/* Where a tunnel is, by the ends (EOF) its sides sent. A side that ended is
+ * not read again; its end goes on to the other side (a half close) once what
+ * goes to that side is out. */
 enum ism_tun_state {
-	ISM_TUN_OPEN = 1, /* bytes both ways */
-	ISM_TUN_HALF,	  /* one side sent its end; the other way still runs */
-	ISM_TUN_CLOSED,	  /* ended: its stream logged it, its sockets close */
+	ISM_TUN_OPEN = 1,	/* bytes both ways */
+	ISM_TUN_CLIENT_ENDED,	/* the client ended; the upstream's bytes still go */
+	ISM_TUN_UPSTREAM_ENDED, /* the upstream ended; the client's bytes still go */
+	ISM_TUN_DRAINING,	/* both ended: its last sends go, then it closes */
+	ISM_TUN_CLOSED,		/* ended: its stream logged it, its sockets close */
+};
+
+/* What the send in flight to a side carries. */
+enum ism_tun_send {
+	ISM_TUN_IDLE = 0, /* none in flight */
+	ISM_TUN_RELAY,	  /* bytes read from the other side (a ring buffer) */
+	ISM_TUN_EARLY,	  /* what the other side's connection held before the tunnel */
+	ISM_TUN_HEAD,	  /* the rest of the upgrade request's head (to the upstream) */
 };
 
 /* The two sides, indices of the per-side arrays. */
@@ -32,13 +45,8 @@ enum ism_tun_side {
 struct ism_l4counters;
 
 struct ism_tunnel {
-	uint8_t state;	  /* enum ism_tun_state */
-	uint8_t ended[2]; /* side i sent its end (its EOF was read) */
-	uint8_t shut[2];  /* side i's sending half is shut down */
-	uint8_t busy[2];  /* a send to side i is in flight */
-	uint8_t early;	  /* the send to the upstream in flight is the session's early bytes */
-	uint8_t up_early; /* the send to the client in flight is the upstream's early bytes */
-	uint8_t head;	  /* ... is the rest of the upgrade request's head */
+	uint8_t state;	 /* enum ism_tun_state */
+	uint8_t send[2]; /* enum ism_tun_send: what the send in flight to side i carries */
 	/* bytes read from side i while the send to the other was in flight (a
 	 * receive armed before the tunnel, during its early send): ring buffer
 	 * pend_bid[i] (-1: none), sent next */
