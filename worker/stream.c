@@ -2704,15 +2704,31 @@ void ism_stream_timer(struct ism_wctx *w, uint32_t idx, uint32_t gen)
 	st = ism_slab_at(&w->streams, idx, gen);
 	ISM_BUG_ON(st->inflight == 0);
 	st->inflight--;
-	if (st->state == ISM_ST_ABANDONED) {
+	switch ((enum ism_stream_state)st->state) {
+	case ISM_ST_ABANDONED:
 		if (st->inflight == 0)
 			stream_free(w, st);
 		return;
-	}
-	if (st->state == ISM_ST_BACKOFF)
+	case ISM_ST_BACKOFF:
 		do_retry(w, st);
-	else if (st->state == ISM_ST_DELAY)
+		return;
+	case ISM_ST_DELAY:
 		delay_over(w, st);
+		return;
+	/* The wait ended otherwise (an answer made here meanwhile): nothing to do. */
+	case ISM_ST_NEW:
+	case ISM_ST_WAITING:
+	case ISM_ST_ATTEMPT:
+	case ISM_ST_RESPONSE:
+	case ISM_ST_LOCAL:
+	case ISM_ST_UPGRADE:
+	case ISM_ST_TUNNEL:
+	case ISM_ST_AUTHZ:
+		return;
+	case ISM_ST_FREE: /* (a stream with a timer in flight is ABANDONED when it ends) */
+		break;
+	}
+	ISM_BUG_ON(1);
 }
 
 static void expire(struct ism_wctx *w, struct ism_stream *st)
