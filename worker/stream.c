@@ -684,6 +684,30 @@ static void dispatch(struct ism_wctx *w, struct ism_stream *st, const struct ism
 		arm_attempt(w, st);
 }
 
+/* Whether the stream waits for its next attempt: a retry's back-off, a wait
+ * for a connection, a fault delay (the first attempt). */
+static bool awaits_attempt(const struct ism_stream *st)
+{
+	switch ((enum ism_stream_state)st->state) {
+	case ISM_ST_BACKOFF:
+	case ISM_ST_WAITING:
+	case ISM_ST_DELAY:
+		return true;
+	case ISM_ST_FREE:
+	case ISM_ST_NEW:
+	case ISM_ST_ATTEMPT:
+	case ISM_ST_RESPONSE:
+	case ISM_ST_LOCAL:
+	case ISM_ST_ABANDONED:
+	case ISM_ST_UPGRADE:
+	case ISM_ST_TUNNEL:
+	case ISM_ST_AUTHZ:
+		return false;
+	}
+	ISM_BUG_ON(1);
+	return false;
+}
+
 /* The next attempt: after a retry's back-off, a wait for a connection, or a
  * fault delay (the first attempt). */
 static void do_retry(struct ism_wctx *w, struct ism_stream *st)
@@ -692,9 +716,7 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	struct ism_buf head;
 	int ei;
 
-	if ((st->state != ISM_ST_BACKOFF && st->state != ISM_ST_WAITING &&
-	     st->state != ISM_ST_DELAY) ||
-	    st->waiting)
+	if (!awaits_attempt(st) || st->waiting)
 		return;
 	/* Out of a fault delay: an answer made now goes at once (it would wait
 	 * for the delay's end otherwise, which has come); the request counts
@@ -2165,8 +2187,7 @@ void ism_stream_req_data(struct ism_wctx *w, struct ism_stream *st, const char *
 	}
 	if (st->copies != NULL)
 		ism_mirror_body(w, st, p, len, done);
-	if (st->up == NULL && (st->state == ISM_ST_BACKOFF || st->state == ISM_ST_WAITING ||
-			       st->state == ISM_ST_DELAY)) {
+	if (st->up == NULL && awaits_attempt(st)) {
 		hold_body(w, st, p, len, bid, done);
 		return;
 	}
