@@ -25,7 +25,7 @@
 int ism_master_ready(const struct ism_master *m)
 {
 	/* Upgraded: the old workers serve until the new ones start. */
-	if (!m->stopping && m->up.state == ISM_UPGRADE_SETTLING)
+	if (!m->stopping && ism_upgrade_settling(&m->up))
 		return 1;
 	if (m->stopping || atomic_load(&m->shm.hdr->stopping))
 		return 0;

@@ -2064,7 +2064,7 @@ static void master_unbind(struct ism_master *m)
  * status. */
 static int master_serve(struct ism_master *m, const struct ism_table *t)
 {
-	bool upgrade = m->up.state == ISM_UPGRADE_SETTLING;
+	bool upgrade = ism_upgrade_settling(&m->up);
 	uint64_t now = ism_now_ms();
 	int status;
 
@@ -2196,7 +2196,7 @@ out_close:
 out_free:
 	/* An upgrade's new binary that could not start: the old workers serve
 	 * on, and the pid file names their master still. */
-	if (!served && m->up.state == ISM_UPGRADE_SETTLING) {
+	if (!served && ism_upgrade_settling(&m->up)) {
 		char bad[PATH_MAX];
 
 		if (m->pid_file != NULL)

@@ -559,16 +559,21 @@ void ism_upgrade_adopted(struct ism_upgrade *u)
 	u->tickets_fd = u->state_fd = -1;
 }
 
+bool ism_upgrade_settling(const struct ism_upgrade *u)
+{
+	return u->state == ISM_UPGRADE_SETTLING;
+}
+
 void ism_upgrade_settle(struct ism_upgrade *u, uint64_t now)
 {
-	if (u->state == ISM_UPGRADE_SETTLING)
+	if (ism_upgrade_settling(u))
 		u->settle_until = now + SETTLE_MAX_MS;
 }
 
 bool ism_upgrade_may_start(const struct ism_upgrade *u, bool health_settled, uint64_t now)
 {
 	/* No old worker left (they died meanwhile): nothing serves, no wait. */
-	return u->state != ISM_UPGRADE_SETTLING || health_settled || now >= u->settle_until ||
+	return !ism_upgrade_settling(u) || health_settled || now >= u->settle_until ||
 	       u->n_heirs == 0;
 }
 
@@ -613,6 +618,7 @@ void ism_upgrade_step(struct ism_upgrade *u, bool started, uint64_t now)
 		u->drain_deadline = now + KILL_GRACE_MS;
 		return;
 	}
+	ISM_BUG_ON(1);
 }
 
 void ism_upgrade_signal_heirs(const struct ism_upgrade *u, int sig)
@@ -642,27 +648,27 @@ bool ism_upgrade_reaped(struct ism_upgrade *u, pid_t pid, int status)
 	return false;
 }
 
+/* Milliseconds until the deadline at, 1000 at most. */
+static int deadline_ms(uint64_t at, uint64_t now)
+{
+	return at <= now ? 0 : at - now > 1000 ? 1000 : (int)(at - now);
+}
+
 int ism_upgrade_timeout_ms(const struct ism_upgrade *u, bool started, uint64_t now)
 {
-	uint64_t at;
-
 	if (u->exec_at != 0)
 		return u->exec_at <= now ? 0 : (int)(u->exec_at - now);
 	switch ((enum ism_upgrade_state)u->state) {
 	case ISM_UPGRADE_NONE:
 		return -1;
 	case ISM_UPGRADE_SETTLING:
-		if (started) /* polled: until a new worker serves */
-			return SERVE_POLL_MS;
-		at = u->settle_until;
-		break;
+		/* Started: polled until a new worker serves. */
+		return started ? SERVE_POLL_MS : deadline_ms(u->settle_until, now);
 	case ISM_UPGRADE_DRAINING:
-		at = u->drain_deadline;
-		break;
-	default:
-		return -1;
+		return deadline_ms(u->drain_deadline, now);
 	}
-	return at <= now ? 0 : at - now > 1000 ? 1000 : (int)(at - now);
+	ISM_BUG_ON(1);
+	return -1;
 }
 
 /* ---------- the old master ---------- */

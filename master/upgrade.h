@@ -38,7 +38,7 @@ struct ism_heir {
 };
 
 struct ism_upgrade {
-	uint8_t state;	    /* enum ism_upgrade_state */
+	uint8_t state;	    /* enum ism_upgrade_state; other modules ask ism_upgrade_settling */
 	char exe[PATH_MAX]; /* the binary's path, as argv[0] named it at the start */
 	char *const *argv;  /* the command line, executed again as it was */
 	int *listen;	    /* listening sockets handed over: the listeners', the control
@@ -91,6 +91,9 @@ void ism_upgrade_adopted(struct ism_upgrade *u);
 /* The file is loaded and the health checks run: the settling's bound counts
  * from now. */
 void ism_upgrade_settle(struct ism_upgrade *u, uint64_t now);
+/* Whether the new master is settling: executed, its workers not yet serving,
+ * the old ones serving meanwhile. */
+bool ism_upgrade_settling(const struct ism_upgrade *u);
 /* Whether the workers may start now (no upgrade, or its settling is over);
  * once they have, ism_upgrade_step lets the old ones go. */
 bool ism_upgrade_may_start(const struct ism_upgrade *u, bool health_settled, uint64_t now);
