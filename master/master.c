@@ -1292,8 +1292,11 @@ static void reap(struct ism_master *m)
 			ws->pid = 0;
 			if (m->stopping || ws->retiring || !ws->active) {
 				ism_info("worker %d (pid %d) exited%s", i, (int)pid,
-					 ws->retiring ? " after draining" : "");
-				ws->retiring = 0;
+					 ws->replaced	? " while its set was replaced"
+					 : ws->retiring ? " after draining"
+							: "");
+				/* The slot may take a worker of the new set next. */
+				ws->retiring = ws->replaced = 0;
 				break;
 			}
 			/* A worker that dies young is restarted with a growing delay, so a
@@ -1435,22 +1438,40 @@ static bool current_set_serves(const struct ism_master *m)
 	return false;
 }
 
+/* Whether workers owed to the current set can never find a slot: every slot
+ * held, none by a draining worker whose exit frees it (sets replaced by
+ * reloads in quick succession serve on until told to drain). */
+static bool slots_stuck(const struct ism_master *m)
+{
+	for (int i = 0; i < ISM_WORKER_SLOTS; i++) {
+		const struct ism_wslot *ws = &m->workers[i];
+
+		if (ws->pid == 0 && !ws->active && !ws->retiring)
+			return false; /* free */
+		if (ws->pid != 0 && ws->retiring && !ws->replaced)
+			return false; /* draining */
+	}
+	return true;
+}
+
 /* The workers a reload replaced keep serving (their generation, their
  * copies of the sockets) until a worker of the new set does; then they stop
  * accepting and drain their connections (a kept-alive one gets "connection:
  * close" on its next response), bounded by their drain timeout. So a new set
  * that cannot start (fork refused: a process limit, memory) leaves the old one
- * serving, not nobody, while its workers are tried again. */
+ * serving, not nobody, while its workers are tried again. Unless the new set's
+ * workers could never find a slot (slots_stuck): then the replaced sets drain
+ * at once, as the new set's workers start in the slots they free. */
 static void retire_replaced(struct ism_master *m, uint64_t now)
 {
 	int n = 0;
 
-	if (!current_set_serves(m))
+	if (!current_set_serves(m) && !(m->owed > 0 && slots_stuck(m)))
 		return;
 	for (int i = 0; i < m->n_slots; i++) {
 		struct ism_wslot *ws = &m->workers[i];
 
-		if (!ws->replaced)
+		if (!ws->replaced || ws->active)
 			continue;
 		ws->replaced = 0;
 		if (ws->pid == 0)

@@ -1661,67 +1661,114 @@ def logging_level(env):
     poll(lambda: env.gateway.log().count("reload: generation") == 1, 10, what="the reload's notice back at info")
 
 
+class ForkRefusing:
+    """A gateway of `workers` workers on one port whose master's forks fail
+    while refuse() holds (tests/upstream/fail_fork.c, preloaded: root ignores
+    the process limits that would make them fail), and the listener-changing
+    reload that adds a second port."""
+
+    def __init__(self, env, workers):
+        ports = env.upstream(["127.0.0.2:0=a"], name="a")
+        self.env, self.workers = env, workers
+        self.port, self.extra = free_port(), free_port()
+        self.routes = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+        self.se = service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])
+        self.flag = env.path("no-fork")
+        shim = os.path.join(env.build, "tests", "fail_fork.so")
+        check(os.path.exists(shim), f"{shim} is not built")
+        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "ISM_FAIL_FORK", "ASAN_OPTIONS")}
+        os.environ.update(LD_PRELOAD=shim, ISM_FAIL_FORK=self.flag,
+                          # the sanitizer build: the library comes before its runtime
+                          ASAN_OPTIONS=":".join(filter(None, (saved["ASAN_OPTIONS"], "verify_asan_link_order=0"))))
+        try:
+            self.write(self.port)
+            env.start_gateway(env.path("isthmus.yaml"), self.port)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.sock = env.path("ctl.sock")
+        poll(lambda: self.info()["ready"] and self.info()["workers"] == workers, 20,
+             what=f"{workers} workers serving")
+
+    def write(self, *listeners):
+        self.env.write("isthmus.yaml", docs(
+            appliance(self.env, workers=self.workers), *(gateway(p, name=f"gw{p}") for p in listeners),
+            virtual_service("ops", ["*"], self.routes, gateways=[f"gw{p}" for p in listeners]), self.se))
+
+    def info(self):
+        return json.loads(ctl_cmd(self.sock, "show info json"))
+
+    def pids(self):
+        return {w["pid"] for w in json.loads(ctl_cmd(self.sock, "show workers json"))}
+
+    def refuse(self, on):
+        if on:
+            open(self.flag, "w").close()
+        else:
+            os.unlink(self.flag)
+
+    def reload_refused(self):
+        """The reload adding the second port, its new workers' forks refused."""
+        self.refuse(True)
+        self.write(self.port, self.extra)
+        check("published" in ctl_cmd(self.sock, "reload"), "the listener-changing reload was refused")
+        poll(lambda: "fork: Resource temporarily unavailable" in self.env.gateway.log(), 10, what="a refused fork")
+
+
+def http_code(port):
+    return subprocess.run(["curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=10).stdout
+
+
 @_test
 def reload_keeps_old_workers_while_new_cannot_fork(env):
     """A listener-changing reload whose new workers cannot start (the system
-    refuses fork, as a process limit does; tests/upstream/fail_fork.c refuses
-    it on command, root ignoring the real limits): the set it replaces keeps
-    serving its ports, ready, until a worker of the new set serves, instead of
-    stopping with nobody to accept; the new workers are tried again and, once
-    forks succeed, start, serve the new port, and the old set drains."""
-    ports = env.upstream(["127.0.0.2:0=a"], name="a")
-    gw_port, extra = free_port(), free_port()
-    routes = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
-    se = service_entry("ops", SVC, [{"address": "127.0.0.2", "port": ports["a"]}])
-
-    def write(*listeners):
-        env.write("isthmus.yaml", docs(appliance(env, workers=2), *(gateway(p, name=f"gw{p}") for p in listeners),
-                                       virtual_service("ops", ["*"], routes, gateways=[f"gw{p}" for p in listeners]), se))
-
-    def code(port):
-        return subprocess.run(["curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
-                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=10).stdout
-
-    flag = env.path("no-fork")
-    shim = os.path.join(env.build, "tests", "fail_fork.so")
-    check(os.path.exists(shim), f"{shim} is not built")
-    saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "ISM_FAIL_FORK", "ASAN_OPTIONS")}
-    os.environ.update(LD_PRELOAD=shim, ISM_FAIL_FORK=flag,
-                      # the sanitizer build: the library comes before its runtime
-                      ASAN_OPTIONS=":".join(filter(None, (saved["ASAN_OPTIONS"], "verify_asan_link_order=0"))))
-    try:
-        write(gw_port)
-        env.start_gateway(env.path("isthmus.yaml"), gw_port)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    sock = env.path("ctl.sock")
-
-    def info():
-        return json.loads(ctl_cmd(sock, "show info json"))
-
-    poll(lambda: info()["ready"] and info()["workers"] == 2, 20, what="two workers serving")
-    old = {w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))}
-    open(flag, "w").close()
-    write(gw_port, extra)
-    check("published" in ctl_cmd(sock, "reload"), "the listener-changing reload was refused")
-    poll(lambda: "fork: Resource temporarily unavailable" in env.gateway.log(), 10, what="a refused fork")
+    refuses fork, as a process limit does): the set it replaces keeps serving
+    its ports, ready, until a worker of the new set serves, instead of stopping
+    with nobody to accept; the new workers are tried again and, once forks
+    succeed, start, serve the new port, and the old set drains."""
+    g = ForkRefusing(env, 2)
+    old = g.pids()
+    g.reload_refused()
     for _ in range(3):  # across the master's first tries again (100, 200, 400 ms)
-        c = code(gw_port)
+        c = http_code(g.port)
         check(c == "200", f"the kept port answered {c!r} while the new set could not start")
         time.sleep(0.2)
-    i = info()
+    i = g.info()
     check(i["workers"] == 0 and i["workers_owed"] == 2 and i["ready"] is True, f"while forks fail: {i}")
-    os.unlink(flag)
-    poll(lambda: code(extra) == "200", 30, what="the new set to start and serve the new port")
+    g.refuse(False)
+    poll(lambda: http_code(g.extra) == "200", 30, what="the new set to start and serve the new port")
     poll(lambda: "the new worker set serves; 2 old workers draining" in env.gateway.log(), 10,
          what="the old set told to drain once the new one serves")
-    poll(lambda: not {w["pid"] for w in json.loads(ctl_cmd(sock, "show workers json"))} & old, 30,
-         what="the old set to exit")
-    check(code(gw_port) == "200", "the kept port does not answer after the change")
+    poll(lambda: not g.pids() & old, 30, what="the old set to exit")
+    check(http_code(g.port) == "200", "the kept port does not answer after the change")
+
+
+@_test
+def reload_replaced_worker_dies_before_new_set(env):
+    """A worker of the set a reload replaced dies while it still serves (the
+    new set's forks refused): its slot is free again, and the new set's worker
+    that starts there, once forks succeed, serves on, where it was told to
+    drain with the old set it had replaced (the slot still marked)."""
+    g = ForkRefusing(env, 1)
+    (old,) = g.pids()
+    g.reload_refused()
+    os.kill(old, signal.SIGKILL)
+    poll(lambda: not g.pids(), 10, what="the replaced worker reaped")
+    g.refuse(False)
+    poll(lambda: http_code(g.extra) == "200", 30, what="the new set to start and serve the new port")
+    (new,) = poll(lambda: (lambda p: len(p) == 1 and p)(g.pids()), 10, what="the new worker")
+    # A worker told to drain with nothing open exits within a second: give
+    # it three, then it must be the same one serving both ports.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        check(g.pids() == {new}, f"the new set's worker {new} was replaced: {g.pids()}")
+        time.sleep(0.2)
+    check(http_code(g.port) == "200" and http_code(g.extra) == "200", "the new set does not serve")
+    check("old workers draining" not in env.gateway.log(), "a worker was told to drain with no old one left")
 
 
 @_test
