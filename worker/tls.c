@@ -572,6 +572,7 @@ static int read_more(struct ism_xport *x, char *p, int n)
 
 	while ((uint32_t)n < ISM_BUF_SIZE && (x->rx.len > x->rx_off || SSL_pending(x->ssl) > 0)) {
 		if (SSL_read_ex(x->ssl, p + n, ISM_BUF_SIZE - (uint32_t)n, &got) == 1) {
+			x->key_updates = 0; /* those before it were followed by data */
 			n += (int)got;
 			continue;
 		}
@@ -641,12 +642,14 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid)
 		return -ENOMEM;
 	n = SSL_read(x->ssl, ism_w_buf_addr(w, xb), ISM_BUF_SIZE);
 	err = n > 0 ? SSL_ERROR_NONE : SSL_get_error(x->ssl, n);
-	if (n > 0)
+	if (n > 0) {
+		/* KeyUpdates after the last data read stay counted */
+		x->key_updates = 0;
 		n = read_more(x, ism_w_buf_addr(w, xb), n);
+	}
 	flush(w, io);
 	if (n > 0) {
 		x->want = 0;
-		x->key_updates = 0;
 		*pbid = xb;
 		return n;
 	}

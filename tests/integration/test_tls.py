@@ -1366,8 +1366,9 @@ def ku_end(flood):
 def tls_keyupdate_limit(env):
     """More than 32 KeyUpdates in a row without application data close the
     connection (BoringSSL's limit, so Envoy's): each costs the worker a key
-    derivation and, when the peer asks, a record back. KeyUpdates between
-    requests are served however many there are."""
+    derivation and, when the peer asks, a record back, also when they follow
+    data read in the same delivery. KeyUpdates between requests are served
+    however many there are."""
     port, ctx = ku_world(env)
     for _ in range(3):
         check(tls_get(port, "ku.example.com", ctx).status == 200, "warm-up request")
@@ -1377,6 +1378,14 @@ def tls_keyupdate_limit(env):
     flood, line = ku_flood(env, port, "requests", 100)
     ku_end(flood)
     check(line == "served 100\n", f"100 requests each after a KeyUpdate: {line!r}")
+    # KeyUpdates that follow data in one write, read with it (the worker
+    # reads every record that came), are still in a row: 40 close it, 20 do not.
+    flood, line = ku_flood(env, port, "after", 40, 10)
+    ku_end(flood)
+    check(line == "closed after 40\n", f"40 KeyUpdates after a byte of data: {line!r}")
+    flood, line = ku_flood(env, port, "after", 20, 2)
+    ku_end(flood)
+    check(line == "open after 20\n", f"20 KeyUpdates after a byte of data: {line!r}")
     check(tls_get(port, "ku.example.com", ctx, "/after").status == 200, "a request after the floods")
 
 

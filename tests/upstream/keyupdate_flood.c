@@ -9,13 +9,16 @@
  *             finished and the answers never read (its receive buffer is small): each
  *             KeyUpdate makes the server write one of its own, which only a server that
  *             stops reading such a peer keeps from piling up;
- *   requests  a whole request after each KeyUpdate, its response read.
+ *   requests  a whole request after each KeyUpdate, its response read;
+ *   after     one byte of a request head, then COUNT KeyUpdates, all in one TCP write (corked):
+ *             those after the data count as in a row, however the server reads the records.
  *
  * It connects to 127.0.0.1:PORT with SNI, completes the handshake (no certificate check),
  * prints "connected", then sends up to COUNT KeyUpdates for at most SECONDS (a send that
  * blocks is retried until then, or until it has blocked for FLOOD_STALL_MS: the server no
  * longer reads), and prints one of
- * "closed after N" (the connection failed after N KeyUpdates), "served N" (requests), or
+ * "closed after N" (the connection failed after N KeyUpdates; "after": the server closed it
+ * within SECONDS of the write), "open after N" ("after": it did not), "served N" (requests), or
  * "sent N unsent B" (B: bytes still in its socket once the server read all it would); it
  * then keeps the connection open, not reading, until its standard input ends.
  *
@@ -25,8 +28,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +92,7 @@ static int dial(int port, int small_rcvbuf)
 	return fd;
 }
 
-enum flood_mode { FLOOD_BARE, FLOOD_TRICKLE, FLOOD_REQUESTS };
+enum flood_mode { FLOOD_BARE, FLOOD_TRICKLE, FLOOD_REQUESTS, FLOOD_AFTER };
 
 /* When the sends began to block (0: the last one did not). */
 static double blocked_since;
@@ -201,6 +206,40 @@ static long flood(SSL *s, const char *sni, enum flood_mode mode, long count, dou
 	return n;
 }
 
+/* "after": a byte of data and count KeyUpdates in one corked write, then
+ * whether the server closes the connection before the deadline: N (open after
+ * N) or -(1 + N) (closed after N). */
+static long after_data(SSL *s, int fd, long count, double deadline)
+{
+	int on = 1, off = 0;
+	char buf[4096];
+	long n;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) < 0 ||
+	    write_all(s, "G", 1, deadline) != 0)
+		return -1;
+	for (n = 0; n < count; n++)
+		if (SSL_key_update(s, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+		    SSL_do_handshake(s) != 1)
+			return -(1 + n);
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)) < 0)
+		return -(1 + n);
+	while (now() < deadline) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = poll(&p, 1, FLOOD_SEND_WAIT_MS);
+
+		if (r < 0 && errno != EINTR)
+			return -(1 + n);
+		if (r > 0) { /* an alert, a close: read to the end */
+			ssize_t got = recv(fd, buf, sizeof(buf), 0);
+
+			if (got <= 0)
+				return -(1 + n);
+		}
+	}
+	return n;
+}
+
 /* What the socket still holds of what was sent, once the server read all it
  * will: the send queue is watched until it is empty, or the same for
  * FLOOD_STILL_MS (a busy server may pause for less). */
@@ -230,8 +269,9 @@ int main(int argc, char **argv)
 	char c;
 
 	if (argc != 6) {
-		fprintf(stderr,
-			"usage: keyupdate_flood PORT SNI COUNT SECONDS bare|trickle|requests\n");
+		fprintf(
+		    stderr,
+		    "usage: keyupdate_flood PORT SNI COUNT SECONDS bare|trickle|requests|after\n");
 		return 2;
 	}
 	port = (int)arg(argv[1], 1, 65535);
@@ -241,6 +281,8 @@ int main(int argc, char **argv)
 		mode = FLOOD_TRICKLE;
 	else if (strcmp(argv[5], "requests") == 0)
 		mode = FLOOD_REQUESTS;
+	else if (strcmp(argv[5], "after") == 0)
+		mode = FLOOD_AFTER;
 	else {
 		fprintf(stderr, "keyupdate_flood: bad mode %s\n", argv[5]);
 		return 2;
@@ -262,10 +304,15 @@ int main(int argc, char **argv)
 	}
 	printf("connected\n");
 	fflush(stdout);
-	n = flood(s, argv[2], mode, arg(argv[3], 1, 100000000),
-		  now() + (double)arg(argv[4], 1, 3600));
+	if (mode == FLOOD_AFTER)
+		n = after_data(s, fd, arg(argv[3], 1, 1000), now() + (double)arg(argv[4], 1, 3600));
+	else
+		n = flood(s, argv[2], mode, arg(argv[3], 1, 100000000),
+			  now() + (double)arg(argv[4], 1, 3600));
 	if (n < 0)
 		printf("closed after %ld\n", -n - 1);
+	else if (mode == FLOOD_AFTER)
+		printf("open after %ld\n", n);
 	else if (mode == FLOOD_REQUESTS)
 		printf("served %ld\n", n);
 	else
