@@ -5,11 +5,13 @@
 # them (wrk -H 'Connection: close'; wrk resumes sessions) and
 # (2) requests per second on kept-alive TLS connections; req/s, p99 and proxy CPU µs per
 # request, medians and isthmus/HAProxy ratios; then (3) a request on an open connection during a
-# burst of full handshakes (bench/hsburst.py): its latency and the burst's. `make bench` runs it as `sh bench/tls.sh BUILD`,
+# burst of full handshakes (bench/hsburst.py): its latency and the burst's; (4) a request body in
+# 1-byte TLS records (bench/tinyrec.py): the proxy's CPU per record. `make bench` runs it as `sh bench/tls.sh BUILD`,
 # so it re-executes itself under bash. See bench/README.md ("TLS"). Usage: bench/tls.sh [BUILD_DIR]
 # Environment: ROUNDS (5) DURATION (10, s) CONNS (64) WARMUP (2, s) KEY (rsa: RSA-2048; ecdsa: P-256)
 #              STIME_PROCS (2: parallel openssl s_time clients in the full-handshake rounds)
 #              BURST (200: ClientHellos sent at once in the burst rounds, bench/hsburst.py)
+#              RECORDS (500000: 1-byte TLS records of the body in the records rounds, bench/tinyrec.py)
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
 
@@ -21,6 +23,7 @@ WARMUP=${WARMUP:-2}
 KEY=${KEY:-rsa}
 STIME_PROCS=${STIME_PROCS:-2}
 BURST=${BURST:-200}
+RECORDS=${RECORDS:-500000}
 
 UP1=19083 UP2=19084 ADMIN=19901
 declare -A PORT=([isthmus]=19443 [haproxy]=19543)
@@ -29,7 +32,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_NAME=tls
 . "$BENCH_DIR/lib.sh"
 
-case $ROUNDS$DURATION$CONNS$WARMUP$BURST in *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP, BURST must be integers";; esac
+case $ROUNDS$DURATION$CONNS$WARMUP$BURST$RECORDS in *[!0-9]*) die "ROUNDS, DURATION, CONNS, WARMUP, BURST, RECORDS must be integers";; esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] || die "ROUNDS, DURATION, CONNS must be >= 1"
 case $KEY in rsa) KEYDESC="RSA-2048" ;; ecdsa) KEYDESC="ECDSA P-256" ;; *) die "KEY must be rsa or ecdsa" ;; esac
 need_tools "$NGINX" "$HAPROXY" "$WRK" curl openssl python3 ps
@@ -253,6 +256,29 @@ for p in $ACTIVE; do
 	say "$(printf "$FMT" "$p" "$(echo "${BG[$p]:-}" | median | fmt_num 1) ($(echo "${BG[$p]:-}" | spread))" \
 		"$(echo "${BA[$p]:-}" | median | fmt_num 1) ($(echo "${BA[$p]:-}" | spread))" \
 		"$(echo "${BB[$p]:-}" | median | fmt_num 0) ($(echo "${BB[$p]:-}" | spread))")"
+done
+# A request body in 1-byte TLS records (bench/tinyrec.py): the proxy's CPU per record, which a
+# proxy that hands on one record at a time pays in full for each.
+say ""
+say "## records: a request body of RECORDS ($RECORDS) 1-byte TLS records, $ROUNDS rounds per proxy; proxy CPU µs per record, medians (min..max)"
+declare -A TR=()
+for r in $(seq 1 "$ROUNDS"); do
+	for p in $ACTIVE; do
+		proxy_running "$p" || continue
+		t0=$(cpu_ticks "${PID[$p]}")
+		if ! timeout 200 python3 "$BENCH_DIR/tinyrec.py" "${PORT[$p]}" "$RECORDS" >"$TMP/records-$r-$p.txt" 2>&1; then
+			say "# WARNING: round $r records $p failed: $(tail -1 "$TMP/records-$r-$p.txt")"
+			continue
+		fi
+		t1=$(cpu_ticks "${PID[$p]}")
+		read -r secs status <"$TMP/records-$r-$p.txt"
+		us=$(awk -v t=$((t1 - t0)) -v n="$RECORDS" -v hz="$HZ" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+		TR[$p]="${TR[$p]:-} $us"
+		raw "$r records $p seconds $secs status $status cpu_ticks $((t1 - t0)) us_per_record $us"
+	done
+done
+for p in $ACTIVE; do
+	say "$(printf '  %-8s %s (%s)' "$p" "$(echo "${TR[$p]:-}" | median | fmt_num 2)" "$(echo "${TR[$p]:-}" | spread)")"
 done
 say ""
 say "## share of resumed TLS sessions in the hs rounds, % (median, min..max) — wrk resumes a session when it reconnects"
