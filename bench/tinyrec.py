@@ -16,16 +16,14 @@ import sys
 import time
 
 
-def main():
-    port, records = int(sys.argv[1]), int(sys.argv[2])
-    size = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+def bio_session(port, ctx, sni="localhost", timeout=120):
+    """A TLS client over a socket through memory BIOs, handshaken: (socket,
+    SSLObject, incoming BIO, outgoing BIO); what the object writes goes out
+    only when the caller sends it, so records can be sent together (also
+    test_tls.py's)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
     while True:
         try:
             obj.do_handshake()
@@ -34,9 +32,21 @@ def main():
             sock.sendall(out.read())
             d = sock.recv(65536)
             if not d:
-                sys.exit("tinyrec: the handshake ended")
+                sock.close()
+                raise EOFError("the handshake ended")
             inc.write(d)
     sock.sendall(out.read())
+    return sock, obj, inc, out
+
+
+def main():
+    port, records = int(sys.argv[1]), int(sys.argv[2])
+    size = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    sock, obj, inc, out = bio_session(port, ctx)
     obj.write(f"POST /records HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {records * size}\r\n\r\n".encode())
     sock.sendall(out.read())
     chunk = b"x" * size
@@ -63,4 +73,5 @@ def main():
     sock.close()
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,10 @@ from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_
                      service_entry_protocol,
                      spawn_listening, virtual_service, vmrss_kib, wrk_reap)
 
+# bench/tinyrec.py's TLS client through memory BIOs (records sent together).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from tinyrec import bio_session  # noqa: E402
+
 SVC = "tls.test.internal"
 _test = Registry()
 register = _test.register
@@ -1143,26 +1147,6 @@ def tls_handshake_burst_spares_open_connections(env):
     before = [int(r[2]) for r in rounds]
     check(min(before) <= n // 4, f"the open connection's request was answered after {before} of {n} handshakes "
           f"(want at most {n // 4} in one burst); get_ms all_ms answered:\n{out}")
-
-
-def bio_session(port, ctx, sni="localhost"):
-    """A TLS client over a socket through memory BIOs, handshaken: (socket,
-    SSLObject, incoming BIO, outgoing BIO); what the object writes goes out
-    only when the test sends it, so records can be sent together."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            sock.sendall(out.read())
-            d = sock.recv(65536)
-            check(d, "the handshake ended")
-            inc.write(d)
-    sock.sendall(out.read())
-    return sock, obj, inc, out
 
 
 @_test
