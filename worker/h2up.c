@@ -127,8 +127,10 @@ static void unlink_stream(struct ism_h2us *x)
 	c->n_streams--;
 	x->c = NULL;
 	c->w->wake_waiters = 1;
+	/* An endpoint the table no longer lists: closed at the next tick. */
 	if (c->n_streams == 0)
-		c->u->idle_deadline = c->w->now + c->u->idle_ms;
+		c->u->idle_deadline =
+		    c->w->now + (ism_up_ep_listed(c->w, c->u->ep_id) ? c->u->idle_ms : 0);
 }
 
 static void free_stream(struct ism_h2us *x)

@@ -247,7 +247,7 @@ void ism_up_release(struct ism_wctx *w, struct ism_stream *st, bool pool, uint32
 	/* Bytes held after the response: not a clean connection. */
 	if (pool && u->reusable && u->state == ISM_UP_BUSY && !u->s.send_armed &&
 	    u->hold.len == 0 && !w->draining && !ism_sock_held(&u->s) &&
-	    !ism_up_expired(w->now, u) && w->shm->hdr->eps[u->ep_id].in_use && ism_up_same_ep(w, u))
+	    !ism_up_expired(w->now, u) && ism_up_ep_listed(w, u->ep_id) && ism_up_same_ep(w, u))
 		pool_put(w, u, idle_ms);
 	else
 		ism_up_close(w, u);
@@ -1490,13 +1490,31 @@ void ism_up_drain(struct ism_wctx *w)
 	}
 }
 
+bool ism_up_ep_listed(const struct ism_wctx *w, uint32_t id)
+{
+	return id < ISM_MAX_ENDPOINTS && (w->ep_listed[id / 8] & (1u << (id % 8)));
+}
+
 void ism_up_table_changed(struct ism_wctx *w)
 {
+	const struct ism_table *t = w->table;
+
+	/* An endpoint a reload or a DNS answer removed keeps its slot until
+	 * every worker has left the tables that list it: what the new table
+	 * lists tells, as Envoy drains a removed host's pools at once. */
+	memset(w->ep_listed, 0, sizeof(w->ep_listed));
+	for (uint32_t c = 0; c < t->n_clusters; c++)
+		for (uint32_t e = 0; e < t->clusters[c].n_endpoints; e++) {
+			uint32_t id = t->clusters[c].endpoints[e].id;
+
+			if (id < ISM_MAX_ENDPOINTS)
+				w->ep_listed[id / 8] |= (uint8_t)(1u << (id % 8));
+		}
 	for (uint32_t i = 0; i < w->ups.n; i++) {
 		struct ism_upconn *u = w->ups.obj[i];
 
 		if ((u->state == ISM_UP_IDLE || (u->state == ISM_UP_MUX && ism_h2up_idle(u))) &&
-		    (!atomic_load(&w->shm->hdr->eps[u->ep_id].in_use) || !ism_up_same_ep(w, u)))
+		    (!ism_up_ep_listed(w, u->ep_id) || !ism_up_same_ep(w, u)))
 			ism_up_close(w, u);
 	}
 }

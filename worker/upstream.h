@@ -233,6 +233,8 @@ void ism_up_tick(struct ism_wctx *w);
 void ism_up_drain(struct ism_wctx *w);
 /* Pooled connections to endpoints that left the configuration go. */
 void ism_up_table_changed(struct ism_wctx *w);
+/* Whether the current table lists endpoint id (ism_up_table_changed). */
+bool ism_up_ep_listed(const struct ism_wctx *w, uint32_t id);
 void ism_up_free_all(struct ism_wctx *w);
 
 #endif

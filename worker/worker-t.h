@@ -198,7 +198,10 @@ struct ism_wctx {
 	 * established connections goes out between the steps of a burst */
 	uint64_t *hsq;
 	uint32_t n_hsq, cap_hsq;
-	uint64_t hs_ns;	    /* time this turn's client handshake steps took */
+	uint64_t hs_ns; /* time this turn's client handshake steps took */
+	/* the endpoints the current table lists (bit per id): a connection to
+	 * one it no longer lists is not kept idle (ism_up_table_changed) */
+	uint8_t ep_listed[ISM_MAX_ENDPOINTS / 8];
 	uint32_t ring_busy; /* waits in a row the kernel refused for want of room */
 	/* submission entries the kernel had no room for, in order (ism_w_sqe):
 	 * moved to the queue before the loop submits again; room for

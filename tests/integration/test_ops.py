@@ -1831,6 +1831,37 @@ def access_log_unwritable_refused(env):
 
 
 @_test
+def removed_endpoint_idle_connections_close(env):
+    """A reload that removes an endpoint closes the idle pooled connections
+    to it at once, as Envoy drains a removed host's pools: they stayed open
+    until a later change freed the endpoint's slot, or for the pool's idle
+    timeout (an hour by default)."""
+    ups = {n: env.upstream([f"{a}:0={n}"], name=n)[n] for n, a in (("a", "127.0.0.2"), ("b", "127.0.0.3"))}
+    gw_port = free_port()
+    routes = f"  - route: [{{destination: {{host: {SVC}}}}}]\n"
+
+    def write(*names):
+        eps = [{"address": {"a": "127.0.0.2", "b": "127.0.0.3"}[n], "port": ups[n]} for n in names]
+        env.write("isthmus.yaml", docs(appliance(env, workers=1), gateway(gw_port),
+                                       virtual_service("ops", ["*"], routes), service_entry("ops", SVC, eps)))
+
+    def conns_to_b():
+        out = subprocess.run(["ss", "-tnH", "state", "established", "dst", f"127.0.0.3:{ups['b']}"],
+                             capture_output=True, text=True, timeout=10).stdout
+        return len([l for l in out.splitlines() if l.strip()])
+
+    write("a", "b")
+    env.start_gateway(env.path("isthmus.yaml"), gw_port)
+    poll(lambda: {env.get(f"/p{i}").header("x-upstream") for i in range(4)} == {"a", "b"}, 10,
+         what="both endpoints answering")
+    check(conns_to_b() >= 1, "no pooled connection to b")
+    write("a")
+    check("published" in ctl_cmd(env.path("ctl.sock"), "reload"), "the reload removing b was refused")
+    poll(lambda: conns_to_b() == 0, 10, what="the idle connections to the removed endpoint to close")
+    check({env.get(f"/q{i}").header("x-upstream") for i in range(4)} == {"a"}, "b still answers")
+
+
+@_test
 def reload_changes_worker_user(env):
     """A reload that sets spec.user starts a new set of workers as that user
     (the running ones stayed root, and only a worker restarted later took the
