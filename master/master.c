@@ -54,6 +54,9 @@
 #define RESPAWN_MIN_MS 100
 #define RESPAWN_MAX_MS 10000
 #define STOP_GRACE_MS  5000
+/* How often the master looks whether a new worker set serves while the set
+ * it replaces still does. */
+#define REPLACED_POLL_MS 20
 /* A worker writes its heartbeat at each 100 ms tick of its loop. One that has
  * not for HANG_MS is hung (stopped, spinning, blocked): it is killed and
  * restarted. Before its first heartbeat a worker has HANG_START_MS (its TLS
@@ -1710,6 +1713,10 @@ static int next_timeout(struct ism_master *m, uint64_t now)
 			if (due < (uint64_t)t)
 				t = (int)due;
 		}
+		/* A replaced set drains once the new one serves, which no
+		 * event tells: polled (retire_replaced). */
+		if (ws->replaced && ws->pid && t > REPLACED_POLL_MS)
+			t = REPLACED_POLL_MS;
 	}
 	return t;
 }
