@@ -39,6 +39,24 @@ def bio_session(port, ctx, sni="localhost", timeout=120):
     return sock, obj, inc, out
 
 
+def read_until(sock, obj, inc, pattern, deadline):
+    """The plaintext the session reads until it matches pattern (bytes, a
+    regular expression), the peer closes, or time.monotonic() passes
+    deadline: what came (also test_tls.py's)."""
+    got = b""
+    while not re.search(pattern, got) and time.monotonic() < deadline:
+        try:
+            got += obj.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        d = sock.recv(65536)
+        if not d:
+            break
+        inc.write(d)
+    return got
+
+
 def main():
     port, records = int(sys.argv[1]), int(sys.argv[2])
     size = int(sys.argv[3]) if len(sys.argv) > 3 else 1
@@ -57,17 +75,7 @@ def main():
             obj.write(chunk)
         left -= min(2000, left)
         sock.sendall(out.read())
-    got = b""
-    while not re.search(rb"\r\n\r\n", got) and time.monotonic() - t0 < 120:
-        try:
-            got += obj.read(65536)
-            continue
-        except ssl.SSLWantReadError:
-            pass
-        d = sock.recv(65536)
-        if not d:
-            break
-        inc.write(d)
+    got = read_until(sock, obj, inc, rb"\r\n\r\n", t0 + 120)
     status = got.split(b" ", 2)[1].decode() if got.startswith(b"HTTP/1.1 ") else "none"
     print(f"{time.monotonic() - t0:.3f} {status}", flush=True)
     sock.close()

@@ -29,7 +29,7 @@ from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_
 
 # bench/tinyrec.py's TLS client through memory BIOs (records sent together).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
-from tinyrec import bio_session  # noqa: E402
+from tinyrec import bio_session, read_until  # noqa: E402
 
 SVC = "tls.test.internal"
 _test = Registry()
@@ -1171,16 +1171,7 @@ def tls_small_records_read_together(env):
         wire = out.read()
         check(len(wire) > 20 * n, f"{len(wire)} bytes on the wire for {n} records")
         sock.sendall(wire)
-        got = b""
-        while not re.search(rb"\r\n\r\n\d+\n", got):
-            try:
-                got += obj.read(65536)
-                continue
-            except ssl.SSLWantReadError:
-                pass
-            d = sock.recv(65536)
-            check(d, f"the connection closed: {got!r}")
-            inc.write(d)
+        got = read_until(sock, obj, inc, rb"\r\n\r\n\d+\n", time.monotonic() + 30)
         check(got.startswith(b"HTTP/1.1 200") and got.endswith(f"\r\n\r\n{n}\n".encode()),
               f"the body did not arrive whole: {got!r}")
         ss = subprocess.run(["ss", "-tniH", "state", "established", "dst", f"127.0.0.2:{up_port}"],
