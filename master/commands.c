@@ -33,19 +33,23 @@ int ism_master_ready(const struct ism_master *m)
 	return ism_master_workers_serve(m);
 }
 
+bool ism_master_slot_serves(const struct ism_master *m, int i)
+{
+	const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
+
+	return atomic_load(&ws->pid) != 0 && atomic_load(&ws->gen) != 0 &&
+	       !atomic_load(&ws->draining);
+}
+
 bool ism_master_workers_serve(const struct ism_master *m)
 {
 	/* Serving: a worker, of the current set or of the one a reload is
 	 * replacing, takes connections on a published configuration. One in
 	 * its restart delay (a crash loop) does not take a gateway whose other
 	 * workers serve out of its balancer's pool. */
-	for (int i = 0; i < m->n_slots; i++) {
-		const struct ism_worker_slot *ws = &m->shm.hdr->workers[i];
-
-		if (atomic_load(&ws->pid) != 0 && atomic_load(&ws->gen) != 0 &&
-		    !atomic_load(&ws->draining))
+	for (int i = 0; i < m->n_slots; i++)
+		if (ism_master_slot_serves(m, i))
 			return true;
-	}
 	return false;
 }
 

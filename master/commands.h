@@ -19,6 +19,8 @@ int ism_master_ready(const struct ism_master *m);
 /* Whether a worker of the master's (of the current set, or of the one a reload
  * is replacing) takes connections on a published configuration. */
 bool ism_master_workers_serve(const struct ism_master *m);
+/* Whether the worker in slot i takes connections on a published configuration. */
+bool ism_master_slot_serves(const struct ism_master *m, int i);
 
 struct ism_shm;
 

@@ -1431,13 +1431,9 @@ static bool retiring_workers(const struct ism_master *m)
  * configuration. */
 static bool current_set_serves(const struct ism_master *m)
 {
-	for (int i = 0; i < m->n_slots; i++) {
-		const struct ism_worker_slot *ss = &m->shm.hdr->workers[i];
-
-		if (m->workers[i].active && m->workers[i].pid && atomic_load(&ss->gen) != 0 &&
-		    !atomic_load(&ss->draining))
+	for (int i = 0; i < m->n_slots; i++)
+		if (m->workers[i].active && ism_master_slot_serves(m, i))
 			return true;
-	}
 	return false;
 }
 
