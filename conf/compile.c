@@ -107,8 +107,10 @@ struct cbuild {
 	/* per VirtualService: 1 + the listener whose counters vs_routes[vi]
 	 * holds (0: none yet); the listener build_listener builds */
 	uint32_t *vs_routes_at, listener;
-	struct l4comp **l4[2];	   /* per VirtualService: its tcp, tls routes */
-	const struct ism_hc **hcs; /* per health check, compiled once */
+	uint16_t port;		    /* the port of that listener */
+	const struct ism_cm_vs *vs; /* whose routes are compiled: named by warnings */
+	struct l4comp **l4[2];	    /* per VirtualService: its tcp, tls routes */
+	const struct ism_hc **hcs;  /* per health check, compiled once */
 	/* The VirtualServices bound to each Gateway, in file order:
 	 * vs_of_gw[vs_at[g] .. vs_at[g + 1]) for Gateway g. */
 	size_t *vs_at;
@@ -323,17 +325,66 @@ static void conv_match(struct cbuild *b, const struct ism_cm_match *in, struct i
 
 /* --- clusters --- */
 
+/* The ServiceEntry port of the cluster; NULL when the host has no ServiceEntry
+ * or it has no such port. */
+static const struct ism_cm_se_port *se_port(const struct ckey *k)
+{
+	uint32_t at;
+
+	if (k->se != NULL && k->se->port_by_number != NULL &&
+	    ism_strmap_get(k->se->port_by_number, (const char *)&(uint32_t){k->port},
+			   sizeof(uint32_t), &at))
+		return &k->se->ports[at];
+	return NULL;
+}
+
+/* The service port of destination d on the listener being built: the one it
+ * names, else its ServiceEntry's only one, else the listener's (istiod's
+ * GetDestinationCluster). */
+static uint16_t dest_port(const struct cbuild *b, const struct ism_cm_dest *d)
+{
+	return d->svc_port ? d->svc_port : b->port;
+}
+
+/* Whether a destination's cluster depends on the listener (dest_port). */
+static bool dests_on_listener(const struct ism_cm_dest *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (d[i].svc_port == 0)
+			return true;
+	return false;
+}
+
+/* A destination whose ServiceEntry lacks the listener's port has no cluster
+ * in istiod's configuration: Envoy answers 503 NC (the cluster is missing). */
+static void warn_missing_port(struct cbuild *b, const struct ism_cm_dest *d, uint16_t port)
+{
+	const struct ism_node *at = d->at;
+	char field[600];
+
+	if (d->se == NULL || d->svc_port != 0)
+		return;
+	snprintf(field, sizeof(field), "%s: destination",
+		 b->vs != NULL ? b->vs->r.label : "VirtualService");
+	ism_diag_add(b->d, ISM_DIAG_WARNING, b->c->file, at ? at->line : 0, at ? at->col : 0, field,
+		     "host %s has no port %u, the port of the listener routing to it (no "
+		     "port.number: the listener's, as istiod takes it): its requests there get "
+		     "503 (NC)",
+		     d->host, port);
+}
+
 /* The cluster of a destination: the first one with its host, subset and
  * service port, or a new one. */
 static uint32_t cluster_index(struct cbuild *b, const struct ism_cm_dest *d)
 {
 	const char *subset = d->subset ? d->subset : "";
 	size_t hl = strlen(d->host), sl = strlen(subset), pl, len;
+	uint16_t sp = dest_port(b, d);
 	char port[8], *id;
 	uint32_t at;
 	int rc;
 
-	pl = (size_t)snprintf(port, sizeof(port), "%u", d->svc_port);
+	pl = (size_t)snprintf(port, sizeof(port), "%u", sp);
 	len = pl + 1 + sl + 1 + hl;
 	id = malloc(len);
 	if (id == NULL || ism_grow(&b->keys, &b->cap_keys, b->n_keys, sizeof(*b->keys)) < 0) {
@@ -351,7 +402,9 @@ static uint32_t cluster_index(struct cbuild *b, const struct ism_cm_dest *d)
 			b->rc = -ENOMEM;
 		return rc < 0 ? 0 : at;
 	}
-	b->keys[b->n_keys] = (struct ckey){d->host, subset, d->svc_port, d->se, id};
+	b->keys[b->n_keys] = (struct ckey){d->host, subset, sp, d->se, id};
+	if (se_port(&b->keys[b->n_keys]) == NULL)
+		warn_missing_port(b, d, sp);
 	return (uint32_t)b->n_keys++;
 }
 
@@ -541,19 +594,6 @@ static int candidates(struct cbuild *b, const struct ism_cm_se *se, const struct
 		}
 	}
 	return 0;
-}
-
-/* The ServiceEntry port of the cluster; NULL when the host has no ServiceEntry
- * or it has no such port. */
-static const struct ism_cm_se_port *se_port(const struct ckey *k)
-{
-	uint32_t at;
-
-	if (k->se != NULL && k->se->port_by_number != NULL &&
-	    ism_strmap_get(k->se->port_by_number, (const char *)&(uint32_t){k->port},
-			   sizeof(uint32_t), &at))
-		return &k->se->ports[at];
-	return NULL;
 }
 
 /* A slot for one more endpoint in cs; NULL when memory runs out. */
@@ -1464,6 +1504,7 @@ static void fill_cluster(struct cbuild *b, const struct ckey *k, struct ism_clus
 	cl->host = astr(b, k->host);
 	cl->subset = astr(b, k->subset);
 	cl->port = k->port;
+	cl->missing = se_port(k) == NULL;
 	apply_policy(b, &tp, cl);
 	cl->proto = upstream_proto(k, &tp.pool);
 	apply_h2(&tp.pool, cl);
@@ -1522,7 +1563,7 @@ static bool dest_hashed(struct cbuild *b, const struct ism_cm_dest *d)
 	const struct ism_cm_subset *s = d->subset ? ism_model_find_subset(dr, d->subset) : NULL;
 	struct ism_cm_tp tp;
 
-	ism_model_policy(dr, s, d->svc_port, &tp);
+	ism_model_policy(dr, s, dest_port(b, d), &tp);
 	return tp.lb.has_hash;
 }
 
@@ -1854,25 +1895,61 @@ static struct ism_dest *compile_dests(struct cbuild *b, const struct ism_cm_dest
 	return d;
 }
 
+/* Whether route r's clusters depend on the listener (dests_on_listener). */
+static bool route_on_listener(const struct ism_cm_route *r)
+{
+	return dests_on_listener(r->dest, r->n_dest) ||
+	       (r->mirror != NULL && dests_on_listener(r->mirror, 1)) ||
+	       dests_on_listener(r->mirrors, r->n_mirrors);
+}
+
+/* Route r's destinations and mirrors on the listener being built, in o:
+ * each destination keeps the actions o->dest had (none when NULL). Consistent
+ * hashing turns off retry's previous-hosts predicate by the cluster's policy,
+ * which depends on the port too. */
+static void route_targets(struct cbuild *b, const struct ism_cm_route *r, struct ism_route *o)
+{
+	const struct ism_dest *had = o->dest;
+	uint32_t total;
+	struct ism_dest *d = compile_dests(b, r->dest, r->n_dest, &total);
+
+	for (size_t j = 0; d != NULL && had != NULL && j < r->n_dest; j++)
+		d[j].act = had[j].act;
+	o->n_dest = (uint32_t)r->n_dest;
+	o->dest = d;
+	o->total_weight = total;
+	o->retry.ignore_previous_hosts = r->retry.ignore_previous_hosts;
+	if (!r->retry_prev_set && r->n_dest == 1 && dest_hashed(b, &r->dest[0]))
+		o->retry.ignore_previous_hosts = 0;
+	o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
+}
+
 /* A VirtualService's routes as listener b->listener has them: their counters
  * its own, as Envoy counts a route per route configuration (one per port), so
  * that a route served on two ports is not one count shown under both. The
  * first listener takes them as compiled, each later one a copy (listeners
- * are built in order: the copy replaces the cache). */
+ * are built in order: the copy replaces the cache), whose routes to the
+ * listener's port (route_on_listener) are made for its port. */
 static const struct ism_route *listener_routes(struct cbuild *b, size_t vi, uint32_t n)
 {
+	const struct ism_cm_vs *vs = b->c->vss[vi];
 	const struct ism_route *cached = b->vs_routes[vi];
+	uint32_t at = b->vs_routes_at[vi];
 	struct ism_route *copy;
 
-	if (b->vs_routes_at[vi] == 0 || b->vs_routes_at[vi] == b->listener + 1) {
+	if (at == 0 || at == b->listener + 1) {
 		b->vs_routes_at[vi] = b->listener + 1;
 		return cached;
 	}
 	copy = ANEW(b, n, struct ism_route);
+	b->vs = vs;
 	for (uint32_t i = 0; copy != NULL && i < n; i++) {
 		copy[i] = cached[i];
 		copy[i].stats = MNEW(b, 1, struct ism_counters);
+		if (b->groups[at - 1].port != b->port && route_on_listener(&vs->routes[i]))
+			route_targets(b, &vs->routes[i], &copy[i]);
 	}
+	b->vs = NULL;
 	b->vs_routes[vi] = copy;
 	b->vs_routes_at[vi] = b->listener + 1;
 	return copy;
@@ -1886,15 +1963,18 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 	if (b->vs_routes[vi] != NULL)
 		return listener_routes(b, vi, (uint32_t)vs->n_routes);
 	routes = ANEW(b, vs->n_routes, struct ism_route);
+	b->vs = vs;
 	for (size_t i = 0; routes != NULL && i < vs->n_routes; i++) {
 		const struct ism_cm_route *r = &vs->routes[i];
 		struct ism_route *o = &routes[i];
 		struct ism_match *m = ANEW(b, r->n_match, struct ism_match);
-		uint32_t total;
-		struct ism_dest *d = compile_dests(b, r->dest, r->n_dest, &total);
 		const struct ism_dest_actions *da;
+		struct ism_dest *d;
 		char name[512];
 
+		compile_retry(b, &r->retry, &o->retry);
+		route_targets(b, r, o);
+		d = (struct ism_dest *)o->dest;
 		if (m == NULL || d == NULL)
 			return NULL;
 		if (r->name != NULL)
@@ -1915,14 +1995,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		}
 		o->n_match = (uint32_t)r->n_match;
 		o->match = m;
-		o->n_dest = (uint32_t)r->n_dest;
-		o->dest = d;
-		o->total_weight = total;
 		o->timeout_ms = r->timeout_ms;
-		compile_retry(b, &r->retry, &o->retry);
-		if (!r->retry_prev_set && r->n_dest == 1 && dest_hashed(b, &r->dest[0]))
-			o->retry.ignore_previous_hosts = 0;
-		o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
 		o->act = compile_actions(b, r);
 		o->fault = compile_fault(b, r->fault);
 		o->cors = compile_cors(b, r->cors);
@@ -1930,6 +2003,7 @@ static const struct ism_route *compile_routes(struct cbuild *b, size_t vi)
 		 * and gateways of the listener share it. */
 		o->stats = MNEW(b, 1, struct ism_counters);
 	}
+	b->vs = NULL;
 	b->vs_routes[vi] = routes;
 	b->vs_routes_at[vi] = b->listener + 1;
 	return routes;
@@ -2878,6 +2952,9 @@ struct l4comp {
 	uint32_t n_dest, total;
 	struct ism_l4counters *stats;
 	const struct ism_subnet **subnets; /* per match (malloc'd array) */
+	const struct ism_cm_vs *vs;	   /* whose route it is */
+	uint16_t port;			   /* of the listener dest was made for */
+	bool on_listener;		   /* dest depends on the listener (dests_on_listener) */
 };
 
 /* The compiled routes of VirtualService vi's spec.tcp (tls 0) or spec.tls. */
@@ -2903,8 +2980,13 @@ static const struct l4comp *l4_routes(struct cbuild *b, size_t vi, int tls)
 		snprintf(name, sizeof(name), "%s/%s#%s%zu", vs->r.ns, vs->r.name,
 			 tls ? "tls" : "tcp", i);
 		out[i].name = astr(b, name);
+		b->vs = vs;
 		out[i].dest = compile_dests(b, r->dest, r->n_dest, &out[i].total);
+		b->vs = NULL;
 		out[i].n_dest = (uint32_t)r->n_dest;
+		out[i].vs = vs;
+		out[i].port = b->port;
+		out[i].on_listener = dests_on_listener(r->dest, r->n_dest);
 		/* One counter set per route, whichever matches and listeners take it. */
 		out[i].stats = MNEW(b, 1, struct ism_l4counters);
 		out[i].subnets = calloc(r->n_match ? r->n_match : 1, sizeof(*out[i].subnets));
@@ -2949,7 +3031,8 @@ struct l4list {
 };
 
 /* Appends an entry for match mi of route mr (compiled: r); mi past its
- * matches: the entry of a route without any. */
+ * matches: the entry of a route without any. Destinations to the listener's
+ * port are made for the listener being built. */
 static void l4_add(struct cbuild *b, struct l4list *x, const struct l4comp *r, size_t mi,
 		   const struct ism_cm_l4route *mr)
 {
@@ -2965,6 +3048,11 @@ static void l4_add(struct cbuild *b, struct l4list *x, const struct l4comp *r, s
 				  .dest = r->dest,
 				  .total_weight = r->total,
 				  .stats = r->stats};
+	if (r->on_listener && r->port != b->port) {
+		b->vs = r->vs;
+		e->dest = compile_dests(b, mr->dest, mr->n_dest, &e->total_weight);
+		b->vs = NULL;
+	}
 	if (mi < mr->n_match) {
 		e->n_subnets = (uint32_t)mr->match[mi].n_subnets;
 		e->subnets = e->n_subnets ? r->subnets[mi] : NULL;
@@ -3764,6 +3852,7 @@ static void build(struct cbuild *b)
 	ls = ANEW(b, b->n_groups, struct ism_listener);
 	for (size_t i = 0; ls != NULL && i < b->n_groups && b->rc == 0; i++) {
 		b->listener = (uint32_t)i;
+		b->port = b->groups[i].port;
 		build_listener(b, &b->groups[i], &ls[i]);
 		one_counter_per_name(b, &ls[i]);
 	}

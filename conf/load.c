@@ -320,19 +320,9 @@ static void xref_dest_at(struct ism_vctx *v, const struct ism_cm_dest *cd, const
 		ism_v_pop(v, old);
 		return;
 	}
-	if (se->n_ports == 1) {
+	/* Without port.number: the only port, else the listener's (compile.c). */
+	if (se->n_ports == 1)
 		d->svc_port = (uint16_t)se->ports[0].number;
-		return;
-	}
-	if (se->n_ports > 1) {
-		old = ism_v_push(v, "%s", what);
-		ism_v_err(v,
-			  d->at->kind == ISM_NODE_MAP && what[0]
-			      ? ism_node_get(d->at, "destination", NULL)
-			      : d->at,
-			  "host %s has %zu ports: set port.number", d->host, se->n_ports);
-		ism_v_pop(v, old);
-	}
 }
 
 static void xref_dest(struct ism_vctx *v, const struct ism_cm_dest *cd, bool used)

@@ -94,7 +94,9 @@ struct ism_cm_dest {
 	struct ism_cm_headers headers;
 	/* Resolved by the cross-reference pass. */
 	const struct ism_cm_se *se;
-	uint16_t svc_port; /* 0 when the host has no ServiceEntry and no port */
+	/* the port written, else the ServiceEntry's only port; 0: the port of
+	 * the listener routing to it, as istiod's GetDestinationCluster */
+	uint16_t svc_port;
 };
 
 /* HTTPRewrite; NULL strings: not set. */

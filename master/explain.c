@@ -139,6 +139,13 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 		cl->zone_aware ? " (zoneAwareLbSetting: by region, the region's zones as one set)"
 		: cl->od       ? ""
 			       : " (no outlierDetection: no locality failover, as in Istio)");
+	if (cl->missing) {
+		ism_say(r,
+			"  no ServiceEntry has host %s and port %u: the answer is 503 (cluster "
+			"not found, NC)\n",
+			cl->host.p, cl->port);
+		return;
+	}
 	if (cl->unresolved.len > 0)
 		ism_say(r, "  dns: %s has no answer yet: its endpoints are missing\n",
 			cl->unresolved.p);

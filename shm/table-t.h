@@ -828,6 +828,9 @@ struct ism_cluster {
 	/* a name of its ServiceEntry that has no answer yet (its endpoints are
 	 * missing, a 503 says so); empty: none */
 	struct ism_str unresolved;
+	/* No ServiceEntry has its host and port: istiod makes no such cluster,
+	 * and Envoy's router answers 503 NC (cluster_not_found). */
+	uint8_t missing;
 	uint32_t n_groups;
 	const struct ism_lgroup *groups;
 	uint8_t n_priorities;

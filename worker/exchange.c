@@ -59,7 +59,7 @@ const char *ism_stream_flag_for(int status, const char *why)
 	case 503:
 		if (strstr(why, "overflow"))
 			return "UO";
-		if (strstr(why, "no healthy"))
+		if (strcmp(why, ISM_WHY_NO_HEALTHY) == 0)
 			return "UH";
 		if (strcmp(why, ISM_WHY_CLOSED) == 0)
 			return "UC";
@@ -96,6 +96,7 @@ static const char *code_details(const struct ism_stream *st, const char *transpo
 	static const char *const map[][2] = {
 	    {"NR", "route_not_found"},
 	    {"UH", "no_healthy_upstream"},
+	    {"NC", "cluster_not_found"},
 	    {"UT", "response_timeout"},
 	    {"UF", "upstream_reset_before_response_started{connection_failure}"},
 	    {"UC", "upstream_reset_before_response_started{connection_termination}"},
@@ -205,7 +206,7 @@ void ism_stream_log(struct ism_wctx *w, struct ism_stream *st)
 	    .peer = st->sess->peer,
 	    .client_port = st->xff_client[0] ? 0 : st->sess->peer_port,
 	    .upstream = st->prev_ep != UINT32_MAX ? w->shm->pub->ep_keys[st->prev_ep] : NULL,
-	    .cluster = cl ? cl->name.p : NULL,
+	    .cluster = cl != NULL && !cl->missing ? cl->name.p : NULL, /* Envoy's: one found */
 	    .sni = st->sess->sni,
 	    .details = code_details(st, transport[0] ? transport : NULL, details, sizeof(details)),
 	    .termination = st->l4 ? st->denied : NULL,

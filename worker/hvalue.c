@@ -211,7 +211,8 @@ size_t ism_hval(void *arg, const struct ism_hval_part *p, char *out, size_t cap)
 		return c->r != NULL ? hval_str(out, cap, c->r->name.p, c->r->name.len) : 0;
 	case ISM_HV_UPSTREAM_CLUSTER:
 		cl = ism_stream_cluster(c->w, st);
-		return cl != NULL ? hval_str(out, cap, cl->name.p, cl->name.len) : 0;
+		return cl != NULL && !cl->missing ? hval_str(out, cap, cl->name.p, cl->name.len)
+						  : 0;
 	case ISM_HV_TLS_VERSION:
 	case ISM_HV_PEER_URI_SAN:
 	case ISM_HV_PEER_DNS_SAN:

@@ -491,6 +491,15 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 	ism_stream_set_deadline(w, st, ISM_SDL_RESPONSE, 0);
 }
 
+/* The answer when no endpoint could be picked from cl: Envoy's router finds
+ * no cluster that istiod would not have made (a ServiceEntry without the
+ * port, a newer table without it), else none healthy. */
+static void no_endpoint(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl)
+{
+	ism_stream_local(
+	    w, st, 503, cl == NULL || cl->missing ? ISM_WHY_NO_CLUSTER : ISM_WHY_NO_HEALTHY, false);
+}
+
 /* An endpoint for the stream's next attempt: avoiding those tried and their
  * priorities as the retry policy says. */
 static int pick_endpoint(struct ism_wctx *w, struct ism_stream *st)
@@ -733,7 +742,7 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	 * of the name at its retry, and answers so. */
 	ei = cl != NULL ? pick_endpoint(w, st) : -1;
 	if (ei < 0) {
-		ism_stream_local(w, st, 503, "no healthy upstream", false);
+		no_endpoint(w, st, cl);
 		return;
 	}
 	/* A request that could not be kept whole (no memory) is not sent in part. */
@@ -971,7 +980,7 @@ void ism_stream_l4(struct ism_wctx *w, struct ism_stream *st, const struct ism_l
 	ism_retry_state_init(&st->rs, &l4_retry);
 	ei = pick_endpoint(w, st);
 	if (ei < 0) {
-		ism_stream_local(w, st, 503, "no healthy upstream", false);
+		no_endpoint(w, st, cl);
 		return;
 	}
 	st->connect_timeout_ms = cl->connect_timeout_ms;
@@ -1802,7 +1811,7 @@ static const struct ism_dest *request_upstream(struct ism_wctx *w, struct ism_st
 	}
 	*ei = pick_endpoint(w, st);
 	if (*ei < 0) {
-		ism_stream_local(w, st, 503, "no healthy upstream", false);
+		no_endpoint(w, st, cl);
 		return NULL;
 	}
 	if (cl->tls.mode != ISM_TLS_NONE) {

@@ -341,6 +341,8 @@ void ism_stream_up_reset(struct ism_wctx *w, struct ism_stream *st);
  * 502 UPE; after the head went out, the response is cut. */
 #define ISM_WHY_PROTOCOL     "malformed upstream response head"
 #define ISM_WHY_MAX_REQUESTS "upstream overflow (http2MaxRequests)"
+#define ISM_WHY_NO_HEALTHY   "no healthy upstream"
+#define ISM_WHY_NO_CLUSTER   "cluster not found"
 #define ISM_WHY_NO_SWITCH    "upstream answered the upgrade with a 2xx, not 101"
 #define ISM_WHY_INTERIM	     "upstream interim (1xx) heads over maxResponseHeaderBytes"
 void ism_stream_up_bad(struct ism_wctx *w, struct ism_stream *st, const char *why);

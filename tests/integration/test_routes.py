@@ -18,8 +18,8 @@ import re
 import subprocess
 import time
 
-from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, poll,
-                     service_entry, service_entry_protocol, virtual_service)
+from harness import (Conn, Registry, appliance, check, ctl_cmd, curl, docs, file_lines, free_port, gateway, http_get,
+                     poll, service_entry, service_entry_protocol, virtual_service)
 from test_h2 import curl_h2, info, need_tools, start_h2_upstream
 
 _test = Registry()
@@ -560,6 +560,48 @@ def headers_command_operators_proxy_protocol(env):
 
 def upstream_count(env):
     return int(env.ctl("127.0.0.2", env.up_port, "count"))
+
+
+@_test
+def destination_port_from_listener(env):
+    """A destination without port.number to a host of two ports goes to the
+    port of the Gateway server the request came through (istiod's
+    GetDestinationCluster): each listener reaches its own service port's
+    endpoint port; a listener whose port the ServiceEntry lacks answers 503 NC
+    (cluster_not_found, no upstream cluster in the log), as Envoy answers for
+    a cluster istiod never made, and `isthmus -c` warns of it."""
+    log = env.path("access.log")
+    fmt = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER% %RESPONSE_CODE_DETAILS% %REQ(:PATH)%"
+    ups = env.upstream(["127.0.0.2:0=one", "127.0.0.2:0=two"], name="up")
+    ports = [free_port() for _ in range(3)]
+    gw = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n" +
+          "".join(f"  - port: {{number: {p}, name: http-{i}, protocol: HTTP}}\n    hosts: [\"*\"]\n"
+                  for i, p in enumerate(ports)))
+    se = (f"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: svc}}\nspec:\n"
+          f"  hosts: [{SVC}]\n  ports:\n  - {{number: {ports[0]}, name: one, protocol: HTTP}}\n"
+          f"  - {{number: {ports[1]}, name: two, protocol: HTTP}}\n  resolution: STATIC\n"
+          f"  endpoints:\n  - {{address: 127.0.0.2, ports: {{one: {ups['one']}, two: {ups['two']}}}}}\n")
+    app = appliance(env, extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
+    conf = env.write("isthmus.yaml", docs(app, gw, virtual_service("vs", ["*"], "  - " + dest()[4:]), se))
+    rc, out = env.check_config(conf)
+    check(rc == 0 and f"has no port {ports[2]}" in out and "503 (NC)" in out,
+          f"isthmus -c: want a warning of port {ports[2]}, got {rc}: {out}")
+    check(f"has no port {ports[0]}" not in out and f"has no port {ports[1]}" not in out, f"isthmus -c: {out}")
+    env.start_gateway(conf, ports[0])
+    for port, name in ((ports[0], "one"), (ports[1], "two")):
+        r = poll(lambda: http_get(port, f"/{name}"), 10, what=f"an answer on port {port}")
+        check(r.status == 200 and r.body.decode().strip() == f"{name} /{name}", f"port {port}: {r}")
+    r = poll(lambda: http_get(ports[2], "/none"), 10, what=f"an answer on port {ports[2]}")
+    check(r.status == 503 and r.body == b"cluster not found\n", f"port {ports[2]}: {r}")
+    for port, want in ((ports[1], f"cluster outbound|{ports[1]}||{SVC}: 1 endpoints"),
+                       (ports[2], f"no ServiceEntry has host {SVC} and port {ports[2]}: the answer is 503")):
+        ans = ctl_cmd(env.path("ctl.sock"), f"explain GET http://test.local:{port}/x")
+        check(want in ans, f"explain on port {port}: want {want!r}: {ans}")
+    want = [f"200 - outbound|{ports[0]}||{SVC} via_upstream /one",
+            f"200 - outbound|{ports[1]}||{SVC} via_upstream /two",
+            "503 NC - cluster_not_found /none"]
+    got = poll(lambda: file_lines(log) if len(file_lines(log)) >= 3 else None, 5, what="three log lines")
+    check(sorted(got) == sorted(want), f"access log: {got}, want {want}")
 
 
 @_test

@@ -546,6 +546,78 @@ static void test_ep_id_full(void **state)
 }
 
 /* Gateway host patterns and namespaces decide the domains of a VirtualService. */
+/* The name of the cluster the first route of listener l's first vhost goes
+ * to (mirror: its first mirror's). */
+static const char *route_cluster(const struct ism_table *t, uint32_t l, bool mirror)
+{
+	const struct ism_route *r = &t->listeners[l].vhosts[0].routes[0];
+
+	return t->clusters[mirror ? r->mirrors[0].cluster : r->dest[0].cluster].name.p;
+}
+
+/* A destination without port.number to a host of several ports goes to the
+ * port of the listener the request came through (istiod's
+ * GetDestinationCluster), mirrors and tcp routes too; a listener port the
+ * ServiceEntry lacks is a cluster istiod never makes: a warning, 503 NC. */
+static void test_listener_port(void **state)
+{
+	static const char yaml[] =
+	    APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+		"metadata: {name: gw}\nspec:\n  servers:\n"
+		"  - {port: {number: 80, name: a, protocol: HTTP}, hosts: [\"*\"]}\n"
+		"  - {port: {number: 81, name: b, protocol: HTTP}, hosts: [\"*\"]}\n"
+		"  - {port: {number: 82, name: c, protocol: HTTP}, hosts: [\"*\"]}\n"
+		"  - {port: {number: 90, name: d, protocol: TCP}, hosts: [\"*\"]}\n"
+		"  - {port: {number: 91, name: e, protocol: TCP}, hosts: [\"*\"]}\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		"metadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n"
+		"  http:\n  - route: [{destination: {host: s}}]\n"
+		"    mirror: {host: s}\n"
+		"  tcp:\n  - route: [{destination: {host: s}}]\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+		"spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+		"  ports:\n  - {number: 80, name: http, protocol: HTTP, targetPort: 8080}\n"
+		"  - {number: 81, name: alt, protocol: HTTP2}\n"
+		"  - {number: 90, name: tcp, protocol: TCP}\n"
+		"  - {number: 91, name: tcp2, protocol: TCP}\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+	const struct ism_cluster *c;
+
+	assert_int_equal(t->n_listeners, 5);
+	assert_string_equal(route_cluster(t, 0, false), "outbound|80||s.default.svc.cluster.local");
+	assert_string_equal(route_cluster(t, 0, true), "outbound|80||s.default.svc.cluster.local");
+	assert_string_equal(route_cluster(t, 1, false), "outbound|81||s.default.svc.cluster.local");
+	assert_string_equal(route_cluster(t, 1, true), "outbound|81||s.default.svc.cluster.local");
+	assert_string_equal(route_cluster(t, 2, false), "outbound|82||s.default.svc.cluster.local");
+	/* The service port's own settings: its targetPort, its protocol. */
+	c = loaded_cluster(t, "outbound|80||s.default.svc.cluster.local");
+	assert_int_equal(c->n_endpoints, 1);
+	assert_int_equal(c->missing, 0);
+	assert_int_equal(ep_port(&c->endpoints[0]), 8080);
+	assert_int_equal(loaded_cluster(t, "outbound|81||s.default.svc.cluster.local")->proto,
+			 ISM_UP_HTTP2);
+	c = loaded_cluster(t, "outbound|82||s.default.svc.cluster.local");
+	assert_int_equal(c->n_endpoints, 0);
+	assert_int_equal(c->missing, 1);
+	assert_true(has_warning(&f->d, "VirtualService default/vs: destination",
+				"host s.default.svc.cluster.local has no port 82"));
+	assert_int_equal(warning_line(&f->d, "has no port 82"), 26);
+	assert_false(has_warning(&f->d, "", "has no port 80"));
+	/* The counters stay one set per listener. */
+	assert_ptr_not_equal(t->listeners[0].vhosts[0].routes[0].stats,
+			     t->listeners[1].vhosts[0].routes[0].stats);
+	for (uint32_t l = 3; l < 5; l++) {
+		char want[64];
+
+		snprintf(want, sizeof(want), "outbound|%u||s.default.svc.cluster.local",
+			 t->listeners[l].port);
+		assert_int_equal(t->listeners[l].n_tcp, 1);
+		assert_string_equal(
+		    t->clusters[t->listeners[l].tcp_routes[0].dest[0].cluster].name.p, want);
+	}
+}
+
 static void test_binding(void **state)
 {
 	static const char yaml[] =
@@ -615,10 +687,11 @@ static void test_binding(void **state)
 	/* No ServiceEntry for s: a warning, and an empty cluster. */
 	assert_true(has_warning(&f->d, "VirtualService front/v: spec.http[0].route[0]",
 				"no ServiceEntry for host s.front.svc.cluster.local"));
-	assert_int_equal(t->n_clusters, 2);
+	/* w names no port: the listener's, 80 as v's (istiod's GetDestinationCluster). */
+	assert_int_equal(t->n_clusters, 1);
 	assert_string_equal(t->clusters[0].name.p, "outbound|80||s.front.svc.cluster.local");
-	assert_string_equal(t->clusters[1].name.p, "outbound|0||s.front.svc.cluster.local");
 	assert_int_equal(t->clusters[0].n_endpoints, 0);
+	assert_int_equal(t->clusters[0].missing, 1);
 	/* Both VirtualServices use a gateway: no mesh-only warning. */
 	assert_false(has_warning(&f->d, "", "no gateway of this appliance"));
 }
@@ -2248,7 +2321,7 @@ static void test_h2_protocols(void **state)
 	for (unsigned i = 0; i < sizeof(want); i++) {
 		const struct ism_cluster *c =
 		    i < 10 ? s_cluster(t, i + 1, "")
-			   : loaded_cluster(t, "outbound|0||t.default.svc.cluster.local");
+			   : loaded_cluster(t, "outbound|80||t.default.svc.cluster.local");
 
 		assert_int_equal(c->proto, want[i]);
 		assert_int_equal(c->h2_max_streams, ISM_H2_MAX_STREAMS);
@@ -4957,13 +5030,6 @@ static const struct bad bads[] = {
      "Appliance t: spec.healthChecks[0].hostHeader", "must be a field value"},
     {"jitter percent", APP "  healthChecks:\n  - {host: a.b, intervalJitterPercent: 101}\n", 8, 40,
      "Appliance t: spec.healthChecks[0].intervalJitterPercent", "between 0 and 100"},
-    {"ambiguous port",
-     VS_HEAD "    - destination: {host: a.b}\n"
-	     "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
-	     "metadata: {name: se}\nspec:\n  hosts: [a.b]\n"
-	     "  ports: [{number: 80, name: http}, {number: 81, name: alt}]\n"
-	     "  resolution: STATIC\n",
-     22, 20, VS_FIELD "spec.http[0].route[0].destination", "has 2 ports: set port.number"},
     {"alias", APP "  user: &u x\n  group: *u\n", 8, 10, "", "aliases"},
     {"unknown kind", APP "---\napiVersion: v1\nkind: ConfigMap\n", 9, 7, "kind",
      "unknown kind \"ConfigMap\""},
@@ -6258,6 +6324,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_matches_and_defaults, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_ep_id_full, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_binding, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_listener_port, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_durations, fx_setup, fx_teardown),
 	    cmocka_unit_test(test_duration_syntax),
 	    cmocka_unit_test_setup_teardown(test_path_normalization_names, fx_setup, fx_teardown),
