@@ -333,7 +333,12 @@ static void h1_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
 
 	s->st = NULL;
 	if (!s->keepalive || !req_done || s->close_after) {
-		ism_sess_close(w, s);
+		/* The client may still be sending: the rest of the body, or
+		 * the next request (some of which s->in holds). */
+		if (!req_done || s->in.len > 0)
+			ism_sess_linger(w, s);
+		else
+			ism_sess_close(w, s);
 		return;
 	}
 	/* Idle keep-alive connections hold no buffer: the next request's bytes
@@ -646,6 +651,7 @@ void ism_h1_recv(struct ism_wctx *w, struct ism_sess *s, char *data, uint32_t re
 	case ISM_SESS_L4:
 	case ISM_SESS_TUNNEL:
 	case ISM_SESS_PREAMBLE:
+	case ISM_SESS_LINGER: /* session.c drops its bytes */
 	case ISM_SESS_CLOSING:
 	case ISM_SESS_FREE:
 		break;
@@ -712,6 +718,9 @@ void ism_h1_expire(struct ism_wctx *w, struct ism_sess *s)
 		if (s->st != NULL && s->st->flags == NULL)
 			s->st->flags = "SI";
 		ism_sess_close(w, s);
+		return;
+	case ISM_DL_LINGER:
+		ism_sess_linger_expire(w, s);
 		return;
 	case ISM_DL_IDLE:
 	case ISM_DL_NONE:

@@ -907,7 +907,15 @@ static void h2_flush(struct ism_wctx *w, struct ism_sess *s)
 		if (h->n_streams > 0)
 			ism_debug("%s: HTTP/2: the session ended with %u streams open", s->peer,
 				  h->n_streams);
-		ism_sess_close(w, s);
+		/* After a GOAWAY with every stream done, the client may still
+		 * send (WINDOW_UPDATEs as it reads the last DATA, a PING): its
+		 * bytes would meet a closed socket, whose reset drops what the
+		 * kernel has not sent yet of the responses (nginx lingers
+		 * there too). */
+		if (ret == 0 && h->n_streams == 0 && h->state != ISM_H2_FAILED)
+			ism_sess_linger(w, s);
+		else
+			ism_sess_close(w, s);
 		return;
 	}
 	if (ret > 0) {
@@ -1358,6 +1366,7 @@ void ism_h2_expire(struct ism_wctx *w, struct ism_sess *s)
 			  w->table->timeouts.request_header_ms);
 		ism_sess_close(w, s);
 		return;
+	case ISM_DL_LINGER: /* a lingering session is no longer HTTP/2's: ism_h1_expire's */
 	case ISM_DL_SEND:
 	case ISM_DL_NONE:
 		ism_sess_close(w, s);

@@ -71,6 +71,37 @@ void ism_sess_close(struct ism_wctx *w, struct ism_sess *s)
 		sess_finalize(w, s);
 }
 
+void ism_sess_linger(struct ism_wctx *w, struct ism_sess *s)
+{
+	if (s->state == ISM_SESS_CLOSING || s->state == ISM_SESS_FREE)
+		return;
+	ISM_BUG_ON(s->st != NULL);
+	s->state = ISM_SESS_LINGER;
+	ism_buf_free(&s->in);
+	ism_buf_free(&s->out);
+	ism_sock_shut_write(&s->s);
+	s->linger_end = w->now + ISM_LINGER_MAX_MS;
+	s->linger_bytes = 0;
+	ism_sess_set_deadline(w, s, ISM_DL_LINGER, ISM_LINGER_MS);
+	ism_sock_recv(w, &s->s);
+}
+
+/* The next quiet period, within the lingering's end. */
+static void linger_on(struct ism_wctx *w, struct ism_sess *s)
+{
+	uint64_t at = w->now + ISM_LINGER_MS;
+
+	ism_sess_set_deadline_at(s, ISM_DL_LINGER, at < s->linger_end ? at : s->linger_end);
+}
+
+void ism_sess_linger_expire(struct ism_wctx *w, struct ism_sess *s)
+{
+	if (w->now < s->linger_end && ism_sock_unsent(&s->s) > 0)
+		linger_on(w, s);
+	else
+		ism_sess_close(w, s);
+}
+
 void ism_sess_set_deadline(struct ism_wctx *w, struct ism_sess *s, enum ism_sess_deadline kind,
 			   uint32_t ms)
 {
@@ -458,6 +489,17 @@ static void on_read(struct ism_wctx *w, struct ism_sess *s, int res, int bid)
 		return;
 	}
 	ism_wstat_add(&w->st->bytes_in, (uint64_t)res);
+	if (s->state == ISM_SESS_LINGER) {
+		ism_w_buf_recycle(w, bid);
+		s->linger_bytes += (uint32_t)res;
+		if (s->linger_bytes > ISM_LINGER_MAX_BYTES) {
+			ism_sess_close(w, s);
+			return;
+		}
+		linger_on(w, s);
+		ism_sock_recv(w, &s->s);
+		return;
+	}
 	if (s->state == ISM_SESS_L4) {
 		/* Bytes before the upstream is connected: they go first once it
 		 * is (the receive is not armed again until then). */

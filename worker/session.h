@@ -25,6 +25,7 @@ enum ism_sess_state {
 	ISM_SESS_H2,	   /* HTTP/2: streams run on it (worker/h2.c) */
 	ISM_SESS_L4,	   /* TCP or TLS passthrough: its stream connects to the upstream */
 	ISM_SESS_TUNNEL,   /* its stream's tunnel carries its bytes (worker/tunnel.c) */
+	ISM_SESS_LINGER,   /* its end sent, the client's bytes dropped (ism_sess_linger) */
 	ISM_SESS_CLOSING,  /* closed; the slot is freed when the socket's operations end */
 };
 
@@ -42,7 +43,17 @@ enum ism_sess_deadline {
 	ISM_DL_HEADER, /* the preamble and the request head: 408 (or a quiet close) */
 	ISM_DL_IDLE,   /* a kept-alive connection without a request: close quietly */
 	ISM_DL_SEND,   /* the client does not take what is sent: close */
+	ISM_DL_LINGER, /* the lingering close is over: close */
 };
+
+/* A lingering close (ism_sess_linger) ends once the client has been quiet
+ * for ISM_LINGER_MS (Envoy's delayed_close_timeout) and the kernel has sent
+ * all of the response, or after ISM_LINGER_MAX_MS (nginx's lingering_time),
+ * or once ISM_LINGER_MAX_BYTES were dropped: a client that sends on is
+ * cut off, not read for ever. */
+#define ISM_LINGER_MS	     1000u
+#define ISM_LINGER_MAX_MS    30000u
+#define ISM_LINGER_MAX_BYTES (1u << 20)
 
 /* How the response body goes to an HTTP/1.1 client (enum values of resp_out). */
 enum ism_h1_out {
@@ -98,6 +109,8 @@ struct ism_sess {
 	uint64_t conn_id;	/* Envoy's %CONNECTION_ID% (ism_wctx.conn_seq) */
 	uint64_t accept_ms;	/* monotonic: when the connection was accepted */
 	uint64_t handshake_ms;	/* monotonic: when its TLS handshake ended (handshaken) */
+	uint64_t linger_end;	/* LINGER: when it closes whatever comes */
+	uint32_t linger_bytes;	/* LINGER: what it dropped */
 	char *sni;		/* the ClientHello's server name, NULL when none */
 	uint64_t peer_auth;	/* its server's, at the handshake (struct ism_tls_conf) */
 	int8_t xfcc_made;	/* xfcc: 0 not made yet, 1 made, -1 no client certificate */
@@ -139,6 +152,17 @@ const struct ism_buf *ism_sess_xfcc(struct ism_sess *s);
 
 /* Closes the connection; the streams on it end with it. */
 void ism_sess_close(struct ism_wctx *w, struct ism_sess *s);
+/* Closes the connection after its response, the client perhaps still
+ * sending (HTTP/1.1: a body not read, a pipelined request; HTTP/2: frames
+ * after the GOAWAY, WINDOW_UPDATEs as it reads): its FIN goes at once, what
+ * the client sends is read and dropped until its end or the bounds of
+ * ISM_LINGER_MS, then it closes. Bytes that reach a closed socket (or one
+ * closed with bytes unread) make the kernel send a reset, which drops what
+ * it has not sent yet of the response and can overtake the rest at the
+ * client (nginx's lingering close, Envoy's delayed close). */
+void ism_sess_linger(struct ism_wctx *w, struct ism_sess *s);
+/* The lingering close's deadline passed: closes, or waits on. */
+void ism_sess_linger_expire(struct ism_wctx *w, struct ism_sess *s);
 /* The cont op of a sink of internal streams (worker/mirror.h,
  * worker/extauthz.h): no client to tell. */
 bool ism_sess_no_continue(struct ism_wctx *w, struct ism_stream *st);

@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include "lib/log.h"
 #include "worker/ring.h"
@@ -874,6 +877,24 @@ void ism_sock_close(struct ism_sock *s)
 	/* shutdown() wakes the receive still pending on the socket; the slot is
 	 * only reused once every operation on it has completed. */
 	shutdown(s->fd, SHUT_RDWR);
+}
+
+void ism_sock_shut_write(struct ism_sock *s)
+{
+	if (s->state != ISM_SOCK_OPEN)
+		return;
+	if (s->x.ssl != NULL)
+		ism_xp_close_notify(s);
+	shutdown(s->fd, SHUT_WR);
+}
+
+int ism_sock_unsent(const struct ism_sock *s)
+{
+	int n = 0;
+
+	if (s->fd < 0 || ioctl(s->fd, SIOCOUTQ, &n) < 0)
+		return 0;
+	return n;
 }
 
 void ism_sock_release(struct ism_wctx *w, struct ism_sock *s)

@@ -161,6 +161,11 @@ bool ism_sock_preface_pending(const struct ism_sock *s);
 /* Shuts the socket down (after a TLS close_notify when it may); its slot is
  * free once inflight is 0: at once (check it), or at the FREE event. */
 void ism_sock_close(struct ism_sock *s);
+/* The end of what is sent (TLS: close_notify, then a FIN); receives go on. */
+void ism_sock_shut_write(struct ism_sock *s);
+/* Bytes the kernel holds of what was sent, not yet acknowledged by the peer
+ * (SIOCOUTQ); 0 when unknown. */
+int ism_sock_unsent(const struct ism_sock *s);
 /* Gives back what an open or closed socket holds (descriptor, TLS, buffers). */
 void ism_sock_release(struct ism_wctx *w, struct ism_sock *s);
 

@@ -752,7 +752,8 @@ void ism_xp_close_notify(struct ism_sock *io)
 {
 	struct ism_xport *x = &io->x;
 
-	if (x->ssl == NULL || !x->established)
+	/* Once: a lingering close sent it already. */
+	if (x->ssl == NULL || !x->established || (SSL_get_shutdown(x->ssl) & SSL_SENT_SHUTDOWN))
 		return;
 	ERR_clear_error();
 	SSL_shutdown(x->ssl);

@@ -756,6 +756,52 @@ def check_goaway_drain(rep, n, what):
           f"{what}: GOAWAY last_stream_id {rep['goaway']['last_stream_id']} drops open streams")
 
 
+def h2_frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+@_test
+def h2_lingering_close_after_goaway(env):
+    """A client that sends a frame (a PING; WINDOW_UPDATEs as it reads) after
+    the connection's last stream and GOAWAY: the gateway lingers (its FIN sent,
+    the client's bytes read and dropped) instead of closing, so the client
+    gets every byte of the response and then the end. The frame used to meet a
+    closed socket, whose reset dropped what the kernel had not sent yet: the
+    client got part of the body, then a reset. The lingering lasts while the
+    kernel holds unsent bytes of the response, past its quiet second."""
+    size = 1500000
+    gw = one_service(env, h1_upstream(env))
+    poll(lambda: env.get("/ready").status == 200, 10, what="the upstream through the gateway")
+    path = f"/bytes/{size}".encode()
+    block = b"\x82\x86\x04" + bytes([len(path)]) + path + b"\x01\x04test"  # GET http :path :authority
+    with socket.create_connection(("127.0.0.1", gw), timeout=10) as c:
+        c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
+                  h2_frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0x7fffffff)) +  # INITIAL_WINDOW_SIZE
+                  h2_frame(0x8, 0, 0, struct.pack(">I", 0x7fffffff - 65535)) +  # the connection's window
+                  h2_frame(0x1, 0x5, 1, block) +  # HEADERS, END_STREAM | END_HEADERS
+                  h2_frame(0x7, 0, 0, struct.pack(">II", 0, 0)))  # GOAWAY: the client is done
+        # Not reading for longer than the lingering's quiet second: the response
+        # waits in the kernel's buffers (the gateway lingers on while they hold some).
+        time.sleep(1.5)
+        c.sendall(h2_frame(0x6, 0, 0, b"8 bytes!"))  # PING
+        buf, got, end = b"", 0, None
+        while end is None:
+            try:
+                d = c.recv(1 << 20)
+            except ConnectionResetError:
+                end = "a reset"
+                break
+            if not d:
+                end = "the end"
+            buf += d
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = int.from_bytes(buf[:3], "big")
+                if buf[3] == 0x0 and int.from_bytes(buf[5:9], "big") & 0x7fffffff == 1:
+                    got += n - (buf[9] + 1 if buf[4] & 0x8 else 0)
+                buf = buf[9 + n:]
+    check(got == size and end == "the end", f"{got} of {size} body bytes, then {end}: want all, then the end")
+
+
 @_test
 def h2_graceful_stop_goaway(env):
     """SIGTERM with streams in flight: the client gets GOAWAY first, the streams

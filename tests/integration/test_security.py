@@ -7,12 +7,14 @@ read, and the descriptor limit.
 Registered into run.py's list by register(test)."""
 
 import ctypes
+import json
 import os
 import re
 import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -431,6 +433,50 @@ def chunked_body_limit_counts_data(env):
                     r = None
                 check(r is not None and r.status == want,
                       f"{n} bytes chunked ({'after' if later else 'with'} the head): {r}, want {want}")
+
+
+def check_lingering_close(connect):
+    """An answer that ends the connection while the client still sends (413
+    on a declared length over maxRequestBodyBytes 1000, the body coming) is
+    followed by the connection's end, not a reset, the client's bytes read and
+    dropped meanwhile; a client that sends on is cut off (after 1 MiB, or
+    the lingering's 30 s). connect(): a new Conn to the gateway."""
+    head = b"POST /echo/count HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n"
+    chunk = b"x" * 65536
+    with connect() as c:
+        c.send(head + chunk)
+        r = c.read_response()
+        try:
+            c.sock.sendall(chunk)  # more of the body after the answer: dropped
+            end = c.buf or c.sock.recv(65536)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
+            end = f"a reset ({e})"
+        check(r.status == 413 and end == b"", f"answered {r.status}, then {end!r}: want 413, then the end")
+    with connect() as c:
+        c.send(head + chunk)
+        r = c.read_response()
+        t0, cut = time.monotonic(), None
+        for _ in range(1000):  # about 10 s at most
+            try:
+                c.sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                cut = time.monotonic() - t0
+                break
+            time.sleep(0.01)
+        check(r.status == 413 and cut is not None,
+              f"a client sending on after its {r.status}: not cut off within {time.monotonic() - t0:.1f} s")
+
+
+@_test
+def lingering_close_after_early_answer(env):
+    """check_lingering_close on plaintext, as nginx's lingering close and
+    Envoy's delayed close: closing at once with unread bytes made the kernel
+    reset the connection (the client saw a reset, not the end), and a reset
+    can overtake the answer; no connection is left open after."""
+    one_upstream(env, extra="  limits: {maxRequestBodyBytes: 1000}\n")
+    check_lingering_close(lambda: Conn("127.0.0.1", env.gw_port, timeout=5))
+    poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["connections_active"] == 0, 5,
+         what="no connection left open")
 
 
 @_test

@@ -26,6 +26,7 @@ from harness import (Conn, Registry, Skip, TestFailure, appliance, check, check_
                      file_lines, free_port, gateway, have, http_get, in_netns, make_netns, poll, service_entry,
                      service_entry_protocol,
                      spawn_listening, virtual_service, vmrss_kib, wrk_reap)
+from test_security import check_lingering_close
 
 # bench/tinyrec.py's TLS client through memory BIOs (records sent together).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
@@ -1119,6 +1120,18 @@ def tls_handshake_alerts(env):
 
 
 # --------------------------------------------------------------------------- algorithms and versions
+
+
+@_test
+def tls_lingering_close(env):
+    """check_lingering_close over TLS: the answer, then close_notify and the
+    connection's end, what the client sends meanwhile read and dropped."""
+    pki = Pki(env)
+    port = free_port()
+    world(env, [server(port, ["*"], tls_simple(pki.leaf("a", ["DNS:a.example.com"])))],
+          app_extra="  limits: {maxRequestBodyBytes: 1000}\n")
+    ctx = client_ctx(pki)
+    check_lingering_close(lambda: TlsConn(port, "a.example.com", ctx, timeout=5))
 
 
 @_test
