@@ -391,8 +391,9 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	const struct ism_cluster *cl = ism_stream_cluster(w, st);
 
 	/* What went out is kept (the rest of the body, if any, is still with
-	 * the client session and follows the replay). */
-	if (cl == NULL || st->req_streamed || st->resp_started)
+	 * the client session and follows the replay). A cluster a reload
+	 * removed is looked for at the retry, as Envoy's router does (UH). */
+	if (st->req_streamed || st->resp_started)
 		return false;
 	/* A TCP or TLS connection sends nothing before it is connected. */
 	if (!st->l4 && st->replay.len == 0 && !ism_up_replayable(st))
@@ -417,7 +418,7 @@ static bool retry_possible(struct ism_wctx *w, struct ism_stream *st, enum ism_f
 	    w->now + ism_retry_backoff_ms(st->rs.backoff_base_ms, st->rs.tries, UINT32_MAX) >=
 		w->drain_deadline)
 		return false;
-	if (!st->retry_counted &&
+	if (cl != NULL && !st->retry_counted &&
 	    atomic_load_explicit(&cl->dyn->retries_active, memory_order_relaxed) >= retry_cap(cl)) {
 		/* Envoy's retry circuit breaker: UO. */
 		atomic_fetch_add_explicit(&cl->dyn->overflow, 1, memory_order_relaxed);
@@ -480,10 +481,13 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 	uint32_t ms = ism_retry_backoff_ms(st->rs.backoff_base_ms, st->rs.tries, ism_w_rand(w));
 
 	st->rs.retries_left--;
-	atomic_fetch_add_explicit(&cl->dyn->retries, 1, memory_order_relaxed);
-	if (!st->retry_counted) {
-		atomic_fetch_add_explicit(&cl->dyn->retries_active, 1, memory_order_relaxed);
-		hold_set(w, &st->retry_counted);
+	if (cl != NULL) {
+		atomic_fetch_add_explicit(&cl->dyn->retries, 1, memory_order_relaxed);
+		if (!st->retry_counted) {
+			atomic_fetch_add_explicit(&cl->dyn->retries_active, 1,
+						  memory_order_relaxed);
+			hold_set(w, &st->retry_counted);
+		}
 	}
 	start_timer(w, st, ms);
 	st->state = ISM_ST_BACKOFF;
@@ -493,7 +497,7 @@ static void schedule_retry(struct ism_wctx *w, struct ism_stream *st)
 
 /* The answer when no endpoint could be picked from cl: Envoy's router finds
  * no cluster that istiod would not have made (a ServiceEntry without the
- * port, a newer table without it), else none healthy. */
+ * port, a newer table without it: NC), else none healthy (UH). */
 static void no_endpoint(struct ism_wctx *w, struct ism_stream *st, const struct ism_cluster *cl)
 {
 	ism_stream_local(
@@ -731,16 +735,23 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	 * for the delay's end otherwise, which has come); the request counts
 	 * in http2MaxRequests from now, as Envoy's router, after the fault
 	 * filter, takes its slot. */
-	if (st->state == ISM_ST_DELAY) {
+	bool first = st->state == ISM_ST_DELAY;
+
+	if (first) {
 		st->state = ISM_ST_NEW;
 		if (cl != NULL && !st->rq_counted && !request_admitted(w, st, cl)) {
 			ism_stream_local(w, st, 503, ISM_WHY_MAX_REQUESTS, false);
 			return;
 		}
 	}
-	/* A newer table without the cluster: Envoy's router finds no cluster
-	 * of the name at its retry, and answers so. */
+	/* A newer table without the cluster: Envoy's router, which sees the
+	 * request after the delay, finds no cluster (NC); at a retry it
+	 * answers that no upstream is healthy. */
 	ei = cl != NULL ? pick_endpoint(w, st) : -1;
+	if (ei < 0 && cl == NULL && !first) {
+		ism_stream_local(w, st, 503, ISM_WHY_NO_HEALTHY, false);
+		return;
+	}
 	if (ei < 0) {
 		no_endpoint(w, st, cl);
 		return;

@@ -5,7 +5,7 @@ listener and cluster counters) is found by name in the new one, as Envoy's
 router finds its cluster by name at each retry. A request whose attempt fails
 after the reload is retried; one in a fault delay or waiting for a connection
 goes on when the wait ends (they were answered 503, or not at all); one whose cluster
-the new file no longer has answers 503 UH; one holding an http2MaxRequests slot
+the new file no longer has answers 503 NC (at a retry: UH); one holding an http2MaxRequests slot
 still holds it in the new generation; its response is counted and logged with
 its cluster; a TCP tunnel's bytes are counted in its route's new counters.
 Beside them: a fault delay that ends with no endpoint left
@@ -284,20 +284,41 @@ def reload_while_waiting_for_connection(env):
 @_test
 def reload_removes_cluster_of_waiting_request(env):
     """A request in a fault delay whose cluster the new file no longer has is
-    answered as Envoy's router answers a retry that finds no cluster: 503 UH,
-    'no healthy upstream'."""
+    answered as Envoy's router, which sees it after the delay, answers for a
+    cluster it does not find: 503 NC ('cluster not found'); a retry finding
+    none is retry_finds_cluster_gone's."""
     f = Flight(env, None, fail_on=())
     try:
         _, out, _ = f.delayed("3s", "/orphan")
         f.reload("  - route: [{destination: {host: aaa.test.internal}}]\n", own=False)
         r = done(out, "the delayed request")
-        check(r.status == 503 and r.body == b"no healthy upstream\n",
-              f"got {r.status} {r.body!r}, want 503 'no healthy upstream'")
-        check(f.line("/orphan") == "/orphan 503 UH,DI 0 -", f"access log: {f.line('/orphan')!r}")
+        check(r.status == 503 and r.body == b"cluster not found\n",
+              f"got {r.status} {r.body!r}, want 503 'cluster not found'")
+        check(f.line("/orphan") == "/orphan 503 DI,NC 0 -", f"access log: {f.line('/orphan')!r}")
         check(f.up.conns == 0, f"{f.up.conns} upstream connections, want none")
         r = http_get(f.gw, "/after")
         check(r.status == 200, f"a request after the reload: {r.status}")
     finally:
+        f.close()
+
+
+@_test
+def retry_finds_cluster_gone(env):
+    """An attempt that fails after a reload that removed its cluster is not
+    retried: Envoy's router, finding no cluster at its retry, answers that no
+    upstream is healthy (503 UH), where a request whose first attempt finds
+    none is NC (reload_removes_cluster_of_waiting_request)."""
+    f, out, release, routes = retried_in_flight(env)
+    try:
+        f.reload("  - route: [{destination: {host: aaa.test.internal}}]\n", own=False)
+        release.set()
+        r = done(out, "the request in flight")
+        check(r.status == 503 and r.body == b"no healthy upstream\n",
+              f"got {r.status} {r.body!r}, want 503 'no healthy upstream'")
+        check(f.up.conns == 1, f"{f.up.conns} upstream connections, want 1 (no retry)")
+        check(f.line("/retried") == "/retried 503 UH 1 -", f"access log: {f.line('/retried')!r}")
+    finally:
+        release.set()
         f.close()
 
 
