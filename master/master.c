@@ -72,6 +72,20 @@
  * reload's publish) until its checks' timeouts have passed, and this long
  * more for the loop to take their results. */
 #define FIRST_ROUND_MARGIN_MS 1000
+/* A worker that exits within this long of its start died young: its restart
+ * waits, RESPAWN_MIN_MS doubling to RESPAWN_MAX_MS. */
+#define YOUNG_DEATH_MS 1000
+/* The loop's housekeeping (generations reclaimed, watched files looked at,
+ * a failed health-check update tried again) comes about this often; a
+ * stopping master's loop turns every STOP_POLL_MS. */
+#define HOUSEKEEP_MS 1000
+#define STOP_POLL_MS 100
+/* A port still held by the workers a reload retires is tried this many
+ * times, this far apart (bind_one); listen()'s backlog, which the kernel
+ * caps at net.core.somaxconn. */
+#define BIND_TRIES     40
+#define BIND_RETRY_US  50000
+#define LISTEN_BACKLOG 4096
 
 static int *listen_sockets(const struct ism_table *t, const struct ism_table *cur,
 			   const int *cur_fds, struct ism_upgrade *up, bool wait, int *err,
@@ -668,7 +682,7 @@ static void watch_check(struct ism_master *m, uint64_t now)
 
 	if (now < m->next_watch || m->conf_text == NULL || m->stopping || ism_reload_busy(m))
 		return;
-	m->next_watch = now + 1000;
+	m->next_watch = now + HOUSEKEEP_MS;
 	for (size_t i = 0; i < m->n_watch; i++) {
 		struct ism_watch old = m->watch[i];
 
@@ -805,7 +819,7 @@ static void health_take(struct ism_master *m, const struct ism_table *t)
 		ism_err("health checks not updated: %s; tried again each second", strerror(-ret));
 	else if (ret == 0 && m->health_retry_at != 0)
 		ism_notice("health checks updated");
-	m->health_retry_at = ret < 0 ? ism_now_ms() + 1000 : 0;
+	m->health_retry_at = ret < 0 ? ism_now_ms() + HOUSEKEEP_MS : 0;
 }
 
 void ism_master_build_drop(struct ism_master *m, struct ism_build *b)
@@ -981,11 +995,11 @@ static int bind_one(const struct ism_listener *l, const struct ism_table *cur, c
 		if (err == EADDRINUSE && !shared &&
 		    (shared = share_port(cur, cur_fds, l->port, fd)))
 			continue;
-		if (err != EADDRINUSE || !wait || tries >= 40)
+		if (err != EADDRINUSE || !wait || tries >= BIND_TRIES)
 			goto fail;
-		usleep(50000);
+		usleep(BIND_RETRY_US);
 	}
-	if (listen(fd, 4096) < 0) {
+	if (listen(fd, LISTEN_BACKLOG) < 0) {
 		err = errno;
 		goto fail;
 	}
@@ -1305,7 +1319,7 @@ static void reap(struct ism_master *m)
 			/* A worker that dies young is restarted with a growing delay, so a
 			 * crash loop does not spin the machine. */
 			lived = ism_now_ms() - ws->started_ms;
-			if (lived < 1000) {
+			if (lived < YOUNG_DEATH_MS) {
 				ws->restarts++;
 				delay = RESPAWN_MIN_MS << (ws->restarts < 8 ? ws->restarts - 1 : 7);
 				if (delay > RESPAWN_MAX_MS)
@@ -1371,9 +1385,9 @@ static int start_owed(struct ism_master *m)
 			ism_err("worker %d: fork: %s", i, strerror(-ret));
 			/* A set with no worker serves nobody (its old set stopped
 			 * accepting): soon again, 100 ms doubling to the bound. */
-			m->owed_backoff = m->n_workers > 0
-					      ? RESPAWN_MAX_MS
-					      : (m->owed_backoff ? m->owed_backoff * 2 : 100);
+			m->owed_backoff = m->n_workers > 0 ? RESPAWN_MAX_MS
+							   : (m->owed_backoff ? m->owed_backoff * 2
+									      : RESPAWN_MIN_MS);
 			if (m->owed_backoff > RESPAWN_MAX_MS)
 				m->owed_backoff = RESPAWN_MAX_MS;
 			m->owed_retry_at = ism_now_ms() + m->owed_backoff;
@@ -1662,7 +1676,7 @@ static void handle_signals(struct ism_master *m)
 
 static int next_timeout(struct ism_master *m, uint64_t now)
 {
-	int t = ism_ctl_timeout_ms(m->ctl, now, 1000); /* 1 s: reclaim and housekeeping */
+	int t = ism_ctl_timeout_ms(m->ctl, now, HOUSEKEEP_MS);
 	int h = ism_health_timeout_ms(m->health, now);
 
 	if (h >= 0 && h < t)
@@ -1865,7 +1879,7 @@ static int master_loop(struct ism_master *m)
 		n += nctl;
 		ndns = (nfds_t)ism_resolver_pollfds(m->dns, pfd + n, ISM_RESOLVER_POLLFDS);
 		n += ndns;
-		ret = poll_open(pfd, n, m->stopping ? 100 : next_timeout(m, now));
+		ret = poll_open(pfd, n, m->stopping ? STOP_POLL_MS : next_timeout(m, now));
 		if (ret < 0 && errno != EINTR) {
 			ism_err("poll: %s", strerror(errno));
 			return 1;
@@ -1911,7 +1925,7 @@ static int master_loop(struct ism_master *m)
 		retire_overdue(m, now);
 		watch_check(m, now);
 		tickets_rotate(m, now);
-		if (now - last_reclaim >= 1000) {
+		if (now - last_reclaim >= HOUSEKEEP_MS) {
 			if (ism_shm_gen_reclaim_with(&m->shm, counts_to_current, m))
 				ism_shm_ep_sweep(&m->shm);
 			last_reclaim = now;
