@@ -24,6 +24,7 @@
 #include "lib/ascii.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
+#include "shm/table.h"
 
 /* The allocator PCRE2 sees. It lives in the arena because every compiled
  * pattern keeps a pointer to it (pcre2_match_data_create_from_pattern(code,

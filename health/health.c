@@ -22,6 +22,7 @@
 #include "health/outlier.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
+#include "shm/table.h"
 #include "worker/http1.h"
 #include "worker/proxyproto.h"
 

@@ -21,6 +21,7 @@
 #include "master/master-t.h"
 #include "master/reload.h"
 #include "master/resolve.h"
+#include "shm/table.h"
 
 int ism_master_ready(const struct ism_master *m)
 {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "shm/table.h"
 
 /* Calls each(ctx, kind, listener, name, obj) for every counted object of t,
  * in the order a search would find them (a route's counters are one object

@@ -20,6 +20,7 @@
 #include "lib/log.h"
 #include "master/commands.h"
 #include "master/master-t.h"
+#include "shm/table.h"
 #include "worker/actions.h"
 #include "worker/authz.h"
 #include "worker/balancer.h"

@@ -21,6 +21,7 @@
 #include "master/commands.h"
 #include "master/master-t.h"
 #include "master/procstat.h"
+#include "shm/table.h"
 
 void ism_prom_family(struct ism_reply *r, const struct ism_metric *m)
 {

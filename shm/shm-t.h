@@ -187,16 +187,6 @@ struct ism_worker_stats {
 	_Atomic uint64_t streams;
 };
 
-/* Adds n (taken away: (uint64_t)-n) to a counter that only this process
- * writes: a relaxed load and store, which a reader sees whole, instead of a
- * locked read-modify-write (some 20 cycles each, a few dozen a request). Not
- * for counters several workers share (endpoints', clusters', routes'). */
-static inline void ism_wstat_add(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
 /* What one worker holds of an endpoint's shared counts, in its slot, so that
  * the master gives back the share of a worker that died without doing so
  * itself (a crash, a kill): requests in flight (eps[].inflight) and

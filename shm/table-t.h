@@ -24,11 +24,6 @@ struct ism_str {
 	uint32_t len;
 };
 
-static inline bool ism_str_eq(const struct ism_str *a, const struct ism_str *b)
-{
-	return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
-}
-
 enum ism_sm_kind {
 	ISM_SM_ANY = 0, /* no condition */
 	ISM_SM_EXACT,	/* s == value */
@@ -194,12 +189,6 @@ enum ism_hval_kind {
 
 #define ISM_HV_KINDS (ISM_HV_RESP + 1)
 
-/* Whether an operator of this kind has its value only once the upstream answers. */
-static inline bool ism_hval_late(uint8_t kind)
-{
-	return kind >= ISM_HV_UPSTREAM_HOST;
-}
-
 struct ism_hval_part {
 	uint8_t kind;	  /* enum ism_hval_kind */
 	uint16_t max_len; /* at most this many bytes of its value; 0: all */
@@ -312,13 +301,6 @@ struct ism_route {
 	const struct ism_fault *fault;	     /* fault injection; NULL: none */
 };
 
-/* Whether route r forwards to its destinations (not a redirect nor a direct
- * response, where Envoy's route entry and its CORS filter are absent). */
-static inline bool ism_route_forwards(const struct ism_route *r)
-{
-	return r->act == NULL || r->act->kind == ISM_ROUTE_FORWARD;
-}
-
 /* Istio CorsPolicy of a route, compiled: what Envoy's CORS filter gets from
  * Istio. The Access-Control-* values are as Istio renders them (lists joined
  * with ",", maxAge in seconds); "" when not set. */
@@ -378,15 +360,6 @@ enum ism_tls_mode {
 	ISM_TLS_OPTIONAL_MUTUAL, /* requested; verified when sent */
 	ISM_TLS_ISTIO_MUTUAL,	 /* mutual, with the appliance's mesh identity and CA */
 };
-
-/* Istio's name of a mode. */
-static inline const char *ism_tls_mode_name(uint8_t mode)
-{
-	static const char *const names[] = {"DISABLE", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL",
-					    "ISTIO_MUTUAL"};
-
-	return mode < sizeof(names) / sizeof(names[0]) ? names[mode] : "?";
-}
 
 /* PEM text read by the master when the generation was compiled (the workers
  * cannot read key files once they dropped privileges). */
@@ -603,20 +576,6 @@ struct ism_listener {
 	const struct ism_l4route *tcp_routes;
 };
 
-/* A listener's virtual hosts come in sets: set 0 is its plaintext servers',
- * set 1 + i its HTTPS server i's. */
-static inline uint32_t ism_listener_sets(const struct ism_listener *l)
-{
-	return 1 + l->n_tls;
-}
-
-static inline const struct ism_vhost *ism_listener_set(const struct ism_listener *l, uint32_t set,
-						       uint32_t *n)
-{
-	*n = set == 0 ? l->n_vhosts : l->tls[set - 1].n_vhosts;
-	return set == 0 ? l->vhosts : l->tls[set - 1].vhosts;
-}
-
 enum ism_lb_policy {
 	ISM_LB_ROUND_ROBIN = 0,
 	ISM_LB_LEAST_REQUEST,
@@ -771,12 +730,6 @@ struct ism_cluster_dyn {
 	    responses[6]; /* workers: responses by status class (1..5) for this generation */
 };
 
-/* d's count of priorities bounded by its arrays (a worker can write it). */
-static inline uint32_t ism_dyn_priorities(const struct ism_cluster_dyn *d)
-{
-	return d->n_priorities < ISM_MAX_PRIORITIES ? d->n_priorities : ISM_MAX_PRIORITIES;
-}
-
 /* The longest gRPC health check serviceName. */
 #define ISM_HC_SERVICE_MAX 1024
 
@@ -892,20 +845,6 @@ struct ism_cluster {
 	const struct ism_tls_conf *auto_tls;
 	const struct ism_tls_conf *hc_auto_tls;
 };
-
-/* The TLS settings connections of cluster cl to its endpoint ep speak. */
-static inline const struct ism_tls_conf *ism_ep_tls(const struct ism_cluster *cl,
-						    const struct ism_endpoint *ep)
-{
-	return ep->mesh_tls && cl->auto_tls != NULL ? cl->auto_tls : &cl->tls;
-}
-
-/* What cl's active health check speaks to ep (NULL: plaintext). */
-static inline const struct ism_tls_conf *ism_ep_hc_tls(const struct ism_cluster *cl,
-						       const struct ism_endpoint *ep)
-{
-	return ep->mesh_tls && cl->hc_auto_tls != NULL ? cl->hc_auto_tls : cl->hc_tls;
-}
 
 /* Istio's meshConfig.pathNormalization, in the order of its names (worker/pathnorm.h
  * does the work). Istio's default is BASE. */

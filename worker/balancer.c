@@ -12,6 +12,7 @@
 #include "health/priority.h"
 #include "health/warmup.h"
 #include "lib/log.h"
+#include "shm/table.h"
 #include "worker/hash.h"
 
 /* A set of eligible endpoints of one cluster, as Envoy's host sets per

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shm/table.h"
 #include "worker/actions.h"
 #include "worker/worker-t.h"
 

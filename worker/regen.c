@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shm/table.h"
+
 /* One named object with counters: field is the address of its counters
  * pointer in its table (the map's key memory, valid as long as the table). */
 typedef int (*visit_fn)(void *arg, const struct ism_str *name, void *const *field);

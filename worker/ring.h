@@ -12,6 +12,12 @@
 
 #include "worker/worker-t.h"
 
+/* A completion's user_data: the operation, the slot's index and generation. */
+static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
+}
+
 /* A submission entry; the queue is flushed to make room when full, and an
  * entry the kernel has no room for waits in the worker's backlog. */
 struct io_uring_sqe *ism_w_sqe(struct ism_wctx *w);

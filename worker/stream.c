@@ -21,6 +21,7 @@
 #include "lib/ascii.h"
 #include "lib/grpc.h"
 #include "lib/log.h"
+#include "shm/table.h"
 #include "worker/accesslog.h"
 #include "worker/actions.h"
 #include "worker/authn.h"

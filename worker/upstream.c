@@ -17,6 +17,7 @@
 #include "lib/addr.h"
 #include "lib/ascii.h"
 #include "lib/log.h"
+#include "shm/table.h"
 #include "worker/actions.h"
 #include "worker/h2up.h"
 #include "worker/hash.h"

@@ -59,11 +59,6 @@ enum ism_op {
 	ISM_OP_FILES, /* a registered descriptor installed or removed (failures only) */
 };
 
-static inline uint64_t ism_ud(enum ism_op op, uint32_t idx, uint32_t gen)
-{
-	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
-}
-
 /* Objects of one kind (sessions, streams, upstream connections), recycled and
  * never freed while the worker runs: a slot's index and generation, which
  * user_data carries, tell its lives apart (worker/sock.c). */

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "conf/re2syntax.h"
+#include "shm/table.h"
 #include "worker/actions.h"
 #include "worker/mirror.h"
 #include "worker/router.h"

@@ -24,6 +24,7 @@
 #include "lib/log.h"
 #include "conf/logattrs.h"
 #include "conf/model.h"
+#include "shm/table.h"
 #include "loaded.h"
 
 #define ARENA_SIZE (4u << 20)
