@@ -110,8 +110,9 @@ struct cbuild {
 	uint32_t *vs_routes_at, listener;
 	uint16_t port;		    /* the port of that listener */
 	const struct ism_cm_vs *vs; /* whose routes are compiled: named by warnings */
-	struct l4comp **l4[2];	    /* per VirtualService: its tcp, tls routes */
-	const struct ism_hc **hcs;  /* per health check, compiled once */
+	bool quiet;	       /* the route compiled does not apply on the listener: no warning */
+	struct l4comp **l4[2]; /* per VirtualService: its tcp, tls routes */
+	const struct ism_hc **hcs; /* per health check, compiled once */
 	/* The VirtualServices bound to each Gateway, in file order:
 	 * vs_of_gw[vs_at[g] .. vs_at[g + 1]) for Gateway g. */
 	size_t *vs_at;
@@ -363,14 +364,14 @@ static void warn_missing_port(struct cbuild *b, const struct ism_cm_dest *d, uin
 	const struct ism_node *at = d->at;
 	char field[600];
 
-	if (d->se == NULL || d->svc_port != 0)
+	if (d->se == NULL || d->svc_port != 0 || b->quiet)
 		return;
 	snprintf(field, sizeof(field), "%s: destination",
 		 b->vs != NULL ? b->vs->r.label : "VirtualService");
 	ism_diag_add(b->d, ISM_DIAG_WARNING, b->c->file, at ? at->line : 0, at ? at->col : 0, field,
 		     "host %s has no port %u, the port of the listener routing to it (no "
-		     "port.number: the listener's, as istiod takes it): its requests there get "
-		     "503 (NC)",
+		     "port.number: the listener's, as istiod takes it): no such cluster there "
+		     "(requests get 503 NC, TCP connections are closed, mirrors send no copy)",
 		     d->host, port);
 }
 
@@ -1904,15 +1905,31 @@ static bool route_on_listener(const struct ism_cm_route *r)
 	       dests_on_listener(r->mirrors, r->n_mirrors);
 }
 
+/* Whether route r can apply on a listener of port: a match for any port or
+ * for that one (routes_for_gateway leaves the others out). */
+static bool route_on_port(const struct ism_cm_route *r, uint16_t port)
+{
+	for (size_t j = 0; j < r->n_match; j++)
+		if (r->match[j].port == 0 || r->match[j].port == port)
+			return true;
+	return r->n_match == 0;
+}
+
 /* Route r's destinations and mirrors on the listener being built, in o:
  * each destination keeps the actions o->dest had (none when NULL). Consistent
  * hashing turns off retry's previous-hosts predicate by the cluster's policy,
- * which depends on the port too. */
+ * which depends on the port too. A route that cannot apply there keeps what
+ * it had, and the clusters a first compile makes for it warn of nothing. */
 static void route_targets(struct cbuild *b, const struct ism_cm_route *r, struct ism_route *o)
 {
 	const struct ism_dest *had = o->dest;
 	uint32_t total;
-	struct ism_dest *d = compile_dests(b, r->dest, r->n_dest, &total);
+	struct ism_dest *d;
+
+	if (had != NULL && !route_on_port(r, b->port))
+		return;
+	b->quiet = !route_on_port(r, b->port);
+	d = compile_dests(b, r->dest, r->n_dest, &total);
 
 	for (size_t j = 0; d != NULL && had != NULL && j < r->n_dest; j++)
 		d[j].act = had[j].act;
@@ -1923,6 +1940,7 @@ static void route_targets(struct cbuild *b, const struct ism_cm_route *r, struct
 	if (!r->retry_prev_set && r->n_dest == 1 && dest_hashed(b, &r->dest[0]))
 		o->retry.ignore_previous_hosts = 0;
 	o->mirrors = compile_mirrors(b, r, &o->n_mirrors);
+	b->quiet = false;
 }
 
 /* A VirtualService's routes as listener b->listener has them: their counters

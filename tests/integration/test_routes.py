@@ -584,7 +584,7 @@ def destination_port_from_listener(env):
     app = appliance(env, extra=f"  accessLog: {{path: {log}, format: text, textFormat: \"{fmt}\"}}\n")
     conf = env.write("isthmus.yaml", docs(app, gw, virtual_service("vs", ["*"], "  - " + dest()[4:]), se))
     rc, out = env.check_config(conf)
-    check(rc == 0 and f"has no port {ports[2]}" in out and "503 (NC)" in out,
+    check(rc == 0 and f"has no port {ports[2]}" in out and "503 NC" in out,
           f"isthmus -c: want a warning of port {ports[2]}, got {rc}: {out}")
     check(f"has no port {ports[0]}" not in out and f"has no port {ports[1]}" not in out, f"isthmus -c: {out}")
     env.start_gateway(conf, ports[0])

@@ -580,7 +580,14 @@ static void test_listener_port(void **state)
 		"  ports:\n  - {number: 80, name: http, protocol: HTTP, targetPort: 8080}\n"
 		"  - {number: 81, name: alt, protocol: HTTP2}\n"
 		"  - {number: 90, name: tcp, protocol: TCP}\n"
-		"  - {number: 91, name: tcp2, protocol: TCP}\n";
+		"  - {number: 91, name: tcp2, protocol: TCP}\n"
+		/* a route for port 80 only: no cluster of it is reached on 81 or 82 */
+		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		"metadata: {name: two}\nspec:\n  hosts: [two.example]\n  gateways: [gw]\n"
+		"  http:\n  - match: [{port: 80}]\n    route: [{destination: {host: s2}}]\n"
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s2}\n"
+		"spec:\n  hosts: [s2]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n"
+		"  ports: [{number: 80, name: a}, {number: 90, name: b}]\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cluster *c;
@@ -605,6 +612,7 @@ static void test_listener_port(void **state)
 				"host s.default.svc.cluster.local has no port 82"));
 	assert_int_equal(warning_line(&f->d, "has no port 82"), 26);
 	assert_false(has_warning(&f->d, "", "has no port 80"));
+	assert_false(has_warning(&f->d, "", "s2.default.svc.cluster.local has no port"));
 	/* The counters stay one set per listener. */
 	assert_ptr_not_equal(t->listeners[0].vhosts[0].routes[0].stats,
 			     t->listeners[1].vhosts[0].routes[0].stats);
