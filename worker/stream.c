@@ -747,9 +747,10 @@ static void do_retry(struct ism_wctx *w, struct ism_stream *st)
 	}
 	/* A newer table without the cluster: Envoy's router, which sees the
 	 * request after the delay, finds no cluster (NC); at a retry it
-	 * answers that no upstream is healthy. */
+	 * answers that no upstream is healthy, where its TCP proxy's retry
+	 * finds no cluster (NC). */
 	ei = cl != NULL ? pick_endpoint(w, st) : -1;
-	if (ei < 0 && cl == NULL && !first) {
+	if (ei < 0 && cl == NULL && !first && !st->l4) {
 		ism_stream_local(w, st, 503, ISM_WHY_NO_HEALTHY, false);
 		return;
 	}

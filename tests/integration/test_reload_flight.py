@@ -17,13 +17,15 @@ cluster's index in the table changes: the request must find it by name.
 Registered into run.py's list by register(test)."""
 
 import json
+import re
+import socket
 import threading
 import time
 
 from harness import (Registry, appliance, check, ctl_cmd, docs, file_lines, free_port, gateway, http_get, poll,
                      service_entry, virtual_service)
 from test_retries import SVC, UP_ADDR, ScriptedUpstream
-from test_tunnels import TcpClient, scrape, tcp_world
+from test_tunnels import Backend, TcpClient, World, scrape, tcp_world
 
 _test = Registry()
 register = _test.register
@@ -320,6 +322,45 @@ def retry_finds_cluster_gone(env):
     finally:
         release.set()
         f.close()
+
+
+@_test
+def tcp_retry_finds_cluster_gone(env):
+    """A TCP route's connection whose connect times out after a reload removed
+    its cluster: the retry finds no cluster and the connection closes, logged
+    NC as Envoy's TCP proxy logs it (it was UH, the HTTP router's answer)."""
+    held = socket.socket()
+    held.bind(("127.0.0.3", 0))
+    held.listen(0)  # never accepted: its queue full, further connects wait
+    fill = []
+    try:
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(held.getsockname())
+            fill.append(f)
+        world = World(env, workers=1, timeouts={"upstreamConnect": "2s"}, log_format="format: text")
+        host = world.service("gone.tcp.internal", [Backend("h", "127.0.0.3", held.getsockname()[1])])
+        port = world.tcp([(host, None)])
+        world.start()
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(b"hello")
+        poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["connections_active"] >= 1, 5,
+             what="the connection at the gateway")
+        world.services = {"other.tcp.internal": world.services[host]}
+        world.listeners[0]["dests"] = [("other.tcp.internal", None)]
+        world.write()
+        reload_to(env, 2)
+        end = c.recv(100)
+        c.close()
+        check(end == b"", f"the client got {end!r}, want the end")
+        lines = poll(lambda: [ln for ln in file_lines(world.log) if "NC" in ln or "UH" in ln] or None, 10,
+                     what="the connection's log line")
+        check(re.search(r"\bNC\b", lines[-1]) and "UH" not in lines[-1], f"access log: {lines[-1]!r}, want NC")
+    finally:
+        for f in fill:
+            f.close()
+        held.close()
 
 
 @_test
