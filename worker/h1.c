@@ -333,9 +333,11 @@ static void h1_stream_done(struct ism_wctx *w, struct ism_sess *s, void *sp)
 
 	s->st = NULL;
 	if (!s->keepalive || !req_done || s->close_after) {
-		/* The client may still be sending: the rest of the body, or
-		 * the next request (some of which s->in holds). */
-		if (!req_done || s->in.len > 0)
+		/* The client may still be sending: the rest of the body (one
+		 * refused half-way, a chunked body over its limit, counts as
+		 * read: close_after), or the next request (some of which s->in
+		 * holds). */
+		if (!req_done || s->in.len > 0 || s->close_after)
 			ism_sess_linger(w, s);
 		else
 			ism_sess_close(w, s);

@@ -711,6 +711,11 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	if (f->hd.type == NGHTTP2_RST_STREAM && client_fault(f->rst_stream.error_code) &&
 	    taking(h) && !budget_take(h->w, h, 1))
 		calm(h, "reset stream");
+	/* A GOAWAY of nghttp2's own for the client's fault (its rapid reset
+	 * limit, a frame it refuses): a connection error, closed without
+	 * lingering, as calm's. */
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR)
+		h->state = ISM_H2_FAILED;
 	x = f->hd.stream_id != 0 ? h2s_of(h, f->hd.stream_id) : NULL;
 	if (x != NULL && x->st != NULL) {
 		ism_h2_meter(x->st->meter, ISM_M_DOWN_HEAD_OUT, ISM_M_DOWN_WIRE_OUT, &f->hd);

@@ -96,7 +96,9 @@ static void linger_on(struct ism_wctx *w, struct ism_sess *s)
 
 void ism_sess_linger_expire(struct ism_wctx *w, struct ism_sess *s)
 {
-	if (w->now < s->linger_end && ism_sock_unsent(&s->s) > 0)
+	/* A draining worker does not wait for a slow reader: closed with
+	 * nothing unread, the kernel sends the rest on its own. */
+	if (!w->draining && w->now < s->linger_end && ism_sock_unsent(&s->s) > 0)
 		linger_on(w, s);
 	else
 		ism_sess_close(w, s);

@@ -802,6 +802,57 @@ def h2_lingering_close_after_goaway(env):
     check(got == size and end == "the end", f"{got} of {size} body bytes, then {end}: want all, then the end")
 
 
+def h2_big_download(gw, size, goaway=True):
+    """A prior-knowledge connection to gw asking /bytes/size with windows that
+    take all of it (and the client's GOAWAY: the gateway closes after it);
+    nothing read yet."""
+    path = f"/bytes/{size}".encode()
+    block = b"\x82\x86\x04" + bytes([len(path)]) + path + b"\x01\x04test"
+    c = socket.create_connection(("127.0.0.1", gw), timeout=10)
+    c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0x7fffffff)) +
+              h2_frame(0x8, 0, 0, struct.pack(">I", 0x7fffffff - 65535)) + h2_frame(0x1, 0x5, 1, block) +
+              (h2_frame(0x7, 0, 0, struct.pack(">II", 0, 0)) if goaway else b""))
+    return c
+
+
+@_test
+def h2_lingering_skipped_on_stop_and_errors(env):
+    """A graceful stop does not wait for a client slow to read what the kernel
+    holds of its response (it waited the whole drain time, 10 s here); a
+    connection nghttp2 ended with an error GOAWAY (its rapid-reset limit) is
+    closed at once, not lingered on while the client sends."""
+    gw = one_service(env, h1_upstream(env), timeouts={"drain": "10s"}, workers=1)
+    poll(lambda: env.get("/ready").status == 200, 10, what="the upstream through the gateway")
+    # Rapid reset past nghttp2's limit: its GOAWAY (INTERNAL_ERROR), then a PING every 0.2 s.
+    block = b"\x82\x86\x84\x01\x04test"  # GET http / test
+    frames = b"".join(h2_frame(0x1, 0x5, i, block) + h2_frame(0x3, 0, i, struct.pack(">I", 8))
+                      for i in range(1, 6001, 2))
+    with socket.create_connection(("127.0.0.1", gw), timeout=10) as c:
+        c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(0x4, 0, 0) + frames)
+        t0, closed = time.monotonic(), None
+        c.settimeout(0.2)
+        while closed is None and time.monotonic() - t0 < 8:
+            try:
+                if c.recv(1 << 20) == b"":
+                    c.sendall(h2_frame(0x6, 0, 0, b"8 bytes!"))
+            except socket.timeout:
+                c.sendall(h2_frame(0x6, 0, 0, b"8 bytes!"))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic() - t0
+            time.sleep(0.2)
+    check(closed is not None and closed < 5, f"after nghttp2's GOAWAY the connection lived on {closed} s")
+    c = h2_big_download(env.gw_port, 3000000)
+    try:
+        poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["streams"] == 0, 10,
+             what="the response handed to the kernel")
+        t0 = time.monotonic()
+        os.kill(env.gateway.pid, signal.SIGTERM)
+        wait_master_exit(env, 8)
+        check(time.monotonic() - t0 < 8, "the stop waited for the slow reader")
+    finally:
+        c.close()
+
+
 @_test
 def h2_graceful_stop_goaway(env):
     """SIGTERM with streams in flight: the client gets GOAWAY first, the streams

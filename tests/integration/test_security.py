@@ -443,15 +443,23 @@ def check_lingering_close(connect):
     the lingering's 30 s). connect(): a new Conn to the gateway."""
     head = b"POST /echo/count HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n"
     chunk = b"x" * 65536
-    with connect() as c:
-        c.send(head + chunk)
-        r = c.read_response()
-        try:
-            c.sock.sendall(chunk)  # more of the body after the answer: dropped
-            end = c.buf or c.sock.recv(65536)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
-            end = f"a reset ({e})"
-        check(r.status == 413 and end == b"", f"answered {r.status}, then {end!r}: want 413, then the end")
+    # The declared length refused with the head; a chunked body refused as
+    # its data passes the limit, after the head.
+    chunked = b"POST /echo/count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for first, then in ((head + chunk, None), (chunked, b"1000\r\n" + b"x" * 4096 + b"\r\n")):
+        with connect() as c:
+            c.send(first)
+            if then:
+                time.sleep(0.05)  # the body in reads of its own, after the head's
+                c.send(then)
+            r = c.read_response()
+            try:
+                c.sock.sendall(then or chunk)  # more of the body after the answer: dropped
+                end = c.buf or c.sock.recv(65536)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
+                end = f"a reset ({e})"
+            what = "chunked" if then else "Content-Length"
+            check(r.status == 413 and end == b"", f"{what}: answered {r.status}, then {end!r}: want 413, then the end")
     with connect() as c:
         c.send(head + chunk)
         r = c.read_response()
