@@ -79,6 +79,7 @@ void ism_sess_linger(struct ism_wctx *w, struct ism_sess *s)
 	s->state = ISM_SESS_LINGER;
 	ism_buf_free(&s->in);
 	ism_buf_free(&s->out);
+	ism_h2_free(s); /* HTTP/2's ends with its last stream and nothing in flight */
 	ism_sock_shut_write(&s->s);
 	s->linger_end = w->now + ISM_LINGER_MAX_MS;
 	s->linger_bytes = 0;

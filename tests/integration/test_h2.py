@@ -782,7 +782,13 @@ def h2_lingering_close_after_goaway(env):
                   h2_frame(0x7, 0, 0, struct.pack(">II", 0, 0)))  # GOAWAY: the client is done
         # Not reading for longer than the lingering's quiet second: the response
         # waits in the kernel's buffers (the gateway lingers on while they hold some).
-        time.sleep(1.5)
+        # Lingering, the connection holds no HTTP/2 state any more.
+        t0 = time.monotonic()
+        info_now = poll(lambda: (lambda i: i if i["http2_connections"] == 0 else None)(
+            json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))), 1, what="the HTTP/2 state freed")
+        check(info_now["connections_active"] == 1 and info_now["http2_connection_heap_bytes"] == 0,
+              f"lingering: {info_now}")
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
         c.sendall(h2_frame(0x6, 0, 0, b"8 bytes!"))  # PING
         buf, got, end = b"", 0, None
         while end is None:
