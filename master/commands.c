@@ -3,6 +3,8 @@
  * endpoints; set endpoint state and weight; reload. Each in text and JSON. */
 #include "master/commands.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -636,25 +638,50 @@ static int find_endpoint(struct ism_master *m, const char *what)
 	return ism_master_ep_find(&m->shm, what, &by_key) ? (int)by_key : -1;
 }
 
-bool ism_master_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id)
+/* The endpoint of key "<service>|<ip>:<port>" with ip written as text; false
+ * when none has it. */
+static bool ep_find_ip(const struct ism_shm *shm, const char *key, size_t svc_len, const char *ip,
+		       uint16_t port, uint32_t *id)
 {
-	const char *bar = strrchr(key, '|');
-	struct sockaddr_storage ss;
-	char ip[INET6_ADDRSTRLEN], canon[ISM_EP_KEY_MAX];
-	uint16_t port;
-	int n;
+	char canon[ISM_EP_KEY_MAX];
+	int n = snprintf(canon, sizeof(canon), "%.*s", (int)svc_len, key);
 
-	if (ism_shm_ep_find(shm, key, id))
-		return true;
-	if (bar == NULL || !ism_model_parse_hostport(bar + 1, &ss, NULL) ||
-	    !ism_addr_text((const struct sockaddr *)&ss, ip, &port))
-		return false;
-	n = snprintf(canon, sizeof(canon), "%.*s", (int)(bar + 1 - key), key);
 	if (n < 0 || (size_t)n >= sizeof(canon) ||
 	    (size_t)ism_addr_port_text(canon + n, sizeof(canon) - (size_t)n, ip, port) >=
 		sizeof(canon) - (size_t)n)
 		return false;
 	return ism_shm_ep_find(shm, canon, id);
+}
+
+bool ism_master_ep_find(const struct ism_shm *shm, const char *key, uint32_t *id)
+{
+	const char *bar = strrchr(key, '|'), *pct, *close;
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN], hp[80];
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+	uint16_t port;
+	int n;
+
+	if (ism_shm_ep_find(shm, key, id))
+		return true;
+	if (bar == NULL)
+		return false;
+	/* An IPv6 zone ("[fe80::1%eth0]:80") names no endpoint of its own: an
+	 * endpoint's address has none. */
+	pct = strchr(bar + 1, '%');
+	close = pct != NULL ? strchr(pct, ']') : NULL;
+	n = close != NULL ? snprintf(hp, sizeof(hp), "%.*s%s", (int)(pct - bar - 1), bar + 1, close)
+			  : snprintf(hp, sizeof(hp), "%s", bar + 1);
+	if (n < 0 || (size_t)n >= sizeof(hp) || !ism_model_parse_hostport(hp, &ss, NULL) ||
+	    !ism_addr_text((const struct sockaddr *)&ss, ip, &port))
+		return false;
+	if (ep_find_ip(shm, key, (size_t)(bar + 1 - key), ip, port, id))
+		return true;
+	/* "[::ffff:a.b.c.d]" for an endpoint written a.b.c.d: the same host. */
+	if (ss.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(a6) ||
+	    inet_ntop(AF_INET, &a6->s6_addr[12], ip, sizeof(ip)) == NULL)
+		return false;
+	return ep_find_ip(shm, key, (size_t)(bar + 1 - key), ip, port, id);
 }
 
 /* set endpoint <id|key> state ready|drain|maint, set endpoint <id|key> weight
