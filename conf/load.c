@@ -397,22 +397,51 @@ static int vs_rank(const struct ism_conf *c, const struct ism_cm_vs *vs)
 	return strcmp(vs->r.ns, c->app.ns) == 0 ? 0 : 1;
 }
 
-/* The VirtualServices in the order a gateway takes them (stable by rank:
- * file order within one). */
+/* istiod's configCompareByCreationTime: creation time (none first), then
+ * name, then namespace; 0 only for one resource. */
+static int by_creation(const struct ism_cm_res *a, const struct ism_cm_res *b)
+{
+	int r;
+
+	if (a->has_created != b->has_created)
+		return a->has_created ? 1 : -1;
+	if (a->created != b->created)
+		return a->created < b->created ? -1 : 1;
+	r = strcmp(a->name, b->name);
+	return r != 0 ? r : strcmp(a->ns, b->ns);
+}
+
+static int vs_by_creation(const void *pa, const void *pb)
+{
+	return by_creation(&(*(struct ism_cm_vs *const *)pa)->r,
+			   &(*(struct ism_cm_vs *const *)pb)->r);
+}
+
+/* The VirtualServices in the order a gateway takes them: by rank, then as
+ * istiod orders them by creation time when the file has such times (one
+ * exported from a cluster), else in the file's order. */
 static void order_vss(struct ism_vctx *v)
 {
 	struct ism_conf *c = v->conf;
 	struct ism_cm_vs **out = calloc(c->n_vss ? c->n_vss : 1, sizeof(*out));
+	bool times = false;
 	size_t k = 0;
 
 	if (out == NULL) {
 		v->nomem = 1;
 		return;
 	}
-	for (int rank = 0; rank <= 3; rank++)
+	for (size_t i = 0; i < c->n_vss; i++)
+		times |= c->vss[i]->r.has_created;
+	for (int rank = 0; rank <= 3; rank++) {
+		size_t first = k;
+
 		for (size_t i = 0; i < c->n_vss; i++)
 			if (vs_rank(c, c->vss[i]) == rank)
 				out[k++] = c->vss[i];
+		if (times && k - first > 1)
+			qsort(out + first, k - first, sizeof(*out), vs_by_creation);
+	}
 	memcpy(c->vss, out, c->n_vss * sizeof(*out));
 	free(out);
 }

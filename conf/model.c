@@ -711,6 +711,74 @@ static const struct kind_info *check_kind(struct ism_vctx *v, const struct ism_n
 	return NULL;
 }
 
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	int64_t era;
+	unsigned yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned)(y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* n digits of s as a number, or -1. */
+static int digits(const char *s, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+bool ism_model_parse_time(const char *s, int64_t *out)
+{
+	static const unsigned char mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y = digits(s, 4), mo, d, h, mi, sec, off = 0;
+	const char *p;
+
+	if (y < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
+	    (d = digits(s + 8, 2)) < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && (y % 4 != 0 || (y % 100 == 0 && y % 400 != 0))) ||
+	    (s[10] != 'T' && s[10] != 't') || (h = digits(s + 11, 2)) < 0 || h > 23 ||
+	    s[13] != ':' || (mi = digits(s + 14, 2)) < 0 || mi > 59 || s[16] != ':' ||
+	    (sec = digits(s + 17, 2)) < 0 || sec > 60)
+		return false;
+	p = s + 19;
+	if (*p == '.') {
+		if (p[1] < '0' || p[1] > '9')
+			return false;
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	}
+	if ((*p == '+' || *p == '-') && digits(p + 1, 2) >= 0 && digits(p + 1, 2) <= 23 &&
+	    p[3] == ':' && digits(p + 4, 2) >= 0 && digits(p + 4, 2) <= 59 && p[6] == '\0') {
+		off = (digits(p + 1, 2) * 60 + digits(p + 4, 2)) * 60 * (*p == '-' ? -1 : 1);
+	} else if (!((*p == 'Z' || *p == 'z') && p[1] == '\0')) {
+		return false;
+	}
+	*out =
+	    days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - off;
+	return true;
+}
+
+/* An error at metadata field key of md; false. */
+static bool md_fail(struct ism_vctx *v, const struct ism_node *md, const char *key, const char *msg)
+{
+	size_t old = ism_v_push(v, ".%s", key);
+
+	ism_v_err(v, ism_node_get(md, key, NULL), "%s", msg);
+	ism_v_pop(v, old);
+	return false;
+}
+
 static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struct ism_cm_res *r)
 {
 	static const char *const keys[] = {"name",
@@ -730,6 +798,7 @@ static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struc
 					   "selfLink",
 					   NULL};
 	const struct ism_node *md = ism_v_node(v, doc, "metadata", true, ISM_NODE_MAP);
+	const char *ts;
 	bool ok = true;
 	size_t old;
 
@@ -744,21 +813,17 @@ static bool parse_metadata(struct ism_vctx *v, const struct ism_node *doc, struc
 	if (ism_v_str(v, md, "name", true, &r->name) <= 0) {
 		ok = false;
 	} else if (!ism_model_dns1123_subdomain(r->name)) {
-		size_t o2 = ism_v_push(v, ".name");
-
-		ism_v_err(v, ism_node_get(md, "name", NULL),
-			  "must be at most 253 lower case letters, digits, '-' and '.', "
-			  "starting and ending with a letter or digit");
-		ism_v_pop(v, o2);
-		ok = false;
+		ok = md_fail(v, md, "name",
+			     "must be at most 253 lower case letters, digits, '-' and '.', "
+			     "starting and ending with a letter or digit");
 	}
-	if (ism_v_str(v, md, "namespace", false, &r->ns) > 0 && !ism_model_dns1123_label(r->ns)) {
-		size_t o2 = ism_v_push(v, ".namespace");
-
-		ism_v_err(v, ism_node_get(md, "namespace", NULL), ISM_DNS1123_LABEL_RULE);
-		ism_v_pop(v, o2);
-		ok = false;
-	}
+	if (ism_v_str(v, md, "creationTimestamp", false, &ts) > 0 &&
+	    !(r->has_created = ism_model_parse_time(ts, &r->created)))
+		ok =
+		    md_fail(v, md, "creationTimestamp",
+			    "not an RFC 3339 time (as Kubernetes writes it: 2024-05-01T12:00:00Z)");
+	if (ism_v_str(v, md, "namespace", false, &r->ns) > 0 && !ism_model_dns1123_label(r->ns))
+		ok = md_fail(v, md, "namespace", ISM_DNS1123_LABEL_RULE);
 	ism_v_pop(v, old);
 	return ok;
 }

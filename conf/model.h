@@ -22,6 +22,10 @@ struct ism_cm_res {
 	const char *name;
 	const struct ism_node *at; /* the document's root */
 	char label[352];	   /* "VirtualService default/reviews": kind, 63, 253 */
+	/* metadata.creationTimestamp (a file exported from a cluster has it):
+	 * seconds since the epoch, when has_created */
+	bool has_created;
+	int64_t created;
 };
 
 struct ism_cm_sm {
@@ -1048,6 +1052,9 @@ bool ism_model_istio_label(const char *s);
 bool ism_model_dns1123_subdomain(const char *s);
 /* Whether s is a DNS-1123 label (a Kubernetes namespace); what one is. */
 bool ism_model_dns1123_label(const char *s);
+/* An RFC 3339 time (Kubernetes' metav1.Time: 2024-05-01T12:00:00Z; a
+ * fraction and an offset taken too) as seconds since the epoch. */
+bool ism_model_parse_time(const char *s, int64_t *out);
 #define ISM_DNS1123_LABEL_RULE                                                                     \
 	"must be at most 63 lower case letters, digits and '-', starting and ending with a "       \
 	"letter or digit"

@@ -299,6 +299,46 @@ def vs_export_to(env):
 
 
 @_test
+def vs_creation_order(env):
+    """Two VirtualServices of one host and namespace: without creation times
+    the file's order decides (the first written); with metadata.creationTimestamp
+    (a file exported from a cluster), istiod's order: the oldest first, then by
+    name within one second, whatever the file's order. A time that is not RFC
+    3339 is an error at its position."""
+    ups = {n: env.upstream([f"127.0.0.1:0={n}"], name=n)[n] for n in ("a", "b")}
+    gw = free_port()
+    ses = [service_entry(n, f"{n}.example", [{"address": "127.0.0.1", "port": p}]) for n, p in ups.items()]
+    sock = env.path("ctl.sock")
+
+    def vs(name, dest, created=None):
+        ts = f", creationTimestamp: \"{created}\"" if created else ""
+        return (f"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}{ts}}}\n"
+                f"spec:\n  hosts: [both.example]\n  gateways: [gw]\n"
+                f"  http:\n  - route: [{{destination: {{host: {dest}.example}}}}]\n")
+
+    def conf(*vss):
+        return env.write("isthmus.yaml", docs(appliance(env), gateway(gw), *ses, *vss))
+
+    def answer():
+        r = http_get(gw, "/", host="both.example")
+        return r.header("x-upstream") if r.status == 200 else r.status
+
+    env.start_gateway(conf(vs("zeta", "b"), vs("alpha", "a")), gw)
+    check(answer() == "b", f"no creation times, the first written (zeta): {answer()}")
+    for zeta, alpha, want, why in (("2024-05-02T00:00:00Z", "2024-05-01T23:59:59Z", "a", "alpha is older"),
+                                   ("2024-05-01T00:00:00Z", "2024-05-01T04:00:00+03:00", "b", "zeta is older"),
+                                   ("2024-05-01T00:00:00Z", "2024-05-01T00:00:00.9Z", "a", "one second: by name")):
+        conf(vs("zeta", "b", zeta), vs("alpha", "a", alpha))
+        out = ctl_cmd(sock, "reload")
+        check("published" in out, f"reload: {out}")
+        check(answer() == want, f"zeta {zeta}, alpha {alpha} ({why}): answered by {answer()}, want {want}")
+    path = conf(vs("zeta", "b", "2024-05-01 00:00:00"), vs("alpha", "a"))
+    rc, out = env.check_config(path)
+    check(rc != 0 and "VirtualService default/zeta: metadata.creationTimestamp" in out and "RFC 3339" in out,
+          f"a time that is not RFC 3339: {rc} {out}")
+
+
+@_test
 def proxy_config_concurrency(env):
     """A ProxyConfig's concurrency runs that many workers, over the
     Appliance's workers (2 here), as istiod puts it first: the root

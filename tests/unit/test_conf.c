@@ -627,6 +627,46 @@ static void test_listener_port(void **state)
 	}
 }
 
+/* metadata.creationTimestamp: RFC 3339 as Kubernetes writes it (and with a
+ * fraction or an offset); anything else refused. */
+static void test_parse_time(void **state)
+{
+	static const struct {
+		const char *s;
+		int64_t want; /* -1: refused */
+	} cases[] = {
+	    {"1970-01-01T00:00:00Z", 0},
+	    {"2024-05-01T12:00:00Z", 1714564800},
+	    {"2024-02-29T00:00:00Z", 1709164800},
+	    {"2000-02-29T00:00:00z", 951782400},
+	    {"2024-05-01T12:00:00.123456Z", 1714564800},
+	    {"2024-05-01T14:30:00+02:30", 1714564800},
+	    {"2024-05-01T09:00:00-03:00", 1714564800},
+	    {"2023-02-29T00:00:00Z", -1},
+	    {"1900-02-29T00:00:00Z", -1},
+	    {"2024-04-31T00:00:00Z", -1},
+	    {"2024-13-01T00:00:00Z", -1},
+	    {"2024-05-01T24:00:00Z", -1},
+	    {"2024-05-01 12:00:00Z", -1},
+	    {"2024-05-01T12:00:00", -1},
+	    {"2024-05-01T12:00:00.Z", -1},
+	    {"2024-05-01T12:00:00+0200", -1},
+	    {"2024-05-01T12:00:00Zx", -1},
+	    {"24-05-01T12:00:00Z", -1},
+	    {"", -1},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t t = -1;
+		bool ok = ism_model_parse_time(cases[i].s, &t);
+
+		if (ok != (cases[i].want >= 0) || (ok && t != cases[i].want))
+			fail_msg("\"%s\": %s %lld, want %lld", cases[i].s, ok ? "took" : "refused",
+				 (long long)t, (long long)cases[i].want);
+	}
+}
+
 static void test_binding(void **state)
 {
 	static const char yaml[] =
@@ -6332,6 +6372,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_example_file, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_matches_and_defaults, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_ep_id_full, fx_setup, fx_teardown),
+	    cmocka_unit_test(test_parse_time),
 	    cmocka_unit_test_setup_teardown(test_binding, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_listener_port, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_durations, fx_setup, fx_teardown),
