@@ -417,6 +417,35 @@ static int vs_by_creation(const void *pa, const void *pb)
 			   &(*(struct ism_cm_vs *const *)pb)->r);
 }
 
+static int gw_by_creation(const void *pa, const void *pb)
+{
+	return by_creation(&(*(struct ism_cm_gw *const *)pa)->r,
+			   &(*(struct ism_cm_gw *const *)pb)->r);
+}
+
+static int pa_by_creation(const void *pa, const void *pb)
+{
+	return by_creation(&(*(struct ism_cm_pa *const *)pa)->r,
+			   &(*(struct ism_cm_pa *const *)pb)->r);
+}
+
+/* Gateways (whose servers of one port istiod merges in that order, the
+ * first one's winning) and PeerAuthentications (of one level the oldest
+ * wins) in istiod's creation order, where the file has creation times. */
+static void order_by_creation(struct ism_conf *c)
+{
+	bool gws = false, pas = false;
+
+	for (size_t i = 0; i < c->n_gws; i++)
+		gws |= c->gws[i]->r.has_created;
+	for (size_t i = 0; i < c->n_pas; i++)
+		pas |= c->pas[i]->r.has_created;
+	if (gws)
+		qsort(c->gws, c->n_gws, sizeof(*c->gws), gw_by_creation);
+	if (pas)
+		qsort(c->pas, c->n_pas, sizeof(*c->pas), pa_by_creation);
+}
+
 /* The VirtualServices in the order a gateway takes them: by rank, then as
  * istiod orders them by creation time when the file has such times (one
  * exported from a cluster), else in the file's order. */
@@ -968,9 +997,9 @@ static void xref_weights(struct ism_vctx *v)
 	}
 }
 
-/* The first ProxyConfig by name (istiod sorts them by creation time, then
- * name) of namespace ns: one whose selector selects the appliance (workload),
- * or one without a selector; NULL when none. */
+/* The first ProxyConfig as istiod sorts them (by creation time, then name:
+ * by_creation) of namespace ns: one whose selector selects the appliance
+ * (workload), or one without a selector; NULL when none. */
 static const struct ism_cm_pc *pc_first(const struct ism_conf *c, const char *ns, bool workload)
 {
 	const struct ism_cm_pc *best = NULL;
@@ -984,7 +1013,7 @@ static const struct ism_cm_pc *pc_first(const struct ism_conf *c, const char *ns
 				   !ism_model_labels_include(c->app.labels_at, pc->sel, pc->n_sel)
 			     : pc->selector_at != NULL)
 			continue;
-		if (best == NULL || strcmp(pc->r.name, best->r.name) < 0)
+		if (best == NULL || by_creation(&pc->r, &best->r) < 0)
 			best = pc;
 	}
 	return best;
@@ -1031,8 +1060,8 @@ static void pc_unused(struct ism_vctx *v, const struct ism_cm_pc *pc, const stru
 		return;
 	set_res(v, &pc->r);
 	ism_v_push(v, "spec");
-	ism_v_warn(v, pc->r.at, "%s comes first by name: this one does not apply here",
-		   first->r.label);
+	ism_v_warn(v, pc->r.at, "%s comes first by %s: this one does not apply here",
+		   first->r.label, first->r.has_created ? "creation time" : "name");
 }
 
 /* ProxyConfig, as istiod makes a proxy's effective one: the first that
@@ -1116,6 +1145,7 @@ void ism_model_xref(struct ism_vctx *v)
 	if (v->nomem)
 		return;
 	xref_unique(v); /* in the file's order: "first at line N" */
+	order_by_creation(v->conf);
 	index_gateways(v);
 	order_vss(v);
 	apply_proxy_config(v);

@@ -1206,8 +1206,9 @@ static int pa_level(const struct ism_conf *c, const struct ism_cm_pa *pa)
 									  : PA_NOT_SELECTED;
 }
 
-/* The policies that apply, by level: the first of each level in the file wins
- * (Istio keeps the oldest). */
+/* The policies that apply, by level: the first of each level wins, as
+ * Istio keeps the oldest (the file's order, or its creation times: load.c
+ * order_by_creation). */
 static void pa_levels(const struct ism_conf *c, const struct ism_cm_pa *out[PA_LEVELS])
 {
 	memset(out, 0, sizeof(*out) * PA_LEVELS);
@@ -1336,9 +1337,10 @@ static void unused_pas(struct ism_vctx *v, const struct ism_cm_pa *const lv[PA_L
 				   md != NULL && ism_node_get(md, "name", NULL) != NULL
 				       ? ism_node_get(md, "name", NULL)
 				       : pa->r.at,
-				   "%s, of the same level, is first in the file and applies (Istio "
-				   "keeps the oldest): this one does not",
-				   lv[level]->r.label);
+				   "%s, of the same level, is %s and applies (Istio keeps the "
+				   "oldest): this one does not",
+				   lv[level]->r.label,
+				   lv[level]->r.has_created ? "older" : "first in the file");
 			break;
 		}
 	}

@@ -562,32 +562,32 @@ static const char *route_cluster(const struct ism_table *t, uint32_t l, bool mir
  * ServiceEntry lacks is a cluster istiod never makes: a warning, 503 NC. */
 static void test_listener_port(void **state)
 {
-	static const char yaml[] =
-	    APP "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
-		"metadata: {name: gw}\nspec:\n  servers:\n"
-		"  - {port: {number: 80, name: a, protocol: HTTP}, hosts: [\"*\"]}\n"
-		"  - {port: {number: 81, name: b, protocol: HTTP}, hosts: [\"*\"]}\n"
-		"  - {port: {number: 82, name: c, protocol: HTTP}, hosts: [\"*\"]}\n"
-		"  - {port: {number: 90, name: d, protocol: TCP}, hosts: [\"*\"]}\n"
-		"  - {port: {number: 91, name: e, protocol: TCP}, hosts: [\"*\"]}\n"
-		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-		"metadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n"
-		"  http:\n  - route: [{destination: {host: s}}]\n"
-		"    mirror: {host: s}\n"
-		"  tcp:\n  - route: [{destination: {host: s}}]\n"
-		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
-		"spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
-		"  ports:\n  - {number: 80, name: http, protocol: HTTP, targetPort: 8080}\n"
-		"  - {number: 81, name: alt, protocol: HTTP2}\n"
-		"  - {number: 90, name: tcp, protocol: TCP}\n"
-		"  - {number: 91, name: tcp2, protocol: TCP}\n"
-		/* a route for port 80 only: no cluster of it is reached on 81 or 82 */
-		"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-		"metadata: {name: two}\nspec:\n  hosts: [two.example]\n  gateways: [gw]\n"
-		"  http:\n  - match: [{port: 80}]\n    route: [{destination: {host: s2}}]\n"
-		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s2}\n"
-		"spec:\n  hosts: [s2]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n"
-		"  ports: [{number: 80, name: a}, {number: 90, name: b}]\n";
+	static const char yaml[] = APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: gw}\nspec:\n  servers:\n"
+	    "  - {port: {number: 80, name: a, protocol: HTTP}, hosts: [\"*\"]}\n"
+	    "  - {port: {number: 81, name: b, protocol: HTTP}, hosts: [\"*\"]}\n"
+	    "  - {port: {number: 82, name: c, protocol: HTTP}, hosts: [\"*\"]}\n"
+	    "  - {port: {number: 90, name: d, protocol: TCP}, hosts: [\"*\"]}\n"
+	    "  - {port: {number: 91, name: e, protocol: TCP}, hosts: [\"*\"]}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: vs}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n"
+	    "  http:\n  - route: [{destination: {host: s}}]\n"
+	    "    mirror: {host: s}\n"
+	    "  tcp:\n  - route: [{destination: {host: s}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\n"
+	    "spec:\n  hosts: [s]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1}]\n"
+	    "  ports:\n  - {number: 80, name: http, protocol: HTTP, targetPort: 8080}\n"
+	    "  - {number: 81, name: alt, protocol: HTTP2}\n"
+	    "  - {number: 90, name: tcp, protocol: TCP}\n"
+	    "  - {number: 91, name: tcp2, protocol: TCP}\n"
+	    /* a route for port 80 only: no cluster of it is reached on 81 or 82 */
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: two}\nspec:\n  hosts: [two.example]\n  gateways: [gw]\n"
+	    "  http:\n  - match: [{port: 80}]\n    route: [{destination: {host: s2}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s2}\n"
+	    "spec:\n  hosts: [s2]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n"
+	    "  ports: [{number: 80, name: a}, {number: 90, name: b}]\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, yaml);
 	const struct ism_cluster *c;
@@ -665,6 +665,34 @@ static void test_parse_time(void **state)
 			fail_msg("\"%s\": %s %lld, want %lld", cases[i].s, ok ? "took" : "refused",
 				 (long long)t, (long long)cases[i].want);
 	}
+}
+
+/* Gateways with creation times are merged as istiod merges them, the
+ * oldest first: its server names the shared port's listener. */
+static void test_gateway_creation_order(void **state)
+{
+	static const char yaml[] = APP
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: a, creationTimestamp: \"2024-05-02T00:00:00Z\"}\nspec:\n"
+	    "  servers: [{port: {number: 80, name: written-first, protocol: HTTP}, hosts: "
+	    "[a.example]}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: b, creationTimestamp: \"2024-05-01T00:00:00Z\"}\nspec:\n"
+	    "  servers: [{port: {number: 80, name: older, protocol: HTTP}, hosts: [b.example]}]\n";
+	struct fx *f = *state;
+	const struct ism_table *t = load_compile(f, yaml);
+
+	assert_int_equal(t->n_listeners, 1);
+	assert_string_equal(t->listeners[0].name.p, "older");
+	t = reload_compile(f, "apiVersion: isthmus.io/v1\nkind: Appliance\nmetadata: {name: t}\n"
+			      "spec: {locality: r/z}\n"
+			      "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+			      "metadata: {name: a}\nspec:\n  servers: [{port: {number: 80, name: "
+			      "written-first, protocol: HTTP}, hosts: [a.example]}]\n"
+			      "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+			      "metadata: {name: b}\nspec:\n  servers: [{port: {number: 80, name: "
+			      "older, protocol: HTTP}, hosts: [b.example]}]\n");
+	assert_string_equal(t->listeners[0].name.p, "written-first");
 }
 
 static void test_binding(void **state)
@@ -2749,6 +2777,16 @@ static void test_proxy_config(void **state)
 	static const char over[] =
 	    PC_APP "  workers: 4\n" PC_DOC("mesh", "istio-system", "  concurrency: 0\n");
 	static const char max_workers[] = APP "  workers: 64\n";
+	/* With creation times, the oldest first (zz), whatever the names. */
+	static const char created[] =
+	    PC_APP "---\napiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\n"
+		   "metadata: {name: gw, namespace: default, creationTimestamp: "
+		   "\"2024-05-02T00:00:00Z\"}\n"
+		   "spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  concurrency: 5\n"
+		   "---\napiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\n"
+		   "metadata: {name: zz, namespace: default, creationTimestamp: "
+		   "\"2024-05-01T00:00:00Z\"}\n"
+		   "spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  concurrency: 7\n";
 	struct fx *f = *state;
 	const struct ism_table *t = load_compile(f, mesh);
 
@@ -2766,6 +2804,10 @@ static void test_proxy_config(void **state)
 				"ProxyConfig default/gw comes first by name"));
 	assert_true(has_warning(&f->d, "ProxyConfig default/other: spec.selector",
 				"does not select this appliance"));
+	reload_compile(f, created);
+	assert_int_equal(f->conf->app.workers, 7);
+	assert_true(has_warning(&f->d, "ProxyConfig default/gw: spec",
+				"ProxyConfig default/zz comes first by creation time"));
 	reload_compile(f, unset);
 	assert_int_equal(f->conf->app.workers, 2); /* gw applies, without concurrency */
 	reload_compile(f, over);
@@ -6373,6 +6415,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_matches_and_defaults, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_ep_id_full, fx_setup, fx_teardown),
 	    cmocka_unit_test(test_parse_time),
+	    cmocka_unit_test_setup_teardown(test_gateway_creation_order, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_binding, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_listener_port, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_durations, fx_setup, fx_teardown),

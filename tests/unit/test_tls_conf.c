@@ -707,6 +707,25 @@ static void test_peer_authentication(void **state)
 	assert_int_equal(load(&l, text), 0);
 	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_NONE);
 	unload(&l);
+	/* With creation times (a file exported from a cluster), the oldest of a
+	 * level wins, as Istio keeps it: here the second of the file. */
+	snprintf(text, sizeof(text),
+		 APP
+		 "%s" GW "  servers:\n  - port: {number: 80, name: http-80-9, protocol: "
+		 "HTTP}\n    hosts: [\"*\"]\n"
+		 "  - port: {number: 81, name: http-81-3, protocol: HTTP}\n    hosts: [\"*\"]\n"
+		 "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		 "metadata: {name: a, namespace: edge, creationTimestamp: 2024-05-02T00:00:00Z}\n"
+		 "spec: {mtls: {mode: DISABLE}}\n"
+		 "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+		 "metadata: {name: b, namespace: edge, creationTimestamp: 2024-05-01T00:00:00Z}\n"
+		 "spec: {mtls: {mode: STRICT}}\n",
+		 mesh);
+	assert_int_equal(load(&l, text), 0);
+	assert_int_equal(l.t->listeners[0].peer_mtls, ISM_TLS_MUTUAL);
+	assert_true(has_diag(&l.d, "PeerAuthentication edge/a: metadata.name",
+			     "PeerAuthentication edge/b, of the same level, is older"));
+	unload(&l);
 }
 
 /* The policies that do not apply, and a mesh-wide STRICT over a plaintext
