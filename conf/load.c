@@ -397,36 +397,22 @@ static int vs_rank(const struct ism_conf *c, const struct ism_cm_vs *vs)
 	return strcmp(vs->r.ns, c->app.ns) == 0 ? 0 : 1;
 }
 
-/* istiod's configCompareByCreationTime: creation time (none first), then
- * name, then namespace; 0 only for one resource. */
-static int by_creation(const struct ism_cm_res *a, const struct ism_cm_res *b)
-{
-	int r;
-
-	if (a->has_created != b->has_created)
-		return a->has_created ? 1 : -1;
-	if (a->created != b->created)
-		return a->created < b->created ? -1 : 1;
-	r = strcmp(a->name, b->name);
-	return r != 0 ? r : strcmp(a->ns, b->ns);
-}
-
 static int vs_by_creation(const void *pa, const void *pb)
 {
-	return by_creation(&(*(struct ism_cm_vs *const *)pa)->r,
-			   &(*(struct ism_cm_vs *const *)pb)->r);
+	return ism_model_by_creation(&(*(struct ism_cm_vs *const *)pa)->r,
+				     &(*(struct ism_cm_vs *const *)pb)->r);
 }
 
 static int gw_by_creation(const void *pa, const void *pb)
 {
-	return by_creation(&(*(struct ism_cm_gw *const *)pa)->r,
-			   &(*(struct ism_cm_gw *const *)pb)->r);
+	return ism_model_by_creation(&(*(struct ism_cm_gw *const *)pa)->r,
+				     &(*(struct ism_cm_gw *const *)pb)->r);
 }
 
 static int pa_by_creation(const void *pa, const void *pb)
 {
-	return by_creation(&(*(struct ism_cm_pa *const *)pa)->r,
-			   &(*(struct ism_cm_pa *const *)pb)->r);
+	return ism_model_by_creation(&(*(struct ism_cm_pa *const *)pa)->r,
+				     &(*(struct ism_cm_pa *const *)pb)->r);
 }
 
 /* Gateways (whose servers of one port istiod merges in that order, the
@@ -1013,7 +999,7 @@ static const struct ism_cm_pc *pc_first(const struct ism_conf *c, const char *ns
 				   !ism_model_labels_include(c->app.labels_at, pc->sel, pc->n_sel)
 			     : pc->selector_at != NULL)
 			continue;
-		if (best == NULL || by_creation(&pc->r, &best->r) < 0)
+		if (best == NULL || ism_model_by_creation(&pc->r, &best->r) < 0)
 			best = pc;
 	}
 	return best;

@@ -769,6 +769,18 @@ bool ism_model_parse_time(const char *s, int64_t *out)
 	return true;
 }
 
+int ism_model_by_creation(const struct ism_cm_res *a, const struct ism_cm_res *b)
+{
+	int r;
+
+	if (a->has_created != b->has_created)
+		return a->has_created ? 1 : -1;
+	if (a->created != b->created)
+		return a->created < b->created ? -1 : 1;
+	r = strcmp(a->name, b->name);
+	return r != 0 ? r : strcmp(a->ns, b->ns);
+}
+
 /* An error at metadata field key of md; false. */
 static bool md_fail(struct ism_vctx *v, const struct ism_node *md, const char *key, const char *msg)
 {

@@ -1055,6 +1055,9 @@ bool ism_model_dns1123_label(const char *s);
 /* An RFC 3339 time (Kubernetes' metav1.Time: 2024-05-01T12:00:00Z; a
  * fraction and an offset taken too) as seconds since the epoch. */
 bool ism_model_parse_time(const char *s, int64_t *out);
+/* istiod's configCompareByCreationTime: creation time (none before any),
+ * then name, then namespace; 0 only for one resource. */
+int ism_model_by_creation(const struct ism_cm_res *a, const struct ism_cm_res *b);
 #define ISM_DNS1123_LABEL_RULE                                                                     \
 	"must be at most 63 lower case letters, digits and '-', starting and ending with a "       \
 	"letter or digit"

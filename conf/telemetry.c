@@ -3,10 +3,11 @@
  * as istiod computes a gateway's (Telemetries.AccessLogging, mergeLogs; a
  * gateway logs as a CLIENT):
  *
- * - the Telemetries that apply: the first by name of the root namespace
- *   without a selector, then the first of the appliance's namespace without
- *   one, then every one of that namespace whose selector selects the
- *   appliance, by name; a later one overrides an earlier one;
+ * - the Telemetries that apply, in istiod's order (by creation time, then
+ *   name): the first of the root namespace without a selector, then the
+ *   first of the appliance's namespace without one, then every one of that
+ *   namespace whose selector selects the appliance; a later one overrides
+ *   an earlier one;
  * - their accessLogging entries for CLIENT (or CLIENT_AND_SERVER) name the
  *   providers in scope (those of the last Telemetry that names any), and
  *   each entry enables or disables its providers (an entry without
@@ -199,24 +200,23 @@ static bool ns_wide(const struct ism_cm_tel *t)
 	return t->n_sel == 0 && !t->targets;
 }
 
-/* The first by name of namespace ns without a selector; NULL when none. */
+/* The first of namespace ns without a selector, in istiod's order (by
+ * creation time, then name); NULL when none. */
 static const struct ism_cm_tel *first_ns_wide(const struct ism_conf *c, const char *ns)
 {
 	const struct ism_cm_tel *best = NULL;
 
 	for (size_t i = 0; i < c->n_tels; i++)
 		if (strcmp(c->tels[i]->r.ns, ns) == 0 && ns_wide(c->tels[i]) &&
-		    (best == NULL || strcmp(c->tels[i]->r.name, best->r.name) < 0))
+		    (best == NULL || ism_model_by_creation(&c->tels[i]->r, &best->r) < 0))
 			best = c->tels[i];
 	return best;
 }
 
-static int tel_name_cmp(const void *pa, const void *pb)
+static int tel_order_cmp(const void *pa, const void *pb)
 {
-	const struct ism_cm_tel *a = *(const struct ism_cm_tel *const *)pa;
-	const struct ism_cm_tel *b = *(const struct ism_cm_tel *const *)pb;
-
-	return strcmp(a->r.name, b->r.name);
+	return ism_model_by_creation(&(*(const struct ism_cm_tel *const *)pa)->r,
+				     &(*(const struct ism_cm_tel *const *)pb)->r);
 }
 
 /* The Telemetries that apply to the appliance, in istiod's order, those
@@ -239,7 +239,7 @@ static size_t applicable(const struct ism_conf *c, const struct ism_cm_tel **out
 		    ism_model_labels_include(a->labels_at, t->sel, t->n_sel))
 			out[n++] = t;
 	}
-	qsort(out + first, n - first, sizeof(*out), tel_name_cmp);
+	qsort(out + first, n - first, sizeof(*out), tel_order_cmp);
 	return n;
 }
 

@@ -2868,12 +2868,23 @@ static void test_telemetry(void **state)
 		    "  accessLogging: [{providers: [{name: envoy}]}]\n");
 	/* Two namespace-wide Telemetries in one namespace: istiod's
 	 * namespaceWideTelemetryConfig takes the first of them (the oldest;
-	 * isthmus, without creation times, the first by name), the other
+	 * without creation times, the first by name), the other
 	 * changes nothing, whatever the file's order. */
 	static const char ns_wide_first[] =
 	    TEL_APP TEL_DOC("b-on", "default", "  accessLogging: [{providers: [{name: envoy}]}]\n")
 		TEL_DOC("a-off", "default",
 			"  accessLogging: [{providers: [{name: envoy}], disabled: true}]\n");
+	/* With creation times, the oldest first: b-off (the older) is taken,
+	 * a-on changes nothing, though first by name. */
+	static const char created[] =
+	    TEL_APP "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"
+		    "metadata: {name: a-on, namespace: default, creationTimestamp: "
+		    "\"2024-05-02T00:00:00Z\"}\n"
+		    "spec:\n  accessLogging: [{providers: [{name: envoy}]}]\n"
+		    "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\n"
+		    "metadata: {name: b-off, namespace: default, creationTimestamp: "
+		    "\"2024-05-01T00:00:00Z\"}\n"
+		    "spec:\n  accessLogging: [{providers: [{name: envoy}], disabled: true}]\n";
 	struct fx *f = *state;
 	const struct ism_alog_conf *l;
 
@@ -2905,6 +2916,8 @@ static void test_telemetry(void **state)
 	reload_compile(f, by_name);
 	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
 	reload_compile(f, ns_wide_first);
+	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
+	reload_compile(f, created);
 	assert_int_equal(f->conf->app.access_log.dest, ISM_ALOG_OFF);
 #undef TEL_APP
 #undef TEL_MESH
