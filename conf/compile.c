@@ -1923,14 +1923,14 @@ static bool route_on_port(const struct ism_cm_route *r, uint16_t port)
 static void route_targets(struct cbuild *b, const struct ism_cm_route *r, struct ism_route *o)
 {
 	const struct ism_dest *had = o->dest;
+	bool applies = route_on_port(r, b->port);
 	uint32_t total;
 	struct ism_dest *d;
 
-	if (had != NULL && !route_on_port(r, b->port))
+	if (had != NULL && !applies)
 		return;
-	b->quiet = !route_on_port(r, b->port);
+	b->quiet = !applies;
 	d = compile_dests(b, r->dest, r->n_dest, &total);
-
 	for (size_t j = 0; d != NULL && had != NULL && j < r->n_dest; j++)
 		d[j].act = had[j].act;
 	o->n_dest = (uint32_t)r->n_dest;

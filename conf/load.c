@@ -984,7 +984,7 @@ static void xref_weights(struct ism_vctx *v)
 }
 
 /* The first ProxyConfig as istiod sorts them (by creation time, then name:
- * by_creation) of namespace ns: one whose selector selects the appliance
+ * ism_model_by_creation) of namespace ns: one whose selector selects the appliance
  * (workload), or one without a selector; NULL when none. */
 static const struct ism_cm_pc *pc_first(const struct ism_conf *c, const char *ns, bool workload)
 {

@@ -867,25 +867,29 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
 	return tls_result(s, r, pb);
 }
 
+/* The end of what an open socket sends (TLS: close_notify first), and with
+ * SHUT_RDWR of what it reads. */
+static void shut(struct ism_sock *s, int how)
+{
+	if (s->x.ssl != NULL)
+		ism_xp_close_notify(s);
+	shutdown(s->fd, how);
+}
+
 void ism_sock_close(struct ism_sock *s)
 {
 	if (s->state != ISM_SOCK_OPEN)
 		return;
 	s->state = ISM_SOCK_CLOSING;
-	if (s->x.ssl != NULL)
-		ism_xp_close_notify(s);
 	/* shutdown() wakes the receive still pending on the socket; the slot is
 	 * only reused once every operation on it has completed. */
-	shutdown(s->fd, SHUT_RDWR);
+	shut(s, SHUT_RDWR);
 }
 
 void ism_sock_shut_write(struct ism_sock *s)
 {
-	if (s->state != ISM_SOCK_OPEN)
-		return;
-	if (s->x.ssl != NULL)
-		ism_xp_close_notify(s);
-	shutdown(s->fd, SHUT_WR);
+	if (s->state == ISM_SOCK_OPEN)
+		shut(s, SHUT_WR);
 }
 
 int ism_sock_unsent(const struct ism_sock *s)
