@@ -142,8 +142,8 @@ static void explain_cluster(struct ism_master *m, const struct ism_table *t, uin
 			       : " (no outlierDetection: no locality failover, as in Istio)");
 	if (cl->missing) {
 		ism_say(r,
-			"  no ServiceEntry has host %s and port %u: the answer is 503 (cluster "
-			"not found, NC)\n",
+			"  no ServiceEntry has host %s and port %u: no such cluster (NC): the "
+			"answer is 503, a TCP connection is closed\n",
 			cl->host.p, cl->port);
 		return;
 	}

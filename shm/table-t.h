@@ -13,7 +13,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #define ISM_TABLE_MAGIC 0x49534d54u /* "ISMT" */

@@ -594,7 +594,7 @@ def destination_port_from_listener(env):
     r = poll(lambda: http_get(ports[2], "/none"), 10, what=f"an answer on port {ports[2]}")
     check(r.status == 503 and r.body == b"cluster not found\n", f"port {ports[2]}: {r}")
     for port, want in ((ports[1], f"cluster outbound|{ports[1]}||{SVC}: 1 endpoints"),
-                       (ports[2], f"no ServiceEntry has host {SVC} and port {ports[2]}: the answer is 503")):
+                       (ports[2], f"no ServiceEntry has host {SVC} and port {ports[2]}: no such cluster (NC): the answer is 503")):
         ans = ctl_cmd(env.path("ctl.sock"), f"explain GET http://test.local:{port}/x")
         check(want in ans, f"explain on port {port}: want {want!r}: {ans}")
     want = [f"200 - outbound|{ports[0]}||{SVC} via_upstream /one",
