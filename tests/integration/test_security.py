@@ -488,6 +488,45 @@ def lingering_close_after_early_answer(env):
 
 
 @_test
+def lingering_close_pipelined_after_close(env):
+    """A client pipelining after a request that ends the connection
+    (Connection: close) with a large answer: the gateway lingers (its FIN sent
+    after the answer, the client's bytes read and dropped) rather than
+    closing, so the client gets every byte of the answer, then the end. The
+    pipelined bytes it had read, and those that came after, used to meet a
+    closed socket, whose reset dropped what the kernel had not sent yet of the
+    answer: the client got part of the body, then a reset."""
+    size = 1500000
+    one_upstream(env)
+    info = lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))
+    before = info()["requests"]
+    next_req = b"GET /status/200 HTTP/1.1\r\nHost: a\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", env.gw_port), timeout=10) as c:
+        c.sendall(f"GET /bytes/{size} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode() + next_req)
+        # Not reading for longer than the lingering's quiet second: the answer
+        # waits in the kernel's buffers (the gateway lingers on while they hold
+        # some), its exchange over.
+        t0 = time.monotonic()
+        poll(lambda: info()["requests"] > before, 5, what="the exchange over")
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
+        c.sendall(next_req)
+        raw, end = b"", None
+        while end is None:
+            try:
+                d = c.recv(1 << 20)
+            except ConnectionResetError:
+                end = "a reset"
+                break
+            if not d:
+                end = "the end"
+            raw += d
+    head, _, body = raw.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200") and len(body) == size and end == "the end",
+          f"{head[:12]!r}, {len(body)} of {size} body bytes, then {end}: want 200, all, then the end")
+    poll(lambda: info()["connections_active"] == 0, 5, what="no connection left open")
+
+
+@_test
 def chunked_response_rechunked(env):
     """Chunked responses reach the client re-chunked (extensions and trailers
     dropped), bare for an HTTP/1.0 client; a malformed one is cut after its
