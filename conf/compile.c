@@ -3107,15 +3107,19 @@ static void warn_no_l4(struct cbuild *b, const struct lgroup *lg, size_t s, cons
 		     kind, lg->port);
 }
 
-/* A TCP listener's routes, from the events of its one server (sorted by
- * VirtualService): every tcp route whose match holds, in order. */
-static void build_tcp_routes(struct cbuild *b, const struct lgroup *lg, const struct bind_event *ev,
-			     size_t n, struct ism_listener *l)
+/* The tcp routes of server s of the group, from its events (sorted by
+ * VirtualService): every tcp route whose match holds, in order, into *e and
+ * *n (none: a warning; *e NULL). */
+static void tcp_entries(struct cbuild *b, const struct lgroup *lg, size_t s,
+			const struct bind_event *ev, size_t n, const struct ism_l4route **e,
+			uint32_t *n_e)
 {
 	struct l4list x = {0};
 	char gw[600];
 
-	gateway_name(lg, 0, gw, sizeof(gw));
+	*e = NULL;
+	*n_e = 0;
+	gateway_name(lg, s, gw, sizeof(gw));
 	for (size_t i = 0; i < n && b->rc == 0; i += event_run(ev + i, n - i)) {
 		const struct ism_cm_vs *vs = b->c->vss[ev[i].vs];
 		const struct l4comp *rc = l4_routes(b, ev[i].vs, 0);
@@ -3131,16 +3135,46 @@ static void build_tcp_routes(struct cbuild *b, const struct lgroup *lg, const st
 		}
 	}
 	if (x.n > 0) {
-		struct ism_l4route *e = ANEW(b, x.n, struct ism_l4route);
+		struct ism_l4route *out = ANEW(b, x.n, struct ism_l4route);
 
-		if (e != NULL)
-			memcpy(e, x.e, x.n * sizeof(*e));
-		l->tcp_routes = e;
-		l->n_tcp = e != NULL ? (uint32_t)x.n : 0;
+		if (out != NULL) {
+			memcpy(out, x.e, x.n * sizeof(*out));
+			*e = out;
+			*n_e = (uint32_t)x.n;
+		}
 	} else if (b->rc == 0) {
-		warn_no_l4(b, lg, 0, "tcp");
+		warn_no_l4(b, lg, s, "tcp");
 	}
 	free(x.e);
+}
+
+/* A TCP listener's routes: its one server's. */
+static void build_tcp_routes(struct cbuild *b, const struct lgroup *lg, const struct bind_event *ev,
+			     size_t n, struct ism_listener *l)
+{
+	tcp_entries(b, lg, 0, ev, n, &l->tcp_routes, &l->n_tcp);
+}
+
+/* A TLS server that terminates TLS for tcp routes: its TLS as an HTTPS
+ * server's but without ALPN (Istio offers none for TCP), its routes as a TCP
+ * server's (Istio's buildGatewayNetworkFiltersFromTCPRoutes serves both); its
+ * hosts are its server names while it has a route. */
+static void build_tls_tcp(struct cbuild *b, const struct lgroup *lg, size_t s,
+			  const struct bind_event *ev, size_t n, struct ism_tls_server *ts)
+{
+	const struct ism_cm_server *srv = lg->srv[s];
+	struct ism_str *sni = ANEW(b, srv->n_hosts, struct ism_str);
+
+	if (sni == NULL)
+		return;
+	ts->name = server_name(b, lg, s);
+	ts->tcp = 1;
+	copy_tls(b, &srv->tls.c, 0, &ts->tls);
+	tcp_entries(b, lg, s, ev, n, &ts->l4, &ts->n_l4);
+	for (size_t h = 0; h < srv->n_hosts; h++)
+		sni[h] = astr(b, srv->hosts[h].dns);
+	ts->sni = sni;
+	ts->n_sni = ts->n_l4 > 0 ? (uint32_t)srv->n_hosts : 0;
 }
 
 /* How specific an SNI pattern is, as Envoy ranks server names: an exact name
@@ -3311,7 +3345,8 @@ out:
 static void warn_l4_unused(struct cbuild *b)
 {
 	static const char *const kinds[] = {"tcp", "tls"};
-	static const char *const servers[] = {"TCP server", "TLS passthrough server"};
+	static const char *const servers[] = {"TCP or TLS-terminating TLS server",
+					      "TLS passthrough server"};
 
 	for (size_t vi = 0; vi < b->c->n_vss; vi++) {
 		const struct ism_cm_vs *vs = b->c->vss[vi];
@@ -3352,6 +3387,8 @@ static void build_tls_servers(struct cbuild *b, const struct lgroup *lg, struct 
 			n++;
 		if (lg->srv[s]->kind == ISM_SRV_PASSTHROUGH)
 			build_passthrough(b, lg, s, x->ev + i, n, &claimed, &ts[s]);
+		else if (lg->srv[s]->kind == ISM_SRV_TLS_TCP)
+			build_tls_tcp(b, lg, s, x->ev + i, n, &ts[s]);
 		else
 			build_tls_server(b, lg, s, x->ev + i, n, &ts[s]);
 		i += n;

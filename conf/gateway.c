@@ -9,8 +9,10 @@ uint8_t ism_model_server_kind(const char *protocol, bool passthrough)
 {
 	if (passthrough)
 		return ISM_SRV_PASSTHROUGH;
-	if (strcmp(protocol, "HTTPS") == 0 || strcmp(protocol, "TLS") == 0)
+	if (strcmp(protocol, "HTTPS") == 0)
 		return ISM_SRV_HTTPS;
+	if (strcmp(protocol, "TLS") == 0)
+		return ISM_SRV_TLS_TCP;
 	for (const char *const *p = (const char *const[]){ISM_PROTOS_TCP, NULL}; *p; p++)
 		if (strcmp(protocol, *p) == 0)
 			return ISM_SRV_TCP;

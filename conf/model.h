@@ -237,17 +237,19 @@ enum ism_srv_kind {
 	ISM_SRV_HTTPS,	     /* HTTPS: TLS terminated here, then HTTP */
 	ISM_SRV_PASSTHROUGH, /* TLS or HTTPS with tls.mode PASSTHROUGH: by SNI to tls routes */
 	ISM_SRV_TCP,	     /* TCP, MONGO, REDIS, MYSQL: bytes to tcp routes */
+	ISM_SRV_TLS_TCP,     /* TLS with a mode that terminates: TLS here, then tcp routes */
 };
 
 /* Servers sharing a listener must be of one class: plaintext HTTP, TLS
- * (HTTPS and passthrough servers, told apart by SNI), or TCP. */
+ * (HTTPS, passthrough and TLS-terminating TCP servers, told apart by SNI),
+ * or TCP. */
 static inline uint8_t ism_srv_class(uint8_t kind)
 {
-	return kind == ISM_SRV_PASSTHROUGH ? ISM_SRV_HTTPS : kind;
+	return kind == ISM_SRV_PASSTHROUGH || kind == ISM_SRV_TLS_TCP ? ISM_SRV_HTTPS : kind;
 }
 
 /* The kind of a server of protocol (as Istio names it): passthrough, its tls
- * mode PASSTHROUGH; a TLS server that terminates TLS is ISM_SRV_HTTPS. */
+ * mode PASSTHROUGH; a TLS server that terminates TLS is ISM_SRV_TLS_TCP. */
 uint8_t ism_model_server_kind(const char *protocol, bool passthrough);
 
 struct ism_cm_server {

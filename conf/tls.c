@@ -682,16 +682,13 @@ static void passthrough_tls(struct ism_vctx *v, const struct ism_node *n, bool m
 
 /* tls.mode of an HTTPS or TLS server: its mode (enum ism_tls_mode), or -1
  * when TLS is passed through (t->passthrough) or the mode is refused. */
-static int server_mode(struct ism_vctx *v, const struct ism_node *n, const char *protocol,
-		       struct ism_cm_tls *t)
+static int server_mode(struct ism_vctx *v, const struct ism_node *n, struct ism_cm_tls *t)
 {
 	static const char *const modes[] = {
 	    "SIMPLE",		"MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL", "PASSTHROUGH",
 	    "AUTO_PASSTHROUGH", NULL};
 	const char *mode = "PASSTHROUGH"; /* Istio's default */
 	int rc = ism_v_enum(v, n, "mode", modes, NULL, &mode);
-	bool auto_pt = strcmp(mode, "AUTO_PASSTHROUGH") == 0;
-	bool tls = strcmp(protocol, "TLS") == 0;
 	size_t old;
 
 	if (rc < 0)
@@ -701,23 +698,15 @@ static int server_mode(struct ism_vctx *v, const struct ism_node *n, const char 
 		passthrough_tls(v, n, rc > 0);
 		return -1;
 	}
-	if (!auto_pt && !tls)
+	if (strcmp(mode, "AUTO_PASSTHROUGH") != 0)
 		return mode_of(mode);
 	old = ism_v_push(v, ".mode");
-	if (auto_pt)
-		ism_v_err(
-		    v, ism_node_get(n, "mode", NULL),
-		    "AUTO_PASSTHROUGH is the mode of an east-west gateway between the networks "
-		    "of a multi-network mesh (the SNI names an Istio cluster, "
-		    "outbound_.PORT_.SUBSET_.HOST, and mTLS goes through to a sidecar); it has "
-		    "no meaning on this appliance: PASSTHROUGH with tls routes passes TLS "
-		    "through by SNI");
-	else
-		ism_v_err(
-		    v, ism_node_get(n, "mode", NULL),
-		    "protocol TLS with mode %s (TLS terminated here, then tcp routes) is not "
-		    "implemented yet; PASSTHROUGH is, and HTTPS terminates TLS for HTTP routes",
-		    mode);
+	ism_v_err(v, ism_node_get(n, "mode", NULL),
+		  "AUTO_PASSTHROUGH is the mode of an east-west gateway between the networks "
+		  "of a multi-network mesh (the SNI names an Istio cluster, "
+		  "outbound_.PORT_.SUBSET_.HOST, and mTLS goes through to a sidecar); it has "
+		  "no meaning on this appliance: PASSTHROUGH with tls routes passes TLS "
+		  "through by SNI");
 	ism_v_pop(v, old);
 	return -1;
 }
@@ -841,7 +830,8 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 					   SERVER_HANDSHAKE_KEYS, NULL};
 	const struct ism_node *n = ism_v_node(v, srv, "tls", false, ISM_NODE_MAP);
 	struct ism_tls_conf *c = &t->c;
-	bool tls = ism_model_server_kind(protocol, false) == ISM_SRV_HTTPS, redirect = false;
+	bool tls = ism_srv_class(ism_model_server_kind(protocol, false)) == ISM_SRV_HTTPS;
+	bool redirect = false;
 	size_t old;
 	int mode;
 
@@ -874,7 +864,7 @@ void ism_tls_parse_server(struct ism_vctx *v, const struct ism_node *srv, const 
 		    protocol);
 		ism_v_pop(v, o2);
 	}
-	mode = server_mode(v, n, protocol, t);
+	mode = server_mode(v, n, t);
 	if (mode < 0) {
 		ism_v_pop(v, old);
 		return;
@@ -1286,6 +1276,7 @@ static const char *kind_name(uint8_t k)
 	    [ISM_SRV_HTTPS] = "HTTPS",
 	    [ISM_SRV_PASSTHROUGH] = "TLS passthrough",
 	    [ISM_SRV_TCP] = "TCP",
+	    [ISM_SRV_TLS_TCP] = "TLS",
 	};
 
 	return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
@@ -1432,7 +1423,7 @@ static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_p
 				    "port %u is %s: PeerAuthentication applies to plaintext "
 				    "HTTP listeners (%s)",
 				    pa->ports[p].port, kind_name(srv->kind),
-				    srv->kind == ISM_SRV_HTTPS
+				    srv->kind == ISM_SRV_HTTPS || srv->kind == ISM_SRV_TLS_TCP
 					? "the Gateway's tls settings govern this one"
 					: "this one carries the client's bytes as they come");
 			ism_v_pop(v, old);
@@ -1472,7 +1463,7 @@ static void tls_hosts_once(struct ism_vctx *v, const struct ism_cm_gw *gw, size_
 	const struct ism_cm_server *srv = &gw->servers[s];
 	const struct ism_node *hosts = ism_node_get(srv->at, "hosts", NULL);
 
-	if (srv->kind != ISM_SRV_HTTPS && srv->kind != ISM_SRV_PASSTHROUGH)
+	if (ism_srv_class(srv->kind) != ISM_SRV_HTTPS)
 		return;
 	for (size_t h = 0; h < srv->n_hosts; h++) {
 		size_t len = strlen(srv->hosts[h].dns);
@@ -1556,8 +1547,8 @@ static void xref_listeners(struct ism_vctx *v)
 				  srv->kind == ISM_SRV_TCP && f->kind == ISM_SRV_TCP
 				      ? "a TCP port has one server, whose tcp routes take every "
 					"connection"
-				      : "a port serves plaintext HTTP, TLS (HTTPS and TLS "
-					"passthrough servers, told apart by SNI) or TCP");
+				      : "a port serves plaintext HTTP, TLS (HTTPS, TLS "
+					"passthrough and TLS servers, told apart by SNI) or TCP");
 		}
 	}
 }

@@ -615,6 +615,14 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 		no_server(r, "server", sni, "the connection is closed");
 		return;
 	}
+	if (l->tls[s].tcp) {
+		ism_say(r, "TLS server: %s (mode %s): TLS is terminated here, then tcp routes\n",
+			l->tls[s].name.p, ism_tls_mode_name(l->tls[s].tls.mode));
+		if (explain_authz(t, l, NULL, peer, local, sni, rs, r))
+			explain_l4_route(m, t, l->tls[s].l4, l->tls[s].n_l4, NULL, local, peer, rs,
+					 r);
+		return;
+	}
 	if (!l->tls[s].passthrough) {
 		ism_say(r,
 			"HTTPS server: %s (mode %s): TLS is terminated here and its requests are "
@@ -636,7 +644,7 @@ static void explain_tls(struct ism_master *m, const struct ism_table *t,
 static bool passes_through(const struct ism_listener *l)
 {
 	for (uint32_t i = 0; i < l->n_tls; i++)
-		if (l->tls[i].passthrough)
+		if (l->tls[i].passthrough || l->tls[i].tcp)
 			return true;
 	return false;
 }

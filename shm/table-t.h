@@ -379,7 +379,9 @@ struct ism_tls_cert {
  * Server side (Gateway HTTPS servers, the mesh identity on plaintext
  * listeners): ISM_ALPN_H2 | ISM_ALPN_HTTP11, as Istio's gateway (its ALPNHttp):
  * the first of "h2", "http/1.1" the client offers is selected, in that order;
- * a client offering neither gets no ALPN (and HTTP/1.1).
+ * a client offering neither gets no ALPN (and HTTP/1.1). 0 (a TLS server
+ * that terminates TLS for tcp routes): none selected, as Istio's gateway
+ * offers none there.
  *
  * Client side (a cluster's DestinationRule tls), what the ClientHello offers:
  *   ISM_ALPN_HTTP11                   "http/1.1"
@@ -519,7 +521,8 @@ struct ism_tls_server {
 	/* The names it is chosen by: "*", "*.suffix" or exact, lowercased. The
 	 * server's hosts; passthrough: the sni of its l4 entries, in their order
 	 * (what Envoy's filter chains for it match; its hosts only chose the
-	 * VirtualServices), so none when it has no route. */
+	 * VirtualServices), so none when it has no route; tcp: its hosts, none
+	 * when it has no route (Istio makes no filter chain for it). */
 	uint32_t n_sni;
 	const struct ism_str *sni;
 	struct ism_tls_conf tls; /* mode ISM_TLS_NONE when passthrough */
@@ -531,6 +534,10 @@ struct ism_tls_server {
 	 * routes (l4) whose match holds, and the connection's bytes, ClientHello
 	 * first, go to that route's destination untouched. */
 	uint8_t passthrough;
+	/* Gateway protocol TLS with a mode that terminates it: TLS ends here
+	 * (tls), then the first of its tcp routes (l4) whose match holds takes
+	 * the connection's plaintext, as on a TCP listener. */
+	uint8_t tcp;
 	uint32_t n_l4;
 	const struct ism_l4route *l4;
 };

@@ -378,6 +378,7 @@ static int hello(struct ism_wctx *w, struct ism_sess *s, const struct ism_listen
 		ism_wstat_add(&w->st->tls_handshake_fail, 1);
 		return -ENOENT;
 	}
+	s->tls_tcp = l->tls[srv].tcp;
 	return start_tls(w, s, &l->tls[srv].tls) < 0 ? -ENOMEM : 1;
 }
 
@@ -469,6 +470,26 @@ static void on_preamble(struct ism_wctx *w, struct ism_sess *s, int res, int bid
 }
 
 static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev ev);
+
+/* The handshake of a TLS server that terminates for tcp routes is over: the
+ * connection's plaintext goes to the first of the server's routes that
+ * applies (picked again by the SNI, in the table serving now: a reload since
+ * the ClientHello may have changed the server; one that no longer terminates
+ * for tcp routes closes the connection). false: the connection goes. */
+static bool tls_tcp_start(struct ism_wctx *w, struct ism_sess *s)
+{
+	const struct ism_table *t = w->table;
+	const struct ism_listener *l =
+	    s->listener < t->n_listeners ? &t->listeners[s->listener] : NULL;
+	int srv = l != NULL ? ism_router_pick_server(l, s->sni != NULL ? s->sni : "") : -1;
+
+	if (srv < 0 || !l->tls[srv].tcp) {
+		ism_sess_close(w, s);
+		return false;
+	}
+	start_l4(w, s, l->tls[srv].l4, l->tls[srv].n_l4, NULL, "no TCP route");
+	return s->state == ISM_SESS_L4;
+}
 
 static void tls_started(struct ism_wctx *w, struct ism_sess *s)
 {
@@ -566,7 +587,9 @@ static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev 
 		s->handshaken = 1;
 		if (SSL_session_reused(s->s.x.ssl))
 			ism_wstat_add(&w->st->tls_resumed, 1);
-		/* The request may have come with it. */
+		if (s->tls_tcp && !tls_tcp_start(w, s))
+			return;
+		/* The request (tcp: the first bytes) may have come with it. */
 		on_event(w, s, ism_sock_tls_read(w, &s->s));
 		return;
 	case ISM_SEV_TLS_FAIL:

@@ -91,6 +91,7 @@ struct ism_sess {
 	uint8_t served;	     /* a request was read: HTTP/1.1 it is */
 	uint8_t handshaken;  /* its TLS handshake ended, at handshake_ms */
 	uint8_t cont_flying; /* HTTP/1.1: its 100 Continue is being sent (h1.c) */
+	uint8_t tls_tcp;     /* its TLS server terminates for tcp routes: L4 from the handshake */
 	uint16_t listener;
 	const struct ism_sess_ops *ops; /* HTTP/1.1 (h1.c) or HTTP/2 (h2.c) */
 	struct ism_h2 *h2;		/* HTTP/2: the connection's state (h2.c) */

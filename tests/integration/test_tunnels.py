@@ -1734,6 +1734,28 @@ def tls_passthrough_s_client(env):
         c.close()
 
 
+def web_service_entry(port):
+    """The ServiceEntry of web.test.internal, the test upstream on 127.0.0.4's port."""
+    return ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: web}\nspec:\n"
+            "  hosts: [web.test.internal]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n"
+            f"  endpoints:\n  - {{address: 127.0.0.4, ports: {{http: {port}}}}}\n")
+
+
+def https_get_x(port, ctx, sni="www.term.test"):
+    """GET /x over TLS with sni through port: (the server's DER certificate, the whole answer)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname=sni) as s:
+        cert = s.getpeercert(binary_form=True)
+        s.sendall(f"GET /x HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    return cert, data
+
+
 @_test
 def tls_passthrough_beside_https(env):
     """One port, two Gateway servers: PASSTHROUGH for a.pass.test and HTTPS
@@ -1744,7 +1766,7 @@ def tls_passthrough_beside_https(env):
     pki = Pki(env)
     crt = pki.leaf("pa", ["DNS:a.pass.test"], key="ec", ca="backend-ca")
     pa = tcp_backend(env, "pa", "127.0.0.2", cert=crt)
-    web = env.upstream(["127.0.0.3:0=web"], name="web")["web"]
+    web = env.upstream(["127.0.0.4:0=web"], name="web")["web"]
     gwc = pki.leaf("isthmus-gw", ["DNS:www.term.test"], key="ec")
     world = World(env)
     world.service("pa.tls.internal", [pa], protocol="TLS")
@@ -1755,25 +1777,96 @@ def tls_passthrough_beside_https(env):
     world.extra_docs += [
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: term}\nspec:\n"
         "  hosts: [www.term.test]\n  gateways: [gw]\n  http:\n  - route: [{destination: {host: web.test.internal}}]\n",
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: web}\nspec:\n"
-        "  hosts: [web.test.internal]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n"
-        f"  endpoints:\n  - {{address: 127.0.0.3, ports: {{http: {web}}}}}\n"]
+        web_service_entry(web)]
     world.start()
     out = s_client_echo(f"127.0.0.1:{port}", "a.pass.test", pki.ca("backend-ca"))
     check("CN = pa" in out and "pa sni=a.pass.test" in out, f"passthrough SNI on the shared port:\n{out}")
-    ctx = tls_client_ctx(pki.ca())
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    with ctx.wrap_socket(raw, server_hostname="www.term.test") as s:
-        check(s.getpeercert(binary_form=True) == der_of(gwc[0]), "www.term.test: not isthmus's certificate")
-        s.sendall(b"GET /x HTTP/1.1\r\nHost: www.term.test\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+    cert, data = https_get_x(port, tls_client_ctx(pki.ca()))
+    check(cert == der_of(gwc[0]), "www.term.test: not isthmus's certificate")
     check(data.startswith(b"HTTP/1.1 200") and b"x-upstream: web" in data.lower(),
           f"HTTPS on the shared port: {data[:300]!r}")
+
+
+@_test
+def tls_terminated_tcp(env):
+    """Gateway servers of protocol TLS whose tls.mode terminates (SIMPLE,
+    MUTUAL), beside an HTTPS server on one port, as Istio's gateway builds them
+    (buildGatewayNetworkFiltersFromTCPRoutes): the SNI picks the server, TLS
+    ends here with the server's certificate (no ALPN selected), and the
+    plaintext goes to the first tcp route of a VirtualService of the server's
+    hosts, the backend's greeting and 1 MiB of echo through it; an SNI no
+    server names, a server with no route, and a MUTUAL server's client without
+    a certificate are refused at the handshake, a client certificate an
+    AuthorizationPolicy denies (principals) after it, before any upstream
+    connection; the access log has the SNI, route and endpoint; explain says
+    what takes the connection."""
+    isthmus_only("TLS terminated for tcp routes")
+    pki = Pki(env)
+    t1 = tcp_backend(env, "t1", "127.0.0.2")
+    t2 = tcp_backend(env, "t2", "127.0.0.3")
+    web = env.upstream(["127.0.0.4:0=web"], name="web")["web"]
+    gwc = pki.leaf("isthmus-gw", ["DNS:db.term.test", "DNS:mq.term.test", "DNS:www.term.test",
+                                  "DNS:none.term.test"], key="ec")
+    client = pki.leaf("client", ["URI:spiffe://term.test/ns/a/sa/client"], ca="client-ca")
+    other = pki.leaf("other", ["URI:spiffe://term.test/ns/a/sa/other"], ca="client-ca")
+    world = World(env)
+    world.service("t1.tcp.internal", [t1])
+    world.service("t2.tcp.internal", [t2])
+    port = free_port()
+    simple = f"tls: {{mode: SIMPLE, serverCertificate: {gwc[0]}, privateKey: {gwc[1]}}}"
+    mutual = (f"tls: {{mode: MUTUAL, serverCertificate: {gwc[0]}, privateKey: {gwc[1]}, "
+              f"caCertificates: {pki.ca('client-ca')}}}")
+    for i, (host, tls, proto) in enumerate((("db.term.test", simple, "TLS"), ("mq.term.test", mutual, "TLS"),
+                                           ("none.term.test", simple, "TLS"), ("www.term.test", simple, "HTTPS"))):
+        world.extra_servers.append(f"  - port: {{number: {port}, name: s{i}-{port}, protocol: {proto}}}\n"
+                                   f"    hosts: [{host}]\n    {tls}\n")
+    vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {n}}}\nspec:\n  hosts: [{h}]\n"
+    world.extra_docs += [
+        vs.format(n="db", h="db.term.test") + "  gateways: [gw]\n  tcp:\n"
+        f"  - match: [{{port: {port + 1}}}]\n    route: [{{destination: {{host: t2.tcp.internal}}}}]\n"
+        "  - route: [{destination: {host: t1.tcp.internal}}]\n",
+        vs.format(n="mq", h="mq.term.test") + "  gateways: [gw]\n  tcp:\n"
+        "  - route: [{destination: {host: t2.tcp.internal}}]\n",
+        vs.format(n="www", h="www.term.test") + "  gateways: [gw]\n  http:\n"
+        "  - route: [{destination: {host: web.test.internal}}]\n",
+        web_service_entry(web),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-other}\nspec:\n"
+        "  action: DENY\n  rules:\n  - from: [{source: {principals: [term.test/ns/a/sa/other]}}]\n"]
+    conf = world.write()
+    rc, out = env.check_config(conf)
+    check(rc == 0 and re.search(r"warning: .*spec\.servers\[2\].*no tcp route", out),
+          f"isthmus -c: exit {rc}, want 0 and a warning for the server without a route: {out}")
+    world.start()
+    ctx = tls_client_ctx(pki.ca())
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    c = TlsClient(port, "db.term.test", ctx)
+    check(c.greeting == "t1" and c.sock.getpeercert(binary_form=True) == der_of(gwc[0]),
+          f"db.term.test: greeting {c.greeting!r}, isthmus's certificate: "
+          f"{c.sock.getpeercert(binary_form=True) == der_of(gwc[0])}")
+    check(c.sock.selected_alpn_protocol() is None, f"ALPN {c.sock.selected_alpn_protocol()!r} on a tcp server")
+    a, b, n = pump(c, 1 << 20)
+    check(n == 1 << 20 and a == b, f"1 MiB echo over terminated TLS: {n} bytes back, intact {a == b}")
+    c.close()
+    tls_refused(port, "mq.term.test", ctx)  # MUTUAL: no client certificate
+    mctx = tls_client_ctx(pki.ca())
+    mctx.load_cert_chain(*client)
+    check(greet_of(TlsClient(port, "mq.term.test", mctx)) == "t2", "mq.term.test with a client certificate")
+    octx = tls_client_ctx(pki.ca())
+    octx.load_cert_chain(*other)
+    tls_refused(port, "mq.term.test", octx)  # the policy denies its principal
+    check(t2.ctl("stats")["accepted"] == 1, f"t2 reached by a denied connection: {t2.ctl('stats')}")
+    tls_refused(port, "none.term.test", ctx)  # its server has no route: Istio makes no filter chain
+    tls_refused(port, "other.term.test", ctx)
+    _, data = https_get_x(port, ctx)
+    check(data.startswith(b"HTTP/1.1 200") and b"x-upstream: web" in data.lower(),
+          f"HTTPS beside the TLS servers: {data[:300]!r}")
+    e = wait_log(world.log, lambda e: e.get(NAMES["log_sni"]) == "db.term.test", "with SNI db.term.test")
+    check(e.get(NAMES["log_route"]) == route_name("tcp", "db", 1) and
+          e.get(NAMES["log_upstream"]) == upstream_of("t1.tcp.internal", t1) and e.get(NAMES["log_in"]) == 1 << 20,
+          f"the terminated connection's line: {e}")
+    out = ctl_cmd(env.path("ctl.sock"), f"explain tls db.term.test {port}")
+    check("TLS server" in out and "terminated here" in out and route_name("tcp", "db", 1) in out and
+          "t1.tcp.internal" in out, f"explain tls db.term.test: {out}")
 
 
 @_test

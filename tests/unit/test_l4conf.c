@@ -491,12 +491,6 @@ static void test_errors(void **state)
 	     34, 17, "Gateway default/g: spec.servers[0].tls.mode",
 	     "AUTO_PASSTHROUGH is the mode of an east-west gateway"},
 	    {"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n"
-	     "  servers:\n  - port: {number: 443, name: t, protocol: TLS}\n    hosts: [\"*\"]\n"
-	     "    tls: {mode: SIMPLE, credentialName: c}\n",
-	     34, 17, "Gateway default/g: spec.servers[0].tls.mode",
-	     "protocol TLS with mode SIMPLE (TLS terminated here, then tcp routes) is not "
-	     "implemented yet"},
-	    {"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n"
 	     "  servers:\n  - port: {number: 443, name: t, protocol: TLS}\n    hosts: [\"*\"]\n",
 	     32, 5, "Gateway default/g: spec.servers[0]", "a TLS server needs tls"},
 	    {"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n"

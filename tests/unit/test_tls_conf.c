@@ -208,6 +208,68 @@ static void test_https_servers(void **state)
 	unload(&l);
 }
 
+/* Gateway servers of protocol TLS whose mode terminates, as Istio's gateway
+ * builds them: TLS with the server's certificate and no ALPN (Istio offers
+ * none for TCP), then the tcp routes of the VirtualServices of its hosts
+ * whose match holds, as a TCP server's; one without a route has no server
+ * name (Istio makes no filter chain for it) and a warning. */
+static void test_tls_terminated_tcp(void **state)
+{
+	struct loaded l;
+	const struct ism_listener *li;
+
+	(void)state;
+	assert_int_equal(load(&l, APP GW
+			      "  servers:\n"
+			      "  - port: {number: 443, name: tls, protocol: TLS}\n"
+			      "    hosts: [a.example.com]\n"
+			      "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
+			      "a.key}\n"
+			      "  - port: {number: 443, name: tls-b, protocol: TLS}\n"
+			      "    hosts: [b.example.com]\n"
+			      "    tls: {mode: MUTUAL, serverCertificate: b.crt, privateKey: "
+			      "b.key, caCertificates: a.crt}\n"
+			      "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+			      "    hosts: [c.example.com]\n"
+			      "    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: "
+			      "a.key}\n" SE
+			      "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			      "metadata: {name: vs}\nspec:\n  hosts: [a.example.com]\n"
+			      "  gateways: [gw]\n"
+			      "  tcp:\n  - match: [{port: 8443}]\n"
+			      "    route: [{destination: {host: up.local}}]\n"
+			      "  - route: [{destination: {host: up.local}}]\n"),
+			 0);
+	li = &l.t->listeners[0];
+	assert_int_equal(li->n_tls, 3);
+	assert_int_equal(li->tls[0].tcp, 1);
+	assert_int_equal(li->tls[0].passthrough, 0);
+	assert_int_equal(li->tls[0].tls.mode, ISM_TLS_SIMPLE);
+	assert_int_equal(li->tls[0].tls.alpn, 0);
+	assert_int_equal(li->tls[0].n_l4, 1);
+	assert_string_equal(li->tls[0].l4[0].name.p, "default/vs#tcp1");
+	assert_int_equal(li->tls[0].n_vhosts, 0);
+	assert_int_equal(ism_router_pick_server(li, "a.example.com"), 0);
+	/* b: MUTUAL, no VirtualService: no route, no server name. */
+	assert_int_equal(li->tls[1].tcp, 1);
+	assert_int_equal(li->tls[1].tls.mode, ISM_TLS_MUTUAL);
+	assert_int_equal(li->tls[1].n_l4, 0);
+	assert_int_equal(ism_router_pick_server(li, "b.example.com"), -1);
+	assert_true(has_diag(&l.d, "spec.servers[1]", "no tcp route of a VirtualService bound"));
+	/* The HTTPS server beside them stays HTTP's. */
+	assert_int_equal(li->tls[2].tcp, 0);
+	assert_int_equal(li->tls[2].tls.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
+	unload(&l);
+	/* A TLS server that terminates needs its certificate as an HTTPS one. */
+	assert_int_not_equal(load(&l, APP GW
+				  "  servers:\n"
+				  "  - port: {number: 443, name: tls, protocol: TLS}\n"
+				  "    hosts: [a.example.com]\n    tls: {mode: SIMPLE}\n" SE),
+			     0);
+	assert_true(l.d.n_errors > 0);
+	unload(&l);
+}
+
 /* A passthrough server of *.example.com and a VirtualService of hosts whose
  * one TLS route takes sni (YAML lists). */
 #define PT_VS(hosts, sni)                                                                          \
@@ -929,6 +991,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_tls_warm),
 	    cmocka_unit_test(test_https_servers),
+	    cmocka_unit_test(test_tls_terminated_tcp),
 	    cmocka_unit_test(test_https_and_passthrough),
 	    cmocka_unit_test(test_https_redirect_hosts),
 	    cmocka_unit_test(test_partial_wildcard_hosts),
