@@ -122,16 +122,12 @@ void ism_tunnel_close(struct ism_wctx *w, struct ism_tunnel *t, const char *flag
 	ism_stream_tunnel_end(w, t->st, flags);
 }
 
-/* Side i's sending half ends: a shutdown where its transport allows one
- * (plaintext), else the whole tunnel (TLS has no half close here). Once per
- * side: its peer ended, and nothing goes to it after its last send. */
-static void shut(struct ism_wctx *w, struct ism_tunnel *t, int i)
+/* Side i's sending half ends, its receiving half going on: a FIN, after a
+ * close_notify over TLS (a half close, as Envoy's TLS socket makes one). Once
+ * per side: its peer ended, and nothing goes to it after its last send. */
+static void shut(struct ism_tunnel *t, int i)
 {
-	if (t->sk[i]->x.ssl != NULL) {
-		ism_tunnel_close(w, t, NULL);
-		return;
-	}
-	shutdown(t->sk[i]->fd, SHUT_WR);
+	ism_sock_shut_write(t->sk[i]);
 }
 
 /* The state of a tunnel whose side i alone ended. */
@@ -164,7 +160,7 @@ static void ended(struct ism_wctx *w, struct ism_tunnel *t, int i)
 		return;
 	}
 	if (t->send[!i] == ISM_TUN_IDLE)
-		shut(w, t, !i);
+		shut(t, !i);
 }
 
 static void on_recv(struct ism_wctx *w, struct ism_tunnel *t, int i, int res, int bid)
@@ -249,7 +245,7 @@ static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 	case ISM_TUN_CLIENT_ENDED:
 	case ISM_TUN_UPSTREAM_ENDED:
 		if (t->state == ended_alone(from))
-			shut(w, t, j);
+			shut(t, j);
 		else
 			ism_sock_recv(w, t->sk[from]);
 		return;
@@ -257,7 +253,7 @@ static void on_sent(struct ism_wctx *w, struct ism_tunnel *t, int j, int res)
 		if (t->send[from] == ISM_TUN_IDLE)
 			ism_tunnel_close(w, t, NULL);
 		else
-			shut(w, t, j);
+			shut(t, j);
 		return;
 	case ISM_TUN_CLOSED:
 		break;

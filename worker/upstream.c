@@ -915,14 +915,12 @@ int ism_up_body_into(const struct ism_stream *st, struct ism_buf *out, const cha
 }
 
 /* An upgraded request ended and what went before is out: the upstream's
- * receiving half ends, as a tunnel's where the transport has a half close
- * (plaintext): its answer still comes, then its close ends the response.
- * Over TLS (no half close here) the connection ends, and the response with
- * it (the receive reports the end), as a TLS tunnel ends whole. */
+ * receiving half ends (over TLS a close_notify first), as a tunnel's: its
+ * answer still comes, then its close ends the response. */
 static void shut_wr(struct ism_upconn *u)
 {
 	u->shut_wr = 0;
-	shutdown(u->s.fd, u->s.x.ssl == NULL ? SHUT_WR : SHUT_RDWR);
+	ism_sock_shut_write(&u->s);
 }
 
 /* Whether u's request is an upgrade its upstream has not answered yet. What

@@ -1794,7 +1794,8 @@ def tls_terminated_tcp(env):
     (buildGatewayNetworkFiltersFromTCPRoutes): the SNI picks the server, TLS
     ends here with the server's certificate (no ALPN selected), and the
     plaintext goes to the first tcp route of a VirtualService of the server's
-    hosts, the backend's greeting and 1 MiB of echo through it; an SNI no
+    hosts, the backend's greeting and 1 MiB of echo through it, its end a half
+    close (the client sends on after the close_notify); an SNI no
     server names, a server with no route, and a MUTUAL server's client without
     a certificate are refused at the handshake, a client certificate an
     AuthorizationPolicy denies (principals) after it, before any upstream
@@ -1847,6 +1848,20 @@ def tls_terminated_tcp(env):
     a, b, n = pump(c, 1 << 20)
     check(n == 1 << 20 and a == b, f"1 MiB echo over terminated TLS: {n} bytes back, intact {a == b}")
     c.close()
+    # The backend ends its side first: the client gets a close_notify, and
+    # what it sends after still reaches the backend (a half close).
+    t1.ctl("halfclose")
+    c = TlsClient(port, "db.term.test", ctx)
+    end = c.sock.recv(100)
+    try:
+        c.sock.sendall(b"x" * 1000)
+        c.sock.shutdown(socket.SHUT_WR)
+    except OSError as e:
+        raise TestFailure(f"after the backend's end ({end!r}) the client could not send on: {e}")
+    poll(lambda: t1.ctl("stats")["bytes_in"] == (1 << 20) + 1000, 5,
+         what=f"the 1,000 bytes sent after the backend's end at it (got the end {end!r})")
+    c.close()
+    t1.ctl("normal")
     tls_refused(port, "mq.term.test", ctx)  # MUTUAL: no client certificate
     mctx = tls_client_ctx(pki.ca())
     mctx.load_cert_chain(*client)

@@ -26,6 +26,9 @@ one JSON line, then closed):
   normal   back to greeting and echoing new connections
   close    close every open connection (FIN)
   pause    stop reading from every connection (new ones too); resume: read again
+  halfclose  new connections: the greeting, then the backend's end (a FIN, TLS:
+           nothing more sent), the peer's bytes read and counted, not echoed,
+           until it closes (normal: back to echoing)
 Every answer is the stats object after the command.
 """
 
@@ -109,6 +112,14 @@ class Upstream:
                 writer.write(data)
                 self.bytes_out += len(data)
                 await writer.drain()
+            if self.mode == "halfclose":
+                if writer.can_write_eof():
+                    writer.write_eof()
+                elif sock is not None:
+                    sock.shutdown(socket.SHUT_WR)
+                while data := await asyncio.wait_for(reader.read(CHUNK), IDLE_S):
+                    self.bytes_in += len(data)
+                return
             while True:
                 await asyncio.wait_for(self.reading.wait(), IDLE_S)
                 data = await asyncio.wait_for(reader.read(CHUNK), IDLE_S)
@@ -136,7 +147,7 @@ class Upstream:
             elif cmd == "accept":
                 if self.server is None:
                     await self.listen()
-            elif cmd in ("reset", "normal"):
+            elif cmd in ("reset", "normal", "halfclose"):
                 self.mode = cmd
             elif cmd == "pause":
                 self.reading.clear()
