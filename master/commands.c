@@ -495,30 +495,33 @@ static void route_line(struct ism_reply *r, const struct ism_table *t, const str
 	dest_list(r, t, rt->dest, rt->n_dest, json);
 }
 
-/* One tcp route entry, or a tls one of passthrough server srv, of show routes:
- * its SNI host, how many destinationSubnets, and destinations. */
+/* One tcp route entry (of a TCP listener, or of TLS server srv that
+ * terminates for tcp routes), or a tls one of passthrough server srv, of show
+ * routes: its SNI host, how many destinationSubnets, and destinations. */
 static void l4_line(struct ism_reply *r, const struct ism_table *t, const struct ism_l4route *e,
 		    const char *srv, int json, int not_first)
 {
 	const char *sni = e->n_sni ? e->sni[0].p : "";
+	const char *kind = sni[0] ? "tls" : "tcp"; /* a tls entry has its SNI host */
 
 	if (json) {
 		ism_say(r, "%s{\"name\":", not_first ? "," : "");
 		say_json_str(r, e->name.p);
-		ism_say(r, ",\"kind\":\"%s\",\"server\":", srv[0] ? "tls" : "tcp");
+		ism_say(r, ",\"kind\":\"%s\",\"server\":", kind);
 		say_json_str(r, srv);
 		ism_say(r, ",\"sni\":");
 		say_json_str(r, sni);
 		ism_say(r, ",\"subnets\":%u,\"destinations\":[", e->n_subnets);
 	} else {
-		ism_say(r, "  %s route %s%s%s%s%s subnets=%u ->", srv[0] ? "tls" : "tcp", e->name.p,
+		ism_say(r, "  %s route %s%s%s%s%s subnets=%u ->", kind, e->name.p,
 			srv[0] ? " server=" : "", srv, sni[0] ? " sni=" : "", sni, e->n_subnets);
 	}
 	dest_list(r, t, e->dest, e->n_dest, json);
 }
 
-/* The tcp routes of a TCP listener and the tls routes of its passthrough
- * servers, in the order they are tried. */
+/* The tcp routes of a TCP listener, and of a TLS listener's servers the tls
+ * routes (passthrough) or tcp routes (TLS terminated), in the order they are
+ * tried. */
 static void l4_lines(struct ism_reply *r, const struct ism_table *t, const struct ism_listener *li,
 		     int json)
 {

@@ -1879,6 +1879,8 @@ def tls_terminated_tcp(env):
     check(e.get(NAMES["log_route"]) == route_name("tcp", "db", 1) and
           e.get(NAMES["log_upstream"]) == upstream_of("t1.tcp.internal", t1) and e.get(NAMES["log_in"]) == 1 << 20,
           f"the terminated connection's line: {e}")
+    out = ctl_cmd(env.path("ctl.sock"), "show routes")
+    check(f"tcp route {route_name('tcp', 'db', 1)} server=" in out, f"show routes lacks the server's tcp route: {out}")
     out = ctl_cmd(env.path("ctl.sock"), f"explain tls db.term.test {port}")
     check("TLS server" in out and "terminated here" in out and route_name("tcp", "db", 1) in out and
           "t1.tcp.internal" in out, f"explain tls db.term.test: {out}")
