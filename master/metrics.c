@@ -174,7 +174,8 @@ static const struct worker_metric worker_metrics[] = {
     WM(regex_limit, "isthmus_route_regex_limit_total", "counter",
        "Requests answered 500 because a route regex reached its match limit."),
     WM(tunnels_active, "isthmus_tunnels_active", "gauge",
-       "Tunnels open: WebSocket and other upgrades, TCP and TLS-passthrough connections."),
+       "Tunnels open: WebSocket and other upgrades, TCP and TLS (passthrough or terminated) "
+       "connections."),
     WM(tunnels_total, "isthmus_tunnels_total", "counter", "Tunnels opened (both sides connected)."),
     WM(tunnel_bytes_in, "isthmus_tunnel_received_bytes_total", "counter",
        "Bytes tunnels carried from clients to upstreams."),
@@ -184,10 +185,10 @@ static const struct worker_metric worker_metrics[] = {
        "How long the closed tunnels lasted, summed (divide by isthmus_tunnels_total less "
        "isthmus_tunnels_active for a mean)."),
     WM(tunnels_refused, "isthmus_tunnels_refused_total", "counter",
-       "TCP and TLS-passthrough connections closed without a tunnel: no server name, no "
-       "route, no healthy upstream, connect failures, maxConnections."),
+       "TCP and TLS (passthrough or terminated) connections closed without a tunnel: no server "
+       "name, no route, no healthy upstream, connect failures, maxConnections."),
     WM(authz_denied, "isthmus_authz_denied_total", "counter",
-       "Requests (answered 403) and TCP or TLS-passthrough connections (closed) an "
+       "Requests (answered 403) and TCP or TLS (passthrough or terminated) connections (closed) an "
        "AuthorizationPolicy denied."),
     WM(jwt_denied, "isthmus_jwt_denied_total", "counter",
        "Requests answered 401 or 403 because a JWT a RequestAuthentication checks was not "
