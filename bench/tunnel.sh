@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # bench/tunnel.sh — tunnels through isthmus beside HAProxy: interleaved rounds of WebSocket
-# message rate (many connections, small messages echoed) and TCP throughput (bulk bytes echoed
-# through a tcp route), in front of bench/tunnel_echo.c and driven by bench/tunnel_load.c (both
+# message rate (many connections, small messages echoed), TCP throughput (bulk bytes echoed
+# through a tcp route) and the same over TLS terminated by the proxy (a Gateway server of protocol
+# TLS, mode SIMPLE, to a tcp route; HAProxy's `bind ... ssl` in mode tcp), in front of bench/tunnel_echo.c and driven by bench/tunnel_load.c (both
 # C, epoll, so that neither is what the rounds measure); per round the proxy's CPU from /proc;
 # medians, per-round ratios, ratios to HAProxy. `make bench` runs it as `sh bench/tunnel.sh
 # BUILD`. See bench/README.md ("Tunnels"). Usage: bench/tunnel.sh [BUILD_DIR]
 # Environment: SKIP_TUNNEL (0; 1: do nothing) ROUNDS (5) DURATION (10, s) WARMUP (2, s)
-#              KINDS ("ws tcp") WS_CONNS (100) WS_SIZE (64, bytes) WS_DEPTH (1)
+#              KINDS ("ws tcp tls") WS_CONNS (100) WS_SIZE (64, bytes) WS_DEPTH (1)
 #              TCP_CONNS (4) TCP_CHUNK (65536) TCP_WINDOW (1048576)
 #              PROXIES ("isthmus haproxy"; also haproxy-splice: HAProxy with option splice-auto)
 #              BASE_BUILD (unset: another isthmus build run as isthmus-base in the same rounds)
@@ -23,7 +24,7 @@ BUILD=${1:-build}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-KINDS=${KINDS:-ws tcp}
+KINDS=${KINDS:-ws tcp tls}
 WS_CONNS=${WS_CONNS:-100}
 WS_SIZE=${WS_SIZE:-64}
 WS_DEPTH=${WS_DEPTH:-1}
@@ -35,9 +36,11 @@ BASE_BUILD=${BASE_BUILD:-}
 [ -z "$BASE_BUILD" ] || PROXIES="$PROXIES isthmus-base"
 
 ECHO_WS=19095 ECHO_TCP=19096
-# PORT: the HTTP listener (WebSocket upgrades); TPORT: the TCP listener (a tcp route)
+# PORT: the HTTP listener (WebSocket upgrades); TPORT: the TCP listener (a tcp route); SPORT: the
+# TLS listener (TLS terminated, then a tcp route)
 declare -A PORT=([isthmus]=19195 [haproxy]=19295 [haproxy-splice]=19395 [isthmus-base]=19495)
 declare -A TPORT=([isthmus]=19196 [haproxy]=19296 [haproxy-splice]=19396 [isthmus-base]=19496)
+declare -A SPORT=([isthmus]=19197 [haproxy]=19297 [haproxy-splice]=19397 [isthmus-base]=19497)
 declare -A PID=() DEAD=()
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_NAME=tunnel
@@ -48,8 +51,8 @@ case $ROUNDS$DURATION$WARMUP$WS_CONNS$WS_SIZE$WS_DEPTH$TCP_CONNS$TCP_CHUNK$TCP_W
 esac
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$WS_CONNS" -ge 1 ] && [ "$TCP_CONNS" -ge 1 ] ||
 	die "ROUNDS, DURATION, WS_CONNS, TCP_CONNS must be >= 1"
-for k in $KINDS; do case $k in ws | tcp) ;; *) die "unknown kind '$k' in KINDS (ws, tcp)" ;; esac; done
-need_tools "$HAPROXY" curl ps cc pkg-config
+for k in $KINDS; do case $k in ws | tcp | tls) ;; *) die "unknown kind '$k' in KINDS (ws, tcp, tls)" ;; esac; done
+need_tools "$HAPROXY" curl ps cc pkg-config openssl
 [ -x "$BUILD/isthmus" ] || die "$BUILD/isthmus not found (run make first)"
 
 bench_tmp
@@ -64,7 +67,7 @@ say "# results file: $RESULTS"
 ALLPORTS="$ECHO_WS $ECHO_TCP"
 for p in $PROXIES; do
 	[ -n "${PORT[$p]:-}" ] || die "unknown proxy '$p' in PROXIES (isthmus haproxy haproxy-splice)"
-	ALLPORTS="$ALLPORTS ${PORT[$p]} ${TPORT[$p]}"
+	ALLPORTS="$ALLPORTS ${PORT[$p]} ${TPORT[$p]} ${SPORT[$p]}"
 done
 ports_free $ALLPORTS
 
@@ -73,7 +76,7 @@ LOAD=$BUILD/bench/tunnel_load
 ECHO=$BUILD/bench/tunnel_echo
 for t in tunnel_load tunnel_echo; do
 	if [ ! -x "$BUILD/bench/$t" ]; then
-		cc -O2 -o "$TMP/$t" "$BENCH_DIR/$t.c" $(pkg-config --cflags --libs libcrypto) >"$TMP/cc.log" 2>&1 ||
+		cc -O2 -o "$TMP/$t" "$BENCH_DIR/$t.c" $(pkg-config --cflags --libs libssl libcrypto) >"$TMP/cc.log" 2>&1 ||
 			{ cat "$TMP/cc.log" >&2; die "cannot build bench/$t.c (libssl-dev)"; }
 		[ $t = tunnel_load ] && LOAD=$TMP/$t || ECHO=$TMP/$t
 	fi
@@ -85,7 +88,13 @@ wait_http "http://127.0.0.1:$ECHO_WS/" 50 "$ECHO_PID" || { cat "$TMP/echo.log" >
 "$LOAD" --mode tcp --connect "127.0.0.1:$ECHO_TCP" --conns 1 --duration 0.3 >"$TMP/echo-check.txt" 2>&1 ||
 	{ cat "$TMP/echo-check.txt" >&2; die "tunnel_echo's TCP port does not echo"; }
 
-# --- proxies: one worker / one thread each, an HTTP listener (WebSocket) and a TCP one ------------
+# The TLS listeners' certificate (EC P-256, for tls.bench): the same for every proxy.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tls.bench \
+	-addext subjectAltName=DNS:tls.bench -keyout "$TMP/tls.key" -out "$TMP/tls.crt" >"$TMP/openssl.log" 2>&1 ||
+	{ cat "$TMP/openssl.log" >&2; die "openssl could not make the TLS listener's certificate"; }
+cat "$TMP/tls.crt" "$TMP/tls.key" >"$TMP/tls.pem"
+
+# --- proxies: one worker / one thread each, an HTTP listener (WebSocket), a TCP one, a TLS one ----
 ACTIVE=""
 start_isthmus_tunnel() { # name build
 	local name=$1 bin="$2/isthmus" d="$TMP/$1"
@@ -112,6 +121,9 @@ spec:
     hosts: ["*"]
   - port: {number: ${TPORT[$name]}, name: tcp, protocol: TCP}
     hosts: ["*"]
+  - port: {number: ${SPORT[$name]}, name: tls, protocol: TLS}
+    hosts: [tls.bench]
+    tls: {mode: SIMPLE, serverCertificate: $TMP/tls.crt, privateKey: $TMP/tls.key}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -132,6 +144,16 @@ spec:
   tcp:
   - match: [{port: ${TPORT[$name]}}]
     route:
+    - destination: {host: tcp.bench.internal, port: {number: 9000}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bench-tls, namespace: bench}
+spec:
+  hosts: [tls.bench]
+  gateways: [bench-gw]
+  tcp:
+  - route:
     - destination: {host: tcp.bench.internal, port: {number: 9000}}
 ---
 apiVersion: networking.istio.io/v1
@@ -196,6 +218,11 @@ frontend tcp
     bind 127.0.0.1:${TPORT[$name]} backlog 4096
     default_backend tcp
 
+frontend tls
+    mode tcp
+    bind 127.0.0.1:${SPORT[$name]} backlog 4096 ssl crt $TMP/tls.pem
+    default_backend tcp
+
 backend tcp
     mode tcp
     server echo 127.0.0.1:$ECHO_TCP
@@ -222,6 +249,8 @@ run_kind() { # kind proxy seconds outfile
 		--size "$WS_SIZE" --depth "$WS_DEPTH" --duration "$3" ;;
 	tcp) run_client "$4" "$3" "$LOAD" --mode tcp --connect "127.0.0.1:${TPORT[$2]}" --conns "$TCP_CONNS" \
 		--chunk "$TCP_CHUNK" --window "$TCP_WINDOW" --duration "$3" ;;
+	tls) run_client "$4" "$3" "$LOAD" --mode tcp --connect "127.0.0.1:${SPORT[$2]}" --conns "$TCP_CONNS" \
+		--chunk "$TCP_CHUNK" --window "$TCP_WINDOW" --duration "$3" --tls tls.bench ;;
 	esac
 }
 # field value of tunnel_load's result line
@@ -312,10 +341,11 @@ done
 
 declare -A KIND_DESC=(
 	[ws]="WebSocket echo, $WS_CONNS connections, $WS_SIZE-byte binary messages, $WS_DEPTH in flight per connection"
-	[tcp]="TCP echo through a tcp route, $TCP_CONNS connections, $TCP_CHUNK-byte writes, $TCP_WINDOW bytes in flight per connection (MiB/s: bytes echoed; each crossed the proxy both ways)")
+	[tcp]="TCP echo through a tcp route, $TCP_CONNS connections, $TCP_CHUNK-byte writes, $TCP_WINDOW bytes in flight per connection (MiB/s: bytes echoed; each crossed the proxy both ways)"
+	[tls]="the same over TLS the proxy terminates (TLS 1.3, ECDSA P-256; plaintext to the echo server)")
 for k in $KINDS; do
 	unit=msg/s cunit="CPU us/msg"
-	[ "$k" = tcp ] && unit=MiB/s cunit="CPU ms/GiB"
+	[ "$k" != ws ] && unit=MiB/s cunit="CPU ms/GiB"
 	say ""
 	say "## $k: ${KIND_DESC[$k]}: medians of $ROUNDS rounds of ${DURATION}s; x = proxy / haproxy (medians; per-round ratios' median in brackets)"
 	FMT='%-15s %10s %8s %11s %7s   %14s %14s'

@@ -9,6 +9,8 @@
  *   --mode tcp  CONNS TCP connections, each writing a byte stream (a pattern, CHUNK bytes per
  *               write) while at most WINDOW bytes are unanswered, and reading the echo, checked
  *               byte for byte. Counts bytes echoed (each one crossed the proxy both ways).
+ *               With --tls SNI, over TLS (the server name SNI, the certificate not checked):
+ *               a TLS server of the proxy that terminates for a tcp route.
  *
  * The connections are opened first (not timed); then the load runs for DURATION seconds and
  * one line is printed:
@@ -21,9 +23,10 @@
  * when something was echoed and nothing failed, 1 otherwise.
  *
  * Build: `make` builds BUILD/bench/tunnel_load (libcrypto for the Sec-WebSocket-Accept
- * check); or cc -O2 -o tunnel_load bench/tunnel_load.c $(pkg-config --cflags --libs libcrypto)
+ * check, libssl for --tls); or cc -O2 -o tunnel_load bench/tunnel_load.c
+ * $(pkg-config --cflags --libs libssl libcrypto)
  * Usage: tunnel_load --mode ws|tcp --connect ADDR:PORT [--conns N] [--duration S] [--size B]
- *                    [--depth D] [--chunk B] [--window B] [--host HOST]
+ *                    [--depth D] [--chunk B] [--window B] [--host HOST] [--tls SNI]
  * Defaults: conns 64 (ws) / 4 (tcp), duration 10, size 64, depth 1, chunk 65536, window
  * 1048576, host bench.
  */
@@ -33,6 +36,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -65,6 +69,7 @@ struct load_opts {
 	double duration;
 	size_t size, chunk, window;
 	int depth;
+	const char *tls; /* tcp: the server name to send over TLS; NULL: plaintext */
 };
 
 struct load_conn {
@@ -81,6 +86,8 @@ struct load_conn {
 	int head, inflight;
 	/* tcp: stream offsets */
 	uint64_t sent, rcvd;
+	SSL *ssl;    /* --tls */
+	size_t wlen; /* --tls: the length of a write to try again (SSL_write's rule), 0: none */
 };
 
 struct load_run {
@@ -91,6 +98,7 @@ struct load_run {
 	uint8_t *payload; /* ws: what the echo must carry */
 	uint8_t *pattern; /* tcp: LOAD_PATTERN-periodic bytes, chunk + LOAD_PATTERN long */
 	bool counting;
+	SSL_CTX *ctx; /* --tls */
 	uint64_t messages, bytes, errors;
 	uint32_t *hist; /* ws: round trips in microseconds */
 };
@@ -107,7 +115,7 @@ static int usage(void)
 {
 	fprintf(stderr,
 		"usage: tunnel_load --mode ws|tcp --connect ADDR:PORT [--conns N] [--duration S] "
-		"[--size B] [--depth D] [--chunk B] [--window B] [--host HOST]\n");
+		"[--size B] [--depth D] [--chunk B] [--window B] [--host HOST] [--tls SNI]\n");
 	return 2;
 }
 
@@ -143,6 +151,8 @@ static int parse_opts(int argc, char **argv, struct load_opts *o)
 			o->window = strtoul(v, NULL, 10);
 		else if (strcmp(k, "--host") == 0)
 			o->host = v;
+		else if (strcmp(k, "--tls") == 0)
+			o->tls = v;
 		else
 			return -1;
 	}
@@ -166,9 +176,10 @@ static int parse_opts(int argc, char **argv, struct load_opts *o)
 		if (inet_pton(AF_INET, a, &o->addr.sin_addr) != 1)
 			return -1;
 	}
-	if (o->conns < 1 || o->conns > LOAD_MAX_CONNS || o->duration <= 0 || o->size < 1 ||
-	    o->size > LOAD_MAX_SIZE || o->depth < 1 || o->depth > LOAD_MAX_DEPTH || o->chunk < 1 ||
-	    o->chunk > (1 << 22) || o->window < o->chunk)
+	if ((o->ws && o->tls != NULL) || o->conns < 1 || o->conns > LOAD_MAX_CONNS ||
+	    o->duration <= 0 || o->size < 1 || o->size > LOAD_MAX_SIZE || o->depth < 1 ||
+	    o->depth > LOAD_MAX_DEPTH || o->chunk < 1 || o->chunk > (1 << 22) ||
+	    o->window < o->chunk)
 		return -1;
 	return 0;
 }
@@ -240,6 +251,24 @@ static int ws_handshake(struct load_run *r, int fd, uint64_t deadline)
 	return -EPROTO;
 }
 
+/* --tls: the handshake on blocking fd, bounded by the setup's deadline. */
+static int tls_handshake(struct load_run *r, struct load_conn *c, int fd, uint64_t deadline)
+{
+	uint64_t now = now_ns();
+	struct timeval tv = {.tv_sec =
+				 now < deadline ? (time_t)((deadline - now) / 1000000000u) + 1 : 1};
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c->ssl = SSL_new(r->ctx);
+	if (c->ssl == NULL || !SSL_set_fd(c->ssl, fd) ||
+	    !SSL_set_tlsext_host_name(c->ssl, r->o.tls) || SSL_connect(c->ssl) != 1) {
+		fprintf(stderr, "tunnel_load: the TLS handshake failed\n");
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static int open_conn(struct load_run *r, struct load_conn *c, uint64_t deadline)
 {
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -250,6 +279,7 @@ static int open_conn(struct load_run *r, struct load_conn *c, uint64_t deadline)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&r->o.addr, sizeof(r->o.addr)) < 0 ||
 	    (r->o.ws && ws_handshake(r, fd, deadline) < 0) ||
+	    (r->o.tls != NULL && tls_handshake(r, c, fd, deadline) < 0) ||
 	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
 	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
 		close(fd);
@@ -393,6 +423,56 @@ static void ws_io(struct load_run *r, struct load_conn *c)
 	arm(r, c, c->out_off < c->out_len);
 }
 
+/* send(), or SSL_write over --tls: bytes written, or -1 with errno (EAGAIN: try again
+ * when the socket allows, with the same length over TLS). */
+static ssize_t tcp_send(struct load_conn *c, const uint8_t *p, size_t len)
+{
+	int n;
+
+	if (c->ssl == NULL)
+		return send(c->fd, p, len, MSG_NOSIGNAL);
+	if (c->wlen)
+		len = c->wlen;
+	n = SSL_write(c->ssl, p, (int)len);
+	if (n > 0) {
+		c->wlen = 0;
+		return n;
+	}
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_WRITE:
+	case SSL_ERROR_WANT_READ:
+		c->wlen = len;
+		errno = EAGAIN;
+		return -1;
+	default:
+		errno = EIO;
+		return -1;
+	}
+}
+
+/* recv(), or SSL_read over --tls: as recv() (0: the end). */
+static ssize_t tcp_recv(struct load_conn *c, uint8_t *p, size_t len)
+{
+	int n;
+
+	if (c->ssl == NULL)
+		return recv(c->fd, p, len, 0);
+	n = SSL_read(c->ssl, p, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	default:
+		errno = EIO;
+		return -1;
+	}
+}
+
 static void tcp_io(struct load_run *r, struct load_conn *c)
 {
 	bool blocked = false, drained = false;
@@ -403,8 +483,8 @@ static void tcp_io(struct load_run *r, struct load_conn *c)
 		while (!blocked && c->sent - c->rcvd < r->o.window) {
 			size_t room = (size_t)(r->o.window - (c->sent - c->rcvd));
 
-			n = send(c->fd, r->pattern + c->sent % LOAD_PATTERN,
-				 room < r->o.chunk ? room : r->o.chunk, MSG_NOSIGNAL);
+			n = tcp_send(c, r->pattern + c->sent % LOAD_PATTERN,
+				     room < r->o.chunk ? room : r->o.chunk);
 			if (n < 0 && errno == EAGAIN) {
 				blocked = true;
 				break;
@@ -417,7 +497,7 @@ static void tcp_io(struct load_run *r, struct load_conn *c)
 		}
 		if (drained)
 			break;
-		n = recv(c->fd, c->rbuf, LOAD_RBUF, 0);
+		n = tcp_recv(c, c->rbuf, LOAD_RBUF);
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
@@ -432,7 +512,8 @@ static void tcp_io(struct load_run *r, struct load_conn *c)
 		if (r->counting)
 			r->bytes += (uint64_t)n;
 		blocked = false;
-		drained = (size_t)n < LOAD_RBUF;
+		/* A TLS read gives one record: the socket may hold more. */
+		drained = c->ssl == NULL && (size_t)n < LOAD_RBUF;
 	}
 	arm(r, c, blocked);
 }
@@ -513,7 +594,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	r.epfd = epoll_create1(EPOLL_CLOEXEC);
 	conns = calloc((size_t)r.o.conns, sizeof(*conns));
-	if (r.epfd < 0 || conns == NULL || prepare(&r) < 0) {
+	if (r.o.tls != NULL) {
+		r.ctx = SSL_CTX_new(TLS_client_method());
+		if (r.ctx != NULL)
+			SSL_CTX_set_mode(r.ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+						    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
+	if (r.epfd < 0 || conns == NULL || (r.o.tls != NULL && r.ctx == NULL) || prepare(&r) < 0) {
 		perror("tunnel_load");
 		return 1;
 	}
