@@ -24,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "conf/model.h"
+#include "conf/tlsctx.h"
 #include "lib/ascii.h"
 #include "lib/base64.h"
 
@@ -67,6 +68,9 @@ static const char *ssl_reason(void)
 	ERR_clear_error();
 	return r ? r : "not valid PEM";
 }
+
+static void check_usable(struct ism_vctx *v, struct ism_tlsctx_certcheck *k,
+			 const struct ism_node *at, const struct ism_tls_conf *c);
 
 /* Refuses encrypted keys instead of prompting on the terminal. */
 static int no_passphrase(char *buf, int size, int rw, void *u)
@@ -300,6 +304,10 @@ static void parse_versions(struct ism_vctx *v, const struct ism_node *n, struct 
 	if (c->min_ver && c->max_ver && c->min_ver > c->max_ver)
 		ism_v_err(v, ism_node_get(n, "maxProtocolVersion", NULL),
 			  "maxProtocolVersion is below minProtocolVersion");
+	else if (!c->min_ver && c->max_ver && c->max_ver < TLS1_2_VERSION)
+		ism_v_err(v, ism_node_get(n, "maxProtocolVersion", NULL),
+			  "maxProtocolVersion is below the minimum, TLS 1.2 when "
+			  "minProtocolVersion is not set: no version would be left");
 }
 
 static bool in_names(const char *const *names, const char *s)
@@ -994,8 +1002,35 @@ void ism_tls_parse_appliance(struct ism_vctx *v, const struct ism_node *spec,
 		pem_field(v, m, "caCrl", PEM_CRL, &a->mesh.crl);
 		a->mesh.mode = ISM_TLS_MUTUAL;
 		a->has_mesh = true;
+		if (a->mesh.n_certs) {
+			struct ism_tlsctx_certcheck k = {0};
+
+			check_usable(v, &k, m, &a->mesh);
+			ism_tlsctx_certcheck_free(&k);
+		}
 	}
 	ism_v_pop(v, old);
+}
+
+/* Whether a worker's context would take the certificates of c
+ * (conf/tlsctx.c): one OpenSSL refuses at its security level (a key too
+ * small, a SHA-1 signature) would fail every handshake with nothing said; an
+ * error at at, with OpenSSL's reason. */
+static void check_usable(struct ism_vctx *v, struct ism_tlsctx_certcheck *k,
+			 const struct ism_node *at, const struct ism_tls_conf *c)
+{
+	ism_conf_ssl_enter();
+	ERR_clear_error();
+	if (ism_tlsctx_check_certs(k, c) < 0)
+		ism_v_err(
+		    v, at,
+		    "OpenSSL refuses these TLS settings: %s (a certificate whose key is too "
+		    "small, RSA under 2048 bits, or whose signature uses SHA-1 is refused at "
+		    "the system's OpenSSL security level, 2 on Debian; servers that allow TLS "
+		    "1.0 or 1.1 run at level 0)",
+		    *ism_tlsctx_error() ? ism_tlsctx_error() : "no reason given");
+	ERR_clear_error();
+	ism_conf_ssl_leave();
 }
 
 static const struct ism_cm_cred *find_cred(const struct ism_cm_appliance *a, const char *name)
@@ -1009,8 +1044,8 @@ static const struct ism_cm_cred *find_cred(const struct ism_cm_appliance *a, con
 
 /* credentialName(s) → certificates (and the CA, from the credential itself or
  * from "<name>-cacert", as Istio looks them up). */
-static void xref_tls(struct ism_vctx *v, const struct ism_cm_res *r, struct ism_cm_tls *t,
-		     bool server)
+static void xref_tls(struct ism_vctx *v, struct ism_tlsctx_certcheck *k, const struct ism_cm_res *r,
+		     struct ism_cm_tls *t, bool server)
 {
 	const struct ism_cm_appliance *a = &v->conf->app;
 	struct ism_tls_conf *c = &t->c;
@@ -1068,14 +1103,17 @@ static void xref_tls(struct ism_vctx *v, const struct ism_cm_res *r, struct ism_
 		ism_v_err(v, t->creds_at,
 			  "mode needs client CA certificates: none in the credential, nor in a "
 			  "\"<name>-cacert\" credential");
+	if (c->mode != ISM_TLS_ISTIO_MUTUAL)
+		check_usable(v, k, t->creds_at, c);
 	ism_v_pop(v, old);
 }
 
-static void xref_policy(struct ism_vctx *v, const struct ism_cm_res *r, struct ism_cm_policy *p)
+static void xref_policy(struct ism_vctx *v, struct ism_tlsctx_certcheck *k,
+			const struct ism_cm_res *r, struct ism_cm_policy *p)
 {
-	xref_tls(v, r, &p->tp.tls, false);
+	xref_tls(v, k, r, &p->tp.tls, false);
 	for (size_t i = 0; i < p->n_ports; i++)
-		xref_tls(v, r, &p->ports[i].tp.tls, false);
+		xref_tls(v, k, r, &p->ports[i].tp.tls, false);
 }
 
 static void xref_pas(struct ism_vctx *v, const struct ism_cm_server *const *on_port);
@@ -1136,6 +1174,7 @@ static void xref_auto_mtls(struct ism_vctx *v)
 
 void ism_tls_xref(struct ism_vctx *v)
 {
+	struct ism_tlsctx_certcheck k = {0};
 	struct ism_conf *c = v->conf;
 	/* Per port, the first server of the file on it. */
 	const struct ism_cm_server **on_port = calloc(65536, sizeof(*on_port));
@@ -1153,11 +1192,13 @@ void ism_tls_xref(struct ism_vctx *v)
 	free(on_port);
 	for (size_t g = 0; g < c->n_gws; g++)
 		for (size_t s = 0; s < c->gws[g]->n_servers; s++)
-			xref_tls(v, &c->gws[g]->r, &c->gws[g]->servers[s].tls, true);
+			xref_tls(v, &k, &c->gws[g]->r, &c->gws[g]->servers[s].tls, true);
+	ism_tlsctx_certcheck_free(&k);
 }
 
 void ism_tls_xref_drs(struct ism_vctx *v)
 {
+	struct ism_tlsctx_certcheck k = {0};
 	struct ism_conf *c = v->conf;
 
 	for (size_t d = 0; d < c->n_drs; d++) {
@@ -1165,10 +1206,11 @@ void ism_tls_xref_drs(struct ism_vctx *v)
 
 		if (!ism_model_dr_visible(c, dr))
 			continue;
-		xref_policy(v, &dr->r, &dr->policy);
+		xref_policy(v, &k, &dr->r, &dr->policy);
 		for (size_t s = 0; s < dr->n_subsets; s++)
-			xref_policy(v, &dr->r, &dr->subsets[s].policy);
+			xref_policy(v, &k, &dr->r, &dr->subsets[s].policy);
 	}
+	ism_tlsctx_certcheck_free(&k);
 }
 
 /* --- PeerAuthentication, as it applies to the appliance's plaintext listeners --- */

@@ -50,6 +50,9 @@ static void rules_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
 	}
 }
 
+/* The reason the last context that could not be made gave (ism_tlsctx_error). */
+static __thread char ctx_error[256];
+
 void ism_tls_log_errors(const char *what)
 {
 	unsigned long e;
@@ -353,6 +356,102 @@ int ism_tls_warm(const char **what)
 	return 0;
 }
 
+/* Keeps the reason of the library's last error for ism_tlsctx_error. */
+static void keep_error(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+	if (reason != NULL)
+		snprintf(ctx_error, sizeof(ctx_error), "%s", reason);
+	else if (e != 0)
+		ERR_error_string_n(e, ctx_error, sizeof(ctx_error));
+	else
+		ctx_error[0] = '\0';
+}
+
+/* TLS 1.0 and 1.1 sign with SHA-1 (and MD5), which OpenSSL's security levels
+ * above 0 refuse along with the versions themselves (Debian's default is
+ * level 2): a server that allows them gets level 0, as BoringSSL, which has
+ * no levels, serves them for Envoy. */
+static bool level_zero(const struct ism_tls_conf *c)
+{
+	return c->min_ver && c->min_ver < TLS1_2_VERSION;
+}
+
+/* Whether ctx takes the certificate chain of c (the leaf as its certificate,
+ * the rest as its chain): what its security level refuses in the leaf (its
+ * key size, its signature) or a chain certificate (its signature). The key
+ * is not read again: the loader matched it to the certificate. */
+static int takes_chain(SSL_CTX *ctx, const struct ism_tls_cert *c)
+{
+	BIO *b = BIO_new_mem_buf(c->cert.text.p, (int)c->cert.text.len);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	int ret = -1;
+
+	SSL_CTX_clear_chain_certs(ctx);
+	if (x == NULL || SSL_CTX_use_certificate(ctx, x) != 1)
+		goto out;
+	for (X509 *chain; (chain = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL;) {
+		if (SSL_CTX_add0_chain_cert(ctx, chain) != 1) {
+			X509_free(chain);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	X509_free(x);
+	BIO_free(b);
+	return ret;
+}
+
+int ism_tlsctx_check_certs(struct ism_tlsctx_certcheck *k, const struct ism_tls_conf *c)
+{
+	int z = level_zero(c);
+
+	if (!k->init) {
+		uint64_t seed = ism_strmap_seed();
+
+		ism_strmap_init(&k->seen[0], seed);
+		ism_strmap_init(&k->seen[1], seed);
+		k->init = true;
+	}
+	if (k->ctx[z] == NULL) {
+		k->ctx[z] = SSL_CTX_new(TLS_method());
+		if (k->ctx[z] == NULL) {
+			keep_error();
+			return -1;
+		}
+		if (z)
+			SSL_CTX_set_security_level(k->ctx[z], 0);
+	}
+	for (uint32_t i = 0; i < c->n_certs; i++) {
+		const struct ism_str *t = &c->certs[i].cert.text;
+
+		if (ism_strmap_get(&k->seen[z], t->p, t->len, NULL))
+			continue;
+		if (takes_chain(k->ctx[z], &c->certs[i]) < 0) {
+			keep_error();
+			ERR_clear_error();
+			return -1;
+		}
+		ism_strmap_add(&k->seen[z], t->p, t->len, 0, NULL); /* no room: checked again */
+	}
+	ERR_clear_error(); /* the end of the chain's PEM */
+	return 0;
+}
+
+void ism_tlsctx_certcheck_free(struct ism_tlsctx_certcheck *k)
+{
+	SSL_CTX_free(k->ctx[0]);
+	SSL_CTX_free(k->ctx[1]);
+	if (k->init) {
+		ism_strmap_free(&k->seen[0]);
+		ism_strmap_free(&k->seen[1]);
+	}
+	memset(k, 0, sizeof(*k));
+}
+
 SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -363,11 +462,7 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	if (ctx == NULL)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, c->min_ver ? c->min_ver : TLS1_2_VERSION);
-	/* TLS 1.0 and 1.1 sign with SHA-1 (and MD5), which OpenSSL's security
-	 * levels above 0 refuse along with the versions themselves (Debian's
-	 * default is level 2): a server that allows them gets level 0, as
-	 * BoringSSL, which has no levels, serves them for Envoy. */
-	if (c->min_ver && c->min_ver < TLS1_2_VERSION)
+	if (level_zero(c))
 		SSL_CTX_set_security_level(ctx, 0);
 	if (c->max_ver)
 		SSL_CTX_set_max_proto_version(ctx, c->max_ver);
@@ -380,6 +475,8 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 		goto fail;
 	if (SSL_CTX_set1_groups_list(ctx, c->curves.len ? c->curves.p : ISM_TLS_DEFAULT_CURVES) !=
 	    1)
+		goto fail;
+	if (SSL_CTX_set_ciphersuites(ctx, ISM_TLS13_SUITES) != 1)
 		goto fail;
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
@@ -409,7 +506,10 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 		memcpy(sid, &c->fingerprint, sizeof(sid));
 		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
 		SSL_CTX_set_num_tickets(ctx, 1);
-		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+		/* The server's order, but ChaCha20 for a client that puts it
+		 * first (one without AES instructions), as BoringSSL chooses. */
+		SSL_CTX_set_options(ctx,
+				    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
 	} else {
 		static const unsigned char alpn[] = "\x08http/1.1";
 		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its
@@ -426,9 +526,15 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	SSL_CTX_set_verify(ctx, verify, verify != SSL_VERIFY_NONE ? verify_cb : NULL);
 	return ctx;
 fail:
+	keep_error();
 	ism_tls_log_errors("TLS context");
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+const char *ism_tlsctx_error(void)
+{
+	return ctx_error;
 }
 
 void ism_tlsctx_h2_alpn(SSL *ssl, bool mesh)

@@ -13,6 +13,7 @@
 
 #include <openssl/ssl.h>
 
+#include "lib/strmap.h"
 #include "shm/table-t.h"
 
 /* Envoy's defaults for a context that names no cipher suites (TLS 1.2; TLS 1.3
@@ -23,6 +24,11 @@
 	"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:"                                 \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
 #define ISM_TLS_DEFAULT_CURVES "X25519:P-256"
+/* The TLS 1.3 suites in BoringSSL's order of preference where the CPU has AES
+ * instructions (Envoy's, which Istio does not configure): AES-128-GCM first,
+ * not OpenSSL's AES-256-GCM. */
+#define ISM_TLS13_SUITES                                                                           \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 /* Fetches once, in the master before any worker is forked, an algorithm of
  * every kind a handshake uses (the TLS 1.3 and 1.2 key derivations, HMAC,
@@ -33,9 +39,26 @@
  * worker inherits them. One the providers lack (ChaCha20 under FIPS) is
  * skipped. 0, or -ENOMEM naming what could not be built in *what. */
 int ism_tls_warm(const char **what);
-/* A server or client context for c; NULL (the reason logged at debug) when the
- * library refuses a part of it. */
+/* A server or client context for c; NULL (the reason logged at debug, and
+ * kept for ism_tlsctx_error) when the library refuses a part of it: a
+ * certificate its security level refuses (a key too small, a SHA-1
+ * signature), a suite or curve list it does not take. */
 SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server);
+/* Why the last ism_tlsctx_new or ism_tlsctx_check_certs of this thread that
+ * failed did: OpenSSL's reason ("" when it gave none). */
+const char *ism_tlsctx_error(void);
+/* Whether the certificates of c would go into a context made of it, at the
+ * security level it would have: checked in a context made once per checker
+ * (a context costs about a millisecond to make in OpenSSL 3), reused for
+ * every c, each certificate (its PEM text, which must live as long as the
+ * checker) once per level. 0, or -1 (the reason for ism_tlsctx_error). */
+struct ism_tlsctx_certcheck {
+	SSL_CTX *ctx[2];	   /* at the system's security level, at level 0 */
+	struct ism_strmap seen[2]; /* certificates it took, by their text */
+	bool init;
+};
+int ism_tlsctx_check_certs(struct ism_tlsctx_certcheck *k, const struct ism_tls_conf *c);
+void ism_tlsctx_certcheck_free(struct ism_tlsctx_certcheck *k);
 /* Contexts by the fingerprint of their settings and their side, so a reload
  * that keeps the settings keeps the context (a session holds a reference of
  * its own to the one it started with). A table change unmarks every context,

@@ -1071,6 +1071,74 @@ def tls_xfcc(env):
     check(conf == bad, "the file moved")
 
 
+@_test
+def tls_weak_certificate_refused_at_load(env):
+    """A certificate OpenSSL's security level refuses (an RSA-1024 key, a SHA-1
+    signature) used to pass isthmus -c, then every handshake of its server
+    failed with nothing said (a reload to it too): it is an error at its tls
+    block with OpenSSL's reason, for a server, a client certificate of a
+    DestinationRule and a reload, which keeps the old certificate serving; a
+    server that allows TLS 1.0 (security level 0) takes it."""
+    pki = Pki(env)
+    port = free_port()
+    good = pki.leaf("good", ["DNS:a.example.com"])
+    weak = {}
+    cacrt, cakey = pki.cas["ca"]
+    for name, bits, md in (("rsa1024", 1024, "-sha256"), ("sha1", 2048, "-sha1")):
+        crt, key, csr = env.path(f"{name}.crt"), env.path(f"{name}.key"), env.path(f"{name}.csr")
+        pki._openssl("req", "-new", "-newkey", f"rsa:{bits}", "-nodes", "-keyout", key, "-out", csr,
+                     "-subj", "/CN=a.example.com")
+        pki._openssl("x509", "-req", "-in", csr, "-CA", cacrt, "-CAkey", cakey, "-set_serial", str(7000 + bits),
+                     "-days", "2", md, "-out", crt)
+        weak[name] = (crt, key)
+    conf = world(env, [server(port, ["a.example.com"], tls_simple(good))])
+    ctx = client_ctx(pki)
+    check(tls_get(port, "a.example.com", ctx).status == 200, "the good certificate")
+    for name, reason in (("rsa1024", "ee key too small"), ("sha1", "ca md too weak")):
+        bad = world(env, [server(port, ["a.example.com"], tls_simple(weak[name]))], start=False)
+        rc, out = env.check_config(bad)
+        m = re.search(re.escape(bad) + r":(\d+):(\d+): error: .*tls.*OpenSSL refuses these TLS settings: " +
+                      reason, out)
+        check(rc == 1 and m, f"{name}: isthmus -c exit {rc}, want 1 and an error naming {reason!r}: {out}")
+        ans = ctl_cmd(env.path("ctl.sock"), "reload")
+        check("published" not in ans and reason in ans, f"{name}: a reload to it answered {ans!r}")
+        check(tls_get(port, "a.example.com", ctx).status == 200, f"{name}: the old certificate after the reload")
+    # TLS 1.0 allowed: security level 0, as BoringSSL serves it for Envoy.
+    old = world(env, [server(port, ["a.example.com"], f"{tls_simple(weak['sha1'])}, minProtocolVersion: TLSV1_0, "
+                              "cipherSuites: [ECDHE-RSA-AES128-SHA, ECDHE-RSA-AES128-GCM-SHA256]")], start=False)
+    rc, out = env.check_config(old)
+    check(rc == 0, f"a TLS 1.0 server with a SHA-1 certificate: isthmus -c exit {rc}: {out}")
+    # A DestinationRule's client certificate.
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n"
+          f"  host: {SVC}\n  trafficPolicy:\n    tls: {{mode: MUTUAL, clientCertificate: {weak['rsa1024'][0]}, "
+          f"privateKey: {weak['rsa1024'][1]}, caCertificates: {pki.ca()}}}\n")
+    bad = world(env, [server(port, ["a.example.com"], tls_simple(good))], extra_docs=[dr], start=False)
+    rc, out = env.check_config(bad)
+    check(rc == 1 and re.search(r"DestinationRule default/d: spec\.trafficPolicy\.tls.*ee key too small", out),
+          f"a weak client certificate: isthmus -c exit {rc}: {out}")
+    check(conf == bad, "the file moved")
+
+
+@_test
+def tls13_suite_order_as_boringssl(env):
+    """TLS 1.3 suites in BoringSSL's order, Envoy's (Istio sets none): a client
+    offering OpenSSL's order (AES-256-GCM first) gets AES-128-GCM, one that puts
+    ChaCha20 first (a CPU without AES instructions) gets ChaCha20; OpenSSL's
+    own server order gave AES-256-GCM."""
+    pki = Pki(env)
+    port = free_port()
+    world(env, [server(port, ["a.example.com"], tls_simple(pki.leaf("a", ["DNS:a.example.com"])))])
+    for offer, want in ((None, "TLS_AES_128_GCM_SHA256"),
+                        ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+                         "TLS_CHACHA20_POLY1305_SHA256")):
+        argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "a.example.com", "-tls1_3",
+                "-CAfile", pki.ca()] + (["-ciphersuites", offer] if offer else [])
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+        got = re.search(r"Cipher is (\S+)", p.stdout.decode(errors="replace"))
+        check(got and got.group(1) == want, f"offering {offer or 'OpenSSL default'}: {got and got.group(1)}, want {want}")
+
+
 def alert_of(port, sni, ctx):
     """The SSLError reason the client gets when the gateway ends the handshake
     (Python names the alert: TLSV13_ALERT_CERTIFICATE_REQUIRED, ...); after a

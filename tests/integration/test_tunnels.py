@@ -1875,9 +1875,10 @@ def tls_terminated_tcp(env):
     _, data = https_get_x(port, ctx)
     check(data.startswith(b"HTTP/1.1 200") and b"x-upstream: web" in data.lower(),
           f"HTTPS beside the TLS servers: {data[:300]!r}")
-    e = wait_log(world.log, lambda e: e.get(NAMES["log_sni"]) == "db.term.test", "with SNI db.term.test")
+    e = wait_log(world.log, lambda e: e.get(NAMES["log_sni"]) == "db.term.test" and e.get(NAMES["log_in"]) == 1 << 20,
+                 "with SNI db.term.test and the 1 MiB echoed")
     check(e.get(NAMES["log_route"]) == route_name("tcp", "db", 1) and
-          e.get(NAMES["log_upstream"]) == upstream_of("t1.tcp.internal", t1) and e.get(NAMES["log_in"]) == 1 << 20,
+          e.get(NAMES["log_upstream"]) == upstream_of("t1.tcp.internal", t1),
           f"the terminated connection's line: {e}")
     out = ctl_cmd(env.path("ctl.sock"), "show routes")
     check(f"tcp route {route_name('tcp', 'db', 1)} server=" in out, f"show routes lacks the server's tcp route: {out}")

@@ -658,6 +658,11 @@ static void test_errors(void **state)
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
 		"minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}\n",
 	     "spec.servers[0].tls", "below minProtocolVersion"},
+	    {GW "  servers:\n  - port: {number: 443, name: https-443-9, protocol: HTTPS}\n    "
+		"hosts: [\"*\"]\n"
+		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key, "
+		"maxProtocolVersion: TLSV1_1}\n",
+	     "spec.servers[0].tls", "below the minimum, TLS 1.2 when"},
 	    {GW "  servers:\n  - port: {number: 8443, name: https-8443, protocol: HTTPS}\n    "
 		"hosts: [\"*\"]\n"
 		"    tls: {mode: SIMPLE, serverCertificate: a.crt, privateKey: a.key}\n"
