@@ -871,8 +871,14 @@ struct ism_sock_ev ism_sock_complete(struct ism_wctx *w, struct ism_sock *s, enu
  * SHUT_RDWR of what it reads. */
 static void shut(struct ism_sock *s, int how)
 {
-	if (s->x.ssl != NULL)
+	if (s->x.ssl != NULL) {
 		ism_xp_close_notify(s);
+		/* Behind a send in flight (the caller's last, or the session's own
+		 * records: KeyUpdate answers), the close_notify waits: the FIN goes
+		 * after it (ism_xp_on_send), not under the send's feet. */
+		if (how == SHUT_WR && ism_xp_fin_after_send(s))
+			return;
+	}
 	shutdown(s->fd, how);
 }
 

@@ -738,6 +738,10 @@ int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *l
 	}
 	x->txs.len = x->txs_off = 0;
 	flush(w, io);
+	if (x->fin_pending && !x->raw_send) {
+		x->fin_pending = 0;
+		shutdown(io->fd, SHUT_WR);
+	}
 	if (x->stalled && own_unsent(x) <= XP_OWN_UNSENT_MAX) {
 		x->stalled = 0;
 		if (x->want && !x->queued)
@@ -748,6 +752,14 @@ int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *l
 	x->plain_pending = 0;
 	*len = x->plain_len;
 	return 1;
+}
+
+bool ism_xp_fin_after_send(struct ism_sock *io)
+{
+	struct ism_xport *x = &io->x;
+
+	x->fin_pending = x->raw_send || x->tx.len || x->txs.len;
+	return x->fin_pending;
 }
 
 void ism_xp_close_notify(struct ism_sock *io)

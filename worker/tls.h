@@ -116,8 +116,13 @@ int ism_xp_advance(struct ism_wctx *w, struct ism_sock *io, int *pbid);
 /* A socket send completed: 1 when the caller's plaintext send is now complete
  * (*len: its length), 0 when not yet, -errno on failure. */
 int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *len);
-/* Sends close_notify when nothing else is being sent (best effort). */
+/* Sends close_notify when nothing else is being sent (best effort; else it
+ * follows what is). */
 void ism_xp_close_notify(struct ism_sock *io);
+/* true when ciphertext is still to go out (a send in flight, records
+ * gathered): the write side's end (shutdown SHUT_WR) is then left to
+ * ism_xp_on_send, once they went. */
+bool ism_xp_fin_after_send(struct ism_sock *io);
 void ism_xp_free(struct ism_xport *x);
 
 #endif

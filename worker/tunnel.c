@@ -270,6 +270,14 @@ void ism_tunnel_event(struct ism_wctx *w, struct ism_tunnel *t, int side, struct
 		on_recv(w, t, side, ev.res, ev.bid);
 		return;
 	case ISM_SEV_SENT:
+		/* A send the tunnel did not make: the TLS session's own records
+		 * (KeyUpdate answers, alerts). One that failed ends the tunnel;
+		 * one that went is nothing to it. */
+		if (t->send[side] == ISM_TUN_IDLE) {
+			if (ev.res < 0)
+				ism_tunnel_close(w, t, side == ISM_TUN_UPSTREAM ? "UC" : "DC");
+			return;
+		}
 		on_sent(w, t, side, ev.res);
 		return;
 	case ISM_SEV_TLS_FAIL:

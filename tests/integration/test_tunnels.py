@@ -38,7 +38,7 @@ import urllib.request
 from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, build_request, check, ctl_cmd,
                      debian_python_has, docs, file_lines, free_port, have, poll, vmrss_kib)
 from test_h2 import background, parse_tool
-from test_tls import Pki
+from test_tls import Pki, ku_end, ku_flood
 
 _test = Registry()
 register = _test.register
@@ -1885,6 +1885,51 @@ def tls_terminated_tcp(env):
     out = ctl_cmd(env.path("ctl.sock"), f"explain tls db.term.test {port}")
     check("TLS server" in out and "terminated here" in out and route_name("tcp", "db", 1) in out and
           "t1.tcp.internal" in out, f"explain tls db.term.test: {out}")
+
+
+@_test
+def tls_tunnel_keyupdate_flood_no_abort(env):
+    """A TLS client of a tunnel floods KeyUpdate requests without reading
+    (tests/keyupdate_flood, trickle) towards a backend that neither reads nor
+    writes, then goes with its answers unread (a reset), twice after the
+    backend ended its side: the TLS session's own records (the KeyUpdate
+    answers) fail to go while the tunnel has no send of its own to that side.
+    That failure aborted the worker (BUG in worker/tunnel.c), every connection
+    of it lost; it ends that tunnel alone now, and the worker serves on."""
+    isthmus_only("the worker's own failure")
+    pki = Pki(env)
+    t1 = tcp_backend(env, "t1", "127.0.0.2", greet=False)
+    gwc = pki.leaf("isthmus-gw", ["DNS:ku.example.com"], key="ec")
+    world = World(env, workers=1)
+    world.service("t1.tcp.internal", [t1])
+    port = free_port()
+    world.extra_servers.append(f"  - port: {{number: {port}, name: tls-{port}, protocol: TLS}}\n"
+                               f"    hosts: [ku.example.com]\n"
+                               f"    tls: {{mode: SIMPLE, serverCertificate: {gwc[0]}, privateKey: {gwc[1]}}}\n")
+    world.extra_docs.append("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ku}\n"
+                            "spec:\n  hosts: [ku.example.com]\n  gateways: [gw]\n  tcp:\n"
+                            "  - route: [{destination: {host: t1.tcp.internal}}]\n")
+    world.start()
+    (wpid,) = env.workers()
+    t1.ctl("pause")
+    for i in range(4):  # the answers must be on their way when the reset comes: not every time
+        flood, line = ku_flood(env, port, "trickle", 200_000, 2)
+        if i % 2:
+            # The backend's end first, the answers unsent: the close_notify
+            # and the FIN wait behind them (the FIN used to cut them).
+            t1.ctl("close")
+        ku_end(flood)
+    t1.ctl("resume")
+    ctx = tls_client_ctx(pki.ca())
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="ku.example.com") as s:
+        s.sendall(b"after the flood\n")
+        echo = s.recv(100)
+    check(env.log_count("BUG at") == 0 and env.workers() == [wpid] and echo == b"after the flood\n",
+          f"after the flood ({line.strip()}): {env.log_count('BUG at')} BUG lines, workers {env.workers()} "
+          f"(was [{wpid}]), echo {echo!r}")
+    poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["connections_active"] == 0, 10,
+         what="no connection left open")
 
 
 @_test
