@@ -3156,9 +3156,10 @@ static void build_tcp_routes(struct cbuild *b, const struct lgroup *lg, const st
 }
 
 /* A TLS server that terminates TLS for tcp routes: its TLS as an HTTPS
- * server's but without ALPN (Istio offers none for TCP), its routes as a TCP
- * server's (Istio's buildGatewayNetworkFiltersFromTCPRoutes serves both); its
- * hosts are its server names while it has a route. */
+ * server's, h2 and http/1.1 by ALPN too (Istio's BuildListenerTLSContext for
+ * TCP), its routes as a TCP server's (Istio's
+ * buildGatewayNetworkFiltersFromTCPRoutes serves both); its hosts are its
+ * server names while it has a route. */
 static void build_tls_tcp(struct cbuild *b, const struct lgroup *lg, size_t s,
 			  const struct bind_event *ev, size_t n, struct ism_tls_server *ts)
 {
@@ -3169,7 +3170,7 @@ static void build_tls_tcp(struct cbuild *b, const struct lgroup *lg, size_t s,
 		return;
 	ts->name = server_name(b, lg, s);
 	ts->tcp = 1;
-	copy_tls(b, &srv->tls.c, 0, &ts->tls);
+	copy_tls(b, &srv->tls.c, ISM_ALPN_H2 | ISM_ALPN_HTTP11, &ts->tls);
 	tcp_entries(b, lg, s, ev, n, &ts->l4, &ts->n_l4);
 	for (size_t h = 0; h < srv->n_hosts; h++)
 		sni[h] = astr(b, srv->hosts[h].dns);

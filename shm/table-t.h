@@ -379,9 +379,10 @@ struct ism_tls_cert {
  * Server side (Gateway HTTPS servers, the mesh identity on plaintext
  * listeners): ISM_ALPN_H2 | ISM_ALPN_HTTP11, as Istio's gateway (its ALPNHttp):
  * the first of "h2", "http/1.1" the client offers is selected, in that order;
- * a client offering neither gets no ALPN (and HTTP/1.1). 0 (a TLS server
- * that terminates TLS for tcp routes): none selected, as Istio's gateway
- * offers none there.
+ * a client offering neither gets no ALPN (and HTTP/1.1). A TLS server that
+ * terminates for tcp routes offers the same, as Istio's gateway does there
+ * (an ISTIO_MUTUAL one without its istio-peer-exchange, whose metadata
+ * exchange isthmus does not speak: as Istio with DISABLE_MXC_ALPN).
  *
  * Client side (a cluster's DestinationRule tls), what the ClientHello offers:
  *   ISM_ALPN_HTTP11                   "http/1.1"

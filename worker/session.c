@@ -587,9 +587,18 @@ static void on_event(struct ism_wctx *w, struct ism_sess *s, struct ism_sock_ev 
 		s->handshaken = 1;
 		if (SSL_session_reused(s->s.x.ssl))
 			ism_wstat_add(&w->st->tls_resumed, 1);
-		if (s->tls_tcp && !tls_tcp_start(w, s))
+		if (s->tls_tcp) {
+			/* Nothing is read until the tunnel reads (what came with
+			 * the handshake waits in the session), as Envoy's TCP
+			 * proxy reads nothing before the upstream connects: an
+			 * end the client sends meanwhile comes after its bytes. */
+			if (tls_tcp_start(w, s)) {
+				s->s.recv_armed = 0;
+				s->s.x.want = 0;
+			}
 			return;
-		/* The request (tcp: the first bytes) may have come with it. */
+		}
+		/* The request may have come with it. */
 		on_event(w, s, ism_sock_tls_read(w, &s->s));
 		return;
 	case ISM_SEV_TLS_FAIL:

@@ -1347,8 +1347,9 @@ void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_htt
 
 /* Whether session s (TLS to an HTTPS server) would be taken as its server
  * takes a client now: a reload that changed what it asks of clients (SIMPLE
- * became MUTUAL, another CA) or left no server for its SNI leaves its earlier
- * connections unserved (421: a client tries again on a new connection, as
+ * became MUTUAL, another CA), left no server for its SNI or made it one of
+ * tcp routes leaves its earlier connections unserved (421: a client tries
+ * again on a new connection, as
  * RFC 9110 says), as the peers' connections of an old configuration never
  * get a new one's routes. */
 /* The HTTPS server of session s's SNI in table t (found again for each
@@ -1368,8 +1369,8 @@ static bool taken_as_now(const struct ism_table *t, struct ism_stream *st)
 
 	if (l->n_tls == 0)
 		return true;
-	return s->s.x.ssl == NULL ||
-	       (i >= 0 && !l->tls[i].passthrough && l->tls[i].tls.peer_auth == s->peer_auth);
+	return s->s.x.ssl == NULL || (i >= 0 && !l->tls[i].passthrough && !l->tls[i].tcp &&
+				      l->tls[i].tls.peer_auth == s->peer_auth);
 }
 
 /* The virtual host of the request: on an HTTPS port, among those of the server

@@ -103,8 +103,6 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
 	unsigned int n = h2 ? sizeof(both) - 1 : sizeof(both) - 4;
 
 	(void)s;
-	if (((uintptr_t)arg & (ISM_ALPN_H2 | ISM_ALPN_HTTP11)) == 0)
-		return SSL_TLSEXT_ERR_NOACK; /* tcp routes: no application protocol */
 	if (SSL_select_next_proto((unsigned char **)out, outlen, ours, n, in, inlen) ==
 	    OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;

@@ -366,8 +366,8 @@ def tls_reload_client_auth_changed(env):
     unserved: their next request is 421 Misdirected Request and the
     connection closes, so the client connects again and is checked (they were
     served on, the new routes given to a client that never showed a
-    certificate). A reload that changes only the server's certificate keeps
-    them."""
+    certificate); so does one that makes it a TLS server of tcp routes. A
+    reload that changes only the server's certificate keeps them."""
     pki = Pki(env)
     port = free_port()
     first, second = pki.leaf("first", ["DNS:m.example.com"]), pki.leaf("second", ["DNS:m.example.com"])
@@ -413,6 +413,18 @@ def tls_reload_client_auth_changed(env):
         check(r.status == 421, f"another client CA: want 421, got {r}")
     with TlsConn(port, "m.example.com", client_ctx(pki, cert=other_ca_client)) as c:
         check(c.request("GET", "/", "m.example.com").status == 200, "the new CA's client")
+        # The server becomes a TLS server of tcp routes: its HTTP clients
+        # are not served by them (they got 404 on and on).
+        with open(conf, "w") as f:
+            f.write(text.replace(tls_simple(first), f"{tls_simple(first, 'MUTUAL')}, caCertificates: {pki.ca('ca2')}")
+                    .replace("protocol: HTTPS", "protocol: TLS") +
+                    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs-tcp}\n"
+                    f"spec:\n  hosts: [m.example.com]\n  gateways: [gw]\n  tcp:\n"
+                    f"  - route: [{{destination: {{host: {SVC}}}}}]\n")
+        ans = ctl_cmd(env.path("ctl.sock"), "reload")
+        check("published" in ans, f"reload: {ans!r}")
+        r = c.request("GET", "/", "m.example.com")
+        check(r.status == 421 and c.closed_by_peer(5), f"HTTPS became TLS for tcp routes: want 421 and the close, got {r}")
 
 
 @_test

@@ -1792,7 +1792,8 @@ def tls_terminated_tcp(env):
     """Gateway servers of protocol TLS whose tls.mode terminates (SIMPLE,
     MUTUAL), beside an HTTPS server on one port, as Istio's gateway builds them
     (buildGatewayNetworkFiltersFromTCPRoutes): the SNI picks the server, TLS
-    ends here with the server's certificate (no ALPN selected), and the
+    ends here with the server's certificate (ALPN h2 for a client offering
+    it, as Istio's gateway offers h2 and http/1.1 there too), and the
     plaintext goes to the first tcp route of a VirtualService of the server's
     hosts, the backend's greeting and 1 MiB of echo through it, its end a half
     close (the client sends on after the close_notify); an SNI no
@@ -1844,7 +1845,7 @@ def tls_terminated_tcp(env):
     check(c.greeting == "t1" and c.sock.getpeercert(binary_form=True) == der_of(gwc[0]),
           f"db.term.test: greeting {c.greeting!r}, isthmus's certificate: "
           f"{c.sock.getpeercert(binary_form=True) == der_of(gwc[0])}")
-    check(c.sock.selected_alpn_protocol() is None, f"ALPN {c.sock.selected_alpn_protocol()!r} on a tcp server")
+    check(c.sock.selected_alpn_protocol() == "h2", f"ALPN {c.sock.selected_alpn_protocol()!r} on a tcp server")
     a, b, n = pump(c, 1 << 20)
     check(n == 1 << 20 and a == b, f"1 MiB echo over terminated TLS: {n} bytes back, intact {a == b}")
     c.close()
@@ -1861,6 +1862,17 @@ def tls_terminated_tcp(env):
     poll(lambda: t1.ctl("stats")["bytes_in"] == (1 << 20) + 1000, 5,
          what=f"the 1,000 bytes sent after the backend's end at it (got the end {end!r})")
     c.close()
+    # The client ends its side right after the handshake, before the
+    # upstream is connected: the end reaches the backend once it is, and the
+    # backend's greeting the client (the connection was cut, nothing passed).
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="db.term.test") as s:
+            socket.socket.shutdown(s, socket.SHUT_WR)  # the FIN, the TLS session kept for reading
+            got = b""
+            while (d := s.recv(100)):
+                got += d
+        check(got == b"t1\n", f"the backend's greeting after the client's early end: {got!r}")
     t1.ctl("normal")
     tls_refused(port, "mq.term.test", ctx)  # MUTUAL: no client certificate
     mctx = tls_client_ctx(pki.ca())

@@ -209,8 +209,8 @@ static void test_https_servers(void **state)
 }
 
 /* Gateway servers of protocol TLS whose mode terminates, as Istio's gateway
- * builds them: TLS with the server's certificate and no ALPN (Istio offers
- * none for TCP), then the tcp routes of the VirtualServices of its hosts
+ * builds them: TLS with the server's certificate, h2 and http/1.1 offered by
+ * ALPN as there, then the tcp routes of the VirtualServices of its hosts
  * whose match holds, as a TCP server's; one without a route has no server
  * name (Istio makes no filter chain for it) and a warning. */
 static void test_tls_terminated_tcp(void **state)
@@ -245,7 +245,7 @@ static void test_tls_terminated_tcp(void **state)
 	assert_int_equal(li->tls[0].tcp, 1);
 	assert_int_equal(li->tls[0].passthrough, 0);
 	assert_int_equal(li->tls[0].tls.mode, ISM_TLS_SIMPLE);
-	assert_int_equal(li->tls[0].tls.alpn, 0);
+	assert_int_equal(li->tls[0].tls.alpn, ISM_ALPN_H2 | ISM_ALPN_HTTP11);
 	assert_int_equal(li->tls[0].n_l4, 1);
 	assert_string_equal(li->tls[0].l4[0].name.p, "default/vs#tcp1");
 	assert_int_equal(li->tls[0].n_vhosts, 0);
