@@ -14,6 +14,11 @@ DEB_DEPS := build-essential pkg-config libssl-dev libpcre2-dev libyaml-dev libur
             libnghttp2-dev nghttp2-client python3-h2 python3-grpcio python3-websockets python3-cryptography \
             libc-ares-dev dnsmasq-base
 
+# Root's tools (dpkg's ldconfig, nginx, haproxy) are in the sbin directories,
+# which a plain su leaves out of PATH: every recipe finds them all the same
+# (the tests would skip nginx's rounds as not installed, the package test fail).
+export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
+
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
 # What Debian's dpkg-buildflags gives with hardening=+all (the packaged
