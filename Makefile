@@ -49,7 +49,7 @@ TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 UPSTREAM  := $(BUILD)/tests/upstream
 # test_tls.py's KeyUpdate flood client (standalone: OpenSSL only); test_ops.py's
 # LD_PRELOAD library that refuses forks on command.
-TEST_TOOLS := $(BUILD)/tests/keyupdate_flood $(BUILD)/tests/fail_fork.so
+TEST_TOOLS := $(BUILD)/tests/keyupdate_flood $(BUILD)/tests/keyupdate_upstream $(BUILD)/tests/fail_fork.so
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 # bench/tunnel.sh's load client and echo server (standalone: libcrypto only).
@@ -118,7 +118,7 @@ $(BUILD)/tests/upstream.o: tests/upstream/upstream.c
 $(UPSTREAM): $(BUILD)/tests/upstream.o $(BUILD)/libisthmus.a
 	$(call quiet,LD,$@)$(CC) $(CFLAGS) $(HARDEN) $(HARDEN_LD) $(EXTRA_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/keyupdate_flood: tests/upstream/keyupdate_flood.c
+$(BUILD)/tests/keyupdate_%: tests/upstream/keyupdate_%.c
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs openssl 2>/dev/null)
 

@@ -160,6 +160,14 @@ static int tx_write(BIO *b, const char *p, size_t len, size_t *written)
 	struct ism_xport *x = BIO_get_data(b);
 
 	BIO_clear_retry_flags(b);
+	/* After our close_notify, the last record we send, OpenSSL may still
+	 * answer a peer's KeyUpdate: dropped (BoringSSL writes nothing once its
+	 * write side is shut), or it would follow the FIN and fail the
+	 * connection the peer still sends on (a half close). */
+	if (x->notified) {
+		*written = len;
+		return 1;
+	}
 	if (len > UINT32_MAX || ism_buf_append(&x->tx, p, (uint32_t)len, UINT32_MAX) < 0)
 		return 0;
 	*written = len;
@@ -727,8 +735,22 @@ int ism_xp_on_send(struct ism_wctx *w, struct ism_sock *io, int res, uint32_t *l
 	struct ism_xport *x = &io->x;
 
 	x->raw_send = 0;
-	if (res < 0)
+	if (res < 0) {
+		/* The connection is gone for sending: a reader stalled behind the
+		 * session's own records (KeyUpdate answers a peer never read)
+		 * would never hear of it: it gets the failure as its end. */
+		if (x->end == 0)
+			x->end = res;
+		x->tx.len = x->txs.len = x->txs_off = 0; /* nothing more goes */
+		x->plain_pending = 0;
+		x->fin_pending = 0;
+		if (x->stalled) {
+			x->stalled = 0;
+			if (x->want && !x->queued)
+				deliver_later(w, io);
+		}
 		return res;
+	}
 	x->txs_off += (uint32_t)res;
 	if (x->txs_off < x->txs.len) {
 		submit_send(w, io); /* short send: the rest */
@@ -769,6 +791,7 @@ void ism_xp_close_notify(struct ism_sock *io)
 		return;
 	ERR_clear_error();
 	SSL_shutdown(x->ssl);
+	x->notified = 1;
 	send_now(io);
 	ERR_clear_error();
 }

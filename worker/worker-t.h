@@ -103,6 +103,7 @@ struct ism_xport {
 	uint8_t stalled;       /* reading waits for the session's own records to go out */
 	uint8_t key_updates;   /* KeyUpdates received since the last plaintext */
 	uint8_t fin_pending;   /* the write side ends (a FIN) once tx and txs are out */
+	uint8_t notified;      /* close_notify written: nothing the session writes after goes */
 	/* the first OpenSSL error of a failed handshake; 0: none */
 	unsigned long fail_err;
 	/* The end a receive brought (ISM_XP_EOF or -errno) while the caller was

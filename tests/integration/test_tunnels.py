@@ -35,8 +35,9 @@ import threading
 import time
 import urllib.request
 
-from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, build_request, check, ctl_cmd,
-                     debian_python_has, docs, file_lines, free_port, have, poll, vmrss_kib)
+from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, appliance, build_request, check, ctl_cmd,
+                     debian_python_has, docs, file_lines, free_port, gateway, have, in_netns, make_netns, poll,
+                     service_entry, virtual_service, vmrss_kib)
 from test_h2 import background, parse_tool
 from test_tls import Pki, ku_end, ku_flood
 
@@ -1932,6 +1933,15 @@ def tls_tunnel_keyupdate_flood_no_abort(env):
             t1.ctl("close")
         ku_end(flood)
     t1.ctl("resume")
+    # A half close, then the client's KeyUpdates: OpenSSL answers them after
+    # our close_notify; that answer, sent after the FIN, failed and cut the
+    # tunnel the client still sent on (its bytes lost). Dropped now, as
+    # BoringSSL writes nothing once its write side is shut.
+    t1.ctl("halfclose")  # no greeting: the backend's FIN at once, then it reads
+    flood, line = ku_flood(env, port, "trickle", 300, 5)
+    ku_end(flood)
+    check(line == "sent 300 unsent 0\n", f"300 KeyUpdates and bytes after the backend's end: {line!r}")
+    t1.ctl("normal")
     ctx = tls_client_ctx(pki.ca())
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     with ctx.wrap_socket(raw, server_hostname="ku.example.com") as s:
@@ -1942,6 +1952,47 @@ def tls_tunnel_keyupdate_flood_no_abort(env):
           f"(was [{wpid}]), echo {echo!r}")
     poll(lambda: json.loads(ctl_cmd(env.path("ctl.sock"), "show info json"))["connections_active"] == 0, 10,
          what="no connection left open")
+
+
+@_test
+def tls_upstream_reset_while_stalled(env):
+    """An upstream over TLS (DestinationRule tls SIMPLE) that sends a response
+    slowly with a KeyUpdate request before each byte and never reads: the
+    worker's answers pile up unread and it stops reading that upstream (its
+    own records wait); then the upstream resets. The reset used to fail only
+    the send, unseen by the stalled reader: the response hung until the
+    stream idle timeout (SI, 30 s here). It ends the response at once now (UC)."""
+    isthmus_only("the worker's TLS reads")
+    # Small TCP buffers, so that the answers pile up within seconds.
+    ns = make_netns(env, {"net.ipv4.tcp_wmem": "4096 16384 16384", "net.ipv4.tcp_rmem": "4096 16384 16384"})
+    with in_netns(env, ns):
+        stalled_upstream_reset_in(env)
+
+
+def stalled_upstream_reset_in(env):
+    pki = Pki(env)
+    crt = pki.leaf("ku-up", ["DNS:ku.up.test"], key="ec")
+    ports, _ = spawn_tool(env, "ku-upstream", [os.path.join(env.build, "tests", "keyupdate_upstream"), "127.0.0.2",
+                                               "0", crt[0], crt[1], "4"])
+    gw = free_port()
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ku}\nspec:\n"
+          f"  host: ku.up.test\n  trafficPolicy:\n    tls: {{mode: SIMPLE, caCertificates: {pki.ca()}}}\n")
+    env.start_gateway(env.write("isthmus.yaml", docs(
+        appliance(env, workers=1, timeouts={"streamIdle": "30s", "upstreamResponse": "30s", "idle": "60s"}),
+        gateway(gw), virtual_service("ku", ["*"], "  - route: [{destination: {host: ku.up.test}}]\n"),
+        service_entry("ku", "ku.up.test", [{"address": "127.0.0.2", "port": ports["listening on"]}]), dr)), gw)
+    t0 = time.monotonic()
+    with Conn("127.0.0.1", gw, timeout=40) as c:
+        c.send(b"GET /ku HTTP/1.1\r\nHost: ku.up.test\r\n\r\n")
+        got = c.buf
+        try:
+            while (d := c.sock.recv(65536)):
+                got += d
+        except OSError:
+            pass
+    took = time.monotonic() - t0
+    check(got.startswith(b"HTTP/1.1 200") and took < 15,
+          f"the response of an upstream reset after 4 s ended after {took:.1f} s (head {got[:15]!r}), want at once")
 
 
 @_test
