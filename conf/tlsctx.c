@@ -405,6 +405,38 @@ out:
 	return ret;
 }
 
+/* Whether the keys of the CA certificates of c are as strong as ctx's
+ * security level wants of the certificates it verifies a peer's chain with
+ * (OpenSSL's auth level: 80, 112, 128, 192, 256 bits for levels 1..5; a
+ * weaker CA fails every peer's handshake, "CA certificate key too weak"). */
+static int ca_keys_strong(SSL_CTX *ctx, const struct ism_tls_conf *c)
+{
+	static const int bits[] = {0, 80, 112, 128, 192, 256};
+	int level = SSL_CTX_get_security_level(ctx);
+	int want = bits[level < 0 ? 0 : level > 5 ? 5 : level];
+	BIO *b;
+	X509 *x;
+	int ret = 0;
+
+	if (c->ca.text.len == 0 || want == 0)
+		return 0;
+	b = BIO_new_mem_buf(c->ca.text.p, (int)c->ca.text.len);
+	while (ret == 0 && b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		EVP_PKEY *pk = X509_get0_pubkey(x);
+
+		if (pk != NULL && EVP_PKEY_get_security_bits(pk) < want) {
+			snprintf(
+			    ctx_error, sizeof(ctx_error),
+			    "CA certificate key too weak (%d bits of security, the level wants %d)",
+			    EVP_PKEY_get_security_bits(pk), want);
+			ret = -1;
+		}
+		X509_free(x);
+	}
+	BIO_free(b);
+	return ret;
+}
+
 int ism_tlsctx_check_certs(struct ism_tlsctx_certcheck *k, const struct ism_tls_conf *c)
 {
 	int z = level_zero(c);
@@ -438,6 +470,14 @@ int ism_tlsctx_check_certs(struct ism_tlsctx_certcheck *k, const struct ism_tls_
 		ism_strmap_add(&k->seen[z], t->p, t->len, 0, NULL); /* no room: checked again */
 	}
 	ERR_clear_error(); /* the end of the chain's PEM */
+	if (c->ca.text.len == 0 || ism_strmap_get(&k->seen[z], c->ca.text.p, c->ca.text.len, NULL))
+		return 0;
+	if (ca_keys_strong(k->ctx[z], c) < 0) {
+		ERR_clear_error();
+		return -1;
+	}
+	ERR_clear_error();
+	ism_strmap_add(&k->seen[z], c->ca.text.p, c->ca.text.len, 0, NULL);
 	return 0;
 }
 
@@ -476,8 +516,6 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 	if (SSL_CTX_set1_groups_list(ctx, c->curves.len ? c->curves.p : ISM_TLS_DEFAULT_CURVES) !=
 	    1)
 		goto fail;
-	if (SSL_CTX_set_ciphersuites(ctx, ISM_TLS13_SUITES) != 1)
-		goto fail;
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Refused both ways, as Envoy does: a peer's HelloRequest or ClientHello
 	 * on an open session gets a no_renegotiation alert. */
@@ -506,10 +544,7 @@ SSL_CTX *ism_tlsctx_new(const struct ism_tls_conf *c, int server)
 		memcpy(sid, &c->fingerprint, sizeof(sid));
 		SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
 		SSL_CTX_set_num_tickets(ctx, 1);
-		/* The server's order, but ChaCha20 for a client that puts it
-		 * first (one without AES instructions), as BoringSSL chooses. */
-		SSL_CTX_set_options(ctx,
-				    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
+		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	} else {
 		static const unsigned char alpn[] = "\x08http/1.1";
 		/* What Istio's gateway offers a mesh upstream for HTTP/1.1 (its

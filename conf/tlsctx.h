@@ -24,11 +24,6 @@
 	"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:"                                 \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
 #define ISM_TLS_DEFAULT_CURVES "X25519:P-256"
-/* The TLS 1.3 suites in BoringSSL's order of preference where the CPU has AES
- * instructions (Envoy's, which Istio does not configure): AES-128-GCM first,
- * not OpenSSL's AES-256-GCM. */
-#define ISM_TLS13_SUITES                                                                           \
-	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 /* Fetches once, in the master before any worker is forked, an algorithm of
  * every kind a handshake uses (the TLS 1.3 and 1.2 key derivations, HMAC,
