@@ -687,6 +687,20 @@ def virtual_service(name, hosts, http_yaml, gateways=("gw",)):
             f"spec:\n  hosts: [{hl}]\n  gateways: [{gl}]\n  http:\n{http_yaml}")
 
 
+def read_to_end(sock):
+    """Every byte sock receives until the peer's end or a reset: (the bytes,
+    "the end" or "a reset")."""
+    data = b""
+    while True:
+        try:
+            d = sock.recv(1 << 20)
+        except ConnectionResetError:
+            return data, "a reset"
+        if not d:
+            return data, "the end"
+        data += d
+
+
 def docs(*parts):
     return "---\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
 

@@ -26,7 +26,7 @@ import threading
 import time
 
 from harness import (DEBIAN_PYTHON, Conn, Env, Registry, Skip, TestFailure, appliance, check, ctl_cmd, curl,
-                     debian_python_has, docs, file_lines, free_port, gateway, have, http_get, poll, read_head,
+                     debian_python_has, docs, file_lines, free_port, gateway, have, http_get, poll, read_head, read_to_end,
                      service_entry,
                      service_entry_protocol, spawn_listening, virtual_service, wait_master_exit)
 from test_locality import endpoints_view
@@ -790,21 +790,13 @@ def h2_lingering_close_after_goaway(env):
               f"lingering: {info_now}")
         time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
         c.sendall(h2_frame(0x6, 0, 0, b"8 bytes!"))  # PING
-        buf, got, end = b"", 0, None
-        while end is None:
-            try:
-                d = c.recv(1 << 20)
-            except ConnectionResetError:
-                end = "a reset"
-                break
-            if not d:
-                end = "the end"
-            buf += d
-            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-                n = int.from_bytes(buf[:3], "big")
-                if buf[3] == 0x0 and int.from_bytes(buf[5:9], "big") & 0x7fffffff == 1:
-                    got += n - (buf[9] + 1 if buf[4] & 0x8 else 0)
-                buf = buf[9 + n:]
+        buf, end = read_to_end(c)
+        got = 0
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            n = int.from_bytes(buf[:3], "big")
+            if buf[3] == 0x0 and int.from_bytes(buf[5:9], "big") & 0x7fffffff == 1:
+                got += n - (buf[9] + 1 if buf[4] & 0x8 else 0)
+            buf = buf[9 + n:]
     check(got == size and end == "the end", f"{got} of {size} body bytes, then {end}: want all, then the end")
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 
 from harness import (Conn, Registry, Skip, appliance, check, ctl_cmd, docs, free_port, gateway, in_netns,
-                     make_netns, metric, poll, service_entry, virtual_service)
+                     make_netns, metric, poll, read_to_end, service_entry, virtual_service)
 from test_locality import endpoints_view
 
 SVC = "sec.test.internal"
@@ -510,16 +510,7 @@ def lingering_close_pipelined_after_close(env):
         poll(lambda: info()["requests"] > before, 5, what="the exchange over")
         time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
         c.sendall(next_req)
-        raw, end = b"", None
-        while end is None:
-            try:
-                d = c.recv(1 << 20)
-            except ConnectionResetError:
-                end = "a reset"
-                break
-            if not d:
-                end = "the end"
-            raw += d
+        raw, end = read_to_end(c)
     head, _, body = raw.partition(b"\r\n\r\n")
     check(head.startswith(b"HTTP/1.1 200") and len(body) == size and end == "the end",
           f"{head[:12]!r}, {len(body)} of {size} body bytes, then {end}: want 200, all, then the end")
