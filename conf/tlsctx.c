@@ -370,6 +370,16 @@ static void keep_error(void)
 		ctx_error[0] = '\0';
 }
 
+/* Adds the file the refused PEM came from (a credential's, or the TLS
+ * block's own) to the reason. */
+static void name_file(const struct ism_str *path)
+{
+	size_t n = strlen(ctx_error);
+
+	if (path->len && n < sizeof(ctx_error))
+		snprintf(ctx_error + n, sizeof(ctx_error) - n, " in %s", path->p);
+}
+
 /* TLS 1.0 and 1.1 sign with SHA-1 (and MD5), which OpenSSL's security levels
  * above 0 refuse along with the versions themselves (Debian's default is
  * level 2): a server that allows them gets level 0, as BoringSSL, which has
@@ -464,6 +474,7 @@ int ism_tlsctx_check_certs(struct ism_tlsctx_certcheck *k, const struct ism_tls_
 			continue;
 		if (takes_chain(k->ctx[z], &c->certs[i]) < 0) {
 			keep_error();
+			name_file(&c->certs[i].cert.path);
 			ERR_clear_error();
 			return -1;
 		}
@@ -473,6 +484,7 @@ int ism_tlsctx_check_certs(struct ism_tlsctx_certcheck *k, const struct ism_tls_
 	if (c->ca.text.len == 0 || ism_strmap_get(&k->seen[z], c->ca.text.p, c->ca.text.len, NULL))
 		return 0;
 	if (ca_keys_strong(k->ctx[z], c) < 0) {
+		name_file(&c->ca.path);
 		ERR_clear_error();
 		return -1;
 	}

@@ -1349,9 +1349,8 @@ void ism_stream_refuse(struct ism_wctx *w, struct ism_stream *st, struct ism_htt
  * takes a client now: a reload that changed what it asks of clients (SIMPLE
  * became MUTUAL, another CA), left no server for its SNI or made it one of
  * tcp routes leaves its earlier connections unserved (421: a client tries
- * again on a new connection, as
- * RFC 9110 says), as the peers' connections of an old configuration never
- * get a new one's routes. */
+ * again on a new connection, as RFC 9110 says), as the peers' connections of
+ * an old configuration never get a new one's routes. */
 /* The HTTPS server of session s's SNI in table t (found again for each
  * request: a reload may have reordered them); -1: none, or not HTTPS. */
 static int32_t tls_server_of(const struct ism_table *t, const struct ism_sess *s)
