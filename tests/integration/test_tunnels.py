@@ -37,7 +37,7 @@ import urllib.request
 
 from harness import (DEBIAN_PYTHON, Conn, Registry, Skip, TestFailure, appliance, build_request, check, ctl_cmd,
                      debian_python_has, docs, file_lines, free_port, gateway, have, in_netns, make_netns, poll,
-                     service_entry, virtual_service, vmrss_kib)
+                     read_to_end, service_entry, virtual_service, vmrss_kib)
 from test_h2 import background, parse_tool
 from test_tls import Pki, ku_end, ku_flood
 
@@ -1748,12 +1748,8 @@ def https_get_x(port, ctx, sni="www.term.test"):
     with ctx.wrap_socket(raw, server_hostname=sni) as s:
         cert = s.getpeercert(binary_form=True)
         s.sendall(f"GET /x HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data, end = read_to_end(s)
+    check(end == "the end", f"GET /x with SNI {sni}: {end} after {data[:100]!r}")
     return cert, data
 
 
